@@ -1,0 +1,36 @@
+# flowvault — see README.md.
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+BIN      := bin/flowvault
+
+.PHONY: run build test bench lint race clean
+
+## run: start a server on embedded defaults (NATS + Pebble under ./data, HTTP on 127.0.0.1:8080)
+run: build
+	./$(BIN) server
+
+## build: compile bin/flowvault
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flowvault
+
+## test: every test, as CI runs them
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+## race: the tests under the race detector
+race:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## bench: throughput and latency against baselines measured in the same run
+bench:
+	$(GO) run ./cmd/fvbench
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

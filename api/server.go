@@ -1,0 +1,91 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flowvault/flowvault/internal/logkey"
+)
+
+// Check is one named health check.
+type Check struct {
+	Name string
+	// Probe returns nil when the component is healthy.
+	Probe func(context.Context) error
+}
+
+// Deps are the collaborators the HTTP surface needs.
+type Deps struct {
+	Logger   *slog.Logger
+	Gatherer prometheus.Gatherer
+	Checks   []Check
+}
+
+// Server routes flowvault's HTTP requests.
+type Server struct {
+	deps Deps
+	mux  *http.ServeMux
+}
+
+// New returns the HTTP handler of a flowvault server.
+func New(deps Deps) *Server {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{deps: deps, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /health", s.health)
+	s.mux.HandleFunc("GET /api/health", s.health)
+	if deps.Gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type healthResult struct {
+	Name    string `json:"name"`
+	Healthy bool   `json:"healthy"`
+	Error   string `json:"errorMessage,omitempty"`
+}
+
+// health answers in Conductor's shape, which readiness scripts parse.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	body := struct {
+		HealthResults           []healthResult `json:"healthResults"`
+		SuppressedHealthResults []healthResult `json:"suppressedHealthResults"`
+		Healthy                 bool           `json:"healthy"`
+	}{HealthResults: []healthResult{}, SuppressedHealthResults: []healthResult{}, Healthy: true}
+	for _, c := range s.deps.Checks {
+		res := healthResult{Name: c.Name, Healthy: true}
+		if err := c.Probe(ctx); err != nil {
+			res.Healthy, res.Error, body.Healthy = false, err.Error(), false
+			s.deps.Logger.Warn("health check failed", logkey.Component, c.Name, logkey.Err, err)
+		}
+		body.HealthResults = append(body.HealthResults, res)
+	}
+	status := http.StatusOK
+	if !body.Healthy {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"status":500,"message":"encode response"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/node"
+)
+
+// buildBinary compiles cmd/flowvault once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "flowvault")
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=test-1.2.3", "-o", bin, ".")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	return bin
+}
+
+// serverProcess is a running `flowvault server` with its JSON log lines.
+type serverProcess struct {
+	cmd   *exec.Cmd
+	lines chan map[string]any
+	all   *bytes.Buffer
+}
+
+func startServer(t *testing.T, bin string, env []string, args ...string) *serverProcess {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"server", "--log-format", "json"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProcess{cmd: cmd, lines: make(chan map[string]any, 1024), all: &bytes.Buffer{}}
+	go func() {
+		defer close(p.lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.all.WriteString(sc.Text() + "\n")
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				p.lines <- m
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return p
+}
+
+// waitLog returns the first log line with the given message.
+func (p *serverProcess) waitLog(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case m, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("server exited before logging %q:\n%s", msg, p.all)
+			}
+			if m["msg"] == msg {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no %q log line after 30s:\n%s", msg, p.all)
+		}
+	}
+}
+
+// The built binary starts on a fresh data dir, answers /health and
+// /metrics, and stops cleanly on SIGINT (Ctrl-C) and SIGTERM.
+func TestServerBinary(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			p := startServer(t, bin, nil, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+			addr := p.waitLog(t, "flowvault listening")["addr"].(string)
+
+			res, err := http.Get("http://" + addr + "/health")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || !strings.Contains(string(body), `"healthy":true`) {
+				t.Fatalf("/health = %d %s", res.StatusCode, body)
+			}
+			res, err = http.Get("http://" + addr + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(res.Body)
+			res.Body.Close()
+			if !strings.Contains(string(body), "flowvault_eventlog_append_seconds") || !strings.Contains(string(body), "go_goroutines") {
+				t.Fatalf("/metrics lacks flowvault metrics:\n%.500s", body)
+			}
+			for _, sub := range []string{"nats", "pebble"} {
+				if _, err := os.Stat(filepath.Join(data, sub)); err != nil {
+					t.Fatalf("data dir: %v", err)
+				}
+			}
+
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			p.waitLog(t, "stopped")
+			done := make(chan error, 1)
+			go func() { done <- p.cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("exit after %s: %v\n%s", sig, err, p.all)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("still running 20s after %s", sig)
+			}
+			if _, err := http.Get("http://" + addr + "/health"); err == nil {
+				t.Fatal("still answering after shutdown")
+			}
+		})
+	}
+}
+
+// Environment variables configure the server; flags override them; bad
+// values stop it with a clear error and exit code 1.
+func TestServerConfigSources(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "envdata")
+	p := startServer(t, bin, []string{"FLOWVAULT_DATA=" + data, "FLOWVAULT_HTTP=127.0.0.1:1", "FLOWVAULT_NATS_LISTEN=127.0.0.1:0"}, "--http", "127.0.0.1:0")
+	line := p.waitLog(t, "flowvault listening")
+	if line["dir"] != data || strings.HasSuffix(line["addr"].(string), ":1") {
+		t.Fatalf("listening line = %v; want dir from env, addr from flag", line)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	p.cmd.Wait()
+
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"bad fsync", nil, []string{"--fsync", "never"}, "fsync mode"},
+		{"bad env duration", []string{"FLOWVAULT_SHUTDOWN_TIMEOUT=soon"}, nil, "FLOWVAULT_SHUTDOWN_TIMEOUT"},
+		{"bad http", nil, []string{"--http", "nowhere"}, "http address"},
+	}
+	for _, tt := range tests {
+		cmd := exec.Command(bin, append([]string{"server", "--data", t.TempDir()}, tt.args...)...)
+		cmd.Env = append(os.Environ(), tt.env...)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), tt.want) {
+			t.Errorf("%s: err=%v output=%s; want exit 1 mentioning %q", tt.name, err, out, tt.want)
+		}
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "flowvault test-1.2.3" {
+		t.Fatalf("version = %q, %v", out, err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"frobnicate"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "unknown command") {
+		t.Fatalf("unknown command: code %d, %s", code, stderr.String())
+	}
+}
+
+// The documented defaults: `make run` serves on 127.0.0.1:8080 with data in
+// ./data and embedded NATS on 127.0.0.1:4222, fully durable.
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c := node.DefaultConfig()
+	got := fmt.Sprintf("%s %s %s %s", c.DataDir, c.HTTPAddr, c.NATSListen, c.Fsync)
+	if want := "./data 127.0.0.1:8080 127.0.0.1:4222 always"; got != want {
+		t.Fatalf("defaults = %q, want %q", got, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if envName("nats-listen") != "FLOWVAULT_NATS_LISTEN" {
+		t.Fatal(envName("nats-listen"))
+	}
+}

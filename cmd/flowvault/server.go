@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/flowvault/flowvault/node"
+)
+
+// envPrefix prefixes the environment variable of every flag: --data is
+// FLOWVAULT_DATA, --nats-listen is FLOWVAULT_NATS_LISTEN. A flag on the
+// command line wins over the environment, which wins over the default.
+const envPrefix = "FLOWVAULT_"
+
+func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg := node.DefaultConfig()
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var errs []error
+	str := func(p *string, name, usage string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" ($"+envName(name)+")")
+	}
+	dur := func(p *time.Duration, name, usage string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", envName(name), err))
+			}
+			*p = d
+		}
+		fs.DurationVar(p, name, *p, usage+" ($"+envName(name)+")")
+	}
+	str(&cfg.DataDir, "data", "data directory: embedded NATS store and read models")
+	str(&cfg.HTTPAddr, "http", "HTTP listen address (REST API, console, /health, /metrics)")
+	str(&cfg.NATSListen, "nats-listen", "embedded NATS server client address")
+	str(&cfg.NATSURL, "nats", "external NATS server URL(s); disables the embedded server")
+	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
+	str(&cfg.Fsync, "fsync", "embedded JetStream durability: always (fsync before ack) or relaxed")
+	str(&cfg.LogLevel, "log-level", "debug, info, warn or error")
+	str(&cfg.LogFormat, "log-format", "text or json")
+	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "graceful shutdown budget")
+	if err := fs.Parse(args); err != nil {
+		return parseErr(err)
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger := newLogger(stderr, cfg)
+	return node.Run(ctx, cfg, logger)
+}
+
+func envName(flagName string) string {
+	b := []byte(envPrefix + flagName)
+	for i := len(envPrefix); i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '-':
+			b[i] = '_'
+		case c >= 'a' && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+func newLogger(w io.Writer, cfg node.Config) *slog.Logger {
+	level, _ := node.ParseLevel(cfg.LogLevel) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,126 @@
+package eventlog
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// FsyncMode says when the embedded server flushes JetStream writes to disk.
+type FsyncMode string
+
+const (
+	// FsyncAlways fsyncs every message before it is acknowledged: an
+	// acknowledged append survives a crash of the process and of the machine.
+	FsyncAlways FsyncMode = "always"
+	// FsyncRelaxed acknowledges before fsync and flushes in the background
+	// (every SyncInterval): an acknowledged append survives a crash of the
+	// process, but a power loss or kernel crash can lose the last interval.
+	FsyncRelaxed FsyncMode = "relaxed"
+)
+
+// Config configures a Log. The zero value is not valid; start from
+// DefaultConfig.
+type Config struct {
+	// URL of an external NATS server or cluster (comma-separated). Empty
+	// means: start an embedded server.
+	URL string
+	// CredsFile, User/Password and Token authenticate to the server, embedded
+	// or external. At most one form may be set.
+	CredsFile string
+	User      string
+	Password  string
+	Token     string
+
+	// StoreDir is where the embedded server keeps JetStream data.
+	StoreDir string
+	// Listen is the embedded server's client address. Port 0 picks a free port.
+	Listen string
+	// Fsync selects the embedded server's durability mode.
+	Fsync FsyncMode
+	// SyncInterval is the background flush period in FsyncRelaxed mode.
+	SyncInterval time.Duration
+
+	// Replicas for every stream: 1 for a single server, 3 for a cluster.
+	Replicas int
+	// MaxRecordBytes bounds one appended record (one decision's events).
+	MaxRecordBytes int
+	// DuplicateWindow is how long the server remembers message ids, and so
+	// how long a blind retry of an append is recognised as a duplicate.
+	DuplicateWindow time.Duration
+	// Name identifies this process's connection in server monitoring.
+	Name string
+}
+
+// DefaultConfig returns the configuration of `flowvault server` with no flags:
+// an embedded, fully durable server under ./data.
+func DefaultConfig() Config {
+	return Config{
+		StoreDir:        "data/nats",
+		Listen:          "127.0.0.1:4222",
+		Fsync:           FsyncAlways,
+		SyncInterval:    time.Second,
+		Replicas:        1,
+		MaxRecordBytes:  8<<20 - recordHeaderRoom,
+		DuplicateWindow: 10 * time.Minute,
+		Name:            "flowvault",
+	}
+}
+
+// Embedded reports whether the configuration starts an in-process server.
+func (c Config) Embedded() bool { return c.URL == "" }
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	auth := 0
+	for _, set := range []bool{c.CredsFile != "", c.User != "", c.Token != ""} {
+		if set {
+			auth++
+		}
+	}
+	switch {
+	case auth > 1:
+		return errors.New("eventlog: set at most one of creds file, user/password and token")
+	case c.Password != "" && c.User == "":
+		return errors.New("eventlog: password without user")
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("eventlog: replicas %d: want 1..5", c.Replicas)
+	case c.MaxRecordBytes < 1024 || c.MaxRecordBytes > 64<<20:
+		return fmt.Errorf("eventlog: max record bytes %d: want 1KiB..64MiB", c.MaxRecordBytes)
+	case c.DuplicateWindow < time.Second:
+		return fmt.Errorf("eventlog: duplicate window %s: want at least 1s", c.DuplicateWindow)
+	}
+	if !c.Embedded() {
+		return nil
+	}
+	switch c.Fsync {
+	case FsyncAlways:
+	case FsyncRelaxed:
+		if c.SyncInterval <= 0 {
+			return fmt.Errorf("eventlog: sync interval %s: want > 0 in relaxed mode", c.SyncInterval)
+		}
+	default:
+		return fmt.Errorf("eventlog: fsync mode %q: want %q or %q", c.Fsync, FsyncAlways, FsyncRelaxed)
+	}
+	if c.StoreDir == "" {
+		return errors.New("eventlog: embedded server needs a store directory")
+	}
+	if _, _, err := splitListen(c.Listen); err != nil {
+		return err
+	}
+	return nil
+}
+
+func splitListen(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("eventlog: listen address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("eventlog: listen address %q: bad port", addr)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,103 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ConsumerConfig describes a durable consumer shared by every process that
+// subscribes with the same Durable name: each message goes to one of them.
+type ConsumerConfig struct {
+	Stream  string
+	Durable string
+	// Filter narrows the consumer to a subject (wildcards allowed).
+	Filter string
+	// AckWait is how long a delivery may stay unacknowledged before the
+	// server hands the message to another subscriber.
+	AckWait time.Duration
+	// MaxDeliver bounds redeliveries of one message (-1: unbounded).
+	MaxDeliver int
+}
+
+// Delivery is one message handed to a durable subscriber.
+type Delivery struct {
+	Subject      string
+	Data         []byte
+	Header       map[string][]string
+	StreamSeq    uint64
+	NumDelivered uint64
+	msg          jetstream.Msg
+}
+
+// InProgress tells the server the message is still being worked on,
+// restarting its AckWait.
+func (d Delivery) InProgress() error { return d.msg.InProgress() }
+
+// Handler processes one delivery. Returning nil acknowledges the message;
+// an error asks for redelivery after a delay; ErrPoison discards the message
+// for good (the handler has logged or parked it).
+type Handler func(context.Context, Delivery) error
+
+// ErrPoison marks a message that can never be processed. Wrap it to say why.
+var ErrPoison = errors.New("poison message")
+
+// Subscription is a running durable subscriber.
+type Subscription struct {
+	cc jetstream.ConsumeContext
+}
+
+// Stop stops fetching; messages already fetched but not handled are
+// redelivered to another subscriber after AckWait.
+func (s *Subscription) Stop() { s.cc.Stop() }
+
+// EnsureConsumer creates or updates a durable consumer. It is idempotent.
+func (l *Log) EnsureConsumer(ctx context.Context, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	cc := jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		FilterSubject: cfg.Filter,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	cons, err := l.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	return cons, nil
+}
+
+// Subscribe runs handle for messages of a durable consumer until the
+// Subscription is stopped. Handlers run one at a time per subscription.
+func (l *Log) Subscribe(ctx context.Context, cfg ConsumerConfig, handle Handler) (*Subscription, error) {
+	cons, err := l.EnsureConsumer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			_ = m.Term()
+			return
+		}
+		d := Delivery{Subject: m.Subject(), Data: m.Data(), Header: m.Headers(),
+			StreamSeq: md.Sequence.Stream, NumDelivered: md.NumDelivered, msg: m}
+		switch err := handle(ctx, d); {
+		case err == nil:
+			_ = m.Ack()
+		case errors.Is(err, ErrPoison):
+			_ = m.Term()
+		default:
+			delay := time.Duration(min(md.NumDelivered, 10)) * 200 * time.Millisecond
+			_ = m.NakWithDelay(delay)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	return &Subscription{cc: cc}, nil
+}

@@ -1,0 +1,43 @@
+package eventlog
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrConflict is returned by Append when the subject's last sequence is
+	// not the one the caller expected: another writer got there first. The
+	// caller should reload the aggregate and decide again.
+	ErrConflict = errors.New("append conflict")
+
+	// ErrTooLarge is returned when a record exceeds the log's maximum
+	// message size. Nothing was written.
+	ErrTooLarge = errors.New("record too large")
+
+	// ErrNotFound is returned when a subject or sequence holds no record.
+	ErrNotFound = errors.New("not found")
+
+	// ErrClosed is returned by operations on a closed Log.
+	ErrClosed = errors.New("event log closed")
+
+	// ErrInvalidSubject is returned for subjects outside flowvault's streams
+	// or with characters NATS does not allow in a subject token.
+	ErrInvalidSubject = errors.New("invalid subject")
+)
+
+// ConflictError describes a failed optimistic-concurrency check.
+// Actual is the subject's last sequence when the server reported it, or 0
+// when it did not (a concurrent publish to the subject was still in flight).
+type ConflictError struct {
+	Subject  string
+	Expected uint64
+	Actual   uint64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("conflict on %s: expected last sequence %d, log has %d", e.Subject, e.Expected, e.Actual)
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) hold.
+func (e *ConflictError) Unwrap() error { return ErrConflict }

@@ -1,0 +1,339 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// ExpectAny disables the optimistic-concurrency check of an append. Use it
+// only for subjects with no single writer, such as audit records.
+const ExpectAny uint64 = math.MaxUint64
+
+// Log is flowvault's event store on JetStream. It is safe for concurrent use.
+type Log struct {
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	ns      *server.Server // nil when connected to an external server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	closed  atomic.Bool
+}
+
+// Options carries Open's collaborators. The zero value logs nowhere and
+// registers no metrics.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+}
+
+// Open starts the embedded server (unless cfg.URL is set), connects, and
+// creates or updates flowvault's streams. Open is idempotent across restarts.
+func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics)}
+	nopts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				l.logger.Warn("nats disconnected", logkey.Err, err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { l.logger.Info("nats reconnected", logkey.Addr, c.ConnectedUrlRedacted()) }),
+	}
+	switch {
+	case cfg.CredsFile != "":
+		nopts = append(nopts, nats.UserCredentials(cfg.CredsFile))
+	case cfg.User != "":
+		nopts = append(nopts, nats.UserInfo(cfg.User, cfg.Password))
+	case cfg.Token != "":
+		nopts = append(nopts, nats.Token(cfg.Token))
+	}
+	url := cfg.URL
+	if cfg.Embedded() {
+		ns, err := startEmbedded(cfg, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		l.ns = ns
+		url = ns.ClientURL()
+		// The engine talks to its own server without a TCP hop.
+		nopts = append(nopts, nats.InProcessServer(ns))
+		l.logger.Info("embedded nats started", logkey.Addr, ns.ClientURL(), logkey.Dir, cfg.StoreDir, logkey.Mode, string(cfg.Fsync))
+	}
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		l.shutdownServer()
+		return nil, fmt.Errorf("connect nats: %w", err)
+	}
+	l.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	l.js = js
+	if max := nc.MaxPayload(); max < int64(cfg.MaxRecordBytes) {
+		l.Close()
+		return nil, fmt.Errorf("server max_payload %d is below max record bytes %d", max, cfg.MaxRecordBytes)
+	}
+	if err := l.ensureStreams(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if !cfg.Embedded() {
+		l.logger.Warn("external nats: durability depends on the server's sync_interval; use 'always' and R3 in production", logkey.Addr, nc.ConnectedUrlRedacted())
+	}
+	return l, nil
+}
+
+func (l *Log) ensureStreams(ctx context.Context) error {
+	for _, s := range AllStreams {
+		sc := jetstream.StreamConfig{
+			Name:        s.Name,
+			Description: s.Description,
+			Subjects:    s.Subjects,
+			Replicas:    l.cfg.Replicas,
+			MaxMsgSize:  int32(l.cfg.MaxRecordBytes + recordHeaderRoom),
+			Duplicates:  l.cfg.DuplicateWindow,
+			AllowDirect: true,
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardNew, // never silently drop history
+		}
+		switch s.Kind {
+		case WorkQueue:
+			sc.Retention = jetstream.WorkQueuePolicy
+		case Ephemeral:
+			sc.Retention = jetstream.WorkQueuePolicy
+			sc.Storage = jetstream.MemoryStorage
+			sc.MaxAge = ephemeralMaxAge
+		}
+		if _, err := l.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// Conn returns the NATS connection the log uses. Other packages use it for
+// request/reply and for their own consumers.
+func (l *Log) Conn() *nats.Conn { return l.nc }
+
+// JetStream returns the JetStream context the log uses.
+func (l *Log) JetStream() jetstream.JetStream { return l.js }
+
+// ClientURL is the address workers and other processes connect to.
+func (l *Log) ClientURL() string {
+	if l.ns != nil {
+		return l.ns.ClientURL()
+	}
+	return l.nc.ConnectedUrl()
+}
+
+// Close drains the connection, which waits for in-flight publishes, and
+// shuts the embedded server down. It is safe to call more than once.
+func (l *Log) Close() error {
+	if !l.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if l.nc != nil {
+		_ = l.nc.Drain()
+		for i := 0; i < 100 && !l.nc.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		l.nc.Close()
+	}
+	l.shutdownServer()
+	return nil
+}
+
+func (l *Log) shutdownServer() {
+	if l.ns != nil {
+		l.ns.Shutdown()
+		l.ns.WaitForShutdown()
+	}
+}
+
+// AppendOption changes one append.
+type AppendOption func(*appendOpts)
+
+type appendOpts struct{ msgID string }
+
+// WithMsgID sets the deduplication id of an append. By default it is the ID
+// of the record's first event, which callers derive from the event's cause.
+func WithMsgID(id string) AppendOption { return func(o *appendOpts) { o.msgID = id } }
+
+// Append writes events to subject as one record and returns its stream
+// sequence. expected is the subject's last sequence as the caller last saw it
+// (0: the subject must be empty; ExpectAny: no check).
+//
+// A retry of an append that already succeeded returns the original sequence.
+// A stale expectation returns a *ConflictError (errors.Is ErrConflict). A
+// record over the size limit returns ErrTooLarge and writes nothing.
+func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envelope, expected uint64, opts ...AppendOption) (uint64, error) {
+	if l.closed.Load() {
+		return 0, ErrClosed
+	}
+	if len(events) == 0 {
+		return 0, fmt.Errorf("append %s: no events", subject)
+	}
+	if _, ok := streamFor(subject); !ok || !validSubject(subject) {
+		return 0, fmt.Errorf("append %s: %w", subject, ErrInvalidSubject)
+	}
+	o := appendOpts{msgID: events[0].ID}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.msgID == "" {
+		return 0, fmt.Errorf("append %s: record needs an id for deduplication", subject)
+	}
+	data, err := schemas.EncodeRecord(events)
+	if err != nil {
+		return 0, fmt.Errorf("append %s: %w", subject, err)
+	}
+	if len(data) > l.cfg.MaxRecordBytes {
+		l.metrics.appends.WithLabelValues("too_large").Inc()
+		return 0, fmt.Errorf("append %s: %d bytes, limit %d: %w", subject, len(data), l.cfg.MaxRecordBytes, ErrTooLarge)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, o.msgID)
+	if expected != ExpectAny {
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+	}
+	start := time.Now()
+	seq, dup, err := l.publish(ctx, msg)
+	l.metrics.appendDur.Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil && dup:
+		l.metrics.appends.WithLabelValues("duplicate").Inc()
+	case err == nil:
+		l.metrics.appends.WithLabelValues("ok").Inc()
+		l.metrics.bytes.Add(float64(len(data)))
+	case errors.Is(err, ErrConflict):
+		// A single server checks the expectation before the message id, so a
+		// retry of an append that succeeded looks like a conflict. The record
+		// is then on the subject after expected, under our id.
+		if prior, ok := l.findMsgID(ctx, subject, expected, o.msgID); ok {
+			l.metrics.appends.WithLabelValues("duplicate").Inc()
+			return prior, nil
+		}
+		l.metrics.appends.WithLabelValues("conflict").Inc()
+		var ce *ConflictError
+		if errors.As(err, &ce) {
+			ce.Expected = expected
+		}
+	case errors.Is(err, ErrTooLarge):
+		l.metrics.appends.WithLabelValues("too_large").Inc()
+	default:
+		l.metrics.appends.WithLabelValues("error").Inc()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("append %s: %w", subject, err)
+	}
+	return seq, nil
+}
+
+// publish sends msg until the server answers definitively. Timeouts are
+// ambiguous (the write may have happened), so they are retried with the same
+// message id: the server recognises the retry and returns the original ack.
+func (l *Log) publish(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool, err error) {
+	backoff := 5 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ack, err := l.js.PublishMsg(pctx, msg)
+		cancel()
+		if err == nil {
+			return ack.Sequence, ack.Duplicate, nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) {
+			switch apiErr.ErrorCode {
+			case jetstream.JSErrCodeStreamWrongLastSequence:
+				return 0, false, &ConflictError{Subject: msg.Subject, Actual: parseActual(apiErr.Description)}
+			case jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+				return 0, false, &ConflictError{Subject: msg.Subject}
+			case jsErrCodeDuplicateInProcess:
+				// The same id is still being proposed: wait for its outcome.
+			case jsErrCodeMessageTooLarge:
+				return 0, false, fmt.Errorf("%w: %s", ErrTooLarge, apiErr.Description)
+			default:
+				return 0, false, err
+			}
+		} else if errors.Is(err, nats.ErrMaxPayload) {
+			return 0, false, fmt.Errorf("%w: %v", ErrTooLarge, err)
+		} else if !retryable(err) {
+			return 0, false, err
+		}
+		if ctx.Err() != nil || attempt >= 8 {
+			return 0, false, err
+		}
+		l.logger.Warn("append retry", logkey.Subject, msg.Subject, logkey.Err, err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// findMsgID looks for a record with msgID on subject after sequence after.
+func (l *Log) findMsgID(ctx context.Context, subject string, after uint64, msgID string) (uint64, bool) {
+	if after == ExpectAny {
+		return 0, false
+	}
+	recs, err := l.ReadSubject(ctx, subject, after)
+	if err != nil {
+		return 0, false
+	}
+	for _, r := range recs {
+		if r.MsgID == msgID {
+			return r.Seq, true
+		}
+	}
+	return 0, false
+}
+
+const (
+	jsErrCodeDuplicateInProcess jetstream.ErrorCode = 10158
+	jsErrCodeMessageTooLarge    jetstream.ErrorCode = 10054
+)
+
+func retryable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionReconnecting)
+}
+
+// parseActual reads N from the server's "wrong last sequence: N".
+func parseActual(desc string) uint64 {
+	i := strings.LastIndexByte(desc, ':')
+	if i < 0 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(desc[i+1:]), 10, 64)
+	return n
+}

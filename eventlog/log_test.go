@@ -1,0 +1,463 @@
+package eventlog_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+func notes(t *testing.T, prefix string, n int) []schemas.Envelope {
+	t.Helper()
+	out := make([]schemas.Envelope, n)
+	for i := range out {
+		out[i] = testutil.NoteEnvelope(t, fmt.Sprintf("%s-%d", prefix, i), i)
+	}
+	return out
+}
+
+func TestAppendRead(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	subj := "fv.wf.append-read"
+
+	seq1, err := l.Append(ctx, subj, notes(t, "a", 3), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq2, err := l.Append(ctx, subj, notes(t, "b", 1), seq1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq2 <= seq1 {
+		t.Fatalf("sequences not increasing: %d then %d", seq1, seq2)
+	}
+	// A record on another subject must not show up.
+	if _, err := l.Append(ctx, "fv.wf.other", notes(t, "c", 1), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	recs, err := l.ReadSubject(ctx, subj, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(recs), 2; got != want {
+		t.Fatalf("records = %d, want %d", got, want)
+	}
+	if got, want := len(recs[0].Events), 3; got != want {
+		t.Fatalf("events in first record = %d, want %d", got, want)
+	}
+	for i, env := range recs[0].Events {
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.(*testutil.Note).N; got != i {
+			t.Fatalf("event %d carries N=%d", i, got)
+		}
+	}
+	if recs[0].Seq != seq1 || recs[1].Seq != seq2 || recs[0].MsgID != "a-0" {
+		t.Fatalf("records = %+v", recs)
+	}
+	after, err := l.ReadSubject(ctx, subj, seq1)
+	if err != nil || len(after) != 1 || after[0].Seq != seq2 {
+		t.Fatalf("read after %d = %v, %v", seq1, after, err)
+	}
+	last, err := l.LastSeq(ctx, subj)
+	if err != nil || last != seq2 {
+		t.Fatalf("last = %d, %v; want %d", last, err, seq2)
+	}
+	if last, err := l.LastSeq(ctx, "fv.wf.empty"); err != nil || last != 0 {
+		t.Fatalf("last of empty subject = %d, %v", last, err)
+	}
+}
+
+// A subject with more records than one direct-get batch reads completely.
+func TestReadSubjectManyBatches(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	const n = 700
+	var seq uint64
+	var err error
+	for i := 0; i < n; i++ {
+		if seq, err = l.Append(ctx, "fv.wf.long", notes(t, fmt.Sprintf("r%d", i), 1), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := l.ReadSubject(ctx, "fv.wf.long", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n {
+		t.Fatalf("read %d records, want %d", len(recs), n)
+	}
+	for i := 1; i < n; i++ {
+		if recs[i].Seq <= recs[i-1].Seq {
+			t.Fatalf("out of order at %d", i)
+		}
+	}
+}
+
+func TestAppendConflict(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	subj := "fv.wf.conflict"
+
+	seq1, err := l.Append(ctx, subj, notes(t, "first", 1), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		expected uint64
+	}{
+		{"create-only on a non-empty subject", 0},
+		{"stale", seq1 - 1},
+		{"future", seq1 + 10},
+	}
+	for i, tt := range tests {
+		_, err := l.Append(ctx, subj, notes(t, fmt.Sprintf("late%d", i), 1), tt.expected)
+		var ce *eventlog.ConflictError
+		if !errors.As(err, &ce) || !errors.Is(err, eventlog.ErrConflict) {
+			t.Fatalf("%s: err = %v, want a ConflictError", tt.name, err)
+		}
+		if ce.Actual != seq1 || ce.Expected != tt.expected {
+			t.Fatalf("%s: conflict = %+v, want actual %d expected %d", tt.name, ce, seq1, tt.expected)
+		}
+	}
+	recs, _ := l.ReadSubject(ctx, subj, 0)
+	if len(recs) != 1 {
+		t.Fatalf("conflicting appends wrote: %d records", len(recs))
+	}
+	// ExpectAny skips the check.
+	if _, err := l.Append(ctx, subj, notes(t, "any", 1), eventlog.ExpectAny); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Regression for nats-server#4320: concurrent appends with the same
+// expectation must not both succeed.
+func TestAppendConcurrentOneWins(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	const rounds, writers = 20, 8
+	for r := 0; r < rounds; r++ {
+		subj := fmt.Sprintf("fv.wf.race-%d", r)
+		base, err := l.Append(ctx, subj, notes(t, fmt.Sprintf("base%d", r), 1), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wins, conflicts atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				<-start
+				_, err := l.Append(ctx, subj, notes(t, fmt.Sprintf("r%d-w%d", r, w), 1), base)
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case errors.Is(err, eventlog.ErrConflict):
+					conflicts.Add(1)
+				default:
+					t.Error(err)
+				}
+			}(w)
+		}
+		close(start)
+		wg.Wait()
+		if wins.Load() != 1 || conflicts.Load() != writers-1 {
+			t.Fatalf("round %d: %d wins, %d conflicts; want 1 and %d", r, wins.Load(), conflicts.Load(), writers-1)
+		}
+		recs, _ := l.ReadSubject(ctx, subj, 0)
+		if len(recs) != 2 {
+			t.Fatalf("round %d: %d records, want 2", r, len(recs))
+		}
+	}
+}
+
+// A retried append (same message id) is a no-op that returns the original
+// sequence, even though its expectation is now stale.
+func TestAppendDedup(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	subj := "fv.wf.dedup"
+	evs := notes(t, "cmd-42", 2)
+	seq, err := l.Append(ctx, subj, evs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		again, err := l.Append(ctx, subj, evs, 0)
+		if err != nil || again != seq {
+			t.Fatalf("retry %d = %d, %v; want %d, nil", i, again, err, seq)
+		}
+	}
+	// Same cause, explicit id, different payload: still the original.
+	again, err := l.Append(ctx, subj, notes(t, "other", 1), 0, eventlog.WithMsgID("cmd-42-0"))
+	if err != nil || again != seq {
+		t.Fatalf("explicit id retry = %d, %v", again, err)
+	}
+	recs, _ := l.ReadSubject(ctx, subj, 0)
+	if len(recs) != 1 {
+		t.Fatalf("%d records after retries, want 1", len(recs))
+	}
+}
+
+func TestAppendRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	big := testutil.NoteEnvelope(t, "big", 1)
+	big.Data = bytes.Repeat([]byte{0xc0}, 9<<20)
+	noID := testutil.NoteEnvelope(t, "", 1)
+	tests := []struct {
+		name    string
+		subject string
+		events  []schemas.Envelope
+		want    error
+	}{
+		{"too large", "fv.wf.big", []schemas.Envelope{big}, eventlog.ErrTooLarge},
+		{"outside every stream", "elsewhere.x", notes(t, "x", 1), eventlog.ErrInvalidSubject},
+		{"wildcard", "fv.wf.*", notes(t, "y", 1), eventlog.ErrInvalidSubject},
+		{"empty token", "fv.wf..x", notes(t, "z", 1), eventlog.ErrInvalidSubject},
+		{"no events", "fv.wf.none", nil, nil},
+		{"no id", "fv.wf.noid", []schemas.Envelope{noID}, nil},
+	}
+	for _, tt := range tests {
+		_, err := l.Append(ctx, tt.subject, tt.events, 0)
+		if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if last, _ := l.LastSeq(ctx, "fv.wf.big"); last != 0 {
+		t.Fatalf("oversized record was written at %d", last)
+	}
+}
+
+// A message that is not a record (published around the log) is returned
+// with Err set, and the records around it still read.
+func TestReadPoisonMessage(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	subj := "fv.wf.poison"
+	if _, err := l.Append(ctx, subj, notes(t, "ok1", 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.JetStream().Publish(ctx, subj, []byte("{not a record")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, subj, notes(t, "ok2", 1), eventlog.ExpectAny); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := l.ReadSubject(ctx, subj, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 || recs[0].Err != nil || recs[2].Err != nil {
+		t.Fatalf("records = %+v", recs)
+	}
+	if !errors.Is(recs[1].Err, schemas.ErrCorrupt) {
+		t.Fatalf("poison record err = %v, want ErrCorrupt", recs[1].Err)
+	}
+}
+
+func TestReplayAfterRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := testutil.Context(t, 60*time.Second)
+	l := testutil.OpenLog(t, dir)
+	var seq uint64
+	var err error
+	for i := 0; i < 10; i++ {
+		if seq, err = l.Append(ctx, "fv.wf.restart", notes(t, fmt.Sprintf("e%d", i), 1), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+
+	l = testutil.OpenLog(t, dir)
+	recs, err := l.ReadSubject(ctx, "fv.wf.restart", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 10 || recs[9].Seq != seq {
+		t.Fatalf("after restart: %d records, last %d; want 10, %d", len(recs), recs[len(recs)-1].Seq, seq)
+	}
+	// The restarted log keeps the subject's sequence for the next append, and
+	// the duplicate window survives the restart.
+	if _, err := l.Append(ctx, "fv.wf.restart", notes(t, "e9", 1), seq-1); err != nil {
+		t.Fatalf("retry of last append after restart: %v", err)
+	}
+	if _, err := l.Append(ctx, "fv.wf.restart", notes(t, "e10", 1), seq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFollow(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	var seqs []uint64
+	for i := 0; i < 5; i++ {
+		seq, err := l.Append(ctx, fmt.Sprintf("fv.meta.f%d", i), notes(t, fmt.Sprintf("m%d", i), 1), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	f, err := l.Follow(ctx, eventlog.Metadata.Name, seqs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	for i := 2; i < 5; i++ {
+		rec, pending, err := f.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Seq != seqs[i] || pending != uint64(4-i) {
+			t.Fatalf("record %d: seq %d pending %d; want %d, %d", i, rec.Seq, pending, seqs[i], 4-i)
+		}
+	}
+	// Live appends arrive too.
+	seq, err := l.Append(ctx, "fv.meta.live", notes(t, "live", 1), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _, err := f.Next(ctx)
+	if err != nil || rec.Seq != seq {
+		t.Fatalf("live record = %d, %v; want %d", rec.Seq, err, seq)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, _, err := f.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next on a caught-up follower = %v, want deadline exceeded", err)
+	}
+}
+
+// Two subscribers on one durable consumer share the work: every message is
+// handled exactly once, a failing handler gets a redelivery, and a poison
+// message is dropped without stopping the others.
+func TestSubscribeDurable(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	const n = 200
+	var mu sync.Mutex
+	handled := map[string]int{}
+	failedOnce := map[string]bool{}
+	var poison atomic.Int32
+	handle := func(_ context.Context, d eventlog.Delivery) error {
+		body := string(d.Data)
+		if strings.HasPrefix(body, "poison") {
+			poison.Add(1)
+			return fmt.Errorf("cannot parse %q: %w", body, eventlog.ErrPoison)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if body == "cmd-7" && !failedOnce[body] {
+			failedOnce[body] = true
+			return errors.New("transient")
+		}
+		handled[body]++
+		return nil
+	}
+	cfg := eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "test_workers", Filter: "fv.cmd.test.>", AckWait: 5 * time.Second, MaxDeliver: -1}
+	for i := 0; i < 2; i++ {
+		sub, err := l.Subscribe(ctx, cfg, handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Stop()
+	}
+	for i := 0; i < n; i++ {
+		if _, err := l.JetStream().Publish(ctx, "fv.cmd.test.x", []byte(fmt.Sprintf("cmd-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		if i == n/2 {
+			if _, err := l.JetStream().Publish(ctx, "fv.cmd.test.x", []byte("poison!")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(handled) != n {
+			return fmt.Errorf("handled %d of %d", len(handled), n)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for body, c := range handled {
+		if c != 1 {
+			t.Errorf("%s handled %d times", body, c)
+		}
+	}
+	if !failedOnce["cmd-7"] || poison.Load() != 1 {
+		t.Fatalf("failed once: %v, poison deliveries: %d", failedOnce["cmd-7"], poison.Load())
+	}
+}
+
+func TestToken(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"order_flow-2", "order_flow-2"},
+		{"a.b", "a%2Eb"},
+		{"a b*>", "a%20b%2A%3E"},
+		{"100%", "100%25"},
+		{"", "%00"},
+	}
+	for _, tt := range tests {
+		if got := eventlog.Token(tt.in); got != tt.want {
+			t.Errorf("Token(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	mod := func(f func(*eventlog.Config)) eventlog.Config {
+		c := eventlog.DefaultConfig()
+		f(&c)
+		return c
+	}
+	tests := []struct {
+		name string
+		cfg  eventlog.Config
+		ok   bool
+	}{
+		{"default", eventlog.DefaultConfig(), true},
+		{"relaxed", mod(func(c *eventlog.Config) { c.Fsync = eventlog.FsyncRelaxed }), true},
+		{"external", mod(func(c *eventlog.Config) { c.URL = "nats://127.0.0.1:4222"; c.StoreDir = "" }), true},
+		{"bad fsync", mod(func(c *eventlog.Config) { c.Fsync = "sometimes" }), false},
+		{"bad listen", mod(func(c *eventlog.Config) { c.Listen = "localhost" }), false},
+		{"two auth forms", mod(func(c *eventlog.Config) { c.User = "u"; c.Token = "t" }), false},
+		{"replicas", mod(func(c *eventlog.Config) { c.Replicas = 0 }), false},
+		{"no store", mod(func(c *eventlog.Config) { c.StoreDir = "" }), false},
+	}
+	for _, tt := range tests {
+		if err := tt.cfg.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%s: Validate() = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
+}

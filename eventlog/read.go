@@ -1,0 +1,168 @@
+package eventlog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// Record is one message of the log: the events of one decision.
+type Record struct {
+	Stream  string
+	Subject string
+	Seq     uint64
+	Time    time.Time
+	MsgID   string
+	Events  []schemas.Envelope
+	// Err is set, and Events empty, when the message is not a valid record
+	// (a poison message). Readers decide whether to skip, park or stop.
+	Err error
+}
+
+func newRecord(stream, subject string, seq uint64, ts time.Time, msgID string, data []byte) Record {
+	r := Record{Stream: stream, Subject: subject, Seq: seq, Time: ts, MsgID: msgID}
+	r.Events, r.Err = schemas.DecodeRecord(data)
+	if r.Err != nil {
+		r.Err = fmt.Errorf("record %s #%d: %w", subject, seq, r.Err)
+	}
+	return r
+}
+
+// readBatch is how many messages one direct-get request asks for.
+const readBatch = 256
+
+// ReadSubject returns the records on subject with a sequence greater than
+// after, in order. Poison messages are returned with Err set.
+func (l *Log) ReadSubject(ctx context.Context, subject string, after uint64) ([]Record, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	s, ok := streamFor(subject)
+	if !ok {
+		return nil, fmt.Errorf("read %s: %w", subject, ErrInvalidSubject)
+	}
+	var out []Record
+	next := after + 1
+	for {
+		batch, more, err := l.directBatch(ctx, s.Name, subject, next)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", subject, err)
+		}
+		out = append(out, batch...)
+		if !more || len(batch) == 0 {
+			return out, nil
+		}
+		next = batch[len(batch)-1].Seq + 1
+	}
+}
+
+type directGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	Batch   int    `json:"batch,omitempty"`
+}
+
+// directBatch fetches up to readBatch messages on subject from seq with one
+// request. more reports whether the server has further matching messages.
+func (l *Log) directBatch(ctx context.Context, stream, subject string, seq uint64) (recs []Record, more bool, err error) {
+	req, _ := json.Marshal(directGetRequest{Seq: seq, NextFor: subject, Batch: readBatch})
+	inbox := l.nc.NewRespInbox()
+	sub, err := l.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, false, err
+	}
+	defer sub.Unsubscribe()
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
+		return nil, false, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		switch m.Header.Get("Status") {
+		case "":
+		case "404": // nothing at or after seq on this subject
+			return recs, false, nil
+		case "204": // end of batch
+			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			return recs, pending > 0, nil
+		case "408":
+			return nil, false, fmt.Errorf("direct get %s: %s", stream, m.Header.Get("Description"))
+		default:
+			return nil, false, fmt.Errorf("direct get %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+		}
+		rec, err := headerRecord(m)
+		if err != nil {
+			return nil, false, err
+		}
+		recs = append(recs, rec)
+	}
+}
+
+func headerRecord(m *nats.Msg) (Record, error) {
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return Record{}, fmt.Errorf("direct get: bad sequence header: %w", err)
+	}
+	ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+	return newRecord(m.Header.Get(jetstream.StreamHeader), m.Header.Get(jetstream.SubjectHeader), seq, ts,
+		m.Header.Get(jetstream.MsgIDHeader), m.Data), nil
+}
+
+// LastSeq returns the sequence of the last record on subject, or 0 if the
+// subject is empty. It is the expectation for an append that must not lose
+// a race.
+func (l *Log) LastSeq(ctx context.Context, subject string) (uint64, error) {
+	s, ok := streamFor(subject)
+	if !ok {
+		return 0, fmt.Errorf("last %s: %w", subject, ErrInvalidSubject)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	m, err := l.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+s.Name+"."+subject, nil)
+	if err != nil {
+		return 0, fmt.Errorf("last %s: %w", subject, err)
+	}
+	switch m.Header.Get("Status") {
+	case "":
+	case "404":
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("last %s: status %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("last %s: bad sequence header: %w", subject, err)
+	}
+	return seq, nil
+}
+
+// StreamLastSeq returns the last sequence stored in a stream (0 if empty).
+func (l *Log) StreamLastSeq(ctx context.Context, stream string) (uint64, error) {
+	s, err := l.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return info.State.LastSeq, nil
+}

@@ -1,0 +1,26 @@
+// Package logkey holds the attribute keys flowvault logs with, so that every
+// package spells them the same way and log queries can rely on them.
+package logkey
+
+const (
+	Component  = "component"
+	Stream     = "stream"
+	Subject    = "subject"
+	Seq        = "seq"
+	Projection = "projection"
+	Err        = "err"
+	Addr       = "addr"
+	Dir        = "dir"
+	Mode       = "mode"
+	Count      = "count"
+	Duration   = "duration"
+	WorkflowID = "workflow_id"
+	TaskID     = "task_id"
+	TaskType   = "task_type"
+	Principal  = "principal"
+	Version    = "version"
+	Method     = "method"
+	Path       = "path"
+	Status     = "status"
+	Secret     = "secret"
+)

@@ -1,0 +1,102 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+)
+
+// Config is the whole configuration of a flowvault server process. Every
+// field has a flag and a FLOWVAULT_* environment variable (see cmd/flowvault).
+type Config struct {
+	// DataDir holds everything the process writes: the embedded NATS store
+	// (DataDir/nats) and the read models (DataDir/pebble).
+	DataDir string
+	// HTTPAddr is the REST API, console, /health and /metrics address.
+	HTTPAddr string
+	// NATSListen is the embedded NATS server's client address.
+	NATSListen string
+	// NATSURL connects to an external NATS server or cluster instead of
+	// starting one; NATSCreds authenticates to it.
+	NATSURL   string
+	NATSCreds string
+	// Fsync is "always" (fsync before every acknowledgement) or "relaxed".
+	Fsync string
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  string
+	LogFormat string
+	// ShutdownTimeout bounds the graceful part of a shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig is `flowvault server` with no flags and no environment.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "./data",
+		HTTPAddr:        "127.0.0.1:8080",
+		NATSListen:      "127.0.0.1:4222",
+		Fsync:           string(eventlog.FsyncAlways),
+		LogLevel:        "info",
+		LogFormat:       "text",
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// Validate reports every problem with c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown timeout %s: want > 0", c.ShutdownTimeout))
+	}
+	if err := c.Eventlog().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Eventlog derives the event log configuration.
+func (c Config) Eventlog() eventlog.Config {
+	ec := eventlog.DefaultConfig()
+	ec.StoreDir = filepath.Join(c.DataDir, "nats")
+	ec.Listen = c.NATSListen
+	ec.URL = c.NATSURL
+	ec.CredsFile = c.NATSCreds
+	ec.Fsync = eventlog.FsyncMode(c.Fsync)
+	return ec
+}
+
+// PebbleDir is where the read models live.
+func (c Config) PebbleDir() string { return filepath.Join(c.DataDir, "pebble") }
+
+// ParseLevel maps a level name to its slog level.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+}

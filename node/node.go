@@ -1,0 +1,148 @@
+// Package node assembles one flowvault server process: the event log
+// (embedded or external NATS), the read-model store, the projection runners
+// and the HTTP surface. cmd/flowvault runs a Node; end-to-end tests start one
+// in-process.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/projections"
+)
+
+// Node is a running flowvault server.
+type Node struct {
+	cfg      Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	log      *eventlog.Log
+	store    *projections.Store
+	httpSrv  *http.Server
+	ln       net.Listener
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start opens everything and starts serving. On error, whatever was opened
+// is closed again.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runCtx, cancel := context.WithCancel(context.Background())
+	n := &Node{cfg: cfg, logger: logger, registry: reg, cancel: cancel}
+	defer func() {
+		if err != nil {
+			n.Stop(context.Background())
+		}
+	}()
+
+	if n.log, err = eventlog.Open(ctx, cfg.Eventlog(), eventlog.Options{Logger: logger, Metrics: reg}); err != nil {
+		return nil, err
+	}
+	if n.store, err = projections.OpenStore(cfg.PebbleDir(), projections.StoreOptions{Logger: logger}); err != nil {
+		return nil, err
+	}
+	_ = runCtx // projection runners and the engine start here (later issues).
+
+	handler := api.New(api.Deps{
+		Logger:   logger,
+		Gatherer: reg,
+		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
+			if !n.log.Conn().IsConnected() {
+				return errors.New("not connected to nats")
+			}
+			return nil
+		}}},
+	})
+	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server stopped", logkey.Err, err)
+		}
+	}()
+	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
+	return n, nil
+}
+
+// HTTPAddr is the address the HTTP server is bound to.
+func (n *Node) HTTPAddr() string {
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
+}
+
+// Log is the node's event log.
+func (n *Node) Log() *eventlog.Log { return n.log }
+
+// Registry is the node's Prometheus registry.
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
+
+// Stop shuts down gracefully: stop accepting requests and let in-flight ones
+// finish, stop background work, drain NATS (flushing pending publishes),
+// close Pebble and the embedded server. It is safe to call more than once.
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		var errs []error
+		if n.httpSrv != nil {
+			if err := n.httpSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			}
+		}
+		n.cancel()
+		n.wg.Wait()
+		if n.log != nil {
+			errs = append(errs, n.log.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.stopErr = errors.Join(errs...)
+	})
+	return n.stopErr
+}
+
+// Run starts a node and serves until ctx is done, then stops it within the
+// configured shutdown timeout.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	n, err := Start(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := n.Stop(sctx); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}

@@ -1,0 +1,331 @@
+package projections
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrPoison marks a record a projection can never apply. Apply must return
+// it (wrapped) before writing anything for that record.
+var ErrPoison = errors.New("poison record")
+
+// Projection turns the records of one stream into read-model writes.
+type Projection interface {
+	// Name is the projection's key space and checkpoint name. Renaming a
+	// projection rebuilds it.
+	Name() string
+	// Apply writes the effects of rec to b. It may read b, which sees
+	// earlier writes of the same uncommitted batch. An error that wraps
+	// ErrPoison, schemas.ErrCorrupt or schemas.ErrUnknownType marks rec as
+	// poison; any other error stops the runner.
+	Apply(b *Batch, rec eventlog.Record) error
+}
+
+// Batch is a projection's view of one uncommitted Pebble batch: writes and
+// reads confined to the projection's key space.
+type Batch struct {
+	b      *pebble.Batch
+	prefix []byte
+}
+
+func (b *Batch) key(k []byte) []byte {
+	return append(b.prefix[:len(b.prefix):len(b.prefix)], k...)
+}
+
+// Set stores value at key.
+func (b *Batch) Set(key, value []byte) error { return b.b.Set(b.key(key), value, nil) }
+
+// Delete removes key.
+func (b *Batch) Delete(key []byte) error { return b.b.Delete(b.key(key), nil) }
+
+// Get returns a copy of key's value as of this batch, or ErrNotFound.
+func (b *Batch) Get(key []byte) ([]byte, error) { return get(b.b, b.key(key)) }
+
+// Scan calls fn for keys with prefix as of this batch; see Reader.Scan.
+func (b *Batch) Scan(prefix []byte, fn func(key, value []byte) bool) error {
+	return scan(b.b, b.key(prefix), len(b.prefix), false, fn)
+}
+
+// PoisonPolicy says what a runner does with a record it cannot apply.
+type PoisonPolicy int
+
+const (
+	// Park records the poison record under the projection's parked keys,
+	// advances the checkpoint past it and continues.
+	Park PoisonPolicy = iota
+	// Halt commits everything before the poison record and stops the runner
+	// with an error; the record stays unapplied until an operator acts.
+	Halt
+)
+
+// RunnerConfig configures a Runner.
+type RunnerConfig struct {
+	Stream string
+	Poison PoisonPolicy
+	// MaxBatch bounds the records committed in one Pebble batch.
+	MaxBatch int
+	Logger   *slog.Logger
+	Metrics  *Metrics
+}
+
+// Runner feeds one stream to one projection. Run it in its own goroutine.
+type Runner struct {
+	log   *eventlog.Log
+	store *Store
+	proj  Projection
+	cfg   RunnerConfig
+
+	mu        sync.Mutex
+	committed uint64
+	advanced  chan struct{} // closed and replaced on every commit
+	done      chan struct{} // closed when Run returns
+	runErr    error
+}
+
+// NewRunner returns a runner for proj over cfg.Stream.
+func NewRunner(log *eventlog.Log, store *Store, proj Projection, cfg RunnerConfig) *Runner {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 4096
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Logger = cfg.Logger.With(logkey.Component, "projection", logkey.Projection, proj.Name())
+	return &Runner{log: log, store: store, proj: proj, cfg: cfg,
+		advanced: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Checkpoint returns the last committed stream sequence.
+func (r *Runner) Checkpoint() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.committed
+}
+
+// WaitFor blocks until the projection has committed stream sequence seq, ctx
+// is done, or the runner has stopped. Writers call it after an append so that
+// their next read sees their write.
+func (r *Runner) WaitFor(ctx context.Context, seq uint64) error {
+	for {
+		r.mu.Lock()
+		committed, advanced := r.committed, r.advanced
+		r.mu.Unlock()
+		if committed >= seq {
+			return nil
+		}
+		select {
+		case <-advanced:
+		case <-r.done:
+			if r.Checkpoint() >= seq {
+				return nil
+			}
+			return fmt.Errorf("projection %s stopped at %d before %d: %w", r.proj.Name(), r.Checkpoint(), seq, r.runErr)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Run applies records until ctx is done (returning nil) or a failure stops
+// it. It resumes after the stored checkpoint.
+func (r *Runner) Run(ctx context.Context) (err error) {
+	defer func() {
+		r.mu.Lock()
+		r.runErr = err
+		r.mu.Unlock()
+		close(r.done)
+	}()
+	name := r.proj.Name()
+	from, err := r.store.Checkpoint(name)
+	if err != nil {
+		return err
+	}
+	r.setCommitted(from)
+	f, err := r.log.Follow(ctx, r.cfg.Stream, from)
+	if err != nil {
+		return fmt.Errorf("projection %s: %w", name, err)
+	}
+	defer f.Stop()
+
+	batch := &Batch{prefix: []byte(dataPrefix + name + "/")}
+	var last uint64 // highest sequence written to the open batch
+	n := 0
+	for {
+		if batch.b == nil {
+			batch.b = r.store.db.NewIndexedBatch()
+		}
+		rec, pending, err := f.Next(ctx)
+		if err != nil {
+			batch.b.Close()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("projection %s: %w", name, err)
+		}
+		if rec.Seq <= from {
+			continue // redelivered after a consumer reset
+		}
+		applyErr := rec.Err
+		if applyErr == nil {
+			applyErr = r.proj.Apply(batch, rec)
+		}
+		if applyErr != nil {
+			if !isPoison(applyErr) {
+				batch.b.Close()
+				return fmt.Errorf("projection %s at %d: %w", name, rec.Seq, applyErr)
+			}
+			r.cfg.Metrics.poison(name)
+			r.cfg.Logger.Error("poison record", logkey.Stream, rec.Stream, logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, applyErr)
+			if r.cfg.Poison == Halt {
+				if err := r.commit(batch, last); err != nil {
+					return err
+				}
+				return fmt.Errorf("projection %s halted at %s #%d: %w", name, rec.Subject, rec.Seq, applyErr)
+			}
+			if err := r.park(batch, rec, applyErr); err != nil {
+				batch.b.Close()
+				return err
+			}
+		}
+		last, from = rec.Seq, rec.Seq
+		n++
+		if pending == 0 || n >= r.cfg.MaxBatch {
+			if err := r.commit(batch, last); err != nil {
+				return err
+			}
+			r.cfg.Metrics.applied(name, n)
+			n = 0
+		}
+	}
+}
+
+func isPoison(err error) bool {
+	return errors.Is(err, ErrPoison) || errors.Is(err, schemas.ErrCorrupt) || errors.Is(err, schemas.ErrUnknownType)
+}
+
+// commit writes the checkpoint into the batch and commits both with fsync.
+func (r *Runner) commit(batch *Batch, seq uint64) error {
+	defer func() { batch.b = nil }()
+	if batch.b.Empty() && seq <= r.Checkpoint() {
+		return batch.b.Close()
+	}
+	if err := batch.b.Set(checkpointKey(r.proj.Name()), encodeSeq(seq), nil); err != nil {
+		batch.b.Close()
+		return err
+	}
+	if err := batch.b.Commit(pebble.Sync); err != nil {
+		batch.b.Close()
+		return fmt.Errorf("projection %s commit at %d: %w", r.proj.Name(), seq, err)
+	}
+	batch.b.Close()
+	r.setCommitted(seq)
+	return nil
+}
+
+func (r *Runner) setCommitted(seq uint64) {
+	r.mu.Lock()
+	r.committed = seq
+	close(r.advanced)
+	r.advanced = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// ParkedRecord is what the runner keeps of a record it could not apply. It
+// holds no payload: a poison record may carry anything.
+type ParkedRecord struct {
+	Stream  string `msgpack:"stream"`
+	Subject string `msgpack:"subject"`
+	Seq     uint64 `msgpack:"seq"`
+	MsgID   string `msgpack:"msg_id"`
+	Error   string `msgpack:"error"`
+}
+
+func (r *Runner) park(batch *Batch, rec eventlog.Record, cause error) error {
+	v, err := msgpack.Marshal(ParkedRecord{Stream: rec.Stream, Subject: rec.Subject, Seq: rec.Seq, MsgID: rec.MsgID, Error: cause.Error()})
+	if err != nil {
+		return err
+	}
+	return batch.b.Set(parkedKey(r.proj.Name(), rec.Seq), v, nil)
+}
+
+// Parked lists the records projection name has parked, oldest first.
+func (s *Store) Parked(name string) ([]ParkedRecord, error) {
+	var out []ParkedRecord
+	var derr error
+	err := scan(s.db, []byte(parkedPrefix+name+"/"), 0, false, func(_, v []byte) bool {
+		var p ParkedRecord
+		if derr = msgpack.Unmarshal(v, &p); derr != nil {
+			return false
+		}
+		out = append(out, p)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+func checkpointKey(name string) []byte { return []byte(checkpointPrefix + name) }
+
+func parkedKey(name string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(parkedPrefix+name+"/"), seq)
+}
+
+func encodeSeq(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+func decodeSeq(v []byte) (uint64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("checkpoint: %d bytes, want 8", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Metrics are the projection runners' Prometheus collectors. A nil *Metrics
+// records nothing.
+type Metrics struct {
+	appliedTotal *prometheus.CounterVec
+	poisonTotal  *prometheus.CounterVec
+}
+
+// NewMetrics registers the runner metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		appliedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "projection", Name: "records_applied_total",
+			Help: "Records committed to a read model.",
+		}, []string{"projection"}),
+		poisonTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "projection", Name: "poison_records_total",
+			Help: "Records a projection could not apply (parked or halted on).",
+		}, []string{"projection"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.appliedTotal, m.poisonTotal)
+	}
+	return m
+}
+
+func (m *Metrics) applied(name string, n int) {
+	if m != nil {
+		m.appliedTotal.WithLabelValues(name).Add(float64(n))
+	}
+}
+
+func (m *Metrics) poison(name string) {
+	if m != nil {
+		m.poisonTotal.WithLabelValues(name).Inc()
+	}
+}

@@ -1,0 +1,288 @@
+package projections_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// noteProjection indexes test notes by event id and keeps a running count,
+// read-modify-written on every event so that a record applied twice (or
+// skipped) shows up as a wrong count.
+type noteProjection struct{}
+
+func (noteProjection) Name() string { return "notes" }
+
+func (noteProjection) Apply(b *projections.Batch, rec eventlog.Record) error {
+	for _, env := range rec.Events {
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			return err
+		}
+		n, ok := ev.(*testutil.Note)
+		if !ok {
+			return fmt.Errorf("unexpected %T: %w", ev, projections.ErrPoison)
+		}
+		if err := b.Set([]byte("note/"+env.ID), []byte(fmt.Sprintf("%s@%d", n.Text, rec.Seq))); err != nil {
+			return err
+		}
+	}
+	var count uint64
+	v, err := b.Get([]byte("count"))
+	switch {
+	case err == nil:
+		count = binary.BigEndian.Uint64(v)
+	case !errors.Is(err, projections.ErrNotFound):
+		return err
+	}
+	count += uint64(len(rec.Events))
+	return b.Set([]byte("count"), binary.BigEndian.AppendUint64(nil, count))
+}
+
+func noteCount(t testing.TB, s *projections.Store) uint64 {
+	t.Helper()
+	v, err := s.Reader("notes").Get([]byte("count"))
+	if errors.Is(err, projections.ErrNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func openStore(t testing.TB, dir string) *projections.Store {
+	t.Helper()
+	s, err := projections.OpenStore(dir, projections.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// run starts a runner in the background and returns it with a stop func
+// that waits for Run to return and reports its error.
+func run(t testing.TB, l *eventlog.Log, s *projections.Store, cfg projections.RunnerConfig) (*projections.Runner, func() error) {
+	t.Helper()
+	if cfg.Stream == "" {
+		cfg.Stream = eventlog.Workflows.Name
+	}
+	r := projections.NewRunner(l, s, noteProjection{}, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	var stopped bool
+	var runErr error
+	stop := func() error {
+		if !stopped {
+			cancel()
+			runErr = <-errc
+			stopped = true
+		}
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	return r, stop
+}
+
+func appendNotes(t testing.TB, l *eventlog.Log, subjects, perSubject int) (last uint64, events int) {
+	t.Helper()
+	ctx := testutil.Context(t, time.Minute)
+	for s := 0; s < subjects; s++ {
+		var seq uint64
+		for i := 0; i < perSubject; i++ {
+			evs := []schemas.Envelope{
+				testutil.NoteEnvelope(t, fmt.Sprintf("s%d-%d-a", s, i), i),
+				testutil.NoteEnvelope(t, fmt.Sprintf("s%d-%d-b", s, i), i),
+			}
+			var err error
+			if seq, err = l.Append(ctx, fmt.Sprintf("fv.wf.p%d", s), evs, seq); err != nil {
+				t.Fatal(err)
+			}
+			last, events = max(last, seq), events+2
+		}
+	}
+	return last, events
+}
+
+func dump(t testing.TB, s *projections.Store) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := s.Dump(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// Deleting the Pebble directory and replaying gives byte-identical contents.
+func TestRebuildIsIdentical(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	dir := filepath.Join(t.TempDir(), "pebble")
+	last, events := appendNotes(t, l, 7, 30)
+
+	s := openStore(t, dir)
+	r, stop := run(t, l, s, projections.RunnerConfig{MaxBatch: 13})
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, s)
+	if got := noteCount(t, s); got != uint64(events) {
+		t.Fatalf("count = %d, want %d", got, events)
+	}
+	s.Close()
+
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir)
+	defer s.Close()
+	// A different batch size must not change the result.
+	r, stop = run(t, l, s, projections.RunnerConfig{MaxBatch: 1000})
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	after := dump(t, s)
+	if before != after {
+		t.Fatalf("rebuilt store differs:\nbefore %d bytes\nafter  %d bytes", len(before), len(after))
+	}
+	if !strings.Contains(after, "note/s6-29-b") {
+		t.Fatal("dump lacks the last note")
+	}
+}
+
+// A runner stopped part-way resumes after its checkpoint without applying
+// anything twice.
+func TestResumeFromCheckpoint(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	last1, ev1 := appendNotes(t, l, 3, 10)
+	r, stop := run(t, l, s, projections.RunnerConfig{})
+	if err := r.WaitFor(ctx, last1); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if cp, _ := s.Checkpoint("notes"); cp != last1 {
+		t.Fatalf("checkpoint = %d, want %d", cp, last1)
+	}
+
+	var seq uint64
+	for i := 0; i < 5; i++ {
+		var err error
+		if seq, err = l.Append(ctx, "fv.wf.later", []schemas.Envelope{testutil.NoteEnvelope(t, fmt.Sprintf("later%d", i), i)}, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, stop = run(t, l, s, projections.RunnerConfig{})
+	if err := r.WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if got, want := noteCount(t, s), uint64(ev1+5); got != want {
+		t.Fatalf("count = %d, want %d", got, want)
+	}
+}
+
+func publishPoison(t testing.TB, l *eventlog.Log, subject string) uint64 {
+	t.Helper()
+	ack, err := l.JetStream().Publish(testutil.Context(t, 10*time.Second), subject, []byte("\x01\xff garbage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+func TestPoisonRecord(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []struct {
+		name   string
+		policy projections.PoisonPolicy
+	}{{"park", projections.Park}, {"halt", projections.Halt}} {
+		t.Run(policy.name, func(t *testing.T) {
+			t.Parallel()
+			l := testutil.OpenLog(t, "")
+			ctx := testutil.Context(t, time.Minute)
+			s := openStore(t, t.TempDir())
+			defer s.Close()
+			before, _ := appendNotes(t, l, 1, 3)
+			bad := publishPoison(t, l, "fv.wf.p0")
+			after, err := l.Append(ctx, "fv.wf.p1", []schemas.Envelope{testutil.NoteEnvelope(t, "after", 1)}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			reg := prometheus.NewRegistry()
+			logger, logs := testutil.CapturingLogger()
+			r, stop := run(t, l, s, projections.RunnerConfig{Poison: policy.policy, Logger: logger, Metrics: projections.NewMetrics(reg)})
+
+			switch policy.policy {
+			case projections.Park:
+				if err := r.WaitFor(ctx, after); err != nil {
+					t.Fatal(err)
+				}
+				parked, err := s.Parked("notes")
+				if err != nil || len(parked) != 1 || parked[0].Seq != bad || parked[0].Subject != "fv.wf.p0" {
+					t.Fatalf("parked = %+v, %v; want one record at %d", parked, err, bad)
+				}
+				if got := noteCount(t, s); got != 7 {
+					t.Fatalf("count = %d, want 7 (the records around the poison one)", got)
+				}
+			case projections.Halt:
+				err := r.WaitFor(ctx, after)
+				if err == nil || !strings.Contains(err.Error(), "halted") {
+					t.Fatalf("WaitFor past a halt = %v, want the halt error", err)
+				}
+				if runErr := stop(); !errors.Is(runErr, schemas.ErrCorrupt) {
+					t.Fatalf("Run = %v, want ErrCorrupt", runErr)
+				}
+				if cp, _ := s.Checkpoint("notes"); cp != before {
+					t.Fatalf("checkpoint = %d, want %d (just before the poison record)", cp, before)
+				}
+				if got := noteCount(t, s); got != 6 {
+					t.Fatalf("count = %d, want 6", got)
+				}
+			}
+			if got := testutil.MetricValue(t, reg, "flowvault_projection_poison_records_total", map[string]string{"projection": "notes"}); got != 1 {
+				t.Fatalf("poison metric = %v, want 1", got)
+			}
+			if !strings.Contains(logs.String(), `"msg":"poison record"`) || !strings.Contains(logs.String(), fmt.Sprintf(`"seq":%d`, bad)) {
+				t.Fatalf("no poison log line for seq %d in:\n%s", bad, logs.String())
+			}
+		})
+	}
+}
+
+func TestWaitForCancelled(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	r, _ := run(t, l, s, projections.RunnerConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := r.WaitFor(ctx, 1_000_000); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitFor(unreached) = %v", err)
+	}
+}

@@ -1,0 +1,179 @@
+package projections
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/flowvault/flowvault/internal/logkey"
+)
+
+// ErrNotFound is returned by reads of absent keys.
+var ErrNotFound = errors.New("not found")
+
+// Key space layout. Every projection owns dataPrefix+name+"/"; the runner
+// owns the checkpoint and parked keys. Nothing else writes to the store.
+const (
+	dataPrefix       = "p/"
+	checkpointPrefix = "c/"
+	parkedPrefix     = "x/"
+)
+
+// Store is the Pebble database that holds every read model.
+type Store struct {
+	db *pebble.DB
+}
+
+// StoreOptions configures OpenStore.
+type StoreOptions struct {
+	Logger *slog.Logger
+	// FS replaces the operating system's file system (crash tests).
+	FS vfs.FS
+}
+
+// OpenStore opens (creating if needed) the read-model database in dir.
+func OpenStore(dir string, o StoreOptions) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts := &pebble.Options{
+		Logger: pebbleLogger{o.Logger.With(logkey.Component, "pebble")},
+		FS:     o.FS,
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close flushes and closes the database.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close pebble: %w", err)
+	}
+	return nil
+}
+
+// Checkpoint returns the last stream sequence projection name has committed.
+func (s *Store) Checkpoint(name string) (uint64, error) {
+	v, closer, err := s.db.Get(checkpointKey(name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	defer closer.Close()
+	return decodeSeq(v)
+}
+
+// Reader reads one projection's key space.
+type Reader struct {
+	r      pebble.Reader
+	prefix []byte
+}
+
+// Reader returns a reader over projection name's committed data.
+func (s *Store) Reader(name string) Reader {
+	return Reader{r: s.db, prefix: []byte(dataPrefix + name + "/")}
+}
+
+// Get returns a copy of the value stored at key, or ErrNotFound.
+func (r Reader) Get(key []byte) ([]byte, error) {
+	return get(r.r, append(r.prefix[:len(r.prefix):len(r.prefix)], key...))
+}
+
+func get(r pebble.Reader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+// Scan calls fn for every key with the given prefix, in key order, until fn
+// returns false. Keys and values are only valid during the call.
+func (r Reader) Scan(prefix []byte, fn func(key, value []byte) bool) error {
+	return scan(r.r, append(r.prefix[:len(r.prefix):len(r.prefix)], prefix...), len(r.prefix), false, fn)
+}
+
+// ScanReverse is Scan in descending key order.
+func (r Reader) ScanReverse(prefix []byte, fn func(key, value []byte) bool) error {
+	return scan(r.r, append(r.prefix[:len(r.prefix):len(r.prefix)], prefix...), len(r.prefix), true, fn)
+}
+
+// scan iterates the keys with prefix, stripping the first strip bytes of
+// each key before calling fn.
+func scan(r pebble.Reader, prefix []byte, strip int, reverse bool, fn func(key, value []byte) bool) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	first, next := it.First, it.Next
+	if reverse {
+		first, next = it.Last, it.Prev
+	}
+	for ok := first(); ok; ok = next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if !fn(it.Key()[strip:], v) {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil // p is all 0xff: no upper bound
+}
+
+// Dump writes every key and value of the store, in order, to w. Two stores
+// with the same dump hold the same read models; rebuild checks compare dumps.
+func (s *Store) Dump(w io.Writer) error {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "%q=%q\n", it.Key(), v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debug(fmt.Sprintf(format, args...)) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	// Pebble calls Fatalf on invariant violations and expects no return.
+	p.l.Error(fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
