@@ -1,0 +1,95 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// statusOf is the one place that maps errors to HTTP status codes.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, fault.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, fault.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, fault.ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, fault.ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, fault.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers with Conductor's error body. Server errors are logged
+// and answered with a generic message: their text may name internals.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	body := conductor.ErrorResponse{Status: status, Message: err.Error(), Instance: "flowvault",
+		Retryable: status == http.StatusServiceUnavailable}
+	var ve *fault.ValidationError
+	if errors.As(err, &ve) {
+		body.Message = "Validation failed, check below errors for detail."
+		for _, f := range ve.Fields {
+			body.ValidationErrors = append(body.ValidationErrors, conductor.ValidationError{Path: f.Path, Message: f.Message, InvalidValue: f.Value})
+		}
+	}
+	if status >= 500 {
+		s.deps.Logger.Error("request failed", logkey.Method, r.Method, logkey.Path, r.URL.Path, logkey.Err, err)
+		if status == http.StatusInternalServerError {
+			body.Message = "internal error"
+		}
+	}
+	writeJSON(w, status, body)
+}
+
+// decodeJSON reads a JSON request body into v, limited to maxBytes. Errors
+// are ErrInvalid or ErrTooLarge with a message that says what was wrong.
+func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {
+	body, err := readBody(w, r, maxBytes)
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return fault.Invalid("request body is empty")
+	}
+	if err := conductor.Unmarshal(body, v); err != nil {
+		return fault.Invalid("malformed JSON body: %v", err)
+	}
+	return nil
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, fmt.Errorf("request body over %d bytes: %w", maxBytes, fault.ErrTooLarge)
+	case err != nil:
+		return nil, fault.Invalid("read body: %v", err)
+	}
+	return body, nil
+}
+
+// writeText answers with a text/plain body (Conductor returns ids this way).
+func writeText(w http.ResponseWriter, status int, s string) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(s))
+}
+
+// writeNoContent answers an empty success the way the SDKs accept.
+func writeNoContent(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }

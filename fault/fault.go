@@ -1,0 +1,80 @@
+// Package fault defines the kinds of failure that callers branch on across
+// flowvault's packages. Domain packages wrap these sentinels with context
+// (fmt.Errorf("workflow %s: %w", id, fault.ErrNotFound)); the api package maps
+// them to HTTP status codes in one place.
+package fault
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+var (
+	// ErrNotFound: the named resource does not exist (or, for callers who may
+	// not know, is not visible to them).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the request contradicts the resource's current state.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the request is malformed or fails validation.
+	ErrInvalid = errors.New("invalid")
+	// ErrForbidden: the caller is known but may not do this.
+	ErrForbidden = errors.New("forbidden")
+	// ErrUnauthorized: the caller could not be authenticated.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrTooLarge: the request or a value exceeds a size limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrUnavailable: a dependency is down; the request may be retried.
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// FieldError names one invalid field by its JSON path.
+type FieldError struct {
+	Path    string
+	Message string
+	Value   any
+}
+
+// ValidationError lists every invalid field of a request. It wraps ErrInvalid.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Path + ": " + f.Message
+	}
+	return "validation failed: " + strings.Join(parts, "; ")
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// Add records an invalid field.
+func (e *ValidationError) Add(path, format string, args ...any) {
+	e.Fields = append(e.Fields, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// Err returns e when it holds errors and nil otherwise.
+func (e *ValidationError) Err() error {
+	if e == nil || len(e.Fields) == 0 {
+		return nil
+	}
+	return e
+}
+
+// Invalid returns an ErrInvalid error with a message.
+func Invalid(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInvalid)
+}
+
+// NotFound returns an ErrNotFound error with a message.
+func NotFound(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrNotFound)
+}
+
+// Conflict returns an ErrConflict error with a message.
+func Conflict(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrConflict)
+}

@@ -1,0 +1,196 @@
+package conductor
+
+import "encoding/json"
+
+// StartWorkflowRequest starts a workflow (POST /api/workflow).
+type StartWorkflowRequest struct {
+	Name                string            `json:"name"`
+	Version             *int              `json:"version,omitempty"`
+	CorrelationID       string            `json:"correlationId,omitempty"`
+	Input               map[string]any    `json:"input,omitempty"`
+	TaskToDomain        map[string]string `json:"taskToDomain,omitempty"`
+	WorkflowDef         *WorkflowDef      `json:"workflowDef,omitempty"`
+	Priority            int               `json:"priority,omitempty"`
+	CreatedBy           string            `json:"createdBy,omitempty"`
+	IdempotencyKey      string            `json:"idempotencyKey,omitempty"`
+	IdempotencyStrategy string            `json:"idempotencyStrategy,omitempty"`
+}
+
+// Idempotency strategies.
+const (
+	IdempotencyFail           = "FAIL"
+	IdempotencyReturnExisting = "RETURN_EXISTING"
+	IdempotencyFailOnRunning  = "FAIL_ON_RUNNING"
+)
+
+// Workflow statuses.
+const (
+	WorkflowRunning    = "RUNNING"
+	WorkflowCompleted  = "COMPLETED"
+	WorkflowFailed     = "FAILED"
+	WorkflowTimedOut   = "TIMED_OUT"
+	WorkflowTerminated = "TERMINATED"
+	WorkflowPaused     = "PAUSED"
+)
+
+// WorkflowTerminal reports whether a workflow status is final.
+func WorkflowTerminal(s string) bool {
+	return s == WorkflowCompleted || s == WorkflowFailed || s == WorkflowTimedOut || s == WorkflowTerminated
+}
+
+// Task statuses.
+const (
+	TaskScheduled               = "SCHEDULED"
+	TaskInProgress              = "IN_PROGRESS"
+	TaskCompleted               = "COMPLETED"
+	TaskCompletedWithErrors     = "COMPLETED_WITH_ERRORS"
+	TaskFailed                  = "FAILED"
+	TaskFailedWithTerminalError = "FAILED_WITH_TERMINAL_ERROR"
+	TaskTimedOut                = "TIMED_OUT"
+	TaskCanceled                = "CANCELED"
+	TaskSkipped                 = "SKIPPED"
+)
+
+// TaskTerminal reports whether a task status is final.
+func TaskTerminal(s string) bool {
+	switch s {
+	case TaskCompleted, TaskCompletedWithErrors, TaskFailed, TaskFailedWithTerminalError, TaskTimedOut, TaskCanceled, TaskSkipped:
+		return true
+	}
+	return false
+}
+
+// TaskSuccessful reports whether a task status lets the workflow continue.
+func TaskSuccessful(s string) bool {
+	return s == TaskCompleted || s == TaskCompletedWithErrors || s == TaskSkipped
+}
+
+// TaskRetriable reports whether a failed task status may be retried.
+func TaskRetriable(s string) bool {
+	return s != TaskFailedWithTerminalError && s != TaskCanceled && s != TaskSkipped
+}
+
+// Workflow is an execution as GET /api/workflow/{id} returns it.
+type Workflow struct {
+	WorkflowID               string            `json:"workflowId"`
+	WorkflowName             string            `json:"workflowName"`
+	WorkflowVersion          int               `json:"workflowVersion"`
+	Status                   string            `json:"status"`
+	Input                    map[string]any    `json:"input"`
+	Output                   map[string]any    `json:"output"`
+	Variables                map[string]any    `json:"variables"`
+	Tasks                    []*Task           `json:"tasks"`
+	CorrelationID            string            `json:"correlationId,omitempty"`
+	Priority                 int               `json:"priority"`
+	TaskToDomain             map[string]string `json:"taskToDomain"`
+	ReasonForIncompletion    string            `json:"reasonForIncompletion,omitempty"`
+	FailedReferenceTaskNames []string          `json:"failedReferenceTaskNames"`
+	FailedTaskNames          []string          `json:"failedTaskNames"`
+	ParentWorkflowID         string            `json:"parentWorkflowId,omitempty"`
+	ParentWorkflowTaskID     string            `json:"parentWorkflowTaskId,omitempty"`
+	ReRunFromWorkflowID      string            `json:"reRunFromWorkflowId,omitempty"`
+	LastRetriedTime          int64             `json:"lastRetriedTime,omitempty"`
+	StartTime                int64             `json:"startTime"`
+	EndTime                  int64             `json:"endTime,omitempty"`
+	CreateTime               int64             `json:"createTime"`
+	UpdateTime               int64             `json:"updateTime"`
+	CreatedBy                string            `json:"createdBy,omitempty"`
+	IdempotencyKey           string            `json:"idempotencyKey,omitempty"`
+	WorkflowDefinition       json.RawMessage   `json:"workflowDefinition,omitempty"`
+	History                  []any             `json:"history"`
+}
+
+// Task is a task execution as the API and the worker protocol show it.
+type Task struct {
+	TaskID                 string          `json:"taskId"`
+	TaskType               string          `json:"taskType"`
+	TaskDefName            string          `json:"taskDefName"`
+	ReferenceTaskName      string          `json:"referenceTaskName"`
+	Status                 string          `json:"status"`
+	InputData              map[string]any  `json:"inputData"`
+	OutputData             map[string]any  `json:"outputData"`
+	WorkflowInstanceID     string          `json:"workflowInstanceId"`
+	WorkflowType           string          `json:"workflowType"`
+	CorrelationID          string          `json:"correlationId,omitempty"`
+	RetryCount             int             `json:"retryCount"`
+	Retried                bool            `json:"retried"`
+	RetriedTaskID          string          `json:"retriedTaskId,omitempty"`
+	Seq                    int             `json:"seq"`
+	PollCount              int             `json:"pollCount"`
+	ScheduledTime          int64           `json:"scheduledTime"`
+	StartTime              int64           `json:"startTime"`
+	EndTime                int64           `json:"endTime"`
+	UpdateTime             int64           `json:"updateTime"`
+	FirstStartTime         int64           `json:"firstStartTime,omitempty"`
+	StartDelayInSeconds    int64           `json:"startDelayInSeconds"`
+	CallbackAfterSeconds   int64           `json:"callbackAfterSeconds"`
+	CallbackFromWorker     bool            `json:"callbackFromWorker"`
+	ResponseTimeoutSeconds int64           `json:"responseTimeoutSeconds"`
+	WorkerID               string          `json:"workerId,omitempty"`
+	ReasonForIncompletion  string          `json:"reasonForIncompletion,omitempty"`
+	Domain                 string          `json:"domain,omitempty"`
+	Executed               bool            `json:"executed"`
+	Iteration              int             `json:"iteration"`
+	LoopOverTask           bool            `json:"loopOverTask"`
+	SubWorkflowID          string          `json:"subWorkflowId,omitempty"`
+	ParentTaskID           string          `json:"parentTaskId,omitempty"`
+	WorkflowPriority       int             `json:"workflowPriority"`
+	WorkflowTask           json.RawMessage `json:"workflowTask,omitempty"`
+	TaskDefinition         json.RawMessage `json:"taskDefinition,omitempty"`
+	QueueWaitTime          int64           `json:"queueWaitTime"`
+}
+
+// TaskResult is a worker's report on a task.
+type TaskResult struct {
+	TaskID                string         `json:"taskId"`
+	WorkflowInstanceID    string         `json:"workflowInstanceId"`
+	Status                string         `json:"status"`
+	OutputData            map[string]any `json:"outputData,omitempty"`
+	ReasonForIncompletion string         `json:"reasonForIncompletion,omitempty"`
+	CallbackAfterSeconds  int64          `json:"callbackAfterSeconds,omitempty"`
+	WorkerID              string         `json:"workerId,omitempty"`
+	Logs                  []TaskExecLog  `json:"logs,omitempty"`
+	ExtendLease           bool           `json:"extendLease,omitempty"`
+	SubWorkflowID         string         `json:"subWorkflowId,omitempty"`
+}
+
+// TaskExecLog is one task log line.
+type TaskExecLog struct {
+	Log         string `json:"log"`
+	TaskID      string `json:"taskId,omitempty"`
+	CreatedTime int64  `json:"createdTime"`
+}
+
+// WorkflowStatus is GET /api/workflow/{id}/status.
+type WorkflowStatus struct {
+	WorkflowID    string         `json:"workflowId"`
+	CorrelationID string         `json:"correlationId,omitempty"`
+	Status        string         `json:"status"`
+	Output        map[string]any `json:"output,omitempty"`
+	Variables     map[string]any `json:"variables,omitempty"`
+}
+
+// RerunWorkflowRequest is the body of POST /api/workflow/{id}/rerun.
+type RerunWorkflowRequest struct {
+	ReRunFromWorkflowID string         `json:"reRunFromWorkflowId,omitempty"`
+	ReRunFromTaskID     string         `json:"reRunFromTaskId,omitempty"`
+	WorkflowInput       map[string]any `json:"workflowInput,omitempty"`
+	TaskInput           map[string]any `json:"taskInput,omitempty"`
+	CorrelationID       string         `json:"correlationId,omitempty"`
+}
+
+// ErrorResponse is Conductor's error body.
+type ErrorResponse struct {
+	Status           int               `json:"status"`
+	Message          string            `json:"message"`
+	Instance         string            `json:"instance,omitempty"`
+	Retryable        bool              `json:"retryable"`
+	ValidationErrors []ValidationError `json:"validationErrors,omitempty"`
+}
+
+// ValidationError names one invalid field by its path.
+type ValidationError struct {
+	Path         string `json:"path"`
+	Message      string `json:"message"`
+	InvalidValue any    `json:"invalidValue,omitempty"`
+}

@@ -1,0 +1,112 @@
+package conductor
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+)
+
+// Unmarshal decodes JSON into v like encoding/json, except that numbers in
+// untyped values (map[string]any, []any, any) become int64 when they are
+// integers and float64 otherwise. Conductor users pass ids and counters as
+// JSON numbers; decoding them as float64 would corrupt values above 2^53,
+// and a number that is an integer must stay one through msgpack.
+func Unmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("unexpected data after the JSON value")
+	}
+	normalizeValue(reflect.ValueOf(v))
+	return nil
+}
+
+// Normalize converts json.Number values inside an untyped JSON value, as
+// Unmarshal does.
+func Normalize(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		return number(x)
+	case map[string]any:
+		for k, e := range x {
+			x[k] = Normalize(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = Normalize(e)
+		}
+		return x
+	}
+	return v
+}
+
+func number(n json.Number) any {
+	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+		return i
+	}
+	if f, err := strconv.ParseFloat(string(n), 64); err == nil && !math.IsInf(f, 0) {
+		return f
+	}
+	return string(n)
+}
+
+var numberType = reflect.TypeOf(json.Number(""))
+
+func normalizeValue(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			normalizeValue(v.Elem())
+		}
+	case reflect.Interface:
+		if v.IsNil() {
+			return
+		}
+		e := v.Elem()
+		if e.Type() == numberType || e.Kind() == reflect.Map || e.Kind() == reflect.Slice {
+			if v.CanSet() {
+				v.Set(reflect.ValueOf(Normalize(e.Interface())))
+			} else {
+				Normalize(e.Interface())
+			}
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				normalizeValue(v.Field(i))
+			}
+		}
+	case reflect.Map:
+		if v.Type().Elem().Kind() == reflect.Interface {
+			for _, k := range v.MapKeys() {
+				e := v.MapIndex(k)
+				if !e.IsNil() {
+					v.SetMapIndex(k, reflect.ValueOf(Normalize(e.Interface())))
+				}
+			}
+			return
+		}
+		for _, k := range v.MapKeys() {
+			e := v.MapIndex(k)
+			if e.Kind() == reflect.Slice || e.Kind() == reflect.Pointer || e.Kind() == reflect.Map {
+				normalizeValue(e)
+			} else if e.Kind() == reflect.Struct {
+				c := reflect.New(e.Type()).Elem()
+				c.Set(e)
+				normalizeValue(c)
+				v.SetMapIndex(k, c)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			normalizeValue(v.Index(i))
+		}
+	}
+}
