@@ -1,0 +1,289 @@
+package expr
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Filters ([?(...)]) support a small, predictable subset of Jayway's
+// predicate language:
+//
+//	filter  := and ("||" and)*
+//	and     := primary ("&&" primary)*
+//	primary := "(" filter ")" | operand [op operand]
+//	operand := @-path | 'string' | "string" | number | true | false | null
+//	op      := == | != | < | <= | > | >=
+//
+// A lone @-path tests that the path exists (its value may be null). Numbers
+// compare numerically whatever their Go type; strings compare bytewise; bools
+// and null support only == and !=. Values of different kinds are unequal, so
+// only != holds between them (Jayway's coercion of "1" to 1 is deliberately
+// not reproduced). Maps and lists are unequal to everything. A comparison
+// with a path that does not exist is false, whatever the operator.
+
+type filter interface {
+	match(cur any) bool
+}
+
+type orFilter struct{ l, r filter }
+
+func (f orFilter) match(cur any) bool { return f.l.match(cur) || f.r.match(cur) }
+
+type andFilter struct{ l, r filter }
+
+func (f andFilter) match(cur any) bool { return f.l.match(cur) && f.r.match(cur) }
+
+type existsFilter struct{ path *jsonPath }
+
+func (f existsFilter) match(cur any) bool {
+	_, ok := f.path.eval(cur)
+	return ok
+}
+
+type cmpFilter struct {
+	l, r operand
+	op   string
+}
+
+func (f cmpFilter) match(cur any) bool {
+	l, ok := f.l.value(cur)
+	if !ok {
+		return false
+	}
+	r, ok := f.r.value(cur)
+	if !ok {
+		return false
+	}
+	return compare(l, r, f.op)
+}
+
+// operand is a literal or, when path is set, a path relative to "@".
+type operand struct {
+	path *jsonPath
+	lit  any
+}
+
+func (o operand) value(cur any) (any, bool) {
+	if o.path == nil {
+		return o.lit, true
+	}
+	return o.path.eval(cur)
+}
+
+func compileFilter(s string) (filter, error) {
+	p := &filterParser{s: s}
+	f, err := p.or(0)
+	if err != nil {
+		return nil, err
+	}
+	if p.skipSpace(); p.i < len(s) {
+		return nil, fmt.Errorf("%w: unexpected %q in filter", errPath, s[p.i:])
+	}
+	return f, nil
+}
+
+type filterParser struct {
+	s string
+	i int
+}
+
+func (p *filterParser) or(depth int) (filter, error) {
+	l, err := p.and(depth)
+	for err == nil && p.consume("||") {
+		var r filter
+		if r, err = p.and(depth); err == nil {
+			l = orFilter{l, r}
+		}
+	}
+	return l, err
+}
+
+func (p *filterParser) and(depth int) (filter, error) {
+	l, err := p.primary(depth)
+	for err == nil && p.consume("&&") {
+		var r filter
+		if r, err = p.primary(depth); err == nil {
+			l = andFilter{l, r}
+		}
+	}
+	return l, err
+}
+
+func (p *filterParser) primary(depth int) (filter, error) {
+	if p.consume("(") {
+		if depth >= maxNesting {
+			return nil, fmt.Errorf("%w: filter nested too deeply", errPath)
+		}
+		f, err := p.or(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		if !p.consume(")") {
+			return nil, fmt.Errorf("%w: missing \")\" in filter", errPath)
+		}
+		return f, nil
+	}
+	l, err := p.operand()
+	if err != nil {
+		return nil, err
+	}
+	op := p.op()
+	if op == "" {
+		if l.path == nil {
+			return nil, fmt.Errorf("%w: a literal needs a comparison", errPath)
+		}
+		return existsFilter{l.path}, nil
+	}
+	r, err := p.operand()
+	if err != nil {
+		return nil, err
+	}
+	return cmpFilter{l: l, r: r, op: op}, nil
+}
+
+func (p *filterParser) op() string {
+	p.skipSpace()
+	for _, op := range []string{"==", "!=", "<=", ">=", "<", ">"} {
+		if strings.HasPrefix(p.s[p.i:], op) {
+			p.i += len(op)
+			return op
+		}
+	}
+	return ""
+}
+
+func (p *filterParser) operand() (operand, error) {
+	p.skipSpace()
+	if p.i >= len(p.s) {
+		return operand{}, fmt.Errorf("%w: filter ends early", errPath)
+	}
+	switch c := p.s[p.i]; {
+	case c == '@':
+		end, err := p.pathEnd()
+		if err != nil {
+			return operand{}, err
+		}
+		jp, err := compilePath(p.s[p.i:end], '@')
+		p.i = end
+		return operand{path: jp}, err
+	case c == '\'' || c == '"':
+		pp := &pathParser{s: p.s, i: p.i}
+		s, err := pp.quoted()
+		p.i = pp.i
+		return operand{lit: s}, err
+	}
+	start := p.i
+	for p.i < len(p.s) && strings.IndexByte(" =!<>&|()", p.s[p.i]) < 0 {
+		p.i++
+	}
+	word := p.s[start:p.i]
+	switch word {
+	case "true", "false":
+		return operand{lit: word == "true"}, nil
+	case "null":
+		return operand{lit: nil}, nil
+	}
+	if n, err := strconv.ParseInt(word, 10, 64); err == nil {
+		return operand{lit: n}, nil
+	}
+	if f, err := strconv.ParseFloat(word, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+		return operand{lit: f}, nil
+	}
+	return operand{}, fmt.Errorf("%w: bad filter operand %q", errPath, word)
+}
+
+// pathEnd returns the end of the @-path at p.i: the first space, operator or
+// parenthesis outside brackets and quotes.
+func (p *filterParser) pathEnd() (int, error) {
+	brackets := 0
+	for i := p.i; i < len(p.s); i++ {
+		switch c := p.s[i]; {
+		case c == '\'' || c == '"':
+			end, err := skipQuoted(p.s, i)
+			if err != nil {
+				return 0, err
+			}
+			i = end - 1
+		case c == '[':
+			brackets++
+		case c == ']':
+			brackets--
+		case brackets == 0 && strings.IndexByte(" =!<>&|()", c) >= 0:
+			return i, nil
+		}
+	}
+	return len(p.s), nil
+}
+
+func (p *filterParser) consume(tok string) bool {
+	p.skipSpace()
+	if strings.HasPrefix(p.s[p.i:], tok) {
+		p.i += len(tok)
+		return true
+	}
+	return false
+}
+
+func (p *filterParser) skipSpace() {
+	for p.i < len(p.s) && p.s[p.i] == ' ' {
+		p.i++
+	}
+}
+
+// compare applies op to two JSON scalars, as described at the top of the file.
+func compare(l, r any, op string) bool {
+	switch l.(type) {
+	case bool, nil:
+		if op != "==" && op != "!=" {
+			return false
+		}
+	}
+	c, ok := order(l, r)
+	if !ok {
+		return op == "!="
+	}
+	switch op {
+	case "==":
+		return c == 0
+	case "!=":
+		return c != 0
+	case "<":
+		return c < 0
+	case "<=":
+		return c <= 0
+	case ">":
+		return c > 0
+	case ">=":
+		return c >= 0
+	}
+	return false
+}
+
+// order compares two values of the same kind; values that cannot be ordered
+// (different kinds, unequal bools, NaN) report false.
+func order(l, r any) (int, bool) {
+	if ln, ok := toNumber(l); ok {
+		rn, ok := toNumber(r)
+		if !ok {
+			return 0, false
+		}
+		return ln.cmp(rn)
+	}
+	switch x := l.(type) {
+	case string:
+		if y, ok := r.(string); ok {
+			return strings.Compare(x, y), true
+		}
+	case bool:
+		if y, ok := r.(bool); ok && x == y {
+			return 0, true
+		}
+	case nil:
+		if r == nil {
+			return 0, true
+		}
+	}
+	return 0, false
+}

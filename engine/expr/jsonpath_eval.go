@@ -1,0 +1,141 @@
+package expr
+
+import (
+	"maps"
+	"slices"
+)
+
+// eval applies the path to root and reports whether anything matched. The
+// value is not copied.
+func (jp *jsonPath) eval(root any) (any, bool) {
+	var out []any
+	jp.walk(root, 0, &out)
+	return jp.result(out), len(out) > 0
+}
+
+// result turns the matches into the value Jayway returns for the path.
+func (jp *jsonPath) result(out []any) any {
+	var v any
+	switch {
+	case !jp.definite:
+		if out == nil {
+			out = []any{}
+		}
+		v = out
+	case len(out) > 0:
+		v = out[0]
+	}
+	if jp.length {
+		switch x := v.(type) {
+		case []any:
+			return int64(len(x))
+		case map[string]any:
+			return int64(len(x))
+		}
+		return nil
+	}
+	return v
+}
+
+func (jp *jsonPath) walk(node any, i int, out *[]any) {
+	if i == len(jp.steps) {
+		*out = append(*out, node)
+		return
+	}
+	st := &jp.steps[i]
+	switch st.kind {
+	case stepMember:
+		m, ok := node.(map[string]any)
+		if !ok {
+			return
+		}
+		if len(st.names) > 1 && i == len(jp.steps)-1 {
+			merged := make(map[string]any, len(st.names))
+			for _, n := range st.names {
+				if v, ok := m[n]; ok {
+					merged[n] = v
+				}
+			}
+			*out = append(*out, merged)
+			return
+		}
+		for _, n := range st.names {
+			if v, ok := m[n]; ok {
+				jp.walk(v, i+1, out)
+			}
+		}
+	case stepIndex:
+		a, ok := node.([]any)
+		if !ok {
+			return
+		}
+		for _, n := range st.indices {
+			if n < 0 {
+				n += len(a)
+			}
+			if n >= 0 && n < len(a) {
+				jp.walk(a[n], i+1, out)
+			}
+		}
+	case stepSlice:
+		a, ok := node.([]any)
+		if !ok {
+			return
+		}
+		from, to := bound(st.from, 0, len(a)), bound(st.to, len(a), len(a))
+		for j := from; j < to; j++ {
+			jp.walk(a[j], i+1, out)
+		}
+	case stepWildcard:
+		forEachChild(node, func(v any) { jp.walk(v, i+1, out) })
+	case stepScan:
+		jp.scan(node, i+1, out)
+	case stepFilter:
+		switch x := node.(type) {
+		case map[string]any:
+			if st.filter.match(x) {
+				jp.walk(x, i+1, out)
+			}
+		case []any:
+			for _, v := range x {
+				if st.filter.match(v) {
+					jp.walk(v, i+1, out)
+				}
+			}
+		}
+	}
+}
+
+// scan applies step i at node and at every node below it.
+func (jp *jsonPath) scan(node any, i int, out *[]any) {
+	jp.walk(node, i, out)
+	forEachChild(node, func(v any) { jp.scan(v, i, out) })
+}
+
+// forEachChild visits the elements of an array, or the values of a map in
+// key order so that results are deterministic.
+func forEachChild(node any, fn func(any)) {
+	switch x := node.(type) {
+	case []any:
+		for _, v := range x {
+			fn(v)
+		}
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			fn(x[k])
+		}
+	}
+}
+
+// bound resolves an optional slice bound against length n, counting negative
+// bounds from the end and clamping to [0, n].
+func bound(b *int, def, n int) int {
+	if b == nil {
+		return def
+	}
+	v := *b
+	if v < 0 {
+		v += n
+	}
+	return max(0, min(v, n))
+}

@@ -1,0 +1,71 @@
+package expr
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func TestCompilePathErrors(t *testing.T) {
+	for _, p := range []string{
+		"", "x", "$.", "$..", "$.a..", "$[", "$[1", "$['a", "$['a'", "$[a]", "$[1:2:3]", "$[x:]",
+		"$.a.sum()", "$.length().a", "$[?(@.a == )]", "$[?(@.a == 1]", "$[?(1)]", "$[?(@.a ==  'x)]",
+		"$[?(@.a =~ /x/)]", "$[?(@.a == $.b)]", "$[?((@.a)]", "$[?(@.a) @.b]", "$a",
+	} {
+		if _, err := compilePath(p, '$'); !errors.Is(err, errPath) {
+			t.Errorf("compilePath(%q) = %v, want errPath", p, err)
+		}
+	}
+}
+
+func TestJSONPathEval(t *testing.T) {
+	root := map[string]any{
+		"a": []any{int64(10), int64(20), int64(30), int64(40)},
+		"m": map[string]any{"y": int64(2), "x": int64(1)},
+		"n": map[string]any{"k": map[string]any{"k": "deep"}},
+		"s": "str",
+		"f": map[string]any{"ok": true, "v": "self"},
+	}
+	tests := []struct {
+		path   string
+		want   any
+		wantOK bool
+	}{
+		{"$", root, true},
+		{"$.a[1]", int64(20), true},
+		{"$.a[-4]", int64(10), true},
+		{"$.a[-5]", nil, false},
+		{"$.a[4]", nil, false},
+		{"$.a[1:3]", []any{int64(20), int64(30)}, true},
+		{"$.a[-1:]", []any{int64(40)}, true},
+		{"$.a[:-3]", []any{int64(10)}, true},
+		{"$.a[3:1]", []any{}, false},
+		{"$.a[-9:9]", []any{int64(10), int64(20), int64(30), int64(40)}, true},
+		{"$.a[ 0 , 3 ]", []any{int64(10), int64(40)}, true},
+		{"$.m.*", []any{int64(1), int64(2)}, true},
+		{"$.m[*]", []any{int64(1), int64(2)}, true},
+		{"$.s[*]", []any{}, false},
+		{"$.n..k", []any{map[string]any{"k": "deep"}, "deep"}, true},
+		{"$.n..*", []any{map[string]any{"k": "deep"}, "deep"}, true},
+		{"$.a.length()", int64(4), true},
+		{"$.m.length()", int64(2), true},
+		{"$.s.length()", nil, true},
+		{"$.a[?(@ > 15)]", []any{int64(20), int64(30), int64(40)}, true},
+		{"$.f[?(@.ok == true)].v", []any{"self"}, true},
+		{"$.f[?(@.ok == false)].v", []any{}, false},
+		{"$.m['x','nope']", map[string]any{"x": int64(1)}, true},
+		{"$['m','n'].x", []any{int64(1)}, true},
+		{"$.['s']", "str", true},
+	}
+	for _, tt := range tests {
+		jp, err := compilePath(tt.path, '$')
+		if err != nil {
+			t.Errorf("compilePath(%q): %v", tt.path, err)
+			continue
+		}
+		got, ok := jp.eval(root)
+		if !reflect.DeepEqual(got, tt.want) || ok != tt.wantOK {
+			t.Errorf("%s = %#v, %v; want %#v, %v", tt.path, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}
