@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"sync"
@@ -87,7 +88,7 @@ func (r *Registry) Encode(ev Event) (Envelope, error) {
 	if e == nil || e.typ == nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", name, ErrUnknownType)
 	}
-	data, err := msgpack.Marshal(ev)
+	data, err := marshalSorted(ev)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", name, err)
 	}
@@ -136,4 +137,17 @@ func (r *Registry) Known(name string) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.byName[name] != nil
+}
+
+// marshalSorted encodes v with map keys in sorted order, so that an event
+// always encodes to the same bytes: replay fixtures and deduplication
+// compare bytes.
+func marshalSorted(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -1,0 +1,197 @@
+package engine
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Apply folds one event into w and returns the new state. It changes w in
+// place (clone first to keep the old state); for a WorkflowStarted event w
+// may be nil. Apply never fails on events the decider emits; an error means
+// the log holds an event that does not fit this workflow.
+func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
+	if s, ok := ev.(*schemas.WorkflowStarted); ok {
+		if w != nil {
+			return nil, fmt.Errorf("workflow %s started twice", s.WorkflowID)
+		}
+		return started(s), nil
+	}
+	if w == nil {
+		return nil, fmt.Errorf("%s before workflow.started", ev.EventType())
+	}
+	switch e := ev.(type) {
+	case *schemas.TaskScheduled:
+		applyScheduled(w, e)
+	case *schemas.TaskStarted:
+		t := w.TaskByID(e.TaskID)
+		if t == nil {
+			return nil, fmt.Errorf("workflow %s: start of unknown task %s", w.ID, e.TaskID)
+		}
+		t.Status, t.WorkerID, t.StartTime, t.UpdateTime = conductor.TaskInProgress, e.WorkerID, e.Time, e.Time
+		t.PollCount++
+		if t.FirstStartTime == 0 {
+			t.FirstStartTime = e.Time
+		}
+		w.UpdateTime = e.Time
+	case *schemas.TaskUpdated:
+		t := w.TaskByID(e.TaskID)
+		if t == nil {
+			return nil, fmt.Errorf("workflow %s: update of unknown task %s", w.ID, e.TaskID)
+		}
+		applyUpdated(t, e)
+		w.UpdateTime = e.Time
+	case *schemas.TaskLogged:
+		t := w.TaskByID(e.TaskID)
+		if t == nil {
+			return nil, fmt.Errorf("workflow %s: log for unknown task %s", w.ID, e.TaskID)
+		}
+		logs := slices.Clip(t.Logs)
+		for i, line := range e.Lines {
+			var ts int64
+			if i < len(e.Times) {
+				ts = e.Times[i]
+			}
+			logs = append(logs, conductor.TaskExecLog{Log: line, TaskID: t.ID, CreatedTime: ts})
+		}
+		t.Logs = logs
+	case *schemas.VariablesUpdated:
+		vars := copyMap(w.Variables)
+		maps.Copy(vars, e.Variables)
+		w.Variables, w.UpdateTime = vars, e.Time
+	case *schemas.WorkflowStatusChanged:
+		applyStatus(w, e)
+	case *schemas.WorkflowReset:
+		if err := applyReset(w, e); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("workflow %s: unexpected event %s", w.ID, ev.EventType())
+	}
+	return w, nil
+}
+
+func started(s *schemas.WorkflowStarted) *Workflow {
+	return &Workflow{
+		ID: s.WorkflowID, Name: s.Name, Version: s.Version, DefJSON: s.Def,
+		Status: conductor.WorkflowRunning, Input: copyMap(s.Input), Output: map[string]any{},
+		Variables: copyMap(s.Variables), CorrelationID: s.CorrelationID, Priority: s.Priority,
+		TaskToDomain: s.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
+		ParentWorkflowTaskID: s.ParentWorkflowTaskID, IdempotencyKey: s.IdempotencyKey,
+		CreateTime: s.Time, StartTime: s.Time, UpdateTime: s.Time,
+	}
+}
+
+func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
+	t := &Task{
+		ID: e.TaskID, Ref: e.Ref, Name: e.Name, Type: e.Type, Status: e.Status, Seq: e.Seq,
+		Input: copyMap(e.Input), Deferred: e.Deferred, Output: copyMap(e.Output),
+		RetryCount: e.RetryCount, RetriedTaskID: e.RetriedTaskID, Iteration: e.Iteration,
+		Domain: e.Domain, ScheduledTime: e.Time, FirstScheduled: e.FirstScheduled, AvailableAt: e.AvailableAt,
+		UpdateTime: e.Time, Policy: e.Policy, Config: e.Config, TaskDef: e.TaskDef,
+		SubWorkflowID: e.SubWorkflowID, ParentTaskID: e.ParentTaskID, Reason: e.Reason,
+	}
+	if t.FirstScheduled == 0 {
+		t.FirstScheduled = e.Time
+	}
+	if t.Status == conductor.TaskInProgress {
+		t.StartTime, t.FirstStartTime = e.Time, e.Time
+	}
+	if conductor.TaskTerminal(t.Status) {
+		t.StartTime, t.EndTime = e.Time, e.Time
+	}
+	if e.RetriedTaskID != "" {
+		if old := w.TaskByID(e.RetriedTaskID); old != nil {
+			old.Retried = true
+		}
+	}
+	w.Tasks = append(w.Tasks, t)
+	w.Counter++
+	w.UpdateTime = e.Time
+}
+
+func applyUpdated(t *Task, e *schemas.TaskUpdated) {
+	if !e.KeepOutput {
+		t.Output = copyMap(e.Output)
+	}
+	if e.WorkerID != "" {
+		t.WorkerID = e.WorkerID
+	}
+	if e.SubWorkflowID != "" {
+		t.SubWorkflowID = e.SubWorkflowID
+	}
+	t.UpdateTime = e.Time
+	if e.LeaseExtended {
+		return
+	}
+	t.Status, t.Reason, t.CallbackAfterSeconds = e.Status, e.Reason, e.CallbackAfterSeconds
+	if e.AvailableAt != 0 {
+		t.AvailableAt = e.AvailableAt
+	}
+	switch {
+	case conductor.TaskTerminal(e.Status):
+		t.EndTime = e.Time
+		if t.StartTime == 0 {
+			t.StartTime = e.Time
+		}
+	case e.Status == conductor.TaskScheduled:
+		// Back in the queue (a worker asked to be called back later).
+		t.StartTime, t.EndTime = 0, 0
+	case e.Status == conductor.TaskInProgress && t.StartTime == 0:
+		t.StartTime = e.Time
+	}
+}
+
+func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
+	w.Status, w.UpdateTime = e.Status, e.Time
+	switch {
+	case conductor.WorkflowTerminal(e.Status):
+		w.EndTime, w.Reason = e.Time, e.Reason
+		w.Output = copyMap(e.Output)
+		w.FailedTaskRefs, w.FailedTaskNames = e.FailedTaskRefs, e.FailedTaskNames
+	case e.Status == conductor.WorkflowRunning && e.Reason == "":
+		// resume keeps everything else
+	}
+}
+
+func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
+	w.Epoch++
+	w.Status, w.UpdateTime = conductor.WorkflowRunning, e.Time
+	w.EndTime, w.Reason, w.Output = 0, "", map[string]any{}
+	w.FailedTaskRefs, w.FailedTaskNames = nil, nil
+	if len(e.Def) > 0 {
+		w.DefJSON, w.plan = e.Def, nil
+		if def, err := parseDef(e.Def); err == nil {
+			w.Version = def.Version
+		}
+	}
+	if e.SetInput {
+		w.Input = copyMap(e.Input)
+	}
+	if e.CorrelationID != "" {
+		w.CorrelationID = e.CorrelationID
+	}
+	switch e.Kind {
+	case schemas.ResetRestart:
+		w.Tasks, w.CreateTime, w.StartTime = nil, e.Time, e.Time
+		if def, err := w.Def(); err == nil {
+			w.Variables = copyMap(def.Variables)
+		}
+	case schemas.ResetRerun:
+		kept := w.Tasks[:0:0]
+		for _, t := range w.Tasks {
+			if t.Seq < e.KeepBeforeSeq {
+				kept = append(kept, t)
+			}
+		}
+		w.Tasks = kept
+	case schemas.ResetRetry:
+		w.LastRetriedTime = e.Time
+	default:
+		return fmt.Errorf("workflow %s: unknown reset kind %q", w.ID, e.Kind)
+	}
+	return nil
+}

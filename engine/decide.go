@@ -1,0 +1,286 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// ErrTaskGone is returned for a Take of a task that is no longer waiting for
+// a worker: another worker took it, it was canceled, or it finished.
+var ErrTaskGone = errors.New("task is no longer available")
+
+// Input is everything a decision depends on.
+type Input struct {
+	// State is the workflow's current state; nil only for Start.
+	State   *Workflow
+	Trigger Trigger
+	Now     time.Time
+	// TaskDef returns the registered definition of a task name, or nil.
+	TaskDef func(name string) *conductor.TaskDef
+}
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	// Events to append, in order, as one record.
+	Events []schemas.Event
+	// Effects to perform once the events are appended.
+	Effects []Effect
+	// State after the events (the input state when there are none).
+	State *Workflow
+	// Reply is the trigger's answer: the task handed out for Take, a
+	// ResultReply for Result.
+	Reply any
+}
+
+// ResultReply answers a Result trigger.
+type ResultReply struct {
+	// Ignored is true when the task or workflow had already finished: the
+	// report is late or a duplicate, and changed nothing.
+	Ignored bool
+}
+
+// maxCascade bounds the rounds of scheduling one decision may run, so that a
+// definition that loops on itself fails instead of hanging the engine.
+const maxCascade = 10000
+
+// decision is one Decide call's working state.
+type decision struct {
+	in      Input
+	w       *Workflow
+	plan    *plan
+	now     int64
+	events  []schemas.Event
+	effects []Effect
+	reply   any
+}
+
+// Decide computes what happens to a workflow when trigger arrives. It does
+// not change in.State. Errors wrap fault kinds: ErrNotFound (no such task),
+// ErrConflict (the trigger does not apply in the workflow's status),
+// ErrInvalid (a malformed trigger), or are ErrTaskGone.
+func Decide(in Input) (Decision, error) {
+	if in.TaskDef == nil {
+		in.TaskDef = func(string) *conductor.TaskDef { return nil }
+	}
+	d := &decision{in: in, now: in.Now.UnixMilli()}
+	var err error
+	if s, ok := in.Trigger.(Start); ok {
+		if in.State != nil {
+			return Decision{}, fault.Conflict("workflow %s already exists", in.State.ID)
+		}
+		err = d.start(s)
+	} else {
+		if in.State == nil {
+			return Decision{}, fault.NotFound("workflow not found")
+		}
+		d.w = in.State.Clone()
+		if d.plan, err = d.w.planFor(); err != nil {
+			return Decision{}, err
+		}
+		err = d.handle(in.Trigger)
+	}
+	if err != nil {
+		return Decision{}, err
+	}
+	if err := d.progress(); err != nil {
+		return Decision{}, err
+	}
+	state := d.w
+	if len(d.events) == 0 {
+		state = in.State
+	}
+	return Decision{Events: d.events, Effects: d.effects, State: state, Reply: d.reply}, nil
+}
+
+// emit records an event and folds it into the working state.
+func (d *decision) emit(ev schemas.Event) {
+	w, err := Apply(d.w, ev)
+	if err != nil {
+		// The decider only emits events that fit the state it holds.
+		panic(fmt.Sprintf("engine: emitted %s does not apply: %v", ev.EventType(), err))
+	}
+	d.w = w
+	d.events = append(d.events, ev)
+}
+
+func (d *decision) effect(e ...Effect) { d.effects = append(d.effects, e...) }
+
+func (d *decision) handle(t Trigger) error {
+	switch t := t.(type) {
+	case Take:
+		return d.take(t)
+	case Result:
+		return d.result(t.Result)
+	case Tick:
+		d.tick()
+	case Reconcile:
+		d.effect(Effects(d.w, d.now)...)
+	case Pause:
+		return d.pause()
+	case Resume:
+		return d.resume()
+	case Terminate:
+		return d.terminate(t.Reason)
+	case Restart:
+		return d.restart(t)
+	case Retry:
+		return d.retry(t)
+	case Rerun:
+		return d.rerun(t.Request)
+	case ChildFinished:
+		d.childFinished(t)
+	case SetVariables:
+		if d.w.Terminal() {
+			return fault.Conflict("workflow %s is %s", d.w.ID, d.w.Status)
+		}
+		d.emit(&schemas.VariablesUpdated{Variables: t.Variables, Time: d.now})
+	case AddLog:
+		if d.w.TaskByID(t.TaskID) == nil {
+			return fault.NotFound("task %s not found in workflow %s", t.TaskID, d.w.ID)
+		}
+		d.emit(&schemas.TaskLogged{TaskID: t.TaskID, Lines: []string{t.Line}, Times: []int64{d.now}})
+	default:
+		return fault.Invalid("unknown trigger %T", t)
+	}
+	return nil
+}
+
+func (d *decision) start(s Start) error {
+	if s.Def == nil {
+		return fault.Invalid("start %s: no workflow definition", s.WorkflowID)
+	}
+	raw := s.Def.Raw
+	if len(raw) == 0 {
+		return fault.Invalid("start %s: definition has no JSON", s.WorkflowID)
+	}
+	input := copyMap(s.Request.Input)
+	for k, v := range s.Def.InputTemplate {
+		if _, ok := input[k]; !ok {
+			input[k] = v
+		}
+	}
+	version := s.Def.Version
+	if version == 0 {
+		version = 1
+	}
+	d.plan = newPlan(s.Def)
+	d.emit(&schemas.WorkflowStarted{
+		WorkflowID: s.WorkflowID, Name: s.Def.Name, Version: version, Def: raw, Input: input,
+		Variables: copyMap(s.Def.Variables), CorrelationID: s.Request.CorrelationID, Priority: s.Request.Priority,
+		TaskToDomain: s.Request.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
+		ParentWorkflowTaskID: s.ParentWorkflowTaskID, IdempotencyKey: s.Request.IdempotencyKey, Time: d.now,
+	})
+	d.w.plan = d.plan
+	if len(s.Def.Tasks) == 0 {
+		return nil
+	}
+	d.schedule(s.Def.Tasks[0], scheduleOpts{})
+	return nil
+}
+
+func (d *decision) take(t Take) error {
+	task := d.w.TaskByID(t.TaskID)
+	if task == nil {
+		return fault.NotFound("task %s not found in workflow %s", t.TaskID, d.w.ID)
+	}
+	if t.TaskType != "" && task.Name != t.TaskType {
+		return fault.NotFound("task %s is not a %s task", t.TaskID, t.TaskType)
+	}
+	if d.w.Terminal() || task.Status != conductor.TaskScheduled || task.IsWorkerTask() == t.System || task.AvailableAt > d.now {
+		return ErrTaskGone
+	}
+	d.emit(&schemas.TaskStarted{TaskID: task.ID, WorkerID: t.WorkerID, Time: d.now})
+	taken := *d.w.TaskByID(t.TaskID)
+	d.reply = &taken
+	return nil
+}
+
+func (d *decision) result(r conductor.TaskResult) error {
+	t := d.w.TaskByID(r.TaskID)
+	if t == nil {
+		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
+	}
+	if len(r.Logs) > 0 {
+		lines, times := make([]string, len(r.Logs)), make([]int64, len(r.Logs))
+		for i, l := range r.Logs {
+			lines[i], times[i] = l.Log, l.CreatedTime
+			if times[i] == 0 {
+				times[i] = d.now
+			}
+		}
+		d.emit(&schemas.TaskLogged{TaskID: t.ID, Lines: lines, Times: times})
+	}
+	if d.w.Terminal() || !t.Active() {
+		d.reply = ResultReply{Ignored: true}
+		return nil
+	}
+	d.reply = ResultReply{}
+	up := &schemas.TaskUpdated{TaskID: t.ID, Status: r.Status, Output: r.OutputData, Reason: r.ReasonForIncompletion,
+		WorkerID: r.WorkerID, CallbackAfterSeconds: r.CallbackAfterSeconds, Time: d.now}
+	switch r.Status {
+	case conductor.TaskInProgress:
+		switch {
+		case r.ExtendLease:
+			up.LeaseExtended, up.KeepOutput = true, r.OutputData == nil
+		case t.IsWorkerTask():
+			// Back to the queue, handed out again after the callback delay.
+			up.Status = conductor.TaskScheduled
+			up.AvailableAt = d.now + r.CallbackAfterSeconds*1000
+		}
+		d.emit(up)
+		if t := d.w.TaskByID(r.TaskID); t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {
+			d.effect(handOff(d.w, t)...)
+		}
+	case conductor.TaskCompleted:
+		d.emit(up)
+	case conductor.TaskFailed, conductor.TaskFailedWithTerminalError:
+		if up.Reason == "" {
+			up.Reason = "task " + t.Ref + " failed"
+		}
+		d.emit(up)
+		d.failed(d.w.TaskByID(t.ID))
+	default:
+		return fault.Invalid("task status %q: want IN_PROGRESS, COMPLETED, FAILED or FAILED_WITH_TERMINAL_ERROR", r.Status)
+	}
+	return nil
+}
+
+func (d *decision) pause() error {
+	switch {
+	case d.w.Terminal():
+		return fault.Conflict("workflow %s is %s and cannot be paused", d.w.ID, d.w.Status)
+	case d.w.Status == conductor.WorkflowPaused:
+		return nil
+	}
+	d.emit(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowPaused, Time: d.now})
+	return nil
+}
+
+func (d *decision) resume() error {
+	if d.w.Status != conductor.WorkflowPaused {
+		return fault.Conflict("workflow %s is %s, not PAUSED", d.w.ID, d.w.Status)
+	}
+	d.emit(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowRunning, Time: d.now})
+	// Hand out what was scheduled before the pause.
+	d.effect(Effects(d.w, d.now)...)
+	return nil
+}
+
+func (d *decision) terminate(reason string) error {
+	switch d.w.Status {
+	case conductor.WorkflowCompleted:
+		return fault.Conflict("workflow %s is COMPLETED and cannot be terminated", d.w.ID)
+	case conductor.WorkflowTerminated:
+		return nil
+	}
+	if d.w.Terminal() {
+		return fault.Conflict("workflow %s is %s and cannot be terminated", d.w.ID, d.w.Status)
+	}
+	d.finish(conductor.WorkflowTerminated, reason, nil)
+	return nil
+}

@@ -1,0 +1,452 @@
+package engine_test
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+const threeSimple = `{"name":"three","version":1,"tasks":[
+ {"name":"a","taskReferenceName":"a_ref","type":"SIMPLE","inputParameters":{"n":"${workflow.input.n}","label":"n=${workflow.input.n}"}},
+ {"name":"b","taskReferenceName":"b_ref","type":"SIMPLE","inputParameters":{"fromA":"${a_ref.output.items[1]}","whole":"${a_ref.output}"}},
+ {"name":"c","taskReferenceName":"c_ref","inputParameters":{"wf":"${workflow.workflowId}","corr":"${workflow.correlationId}","escaped":"$${workflow.input.n}"}}],
+ "outputParameters":{"sum":"${c_ref.output.sum}","a":"${a_ref.output.items}"}}`
+
+func TestSimpleSequence(t *testing.T) {
+	h := newHarness(t, threeSimple, map[string]any{"n": int64(7)})
+	h.wantRefs("a_ref")
+	a := h.wantTask("a_ref", conductor.TaskScheduled)
+	if got := a.Input; !reflect.DeepEqual(got, map[string]any{"n": int64(7), "label": "n=7"}) {
+		t.Fatalf("a input = %#v", got)
+	}
+	if ds := effectsOf[engine.Dispatch](h.last); len(ds) != 1 || ds[0].TaskType != "a" || ds[0].TaskID != a.ID {
+		t.Fatalf("dispatch effects = %+v", ds)
+	}
+	taken := h.take("a_ref")
+	if taken.Status != conductor.TaskInProgress || taken.WorkerID != "w1" || taken.PollCount != 1 {
+		t.Fatalf("taken = %+v", taken)
+	}
+	h.complete("a_ref", map[string]any{"items": []any{"x", "y"}})
+	b := h.wantTask("b_ref", conductor.TaskScheduled)
+	if b.Input["fromA"] != "y" || !reflect.DeepEqual(b.Input["whole"], map[string]any{"items": []any{"x", "y"}}) {
+		t.Fatalf("b input = %#v", b.Input)
+	}
+	h.complete("b_ref", nil)
+	c := h.wantTask("c_ref", conductor.TaskScheduled)
+	if c.Input["wf"] != "wf-1" || c.Input["corr"] != "corr-1" || c.Input["escaped"] != "${workflow.input.n}" {
+		t.Fatalf("c input = %#v", c.Input)
+	}
+	h.complete("c_ref", map[string]any{"sum": int64(42)})
+	h.wantStatus(conductor.WorkflowCompleted)
+	if want := map[string]any{"sum": int64(42), "a": []any{"x", "y"}}; !reflect.DeepEqual(h.w.Output, want) {
+		t.Fatalf("output = %#v, want %#v", h.w.Output, want)
+	}
+	if h.w.EndTime == 0 {
+		t.Fatal("no end time")
+	}
+}
+
+func TestTakeRules(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	id := h.task("a_ref").ID
+	tests := []struct {
+		name string
+		trig engine.Take
+		want error
+	}{
+		{"unknown task", engine.Take{TaskID: "nope"}, fault.ErrNotFound},
+		{"other queue", engine.Take{TaskID: id, TaskType: "b"}, fault.ErrNotFound},
+		{"system worker on a worker task", engine.Take{TaskID: id, System: true}, engine.ErrTaskGone},
+	}
+	for _, tt := range tests {
+		_, err := h.try(tt.trig)
+		if err == nil || !errorsIs(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	h.take("a_ref")
+	if _, err := h.try(engine.Take{TaskID: id, WorkerID: "w2"}); !errorsIs(err, engine.ErrTaskGone) {
+		t.Fatalf("second take: %v", err)
+	}
+}
+
+func TestLateAndDuplicateResults(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	h.complete("a_ref", map[string]any{"v": int64(1)})
+	d := h.complete("a_ref", map[string]any{"v": int64(2)})
+	if len(d.Events) != 0 || d.Reply != (engine.ResultReply{Ignored: true}) {
+		t.Fatalf("duplicate result: events %d reply %+v", len(d.Events), d.Reply)
+	}
+	if h.task("a_ref").Output["v"] != int64(1) {
+		t.Fatal("duplicate result changed the output")
+	}
+	_, err := h.try(engine.Result{Result: conductor.TaskResult{TaskID: "ghost", Status: conductor.TaskCompleted}})
+	wantErr(t, err, fault.ErrNotFound)
+	_, err = h.try(engine.Result{Result: conductor.TaskResult{TaskID: h.task("b_ref").ID, Status: "DONE"}})
+	wantErr(t, err, fault.ErrInvalid)
+}
+
+func TestSwitchValueParam(t *testing.T) {
+	def := `{"name":"sw","tasks":[
+	 {"name":"route","taskReferenceName":"route","type":"SWITCH","evaluatorType":"value-param","expression":"carrier",
+	  "inputParameters":{"carrier":"${workflow.input.carrier}"},
+	  "decisionCases":{"ups":[{"name":"ship_ups","taskReferenceName":"ups"},{"name":"label","taskReferenceName":"label"}],
+	                   "true":[{"name":"flag","taskReferenceName":"flag"}],
+	                   "empty":[]},
+	  "defaultCase":[{"name":"ship_other","taskReferenceName":"other"}]},
+	 {"name":"after","taskReferenceName":"after"}]}`
+	tests := []struct {
+		carrier any
+		want    []string
+		selected string
+	}{
+		{"ups", []string{"route", "ups", "label", "after"}, "ups"},
+		{"dhl", []string{"route", "other", "after"}, "dhl"},
+		{true, []string{"route", "flag", "after"}, "true"},
+		{"empty", []string{"route", "after"}, "empty"},
+		{nil, []string{"route", "other", "after"}, "null"},
+	}
+	for _, tt := range tests {
+		h := newHarness(t, def, map[string]any{"carrier": tt.carrier})
+		sw := h.wantTask("route", conductor.TaskCompleted)
+		if sw.Output["selectedCase"] != tt.selected || !reflect.DeepEqual(sw.Output["evaluationResult"], []any{tt.selected}) {
+			t.Fatalf("%v: switch output %v", tt.carrier, sw.Output)
+		}
+		for _, ref := range tt.want[1:] {
+			h.complete(ref, nil)
+		}
+		h.wantRefs(tt.want...)
+		h.wantStatus(conductor.WorkflowCompleted)
+	}
+}
+
+const forkJoin = `{"name":"fj","tasks":[
+ {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+   [{"name":"a","taskReferenceName":"a"},{"name":"a2","taskReferenceName":"a2"}],
+   [{"name":"b","taskReferenceName":"b"}]]},
+ {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a2","b"]},
+ {"name":"z","taskReferenceName":"z","inputParameters":{"fromJoin":"${join.output.b.v}"}}]}`
+
+func TestForkJoin(t *testing.T) {
+	h := newHarness(t, forkJoin, nil)
+	h.wantRefs("fork", "a", "b", "join")
+	h.wantTask("join", conductor.TaskInProgress)
+	if got := len(effectsOf[engine.Dispatch](h.last)); got != 2 {
+		t.Fatalf("dispatched %d tasks, want 2 (both branches)", got)
+	}
+	h.complete("b", map[string]any{"v": "from-b"})
+	h.wantTask("join", conductor.TaskInProgress)
+	h.complete("a", nil)
+	h.wantTask("join", conductor.TaskInProgress)
+	h.complete("a2", map[string]any{"v": int64(2)})
+	j := h.wantTask("join", conductor.TaskCompleted)
+	if !reflect.DeepEqual(j.Output, map[string]any{"a2": map[string]any{"v": int64(2)}, "b": map[string]any{"v": "from-b"}}) {
+		t.Fatalf("join output = %v", j.Output)
+	}
+	if h.wantTask("z", conductor.TaskScheduled).Input["fromJoin"] != "from-b" {
+		t.Fatal("z did not read the join output")
+	}
+	h.complete("z", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+func TestForkBranchFailureFailsWorkflow(t *testing.T) {
+	h := newHarness(t, forkJoin, nil, `{"name":"b","retryCount":0}`)
+	h.report("b", conductor.TaskFailed, nil, "boom")
+	h.wantStatus(conductor.WorkflowFailed)
+	h.wantTask("a", conductor.TaskCanceled)
+	h.wantTask("join", conductor.TaskCanceled)
+	if !reflect.DeepEqual(h.w.FailedTaskRefs, []string{"b"}) || h.w.Reason != "boom" {
+		t.Fatalf("failed refs %v reason %q", h.w.FailedTaskRefs, h.w.Reason)
+	}
+}
+
+func TestSetVariableAndTerminate(t *testing.T) {
+	def := `{"name":"vars","variables":{"count":1},"tasks":[
+	 {"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"count":"${workflow.input.n}","who":"me"}},
+	 {"name":"use","taskReferenceName":"use","inputParameters":{"c":"${workflow.variables.count}"}},
+	 {"name":"stop","taskReferenceName":"stop","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED","terminationReason":"enough","workflowOutput":{"done":"${workflow.variables.who}"}}},
+	 {"name":"never","taskReferenceName":"never"}]}`
+	h := newHarness(t, def, map[string]any{"n": int64(5)})
+	if !reflect.DeepEqual(h.w.Variables, map[string]any{"count": int64(5), "who": "me"}) {
+		t.Fatalf("variables = %v", h.w.Variables)
+	}
+	if h.wantTask("use", conductor.TaskScheduled).Input["c"] != int64(5) {
+		t.Fatal("use did not see the variable")
+	}
+	h.complete("use", nil)
+	h.wantStatus(conductor.WorkflowFailed)
+	if h.w.Reason != "enough" || !reflect.DeepEqual(h.w.Output, map[string]any{"done": "me"}) {
+		t.Fatalf("reason %q output %v", h.w.Reason, h.w.Output)
+	}
+	if h.w.LatestByRef("never") != nil {
+		t.Fatal("task after TERMINATE was scheduled")
+	}
+}
+
+func TestWait(t *testing.T) {
+	def := `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"${workflow.input.d}"}},{"name":"next","taskReferenceName":"next"}]}`
+	tests := []struct {
+		duration string
+		after    time.Duration
+	}{{"10s", 10 * time.Second}, {"1 days 2 hours", 26 * time.Hour}, {"5m 30s", 5*time.Minute + 30*time.Second}}
+	for _, tt := range tests {
+		h := newHarness(t, def, map[string]any{"d": tt.duration})
+		h.wantTask("wait", conductor.TaskInProgress)
+		if dl := engine.Deadlines(h.w); len(dl) != 1 || dl[0] != epoch.Add(tt.after).UnixMilli() {
+			t.Fatalf("%s: deadlines %v", tt.duration, dl)
+		}
+		h.advance(tt.after - time.Millisecond)
+		if d := h.decide(engine.Tick{}); len(d.Events) != 0 {
+			t.Fatalf("%s: tick before the deadline changed the workflow", tt.duration)
+		}
+		h.advance(time.Millisecond)
+		h.decide(engine.Tick{})
+		h.wantTask("wait", conductor.TaskCompleted)
+		h.wantTask("next", conductor.TaskScheduled)
+	}
+
+	external := newHarness(t, `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT"}]}`, nil)
+	if len(engine.Deadlines(external.w)) != 0 {
+		t.Fatal("external WAIT has a deadline")
+	}
+	external.report("wait", conductor.TaskInProgress, map[string]any{"greet": "hi"}, "")
+	if wt := external.wantTask("wait", conductor.TaskInProgress); wt.Output["greet"] != "hi" {
+		t.Fatalf("IN_PROGRESS update on WAIT lost its output: %v", wt.Output)
+	}
+	external.complete("wait", map[string]any{"ok": true})
+	external.wantStatus(conductor.WorkflowCompleted)
+
+	bad := newHarness(t, def, map[string]any{"d": "soon"})
+	bad.wantTask("wait", conductor.TaskFailedWithTerminalError)
+	bad.wantStatus(conductor.WorkflowFailed)
+	if !strings.Contains(bad.w.Reason, "soon") {
+		t.Fatalf("reason %q does not name the bad duration", bad.w.Reason)
+	}
+}
+
+func TestSubWorkflow(t *testing.T) {
+	def := `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid","version":2},"inputParameters":{"x":"${workflow.input.x}"}},{"name":"after","taskReferenceName":"after","inputParameters":{"r":"${child.output.result}"}}]}`
+	h := newHarness(t, def, map[string]any{"x": "hello"})
+	ct := h.wantTask("child", conductor.TaskInProgress)
+	starts := effectsOf[engine.StartWorkflow](h.last)
+	if len(starts) != 1 || starts[0].WorkflowID != ct.SubWorkflowID || starts[0].Name != "kid" || *starts[0].Version != 2 ||
+		starts[0].ParentWorkflowID != "wf-1" || starts[0].ParentWorkflowTaskID != ct.ID || starts[0].Input["x"] != "hello" ||
+		starts[0].CreatedBy != "app:tester" {
+		t.Fatalf("start effects = %+v", starts)
+	}
+	if ct.SubWorkflowID != engine.DeriveID("wf-1", "sub", ct.ID) {
+		t.Fatal("child id is not derived from the parent")
+	}
+	h.decide(engine.ChildFinished{ChildID: ct.SubWorkflowID, Status: conductor.WorkflowCompleted, Output: map[string]any{"result": "done"}})
+	done := h.wantTask("child", conductor.TaskCompleted)
+	if done.Output["subWorkflowId"] != ct.SubWorkflowID || h.wantTask("after", conductor.TaskScheduled).Input["r"] != "done" {
+		t.Fatalf("child output %v", done.Output)
+	}
+	// News about a child that is no longer awaited changes nothing.
+	if d := h.decide(engine.ChildFinished{ChildID: ct.SubWorkflowID, Status: conductor.WorkflowFailed}); len(d.Events) != 0 {
+		t.Fatal("late child news changed the parent")
+	}
+
+	f := newHarness(t, def, nil)
+	f.decide(engine.ChildFinished{ChildID: f.task("child").SubWorkflowID, Status: conductor.WorkflowFailed, Reason: "kid broke"})
+	f.wantStatus(conductor.WorkflowFailed)
+	if !strings.Contains(f.w.Reason, "kid broke") {
+		t.Fatalf("reason %q", f.w.Reason)
+	}
+}
+
+func TestHTTPIsRunBySystemWorker(t *testing.T) {
+	def := `{"name":"h","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP","inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}]}`
+	h := newHarness(t, def, nil)
+	runs := effectsOf[engine.RunSystem](h.last)
+	if len(runs) != 1 || runs[0].TaskType != "HTTP" {
+		t.Fatalf("effects %+v", h.last.Effects)
+	}
+	if _, err := h.try(engine.Take{TaskID: runs[0].TaskID, WorkerID: "worker"}); !errorsIs(err, engine.ErrTaskGone) {
+		t.Fatalf("a worker took a system task: %v", err)
+	}
+	h.decide(engine.Take{TaskID: runs[0].TaskID, WorkerID: "flowvault", System: true})
+	h.wantTask("call", conductor.TaskInProgress)
+	// An engine that dies mid-call: after the lease the task runs again.
+	h.advance(engine.SystemTaskLease)
+	h.decide(engine.Tick{})
+	h.wantTask("call", conductor.TaskScheduled)
+	if len(effectsOf[engine.RunSystem](h.last)) != 1 {
+		t.Fatal("expired system task not handed off again")
+	}
+	h.decide(engine.Take{TaskID: runs[0].TaskID, WorkerID: "flowvault", System: true})
+	h.complete("call", map[string]any{"response": map[string]any{"statusCode": int64(200)}})
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+func TestRetries(t *testing.T) {
+	tests := []struct {
+		name   string
+		def    string
+		delays []time.Duration
+	}{
+		{"fixed", `{"name":"t","retryCount":3,"retryLogic":"FIXED","retryDelaySeconds":2}`, []time.Duration{2 * time.Second, 2 * time.Second, 2 * time.Second}},
+		{"exponential", `{"name":"t","retryCount":3,"retryLogic":"EXPONENTIAL_BACKOFF","retryDelaySeconds":1}`, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}},
+		{"linear", `{"name":"t","retryCount":3,"retryLogic":"LINEAR_BACKOFF","retryDelaySeconds":1,"backoffScaleFactor":3}`, []time.Duration{3 * time.Second, 6 * time.Second, 9 * time.Second}},
+		{"capped", `{"name":"t","retryCount":3,"retryLogic":"EXPONENTIAL_BACKOFF","retryDelaySeconds":4,"maxRetryDelaySeconds":5}`, []time.Duration{4 * time.Second, 5 * time.Second, 5 * time.Second}},
+	}
+	def := `{"name":"r","failureWorkflow":"cleanup","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"k":"v"}}]}`
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, def, map[string]any{"orig": true}, tt.def)
+			first := h.task("t")
+			for i, delay := range tt.delays {
+				failedAt := h.now
+				h.report("t", conductor.TaskFailed, nil, "flaky")
+				retry := h.wantTask("t", conductor.TaskScheduled)
+				if retry.RetryCount != i+1 || retry.AvailableAt != failedAt.Add(delay).UnixMilli() || retry.Input["k"] != "v" {
+					t.Fatalf("retry %d: count %d available %v (want +%s)", i+1, retry.RetryCount, time.UnixMilli(retry.AvailableAt).Sub(failedAt), delay)
+				}
+				if len(effectsOf[engine.Dispatch](h.last)) != 0 {
+					t.Fatal("retry dispatched before its delay")
+				}
+				h.advance(delay)
+				h.decide(engine.Tick{})
+				if ds := effectsOf[engine.Dispatch](h.last); len(ds) != 1 || ds[0].TaskID != retry.ID {
+					t.Fatalf("retry %d not dispatched after its delay: %+v", i+1, h.last.Effects)
+				}
+			}
+			h.report("t", conductor.TaskFailed, nil, "still flaky")
+			h.wantStatus(conductor.WorkflowFailed)
+			if n := len(h.w.Tasks); n != 4 || !h.w.TaskByID(first.ID).Retried {
+				t.Fatalf("%d task instances (want 4), first retried=%v", n, h.w.TaskByID(first.ID).Retried)
+			}
+			fw := effectsOf[engine.StartWorkflow](h.last)
+			if len(fw) != 1 || fw[0].Name != "cleanup" || fw[0].Input["workflowId"] != "wf-1" || fw[0].Input["reason"] != "still flaky" ||
+				fw[0].Input["failureStatus"] != "FAILED" || fw[0].Input["orig"] != true || fw[0].Input["failureTaskId"] != h.task("t").ID {
+				t.Fatalf("failure workflow effect = %+v", fw)
+			}
+		})
+	}
+}
+
+func TestTerminalErrorAndOptional(t *testing.T) {
+	def := `{"name":"o","tasks":[{"name":"t","taskReferenceName":"t","optional":true},{"name":"u","taskReferenceName":"u"}]}`
+	h := newHarness(t, def, nil, `{"name":"t","retryCount":5}`)
+	h.report("t", conductor.TaskFailedWithTerminalError, nil, "no way")
+	if n := len(h.w.Tasks); n != 2 {
+		t.Fatalf("terminal error was retried: %v", h.refs())
+	}
+	h.wantTask("t", conductor.TaskCompletedWithErrors)
+	h.wantTask("u", conductor.TaskScheduled)
+	h.complete("u", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+func TestTimeouts(t *testing.T) {
+	def := `{"name":"to","tasks":[{"name":"t","taskReferenceName":"t"}]}`
+	t.Run("poll", func(t *testing.T) {
+		h := newHarness(t, def, nil, `{"name":"t","retryCount":1,"retryDelaySeconds":0,"pollTimeoutSeconds":5}`)
+		h.advance(5 * time.Second)
+		h.decide(engine.Tick{})
+		if h.w.Tasks[0].Status != conductor.TaskTimedOut {
+			t.Fatalf("tasks %v", h.refs())
+		}
+		h.wantTask("t", conductor.TaskScheduled) // the retry
+		h.advance(5 * time.Second)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowTimedOut)
+	})
+	t.Run("response", func(t *testing.T) {
+		h := newHarness(t, def, nil, `{"name":"t","retryCount":1,"retryDelaySeconds":0,"responseTimeoutSeconds":10}`)
+		h.take("t")
+		h.advance(8 * time.Second)
+		h.decide(engine.Result{Result: conductor.TaskResult{TaskID: h.task("t").ID, Status: conductor.TaskInProgress, ExtendLease: true}})
+		h.advance(8 * time.Second)
+		if d := h.decide(engine.Tick{}); len(d.Events) != 0 {
+			t.Fatal("timed out although the lease was extended")
+		}
+		h.advance(2 * time.Second)
+		h.decide(engine.Tick{})
+		if h.w.Tasks[0].Status != conductor.TaskTimedOut || h.task("t").Status != conductor.TaskScheduled {
+			t.Fatalf("tasks %v", h.refs())
+		}
+		// The timed-out worker reports late: ignored.
+		d := h.decide(engine.Result{Result: conductor.TaskResult{TaskID: h.w.Tasks[0].ID, Status: conductor.TaskCompleted}})
+		if d.Reply != (engine.ResultReply{Ignored: true}) {
+			t.Fatal("late result after response timeout was not ignored")
+		}
+	})
+	t.Run("task timeout TIME_OUT_WF", func(t *testing.T) {
+		h := newHarness(t, def, nil, `{"name":"t","retryCount":3,"timeoutSeconds":30,"timeoutPolicy":"TIME_OUT_WF","responseTimeoutSeconds":3600}`)
+		h.take("t")
+		h.advance(30 * time.Second)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowTimedOut)
+	})
+	t.Run("task timeout ALERT_ONLY", func(t *testing.T) {
+		h := newHarness(t, def, nil, `{"name":"t","timeoutSeconds":30,"timeoutPolicy":"ALERT_ONLY","responseTimeoutSeconds":3600}`)
+		h.take("t")
+		h.advance(time.Minute)
+		if d := h.decide(engine.Tick{}); len(d.Events) != 0 {
+			t.Fatal("ALERT_ONLY changed the task")
+		}
+	})
+	t.Run("workflow", func(t *testing.T) {
+		h := newHarness(t, `{"name":"to","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"t","taskReferenceName":"t"}]}`, nil)
+		h.advance(time.Minute)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowTimedOut)
+		h.wantTask("t", conductor.TaskCanceled)
+	})
+}
+
+func TestCallbackAfterSeconds(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	h.take("a_ref")
+	h.decide(engine.Result{Result: conductor.TaskResult{TaskID: h.task("a_ref").ID, Status: conductor.TaskInProgress,
+		CallbackAfterSeconds: 30, OutputData: map[string]any{"progress": int64(50)}}})
+	a := h.wantTask("a_ref", conductor.TaskScheduled)
+	if a.AvailableAt != h.now.Add(30*time.Second).UnixMilli() || a.Output["progress"] != int64(50) {
+		t.Fatalf("callback: available %d output %v", a.AvailableAt, a.Output)
+	}
+	if _, err := h.try(engine.Take{TaskID: a.ID}); !errorsIs(err, engine.ErrTaskGone) {
+		t.Fatal("task taken before its callback time")
+	}
+	h.advance(30 * time.Second)
+	h.decide(engine.Tick{})
+	if len(effectsOf[engine.Dispatch](h.last)) != 1 {
+		t.Fatal("not dispatched after the callback delay")
+	}
+	if got := h.take("a_ref").PollCount; got != 2 {
+		t.Fatalf("poll count %d", got)
+	}
+}
+
+func TestRuntimeExpressionError(t *testing.T) {
+	def := `{"name":"bad","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"x":"${workflow.input.a"}}]}`
+	h := newHarness(t, def, nil)
+	h.wantTask("t", conductor.TaskFailedWithTerminalError)
+	h.wantStatus(conductor.WorkflowFailed)
+	if !strings.Contains(h.w.Reason, "input of t") {
+		t.Fatalf("reason %q", h.w.Reason)
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	run := func() []string {
+		h := newHarness(t, forkJoin, map[string]any{"x": int64(1)})
+		h.complete("a", nil)
+		h.complete("b", nil)
+		var ids []string
+		for _, tk := range h.w.Tasks {
+			ids = append(ids, tk.ID)
+		}
+		return ids
+	}
+	if a, b := run(), run(); !reflect.DeepEqual(a, b) {
+		t.Fatalf("task ids differ between identical runs:\n%v\n%v", a, b)
+	}
+}

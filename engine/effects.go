@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"encoding/json"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Effect is something outside the workflow's own log that a decision
+// requires. Executors perform effects after the decision is appended; each
+// must be idempotent, because recovery performs them again (Effects).
+type Effect interface{ effectName() string }
+
+// Dispatch makes a scheduled worker task available to workers of its queue.
+type Dispatch struct {
+	WorkflowID string
+	TaskID     string
+	TaskType   string // the queue: the task name for SIMPLE tasks
+	Domain     string
+	// Attempt distinguishes hand-offs of the same task (callbacks), for
+	// deduplication of the dispatch message.
+	Attempt int64
+}
+
+// RunSystem runs a system task (HTTP, INLINE, ...) in the engine.
+type RunSystem struct {
+	WorkflowID string
+	TaskID     string
+	TaskType   string
+}
+
+// StartWorkflow starts another workflow: a SUB_WORKFLOW's child (with the
+// parent fields set), a failure workflow, or a START_WORKFLOW target.
+type StartWorkflow struct {
+	WorkflowID           string
+	Name                 string
+	Version              *int
+	Def                  json.RawMessage // inline definition, if any
+	Input                map[string]any
+	CorrelationID        string
+	Priority             int
+	TaskToDomain         map[string]string
+	CreatedBy            string
+	ParentWorkflowID     string
+	ParentWorkflowTaskID string
+}
+
+// NotifyParent tells a parent workflow that this child reached a terminal
+// status.
+type NotifyParent struct {
+	ParentWorkflowID string
+	Child            ChildFinished
+}
+
+// TerminateWorkflow ends another workflow (the children of a terminated or
+// failed parent).
+type TerminateWorkflow struct {
+	WorkflowID string
+	Reason     string
+}
+
+// CheckChild asks the executor to report a child's status if it is
+// terminal: recovery for a NotifyParent lost in a crash.
+type CheckChild struct {
+	ParentWorkflowID string
+	ChildID          string
+}
+
+func (Dispatch) effectName() string          { return "dispatch" }
+func (RunSystem) effectName() string         { return "run_system" }
+func (StartWorkflow) effectName() string     { return "start_workflow" }
+func (NotifyParent) effectName() string      { return "notify_parent" }
+func (TerminateWorkflow) effectName() string { return "terminate_workflow" }
+func (CheckChild) effectName() string        { return "check_child" }
+
+// EffectName names an effect for logs and metrics.
+func EffectName(e Effect) string { return e.effectName() }
+
+// Effects returns every effect the state implies at time now (Unix ms):
+// recovery performs them after a crash may have lost some.
+func Effects(w *Workflow, now int64) []Effect {
+	var out []Effect
+	for _, t := range w.Tasks {
+		switch {
+		case t.Status == conductor.TaskScheduled && t.AvailableAt <= now:
+			out = append(out, handOff(w, t)...)
+		case t.Type == conductor.TaskTypeSubWorkflow && t.Status == conductor.TaskInProgress && t.SubWorkflowID != "":
+			out = append(out, CheckChild{ParentWorkflowID: w.ID, ChildID: t.SubWorkflowID})
+		}
+	}
+	if w.Terminal() {
+		out = append(out, terminalEffects(w)...)
+	}
+	return out
+}
+
+// handOff returns the effect that gets a scheduled task executed.
+func handOff(w *Workflow, t *Task) []Effect {
+	switch {
+	case t.IsWorkerTask():
+		return []Effect{Dispatch{WorkflowID: w.ID, TaskID: t.ID, TaskType: t.Name, Domain: t.Domain, Attempt: t.AvailableAt}}
+	case runsInSystemWorker(t.Type):
+		return []Effect{RunSystem{WorkflowID: w.ID, TaskID: t.ID, TaskType: t.Type}}
+	}
+	return nil
+}
+
+// terminalEffects are the consequences of a workflow ending.
+func terminalEffects(w *Workflow) []Effect {
+	var out []Effect
+	if w.ParentWorkflowID != "" {
+		out = append(out, NotifyParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildFinished{
+			ChildID: w.ID, Status: w.Status, Output: w.Output, Reason: w.Reason}})
+	}
+	if w.Status != conductor.WorkflowCompleted {
+		for _, t := range w.Tasks {
+			if t.Type == conductor.TaskTypeSubWorkflow && t.SubWorkflowID != "" && t.Status == conductor.TaskCanceled {
+				out = append(out, TerminateWorkflow{WorkflowID: t.SubWorkflowID, Reason: "parent workflow " + w.ID + " " + w.Status})
+			}
+		}
+		if fw := failureWorkflow(w); fw != nil {
+			out = append(out, *fw)
+		}
+	}
+	return out
+}
+
+// failureWorkflow is the failure workflow a failed, timed-out or terminated
+// workflow starts, if its definition names one.
+func failureWorkflow(w *Workflow) *StartWorkflow {
+	def, err := w.Def()
+	if err != nil || def.FailureWorkflow == "" || w.Status == conductor.WorkflowCompleted {
+		return nil
+	}
+	input := copyMap(w.Input)
+	input["workflowId"] = w.ID
+	input["reason"] = w.Reason
+	input["failureStatus"] = w.Status
+	if len(w.FailedTaskRefs) > 0 {
+		if t := w.LatestByRef(w.FailedTaskRefs[0]); t != nil {
+			input["failureTaskId"] = t.ID
+		}
+	}
+	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
+		Input: input, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy}
+}

@@ -1,0 +1,55 @@
+package engine
+
+// workflowDoc exposes a workflow to parameter expressions: "workflow" and
+// each task reference name are sources (conductor-api.md §6.2).
+type workflowDoc struct {
+	w      *Workflow
+	taskID string
+}
+
+func (d *workflowDoc) Lookup(name string) (any, bool) {
+	w := d.w
+	switch name {
+	case "workflow":
+		return map[string]any{
+			"input": w.Input, "output": w.Output, "status": w.Status, "workflowId": w.ID,
+			"parentWorkflowId": w.ParentWorkflowID, "parentWorkflowTaskId": w.ParentWorkflowTaskID,
+			"workflowType": w.Name, "version": int64(w.Version), "correlationId": w.CorrelationID,
+			"reasonForIncompletion": w.Reason, "schemaVersion": int64(2), "variables": w.Variables,
+			"createTime": w.CreateTime, "priority": int64(w.Priority), "createdBy": w.CreatedBy,
+		}, true
+	case "CPEWF_TASK_ID":
+		return d.taskID, d.taskID != ""
+	}
+	t := w.LatestByRef(name)
+	if t == nil {
+		// Inside and after a loop, a child is referenced without its
+		// iteration suffix: take the latest iteration.
+		for i := len(w.Tasks) - 1; i >= 0; i-- {
+			if baseRef(w.Tasks[i].Ref) == name {
+				t = w.Tasks[i]
+				break
+			}
+		}
+	}
+	if t == nil {
+		return nil, false
+	}
+	return map[string]any{
+		"input": t.Input, "output": t.Output, "taskType": taskTypeOf(t), "status": t.Status,
+		"referenceTaskName": t.Ref, "retryCount": int64(t.RetryCount), "correlationId": w.CorrelationID,
+		"pollCount": int64(t.PollCount), "taskDefName": t.Name, "scheduledTime": t.ScheduledTime,
+		"startTime": t.StartTime, "endTime": t.EndTime, "workflowInstanceId": w.ID, "taskId": t.ID,
+		"reasonForIncompletion": t.Reason, "callbackAfterSeconds": t.CallbackAfterSeconds,
+		"workerId": t.WorkerID, "iteration": int64(t.Iteration), "subWorkflowId": t.SubWorkflowID,
+	}, true
+}
+
+// taskTypeOf is Conductor's Task.taskType: the task name for SIMPLE tasks,
+// the type otherwise.
+func taskTypeOf(t *Task) string {
+	if t.IsWorkerTask() {
+		return t.Name
+	}
+	return t.Type
+}

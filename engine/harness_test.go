@@ -1,0 +1,182 @@
+package engine_test
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+var epoch = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+// harness drives one workflow through the decider, folding every decision
+// into its state like the executor does.
+type harness struct {
+	t        testing.TB
+	w        *engine.Workflow
+	now      time.Time
+	taskDefs map[string]*conductor.TaskDef
+	last     engine.Decision
+	history  [][]schemas.Event
+}
+
+func parseDef(t testing.TB, js string) *conductor.WorkflowDef {
+	t.Helper()
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(js), &def); err != nil {
+		t.Fatalf("definition: %v", err)
+	}
+	return &def
+}
+
+func newHarness(t testing.TB, defJSON string, input map[string]any, taskDefs ...string) *harness {
+	t.Helper()
+	h := &harness{t: t, now: epoch, taskDefs: map[string]*conductor.TaskDef{}}
+	for _, js := range taskDefs {
+		var td conductor.TaskDef
+		if err := conductor.Unmarshal([]byte(js), &td); err != nil {
+			t.Fatal(err)
+		}
+		h.taskDefs[td.Name] = &td
+	}
+	h.decide(engine.Start{WorkflowID: "wf-1", Def: parseDef(t, defJSON), CreatedBy: "app:tester",
+		Request: conductor.StartWorkflowRequest{Input: input, CorrelationID: "corr-1"}})
+	return h
+}
+
+func (h *harness) input(trig engine.Trigger) engine.Input {
+	return engine.Input{State: h.w, Trigger: trig, Now: h.now, TaskDef: func(n string) *conductor.TaskDef { return h.taskDefs[n] }}
+}
+
+// decide runs a trigger that must succeed.
+func (h *harness) decide(trig engine.Trigger) engine.Decision {
+	h.t.Helper()
+	d, err := h.try(trig)
+	if err != nil {
+		h.t.Fatalf("%T: %v", trig, err)
+	}
+	return d
+}
+
+// try runs a trigger and folds its events.
+func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
+	h.t.Helper()
+	before := h.w
+	d, err := engine.Decide(h.input(trig))
+	if err != nil {
+		return d, err
+	}
+	if before != nil && len(d.Events) > 0 && before == d.State {
+		h.t.Fatal("Decide returned its input state after emitting events")
+	}
+	// Folding the events from the input state must give the decision's state.
+	var w *engine.Workflow
+	if h.w != nil {
+		w = h.w.Clone()
+	}
+	for _, ev := range d.Events {
+		if w, err = engine.Apply(w, ev); err != nil {
+			h.t.Fatalf("apply %s: %v", ev.EventType(), err)
+		}
+	}
+	if len(d.Events) > 0 {
+		got, _ := json.Marshal(w.Conductor(true))
+		want, _ := json.Marshal(d.State.Conductor(true))
+		if string(got) != string(want) {
+			h.t.Fatalf("fold of events differs from the decision's state:\nfold:     %s\ndecision: %s", got, want)
+		}
+		h.w = w
+		h.history = append(h.history, d.Events)
+	}
+	h.last = d
+	return d, nil
+}
+
+func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }
+
+// task returns the newest instance of ref.
+func (h *harness) task(ref string) *engine.Task {
+	h.t.Helper()
+	t := h.w.LatestByRef(ref)
+	if t == nil {
+		h.t.Fatalf("no task %s; have %v", ref, h.refs())
+	}
+	return t
+}
+
+func (h *harness) refs() []string {
+	var out []string
+	for _, t := range h.w.Tasks {
+		out = append(out, t.Ref+":"+t.Status)
+	}
+	return out
+}
+
+func (h *harness) report(ref, status string, output map[string]any, reason string) engine.Decision {
+	h.t.Helper()
+	t := h.task(ref)
+	return h.decide(engine.Result{Result: conductor.TaskResult{TaskID: t.ID, WorkflowInstanceID: h.w.ID,
+		Status: status, OutputData: output, ReasonForIncompletion: reason}})
+}
+
+func (h *harness) complete(ref string, output map[string]any) engine.Decision {
+	h.t.Helper()
+	return h.report(ref, conductor.TaskCompleted, output, "")
+}
+
+func (h *harness) take(ref string) *engine.Task {
+	h.t.Helper()
+	d := h.decide(engine.Take{TaskID: h.task(ref).ID, WorkerID: "w1"})
+	return d.Reply.(*engine.Task)
+}
+
+func (h *harness) wantStatus(want string) {
+	h.t.Helper()
+	if h.w.Status != want {
+		h.t.Fatalf("workflow status = %s (%s), want %s; tasks %v", h.w.Status, h.w.Reason, want, h.refs())
+	}
+}
+
+func (h *harness) wantTask(ref, status string) *engine.Task {
+	h.t.Helper()
+	t := h.task(ref)
+	if t.Status != status {
+		h.t.Fatalf("task %s status = %s (%s), want %s; tasks %v", ref, t.Status, t.Reason, status, h.refs())
+	}
+	return t
+}
+
+func (h *harness) wantRefs(want ...string) {
+	h.t.Helper()
+	var got []string
+	for _, t := range h.w.Tasks {
+		got = append(got, t.Ref)
+	}
+	if !reflect.DeepEqual(got, want) {
+		h.t.Fatalf("task refs = %v, want %v", got, want)
+	}
+}
+
+func effectsOf[T engine.Effect](d engine.Decision) []T {
+	var out []T
+	for _, e := range d.Effects {
+		if x, ok := e.(T); ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func wantErr(t testing.TB, err, kind error) {
+	t.Helper()
+	if !errors.Is(err, kind) {
+		t.Fatalf("err = %v, want %v", err, kind)
+	}
+}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

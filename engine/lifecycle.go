@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+func (d *decision) requireTerminal(op string) error {
+	if !d.w.Terminal() {
+		return fault.Conflict("workflow %s is %s: only a terminal workflow can be %s", d.w.ID, d.w.Status, op)
+	}
+	return nil
+}
+
+// startOver resets the workflow and schedules its first task.
+func (d *decision) startOver(reset *schemas.WorkflowReset) {
+	d.emit(reset)
+	plan, err := d.w.planFor()
+	if err != nil {
+		d.finish(conductor.WorkflowFailed, err.Error(), map[string]any{})
+		return
+	}
+	d.plan = plan
+	if len(plan.def.Tasks) > 0 {
+		d.schedule(plan.def.Tasks[0], scheduleOpts{})
+	}
+}
+
+func (d *decision) restart(r Restart) error {
+	if err := d.requireTerminal("restarted"); err != nil {
+		return err
+	}
+	if d.w.Status == conductor.WorkflowCompleted && !d.plan.def.IsRestartable() {
+		return fault.NotFound("workflow %s is COMPLETED and its definition is not restartable", d.w.ID)
+	}
+	reset := &schemas.WorkflowReset{Kind: schemas.ResetRestart, Time: d.now}
+	if r.Def != nil {
+		reset.Def = r.Def.Raw
+	}
+	d.startOver(reset)
+	return nil
+}
+
+func (d *decision) rerun(r conductor.RerunWorkflowRequest) error {
+	if err := d.requireTerminal("rerun"); err != nil {
+		return err
+	}
+	reset := &schemas.WorkflowReset{Kind: schemas.ResetRerun, CorrelationID: r.CorrelationID, Time: d.now}
+	if r.WorkflowInput != nil {
+		reset.Input, reset.SetInput = r.WorkflowInput, true
+	}
+	if r.ReRunFromTaskID == "" {
+		d.startOver(reset)
+		return nil
+	}
+	from := d.w.TaskByID(r.ReRunFromTaskID)
+	if from == nil {
+		return fault.NotFound("task %s not found in workflow %s", r.ReRunFromTaskID, d.w.ID)
+	}
+	wt := d.plan.config(from)
+	if wt == nil {
+		return fault.Invalid("task %s is not in the workflow's definition", r.ReRunFromTaskID)
+	}
+	reset.KeepBeforeSeq = from.Seq
+	input := from.Input
+	if r.TaskInput != nil {
+		input = r.TaskInput
+	}
+	d.emit(reset)
+	// The task runs again under a new id, so that a late report from its
+	// previous run cannot be taken for the new one.
+	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, parentTaskID: from.ParentTaskID})
+	return nil
+}
+
+func (d *decision) retry(Retry) error {
+	if err := d.requireTerminal("retried"); err != nil {
+		return err
+	}
+	if len(d.w.Tasks) == 0 {
+		return fault.Conflict("workflow %s has no tasks to retry", d.w.ID)
+	}
+	var retry []*Task
+	for _, t := range d.w.Tasks {
+		if t.Retried {
+			continue
+		}
+		switch t.Status {
+		case conductor.TaskFailed, conductor.TaskFailedWithTerminalError, conductor.TaskTimedOut, conductor.TaskCanceled:
+			retry = append(retry, t)
+		}
+	}
+	if len(retry) == 0 && d.w.Status != conductor.WorkflowTimedOut {
+		return fault.Conflict("workflow %s has no retryable tasks", d.w.ID)
+	}
+	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
+	for _, t := range retry {
+		if t.Type == conductor.TaskTypeJoin {
+			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, Time: d.now})
+			continue
+		}
+		wt := d.plan.config(t)
+		if wt == nil {
+			continue
+		}
+		nt := d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID})
+		if nt.Type == conductor.TaskTypeSubWorkflow {
+			d.emit(&schemas.TaskUpdated{TaskID: nt.ID, Status: conductor.TaskInProgress, KeepOutput: true,
+				SubWorkflowID: childID(d.w, nt.ID), Time: d.now})
+			d.startChild(wt, d.w.TaskByID(nt.ID))
+		}
+	}
+	return nil
+}
+
+// childFinished completes or fails the SUB_WORKFLOW task waiting for child.
+func (d *decision) childFinished(c ChildFinished) {
+	var t *Task
+	for _, x := range d.w.Tasks {
+		if x.SubWorkflowID == c.ChildID && x.Active() {
+			t = x
+		}
+	}
+	if t == nil || d.w.Terminal() {
+		return // late or duplicate news
+	}
+	output := copyMap(c.Output)
+	output["subWorkflowId"] = c.ChildID
+	if c.Status == conductor.WorkflowCompleted {
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompleted, Output: output, Time: d.now})
+		return
+	}
+	reason := c.Reason
+	if reason == "" {
+		reason = "sub workflow " + c.ChildID + " " + c.Status
+	}
+	status := conductor.TaskFailed
+	if c.Status == conductor.WorkflowTimedOut {
+		status = conductor.TaskTimedOut
+	}
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: status, Output: output, Reason: reason, Time: d.now})
+	d.failed(d.w.TaskByID(t.ID))
+}

@@ -1,0 +1,170 @@
+package engine_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+func TestPauseResume(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	h.decide(engine.Pause{})
+	h.wantStatus(conductor.WorkflowPaused)
+	if d := h.decide(engine.Pause{}); len(d.Events) != 0 {
+		t.Fatal("pausing a paused workflow changed it")
+	}
+	// A running task still completes, but nothing new is scheduled.
+	h.complete("a_ref", nil)
+	h.wantRefs("a_ref")
+	h.decide(engine.Resume{})
+	h.wantStatus(conductor.WorkflowRunning)
+	h.wantTask("b_ref", conductor.TaskScheduled)
+	_, err := h.try(engine.Resume{})
+	wantErr(t, err, fault.ErrConflict)
+}
+
+func TestTerminate(t *testing.T) {
+	h := newHarness(t, forkJoin, nil)
+	h.complete("a", nil)
+	d := h.decide(engine.Terminate{Reason: "operator"})
+	h.wantStatus(conductor.WorkflowTerminated)
+	if h.w.Reason != "operator" {
+		t.Fatalf("reason %q", h.w.Reason)
+	}
+	for _, ref := range []string{"a2", "b", "join"} {
+		h.wantTask(ref, conductor.TaskCanceled)
+	}
+	h.wantTask("a", conductor.TaskCompleted)
+	if len(d.Events) == 0 {
+		t.Fatal("no events")
+	}
+	if d := h.decide(engine.Terminate{Reason: "again"}); len(d.Events) != 0 {
+		t.Fatal("terminating a terminated workflow changed it")
+	}
+	for _, op := range []engine.Trigger{engine.Pause{}, engine.Resume{}} {
+		if _, err := h.try(op); !errorsIs(err, fault.ErrConflict) {
+			t.Errorf("%T on TERMINATED: %v", op, err)
+		}
+	}
+
+	done := newHarness(t, `{"name":"one","tasks":[{"name":"x","taskReferenceName":"x"}]}`, nil)
+	done.complete("x", nil)
+	_, err := done.try(engine.Terminate{})
+	wantErr(t, err, fault.ErrConflict)
+}
+
+func TestLifecyclePreconditions(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	for _, op := range []engine.Trigger{engine.Restart{}, engine.Retry{}, engine.Rerun{}} {
+		if _, err := h.try(op); !errorsIs(err, fault.ErrConflict) {
+			t.Errorf("%T on RUNNING: err = %v, want conflict", op, err)
+		}
+	}
+	noRestart := newHarness(t, `{"name":"nr","restartable":false,"tasks":[{"name":"x","taskReferenceName":"x"}]}`, nil)
+	noRestart.complete("x", nil)
+	_, err := noRestart.try(engine.Restart{})
+	wantErr(t, err, fault.ErrNotFound)
+
+	completed := newHarness(t, `{"name":"one","tasks":[{"name":"x","taskReferenceName":"x"}]}`, nil)
+	completed.complete("x", nil)
+	_, err = completed.try(engine.Retry{})
+	wantErr(t, err, fault.ErrConflict)
+}
+
+func TestRestart(t *testing.T) {
+	h := newHarness(t, threeSimple, map[string]any{"n": int64(1)}, `{"name":"b","retryCount":0}`)
+	h.complete("a_ref", nil)
+	h.report("b_ref", conductor.TaskFailed, nil, "broken")
+	h.wantStatus(conductor.WorkflowFailed)
+	oldIDs := []string{h.task("a_ref").ID, h.task("b_ref").ID}
+	h.decide(engine.Restart{})
+	h.wantStatus(conductor.WorkflowRunning)
+	h.wantRefs("a_ref")
+	a := h.wantTask("a_ref", conductor.TaskScheduled)
+	for _, old := range oldIDs {
+		if a.ID == old {
+			t.Fatal("restart reused a task id")
+		}
+	}
+	if a.Input["n"] != int64(1) || h.w.Reason != "" || len(h.w.Output) != 0 {
+		t.Fatalf("restart state: input %v reason %q output %v", a.Input, h.w.Reason, h.w.Output)
+	}
+	// With the latest definition.
+	h.decide(engine.Terminate{})
+	latest := parseDef(t, `{"name":"three","version":2,"tasks":[{"name":"z","taskReferenceName":"z"}]}`)
+	h.decide(engine.Restart{Def: latest})
+	h.wantRefs("z")
+	if h.w.Version != 2 {
+		t.Fatalf("version %d after restart with latest definition", h.w.Version)
+	}
+}
+
+func TestRetryWorkflow(t *testing.T) {
+	h := newHarness(t, forkJoin, nil, `{"name":"b","retryCount":0}`)
+	h.complete("a", nil)
+	h.complete("a2", nil)
+	h.report("b", conductor.TaskFailed, nil, "down")
+	h.wantStatus(conductor.WorkflowFailed)
+	failed := h.task("b")
+	h.decide(engine.Retry{})
+	h.wantStatus(conductor.WorkflowRunning)
+	if h.w.LastRetriedTime == 0 {
+		t.Fatal("lastRetriedTime not set")
+	}
+	b := h.wantTask("b", conductor.TaskScheduled)
+	if b.ID == failed.ID || b.RetryCount != 1 || b.RetriedTaskID != failed.ID || !h.w.TaskByID(failed.ID).Retried {
+		t.Fatalf("retry copy %+v", b)
+	}
+	h.wantTask("join", conductor.TaskInProgress) // the canceled JOIN waits again
+	h.wantTask("a2", conductor.TaskCompleted)    // completed work is kept
+	h.complete("b", nil)
+	h.complete("z", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+func TestRerun(t *testing.T) {
+	t.Run("from start with new input", func(t *testing.T) {
+		h := newHarness(t, threeSimple, map[string]any{"n": int64(1)})
+		h.complete("a_ref", nil)
+		h.decide(engine.Terminate{})
+		h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"n": int64(9)}, CorrelationID: "c2"}})
+		h.wantRefs("a_ref")
+		if h.task("a_ref").Input["n"] != int64(9) || h.w.CorrelationID != "c2" || !reflect.DeepEqual(h.w.Input, map[string]any{"n": int64(9)}) {
+			t.Fatalf("rerun input %v corr %q", h.task("a_ref").Input, h.w.CorrelationID)
+		}
+	})
+	t.Run("from task", func(t *testing.T) {
+		h := newHarness(t, threeSimple, map[string]any{"n": int64(1)})
+		h.complete("a_ref", map[string]any{"items": []any{"p", "q"}})
+		h.complete("b_ref", nil)
+		h.complete("c_ref", nil)
+		h.wantStatus(conductor.WorkflowCompleted)
+		from := h.task("b_ref")
+		h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: from.ID, TaskInput: map[string]any{"fresh": true}}})
+		h.wantStatus(conductor.WorkflowRunning)
+		h.wantRefs("a_ref", "b_ref")
+		b := h.wantTask("b_ref", conductor.TaskScheduled)
+		if b.ID == from.ID || !reflect.DeepEqual(b.Input, map[string]any{"fresh": true}) {
+			t.Fatalf("rerun task %+v", b)
+		}
+		h.complete("b_ref", nil)
+		h.complete("c_ref", map[string]any{"sum": int64(3)})
+		h.wantStatus(conductor.WorkflowCompleted)
+		_, err := h.try(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: "nope"}})
+		wantErr(t, err, fault.ErrNotFound)
+	})
+}
+
+func TestDeadlinesOfTerminalWorkflow(t *testing.T) {
+	h := newHarness(t, `{"name":"w","timeoutSeconds":10,"tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"1s"}}]}`, nil)
+	if len(engine.Deadlines(h.w)) != 2 {
+		t.Fatalf("deadlines %v, want the wait and the workflow timeout", engine.Deadlines(h.w))
+	}
+	h.decide(engine.Terminate{})
+	if dl := engine.Deadlines(h.w); len(dl) != 0 {
+		t.Fatalf("terminal workflow has deadlines %v", dl)
+	}
+}

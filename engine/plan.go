@@ -1,0 +1,148 @@
+package engine
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// plan is a parsed workflow definition indexed for navigation: where each
+// task configuration sits, and what comes after it.
+type plan struct {
+	def   *conductor.WorkflowDef
+	nodes map[string]*node // by taskReferenceName
+}
+
+// node places one task configuration: the list it belongs to, its index
+// there, and the container task whose branch the list is (nil at top level).
+type node struct {
+	wt     *conductor.WorkflowTask
+	list   []*conductor.WorkflowTask
+	idx    int
+	parent *node
+}
+
+func newPlan(def *conductor.WorkflowDef) *plan {
+	p := &plan{def: def, nodes: make(map[string]*node)}
+	p.index(def.Tasks, nil)
+	return p
+}
+
+func (p *plan) index(list []*conductor.WorkflowTask, parent *node) {
+	for i, wt := range list {
+		if wt == nil {
+			continue
+		}
+		n := &node{wt: wt, list: list, idx: i, parent: parent}
+		if _, dup := p.nodes[wt.TaskReferenceName]; !dup {
+			p.nodes[wt.TaskReferenceName] = n
+		}
+		for _, c := range sortedCases(wt.DecisionCases) {
+			p.index(wt.DecisionCases[c], n)
+		}
+		p.index(wt.DefaultCase, n)
+		for _, branch := range wt.ForkTasks {
+			p.index(branch, n)
+		}
+		p.index(wt.LoopOver, n)
+	}
+}
+
+// parseDef decodes a definition snapshot.
+func parseDef(raw []byte) (*conductor.WorkflowDef, error) {
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal(raw, &def); err != nil {
+		return nil, fmt.Errorf("workflow definition: %w", err)
+	}
+	return &def, nil
+}
+
+// Plan returns the workflow's parsed definition.
+func (w *Workflow) planFor() (*plan, error) {
+	if w.plan == nil {
+		def, err := parseDef(w.DefJSON)
+		if err != nil {
+			return nil, err
+		}
+		w.plan = newPlan(def)
+	}
+	return w.plan, nil
+}
+
+// Def returns the definition the workflow runs.
+func (w *Workflow) Def() (*conductor.WorkflowDef, error) {
+	p, err := w.planFor()
+	if err != nil {
+		return nil, err
+	}
+	return p.def, nil
+}
+
+// config returns the configuration of task t: from the definition, or the
+// task's own copy for dynamic tasks.
+func (p *plan) config(t *Task) *conductor.WorkflowTask {
+	if len(t.Config) > 0 {
+		var wt conductor.WorkflowTask
+		if conductor.Unmarshal(t.Config, &wt) == nil {
+			return &wt
+		}
+	}
+	if n := p.nodes[baseRef(t.Ref)]; n != nil {
+		return n.wt
+	}
+	return nil
+}
+
+// end says why there is no next task in a list.
+type end int
+
+const (
+	endNone     end = iota // there is a next task
+	endWorkflow            // the top-level list is done
+	endBranch              // a fork branch is done: its JOIN decides
+	endLoop                // a loop body is done: its DO_WHILE decides
+)
+
+// after returns the task configuration that follows ref once ref is done,
+// climbing out of finished SWITCH branches. container is the DO_WHILE or
+// fork node whose list ended, for endLoop and endBranch.
+func (p *plan) after(ref string) (next *conductor.WorkflowTask, why end, container *node) {
+	n := p.nodes[baseRef(ref)]
+	for n != nil {
+		if n.idx+1 < len(n.list) {
+			return n.list[n.idx+1], endNone, nil
+		}
+		if n.parent == nil {
+			return nil, endWorkflow, nil
+		}
+		switch n.parent.wt.TaskType() {
+		case conductor.TaskTypeForkJoin:
+			return nil, endBranch, n.parent
+		case conductor.TaskTypeDoWhile:
+			return nil, endLoop, n.parent
+		}
+		n = n.parent // a SWITCH branch ended: continue after the SWITCH
+	}
+	return nil, endWorkflow, nil
+}
+
+// baseRef strips a loop iteration suffix: "ref__3" → "ref".
+func baseRef(ref string) string {
+	if i := strings.LastIndex(ref, "__"); i > 0 {
+		if _, err := strconv.Atoi(ref[i+2:]); err == nil {
+			return ref[:i]
+		}
+	}
+	return ref
+}
+
+func sortedCases(m map[string][]*conductor.WorkflowTask) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}

@@ -1,0 +1,255 @@
+package engine
+
+import (
+	"fmt"
+	"hash/fnv"
+
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// progress schedules whatever the current state makes due: successors of
+// finished tasks, joins whose branches are done, and the workflow's own end.
+func (d *decision) progress() error {
+	if d.w == nil {
+		return nil
+	}
+	for round := 0; ; round++ {
+		if d.w.Status != conductor.WorkflowRunning {
+			return nil
+		}
+		if round >= maxCascade {
+			d.finish(conductor.WorkflowFailed, fmt.Sprintf("more than %d scheduling rounds in one decision: the definition loops", maxCascade), nil)
+			return nil
+		}
+		if !d.step() {
+			break
+		}
+	}
+	if d.w.Status == conductor.WorkflowRunning && d.done() {
+		d.complete()
+	}
+	return nil
+}
+
+// step runs one round and reports whether it changed anything.
+func (d *decision) step() bool {
+	changed := false
+	for _, t := range d.w.Tasks {
+		if d.w.Status != conductor.WorkflowRunning {
+			return changed
+		}
+		if t.Type == conductor.TaskTypeJoin && t.Status == conductor.TaskInProgress {
+			if d.evaluateJoin(t) {
+				changed = true
+			}
+		}
+	}
+	// Iterate by index: scheduling appends to d.w.Tasks.
+	for i := 0; i < len(d.w.Tasks); i++ {
+		t := d.w.Tasks[i]
+		if t.Retried || !conductor.TaskSuccessful(t.Status) {
+			continue
+		}
+		for _, wt := range d.successors(t) {
+			if d.w.Status != conductor.WorkflowRunning {
+				return changed
+			}
+			if d.scheduledAfter(wt.TaskReferenceName, t) {
+				continue
+			}
+			d.schedule(wt, scheduleOpts{iteration: t.Iteration})
+			changed = true
+		}
+	}
+	return changed
+}
+
+// successors are the task configurations that follow t once t succeeded.
+func (d *decision) successors(t *Task) []*conductor.WorkflowTask {
+	wt := d.plan.config(t)
+	if wt == nil {
+		return nil
+	}
+	switch t.Type {
+	case conductor.TaskTypeSwitch, conductor.TaskTypeDecision:
+		selected, _ := t.Output["selectedCase"].(string)
+		branch, ok := wt.DecisionCases[selected]
+		if !ok {
+			branch = wt.DefaultCase
+		}
+		if len(branch) > 0 {
+			return branch[:1]
+		}
+	case conductor.TaskTypeForkJoin:
+		var out []*conductor.WorkflowTask
+		for _, b := range wt.ForkTasks {
+			if len(b) > 0 {
+				out = append(out, b[0])
+			}
+		}
+		if next, why, _ := d.plan.after(t.Ref); why == endNone {
+			out = append(out, next)
+		}
+		return out
+	}
+	if next, why, _ := d.plan.after(t.Ref); why == endNone {
+		return []*conductor.WorkflowTask{next}
+	}
+	return nil
+}
+
+// scheduledAfter reports whether the successor ref of pred has an instance
+// already. Restart and rerun remove the instances they supersede, so any
+// instance that exists counts; inside a loop the iteration suffix keeps
+// iterations apart.
+func (d *decision) scheduledAfter(ref string, pred *Task) bool {
+	if pred.Iteration > 0 {
+		ref = fmt.Sprintf("%s__%d", ref, pred.Iteration)
+	}
+	return d.w.LatestByRef(ref) != nil
+}
+
+// evaluateJoin completes a JOIN whose joinOn tasks have all succeeded.
+func (d *decision) evaluateJoin(join *Task) bool {
+	wt := d.plan.config(join)
+	if wt == nil {
+		return false
+	}
+	out := map[string]any{}
+	for _, ref := range wt.JoinOn {
+		t := d.w.LatestByRef(ref)
+		if t == nil || !conductor.TaskSuccessful(t.Status) {
+			return false
+		}
+		out[ref] = t.Output
+	}
+	d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskCompleted, Output: out, Time: d.now})
+	return true
+}
+
+// done reports whether nothing is left to run.
+func (d *decision) done() bool {
+	for _, t := range d.w.Tasks {
+		if t.Active() {
+			return false
+		}
+	}
+	return true
+}
+
+// complete ends a workflow whose tasks are all done.
+func (d *decision) complete() {
+	d.finish(conductor.WorkflowCompleted, "", nil)
+}
+
+// finish moves the workflow to a terminal status: cancels what is still
+// running, computes the output (unless given), and lists the consequences.
+func (d *decision) finish(status, reason string, output map[string]any) {
+	for _, t := range d.w.Tasks {
+		if t.Active() {
+			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCanceled, KeepOutput: true,
+				Reason: "workflow " + status, Time: d.now})
+		}
+	}
+	if output == nil {
+		output = d.workflowOutput()
+	}
+	ev := &schemas.WorkflowStatusChanged{Status: status, Reason: reason, Output: output, Time: d.now}
+	if status == conductor.WorkflowFailed || status == conductor.WorkflowTimedOut {
+		for _, t := range d.w.Tasks {
+			if !t.Retried && (t.Status == conductor.TaskFailed || t.Status == conductor.TaskFailedWithTerminalError || t.Status == conductor.TaskTimedOut) {
+				ev.FailedTaskRefs = append(ev.FailedTaskRefs, t.Ref)
+				ev.FailedTaskNames = append(ev.FailedTaskNames, t.Name)
+			}
+		}
+	}
+	d.emit(ev)
+	d.effect(terminalEffects(d.w)...)
+}
+
+// workflowOutput evaluates outputParameters, or takes the last task's output.
+func (d *decision) workflowOutput() map[string]any {
+	if len(d.plan.def.OutputParameters) > 0 {
+		out, _, err := d.evaluate(d.plan.def.OutputParameters, "")
+		if err == nil {
+			return out
+		}
+		return map[string]any{}
+	}
+	var last *Task
+	for _, t := range d.w.Tasks {
+		if conductor.TaskTerminal(t.Status) && t.Status != conductor.TaskCanceled && (last == nil || t.EndTime >= last.EndTime) {
+			last = t
+		}
+	}
+	if last == nil {
+		return map[string]any{}
+	}
+	return copyMap(last.Output)
+}
+
+// failed handles a task that just failed: retry it, let an optional task
+// pass, or fail the workflow.
+func (d *decision) failed(t *Task) {
+	if conductor.TaskRetriable(t.Status) && t.RetryCount < t.Policy.RetryCount && !d.totalTimeoutPassed(t) {
+		wt := d.plan.config(t)
+		if wt != nil {
+			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: d.now + retryDelay(t)*1000 + jitter(t.ID, t.Policy.BackoffJitterMs), parentTaskID: t.ParentTaskID})
+			if t.Type == conductor.TaskTypeSubWorkflow {
+				// A retried SUB_WORKFLOW starts a new child.
+				nt := d.w.LatestByRef(t.Ref)
+				d.emit(&schemas.TaskUpdated{TaskID: nt.ID, Status: conductor.TaskInProgress, KeepOutput: true,
+					SubWorkflowID: childID(d.w, nt.ID), Time: d.now})
+				d.startChild(wt, d.w.TaskByID(nt.ID))
+			}
+			return
+		}
+	}
+	if wt := d.plan.config(t); wt != nil && wt.Optional {
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompletedWithErrors, KeepOutput: true, Reason: t.Reason, Time: d.now})
+		return
+	}
+	reason := t.Reason
+	if reason == "" {
+		reason = fmt.Sprintf("task %s %s", t.Ref, t.Status)
+	}
+	// Conductor ends the workflow TIMED_OUT when the task that exhausted its
+	// retries timed out, whatever its policy (DeciderService.retry).
+	status := conductor.WorkflowFailed
+	if t.Status == conductor.TaskTimedOut {
+		status = conductor.WorkflowTimedOut
+	}
+	d.finish(status, reason, nil)
+}
+
+func (d *decision) totalTimeoutPassed(t *Task) bool {
+	return t.Policy.TotalTimeoutSeconds > 0 && d.now-t.FirstScheduled >= t.Policy.TotalTimeoutSeconds*1000
+}
+
+// retryDelay is the wait before retry number t.RetryCount+1, in seconds,
+// per the task's retry logic.
+func retryDelay(t *Task) int64 {
+	p := t.Policy
+	delay := p.RetryDelaySeconds
+	switch p.RetryLogic {
+	case conductor.RetryExponentialBackoff:
+		delay = p.RetryDelaySeconds << min(t.RetryCount, 30)
+	case conductor.RetryLinearBackoff:
+		delay = p.RetryDelaySeconds * max(p.BackoffScaleFactor, 1) * int64(t.RetryCount+1)
+	}
+	if p.MaxRetryDelaySeconds > 0 {
+		delay = min(delay, p.MaxRetryDelaySeconds)
+	}
+	return max(delay, 0)
+}
+
+// jitter derives a deterministic jitter in [0, maxMs) from a task id.
+func jitter(id string, maxMs int64) int64 {
+	if maxMs <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return int64(h.Sum64() % uint64(maxMs))
+}

@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"encoding/json"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Conductor renders the workflow as Conductor's Workflow JSON model.
+func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
+	out := &conductor.Workflow{
+		WorkflowID: w.ID, WorkflowName: w.Name, WorkflowVersion: w.Version, Status: w.Status,
+		Input: nonNil(w.Input), Output: nonNil(w.Output), Variables: nonNil(w.Variables),
+		CorrelationID: w.CorrelationID, Priority: w.Priority, TaskToDomain: w.TaskToDomain,
+		ReasonForIncompletion: w.Reason, FailedReferenceTaskNames: nonNilStrings(w.FailedTaskRefs),
+		FailedTaskNames: nonNilStrings(w.FailedTaskNames), ParentWorkflowID: w.ParentWorkflowID,
+		ParentWorkflowTaskID: w.ParentWorkflowTaskID, LastRetriedTime: w.LastRetriedTime,
+		StartTime: w.StartTime, EndTime: w.EndTime, CreateTime: w.CreateTime, UpdateTime: w.UpdateTime,
+		CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey, WorkflowDefinition: json.RawMessage(w.DefJSON),
+		Tasks: []*conductor.Task{}, History: []any{},
+	}
+	if out.TaskToDomain == nil {
+		out.TaskToDomain = map[string]string{}
+	}
+	if includeTasks {
+		for _, t := range w.Tasks {
+			out.Tasks = append(out.Tasks, t.Conductor(w))
+		}
+	}
+	return out
+}
+
+// Conductor renders the task as Conductor's Task JSON model.
+func (t *Task) Conductor(w *Workflow) *conductor.Task {
+	out := &conductor.Task{
+		TaskID: t.ID, TaskType: taskTypeOf(t), TaskDefName: t.Name, ReferenceTaskName: t.Ref, Status: t.Status,
+		InputData: nonNil(t.Input), OutputData: nonNil(t.Output), WorkflowInstanceID: w.ID, WorkflowType: w.Name,
+		CorrelationID: w.CorrelationID, RetryCount: t.RetryCount, Retried: t.Retried, RetriedTaskID: t.RetriedTaskID,
+		Seq: t.Seq, PollCount: t.PollCount, ScheduledTime: t.ScheduledTime, StartTime: t.StartTime, EndTime: t.EndTime,
+		UpdateTime: t.UpdateTime, FirstStartTime: t.FirstStartTime, CallbackAfterSeconds: t.CallbackAfterSeconds,
+		ResponseTimeoutSeconds: t.Policy.ResponseTimeoutSeconds, WorkerID: t.WorkerID, ReasonForIncompletion: t.Reason,
+		Domain: t.Domain, Executed: conductor.TaskTerminal(t.Status), Iteration: t.Iteration, SubWorkflowID: t.SubWorkflowID,
+		ParentTaskID: t.ParentTaskID, WorkflowPriority: w.Priority, TaskDefinition: json.RawMessage(t.TaskDef),
+	}
+	if t.AvailableAt > t.ScheduledTime && t.Type != "WAIT" {
+		out.StartDelayInSeconds = (t.AvailableAt - t.ScheduledTime) / 1000
+	}
+	if t.StartTime > 0 && t.ScheduledTime > 0 {
+		out.QueueWaitTime = t.StartTime - t.ScheduledTime
+	}
+	if p, err := w.planFor(); err == nil {
+		if wt := p.config(t); wt != nil {
+			out.WorkflowTask, _ = json.Marshal(wt)
+		}
+	}
+	return out
+}
+
+func nonNil(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,153 @@
+package engine_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+var update = flag.Bool("update", false, "rewrite the replay fixtures")
+
+// scenarios drive a workflow through a recorded history. The fixtures hold
+// the records the decider wrote the day they were recorded: a change to the
+// decider or to event decoding that alters state or decisions fails here.
+// Regenerate (-update) only after deciding the change is intended, and say
+// so in the commit.
+var scenarios = map[string]func(h *harness){
+	"fork_switch_subworkflow": func(h *harness) {
+		h.complete("a", map[string]any{"n": int64(1)})
+		h.complete("a2", nil)
+		h.complete("b", map[string]any{"v": "b"})
+		h.advance(time.Second)
+		h.complete("z", map[string]any{"final": true})
+	},
+	"retry_then_fail": func(h *harness) {
+		h.take("a_ref")
+		h.report("a_ref", conductor.TaskFailed, nil, "flaky")
+		h.advance(time.Minute)
+		h.decide(engine.Tick{})
+		h.take("a_ref")
+		h.complete("a_ref", map[string]any{"items": []any{int64(1), int64(2)}})
+		h.report("b_ref", conductor.TaskFailedWithTerminalError, nil, "fatal")
+	},
+	"restart_and_rerun": func(h *harness) {
+		h.complete("a_ref", nil)
+		h.decide(engine.Terminate{Reason: "stop"})
+		h.decide(engine.Restart{})
+		h.complete("a_ref", nil)
+		h.complete("b_ref", nil)
+		h.complete("c_ref", map[string]any{"sum": int64(9)})
+		h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("b_ref").ID}})
+		h.complete("b_ref", nil)
+		h.complete("c_ref", map[string]any{"sum": int64(10)})
+	},
+}
+
+var scenarioDefs = map[string]string{
+	"fork_switch_subworkflow": forkJoin,
+	"retry_then_fail":         threeSimple,
+	"restart_and_rerun":       threeSimple,
+}
+
+func runScenario(t *testing.T, name string) *harness {
+	h := newHarness(t, scenarioDefs[name], map[string]any{"n": int64(3)}, `{"name":"a","retryCount":2,"retryDelaySeconds":60}`)
+	scenarios[name](h)
+	return h
+}
+
+// encode frames a scenario's decisions as log records, one per decision,
+// each prefixed with its length.
+func encode(t *testing.T, history [][]schemas.Event) []byte {
+	var out bytes.Buffer
+	for i, evs := range history {
+		envs := make([]schemas.Envelope, len(evs))
+		for j, ev := range evs {
+			env, err := schemas.Default.Encode(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.ID = fmt.Sprintf("r%d/%d", i, j)
+			envs[j] = env
+		}
+		rec, err := schemas.EncodeRecord(envs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Write(binary.BigEndian.AppendUint32(nil, uint32(len(rec))))
+		out.Write(rec)
+	}
+	return out.Bytes()
+}
+
+func decodeRecords(t *testing.T, b []byte) [][]schemas.Envelope {
+	var out [][]schemas.Envelope
+	for len(b) > 0 {
+		n := binary.BigEndian.Uint32(b)
+		envs, err := schemas.DecodeRecord(b[4 : 4+n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, envs)
+		b = b[4+n:]
+	}
+	return out
+}
+
+func TestReplayFixtures(t *testing.T) {
+	for name := range scenarios {
+		t.Run(name, func(t *testing.T) {
+			recPath := filepath.Join("testdata", "replay", name+".records")
+			statePath := filepath.Join("testdata", "replay", name+".state.json")
+			h := runScenario(t, name)
+			state, _ := json.MarshalIndent(h.w.Conductor(true), "", "  ")
+			if *update {
+				if err := os.WriteFile(recPath, encode(t, h.history), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(statePath, append(state, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			recorded, err := os.ReadFile(recPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantState, err := os.ReadFile(statePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// 1. Folding the recorded events reproduces the recorded state.
+			var w *engine.Workflow
+			for i, envs := range decodeRecords(t, recorded) {
+				for _, env := range envs {
+					ev, err := schemas.Default.Decode(env)
+					if err != nil {
+						t.Fatalf("record %d: %v", i, err)
+					}
+					if w, err = engine.Apply(w, ev); err != nil {
+						t.Fatalf("record %d: %v", i, err)
+					}
+				}
+			}
+			folded, _ := json.MarshalIndent(w.Conductor(true), "", "  ")
+			if string(folded)+"\n" != string(wantState) {
+				t.Errorf("folded state differs from %s:\n%s", statePath, folded)
+			}
+			// 2. Deciding the same triggers again writes the same records.
+			if got := encode(t, h.history); !bytes.Equal(got, recorded) {
+				t.Errorf("decisions differ from %s (%d bytes recorded, %d now)", recPath, len(recorded), len(got))
+			}
+		})
+	}
+}

@@ -1,0 +1,286 @@
+package engine
+
+import (
+	"fmt"
+	"maps"
+	"strconv"
+
+	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+type scheduleOpts struct {
+	iteration    int
+	retryOf      *Task          // schedule a retry of this task instance
+	input        map[string]any // explicit input (rerun with taskInput)
+	availableAt  int64
+	parentTaskID string
+}
+
+// systemWorkerTypes run in the engine's system workers: they may do I/O or
+// run user code, which the decider must not.
+var systemWorkerTypes = map[string]bool{
+	conductor.TaskTypeHTTP: true, conductor.TaskTypeInline: true, conductor.TaskTypeJSONJQ: true,
+	conductor.TaskTypeUpdateSecret: true, conductor.TaskTypeLambda: true,
+}
+
+// decidedTypes are completed or started by the decider itself.
+var decidedTypes = map[string]bool{
+	conductor.TaskTypeSwitch: true, conductor.TaskTypeDecision: true, conductor.TaskTypeForkJoin: true,
+	conductor.TaskTypeJoin: true, conductor.TaskTypeSetVariable: true, conductor.TaskTypeTerminate: true,
+	conductor.TaskTypeWait: true, conductor.TaskTypeSubWorkflow: true, conductor.TaskTypeNoop: true,
+}
+
+func runsInSystemWorker(typ string) bool { return systemWorkerTypes[typ] }
+
+func isSystemType(typ string) bool { return systemWorkerTypes[typ] || decidedTypes[typ] }
+
+// KnownTaskType reports whether the engine can run tasks of typ.
+func KnownTaskType(typ string) bool { return typ == conductor.TaskTypeSimple || isSystemType(typ) }
+
+// RegisterSystemWorkerType declares a task type run by a system worker. The
+// executor's system workers register the types they implement at start-up.
+func RegisterSystemWorkerType(typ string) { systemWorkerTypes[typ] = true }
+
+// schedule adds an instance of task configuration wt.
+func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
+	id := taskID(d.w)
+	typ := wt.TaskType()
+	ref := wt.TaskReferenceName
+	if o.iteration > 0 {
+		ref += "__" + strconv.Itoa(o.iteration)
+	}
+	ev := &schemas.TaskScheduled{TaskID: id, Ref: ref, Name: wt.Name, Type: typ, Status: conductor.TaskScheduled,
+		Seq: d.nextSeq(), Iteration: o.iteration, ParentTaskID: o.parentTaskID, Time: d.now}
+	td := wt.TaskDefinition
+	if td == nil {
+		td = d.in.TaskDef(wt.Name)
+		if td != nil {
+			ev.TaskDef = td.Raw
+		}
+	}
+	eff := td.Effective(typ != conductor.TaskTypeSimple)
+	if wt.RetryCount != nil {
+		eff.RetryCount = *wt.RetryCount
+	}
+	ev.Policy = policyOf(eff)
+	ev.Domain = d.domainFor(wt.Name)
+	ev.AvailableAt = d.now + wt.StartDelay*1000
+	if o.availableAt > 0 {
+		ev.AvailableAt = o.availableAt
+	}
+
+	switch {
+	case o.retryOf != nil:
+		r := o.retryOf
+		ev.Input, ev.Deferred = r.Input, r.Deferred
+		ev.RetryCount, ev.RetriedTaskID, ev.FirstScheduled = r.RetryCount+1, r.ID, r.FirstScheduled
+		ev.Config, ev.SubWorkflowID = r.Config, ""
+	case o.input != nil:
+		ev.Input = o.input
+	default:
+		tmpl := map[string]any{}
+		maps.Copy(tmpl, eff.InputTemplate)
+		maps.Copy(tmpl, wt.InputParameters)
+		in, deferred, err := d.evaluate(tmpl, id)
+		if err != nil {
+			ev.Status, ev.Reason = conductor.TaskFailedWithTerminalError, fmt.Sprintf("input of %s: %v", ref, err)
+			break
+		}
+		for k, v := range eff.InputTemplate {
+			if in[k] == nil {
+				in[k] = v // a null result falls back to the template, as in Conductor
+			}
+		}
+		ev.Input, ev.Deferred = in, deferred
+	}
+	if ev.Status == conductor.TaskScheduled {
+		d.prepare(wt, ev)
+	}
+	d.emit(ev)
+	t := d.w.TaskByID(id)
+	d.afterScheduled(wt, t)
+	return t
+}
+
+func (d *decision) nextSeq() int {
+	seq := 0
+	for _, t := range d.w.Tasks {
+		seq = max(seq, t.Seq)
+	}
+	return seq + 1
+}
+
+func (d *decision) domainFor(name string) string {
+	if dom, ok := d.w.TaskToDomain[name]; ok {
+		return dom
+	}
+	return d.w.TaskToDomain["*"]
+}
+
+func policyOf(e conductor.EffectiveTaskDef) schemas.TaskPolicy {
+	return schemas.TaskPolicy{
+		RetryCount: e.RetryCount, RetryLogic: e.RetryLogic, RetryDelaySeconds: e.RetryDelaySeconds,
+		BackoffScaleFactor: e.BackoffScaleFactor, MaxRetryDelaySeconds: e.MaxRetryDelaySeconds, BackoffJitterMs: e.BackoffJitterMs,
+		TimeoutSeconds: e.TimeoutSeconds, TotalTimeoutSeconds: e.TotalTimeoutSeconds, TimeoutPolicy: e.TimeoutPolicy,
+		ResponseTimeoutSeconds: e.ResponseTimeoutSeconds, PollTimeoutSeconds: e.PollTimeoutSeconds,
+	}
+}
+
+// evaluate resolves a template against the workflow, for the task with id
+// taskID (${CPEWF_TASK_ID}).
+func (d *decision) evaluate(tmpl any, taskID string) (map[string]any, [][]any, error) {
+	v, deferred, err := expr.Evaluate(tmpl, &workflowDoc{w: d.w, taskID: taskID})
+	if err != nil {
+		return nil, nil, err
+	}
+	m, _ := v.(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	paths := make([][]any, len(deferred))
+	for i, p := range deferred {
+		paths[i] = []any(p)
+	}
+	return m, paths, nil
+}
+
+// prepare sets the type-specific status and output of a task about to be
+// scheduled.
+func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled) {
+	fail := func(format string, args ...any) {
+		ev.Status, ev.Reason = conductor.TaskFailedWithTerminalError, fmt.Sprintf(format, args...)
+	}
+	switch ev.Type {
+	case conductor.TaskTypeSimple:
+	case conductor.TaskTypeSwitch, conductor.TaskTypeDecision:
+		if ev.Type == conductor.TaskTypeSwitch && wt.EvaluatorType != "" && wt.EvaluatorType != "value-param" {
+			// Script evaluators run in a system worker.
+			if !runsInSystemWorker(conductor.TaskTypeSwitch) {
+				fail("SWITCH evaluator %q is not supported", wt.EvaluatorType)
+			}
+			break
+		}
+		param := wt.Expression
+		if ev.Type == conductor.TaskTypeDecision || param == "" {
+			param = wt.CaseValueParam
+		}
+		c := caseString(ev.Input[param])
+		ev.Status = conductor.TaskCompleted
+		ev.Output = map[string]any{"evaluationResult": []any{c}, "selectedCase": c}
+	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop, conductor.TaskTypeSetVariable, conductor.TaskTypeTerminate:
+		ev.Status = conductor.TaskCompleted
+	case conductor.TaskTypeJoin:
+		ev.Status = conductor.TaskInProgress
+	case conductor.TaskTypeWait:
+		until, err := waitUntil(ev.Input, d.now)
+		if err != nil {
+			fail("WAIT %s: %v", ev.Ref, err)
+			return
+		}
+		ev.Status, ev.AvailableAt = conductor.TaskInProgress, until
+	case conductor.TaskTypeSubWorkflow:
+		if wt.SubWorkflowParam == nil || (wt.SubWorkflowParam.Name == "" && len(wt.SubWorkflowParam.WorkflowDefinition) == 0) {
+			fail("SUB_WORKFLOW %s has no subWorkflowParam.name", ev.Ref)
+			return
+		}
+		ev.Status, ev.SubWorkflowID = conductor.TaskInProgress, childID(d.w, ev.TaskID)
+	default:
+		if !runsInSystemWorker(ev.Type) {
+			fail("task type %s is not supported", ev.Type)
+		}
+	}
+}
+
+// afterScheduled performs what a newly scheduled task implies at once.
+func (d *decision) afterScheduled(wt *conductor.WorkflowTask, t *Task) {
+	switch {
+	case t.Status == conductor.TaskFailedWithTerminalError:
+		d.failed(t)
+		return
+	case t.Status == conductor.TaskScheduled:
+		if t.AvailableAt <= d.now {
+			d.effect(handOff(d.w, t)...)
+		}
+		return
+	}
+	switch t.Type {
+	case conductor.TaskTypeSetVariable:
+		if len(t.Input) > 0 {
+			d.emit(&schemas.VariablesUpdated{Variables: t.Input, Time: d.now})
+		}
+	case conductor.TaskTypeTerminate:
+		d.terminateTask(t)
+	case conductor.TaskTypeSubWorkflow:
+		d.startChild(wt, t)
+	}
+}
+
+func (d *decision) startChild(wt *conductor.WorkflowTask, t *Task) {
+	p := wt.SubWorkflowParam
+	t2d := p.TaskToDomain
+	if t2d == nil {
+		t2d = d.w.TaskToDomain
+	}
+	name := p.Name
+	if v, _, err := expr.Evaluate(name, &workflowDoc{w: d.w, taskID: t.ID}); err == nil {
+		if s, ok := v.(string); ok {
+			name = s
+		}
+	}
+	d.effect(StartWorkflow{
+		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: inlineDef(p.WorkflowDefinition),
+		Input: t.Input, CorrelationID: d.w.CorrelationID, Priority: d.w.Priority, TaskToDomain: t2d,
+		CreatedBy: d.w.CreatedBy, ParentWorkflowID: d.w.ID, ParentWorkflowTaskID: t.ID,
+	})
+}
+
+// inlineDef keeps a subWorkflowParam.workflowDefinition object; a string (an
+// expression naming a definition) is not supported and yields nil.
+func inlineDef(raw []byte) []byte {
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{':
+			return raw
+		}
+		return nil
+	}
+	return nil
+}
+
+// terminateTask ends the workflow as a TERMINATE task says.
+func (d *decision) terminateTask(t *Task) {
+	status, _ := t.Input["terminationStatus"].(string)
+	switch status {
+	case conductor.WorkflowCompleted, conductor.WorkflowFailed, conductor.WorkflowTerminated:
+	default:
+		status = conductor.WorkflowCompleted
+	}
+	reason, _ := t.Input["terminationReason"].(string)
+	out, _ := t.Input["workflowOutput"].(map[string]any)
+	if out == nil {
+		out = map[string]any{}
+	}
+	d.finish(status, reason, out)
+}
+
+// caseString is the text of a SWITCH value-param value, matched against the
+// decision case keys.
+func caseString(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return x
+	case bool:
+		return strconv.FormatBool(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
+}

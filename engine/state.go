@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Workflow is the state of one workflow instance: the fold of its events.
+// Maps held by a Workflow are never modified in place (Apply replaces them),
+// so a shallow Clone is a safe snapshot.
+type Workflow struct {
+	ID                   string            `msgpack:"id"`
+	Name                 string            `msgpack:"name"`
+	Version              int               `msgpack:"ver"`
+	DefJSON              []byte            `msgpack:"def"`
+	Status               string            `msgpack:"st"`
+	Input                map[string]any    `msgpack:"in"`
+	Output               map[string]any    `msgpack:"out"`
+	Variables            map[string]any    `msgpack:"vars"`
+	CorrelationID        string            `msgpack:"corr,omitempty"`
+	Priority             int               `msgpack:"prio,omitempty"`
+	TaskToDomain         map[string]string `msgpack:"t2d,omitempty"`
+	CreatedBy            string            `msgpack:"by,omitempty"`
+	ParentWorkflowID     string            `msgpack:"pwf,omitempty"`
+	ParentWorkflowTaskID string            `msgpack:"ptask,omitempty"`
+	IdempotencyKey       string            `msgpack:"idem,omitempty"`
+	Reason               string            `msgpack:"why,omitempty"`
+	FailedTaskRefs       []string          `msgpack:"frefs,omitempty"`
+	FailedTaskNames      []string          `msgpack:"fnames,omitempty"`
+	CreateTime           int64             `msgpack:"ct"`
+	StartTime            int64             `msgpack:"stt"`
+	EndTime              int64             `msgpack:"et,omitempty"`
+	UpdateTime           int64             `msgpack:"ut"`
+	LastRetriedTime      int64             `msgpack:"lrt,omitempty"`
+	Tasks                []*Task           `msgpack:"tasks"`
+	// Counter numbers every task instance ever created, across restarts, so
+	// that derived task ids never repeat.
+	Counter int `msgpack:"ctr"`
+	// Epoch counts resets (restart, rerun, retry); ids derived for child and
+	// failure workflows include it.
+	Epoch int `msgpack:"epoch,omitempty"`
+	// Seq is the log sequence of the last record folded into this state.
+	Seq uint64 `msgpack:"seq"`
+
+	plan *plan // parsed definition, built lazily
+}
+
+// Task is one task instance of a workflow.
+type Task struct {
+	ID                   string                  `msgpack:"id"`
+	Ref                  string                  `msgpack:"ref"`
+	Name                 string                  `msgpack:"name"`
+	Type                 string                  `msgpack:"type"`
+	Status               string                  `msgpack:"st"`
+	Seq                  int                     `msgpack:"seq"`
+	Input                map[string]any          `msgpack:"in"`
+	Deferred             [][]any                 `msgpack:"dfr,omitempty"`
+	Output               map[string]any          `msgpack:"out"`
+	RetryCount           int                     `msgpack:"retry,omitempty"`
+	Retried              bool                    `msgpack:"retried,omitempty"`
+	RetriedTaskID        string                  `msgpack:"rtid,omitempty"`
+	PollCount            int                     `msgpack:"polls,omitempty"`
+	Iteration            int                     `msgpack:"iter,omitempty"`
+	Domain               string                  `msgpack:"dom,omitempty"`
+	WorkerID             string                  `msgpack:"worker,omitempty"`
+	Reason               string                  `msgpack:"why,omitempty"`
+	CallbackAfterSeconds int64                   `msgpack:"cb,omitempty"`
+	ScheduledTime        int64                   `msgpack:"sched"`
+	FirstScheduled       int64                   `msgpack:"first,omitempty"`
+	AvailableAt          int64                   `msgpack:"avail,omitempty"`
+	StartTime            int64                   `msgpack:"start,omitempty"`
+	FirstStartTime       int64                   `msgpack:"fstart,omitempty"`
+	EndTime              int64                   `msgpack:"end,omitempty"`
+	UpdateTime           int64                   `msgpack:"upd"`
+	Policy               schemas.TaskPolicy      `msgpack:"pol"`
+	Config               []byte                  `msgpack:"cfg,omitempty"`
+	TaskDef              []byte                  `msgpack:"tdef,omitempty"`
+	SubWorkflowID        string                  `msgpack:"sub,omitempty"`
+	ParentTaskID         string                  `msgpack:"parent,omitempty"`
+	Logs                 []conductor.TaskExecLog `msgpack:"logs,omitempty"`
+}
+
+// Terminal reports whether the workflow has finished.
+func (w *Workflow) Terminal() bool { return conductor.WorkflowTerminal(w.Status) }
+
+// Clone returns a copy whose task slice and tasks can be changed without
+// touching w. Maps are shared: they are replaced, never mutated.
+func (w *Workflow) Clone() *Workflow {
+	c := *w
+	c.Tasks = make([]*Task, len(w.Tasks))
+	for i, t := range w.Tasks {
+		tc := *t
+		c.Tasks[i] = &tc
+	}
+	c.FailedTaskRefs = slices.Clone(w.FailedTaskRefs)
+	c.FailedTaskNames = slices.Clone(w.FailedTaskNames)
+	return &c
+}
+
+// TaskByID returns the task with the given id, or nil.
+func (w *Workflow) TaskByID(id string) *Task {
+	for _, t := range w.Tasks {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// LatestByRef returns the newest instance (highest seq) of the task with
+// reference name ref, or nil.
+func (w *Workflow) LatestByRef(ref string) *Task {
+	for i := len(w.Tasks) - 1; i >= 0; i-- {
+		if w.Tasks[i].Ref == ref {
+			return w.Tasks[i]
+		}
+	}
+	return nil
+}
+
+// Active reports whether the task may still change on its own.
+func (t *Task) Active() bool { return !conductor.TaskTerminal(t.Status) }
+
+// IsWorkerTask reports whether the task is handed to workers (over NATS or
+// HTTP polling) rather than decided by the engine or run by a system worker.
+func (t *Task) IsWorkerTask() bool { return !isSystemType(t.Type) }
+
+func copyMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return maps.Clone(m)
+}

@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"slices"
+	"time"
+
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// SystemTaskLease is how long an engine may run a system task (an HTTP
+// call) before another engine assumes it died and runs the task again.
+const SystemTaskLease = 5 * time.Minute
+
+// Deadlines returns the times (Unix ms) at which the workflow needs a Tick:
+// timeouts, WAIT wake-ups and delayed hand-offs. The executions read model
+// indexes them; the executor ticks the workflow when one passes. A Tick
+// that finds nothing due changes nothing, so deadlines need no bookkeeping
+// of their own: they are a function of state.
+func Deadlines(w *Workflow) []int64 {
+	if w.Terminal() {
+		return nil
+	}
+	var out []int64
+	add := func(t int64) {
+		if t > 0 {
+			out = append(out, t)
+		}
+	}
+	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && w.Status == conductor.WorkflowRunning {
+		add(w.StartTime + def.TimeoutSeconds*1000)
+	}
+	for _, t := range w.Tasks {
+		p := t.Policy
+		switch {
+		case t.Status == conductor.TaskScheduled:
+			if t.AvailableAt > t.ScheduledTime {
+				add(t.AvailableAt)
+			}
+			if p.PollTimeoutSeconds > 0 && t.IsWorkerTask() {
+				add(max(t.AvailableAt, t.ScheduledTime) + p.PollTimeoutSeconds*1000)
+			}
+		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
+			add(t.AvailableAt)
+		case t.Status == conductor.TaskInProgress && runsInSystemWorker(t.Type):
+			add(t.UpdateTime + SystemTaskLease.Milliseconds())
+		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
+			if p.ResponseTimeoutSeconds > 0 {
+				add(t.UpdateTime + p.ResponseTimeoutSeconds*1000)
+			}
+			if p.TimeoutSeconds > 0 {
+				add(t.StartTime + p.TimeoutSeconds*1000)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// tick acts on every deadline that has passed.
+func (d *decision) tick() {
+	if d.w.Terminal() {
+		return
+	}
+	if d.w.Status == conductor.WorkflowRunning && d.plan.def.TimeoutSeconds > 0 &&
+		d.now >= d.w.StartTime+d.plan.def.TimeoutSeconds*1000 && d.plan.def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
+		d.finish(conductor.WorkflowTimedOut, "workflow timed out", nil)
+		return
+	}
+	for i := 0; i < len(d.w.Tasks) && !d.w.Terminal(); i++ {
+		t := d.w.Tasks[i]
+		p := t.Policy
+		switch {
+		case t.Status == conductor.TaskScheduled && t.IsWorkerTask() && p.PollTimeoutSeconds > 0 &&
+			d.now >= max(t.AvailableAt, t.ScheduledTime)+p.PollTimeoutSeconds*1000:
+			d.timedOut(t, "task was not polled within pollTimeoutSeconds", true)
+		case t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now:
+			d.effect(handOff(d.w, t)...)
+		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait && t.AvailableAt > 0 && d.now >= t.AvailableAt:
+			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompleted, KeepOutput: true, Time: d.now})
+		case t.Status == conductor.TaskInProgress && runsInSystemWorker(t.Type) && d.now >= t.UpdateTime+SystemTaskLease.Milliseconds():
+			// The engine running it died: run it again.
+			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true,
+				Reason: "system task lease expired", Time: d.now})
+			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
+		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
+			switch {
+			case p.TimeoutSeconds > 0 && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+				d.timedOut(t, "task exceeded timeoutSeconds", false)
+			case p.ResponseTimeoutSeconds > 0 && d.now >= t.UpdateTime+p.ResponseTimeoutSeconds*1000:
+				d.timedOut(t, "worker did not respond within responseTimeoutSeconds", true)
+			}
+		}
+	}
+}
+
+// timedOut marks t TIMED_OUT and applies its timeout policy. Poll and
+// response timeouts always lead to a retry (Conductor's behaviour); the
+// task timeout follows timeoutPolicy.
+func (d *decision) timedOut(t *Task, reason string, alwaysRetry bool) {
+	policy := t.Policy.TimeoutPolicy
+	if !alwaysRetry && policy == conductor.TimeoutPolicyAlertOnly {
+		return
+	}
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskTimedOut, KeepOutput: true, Reason: reason, Time: d.now})
+	t = d.w.TaskByID(t.ID)
+	if !alwaysRetry && policy == conductor.TimeoutPolicyTimeOutWF {
+		d.finish(conductor.WorkflowTimedOut, reason, nil)
+		return
+	}
+	d.failed(t)
+}

@@ -1,0 +1,99 @@
+package engine
+
+import "github.com/flowvault/flowvault/schemas/conductor"
+
+// Trigger is what a decision reacts to.
+type Trigger interface{ triggerName() string }
+
+// Start creates a workflow. Def is the definition to run (registered or
+// inline); Request carries the rest of Conductor's StartWorkflowRequest.
+type Start struct {
+	WorkflowID           string
+	Def                  *conductor.WorkflowDef
+	Request              conductor.StartWorkflowRequest
+	CreatedBy            string
+	ParentWorkflowID     string
+	ParentWorkflowTaskID string
+}
+
+// Take hands a scheduled task to whoever runs it: a worker, or with System
+// an engine's system worker. TaskType, when set, must be the task's name:
+// a worker may only take tasks of the queue it was dispatched on.
+type Take struct {
+	TaskID   string
+	WorkerID string
+	TaskType string
+	System   bool
+}
+
+// Result is a worker's (or an operator's) report on a task.
+type Result struct{ Result conductor.TaskResult }
+
+// Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed
+// hand-offs.
+type Tick struct{}
+
+// Reconcile changes nothing; its decision lists the effects the current
+// state implies, for recovery after a crash.
+type Reconcile struct{}
+
+// Pause stops scheduling new tasks.
+type Pause struct{}
+
+// Resume continues a paused workflow.
+type Resume struct{}
+
+// Terminate ends a running or paused workflow.
+type Terminate struct{ Reason string }
+
+// Restart runs a terminal workflow again from the start. Def, when set, is
+// the latest definition to use instead of the one the workflow ran.
+type Restart struct{ Def *conductor.WorkflowDef }
+
+// Retry reschedules the failed tasks of a terminal workflow. A failed
+// SUB_WORKFLOW task is retried with a new child workflow;
+// ResumeSubworkflowTasks (retrying inside the failed child instead) is
+// accepted but not yet honoured.
+type Retry struct{ ResumeSubworkflowTasks bool }
+
+// Rerun runs a terminal workflow again from the start or from a task.
+type Rerun struct {
+	Request conductor.RerunWorkflowRequest
+}
+
+// ChildFinished reports that a SUB_WORKFLOW task's child reached a terminal
+// status (Status is the child's workflow status), or could not be started
+// (Status FAILED with a Reason).
+type ChildFinished struct {
+	ChildID string
+	Status  string
+	Output  map[string]any
+	Reason  string
+}
+
+// SetVariables merges values into the workflow's variables.
+type SetVariables struct{ Variables map[string]any }
+
+// AddLog appends a log line to a task.
+type AddLog struct {
+	TaskID string
+	Line   string
+}
+
+func (Start) triggerName() string         { return "start" }
+func (Take) triggerName() string          { return "take" }
+func (Result) triggerName() string        { return "result" }
+func (Tick) triggerName() string          { return "tick" }
+func (Reconcile) triggerName() string     { return "reconcile" }
+func (Pause) triggerName() string         { return "pause" }
+func (Resume) triggerName() string        { return "resume" }
+func (Terminate) triggerName() string     { return "terminate" }
+func (Restart) triggerName() string       { return "restart" }
+func (Retry) triggerName() string         { return "retry" }
+func (Rerun) triggerName() string         { return "rerun" }
+func (ChildFinished) triggerName() string { return "child_finished" }
+func (SetVariables) triggerName() string  { return "set_variables" }
+func (AddLog) triggerName() string        { return "add_log" }
+
+// TriggerName names a trigger for logs and metrics.
+func TriggerName(t Trigger) string { return t.triggerName() }

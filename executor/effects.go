@@ -1,0 +1,194 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// SystemTask runs one system task type inside the engine. It receives the
+// task as handed off (input resolved) and reports like a worker would.
+type SystemTask interface {
+	Execute(ctx context.Context, task *conductor.Task) conductor.TaskResult
+}
+
+// perform runs effects in the background, bounded by EffectConcurrency.
+// Each effect is idempotent; a failed one is logged and left to recovery.
+func (e *Executor) perform(effects []engine.Effect) {
+	for _, eff := range effects {
+		select {
+		case e.sem <- struct{}{}:
+		case <-e.ctx.Done():
+			return
+		}
+		e.wg.Add(1)
+		go func() {
+			defer func() { <-e.sem; e.wg.Done() }()
+			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
+			defer cancel()
+			if err := e.performOne(ctx, eff); err != nil && e.ctx.Err() == nil {
+				e.metrics.effects.WithLabelValues(engine.EffectName(eff)).Inc()
+				e.cfg.Logger.Warn("effect failed", "effect", engine.EffectName(eff), logkey.Err, err)
+			}
+		}()
+	}
+}
+
+func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
+	switch eff := eff.(type) {
+	case engine.Dispatch:
+		if err := e.disp.dispatch(ctx, eff); err != nil {
+			return err
+		}
+		e.metrics.dispatches.Inc()
+		return nil
+	case engine.RunSystem:
+		return e.runSystem(ctx, eff)
+	case engine.StartWorkflow:
+		return e.startWorkflowEffect(ctx, eff)
+	case engine.NotifyParent:
+		return e.submitQuietly(ctx, eff.ParentWorkflowID, eff.Child)
+	case engine.TerminateWorkflow:
+		return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{Reason: eff.Reason})
+	}
+	return fmt.Errorf("unknown effect %T", eff)
+}
+
+// submitQuietly submits a trigger whose rejection (the target moved on)
+// is expected and harmless.
+func (e *Executor) submitQuietly(ctx context.Context, wfID string, trig engine.Trigger) error {
+	_, err := e.Submit(ctx, wfID, trig, Meta{})
+	if errors.Is(err, fault.ErrConflict) || errors.Is(err, fault.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// runSystem claims a scheduled system task, runs it, and reports.
+func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
+	out, err := e.Submit(ctx, eff.WorkflowID, engine.Take{TaskID: eff.TaskID, WorkerID: "flowvault", System: true}, Meta{})
+	if errors.Is(err, engine.ErrTaskGone) {
+		return nil // another engine has it, or it was canceled
+	}
+	if err != nil {
+		return err
+	}
+	task := out.Reply.(*engine.Task).Conductor(out.State)
+	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
+		ReasonForIncompletion: "no system worker for task type " + eff.TaskType}
+	if impl := e.system[eff.TaskType]; impl != nil {
+		res = impl.Execute(ctx, task)
+	}
+	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, "flowvault"
+	_, err = e.Submit(ctx, eff.WorkflowID, engine.Result{Result: res}, Meta{})
+	return err
+}
+
+// startWorkflowEffect starts a child, failure or START_WORKFLOW workflow.
+// When the child exists already (a repeated effect), a finished child is
+// reported to its parent: the parent may have missed the news.
+func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWorkflow) error {
+	req := conductor.StartWorkflowRequest{Name: eff.Name, Version: eff.Version, Input: eff.Input,
+		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
+	if len(eff.Def) > 0 {
+		var def conductor.WorkflowDef
+		if err := conductor.Unmarshal(eff.Def, &def); err != nil {
+			return e.childFailed(ctx, eff, fmt.Sprintf("inline sub workflow definition: %v", err))
+		}
+		req.WorkflowDef = &def
+	}
+	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy,
+		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fault.ErrConflict):
+		child, err := e.State(ctx, eff.WorkflowID)
+		if err != nil || child == nil || !child.Terminal() || eff.ParentWorkflowID == "" {
+			return err
+		}
+		return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildFinished{ChildID: child.ID, Status: child.Status,
+			Output: child.Output, Reason: child.Reason})
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
+		return e.childFailed(ctx, eff, err.Error())
+	}
+	return err
+}
+
+func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, reason string) error {
+	if eff.ParentWorkflowID == "" {
+		return fmt.Errorf("start workflow %s: %s", eff.Name, reason)
+	}
+	return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildFinished{ChildID: eff.WorkflowID,
+		Status: conductor.WorkflowFailed, Reason: "sub workflow could not start: " + reason})
+}
+
+// dispatcher announces scheduled worker tasks on the FV_DISPATCH stream and
+// keeps the queue consumers workers pull from.
+type dispatcher struct {
+	log    *eventlog.Log
+	logger *slog.Logger
+	mu     sync.Mutex
+	queues map[string]bool // consumers known to exist
+}
+
+// dispatchAckWait is how long a worker may hold a dispatch message before
+// taking the task; then the message goes to another worker.
+const dispatchAckWait = 30 * time.Second
+
+func newDispatcher(log *eventlog.Log, logger *slog.Logger) *dispatcher {
+	return &dispatcher{log: log, logger: logger, queues: map[string]bool{}}
+}
+
+func (d *dispatcher) stop() {}
+
+// EnsureQueue creates the consumer for a task type's queue, so that workers
+// can start pulling before the first task is dispatched.
+func (d *dispatcher) ensureQueue(ctx context.Context, taskType, domain string) error {
+	name := workers.ConsumerName(taskType, domain)
+	d.mu.Lock()
+	known := d.queues[name]
+	d.mu.Unlock()
+	if known {
+		return nil
+	}
+	_, err := d.log.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: name,
+		Filter: workers.DispatchSubject(taskType, domain), AckWait: dispatchAckWait, MaxDeliver: -1})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.queues[name] = true
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
+	if err := d.ensureQueue(ctx, eff.TaskType, eff.Domain); err != nil {
+		return err
+	}
+	body, _ := json.Marshal(workers.Dispatch{TaskID: eff.TaskID, WorkflowInstanceID: eff.WorkflowID, TaskType: eff.TaskType, Domain: eff.Domain})
+	msg := &nats.Msg{Subject: workers.DispatchSubject(eff.TaskType, eff.Domain), Data: body, Header: nats.Header{}}
+	// The same hand-off announced twice (recovery, a repeated tick) is
+	// dropped by the stream's duplicate window.
+	msg.Header.Set(jetstream.MsgIDHeader, eff.TaskID+":"+strconv.FormatInt(eff.Attempt, 10))
+	if _, err := d.log.JetStream().PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("dispatch %s: %w", eff.TaskID, err)
+	}
+	return nil
+}

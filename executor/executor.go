@@ -1,0 +1,389 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Definitions looks up registered definitions.
+type Definitions interface {
+	LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
+	LookupTaskDef(ctx context.Context, name string) (*conductor.TaskDef, bool, error)
+}
+
+// Config tunes an Executor.
+type Config struct {
+	// Shards is the number of workflows decided concurrently.
+	Shards int
+	// CacheSize bounds the workflow states kept in memory per shard.
+	CacheSize int
+	// MaxAttempts bounds decide-append rounds lost to concurrent writers.
+	MaxAttempts int
+	// TimerInterval is how often the timer loop looks for due deadlines.
+	TimerInterval time.Duration
+	// EffectConcurrency bounds effects and system tasks run at once.
+	EffectConcurrency int
+	Logger            *slog.Logger
+	Metrics           prometheus.Registerer
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Shards <= 0 {
+		c.Shards = 128
+	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = 512
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 20
+	}
+	if c.TimerInterval <= 0 {
+		c.TimerInterval = 100 * time.Millisecond
+	}
+	if c.EffectConcurrency <= 0 {
+		c.EffectConcurrency = 256
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Meta says who asked for a trigger and why.
+type Meta struct {
+	Principal string
+	// RequestID identifies the request; retries of one append reuse it.
+	RequestID string
+}
+
+// Outcome is what Submit returns.
+type Outcome struct {
+	// State after the trigger (nil when the workflow does not exist).
+	State *engine.Workflow
+	// Seq is the sequence of the appended record, or of the state's last
+	// record when nothing was appended. Wait for it before reading.
+	Seq      uint64
+	Appended bool
+	Reply    any
+}
+
+// Executor is the command loop. Create with New, then Start.
+type Executor struct {
+	cfg     Config
+	log     *eventlog.Log
+	defs    Definitions
+	metrics *metrics
+	shards  []*shard
+	disp    *dispatcher
+	system  map[string]SystemTask
+	sched   Schedule
+	sem     chan struct{}
+	handOff HandOff
+
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// New returns an executor over log. Register system tasks before Start.
+func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Executor {
+	cfg.setDefaults()
+	e := &Executor{cfg: cfg, log: log, defs: defs, sched: sched, metrics: newMetrics(cfg.Metrics),
+		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency)}
+	e.disp = newDispatcher(log, cfg.Logger)
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	return e
+}
+
+// RegisterSystemTask installs the implementation of a system task type.
+func (e *Executor) RegisterSystemTask(typ string, t SystemTask) {
+	e.system[typ] = t
+	engine.RegisterSystemWorkerType(typ)
+}
+
+// Start runs the shards, the NATS handlers, the timer loop and recovery.
+func (e *Executor) Start(ctx context.Context) error {
+	e.shards = make([]*shard, e.cfg.Shards)
+	for i := range e.shards {
+		s := &shard{e: e, in: make(chan *job, 64), cache: newCache(e.cfg.CacheSize)}
+		e.shards[i] = s
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			s.run(e.ctx)
+		}()
+	}
+	if err := e.serveWorkers(ctx); err != nil {
+		e.Stop()
+		return err
+	}
+	if err := e.consumeStartCommands(ctx); err != nil {
+		e.Stop()
+		return err
+	}
+	if e.sched != nil {
+		e.wg.Add(2)
+		go func() {
+			defer e.wg.Done()
+			e.timerLoop(e.ctx)
+		}()
+		go func() {
+			defer e.wg.Done()
+			e.recover(e.ctx)
+		}()
+	}
+	return nil
+}
+
+// Stop stops accepting work and waits for in-flight decisions and effects.
+func (e *Executor) Stop() {
+	e.cancel()
+	e.disp.stop()
+	e.wg.Wait()
+}
+
+// Submit runs trigger against workflow wfID and returns once the decision
+// is durably appended (or found to change nothing).
+func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger, meta Meta) (Outcome, error) {
+	if meta.RequestID == "" {
+		meta.RequestID = uuid.NewString()
+	}
+	j := &job{ctx: ctx, wfID: wfID, trig: trig, meta: meta, done: make(chan jobResult, 1)}
+	s := e.shardFor(wfID)
+	select {
+	case s.in <- j:
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
+	case <-e.ctx.Done():
+		return Outcome{}, fmt.Errorf("executor stopped: %w", fault.ErrUnavailable)
+	}
+	select {
+	case r := <-j.done:
+		return r.out, r.err
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
+	}
+}
+
+// State returns the workflow's current state as this engine knows it,
+// caught up with the log; nil if it does not exist.
+func (e *Executor) State(ctx context.Context, wfID string) (*engine.Workflow, error) {
+	out, err := e.Submit(ctx, wfID, nil, Meta{})
+	return out.State, err
+}
+
+func (e *Executor) shardFor(wfID string) *shard {
+	h := fnv.New32a()
+	h.Write([]byte(wfID))
+	return e.shards[h.Sum32()%uint32(len(e.shards))]
+}
+
+type job struct {
+	ctx  context.Context
+	wfID string
+	trig engine.Trigger // nil: just return the state
+	meta Meta
+	done chan jobResult
+}
+
+type jobResult struct {
+	out Outcome
+	err error
+}
+
+// shard decides for the workflows that hash to it, one at a time.
+type shard struct {
+	e     *Executor
+	in    chan *job
+	cache *cache
+}
+
+func (s *shard) run(ctx context.Context) {
+	for {
+		select {
+		case j := <-s.in:
+			out, err := s.process(j)
+			j.done <- jobResult{out, err}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *shard) process(j *job) (Outcome, error) {
+	e := s.e
+	ctx := j.ctx
+	if ctx.Err() != nil {
+		return Outcome{}, ctx.Err()
+	}
+	w, err := s.load(ctx, j.wfID, j.trig == nil)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if j.trig == nil {
+		return Outcome{State: w, Seq: seqOf(w)}, nil
+	}
+	name := engine.TriggerName(j.trig)
+	start := time.Now()
+	defer func() { e.metrics.decideDur.WithLabelValues(name).Observe(time.Since(start).Seconds()) }()
+	for attempt := 1; ; attempt++ {
+		now := e.cfg.Now()
+		dec, err := engine.Decide(engine.Input{State: w, Trigger: j.trig, Now: now, TaskDef: e.taskDefFunc(ctx)})
+		if err != nil {
+			e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
+			return Outcome{State: w, Seq: seqOf(w)}, err
+		}
+		if len(dec.Events) == 0 {
+			e.metrics.decisions.WithLabelValues(name, "noop").Inc()
+			e.perform(dec.Effects)
+			return Outcome{State: w, Seq: seqOf(w), Reply: dec.Reply}, nil
+		}
+		expected := seqOf(w)
+		envs, err := envelopes(dec.Events, j, expected, now)
+		if err != nil {
+			return Outcome{}, err
+		}
+		seq, err := e.log.Append(ctx, subject(j.wfID), envs, expected)
+		if errors.Is(err, eventlog.ErrConflict) && attempt < e.cfg.MaxAttempts {
+			e.metrics.conflicts.Inc()
+			if w, err = s.refresh(ctx, j.wfID, w); err != nil {
+				return Outcome{}, err
+			}
+			continue
+		}
+		if err != nil {
+			e.metrics.decisions.WithLabelValues(name, "error").Inc()
+			s.cache.drop(j.wfID) // the append may or may not have happened
+			if errors.Is(err, eventlog.ErrTooLarge) {
+				return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrTooLarge, err)
+			}
+			return Outcome{}, fmt.Errorf("workflow %s: %w", j.wfID, err)
+		}
+		dec.State.Seq = seq
+		s.cache.put(j.wfID, dec.State)
+		e.metrics.decisions.WithLabelValues(name, "appended").Inc()
+		e.perform(dec.Effects)
+		return Outcome{State: dec.State, Seq: seq, Appended: true, Reply: dec.Reply}, nil
+	}
+}
+
+func seqOf(w *engine.Workflow) uint64 {
+	if w == nil {
+		return 0
+	}
+	return w.Seq
+}
+
+func subject(wfID string) string { return "fv.wf." + eventlog.Token(wfID) }
+
+// envelopes wraps the decision's events. The record's id (its dedup id)
+// names the workflow, the expected sequence and the request, so a retried
+// append is recognised and two different decisions never collide.
+func envelopes(events []schemas.Event, j *job, expected uint64, now time.Time) ([]schemas.Envelope, error) {
+	recordID := engine.DeriveID(j.wfID, strconv.FormatUint(expected, 10), j.meta.RequestID)
+	envs := make([]schemas.Envelope, len(events))
+	for i, ev := range events {
+		env, err := schemas.Default.Encode(ev)
+		if err != nil {
+			return nil, fmt.Errorf("workflow %s: %w", j.wfID, err)
+		}
+		env.ID = recordID
+		if i > 0 {
+			env.ID = recordID + "/" + strconv.Itoa(i)
+		}
+		env.Time, env.Principal = now.UnixNano(), j.meta.Principal
+		env.CausationID, env.CorrelationID = j.meta.RequestID, j.wfID
+		envs[i] = env
+	}
+	return envs, nil
+}
+
+// load returns the cached state, or folds it from the log. With fresh, a
+// cached state is caught up with the log first (reads must not be stale).
+func (s *shard) load(ctx context.Context, wfID string, fresh bool) (*engine.Workflow, error) {
+	if w, ok := s.cache.get(wfID); ok {
+		if !fresh {
+			return w, nil
+		}
+		return s.refresh(ctx, wfID, w)
+	}
+	return s.refresh(ctx, wfID, nil)
+}
+
+// refresh applies the records after w's sequence (all of them if w is nil).
+func (s *shard) refresh(ctx context.Context, wfID string, w *engine.Workflow) (*engine.Workflow, error) {
+	recs, err := s.e.log.ReadSubject(ctx, subject(wfID), seqOf(w))
+	if err != nil {
+		return nil, fmt.Errorf("load workflow %s: %w", wfID, err)
+	}
+	if len(recs) == 0 {
+		return w, nil
+	}
+	if w != nil {
+		w = w.Clone()
+	}
+	w, err = Fold(w, recs)
+	if err != nil {
+		s.cache.drop(wfID)
+		return nil, fmt.Errorf("load workflow %s: %w", wfID, err)
+	}
+	s.cache.put(wfID, w)
+	return w, nil
+}
+
+// Fold applies records to w (nil for a new workflow).
+func Fold(w *engine.Workflow, recs []eventlog.Record) (*engine.Workflow, error) {
+	for _, r := range recs {
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		for _, env := range r.Events {
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				return nil, fmt.Errorf("record %d: %w", r.Seq, err)
+			}
+			if w, err = engine.Apply(w, ev); err != nil {
+				return nil, fmt.Errorf("record %d: %w", r.Seq, err)
+			}
+		}
+		w.Seq = r.Seq
+	}
+	return w, nil
+}
+
+func (e *Executor) taskDefFunc(ctx context.Context) func(string) *conductor.TaskDef {
+	return func(name string) *conductor.TaskDef {
+		if e.defs == nil {
+			return nil
+		}
+		td, ok, err := e.defs.LookupTaskDef(ctx, name)
+		if err != nil {
+			e.cfg.Logger.Warn("task definition lookup failed", logkey.TaskType, name, logkey.Err, err)
+			return nil
+		}
+		if !ok {
+			return nil
+		}
+		return td
+	}
+}

@@ -1,0 +1,46 @@
+package executor
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	decisions  *prometheus.CounterVec
+	decideDur  *prometheus.HistogramVec
+	conflicts  prometheus.Counter
+	effects    *prometheus.CounterVec
+	dispatches prometheus.Counter
+	ticks      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "decisions_total",
+			Help: "Decisions by trigger and outcome (appended, noop, rejected, error).",
+		}, []string{"trigger", "outcome"}),
+		decideDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "decision_seconds",
+			Help:    "Time to load, decide and append, by trigger.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}, []string{"trigger"}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "append_conflicts_total",
+			Help: "Appends lost to a concurrent writer of the same workflow (decided again).",
+		}),
+		effects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "effect_failures_total",
+			Help: "Effects that failed (they are retried by recovery).",
+		}, []string{"effect"}),
+		dispatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "dispatches_total",
+			Help: "Task dispatch messages published.",
+		}),
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "timer_ticks_total",
+			Help: "Workflows ticked because a deadline passed.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.ticks)
+	}
+	return m
+}

@@ -1,0 +1,219 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// HandOff prepares a task for whoever runs it: it may replace deferred
+// expressions in out.InputData (secrets, environment values) with their
+// values. The result lives only in the reply to the taker.
+type HandOff interface {
+	Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task, out *conductor.Task) error
+}
+
+// SetHandOff installs the hand-off preparation (before Start).
+func (e *Executor) SetHandOff(h HandOff) { e.handOff = h }
+
+// requestTimeout bounds one worker request's processing.
+const requestTimeout = 30 * time.Second
+
+// serveWorkers answers take and result requests from workers on NATS, in
+// the queue group every engine shares.
+func (e *Executor) serveWorkers(ctx context.Context) error {
+	nc := e.log.Conn()
+	for prefix, handle := range map[string]func(context.Context, *nats.Msg, string) any{
+		workers.TakePrefix:   e.handleTake,
+		workers.ResultPrefix: e.handleResult,
+	} {
+		sub, err := nc.QueueSubscribe(prefix+">", workers.EngineQueue, func(m *nats.Msg) {
+			// Handlers block on an append; never hold the subscription's
+			// delivery goroutine.
+			select {
+			case e.sem <- struct{}{}:
+			case <-e.ctx.Done():
+				return
+			}
+			e.wg.Add(1)
+			go func() {
+				defer func() { <-e.sem; e.wg.Done() }()
+				rctx, cancel := context.WithTimeout(e.ctx, requestTimeout)
+				defer cancel()
+				reply := handle(rctx, m, strings.TrimPrefix(m.Subject, prefix))
+				body, _ := json.Marshal(reply)
+				if m.Reply != "" {
+					_ = m.Respond(body)
+				}
+			}()
+		})
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", prefix, err)
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			<-e.ctx.Done()
+			_ = sub.Unsubscribe()
+		}()
+	}
+	return nil
+}
+
+func protocolError(err error) *workers.Error {
+	switch {
+	case errors.Is(err, engine.ErrTaskGone):
+		return &workers.Error{Code: workers.CodeGone, Message: err.Error()}
+	case errors.Is(err, fault.ErrNotFound):
+		return &workers.Error{Code: workers.CodeNotFound, Message: err.Error()}
+	case errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrTooLarge):
+		return &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}
+	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return &workers.Error{Code: workers.CodeUnavailable, Message: err.Error()}
+	}
+	return &workers.Error{Code: workers.CodeInternal, Message: "internal error"}
+}
+
+// TakeTask hands a scheduled worker task to workerID: the executor side of
+// both the NATS take request and the HTTP poll. The returned task is
+// IN_PROGRESS and carries its input as handed off.
+func (e *Executor) TakeTask(ctx context.Context, wfID, taskID, taskType, workerID string) (*conductor.Task, error) {
+	out, err := e.Submit(ctx, wfID, engine.Take{TaskID: taskID, WorkerID: workerID, TaskType: taskType}, Meta{Principal: workerID})
+	if err != nil {
+		return nil, err
+	}
+	t := out.Reply.(*engine.Task)
+	task := t.Conductor(out.State)
+	if e.handOff != nil {
+		if err := e.handOff.Prepare(ctx, out.State, t, task); err != nil {
+			return nil, err
+		}
+	}
+	return task, nil
+}
+
+func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string) any {
+	var req workers.TakeRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.TaskID == "" || req.WorkflowInstanceID == "" {
+		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "take request needs taskId and workflowInstanceId"}}
+	}
+	taskType, err := e.taskTypeFor(ctx, req.WorkflowInstanceID, req.TaskID, typeToken)
+	if err != nil {
+		return workers.TakeReply{Error: protocolError(err)}
+	}
+	task, err := e.TakeTask(ctx, req.WorkflowInstanceID, req.TaskID, taskType, req.WorkerID)
+	if err != nil {
+		return workers.TakeReply{Error: protocolError(err)}
+	}
+	return workers.TakeReply{Task: task}
+}
+
+// taskTypeFor returns the name of the task, which must match the subject's
+// type token: a worker allowed on one queue cannot act on another's tasks.
+func (e *Executor) taskTypeFor(ctx context.Context, wfID, taskID, typeToken string) (string, error) {
+	w, err := e.State(ctx, wfID)
+	if err != nil {
+		return "", err
+	}
+	if w == nil {
+		return "", fault.NotFound("workflow %s not found", wfID)
+	}
+	t := w.TaskByID(taskID)
+	if t == nil || eventlog.Token(t.Name) != typeToken {
+		return "", fault.NotFound("no %s task %s in workflow %s", typeToken, taskID, wfID)
+	}
+	return t.Name, nil
+}
+
+// ReportResult records a task result: the executor side of both the NATS
+// result request and Conductor's task update endpoints.
+func (e *Executor) ReportResult(ctx context.Context, res conductor.TaskResult, principal string) (Outcome, error) {
+	if res.TaskID == "" || res.WorkflowInstanceID == "" {
+		return Outcome{}, fault.Invalid("task result needs taskId and workflowInstanceId")
+	}
+	return e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res}, Meta{Principal: principal})
+}
+
+func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken string) any {
+	var res conductor.TaskResult
+	if err := conductor.Unmarshal(m.Data, &res); err != nil {
+		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result is not a TaskResult JSON object: " + err.Error()}}
+	}
+	if res.TaskID == "" || res.WorkflowInstanceID == "" {
+		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result needs taskId and workflowInstanceId"}}
+	}
+	if _, err := e.taskTypeFor(ctx, res.WorkflowInstanceID, res.TaskID, typeToken); err != nil {
+		return workers.ResultReply{Error: protocolError(err)}
+	}
+	out, err := e.ReportResult(ctx, res, res.WorkerID)
+	if err != nil {
+		return workers.ResultReply{Error: protocolError(err)}
+	}
+	reply, _ := out.Reply.(engine.ResultReply)
+	return workers.ResultReply{OK: true, Ignored: reply.Ignored}
+}
+
+// StartCommandPrefix is where producers publish start requests:
+// fv.cmd.start.<workflow name>, body a Conductor StartWorkflowRequest (the
+// name may be omitted: the subject names it).
+const StartCommandPrefix = "fv.cmd.start."
+
+// consumeStartCommands starts workflows published on the commands stream.
+// The workflow id derives from the message id (or the stream sequence), so a
+// request published twice starts one workflow even after the stream's
+// duplicate window.
+func (e *Executor) consumeStartCommands(ctx context.Context) error {
+	sub, err := e.log.Subscribe(ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "fv-engine-start",
+		Filter: StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: 10}, e.handleStartCommand)
+	if err != nil {
+		return err
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		<-e.ctx.Done()
+		sub.Stop()
+	}()
+	return nil
+}
+
+func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) error {
+	var req conductor.StartWorkflowRequest
+	if err := conductor.Unmarshal(d.Data, &req); err != nil {
+		e.cfg.Logger.Error("start command is not a StartWorkflowRequest", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
+		return fmt.Errorf("%w: %v", eventlog.ErrPoison, err)
+	}
+	if req.Name == "" && req.WorkflowDef == nil {
+		req.Name = strings.TrimPrefix(d.Subject, StartCommandPrefix)
+	}
+	msgID := ""
+	if ids := d.Header["Nats-Msg-Id"]; len(ids) > 0 {
+		msgID = ids[0]
+	}
+	if msgID == "" {
+		msgID = fmt.Sprintf("seq-%d", d.StreamSeq)
+	}
+	id := engine.DeriveID("start-command", msgID)
+	principal := req.CreatedBy
+	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: principal, RequestID: msgID})
+	switch {
+	case err == nil, errors.Is(err, fault.ErrConflict):
+		return nil // started now, or by an earlier delivery
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
+		e.cfg.Logger.Error("start command rejected", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
+		return fmt.Errorf("%w: %v", eventlog.ErrPoison, err)
+	}
+	return err
+}

@@ -1,0 +1,101 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// StartOptions are the parts of a start that do not come from the request.
+type StartOptions struct {
+	// WorkflowID to use; a new random id when empty.
+	WorkflowID           string
+	CreatedBy            string
+	ParentWorkflowID     string
+	ParentWorkflowTaskID string
+	RequestID            string
+}
+
+// Idempotency finds the workflow last started with an idempotency key.
+type Idempotency interface {
+	LookupIdempotencyKey(ctx context.Context, name, key string) (wfID, status string, found bool, err error)
+}
+
+// StartWorkflow starts a workflow from a Conductor StartWorkflowRequest:
+// the inline definition if given, else the registered one (latest version
+// unless one is named). It returns the workflow id and the appended
+// sequence. An unknown definition is fault.ErrNotFound; an existing id is
+// fault.ErrConflict.
+func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o StartOptions) (string, uint64, error) {
+	def := req.WorkflowDef
+	if def == nil {
+		if req.Name == "" {
+			return "", 0, fault.Invalid("start workflow: name is required")
+		}
+		if e.defs == nil {
+			return "", 0, fault.NotFound("workflow definition %s not found", req.Name)
+		}
+		d, err := e.defs.LookupWorkflowDef(ctx, req.Name, req.Version)
+		if err != nil {
+			return "", 0, err
+		}
+		def = d
+	} else if def.Name == "" {
+		def.Name = req.Name
+	}
+	if len(def.Raw) == 0 {
+		return "", 0, fault.Invalid("start workflow %s: definition has no JSON", def.Name)
+	}
+	id := o.WorkflowID
+	if req.IdempotencyKey != "" && id == "" {
+		existing, status, found, err := e.lookupIdempotency(ctx, def.Name, req.IdempotencyKey)
+		if err != nil {
+			return "", 0, err
+		}
+		if found {
+			switch req.IdempotencyStrategy {
+			case conductor.IdempotencyReturnExisting:
+				return existing, 0, nil
+			case conductor.IdempotencyFailOnRunning:
+				if !conductor.WorkflowTerminal(status) {
+					return "", 0, fault.Conflict("workflow %s with idempotency key %q is %s", existing, req.IdempotencyKey, status)
+				}
+			default:
+				return "", 0, fault.Conflict("a workflow with idempotency key %q exists: %s", req.IdempotencyKey, existing)
+			}
+		}
+		// Concurrent starts with one key derive one id: the log lets one win.
+		id = engine.DeriveID("idempotency", def.Name, req.IdempotencyKey, existing)
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	out, err := e.Submit(ctx, id, engine.Start{WorkflowID: id, Def: def, Request: req, CreatedBy: o.CreatedBy,
+		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID},
+		Meta{Principal: o.CreatedBy, RequestID: o.RequestID})
+	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {
+		return id, 0, nil
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	return id, out.Seq, nil
+}
+
+func (e *Executor) lookupIdempotency(ctx context.Context, name, key string) (string, string, bool, error) {
+	idem, ok := e.sched.(Idempotency)
+	if !ok {
+		return "", "", false, nil
+	}
+	id, status, found, err := idem.LookupIdempotencyKey(ctx, name, key)
+	if err != nil {
+		return "", "", false, fmt.Errorf("idempotency key %q: %w", key, err)
+	}
+	return id, status, found, nil
+}

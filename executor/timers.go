@@ -1,0 +1,120 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+)
+
+// Due is a workflow deadline that has passed.
+type Due struct {
+	WorkflowID string
+	At         int64 // Unix ms
+}
+
+// Schedule is the part of the executions read model the executor needs:
+// passed deadlines, and the workflows still running (for recovery).
+type Schedule interface {
+	Due(ctx context.Context, now int64, limit int) ([]Due, error)
+	Running(ctx context.Context, fn func(wfID string) bool) error
+}
+
+// timerLoop ticks every workflow whose deadline has passed. A deadline that
+// a tick handled without changing the workflow (a delayed hand-off, an
+// alert-only timeout) stays in the index until the workflow changes; fired
+// remembers it so that it is not ticked again and again.
+func (e *Executor) timerLoop(ctx context.Context) {
+	t := time.NewTicker(e.cfg.TimerInterval)
+	defer t.Stop()
+	fired := map[Due]bool{}
+	var mu sync.Mutex
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		due, err := e.sched.Due(ctx, e.cfg.Now().UnixMilli(), 10000)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.cfg.Logger.Warn("timer scan failed", logkey.Err, err)
+			}
+			continue
+		}
+		seen := make(map[Due]bool, len(due))
+		for _, d := range due {
+			seen[d] = true
+			mu.Lock()
+			done := fired[d]
+			fired[d] = true
+			mu.Unlock()
+			if done {
+				continue
+			}
+			e.metrics.ticks.Inc()
+			e.background(func(ctx context.Context) {
+				if _, err := e.Submit(ctx, d.WorkflowID, engine.Tick{}, Meta{}); err != nil && !expected(err) {
+					e.cfg.Logger.Warn("tick failed", logkey.WorkflowID, d.WorkflowID, logkey.Err, err)
+					mu.Lock()
+					delete(fired, d) // try again on the next scan
+					mu.Unlock()
+				}
+			})
+		}
+		mu.Lock()
+		for d := range fired {
+			if !seen[d] {
+				delete(fired, d)
+			}
+		}
+		mu.Unlock()
+	}
+}
+
+func expected(err error) bool {
+	return errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrConflict) || errors.Is(err, context.Canceled)
+}
+
+// background runs fn on the effect pool.
+func (e *Executor) background(fn func(ctx context.Context)) {
+	select {
+	case e.sem <- struct{}{}:
+	case <-e.ctx.Done():
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer func() { <-e.sem; e.wg.Done() }()
+		ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
+// recover performs the effects every running workflow's state implies:
+// dispatch messages lost with a restarted NATS server, children not started
+// and parents not notified because the process died after an append.
+func (e *Executor) recover(ctx context.Context) {
+	var ids []string
+	err := e.sched.Running(ctx, func(id string) bool {
+		ids = append(ids, id)
+		return true
+	})
+	if err != nil {
+		e.cfg.Logger.Warn("recovery scan failed", logkey.Err, err)
+		return
+	}
+	for _, id := range ids {
+		e.background(func(ctx context.Context) {
+			if _, err := e.Submit(ctx, id, engine.Reconcile{}, Meta{}); err != nil && !expected(err) {
+				e.cfg.Logger.Warn("recovery failed", logkey.WorkflowID, id, logkey.Err, err)
+			}
+		})
+	}
+	e.cfg.Logger.Info("recovery scheduled", logkey.Count, len(ids))
+}

@@ -1,0 +1,160 @@
+package schemas
+
+// Workflow events live on the subject fv.wf.<workflowId>. A workflow's state
+// is the fold of these events (engine.Apply); the decider emits them
+// (engine.Decide). Times are Unix milliseconds, as in Conductor's JSON.
+
+// WorkflowStarted is the first event of every workflow.
+type WorkflowStarted struct {
+	WorkflowID           string            `msgpack:"id"`
+	Name                 string            `msgpack:"name"`
+	Version              int               `msgpack:"ver"`
+	Def                  []byte            `msgpack:"def"` // the definition's JSON, as run
+	Input                map[string]any    `msgpack:"in,omitempty"`
+	Variables            map[string]any    `msgpack:"vars,omitempty"`
+	CorrelationID        string            `msgpack:"corr,omitempty"`
+	Priority             int               `msgpack:"prio,omitempty"`
+	TaskToDomain         map[string]string `msgpack:"t2d,omitempty"`
+	CreatedBy            string            `msgpack:"by,omitempty"`
+	ParentWorkflowID     string            `msgpack:"pwf,omitempty"`
+	ParentWorkflowTaskID string            `msgpack:"ptask,omitempty"`
+	IdempotencyKey       string            `msgpack:"idem,omitempty"`
+	Time                 int64             `msgpack:"ts"`
+}
+
+func (*WorkflowStarted) EventType() string { return "workflow.started" }
+
+// TaskPolicy is the retry and timeout configuration a task runs under: its
+// task definition's effective values when it was scheduled, so that retries
+// and timeouts replay identically even if the definition changes later.
+type TaskPolicy struct {
+	RetryCount             int    `msgpack:"rc,omitempty"`
+	RetryLogic             string `msgpack:"rl,omitempty"`
+	RetryDelaySeconds      int64  `msgpack:"rd,omitempty"`
+	BackoffScaleFactor     int64  `msgpack:"bs,omitempty"`
+	MaxRetryDelaySeconds   int64  `msgpack:"mrd,omitempty"`
+	BackoffJitterMs        int64  `msgpack:"jit,omitempty"`
+	TimeoutSeconds         int64  `msgpack:"to,omitempty"`
+	TotalTimeoutSeconds    int64  `msgpack:"tto,omitempty"`
+	TimeoutPolicy          string `msgpack:"tp,omitempty"`
+	ResponseTimeoutSeconds int64  `msgpack:"rto,omitempty"`
+	PollTimeoutSeconds     int64  `msgpack:"pto,omitempty"`
+}
+
+// TaskScheduled adds a task instance to the workflow.
+type TaskScheduled struct {
+	TaskID string         `msgpack:"id"`
+	Ref    string         `msgpack:"ref"`  // taskReferenceName (with __n inside loops)
+	Name   string         `msgpack:"name"` // the task (definition) name
+	Type   string         `msgpack:"type"` // the configured task type
+	Status string         `msgpack:"st"`   // SCHEDULED, or IN_PROGRESS for tasks that start at once
+	Seq    int            `msgpack:"seq"`
+	Input  map[string]any `msgpack:"in,omitempty"`
+	// Deferred lists the paths in Input of strings holding expressions that
+	// are resolved only at hand-off (secrets, environment).
+	Deferred      [][]any    `msgpack:"dfr,omitempty"`
+	RetryCount    int        `msgpack:"retry,omitempty"`
+	RetriedTaskID string     `msgpack:"retried,omitempty"`
+	Iteration     int        `msgpack:"iter,omitempty"`
+	Domain        string     `msgpack:"dom,omitempty"`
+	AvailableAt   int64      `msgpack:"avail,omitempty"` // not handed out before this time
+	Policy        TaskPolicy `msgpack:"pol"`
+	// Config is the task's configuration JSON when it is not in the workflow
+	// definition (dynamic tasks).
+	Config         []byte         `msgpack:"cfg,omitempty"`
+	TaskDef        []byte         `msgpack:"tdef,omitempty"` // registered definition JSON, for display
+	SubWorkflowID  string         `msgpack:"sub,omitempty"`
+	ParentTaskID   string         `msgpack:"parent,omitempty"`
+	Output         map[string]any `msgpack:"out,omitempty"` // tasks decided at once carry their output
+	Reason         string         `msgpack:"why,omitempty"`
+	FirstScheduled int64          `msgpack:"first,omitempty"` // first attempt's schedule time (total timeout)
+	Time           int64          `msgpack:"ts"`
+}
+
+func (*TaskScheduled) EventType() string { return "workflow.task_scheduled" }
+
+// TaskStarted records that a worker took the task.
+type TaskStarted struct {
+	TaskID   string `msgpack:"id"`
+	WorkerID string `msgpack:"worker,omitempty"`
+	Time     int64  `msgpack:"ts"`
+}
+
+func (*TaskStarted) EventType() string { return "workflow.task_started" }
+
+// TaskUpdated changes a task's status and output.
+type TaskUpdated struct {
+	TaskID string         `msgpack:"id"`
+	Status string         `msgpack:"st"`
+	Output map[string]any `msgpack:"out,omitempty"`
+	// KeepOutput leaves the task's output as it is (status-only changes).
+	KeepOutput           bool   `msgpack:"keep,omitempty"`
+	Reason               string `msgpack:"why,omitempty"`
+	WorkerID             string `msgpack:"worker,omitempty"`
+	CallbackAfterSeconds int64  `msgpack:"cb,omitempty"`
+	AvailableAt          int64  `msgpack:"avail,omitempty"`
+	LeaseExtended        bool   `msgpack:"lease,omitempty"`
+	SubWorkflowID        string `msgpack:"sub,omitempty"`
+	Time                 int64  `msgpack:"ts"`
+}
+
+func (*TaskUpdated) EventType() string { return "workflow.task_updated" }
+
+// TaskLogged appends log lines to a task.
+type TaskLogged struct {
+	TaskID string   `msgpack:"id"`
+	Lines  []string `msgpack:"lines"`
+	Times  []int64  `msgpack:"times"`
+}
+
+func (*TaskLogged) EventType() string { return "workflow.task_logged" }
+
+// VariablesUpdated merges values into the workflow's variables.
+type VariablesUpdated struct {
+	Variables map[string]any `msgpack:"vars"`
+	Time      int64          `msgpack:"ts"`
+}
+
+func (*VariablesUpdated) EventType() string { return "workflow.variables_updated" }
+
+// WorkflowStatusChanged moves the workflow to a new status: COMPLETED,
+// FAILED, TIMED_OUT, TERMINATED, PAUSED, or RUNNING (resume).
+type WorkflowStatusChanged struct {
+	Status          string         `msgpack:"st"`
+	Reason          string         `msgpack:"why,omitempty"`
+	Output          map[string]any `msgpack:"out,omitempty"`
+	FailedTaskRefs  []string       `msgpack:"frefs,omitempty"`
+	FailedTaskNames []string       `msgpack:"fnames,omitempty"`
+	Time            int64          `msgpack:"ts"`
+}
+
+func (*WorkflowStatusChanged) EventType() string { return "workflow.status_changed" }
+
+// WorkflowReset starts a terminal workflow over. Restart and rerun-from-start
+// remove every task; rerun-from-task keeps the tasks before FromTaskSeq;
+// retry keeps every task (the decider schedules copies of the failed ones).
+type WorkflowReset struct {
+	Kind          string         `msgpack:"kind"` // restart | rerun | retry
+	Def           []byte         `msgpack:"def,omitempty"`
+	Input         map[string]any `msgpack:"in,omitempty"`
+	SetInput      bool           `msgpack:"setin,omitempty"`
+	CorrelationID string         `msgpack:"corr,omitempty"`
+	KeepBeforeSeq int            `msgpack:"keep,omitempty"` // rerun from task: keep tasks with seq below
+	Time          int64          `msgpack:"ts"`
+}
+
+func (*WorkflowReset) EventType() string { return "workflow.reset" }
+
+// Reset kinds.
+const (
+	ResetRestart = "restart"
+	ResetRerun   = "rerun"
+	ResetRetry   = "retry"
+)
+
+func init() {
+	for _, e := range []Event{&WorkflowStarted{}, &TaskScheduled{}, &TaskStarted{}, &TaskUpdated{}, &TaskLogged{},
+		&VariablesUpdated{}, &WorkflowStatusChanged{}, &WorkflowReset{}} {
+		Default.Register(e, 1)
+	}
+}

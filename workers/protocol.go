@@ -1,0 +1,113 @@
+// Package workers is how tasks reach workers and results come back: the
+// NATS protocol (documented in docs/worker-protocol.md), the Go worker SDK,
+// and the engine's system workers (HTTP, ...).
+package workers
+
+import (
+	"strings"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Subjects and names of the worker protocol. They are a public contract:
+// workers in other languages hard-code them.
+const (
+	// DispatchPrefix starts every dispatch subject: fv.task.<type>[.<domain>].
+	DispatchPrefix = "fv.task."
+	// TakePrefix starts the take request subject: fv.engine.take.<type>.
+	TakePrefix = "fv.engine.take."
+	// ResultPrefix starts the result request subject: fv.engine.result.<type>.
+	ResultPrefix = "fv.engine.result."
+	// EngineQueue is the queue group engines answer take and result
+	// requests in: each request reaches one engine.
+	EngineQueue = "fv-engines"
+	// ConsumerPrefix starts the durable consumer a queue's workers share.
+	ConsumerPrefix = "fvq_"
+)
+
+// DispatchSubject is the subject a task of taskType (in domain, "" for none)
+// is announced on.
+func DispatchSubject(taskType, domain string) string {
+	s := DispatchPrefix + eventlog.Token(taskType)
+	if domain != "" {
+		s += "." + eventlog.Token(domain)
+	}
+	return s
+}
+
+// ConsumerName is the durable JetStream consumer on the FV_DISPATCH stream
+// that workers of taskType (in domain) pull from.
+func ConsumerName(taskType, domain string) string {
+	s := ConsumerPrefix + consumerToken(taskType)
+	if domain != "" {
+		s += "@" + consumerToken(domain)
+	}
+	return s
+}
+
+// consumerToken escapes what consumer names may not contain beyond what a
+// subject token may not: path separators.
+func consumerToken(s string) string {
+	t := eventlog.Token(s)
+	t = strings.ReplaceAll(t, "/", "%2F")
+	t = strings.ReplaceAll(t, "\\", "%5C")
+	return strings.ReplaceAll(t, "@", "%40")
+}
+
+// TakeSubject is where a worker asks for a dispatched task of taskType.
+func TakeSubject(taskType string) string { return TakePrefix + eventlog.Token(taskType) }
+
+// ResultSubject is where a worker reports on a task of taskType.
+func ResultSubject(taskType string) string { return ResultPrefix + eventlog.Token(taskType) }
+
+// Dispatch is the body of a dispatch message: which task is available. It
+// carries no input: inputs (with secrets resolved) travel only in the reply
+// to a take request.
+type Dispatch struct {
+	TaskID             string `json:"taskId"`
+	WorkflowInstanceID string `json:"workflowInstanceId"`
+	TaskType           string `json:"taskType"`
+	Domain             string `json:"domain,omitempty"`
+}
+
+// TakeRequest asks the engine to hand a dispatched task to this worker.
+type TakeRequest struct {
+	TaskID             string `json:"taskId"`
+	WorkflowInstanceID string `json:"workflowInstanceId"`
+	WorkerID           string `json:"workerId,omitempty"`
+}
+
+// TakeReply answers a TakeRequest: the task, IN_PROGRESS and owned by the
+// worker, or an error (code "gone" when another worker has it or it is no
+// longer needed: drop it).
+type TakeReply struct {
+	Task  *conductor.Task `json:"task,omitempty"`
+	Error *Error          `json:"error,omitempty"`
+}
+
+// ResultReply answers a result request (whose body is a Conductor
+// TaskResult). OK means the result is durably recorded; Ignored means the
+// task had already finished and the result changed nothing.
+type ResultReply struct {
+	OK      bool   `json:"ok"`
+	Ignored bool   `json:"ignored,omitempty"`
+	Error   *Error `json:"error,omitempty"`
+}
+
+// Error is a protocol error.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Protocol error codes.
+const (
+	CodeGone        = "gone"        // the task is not available: drop the dispatch message
+	CodeNotFound    = "not_found"   // no such workflow or task
+	CodeInvalid     = "invalid"     // the request is malformed
+	CodeUnavailable = "unavailable" // try again later
+	CodeInternal    = "internal"
+)
