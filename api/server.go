@@ -25,6 +25,11 @@ type Deps struct {
 	Logger   *slog.Logger
 	Gatherer prometheus.Gatherer
 	Checks   []Check
+
+	Engine           Engine
+	Executions       Executions
+	ExecutionsWaiter Waiter
+	Definitions      DefinitionLookup
 }
 
 // Server routes flowvault's HTTP requests.
@@ -41,6 +46,7 @@ func New(deps Deps) *Server {
 	s := &Server{deps: deps, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /health", s.health)
 	s.mux.HandleFunc("GET /api/health", s.health)
+	s.routeWorkflows()
 	if deps.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
 	}

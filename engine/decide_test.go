@@ -101,8 +101,8 @@ func TestSwitchValueParam(t *testing.T) {
 	  "defaultCase":[{"name":"ship_other","taskReferenceName":"other"}]},
 	 {"name":"after","taskReferenceName":"after"}]}`
 	tests := []struct {
-		carrier any
-		want    []string
+		carrier  any
+		want     []string
 		selected string
 	}{
 		{"ups", []string{"route", "ups", "label", "after"}, "ups"},

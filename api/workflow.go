@@ -1,0 +1,243 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// maxBodyBytes bounds request bodies of the workflow and task endpoints.
+const maxBodyBytes = 8 << 20
+
+// Engine is what the workflow endpoints need from the executor.
+type Engine interface {
+	StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error)
+	Submit(ctx context.Context, wfID string, trig engine.Trigger, meta executor.Meta) (executor.Outcome, error)
+}
+
+// Executions reads the executions read model.
+type Executions interface {
+	Workflow(ctx context.Context, id string) (*engine.Workflow, error)
+}
+
+// Waiter blocks until a read model has applied a log sequence.
+type Waiter interface {
+	WaitFor(ctx context.Context, seq uint64) error
+}
+
+// DefinitionLookup finds registered workflow definitions.
+type DefinitionLookup interface {
+	LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
+}
+
+func (s *Server) routeWorkflows() {
+	if s.deps.Engine == nil {
+		return
+	}
+	s.mux.HandleFunc("POST /api/workflow", s.startWorkflow)
+	s.mux.HandleFunc("POST /api/workflow/{name}", s.startWorkflowByName)
+	s.mux.HandleFunc("GET /api/workflow/{id}", s.getWorkflow)
+	s.mux.HandleFunc("GET /api/workflow/{id}/status", s.getWorkflowStatus)
+	s.mux.HandleFunc("PUT /api/workflow/{id}/pause", s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }))
+	s.mux.HandleFunc("PUT /api/workflow/{id}/resume", s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }))
+	s.mux.HandleFunc("DELETE /api/workflow/{id}", s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
+		return engine.Terminate{Reason: r.URL.Query().Get("reason")}, nil
+	}))
+	s.mux.HandleFunc("POST /api/workflow/{id}/restart", s.lifecycle(s.restartTrigger))
+	s.mux.HandleFunc("POST /api/workflow/{id}/retry", s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
+		resume, err := queryBool(r, "resumeSubworkflowTasks", false)
+		return engine.Retry{ResumeSubworkflowTasks: resume}, err
+	}))
+	s.mux.HandleFunc("POST /api/workflow/{id}/rerun", s.rerunWorkflow)
+}
+
+func (s *Server) startWorkflow(w http.ResponseWriter, r *http.Request) {
+	var req conductor.StartWorkflowRequest
+	if err := decodeJSON(w, r, maxBodyBytes, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Name == "" && req.WorkflowDef == nil {
+		s.writeError(w, r, fault.Invalid("name is required"))
+		return
+	}
+	s.start(w, r, req)
+}
+
+func (s *Server) startWorkflowByName(w http.ResponseWriter, r *http.Request) {
+	req := conductor.StartWorkflowRequest{Name: r.PathValue("name"), CorrelationID: r.URL.Query().Get("correlationId")}
+	body, err := readBody(w, r, maxBodyBytes)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(body) > 0 {
+		if err := conductor.Unmarshal(body, &req.Input); err != nil {
+			s.writeError(w, r, fault.Invalid("workflow input must be a JSON object: %v", err))
+			return
+		}
+	}
+	if v := r.URL.Query().Get("version"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			s.writeError(w, r, fault.Invalid("version %q is not an integer", v))
+			return
+		}
+		req.Version = &n
+	}
+	if p := r.URL.Query().Get("priority"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 99 {
+			s.writeError(w, r, fault.Invalid("priority %q: want an integer 0-99", p))
+			return
+		}
+		req.Priority = n
+	}
+	s.start(w, r, req)
+}
+
+func (s *Server) start(w http.ResponseWriter, r *http.Request, req conductor.StartWorkflowRequest) {
+	if req.Priority < 0 || req.Priority > 99 {
+		s.writeError(w, r, fault.Invalid("priority %d: want 0-99", req.Priority))
+		return
+	}
+	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, executor.StartOptions{CreatedBy: principal(r)})
+	if err == nil {
+		err = s.wait(r.Context(), seq)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeText(w, http.StatusOK, id)
+}
+
+// wait makes the caller's next read see its write.
+func (s *Server) wait(ctx context.Context, seq uint64) error {
+	if s.deps.ExecutionsWaiter == nil || seq == 0 {
+		return nil
+	}
+	return s.deps.ExecutionsWaiter.WaitFor(ctx, seq)
+}
+
+func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
+	include, err := queryBool(r, "includeTasks", true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wf, err := s.deps.Executions.Workflow(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wf.Conductor(include))
+}
+
+func (s *Server) getWorkflowStatus(w http.ResponseWriter, r *http.Request) {
+	output, err := queryBool(r, "includeOutput", false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	vars, err := queryBool(r, "includeVariables", false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wf, err := s.deps.Executions.Workflow(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	st := conductor.WorkflowStatus{WorkflowID: wf.ID, CorrelationID: wf.CorrelationID, Status: wf.Status}
+	if output {
+		st.Output = wf.Output
+	}
+	if vars {
+		st.Variables = wf.Variables
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// lifecycle runs an operator command against the workflow in the path and
+// answers 204 once it is durable and visible.
+func (s *Server) lifecycle(trigger func(*http.Request) (engine.Trigger, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		trig, err := trigger(r)
+		if err == nil {
+			err = s.submit(r, r.PathValue("id"), trig)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeNoContent(w)
+	}
+}
+
+func (s *Server) submit(r *http.Request, id string, trig engine.Trigger) error {
+	out, err := s.deps.Engine.Submit(r.Context(), id, trig, executor.Meta{Principal: principal(r)})
+	if err != nil {
+		return err
+	}
+	return s.wait(r.Context(), out.Seq)
+}
+
+func (s *Server) restartTrigger(r *http.Request) (engine.Trigger, error) {
+	latest, err := queryBool(r, "useLatestDefinitions", false)
+	if err != nil || !latest {
+		return engine.Restart{}, err
+	}
+	wf, err := s.deps.Executions.Workflow(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	if s.deps.Definitions == nil {
+		return nil, fault.NotFound("workflow definition %s not found", wf.Name)
+	}
+	def, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), wf.Name, nil)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Restart{Def: def}, nil
+}
+
+func (s *Server) rerunWorkflow(w http.ResponseWriter, r *http.Request) {
+	var req conductor.RerunWorkflowRequest
+	body, err := readBody(w, r, maxBodyBytes)
+	if err == nil && len(body) > 0 {
+		if err = conductor.Unmarshal(body, &req); err != nil {
+			err = fault.Invalid("malformed JSON body: %v", err)
+		}
+	}
+	if err == nil {
+		err = s.submit(r, r.PathValue("id"), engine.Rerun{Request: req})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeText(w, http.StatusOK, r.PathValue("id"))
+}
+
+func queryBool(r *http.Request, name string, def bool) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fault.Invalid("query parameter %s=%q: want true or false", name, v)
+	}
+	return b, nil
+}
+
+// principal names the caller. Authentication lands with access control;
+// until then every request is anonymous.
+func principal(*http.Request) string { return "" }

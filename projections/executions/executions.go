@@ -1,0 +1,253 @@
+// Package executions is the read model of workflow executions: each
+// workflow's state folded from its events, plus the indexes the engine and
+// the API query — tasks by id, deadlines by time (the timers), running
+// workflows (recovery) and idempotency keys.
+package executions
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Name is the projection's name (its key space and checkpoint).
+const Name = "executions"
+
+// Key layout, inside the projection's key space.
+const (
+	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow
+	prefixTask        = "t/" // t/<task id> → workflow id
+	prefixDue         = "d/" // d/<ms BE><wf id> → ""
+	prefixDeadlines   = "l/" // l/<wf token> → msgpack []int64
+	prefixRunning     = "r/" // r/<wf id> → ""
+	prefixIdempotency = "i/" // i/<name>\x00<key> → workflow id
+)
+
+// Projection folds the FV_WF stream.
+type Projection struct{}
+
+// Name implements projections.Projection.
+func (Projection) Name() string { return Name }
+
+// Apply implements projections.Projection.
+func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
+	token, ok := strings.CutPrefix(rec.Subject, "fv.wf.")
+	if !ok {
+		return fmt.Errorf("subject %s: %w", rec.Subject, projections.ErrPoison)
+	}
+	events := make([]schemas.Event, 0, len(rec.Events))
+	for _, env := range rec.Events {
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			return err
+		}
+		events = append(events, ev)
+	}
+	w, err := load(b, token)
+	if err != nil {
+		return err
+	}
+	var before []string
+	var beforeRunning bool
+	if w != nil {
+		for _, t := range w.Tasks {
+			before = append(before, t.ID)
+		}
+		beforeRunning = !w.Terminal()
+	}
+	for _, ev := range events {
+		if w, err = engine.Apply(w, ev); err != nil {
+			return fmt.Errorf("%w: %v", projections.ErrPoison, err)
+		}
+	}
+	w.Seq = rec.Seq
+	return store(b, token, w, before, beforeRunning)
+}
+
+func load(b *projections.Batch, token string) (*engine.Workflow, error) {
+	v, err := b.Get([]byte(prefixWorkflow + token))
+	if errors.Is(err, projections.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var w engine.Workflow
+	if err := msgpack.Unmarshal(v, &w); err != nil {
+		return nil, fmt.Errorf("stored workflow %s: %w", token, err)
+	}
+	return &w, nil
+}
+
+func store(b *projections.Batch, token string, w *engine.Workflow, before []string, wasRunning bool) error {
+	v, err := msgpack.Marshal(w)
+	if err != nil {
+		return err
+	}
+	if err := b.Set([]byte(prefixWorkflow+token), v); err != nil {
+		return err
+	}
+	for _, t := range w.Tasks {
+		if !slices.Contains(before, t.ID) {
+			if err := b.Set([]byte(prefixTask+t.ID), []byte(w.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	if running := !w.Terminal(); running != wasRunning || len(before) == 0 {
+		key := []byte(prefixRunning + w.ID)
+		if running {
+			err = b.Set(key, nil)
+		} else {
+			err = b.Delete(key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if w.IdempotencyKey != "" {
+		if err := b.Set(idempotencyKey(w.Name, w.IdempotencyKey), []byte(w.ID)); err != nil {
+			return err
+		}
+	}
+	return storeDeadlines(b, token, w)
+}
+
+// storeDeadlines replaces the workflow's entries in the deadline index.
+func storeDeadlines(b *projections.Batch, token string, w *engine.Workflow) error {
+	next := engine.Deadlines(w)
+	lkey := []byte(prefixDeadlines + token)
+	var prev []int64
+	if v, err := b.Get(lkey); err == nil {
+		if err := msgpack.Unmarshal(v, &prev); err != nil {
+			return err
+		}
+	}
+	if slices.Equal(prev, next) {
+		return nil
+	}
+	for _, at := range prev {
+		if !slices.Contains(next, at) {
+			if err := b.Delete(dueKey(at, w.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, at := range next {
+		if !slices.Contains(prev, at) {
+			if err := b.Set(dueKey(at, w.ID), nil); err != nil {
+				return err
+			}
+		}
+	}
+	if len(next) == 0 {
+		return b.Delete(lkey)
+	}
+	v, err := msgpack.Marshal(next)
+	if err != nil {
+		return err
+	}
+	return b.Set(lkey, v)
+}
+
+func dueKey(at int64, wfID string) []byte {
+	k := binary.BigEndian.AppendUint64([]byte(prefixDue), uint64(at))
+	return append(k, wfID...)
+}
+
+func idempotencyKey(name, key string) []byte {
+	return []byte(prefixIdempotency + name + "\x00" + key)
+}
+
+// Reader queries the executions read model.
+type Reader struct {
+	r projections.Reader
+}
+
+// NewReader reads the executions projection of store.
+func NewReader(store *projections.Store) *Reader { return &Reader{r: store.Reader(Name)} }
+
+var _ executor.Schedule = (*Reader)(nil)
+var _ executor.Idempotency = (*Reader)(nil)
+
+// Workflow returns a workflow's state, or an error wrapping
+// fault.ErrNotFound.
+func (r *Reader) Workflow(_ context.Context, id string) (*engine.Workflow, error) {
+	v, err := r.r.Get([]byte(prefixWorkflow + eventlog.Token(id)))
+	if errors.Is(err, projections.ErrNotFound) {
+		return nil, fault.NotFound("workflow %s not found", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var w engine.Workflow
+	if err := msgpack.Unmarshal(v, &w); err != nil {
+		return nil, fmt.Errorf("stored workflow %s: %w", id, err)
+	}
+	return &w, nil
+}
+
+// TaskWorkflow returns the id of the workflow a task belongs to.
+func (r *Reader) TaskWorkflow(_ context.Context, taskID string) (string, error) {
+	v, err := r.r.Get([]byte(prefixTask + taskID))
+	if errors.Is(err, projections.ErrNotFound) {
+		return "", fault.NotFound("task %s not found", taskID)
+	}
+	return string(v), err
+}
+
+// Due lists up to limit deadlines at or before now, oldest first.
+func (r *Reader) Due(_ context.Context, now int64, limit int) ([]executor.Due, error) {
+	var out []executor.Due
+	end := binary.BigEndian.AppendUint64(nil, uint64(now)+1)
+	err := r.r.Scan([]byte(prefixDue), func(key, _ []byte) bool {
+		k := key[len(prefixDue):]
+		if len(k) < 8 || bytes.Compare(k[:8], end) >= 0 {
+			return false
+		}
+		out = append(out, executor.Due{At: int64(binary.BigEndian.Uint64(k[:8])), WorkflowID: string(k[8:])})
+		return len(out) < limit
+	})
+	return out, err
+}
+
+// Running calls fn with the id of every workflow that has not finished.
+func (r *Reader) Running(_ context.Context, fn func(string) bool) error {
+	return r.r.Scan([]byte(prefixRunning), func(key, _ []byte) bool {
+		return fn(string(key[len(prefixRunning):]))
+	})
+}
+
+// LookupIdempotencyKey returns the workflow last started with key.
+func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (string, string, bool, error) {
+	v, err := r.r.Get(idempotencyKey(name, key))
+	if errors.Is(err, projections.ErrNotFound) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, err
+	}
+	w, err := r.Workflow(ctx, string(v))
+	if err != nil {
+		return "", "", false, err
+	}
+	status := w.Status
+	if status == "" {
+		status = conductor.WorkflowRunning
+	}
+	return w.ID, status, true, nil
+}

@@ -1,0 +1,172 @@
+// Package system holds the engine's system workers: task types flowvault
+// runs itself rather than handing to workers (HTTP, ...).
+package system
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// HTTP runs Conductor's HTTP task: the request described by
+// inputParameters.http_request (or the same keys at the top level).
+type HTTP struct {
+	// Client performs the requests; nil means a client with no redirects
+	// followed across hosts and a 60s timeout.
+	Client *http.Client
+	// MaxResponseBytes bounds the response body kept in the task output.
+	MaxResponseBytes int64
+}
+
+type httpRequest struct {
+	URI               string          `json:"uri"`
+	Method            string          `json:"method"`
+	Headers           map[string]any  `json:"headers"`
+	Body              json.RawMessage `json:"body"`
+	Accept            string          `json:"accept"`
+	ContentType       string          `json:"contentType"`
+	ConnectionTimeOut int64           `json:"connectionTimeOut"`
+	ReadTimeOut       int64           `json:"readTimeOut"`
+}
+
+// Execute performs the call. A 2xx answer completes the task; any other
+// status, or a transport error, fails it (retried per the task definition).
+func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult {
+	req, err := parseHTTPRequest(t.InputData)
+	if err != nil {
+		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %v", t.ReferenceTaskName, err)
+	}
+	timeout := 60 * time.Second
+	if req.ReadTimeOut > 0 {
+		timeout = time.Duration(req.ReadTimeOut+req.ConnectionTimeOut) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader
+	if len(req.Body) > 0 && string(req.Body) != "null" {
+		var s string
+		if json.Unmarshal(req.Body, &s) == nil {
+			body = strings.NewReader(s) // a JSON string body is sent as text
+		} else {
+			body = bytes.NewReader(req.Body)
+		}
+	}
+	hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URI, body)
+	if err != nil {
+		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %v", t.ReferenceTaskName, err)
+	}
+	for k, v := range req.Headers {
+		hreq.Header.Set(k, fmt.Sprint(v))
+	}
+	if req.Accept != "" {
+		hreq.Header.Set("Accept", req.Accept)
+	}
+	if body != nil {
+		ct := req.ContentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		hreq.Header.Set("Content-Type", ct)
+	}
+	client := h.Client
+	if client == nil {
+		client = &http.Client{Timeout: timeout}
+	}
+	res, err := client.Do(hreq)
+	if err != nil {
+		return failed(conductor.TaskFailed, "HTTP task %s: %s %s: %v", t.ReferenceTaskName, req.Method, redactURL(req.URI), transportError(err))
+	}
+	defer res.Body.Close()
+	limit := h.MaxResponseBytes
+	if limit <= 0 {
+		limit = 4 << 20
+	}
+	raw, err := io.ReadAll(io.LimitReader(res.Body, limit))
+	if err != nil {
+		return failed(conductor.TaskFailed, "HTTP task %s: read response: %v", t.ReferenceTaskName, err)
+	}
+	headers := map[string]any{}
+	for k, v := range res.Header {
+		vals := make([]any, len(v))
+		for i, s := range v {
+			vals[i] = s
+		}
+		headers[k] = vals
+	}
+	response := map[string]any{"statusCode": int64(res.StatusCode), "reasonPhrase": http.StatusText(res.StatusCode),
+		"headers": headers, "body": decodeBody(raw)}
+	out := map[string]any{"response": response}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		r := failed(conductor.TaskFailed, "HTTP task %s: %s answered %d", t.ReferenceTaskName, req.Method, res.StatusCode)
+		r.OutputData = out
+		return r
+	}
+	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: out}
+}
+
+func parseHTTPRequest(input map[string]any) (*httpRequest, error) {
+	src := input
+	if hr, ok := input["http_request"].(map[string]any); ok {
+		src = hr
+	}
+	b, err := json.Marshal(src)
+	if err != nil {
+		return nil, err
+	}
+	var req httpRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return nil, fmt.Errorf("http_request: %v", err)
+	}
+	if req.URI == "" {
+		return nil, fmt.Errorf("http_request.uri is required")
+	}
+	if req.Method == "" {
+		return nil, fmt.Errorf("http_request.method is required")
+	}
+	req.Method = strings.ToUpper(req.Method)
+	return &req, nil
+}
+
+// decodeBody keeps a JSON response as JSON and anything else as text.
+func decodeBody(raw []byte) any {
+	var v any
+	if len(raw) > 0 && conductor.Unmarshal(raw, &v) == nil {
+		return v
+	}
+	return string(raw)
+}
+
+func failed(status, format string, args ...any) conductor.TaskResult {
+	return conductor.TaskResult{Status: status, ReasonForIncompletion: fmt.Sprintf(format, args...)}
+}
+
+// redactURL drops the query string and user info from a URL before it goes
+// into a task's failure reason: both often carry credentials.
+func redactURL(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	if i := strings.Index(u, "://"); i >= 0 {
+		if at := strings.LastIndex(u[i+3:], "@"); at >= 0 {
+			u = u[:i+3] + u[i+3+at+1:]
+		}
+	}
+	return u
+}
+
+// transportError keeps the error's last part: net/http errors repeat the
+// whole URL, query string included.
+func transportError(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
+}

@@ -1,0 +1,79 @@
+package system_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers/system"
+)
+
+func TestHTTPTask(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/json":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"method":"` + r.Method + `","auth":"` + r.Header.Get("Authorization") + `","body":` + string(body) + `,"n":9007199254740993}`))
+		case "/text":
+			w.Write([]byte("plain " + r.Header.Get("Content-Type")))
+		default:
+			http.Error(w, "nope", http.StatusTeapot)
+		}
+	}))
+	defer srv.Close()
+
+	tests := []struct {
+		name       string
+		input      map[string]any
+		wantStatus string
+		check      func(t *testing.T, res conductor.TaskResult)
+	}{
+		{"json round trip", map[string]any{"http_request": map[string]any{"uri": srv.URL + "/json", "method": "post",
+			"headers": map[string]any{"Authorization": "Bearer t0k"}, "body": map[string]any{"a": int64(1)}}}, conductor.TaskCompleted,
+			func(t *testing.T, res conductor.TaskResult) {
+				resp := res.OutputData["response"].(map[string]any)
+				body := resp["body"].(map[string]any)
+				if resp["statusCode"] != int64(200) || body["method"] != "POST" || body["auth"] != "Bearer t0k" ||
+					body["n"] != int64(9007199254740993) || body["body"].(map[string]any)["a"] != int64(1) {
+					t.Fatalf("response = %#v", resp)
+				}
+			}},
+		{"top-level keys and text", map[string]any{"uri": srv.URL + "/text", "method": "PUT", "body": "hello", "contentType": "text/plain"}, conductor.TaskCompleted,
+			func(t *testing.T, res conductor.TaskResult) {
+				if got := res.OutputData["response"].(map[string]any)["body"]; got != "plain text/plain" {
+					t.Fatalf("body = %#v", got)
+				}
+			}},
+		{"non-2xx fails with the response", map[string]any{"http_request": map[string]any{"uri": srv.URL + "/teapot", "method": "GET"}}, conductor.TaskFailed,
+			func(t *testing.T, res conductor.TaskResult) {
+				if res.OutputData["response"].(map[string]any)["statusCode"] != int64(418) || !strings.Contains(res.ReasonForIncompletion, "418") {
+					t.Fatalf("result = %+v", res)
+				}
+			}},
+		{"missing uri", map[string]any{"http_request": map[string]any{"method": "GET"}}, conductor.TaskFailedWithTerminalError, nil},
+		{"missing method", map[string]any{"http_request": map[string]any{"uri": srv.URL}}, conductor.TaskFailedWithTerminalError, nil},
+		{"transport error hides credentials", map[string]any{"http_request": map[string]any{"uri": "http://user:pw@127.0.0.1:1/x?token=s3cr3t", "method": "GET"}}, conductor.TaskFailed,
+			func(t *testing.T, res conductor.TaskResult) {
+				if strings.Contains(res.ReasonForIncompletion, "s3cr3t") || strings.Contains(res.ReasonForIncompletion, "pw@") {
+					t.Fatalf("reason leaks the URL's credentials: %s", res.ReasonForIncompletion)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := system.HTTP{}.Execute(context.Background(), &conductor.Task{ReferenceTaskName: "call", InputData: tt.input})
+			if res.Status != tt.wantStatus {
+				t.Fatalf("status = %s (%s), want %s", res.Status, res.ReasonForIncompletion, tt.wantStatus)
+			}
+			if tt.check != nil {
+				tt.check(t, res)
+			}
+		})
+	}
+}

@@ -1,0 +1,298 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Handler executes one task. Returning an error fails the task (FAILED,
+// retried per its definition); wrap ErrTerminal to fail it for good
+// (FAILED_WITH_TERMINAL_ERROR).
+type Handler func(ctx context.Context, t *conductor.Task) (Output, error)
+
+// Output is a handler's successful result.
+type Output struct {
+	Data map[string]any
+	// InProgress asks to be called back after CallbackAfterSeconds instead
+	// of completing (a long-running task that polls something).
+	InProgress           bool
+	CallbackAfterSeconds int64
+	Logs                 []string
+}
+
+// ErrTerminal marks a failure that must not be retried.
+var ErrTerminal = errors.New("terminal failure")
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	TaskType string
+	Domain   string
+	// Concurrency bounds tasks executed at once (default 1).
+	Concurrency int
+	// WorkerID identifies the worker in task records (default: hostname).
+	WorkerID string
+	// PollWait bounds one long poll for new tasks.
+	PollWait time.Duration
+	// RequestTimeout bounds one take or result request to the engine.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Worker takes tasks of one type from NATS and runs a Handler on each. It
+// needs only a NATS connection: see docs/worker-protocol.md for the protocol
+// it speaks.
+type Worker struct {
+	cfg     WorkerConfig
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	handler Handler
+}
+
+// NewWorker returns a worker; Run starts it.
+func NewWorker(nc *nats.Conn, cfg WorkerConfig, h Handler) (*Worker, error) {
+	if cfg.TaskType == "" {
+		return nil, errors.New("worker: task type is required")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.WorkerID == "" {
+		cfg.WorkerID, _ = os.Hostname()
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = 5 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Logger = cfg.Logger.With(logkey.Component, "worker", logkey.TaskType, cfg.TaskType)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{cfg: cfg, nc: nc, js: js, handler: h}, nil
+}
+
+// Run takes and executes tasks until ctx is done. Then it stops taking
+// new tasks, lets running handlers finish and reports their results, and
+// returns. Tasks it had not taken yet go to other workers.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	var running sync.WaitGroup
+	defer running.Wait()
+	// Handlers and result reports outlive ctx: a graceful stop finishes them.
+	work := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		free := 0
+		select {
+		case slots <- struct{}{}:
+			free = 1
+		case <-ctx.Done():
+			return nil
+		}
+		for free < w.cfg.Concurrency {
+			select {
+			case slots <- struct{}{}:
+				free++
+				continue
+			default:
+			}
+			break
+		}
+		batch, err := cons.Fetch(free, jetstream.FetchMaxWait(w.cfg.PollWait), jetstream.FetchContext(ctx))
+		if err != nil {
+			for ; free > 0; free-- {
+				<-slots
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.cfg.Logger.Warn("fetch failed", logkey.Err, err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			running.Add(1)
+			go func() {
+				defer func() { <-slots; running.Done() }()
+				w.handle(work, m)
+			}()
+		}
+		for ; got < free; got++ {
+			<-slots
+		}
+	}
+	return nil
+}
+
+// consumer waits for the queue's durable consumer, which the engine creates
+// when it first dispatches a task of the type.
+func (w *Worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	name := ConsumerName(w.cfg.TaskType, w.cfg.Domain)
+	for {
+		cons, err := w.js.Consumer(ctx, eventlog.Dispatch.Name, name)
+		if err == nil {
+			return cons, nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("worker %s: consumer %s: %w", w.cfg.TaskType, name, err)
+		}
+		if !sleep(ctx, 200*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
+	var d Dispatch
+	if err := json.Unmarshal(m.Data(), &d); err != nil || d.TaskID == "" {
+		w.cfg.Logger.Error("malformed dispatch message", logkey.Err, err)
+		_ = m.Term()
+		return
+	}
+	var reply TakeReply
+	err := w.request(ctx, TakeSubject(w.cfg.TaskType), TakeRequest{TaskID: d.TaskID, WorkflowInstanceID: d.WorkflowInstanceID, WorkerID: w.cfg.WorkerID}, &reply)
+	switch {
+	case err != nil:
+		_ = m.NakWithDelay(time.Second) // the engine did not answer: retry later
+		return
+	case reply.Error != nil && reply.Error.Code == CodeUnavailable:
+		_ = m.NakWithDelay(time.Second)
+		return
+	case reply.Error != nil:
+		_ = m.Ack() // gone or not ours: drop the announcement
+		return
+	}
+	// The log now records this worker as the task's owner.
+	_ = m.Ack()
+	w.execute(ctx, reply.Task)
+}
+
+func (w *Worker) execute(ctx context.Context, t *conductor.Task) {
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if t.ResponseTimeoutSeconds > 0 {
+		go w.extendLease(hctx, t)
+	}
+	out, err := w.run(hctx, t)
+	res := conductor.TaskResult{TaskID: t.TaskID, WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: w.cfg.WorkerID}
+	now := time.Now().UnixMilli()
+	switch {
+	case errors.Is(err, ErrTerminal):
+		res.Status, res.ReasonForIncompletion = conductor.TaskFailedWithTerminalError, err.Error()
+	case err != nil:
+		res.Status, res.ReasonForIncompletion = conductor.TaskFailed, err.Error()
+	case out.InProgress:
+		res.Status, res.OutputData, res.CallbackAfterSeconds = conductor.TaskInProgress, out.Data, out.CallbackAfterSeconds
+	default:
+		res.Status, res.OutputData = conductor.TaskCompleted, out.Data
+	}
+	for _, l := range out.Logs {
+		res.Logs = append(res.Logs, conductor.TaskExecLog{Log: l, TaskID: t.TaskID, CreatedTime: now})
+	}
+	cancel()
+	w.report(ctx, res)
+}
+
+// run calls the handler, turning a panic into a task failure.
+func (w *Worker) run(ctx context.Context, t *conductor.Task) (out Output, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("worker panic: %v", p)
+		}
+	}()
+	return w.handler(ctx, t)
+}
+
+// extendLease keeps the task ours while the handler runs.
+func (w *Worker) extendLease(ctx context.Context, t *conductor.Task) {
+	every := time.Duration(t.ResponseTimeoutSeconds) * time.Second * 8 / 10
+	tick := time.NewTicker(max(every, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			var reply ResultReply
+			err := w.request(ctx, ResultSubject(w.cfg.TaskType), conductor.TaskResult{TaskID: t.TaskID,
+				WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: w.cfg.WorkerID, Status: conductor.TaskInProgress, ExtendLease: true}, &reply)
+			if err != nil && ctx.Err() == nil {
+				w.cfg.Logger.Warn("lease extension failed", logkey.TaskID, t.TaskID, logkey.Err, err)
+			}
+		}
+	}
+}
+
+// report sends a result until the engine records it: a result the engine
+// acknowledged is durable, one it did not may be sent again safely (a
+// duplicate is ignored).
+func (w *Worker) report(ctx context.Context, res conductor.TaskResult) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		var reply ResultReply
+		err := w.request(ctx, ResultSubject(w.cfg.TaskType), res, &reply)
+		if err == nil && reply.Error == nil {
+			return
+		}
+		if err == nil && reply.Error.Code != CodeUnavailable && reply.Error.Code != CodeInternal {
+			w.cfg.Logger.Error("result rejected", logkey.TaskID, res.TaskID, logkey.Err, reply.Error)
+			return
+		}
+		if attempt >= 30 {
+			w.cfg.Logger.Error("result not recorded, giving up", logkey.TaskID, res.TaskID, logkey.Err, err)
+			return
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (w *Worker) request(ctx context.Context, subject string, req, reply any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
+	defer cancel()
+	m, err := w.nc.RequestWithContext(rctx, subject, body)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(m.Data, reply)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
