@@ -48,7 +48,10 @@ type WorkerConfig struct {
 	PollWait time.Duration
 	// RequestTimeout bounds one take or result request to the engine.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// OnResult, if set, is called after each result the engine answered:
+	// reply.OK means the result is durable.
+	OnResult func(res conductor.TaskResult, reply ResultReply)
+	Logger   *slog.Logger
 }
 
 // Worker takes tasks of one type from NATS and runs a Handler on each. It
@@ -127,6 +130,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if consumerGone(err) {
+				// The server restarted and the in-memory queue is being
+				// rebuilt by the engine: find the consumer again.
+				if cons, err = w.consumer(ctx); err != nil {
+					return nil
+				}
+				continue
+			}
 			w.cfg.Logger.Warn("fetch failed", logkey.Err, err)
 			sleep(ctx, time.Second)
 			continue
@@ -143,8 +154,21 @@ func (w *Worker) Run(ctx context.Context) error {
 		for ; got < free; got++ {
 			<-slots
 		}
+		if err := batch.Error(); err != nil && consumerGone(err) && ctx.Err() == nil {
+			if cons, err = w.consumer(ctx); err != nil {
+				return nil
+			}
+		}
 	}
 	return nil
+}
+
+// consumerGone reports errors after which the queue's consumer must be
+// looked up again: the server restarted and the engine is rebuilding the
+// in-memory queue.
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
 // consumer waits for the queue's durable consumer, which the engine creates
@@ -254,6 +278,9 @@ func (w *Worker) report(ctx context.Context, res conductor.TaskResult) {
 	for attempt := 1; ; attempt++ {
 		var reply ResultReply
 		err := w.request(ctx, ResultSubject(w.cfg.TaskType), res, &reply)
+		if err == nil && w.cfg.OnResult != nil {
+			w.cfg.OnResult(res, reply)
+		}
 		if err == nil && reply.Error == nil {
 			return
 		}

@@ -1,0 +1,196 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// buildFlowvault compiles cmd/flowvault into a temporary directory.
+func buildFlowvault(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "flowvault")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/flowvault")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// serverProc runs `flowvault server` as a child process.
+type serverProc struct {
+	t    testing.TB
+	args []string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+func (p *serverProc) start(base string) {
+	p.t.Helper()
+	p.cmd = exec.Command(p.args[0], p.args[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	testutil.Eventually(p.t, 30*time.Second, 50*time.Millisecond, func() error {
+		res, err := http.Get(base + "/health")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			return fmt.Errorf("health %d", res.StatusCode)
+		}
+		return nil
+	})
+}
+
+func (p *serverProc) kill() {
+	_ = p.cmd.Process.Kill() // SIGKILL
+	_ = p.cmd.Wait()
+}
+
+// Kill -9 the server while 200 workflows are in flight with a worker
+// running. After a restart all 200 complete, every acknowledged result is in
+// the final state, and no task runs again after its result was acknowledged.
+func TestCrashWithWorkflowsInFlight(t *testing.T) {
+	t.Parallel()
+	bin := buildFlowvault(t)
+	dir := t.TempDir()
+	httpPort, natsPort := freePort(t), freePort(t)
+	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
+	p := &serverProc{t: t, log: logFile, args: []string{bin, "server", "--data", filepath.Join(dir, "data"),
+		"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort), "--log-format", "json"}}
+	p.start(base)
+	t.Cleanup(p.kill)
+	e := &env{t: t, base: base}
+	e.register(threeSteps)
+	e.must(http.StatusOK, "POST", "/api/metadata/taskdefs", `[{"name":"step1","responseTimeoutSeconds":20},{"name":"step2","responseTimeoutSeconds":20},{"name":"step3","responseTimeoutSeconds":20}]`)
+
+	nc, err := nats.Connect("nats://127.0.0.1:"+strconv.Itoa(natsPort), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	type run struct {
+		started time.Time
+		nonce   string
+	}
+	var mu sync.Mutex
+	runs := map[string][]run{}        // task id → executions
+	acked := map[string]string{}      // task id → nonce of the acknowledged result
+	ackedAt := map[string]time.Time{} // task id → when the ack arrived
+	var executed int
+	handler := func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		mu.Lock()
+		executed++
+		nonce := fmt.Sprintf("%s#%d", task.TaskID, len(runs[task.TaskID]))
+		runs[task.TaskID] = append(runs[task.TaskID], run{started: time.Now(), nonce: nonce})
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		prev, _ := task.InputData["prev"].(float64)
+		return workers.Output{Data: map[string]any{"v": prev + 1, "nonce": nonce}}, nil
+	}
+	onResult := func(res conductor.TaskResult, reply workers.ResultReply) {
+		if !reply.OK || reply.Ignored {
+			return
+		}
+		mu.Lock()
+		acked[res.TaskID] = res.OutputData["nonce"].(string)
+		ackedAt[res.TaskID] = time.Now()
+		mu.Unlock()
+	}
+	for _, step := range []string{"step1", "step2", "step3"} {
+		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: step, Concurrency: 8, PollWait: time.Second, OnResult: onResult}, handler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+
+	const n = 200
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = e.start("three_steps", map[string]any{"i": int64(i)})
+	}
+	testutil.Eventually(t, 60*time.Second, 5*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if executed < n {
+			return fmt.Errorf("%d tasks executed", executed)
+		}
+		return nil
+	})
+	p.kill()
+	killedAt := time.Now()
+	p.start(base)
+
+	for _, id := range ids {
+		e.waitStatus(id, conductor.WorkflowCompleted)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for taskID, at := range ackedAt {
+		for _, r := range runs[taskID] {
+			if r.started.After(at) {
+				t.Errorf("task %s ran again at %s after its result was acknowledged at %s", taskID, r.started, at)
+			}
+		}
+	}
+	final := map[string]*conductor.Task{}
+	for _, id := range ids {
+		wf := e.workflow(id)
+		if wf.Output["v"] != float64(3) {
+			t.Fatalf("workflow %s output %v", id, wf.Output)
+		}
+		for _, task := range wf.Tasks {
+			final[task.TaskID] = task
+		}
+	}
+	for taskID, nonce := range acked {
+		task := final[taskID]
+		if task == nil || task.Status != conductor.TaskCompleted || task.OutputData["nonce"] != nonce {
+			t.Errorf("acknowledged result %s of task %s is not in the final state: %+v", nonce, taskID, task)
+		}
+	}
+	reran := 0
+	for _, rs := range runs {
+		if len(rs) > 1 {
+			reran++
+		}
+	}
+	t.Logf("killed at %s with %d tasks executed; %d acknowledged results; %d tasks ran twice (results unacknowledged at the kill)",
+		killedAt.Format(time.TimeOnly), executed, len(acked), reran)
+}

@@ -1,0 +1,254 @@
+package e2e_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+const orderFlow = `{"name":"order_flow","version":1,"ownerEmail":"dev@example.com",
+ "inputParameters":["orderId"],
+ "outputParameters":{"label":"${ship_ref.output.label}","total":"${join_ref.output.price_ref.total}","child":"${child_ref.output.greeting}"},
+ "tasks":[
+  {"name":"fetch_order","taskReferenceName":"fetch_ref","inputParameters":{"orderId":"${workflow.input.orderId}"}},
+  {"name":"fork","taskReferenceName":"fork_ref","type":"FORK_JOIN","forkTasks":[
+     [{"name":"price","taskReferenceName":"price_ref","inputParameters":{"items":"${fetch_ref.output.items}"}}],
+     [{"name":"child","taskReferenceName":"child_ref","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"greet"},
+       "inputParameters":{"who":"${fetch_ref.output.customer}"}}]]},
+  {"name":"join","taskReferenceName":"join_ref","type":"JOIN","joinOn":["price_ref","child_ref"]},
+  {"name":"route","taskReferenceName":"route_ref","type":"SWITCH","evaluatorType":"value-param","expression":"carrier",
+   "inputParameters":{"carrier":"${fetch_ref.output.carrier}"},
+   "decisionCases":{"ups":[{"name":"ship","taskReferenceName":"ship_ref","inputParameters":{"via":"ups"}}]},
+   "defaultCase":[{"name":"ship","taskReferenceName":"ship_other_ref","inputParameters":{"via":"other"}}]}]}`
+
+const greetFlow = `{"name":"greet","version":1,"tasks":[
+  {"name":"say_hello","taskReferenceName":"hello_ref","inputParameters":{"who":"${workflow.input.who}"}}],
+ "outputParameters":{"greeting":"${hello_ref.output.text}"}}`
+
+// A workflow with FORK/JOIN, SWITCH and a SUB_WORKFLOW completes over NATS
+// workers with the right output.
+func TestForkSwitchSubWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(orderFlow, greetFlow)
+	e.work("fetch_order", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"items": []any{int64(2), int64(3)}, "customer": "Ada", "carrier": "ups"}}, nil
+	})
+	e.work("price", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		var sum int64
+		for _, v := range task.InputData["items"].([]any) {
+			sum += int64(v.(float64))
+		}
+		return workers.Output{Data: map[string]any{"total": sum}}, nil
+	})
+	e.work("say_hello", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"text": "hello " + task.InputData["who"].(string)}}, nil
+	})
+	e.work("ship", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"label": "LBL-" + task.InputData["via"].(string)}}, nil
+	})
+
+	id := e.start("order_flow", map[string]any{"orderId": "o-1"})
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	want := map[string]any{"label": "LBL-ups", "total": float64(5), "child": "hello Ada"}
+	if !reflect.DeepEqual(wf.Output, want) {
+		t.Fatalf("output = %#v, want %#v", wf.Output, want)
+	}
+	child := taskByRef(wf, "child_ref")
+	if child.SubWorkflowID == "" || child.Status != conductor.TaskCompleted {
+		t.Fatalf("child task = %+v", child)
+	}
+	sub := e.workflow(child.SubWorkflowID)
+	if sub.Status != conductor.WorkflowCompleted || sub.ParentWorkflowID != id || sub.ParentWorkflowTaskID != child.TaskID {
+		t.Fatalf("sub workflow = %s parent %s/%s", sub.Status, sub.ParentWorkflowID, sub.ParentWorkflowTaskID)
+	}
+	if taskByRef(wf, "ship_other_ref") != nil || taskByRef(wf, "fetch_ref").WorkerID != "go-fetch_order" {
+		t.Fatal("wrong branch, or worker id not recorded")
+	}
+}
+
+// A failing task is retried with backoff, then fails the workflow, which
+// starts its failure workflow.
+func TestRetryThenFailureWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusOK, "POST", "/api/metadata/taskdefs", `[{"name":"flaky","retryCount":2,"retryLogic":"EXPONENTIAL_BACKOFF","retryDelaySeconds":1,"responseTimeoutSeconds":60}]`)
+	e.register(`{"name":"fragile","failureWorkflow":"cleanup","tasks":[{"name":"flaky","taskReferenceName":"flaky_ref"}]}`,
+		`{"name":"cleanup","tasks":[{"name":"clean","taskReferenceName":"clean_ref","inputParameters":{"failed":"${workflow.input.workflowId}","why":"${workflow.input.reason}"}}]}`)
+	attempts := make(chan time.Time, 10)
+	e.work("flaky", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		attempts <- time.Now()
+		return workers.Output{}, errors.New("downstream unavailable")
+	})
+	var cleanupInput map[string]any
+	cleaned := make(chan struct{}, 1)
+	e.work("clean", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		cleanupInput = task.InputData
+		cleaned <- struct{}{}
+		return workers.Output{}, nil
+	})
+	id := e.start("fragile", map[string]any{"order": "o-9"})
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	if n := len(wf.Tasks); n != 3 {
+		t.Fatalf("%d task instances, want 3 (two retries)", n)
+	}
+	for i, task := range wf.Tasks {
+		if task.RetryCount != i || task.Status != conductor.TaskFailed || task.ReasonForIncompletion != "downstream unavailable" {
+			t.Fatalf("attempt %d: %+v", i, task)
+		}
+	}
+	var times []time.Time
+	for len(times) < 3 {
+		times = append(times, <-attempts)
+	}
+	// EXPONENTIAL_BACKOFF with 1s: 1s then 2s between attempts.
+	if g1, g2 := times[1].Sub(times[0]), times[2].Sub(times[1]); g1 < 900*time.Millisecond || g2 < 1900*time.Millisecond {
+		t.Fatalf("retry gaps %s, %s; want about 1s and 2s", g1, g2)
+	}
+	select {
+	case <-cleaned:
+	case <-time.After(20 * time.Second):
+		t.Fatal("failure workflow did not run")
+	}
+	if cleanupInput["failed"] != id || !strings.Contains(fmt.Sprint(cleanupInput["why"]), "downstream unavailable") {
+		t.Fatalf("failure workflow input = %v", cleanupInput)
+	}
+}
+
+// Terminate, restart, retry and rerun leave the execution in Conductor's
+// documented states.
+func TestLifecycleOverREST(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"two","tasks":[{"name":"first","taskReferenceName":"first"},{"name":"second","taskReferenceName":"second"}]}`)
+	e.must(http.StatusOK, "POST", "/api/metadata/taskdefs", `[{"name":"second","retryCount":0}]`)
+	fail := make(chan bool, 100)
+	e.work("first", 2, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"ok": true}}, nil
+	})
+	e.work("second", 2, func(context.Context, *conductor.Task) (workers.Output, error) {
+		select {
+		case f := <-fail:
+			if f {
+				return workers.Output{}, errors.New("second failed")
+			}
+		default:
+		}
+		return workers.Output{Data: map[string]any{"done": true}}, nil
+	})
+
+	// retry: a failed workflow runs its failed task again and completes.
+	fail <- true
+	id := e.start("two", nil)
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	if !reflect.DeepEqual(wf.FailedReferenceTaskNames, []string{"second"}) {
+		t.Fatalf("failed refs %v", wf.FailedReferenceTaskNames)
+	}
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry", nil)
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if len(wf.Tasks) != 3 || wf.Tasks[2].RetryCount != 1 || wf.LastRetriedTime == 0 || !wf.Tasks[1].Retried {
+		t.Fatalf("after retry: %d tasks, %+v", len(wf.Tasks), wf.Tasks[len(wf.Tasks)-1])
+	}
+
+	// restart: same id, all tasks replaced, completes again.
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/restart", nil)
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if len(wf.Tasks) != 2 {
+		t.Fatalf("after restart: %d tasks, want 2", len(wf.Tasks))
+	}
+
+	// rerun from a task, with new input for it.
+	second := taskByRef(wf, "second")
+	out := e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: second.TaskID, TaskInput: map[string]any{"again": true}})
+	if out != id {
+		t.Fatalf("rerun answered %q", out)
+	}
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if rerun := taskByRef(wf, "second"); rerun.TaskID == second.TaskID || rerun.InputData["again"] != true || len(wf.Tasks) != 2 {
+		t.Fatalf("after rerun: %+v", rerun)
+	}
+
+	// terminate: a running workflow (a WAIT keeps it running) ends TERMINATED.
+	e.register(`{"name":"waits","tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	w2 := e.start("waits", nil)
+	e.must(http.StatusNoContent, "PUT", "/api/workflow/"+w2+"/pause", nil)
+	e.waitStatus(w2, conductor.WorkflowPaused)
+	e.must(http.StatusNoContent, "PUT", "/api/workflow/"+w2+"/resume", nil)
+	e.must(http.StatusConflict, "PUT", "/api/workflow/"+w2+"/resume", nil)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+w2+"?reason=enough", nil)
+	wf = e.waitStatus(w2, conductor.WorkflowTerminated)
+	if wf.ReasonForIncompletion != "enough" || wf.Tasks[0].Status != conductor.TaskCanceled {
+		t.Fatalf("terminated: reason %q task %s", wf.ReasonForIncompletion, wf.Tasks[0].Status)
+	}
+	// Conductor's preconditions.
+	e.must(http.StatusConflict, "PUT", "/api/workflow/"+w2+"/pause", nil)
+	e.must(http.StatusConflict, "PUT", "/api/workflow/"+w2+"/resume", nil)
+	// A canceled task is retryable: retry brings the WAIT back.
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+w2+"/retry", nil)
+	e.waitStatus(w2, conductor.WorkflowRunning)
+}
+
+// Read-your-writes: every write's answer is visible to the next read.
+func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"hold","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	for i := 0; i < 20; i++ {
+		id := e.start("hold", map[string]any{"i": int64(i)})
+		if wf := e.workflow(id); wf.Status != conductor.WorkflowRunning || wf.Input["i"] != float64(i) {
+			t.Fatalf("read after start: %s %v", wf.Status, wf.Input)
+		}
+		e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id, nil)
+		if wf := e.workflow(id); wf.Status != conductor.WorkflowTerminated {
+			t.Fatalf("read after terminate: %s", wf.Status)
+		}
+	}
+}
+
+// Bad input gets a clear error and stops nothing else.
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"ok","version":1,"tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`,
+		`{"name":"broken_expr","tasks":[{"name":"x","taskReferenceName":"x","inputParameters":{"v":"${workflow.input.a"}}]}`)
+	tests := []struct {
+		name, method, path string
+		body               any
+		status             int
+		message            string
+	}{
+		{"malformed JSON", "POST", "/api/workflow", `{"name":`, 400, "malformed JSON"},
+		{"wrong type", "POST", "/api/workflow", `{"name":"ok","input":[1,2]}`, 400, "malformed JSON"},
+		{"no name", "POST", "/api/workflow", `{"input":{}}`, 400, "name is required"},
+		{"unknown workflow", "POST", "/api/workflow", `{"name":"nope"}`, 404, "nope"},
+		{"unknown version", "POST", "/api/workflow", `{"name":"ok","version":7}`, 404, "ok"},
+		{"by name: bad version", "POST", "/api/workflow/ok?version=x", `{}`, 400, "version"},
+		{"by name: input not an object", "POST", "/api/workflow/ok", `"text"`, 400, "JSON object"},
+		{"unknown workflow id", "GET", "/api/workflow/does-not-exist", nil, 404, "does-not-exist"},
+		{"bad includeTasks", "GET", "/api/workflow/x?includeTasks=maybe", nil, 400, "includeTasks"},
+		{"pause unknown", "PUT", "/api/workflow/does-not-exist/pause", nil, 404, "not found"},
+		{"oversized body", "POST", "/api/workflow", `{"name":"ok","input":{"x":"` + strings.Repeat("a", 9<<20) + `"}}`, 413, "bytes"},
+	}
+	for _, tt := range tests {
+		status, body := e.do(tt.method, tt.path, tt.body)
+		if status != tt.status || !strings.Contains(body, tt.message) || !strings.Contains(body, `"status":`) {
+			t.Errorf("%s: %d %s; want %d mentioning %q", tt.name, status, body, tt.status, tt.message)
+		}
+	}
+	// An expression that fails at run time fails its task with a reason.
+	id := e.start("broken_expr", nil)
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	if wf.Tasks[0].Status != conductor.TaskFailedWithTerminalError || !strings.Contains(wf.Tasks[0].ReasonForIncompletion, "input of x") {
+		t.Fatalf("task = %+v", wf.Tasks[0])
+	}
+	// The node still works.
+	e.waitStatus(e.start("ok", nil), conductor.WorkflowRunning)
+}

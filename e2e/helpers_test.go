@@ -1,0 +1,189 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// env is one node under test and a client for it.
+type env struct {
+	t    testing.TB
+	node *node.Node
+	base string
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	n, base := nodetest.Start(t)
+	return &env{t: t, node: n, base: base}
+}
+
+// do sends a request and returns the status and body.
+func (e *env) do(method, path string, body any) (int, string) {
+	e.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	default:
+		js, _ := json.Marshal(b)
+		r = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, e.base+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(out)
+}
+
+// must sends a request that must answer want.
+func (e *env) must(want int, method, path string, body any) string {
+	e.t.Helper()
+	status, out := e.do(method, path, body)
+	if status != want {
+		e.t.Fatalf("%s %s = %d %s, want %d", method, path, status, out, want)
+	}
+	return out
+}
+
+func (e *env) register(defs ...string) {
+	e.t.Helper()
+	for _, d := range defs {
+		e.must(http.StatusOK, "POST", "/api/metadata/workflow?overwrite=true", d)
+	}
+}
+
+func (e *env) start(name string, input map[string]any) string {
+	e.t.Helper()
+	return e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: name, Input: input})
+}
+
+func (e *env) workflow(id string) *conductor.Workflow {
+	e.t.Helper()
+	var wf conductor.Workflow
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/workflow/"+id+"?includeTasks=true", nil)), &wf); err != nil {
+		e.t.Fatal(err)
+	}
+	return &wf
+}
+
+// waitStatus waits until the workflow reaches status.
+func (e *env) waitStatus(id, status string) *conductor.Workflow {
+	e.t.Helper()
+	var wf *conductor.Workflow
+	testutil.Eventually(e.t, 30*time.Second, 20*time.Millisecond, func() error {
+		wf = e.workflow(id)
+		if wf.Status != status {
+			return fmt.Errorf("workflow %s is %s (%s), want %s", id, wf.Status, wf.ReasonForIncompletion, status)
+		}
+		return nil
+	})
+	return wf
+}
+
+func taskByRef(wf *conductor.Workflow, ref string) *conductor.Task {
+	var found *conductor.Task
+	for _, t := range wf.Tasks {
+		if t.ReferenceTaskName == ref {
+			found = t
+		}
+	}
+	return found
+}
+
+// connect opens a NATS connection to the node's server.
+func (e *env) connect() *nats.Conn {
+	e.t.Helper()
+	nc, err := nats.Connect(e.node.Log().ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(nc.Close)
+	return nc
+}
+
+// work runs a Go SDK worker until the test ends.
+func (e *env) work(taskType string, concurrency int, h workers.Handler) {
+	e.t.Helper()
+	runWorker(e.t, e.connect(), taskType, concurrency, h)
+}
+
+func runWorker(t testing.TB, nc *nats.Conn, taskType string, concurrency int, h workers.Handler) {
+	t.Helper()
+	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: taskType, Concurrency: concurrency,
+		WorkerID: "go-" + taskType, PollWait: time.Second, Logger: testutil.Logger(t)}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx); err != nil {
+			t.Errorf("worker %s: %v", taskType, err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// counter counts executions per task id.
+type counter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newCounter() *counter { return &counter{n: map[string]int{}} }
+
+func (c *counter) add(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[id]++
+	return c.n[id]
+}
+
+func (c *counter) duplicates() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for id, n := range c.n {
+		if n > 1 {
+			out = append(out, fmt.Sprintf("%s×%d", id, n))
+		}
+	}
+	return out
+}
+
+func (c *counter) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.n)
+}

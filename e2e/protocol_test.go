@@ -1,0 +1,182 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+const doubleFlow = `{"name":"double_it","tasks":[{"name":"double","taskReferenceName":"d","inputParameters":{"n":"${workflow.input.n}","fail":"${workflow.input.fail}"}}],
+ "outputParameters":{"doubled":"${d.output.doubled}","by":"${d.output.by}"}}`
+
+// A worker written in JavaScript from docs/worker-protocol.md, with only the
+// NATS client packages, completes and fails tasks.
+func TestNodeWorker(t *testing.T) {
+	t.Parallel()
+	dir, _ := filepath.Abs(filepath.Join("..", "workers", "testdata", "node"))
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@nats-io", "jetstream")); err != nil {
+		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
+	}
+	e := newEnv(t)
+	e.register(doubleFlow)
+	ids := []string{
+		e.start("double_it", map[string]any{"n": int64(1)}),
+		e.start("double_it", map[string]any{"n": int64(21)}),
+		e.start("double_it", map[string]any{"n": int64(5), "fail": true}),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "worker.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NATS_URL="+e.node.Log().ClientURL(), "TASK_TYPE=double", "TASKS=3", "WORKER_ID=node-7")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "done 3") {
+		t.Fatalf("node worker: %v\n%s", err, out)
+	}
+	for i, want := range []float64{2, 42} {
+		wf := e.waitStatus(ids[i], conductor.WorkflowCompleted)
+		if wf.Output["doubled"] != want || wf.Output["by"] != "node" || wf.Tasks[0].WorkerID != "node-7" {
+			t.Fatalf("workflow %d output %v worker %s", i, wf.Output, wf.Tasks[0].WorkerID)
+		}
+	}
+	failed := e.waitStatus(ids[2], conductor.WorkflowFailed)
+	if task := failed.Tasks[0]; task.Status != conductor.TaskFailedWithTerminalError || task.ReasonForIncompletion != "asked to fail" {
+		t.Fatalf("failed task %+v", task)
+	}
+}
+
+// A producer starts workflows by publishing; the message id makes a repeated
+// publish start one workflow. A poison command is discarded and logged, and
+// the commands after it still run.
+func TestStartByPublishing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"published","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	js, err := jetstream.New(e.connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testutil.Context(t, 30*time.Second)
+	publish := func(subject, body, msgID string) {
+		msg := &nats.Msg{Subject: subject, Data: []byte(body), Header: nats.Header{}}
+		if msgID != "" {
+			msg.Header.Set(jetstream.MsgIDHeader, msgID)
+		}
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("fv.cmd.start.published", "{not json", "")
+	publish("fv.cmd.start.nonexistent", `{"input":{}}`, "")
+	for i := 0; i < 3; i++ {
+		publish("fv.cmd.start.published", `{"input":{"order":"o-77"},"correlationId":"c-77"}`, "order-77")
+	}
+	publish("fv.cmd.start.published", `{"name":"published","input":{"order":"o-78"}}`, "order-78")
+
+	for _, msgID := range []string{"order-77", "order-78"} {
+		id := engine.DeriveID("start-command", msgID)
+		testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+			if status, _ := e.do("GET", "/api/workflow/"+id, nil); status != 200 {
+				return fmt.Errorf("workflow for %s: %d", msgID, status)
+			}
+			return nil
+		})
+	}
+	wf := e.workflow(engine.DeriveID("start-command", "order-77"))
+	if wf.Input["order"] != "o-77" || wf.CorrelationID != "c-77" {
+		t.Fatalf("published workflow = %v %q", wf.Input, wf.CorrelationID)
+	}
+	// The commands stream is a work queue: everything was consumed, the
+	// poison messages included.
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		s, err := js.Stream(ctx, "FV_CMD")
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("%d commands left", info.State.Msgs)
+		}
+		return nil
+	})
+}
+
+// Garbage on a task subject and garbage results stop nothing.
+func TestWorkerProtocolBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(doubleFlow)
+	nc := e.connect()
+	js, _ := jetstream.New(nc)
+	ctx := testutil.Context(t, 30*time.Second)
+	id := e.start("double_it", map[string]any{"n": int64(4)})
+	// A poison dispatch message before the real one reaches the queue.
+	if _, err := js.Publish(ctx, workers.DispatchSubject("double", ""), []byte("\x00garbage")); err != nil {
+		t.Fatal(err)
+	}
+	request := func(subject string, body any) map[string]any {
+		b, _ := json.Marshal(body)
+		if s, ok := body.(string); ok {
+			b = []byte(s)
+		}
+		m, err := nc.RequestWithContext(ctx, subject, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply map[string]any
+		if err := json.Unmarshal(m.Data, &reply); err != nil {
+			t.Fatalf("reply is not JSON: %s", m.Data)
+		}
+		return reply
+	}
+	wf := e.workflow(id)
+	task := wf.Tasks[0]
+	tests := []struct {
+		name    string
+		subject string
+		body    any
+		code    string
+	}{
+		{"result not JSON", workers.ResultSubject("double"), "garbage", "invalid"},
+		{"result without ids", workers.ResultSubject("double"), map[string]any{"status": "COMPLETED"}, "invalid"},
+		{"result bad status", workers.ResultSubject("double"), map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "status": "BANANA"}, "invalid"},
+		{"result on another queue", workers.ResultSubject("triple"), map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "status": "COMPLETED"}, "not_found"},
+		{"take unknown task", workers.TakeSubject("double"), map[string]any{"taskId": "nope", "workflowInstanceId": id}, "not_found"},
+		{"take unknown workflow", workers.TakeSubject("double"), map[string]any{"taskId": "nope", "workflowInstanceId": "nope"}, "not_found"},
+		{"take garbage", workers.TakeSubject("double"), "[]", "invalid"},
+	}
+	for _, tt := range tests {
+		reply := request(tt.subject, tt.body)
+		errObj, _ := reply["error"].(map[string]any)
+		if errObj == nil || errObj["code"] != tt.code {
+			t.Errorf("%s: reply %v, want error code %s", tt.name, reply, tt.code)
+		}
+	}
+	if got := e.workflow(id).Tasks[0].Status; got != conductor.TaskScheduled {
+		t.Fatalf("task is %s after garbage, want SCHEDULED", got)
+	}
+	// A real worker still gets the task past the poison dispatch message.
+	e.work("double", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"doubled": task.InputData["n"].(float64) * 2}}, nil
+	})
+	if wf := e.waitStatus(id, conductor.WorkflowCompleted); wf.Output["doubled"] != float64(8) {
+		t.Fatalf("output %v", wf.Output)
+	}
+}

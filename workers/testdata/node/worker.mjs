@@ -1,0 +1,85 @@
+// A flowvault worker in JavaScript, written from docs/worker-protocol.md
+// with nothing but the NATS client packages. The Go test TestNodeWorker runs
+// it against a real server.
+//
+//   NATS_URL=nats://127.0.0.1:4222 TASK_TYPE=double TASKS=5 node worker.mjs
+//
+// It doubles inputData.n, fails tasks whose input says {"fail": true}, and
+// exits after TASKS tasks.
+import { connect } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+
+const url = process.env.NATS_URL;
+const type = process.env.TASK_TYPE;
+const want = Number(process.env.TASKS || "1");
+const workerId = process.env.WORKER_ID || "node-worker";
+const consumerName = `fvq_${type}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const nc = await connect({ servers: url, name: workerId });
+const js = jetstream(nc);
+
+async function request(subject, body) {
+  const reply = await nc.request(subject, JSON.stringify(body), { timeout: 10000 });
+  return reply.json();
+}
+
+// The engine creates the queue's consumer with the first dispatch.
+let consumer;
+for (;;) {
+  try {
+    consumer = await js.consumers.get("FV_DISPATCH", consumerName);
+    await consumer.info();
+    break;
+  } catch {
+    await sleep(200);
+  }
+}
+
+let done = 0;
+while (done < want) {
+  const m = await consumer.next({ expires: 5000 });
+  if (!m) continue;
+  const dispatch = m.json();
+  const take = await request(`fv.engine.take.${type}`, {
+    taskId: dispatch.taskId,
+    workflowInstanceId: dispatch.workflowInstanceId,
+    workerId,
+  });
+  if (take.error) {
+    if (take.error.code === "unavailable") m.nak(1000);
+    else m.ack();
+    continue;
+  }
+  m.ack();
+  const task = take.task;
+  const result = {
+    taskId: task.taskId,
+    workflowInstanceId: task.workflowInstanceId,
+    workerId,
+    logs: [{ log: `node worker saw n=${task.inputData.n}`, createdTime: Date.now() }],
+  };
+  if (task.inputData.fail === true) {
+    result.status = "FAILED_WITH_TERMINAL_ERROR";
+    result.reasonForIncompletion = "asked to fail";
+  } else {
+    result.status = "COMPLETED";
+    result.outputData = { doubled: task.inputData.n * 2, by: "node" };
+  }
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await request(`fv.engine.result.${type}`, result);
+      if (r.ok) break;
+      if (r.error && r.error.code !== "unavailable" && r.error.code !== "internal") {
+        console.error("result rejected", r.error);
+        process.exit(1);
+      }
+    } catch (e) {
+      if (attempt > 20) throw e;
+    }
+    await sleep(200);
+  }
+  done++;
+}
+await nc.drain();
+console.log(`done ${done}`);
