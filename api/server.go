@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,16 +21,20 @@ type Check struct {
 	Probe func(context.Context) error
 }
 
-// Deps are the collaborators the HTTP surface needs.
+// Deps are the collaborators the HTTP surface needs. Routes whose
+// collaborator is nil are not served.
 type Deps struct {
 	Logger   *slog.Logger
 	Gatherer prometheus.Gatherer
 	Checks   []Check
-
+	// Metadata serves /api/metadata (workflow and task definitions, tags).
+	Metadata Metadata
+	// Engine, Executions and ExecutionsWaiter serve /api/workflow.
 	Engine           Engine
 	Executions       Executions
 	ExecutionsWaiter Waiter
-	Definitions      DefinitionLookup
+	// Definitions finds the latest definition for restarts.
+	Definitions DefinitionLookup
 }
 
 // Server routes flowvault's HTTP requests.
@@ -49,6 +54,9 @@ func New(deps Deps) *Server {
 	s.routeWorkflows()
 	if deps.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if deps.Metadata != nil {
+		s.metadataRoutes()
 	}
 	return s
 }
@@ -91,7 +99,32 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, `{"status":500,"message":"encode response"}`, http.StatusInternalServerError)
 		return
 	}
+	writeRawJSON(w, status, b)
+}
+
+// writeRawJSON answers with b, which must be JSON. The explicit
+// Content-Length keeps the body from being chunked (the SDKs cannot parse
+// an empty chunked JSON body).
+func writeRawJSON(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// writeRawArray answers with a JSON array of already encoded elements.
+func writeRawArray(w http.ResponseWriter, elems []json.RawMessage) {
+	n := 2 + len(elems)
+	for _, e := range elems {
+		n += len(e)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, e := range elems {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
+	}
+	writeRawJSON(w, http.StatusOK, append(b, ']'))
 }

@@ -237,7 +237,3 @@ func queryBool(r *http.Request, name string, def bool) (bool, error) {
 	}
 	return b, nil
 }
-
-// principal names the caller. Authentication lands with access control;
-// until then every request is anonymous.
-func principal(*http.Request) string { return "" }

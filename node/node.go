@@ -20,6 +20,7 @@ import (
 	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections"
 )
 
@@ -30,8 +31,12 @@ type Node struct {
 	registry *prometheus.Registry
 	log      *eventlog.Log
 	store    *projections.Store
-	httpSrv  *http.Server
-	ln       net.Listener
+	// projMetrics are the projection runners' collectors, registered once
+	// and shared by every runner.
+	projMetrics *projections.Metrics
+	metadata    *metadata.Store
+	httpSrv     *http.Server
+	ln          net.Listener
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -64,11 +69,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.store, err = projections.OpenStore(cfg.PebbleDir(), projections.StoreOptions{Logger: logger}); err != nil {
 		return nil, err
 	}
-	_ = runCtx // projection runners and the engine start here (later issues).
+	n.projMetrics = projections.NewMetrics(reg)
+	metaRunner := n.startProjection(runCtx, eventlog.Metadata.Name, metadata.Projection{})
+	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger})
+	// Serve definitions only once the read model has caught up with the
+	// log (after a rebuild it starts from nothing).
+	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, metaRunner); err != nil {
+		return nil, err
+	}
 
 	handler := api.New(api.Deps{
 		Logger:   logger,
 		Gatherer: reg,
+		Metadata: n.metadata,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -91,6 +104,38 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	return n, nil
 }
 
+// startProjection runs proj over stream until the node stops. Poison
+// records are parked, so one bad record cannot stop a read model.
+func (n *Node) startProjection(ctx context.Context, stream string, proj projections.Projection) *projections.Runner {
+	r := projections.NewRunner(n.log, n.store, proj, projections.RunnerConfig{
+		Stream:  stream,
+		Poison:  projections.Park,
+		Logger:  n.logger,
+		Metrics: n.projMetrics,
+	})
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := r.Run(ctx); err != nil {
+			n.logger.Error("projection stopped", logkey.Projection, proj.Name(), logkey.Err, err)
+		}
+	}()
+	return r
+}
+
+// catchUp waits until r has applied everything stream held when it was
+// called.
+func catchUp(ctx context.Context, l *eventlog.Log, stream string, r *projections.Runner) error {
+	last, err := l.StreamLastSeq(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if err := r.WaitFor(ctx, last); err != nil {
+		return fmt.Errorf("catch up with %s: %w", stream, err)
+	}
+	return nil
+}
+
 // HTTPAddr is the address the HTTP server is bound to.
 func (n *Node) HTTPAddr() string {
 	if n.ln == nil {
@@ -101,6 +146,9 @@ func (n *Node) HTTPAddr() string {
 
 // Log is the node's event log.
 func (n *Node) Log() *eventlog.Log { return n.log }
+
+// Metadata is the node's workflow and task definition store.
+func (n *Node) Metadata() *metadata.Store { return n.metadata }
 
 // Registry is the node's Prometheus registry.
 func (n *Node) Registry() *prometheus.Registry { return n.registry }

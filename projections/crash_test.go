@@ -85,7 +85,7 @@ func TestCrashMidAppend(t *testing.T) {
 	}
 	var acks []ack
 	sc := bufio.NewScanner(stdout)
-	for sc.Scan() && len(acks) < 400 {
+	for len(acks) < 400 && sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) != 4 || f[0] != "ack" {
 			t.Fatalf("child said %q", sc.Text())
@@ -95,6 +95,16 @@ func TestCrashMidAppend(t *testing.T) {
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
+	}
+	// The child kept appending until the signal landed: collect the acks it
+	// printed meanwhile (it flushes each one), up to EOF at its death.
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 4 || f[0] != "ack" {
+			continue // a line cut short by the kill
+		}
+		seq, _ := strconv.ParseUint(f[2], 10, 64)
+		acks = append(acks, ack{f[1], seq, f[3]})
 	}
 	_ = cmd.Wait()
 	if len(acks) < 400 {

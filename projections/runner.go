@@ -155,6 +155,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	r.setCommitted(from)
 	f, err := r.log.Follow(ctx, r.cfg.Stream, from)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("projection %s: %w", name, err)
 	}
 	defer f.Stop()

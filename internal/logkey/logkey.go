@@ -23,4 +23,5 @@ const (
 	Path       = "path"
 	Status     = "status"
 	Secret     = "secret"
+	Event      = "event"
 )

@@ -42,7 +42,7 @@ type WorkflowDef struct {
 func (d *WorkflowDef) UnmarshalJSON(b []byte) error {
 	type plain WorkflowDef
 	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
+	if err := unmarshalExact(b, &p); err != nil {
 		return err
 	}
 	*d = WorkflowDef(p)
@@ -91,7 +91,7 @@ type WorkflowTask struct {
 func (t *WorkflowTask) UnmarshalJSON(b []byte) error {
 	type plain WorkflowTask
 	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
+	if err := unmarshalExact(b, &p); err != nil {
 		return err
 	}
 	*t = WorkflowTask(p)
@@ -166,7 +166,7 @@ type TaskDef struct {
 func (d *TaskDef) UnmarshalJSON(b []byte) error {
 	type plain TaskDef
 	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
+	if err := unmarshalExact(b, &p); err != nil {
 		return err
 	}
 	*d = TaskDef(p)
@@ -243,6 +243,21 @@ type Tag struct {
 	Key   string `json:"key"`
 	Value string `json:"value"`
 	Type  string `json:"type,omitempty"`
+}
+
+// BulkResponse reports a bulk operation item by item (PUT
+// /api/metadata/workflow, the /api/workflow/bulk endpoints). Conductor OSS
+// lists the names or ids that succeeded and maps each failed one to its
+// error message.
+type BulkResponse struct {
+	BulkErrorResults      map[string]string `json:"bulkErrorResults"`
+	BulkSuccessfulResults []string          `json:"bulkSuccessfulResults"`
+}
+
+// NewBulkResponse returns an empty response that encodes as
+// {"bulkErrorResults":{},"bulkSuccessfulResults":[]}.
+func NewBulkResponse() *BulkResponse {
+	return &BulkResponse{BulkErrorResults: map[string]string{}, BulkSuccessfulResults: []string{}}
 }
 
 // Task types.

@@ -27,6 +27,22 @@ func Unmarshal(data []byte, v any) error {
 	return nil
 }
 
+// unmarshalExact is Unmarshal for the UnmarshalJSON methods of types that
+// keep their raw JSON. encoding/json hands such a method the value's bytes
+// and the method decodes them itself, so the caller's UseNumber does not
+// reach it: without this, numbers in untyped fields (inputParameters,
+// inputTemplate, ...) would become float64 however the outer value was
+// decoded.
+func unmarshalExact(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	normalizeValue(reflect.ValueOf(v))
+	return nil
+}
+
 // Normalize converts json.Number values inside an untyped JSON value, as
 // Unmarshal does.
 func Normalize(v any) any {

@@ -1,0 +1,298 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// maxMetadataBody bounds a metadata request body. Definitions of a few
+// hundred tasks stay well under it, and it leaves room below the event
+// log's record limit (8 MiB).
+const maxMetadataBody = 4 << 20
+
+// Metadata is what the /api/metadata handlers need: the definition store.
+// *metadata.Store implements it; see there for the contract of each method.
+type Metadata interface {
+	RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string) error
+	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, principal string) (*conductor.BulkResponse, error)
+	GetWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
+	ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error)
+	DeleteWorkflowDef(ctx context.Context, name string, version int, principal string) error
+
+	RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string) error
+	UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string) error
+	GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
+	ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error)
+	DeleteTaskDef(ctx context.Context, name string, principal string) error
+
+	GetTags(ctx context.Context, kind metadata.Kind, name string) ([]conductor.Tag, error)
+	AddTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string) error
+	SetTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string) error
+	DeleteTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string) error
+}
+
+var _ Metadata = (*metadata.Store)(nil)
+
+// metadataRoutes registers Conductor's /api/metadata surface
+// (conductor-api.md §4.1).
+func (s *Server) metadataRoutes() {
+	s.mux.HandleFunc("POST /api/metadata/workflow", s.registerWorkflowDef)
+	s.mux.HandleFunc("PUT /api/metadata/workflow", s.putWorkflowDefs)
+	s.mux.HandleFunc("GET /api/metadata/workflow", s.listWorkflowDefs)
+	s.mux.HandleFunc("GET /api/metadata/workflow/{name}", s.getWorkflowDef)
+	s.mux.HandleFunc("DELETE /api/metadata/workflow/{name}/{version}", s.deleteWorkflowDef)
+
+	s.mux.HandleFunc("POST /api/metadata/taskdefs", s.registerTaskDefs)
+	s.mux.HandleFunc("PUT /api/metadata/taskdefs", s.updateTaskDef)
+	s.mux.HandleFunc("GET /api/metadata/taskdefs", s.listTaskDefs)
+	s.mux.HandleFunc("GET /api/metadata/taskdefs/{name}", s.getTaskDef)
+	s.mux.HandleFunc("DELETE /api/metadata/taskdefs/{name}", s.deleteTaskDef)
+
+	for prefix, kind := range map[string]metadata.Kind{
+		"/api/metadata/workflow/{name}/tags": metadata.KindWorkflow,
+		"/api/metadata/task/{name}/tags":     metadata.KindTask,
+	} {
+		s.mux.HandleFunc("GET "+prefix, s.getTags(kind))
+		s.mux.HandleFunc("POST "+prefix, s.changeTags(kind, s.deps.Metadata.AddTags))
+		s.mux.HandleFunc("PUT "+prefix, s.changeTags(kind, s.deps.Metadata.SetTags))
+		s.mux.HandleFunc("DELETE "+prefix, s.changeTags(kind, s.deps.Metadata.DeleteTags))
+	}
+}
+
+// principal is who makes the request. Authentication is not wired yet, so
+// every caller is anonymous.
+func principal(*http.Request) string { return "" }
+
+func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
+	overwrite, err := boolParam(r, "overwrite")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var def conductor.WorkflowDef
+	if err := decodeJSON(w, r, maxMetadataBody, &def); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.deps.Metadata.RegisterWorkflowDef(r.Context(), &def, overwrite, principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
+	var defs []*conductor.WorkflowDef
+	if err := decodeJSON(w, r, maxMetadataBody, &defs); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp, err := s.deps.Metadata.PutWorkflowDefs(r.Context(), defs, principal(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
+	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	raws := make([]json.RawMessage, len(defs))
+	for i, d := range defs {
+		if raws[i], err = defJSON(d.Raw, d); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	writeRawArray(w, raws)
+}
+
+func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
+	var version *int
+	if q := r.URL.Query().Get("version"); q != "" {
+		v, err := strconv.Atoi(q)
+		if err != nil {
+			s.writeError(w, r, fault.Invalid("version %q is not an integer", q))
+			return
+		}
+		version = &v
+	}
+	def, err := s.deps.Metadata.GetWorkflowDef(r.Context(), r.PathValue("name"), version)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	b, err := defJSON(def.Raw, def)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, b)
+}
+
+func (s *Server) deleteWorkflowDef(w http.ResponseWriter, r *http.Request) {
+	v := r.PathValue("version")
+	version, err := strconv.Atoi(v)
+	if err != nil {
+		s.writeError(w, r, fault.Invalid("version %q is not an integer", v))
+		return
+	}
+	if err := s.deps.Metadata.DeleteWorkflowDef(r.Context(), r.PathValue("name"), version, principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func (s *Server) registerTaskDefs(w http.ResponseWriter, r *http.Request) {
+	var defs []*conductor.TaskDef
+	if err := decodeJSON(w, r, maxMetadataBody, &defs); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.deps.Metadata.RegisterTaskDefs(r.Context(), defs, principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
+	var def conductor.TaskDef
+	if err := decodeJSON(w, r, maxMetadataBody, &def); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.deps.Metadata.UpdateTaskDef(r.Context(), &def, principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
+	defs, err := s.deps.Metadata.ListTaskDefs(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	raws := make([]json.RawMessage, len(defs))
+	for i, d := range defs {
+		if raws[i], err = defJSON(d.Raw, d); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	writeRawArray(w, raws)
+}
+
+func (s *Server) getTaskDef(w http.ResponseWriter, r *http.Request) {
+	def, err := s.deps.Metadata.GetTaskDef(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	b, err := defJSON(def.Raw, def)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, b)
+}
+
+func (s *Server) deleteTaskDef(w http.ResponseWriter, r *http.Request) {
+	if err := s.deps.Metadata.DeleteTaskDef(r.Context(), r.PathValue("name"), principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func (s *Server) getTags(kind metadata.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tags, err := s.deps.Metadata.GetTags(r.Context(), kind, r.PathValue("name"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tags)
+	}
+}
+
+type tagsFunc func(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string) error
+
+// changeTags handles POST (add), PUT (replace) and DELETE (remove) of
+// tags. The SDKs send one Tag to POST and DELETE and an array to PUT; each
+// accepts either form.
+func (s *Server) changeTags(kind metadata.Kind, change tagsFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var tags tagList
+		if err := decodeJSON(w, r, maxMetadataBody, &tags); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := change(r.Context(), kind, r.PathValue("name"), tags, principal(r)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeNoContent(w)
+	}
+}
+
+// tagList decodes a Tag object or an array of tags.
+type tagList []conductor.Tag
+
+func (l *tagList) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		return errors.New("want a tag or an array of tags, got null")
+	}
+	if b[0] == '{' {
+		var t conductor.Tag
+		if err := json.Unmarshal(b, &t); err != nil {
+			return err
+		}
+		*l = tagList{t}
+		return nil
+	}
+	var ts []conductor.Tag
+	if err := json.Unmarshal(b, &ts); err != nil {
+		return err
+	}
+	*l = ts
+	return nil
+}
+
+// defJSON is a definition as GET returns it: the stored JSON, which keeps
+// fields flowvault does not model, or the struct's encoding without one.
+func defJSON(raw json.RawMessage, def any) ([]byte, error) {
+	if len(raw) > 0 {
+		return raw, nil
+	}
+	return json.Marshal(def)
+}
+
+// boolParam reads an optional boolean query parameter (absent: false).
+func boolParam(r *http.Request, name string) (bool, error) {
+	q := r.URL.Query().Get(name)
+	if q == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(q)
+	if err != nil {
+		return false, fault.Invalid("%s %q is not a boolean", name, q)
+	}
+	return b, nil
+}

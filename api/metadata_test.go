@@ -1,0 +1,304 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+)
+
+// response is what a test sees of one HTTP exchange.
+type response struct {
+	status  int
+	header  http.Header
+	body    string
+	chunked bool
+}
+
+func do(t *testing.T, method, u, body string) response {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b),
+		chunked: len(resp.TransferEncoding) > 0}
+}
+
+// expect checks the status and, for success, the shape the SDKs accept:
+// 204 with no body for void answers, JSON with a length otherwise.
+func (r response) expect(t *testing.T, status int) response {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status = %d, want %d; body %s", r.status, status, r.body)
+	}
+	switch {
+	case status == http.StatusNoContent:
+		if r.body != "" {
+			t.Fatalf("204 with a body: %q", r.body)
+		}
+	default:
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("Content-Type = %q, want application/json (body %s)", ct, r.body)
+		}
+		if r.chunked || r.header.Get("Content-Length") == "" {
+			t.Fatalf("JSON answer without Content-Length (chunked=%v)", r.chunked)
+		}
+		if !json.Valid([]byte(r.body)) {
+			t.Fatalf("invalid JSON body: %s", r.body)
+		}
+	}
+	return r
+}
+
+// expectError checks Conductor's error body.
+func (r response) expectError(t *testing.T, status int, msgPart string) map[string]any {
+	t.Helper()
+	r.expect(t, status)
+	var e map[string]any
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e["status"].(float64); int(got) != status {
+		t.Fatalf("error body status = %v, want %d: %s", e["status"], status, r.body)
+	}
+	if msg, _ := e["message"].(string); !strings.Contains(msg, msgPart) {
+		t.Fatalf("error message %q lacks %q", msg, msgPart)
+	}
+	return e
+}
+
+func decode[T any](t *testing.T, body string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	return v
+}
+
+const sampleWF = `{"name":"wf1","description":"demo","version":1,"x-custom":{"a":[1,2.5,"s"]},` +
+	`"tasks":[{"name":"my_task","taskReferenceName":"my_task_ref","type":"SIMPLE","inputParameters":{"x":"${workflow.input.x}","big":9007199254740993}}],` +
+	`"timeoutSeconds":0,"inputParameters":[],"outputParameters":{}}`
+
+func TestMetadataWorkflowRoutes(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	api := base + "/api/metadata/workflow"
+
+	do(t, "POST", api+"?overwrite=false", sampleWF).expect(t, http.StatusNoContent)
+	do(t, "POST", api, sampleWF).expectError(t, http.StatusConflict, "Workflow with wf1.1 already exists!")
+	do(t, "POST", api+"?overwrite=true", strings.Replace(sampleWF, "demo", "demo2", 1)).expect(t, http.StatusNoContent)
+	do(t, "POST", api+"?overwrite=maybe", sampleWF).expectError(t, http.StatusBadRequest, "overwrite")
+
+	got := do(t, "GET", api+"/wf1?metadata=false", "").expect(t, http.StatusOK).body
+	for _, want := range []string{`"x-custom":{"a":[1,2.5,"s"]}`, `"big":9007199254740993`, `"description":"demo2"`, `"version":1`, `"createTime":`} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("GET lacks %s: %s", want, got)
+		}
+	}
+	do(t, "GET", api+"/wf1?version=1&metadata=false", "").expect(t, http.StatusOK)
+	do(t, "GET", api+"/wf1?version=", "").expect(t, http.StatusOK) // empty = latest
+	do(t, "GET", api+"/wf1?version=abc", "").expectError(t, http.StatusBadRequest, `version "abc"`)
+	do(t, "GET", api+"/wf1?version=7", "").expectError(t, http.StatusNotFound, "No such workflow found by name: wf1, version: 7")
+	do(t, "GET", api+"/unknown", "").expectError(t, http.StatusNotFound, "unknown")
+
+	// Bulk create-or-update.
+	bulk := `[` + sampleWF + `,` + strings.Replace(sampleWF, `"wf1"`, `"wf2"`, 1) + `]`
+	resp := do(t, "PUT", api, bulk).expect(t, http.StatusOK)
+	if want := `{"bulkErrorResults":{},"bulkSuccessfulResults":["wf1","wf2"]}`; resp.body != want {
+		t.Fatalf("bulk = %s, want %s", resp.body, want)
+	}
+	if got := decode[map[string]any](t, do(t, "GET", api+"/wf1", "").body)["description"]; got != "demo" {
+		t.Fatalf("PUT did not overwrite: description %v", got)
+	}
+	do(t, "POST", api, strings.Replace(sampleWF, `"version":1`, `"version":2`, 1)).expect(t, http.StatusNoContent)
+	if v := decode[map[string]any](t, do(t, "GET", api+"/wf1", "").body)["version"]; v != 2.0 {
+		t.Fatalf("latest version = %v, want 2", v)
+	}
+
+	list := decode[[]map[string]any](t, do(t, "GET", api, "").expect(t, http.StatusOK).body)
+	var keys []string
+	for _, d := range list {
+		keys = append(keys, fmt.Sprintf("%s.%v", d["name"], d["version"]))
+	}
+	if got, want := strings.Join(keys, " "), "wf1.1 wf1.2 wf2.1"; got != want {
+		t.Fatalf("list = %s, want %s", got, want)
+	}
+
+	do(t, "DELETE", api+"/wf2/1", "").expect(t, http.StatusNoContent)
+	do(t, "DELETE", api+"/wf2/1", "").expectError(t, http.StatusNotFound, "wf2")
+	do(t, "DELETE", api+"/wf1/abc", "").expectError(t, http.StatusBadRequest, `version "abc"`)
+	do(t, "GET", api+"/wf2", "").expectError(t, http.StatusNotFound, "wf2")
+
+	// Names that need escaping in a URL.
+	odd := "my wf/v.1"
+	do(t, "POST", api, strings.Replace(sampleWF, `"wf1"`, `"`+odd+`"`, 1)).expect(t, http.StatusNoContent)
+	if got := decode[map[string]any](t, do(t, "GET", api+"/"+url.PathEscape(odd), "").expect(t, http.StatusOK).body)["name"]; got != odd {
+		t.Fatalf("name = %v", got)
+	}
+	do(t, "DELETE", api+"/"+url.PathEscape(odd)+"/1", "").expect(t, http.StatusNoContent)
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestMetadataBadInput(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	wf := base + "/api/metadata/workflow"
+	td := base + "/api/metadata/taskdefs"
+	tests := []struct {
+		name, method, url, body string
+		status                  int
+		msg                     string
+	}{
+		{"malformed JSON", "POST", wf, `{"name":`, 400, "malformed JSON"},
+		{"empty body", "POST", wf, ``, 400, "empty"},
+		{"string for a definition", "POST", wf, `"a string"`, 400, "malformed JSON"},
+		{"string for tasks", "POST", wf, `{"name":"w","tasks":"x"}`, 400, "malformed JSON"},
+		{"string for the version", "POST", wf, `{"name":"w","version":"2","tasks":[]}`, 400, "malformed JSON"},
+		{"trailing data", "POST", wf, `{"name":"w"} {}`, 400, "malformed JSON"},
+		{"object where an array is expected", "PUT", wf, `{"name":"w"}`, 400, "malformed JSON"},
+		{"string where an array is expected", "PUT", wf, `"abc"`, 400, "malformed JSON"},
+		{"empty bulk", "PUT", wf, `[]`, 400, "must not be empty"},
+		{"task defs object", "POST", td, `{"name":"t"}`, 400, "malformed JSON"},
+		{"task defs string", "POST", td, `"t"`, 400, "malformed JSON"},
+		{"task defs empty", "POST", td, `[]`, 400, "must not be empty"},
+		{"task def array", "PUT", td, `[{"name":"t"}]`, 400, "malformed JSON"},
+		{"task def wrong type", "PUT", td, `{"name":"t","retryCount":"3"}`, 400, "malformed JSON"},
+		{"oversized", "POST", wf, `{"name":"w","description":"` + strings.Repeat("x", 5<<20) + `"}`, 413, "bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			do(t, tt.method, tt.url, tt.body).expectError(t, tt.status, tt.msg)
+		})
+	}
+
+	// Validation errors name JSON paths.
+	e := do(t, "POST", wf, `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"b"}]}`).
+		expectError(t, http.StatusBadRequest, "Validation failed")
+	ves, _ := e["validationErrors"].([]any)
+	if len(ves) != 1 || ves[0].(map[string]any)["path"] != "tasks[1].taskReferenceName" {
+		t.Fatalf("validationErrors = %v", e["validationErrors"])
+	}
+	e = do(t, "PUT", wf, `[{"name":"ok","tasks":[{"name":"a","taskReferenceName":"a"}]},{"tasks":[]}]`).
+		expectError(t, http.StatusBadRequest, "Validation failed")
+	if got := mustJSON(t, e["validationErrors"]); !strings.Contains(got, `"[1].name"`) || !strings.Contains(got, `"[1].tasks"`) {
+		t.Fatalf("validationErrors = %s", got)
+	}
+	do(t, "GET", wf+"/ok", "").expectError(t, http.StatusNotFound, "ok") // nothing of an invalid bulk is stored
+	e = do(t, "POST", td, `[{"name":"fine"},{"description":"x"}]`).expectError(t, http.StatusBadRequest, "Validation failed")
+	if got := mustJSON(t, e["validationErrors"]); !strings.Contains(got, `"[1].name"`) {
+		t.Fatalf("validationErrors = %s", got)
+	}
+}
+
+// The SDK's taskDefinition({name}) builder output, as TaskHandler sends it.
+const sampleTask = `{"name":"my_task","ownerApp":"","description":"","retryCount":3,"timeoutSeconds":3600,"inputKeys":[],"outputKeys":[],` +
+	`"timeoutPolicy":"TIME_OUT_WF","retryLogic":"FIXED","retryDelaySeconds":60,"responseTimeoutSeconds":600,"concurrentExecLimit":0,` +
+	`"inputTemplate":{},"rateLimitPerFrequency":0,"rateLimitFrequencyInSeconds":1,"ownerEmail":"","pollTimeoutSeconds":3600,"backoffScaleFactor":1}`
+
+func TestMetadataTaskDefRoutes(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	api := base + "/api/metadata/taskdefs"
+
+	do(t, "GET", api, "").expect(t, http.StatusOK)
+	if got := do(t, "GET", api, "").body; got != "[]" {
+		t.Fatalf("empty list = %s", got)
+	}
+	do(t, "GET", api+"/my_task", "").expectError(t, http.StatusNotFound, "my_task")
+	do(t, "POST", api, `[`+sampleTask+`]`).expect(t, http.StatusNoContent)
+	do(t, "POST", api, `[`+sampleTask+`]`).expect(t, http.StatusNoContent) // OSS: POST replaces
+
+	got := decode[map[string]any](t, do(t, "GET", api+"/my_task", "").expect(t, http.StatusOK).body)
+	for k, v := range decode[map[string]any](t, sampleTask) {
+		if mustJSON(t, got[k]) != mustJSON(t, v) {
+			t.Fatalf("field %s = %v, want %v", k, got[k], v)
+		}
+	}
+	if got["createTime"] == nil || got["updateTime"] == nil {
+		t.Fatalf("no server times: %v", got)
+	}
+
+	// PUT upserts: it creates, then replaces.
+	do(t, "PUT", api, strings.Replace(sampleTask, `"my_task"`, `"other"`, 1)).expect(t, http.StatusNoContent)
+	do(t, "PUT", api, strings.Replace(sampleTask, `"retryCount":3`, `"retryCount":9`, 1)).expect(t, http.StatusNoContent)
+	if got := decode[map[string]any](t, do(t, "GET", api+"/my_task", "").body)["retryCount"]; got != 9.0 {
+		t.Fatalf("retryCount after PUT = %v", got)
+	}
+	list := decode[[]map[string]any](t, do(t, "GET", api, "").expect(t, http.StatusOK).body)
+	if len(list) != 2 || list[0]["name"] != "my_task" || list[1]["name"] != "other" {
+		t.Fatalf("list = %v", list)
+	}
+	do(t, "DELETE", api+"/other", "").expect(t, http.StatusNoContent)
+	do(t, "DELETE", api+"/other", "").expectError(t, http.StatusNotFound, "other")
+	do(t, "GET", api+"/other", "").expectError(t, http.StatusNotFound, "other")
+}
+
+func TestMetadataTagRoutes(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	do(t, "POST", base+"/api/metadata/workflow", sampleWF).expect(t, http.StatusNoContent)
+	do(t, "PUT", base+"/api/metadata/taskdefs", sampleTask).expect(t, http.StatusNoContent)
+
+	for _, tags := range []string{base + "/api/metadata/workflow/wf1/tags", base + "/api/metadata/task/my_task/tags"} {
+		if got := do(t, "GET", tags, "").expect(t, http.StatusOK).body; got != "[]" {
+			t.Fatalf("no tags = %s", got)
+		}
+		do(t, "POST", tags, `{"key":"team","value":"core"}`).expect(t, http.StatusNoContent)
+		do(t, "POST", tags, `{"key":"env","value":"dev"}`).expect(t, http.StatusNoContent)
+		if got, want := do(t, "GET", tags, "").expect(t, http.StatusOK).body, `[{"key":"team","value":"core"},{"key":"env","value":"dev"}]`; got != want {
+			t.Fatalf("tags = %s, want %s", got, want)
+		}
+		do(t, "DELETE", tags, `{"key":"team","value":"core"}`).expect(t, http.StatusNoContent)
+		if got, want := do(t, "GET", tags, "").body, `[{"key":"env","value":"dev"}]`; got != want {
+			t.Fatalf("after delete = %s, want %s", got, want)
+		}
+		do(t, "PUT", tags, `[{"key":"a","value":"1"},{"key":"b","value":"2"}]`).expect(t, http.StatusNoContent)
+		if got, want := do(t, "GET", tags, "").body, `[{"key":"a","value":"1"},{"key":"b","value":"2"}]`; got != want {
+			t.Fatalf("after set = %s, want %s", got, want)
+		}
+		do(t, "PUT", tags, `[]`).expect(t, http.StatusNoContent)
+		if got := do(t, "GET", tags, "").body; got != "[]" {
+			t.Fatalf("after clearing = %s", got)
+		}
+		do(t, "POST", tags, `"team"`).expectError(t, http.StatusBadRequest, "malformed JSON")
+		do(t, "PUT", tags, `null`).expectError(t, http.StatusBadRequest, "malformed JSON")
+		do(t, "POST", tags, `{"value":"no key"}`).expectError(t, http.StatusBadRequest, "Validation failed")
+	}
+	for _, tags := range []string{base + "/api/metadata/workflow/nope/tags", base + "/api/metadata/task/nope/tags"} {
+		do(t, "GET", tags, "").expectError(t, http.StatusNotFound, "nope")
+		do(t, "POST", tags, `{"key":"k","value":"v"}`).expectError(t, http.StatusNotFound, "nope")
+		do(t, "PUT", tags, `[{"key":"k","value":"v"}]`).expectError(t, http.StatusNotFound, "nope")
+		do(t, "DELETE", tags, `{"key":"k","value":"v"}`).expectError(t, http.StatusNotFound, "nope")
+	}
+}

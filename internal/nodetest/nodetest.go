@@ -1,0 +1,54 @@
+// Package nodetest starts whole flowvault nodes for end-to-end tests.
+//
+// It is separate from internal/testutil because node imports most of the
+// repository: a testutil that imported node would make every in-package
+// test of eventlog, projections, metadata or api an import cycle.
+package nodetest
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/node"
+)
+
+// Config is a node configuration for tests: data under dir, HTTP and the
+// embedded NATS server on free loopback ports.
+func Config(dir string) node.Config {
+	cfg := node.DefaultConfig()
+	cfg.DataDir = dir
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.ShutdownTimeout = 10 * time.Second
+	return cfg
+}
+
+// Start starts a node with its data in a new temporary directory, stops it
+// when the test ends, and returns it with its base URL
+// ("http://127.0.0.1:port").
+func Start(tb testing.TB) (*node.Node, string) {
+	tb.Helper()
+	return StartConfig(tb, Config(filepath.Join(tb.TempDir(), "data")))
+}
+
+// StartConfig is Start with a given configuration.
+func StartConfig(tb testing.TB, cfg node.Config) (*node.Node, string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, cfg, testutil.Logger(tb))
+	if err != nil {
+		tb.Fatalf("start node: %v", err)
+	}
+	tb.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := n.Stop(sctx); err != nil {
+			tb.Errorf("stop node: %v", err)
+		}
+	})
+	return n, "http://" + n.HTTPAddr()
+}

@@ -1,0 +1,67 @@
+package metadata
+
+import (
+	"sync"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// defCacheSize bounds the parsed definitions kept for the hot path.
+const defCacheSize = 4096
+
+// cacheKey names one lookup: a workflow version (0: the latest) or a task
+// definition.
+type cacheKey struct {
+	task    bool
+	name    string
+	version int
+}
+
+// cacheEntry is a parsed definition and the subject sequence of the state
+// it was read from. It is current as long as the read model's sequence for
+// the subject is not greater.
+type cacheEntry struct {
+	seq uint64
+	wf  *conductor.WorkflowDef
+	td  *conductor.TaskDef
+}
+
+// defCache holds parsed definitions so that the engine's hot path does not
+// parse JSON. Entries are replaced, never mutated.
+type defCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[cacheKey]cacheEntry
+}
+
+func newDefCache(max int) *defCache {
+	return &defCache{max: max, m: make(map[cacheKey]cacheEntry)}
+}
+
+// get returns the entry for k if it reflects subject sequence seq or later.
+func (c *defCache) get(k cacheKey, seq uint64) (cacheEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || e.seq < seq {
+		return cacheEntry{}, false
+	}
+	return e, true
+}
+
+// put stores e unless a newer entry is already there. When the cache is
+// full an arbitrary entry makes room.
+func (c *defCache) put(k cacheKey, e cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[k]; ok && old.seq > e.seq {
+		return
+	}
+	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
+		for victim := range c.m {
+			delete(c.m, victim)
+			break
+		}
+	}
+	c.m[k] = e
+}

@@ -1,0 +1,100 @@
+package metadata
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/projections"
+)
+
+// ProjectionName is the read model's key space and checkpoint name.
+const ProjectionName = "metadata"
+
+// Subject prefixes on the FV_META stream.
+const (
+	workflowSubjectPrefix = "fv.meta.wfdef."
+	taskSubjectPrefix     = "fv.meta.taskdef."
+)
+
+// WorkflowSubject is the subject that holds every version of workflow name.
+func WorkflowSubject(name string) string { return workflowSubjectPrefix + eventlog.Token(name) }
+
+// TaskSubject is the subject of task definition name.
+func TaskSubject(name string) string { return taskSubjectPrefix + eventlog.Token(name) }
+
+// Key layout inside the projection's key space. Definition names never
+// contain control characters (see validName), so the 0x00 after a workflow
+// name ends it unambiguously and keys sort by name, then version.
+//
+//	w/<name>\x00<version uint32 BE>  storedDef (msgpack)
+//	t/<name>                         storedDef (msgpack)
+//	g/<kind>/<name>                  []schemas.DefTag (msgpack)
+//	s/<subject>                      last sequence of subject (uint64 BE)
+const (
+	workflowKeyPrefix = "w/"
+	taskKeyPrefix     = "t/"
+	tagsKeyPrefix     = "g/"
+	seqKeyPrefix      = "s/"
+)
+
+func workflowPrefix(name string) []byte {
+	k := make([]byte, 0, len(workflowKeyPrefix)+len(name)+5)
+	return append(append(append(k, workflowKeyPrefix...), name...), 0)
+}
+
+func workflowKey(name string, version int) []byte {
+	return binary.BigEndian.AppendUint32(workflowPrefix(name), uint32(version))
+}
+
+// parseWorkflowKey splits a key under workflowKeyPrefix (with the prefix).
+func parseWorkflowKey(k []byte) (name string, version int, ok bool) {
+	k = k[len(workflowKeyPrefix):]
+	if len(k) < 5 || k[len(k)-5] != 0 {
+		return "", 0, false
+	}
+	return string(k[:len(k)-5]), int(binary.BigEndian.Uint32(k[len(k)-4:])), true
+}
+
+func taskKey(name string) []byte { return []byte(taskKeyPrefix + name) }
+
+func tagsKey(kind Kind, name string) []byte { return []byte(tagsKeyPrefix + string(kind) + "/" + name) }
+
+func seqKey(subject string) []byte { return []byte(seqKeyPrefix + subject) }
+
+// kvReader is the read side shared by the Pebble read model
+// (projections.Reader, *projections.Batch) and the in-memory fold of one
+// subject (memKV). Get returns projections.ErrNotFound for absent keys.
+type kvReader interface {
+	Get(key []byte) ([]byte, error)
+	Scan(prefix []byte, fn func(key, value []byte) bool) error
+}
+
+// kvWriter is what applying events needs.
+type kvWriter interface {
+	kvReader
+	Set(key, value []byte) error
+	Delete(key []byte) error
+}
+
+var (
+	_ kvReader = projections.Reader{}
+	_ kvWriter = (*projections.Batch)(nil)
+	_ kvWriter = memKV{}
+)
+
+// subjectSeq reads the last sequence of subject recorded in r (0: none).
+func subjectSeq(r kvReader, subject string) (uint64, error) {
+	v, err := r.Get(seqKey(subject))
+	if errors.Is(err, projections.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read sequence of %s: %w", subject, err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("sequence of %s: %d bytes, want 8", subject, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}

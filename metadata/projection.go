@@ -1,0 +1,268 @@
+package metadata
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// Projection folds the FV_META stream into the metadata read model. It is
+// stateless; run it with a projections.Runner over eventlog.Metadata.
+type Projection struct{}
+
+var _ projections.Projection = Projection{}
+
+// Name implements projections.Projection.
+func (Projection) Name() string { return ProjectionName }
+
+// Apply implements projections.Projection. A record that cannot be decoded
+// is refused as poison before anything is written for it; events of types
+// this version does not know are ignored, so that a newer writer's
+// additions do not stop an older reader.
+func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
+	return applyRecord(b, rec)
+}
+
+// storedDef is the read model's value for one definition.
+type storedDef struct {
+	// JSON is what GET returns: the registered JSON with the server-owned
+	// keys set and the tag keys removed.
+	JSON       []byte `msgpack:"j"`
+	CreateTime int64  `msgpack:"ct"`
+	UpdateTime int64  `msgpack:"ut"`
+	CreatedBy  string `msgpack:"cb,omitempty"`
+	UpdatedBy  string `msgpack:"ub,omitempty"`
+}
+
+// Keys of a registration that the read model owns or strips.
+const (
+	jsonVersion       = "version"
+	jsonCreateTime    = "createTime"
+	jsonUpdateTime    = "updateTime"
+	jsonCreatedBy     = "createdBy"
+	jsonUpdatedBy     = "updatedBy"
+	jsonTags          = "tags"
+	jsonOverwriteTags = "overwriteTags"
+)
+
+func isMetadataSubject(s string) bool {
+	return strings.HasPrefix(s, workflowSubjectPrefix) || strings.HasPrefix(s, taskSubjectPrefix)
+}
+
+// applyRecord applies rec to kv: the Pebble batch of the projection, or the
+// in-memory fold of one subject. Both must produce the same keys and values.
+func applyRecord(kv kvWriter, rec eventlog.Record) error {
+	if !isMetadataSubject(rec.Subject) {
+		return nil
+	}
+	// Decode and check every event before writing anything.
+	events := make([]schemas.Event, 0, len(rec.Events))
+	for _, env := range rec.Events {
+		if !isMetadataType(env.Type) {
+			continue
+		}
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			return err
+		}
+		if err := checkEvent(rec.Subject, ev); err != nil {
+			return fmt.Errorf("%s #%d event %s: %w", rec.Subject, rec.Seq, env.ID, err)
+		}
+		events = append(events, ev)
+	}
+	for _, ev := range events {
+		if err := applyEvent(kv, ev); err != nil {
+			return fmt.Errorf("%s #%d: %w", rec.Subject, rec.Seq, err)
+		}
+	}
+	return kv.Set(seqKey(rec.Subject), binary.BigEndian.AppendUint64(nil, rec.Seq))
+}
+
+func isMetadataType(t string) bool {
+	switch t {
+	case schemas.TypeWorkflowDefRegistered, schemas.TypeWorkflowDefRemoved,
+		schemas.TypeTaskDefRegistered, schemas.TypeTaskDefRemoved, schemas.TypeDefTagsSet:
+		return true
+	}
+	return false
+}
+
+// checkEvent refuses events that applyEvent could not apply, or that belong
+// to another subject (the subject's sequence guards only its own names).
+func checkEvent(subject string, ev schemas.Event) error {
+	poison := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), projections.ErrPoison)
+	}
+	var name, want string
+	switch e := ev.(type) {
+	case *schemas.WorkflowDefRegistered:
+		if _, err := splitObject(e.Def); err != nil {
+			return poison("definition is not a JSON object: %v", err)
+		}
+		if !validVersion(e.Version) {
+			return poison("version %d out of range", e.Version)
+		}
+		name, want = e.Name, WorkflowSubject(e.Name)
+	case *schemas.WorkflowDefRemoved:
+		if !validVersion(e.Version) {
+			return poison("version %d out of range", e.Version)
+		}
+		name, want = e.Name, WorkflowSubject(e.Name)
+	case *schemas.TaskDefRegistered:
+		if _, err := splitObject(e.Def); err != nil {
+			return poison("definition is not a JSON object: %v", err)
+		}
+		name, want = e.Name, TaskSubject(e.Name)
+	case *schemas.TaskDefRemoved:
+		name, want = e.Name, TaskSubject(e.Name)
+	case *schemas.DefTagsSet:
+		switch Kind(e.Kind) {
+		case KindWorkflow:
+			want = WorkflowSubject(e.Name)
+		case KindTask:
+			want = TaskSubject(e.Name)
+		default:
+			return poison("unknown definition kind %q", e.Kind)
+		}
+		name = e.Name
+	default:
+		return poison("unexpected event %T", ev)
+	}
+	if name == "" || subject != want {
+		return poison("definition %q does not belong on subject %s", name, subject)
+	}
+	return nil
+}
+
+func validVersion(v int) bool { return v >= 1 && v <= math.MaxInt32 }
+
+func applyEvent(kv kvWriter, ev schemas.Event) error {
+	switch e := ev.(type) {
+	case *schemas.WorkflowDefRegistered:
+		return putDef(kv, workflowKey(e.Name, e.Version), e.Def, e.Time, e.By, intField(jsonVersion, int64(e.Version)))
+	case *schemas.WorkflowDefRemoved:
+		if err := kv.Delete(workflowKey(e.Name, e.Version)); err != nil {
+			return err
+		}
+		versions, err := workflowVersions(kv, e.Name)
+		if err != nil || len(versions) > 0 {
+			return err
+		}
+		return kv.Delete(tagsKey(KindWorkflow, e.Name))
+	case *schemas.TaskDefRegistered:
+		return putDef(kv, taskKey(e.Name), e.Def, e.Time, e.By)
+	case *schemas.TaskDefRemoved:
+		if err := kv.Delete(taskKey(e.Name)); err != nil {
+			return err
+		}
+		return kv.Delete(tagsKey(KindTask, e.Name))
+	case *schemas.DefTagsSet:
+		key := tagsKey(Kind(e.Kind), e.Name)
+		if len(e.Tags) == 0 {
+			return kv.Delete(key)
+		}
+		v, err := msgpack.Marshal(e.Tags)
+		if err != nil {
+			return err
+		}
+		return kv.Set(key, v)
+	}
+	return nil
+}
+
+// putDef stores a registration at key. Overwriting keeps the creation time
+// and creator of the definition it replaces.
+func putDef(kv kvWriter, key, def []byte, at int64, by string, extra ...field) error {
+	d := storedDef{CreateTime: at, UpdateTime: at, CreatedBy: by, UpdatedBy: by}
+	prior, found, err := readDef(kv, key)
+	if err != nil {
+		return err
+	}
+	if found {
+		d.CreateTime, d.CreatedBy = prior.CreateTime, prior.CreatedBy
+	}
+	set := append(append(make([]field, 0, len(extra)+4), extra...),
+		intField(jsonCreateTime, d.CreateTime), intField(jsonUpdateTime, d.UpdateTime),
+		stringField(jsonCreatedBy, d.CreatedBy), stringField(jsonUpdatedBy, d.UpdatedBy))
+	if d.JSON, err = mergeObject(def, set, jsonTags, jsonOverwriteTags); err != nil {
+		return fmt.Errorf("merge definition: %w", err) // checked by checkEvent
+	}
+	v, err := msgpack.Marshal(&d)
+	if err != nil {
+		return err
+	}
+	return kv.Set(key, v)
+}
+
+// readDef returns the definition stored at key.
+func readDef(r kvReader, key []byte) (storedDef, bool, error) {
+	v, err := r.Get(key)
+	if errors.Is(err, projections.ErrNotFound) {
+		return storedDef{}, false, nil
+	}
+	if err != nil {
+		return storedDef{}, false, err
+	}
+	return decodeStored(v)
+}
+
+func decodeStored(v []byte) (storedDef, bool, error) {
+	var d storedDef
+	if err := msgpack.Unmarshal(v, &d); err != nil {
+		return storedDef{}, false, fmt.Errorf("decode stored definition: %w", err)
+	}
+	return d, true, nil
+}
+
+// parseAll parses stored definition values.
+func parseAll[T any](values [][]byte, parse func([]byte) (*T, error)) ([]*T, error) {
+	out := make([]*T, 0, len(values))
+	for _, v := range values {
+		d, _, err := decodeStored(v)
+		if err != nil {
+			return nil, err
+		}
+		x, err := parse(d.JSON)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// workflowVersions lists the stored versions of workflow name, ascending.
+func workflowVersions(r kvReader, name string) ([]int, error) {
+	var out []int
+	err := r.Scan(workflowPrefix(name), func(k, _ []byte) bool {
+		if _, v, ok := parseWorkflowKey(k); ok {
+			out = append(out, v)
+		}
+		return true
+	})
+	return out, err
+}
+
+// readTags returns the tag set of a definition name (nil: none).
+func readTags(r kvReader, kind Kind, name string) ([]schemas.DefTag, error) {
+	v, err := r.Get(tagsKey(kind, name))
+	if errors.Is(err, projections.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var tags []schemas.DefTag
+	if err := msgpack.Unmarshal(v, &tags); err != nil {
+		return nil, fmt.Errorf("decode tags: %w", err)
+	}
+	return tags, nil
+}

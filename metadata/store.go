@@ -1,0 +1,283 @@
+package metadata
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Kind says which sort of definition a tag operation addresses.
+type Kind string
+
+// Definition kinds.
+const (
+	KindWorkflow Kind = schemas.DefKindWorkflow
+	KindTask     Kind = schemas.DefKindTask
+)
+
+// Waiter blocks until the read model has applied stream sequence seq.
+// *projections.Runner implements it.
+type Waiter interface {
+	WaitFor(ctx context.Context, seq uint64) error
+}
+
+var _ Waiter = (*projections.Runner)(nil)
+
+// Options carries New's optional collaborators.
+type Options struct {
+	// Logger receives one line per change. Nil logs nowhere.
+	Logger *slog.Logger
+	// ValidateWorkflow, when set, runs after the basic checks on every
+	// workflow definition that is registered (the engine's full validation:
+	// task types, duplicate references, FORK without JOIN, expressions).
+	// Return a *fault.ValidationError naming JSON paths; any other error is
+	// reported as invalid input too.
+	ValidateWorkflow func(*conductor.WorkflowDef) error
+}
+
+// Store registers, serves and removes workflow and task definitions and
+// their tags. It is safe for concurrent use, and several Stores (one per
+// engine process) may share one log.
+type Store struct {
+	log    *eventlog.Log
+	reader projections.Reader
+	waiter Waiter
+	opts   Options
+	logger *slog.Logger
+	now    func() time.Time
+	cache  *defCache
+
+	// writeLocks serialize this Store's writes per subject (striped by a
+	// hash of the subject), so that only writers in different processes
+	// race on a name. Each is a one-slot semaphore, so waiting honours ctx.
+	writeLocks [64]chan struct{}
+	lockSeed   maphash.Seed
+}
+
+// New returns a Store that appends to log and reads the metadata read model
+// in store. waiter is the runner of that read model (a Projection over
+// eventlog.Metadata); writes wait for it so that a caller reads its own
+// writes. A nil waiter skips the wait (tests of the log fallback).
+func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Options) *Store {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		log:      log,
+		reader:   store.Reader(ProjectionName),
+		waiter:   waiter,
+		opts:     opts,
+		logger:   opts.Logger.With(logkey.Component, "metadata"),
+		now:      time.Now,
+		cache:    newDefCache(defCacheSize),
+		lockSeed: maphash.MakeSeed(),
+	}
+	for i := range s.writeLocks {
+		s.writeLocks[i] = make(chan struct{}, 1)
+	}
+	return s
+}
+
+// lockSubject waits for this Store's other writes to subject to finish.
+func (s *Store) lockSubject(ctx context.Context, subject string) (unlock func(), err error) {
+	l := s.writeLocks[maphash.String(s.lockSeed, subject)%uint64(len(s.writeLocks))]
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// view is the state of one subject as of sequence seq: the read model, or
+// a fold of the subject read from the log.
+type view struct {
+	kv  kvReader
+	seq uint64
+}
+
+// projectionView reads the subject's sequence before anything else, so
+// the state read afterwards is at least as new as seq. A write decided on
+// newer state with an older expectation merely conflicts and retries.
+func (s *Store) projectionView(subject string) (view, error) {
+	seq, err := subjectSeq(s.reader, subject)
+	if err != nil {
+		return view{}, err
+	}
+	return view{kv: s.reader, seq: seq}, nil
+}
+
+// logView folds subject from the log, bypassing the read model. Records
+// the projection would park are skipped the same way.
+func (s *Store) logView(ctx context.Context, subject string) (view, error) {
+	recs, err := s.log.ReadSubject(ctx, subject, 0)
+	if err != nil {
+		return view{}, logErr(err)
+	}
+	kv := memKV{}
+	var seq uint64
+	for _, rec := range recs {
+		seq = rec.Seq
+		err := rec.Err
+		if err == nil {
+			err = applyRecord(kv, rec)
+		}
+		if err != nil {
+			s.logger.Warn("skipping unreadable metadata record", logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, err)
+		}
+	}
+	return view{kv: kv, seq: seq}, nil
+}
+
+// maxAttempts bounds how often a write decides again after losing a race.
+const maxAttempts = 10
+
+// decideFunc turns the current state of a subject into the events of one
+// write. Returning no events and no error means there is nothing to do.
+type decideFunc func(v view) ([]schemas.Event, error)
+
+// update runs one write on subject: decide on the read model's state,
+// append with its sequence as the expectation, and on a conflict decide
+// again on the state read from the log. A decision that appends nothing
+// (a refusal or a no-op) is only trusted once the log confirms that the
+// state it saw was current. After the append, update waits for the read
+// model to apply it, still holding the subject's lock, so that this Store's
+// next write to the subject decides on fresh state.
+func (s *Store) update(ctx context.Context, subject, principal string, decide decideFunc) error {
+	unlock, err := s.lockSubject(ctx, subject)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cause := rand.Text()
+	fromLog := false
+	for attempt := 1; ; attempt++ {
+		var v view
+		var err error
+		if fromLog {
+			v, err = s.logView(ctx, subject)
+		} else {
+			v, err = s.projectionView(subject)
+		}
+		if err != nil {
+			return err
+		}
+		events, derr := decide(v)
+		if len(events) == 0 {
+			if !fromLog {
+				last, err := s.log.LastSeq(ctx, subject)
+				if err != nil {
+					return logErr(err)
+				}
+				if last != v.seq {
+					fromLog = true
+					continue
+				}
+			}
+			return derr
+		}
+		envs, err := envelopes(cause, subject, v.seq, principal, s.now(), events)
+		if err != nil {
+			return err
+		}
+		seq, err := s.log.Append(ctx, subject, envs, v.seq)
+		if errors.Is(err, eventlog.ErrConflict) && attempt < maxAttempts {
+			s.logger.Debug("metadata write lost a race, deciding again", logkey.Subject, subject, logkey.Err, err)
+			fromLog = true
+			if err := backoff(ctx, attempt); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return logErr(err)
+		}
+		s.logger.Info("metadata changed", logkey.Subject, subject, logkey.Seq, seq, logkey.Event, envs[0].Type, logkey.Principal, principal)
+		return s.wait(ctx, subject, seq)
+	}
+}
+
+// backoff sleeps before attempt+1 after a lost race: a random duration up
+// to 2ms·2^(attempt-1), at most 100ms, so that writers hammering one name
+// spread out instead of colliding again.
+func backoff(ctx context.Context, attempt int) error {
+	ceiling := min(2*time.Millisecond<<(attempt-1), 100*time.Millisecond)
+	t := time.NewTimer(mathrand.N(ceiling) + time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// envelopes encodes the events of one append. Each id is derived from the
+// request (cause), the subject, the expectation and the content: a retried
+// publish of the same append carries the same ids and is deduplicated.
+func envelopes(cause, subject string, expected uint64, principal string, now time.Time, events []schemas.Event) ([]schemas.Envelope, error) {
+	envs := make([]schemas.Envelope, len(events))
+	for i, ev := range events {
+		env, err := schemas.Default.Encode(ev)
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.New()
+		h.Write([]byte(cause))
+		h.Write([]byte{0})
+		h.Write([]byte(subject))
+		h.Write(binary.BigEndian.AppendUint64(nil, expected))
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(i)))
+		h.Write([]byte(env.Type))
+		h.Write([]byte{0})
+		h.Write(env.Data)
+		env.ID = hex.EncodeToString(h.Sum(nil)[:16])
+		env.Time = now.UnixNano()
+		env.CausationID = cause
+		env.Principal = principal
+		envs[i] = env
+	}
+	return envs, nil
+}
+
+// wait gives read-your-writes: the caller's next read sees seq.
+func (s *Store) wait(ctx context.Context, subject string, seq uint64) error {
+	if s.waiter == nil {
+		return nil
+	}
+	if err := s.waiter.WaitFor(ctx, seq); err != nil {
+		return fmt.Errorf("%s saved at sequence %d, but the read model has not caught up: %v: %w", subject, seq, err, fault.ErrUnavailable)
+	}
+	return nil
+}
+
+// logErr maps event log failures to fault kinds.
+func logErr(err error) error {
+	switch {
+	case errors.Is(err, eventlog.ErrTooLarge):
+		return fmt.Errorf("%w: %w", err, fault.ErrTooLarge)
+	case errors.Is(err, eventlog.ErrConflict):
+		return fmt.Errorf("too many concurrent changes, retry: %v: %w", err, fault.ErrUnavailable)
+	case errors.Is(err, eventlog.ErrClosed):
+		return fmt.Errorf("%w: %w", err, fault.ErrUnavailable)
+	}
+	return err
+}
+
+// millis is the event time of a change.
+func (s *Store) millis() int64 { return s.now().UnixMilli() }

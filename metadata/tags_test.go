@@ -1,0 +1,119 @@
+package metadata_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+func tagString(tags []conductor.Tag) string {
+	s := ""
+	for _, t := range tags {
+		s += fmt.Sprintf("%s:%s ", t.Key, t.Value)
+	}
+	return s
+}
+
+func TestTags(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	tag := func(k, v string) []conductor.Tag { return []conductor.Tag{{Key: k, Value: v}} }
+	expect := func(kind metadata.Kind, name, want string) {
+		t.Helper()
+		got, err := n.md.GetTags(c, kind, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil || tagString(got) != want {
+			t.Fatalf("%s %s tags = %q (%#v), want %q", kind, name, tagString(got), got, want)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	must(n.md.RegisterWorkflowDef(c, wf(t, `{"name":"tw","tasks":[{"name":"t","taskReferenceName":"r"}],"tags":[{"key":"a","value":"1"}]}`), false, ""))
+	expect(metadata.KindWorkflow, "tw", "a:1 ")
+	must(n.md.AddTags(c, metadata.KindWorkflow, "tw", tag("b", "2"), ""))
+	expect(metadata.KindWorkflow, "tw", "a:1 b:2 ")
+
+	// Adding a tag that is there appends nothing to the log.
+	seq, err := n.log.LastSeq(c, metadata.WorkflowSubject("tw"))
+	must(err)
+	must(n.md.AddTags(c, metadata.KindWorkflow, "tw", tag("a", "1"), ""))
+	if again, _ := n.log.LastSeq(c, metadata.WorkflowSubject("tw")); again != seq {
+		t.Fatalf("a no-op tag change appended (seq %d -> %d)", seq, again)
+	}
+
+	must(n.md.DeleteTags(c, metadata.KindWorkflow, "tw", tag("a", "1"), ""))
+	must(n.md.DeleteTags(c, metadata.KindWorkflow, "tw", tag("nope", "x"), ""))
+	expect(metadata.KindWorkflow, "tw", "b:2 ")
+	must(n.md.SetTags(c, metadata.KindWorkflow, "tw", []conductor.Tag{{Key: "c", Value: "3"}, {Key: "c", Value: "4"}, {Key: "c", Value: "3"}}, ""))
+	expect(metadata.KindWorkflow, "tw", "c:3 c:4 ")
+
+	// Tags belong to the name: a new version keeps them; a registration
+	// with overwriteTags:false adds; one with tags replaces; none keeps.
+	must(n.md.RegisterWorkflowDef(c, wf(t, `{"name":"tw","version":2,"tasks":[{"name":"t","taskReferenceName":"r"}],"tags":[{"key":"d","value":"5"}],"overwriteTags":false}`), false, ""))
+	expect(metadata.KindWorkflow, "tw", "c:3 c:4 d:5 ")
+	must(n.md.RegisterWorkflowDef(c, wf(t, `{"name":"tw","version":2,"tasks":[{"name":"t","taskReferenceName":"r"}]}`), true, ""))
+	expect(metadata.KindWorkflow, "tw", "c:3 c:4 d:5 ")
+	must(n.md.RegisterWorkflowDef(c, wf(t, `{"name":"tw","version":2,"tasks":[{"name":"t","taskReferenceName":"r"}],"tags":[]}`), true, ""))
+	expect(metadata.KindWorkflow, "tw", "")
+	must(n.md.SetTags(c, metadata.KindWorkflow, "tw", tag("e", "6"), ""))
+
+	// Removing one version keeps the tags, removing the last drops them.
+	must(n.md.DeleteWorkflowDef(c, "tw", 1, ""))
+	expect(metadata.KindWorkflow, "tw", "e:6 ")
+	must(n.md.DeleteWorkflowDef(c, "tw", 2, ""))
+	_, err = n.md.GetTags(c, metadata.KindWorkflow, "tw")
+	mustNotFound(t, err)
+	must(n.md.RegisterWorkflowDef(c, wf(t, simpleWF("tw", 1, "")), false, ""))
+	expect(metadata.KindWorkflow, "tw", "")
+
+	// Task definitions.
+	must(n.md.UpdateTaskDef(c, td(t, `{"name":"tt","timeoutSeconds":1,"tags":[{"key":"k","value":"v"}]}`), ""))
+	expect(metadata.KindTask, "tt", "k:v ")
+	must(n.md.AddTags(c, metadata.KindTask, "tt", tag("k", "w"), ""))
+	expect(metadata.KindTask, "tt", "k:v k:w ")
+	expect(metadata.KindWorkflow, "tw", "") // kinds do not mix
+	must(n.md.DeleteTaskDef(c, "tt", ""))
+	must(n.md.UpdateTaskDef(c, td(t, `{"name":"tt","timeoutSeconds":1}`), ""))
+	expect(metadata.KindTask, "tt", "")
+}
+
+func TestTagErrors(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	if err := n.md.UpdateTaskDef(c, td(t, `{"name":"known","timeoutSeconds":1}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	one := []conductor.Tag{{Key: "k", Value: "v"}}
+	for _, kind := range []metadata.Kind{metadata.KindWorkflow, metadata.KindTask} {
+		_, err := n.md.GetTags(c, kind, "unknown")
+		mustNotFound(t, err)
+		mustNotFound(t, n.md.AddTags(c, kind, "unknown", one, ""))
+		mustNotFound(t, n.md.SetTags(c, kind, "unknown", one, ""))
+		mustNotFound(t, n.md.DeleteTags(c, kind, "unknown", one, ""))
+	}
+	err := n.md.AddTags(c, metadata.KindTask, "known", []conductor.Tag{{Key: "ok"}, {Value: "no key"}}, "")
+	var ve *fault.ValidationError
+	if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Path != "[1].key" {
+		t.Fatalf("tag without key: %v", err)
+	}
+	if _, err := n.md.GetTags(c, "secret", "known"); !errors.Is(err, fault.ErrInvalid) {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	// Nothing was appended for refused changes.
+	if seq, err := n.log.LastSeq(c, metadata.TaskSubject("unknown")); err != nil || seq != 0 {
+		t.Fatalf("refused tag changes appended: %d, %v", seq, err)
+	}
+}

@@ -1,0 +1,158 @@
+package metadata
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// RegisterTaskDefs creates or replaces each task definition (POST
+// /api/metadata/taskdefs). Like Conductor OSS, an existing definition is
+// replaced rather than refused: SDKs and test suites register the same
+// task definitions on every run, and TaskHandler only POSTs after its GET
+// failed. Replacing keeps createTime and createdBy. Every definition is
+// validated before anything is written; an empty list is invalid. The
+// definitions are then stored one by one (each has its own subject): if
+// storing one fails, those before it stay stored.
+func (s *Store) RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string) error {
+	if len(defs) == 0 {
+		return fault.Invalid("task definition list must not be empty")
+	}
+	regs := make([]registration, len(defs))
+	ve := &fault.ValidationError{}
+	for i, def := range defs {
+		reg, err := prepareTask(def, fmt.Sprintf("[%d]", i))
+		if err := collect(ve, err); err != nil {
+			return err
+		}
+		regs[i] = reg
+	}
+	if err := ve.Err(); err != nil {
+		return err
+	}
+	for _, reg := range regs {
+		if err := s.putTask(ctx, reg, principal); err != nil {
+			return fmt.Errorf("task definition %s: %w", reg.name, err)
+		}
+	}
+	return nil
+}
+
+// UpdateTaskDef creates or replaces one task definition (PUT
+// /api/metadata/taskdefs). It must create: the SDK's TaskHandler uses it to
+// register the definitions of its workers.
+func (s *Store) UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string) error {
+	reg, err := prepareTask(def, "")
+	if err != nil {
+		return err
+	}
+	return s.putTask(ctx, reg, principal)
+}
+
+func (s *Store) putTask(ctx context.Context, reg registration, principal string) error {
+	return s.update(ctx, TaskSubject(reg.name), principal, func(v view) ([]schemas.Event, error) {
+		now := s.millis()
+		events := []schemas.Event{&schemas.TaskDefRegistered{Name: reg.name, Def: reg.raw, Time: now, By: principal}}
+		tagEv, err := registrationTags(v, KindTask, reg, now, principal)
+		if err != nil {
+			return nil, err
+		}
+		if tagEv != nil {
+			events = append(events, tagEv)
+		}
+		return events, nil
+	})
+}
+
+// GetTaskDef returns task definition name from the read model, or
+// fault.ErrNotFound. def.Raw is the JSON to return.
+func (s *Store) GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error) {
+	d, found, err := readDef(s.reader, taskKey(name))
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, taskNotFound(name)
+	}
+	return parseTask(d.JSON)
+}
+
+// ListTaskDefs returns every task definition, sorted by name.
+func (s *Store) ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error) {
+	var raws [][]byte
+	err := s.reader.Scan([]byte(taskKeyPrefix), func(_, v []byte) bool {
+		raws = append(raws, append([]byte(nil), v...))
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list task definitions: %w", err)
+	}
+	return parseAll(raws, parseTask)
+}
+
+// DeleteTaskDef removes task definition name and its tags. An unknown name
+// fails with fault.ErrNotFound.
+func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string) error {
+	return s.update(ctx, TaskSubject(name), principal, func(v view) ([]schemas.Event, error) {
+		_, exists, err := readDef(v.kv, taskKey(name))
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, taskNotFound(name)
+		}
+		return []schemas.Event{&schemas.TaskDefRemoved{Name: name, Time: s.millis(), By: principal}}, nil
+	})
+}
+
+// LookupTaskDef is GetTaskDef for the engine's hot path, with the cache and
+// log fallback of LookupWorkflowDef. An unregistered task is not an error
+// (Conductor runs SIMPLE tasks without a definition): found is false. The
+// returned definition is shared: callers must not modify it.
+func (s *Store) LookupTaskDef(ctx context.Context, name string) (*conductor.TaskDef, bool, error) {
+	subject := TaskSubject(name)
+	key := cacheKey{task: true, name: name}
+	v, err := s.projectionView(subject)
+	if err != nil {
+		return nil, false, err
+	}
+	if e, ok := s.cache.get(key, v.seq); ok {
+		return e.td, true, nil
+	}
+	d, found, err := readDef(v.kv, taskKey(name))
+	if err != nil {
+		return nil, false, err
+	}
+	if !found {
+		if v, err = s.logView(ctx, subject); err != nil {
+			return nil, false, err
+		}
+		if d, found, err = readDef(v.kv, taskKey(name)); err != nil || !found {
+			return nil, false, err
+		}
+		s.logger.Debug("definition read from the log ahead of the read model", logkey.Subject, subject, logkey.Seq, v.seq)
+	}
+	td, err := parseTask(d.JSON)
+	if err != nil {
+		return nil, false, err
+	}
+	s.cache.put(key, cacheEntry{seq: v.seq, td: td})
+	return td, true, nil
+}
+
+func taskNotFound(name string) error {
+	return fault.NotFound("No such taskType found by name: %s", name)
+}
+
+// parseTask decodes stored JSON; the result's Raw is that JSON.
+func parseTask(b []byte) (*conductor.TaskDef, error) {
+	var td conductor.TaskDef
+	if err := conductor.Unmarshal(b, &td); err != nil {
+		return nil, fmt.Errorf("parse stored task definition: %w", err)
+	}
+	return &td, nil
+}

@@ -1,0 +1,243 @@
+package metadata
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// MaxNameLen bounds a definition name, in bytes. Names become subject
+// tokens and Pebble keys; Conductor itself sets no limit.
+const MaxNameLen = 256
+
+// registration is a validated definition, ready to become events.
+type registration struct {
+	name    string
+	version int    // workflows only: the effective version
+	raw     []byte // the JSON as received
+	// tags is nil when the registration carries no "tags"; otherwise the
+	// tags to apply, replacing the current set when overwriteTags is true.
+	tags          []schemas.DefTag
+	overwriteTags bool
+}
+
+// at joins a path prefix ("" or "[3]") and a field path.
+func at(prefix, path string) string {
+	switch {
+	case prefix == "":
+		return path
+	case path == "" || strings.HasPrefix(path, "["):
+		return prefix + path
+	}
+	return prefix + "." + path
+}
+
+// checkName reports what is wrong with a definition name.
+func checkName(ve *fault.ValidationError, path, name string) {
+	switch {
+	case name == "":
+		ve.Add(path, "must not be empty")
+	case len(name) > MaxNameLen:
+		ve.Add(path, "must be at most %d bytes", MaxNameLen)
+	case !utf8.ValidString(name):
+		ve.Add(path, "must be valid UTF-8")
+	case strings.ContainsFunc(name, unicode.IsControl):
+		ve.Add(path, "must not contain control characters")
+	}
+}
+
+// topLevel decodes the registration's top-level members, for what the
+// typed struct cannot tell: whether "version" was given, "overwriteTags".
+func topLevel(raw []byte, prefix string) (map[string][]byte, error) {
+	fields, err := splitObject(raw)
+	if err != nil {
+		if prefix == "" {
+			return nil, fault.Invalid("definition must be a JSON object")
+		}
+		ve := &fault.ValidationError{}
+		ve.Add(prefix, "must be a JSON object")
+		return nil, ve
+	}
+	m := make(map[string][]byte, len(fields))
+	for _, f := range fields {
+		m[f.key] = f.value
+	}
+	return m, nil
+}
+
+// rawJSON returns the JSON a definition was decoded from, or its encoding
+// when it was built in Go.
+func rawJSON(decoded json.RawMessage, v any) ([]byte, bool, error) {
+	if len(decoded) > 0 {
+		return decoded, true, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, false, fault.Invalid("encode definition: %v", err)
+	}
+	return b, false, nil
+}
+
+// prepareWorkflow validates def. prefix locates def in a list ("[2]").
+func prepareWorkflow(def *conductor.WorkflowDef, prefix string, hook func(*conductor.WorkflowDef) error) (registration, error) {
+	if def == nil {
+		return registration{}, nullDef(prefix)
+	}
+	raw, fromJSON, err := rawJSON(def.Raw, def)
+	if err != nil {
+		return registration{}, err
+	}
+	top, err := topLevel(raw, prefix)
+	if err != nil {
+		return registration{}, err
+	}
+	ve := &fault.ValidationError{}
+	checkName(ve, at(prefix, "name"), def.Name)
+	reg := registration{name: def.Name, raw: raw, version: def.Version}
+	explicit := fromJSON && !isNull(top[jsonVersion])
+	switch {
+	case def.Version == 0 && !explicit:
+		reg.version = 1
+	case def.Version < 1:
+		ve.Add(at(prefix, "version"), "must be at least 1")
+	case def.Version > math.MaxInt32:
+		ve.Add(at(prefix, "version"), "must be at most %d", math.MaxInt32)
+	}
+	if len(def.Tasks) == 0 {
+		ve.Add(at(prefix, "tasks"), "must not be empty")
+	}
+	checkTasks(ve, at(prefix, "tasks"), def.Tasks)
+	reg.tags, reg.overwriteTags = prepareTags(ve, prefix, def.Tags, top)
+	if err := ve.Err(); err != nil {
+		return registration{}, err
+	}
+	if hook != nil {
+		if err := hook(def); err != nil {
+			return registration{}, prefixed(prefix, err)
+		}
+	}
+	return reg, nil
+}
+
+// prepareTask validates def. prefix locates def in a list ("[2]").
+func prepareTask(def *conductor.TaskDef, prefix string) (registration, error) {
+	if def == nil {
+		return registration{}, nullDef(prefix)
+	}
+	raw, _, err := rawJSON(def.Raw, def)
+	if err != nil {
+		return registration{}, err
+	}
+	top, err := topLevel(raw, prefix)
+	if err != nil {
+		return registration{}, err
+	}
+	ve := &fault.ValidationError{}
+	checkName(ve, at(prefix, "name"), def.Name)
+	reg := registration{name: def.Name, raw: raw}
+	reg.tags, reg.overwriteTags = prepareTags(ve, prefix, def.Tags, top)
+	return reg, ve.Err()
+}
+
+// checkTasks requires a name and a reference name of every task,
+// including the tasks nested in SWITCH, FORK_JOIN and DO_WHILE.
+func checkTasks(ve *fault.ValidationError, path string, tasks []*conductor.WorkflowTask) {
+	for i, t := range tasks {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if t == nil {
+			ve.Add(p, "must not be null")
+			continue
+		}
+		if t.Name == "" {
+			ve.Add(p+".name", "must not be empty")
+		}
+		if t.TaskReferenceName == "" {
+			ve.Add(p+".taskReferenceName", "must not be empty")
+		}
+		cases := make([]string, 0, len(t.DecisionCases))
+		for k := range t.DecisionCases {
+			cases = append(cases, k)
+		}
+		sort.Strings(cases)
+		for _, k := range cases {
+			checkTasks(ve, p+".decisionCases."+k, t.DecisionCases[k])
+		}
+		checkTasks(ve, p+".defaultCase", t.DefaultCase)
+		for j, branch := range t.ForkTasks {
+			checkTasks(ve, fmt.Sprintf("%s.forkTasks[%d]", p, j), branch)
+		}
+		checkTasks(ve, p+".loopOver", t.LoopOver)
+	}
+}
+
+// prepareTags reads a registration's "tags" and "overwriteTags" (default
+// true). A nil result means the registration leaves tags alone.
+func prepareTags(ve *fault.ValidationError, prefix string, tags []conductor.Tag, top map[string][]byte) ([]schemas.DefTag, bool) {
+	overwrite := true
+	switch v := string(top[jsonOverwriteTags]); v {
+	case "", "null", "true":
+	case "false":
+		overwrite = false
+	default:
+		ve.Add(at(prefix, jsonOverwriteTags), "must be a boolean")
+	}
+	if tags == nil {
+		return nil, overwrite
+	}
+	return checkTags(ve, at(prefix, jsonTags), tags), overwrite
+}
+
+// checkTags converts tags, dropping repeats, and requires a key of each.
+func checkTags(ve *fault.ValidationError, path string, tags []conductor.Tag) []schemas.DefTag {
+	out := make([]schemas.DefTag, 0, len(tags))
+	for i, t := range tags {
+		if t.Key == "" {
+			ve.Add(fmt.Sprintf("%s[%d].key", path, i), "must not be empty")
+			continue
+		}
+		out = addTag(out, schemas.DefTag{Key: t.Key, Value: t.Value})
+	}
+	return out
+}
+
+// prefixed places the errors of the engine's validation hook under prefix.
+// Errors other than a *fault.ValidationError become ErrInvalid.
+func prefixed(prefix string, err error) error {
+	var ve *fault.ValidationError
+	if errors.As(err, &ve) {
+		out := &fault.ValidationError{Fields: make([]fault.FieldError, len(ve.Fields))}
+		for i, f := range ve.Fields {
+			f.Path = at(prefix, f.Path)
+			out.Fields[i] = f
+		}
+		return out
+	}
+	if prefix != "" {
+		err = fmt.Errorf("%s: %w", prefix, err)
+	}
+	if errors.Is(err, fault.ErrInvalid) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", fault.ErrInvalid, err)
+}
+
+func isNull(v []byte) bool { return len(v) == 0 || string(v) == "null" }
+
+// nullDef refuses a missing definition; in a list, as a field error.
+func nullDef(prefix string) error {
+	if prefix == "" {
+		return fault.Invalid("definition must not be null")
+	}
+	ve := &fault.ValidationError{}
+	ve.Add(prefix, "must not be null")
+	return ve
+}

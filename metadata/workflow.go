@@ -1,0 +1,222 @@
+package metadata
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// RegisterWorkflowDef creates version def.Version (1 when absent) of
+// workflow def.Name. When that version exists it is replaced if overwrite
+// is set, and the call fails with fault.ErrConflict otherwise. Invalid
+// definitions fail with a *fault.ValidationError naming JSON paths.
+// principal is who registers ("" when unknown).
+//
+// The stored JSON is def.Raw when set (a definition decoded from JSON),
+// otherwise def's encoding.
+func (s *Store) RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string) error {
+	reg, err := prepareWorkflow(def, "", s.opts.ValidateWorkflow)
+	if err != nil {
+		return err
+	}
+	return s.putWorkflow(ctx, reg, overwrite, principal)
+}
+
+// PutWorkflowDefs creates or replaces each definition (PUT
+// /api/metadata/workflow). Every definition is validated first: one
+// invalid definition fails the call with a *fault.ValidationError whose
+// paths start with the definition's index ("[1].tasks[0].name") and
+// nothing is written. Failures to store are reported per name in the
+// response.
+func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, principal string) (*conductor.BulkResponse, error) {
+	if len(defs) == 0 {
+		return nil, fault.Invalid("workflow definition list must not be empty")
+	}
+	regs := make([]registration, len(defs))
+	ve := &fault.ValidationError{}
+	for i, def := range defs {
+		reg, err := prepareWorkflow(def, fmt.Sprintf("[%d]", i), s.opts.ValidateWorkflow)
+		if err := collect(ve, err); err != nil {
+			return nil, err
+		}
+		regs[i] = reg
+	}
+	if err := ve.Err(); err != nil {
+		return nil, err
+	}
+	resp := conductor.NewBulkResponse()
+	for _, reg := range regs {
+		if err := s.putWorkflow(ctx, reg, true, principal); err != nil {
+			resp.BulkErrorResults[reg.name] = err.Error()
+			continue
+		}
+		resp.BulkSuccessfulResults = append(resp.BulkSuccessfulResults, reg.name)
+	}
+	return resp, nil
+}
+
+// collect adds a validation error's fields to ve and returns other errors.
+func collect(ve *fault.ValidationError, err error) error {
+	if err == nil {
+		return nil
+	}
+	if v, ok := err.(*fault.ValidationError); ok {
+		ve.Fields = append(ve.Fields, v.Fields...)
+		return nil
+	}
+	return err
+}
+
+func (s *Store) putWorkflow(ctx context.Context, reg registration, overwrite bool, principal string) error {
+	return s.update(ctx, WorkflowSubject(reg.name), principal, func(v view) ([]schemas.Event, error) {
+		_, exists, err := readDef(v.kv, workflowKey(reg.name, reg.version))
+		if err != nil {
+			return nil, err
+		}
+		if exists && !overwrite {
+			return nil, fault.Conflict("Workflow with %s.%d already exists!", reg.name, reg.version)
+		}
+		now := s.millis()
+		events := []schemas.Event{&schemas.WorkflowDefRegistered{
+			Name: reg.name, Version: reg.version, Def: reg.raw, Time: now, By: principal,
+		}}
+		tagEv, err := registrationTags(v, KindWorkflow, reg, now, principal)
+		if err != nil {
+			return nil, err
+		}
+		if tagEv != nil {
+			events = append(events, tagEv)
+		}
+		return events, nil
+	})
+}
+
+// GetWorkflowDef returns version *version of workflow name, or its latest
+// version when version is nil, from the read model. Unknown names and
+// versions fail with fault.ErrNotFound. def.Raw is the JSON to return.
+func (s *Store) GetWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error) {
+	d, found, err := findWorkflow(s.reader, name, version)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, workflowNotFound(name, version)
+	}
+	return parseWorkflow(d.JSON)
+}
+
+// ListWorkflowDefs returns every version of every workflow, sorted by
+// name, then version.
+func (s *Store) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error) {
+	var raws [][]byte
+	err := s.reader.Scan([]byte(workflowKeyPrefix), func(_, v []byte) bool {
+		raws = append(raws, append([]byte(nil), v...))
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list workflow definitions: %w", err)
+	}
+	return parseAll(raws, parseWorkflow)
+}
+
+// DeleteWorkflowDef removes one version of workflow name. Unknown names and
+// versions fail with fault.ErrNotFound. Removing the last version also
+// removes the name's tags.
+func (s *Store) DeleteWorkflowDef(ctx context.Context, name string, version int, principal string) error {
+	return s.update(ctx, WorkflowSubject(name), principal, func(v view) ([]schemas.Event, error) {
+		_, exists, err := readDef(v.kv, workflowKey(name, version))
+		if err != nil {
+			return nil, err
+		}
+		if !exists || !validVersion(version) {
+			return nil, workflowNotFound(name, &version)
+		}
+		return []schemas.Event{&schemas.WorkflowDefRemoved{Name: name, Version: version, Time: s.millis(), By: principal}}, nil
+	})
+}
+
+// LookupWorkflowDef is GetWorkflowDef for the engine's hot path. It answers
+// from a cache of parsed definitions that the read model's subject sequence
+// keeps current, and when the read model has no such definition it reads
+// the subject from the log: another engine may have registered it a moment
+// ago. The returned definition is shared: callers must not modify it.
+func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error) {
+	subject := WorkflowSubject(name)
+	key := cacheKey{name: name}
+	if version != nil {
+		if !validVersion(*version) {
+			return nil, workflowNotFound(name, version)
+		}
+		key.version = *version
+	}
+	v, err := s.projectionView(subject)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := s.cache.get(key, v.seq); ok {
+		return e.wf, nil
+	}
+	d, found, err := findWorkflow(v.kv, name, version)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		if v, err = s.logView(ctx, subject); err != nil {
+			return nil, err
+		}
+		if d, found, err = findWorkflow(v.kv, name, version); err != nil {
+			return nil, err
+		}
+		if found {
+			s.logger.Debug("definition read from the log ahead of the read model", logkey.Subject, subject, logkey.Seq, v.seq)
+		}
+	}
+	if !found {
+		return nil, workflowNotFound(name, version)
+	}
+	wf, err := parseWorkflow(d.JSON)
+	if err != nil {
+		return nil, err
+	}
+	s.cache.put(key, cacheEntry{seq: v.seq, wf: wf})
+	return wf, nil
+}
+
+// findWorkflow reads one version, or the latest when version is nil.
+func findWorkflow(r kvReader, name string, version *int) (storedDef, bool, error) {
+	if version != nil {
+		if !validVersion(*version) {
+			return storedDef{}, false, nil
+		}
+		return readDef(r, workflowKey(name, *version))
+	}
+	var last []byte
+	err := r.Scan(workflowPrefix(name), func(_, v []byte) bool {
+		last = append(last[:0], v...)
+		return true
+	})
+	if err != nil || last == nil {
+		return storedDef{}, false, err
+	}
+	return decodeStored(last)
+}
+
+func workflowNotFound(name string, version *int) error {
+	if version == nil {
+		return fault.NotFound("No such workflow found by name: %s", name)
+	}
+	return fault.NotFound("No such workflow found by name: %s, version: %d", name, *version)
+}
+
+// parseWorkflow decodes stored JSON; the result's Raw is that JSON.
+func parseWorkflow(b []byte) (*conductor.WorkflowDef, error) {
+	var wf conductor.WorkflowDef
+	if err := conductor.Unmarshal(b, &wf); err != nil {
+		return nil, fmt.Errorf("parse stored workflow definition: %w", err)
+	}
+	return &wf, nil
+}

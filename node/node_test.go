@@ -1,0 +1,81 @@
+package node_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/node"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Definitions survive a restart, and a restart with the read models
+// deleted serves them as soon as Start returns: the node rebuilds the
+// metadata read model before it listens.
+func TestMetadataSurvivesRestartAndRebuild(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	n, err := node.Start(context.Background(), cfg, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + n.HTTPAddr()
+	for _, name := range []string{"a", "b", "c"} {
+		resp, err := http.Post(base+"/api/metadata/workflow", "application/json",
+			strings.NewReader(`{"name":"`+name+`","tasks":[{"name":"t","taskReferenceName":"r"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("register %s: %d", name, resp.StatusCode)
+		}
+	}
+	if _, err := n.Metadata().GetWorkflowDef(context.Background(), "b", nil); err != nil {
+		t.Fatalf("Node.Metadata: %v", err)
+	}
+	stop(t, n)
+
+	for _, wipe := range []bool{false, true} {
+		if wipe {
+			if err := os.RemoveAll(cfg.PebbleDir()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, base := nodetest.StartConfig(t, cfg)
+		status, body := get(t, base+"/api/metadata/workflow")
+		if status != http.StatusOK || strings.Count(body, `"createTime":`) != 3 {
+			t.Fatalf("wipe=%v: list = %d %s", wipe, status, body)
+		}
+		if got := testutil.MetricValue(t, n.Registry(), "flowvault_projection_records_applied_total", map[string]string{"projection": "metadata"}); wipe && got != 3 {
+			t.Fatalf("rebuild applied %v records, want 3", got)
+		}
+		stop(t, n)
+	}
+}
+
+func stop(t *testing.T, n *node.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,103 @@
+package schemas
+
+// Metadata events: workflow and task definitions and their tags. They live
+// on the FV_META stream, one subject per definition name (see package
+// metadata for the subject scheme), so that every change to a name is
+// ordered and guarded by that subject's last sequence.
+//
+// Definitions travel as the JSON the client sent, byte for byte: the log is
+// the audit record of what was registered, and fields flowvault does not
+// model must survive. The read model derives what GET returns from it.
+
+// Event type names of the metadata events. They are part of the log's wire
+// format: never rename one.
+const (
+	TypeWorkflowDefRegistered = "metadata.workflow_def_registered"
+	TypeWorkflowDefRemoved    = "metadata.workflow_def_removed"
+	TypeTaskDefRegistered     = "metadata.task_def_registered"
+	TypeTaskDefRemoved        = "metadata.task_def_removed"
+	TypeDefTagsSet            = "metadata.def_tags_set"
+)
+
+// Definition kinds carried by DefTagsSet.Kind.
+const (
+	DefKindWorkflow = "workflow"
+	DefKindTask     = "task"
+)
+
+// WorkflowDefRegistered records that version Version of workflow Name was
+// created or overwritten with Def.
+type WorkflowDefRegistered struct {
+	Name    string `msgpack:"n"`
+	Version int    `msgpack:"ver"`
+	// Def is the definition's JSON exactly as the client sent it.
+	Def  []byte `msgpack:"def"`
+	Time int64  `msgpack:"ts"` // Unix milliseconds
+	By   string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*WorkflowDefRegistered) EventType() string { return TypeWorkflowDefRegistered }
+
+// WorkflowDefRemoved records that version Version of workflow Name was
+// unregistered.
+type WorkflowDefRemoved struct {
+	Name    string `msgpack:"n"`
+	Version int    `msgpack:"ver"`
+	Time    int64  `msgpack:"ts"` // Unix milliseconds
+	By      string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*WorkflowDefRemoved) EventType() string { return TypeWorkflowDefRemoved }
+
+// TaskDefRegistered records that task definition Name was created or
+// replaced with Def.
+type TaskDefRegistered struct {
+	Name string `msgpack:"n"`
+	// Def is the definition's JSON exactly as the client sent it.
+	Def  []byte `msgpack:"def"`
+	Time int64  `msgpack:"ts"` // Unix milliseconds
+	By   string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*TaskDefRegistered) EventType() string { return TypeTaskDefRegistered }
+
+// TaskDefRemoved records that task definition Name was unregistered.
+type TaskDefRemoved struct {
+	Name string `msgpack:"n"`
+	Time int64  `msgpack:"ts"` // Unix milliseconds
+	By   string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*TaskDefRemoved) EventType() string { return TypeTaskDefRemoved }
+
+// DefTag is one key/value label of a definition.
+type DefTag struct {
+	Key   string `msgpack:"k"`
+	Value string `msgpack:"v"`
+}
+
+// DefTagsSet records the complete tag set of a definition name after a
+// change: it replaces the previous set. Adding or deleting single tags is
+// computed by the writer, so the event stays a plain fact.
+type DefTagsSet struct {
+	Kind string   `msgpack:"kind"` // DefKindWorkflow or DefKindTask
+	Name string   `msgpack:"n"`
+	Tags []DefTag `msgpack:"tags"`
+	Time int64    `msgpack:"ts"` // Unix milliseconds
+	By   string   `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*DefTagsSet) EventType() string { return TypeDefTagsSet }
+
+func init() {
+	Default.Register(&WorkflowDefRegistered{}, 1)
+	Default.Register(&WorkflowDefRemoved{}, 1)
+	Default.Register(&TaskDefRegistered{}, 1)
+	Default.Register(&TaskDefRemoved{}, 1)
+	Default.Register(&DefTagsSet{}, 1)
+}
