@@ -80,7 +80,7 @@ func TestForkSwitchSubWorkflow(t *testing.T) {
 func TestRetryThenFailureWorkflow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.must(http.StatusOK, "POST", "/api/metadata/taskdefs", `[{"name":"flaky","retryCount":2,"retryLogic":"EXPONENTIAL_BACKOFF","retryDelaySeconds":1,"responseTimeoutSeconds":60}]`)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"flaky","retryCount":2,"retryLogic":"EXPONENTIAL_BACKOFF","retryDelaySeconds":1,"responseTimeoutSeconds":60}]`)
 	e.register(`{"name":"fragile","failureWorkflow":"cleanup","tasks":[{"name":"flaky","taskReferenceName":"flaky_ref"}]}`,
 		`{"name":"cleanup","tasks":[{"name":"clean","taskReferenceName":"clean_ref","inputParameters":{"failed":"${workflow.input.workflowId}","why":"${workflow.input.reason}"}}]}`)
 	attempts := make(chan time.Time, 10)
@@ -129,7 +129,7 @@ func TestLifecycleOverREST(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(`{"name":"two","tasks":[{"name":"first","taskReferenceName":"first"},{"name":"second","taskReferenceName":"second"}]}`)
-	e.must(http.StatusOK, "POST", "/api/metadata/taskdefs", `[{"name":"second","retryCount":0}]`)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"second","retryCount":0}]`)
 	fail := make(chan bool, 100)
 	e.work("first", 2, func(context.Context, *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: map[string]any{"ok": true}}, nil
@@ -218,7 +218,7 @@ func TestBadInput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(`{"name":"ok","version":1,"tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`,
-		`{"name":"broken_expr","tasks":[{"name":"x","taskReferenceName":"x","inputParameters":{"v":"${workflow.input.a"}}]}`)
+		`{"name":"bad_wait","tasks":[{"name":"x","taskReferenceName":"x","type":"WAIT","inputParameters":{"duration":"${workflow.input.d}"}}]}`)
 	tests := []struct {
 		name, method, path string
 		body               any
@@ -235,6 +235,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown workflow id", "GET", "/api/workflow/does-not-exist", nil, 404, "does-not-exist"},
 		{"bad includeTasks", "GET", "/api/workflow/x?includeTasks=maybe", nil, 400, "includeTasks"},
 		{"pause unknown", "PUT", "/api/workflow/does-not-exist/pause", nil, 404, "not found"},
+		{"unparsable expression in a definition", "POST", "/api/metadata/workflow", `{"name":"bad","tasks":[{"name":"x","taskReferenceName":"x","inputParameters":{"v":"${workflow.input.a"}}]}`, 400, "tasks[0].inputParameters.v"},
+		{"inline definition that does not validate", "POST", "/api/workflow", `{"name":"inline","workflowDef":{"name":"inline","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]}]}}`, 400, "JOIN"},
 		{"oversized body", "POST", "/api/workflow", `{"name":"ok","input":{"x":"` + strings.Repeat("a", 9<<20) + `"}}`, 413, "bytes"},
 	}
 	for _, tt := range tests {
@@ -243,10 +245,11 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: %d %s; want %d mentioning %q", tt.name, status, body, tt.status, tt.message)
 		}
 	}
-	// An expression that fails at run time fails its task with a reason.
-	id := e.start("broken_expr", nil)
+	// An expression whose value is unusable at run time fails its task with
+	// a reason.
+	id := e.start("bad_wait", map[string]any{"d": "whenever"})
 	wf := e.waitStatus(id, conductor.WorkflowFailed)
-	if wf.Tasks[0].Status != conductor.TaskFailedWithTerminalError || !strings.Contains(wf.Tasks[0].ReasonForIncompletion, "input of x") {
+	if wf.Tasks[0].Status != conductor.TaskFailedWithTerminalError || !strings.Contains(wf.Tasks[0].ReasonForIncompletion, "whenever") {
 		t.Fatalf("task = %+v", wf.Tasks[0])
 	}
 	// The node still works.

@@ -75,7 +75,7 @@ func (e *env) must(want int, method, path string, body any) string {
 func (e *env) register(defs ...string) {
 	e.t.Helper()
 	for _, d := range defs {
-		e.must(http.StatusOK, "POST", "/api/metadata/workflow?overwrite=true", d)
+		e.must(http.StatusNoContent, "POST", "/api/metadata/workflow?overwrite=true", d)
 	}
 }
 
@@ -100,7 +100,11 @@ func (e *env) waitStatus(id, status string) *conductor.Workflow {
 	testutil.Eventually(e.t, 30*time.Second, 20*time.Millisecond, func() error {
 		wf = e.workflow(id)
 		if wf.Status != status {
-			return fmt.Errorf("workflow %s is %s (%s), want %s", id, wf.Status, wf.ReasonForIncompletion, status)
+			var tasks []string
+			for _, t := range wf.Tasks {
+				tasks = append(tasks, fmt.Sprintf("%s:%s(polls %d, worker %q)", t.ReferenceTaskName, t.Status, t.PollCount, t.WorkerID))
+			}
+			return fmt.Errorf("workflow %s is %s (%s), want %s; tasks %v", id, wf.Status, wf.ReasonForIncompletion, status, tasks)
 		}
 		return nil
 	})

@@ -14,6 +14,9 @@ import (
 
 var epoch = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
+// The executor registers the system task types it implements; HTTP is one.
+func init() { engine.RegisterSystemWorkerType(conductor.TaskTypeHTTP) }
+
 // harness drives one workflow through the decider, folding every decision
 // into its state like the executor does.
 type harness struct {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"sync"
 
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/schemas"
@@ -19,11 +20,9 @@ type scheduleOpts struct {
 }
 
 // systemWorkerTypes run in the engine's system workers: they may do I/O or
-// run user code, which the decider must not.
-var systemWorkerTypes = map[string]bool{
-	conductor.TaskTypeHTTP: true, conductor.TaskTypeInline: true, conductor.TaskTypeJSONJQ: true,
-	conductor.TaskTypeUpdateSecret: true, conductor.TaskTypeLambda: true,
-}
+// run user code, which the decider must not. Executors register the types
+// they implement (RegisterSystemWorkerType).
+var systemWorkerTypes sync.Map // type → true
 
 // decidedTypes are completed or started by the decider itself.
 var decidedTypes = map[string]bool{
@@ -32,16 +31,19 @@ var decidedTypes = map[string]bool{
 	conductor.TaskTypeWait: true, conductor.TaskTypeSubWorkflow: true, conductor.TaskTypeNoop: true,
 }
 
-func runsInSystemWorker(typ string) bool { return systemWorkerTypes[typ] }
+func runsInSystemWorker(typ string) bool {
+	_, ok := systemWorkerTypes.Load(typ)
+	return ok
+}
 
-func isSystemType(typ string) bool { return systemWorkerTypes[typ] || decidedTypes[typ] }
+func isSystemType(typ string) bool { return runsInSystemWorker(typ) || decidedTypes[typ] }
 
 // KnownTaskType reports whether the engine can run tasks of typ.
 func KnownTaskType(typ string) bool { return typ == conductor.TaskTypeSimple || isSystemType(typ) }
 
 // RegisterSystemWorkerType declares a task type run by a system worker. The
 // executor's system workers register the types they implement at start-up.
-func RegisterSystemWorkerType(typ string) { systemWorkerTypes[typ] = true }
+func RegisterSystemWorkerType(typ string) { systemWorkerTypes.Store(typ, true) }
 
 // schedule adds an instance of task configuration wt.
 func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {

@@ -137,7 +137,7 @@ func (e *Executor) Start(ctx context.Context) error {
 		e.Stop()
 		return err
 	}
-	if err := e.consumeStartCommands(ctx); err != nil {
+	if err := e.consumeStartCommands(); err != nil {
 		e.Stop()
 		return err
 	}

@@ -174,8 +174,9 @@ const StartCommandPrefix = "fv.cmd.start."
 // The workflow id derives from the message id (or the stream sequence), so a
 // request published twice starts one workflow even after the stream's
 // duplicate window.
-func (e *Executor) consumeStartCommands(ctx context.Context) error {
-	sub, err := e.log.Subscribe(ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "fv-engine-start",
+func (e *Executor) consumeStartCommands() error {
+	// The handler outlives Start's context: it runs until Stop.
+	sub, err := e.log.Subscribe(e.ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "fv-engine-start",
 		Filter: StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: 10}, e.handleStartCommand)
 	if err != nil {
 		return err

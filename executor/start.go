@@ -46,8 +46,13 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 			return "", 0, err
 		}
 		def = d
-	} else if def.Name == "" {
-		def.Name = req.Name
+	} else {
+		if def.Name == "" {
+			def.Name = req.Name
+		}
+		if err := engine.ValidateWorkflowDef(def); err != nil {
+			return "", 0, err
+		}
 	}
 	if len(def.Raw) == 0 {
 		return "", 0, fault.Invalid("start workflow %s: definition has no JSON", def.Name)

@@ -18,10 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/projections/executions"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers/system"
 )
 
 // Node is a running flowvault server.
@@ -35,6 +40,8 @@ type Node struct {
 	// and shared by every runner.
 	projMetrics *projections.Metrics
 	metadata    *metadata.Store
+	executions  *executions.Reader
+	executor    *executor.Executor
 	httpSrv     *http.Server
 	ln          net.Listener
 
@@ -71,10 +78,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	n.projMetrics = projections.NewMetrics(reg)
 	metaRunner := n.startProjection(runCtx, eventlog.Metadata.Name, metadata.Projection{})
-	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger})
+	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger, ValidateWorkflow: engine.ValidateWorkflowDef})
 	// Serve definitions only once the read model has caught up with the
 	// log (after a rebuild it starts from nothing).
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, metaRunner); err != nil {
+		return nil, err
+	}
+	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, executions.Projection{})
+	n.executions = executions.NewReader(n.store)
+	// Timers and recovery read the executions model: let it catch up first.
+	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
+		return nil, err
+	}
+	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg})
+	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
+	if err := n.executor.Start(ctx); err != nil {
 		return nil, err
 	}
 
@@ -82,6 +100,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Logger:   logger,
 		Gatherer: reg,
 		Metadata: n.metadata,
+
+		Engine:           n.executor,
+		Executions:       n.executions,
+		ExecutionsWaiter: execRunner,
+		Definitions:      n.metadata,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -150,6 +173,12 @@ func (n *Node) Log() *eventlog.Log { return n.log }
 // Metadata is the node's workflow and task definition store.
 func (n *Node) Metadata() *metadata.Store { return n.metadata }
 
+// Executor is the node's command loop.
+func (n *Node) Executor() *executor.Executor { return n.executor }
+
+// Executions reads the node's executions read model.
+func (n *Node) Executions() *executions.Reader { return n.executions }
+
 // Registry is the node's Prometheus registry.
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
 
@@ -163,6 +192,9 @@ func (n *Node) Stop(ctx context.Context) error {
 			if err := n.httpSrv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			}
+		}
+		if n.executor != nil {
+			n.executor.Stop()
 		}
 		n.cancel()
 		n.wg.Wait()

@@ -98,6 +98,9 @@ func NewWorker(nc *nats.Conn, cfg WorkerConfig, h Handler) (*Worker, error) {
 func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.consumer(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	slots := make(chan struct{}, w.cfg.Concurrency)
@@ -122,8 +125,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			break
 		}
-		batch, err := cons.Fetch(free, jetstream.FetchMaxWait(w.cfg.PollWait), jetstream.FetchContext(ctx))
+		fctx, cancelFetch := context.WithTimeout(ctx, w.cfg.PollWait)
+		batch, err := cons.Fetch(free, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancelFetch()
 			for ; free > 0; free-- {
 				<-slots
 			}
@@ -151,6 +156,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.handle(work, m)
 			}()
 		}
+		cancelFetch()
 		for ; got < free; got++ {
 			<-slots
 		}
