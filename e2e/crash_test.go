@@ -90,9 +90,23 @@ func TestCrashWithWorkflowsInFlight(t *testing.T) {
 	defer logFile.Close()
 	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
 	p := &serverProc{t: t, log: logFile, args: []string{bin, "server", "--data", filepath.Join(dir, "data"),
-		"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort), "--log-format", "json"}}
+		"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort), "--log-format", "json", "--log-level", "debug"}}
 	p.start(base)
 	t.Cleanup(p.kill)
+	var stuck = "no workflow is stuck"
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile.Name())
+			lines := strings.Split(string(b), "\n")
+			var keep []string
+			for _, l := range lines {
+				if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, "recovery") || strings.Contains(l, stuck) {
+					keep = append(keep, l)
+				}
+			}
+			t.Logf("server warnings and errors:\n%s", strings.Join(keep, "\n"))
+		}
+	})
 	e := &env{t: t, base: base}
 	e.register(threeSteps)
 	// A task taken just before the kill whose take reply was lost is owned by
@@ -108,7 +122,7 @@ func TestCrashWithWorkflowsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close) // after the workers' cleanups below: cleanups run last-in first-out
 	type run struct {
 		started time.Time
 		nonce   string
@@ -145,7 +159,7 @@ func TestCrashWithWorkflowsInFlight(t *testing.T) {
 		ids[i] = e.start("three_steps", map[string]any{"i": int64(i)})
 	}
 	for _, step := range []string{"step1", "step2", "step3"} {
-		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: step, Concurrency: 8, PollWait: time.Second, OnResult: onResult}, handler)
+		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: step, Concurrency: 8, PollWait: time.Second, OnResult: onResult, Logger: testutil.Logger(t)}, handler)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +183,9 @@ func TestCrashWithWorkflowsInFlight(t *testing.T) {
 	mu.Unlock()
 	restarted := time.Now()
 	p.start(base)
+	t.Logf("server answered /health %s after the restart", time.Since(restarted).Round(time.Millisecond))
 	for _, id := range ids {
+		stuck = id
 		e.waitStatus(id, conductor.WorkflowCompleted)
 	}
 	t.Logf("all complete %s after the restart", time.Since(restarted).Round(time.Millisecond))

@@ -115,7 +115,7 @@ func (d *decision) handle(t Trigger) error {
 	case Take:
 		return d.take(t)
 	case Result:
-		return d.result(t.Result)
+		return d.result(t.Result, t.TaskType)
 	case Tick:
 		d.tick()
 	case Reconcile:
@@ -200,10 +200,13 @@ func (d *decision) take(t Take) error {
 	return nil
 }
 
-func (d *decision) result(r conductor.TaskResult) error {
+func (d *decision) result(r conductor.TaskResult, taskType string) error {
 	t := d.w.TaskByID(r.TaskID)
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
+	}
+	if taskType != "" && t.Name != taskType {
+		return fault.NotFound("task %s is not a %s task", r.TaskID, taskType)
 	}
 	if len(r.Logs) > 0 {
 		lines, times := make([]string, len(r.Logs)), make([]int64, len(r.Logs))

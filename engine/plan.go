@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -59,16 +62,63 @@ func parseDef(raw []byte) (*conductor.WorkflowDef, error) {
 	return &def, nil
 }
 
-// Plan returns the workflow's parsed definition.
+// planFor returns the workflow's parsed definition.
 func (w *Workflow) planFor() (*plan, error) {
 	if w.plan == nil {
-		def, err := parseDef(w.DefJSON)
+		p, err := plans.get(w.DefJSON)
 		if err != nil {
 			return nil, err
 		}
-		w.plan = newPlan(def)
+		w.plan = p
 	}
 	return w.plan, nil
+}
+
+// plans shares parsed definitions between workflows: every instance of a
+// definition carries the same JSON, and parsing it again for each state a
+// read model decodes would dominate the engine's CPU time. Plans are
+// immutable once built.
+var plans = &planCache{m: map[uint64][]*cachedPlan{}}
+
+type planCache struct {
+	mu sync.Mutex
+	m  map[uint64][]*cachedPlan
+	n  int
+}
+
+type cachedPlan struct {
+	raw []byte
+	p   *plan
+}
+
+// maxCachedPlans bounds the cache; past it, the cache starts over.
+const maxCachedPlans = 1024
+
+func (c *planCache) get(raw []byte) (*plan, error) {
+	h := fnv.New64a()
+	h.Write(raw)
+	key := h.Sum64()
+	c.mu.Lock()
+	for _, e := range c.m[key] {
+		if bytes.Equal(e.raw, raw) {
+			c.mu.Unlock()
+			return e.p, nil
+		}
+	}
+	c.mu.Unlock()
+	def, err := parseDef(raw)
+	if err != nil {
+		return nil, err
+	}
+	p := newPlan(def)
+	c.mu.Lock()
+	if c.n >= maxCachedPlans {
+		c.m, c.n = map[uint64][]*cachedPlan{}, 0
+	}
+	c.m[key] = append(c.m[key], &cachedPlan{raw: bytes.Clone(raw), p: p})
+	c.n++
+	c.mu.Unlock()
+	return p, nil
 }
 
 // Def returns the definition the workflow runs.

@@ -26,8 +26,12 @@ type Take struct {
 	System   bool
 }
 
-// Result is a worker's (or an operator's) report on a task.
-type Result struct{ Result conductor.TaskResult }
+// Result is a worker's (or an operator's) report on a task. TaskType, when
+// set, must be the task's name, as for Take.
+type Result struct {
+	Result   conductor.TaskResult
+	TaskType string
+}
 
 // Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed
 // hand-offs.

@@ -431,6 +431,14 @@ func TestToken(t *testing.T) {
 		if got := eventlog.Token(tt.in); got != tt.want {
 			t.Errorf("Token(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+		if back, err := eventlog.Untoken(tt.want); err != nil || back != tt.in {
+			t.Errorf("Untoken(%q) = %q, %v; want %q", tt.want, back, err, tt.in)
+		}
+	}
+	for _, bad := range []string{"a%2", "%zz", "%"} {
+		if _, err := eventlog.Untoken(bad); err == nil {
+			t.Errorf("Untoken(%q) accepted", bad)
+		}
 	}
 }
 

@@ -58,3 +58,30 @@ func validSubject(subj string) bool {
 	}
 	return true
 }
+
+// Untoken reverses Token.
+func Untoken(tok string) (string, error) {
+	if tok == "%00" {
+		return "", nil
+	}
+	if !strings.Contains(tok, "%") {
+		return tok, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(tok); i++ {
+		if tok[i] != '%' {
+			b.WriteByte(tok[i])
+			continue
+		}
+		if i+2 >= len(tok) {
+			return "", fmt.Errorf("token %q: truncated escape", tok)
+		}
+		var c byte
+		if _, err := fmt.Sscanf(tok[i+1:i+3], "%02X", &c); err != nil {
+			return "", fmt.Errorf("token %q: bad escape %q", tok, tok[i:i+3])
+		}
+		b.WriteByte(c)
+		i += 2
+	}
+	return b.String(), nil
+}

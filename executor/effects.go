@@ -187,8 +187,10 @@ func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 	// The same hand-off announced twice (recovery, a repeated tick) is
 	// dropped by the stream's duplicate window.
 	msg.Header.Set(jetstream.MsgIDHeader, eff.TaskID+":"+strconv.FormatInt(eff.Attempt, 10))
-	if _, err := d.log.JetStream().PublishMsg(ctx, msg); err != nil {
+	ack, err := d.log.JetStream().PublishMsg(ctx, msg)
+	if err != nil {
 		return fmt.Errorf("dispatch %s: %w", eff.TaskID, err)
 	}
+	d.logger.Debug("task dispatched", logkey.WorkflowID, eff.WorkflowID, logkey.TaskID, eff.TaskID, logkey.Seq, ack.Sequence, "duplicate", ack.Duplicate)
 	return nil
 }

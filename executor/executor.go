@@ -47,7 +47,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Shards <= 0 {
-		c.Shards = 128
+		c.Shards = 1024
 	}
 	if c.CacheSize <= 0 {
 		c.CacheSize = 512
@@ -236,9 +236,19 @@ func (s *shard) process(j *job) (Outcome, error) {
 	if ctx.Err() != nil {
 		return Outcome{}, ctx.Err()
 	}
-	w, err := s.load(ctx, j.wfID, j.trig == nil)
-	if err != nil {
-		return Outcome{}, err
+	var w *engine.Workflow
+	var err error
+	// cached is true while w came from the cache without a read of the log:
+	// another engine may have appended since.
+	cached := false
+	if _, isStart := j.trig.(engine.Start); !isStart {
+		// A start needs no read: the id is new, and if it is not, the
+		// append's expectation (an empty subject) fails and we catch up.
+		if cw, ok := s.cache.get(j.wfID); ok && !needsFresh(j.trig) {
+			w, cached = cw, true
+		} else if w, err = s.load(ctx, j.wfID); err != nil {
+			return Outcome{}, err
+		}
 	}
 	if j.trig == nil {
 		return Outcome{State: w, Seq: seqOf(w)}, nil
@@ -249,6 +259,16 @@ func (s *shard) process(j *job) (Outcome, error) {
 	for attempt := 1; ; attempt++ {
 		now := e.cfg.Now()
 		dec, err := engine.Decide(engine.Input{State: w, Trigger: j.trig, Now: now, TaskDef: e.taskDefFunc(ctx)})
+		if err != nil && cached {
+			// A rejection must not rest on a stale state: a worker's take
+			// or result for a task another engine scheduled a moment ago
+			// would otherwise be refused as unknown.
+			if w, err = s.refresh(ctx, j.wfID, w); err != nil {
+				return Outcome{}, err
+			}
+			cached = false
+			continue
+		}
 		if err != nil {
 			e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
 			return Outcome{State: w, Seq: seqOf(w)}, err
@@ -269,6 +289,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 			if w, err = s.refresh(ctx, j.wfID, w); err != nil {
 				return Outcome{}, err
 			}
+			cached = false
 			continue
 		}
 		if err != nil {
@@ -285,6 +306,17 @@ func (s *shard) process(j *job) (Outcome, error) {
 		e.perform(dec.Effects)
 		return Outcome{State: dec.State, Seq: seq, Appended: true, Reply: dec.Reply}, nil
 	}
+}
+
+// needsFresh reports triggers that must see the log's latest state: reads,
+// and the timer and recovery passes, whose "nothing to do" on a stale state
+// would not be corrected by a failed append.
+func needsFresh(t engine.Trigger) bool {
+	switch t.(type) {
+	case nil, engine.Tick, engine.Reconcile:
+		return true
+	}
+	return false
 }
 
 func seqOf(w *engine.Workflow) uint64 {
@@ -318,16 +350,11 @@ func envelopes(events []schemas.Event, j *job, expected uint64, now time.Time) (
 	return envs, nil
 }
 
-// load returns the cached state, or folds it from the log. With fresh, a
-// cached state is caught up with the log first (reads must not be stale).
-func (s *shard) load(ctx context.Context, wfID string, fresh bool) (*engine.Workflow, error) {
-	if w, ok := s.cache.get(wfID); ok {
-		if !fresh {
-			return w, nil
-		}
-		return s.refresh(ctx, wfID, w)
-	}
-	return s.refresh(ctx, wfID, nil)
+// load returns the state caught up with the log: the cached state plus the
+// records after it, or the fold of the whole subject.
+func (s *shard) load(ctx context.Context, wfID string) (*engine.Workflow, error) {
+	w, _ := s.cache.get(wfID)
+	return s.refresh(ctx, wfID, w)
 }
 
 // refresh applies the records after w's sequence (all of them if w is nil).

@@ -109,10 +109,12 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string
 	if err := json.Unmarshal(m.Data, &req); err != nil || req.TaskID == "" || req.WorkflowInstanceID == "" {
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "take request needs taskId and workflowInstanceId"}}
 	}
-	taskType, err := e.taskTypeFor(ctx, req.WorkflowInstanceID, req.TaskID, typeToken)
+	taskType, err := eventlog.Untoken(typeToken)
 	if err != nil {
-		return workers.TakeReply{Error: protocolError(err)}
+		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}}
 	}
+	// The subject names the queue: a worker allowed on one queue cannot take
+	// another queue's tasks.
 	task, err := e.TakeTask(ctx, req.WorkflowInstanceID, req.TaskID, taskType, req.WorkerID)
 	if err != nil {
 		return workers.TakeReply{Error: protocolError(err)}
@@ -120,30 +122,14 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string
 	return workers.TakeReply{Task: task}
 }
 
-// taskTypeFor returns the name of the task, which must match the subject's
-// type token: a worker allowed on one queue cannot act on another's tasks.
-func (e *Executor) taskTypeFor(ctx context.Context, wfID, taskID, typeToken string) (string, error) {
-	w, err := e.State(ctx, wfID)
-	if err != nil {
-		return "", err
-	}
-	if w == nil {
-		return "", fault.NotFound("workflow %s not found", wfID)
-	}
-	t := w.TaskByID(taskID)
-	if t == nil || eventlog.Token(t.Name) != typeToken {
-		return "", fault.NotFound("no %s task %s in workflow %s", typeToken, taskID, wfID)
-	}
-	return t.Name, nil
-}
-
 // ReportResult records a task result: the executor side of both the NATS
-// result request and Conductor's task update endpoints.
-func (e *Executor) ReportResult(ctx context.Context, res conductor.TaskResult, principal string) (Outcome, error) {
+// result request and Conductor's task update endpoints. taskType, when set,
+// must be the task's name.
+func (e *Executor) ReportResult(ctx context.Context, res conductor.TaskResult, taskType, principal string) (Outcome, error) {
 	if res.TaskID == "" || res.WorkflowInstanceID == "" {
 		return Outcome{}, fault.Invalid("task result needs taskId and workflowInstanceId")
 	}
-	return e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res}, Meta{Principal: principal})
+	return e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType}, Meta{Principal: principal})
 }
 
 func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken string) any {
@@ -154,10 +140,11 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 	if res.TaskID == "" || res.WorkflowInstanceID == "" {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result needs taskId and workflowInstanceId"}}
 	}
-	if _, err := e.taskTypeFor(ctx, res.WorkflowInstanceID, res.TaskID, typeToken); err != nil {
-		return workers.ResultReply{Error: protocolError(err)}
+	taskType, err := eventlog.Untoken(typeToken)
+	if err != nil {
+		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}}
 	}
-	out, err := e.ReportResult(ctx, res, res.WorkerID)
+	out, err := e.ReportResult(ctx, res, taskType, res.WorkerID)
 	if err != nil {
 		return workers.ResultReply{Error: protocolError(err)}
 	}

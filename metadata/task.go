@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/flowvault/flowvault/fault"
-	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -113,7 +112,7 @@ func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string
 // log fallback of LookupWorkflowDef. An unregistered task is not an error
 // (Conductor runs SIMPLE tasks without a definition): found is false. The
 // returned definition is shared: callers must not modify it.
-func (s *Store) LookupTaskDef(ctx context.Context, name string) (*conductor.TaskDef, bool, error) {
+func (s *Store) LookupTaskDef(_ context.Context, name string) (*conductor.TaskDef, bool, error) {
 	subject := TaskSubject(name)
 	key := cacheKey{task: true, name: name}
 	v, err := s.projectionView(subject)
@@ -121,20 +120,21 @@ func (s *Store) LookupTaskDef(ctx context.Context, name string) (*conductor.Task
 		return nil, false, err
 	}
 	if e, ok := s.cache.get(key, v.seq); ok {
-		return e.td, true, nil
+		return e.td, e.td != nil, nil
 	}
+	// Unlike workflow definitions, a task definition is not looked up in the
+	// log when the read model lacks it: most SIMPLE tasks have none, this is
+	// the engine's hot path, and a definition registered on another node a
+	// moment ago only changes the retry and timeout defaults of tasks
+	// scheduled before this node applies it. Absence is cached until the
+	// subject changes.
 	d, found, err := readDef(v.kv, taskKey(name))
 	if err != nil {
 		return nil, false, err
 	}
 	if !found {
-		if v, err = s.logView(ctx, subject); err != nil {
-			return nil, false, err
-		}
-		if d, found, err = readDef(v.kv, taskKey(name)); err != nil || !found {
-			return nil, false, err
-		}
-		s.logger.Debug("definition read from the log ahead of the read model", logkey.Subject, subject, logkey.Seq, v.seq)
+		s.cache.put(key, cacheEntry{seq: v.seq})
+		return nil, false, nil
 	}
 	td, err := parseTask(d.JSON)
 	if err != nil {

@@ -84,7 +84,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, metaRunner); err != nil {
 		return nil, err
 	}
-	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, executions.Projection{})
+	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, executions.NewProjection())
 	n.executions = executions.NewReader(n.store)
 	// Timers and recovery read the executions model: let it catch up first.
 	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {

@@ -3,7 +3,7 @@
 //
 // A Runner follows one stream and feeds its records to one Projection. The
 // projection's writes and the stream sequence they bring it to (its
-// checkpoint) are committed in one Pebble batch, with fsync. A crash
+// checkpoint) are committed in one Pebble batch. A crash
 // therefore never applies a record twice or skips one: after a restart the
 // runner resumes after the committed checkpoint. Deleting the Pebble
 // directory is always safe: every projection rebuilds from sequence 0 to the

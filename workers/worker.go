@@ -206,12 +206,14 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	err := w.request(ctx, TakeSubject(w.cfg.TaskType), TakeRequest{TaskID: d.TaskID, WorkflowInstanceID: d.WorkflowInstanceID, WorkerID: w.cfg.WorkerID}, &reply)
 	switch {
 	case err != nil:
+		w.cfg.Logger.Debug("take request failed", logkey.TaskID, d.TaskID, logkey.Err, err)
 		_ = m.NakWithDelay(time.Second) // the engine did not answer: retry later
 		return
 	case reply.Error != nil && reply.Error.Code == CodeUnavailable:
 		_ = m.NakWithDelay(time.Second)
 		return
 	case reply.Error != nil:
+		w.cfg.Logger.Debug("dispatched task not taken", logkey.TaskID, d.TaskID, logkey.Err, reply.Error)
 		_ = m.Ack() // gone or not ours: drop the announcement
 		return
 	}
@@ -294,7 +296,8 @@ func (w *Worker) report(ctx context.Context, res conductor.TaskResult) {
 			w.cfg.Logger.Error("result rejected", logkey.TaskID, res.TaskID, logkey.Err, reply.Error)
 			return
 		}
-		if attempt >= 30 {
+		w.cfg.Logger.Debug("result not recorded yet", logkey.TaskID, res.TaskID, "attempt", attempt, logkey.Err, errors.Join(err, replyErr(reply)))
+		if attempt >= 30 || errors.Is(err, nats.ErrConnectionClosed) {
 			w.cfg.Logger.Error("result not recorded, giving up", logkey.TaskID, res.TaskID, logkey.Err, err)
 			return
 		}
@@ -328,4 +331,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+func replyErr(r ResultReply) error {
+	if r.Error == nil {
+		return nil
+	}
+	return r.Error
 }

@@ -6,7 +6,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/flowvault/flowvault/eventlog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -17,13 +19,16 @@ type section struct {
 }
 
 type opts struct {
-	duration time.Duration
-	events   int
+	duration  time.Duration
+	events    int
+	workflows int
+	modes     []eventlog.FsyncMode
 }
 
 var sections = []section{
 	{"eventlog", benchEventlog},
 	{"replay", benchReplay},
+	{"engine", benchEngine},
 }
 
 func main() {
@@ -31,7 +36,25 @@ func main() {
 	only := flag.String("only", "", "comma-separated sections to run (default: all)")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measuring time per throughput run")
 	flag.IntVar(&o.events, "events", 1_000_000, "events for the replay benchmark")
+	flag.IntVar(&o.workflows, "workflows", 20_000, "workflows for the engine benchmark")
+	modes := flag.String("fsync", "always,relaxed", "durability modes for the engine benchmark")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		o.modes = append(o.modes, eventlog.FsyncMode(m))
+	}
 	ctx := context.Background()
 	for _, s := range sections {
 		if *only != "" && !strings.Contains(","+*only+",", ","+s.name+",") {
@@ -40,6 +63,7 @@ func main() {
 		fmt.Printf("== %s\n", s.name)
 		if err := s.run(ctx, o); err != nil {
 			fmt.Fprintf(os.Stderr, "fvbench %s: %v\n", s.name, err)
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 	}

@@ -37,14 +37,25 @@ const (
 	prefixIdempotency = "i/" // i/<name>\x00<key> → workflow id
 )
 
-// Projection folds the FV_WF stream.
-type Projection struct{}
+// Projection folds the FV_WF stream. It keeps the states it folded last in
+// memory, so that a workflow's next record does not decode its state from
+// Pebble again.
+type Projection struct {
+	recent *recentStates
+}
+
+// NewProjection returns the executions projection.
+func NewProjection() *Projection { return &Projection{recent: newRecentStates(8192)} }
 
 // Name implements projections.Projection.
-func (Projection) Name() string { return Name }
+func (*Projection) Name() string { return Name }
+
+// Reset forgets the in-memory states: the runner calls it before resuming
+// from its checkpoint, after which they may be ahead of the store.
+func (p *Projection) Reset() { p.recent.clear() }
 
 // Apply implements projections.Projection.
-func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
+func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error) {
 	token, ok := strings.CutPrefix(rec.Subject, "fv.wf.")
 	if !ok {
 		return fmt.Errorf("subject %s: %w", rec.Subject, projections.ErrPoison)
@@ -57,10 +68,19 @@ func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 		}
 		events = append(events, ev)
 	}
-	w, err := load(b, token)
-	if err != nil {
-		return err
+	w, ok := p.recent.get(token)
+	if !ok {
+		if w, err = load(b, token); err != nil {
+			return err
+		}
 	}
+	defer func() {
+		if err != nil {
+			p.recent.drop(token) // it may be half-folded
+		} else {
+			p.recent.put(token, w)
+		}
+	}()
 	var before []string
 	var beforeRunning bool
 	if w != nil {
@@ -251,3 +271,39 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 	}
 	return w.ID, status, true, nil
 }
+
+// recentStates is a bounded map of recently folded states. Only the
+// runner's goroutine uses it.
+type recentStates struct {
+	max int
+	m   map[string]*engine.Workflow
+}
+
+func newRecentStates(max int) *recentStates {
+	return &recentStates{max: max, m: make(map[string]*engine.Workflow)}
+}
+
+func (r *recentStates) get(token string) (*engine.Workflow, bool) {
+	w, ok := r.m[token]
+	return w, ok
+}
+
+func (r *recentStates) put(token string, w *engine.Workflow) {
+	if _, ok := r.m[token]; !ok && len(r.m) >= r.max {
+		// Terminal workflows rarely see another record: forget those first,
+		// and everything if that is not enough.
+		for k, s := range r.m {
+			if s.Terminal() {
+				delete(r.m, k)
+			}
+		}
+		if len(r.m) >= r.max {
+			clear(r.m)
+		}
+	}
+	r.m[token] = w
+}
+
+func (r *recentStates) drop(token string) { delete(r.m, token) }
+
+func (r *recentStates) clear() { clear(r.m) }
