@@ -159,7 +159,7 @@ func TestCrashWithWorkflowsInFlight(t *testing.T) {
 		ids[i] = e.start("three_steps", map[string]any{"i": int64(i)})
 	}
 	for _, step := range []string{"step1", "step2", "step3"} {
-		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: step, Concurrency: 8, PollWait: time.Second, OnResult: onResult, Logger: testutil.Logger(t)}, handler)
+		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: step, Concurrency: 8, PollWait: time.Second, RequestTimeout: 2 * time.Second, OnResult: onResult, Logger: testutil.Logger(t)}, handler)
 		if err != nil {
 			t.Fatal(err)
 		}

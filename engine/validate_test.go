@@ -1,0 +1,64 @@
+package engine_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+)
+
+func TestValidateWorkflowDef(t *testing.T) {
+	tests := []struct {
+		name string
+		def  string
+		path string // the field the error must name ("" = valid)
+	}{
+		{"valid", forkJoin, ""},
+		{"storable but unsupported type", `{"name":"x","tasks":[{"name":"llm","taskReferenceName":"llm","type":"LLM_CHAT_COMPLETE"}]}`, ""},
+		{"unknown type", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","type":"TELEPORT"}]}`, "tasks[0].type"},
+		{"duplicate ref", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"r"},{"name":"b","taskReferenceName":"r"}]}`, "tasks[1].taskReferenceName"},
+		{"duplicate ref in a branch", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"r"},{"name":"s","taskReferenceName":"s","type":"SWITCH","expression":"k","decisionCases":{"x":[{"name":"b","taskReferenceName":"r"}]}}]}`, "tasks[1].decisionCases.x[0].taskReferenceName"},
+		{"fork without join", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]}]}`, "tasks[0]"},
+		{"join on unknown ref", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]},{"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","ghost"]}]}`, "tasks[1].joinOn[1]"},
+		{"switch without expression", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SWITCH","evaluatorType":"value-param"}]}`, "tasks[0].expression"},
+		{"sub workflow without name", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{}}]}`, "tasks[0].subWorkflowParam.name"},
+		{"expression that cannot parse", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{"h":{"auth":"Bearer ${workflow.input.t"}}}]}`, "tasks[0].inputParameters.h.auth"},
+		{"output expression", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"outputParameters":{"o":"${a.output"}}`, "outputParameters.o"},
+		{"bad wait duration", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"eventually"}}]}`, "tasks[0].inputParameters.duration"},
+	}
+	for _, tt := range tests {
+		err := engine.ValidateWorkflowDef(parseDef(t, tt.def))
+		if tt.path == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tt.name, err)
+			}
+			continue
+		}
+		var ve *fault.ValidationError
+		if !errors.As(err, &ve) || !errors.Is(err, fault.ErrInvalid) {
+			t.Errorf("%s: err = %v, want a validation error", tt.name, err)
+			continue
+		}
+		found := false
+		for _, f := range ve.Fields {
+			found = found || f.Path == tt.path
+		}
+		if !found {
+			t.Errorf("%s: errors %v do not name %s", tt.name, ve.Fields, tt.path)
+		}
+	}
+}
+
+// Every problem is reported at once, not just the first.
+func TestValidateReportsEveryProblem(t *testing.T) {
+	err := engine.ValidateWorkflowDef(parseDef(t, `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","type":"NOPE"},{"name":"b","taskReferenceName":"a","inputParameters":{"x":"${"}}]}`))
+	var ve *fault.ValidationError
+	if !errors.As(err, &ve) || len(ve.Fields) != 3 {
+		t.Fatalf("err = %v, want 3 field errors", err)
+	}
+	if !strings.Contains(err.Error(), "tasks[1].inputParameters.x") {
+		t.Fatalf("message %q lacks the path", err)
+	}
+}
