@@ -25,6 +25,7 @@ import (
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
+	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers/system"
 )
@@ -42,6 +43,7 @@ type Node struct {
 	metadata    *metadata.Store
 	executions  *executions.Reader
 	executor    *executor.Executor
+	schedules   *scheduler.Store
 	httpSrv     *http.Server
 	ln          net.Listener
 
@@ -95,6 +97,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.executor.Start(ctx); err != nil {
 		return nil, err
 	}
+	schedRunner := n.startProjection(runCtx, eventlog.Metadata.Name, scheduler.Projection{})
+	n.schedules = scheduler.New(n.log, n.store, schedRunner, logger)
+	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, schedRunner); err != nil {
+		return nil, err
+	}
+	firer := scheduler.NewFirer(n.schedules, n.executor, nil)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		firer.Run(runCtx)
+	}()
 
 	handler := api.New(api.Deps{
 		Logger:   logger,
@@ -105,6 +118,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Executions:       n.executions,
 		ExecutionsWaiter: execRunner,
 		Definitions:      n.metadata,
+		Schedules:        n.schedules,
+		NextFew:          scheduler.NextFew,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")

@@ -1,0 +1,165 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Schedules is what the scheduler endpoints need.
+type Schedules interface {
+	Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string) error
+	Get(ctx context.Context, name string) (*conductor.WorkflowSchedule, error)
+	List(ctx context.Context, workflowName string) ([]*conductor.WorkflowSchedule, error)
+	Delete(ctx context.Context, name, principal string) error
+	SetPaused(ctx context.Context, name string, paused bool, reason, principal string) error
+	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
+	ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error
+	Executions(ctx context.Context, start, size int) ([]conductor.ScheduleExecution, int, error)
+}
+
+// NextFewFunc lists a cron expression's next fire times.
+type NextFewFunc func(cron string, start, end int64, limit int) ([]int64, error)
+
+func (s *Server) routeScheduler() {
+	if s.deps.Schedules == nil {
+		return
+	}
+	sc := s.deps.Schedules
+	s.mux.HandleFunc("POST /api/scheduler/schedules", func(w http.ResponseWriter, r *http.Request) {
+		var def conductor.WorkflowSchedule
+		if err := decodeJSON(w, r, maxBodyBytes, &def); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.reply(w, r, nil, sc.Save(r.Context(), &def, principal(r)))
+	})
+	s.mux.HandleFunc("GET /api/scheduler/schedules", func(w http.ResponseWriter, r *http.Request) {
+		list, err := sc.List(r.Context(), r.URL.Query().Get("workflowName"))
+		s.reply(w, r, list, err)
+	})
+	s.mux.HandleFunc("GET /api/scheduler/schedules/{name}", func(w http.ResponseWriter, r *http.Request) {
+		def, err := sc.Get(r.Context(), r.PathValue("name"))
+		s.reply(w, r, def, err)
+	})
+	s.mux.HandleFunc("DELETE /api/scheduler/schedules/{name}", func(w http.ResponseWriter, r *http.Request) {
+		s.reply(w, r, nil, sc.Delete(r.Context(), r.PathValue("name"), principal(r)))
+	})
+	for path, paused := range map[string]bool{"pause": true, "resume": false} {
+		s.mux.HandleFunc("GET /api/scheduler/schedules/{name}/"+path, func(w http.ResponseWriter, r *http.Request) {
+			s.reply(w, r, nil, sc.SetPaused(r.Context(), r.PathValue("name"), paused, "", principal(r)))
+		})
+		s.mux.HandleFunc("PUT /api/scheduler/bulk/"+path, func(w http.ResponseWriter, r *http.Request) {
+			var names []string
+			if err := decodeJSON(w, r, maxBodyBytes, &names); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			res := conductor.NewBulkResponse()
+			for _, n := range names {
+				if err := sc.SetPaused(r.Context(), n, paused, "", principal(r)); err != nil {
+					res.BulkErrorResults[n] = err.Error()
+				} else {
+					res.BulkSuccessfulResults = append(res.BulkSuccessfulResults, n)
+				}
+			}
+			writeJSON(w, http.StatusOK, res)
+		})
+	}
+	s.mux.HandleFunc("GET /api/scheduler/schedules/{name}/tags", func(w http.ResponseWriter, r *http.Request) {
+		tags, err := sc.Tags(r.Context(), r.PathValue("name"))
+		s.reply(w, r, tags, err)
+	})
+	for method, remove := range map[string]bool{"PUT": false, "DELETE": true} {
+		s.mux.HandleFunc(method+" /api/scheduler/schedules/{name}/tags", func(w http.ResponseWriter, r *http.Request) {
+			var tags []conductor.Tag
+			if err := decodeJSON(w, r, maxBodyBytes, &tags); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			s.reply(w, r, nil, sc.ChangeTags(r.Context(), r.PathValue("name"), tags, remove, principal(r)))
+		})
+	}
+	s.mux.HandleFunc("GET /api/scheduler/search/executions", func(w http.ResponseWriter, r *http.Request) {
+		start, size, err := paging(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		xs, total, err := sc.Executions(r.Context(), start, size)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"totalHits": total, "results": xs})
+	})
+	if s.deps.NextFew != nil {
+		s.mux.HandleFunc("GET /api/scheduler/nextFewSchedules", func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			start, err1 := int64Param(q.Get("scheduleStartTime"), 0)
+			end, err2 := int64Param(q.Get("scheduleEndTime"), 0)
+			limit, err3 := int64Param(q.Get("limit"), 3)
+			if err := firstErr(err1, err2, err3); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if limit < 1 || limit > 1000 {
+				s.writeError(w, r, fault.Invalid("limit %d: want 1-1000", limit))
+				return
+			}
+			times, err := s.deps.NextFew(q.Get("cronExpression"), start, end, int(limit))
+			s.reply(w, r, times, err)
+		})
+	}
+}
+
+// reply answers with v as JSON, 204 when v is nil, or the error.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+	case v == nil:
+		writeNoContent(w)
+	default:
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+// paging reads start (default 0) and size (default 100, at most 1000).
+func paging(r *http.Request) (int, int, error) {
+	start, err := int64Param(r.URL.Query().Get("start"), 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	size, err := int64Param(r.URL.Query().Get("size"), 100)
+	if err != nil {
+		return 0, 0, err
+	}
+	if start < 0 || size < 0 || size > 1000 {
+		return 0, 0, fault.Invalid("paging start=%d size=%d: want start >= 0 and size 0-1000", start, size)
+	}
+	return int(start), int(size), nil
+}
+
+func int64Param(v string, def int64) (int64, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fault.Invalid("%q is not an integer", v)
+	}
+	return n, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}

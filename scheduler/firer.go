@@ -1,0 +1,147 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Starter starts workflows.
+type Starter interface {
+	StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error)
+}
+
+// ExecuteCheck decides whether a schedule's owner may still start its
+// workflow. An error pauses the schedule with a "Security Error" reason.
+type ExecuteCheck func(ctx context.Context, owner, workflowName string) error
+
+// Firer starts the workflows of due schedules.
+type Firer struct {
+	store    *Store
+	starter  Starter
+	check    ExecuteCheck
+	interval time.Duration
+}
+
+// NewFirer returns a firer; check may be nil (every owner may execute).
+func NewFirer(store *Store, starter Starter, check ExecuteCheck) *Firer {
+	return &Firer{store: store, starter: starter, check: check, interval: 200 * time.Millisecond}
+}
+
+// Run fires due schedules until ctx is done.
+func (f *Firer) Run(ctx context.Context) {
+	t := time.NewTicker(f.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.scan(ctx)
+	}
+}
+
+func (f *Firer) scan(ctx context.Context) {
+	now := f.store.now().UnixMilli()
+	var due []string
+	err := f.store.reader.Scan([]byte(keyDue), func(key, _ []byte) bool {
+		at, token, err := dueToken(key)
+		if err != nil || at > now {
+			return false
+		}
+		due = append(due, token)
+		return true
+	})
+	if err == nil {
+		err = f.store.reader.Scan([]byte(keyPending), func(key, _ []byte) bool {
+			due = append(due, string(key[len(keyPending):]))
+			return true
+		})
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			f.store.logger.Warn("schedule scan failed", logkey.Err, err)
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for _, token := range due {
+		if seen[token] {
+			continue
+		}
+		seen[token] = true
+		name, err := eventlog.Untoken(token)
+		if err != nil {
+			continue
+		}
+		if err := f.fire(ctx, name, now); err != nil && ctx.Err() == nil {
+			f.store.logger.Warn("schedule fire failed", "schedule", name, logkey.Err, err)
+		}
+	}
+}
+
+// fire claims the schedule's due time, if any, and starts its workflow; it
+// also finishes a claim whose start a crash interrupted.
+func (f *Firer) fire(ctx context.Context, name string, now int64) error {
+	st, err := f.store.load(ctx, name)
+	if err != nil || !exists(st) {
+		return err
+	}
+	if st.LastFired != 0 && !st.Executed {
+		return f.start(ctx, name, st, st.LastFired, st.Seq)
+	}
+	at := st.Due(now)
+	if at == 0 {
+		return nil
+	}
+	owner := st.Def.CreatedBy
+	if f.check != nil && st.Def.StartWorkflowRequest != nil {
+		if err := f.check(ctx, owner, st.Def.StartWorkflowRequest.Name); err != nil {
+			_, err := f.store.append(ctx, name, st.Seq, []schemas.Event{&schemas.SchedulePauseChanged{
+				Paused: true, Reason: "Security Error: " + err.Error(), Time: now}})
+			return ignoreConflict(err)
+		}
+	}
+	seq, err := f.store.append(ctx, name, st.Seq, []schemas.Event{&schemas.ScheduleFired{
+		ScheduledTime: at, WorkflowID: workflowID(name, at), Time: now}})
+	if err != nil {
+		return ignoreConflict(err) // another engine claimed it
+	}
+	return f.start(ctx, name, st, at, seq)
+}
+
+func (f *Firer) start(ctx context.Context, name string, st *State, at int64, seq uint64) error {
+	req := *st.Def.StartWorkflowRequest
+	_, _, err := f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: workflowID(name, at),
+		CreatedBy: st.Def.CreatedBy, RequestID: workflowID(name, at)})
+	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: f.store.now().UnixMilli()}
+	switch {
+	case err == nil, errors.Is(err, fault.ErrConflict):
+		// started now, or by an earlier attempt
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden):
+		outcome.Failed, outcome.Reason = true, err.Error()
+	default:
+		return err // transient: the pending claim is retried on the next scan
+	}
+	_, err = f.store.append(ctx, name, seq, []schemas.Event{outcome})
+	return ignoreConflict(err)
+}
+
+func ignoreConflict(err error) error {
+	if errors.Is(err, eventlog.ErrConflict) {
+		return nil
+	}
+	if err != nil && strings.Contains(err.Error(), "context canceled") {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,184 @@
+// Package scheduler runs workflows on cron schedules (Orkes's
+// /api/scheduler). A schedule is an aggregate on its own subject of the
+// metadata stream; firing appends ScheduleFired with the subject's sequence
+// as the expectation, so each fire time is claimed by exactly one engine
+// however many are running, and the workflow it starts has an id derived
+// from the schedule and the time, so a repeated start is a no-op.
+package scheduler
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Subject is the subject of schedule name's events.
+func Subject(name string) string { return "fv.meta.schedule." + eventlog.Token(name) }
+
+// cronParser reads Quartz-style 6-field expressions (seconds first; '?'
+// allowed for day of month or week) and descriptors like @hourly.
+var cronParser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// State is a schedule: the fold of its events.
+type State struct {
+	Def          conductor.WorkflowSchedule `msgpack:"def"`
+	Deleted      bool                       `msgpack:"deleted,omitempty"`
+	LastFired    int64                      `msgpack:"last,omitempty"`    // latest claimed fire time
+	LastWorkflow string                     `msgpack:"lastwf,omitempty"`  // the workflow started for it
+	Executed     bool                       `msgpack:"executed,omitempty"` // its outcome is recorded
+	Seq          uint64                     `msgpack:"seq"`
+}
+
+// Apply folds one event into s (nil before the first save).
+func Apply(s *State, ev schemas.Event) (*State, error) {
+	if saved, ok := ev.(*schemas.ScheduleSaved); ok {
+		var def conductor.WorkflowSchedule
+		if err := conductor.Unmarshal(saved.Def, &def); err != nil {
+			return nil, fmt.Errorf("schedule definition: %w", err)
+		}
+		if s == nil || s.Deleted {
+			def.CreateTime, def.CreatedBy = saved.Time, saved.By
+			s = &State{LastFired: s.lastFired()}
+		} else {
+			def.CreateTime, def.CreatedBy = s.Def.CreateTime, s.Def.CreatedBy
+			def.Tags = s.Def.Tags
+		}
+		def.UpdatedTime, def.UpdatedBy = saved.Time, saved.By
+		s.Def, s.Deleted = def, false
+		return s, nil
+	}
+	if s == nil {
+		return nil, fmt.Errorf("%s before schedule.saved", ev.EventType())
+	}
+	switch e := ev.(type) {
+	case *schemas.ScheduleDeleted:
+		s.Deleted = true
+	case *schemas.SchedulePauseChanged:
+		s.Def.Paused, s.Def.PausedReason = e.Paused, e.Reason
+		s.Def.UpdatedTime, s.Def.UpdatedBy = e.Time, e.By
+	case *schemas.ScheduleFired:
+		s.LastFired, s.LastWorkflow, s.Executed = e.ScheduledTime, e.WorkflowID, false
+	case *schemas.ScheduleExecuted:
+		if e.ScheduledTime == s.LastFired {
+			s.Executed = true
+		}
+	case *schemas.ScheduleTagsSet:
+		s.Def.Tags = nil
+		for _, t := range e.Tags {
+			s.Def.Tags = append(s.Def.Tags, conductor.Tag{Key: t.Key, Value: t.Value})
+		}
+	default:
+		return nil, fmt.Errorf("unexpected event %s", ev.EventType())
+	}
+	return s, nil
+}
+
+func (s *State) lastFired() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.LastFired
+}
+
+// Validate checks a schedule request.
+func Validate(def *conductor.WorkflowSchedule) error {
+	ve := &fault.ValidationError{}
+	if def.Name == "" {
+		ve.Add("name", "name is required")
+	} else if len(def.Name) > 256 {
+		ve.Add("name", "name is longer than 256 characters")
+	}
+	if _, err := parse(def); err != nil {
+		ve.Add("cronExpression", "%v", err)
+	}
+	if def.ZoneID != "" {
+		if _, err := time.LoadLocation(def.ZoneID); err != nil {
+			ve.Add("zoneId", "unknown time zone %q", def.ZoneID)
+		}
+	}
+	if def.StartWorkflowRequest == nil || (def.StartWorkflowRequest.Name == "" && def.StartWorkflowRequest.WorkflowDef == nil) {
+		ve.Add("startWorkflowRequest.name", "the workflow to start is required")
+	}
+	if def.ScheduleEndTime > 0 && def.ScheduleEndTime <= def.ScheduleStartTime {
+		ve.Add("scheduleEndTime", "ends before it starts")
+	}
+	return ve.Err()
+}
+
+func parse(def *conductor.WorkflowSchedule) (cron.Schedule, error) {
+	if def.CronExpression == "" {
+		return nil, fmt.Errorf("cronExpression is required")
+	}
+	sched, err := cronParser.Parse(def.CronExpression)
+	if err != nil {
+		return nil, fmt.Errorf("cron expression %q: %v (want 6 fields, seconds first, e.g. \"0 */30 * ? * *\")", def.CronExpression, err)
+	}
+	return sched, nil
+}
+
+// NextAfter returns the first fire time strictly after t (Unix ms), or 0
+// when the schedule never fires again.
+func NextAfter(def *conductor.WorkflowSchedule, t int64) int64 {
+	sched, err := parse(def)
+	if err != nil {
+		return 0
+	}
+	loc := time.UTC
+	if def.ZoneID != "" {
+		if l, err := time.LoadLocation(def.ZoneID); err == nil {
+			loc = l
+		}
+	}
+	from := time.UnixMilli(max(t, def.ScheduleStartTime-1)).In(loc)
+	next := sched.Next(from)
+	if next.IsZero() || (def.ScheduleEndTime > 0 && next.UnixMilli() > def.ScheduleEndTime) {
+		return 0
+	}
+	return next.UnixMilli()
+}
+
+// Due returns the fire time a scan at now should claim, or 0: the next fire
+// time after the last one, or, when missed runs are not caught up, the
+// latest one not after now.
+func (s *State) Due(now int64) int64 {
+	if s.Deleted || s.Def.Paused {
+		return 0
+	}
+	from := s.LastFired
+	if from == 0 {
+		from = s.Def.CreateTime
+	}
+	next := NextAfter(&s.Def, from)
+	if next == 0 || next > now {
+		return 0
+	}
+	if !s.Def.RunCatchupScheduleInstances {
+		for {
+			after := NextAfter(&s.Def, next)
+			if after == 0 || after > now {
+				break
+			}
+			next = after
+		}
+	}
+	return next
+}
+
+// NextFire is the schedule's next fire time for the due index: the time a
+// scan must look at it (0: never).
+func (s *State) NextFire() int64 {
+	if s.Deleted || s.Def.Paused {
+		return 0
+	}
+	from := s.LastFired
+	if from == 0 {
+		from = s.Def.CreateTime
+	}
+	return NextAfter(&s.Def, from)
+}

@@ -1,0 +1,315 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Waiter blocks until the schedules read model has applied a sequence.
+type Waiter interface {
+	WaitFor(ctx context.Context, seq uint64) error
+}
+
+// Store reads and changes schedules.
+type Store struct {
+	log    *eventlog.Log
+	reader projections.Reader
+	waiter Waiter
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+// New returns a schedule store over the log and the schedules read model.
+func New(log *eventlog.Log, store *projections.Store, waiter Waiter, logger *slog.Logger) *Store {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{log: log, reader: store.Reader(ProjectionName), waiter: waiter, now: time.Now, logger: logger}
+}
+
+// load folds a schedule's subject from the log: writes decide on the log's
+// state, not on a read model that may lag.
+func (s *Store) load(ctx context.Context, name string) (*State, error) {
+	recs, err := s.log.ReadSubject(ctx, Subject(name), 0)
+	if err != nil {
+		return nil, err
+	}
+	var st *State
+	for _, r := range recs {
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		for _, env := range r.Events {
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				return nil, err
+			}
+			if st, err = Apply(st, ev); err != nil {
+				return nil, err
+			}
+		}
+		st.Seq = r.Seq
+	}
+	return st, nil
+}
+
+// appendEvents writes events to a schedule's subject, deciding again on a
+// conflict, and waits for the read model.
+func (s *Store) appendEvents(ctx context.Context, name string, decide func(st *State) ([]schemas.Event, error)) error {
+	for attempt := 0; attempt < 10; attempt++ {
+		st, err := s.load(ctx, name)
+		if err != nil {
+			return err
+		}
+		events, err := decide(st)
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		var expected uint64
+		if st != nil {
+			expected = st.Seq
+		}
+		seq, err := s.append(ctx, name, expected, events)
+		if errors.Is(err, eventlog.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if s.waiter != nil {
+			return s.waiter.WaitFor(ctx, seq)
+		}
+		return nil
+	}
+	return fault.Conflict("schedule %s is changing too fast", name)
+}
+
+func (s *Store) append(ctx context.Context, name string, expected uint64, events []schemas.Event) (uint64, error) {
+	id := uuid.NewString()
+	envs := make([]schemas.Envelope, len(events))
+	for i, ev := range events {
+		env, err := schemas.Default.Encode(ev)
+		if err != nil {
+			return 0, err
+		}
+		env.ID, env.Time = id+"/"+strconv.Itoa(i), s.now().UnixNano()
+		envs[i] = env
+	}
+	return s.log.Append(ctx, Subject(name), envs, expected)
+}
+
+func exists(st *State) bool { return st != nil && !st.Deleted }
+
+// Save creates or replaces a schedule.
+func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string) error {
+	if err := Validate(def); err != nil {
+		return err
+	}
+	clean := *def
+	clean.CreatedBy, clean.UpdatedBy, clean.CreateTime, clean.UpdatedTime, clean.PausedReason, clean.Tags = "", "", 0, 0, "", nil
+	raw, err := json.Marshal(clean)
+	if err != nil {
+		return err
+	}
+	now := s.now().UnixMilli()
+	return s.appendEvents(ctx, def.Name, func(*State) ([]schemas.Event, error) {
+		evs := []schemas.Event{&schemas.ScheduleSaved{Def: raw, Time: now, By: principal}}
+		if len(def.Tags) > 0 {
+			evs = append(evs, tagsEvent(def.Tags, now, principal))
+		}
+		return evs, nil
+	})
+}
+
+func tagsEvent(tags []conductor.Tag, now int64, by string) *schemas.ScheduleTagsSet {
+	ev := &schemas.ScheduleTagsSet{Time: now, By: by}
+	for _, t := range tags {
+		ev.Tags = append(ev.Tags, schemas.DefTag{Key: t.Key, Value: t.Value})
+	}
+	return ev
+}
+
+// Get returns a schedule.
+func (s *Store) Get(_ context.Context, name string) (*conductor.WorkflowSchedule, error) {
+	st, err := loadState(s.reader, eventlog.Token(name))
+	if err != nil {
+		return nil, err
+	}
+	if !exists(st) {
+		return nil, fault.NotFound("schedule %s not found", name)
+	}
+	return &st.Def, nil
+}
+
+// List returns every schedule, or those starting workflowName.
+func (s *Store) List(_ context.Context, workflowName string) ([]*conductor.WorkflowSchedule, error) {
+	out := []*conductor.WorkflowSchedule{}
+	var derr error
+	err := s.reader.Scan([]byte(keyState), func(_, v []byte) bool {
+		var st State
+		if derr = msgpack.Unmarshal(v, &st); derr != nil {
+			return false
+		}
+		if st.Deleted {
+			return true
+		}
+		if workflowName == "" || (st.Def.StartWorkflowRequest != nil && st.Def.StartWorkflowRequest.Name == workflowName) {
+			def := st.Def
+			out = append(out, &def)
+		}
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+func (s *Store) mustExist(name string) func(*State) error {
+	return func(st *State) error {
+		if !exists(st) {
+			return fault.NotFound("schedule %s not found", name)
+		}
+		return nil
+	}
+}
+
+// Delete removes a schedule.
+func (s *Store) Delete(ctx context.Context, name, principal string) error {
+	return s.appendEvents(ctx, name, func(st *State) ([]schemas.Event, error) {
+		if err := s.mustExist(name)(st); err != nil {
+			return nil, err
+		}
+		return []schemas.Event{&schemas.ScheduleDeleted{Time: s.now().UnixMilli(), By: principal}}, nil
+	})
+}
+
+// SetPaused pauses (with a reason) or resumes a schedule.
+func (s *Store) SetPaused(ctx context.Context, name string, paused bool, reason, principal string) error {
+	return s.appendEvents(ctx, name, func(st *State) ([]schemas.Event, error) {
+		if err := s.mustExist(name)(st); err != nil {
+			return nil, err
+		}
+		if st.Def.Paused == paused && st.Def.PausedReason == reason {
+			return nil, nil
+		}
+		return []schemas.Event{&schemas.SchedulePauseChanged{Paused: paused, Reason: reason, Time: s.now().UnixMilli(), By: principal}}, nil
+	})
+}
+
+// Tags returns a schedule's tags.
+func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
+	def, err := s.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if def.Tags == nil {
+		return []conductor.Tag{}, nil
+	}
+	return def.Tags, nil
+}
+
+// ChangeTags adds (merging by key) or removes tags.
+func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error {
+	return s.appendEvents(ctx, name, func(st *State) ([]schemas.Event, error) {
+		if err := s.mustExist(name)(st); err != nil {
+			return nil, err
+		}
+		merged := map[string]string{}
+		for _, t := range st.Def.Tags {
+			merged[t.Key] = t.Value
+		}
+		for _, t := range tags {
+			if remove {
+				if merged[t.Key] == t.Value {
+					delete(merged, t.Key)
+				}
+			} else {
+				merged[t.Key] = t.Value
+			}
+		}
+		keys := make([]string, 0, len(merged))
+		for k := range merged {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		next := make([]conductor.Tag, 0, len(keys))
+		for _, k := range keys {
+			next = append(next, conductor.Tag{Key: k, Value: merged[k]})
+		}
+		return []schemas.Event{tagsEvent(next, s.now().UnixMilli(), principal)}, nil
+	})
+}
+
+// Executions lists fire records, newest first.
+func (s *Store) Executions(_ context.Context, start, size int) ([]conductor.ScheduleExecution, int, error) {
+	var all []conductor.ScheduleExecution
+	var derr error
+	err := s.reader.Scan([]byte(keyExecution), func(_, v []byte) bool {
+		var x conductor.ScheduleExecution
+		if derr = json.Unmarshal(v, &x); derr != nil {
+			return false
+		}
+		all = append(all, x)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ScheduledTime > all[j].ScheduledTime })
+	total := len(all)
+	if start >= total {
+		return []conductor.ScheduleExecution{}, total, nil
+	}
+	return all[start:min(total, start+size)], total, nil
+}
+
+// NextFew lists the next fire times of a cron expression.
+func NextFew(cronExpr string, start, end int64, limit int) ([]int64, error) {
+	def := &conductor.WorkflowSchedule{CronExpression: cronExpr, ScheduleStartTime: start, ScheduleEndTime: end}
+	if _, err := parse(def); err != nil {
+		return nil, fault.Invalid("%v", err)
+	}
+	out := []int64{}
+	t := max(start, time.Now().UnixMilli())
+	for len(out) < limit {
+		if t = NextAfter(def, t); t == 0 {
+			break
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// workflowID is the id of the workflow a fire time starts.
+func workflowID(name string, at int64) string {
+	return engine.DeriveID("schedule", name, strconv.FormatInt(at, 10))
+}
+
+func dueToken(key []byte) (int64, string, error) {
+	k := key[len(keyDue):]
+	if len(k) < 8 {
+		return 0, "", fmt.Errorf("bad due key %q", key)
+	}
+	return int64(binary.BigEndian.Uint64(k[:8])), string(k[8:]), nil
+}
