@@ -29,8 +29,8 @@ var cronParser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom
 type State struct {
 	Def          conductor.WorkflowSchedule `msgpack:"def"`
 	Deleted      bool                       `msgpack:"deleted,omitempty"`
-	LastFired    int64                      `msgpack:"last,omitempty"`    // latest claimed fire time
-	LastWorkflow string                     `msgpack:"lastwf,omitempty"`  // the workflow started for it
+	LastFired    int64                      `msgpack:"last,omitempty"`     // latest claimed fire time
+	LastWorkflow string                     `msgpack:"lastwf,omitempty"`   // the workflow started for it
 	Executed     bool                       `msgpack:"executed,omitempty"` // its outcome is recorded
 	Seq          uint64                     `msgpack:"seq"`
 }
