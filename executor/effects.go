@@ -157,6 +157,45 @@ func newDispatcher(log *eventlog.Log, logger *slog.Logger) *dispatcher {
 
 func (d *dispatcher) stop() {}
 
+// resetStaleQueues deletes queue consumers that are ahead of the dispatch
+// stream. The stream is in memory: when the NATS server restarts it comes
+// back empty and numbers messages from 1 again, while a consumer can come
+// back with the delivered position it had, and would silently skip every
+// message below it — tasks re-dispatched by recovery among them. The
+// consumers are recreated on the next dispatch; workers look them up again.
+func (d *dispatcher) resetStaleQueues(ctx context.Context) error {
+	js := d.log.JetStream()
+	stream, err := js.Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		return fmt.Errorf("dispatch stream: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("dispatch stream: %w", err)
+	}
+	last := info.State.LastSeq
+	lister := stream.ListConsumers(ctx)
+	var stale []string
+	for ci := range lister.Info() {
+		if ci.Delivered.Stream > last || ci.AckFloor.Stream > last {
+			stale = append(stale, ci.Name)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return fmt.Errorf("list dispatch consumers: %w", err)
+	}
+	for _, name := range stale {
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("delete stale consumer %s: %w", name, err)
+		}
+		d.logger.Info("deleted a queue consumer ahead of the dispatch stream", "consumer", name, logkey.Seq, last)
+	}
+	d.mu.Lock()
+	clear(d.queues)
+	d.mu.Unlock()
+	return nil
+}
+
 // EnsureQueue creates the consumer for a task type's queue, so that workers
 // can start pulling before the first task is dispatched.
 func (d *dispatcher) ensureQueue(ctx context.Context, taskType, domain string) error {

@@ -133,6 +133,10 @@ func (e *Executor) Start(ctx context.Context) error {
 			s.run(e.ctx)
 		}()
 	}
+	if err := e.disp.resetStaleQueues(ctx); err != nil {
+		e.Stop()
+		return err
+	}
 	if err := e.serveWorkers(ctx); err != nil {
 		e.Stop()
 		return err
