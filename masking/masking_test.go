@@ -1,0 +1,111 @@
+package masking
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestKeys(t *testing.T) {
+	in := map[string]any{
+		"a":        "visible",
+		"_secrets": map[string]any{"token": "t0k"},
+		"nested":   []any{map[string]any{"_masked": "x", "b": int64(1)}},
+	}
+	got := Keys(in)
+	want := map[string]any{"a": "visible", "_secrets": "***", "nested": []any{map[string]any{"_masked": "***", "b": int64(1)}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Keys = %#v", got)
+	}
+	if in["_secrets"].(map[string]any)["token"] != "t0k" {
+		t.Fatal("Keys changed its input")
+	}
+	f := Fields(map[string]any{"input1": "a", "input2": "b", "_secrets": "c"}, []string{"input1"})
+	if !reflect.DeepEqual(f, map[string]any{"input1": "***", "input2": "b", "_secrets": "***"}) {
+		t.Fatalf("Fields = %v", f)
+	}
+}
+
+func randomSecret(t *testing.T) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)[:24] + "/+ \"é"
+}
+
+// Every encoding of a secret, embedded anywhere, is redacted.
+func TestRedactForms(t *testing.T) {
+	s := randomSecret(t)
+	r := NewRedactor([]byte(s))
+	js, _ := json.Marshal(s)
+	tests := map[string]string{
+		"plain":        "token=" + s + ";",
+		"json":         `{"k":` + string(js) + `}`,
+		"query":        "https://api?k=" + url.QueryEscape(s) + "&x=1",
+		"path":         "/v1/" + url.PathEscape(s) + "/x",
+		"base64":       base64.StdEncoding.EncodeToString([]byte(s)),
+		"base64 url":   base64.URLEncoding.EncodeToString([]byte(s)),
+		"base64 in +1": base64.StdEncoding.EncodeToString([]byte("a" + s + "zz")),
+		"base64 in +2": base64.StdEncoding.EncodeToString([]byte("ab" + s)),
+		"basic auth":   "Basic " + base64.StdEncoding.EncodeToString([]byte("user:"+s)),
+	}
+	for name, text := range tests {
+		out := r.String(text)
+		if !strings.Contains(out, Mask) {
+			t.Errorf("%s: %q not redacted", name, text)
+		}
+		for _, f := range forms([]byte(s)) {
+			if len(f) >= MinLength && strings.Contains(out, f) {
+				t.Errorf("%s: %q still contains a form of the secret", name, out)
+			}
+		}
+	}
+}
+
+// Values below the floor are not looked for, so unrelated data survives;
+// values at the floor are.
+func TestRedactFloor(t *testing.T) {
+	short := NewRedactor([]byte("CX12"))
+	if got := short.String("customer CX1234"); got != "customer CX1234" {
+		t.Fatalf("a short secret mangled unrelated data: %q", got)
+	}
+	atFloor := NewRedactor([]byte("abc123"))
+	if got := atFloor.String("key abc123!"); got != "key ***!" {
+		t.Fatalf("a secret at the floor was not redacted: %q", got)
+	}
+	var nilR *Redactor
+	if nilR.String("x") != "x" || !nilR.Empty() {
+		t.Fatal("nil redactor")
+	}
+}
+
+func TestRedactValue(t *testing.T) {
+	s := randomSecret(t)
+	r := NewRedactor([]byte(s))
+	in := map[string]any{"echo": s, "list": []any{"Bearer " + s, int64(3)}, s: "as a key"}
+	out := r.Map(in)
+	b, _ := json.Marshal(out)
+	if strings.Contains(string(b), s[:12]) {
+		t.Fatalf("redacted value still holds the secret: %s", b)
+	}
+	if out["list"].([]any)[1] != int64(3) || in["echo"] != s {
+		t.Fatal("non-strings changed, or the input was modified")
+	}
+}
+
+func FuzzRedact(f *testing.F) {
+	f.Add("secret-value-1", "prefix secret-value-1 suffix")
+	f.Fuzz(func(t *testing.T, secret, text string) {
+		r := NewRedactor([]byte(secret))
+		out := r.String(text)
+		if len(secret) >= MinLength && strings.Contains(out, secret) {
+			t.Fatalf("%q survives in %q", secret, out)
+		}
+	})
+}
