@@ -1,0 +1,261 @@
+package masking
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Sealed stands in a workflow's data for a value that must not be stored in
+// plaintext: a leaf under _secrets or _masked, or a maskedFields field. It
+// holds the value's JSON encrypted under one of the workflow's data keys.
+// Only the executor opens it, on the copy of a task's input it hands to a
+// worker. Everything else sees "***": Sealed renders that way in JSON, text
+// and logs. It is a msgpack extension type, so no data a user sends can
+// produce one.
+type Sealed struct {
+	// Kind names the key that sealed it: KindSecrets keys are destroyed when
+	// the workflow is compacted, KindMasked keys are kept (restarts need the
+	// data).
+	Kind byte
+	// Purpose is where the value was sealed (workflow id and path). It is
+	// authenticated with the ciphertext: a value copied elsewhere in its
+	// workflow still opens, one moved to another workflow does not.
+	Purpose string
+	// Ciphertext is opaque to everything but the keyring.
+	Ciphertext []byte
+}
+
+// Sealing kinds.
+const (
+	KindSecrets byte = 's'
+	KindMasked  byte = 'm'
+)
+
+// sealedExt is Sealed's msgpack extension type id.
+const sealedExt int8 = 17
+
+func init() { msgpack.RegisterExt(sealedExt, (*Sealed)(nil)) }
+
+// MarshalMsgpack implements msgpack.Marshaler for the extension payload:
+// kind, uvarint purpose length, purpose, ciphertext.
+func (s *Sealed) MarshalMsgpack() ([]byte, error) {
+	b := append([]byte{s.Kind}, binary.AppendUvarint(nil, uint64(len(s.Purpose)))...)
+	b = append(b, s.Purpose...)
+	return append(b, s.Ciphertext...), nil
+}
+
+// UnmarshalMsgpack implements msgpack.Unmarshaler for the extension payload.
+func (s *Sealed) UnmarshalMsgpack(b []byte) error {
+	if len(b) < 2 {
+		return fmt.Errorf("sealed value: %d bytes", len(b))
+	}
+	n, w := binary.Uvarint(b[1:])
+	if w <= 0 || uint64(len(b)-1-w) < n {
+		return fmt.Errorf("sealed value: bad purpose length")
+	}
+	s.Kind = b[0]
+	s.Purpose = string(b[1+w : 1+w+int(n)])
+	s.Ciphertext = append([]byte(nil), b[1+w+int(n):]...)
+	return nil
+}
+
+// MarshalJSON renders a sealed value as "***".
+func (s *Sealed) MarshalJSON() ([]byte, error) { return json.Marshal(Mask) }
+
+// String renders a sealed value as "***".
+func (s *Sealed) String() string { return Mask }
+
+// GoString renders a sealed value as "***".
+func (s *Sealed) GoString() string { return Mask }
+
+// LogValue renders a sealed value as "***" in structured logs.
+func (s *Sealed) LogValue() slog.Value { return slog.StringValue(Mask) }
+
+// Sealer encrypts and decrypts the values of one workflow. purpose binds
+// each ciphertext to where it belongs (authenticated, not secret).
+type Sealer interface {
+	Seal(kind byte, purpose string, plaintext []byte) ([]byte, error)
+	Open(kind byte, purpose string, ciphertext []byte) ([]byte, error)
+}
+
+// SealKeys returns a copy of v in which every leaf under a _secrets or
+// _masked key is sealed. path names v's place (e.g. "task/<id>/output"): it
+// is the base of each leaf's purpose. found receives each sealed leaf's
+// plaintext JSON, for redaction and fingerprints. Already sealed leaves are
+// kept as they are.
+func SealKeys(s Sealer, path string, v any, found func(plain []byte)) (any, error) {
+	return walkSeal(s, path, v, 0, found)
+}
+
+func walkSeal(s Sealer, path string, v any, kind byte, found func([]byte)) (any, error) {
+	switch x := v.(type) {
+	case *Sealed:
+		return x, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			k2 := kind
+			switch k {
+			case KeySecrets:
+				k2 = KindSecrets
+			case KeyMasked:
+				if kind == 0 {
+					k2 = KindMasked
+				}
+			}
+			sealed, err := walkSeal(s, path+"."+k, e, k2, found)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = sealed
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			sealed, err := walkSeal(s, fmt.Sprintf("%s[%d]", path, i), e, kind, found)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = sealed
+		}
+		return out, nil
+	}
+	if kind == 0 {
+		return v, nil
+	}
+	return sealLeaf(s, kind, path, v, found)
+}
+
+func sealLeaf(s Sealer, kind byte, path string, v any, found func([]byte)) (*Sealed, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", path, err)
+	}
+	if found != nil {
+		found(plain)
+	}
+	ct, err := s.Seal(kind, path, plain)
+	clear(plain)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", path, err)
+	}
+	return &Sealed{Kind: kind, Purpose: path, Ciphertext: ct}, nil
+}
+
+// SealFields seals the named top-level fields of m (maskedFields) with the
+// masked key, and every _secrets/_masked leaf.
+func SealFields(s Sealer, path string, m map[string]any, fields []string, found func([]byte)) (map[string]any, error) {
+	v, err := SealKeys(s, path, m, found)
+	if err != nil || v == nil {
+		return nil, err
+	}
+	out, _ := v.(map[string]any)
+	for _, f := range fields {
+		if e, ok := out[f]; ok {
+			if _, already := e.(*Sealed); already {
+				continue
+			}
+			sealed, err := sealLeaf(s, KindMasked, path+"."+f, e, found)
+			if err != nil {
+				return nil, err
+			}
+			out[f] = sealed
+		}
+	}
+	return out, nil
+}
+
+// Opener opens sealed values for a hand-off. A value whose key is gone (the
+// workflow was compacted) opens as "***", Orkes's documented behaviour for
+// restarted workflows.
+type Opener func(kind byte, purpose string, ciphertext []byte) (plain []byte, err error)
+
+// Open returns a copy of v with every sealed value replaced by its
+// plaintext value.
+func Open(v any, open Opener) (any, error) {
+	switch x := v.(type) {
+	case *Sealed:
+		plain, err := open(x.Kind, x.Purpose, x.Ciphertext)
+		if err != nil {
+			return nil, err
+		}
+		var out any
+		if err := json.Unmarshal(plain, &out); err != nil {
+			return nil, fmt.Errorf("sealed value: %w", err)
+		}
+		clear(plain)
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			o, err := Open(e, open)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = o
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			o, err := Open(e, open)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = o
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// HasSealed reports whether v holds a sealed value.
+func HasSealed(v any) bool {
+	switch x := v.(type) {
+	case *Sealed:
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if HasSealed(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if HasSealed(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Shred returns a copy of v in which sealed values of kind are replaced by
+// "***": what remains of them once their key is destroyed.
+func Shred(v any, kind byte) any {
+	switch x := v.(type) {
+	case *Sealed:
+		if x.Kind == kind {
+			return Mask
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = Shred(e, kind)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = Shred(e, kind)
+		}
+		return out
+	}
+	return v
+}

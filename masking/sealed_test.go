@@ -1,0 +1,137 @@
+package masking
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// gcmSealer is a real AES-GCM sealer with one key per kind.
+type gcmSealer struct{ keys map[byte]cipher.AEAD }
+
+func newGCMSealer(t *testing.T) *gcmSealer {
+	s := &gcmSealer{keys: map[byte]cipher.AEAD{}}
+	for _, k := range []byte{KindSecrets, KindMasked} {
+		key := make([]byte, 32)
+		rand.Read(key)
+		b, _ := aes.NewCipher(key)
+		g, err := cipher.NewGCM(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.keys[k] = g
+	}
+	return s
+}
+
+func (s *gcmSealer) Seal(kind byte, purpose string, plain []byte) ([]byte, error) {
+	g := s.keys[kind]
+	nonce := make([]byte, g.NonceSize())
+	rand.Read(nonce)
+	return g.Seal(nonce, nonce, plain, []byte(purpose)), nil
+}
+
+func (s *gcmSealer) Open(kind byte, purpose string, ct []byte) ([]byte, error) {
+	g, ok := s.keys[kind]
+	if !ok {
+		return nil, errors.New("key destroyed")
+	}
+	return g.Open(nil, ct[:g.NonceSize()], ct[g.NonceSize():], []byte(purpose))
+}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	s := newGCMSealer(t)
+	in := map[string]any{
+		"visible":  "v",
+		"_secrets": map[string]any{"token": "t0k-t0k-t0k", "n": int64(7), "list": []any{"a", true}},
+		"_masked":  map[string]any{"ssn": "123-45-6789", "_secrets": "inner"},
+	}
+	var found []string
+	sealed, err := SealKeys(s, "task/1/output", in, func(p []byte) { found = append(found, string(p)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := sealed.(map[string]any)
+	if m["visible"] != "v" {
+		t.Fatal("a visible value was sealed")
+	}
+	tok, ok := m["_secrets"].(map[string]any)["token"].(*Sealed)
+	if !ok || tok.Kind != KindSecrets {
+		t.Fatalf("token = %#v", m["_secrets"])
+	}
+	if inner := m["_masked"].(map[string]any)["_secrets"].(*Sealed); inner.Kind != KindSecrets {
+		t.Fatal("_secrets inside _masked must use the secrets key")
+	}
+	if len(found) != 6 {
+		t.Fatalf("found %d plaintexts, want 6", len(found))
+	}
+
+	// Stored as msgpack: sealed values keep their type, nothing is plaintext.
+	raw, err := msgpack.Marshal(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plain := range []string{"t0k-t0k-t0k", "123-45-6789", "inner"} {
+		if strings.Contains(string(raw), plain) {
+			t.Fatalf("msgpack holds %q in plaintext", plain)
+		}
+	}
+	var back map[string]any
+	if err := msgpack.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	// Shown as JSON: every sealed leaf is "***".
+	js, _ := json.Marshal(back)
+	if !strings.Contains(string(js), `"token":"***"`) || strings.Contains(string(js), "t0k") {
+		t.Fatalf("JSON view = %s", js)
+	}
+	if fmt.Sprint(tok) != Mask || fmt.Sprintf("%#v", tok) != Mask {
+		t.Fatal("fmt renders a sealed value")
+	}
+	opened, err := Open(back, s.Open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(opened, map[string]any{"visible": "v",
+		"_secrets": map[string]any{"token": "t0k-t0k-t0k", "n": float64(7), "list": []any{"a", true}},
+		"_masked":  map[string]any{"ssn": "123-45-6789", "_secrets": "inner"}}) {
+		t.Fatalf("opened = %#v", opened)
+	}
+	// A ciphertext moved to another place does not open there.
+	if tok.Purpose != "task/1/output._secrets.token" {
+		t.Fatalf("purpose %q", tok.Purpose)
+	}
+	if _, err := s.Open(KindSecrets, "task/2/output._secrets.token", tok.Ciphertext); err == nil {
+		t.Fatal("a sealed value opened under another purpose")
+	}
+	// After compaction the secrets key is gone; shredding leaves "***".
+	shredded := Shred(back, KindSecrets).(map[string]any)
+	if shredded["_secrets"].(map[string]any)["token"] != Mask {
+		t.Fatal("shred kept a secrets-kind value")
+	}
+	if _, ok := shredded["_masked"].(map[string]any)["ssn"].(*Sealed); !ok {
+		t.Fatal("shred removed a masked-kind value")
+	}
+}
+
+func TestSealFields(t *testing.T) {
+	s := newGCMSealer(t)
+	out, err := SealFields(s, "wf/input", map[string]any{"card": "4111", "plain": "x"}, []string{"card", "missing"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := out["card"].(*Sealed); !ok || c.Kind != KindMasked || out["plain"] != "x" {
+		t.Fatalf("SealFields = %#v", out)
+	}
+	if !HasSealed(out) || HasSealed(map[string]any{"a": []any{"b"}}) {
+		t.Fatal("HasSealed")
+	}
+}
