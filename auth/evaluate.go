@@ -1,0 +1,70 @@
+package auth
+
+import "slices"
+
+// Resource is what a decision is about: a target, the tags it carries and
+// who created it.
+type Resource struct {
+	Target  Target
+	Tags    []string // "key:value"
+	Creator string
+}
+
+// Decision is the outcome of an authorization check.
+type Decision struct {
+	Allowed bool
+	// Reason says how access was granted (admin, creator, grant, role, tag
+	// "key:value") or why not.
+	Reason string
+	// Tag is the tag whose grant allowed access, if any.
+	Tag string
+}
+
+// Decide evaluates grants for principal asking access on res. Access is the
+// union of: the ADMIN role; the creator's full rights on what it created;
+// grants to the principal, to its groups, to its roles; and grants on any
+// tag the resource carries. UPDATE, DELETE and EXECUTE include READ.
+func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
+	if p.IsAdmin() {
+		return Decision{Allowed: true, Reason: "admin"}
+	}
+	if res.Creator != "" && res.Creator == p.ID {
+		return Decision{Allowed: true, Reason: "creator"}
+	}
+	holds := func(s Subject) bool {
+		switch s.Type {
+		case SubjectUser:
+			return s.ID == p.ID
+		case SubjectGroup:
+			return slices.Contains(p.Groups, s.ID)
+		case SubjectRole:
+			return slices.Contains(p.Roles, s.ID)
+		}
+		return false
+	}
+	var tagDecision *Decision
+	for _, g := range grants {
+		if !holds(g.Subject) || !grantsAccess(g.Access, access) {
+			continue
+		}
+		switch {
+		case g.Target == res.Target:
+			return Decision{Allowed: true, Reason: "grant to " + g.Subject.String()}
+		case g.Target.Type == TargetTag && slices.Contains(res.Tags, g.Target.ID) && tagDecision == nil:
+			tagDecision = &Decision{Allowed: true, Reason: "tag " + g.Target.ID + " granted to " + g.Subject.String(), Tag: g.Target.ID}
+		}
+	}
+	if tagDecision != nil {
+		return *tagDecision
+	}
+	return Decision{Reason: "no grant of " + string(access) + " on " + res.Target.String()}
+}
+
+func grantsAccess(have []Access, want Access) bool {
+	for _, h := range have {
+		if implies(h, want) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,54 @@
+package auth
+
+import "testing"
+
+func TestDecide(t *testing.T) {
+	secret := Target{Type: TargetSecret, ID: "db_password"}
+	res := Resource{Target: secret, Tags: []string{"team:payments"}, Creator: "alice@example.com"}
+	grants := []Grant{
+		{Subject: Subject{SubjectUser, "bob@example.com"}, Target: secret, Access: []Access{Update}},
+		{Subject: Subject{SubjectGroup, "payments"}, Target: Target{TargetTag, "team:payments"}, Access: []Access{Read}},
+		{Subject: Subject{SubjectRole, RoleWorkflowManager}, Target: secret, Access: []Access{Execute}},
+		{Subject: Subject{SubjectUser, "app:billing"}, Target: Target{TargetSecret, "other"}, Access: []Access{Read}},
+	}
+	tests := []struct {
+		name   string
+		p      Principal
+		access Access
+		want   bool
+		tag    string
+	}{
+		{"admin", Principal{ID: "root", Roles: []string{RoleAdmin}}, Delete, true, ""},
+		{"creator", Principal{ID: "alice@example.com", Roles: []string{RoleUser}}, Delete, true, ""},
+		{"direct grant", Principal{ID: "bob@example.com"}, Update, true, ""},
+		{"update implies read", Principal{ID: "bob@example.com"}, Read, true, ""},
+		{"update does not imply delete", Principal{ID: "bob@example.com"}, Delete, false, ""},
+		{"group tag grant", Principal{ID: "carol@example.com", Groups: []string{"payments"}}, Read, true, "team:payments"},
+		{"tag grant is only read", Principal{ID: "carol@example.com", Groups: []string{"payments"}}, Update, false, ""},
+		{"role grant, execute implies read", Principal{ID: "dave@example.com", Roles: []string{RoleWorkflowManager}}, Read, true, ""},
+		{"grant on another secret", Principal{ID: "app:billing", Roles: []string{RoleWorker}}, Read, false, ""},
+		{"stranger", Principal{ID: "eve@example.com", Roles: []string{RoleUser}}, Read, false, ""},
+	}
+	for _, tt := range tests {
+		d := Decide(tt.p, tt.access, res, grants)
+		if d.Allowed != tt.want || d.Tag != tt.tag {
+			t.Errorf("%s: %+v, want allowed=%v tag=%q", tt.name, d, tt.want, tt.tag)
+		}
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	user := Principal{ID: "u", Roles: []string{RoleUser}}
+	if !user.HasPermission(PermCreateSecret) || user.HasPermission(PermAdmin) {
+		t.Fatal("USER role permissions")
+	}
+	if Anonymous.IsAdmin() != true {
+		t.Fatal("anonymous (insecure dev) is an admin")
+	}
+	if _, err := ParseAccess("read"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseAccess("OWN"); err == nil {
+		t.Fatal("unknown access accepted")
+	}
+}
