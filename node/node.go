@@ -84,7 +84,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, metaRunner); err != nil {
 		return nil, err
 	}
-	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, executions.NewProjection())
+	execProj := executions.NewProjection()
+	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, execProj)
 	n.executions = executions.NewReader(n.store)
 	// Timers and recovery read the executions model: let it catch up first.
 	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
@@ -105,6 +106,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Executions:       n.executions,
 		ExecutionsWaiter: execRunner,
 		Definitions:      n.metadata,
+		Search:           n.executions,
+		Changes:          execProj,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -116,6 +119,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
