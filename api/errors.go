@@ -56,6 +56,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, body)
 }
 
+// errorMessage is the message an error shows a client in a response that
+// reports several outcomes (bulk results): its text, or a generic one for
+// internal errors, whose text may name internals.
+func errorMessage(err error) string {
+	if statusOf(err) == http.StatusInternalServerError {
+		return "internal error"
+	}
+	return err.Error()
+}
+
 // decodeJSON reads a JSON request body into v, limited to maxBytes. Errors
 // are ErrInvalid or ErrTooLarge with a message that says what was wrong.
 func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,17 +34,26 @@ type Deps struct {
 	Engine           Engine
 	Executions       Executions
 	ExecutionsWaiter Waiter
-	// Definitions finds the latest definition for restarts.
+	// Definitions finds the latest definition for restarts, and the
+	// definitions the test endpoint simulates.
 	Definitions DefinitionLookup
 	// Schedules and NextFew serve /api/scheduler.
 	Schedules Schedules
 	NextFew   NextFewFunc
+	// Search serves workflow and task search, correlation lookups and
+	// running lists; Changes wakes synchronous executions.
+	Search  Searcher
+	Changes Changes
 }
 
 // Server routes flowvault's HTTP requests.
 type Server struct {
 	deps Deps
 	mux  *http.ServeMux
+	// stopping is closed by Shutdown: long waits (synchronous execution)
+	// answer with what they have.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 // New returns the HTTP handler of a flowvault server.
@@ -51,7 +61,7 @@ func New(deps Deps) *Server {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{deps: deps, mux: http.NewServeMux()}
+	s := &Server{deps: deps, mux: http.NewServeMux(), stopping: make(chan struct{})}
 	s.mux.HandleFunc("GET /health", s.health)
 	s.mux.HandleFunc("GET /api/health", s.health)
 	s.routeWorkflows()
@@ -66,6 +76,11 @@ func New(deps Deps) *Server {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Shutdown ends the server's long waits, so that in-flight requests finish
+// promptly during a graceful shutdown (http.Server.RegisterOnShutdown). It
+// is safe to call more than once.
+func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
 type healthResult struct {
 	Name    string `json:"name"`

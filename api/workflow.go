@@ -42,18 +42,66 @@ func (s *Server) routeWorkflows() {
 	s.mux.HandleFunc("POST /api/workflow", s.startWorkflow)
 	s.mux.HandleFunc("POST /api/workflow/{name}", s.startWorkflowByName)
 	s.mux.HandleFunc("GET /api/workflow/{id}", s.getWorkflow)
-	s.mux.HandleFunc("GET /api/workflow/{id}/status", s.getWorkflowStatus)
-	s.mux.HandleFunc("PUT /api/workflow/{id}/pause", s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }))
-	s.mux.HandleFunc("PUT /api/workflow/{id}/resume", s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }))
 	s.mux.HandleFunc("DELETE /api/workflow/{id}", s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
 		return engine.Terminate{Reason: r.URL.Query().Get("reason")}, nil
 	}))
-	s.mux.HandleFunc("POST /api/workflow/{id}/restart", s.lifecycle(s.restartTrigger))
-	s.mux.HandleFunc("POST /api/workflow/{id}/retry", s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
-		resume, err := queryBool(r, "resumeSubworkflowTasks", false)
-		return engine.Retry{ResumeSubworkflowTasks: resume}, err
-	}))
-	s.mux.HandleFunc("POST /api/workflow/{id}/rerun", s.rerunWorkflow)
+	// Conductor has both /{id}/status and /running/{name}, /{id}/restart
+	// and /execute/{name}: overlapping patterns Go's mux refuses. One
+	// handler per method routes the two-segment paths: by a literal first
+	// segment, else by the second.
+	s.mux.HandleFunc("GET /api/workflow/{a}/{b}", s.pathPair(
+		map[string]http.HandlerFunc{"execute": s.executeByName, "running": s.runningWorkflows},
+		map[string]http.HandlerFunc{"status": s.getWorkflowStatus, "tasks": s.workflowTasks}))
+	s.mux.HandleFunc("POST /api/workflow/{a}/{b}", s.pathPair(
+		map[string]http.HandlerFunc{"execute": s.executeByName},
+		map[string]http.HandlerFunc{
+			"restart": s.lifecycle(s.restartTrigger),
+			"retry": s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
+				resume, err := queryBool(r, "resumeSubworkflowTasks", false)
+				return engine.Retry{ResumeSubworkflowTasks: resume}, err
+			}),
+			"rerun":          s.rerunWorkflow,
+			"variables":      s.updateVariables,
+			"resetcallbacks": s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.ResetCallbacks{}, nil }),
+			"correlated":     s.correlatedByName,
+		}))
+	s.mux.HandleFunc("PUT /api/workflow/{a}/{b}", s.pathPair(
+		map[string]http.HandlerFunc{"decide": s.decideWorkflow},
+		map[string]http.HandlerFunc{
+			"pause":  s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }),
+			"resume": s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }),
+		}))
+	s.mux.HandleFunc("POST /api/workflow/start/{name}/{version}", s.startWorkflowVersion)
+	s.mux.HandleFunc("POST /api/workflow/execute/{name}/{version}", s.executeWorkflow)
+	s.mux.HandleFunc("POST /api/workflow/test", s.testWorkflow)
+	s.mux.HandleFunc("PUT /api/workflow/{id}/skiptask/{ref}", s.skipTask)
+	s.mux.HandleFunc("DELETE /api/workflow/{id}/remove", s.removeWorkflow)
+	s.mux.HandleFunc("DELETE /api/workflow/{id}/terminate-remove", s.terminateRemove)
+	s.mux.HandleFunc("GET /api/workflow/{name}/correlated/{correlationId}", s.correlated)
+	s.mux.HandleFunc("POST /api/workflow/correlated/batch", s.correlatedBatch)
+	s.routeBulk()
+	s.routeSearch()
+}
+
+// pathPair routes /api/workflow/{a}/{b}: to byFirst[a] with {name} and
+// {id} set to b, else to bySecond[b] with {id} and {name} set to a.
+func (s *Server) pathPair(byFirst, bySecond map[string]http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		a, b := r.PathValue("a"), r.PathValue("b")
+		if h, ok := byFirst[a]; ok {
+			r.SetPathValue("name", b)
+			r.SetPathValue("id", b)
+			h(w, r)
+			return
+		}
+		if h, ok := bySecond[b]; ok {
+			r.SetPathValue("id", a)
+			r.SetPathValue("name", a)
+			h(w, r)
+			return
+		}
+		s.writeError(w, r, fault.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
+	}
 }
 
 func (s *Server) startWorkflow(w http.ResponseWriter, r *http.Request) {
@@ -82,13 +130,9 @@ func (s *Server) startWorkflowByName(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if v := r.URL.Query().Get("version"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			s.writeError(w, r, fault.Invalid("version %q is not an integer", v))
-			return
-		}
-		req.Version = &n
+	if req.Version, err = versionParam(r); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	if p := r.URL.Query().Get("priority"); p != "" {
 		n, err := strconv.Atoi(p)
@@ -224,6 +268,19 @@ func (s *Server) rerunWorkflow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeText(w, http.StatusOK, r.PathValue("id"))
+}
+
+// versionParam reads the optional version query parameter.
+func versionParam(r *http.Request) (*int, error) {
+	v := r.URL.Query().Get("version")
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, fault.Invalid("version %q is not an integer", v)
+	}
+	return &n, nil
 }
 
 func queryBool(r *http.Request, name string, def bool) (bool, error) {

@@ -69,7 +69,9 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("workflow %s: unexpected event %s", w.ID, ev.EventType())
+		if !applyOperator(w, ev) {
+			return nil, fmt.Errorf("workflow %s: unexpected event %s", w.ID, ev.EventType())
+		}
 	}
 	return w, nil
 }

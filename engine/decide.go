@@ -78,6 +78,9 @@ func Decide(in Input) (Decision, error) {
 		if in.State == nil {
 			return Decision{}, fault.NotFound("workflow not found")
 		}
+		if in.State.Removed {
+			return Decision{}, fault.NotFound("workflow %s was removed", in.State.ID)
+		}
 		d.w = in.State.Clone()
 		if d.plan, err = d.w.planFor(); err != nil {
 			return Decision{}, err
@@ -145,7 +148,7 @@ func (d *decision) handle(t Trigger) error {
 		}
 		d.emit(&schemas.TaskLogged{TaskID: t.TaskID, Lines: []string{t.Line}, Times: []int64{d.now}})
 	default:
-		return fault.Invalid("unknown trigger %T", t)
+		return d.handleOperator(t)
 	}
 	return nil
 }

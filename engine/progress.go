@@ -11,7 +11,7 @@ import (
 // progress schedules whatever the current state makes due: successors of
 // finished tasks, joins whose branches are done, and the workflow's own end.
 func (d *decision) progress() error {
-	if d.w == nil {
+	if d.w == nil || d.w.Removed {
 		return nil
 	}
 	for round := 0; ; round++ {
@@ -48,7 +48,7 @@ func (d *decision) step() bool {
 	// Iterate by index: scheduling appends to d.w.Tasks.
 	for i := 0; i < len(d.w.Tasks); i++ {
 		t := d.w.Tasks[i]
-		if t.Retried || !conductor.TaskSuccessful(t.Status) {
+		if t.Retried || !conductor.TaskSuccessful(t.Status) || d.skipPending(t) {
 			continue
 		}
 		for _, wt := range d.successors(t) {
@@ -119,7 +119,7 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	out := map[string]any{}
 	for _, ref := range wt.JoinOn {
 		t := d.w.LatestByRef(ref)
-		if t == nil || !conductor.TaskSuccessful(t.Status) {
+		if t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t) {
 			return false
 		}
 		out[ref] = t.Output

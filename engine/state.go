@@ -42,6 +42,10 @@ type Workflow struct {
 	// Epoch counts resets (restart, rerun, retry); ids derived for child and
 	// failure workflows include it.
 	Epoch int `msgpack:"epoch,omitempty"`
+	// Removed is set by the remove API; Archived when it kept an archive.
+	// No trigger applies to a removed workflow.
+	Removed  bool `msgpack:"rm,omitempty"`
+	Archived bool `msgpack:"arch,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
 	Seq uint64 `msgpack:"seq"`
 

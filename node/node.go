@@ -86,7 +86,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, metaRunner); err != nil {
 		return nil, err
 	}
-	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, executions.NewProjection())
+	execProj := executions.NewProjection()
+	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, execProj)
 	n.executions = executions.NewReader(n.store)
 	// Timers and recovery read the executions model: let it catch up first.
 	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
@@ -120,6 +121,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Definitions:      n.metadata,
 		Schedules:        n.schedules,
 		NextFew:          scheduler.NextFew,
+		Search:           n.executions,
+		Changes:          execProj,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -131,6 +134,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

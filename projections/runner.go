@@ -39,6 +39,13 @@ type Resetter interface {
 	Reset()
 }
 
+// Committer is implemented by projections that tell readers about changes:
+// the runner calls Committed, from its goroutine, after each commit of the
+// projection's writes up to stream sequence seq.
+type Committer interface {
+	Committed(seq uint64)
+}
+
 // Batch is a projection's view of one uncommitted Pebble batch: writes and
 // reads confined to the projection's key space.
 type Batch struct {
@@ -248,6 +255,9 @@ func (r *Runner) commit(batch *Batch, seq uint64) error {
 	}
 	batch.b.Close()
 	r.setCommitted(seq)
+	if c, ok := r.proj.(Committer); ok {
+		c.Committed(seq)
+	}
 	return nil
 }
 

@@ -112,10 +112,26 @@ func (r Reader) ScanReverse(prefix []byte, fn func(key, value []byte) bool) erro
 	return scan(r.r, append(r.prefix[:len(r.prefix):len(r.prefix)], prefix...), len(r.prefix), true, fn)
 }
 
+// ScanRange calls fn for every key in [lower, upper), in ascending key
+// order or, with reverse, descending, until fn returns false. A nil upper
+// means every key after lower that the reader can see.
+func (r Reader) ScanRange(lower, upper []byte, reverse bool, fn func(key, value []byte) bool) error {
+	lo := append(r.prefix[:len(r.prefix):len(r.prefix)], lower...)
+	hi := prefixEnd(r.prefix)
+	if upper != nil {
+		hi = append(r.prefix[:len(r.prefix):len(r.prefix)], upper...)
+	}
+	return scanRange(r.r, lo, hi, len(r.prefix), reverse, fn)
+}
+
 // scan iterates the keys with prefix, stripping the first strip bytes of
 // each key before calling fn.
 func scan(r pebble.Reader, prefix []byte, strip int, reverse bool, fn func(key, value []byte) bool) error {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	return scanRange(r, prefix, prefixEnd(prefix), strip, reverse, fn)
+}
+
+func scanRange(r pebble.Reader, lower, upper []byte, strip int, reverse bool, fn func(key, value []byte) bool) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}

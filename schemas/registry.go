@@ -88,7 +88,7 @@ func (r *Registry) Encode(ev Event) (Envelope, error) {
 	if e == nil || e.typ == nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", name, ErrUnknownType)
 	}
-	data, err := marshalSorted(ev)
+	data, err := MarshalSorted(ev)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", name, err)
 	}
@@ -139,10 +139,10 @@ func (r *Registry) Known(name string) bool {
 	return r.byName[name] != nil
 }
 
-// marshalSorted encodes v with map keys in sorted order, so that an event
-// always encodes to the same bytes: replay fixtures and deduplication
-// compare bytes.
-func marshalSorted(v any) ([]byte, error) {
+// MarshalSorted encodes v as msgpack with map keys in sorted order, so that
+// a value always encodes to the same bytes: replay fixtures, deduplication
+// and read-model rebuilds compare bytes.
+func MarshalSorted(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
 	enc.SetSortMapKeys(true)

@@ -8,11 +8,13 @@ package nodetest
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/projections"
 )
 
 // Config is a node configuration for tests: data under dir, HTTP and the
@@ -51,4 +53,21 @@ func StartConfig(tb testing.TB, cfg node.Config) (*node.Node, string) {
 		}
 	})
 	return n, "http://" + n.HTTPAddr()
+}
+
+// Dump returns the contents of a stopped node's read-model store
+// (projections.Store.Dump): two nodes whose dumps are equal hold the same
+// read models.
+func Dump(tb testing.TB, cfg node.Config) string {
+	tb.Helper()
+	store, err := projections.OpenStore(cfg.PebbleDir(), projections.StoreOptions{})
+	if err != nil {
+		tb.Fatalf("open read models: %v", err)
+	}
+	defer store.Close()
+	var b strings.Builder
+	if err := store.Dump(&b); err != nil {
+		tb.Fatalf("dump read models: %v", err)
+	}
+	return b.String()
 }

@@ -42,17 +42,26 @@ const (
 // Pebble again.
 type Projection struct {
 	recent *recentStates
+	// touched lists the workflows (tokens) written since the last commit;
+	// only the runner's goroutine uses it.
+	touched map[string]struct{}
+	hub     *hub
 }
 
 // NewProjection returns the executions projection.
-func NewProjection() *Projection { return &Projection{recent: newRecentStates(8192)} }
+func NewProjection() *Projection {
+	return &Projection{recent: newRecentStates(8192), touched: map[string]struct{}{}, hub: newHub()}
+}
 
 // Name implements projections.Projection.
 func (*Projection) Name() string { return Name }
 
 // Reset forgets the in-memory states: the runner calls it before resuming
 // from its checkpoint, after which they may be ahead of the store.
-func (p *Projection) Reset() { p.recent.clear() }
+func (p *Projection) Reset() {
+	p.recent.clear()
+	clear(p.touched)
+}
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error) {
@@ -75,27 +84,21 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		}
 	}
 	defer func() {
-		if err != nil {
-			p.recent.drop(token) // it may be half-folded
+		if err != nil || w.Removed && !w.Archived {
+			p.recent.drop(token) // it may be half-folded, or is gone
 		} else {
 			p.recent.put(token, w)
 		}
 	}()
-	var before []string
-	var beforeRunning bool
-	if w != nil {
-		for _, t := range w.Tasks {
-			before = append(before, t.ID)
-		}
-		beforeRunning = !w.Terminal()
-	}
+	prev := snapshot(w)
 	for _, ev := range events {
 		if w, err = engine.Apply(w, ev); err != nil {
 			return fmt.Errorf("%w: %v", projections.ErrPoison, err)
 		}
 	}
 	w.Seq = rec.Seq
-	return store(b, token, w, before, beforeRunning)
+	p.touched[token] = struct{}{}
+	return store(b, token, w, prev)
 }
 
 func load(b *projections.Batch, token string) (*engine.Workflow, error) {
@@ -113,22 +116,32 @@ func load(b *projections.Batch, token string) (*engine.Workflow, error) {
 	return &w, nil
 }
 
-func store(b *projections.Batch, token string, w *engine.Workflow, before []string, wasRunning bool) error {
-	v, err := msgpack.Marshal(w)
+func store(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
+	if w.Removed && !w.Archived {
+		return removeAll(b, token, w, prev)
+	}
+	v, err := schemas.MarshalSorted(w)
 	if err != nil {
 		return err
 	}
 	if err := b.Set([]byte(prefixWorkflow+token), v); err != nil {
 		return err
 	}
+	archiving := w.Removed && !prev.removed
 	for _, t := range w.Tasks {
-		if !slices.Contains(before, t.ID) {
-			if err := b.Set([]byte(prefixTask+t.ID), []byte(w.ID)); err != nil {
-				return err
-			}
+		_, known := prev.tasks[t.ID]
+		switch {
+		case archiving:
+			// An archived workflow's tasks are no longer found by id.
+			err = b.Delete([]byte(prefixTask + t.ID))
+		case !known:
+			err = b.Set([]byte(prefixTask+t.ID), []byte(w.ID))
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if running := !w.Terminal(); running != wasRunning || len(before) == 0 {
+	if running := !w.Terminal(); running != prev.running || !prev.exists {
 		key := []byte(prefixRunning + w.ID)
 		if running {
 			err = b.Set(key, nil)
@@ -144,12 +157,14 @@ func store(b *projections.Batch, token string, w *engine.Workflow, before []stri
 			return err
 		}
 	}
-	return storeDeadlines(b, token, w)
+	if err := replaceDeadlines(b, token, w.ID, engine.Deadlines(w)); err != nil {
+		return err
+	}
+	return storeIndexes(b, token, w, prev)
 }
 
-// storeDeadlines replaces the workflow's entries in the deadline index.
-func storeDeadlines(b *projections.Batch, token string, w *engine.Workflow) error {
-	next := engine.Deadlines(w)
+// replaceDeadlines replaces the workflow's entries in the deadline index.
+func replaceDeadlines(b *projections.Batch, token, wfID string, next []int64) error {
 	lkey := []byte(prefixDeadlines + token)
 	var prev []int64
 	if v, err := b.Get(lkey); err == nil {
@@ -162,14 +177,14 @@ func storeDeadlines(b *projections.Batch, token string, w *engine.Workflow) erro
 	}
 	for _, at := range prev {
 		if !slices.Contains(next, at) {
-			if err := b.Delete(dueKey(at, w.ID)); err != nil {
+			if err := b.Delete(dueKey(at, wfID)); err != nil {
 				return err
 			}
 		}
 	}
 	for _, at := range next {
 		if !slices.Contains(prev, at) {
-			if err := b.Set(dueKey(at, w.ID), nil); err != nil {
+			if err := b.Set(dueKey(at, wfID), nil); err != nil {
 				return err
 			}
 		}
@@ -177,7 +192,7 @@ func storeDeadlines(b *projections.Batch, token string, w *engine.Workflow) erro
 	if len(next) == 0 {
 		return b.Delete(lkey)
 	}
-	v, err := msgpack.Marshal(next)
+	v, err := schemas.MarshalSorted(next)
 	if err != nil {
 		return err
 	}

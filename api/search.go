@@ -1,0 +1,183 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/projections/executions/query"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Searcher serves workflow and task search, correlation lookups and the
+// running lists. *executions.Reader implements it; queries and sorts use
+// Conductor's syntax (package query), and malformed ones are
+// fault.ErrInvalid.
+type Searcher interface {
+	SearchWorkflows(ctx context.Context, s query.Search) (int, []*engine.Workflow, error)
+	SearchWorkflowIDs(ctx context.Context, s query.Search) ([]string, error)
+	SearchTasks(ctx context.Context, s query.Search) (int, []*conductor.Task, error)
+	// Correlated returns the workflows with a correlation id, removed and
+	// archived ones excluded.
+	Correlated(ctx context.Context, correlationID string) ([]*engine.Workflow, error)
+}
+
+// Changes tells when workflows change in the executions read model. The
+// channel receives after each commit that changed one of ids; stop ends
+// the watch.
+type Changes interface {
+	Watch(ids ...string) (c <-chan struct{}, stop func())
+}
+
+// maxSearchSize is the largest page a search returns (Conductor's
+// default limit).
+const maxSearchSize = 5000
+
+func (s *Server) routeSearch() {
+	if s.deps.Search == nil {
+		return
+	}
+	s.mux.HandleFunc("GET /api/workflow/search", s.searchWorkflows(false))
+	s.mux.HandleFunc("GET /api/workflow/search-v2", s.searchWorkflows(true))
+	s.mux.HandleFunc("GET /api/tasks/search", s.searchTasks(false))
+	s.mux.HandleFunc("GET /api/tasks/search-v2", s.searchTasks(true))
+}
+
+// searchParams reads start, size, sort, freeText and query. Negative
+// paging, or a page over maxSearchSize, is invalid; a start past the end
+// gives an empty page.
+func searchParams(r *http.Request) (query.Search, error) {
+	start, err := intParam(r, "start", 0, 0, 1<<31-1)
+	if err != nil {
+		return query.Search{}, err
+	}
+	size, err := intParam(r, "size", 100, 0, maxSearchSize)
+	if err != nil {
+		return query.Search{}, err
+	}
+	q := r.URL.Query()
+	return query.Search{Query: q.Get("query"), FreeText: q.Get("freeText"), Sort: q["sort"], Start: start, Size: size}, nil
+}
+
+func searchRequest(q, sort string) query.Search {
+	return query.Search{Query: q, Sort: []string{sort}, Size: maxSearchSize}
+}
+
+// searchWorkflows answers with WorkflowSummary results, or with full
+// Workflow objects (tasks included) for search-v2.
+func (s *Server) searchWorkflows(full bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := searchParams(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		total, ws, err := s.deps.Search.SearchWorkflows(r.Context(), req)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if full {
+			res := conductor.SearchResult[*conductor.Workflow]{TotalHits: int64(total), Results: []*conductor.Workflow{}}
+			for _, wf := range ws {
+				res.Results = append(res.Results, wf.Conductor(true))
+			}
+			writeJSON(w, http.StatusOK, res)
+			return
+		}
+		res := conductor.SearchResult[conductor.WorkflowSummary]{TotalHits: int64(total), Results: []conductor.WorkflowSummary{}}
+		for _, wf := range ws {
+			res.Results = append(res.Results, workflowSummary(wf))
+		}
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// searchTasks answers with TaskSummary results, or full Task objects for
+// search-v2.
+func (s *Server) searchTasks(full bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := searchParams(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		total, tasks, err := s.deps.Search.SearchTasks(r.Context(), req)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if full {
+			if tasks == nil {
+				tasks = []*conductor.Task{}
+			}
+			writeJSON(w, http.StatusOK, conductor.SearchResult[*conductor.Task]{TotalHits: int64(total), Results: tasks})
+			return
+		}
+		res := conductor.SearchResult[conductor.TaskSummary]{TotalHits: int64(total), Results: []conductor.TaskSummary{}}
+		for _, t := range tasks {
+			res.Results = append(res.Results, taskSummary(t))
+		}
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// workflowSummary renders a workflow for search results. Every workflow
+// summary is built here, so that masking applies to all of them at once.
+func workflowSummary(w *engine.Workflow) conductor.WorkflowSummary {
+	in, out := jsonString(w.Input), jsonString(w.Output)
+	s := conductor.WorkflowSummary{
+		WorkflowType: w.Name, Version: w.Version, WorkflowID: w.ID, CorrelationID: w.CorrelationID,
+		StartTime: isoTime(w.StartTime), UpdateTime: isoTime(w.UpdateTime), EndTime: isoTime(w.EndTime),
+		Status: w.Status, Input: in, Output: out, ReasonForIncompletion: w.Reason,
+		FailedReferenceTaskNames: strings.Join(w.FailedTaskRefs, ","), FailedTaskNames: w.FailedTaskNames,
+		Priority: w.Priority, TaskToDomain: w.TaskToDomain, CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey,
+		InputSize: int64(len(in)), OutputSize: int64(len(out)),
+	}
+	if s.FailedTaskNames == nil {
+		s.FailedTaskNames = []string{}
+	}
+	if w.EndTime > 0 {
+		s.ExecutionTime = w.EndTime - w.StartTime
+	}
+	return s
+}
+
+// taskSummary renders a task for search results; every task summary is
+// built here.
+func taskSummary(t *conductor.Task) conductor.TaskSummary {
+	s := conductor.TaskSummary{
+		TaskID: t.TaskID, TaskType: t.TaskType, TaskDefName: t.TaskDefName, TaskReferenceName: t.ReferenceTaskName,
+		WorkflowID: t.WorkflowInstanceID, WorkflowType: t.WorkflowType, CorrelationID: t.CorrelationID, Status: t.Status,
+		ScheduledTime: isoTime(t.ScheduledTime), StartTime: isoTime(t.StartTime), UpdateTime: isoTime(t.UpdateTime),
+		EndTime: isoTime(t.EndTime), Input: jsonString(t.InputData), Output: jsonString(t.OutputData),
+		ReasonForIncompletion: t.ReasonForIncompletion, QueueWaitTime: t.QueueWaitTime,
+		WorkflowPriority: t.WorkflowPriority, Domain: t.Domain,
+	}
+	if t.EndTime > 0 && t.StartTime > 0 {
+		s.ExecutionTime = t.EndTime - t.StartTime
+	}
+	return s
+}
+
+// isoTime formats Unix ms as Conductor's summaries do; "" for none.
+func isoTime(ms int64) string {
+	if ms <= 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+func jsonString(m map[string]any) string {
+	if m == nil {
+		m = map[string]any{}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "{}"
+	}
+	return string(b)
+}

@@ -1,0 +1,310 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Synchronous execution: start a workflow, then block until it is
+// terminal, a blocking task (WAIT, HUMAN) is reached, a named task
+// finished, or time runs out.
+
+const (
+	defaultWaitSeconds = 10
+	// maxWaitSeconds caps waitForSeconds.
+	maxWaitSeconds = 600
+	// recheckInterval bounds how long a wait relies on change
+	// notifications alone.
+	recheckInterval = time.Second
+	// maxTreeDepth and maxTreeSize bound the sub-workflows a wait follows.
+	maxTreeDepth = 8
+	maxTreeSize  = 64
+)
+
+// executeParams are the query (or, for /execute/{name}, header) options
+// of a synchronous execution.
+type executeParams struct {
+	requestID string
+	refs      []string // waitUntilTaskRef, comma-separated; empty ignored
+	wait      time.Duration
+	strategy  string
+}
+
+func readExecuteParams(get func(string) string) (executeParams, error) {
+	p := executeParams{requestID: get("requestId"), wait: defaultWaitSeconds * time.Second, strategy: conductor.ReturnTargetWorkflow}
+	for _, ref := range strings.Split(get("waitUntilTaskRef"), ",") {
+		if ref = strings.TrimSpace(ref); ref != "" {
+			p.refs = append(p.refs, ref)
+		}
+	}
+	if v := get("waitForSeconds"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return p, fault.Invalid("waitForSeconds=%q: want a non-negative integer", v)
+		}
+		p.wait = time.Duration(min(n, maxWaitSeconds)) * time.Second
+	}
+	switch c := strings.ToUpper(get("consistency")); c {
+	case "", "SYNCHRONOUS", "DURABLE", "REGION_DURABLE":
+		// Every start is durable once it is answered.
+	default:
+		return p, fault.Invalid("consistency=%q: want SYNCHRONOUS, DURABLE or REGION_DURABLE", c)
+	}
+	if v := get("returnStrategy"); v != "" {
+		switch v = strings.ToUpper(v); v {
+		case conductor.ReturnTargetWorkflow, conductor.ReturnBlockingWorkflow, conductor.ReturnBlockingTask, conductor.ReturnBlockingTaskInput:
+			p.strategy = v
+		default:
+			return p, fault.Invalid("returnStrategy=%q: want TARGET_WORKFLOW, BLOCKING_WORKFLOW, BLOCKING_TASK or BLOCKING_TASK_INPUT", v)
+		}
+	}
+	if p.requestID == "" {
+		p.requestID = uuid.NewString()
+	}
+	return p, nil
+}
+
+// executeWorkflow is POST /api/workflow/execute/{name}/{version}: the body
+// is a StartWorkflowRequest, the answer a WorkflowRun.
+func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request) {
+	p, err := readExecuteParams(r.URL.Query().Get)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	version, err := strconv.Atoi(r.PathValue("version"))
+	if err != nil {
+		s.writeError(w, r, fault.Invalid("version %q is not an integer", r.PathValue("version")))
+		return
+	}
+	var req conductor.StartWorkflowRequest
+	body, err := readBody(w, r, maxBodyBytes)
+	if err == nil && len(strings.TrimSpace(string(body))) > 0 {
+		if err = conductor.Unmarshal(body, &req); err != nil {
+			err = fault.Invalid("malformed StartWorkflowRequest: %v", err)
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req.Name, req.Version = r.PathValue("name"), &version
+	target, block, task, err := s.execute(r, req, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, workflowRun(target, block, task, p))
+}
+
+// executeByName is GET and POST /api/workflow/execute/{name} (Orkes): the
+// POST body, or the GET query parameters, are the input; requestId,
+// waitUntilTaskRef and waitForSeconds are headers; the answer is the
+// workflow's output.
+func (s *Server) executeByName(w http.ResponseWriter, r *http.Request) {
+	p, err := readExecuteParams(r.Header.Get)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req := conductor.StartWorkflowRequest{Name: r.PathValue("name"), Input: map[string]any{}}
+	if req.Version, err = versionParam(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if r.Method == http.MethodPost {
+		if err := decodeJSON(w, r, maxBodyBytes, &req.Input); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	} else {
+		for k, v := range r.URL.Query() {
+			if k != "version" && len(v) > 0 {
+				req.Input[k] = v[0]
+			}
+		}
+	}
+	target, _, _, err := s.execute(r, req, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNilMap(target.Output))
+}
+
+// execute starts the workflow and waits as p says. It returns the target
+// workflow and, when a task stopped the wait, that task and its workflow.
+func (s *Server) execute(r *http.Request, req conductor.StartWorkflowRequest, p executeParams) (target, block *engine.Workflow, task *engine.Task, err error) {
+	if req.Priority < 0 || req.Priority > 99 {
+		return nil, nil, nil, fault.Invalid("priority %d: want 0-99", req.Priority)
+	}
+	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, executor.StartOptions{CreatedBy: principal(r)})
+	if err == nil {
+		err = s.wait(r.Context(), seq)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return s.awaitBlocking(r.Context(), id, p.refs, p.wait)
+}
+
+// awaitBlocking waits until workflow id stops (see blocked) or timeout
+// passes, and returns the state it last read. It waits on change
+// notifications for the workflow and its sub-workflows, re-reading the
+// read model only when one of them changed.
+func (s *Server) awaitBlocking(ctx context.Context, id string, refs []string, timeout time.Duration) (*engine.Workflow, *engine.Workflow, *engine.Task, error) {
+	deadline := time.Now().Add(timeout)
+	var watched []string
+	var changes <-chan struct{}
+	stop := func() {}
+	defer func() { stop() }()
+	for {
+		tree, err := s.workflowTree(ctx, id)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		block, task, done := blocked(tree, refs)
+		remaining := time.Until(deadline)
+		if done || remaining <= 0 {
+			return tree[0], block, task, nil
+		}
+		ids := make([]string, len(tree))
+		for i, w := range tree {
+			ids[i] = w.ID
+		}
+		if s.deps.Changes != nil && !slices.Equal(ids, watched) {
+			// Watch first, then read again: a change between the read
+			// above and the watch is not missed.
+			stop()
+			changes, stop = s.deps.Changes.Watch(ids...)
+			watched = ids
+			continue
+		}
+		tick := min(remaining, recheckInterval)
+		if s.deps.Changes == nil {
+			tick = min(remaining, 50*time.Millisecond)
+		}
+		timer := time.NewTimer(tick)
+		select {
+		case <-changes:
+		case <-timer.C:
+		case <-s.stopping:
+			deadline = time.Now() // read once more and answer
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, nil, nil, ctx.Err()
+		}
+		timer.Stop()
+	}
+}
+
+// workflowTree reads a workflow and, recursively, the sub-workflows its
+// SUB_WORKFLOW tasks started (within maxTreeDepth and maxTreeSize).
+func (s *Server) workflowTree(ctx context.Context, id string) ([]*engine.Workflow, error) {
+	root, err := s.deps.Executions.Workflow(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	tree := []*engine.Workflow{root}
+	depth := map[string]int{root.ID: 0}
+	for i := 0; i < len(tree) && len(tree) < maxTreeSize; i++ {
+		w := tree[i]
+		if depth[w.ID] >= maxTreeDepth {
+			continue
+		}
+		for _, t := range w.Tasks {
+			if t.Type != conductor.TaskTypeSubWorkflow || t.SubWorkflowID == "" || t.Retried {
+				continue
+			}
+			if _, seen := depth[t.SubWorkflowID]; seen {
+				continue
+			}
+			child, err := s.deps.Executions.Workflow(ctx, t.SubWorkflowID)
+			if err != nil {
+				continue // not started yet, or removed
+			}
+			depth[child.ID] = depth[w.ID] + 1
+			tree = append(tree, child)
+		}
+	}
+	return tree, nil
+}
+
+// blocked reports whether a synchronous execution stops waiting: the
+// target (tree[0]) is terminal, a task named in refs has finished, or a
+// running workflow of the tree waits in a WAIT or HUMAN task. It returns
+// that task and its workflow.
+func blocked(tree []*engine.Workflow, refs []string) (*engine.Workflow, *engine.Task, bool) {
+	for _, w := range tree {
+		for _, t := range w.Tasks {
+			if len(refs) > 0 && conductor.TaskTerminal(t.Status) && !t.Retried && containsString(refs, t.Ref) {
+				return w, t, true
+			}
+		}
+	}
+	if tree[0].Terminal() {
+		return nil, nil, true
+	}
+	for _, w := range tree {
+		if w.Terminal() {
+			continue
+		}
+		for _, t := range w.Tasks {
+			if (t.Type == conductor.TaskTypeWait || t.Type == conductor.TaskTypeHuman) && t.Active() {
+				return w, t, true
+			}
+		}
+	}
+	return nil, nil, false
+}
+
+// workflowRun renders the result of a synchronous execution per its
+// return strategy. Without a blocking task, every strategy answers with
+// the target workflow.
+func workflowRun(target, block *engine.Workflow, task *engine.Task, p executeParams) conductor.WorkflowRun {
+	strategy := p.strategy
+	w := target
+	switch {
+	case task == nil:
+		strategy = conductor.ReturnTargetWorkflow
+	case strategy == conductor.ReturnBlockingWorkflow:
+		w = block
+	}
+	run := conductor.WorkflowRun{ResponseType: strategy, TargetWorkflowID: target.ID, TargetWorkflowStatus: target.Status,
+		RequestID: p.requestID, WorkflowID: w.ID, CorrelationID: w.CorrelationID, Input: nonNilMap(w.Input),
+		Output: nonNilMap(w.Output), Status: w.Status, Variables: nonNilMap(w.Variables), Priority: w.Priority,
+		CreateTime: w.CreateTime, UpdateTime: w.UpdateTime, CreatedBy: w.CreatedBy, Tasks: []*conductor.Task{}}
+	if strategy == conductor.ReturnBlockingTask || strategy == conductor.ReturnBlockingTaskInput {
+		ct := task.Conductor(block)
+		run.WorkflowID, run.CorrelationID, run.Status = block.ID, block.CorrelationID, task.Status
+		run.Input, run.Output, run.Variables, run.Tasks = ct.InputData, ct.OutputData, nil, nil
+		run.TaskID, run.TaskType, run.TaskDefName, run.ReferenceTaskName, run.RetryCount = ct.TaskID, ct.TaskType, ct.TaskDefName, ct.ReferenceTaskName, ct.RetryCount
+		run.UpdateTime = task.UpdateTime
+		if strategy == conductor.ReturnBlockingTaskInput {
+			run.Output = map[string]any{}
+		}
+		return run
+	}
+	for _, t := range w.Tasks {
+		run.Tasks = append(run.Tasks, t.Conductor(w))
+	}
+	return run
+}
+
+func nonNilMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}

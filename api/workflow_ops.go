@@ -1,0 +1,405 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Operator endpoints of /api/workflow beyond start and the lifecycle:
+// skip, remove, variables, decide, task lists, correlation lookups.
+
+// submitState runs a trigger, waits until the read model shows it, and
+// answers with the workflow's JSON.
+func (s *Server) submitState(w http.ResponseWriter, r *http.Request, id string, trig engine.Trigger) {
+	out, err := s.deps.Engine.Submit(r.Context(), id, trig, executor.Meta{Principal: principal(r)})
+	if err == nil {
+		err = s.wait(r.Context(), out.Seq)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out.State.Conductor(true))
+}
+
+// skipTask takes the SkipTaskRequest from the body (the SDKs) or from the
+// query (Conductor OSS binds it there): taskInput and taskOutput as JSON
+// objects, or taskInput.key=value / taskOutput[key]=value pairs.
+func (s *Server) skipTask(w http.ResponseWriter, r *http.Request) {
+	var req conductor.SkipTaskRequest
+	body, err := readBody(w, r, maxBodyBytes)
+	if err == nil && len(strings.TrimSpace(string(body))) > 0 {
+		if err = conductor.Unmarshal(body, &req); err != nil {
+			err = fault.Invalid("malformed SkipTaskRequest: %v", err)
+		}
+	}
+	if err == nil {
+		err = skipFromQuery(r, &req)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	trig := engine.SkipTask{Ref: r.PathValue("ref"), Input: req.TaskInput, Output: req.TaskOutput}
+	if err := s.submit(r, r.PathValue("id"), trig); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func skipFromQuery(r *http.Request, req *conductor.SkipTaskRequest) error {
+	for name, vals := range r.URL.Query() {
+		for _, field := range []struct {
+			name string
+			m    *map[string]any
+		}{{"taskInput", &req.TaskInput}, {"taskOutput", &req.TaskOutput}} {
+			key, ok := strings.CutPrefix(name, field.name)
+			if !ok || len(vals) == 0 {
+				continue
+			}
+			if *field.m == nil {
+				*field.m = map[string]any{}
+			}
+			if key == "" {
+				var m map[string]any
+				if err := conductor.Unmarshal([]byte(vals[0]), &m); err != nil {
+					return fault.Invalid("query parameter %s: want a JSON object: %v", name, err)
+				}
+				for k, v := range m {
+					(*field.m)[k] = v
+				}
+				continue
+			}
+			key = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(key, "."), "["), "]")
+			(*field.m)[key] = vals[0]
+		}
+	}
+	return nil
+}
+
+func (s *Server) removeWorkflow(w http.ResponseWriter, r *http.Request) {
+	archive, err := queryBool(r, "archiveWorkflow", true)
+	if err == nil {
+		err = s.submit(r, r.PathValue("id"), engine.Remove{Archive: archive})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+// terminateRemove terminates the workflow if it is still running, then
+// removes it (archived unless archiveWorkflow=false), in one decision.
+func (s *Server) terminateRemove(w http.ResponseWriter, r *http.Request) {
+	archive, err := queryBool(r, "archiveWorkflow", true)
+	if err == nil {
+		err = s.submit(r, r.PathValue("id"), engine.Remove{Archive: archive, Terminate: true, Reason: r.URL.Query().Get("reason")})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func (s *Server) updateVariables(w http.ResponseWriter, r *http.Request) {
+	var vars map[string]any
+	if err := decodeJSON(w, r, maxBodyBytes, &vars); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if vars == nil {
+		s.writeError(w, r, fault.Invalid("variables must be a JSON object"))
+		return
+	}
+	s.submitState(w, r, r.PathValue("id"), engine.SetVariables{Variables: vars})
+}
+
+// decideWorkflow re-evaluates a workflow: passed deadlines are acted on
+// and the hand-offs its state implies are performed again.
+func (s *Server) decideWorkflow(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	err := s.submit(r, id, engine.Tick{})
+	if err == nil {
+		err = s.submit(r, id, engine.Reconcile{})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+// workflowTasks lists a workflow's tasks, a page at a time:
+// ?start=0&count=15&status=COMPLETED&status=FAILED.
+func (s *Server) workflowTasks(w http.ResponseWriter, r *http.Request) {
+	start, err := intParam(r, "start", 0, 0, 1<<31-1)
+	var count int
+	if err == nil {
+		count, err = intParam(r, "count", 15, 0, maxSearchSize)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wf, err := s.deps.Executions.Workflow(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var statuses []string
+	for _, v := range r.URL.Query()["status"] {
+		statuses = append(statuses, strings.Split(v, ",")...)
+	}
+	summary := map[string]int64{}
+	var matched []*engine.Task
+	for _, t := range wf.Tasks {
+		summary[t.Status]++
+		if len(statuses) == 0 || containsFold(statuses, t.Status) {
+			matched = append(matched, t)
+		}
+	}
+	res := struct {
+		TotalHits int64             `json:"totalHits"`
+		Results   []*conductor.Task `json:"results"`
+		Summary   map[string]int64  `json:"summary"`
+	}{TotalHits: int64(len(matched)), Results: []*conductor.Task{}, Summary: summary}
+	for i := start; i < len(matched) && i < start+count; i++ {
+		res.Results = append(res.Results, matched[i].Conductor(wf))
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(strings.TrimSpace(x), s) {
+			return true
+		}
+	}
+	return false
+}
+
+// runningWorkflows lists the ids of the running (and paused) workflows of
+// a name: ?version=1 (Conductor's default), optionally started within
+// [startTime, endTime] (epoch ms).
+func (s *Server) runningWorkflows(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Search == nil {
+		s.writeError(w, r, fault.NotFound("search is not available"))
+		return
+	}
+	version, err := intParam(r, "version", 1, 0, 1<<31-1)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := "workflowType = " + quote(r.PathValue("name")) + " AND status IN (RUNNING, PAUSED) AND version = " + strconv.Itoa(version)
+	for _, p := range []struct{ param, op string }{{"startTime", ">="}, {"endTime", "<="}} {
+		if v := r.URL.Query().Get(p.param); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				s.writeError(w, r, fault.Invalid("query parameter %s=%q: want epoch milliseconds", p.param, v))
+				return
+			}
+			q += " AND startTime " + p.op + " " + v
+		}
+	}
+	ids, err := s.deps.Search.SearchWorkflowIDs(r.Context(), searchRequest(q, "startTime:ASC"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	writeJSON(w, http.StatusOK, ids)
+}
+
+// quote makes s one query value.
+func quote(s string) string {
+	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) + `"`
+}
+
+// startWorkflowVersion is POST /api/workflow/start/{name}/{version}: the
+// body is the input, correlationId and priority are query parameters.
+func (s *Server) startWorkflowVersion(w http.ResponseWriter, r *http.Request) {
+	version, err := strconv.Atoi(r.PathValue("version"))
+	if err != nil {
+		s.writeError(w, r, fault.Invalid("version %q is not an integer", r.PathValue("version")))
+		return
+	}
+	q := r.URL.Query()
+	q.Set("version", strconv.Itoa(version))
+	r.URL.RawQuery = q.Encode()
+	s.startWorkflowByName(w, r)
+}
+
+// correlatedOptions reads includeClosed and includeTasks.
+func correlatedOptions(r *http.Request) (closed, tasks bool, err error) {
+	if closed, err = queryBool(r, "includeClosed", false); err == nil {
+		tasks, err = queryBool(r, "includeTasks", false)
+	}
+	return closed, tasks, err
+}
+
+// correlatedWorkflows returns the workflows with a correlation id, of the
+// given names (any name when names is empty).
+func (s *Server) correlatedWorkflows(ctx context.Context, cid string, names []string, closed, tasks bool) ([]*conductor.Workflow, error) {
+	if s.deps.Search == nil {
+		return nil, fault.NotFound("search is not available")
+	}
+	ws, err := s.deps.Search.Correlated(ctx, cid)
+	if err != nil {
+		return nil, err
+	}
+	out := []*conductor.Workflow{}
+	for _, wf := range ws {
+		if (len(names) == 0 || containsString(names, wf.Name)) && (closed || !wf.Terminal()) {
+			out = append(out, wf.Conductor(tasks))
+		}
+	}
+	return out, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// correlated is GET /api/workflow/{name}/correlated/{correlationId}.
+func (s *Server) correlated(w http.ResponseWriter, r *http.Request) {
+	closed, tasks, err := correlatedOptions(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out, err := s.correlatedWorkflows(r.Context(), r.PathValue("correlationId"), []string{r.PathValue("name")}, closed, tasks)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// correlatedByName is POST /api/workflow/{name}/correlated with a list of
+// correlation ids.
+func (s *Server) correlatedByName(w http.ResponseWriter, r *http.Request) {
+	var cids []string
+	err := decodeJSON(w, r, maxBodyBytes, &cids)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeCorrelated(w, r, cids, []string{r.PathValue("name")})
+}
+
+// correlatedBatch is POST /api/workflow/correlated/batch with a
+// CorrelationIdsSearchRequest.
+func (s *Server) correlatedBatch(w http.ResponseWriter, r *http.Request) {
+	var req conductor.CorrelationIdsSearchRequest
+	if err := decodeJSON(w, r, maxBodyBytes, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.CorrelationIDs == nil {
+		s.writeError(w, r, fault.Invalid("correlationIds is required"))
+		return
+	}
+	s.writeCorrelated(w, r, req.CorrelationIDs, req.WorkflowNames)
+}
+
+func (s *Server) writeCorrelated(w http.ResponseWriter, r *http.Request, cids, names []string) {
+	closed, tasks, err := correlatedOptions(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(cids) > maxBulk {
+		s.writeError(w, r, fault.Invalid("%d correlation ids: at most %d at once", len(cids), maxBulk))
+		return
+	}
+	out := make(map[string][]*conductor.Workflow, len(cids))
+	for _, cid := range cids {
+		if out[cid], err = s.correlatedWorkflows(r.Context(), cid, names, closed, tasks); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// maxBulk bounds the ids of one bulk or batch request (Conductor's limit).
+const maxBulk = 1000
+
+func (s *Server) routeBulk() {
+	bulk := func(trigger func(*http.Request) (engine.Trigger, error)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { s.bulk(w, r, trigger) }
+	}
+	s.mux.HandleFunc("PUT /api/workflow/bulk/pause", bulk(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }))
+	s.mux.HandleFunc("PUT /api/workflow/bulk/resume", bulk(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }))
+	s.mux.HandleFunc("POST /api/workflow/bulk/terminate", bulk(func(r *http.Request) (engine.Trigger, error) {
+		return engine.Terminate{Reason: r.URL.Query().Get("reason")}, nil
+	}))
+	s.mux.HandleFunc("POST /api/workflow/bulk/restart", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := queryBool(r, "useLatestDefinitions", false); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.bulk(w, r, s.restartTrigger)
+	})
+	s.mux.HandleFunc("POST /api/workflow/bulk/retry", bulk(func(*http.Request) (engine.Trigger, error) { return engine.Retry{}, nil }))
+	s.mux.HandleFunc("POST /api/workflow/bulk/delete", bulk(func(*http.Request) (engine.Trigger, error) { return engine.Remove{}, nil }))
+}
+
+// bulk runs one trigger against each workflow id of the body and reports
+// each outcome in a BulkResponse.
+func (s *Server) bulk(w http.ResponseWriter, r *http.Request, trigger func(*http.Request) (engine.Trigger, error)) {
+	var ids []string
+	if err := decodeJSON(w, r, maxBodyBytes, &ids); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(ids) > maxBulk {
+		s.writeError(w, r, fault.Invalid("%d workflow ids: at most %d at once", len(ids), maxBulk))
+		return
+	}
+	res := conductor.NewBulkResponse()
+	for _, id := range ids {
+		r.SetPathValue("id", id)
+		trig, err := trigger(r)
+		if err == nil {
+			err = s.submit(r, id, trig)
+		}
+		if err != nil {
+			res.BulkErrorResults[id] = errorMessage(err)
+			continue
+		}
+		res.BulkSuccessfulResults = append(res.BulkSuccessfulResults, id)
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// intParam reads an integer query parameter within [lo, hi].
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fault.Invalid("query parameter %s=%q: want an integer from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}

@@ -1,0 +1,594 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// decode sends a request that must answer want and decodes its JSON body.
+func (e *env) decode(want int, method, path string, body, out any) {
+	e.t.Helper()
+	raw := e.must(want, method, path, body)
+	// Decode into a zero value: json.Unmarshal merges into existing maps.
+	v := reflect.ValueOf(out).Elem()
+	v.Set(reflect.Zero(v.Type()))
+	if err := json.Unmarshal([]byte(raw), out); err != nil {
+		e.t.Fatalf("%s %s: %v in %s", method, path, err, raw)
+	}
+}
+
+// fails sends a request that must fail with status and Conductor's JSON
+// error body.
+func (e *env) fails(status int, method, path string, body any) conductor.ErrorResponse {
+	e.t.Helper()
+	var er conductor.ErrorResponse
+	e.decode(status, method, path, body, &er)
+	if er.Status != status || er.Message == "" {
+		e.t.Fatalf("%s %s: error body %+v", method, path, er)
+	}
+	return er
+}
+
+const waitFlow = `{"name":"wait_flow","version":1,"tasks":[
+ {"name":"setv","taskReferenceName":"setv","type":"SET_VARIABLE","inputParameters":{"stage":"waiting"}},
+ {"name":"gate","taskReferenceName":"gate","type":"WAIT"},
+ {"name":"after","taskReferenceName":"after","type":"SET_VARIABLE","inputParameters":{"stage":"done"}}],
+ "outputParameters":{"stage":"${workflow.variables.stage}"}}`
+
+const twoSimple = `{"name":"two_simple","version":1,"tasks":[
+ {"name":"first","taskReferenceName":"first_ref","inputParameters":{"x":"${workflow.input.x}"}},
+ {"name":"second","taskReferenceName":"second_ref","inputParameters":{"y":"${first_ref.output.y}"}}],
+ "outputParameters":{"y":"${first_ref.output.y}","z":"${second_ref.output.z}"}}`
+
+// Synchronous execution returns as soon as the workflow is terminal, waits
+// in a WAIT task, or has finished the task it was asked to wait for.
+func TestExecuteSync(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow, twoSimple, `{"name":"child_wait","version":1,"tasks":[
+	  {"name":"first","taskReferenceName":"child_first","inputParameters":{"x":"${workflow.input.x}"}},
+	  {"name":"gate","taskReferenceName":"child_gate","type":"WAIT"}]}`,
+		`{"name":"parent_flow","version":1,"tasks":[{"name":"sub","taskReferenceName":"sub_ref","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"child_wait"},"inputParameters":{"x":"${workflow.input.x}"}}]}`)
+	e.work("first", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"y": fmt.Sprint(task.InputData["x"], "!")}}, nil
+	})
+
+	// A WAIT task blocks: the answer comes at once, RUNNING.
+	began := time.Now()
+	var run conductor.WorkflowRun
+	e.decode(http.StatusOK, "POST", "/api/workflow/execute/wait_flow/1?requestId=req-1&waitUntilTaskRef=", map[string]any{"input": map[string]any{"a": 1}, "correlationId": "c-exec"}, &run)
+	if time.Since(began) > 5*time.Second {
+		t.Fatalf("execute took %s", time.Since(began))
+	}
+	if run.ResponseType != "TARGET_WORKFLOW" || run.RequestID != "req-1" || run.Status != "RUNNING" || run.TargetWorkflowStatus != "RUNNING" ||
+		run.WorkflowID == "" || run.TargetWorkflowID != run.WorkflowID || run.CorrelationID != "c-exec" || run.Input["a"] != float64(1) ||
+		run.Variables["stage"] != "waiting" || len(run.Tasks) != 2 || run.Tasks[1].Status != "IN_PROGRESS" || run.CreateTime == 0 {
+		t.Fatalf("run = %+v", run)
+	}
+	// The task strategies describe the blocking task.
+	var blocking conductor.WorkflowRun
+	e.decode(http.StatusOK, "POST", "/api/workflow/execute/wait_flow/1?returnStrategy=BLOCKING_TASK&consistency=SYNCHRONOUS", conductor.StartWorkflowRequest{}, &blocking)
+	if blocking.ResponseType != "BLOCKING_TASK" || blocking.ReferenceTaskName != "gate" || blocking.TaskType != "WAIT" || blocking.TaskID == "" || blocking.Status != "IN_PROGRESS" {
+		t.Fatalf("blocking task run = %+v", blocking)
+	}
+
+	// waitUntilTaskRef: return when first_ref is done, long before the
+	// 10 s default.
+	began = time.Now()
+	e.decode(http.StatusOK, "POST", "/api/workflow/execute/two_simple/1?waitUntilTaskRef=first_ref&waitForSeconds=20", map[string]any{"input": map[string]any{"x": "a"}}, &run)
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("waitUntilTaskRef took %s", d)
+	}
+	if run.Status != "RUNNING" || taskNamed(run.Tasks, "first_ref") == nil || taskNamed(run.Tasks, "first_ref").Status != "COMPLETED" {
+		t.Fatalf("run = %+v", run)
+	}
+	// ... also when the task is in a sub-workflow.
+	began = time.Now()
+	e.decode(http.StatusOK, "POST", "/api/workflow/execute/parent_flow/1?waitUntilTaskRef=nope,child_first&waitForSeconds=20&returnStrategy=BLOCKING_WORKFLOW",
+		map[string]any{"input": map[string]any{"x": "b"}}, &run)
+	if d := time.Since(began); d > 5*time.Second || run.ResponseType != "BLOCKING_WORKFLOW" || run.WorkflowID == run.TargetWorkflowID {
+		t.Fatalf("after %s: run = %+v", d, run)
+	}
+	if first := taskNamed(run.Tasks, "child_first"); first == nil || first.Status != "COMPLETED" {
+		t.Fatalf("child tasks %+v", run.Tasks)
+	}
+
+	// waitForSeconds bounds the wait.
+	began = time.Now()
+	e.decode(http.StatusOK, "POST", "/api/workflow/execute/two_simple/1?waitForSeconds=1&waitUntilTaskRef=second_ref", map[string]any{}, &run)
+	if d := time.Since(began); d < time.Second || d > 5*time.Second || run.Status != "RUNNING" {
+		t.Fatalf("after %s: %s", d, run.Status)
+	}
+
+	// Completion is noticed without polling delays.
+	e.work("second", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"z": 26}}, nil
+	})
+	began = time.Now()
+	e.decode(http.StatusOK, "POST", "/api/workflow/execute/two_simple/1", map[string]any{"input": map[string]any{"x": "c"}}, &run)
+	if d := time.Since(began); d > 5*time.Second || run.Status != "COMPLETED" || !reflect.DeepEqual(run.Output, map[string]any{"y": "c!", "z": float64(26)}) {
+		t.Fatalf("after %s: %+v", d, run)
+	}
+
+	// The Orkes by-name form answers with the output.
+	var out map[string]any
+	e.decode(http.StatusOK, "POST", "/api/workflow/execute/two_simple", map[string]any{"x": "d"}, &out)
+	if out["y"] != "d!" {
+		t.Fatalf("output %v", out)
+	}
+	e.decode(http.StatusOK, "GET", "/api/workflow/execute/two_simple?version=1&x=e", nil, &out)
+	if out["y"] != "e!" {
+		t.Fatalf("output %v", out)
+	}
+
+	for _, c := range []struct {
+		status       int
+		method, path string
+		body         any
+	}{
+		{400, "POST", "/api/workflow/execute/two_simple/one", map[string]any{}},
+		{400, "POST", "/api/workflow/execute/two_simple/1?waitForSeconds=-1", map[string]any{}},
+		{400, "POST", "/api/workflow/execute/two_simple/1?waitForSeconds=soon", map[string]any{}},
+		{400, "POST", "/api/workflow/execute/two_simple/1?returnStrategy=EVERYTHING", map[string]any{}},
+		{400, "POST", "/api/workflow/execute/two_simple/1?consistency=EVENTUAL", map[string]any{}},
+		{400, "POST", "/api/workflow/execute/two_simple/1", `{"input":`},
+		{400, "POST", "/api/workflow/execute/two_simple/1", `{"input":"not an object"}`},
+		{400, "POST", "/api/workflow/execute/two_simple/1", map[string]any{"priority": 100}},
+		{404, "POST", "/api/workflow/execute/no_such_flow/1", map[string]any{}},
+		{404, "POST", "/api/workflow/execute/two_simple/9", map[string]any{}},
+		{400, "POST", "/api/workflow/execute/two_simple", `[1]`},
+		{400, "GET", "/api/workflow/execute/two_simple?version=x", nil},
+	} {
+		e.fails(c.status, c.method, c.path, c.body)
+	}
+}
+
+func taskNamed(tasks []*conductor.Task, ref string) *conductor.Task {
+	for _, t := range tasks {
+		if t.ReferenceTaskName == ref {
+			return t
+		}
+	}
+	return nil
+}
+
+// The test endpoint simulates with mocks and stores nothing.
+func TestWorkflowTestEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// conductor-api.md §5.10: a definition registered by name only.
+	e.register(`{"name":"mock_flow","version":1,"tasks":[{"name":"simple","taskReferenceName":"simple_ref","type":"SIMPLE"}],
+	  "outputParameters":{"message":"${simple_ref.output.message}"}}`)
+	var wf conductor.Workflow
+	e.decode(http.StatusOK, "POST", "/api/workflow/test", `{"name":"mock_flow","taskRefToMockOutput":{"simple_ref":[{"status":"COMPLETED","output":{"message":"Mocked message"}}]}}`, &wf)
+	if wf.Status != "COMPLETED" || !reflect.DeepEqual(wf.Output, map[string]any{"message": "Mocked message"}) {
+		t.Fatalf("status %s output %#v", wf.Status, wf.Output)
+	}
+	e.fails(http.StatusNotFound, "GET", "/api/workflow/"+wf.WorkflowID, nil)
+
+	// Mocks are used in order: a failure is retried with the next one,
+	// after the task definition's delay on a virtual clock.
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"flaky_sim","retryCount":2,"retryDelaySeconds":30}]`)
+	inline := `{"name":"sim_inline","tasks":[
+	  {"name":"flaky_sim","taskReferenceName":"flaky","inputParameters":{"v":"${workflow.input.v}"}},
+	  {"name":"route","taskReferenceName":"route","type":"SWITCH","evaluatorType":"value-param","expression":"c",
+	   "inputParameters":{"c":"${flaky.output.carrier}"},
+	   "decisionCases":{"ups":[{"name":"setv","taskReferenceName":"setv","type":"SET_VARIABLE","inputParameters":{"via":"ups"}}]},
+	   "defaultCase":[{"name":"other","taskReferenceName":"other","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED"}}]},
+	  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	    [{"name":"left","taskReferenceName":"left"}],
+	    [{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["left","gate"]},
+	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"mock_flow"}}],
+	 "outputParameters":{"via":"${workflow.variables.via}","left":"${left.output.n}","gate":"${gate.output.opened}","child":"${sub.output.message}"}}`
+	req := fmt.Sprintf(`{"name":"sim_inline","workflowDef":%s,"input":{"v":1},
+	  "taskRefToMockOutput":{"flaky":[{"status":"FAILED","output":{}},{"status":"COMPLETED","output":{"carrier":"ups"},"executionTime":5}],
+	    "gate":[{"status":"COMPLETED","output":{"opened":true}}]},
+	  "subWorkflowTestRequest":{"sub":{"name":"mock_flow","taskRefToMockOutput":{"simple_ref":[{"status":"COMPLETED","output":{"message":"from child"}}]}}}}`, inline)
+	e.decode(http.StatusOK, "POST", "/api/workflow/test", req, &wf)
+	want := map[string]any{"via": "ups", "left": nil, "gate": true, "child": "from child"}
+	if wf.Status != "COMPLETED" || !reflect.DeepEqual(wf.Output, want) {
+		t.Fatalf("status %s (%s) output %#v tasks %v", wf.Status, wf.ReasonForIncompletion, wf.Output, refsOf(wf.Tasks))
+	}
+	if f := wf.Tasks[0]; f.Status != "FAILED" || wf.Tasks[1].RetryCount != 1 || wf.Tasks[1].StartTime-f.EndTime < 30000 {
+		t.Fatalf("retry: %+v then %+v", f, wf.Tasks[1])
+	}
+
+	// Without mocks, tasks complete with empty output.
+	e.decode(http.StatusOK, "POST", "/api/workflow/test", `{"name":"mock_flow","version":1}`, &wf)
+	if wf.Status != "COMPLETED" || len(wf.Tasks) != 1 || wf.Tasks[0].Status != "COMPLETED" {
+		t.Fatalf("unmocked: %s %v", wf.Status, refsOf(wf.Tasks))
+	}
+	// A terminal failure mock fails the workflow.
+	e.decode(http.StatusOK, "POST", "/api/workflow/test", `{"name":"mock_flow","taskRefToMockOutput":{"simple_ref":[{"status":"FAILED_WITH_TERMINAL_ERROR","output":{"e":1}}]}}`, &wf)
+	if wf.Status != "FAILED" || wf.Tasks[0].Status != "FAILED_WITH_TERMINAL_ERROR" {
+		t.Fatalf("terminal failure: %s %v", wf.Status, refsOf(wf.Tasks))
+	}
+
+	for _, c := range []struct {
+		status int
+		body   string
+	}{
+		{400, `{"name":`},
+		{400, `[]`},
+		{400, ``},
+		{400, `{}`},
+		{400, `{"name":"mock_flow","taskRefToMockOutput":{"simple_ref":{"status":"COMPLETED"}}}`},
+		{400, `{"name":"mock_flow","taskRefToMockOutput":{"simple_ref":[{"status":"SKIPPED"}]}}`},
+		{400, `{"name":"bad","workflowDef":{"name":"bad","tasks":[{"name":"x","taskReferenceName":"x","type":"NO_SUCH_TYPE"}]}}`},
+		{404, `{"name":"no_such_flow"}`},
+		{404, `{"name":"mock_flow","version":7}`},
+	} {
+		e.fails(c.status, "POST", "/api/workflow/test", c.body)
+	}
+}
+
+func refsOf(tasks []*conductor.Task) []string {
+	var out []string
+	for _, t := range tasks {
+		out = append(out, t.ReferenceTaskName+":"+t.Status)
+	}
+	return out
+}
+
+const threeGated = `{"name":"three_gated","version":1,"tasks":[
+ {"name":"g1","taskReferenceName":"g1","type":"WAIT"},
+ {"name":"mid","taskReferenceName":"mid"},
+ {"name":"last","taskReferenceName":"last","type":"SET_VARIABLE","inputParameters":{"seen":"${mid.output.o}"}}],
+ "outputParameters":{"seen":"${workflow.variables.seen}"}}`
+
+// Skipping a task that is not scheduled yet records it SKIPPED at once;
+// the workflow passes over it when it gets there.
+func TestSkipTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(threeGated)
+	id := e.start("three_gated", nil)
+	e.must(http.StatusNoContent, "PUT", "/api/workflow/"+id+"/skiptask/mid", map[string]any{"taskInput": map[string]any{"i": 1}, "taskOutput": map[string]any{"o": "skipped!"}})
+	wf := e.workflow(id)
+	mid := taskByRef(wf, "mid")
+	if mid == nil || mid.Status != "SKIPPED" || mid.OutputData["o"] != "skipped!" || mid.InputData["i"] != float64(1) || taskByRef(wf, "last") != nil {
+		t.Fatalf("tasks %v", refsOf(wf.Tasks))
+	}
+	// Conductor OSS binds the request from the query.
+	id2 := e.start("three_gated", nil)
+	e.must(http.StatusNoContent, "PUT", "/api/workflow/"+id2+"/skiptask/mid?taskOutput=%7B%22o%22%3A%22q%22%7D", nil)
+	if o := taskByRef(e.workflow(id2), "mid").OutputData["o"]; o != "q" {
+		t.Fatalf("query-bound output %v", o)
+	}
+
+	e.fails(http.StatusConflict, "PUT", "/api/workflow/"+id+"/skiptask/g1", nil)  // already scheduled
+	e.fails(http.StatusConflict, "PUT", "/api/workflow/"+id+"/skiptask/mid", nil) // already skipped
+	e.fails(http.StatusBadRequest, "PUT", "/api/workflow/"+id+"/skiptask/nope", nil)
+	e.fails(http.StatusBadRequest, "PUT", "/api/workflow/"+id+"/skiptask/last", `{"taskOutput":`)
+	e.fails(http.StatusBadRequest, "PUT", "/api/workflow/"+id+"/skiptask/last", `{"taskOutput":[1]}`)
+	e.fails(http.StatusBadRequest, "PUT", "/api/workflow/"+id+"/skiptask/last?taskInput=notjson", nil)
+	e.fails(http.StatusNotFound, "PUT", "/api/workflow/no-such-id/skiptask/mid", nil)
+
+	// Only a RUNNING workflow's tasks can be skipped.
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id2+"?reason=done", nil)
+	e.fails(http.StatusConflict, "PUT", "/api/workflow/"+id2+"/skiptask/last", nil)
+
+	// The skipped task is passed over once the WAIT before it ends.
+	e.register(`{"name":"nap_skip","version":1,"tasks":[
+	  {"name":"nap","taskReferenceName":"nap","type":"WAIT","inputParameters":{"duration":"1s"}},
+	  {"name":"mid","taskReferenceName":"mid"},
+	  {"name":"last","taskReferenceName":"last","type":"SET_VARIABLE","inputParameters":{"seen":"${mid.output.o}"}}],
+	  "outputParameters":{"seen":"${workflow.variables.seen}"}}`)
+	id3 := e.start("nap_skip", nil)
+	e.must(http.StatusNoContent, "PUT", "/api/workflow/"+id3+"/skiptask/mid", map[string]any{"taskOutput": map[string]any{"o": "passed"}})
+	wf = e.waitStatus(id3, "COMPLETED")
+	if wf.Output["seen"] != "passed" || len(wf.Tasks) != 3 {
+		t.Fatalf("output %v tasks %v", wf.Output, refsOf(wf.Tasks))
+	}
+}
+
+// Remove with and without archive, and terminate-remove.
+func TestRemoveWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow)
+	start := func(cid string) string {
+		return e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", CorrelationID: cid})
+	}
+	running := start("rm-c")
+	e.fails(http.StatusBadRequest, "DELETE", "/api/workflow/"+running+"/remove", nil) // archive needs a terminal workflow
+	e.fails(http.StatusBadRequest, "DELETE", "/api/workflow/"+running+"/remove?archiveWorkflow=maybe", nil)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+running+"?reason=stop", nil)
+
+	// Archived: still readable and searchable, but gone from correlation
+	// lookups, and no operation applies any more.
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+running+"/remove?archiveWorkflow=true", nil)
+	if wf := e.workflow(running); wf.Status != "TERMINATED" || wf.ReasonForIncompletion != "stop" {
+		t.Fatalf("archived: %s %q", wf.Status, wf.ReasonForIncompletion)
+	}
+	if n := e.searchCount("workflowId = " + running); n != 1 {
+		t.Fatalf("archived workflow found %d times", n)
+	}
+	var corr []conductor.Workflow
+	e.decode(http.StatusOK, "GET", "/api/workflow/wait_flow/correlated/rm-c?includeClosed=true", nil, &corr)
+	if len(corr) != 0 {
+		t.Fatalf("archived workflow in correlation lookup: %d", len(corr))
+	}
+	e.fails(http.StatusNotFound, "POST", "/api/workflow/"+running+"/restart", nil)
+	e.fails(http.StatusNotFound, "DELETE", "/api/workflow/"+running+"/remove", nil)
+
+	// Without archive: gone everywhere.
+	hard := start("rm-c")
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+hard+"/remove?archiveWorkflow=false", nil) // running is fine
+	e.fails(http.StatusNotFound, "GET", "/api/workflow/"+hard, nil)
+	e.fails(http.StatusNotFound, "GET", "/api/workflow/"+hard+"/status", nil)
+	if n := e.searchCount("workflowId = " + hard); n != 0 {
+		t.Fatalf("removed workflow found %d times", n)
+	}
+	if n := e.searchCount(`correlationId = "rm-c"`); n != 1 {
+		t.Fatalf("correlation rm-c: %d hits, want the archived one", n)
+	}
+
+	// terminate-remove ends a running workflow and archives it.
+	tr := start("rm-d")
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+tr+"/terminate-remove?reason=cleanup", nil)
+	if wf := e.workflow(tr); wf.Status != "TERMINATED" || wf.ReasonForIncompletion != "cleanup" {
+		t.Fatalf("terminate-remove: %s %q", wf.Status, wf.ReasonForIncompletion)
+	}
+	tr2 := start("rm-d")
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+tr2+"/terminate-remove?archiveWorkflow=false", nil)
+	e.fails(http.StatusNotFound, "GET", "/api/workflow/"+tr2, nil)
+	e.fails(http.StatusNotFound, "DELETE", "/api/workflow/no-such-id/remove", nil)
+	e.fails(http.StatusNotFound, "DELETE", "/api/workflow/no-such-id/terminate-remove", nil)
+}
+
+// searchCount returns totalHits of a workflow search.
+func (e *env) searchCount(query string) int64 {
+	e.t.Helper()
+	var res conductor.SearchResult[conductor.WorkflowSummary]
+	e.decode(http.StatusOK, "GET", "/api/workflow/search?query="+urlEscape(query), nil, &res)
+	return res.TotalHits
+}
+
+func urlEscape(s string) string {
+	r := strings.NewReplacer(" ", "%20", `"`, "%22", "=", "%3D", "(", "%28", ")", "%29", ",", "%2C", ">", "%3E", "<", "%3C", "*", "%2A", ":", "%3A")
+	return r.Replace(s)
+}
+
+func TestVariablesDecideTasks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow)
+	id := e.start("wait_flow", nil)
+	var wf conductor.Workflow
+	e.decode(http.StatusOK, "POST", "/api/workflow/"+id+"/variables", map[string]any{"extra": 7, "stage": "updated"}, &wf)
+	if wf.WorkflowID != id || wf.Variables["extra"] != float64(7) || wf.Variables["stage"] != "updated" || len(wf.Tasks) != 2 {
+		t.Fatalf("variables %v tasks %d", wf.Variables, len(wf.Tasks))
+	}
+	e.fails(http.StatusBadRequest, "POST", "/api/workflow/"+id+"/variables", `{"a":`)
+	e.fails(http.StatusBadRequest, "POST", "/api/workflow/"+id+"/variables", `[1,2]`)
+	e.fails(http.StatusBadRequest, "POST", "/api/workflow/"+id+"/variables", `null`)
+	e.fails(http.StatusBadRequest, "POST", "/api/workflow/"+id+"/variables", ``)
+	e.fails(http.StatusNotFound, "POST", "/api/workflow/no-such-id/variables", map[string]any{"a": 1})
+
+	// Task list with paging and a status filter.
+	var page struct {
+		TotalHits int64              `json:"totalHits"`
+		Results   []*conductor.Task  `json:"results"`
+		Summary   map[string]float64 `json:"summary"`
+	}
+	e.decode(http.StatusOK, "GET", "/api/workflow/"+id+"/tasks?start=1&count=5", nil, &page)
+	if page.TotalHits != 2 || len(page.Results) != 1 || page.Results[0].ReferenceTaskName != "gate" || page.Summary["IN_PROGRESS"] != 1 {
+		t.Fatalf("tasks page %+v", page)
+	}
+	e.decode(http.StatusOK, "GET", "/api/workflow/"+id+"/tasks?status=COMPLETED", nil, &page)
+	if page.TotalHits != 1 || page.Results[0].ReferenceTaskName != "setv" {
+		t.Fatalf("completed tasks %+v", page)
+	}
+	e.fails(http.StatusBadRequest, "GET", "/api/workflow/"+id+"/tasks?start=-1", nil)
+	e.fails(http.StatusBadRequest, "GET", "/api/workflow/"+id+"/tasks?count=x", nil)
+	e.fails(http.StatusNotFound, "GET", "/api/workflow/no-such-id/tasks", nil)
+
+	e.must(http.StatusNoContent, "PUT", "/api/workflow/decide/"+id, nil)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/resetcallbacks", nil)
+	e.fails(http.StatusNotFound, "PUT", "/api/workflow/decide/no-such-id", nil)
+	e.fails(http.StatusNotFound, "POST", "/api/workflow/no-such-id/resetcallbacks", nil)
+	e.fails(http.StatusNotFound, "PUT", "/api/workflow/"+id+"/nonsense", nil)
+
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id, nil)
+	e.fails(http.StatusConflict, "POST", "/api/workflow/"+id+"/variables", map[string]any{"a": 1})
+
+	// Start by name and version.
+	id2 := e.must(http.StatusOK, "POST", "/api/workflow/start/wait_flow/1?correlationId=sv", map[string]any{"k": "v"})
+	if wf := e.workflow(id2); wf.CorrelationID != "sv" || wf.Input["k"] != "v" || wf.WorkflowVersion != 1 {
+		t.Fatalf("started %+v", wf)
+	}
+	e.fails(http.StatusBadRequest, "POST", "/api/workflow/start/wait_flow/x", nil)
+	e.fails(http.StatusNotFound, "POST", "/api/workflow/start/wait_flow/3", nil)
+}
+
+func TestBulk(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow)
+	a, b := e.start("wait_flow", nil), e.start("wait_flow", nil)
+	var res conductor.BulkResponse
+	bulk := func(method, op string, ids ...string) {
+		t.Helper()
+		res = conductor.BulkResponse{}
+		e.decode(http.StatusOK, method, "/api/workflow/bulk/"+op, ids, &res)
+	}
+	bulk("PUT", "pause", a, b, "no-such-id")
+	if !reflect.DeepEqual(res.BulkSuccessfulResults, []string{a, b}) || len(res.BulkErrorResults) != 1 || res.BulkErrorResults["no-such-id"] == "" {
+		t.Fatalf("pause: %+v", res)
+	}
+	if e.workflow(a).Status != "PAUSED" {
+		t.Fatal("not paused")
+	}
+	bulk("PUT", "resume", a, b)
+	bulk("POST", "terminate?reason=bulk", a)
+	if wf := e.workflow(a); wf.Status != "TERMINATED" || wf.ReasonForIncompletion != "bulk" || len(res.BulkSuccessfulResults) != 1 {
+		t.Fatalf("terminate: %s %+v", wf.Status, res)
+	}
+	bulk("POST", "retry", a, b) // b is running: retry is refused for it
+	if !reflect.DeepEqual(res.BulkSuccessfulResults, []string{a}) || res.BulkErrorResults[b] == "" {
+		t.Fatalf("retry: %+v", res)
+	}
+	bulk("POST", "terminate", a, b)
+	bulk("POST", "restart?useLatestDefinitions=true", a)
+	if e.workflow(a).Status != "RUNNING" || len(res.BulkSuccessfulResults) != 1 {
+		t.Fatalf("restart: %+v", res)
+	}
+	bulk("POST", "delete", a, b)
+	if len(res.BulkSuccessfulResults) != 2 {
+		t.Fatalf("delete: %+v", res)
+	}
+	e.fails(http.StatusNotFound, "GET", "/api/workflow/"+a, nil)
+
+	many := make([]string, 1001)
+	for i := range many {
+		many[i] = fmt.Sprint(i)
+	}
+	for _, body := range []any{`[`, `{"ids":[]}`, `[1,2]`, many, ``} {
+		e.fails(http.StatusBadRequest, "PUT", "/api/workflow/bulk/pause", body)
+		e.fails(http.StatusBadRequest, "POST", "/api/workflow/bulk/terminate", body)
+	}
+	e.fails(http.StatusBadRequest, "POST", "/api/workflow/bulk/restart?useLatestDefinitions=perhaps", []string{a})
+	res = conductor.BulkResponse{}
+	e.decode(http.StatusOK, "POST", "/api/workflow/bulk/retry", []string{}, &res)
+	if res.BulkSuccessfulResults == nil || res.BulkErrorResults == nil {
+		t.Fatalf("empty bulk: %+v", res)
+	}
+}
+
+func TestRunningAndCorrelated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow, strings.Replace(waitFlow, `"version":1`, `"version":2`, 1))
+	start := func(version int, cid string) string {
+		return e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", Version: &version, CorrelationID: cid})
+	}
+	r1, r2, v2 := start(1, "c1"), start(1, "c2"), start(2, "c1")
+	done := start(1, "c1")
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+done, nil)
+
+	var ids []string
+	e.decode(http.StatusOK, "GET", "/api/workflow/running/wait_flow", nil, &ids)
+	if !sameSet(ids, []string{r1, r2}) {
+		t.Fatalf("running v1 = %v, want %v", ids, []string{r1, r2})
+	}
+	e.decode(http.StatusOK, "GET", "/api/workflow/running/wait_flow?version=2", nil, &ids)
+	if !reflect.DeepEqual(ids, []string{v2}) {
+		t.Fatalf("running v2 = %v", ids)
+	}
+	e.decode(http.StatusOK, "GET", fmt.Sprintf("/api/workflow/running/wait_flow?startTime=%d&endTime=%d", time.Now().Add(time.Hour).UnixMilli(), time.Now().Add(2*time.Hour).UnixMilli()), nil, &ids)
+	if len(ids) != 0 {
+		t.Fatalf("running in the future = %v", ids)
+	}
+	e.decode(http.StatusOK, "GET", "/api/workflow/running/no_such_flow", nil, &ids)
+	if ids == nil || len(ids) != 0 {
+		t.Fatalf("running of unknown name = %v", ids)
+	}
+	e.fails(http.StatusBadRequest, "GET", "/api/workflow/running/wait_flow?version=x", nil)
+	e.fails(http.StatusBadRequest, "GET", "/api/workflow/running/wait_flow?startTime=yesterday", nil)
+
+	var list []conductor.Workflow
+	e.decode(http.StatusOK, "GET", "/api/workflow/wait_flow/correlated/c1", nil, &list)
+	if len(list) != 2 || !sameSet([]string{list[0].WorkflowID, list[1].WorkflowID}, []string{r1, v2}) || len(list[0].Tasks) != 0 {
+		t.Fatalf("correlated c1 (open) = %d", len(list))
+	}
+	e.decode(http.StatusOK, "GET", "/api/workflow/wait_flow/correlated/c1?includeClosed=true&includeTasks=true", nil, &list)
+	if len(list) != 3 || len(list[0].Tasks) == 0 {
+		t.Fatalf("correlated c1 (all) = %d", len(list))
+	}
+	var byCID map[string][]conductor.Workflow
+	e.decode(http.StatusOK, "POST", "/api/workflow/wait_flow/correlated?includeClosed=false", []string{"c1", "c2", "c3"}, &byCID)
+	if len(byCID["c1"]) != 2 || len(byCID["c2"]) != 1 || byCID["c3"] == nil || len(byCID["c3"]) != 0 {
+		t.Fatalf("correlated by name = %v", byCID)
+	}
+	e.decode(http.StatusOK, "POST", "/api/workflow/correlated/batch?includeClosed=true", map[string]any{"correlationIds": []string{"c1"}, "workflowNames": []string{"wait_flow", "other"}}, &byCID)
+	if len(byCID["c1"]) != 3 {
+		t.Fatalf("correlated batch = %d", len(byCID["c1"]))
+	}
+	e.decode(http.StatusOK, "POST", "/api/workflow/correlated/batch", map[string]any{"correlationIds": []string{"c2"}, "workflowNames": []string{"other"}}, &byCID)
+	if len(byCID["c2"]) != 0 {
+		t.Fatalf("correlated batch of another name = %d", len(byCID["c2"]))
+	}
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/api/workflow/correlated/batch", `{"workflowNames":["wait_flow"]}`},
+		{"POST", "/api/workflow/correlated/batch", `{"correlationIds":"c1"}`},
+		{"POST", "/api/workflow/correlated/batch", `{`},
+		{"POST", "/api/workflow/wait_flow/correlated", `"c1"`},
+		{"POST", "/api/workflow/wait_flow/correlated", ``},
+		{"GET", "/api/workflow/wait_flow/correlated/c1?includeClosed=sometimes", nil},
+		{"GET", "/api/workflow/wait_flow/correlated/c1?includeTasks=1x", nil},
+	} {
+		e.fails(http.StatusBadRequest, c.method, c.path, c.body)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, x := range a {
+		seen[x]++
+	}
+	for _, x := range b {
+		if seen[x] == 0 {
+			return false
+		}
+		seen[x]--
+	}
+	return true
+}
+
+// A graceful shutdown ends synchronous executions with the state they
+// have instead of waiting out waitForSeconds.
+func TestExecuteEndsOnShutdown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(twoSimple)
+	type result struct {
+		status int
+		body   string
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := http.Post(e.base+"/api/workflow/execute/two_simple/1?waitForSeconds=120", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			done <- result{0, err.Error()}
+			return
+		}
+		defer res.Body.Close()
+		var run conductor.WorkflowRun
+		_ = json.NewDecoder(res.Body).Decode(&run)
+		done <- result{res.StatusCode, run.Status}
+	}()
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if e.searchCount("workflowType = two_simple") == 0 {
+			return fmt.Errorf("not started yet")
+		}
+		return nil
+	})
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.node.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.status != http.StatusOK || r.body != "RUNNING" || time.Since(began) > 5*time.Second {
+		t.Fatalf("execute answered %d %s after %s", r.status, r.body, time.Since(began))
+	}
+}

@@ -1,0 +1,71 @@
+package simulate_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine/simulate"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// defs is a registry of definitions by name.
+type defs map[string]string
+
+func (d defs) LookupWorkflowDef(_ context.Context, name string, _ *int) (*conductor.WorkflowDef, error) {
+	js, ok := d[name]
+	if !ok {
+		return nil, fault.NotFound("workflow definition %s not found", name)
+	}
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(js), &def); err != nil {
+		return nil, err
+	}
+	return &def, nil
+}
+
+var registry = defs{
+	"child": `{"name":"child","tasks":[{"name":"work","taskReferenceName":"work"}],"outputParameters":{"w":"${work.output.w}"}}`,
+	"parent": `{"name":"parent","tasks":[
+	  {"name":"poll","taskReferenceName":"poll","inputParameters":{"x":"${workflow.input.x}"}},
+	  {"name":"nap","taskReferenceName":"nap","type":"WAIT","inputParameters":{"duration":"1 hours"}},
+	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child"}}],
+	 "outputParameters":{"polls":"${poll.output.n}","child":"${sub.output.w}"}}`,
+}
+
+func run(t *testing.T, req string) *conductor.Workflow {
+	t.Helper()
+	var r conductor.WorkflowTestRequest
+	if err := conductor.Unmarshal([]byte(req), &r); err != nil {
+		t.Fatal(err)
+	}
+	w, err := simulate.Run(context.Background(), r, simulate.Options{Defs: registry, Now: time.UnixMilli(1_800_000_000_000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.Conductor(true)
+}
+
+// IN_PROGRESS mocks send a worker task back to its queue; the next mock
+// answers the next poll. An unmocked child runs with empty outputs.
+func TestRun(t *testing.T) {
+	wf := run(t, `{"name":"parent","input":{"x":1},"taskRefToMockOutput":{"poll":[
+	  {"status":"IN_PROGRESS","output":{"n":1}},{"status":"IN_PROGRESS","output":{"n":2}},{"status":"COMPLETED","output":{"n":3}}]}}`)
+	if wf.Status != conductor.WorkflowCompleted || !reflect.DeepEqual(wf.Output, map[string]any{"polls": int64(3), "child": nil}) {
+		t.Fatalf("status %s output %#v", wf.Status, wf.Output)
+	}
+	if poll := wf.Tasks[0]; poll.PollCount != 3 || poll.InputData["x"] != int64(1) {
+		t.Fatalf("poll %+v", poll)
+	}
+	wf = run(t, `{"name":"parent","subWorkflowTestRequest":{"sub":{"taskRefToMockOutput":{"work":[{"status":"COMPLETED","output":{"w":"ok"}}]}}}}`)
+	if wf.Output["child"] != "ok" {
+		t.Fatalf("child output %#v", wf.Output)
+	}
+	// A failing child fails its parent.
+	wf = run(t, `{"name":"parent","subWorkflowTestRequest":{"sub":{"taskRefToMockOutput":{"work":[{"status":"FAILED_WITH_TERMINAL_ERROR"}]}}}}`)
+	if wf.Status != conductor.WorkflowFailed || wf.Tasks[2].Status != conductor.TaskFailed {
+		t.Fatalf("status %s tasks %+v", wf.Status, wf.Tasks)
+	}
+}

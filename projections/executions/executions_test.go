@@ -1,0 +1,200 @@
+package executions_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/projections/executions"
+	"github.com/flowvault/flowvault/projections/executions/query"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// fixture is a log, the executions projection following it, and its reader.
+type fixture struct {
+	t      *testing.T
+	log    *eventlog.Log
+	store  *projections.Store
+	proj   *executions.Projection
+	runner *projections.Runner
+	reader *executions.Reader
+	now    time.Time
+	states map[string]*engine.Workflow
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{t: t, log: testutil.OpenLog(t, ""), proj: executions.NewProjection(), now: time.UnixMilli(1_800_000_000_000),
+		states: map[string]*engine.Workflow{}}
+	var err error
+	if f.store, err = projections.OpenStore(t.TempDir(), projections.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.runner = projections.NewRunner(f.log, f.store, f.proj, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.runner.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; f.store.Close() })
+	f.reader = executions.NewReader(f.store)
+	return f
+}
+
+const oneWait = `{"name":"one_wait","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`
+
+// decide runs a trigger against workflow id, appends its events and waits
+// until the read model has them.
+func (f *fixture) decide(id string, trig engine.Trigger) {
+	f.t.Helper()
+	f.now = f.now.Add(time.Millisecond)
+	w := f.states[id]
+	d, err := engine.Decide(engine.Input{State: w, Trigger: trig, Now: f.now})
+	if err != nil {
+		f.t.Fatalf("%T: %v", trig, err)
+	}
+	envs := make([]schemas.Envelope, len(d.Events))
+	for i, ev := range d.Events {
+		if envs[i], err = schemas.Default.Encode(ev); err != nil {
+			f.t.Fatal(err)
+		}
+		envs[i].ID = uuid.NewString()
+	}
+	var expected uint64
+	if w != nil {
+		expected = w.Seq
+	}
+	ctx := testutil.Context(f.t, 10*time.Second)
+	seq, err := f.log.Append(ctx, "fv.wf."+eventlog.Token(id), envs, expected)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	d.State.Seq = seq
+	f.states[id] = d.State
+	if err := f.runner.WaitFor(ctx, seq); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) start(corr string) string {
+	f.t.Helper()
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
+		f.t.Fatal(err)
+	}
+	id := uuid.NewString()
+	f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{CorrelationID: corr}})
+	return id
+}
+
+func (f *fixture) search(q string) []string {
+	f.t.Helper()
+	n, ws, err := f.reader.SearchWorkflows(context.Background(), query.Search{Query: q, Size: 100})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ids := []string{}
+	for _, w := range ws {
+		ids = append(ids, w.ID)
+	}
+	if n != len(ids) {
+		f.t.Fatalf("%q: totalHits %d for %d results", q, n, len(ids))
+	}
+	return ids
+}
+
+func (f *fixture) dump() []byte {
+	f.t.Helper()
+	var b bytes.Buffer
+	if err := f.store.Dump(&b); err != nil {
+		f.t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// The indexes follow status and correlation changes, and removal deletes
+// every trace of a workflow unless it is archived.
+func TestIndexesAndRemoval(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.start("c-a"), f.start("c-b")
+	f.decide(a, engine.Terminate{Reason: "x"})
+	for q, want := range map[string][]string{
+		"status = RUNNING":                             {b},
+		"status = TERMINATED":                          {a},
+		"status IN (RUNNING, TERMINATED)":              {b, a},
+		"correlationId = c-a":                          {a},
+		"workflowType = one_wait":                      {b, a},
+		"workflowType = one_wait AND status = RUNNING": {b},
+	} {
+		if got := f.search(q); !equal(got, want) {
+			t.Errorf("%q = %v, want %v", q, got, want)
+		}
+	}
+	f.decide(a, engine.Rerun{Request: conductor.RerunWorkflowRequest{CorrelationID: "c-new"}})
+	if got := f.search("status = RUNNING AND correlationId = c-new"); !equal(got, []string{a}) {
+		t.Fatalf("after rerun: %v", got)
+	}
+	if got := f.search("correlationId = c-a"); len(got) != 0 {
+		t.Fatalf("old correlation id still indexed: %v", got)
+	}
+
+	f.decide(a, engine.Remove{Terminate: true, Archive: true})
+	if got := f.search("status = TERMINATED"); !equal(got, []string{a}) {
+		t.Fatalf("archived workflow not found: %v", got)
+	}
+	if _, err := f.reader.TaskWorkflow(context.Background(), f.states[a].Tasks[0].ID); err == nil {
+		t.Fatal("an archived workflow's task is still found by id")
+	}
+	f.decide(b, engine.Remove{})
+	if bytes.Contains(f.dump(), []byte(b)) {
+		t.Fatalf("the read model still mentions removed workflow %s", b)
+	}
+	if got := f.search(""); !equal(got, []string{a}) {
+		t.Fatalf("all = %v", got)
+	}
+}
+
+// Watchers hear of commits that changed their workflows, and only those.
+func TestWatch(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.start(""), f.start("")
+	c, stop := f.proj.Watch(a)
+	defer stop()
+	f.decide(b, engine.SetVariables{Variables: map[string]any{"x": int64(1)}})
+	select {
+	case <-c:
+		t.Fatal("notified of another workflow's change")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.decide(a, engine.SetVariables{Variables: map[string]any{"x": int64(1)}})
+	select {
+	case <-c:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification")
+	}
+	stop()
+	f.decide(a, engine.SetVariables{Variables: map[string]any{"x": int64(2)}})
+	select {
+	case <-c:
+		t.Fatal("notified after stop")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,208 @@
+package executions
+
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// Search indexes, inside the projection's key space. Values that vary in
+// length are length-prefixed (uvarint) so that one value's keys are never a
+// prefix scan away from another's; start and schedule times are big-endian
+// Unix ms, so each index is in time order within a value.
+const (
+	prefixSummary  = "m/" // m/<wf token> → msgpack Summary
+	prefixByStart  = "a/" // a/<start BE><wf id> → ""
+	prefixByStatus = "s/" // s/<len><status><start BE><wf id> → ""
+	prefixByName   = "n/" // n/<len><name><start BE><wf id> → ""
+	prefixByCorr   = "c/" // c/<len><correlation id><start BE><wf id> → ""
+	prefixTaskStat = "k/" // k/<len><task status><scheduled BE><task id> → wf id
+)
+
+// Summary is what search reads of a workflow without decoding its state.
+type Summary struct {
+	ID               string `msgpack:"id"`
+	Name             string `msgpack:"name"`
+	Version          int    `msgpack:"ver"`
+	Status           string `msgpack:"st"`
+	CorrelationID    string `msgpack:"corr,omitempty"`
+	Priority         int    `msgpack:"prio,omitempty"`
+	CreatedBy        string `msgpack:"by,omitempty"`
+	ParentWorkflowID string `msgpack:"pwf,omitempty"`
+	IdempotencyKey   string `msgpack:"idem,omitempty"`
+	Reason           string `msgpack:"why,omitempty"`
+	StartTime        int64  `msgpack:"stt"`
+	UpdateTime       int64  `msgpack:"ut"`
+	EndTime          int64  `msgpack:"et,omitempty"`
+	Archived         bool   `msgpack:"arch,omitempty"`
+}
+
+func summaryOf(w *engine.Workflow) Summary {
+	return Summary{ID: w.ID, Name: w.Name, Version: w.Version, Status: w.Status, CorrelationID: w.CorrelationID,
+		Priority: w.Priority, CreatedBy: w.CreatedBy, ParentWorkflowID: w.ParentWorkflowID, IdempotencyKey: w.IdempotencyKey,
+		Reason: w.Reason, StartTime: w.StartTime, UpdateTime: w.UpdateTime, EndTime: w.EndTime, Archived: w.Archived}
+}
+
+// indexKeys are the workflow's entries in the search indexes.
+func (s *Summary) indexKeys() [][]byte {
+	keys := [][]byte{
+		timeKey([]byte(prefixByStart), s.StartTime, s.ID),
+		valueTimeKey(prefixByStatus, s.Status, s.StartTime, s.ID),
+		valueTimeKey(prefixByName, s.Name, s.StartTime, s.ID),
+	}
+	if s.CorrelationID != "" {
+		keys = append(keys, valueTimeKey(prefixByCorr, s.CorrelationID, s.StartTime, s.ID))
+	}
+	return keys
+}
+
+// valuePrefix is the key prefix of one value of an index.
+func valuePrefix(prefix, value string) []byte {
+	k := binary.AppendUvarint([]byte(prefix), uint64(len(value)))
+	return append(k, value...)
+}
+
+func valueTimeKey(prefix, value string, at int64, id string) []byte {
+	return timeKey(valuePrefix(prefix, value), at, id)
+}
+
+func timeKey(prefix []byte, at int64, id string) []byte {
+	k := binary.BigEndian.AppendUint64(prefix, uint64(max(at, 0)))
+	return append(k, id...)
+}
+
+// taskEntry is a task's place in the task status index.
+type taskEntry struct {
+	status    string
+	scheduled int64
+}
+
+func (e taskEntry) key(taskID string) []byte {
+	return valueTimeKey(prefixTaskStat, e.status, e.scheduled, taskID)
+}
+
+// before is what the projection remembers of a workflow's state before a
+// record, to update the indexes by difference.
+type before struct {
+	exists  bool
+	running bool
+	removed bool
+	summary Summary
+	tasks   map[string]taskEntry
+}
+
+func snapshot(w *engine.Workflow) before {
+	if w == nil {
+		return before{}
+	}
+	b := before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
+		tasks: make(map[string]taskEntry, len(w.Tasks))}
+	for _, t := range w.Tasks {
+		b.tasks[t.ID] = taskEntry{t.Status, t.ScheduledTime}
+	}
+	return b
+}
+
+// storeIndexes updates the summary and the search indexes.
+func storeIndexes(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
+	s := summaryOf(w)
+	v, err := schemas.MarshalSorted(&s)
+	if err != nil {
+		return err
+	}
+	if err := b.Set([]byte(prefixSummary+token), v); err != nil {
+		return err
+	}
+	var old [][]byte
+	if prev.exists {
+		old = prev.summary.indexKeys()
+	}
+	if err := replaceKeys(b, old, s.indexKeys(), nil); err != nil {
+		return err
+	}
+	kept := 0
+	for _, t := range w.Tasks {
+		now := taskEntry{t.Status, t.ScheduledTime}
+		was, existed := prev.tasks[t.ID]
+		if existed {
+			kept++
+		}
+		if existed && was == now {
+			continue
+		}
+		if existed {
+			if err := b.Delete(was.key(t.ID)); err != nil {
+				return err
+			}
+		}
+		if err := b.Set(now.key(t.ID), []byte(w.ID)); err != nil {
+			return err
+		}
+	}
+	if kept == len(prev.tasks) {
+		return nil
+	}
+	// Restart and rerun drop tasks.
+	current := make(map[string]bool, len(w.Tasks))
+	for _, t := range w.Tasks {
+		current[t.ID] = true
+	}
+	for id, was := range prev.tasks {
+		if !current[id] {
+			if err := b.Delete(was.key(id)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// replaceKeys deletes the keys of old that are not in next and sets the
+// keys of next that are not in old to value.
+func replaceKeys(b *projections.Batch, old, next [][]byte, value []byte) error {
+	for _, k := range old {
+		if !slices.ContainsFunc(next, func(n []byte) bool { return string(n) == string(k) }) {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range next {
+		if !slices.ContainsFunc(old, func(o []byte) bool { return string(o) == string(k) }) {
+			if err := b.Set(k, value); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// removeAll deletes every document of a workflow removed without archive:
+// its state, summary, task lookups and every index entry. prev is the state
+// before the removal.
+func removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
+	keys := [][]byte{[]byte(prefixWorkflow + token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
+	keys = append(keys, prev.summary.indexKeys()...)
+	for id, e := range prev.tasks {
+		keys = append(keys, []byte(prefixTask+id), e.key(id))
+	}
+	if w.IdempotencyKey != "" {
+		ik := idempotencyKey(w.Name, w.IdempotencyKey)
+		if v, err := b.Get(ik); err == nil && string(v) == w.ID {
+			keys = append(keys, ik)
+		} else if err != nil && !errors.Is(err, projections.ErrNotFound) {
+			return err
+		}
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	// An empty deadline list deletes the workflow's timers.
+	return replaceDeadlines(b, token, w.ID, nil)
+}

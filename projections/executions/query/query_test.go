@@ -1,0 +1,172 @@
+package query_test
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/projections/executions/query"
+)
+
+var schema = query.Schema{
+	"workflowId": query.String, "workflowType": query.String, "status": query.String,
+	"correlationId": query.String, "reasonForIncompletion": query.String,
+	"startTime": query.Time, "version": query.Number,
+}
+
+// doc is a document for Match.
+type doc map[string]any
+
+func (d doc) get(f string) any { return d[f] }
+
+var running = doc{"workflowId": "w-1", "workflowType": "order_flow", "status": "RUNNING", "correlationId": "c 1",
+	"startTime": int64(1732939000500), "version": int64(2)}
+
+func TestMatch(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want bool
+	}{
+		{"", true},
+		{"   ", true},
+		{"status = RUNNING", true},
+		{"status=RUNNING", true},
+		{"status == 'RUNNING'", true},
+		{`status = "COMPLETED"`, false},
+		{"status != COMPLETED", true},
+		{"status <> RUNNING", false},
+		{"status IN (RUNNING,FAILED)", true},
+		{"status in ( FAILED , 'COMPLETED' )", false},
+		{"status NOT IN (FAILED)", true},
+		{"workflowType = order_flow AND status IN (RUNNING)", true},
+		{"workflowType = order_flow and status = FAILED", false},
+		{"workflowType = x OR status = RUNNING", true},
+		{"(workflowType = x OR status = FAILED) AND version = 2", false},
+		{"workflowType = x OR status = FAILED AND version = 2", false},
+		{"workflowType = order_flow OR status = FAILED AND version = 3", true}, // AND binds tighter
+		{`correlationId = "c 1"`, true},
+		{`correlationId = "c \"1"`, false},
+		{"startTime > 1732939000000", true},
+		{"startTime >= 1732939000500", true},
+		{"startTime < 1732939000500", false},
+		{"startTime <= 1732939000500", true},
+		{"startTime BETWEEN 1732939000000 AND 1732939001000", true},
+		{"startTime BETWEEN 1732939001000 AND 1732939002000", false},
+		{"startTime > 2024-11-30T03:56:40Z", true}, // 1732939000000
+		{"startTime > 2024-12-01", false},
+		{"version > 1", true},
+		{"version < 10 AND version >= 2", true},
+		{"reasonForIncompletion IS NULL", true},
+		{"reasonForIncompletion IS NOT NULL", false},
+		{"workflowType STARTS_WITH order_", true},
+		{"workflowType STARTS_WITH 'flow'", false},
+		{"WORKFLOWTYPE = order_flow", true}, // field names ignore case
+		{"workflowId = w-1", true},
+	} {
+		t.Run(tc.q, func(t *testing.T) {
+			q, err := query.Parse(tc.q, schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := q.Match(running.get); got != tc.want {
+				t.Fatalf("Match = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, q := range []string{
+		"status",
+		"status =",
+		"status = RUNNING AND",
+		"status IN RUNNING",
+		"status IN (RUNNING",
+		"status IN (RUNNING,)",
+		"(status = RUNNING",
+		"status = RUNNING)",
+		"nope = 1",
+		"version = abc",
+		"startTime > yesterday",
+		"startTime BETWEEN 1 2",
+		"status ! RUNNING",
+		`status = "RUNNING`,
+		"status IS RUNNING",
+		"status NOT RUNNING",
+		"version STARTS_WITH 1",
+		"status = RUNNING status = FAILED",
+		"= RUNNING",
+	} {
+		t.Run(q, func(t *testing.T) {
+			_, err := query.Parse(q, schema)
+			if !errors.Is(err, fault.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestConjuncts(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want []query.Cond
+	}{
+		{"", nil},
+		{"status = RUNNING", []query.Cond{{Field: "status", Op: query.Eq, Values: []any{"RUNNING"}}}},
+		{"status IN (RUNNING, PAUSED) AND startTime > 5 AND (version = 1 OR version = 2)", []query.Cond{
+			{Field: "status", Op: query.In, Values: []any{"RUNNING", "PAUSED"}},
+			{Field: "startTime", Kind: query.Time, Op: query.Gt, Values: []any{int64(5)}},
+		}},
+		{"status = RUNNING OR version = 1", nil},
+	} {
+		q, err := query.Parse(tc.q, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := q.Conjuncts(); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: Conjuncts = %+v, want %+v", tc.q, got, tc.want)
+		}
+	}
+}
+
+func TestSort(t *testing.T) {
+	keys, err := query.ParseSort([]string{"status:DESC,startTime", "version:asc"}, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []query.SortKey{{Field: "status", Desc: true}, {Field: "startTime", Kind: query.Time}, {Field: "version", Kind: query.Number}}
+	if !reflect.DeepEqual(keys, want) {
+		t.Fatalf("keys = %+v", keys)
+	}
+	a := doc{"status": "RUNNING", "startTime": int64(2)}
+	b := doc{"status": "RUNNING", "startTime": int64(1)}
+	c := doc{"status": "COMPLETED", "startTime": int64(0)}
+	if !query.Less(keys, b.get, a.get) || query.Less(keys, a.get, b.get) || !query.Less(keys, a.get, c.get) {
+		t.Fatal("wrong order")
+	}
+	for _, bad := range []string{"nope", "status:UP"} {
+		if _, err := query.ParseSort([]string{bad}, schema); !errors.Is(err, fault.ErrInvalid) {
+			t.Errorf("%q: err = %v", bad, err)
+		}
+	}
+	if keys, err := query.ParseSort([]string{"", " , "}, schema); err != nil || len(keys) != 0 {
+		t.Fatalf("empty sort: %v %v", keys, err)
+	}
+}
+
+func TestFreeText(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		all  bool
+		want bool
+	}{
+		{"", true, true}, {"*", true, true}, {"order", false, true}, {"*ORDER*", false, true},
+		{`"flow"`, false, true}, {"absent", false, false},
+	} {
+		f := query.ParseFreeText(tc.text)
+		if f.All() != tc.all || f.Match("w-1", "Order_Flow") != tc.want {
+			t.Errorf("%q: all %v match %v", tc.text, f.All(), f.Match("w-1", "Order_Flow"))
+		}
+	}
+}

@@ -1,0 +1,263 @@
+package executions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"slices"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/projections/executions/query"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// TaskFields are the fields task queries and sorts may name.
+var TaskFields = query.Schema{
+	"taskId": query.String, "taskType": query.String, "taskDefName": query.String,
+	"taskRefName": query.String, "referenceTaskName": query.String, "status": query.String,
+	"workflowId": query.String, "workflowType": query.String, "correlationId": query.String,
+	"domain": query.String, "workerId": query.String, "reasonForIncompletion": query.String,
+	"retryCount": query.Number, "workflowPriority": query.Number,
+	"scheduledTime": query.Time, "startTime": query.Time, "updateTime": query.Time, "endTime": query.Time,
+}
+
+// taskDoc is the query.Doc of a task.
+func taskDoc(w *engine.Workflow, t *engine.Task) query.Doc {
+	return func(name string) any {
+		switch name {
+		case "taskId":
+			return t.ID
+		case "taskType":
+			if t.IsWorkerTask() {
+				return t.Name
+			}
+			return t.Type
+		case "taskDefName":
+			return t.Name
+		case "taskRefName", "referenceTaskName":
+			return t.Ref
+		case "status":
+			return t.Status
+		case "workflowId":
+			return w.ID
+		case "workflowType":
+			return w.Name
+		case "correlationId":
+			return w.CorrelationID
+		case "domain":
+			return t.Domain
+		case "workerId":
+			return t.WorkerID
+		case "reasonForIncompletion":
+			return t.Reason
+		case "retryCount":
+			return int64(t.RetryCount)
+		case "workflowPriority":
+			return int64(w.Priority)
+		case "scheduledTime":
+			return t.ScheduledTime
+		case "startTime":
+			return t.StartTime
+		case "updateTime":
+			return t.UpdateTime
+		case "endTime":
+			return t.EndTime
+		}
+		return nil
+	}
+}
+
+// taskHit is a task that matched.
+type taskHit struct {
+	wfID, taskID string
+	scheduled    int64
+}
+
+// SearchTasks returns the number of tasks that match s and the page of
+// them s selects, newest scheduled first unless s sorts otherwise. Tasks
+// of removed workflows are not found; those of archived ones are.
+func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*conductor.Task, error) {
+	q, err := query.Parse(s.Query, TaskFields)
+	if err != nil {
+		return 0, nil, err
+	}
+	keys, err := query.ParseSort(s.Sort, TaskFields)
+	if err != nil {
+		return 0, nil, err
+	}
+	ft := query.ParseFreeText(s.FreeText)
+	c := &wfCache{r: r, m: map[string]*engine.Workflow{}}
+	src := r.planTasks(ctx, q)
+	var hits []taskHit
+	err = r.taskCandidates(ctx, src, c, func(w *engine.Workflow, t *engine.Task, h taskHit) bool {
+		if !src.covered || !ft.All() {
+			if w == nil {
+				if w, t = c.task(ctx, h.wfID, h.taskID); t == nil {
+					return true
+				}
+			}
+			if !q.Match(taskDoc(w, t)) || !freeTextTask(ft, w, t) {
+				return true
+			}
+		}
+		hits = append(hits, h)
+		return true
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(keys) == 0 || (len(keys) == 1 && keys[0].Field == "scheduledTime") {
+		sortByTime(hits, len(keys) == 0 || keys[0].Desc, func(h taskHit) (int64, string) { return h.scheduled, h.taskID })
+	} else {
+		docs := make(map[string]query.Doc, len(hits))
+		for _, h := range hits {
+			if w, t := c.task(ctx, h.wfID, h.taskID); t != nil {
+				docs[h.taskID] = taskDoc(w, t)
+			} else {
+				docs[h.taskID] = func(string) any { return nil }
+			}
+		}
+		slices.SortStableFunc(hits, func(a, b taskHit) int {
+			switch {
+			case query.Less(keys, docs[a.taskID], docs[b.taskID]):
+				return -1
+			case query.Less(keys, docs[b.taskID], docs[a.taskID]):
+				return 1
+			}
+			return 0
+		})
+	}
+	page := pageOf(hits, s.Start, s.Size)
+	out := make([]*conductor.Task, 0, len(page))
+	for _, h := range page {
+		if w, t := c.task(ctx, h.wfID, h.taskID); t != nil {
+			out = append(out, t.Conductor(w))
+		}
+	}
+	return len(hits), out, c.err
+}
+
+func freeTextTask(ft query.FreeText, w *engine.Workflow, t *engine.Task) bool {
+	if ft.All() {
+		return true
+	}
+	in, _ := json.Marshal(t.Input)
+	out, _ := json.Marshal(t.Output)
+	return ft.Match(t.ID, t.Name, t.Type, t.Ref, w.ID, w.Name, w.CorrelationID, string(in), string(out))
+}
+
+// planTasks picks the candidates of a task query: tasks by id, the tasks
+// of workflows found by id or a workflow index, or the task status index.
+func (r *Reader) planTasks(ctx context.Context, q *query.Query) *source {
+	conds := q.Conjuncts()
+	if ids, _ := equalities(conds, "taskId"); ids != nil {
+		var wfIDs []string
+		for _, id := range ids {
+			if wf, err := r.TaskWorkflow(ctx, id); err == nil && !slices.Contains(wfIDs, wf) {
+				wfIDs = append(wfIDs, wf)
+			}
+		}
+		return &source{ids: wfIDs}
+	}
+	if ids, _ := equalities(conds, "workflowId"); ids != nil {
+		return &source{ids: ids}
+	}
+	// Tasks of the workflows an index finds, or the status index: whichever
+	// has fewer entries (a workflow counts for several tasks).
+	best := &source{prefixes: [][]byte{[]byte(prefixByStart)}, hi: math.MaxInt64 - 1}
+	bestN := -1
+	for _, ix := range []struct{ field, prefix string }{{"correlationId", prefixByCorr}, {"workflowType", prefixByName}} {
+		if vals, at := equalities(conds, ix.field); at >= 0 {
+			s := &source{hi: math.MaxInt64 - 1}
+			for _, v := range vals {
+				s.prefixes = append(s.prefixes, valuePrefix(ix.prefix, v))
+			}
+			if n := 8 * s.count(r, estimateLimit); bestN < 0 || n < bestN {
+				best, bestN = s, n
+			}
+		}
+	}
+	if vals, at := equalities(conds, "status"); at >= 0 {
+		lo, hi, used := timeRange(conds, "scheduledTime")
+		s := &source{lo: lo, hi: hi, taskIndex: true}
+		for _, v := range vals {
+			s.prefixes = append(s.prefixes, valuePrefix(prefixTaskStat, v))
+		}
+		s.covered = q.Conjunctive() && len(used)+1 == len(conds)
+		if n := s.count(r, estimateLimit); bestN < 0 || n <= bestN {
+			best = s
+		}
+	}
+	return best
+}
+
+// taskCandidates calls fn with each candidate task of src: with its
+// workflow and task when it read them, else (status index) with the hit
+// alone.
+func (r *Reader) taskCandidates(ctx context.Context, src *source, c *wfCache, fn func(*engine.Workflow, *engine.Task, taskHit) bool) error {
+	if src.taskIndex {
+		var ferr error
+		err := src.each(r, func(taskID string, at int64, wfID []byte) bool {
+			if ctx.Err() != nil {
+				ferr = ctx.Err()
+				return false
+			}
+			return fn(nil, nil, taskHit{wfID: string(wfID), taskID: taskID, scheduled: at})
+		})
+		if err == nil {
+			err = ferr
+		}
+		return err
+	}
+	seen := 0
+	return src.each(r, func(wfID string, _ int64, _ []byte) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		w := c.workflow(ctx, wfID)
+		if w == nil || (w.Removed && !w.Archived) {
+			return true
+		}
+		for _, t := range w.Tasks {
+			if seen++; seen > MaxScan {
+				return false
+			}
+			if !fn(w, t, taskHit{wfID: w.ID, taskID: t.ID, scheduled: t.ScheduledTime}) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// wfCache keeps the workflows one search decoded.
+type wfCache struct {
+	r   *Reader
+	m   map[string]*engine.Workflow
+	err error
+}
+
+func (c *wfCache) workflow(ctx context.Context, id string) *engine.Workflow {
+	if w, ok := c.m[id]; ok {
+		return w
+	}
+	w, err := c.r.Workflow(ctx, id)
+	if err != nil && !errors.Is(err, fault.ErrNotFound) && c.err == nil {
+		c.err = err
+	}
+	if len(c.m) >= 4096 {
+		clear(c.m)
+	}
+	c.m[id] = w
+	return w
+}
+
+func (c *wfCache) task(ctx context.Context, wfID, taskID string) (*engine.Workflow, *engine.Task) {
+	w := c.workflow(ctx, wfID)
+	if w == nil {
+		return nil, nil
+	}
+	return w, w.TaskByID(taskID)
+}

@@ -1,0 +1,122 @@
+package conductor
+
+// Models of the workflow API beyond start/get: search results, synchronous
+// execution, the test endpoint, skip and correlation requests.
+
+// SearchResult is a page of search results.
+type SearchResult[T any] struct {
+	TotalHits int64 `json:"totalHits"`
+	Results   []T   `json:"results"`
+}
+
+// WorkflowSummary is a workflow as search results show it: times are ISO
+// 8601 strings, input and output JSON strings.
+type WorkflowSummary struct {
+	WorkflowType             string            `json:"workflowType"`
+	Version                  int               `json:"version"`
+	WorkflowID               string            `json:"workflowId"`
+	CorrelationID            string            `json:"correlationId,omitempty"`
+	StartTime                string            `json:"startTime,omitempty"`
+	UpdateTime               string            `json:"updateTime,omitempty"`
+	EndTime                  string            `json:"endTime,omitempty"`
+	Status                   string            `json:"status"`
+	Input                    string            `json:"input"`
+	Output                   string            `json:"output"`
+	ReasonForIncompletion    string            `json:"reasonForIncompletion,omitempty"`
+	ExecutionTime            int64             `json:"executionTime"`
+	Event                    string            `json:"event,omitempty"`
+	FailedReferenceTaskNames string            `json:"failedReferenceTaskNames"`
+	FailedTaskNames          []string          `json:"failedTaskNames"`
+	Priority                 int               `json:"priority"`
+	TaskToDomain             map[string]string `json:"taskToDomain,omitempty"`
+	CreatedBy                string            `json:"createdBy,omitempty"`
+	IdempotencyKey           string            `json:"idempotencyKey,omitempty"`
+	InputSize                int64             `json:"inputSize"`
+	OutputSize               int64             `json:"outputSize"`
+}
+
+// TaskSummary is a task as search results show it.
+type TaskSummary struct {
+	TaskID                string `json:"taskId"`
+	TaskType              string `json:"taskType"`
+	TaskDefName           string `json:"taskDefName"`
+	TaskReferenceName     string `json:"taskReferenceName"`
+	WorkflowID            string `json:"workflowId"`
+	WorkflowType          string `json:"workflowType"`
+	CorrelationID         string `json:"correlationId,omitempty"`
+	Status                string `json:"status"`
+	ScheduledTime         string `json:"scheduledTime,omitempty"`
+	StartTime             string `json:"startTime,omitempty"`
+	UpdateTime            string `json:"updateTime,omitempty"`
+	EndTime               string `json:"endTime,omitempty"`
+	Input                 string `json:"input"`
+	Output                string `json:"output"`
+	ReasonForIncompletion string `json:"reasonForIncompletion,omitempty"`
+	ExecutionTime         int64  `json:"executionTime"`
+	QueueWaitTime         int64  `json:"queueWaitTime"`
+	WorkflowPriority      int    `json:"workflowPriority"`
+	Domain                string `json:"domain,omitempty"`
+}
+
+// Return strategies of synchronous execution (WorkflowRun.ResponseType).
+const (
+	ReturnTargetWorkflow    = "TARGET_WORKFLOW"
+	ReturnBlockingWorkflow  = "BLOCKING_WORKFLOW"
+	ReturnBlockingTask      = "BLOCKING_TASK"
+	ReturnBlockingTaskInput = "BLOCKING_TASK_INPUT"
+)
+
+// WorkflowRun is the answer of POST /api/workflow/execute (Orkes'
+// SignalResponse): the workflow's state when execution stopped blocking,
+// or, for the task strategies, the blocking task's.
+type WorkflowRun struct {
+	ResponseType         string         `json:"responseType"`
+	TargetWorkflowID     string         `json:"targetWorkflowId"`
+	TargetWorkflowStatus string         `json:"targetWorkflowStatus"`
+	RequestID            string         `json:"requestId"`
+	WorkflowID           string         `json:"workflowId"`
+	CorrelationID        string         `json:"correlationId,omitempty"`
+	Input                map[string]any `json:"input"`
+	Output               map[string]any `json:"output"`
+	Status               string         `json:"status"`
+	Tasks                []*Task        `json:"tasks,omitempty"`
+	Variables            map[string]any `json:"variables,omitempty"`
+	Priority             int            `json:"priority"`
+	CreateTime           int64          `json:"createTime,omitempty"`
+	UpdateTime           int64          `json:"updateTime,omitempty"`
+	CreatedBy            string         `json:"createdBy,omitempty"`
+	// The blocking task, for the task strategies.
+	TaskID            string `json:"taskId,omitempty"`
+	TaskType          string `json:"taskType,omitempty"`
+	TaskDefName       string `json:"taskDefName,omitempty"`
+	ReferenceTaskName string `json:"referenceTaskName,omitempty"`
+	RetryCount        int    `json:"retryCount,omitempty"`
+}
+
+// TaskMock is one mocked execution of a task in a WorkflowTestRequest.
+type TaskMock struct {
+	Status        string         `json:"status"`
+	Output        map[string]any `json:"output"`
+	ExecutionTime int64          `json:"executionTime,omitempty"`
+	QueueWaitTime int64          `json:"queueWaitTime,omitempty"`
+}
+
+// WorkflowTestRequest is the body of POST /api/workflow/test.
+type WorkflowTestRequest struct {
+	StartWorkflowRequest
+	TaskRefToMockOutput    map[string][]TaskMock          `json:"taskRefToMockOutput,omitempty"`
+	SubWorkflowTestRequest map[string]WorkflowTestRequest `json:"subWorkflowTestRequest,omitempty"`
+}
+
+// SkipTaskRequest is the body of PUT /api/workflow/{id}/skiptask/{ref}.
+type SkipTaskRequest struct {
+	TaskInput  map[string]any `json:"taskInput,omitempty"`
+	TaskOutput map[string]any `json:"taskOutput,omitempty"`
+}
+
+// CorrelationIdsSearchRequest is the body of POST
+// /api/workflow/correlated/batch.
+type CorrelationIdsSearchRequest struct {
+	CorrelationIDs []string `json:"correlationIds"`
+	WorkflowNames  []string `json:"workflowNames"`
+}
