@@ -72,7 +72,7 @@ func (s *Server) metadataRoutes() {
 func principal(*http.Request) string { return "" }
 
 func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
-	overwrite, err := boolParam(r, "overwrite")
+	overwrite, err := queryBool(r, "overwrite", false)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -284,15 +284,3 @@ func defJSON(raw json.RawMessage, def any) ([]byte, error) {
 	return json.Marshal(def)
 }
 
-// boolParam reads an optional boolean query parameter (absent: false).
-func boolParam(r *http.Request, name string) (bool, error) {
-	q := r.URL.Query().Get(name)
-	if q == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(q)
-	if err != nil {
-		return false, fault.Invalid("%s %q is not a boolean", name, q)
-	}
-	return b, nil
-}
