@@ -283,4 +283,3 @@ func defJSON(raw json.RawMessage, def any) ([]byte, error) {
 	}
 	return json.Marshal(def)
 }
-
