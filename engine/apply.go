@@ -31,7 +31,11 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 		if t == nil {
 			return nil, fmt.Errorf("workflow %s: start of unknown task %s", w.ID, e.TaskID)
 		}
-		t.Status, t.WorkerID, t.StartTime, t.UpdateTime = conductor.TaskInProgress, e.WorkerID, e.Time, e.Time
+		t.Status, t.WorkerID, t.UpdateTime = conductor.TaskInProgress, e.WorkerID, e.Time
+		if t.Type != conductor.TaskTypeDoWhile || t.StartTime == 0 {
+			// A loop is taken once per condition check: it started once.
+			t.StartTime = e.Time
+		}
 		t.PollCount++
 		if t.FirstStartTime == 0 {
 			t.FirstStartTime = e.Time
@@ -139,6 +143,10 @@ func applyUpdated(t *Task, e *schemas.TaskUpdated) {
 		if t.StartTime == 0 {
 			t.StartTime = e.Time
 		}
+	case t.Type == conductor.TaskTypeDoWhile:
+		// A loop between iterations, or reopened by retry or rerun, is
+		// still the loop that started.
+		t.EndTime = 0
 	case e.Status == conductor.TaskScheduled:
 		// Back in the queue (a worker asked to be called back later).
 		t.StartTime, t.EndTime = 0, 0

@@ -199,6 +199,11 @@ func (d *decision) take(t Take) error {
 	}
 	d.emit(&schemas.TaskStarted{TaskID: task.ID, WorkerID: t.WorkerID, Time: d.now})
 	taken := *d.w.TaskByID(t.TaskID)
+	if taken.Type == conductor.TaskTypeDoWhile {
+		// The system worker evaluates the loop condition over this
+		// document (loop.go).
+		taken.Input = d.loopConditionInput(&taken)
+	}
 	d.reply = &taken
 	return nil
 }
@@ -224,6 +229,17 @@ func (d *decision) result(r conductor.TaskResult, taskType string) error {
 	if d.w.Terminal() || !t.Active() {
 		d.reply = ResultReply{Ignored: true}
 		return nil
+	}
+	if t.Type == conductor.TaskTypeDoWhile {
+		switch {
+		case t.Status == conductor.TaskInProgress && loopRecorded(t):
+			d.reply = ResultReply{}
+			return d.loopVerdict(t, r)
+		case r.Status == conductor.TaskInProgress:
+			// Only the loop's condition reports progress.
+			d.reply = ResultReply{Ignored: true}
+			return nil
+		}
 	}
 	d.reply = ResultReply{}
 	up := &schemas.TaskUpdated{TaskID: t.ID, Status: r.Status, Output: r.OutputData, Reason: r.ReasonForIncompletion,
@@ -251,9 +267,13 @@ func (d *decision) result(r conductor.TaskResult, taskType string) error {
 		d.emit(up)
 		d.failed(d.w.TaskByID(t.ID))
 	default:
-		return fault.Invalid("task status %q: want IN_PROGRESS, COMPLETED, FAILED or FAILED_WITH_TERMINAL_ERROR", r.Status)
+		return invalidStatus(r.Status)
 	}
 	return nil
+}
+
+func invalidStatus(s string) error {
+	return fault.Invalid("task status %q: want IN_PROGRESS, COMPLETED, FAILED or FAILED_WITH_TERMINAL_ERROR", s)
 }
 
 func (d *decision) pause() error {

@@ -86,6 +86,10 @@ func Effects(w *Workflow, now int64) []Effect {
 			out = append(out, handOff(w, t)...)
 		case t.Type == conductor.TaskTypeSubWorkflow && t.Status == conductor.TaskInProgress && t.SubWorkflowID != "":
 			out = append(out, CheckChild{ParentWorkflowID: w.ID, ChildID: t.SubWorkflowID})
+		case t.Type == conductor.TaskTypeStartWorkflow && t.Status == conductor.TaskCompleted:
+			if eff, ok := startWorkflowOf(w, t); ok {
+				out = append(out, eff)
+			}
 		}
 	}
 	if w.Terminal() {

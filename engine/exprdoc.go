@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/flowvault/flowvault/schemas/conductor"
+
 // workflowDoc exposes a workflow to parameter expressions: "workflow" and
 // each task reference name are sources (conductor-api.md §6.2).
 type workflowDoc struct {
@@ -35,13 +37,17 @@ func (d *workflowDoc) Lookup(name string) (any, bool) {
 	if t == nil {
 		return nil, false
 	}
+	iteration := t.Iteration
+	if t.Type == conductor.TaskTypeDoWhile {
+		iteration = loopIteration(t)
+	}
 	return map[string]any{
 		"input": t.Input, "output": t.Output, "taskType": taskTypeOf(t), "status": t.Status,
 		"referenceTaskName": t.Ref, "retryCount": int64(t.RetryCount), "correlationId": w.CorrelationID,
 		"pollCount": int64(t.PollCount), "taskDefName": t.Name, "scheduledTime": t.ScheduledTime,
 		"startTime": t.StartTime, "endTime": t.EndTime, "workflowInstanceId": w.ID, "taskId": t.ID,
 		"reasonForIncompletion": t.Reason, "callbackAfterSeconds": t.CallbackAfterSeconds,
-		"workerId": t.WorkerID, "iteration": int64(t.Iteration), "subWorkflowId": t.SubWorkflowID,
+		"workerId": t.WorkerID, "iteration": int64(iteration), "subWorkflowId": t.SubWorkflowID,
 	}, true
 }
 

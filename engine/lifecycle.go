@@ -67,7 +67,15 @@ func (d *decision) rerun(r conductor.RerunWorkflowRequest) error {
 	if r.TaskInput != nil {
 		input = r.TaskInput
 	}
+	ln := d.loopOf(from)
 	d.emit(reset)
+	if ln != nil {
+		// The loop the task belongs to (kept: it was scheduled before its
+		// body) runs again from the task's iteration.
+		if loop := d.w.LatestByRef(ln.wt.TaskReferenceName); loop != nil {
+			d.reopenLoop(loop, from.Iteration)
+		}
+	}
 	// The task runs again under a new id, so that a late report from its
 	// previous run cannot be taken for the new one.
 	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, parentTaskID: from.ParentTaskID})
@@ -96,8 +104,21 @@ func (d *decision) retry(Retry) error {
 	}
 	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
 	for _, t := range retry {
-		if t.Type == conductor.TaskTypeJoin {
+		switch t.Type {
+		case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, Time: d.now})
+			continue
+		case conductor.TaskTypeDoWhile:
+			// A loop resumes where it stopped: its body, or the evaluation
+			// of its condition.
+			status := conductor.TaskInProgress
+			if loopRecorded(t) {
+				status = conductor.TaskScheduled
+			}
+			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: status, KeepOutput: true, Time: d.now})
+			if status == conductor.TaskScheduled {
+				d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
+			}
 			continue
 		}
 		wt := d.plan.config(t)

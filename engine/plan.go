@@ -16,6 +16,8 @@ import (
 type plan struct {
 	def   *conductor.WorkflowDef
 	nodes map[string]*node // by taskReferenceName
+	// items holds the `items` of DO_WHILE configurations that have them.
+	items map[string]any
 }
 
 // node places one task configuration: the list it belongs to, its index
@@ -28,7 +30,7 @@ type node struct {
 }
 
 func newPlan(def *conductor.WorkflowDef) *plan {
-	p := &plan{def: def, nodes: make(map[string]*node)}
+	p := &plan{def: def, nodes: make(map[string]*node), items: make(map[string]any)}
 	p.index(def.Tasks, nil)
 	return p
 }
@@ -42,6 +44,9 @@ func (p *plan) index(list []*conductor.WorkflowTask, parent *node) {
 		if _, dup := p.nodes[wt.TaskReferenceName]; !dup {
 			p.nodes[wt.TaskReferenceName] = n
 		}
+		if items, ok := loopItemsSpec(wt); ok {
+			p.items[wt.TaskReferenceName] = items
+		}
 		for _, c := range sortedCases(wt.DecisionCases) {
 			p.index(wt.DecisionCases[c], n)
 		}
@@ -51,6 +56,22 @@ func (p *plan) index(list []*conductor.WorkflowTask, parent *node) {
 		}
 		p.index(wt.LoopOver, n)
 	}
+}
+
+// loopItemsSpec returns the `items` of a DO_WHILE configuration (OSS
+// Conductor's list iteration), which the shared WorkflowTask model does not
+// carry: it is read from the configuration's JSON.
+func loopItemsSpec(wt *conductor.WorkflowTask) (any, bool) {
+	if wt.TaskType() != conductor.TaskTypeDoWhile || len(wt.Raw) == 0 || !bytes.Contains(wt.Raw, []byte(`"items"`)) {
+		return nil, false
+	}
+	var x struct {
+		Items any `json:"items"`
+	}
+	if conductor.Unmarshal(wt.Raw, &x) != nil || x.Items == nil {
+		return nil, false
+	}
+	return x.Items, true
 }
 
 // parseDef decodes a definition snapshot.

@@ -39,10 +39,14 @@ func (d *decision) step() bool {
 		if d.w.Status != conductor.WorkflowRunning {
 			return changed
 		}
-		if t.Type == conductor.TaskTypeJoin && t.Status == conductor.TaskInProgress {
-			if d.evaluateJoin(t) {
-				changed = true
-			}
+		if t.Status != conductor.TaskInProgress {
+			continue
+		}
+		switch t.Type {
+		case conductor.TaskTypeJoin:
+			changed = d.evaluateJoin(t) || changed
+		case conductor.TaskTypeExclusiveJoin:
+			changed = d.evaluateExclusiveJoin(t) || changed
 		}
 	}
 	// Iterate by index: scheduling appends to d.w.Tasks.
@@ -62,6 +66,17 @@ func (d *decision) step() bool {
 			changed = true
 		}
 	}
+	// Loops last: an iteration has ended only once the successors of its
+	// finished tasks are scheduled.
+	for i := 0; i < len(d.w.Tasks); i++ {
+		if d.w.Status != conductor.WorkflowRunning {
+			return changed
+		}
+		t := d.w.Tasks[i]
+		if t.Type == conductor.TaskTypeDoWhile && t.Status == conductor.TaskInProgress && !loopRecorded(t) {
+			changed = d.advanceLoop(t) || changed
+		}
+	}
 	return changed
 }
 
@@ -73,12 +88,7 @@ func (d *decision) successors(t *Task) []*conductor.WorkflowTask {
 	}
 	switch t.Type {
 	case conductor.TaskTypeSwitch, conductor.TaskTypeDecision:
-		selected, _ := t.Output["selectedCase"].(string)
-		branch, ok := wt.DecisionCases[selected]
-		if !ok {
-			branch = wt.DefaultCase
-		}
-		if len(branch) > 0 {
+		if branch := selectedBranch(t, wt); len(branch) > 0 {
 			return branch[:1]
 		}
 	case conductor.TaskTypeForkJoin:
@@ -110,15 +120,21 @@ func (d *decision) scheduledAfter(ref string, pred *Task) bool {
 	return d.w.LatestByRef(ref) != nil
 }
 
-// evaluateJoin completes a JOIN whose joinOn tasks have all succeeded.
+// evaluateJoin completes a JOIN whose joinOn tasks have all succeeded: the
+// tasks the definition names, or after a FORK_JOIN_DYNAMIC those it forked.
+// Inside a loop, the tasks of the JOIN's own iteration.
 func (d *decision) evaluateJoin(join *Task) bool {
 	wt := d.plan.config(join)
 	if wt == nil {
 		return false
 	}
+	refs, dynamic := d.dynamicJoinRefs(join)
+	if !dynamic {
+		refs = wt.JoinOn
+	}
 	out := map[string]any{}
-	for _, ref := range wt.JoinOn {
-		t := d.w.LatestByRef(ref)
+	for _, ref := range refs {
+		t := d.w.LatestByRef(iterRef(ref, join.Iteration))
 		if t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t) {
 			return false
 		}
@@ -192,7 +208,8 @@ func (d *decision) workflowOutput() map[string]any {
 // failed handles a task that just failed: retry it, let an optional task
 // pass, or fail the workflow.
 func (d *decision) failed(t *Task) {
-	if conductor.TaskRetriable(t.Status) && t.RetryCount < t.Policy.RetryCount && !d.totalTimeoutPassed(t) {
+	// A loop is never retried as a new instance: retry reopens it.
+	if conductor.TaskRetriable(t.Status) && t.RetryCount < t.Policy.RetryCount && !d.totalTimeoutPassed(t) && t.Type != conductor.TaskTypeDoWhile {
 		wt := d.plan.config(t)
 		if wt != nil {
 			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: d.now + retryDelay(t)*1000 + jitter(t.ID, t.Policy.BackoffJitterMs), parentTaskID: t.ParentTaskID})

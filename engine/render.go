@@ -42,6 +42,10 @@ func (t *Task) Conductor(w *Workflow) *conductor.Task {
 		Domain: t.Domain, Executed: conductor.TaskTerminal(t.Status), Iteration: t.Iteration, SubWorkflowID: t.SubWorkflowID,
 		ParentTaskID: t.ParentTaskID, WorkflowPriority: w.Priority, TaskDefinition: json.RawMessage(t.TaskDef),
 	}
+	if t.Type == conductor.TaskTypeDoWhile {
+		out.Iteration = loopIteration(t)
+	}
+	out.LoopOverTask = t.Iteration > 0
 	if t.AvailableAt > t.ScheduledTime && t.Type != "WAIT" {
 		out.StartDelayInSeconds = (t.AvailableAt - t.ScheduledTime) / 1000
 	}

@@ -51,12 +51,28 @@ var scenarios = map[string]func(h *harness){
 		h.complete("b_ref", nil)
 		h.complete("c_ref", map[string]any{"sum": int64(10)})
 	},
+	"do_while_loop": func(h *harness) {
+		h.take("a__1")
+		h.complete("a__1", map[string]any{"v": "a1"})
+		h.complete("b__1", map[string]any{"v": "b1", "more": true})
+		h.advance(time.Second)
+		h.system("loop", conductor.TaskInProgress, map[string]any{"seen": int64(1)}, "")
+		h.complete("a__2", map[string]any{"v": "a2"})
+		h.complete("b__2", map[string]any{"v": "b2", "more": false})
+		h.system("loop", conductor.TaskCompleted, nil, "")
+		h.complete("after", nil)
+		h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("b__2").ID}})
+		h.complete("b__2", map[string]any{"v": "b2'", "more": false})
+		h.system("loop", conductor.TaskCompleted, nil, "")
+		h.complete("after", map[string]any{"done": true})
+	},
 }
 
 var scenarioDefs = map[string]string{
 	"fork_switch_subworkflow": forkJoin,
 	"retry_then_fail":         threeSimple,
 	"restart_and_rerun":       threeSimple,
+	"do_while_loop":           loopDef,
 }
 
 func runScenario(t *testing.T, name string) *harness {

@@ -15,6 +15,7 @@ type scheduleOpts struct {
 	iteration    int
 	retryOf      *Task          // schedule a retry of this task instance
 	input        map[string]any // explicit input (rerun with taskInput)
+	mergeInput   map[string]any // set on top of the evaluated input (dynamic fork inputs)
 	availableAt  int64
 	parentTaskID string
 }
@@ -29,6 +30,8 @@ var decidedTypes = map[string]bool{
 	conductor.TaskTypeSwitch: true, conductor.TaskTypeDecision: true, conductor.TaskTypeForkJoin: true,
 	conductor.TaskTypeJoin: true, conductor.TaskTypeSetVariable: true, conductor.TaskTypeTerminate: true,
 	conductor.TaskTypeWait: true, conductor.TaskTypeSubWorkflow: true, conductor.TaskTypeNoop: true,
+	conductor.TaskTypeDoWhile: true, conductor.TaskTypeDynamic: true, conductor.TaskTypeForkJoinDynamic: true,
+	conductor.TaskTypeStartWorkflow: true, conductor.TaskTypeExclusiveJoin: true,
 }
 
 func runsInSystemWorker(typ string) bool {
@@ -49,12 +52,32 @@ func RegisterSystemWorkerType(typ string) { systemWorkerTypes.Store(typ, true) }
 func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	id := taskID(d.w)
 	typ := wt.TaskType()
-	ref := wt.TaskReferenceName
-	if o.iteration > 0 {
-		ref += "__" + strconv.Itoa(o.iteration)
+	ref := iterRef(wt.TaskReferenceName, o.iteration)
+	if typ == conductor.TaskTypeDynamic {
+		// The task to run is named by the input: resolve it, then schedule
+		// that task in the DYNAMIC task's place.
+		in := o.input
+		if o.retryOf != nil {
+			in = o.retryOf.Input
+		}
+		var err error
+		if in == nil {
+			in, _, err = d.evaluate(wt.InputParameters, id)
+		}
+		resolved, rerr := resolveDynamic(wt, in)
+		if err == nil && rerr == nil {
+			return d.schedule(resolved, o)
+		}
+		if err == nil {
+			err = rerr
+		}
+		return d.scheduleFailed(wt, o, id, ref, err.Error())
 	}
 	ev := &schemas.TaskScheduled{TaskID: id, Ref: ref, Name: wt.Name, Type: typ, Status: conductor.TaskScheduled,
 		Seq: d.nextSeq(), Iteration: o.iteration, ParentTaskID: o.parentTaskID, Time: d.now}
+	if n := d.plan.nodes[wt.TaskReferenceName]; n == nil || n.wt != wt {
+		ev.Config = configJSON(wt) // decided at run time: not in the definition
+	}
 	td := wt.TaskDefinition
 	if td == nil {
 		td = d.in.TaskDef(wt.Name)
@@ -78,7 +101,9 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		r := o.retryOf
 		ev.Input, ev.Deferred = r.Input, r.Deferred
 		ev.RetryCount, ev.RetriedTaskID, ev.FirstScheduled = r.RetryCount+1, r.ID, r.FirstScheduled
-		ev.Config, ev.SubWorkflowID = r.Config, ""
+		if len(r.Config) > 0 {
+			ev.Config = r.Config
+		}
 	case o.input != nil:
 		ev.Input = o.input
 	default:
@@ -95,6 +120,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 				in[k] = v // a null result falls back to the template, as in Conductor
 			}
 		}
+		maps.Copy(in, o.mergeInput)
 		ev.Input, ev.Deferred = in, deferred
 	}
 	if ev.Status == conductor.TaskScheduled {
@@ -103,6 +129,25 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	d.emit(ev)
 	t := d.w.TaskByID(id)
 	d.afterScheduled(wt, t)
+	return t
+}
+
+// scheduleFailed records a task that could not even be configured (a
+// DYNAMIC task naming no task): it fails at once.
+func (d *decision) scheduleFailed(wt *conductor.WorkflowTask, o scheduleOpts, id, ref, reason string) *Task {
+	ev := &schemas.TaskScheduled{TaskID: id, Ref: ref, Name: wt.Name, Type: wt.TaskType(),
+		Status: conductor.TaskFailedWithTerminalError, Reason: reason, Seq: d.nextSeq(), Iteration: o.iteration,
+		ParentTaskID: o.parentTaskID, Input: o.input, Time: d.now}
+	if r := o.retryOf; r != nil {
+		ev.Input, ev.RetryCount, ev.RetriedTaskID, ev.FirstScheduled = r.Input, r.RetryCount+1, r.ID, r.FirstScheduled
+	}
+	if ev.Input == nil {
+		ev.Input, _, _ = d.evaluate(wt.InputParameters, id)
+	}
+	ev.Policy = policyOf(conductor.EffectiveTaskDef{})
+	d.emit(ev)
+	t := d.w.TaskByID(id)
+	d.failed(t)
 	return t
 }
 
@@ -157,10 +202,25 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 	switch ev.Type {
 	case conductor.TaskTypeSimple:
 	case conductor.TaskTypeSwitch, conductor.TaskTypeDecision:
-		if ev.Type == conductor.TaskTypeSwitch && wt.EvaluatorType != "" && wt.EvaluatorType != "value-param" {
-			// Script evaluators run in a system worker.
-			if !runsInSystemWorker(conductor.TaskTypeSwitch) {
-				fail("SWITCH evaluator %q is not supported", wt.EvaluatorType)
+		script := false
+		switch {
+		case ev.Type == conductor.TaskTypeSwitch:
+			switch wt.EvaluatorType {
+			case "", "value-param":
+			case "javascript", "graaljs":
+				script = true
+			default:
+				fail("SWITCH %s: evaluatorType %q is not supported: use value-param, javascript or graaljs", ev.Ref, wt.EvaluatorType)
+				return
+			}
+		case wt.CaseValueParam == "" && wt.CaseExpression != "":
+			script = true
+		}
+		if script {
+			// Script evaluators run in a system worker, which reports the
+			// selected case.
+			if !runsInSystemWorker(ev.Type) {
+				fail("%s %s: no system worker evaluates JavaScript cases", ev.Type, ev.Ref)
 			}
 			break
 		}
@@ -173,8 +233,20 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		ev.Output = map[string]any{"evaluationResult": []any{c}, "selectedCase": c}
 	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop, conductor.TaskTypeSetVariable, conductor.TaskTypeTerminate:
 		ev.Status = conductor.TaskCompleted
-	case conductor.TaskTypeJoin:
+	case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
 		ev.Status = conductor.TaskInProgress
+	case conductor.TaskTypeDoWhile:
+		if err := d.prepareLoop(wt, ev); err != nil {
+			fail("%v", err)
+		}
+	case conductor.TaskTypeForkJoinDynamic:
+		if err := d.prepareFork(wt, ev); err != nil {
+			fail("%v", err)
+		}
+	case conductor.TaskTypeStartWorkflow:
+		if err := d.prepareStartWorkflow(ev); err != nil {
+			fail("%v", err)
+		}
 	case conductor.TaskTypeWait:
 		until, err := waitUntil(ev.Input, d.now)
 		if err != nil {
@@ -216,6 +288,12 @@ func (d *decision) afterScheduled(wt *conductor.WorkflowTask, t *Task) {
 		d.terminateTask(t)
 	case conductor.TaskTypeSubWorkflow:
 		d.startChild(wt, t)
+	case conductor.TaskTypeForkJoinDynamic:
+		d.spawnForked(wt, t)
+	case conductor.TaskTypeStartWorkflow:
+		if eff, ok := startWorkflowOf(d.w, t); ok {
+			d.effect(eff)
+		}
 	}
 }
 

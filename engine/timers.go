@@ -42,7 +42,7 @@ func Deadlines(w *Workflow) []int64 {
 			}
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
 			add(t.AvailableAt)
-		case t.Status == conductor.TaskInProgress && runsInSystemWorker(t.Type):
+		case t.Status == conductor.TaskInProgress && leased(t):
 			add(t.UpdateTime + SystemTaskLease.Milliseconds())
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			if p.ResponseTimeoutSeconds > 0 {
@@ -55,6 +55,13 @@ func Deadlines(w *Workflow) []int64 {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// leased reports whether an IN_PROGRESS task is held by an engine's system
+// worker, which must report within SystemTaskLease. A DO_WHILE is held only
+// while its condition is evaluated; while its body runs, the decider has it.
+func leased(t *Task) bool {
+	return runsInSystemWorker(t.Type) && (t.Type != conductor.TaskTypeDoWhile || loopRecorded(t))
 }
 
 // tick acts on every deadline that has passed.
@@ -78,7 +85,7 @@ func (d *decision) tick() {
 			d.effect(handOff(d.w, t)...)
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait && t.AvailableAt > 0 && d.now >= t.AvailableAt:
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompleted, KeepOutput: true, Time: d.now})
-		case t.Status == conductor.TaskInProgress && runsInSystemWorker(t.Type) && d.now >= t.UpdateTime+SystemTaskLease.Milliseconds():
+		case t.Status == conductor.TaskInProgress && leased(t) && d.now >= t.UpdateTime+SystemTaskLease.Milliseconds():
 			// The engine running it died: run it again.
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true,
 				Reason: "system task lease expired", Time: d.now})

@@ -34,8 +34,9 @@ func init() {
 
 // ValidateWorkflowDef checks what the engine needs of a definition: known
 // task types, unique reference names, a JOIN after every fork, complete
-// SWITCH, SUB_WORKFLOW and DO_WHILE configurations, and expressions that
-// parse. The error is a *fault.ValidationError naming each offending field
+// SWITCH, SUB_WORKFLOW, DO_WHILE, INLINE, LAMBDA, JSON_JQ_TRANSFORM,
+// DYNAMIC, FORK_JOIN_DYNAMIC and START_WORKFLOW configurations, and
+// expressions that parse. The error is a *fault.ValidationError naming each offending field
 // by its JSON path.
 func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
 	v := &validator{refs: map[string]string{}, errs: &fault.ValidationError{}}
@@ -93,6 +94,9 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		if i+1 >= len(siblings) || siblings[i+1] == nil || siblings[i+1].TaskType() != conductor.TaskTypeJoin {
 			v.errs.Add(p, "%s must be followed by a JOIN task", typ)
 		}
+		if _, simple := t.InputParameters["forkTaskInputs"]; typ == conductor.TaskTypeForkJoinDynamic && t.DynamicForkTasksParam == "" && !simple {
+			v.errs.Add(p+".dynamicForkTasksParam", "FORK_JOIN_DYNAMIC needs dynamicForkTasksParam (the input parameter holding the tasks to fork), or inputParameters forkTaskName and forkTaskInputs")
+		}
 		if typ == conductor.TaskTypeForkJoin && len(t.ForkTasks) == 0 {
 			v.errs.Add(p+".forkTasks", "FORK_JOIN needs at least one branch")
 		}
@@ -103,6 +107,12 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		switch {
 		case typ == conductor.TaskTypeSwitch && (t.EvaluatorType == "" || t.EvaluatorType == "value-param") && t.Expression == "":
 			v.errs.Add(p+".expression", "SWITCH with evaluatorType value-param needs expression: the input parameter holding the case")
+		case typ == conductor.TaskTypeSwitch && (t.EvaluatorType == "javascript" || t.EvaluatorType == "graaljs"):
+			if strings.TrimSpace(t.Expression) == "" {
+				v.errs.Add(p+".expression", "SWITCH with evaluatorType %s needs expression: JavaScript over $ (the task input) giving the case", t.EvaluatorType)
+			}
+		case typ == conductor.TaskTypeSwitch && t.EvaluatorType != "" && t.EvaluatorType != "value-param":
+			v.errs.Add(p+".evaluatorType", "unknown evaluatorType %q: want value-param, javascript or graaljs", t.EvaluatorType)
 		case typ == conductor.TaskTypeDecision && t.CaseValueParam == "" && t.CaseExpression == "":
 			v.errs.Add(p+".caseValueParam", "DECISION needs caseValueParam or caseExpression")
 		}
@@ -118,7 +128,56 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		if len(t.LoopOver) == 0 {
 			v.errs.Add(p+".loopOver", "DO_WHILE needs loopOver tasks")
 		}
+		items, hasItems := loopItemsSpec(t)
+		if strings.TrimSpace(t.LoopCondition) == "" && !hasItems {
+			v.errs.Add(p+".loopCondition", "DO_WHILE needs loopCondition (JavaScript) or items (a list to iterate over)")
+		}
+		if hasItems {
+			switch x := items.(type) {
+			case []any:
+			case string:
+				for _, pe := range expr.ValidateTemplate(map[string]any{"items": x}) {
+					v.errs.Add(p+".items", "%v", pe.Err)
+				}
+			default:
+				v.errs.Add(p+".items", "items must be a list or an expression yielding one")
+			}
+		}
+		walk(t.LoopOver, p+".loopOver", func(cp string, c *conductor.WorkflowTask) {
+			if c.TaskType() == conductor.TaskTypeDoWhile {
+				v.errs.Add(cp+".type", "a DO_WHILE inside a DO_WHILE is not supported: use a SUB_WORKFLOW in the loop")
+			}
+		})
 		v.list(p+".loopOver", t.LoopOver)
+	case conductor.TaskTypeInline:
+		if s, ok := t.InputParameters["expression"].(string); !ok || strings.TrimSpace(s) == "" {
+			v.errs.Add(p+".inputParameters.expression", "INLINE needs inputParameters.expression: the script to evaluate")
+		}
+	case conductor.TaskTypeLambda:
+		if s, ok := t.InputParameters["scriptExpression"].(string); (!ok || strings.TrimSpace(s) == "") && strings.TrimSpace(t.ScriptExpression) == "" {
+			v.errs.Add(p+".inputParameters.scriptExpression", "LAMBDA needs inputParameters.scriptExpression: the script to evaluate")
+		}
+	case conductor.TaskTypeJSONJQ:
+		if s, ok := t.InputParameters["queryExpression"].(string); !ok || strings.TrimSpace(s) == "" {
+			v.errs.Add(p+".inputParameters.queryExpression", "JSON_JQ_TRANSFORM needs inputParameters.queryExpression: the jq query")
+		}
+	case conductor.TaskTypeDynamic:
+		if t.DynamicTaskNameParam == "" {
+			v.errs.Add(p+".dynamicTaskNameParam", "DYNAMIC needs dynamicTaskNameParam: the input parameter holding the name of the task to run")
+		}
+	case conductor.TaskTypeStartWorkflow:
+		switch sw := t.InputParameters["startWorkflow"].(type) {
+		case map[string]any:
+			if name, ok := sw["name"].(string); !ok || strings.TrimSpace(name) == "" {
+				v.errs.Add(p+".inputParameters.startWorkflow.name", "START_WORKFLOW needs the name of the workflow to start")
+			}
+		case string:
+			if !strings.Contains(sw, "${") {
+				v.errs.Add(p+".inputParameters.startWorkflow", "startWorkflow must be an object {name, version, input, correlationId}")
+			}
+		default:
+			v.errs.Add(p+".inputParameters.startWorkflow", "START_WORKFLOW needs inputParameters.startWorkflow {name, version, input, correlationId}")
+		}
 	case conductor.TaskTypeWait:
 		if d, ok := t.InputParameters["duration"].(string); ok && !strings.Contains(d, "${") {
 			if _, err := parseWaitDuration(d); err != nil {
@@ -128,15 +187,22 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 	}
 }
 
-// joins checks that every JOIN waits only for tasks that exist.
+// joins checks that every JOIN and EXCLUSIVE_JOIN waits only for tasks that
+// exist.
 func (v *validator) joins(path string, tasks []*conductor.WorkflowTask) {
 	walk(tasks, path, func(p string, t *conductor.WorkflowTask) {
-		if t.TaskType() != conductor.TaskTypeJoin {
+		typ := t.TaskType()
+		if typ != conductor.TaskTypeJoin && typ != conductor.TaskTypeExclusiveJoin {
 			return
 		}
 		for j, ref := range t.JoinOn {
 			if _, ok := v.refs[ref]; !ok {
-				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "JOIN waits for %q, which is not a task of this workflow", ref)
+				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, which is not a task of this workflow", typ, ref)
+			}
+		}
+		for j, ref := range t.DefaultExclusiveJoinTask {
+			if _, ok := v.refs[ref]; !ok {
+				v.errs.Add(fmt.Sprintf("%s.defaultExclusiveJoinTask[%d]", p, j), "EXCLUSIVE_JOIN waits for %q, which is not a task of this workflow", ref)
 			}
 		}
 	})

@@ -95,6 +95,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg})
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
+	// User code (JavaScript, jq) runs in system tasks: the decider stays pure.
+	n.executor.RegisterSystemTask(conductor.TaskTypeInline, system.Inline{})
+	n.executor.RegisterSystemTask(conductor.TaskTypeLambda, system.Inline{})
+	n.executor.RegisterSystemTask(conductor.TaskTypeJSONJQ, system.JQ{})
+	n.executor.RegisterSystemTask(conductor.TaskTypeSwitch, system.Switch{})   // javascript/graaljs cases
+	n.executor.RegisterSystemTask(conductor.TaskTypeDecision, system.Switch{}) // caseExpression
+	n.executor.RegisterSystemTask(conductor.TaskTypeDoWhile, system.LoopCondition{})
 	if err := n.executor.Start(ctx); err != nil {
 		return nil, err
 	}

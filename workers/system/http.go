@@ -1,5 +1,8 @@
 // Package system holds the engine's system workers: task types flowvault
-// runs itself rather than handing to workers (HTTP, ...).
+// runs itself rather than handing to workers. HTTP performs calls; Inline
+// (INLINE, LAMBDA), Switch (JavaScript SWITCH and DECISION cases),
+// LoopCondition (DO_WHILE conditions) and JQ (JSON_JQ_TRANSFORM) run user
+// code, each run bounded by a Budget (js.go, budget.go).
 package system
 
 import (

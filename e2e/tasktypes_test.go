@@ -1,0 +1,181 @@
+package e2e_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// catalogueFlow uses every task type of the catalogue beyond the core:
+// INLINE, JSON_JQ_TRANSFORM, a JavaScript SWITCH, DO_WHILE (a condition loop
+// over a SIMPLE task, and an items loop over INLINE), DYNAMIC,
+// FORK_JOIN_DYNAMIC and START_WORKFLOW.
+const catalogueFlow = `{"name":"catalogue","version":1,"tasks":[
+  {"name":"calc","taskReferenceName":"calc","type":"INLINE","inputParameters":{"evaluatorType":"graaljs",
+    "expression":"(function(){return $.a+$.b;})();","a":"${workflow.input.a}","b":"${workflow.input.b}"}},
+  {"name":"shape","taskReferenceName":"shape","type":"JSON_JQ_TRANSFORM","inputParameters":{
+    "queryExpression":"{sum: .sum, squares: [.list[] | . * .]}","sum":"${calc.output.result}","list":"${workflow.input.list}"}},
+  {"name":"route","taskReferenceName":"route","type":"SWITCH","evaluatorType":"javascript",
+    "expression":"$.sum > 2 ? 'big' : 'small'","inputParameters":{"sum":"${calc.output.result}"},
+    "decisionCases":{"big":[{"name":"mark","taskReferenceName":"mark_big","type":"INLINE",
+      "inputParameters":{"evaluatorType":"javascript","expression":"'big:' + $.s","s":"${calc.output.result}"}}]},
+    "defaultCase":[{"name":"mark","taskReferenceName":"mark_small","type":"INLINE",
+      "inputParameters":{"evaluatorType":"javascript","expression":"'small'"}}]},
+  {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","inputParameters":{"times":"${workflow.input.times}"},
+    "loopCondition":"$.loop['iteration'] < $.times && $.step.double < 100",
+    "loopOver":[{"name":"e2e_step","taskReferenceName":"step","inputParameters":{"i":"${loop.output.iteration}"}}]},
+  {"name":"each","taskReferenceName":"each","type":"DO_WHILE","items":"${workflow.input.list}",
+    "loopOver":[{"name":"tenfold","taskReferenceName":"tenfold","type":"INLINE","inputParameters":{"evaluatorType":"javascript",
+      "expression":"$.x * 10","x":"${each.output.loopItem}"}}]},
+  {"name":"dyn","taskReferenceName":"dyn","type":"DYNAMIC","dynamicTaskNameParam":"taskToExecute",
+    "inputParameters":{"taskToExecute":"${workflow.input.dynTask}","who":"dynamic"}},
+  {"name":"dfork","taskReferenceName":"dfork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+    "dynamicForkTasksInputParamName":"inputs","inputParameters":{"tasks":"${workflow.input.forkTasks}","inputs":"${workflow.input.forkInputs}"}},
+  {"name":"djoin","taskReferenceName":"djoin","type":"JOIN"},
+  {"name":"starter","taskReferenceName":"starter","type":"START_WORKFLOW","inputParameters":{
+    "startWorkflow":{"name":"catalogue_child","input":{"from":"${workflow.workflowId}"}}}}],
+ "outputParameters":{"sum":"${calc.output.result}","shape":"${shape.output.result}","route":"${route.output.selectedCase}",
+   "mark":"${mark_big.output.result}","iterations":"${loop.output.iteration}","lastDouble":"${step.output.double}",
+   "tenfold":"${tenfold.output.result}","eachIterations":"${each.output.iteration}","dyn":"${dyn.output}",
+   "joined":"${djoin.output}","started":"${starter.output.workflowId}"}}`
+
+const catalogueChild = `{"name":"catalogue_child","version":1,"tasks":[
+  {"name":"echo","taskReferenceName":"echo","type":"INLINE","inputParameters":{"evaluatorType":"javascript",
+    "expression":"'child of ' + $.from","from":"${workflow.input.from}"}}],
+ "outputParameters":{"said":"${echo.output.result}"}}`
+
+func TestTaskCatalogue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(catalogueFlow, catalogueChild)
+	var steps atomic.Int64
+	e.work("e2e_step", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		steps.Add(1)
+		i := int64(task.InputData["i"].(float64))
+		return workers.Output{Data: map[string]any{"double": i * 2}}, nil
+	})
+	e.work("e2e_dyn", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"hello": task.InputData["who"], "ref": task.ReferenceTaskName}}, nil
+	})
+	e.work("e2e_fork", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"got": task.InputData["n"], "ref": task.ReferenceTaskName}}, nil
+	})
+
+	id := e.start("catalogue", map[string]any{"a": 1, "b": 2, "list": []any{1, 2, 3}, "times": 3, "dynTask": "e2e_dyn",
+		"forkTasks": []any{
+			map[string]any{"name": "e2e_fork", "taskReferenceName": "f1"},
+			map[string]any{"name": "e2e_fork", "taskReferenceName": "f2"}},
+		"forkInputs": map[string]any{"f1": map[string]any{"n": 1}, "f2": map[string]any{"n": 2}}})
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+
+	want := map[string]any{
+		"sum":   float64(3),
+		"shape": map[string]any{"sum": float64(3), "squares": []any{float64(1), float64(4), float64(9)}},
+		"route": "big", "mark": "big:3",
+		"iterations": float64(3), "lastDouble": float64(6),
+		"tenfold": float64(30), "eachIterations": float64(3),
+		"dyn":    map[string]any{"hello": "dynamic", "ref": "dyn"},
+		"joined": map[string]any{"f1": map[string]any{"got": float64(1), "ref": "f1"}, "f2": map[string]any{"got": float64(2), "ref": "f2"}},
+	}
+	started, _ := wf.Output["started"].(string)
+	delete(wf.Output, "started")
+	if !reflect.DeepEqual(wf.Output, want) {
+		t.Fatalf("output = %#v\nwant %#v", wf.Output, want)
+	}
+	if n := steps.Load(); n != 3 {
+		t.Fatalf("the loop body ran %d times, want 3", n)
+	}
+
+	// The tasks as Conductor shows them.
+	var refs []string
+	for _, task := range wf.Tasks {
+		refs = append(refs, task.ReferenceTaskName)
+	}
+	wantRefs := "calc shape route mark_big loop step__1 step__2 step__3 each tenfold__1 tenfold__2 tenfold__3 dyn dfork f1 f2 djoin starter"
+	if got := strings.Join(refs, " "); got != wantRefs {
+		t.Fatalf("tasks %s\nwant  %s", got, wantRefs)
+	}
+	loop := taskByRef(wf, "loop")
+	if loop.Iteration != 3 || loop.OutputData["iteration"] != float64(3) || loop.OutputData["2"] == nil || loop.PollCount != 3 {
+		t.Fatalf("loop task = %+v", loop)
+	}
+	if s := taskByRef(wf, "step__2"); s.Iteration != 2 || !s.LoopOverTask || s.TaskType != "e2e_step" {
+		t.Fatalf("step__2 = %+v", s)
+	}
+	if route := taskByRef(wf, "route"); route.Status != conductor.TaskCompleted || route.WorkerID != "flowvault" {
+		t.Fatalf("route = %+v", route)
+	}
+	if dyn := taskByRef(wf, "dyn"); dyn.TaskType != "e2e_dyn" || dyn.TaskDefName != "e2e_dyn" || !strings.Contains(string(dyn.WorkflowTask), `"e2e_dyn"`) {
+		t.Fatalf("dyn = %+v", dyn)
+	}
+	if fork := taskByRef(wf, "dfork"); !reflect.DeepEqual(fork.OutputData["forkedTasks"], []any{"f1", "f2"}) {
+		t.Fatalf("dfork output = %v", fork.OutputData)
+	}
+
+	// The workflow START_WORKFLOW started runs on its own.
+	if started == "" {
+		t.Fatal("no started workflow id")
+	}
+	child := e.waitStatus(started, conductor.WorkflowCompleted)
+	if child.Output["said"] != "child of "+id || child.ParentWorkflowID != "" {
+		t.Fatalf("started workflow = %+v", child)
+	}
+}
+
+// A throwing script fails the workflow with the script's error; a loop
+// whose body failed resumes where it stopped on retry.
+func TestScriptFailureAndLoopRetry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"throws","tasks":[{"name":"bad","taskReferenceName":"bad","type":"INLINE",
+		"inputParameters":{"evaluatorType":"graaljs","expression":"(function(){ throw new Error('no way') })()"}}]}`,
+		`{"name":"loop_retry","tasks":[
+		  {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"$.loop.iteration < 3",
+		   "loopOver":[{"name":"e2e_flaky","taskReferenceName":"flaky","inputParameters":{"i":"${loop.output.iteration}"}}]}],
+		 "outputParameters":{"n":"${loop.output.iteration}","last":"${flaky.output.i}"}}`)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"e2e_flaky","retryCount":0}]`)
+
+	id := e.start("throws", nil)
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	if bad := taskByRef(wf, "bad"); bad.Status != conductor.TaskFailed || !strings.Contains(bad.ReasonForIncompletion, "Error: no way") ||
+		!strings.Contains(fmt.Sprint(bad.OutputData["error"]), "no way") {
+		t.Fatalf("bad = %+v", bad)
+	}
+	if !strings.Contains(wf.ReasonForIncompletion, "no way") {
+		t.Fatalf("workflow reason %q", wf.ReasonForIncompletion)
+	}
+
+	var failOnce atomic.Bool
+	failOnce.Store(true)
+	e.work("e2e_flaky", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		if task.InputData["i"] == float64(2) && failOnce.CompareAndSwap(true, false) {
+			return workers.Output{}, errors.New("transient")
+		}
+		return workers.Output{Data: map[string]any{"i": task.InputData["i"]}}, nil
+	})
+	id = e.start("loop_retry", nil)
+	wf = e.waitStatus(id, conductor.WorkflowFailed)
+	if loop := taskByRef(wf, "loop"); loop.Status != conductor.TaskCanceled || loop.Iteration != 2 {
+		t.Fatalf("loop after the failure = %+v", loop)
+	}
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry", nil)
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if !reflect.DeepEqual(wf.Output, map[string]any{"n": float64(3), "last": float64(3)}) {
+		t.Fatalf("output after retry = %v", wf.Output)
+	}
+	var refs []string
+	for _, task := range wf.Tasks {
+		refs = append(refs, task.ReferenceTaskName+":"+task.Status)
+	}
+	if got := strings.Join(refs, " "); got != "loop:COMPLETED flaky__1:COMPLETED flaky__2:FAILED flaky__2:COMPLETED flaky__3:COMPLETED" {
+		t.Fatalf("tasks %s", got)
+	}
+}

@@ -1,0 +1,358 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Tasks whose configuration is decided at run time (DYNAMIC, the tasks a
+// FORK_JOIN_DYNAMIC spawns) carry it in TaskScheduled.Config; plan.config
+// returns it, and navigation (plan.after) still goes by the reference name:
+// a DYNAMIC task's resolved instance continues where the DYNAMIC task sits
+// in the definition, a spawned task has no successor (its fork's JOIN
+// continues).
+
+// leafSystemTypes are the system task types a DYNAMIC task or a dynamic fork
+// may run besides SIMPLE: tasks without branches or bodies of their own.
+var leafSystemTypes = map[string]bool{
+	conductor.TaskTypeHTTP: true, conductor.TaskTypeInline: true, conductor.TaskTypeJSONJQ: true,
+	conductor.TaskTypeLambda: true, conductor.TaskTypeWait: true, conductor.TaskTypeSetVariable: true,
+	conductor.TaskTypeTerminate: true, conductor.TaskTypeNoop: true, conductor.TaskTypeStartWorkflow: true,
+	conductor.TaskTypeSubWorkflow: true, conductor.TaskTypeHuman: true, conductor.TaskTypeEvent: true,
+}
+
+// containerTypes have branches or bodies, which only a definition can place.
+var containerTypes = map[string]bool{
+	conductor.TaskTypeSwitch: true, conductor.TaskTypeDecision: true, conductor.TaskTypeForkJoin: true,
+	conductor.TaskTypeForkJoinDynamic: true, conductor.TaskTypeJoin: true, conductor.TaskTypeExclusiveJoin: true,
+	conductor.TaskTypeDoWhile: true,
+}
+
+// resolveDynamic turns a DYNAMIC configuration into the configuration of the
+// task it names (input[dynamicTaskNameParam]): SIMPLE unless the name is a
+// system task type, with the DYNAMIC task's reference name and input
+// parameters.
+func resolveDynamic(wt *conductor.WorkflowTask, input map[string]any) (*conductor.WorkflowTask, error) {
+	if wt.DynamicTaskNameParam == "" {
+		return nil, fmt.Errorf("DYNAMIC %s has no dynamicTaskNameParam", wt.TaskReferenceName)
+	}
+	name, _ := input[wt.DynamicTaskNameParam].(string)
+	if name == "" {
+		return nil, fmt.Errorf("DYNAMIC %s: input %q holds no task name", wt.TaskReferenceName, wt.DynamicTaskNameParam)
+	}
+	if containerTypes[name] || name == conductor.TaskTypeDynamic {
+		return nil, fmt.Errorf("DYNAMIC %s cannot run a %s task", wt.TaskReferenceName, name)
+	}
+	typ := conductor.TaskTypeSimple
+	if leafSystemTypes[name] {
+		typ = name
+	}
+	return &conductor.WorkflowTask{
+		Name: name, TaskReferenceName: wt.TaskReferenceName, Type: typ, Description: wt.Description,
+		InputParameters: wt.InputParameters, Optional: wt.Optional, AsyncComplete: wt.AsyncComplete,
+		StartDelay: wt.StartDelay, RetryCount: wt.RetryCount, SubWorkflowParam: wt.SubWorkflowParam,
+	}, nil
+}
+
+// configJSON encodes a task configuration for TaskScheduled.Config.
+func configJSON(wt *conductor.WorkflowTask) []byte {
+	b, err := json.Marshal(wt)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// dynamicFork is what a FORK_JOIN_DYNAMIC task spawns.
+type dynamicFork struct {
+	tasks  []*conductor.WorkflowTask
+	inputs map[string]map[string]any // by reference name
+}
+
+// forkSpec reads the tasks a FORK_JOIN_DYNAMIC spawns from its input:
+// input[dynamicForkTasksParam] is a list of task configurations and
+// input[dynamicForkTasksInputParamName] maps their reference names to
+// their inputs; or (OSS) input.forkTaskName / forkTaskType /
+// forkTaskWorkflow with input.forkTaskInputs, a list: one task per element,
+// named "_<forkTaskName>_<i>", its input the element (or {"input": element})
+// with "__index": i.
+func (d *decision) forkSpec(wt *conductor.WorkflowTask, ref string, iteration int, input map[string]any) (*dynamicFork, error) {
+	var f *dynamicFork
+	var err error
+	if list, ok := input["forkTaskInputs"].([]any); ok && wt.DynamicForkTasksParam == "" {
+		f, err = simpleForkSpec(wt, input, list)
+	} else {
+		f, err = listForkSpec(wt, ref, input)
+	}
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for i, t := range f.tasks {
+		switch {
+		case t == nil || t.TaskReferenceName == "":
+			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked task %d has no taskReferenceName", ref, i)
+		case t.Name == "":
+			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked task %s has no name", ref, t.TaskReferenceName)
+		case containerTypes[t.TaskType()]:
+			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked task %s is a %s: only tasks without branches can be forked dynamically", ref, t.TaskReferenceName, t.TaskType())
+		case !KnownTaskType(t.TaskType()) && t.TaskType() != conductor.TaskTypeDynamic:
+			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked task %s has unsupported type %s", ref, t.TaskReferenceName, t.TaskType())
+		case seen[t.TaskReferenceName]:
+			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: taskReferenceName %s is forked twice", ref, t.TaskReferenceName)
+		case d.plan.nodes[t.TaskReferenceName] != nil:
+			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked taskReferenceName %s is already a task of the definition", ref, t.TaskReferenceName)
+		case d.w.LatestByRef(iterRef(t.TaskReferenceName, iteration)) != nil:
+			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: a task %s exists already", ref, t.TaskReferenceName)
+		}
+		seen[t.TaskReferenceName] = true
+		if wt.Optional && !t.Optional {
+			t.Optional, t.Raw = true, nil // an optional fork forks optional tasks
+		}
+	}
+	return f, nil
+}
+
+func listForkSpec(wt *conductor.WorkflowTask, ref string, input map[string]any) (*dynamicFork, error) {
+	if wt.DynamicForkTasksParam == "" {
+		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s needs dynamicForkTasksParam (or input forkTaskName and forkTaskInputs)", ref)
+	}
+	raw, err := json.Marshal(input[wt.DynamicForkTasksParam])
+	if err != nil {
+		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: input %q: %v", ref, wt.DynamicForkTasksParam, err)
+	}
+	var tasks []*conductor.WorkflowTask
+	if err := conductor.Unmarshal(raw, &tasks); err != nil {
+		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: input %q is not a list of workflow tasks: %v", ref, wt.DynamicForkTasksParam, err)
+	}
+	f := &dynamicFork{tasks: tasks, inputs: map[string]map[string]any{}}
+	if wt.DynamicForkTasksInputParamName == "" {
+		return f, nil
+	}
+	switch in := input[wt.DynamicForkTasksInputParamName].(type) {
+	case nil:
+	case map[string]any:
+		for k, v := range in {
+			m, ok := v.(map[string]any)
+			if !ok && v != nil {
+				return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: input %q.%s is %s, want an object", ref, wt.DynamicForkTasksInputParamName, k, jsonType(v))
+			}
+			f.inputs[k] = m
+		}
+	default:
+		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: input %q is %s, want an object mapping reference names to inputs", ref, wt.DynamicForkTasksInputParamName, jsonType(in))
+	}
+	return f, nil
+}
+
+func simpleForkSpec(wt *conductor.WorkflowTask, input map[string]any, list []any) (*dynamicFork, error) {
+	name, _ := input["forkTaskName"].(string)
+	typ, _ := input["forkTaskType"].(string)
+	sub, _ := input["forkTaskWorkflow"].(string)
+	if typ != "" && name == "" && leafSystemTypes[typ] {
+		name = typ
+	}
+	if name == "" {
+		name = wt.TaskReferenceName
+	}
+	if typ == "" {
+		typ = conductor.TaskTypeSimple
+	}
+	f := &dynamicFork{inputs: map[string]map[string]any{}}
+	for i, el := range list {
+		in := map[string]any{}
+		if m, ok := el.(map[string]any); ok {
+			for k, v := range m {
+				in[k] = v
+			}
+		} else {
+			in["input"] = el
+		}
+		in["__index"] = int64(i)
+		t := &conductor.WorkflowTask{Name: name, TaskReferenceName: fmt.Sprintf("_%s_%d", name, i), Type: typ}
+		if sub != "" {
+			t.Name, t.Type = sub, conductor.TaskTypeSubWorkflow
+			t.TaskReferenceName = fmt.Sprintf("_%s_%d", name, i)
+			p := &conductor.SubWorkflowParams{Name: sub}
+			if v, ok := intValue(input["forkTaskWorkflowVersion"]); ok {
+				p.Version = &v
+			}
+			t.SubWorkflowParam = p
+		}
+		f.tasks = append(f.tasks, t)
+		f.inputs[t.TaskReferenceName] = in
+	}
+	return f, nil
+}
+
+// prepareFork completes a FORK_JOIN_DYNAMIC being scheduled, its output
+// naming what it forks: {"forkedTasks": [refs], "forkedTaskInputs": {ref:
+// input}}. The tasks are scheduled by spawnForked; the JOIN that follows
+// waits for exactly these (dynamicJoinRefs).
+func (d *decision) prepareFork(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled) error {
+	f, err := d.forkSpec(wt, ev.Ref, ev.Iteration, ev.Input)
+	if err != nil {
+		return err
+	}
+	refs := make([]any, len(f.tasks))
+	inputs := map[string]any{}
+	for i, t := range f.tasks {
+		refs[i] = t.TaskReferenceName
+		if in := f.inputs[t.TaskReferenceName]; in != nil {
+			inputs[t.TaskReferenceName] = in
+		}
+	}
+	ev.Status = conductor.TaskCompleted
+	ev.Output = map[string]any{"forkedTasks": refs, "forkedTaskInputs": inputs}
+	return nil
+}
+
+// spawnForked schedules the tasks of a completed FORK_JOIN_DYNAMIC. A
+// forked task's input is its own inputParameters, resolved, with the input
+// given for its reference name on top.
+func (d *decision) spawnForked(wt *conductor.WorkflowTask, fork *Task) {
+	f, err := d.forkSpec(wt, fork.Ref, fork.Iteration, fork.Input)
+	if err != nil {
+		return // prepareFork checked the same input
+	}
+	for _, t := range f.tasks {
+		if d.w.Status != conductor.WorkflowRunning {
+			return
+		}
+		d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName]})
+	}
+}
+
+// dynamicJoinRefs returns the tasks a JOIN that follows a FORK_JOIN_DYNAMIC
+// waits for: those the fork spawned. ok is false for other JOINs.
+func (d *decision) dynamicJoinRefs(join *Task) (refs []string, ok bool) {
+	n := d.plan.nodes[baseRef(join.Ref)]
+	if n == nil || n.idx == 0 || n.list[n.idx-1] == nil || n.list[n.idx-1].TaskType() != conductor.TaskTypeForkJoinDynamic {
+		return nil, false
+	}
+	fork := d.w.LatestByRef(iterRef(n.list[n.idx-1].TaskReferenceName, join.Iteration))
+	if fork == nil {
+		return nil, true
+	}
+	list, _ := fork.Output["forkedTasks"].([]any)
+	for _, r := range list {
+		if s, ok := r.(string); ok {
+			refs = append(refs, s)
+		}
+	}
+	return refs, true
+}
+
+// prepareStartWorkflow completes a START_WORKFLOW task at once: the
+// workflow it starts gets an id derived from the task's, which the output
+// carries ({"workflowId": id}); the StartWorkflow effect starts it.
+func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled) error {
+	sw, ok := ev.Input["startWorkflow"].(map[string]any)
+	if !ok {
+		return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow must be an object {name, version, input, correlationId}", ev.Ref)
+	}
+	if name, _ := sw["name"].(string); name == "" {
+		return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.name is required", ev.Ref)
+	}
+	if in, ok := sw["input"]; ok && in != nil {
+		if _, ok := in.(map[string]any); !ok {
+			return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.input must be an object", ev.Ref)
+		}
+	}
+	ev.Status = conductor.TaskCompleted
+	ev.Output = map[string]any{"workflowId": DeriveID(d.w.ID, "start", ev.TaskID)}
+	return nil
+}
+
+// startWorkflowOf is the effect a completed START_WORKFLOW task implies
+// (again, after a crash: starting a workflow that exists changes nothing).
+func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
+	sw, _ := t.Input["startWorkflow"].(map[string]any)
+	id, _ := t.Output["workflowId"].(string)
+	name, _ := sw["name"].(string)
+	if id == "" || name == "" {
+		return StartWorkflow{}, false
+	}
+	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.CreatedBy, Priority: intOf(sw["priority"])}
+	if v, ok := intValue(sw["version"]); ok {
+		eff.Version = &v
+	}
+	eff.Input, _ = sw["input"].(map[string]any)
+	eff.CorrelationID, _ = sw["correlationId"].(string)
+	if t2d, ok := sw["taskToDomain"].(map[string]any); ok {
+		eff.TaskToDomain = map[string]string{}
+		keys := make([]string, 0, len(t2d))
+		for k := range t2d {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if s, ok := t2d[k].(string); ok {
+				eff.TaskToDomain[k] = s
+			}
+		}
+	}
+	return eff, true
+}
+
+// intValue reads an integer given as a JSON number or a numeric string.
+func intValue(v any) (int, bool) {
+	switch x := v.(type) {
+	case int64, int, float64, uint64, int32:
+		return intOf(x), true
+	case string:
+		var n int
+		if _, err := fmt.Sscanf(x, "%d", &n); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// evaluateExclusiveJoin completes an EXCLUSIVE_JOIN once one of its joinOn
+// tasks (else one of defaultExclusiveJoinTask) has finished, with that
+// task's output; it fails if that task failed. When none of them ran and
+// nothing else is running, it completes with an empty output rather than
+// wait forever.
+func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
+	wt := d.plan.config(ej)
+	if wt == nil {
+		return false
+	}
+	find := func(refs []string) *Task {
+		for _, ref := range refs {
+			t := d.w.LatestByRef(iterRef(ref, ej.Iteration))
+			if t == nil || t.Status == conductor.TaskSkipped {
+				continue
+			}
+			if conductor.TaskTerminal(t.Status) {
+				return t
+			}
+		}
+		return nil
+	}
+	found := find(wt.JoinOn)
+	if found == nil {
+		found = find(wt.DefaultExclusiveJoinTask)
+	}
+	switch {
+	case found == nil:
+		for _, t := range d.w.Tasks {
+			if t.Active() && t.ID != ej.ID {
+				return false
+			}
+		}
+		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskCompleted, Output: map[string]any{}, Time: d.now})
+	case conductor.TaskSuccessful(found.Status):
+		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskCompleted, Output: copyMap(found.Output), Time: d.now})
+	default:
+		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskFailed, KeepOutput: true,
+			Reason: fmt.Sprintf("EXCLUSIVE_JOIN %s: task %s %s", ej.Ref, found.Ref, found.Status), Time: d.now})
+		d.failed(d.w.TaskByID(ej.ID))
+	}
+	return true
+}

@@ -1,0 +1,674 @@
+package engine_test
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// The node registers these system task types (workers/system); the tests
+// play the system worker's part.
+func init() {
+	for _, typ := range []string{conductor.TaskTypeInline, conductor.TaskTypeLambda, conductor.TaskTypeJSONJQ,
+		conductor.TaskTypeSwitch, conductor.TaskTypeDecision, conductor.TaskTypeDoWhile} {
+		engine.RegisterSystemWorkerType(typ)
+	}
+}
+
+// systemTake takes a task as an engine's system worker and returns what the
+// worker is handed.
+func (h *harness) systemTake(ref string) *engine.Task {
+	h.t.Helper()
+	d := h.decide(engine.Take{TaskID: h.task(ref).ID, WorkerID: "flowvault", System: true})
+	return d.Reply.(*engine.Task)
+}
+
+// system plays the system worker on ref: take, then report.
+func (h *harness) system(ref, status string, out map[string]any, reason string) *engine.Task {
+	h.t.Helper()
+	taken := h.systemTake(ref)
+	h.report(ref, status, out, reason)
+	return taken
+}
+
+func wantRunSystem(t *testing.T, d engine.Decision, task *engine.Task) {
+	t.Helper()
+	for _, e := range effectsOf[engine.RunSystem](d) {
+		if e.TaskID == task.ID && e.TaskType == task.Type {
+			return
+		}
+	}
+	t.Fatalf("no RunSystem for %s (%s) in %+v", task.Ref, task.Type, d.Effects)
+}
+
+func wantOutput(t *testing.T, task *engine.Task, want map[string]any) {
+	t.Helper()
+	if !reflect.DeepEqual(task.Output, want) {
+		t.Fatalf("%s output = %#v\nwant %#v", task.Ref, task.Output, want)
+	}
+}
+
+func TestScriptTasksRunInSystemWorker(t *testing.T) {
+	def := `{"name":"scripts","tasks":[
+	 {"name":"add","taskReferenceName":"add","type":"INLINE","inputParameters":{"evaluatorType":"graaljs",
+	  "expression":"(function(){return $.a+$.b;})();","a":"${workflow.input.a}","b":2}},
+	 {"name":"jq","taskReferenceName":"jq","type":"JSON_JQ_TRANSFORM","inputParameters":{"queryExpression":".x + 1","x":"${add.output.result}"}},
+	 {"name":"after","taskReferenceName":"after","inputParameters":{"v":"${jq.output.result}"}}]}`
+	h := newHarness(t, def, map[string]any{"a": int64(1)})
+	add := h.wantTask("add", conductor.TaskScheduled)
+	wantRunSystem(t, h.last, add)
+	if len(effectsOf[engine.Dispatch](h.last)) != 0 {
+		t.Fatal("a script task was dispatched to workers")
+	}
+	if _, err := h.try(engine.Take{TaskID: add.ID, WorkerID: "w"}); !errors.Is(err, engine.ErrTaskGone) {
+		t.Fatalf("a worker took an INLINE task: %v", err)
+	}
+	taken := h.system("add", conductor.TaskCompleted, map[string]any{"result": int64(3)}, "")
+	if taken.Input["a"] != int64(1) || taken.Input["expression"] == nil {
+		t.Fatalf("INLINE handed over with input %v", taken.Input)
+	}
+	jq := h.wantTask("jq", conductor.TaskScheduled)
+	wantRunSystem(t, h.last, jq)
+	if jq.Input["x"] != int64(3) {
+		t.Fatalf("jq input %v", jq.Input)
+	}
+	h.system("jq", conductor.TaskCompleted, map[string]any{"result": int64(4), "resultList": []any{int64(4)}}, "")
+	if got := h.wantTask("after", conductor.TaskScheduled).Input["v"]; got != int64(4) {
+		t.Fatalf("after input v = %v", got)
+	}
+
+	// A failing script fails its task, and the workflow with it.
+	h = newHarness(t, def, nil)
+	h.system("add", conductor.TaskFailed, map[string]any{"error": "ReferenceError: x"}, "INLINE add: ReferenceError: x")
+	h.wantStatus(conductor.WorkflowFailed)
+	if h.w.Reason != "INLINE add: ReferenceError: x" || !slices.Equal(h.w.FailedTaskRefs, []string{"add"}) {
+		t.Fatalf("reason %q failed %v", h.w.Reason, h.w.FailedTaskRefs)
+	}
+}
+
+func TestScriptSwitch(t *testing.T) {
+	def := `{"name":"sw","tasks":[
+	 {"name":"route","taskReferenceName":"route","type":"SWITCH","evaluatorType":"javascript",
+	  "expression":"$.n > 5 ? 'big' : 'small'","inputParameters":{"n":"${workflow.input.n}"},
+	  "decisionCases":{"big":[{"name":"big","taskReferenceName":"big"}]},
+	  "defaultCase":[{"name":"small","taskReferenceName":"small"}]},
+	 {"name":"dec","taskReferenceName":"dec","type":"DECISION","caseExpression":"$.n % 2 == 0 ? 'even' : 'odd'",
+	  "inputParameters":{"n":"${workflow.input.n}"},"decisionCases":{"even":[{"name":"even","taskReferenceName":"even"}]}},
+	 {"name":"last","taskReferenceName":"last"}]}`
+	h := newHarness(t, def, map[string]any{"n": int64(8)})
+	route := h.wantTask("route", conductor.TaskScheduled)
+	wantRunSystem(t, h.last, route)
+	h.system("route", conductor.TaskCompleted, map[string]any{"evaluationResult": []any{"big"}, "selectedCase": "big"}, "")
+	h.complete("big", nil)
+	dec := h.wantTask("dec", conductor.TaskScheduled)
+	wantRunSystem(t, h.last, dec)
+	h.system("dec", conductor.TaskCompleted, map[string]any{"evaluationResult": []any{"even"}, "selectedCase": "even"}, "")
+	h.complete("even", nil)
+	h.complete("last", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+	h.wantRefs("route", "big", "dec", "even", "last")
+
+	// An evaluator nobody implements fails at once.
+	bad := strings.Replace(def, `"evaluatorType":"javascript"`, `"evaluatorType":"python"`, 1)
+	h = newHarness(t, bad, map[string]any{"n": int64(1)})
+	h.wantTask("route", conductor.TaskFailedWithTerminalError)
+	h.wantStatus(conductor.WorkflowFailed)
+}
+
+// loopDef: a loop over two SIMPLE tasks, then a task reading the last
+// iteration's output and the loop's.
+const loopDef = `{"name":"loop","tasks":[
+ {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","inputParameters":{"max":"${workflow.input.max}"},
+  "loopCondition":"$.loop['iteration'] < $.max && $.b.more",
+  "loopOver":[
+   {"name":"a","taskReferenceName":"a","inputParameters":{"i":"${loop.output.iteration}"}},
+   {"name":"b","taskReferenceName":"b","inputParameters":{"fromA":"${a.output.v}"}}]},
+ {"name":"after","taskReferenceName":"after","inputParameters":{"lastB":"${b.output.v}","n":"${loop.output.iteration}"}}]}`
+
+func TestDoWhileCondition(t *testing.T) {
+	h := newHarness(t, loopDef, map[string]any{"max": int64(5)})
+	loop := h.wantTask("loop", conductor.TaskInProgress)
+	wantOutput(t, loop, map[string]any{"iteration": int64(1)})
+	if a := h.wantTask("a__1", conductor.TaskScheduled); a.Input["i"] != int64(1) || a.Iteration != 1 {
+		t.Fatalf("a__1 = %+v", a)
+	}
+	h.complete("a__1", map[string]any{"v": "a1"})
+	if b := h.wantTask("b__1", conductor.TaskScheduled); b.Input["fromA"] != "a1" {
+		t.Fatalf("b__1 input %v", b.Input)
+	}
+	d := h.complete("b__1", map[string]any{"v": "b1", "more": true})
+
+	// The iteration ended: the loop waits for its condition, evaluated by
+	// the system worker over the document the decider hands it.
+	loop = h.wantTask("loop", conductor.TaskScheduled)
+	wantRunSystem(t, d, loop)
+	rec1 := map[string]any{"a": map[string]any{"v": "a1"}, "b": map[string]any{"v": "b1", "more": true}}
+	wantOutput(t, loop, map[string]any{"iteration": int64(1), "1": rec1})
+	if dl := engine.Deadlines(h.w); len(dl) != 0 {
+		t.Fatalf("deadlines while scheduled: %v", dl)
+	}
+	taken := h.systemTake("loop")
+	wantDoc := map[string]any{"max": int64(5), "loop": map[string]any{"iteration": int64(1), "1": rec1},
+		"a": map[string]any{"v": "a1"}, "b": map[string]any{"v": "b1", "more": true}}
+	if !reflect.DeepEqual(taken.Input, wantDoc) {
+		t.Fatalf("condition document = %#v\nwant %#v", taken.Input, wantDoc)
+	}
+	if h.task("loop").Input["max"] != int64(5) || h.task("loop").Input["loop"] != nil {
+		t.Fatal("the condition document was stored as the loop's input")
+	}
+	// While the condition runs, the system task lease applies.
+	if dl := engine.Deadlines(h.w); len(dl) != 1 || dl[0] != h.now.Add(engine.SystemTaskLease).UnixMilli() {
+		t.Fatalf("deadlines while evaluating: %v", dl)
+	}
+	h.report("loop", conductor.TaskInProgress, map[string]any{"iteration": int64(1)}, "")
+	wantOutput(t, h.wantTask("loop", conductor.TaskInProgress), map[string]any{"iteration": int64(2), "1": rec1})
+	if a := h.wantTask("a__2", conductor.TaskScheduled); a.Input["i"] != int64(2) {
+		t.Fatalf("a__2 input %v", a.Input)
+	}
+	// A long body is not a stuck system task.
+	if dl := engine.Deadlines(h.w); len(dl) != 0 {
+		t.Fatalf("deadlines while the body runs: %v", dl)
+	}
+	h.complete("a__2", map[string]any{"v": "a2"})
+	h.complete("b__2", map[string]any{"v": "b2", "more": false})
+	// The condition may keep values in the loop's output; the decider's
+	// keys are its own.
+	h.system("loop", conductor.TaskCompleted, map[string]any{"iteration": int64(99), "1": "x", "storage": int64(7)}, "")
+	loop = h.wantTask("loop", conductor.TaskCompleted)
+	rec2 := map[string]any{"a": map[string]any{"v": "a2"}, "b": map[string]any{"v": "b2", "more": false}}
+	wantOutput(t, loop, map[string]any{"iteration": int64(2), "1": rec1, "2": rec2, "storage": int64(7)})
+	if loop.PollCount != 2 || loop.StartTime != loop.ScheduledTime || loop.EndTime == 0 {
+		t.Fatalf("loop polls %d start %d scheduled %d end %d", loop.PollCount, loop.StartTime, loop.ScheduledTime, loop.EndTime)
+	}
+	after := h.wantTask("after", conductor.TaskScheduled)
+	if after.Input["lastB"] != "b2" || after.Input["n"] != int64(2) {
+		t.Fatalf("after input %v", after.Input)
+	}
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+	h.wantRefs("loop", "a__1", "b__1", "a__2", "b__2", "after")
+	rendered := loop.Conductor(h.w)
+	if rendered.Iteration != 2 || h.task("a__2").Conductor(h.w).LoopOverTask != true {
+		t.Fatalf("rendered iteration %d", rendered.Iteration)
+	}
+}
+
+func TestDoWhileItems(t *testing.T) {
+	def := `{"name":"items","tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.list}",
+	  "inputParameters":{"keepLastN":2},
+	  "loopOver":[{"name":"work","taskReferenceName":"work","inputParameters":{"item":"${loop.output.loopItem}","i":"${loop.output.loopIndex}"}}]},
+	 {"name":"after","taskReferenceName":"after"}]}`
+	h := newHarness(t, def, map[string]any{"list": []any{"x", "y", "z", "w"}})
+	for i, item := range []string{"x", "y", "z", "w"} {
+		ref := "work__" + string(rune('1'+i))
+		w := h.wantTask(ref, conductor.TaskScheduled)
+		if w.Input["item"] != item || w.Input["i"] != int64(i) {
+			t.Fatalf("%s input %v", ref, w.Input)
+		}
+		d := h.complete(ref, map[string]any{"done": item})
+		if len(effectsOf[engine.RunSystem](d)) != 0 {
+			t.Fatal("an items loop without a condition went to the system worker")
+		}
+	}
+	loop := h.wantTask("loop", conductor.TaskCompleted)
+	wantOutput(t, loop, map[string]any{"iteration": int64(4), "loopItem": "w", "loopIndex": int64(3),
+		"3": map[string]any{"work": map[string]any{"done": "z"}}, "4": map[string]any{"work": map[string]any{"done": "w"}}})
+	h.wantTask("after", conductor.TaskScheduled)
+
+	// An empty list runs no iteration.
+	h = newHarness(t, def, map[string]any{"list": []any{}})
+	wantOutput(t, h.wantTask("loop", conductor.TaskCompleted), map[string]any{"iteration": int64(0)})
+	h.wantRefs("loop", "after")
+
+	// Not a list: the loop fails.
+	h = newHarness(t, def, map[string]any{"list": "nope"})
+	h.wantTask("loop", conductor.TaskFailedWithTerminalError)
+	h.wantStatus(conductor.WorkflowFailed)
+
+	// With a condition too, the items still bound the loop; the condition
+	// sees the current item as $.item and $.index.
+	cond := strings.Replace(def, `"items":`, `"loopCondition":"true","items":`, 1)
+	h = newHarness(t, cond, map[string]any{"list": []any{"x", "y"}})
+	h.complete("work__1", nil)
+	taken := h.system("loop", conductor.TaskInProgress, nil, "")
+	if taken.Input["item"] != "x" || taken.Input["index"] != int64(0) {
+		t.Fatalf("condition document %v", taken.Input)
+	}
+	h.complete("work__2", nil)
+	h.system("loop", conductor.TaskInProgress, nil, "")
+	h.wantTask("loop", conductor.TaskCompleted)
+	h.wantRefs("loop", "work__1", "work__2", "after")
+}
+
+func TestDoWhileWithBranchesInside(t *testing.T) {
+	def := `{"name":"inside","tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[1,2],
+	  "loopOver":[
+	   {"name":"sw","taskReferenceName":"sw","type":"SWITCH","expression":"i","inputParameters":{"i":"${loop.output.loopItem}"},
+	    "decisionCases":{"1":[{"name":"one","taskReferenceName":"one"}]}},
+	   {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"p","taskReferenceName":"p"}],[{"name":"q","taskReferenceName":"q"}]]},
+	   {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["p","q"]}]},
+	 {"name":"after","taskReferenceName":"after"}]}`
+	h := newHarness(t, def, nil)
+	h.complete("one__1", nil)
+	h.complete("p__1", map[string]any{"p": int64(1)})
+	h.complete("q__1", map[string]any{"q": int64(1)})
+	wantOutput(t, h.wantTask("join__1", conductor.TaskCompleted), map[string]any{"p": map[string]any{"p": int64(1)}, "q": map[string]any{"q": int64(1)}})
+	// Iteration 2 takes the empty default branch of the SWITCH.
+	h.wantTask("sw__2", conductor.TaskCompleted)
+	h.complete("q__2", nil)
+	h.wantTask("loop", conductor.TaskInProgress)
+	h.complete("p__2", nil)
+	h.wantTask("loop", conductor.TaskCompleted)
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+	h.wantRefs("loop", "sw__1", "one__1", "fork__1", "p__1", "q__1", "join__1", "sw__2", "fork__2", "p__2", "q__2", "join__2", "after")
+	rec := h.task("loop").Output["2"].(map[string]any)
+	if len(rec) != 5 || rec["join"] == nil {
+		t.Fatalf("iteration 2 record %v", rec)
+	}
+}
+
+func TestDoWhileFailuresAndRetry(t *testing.T) {
+	// The condition fails: the loop fails; retry evaluates it again.
+	h := newHarness(t, loopDef, map[string]any{"max": int64(5)})
+	h.complete("a__1", nil)
+	h.complete("b__1", map[string]any{"more": true})
+	h.system("loop", conductor.TaskFailedWithTerminalError, nil, "DO_WHILE loop: unable to evaluate loopCondition: TypeError")
+	h.wantTask("loop", conductor.TaskFailedWithTerminalError)
+	h.wantStatus(conductor.WorkflowFailed)
+	if h.w.Reason != "DO_WHILE loop: unable to evaluate loopCondition: TypeError" {
+		t.Fatalf("reason %q", h.w.Reason)
+	}
+	d := h.decide(engine.Retry{})
+	wantRunSystem(t, d, h.wantTask("loop", conductor.TaskScheduled))
+	h.system("loop", conductor.TaskInProgress, nil, "")
+	h.complete("a__2", nil)
+	h.complete("b__2", nil)
+	h.system("loop", conductor.TaskCompleted, nil, "")
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+	if n := len(h.w.Tasks); n != 6 {
+		t.Fatalf("retry scheduled new loop instances: %v", h.refs())
+	}
+
+	// A body task fails: the workflow fails, retry resumes the loop with a
+	// new instance of the task.
+	h = newHarness(t, loopDef, map[string]any{"max": int64(5)}, `{"name":"b","retryCount":0}`)
+	h.complete("a__1", nil)
+	h.complete("b__1", map[string]any{"more": true})
+	h.system("loop", conductor.TaskInProgress, nil, "")
+	h.complete("a__2", nil)
+	h.report("b__2", conductor.TaskFailed, nil, "boom")
+	h.wantStatus(conductor.WorkflowFailed)
+	h.wantTask("loop", conductor.TaskCanceled)
+	h.decide(engine.Retry{})
+	h.wantTask("loop", conductor.TaskInProgress)
+	b := h.wantTask("b__2", conductor.TaskScheduled)
+	if b.RetryCount != 1 || b.Iteration != 2 {
+		t.Fatalf("retried b__2 = %+v", b)
+	}
+	h.complete("b__2", map[string]any{"more": false})
+	h.system("loop", conductor.TaskCompleted, nil, "")
+	wantOutput(t, h.task("loop"), map[string]any{"iteration": int64(2),
+		"1": map[string]any{"a": map[string]any{}, "b": map[string]any{"more": true}},
+		"2": map[string]any{"a": map[string]any{}, "b": map[string]any{"more": false}}})
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+func TestDoWhileRerunAndRestart(t *testing.T) {
+	h := newHarness(t, loopDef, map[string]any{"max": int64(5)})
+	for i, more := range []bool{true, true, false} {
+		n := string(rune('1' + i))
+		h.complete("a__"+n, map[string]any{"v": "a" + n})
+		h.complete("b__"+n, map[string]any{"v": "b" + n, "more": more})
+		verdict := conductor.TaskInProgress
+		if !more {
+			verdict = conductor.TaskCompleted
+		}
+		h.system("loop", verdict, nil, "")
+	}
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+
+	// Rerun from the second iteration's first task: the loop reopens at
+	// iteration 2 and runs on from there.
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a__2").ID}})
+	h.wantStatus(conductor.WorkflowRunning)
+	loop := h.wantTask("loop", conductor.TaskInProgress)
+	if loopOut := loop.Output; loopOut["iteration"] != int64(2) || loopOut["1"] == nil || loopOut["2"] != nil || loopOut["3"] != nil {
+		t.Fatalf("reopened loop output %v", loopOut)
+	}
+	if loop.EndTime != 0 {
+		t.Fatal("a reopened loop kept its end time")
+	}
+	h.wantRefs("loop", "a__1", "b__1", "a__2")
+	h.complete("a__2", map[string]any{"v": "again"})
+	h.complete("b__2", map[string]any{"more": false})
+	h.system("loop", conductor.TaskCompleted, nil, "")
+	if got := h.wantTask("after", conductor.TaskScheduled).Input["n"]; got != int64(2) {
+		t.Fatalf("after the rerun the loop ran %v iterations", got)
+	}
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+
+	// Rerun from a middle task of an iteration.
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("b__1").ID}})
+	h.wantRefs("loop", "a__1", "b__1")
+	h.complete("b__1", map[string]any{"more": false})
+	h.system("loop", conductor.TaskCompleted, nil, "")
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+
+	// Terminate mid-loop, then restart: it all starts over.
+	h = newHarness(t, loopDef, map[string]any{"max": int64(5)})
+	h.complete("a__1", nil)
+	h.complete("b__1", map[string]any{"more": true})
+	h.system("loop", conductor.TaskInProgress, nil, "")
+	h.decide(engine.Terminate{Reason: "stop"})
+	h.wantTask("loop", conductor.TaskCanceled)
+	h.decide(engine.Restart{})
+	h.wantRefs("loop", "a__1")
+	wantOutput(t, h.wantTask("loop", conductor.TaskInProgress), map[string]any{"iteration": int64(1)})
+}
+
+func TestDoWhileLeaseAndPause(t *testing.T) {
+	h := newHarness(t, loopDef, map[string]any{"max": int64(5)})
+	h.complete("a__1", nil)
+	h.complete("b__1", map[string]any{"more": true})
+	h.systemTake("loop") // the engine evaluating it dies
+	h.advance(engine.SystemTaskLease)
+	d := h.decide(engine.Tick{})
+	wantRunSystem(t, d, h.wantTask("loop", conductor.TaskScheduled))
+	// A verdict for a loop that is not evaluating is ignored.
+	d = h.report("loop", conductor.TaskInProgress, nil, "")
+	if d.Reply != (engine.ResultReply{Ignored: true}) || len(d.Events) != 0 {
+		t.Fatalf("stray verdict: %+v", d)
+	}
+	// Paused: the verdict is recorded, the next iteration waits.
+	h.decide(engine.Pause{})
+	h.system("loop", conductor.TaskInProgress, nil, "")
+	h.wantRefs("loop", "a__1", "b__1")
+	h.decide(engine.Resume{})
+	h.wantTask("a__2", conductor.TaskScheduled)
+
+	// Recovery hands a loop awaiting its condition off again.
+	h.complete("a__2", nil)
+	h.complete("b__2", nil)
+	found := false
+	for _, e := range engine.Effects(h.w, h.now.UnixMilli()) {
+		if rs, ok := e.(engine.RunSystem); ok && rs.TaskID == h.task("loop").ID {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("Effects does not hand off a loop awaiting its condition")
+	}
+}
+
+func TestDynamic(t *testing.T) {
+	def := `{"name":"dyn","tasks":[
+	 {"name":"dyn","taskReferenceName":"dyn","type":"DYNAMIC","dynamicTaskNameParam":"taskToExecute",
+	  "inputParameters":{"taskToExecute":"${workflow.input.task}","x":"${workflow.input.x}"}},
+	 {"name":"next","taskReferenceName":"next","inputParameters":{"y":"${dyn.output.y}"}}]}`
+	h := newHarness(t, def, map[string]any{"task": "resize", "x": int64(1)}, `{"name":"resize","retryCount":1,"retryDelaySeconds":0}`)
+	dyn := h.wantTask("dyn", conductor.TaskScheduled)
+	if dyn.Name != "resize" || dyn.Type != conductor.TaskTypeSimple || dyn.Input["x"] != int64(1) || len(dyn.Config) == 0 || dyn.Policy.RetryCount != 1 {
+		t.Fatalf("dynamic task = %+v", dyn)
+	}
+	if ds := effectsOf[engine.Dispatch](h.last); len(ds) != 1 || ds[0].TaskType != "resize" {
+		t.Fatalf("dispatch %+v", ds)
+	}
+	if wt := dyn.Conductor(h.w).WorkflowTask; !strings.Contains(string(wt), `"name":"resize"`) {
+		t.Fatalf("rendered configuration %s", wt)
+	}
+	// A retry keeps the resolved task.
+	h.report("dyn", conductor.TaskFailed, nil, "flaky")
+	retried := h.wantTask("dyn", conductor.TaskScheduled)
+	if retried.Name != "resize" || retried.RetryCount != 1 {
+		t.Fatalf("retried dynamic task = %+v", retried)
+	}
+	h.complete("dyn", map[string]any{"y": "done"})
+	if got := h.wantTask("next", conductor.TaskScheduled).Input["y"]; got != "done" {
+		t.Fatalf("next input %v", got)
+	}
+
+	// A system task type runs as that type.
+	h = newHarness(t, def, map[string]any{"task": "HTTP"})
+	dyn = h.wantTask("dyn", conductor.TaskScheduled)
+	if dyn.Type != conductor.TaskTypeHTTP {
+		t.Fatalf("type %s", dyn.Type)
+	}
+	wantRunSystem(t, h.last, dyn)
+
+	// No name: the task fails.
+	for _, task := range []any{nil, "", "FORK_JOIN"} {
+		h = newHarness(t, def, map[string]any{"task": task})
+		h.wantTask("dyn", conductor.TaskFailedWithTerminalError)
+		h.wantStatus(conductor.WorkflowFailed)
+	}
+}
+
+const dynForkDef = `{"name":"dynfork","tasks":[
+ {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+  "dynamicForkTasksInputParamName":"inputs","inputParameters":{"tasks":"${workflow.input.tasks}","inputs":"${workflow.input.inputs}"}},
+ {"name":"join","taskReferenceName":"join","type":"JOIN"},
+ {"name":"after","taskReferenceName":"after","inputParameters":{"joined":"${join.output}"}}]}`
+
+func TestForkJoinDynamic(t *testing.T) {
+	tasks := []any{
+		map[string]any{"name": "img", "taskReferenceName": "img_1", "inputParameters": map[string]any{"wf": "${workflow.workflowId}", "k": "own"}},
+		map[string]any{"name": "calc", "taskReferenceName": "calc_1", "type": "INLINE", "inputParameters": map[string]any{"expression": "1"}},
+	}
+	inputs := map[string]any{"img_1": map[string]any{"k": "given", "size": int64(3)}}
+	h := newHarness(t, dynForkDef, map[string]any{"tasks": tasks, "inputs": inputs})
+	fork := h.wantTask("fork", conductor.TaskCompleted)
+	wantOutput(t, fork, map[string]any{"forkedTasks": []any{"img_1", "calc_1"}, "forkedTaskInputs": inputs})
+	img := h.wantTask("img_1", conductor.TaskScheduled)
+	if !reflect.DeepEqual(img.Input, map[string]any{"wf": "wf-1", "k": "given", "size": int64(3)}) || img.ParentTaskID != fork.ID || len(img.Config) == 0 {
+		t.Fatalf("img_1 = %+v", img)
+	}
+	calc := h.wantTask("calc_1", conductor.TaskScheduled)
+	wantRunSystem(t, h.last, calc)
+	h.wantTask("join", conductor.TaskInProgress)
+	h.complete("img_1", map[string]any{"url": "u"})
+	h.wantTask("join", conductor.TaskInProgress)
+	h.system("calc_1", conductor.TaskCompleted, map[string]any{"result": int64(1)}, "")
+	join := h.wantTask("join", conductor.TaskCompleted)
+	wantOutput(t, join, map[string]any{"img_1": map[string]any{"url": "u"}, "calc_1": map[string]any{"result": int64(1)}})
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+	h.wantRefs("fork", "img_1", "calc_1", "join", "after")
+
+	// Nothing to fork: the JOIN completes at once.
+	h = newHarness(t, dynForkDef, map[string]any{"tasks": []any{}})
+	h.wantTask("join", conductor.TaskCompleted)
+	h.wantTask("after", conductor.TaskScheduled)
+
+	// Bad lists fail the fork.
+	for name, bad := range map[string]any{
+		"not a list":    "x",
+		"no reference":  []any{map[string]any{"name": "n"}},
+		"duplicate":     []any{map[string]any{"name": "n", "taskReferenceName": "r"}, map[string]any{"name": "n", "taskReferenceName": "r"}},
+		"definition":    []any{map[string]any{"name": "n", "taskReferenceName": "after"}},
+		"container":     []any{map[string]any{"name": "n", "taskReferenceName": "r", "type": "FORK_JOIN"}},
+		"unknown type":  []any{map[string]any{"name": "n", "taskReferenceName": "r", "type": "KAFKA_PUBLISH"}},
+		"inputs of ref": []any{map[string]any{"name": "n", "taskReferenceName": "r"}},
+	} {
+		in := map[string]any{"tasks": bad}
+		if name == "inputs of ref" {
+			in["inputs"] = map[string]any{"r": "not an object"}
+		}
+		h = newHarness(t, dynForkDef, in)
+		if f := h.task("fork"); f.Status != conductor.TaskFailedWithTerminalError || f.Reason == "" {
+			t.Errorf("%s: fork %s (%s)", name, f.Status, f.Reason)
+		}
+		h.wantStatus(conductor.WorkflowFailed)
+	}
+
+	// OSS's simple form: forkTaskName and forkTaskInputs.
+	simple := `{"name":"simple","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC",
+	  "inputParameters":{"forkTaskName":"resize","forkTaskInputs":[{"w":1},"plain"]}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`
+	h = newHarness(t, simple, nil)
+	if in := h.wantTask("_resize_0", conductor.TaskScheduled).Input; !reflect.DeepEqual(in, map[string]any{"w": int64(1), "__index": int64(0)}) {
+		t.Fatalf("_resize_0 input %v", in)
+	}
+	if in := h.wantTask("_resize_1", conductor.TaskScheduled).Input; !reflect.DeepEqual(in, map[string]any{"input": "plain", "__index": int64(1)}) {
+		t.Fatalf("_resize_1 input %v", in)
+	}
+	h.complete("_resize_0", nil)
+	h.complete("_resize_1", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+func TestForkJoinDynamicInLoop(t *testing.T) {
+	def := `{"name":"loopfork","tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[["a","b"],["c"]],
+	  "loopOver":[
+	   {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	    "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	   {"name":"join","taskReferenceName":"join","type":"JOIN"}]}]}`
+	tasks := []any{map[string]any{"name": "w", "taskReferenceName": "w1"}, map[string]any{"name": "w", "taskReferenceName": "w2"}}
+	h := newHarness(t, def, map[string]any{"tasks": tasks})
+	h.complete("w1__1", nil)
+	h.complete("w2__1", nil)
+	h.wantTask("join__1", conductor.TaskCompleted)
+	h.complete("w2__2", nil)
+	h.wantTask("loop", conductor.TaskInProgress)
+	h.complete("w1__2", map[string]any{"last": true})
+	h.wantStatus(conductor.WorkflowCompleted)
+	if rec := h.task("loop").Output["2"].(map[string]any); len(rec) != 4 {
+		t.Fatalf("iteration 2 record %v", rec)
+	}
+	// Rerun from a forked task inside the loop reopens its iteration.
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("w2__2").ID}})
+	h.wantTask("loop", conductor.TaskInProgress)
+	h.complete("w2__2", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+func TestStartWorkflowTask(t *testing.T) {
+	def := `{"name":"starter","tasks":[
+	 {"name":"start","taskReferenceName":"start","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{
+	  "name":"other","version":2,"correlationId":"c-${workflow.input.n}","input":{"n":"${workflow.input.n}"}}}},
+	 {"name":"next","taskReferenceName":"next","inputParameters":{"started":"${start.output.workflowId}"}}]}`
+	h := newHarness(t, def, map[string]any{"n": int64(4)})
+	st := h.wantTask("start", conductor.TaskCompleted)
+	id := engine.DeriveID("wf-1", "start", st.ID)
+	wantOutput(t, st, map[string]any{"workflowId": id})
+	two := 2
+	want := engine.StartWorkflow{WorkflowID: id, Name: "other", Version: &two, Input: map[string]any{"n": int64(4)},
+		CorrelationID: "c-4", CreatedBy: "app:tester"}
+	if got := effectsOf[engine.StartWorkflow](h.last); len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+		t.Fatalf("start effects %+v\nwant %+v", got, want)
+	}
+	if h.wantTask("next", conductor.TaskScheduled).Input["started"] != id {
+		t.Fatal("next does not see the started workflow's id")
+	}
+	// Recovery starts it again (idempotent: the id is the same).
+	var again []engine.StartWorkflow
+	for _, e := range engine.Effects(h.w, h.now.UnixMilli()) {
+		if s, ok := e.(engine.StartWorkflow); ok {
+			again = append(again, s)
+		}
+	}
+	if len(again) != 1 || !reflect.DeepEqual(again[0], want) {
+		t.Fatalf("recovery effects %+v", again)
+	}
+
+	h = newHarness(t, strings.Replace(def, `"name":"other",`, ``, 1), map[string]any{"n": int64(4)})
+	h.wantTask("start", conductor.TaskFailedWithTerminalError)
+	h.wantStatus(conductor.WorkflowFailed)
+}
+
+func TestExclusiveJoin(t *testing.T) {
+	def := `{"name":"ej","tasks":[
+	 {"name":"sw","taskReferenceName":"sw","type":"SWITCH","expression":"c","inputParameters":{"c":"${workflow.input.c}"},
+	  "decisionCases":{"a":[{"name":"a","taskReferenceName":"a"}],"b":[{"name":"b","taskReferenceName":"b"}]}},
+	 {"name":"ej","taskReferenceName":"ej","type":"EXCLUSIVE_JOIN","joinOn":["a","b"]}]}`
+	for _, c := range []string{"a", "b"} {
+		h := newHarness(t, def, map[string]any{"c": c})
+		h.complete(c, map[string]any{"from": c})
+		wantOutput(t, h.wantTask("ej", conductor.TaskCompleted), map[string]any{"from": c})
+		h.wantStatus(conductor.WorkflowCompleted)
+	}
+	// Neither branch ran: nothing to wait for.
+	h := newHarness(t, def, map[string]any{"c": "none"})
+	h.wantTask("ej", conductor.TaskCompleted)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+func TestValidateNewTaskTypes(t *testing.T) {
+	simple := `{"name":"s","taskReferenceName":"s"}`
+	tests := []struct {
+		name, task, want string
+	}{
+		{"loop without condition", `{"name":"l","taskReferenceName":"l","type":"DO_WHILE","loopOver":[` + simple + `]}`, "tasks[0].loopCondition"},
+		{"loop with items", `{"name":"l","taskReferenceName":"l","type":"DO_WHILE","items":"${workflow.input.x}","loopOver":[` + simple + `]}`, ""},
+		{"loop with bad items", `{"name":"l","taskReferenceName":"l","type":"DO_WHILE","items":5,"loopOver":[` + simple + `]}`, "tasks[0].items"},
+		{"nested loop", `{"name":"l","taskReferenceName":"l","type":"DO_WHILE","loopCondition":"false","loopOver":[
+			{"name":"m","taskReferenceName":"m","type":"DO_WHILE","loopCondition":"false","loopOver":[` + simple + `]}]}`, "tasks[0].loopOver[0].type"},
+		{"inline", `{"name":"i","taskReferenceName":"i","type":"INLINE","inputParameters":{"evaluatorType":"graaljs"}}`, "tasks[0].inputParameters.expression"},
+		{"lambda", `{"name":"i","taskReferenceName":"i","type":"LAMBDA"}`, "tasks[0].inputParameters.scriptExpression"},
+		{"jq", `{"name":"j","taskReferenceName":"j","type":"JSON_JQ_TRANSFORM","inputParameters":{"x":1}}`, "tasks[0].inputParameters.queryExpression"},
+		{"dynamic", `{"name":"d","taskReferenceName":"d","type":"DYNAMIC"}`, "tasks[0].dynamicTaskNameParam"},
+		{"dynamic fork", `{"name":"f","taskReferenceName":"f","type":"FORK_JOIN_DYNAMIC"},{"name":"j","taskReferenceName":"j","type":"JOIN"}`, "tasks[0].dynamicForkTasksParam"},
+		{"dynamic fork simple", `{"name":"f","taskReferenceName":"f","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskName":"x","forkTaskInputs":[]}},{"name":"j","taskReferenceName":"j","type":"JOIN"}`, ""},
+		{"start workflow", `{"name":"s","taskReferenceName":"s","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"version":1}}}`, "tasks[0].inputParameters.startWorkflow.name"},
+		{"start workflow missing", `{"name":"s","taskReferenceName":"s","type":"START_WORKFLOW"}`, "tasks[0].inputParameters.startWorkflow"},
+		{"javascript switch", `{"name":"w","taskReferenceName":"w","type":"SWITCH","evaluatorType":"graaljs"}`, "tasks[0].expression"},
+		{"unknown evaluator", `{"name":"w","taskReferenceName":"w","type":"SWITCH","evaluatorType":"python","expression":"x"}`, "tasks[0].evaluatorType"},
+		{"exclusive join", `{"name":"e","taskReferenceName":"e","type":"EXCLUSIVE_JOIN","joinOn":["nope"],"defaultExclusiveJoinTask":["gone"]}`, "tasks[0].joinOn[0] tasks[0].defaultExclusiveJoinTask[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := engine.ValidateWorkflowDef(parseDef(t, `{"name":"v","tasks":[`+tt.task+`]}`))
+			var paths []string
+			var ve *fault.ValidationError
+			if errors.As(err, &ve) {
+				for _, f := range ve.Fields {
+					paths = append(paths, f.Path)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(paths, " "); got != tt.want {
+				t.Fatalf("paths = %q, want %q (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+// A loop body that never reaches a system task cannot spin a decision
+// forever: a loop of decided tasks over many items still ends.
+func TestDoWhileDecidedBody(t *testing.T) {
+	def := `{"name":"fast","tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.list}",
+	  "loopOver":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"last":"${loop.output.loopItem}"}}]}]}`
+	list := make([]any, 50)
+	for i := range list {
+		list[i] = int64(i)
+	}
+	h := newHarness(t, def, map[string]any{"list": list})
+	h.wantStatus(conductor.WorkflowCompleted)
+	if h.w.Variables["last"] != int64(49) || loopIterations(h) != 50 {
+		t.Fatalf("variables %v iterations %d", h.w.Variables, loopIterations(h))
+	}
+	h.advance(time.Second)
+}
+
+func loopIterations(h *harness) int64 {
+	n, _ := h.task("loop").Output["iteration"].(int64)
+	return n
+}

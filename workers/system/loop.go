@@ -1,0 +1,80 @@
+package system
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/dop251/goja"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// LoopCondition evaluates a DO_WHILE task's loopCondition once an
+// iteration has finished (see engine/loop.go for the protocol). The engine
+// hands the DO_WHILE task over with, as its input, the document the
+// condition reads as `$`: the loop's inputParameters, `$[loopRef]` (the
+// loop's output: iteration, one entry per iteration) and `$[childRef]`
+// (the output of each task of the iteration that just ended). The report
+// is the verdict:
+//
+//   - IN_PROGRESS: the condition is true, run another iteration;
+//   - COMPLETED: the condition is false, the loop is done;
+//   - FAILED_WITH_TERMINAL_ERROR: the condition threw, did not parse or
+//     exceeded its budget (as Conductor, which does not retry it).
+//
+// The output is `$[loopRef]` as the condition left it: a condition may
+// store values there ($.loop.storage = 3), which Conductor keeps in the
+// loop's output.
+type LoopCondition struct {
+	Budget Budget
+}
+
+// Execute evaluates the loop condition.
+func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult {
+	var cfg struct {
+		LoopCondition string `json:"loopCondition"`
+	}
+	if len(t.WorkflowTask) > 0 {
+		if err := json.Unmarshal(t.WorkflowTask, &cfg); err != nil {
+			return loopFailed(t, fmt.Errorf("task configuration: %v", err))
+		}
+	}
+	ref := t.ReferenceTaskName
+	if strings.TrimSpace(cfg.LoopCondition) == "" {
+		return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: t.OutputData}
+	}
+	type verdict struct {
+		more bool
+		out  map[string]any
+	}
+	v, err := runJS(ctx, l.Budget, cfg.LoopCondition, t.InputData, func(r *jsRun, v goja.Value) (any, error) {
+		more := v != nil && v.ToBoolean()
+		out := map[string]any{}
+		if o := r.vm.Get("$").ToObject(r.vm).Get(ref); o != nil && !goja.IsUndefined(o) && !goja.IsNull(o) {
+			j, err := r.toJSON(o)
+			if err != nil {
+				return nil, err
+			}
+			if m, ok := j.(map[string]any); ok {
+				out = m
+			}
+		}
+		return verdict{more, out}, nil
+	})
+	if err != nil {
+		return loopFailed(t, err)
+	}
+	res := v.(verdict)
+	status := conductor.TaskCompleted
+	if res.more {
+		status = conductor.TaskInProgress
+	}
+	return conductor.TaskResult{Status: status, OutputData: res.out}
+}
+
+func loopFailed(t *conductor.Task, err error) conductor.TaskResult {
+	return conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
+		ReasonForIncompletion: fmt.Sprintf("DO_WHILE %s: unable to evaluate loopCondition: %v", t.ReferenceTaskName, err)}
+}

@@ -1,0 +1,301 @@
+package system_test
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers/system"
+)
+
+func inlineTask(expr string, extra map[string]any) *conductor.Task {
+	in := map[string]any{"evaluatorType": "graaljs", "expression": expr}
+	for k, v := range extra {
+		in[k] = v
+	}
+	return &conductor.Task{TaskType: conductor.TaskTypeInline, ReferenceTaskName: "calc", InputData: in}
+}
+
+func TestInlineResults(t *testing.T) {
+	t.Parallel()
+	vars := map[string]any{"numberOne": int64(1), "numberTwo": int64(2), "name": "ada", "list": []any{int64(1), int64(2), int64(3)},
+		"obj": map[string]any{"k": "v"}, "big": int64(1 << 40)}
+	tests := []struct {
+		name, expr string
+		want       any
+	}{
+		{"SDK IIFE", "(function(){return $.numberOne+$.numberTwo;})();", int64(3)},
+		{"expression", "$.numberOne + $.numberTwo", int64(3)},
+		{"float", "$.numberOne / 4", 0.25},
+		{"large integer", "$.big * 2", int64(1 << 41)},
+		{"string", "'hello ' + $.name", "hello ada"},
+		{"boolean", "$.list.length === 3", true},
+		{"null", "null", nil},
+		{"undefined", "undefined", nil},
+		{"array methods", "$.list.map(function (x) { return x * 2 }).filter(x => x > 2)", []any{int64(4), int64(6)}},
+		{"object", "({a: $.obj.k, n: [1, 2.5, {x: null}], nan: NaN})", map[string]any{"a": "v", "n": []any{int64(1), 2.5, map[string]any{"x": nil}}, "nan": nil}},
+		{"date", "new Date(0)", "1970-01-01T00:00:00.000Z"},
+		{"input is a native object", "Object.keys($).length > 3 && Array.isArray($.list) && JSON.stringify($.obj)", `{"k":"v"}`},
+		{"console is harmless", "console.log('x'); console.error('y'); 1", int64(1)},
+		{"no require", "typeof require + typeof process + typeof fetch + typeof ArrayBuffer + typeof Uint8Array", "undefinedundefinedundefinedundefinedundefined"},
+		{"statements", "var s = 0; for (var i = 0; i < 10; i++) { s += i } s", int64(45)},
+	}
+	for _, tt := range tests {
+		res := system.Inline{}.Execute(context.Background(), inlineTask(tt.expr, vars))
+		if res.Status != conductor.TaskCompleted {
+			t.Errorf("%s: %s %s", tt.name, res.Status, res.ReasonForIncompletion)
+			continue
+		}
+		if got := res.OutputData["result"]; !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: result = %#v (%T), want %#v (%T)", tt.name, got, got, tt.want, tt.want)
+		}
+	}
+
+	// value-param and LAMBDA.
+	res := system.Inline{}.Execute(context.Background(), &conductor.Task{TaskType: conductor.TaskTypeInline,
+		InputData: map[string]any{"evaluatorType": "value-param", "expression": "name", "name": "ada"}})
+	if res.Status != conductor.TaskCompleted || res.OutputData["result"] != "ada" {
+		t.Fatalf("value-param: %+v", res)
+	}
+	res = system.Inline{}.Execute(context.Background(), &conductor.Task{TaskType: conductor.TaskTypeLambda,
+		InputData: map[string]any{"scriptExpression": "if ($.n > 1) { return {twice: $.n * 2} } return null;", "n": int64(21)}})
+	if res.Status != conductor.TaskCompleted || !reflect.DeepEqual(res.OutputData["result"], map[string]any{"twice": int64(42)}) {
+		t.Fatalf("lambda: %+v", res)
+	}
+	// The result is plain JSON: it survives a round trip unchanged.
+	res = system.Inline{}.Execute(context.Background(), inlineTask("({a: [1, {b: 'c'}]})", nil))
+	b, _ := json.Marshal(res.OutputData)
+	if string(b) != `{"result":{"a":[1,{"b":"c"}]}}` {
+		t.Fatalf("output JSON %s", b)
+	}
+}
+
+func TestInlineErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		task *conductor.Task
+		want string
+	}{
+		{"throw", inlineTask("throw new Error('boom')", nil), "Error: boom"},
+		{"throw a string", inlineTask("throw 'plain'", nil), "plain"},
+		{"reference error", inlineTask("nope.x", nil), "ReferenceError: nope is not defined"},
+		{"type error", inlineTask("null.x", nil), "TypeError"},
+		{"syntax error", inlineTask("function (", nil), "SyntaxError"},
+		{"no expression", &conductor.Task{TaskType: conductor.TaskTypeInline, InputData: map[string]any{"evaluatorType": "javascript"}}, "inputParameters.expression is required"},
+		{"python", inlineTask("1", map[string]any{"evaluatorType": "python"}), `evaluatorType "python" is not supported`},
+		{"lambda without script", &conductor.Task{TaskType: conductor.TaskTypeLambda, InputData: map[string]any{}}, "scriptExpression is required"},
+		{"circular result", inlineTask("var o = {}; o.o = o; o", nil), "circular"},
+		{"bigint result", inlineTask("10n", nil), "BigInt"},
+	}
+	for _, tt := range tests {
+		res := system.Inline{}.Execute(context.Background(), tt.task)
+		if res.Status != conductor.TaskFailed || !strings.Contains(res.ReasonForIncompletion, tt.want) {
+			t.Errorf("%s: %s %q, want FAILED with %q", tt.name, res.Status, res.ReasonForIncompletion, tt.want)
+			continue
+		}
+		if e, _ := res.OutputData["error"].(string); !strings.Contains(e, tt.want) {
+			t.Errorf("%s: output error %q", tt.name, e)
+		}
+	}
+}
+
+// Runaway scripts fail their task within their budget; the process (this
+// test) carries on.
+func TestScriptBudgets(t *testing.T) {
+	// The memory cases get ample time, so that a slow machine (or the race
+	// detector) cannot make them hit the time budget first.
+	budget := system.Budget{Time: 500 * time.Millisecond, Memory: 16 << 20}
+	memory := system.Budget{Time: 30 * time.Second, Memory: 16 << 20}
+	tests := []struct {
+		name, expr string
+		want       string
+		within     time.Duration
+	}{
+		{"infinite loop", "while (true) {}", "time budget", 2 * time.Second},
+		{"busy recursion-free loop", "var i = 0; for (;;) { i++ }", "time budget", 2 * time.Second},
+		{"runaway allocation", "var a = []; while (true) { a.push('x'.repeat(100000) + a.length) }", "memory budget", 5 * time.Second},
+		{"runaway object growth", "var o = {}; for (var i = 0; ; i++) { o['k' + i] = [i, i, i, i] }", "memory budget", 10 * time.Second},
+		{"doubling string", "var s = 'x'; while (true) { s = s + s }", "memory budget", 10 * time.Second},
+		{"huge repeat", "'x'.repeat(1e10)", "exceeds the script memory budget", time.Second},
+		{"huge pad", "''.padStart(1e10)", "exceeds the script memory budget", time.Second},
+		{"sparse join", "new Array(1e9).join(',')", "exceeds the script memory budget", time.Second},
+		{"sparse fill", "new Array(1e9).fill(0)", "exceeds the script memory budget", time.Second},
+		{"sparse spread", "[...new Array(1e9)]", "exceeds the script memory budget", time.Second},
+		{"sparse apply", "Math.max.apply(null, new Array(1e9))", "exceeds the script memory budget", time.Second},
+		{"sparse stringify", "JSON.stringify({a: [new Array(1e9)]})", "exceeds the script memory budget", time.Second},
+		{"sparse result", "var a = []; a[1e9] = 1; a", "exceeds the script memory budget", time.Second},
+		{"array from", "Array.from({length: 1e9})", "exceeds the script memory budget", time.Second},
+		{"recursion", "function f() { return f() } f()", "maximum call stack size exceeded", time.Second},
+		{"backtracking regexp", "/(a*)*\\1b/.test('a'.repeat(40))", "budget", 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			b := budget
+			if strings.Contains(tt.want, "memory") {
+				b = memory
+			}
+			res := system.Inline{Budget: b}.Execute(context.Background(), inlineTask(tt.expr, nil))
+			took := time.Since(start)
+			if res.Status != conductor.TaskFailed || !strings.Contains(res.ReasonForIncompletion, tt.want) {
+				t.Fatalf("%s (%v): %s %q, want FAILED with %q", tt.name, took, res.Status, res.ReasonForIncompletion, tt.want)
+			}
+			if took > tt.within {
+				t.Fatalf("%s took %v, want under %v", tt.name, took, tt.within)
+			}
+		})
+	}
+	// The engine's context ends a run too.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	res := system.Inline{}.Execute(ctx, inlineTask("while (true) {}", nil))
+	if res.Status != conductor.TaskFailed || !strings.Contains(res.ReasonForIncompletion, "deadline") {
+		t.Fatalf("canceled run: %s %q", res.Status, res.ReasonForIncompletion)
+	}
+	// A script that makes a lot of garbage but keeps little is not stopped.
+	res = system.Inline{Budget: system.Budget{Time: 10 * time.Second, Memory: 8 << 20}}.Execute(context.Background(),
+		inlineTask("var n = 0; for (var i = 0; i < 400; i++) { n += 'y'.repeat(100000).length } n", nil))
+	if res.Status != conductor.TaskCompleted || res.OutputData["result"] != int64(40000000) {
+		t.Fatalf("garbage-heavy script: %s %q", res.Status, res.ReasonForIncompletion)
+	}
+}
+
+func TestSwitchScript(t *testing.T) {
+	t.Parallel()
+	cfg := func(js string) json.RawMessage { return json.RawMessage(js) }
+	tests := []struct {
+		name string
+		task *conductor.Task
+		want string
+	}{
+		{"string case", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"graaljs","expression":"$.n > 5 ? 'big' : 'small'"}`),
+			InputData: map[string]any{"n": int64(8)}}, "big"},
+		{"number case", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"javascript","expression":"$.n + 1"}`),
+			InputData: map[string]any{"n": int64(2)}}, "3"},
+		{"boolean case", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"javascript","expression":"$.n == 2"}`),
+			InputData: map[string]any{"n": int64(2)}}, "true"},
+		{"null case", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"javascript","expression":"$.missing"}`),
+			InputData: map[string]any{}}, "null"},
+		{"decision caseExpression", &conductor.Task{TaskType: "DECISION", WorkflowTask: cfg(`{"caseExpression":"$.n % 2 == 0 ? 'even' : 'odd'"}`),
+			InputData: map[string]any{"n": int64(3)}}, "odd"},
+		{"value-param", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
+			InputData: map[string]any{"c": "x"}}, "x"},
+	}
+	for _, tt := range tests {
+		res := system.Switch{}.Execute(context.Background(), tt.task)
+		want := map[string]any{"evaluationResult": []any{tt.want}, "selectedCase": tt.want}
+		if res.Status != conductor.TaskCompleted || !reflect.DeepEqual(res.OutputData, want) {
+			t.Errorf("%s: %s %s %v", tt.name, res.Status, res.ReasonForIncompletion, res.OutputData)
+		}
+	}
+	res := system.Switch{}.Execute(context.Background(), &conductor.Task{TaskType: "SWITCH", ReferenceTaskName: "sw",
+		WorkflowTask: cfg(`{"evaluatorType":"javascript","expression":"$.a.b.c"}`), InputData: map[string]any{}})
+	if res.Status != conductor.TaskFailed || !strings.Contains(res.ReasonForIncompletion, "TypeError") {
+		t.Fatalf("failing case expression: %s %q", res.Status, res.ReasonForIncompletion)
+	}
+}
+
+func TestLoopCondition(t *testing.T) {
+	t.Parallel()
+	task := func(cond string) *conductor.Task {
+		cfg, _ := json.Marshal(map[string]any{"loopCondition": cond})
+		return &conductor.Task{TaskType: "DO_WHILE", ReferenceTaskName: "loop", WorkflowTask: cfg,
+			InputData: map[string]any{"max": int64(3), "loop": map[string]any{"iteration": int64(2), "2": map[string]any{"b": map[string]any{"ok": true}}},
+				"b": map[string]any{"ok": true}}}
+	}
+	res := system.LoopCondition{}.Execute(context.Background(), task("$.loop['iteration'] < $.max && $.b.ok"))
+	if res.Status != conductor.TaskInProgress || res.OutputData["iteration"] != int64(2) {
+		t.Fatalf("true condition: %+v", res)
+	}
+	res = system.LoopCondition{}.Execute(context.Background(), task("if ($.loop.iteration >= 2) { $.loop.storage = 3; false } else { true }"))
+	if res.Status != conductor.TaskCompleted || res.OutputData["storage"] != int64(3) {
+		t.Fatalf("false condition: %+v", res)
+	}
+	for _, bad := range []string{"$.nope.x", "while (true) {}", "(("} {
+		res = system.LoopCondition{Budget: system.Budget{Time: 200 * time.Millisecond}}.Execute(context.Background(), task(bad))
+		if res.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(res.ReasonForIncompletion, "unable to evaluate loopCondition") {
+			t.Fatalf("%s: %+v", bad, res)
+		}
+	}
+}
+
+func jqTask(query string, in map[string]any) *conductor.Task {
+	m := map[string]any{"queryExpression": query}
+	for k, v := range in {
+		m[k] = v
+	}
+	return &conductor.Task{TaskType: conductor.TaskTypeJSONJQ, ReferenceTaskName: "jq", InputData: m}
+}
+
+func TestJQ(t *testing.T) {
+	t.Parallel()
+	in := map[string]any{"a": int64(1), "b": int64(2), "items": []any{map[string]any{"n": "x", "p": 1.5}, map[string]any{"n": "y", "p": int64(2)}},
+		"big": int64(1) << 60}
+	tests := []struct {
+		name, query string
+		result      any
+		list        []any
+	}{
+		{"sum", ".a + .b", int64(3), []any{int64(3)}},
+		{"object", "{total: (.a + .b), names: [.items[].n]}", map[string]any{"total": int64(3), "names": []any{"x", "y"}}, nil},
+		{"several results", ".items[] | .p", 1.5, []any{1.5, int64(2)}},
+		{"no result", "empty", nil, []any{}},
+		{"query is not input", "has(\"queryExpression\")", false, []any{false}},
+		{"large integer", ".big + 1", int64(1)<<60 + 1, []any{int64(1)<<60 + 1}},
+		{"no environment", "$ENV | length", int64(0), []any{int64(0)}},
+		{"float division", ".b / 4", 0.5, []any{0.5}},
+	}
+	for _, tt := range tests {
+		res := system.JQ{}.Execute(context.Background(), jqTask(tt.query, in))
+		if res.Status != conductor.TaskCompleted {
+			t.Errorf("%s: %s %s", tt.name, res.Status, res.ReasonForIncompletion)
+			continue
+		}
+		if !reflect.DeepEqual(res.OutputData["result"], tt.result) {
+			t.Errorf("%s: result %#v, want %#v", tt.name, res.OutputData["result"], tt.result)
+		}
+		if tt.list != nil && !reflect.DeepEqual(res.OutputData["resultList"], tt.list) {
+			t.Errorf("%s: resultList %#v, want %#v", tt.name, res.OutputData["resultList"], tt.list)
+		}
+	}
+
+	errs := []struct {
+		name  string
+		task  *conductor.Task
+		want  string
+		limit time.Duration
+	}{
+		{"syntax", jqTask(".a +", nil), "queryExpression", time.Second},
+		{"unknown function", jqTask("nope(1)", nil), "function not defined", time.Second},
+		{"runtime error", jqTask(`error("bad input")`, nil), "bad input", time.Second},
+		{"type error", jqTask(".a.b", map[string]any{"a": "s"}), "expected an object", time.Second},
+		{"missing query", &conductor.Task{TaskType: conductor.TaskTypeJSONJQ, InputData: map[string]any{}}, "queryExpression is required", time.Second},
+		{"no modules", jqTask(`import "x" as x; .`, nil), "", time.Second},
+		{"infinite", jqTask("last(range(1e18))", nil), "time budget", 3 * time.Second},
+		{"runaway memory", jqTask("[range(1e9) | tostring]", nil), "memory budget", 15 * time.Second},
+	}
+	for _, tt := range errs {
+		start := time.Now()
+		b := system.Budget{Time: 500 * time.Millisecond, Memory: 32 << 20}
+		if strings.Contains(tt.want, "memory") {
+			b.Time = 30 * time.Second
+		}
+		res := system.JQ{Budget: b}.Execute(context.Background(), tt.task)
+		took := time.Since(start)
+		if res.Status != conductor.TaskFailed || !strings.Contains(res.ReasonForIncompletion, tt.want) {
+			t.Errorf("%s: %s %q, want FAILED with %q", tt.name, res.Status, res.ReasonForIncompletion, tt.want)
+			continue
+		}
+		if e, _ := res.OutputData["error"].(string); e == "" {
+			t.Errorf("%s: no error in the output", tt.name)
+		}
+		if took > tt.limit {
+			t.Errorf("%s took %v", tt.name, took)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package system
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/dop251/goja"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Switch evaluates the case of a SWITCH whose evaluatorType is
+// "javascript" or "graaljs" (expression) and of a DECISION with a
+// caseExpression: JavaScript over `$`, the task input. The case is the
+// result's text ("true", "3", "null", the string itself); the task
+// completes with {"evaluationResult":[case],"selectedCase":case}, and the
+// engine runs the branch. (A value-param SWITCH is decided by the engine
+// itself and never reaches a system worker.)
+type Switch struct {
+	Budget Budget
+}
+
+type switchConfig struct {
+	EvaluatorType  string `json:"evaluatorType"`
+	Expression     string `json:"expression"`
+	CaseValueParam string `json:"caseValueParam"`
+	CaseExpression string `json:"caseExpression"`
+}
+
+// Execute evaluates the case expression.
+func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult {
+	var cfg switchConfig
+	if len(t.WorkflowTask) > 0 {
+		if err := json.Unmarshal(t.WorkflowTask, &cfg); err != nil {
+			return scriptFailed(t, fmt.Errorf("task configuration: %v", err))
+		}
+	}
+	var c string
+	switch {
+	case t.TaskType == conductor.TaskTypeDecision && cfg.CaseValueParam == "" && cfg.CaseExpression != "":
+		v, err := s.evaluate(ctx, cfg.CaseExpression, t.InputData)
+		if err != nil {
+			return scriptFailed(t, err)
+		}
+		c = caseString(v)
+	case t.TaskType == conductor.TaskTypeDecision:
+		c = caseString(t.InputData[cfg.CaseValueParam])
+	case cfg.EvaluatorType == "javascript" || cfg.EvaluatorType == "graaljs":
+		if strings.TrimSpace(cfg.Expression) == "" {
+			return scriptFailed(t, fmt.Errorf("expression is required"))
+		}
+		v, err := s.evaluate(ctx, cfg.Expression, t.InputData)
+		if err != nil {
+			return scriptFailed(t, err)
+		}
+		c = caseString(v)
+	case cfg.EvaluatorType == "" || cfg.EvaluatorType == "value-param":
+		c = caseString(t.InputData[cfg.Expression])
+	default:
+		return scriptFailed(t, fmt.Errorf("evaluatorType %q is not supported", cfg.EvaluatorType))
+	}
+	return conductor.TaskResult{Status: conductor.TaskCompleted,
+		OutputData: map[string]any{"evaluationResult": []any{c}, "selectedCase": c}}
+}
+
+func (s Switch) evaluate(ctx context.Context, src string, scope map[string]any) (any, error) {
+	return runJS(ctx, s.Budget, src, scope, func(r *jsRun, v goja.Value) (any, error) { return r.toJSON(v) })
+}
