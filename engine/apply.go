@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -71,6 +72,14 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 	case *schemas.WorkflowReset:
 		if err := applyReset(w, e); err != nil {
 			return nil, err
+		}
+	case *schemas.WorkflowCompacted:
+		applyCompacted(w)
+	case *schemas.ValuesMasked:
+		for _, p := range e.Paths {
+			if !slices.Contains(w.MaskedPaths, p) {
+				w.MaskedPaths = append(slices.Clip(w.MaskedPaths), p)
+			}
 		}
 	default:
 		if !applyOperator(w, ev) {
@@ -204,4 +213,22 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 		return fmt.Errorf("workflow %s: unknown reset kind %q", w.ID, e.Kind)
 	}
 	return nil
+}
+
+// applyCompacted replaces every value sealed under the destroyed secrets
+// key with "***": the read models keep no ciphertext that can no longer be
+// opened, and a restart hands "***" to tasks that read such values, as
+// Orkes documents.
+func applyCompacted(w *Workflow) {
+	w.Compacted = true
+	shred := func(m map[string]any) map[string]any {
+		if m == nil {
+			return nil
+		}
+		return masking.Shred(m, masking.KindSecrets).(map[string]any)
+	}
+	w.Input, w.Output, w.Variables = shred(w.Input), shred(w.Output), shred(w.Variables)
+	for _, t := range w.Tasks {
+		t.Input, t.Output = shred(t.Input), shred(t.Output)
+	}
 }

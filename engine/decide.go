@@ -197,7 +197,18 @@ func (d *decision) take(t Take) error {
 	if d.w.Terminal() || task.Status != conductor.TaskScheduled || task.IsWorkerTask() == t.System || task.AvailableAt > d.now {
 		return ErrTaskGone
 	}
-	d.emit(&schemas.TaskStarted{TaskID: task.ID, WorkerID: t.WorkerID, Time: d.now})
+	started := &schemas.TaskStarted{TaskID: task.ID, WorkerID: t.WorkerID, Time: d.now}
+	if t.HandOff != nil {
+		started.Resolved = t.HandOff.Resolved
+	}
+	d.emit(started)
+	if t.HandOff != nil && t.HandOff.Error != "" {
+		d.emit(&schemas.TaskUpdated{TaskID: task.ID, Status: conductor.TaskFailedWithTerminalError,
+			Reason: t.HandOff.Error, Time: d.now})
+		d.failed(d.w.TaskByID(task.ID))
+		d.reply = HandOffFailed{Reason: t.HandOff.Error}
+		return nil
+	}
 	taken := *d.w.TaskByID(t.TaskID)
 	if taken.Type == conductor.TaskTypeDoWhile {
 		// The system worker evaluates the loop condition over this

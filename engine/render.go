@@ -2,15 +2,26 @@ package engine
 
 import (
 	"encoding/json"
+	"strings"
 
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
-// Conductor renders the workflow as Conductor's Workflow JSON model.
+// Conductor renders the workflow as Conductor's Workflow JSON model, as
+// every read path shows it: _secrets and _masked values, the definition's
+// maskedFields and values found to be secret read as "***" (sealed values
+// render as "***" themselves). This is the one rendering every view goes
+// through, so masking cannot be forgotten by a new one.
 func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
+	var fields []string
+	if def, err := w.Def(); err == nil {
+		fields = def.MaskedFields
+	}
 	out := &conductor.Workflow{
 		WorkflowID: w.ID, WorkflowName: w.Name, WorkflowVersion: w.Version, Status: w.Status,
-		Input: nonNil(w.Input), Output: nonNil(w.Output), Variables: nonNil(w.Variables),
+		Input:  w.maskPaths("input", masking.Fields(nonNil(w.Input), fields)),
+		Output: masking.Fields(nonNil(w.Output), fields), Variables: masking.KeysMap(nonNil(w.Variables)),
 		CorrelationID: w.CorrelationID, Priority: w.Priority, TaskToDomain: w.TaskToDomain,
 		ReasonForIncompletion: w.Reason, FailedReferenceTaskNames: nonNilStrings(w.FailedTaskRefs),
 		FailedTaskNames: nonNilStrings(w.FailedTaskNames), ParentWorkflowID: w.ParentWorkflowID,
@@ -30,8 +41,19 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 	return out
 }
 
-// Conductor renders the task as Conductor's Task JSON model.
+// Conductor renders the task as Conductor's Task JSON model, masked as
+// every read path shows it.
 func (t *Task) Conductor(w *Workflow) *conductor.Task {
+	out := t.HandOffView(w)
+	out.InputData = w.maskPaths("task/"+t.ID+"/input", masking.KeysMap(out.InputData))
+	out.OutputData = w.maskPaths("task/"+t.ID+"/output", masking.KeysMap(out.OutputData))
+	return out
+}
+
+// HandOffView renders the task for whoever runs it: nothing is masked, and
+// sealed values are still sealed (the executor's hand-off opens them and
+// resolves deferred expressions in this copy). Never show it to a reader.
+func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 	out := &conductor.Task{
 		TaskID: t.ID, TaskType: taskTypeOf(t), TaskDefName: t.Name, ReferenceTaskName: t.Ref, Status: t.Status,
 		InputData: nonNil(t.Input), OutputData: nonNil(t.Output), WorkflowInstanceID: w.ID, WorkflowType: w.Name,
@@ -58,6 +80,19 @@ func (t *Task) Conductor(w *Workflow) *conductor.Task {
 		}
 	}
 	return out
+}
+
+// maskPaths masks the top-level keys of m that MaskedPaths names under
+// prefix ("input", "task/<id>/output").
+func (w *Workflow) maskPaths(prefix string, m map[string]any) map[string]any {
+	for _, p := range w.MaskedPaths {
+		if key, ok := strings.CutPrefix(p, prefix+"."); ok {
+			if _, present := m[key]; present {
+				m[key] = masking.Mask
+			}
+		}
+	}
+	return m
 }
 
 func nonNil(m map[string]any) map[string]any {

@@ -46,6 +46,10 @@ type Workflow struct {
 	// No trigger applies to a removed workflow.
 	Removed  bool `msgpack:"rm,omitempty"`
 	Archived bool `msgpack:"arch,omitempty"`
+	// Compacted is set once the workflow's secrets key was destroyed.
+	Compacted bool `msgpack:"compacted,omitempty"`
+	// MaskedPaths read as "***" in every view (see schemas.ValuesMasked).
+	MaskedPaths []string `msgpack:"masked,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
 	Seq uint64 `msgpack:"seq"`
 

@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/flowvault/flowvault/schemas/conductor"
+import (
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
 
 // Trigger is what a decision reacts to.
 type Trigger interface{ triggerName() string }
@@ -24,7 +27,23 @@ type Take struct {
 	WorkerID string
 	TaskType string
 	System   bool
+	// HandOff is what preparing the task's input for the taker found: the
+	// values resolved into it (recorded on the TaskStarted event), or why it
+	// could not be prepared (the task then fails for good).
+	HandOff *HandOff
 }
+
+// HandOff describes the preparation of a task's input at hand-off.
+type HandOff struct {
+	Resolved []schemas.ResolvedRef
+	// Error, when set, fails the task terminally with this reason. It names
+	// what could not be resolved and for whom, never a value.
+	Error string
+}
+
+// HandOffFailed is the reply to a Take whose hand-off failed: the task was
+// taken and failed in the same decision.
+type HandOffFailed struct{ Reason string }
 
 // Result is a worker's (or an operator's) report on a task. TaskType, when
 // set, must be the task's name, as for Take.

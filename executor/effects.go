@@ -88,7 +88,13 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	if err != nil {
 		return err
 	}
-	task := out.Reply.(*engine.Task).Conductor(out.State)
+	task, err := handedOff(out)
+	if errors.Is(err, ErrHandOffFailed) {
+		return nil // the task failed in the take's decision
+	}
+	if err != nil {
+		return err
+	}
 	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
 		ReasonForIncompletion: "no system worker for task type " + eff.TaskType}
 	if impl := e.system[eff.TaskType]; impl != nil {

@@ -85,6 +85,9 @@ type Outcome struct {
 	Seq      uint64
 	Appended bool
 	Reply    any
+	// HandOffInput is the prepared input of a taken task: for the taker's
+	// eyes only, never stored.
+	HandOffInput map[string]any
 }
 
 // Executor is the command loop. Create with New, then Start.
@@ -97,8 +100,9 @@ type Executor struct {
 	disp    *dispatcher
 	system  map[string]SystemTask
 	sched   Schedule
-	sem     chan struct{}
-	handOff HandOff
+	sem       chan struct{}
+	handOff   HandOff
+	protector Protector
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -259,10 +263,18 @@ func (s *shard) process(j *job) (Outcome, error) {
 	}
 	name := engine.TriggerName(j.trig)
 	start := time.Now()
+	trig := j.trig
+	var handOffInput map[string]any
 	defer func() { e.metrics.decideDur.WithLabelValues(name).Observe(time.Since(start).Seconds()) }()
 	for attempt := 1; ; attempt++ {
 		now := e.cfg.Now()
-		dec, err := engine.Decide(engine.Input{State: w, Trigger: j.trig, Now: now, TaskDef: e.taskDefFunc(ctx)})
+		if take, ok := j.trig.(engine.Take); ok && e.handOff != nil {
+			var err error
+			if trig, handOffInput, err = e.prepareHandOff(ctx, w, take); err != nil {
+				return Outcome{}, err
+			}
+		}
+		dec, err := engine.Decide(engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx)})
 		if err != nil && cached {
 			// A rejection must not rest on a stale state: a worker's take
 			// or result for a task another engine scheduled a moment ago
@@ -281,6 +293,11 @@ func (s *shard) process(j *job) (Outcome, error) {
 			e.metrics.decisions.WithLabelValues(name, "noop").Inc()
 			e.perform(dec.Effects)
 			return Outcome{State: w, Seq: seqOf(w), Reply: dec.Reply}, nil
+		}
+		if e.protector != nil {
+			if dec, err = e.protect(ctx, w, dec); err != nil {
+				return Outcome{}, err
+			}
 		}
 		expected := seqOf(w)
 		envs, err := envelopes(dec.Events, j, expected, now)
@@ -308,7 +325,11 @@ func (s *shard) process(j *job) (Outcome, error) {
 		s.cache.put(j.wfID, dec.State)
 		e.metrics.decisions.WithLabelValues(name, "appended").Inc()
 		e.perform(dec.Effects)
-		return Outcome{State: dec.State, Seq: seq, Appended: true, Reply: dec.Reply}, nil
+		out := Outcome{State: dec.State, Seq: seq, Appended: true, Reply: dec.Reply}
+		if _, taken := dec.Reply.(*engine.Task); taken {
+			out.HandOffInput = handOffInput
+		}
+		return out, nil
 	}
 }
 
@@ -321,6 +342,49 @@ func needsFresh(t engine.Trigger) bool {
 		return true
 	}
 	return false
+}
+
+// prepareHandOff runs the hand-off preparation for a take of a scheduled
+// task and records its outcome on the trigger.
+func (e *Executor) prepareHandOff(ctx context.Context, w *engine.Workflow, take engine.Take) (engine.Trigger, map[string]any, error) {
+	if w == nil {
+		return take, nil, nil
+	}
+	t := w.TaskByID(take.TaskID)
+	if t == nil || t.Status != conductor.TaskScheduled {
+		return take, nil, nil // the decision says why not
+	}
+	input, resolved, err := e.handOff.Prepare(ctx, w, t)
+	take.HandOff = &engine.HandOff{Resolved: resolved}
+	switch {
+	case err == nil:
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrForbidden), errors.Is(err, fault.ErrInvalid):
+		take.HandOff.Error = err.Error()
+		input = nil
+	default:
+		return nil, nil, fmt.Errorf("prepare task %s: %w: %v", t.ID, fault.ErrUnavailable, err)
+	}
+	return take, input, nil
+}
+
+// protect lets the protector rewrite the decision's events and refolds the
+// state from the rewritten ones: the cache must hold what the log holds.
+func (e *Executor) protect(ctx context.Context, w *engine.Workflow, dec engine.Decision) (engine.Decision, error) {
+	events, err := e.protector.Protect(ctx, w, dec.Events)
+	if err != nil {
+		return engine.Decision{}, fmt.Errorf("protect events: %w", err)
+	}
+	var state *engine.Workflow
+	if w != nil {
+		state = w.Clone()
+	}
+	for _, ev := range events {
+		if state, err = engine.Apply(state, ev); err != nil {
+			return engine.Decision{}, fmt.Errorf("protect events: %w", err)
+		}
+	}
+	dec.Events, dec.State = events, state
+	return dec, nil
 }
 
 func seqOf(w *engine.Workflow) uint64 {

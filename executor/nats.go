@@ -13,20 +13,40 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
 
-// HandOff prepares a task for whoever runs it: it may replace deferred
-// expressions in out.InputData (secrets, environment values) with their
-// values. The result lives only in the reply to the taker.
+// HandOff prepares a task's input for whoever takes it: it opens sealed
+// values and resolves deferred expressions (secrets, environment values)
+// into a copy that lives only in the reply to the taker. It is called before
+// the take is decided, so that what was resolved is recorded on the
+// TaskStarted event and a reference that cannot be resolved fails the task
+// in the same decision. Errors wrapping fault.ErrNotFound, ErrForbidden or
+// ErrInvalid fail the task with the error's message (it must name what and
+// for whom, never a value); any other error is returned to the taker, who
+// tries again.
 type HandOff interface {
-	Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task, out *conductor.Task) error
+	Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task) (input map[string]any, resolved []schemas.ResolvedRef, err error)
+}
+
+// Protector rewrites a decision's events before they are appended: it seals
+// data under _secrets and _masked and redacts resolved secret values.
+// before is the workflow's state before the decision (nil for a start).
+type Protector interface {
+	Protect(ctx context.Context, before *engine.Workflow, events []schemas.Event) ([]schemas.Event, error)
 }
 
 // SetHandOff installs the hand-off preparation (before Start).
 func (e *Executor) SetHandOff(h HandOff) { e.handOff = h }
+
+// SetProtector installs the event protection (before Start).
+func (e *Executor) SetProtector(p Protector) { e.protector = p }
+
+// ErrHandOffFailed is returned to a taker whose task failed at hand-off.
+var ErrHandOffFailed = errors.New("task failed at hand-off")
 
 // requestTimeout bounds one worker request's processing.
 const requestTimeout = 30 * time.Second
@@ -74,7 +94,7 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 
 func protocolError(err error) *workers.Error {
 	switch {
-	case errors.Is(err, engine.ErrTaskGone):
+	case errors.Is(err, engine.ErrTaskGone), errors.Is(err, ErrHandOffFailed):
 		return &workers.Error{Code: workers.CodeGone, Message: err.Error()}
 	case errors.Is(err, fault.ErrNotFound):
 		return &workers.Error{Code: workers.CodeNotFound, Message: err.Error()}
@@ -94,14 +114,22 @@ func (e *Executor) TakeTask(ctx context.Context, wfID, taskID, taskType, workerI
 	if err != nil {
 		return nil, err
 	}
-	t := out.Reply.(*engine.Task)
-	task := t.Conductor(out.State)
-	if e.handOff != nil {
-		if err := e.handOff.Prepare(ctx, out.State, t, task); err != nil {
-			return nil, err
+	return handedOff(out)
+}
+
+// handedOff is the task a take handed out, with its prepared input.
+func handedOff(out Outcome) (*conductor.Task, error) {
+	switch reply := out.Reply.(type) {
+	case engine.HandOffFailed:
+		return nil, fmt.Errorf("%w: %s", ErrHandOffFailed, reply.Reason)
+	case *engine.Task:
+		task := reply.HandOffView(out.State)
+		if out.HandOffInput != nil {
+			task.InputData = out.HandOffInput
 		}
+		return task, nil
 	}
-	return task, nil
+	return nil, fmt.Errorf("take answered %T", out.Reply)
 }
 
 func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string) any {

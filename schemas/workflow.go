@@ -78,6 +78,17 @@ type TaskStarted struct {
 	TaskID   string `msgpack:"id"`
 	WorkerID string `msgpack:"worker,omitempty"`
 	Time     int64  `msgpack:"ts"`
+	// Resolved lists what was resolved into the copy of the task's input
+	// handed to the taker: the audit record of a resolution, never a value.
+	Resolved []ResolvedRef `msgpack:"res,omitempty"`
+}
+
+// ResolvedRef names one value resolved at a hand-off.
+type ResolvedRef struct {
+	Kind      string `msgpack:"k"` // "secret" or "env"
+	Name      string `msgpack:"n"`
+	Version   int    `msgpack:"v,omitempty"`
+	Principal string `msgpack:"p,omitempty"` // whose permission allowed it
 }
 
 func (*TaskStarted) EventType() string { return "workflow.task_started" }
@@ -145,6 +156,25 @@ type WorkflowReset struct {
 
 func (*WorkflowReset) EventType() string { return "workflow.reset" }
 
+// WorkflowCompacted records that an ended workflow's secrets key was
+// destroyed: every value sealed under it is gone for good, and reads as
+// "***" from then on.
+type WorkflowCompacted struct {
+	Time int64 `msgpack:"ts"`
+}
+
+func (*WorkflowCompacted) EventType() string { return "workflow.compacted" }
+
+// ValuesMasked marks places in the workflow that read as "***": data that
+// turned out to be secret after it was written (a workflow input later
+// passed into a _secrets block). Paths are "input.<key>" or
+// "task/<task id>/<input|output>.<key>".
+type ValuesMasked struct {
+	Paths []string `msgpack:"paths"`
+}
+
+func (*ValuesMasked) EventType() string { return "workflow.values_masked" }
+
 // Reset kinds.
 const (
 	ResetRestart = "restart"
@@ -154,7 +184,7 @@ const (
 
 func init() {
 	for _, e := range []Event{&WorkflowStarted{}, &TaskScheduled{}, &TaskStarted{}, &TaskUpdated{}, &TaskLogged{},
-		&VariablesUpdated{}, &WorkflowStatusChanged{}, &WorkflowReset{}} {
+		&VariablesUpdated{}, &WorkflowStatusChanged{}, &WorkflowReset{}, &WorkflowCompacted{}, &ValuesMasked{}} {
 		Default.Register(e, 1)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -111,7 +112,35 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 		r.OutputData = out
 		return r
 	}
+	if err := applyOutputFilter(t, out); err != nil {
+		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: outputFilter: %v", t.ReferenceTaskName, err)
+	}
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: out}
+}
+
+// applyOutputFilter adds the keys of the task's outputFilter (Orkes): a
+// template evaluated against the task's own output once the call is done,
+// written with $${...} in the definition so that it is not evaluated when
+// the task is scheduled. The rotation recipe uses it to put a fetched token
+// under _secrets, where the engine seals it before storing.
+func applyOutputFilter(t *conductor.Task, out map[string]any) error {
+	filter, ok := t.InputData["outputFilter"].(map[string]any)
+	if !ok {
+		if hr, ok2 := t.InputData["http_request"].(map[string]any); ok2 {
+			filter, ok = hr["outputFilter"].(map[string]any)
+		}
+	}
+	if !ok {
+		return nil
+	}
+	v, _, err := expr.Evaluate(filter, expr.MapDoc{t.ReferenceTaskName: map[string]any{"output": out}})
+	if err != nil {
+		return err
+	}
+	for k, e := range v.(map[string]any) {
+		out[k] = e
+	}
+	return nil
 }
 
 func parseHTTPRequest(input map[string]any) (*httpRequest, error) {

@@ -56,6 +56,13 @@ func TestHTTPTask(t *testing.T) {
 					t.Fatalf("result = %+v", res)
 				}
 			}},
+		{"output filter", map[string]any{"uri": srv.URL + "/json", "method": "POST", "body": map[string]any{"token": "tk-123"},
+			"outputFilter": map[string]any{"_secrets": map[string]any{"token": "${call.output.response.body.body.token}"}, "status": "${call.output.response.statusCode}"}},
+			conductor.TaskCompleted, func(t *testing.T, res conductor.TaskResult) {
+				if res.OutputData["_secrets"].(map[string]any)["token"] != "tk-123" || res.OutputData["status"] != int64(200) {
+					t.Fatalf("filtered output = %#v", res.OutputData)
+				}
+			}},
 		{"missing uri", map[string]any{"http_request": map[string]any{"method": "GET"}}, conductor.TaskFailedWithTerminalError, nil},
 		{"missing method", map[string]any{"http_request": map[string]any{"uri": srv.URL}}, conductor.TaskFailedWithTerminalError, nil},
 		{"transport error hides credentials", map[string]any{"http_request": map[string]any{"uri": "http://user:pw@127.0.0.1:1/x?token=s3cr3t", "method": "GET"}}, conductor.TaskFailed,

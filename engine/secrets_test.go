@@ -1,0 +1,83 @@
+package engine_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Every read view masks _secrets, _masked, maskedFields and values found to
+// be secret, while the hand-off view keeps the data for the taker.
+func TestRenderMasks(t *testing.T) {
+	def := `{"name":"m","maskedFields":["card"],"tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"_secrets":{"p":"${workflow.input.pass}"},"plain":"x"}}]}`
+	h := newHarness(t, def, map[string]any{"card": "4111-1111", "pass": "hunter22", "note": "ok"})
+	h.decide(engine.SetVariables{Variables: map[string]any{"_secrets": "s3cr3t"}})
+	h.complete("t", map[string]any{"_masked": map[string]any{"ssn": "123"}, "visible": "v"})
+	h.w.MaskedPaths = []string{"input.pass"} // what a ValuesMasked event records
+	view, _ := json.Marshal(h.w.Conductor(true))
+	for _, plain := range []string{"4111-1111", "hunter22", "123", "s3cr3t"} {
+		if strings.Contains(string(view), plain) {
+			t.Errorf("the read view shows %q: %s", plain, view)
+		}
+	}
+	for _, want := range []string{`"card":"***"`, `"pass":"***"`, `"note":"ok"`, `"_masked":"***"`, `"visible":"v"`, `"plain":"x"`} {
+		if !strings.Contains(string(view), want) {
+			t.Errorf("the read view lacks %s: %s", want, view)
+		}
+	}
+	task := h.w.Tasks[0]
+	if got := task.HandOffView(h.w).InputData["_secrets"].(map[string]any)["p"]; got != "hunter22" {
+		t.Fatalf("hand-off view lost the data: %v", got)
+	}
+}
+
+// A hand-off that cannot be prepared fails the task for good, and the
+// resolutions of a successful one are recorded without values.
+func TestHandOffOutcome(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	id := h.task("a_ref").ID
+	d := h.decide(engine.Take{TaskID: id, WorkerID: "w", HandOff: &engine.HandOff{Error: "secret db not found or not readable by app:x"}})
+	if _, ok := d.Reply.(engine.HandOffFailed); !ok {
+		t.Fatalf("reply %T", d.Reply)
+	}
+	h.wantTask("a_ref", conductor.TaskFailedWithTerminalError)
+	h.wantStatus(conductor.WorkflowFailed)
+
+	ok := newHarness(t, threeSimple, nil)
+	refs := []schemas.ResolvedRef{{Kind: "secret", Name: "db", Version: 3, Principal: "app:tester"}}
+	d = ok.decide(engine.Take{TaskID: ok.task("a_ref").ID, HandOff: &engine.HandOff{Resolved: refs}})
+	started := d.Events[0].(*schemas.TaskStarted)
+	if len(started.Resolved) != 1 || started.Resolved[0].Name != "db" || started.Resolved[0].Version != 3 {
+		t.Fatalf("TaskStarted = %+v", started)
+	}
+}
+
+// Compaction destroys what was sealed with the secrets key and keeps what
+// was sealed with the masked key.
+func TestCompactionShreds(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	h.complete("a_ref", map[string]any{
+		"_secrets": map[string]any{"token": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1}}},
+		"_masked":  map[string]any{"keep": &masking.Sealed{Kind: masking.KindMasked, Purpose: "q", Ciphertext: []byte{2}}},
+	})
+	h.decide(engine.Terminate{})
+	w, err := engine.Apply(h.w.Clone(), &schemas.WorkflowCompacted{Time: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := w.TaskByID(h.task("a_ref").ID).Output
+	if out["_secrets"].(map[string]any)["token"] != masking.Mask {
+		t.Fatal("a secrets-kind value survived compaction")
+	}
+	if _, ok := out["_masked"].(map[string]any)["keep"].(*masking.Sealed); !ok {
+		t.Fatal("a masked-kind value did not survive compaction")
+	}
+	if !w.Compacted {
+		t.Fatal("not marked compacted")
+	}
+}
