@@ -92,14 +92,14 @@ type Outcome struct {
 
 // Executor is the command loop. Create with New, then Start.
 type Executor struct {
-	cfg     Config
-	log     *eventlog.Log
-	defs    Definitions
-	metrics *metrics
-	shards  []*shard
-	disp    *dispatcher
-	system  map[string]SystemTask
-	sched   Schedule
+	cfg       Config
+	log       *eventlog.Log
+	defs      Definitions
+	metrics   *metrics
+	shards    []*shard
+	disp      *dispatcher
+	system    map[string]SystemTask
+	sched     Schedule
 	sem       chan struct{}
 	handOff   HandOff
 	protector Protector
