@@ -41,9 +41,23 @@ func (e *Executor) perform(effects []engine.Effect) {
 			defer func() { <-e.sem; e.wg.Done() }()
 			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
 			defer cancel()
-			if err := e.performOne(ctx, eff); err != nil && e.ctx.Err() == nil {
+			// Effects are idempotent: a failure (a publish timing out under
+			// load) is retried here rather than left to the next start's
+			// recovery, which would leave a task undispatched until then.
+			backoff := 100 * time.Millisecond
+			for {
+				err := e.performOne(ctx, eff)
+				if err == nil || ctx.Err() != nil {
+					return
+				}
 				e.metrics.effects.WithLabelValues(engine.EffectName(eff)).Inc()
-				e.cfg.Logger.Warn("effect failed", "effect", engine.EffectName(eff), logkey.Err, err)
+				e.cfg.Logger.Warn("effect failed, retrying", "effect", engine.EffectName(eff), logkey.Err, err)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+					return
+				}
+				backoff = min(2*backoff, 5*time.Second)
 			}
 		}()
 	}
