@@ -35,6 +35,9 @@ type Deps struct {
 	ExecutionsWaiter Waiter
 	// Definitions finds the latest definition for restarts.
 	Definitions DefinitionLookup
+	// Tasks and TaskIndex (with Engine and Executions) serve /api/tasks.
+	Tasks     TaskQueue
+	TaskIndex TaskIndex
 }
 
 // Server routes flowvault's HTTP requests.
@@ -52,6 +55,7 @@ func New(deps Deps) *Server {
 	s.mux.HandleFunc("GET /health", s.health)
 	s.mux.HandleFunc("GET /api/health", s.health)
 	s.routeWorkflows()
+	s.taskRoutes()
 	if deps.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
 	}

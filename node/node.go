@@ -105,6 +105,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Executions:       n.executions,
 		ExecutionsWaiter: execRunner,
 		Definitions:      n.metadata,
+		Tasks:            n.executor,
+		TaskIndex:        n.executions,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -116,6 +118,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv.RegisterOnShutdown(n.executor.StopPolling)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
