@@ -44,6 +44,9 @@ type Deps struct {
 	// running lists; Changes wakes synchronous executions.
 	Search  Searcher
 	Changes Changes
+	// Tasks and TaskIndex (with Engine and Executions) serve /api/tasks.
+	Tasks     TaskQueue
+	TaskIndex TaskIndex
 }
 
 // Server routes flowvault's HTTP requests.
@@ -66,6 +69,7 @@ func New(deps Deps) *Server {
 	s.mux.HandleFunc("GET /api/health", s.health)
 	s.routeWorkflows()
 	s.routeScheduler()
+	s.taskRoutes()
 	if deps.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
 	}

@@ -103,6 +103,7 @@ type Executor struct {
 	sem       chan struct{}
 	handOff   HandOff
 	protector Protector
+	polls     *poller
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -115,6 +116,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e := &Executor{cfg: cfg, log: log, defs: defs, sched: sched, metrics: newMetrics(cfg.Metrics),
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.disp = newDispatcher(log, cfg.Logger)
+	e.polls = newPoller()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
 }

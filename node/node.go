@@ -130,6 +130,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		NextFew:          scheduler.NextFew,
 		Search:           n.executions,
 		Changes:          execProj,
+		Tasks:            n.executor,
+		TaskIndex:        n.executions,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -142,6 +144,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
+	n.httpSrv.RegisterOnShutdown(n.executor.StopPolling)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

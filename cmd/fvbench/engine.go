@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -183,9 +184,25 @@ func (r *engineRun) load(total int, perSec float64) (time.Duration, error) {
 	if err, _ := firstErr.Load().(error); err != nil {
 		return 0, err
 	}
-	select {
-	case <-r.allDone:
-	case <-time.After(2 * time.Minute):
+	// Give up when no workflow completed for a minute: a busy machine makes
+	// a run slow, not stuck.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last, lastChange := r.done.Load(), time.Now()
+wait:
+	for {
+		select {
+		case <-r.allDone:
+			break wait
+		case <-tick.C:
+		}
+		if n := r.done.Load(); n != last {
+			last, lastChange = n, time.Now()
+			continue
+		}
+		if time.Since(lastChange) < time.Minute {
+			continue
+		}
 		r.mu.Lock()
 		var stuck []string
 		for id := range r.started {
@@ -195,7 +212,7 @@ func (r *engineRun) load(total int, perSec float64) (time.Duration, error) {
 			stuck = append(stuck, r.describe(id))
 		}
 		r.mu.Unlock()
-		return 0, fmt.Errorf("only %d of %d workflows completed; some still open: %s", r.done.Load(), total, strings.Join(stuck, "; "))
+		return 0, fmt.Errorf("only %d of %d workflows completed, none in the last minute; some still open: %s", r.done.Load(), total, strings.Join(stuck, "; "))
 	}
 	return time.Since(begin), nil
 }
@@ -213,55 +230,168 @@ func (r *engineRun) percentiles() (p50, p99 time.Duration, n int) {
 	return l[len(l)/2], l[len(l)*99/100], len(l)
 }
 
+// measured is one workload's figures.
+type measured struct {
+	tput     float64
+	p50, p99 time.Duration
+	// half is the latency line at half the saturated rate (fsync=always,
+	// NATS workers only).
+	half string
+}
+
+// benchEngine runs the 3-task workload with NATS workers and with
+// Conductor-style HTTP workers, each on a fresh node, per durability mode.
 func benchEngine(ctx context.Context, o opts) error {
 	for _, mode := range o.modes {
-		r, cleanup, err := startEngine(ctx, mode)
+		viaNATS, err := measureEngine(ctx, o, mode, natsWorkers)
 		if err != nil {
 			return err
 		}
-		nc, err := nats.Connect(r.n.Log().ClientURL())
-		if err != nil {
-			cleanup()
-			return err
-		}
-		wctx, stopWorkers := context.WithCancel(ctx)
-		if err := r.watch(nc); err == nil {
-			err = r.workers(wctx, nc)
-		}
-		if err != nil {
-			stopWorkers()
-			cleanup()
-			return err
-		}
-		if _, err := r.load(500, 0); err != nil { // warm up
-			stopWorkers()
-			cleanup()
-			return err
-		}
-		took, err := r.load(o.workflows, 0)
-		if err != nil {
-			stopWorkers()
-			cleanup()
-			return err
-		}
-		tput := float64(o.workflows) / took.Seconds()
-		p50, p99, _ := r.percentiles()
 		fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, NATS workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)\n",
-			mode, o.workflows, tput, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
-		if mode == eventlog.FsyncAlways {
-			half := tput / 2
-			if _, err := r.load(int(half*10), half); err != nil {
-				stopWorkers()
-				cleanup()
-				return err
-			}
-			p50, p99, _ = r.percentiles()
-			fmt.Printf("fsync=%-7s at half load (%.0f workflows/s for 10s): p50 %s  p99 %s  (target p99 <= 100ms)\n",
-				mode, half, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+			mode, o.workflows, viaNATS.tput, viaNATS.p50.Round(time.Millisecond), viaNATS.p99.Round(time.Millisecond))
+		if viaNATS.half != "" {
+			fmt.Println(viaNATS.half)
 		}
-		stopWorkers()
-		nc.Close()
-		cleanup()
+		viaHTTP, err := measureEngine(ctx, o, mode, httpWorkers)
+		if err != nil {
+			return err
+		}
+		target := ""
+		if mode == eventlog.FsyncAlways {
+			target = "  (target >= 300 workflows/s)"
+		}
+		fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, HTTP workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  ratio %.2f to NATS workers%s\n",
+			mode, o.workflows, viaHTTP.tput, viaHTTP.p50.Round(time.Millisecond), viaHTTP.p99.Round(time.Millisecond), viaHTTP.tput/viaNATS.tput, target)
+	}
+	return nil
+}
+
+type workerKind int
+
+const (
+	natsWorkers workerKind = iota
+	httpWorkers
+)
+
+// measureEngine runs the workload on a new node with workers of kind.
+func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind workerKind) (measured, error) {
+	r, cleanup, err := startEngine(ctx, mode)
+	if err != nil {
+		return measured{}, err
+	}
+	defer cleanup()
+	nc, err := nats.Connect(r.n.Log().ClientURL())
+	if err != nil {
+		return measured{}, err
+	}
+	defer nc.Close()
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	if err := r.watch(nc); err != nil {
+		return measured{}, err
+	}
+	if kind == natsWorkers {
+		err = r.workers(wctx, nc)
+	} else {
+		r.httpWorkers(wctx)
+	}
+	if err != nil {
+		return measured{}, err
+	}
+	if _, err := r.load(500, 0); err != nil { // warm up
+		return measured{}, err
+	}
+	took, err := r.load(o.workflows, 0)
+	if err != nil {
+		return measured{}, err
+	}
+	var m measured
+	m.tput = float64(o.workflows) / took.Seconds()
+	m.p50, m.p99, _ = r.percentiles()
+	if mode == eventlog.FsyncAlways && kind == natsWorkers {
+		half := m.tput / 2
+		if _, err := r.load(int(half*10), half); err != nil {
+			return measured{}, err
+		}
+		p50, p99, _ := r.percentiles()
+		m.half = fmt.Sprintf("fsync=%-7s at half load (%.0f workflows/s for 10s): p50 %s  p99 %s  (target p99 <= 100ms)",
+			mode, half, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+	}
+	return m, nil
+}
+
+// httpWorkers serves the three task types the way Conductor's SDK workers
+// do, over plain net/http: each poller batch-polls (long poll 100 ms), runs
+// the tasks it got concurrently, and reports each with update-v2, running
+// the next task that answers with, if any.
+func (r *engineRun) httpWorkers(ctx context.Context) {
+	const pollersPerType, batch = 16, 16
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 3 * pollersPerType * batch}}
+	for _, typ := range []string{"bench_a", "bench_b", "bench_c"} {
+		for p := range pollersPerType {
+			go r.httpPoller(ctx, client, typ, fmt.Sprintf("%s-%d", typ, p), batch)
+		}
+	}
+}
+
+func (r *engineRun) httpPoller(ctx context.Context, client *http.Client, typ, workerID string, batch int) {
+	url := fmt.Sprintf("%s/api/tasks/poll/batch/%s?workerid=%s&count=%d&timeout=100", r.base, typ, workerID, batch)
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		res, err := client.Do(req)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		var tasks []*conductor.Task
+		err = json.NewDecoder(res.Body).Decode(&tasks)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		var wg sync.WaitGroup
+		for _, t := range tasks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for t != nil && ctx.Err() == nil {
+					t = r.httpComplete(ctx, client, t, workerID)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// httpComplete runs the bench handler on t and reports it with update-v2,
+// returning the next task handed out.
+func (r *engineRun) httpComplete(ctx context.Context, client *http.Client, t *conductor.Task, workerID string) *conductor.Task {
+	prev, _ := t.InputData["prev"].(float64)
+	body, _ := json.Marshal(conductor.TaskResult{TaskID: t.TaskID, WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: workerID,
+		Status: conductor.TaskCompleted, OutputData: map[string]any{"v": prev + 1}})
+	for attempt := 0; attempt < 10 && ctx.Err() == nil; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, "POST", r.base+"/api/tasks/update-v2", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		var next *conductor.Task
+		if res.StatusCode == http.StatusOK {
+			err = json.NewDecoder(res.Body).Decode(&next)
+		} else {
+			_, _ = io.Copy(io.Discard, res.Body)
+		}
+		res.Body.Close()
+		switch {
+		case res.StatusCode == http.StatusNoContent:
+			return nil
+		case res.StatusCode == http.StatusOK && err == nil:
+			return next
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	return nil
 }

@@ -1,0 +1,460 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// TaskQueue is what the task endpoints need from the executor: polling
+// over the workers' queues, results, and queue statistics.
+// *executor.Executor implements it.
+type TaskQueue interface {
+	Poll(ctx context.Context, req executor.PollRequest) ([]*conductor.Task, uint64, error)
+	ReportResult(ctx context.Context, res conductor.TaskResult, taskType, principal string) (executor.Outcome, error)
+	QueueSizes(ctx context.Context, taskTypes []string) (map[string]int64, error)
+	AllQueueSizes(ctx context.Context) (map[string]int64, error)
+	PollData(taskType string) []executor.PollData
+}
+
+// TaskIndex finds the workflow a task belongs to.
+type TaskIndex interface {
+	TaskWorkflow(ctx context.Context, taskID string) (string, error)
+}
+
+var _ TaskQueue = (*executor.Executor)(nil)
+
+// Limits of the poll endpoints. Larger counts and waits are lowered to
+// them; smaller than the minimum is a bad request.
+const (
+	defaultPollWait = 100 * time.Millisecond
+	maxPollWait     = 30 * time.Second
+	maxPollCount    = 100
+	maxWorkerID     = 256
+	maxLogBytes     = 64 << 10
+	// nextTaskMaxWait bounds update-v2's wait for a task it knows is being
+	// dispatched.
+	nextTaskMaxWait = 100 * time.Millisecond
+)
+
+// taskRoutes registers Conductor's /api/tasks surface
+// (conductor-api.md §4.3).
+func (s *Server) taskRoutes() {
+	if s.deps.Tasks == nil || s.deps.Engine == nil || s.deps.Executions == nil || s.deps.TaskIndex == nil {
+		return
+	}
+	s.mux.HandleFunc("GET /api/tasks/poll/batch/{taskType}", s.batchPoll)
+	// GET /api/tasks/poll/{taskType} and GET /api/tasks/{taskId}/log both
+	// match /api/tasks/poll/log, which net/http refuses to register: one
+	// pattern serves both.
+	s.mux.HandleFunc("GET /api/tasks/{first}/{second}", s.pollOrLogs)
+	s.mux.HandleFunc("POST /api/tasks/update-v2", s.updateTaskV2)
+	s.mux.HandleFunc("POST /api/tasks", s.updateTask)
+	s.mux.HandleFunc("POST /api/tasks/{workflowId}/{taskRefName}/{status}", s.updateTaskByRef(false))
+	s.mux.HandleFunc("POST /api/tasks/{workflowId}/{taskRefName}/{status}/sync", s.updateTaskByRef(true))
+	s.mux.HandleFunc("GET /api/tasks/{taskId}", s.getTask)
+	s.mux.HandleFunc("POST /api/tasks/{taskId}/log", s.addTaskLog)
+	s.mux.HandleFunc("GET /api/tasks/queue/sizes", s.queueSizes)
+	s.mux.HandleFunc("GET /api/tasks/queue/all", s.allQueueSizes)
+	s.mux.HandleFunc("GET /api/tasks/queue/polldata", s.pollData)
+	s.mux.HandleFunc("GET /api/tasks/queue/polldata/all", s.allPollData)
+}
+
+// pollParams reads the poll query: workerid, domain, count, timeout (ms).
+func pollParams(r *http.Request, taskType string) (executor.PollRequest, error) {
+	q := r.URL.Query()
+	req := executor.PollRequest{TaskType: taskType, Domain: q.Get("domain"), WorkerID: q.Get("workerid"), Count: 1, Wait: defaultPollWait}
+	if len(req.WorkerID) > maxWorkerID {
+		return req, fault.Invalid("workerid is longer than %d bytes", maxWorkerID)
+	}
+	if v := q.Get("count"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return req, fault.Invalid("count=%q: want an integer of at least 1 (at most %d are returned)", v, maxPollCount)
+		}
+		req.Count = min(n, maxPollCount)
+	}
+	if v := q.Get("timeout"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return req, fault.Invalid("timeout=%q: want milliseconds, an integer of at least 0 (at most %d are waited)", v, maxPollWait.Milliseconds())
+		}
+		req.Wait = time.Duration(min(n, maxPollWait.Milliseconds())) * time.Millisecond
+	}
+	return req, nil
+}
+
+// poll takes tasks for the request and waits (briefly) until the
+// executions model shows them taken.
+func (s *Server) poll(r *http.Request, req executor.PollRequest) ([]*conductor.Task, error) {
+	tasks, seq, err := s.deps.Tasks.Poll(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	s.waitBriefly(r.Context(), seq)
+	return tasks, nil
+}
+
+// workerReadWait bounds how long a worker's poll or result waits for the
+// executions model to show it. The write is durable in the log already;
+// the wait only makes a following read see it, and must not tie workers'
+// pace to the read model's.
+const workerReadWait = time.Second
+
+// waitBriefly waits up to workerReadWait for the executions model to reach
+// seq.
+func (s *Server) waitBriefly(ctx context.Context, seq uint64) {
+	ctx, cancel := context.WithTimeout(ctx, workerReadWait)
+	defer cancel()
+	if err := s.wait(ctx, seq); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		s.deps.Logger.Warn("executions model not caught up", logkey.Seq, seq, logkey.Err, err)
+	}
+}
+
+// batchPoll answers a JSON array of IN_PROGRESS tasks, [] when none came
+// within the timeout.
+func (s *Server) batchPoll(w http.ResponseWriter, r *http.Request) {
+	req, err := pollParams(r, r.PathValue("taskType"))
+	var tasks []*conductor.Task
+	if err == nil {
+		tasks, err = s.poll(r, req)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tasks)
+}
+
+func (s *Server) pollOrLogs(w http.ResponseWriter, r *http.Request) {
+	switch first, second := r.PathValue("first"), r.PathValue("second"); {
+	case first == "poll":
+		s.pollOne(w, r, second)
+	case second == "log":
+		s.getTaskLogs(w, r, first)
+	default:
+		s.writeError(w, r, fault.NotFound("no route for GET %s", r.URL.Path))
+	}
+}
+
+// pollOne answers one task, or 204 when none came within the timeout.
+func (s *Server) pollOne(w http.ResponseWriter, r *http.Request, taskType string) {
+	req, err := pollParams(r, taskType)
+	var tasks []*conductor.Task
+	if err == nil {
+		req.Count = 1
+		tasks, err = s.poll(r, req)
+	}
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+	case len(tasks) == 0:
+		writeNoContent(w)
+	default:
+		writeJSON(w, http.StatusOK, tasks[0])
+	}
+}
+
+// decodeResult reads a TaskResult body and checks what the engine cannot
+// check for a task that already finished.
+func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor.TaskResult, error) {
+	var res conductor.TaskResult
+	if err := decodeJSON(w, r, maxBodyBytes, &res); err != nil {
+		return res, err
+	}
+	if res.TaskID == "" {
+		return res, fault.Invalid("taskId is required")
+	}
+	if err := checkResultStatus(res.Status); err != nil {
+		return res, err
+	}
+	if len(res.WorkerID) > maxWorkerID {
+		return res, fault.Invalid("workerId is longer than %d bytes", maxWorkerID)
+	}
+	if res.WorkflowInstanceID == "" {
+		id, err := s.deps.TaskIndex.TaskWorkflow(r.Context(), res.TaskID)
+		if err != nil {
+			return res, err
+		}
+		res.WorkflowInstanceID = id
+	}
+	return res, nil
+}
+
+func checkResultStatus(status string) error {
+	switch status {
+	case conductor.TaskInProgress, conductor.TaskCompleted, conductor.TaskFailed, conductor.TaskFailedWithTerminalError:
+		return nil
+	case "":
+		return fault.Invalid("status is required: IN_PROGRESS, COMPLETED, FAILED or FAILED_WITH_TERMINAL_ERROR")
+	}
+	return fault.Invalid("status %q: want IN_PROGRESS, COMPLETED, FAILED or FAILED_WITH_TERMINAL_ERROR", status)
+}
+
+// report records a result and waits until the executions model shows it
+// (for a worker's result, briefly). A result for a task or workflow that
+// already finished changes nothing and succeeds (Conductor ignores late
+// updates).
+func (s *Server) report(r *http.Request, res conductor.TaskResult, byWorker bool) (executor.Outcome, error) {
+	out, err := s.deps.Tasks.ReportResult(r.Context(), res, "", principal(r))
+	if err != nil {
+		return out, err
+	}
+	if byWorker {
+		s.waitBriefly(r.Context(), out.Seq)
+		return out, nil
+	}
+	return out, s.wait(r.Context(), out.Seq)
+}
+
+// updateTask is the legacy result endpoint (also the lease heartbeat with
+// extendLease): it answers the task id as text.
+func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) {
+	res, err := s.decodeResult(w, r)
+	if err == nil {
+		_, err = s.report(r, res, true)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeText(w, http.StatusOK, res.TaskID)
+}
+
+// updateTaskV2 records a result, then hands the worker its next task of
+// the same type and domain if one is queued (see nextTaskWait), else 204.
+func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
+	res, err := s.decodeResult(w, r)
+	var out executor.Outcome
+	if err == nil {
+		out, err = s.report(r, res, true)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var t *engine.Task
+	if out.State != nil {
+		t = out.State.TaskByID(res.TaskID)
+	}
+	if t == nil || !t.IsWorkerTask() {
+		writeNoContent(w)
+		return
+	}
+	next, err := s.poll(r, executor.PollRequest{TaskType: t.Name, Domain: t.Domain, WorkerID: res.WorkerID, Count: 1,
+		Wait: nextTaskWait(out.State, t)})
+	if err != nil {
+		// The result is recorded: answering an error would make the worker
+		// send it again. It polls for its next task anyway.
+		s.deps.Logger.Warn("update-v2: next task poll failed", logkey.TaskType, t.Name, logkey.Err, err)
+	}
+	if len(next) == 0 {
+		writeNoContent(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, next[0])
+}
+
+// updateTaskByRef completes (or fails, or updates) the latest instance of
+// a task by its reference name, whatever its state: a SCHEDULED task no
+// worker polled, a WAIT task, an IN_PROGRESS one. The body is the output,
+// stored as given. It answers the task id as text, or with sync the
+// workflow.
+func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		wfID, ref, status := r.PathValue("workflowId"), r.PathValue("taskRefName"), r.PathValue("status")
+		workerID := r.URL.Query().Get("workerid")
+		var output map[string]any
+		err := checkResultStatus(status)
+		if err == nil && len(workerID) > maxWorkerID {
+			err = fault.Invalid("workerid is longer than %d bytes", maxWorkerID)
+		}
+		var body []byte
+		if err == nil {
+			body, err = readBody(w, r, maxBodyBytes)
+		}
+		if err == nil && len(strings.TrimSpace(string(body))) > 0 {
+			if uerr := conductor.Unmarshal(body, &output); uerr != nil {
+				err = fault.Invalid("the body must be the task output, a JSON object: %v", uerr)
+			}
+		}
+		var out executor.Outcome
+		if err == nil {
+			out, err = s.deps.Engine.Submit(r.Context(), wfID, nil, executor.Meta{})
+		}
+		var taskID string
+		if err == nil {
+			switch t := latestByRef(out.State, ref); {
+			case out.State == nil:
+				err = fault.NotFound("workflow %s not found", wfID)
+			case t == nil:
+				err = fault.NotFound("workflow %s has no task with reference name %q", wfID, ref)
+			default:
+				taskID = t.ID
+			}
+		}
+		if err == nil {
+			if output == nil {
+				output = map[string]any{}
+			}
+			out, err = s.report(r, conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
+				OutputData: output, WorkerID: workerID}, false)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if sync {
+			writeJSON(w, http.StatusOK, out.State.Conductor(true))
+			return
+		}
+		writeText(w, http.StatusOK, taskID)
+	}
+}
+
+// nextTaskWait is how long update-v2 waits for a next task: not at all,
+// unless the result just scheduled a task of the same queue in the same
+// workflow, whose dispatch message is on its way.
+func nextTaskWait(w *engine.Workflow, done *engine.Task) time.Duration {
+	now := time.Now().UnixMilli()
+	for _, t := range w.Tasks {
+		if t.Status == conductor.TaskScheduled && t.Name == done.Name && t.Domain == done.Domain &&
+			t.IsWorkerTask() && t.AvailableAt <= now {
+			return nextTaskMaxWait
+		}
+	}
+	return 0
+}
+
+func latestByRef(w *engine.Workflow, ref string) *engine.Task {
+	if w == nil {
+		return nil
+	}
+	return w.LatestByRef(ref)
+}
+
+// task reads a task and its workflow from the executions model.
+func (s *Server) task(ctx context.Context, taskID string) (*engine.Workflow, *engine.Task, error) {
+	wfID, err := s.deps.TaskIndex.TaskWorkflow(ctx, taskID)
+	if err != nil {
+		return nil, nil, err
+	}
+	wf, err := s.deps.Executions.Workflow(ctx, wfID)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := wf.TaskByID(taskID)
+	if t == nil {
+		return nil, nil, fault.NotFound("task %s not found", taskID)
+	}
+	return wf, t, nil
+}
+
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
+	wf, t, err := s.task(r.Context(), r.PathValue("taskId"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t.Conductor(wf))
+}
+
+// addTaskLog appends a line to a task's log. The SDKs send the line as a
+// JSON string; a text/plain body is taken as it is.
+func (s *Server) addTaskLog(w http.ResponseWriter, r *http.Request) {
+	taskID := r.PathValue("taskId")
+	body, err := readBody(w, r, maxLogBytes)
+	var line string
+	if err == nil {
+		line, err = logLine(r, body)
+	}
+	var wfID string
+	if err == nil {
+		wfID, err = s.deps.TaskIndex.TaskWorkflow(r.Context(), taskID)
+	}
+	if err == nil {
+		err = s.submit(r, wfID, engine.AddLog{TaskID: taskID, Line: line})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func logLine(r *http.Request, body []byte) (string, error) {
+	text := strings.TrimSpace(string(body))
+	if text == "" {
+		return "", fault.Invalid("the log line is empty")
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
+		return string(body), nil
+	}
+	var line string
+	if err := json.Unmarshal(body, &line); err != nil {
+		return "", fault.Invalid(`the body must be the log line as a JSON string ("...") or text/plain: %v`, err)
+	}
+	if line == "" {
+		return "", fault.Invalid("the log line is empty")
+	}
+	return line, nil
+}
+
+// getTaskLogs answers the task's log lines, always as a JSON array.
+func (s *Server) getTaskLogs(w http.ResponseWriter, r *http.Request, taskID string) {
+	_, t, err := s.task(r.Context(), taskID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	logs := make([]conductor.TaskExecLog, 0, len(t.Logs))
+	for _, l := range t.Logs {
+		l.TaskID = t.ID
+		logs = append(logs, l)
+	}
+	writeJSON(w, http.StatusOK, logs)
+}
+
+// queueSizes answers {type: tasks waiting} for each taskType parameter.
+func (s *Server) queueSizes(w http.ResponseWriter, r *http.Request) {
+	sizes, err := s.deps.Tasks.QueueSizes(r.Context(), r.URL.Query()["taskType"])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sizes)
+}
+
+func (s *Server) allQueueSizes(w http.ResponseWriter, r *http.Request) {
+	sizes, err := s.deps.Tasks.AllQueueSizes(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sizes)
+}
+
+// pollData answers the last HTTP poll of each worker of taskType, as this
+// node saw them (executor.PollData).
+func (s *Server) pollData(w http.ResponseWriter, r *http.Request) {
+	typ := r.URL.Query().Get("taskType")
+	if typ == "" {
+		s.writeError(w, r, fault.Invalid("taskType is required"))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.deps.Tasks.PollData(typ))
+}
+
+func (s *Server) allPollData(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.deps.Tasks.PollData(""))
+}

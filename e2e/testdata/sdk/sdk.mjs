@@ -1,0 +1,401 @@
+// Drives a flowvault server with the published Conductor JavaScript SDK
+// (@io-orkes/conductor-javascript 4.0.0) the way an SDK user would, and
+// checks every result. e2e/sdk_test.go runs it:
+//
+//   CONDUCTOR_SERVER_URL=http://127.0.0.1:PORT node sdk.mjs
+//
+// It exits 0 when every check passed, and prints one line
+// `RESULT {json}` naming the workflows it ran, whose final states the Go
+// test checks again.
+//
+// Sections that need endpoints flowvault does not serve yet are skipped
+// unless named in SDK_SECTIONS (comma-separated), e.g.
+// SDK_SECTIONS=search,execute,test: they are complete and run as written
+// once those endpoints exist.
+
+import assert from "node:assert/strict";
+import {
+  MetadataClient,
+  NonRetryableException,
+  OrkesClients,
+  TaskClient,
+  TaskManager,
+  WorkflowExecutor,
+  orkesConductorClient,
+  simpleTask,
+  taskDefinition,
+} from "@io-orkes/conductor-javascript";
+
+const serverUrl = process.env.CONDUCTOR_SERVER_URL;
+if (!serverUrl) {
+  console.error("CONDUCTOR_SERVER_URL is not set");
+  process.exit(2);
+}
+const optional = new Set((process.env.SDK_SECTIONS ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+const quiet = { info() {}, debug() {}, warn() {}, error() {} };
+const result = {};
+
+setTimeout(() => {
+  console.error("sdk.mjs: timed out");
+  process.exit(3);
+}, 150_000).unref();
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function eventually(what, fn, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: ${last?.message ?? last}`);
+    }
+    await sleep(25);
+  }
+}
+
+const TERMINAL = new Set(["COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"]);
+
+async function waitTerminal(executor, id) {
+  return eventually(`workflow ${id} did not finish`, async () => {
+    const wf = await executor.getWorkflow(id, true);
+    assert.ok(TERMINAL.has(wf.status), `status ${wf.status}`);
+    return wf;
+  });
+}
+
+async function waitStatus(executor, id, status) {
+  return eventually(`workflow ${id} is not ${status}`, async () => {
+    const wf = await executor.getWorkflow(id, true);
+    assert.equal(wf.status, status);
+    return wf;
+  });
+}
+
+async function section(name, fn) {
+  const begin = Date.now();
+  await fn();
+  console.log(`ok   ${name} (${Date.now() - begin} ms)`);
+}
+
+async function optionalSection(name, fn) {
+  if (!optional.has(name)) {
+    console.log(`skip ${name} (needs endpoints not served yet; run with SDK_SECTIONS=${name})`);
+    return;
+  }
+  await section(name, fn);
+}
+
+// Executions per task id, across every worker in this process.
+const executions = new Map();
+const executed = (task) => executions.set(task.taskId, (executions.get(task.taskId) ?? 0) + 1);
+const flakyAttempts = new Map();
+
+async function main() {
+  // Clients, the way the SDK's README creates them. Without keys the SDK
+  // never asks for a token; with keys it asks POST /api/token, gets 404
+  // from a server without authentication and carries on without it ("OSS
+  // mode").
+  let client, clients;
+  await section("clients", async () => {
+    client = await orkesConductorClient({ serverUrl, logger: quiet });
+    clients = new OrkesClients(client);
+    const begin = Date.now();
+    const withKeys = await OrkesClients.from({ serverUrl, keyId: "key", keySecret: "secret", logger: quiet });
+    assert.ok(Date.now() - begin < 5_000, "token 404 must switch to OSS mode at once, not retry");
+    assert.equal((await withKeys.getClient().getAuthenticationHeaders?.()) ?? null, null);
+    assert.ok(Array.isArray(await withKeys.getMetadataClient().getAllTaskDefs()));
+  });
+  const metadata = new MetadataClient(client);
+  const executor = new WorkflowExecutor(client);
+  const tasks = new TaskClient(client);
+  assert.ok(clients.getWorkflowClient() instanceof WorkflowExecutor);
+
+  await section("metadata", async () => {
+    await metadata.registerTasks([
+      taskDefinition({ name: "sdk_double", retryCount: 0, responseTimeoutSeconds: 30 }),
+      taskDefinition({ name: "sdk_flaky", retryCount: 2, retryDelaySeconds: 0, responseTimeoutSeconds: 30 }),
+      taskDefinition({ name: "sdk_fatal", retryCount: 3, retryDelaySeconds: 0, responseTimeoutSeconds: 30 }),
+    ]);
+    await metadata.registerTask(taskDefinition({ name: "sdk_manual", retryCount: 0, responseTimeoutSeconds: 30 }));
+    const def = await metadata.getTask("sdk_flaky");
+    assert.equal(def.name, "sdk_flaky");
+    assert.equal(def.retryCount, 2);
+    assert.equal(def.retryDelaySeconds, 0);
+    assert.equal(def.responseTimeoutSeconds, 30);
+
+    const flows = [
+      { name: "sdk_double_flow", tasks: [simpleTask("double_ref", "sdk_double", { x: "${workflow.input.x}" })],
+        outputParameters: { doubled: "${double_ref.output.doubled}" } },
+      { name: "sdk_flaky_flow", tasks: [simpleTask("flaky_ref", "sdk_flaky", {})],
+        outputParameters: { attempt: "${flaky_ref.output.attempt}" } },
+      { name: "sdk_fatal_flow", tasks: [simpleTask("fatal_ref", "sdk_fatal", {})] },
+      { name: "sdk_manual_flow", tasks: [
+        simpleTask("manual_ref", "sdk_manual", {}),
+        { name: "hold", taskReferenceName: "wait_ref", type: "WAIT" },
+      ] },
+      { name: "sdk_wait_flow", tasks: [{ name: "hold", taskReferenceName: "wait_ref", type: "WAIT" }],
+        outputParameters: { answer: "${wait_ref.output.answer}" } },
+    ];
+    for (const f of flows) {
+      await metadata.registerWorkflowDef({ version: 1, timeoutSeconds: 0, inputParameters: [], ...f }, true);
+    }
+    await executor.registerWorkflow(true, { ...flows[0], version: 1, timeoutSeconds: 0 });
+    const got = await metadata.getWorkflowDef("sdk_double_flow");
+    assert.equal(got.version, 1);
+    assert.deepEqual(got.tasks[0].inputParameters, { x: "${workflow.input.x}" });
+    await assert.rejects(metadata.getWorkflowDef("sdk_no_such_flow"), /not found/i);
+  });
+
+  // Workers: the legacy TaskManager (batch poll + update-v2).
+  const manager = new TaskManager(client, [
+    {
+      taskDefName: "sdk_double",
+      concurrency: 4,
+      execute: async (task) => {
+        executed(task);
+        return { status: "COMPLETED", outputData: { doubled: task.inputData.x * 2 } };
+      },
+    },
+    {
+      taskDefName: "sdk_flaky",
+      execute: async (task) => {
+        executed(task);
+        const n = (flakyAttempts.get(task.workflowInstanceId) ?? 0) + 1;
+        flakyAttempts.set(task.workflowInstanceId, n);
+        if (n <= 3) {
+          throw new Error(`boom ${n}`);
+        }
+        return { status: "COMPLETED", outputData: { attempt: n } };
+      },
+    },
+    {
+      taskDefName: "sdk_fatal",
+      execute: async (task) => {
+        executed(task);
+        throw new NonRetryableException("order cancelled");
+      },
+    },
+  ], { logger: quiet, options: { pollInterval: 10, concurrency: 1, workerID: "sdk-worker" } });
+  manager.startPolling();
+  const pollStart = Date.now();
+
+  try {
+    await section("workers", async () => {
+      const byRequest = await executor.startWorkflow({ name: "sdk_double_flow", version: 1, input: { x: 21 }, correlationId: "sdk-c1" });
+      assert.equal(typeof byRequest, "string");
+      const byName = await executor.startWorkflowByName("sdk_double_flow", { x: 5 }, 1, "sdk-c2");
+      assert.equal(typeof byName, "string");
+      const many = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+        executor.startWorkflow({ name: "sdk_double_flow", input: { x: i } })));
+      const flaky = await executor.startWorkflow({ name: "sdk_flaky_flow", input: {} });
+      const fatal = await executor.startWorkflow({ name: "sdk_fatal_flow", input: {} });
+      await assert.rejects(executor.startWorkflow({ name: "sdk_no_such_flow" }), /not found/i);
+
+      let wf = await waitTerminal(executor, byRequest);
+      assert.equal(wf.status, "COMPLETED");
+      assert.deepEqual(wf.output, { doubled: 42 });
+      assert.equal(wf.correlationId, "sdk-c1");
+      assert.equal(wf.tasks[0].workerId, "sdk-worker");
+      assert.equal(wf.tasks[0].taskType, "sdk_double");
+      wf = await waitTerminal(executor, byName);
+      assert.equal(wf.status, "COMPLETED");
+      assert.deepEqual(wf.output, { doubled: 10 });
+      assert.equal(wf.correlationId, "sdk-c2");
+      for (const [i, id] of many.entries()) {
+        wf = await waitTerminal(executor, id);
+        assert.equal(wf.status, "COMPLETED");
+        assert.deepEqual(wf.output, { doubled: 2 * i });
+      }
+
+      // A thrown Error fails the task; it is retried per its definition
+      // (retryCount 2: three attempts), then the workflow fails.
+      wf = await waitTerminal(executor, flaky);
+      assert.equal(wf.status, "FAILED");
+      assert.deepEqual(wf.tasks.map((t) => [t.status, t.retryCount]), [["FAILED", 0], ["FAILED", 1], ["FAILED", 2]]);
+      assert.equal(wf.tasks[2].reasonForIncompletion, "boom 3");
+      const logs = await tasks.getTaskLogs(wf.tasks[0].taskId);
+      assert.ok(Array.isArray(logs) && logs.some((l) => l.log.includes("boom 1")), JSON.stringify(logs));
+
+      // NonRetryableException: FAILED_WITH_TERMINAL_ERROR, never retried.
+      wf = await waitTerminal(executor, fatal);
+      assert.equal(wf.status, "FAILED");
+      assert.equal(wf.tasks.length, 1);
+      assert.equal(wf.tasks[0].status, "FAILED_WITH_TERMINAL_ERROR");
+      assert.equal(wf.tasks[0].reasonForIncompletion, "order cancelled");
+
+      // Retry the failed workflow: the fourth attempt succeeds.
+      await executor.retry(flaky, false);
+      wf = await waitStatus(executor, flaky, "COMPLETED");
+      assert.deepEqual(wf.output, { attempt: 4 });
+
+      for (const [id, n] of executions) {
+        assert.equal(n, 1, `task ${id} executed ${n} times`);
+      }
+      assert.equal(executions.size, 2 + 20 + 4 + 1);
+      Object.assign(result, { completed: [byRequest, byName, ...many], retried: flaky, fatal });
+    });
+
+    await section("task client", async () => {
+      const id = await executor.startWorkflow({ name: "sdk_manual_flow", input: {} });
+      let wf = await executor.getWorkflow(id, true);
+      const manual = wf.tasks[0];
+      assert.equal(manual.status, "SCHEDULED");
+      const sizes = await eventually("queue size", async () => {
+        const s = await tasks.getQueueSizeForTask(["sdk_manual", "sdk_never"]);
+        assert.deepEqual(s, { sdk_manual: 1, sdk_never: 0 });
+        return s;
+      });
+      assert.equal(typeof sizes.sdk_manual, "number");
+
+      const task = await tasks.getTask(manual.taskId);
+      assert.equal(task.taskId, manual.taskId);
+      assert.equal(task.referenceTaskName, "manual_ref");
+      assert.equal(task.status, "SCHEDULED");
+      await assert.rejects(tasks.getTask("sdk-no-such-task"), /not found/i);
+
+      await tasks.addTaskLog(manual.taskId, "hello log");
+      const logs = await tasks.getTaskLogs(manual.taskId);
+      assert.ok(Array.isArray(logs));
+      assert.equal(logs.length, 1);
+      assert.equal(logs[0].log, "hello log");
+      assert.equal(logs[0].taskId, manual.taskId);
+
+      // A SCHEDULED task nobody polled, completed by reference name; the
+      // body (which this client wraps in outputData) is the output.
+      const taskId = await tasks.updateTaskResult(id, "manual_ref", "COMPLETED", { k: 1 });
+      assert.equal(taskId, manual.taskId);
+      assert.deepEqual((await tasks.getTask(taskId)).outputData, { outputData: { k: 1 } });
+      // (Its dispatch message stays counted in the queue size until the
+      // next poll of the queue skips it: sizes count announcements not yet
+      // handed to a worker.)
+
+      // The WAIT task, completed synchronously: the answer is the workflow.
+      await waitWaiting(executor, id);
+      wf = await tasks.updateTaskSync(id, "wait_ref", "COMPLETED", { done: true }, "sdk-operator");
+      assert.equal(wf.workflowId, id);
+      assert.equal(wf.status, "COMPLETED");
+      assert.equal(wf.tasks[1].workerId, "sdk-operator");
+
+      const polls = await tasks.getTaskPollData("sdk_double");
+      assert.ok(Array.isArray(polls));
+      const mine = polls.find((p) => p.workerId === "sdk-worker");
+      assert.ok(mine, JSON.stringify(polls));
+      assert.equal(mine.queueName, "sdk_double");
+      assert.ok(mine.lastPollTime >= pollStart - 1000, `lastPollTime ${mine.lastPollTime}`);
+      assert.deepEqual(await tasks.getTaskPollData("sdk_nobody"), []);
+      result.manual = id;
+    });
+
+    await section("workflow executor task calls", async () => {
+      const id = await executor.startWorkflow({ name: "sdk_manual_flow", input: {} });
+      const manual = (await executor.getWorkflow(id, true)).tasks[0];
+      const taskId = await executor.updateTaskByRefName("manual_ref", id, "COMPLETED", { r: 1 });
+      assert.equal(taskId, manual.taskId);
+      assert.deepEqual((await executor.getTask(taskId)).outputData, { r: 1 });
+      const wait = (await waitWaiting(executor, id)).tasks[1];
+      // A WAIT task updated IN_PROGRESS keeps waiting, with the output.
+      assert.equal(await executor.updateTask(wait.taskId, id, "IN_PROGRESS", { greet: "hi" }), wait.taskId);
+      const waiting = await executor.getTask(wait.taskId);
+      assert.equal(waiting.status, "IN_PROGRESS");
+      assert.deepEqual(waiting.outputData, { greet: "hi" });
+      const wf = await executor.updateTaskSync("wait_ref", id, "COMPLETED", { w: 2 });
+      assert.equal(wf.status, "COMPLETED");
+      // A late update of a finished task is accepted and ignored.
+      assert.equal(await executor.updateTask(wait.taskId, id, "FAILED", {}), wait.taskId);
+      assert.equal((await executor.getTask(wait.taskId)).status, "COMPLETED");
+      await assert.rejects(executor.updateTaskByRefName("no_such_ref", id, "COMPLETED", {}), /no task with reference name/);
+      result.executorTasks = id;
+    });
+
+    await section("lifecycle", async () => {
+      const id = await executor.startWorkflowByName("sdk_wait_flow", {}, 1);
+      await waitWaiting(executor, id, 0);
+      let status = await executor.getWorkflowStatus(id, true, true);
+      assert.equal(status.status, "RUNNING");
+      assert.equal(status.workflowId, id);
+      await executor.pause(id);
+      assert.equal((await executor.getWorkflow(id, false)).status, "PAUSED");
+      await executor.resume(id);
+      assert.equal((await executor.getWorkflow(id, false)).status, "RUNNING");
+      await executor.terminate(id, "sdk says stop");
+      let wf = await executor.getWorkflow(id, true);
+      assert.equal(wf.status, "TERMINATED");
+      assert.equal(wf.reasonForIncompletion, "sdk says stop");
+      assert.equal(wf.tasks[0].status, "CANCELED");
+      await assert.rejects(executor.resume(id));
+
+      await executor.restart(id, false);
+      wf = await waitWaiting(executor, id, 0);
+      assert.equal(wf.status, "RUNNING");
+      await executor.terminate(id, "again");
+      await executor.retry(id, false);
+      wf = await waitWaiting(executor, id, -1);
+      assert.equal(wf.status, "RUNNING");
+      await executor.terminate(id, "and again");
+      assert.equal(await executor.reRun(id, {}), id);
+      await waitWaiting(executor, id, 0);
+      await executor.updateTaskByRefName("wait_ref", id, "COMPLETED", { answer: 42 });
+      wf = await waitStatus(executor, id, "COMPLETED");
+      assert.deepEqual(wf.output, { answer: 42 });
+      await assert.rejects(executor.terminate(id, "too late"));
+      await assert.rejects(executor.getWorkflow("sdk-no-such-workflow", false), /not found/i);
+      result.lifecycle = id;
+    });
+
+    // Endpoints built separately; these sections run once they exist.
+    await optionalSection("search", async () => {
+      const found = await executor.search(0, 10, `workflowType IN (sdk_double_flow) AND status IN (COMPLETED)`, "*");
+      assert.ok(Array.isArray(found.results));
+      assert.ok(found.totalHits >= 22);
+      const byId = await executor.search(0, 10, `workflowId="${result.completed[0]}"`, "*");
+      assert.equal(byId.results[0].workflowId, result.completed[0]);
+      const taskHits = await tasks.search(0, 10, "", "*", "status=COMPLETED");
+      assert.ok(Array.isArray(taskHits.results));
+    });
+    await optionalSection("execute", async () => {
+      const run = await executor.executeWorkflow({ name: "sdk_double_flow", version: 1, input: { x: 4 } },
+        "sdk_double_flow", 1, `sdk-req-${Date.now()}`);
+      assert.equal(run.status, "COMPLETED");
+      assert.deepEqual(run.output, { doubled: 8 });
+      const blocked = await executor.executeWorkflow({ name: "sdk_wait_flow", version: 1, input: {} },
+        "sdk_wait_flow", 1, `sdk-req-wait-${Date.now()}`);
+      assert.equal(blocked.status, "RUNNING");
+      await executor.terminate(blocked.workflowId, "done");
+    });
+    await optionalSection("test", async () => {
+      const wf = await executor.testWorkflow({
+        name: "sdk_double_flow", version: 1, input: { x: 1 },
+        taskRefToMockOutput: { double_ref: [{ status: "COMPLETED", output: { doubled: 99 } }] },
+      });
+      assert.equal(wf.status, "COMPLETED");
+      assert.deepEqual(wf.output, { doubled: 99 });
+    });
+  } finally {
+    await manager.stopPolling();
+  }
+  console.log("RESULT " + JSON.stringify(result));
+}
+
+// waitWaiting waits until the workflow's WAIT task (the task at index,
+// negative counting from the end) is IN_PROGRESS.
+async function waitWaiting(executor, id, index = 1) {
+  return eventually(`WAIT task of ${id} not waiting`, async () => {
+    const wf = await executor.getWorkflow(id, true);
+    const t = wf.tasks.at(index);
+    assert.ok(t && t.taskType === "WAIT" && t.status === "IN_PROGRESS", JSON.stringify(t?.status));
+    return wf;
+  });
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error("sdk.mjs failed:", err);
+    process.exit(1);
+  },
+);

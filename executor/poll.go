@@ -1,0 +1,419 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// Conductor's HTTP polling (GET /api/tasks/poll/...) goes through the same
+// JetStream queue consumers as NATS workers (docs/worker-protocol.md): a
+// poll pulls dispatch messages from the queue's durable consumer, takes
+// each announced task with the same Take trigger a NATS take request
+// submits, and acknowledges the message. A task belongs to whoever takes it
+// first, over either path; the other's take is answered ErrTaskGone.
+
+// PollRequest is one HTTP poll for tasks.
+type PollRequest struct {
+	TaskType string
+	Domain   string
+	WorkerID string
+	// Count is the most tasks to hand out (at least 1).
+	Count int
+	// Wait bounds how long to wait for the first task; 0 answers at once
+	// with what is queued.
+	Wait time.Duration
+}
+
+// PollData is the last time a worker polled a queue over HTTP
+// (Conductor's PollData model).
+type PollData struct {
+	QueueName    string `json:"queueName"`
+	Domain       string `json:"domain,omitempty"`
+	WorkerID     string `json:"workerId"`
+	LastPollTime int64  `json:"lastPollTime"`
+}
+
+// maxConsumerName is JetStream's limit on consumer names.
+const maxConsumerName = 255
+
+// maxPollRecords bounds the poll data kept in memory; the oldest record is
+// forgotten first.
+const maxPollRecords = 10000
+
+// takeTimeout bounds one take made for a poll. Takes do not stop when the
+// poller goes away: a take abandoned half-way would leave its outcome
+// unknown.
+const takeTimeout = 30 * time.Second
+
+type pollKey struct{ taskType, domain, workerID string }
+
+// poller keeps the queue consumers HTTP polls pull from and the poll data.
+type poller struct {
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer
+	polls     map[pollKey]int64
+	stop      chan struct{}
+	stopOnce  sync.Once
+}
+
+func newPoller() *poller {
+	return &poller{consumers: map[string]jetstream.Consumer{}, polls: map[pollKey]int64{}, stop: make(chan struct{})}
+}
+
+func (p *poller) record(k pollKey, now int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.polls[k]; !ok && len(p.polls) >= maxPollRecords {
+		var oldest pollKey
+		first := true
+		for k, t := range p.polls {
+			if first || t < p.polls[oldest] {
+				oldest, first = k, false
+			}
+		}
+		delete(p.polls, oldest)
+	}
+	p.polls[k] = now
+}
+
+// PollData lists the last HTTP poll of each worker on the queues of
+// taskType (every queue when taskType is empty). It is kept in this
+// process's memory only: it restarts empty, and each node knows the polls
+// it served.
+func (e *Executor) PollData(taskType string) []PollData {
+	e.polls.mu.Lock()
+	out := make([]PollData, 0)
+	for k, t := range e.polls.polls {
+		if taskType == "" || k.taskType == taskType {
+			out = append(out, PollData{QueueName: k.taskType, Domain: k.domain, WorkerID: k.workerID, LastPollTime: t})
+		}
+	}
+	e.polls.mu.Unlock()
+	slices.SortFunc(out, func(a, b PollData) int {
+		return cmpStrings(a.QueueName, b.QueueName, a.Domain, b.Domain, a.WorkerID, b.WorkerID)
+	})
+	return out
+}
+
+func cmpStrings(pairs ...string) int {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if c := strings.Compare(pairs[i], pairs[i+1]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// queueConsumer returns the queue's consumer, creating it the way the
+// dispatcher does when it does not exist yet.
+func (e *Executor) queueConsumer(ctx context.Context, taskType, domain string) (jetstream.Consumer, error) {
+	name := workers.ConsumerName(taskType, domain)
+	e.polls.mu.Lock()
+	c := e.polls.consumers[name]
+	e.polls.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	if err := e.disp.ensureQueue(ctx, taskType, domain); err != nil {
+		return nil, unavailable(err)
+	}
+	c, err := e.log.JetStream().Consumer(ctx, eventlog.Dispatch.Name, name)
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("queue consumer %s: %w", name, err))
+	}
+	e.polls.mu.Lock()
+	e.polls.consumers[name] = c
+	e.polls.mu.Unlock()
+	return c, nil
+}
+
+// forgetQueue drops a consumer that no longer exists (the NATS server
+// restarted and lost the in-memory queue), so the next use recreates it.
+func (e *Executor) forgetQueue(taskType, domain string) {
+	name := workers.ConsumerName(taskType, domain)
+	e.polls.mu.Lock()
+	delete(e.polls.consumers, name)
+	e.polls.mu.Unlock()
+	e.disp.mu.Lock()
+	delete(e.disp.queues, name)
+	e.disp.mu.Unlock()
+}
+
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", fault.ErrUnavailable, err)
+}
+
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+func validQueue(taskType, domain string) error {
+	if taskType == "" {
+		return fault.Invalid("task type is required")
+	}
+	if n := len(workers.ConsumerName(taskType, domain)); n > maxConsumerName {
+		return fault.Invalid("task type and domain are too long (%d bytes as a queue name, at most %d)", n, maxConsumerName)
+	}
+	return nil
+}
+
+// Poll hands up to req.Count scheduled tasks of req.TaskType (in
+// req.Domain) to req.WorkerID, waiting up to req.Wait for the first one.
+// The tasks are IN_PROGRESS and carry their input as handed off. seq is
+// the highest log sequence the takes appended (wait for it before reading
+// the executions model).
+func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conductor.Task, seq uint64, err error) {
+	if err := validQueue(req.TaskType, req.Domain); err != nil {
+		return nil, 0, err
+	}
+	if req.Count < 1 {
+		return nil, 0, fault.Invalid("count %d: want at least 1", req.Count)
+	}
+	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, e.cfg.Now().UnixMilli())
+	msgs, err := e.fetchDispatches(ctx, req)
+	if err != nil || len(msgs) == 0 {
+		return []*conductor.Task{}, 0, err
+	}
+	if ctx.Err() != nil {
+		// The poller went away: let another worker have the tasks now.
+		for _, m := range msgs {
+			_ = m.Nak()
+		}
+		return []*conductor.Task{}, 0, ctx.Err()
+	}
+	got := make([]*conductor.Task, len(msgs))
+	seqs := make([]uint64, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], seqs[i] = e.takeDispatched(ctx, req, m)
+		}()
+	}
+	wg.Wait()
+	tasks = make([]*conductor.Task, 0, len(got))
+	for i, t := range got {
+		if t != nil {
+			tasks = append(tasks, t)
+			seq = max(seq, seqs[i])
+		}
+	}
+	return tasks, seq, nil
+}
+
+// fetchDispatches pulls up to req.Count dispatch messages: what is queued
+// now, or else the first to arrive within req.Wait plus what is queued
+// behind it. A pull request never outlives the wait on the server, so no
+// message is handed to a pull nobody reads.
+func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jetstream.Msg, error) {
+	for attempt := 0; ; attempt++ {
+		cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain)
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := fetch(cons, req.Count, 0)
+		if err == nil && len(msgs) == 0 && req.Wait > 0 {
+			msgs, err = e.awaitDispatch(ctx, cons, req.Wait)
+			if err == nil && len(msgs) == 1 && req.Count > 1 {
+				// A failure here costs only the extra tasks: the first is
+				// ours all the same.
+				more, _ := fetch(cons, req.Count-1, 0)
+				msgs = append(msgs, more...)
+			}
+		}
+		if err != nil && consumerGone(err) && attempt == 0 {
+			e.forgetQueue(req.TaskType, req.Domain)
+			continue
+		}
+		if err != nil {
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
+			return nil, unavailable(fmt.Errorf("poll %s: %w", workers.ConsumerName(req.TaskType, req.Domain), err))
+		}
+		return msgs, nil
+	}
+}
+
+// pollSlice is the longest single pull of a long poll: between pulls the
+// poll notices that its client went away or that the server is stopping.
+const pollSlice = time.Second
+
+// awaitDispatch waits up to wait for one message, in slices of pollSlice.
+func (e *Executor) awaitDispatch(ctx context.Context, cons jetstream.Consumer, wait time.Duration) ([]jetstream.Msg, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 || ctx.Err() != nil || e.polls.stopping() || e.ctx.Err() != nil {
+			return nil, nil
+		}
+		msgs, err := fetch(cons, 1, min(left, pollSlice))
+		if err != nil || len(msgs) > 0 {
+			return msgs, err
+		}
+	}
+}
+
+// StopPolling ends long polls: polls waiting for tasks answer with what
+// they have within pollSlice, and later polls do not wait. Call it when
+// the HTTP server starts shutting down, so that long polls do not hold up
+// a graceful stop.
+func (e *Executor) StopPolling() { e.polls.stopOnce.Do(func() { close(e.polls.stop) }) }
+
+func (p *poller) stopping() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// fetch pulls up to n messages, waiting up to wait for the batch (0: only
+// what is available now).
+func fetch(cons jetstream.Consumer, n int, wait time.Duration) ([]jetstream.Msg, error) {
+	var b jetstream.MessageBatch
+	var err error
+	if wait <= 0 {
+		b, err = cons.FetchNoWait(n)
+	} else {
+		b, err = cons.Fetch(n, jetstream.FetchMaxWait(wait))
+	}
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range b.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		return msgs, err
+	}
+	return msgs, nil
+}
+
+// takeDispatched takes the task a dispatch message announces and settles
+// the message: acknowledged once the take is answered (taken, gone or not
+// this queue's), offered again after a delay when the engine could not
+// answer.
+func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstream.Msg) (*conductor.Task, uint64) {
+	var d workers.Dispatch
+	if err := json.Unmarshal(m.Data(), &d); err != nil || d.TaskID == "" || d.WorkflowInstanceID == "" {
+		e.cfg.Logger.Error("malformed dispatch message", logkey.TaskType, req.TaskType, logkey.Err, err)
+		_ = m.Term()
+		return nil, 0
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), takeTimeout)
+	defer cancel()
+	task, seq, err := e.take(tctx, d.WorkflowInstanceID, d.TaskID, req.TaskType, req.WorkerID)
+	switch {
+	case err == nil:
+		_ = m.Ack()
+		return task, seq
+	case errors.Is(err, engine.ErrTaskGone), errors.Is(err, ErrHandOffFailed), errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
+		e.cfg.Logger.Debug("dispatched task not taken", logkey.TaskID, d.TaskID, logkey.Err, err)
+		_ = m.Ack()
+	default:
+		e.cfg.Logger.Warn("take for poll failed", logkey.TaskID, d.TaskID, logkey.WorkflowID, d.WorkflowInstanceID, logkey.Err, err)
+		_ = m.NakWithDelay(time.Second)
+	}
+	return nil, 0
+}
+
+// take is TakeTask that also returns the appended sequence.
+func (e *Executor) take(ctx context.Context, wfID, taskID, taskType, workerID string) (*conductor.Task, uint64, error) {
+	out, err := e.Submit(ctx, wfID, engine.Take{TaskID: taskID, WorkerID: workerID, TaskType: taskType}, Meta{Principal: workerID})
+	if err != nil {
+		return nil, 0, err
+	}
+	task, err := handedOff(out)
+	if err != nil {
+		return nil, 0, err
+	}
+	return task, out.Seq, nil
+}
+
+// QueueSizes returns, for each task type, the number of tasks waiting in
+// its queue (without a domain) to be taken: dispatch messages not yet
+// handed to a worker. A type nobody dispatched or polled has size 0.
+func (e *Executor) QueueSizes(ctx context.Context, taskTypes []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(taskTypes))
+	for _, typ := range taskTypes {
+		if err := validQueue(typ, ""); err != nil {
+			return nil, err
+		}
+		n, err := e.queueSize(ctx, workers.ConsumerName(typ, ""))
+		if err != nil {
+			return nil, err
+		}
+		out[typ] = n
+	}
+	return out, nil
+}
+
+func (e *Executor) queueSize(ctx context.Context, name string) (int64, error) {
+	c, err := e.log.JetStream().Consumer(ctx, eventlog.Dispatch.Name, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable(fmt.Errorf("queue %s: %w", name, err))
+	}
+	return int64(c.CachedInfo().NumPending), nil
+}
+
+// AllQueueSizes returns the size of every queue, keyed as Conductor names
+// queues: the task type, or "domain:type" for a domain's queue.
+func (e *Executor) AllQueueSizes(ctx context.Context) (map[string]int64, error) {
+	s, err := e.log.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := map[string]int64{}
+	lister := s.ListConsumers(ctx)
+	for info := range lister.Info() {
+		rest, ok := strings.CutPrefix(info.Name, workers.ConsumerPrefix)
+		if !ok {
+			continue
+		}
+		typTok, domTok, _ := strings.Cut(rest, "@")
+		typ, err := eventlog.Untoken(typTok)
+		if err != nil {
+			continue
+		}
+		key := typ
+		if domTok != "" {
+			dom, err := eventlog.Untoken(domTok)
+			if err != nil {
+				continue
+			}
+			key = dom + ":" + typ
+		}
+		out[key] = int64(info.NumPending)
+	}
+	if err := lister.Err(); err != nil {
+		return nil, unavailable(err)
+	}
+	return out, nil
+}
