@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // Check is one named health check.
@@ -35,6 +36,12 @@ type Deps struct {
 	ExecutionsWaiter Waiter
 	// Definitions finds the latest definition for restarts.
 	Definitions DefinitionLookup
+	// Secrets serves /api/secrets, Environment /api/environment. Authorizer
+	// decides who may do what to them (nil: secrets.DefaultAuthorizer with
+	// no owners, which allows anonymous requests, i.e. all of them today).
+	Secrets     Secrets
+	Environment Environment
+	Authorizer  secrets.Authorizer
 }
 
 // Server routes flowvault's HTTP requests.
@@ -57,6 +64,15 @@ func New(deps Deps) *Server {
 	}
 	if deps.Metadata != nil {
 		s.metadataRoutes()
+	}
+	if deps.Authorizer == nil {
+		s.deps.Authorizer = secrets.DefaultAuthorizer{}
+	}
+	if deps.Secrets != nil {
+		s.secretRoutes()
+	}
+	if deps.Environment != nil {
+		s.environmentRoutes()
 	}
 	return s
 }
