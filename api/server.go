@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // Check is one named health check.
@@ -47,6 +48,12 @@ type Deps struct {
 	// Tasks and TaskIndex (with Engine and Executions) serve /api/tasks.
 	Tasks     TaskQueue
 	TaskIndex TaskIndex
+	// Secrets serves /api/secrets, Environment /api/environment. Authorizer
+	// decides who may do what to them (nil: secrets.DefaultAuthorizer with
+	// no owners, which allows anonymous requests, i.e. all of them today).
+	Secrets     Secrets
+	Environment Environment
+	Authorizer  secrets.Authorizer
 }
 
 // Server routes flowvault's HTTP requests.
@@ -75,6 +82,15 @@ func New(deps Deps) *Server {
 	}
 	if deps.Metadata != nil {
 		s.metadataRoutes()
+	}
+	if deps.Authorizer == nil {
+		s.deps.Authorizer = secrets.DefaultAuthorizer{}
+	}
+	if deps.Secrets != nil {
+		s.secretRoutes()
+	}
+	if deps.Environment != nil {
+		s.environmentRoutes()
 	}
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // Config is the whole configuration of a flowvault server process. Every
@@ -33,6 +34,12 @@ type Config struct {
 	LogFormat string
 	// ShutdownTimeout bounds the graceful part of a shutdown.
 	ShutdownTimeout time.Duration
+	// MasterKey is the master key's base64 text ($FLOWVAULT_MASTER_KEY; no
+	// flag, so that it never shows on a command line). MasterKeyFile is a
+	// file holding it (--master-key-file). With neither, the server runs
+	// in dev mode: the key is generated into DataDir/master.key.
+	MasterKey     secrets.Value
+	MasterKeyFile string
 }
 
 // DefaultConfig is `flowvault server` with no flags and no environment.
@@ -69,8 +76,19 @@ func (c Config) Validate() error {
 	if err := c.Eventlog().Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.MasterKeySource().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
+
+// MasterKeySource says where the master key comes from.
+func (c Config) MasterKeySource() secrets.MasterKeySource {
+	return secrets.MasterKeySource{Text: c.MasterKey, File: c.MasterKeyFile}
+}
+
+// DevKeyFile is where dev mode keeps a generated master key.
+func (c Config) DevKeyFile() string { return filepath.Join(c.DataDir, secrets.DevKeyFileName) }
 
 // Eventlog derives the event log configuration.
 func (c Config) Eventlog() eventlog.Config {

@@ -27,6 +27,7 @@ import (
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 	"github.com/flowvault/flowvault/workers/system"
 )
 
@@ -44,8 +45,12 @@ type Node struct {
 	executions  *executions.Reader
 	executor    *executor.Executor
 	schedules   *scheduler.Store
+	keys        *secrets.Keys
+	secrets     *secrets.Store
+	env         *secrets.Env
 	httpSrv     *http.Server
 	ln          net.Listener
+	unlock      func()
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -72,7 +77,22 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}()
 
+	// A bad master key stops the server before it touches the data dir.
+	mk, err := secrets.LoadMasterKey(cfg.MasterKeySource(), logger)
+	if err != nil {
+		return nil, err
+	}
+	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if n.log, err = eventlog.Open(ctx, cfg.Eventlog(), eventlog.Options{Logger: logger, Metrics: reg}); err != nil {
+		return nil, err
+	}
+	// A master key that does not open the stored keyring stops it before
+	// anything is written.
+	if n.keys, err = secrets.OpenKeys(ctx, n.log.JetStream(), mk, secrets.KeysOptions{
+		Logger: logger, Replicas: cfg.Eventlog().Replicas, DevKeyFile: cfg.DevKeyFile(),
+	}); err != nil {
 		return nil, err
 	}
 	if n.store, err = projections.OpenStore(cfg.PebbleDir(), projections.StoreOptions{Logger: logger}); err != nil {
@@ -86,6 +106,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, metaRunner); err != nil {
 		return nil, err
 	}
+	secRunner := n.startProjection(runCtx, eventlog.Secrets.Name, secrets.Projection{})
+	n.secrets = secrets.New(n.log, n.store, secRunner, n.keys, secrets.Options{Logger: logger})
+	n.env = secrets.NewEnv(n.log, n.store, secRunner, secrets.Options{Logger: logger})
+	if err := catchUp(ctx, n.log, eventlog.Secrets.Name, secRunner); err != nil {
+		return nil, err
+	}
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		n.secrets.RunSweeper(runCtx, time.Hour, 10*time.Minute)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.keys.WatchKeyring(runCtx)
+	}()
 	execProj := executions.NewProjection()
 	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, execProj)
 	n.executions = executions.NewReader(n.store)
@@ -132,6 +167,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Changes:          execProj,
 		Tasks:            n.executor,
 		TaskIndex:        n.executions,
+
+		Secrets:     n.secrets,
+		Environment: n.env,
+		Authorizer:  secrets.DefaultAuthorizer{Owner: secrets.Owners(n.secrets, n.env)},
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -208,6 +247,15 @@ func (n *Node) Executor() *executor.Executor { return n.executor }
 // Executions reads the node's executions read model.
 func (n *Node) Executions() *executions.Reader { return n.executions }
 
+// Secrets is the node's secret store (secret resolution reads it).
+func (n *Node) Secrets() *secrets.Store { return n.secrets }
+
+// Environment is the node's store of environment values.
+func (n *Node) Environment() *secrets.Env { return n.env }
+
+// Keys is the node's key hierarchy (keyring, data keys).
+func (n *Node) Keys() *secrets.Keys { return n.keys }
+
 // Registry is the node's Prometheus registry.
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
 
@@ -232,6 +280,9 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
+		}
+		if n.unlock != nil {
+			n.unlock()
 		}
 		n.stopErr = errors.Join(errs...)
 	})

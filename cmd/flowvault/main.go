@@ -1,6 +1,8 @@
 // Command flowvault is the flowvault server and its command-line client.
 //
 //	flowvault server     run a server (embedded NATS + Pebble under ./data)
+//	flowvault secret     put, get, list, delete and tag secrets on a server
+//	flowvault keys       rotate the key encryption key (stopped server)
 //	flowvault version    print the version
 package main
 
@@ -26,6 +28,8 @@ type command struct {
 
 var commands = []command{
 	{"server", "run a flowvault server", runServer},
+	{"secret", "put, get, list, delete and tag secrets (REST API client)", runSecret},
+	{"keys", "rotate the key encryption key, show the keyring", runKeys},
 	{"version", "print the version", runVersion},
 }
 

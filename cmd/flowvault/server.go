@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // envPrefix prefixes the environment variable of every flag: --data is
@@ -47,6 +48,12 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	str(&cfg.LogLevel, "log-level", "debug, info, warn or error")
 	str(&cfg.LogFormat, "log-format", "text or json")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "graceful shutdown budget")
+	str(&cfg.MasterKeyFile, "master-key-file", "file holding the master key (base64 of 32 bytes); or set $"+secrets.MasterKeyEnv+"; with neither, dev mode generates <data>/master.key")
+	// The master key itself has no flag: a command line is visible to
+	// every user of the machine.
+	if v, ok := os.LookupEnv(secrets.MasterKeyEnv); ok {
+		cfg.MasterKey = secrets.Value(v)
+	}
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}

@@ -17,14 +17,19 @@ import (
 	"github.com/flowvault/flowvault/projections"
 )
 
+// MasterKey is the master key test nodes share (base64 of 32 bytes), so
+// that nodes on one NATS server open one keyring.
+const MasterKey = "Zmxvd3ZhdWx0LXRlc3QtbWFzdGVyLWtleS0zMmJ5dGU="
+
 // Config is a node configuration for tests: data under dir, HTTP and the
-// embedded NATS server on free loopback ports.
+// embedded NATS server on free loopback ports, the shared test master key.
 func Config(dir string) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.DataDir = dir
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.MasterKey = []byte(MasterKey)
 	return cfg
 }
 

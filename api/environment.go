@@ -1,0 +1,165 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+)
+
+// Environment is what the /api/environment handlers need. *secrets.Env
+// implements it. Environment values are not secrets: Orkes returns them in
+// clear, and so does flowvault.
+type Environment interface {
+	Put(ctx context.Context, name, value, principal string) error
+	Get(ctx context.Context, name string) (string, error)
+	Delete(ctx context.Context, name, principal string) (string, error)
+	List(ctx context.Context) ([]secrets.EnvVar, error)
+	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
+	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+}
+
+var _ Environment = (*secrets.Env)(nil)
+
+// environmentRoutes registers Orkes' environment variable API
+// (orkes-secrets.md §6.1).
+func (s *Server) environmentRoutes() {
+	s.mux.HandleFunc("GET /api/environment", s.listEnv)
+	s.mux.HandleFunc("PUT /api/environment/{key}", s.putEnv)
+	s.mux.HandleFunc("GET /api/environment/{key}", s.getEnv)
+	s.mux.HandleFunc("DELETE /api/environment/{key}", s.deleteEnv)
+	s.mux.HandleFunc("GET /api/environment/{key}/tags", s.getEnvTags)
+	s.mux.HandleFunc("PUT /api/environment/{key}/tags", s.changeEnvTags(s.deps.Environment.PutTags))
+	s.mux.HandleFunc("DELETE /api/environment/{key}/tags", s.changeEnvTags(s.deps.Environment.DeleteTags))
+}
+
+func envResource(name string) secrets.Resource {
+	return secrets.Resource{Type: secrets.ResourceEnv, ID: name}
+}
+
+// checkEnvRequest validates the name and asks the authorizer.
+func (s *Server) checkEnvRequest(r *http.Request, action secrets.Action) (string, error) {
+	name := r.PathValue("key")
+	if err := secrets.CheckEnvName(name); err != nil {
+		return "", err
+	}
+	return name, s.authorize(r, action, envResource(name))
+}
+
+// putEnv stores the body (text/plain; a JSON string literal is decoded,
+// as for secrets) as the value.
+func (s *Server) putEnv(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("key")
+	if err := secrets.CheckEnvName(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	action := secrets.ActionUpdate
+	if _, err := s.deps.Environment.Get(r.Context(), name); errors.Is(err, fault.ErrNotFound) {
+		action = secrets.ActionCreate
+	} else if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorize(r, action, envResource(name)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	value, err := readValueBody(w, r, "environment variable")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := secrets.CheckValue("environment variable", value); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.deps.Environment.Put(r.Context(), name, string(value), principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeEmptyOK(w)
+}
+
+func (s *Server) getEnv(w http.ResponseWriter, r *http.Request) {
+	name, err := s.checkEnvRequest(r, secrets.ActionRead)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	v, err := s.deps.Environment.Get(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeValue(w, []byte(v))
+}
+
+// deleteEnv deletes the value and answers with the value it had.
+func (s *Server) deleteEnv(w http.ResponseWriter, r *http.Request) {
+	name, err := s.checkEnvRequest(r, secrets.ActionDelete)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	old, err := s.deps.Environment.Delete(r.Context(), name, principal(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeValue(w, []byte(old))
+}
+
+// listEnv answers [{name, value, tags}] for the values the caller may read.
+func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
+	all, err := s.deps.Environment.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]secrets.EnvVar, 0, len(all))
+	for _, v := range all {
+		if s.authorize(r, secrets.ActionRead, envResource(v.Name)) == nil {
+			out = append(out, v)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getEnvTags(w http.ResponseWriter, r *http.Request) {
+	name, err := s.checkEnvRequest(r, secrets.ActionRead)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tags, err := s.deps.Environment.Tags(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tags)
+}
+
+func (s *Server) changeEnvTags(change secretTagsFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, err := s.checkEnvRequest(r, secrets.ActionUpdate)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var tags tagList
+		if err := decodeJSON(w, r, maxTagsBody, &tags); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := change(r.Context(), name, tags, principal(r)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeEmptyOK(w)
+	}
+}

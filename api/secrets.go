@@ -1,0 +1,335 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"sort"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+)
+
+// maxTagsBody bounds a tags request body.
+const maxTagsBody = 1 << 20
+
+// Secrets is what the /api/secrets handlers need. *secrets.Store
+// implements it; see there for the contract of each method.
+type Secrets interface {
+	Put(ctx context.Context, name string, value []byte, principal string) (int, error)
+	Get(ctx context.Context, name string) (secrets.Value, error)
+	Exists(ctx context.Context, name string) (bool, error)
+	Metadata(ctx context.Context, name string) (*secrets.Meta, error)
+	List(ctx context.Context) ([]secrets.Meta, error)
+	Delete(ctx context.Context, name, principal string) error
+	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
+	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+	ClearCache()
+}
+
+var _ Secrets = (*secrets.Store)(nil)
+
+// secretRoutes registers the Orkes secrets API (orkes-secrets.md §1,
+// conductor-api.md §4.4). Literal routes (v2, the cache routes) win over
+// {key}; those names are reserved, so no secret is shadowed.
+func (s *Server) secretRoutes() {
+	s.mux.HandleFunc("GET /api/secrets", s.listSecretNames)
+	s.mux.HandleFunc("POST /api/secrets", s.listAllSecretNames)
+	s.mux.HandleFunc("GET /api/secrets-v2", s.listSecretsWithTags)
+	s.mux.HandleFunc("GET /api/secrets/v2", s.listSecretsWithTags)
+	s.mux.HandleFunc("GET /api/secrets/clearLocalCache", s.clearSecretCache(true))
+	s.mux.HandleFunc("GET /api/secrets/clearRedisCache", s.clearSecretCache(false))
+	s.mux.HandleFunc("PUT /api/secrets/{key}", s.putSecret)
+	s.mux.HandleFunc("GET /api/secrets/{key}", s.getSecret)
+	s.mux.HandleFunc("DELETE /api/secrets/{key}", s.deleteSecret)
+	s.mux.HandleFunc("GET /api/secrets/{key}/exists", s.secretExists)
+	s.mux.HandleFunc("GET /api/secrets/{key}/metadata", s.secretMetadata)
+	s.mux.HandleFunc("GET /api/secrets/{key}/tags", s.getSecretTags)
+	s.mux.HandleFunc("PUT /api/secrets/{key}/tags", s.changeSecretTags(s.deps.Secrets.PutTags))
+	s.mux.HandleFunc("DELETE /api/secrets/{key}/tags", s.changeSecretTags(s.deps.Secrets.DeleteTags))
+}
+
+func secretResource(name string) secrets.Resource {
+	return secrets.Resource{Type: secrets.ResourceSecret, ID: name}
+}
+
+// authorize asks the authorizer whether the request's principal may do
+// action to r.
+func (s *Server) authorize(r *http.Request, action secrets.Action, res secrets.Resource) error {
+	return s.deps.Authorizer.Authorize(r.Context(), principal(r), action, res)
+}
+
+// emptyObject is the JSON body of PUT and DELETE /api/secrets/{key}
+// (Orkes: "application/json object").
+var emptyObject = []byte("{}")
+
+// putSecret stores the body as the secret's next version. The body is the
+// value: raw text, or a JSON string literal with Content-Type
+// application/json (see readValueBody).
+func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("key")
+	if err := secrets.CheckSecretName(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	exists, err := s.deps.Secrets.Exists(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	action := secrets.ActionCreate
+	if exists {
+		action = secrets.ActionUpdate
+	}
+	if err := s.authorize(r, action, secretResource(name)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	value, err := readValueBody(w, r, "secret")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	_, err = s.deps.Secrets.Put(r.Context(), name, value, principal(r))
+	wipeBytes(value)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, emptyObject)
+}
+
+// getSecret answers with the raw value as text/plain: the one response
+// that carries a secret value.
+func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("key")
+	if err := secrets.CheckSecretName(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorize(r, secrets.ActionRead, secretResource(name)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	value, err := s.deps.Secrets.Get(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer value.Wipe()
+	writeValue(w, value.Bytes())
+}
+
+// deleteSecret deletes a secret. An unknown key is 404 (Orkes answers
+// 500; every SDK tolerates an error here).
+func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("key")
+	if err := secrets.CheckSecretName(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorize(r, secrets.ActionDelete, secretResource(name)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.deps.Secrets.Delete(r.Context(), name, principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, emptyObject)
+}
+
+// secretExists answers 200 true, or 404 when the secret does not exist:
+// the JS SDK reports any 200 body, false included, as true.
+func (s *Server) secretExists(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("key")
+	if err := secrets.CheckSecretName(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorize(r, secrets.ActionRead, secretResource(name)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok, err := s.deps.Secrets.Exists(r.Context(), name)
+	if err == nil && !ok {
+		err = fault.NotFound("secret %s not found", name)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, []byte("true"))
+}
+
+// secretMetadata answers with everything about a secret but its value
+// (a flowvault extension, used by `flowvault secret get`).
+func (s *Server) secretMetadata(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("key")
+	if err := secrets.CheckSecretName(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorize(r, secrets.ActionRead, secretResource(name)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	m, err := s.deps.Secrets.Metadata(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// readableSecrets lists the secrets on which the caller holds every one of
+// the access types in the query's repeatable "access" parameter (default
+// READ), sorted by name.
+func (s *Server) readableSecrets(r *http.Request) ([]secrets.Meta, error) {
+	actions := []secrets.Action{secrets.ActionRead}
+	if q := r.URL.Query()["access"]; len(q) > 0 {
+		actions = actions[:0]
+		for _, a := range q {
+			switch act := secrets.Action(a); act {
+			case secrets.ActionCreate, secrets.ActionRead, secrets.ActionUpdate, secrets.ActionDelete, "EXECUTE":
+				actions = append(actions, act)
+			default:
+				return nil, fault.Invalid("access %q: want READ, CREATE, UPDATE, DELETE or EXECUTE", a)
+			}
+		}
+	}
+	all, err := s.deps.Secrets.List(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]secrets.Meta, 0, len(all))
+next:
+	for _, m := range all {
+		for _, a := range actions {
+			if s.authorize(r, a, secretResource(m.Name)) != nil {
+				continue next
+			}
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func names(metas []secrets.Meta) []string {
+	out := make([]string, len(metas))
+	for i, m := range metas {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// listSecretNames: GET /api/secrets, the names the caller may access.
+func (s *Server) listSecretNames(w http.ResponseWriter, r *http.Request) {
+	metas, err := s.readableSecrets(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, names(metas))
+}
+
+// listAllSecretNames: POST /api/secrets. Orkes lists every secret here, for
+// administrators; flowvault lists the ones the caller may read, which for
+// an administrator is every secret.
+func (s *Server) listAllSecretNames(w http.ResponseWriter, r *http.Request) {
+	r.URL.RawQuery = "" // no access filter beyond READ
+	s.listSecretNames(w, r)
+}
+
+// extendedSecret is Orkes' ExtendedSecret.
+type extendedSecret struct {
+	Name string          `json:"name"`
+	Tags []conductor.Tag `json:"tags"`
+}
+
+// listSecretsWithTags: GET /api/secrets-v2 and /api/secrets/v2.
+func (s *Server) listSecretsWithTags(w http.ResponseWriter, r *http.Request) {
+	metas, err := s.readableSecrets(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]extendedSecret, len(metas))
+	for i, m := range metas {
+		out[i] = extendedSecret{Name: m.Name, Tags: m.Tags}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// clearSecretCache: the local cache is the data keys held in memory; there
+// is no Redis, so clearing it does nothing.
+func (s *Server) clearSecretCache(local bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.authorize(r, secrets.ActionUpdate, secretResource(secrets.AllResources)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !local {
+			writeJSON(w, http.StatusOK, map[string]string{"redisCache": "not used by flowvault"})
+			return
+		}
+		s.deps.Secrets.ClearCache()
+		writeJSON(w, http.StatusOK, map[string]string{"localCache": "cleared"})
+	}
+}
+
+func (s *Server) getSecretTags(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("key")
+	if err := secrets.CheckSecretName(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorize(r, secrets.ActionRead, secretResource(name)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tags, err := s.deps.Secrets.Tags(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tags)
+}
+
+type secretTagsFunc func(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+
+// changeSecretTags handles PUT (add, or update by key) and DELETE (remove
+// matching key and value) of tags. The body is [Tag]; one Tag is accepted
+// too.
+func (s *Server) changeSecretTags(change secretTagsFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("key")
+		if err := secrets.CheckSecretName(name); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.authorize(r, secrets.ActionUpdate, secretResource(name)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var tags tagList
+		if err := decodeJSON(w, r, maxTagsBody, &tags); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := change(r.Context(), name, tags, principal(r)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeEmptyOK(w)
+	}
+}
+
+// writeEmptyOK answers 200 with an empty body and Content-Length 0, which
+// every SDK accepts for a void answer.
+func writeEmptyOK(w http.ResponseWriter) {
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}

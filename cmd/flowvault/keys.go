@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/secrets"
+)
+
+const keysUsage = `usage: flowvault keys <command> [flags]
+
+commands:
+  rotate   add a new key encryption key (KEK) term to the keyring, make it
+           the active one and re-wrap every data key under it; events are
+           not touched. Old terms stay and only decrypt.
+  status   print the keyring's terms and how many data keys each wraps
+
+Both run against a stopped server's data directory (--data; the server
+holds a lock on it while it runs), or against an external NATS cluster
+(--nats), where running servers pick up the new keyring by themselves.
+The master key comes from $FLOWVAULT_MASTER_KEY or --master-key-file; a
+dev-mode data directory's own master.key is used when neither is set.
+
+flags:
+`
+
+func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, keysUsage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	sub, args := args[0], args[1:]
+	if sub != "rotate" && sub != "status" {
+		fmt.Fprintf(stderr, "flowvault keys: unknown command %q\n\n%s", sub, keysUsage)
+		return errUsage
+	}
+	cfg := node.DefaultConfig()
+	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, keysUsage); fs.PrintDefaults() }
+	str := func(p *string, name, usage string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" ($"+envName(name)+")")
+	}
+	str(&cfg.DataDir, "data", "the (stopped) server's data directory")
+	str(&cfg.NATSURL, "nats", "external NATS server URL(s) instead of the data directory's embedded store")
+	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
+	str(&cfg.MasterKeyFile, "master-key-file", "file holding the master key; or set $"+secrets.MasterKeyEnv)
+	if v, ok := os.LookupEnv(secrets.MasterKeyEnv); ok {
+		cfg.MasterKey = secrets.Value(v)
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "flowvault keys %s: unexpected argument %q\n", sub, pos[0])
+		return errUsage
+	}
+	if err := cfg.MasterKeySource().Validate(); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	keys, closeAll, err := openOfflineKeys(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	if sub == "rotate" {
+		res, err := keys.Rotate(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "rotated the keyring to term %d (was %d); re-wrapped %d data keys\n", res.Term, res.Previous, res.Rewrapped)
+		return nil
+	}
+	st, err := keys.Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range st.Terms {
+		active := ""
+		if t.Active {
+			active = "  (active)"
+		}
+		fmt.Fprintf(stdout, "term %d  created %s  data keys %d%s\n", t.Term, t.Created.Format(time.RFC3339), st.DataKeys[t.Term], active)
+	}
+	return nil
+}
+
+// openOfflineKeys opens the key store of a data directory (holding its
+// lock, so that a running server and this command never share the files)
+// or of an external NATS server.
+func openOfflineKeys(ctx context.Context, cfg node.Config, logger *slog.Logger) (*secrets.Keys, func(), error) {
+	mk, err := secrets.LoadMasterKey(cfg.MasterKeySource(), logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	ec := cfg.Eventlog()
+	ec.Name = "flowvault-keys"
+	devKeyFile := ""
+	release := func() {}
+	if ec.Embedded() {
+		if _, err := os.Stat(ec.StoreDir); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("%s is not a flowvault data directory (it has no %s)", cfg.DataDir, filepath.Base(ec.StoreDir))
+		}
+		if release, err = node.LockDataDir(cfg.DataDir); err != nil {
+			return nil, nil, fmt.Errorf("%w: stop the server first", err)
+		}
+		ec.Listen = "127.0.0.1:0"
+		devKeyFile = cfg.DevKeyFile()
+	} else if mk == nil {
+		return nil, nil, fmt.Errorf("with --nats, set $%s or --master-key-file", secrets.MasterKeyEnv)
+	}
+	log, err := eventlog.Open(ctx, ec, eventlog.Options{Logger: logger})
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	keys, err := secrets.OpenKeys(ctx, log.JetStream(), mk, secrets.KeysOptions{
+		Logger: logger, Replicas: ec.Replicas, DevKeyFile: devKeyFile, RequireKeyring: true,
+	})
+	if err != nil {
+		log.Close()
+		release()
+		return nil, nil, err
+	}
+	return keys, func() { log.Close(); release() }, nil
+}

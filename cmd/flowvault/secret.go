@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+)
+
+// stdin is where `secret put` reads a value; tests replace it.
+var stdin io.Reader = os.Stdin
+
+const defaultServer = "http://127.0.0.1:8080"
+
+const secretUsage = `usage: flowvault secret <command> [flags]
+
+commands:
+  put NAME [--file F]            store a value, read from F or stdin (never from the command line)
+  get NAME [--show-value]        print the secret's metadata, or with --show-value its value
+  list                           list the secrets and their tags
+  delete NAME                    delete a secret
+  tag NAME key=value... [--delete]  add (or update by key) tags, or remove them
+
+flags of every command:
+  --server URL   the flowvault server (default ` + defaultServer + `, $FLOWVAULT_SERVER)
+`
+
+func runSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, secretUsage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("secret "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, secretUsage) }
+	server := defaultServer
+	if v, ok := os.LookupEnv(envName("server")); ok {
+		server = v
+	}
+	fs.StringVar(&server, "server", server, "flowvault server URL ($FLOWVAULT_SERVER)")
+	var file string
+	var showValue, del bool
+	switch sub {
+	case "put":
+		fs.StringVar(&file, "file", "", "read the value from this file (default: stdin)")
+	case "get":
+		fs.BoolVar(&showValue, "show-value", false, "print the value itself to stdout")
+	case "tag":
+		fs.BoolVar(&del, "delete", false, "remove the given tags instead of adding them")
+	case "list", "delete":
+	default:
+		fmt.Fprintf(stderr, "flowvault secret: unknown command %q\n\n%s", sub, secretUsage)
+		return errUsage
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	c := &apiClient{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+	wantArgs := map[string][2]int{"put": {1, 1}, "get": {1, 1}, "list": {0, 0}, "delete": {1, 1}, "tag": {2, 1 << 20}}[sub]
+	if len(pos) < wantArgs[0] || len(pos) > wantArgs[1] {
+		fmt.Fprintf(stderr, "flowvault secret %s: wrong number of arguments\n\n%s", sub, secretUsage)
+		return errUsage
+	}
+	switch sub {
+	case "put":
+		return secretPut(ctx, c, pos[0], file, stdout, stderr)
+	case "get":
+		return secretGet(ctx, c, pos[0], showValue, stdout)
+	case "list":
+		return secretList(ctx, c, stdout)
+	case "delete":
+		if _, err := c.do(ctx, "DELETE", "/api/secrets/"+url.PathEscape(pos[0]), "", nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted secret %s\n", pos[0])
+		return nil
+	default:
+		return secretTag(ctx, c, pos[0], pos[1:], del, stdout)
+	}
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments, and returns the positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, parseErr(err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+}
+
+func secretPut(ctx context.Context, c *apiClient, name, file string, stdout, stderr io.Writer) error {
+	if err := secrets.CheckSecretName(name); err != nil {
+		return err
+	}
+	var value []byte
+	var err error
+	if file != "" {
+		value, err = readValueFile(file)
+	} else {
+		value, err = readStdinValue(ctx, name, stderr)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, "PUT", "/api/secrets/"+url.PathEscape(name), "text/plain", value)
+	clear(value)
+	if err != nil {
+		return err
+	}
+	m, err := c.metadata(ctx, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "stored secret %s version %d (%d bytes, %s)\n", name, m.Version, m.Size, m.Fingerprint)
+	return nil
+}
+
+// readValueFile reads a value file exactly: every byte, trailing newline
+// included, is the value.
+func readValueFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readLimited(f, path)
+}
+
+func readLimited(r io.Reader, what string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, secrets.MaxValueLen+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	if len(b) > secrets.MaxValueLen {
+		clear(b)
+		return nil, fmt.Errorf("the value from %s is over the limit of %d bytes", what, secrets.MaxValueLen)
+	}
+	return b, nil
+}
+
+// readStdinValue reads the value from stdin: from a terminal, one line
+// typed without echo; from a pipe or a file, every byte.
+func readStdinValue(ctx context.Context, name string, stderr io.Writer) ([]byte, error) {
+	f, isFile := stdin.(*os.File)
+	if !isFile || !isTerminal(f) {
+		return readLimited(stdin, "stdin")
+	}
+	fmt.Fprintf(stderr, "Value of secret %s (input hidden, Enter to finish): ", name)
+	v, err := readHiddenLine(ctx, f)
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) > secrets.MaxValueLen {
+		clear(v)
+		return nil, fmt.Errorf("the value is over the limit of %d bytes", secrets.MaxValueLen)
+	}
+	return v, nil
+}
+
+func secretGet(ctx context.Context, c *apiClient, name string, showValue bool, stdout io.Writer) error {
+	if showValue {
+		v, err := c.do(ctx, "GET", "/api/secrets/"+url.PathEscape(name), "", nil)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(v)
+		clear(v)
+		return err
+	}
+	m, err := c.metadata(ctx, name)
+	if err != nil {
+		return err
+	}
+	when := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) }
+	by := func(p string) string {
+		if p == "" {
+			return "anonymous"
+		}
+		return p
+	}
+	fmt.Fprintf(stdout, "name:        %s\n", m.Name)
+	fmt.Fprintf(stdout, "version:     %d\n", m.Version)
+	fmt.Fprintf(stdout, "size:        %d bytes\n", m.Size)
+	fmt.Fprintf(stdout, "fingerprint: %s\n", m.Fingerprint)
+	fmt.Fprintf(stdout, "created:     %s by %s\n", when(m.CreateTime), by(m.CreatedBy))
+	fmt.Fprintf(stdout, "updated:     %s by %s\n", when(m.UpdateTime), by(m.UpdatedBy))
+	fmt.Fprintf(stdout, "tags:        %s\n", formatTags(m.Tags))
+	fmt.Fprintln(stdout, "versions:")
+	for _, v := range m.Versions {
+		fmt.Fprintf(stdout, "  %-4d %s  %-20s %s  %d bytes\n", v.Version, when(v.Time), by(v.By), v.Fingerprint, v.Size)
+	}
+	fmt.Fprintln(stdout, "(the value is not shown; use --show-value)")
+	return nil
+}
+
+func formatTags(tags []conductor.Tag) string {
+	parts := make([]string, len(tags))
+	for i, t := range tags {
+		parts[i] = t.Key + "=" + t.Value
+	}
+	return strings.Join(parts, ",")
+}
+
+func secretList(ctx context.Context, c *apiClient, stdout io.Writer) error {
+	b, err := c.do(ctx, "GET", "/api/secrets-v2", "", nil)
+	if err != nil {
+		return err
+	}
+	var list []struct {
+		Name string          `json:"name"`
+		Tags []conductor.Tag `json:"tags"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("server answered %.100q: %w", b, err)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	for _, s := range list {
+		if len(s.Tags) == 0 {
+			fmt.Fprintln(stdout, s.Name)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s\t%s\n", s.Name, formatTags(s.Tags))
+	}
+	return nil
+}
+
+func secretTag(ctx context.Context, c *apiClient, name string, pairs []string, del bool, stdout io.Writer) error {
+	tags := make([]conductor.Tag, 0, len(pairs))
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("tag %q: want key=value", p)
+		}
+		tags = append(tags, conductor.Tag{Key: k, Value: v})
+	}
+	body, _ := json.Marshal(tags)
+	method, verb := "PUT", "tagged"
+	if del {
+		method, verb = "DELETE", "untagged"
+	}
+	if _, err := c.do(ctx, method, "/api/secrets/"+url.PathEscape(name)+"/tags", "application/json", body); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s secret %s: %s\n", verb, name, formatTags(tags))
+	return nil
+}
+
+// apiClient calls a flowvault server's REST API.
+type apiClient struct {
+	base string
+	http *http.Client
+}
+
+// do sends one request and returns the body of a 2xx answer; other
+// answers become errors carrying the server's message.
+func (c *apiClient) do(ctx context.Context, method, path, contentType string, body []byte) ([]byte, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", c.base, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return b, nil
+	}
+	var e conductor.ErrorResponse
+	if json.Unmarshal(b, &e) == nil && e.Message != "" {
+		msg := e.Message
+		for _, v := range e.ValidationErrors {
+			msg += "; " + v.Path + ": " + v.Message
+		}
+		return nil, fmt.Errorf("%s (HTTP %d)", msg, resp.StatusCode)
+	}
+	return nil, fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
+}
+
+func (c *apiClient) metadata(ctx context.Context, name string) (*secrets.Meta, error) {
+	b, err := c.do(ctx, "GET", "/api/secrets/"+url.PathEscape(name)+"/metadata", "", nil)
+	if err != nil {
+		return nil, err
+	}
+	var m secrets.Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("server answered %.100q: %w", b, err)
+	}
+	return &m, nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/leaktest"
+)
+
+// cli runs the built binary and returns its output and exit code.
+func cli(t *testing.T, bin string, env []string, stdin []byte, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = cleanEnv(env...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+// cleanEnv is the test process's environment without the variables the
+// secret and keys commands read, plus extra.
+func cleanEnv(extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FLOWVAULT_MASTER_KEY") && !strings.HasPrefix(kv, "FLOWVAULT_SERVER=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, extra...)
+}
+
+func masterKeyEnv(key []byte) string {
+	return "FLOWVAULT_MASTER_KEY=" + base64.StdEncoding.EncodeToString(key)
+}
+
+// stopServer stops a server process with SIGINT and waits for it.
+func stopServer(t *testing.T, p *serverProcess) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("server exit: %v\n%s", err, p.all)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}
+
+// The secret CLI against a real server: values go in through stdin or a
+// file and come out only with --show-value; nothing else prints them.
+func TestSecretCLI(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	keyEnv := masterKeyEnv(bytes.Repeat([]byte{7}, 32))
+	p := startServer(t, bin, []string{keyEnv}, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	server := "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
+	secret := leaktest.RandomSecret(32)
+	sc := leaktest.New(secret)
+	run := func(stdin []byte, args ...string) (string, string, int) {
+		t.Helper()
+		out, errOut, code := cli(t, bin, nil, stdin, append(args, "--server", server)...)
+		sc.Scan("stdout of "+strings.Join(args, " "), []byte(out))
+		sc.Scan("stderr of "+strings.Join(args, " "), []byte(errOut))
+		return out, errOut, code
+	}
+
+	out, errOut, code := run(secret, "secret", "put", "db")
+	if code != 0 || !strings.Contains(out, "stored secret db version 1 (32 bytes, hmac-sha256:") {
+		t.Fatalf("put from stdin: %d %q %q", code, out, errOut)
+	}
+	file := filepath.Join(t.TempDir(), "value.pem")
+	fileValue := append(append([]byte("-----BEGIN-----\n"), secret...), "\n-----END-----\n"...)
+	os.WriteFile(file, fileValue, 0o600)
+	if out, _, code := run(nil, "secret", "put", "--file", file, "pem"); code != 0 || !strings.Contains(out, "stored secret pem version 1") {
+		t.Fatalf("put --file before the name: %d %q", code, out)
+	}
+	if out, _, code := run(secret, "secret", "put", "db"); code != 0 || !strings.Contains(out, "version 2") {
+		t.Fatalf("second put: %d %q", code, out)
+	}
+	out, _, code = run(nil, "secret", "get", "db")
+	if code != 0 || !strings.Contains(out, "version:     2") || !strings.Contains(out, "fingerprint: hmac-sha256:") || !strings.Contains(out, "--show-value") {
+		t.Fatalf("get: %d %q", code, out)
+	}
+	// The one output that carries a value: exact bytes, nothing added.
+	got, _, code := cli(t, bin, nil, nil, "secret", "get", "pem", "--show-value", "--server", server)
+	if code != 0 || got != string(fileValue) {
+		t.Fatalf("get --show-value: %d, %d bytes, want %d", code, len(got), len(fileValue))
+	}
+	got, _, code = cli(t, bin, []string{"FLOWVAULT_SERVER=" + server}, nil, "secret", "get", "--show-value", "db")
+	if code != 0 || got != string(secret) {
+		t.Fatalf("get --show-value via $FLOWVAULT_SERVER: %d, %d bytes", code, len(got))
+	}
+	if out, _, code := run(nil, "secret", "tag", "db", "env=prod", "team=a=b"); code != 0 || !strings.Contains(out, "env=prod,team=a=b") {
+		t.Fatalf("tag: %d %q", code, out)
+	}
+	if out, _, code := run(nil, "secret", "tag", "--delete", "db", "env=prod"); code != 0 || !strings.Contains(out, "untagged") {
+		t.Fatalf("untag: %d %q", code, out)
+	}
+	if out, _, code := run(nil, "secret", "list"); code != 0 || out != "db\tteam=a=b\npem\n" {
+		t.Fatalf("list: %d %q", code, out)
+	}
+	if out, _, code := run(nil, "secret", "delete", "pem"); code != 0 || out != "deleted secret pem\n" {
+		t.Fatalf("delete: %d %q", code, out)
+	}
+
+	bad := []struct {
+		name  string
+		stdin []byte
+		args  []string
+		code  int
+		want  string
+	}{
+		{"unknown secret", nil, []string{"secret", "get", "pem"}, 1, "secret pem not found: not found (HTTP 404)"},
+		{"delete unknown", nil, []string{"secret", "delete", "pem"}, 1, "not found"},
+		{"bad name", secret, []string{"secret", "put", "a.b"}, 1, "[a-zA-Z0-9_-]+"},
+		{"too big", bytes.Repeat([]byte("x"), 65536), []string{"secret", "put", "big"}, 1, "limit of 65535 bytes"},
+		{"missing file", nil, []string{"secret", "put", "x", "--file", "/nonexistent/f"}, 1, "no such file"},
+		{"bad tag", nil, []string{"secret", "tag", "db", "novalue"}, 1, "want key=value"},
+		{"no name", nil, []string{"secret", "put"}, 2, "wrong number of arguments"},
+		{"two names", nil, []string{"secret", "get", "a", "b"}, 2, "wrong number of arguments"},
+		{"no tags", nil, []string{"secret", "tag", "db"}, 2, "wrong number of arguments"},
+		{"unknown command", nil, []string{"secret", "frob"}, 2, "unknown command"},
+		{"unknown flag", nil, []string{"secret", "list", "--value", "x"}, 2, "flag provided but not defined"},
+	}
+	for _, tt := range bad {
+		_, errOut, code := run(tt.stdin, tt.args...)
+		if code != tt.code || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: exit %d %q, want %d mentioning %q", tt.name, code, errOut, tt.code, tt.want)
+		}
+	}
+	if _, errOut, code := cli(t, bin, nil, nil, "secret", "list", "--server", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "server http://127.0.0.1:1") {
+		t.Fatalf("server down: %d %q", code, errOut)
+	}
+	stopServer(t, p)
+	sc.Scan("server log", p.all.Bytes())
+	sc.Check(t)
+}
+
+// keys rotate re-wraps the data keys of a stopped server's data dir; the
+// server then reads every secret. It refuses a running server's dir, a
+// wrong master key and a directory that is not a data dir.
+func TestKeysRotateCLI(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	keyEnv := masterKeyEnv(bytes.Repeat([]byte{9}, 32))
+	serve := func(env ...string) (*serverProcess, string) {
+		p := startServer(t, bin, env, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+		return p, "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
+	}
+	p, server := serve(keyEnv)
+	for _, name := range []string{"a", "b"} {
+		if _, errOut, code := cli(t, bin, nil, []byte("value-"+name), "secret", "put", name, "--server", server); code != 0 {
+			t.Fatalf("put: %s", errOut)
+		}
+	}
+	if _, errOut, code := cli(t, bin, []string{keyEnv}, nil, "keys", "rotate", "--data", data); code != 1 || !strings.Contains(errOut, "in use by another flowvault process") {
+		t.Fatalf("rotate while running: %d %q", code, errOut)
+	}
+	stopServer(t, p)
+
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"wrong key", []string{masterKeyEnv(bytes.Repeat([]byte{1}, 32))}, []string{"--data", data}, "does not match the keyring"},
+		{"short key", []string{"FLOWVAULT_MASTER_KEY=" + base64.StdEncoding.EncodeToString([]byte("short"))}, []string{"--data", data}, "decodes to 5 bytes, want exactly 32"},
+		{"not base64", []string{"FLOWVAULT_MASTER_KEY=***not-base64***"}, []string{"--data", data}, "not valid base64"},
+		{"no key", nil, []string{"--data", data}, "no master key"},
+		{"not a data dir", []string{keyEnv}, []string{"--data", t.TempDir()}, "not a flowvault data directory"},
+		{"both keys", []string{keyEnv}, []string{"--data", data, "--master-key-file", "/x"}, "not both"},
+	}
+	for _, tt := range tests {
+		if _, errOut, code := cli(t, bin, tt.env, nil, append([]string{"keys", "rotate"}, tt.args...)...); code != 1 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: exit %d %q, want 1 mentioning %q", tt.name, code, errOut, tt.want)
+		}
+	}
+	out, errOut, code := cli(t, bin, []string{keyEnv}, nil, "keys", "rotate", "--data", data)
+	if code != 0 || out != "rotated the keyring to term 2 (was 1); re-wrapped 2 data keys\n" {
+		t.Fatalf("rotate: %d %q %q", code, out, errOut)
+	}
+	keyFile := filepath.Join(t.TempDir(), "master.key")
+	os.WriteFile(keyFile, []byte(strings.TrimPrefix(keyEnv, "FLOWVAULT_MASTER_KEY=")+"\n"), 0o600)
+	out, _, code = cli(t, bin, nil, nil, "keys", "status", "--data", data, "--master-key-file", keyFile)
+	if code != 0 || !strings.Contains(out, "term 1 ") || !strings.Contains(out, "data keys 0\n") || !strings.Contains(out, "data keys 2  (active)") {
+		t.Fatalf("status: %d %q", code, out)
+	}
+
+	// A server started with a wrong key refuses, naming the cause, and
+	// changes nothing; with the right key it serves the re-wrapped secrets.
+	cmd := exec.Command(bin, "server", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	cmd.Env = cleanEnv(masterKeyEnv(bytes.Repeat([]byte{2}, 32)))
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "does not match the keyring") || !strings.Contains(string(out), "nothing was changed") {
+		t.Fatalf("server with a wrong key: %v\n%s", err, out)
+	}
+	p, server = serve("FLOWVAULT_MASTER_KEY_FILE=" + keyFile)
+	for _, name := range []string{"a", "b"} {
+		if got, errOut, code := cli(t, bin, nil, nil, "secret", "get", name, "--show-value", "--server", server); code != 0 || got != "value-"+name {
+			t.Fatalf("after rotation %s: %d %q %q", name, code, got, errOut)
+		}
+	}
+	stopServer(t, p)
+	out, _, _ = cli(t, bin, []string{keyEnv}, nil, "keys", "status", "--data", data)
+	if !strings.Contains(out, "term 2 ") || strings.Contains(out, "term 3") {
+		t.Fatalf("status after the refused start: %q", out)
+	}
+}
+
+// Without a master key the server runs in dev mode: it generates
+// <data>/master.key (0600) with a loud warning that does not show the key,
+// and keeps using that file.
+func TestDevModeMasterKey(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	p := startServer(t, bin, []string{"FLOWVAULT_MASTER_KEY="}, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	warn := p.waitLog(t, "DEV MODE: generated a new master key into the data directory (mode 0600); anyone who can read it can decrypt every secret. Set $FLOWVAULT_MASTER_KEY or --master-key-file in production")
+	if warn["level"] != "WARN" {
+		t.Fatalf("warning line: %v", warn)
+	}
+	server := "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
+	if _, errOut, code := cli(t, bin, nil, []byte("dev-value"), "secret", "put", "x", "--server", server); code != 0 {
+		t.Fatal(errOut)
+	}
+	stopServer(t, p)
+	path := filepath.Join(data, "master.key")
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("master.key: %v %v", info, err)
+	}
+	key, _ := os.ReadFile(path)
+	if strings.Contains(p.all.String(), strings.TrimSpace(string(key))) {
+		t.Fatal("the server log shows the master key")
+	}
+	// keys rotate finds the dev key in the data dir.
+	if out, errOut, code := cli(t, bin, nil, nil, "keys", "rotate", "--data", data); code != 0 || !strings.Contains(out, "re-wrapped 1 data keys") {
+		t.Fatalf("rotate in dev mode: %d %q %q", code, out, errOut)
+	}
+	// Config errors stop the server before it touches the data dir.
+	for _, tt := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{[]string{"FLOWVAULT_MASTER_KEY=abc"}, nil, "FLOWVAULT_MASTER_KEY: master key"},
+		{nil, []string{"--master-key-file", "/nonexistent/key"}, "master key file"},
+		{[]string{masterKeyEnv(make([]byte, 32))}, []string{"--master-key-file", path}, "not both"},
+	} {
+		fresh := filepath.Join(t.TempDir(), "fresh")
+		cmd := exec.Command(bin, append([]string{"server", "--data", fresh, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, tt.args...)...)
+		cmd.Env = cleanEnv(tt.env...)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), tt.want) {
+			t.Errorf("%v %v: %v %s; want exit 1 mentioning %q", tt.env, tt.args, err, out, tt.want)
+		}
+		if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v %v: the data dir was created", tt.env, tt.args)
+		}
+	}
+}

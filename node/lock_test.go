@@ -1,0 +1,27 @@
+//go:build unix
+
+package node
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// One process at a time uses a data directory.
+func TestLockDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	release, err := LockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockDataDir(dir); err == nil || !strings.Contains(err.Error(), "in use by another flowvault process") {
+		t.Fatalf("second lock: %v", err)
+	}
+	release()
+	release2, err := LockDataDir(dir)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	release2()
+}

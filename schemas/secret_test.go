@@ -1,0 +1,72 @@
+package schemas_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// secretEvents is one event of every secret and environment type, as the
+// fixture holds them.
+func secretEvents() []schemas.Event {
+	return []schemas.Event{
+		&schemas.SecretVersionPut{Name: "db", Version: 2, KeyID: "secret.db.ABC", Ciphertext: []byte{0x02, 1, 2, 3},
+			Fingerprint: "hmac-sha256:00ff", Size: 12, Time: 1732939000000, By: "user:ada"},
+		&schemas.SecretDeleted{Name: "db", Version: 2, Time: 1732939000001},
+		&schemas.SecretTagsSet{Name: "db", Tags: []schemas.SecretTag{{Key: "env", Value: "prod"}}, Time: 1732939000002, By: "app:ci"},
+		&schemas.EnvValuePut{Name: "region", Value: "eu-west-1", Time: 1732939000003},
+		&schemas.EnvValueDeleted{Name: "region", Time: 1732939000004, By: "user:ada"},
+		&schemas.EnvTagsSet{Name: "region", Tags: []schemas.SecretTag{{Key: "k", Value: "v"}}, Time: 1732939000005},
+	}
+}
+
+// The fixture holds secret events written by schema version 1. They must
+// decode forever; regenerate it only with -update for a new fixture.
+func TestSecretEventsFixture(t *testing.T) {
+	path := filepath.Join("testdata", "secret_v1.record")
+	if *update {
+		var envs []schemas.Envelope
+		for i, ev := range secretEvents() {
+			env, err := schemas.Default.Encode(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.ID, env.Time = string(rune('a'+i)), 1732939000000000000
+			envs = append(envs, env)
+		}
+		rec, err := schemas.EncodeRecord(envs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, rec, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envs, err := schemas.DecodeRecord(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := secretEvents()
+	if len(envs) != len(want) {
+		t.Fatalf("%d events, want %d", len(envs), len(want))
+	}
+	for i, env := range envs {
+		if env.Version != 1 {
+			t.Errorf("%s: version %d, want 1", env.Type, env.Version)
+		}
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.EventType() != env.Type || !reflect.DeepEqual(ev, want[i]) {
+			t.Errorf("event %d = %#v, want %#v", i, ev, want[i])
+		}
+	}
+}

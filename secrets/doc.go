@@ -1,0 +1,96 @@
+// Package secrets is flowvault's secret store: the key hierarchy, secrets
+// as encrypted events with a metadata read model, environment values, and
+// the authorizer interface their API and resolution go through.
+//
+// # Key hierarchy
+//
+//	master key   32 bytes: $FLOWVAULT_MASTER_KEY (base64), --master-key-file,
+//	   │         or in dev mode <data>/master.key (generated, 0600, loud warning)
+//	   │ seals (AES-256-GCM)
+//	keyring      KEK terms 1..N (AES-256), one active; KV FV_KEYS "keyring"
+//	   │ wraps (AES-256-GCM, term-tagged)
+//	data keys    one per secret version (later: per workflow); KV FV_KEYS "dek.<id>"
+//	   │ seals (AES-256-GCM)
+//	values       in events on FV_SECRET: ciphertext + data key id, never plaintext
+//
+// A master key that does not open the stored keyring is refused with
+// ErrWrongMasterKey before anything is written (the sealed keyring carries
+// an 8-byte HMAC check value of the master key, so a wrong key is told
+// apart from a damaged keyring).
+//
+// # Ciphertext formats
+//
+// Every ciphertext starts with a format byte; a reader refuses formats it
+// does not know.
+//
+//	keyring (wraps data keys):  term u32 BE | 0x01 | nonce[12] | AES-256-GCM ct+tag
+//	data key (seals values):    0x02 | nonce[12] | AES-256-GCM ct+tag
+//	sealed keyring:             "FVKR" | 0x01 | check[8] | nonce[12] | AES-256-GCM(msgpack terms)
+//
+// Nonces are random; a data key seals one value, so no key ever meets a
+// nonce-collision bound. The additional data is the ciphertext's purpose
+// (Purpose: length-prefixed parts): SecretPurpose(name, version) for a
+// secret value, ("data-key", id) for a wrapped data key. A ciphertext
+// moved to another secret, version or key id does not open. Keyring.Seal
+// and Open, and DataKey.Seal and Open, are the general API: later users
+// (workflow _secrets fields) pick their own purpose, e.g.
+// Purpose("workflow", id, fieldPath).
+//
+// # Storage
+//
+// The keyring and the wrapped data keys live in the JetStream KV bucket
+// FV_KEYS (stream KV_FV_KEYS), outside the event log, so that a key can be
+// destroyed for good (crypto-shredding): DestroyKey securely deletes every
+// stored revision (the server overwrites the message on disk). The bucket
+// keeps two revisions per key so that a superseded revision (after a
+// rotation) is erased by us once its replacement is durable, instead of
+// being dropped by the server without being overwritten.
+//
+// Secrets are events on fv.secret.<name> (schemas/secret.go); environment
+// values on fv.secret.env.<name>, in clear (they are not secrets; Orkes
+// returns them to anyone who may list them). One projection (Projection,
+// "secrets") folds both into Pebble: metadata (name, tags, version,
+// created/updated by and at, fingerprint, a version list for audit), the
+// current version's ciphertext and data key id, and environment values.
+// The read model never holds a secret value.
+//
+// # Versions and keys
+//
+// Every put is a new version under a fresh data key; once it is committed
+// the previous version's key is destroyed, so an overwritten value cannot
+// be decrypted again, and delete destroys the last one. Version numbers
+// never go back, not even after a delete. Keys of attempts that lost a
+// race, or whose destruction failed, are removed by SweepKeys.
+//
+// Rotation (Keys.Rotate, `flowvault keys rotate`) adds a KEK term, makes
+// it active and re-wraps every data key under it; events are untouched
+// because they reference data keys by id. Old terms stay and only
+// decrypt. Processes sharing the bucket reload the keyring when it changes
+// (WatchKeyring) or when they meet an unknown term.
+//
+// # Fingerprints
+//
+// Keyring.Fingerprint gives "hmac-sha256:<hex>" of a value under a key
+// derived with HKDF-SHA256 from the keyring's first term: stable across
+// rotations and processes, meaningless without the keyring. Metadata and
+// audit records carry fingerprints, never values.
+//
+// # For secret resolution
+//
+// Resolution at task hand-off calls Source (*Store): Resolve(ctx, name)
+// returns the current value (the caller wipes it) and its version, or an
+// error wrapping fault.ErrNotFound that names the secret; Exists. Before
+// resolving it asks the Authorizer whether the workflow's principal may
+// ActionRead Resource{ResourceSecret, name}. ${workflow.env.NAME} calls
+// EnvSource (*Env): Lookup(ctx, name). Both read their read model and
+// fall back to the log when a name is not there yet, so a value stored a
+// moment ago by another process is found.
+//
+// # Hygiene
+//
+// Secret-bearing types (Value, MasterKey, Keyring, DataKey, Keys) print as
+// "***" through fmt, encoding/json and slog. Raw key bytes are wiped after
+// use where Go allows (the ciphers keep their own expanded keys); key check
+// values and fingerprints are compared in constant time. Errors and log
+// lines name secrets, versions and sizes, never values.
+package secrets

@@ -1,0 +1,196 @@
+package secrets
+
+import (
+	"context"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// EnvSource is what ${workflow.env.NAME} resolution needs. *Env implements
+// it. Environment values are flowvault's own store (/api/environment), never
+// the server process's environment.
+type EnvSource interface {
+	// Lookup returns environment value name; found is false when it does
+	// not exist.
+	Lookup(ctx context.Context, name string) (value string, found bool, err error)
+}
+
+var _ EnvSource = (*Env)(nil)
+
+// Env keeps environment values (Orkes' environment variables) as events on
+// fv.secret.env.<name> and serves them from the secrets read model. They
+// are not secrets: they are stored and returned in clear, as Orkes does.
+// Env is safe for concurrent use.
+type Env struct {
+	w *writer
+}
+
+// EnvVar is an environment value as GET /api/environment lists it.
+type EnvVar struct {
+	Name  string          `json:"name"`
+	Value string          `json:"value"`
+	Tags  []conductor.Tag `json:"tags"`
+}
+
+// NewEnv returns an Env over the same log, read model and runner as New.
+func NewEnv(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Options) *Env {
+	return &Env{w: newWriter(log, store, waiter, opts.Logger)}
+}
+
+func envNotFound(name string) error { return fault.NotFound("environment variable %s not found", name) }
+
+// Put sets environment value name.
+func (e *Env) Put(ctx context.Context, name, value, principal string) error {
+	if err := CheckEnvName(name); err != nil {
+		return err
+	}
+	if err := CheckValue("environment variable", []byte(value)); err != nil {
+		return err
+	}
+	_, err := e.w.update(ctx, EnvSubject(name), principal, func(v view) ([]schemas.Event, error) {
+		cur, found, err := readEnv(v.kv, name)
+		if err != nil {
+			return nil, err
+		}
+		if found && cur.Value == value {
+			return nil, nil
+		}
+		return []schemas.Event{&schemas.EnvValuePut{Name: name, Value: value, Time: e.w.millis(), By: principal}}, nil
+	})
+	return err
+}
+
+// Get returns environment value name, or fault.ErrNotFound.
+func (e *Env) Get(ctx context.Context, name string) (string, error) {
+	v, found, err := e.Lookup(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", envNotFound(name)
+	}
+	return v, nil
+}
+
+// Lookup implements EnvSource. It reads the read model and, when that does
+// not know the name, the log (another process may have set it a moment
+// ago).
+func (e *Env) Lookup(ctx context.Context, name string) (string, bool, error) {
+	if err := CheckEnvName(name); err != nil {
+		return "", false, err
+	}
+	v, found, err := readEnv(e.w.reader, name)
+	if err != nil || found {
+		return v.Value, found, err
+	}
+	fresh, err := e.w.freshView(ctx, EnvSubject(name))
+	if err != nil {
+		return "", false, err
+	}
+	v, found, err = readEnv(fresh.kv, name)
+	return v.Value, found, err
+}
+
+// Delete deletes environment value name and returns the value it had.
+func (e *Env) Delete(ctx context.Context, name, principal string) (string, error) {
+	if err := CheckEnvName(name); err != nil {
+		return "", err
+	}
+	var old string
+	_, err := e.w.update(ctx, EnvSubject(name), principal, func(v view) ([]schemas.Event, error) {
+		cur, found, err := readEnv(v.kv, name)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, envNotFound(name)
+		}
+		old = cur.Value
+		return []schemas.Event{&schemas.EnvValueDeleted{Name: name, Time: e.w.millis(), By: principal}}, nil
+	})
+	return old, err
+}
+
+// List returns every environment value, sorted by name.
+func (e *Env) List(ctx context.Context) ([]EnvVar, error) {
+	out := []EnvVar{}
+	var derr error
+	err := e.w.reader.Scan([]byte(envKeyPrefix), func(k, v []byte) bool {
+		var st storedEnv
+		if derr = msgpack.Unmarshal(v, &st); derr != nil {
+			return false
+		}
+		out = append(out, EnvVar{Name: string(k[len(envKeyPrefix):]), Value: st.Value, Tags: toConductorTags(st.Tags)})
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+// Tags returns environment value name's tags.
+func (e *Env) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
+	if err := CheckEnvName(name); err != nil {
+		return nil, err
+	}
+	v, found, err := readEnv(e.w.reader, name)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, envNotFound(name)
+	}
+	return toConductorTags(v.Tags), nil
+}
+
+// PutTags adds tags; a tag whose key exists replaces that tag's value.
+func (e *Env) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
+	return e.changeTags(ctx, name, tags, principal, upsertTags)
+}
+
+// DeleteTags removes the tags matching one of tags by key and value.
+func (e *Env) DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
+	return e.changeTags(ctx, name, tags, principal, removeTags)
+}
+
+func (e *Env) changeTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
+	op func(cur, given []schemas.SecretTag) []schemas.SecretTag) error {
+	if err := CheckEnvName(name); err != nil {
+		return err
+	}
+	given, err := checkTags(tags)
+	if err != nil {
+		return err
+	}
+	_, err = e.w.update(ctx, EnvSubject(name), principal, func(v view) ([]schemas.Event, error) {
+		cur, found, err := readEnv(v.kv, name)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, envNotFound(name)
+		}
+		next := op(cur.Tags, given)
+		if len(next) > MaxTags {
+			return nil, fault.Invalid("environment variable %s would have %d tags; at most %d are allowed", name, len(next), MaxTags)
+		}
+		if tagsEqual(cur.Tags, next) {
+			return nil, nil
+		}
+		return []schemas.Event{&schemas.EnvTagsSet{Name: name, Tags: next, Time: e.w.millis(), By: principal}}, nil
+	})
+	return err
+}
+
+// Owner returns who created environment value name.
+func (e *Env) Owner(ctx context.Context, name string) (string, bool, error) {
+	v, found, err := readEnv(e.w.reader, name)
+	return v.CreatedBy, found, err
+}

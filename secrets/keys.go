@@ -1,0 +1,593 @@
+package secrets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/internal/logkey"
+)
+
+// KeyBucket is the JetStream key-value bucket that holds the sealed
+// keyring and the wrapped data keys. Its stream is KV_FV_KEYS.
+const KeyBucket = "FV_KEYS"
+
+const (
+	keyStream  = "KV_" + KeyBucket
+	keySubject = "$KV." + KeyBucket + "."
+	// keyringKey holds the keyring sealed under the master key.
+	keyringKey = "keyring"
+	// dataKeyPrefix prefixes the bucket key of every wrapped data key.
+	dataKeyPrefix = "dek."
+	// keyHistory is how many revisions of a bucket key the stream keeps.
+	// Two, not one: a superseded revision (a data key re-wrapped by a
+	// rotation, an older keyring) must still be addressable so that it can
+	// be securely erased after its replacement is durable. With one, the
+	// server drops it without overwriting its bytes on disk.
+	keyHistory = 2
+)
+
+// KeysOptions configures OpenKeys.
+type KeysOptions struct {
+	Logger *slog.Logger
+	// Replicas of the bucket's stream (default 1).
+	Replicas int
+	// DevKeyFile enables dev mode: with no master key configured, the key
+	// is read from this file, or generated into it (mode 0600) when no
+	// keyring exists yet. Empty: a master key is required.
+	DevKeyFile string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// RequireKeyring makes OpenKeys fail when the bucket holds no keyring
+	// instead of creating one (offline tools on an existing data dir).
+	RequireKeyring bool
+}
+
+// Keys is flowvault's key hierarchy and the store of its wrapped keys:
+//
+//	master key (FLOWVAULT_MASTER_KEY, --master-key-file, or dev file)
+//	  └─ seals the keyring: KEK terms (AES-256), one active
+//	       └─ each term wraps data keys (AES-256-GCM, one per secret version)
+//	            └─ each data key seals one value; events hold only that
+//	               ciphertext and the data key's id
+//
+// The sealed keyring and the wrapped data keys live in the KV bucket
+// FV_KEYS, whose entries can be erased for good (DestroyKey), never in the
+// event log. Keys is safe for concurrent use; several processes may share
+// one bucket.
+type Keys struct {
+	redacted
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+	mk     *MasterKey
+	ring   atomic.Pointer[Keyring]
+	cache  *keyCache
+	logger *slog.Logger
+	now    func() time.Time
+
+	reloadMu sync.Mutex // serializes keyring reloads and rotations
+}
+
+// OpenKeys binds the key bucket (creating it if needed) and opens the
+// keyring with the master key mk, creating the keyring on first use.
+//
+// With mk nil and o.DevKeyFile set, it runs in dev mode: it reads the dev
+// key file, or generates one when the bucket holds no keyring yet, and
+// logs a warning either way. A keyring sealed under another master key
+// fails with ErrWrongMasterKey, and nothing is written: not the bucket
+// entry, not the key file.
+//
+// OpenKeys owns mk from then on: the returned Keys keeps it, and a failed
+// OpenKeys wipes it.
+func OpenKeys(ctx context.Context, js jetstream.JetStream, mk *MasterKey, o KeysOptions) (_ *Keys, err error) {
+	defer func() {
+		if err != nil && mk != nil {
+			mk.Wipe()
+		}
+	}()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	k := &Keys{cache: newKeyCache(keyCacheSize), logger: o.Logger.With(logkey.Component, "secrets"), now: o.Now}
+	if err := k.bind(ctx, js, o.Replicas); err != nil {
+		return nil, err
+	}
+	stored, err := k.kv.Get(ctx, keyringKey)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("read keyring: %w", err)
+	}
+	if stored == nil && o.RequireKeyring {
+		return nil, fmt.Errorf("KV bucket %s holds no keyring: no server has stored a secret key here yet", KeyBucket)
+	}
+	if mk == nil {
+		if mk, err = k.devMasterKey(o.DevKeyFile, stored != nil); err != nil {
+			return nil, err
+		}
+	}
+	k.mk = mk
+	if stored == nil {
+		if err := k.createKeyring(ctx); err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
+	ring, err := openKeyring(mk, stored.Value())
+	if errors.Is(err, ErrWrongMasterKey) {
+		return nil, fmt.Errorf("the master key does not match the keyring stored in KV bucket %s (wrong $%s or --master-key-file?); refusing to use it, nothing was changed: %w",
+			KeyBucket, MasterKeyEnv, ErrWrongMasterKey)
+	}
+	if err != nil {
+		return nil, err
+	}
+	k.ring.Store(ring)
+	return k, nil
+}
+
+// bind creates or updates the bucket's stream and binds to it. The stream
+// is a standard KV stream except that it allows deleting messages, which
+// is how DestroyKey erases a key.
+func (k *Keys) bind(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              keyStream,
+		Description:       "flowvault keys: the keyring sealed under the master key, data keys wrapped by the keyring",
+		Subjects:          []string{keySubject + ">"},
+		MaxMsgsPerSubject: keyHistory,
+		MaxBytes:          -1,
+		MaxMsgs:           -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		AllowRollup:       true,
+		AllowDirect:       true,
+		Duplicates:        2 * time.Minute,
+		Discard:           jetstream.DiscardNew,
+	})
+	if err != nil {
+		return fmt.Errorf("key bucket %s: %w", KeyBucket, err)
+	}
+	k.stream = s
+	if k.kv, err = js.KeyValue(ctx, KeyBucket); err != nil {
+		return fmt.Errorf("key bucket %s: %w", KeyBucket, err)
+	}
+	return nil
+}
+
+// devMasterKey provides the master key in dev mode.
+func (k *Keys) devMasterKey(path string, ringExists bool) (*MasterKey, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: set $%s or --master-key-file", ErrNoMasterKey, MasterKeyEnv)
+	}
+	exists, err := fileExists(path)
+	if err != nil {
+		return nil, fmt.Errorf("dev master key: %w", err)
+	}
+	if exists {
+		mk, err := readKeyFile(path, k.logger)
+		if err != nil {
+			return nil, err
+		}
+		k.logger.Warn("DEV MODE: secrets are encrypted under a master key stored in the data directory, next to what it protects; "+
+			"set $"+MasterKeyEnv+" or --master-key-file in production", logkey.Path, path)
+		return mk, nil
+	}
+	if ringExists {
+		return nil, fmt.Errorf("%w: KV bucket %s holds a keyring but no master key is configured and the dev key file %s does not exist; "+
+			"set $%s or --master-key-file to the key that sealed it, or restore the file; nothing was changed",
+			ErrNoMasterKey, KeyBucket, path, MasterKeyEnv)
+	}
+	mk, err := writeDevKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k.logger.Warn("DEV MODE: generated a new master key into the data directory (mode 0600); anyone who can read it can decrypt every secret. "+
+		"Set $"+MasterKeyEnv+" or --master-key-file in production", logkey.Path, path)
+	return mk, nil
+}
+
+// createKeyring stores a new keyring, unless another process got there
+// first, in which case it opens that one.
+func (k *Keys) createKeyring(ctx context.Context) error {
+	ring, err := newKeyring(k.now())
+	if err != nil {
+		return err
+	}
+	blob, err := sealKeyring(k.mk, ring)
+	if err != nil {
+		return err
+	}
+	if _, err := k.kv.Create(ctx, keyringKey, blob); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return k.reload(ctx)
+		}
+		return fmt.Errorf("store keyring: %w", err)
+	}
+	k.ring.Store(ring)
+	k.logger.Info("created keyring", logkey.Version, ring.ActiveTerm())
+	return nil
+}
+
+// reload reads the keyring from the bucket (another process rotated it).
+func (k *Keys) reload(ctx context.Context) error {
+	e, err := k.kv.Get(ctx, keyringKey)
+	if err != nil {
+		return fmt.Errorf("read keyring: %w", err)
+	}
+	ring, err := openKeyring(k.mk, e.Value())
+	if err != nil {
+		return err
+	}
+	k.ring.Store(ring)
+	return nil
+}
+
+// WatchKeyring reloads the keyring whenever another process stores a new
+// one (a rotation through an external NATS cluster), until ctx is done, so
+// that this process seals new data keys under the new term at once.
+func (k *Keys) WatchKeyring(ctx context.Context) {
+	w, err := k.kv.Watch(ctx, keyringKey, jetstream.UpdatesOnly())
+	if err != nil {
+		if ctx.Err() == nil {
+			k.logger.Warn("cannot watch the keyring; rotations by other processes are picked up on first use", logkey.Err, err)
+		}
+		return
+	}
+	defer w.Stop()
+	// A rotation between OpenKeys and the watch is in the bucket already.
+	k.reloadMu.Lock()
+	if err := k.reload(ctx); err != nil && ctx.Err() == nil {
+		k.logger.Warn("cannot reload the keyring", logkey.Err, err)
+	}
+	k.reloadMu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			k.reloadMu.Lock()
+			if ring, err := openKeyring(k.mk, e.Value()); err != nil {
+				k.logger.Warn("cannot open the keyring another process stored", logkey.Err, err)
+			} else if ring.ActiveTerm() > k.Keyring().ActiveTerm() {
+				k.ring.Store(ring)
+				k.logger.Info("keyring reloaded", logkey.Version, ring.ActiveTerm())
+			}
+			k.reloadMu.Unlock()
+		}
+	}
+}
+
+// Keyring returns the current keyring.
+func (k *Keys) Keyring() *Keyring { return k.ring.Load() }
+
+// Fingerprint is Keyring().Fingerprint(value).
+func (k *Keys) Fingerprint(value []byte) string { return k.Keyring().Fingerprint(value) }
+
+// CheckKeyID reports whether id can name a data key: bucket key
+// characters (letters, digits, '-', '_', '='), tokens separated by single
+// dots, at most 512 bytes.
+func CheckKeyID(id string) error {
+	if id == "" || len(id) > 512 || strings.HasPrefix(id, ".") || strings.HasSuffix(id, ".") || strings.Contains(id, "..") {
+		return fmt.Errorf("data key id %q: want dot-separated tokens of [-_=a-zA-Z0-9], at most 512 bytes", id)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '=' || c == '.') {
+			return fmt.Errorf("data key id %q: character %q not allowed; want dot-separated tokens of [-_=a-zA-Z0-9]", id, c)
+		}
+	}
+	return nil
+}
+
+// NewDataKey generates a data key, stores it wrapped under the active KEK
+// term as id, and returns it. The key is durable when NewDataKey returns,
+// so a ciphertext sealed with it may be appended to the log. An id that
+// exists already is an error: data keys are never replaced.
+func (k *Keys) NewDataKey(ctx context.Context, id string) (*DataKey, error) {
+	if err := CheckKeyID(id); err != nil {
+		return nil, err
+	}
+	raw := newKey()
+	defer wipe(raw)
+	aead, err := newGCM(raw)
+	if err != nil {
+		return nil, err
+	}
+	wrapped := k.Keyring().Seal(dataKeyPurpose(id), raw)
+	if _, err := k.kv.Create(ctx, dataKeyPrefix+id, wrapped); err != nil {
+		return nil, fmt.Errorf("store data key %s: %w", id, err)
+	}
+	dk := &DataKey{id: id, aead: aead}
+	k.cache.put(id, dk)
+	return dk, nil
+}
+
+// DataKey returns data key id, unwrapped. A destroyed (or never created)
+// key fails with ErrKeyDestroyed. A key wrapped under a term this process
+// does not know yet makes it reload the keyring once.
+func (k *Keys) DataKey(ctx context.Context, id string) (*DataKey, error) {
+	if dk := k.cache.get(id); dk != nil {
+		return dk, nil
+	}
+	if err := CheckKeyID(id); err != nil {
+		return nil, err
+	}
+	e, err := k.kv.Get(ctx, dataKeyPrefix+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%s: %w", id, ErrKeyDestroyed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read data key %s: %w", id, err)
+	}
+	raw, err := k.Keyring().Open(dataKeyPurpose(id), e.Value())
+	if errors.Is(err, errUnknownTerm) {
+		if rerr := k.reloadIfUnknown(ctx, e.Value()); rerr != nil {
+			return nil, rerr
+		}
+		raw, err = k.Keyring().Open(dataKeyPurpose(id), e.Value())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("unwrap data key %s: %w", id, err)
+	}
+	defer wipe(raw)
+	aead, err := newGCM(raw)
+	if err != nil {
+		return nil, fmt.Errorf("data key %s: %w", id, err)
+	}
+	dk := &DataKey{id: id, aead: aead}
+	k.cache.put(id, dk)
+	return dk, nil
+}
+
+func (k *Keys) reloadIfUnknown(ctx context.Context, ct []byte) error {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	if term, ok := ciphertextTerm(ct); ok && k.Keyring().terms[term] != nil {
+		return nil // another goroutine reloaded
+	}
+	return k.reload(ctx)
+}
+
+// DestroyKey erases data key id for good: every stored revision of it is
+// securely deleted (overwritten on disk), so whatever it sealed can never
+// be decrypted again, even with the master key. Destroying a key that does
+// not exist is not an error.
+func (k *Keys) DestroyKey(ctx context.Context, id string) error {
+	if err := CheckKeyID(id); err != nil {
+		return err
+	}
+	k.cache.drop(id)
+	if err := k.erase(ctx, dataKeyPrefix+id, 0); err != nil {
+		return fmt.Errorf("destroy data key %s: %w", id, err)
+	}
+	return nil
+}
+
+// DataKeyIDs lists the ids of the stored data keys whose ids start with
+// prefix followed by a dot (prefix "secret.db" lists "secret.db.*"; an
+// empty prefix lists all), with the time each was last written.
+func (k *Keys) DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error) {
+	filter := dataKeyPrefix + ">"
+	if prefix != "" {
+		filter = dataKeyPrefix + prefix + ".>"
+	}
+	out := map[string]time.Time{}
+	err := k.eachEntry(ctx, filter, func(e jetstream.KeyValueEntry) error {
+		out[strings.TrimPrefix(e.Key(), dataKeyPrefix)] = e.Created()
+		return nil
+	})
+	return out, err
+}
+
+// eachEntry calls fn with the latest entry of every bucket key matching
+// filter, using an ordered consumer (no key listing in memory first).
+func (k *Keys) eachEntry(ctx context.Context, filter string, fn func(jetstream.KeyValueEntry) error) error {
+	w, err := k.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("key bucket watch closed")
+			}
+			if e == nil { // initial values done
+				return nil
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// erase securely deletes the revisions of bucket key key older than keep
+// (keep 0: all of them). Secure deletion overwrites the message on disk.
+func (k *Keys) erase(ctx context.Context, key string, keep uint64) error {
+	subject := keySubject + key
+	for seq := uint64(1); ; {
+		m, err := k.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if keep != 0 && m.Sequence >= keep {
+			return nil
+		}
+		if err := k.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return err
+		}
+		seq = m.Sequence + 1
+	}
+}
+
+// RotateResult reports a rotation.
+type RotateResult struct {
+	// Term is the new active KEK term, Previous the one before.
+	Term, Previous uint32
+	// Rewrapped counts the data keys re-wrapped under Term.
+	Rewrapped int
+}
+
+// Rotate adds a new KEK term, makes it the active one, and re-wraps every
+// stored data key under it; the event log is not touched, since events
+// reference data keys by id. Old terms stay in the keyring and only
+// decrypt. Superseded revisions (the old keyring, the old wrapped keys)
+// are securely erased once their replacements are stored.
+//
+// A rotation interrupted half-way leaves every key readable; running it
+// again adds another term and finishes the re-wrap. Processes sharing the
+// bucket pick up the new keyring when they meet a key wrapped under the
+// new term.
+func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	e, err := k.kv.Get(ctx, keyringKey)
+	if err != nil {
+		return RotateResult{}, fmt.Errorf("read keyring: %w", err)
+	}
+	cur, err := openKeyring(k.mk, e.Value())
+	if err != nil {
+		return RotateResult{}, err
+	}
+	next, err := cur.rotated(k.now())
+	if err != nil {
+		return RotateResult{}, err
+	}
+	blob, err := sealKeyring(k.mk, next)
+	if err != nil {
+		return RotateResult{}, err
+	}
+	rev, err := k.kv.Update(ctx, keyringKey, blob, e.Revision())
+	if err != nil {
+		return RotateResult{}, fmt.Errorf("store rotated keyring (a concurrent rotation?): %w", err)
+	}
+	k.ring.Store(next)
+	res := RotateResult{Term: next.ActiveTerm(), Previous: cur.ActiveTerm()}
+	if err := k.erase(ctx, keyringKey, rev); err != nil {
+		return res, fmt.Errorf("erase superseded keyring: %w", err)
+	}
+	k.logger.Info("keyring rotated", logkey.Version, res.Term)
+	err = k.eachEntry(ctx, dataKeyPrefix+">", func(e jetstream.KeyValueEntry) error {
+		if term, ok := ciphertextTerm(e.Value()); ok && term == next.ActiveTerm() {
+			return nil
+		}
+		id := strings.TrimPrefix(e.Key(), dataKeyPrefix)
+		raw, err := next.Open(dataKeyPurpose(id), e.Value())
+		if err != nil {
+			return fmt.Errorf("unwrap data key %s: %w", id, err)
+		}
+		wrapped := next.Seal(dataKeyPurpose(id), raw)
+		wipe(raw)
+		rev, err := k.kv.Update(ctx, e.Key(), wrapped, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			return nil // destroyed or rewritten meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("re-wrap data key %s: %w", id, err)
+		}
+		if err := k.erase(ctx, e.Key(), rev); err != nil {
+			return fmt.Errorf("erase superseded data key %s: %w", id, err)
+		}
+		res.Rewrapped++
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	k.logger.Info("data keys re-wrapped", logkey.Version, res.Term, logkey.Count, res.Rewrapped)
+	return res, nil
+}
+
+// KeyStatus describes the key store, never a key.
+type KeyStatus struct {
+	Terms []TermInfo
+	// DataKeys counts the stored data keys by the term they are wrapped
+	// under.
+	DataKeys map[uint32]int
+}
+
+// Status reports the keyring's terms and how many data keys each wraps.
+func (k *Keys) Status(ctx context.Context) (KeyStatus, error) {
+	if err := k.reload(ctx); err != nil {
+		return KeyStatus{}, err
+	}
+	st := KeyStatus{Terms: k.Keyring().Terms(), DataKeys: map[uint32]int{}}
+	err := k.eachEntry(ctx, dataKeyPrefix+">", func(e jetstream.KeyValueEntry) error {
+		term, _ := ciphertextTerm(e.Value())
+		st.DataKeys[term]++
+		return nil
+	})
+	return st, err
+}
+
+// ClearCache forgets the unwrapped data keys this process holds in memory;
+// they are unwrapped again from the bucket on next use.
+func (k *Keys) ClearCache() { k.cache.clear() }
+
+// keyCacheSize bounds the unwrapped data keys kept in memory.
+const keyCacheSize = 4096
+
+// keyCache keeps unwrapped data keys (their ciphers only) so that reading
+// a secret does not cost a bucket read and an unwrap every time.
+type keyCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]*DataKey
+}
+
+func newKeyCache(max int) *keyCache { return &keyCache{max: max, m: map[string]*DataKey{}} }
+
+func (c *keyCache) get(id string) *DataKey {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
+
+func (c *keyCache) put(id string, dk *DataKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[id]; !ok && len(c.m) >= c.max {
+		for victim := range c.m {
+			delete(c.m, victim)
+			break
+		}
+	}
+	c.m[id] = dk
+}
+
+func (c *keyCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
+}
+
+func (c *keyCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
+}

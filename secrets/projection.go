@@ -1,0 +1,387 @@
+package secrets
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// ProjectionName is the read model's key space and checkpoint name.
+const ProjectionName = "secrets"
+
+// Subjects on the FV_SECRET stream.
+const (
+	secretSubjectPrefix = "fv.secret."
+	envSubjectPrefix    = "fv.secret.env."
+)
+
+// SecretSubject is the subject of secret name (a valid name is one token).
+func SecretSubject(name string) string { return secretSubjectPrefix + eventlog.Token(name) }
+
+// EnvSubject is the subject of environment value name.
+func EnvSubject(name string) string { return envSubjectPrefix + eventlog.Token(name) }
+
+// Key layout inside the projection's key space. Names never contain 0x00,
+// so the 0x00 after a name ends it unambiguously.
+//
+//	s/<name>                     storedSecret: metadata, never the value
+//	c/<name>                     storedCipher: the current version's ciphertext
+//	v/<name>\x00<version u32 BE> VersionInfo of every live version
+//	e/<name>                     storedEnv
+//	q/<subject>                  subjectState: last sequence, last version
+const (
+	secretKeyPrefix  = "s/"
+	cipherKeyPrefix  = "c/"
+	versionKeyPrefix = "v/"
+	envKeyPrefix     = "e/"
+	subjectKeyPrefix = "q/"
+)
+
+func secretKey(name string) []byte { return []byte(secretKeyPrefix + name) }
+func cipherKey(name string) []byte { return []byte(cipherKeyPrefix + name) }
+func envKey(name string) []byte    { return []byte(envKeyPrefix + name) }
+func subjectKey(s string) []byte   { return []byte(subjectKeyPrefix + s) }
+
+func versionPrefix(name string) []byte {
+	return append([]byte(versionKeyPrefix+name), 0)
+}
+
+func versionKey(name string, v int) []byte {
+	return binary.BigEndian.AppendUint32(versionPrefix(name), uint32(v))
+}
+
+// storedSecret is a secret's metadata. It holds no value.
+type storedSecret struct {
+	Version     int                 `msgpack:"ver"`
+	Fingerprint string              `msgpack:"fp"`
+	Size        int                 `msgpack:"size"`
+	CreateTime  int64               `msgpack:"ct"`
+	CreatedBy   string              `msgpack:"cb,omitempty"`
+	UpdateTime  int64               `msgpack:"ut"`
+	UpdatedBy   string              `msgpack:"ub,omitempty"`
+	Tags        []schemas.SecretTag `msgpack:"tags,omitempty"`
+}
+
+// storedCipher is the current version's sealed value and key reference.
+type storedCipher struct {
+	Version    int    `msgpack:"ver"`
+	KeyID      string `msgpack:"key"`
+	Ciphertext []byte `msgpack:"ct"`
+}
+
+// VersionInfo is the audit record of one secret version: who wrote it,
+// when, and its value's fingerprint. Never the value.
+type VersionInfo struct {
+	Version     int    `msgpack:"ver" json:"version"`
+	Time        int64  `msgpack:"ts" json:"time"` // Unix milliseconds
+	By          string `msgpack:"by,omitempty" json:"by"`
+	Fingerprint string `msgpack:"fp" json:"fingerprint"`
+	Size        int    `msgpack:"size" json:"size"`
+}
+
+// storedEnv is an environment value.
+type storedEnv struct {
+	Value      string              `msgpack:"val"`
+	CreateTime int64               `msgpack:"ct"`
+	CreatedBy  string              `msgpack:"cb,omitempty"`
+	UpdateTime int64               `msgpack:"ut"`
+	UpdatedBy  string              `msgpack:"ub,omitempty"`
+	Tags       []schemas.SecretTag `msgpack:"tags,omitempty"`
+}
+
+// subjectState is what a writer needs of a subject: the sequence to expect
+// and, for secrets, the last version it had (versions continue after a
+// delete, so a version number is never reused for a name).
+type subjectState struct {
+	Seq         uint64 `msgpack:"seq"`
+	LastVersion int    `msgpack:"lv,omitempty"`
+}
+
+// Projection folds the FV_SECRET stream into the secrets read model. It is
+// stateless; run it with a projections.Runner over eventlog.Secrets.
+type Projection struct{}
+
+var _ projections.Projection = Projection{}
+
+// Name implements projections.Projection.
+func (Projection) Name() string { return ProjectionName }
+
+// Apply implements projections.Projection. Undecodable records and events
+// that do not belong on their subject are poison; unknown event types are
+// skipped, so that a newer writer's additions do not stop an older reader.
+func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
+	return applyRecord(b, rec)
+}
+
+// kvReader is the read side shared by the Pebble read model and the
+// in-memory fold of one subject (memKV). Get returns
+// projections.ErrNotFound for absent keys.
+type kvReader interface {
+	Get(key []byte) ([]byte, error)
+	Scan(prefix []byte, fn func(key, value []byte) bool) error
+}
+
+type kvWriter interface {
+	kvReader
+	Set(key, value []byte) error
+	Delete(key []byte) error
+}
+
+var (
+	_ kvReader = projections.Reader{}
+	_ kvWriter = (*projections.Batch)(nil)
+	_ kvWriter = memKV{}
+)
+
+func isSecretType(t string) bool {
+	switch t {
+	case schemas.TypeSecretVersionPut, schemas.TypeSecretDeleted, schemas.TypeSecretTagsSet,
+		schemas.TypeEnvValuePut, schemas.TypeEnvValueDeleted, schemas.TypeEnvTagsSet:
+		return true
+	}
+	return false
+}
+
+// applyRecord applies rec to kv. The Pebble batch and the in-memory fold
+// must produce the same keys and values.
+func applyRecord(kv kvWriter, rec eventlog.Record) error {
+	if !strings.HasPrefix(rec.Subject, secretSubjectPrefix) {
+		return nil
+	}
+	events := make([]schemas.Event, 0, len(rec.Events))
+	for _, env := range rec.Events {
+		if !isSecretType(env.Type) {
+			continue
+		}
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			return err
+		}
+		if err := checkEvent(rec.Subject, ev); err != nil {
+			return fmt.Errorf("%s #%d event %s: %w", rec.Subject, rec.Seq, env.ID, err)
+		}
+		events = append(events, ev)
+	}
+	st, err := readSubject(kv, rec.Subject)
+	if err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if err := applyEvent(kv, ev, &st); err != nil {
+			return fmt.Errorf("%s #%d: %w", rec.Subject, rec.Seq, err)
+		}
+	}
+	st.Seq = rec.Seq
+	return setMsgpack(kv, subjectKey(rec.Subject), &st)
+}
+
+// checkEvent refuses events applyEvent could not apply or that belong to
+// another subject.
+func checkEvent(subject string, ev schemas.Event) error {
+	poison := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), projections.ErrPoison)
+	}
+	var name, want string
+	var nameErr error
+	switch e := ev.(type) {
+	case *schemas.SecretVersionPut:
+		if e.Version < 1 || e.KeyID == "" || len(e.Ciphertext) == 0 {
+			return poison("secret version %d without key or ciphertext", e.Version)
+		}
+		name, want, nameErr = e.Name, SecretSubject(e.Name), checkName("secret", e.Name)
+	case *schemas.SecretDeleted:
+		name, want, nameErr = e.Name, SecretSubject(e.Name), checkName("secret", e.Name)
+	case *schemas.SecretTagsSet:
+		name, want, nameErr = e.Name, SecretSubject(e.Name), checkName("secret", e.Name)
+	case *schemas.EnvValuePut:
+		name, want, nameErr = e.Name, EnvSubject(e.Name), CheckEnvName(e.Name)
+	case *schemas.EnvValueDeleted:
+		name, want, nameErr = e.Name, EnvSubject(e.Name), CheckEnvName(e.Name)
+	case *schemas.EnvTagsSet:
+		name, want, nameErr = e.Name, EnvSubject(e.Name), CheckEnvName(e.Name)
+	default:
+		return poison("unexpected event %T", ev)
+	}
+	if nameErr != nil || subject != want {
+		return poison("name %q does not belong on subject %s", shorten(name), subject)
+	}
+	return nil
+}
+
+func applyEvent(kv kvWriter, ev schemas.Event, st *subjectState) error {
+	switch e := ev.(type) {
+	case *schemas.SecretVersionPut:
+		s, found, err := readSecret(kv, e.Name)
+		if err != nil {
+			return err
+		}
+		if !found {
+			s = storedSecret{CreateTime: e.Time, CreatedBy: e.By}
+		}
+		s.Version, s.Fingerprint, s.Size, s.UpdateTime, s.UpdatedBy = e.Version, e.Fingerprint, e.Size, e.Time, e.By
+		if err := setMsgpack(kv, secretKey(e.Name), &s); err != nil {
+			return err
+		}
+		if err := setMsgpack(kv, cipherKey(e.Name), &storedCipher{Version: e.Version, KeyID: e.KeyID, Ciphertext: e.Ciphertext}); err != nil {
+			return err
+		}
+		st.LastVersion = max(st.LastVersion, e.Version)
+		return setMsgpack(kv, versionKey(e.Name, e.Version), &VersionInfo{Version: e.Version, Time: e.Time, By: e.By, Fingerprint: e.Fingerprint, Size: e.Size})
+	case *schemas.SecretDeleted:
+		var keys [][]byte
+		err := kv.Scan(versionPrefix(e.Name), func(k, _ []byte) bool {
+			keys = append(keys, bytes.Clone(k))
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		keys = append(keys, secretKey(e.Name), cipherKey(e.Name))
+		for _, k := range keys {
+			if err := kv.Delete(k); err != nil {
+				return err
+			}
+		}
+		st.LastVersion = max(st.LastVersion, e.Version)
+		return nil
+	case *schemas.SecretTagsSet:
+		s, found, err := readSecret(kv, e.Name)
+		if err != nil || !found {
+			return err // the writer checked it exists; a delete raced: nothing to tag
+		}
+		s.Tags = e.Tags
+		return setMsgpack(kv, secretKey(e.Name), &s)
+	case *schemas.EnvValuePut:
+		v, found, err := readEnv(kv, e.Name)
+		if err != nil {
+			return err
+		}
+		if !found {
+			v = storedEnv{CreateTime: e.Time, CreatedBy: e.By}
+		}
+		v.Value, v.UpdateTime, v.UpdatedBy = e.Value, e.Time, e.By
+		return setMsgpack(kv, envKey(e.Name), &v)
+	case *schemas.EnvValueDeleted:
+		return kv.Delete(envKey(e.Name))
+	case *schemas.EnvTagsSet:
+		v, found, err := readEnv(kv, e.Name)
+		if err != nil || !found {
+			return err
+		}
+		v.Tags = e.Tags
+		return setMsgpack(kv, envKey(e.Name), &v)
+	}
+	return nil
+}
+
+func setMsgpack(kv kvWriter, key []byte, v any) error {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return kv.Set(key, b)
+}
+
+// getMsgpack decodes the value at key into v; found is false when absent.
+func getMsgpack(r kvReader, key []byte, v any) (bool, error) {
+	b, err := r.Get(key)
+	if errors.Is(err, projections.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %q: %w", key, err)
+	}
+	return true, nil
+}
+
+func readSecret(r kvReader, name string) (storedSecret, bool, error) {
+	var s storedSecret
+	found, err := getMsgpack(r, secretKey(name), &s)
+	return s, found, err
+}
+
+func readCipher(r kvReader, name string) (storedCipher, bool, error) {
+	var c storedCipher
+	found, err := getMsgpack(r, cipherKey(name), &c)
+	return c, found, err
+}
+
+func readEnv(r kvReader, name string) (storedEnv, bool, error) {
+	var v storedEnv
+	found, err := getMsgpack(r, envKey(name), &v)
+	return v, found, err
+}
+
+func readSubject(r kvReader, subject string) (subjectState, error) {
+	var st subjectState
+	_, err := getMsgpack(r, subjectKey(subject), &st)
+	return st, err
+}
+
+func readVersions(r kvReader, name string) ([]VersionInfo, error) {
+	var out []VersionInfo
+	var derr error
+	err := r.Scan(versionPrefix(name), func(_, v []byte) bool {
+		var vi VersionInfo
+		if derr = msgpack.Unmarshal(v, &vi); derr != nil {
+			return false
+		}
+		out = append(out, vi)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+// memKV is an in-memory kvWriter: the fold of one subject read straight
+// from the log, when the read model has not caught up with it.
+type memKV map[string][]byte
+
+func (m memKV) Get(key []byte) ([]byte, error) {
+	v, ok := m[string(key)]
+	if !ok {
+		return nil, projections.ErrNotFound
+	}
+	return bytes.Clone(v), nil
+}
+
+func (m memKV) Set(key, value []byte) error {
+	m[string(key)] = bytes.Clone(value)
+	return nil
+}
+
+func (m memKV) Delete(key []byte) error {
+	delete(m, string(key))
+	return nil
+}
+
+// Scan visits the keys with prefix in key order, like projections.Reader.
+func (m memKV) Scan(prefix []byte, fn func(key, value []byte) bool) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if strings.HasPrefix(k, string(prefix)) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !fn([]byte(k), m[k]) {
+			break
+		}
+	}
+	return nil
+}

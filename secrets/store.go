@@ -1,0 +1,461 @@
+package secrets
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Source is what secret resolution at task hand-off needs. *Store
+// implements it.
+type Source interface {
+	// Resolve returns the current value of secret name and its version.
+	// The caller owns the returned slice and should wipe it (clear) when
+	// done. A missing secret fails with an error wrapping fault.ErrNotFound
+	// that names the secret; an invalid name with fault.ErrInvalid.
+	// Errors never contain the value.
+	Resolve(ctx context.Context, name string) (value []byte, version int, err error)
+	// Exists reports whether secret name has a value.
+	Exists(ctx context.Context, name string) (bool, error)
+}
+
+var _ Source = (*Store)(nil)
+
+// Options carries New's optional collaborators.
+type Options struct {
+	// Logger receives one line per change (never a value). Nil logs nowhere.
+	Logger *slog.Logger
+}
+
+// Store keeps secrets as events on FV_SECRET, each value sealed under a
+// data key of its own before it is appended, and serves their metadata from
+// the secrets read model. It is safe for concurrent use; several Stores
+// (one per process) may share one log and one key bucket.
+type Store struct {
+	w    *writer
+	keys *Keys
+}
+
+// New returns a Store that appends to log, reads the secrets read model in
+// store, and seals values with keys. waiter is the read model's runner (a
+// Projection over eventlog.Secrets); writes wait for it so that a caller
+// reads its own writes.
+func New(log *eventlog.Log, store *projections.Store, waiter Waiter, keys *Keys, opts Options) *Store {
+	return &Store{w: newWriter(log, store, waiter, opts.Logger), keys: keys}
+}
+
+// Keys is the key store the Store seals with.
+func (s *Store) Keys() *Keys { return s.keys }
+
+// Meta is a secret's metadata: everything about it but its value.
+type Meta struct {
+	Name string          `json:"name"`
+	Tags []conductor.Tag `json:"tags"`
+	// Version counts the puts of this name, deletes included: it never
+	// goes back and is never reused.
+	Version int `json:"version"`
+	// Fingerprint is the keyed HMAC of the current value
+	// ("hmac-sha256:<hex>"), Size its length in bytes.
+	Fingerprint string `json:"fingerprint"`
+	Size        int    `json:"size"`
+	CreateTime  int64  `json:"createTime"` // Unix milliseconds
+	CreatedBy   string `json:"createdBy"`
+	UpdateTime  int64  `json:"updateTime"`
+	UpdatedBy   string `json:"updatedBy"`
+	// Versions is the audit trail of the live versions, oldest first
+	// (Metadata only; List leaves it empty).
+	Versions []VersionInfo `json:"versions,omitempty"`
+}
+
+func newMeta(name string, s storedSecret) Meta {
+	return Meta{Name: name, Tags: toConductorTags(s.Tags), Version: s.Version, Fingerprint: s.Fingerprint, Size: s.Size,
+		CreateTime: s.CreateTime, CreatedBy: s.CreatedBy, UpdateTime: s.UpdateTime, UpdatedBy: s.UpdatedBy}
+}
+
+func secretNotFound(name string) error { return fault.NotFound("secret %s not found", name) }
+
+// secretKeyPrefix is the data key id prefix of secret name's keys.
+func secretKeyIDPrefix(name string) string { return "secret." + name }
+
+// Put stores value as the next version of secret name, creating the secret
+// if it has no value. The value is sealed under a fresh data key, with the
+// name and version as additional data, before anything is appended; the
+// previous version's data key is destroyed once the new version is
+// committed, so an overwritten value can never be decrypted again.
+func (s *Store) Put(ctx context.Context, name string, value []byte, principal string) (version int, err error) {
+	if err := CheckSecretName(name); err != nil {
+		return 0, err
+	}
+	if err := CheckValue("secret", value); err != nil {
+		return 0, err
+	}
+	subject := SecretSubject(name)
+	fp := s.keys.Fingerprint(value)
+	var pending, superseded string // data keys of the current attempt, of the version it replaces
+	_, err = s.w.update(ctx, subject, principal, func(v view) ([]schemas.Event, error) {
+		if pending != "" {
+			// The previous attempt lost a race: its record was not appended.
+			s.destroy(ctx, pending)
+			pending = ""
+		}
+		st, err := readSubject(v.kv, subject)
+		if err != nil {
+			return nil, err
+		}
+		cur, found, err := readCipher(v.kv, name)
+		if err != nil {
+			return nil, err
+		}
+		superseded = ""
+		if found {
+			superseded = cur.KeyID
+		}
+		version = st.LastVersion + 1
+		id := secretKeyIDPrefix(name) + "." + rand.Text()
+		dk, err := s.keys.NewDataKey(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		pending = id
+		return []schemas.Event{&schemas.SecretVersionPut{
+			Name: name, Version: version, KeyID: id,
+			Ciphertext:  dk.Seal(SecretPurpose(name, version), value),
+			Fingerprint: fp, Size: len(value), Time: s.w.millis(), By: principal,
+		}}, nil
+	})
+	if err != nil {
+		if pending != "" && definitelyNotWritten(err) {
+			s.destroy(ctx, pending)
+		}
+		return 0, err
+	}
+	if superseded != "" {
+		s.destroy(ctx, superseded)
+	}
+	return version, nil
+}
+
+// definitelyNotWritten reports whether a failed write certainly appended
+// nothing. Other failures (timeouts, a read model that lags) may have
+// appended, so their data keys must stay.
+func definitelyNotWritten(err error) bool {
+	return errors.Is(err, fault.ErrInvalid) || errors.Is(err, fault.ErrNotFound) ||
+		errors.Is(err, fault.ErrTooLarge) || errors.Is(err, fault.ErrForbidden)
+}
+
+// destroy destroys a data key as cleanup: a failure is logged, and the
+// key is left to SweepKeys.
+func (s *Store) destroy(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.keys.DestroyKey(ctx, id); err != nil {
+		s.w.logger.Warn("could not destroy data key; the key sweep will", logkey.Secret, id, logkey.Err, err)
+	}
+}
+
+// Resolve implements Source. It reads the read model and, when that does
+// not know the secret, the log: another process may have stored it a
+// moment ago.
+func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
+	if err := CheckSecretName(name); err != nil {
+		return nil, 0, err
+	}
+	subject := SecretSubject(name)
+	v, err := s.w.projectionView(subject)
+	if err != nil {
+		return nil, 0, err
+	}
+	c, found, err := readCipher(v.kv, name)
+	if err == nil && !found {
+		if v, err = s.w.freshView(ctx, subject); err == nil {
+			c, found, err = readCipher(v.kv, name)
+		}
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	if !found {
+		return nil, 0, secretNotFound(name)
+	}
+	value, err := s.open(ctx, name, c)
+	if errors.Is(err, ErrKeyDestroyed) && !v.fromLog {
+		// Another process replaced or deleted the secret after this read
+		// model's state: read the log.
+		if v, err = s.w.logView(ctx, subject); err != nil {
+			return nil, 0, err
+		}
+		if c, found, err = readCipher(v.kv, name); err != nil {
+			return nil, 0, err
+		}
+		if !found {
+			return nil, 0, secretNotFound(name)
+		}
+		value, err = s.open(ctx, name, c)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return value, c.Version, nil
+}
+
+func (s *Store) open(ctx context.Context, name string, c storedCipher) ([]byte, error) {
+	dk, err := s.keys.DataKey(ctx, c.KeyID)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s version %d: %w", name, c.Version, err)
+	}
+	value, err := dk.Open(SecretPurpose(name, c.Version), c.Ciphertext)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s version %d: %w", name, c.Version, err)
+	}
+	return value, nil
+}
+
+// Get returns the current value of secret name (GET /api/secrets/{key}).
+func (s *Store) Get(ctx context.Context, name string) (Value, error) {
+	v, _, err := s.Resolve(ctx, name)
+	return Value(v), err
+}
+
+// Exists implements Source.
+func (s *Store) Exists(ctx context.Context, name string) (bool, error) {
+	if err := CheckSecretName(name); err != nil {
+		return false, err
+	}
+	subject := SecretSubject(name)
+	v, err := s.w.projectionView(subject)
+	if err != nil {
+		return false, err
+	}
+	_, found, err := readSecret(v.kv, name)
+	if err != nil || found {
+		return found, err
+	}
+	if v, err = s.w.freshView(ctx, subject); err != nil {
+		return false, err
+	}
+	_, found, err = readSecret(v.kv, name)
+	return found, err
+}
+
+// Metadata returns secret name's metadata with its versions.
+func (s *Store) Metadata(ctx context.Context, name string) (*Meta, error) {
+	if err := CheckSecretName(name); err != nil {
+		return nil, err
+	}
+	st, found, err := readSecret(s.w.reader, name)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, secretNotFound(name)
+	}
+	m := newMeta(name, st)
+	if m.Versions, err = readVersions(s.w.reader, name); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// List returns the metadata of every secret (without versions), sorted by
+// name.
+func (s *Store) List(ctx context.Context) ([]Meta, error) {
+	var out []Meta
+	var derr error
+	err := s.w.reader.Scan([]byte(secretKeyPrefix), func(k, v []byte) bool {
+		var st storedSecret
+		if derr = msgpack.Unmarshal(v, &st); derr != nil {
+			return false
+		}
+		out = append(out, newMeta(string(k[len(secretKeyPrefix):]), st))
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Names returns the name of every secret, sorted.
+func (s *Store) Names(ctx context.Context) ([]string, error) {
+	metas, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(metas))
+	for i, m := range metas {
+		names[i] = m.Name
+	}
+	return names, nil
+}
+
+// Delete deletes secret name: a SecretDeleted event, then its data key is
+// destroyed. An unknown name fails with fault.ErrNotFound.
+func (s *Store) Delete(ctx context.Context, name, principal string) error {
+	if err := CheckSecretName(name); err != nil {
+		return err
+	}
+	subject := SecretSubject(name)
+	var keyID string
+	_, err := s.w.update(ctx, subject, principal, func(v view) ([]schemas.Event, error) {
+		c, found, err := readCipher(v.kv, name)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, secretNotFound(name)
+		}
+		st, err := readSubject(v.kv, subject)
+		if err != nil {
+			return nil, err
+		}
+		keyID = c.KeyID
+		return []schemas.Event{&schemas.SecretDeleted{Name: name, Version: st.LastVersion, Time: s.w.millis(), By: principal}}, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.destroy(ctx, keyID)
+	return nil
+}
+
+// Tags returns secret name's tags ([] when it has none).
+func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
+	if err := CheckSecretName(name); err != nil {
+		return nil, err
+	}
+	st, found, err := readSecret(s.w.reader, name)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, secretNotFound(name)
+	}
+	return toConductorTags(st.Tags), nil
+}
+
+// PutTags adds tags to secret name; a tag whose key the secret has
+// replaces that tag's value.
+func (s *Store) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
+	return s.changeTags(ctx, name, tags, principal, upsertTags)
+}
+
+// DeleteTags removes the tags matching one of tags by key and value.
+func (s *Store) DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
+	return s.changeTags(ctx, name, tags, principal, removeTags)
+}
+
+func (s *Store) changeTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
+	op func(cur, given []schemas.SecretTag) []schemas.SecretTag) error {
+	if err := CheckSecretName(name); err != nil {
+		return err
+	}
+	given, err := checkTags(tags)
+	if err != nil {
+		return err
+	}
+	_, err = s.w.update(ctx, SecretSubject(name), principal, func(v view) ([]schemas.Event, error) {
+		st, found, err := readSecret(v.kv, name)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, secretNotFound(name)
+		}
+		next := op(st.Tags, given)
+		if len(next) > MaxTags {
+			return nil, fault.Invalid("secret %s would have %d tags; at most %d are allowed", name, len(next), MaxTags)
+		}
+		if tagsEqual(st.Tags, next) {
+			return nil, nil
+		}
+		return []schemas.Event{&schemas.SecretTagsSet{Name: name, Tags: next, Time: s.w.millis(), By: principal}}, nil
+	})
+	return err
+}
+
+// Owner returns who created secret name.
+func (s *Store) Owner(ctx context.Context, name string) (string, bool, error) {
+	st, found, err := readSecret(s.w.reader, name)
+	return st.CreatedBy, found, err
+}
+
+// ClearCache forgets the data keys held in memory.
+func (s *Store) ClearCache() { s.keys.ClearCache() }
+
+// SweepKeys destroys the secret data keys that no live secret version uses
+// and that are older than grace: keys of attempts that lost a race or
+// failed, and keys whose destruction after an update or delete failed.
+// grace protects keys another process created for a put it has not
+// appended yet. It returns how many keys it destroyed.
+func (s *Store) SweepKeys(ctx context.Context, grace time.Duration) (int, error) {
+	ids, err := s.keys.DataKeyIDs(ctx, "secret")
+	if err != nil {
+		return 0, fmt.Errorf("sweep data keys: %w", err)
+	}
+	cutoff := s.w.now().Add(-grace)
+	n := 0
+	for id, written := range ids {
+		if written.After(cutoff) {
+			continue
+		}
+		rest := strings.TrimPrefix(id, "secret.")
+		name, _, ok := strings.Cut(rest, ".")
+		if !ok {
+			continue
+		}
+		v, err := s.w.freshView(ctx, SecretSubject(name))
+		if err != nil {
+			return n, err
+		}
+		c, found, err := readCipher(v.kv, name)
+		if err != nil {
+			return n, err
+		}
+		if found && c.KeyID == id {
+			continue
+		}
+		if err := s.keys.DestroyKey(ctx, id); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if n > 0 {
+		s.w.logger.Info("destroyed unused secret data keys", logkey.Count, n)
+	}
+	return n, nil
+}
+
+// RunSweeper runs SweepKeys now and then every interval until ctx is done.
+// Failures are logged and retried at the next interval.
+func (s *Store) RunSweeper(ctx context.Context, interval, grace time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := s.SweepKeys(ctx, grace); err != nil && ctx.Err() == nil {
+			s.w.logger.Warn("data key sweep failed", logkey.Err, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

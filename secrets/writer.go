@@ -1,0 +1,244 @@
+package secrets
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// Waiter blocks until the read model has applied stream sequence seq.
+// *projections.Runner implements it.
+type Waiter interface {
+	WaitFor(ctx context.Context, seq uint64) error
+}
+
+var _ Waiter = (*projections.Runner)(nil)
+
+// writer runs the writes of Store and Env, as package metadata does: decide
+// on the read model's state of one subject, append with that state's
+// sequence as the expectation, and on a conflict decide again on the state
+// folded from the log. Writes to one subject are serialized within a
+// process, so only processes race on a name.
+type writer struct {
+	log    *eventlog.Log
+	reader projections.Reader
+	waiter Waiter
+	logger *slog.Logger
+	now    func() time.Time
+
+	locks [64]chan struct{}
+	seed  maphash.Seed
+}
+
+func newWriter(log *eventlog.Log, store *projections.Store, waiter Waiter, logger *slog.Logger) *writer {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	w := &writer{log: log, reader: store.Reader(ProjectionName), waiter: waiter,
+		logger: logger.With(logkey.Component, "secrets"), now: time.Now, seed: maphash.MakeSeed()}
+	for i := range w.locks {
+		w.locks[i] = make(chan struct{}, 1)
+	}
+	return w
+}
+
+func (w *writer) lock(ctx context.Context, subject string) (func(), error) {
+	l := w.locks[maphash.String(w.seed, subject)%uint64(len(w.locks))]
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// view is the state of one subject as of sequence seq.
+type view struct {
+	kv      kvReader
+	seq     uint64
+	fromLog bool
+}
+
+// projectionView reads the subject's state from the read model.
+func (w *writer) projectionView(subject string) (view, error) {
+	st, err := readSubject(w.reader, subject)
+	if err != nil {
+		return view{}, err
+	}
+	return view{kv: w.reader, seq: st.Seq}, nil
+}
+
+// logView folds subject from the log, bypassing the read model. Records the
+// projection would park are skipped the same way.
+func (w *writer) logView(ctx context.Context, subject string) (view, error) {
+	recs, err := w.log.ReadSubject(ctx, subject, 0)
+	if err != nil {
+		return view{}, logErr(err)
+	}
+	kv := memKV{}
+	var seq uint64
+	for _, rec := range recs {
+		seq = rec.Seq
+		err := rec.Err
+		if err == nil {
+			err = applyRecord(kv, rec)
+		}
+		if err != nil {
+			w.logger.Warn("skipping unreadable secrets record", logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, err)
+		}
+	}
+	return view{kv: kv, seq: seq, fromLog: true}, nil
+}
+
+// freshView is the read model's view of subject, or the log's when the log
+// holds records the read model has not applied yet (another process wrote
+// a moment ago). Reads that must not miss a write use it.
+func (w *writer) freshView(ctx context.Context, subject string) (view, error) {
+	v, err := w.projectionView(subject)
+	if err != nil {
+		return view{}, err
+	}
+	last, err := w.log.LastSeq(ctx, subject)
+	if err != nil {
+		return view{}, logErr(err)
+	}
+	if last <= v.seq {
+		return v, nil
+	}
+	return w.logView(ctx, subject)
+}
+
+const maxAttempts = 10
+
+type decideFunc func(v view) ([]schemas.Event, error)
+
+// update runs one write on subject and returns the sequence it appended
+// (0: nothing to do). After the append it waits for the read model, so
+// that the caller's next read sees the write.
+func (w *writer) update(ctx context.Context, subject, principal string, decide decideFunc) (uint64, error) {
+	unlock, err := w.lock(ctx, subject)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	cause := rand.Text()
+	fromLog := false
+	for attempt := 1; ; attempt++ {
+		var v view
+		if fromLog {
+			v, err = w.logView(ctx, subject)
+		} else {
+			v, err = w.projectionView(subject)
+		}
+		if err != nil {
+			return 0, err
+		}
+		events, derr := decide(v)
+		if len(events) == 0 {
+			if !fromLog {
+				last, err := w.log.LastSeq(ctx, subject)
+				if err != nil {
+					return 0, logErr(err)
+				}
+				if last != v.seq {
+					fromLog = true
+					continue
+				}
+			}
+			return 0, derr
+		}
+		envs, err := envelopes(cause, subject, v.seq, principal, w.now(), events)
+		if err != nil {
+			return 0, err
+		}
+		seq, err := w.log.Append(ctx, subject, envs, v.seq)
+		if errors.Is(err, eventlog.ErrConflict) && attempt < maxAttempts {
+			w.logger.Debug("secrets write lost a race, deciding again", logkey.Subject, subject, logkey.Err, err)
+			fromLog = true
+			if err := backoff(ctx, attempt); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, logErr(err)
+		}
+		w.logger.Info("secrets changed", logkey.Subject, subject, logkey.Seq, seq, logkey.Event, envs[0].Type, logkey.Principal, principal)
+		if w.waiter != nil {
+			if err := w.waiter.WaitFor(ctx, seq); err != nil {
+				return seq, fmt.Errorf("%s saved at sequence %d, but the read model has not caught up: %v: %w", subject, seq, err, fault.ErrUnavailable)
+			}
+		}
+		return seq, nil
+	}
+}
+
+// backoff sleeps before attempt+1 after a lost race.
+func backoff(ctx context.Context, attempt int) error {
+	ceiling := min(2*time.Millisecond<<(attempt-1), 100*time.Millisecond)
+	t := time.NewTimer(mathrand.N(ceiling) + time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// envelopes encodes the events of one append; each id derives from the
+// request, subject, expectation and content, so a retried publish is
+// deduplicated.
+func envelopes(cause, subject string, expected uint64, principal string, now time.Time, events []schemas.Event) ([]schemas.Envelope, error) {
+	envs := make([]schemas.Envelope, len(events))
+	for i, ev := range events {
+		env, err := schemas.Default.Encode(ev)
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.New()
+		h.Write([]byte(cause))
+		h.Write([]byte{0})
+		h.Write([]byte(subject))
+		h.Write(binary.BigEndian.AppendUint64(nil, expected))
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(i)))
+		h.Write([]byte(env.Type))
+		h.Write([]byte{0})
+		h.Write(env.Data)
+		env.ID = hex.EncodeToString(h.Sum(nil)[:16])
+		env.Time = now.UnixNano()
+		env.CausationID = cause
+		env.Principal = principal
+		envs[i] = env
+	}
+	return envs, nil
+}
+
+// logErr maps event log failures to fault kinds.
+func logErr(err error) error {
+	switch {
+	case errors.Is(err, eventlog.ErrTooLarge):
+		return fmt.Errorf("%w: %w", err, fault.ErrTooLarge)
+	case errors.Is(err, eventlog.ErrConflict):
+		return fmt.Errorf("too many concurrent changes, retry: %v: %w", err, fault.ErrUnavailable)
+	case errors.Is(err, eventlog.ErrClosed):
+		return fmt.Errorf("%w: %w", err, fault.ErrUnavailable)
+	}
+	return err
+}
+
+func (w *writer) millis() int64 { return w.now().UnixMilli() }
