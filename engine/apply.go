@@ -38,6 +38,9 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 			t.StartTime = e.Time
 		}
 		t.PollCount++
+		if len(e.Resolved) > 0 {
+			t.Resolved = append(slices.Clip(t.Resolved), e.Resolved...)
+		}
 		if t.FirstStartTime == 0 {
 			t.FirstStartTime = e.Time
 		}
@@ -178,6 +181,7 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 
 func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	w.Epoch++
+	w.Compacted = false // it will end again, and be compacted again
 	w.Status, w.UpdateTime = conductor.WorkflowRunning, e.Time
 	w.EndTime, w.Reason, w.Output = 0, "", map[string]any{}
 	w.FailedTaskRefs, w.FailedTaskNames = nil, nil

@@ -78,7 +78,9 @@ func Decide(in Input) (Decision, error) {
 		if in.State == nil {
 			return Decision{}, fault.NotFound("workflow not found")
 		}
-		if in.State.Removed {
+		if _, compact := in.Trigger.(Compact); in.State.Removed && !compact {
+			// A removed workflow's events stay in the log: its secrets key
+			// must still be destroyed.
 			return Decision{}, fault.NotFound("workflow %s was removed", in.State.ID)
 		}
 		d.w = in.State.Clone()
@@ -137,6 +139,13 @@ func (d *decision) handle(t Trigger) error {
 		return d.rerun(t.Request)
 	case ChildFinished:
 		d.childFinished(t)
+	case Compact:
+		switch {
+		case !d.w.Terminal():
+			return fault.Conflict("workflow %s is %s: only a terminal workflow is compacted", d.w.ID, d.w.Status)
+		case !d.w.Compacted:
+			d.emit(&schemas.WorkflowCompacted{Time: d.now})
+		}
 	case SetVariables:
 		if d.w.Terminal() {
 			return fault.Conflict("workflow %s is %s", d.w.ID, d.w.Status)

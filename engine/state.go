@@ -89,6 +89,9 @@ type Task struct {
 	SubWorkflowID        string                  `msgpack:"sub,omitempty"`
 	ParentTaskID         string                  `msgpack:"parent,omitempty"`
 	Logs                 []conductor.TaskExecLog `msgpack:"logs,omitempty"`
+	// Resolved names what was resolved into this task's input at its
+	// hand-offs (never a value): redaction knows what to look for.
+	Resolved []schemas.ResolvedRef `msgpack:"res,omitempty"`
 }
 
 // Terminal reports whether the workflow has finished.

@@ -94,6 +94,13 @@ type ChildFinished struct {
 	Reason  string
 }
 
+// Compact records that a terminal workflow's secrets key is being
+// destroyed (see schemas.WorkflowCompacted). It is refused unless the
+// workflow is terminal, and changes nothing if it is compacted already.
+type Compact struct{}
+
+func (Compact) triggerName() string { return "compact" }
+
 // SetVariables merges values into the workflow's variables.
 type SetVariables struct{ Variables map[string]any }
 

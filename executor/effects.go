@@ -112,7 +112,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
 		ReasonForIncompletion: "no system worker for task type " + eff.TaskType}
 	if impl := e.system[eff.TaskType]; impl != nil {
-		res = impl.Execute(ctx, task)
+		res = impl.Execute(WithPrincipal(ctx, out.State.CreatedBy), task)
 	}
 	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, "flowvault"
 	_, err = e.Submit(ctx, eff.WorkflowID, engine.Result{Result: res}, Meta{})
@@ -252,4 +252,18 @@ func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 	}
 	d.logger.Debug("task dispatched", logkey.WorkflowID, eff.WorkflowID, logkey.TaskID, eff.TaskID, logkey.Seq, ack.Sequence, "duplicate", ack.Duplicate)
 	return nil
+}
+
+type principalKey struct{}
+
+// WithPrincipal records on ctx whose authority a system task acts with: the
+// workflow's creator.
+func WithPrincipal(ctx context.Context, principal string) context.Context {
+	return context.WithValue(ctx, principalKey{}, principal)
+}
+
+// PrincipalFrom returns the principal WithPrincipal recorded ("" if none).
+func PrincipalFrom(ctx context.Context) string {
+	p, _ := ctx.Value(principalKey{}).(string)
+	return p
 }

@@ -34,6 +34,10 @@ type Config struct {
 	LogFormat string
 	// ShutdownTimeout bounds the graceful part of a shutdown.
 	ShutdownTimeout time.Duration
+	// CompactionDelay is how long after a workflow ends its _secrets data
+	// stays readable (for retries and inspection) before its key is
+	// destroyed.
+	CompactionDelay time.Duration
 	// MasterKey is the master key's base64 text ($FLOWVAULT_MASTER_KEY; no
 	// flag, so that it never shows on a command line). MasterKeyFile is a
 	// file holding it (--master-key-file). With neither, the server runs
@@ -52,6 +56,7 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
+		CompactionDelay: 5 * time.Second,
 	}
 }
 
@@ -69,6 +74,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	if c.CompactionDelay < 0 {
+		errs = append(errs, fmt.Errorf("compaction delay %s: want >= 0", c.CompactionDelay))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want > 0", c.ShutdownTimeout))

@@ -21,6 +21,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/guard"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections"
@@ -129,6 +130,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg})
+	authz := secrets.DefaultAuthorizer{Owner: secrets.Owners(n.secrets, n.env)}
+	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
+	n.executor.SetHandOff(g)
+	n.executor.SetProtector(g)
+	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
 	// User code (JavaScript, jq) runs in system tasks: the decider stays pure.
 	n.executor.RegisterSystemTask(conductor.TaskTypeInline, system.Inline{})
@@ -140,6 +146,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.executor.Start(ctx); err != nil {
 		return nil, err
 	}
+	compactor := &guard.Compactor{Ended: n.executions, Engine: n.executor, Keys: n.keys, Delay: cfg.CompactionDelay, Logger: logger}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if erased, err := compactor.Sweep(runCtx, n.keys, n.executions); err != nil {
+			logger.Warn("compaction sweep failed", logkey.Err, err)
+		} else if erased > 0 {
+			logger.Info("erased keys of compacted workflows", logkey.Count, erased)
+		}
+		compactor.Run(runCtx)
+	}()
 	schedRunner := n.startProjection(runCtx, eventlog.Metadata.Name, scheduler.Projection{})
 	n.schedules = scheduler.New(n.log, n.store, schedRunner, logger)
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, schedRunner); err != nil {
@@ -170,7 +187,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 
 		Secrets:     n.secrets,
 		Environment: n.env,
-		Authorizer:  secrets.DefaultAuthorizer{Owner: secrets.Owners(n.secrets, n.env)},
+		Authorizer:  authz,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")

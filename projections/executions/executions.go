@@ -35,6 +35,7 @@ const (
 	prefixDeadlines   = "l/" // l/<wf token> → msgpack []int64
 	prefixRunning     = "r/" // r/<wf id> → ""
 	prefixIdempotency = "i/" // i/<name>\x00<key> → workflow id
+	prefixCompaction  = "k/" // k/<wf id> → end time (ms BE): terminal, not compacted yet
 )
 
 // Projection folds the FV_WF stream. It keeps the states it folded last in
@@ -117,6 +118,9 @@ func load(b *projections.Batch, token string) (*engine.Workflow, error) {
 }
 
 func store(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
+	if err := storeCompaction(b, w); err != nil {
+		return err
+	}
 	if w.Removed && !w.Archived {
 		return removeAll(b, token, w, prev)
 	}
@@ -322,3 +326,32 @@ func (r *recentStates) put(token string, w *engine.Workflow) {
 func (r *recentStates) drop(token string) { delete(r.m, token) }
 
 func (r *recentStates) clear() { clear(r.m) }
+
+// storeCompaction keeps the list of ended workflows whose secrets key has
+// not been destroyed yet; removed workflows stay on it, since their events
+// stay in the log.
+func storeCompaction(b *projections.Batch, w *engine.Workflow) error {
+	key := []byte(prefixCompaction + w.ID)
+	if w.Terminal() && !w.Compacted {
+		return b.Set(key, binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)))
+	}
+	return b.Delete(key)
+}
+
+// Ended is a workflow waiting for compaction.
+type Ended struct {
+	WorkflowID string
+	EndTime    int64
+}
+
+// AwaitingCompaction lists ended workflows not compacted yet.
+func (r *Reader) AwaitingCompaction(_ context.Context, limit int) ([]Ended, error) {
+	var out []Ended
+	err := r.r.Scan([]byte(prefixCompaction), func(key, v []byte) bool {
+		if len(v) == 8 {
+			out = append(out, Ended{WorkflowID: string(key[len(prefixCompaction):]), EndTime: int64(binary.BigEndian.Uint64(v))})
+		}
+		return len(out) < limit
+	})
+	return out, err
+}

@@ -1,0 +1,189 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+)
+
+const (
+	secretsNS = "workflow.secrets."
+	envNS     = "workflow.env."
+)
+
+// Prepare implements executor.HandOff: the task's input with sealed values
+// opened and secret and environment references resolved, for its taker's
+// eyes only. A task with neither gets nil: its stored input is handed over
+// as it is.
+func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task) (map[string]any, []schemas.ResolvedRef, error) {
+	if t.Type == conductor.TaskTypeDoWhile {
+		return nil, nil, nil // its condition reads a document the decider builds
+	}
+	sealed := masking.HasSealed(t.Input)
+	if len(t.Deferred) == 0 && !sealed {
+		return nil, nil, nil
+	}
+	var input any = t.Input
+	if sealed {
+		var err error
+		if input, err = masking.Open(input, g.opener(ctx, w)); err != nil {
+			if errors.Is(err, errForeign) {
+				return nil, nil, fault.Invalid("task %s: %v", t.Ref, err)
+			}
+			return nil, nil, err
+		}
+	}
+	r := &resolver{g: g, ctx: ctx, w: w, memo: g.memoFor(w.ID)}
+	if len(t.Deferred) > 0 {
+		paths := make([]expr.Path, len(t.Deferred))
+		for i, p := range t.Deferred {
+			paths[i] = expr.Path(p)
+		}
+		var err error
+		if input, err = expr.ResolveDeferred(input, paths, r); err != nil {
+			var rerr *resolveError
+			if errors.As(err, &rerr) {
+				return nil, r.refs, rerr.err
+			}
+			return nil, r.refs, fault.Invalid("task %s: %v", t.Ref, err)
+		}
+	}
+	out, _ := input.(map[string]any)
+	return out, r.refs, nil
+}
+
+// resolver resolves one task's deferred expressions as the workflow's
+// creator and records what it resolved.
+type resolver struct {
+	g    *Guard
+	ctx  context.Context
+	w    *engine.Workflow
+	memo *memo
+	refs []schemas.ResolvedRef
+}
+
+// resolveError carries a resolution failure through expr, which wraps it.
+type resolveError struct{ err error }
+
+func (e *resolveError) Error() string { return e.err.Error() }
+func (e *resolveError) Unwrap() error { return e.err }
+
+func (r *resolver) Resolve(body string) (any, error) {
+	var v any
+	var err error
+	switch {
+	case strings.HasPrefix(body, secretsNS):
+		v, err = r.secret(strings.TrimPrefix(body, secretsNS))
+	case strings.HasPrefix(body, envNS):
+		v, err = r.env(strings.TrimPrefix(body, envNS))
+	default:
+		err = fault.Invalid("unknown deferred expression namespace in ${%s}", body)
+	}
+	if err != nil {
+		return nil, &resolveError{err}
+	}
+	return v, nil
+}
+
+// principal is who resolutions run as: the workflow's creator.
+func (r *resolver) principal() string { return r.w.CreatedBy }
+
+func principalName(p string) string {
+	if p == secrets.Anonymous {
+		return "anonymous"
+	}
+	return p
+}
+
+// secret resolves "NAME" or "NAME.path" of ${workflow.secrets.NAME.path}.
+// Missing and forbidden read the same to the workflow: a message naming the
+// secret and the principal, never whether it exists.
+func (r *resolver) secret(ref string) (any, error) {
+	name, path, _ := strings.Cut(ref, ".")
+	denied := fmt.Errorf("secret %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden)
+	if err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), secrets.ActionRead, secrets.Resource{Type: secrets.ResourceSecret, ID: name}); err != nil {
+		if errors.Is(err, fault.ErrForbidden) {
+			return nil, denied
+		}
+		return nil, err
+	}
+	value, version, err := r.g.cfg.Secrets.Resolve(r.ctx, name)
+	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
+		return nil, denied
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer clear(value)
+	r.memo.add(value)
+	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "secret", Name: name, Version: version, Principal: r.principal()})
+	v, err := pick(value, path, "secret "+name)
+	if s, ok := v.(string); ok && path != "" {
+		r.memo.add([]byte(s)) // a field of a JSON secret is a secret too
+	}
+	return v, err
+}
+
+// env resolves "NAME", "NAME.path", "NAME.$" or "NAME.$.path".
+func (r *resolver) env(ref string) (any, error) {
+	name, path, _ := strings.Cut(ref, ".")
+	if err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), secrets.ActionRead, secrets.Resource{Type: secrets.ResourceEnv, ID: name}); err != nil {
+		if errors.Is(err, fault.ErrForbidden) {
+			return nil, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden)
+		}
+		return nil, err
+	}
+	value, ok, err := r.g.cfg.Env.Lookup(r.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fault.NotFound("environment variable %s not found", name)
+	}
+	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "env", Name: name, Principal: r.principal()})
+	if path == "$" {
+		path = ""
+		var v any
+		if conductor.Unmarshal([]byte(value), &v) != nil {
+			return nil, fault.Invalid("environment variable %s is not JSON", name)
+		}
+		return v, nil
+	}
+	return pick([]byte(value), strings.TrimPrefix(path, "$."), "environment variable "+name)
+}
+
+// pick returns the whole value as text, or the field at path of a JSON
+// value, keeping its JSON type.
+func pick(value []byte, path, what string) (any, error) {
+	if path == "" {
+		return string(value), nil
+	}
+	var doc any
+	if err := conductor.Unmarshal(value, &doc); err != nil {
+		return nil, fault.Invalid("%s is not JSON: cannot read .%s", what, path)
+	}
+	v, _, err := expr.Evaluate("${v."+path+"}", expr.MapDoc{"v": doc})
+	if err != nil {
+		return nil, fault.Invalid("%s: bad path .%s", what, path)
+	}
+	if v == nil {
+		return nil, fault.Invalid("%s has no field .%s", what, path)
+	}
+	if b, ok := v.(string); ok {
+		return b, nil
+	}
+	js, _ := json.Marshal(v)
+	var out any
+	_ = conductor.Unmarshal(js, &out)
+	return out, nil
+}

@@ -1,0 +1,282 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Protect implements executor.Protector. Before a decision's events are
+// appended it seals every leaf under _secrets and _masked (and the
+// definition's maskedFields in the workflow's input and output) with the
+// workflow's data keys, and redacts the values resolved for the workflow
+// (and those it sealed) from everything else the events carry. Values that
+// turn out to be secret after they were stored elsewhere in the workflow
+// (a workflow input passed into a _secrets block) are marked for masking in
+// every view.
+func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []schemas.Event) ([]schemas.Event, error) {
+	wfID, fields := workflowOf(before, events)
+	if wfID == "" {
+		return events, nil
+	}
+	m := g.memoFor(wfID)
+	if before != nil {
+		if err := g.rebuild(ctx, before, m); err != nil {
+			return nil, err
+		}
+	}
+	p := &protection{ctx: ctx, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID}, m: m, fields: fields}
+	out := make([]schemas.Event, 0, len(events))
+	for _, ev := range events {
+		pev, err := p.event(ev)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pev)
+	}
+	if len(p.sealed) > 0 && before != nil {
+		if paths := findValues(before, p.sealed); len(paths) > 0 {
+			out = append(out, &schemas.ValuesMasked{Paths: paths})
+		}
+	}
+	for _, ev := range out {
+		if sc, ok := ev.(*schemas.WorkflowStatusChanged); ok && conductor.WorkflowTerminal(sc.Status) {
+			g.forget(wfID)
+		}
+	}
+	return out, nil
+}
+
+// workflowOf finds the workflow the events belong to and its maskedFields.
+func workflowOf(before *engine.Workflow, events []schemas.Event) (string, []string) {
+	if before != nil {
+		def, err := before.Def()
+		if err != nil {
+			return before.ID, nil
+		}
+		return before.ID, def.MaskedFields
+	}
+	for _, ev := range events {
+		if s, ok := ev.(*schemas.WorkflowStarted); ok {
+			var def struct {
+				MaskedFields []string `json:"maskedFields"`
+			}
+			_ = json.Unmarshal(s.Def, &def)
+			return s.WorkflowID, def.MaskedFields
+		}
+	}
+	return "", nil
+}
+
+// protection is one decision's protection pass.
+type protection struct {
+	ctx    context.Context
+	s      sealer
+	m      *memo
+	fields []string
+	sealed [][]byte // plaintexts sealed in this pass
+}
+
+func (p *protection) found(plain []byte) {
+	var s string
+	if json.Unmarshal(plain, &s) == nil {
+		p.m.add([]byte(s))
+		p.sealed = append(p.sealed, []byte(s))
+		return
+	}
+	p.m.add(plain)
+}
+
+func (p *protection) seal(path string, m map[string]any, fields []string) (map[string]any, error) {
+	if m == nil || (!hasMaskedKeys(m) && !hasAny(m, fields)) {
+		return m, nil
+	}
+	return masking.SealFields(p.s, path, m, fields, p.found)
+}
+
+func (p *protection) redactMap(m map[string]any) map[string]any { return p.m.get().Map(m) }
+
+func (p *protection) event(ev schemas.Event) (schemas.Event, error) {
+	var err error
+	wf := "wf/" + p.s.wfID
+	switch e := ev.(type) {
+	case *schemas.WorkflowStarted:
+		c := *e
+		if c.Input, err = p.seal(wf+"/input", c.Input, p.fields); err == nil {
+			c.Variables, err = p.seal(wf+"/variables", c.Variables, nil)
+		}
+		return &c, err
+	case *schemas.TaskScheduled:
+		c := *e
+		if c.Input, err = p.seal(fmt.Sprintf("%s/task/%s/input", wf, e.TaskID), c.Input, nil); err != nil {
+			return nil, err
+		}
+		c.Output = p.redactMap(c.Output)
+		c.Reason = p.m.get().String(c.Reason)
+		return &c, nil
+	case *schemas.TaskUpdated:
+		c := *e
+		if c.Output, err = p.seal(fmt.Sprintf("%s/task/%s/output", wf, e.TaskID), c.Output, nil); err != nil {
+			return nil, err
+		}
+		c.Output = p.redactMap(c.Output)
+		c.Reason = p.m.get().String(c.Reason)
+		return &c, nil
+	case *schemas.TaskLogged:
+		c := *e
+		c.Lines = make([]string, len(e.Lines))
+		for i, l := range e.Lines {
+			c.Lines[i] = p.m.get().String(l)
+		}
+		return &c, nil
+	case *schemas.VariablesUpdated:
+		c := *e
+		if c.Variables, err = p.seal(wf+"/variables", c.Variables, nil); err != nil {
+			return nil, err
+		}
+		c.Variables = p.redactMap(c.Variables)
+		return &c, nil
+	case *schemas.WorkflowStatusChanged:
+		c := *e
+		if c.Output, err = p.seal(wf+"/output", c.Output, p.fields); err != nil {
+			return nil, err
+		}
+		c.Output = p.redactMap(c.Output)
+		c.Reason = p.m.get().String(c.Reason)
+		return &c, nil
+	case *schemas.WorkflowReset:
+		c := *e
+		c.Input, err = p.seal(wf+"/input", c.Input, p.fields)
+		return &c, err
+	}
+	return ev, nil
+}
+
+func hasMaskedKeys(v any) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if masking.IsMaskedKey(k) || hasMaskedKeys(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasMaskedKeys(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasAny(m map[string]any, keys []string) bool {
+	for _, k := range keys {
+		if _, ok := m[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// rebuild refills a workflow's redaction memo after a restart: the values
+// resolved for its tasks (current versions), and the plaintext of what it
+// sealed.
+func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error {
+	m.mu.Lock()
+	done := m.built
+	m.built = true
+	m.mu.Unlock()
+	if done {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, t := range w.Tasks {
+		for _, ref := range t.Resolved {
+			if ref.Kind != "secret" || seen[ref.Name] {
+				continue
+			}
+			seen[ref.Name] = true
+			v, _, err := g.cfg.Secrets.Resolve(ctx, ref.Name)
+			if err == nil {
+				m.add(v)
+				clear(v)
+			}
+		}
+	}
+	open := g.opener(ctx, w)
+	collect := func(v map[string]any) {
+		if !masking.HasSealed(v) {
+			return
+		}
+		opened, err := masking.Open(v, open)
+		if err != nil {
+			return
+		}
+		eachString(opened, func(s string) { m.add([]byte(s)) }, false)
+	}
+	collect(w.Input)
+	collect(w.Output)
+	collect(w.Variables)
+	for _, t := range w.Tasks {
+		collect(t.Input)
+		collect(t.Output)
+	}
+	return nil
+}
+
+// eachString calls fn for every string under a _secrets or _masked key (or
+// everywhere, with all).
+func eachString(v any, fn func(string), all bool) {
+	switch x := v.(type) {
+	case string:
+		if all {
+			fn(x)
+		}
+	case map[string]any:
+		for k, e := range x {
+			eachString(e, fn, all || masking.IsMaskedKey(k))
+		}
+	case []any:
+		for _, e := range x {
+			eachString(e, fn, all)
+		}
+	}
+}
+
+// findValues returns the paths (see schemas.ValuesMasked) of top-level
+// values of the workflow's input and task inputs and outputs equal to one of
+// values.
+func findValues(w *engine.Workflow, values [][]byte) []string {
+	var out []string
+	match := func(prefix string, m map[string]any) {
+		for k, v := range m {
+			s, ok := v.(string)
+			if !ok || len(s) < masking.MinLength {
+				continue
+			}
+			for _, val := range values {
+				if s == string(val) {
+					path := prefix + "." + k
+					if !slices.Contains(w.MaskedPaths, path) && !slices.Contains(out, path) {
+						out = append(out, path)
+					}
+				}
+			}
+		}
+	}
+	match("input", w.Input)
+	for _, t := range w.Tasks {
+		match("task/"+t.ID+"/input", t.Input)
+		match("task/"+t.ID+"/output", t.Output)
+	}
+	slices.Sort(out)
+	return out
+}
+
