@@ -279,4 +279,3 @@ func findValues(w *engine.Workflow, values [][]byte) []string {
 	slices.Sort(out)
 	return out
 }
-
