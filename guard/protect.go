@@ -40,8 +40,21 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 		}
 		out = append(out, pev)
 	}
-	if len(p.sealed) > 0 && before != nil {
-		if paths := findValues(before, p.sealed); len(paths) > 0 {
+	if len(p.sealed) > 0 {
+		// Look for the sealed values where the workflow stored them before
+		// anyone knew they were secret, this decision included (a start
+		// whose first task passes an input into _secrets).
+		var after *engine.Workflow
+		if before != nil {
+			after = before.Clone()
+		}
+		var err error
+		for _, ev := range out {
+			if after, err = engine.Apply(after, ev); err != nil {
+				return nil, fmt.Errorf("protect: %w", err)
+			}
+		}
+		if paths := findValues(after, p.sealed); len(paths) > 0 {
 			out = append(out, &schemas.ValuesMasked{Paths: paths})
 		}
 	}
@@ -81,23 +94,84 @@ type protection struct {
 	m      *memo
 	fields []string
 	sealed [][]byte // plaintexts sealed in this pass
-}
-
-func (p *protection) found(plain []byte) {
-	var s string
-	if json.Unmarshal(plain, &s) == nil {
-		p.m.add([]byte(s))
-		p.sealed = append(p.sealed, []byte(s))
-		return
-	}
-	p.m.add(plain)
+	// bySealed maps the JSON of each value sealed in this pass to its sealed
+	// form: a later event of the same decision that copied the value (a task
+	// scheduled from the output that was just sealed) gets the sealed form
+	// in its place, so the copy is sealed too and its taker still gets it.
+	bySealed map[string]*masking.Sealed
 }
 
 func (p *protection) seal(path string, m map[string]any, fields []string) (map[string]any, error) {
-	if m == nil || (!hasMaskedKeys(m) && !hasAny(m, fields)) {
+	if m == nil {
+		return nil, nil
+	}
+	if len(p.bySealed) > 0 {
+		m = p.substitute(m).(map[string]any)
+	}
+	if !hasMaskedKeys(m) && !hasAny(m, fields) {
 		return m, nil
 	}
-	return masking.SealFields(p.s, path, m, fields, p.found)
+	var last []byte
+	out, err := masking.SealFields(sealRecorder{p, &last}, path, m, fields, func(plain []byte) {
+		last = append(last[:0], plain...)
+		var s string
+		if json.Unmarshal(plain, &s) == nil {
+			p.m.add([]byte(s))
+			p.sealed = append(p.sealed, []byte(s))
+		} else {
+			p.m.add(plain)
+		}
+	})
+	return out, err
+}
+
+// sealRecorder seals like the workflow's sealer and remembers each sealed
+// value by its plaintext JSON (reported by the found callback just before).
+type sealRecorder struct {
+	p    *protection
+	last *[]byte
+}
+
+func (r sealRecorder) Seal(kind byte, path string, plain []byte) ([]byte, error) {
+	ct, err := r.p.s.Seal(kind, path, plain)
+	if err == nil {
+		if r.p.bySealed == nil {
+			r.p.bySealed = map[string]*masking.Sealed{}
+		}
+		r.p.bySealed[string(*r.last)] = &masking.Sealed{Kind: kind, Purpose: path, Ciphertext: ct}
+	}
+	return ct, err
+}
+
+func (r sealRecorder) Open(kind byte, path string, ct []byte) ([]byte, error) { return r.p.s.Open(kind, path, ct) }
+
+// substitute replaces values equal to one sealed in this pass with its
+// sealed form.
+func (p *protection) substitute(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = p.substitute(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = p.substitute(e)
+		}
+		return out
+	case *masking.Sealed, nil:
+		return v
+	}
+	js, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	if sealed, ok := p.bySealed[string(js)]; ok {
+		return sealed
+	}
+	return v
 }
 
 func (p *protection) redactMap(m map[string]any) map[string]any { return p.m.get().Map(m) }
@@ -117,6 +191,7 @@ func (p *protection) event(ev schemas.Event) (schemas.Event, error) {
 		if c.Input, err = p.seal(fmt.Sprintf("%s/task/%s/input", wf, e.TaskID), c.Input, nil); err != nil {
 			return nil, err
 		}
+		c.Input = p.redactMap(c.Input)
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
 		return &c, nil

@@ -1,0 +1,346 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+func (e *env) putSecret(name, value string) {
+	e.t.Helper()
+	req, _ := http.NewRequest("PUT", e.base+"/api/secrets/"+name, strings.NewReader(value))
+	req.Header.Set("Content-Type", "text/plain")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		e.t.Fatalf("put secret %s: %d", name, res.StatusCode)
+	}
+}
+
+// events reads every event of a workflow from the log.
+func (e *env) events(id string) []schemas.Event {
+	e.t.Helper()
+	recs, err := e.node.Log().ReadSubject(context.Background(), "fv.wf."+id, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []schemas.Event
+	for _, r := range recs {
+		for _, env := range r.Events {
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// rawLog returns every byte of a workflow's records.
+func (e *env) rawLog(id string) string {
+	e.t.Helper()
+	var b strings.Builder
+	for _, ev := range e.events(id) {
+		js, _ := json.Marshal(ev)
+		b.Write(js)
+	}
+	return b.String()
+}
+
+// Secret references resolve at hand-off, as the workflow's creator, into
+// the worker's copy only; the stored input keeps the literal, and the
+// resolution is recorded without its value.
+func TestSecretResolutionAtHandOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.putSecret("api_token", "tok-0123456789")
+	e.putSecret("db", `{"user":"svc_user","password":"pw-secret-value"}`)
+	e.register(`{"name":"uses_secrets","tasks":[{"name":"call","taskReferenceName":"call","inputParameters":{
+	  "auth":"Bearer ${workflow.secrets.api_token}","whole":"${workflow.secrets.api_token}",
+	  "user":"${workflow.secrets.db.user}","dyn":"${workflow.secrets.${workflow.input.which}}",
+	  "escaped":"$${workflow.secrets.api_token}","plain":"${workflow.input.which}"}}]}`)
+	got := make(chan map[string]any, 1)
+	e.work("call", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData
+		return workers.Output{Data: map[string]any{"ok": true}}, nil
+	})
+	id := e.start("uses_secrets", map[string]any{"which": "api_token"})
+	in := <-got
+	want := map[string]any{"auth": "Bearer tok-0123456789", "whole": "tok-0123456789", "user": "svc_user",
+		"dyn": "tok-0123456789", "escaped": "${workflow.secrets.api_token}", "plain": "api_token"}
+	for k, v := range want {
+		if in[k] != v {
+			t.Errorf("worker got %s = %v, want %v", k, in[k], v)
+		}
+	}
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	stored := wf.Tasks[0].InputData
+	if stored["auth"] != "Bearer ${workflow.secrets.api_token}" || stored["dyn"] != "${workflow.secrets.api_token}" {
+		t.Fatalf("stored input = %v", stored)
+	}
+	view, _ := json.Marshal(wf)
+	if strings.Contains(string(view), "tok-0123456789") || strings.Contains(e.rawLog(id), "tok-0123456789") || strings.Contains(e.rawLog(id), "svc_user") {
+		t.Fatal("a resolved value reached the view or the log")
+	}
+	var resolved []schemas.ResolvedRef
+	for _, ev := range e.events(id) {
+		if s, ok := ev.(*schemas.TaskStarted); ok {
+			resolved = append(resolved, s.Resolved...)
+		}
+	}
+	if len(resolved) != 4 || resolved[0].Kind != "secret" || resolved[0].Name != "api_token" || resolved[0].Version != 1 {
+		t.Fatalf("resolution records = %+v", resolved)
+	}
+}
+
+// A missing secret, a path into a non-JSON secret and a dynamic name that
+// resolves to nothing fail the task for good, with a reason naming the
+// secret and the principal; never a silent null.
+func TestSecretResolutionFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.putSecret("plain_text", "not-json-at-all")
+	tests := []struct {
+		name, param, reason string
+	}{
+		{"missing", "${workflow.secrets.nope}", "secret nope not found or not readable by anonymous"},
+		{"path into text", "${workflow.secrets.plain_text.field}", "secret plain_text is not JSON"},
+		{"dynamic name to nothing", "${workflow.secrets.${workflow.input.absent}}", "secret"},
+	}
+	for i, tt := range tests {
+		name := fmt.Sprintf("fails_%d", i)
+		e.register(`{"name":"` + name + `","tasks":[{"name":"needs_secret","taskReferenceName":"t","inputParameters":{"v":"` + tt.param + `"}}]}`)
+		id := e.start(name, nil)
+		if i == 0 {
+			e.work("needs_secret", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+				t.Error("a task whose secret could not be resolved reached a worker")
+				return workers.Output{}, nil
+			})
+		}
+		wf := e.waitStatus(id, conductor.WorkflowFailed)
+		task := wf.Tasks[0]
+		if task.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(task.ReasonForIncompletion, tt.reason) {
+			t.Errorf("%s: task %s %q, want a terminal failure mentioning %q", tt.name, task.Status, task.ReasonForIncompletion, tt.reason)
+		}
+	}
+}
+
+// Data under _secrets is sealed before it is stored, reads as "***", and
+// reaches a downstream task's worker as the real value.
+func TestSecretsKeyDownstream(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(t.TempDir())
+	cfg.CompactionDelay = time.Hour
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	e.register(`{"name":"pass_token","tasks":[
+	  {"name":"issue","taskReferenceName":"issue"},
+	  {"name":"use","taskReferenceName":"use","inputParameters":{"token":"${issue.output._secrets.token}","_masked":{"copy":"${issue.output._secrets.token}"}}}]}`)
+	e.work("issue", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"token": "issued-tok-987654"}, "visible": "yes"}}, nil
+	})
+	used := make(chan map[string]any, 1)
+	e.work("use", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		used <- task.InputData
+		return workers.Output{}, nil
+	})
+	id := e.start("pass_token", nil)
+	in := <-used
+	if in["token"] != "issued-tok-987654" || in["_masked"].(map[string]any)["copy"] != "issued-tok-987654" {
+		t.Fatalf("downstream worker got %v", in)
+	}
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	view, _ := json.Marshal(wf)
+	if strings.Contains(string(view), "issued-tok") || !strings.Contains(string(view), `"_secrets":"***"`) || !strings.Contains(string(view), `"visible":"yes"`) {
+		t.Fatalf("view = %s", view)
+	}
+	if strings.Contains(e.rawLog(id), "issued-tok") {
+		t.Fatal("the log holds the _secrets value in plaintext")
+	}
+}
+
+// Values a worker echoes — in output, logs and error messages — are
+// redacted before they are stored, in their encoded forms too; values below
+// the floor are left alone.
+func TestRedactionOfEchoedValues(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.putSecret("leaky", "leaky-value-42x")
+	e.putSecret("pin", "1234")
+	e.register(`{"name":"echo","tasks":[{"name":"echoer","taskReferenceName":"echo","inputParameters":{"s":"${workflow.secrets.leaky}","pin":"${workflow.secrets.pin}"}}]}`)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"echoer","retryCount":1,"retryDelaySeconds":0}]`)
+	var mu sync.Mutex
+	attempts := 0
+	e.work("echoer", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		s := task.InputData["s"].(string)
+		mu.Lock()
+		attempts++
+		first := attempts == 1
+		mu.Unlock()
+		if first {
+			return workers.Output{}, fmt.Errorf("upstream refused key %s", s)
+		}
+		return workers.Output{Data: map[string]any{"echo": s, "url": "https://x/?k=" + s, "pin": task.InputData["pin"], "code": "CX1234"},
+			Logs: []string{"using " + s}}, nil
+	})
+	id := e.start("echo", nil)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if !strings.Contains(wf.Tasks[0].ReasonForIncompletion, "upstream refused key ***") {
+		t.Fatalf("error message not redacted: %q", wf.Tasks[0].ReasonForIncompletion)
+	}
+	out := wf.Tasks[1].OutputData
+	if out["echo"] != "***" || out["url"] != "https://x/?k=***" || out["pin"] != "1234" || out["code"] != "CX1234" {
+		t.Fatalf("output = %v (short values are not redacted, by design)", out)
+	}
+	logs := e.must(http.StatusOK, "GET", "/api/tasks/"+wf.Tasks[1].TaskID+"/log", nil)
+	if !strings.Contains(logs, "using ***") || strings.Contains(logs, "leaky-value") {
+		t.Fatalf("task logs = %s", logs)
+	}
+	if strings.Contains(e.rawLog(id), "leaky-value") {
+		t.Fatal("the log holds the echoed value")
+	}
+}
+
+// The HTTP task resolves secrets in its uri, headers and body: the remote
+// end sees the values; the execution does not.
+func TestHTTPTaskResolvesSecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.putSecret("api_token", "http-token-abcdef")
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization"), r.URL.Query().Get("k"), string(body))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true,"echo":"` + r.Header.Get("Authorization") + `"}`))
+	}))
+	defer srv.Close()
+	e.register(`{"name":"http_secret","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP","inputParameters":{"http_request":{
+	  "uri":"` + srv.URL + `/x?k=${workflow.secrets.api_token}","method":"POST",
+	  "headers":{"Authorization":"Bearer ${workflow.secrets.api_token}"},"body":{"key":"${workflow.secrets.api_token}"}}}}]}`)
+	id := e.start("http_secret", nil)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	mu.Lock()
+	if len(seen) != 3 || seen[0] != "Bearer http-token-abcdef" || seen[1] != "http-token-abcdef" || !strings.Contains(seen[2], "http-token-abcdef") {
+		t.Fatalf("remote end saw %q", seen)
+	}
+	mu.Unlock()
+	view, _ := json.Marshal(wf)
+	if strings.Contains(string(view), "http-token-abcdef") || strings.Contains(e.rawLog(id), "http-token-abcdef") {
+		t.Fatalf("the token leaked into the execution: %s", view)
+	}
+	if echo := wf.Tasks[0].OutputData["response"].(map[string]any)["body"].(map[string]any)["echo"]; echo != "Bearer ***" {
+		t.Fatalf("echoed header in the response = %v", echo)
+	}
+}
+
+// UPDATE_SECRET creates and updates secrets as the workflow's creator,
+// from a value that only ever existed sealed (a worker's _secrets output,
+// as in the rotation recipe); missing fields fail the workflow.
+func TestUpdateSecretTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"rotate","tasks":[{"name":"fetch","taskReferenceName":"fetch","inputParameters":{"n":"${workflow.input.n}"}},
+	  {"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
+	   "inputParameters":{"_secrets":{"secretKey":"${workflow.input.name}","secretValue":"${fetch.output._secrets.token}"}}}]}`,
+		`{"name":"rotate_bad","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"x"}}}]}`)
+	e.work("fetch", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"token": fmt.Sprintf("rotated-value-%v", task.InputData["n"])}}}, nil
+	})
+	for _, n := range []int64{1, 2} {
+		id := e.start("rotate", map[string]any{"name": "rotated", "n": n})
+		wf := e.waitStatus(id, conductor.WorkflowCompleted)
+		value := fmt.Sprintf("rotated-value-%d", n)
+		if got := e.must(http.StatusOK, "GET", "/api/secrets/rotated", nil); got != value {
+			t.Fatalf("secret = %q, want %q", got, value)
+		}
+		if view, _ := json.Marshal(wf); strings.Contains(string(view), value) || strings.Contains(e.rawLog(id), value) {
+			t.Fatalf("the new value reached the view or the log: %s", view)
+		}
+	}
+	wf := e.waitStatus(e.start("rotate_bad", nil), conductor.WorkflowFailed)
+	if !strings.Contains(wf.Tasks[0].ReasonForIncompletion, "secretValue") {
+		t.Fatalf("reason %q", wf.Tasks[0].ReasonForIncompletion)
+	}
+	// A value passed as plain workflow input is the caller's data, stored as
+	// given; once it flows into _secrets, every view masks it.
+	e.register(`{"name":"rotate_from_input","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
+	   "inputParameters":{"_secrets":{"secretKey":"from_input","secretValue":"${workflow.input.value}"}}}]}`)
+	id := e.start("rotate_from_input", map[string]any{"value": "input-value-333"})
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if view, _ := json.Marshal(wf); strings.Contains(string(view), "input-value-333") {
+		t.Fatalf("the view shows a value that went into _secrets: %s", view)
+	}
+}
+
+// After a workflow ends (and the compaction delay), its _secrets data is
+// destroyed for good: views and hand-offs of a restart get "***"; _masked
+// data survives. Before compaction a restart gets the real value.
+func TestCompaction(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(t.TempDir())
+	cfg.CompactionDelay = 2 * time.Second
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	e.register(`{"name":"compacting","tasks":[
+	  {"name":"produce","taskReferenceName":"produce"},
+	  {"name":"consume","taskReferenceName":"consume","inputParameters":{"s":"${produce.output._secrets.v}","m":"${produce.output._masked.v}"}}]}`)
+	e.work("produce", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"v": "shred-me-123"}, "_masked": map[string]any{"v": "keep-me-456"}}}, nil
+	})
+	got := make(chan map[string]any, 4)
+	e.work("consume", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData
+		return workers.Output{}, nil
+	})
+	id := e.start("compacting", nil)
+	if in := <-got; in["s"] != "shred-me-123" || in["m"] != "keep-me-456" {
+		t.Fatalf("first run got %v", in)
+	}
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	// Rerun from the consumer before compaction: real values.
+	consume := taskByRef(e.workflow(id), "consume")
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: consume.TaskID})
+	if in := <-got; in["s"] != "shred-me-123" {
+		t.Fatalf("rerun before compaction got %v", in)
+	}
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		for _, ev := range e.events(id) {
+			if _, ok := ev.(*schemas.WorkflowCompacted); ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("not compacted yet")
+	})
+	consume = taskByRef(e.workflow(id), "consume")
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: consume.TaskID})
+	if in := <-got; in["s"] != "***" || in["m"] != "keep-me-456" {
+		t.Fatalf("rerun after compaction got %v; want the _secrets value destroyed and the _masked one kept", in)
+	}
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	// The secrets key is gone: the sealed bytes in the log cannot be opened.
+	if _, err := n.Keys().DataKey(context.Background(), "wf."+id+".s"); err == nil {
+		t.Fatal("the workflow's secrets key still exists after compaction")
+	}
+}
