@@ -143,7 +143,9 @@ func (r sealRecorder) Seal(kind byte, path string, plain []byte) ([]byte, error)
 	return ct, err
 }
 
-func (r sealRecorder) Open(kind byte, path string, ct []byte) ([]byte, error) { return r.p.s.Open(kind, path, ct) }
+func (r sealRecorder) Open(kind byte, path string, ct []byte) ([]byte, error) {
+	return r.p.s.Open(kind, path, ct)
+}
 
 // substitute replaces values equal to one sealed in this pass with its
 // sealed form.
