@@ -98,6 +98,11 @@ func (e *env) waitStatus(id, status string) *conductor.Workflow {
 	e.t.Helper()
 	var wf *conductor.Workflow
 	testutil.Eventually(e.t, 30*time.Second, 20*time.Millisecond, func() error {
+		// A workflow started by an effect (a child, START_WORKFLOW) may not
+		// exist yet.
+		if status, body := e.do("GET", "/api/workflow/"+id, nil); status == http.StatusNotFound {
+			return fmt.Errorf("workflow %s does not exist yet: %s", id, body)
+		}
 		wf = e.workflow(id)
 		if wf.Status != status {
 			var tasks []string
