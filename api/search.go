@@ -128,7 +128,8 @@ func (s *Server) searchTasks(full bool) http.HandlerFunc {
 // workflowSummary renders a workflow for search results. Every workflow
 // summary is built here, so that masking applies to all of them at once.
 func workflowSummary(w *engine.Workflow) conductor.WorkflowSummary {
-	in, out := jsonString(w.Input), jsonString(w.Output)
+	view := w.Conductor(false) // masked like every other view
+	in, out := jsonString(view.Input), jsonString(view.Output)
 	s := conductor.WorkflowSummary{
 		WorkflowType: w.Name, Version: w.Version, WorkflowID: w.ID, CorrelationID: w.CorrelationID,
 		StartTime: isoTime(w.StartTime), UpdateTime: isoTime(w.UpdateTime), EndTime: isoTime(w.EndTime),

@@ -187,8 +187,11 @@ func (r *Reader) freeTextWorkflow(ctx context.Context, id string, ft query.FreeT
 	if err != nil {
 		return false, err
 	}
-	in, _ := json.Marshal(w.Input)
-	out, _ := json.Marshal(w.Output)
+	// Match the masked view: a search must not tell whether a secret value
+	// appears in a workflow.
+	view := w.Conductor(false)
+	in, _ := json.Marshal(view.Input)
+	out, _ := json.Marshal(view.Output)
 	return ft.Match(w.ID, w.Name, w.CorrelationID, string(in), string(out)), nil
 }
 

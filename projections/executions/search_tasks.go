@@ -143,8 +143,9 @@ func freeTextTask(ft query.FreeText, w *engine.Workflow, t *engine.Task) bool {
 	if ft.All() {
 		return true
 	}
-	in, _ := json.Marshal(t.Input)
-	out, _ := json.Marshal(t.Output)
+	view := t.Conductor(w) // masked: a search must not reveal secret values
+	in, _ := json.Marshal(view.InputData)
+	out, _ := json.Marshal(view.OutputData)
 	return ft.Match(t.ID, t.Name, t.Type, t.Ref, w.ID, w.Name, w.CorrelationID, string(in), string(out))
 }
 
