@@ -186,6 +186,7 @@ func (d *decision) start(s Start) error {
 		Variables: copyMap(s.Def.Variables), CorrelationID: s.Request.CorrelationID, Priority: s.Request.Priority,
 		TaskToDomain: s.Request.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
 		ParentWorkflowTaskID: s.ParentWorkflowTaskID, IdempotencyKey: s.Request.IdempotencyKey, Time: d.now,
+		Resolved: s.Resolved,
 	})
 	d.w.plan = d.plan
 	if len(s.Def.Tasks) == 0 {
@@ -280,6 +281,10 @@ func (d *decision) result(r conductor.TaskResult, taskType string) error {
 		}
 	case conductor.TaskCompleted:
 		d.emit(up)
+		if t.Type == conductor.TaskTypeSetVariable && len(r.OutputData) > 0 {
+			// A SET_VARIABLE whose values were resolved at hand-off.
+			d.emit(&schemas.VariablesUpdated{Variables: r.OutputData, Time: d.now})
+		}
 	case conductor.TaskFailed, conductor.TaskFailedWithTerminalError:
 		if up.Reason == "" {
 			up.Reason = "task " + t.Ref + " failed"

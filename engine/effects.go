@@ -32,11 +32,15 @@ type RunSystem struct {
 // StartWorkflow starts another workflow: a SUB_WORKFLOW's child (with the
 // parent fields set), a failure workflow, or a START_WORKFLOW target.
 type StartWorkflow struct {
-	WorkflowID           string
-	Name                 string
-	Version              *int
-	Def                  json.RawMessage // inline definition, if any
-	Input                map[string]any
+	WorkflowID string
+	Name       string
+	Version    *int
+	Def        json.RawMessage // inline definition, if any
+	Input      map[string]any
+	// InputDeferred are the paths of Input still holding secret or
+	// environment references: the executor resolves them (as CreatedBy) and
+	// seals the values into the child's input.
+	InputDeferred        [][]any
 	CorrelationID        string
 	Priority             int
 	TaskToDomain         map[string]string

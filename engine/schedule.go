@@ -231,7 +231,15 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		c := caseString(ev.Input[param])
 		ev.Status = conductor.TaskCompleted
 		ev.Output = map[string]any{"evaluationResult": []any{c}, "selectedCase": c}
-	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop, conductor.TaskTypeSetVariable, conductor.TaskTypeTerminate:
+	case conductor.TaskTypeSetVariable:
+		if len(ev.Deferred) > 0 && runsInSystemWorker(conductor.TaskTypeSetVariable) {
+			// Values resolved at hand-off: the system worker resolves
+			// them, and the result sets the variables (sealed or redacted
+			// by the executor before they are stored).
+			break
+		}
+		ev.Status = conductor.TaskCompleted
+	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop, conductor.TaskTypeTerminate:
 		ev.Status = conductor.TaskCompleted
 	case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
 		ev.Status = conductor.TaskInProgress
@@ -311,7 +319,7 @@ func (d *decision) startChild(wt *conductor.WorkflowTask, t *Task) {
 	}
 	d.effect(StartWorkflow{
 		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: inlineDef(p.WorkflowDefinition),
-		Input: t.Input, CorrelationID: d.w.CorrelationID, Priority: d.w.Priority, TaskToDomain: t2d,
+		Input: t.Input, InputDeferred: t.Deferred, CorrelationID: d.w.CorrelationID, Priority: d.w.Priority, TaskToDomain: t2d,
 		CreatedBy: d.w.CreatedBy, ParentWorkflowID: d.w.ID, ParentWorkflowTaskID: t.ID,
 	})
 }

@@ -17,6 +17,8 @@ type Start struct {
 	CreatedBy            string
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
+	// Resolved names values resolved into Request.Input at a hand-off.
+	Resolved []schemas.ResolvedRef
 }
 
 // Take hands a scheduled task to whoever runs it: a worker, or with System

@@ -17,9 +17,19 @@ import (
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
+
+// ChildPreparer prepares the input of a child workflow whose parent task's
+// input holds secret references or sealed values: it resolves them as the
+// parent's creator and seals the values for the child, so the child's
+// stored input never holds them in plaintext.
+type ChildPreparer interface {
+	PrepareChild(ctx context.Context, parentID, childID, principal string, input map[string]any, deferred [][]any) (map[string]any, []schemas.ResolvedRef, error)
+}
 
 // SystemTask runs one system task type inside the engine. It receives the
 // task as handed off (input resolved) and reports like a worker would.
@@ -125,6 +135,18 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWorkflow) error {
 	req := conductor.StartWorkflowRequest{Name: eff.Name, Version: eff.Version, Input: eff.Input,
 		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
+	var resolved []schemas.ResolvedRef
+	if cp, ok := e.handOff.(ChildPreparer); ok && (len(eff.InputDeferred) > 0 || masking.HasSealed(eff.Input)) {
+		input, refs, err := cp.PrepareChild(ctx, eff.ParentWorkflowID, eff.WorkflowID, eff.CreatedBy, eff.Input, eff.InputDeferred)
+		switch {
+		case err == nil:
+			req.Input, resolved = input, refs
+		case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrForbidden), errors.Is(err, fault.ErrInvalid):
+			return e.childFailed(ctx, eff, err.Error())
+		default:
+			return err
+		}
+	}
 	if len(eff.Def) > 0 {
 		var def conductor.WorkflowDef
 		if err := conductor.Unmarshal(eff.Def, &def); err != nil {
@@ -133,7 +155,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		req.WorkflowDef = &def
 	}
 	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy,
-		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID})
+		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Resolved: resolved})
 	switch {
 	case err == nil:
 		return nil

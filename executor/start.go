@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -20,6 +21,8 @@ type StartOptions struct {
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
 	RequestID            string
+	// Resolved names values resolved into the request's input.
+	Resolved []schemas.ResolvedRef
 }
 
 // Idempotency finds the workflow last started with an idempotency key.
@@ -82,7 +85,7 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		id = uuid.NewString()
 	}
 	out, err := e.Submit(ctx, id, engine.Start{WorkflowID: id, Def: def, Request: req, CreatedBy: o.CreatedBy,
-		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID},
+		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Resolved: o.Resolved},
 		Meta{Principal: o.CreatedBy, RequestID: o.RequestID})
 	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {
 		return id, 0, nil

@@ -135,6 +135,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.SetHandOff(g)
 	n.executor.SetProtector(g)
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
+	n.executor.RegisterSystemTask(conductor.TaskTypeSetVariable, system.SetVariable{}) // only those with secret references
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
 	// User code (JavaScript, jq) runs in system tasks: the decider stays pure.
 	n.executor.RegisterSystemTask(conductor.TaskTypeInline, system.Inline{})

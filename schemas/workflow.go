@@ -20,6 +20,9 @@ type WorkflowStarted struct {
 	ParentWorkflowTaskID string            `msgpack:"ptask,omitempty"`
 	IdempotencyKey       string            `msgpack:"idem,omitempty"`
 	Time                 int64             `msgpack:"ts"`
+	// Resolved lists what was resolved into the input of a child workflow
+	// (its parent's SUB_WORKFLOW input): sealed in Input, named here.
+	Resolved []ResolvedRef `msgpack:"res,omitempty"`
 }
 
 func (*WorkflowStarted) EventType() string { return "workflow.started" }

@@ -1,0 +1,154 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// PrepareChild implements executor.ChildPreparer: a SUB_WORKFLOW task's
+// input is the child's input. Its secret references are resolved as the
+// parent's creator, its sealed values opened, and every such value is
+// sealed again with the child's own key before the child's first event is
+// written: the child's tasks get the values at their hand-offs, and the
+// child's log never holds them in plaintext.
+func (g *Guard) PrepareChild(ctx context.Context, parentID, childID, principal string, input map[string]any, deferred [][]any) (map[string]any, []schemas.ResolvedRef, error) {
+	parent := &engine.Workflow{ID: parentID, CreatedBy: principal}
+	kinds := map[string]byte{} // path → kind, for the values to seal again
+	sealedPaths(input, nil, func(p expr.Path, kind byte) { kinds[p.String()] = kind })
+	var v any = input
+	var err error
+	if len(kinds) > 0 {
+		if v, err = masking.Open(v, g.opener(ctx, parent)); err != nil {
+			if errors.Is(err, errForeign) {
+				return nil, nil, fault.Invalid("sub workflow input: %v", err)
+			}
+			return nil, nil, err
+		}
+	}
+	r := &resolver{g: g, ctx: ctx, w: parent, memo: g.memoFor(parentID)}
+	paths := make([]expr.Path, len(deferred))
+	for i, p := range deferred {
+		paths[i] = expr.Path(p)
+		kinds[paths[i].String()] = masking.KindSecrets
+	}
+	if len(paths) > 0 {
+		if v, err = expr.ResolveDeferred(v, paths, r); err != nil {
+			var rerr *resolveError
+			if errors.As(err, &rerr) {
+				return nil, r.refs, rerr.err
+			}
+			return nil, r.refs, fault.Invalid("sub workflow input: %v", err)
+		}
+	}
+	out, _ := v.(map[string]any)
+	child := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: childID}
+	memo := g.memoFor(childID)
+	seal := func(p expr.Path, kind byte) error {
+		value, ok := getPath(out, p)
+		if !ok {
+			return nil
+		}
+		plain, err := json.Marshal(value)
+		if err != nil {
+			return err
+		}
+		if s, ok := value.(string); ok {
+			memo.add([]byte(s))
+		}
+		purpose := "wf/" + childID + "/input." + p.String()
+		ct, err := child.Seal(kind, purpose, plain)
+		clear(plain)
+		if err != nil {
+			return err
+		}
+		return setPath(out, p, &masking.Sealed{Kind: kind, Purpose: purpose, Ciphertext: ct})
+	}
+	for _, p := range paths {
+		if err := seal(p, masking.KindSecrets); err != nil {
+			return nil, nil, err
+		}
+	}
+	var sealErr error
+	sealedPaths(input, nil, func(p expr.Path, kind byte) {
+		if sealErr == nil {
+			sealErr = seal(p, kind)
+		}
+	})
+	if sealErr != nil {
+		return nil, nil, sealErr
+	}
+	return out, r.refs, nil
+}
+
+// sealedPaths calls fn with the path and kind of every sealed value in v.
+func sealedPaths(v any, at expr.Path, fn func(expr.Path, byte)) {
+	switch x := v.(type) {
+	case *masking.Sealed:
+		fn(append(expr.Path(nil), at...), x.Kind)
+	case map[string]any:
+		for k, e := range x {
+			sealedPaths(e, append(at, k), fn)
+		}
+	case []any:
+		for i, e := range x {
+			sealedPaths(e, append(at, i), fn)
+		}
+	}
+}
+
+func getPath(v any, p expr.Path) (any, bool) {
+	for _, step := range p {
+		switch s := step.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if v, ok = m[s]; !ok {
+				return nil, false
+			}
+		case int:
+			l, ok := v.([]any)
+			if !ok || s < 0 || s >= len(l) {
+				return nil, false
+			}
+			v = l[s]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+func setPath(root map[string]any, p expr.Path, value any) error {
+	if len(p) == 0 {
+		return fmt.Errorf("empty path")
+	}
+	parent, ok := getPath(root, p[:len(p)-1])
+	if !ok {
+		return fmt.Errorf("no parent for %s", p)
+	}
+	switch s := p[len(p)-1].(type) {
+	case string:
+		m, ok := parent.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: not an object", p)
+		}
+		m[s] = value
+	case int:
+		l, ok := parent.([]any)
+		if !ok || s >= len(l) {
+			return fmt.Errorf("%s: not an index", p)
+		}
+		l[s] = value
+	}
+	return nil
+}
