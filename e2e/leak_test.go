@@ -1,0 +1,249 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+
+	"github.com/flowvault/flowvault/internal/leaktest"
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// The leak test. A random secret is planted, resolved into a worker task
+// and an HTTP task; the worker echoes it in its output (plain, base64, URL
+// encoded), in a log line and in an error message, and writes more random
+// data under _secrets, which a downstream task receives. The workflow runs
+// to completion and past compaction. Then both values are searched for, in
+// all their encodings, in every REST response (the search API included),
+// the server's log output, /metrics, every message of every stream read
+// through the NATS API, every file under the data dir and every Pebble key
+// and value: zero hits. With the master key at hand, the compacted _secrets
+// value cannot be recovered: its key is gone from the key store and from
+// the disk.
+func TestLeak(t *testing.T) {
+	t.Parallel()
+	secret := leaktest.RandomSecret(32)
+	data := leaktest.RandomSecret(32)
+	scSecret, scData := leaktest.New(secret), leaktest.New(data)
+
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := nodetest.Config(dir)
+	cfg.MasterKey = nil // dev mode: the master key file is in the scanned data dir
+	cfg.CompactionDelay = time.Second
+	logger, logs := testutil.CapturingLogger()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	n, err := node.Start(ctx, cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			n.Stop(context.Background())
+		}
+	}()
+	base := "http://" + n.HTTPAddr()
+	// Every response is scanned for both values; none is exempt.
+	client := scSecret.Client(func(*http.Request) bool { return false })
+	client.Transport = scannerTransport{next: client.Transport, sc: scData}
+	e := &env{t: t, node: n, base: base}
+
+	var remoteMu sync.Mutex
+	var remoteAuth string
+	remote := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		remoteMu.Lock()
+		remoteAuth = r.Header.Get("Authorization")
+		remoteMu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"youSent":%q}`, r.Header.Get("Authorization"))
+	}))
+	defer remote.Close()
+
+	put, _ := http.NewRequest("PUT", base+"/api/secrets/leak", strings.NewReader(string(secret)))
+	put.Header.Set("Content-Type", "text/plain")
+	if res, err := client.Do(put); err != nil || res.StatusCode != 200 {
+		t.Fatalf("put secret: %v %v", res, err)
+	}
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"leaker","retryCount":1,"retryDelaySeconds":0}]`)
+	e.register(`{"name":"leaky","tasks":[
+	  {"name":"leaker","taskReferenceName":"leaker","inputParameters":{"s":"${workflow.secrets.leak}","auth":"Bearer ${workflow.secrets.leak}"}},
+	  {"name":"consumer","taskReferenceName":"consumer","inputParameters":{"d":"${leaker.output._secrets.data}"}},
+	  {"name":"call","taskReferenceName":"call","type":"HTTP","inputParameters":{"http_request":{"uri":"` + remote.URL + `","method":"GET",
+	    "headers":{"Authorization":"Bearer ${workflow.secrets.leak}"}}}}],
+	  "outputParameters":{"echo":"${leaker.output.echo}","d":"${leaker.output._secrets}"}}`)
+
+	var mu sync.Mutex
+	attempts := 0
+	e.work("leaker", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		s := task.InputData["s"].(string)
+		if s != string(secret) || task.InputData["auth"] != "Bearer "+string(secret) {
+			return workers.Output{}, workers.ErrTerminal
+		}
+		mu.Lock()
+		attempts++
+		first := attempts == 1
+		mu.Unlock()
+		if first {
+			return workers.Output{}, fmt.Errorf("the upstream rejected credential %s", s)
+		}
+		return workers.Output{Data: map[string]any{
+			"echo": s, "b64": base64.StdEncoding.EncodeToString([]byte(s)), "url": "https://x/?t=" + url.QueryEscape(s),
+			"_secrets": map[string]any{"data": string(data)},
+		}, Logs: []string{"authenticated with " + s}}, nil
+	})
+	received := make(chan string, 1)
+	e.work("consumer", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		received <- fmt.Sprint(task.InputData["d"])
+		return workers.Output{Data: map[string]any{"ok": true}}, nil
+	})
+	id := e.start("leaky", nil)
+	if got := <-received; got != string(data) {
+		t.Fatal("the downstream task did not receive the _secrets value")
+	}
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	remoteMu.Lock()
+	if remoteAuth != "Bearer "+string(secret) {
+		t.Fatal("the HTTP task did not send the resolved secret")
+	}
+	remoteMu.Unlock()
+
+	// The workflow's _secrets key, wrapped, as the key store holds it now.
+	js := n.Log().JetStream()
+	kv, err := js.KeyValue(ctx, secrets.KeyBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(ctx, "dek.wf."+id+".s")
+	if err != nil {
+		t.Fatalf("the workflow's secrets key is not in the key store before compaction: %v", err)
+	}
+	wrapped := append([]byte(nil), entry.Value()...)
+
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for _, ev := range e.events(id) {
+			if _, ok := ev.(*schemas.WorkflowCompacted); ok {
+				return nil
+			}
+		}
+		return errors.New("not compacted yet")
+	})
+
+	// Every read path a client has.
+	for _, path := range []string{
+		"/api/workflow/" + id + "?includeTasks=true", "/api/workflow/" + id + "/status?includeOutput=true&includeVariables=true",
+		"/api/workflow/search?freeText=*&size=100", "/api/workflow/search-v2?freeText=*", "/api/tasks/search?freeText=*&size=100",
+		"/api/workflow/" + id + "/tasks", "/api/secrets", "/api/secrets-v2", "/api/secrets/leak/exists", "/api/secrets/leak/metadata",
+		"/api/metadata/workflow", "/metrics", "/health",
+	} {
+		res, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", path, res.StatusCode)
+		}
+	}
+	for _, task := range e.workflow(id).Tasks {
+		for _, p := range []string{"/api/tasks/" + task.TaskID, "/api/tasks/" + task.TaskID + "/log"} {
+			res, err := client.Get(base + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+	}
+
+	// With the master key at hand, the compacted value is unrecoverable:
+	// the key store no longer has its key, and the log only its ciphertext.
+	if _, err := n.Keys().DataKey(ctx, "wf."+id+".s"); !errors.Is(err, secrets.ErrKeyDestroyed) {
+		t.Fatalf("the compacted workflow's key is still readable: %v", err)
+	}
+	if ids, _ := n.Keys().DataKeyIDs(ctx, "wf."+id); len(ids) == 1 {
+		for k := range ids {
+			if strings.HasSuffix(k, ".s") {
+				t.Fatalf("key %s still listed", k)
+			}
+		}
+	}
+	sealedInLog := false
+	for _, ev := range e.events(id) {
+		if u, ok := ev.(*schemas.TaskUpdated); ok {
+			if s, ok := u.Output["_secrets"].(map[string]any); ok {
+				_, sealedInLog = s["data"].(*masking.Sealed)
+			}
+		}
+	}
+	if !sealedInLog {
+		t.Fatal("the log does not hold the _secrets value sealed")
+	}
+
+	for _, sc := range []*leaktest.Scanner{scSecret, scData} {
+		sc.ScanStreams(t, js)
+	}
+	scKey := leaktest.New(wrapped)
+	scKey.ScanStreams(t, js)
+	if err := n.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	for _, sc := range []*leaktest.Scanner{scSecret, scData, scKey} {
+		sc.Scan("log output", []byte(logs.String()))
+		sc.ScanDir(t, dir)
+		sc.ScanPebble(t, cfg.PebbleDir())
+	}
+	t.Log("the secret")
+	scSecret.Check(t)
+	t.Log("the _secrets data")
+	scData.Check(t)
+	t.Log("the wrapped key of the compacted workflow")
+	scKey.Check(t)
+	for _, sc := range []*leaktest.Scanner{scSecret, scData} {
+		scanned := sc.Scanned()
+		for _, cat := range []string{"http", "stream", "file", "pebble", "log"} {
+			if scanned[cat] == 0 {
+				t.Fatalf("nothing scanned in %s: %v", cat, scanned)
+			}
+		}
+	}
+}
+
+// scannerTransport scans responses with a second scanner.
+type scannerTransport struct {
+	next http.RoundTripper
+	sc   *leaktest.Scanner
+}
+
+func (s scannerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := s.next.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	s.sc.Scan("http "+r.Method+" "+r.URL.Path, body)
+	res.Body = io.NopCloser(strings.NewReader(string(body)))
+	return res, nil
+}
+
