@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/flowvault/flowvault/internal/leaktest"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -246,4 +245,3 @@ func (s scannerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	res.Body = io.NopCloser(strings.NewReader(string(body)))
 	return res, nil
 }
-
