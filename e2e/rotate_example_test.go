@@ -1,0 +1,132 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// tokenEndpoint issues a fresh token for every request that presents the
+// right key pair, like the token APIs the rotation recipe is written for.
+type tokenEndpoint struct {
+	keyID, keySecret string
+	mu               sync.Mutex
+	issued           []string
+	refused          int
+}
+
+func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body struct{ KeyID, KeySecret string }
+	err := json.NewDecoder(r.Body).Decode(&body)
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	if err != nil || r.Method != http.MethodPost || body.KeyID != te.keyID || body.KeySecret != te.keySecret {
+		te.refused++
+		http.Error(w, `{"error":"bad key pair"}`, http.StatusUnauthorized)
+		return
+	}
+	token := fmt.Sprintf("issued-token-%d-%d", time.Now().UnixNano(), len(te.issued))
+	te.issued = append(te.issued, token)
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"token":%q,"expiresIn":1800}`, token)
+}
+
+func (te *tokenEndpoint) snapshot() (issued []string, refused int) {
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	return slices.Clone(te.issued), te.refused
+}
+
+// The rotation example in examples/rotate-secrets runs as shipped: its
+// schedule (made to fire every second) starts the workflow, which buys a
+// token with the long-lived key pair and stores it with UPDATE_SECRET, run
+// after run. No execution view shows the key pair or a token.
+func TestRotateSecretsExample(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	te := &tokenEndpoint{keyID: "app-key-id-7d41c9", keySecret: "app-key-secret-0b8e52f3"}
+	srv := httptest.NewServer(te)
+	defer srv.Close()
+
+	workflow, err := os.ReadFile("../examples/rotate-secrets/workflow.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheduleJSON, err := os.ReadFile("../examples/rotate-secrets/schedule.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schedule map[string]any
+	if err := json.Unmarshal(scheduleJSON, &schedule); err != nil {
+		t.Fatal(err)
+	}
+	schedule["cronExpression"] = "* * * ? * *"
+
+	e.must(http.StatusOK, "PUT", "/api/environment/token_endpoint", srv.URL+"/token")
+	e.putSecret("appKeyId", te.keyID)
+	e.putSecret("appKeySecret", te.keySecret)
+	e.register(string(workflow))
+	e.must(http.StatusNoContent, "POST", "/api/scheduler/schedules", schedule)
+
+	// Two rotations: the stored token is one the endpoint issued, and a
+	// later run replaces it.
+	var first string
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		status, value := e.do("GET", "/api/secrets/my_secret_holding_a_token", nil)
+		issued, _ := te.snapshot()
+		switch {
+		case status != http.StatusOK:
+			return fmt.Errorf("token secret: %d %s", status, value)
+		case !slices.Contains(issued, value):
+			return fmt.Errorf("token secret %q was never issued (issued %q)", value, issued)
+		case first == "":
+			first = value
+			return fmt.Errorf("one rotation")
+		case value == first:
+			return fmt.Errorf("not rotated again yet")
+		}
+		return nil
+	})
+	e.must(http.StatusNoContent, "GET", "/api/scheduler/schedules/rotate_tracker_app_token/pause", nil)
+
+	issued, refused := te.snapshot()
+	if refused != 0 {
+		t.Fatalf("the token endpoint refused %d requests: the key pair did not resolve", refused)
+	}
+	var ran int
+	for _, ex := range e.scheduleExecutions().Results {
+		if ex.WorkflowID == "" {
+			continue
+		}
+		wf := e.workflow(ex.WorkflowID)
+		if wf.Status != conductor.WorkflowCompleted {
+			continue // the last one may still be running
+		}
+		ran++
+		view, _ := json.Marshal(wf)
+		for _, leaked := range append([]string{te.keyID, te.keySecret}, issued...) {
+			if strings.Contains(string(view), leaked) || strings.Contains(e.rawLog(wf.WorkflowID), leaked) {
+				t.Fatalf("%q reached the execution of %s: %s", leaked, wf.WorkflowID, view)
+			}
+		}
+		if got := taskByRef(wf, "retrieve_token").OutputData["_secrets"]; got != "***" {
+			t.Fatalf("retrieve_token output _secrets = %v, want ***", got)
+		}
+		if got := taskByRef(wf, "update_secret_task_ref").InputData["_secrets"]; got != "***" {
+			t.Fatalf("update_secret input _secrets = %v, want ***", got)
+		}
+	}
+	if ran < 2 {
+		t.Fatalf("%d completed scheduled runs, want at least 2", ran)
+	}
+}
