@@ -48,6 +48,18 @@ func (l *Log) ReadSubject(ctx context.Context, subject string, after uint64) ([]
 	if !ok {
 		return nil, fmt.Errorf("read %s: %w", subject, ErrInvalidSubject)
 	}
+	if after > 0 {
+		// Usually the caller is up to date. The last record is found by the
+		// subject index; a search for the next one reads a block's worth
+		// of other subjects' messages to find nothing.
+		last, err := l.LastSeq(ctx, subject)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", subject, err)
+		}
+		if last <= after {
+			return nil, nil
+		}
+	}
 	var out []Record
 	next := after + 1
 	for {

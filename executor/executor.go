@@ -27,6 +27,12 @@ type Definitions interface {
 	LookupTaskDef(ctx context.Context, name string) (*conductor.TaskDef, bool, error)
 }
 
+// Snapshots reads a workflow's state as a read model folded it: the same
+// events through the same Apply, up to the sequence it carries.
+type Snapshots interface {
+	Workflow(ctx context.Context, id string) (*engine.Workflow, error)
+}
+
 // Config tunes an Executor.
 type Config struct {
 	// Shards is the number of workflows decided concurrently.
@@ -39,8 +45,11 @@ type Config struct {
 	TimerInterval time.Duration
 	// EffectConcurrency bounds effects and system tasks run at once.
 	EffectConcurrency int
-	Logger            *slog.Logger
-	Metrics           prometheus.Registerer
+	// Snapshots, when set, gives a state to start from on a cache miss
+	// instead of folding the workflow's whole subject.
+	Snapshots Snapshots
+	Logger    *slog.Logger
+	Metrics   prometheus.Registerer
 	// Now is the clock (tests replace it).
 	Now func() time.Time
 }
@@ -423,7 +432,16 @@ func envelopes(events []schemas.Event, j *job, expected uint64, now time.Time) (
 // load returns the state caught up with the log: the cached state plus the
 // records after it, or the fold of the whole subject.
 func (s *shard) load(ctx context.Context, wfID string) (*engine.Workflow, error) {
-	w, _ := s.cache.get(wfID)
+	w, ok := s.cache.get(wfID)
+	if !ok && s.e.cfg.Snapshots != nil {
+		// Records of one workflow are scattered through the stream, and
+		// reading them all means reading much of what lies between. A
+		// snapshot, caught up below, is as good as the fold: the append
+		// that follows expects the sequence it was caught up to.
+		if snap, err := s.e.cfg.Snapshots.Workflow(ctx, wfID); err == nil {
+			w = snap
+		}
+	}
 	return s.refresh(ctx, wfID, w)
 }
 

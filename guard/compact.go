@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
@@ -67,25 +69,42 @@ func (c *Compactor) Run(ctx context.Context) {
 	}
 }
 
+// compactors bounds the compactions in flight: each waits on two durable
+// writes (the event, the key's erasure), and only concurrent ones let the
+// log batch its syncs.
+const compactors = 32
+
 // Pass compacts every workflow that is due and returns how many it did.
 func (c *Compactor) Pass(ctx context.Context) (int, error) {
-	ended, err := c.Ended.AwaitingCompaction(ctx, 1000)
+	ended, err := c.Ended.AwaitingCompaction(ctx, 4096)
 	if err != nil {
 		return 0, err
 	}
 	now := c.Now().UnixMilli()
-	done := 0
-	for _, e := range ended {
-		if e.EndTime+c.Delay.Milliseconds() > now {
-			continue
-		}
-		if err := c.compact(ctx, e.WorkflowID); err != nil {
-			c.Logger.Warn("compaction failed", logkey.WorkflowID, e.WorkflowID, logkey.Err, err)
-			continue
-		}
-		done++
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	due := make(chan string)
+	for range min(compactors, len(ended)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range due {
+				if err := c.compact(ctx, id); err != nil {
+					c.Logger.Warn("compaction failed", logkey.WorkflowID, id, logkey.Err, err)
+					continue
+				}
+				done.Add(1)
+			}
+		}()
 	}
-	return done, nil
+	for _, e := range ended {
+		if e.EndTime+c.Delay.Milliseconds() <= now && ctx.Err() == nil {
+			due <- e.WorkflowID
+		}
+	}
+	close(due)
+	wg.Wait()
+	return int(done.Load()), nil
 }
 
 func (c *Compactor) compact(ctx context.Context, wfID string) error {

@@ -129,7 +129,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
 		return nil, err
 	}
-	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg})
+	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg, Snapshots: n.executions})
 	authz := secrets.DefaultAuthorizer{Owner: secrets.Owners(n.secrets, n.env)}
 	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
 	n.executor.SetHandOff(g)

@@ -427,6 +427,22 @@ func (k *Keys) eachEntry(ctx context.Context, filter string, fn func(jetstream.K
 // (keep 0: all of them). Secure deletion overwrites the message on disk.
 func (k *Keys) erase(ctx context.Context, key string, keep uint64) error {
 	subject := keySubject + key
+	if keep == 0 {
+		// Newest first: the subject index finds each at once, where a
+		// search from the stream's start reads every block.
+		for {
+			m, err := k.stream.GetLastMsgForSubject(ctx, subject)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := k.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return err
+			}
+		}
+	}
 	for seq := uint64(1); ; {
 		m, err := k.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -26,13 +26,25 @@ import (
 	"github.com/flowvault/flowvault/workers"
 )
 
-const benchFlow = `{"name":"bench_three","version":1,"tasks":[
+// The workloads: three SIMPLE tasks in a row; in bench_secrets the middle
+// one resolves two secrets at hand-off and returns a _secrets output, which
+// is sealed under the workflow's key and compacted when the workflow ends.
+const (
+	benchFlow = `{"name":"bench_three","version":1,"tasks":[
  {"name":"bench_a","taskReferenceName":"a","inputParameters":{"i":"${workflow.input.i}"}},
  {"name":"bench_b","taskReferenceName":"b","inputParameters":{"prev":"${a.output.v}"}},
  {"name":"bench_c","taskReferenceName":"c","inputParameters":{"prev":"${b.output.v}"}}]}`
+	benchSecretsFlow = `{"name":"bench_secrets","version":1,"tasks":[
+ {"name":"bench_a","taskReferenceName":"a","inputParameters":{"i":"${workflow.input.i}"}},
+ {"name":"bench_b","taskReferenceName":"b","inputParameters":{"prev":"${a.output.v}",
+   "user":"${workflow.secrets.bench_user}","password":"${workflow.secrets.bench_password}"}},
+ {"name":"bench_c","taskReferenceName":"c","inputParameters":{"prev":"${b.output.v}"}}]}`
+	benchUser, benchPassword = "bench-user-4f1d", "bench-password-9a07c3e2"
+)
 
 // engineRun is one node under load.
 type engineRun struct {
+	flow    string // the workflow the load starts
 	n       *node.Node
 	base    string
 	client  *http.Client
@@ -44,42 +56,72 @@ type engineRun struct {
 	want    int64
 }
 
-func startEngine(ctx context.Context, mode eventlog.FsyncMode) (*engineRun, func(), error) {
-	dir, err := os.MkdirTemp("", "fvbench-engine")
-	if err != nil {
-		return nil, nil, err
+// startEngine starts a node on dir (a new temporary one when empty) with
+// the bench workflows and secrets registered. cleanup stops the node and
+// removes a temporary dir.
+func startEngine(ctx context.Context, mode eventlog.FsyncMode, dir string, tweak func(*node.Config)) (*engineRun, func(), error) {
+	remove := dir == ""
+	if remove {
+		tmp, err := os.MkdirTemp("", "fvbench-engine")
+		if err != nil {
+			return nil, nil, err
+		}
+		dir = tmp
 	}
 	cfg := node.DefaultConfig()
 	cfg.DataDir, cfg.HTTPAddr, cfg.NATSListen, cfg.Fsync = filepath.Join(dir, "data"), "127.0.0.1:0", "127.0.0.1:0", string(mode)
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	n, err := node.Start(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
-		os.RemoveAll(dir)
+		if remove {
+			os.RemoveAll(dir)
+		}
 		return nil, nil, err
 	}
-	r := &engineRun{n: n, base: "http://" + n.HTTPAddr(), started: map[string]time.Time{},
+	r := &engineRun{flow: "bench_three", n: n, base: "http://" + n.HTTPAddr(), started: map[string]time.Time{},
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	cleanup := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		n.Stop(sctx)
-		os.RemoveAll(dir)
+		if remove {
+			os.RemoveAll(dir)
+		}
 	}
-	if err := r.post("/api/metadata/workflow?overwrite=true", benchFlow, nil); err != nil {
-		cleanup()
-		return nil, nil, err
+	for _, req := range []struct{ method, path, body string }{
+		{"POST", "/api/metadata/workflow?overwrite=true", benchFlow},
+		{"POST", "/api/metadata/workflow?overwrite=true", benchSecretsFlow},
+		{"PUT", "/api/secrets/bench_user", benchUser},
+		{"PUT", "/api/secrets/bench_password", benchPassword},
+	} {
+		if err := r.send(req.method, req.path, req.body, nil); err != nil {
+			cleanup()
+			return nil, nil, err
+		}
 	}
 	return r, cleanup, nil
 }
 
 func (r *engineRun) post(path, body string, out *string) error {
-	res, err := r.client.Post(r.base+path, "application/json", strings.NewReader(body))
+	return r.send("POST", path, body, out)
+}
+
+func (r *engineRun) send(method, path, body string, out *string) error {
+	req, err := http.NewRequest(method, r.base+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := r.client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode >= 300 {
-		return fmt.Errorf("POST %s: %d %s", path, res.StatusCode, b)
+		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, b)
 	}
 	if out != nil {
 		*out = string(b)
@@ -128,8 +170,7 @@ func (r *engineRun) watch(nc *nats.Conn) error {
 
 func (r *engineRun) workers(ctx context.Context, nc *nats.Conn) error {
 	h := func(_ context.Context, t *conductor.Task) (workers.Output, error) {
-		prev, _ := t.InputData["prev"].(float64)
-		return workers.Output{Data: map[string]any{"v": prev + 1}}, nil
+		return workers.Output{Data: benchOutput(t)}, nil
 	}
 	for _, typ := range []string{"bench_a", "bench_b", "bench_c"} {
 		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: typ, Concurrency: 256, PollWait: time.Second}, h)
@@ -170,7 +211,7 @@ func (r *engineRun) load(total int, perSec float64) (time.Duration, error) {
 				}
 				t0 := time.Now()
 				var id string
-				if err := r.post("/api/workflow/bench_three", fmt.Sprintf(`{"i":%d}`, i), &id); err != nil {
+				if err := r.post("/api/workflow/"+r.flow, fmt.Sprintf(`{"i":%d}`, i), &id); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
@@ -243,7 +284,7 @@ type measured struct {
 // Conductor-style HTTP workers, each on a fresh node, per durability mode.
 func benchEngine(ctx context.Context, o opts) error {
 	for _, mode := range o.modes {
-		viaNATS, err := measureEngine(ctx, o, mode, natsWorkers)
+		viaNATS, err := measureEngine(ctx, o, mode, natsWorkers, "bench_three")
 		if err != nil {
 			return err
 		}
@@ -252,7 +293,7 @@ func benchEngine(ctx context.Context, o opts) error {
 		if viaNATS.half != "" {
 			fmt.Println(viaNATS.half)
 		}
-		viaHTTP, err := measureEngine(ctx, o, mode, httpWorkers)
+		viaHTTP, err := measureEngine(ctx, o, mode, httpWorkers, "bench_three")
 		if err != nil {
 			return err
 		}
@@ -262,6 +303,12 @@ func benchEngine(ctx context.Context, o opts) error {
 		}
 		fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, HTTP workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  ratio %.2f to NATS workers%s\n",
 			mode, o.workflows, viaHTTP.tput, viaHTTP.p50.Round(time.Millisecond), viaHTTP.p99.Round(time.Millisecond), viaHTTP.tput/viaNATS.tput, target)
+		withSecrets, err := measureEngine(ctx, o, mode, natsWorkers, "bench_secrets")
+		if err != nil {
+			return err
+		}
+		fmt.Printf("fsync=%-7s %d workflows (2 secrets resolved + _secrets output, NATS workers): %7.0f workflows/s  p50 %s  p99 %s  ratio %.2f to plain  (target >= 0.90)\n",
+			mode, o.workflows, withSecrets.tput, withSecrets.p50.Round(time.Millisecond), withSecrets.p99.Round(time.Millisecond), withSecrets.tput/viaNATS.tput)
 	}
 	return nil
 }
@@ -273,13 +320,14 @@ const (
 	httpWorkers
 )
 
-// measureEngine runs the workload on a new node with workers of kind.
-func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind workerKind) (measured, error) {
-	r, cleanup, err := startEngine(ctx, mode)
+// measureEngine runs the workload of flow on a new node with workers of kind.
+func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind workerKind, flow string) (measured, error) {
+	r, cleanup, err := startEngine(ctx, mode, "", nil)
 	if err != nil {
 		return measured{}, err
 	}
 	defer cleanup()
+	r.flow = flow
 	nc, err := nats.Connect(r.n.Log().ClientURL())
 	if err != nil {
 		return measured{}, err
@@ -308,7 +356,7 @@ func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind wo
 	var m measured
 	m.tput = float64(o.workflows) / took.Seconds()
 	m.p50, m.p99, _ = r.percentiles()
-	if mode == eventlog.FsyncAlways && kind == natsWorkers {
+	if mode == eventlog.FsyncAlways && kind == natsWorkers && flow == "bench_three" {
 		half := m.tput / 2
 		if _, err := r.load(int(half*10), half); err != nil {
 			return measured{}, err
@@ -367,9 +415,8 @@ func (r *engineRun) httpPoller(ctx context.Context, client *http.Client, typ, wo
 // httpComplete runs the bench handler on t and reports it with update-v2,
 // returning the next task handed out.
 func (r *engineRun) httpComplete(ctx context.Context, client *http.Client, t *conductor.Task, workerID string) *conductor.Task {
-	prev, _ := t.InputData["prev"].(float64)
 	body, _ := json.Marshal(conductor.TaskResult{TaskID: t.TaskID, WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: workerID,
-		Status: conductor.TaskCompleted, OutputData: map[string]any{"v": prev + 1}})
+		Status: conductor.TaskCompleted, OutputData: benchOutput(t)})
 	for attempt := 0; attempt < 10 && ctx.Err() == nil; attempt++ {
 		req, _ := http.NewRequestWithContext(ctx, "POST", r.base+"/api/tasks/update-v2", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -394,6 +441,21 @@ func (r *engineRun) httpComplete(ctx context.Context, client *http.Client, t *co
 		time.Sleep(100 * time.Millisecond)
 	}
 	return nil
+}
+
+// benchOutput is what every bench worker returns. The task that was handed
+// secrets checks their values (a task given the wrong ones fails, and the
+// run stalls with a clear report) and returns a session under _secrets.
+func benchOutput(t *conductor.Task) map[string]any {
+	prev, _ := t.InputData["prev"].(float64)
+	out := map[string]any{"v": prev + 1}
+	if user, ok := t.InputData["user"]; ok {
+		if user != benchUser || t.InputData["password"] != benchPassword {
+			return map[string]any{"error": "the secrets did not resolve"}
+		}
+		out["_secrets"] = map[string]any{"session": fmt.Sprintf("session-%s", t.WorkflowInstanceID)}
+	}
+	return out
 }
 
 // describe summarises a workflow's state for a failure message.

@@ -6,11 +6,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/flowvault/flowvault/eventlog"
 	"os"
 	"runtime/pprof"
 	"strings"
 	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
 )
 
 type section struct {
@@ -22,13 +23,17 @@ type opts struct {
 	duration  time.Duration
 	events    int
 	workflows int
-	modes     []eventlog.FsyncMode
+	// compactions is how many ended workflows the compaction benchmark
+	// compacts.
+	compactions int
+	modes       []eventlog.FsyncMode
 }
 
 var sections = []section{
 	{"eventlog", benchEventlog},
 	{"replay", benchReplay},
 	{"engine", benchEngine},
+	{"compaction", benchCompaction},
 }
 
 func main() {
@@ -37,6 +42,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measuring time per throughput run")
 	flag.IntVar(&o.events, "events", 1_000_000, "events for the replay benchmark")
 	flag.IntVar(&o.workflows, "workflows", 20_000, "workflows for the engine benchmark")
+	flag.IntVar(&o.compactions, "compactions", 10_000, "ended workflows for the compaction benchmark")
 	modes := flag.String("fsync", "always,relaxed", "durability modes for the engine benchmark")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
