@@ -18,6 +18,9 @@ type Decision struct {
 	Reason string
 	// Tag is the tag whose grant allowed access, if any.
 	Tag string
+	// Err is set when the decision could not be made (a source failed to
+	// answer); Allowed is then false.
+	Err error
 }
 
 // Decide evaluates grants for principal asking access on res. Access is the
