@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/internal/logkey"
 )
 
@@ -44,6 +45,17 @@ type Deps struct {
 	// running lists; Changes wakes synchronous executions.
 	Search  Searcher
 	Changes Changes
+
+	// Auth, Tokens and Authorizer serve identities, grants and tokens and
+	// authenticate every /api request except POST /api/token and
+	// GET /api/health: a request without a valid X-Authorization token is
+	// answered 401. Insecure (--insecure-dev) turns authentication off:
+	// every caller is auth.Anonymous, an admin.
+	Auth        AuthStore
+	Tokens      TokenService
+	Authorizer  *auth.Authorizer
+	Insecure    bool
+	TokenLimits TokenLimits
 }
 
 // Server routes flowvault's HTTP requests.
@@ -54,6 +66,9 @@ type Server struct {
 	// answer with what they have.
 	stopping chan struct{}
 	stopOnce sync.Once
+	// rules is the access-control route table (see route).
+	rules        []RouteRule
+	tokenLimiter *tokenLimiter
 }
 
 // New returns the HTTP handler of a flowvault server.
@@ -61,7 +76,7 @@ func New(deps Deps) *Server {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{deps: deps, mux: http.NewServeMux(), stopping: make(chan struct{})}
+	s := &Server{deps: deps, mux: http.NewServeMux(), stopping: make(chan struct{}), tokenLimiter: newTokenLimiter(deps.TokenLimits)}
 	s.mux.HandleFunc("GET /health", s.health)
 	s.mux.HandleFunc("GET /api/health", s.health)
 	s.routeWorkflows()
@@ -72,10 +87,21 @@ func New(deps Deps) *Server {
 	if deps.Metadata != nil {
 		s.metadataRoutes()
 	}
+	if deps.Auth != nil && deps.Authorizer != nil {
+		s.appRoutes()
+		s.userRoutes()
+		s.grantRoutes()
+	}
+	s.tokenRoutes()
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP authenticates the request (see Deps.Auth) and routes it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r, ok := s.authenticate(w, r); ok {
+		s.mux.ServeHTTP(w, r)
+	}
+}
 
 // Shutdown ends the server's long waits, so that in-flight requests finish
 // promptly during a graceful shutdown (http.Server.RegisterOnShutdown). It

@@ -3,12 +3,14 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
 )
 
@@ -33,6 +35,19 @@ type Config struct {
 	LogFormat string
 	// ShutdownTimeout bounds the graceful part of a shutdown.
 	ShutdownTimeout time.Duration
+	// TokenTTL is the default lifetime of tokens (POST /api/token).
+	TokenTTL time.Duration
+	// Insecure (--insecure-dev) turns authentication off: every request
+	// acts as auth.Anonymous, an admin. Only for local experiments.
+	Insecure bool
+	// Dev (--dev) writes the bootstrap admin key to
+	// DataDir/bootstrap-admin.json (mode 0600) even when the data dir
+	// already existed.
+	Dev bool
+	// BootstrapOutput receives the bootstrap admin key banner of a fresh
+	// server (default os.Stderr). It is not the logger: the secret must not
+	// reach log aggregation.
+	BootstrapOutput io.Writer
 }
 
 // DefaultConfig is `flowvault server` with no flags and no environment.
@@ -45,6 +60,7 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
+		TokenTTL:        auth.DefaultTokenTTL,
 	}
 }
 
@@ -62,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	if c.TokenTTL <= 0 || c.TokenTTL > auth.MaxTokenTTL {
+		errs = append(errs, fmt.Errorf("token ttl %s: want > 0 and at most %s", c.TokenTTL, auth.MaxTokenTTL))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want > 0", c.ShutdownTimeout))

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
@@ -44,6 +45,7 @@ type Node struct {
 	executions  *executions.Reader
 	executor    *executor.Executor
 	schedules   *scheduler.Store
+	auth        *authParts
 	httpSrv     *http.Server
 	ln          net.Listener
 
@@ -72,6 +74,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}()
 
+	freshData := !dirExists(cfg.DataDir)
 	if n.log, err = eventlog.Open(ctx, cfg.Eventlog(), eventlog.Options{Logger: logger, Metrics: reg}); err != nil {
 		return nil, err
 	}
@@ -110,6 +113,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, schedRunner); err != nil {
 		return nil, err
 	}
+	if n.auth, err = n.startAuth(ctx, runCtx, freshData); err != nil {
+		return nil, err
+	}
 	firer := scheduler.NewFirer(n.schedules, n.executor, nil)
 	n.wg.Add(1)
 	go func() {
@@ -130,6 +136,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		NextFew:          scheduler.NextFew,
 		Search:           n.executions,
 		Changes:          execProj,
+		Auth:             n.auth.store,
+		Tokens:           n.auth.tokens,
+		Authorizer:       n.auth.authorizer,
+		Insecure:         cfg.Insecure,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -204,6 +214,12 @@ func (n *Node) Executor() *executor.Executor { return n.executor }
 
 // Executions reads the node's executions read model.
 func (n *Node) Executions() *executions.Reader { return n.executions }
+
+// Config is the configuration the node was started with.
+func (n *Node) Config() Config { return n.cfg }
+
+// Auth is the node's identity and grant store.
+func (n *Node) Auth() *auth.Store { return n.auth.store }
 
 // Registry is the node's Prometheus registry.
 func (n *Node) Registry() *prometheus.Registry { return n.registry }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/flowvault/flowvault/node"
@@ -38,6 +39,16 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		fs.DurationVar(p, name, *p, usage+" ($"+envName(name)+")")
 	}
+	boolean := func(p *bool, name, usage string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", envName(name), err))
+			}
+			*p = b
+		}
+		fs.BoolVar(p, name, *p, usage+" ($"+envName(name)+")")
+	}
 	str(&cfg.DataDir, "data", "data directory: embedded NATS store and read models")
 	str(&cfg.HTTPAddr, "http", "HTTP listen address (REST API, console, /health, /metrics)")
 	str(&cfg.NATSListen, "nats-listen", "embedded NATS server client address")
@@ -47,6 +58,9 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	str(&cfg.LogLevel, "log-level", "debug, info, warn or error")
 	str(&cfg.LogFormat, "log-format", "text or json")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "graceful shutdown budget")
+	dur(&cfg.TokenTTL, "token-ttl", "default lifetime of tokens minted by POST /api/token (at most 24h)")
+	boolean(&cfg.Insecure, "insecure-dev", "DANGER: no authentication; every request acts as an anonymous admin")
+	boolean(&cfg.Dev, "dev", "development defaults: write the bootstrap admin key to <data>/bootstrap-admin.json")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
@@ -57,6 +71,7 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	logger := newLogger(stderr, cfg)
+	cfg.BootstrapOutput = stderr
 	return node.Run(ctx, cfg, logger)
 }
 
