@@ -213,7 +213,9 @@ func TestBadTokens(t *testing.T) {
 	forged, _ := other.Sign(auth.Claims{Subject: "app:" + auth.BootstrapAppID, IssuedAt: time.Now().Unix(), Expires: time.Now().Add(time.Hour).Unix(), ID: "x"})
 	for name, tok := range map[string]string{"garbage": "abc", "three parts": "a.b.c", "tampered payload": tampered,
 		"alg none": none, "other key": forged, "bearer prefix": "Bearer " + token} {
-		t.Run(name, func(t *testing.T) { tokenError(t, c(tok).do("GET", "/api/metadata/taskdefs", ""), auth.CodeInvalidToken) })
+		t.Run(name, func(t *testing.T) {
+			tokenError(t, c(tok).do("GET", "/api/metadata/taskdefs", ""), auth.CodeInvalidToken)
+		})
 	}
 	c(token).must(200, "GET", "/api/metadata/taskdefs", "")
 }
