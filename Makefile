@@ -5,7 +5,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/flowvault
 
 # Directories with npm test dependencies, pinned by their package-lock.json.
-NPM_DIRS := workers/testdata/node
+NPM_DIRS := workers/testdata/node auth/testdata/sdk
 
 .PHONY: run build test bench lint race clean npm-deps
 

@@ -2,10 +2,12 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -89,6 +91,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 	}
 	p, claims, err := s.deps.Tokens.Authenticate(ctx, r.Header.Get(AuthHeader))
 	if err != nil {
+		var te *auth.TokenError
+		if errors.As(err, &te) {
+			s.deps.Logger.Debug("request not authenticated", logkey.Method, r.Method, logkey.Path, r.URL.Path,
+				logkey.Reason, te.Code, logkey.Addr, clientAddr(r))
+		}
 		s.writeError(w, r, err)
 		return nil, false
 	}
