@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
-	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
@@ -19,11 +17,7 @@ import (
 
 // Waiter blocks until the read model has applied stream sequence seq.
 // *projections.Runner implements it.
-type Waiter interface {
-	WaitFor(ctx context.Context, seq uint64) error
-}
-
-var _ Waiter = (*projections.Runner)(nil)
+type Waiter = projections.Waiter
 
 // Store keeps identities (applications and their access keys, users,
 // groups) and grants as events on FV_AUTH and reads them from the auth read
@@ -60,7 +54,7 @@ const maxAttempts = 10
 func (s *Store) fold(ctx context.Context, subject string, st aggregate) (uint64, error) {
 	recs, err := s.log.ReadSubject(ctx, subject, 0)
 	if err != nil {
-		return 0, logErr(err)
+		return 0, projections.AppendFault(err)
 	}
 	var seq uint64
 	for _, rec := range recs {
@@ -99,13 +93,13 @@ func update[S aggregate](ctx context.Context, s *Store, subject, by string, fres
 		appended, err := s.append(ctx, subject, by, seq, events)
 		if errors.Is(err, eventlog.ErrConflict) && attempt < maxAttempts {
 			s.logger.Debug("auth write lost a race, deciding again", logkey.Subject, subject)
-			if err := backoff(ctx, attempt); err != nil {
+			if err := projections.ConflictBackoff(ctx, attempt); err != nil {
 				return err
 			}
 			continue
 		}
 		if err != nil {
-			return logErr(err)
+			return projections.AppendFault(err)
 		}
 		s.logger.Info("access control changed", logkey.Subject, subject, logkey.Seq, appended,
 			logkey.Event, events[0].EventType(), logkey.Principal, by)
@@ -131,41 +125,12 @@ func (s *Store) append(ctx context.Context, subject, by string, expected uint64,
 	return s.log.Append(ctx, subject, envs, expected)
 }
 
-// backoff sleeps a random while before attempt+1 after a lost race.
-func backoff(ctx context.Context, attempt int) error {
-	ceiling := min(2*time.Millisecond<<(attempt-1), 100*time.Millisecond)
-	t := time.NewTimer(mathrand.N(ceiling) + time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // wait gives read-your-writes: the caller's next read sees seq.
 func (s *Store) wait(ctx context.Context, subject string, seq uint64) error {
 	if s.waiter == nil {
 		return nil
 	}
-	if err := s.waiter.WaitFor(ctx, seq); err != nil {
-		return fmt.Errorf("%s saved at sequence %d, but the read model has not caught up: %v: %w", subject, seq, err, fault.ErrUnavailable)
-	}
-	return nil
-}
-
-// logErr maps event log failures to fault kinds.
-func logErr(err error) error {
-	switch {
-	case errors.Is(err, eventlog.ErrTooLarge):
-		return fmt.Errorf("%w: %w", err, fault.ErrTooLarge)
-	case errors.Is(err, eventlog.ErrConflict):
-		return fmt.Errorf("too many concurrent changes, retry: %v: %w", err, fault.ErrUnavailable)
-	case errors.Is(err, eventlog.ErrClosed):
-		return fmt.Errorf("%w: %w", err, fault.ErrUnavailable)
-	}
-	return err
+	return projections.WaitWritten(ctx, s.waiter, subject, seq)
 }
 
 // millis is the event time of a change.

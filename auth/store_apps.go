@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -402,7 +403,7 @@ func (s *Store) Bootstrap(ctx context.Context) (key NewAccessKey, created bool, 
 		return NewAccessKey{}, false, nil
 	}
 	if err != nil {
-		return NewAccessKey{}, false, logErr(err)
+		return NewAccessKey{}, false, projections.AppendFault(err)
 	}
 	return key, true, s.wait(ctx, AppSubject(BootstrapAppID), seq)
 }

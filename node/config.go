@@ -45,8 +45,9 @@ type Config struct {
 	// already existed.
 	Dev bool
 	// BootstrapOutput receives the bootstrap admin key banner of a fresh
-	// server (default os.Stderr). It is not the logger: the secret must not
-	// reach log aggregation.
+	// server (default os.Stderr; `flowvault server` uses stdout, its log
+	// goes to stderr). It is not the logger: the secret must not reach log
+	// aggregation.
 	BootstrapOutput io.Writer
 }
 

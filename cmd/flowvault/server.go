@@ -18,7 +18,7 @@ import (
 // command line wins over the environment, which wins over the default.
 const envPrefix = "FLOWVAULT_"
 
-func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := node.DefaultConfig()
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -71,7 +71,8 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	logger := newLogger(stderr, cfg)
-	cfg.BootstrapOutput = stderr
+	// The bootstrap key banner goes to stdout, apart from the log on stderr.
+	cfg.BootstrapOutput = stdout
 	return node.Run(ctx, cfg, logger)
 }
 
