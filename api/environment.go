@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
@@ -37,17 +38,17 @@ func (s *Server) environmentRoutes() {
 	s.mux.HandleFunc("DELETE /api/environment/{key}/tags", s.changeEnvTags(s.deps.Environment.DeleteTags))
 }
 
-func envResource(name string) secrets.Resource {
-	return secrets.Resource{Type: secrets.ResourceEnv, ID: name}
+func envResource(name string) auth.Target {
+	return auth.Target{Type: auth.TargetEnvVariable, ID: name}
 }
 
 // checkEnvRequest validates the name and asks the authorizer.
-func (s *Server) checkEnvRequest(r *http.Request, action secrets.Action) (string, error) {
+func (s *Server) checkEnvRequest(r *http.Request, access auth.Access) (string, error) {
 	name := r.PathValue("key")
 	if err := secrets.CheckEnvName(name); err != nil {
 		return "", err
 	}
-	return name, s.authorize(r, action, envResource(name))
+	return name, s.authorize(r, access, envResource(name))
 }
 
 // putEnv stores the body (text/plain; a JSON string literal is decoded,
@@ -58,14 +59,14 @@ func (s *Server) putEnv(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	action := secrets.ActionUpdate
+	access := auth.Update
 	if _, err := s.deps.Environment.Get(r.Context(), name); errors.Is(err, fault.ErrNotFound) {
-		action = secrets.ActionCreate
+		access = auth.Create
 	} else if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.authorize(r, action, envResource(name)); err != nil {
+	if err := s.authorize(r, access, envResource(name)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -86,7 +87,7 @@ func (s *Server) putEnv(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getEnv(w http.ResponseWriter, r *http.Request) {
-	name, err := s.checkEnvRequest(r, secrets.ActionRead)
+	name, err := s.checkEnvRequest(r, auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -101,7 +102,7 @@ func (s *Server) getEnv(w http.ResponseWriter, r *http.Request) {
 
 // deleteEnv deletes the value and answers with the value it had.
 func (s *Server) deleteEnv(w http.ResponseWriter, r *http.Request) {
-	name, err := s.checkEnvRequest(r, secrets.ActionDelete)
+	name, err := s.checkEnvRequest(r, auth.Delete)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -123,7 +124,7 @@ func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]secrets.EnvVar, 0, len(all))
 	for _, v := range all {
-		if s.authorize(r, secrets.ActionRead, envResource(v.Name)) == nil {
+		if s.authorize(r, auth.Read, envResource(v.Name)) == nil {
 			out = append(out, v)
 		}
 	}
@@ -131,7 +132,7 @@ func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getEnvTags(w http.ResponseWriter, r *http.Request) {
-	name, err := s.checkEnvRequest(r, secrets.ActionRead)
+	name, err := s.checkEnvRequest(r, auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -146,7 +147,7 @@ func (s *Server) getEnvTags(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) changeEnvTags(change secretTagsFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name, err := s.checkEnvRequest(r, secrets.ActionUpdate)
+		name, err := s.checkEnvRequest(r, auth.Update)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

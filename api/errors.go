@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -28,18 +30,36 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, fault.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, fault.ErrRateLimited):
+		return http.StatusTooManyRequests
 	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
 
+// errorBody is Conductor's error body, plus Orkes's "error" code on token
+// problems (INVALID_TOKEN, EXPIRED_TOKEN: the SDKs refresh and retry on
+// exactly these).
+type errorBody struct {
+	conductor.ErrorResponse
+	Error string `json:"error,omitempty"`
+}
+
 // writeError answers with Conductor's error body. Server errors are logged
 // and answered with a generic message: their text may name internals.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
-	body := conductor.ErrorResponse{Status: status, Message: err.Error(), Instance: "flowvault",
-		Retryable: status == http.StatusServiceUnavailable}
+	body := errorBody{ErrorResponse: conductor.ErrorResponse{Status: status, Message: err.Error(), Instance: "flowvault",
+		Retryable: status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests}}
+	var te *auth.TokenError
+	if errors.As(err, &te) {
+		body.Error = te.Code
+	}
+	var rl *rateLimitedError
+	if errors.As(err, &rl) {
+		w.Header().Set("Retry-After", strconv.Itoa(rl.seconds()))
+	}
 	var ve *fault.ValidationError
 	if errors.As(err, &ve) {
 		body.Message = "Validation failed, check below errors for detail."

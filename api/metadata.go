@@ -67,10 +67,6 @@ func (s *Server) metadataRoutes() {
 	}
 }
 
-// principal is who makes the request. Authentication is not wired yet, so
-// every caller is anonymous.
-func principal(*http.Request) string { return "" }
-
 func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
 	overwrite, err := queryBool(r, "overwrite", false)
 	if err != nil {

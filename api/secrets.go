@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sort"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
@@ -50,14 +51,8 @@ func (s *Server) secretRoutes() {
 	s.mux.HandleFunc("DELETE /api/secrets/{key}/tags", s.changeSecretTags(s.deps.Secrets.DeleteTags))
 }
 
-func secretResource(name string) secrets.Resource {
-	return secrets.Resource{Type: secrets.ResourceSecret, ID: name}
-}
-
-// authorize asks the authorizer whether the request's principal may do
-// action to r.
-func (s *Server) authorize(r *http.Request, action secrets.Action, res secrets.Resource) error {
-	return s.deps.Authorizer.Authorize(r.Context(), principal(r), action, res)
+func secretResource(name string) auth.Target {
+	return auth.Target{Type: auth.TargetSecret, ID: name}
 }
 
 // emptyObject is the JSON body of PUT and DELETE /api/secrets/{key}
@@ -78,11 +73,11 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	action := secrets.ActionCreate
+	access := auth.Create
 	if exists {
-		action = secrets.ActionUpdate
+		access = auth.Update
 	}
-	if err := s.authorize(r, action, secretResource(name)); err != nil {
+	if err := s.authorize(r, access, secretResource(name)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -108,7 +103,7 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.authorize(r, secrets.ActionRead, secretResource(name)); err != nil {
+	if err := s.authorize(r, auth.Read, secretResource(name)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -129,7 +124,7 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.authorize(r, secrets.ActionDelete, secretResource(name)); err != nil {
+	if err := s.authorize(r, auth.Delete, secretResource(name)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -148,7 +143,7 @@ func (s *Server) secretExists(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.authorize(r, secrets.ActionRead, secretResource(name)); err != nil {
+	if err := s.authorize(r, auth.Read, secretResource(name)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -171,7 +166,7 @@ func (s *Server) secretMetadata(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.authorize(r, secrets.ActionRead, secretResource(name)); err != nil {
+	if err := s.authorize(r, auth.Read, secretResource(name)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -187,12 +182,12 @@ func (s *Server) secretMetadata(w http.ResponseWriter, r *http.Request) {
 // the access types in the query's repeatable "access" parameter (default
 // READ), sorted by name.
 func (s *Server) readableSecrets(r *http.Request) ([]secrets.Meta, error) {
-	actions := []secrets.Action{secrets.ActionRead}
+	actions := []auth.Access{auth.Read}
 	if q := r.URL.Query()["access"]; len(q) > 0 {
 		actions = actions[:0]
 		for _, a := range q {
-			switch act := secrets.Action(a); act {
-			case secrets.ActionCreate, secrets.ActionRead, secrets.ActionUpdate, secrets.ActionDelete, "EXECUTE":
+			switch act := auth.Access(a); act {
+			case auth.Create, auth.Read, auth.Update, auth.Delete, auth.Execute:
 				actions = append(actions, act)
 			default:
 				return nil, fault.Invalid("access %q: want READ, CREATE, UPDATE, DELETE or EXECUTE", a)
@@ -267,7 +262,7 @@ func (s *Server) listSecretsWithTags(w http.ResponseWriter, r *http.Request) {
 // is no Redis, so clearing it does nothing.
 func (s *Server) clearSecretCache(local bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := s.authorize(r, secrets.ActionUpdate, secretResource(secrets.AllResources)); err != nil {
+		if err := s.enforce(r, auth.Admin); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -286,7 +281,7 @@ func (s *Server) getSecretTags(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.authorize(r, secrets.ActionRead, secretResource(name)); err != nil {
+	if err := s.authorize(r, auth.Read, secretResource(name)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -310,7 +305,7 @@ func (s *Server) changeSecretTags(change secretTagsFunc) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.authorize(r, secrets.ActionUpdate, secretResource(name)); err != nil {
+		if err := s.authorize(r, auth.Update, secretResource(name)); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/flowvault/flowvault/api"
-	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/secrets"
@@ -283,31 +280,32 @@ func TestEnvironmentRoutes(t *testing.T) {
 	call(t, nil, "GET", u+"/PATH", "", "").expectError(t, http.StatusNotFound, "not found")
 }
 
-// denyAuthorizer refuses everything but what allow lists.
-type denyAuthorizer struct{ allow map[string]bool }
+// withToken sends every request with an X-Authorization token.
+type withToken string
 
-func (d denyAuthorizer) Authorize(_ context.Context, p string, a secrets.Action, r secrets.Resource) error {
-	if d.allow[string(a)+" "+r.String()] {
-		return nil
-	}
-	return fmt.Errorf("%q may not %s %s: %w", p, a, r, fault.ErrForbidden)
+func (tok withToken) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Authorization", string(tok))
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // The handlers ask the Authorizer before every operation; listings keep
-// only what the caller may read.
+// only what the caller may read. The caller here is an application with
+// no roles and one grant: READ on the secret "open".
 func TestSecretsAuthorizer(t *testing.T) {
 	t.Parallel()
-	n, base := nodetest.Start(t)
-	call(t, nil, "PUT", base+"/api/secrets/open", textPlain, "o").expect(t, http.StatusOK)
-	call(t, nil, "PUT", base+"/api/secrets/closed", textPlain, "c").expect(t, http.StatusOK)
-	call(t, nil, "PUT", base+"/api/environment/e", textPlain, "v").expectEmptyOK(t)
-	h := api.New(api.Deps{Secrets: n.Secrets(), Environment: n.Environment(), Authorizer: denyAuthorizer{allow: map[string]bool{
-		"READ SECRET_NAME:open": true,
-	}}})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	u := srv.URL
-	call(t, nil, "GET", u+"/api/secrets/open", "", "").expectText(t, "o")
+	n, base, adminToken := nodetest.StartSecure(t)
+	admin := &http.Client{Transport: withToken(adminToken)}
+	call(t, admin, "PUT", base+"/api/secrets/open", textPlain, "o").expect(t, http.StatusOK)
+	call(t, admin, "PUT", base+"/api/secrets/closed", textPlain, "c").expect(t, http.StatusOK)
+	call(t, admin, "PUT", base+"/api/environment/e", textPlain, "v").expectEmptyOK(t)
+	appID, _, _, token := newApp(t, client{t: t, base: base, token: adminToken}, "reader")
+	call(t, admin, "POST", base+"/api/auth/authorization", appJSON,
+		`{"subject":{"type":"USER","id":"app:`+appID+`"},"target":{"type":"SECRET_NAME","id":"open"},"access":["READ"]}`).expect(t, http.StatusOK)
+	reader := &http.Client{Transport: withToken(token)}
+	u := base
+	call(t, reader, "GET", u+"/api/secrets/open", "", "").expectText(t, "o")
+	call(t, nil, "GET", u+"/api/secrets/open", "", "").expect(t, http.StatusUnauthorized)
 	for _, c := range []struct{ method, path, ct, body string }{
 		{"GET", "/api/secrets/closed", "", ""},
 		{"GET", "/api/secrets/closed/exists", "", ""},
@@ -322,19 +320,19 @@ func TestSecretsAuthorizer(t *testing.T) {
 		{"PUT", "/api/environment/e", textPlain, "w"},
 		{"DELETE", "/api/environment/e", "", ""},
 	} {
-		call(t, nil, c.method, u+c.path, c.ct, c.body).expectError(t, http.StatusForbidden, "may not")
+		call(t, reader, c.method, u+c.path, c.ct, c.body).expectError(t, http.StatusForbidden, "may not")
 	}
 	for _, p := range []string{"/api/secrets", "/api/secrets/v2"} {
-		r := call(t, nil, "GET", u+p, "", "").expect(t, http.StatusOK)
+		r := call(t, reader, "GET", u+p, "", "").expect(t, http.StatusOK)
 		if strings.Contains(r.body, "closed") || !strings.Contains(r.body, "open") {
 			t.Fatalf("%s = %s", p, r.body)
 		}
 	}
-	if r := call(t, nil, "GET", u+"/api/environment", "", "").expect(t, http.StatusOK); r.body != "[]" {
+	if r := call(t, reader, "GET", u+"/api/environment", "", "").expect(t, http.StatusOK); r.body != "[]" {
 		t.Fatalf("env list = %s", r.body)
 	}
 	// Nothing was changed by the refused requests.
-	call(t, nil, "GET", base+"/api/secrets/open", "", "").expectText(t, "o")
+	call(t, admin, "GET", base+"/api/secrets/open", "", "").expectText(t, "o")
 	if ok, err := n.Secrets().Exists(context.Background(), "new"); ok || err != nil {
 		t.Fatalf("refused PUT created a secret: %v %v", ok, err)
 	}

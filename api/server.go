@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/internal/logkey"
-	"github.com/flowvault/flowvault/secrets"
 )
 
 // Check is one named health check.
@@ -48,12 +48,20 @@ type Deps struct {
 	// Tasks and TaskIndex (with Engine and Executions) serve /api/tasks.
 	Tasks     TaskQueue
 	TaskIndex TaskIndex
-	// Secrets serves /api/secrets, Environment /api/environment. Authorizer
-	// decides who may do what to them (nil: secrets.DefaultAuthorizer with
-	// no owners, which allows anonymous requests, i.e. all of them today).
+	// Secrets serves /api/secrets, Environment /api/environment.
 	Secrets     Secrets
 	Environment Environment
-	Authorizer  secrets.Authorizer
+
+	// Auth, Tokens and Authorizer serve identities, grants and tokens and
+	// authenticate every /api request except POST /api/token and
+	// GET /api/health: a request without a valid X-Authorization token is
+	// answered 401. Insecure (--insecure-dev) turns authentication off:
+	// every caller is auth.Anonymous, an admin.
+	Auth        AuthStore
+	Tokens      TokenService
+	Authorizer  *auth.Authorizer
+	Insecure    bool
+	TokenLimits TokenLimits
 }
 
 // Server routes flowvault's HTTP requests.
@@ -64,6 +72,9 @@ type Server struct {
 	// answer with what they have.
 	stopping chan struct{}
 	stopOnce sync.Once
+	// rules is the access-control route table (see route).
+	rules        []RouteRule
+	tokenLimiter *tokenLimiter
 }
 
 // New returns the HTTP handler of a flowvault server.
@@ -71,7 +82,7 @@ func New(deps Deps) *Server {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{deps: deps, mux: http.NewServeMux(), stopping: make(chan struct{})}
+	s := &Server{deps: deps, mux: http.NewServeMux(), stopping: make(chan struct{}), tokenLimiter: newTokenLimiter(deps.TokenLimits)}
 	s.mux.HandleFunc("GET /health", s.health)
 	s.mux.HandleFunc("GET /api/health", s.health)
 	s.routeWorkflows()
@@ -83,19 +94,27 @@ func New(deps Deps) *Server {
 	if deps.Metadata != nil {
 		s.metadataRoutes()
 	}
-	if deps.Authorizer == nil {
-		s.deps.Authorizer = secrets.DefaultAuthorizer{}
-	}
 	if deps.Secrets != nil {
 		s.secretRoutes()
 	}
 	if deps.Environment != nil {
 		s.environmentRoutes()
 	}
+	if deps.Auth != nil && deps.Authorizer != nil {
+		s.appRoutes()
+		s.userRoutes()
+		s.grantRoutes()
+	}
+	s.tokenRoutes()
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP authenticates the request (see Deps.Auth) and routes it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r, ok := s.authenticate(w, r); ok {
+		s.mux.ServeHTTP(w, r)
+	}
+}
 
 // Shutdown ends the server's long waits, so that in-flight requests finish
 // promptly during a graceful shutdown (http.Server.RegisterOnShutdown). It

@@ -18,15 +18,34 @@ type Decision struct {
 	Reason string
 	// Tag is the tag whose grant allowed access, if any.
 	Tag string
+	// Err is set when the decision could not be made (a source failed to
+	// answer); Allowed is then false.
+	Err error
+}
+
+// createPermission is the role permission that lets its holder create any
+// resource of a target type (a CREATE grant allows one name).
+var createPermission = map[string]string{
+	TargetSecret:           PermCreateSecret,
+	TargetEnvVariable:      PermCreateSecret,
+	TargetWorkflowDef:      PermCreateWorkflowDef,
+	TargetTaskDef:          PermCreateTaskDef,
+	TargetWorkflowSchedule: PermCreateWorkflowDef,
+	TargetApplication:      PermCreateApplication,
 }
 
 // Decide evaluates grants for principal asking access on res. Access is the
-// union of: the ADMIN role; the creator's full rights on what it created;
-// grants to the principal, to its groups, to its roles; and grants on any
-// tag the resource carries. UPDATE, DELETE and EXECUTE include READ.
+// union of: the ADMIN role; CREATE through the role permission of the
+// target type (CREATE_SECRET, ...); the creator's full rights on what it
+// created; grants to the principal, to its groups, to its roles; and
+// grants on any tag the resource carries. UPDATE, DELETE and EXECUTE
+// include READ.
 func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 	if p.IsAdmin() {
 		return Decision{Allowed: true, Reason: "admin"}
+	}
+	if perm, ok := createPermission[res.Target.Type]; ok && access == Create && p.HasPermission(perm) {
+		return Decision{Allowed: true, Reason: "role permission " + perm}
 	}
 	if res.Creator != "" && res.Creator == p.ID {
 		return Decision{Allowed: true, Reason: "creator"}

@@ -10,6 +10,10 @@ func TestDecide(t *testing.T) {
 		{Subject: Subject{SubjectGroup, "payments"}, Target: Target{TargetTag, "team:payments"}, Access: []Access{Read}},
 		{Subject: Subject{SubjectRole, RoleWorkflowManager}, Target: secret, Access: []Access{Execute}},
 		{Subject: Subject{SubjectUser, "app:billing"}, Target: Target{TargetSecret, "other"}, Access: []Access{Read}},
+		{Subject: Subject{SubjectUser, "frank@example.com"}, Target: secret, Access: []Access{Create}},
+		{Subject: Subject{SubjectRole, RoleMetadataManager}, Target: Target{TargetTag, "team:payments"}, Access: []Access{Execute}},
+		{Subject: Subject{SubjectUser, "ivy@example.com"}, Target: secret, Access: []Access{Read}},
+		{Subject: Subject{SubjectGroup, "infra"}, Target: Target{TargetTag, "team:infra"}, Access: []Access{Read}},
 	}
 	tests := []struct {
 		name   string
@@ -28,6 +32,14 @@ func TestDecide(t *testing.T) {
 		{"role grant, execute implies read", Principal{ID: "dave@example.com", Roles: []string{RoleWorkflowManager}}, Read, true, ""},
 		{"grant on another secret", Principal{ID: "app:billing", Roles: []string{RoleWorker}}, Read, false, ""},
 		{"stranger", Principal{ID: "eve@example.com", Roles: []string{RoleUser}}, Read, false, ""},
+		{"empty creator matches nobody", Principal{ID: ""}, Read, false, ""},
+		{"app principal direct grant", Principal{ID: "app:billing"}, Read, false, ""},
+		{"create implies nothing", Principal{ID: "frank@example.com"}, Read, false, ""},
+		{"create granted", Principal{ID: "frank@example.com"}, Create, true, ""},
+		{"group admin role", Principal{ID: "gina@example.com", Roles: []string{RoleUser, RoleAdmin}, Groups: []string{"ops"}}, Delete, true, ""},
+		{"tag grant via role", Principal{ID: "hal@example.com", Roles: []string{RoleMetadataManager}}, Read, true, "team:payments"},
+		{"direct beats tag (no tag recorded)", Principal{ID: "ivy@example.com", Groups: []string{"payments"}}, Read, true, ""},
+		{"tag not carried", Principal{ID: "jo@example.com", Groups: []string{"infra"}}, Read, false, ""},
 	}
 	for _, tt := range tests {
 		d := Decide(tt.p, tt.access, res, grants)

@@ -90,7 +90,8 @@ func TestCrashWithWorkflowsInFlight(t *testing.T) {
 	defer logFile.Close()
 	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
 	p := &serverProc{t: t, log: logFile, args: []string{bin, "server", "--data", filepath.Join(dir, "data"),
-		"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort), "--log-format", "json", "--log-level", "debug"}}
+		"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort), "--log-format", "json", "--log-level", "debug",
+		"--insecure-dev"}} // this test is about crashes, not authentication
 	p.start(base)
 	t.Cleanup(p.kill)
 	var stuck = "no workflow is stuck"

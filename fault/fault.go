@@ -26,6 +26,8 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrUnavailable: a dependency is down; the request may be retried.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrRateLimited: the caller sent too many requests; retry later.
+	ErrRateLimited = errors.New("rate limited")
 )
 
 // FieldError names one invalid field by its JSON path.

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/secrets"
@@ -36,11 +37,19 @@ type Keys interface {
 	DestroyKey(ctx context.Context, id string) error
 }
 
+// Authorizer decides what the principal a workflow runs as may do; it
+// knows the principal by id (the workflow's createdBy) and says how the
+// access was granted, for the record of the resolution. A refusal wraps
+// fault.ErrForbidden.
+type Authorizer interface {
+	Authorize(ctx context.Context, principalID string, access auth.Access, t auth.Target) (grantedBy string, err error)
+}
+
 // Config wires a Guard.
 type Config struct {
 	Secrets secrets.Source
 	Env     secrets.EnvSource
-	Authz   secrets.Authorizer
+	Authz   Authorizer
 	Keys    Keys
 	Logger  *slog.Logger
 }

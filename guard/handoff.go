@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
-	"github.com/flowvault/flowvault/secrets"
 )
 
 const (
@@ -99,8 +99,8 @@ func (r *resolver) Resolve(body string) (any, error) {
 func (r *resolver) principal() string { return r.w.CreatedBy }
 
 func principalName(p string) string {
-	if p == secrets.Anonymous {
-		return "anonymous"
+	if p == "" {
+		return "an unknown principal"
 	}
 	return p
 }
@@ -111,10 +111,11 @@ func principalName(p string) string {
 func (r *resolver) secret(ref string) (any, error) {
 	name, path, _ := strings.Cut(ref, ".")
 	denied := fmt.Errorf("secret %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden)
-	if err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), secrets.ActionRead, secrets.Resource{Type: secrets.ResourceSecret, ID: name}); err != nil {
-		if errors.Is(err, fault.ErrForbidden) {
-			return nil, denied
-		}
+	grantedBy, err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), auth.Read, auth.Target{Type: auth.TargetSecret, ID: name})
+	if errors.Is(err, fault.ErrForbidden) {
+		return nil, denied
+	}
+	if err != nil {
 		return nil, err
 	}
 	value, version, err := r.g.cfg.Secrets.Resolve(r.ctx, name)
@@ -126,7 +127,7 @@ func (r *resolver) secret(ref string) (any, error) {
 	}
 	defer clear(value)
 	r.memo.add(value)
-	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "secret", Name: name, Version: version, Principal: r.principal()})
+	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "secret", Name: name, Version: version, Principal: r.principal(), GrantedBy: grantedBy})
 	v, err := pick(value, path, "secret "+name)
 	if s, ok := v.(string); ok && path != "" {
 		r.memo.add([]byte(s)) // a field of a JSON secret is a secret too
@@ -137,10 +138,11 @@ func (r *resolver) secret(ref string) (any, error) {
 // env resolves "NAME", "NAME.path", "NAME.$" or "NAME.$.path".
 func (r *resolver) env(ref string) (any, error) {
 	name, path, _ := strings.Cut(ref, ".")
-	if err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), secrets.ActionRead, secrets.Resource{Type: secrets.ResourceEnv, ID: name}); err != nil {
-		if errors.Is(err, fault.ErrForbidden) {
-			return nil, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden)
-		}
+	grantedBy, err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), auth.Read, auth.Target{Type: auth.TargetEnvVariable, ID: name})
+	if errors.Is(err, fault.ErrForbidden) {
+		return nil, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden)
+	}
+	if err != nil {
 		return nil, err
 	}
 	value, ok, err := r.g.cfg.Env.Lookup(r.ctx, name)
@@ -150,7 +152,7 @@ func (r *resolver) env(ref string) (any, error) {
 	if !ok {
 		return nil, fault.NotFound("environment variable %s not found", name)
 	}
-	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "env", Name: name, Principal: r.principal()})
+	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "env", Name: name, Principal: r.principal(), GrantedBy: grantedBy})
 	if path == "$" {
 		path = ""
 		var v any

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
-	"github.com/flowvault/flowvault/secrets"
 )
 
 // SecretWriter stores secret values.
@@ -25,7 +25,7 @@ type SecretWriter interface {
 // workflow. The task has no output.
 type UpdateSecret struct {
 	Store SecretWriter
-	Authz secrets.Authorizer
+	Authz Authorizer
 }
 
 // Execute implements executor.SystemTask.
@@ -44,12 +44,14 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 	if err != nil && !errors.Is(err, fault.ErrInvalid) {
 		return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
 	}
-	action := secrets.ActionUpdate
+	access := auth.Update
 	if !exists {
-		action = secrets.ActionCreate
+		access = auth.Create
 	}
-	if err := u.Authz.Authorize(ctx, principal, action, secrets.Resource{Type: secrets.ResourceSecret, ID: name}); err != nil {
-		return terminal("UPDATE_SECRET %s: 403: %s may not %s secret %s", t.ReferenceTaskName, principalName(principal), action, name)
+	if _, err := u.Authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetSecret, ID: name}); errors.Is(err, fault.ErrForbidden) {
+		return terminal("UPDATE_SECRET %s: 403: %s may not %s secret %s", t.ReferenceTaskName, principalName(principal), access, name)
+	} else if err != nil {
+		return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
 	}
 	v := []byte(value)
 	defer clear(v)

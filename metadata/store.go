@@ -7,14 +7,11 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
-	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
@@ -32,11 +29,7 @@ const (
 
 // Waiter blocks until the read model has applied stream sequence seq.
 // *projections.Runner implements it.
-type Waiter interface {
-	WaitFor(ctx context.Context, seq uint64) error
-}
-
-var _ Waiter = (*projections.Runner)(nil)
+type Waiter = projections.Waiter
 
 // Options carries New's optional collaborators.
 type Options struct {
@@ -127,7 +120,7 @@ func (s *Store) projectionView(subject string) (view, error) {
 func (s *Store) logView(ctx context.Context, subject string) (view, error) {
 	recs, err := s.log.ReadSubject(ctx, subject, 0)
 	if err != nil {
-		return view{}, logErr(err)
+		return view{}, projections.AppendFault(err)
 	}
 	kv := memKV{}
 	var seq uint64
@@ -182,7 +175,7 @@ func (s *Store) update(ctx context.Context, subject, principal string, decide de
 			if !fromLog {
 				last, err := s.log.LastSeq(ctx, subject)
 				if err != nil {
-					return logErr(err)
+					return projections.AppendFault(err)
 				}
 				if last != v.seq {
 					fromLog = true
@@ -199,31 +192,16 @@ func (s *Store) update(ctx context.Context, subject, principal string, decide de
 		if errors.Is(err, eventlog.ErrConflict) && attempt < maxAttempts {
 			s.logger.Debug("metadata write lost a race, deciding again", logkey.Subject, subject, logkey.Err, err)
 			fromLog = true
-			if err := backoff(ctx, attempt); err != nil {
+			if err := projections.ConflictBackoff(ctx, attempt); err != nil {
 				return err
 			}
 			continue
 		}
 		if err != nil {
-			return logErr(err)
+			return projections.AppendFault(err)
 		}
 		s.logger.Info("metadata changed", logkey.Subject, subject, logkey.Seq, seq, logkey.Event, envs[0].Type, logkey.Principal, principal)
 		return s.wait(ctx, subject, seq)
-	}
-}
-
-// backoff sleeps before attempt+1 after a lost race: a random duration up
-// to 2ms·2^(attempt-1), at most 100ms, so that writers hammering one name
-// spread out instead of colliding again.
-func backoff(ctx context.Context, attempt int) error {
-	ceiling := min(2*time.Millisecond<<(attempt-1), 100*time.Millisecond)
-	t := time.NewTimer(mathrand.N(ceiling) + time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
@@ -260,23 +238,7 @@ func (s *Store) wait(ctx context.Context, subject string, seq uint64) error {
 	if s.waiter == nil {
 		return nil
 	}
-	if err := s.waiter.WaitFor(ctx, seq); err != nil {
-		return fmt.Errorf("%s saved at sequence %d, but the read model has not caught up: %v: %w", subject, seq, err, fault.ErrUnavailable)
-	}
-	return nil
-}
-
-// logErr maps event log failures to fault kinds.
-func logErr(err error) error {
-	switch {
-	case errors.Is(err, eventlog.ErrTooLarge):
-		return fmt.Errorf("%w: %w", err, fault.ErrTooLarge)
-	case errors.Is(err, eventlog.ErrConflict):
-		return fmt.Errorf("too many concurrent changes, retry: %v: %w", err, fault.ErrUnavailable)
-	case errors.Is(err, eventlog.ErrClosed):
-		return fmt.Errorf("%w: %w", err, fault.ErrUnavailable)
-	}
-	return err
+	return projections.WaitWritten(ctx, s.waiter, subject, seq)
 }
 
 // millis is the event time of a change.

@@ -3,12 +3,14 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -44,6 +46,20 @@ type Config struct {
 	// in dev mode: the key is generated into DataDir/master.key.
 	MasterKey     secrets.Value
 	MasterKeyFile string
+	// TokenTTL is the default lifetime of tokens (POST /api/token).
+	TokenTTL time.Duration
+	// Insecure (--insecure-dev) turns authentication off: every request
+	// acts as auth.Anonymous, an admin. Only for local experiments.
+	Insecure bool
+	// Dev (--dev) writes the bootstrap admin key to
+	// DataDir/bootstrap-admin.json (mode 0600) even when the data dir
+	// already existed.
+	Dev bool
+	// BootstrapOutput receives the bootstrap admin key banner of a fresh
+	// server (default os.Stderr; `flowvault server` uses stdout, its log
+	// goes to stderr). It is not the logger: the secret must not reach log
+	// aggregation.
+	BootstrapOutput io.Writer
 }
 
 // DefaultConfig is `flowvault server` with no flags and no environment.
@@ -57,6 +73,7 @@ func DefaultConfig() Config {
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
 		CompactionDelay: 5 * time.Second,
+		TokenTTL:        auth.DefaultTokenTTL,
 	}
 }
 
@@ -77,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if c.CompactionDelay < 0 {
 		errs = append(errs, fmt.Errorf("compaction delay %s: want >= 0", c.CompactionDelay))
+	}
+	if c.TokenTTL <= 0 || c.TokenTTL > auth.MaxTokenTTL {
+		errs = append(errs, fmt.Errorf("token ttl %s: want > 0 and at most %s", c.TokenTTL, auth.MaxTokenTTL))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want > 0", c.ShutdownTimeout))

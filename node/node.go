@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
@@ -49,6 +50,7 @@ type Node struct {
 	keys        *secrets.Keys
 	secrets     *secrets.Store
 	env         *secrets.Env
+	auth        *authParts
 	httpSrv     *http.Server
 	ln          net.Listener
 	unlock      func()
@@ -78,6 +80,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}()
 
+	freshData := !dirExists(cfg.DataDir)
 	// A bad master key stops the server before it touches the data dir.
 	mk, err := secrets.LoadMasterKey(cfg.MasterKeySource(), logger)
 	if err != nil {
@@ -113,6 +116,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Secrets.Name, secRunner); err != nil {
 		return nil, err
 	}
+	if n.auth, err = n.startAuth(ctx, runCtx, freshData); err != nil {
+		return nil, err
+	}
+	n.auth.authorizer.Register(auth.TargetSecret, secretTargets{n.secrets, n.env})
+	n.auth.authorizer.Register(auth.TargetEnvVariable, secretTargets{n.secrets, n.env})
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
@@ -130,7 +138,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg, Snapshots: n.executions})
-	authz := secrets.DefaultAuthorizer{Owner: secrets.Owners(n.secrets, n.env)}
+	authz := workflowAuthorizer{principals: n.auth.store, authz: n.auth.authorizer, insecure: cfg.Insecure}
 	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
 	n.executor.SetHandOff(g)
 	n.executor.SetProtector(g)
@@ -188,7 +196,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 
 		Secrets:     n.secrets,
 		Environment: n.env,
-		Authorizer:  authz,
+		Auth:        n.auth.store,
+		Tokens:      n.auth.tokens,
+		Authorizer:  n.auth.authorizer,
+		Insecure:    cfg.Insecure,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -273,6 +284,12 @@ func (n *Node) Environment() *secrets.Env { return n.env }
 
 // Keys is the node's key hierarchy (keyring, data keys).
 func (n *Node) Keys() *secrets.Keys { return n.keys }
+
+// Config is the configuration the node was started with.
+func (n *Node) Config() Config { return n.cfg }
+
+// Auth is the node's identity and grant store.
+func (n *Node) Auth() *auth.Store { return n.auth.store }
 
 // Registry is the node's Prometheus registry.
 func (n *Node) Registry() *prometheus.Registry { return n.registry }

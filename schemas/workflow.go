@@ -92,6 +92,7 @@ type ResolvedRef struct {
 	Name      string `msgpack:"n"`
 	Version   int    `msgpack:"v,omitempty"`
 	Principal string `msgpack:"p,omitempty"` // whose permission allowed it
+	GrantedBy string `msgpack:"g,omitempty"` // how: "creator", "grant to USER:x", "tag k:v granted to ..."
 }
 
 func (*TaskStarted) EventType() string { return "workflow.task_started" }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/node"
 )
 
@@ -42,6 +43,12 @@ func startServer(t *testing.T, bin string, env []string, args ...string) *server
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"server", "--log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, cmd)
+}
+
+// startCmd starts a server command, collecting its JSON log lines.
+func startCmd(t *testing.T, cmd *exec.Cmd) *serverProcess {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -207,4 +214,71 @@ func TestDefaults(t *testing.T) {
 	if envName("nats-listen") != "FLOWVAULT_NATS_LISTEN" {
 		t.Fatal(envName("nats-listen"))
 	}
+}
+
+// A fresh server prints its bootstrap admin key once, on stdout (the log
+// on stderr never holds the secret), writes it to the data dir with mode
+// 0600, and answers /api only with a token; the next start prints nothing.
+func TestServerBootstrapKey(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	stdout := &testutil.LogBuffer{} // written by exec's copying goroutine
+	p := startServerOut(t, bin, stdout, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	addr := p.waitLog(t, "flowvault listening")["addr"].(string)
+	b, err := os.ReadFile(filepath.Join(data, node.BootstrapFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key struct{ KeyID, KeySecret string }
+	if err := json.Unmarshal(b, &key); err != nil || key.KeySecret == "" {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if info, _ := os.Stat(filepath.Join(data, node.BootstrapFile)); info.Mode().Perm() != 0o600 {
+		t.Fatalf("bootstrap file mode %v", info.Mode().Perm())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "flowvault bootstrap admin key") || !strings.Contains(out, "keyId:       "+key.KeyID) || !strings.Contains(out, "keySecret:   "+key.KeySecret) {
+		t.Fatalf("banner:\n%s", out)
+	}
+	res, err := http.Get("http://" + addr + "/api/metadata/taskdefs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without a token: %d", res.StatusCode)
+	}
+	body, _ := json.Marshal(map[string]string{"keyId": key.KeyID, "keySecret": key.KeySecret})
+	res, err = http.Post("http://"+addr+"/api/token", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("token: %d", res.StatusCode)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+	if strings.Contains(p.all.String(), key.KeySecret) {
+		t.Fatal("the key secret is in the log")
+	}
+
+	stdout = &testutil.LogBuffer{}
+	p = startServerOut(t, bin, stdout, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--insecure-dev")
+	p.waitLog(t, "flowvault listening")
+	if stdout.String() != "" {
+		t.Fatalf("second start printed:\n%s", stdout.String())
+	}
+	if !strings.Contains(p.all.String(), "AUTHENTICATION IS OFF") {
+		t.Fatalf("--insecure-dev without a warning:\n%s", p.all.String())
+	}
+}
+
+// startServerOut is startServer with stdout captured.
+func startServerOut(t *testing.T, bin string, stdout io.Writer, args ...string) *serverProcess {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"server", "--log-format", "json"}, args...)...)
+	cmd.Stdout = stdout
+	return startCmd(t, cmd)
 }

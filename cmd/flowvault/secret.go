@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"sort"
@@ -34,8 +32,7 @@ commands:
   tag NAME key=value... [--delete]  add (or update by key) tags, or remove them
 
 flags of every command:
-  --server URL   the flowvault server (default ` + defaultServer + `, $FLOWVAULT_SERVER)
-`
+` + clientUsage
 
 func runSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -49,11 +46,8 @@ func runSecret(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("secret "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, secretUsage) }
-	server := defaultServer
-	if v, ok := os.LookupEnv(envName("server")); ok {
-		server = v
-	}
-	fs.StringVar(&server, "server", server, "flowvault server URL ($FLOWVAULT_SERVER)")
+	var conn connection
+	conn.flags(fs)
 	var file string
 	var showValue, del bool
 	switch sub {
@@ -72,7 +66,10 @@ func runSecret(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	c := &apiClient{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+	c, err := conn.client()
+	if err != nil {
+		return err
+	}
 	wantArgs := map[string][2]int{"put": {1, 1}, "get": {1, 1}, "list": {0, 0}, "delete": {1, 1}, "tag": {2, 1 << 20}}[sub]
 	if len(pos) < wantArgs[0] || len(pos) > wantArgs[1] {
 		fmt.Fprintf(stderr, "flowvault secret %s: wrong number of arguments\n\n%s", sub, secretUsage)
@@ -271,49 +268,6 @@ func secretTag(ctx context.Context, c *apiClient, name string, pairs []string, d
 	}
 	fmt.Fprintf(stdout, "%s secret %s: %s\n", verb, name, formatTags(tags))
 	return nil
-}
-
-// apiClient calls a flowvault server's REST API.
-type apiClient struct {
-	base string
-	http *http.Client
-}
-
-// do sends one request and returns the body of a 2xx answer; other
-// answers become errors carrying the server's message.
-func (c *apiClient) do(ctx context.Context, method, path, contentType string, body []byte) ([]byte, error) {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
-	if err != nil {
-		return nil, err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("server %s: %w", c.base, unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 == 2 {
-		return b, nil
-	}
-	var e conductor.ErrorResponse
-	if json.Unmarshal(b, &e) == nil && e.Message != "" {
-		msg := e.Message
-		for _, v := range e.ValidationErrors {
-			msg += "; " + v.Path + ": " + v.Message
-		}
-		return nil, fmt.Errorf("%s (HTTP %d)", msg, resp.StatusCode)
-	}
-	return nil, fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
 }
 
 func (c *apiClient) metadata(ctx context.Context, name string) (*secrets.Meta, error) {

@@ -40,11 +40,18 @@ func cli(t *testing.T, bin string, env []string, stdin []byte, args ...string) (
 func cleanEnv(extra ...string) []string {
 	var out []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "FLOWVAULT_MASTER_KEY") && !strings.HasPrefix(kv, "FLOWVAULT_SERVER=") {
+		if !strings.HasPrefix(kv, "FLOWVAULT_MASTER_KEY") && !strings.HasPrefix(kv, "FLOWVAULT_SERVER=") &&
+			!strings.HasPrefix(kv, "FLOWVAULT_KEY_") && !strings.HasPrefix(kv, "FLOWVAULT_TOKEN=") {
 			out = append(out, kv)
 		}
 	}
 	return append(out, extra...)
+}
+
+// keyFileEnv points the CLI at the bootstrap admin key a fresh server
+// wrote into its data dir.
+func keyFileEnv(data string) []string {
+	return []string{"FLOWVAULT_KEY_FILE=" + filepath.Join(data, "bootstrap-admin.json")}
 }
 
 func masterKeyEnv(key []byte) string {
@@ -80,7 +87,7 @@ func TestSecretCLI(t *testing.T) {
 	sc := leaktest.New(secret)
 	run := func(stdin []byte, args ...string) (string, string, int) {
 		t.Helper()
-		out, errOut, code := cli(t, bin, nil, stdin, append(args, "--server", server)...)
+		out, errOut, code := cli(t, bin, keyFileEnv(data), stdin, append(args, "--server", server)...)
 		sc.Scan("stdout of "+strings.Join(args, " "), []byte(out))
 		sc.Scan("stderr of "+strings.Join(args, " "), []byte(errOut))
 		return out, errOut, code
@@ -104,11 +111,11 @@ func TestSecretCLI(t *testing.T) {
 		t.Fatalf("get: %d %q", code, out)
 	}
 	// The one output that carries a value: exact bytes, nothing added.
-	got, _, code := cli(t, bin, nil, nil, "secret", "get", "pem", "--show-value", "--server", server)
+	got, _, code := cli(t, bin, nil, nil, "secret", "get", "pem", "--show-value", "--server", server, "--key-file", filepath.Join(data, "bootstrap-admin.json"))
 	if code != 0 || got != string(fileValue) {
 		t.Fatalf("get --show-value: %d, %d bytes, want %d", code, len(got), len(fileValue))
 	}
-	got, _, code = cli(t, bin, []string{"FLOWVAULT_SERVER=" + server}, nil, "secret", "get", "--show-value", "db")
+	got, _, code = cli(t, bin, append(keyFileEnv(data), "FLOWVAULT_SERVER="+server), nil, "secret", "get", "--show-value", "db")
 	if code != 0 || got != string(secret) {
 		t.Fatalf("get --show-value via $FLOWVAULT_SERVER: %d, %d bytes", code, len(got))
 	}
@@ -150,8 +157,23 @@ func TestSecretCLI(t *testing.T) {
 			t.Errorf("%s: exit %d %q, want %d mentioning %q", tt.name, code, errOut, tt.code, tt.want)
 		}
 	}
-	if _, errOut, code := cli(t, bin, nil, nil, "secret", "list", "--server", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "server http://127.0.0.1:1") {
+	if _, errOut, code := cli(t, bin, keyFileEnv(data), nil, "secret", "list", "--server", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "server http://127.0.0.1:1") {
 		t.Fatalf("server down: %d %q", code, errOut)
+	}
+	// Credentials: none is refused with the server's reason; a wrong key
+	// names the key; a half-set pair is caught before any request.
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "missing token"},
+		{[]string{"FLOWVAULT_KEY_ID=nokey", "FLOWVAULT_KEY_SECRET=wrong"}, "sign in with key nokey"},
+		{[]string{"FLOWVAULT_KEY_ID=nokey"}, "set both FLOWVAULT_KEY_ID and FLOWVAULT_KEY_SECRET"},
+		{[]string{"FLOWVAULT_TOKEN=not-a-token"}, "malformed"},
+	} {
+		if _, errOut, code := cli(t, bin, c.env, nil, "secret", "list", "--server", server); code != 1 || !strings.Contains(errOut, c.want) {
+			t.Errorf("credentials %v: exit %d %q, want %q", c.env, code, errOut, c.want)
+		}
 	}
 	stopServer(t, p)
 	sc.Scan("server log", p.all.Bytes())
@@ -172,7 +194,7 @@ func TestKeysRotateCLI(t *testing.T) {
 	}
 	p, server := serve(keyEnv)
 	for _, name := range []string{"a", "b"} {
-		if _, errOut, code := cli(t, bin, nil, []byte("value-"+name), "secret", "put", name, "--server", server); code != 0 {
+		if _, errOut, code := cli(t, bin, keyFileEnv(data), []byte("value-"+name), "secret", "put", name, "--server", server); code != 0 {
 			t.Fatalf("put: %s", errOut)
 		}
 	}
@@ -219,7 +241,7 @@ func TestKeysRotateCLI(t *testing.T) {
 	}
 	p, server = serve("FLOWVAULT_MASTER_KEY_FILE=" + keyFile)
 	for _, name := range []string{"a", "b"} {
-		if got, errOut, code := cli(t, bin, nil, nil, "secret", "get", name, "--show-value", "--server", server); code != 0 || got != "value-"+name {
+		if got, errOut, code := cli(t, bin, keyFileEnv(data), nil, "secret", "get", name, "--show-value", "--server", server); code != 0 || got != "value-"+name {
 			t.Fatalf("after rotation %s: %d %q %q", name, code, got, errOut)
 		}
 	}
@@ -243,7 +265,7 @@ func TestDevModeMasterKey(t *testing.T) {
 		t.Fatalf("warning line: %v", warn)
 	}
 	server := "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
-	if _, errOut, code := cli(t, bin, nil, []byte("dev-value"), "secret", "put", "x", "--server", server); code != 0 {
+	if _, errOut, code := cli(t, bin, keyFileEnv(data), []byte("dev-value"), "secret", "put", "x", "--server", server); code != 0 {
 		t.Fatal(errOut)
 	}
 	stopServer(t, p)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/flowvault/flowvault/node"
@@ -18,7 +19,7 @@ import (
 // command line wins over the environment, which wins over the default.
 const envPrefix = "FLOWVAULT_"
 
-func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := node.DefaultConfig()
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -39,6 +40,16 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		fs.DurationVar(p, name, *p, usage+" ($"+envName(name)+")")
 	}
+	boolean := func(p *bool, name, usage string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", envName(name), err))
+			}
+			*p = b
+		}
+		fs.BoolVar(p, name, *p, usage+" ($"+envName(name)+")")
+	}
 	str(&cfg.DataDir, "data", "data directory: embedded NATS store and read models")
 	str(&cfg.HTTPAddr, "http", "HTTP listen address (REST API, console, /health, /metrics)")
 	str(&cfg.NATSListen, "nats-listen", "embedded NATS server client address")
@@ -55,6 +66,9 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if v, ok := os.LookupEnv(secrets.MasterKeyEnv); ok {
 		cfg.MasterKey = secrets.Value(v)
 	}
+	dur(&cfg.TokenTTL, "token-ttl", "default lifetime of tokens minted by POST /api/token (at most 24h)")
+	boolean(&cfg.Insecure, "insecure-dev", "DANGER: no authentication; every request acts as an anonymous admin")
+	boolean(&cfg.Dev, "dev", "development defaults: write the bootstrap admin key to <data>/bootstrap-admin.json")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
@@ -65,6 +79,8 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	logger := newLogger(stderr, cfg)
+	// The bootstrap key banner goes to stdout, apart from the log on stderr.
+	cfg.BootstrapOutput = stdout
 	return node.Run(ctx, cfg, logger)
 }
 

@@ -24,4 +24,6 @@ const (
 	Status     = "status"
 	Secret     = "secret"
 	Event      = "event"
+	KeyID      = "key_id" // an access key's id (never its secret)
+	Reason     = "reason"
 )

@@ -6,7 +6,13 @@
 package nodetest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,7 +28,10 @@ import (
 const MasterKey = "Zmxvd3ZhdWx0LXRlc3QtbWFzdGVyLWtleS0zMmJ5dGU="
 
 // Config is a node configuration for tests: data under dir, HTTP and the
-// embedded NATS server on free loopback ports, the shared test master key.
+// embedded NATS server on free loopback ports, the shared test master key,
+// and authentication off (Insecure): tests of other features call the API
+// without tokens.
+// SecureConfig and StartSecure turn it on.
 func Config(dir string) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.DataDir = dir
@@ -30,7 +39,65 @@ func Config(dir string) node.Config {
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.ShutdownTimeout = 10 * time.Second
 	cfg.MasterKey = []byte(MasterKey)
+	cfg.Insecure = true
+	cfg.BootstrapOutput = io.Discard
 	return cfg
+}
+
+// SecureConfig is Config with authentication on.
+func SecureConfig(dir string) node.Config {
+	cfg := Config(dir)
+	cfg.Insecure = false
+	return cfg
+}
+
+// StartSecure starts a node with authentication on, in a new temporary
+// directory, and returns it with its base URL and a token of the bootstrap
+// admin application.
+func StartSecure(tb testing.TB) (*node.Node, string, string) {
+	tb.Helper()
+	cfg := SecureConfig(filepath.Join(tb.TempDir(), "data"))
+	n, base := StartConfig(tb, cfg)
+	return n, base, AdminToken(tb, cfg, base)
+}
+
+// BootstrapKey reads the bootstrap admin key a fresh node wrote to its
+// data directory.
+func BootstrapKey(tb testing.TB, cfg node.Config) (keyID, keySecret string) {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(cfg.DataDir, node.BootstrapFile))
+	if err != nil {
+		tb.Fatalf("bootstrap key: %v", err)
+	}
+	var k struct{ KeyID, KeySecret string }
+	if err := json.Unmarshal(b, &k); err != nil || k.KeyID == "" || k.KeySecret == "" {
+		tb.Fatalf("bootstrap key file %s: %v", b, err)
+	}
+	return k.KeyID, k.KeySecret
+}
+
+// AdminToken mints a token with the bootstrap admin key of the node
+// started with cfg at base.
+func AdminToken(tb testing.TB, cfg node.Config, base string) string {
+	tb.Helper()
+	id, secret := BootstrapKey(tb, cfg)
+	return MintToken(tb, base, id, secret)
+}
+
+// MintToken calls POST /api/token and returns the token.
+func MintToken(tb testing.TB, base, keyID, keySecret string) string {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]string{"keyId": keyID, "keySecret": keySecret})
+	res, err := http.Post(base+"/api/token", "application/json", bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct{ Token string }
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusOK || out.Token == "" {
+		tb.Fatalf("POST /api/token = %d (%v)", res.StatusCode, err)
+	}
+	return out.Token
 }
 
 // Start starts a node with its data in a new temporary directory, stops it
@@ -44,9 +111,15 @@ func Start(tb testing.TB) (*node.Node, string) {
 // StartConfig is Start with a given configuration.
 func StartConfig(tb testing.TB, cfg node.Config) (*node.Node, string) {
 	tb.Helper()
+	return StartLogger(tb, cfg, testutil.Logger(tb))
+}
+
+// StartLogger is StartConfig with a given logger.
+func StartLogger(tb testing.TB, cfg node.Config, logger *slog.Logger) (*node.Node, string) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := node.Start(ctx, cfg, testutil.Logger(tb))
+	n, err := node.Start(ctx, cfg, logger)
 	if err != nil {
 		tb.Fatalf("start node: %v", err)
 	}

@@ -1,0 +1,210 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/fault"
+)
+
+// maxAuthBody bounds identity and grant request bodies.
+const maxAuthBody = 64 << 10
+
+// appRule is access on the application named by the {id} (or
+// {applicationId}) wildcard, or the APPLICATION_MANAGEMENT permission.
+func appRule(access auth.Access, param string) auth.Rule {
+	return auth.Rule{AnyPermission: []string{auth.PermApplicationManagement}, Access: access,
+		TargetType: auth.TargetApplication, TargetParam: param}
+}
+
+// appRoutes registers /api/applications (Orkes's ApplicationResource).
+// Creators have full access to their applications; APPLICATION_MANAGER
+// and ADMIN to all.
+func (s *Server) appRoutes() {
+	for _, rt := range []struct {
+		pattern string
+		rule    auth.Rule
+		h       http.HandlerFunc
+	}{
+		{"GET /api/applications", auth.Authenticated, s.listApplications},
+		{"POST /api/applications", auth.Rule{AnyPermission: []string{auth.PermCreateApplication, auth.PermApplicationManagement}}, s.createApplication},
+		// GET /api/applications/key/{keyId}, /{id}/tags and /{id}/accessKeys
+		// overlap in ServeMux's eyes: one pattern, dispatched with their rules.
+		{"GET /api/applications/{id}/{sub}", auth.Authenticated, s.appSubResource},
+		{"GET /api/applications/{id}", appRule(auth.Read, "id"), s.getApplication},
+		{"PUT /api/applications/{id}", appRule(auth.Update, "id"), s.updateApplication},
+		{"DELETE /api/applications/{id}", appRule(auth.Delete, "id"), s.deleteApplication},
+		{"POST /api/applications/{applicationId}/roles/{role}", appRule(auth.Update, "applicationId"), s.setApplicationRole(false)},
+		{"DELETE /api/applications/{applicationId}/roles/{role}", appRule(auth.Update, "applicationId"), s.setApplicationRole(true)},
+		{"PUT /api/applications/{id}/tags", appRule(auth.Update, "id"), s.changeApplicationTags(false)},
+		{"DELETE /api/applications/{id}/tags", appRule(auth.Update, "id"), s.changeApplicationTags(true)},
+		{"POST /api/applications/{id}/accessKeys", appRule(auth.Update, "id"), s.createAccessKey},
+		{"POST /api/applications/{applicationId}/accessKeys/{keyId}/status", appRule(auth.Update, "applicationId"), s.toggleAccessKey},
+		{"DELETE /api/applications/{applicationId}/accessKeys/{keyId}", appRule(auth.Update, "applicationId"), s.deleteAccessKey},
+	} {
+		s.route(rt.pattern, rt.rule, rt.h)
+	}
+}
+
+// appSubResource serves GET /api/applications/key/{keyId} (any caller;
+// the handler checks READ on the owning application), /{id}/tags and
+// /{id}/accessKeys (READ on the application).
+func (s *Server) appSubResource(w http.ResponseWriter, r *http.Request) {
+	var rule auth.Rule
+	var h http.HandlerFunc
+	switch id, sub := r.PathValue("id"), r.PathValue("sub"); {
+	case id == "key":
+		r.SetPathValue("keyId", sub)
+		rule, h = auth.Authenticated, s.applicationByKey
+	case sub == "tags":
+		rule, h = appRule(auth.Read, "id"), s.getApplicationTags
+	case sub == "accessKeys":
+		rule, h = appRule(auth.Read, "id"), s.listAccessKeys
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if err := s.enforce(r, rule); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	h(w, r)
+}
+
+type applicationRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) listApplications(w http.ResponseWriter, r *http.Request) {
+	apps, err := s.deps.Auth.ListApplications(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p := caller(r)
+	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermApplicationManagement) {
+		writeJSON(w, http.StatusOK, apps)
+		return
+	}
+	visible := []auth.Application{}
+	for _, a := range apps {
+		if s.authorize(r, auth.Read, appTarget(a.ID)) == nil {
+			visible = append(visible, a)
+		}
+	}
+	writeJSON(w, http.StatusOK, visible)
+}
+
+func appTarget(id string) auth.Target { return auth.Target{Type: auth.TargetApplication, ID: id} }
+
+func (s *Server) createApplication(w http.ResponseWriter, r *http.Request) {
+	var req applicationRequest
+	if err := decodeJSON(w, r, maxAuthBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	app, err := s.deps.Auth.CreateApplication(r.Context(), req.Name, principal(r))
+	s.reply(w, r, app, err)
+}
+
+func (s *Server) applicationByKey(w http.ResponseWriter, r *http.Request) {
+	app, err := s.deps.Auth.ApplicationByKey(r.Context(), r.PathValue("keyId"))
+	if err == nil && !caller(r).HasPermission(auth.PermApplicationManagement) {
+		// Who may not read the application learns nothing about the key.
+		if aerr := s.authorize(r, auth.Read, appTarget(app.ID)); aerr != nil {
+			err = fault.NotFound("Access key %s not found", r.PathValue("keyId"))
+		}
+	}
+	s.reply(w, r, app, err)
+}
+
+func (s *Server) getApplication(w http.ResponseWriter, r *http.Request) {
+	app, err := s.deps.Auth.GetApplication(r.Context(), r.PathValue("id"))
+	s.reply(w, r, app, err)
+}
+
+func (s *Server) updateApplication(w http.ResponseWriter, r *http.Request) {
+	var req applicationRequest
+	if err := decodeJSON(w, r, maxAuthBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	app, err := s.deps.Auth.UpdateApplication(r.Context(), r.PathValue("id"), req.Name, principal(r))
+	s.reply(w, r, app, err)
+}
+
+func (s *Server) deleteApplication(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.deps.Auth.DeleteApplication(r.Context(), id, principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, messageResponse{Message: "Deleted Application '" + id + "'"})
+}
+
+// setApplicationRole adds or removes a role. WORKER, METADATA_API and
+// APPLICATION_CREATOR need only update access to the application; the
+// others (ADMIN, UNRESTRICTED_WORKER, the managers) an admin.
+func (s *Server) setApplicationRole(remove bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		role := r.PathValue("role")
+		if !s.deps.Insecure {
+			if err := auth.CanAssignRole(caller(r), role); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		err := s.deps.Auth.SetApplicationRole(r.Context(), r.PathValue("applicationId"), role, remove, principal(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeEmptyObject(w)
+	}
+}
+
+func (s *Server) getApplicationTags(w http.ResponseWriter, r *http.Request) {
+	tags, err := s.deps.Auth.ApplicationTags(r.Context(), r.PathValue("id"))
+	s.reply(w, r, tags, err)
+}
+
+func (s *Server) changeApplicationTags(remove bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var tags tagList
+		if err := decodeJSON(w, r, maxAuthBody, &tags); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.deps.Auth.ChangeApplicationTags(r.Context(), r.PathValue("id"), tags, remove, principal(r)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeNoContent(w)
+	}
+}
+
+// createAccessKey answers {"id","secret"}: the only time the secret is
+// ever shown.
+func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request) {
+	key, err := s.deps.Auth.CreateAccessKey(r.Context(), r.PathValue("id"), principal(r))
+	w.Header().Set("Cache-Control", "no-store")
+	s.reply(w, r, key, err)
+}
+
+func (s *Server) listAccessKeys(w http.ResponseWriter, r *http.Request) {
+	keys, err := s.deps.Auth.AccessKeys(r.Context(), r.PathValue("id"))
+	s.reply(w, r, keys, err)
+}
+
+func (s *Server) toggleAccessKey(w http.ResponseWriter, r *http.Request) {
+	key, err := s.deps.Auth.ToggleAccessKey(r.Context(), r.PathValue("applicationId"), r.PathValue("keyId"), principal(r))
+	s.reply(w, r, key, err)
+}
+
+func (s *Server) deleteAccessKey(w http.ResponseWriter, r *http.Request) {
+	if err := s.deps.Auth.DeleteAccessKey(r.Context(), r.PathValue("applicationId"), r.PathValue("keyId"), principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeEmptyObject(w)
+}

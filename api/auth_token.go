@@ -1,0 +1,219 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+)
+
+// maxTokenBody bounds POST /api/token: a key id, a secret and a number.
+const maxTokenBody = 4 << 10
+
+// TokenLimits rate-limits POST /api/token with token buckets per client
+// address and per key id. Each request takes one token from both.
+type TokenLimits struct {
+	PerAddr   rate.Limit
+	AddrBurst int
+	PerKey    rate.Limit
+	KeyBurst  int
+}
+
+// DefaultTokenLimits allow an SDK to mint (one request an hour) and a
+// test suite to mint dozens, and stop guessing and argon2 CPU exhaustion.
+var DefaultTokenLimits = TokenLimits{PerAddr: 5, AddrBurst: 30, PerKey: 1, KeyBurst: 10}
+
+func (s *Server) tokenRoutes() {
+	s.route("POST /api/token", auth.Rule{Public: true}, s.issueToken)
+	s.route("GET /api/token/userInfo", auth.Authenticated, s.userInfo)
+}
+
+// generateTokenRequest is Orkes's GenerateTokenRequest.
+type generateTokenRequest struct {
+	KeyID      string `json:"keyId"`
+	KeySecret  string `json:"keySecret"`
+	Expiration int64  `json:"expiration"` // ms; 0 default; negative: the maximum
+}
+
+// issueToken is POST /api/token: 200 {"token":"<JWT>"}, 401 with a plain
+// Conductor error body for credentials that are not accepted, 429 with
+// Retry-After past the rate limits.
+func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Tokens == nil || s.deps.Insecure {
+		// Conductor OSS has no /api/token: on this 404 the SDKs carry on
+		// without authentication, which is what --insecure-dev offers.
+		s.writeError(w, r, fault.NotFound("token endpoint not enabled: authentication is off"))
+		return
+	}
+	addr := clientAddr(r)
+	var req generateTokenRequest
+	if err := decodeJSON(w, r, maxTokenBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.KeyID == "" || req.KeySecret == "" || len(req.KeyID) > 256 || len(req.KeySecret) > 1024 {
+		s.writeError(w, r, fault.Invalid("keyId and keySecret are required"))
+		return
+	}
+	if err := s.tokenLimiter.allow(addr, req.KeyID); err != nil {
+		s.deps.Logger.Warn("token requests rate limited", logkey.KeyID, req.KeyID, logkey.Addr, addr, logkey.Err, err)
+		s.writeError(w, r, err)
+		return
+	}
+	token, err := s.deps.Tokens.Issue(r.Context(), req.KeyID, req.KeySecret, req.Expiration, addr)
+	if errors.Is(err, fault.ErrUnauthorized) {
+		s.tokenLimiter.failed(req.KeyID)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	s.reply(w, r, map[string]string{"token": token}, err)
+}
+
+// clientAddr is the request's peer address without the port. Forwarding
+// headers are not trusted: they are the client's to write.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// userInfo is GET /api/token/userInfo[?claims=true]: the caller as a
+// ConductorUser (roles with their permissions, groups), and with claims
+// {"user":…,"claims":…}.
+func (s *Server) userInfo(w http.ResponseWriter, r *http.Request) {
+	withClaims, err := queryBool(r, "claims", false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p := caller(r)
+	u := auth.User{ID: p.ID, Name: p.ID, Roles: p.Roles}
+	if s.deps.Auth != nil && p.ID != auth.Anonymous.ID {
+		if u, err = s.deps.Auth.GetUser(r.Context(), p.ID); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	v, err := s.viewUser(r.Context(), u)
+	if err != nil || !withClaims {
+		s.reply(w, r, v, err)
+		return
+	}
+	claims, _ := r.Context().Value(claimsKey{}).(auth.Claims)
+	writeJSON(w, http.StatusOK, map[string]any{"user": v, "claims": claims})
+}
+
+// limiter is a set of token buckets by key. Idle buckets are dropped once
+// the set is large; when it is full of busy ones, new keys are refused
+// (an attacker spraying key ids must not grow memory without bound).
+type limiter struct {
+	limit rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     map[string]*limiterEntry
+}
+
+type limiterEntry struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+const maxLimiterKeys = 10000
+
+func newLimiter(limit rate.Limit, burst int) *limiter {
+	return &limiter{limit: limit, burst: burst, m: map[string]*limiterEntry{}}
+}
+
+// reserve takes a token for key, returning how long to wait when there is
+// none (0: allowed).
+func (l *limiter) reserve(key string, now time.Time) time.Duration {
+	return l.take(key, now, true)
+}
+
+// check returns how long to wait for a token for key without taking one.
+func (l *limiter) check(key string, now time.Time) time.Duration {
+	return l.take(key, now, false)
+}
+
+func (l *limiter) take(key string, now time.Time, consume bool) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.m[key]
+	if e == nil {
+		if len(l.m) >= maxLimiterKeys {
+			for k, old := range l.m {
+				if now.Sub(old.seen) > time.Minute {
+					delete(l.m, k)
+				}
+			}
+			if len(l.m) >= maxLimiterKeys {
+				return time.Minute
+			}
+		}
+		e = &limiterEntry{l: rate.NewLimiter(l.limit, l.burst)}
+		l.m[key] = e
+	}
+	e.seen = now
+	if !consume && e.l.TokensAt(now) >= 1 || consume && e.l.AllowN(now, 1) {
+		return 0
+	}
+	wait := (1 - e.l.TokensAt(now)) / float64(l.limit)
+	return max(time.Second, time.Duration(wait*float64(time.Second)))
+}
+
+// tokenLimiter limits POST /api/token per client address (every request:
+// each costs an argon2id hash) and per key id (failed requests only: a
+// script minting a token per command with the right secret is not
+// guessing).
+type tokenLimiter struct {
+	byAddr, byKey *limiter
+}
+
+func newTokenLimiter(tl TokenLimits) *tokenLimiter {
+	if tl == (TokenLimits{}) {
+		tl = DefaultTokenLimits
+	}
+	return &tokenLimiter{byAddr: newLimiter(tl.PerAddr, tl.AddrBurst), byKey: newLimiter(tl.PerKey, tl.KeyBurst)}
+}
+
+// allow returns nil, or a rate-limit error saying when to retry. The
+// address is checked first, so that one client spraying key ids is
+// stopped by its own bucket.
+func (t *tokenLimiter) allow(addr, keyID string) error {
+	now := time.Now()
+	if d := t.byAddr.reserve(addr, now); d > 0 {
+		return &rateLimitedError{what: "token requests from " + addr, retryAfter: d}
+	}
+	if d := t.byKey.check(keyID, now); d > 0 {
+		return &rateLimitedError{what: "failed token requests for key " + keyID, retryAfter: d}
+	}
+	return nil
+}
+
+// failed charges a refused attempt to the key id's bucket.
+func (t *tokenLimiter) failed(keyID string) { t.byKey.reserve(keyID, time.Now()) }
+
+// rateLimitedError answers 429 with a Retry-After header.
+type rateLimitedError struct {
+	what       string
+	retryAfter time.Duration
+}
+
+func (e *rateLimitedError) Error() string {
+	return fmt.Sprintf("too many %s: retry after %ds", e.what, e.seconds())
+}
+
+func (e *rateLimitedError) seconds() int { return int(math.Ceil(e.retryAfter.Seconds())) }
+
+// Unwrap makes errors.Is(err, fault.ErrRateLimited) hold.
+func (e *rateLimitedError) Unwrap() error { return fault.ErrRateLimited }

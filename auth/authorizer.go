@@ -1,0 +1,286 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/flowvault/flowvault/fault"
+)
+
+// GrantSource lists grants: on a target, and given to a subject. The auth
+// Store implements it from its read model.
+type GrantSource interface {
+	GrantsOn(ctx context.Context, t Target) ([]Grant, error)
+	GrantsTo(ctx context.Context, s Subject, targetType string) ([]Grant, error)
+}
+
+// TagSource returns the tags ("key:value") a target carries. The store of
+// each kind of resource implements it (metadata for definitions, secrets
+// for secrets, the scheduler for schedules, auth for applications) and is
+// registered with Authorizer.Register for its target types.
+type TagSource interface {
+	TagsOf(ctx context.Context, t Target) ([]string, error)
+}
+
+// TagIndex is implemented by TagSources that can also list the targets
+// carrying a tag; grant listings then show what a TAG grant covers.
+type TagIndex interface {
+	TargetsTagged(ctx context.Context, targetType, tag string) ([]Target, error)
+}
+
+// CreatorSource returns who created a target ("" when unknown); the
+// creator has full access to it.
+type CreatorSource interface {
+	CreatorOf(ctx context.Context, t Target) (string, error)
+}
+
+var _ GrantSource = (*Store)(nil)
+
+// Authorizer is the one place access decisions are made: REST handlers,
+// the CLI, secret resolution and task polling all ask it. It combines the
+// principal's roles, the grants of the auth read model (to the principal,
+// its groups and its roles; on the target and on each of its tags) and the
+// creator's rights.
+type Authorizer struct {
+	grants GrantSource
+
+	mu       sync.RWMutex
+	tags     map[string]TagSource
+	creators map[string]CreatorSource
+}
+
+// NewAuthorizer returns an Authorizer over grants.
+func NewAuthorizer(grants GrantSource) *Authorizer {
+	return &Authorizer{grants: grants, tags: map[string]TagSource{}, creators: map[string]CreatorSource{}}
+}
+
+// Register makes src the TagSource and/or CreatorSource (whichever it
+// implements) of targetType.
+func (a *Authorizer) Register(targetType string, src any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ts, ok := src.(TagSource); ok {
+		a.tags[targetType] = ts
+	}
+	if cs, ok := src.(CreatorSource); ok {
+		a.creators[targetType] = cs
+	}
+}
+
+func (a *Authorizer) sources(targetType string) (TagSource, CreatorSource) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.tags[targetType], a.creators[targetType]
+}
+
+// describe completes res with the tags and creator its sources know.
+func (a *Authorizer) describe(ctx context.Context, res Resource) (Resource, error) {
+	ts, cs := a.sources(res.Target.Type)
+	if ts != nil {
+		tags, err := ts.TagsOf(ctx, res.Target)
+		if err != nil {
+			return res, err
+		}
+		for _, t := range tags {
+			if !slices.Contains(res.Tags, t) {
+				res.Tags = append(res.Tags, t)
+			}
+		}
+	}
+	if cs != nil && res.Creator == "" {
+		c, err := cs.CreatorOf(ctx, res.Target)
+		if err != nil {
+			return res, err
+		}
+		res.Creator = c
+	}
+	return res, nil
+}
+
+// relevantGrants are the grants on res's target and on each of its tags.
+func (a *Authorizer) relevantGrants(ctx context.Context, res Resource) ([]Grant, error) {
+	grants, err := a.grants.GrantsOn(ctx, res.Target)
+	if err != nil {
+		return nil, err
+	}
+	for _, tag := range res.Tags {
+		tg, err := a.grants.GrantsOn(ctx, Target{Type: TargetTag, ID: tag})
+		if err != nil {
+			return nil, err
+		}
+		grants = append(grants, tg...)
+	}
+	return grants, nil
+}
+
+// Check decides whether p may do access on res. Tags and the creator that
+// res lacks are filled in from the registered sources. A failure to read
+// them denies, with Decision.Err set.
+func (a *Authorizer) Check(ctx context.Context, p Principal, access Access, res Resource) Decision {
+	if p.IsAdmin() {
+		return Decision{Allowed: true, Reason: "admin"}
+	}
+	res, err := a.describe(ctx, res)
+	if err != nil {
+		return Decision{Reason: "cannot read " + res.Target.String(), Err: err}
+	}
+	grants, err := a.relevantGrants(ctx, res)
+	if err != nil {
+		return Decision{Reason: "cannot read grants", Err: err}
+	}
+	return Decide(p, access, res, grants)
+}
+
+// Authorize is Check as an error: nil when allowed, a *ForbiddenError
+// (wrapping fault.ErrForbidden) naming the principal, access and target
+// when not, or fault.ErrUnavailable when the decision could not be made.
+func (a *Authorizer) Authorize(ctx context.Context, p Principal, access Access, res Resource) error {
+	d := a.Check(ctx, p, access, res)
+	switch {
+	case d.Err != nil:
+		return fmt.Errorf("authorize %s: %v: %w", res.Target, d.Err, fault.ErrUnavailable)
+	case !d.Allowed:
+		return &ForbiddenError{Principal: p.ID, Access: access, Target: res.Target, Reason: d.Reason}
+	}
+	return nil
+}
+
+// CheckAll returns, for each access, whether p holds it on res
+// (GET /api/users/{id}/checkPermissions).
+func (a *Authorizer) CheckAll(ctx context.Context, p Principal, res Resource) (map[Access]bool, error) {
+	out := make(map[Access]bool, len(AllAccess))
+	for _, acc := range AllAccess {
+		d := a.Check(ctx, p, acc, res)
+		if d.Err != nil {
+			return nil, fmt.Errorf("check %s: %v: %w", res.Target, d.Err, fault.ErrUnavailable)
+		}
+		out[acc] = d.Allowed
+	}
+	return out, nil
+}
+
+// ForbiddenError is a denied access. It names who, what and on which
+// target, and never a value.
+type ForbiddenError struct {
+	Principal string
+	Access    Access
+	Target    Target
+	Reason    string
+}
+
+func (e *ForbiddenError) Error() string {
+	return fmt.Sprintf("%s may not %s %s (%s)", e.Principal, e.Access, e.Target, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, fault.ErrForbidden) hold.
+func (e *ForbiddenError) Unwrap() error { return fault.ErrForbidden }
+
+// GrantedAccess is one entry of a permissions listing (Orkes's
+// GrantedAccess): accesses on a target, and the tag whose grant gave them
+// when they come from a TAG grant.
+type GrantedAccess struct {
+	Target Target   `json:"target"`
+	Access []Access `json:"access"`
+	Tag    string   `json:"tag,omitempty"`
+}
+
+// GrantedAccess lists what grants to subjects give: each grant's target
+// with its accesses (merged per target), and for each TAG grant also every
+// resource carrying the tag, recorded with its tag, as far as the
+// registered TagIndexes know.
+func (a *Authorizer) GrantedAccess(ctx context.Context, subjects []Subject) ([]GrantedAccess, error) {
+	type key struct{ target, tag string }
+	merged := map[key]*GrantedAccess{}
+	add := func(t Target, tag string, acc []Access) {
+		k := key{t.String(), tag}
+		if merged[k] == nil {
+			merged[k] = &GrantedAccess{Target: t, Tag: tag}
+		}
+		merged[k].Access = canonical(append(merged[k].Access, acc...))
+	}
+	for _, sub := range subjects {
+		grants, err := a.grants.GrantsTo(ctx, sub, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range grants {
+			add(g.Target, "", g.Access)
+			if g.Target.Type != TargetTag {
+				continue
+			}
+			tagged, err := a.tagged(ctx, g.Target.ID)
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range tagged {
+				add(t, g.Target.ID, g.Access)
+			}
+		}
+	}
+	out := make([]GrantedAccess, 0, len(merged))
+	for _, g := range merged {
+		out = append(out, *g)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Target != out[j].Target {
+			return out[i].Target.String() < out[j].Target.String()
+		}
+		return out[i].Tag < out[j].Tag
+	})
+	return out, nil
+}
+
+// tagged lists the targets of every registered TagIndex that carry tag.
+func (a *Authorizer) tagged(ctx context.Context, tag string) ([]Target, error) {
+	a.mu.RLock()
+	types := make([]string, 0, len(a.tags))
+	for tt := range a.tags {
+		types = append(types, tt)
+	}
+	a.mu.RUnlock()
+	slices.Sort(types)
+	var out []Target
+	for _, tt := range types {
+		ts, _ := a.sources(tt)
+		idx, ok := ts.(TagIndex)
+		if !ok {
+			continue
+		}
+		ts2, err := idx.TargetsTagged(ctx, tt, tag)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts2...)
+	}
+	return out, nil
+}
+
+// PrincipalSubjects are the grant subjects a principal holds: itself, its
+// groups and its roles.
+func PrincipalSubjects(p Principal) []Subject {
+	out := []Subject{{Type: SubjectUser, ID: p.ID}}
+	for _, g := range p.Groups {
+		out = append(out, Subject{Type: SubjectGroup, ID: g})
+	}
+	for _, r := range p.Roles {
+		out = append(out, Subject{Type: SubjectRole, ID: r})
+	}
+	return out
+}
+
+// CanAssignRole reports whether p may give an application role: WORKER,
+// METADATA_API and APPLICATION_CREATOR need only the right to update the
+// application; every other role only an admin may hand out.
+func CanAssignRole(p Principal, role string) error {
+	switch role {
+	case RoleWorker, RoleMetadataAPI, RoleApplicationCreator:
+		return nil
+	}
+	if p.IsAdmin() {
+		return nil
+	}
+	return fmt.Errorf("%s may not assign role %s: only an admin can: %w", p.ID, role, fault.ErrForbidden)
+}

@@ -1,0 +1,455 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/uuid"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// AppPrefix starts the principal id of an application: "app:<id>".
+const AppPrefix = "app:"
+
+// Application is an application as the API shows it (Orkes's
+// ExtendedConductorApplication); Roles are shown through /api/users.
+type Application struct {
+	ID         string          `json:"id"`
+	Name       string          `json:"name"`
+	CreatedBy  string          `json:"createdBy"`
+	UpdatedBy  string          `json:"updatedBy"`
+	CreateTime int64           `json:"createTime"`
+	UpdateTime int64           `json:"updateTime"`
+	Tags       []conductor.Tag `json:"tags,omitempty"`
+	Roles      []string        `json:"-"`
+}
+
+// PrincipalID is the application's principal id, "app:<id>".
+func (a Application) PrincipalID() string { return AppPrefix + a.ID }
+
+// AccessKey is an access key as listed: never its secret nor its hash.
+type AccessKey struct {
+	ID        string `json:"id"`
+	CreatedAt int64  `json:"createdAt"`
+	Status    string `json:"status"`
+}
+
+// NewAccessKey is a created key with its secret, which is shown this once.
+type NewAccessKey struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
+}
+
+// maxKeysPerApp bounds an application's access keys.
+const maxKeysPerApp = 20
+
+func (a *appState) view() Application {
+	out := Application{ID: a.ID, Name: a.Name, CreatedBy: a.CreatedBy, UpdatedBy: a.UpdatedBy,
+		CreateTime: a.CreateTime, UpdateTime: a.UpdateTime, Roles: slices.Clone(a.Roles)}
+	for _, t := range a.Tags {
+		out.Tags = append(out.Tags, conductor.Tag{Key: t.Key, Value: t.Value})
+	}
+	return out
+}
+
+func keyView(k keyState) AccessKey {
+	return AccessKey{ID: k.ID, CreatedAt: k.CreatedAt, Status: k.Status}
+}
+
+func appNotFound(id string) error { return fault.NotFound("Application %s not found", id) }
+
+func keyNotFound(id string) error { return fault.NotFound("Access key %s not found", id) }
+
+func newApp() *appState { return &appState{} }
+
+// updateApp runs one change on an existing application.
+func (s *Store) updateApp(ctx context.Context, id, by string, decide func(*appState) ([]schemas.Event, error)) error {
+	if err := checkID("application id", id); err != nil {
+		return appNotFound(id)
+	}
+	return update(ctx, s, AppSubject(id), by, newApp, func(a *appState) ([]schemas.Event, error) {
+		if !a.exists() {
+			return nil, appNotFound(id)
+		}
+		return decide(a)
+	})
+}
+
+// CreateApplication creates an application named name; its creator has
+// full access to it.
+func (s *Store) CreateApplication(ctx context.Context, name, by string) (Application, error) {
+	if err := checkID("application name", name); err != nil {
+		return Application{}, err
+	}
+	id := uuid.NewString()
+	err := update(ctx, s, AppSubject(id), by, newApp, func(a *appState) ([]schemas.Event, error) {
+		if a.ID != "" {
+			return nil, fault.Conflict("application %s exists", id)
+		}
+		return []schemas.Event{&schemas.ApplicationCreated{ID: id, Name: name, Time: s.millis(), By: by}}, nil
+	})
+	if err != nil {
+		return Application{}, err
+	}
+	return s.GetApplication(ctx, id)
+}
+
+// UpdateApplication renames an application.
+func (s *Store) UpdateApplication(ctx context.Context, id, name, by string) (Application, error) {
+	if err := checkID("application name", name); err != nil {
+		return Application{}, err
+	}
+	err := s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
+		return []schemas.Event{&schemas.ApplicationUpdated{ID: id, Name: name, Time: s.millis(), By: by}}, nil
+	})
+	if err != nil {
+		return Application{}, err
+	}
+	return s.GetApplication(ctx, id)
+}
+
+// DeleteApplication deletes an application with its access keys (their
+// tokens stop working at once) and revokes the grants given to it.
+func (s *Store) DeleteApplication(ctx context.Context, id, by string) error {
+	err := s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
+		return []schemas.Event{&schemas.ApplicationDeleted{ID: id, Time: s.millis(), By: by}}, nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.RevokeAll(ctx, Subject{Type: SubjectUser, ID: AppPrefix + id}, "", by)
+}
+
+// GetApplication returns application id from the read model.
+func (s *Store) GetApplication(ctx context.Context, id string) (Application, error) {
+	a, err := s.app(id)
+	if err != nil {
+		return Application{}, err
+	}
+	return a.view(), nil
+}
+
+func (s *Store) app(id string) (*appState, error) {
+	var a appState
+	found, err := getValue(s.reader, appKey(id), &a)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, appNotFound(id)
+	}
+	return &a, nil
+}
+
+// ListApplications returns every application, by id.
+func (s *Store) ListApplications(ctx context.Context) ([]Application, error) {
+	out := []Application{}
+	err := scanValues(s.reader, appKeyPrefix, func(v []byte) error {
+		var a appState
+		if err := msgpackUnmarshal(v, &a); err != nil {
+			return err
+		}
+		out = append(out, a.view())
+		return nil
+	})
+	return out, err
+}
+
+// SetApplicationRole adds (or, with remove, removes) a role of an
+// application. Whether the caller may hand out the role is the caller's
+// check (CanAssignRole).
+func (s *Store) SetApplicationRole(ctx context.Context, id, role string, remove bool, by string) error {
+	if !slices.Contains(Roles, role) {
+		return fault.Invalid("unknown role %q: want one of %v", role, Roles)
+	}
+	return s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
+		has := slices.Contains(a.Roles, role)
+		if has != remove {
+			return nil, nil // nothing to change
+		}
+		ev := &schemas.ApplicationRolesSet{ID: id, Time: s.millis(), By: by}
+		if remove {
+			ev.Roles, ev.Removed = slices.DeleteFunc(slices.Clone(a.Roles), func(r string) bool { return r == role }), []string{role}
+		} else {
+			ev.Roles, ev.Added = append(slices.Clone(a.Roles), role), []string{role}
+		}
+		slices.Sort(ev.Roles)
+		return []schemas.Event{ev}, nil
+	})
+}
+
+// ApplicationTags returns an application's tags ([] when none).
+func (s *Store) ApplicationTags(ctx context.Context, id string) ([]conductor.Tag, error) {
+	a, err := s.GetApplication(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if a.Tags == nil {
+		return []conductor.Tag{}, nil
+	}
+	return a.Tags, nil
+}
+
+// ChangeApplicationTags adds tags to (or, with remove, removes them from)
+// an application's tag set.
+func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string) error {
+	given := make([]schemas.DefTag, 0, len(tags))
+	for i, t := range tags {
+		if err := checkID(fmt.Sprintf("tags[%d].key", i), t.Key); err != nil {
+			return err
+		}
+		given = append(given, schemas.DefTag{Key: t.Key, Value: t.Value})
+	}
+	return s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
+		next := slices.Clone(a.Tags)
+		for _, t := range given {
+			if remove {
+				next = slices.DeleteFunc(next, func(x schemas.DefTag) bool { return x == t })
+			} else if !slices.Contains(next, t) {
+				next = append(next, t)
+			}
+		}
+		if slices.Equal(next, a.Tags) {
+			return nil, nil
+		}
+		return []schemas.Event{&schemas.ApplicationTagsSet{ID: id, Tags: next, Time: s.millis(), By: by}}, nil
+	})
+}
+
+// CreateAccessKey creates an access key for an application. The secret is
+// in the result and nowhere else: the log keeps only its argon2id hash.
+func (s *Store) CreateAccessKey(ctx context.Context, appID, by string) (NewAccessKey, error) {
+	if _, err := s.app(appID); err != nil {
+		return NewAccessKey{}, err
+	}
+	key := NewAccessKey{ID: uuid.NewString(), Secret: newSecret()}
+	var hash string
+	if err := s.hash(ctx, func() { hash = hashSecret(key.Secret) }); err != nil {
+		return NewAccessKey{}, err
+	}
+	err := s.updateApp(ctx, appID, by, func(a *appState) ([]schemas.Event, error) {
+		if len(a.Keys) >= maxKeysPerApp {
+			return nil, fault.Conflict("application %s already has %d access keys: delete one first", appID, maxKeysPerApp)
+		}
+		return []schemas.Event{&schemas.AccessKeyCreated{AppID: appID, KeyID: key.ID, Hash: hash, Time: s.millis(), By: by}}, nil
+	})
+	if err != nil {
+		return NewAccessKey{}, err
+	}
+	return key, nil
+}
+
+// AccessKeys lists an application's access keys, oldest first.
+func (s *Store) AccessKeys(ctx context.Context, appID string) ([]AccessKey, error) {
+	a, err := s.app(appID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AccessKey, len(a.Keys))
+	for i, k := range a.Keys {
+		out[i] = keyView(k)
+	}
+	return out, nil
+}
+
+// ToggleAccessKey flips a key between ACTIVE and INACTIVE ("pause"). An
+// inactive key mints no tokens, and the tokens it minted are refused.
+func (s *Store) ToggleAccessKey(ctx context.Context, appID, keyID, by string) (AccessKey, error) {
+	err := s.updateApp(ctx, appID, by, func(a *appState) ([]schemas.Event, error) {
+		i, ok := a.key(keyID)
+		if !ok {
+			return nil, keyNotFound(keyID)
+		}
+		status := KeyInactive
+		if a.Keys[i].Status == KeyInactive {
+			status = KeyActive
+		}
+		return []schemas.Event{&schemas.AccessKeyStatusSet{AppID: appID, KeyID: keyID, Status: status, Time: s.millis(), By: by}}, nil
+	})
+	if err != nil {
+		return AccessKey{}, err
+	}
+	a, err := s.app(appID)
+	if err != nil {
+		return AccessKey{}, err
+	}
+	i, ok := a.key(keyID)
+	if !ok {
+		return AccessKey{}, keyNotFound(keyID)
+	}
+	return keyView(a.Keys[i]), nil
+}
+
+// DeleteAccessKey deletes an access key; its tokens are refused from the
+// next request on.
+func (s *Store) DeleteAccessKey(ctx context.Context, appID, keyID, by string) error {
+	return s.updateApp(ctx, appID, by, func(a *appState) ([]schemas.Event, error) {
+		if _, ok := a.key(keyID); !ok {
+			return nil, keyNotFound(keyID)
+		}
+		return []schemas.Event{&schemas.AccessKeyDeleted{AppID: appID, KeyID: keyID, Time: s.millis(), By: by}}, nil
+	})
+}
+
+// ApplicationByKey returns the application that owns access key keyID.
+func (s *Store) ApplicationByKey(ctx context.Context, keyID string) (Application, error) {
+	appID, err := s.reader.Get(keyKey(keyID))
+	if err != nil {
+		return Application{}, keyNotFound(keyID)
+	}
+	return s.GetApplication(ctx, string(appID))
+}
+
+// Why a key was refused; these go to logs and audit events, never to the
+// client, which learns only that the credentials were not accepted.
+var (
+	errKeyUnknown  = errors.New("unknown access key")
+	errKeyInactive = errors.New("access key is inactive")
+	errKeySecret   = errors.New("wrong access key secret")
+)
+
+// VerifyAccessKey checks keyID's secret and status and returns the owning
+// application. An unknown key costs one hash like a known one, so timing
+// does not reveal which key ids exist. The error is errKeyUnknown,
+// errKeySecret or errKeyInactive (wrapping fault.ErrUnauthorized), or a
+// failure to read.
+func (s *Store) VerifyAccessKey(ctx context.Context, keyID, secret string) (Application, error) {
+	var a *appState
+	hash := ""
+	if appID, err := s.reader.Get(keyKey(keyID)); err == nil {
+		if a, err = s.app(string(appID)); err != nil && !errors.Is(err, fault.ErrNotFound) {
+			return Application{}, err
+		}
+	}
+	var key keyState
+	if a != nil {
+		if i, ok := a.key(keyID); ok {
+			key = a.Keys[i]
+			hash = key.Hash
+		}
+	}
+	var ok bool
+	var verr error
+	err := s.hash(ctx, func() {
+		if hash == "" {
+			_, _ = verifySecret(dummyHash(), secret)
+			return
+		}
+		ok, verr = verifySecret(hash, secret)
+	})
+	switch {
+	case err != nil:
+		return Application{}, err
+	case hash == "":
+		return Application{}, fmt.Errorf("%w: %w", errKeyUnknown, fault.ErrUnauthorized)
+	case verr != nil:
+		return Application{}, fmt.Errorf("access key %s: %w", keyID, verr)
+	case !ok:
+		return Application{}, fmt.Errorf("%w: %w", errKeySecret, fault.ErrUnauthorized)
+	case key.Status != KeyActive:
+		return Application{}, fmt.Errorf("%w: %w", errKeyInactive, fault.ErrUnauthorized)
+	}
+	return a.view(), nil
+}
+
+// keyUsable reports whether access key keyID of application appID exists
+// and is active (checked on every request that carries a token).
+func (s *Store) keyUsable(appID, keyID string) (bool, error) {
+	a, err := s.app(appID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	i, ok := a.key(keyID)
+	return ok && a.Keys[i].Status == KeyActive, nil
+}
+
+// BootstrapAppID is the id of the admin application a fresh server creates.
+const BootstrapAppID = "bootstrap-admin"
+
+// Bootstrap creates the bootstrap admin application with one access key
+// when FV_AUTH holds nothing yet, and returns the key (created false:
+// nothing was done). The application has a fixed id, so when several
+// engines start on an empty log at once exactly one append wins; the
+// others see a conflict and create nothing.
+func (s *Store) Bootstrap(ctx context.Context) (key NewAccessKey, created bool, err error) {
+	last, err := s.log.StreamLastSeq(ctx, eventlog.Access.Name)
+	if err != nil || last > 0 {
+		return NewAccessKey{}, false, err
+	}
+	key = NewAccessKey{ID: uuid.NewString(), Secret: newSecret()}
+	var hash string
+	if err := s.hash(ctx, func() { hash = hashSecret(key.Secret) }); err != nil {
+		return NewAccessKey{}, false, err
+	}
+	const by = "flowvault bootstrap"
+	now := s.millis()
+	events := []schemas.Event{
+		&schemas.ApplicationCreated{ID: BootstrapAppID, Name: "Bootstrap admin", Time: now, By: by},
+		&schemas.ApplicationRolesSet{ID: BootstrapAppID, Roles: []string{RoleAdmin}, Added: []string{RoleAdmin}, Time: now, By: by},
+		&schemas.AccessKeyCreated{AppID: BootstrapAppID, KeyID: key.ID, Hash: hash, Time: now, By: by},
+	}
+	seq, err := s.append(ctx, AppSubject(BootstrapAppID), by, 0, events)
+	if errors.Is(err, eventlog.ErrConflict) {
+		return NewAccessKey{}, false, nil
+	}
+	if err != nil {
+		return NewAccessKey{}, false, projections.AppendFault(err)
+	}
+	return key, true, s.wait(ctx, AppSubject(BootstrapAppID), seq)
+}
+
+// TagsOf implements TagSource for APPLICATION targets.
+func (s *Store) TagsOf(ctx context.Context, t Target) ([]string, error) {
+	a, err := s.app(t.ID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(a.Tags))
+	for i, tag := range a.Tags {
+		out[i] = tag.Key + ":" + tag.Value
+	}
+	return out, nil
+}
+
+// CreatorOf implements CreatorSource for APPLICATION targets.
+func (s *Store) CreatorOf(ctx context.Context, t Target) (string, error) {
+	a, err := s.app(t.ID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return a.CreatedBy, nil
+}
+
+// TargetsTagged implements TagIndex for APPLICATION targets.
+func (s *Store) TargetsTagged(ctx context.Context, targetType, tag string) ([]Target, error) {
+	apps, err := s.ListApplications(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Target
+	for _, a := range apps {
+		for _, t := range a.Tags {
+			if t.Key+":"+t.Value == tag {
+				out = append(out, Target{Type: targetType, ID: a.ID})
+				break
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/eventlog"
+)
+
+// Files in the data directory.
+const (
+	// TokenKeyFile holds the secret token signing keys are derived from.
+	TokenKeyFile = "token.key"
+	// BootstrapFile holds the bootstrap admin key in dev mode.
+	BootstrapFile = "bootstrap-admin.json"
+)
+
+// authParts are the node's access-control collaborators.
+type authParts struct {
+	store      *auth.Store
+	authorizer *auth.Authorizer
+	tokens     *auth.Tokens
+}
+
+// startAuth runs the auth read model, opens the store, the authorizer and
+// the token service, and bootstraps a fresh server's admin key.
+// freshData says whether this start created the data directory.
+func (n *Node) startAuth(ctx, runCtx context.Context, freshData bool) (*authParts, error) {
+	runner := n.startProjection(runCtx, eventlog.Access.Name, auth.Projection{})
+	if err := catchUp(ctx, n.log, eventlog.Access.Name, runner); err != nil {
+		return nil, err
+	}
+	p := &authParts{store: auth.NewStore(n.log, n.store, runner, n.logger)}
+	p.authorizer = auth.NewAuthorizer(p.store)
+	p.authorizer.Register(auth.TargetApplication, p.store)
+	secret, err := auth.FileTokenKey{Path: filepath.Join(n.cfg.DataDir, TokenKeyFile)}.TokenSecret()
+	if err != nil {
+		return nil, err
+	}
+	signer, err := auth.NewSigner(secret)
+	if err != nil {
+		return nil, err
+	}
+	p.tokens = auth.NewTokens(p.store, signer, n.log, n.cfg.TokenTTL, n.logger)
+	key, created, err := p.store.Bootstrap(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap admin key: %w", err)
+	}
+	if created {
+		if err := n.announceBootstrap(key, freshData || n.cfg.Dev); err != nil {
+			return nil, err
+		}
+	}
+	if n.cfg.Insecure {
+		n.logger.Warn("!!! AUTHENTICATION IS OFF (--insecure-dev): every request acts as an anonymous admin; never run this way with real data or a reachable port !!!")
+	}
+	return p, nil
+}
+
+// announceBootstrap prints the bootstrap admin key once, in a banner on
+// BootstrapOutput (not through the logger: the secret must not reach log
+// aggregation), and in dev mode also writes it to BootstrapFile (0600).
+func (n *Node) announceBootstrap(key auth.NewAccessKey, writeFile bool) error {
+	out := n.cfg.BootstrapOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	path := filepath.Join(n.cfg.DataDir, BootstrapFile)
+	fmt.Fprintf(out, "\n"+
+		"================ flowvault bootstrap admin key (shown once) ================\n"+
+		"  application: %s (role ADMIN)\n"+
+		"  keyId:       %s\n"+
+		"  keySecret:   %s\n"+
+		"  Mint a token: POST /api/token {\"keyId\":…,\"keySecret\":…}. Store the\n"+
+		"  secret now: it is kept only as a hash and will not be shown again.\n",
+		auth.BootstrapAppID, key.ID, key.Secret)
+	if writeFile {
+		fmt.Fprintf(out, "  Dev mode: also written to %s (mode 0600).\n", path)
+	}
+	fmt.Fprintf(out, "============================================================================\n\n")
+	n.logger.Warn("created the bootstrap admin application; its key was printed once", "application", auth.BootstrapAppID)
+	if !writeFile {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]string{"keyId": key.ID, "keySecret": key.Secret})
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// dirExists reports whether dir exists (before the node creates it).
+func dirExists(dir string) bool {
+	_, err := os.Stat(dir)
+	return !errors.Is(err, fs.ErrNotExist)
+}

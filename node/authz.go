@@ -1,0 +1,92 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+)
+
+// principals returns a principal by id with its roles and groups.
+type principals interface {
+	Principal(ctx context.Context, id string) (auth.Principal, error)
+}
+
+// workflowAuthorizer answers the questions of secret resolution and
+// UPDATE_SECRET, asked for the principal a workflow runs as (its
+// createdBy), with the one Authorizer. The principal is read afresh on
+// every question, so a revoked grant or role counts from the next
+// resolution on.
+type workflowAuthorizer struct {
+	principals principals
+	authz      *auth.Authorizer
+	insecure   bool
+}
+
+func (a workflowAuthorizer) Authorize(ctx context.Context, id string, access auth.Access, t auth.Target) (string, error) {
+	if a.insecure {
+		return "authentication off (--insecure-dev)", nil
+	}
+	p, err := a.principals.Principal(ctx, id)
+	if errors.Is(err, fault.ErrNotFound) {
+		return "", &auth.ForbiddenError{Principal: id, Access: access, Target: t, Reason: "the principal no longer exists"}
+	}
+	if err != nil {
+		return "", fmt.Errorf("authorize %s: %v: %w", t, err, fault.ErrUnavailable)
+	}
+	d := a.authz.Check(ctx, p, access, auth.Resource{Target: t})
+	switch {
+	case d.Err != nil:
+		return "", fmt.Errorf("authorize %s: %v: %w", t, d.Err, fault.ErrUnavailable)
+	case !d.Allowed:
+		return "", &auth.ForbiddenError{Principal: p.ID, Access: access, Target: t, Reason: d.Reason}
+	}
+	return d.Reason, nil
+}
+
+// secretTargets tells the Authorizer the tags and creators of secrets and
+// environment values.
+type secretTargets struct {
+	secrets *secrets.Store
+	env     *secrets.Env
+}
+
+func (s secretTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	var tags []conductor.Tag
+	var err error
+	switch t.Type {
+	case auth.TargetSecret:
+		tags, err = s.secrets.Tags(ctx, t.ID)
+	case auth.TargetEnvVariable:
+		tags, err = s.env.Tags(ctx, t.ID)
+	}
+	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
+		return nil, nil
+	}
+	return tagStrings(tags), err
+}
+
+func (s secretTargets) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
+	var owner string
+	var err error
+	switch t.Type {
+	case auth.TargetSecret:
+		owner, _, err = s.secrets.Owner(ctx, t.ID)
+	case auth.TargetEnvVariable:
+		owner, _, err = s.env.Owner(ctx, t.ID)
+	}
+	return owner, err
+}
+
+// tagStrings renders tags as the Authorizer compares them, "key:value".
+func tagStrings(tags []conductor.Tag) []string {
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i] = t.Key + ":" + t.Value
+	}
+	return out
+}
