@@ -62,6 +62,9 @@ type Deps struct {
 	Authorizer  *auth.Authorizer
 	Insecure    bool
 	TokenLimits TokenLimits
+	// WorkerCredentials issues NATS credentials to workers
+	// (POST /api/workers/credentials); nil with an external NATS server.
+	WorkerCredentials CredentialIssuer
 }
 
 // Server routes flowvault's HTTP requests.
@@ -106,6 +109,7 @@ func New(deps Deps) *Server {
 		s.grantRoutes()
 	}
 	s.tokenRoutes()
+	s.workerRoutes()
 	return s
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
@@ -42,7 +43,12 @@ func TestNodeWorker(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "worker.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NATS_URL="+e.node.Log().ClientURL(), "TASK_TYPE=double", "TASKS=3", "WORKER_ID=node-7")
+	creds, err := e.node.WorkerCredentials("double")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), "NATS_URL="+e.node.Log().ClientURL(), "NATS_CREDS="+nodetest.CredsFile(t, creds),
+		"TASK_TYPE=double", "TASKS=3", "WORKER_ID=node-7")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "done 3") {
 		t.Fatalf("node worker: %v\n%s", err, out)
@@ -66,7 +72,8 @@ func TestStartByPublishing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(`{"name":"published","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
-	js, err := jetstream.New(e.connect())
+	// A producer, not a worker: engine credentials.
+	js, err := jetstream.New(nodetest.EngineConn(t, e.node))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +130,9 @@ func TestWorkerProtocolBadInput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(doubleFlow)
-	nc := e.connect()
+	// Planting a poison dispatch message and asking about another queue
+	// take more than a worker of "double" may: engine credentials.
+	nc := nodetest.EngineConn(t, e.node)
 	js, _ := jetstream.New(nc)
 	ctx := testutil.Context(t, 30*time.Second)
 	id := e.start("double_it", map[string]any{"n": int64(4)})

@@ -3,6 +3,7 @@
 //	flowvault server     run a server (embedded NATS + Pebble under ./data)
 //	flowvault secret     put, get, list, delete and tag secrets on a server
 //	flowvault keys       rotate the key encryption key (stopped server)
+//	flowvault worker-credentials  NATS credentials for workers of some task types
 //	flowvault version    print the version
 package main
 
@@ -30,6 +31,7 @@ var commands = []command{
 	{"server", "run a flowvault server", runServer},
 	{"secret", "put, get, list, delete and tag secrets (REST API client)", runSecret},
 	{"keys", "rotate the key encryption key, show the keyring", runKeys},
+	{"worker-credentials", "NATS credentials for workers of given task types (REST API client)", runWorkerCredentials},
 	{"version", "print the version", runVersion},
 }
 
@@ -75,7 +77,7 @@ var errUsage = errors.New("usage")
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: flowvault <command> [flags]\n\ncommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
+		fmt.Fprintf(w, "  %-19s %s\n", c.name, c.short)
 	}
 	fmt.Fprintln(w, "\nRun 'flowvault <command> -h' for a command's flags.")
 }
