@@ -43,9 +43,9 @@ type workerCredentialsResponse struct {
 
 // issueWorkerCredentials is POST /api/workers/credentials: a NATS .creds
 // file for a worker of the requested task types, allowed on NATS exactly
-// what the worker protocol needs for those types. The caller needs
-// EXECUTE on every type's TASK_DEF unless it may poll any task
-// (POLL_ANY_TASK: admins, UNRESTRICTED_WORKER).
+// what the worker protocol needs for those types. The caller must be
+// allowed to poll every type over HTTP (mayPoll: the WORKER role and
+// EXECUTE on the TASK_DEF, which POLL_ANY_TASK gives on every type).
 func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) {
 	if s.deps.WorkerCredentials == nil {
 		s.writeError(w, r, fault.NotFound("this server uses an external NATS server: its operator issues worker credentials"))
@@ -66,12 +66,12 @@ func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) 
 			req.ExpiresInSeconds, int64(natsauth.MaxWorkerTTL/time.Second), int64(natsauth.DefaultWorkerTTL/time.Second)))
 		return
 	}
-	if !caller(r).HasPermission(auth.PermPollAnyTask) {
-		for _, t := range spec.TaskTypes {
-			if err := s.authorize(r, auth.Execute, auth.Target{Type: auth.TargetTaskDef, ID: t}); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
+	// The credentials take tasks (inputs, secrets resolved) exactly as
+	// polling does: the same decision, per type.
+	for _, t := range spec.TaskTypes {
+		if err := s.mayPoll(r, t); err != nil {
+			s.writeError(w, r, err)
+			return
 		}
 	}
 	c, err := s.deps.WorkerCredentials.IssueWorker(r.Context(), principal(r), spec, time.Duration(req.ExpiresInSeconds)*time.Second)
