@@ -31,13 +31,13 @@ var _ Environment = (*secrets.Env)(nil)
 // environmentRoutes registers Orkes' environment variable API
 // (orkes-secrets.md §6.1).
 func (s *Server) environmentRoutes() {
-	s.mux.HandleFunc("GET /api/environment", s.listEnv)
-	s.mux.HandleFunc("PUT /api/environment/{key}", s.putEnv)
-	s.mux.HandleFunc("GET /api/environment/{key}", s.getEnv)
-	s.mux.HandleFunc("DELETE /api/environment/{key}", s.deleteEnv)
-	s.mux.HandleFunc("GET /api/environment/{key}/tags", s.getEnvTags)
-	s.mux.HandleFunc("PUT /api/environment/{key}/tags", s.changeEnvTags(s.deps.Environment.PutTags))
-	s.mux.HandleFunc("DELETE /api/environment/{key}/tags", s.changeEnvTags(s.deps.Environment.DeleteTags))
+	s.route("GET /api/environment", auth.Authenticated, s.listEnv)
+	s.route("PUT /api/environment/{key}", auth.Authenticated, s.putEnv)
+	s.route("GET /api/environment/{key}", auth.Authenticated, s.getEnv)
+	s.route("DELETE /api/environment/{key}", auth.Authenticated, s.deleteEnv)
+	s.route("GET /api/environment/{key}/tags", auth.Authenticated, s.getEnvTags)
+	s.route("PUT /api/environment/{key}/tags", auth.Authenticated, s.changeEnvTags(s.deps.Environment.PutTags))
+	s.route("DELETE /api/environment/{key}/tags", auth.Authenticated, s.changeEnvTags(s.deps.Environment.DeleteTags))
 }
 
 func envResource(name string) auth.Target {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -43,28 +44,63 @@ var _ Metadata = (*metadata.Store)(nil)
 
 // metadataRoutes registers Conductor's /api/metadata surface
 // (conductor-api.md §4.1).
+// Registering a name needs CREATE on it (role permission
+// CREATE_WORKFLOW_DEF / CREATE_TASK_DEF, or a grant), a new version or an
+// update of an existing one UPDATE; listings show what the caller may READ.
 func (s *Server) metadataRoutes() {
-	s.mux.HandleFunc("POST /api/metadata/workflow", s.registerWorkflowDef)
-	s.mux.HandleFunc("PUT /api/metadata/workflow", s.putWorkflowDefs)
-	s.mux.HandleFunc("GET /api/metadata/workflow", s.listWorkflowDefs)
-	s.mux.HandleFunc("GET /api/metadata/workflow/{name}", s.getWorkflowDef)
-	s.mux.HandleFunc("DELETE /api/metadata/workflow/{name}/{version}", s.deleteWorkflowDef)
-
-	s.mux.HandleFunc("POST /api/metadata/taskdefs", s.registerTaskDefs)
-	s.mux.HandleFunc("PUT /api/metadata/taskdefs", s.updateTaskDef)
-	s.mux.HandleFunc("GET /api/metadata/taskdefs", s.listTaskDefs)
-	s.mux.HandleFunc("GET /api/metadata/taskdefs/{name}", s.getTaskDef)
-	s.mux.HandleFunc("DELETE /api/metadata/taskdefs/{name}", s.deleteTaskDef)
-
-	for prefix, kind := range map[string]metadata.Kind{
-		"/api/metadata/workflow/{name}/tags": metadata.KindWorkflow,
-		"/api/metadata/task/{name}/tags":     metadata.KindTask,
-	} {
-		s.mux.HandleFunc("GET "+prefix, s.getTags(kind))
-		s.mux.HandleFunc("POST "+prefix, s.changeTags(kind, s.deps.Metadata.AddTags))
-		s.mux.HandleFunc("PUT "+prefix, s.changeTags(kind, s.deps.Metadata.SetTags))
-		s.mux.HandleFunc("DELETE "+prefix, s.changeTags(kind, s.deps.Metadata.DeleteTags))
+	on := func(targetType string, a auth.Access) auth.Rule {
+		return auth.Rule{Access: a, TargetType: targetType, TargetParam: "name"}
 	}
+	wf, td := auth.TargetWorkflowDef, auth.TargetTaskDef
+	s.route("POST /api/metadata/workflow", auth.Authenticated, s.registerWorkflowDef)
+	s.route("PUT /api/metadata/workflow", auth.Authenticated, s.putWorkflowDefs)
+	s.route("GET /api/metadata/workflow", auth.Authenticated, s.listWorkflowDefs)
+	s.route("GET /api/metadata/workflow/{name}", on(wf, auth.Read), s.getWorkflowDef)
+	s.route("DELETE /api/metadata/workflow/{name}/{version}", on(wf, auth.Delete), s.deleteWorkflowDef)
+
+	s.route("POST /api/metadata/taskdefs", auth.Authenticated, s.registerTaskDefs)
+	s.route("PUT /api/metadata/taskdefs", auth.Authenticated, s.updateTaskDef)
+	s.route("GET /api/metadata/taskdefs", auth.Authenticated, s.listTaskDefs)
+	s.route("GET /api/metadata/taskdefs/{name}", on(td, auth.Read), s.getTaskDef)
+	s.route("DELETE /api/metadata/taskdefs/{name}", on(td, auth.Delete), s.deleteTaskDef)
+
+	for _, k := range []struct {
+		prefix, target string
+		kind           metadata.Kind
+	}{
+		{"/api/metadata/workflow/{name}/tags", wf, metadata.KindWorkflow},
+		{"/api/metadata/task/{name}/tags", td, metadata.KindTask},
+	} {
+		s.route("GET "+k.prefix, on(k.target, auth.Read), s.getTags(k.kind))
+		s.route("POST "+k.prefix, on(k.target, auth.Update), s.changeTags(k.kind, s.deps.Metadata.AddTags))
+		s.route("PUT "+k.prefix, on(k.target, auth.Update), s.changeTags(k.kind, s.deps.Metadata.SetTags))
+		s.route("DELETE "+k.prefix, on(k.target, auth.Update), s.changeTags(k.kind, s.deps.Metadata.DeleteTags))
+	}
+}
+
+// mayWriteWorkflowDef checks CREATE on a new workflow name, UPDATE on a
+// registered one.
+func (s *Server) mayWriteWorkflowDef(r *http.Request, name string) error {
+	_, err := s.deps.Metadata.GetWorkflowDef(r.Context(), name, nil)
+	return s.mayWrite(r, auth.TargetWorkflowDef, name, err)
+}
+
+// mayWriteTaskDef checks CREATE on a new task name, UPDATE on a
+// registered one.
+func (s *Server) mayWriteTaskDef(r *http.Request, name string) error {
+	_, err := s.deps.Metadata.GetTaskDef(r.Context(), name)
+	return s.mayWrite(r, auth.TargetTaskDef, name, err)
+}
+
+// mayWrite checks CREATE or UPDATE on name, by the outcome of looking it up.
+func (s *Server) mayWrite(r *http.Request, targetType, name string, lookup error) error {
+	switch {
+	case errors.Is(lookup, fault.ErrNotFound):
+		return s.authorize(r, auth.Create, auth.Target{Type: targetType, ID: name})
+	case lookup != nil && !errors.Is(lookup, fault.ErrInvalid):
+		return lookup
+	}
+	return s.authorize(r, auth.Update, auth.Target{Type: targetType, ID: name})
 }
 
 func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
@@ -75,6 +111,10 @@ func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
 	}
 	var def conductor.WorkflowDef
 	if err := decodeJSON(w, r, maxMetadataBody, &def); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.mayWriteWorkflowDef(r, def.Name); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -91,6 +131,15 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	for _, d := range defs {
+		if d == nil {
+			continue // the store reports it
+		}
+		if err := s.mayWriteWorkflowDef(r, d.Name); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	resp, err := s.deps.Metadata.PutWorkflowDefs(r.Context(), defs, principal(r))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -105,12 +154,17 @@ func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	raws := make([]json.RawMessage, len(defs))
-	for i, d := range defs {
-		if raws[i], err = defJSON(d.Raw, d); err != nil {
+	raws := make([]json.RawMessage, 0, len(defs))
+	for _, d := range defs {
+		if !s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}) {
+			continue
+		}
+		raw, err := defJSON(d.Raw, d)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		raws = append(raws, raw)
 	}
 	writeRawArray(w, raws)
 }
@@ -158,6 +212,15 @@ func (s *Server) registerTaskDefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	for _, d := range defs {
+		if d == nil {
+			continue // the store reports it
+		}
+		if err := s.mayWriteTaskDef(r, d.Name); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	if err := s.deps.Metadata.RegisterTaskDefs(r.Context(), defs, principal(r)); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -168,6 +231,10 @@ func (s *Server) registerTaskDefs(w http.ResponseWriter, r *http.Request) {
 func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 	var def conductor.TaskDef
 	if err := decodeJSON(w, r, maxMetadataBody, &def); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.mayWriteTaskDef(r, def.Name); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -184,12 +251,17 @@ func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	raws := make([]json.RawMessage, len(defs))
-	for i, d := range defs {
-		if raws[i], err = defJSON(d.Raw, d); err != nil {
+	raws := make([]json.RawMessage, 0, len(defs))
+	for _, d := range defs {
+		if !s.may(r, auth.Read, auth.Target{Type: auth.TargetTaskDef, ID: d.Name}) {
+			continue
+		}
+		raw, err := defJSON(d.Raw, d)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		raws = append(raws, raw)
 	}
 	writeRawArray(w, raws)
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -24,35 +25,60 @@ type Schedules interface {
 // NextFewFunc lists a cron expression's next fire times.
 type NextFewFunc func(cron string, start, end int64, limit int) ([]int64, error)
 
+// A schedule is owned by its creator and runs as it. Saving one needs
+// CREATE (a new name) or UPDATE on it, and EXECUTE on the workflow it
+// starts: a schedule cannot start what its owner could not.
 func (s *Server) routeScheduler() {
 	if s.deps.Schedules == nil {
 		return
 	}
 	sc := s.deps.Schedules
-	s.mux.HandleFunc("POST /api/scheduler/schedules", func(w http.ResponseWriter, r *http.Request) {
+	on := func(a auth.Access) auth.Rule {
+		return auth.Rule{Access: a, TargetType: auth.TargetWorkflowSchedule, TargetParam: "name"}
+	}
+	s.route("POST /api/scheduler/schedules", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 		var def conductor.WorkflowSchedule
 		if err := decodeJSON(w, r, maxBodyBytes, &def); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		_, lookup := sc.Get(r.Context(), def.Name)
+		err := s.mayWrite(r, auth.TargetWorkflowSchedule, def.Name, lookup)
+		if err == nil && def.StartWorkflowRequest != nil {
+			err = s.mayStart(r, *def.StartWorkflowRequest)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		s.reply(w, r, nil, sc.Save(r.Context(), &def, principal(r)))
 	})
-	s.mux.HandleFunc("GET /api/scheduler/schedules", func(w http.ResponseWriter, r *http.Request) {
+	s.route("GET /api/scheduler/schedules", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 		list, err := sc.List(r.Context(), r.URL.Query().Get("workflowName"))
-		s.reply(w, r, list, err)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		visible := make([]*conductor.WorkflowSchedule, 0, len(list))
+		for _, def := range list {
+			if s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: def.Name}) {
+				visible = append(visible, def)
+			}
+		}
+		writeJSON(w, http.StatusOK, visible)
 	})
-	s.mux.HandleFunc("GET /api/scheduler/schedules/{name}", func(w http.ResponseWriter, r *http.Request) {
+	s.route("GET /api/scheduler/schedules/{name}", on(auth.Read), func(w http.ResponseWriter, r *http.Request) {
 		def, err := sc.Get(r.Context(), r.PathValue("name"))
 		s.reply(w, r, def, err)
 	})
-	s.mux.HandleFunc("DELETE /api/scheduler/schedules/{name}", func(w http.ResponseWriter, r *http.Request) {
+	s.route("DELETE /api/scheduler/schedules/{name}", on(auth.Delete), func(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, r, nil, sc.Delete(r.Context(), r.PathValue("name"), principal(r)))
 	})
 	for path, paused := range map[string]bool{"pause": true, "resume": false} {
-		s.mux.HandleFunc("GET /api/scheduler/schedules/{name}/"+path, func(w http.ResponseWriter, r *http.Request) {
+		s.route("GET /api/scheduler/schedules/{name}/"+path, on(auth.Update), func(w http.ResponseWriter, r *http.Request) {
 			s.reply(w, r, nil, sc.SetPaused(r.Context(), r.PathValue("name"), paused, "", principal(r)))
 		})
-		s.mux.HandleFunc("PUT /api/scheduler/bulk/"+path, func(w http.ResponseWriter, r *http.Request) {
+		s.route("PUT /api/scheduler/bulk/"+path, auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 			var names []string
 			if err := decodeJSON(w, r, maxBodyBytes, &names); err != nil {
 				s.writeError(w, r, err)
@@ -60,7 +86,11 @@ func (s *Server) routeScheduler() {
 			}
 			res := conductor.NewBulkResponse()
 			for _, n := range names {
-				if err := sc.SetPaused(r.Context(), n, paused, "", principal(r)); err != nil {
+				err := s.authorize(r, auth.Update, auth.Target{Type: auth.TargetWorkflowSchedule, ID: n})
+				if err == nil {
+					err = sc.SetPaused(r.Context(), n, paused, "", principal(r))
+				}
+				if err != nil {
 					res.BulkErrorResults[n] = err.Error()
 				} else {
 					res.BulkSuccessfulResults = append(res.BulkSuccessfulResults, n)
@@ -69,12 +99,12 @@ func (s *Server) routeScheduler() {
 			writeJSON(w, http.StatusOK, res)
 		})
 	}
-	s.mux.HandleFunc("GET /api/scheduler/schedules/{name}/tags", func(w http.ResponseWriter, r *http.Request) {
+	s.route("GET /api/scheduler/schedules/{name}/tags", on(auth.Read), func(w http.ResponseWriter, r *http.Request) {
 		tags, err := sc.Tags(r.Context(), r.PathValue("name"))
 		s.reply(w, r, tags, err)
 	})
 	for method, remove := range map[string]bool{"PUT": false, "DELETE": true} {
-		s.mux.HandleFunc(method+" /api/scheduler/schedules/{name}/tags", func(w http.ResponseWriter, r *http.Request) {
+		s.route(method+" /api/scheduler/schedules/{name}/tags", on(auth.Update), func(w http.ResponseWriter, r *http.Request) {
 			var tags []conductor.Tag
 			if err := decodeJSON(w, r, maxBodyBytes, &tags); err != nil {
 				s.writeError(w, r, err)
@@ -83,7 +113,10 @@ func (s *Server) routeScheduler() {
 			s.reply(w, r, nil, sc.ChangeTags(r.Context(), r.PathValue("name"), tags, remove, principal(r)))
 		})
 	}
-	s.mux.HandleFunc("GET /api/scheduler/search/executions", func(w http.ResponseWriter, r *http.Request) {
+	// Schedule executions name schedules and workflows: for those who
+	// manage schedules or search executions.
+	executions := auth.Rule{AnyPermission: []string{auth.PermScheduleManagement, auth.PermWorkflowSearch}}
+	s.route("GET /api/scheduler/search/executions", executions, func(w http.ResponseWriter, r *http.Request) {
 		start, size, err := paging(r)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -97,7 +130,7 @@ func (s *Server) routeScheduler() {
 		writeJSON(w, http.StatusOK, map[string]any{"totalHits": total, "results": xs})
 	})
 	if s.deps.NextFew != nil {
-		s.mux.HandleFunc("GET /api/scheduler/nextFewSchedules", func(w http.ResponseWriter, r *http.Request) {
+		s.route("GET /api/scheduler/nextFewSchedules", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
 			start, err1 := int64Param(q.Get("scheduleStartTime"), 0)
 			end, err2 := int64Param(q.Get("scheduleEndTime"), 0)

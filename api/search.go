@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -40,10 +41,10 @@ func (s *Server) routeSearch() {
 	if s.deps.Search == nil {
 		return
 	}
-	s.mux.HandleFunc("GET /api/workflow/search", s.searchWorkflows(false))
-	s.mux.HandleFunc("GET /api/workflow/search-v2", s.searchWorkflows(true))
-	s.mux.HandleFunc("GET /api/tasks/search", s.searchTasks(false))
-	s.mux.HandleFunc("GET /api/tasks/search-v2", s.searchTasks(true))
+	s.route("GET /api/workflow/search", auth.Authenticated, s.searchWorkflows(false))
+	s.route("GET /api/workflow/search-v2", auth.Authenticated, s.searchWorkflows(true))
+	s.route("GET /api/tasks/search", auth.Authenticated, s.searchTasks(false))
+	s.route("GET /api/tasks/search-v2", auth.Authenticated, s.searchTasks(true))
 }
 
 // searchParams reads start, size, sort, freeText and query. Negative
@@ -75,6 +76,7 @@ func (s *Server) searchWorkflows(full bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
+		req.Visible = s.visibleExecutions(r)
 		total, ws, err := s.deps.Search.SearchWorkflows(r.Context(), req)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -105,6 +107,7 @@ func (s *Server) searchTasks(full bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
+		req.Visible = s.visibleExecutions(r)
 		total, tasks, err := s.deps.Search.SearchTasks(r.Context(), req)
 		if err != nil {
 			s.writeError(w, r, err)

@@ -37,20 +37,20 @@ var _ Secrets = (*secrets.Store)(nil)
 // conductor-api.md §4.4). Literal routes (v2, the cache routes) win over
 // {key}; those names are reserved, so no secret is shadowed.
 func (s *Server) secretRoutes() {
-	s.mux.HandleFunc("GET /api/secrets", s.listSecretNames)
-	s.mux.HandleFunc("POST /api/secrets", s.listAllSecretNames)
-	s.mux.HandleFunc("GET /api/secrets-v2", s.listSecretsWithTags)
-	s.mux.HandleFunc("GET /api/secrets/v2", s.listSecretsWithTags)
-	s.mux.HandleFunc("GET /api/secrets/clearLocalCache", s.clearSecretCache(true))
-	s.mux.HandleFunc("GET /api/secrets/clearRedisCache", s.clearSecretCache(false))
-	s.mux.HandleFunc("PUT /api/secrets/{key}", s.putSecret)
-	s.mux.HandleFunc("GET /api/secrets/{key}", s.getSecret)
-	s.mux.HandleFunc("DELETE /api/secrets/{key}", s.deleteSecret)
-	s.mux.HandleFunc("GET /api/secrets/{key}/exists", s.secretExists)
-	s.mux.HandleFunc("GET /api/secrets/{key}/metadata", s.secretMetadata)
-	s.mux.HandleFunc("GET /api/secrets/{key}/tags", s.getSecretTags)
-	s.mux.HandleFunc("PUT /api/secrets/{key}/tags", s.changeSecretTags(s.deps.Secrets.PutTags))
-	s.mux.HandleFunc("DELETE /api/secrets/{key}/tags", s.changeSecretTags(s.deps.Secrets.DeleteTags))
+	s.route("GET /api/secrets", auth.Authenticated, s.listSecretNames)
+	s.route("POST /api/secrets", auth.Authenticated, s.listAllSecretNames)
+	s.route("GET /api/secrets-v2", auth.Authenticated, s.listSecretsWithTags)
+	s.route("GET /api/secrets/v2", auth.Authenticated, s.listSecretsWithTags)
+	s.route("GET /api/secrets/clearLocalCache", auth.Admin, s.clearSecretCache(true))
+	s.route("GET /api/secrets/clearRedisCache", auth.Admin, s.clearSecretCache(false))
+	s.route("PUT /api/secrets/{key}", auth.Authenticated, s.putSecret)
+	s.route("GET /api/secrets/{key}", auth.Authenticated, s.getSecret)
+	s.route("DELETE /api/secrets/{key}", auth.Authenticated, s.deleteSecret)
+	s.route("GET /api/secrets/{key}/exists", auth.Authenticated, s.secretExists)
+	s.route("GET /api/secrets/{key}/metadata", auth.Authenticated, s.secretMetadata)
+	s.route("GET /api/secrets/{key}/tags", auth.Authenticated, s.getSecretTags)
+	s.route("PUT /api/secrets/{key}/tags", auth.Authenticated, s.changeSecretTags(s.deps.Secrets.PutTags))
+	s.route("DELETE /api/secrets/{key}/tags", auth.Authenticated, s.changeSecretTags(s.deps.Secrets.DeleteTags))
 }
 
 func secretResource(name string) auth.Target {
@@ -271,10 +271,6 @@ func (s *Server) listSecretsWithTags(w http.ResponseWriter, r *http.Request) {
 // is no Redis, so clearing it does nothing.
 func (s *Server) clearSecretCache(local bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := s.enforce(r, auth.Admin); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 		if !local {
 			writeJSON(w, http.StatusOK, map[string]string{"redisCache": "not used by flowvault"})
 			return

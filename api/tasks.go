@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
@@ -53,21 +54,24 @@ func (s *Server) taskRoutes() {
 	if s.deps.Tasks == nil || s.deps.Engine == nil || s.deps.Executions == nil || s.deps.TaskIndex == nil {
 		return
 	}
-	s.mux.HandleFunc("GET /api/tasks/poll/batch/{taskType}", s.batchPoll)
+	s.route("GET /api/tasks/poll/batch/{taskType}", auth.Authenticated, s.batchPoll)
 	// GET /api/tasks/poll/{taskType} and GET /api/tasks/{taskId}/log both
 	// match /api/tasks/poll/log, which net/http refuses to register: one
 	// pattern serves both.
-	s.mux.HandleFunc("GET /api/tasks/{first}/{second}", s.pollOrLogs)
-	s.mux.HandleFunc("POST /api/tasks/update-v2", s.updateTaskV2)
-	s.mux.HandleFunc("POST /api/tasks", s.updateTask)
-	s.mux.HandleFunc("POST /api/tasks/{workflowId}/{taskRefName}/{status}", s.updateTaskByRef(false))
-	s.mux.HandleFunc("POST /api/tasks/{workflowId}/{taskRefName}/{status}/sync", s.updateTaskByRef(true))
-	s.mux.HandleFunc("GET /api/tasks/{taskId}", s.getTask)
-	s.mux.HandleFunc("POST /api/tasks/{taskId}/log", s.addTaskLog)
-	s.mux.HandleFunc("GET /api/tasks/queue/sizes", s.queueSizes)
-	s.mux.HandleFunc("GET /api/tasks/queue/all", s.allQueueSizes)
-	s.mux.HandleFunc("GET /api/tasks/queue/polldata", s.pollData)
-	s.mux.HandleFunc("GET /api/tasks/queue/polldata/all", s.allPollData)
+	s.route("GET /api/tasks/{first}/{second}", auth.Authenticated, s.pollOrLogs)
+	s.route("POST /api/tasks/update-v2", auth.Authenticated, s.updateTaskV2)
+	s.route("POST /api/tasks", auth.Authenticated, s.updateTask)
+	s.route("POST /api/tasks/{workflowId}/{taskRefName}/{status}", auth.Authenticated, s.updateTaskByRef(false))
+	s.route("POST /api/tasks/{workflowId}/{taskRefName}/{status}/sync", auth.Authenticated, s.updateTaskByRef(true))
+	s.route("GET /api/tasks/{taskId}", auth.Authenticated, s.getTask)
+	s.route("POST /api/tasks/{taskId}/log", auth.Authenticated, s.addTaskLog)
+	// Queue statistics name task types and count tasks: for those who see
+	// definitions, executions or queues anyway.
+	queues := auth.Rule{AnyPermission: []string{auth.PermMetadataView, auth.PermWorkflowSearch, auth.PermPollTasks}}
+	s.route("GET /api/tasks/queue/sizes", queues, s.queueSizes)
+	s.route("GET /api/tasks/queue/all", queues, s.allQueueSizes)
+	s.route("GET /api/tasks/queue/polldata", queues, s.pollData)
+	s.route("GET /api/tasks/queue/polldata/all", queues, s.allPollData)
 }
 
 // pollParams reads the poll query: workerid, domain, count, timeout (ms).
@@ -97,6 +101,9 @@ func pollParams(r *http.Request, taskType string) (executor.PollRequest, error) 
 // poll takes tasks for the request and waits (briefly) until the
 // executions model shows them taken.
 func (s *Server) poll(r *http.Request, req executor.PollRequest) ([]*conductor.Task, error) {
+	if err := s.mayPoll(r, req.TaskType); err != nil {
+		return nil, err
+	}
 	tasks, seq, err := s.deps.Tasks.Poll(r.Context(), req)
 	if err != nil {
 		return nil, err
@@ -181,14 +188,18 @@ func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor
 	if len(res.WorkerID) > maxWorkerID {
 		return res, fault.Invalid("workerId is longer than %d bytes", maxWorkerID)
 	}
-	if res.WorkflowInstanceID == "" {
-		id, err := s.deps.TaskIndex.TaskWorkflow(r.Context(), res.TaskID)
-		if err != nil {
-			return res, err
-		}
-		res.WorkflowInstanceID = id
+	if s.deps.Insecure && res.WorkflowInstanceID != "" {
+		return res, nil // nothing to check: the engine finds the task
 	}
-	return res, nil
+	wf, t, err := s.task(r.Context(), res.TaskID)
+	if err != nil {
+		return res, err
+	}
+	if res.WorkflowInstanceID != "" && res.WorkflowInstanceID != wf.ID {
+		return res, fault.NotFound("task %s not found in workflow %s", res.TaskID, res.WorkflowInstanceID)
+	}
+	res.WorkflowInstanceID = wf.ID
+	return res, s.mayUpdateTask(r, wf, t)
 }
 
 func checkResultStatus(status string) error {
@@ -301,6 +312,7 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 				err = fault.NotFound("workflow %s has no task with reference name %q", wfID, ref)
 			default:
 				taskID = t.ID
+				err = s.mayUpdateTask(r, out.State, t)
 			}
 		}
 		if err == nil {
@@ -343,6 +355,19 @@ func latestByRef(w *engine.Workflow, ref string) *engine.Task {
 	return w.LatestByRef(ref)
 }
 
+// readTask reads a task the caller may see: as a worker of its type, or a
+// reader of its execution.
+func (s *Server) readTask(r *http.Request, taskID string) (*engine.Workflow, *engine.Task, error) {
+	wf, t, err := s.task(r.Context(), taskID)
+	if err != nil || s.mayPoll(r, t.Name) == nil {
+		return wf, t, err
+	}
+	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Read); err != nil {
+		return nil, nil, s.hidden(r, wf, auth.Read, err, fault.NotFound("task %s not found", taskID))
+	}
+	return wf, t, nil
+}
+
 // task reads a task and its workflow from the executions model.
 func (s *Server) task(ctx context.Context, taskID string) (*engine.Workflow, *engine.Task, error) {
 	wfID, err := s.deps.TaskIndex.TaskWorkflow(ctx, taskID)
@@ -361,7 +386,7 @@ func (s *Server) task(ctx context.Context, taskID string) (*engine.Workflow, *en
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
-	wf, t, err := s.task(r.Context(), r.PathValue("taskId"))
+	wf, t, err := s.readTask(r, r.PathValue("taskId"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -378,12 +403,20 @@ func (s *Server) addTaskLog(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		line, err = logLine(r, body)
 	}
-	var wfID string
+	var wf *engine.Workflow
+	var t *engine.Task
 	if err == nil {
-		wfID, err = s.deps.TaskIndex.TaskWorkflow(r.Context(), taskID)
+		wf, t, err = s.task(r.Context(), taskID)
 	}
 	if err == nil {
-		err = s.submit(r, wfID, engine.AddLog{TaskID: taskID, Line: line})
+		err = s.mayUpdateTask(r, wf, t)
+	}
+	if err == nil {
+		var out executor.Outcome
+		out, err = s.deps.Engine.Submit(r.Context(), wf.ID, engine.AddLog{TaskID: taskID, Line: line}, executor.Meta{Principal: principal(r)})
+		if err == nil {
+			err = s.wait(r.Context(), out.Seq)
+		}
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -412,7 +445,7 @@ func logLine(r *http.Request, body []byte) (string, error) {
 
 // getTaskLogs answers the task's log lines, always as a JSON array.
 func (s *Server) getTaskLogs(w http.ResponseWriter, r *http.Request, taskID string) {
-	_, t, err := s.task(r.Context(), taskID)
+	_, t, err := s.readTask(r, taskID)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
@@ -39,20 +40,20 @@ func (s *Server) routeWorkflows() {
 	if s.deps.Engine == nil {
 		return
 	}
-	s.mux.HandleFunc("POST /api/workflow", s.startWorkflow)
-	s.mux.HandleFunc("POST /api/workflow/{name}", s.startWorkflowByName)
-	s.mux.HandleFunc("GET /api/workflow/{id}", s.getWorkflow)
-	s.mux.HandleFunc("DELETE /api/workflow/{id}", s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
+	s.route("POST /api/workflow", auth.Authenticated, s.startWorkflow)
+	s.route("POST /api/workflow/{name}", auth.Authenticated, s.startWorkflowByName)
+	s.route("GET /api/workflow/{id}", auth.Authenticated, s.getWorkflow)
+	s.route("DELETE /api/workflow/{id}", auth.Authenticated, s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
 		return engine.Terminate{Reason: r.URL.Query().Get("reason")}, nil
 	}))
 	// Conductor has both /{id}/status and /running/{name}, /{id}/restart
 	// and /execute/{name}: overlapping patterns Go's mux refuses. One
 	// handler per method routes the two-segment paths: by a literal first
 	// segment, else by the second.
-	s.mux.HandleFunc("GET /api/workflow/{a}/{b}", s.pathPair(
+	s.route("GET /api/workflow/{a}/{b}", auth.Authenticated, s.pathPair(
 		map[string]http.HandlerFunc{"execute": s.executeByName, "running": s.runningWorkflows},
 		map[string]http.HandlerFunc{"status": s.getWorkflowStatus, "tasks": s.workflowTasks}))
-	s.mux.HandleFunc("POST /api/workflow/{a}/{b}", s.pathPair(
+	s.route("POST /api/workflow/{a}/{b}", auth.Authenticated, s.pathPair(
 		map[string]http.HandlerFunc{"execute": s.executeByName},
 		map[string]http.HandlerFunc{
 			"restart": s.lifecycle(s.restartTrigger),
@@ -65,20 +66,20 @@ func (s *Server) routeWorkflows() {
 			"resetcallbacks": s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.ResetCallbacks{}, nil }),
 			"correlated":     s.correlatedByName,
 		}))
-	s.mux.HandleFunc("PUT /api/workflow/{a}/{b}", s.pathPair(
+	s.route("PUT /api/workflow/{a}/{b}", auth.Authenticated, s.pathPair(
 		map[string]http.HandlerFunc{"decide": s.decideWorkflow},
 		map[string]http.HandlerFunc{
 			"pause":  s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }),
 			"resume": s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }),
 		}))
-	s.mux.HandleFunc("POST /api/workflow/start/{name}/{version}", s.startWorkflowVersion)
-	s.mux.HandleFunc("POST /api/workflow/execute/{name}/{version}", s.executeWorkflow)
-	s.mux.HandleFunc("POST /api/workflow/test", s.testWorkflow)
-	s.mux.HandleFunc("PUT /api/workflow/{id}/skiptask/{ref}", s.skipTask)
-	s.mux.HandleFunc("DELETE /api/workflow/{id}/remove", s.removeWorkflow)
-	s.mux.HandleFunc("DELETE /api/workflow/{id}/terminate-remove", s.terminateRemove)
-	s.mux.HandleFunc("GET /api/workflow/{name}/correlated/{correlationId}", s.correlated)
-	s.mux.HandleFunc("POST /api/workflow/correlated/batch", s.correlatedBatch)
+	s.route("POST /api/workflow/start/{name}/{version}", auth.Authenticated, s.startWorkflowVersion)
+	s.route("POST /api/workflow/execute/{name}/{version}", auth.Authenticated, s.executeWorkflow)
+	s.route("POST /api/workflow/test", auth.Authenticated, s.testWorkflow)
+	s.route("PUT /api/workflow/{id}/skiptask/{ref}", auth.Authenticated, s.skipTask)
+	s.route("DELETE /api/workflow/{id}/remove", auth.Authenticated, s.removeWorkflow)
+	s.route("DELETE /api/workflow/{id}/terminate-remove", auth.Authenticated, s.terminateRemove)
+	s.route("GET /api/workflow/{name}/correlated/{correlationId}", auth.Authenticated, s.correlated)
+	s.route("POST /api/workflow/correlated/batch", auth.Authenticated, s.correlatedBatch)
 	s.routeBulk()
 	s.routeSearch()
 }
@@ -150,6 +151,10 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request, req conductor.Sta
 		s.writeError(w, r, fault.Invalid("priority %d: want 0-99", req.Priority))
 		return
 	}
+	if err := s.mayStart(r, req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, executor.StartOptions{CreatedBy: principal(r)})
 	if err == nil {
 		err = s.wait(r.Context(), seq)
@@ -175,7 +180,7 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	wf, err := s.deps.Executions.Workflow(r.Context(), r.PathValue("id"))
+	wf, err := s.execution(r, r.PathValue("id"), auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -194,7 +199,7 @@ func (s *Server) getWorkflowStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	wf, err := s.deps.Executions.Workflow(r.Context(), r.PathValue("id"))
+	wf, err := s.execution(r, r.PathValue("id"), auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -225,7 +230,12 @@ func (s *Server) lifecycle(trigger func(*http.Request) (engine.Trigger, error)) 
 	}
 }
 
+// submit runs an operator's trigger against execution id, which the caller
+// must be allowed to EXECUTE.
 func (s *Server) submit(r *http.Request, id string, trig engine.Trigger) error {
+	if _, err := s.execution(r, id, auth.Execute); err != nil {
+		return err
+	}
 	out, err := s.deps.Engine.Submit(r.Context(), id, trig, executor.Meta{Principal: principal(r)})
 	if err != nil {
 		return err

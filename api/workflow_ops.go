@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
@@ -18,6 +19,10 @@ import (
 // submitState runs a trigger, waits until the read model shows it, and
 // answers with the workflow's JSON.
 func (s *Server) submitState(w http.ResponseWriter, r *http.Request, id string, trig engine.Trigger) {
+	if _, err := s.execution(r, id, auth.Execute); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	out, err := s.deps.Engine.Submit(r.Context(), id, trig, executor.Meta{Principal: principal(r)})
 	if err == nil {
 		err = s.wait(r.Context(), out.Seq)
@@ -151,7 +156,7 @@ func (s *Server) workflowTasks(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	wf, err := s.deps.Executions.Workflow(r.Context(), r.PathValue("id"))
+	wf, err := s.execution(r, r.PathValue("id"), auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -212,7 +217,9 @@ func (s *Server) runningWorkflows(w http.ResponseWriter, r *http.Request) {
 			q += " AND startTime " + p.op + " " + v
 		}
 	}
-	ids, err := s.deps.Search.SearchWorkflowIDs(r.Context(), searchRequest(q, "startTime:ASC"))
+	req := searchRequest(q, "startTime:ASC")
+	req.Visible = s.visibleExecutions(r)
+	ids, err := s.deps.Search.SearchWorkflowIDs(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -252,7 +259,7 @@ func correlatedOptions(r *http.Request) (closed, tasks bool, err error) {
 
 // correlatedWorkflows returns the workflows with a correlation id, of the
 // given names (any name when names is empty).
-func (s *Server) correlatedWorkflows(ctx context.Context, cid string, names []string, closed, tasks bool) ([]*conductor.Workflow, error) {
+func (s *Server) correlatedWorkflows(ctx context.Context, cid string, names []string, visible func(name, createdBy string) bool, closed, tasks bool) ([]*conductor.Workflow, error) {
 	if s.deps.Search == nil {
 		return nil, fault.NotFound("search is not available")
 	}
@@ -262,7 +269,8 @@ func (s *Server) correlatedWorkflows(ctx context.Context, cid string, names []st
 	}
 	out := []*conductor.Workflow{}
 	for _, wf := range ws {
-		if (len(names) == 0 || containsString(names, wf.Name)) && (closed || !wf.Terminal()) {
+		if (len(names) == 0 || containsString(names, wf.Name)) && (closed || !wf.Terminal()) &&
+			(visible == nil || visible(wf.Name, wf.CreatedBy)) {
 			out = append(out, wf.Conductor(tasks))
 		}
 	}
@@ -285,7 +293,7 @@ func (s *Server) correlated(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out, err := s.correlatedWorkflows(r.Context(), r.PathValue("correlationId"), []string{r.PathValue("name")}, closed, tasks)
+	out, err := s.correlatedWorkflows(r.Context(), r.PathValue("correlationId"), []string{r.PathValue("name")}, s.visibleExecutions(r), closed, tasks)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -331,8 +339,9 @@ func (s *Server) writeCorrelated(w http.ResponseWriter, r *http.Request, cids, n
 		return
 	}
 	out := make(map[string][]*conductor.Workflow, len(cids))
+	visible := s.visibleExecutions(r)
 	for _, cid := range cids {
-		if out[cid], err = s.correlatedWorkflows(r.Context(), cid, names, closed, tasks); err != nil {
+		if out[cid], err = s.correlatedWorkflows(r.Context(), cid, names, visible, closed, tasks); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -347,20 +356,20 @@ func (s *Server) routeBulk() {
 	bulk := func(trigger func(*http.Request) (engine.Trigger, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) { s.bulk(w, r, trigger) }
 	}
-	s.mux.HandleFunc("PUT /api/workflow/bulk/pause", bulk(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }))
-	s.mux.HandleFunc("PUT /api/workflow/bulk/resume", bulk(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }))
-	s.mux.HandleFunc("POST /api/workflow/bulk/terminate", bulk(func(r *http.Request) (engine.Trigger, error) {
+	s.route("PUT /api/workflow/bulk/pause", auth.Authenticated, bulk(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }))
+	s.route("PUT /api/workflow/bulk/resume", auth.Authenticated, bulk(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }))
+	s.route("POST /api/workflow/bulk/terminate", auth.Authenticated, bulk(func(r *http.Request) (engine.Trigger, error) {
 		return engine.Terminate{Reason: r.URL.Query().Get("reason")}, nil
 	}))
-	s.mux.HandleFunc("POST /api/workflow/bulk/restart", func(w http.ResponseWriter, r *http.Request) {
+	s.route("POST /api/workflow/bulk/restart", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 		if _, err := queryBool(r, "useLatestDefinitions", false); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		s.bulk(w, r, s.restartTrigger)
 	})
-	s.mux.HandleFunc("POST /api/workflow/bulk/retry", bulk(func(*http.Request) (engine.Trigger, error) { return engine.Retry{}, nil }))
-	s.mux.HandleFunc("POST /api/workflow/bulk/delete", bulk(func(*http.Request) (engine.Trigger, error) { return engine.Remove{}, nil }))
+	s.route("POST /api/workflow/bulk/retry", auth.Authenticated, bulk(func(*http.Request) (engine.Trigger, error) { return engine.Retry{}, nil }))
+	s.route("POST /api/workflow/bulk/delete", auth.Authenticated, bulk(func(*http.Request) (engine.Trigger, error) { return engine.Remove{}, nil }))
 }
 
 // bulk runs one trigger against each workflow id of the body and reports

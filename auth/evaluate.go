@@ -23,20 +23,38 @@ type Decision struct {
 	Err error
 }
 
-// createPermission is the role permission that lets its holder create any
-// resource of a target type (a CREATE grant allows one name).
-var createPermission = map[string]string{
-	TargetSecret:           PermCreateSecret,
-	TargetEnvVariable:      PermCreateSecret,
-	TargetWorkflowDef:      PermCreateWorkflowDef,
-	TargetTaskDef:          PermCreateTaskDef,
-	TargetWorkflowSchedule: PermCreateWorkflowDef,
-	TargetApplication:      PermCreateApplication,
+// roleAccess lists, per target type, what a role permission gives on
+// every resource of that type. Grants add to it; they never take away.
+var roleAccess = map[string][]struct {
+	perm   string
+	access []Access
+}{
+	TargetSecret:      {{PermCreateSecret, []Access{Create}}},
+	TargetEnvVariable: {{PermCreateSecret, []Access{Create}}},
+	TargetWorkflowDef: {
+		{PermCreateWorkflowDef, []Access{Create}},
+		{PermMetadataManagement, []Access{Create, Read, Update, Delete}},
+		{PermMetadataView, []Access{Read}},
+		{PermWorkflowManagement, []Access{Read, Execute}},
+	},
+	TargetTaskDef: {
+		{PermCreateTaskDef, []Access{Create}},
+		{PermMetadataManagement, []Access{Create, Read, Update, Delete}},
+		{PermMetadataView, []Access{Read}},
+		{PermPollAnyTask, []Access{Execute}},
+	},
+	TargetWorkflowSchedule: {
+		{PermCreateWorkflowDef, []Access{Create}},
+		{PermScheduleManagement, []Access{Create, Read, Update, Delete, Execute}},
+	},
+	TargetWorkflow:    {{PermWorkflowManagement, []Access{Read, Update, Delete, Execute}}},
+	TargetApplication: {{PermCreateApplication, []Access{Create}}, {PermApplicationManagement, []Access{Create, Read, Update, Delete}}},
 }
 
 // Decide evaluates grants for principal asking access on res. Access is the
-// union of: the ADMIN role; CREATE through the role permission of the
-// target type (CREATE_SECRET, ...); the creator's full rights on what it
+// union of: the ADMIN role; what the principal's role permissions give on
+// the target type (CREATE_SECRET creates secrets, METADATA_MANAGEMENT
+// manages every definition, ...); the creator's full rights on what it
 // created; grants to the principal, to its groups, to its roles; and
 // grants on any tag the resource carries. UPDATE, DELETE and EXECUTE
 // include READ.
@@ -44,8 +62,10 @@ func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 	if p.IsAdmin() {
 		return Decision{Allowed: true, Reason: "admin"}
 	}
-	if perm, ok := createPermission[res.Target.Type]; ok && access == Create && p.HasPermission(perm) {
-		return Decision{Allowed: true, Reason: "role permission " + perm}
+	for _, ra := range roleAccess[res.Target.Type] {
+		if p.HasPermission(ra.perm) && grantsAccess(ra.access, access) {
+			return Decision{Allowed: true, Reason: "role permission " + ra.perm}
+		}
 	}
 	if res.Creator != "" && res.Creator == p.ID {
 		return Decision{Allowed: true, Reason: "creator"}

@@ -40,11 +40,47 @@ func TestDecide(t *testing.T) {
 		{"tag grant via role", Principal{ID: "hal@example.com", Roles: []string{RoleMetadataManager}}, Read, true, "team:payments"},
 		{"direct beats tag (no tag recorded)", Principal{ID: "ivy@example.com", Groups: []string{"payments"}}, Read, true, ""},
 		{"tag not carried", Principal{ID: "jo@example.com", Groups: []string{"infra"}}, Read, false, ""},
+		{"role permission creates", Principal{ID: "kim@example.com", Roles: []string{RoleUser}}, Create, true, ""},
+		{"role permission to create is not to read", Principal{ID: "kim@example.com", Roles: []string{RoleUser}}, Read, false, ""},
 	}
 	for _, tt := range tests {
 		d := Decide(tt.p, tt.access, res, grants)
 		if d.Allowed != tt.want || d.Tag != tt.tag {
 			t.Errorf("%s: %+v, want allowed=%v tag=%q", tt.name, d, tt.want, tt.tag)
+		}
+	}
+}
+
+// Role permissions give access on every resource of a type, and only
+// the access they name.
+func TestRoleAccess(t *testing.T) {
+	def := func(typ string) Resource { return Resource{Target: Target{Type: typ, ID: "x"}} }
+	tests := []struct {
+		role   string
+		access Access
+		res    Resource
+		want   bool
+	}{
+		{RoleMetadataManager, Update, def(TargetWorkflowDef), true},
+		{RoleMetadataManager, Delete, def(TargetTaskDef), true},
+		{RoleMetadataManager, Execute, def(TargetWorkflowDef), false},
+		{RoleMetadataManager, Read, def(TargetSecret), false},
+		{RoleUserReadOnly, Read, def(TargetWorkflowDef), true},
+		{RoleUserReadOnly, Update, def(TargetWorkflowDef), false},
+		{RoleWorkflowManager, Execute, def(TargetWorkflowDef), true},
+		{RoleWorkflowManager, Delete, def(TargetWorkflow), true},
+		{RoleWorkflowManager, Update, def(TargetWorkflowDef), false},
+		{RoleUser, Create, def(TargetWorkflowSchedule), true},
+		{RoleUser, Read, def(TargetWorkflow), false},
+		{RoleWorker, Execute, def(TargetTaskDef), false},
+		{RoleUnrestrictedWorker, Execute, def(TargetTaskDef), true},
+		{RoleApplicationCreator, Create, def(TargetApplication), true},
+		{RoleApplicationCreator, Read, def(TargetApplication), false},
+	}
+	for _, tt := range tests {
+		d := Decide(Principal{ID: "p", Roles: []string{tt.role}}, tt.access, tt.res, nil)
+		if d.Allowed != tt.want {
+			t.Errorf("%s %s %s: %+v, want %v", tt.role, tt.access, tt.res.Target, d, tt.want)
 		}
 	}
 }

@@ -78,6 +78,13 @@ func applyApp(kv kvWriter, events []schemas.Event) error {
 	if _, err := foldStored(kv, appKey(id), &after, events); err != nil {
 		return err
 	}
+	var groupsAfter []string
+	if !after.Deleted {
+		groupsAfter = after.Groups
+	}
+	if err := indexMembership(kv, AppPrefix+id, before.Groups, groupsAfter); err != nil {
+		return err
+	}
 	for _, k := range before.Keys {
 		if _, still := after.key(k.ID); !still || after.Deleted {
 			if err := kv.Delete(keyKey(k.ID)); err != nil {
@@ -111,24 +118,33 @@ func applyUser(kv kvWriter, events []schemas.Event) error {
 	if !after.Deleted {
 		groupsAfter = after.Groups
 	}
-	for _, g := range before.Groups {
-		if !slices.Contains(groupsAfter, g) {
-			if err := kv.Delete(memberKey(g, id)); err != nil {
-				return err
-			}
-		}
-	}
-	for _, g := range groupsAfter {
-		if !slices.Contains(before.Groups, g) {
-			if err := kv.Set(memberKey(g, id), nil); err != nil {
-				return err
-			}
-		}
+	if err := indexMembership(kv, id, before.Groups, groupsAfter); err != nil {
+		return err
 	}
 	if after.Deleted {
 		return kv.Delete(userKey(id))
 	}
 	return putValue(kv, userKey(id), &after)
+}
+
+// indexMembership keeps the group → member index of member (a user id or
+// "app:<id>") in step with its groups.
+func indexMembership(kv kvWriter, member string, before, after []string) error {
+	for _, g := range before {
+		if !slices.Contains(after, g) {
+			if err := kv.Delete(memberKey(g, member)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, g := range after {
+		if !slices.Contains(before, g) {
+			if err := kv.Set(memberKey(g, member), nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func applyGroup(kv kvWriter, events []schemas.Event) error {

@@ -36,6 +36,7 @@ type appState struct {
 	Name       string           `msgpack:"n"`
 	Roles      []string         `msgpack:"roles,omitempty"`
 	Tags       []schemas.DefTag `msgpack:"tags,omitempty"`
+	Groups     []string         `msgpack:"groups,omitempty"`
 	Keys       []keyState       `msgpack:"keys,omitempty"`
 	CreateTime int64            `msgpack:"ct"`
 	UpdateTime int64            `msgpack:"ut"`
@@ -82,6 +83,9 @@ func (a *appState) apply(ev schemas.Event) error {
 		a.touch(e.Time, e.By)
 	case *schemas.ApplicationTagsSet:
 		a.Tags = slices.Clone(e.Tags)
+		a.touch(e.Time, e.By)
+	case *schemas.ApplicationGroupsSet:
+		a.Groups = slices.Clone(e.Groups)
 		a.touch(e.Time, e.By)
 	case *schemas.AccessKeyCreated:
 		if _, dup := a.key(e.KeyID); dup {
@@ -214,6 +218,8 @@ func idOf(ev schemas.Event) string {
 		return e.ID
 	case *schemas.ApplicationTagsSet:
 		return e.ID
+	case *schemas.ApplicationGroupsSet:
+		return e.ID
 	case *schemas.AccessKeyCreated:
 		return e.AppID
 	case *schemas.AccessKeyStatusSet:
@@ -239,7 +245,7 @@ func idOf(ev schemas.Event) string {
 func eventSubject(ev schemas.Event) string {
 	switch e := ev.(type) {
 	case *schemas.ApplicationCreated, *schemas.ApplicationUpdated, *schemas.ApplicationDeleted,
-		*schemas.ApplicationRolesSet, *schemas.ApplicationTagsSet, *schemas.AccessKeyCreated,
+		*schemas.ApplicationRolesSet, *schemas.ApplicationTagsSet, *schemas.ApplicationGroupsSet, *schemas.AccessKeyCreated,
 		*schemas.AccessKeyStatusSet, *schemas.AccessKeyDeleted:
 		return AppSubject(idOf(ev))
 	case *schemas.UserUpserted, *schemas.UserGroupsSet, *schemas.UserDeleted:
@@ -261,7 +267,7 @@ func isAuthType(t string) bool {
 		schemas.TypeApplicationRolesSet, schemas.TypeApplicationTagsSet, schemas.TypeAccessKeyCreated,
 		schemas.TypeAccessKeyStatusSet, schemas.TypeAccessKeyDeleted, schemas.TypeUserUpserted,
 		schemas.TypeUserGroupsSet, schemas.TypeUserDeleted, schemas.TypeGroupUpserted,
-		schemas.TypeGroupDeleted, schemas.TypeGrantSet:
+		schemas.TypeGroupDeleted, schemas.TypeGrantSet, schemas.TypeApplicationGroupsSet:
 		return true
 	}
 	return false

@@ -125,7 +125,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (User, error) {
 }
 
 func appUser(a *appState) User {
-	return User{ID: AppPrefix + a.ID, Name: a.Name, Roles: slices.Clone(a.Roles), ApplicationUser: true}
+	return User{ID: AppPrefix + a.ID, Name: a.Name, Roles: slices.Clone(a.Roles), Groups: slices.Clone(a.Groups), ApplicationUser: true}
 }
 
 func (u *userState) view() User {
@@ -294,19 +294,16 @@ func (s *Store) DeleteGroup(ctx context.Context, id, by string) error {
 	return s.RevokeAll(ctx, Subject{Type: SubjectGroup, ID: id}, "", by)
 }
 
-// ChangeMembers adds users to a group (or, with remove, takes them out).
-// The group and, when adding, every user must exist. Each user is a change
-// of its own subject.
+// ChangeMembers adds users or applications ("app:<id>") to a group (or,
+// with remove, takes them out). The group and, when adding, every member
+// must exist. Each member is a change of its own subject.
 func (s *Store) ChangeMembers(ctx context.Context, groupID string, userIDs []string, remove bool, by string) error {
 	if _, err := s.group(groupID); err != nil {
 		return err
 	}
 	if !remove {
 		for _, u := range userIDs {
-			if strings.HasPrefix(u, AppPrefix) {
-				return fault.Invalid("%s is an application: groups hold users only", u)
-			}
-			if _, err := s.user(u); err != nil {
+			if _, err := s.GetUser(ctx, u); err != nil {
 				return err
 			}
 		}
@@ -314,8 +311,41 @@ func (s *Store) ChangeMembers(ctx context.Context, groupID string, userIDs []str
 	return s.setMembership(ctx, groupID, userIDs, remove, by)
 }
 
+// joined returns groups with groupID added, or removed; changed is false
+// when that is already so.
+func joined(groups []string, groupID string, remove bool) (out []string, changed bool) {
+	if slices.Contains(groups, groupID) != remove {
+		return groups, false
+	}
+	out = slices.DeleteFunc(slices.Clone(groups), func(g string) bool { return g == groupID })
+	if !remove {
+		out = append(out, groupID)
+		slices.Sort(out)
+	}
+	return out, true
+}
+
 func (s *Store) setMembership(ctx context.Context, groupID string, userIDs []string, remove bool, by string) error {
 	for _, uid := range userIDs {
+		if appID, ok := strings.CutPrefix(uid, AppPrefix); ok {
+			err := update(ctx, s, AppSubject(appID), by, newApp, func(a *appState) ([]schemas.Event, error) {
+				if !a.exists() {
+					if remove {
+						return nil, nil
+					}
+					return nil, appNotFound(appID)
+				}
+				groups, changed := joined(a.Groups, groupID, remove)
+				if !changed {
+					return nil, nil
+				}
+				return []schemas.Event{&schemas.ApplicationGroupsSet{ID: appID, Groups: groups, Time: s.millis(), By: by}}, nil
+			})
+			if err != nil {
+				return fmt.Errorf("application %s: %w", appID, err)
+			}
+			continue
+		}
 		err := update(ctx, s, UserSubject(uid), by, newUser, func(u *userState) ([]schemas.Event, error) {
 			if !u.exists() {
 				if remove {
@@ -323,13 +353,9 @@ func (s *Store) setMembership(ctx context.Context, groupID string, userIDs []str
 				}
 				return nil, userNotFound(uid)
 			}
-			if slices.Contains(u.Groups, groupID) != remove {
+			groups, changed := joined(u.Groups, groupID, remove)
+			if !changed {
 				return nil, nil
-			}
-			groups := slices.DeleteFunc(slices.Clone(u.Groups), func(g string) bool { return g == groupID })
-			if !remove {
-				groups = append(groups, groupID)
-				slices.Sort(groups)
 			}
 			return []schemas.Event{&schemas.UserGroupsSet{ID: uid, Groups: groups, Time: s.millis(), By: by}}, nil
 		})
@@ -362,14 +388,14 @@ func (s *Store) GroupMembers(ctx context.Context, groupID string) ([]User, error
 	}
 	out := make([]User, 0, len(ids))
 	for _, id := range ids {
-		u, err := s.user(id)
+		u, err := s.GetUser(ctx, id)
 		if errors.Is(err, fault.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, u.view())
+		out = append(out, u)
 	}
 	return out, nil
 }

@@ -21,17 +21,34 @@ import (
 	"github.com/flowvault/flowvault/workers"
 )
 
-// env is one node under test and a client for it.
+// env is one node under test and a client for it, sending token (if any)
+// in X-Authorization.
 type env struct {
-	t    testing.TB
-	node *node.Node
-	base string
+	t     testing.TB
+	node  *node.Node
+	base  string
+	token string
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	n, base := nodetest.Start(t)
 	return &env{t: t, node: n, base: base}
+}
+
+// newSecureEnv starts a node with authentication on; the env's requests
+// carry the bootstrap admin's token.
+func newSecureEnv(t testing.TB) *env {
+	t.Helper()
+	n, base, token := nodetest.StartSecure(t)
+	return &env{t: t, node: n, base: base, token: token}
+}
+
+// as returns the env sending token instead.
+func (e *env) as(token string) *env {
+	c := *e
+	c.token = token
+	return &c
 }
 
 // do sends a request and returns the status and body.
@@ -52,6 +69,9 @@ func (e *env) do(method, path string, body any) (int, string) {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if e.token != "" {
+		req.Header.Set("X-Authorization", e.token)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -23,6 +23,9 @@ func (e *env) putSecret(name, value string) {
 	e.t.Helper()
 	req, _ := http.NewRequest("PUT", e.base+"/api/secrets/"+name, strings.NewReader(value))
 	req.Header.Set("Content-Type", "text/plain")
+	if e.token != "" {
+		req.Header.Set("X-Authorization", e.token)
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)

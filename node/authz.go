@@ -7,6 +7,8 @@ import (
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -89,4 +91,65 @@ func tagStrings(tags []conductor.Tag) []string {
 		out[i] = t.Key + ":" + t.Value
 	}
 	return out
+}
+
+// definitionTargets tells the Authorizer the tags and creators of
+// workflow and task definitions.
+type definitionTargets struct{ defs *metadata.Store }
+
+func (d definitionTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	kind := metadata.KindWorkflow
+	if t.Type == auth.TargetTaskDef {
+		kind = metadata.KindTask
+	}
+	tags, err := d.defs.GetTags(ctx, kind, t.ID)
+	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
+		return nil, nil
+	}
+	return tagStrings(tags), err
+}
+
+func (d definitionTargets) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
+	var createdBy string
+	var err error
+	if t.Type == auth.TargetTaskDef {
+		var def *conductor.TaskDef
+		if def, err = d.defs.GetTaskDef(ctx, t.ID); err == nil {
+			createdBy = def.CreatedBy
+		}
+	} else {
+		var def *conductor.WorkflowDef
+		if def, err = d.defs.GetWorkflowDef(ctx, t.ID, nil); err == nil {
+			createdBy = def.CreatedBy
+		}
+	}
+	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
+		return "", nil
+	}
+	return createdBy, err
+}
+
+// scheduleTargets tells the Authorizer the tags and owners of schedules.
+type scheduleTargets struct{ schedules *scheduler.Store }
+
+func (s scheduleTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	def, err := s.schedules.Get(ctx, t.ID)
+	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tagStrings(def.Tags), nil
+}
+
+func (s scheduleTargets) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
+	def, err := s.schedules.Get(ctx, t.ID)
+	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return def.CreatedBy, nil
 }

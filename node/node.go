@@ -179,7 +179,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, schedRunner); err != nil {
 		return nil, err
 	}
-	firer := scheduler.NewFirer(n.schedules, n.executor, nil)
+	n.auth.authorizer.Register(auth.TargetWorkflowDef, definitionTargets{n.metadata})
+	n.auth.authorizer.Register(auth.TargetTaskDef, definitionTargets{n.metadata})
+	n.auth.authorizer.Register(auth.TargetWorkflowSchedule, scheduleTargets{n.schedules})
+	firer := scheduler.NewFirer(n.schedules, n.executor, func(ctx context.Context, owner, workflowName string) error {
+		_, err := authz.Authorize(ctx, owner, auth.Execute, auth.Target{Type: auth.TargetWorkflowDef, ID: workflowName})
+		return err
+	})
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

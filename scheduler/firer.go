@@ -20,7 +20,8 @@ type Starter interface {
 }
 
 // ExecuteCheck decides whether a schedule's owner may still start its
-// workflow. An error pauses the schedule with a "Security Error" reason.
+// workflow. A refusal (fault.ErrForbidden) pauses the schedule with a
+// "Security Error" reason; other errors leave it to the next scan.
 type ExecuteCheck func(ctx context.Context, owner, workflowName string) error
 
 // Firer starts the workflows of due schedules.
@@ -106,6 +107,9 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	owner := st.Def.CreatedBy
 	if f.check != nil && st.Def.StartWorkflowRequest != nil {
 		if err := f.check(ctx, owner, st.Def.StartWorkflowRequest.Name); err != nil {
+			if !errors.Is(err, fault.ErrForbidden) {
+				return err
+			}
 			_, err := f.store.append(ctx, name, st.Seq, []schemas.Event{&schemas.SchedulePauseChanged{
 				Paused: true, Reason: "Security Error: " + err.Error(), Time: now}})
 			return ignoreConflict(err)

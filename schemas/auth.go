@@ -14,22 +14,23 @@ package schemas
 // Event type names of the access-control events. They are part of the
 // log's wire format: never rename one.
 const (
-	TypeApplicationCreated  = "auth.application_created"
-	TypeApplicationUpdated  = "auth.application_updated"
-	TypeApplicationDeleted  = "auth.application_deleted"
-	TypeApplicationRolesSet = "auth.application_roles_set"
-	TypeApplicationTagsSet  = "auth.application_tags_set"
-	TypeAccessKeyCreated    = "auth.access_key_created"
-	TypeAccessKeyStatusSet  = "auth.access_key_status_set"
-	TypeAccessKeyDeleted    = "auth.access_key_deleted"
-	TypeUserUpserted        = "auth.user_upserted"
-	TypeUserGroupsSet       = "auth.user_groups_set"
-	TypeUserDeleted         = "auth.user_deleted"
-	TypeGroupUpserted       = "auth.group_upserted"
-	TypeGroupDeleted        = "auth.group_deleted"
-	TypeGrantSet            = "auth.grant_set"
-	TypeTokenIssued         = "auth.token_issued"
-	TypeTokenRefused        = "auth.token_refused"
+	TypeApplicationCreated   = "auth.application_created"
+	TypeApplicationUpdated   = "auth.application_updated"
+	TypeApplicationDeleted   = "auth.application_deleted"
+	TypeApplicationRolesSet  = "auth.application_roles_set"
+	TypeApplicationTagsSet   = "auth.application_tags_set"
+	TypeAccessKeyCreated     = "auth.access_key_created"
+	TypeAccessKeyStatusSet   = "auth.access_key_status_set"
+	TypeAccessKeyDeleted     = "auth.access_key_deleted"
+	TypeUserUpserted         = "auth.user_upserted"
+	TypeUserGroupsSet        = "auth.user_groups_set"
+	TypeApplicationGroupsSet = "auth.application_groups_set"
+	TypeUserDeleted          = "auth.user_deleted"
+	TypeGroupUpserted        = "auth.group_upserted"
+	TypeGroupDeleted         = "auth.group_deleted"
+	TypeGrantSet             = "auth.grant_set"
+	TypeTokenIssued          = "auth.token_issued"
+	TypeTokenRefused         = "auth.token_refused"
 )
 
 // ApplicationCreated records a new application (a service account whose
@@ -154,6 +155,18 @@ type UserGroupsSet struct {
 // EventType implements Event.
 func (*UserGroupsSet) EventType() string { return TypeUserGroupsSet }
 
+// ApplicationGroupsSet records an application's complete group set after
+// a membership change: applications are users ("app:<id>") to groups.
+type ApplicationGroupsSet struct {
+	ID     string   `msgpack:"id"`
+	Groups []string `msgpack:"groups"`
+	Time   int64    `msgpack:"ts"`
+	By     string   `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*ApplicationGroupsSet) EventType() string { return TypeApplicationGroupsSet }
+
 // UserDeleted records that a user is gone.
 type UserDeleted struct {
 	ID   string `msgpack:"id"`
@@ -243,7 +256,7 @@ func init() {
 	for _, ev := range []Event{&ApplicationCreated{}, &ApplicationUpdated{}, &ApplicationDeleted{},
 		&ApplicationRolesSet{}, &ApplicationTagsSet{}, &AccessKeyCreated{}, &AccessKeyStatusSet{},
 		&AccessKeyDeleted{}, &UserUpserted{}, &UserGroupsSet{}, &UserDeleted{}, &GroupUpserted{},
-		&GroupDeleted{}, &GrantSet{}, &TokenIssued{}, &TokenRefused{}} {
+		&GroupDeleted{}, &GrantSet{}, &TokenIssued{}, &TokenRefused{}, &ApplicationGroupsSet{}} {
 		Default.Register(ev, 1)
 	}
 }

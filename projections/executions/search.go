@@ -124,7 +124,7 @@ func (r *Reader) workflowHits(ctx context.Context, s query.Search) ([]wfHit, err
 	ft := query.ParseFreeText(s.FreeText)
 	src := r.planWorkflows(q)
 	byStart := len(keys) == 0 || (len(keys) == 1 && keys[0].Field == "startTime")
-	needSummary := !src.covered || !byStart
+	needSummary := !src.covered || !byStart || s.Visible != nil
 	var hits []wfHit
 	var ferr error
 	err = src.each(r, func(id string, start int64, _ []byte) bool {
@@ -142,7 +142,7 @@ func (r *Reader) workflowHits(ctx context.Context, s query.Search) ([]wfHit, err
 				ferr = err
 				return false
 			}
-			if !q.Match(sum.field) {
+			if !q.Match(sum.field) || s.Visible != nil && !s.Visible(sum.Name, sum.CreatedBy) {
 				return true
 			}
 			h.sum = sum

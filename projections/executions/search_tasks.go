@@ -92,13 +92,13 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 	src := r.planTasks(ctx, q)
 	var hits []taskHit
 	err = r.taskCandidates(ctx, src, c, func(w *engine.Workflow, t *engine.Task, h taskHit) bool {
-		if !src.covered || !ft.All() {
+		if !src.covered || !ft.All() || s.Visible != nil {
 			if w == nil {
 				if w, t = c.task(ctx, h.wfID, h.taskID); t == nil {
 					return true
 				}
 			}
-			if !q.Match(taskDoc(w, t)) || !freeTextTask(ft, w, t) {
+			if !q.Match(taskDoc(w, t)) || !freeTextTask(ft, w, t) || s.Visible != nil && !s.Visible(w.Name, w.CreatedBy) {
 				return true
 			}
 		}

@@ -36,6 +36,10 @@ type Search struct {
 	Sort     []string
 	// Start and Size select the page: results [Start, Start+Size).
 	Start, Size int
+	// Visible, when set, keeps only the workflows (and their tasks) it
+	// accepts, by workflow name and creator, before paging: the caller's
+	// access.
+	Visible func(workflowName, createdBy string) bool
 }
 
 // Kind is the type of a field.

@@ -1,0 +1,129 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Access to executions and tasks. An execution belongs to its workflow
+// definition: READ on the definition reads its executions, EXECUTE starts
+// them and operates on them (terminate, retry, complete a WAIT task...).
+// The principal that started an execution has full access to it, and
+// WORKFLOW_MANAGEMENT (role WORKFLOW_MANAGER) to all of them. A worker
+// reaches a task through its type: the WORKER role (POLL_TASKS) and
+// EXECUTE on the task definition.
+//
+// For a caller without READ, an execution or task reads as not found with
+// the very answer a missing one gets: ids must not be probed for existence.
+
+// mayExecution reports (nil) whether the caller may do access on an
+// execution of workflow name started by createdBy.
+func (s *Server) mayExecution(r *http.Request, name, createdBy string, access auth.Access) error {
+	if s.deps.Insecure {
+		return nil
+	}
+	p := caller(r)
+	if createdBy != "" && p.ID == createdBy {
+		return nil
+	}
+	if s.deps.Authorizer.Check(r.Context(), p, access, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflow, ID: name}}).Allowed {
+		return nil
+	}
+	return s.deps.Authorizer.Authorize(r.Context(), p, access, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name}})
+}
+
+// execution reads execution id for access by the caller.
+func (s *Server) execution(r *http.Request, id string, access auth.Access) (*engine.Workflow, error) {
+	wf, err := s.deps.Executions.Workflow(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, access); err != nil {
+		return nil, s.hidden(r, wf, access, err, fault.NotFound("workflow %s not found", id))
+	}
+	return wf, nil
+}
+
+// hidden is the answer to a refused access on wf: the refusal when the
+// caller may see the execution, notFound when it may not.
+func (s *Server) hidden(r *http.Request, wf *engine.Workflow, access auth.Access, refused, notFound error) error {
+	if !errors.Is(refused, fault.ErrForbidden) {
+		return refused
+	}
+	if access != auth.Read && s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Read) == nil {
+		return refused
+	}
+	return notFound
+}
+
+// mayPoll reports (nil) whether the caller may take tasks of taskType:
+// tasks carry their input, secrets resolved.
+func (s *Server) mayPoll(r *http.Request, taskType string) error {
+	if s.deps.Insecure {
+		return nil
+	}
+	p := caller(r)
+	if !p.HasPermission(auth.PermPollTasks) {
+		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Execute, Target: auth.Target{Type: auth.TargetTaskDef, ID: taskType},
+			Reason: "polling needs the WORKER role"}
+	}
+	return s.deps.Authorizer.Authorize(r.Context(), p, auth.Execute, auth.Resource{Target: auth.Target{Type: auth.TargetTaskDef, ID: taskType}})
+}
+
+// mayUpdateTask reports (nil) whether the caller may report on task t of
+// wf: as a worker of its type, or as an operator of the execution.
+func (s *Server) mayUpdateTask(r *http.Request, wf *engine.Workflow, t *engine.Task) error {
+	if s.mayPoll(r, t.Name) == nil {
+		return nil
+	}
+	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Execute); err != nil {
+		return s.hidden(r, wf, auth.Execute, err, fault.NotFound("task %s not found", t.ID))
+	}
+	return nil
+}
+
+// mayStart reports (nil) whether the caller may start req: EXECUTE on the
+// definition, or, for a definition sent inline, CREATE on its name.
+func (s *Server) mayStart(r *http.Request, req conductor.StartWorkflowRequest) error {
+	name, access := req.Name, auth.Execute
+	if req.WorkflowDef != nil {
+		name, access = req.WorkflowDef.Name, auth.Create
+	}
+	return s.authorize(r, access, auth.Target{Type: auth.TargetWorkflowDef, ID: name})
+}
+
+// visibleExecutions returns the caller's filter over executions by
+// workflow name and creator, nil when it sees them all. Decisions are
+// remembered per name for the one request.
+func (s *Server) visibleExecutions(r *http.Request) func(name, createdBy string) bool {
+	if s.deps.Insecure || caller(r).IsAdmin() {
+		return nil
+	}
+	var mu sync.Mutex
+	byName := map[string]bool{}
+	id := caller(r).ID
+	return func(name, createdBy string) bool {
+		if createdBy != "" && createdBy == id {
+			return true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		ok, known := byName[name]
+		if !known {
+			ok = s.mayExecution(r, name, "", auth.Read) == nil
+			byName[name] = ok
+		}
+		return ok
+	}
+}
+
+// may reports whether the caller holds access on t (for filtering lists).
+func (s *Server) may(r *http.Request, access auth.Access, t auth.Target) bool {
+	return s.authorize(r, access, t) == nil
+}

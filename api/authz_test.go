@@ -1,0 +1,265 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// outcome is what a request got: through access control (to be judged on
+// its merits: a 409 for a workflow in the wrong state counts), refused,
+// or told the resource does not exist.
+type outcome string
+
+const (
+	ok     outcome = "ok"     // 2xx
+	denied outcome = "denied" // 403
+	hidden outcome = "hidden" // 404: an execution the caller may not see
+	anon   outcome = "anon"   // 401
+)
+
+func outcomeOf(status int) outcome {
+	switch {
+	case status/100 == 2, status == http.StatusConflict:
+		return ok
+	case status == http.StatusForbidden:
+		return denied
+	case status == http.StatusNotFound:
+		return hidden
+	case status == http.StatusUnauthorized:
+		return anon
+	}
+	return outcome(fmt.Sprint(status))
+}
+
+// authzWorld is a secure node with resources of every kind and one
+// principal per way of holding access.
+type authzWorld struct {
+	base        string
+	admin       client
+	principals  map[string]client
+	open, shut  string // executions of wf_open and wf_closed, started by the admin
+	runnerStart string // an execution of wf_open started by runner
+}
+
+// send makes a request that must succeed (any 2xx) and returns the body.
+func send(t *testing.T, c client, method, path, body string) string {
+	t.Helper()
+	r := c.do(method, path, body)
+	if r.status/100 != 2 {
+		t.Fatalf("%s %s = %d %s", method, path, r.status, r.body)
+	}
+	return r.body
+}
+
+const grantTemplate = `{"subject":{"type":"USER","id":"app:%s"},"target":{"type":"%s","id":"%s"},"access":%s}`
+
+func newAuthzWorld(t *testing.T) *authzWorld {
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	w := &authzWorld{base: base, admin: admin, principals: map[string]client{"admin": admin, "nobody": {t, base, ""}}}
+
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"task_a"},{"name":"task_b"}]`)
+	for _, def := range []string{
+		`{"name":"wf_open","tasks":[{"name":"task_a","taskReferenceName":"a"}]}`,
+		`{"name":"wf_closed","tasks":[{"name":"task_b","taskReferenceName":"b"}]}`,
+	} {
+		send(t, admin, "POST", "/api/metadata/workflow", def)
+	}
+	send(t, admin, "PUT", "/api/secrets/sec_open", "open-value-1")
+	send(t, admin, "PUT", "/api/secrets/sec_closed", "closed-value-1")
+	send(t, admin, "PUT", "/api/secrets/sec_open/tags", `[{"key":"team","value":"ops"}]`)
+	send(t, admin, "PUT", "/api/environment/env_open", "e")
+	send(t, admin, "POST", "/api/scheduler/schedules",
+		`{"name":"sched_open","cronExpression":"0 0 0 1 1 ?","paused":true,"startWorkflowRequest":{"name":"wf_open"}}`)
+	w.open = send(t, admin, "POST", "/api/workflow", `{"name":"wf_open"}`)
+	w.shut = send(t, admin, "POST", "/api/workflow", `{"name":"wf_closed"}`)
+
+	// Each principal holds access one way, and nothing else.
+	type grant struct{ targetType, id, access string }
+	for _, p := range []struct {
+		name   string
+		roles  []string
+		grants []grant
+	}{
+		{"none", nil, nil},
+		{"user", []string{"USER"}, nil},
+		{"runner", nil, []grant{{"WORKFLOW_DEF", "wf_open", `["READ","EXECUTE"]`}, {"WORKFLOW_SCHEDULE", "sched_open", `["READ"]`}}},
+		{"worker", []string{"WORKER"}, []grant{{"TASK_DEF", "task_a", `["EXECUTE"]`}}},
+		{"tagged", nil, []grant{{"TAG", "team:ops", `["READ"]`}}},
+		{"metadata", []string{"METADATA_MANAGER"}, nil},
+		{"manager", []string{"WORKFLOW_MANAGER"}, nil},
+	} {
+		id, _, _, tok := newApp(t, admin, p.name, p.roles...)
+		for _, g := range p.grants {
+			send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, id, g.targetType, g.id, g.access))
+		}
+		w.principals[p.name] = client{t, base, tok}
+	}
+	// member holds what its group holds: the group's role (USER) and the
+	// group's grant (READ on sec_closed).
+	memberID, _, _, memberTok := newApp(t, admin, "member")
+	send(t, admin, "PUT", "/api/groups/readers", `{"description":"readers","roles":["USER"]}`)
+	send(t, admin, "POST", "/api/groups/readers/users/app:"+memberID, "")
+	send(t, admin, "POST", "/api/auth/authorization", `{"subject":{"type":"GROUP","id":"readers"},"target":{"type":"SECRET_NAME","id":"sec_closed"},"access":["READ"]}`)
+	w.principals["member"] = client{t, base, memberTok}
+	w.runnerStart = send(t, w.principals["runner"], "POST", "/api/workflow", `{"name":"wf_open"}`)
+	return w
+}
+
+// The endpoint × principal matrix: every kind of endpoint, asked by each
+// principal whose access differs on it.
+func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
+	w := newAuthzWorld(t)
+	type row struct {
+		method, path, body string
+		want               map[string]outcome
+	}
+	all := func(o outcome, except map[string]outcome) map[string]outcome {
+		m := map[string]outcome{}
+		for name := range w.principals {
+			m[name] = o
+		}
+		m["nobody"] = anon
+		for k, v := range except {
+			m[k] = v
+		}
+		return m
+	}
+	rows := []row{
+		// Definitions: READ by grant, role (METADATA_VIEW, WORKFLOW_MANAGEMENT) or admin.
+		{"GET", "/api/metadata/workflow/wf_open", "", all(denied, map[string]outcome{"admin": ok, "runner": ok, "metadata": ok, "manager": ok})},
+		{"GET", "/api/metadata/workflow/wf_closed", "", all(denied, map[string]outcome{"admin": ok, "metadata": ok, "manager": ok})},
+		{"GET", "/api/metadata/taskdefs/task_a", "", all(denied, map[string]outcome{"admin": ok, "metadata": ok, "manager": ok, "worker": ok})},
+		// Registering a new name needs CREATE (USER's CREATE_WORKFLOW_DEF);
+		// changing one needs UPDATE.
+		{"POST", "/api/metadata/workflow", `{"name":"wf_new_%s","tasks":[{"name":"task_a","taskReferenceName":"a"}]}`,
+			all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok, "member": ok})},
+		{"POST", "/api/metadata/workflow?overwrite=true", `{"name":"wf_open","version":2,"tasks":[{"name":"task_a","taskReferenceName":"a"}]}`,
+			all(denied, map[string]outcome{"admin": ok, "metadata": ok})},
+		// The creator of a definition has full access to it.
+		{"GET", "/api/metadata/workflow/wf_new_user", "", all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok, "manager": ok})},
+		{"PUT", "/api/metadata/workflow/wf_new_user/tags", `[{"key":"k","value":"v"}]`, all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok})},
+		{"PUT", "/api/metadata/workflow/wf_closed/tags", `[{"key":"k","value":"v"}]`, all(denied, map[string]outcome{"admin": ok, "metadata": ok})},
+		{"DELETE", "/api/metadata/taskdefs/task_missing", "", all(denied, map[string]outcome{"admin": hidden, "metadata": hidden})},
+		// Starting needs EXECUTE on the definition.
+		{"POST", "/api/workflow", `{"name":"wf_open"}`, all(denied, map[string]outcome{"admin": ok, "runner": ok, "manager": ok})},
+		{"POST", "/api/workflow/wf_closed", `{}`, all(denied, map[string]outcome{"admin": ok, "manager": ok})},
+		// Executions: READ/EXECUTE through the definition, the creator, or
+		// WORKFLOW_MANAGEMENT; one the caller may not see is not found.
+		{"GET", "/api/workflow/" + w.open, "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": ok})},
+		{"GET", "/api/workflow/" + w.shut, "", all(hidden, map[string]outcome{"admin": ok, "manager": ok, "metadata": ok})},
+		{"GET", "/api/workflow/" + w.open + "/status", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": ok})},
+		{"PUT", "/api/workflow/" + w.runnerStart + "/pause", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": denied})},
+		{"PUT", "/api/workflow/" + w.runnerStart + "/resume", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": denied})},
+		{"PUT", "/api/workflow/" + w.shut + "/pause", "", all(hidden, map[string]outcome{"admin": ok, "manager": ok, "metadata": denied})},
+		{"GET", "/api/workflow/no-such-execution", "", all(hidden, nil)},
+		// Tasks: polling needs WORKER and EXECUTE on the type.
+		{"GET", "/api/tasks/poll/task_a?timeout=0", "", all(denied, map[string]outcome{"admin": ok, "worker": ok})},
+		{"GET", "/api/tasks/poll/batch/task_b?timeout=0", "", all(denied, map[string]outcome{"admin": ok})},
+		{"GET", "/api/tasks/queue/sizes?taskType=task_a", "", all(ok, map[string]outcome{"none": denied, "tagged": denied, "runner": denied})},
+		// Secrets: READ by tag grant, CREATE by role permission.
+		{"GET", "/api/secrets/sec_open", "", all(denied, map[string]outcome{"admin": ok, "tagged": ok})},
+		{"GET", "/api/secrets/sec_closed", "", all(denied, map[string]outcome{"admin": ok, "member": ok})},
+		{"GET", "/api/secrets/sec_open/exists", "", all(denied, map[string]outcome{"admin": ok, "tagged": ok})},
+		{"PUT", "/api/secrets/sec_open", "x", all(denied, map[string]outcome{"admin": ok})},
+		{"PUT", "/api/secrets/sec_new_%s", "x", all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok, "member": ok})},
+		{"GET", "/api/secrets/sec_new_user", "", all(denied, map[string]outcome{"admin": ok, "user": ok})},
+		{"GET", "/api/secrets/clearLocalCache", "", all(denied, map[string]outcome{"admin": ok})},
+		{"GET", "/api/environment/env_open", "", all(denied, map[string]outcome{"admin": ok})},
+		// Schedules: READ by grant; saving one needs EXECUTE on its workflow.
+		{"GET", "/api/scheduler/schedules/sched_open", "", all(denied, map[string]outcome{"admin": ok, "runner": ok})},
+		{"POST", "/api/scheduler/schedules", `{"name":"sched_new_%s","cronExpression":"0 0 0 1 1 ?","paused":true,"startWorkflowRequest":{"name":"wf_closed"}}`,
+			all(denied, map[string]outcome{"admin": ok})},
+		// Access control itself: admins.
+		{"GET", "/api/users", "", all(denied, map[string]outcome{"admin": ok})},
+		{"POST", "/api/auth/authorization", `{"subject":{"type":"ROLE","id":"USER"},"target":{"type":"TAG","id":"x:y"},"access":["READ"]}`,
+			all(denied, map[string]outcome{"admin": ok})},
+		// Public.
+		{"GET", "/api/health", "", all(ok, map[string]outcome{"nobody": ok})},
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for n := range w.principals {
+			if !yield(n) {
+				return
+			}
+		}
+	})
+	for _, r := range rows {
+		for _, name := range names {
+			want, ok := r.want[name]
+			if !ok {
+				t.Fatalf("%s %s: no expectation for %s", r.method, r.path, name)
+			}
+			// %s in a path or body makes names of created resources
+			// the principal's own.
+			path, body := strings.ReplaceAll(r.path, "%s", name), strings.ReplaceAll(r.body, "%s", name)
+			got := w.principals[name].do(r.method, path, body)
+			if outcomeOf(got.status) != want {
+				t.Errorf("%s %s as %s = %d %.200s, want %s", r.method, path, name, got.status, got.body, want)
+			}
+		}
+	}
+}
+
+// Lists show each caller what it may read, and searches count only that.
+func TestAuthorizationFiltersLists(t *testing.T) {
+	t.Parallel()
+	w := newAuthzWorld(t)
+	runner, tagged := w.principals["runner"], w.principals["tagged"]
+	if defs := runner.must(200, "GET", "/api/metadata/workflow", ""); !strings.Contains(defs, `"wf_open"`) || strings.Contains(defs, `"wf_closed"`) {
+		t.Fatalf("runner's definitions = %.500s", defs)
+	}
+	var res conductor.SearchResult[conductor.WorkflowSummary]
+	if err := json.Unmarshal([]byte(runner.must(200, "GET", "/api/workflow/search?size=100", "")), &res); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range res.Results {
+		ids = append(ids, s.WorkflowID)
+	}
+	slices.Sort(ids)
+	want := []string{w.open, w.runnerStart}
+	slices.Sort(want)
+	if res.TotalHits != 2 || !slices.Equal(ids, want) {
+		t.Fatalf("runner's search = %d %v, want %v", res.TotalHits, ids, want)
+	}
+	if got := w.principals["none"].must(200, "GET", "/api/workflow/search", ""); !strings.Contains(got, `"totalHits":0`) {
+		t.Fatalf("a caller without access searched %s", got)
+	}
+	if names := tagged.must(200, "GET", "/api/secrets", ""); names != `["sec_open"]` {
+		t.Fatalf("tagged's secrets = %s", names)
+	}
+	if running := runner.must(200, "GET", "/api/workflow/running/wf_closed", ""); running != "[]" {
+		t.Fatalf("runner sees running wf_closed executions: %s", running)
+	}
+}
+
+// For a caller who may not see it, an execution that exists and one that
+// does not get the same answer, and a secret it may not read the same as
+// one that does not exist.
+func TestNotVisibleReadsAsNotFound(t *testing.T) {
+	t.Parallel()
+	w := newAuthzWorld(t)
+	runner := w.principals["runner"]
+	const missing = "00000000-0000-0000-0000-000000000000"
+	for _, path := range []string{"/api/workflow/%s", "/api/workflow/%s/status", "/api/workflow/%s/tasks"} {
+		a := runner.do("GET", fmt.Sprintf(path, w.shut), "")
+		b := runner.do("GET", fmt.Sprintf(path, missing), "")
+		if a.status != b.status || strings.ReplaceAll(a.body, w.shut, "ID") != strings.ReplaceAll(b.body, missing, "ID") {
+			t.Errorf("%s: hidden %d %s vs missing %d %s", path, a.status, a.body, b.status, b.body)
+		}
+	}
+	a := runner.do("GET", "/api/secrets/sec_closed", "")
+	b := runner.do("GET", "/api/secrets/sec_missing", "")
+	if a.status != b.status || strings.ReplaceAll(a.body, "sec_closed", "S") != strings.ReplaceAll(b.body, "sec_missing", "S") {
+		t.Errorf("secret: unreadable %d %s vs missing %d %s", a.status, a.body, b.status, b.body)
+	}
+}

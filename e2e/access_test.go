@@ -1,0 +1,181 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// application creates an application with roles and returns its
+// principal id ("app:<id>") and a token.
+func (e *env) application(name string, roles ...string) (principal, token string) {
+	e.t.Helper()
+	var app struct{ ID string }
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "POST", "/api/applications", map[string]string{"name": name})), &app); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range roles {
+		e.must(http.StatusOK, "POST", "/api/applications/"+app.ID+"/roles/"+r, nil)
+	}
+	var key struct{ ID, Secret string }
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "POST", "/api/applications/"+app.ID+"/accessKeys", nil)), &key); err != nil {
+		e.t.Fatal(err)
+	}
+	return "app:" + app.ID, nodetest.MintToken(e.t, e.base, key.ID, key.Secret)
+}
+
+// grant gives (revoke takes back) access on a target to a principal.
+func (e *env) grant(principal, targetType, targetID string, access ...string) {
+	e.t.Helper()
+	e.must(http.StatusOK, "POST", "/api/auth/authorization", grantBody(principal, targetType, targetID, access))
+}
+
+func (e *env) revoke(principal, targetType, targetID string, access ...string) {
+	e.t.Helper()
+	e.must(http.StatusOK, "DELETE", "/api/auth/authorization", grantBody(principal, targetType, targetID, access))
+}
+
+func grantBody(principal, targetType, targetID string, access []string) map[string]any {
+	return map[string]any{"subject": map[string]string{"type": "USER", "id": principal},
+		"target": map[string]string{"type": targetType, "id": targetID}, "access": access}
+}
+
+// resolutions returns the resolution records of a workflow's log.
+func (e *env) resolutions(id string) []schemas.ResolvedRef {
+	e.t.Helper()
+	var out []schemas.ResolvedRef
+	for _, ev := range e.events(id) {
+		if ts, ok := ev.(*schemas.TaskStarted); ok {
+			out = append(out, ts.Resolved...)
+		}
+	}
+	return out
+}
+
+// A secret reference resolves as the principal that started the
+// workflow: without READ the task fails for good, naming the secret and
+// the principal; a grant on a tag the secret carries lets it through, and
+// the log records who resolved what, which version, and how access was
+// granted. The value never reaches the log.
+func TestResolutionRunsAsTheStarter(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.putSecret("db_password", "db-value-5e1f9c")
+	e.must(http.StatusOK, "PUT", "/api/secrets/db_password/tags", `[{"key":"env","value":"prod"}]`)
+	e.register(`{"name":"uses_db","tasks":[{"name":"needs_db","taskReferenceName":"t","inputParameters":{"pw":"${workflow.secrets.db_password}"}}]}`)
+	runner, runnerToken := e.application("runner")
+	e.grant(runner, "WORKFLOW_DEF", "uses_db", "EXECUTE")
+	var got atomic.Value
+	e.work("needs_db", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got.Store(task.InputData["pw"])
+		return workers.Output{Data: map[string]any{"ok": true}}, nil
+	})
+	asRunner := e.as(runnerToken)
+
+	denied := asRunner.waitStatus(asRunner.start("uses_db", nil), conductor.WorkflowFailed)
+	reason := denied.Tasks[0].ReasonForIncompletion
+	if !strings.Contains(reason, "db_password") || !strings.Contains(reason, runner) || denied.Tasks[0].Status != conductor.TaskFailedWithTerminalError {
+		t.Fatalf("denied resolution: task %s %q", denied.Tasks[0].Status, reason)
+	}
+	if got.Load() != nil {
+		t.Fatalf("a worker received %v without the starter holding READ", got.Load())
+	}
+
+	e.grant(runner, "TAG", "env:prod", "READ")
+	id := asRunner.start("uses_db", nil)
+	asRunner.waitStatus(id, conductor.WorkflowCompleted)
+	if got.Load() != "db-value-5e1f9c" {
+		t.Fatalf("worker got %v", got.Load())
+	}
+	refs := e.resolutions(id)
+	if len(refs) != 1 || refs[0].Name != "db_password" || refs[0].Version != 1 || refs[0].Principal != runner ||
+		refs[0].GrantedBy != "tag env:prod granted to USER:"+runner {
+		t.Fatalf("resolution record %+v", refs)
+	}
+	if strings.Contains(e.rawLog(id), "db-value-5e1f9c") {
+		t.Fatal("the value reached the log")
+	}
+}
+
+// A grant revoked while a workflow runs counts from its next resolution:
+// the first task got the value, the second is refused.
+func TestRevokedGrantStopsTheNextResolution(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.putSecret("api_key", "api-value-77d0a2")
+	e.register(`{"name":"two_steps","tasks":[
+	  {"name":"step_one","taskReferenceName":"one","inputParameters":{"k":"${workflow.secrets.api_key}"}},
+	  {"name":"step_two","taskReferenceName":"two","inputParameters":{"k":"${workflow.secrets.api_key}"}}]}`)
+	runner, runnerToken := e.application("runner")
+	e.grant(runner, "WORKFLOW_DEF", "two_steps", "EXECUTE")
+	e.grant(runner, "SECRET_NAME", "api_key", "READ")
+	echo := func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"len": len(fmt.Sprint(task.InputData["k"]))}}, nil
+	}
+	e.work("step_one", 1, echo)
+	asRunner := e.as(runnerToken)
+	id := asRunner.start("two_steps", nil)
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		wf := asRunner.workflow(id)
+		if one := taskByRef(wf, "one"); one == nil || one.Status != conductor.TaskCompleted {
+			return fmt.Errorf("step one not completed yet")
+		}
+		return nil
+	})
+	e.revoke(runner, "SECRET_NAME", "api_key", "READ")
+	e.work("step_two", 1, echo)
+	wf := asRunner.waitStatus(id, conductor.WorkflowFailed)
+	if two := taskByRef(wf, "two"); !strings.Contains(two.ReasonForIncompletion, "api_key") || !strings.Contains(two.ReasonForIncompletion, runner) {
+		t.Fatalf("step two: %s %q", two.Status, two.ReasonForIncompletion)
+	}
+	if refs := e.resolutions(id); len(refs) != 1 || refs[0].Principal != runner {
+		t.Fatalf("resolutions %+v, want step one's only", refs)
+	}
+}
+
+// A schedule runs as its owner; when the owner loses EXECUTE on the
+// workflow, the schedule pauses itself with a Security Error instead of
+// starting it.
+func TestScheduleOwnerLosesExecute(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"ticked","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	owner, ownerToken := e.application("owner", "USER")
+	e.grant(owner, "WORKFLOW_DEF", "ticked", "EXECUTE")
+	asOwner := e.as(ownerToken)
+	asOwner.must(http.StatusNoContent, "POST", "/api/scheduler/schedules",
+		`{"name":"owned_tick","cronExpression":"* * * * * ?","startWorkflowRequest":{"name":"ticked"}}`)
+	var started string
+	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		for _, ex := range e.scheduleExecutions().Results {
+			if ex.State == "EXECUTED" && ex.WorkflowID != "" {
+				started = ex.WorkflowID
+				return nil
+			}
+		}
+		return fmt.Errorf("no scheduled start yet")
+	})
+	if wf := e.workflow(started); wf.CreatedBy != owner {
+		t.Fatalf("scheduled workflow created by %q, want the owner %q", wf.CreatedBy, owner)
+	}
+	e.revoke(owner, "WORKFLOW_DEF", "ticked", "EXECUTE")
+	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		var def conductor.WorkflowSchedule
+		json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/scheduler/schedules/owned_tick", nil)), &def)
+		if !def.Paused || !strings.HasPrefix(def.PausedReason, "Security Error") || !strings.Contains(def.PausedReason, owner) {
+			return fmt.Errorf("schedule paused=%v reason %q", def.Paused, def.PausedReason)
+		}
+		return nil
+	})
+}
