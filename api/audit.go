@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowvault/flowvault/audit"
@@ -57,7 +58,7 @@ func (s *Server) auditRoutes() {
 	}
 }
 
-// auditTrail is GET /api/audit?principal=&secret=&env=&workflow=&since=&until=&limit=:
+// auditTrail is GET /api/audit?principal=&secret=&env=&workflow=&from=&to=&limit=:
 // the trail replayed from the log, oldest entry first.
 func (s *Server) auditTrail(w http.ResponseWriter, r *http.Request) {
 	f, err := audit.ParseFilter(r.URL.Query(), time.Now())
@@ -127,16 +128,25 @@ func bounded(s string) string {
 	return s[:maxAuditText] + "…"
 }
 
-// recordAuthFailed records a 401 of authenticate.
+// codeRateLimited is the code of a failed authentication that was not
+// even tried: the client was over the token endpoint's rate limits.
+const codeRateLimited = "RATE_LIMITED"
+
+// recordAuthFailed records a 401 of authenticate, or a 429 of the token
+// endpoint (brute force shows in the trail as failed authentications).
 func (s *Server) recordAuthFailed(r *http.Request, err error) {
-	if s.deps.Audit == nil || statusOf(err) != http.StatusUnauthorized {
+	status := statusOf(err)
+	if s.deps.Audit == nil || status != http.StatusUnauthorized && status != http.StatusTooManyRequests {
 		return
 	}
 	ev := &schemas.AuthFailed{Code: auth.CodeInvalidToken, Reason: bounded(err.Error()), Method: r.Method,
 		Path: bounded(r.URL.Path), Addr: clientAddr(r), Time: time.Now().UnixMilli()}
 	var te *auth.TokenError
-	if errors.As(err, &te) {
+	switch {
+	case errors.As(err, &te):
 		ev.Code = te.Code
+	case status == http.StatusTooManyRequests:
+		ev.Code = codeRateLimited
 	}
 	s.deps.Audit.Refused(ev.Addr, "", ev)
 }
@@ -147,7 +157,7 @@ func (s *Server) recordDenied(r *http.Request, err error) {
 	if s.deps.Audit == nil {
 		return
 	}
-	ev := &schemas.AccessDenied{Reason: bounded(err.Error()), Method: r.Method, Path: bounded(r.URL.Path),
+	ev := &schemas.AccessDenied{Reason: bounded(strings.TrimSuffix(err.Error(), ": "+fault.ErrForbidden.Error())), Method: r.Method, Path: bounded(r.URL.Path),
 		Addr: clientAddr(r), Time: time.Now().UnixMilli(), By: principal(r)}
 	var fe *auth.ForbiddenError
 	if errors.As(err, &fe) {

@@ -64,14 +64,15 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fault.Invalid("keyId and keySecret are required"))
 		return
 	}
-	if err := s.tokenLimiter.allow(addr, req.KeyID); err != nil {
+	if err := s.tokenLimiter.allow(addr, req.KeyID, time.Now()); err != nil {
 		s.deps.Logger.Warn("token requests rate limited", logkey.KeyID, req.KeyID, logkey.Addr, addr, logkey.Err, err)
+		s.recordAuthFailed(r, err)
 		s.writeError(w, r, err)
 		return
 	}
 	token, err := s.deps.Tokens.Issue(r.Context(), req.KeyID, req.KeySecret, req.Expiration, addr)
 	if errors.Is(err, fault.ErrUnauthorized) {
-		s.tokenLimiter.failed(req.KeyID)
+		s.tokenLimiter.failed(req.KeyID, time.Now())
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	s.reply(w, r, map[string]string{"token": token}, err)
@@ -131,8 +132,7 @@ func newTokenLimiter(tl TokenLimits) *tokenLimiter {
 // allow returns nil, or a rate-limit error saying when to retry. The
 // address is checked first, so that one client spraying key ids is
 // stopped by its own bucket.
-func (t *tokenLimiter) allow(addr, keyID string) error {
-	now := time.Now()
+func (t *tokenLimiter) allow(addr, keyID string, now time.Time) error {
 	if d := t.byAddr.Reserve(addr, now); d > 0 {
 		return &rateLimitedError{what: "token requests from " + addr, retryAfter: d}
 	}
@@ -143,7 +143,7 @@ func (t *tokenLimiter) allow(addr, keyID string) error {
 }
 
 // failed charges a refused attempt to the key id's bucket.
-func (t *tokenLimiter) failed(keyID string) { t.byKey.Reserve(keyID, time.Now()) }
+func (t *tokenLimiter) failed(keyID string, now time.Time) { t.byKey.Reserve(keyID, now) }
 
 // rateLimitedError answers 429 with a Retry-After header.
 type rateLimitedError struct {

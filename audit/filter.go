@@ -13,7 +13,7 @@ import (
 
 // FilterParams are the query parameters of GET /api/audit, in the order
 // the error for an unknown one lists them.
-var FilterParams = []string{"principal", "secret", "env", "workflow", "since", "until", "limit"}
+var FilterParams = []string{"principal", "secret", "env", "workflow", "from", "to", "limit"}
 
 // ParseFilter reads a Filter from GET /api/audit's query. Unknown or
 // repeated parameters and malformed values are fault.ErrInvalid errors
@@ -29,10 +29,10 @@ func ParseFilter(q url.Values, now time.Time) (Filter, error) {
 	}
 	f := Filter{Principal: q.Get("principal"), Secret: q.Get("secret"), Env: q.Get("env"), Workflow: q.Get("workflow")}
 	var err error
-	if f.Since, err = parseParam(q, "since", now); err != nil {
+	if f.From, err = parseParam(q, "from", now); err != nil {
 		return Filter{}, err
 	}
-	if f.Until, err = parseParam(q, "until", now); err != nil {
+	if f.To, err = parseParam(q, "to", now); err != nil {
 		return Filter{}, err
 	}
 	if s := q.Get("limit"); s != "" {

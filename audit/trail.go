@@ -28,8 +28,8 @@ type Filter struct {
 	// Workflow selects the resolutions of one workflow and the denied
 	// accesses to it.
 	Workflow string
-	// Since and Until bound the entries' times: Since <= time < Until.
-	Since, Until time.Time
+	// From and To bound the entries' times: From <= time < To.
+	From, To time.Time
 	// Limit keeps the most recent entries (0: DefaultLimit).
 	Limit int
 }
@@ -66,7 +66,7 @@ type Trail struct {
 // NewTrail returns a Trail reading log.
 func NewTrail(log Scanner) *Trail { return &Trail{log: log} }
 
-// clockSkew widens the scan around Since and Until: records are found by
+// clockSkew widens the scan around From and To: records are found by
 // the server's storage time, entries are timed by their writer.
 const clockSkew = time.Minute
 
@@ -79,12 +79,12 @@ func (t *Trail) Read(ctx context.Context, f Filter) (Result, error) {
 	var res Result
 	var all []Entry
 	var since time.Time
-	if !f.Since.IsZero() {
-		since = f.Since.Add(-clockSkew)
+	if !f.From.IsZero() {
+		since = f.From.Add(-clockSkew)
 	}
 	for _, subject := range f.subjects() {
 		err := t.log.Scan(ctx, eventlog.ScanOptions{Subject: subject, Since: since}, func(rec eventlog.Record) error {
-			if !f.Until.IsZero() && rec.Time.After(f.Until.Add(clockSkew)) {
+			if !f.To.IsZero() && rec.Time.After(f.To.Add(clockSkew)) {
 				return errStop
 			}
 			res.Records++
@@ -115,7 +115,7 @@ func (t *Trail) Read(ctx context.Context, f Filter) (Result, error) {
 	return res, nil
 }
 
-// errStop ends a subject's scan at Until.
+// errStop ends a subject's scan at To.
 var errStop = fmt.Errorf("stop")
 
 func (f Filter) limit() int {
@@ -131,8 +131,8 @@ func (f Filter) check() error {
 		return invalid("secret and env select different targets: give one")
 	case f.Limit < 0 || f.Limit > MaxLimit:
 		return invalid("limit %d: want 1 to %d", f.Limit, MaxLimit)
-	case !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until):
-		return invalid("since (%s) must be before until (%s)", f.Since.Format(time.RFC3339Nano), f.Until.Format(time.RFC3339Nano))
+	case !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To):
+		return invalid("from (%s) must be before to (%s)", f.From.Format(time.RFC3339Nano), f.To.Format(time.RFC3339Nano))
 	}
 	if f.Secret != "" {
 		if err := secrets.CheckSecretName(f.Secret); err != nil {
@@ -148,7 +148,7 @@ func (f Filter) check() error {
 // subjects are the subject filters a trail for f reads: the aggregates
 // the filter names, or every stream with audit-relevant events. A secret
 // or environment value is resolved inside workflows, so its trail reads
-// the workflow stream too (only Since narrows that).
+// the workflow stream too (only From narrows that).
 func (f Filter) subjects() []string {
 	const workflows = "fv.wf.>"
 	switch {
@@ -172,9 +172,9 @@ func (f Filter) match(e Entry) bool {
 		return false
 	case f.Env != "" && e.Target != target(auth.TargetEnvVariable, f.Env):
 		return false
-	case !f.Since.IsZero() && e.Time.Before(f.Since):
+	case !f.From.IsZero() && e.Time.Before(f.From):
 		return false
-	case !f.Until.IsZero() && !e.Time.Before(f.Until):
+	case !f.To.IsZero() && !e.Time.Before(f.To):
 		return false
 	}
 	return true

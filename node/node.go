@@ -91,6 +91,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if err := projections.RemoveVerifyLeftovers(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("remove a verification's leftovers: %w", err)
+	}
 	if n.log, err = eventlog.Open(ctx, cfg.Eventlog(), eventlog.Options{Logger: logger, Metrics: reg}); err != nil {
 		return nil, err
 	}

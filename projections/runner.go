@@ -91,9 +91,9 @@ type RunnerConfig struct {
 	MaxBatch int
 	// StopAt, when set, makes Run return once it has committed this stream
 	// sequence, applying nothing after it (a rebuild up to a given point).
-	StopAt uint64
-	Logger   *slog.Logger
-	Metrics  *Metrics
+	StopAt  uint64
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
 // Runner feeds one stream to one projection. Run it in its own goroutine.

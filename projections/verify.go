@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -93,6 +94,25 @@ type VerifyOptions struct {
 	Sample int
 }
 
+// verifyDirPrefix names Verify's temporary stores.
+const verifyDirPrefix = "verify-"
+
+// RemoveVerifyLeftovers removes from dir the temporary stores of
+// verifications a crash interrupted: they hold copies of the read models.
+// Call it only while no verification can run there (the data directory's
+// lock is held and nothing serves yet).
+func RemoveVerifyLeftovers(dir string) error {
+	leftovers, err := filepath.Glob(filepath.Join(dir, verifyDirPrefix+"*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range leftovers {
+		errs = append(errs, os.RemoveAll(d))
+	}
+	return errors.Join(errs...)
+}
+
 // Verify rebuilds every projection in specs from the log into a temporary
 // store, each up to exactly the checkpoint a snapshot of live holds, and
 // compares the two key spaces key by key: data, checkpoint and parked
@@ -111,7 +131,7 @@ func Verify(ctx context.Context, log *eventlog.Log, live *Store, specs []Spec, o
 	}
 	snap := live.Snapshot()
 	defer snap.Close()
-	dir, err := os.MkdirTemp(o.Dir, "verify-")
+	dir, err := os.MkdirTemp(o.Dir, verifyDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}

@@ -142,6 +142,40 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// Verify's store is removed when it returns; one a crash left behind is
+// removed by RemoveVerifyLeftovers, and nothing else is.
+func TestVerifyLeavesNothing(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	last, _ := appendNotes(t, l, 1, 3)
+	live := liveStore(t, l, last)
+	dir := t.TempDir()
+	s := openStore(t, live)
+	defer s.Close()
+	if _, err := projections.Verify(testutil.Context(t, 30*time.Second), l, s, noteSpecs, projections.VerifyOptions{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	for _, d := range []string{"verify-123", "verify-456/sub", "pebble", "verified"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := projections.RemoveVerifyLeftovers(dir); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	left, _ := os.ReadDir(dir)
+	for _, e := range left {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "pebble,verified" {
+		t.Fatalf("left: %v, want pebble and verified", names)
+	}
+}
+
 // The number of differences listed is bounded; all are counted.
 func TestVerifySampleBound(t *testing.T) {
 	t.Parallel()

@@ -62,10 +62,11 @@ type EnvListed struct {
 func (*EnvListed) EventType() string { return TypeEnvListed }
 
 // AuthFailed records a request refused with 401 because its token was
-// missing, malformed, badly signed, expired or no longer usable. It never
-// holds the token.
+// missing, malformed, badly signed, expired or no longer usable, or a
+// token request refused with 429 because its client was over the rate
+// limits (brute force). It never holds the token or the key secret.
 type AuthFailed struct {
-	Code   string `msgpack:"code"` // INVALID_TOKEN or EXPIRED_TOKEN
+	Code   string `msgpack:"code"` // INVALID_TOKEN, EXPIRED_TOKEN or RATE_LIMITED
 	Reason string `msgpack:"why"`
 	Method string `msgpack:"m"`
 	Path   string `msgpack:"path"`

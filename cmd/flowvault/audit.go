@@ -32,9 +32,9 @@ filters (combined with AND):
   --secret S      entries about secret S (writes, reads, grants, resolutions)
   --env E         entries about environment value E
   --workflow W    the resolutions of workflow W
-  --since T       entries at or after T: RFC 3339, a date (2026-01-02),
+  --from T        entries at or after T: RFC 3339, a date (2026-01-02),
                   Unix milliseconds, or a duration ago (90m, 24h, 7d)
-  --until T       entries before T
+  --to T          entries before T
   --limit N       the most recent N entries (default 1000, at most 100000)
 
 flags:
@@ -44,7 +44,7 @@ flags:
 ` + clientUsage
 
 // auditFilters are the filter flags, named as GET /api/audit's parameters.
-var auditFilters = []string{"principal", "secret", "env", "workflow", "since", "until", "limit"}
+var auditFilters = []string{"principal", "secret", "env", "workflow", "from", "to", "limit"}
 
 // errDrift is the error of a verification that found differences.
 var errDrift = errors.New("the read models differ from their rebuild from the log")
@@ -114,7 +114,7 @@ func auditTrail(ctx context.Context, c *apiClient, q url.Values, asJSON bool, st
 		fmt.Fprintln(stdout, audit.Line(e))
 	}
 	if res.Truncated {
-		fmt.Fprintf(stderr, "(the %d most recent entries; narrow with --since/--until or raise --limit for older ones)\n", len(res.Entries))
+		fmt.Fprintf(stderr, "(the %d most recent entries; narrow with --from/--to or raise --limit for older ones)\n", len(res.Entries))
 	}
 	return nil
 }
