@@ -21,32 +21,13 @@ import (
 // the server's EXPIRED_TOKEN answer makes it mint a new one and retry.
 func TestSDKAuthenticatesAndRefreshes(t *testing.T) {
 	t.Parallel()
-	dir, _ := filepath.Abs(filepath.Join("testdata", "sdk"))
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@io-orkes", "conductor-javascript")); err != nil {
-		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
-	}
 	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
 	cfg.TokenTTL = 2 * time.Second
 	logger, logs := testutil.CapturingLogger()
 	_, base := nodetest.StartLogger(t, cfg, logger)
 	keyID, secret := nodetest.BootstrapKey(t, cfg)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "auth.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CONDUCTOR_SERVER_URL="+base, "KEY_ID="+keyID, "KEY_SECRET="+secret, "WAIT_MS=3000")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("sdk script: %v\n%s", err, out)
-	}
-	steps := map[string]map[string]any{}
-	for _, line := range strings.Split(string(out), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["step"] != nil {
-			steps[m["step"].(string)] = m
-		}
-	}
+	steps, out := runSDKScript(t, "auth.mjs", "CONDUCTOR_SERVER_URL="+base, "KEY_ID="+keyID, "KEY_SECRET="+secret, "WAIT_MS=3000")
 	if s := steps["metadata"]; s["name"] != "sdk_auth_task" || s["createdBy"] != "app:bootstrap-admin" {
 		t.Fatalf("metadata step = %v\n%s", s, out)
 	}
@@ -69,6 +50,33 @@ func TestSDKAuthenticatesAndRefreshes(t *testing.T) {
 	if strings.Contains(l, secret) || strings.Contains(string(out), secret) {
 		t.Fatal("the key secret was logged")
 	}
+}
+
+// runSDKScript runs a script of testdata/sdk with node and returns the
+// JSON lines it printed, by their "step" field, and its whole output.
+func runSDKScript(t *testing.T, script string, env ...string) (map[string]map[string]any, []byte) {
+	t.Helper()
+	dir, _ := filepath.Abs(filepath.Join("testdata", "sdk"))
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@io-orkes", "conductor-javascript")); err != nil {
+		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	steps := map[string]map[string]any{}
+	for _, line := range strings.Split(string(out), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["step"] != nil {
+			steps[m["step"].(string)] = m
+		}
+	}
+	return steps, out
 }
 
 func toStrings(v any) []string {

@@ -32,9 +32,6 @@ func TestConductorJavaScriptSDK(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "node", "sdk.mjs")
 	cmd.Dir = dir
 	cmd.Env = []string{"CONDUCTOR_SERVER_URL=" + e.base, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	if sections := os.Getenv("SDK_SECTIONS"); sections != "" {
-		cmd.Env = append(cmd.Env, "SDK_SECTIONS="+sections)
-	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -7,11 +7,6 @@
 // It exits 0 when every check passed, and prints one line
 // `RESULT {json}` naming the workflows it ran, whose final states the Go
 // test checks again.
-//
-// Sections that need endpoints flowvault does not serve yet are skipped
-// unless named in SDK_SECTIONS (comma-separated), e.g.
-// SDK_SECTIONS=search,execute,test: they are complete and run as written
-// once those endpoints exist.
 
 import assert from "node:assert/strict";
 import {
@@ -31,7 +26,6 @@ if (!serverUrl) {
   console.error("CONDUCTOR_SERVER_URL is not set");
   process.exit(2);
 }
-const optional = new Set((process.env.SDK_SECTIONS ?? "").split(",").map((s) => s.trim()).filter(Boolean));
 const quiet = { info() {}, debug() {}, warn() {}, error() {} };
 const result = {};
 
@@ -80,14 +74,6 @@ async function section(name, fn) {
   const begin = Date.now();
   await fn();
   console.log(`ok   ${name} (${Date.now() - begin} ms)`);
-}
-
-async function optionalSection(name, fn) {
-  if (!optional.has(name)) {
-    console.log(`skip ${name} (needs endpoints not served yet; run with SDK_SECTIONS=${name})`);
-    return;
-  }
-  await section(name, fn);
 }
 
 // Executions per task id, across every worker in this process.
@@ -347,8 +333,7 @@ async function main() {
       result.lifecycle = id;
     });
 
-    // Endpoints built separately; these sections run once they exist.
-    await optionalSection("search", async () => {
+    await section("search", async () => {
       const found = await executor.search(0, 10, `workflowType IN (sdk_double_flow) AND status IN (COMPLETED)`, "*");
       assert.ok(Array.isArray(found.results));
       assert.ok(found.totalHits >= 22);
@@ -357,7 +342,7 @@ async function main() {
       const taskHits = await tasks.search(0, 10, "", "*", "status=COMPLETED");
       assert.ok(Array.isArray(taskHits.results));
     });
-    await optionalSection("execute", async () => {
+    await section("execute", async () => {
       const run = await executor.executeWorkflow({ name: "sdk_double_flow", version: 1, input: { x: 4 } },
         "sdk_double_flow", 1, `sdk-req-${Date.now()}`);
       assert.equal(run.status, "COMPLETED");
@@ -367,7 +352,7 @@ async function main() {
       assert.equal(blocked.status, "RUNNING");
       await executor.terminate(blocked.workflowId, "done");
     });
-    await optionalSection("test", async () => {
+    await section("test", async () => {
       const wf = await executor.testWorkflow({
         name: "sdk_double_flow", version: 1, input: { x: 1 },
         taskRefToMockOutput: { double_ref: [{ status: "COMPLETED", output: { doubled: 99 } }] },
