@@ -184,6 +184,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/users", "", all(denied, map[string]outcome{"admin": ok})},
 		{"POST", "/api/auth/authorization", `{"subject":{"type":"ROLE","id":"USER"},"target":{"type":"TAG","id":"x:y"},"access":["READ"]}`,
 			all(denied, map[string]outcome{"admin": ok})},
+		// The audit trail and the read-model verification: admins.
+		{"GET", "/api/audit?secret=sec_open", "", all(denied, map[string]outcome{"admin": ok})},
+		{"POST", "/api/audit/verify", "", all(denied, map[string]outcome{"admin": ok})},
 		// Public.
 		{"GET", "/api/health", "", all(ok, map[string]outcome{"nobody": ok})},
 	}

@@ -62,6 +62,13 @@ type Deps struct {
 	Authorizer  *auth.Authorizer
 	Insecure    bool
 	TokenLimits TokenLimits
+
+	// Audit records reads of values and refused requests (nil: nothing
+	// is recorded); Trail serves GET /api/audit and Verifier POST
+	// /api/audit/verify.
+	Audit    AuditLog
+	Trail    AuditTrail
+	Verifier ReadModelVerifier
 }
 
 // Server routes flowvault's HTTP requests.
@@ -75,6 +82,8 @@ type Server struct {
 	// rules is the access-control route table (see route).
 	rules        []RouteRule
 	tokenLimiter *tokenLimiter
+	// verifying lets one read-model verification run at a time.
+	verifying sync.Mutex
 }
 
 // New returns the HTTP handler of a flowvault server.
@@ -106,6 +115,7 @@ func New(deps Deps) *Server {
 		s.grantRoutes()
 	}
 	s.tokenRoutes()
+	s.auditRoutes()
 	return s
 }
 

@@ -2,6 +2,7 @@
 //
 //	flowvault server     run a server (embedded NATS + Pebble under ./data)
 //	flowvault secret     put, get, list, delete and tag secrets on a server
+//	flowvault audit      print the audit trail; verify the read models
 //	flowvault keys       rotate the key encryption key (stopped server)
 //	flowvault version    print the version
 package main
@@ -29,6 +30,7 @@ type command struct {
 var commands = []command{
 	{"server", "run a flowvault server", runServer},
 	{"secret", "put, get, list, delete and tag secrets (REST API client)", runSecret},
+	{"audit", "print the audit trail replayed from the log; --verify the read models", runAudit},
 	{"keys", "rotate the key encryption key, show the keyring", runKeys},
 	{"version", "print the version", runVersion},
 }
