@@ -96,6 +96,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 			s.deps.Logger.Debug("request not authenticated", logkey.Method, r.Method, logkey.Path, r.URL.Path,
 				logkey.Reason, te.Code, logkey.Addr, clientAddr(r))
 		}
+		s.recordAuthFailed(r, err)
 		s.writeError(w, r, err)
 		return nil, false
 	}

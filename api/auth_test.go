@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -243,15 +245,19 @@ func TestTokenBruteForceIsRateLimited(t *testing.T) {
 	anon := client{t, base, ""}
 	// The right secret is not guessing: a script may mint more tokens than
 	// the key's failure budget allows.
+	var admin client
 	for i := 0; i < 12; i++ {
-		anon.must(200, "POST", "/api/token", `{"keyId":"`+id+`","keySecret":"`+secret+`"}`)
+		tok := decode[map[string]string](t, anon.must(200, "POST", "/api/token", `{"keyId":"`+id+`","keySecret":"`+secret+`"}`))["token"]
+		admin = client{t, base, tok}
 	}
 	const guess = "guessed-secret-value-0123456789"
 	var limited response
+	refused := 0
 	for i := 0; i < 60 && limited.status == 0; i++ {
 		r := anon.do("POST", "/api/token", `{"keyId":"`+id+`","keySecret":"`+guess+`"}`)
 		switch r.status {
 		case 401:
+			refused++
 		case 429:
 			limited = r
 		default:
@@ -270,6 +276,37 @@ func TestTokenBruteForceIsRateLimited(t *testing.T) {
 	if strings.Contains(out, guess) || strings.Contains(out, secret) {
 		t.Fatal("a secret reached the log")
 	}
+
+	// The audit trail has every refused guess and the rate-limited one as
+	// failed authentications from the client's address, never a secret.
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		trail := admin.must(200, "GET", "/api/audit", "")
+		var res struct {
+			Entries []struct {
+				Action, Target string
+				Detail         map[string]string
+			}
+		}
+		if err := json.Unmarshal([]byte(trail), &res); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(trail, guess) || strings.Contains(trail, secret) {
+			t.Fatal("a secret reached the audit trail")
+		}
+		var refusals, limits int
+		for _, e := range res.Entries {
+			switch {
+			case e.Action == "token.refuse" && e.Target == "ACCESS_KEY:"+id && e.Detail["reason"] == "wrong access key secret" && e.Detail["addr"] == "127.0.0.1":
+				refusals++
+			case e.Action == "auth.fail" && e.Target == "REQUEST:/api/token" && e.Detail["code"] == "RATE_LIMITED" && e.Detail["addr"] == "127.0.0.1":
+				limits++
+			}
+		}
+		if refusals != refused || limits != 1 {
+			return fmt.Errorf("trail has %d refused guesses (want %d) and %d rate-limited ones (want 1):\n%.3000s", refusals, refused, limits, trail)
+		}
+		return nil
+	})
 }
 
 func TestGrantsGroupsAndTags(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -14,6 +13,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/internal/ratelimit"
 )
 
 // maxTokenBody bounds POST /api/token: a key id, a secret and a number.
@@ -64,14 +64,15 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fault.Invalid("keyId and keySecret are required"))
 		return
 	}
-	if err := s.tokenLimiter.allow(addr, req.KeyID); err != nil {
+	if err := s.tokenLimiter.allow(addr, req.KeyID, time.Now()); err != nil {
 		s.deps.Logger.Warn("token requests rate limited", logkey.KeyID, req.KeyID, logkey.Addr, addr, logkey.Err, err)
+		s.recordAuthFailed(r, err)
 		s.writeError(w, r, err)
 		return
 	}
 	token, err := s.deps.Tokens.Issue(r.Context(), req.KeyID, req.KeySecret, req.Expiration, addr)
 	if errors.Is(err, fault.ErrUnauthorized) {
-		s.tokenLimiter.failed(req.KeyID)
+		s.tokenLimiter.failed(req.KeyID, time.Now())
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	s.reply(w, r, map[string]string{"token": token}, err)
@@ -113,95 +114,36 @@ func (s *Server) userInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"user": v, "claims": claims})
 }
 
-// limiter is a set of token buckets by key. Idle buckets are dropped once
-// the set is large; when it is full of busy ones, new keys are refused
-// (an attacker spraying key ids must not grow memory without bound).
-type limiter struct {
-	limit rate.Limit
-	burst int
-	mu    sync.Mutex
-	m     map[string]*limiterEntry
-}
-
-type limiterEntry struct {
-	l    *rate.Limiter
-	seen time.Time
-}
-
-const maxLimiterKeys = 10000
-
-func newLimiter(limit rate.Limit, burst int) *limiter {
-	return &limiter{limit: limit, burst: burst, m: map[string]*limiterEntry{}}
-}
-
-// reserve takes a token for key, returning how long to wait when there is
-// none (0: allowed).
-func (l *limiter) reserve(key string, now time.Time) time.Duration {
-	return l.take(key, now, true)
-}
-
-// check returns how long to wait for a token for key without taking one.
-func (l *limiter) check(key string, now time.Time) time.Duration {
-	return l.take(key, now, false)
-}
-
-func (l *limiter) take(key string, now time.Time, consume bool) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.m[key]
-	if e == nil {
-		if len(l.m) >= maxLimiterKeys {
-			for k, old := range l.m {
-				if now.Sub(old.seen) > time.Minute {
-					delete(l.m, k)
-				}
-			}
-			if len(l.m) >= maxLimiterKeys {
-				return time.Minute
-			}
-		}
-		e = &limiterEntry{l: rate.NewLimiter(l.limit, l.burst)}
-		l.m[key] = e
-	}
-	e.seen = now
-	if !consume && e.l.TokensAt(now) >= 1 || consume && e.l.AllowN(now, 1) {
-		return 0
-	}
-	wait := (1 - e.l.TokensAt(now)) / float64(l.limit)
-	return max(time.Second, time.Duration(wait*float64(time.Second)))
-}
-
 // tokenLimiter limits POST /api/token per client address (every request:
 // each costs an argon2id hash) and per key id (failed requests only: a
 // script minting a token per command with the right secret is not
 // guessing).
 type tokenLimiter struct {
-	byAddr, byKey *limiter
+	byAddr, byKey *ratelimit.Keyed
 }
 
 func newTokenLimiter(tl TokenLimits) *tokenLimiter {
 	if tl == (TokenLimits{}) {
 		tl = DefaultTokenLimits
 	}
-	return &tokenLimiter{byAddr: newLimiter(tl.PerAddr, tl.AddrBurst), byKey: newLimiter(tl.PerKey, tl.KeyBurst)}
+	return &tokenLimiter{byAddr: ratelimit.New(tl.PerAddr, tl.AddrBurst), byKey: ratelimit.New(tl.PerKey, tl.KeyBurst)}
 }
 
 // allow returns nil, or a rate-limit error saying when to retry. The
 // address is checked first, so that one client spraying key ids is
 // stopped by its own bucket.
-func (t *tokenLimiter) allow(addr, keyID string) error {
-	now := time.Now()
-	if d := t.byAddr.reserve(addr, now); d > 0 {
+func (t *tokenLimiter) allow(addr, keyID string, now time.Time) error {
+	if d := t.byAddr.Reserve(addr, now); d > 0 {
 		return &rateLimitedError{what: "token requests from " + addr, retryAfter: d}
 	}
-	if d := t.byKey.check(keyID, now); d > 0 {
+	if d := t.byKey.Check(keyID, now); d > 0 {
 		return &rateLimitedError{what: "failed token requests for key " + keyID, retryAfter: d}
 	}
 	return nil
 }
 
 // failed charges a refused attempt to the key id's bucket.
-func (t *tokenLimiter) failed(keyID string) { t.byKey.reserve(keyID, time.Now()) }
+func (t *tokenLimiter) failed(keyID string, now time.Time) { t.byKey.Reserve(keyID, now) }
 
 // rateLimitedError answers 429 with a Retry-After header.
 type rateLimitedError struct {

@@ -144,9 +144,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok, "member": ok})},
 		{"POST", "/api/metadata/workflow?overwrite=true", `{"name":"wf_open","version":2,"tasks":[{"name":"task_a","taskReferenceName":"a"}]}`,
 			all(denied, map[string]outcome{"admin": ok, "metadata": ok})},
-		// The creator of a definition has full access to it.
+		// The creator of a definition has full access to it, except that
+		// an application (every principal here is one) changes definitions
+		// only with METADATA_API or another metadata-managing role.
 		{"GET", "/api/metadata/workflow/wf_new_user", "", all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok, "manager": ok})},
-		{"PUT", "/api/metadata/workflow/wf_new_user/tags", `[{"key":"k","value":"v"}]`, all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok})},
+		{"PUT", "/api/metadata/workflow/wf_new_user/tags", `[{"key":"k","value":"v"}]`, all(denied, map[string]outcome{"admin": ok, "metadata": ok})},
 		{"PUT", "/api/metadata/workflow/wf_closed/tags", `[{"key":"k","value":"v"}]`, all(denied, map[string]outcome{"admin": ok, "metadata": ok})},
 		{"DELETE", "/api/metadata/taskdefs/task_missing", "", all(denied, map[string]outcome{"admin": hidden, "metadata": hidden})},
 		// Starting needs EXECUTE on the definition.
@@ -187,6 +189,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/users", "", all(denied, map[string]outcome{"admin": ok})},
 		{"POST", "/api/auth/authorization", `{"subject":{"type":"ROLE","id":"USER"},"target":{"type":"TAG","id":"x:y"},"access":["READ"]}`,
 			all(denied, map[string]outcome{"admin": ok})},
+		// The audit trail and the read-model verification: admins.
+		{"GET", "/api/audit?secret=sec_open", "", all(denied, map[string]outcome{"admin": ok})},
+		{"POST", "/api/audit/verify", "", all(denied, map[string]outcome{"admin": ok})},
 		// Public.
 		{"GET", "/api/health", "", all(ok, map[string]outcome{"nobody": ok})},
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -93,6 +95,9 @@ func (s *Server) getEnv(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.deps.Environment.Get(r.Context(), name)
+	if err == nil {
+		err = s.recordRead(r, &schemas.EnvRead{Name: name, Addr: clientAddr(r), Time: time.Now().UnixMilli(), By: principal(r)})
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -123,9 +128,16 @@ func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]secrets.EnvVar, 0, len(all))
+	names := make([]string, 0, len(all))
 	for _, v := range all {
 		if s.authorize(r, auth.Read, envResource(v.Name)) == nil {
-			out = append(out, v)
+			out, names = append(out, v), append(names, v.Name)
+		}
+	}
+	if len(names) > 0 {
+		if err := s.recordRead(r, &schemas.EnvListed{Names: names, Addr: clientAddr(r), Time: time.Now().UnixMilli(), By: principal(r)}); err != nil {
+			s.writeError(w, r, err)
+			return
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

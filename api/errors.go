@@ -67,6 +67,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			body.ValidationErrors = append(body.ValidationErrors, conductor.ValidationError{Path: f.Path, Message: f.Message, InvalidValue: f.Value})
 		}
 	}
+	if status == http.StatusForbidden {
+		s.recordDenied(r, err)
+	}
 	if status >= 500 {
 		s.deps.Logger.Error("request failed", logkey.Method, r.Method, logkey.Path, r.URL.Path, logkey.Err, err)
 		if status == http.StatusInternalServerError {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -18,7 +20,7 @@ const maxTagsBody = 1 << 20
 // implements it; see there for the contract of each method.
 type Secrets interface {
 	Put(ctx context.Context, name string, value []byte, principal string) (int, error)
-	Get(ctx context.Context, name string) (secrets.Value, error)
+	Read(ctx context.Context, name string) (secrets.Value, secrets.Served, error)
 	Exists(ctx context.Context, name string) (bool, error)
 	Metadata(ctx context.Context, name string) (*secrets.Meta, error)
 	List(ctx context.Context) ([]secrets.Meta, error)
@@ -96,7 +98,9 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
 }
 
 // getSecret answers with the raw value as text/plain: the one response
-// that carries a secret value.
+// that carries a secret value. The read's audit record (version and
+// fingerprint, never the value) is appended first: a read that cannot be
+// recorded is not served (503).
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("key")
 	if err := secrets.CheckSecretName(name); err != nil {
@@ -107,12 +111,17 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	value, err := s.deps.Secrets.Get(r.Context(), name)
+	value, served, err := s.deps.Secrets.Read(r.Context(), name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer value.Wipe()
+	if err := s.recordRead(r, &schemas.SecretRead{Name: name, Version: served.Version, Fingerprint: served.Fingerprint,
+		Addr: clientAddr(r), Time: time.Now().UnixMilli(), By: principal(r)}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	writeValue(w, value.Bytes())
 }
 

@@ -65,6 +65,13 @@ type Deps struct {
 	// WorkerCredentials issues NATS credentials to workers
 	// (POST /api/workers/credentials); nil with an external NATS server.
 	WorkerCredentials CredentialIssuer
+
+	// Audit records reads of values and refused requests (nil: nothing
+	// is recorded); Trail serves GET /api/audit and Verifier POST
+	// /api/audit/verify.
+	Audit    AuditLog
+	Trail    AuditTrail
+	Verifier ReadModelVerifier
 }
 
 // Server routes flowvault's HTTP requests.
@@ -78,6 +85,8 @@ type Server struct {
 	// rules is the access-control route table (see route).
 	rules        []RouteRule
 	tokenLimiter *tokenLimiter
+	// verifying lets one read-model verification run at a time.
+	verifying sync.Mutex
 }
 
 // New returns the HTTP handler of a flowvault server.
@@ -110,6 +119,7 @@ func New(deps Deps) *Server {
 	}
 	s.tokenRoutes()
 	s.workerRoutes()
+	s.auditRoutes()
 	return s
 }
 

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -37,7 +38,19 @@ type CreatorSource interface {
 	CreatorOf(ctx context.Context, t Target) (string, error)
 }
 
-var _ GrantSource = (*Store)(nil)
+// GroupSource tells which groups a principal belongs to and what access
+// a group gets on what its members create (Orkes's group defaultAccess).
+// The auth Store implements it; an Authorizer whose GrantSource does not
+// applies no default access.
+type GroupSource interface {
+	Principal(ctx context.Context, id string) (Principal, error)
+	GetGroup(ctx context.Context, id string) (Group, error)
+}
+
+var (
+	_ GrantSource = (*Store)(nil)
+	_ GroupSource = (*Store)(nil)
+)
 
 // Authorizer is the one place access decisions are made: REST handlers,
 // the CLI, secret resolution and task polling all ask it. It combines the
@@ -131,7 +144,47 @@ func (a *Authorizer) Check(ctx context.Context, p Principal, access Access, res 
 	if err != nil {
 		return Decision{Reason: "cannot read grants", Err: err}
 	}
-	return Decide(p, access, res, grants)
+	defaults, err := a.defaultGrants(ctx, p, res)
+	if err != nil {
+		return Decision{Reason: "cannot read groups", Err: err}
+	}
+	return Decide(p, access, res, append(grants, defaults...))
+}
+
+// defaultGrants are the grants a group's defaultAccess implies on res: a
+// group that both p and res's creator belong to gets its default access
+// for res's type. They are computed at decision time, not stored, so a
+// member who leaves the group takes the access away from what they created
+// and a changed defaultAccess applies to everything at once.
+func (a *Authorizer) defaultGrants(ctx context.Context, p Principal, res Resource) ([]Grant, error) {
+	gs, ok := a.grants.(GroupSource)
+	if !ok || res.Creator == "" || len(p.Groups) == 0 || !slices.Contains(DefaultAccessTypes, res.Target.Type) {
+		return nil, nil
+	}
+	creator, err := gs.Principal(ctx, res.Creator)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creator %s: %w", res.Creator, err)
+	}
+	var out []Grant
+	for _, gid := range p.Groups {
+		if !slices.Contains(creator.Groups, gid) {
+			continue
+		}
+		g, err := gs.GetGroup(ctx, gid)
+		if errors.Is(err, fault.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %w", gid, err)
+		}
+		if acc := g.DefaultAccess[res.Target.Type]; len(acc) > 0 {
+			out = append(out, Grant{Subject: Subject{Type: SubjectGroup, ID: gid}, Target: res.Target, Access: acc})
+		}
+	}
+	return out, nil
 }
 
 // Authorize is Check as an error: nil when allowed, a *ForbiddenError

@@ -57,10 +57,15 @@ var roleAccess = map[string][]struct {
 // manages every definition, ...); the creator's full rights on what it
 // created; grants to the principal, to its groups, to its roles; and
 // grants on any tag the resource carries. UPDATE, DELETE and EXECUTE
-// include READ.
+// include READ. An application updates or deletes definitions only with
+// the METADATA_API role (or another role managing metadata), even ones it
+// created or holds grants on.
 func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 	if p.IsAdmin() {
 		return Decision{Allowed: true, Reason: "admin"}
+	}
+	if p.IsApplication() && (access == Update || access == Delete) && isMetadata(res.Target.Type) && !p.HasPermission(PermMetadataManagement) {
+		return Decision{Reason: "an application needs the " + RoleMetadataAPI + " role to " + string(access) + " " + res.Target.String()}
 	}
 	for _, ra := range roleAccess[res.Target.Type] {
 		if p.HasPermission(ra.perm) && grantsAccess(ra.access, access) {
@@ -97,6 +102,12 @@ func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 		return *tagDecision
 	}
 	return Decision{Reason: "no grant of " + string(access) + " on " + res.Target.String()}
+}
+
+// isMetadata reports whether targets of this type are definitions, which
+// applications change only with METADATA_API, whatever their grants (Orkes).
+func isMetadata(targetType string) bool {
+	return targetType == TargetWorkflowDef || targetType == TargetTaskDef
 }
 
 func grantsAccess(have []Access, want Access) bool {

@@ -100,3 +100,33 @@ func TestPermissions(t *testing.T) {
 		t.Fatal("unknown access accepted")
 	}
 }
+
+// An application changes definitions only with METADATA_API, even ones it
+// created or holds a grant on (Orkes); reading and executing them it may.
+func TestApplicationsNeedMetadataAPI(t *testing.T) {
+	def := Target{Type: TargetWorkflowDef, ID: "flow"}
+	res := Resource{Target: def, Creator: "app:builder"}
+	grants := []Grant{{Subject: Subject{SubjectUser, "app:ops"}, Target: def, Access: []Access{Update, Delete, Execute}}}
+	tests := []struct {
+		name   string
+		p      Principal
+		access Access
+		want   bool
+	}{
+		{"creator app updates", Principal{ID: "app:builder"}, Update, false},
+		{"creator app reads", Principal{ID: "app:builder"}, Read, true},
+		{"creator app with METADATA_API updates", Principal{ID: "app:builder", Roles: []string{RoleMetadataAPI}}, Update, true},
+		{"granted app deletes", Principal{ID: "app:ops", Roles: []string{RoleWorker}}, Delete, false},
+		{"granted app executes", Principal{ID: "app:ops", Roles: []string{RoleWorker}}, Execute, true},
+		{"granted app with METADATA_API deletes", Principal{ID: "app:ops", Roles: []string{RoleMetadataAPI}}, Delete, true},
+	}
+	for _, tt := range tests {
+		if d := Decide(tt.p, tt.access, res, grants); d.Allowed != tt.want {
+			t.Errorf("%s: %+v, want allowed=%v", tt.name, d, tt.want)
+		}
+	}
+	user := Principal{ID: "alice@example.com"}
+	if d := Decide(user, Update, Resource{Target: def, Creator: user.ID}, nil); !d.Allowed {
+		t.Errorf("a user who created a definition may update it without METADATA_API: %+v", d)
+	}
+}

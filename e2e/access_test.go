@@ -54,10 +54,26 @@ func grantBody(principal, targetType, targetID string, access []string) map[stri
 // resolutions returns the resolution records of a workflow's log.
 func (e *env) resolutions(id string) []schemas.ResolvedRef {
 	e.t.Helper()
+	return e.resolvedRefs(id, false)
+}
+
+// refusals are the references of execution id that were refused at
+// hand-off, as the log records them for the audit trail.
+func (e *env) refusals(id string) []schemas.ResolvedRef {
+	e.t.Helper()
+	return e.resolvedRefs(id, true)
+}
+
+func (e *env) resolvedRefs(id string, refused bool) []schemas.ResolvedRef {
+	e.t.Helper()
 	var out []schemas.ResolvedRef
 	for _, ev := range e.events(id) {
 		if ts, ok := ev.(*schemas.TaskStarted); ok {
-			out = append(out, ts.Resolved...)
+			for _, ref := range ts.Resolved {
+				if (ref.Refused != "") == refused {
+					out = append(out, ref)
+				}
+			}
 		}
 	}
 	return out
@@ -141,6 +157,10 @@ func TestRevokedGrantStopsTheNextResolution(t *testing.T) {
 	}
 	if refs := e.resolutions(id); len(refs) != 1 || refs[0].Principal != runner {
 		t.Fatalf("resolutions %+v, want step one's only", refs)
+	}
+	if refs := e.refusals(id); len(refs) != 1 || refs[0].Principal != runner || refs[0].Name != "api_key" ||
+		!strings.Contains(refs[0].Refused, "no grant of READ") || refs[0].GrantedBy != "" {
+		t.Fatalf("refusals %+v, want step two's", refs)
 	}
 }
 

@@ -38,8 +38,10 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 			t.StartTime = e.Time
 		}
 		t.PollCount++
-		if len(e.Resolved) > 0 {
-			t.Resolved = append(slices.Clip(t.Resolved), e.Resolved...)
+		for _, ref := range e.Resolved {
+			if ref.Refused == "" { // a refusal is the log's audit record, not state
+				t.Resolved = append(slices.Clip(t.Resolved), ref)
+			}
 		}
 		if t.FirstStartTime == 0 {
 			t.FirstStartTime = e.Time

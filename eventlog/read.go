@@ -63,7 +63,7 @@ func (l *Log) ReadSubject(ctx context.Context, subject string, after uint64) ([]
 	var out []Record
 	next := after + 1
 	for {
-		batch, more, err := l.directBatch(ctx, s.Name, subject, next)
+		batch, more, err := l.directBatch(ctx, s.Name, directGetRequest{Seq: next, NextFor: subject, Batch: readBatch})
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", subject, err)
 		}
@@ -80,12 +80,15 @@ type directGetRequest struct {
 	NextFor string `json:"next_by_subj,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`
 	Batch   int    `json:"batch,omitempty"`
+	// StartTime, when set, replaces Seq: the first message stored at or
+	// after it.
+	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
-// directBatch fetches up to readBatch messages on subject from seq with one
-// request. more reports whether the server has further matching messages.
-func (l *Log) directBatch(ctx context.Context, stream, subject string, seq uint64) (recs []Record, more bool, err error) {
-	req, _ := json.Marshal(directGetRequest{Seq: seq, NextFor: subject, Batch: readBatch})
+// directBatch fetches up to r.Batch messages matching r with one request.
+// more reports whether the server has further matching messages.
+func (l *Log) directBatch(ctx context.Context, stream string, r directGetRequest) (recs []Record, more bool, err error) {
+	req, _ := json.Marshal(r)
 	inbox := l.nc.NewRespInbox()
 	sub, err := l.nc.SubscribeSync(inbox)
 	if err != nil {

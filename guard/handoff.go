@@ -113,14 +113,14 @@ func (r *resolver) secret(ref string) (any, error) {
 	denied := fmt.Errorf("secret %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden)
 	grantedBy, err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), auth.Read, auth.Target{Type: auth.TargetSecret, ID: name})
 	if errors.Is(err, fault.ErrForbidden) {
-		return nil, denied
+		return nil, r.refuse("secret", name, err, denied)
 	}
 	if err != nil {
 		return nil, err
 	}
 	value, version, err := r.g.cfg.Secrets.Resolve(r.ctx, name)
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
-		return nil, denied
+		return nil, r.refuse("secret", name, err, denied)
 	}
 	if err != nil {
 		return nil, err
@@ -140,7 +140,7 @@ func (r *resolver) env(ref string) (any, error) {
 	name, path, _ := strings.Cut(ref, ".")
 	grantedBy, err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), auth.Read, auth.Target{Type: auth.TargetEnvVariable, ID: name})
 	if errors.Is(err, fault.ErrForbidden) {
-		return nil, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden)
+		return nil, r.refuse("env", name, err, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden))
 	}
 	if err != nil {
 		return nil, err
@@ -150,7 +150,8 @@ func (r *resolver) env(ref string) (any, error) {
 		return nil, err
 	}
 	if !ok {
-		return nil, fault.NotFound("environment variable %s not found", name)
+		missing := fault.NotFound("environment variable %s not found", name)
+		return nil, r.refuse("env", name, missing, missing)
 	}
 	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "env", Name: name, Principal: r.principal(), GrantedBy: grantedBy})
 	if path == "$" {
@@ -162,6 +163,14 @@ func (r *resolver) env(ref string) (any, error) {
 		return v, nil
 	}
 	return pick([]byte(value), strings.TrimPrefix(path, "$."), "environment variable "+name)
+}
+
+// refuse records a reference that could not be resolved (the audit trail
+// tells an admin why: denied, or missing) and returns what the workflow is
+// told, which does not say which.
+func (r *resolver) refuse(kind, name string, cause, told error) error {
+	r.refs = append(r.refs, schemas.ResolvedRef{Kind: kind, Name: name, Principal: r.principal(), Refused: cause.Error()})
+	return told
 }
 
 // pick returns the whole value as text, or the field at path of a JSON

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
@@ -53,6 +54,7 @@ type Node struct {
 	secrets     *secrets.Store
 	env         *secrets.Env
 	auth        *authParts
+	audit       *audit.Recorder
 	httpSrv     *http.Server
 	ln          net.Listener
 	unlock      func()
@@ -91,9 +93,18 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if err := projections.RemoveVerifyLeftovers(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("remove a verification's leftovers: %w", err)
+	}
 	if n.log, mk, n.nats, err = OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger, Metrics: reg}); err != nil {
 		return nil, err
 	}
+	n.audit = audit.NewRecorder(n.log, audit.RecorderConfig{Logger: logger, Metrics: reg})
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.audit.Run(runCtx)
+	}()
 	// A master key that does not open the stored keyring stops it before
 	// anything is written.
 	if n.keys, err = secrets.OpenKeys(ctx, n.log.JetStream(), mk, secrets.KeysOptions{
@@ -208,6 +219,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Tokens:      n.auth.tokens,
 		Authorizer:  n.auth.authorizer,
 		Insecure:    cfg.Insecure,
+		Audit:       n.audit,
+		Trail:       audit.NewTrail(n.log),
+		Verifier:    verifier{n},
 
 		WorkerCredentials: n.credentialIssuer(),
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {

@@ -89,8 +89,11 @@ type RunnerConfig struct {
 	Poison PoisonPolicy
 	// MaxBatch bounds the records committed in one Pebble batch.
 	MaxBatch int
-	Logger   *slog.Logger
-	Metrics  *Metrics
+	// StopAt, when set, makes Run return once it has committed this stream
+	// sequence, applying nothing after it (a rebuild up to a given point).
+	StopAt  uint64
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
 // Runner feeds one stream to one projection. Run it in its own goroutine.
@@ -166,6 +169,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		return err
 	}
 	r.setCommitted(from)
+	if r.cfg.StopAt > 0 && from >= r.cfg.StopAt {
+		return nil
+	}
 	if rs, ok := r.proj.(Resetter); ok {
 		rs.Reset()
 	}
@@ -196,6 +202,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		if rec.Seq <= from {
 			continue // redelivered after a consumer reset
 		}
+		if r.cfg.StopAt > 0 && rec.Seq > r.cfg.StopAt {
+			return r.commit(batch, last) // StopAt itself is not in the stream
+		}
 		applyErr := rec.Err
 		if applyErr == nil {
 			applyErr = r.proj.Apply(batch, rec)
@@ -220,12 +229,16 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 		last, from = rec.Seq, rec.Seq
 		n++
-		if pending == 0 || n >= r.cfg.MaxBatch {
+		stop := r.cfg.StopAt > 0 && rec.Seq >= r.cfg.StopAt
+		if pending == 0 || n >= r.cfg.MaxBatch || stop {
 			if err := r.commit(batch, last); err != nil {
 				return err
 			}
 			r.cfg.Metrics.applied(name, n)
 			n = 0
+		}
+		if stop {
+			return nil
 		}
 	}
 }

@@ -93,6 +93,10 @@ type ResolvedRef struct {
 	Version   int    `msgpack:"v,omitempty"`
 	Principal string `msgpack:"p,omitempty"` // whose permission allowed it
 	GrantedBy string `msgpack:"g,omitempty"` // how: "creator", "grant to USER:x", "tag k:v granted to ..."
+	// Refused is set when the value could not be resolved ("forbidden:
+	// …", "not found"): the task failed at this reference. It is the audit
+	// record of the attempt; the task's state keeps only resolved refs.
+	Refused string `msgpack:"x,omitempty"`
 }
 
 func (*TaskStarted) EventType() string { return "workflow.task_started" }

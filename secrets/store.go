@@ -224,10 +224,28 @@ func (s *Store) open(ctx context.Context, name string, c storedCipher) ([]byte, 
 	return value, nil
 }
 
-// Get returns the current value of secret name (GET /api/secrets/{key}).
+// Get returns the current value of secret name.
 func (s *Store) Get(ctx context.Context, name string) (Value, error) {
 	v, _, err := s.Resolve(ctx, name)
 	return Value(v), err
+}
+
+// Served identifies the value a read returned without revealing it: its
+// version and keyed fingerprint (Keyring.Fingerprint, as the version's
+// metadata has it).
+type Served struct {
+	Version     int
+	Fingerprint string
+}
+
+// Read is Get for GET /api/secrets/{key}: it also says which version it
+// returned, for the read's audit record.
+func (s *Store) Read(ctx context.Context, name string) (Value, Served, error) {
+	v, version, err := s.Resolve(ctx, name)
+	if err != nil {
+		return nil, Served{}, err
+	}
+	return Value(v), Served{Version: version, Fingerprint: s.keys.Fingerprint(v)}, nil
 }
 
 // Exists implements Source.

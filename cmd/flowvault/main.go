@@ -2,6 +2,7 @@
 //
 //	flowvault server     run a server (embedded NATS + Pebble under ./data)
 //	flowvault secret     put, get, list, delete and tag secrets on a server
+//	flowvault audit      print the audit trail; verify the read models
 //	flowvault keys       rotate the key encryption key (stopped server)
 //	flowvault worker-credentials  NATS credentials for workers of some task types
 //	flowvault version    print the version
@@ -30,6 +31,7 @@ type command struct {
 var commands = []command{
 	{"server", "run a flowvault server", runServer},
 	{"secret", "put, get, list, delete and tag secrets (REST API client)", runSecret},
+	{"audit", "print the audit trail replayed from the log; --verify the read models", runAudit},
 	{"keys", "rotate the key encryption key, show the keyring", runKeys},
 	{"worker-credentials", "NATS credentials for workers of given task types (REST API client)", runWorkerCredentials},
 	{"version", "print the version", runVersion},

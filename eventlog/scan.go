@@ -1,0 +1,57 @@
+package eventlog
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// ScanOptions selects the records a Scan reads.
+type ScanOptions struct {
+	// Subject is a subject filter inside one stream; wildcards are allowed
+	// ("fv.wf.>").
+	Subject string
+	// Since skips the records stored before this time (by the server's
+	// clock). Zero reads from the first record.
+	Since time.Time
+	// UpTo ends the scan after this stream sequence. Zero reads until the
+	// server has no further matching record.
+	UpTo uint64
+}
+
+// Scan calls fn with every record matching o, in stream order, holding
+// one batch in memory at a time: it reads a stream of any length. Poison
+// messages are passed with Err set. An error from fn stops the scan and is
+// returned as it is.
+func (l *Log) Scan(ctx context.Context, o ScanOptions, fn func(Record) error) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	s, ok := streamFor(o.Subject)
+	if !ok {
+		return fmt.Errorf("scan %s: %w", o.Subject, ErrInvalidSubject)
+	}
+	req := directGetRequest{Seq: 1, NextFor: o.Subject, Batch: readBatch}
+	if !o.Since.IsZero() {
+		since := o.Since.UTC()
+		req.Seq, req.StartTime = 0, &since // the server takes one or the other
+	}
+	for {
+		batch, more, err := l.directBatch(ctx, s.Name, req)
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", o.Subject, err)
+		}
+		for _, rec := range batch {
+			if o.UpTo > 0 && rec.Seq > o.UpTo {
+				return nil
+			}
+			if err := fn(rec); err != nil {
+				return err
+			}
+		}
+		if !more || len(batch) == 0 {
+			return nil
+		}
+		req = directGetRequest{Seq: batch[len(batch)-1].Seq + 1, NextFor: o.Subject, Batch: readBatch}
+	}
+}
