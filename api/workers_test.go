@@ -96,6 +96,25 @@ func TestWorkerCredentials(t *testing.T) {
 			if found == nil || found.By != "app:"+appID || strings.Join(found.TaskTypes, ",") != "resize" {
 				t.Fatalf("audit record %+v", found)
 			}
+			// The trail shows it: who asked, for which user and types.
+			trail := admin.must(200, "GET", "/api/audit?principal=app:"+appID, "")
+			var res struct {
+				Entries []struct {
+					Principal, Action, Target string
+					Detail                    map[string]string
+				}
+			}
+			if err := json.Unmarshal([]byte(trail), &res); err != nil {
+				t.Fatal(err)
+			}
+			shown := false
+			for _, e := range res.Entries {
+				shown = shown || e.Action == "nats.credentials" && e.Target == "NATS_USER:"+c.User && e.Detail["task_types"] == "resize" &&
+					e.Detail["expires"] == time.UnixMilli(c.Expires).UTC().Format(time.RFC3339)
+			}
+			if !shown || strings.Contains(trail, seed) {
+				t.Fatalf("trail %.2000s", trail)
+			}
 		})
 	}
 }
