@@ -167,6 +167,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/tasks/poll/task_a?timeout=0", "", all(denied, map[string]outcome{"admin": ok, "worker": ok})},
 		{"GET", "/api/tasks/poll/batch/task_b?timeout=0", "", all(denied, map[string]outcome{"admin": ok})},
 		{"GET", "/api/tasks/queue/sizes?taskType=task_a", "", all(ok, map[string]outcome{"none": denied, "tagged": denied, "runner": denied})},
+		// NATS credentials take tasks as polling does: WORKER and EXECUTE
+		// on every type asked for (admins may ask for a type not yet defined).
+		{"POST", "/api/workers/credentials", `{"taskTypes":["task_a"]}`, all(denied, map[string]outcome{"admin": ok, "worker": ok})},
+		{"POST", "/api/workers/credentials", `{"taskTypes":["task_a","task_b"]}`, all(denied, map[string]outcome{"admin": ok})},
+		{"POST", "/api/workers/credentials", `{"taskTypes":["task_missing"]}`, all(denied, map[string]outcome{"admin": ok})},
 		// Secrets: READ by tag grant, CREATE by role permission.
 		{"GET", "/api/secrets/sec_open", "", all(denied, map[string]outcome{"admin": ok, "tagged": ok})},
 		{"GET", "/api/secrets/sec_closed", "", all(denied, map[string]outcome{"admin": ok, "member": ok})},

@@ -62,6 +62,9 @@ type Deps struct {
 	Authorizer  *auth.Authorizer
 	Insecure    bool
 	TokenLimits TokenLimits
+	// WorkerCredentials issues NATS credentials to workers
+	// (POST /api/workers/credentials); nil with an external NATS server.
+	WorkerCredentials CredentialIssuer
 
 	// Audit records reads of values and refused requests (nil: nothing
 	// is recorded); Trail serves GET /api/audit and Verifier POST
@@ -115,6 +118,7 @@ func New(deps Deps) *Server {
 		s.grantRoutes()
 	}
 	s.tokenRoutes()
+	s.workerRoutes()
 	s.auditRoutes()
 	return s
 }

@@ -76,12 +76,16 @@ const (
 	ActSchedulePause  = "schedule.pause"
 	ActScheduleResume = "schedule.resume"
 	ActScheduleTags   = "schedule.tags"
+	// ActNATSCredentials is the issuance of NATS worker credentials.
+	ActNATSCredentials = "nats.credentials"
 )
 
 // Target types the trail adds to Orkes's.
 const (
 	TargetAccessKey = "ACCESS_KEY"
 	TargetRequest   = targetRequest
+	// TargetNATSUser is a NATS user of the embedded server, by public key.
+	TargetNATSUser = "NATS_USER"
 )
 
 func target(typ, id string) string { return typ + ":" + id }
@@ -214,6 +218,13 @@ func (f fact) auditEntries() ([]Entry, bool) {
 		}
 		e = f.entry(ActAccessDeny, t, ev.By, map[string]string{"access": ev.Access, "reason": ev.Reason,
 			"method": ev.Method, "path": ev.Path, "addr": ev.Addr})
+	case *schemas.WorkerCredentialsIssued:
+		expires := ""
+		if ev.Expires != 0 {
+			expires = time.Unix(ev.Expires, 0).UTC().Format(time.RFC3339)
+		}
+		e = f.entry(ActNATSCredentials, target(TargetNATSUser, ev.User), ev.By, map[string]string{
+			"task_types": list(ev.TaskTypes), "domains": list(ev.Domains), "name": ev.Name, "expires": expires})
 	case *schemas.RefusalsDropped:
 		e = f.entry(ActRefusalsDrop, "", "", map[string]string{"count": strconv.FormatUint(ev.Count, 10)})
 	default:

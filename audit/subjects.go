@@ -10,6 +10,7 @@ import (
 // their own, so that a filtered trail reads just those.
 //
 //	fv.audit.auth.token                   token issued or refused (package auth)
+//	fv.audit.auth.nats                    NATS worker credentials issued (package natsauth)
 //	fv.audit.auth.failed                  401: a request's token was refused
 //	fv.audit.denied.<targetType>.<id>     403 about a target (REQUEST.<path> when none)
 //	fv.audit.secret.<name>                a secret's value read through the API

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -119,7 +120,15 @@ func TestCrashWithWorkflowsInFlight(t *testing.T) {
 	}
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", "["+strings.Join(defs, ",")+"]")
 
-	nc, err := nats.Connect("nats://127.0.0.1:"+strconv.Itoa(natsPort), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	// NATS stays closed with --insecure-dev: the workers connect with
+	// credentials the API issues (to the anonymous admin), which keep
+	// working across the restart (the account derives from the master key).
+	var creds struct{ Creds string }
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "POST", "/api/workers/credentials",
+		map[string]any{"taskTypes": []string{"step1", "step2", "step3"}, "name": "crash-test"})), &creds); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := workers.Connect("nats://127.0.0.1:"+strconv.Itoa(natsPort), []byte(creds.Creds), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

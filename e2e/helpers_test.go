@@ -146,21 +146,17 @@ func taskByRef(wf *conductor.Workflow, ref string) *conductor.Task {
 	return found
 }
 
-// connect opens a NATS connection to the node's server.
-func (e *env) connect() *nats.Conn {
+// connect opens a NATS connection to the node's server as a worker of
+// taskTypes, with the permissions worker credentials carry.
+func (e *env) connect(taskTypes ...string) *nats.Conn {
 	e.t.Helper()
-	nc, err := nats.Connect(e.node.Log().ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(nc.Close)
-	return nc
+	return nodetest.WorkerConn(e.t, e.node, taskTypes...)
 }
 
 // work runs a Go SDK worker until the test ends.
 func (e *env) work(taskType string, concurrency int, h workers.Handler) {
 	e.t.Helper()
-	runWorker(e.t, e.connect(), taskType, concurrency, h)
+	runWorker(e.t, e.connect(taskType), taskType, concurrency, h)
 }
 
 func runWorker(t testing.TB, nc *nats.Conn, taskType string, concurrency int, h workers.Handler) {

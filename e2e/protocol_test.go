@@ -3,7 +3,9 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
@@ -31,8 +34,9 @@ func TestNodeWorker(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@nats-io", "jetstream")); err != nil {
 		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
 	}
-	e := newEnv(t)
+	e := newSecureEnv(t)
 	e.register(doubleFlow)
+	creds := e.workerCredentials("double")
 	ids := []string{
 		e.start("double_it", map[string]any{"n": int64(1)}),
 		e.start("double_it", map[string]any{"n": int64(21)}),
@@ -42,7 +46,12 @@ func TestNodeWorker(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "worker.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NATS_URL="+e.node.Log().ClientURL(), "TASK_TYPE=double", "TASKS=3", "WORKER_ID=node-7")
+	credsFile := filepath.Join(t.TempDir(), "double.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), "NATS_URL="+e.node.Log().ClientURL(), "NATS_CREDS="+credsFile,
+		"TASK_TYPE=double", "TASKS=3", "WORKER_ID=node-7")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "done 3") {
 		t.Fatalf("node worker: %v\n%s", err, out)
@@ -59,6 +68,71 @@ func TestNodeWorker(t *testing.T) {
 	}
 }
 
+// workerCredentials signs in as a new application with the WORKER role
+// and EXECUTE on taskTypes, and returns the NATS credentials it gets from
+// POST /api/workers/credentials: a worker's way in on a secure node.
+func (e *env) workerCredentials(taskTypes ...string) []byte {
+	e.t.Helper()
+	principal, token := e.application("worker-"+strings.Join(taskTypes, "-"), "WORKER")
+	for _, typ := range taskTypes {
+		e.grant(principal, "TASK_DEF", typ, "EXECUTE")
+	}
+	var c struct{ Creds string }
+	if err := json.Unmarshal([]byte(e.as(token).must(http.StatusOK, "POST", "/api/workers/credentials",
+		map[string]any{"taskTypes": taskTypes, "name": principal})), &c); err != nil {
+		e.t.Fatal(err)
+	}
+	return []byte(c.Creds)
+}
+
+// The Go SDK worker, connected with the credentials a secure node issued
+// for its type, takes and completes its tasks over NATS.
+func TestSecureGoWorkerOverNATS(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(doubleFlow)
+	nc, err := workers.Connect(e.node.Log().ClientURL(), e.workerCredentials("double"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	runWorker(t, nc, "double", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		n, _ := task.InputData["n"].(float64)
+		return workers.Output{Data: map[string]any{"doubled": n * 2, "by": "go"}}, nil
+	})
+	id := e.start("double_it", map[string]any{"n": int64(8)})
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if wf.Output["doubled"] != float64(16) || wf.Output["by"] != "go" || wf.Tasks[0].WorkerID != "go-double" {
+		t.Fatalf("output %v worker %s", wf.Output, wf.Tasks[0].WorkerID)
+	}
+}
+
+// The node's NATS server refuses connections without credentials, with
+// authentication on and with --insecure-dev alike.
+func TestNATSRefusesAnonymous(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		start func(testing.TB) *env
+	}{
+		{"secure", newSecureEnv},
+		{"insecure dev", newEnv},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := tt.start(t)
+			nc, err := nats.Connect(e.node.Log().ClientURL(), nats.NoReconnect())
+			if err == nil {
+				nc.Close()
+				t.Fatal("an anonymous connection was accepted")
+			}
+			if !errors.Is(err, nats.ErrAuthorization) {
+				t.Fatalf("refused with %v, want an authorization violation", err)
+			}
+		})
+	}
+}
+
 // A producer starts workflows by publishing; the message id makes a repeated
 // publish start one workflow. A poison command is discarded and logged, and
 // the commands after it still run.
@@ -66,7 +140,8 @@ func TestStartByPublishing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(`{"name":"published","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
-	js, err := jetstream.New(e.connect())
+	// A producer, not a worker: engine credentials.
+	js, err := jetstream.New(nodetest.EngineConn(t, e.node))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +198,9 @@ func TestWorkerProtocolBadInput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(doubleFlow)
-	nc := e.connect()
+	// Planting a poison dispatch message and asking about another queue
+	// take more than a worker of "double" may: engine credentials.
+	nc := nodetest.EngineConn(t, e.node)
 	js, _ := jetstream.New(nc)
 	ctx := testutil.Context(t, 30*time.Second)
 	id := e.start("double_it", map[string]any{"n": int64(4)})

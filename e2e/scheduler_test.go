@@ -95,8 +95,7 @@ func TestSchedule(t *testing.T) {
 func TestScheduleFiresOnceAcrossEngines(t *testing.T) {
 	t.Parallel()
 	a, baseA := nodetest.Start(t)
-	cfgB := nodetest.Config(filepath.Join(t.TempDir(), "b"))
-	cfgB.NATSURL = a.Log().ClientURL()
+	cfgB := nodetest.JoinConfig(t, a, filepath.Join(t.TempDir(), "b"))
 	b, baseB := nodetest.StartConfig(t, cfgB)
 	ea, eb := &env{t: t, node: a, base: baseA}, &env{t: t, node: b, base: baseB}
 	ea.register(`{"name":"held","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)

@@ -496,7 +496,7 @@ func TestHTTPAndNATSShareTasks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(`{"name":"shared","version":1,"tasks":[{"name":"sh","taskReferenceName":"s"}]}`)
-	nc := e.connect()
+	nc := e.connect("sh")
 	ctx := testutil.Context(t, 60*time.Second)
 
 	// HTTP first.

@@ -27,8 +27,9 @@ type Config struct {
 	// URL of an external NATS server or cluster (comma-separated). Empty
 	// means: start an embedded server.
 	URL string
-	// CredsFile, User/Password and Token authenticate to the server, embedded
-	// or external. At most one form may be set.
+	// CredsFile, User/Password and Token authenticate to an external
+	// server. At most one form may be set. The embedded server takes none:
+	// its authentication comes from Options.Auth.
 	CredsFile string
 	User      string
 	Password  string
@@ -36,7 +37,9 @@ type Config struct {
 
 	// StoreDir is where the embedded server keeps JetStream data.
 	StoreDir string
-	// Listen is the embedded server's client address. Port 0 picks a free port.
+	// Listen is the embedded server's client address. Port 0 picks a free
+	// port. Empty: no listener, only this process's own connection reaches
+	// the server. A listening server requires Options.Auth.
 	Listen string
 	// Fsync selects the embedded server's durability mode.
 	Fsync FsyncMode
@@ -106,6 +109,12 @@ func (c Config) Validate() error {
 	}
 	if c.StoreDir == "" {
 		return errors.New("eventlog: embedded server needs a store directory")
+	}
+	if auth > 0 {
+		return errors.New("eventlog: credentials are for an external server; the embedded server's come from Options.Auth")
+	}
+	if c.Listen == "" {
+		return nil
 	}
 	if _, _, err := splitListen(c.Listen); err != nil {
 		return err

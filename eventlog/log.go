@@ -35,11 +35,15 @@ type Log struct {
 	closed  atomic.Bool
 }
 
-// Options carries Open's collaborators. The zero value logs nowhere and
-// registers no metrics.
+// Options carries Open's collaborators. The zero value logs nowhere,
+// registers no metrics, and runs an embedded server only for this
+// process (no listener).
 type Options struct {
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+	// Auth secures the embedded server; a server that listens (Config.Listen
+	// set) requires it. Unused with an external server.
+	Auth Authenticator
 }
 
 // Open starts the embedded server (unless cfg.URL is set), connects, and
@@ -73,15 +77,21 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	}
 	url := cfg.URL
 	if cfg.Embedded() {
-		ns, err := startEmbedded(cfg, o.Logger)
+		ns, err := l.startEmbedded(o.Auth, o.Logger)
 		if err != nil {
 			return nil, err
 		}
-		l.ns = ns
 		url = ns.ClientURL()
 		// The engine talks to its own server without a TCP hop.
 		nopts = append(nopts, nats.InProcessServer(ns))
-		l.logger.Info("embedded nats started", logkey.Addr, ns.ClientURL(), logkey.Dir, cfg.StoreDir, logkey.Mode, string(cfg.Fsync))
+		if o.Auth != nil {
+			eopts, err := o.Auth.EngineOptions()
+			if err != nil {
+				l.shutdownServer()
+				return nil, err
+			}
+			nopts = append(nopts, eopts...)
+		}
 	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
@@ -107,6 +117,27 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		l.logger.Warn("external nats: durability depends on the server's sync_interval; use 'always' and R3 in production", logkey.Addr, nc.ConnectedUrlRedacted())
 	}
 	return l, nil
+}
+
+// startEmbedded starts the in-process server, in auth's account; the
+// server logs through base.
+func (l *Log) startEmbedded(auth Authenticator, base *slog.Logger) (*server.Server, error) {
+	if auth != nil {
+		if err := prepareStore(l.cfg.StoreDir, auth.Account(), l.logger); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := startEmbedded(l.cfg, auth, base)
+	if err != nil {
+		return nil, err
+	}
+	l.ns = ns
+	addr := l.ClientURL()
+	if addr == "" {
+		addr = "in-process only"
+	}
+	l.logger.Info("embedded nats started", logkey.Addr, addr, logkey.Dir, l.cfg.StoreDir, logkey.Mode, string(l.cfg.Fsync))
+	return ns, nil
 }
 
 func (l *Log) ensureStreams(ctx context.Context) error {
@@ -145,9 +176,13 @@ func (l *Log) Conn() *nats.Conn { return l.nc }
 // JetStream returns the JetStream context the log uses.
 func (l *Log) JetStream() jetstream.JetStream { return l.js }
 
-// ClientURL is the address workers and other processes connect to.
+// ClientURL is the address workers and other processes connect to, with
+// credentials; "" for an embedded server that does not listen.
 func (l *Log) ClientURL() string {
-	if l.ns != nil {
+	switch {
+	case l.ns != nil && l.cfg.Listen == "":
+		return ""
+	case l.ns != nil:
 		return l.ns.ClientURL()
 	}
 	return l.nc.ConnectedUrl()

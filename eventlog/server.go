@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -14,26 +15,35 @@ import (
 const recordHeaderRoom = 4 << 10
 
 // startEmbedded runs nats-server in this process with JetStream on disk.
-func startEmbedded(cfg Config, logger *slog.Logger) (*server.Server, error) {
-	host, port, err := splitListen(cfg.Listen)
-	if err != nil {
-		return nil, err
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
+// With auth the server authenticates every client; without, it does not
+// listen at all (only the in-process connection reaches it).
+func startEmbedded(cfg Config, auth Authenticator, logger *slog.Logger) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName:             cfg.Name,
-		Host:                   host,
-		Port:                   port,
 		JetStream:              true,
 		StoreDir:               cfg.StoreDir,
 		MaxPayload:             int32(cfg.MaxRecordBytes + recordHeaderRoom),
 		NoSigs:                 true, // the process owns signal handling
 		DisableJetStreamBanner: true,
-		Username:               cfg.User,
-		Password:               cfg.Password,
-		Authorization:          cfg.Token,
+		DontListen:             cfg.Listen == "",
+	}
+	if cfg.Listen != "" {
+		if auth == nil {
+			return nil, errors.New("embedded nats: a server that listens needs an authenticator (Options.Auth)")
+		}
+		host, port, err := splitListen(cfg.Listen)
+		if err != nil {
+			return nil, err
+		}
+		if port == 0 {
+			port = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, port
+	}
+	if auth != nil {
+		if err := auth.ConfigureServer(opts); err != nil {
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
 	}
 	switch cfg.Fsync {
 	case FsyncAlways:

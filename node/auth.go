@@ -58,7 +58,8 @@ func (n *Node) startAuth(ctx, runCtx context.Context, freshData bool) (*authPart
 		}
 	}
 	if n.cfg.Insecure {
-		n.logger.Warn("!!! AUTHENTICATION IS OFF (--insecure-dev): every request acts as an anonymous admin; never run this way with real data or a reachable port !!!")
+		n.logger.Warn("!!! AUTHENTICATION IS OFF (--insecure-dev): every request acts as an anonymous admin; never run this way with real data or a reachable port !!! " +
+			"(NATS still requires credentials: POST /api/workers/credentials)")
 	}
 	return p, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/flowvault/flowvault/guard"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/scheduler"
@@ -49,6 +50,7 @@ type Node struct {
 	executor    *executor.Executor
 	schedules   *scheduler.Store
 	keys        *secrets.Keys
+	nats        *natsauth.Authority // nil with an external NATS server
 	secrets     *secrets.Store
 	env         *secrets.Env
 	auth        *authParts
@@ -94,7 +96,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := projections.RemoveVerifyLeftovers(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("remove a verification's leftovers: %w", err)
 	}
-	if n.log, err = eventlog.Open(ctx, cfg.Eventlog(), eventlog.Options{Logger: logger, Metrics: reg}); err != nil {
+	if n.log, mk, n.nats, err = OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger, Metrics: reg}); err != nil {
 		return nil, err
 	}
 	n.audit = audit.NewRecorder(n.log, audit.RecorderConfig{Logger: logger, Metrics: reg})
@@ -220,6 +222,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Audit:       n.audit,
 		Trail:       audit.NewTrail(n.log),
 		Verifier:    verifier{n},
+
+		WorkerCredentials: n.credentialIssuer(),
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -304,6 +308,30 @@ func (n *Node) Environment() *secrets.Env { return n.env }
 
 // Keys is the node's key hierarchy (keyring, data keys).
 func (n *Node) Keys() *secrets.Keys { return n.keys }
+
+// NATS is the authority of the node's embedded NATS server: it signs
+// credentials. It is nil when the node uses an external server.
+func (n *Node) NATS() *natsauth.Authority { return n.nats }
+
+// WorkerCredentials mints credentials for a worker of taskTypes in this
+// process, without expiry and without an audit record: for tests and
+// benchmarks that run workers next to a node. Everything else asks
+// POST /api/workers/credentials.
+func (n *Node) WorkerCredentials(taskTypes ...string) (*natsauth.Credentials, error) {
+	if n.nats == nil {
+		return nil, errors.New("worker credentials: the node uses an external NATS server")
+	}
+	return n.nats.IssueWorker(natsauth.WorkerSpec{TaskTypes: taskTypes, Name: "in-process worker"})
+}
+
+// credentialIssuer is what the API issues worker credentials with: none
+// with an external NATS server, whose operator decides.
+func (n *Node) credentialIssuer() api.CredentialIssuer {
+	if n.nats == nil {
+		return nil
+	}
+	return natsauth.NewIssuer(n.nats, n.log, n.logger)
+}
 
 // Config is the configuration the node was started with.
 func (n *Node) Config() Config { return n.cfg }

@@ -31,6 +31,9 @@ const (
 	TypeGrantSet             = "auth.grant_set"
 	TypeTokenIssued          = "auth.token_issued"
 	TypeTokenRefused         = "auth.token_refused"
+	// TypeWorkerCredentialsIssued is the audit fact of NATS credentials
+	// issued to workers.
+	TypeWorkerCredentialsIssued = "auth.worker_credentials_issued"
 )
 
 // ApplicationCreated records a new application (a service account whose
@@ -252,8 +255,23 @@ type TokenRefused struct {
 // EventType implements Event.
 func (*TokenRefused) EventType() string { return TypeTokenRefused }
 
+// WorkerCredentialsIssued is the audit fact of NATS credentials issued for
+// workers of TaskTypes: the user's public key, never its seed.
+type WorkerCredentialsIssued struct {
+	User      string   `msgpack:"user"`
+	Name      string   `msgpack:"n,omitempty"`
+	TaskTypes []string `msgpack:"types"`
+	Domains   []string `msgpack:"domains,omitempty"`
+	Expires   int64    `msgpack:"exp,omitempty"` // Unix seconds; 0: never
+	By        string   `msgpack:"by"`
+	Time      int64    `msgpack:"ts"`
+}
+
+// EventType implements Event.
+func (*WorkerCredentialsIssued) EventType() string { return TypeWorkerCredentialsIssued }
+
 func init() {
-	for _, ev := range []Event{&ApplicationCreated{}, &ApplicationUpdated{}, &ApplicationDeleted{},
+	for _, ev := range []Event{&WorkerCredentialsIssued{}, &ApplicationCreated{}, &ApplicationUpdated{}, &ApplicationDeleted{},
 		&ApplicationRolesSet{}, &ApplicationTagsSet{}, &AccessKeyCreated{}, &AccessKeyStatusSet{},
 		&AccessKeyDeleted{}, &UserUpserted{}, &UserGroupsSet{}, &UserDeleted{}, &GroupUpserted{},
 		&GroupDeleted{}, &GrantSet{}, &TokenIssued{}, &TokenRefused{}, &ApplicationGroupsSet{}} {

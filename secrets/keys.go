@@ -171,31 +171,7 @@ func (k *Keys) devMasterKey(path string, ringExists bool) (*MasterKey, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: set $%s or --master-key-file", ErrNoMasterKey, MasterKeyEnv)
 	}
-	exists, err := fileExists(path)
-	if err != nil {
-		return nil, fmt.Errorf("dev master key: %w", err)
-	}
-	if exists {
-		mk, err := readKeyFile(path, k.logger)
-		if err != nil {
-			return nil, err
-		}
-		k.logger.Warn("DEV MODE: secrets are encrypted under a master key stored in the data directory, next to what it protects; "+
-			"set $"+MasterKeyEnv+" or --master-key-file in production", logkey.Path, path)
-		return mk, nil
-	}
-	if ringExists {
-		return nil, fmt.Errorf("%w: KV bucket %s holds a keyring but no master key is configured and the dev key file %s does not exist; "+
-			"set $%s or --master-key-file to the key that sealed it, or restore the file; nothing was changed",
-			ErrNoMasterKey, KeyBucket, path, MasterKeyEnv)
-	}
-	mk, err := writeDevKeyFile(path)
-	if err != nil {
-		return nil, err
-	}
-	k.logger.Warn("DEV MODE: generated a new master key into the data directory (mode 0600); anyone who can read it can decrypt every secret. "+
-		"Set $"+MasterKeyEnv+" or --master-key-file in production", logkey.Path, path)
-	return mk, nil
+	return DevMasterKey(path, ringExists, k.logger)
 }
 
 // createKeyring stores a new keyring, unless another process got there

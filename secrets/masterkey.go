@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -70,6 +71,22 @@ func (m *MasterKey) Text() Value {
 
 // Wipe overwrites the key with zeros; the MasterKey is unusable after.
 func (m *MasterKey) Wipe() { wipe(m.key) }
+
+// DeriveKey returns a 32-byte key derived from the master key for one
+// purpose (HKDF-SHA256; info names the purpose, e.g.
+// "flowvault/nats/operator/v1"). Every process holding the same master key
+// derives the same key, and no key for one purpose says anything about
+// the master key or another purpose. The caller should wipe the result.
+func (m *MasterKey) DeriveKey(info string) ([]byte, error) {
+	if info == "" {
+		return nil, errors.New("derive key: empty purpose")
+	}
+	k, err := hkdf.Key(sha256.New, m.key, nil, info, KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("derive key: %w", err)
+	}
+	return k, nil
+}
 
 // checkValue identifies the key without revealing it: the first 8 bytes of
 // HMAC-SHA256(key, label). The sealed keyring carries it, so a wrong
@@ -152,6 +169,43 @@ func readKeyFile(path string, logger *slog.Logger) (*MasterKey, error) {
 		return nil, fmt.Errorf("master key file %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// DevMasterKey provides the master key in dev mode (no key configured):
+// it reads the dev key file at path, or, when the file does not exist and
+// dataExists is false, generates a new key into it (mode 0600). Either way
+// it logs a warning. When the file is missing but dataExists says that
+// data sealed under some master key is already stored, it refuses with
+// ErrNoMasterKey and creates nothing: a new key would not open that data.
+func DevMasterKey(path string, dataExists bool, logger *slog.Logger) (*MasterKey, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	exists, err := fileExists(path)
+	if err != nil {
+		return nil, fmt.Errorf("dev master key: %w", err)
+	}
+	if exists {
+		mk, err := readKeyFile(path, logger)
+		if err != nil {
+			return nil, err
+		}
+		logger.Warn("DEV MODE: secrets are encrypted under a master key stored in the data directory, next to what it protects; "+
+			"set $"+MasterKeyEnv+" or --master-key-file in production", logkey.Path, path)
+		return mk, nil
+	}
+	if dataExists {
+		return nil, fmt.Errorf("%w: a keyring already exists (KV bucket "+KeyBucket+") but no master key is configured and the dev key file %s does not exist; "+
+			"set $%s or --master-key-file to the key that sealed it, or restore the file; nothing was changed",
+			ErrNoMasterKey, path, MasterKeyEnv)
+	}
+	mk, err := writeDevKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	logger.Warn("DEV MODE: generated a new master key into the data directory (mode 0600); anyone who can read it can decrypt every secret. "+
+		"Set $"+MasterKeyEnv+" or --master-key-file in production", logkey.Path, path)
+	return mk, nil
 }
 
 // writeDevKeyFile creates path (mode 0600, never overwriting) holding a new

@@ -64,10 +64,16 @@ type Worker struct {
 	handler Handler
 }
 
-// NewWorker returns a worker; Run starts it.
+// NewWorker returns a worker; Run starts it. nc is a connection made with
+// credentials for cfg.TaskType (Connect, or ConnectOptions with your own
+// options); NewWorker refuses a connection whose flowvault credentials
+// allow replies only under an inbox prefix it does not use.
 func NewWorker(nc *nats.Conn, cfg WorkerConfig, h Handler) (*Worker, error) {
 	if cfg.TaskType == "" {
 		return nil, errors.New("worker: task type is required")
+	}
+	if err := checkInbox(nc); err != nil {
+		return nil, err
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 1

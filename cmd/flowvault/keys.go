@@ -114,7 +114,6 @@ func openOfflineKeys(ctx context.Context, cfg node.Config, logger *slog.Logger) 
 		return nil, nil, err
 	}
 	ec := cfg.Eventlog()
-	ec.Name = "flowvault-keys"
 	devKeyFile := ""
 	release := func() {}
 	if ec.Embedded() {
@@ -124,12 +123,13 @@ func openOfflineKeys(ctx context.Context, cfg node.Config, logger *slog.Logger) 
 		if release, err = node.LockDataDir(cfg.DataDir); err != nil {
 			return nil, nil, fmt.Errorf("%w: stop the server first", err)
 		}
-		ec.Listen = "127.0.0.1:0"
+		// Nothing but this process needs the server: no listener.
+		cfg.NATSListen = ""
 		devKeyFile = cfg.DevKeyFile()
 	} else if mk == nil {
 		return nil, nil, fmt.Errorf("with --nats, set $%s or --master-key-file", secrets.MasterKeyEnv)
 	}
-	log, err := eventlog.Open(ctx, ec, eventlog.Options{Logger: logger})
+	log, mk, _, err := node.OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger})
 	if err != nil {
 		release()
 		return nil, nil, err

@@ -4,6 +4,7 @@
 //	flowvault secret     put, get, list, delete and tag secrets on a server
 //	flowvault audit      print the audit trail; verify the read models
 //	flowvault keys       rotate the key encryption key (stopped server)
+//	flowvault worker-credentials  NATS credentials for workers of some task types
 //	flowvault version    print the version
 package main
 
@@ -32,6 +33,7 @@ var commands = []command{
 	{"secret", "put, get, list, delete and tag secrets (REST API client)", runSecret},
 	{"audit", "print the audit trail replayed from the log; --verify the read models", runAudit},
 	{"keys", "rotate the key encryption key, show the keyring", runKeys},
+	{"worker-credentials", "NATS credentials for workers of given task types (REST API client)", runWorkerCredentials},
 	{"version", "print the version", runVersion},
 }
 
@@ -77,7 +79,7 @@ var errUsage = errors.New("usage")
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: flowvault <command> [flags]\n\ncommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
+		fmt.Fprintf(w, "  %-19s %s\n", c.name, c.short)
 	}
 	fmt.Fprintln(w, "\nRun 'flowvault <command> -h' for a command's flags.")
 }

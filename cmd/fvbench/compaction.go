@@ -6,8 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/node"
 )
@@ -67,17 +65,18 @@ func finishHeld(ctx context.Context, dir string, n int) error {
 	}
 	defer stop()
 	r.flow = "bench_secrets"
-	nc, err := nats.Connect(r.n.Log().ClientURL())
+	nc, wc, err := r.connect()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	defer wc.Close()
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	if err := r.watch(nc); err != nil {
 		return err
 	}
-	if err := r.workers(wctx, nc); err != nil {
+	if err := r.workers(wctx, wc); err != nil {
 		return err
 	}
 	_, err = r.load(n, 0)

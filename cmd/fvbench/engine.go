@@ -169,11 +169,35 @@ func (r *engineRun) watch(nc *nats.Conn) error {
 	return sub.SetPendingLimits(-1, -1)
 }
 
+// benchTypes are the task types of the bench workflows' workers.
+var benchTypes = []string{"bench_a", "bench_b", "bench_c"}
+
+// connect connects to the node's NATS server twice: as an engine, to
+// watch workflow events, and as a worker of benchTypes.
+func (r *engineRun) connect() (watch, work *nats.Conn, err error) {
+	ec, err := r.n.NATS().EngineCredentials()
+	if err != nil {
+		return nil, nil, err
+	}
+	wc, err := r.n.WorkerCredentials(benchTypes...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if watch, err = nats.Connect(r.n.Log().ClientURL(), ec.Options()...); err != nil {
+		return nil, nil, err
+	}
+	if work, err = nats.Connect(r.n.Log().ClientURL(), wc.Options()...); err != nil {
+		watch.Close()
+		return nil, nil, err
+	}
+	return watch, work, nil
+}
+
 func (r *engineRun) workers(ctx context.Context, nc *nats.Conn) error {
 	h := func(_ context.Context, t *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: benchOutput(t)}, nil
 	}
-	for _, typ := range []string{"bench_a", "bench_b", "bench_c"} {
+	for _, typ := range benchTypes {
 		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: typ, Concurrency: 256, PollWait: time.Second}, h)
 		if err != nil {
 			return err
@@ -329,18 +353,19 @@ func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind wo
 	}
 	defer cleanup()
 	r.flow = flow
-	nc, err := nats.Connect(r.n.Log().ClientURL())
+	nc, wc, err := r.connect()
 	if err != nil {
 		return measured{}, err
 	}
 	defer nc.Close()
+	defer wc.Close()
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	if err := r.watch(nc); err != nil {
 		return measured{}, err
 	}
 	if kind == natsWorkers {
-		err = r.workers(wctx, nc)
+		err = r.workers(wctx, wc)
 	} else {
 		r.httpWorkers(wctx)
 	}
@@ -376,7 +401,7 @@ func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind wo
 func (r *engineRun) httpWorkers(ctx context.Context) {
 	const pollersPerType, batch = 16, 16
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 3 * pollersPerType * batch}}
-	for _, typ := range []string{"bench_a", "bench_b", "bench_c"} {
+	for _, typ := range benchTypes {
 		for p := range pollersPerType {
 			go r.httpPoller(ctx, client, typ, fmt.Sprintf("%s-%d", typ, p), batch)
 		}

@@ -31,7 +31,7 @@ func init() { schemas.Default.Register(&benchEvent{}, 1) }
 
 func openLog(ctx context.Context, dir string, fsync eventlog.FsyncMode) (*eventlog.Log, error) {
 	cfg := eventlog.DefaultConfig()
-	cfg.StoreDir, cfg.Listen, cfg.Fsync = dir, "127.0.0.1:0", fsync
+	cfg.StoreDir, cfg.Listen, cfg.Fsync = dir, "", fsync // in-process only
 	return eventlog.Open(ctx, cfg, eventlog.Options{})
 }
 

@@ -26,4 +26,7 @@ const (
 	Event      = "event"
 	KeyID      = "key_id" // an access key's id (never its secret)
 	Reason     = "reason"
+	User       = "user"    // a NATS user's public key (never its seed)
+	Account    = "account" // a NATS account's public key
+	Expires    = "expires" // when credentials stop working
 )

@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/projections"
 )
@@ -148,4 +151,72 @@ func Dump(tb testing.TB, cfg node.Config) string {
 		tb.Fatalf("dump read models: %v", err)
 	}
 	return b.String()
+}
+
+// WorkerConn connects to n's embedded NATS server as a worker of
+// taskTypes: with the permissions POST /api/workers/credentials would
+// grant, so tests exercise the real ones. It closes when the test ends.
+func WorkerConn(tb testing.TB, n *node.Node, taskTypes ...string) *nats.Conn {
+	tb.Helper()
+	c, err := n.WorkerCredentials(taskTypes...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return Connect(tb, n, c)
+}
+
+// EngineConn connects to n's embedded NATS server with an engine's
+// credentials: every permission of the account (read every stream,
+// publish commands). Use it only where a test must act as the engine or
+// a producer; workers use WorkerConn.
+func EngineConn(tb testing.TB, n *node.Node) *nats.Conn {
+	tb.Helper()
+	c, err := n.NATS().EngineCredentials()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return Connect(tb, n, c)
+}
+
+// Connect connects to n's embedded NATS server with c, reconnecting for
+// ever, and closes the connection when the test ends.
+func Connect(tb testing.TB, n *node.Node, c *natsauth.Credentials, opts ...nats.Option) *nats.Conn {
+	tb.Helper()
+	opts = append(append(c.Options(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond)), opts...)
+	nc, err := nats.Connect(n.Log().ClientURL(), opts...)
+	if err != nil {
+		tb.Fatalf("connect to nats: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// CredsFile writes c as a .creds file (0600) into a new temporary
+// directory and returns its path.
+func CredsFile(tb testing.TB, c *natsauth.Credentials) string {
+	tb.Helper()
+	b, err := c.File()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "nats.creds")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// JoinConfig is the configuration of a second engine, with its data
+// under dir, that shares a's NATS server (and master key): scale-out on
+// one log. It connects with engine credentials a's server trusts.
+func JoinConfig(tb testing.TB, a *node.Node, dir string) node.Config {
+	tb.Helper()
+	c, err := a.NATS().EngineCredentials()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := Config(dir)
+	cfg.NATSURL = a.Log().ClientURL()
+	cfg.NATSCreds = CredsFile(tb, c)
+	return cfg
 }

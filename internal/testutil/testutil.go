@@ -19,11 +19,13 @@ import (
 )
 
 // LogConfig returns an embedded, fully durable event log configuration that
-// stores under dir and listens on a free loopback port.
+// stores under dir. Its server does not listen: only the log's own
+// in-process connection reaches it (a listening server needs
+// credentials; see natsauth and internal/nodetest).
 func LogConfig(dir string) eventlog.Config {
 	cfg := eventlog.DefaultConfig()
 	cfg.StoreDir = dir
-	cfg.Listen = "127.0.0.1:0"
+	cfg.Listen = ""
 	cfg.Name = "flowvault-test"
 	return cfg
 }

@@ -2,21 +2,34 @@
 // with nothing but the NATS client packages. The Go test TestNodeWorker runs
 // it against a real server.
 //
-//   NATS_URL=nats://127.0.0.1:4222 TASK_TYPE=double TASKS=5 node worker.mjs
+//   flowvault worker-credentials --task-types double --out double.creds
+//   NATS_URL=nats://127.0.0.1:4222 NATS_CREDS=double.creds TASK_TYPE=double TASKS=5 node worker.mjs
 //
 // It doubles inputData.n, fails tasks whose input says {"fail": true}, and
 // exits after TASKS tasks.
-import { connect } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 
 const url = process.env.NATS_URL;
+const creds = readFileSync(process.env.NATS_CREDS);
 const type = process.env.TASK_TYPE;
 const want = Number(process.env.TASKS || "1");
 const workerId = process.env.WORKER_ID || "node-worker";
 const consumerName = `fvq_${type}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const nc = await connect({ servers: url, name: workerId });
+// The credentials let this user receive replies only under
+// _INBOX_<its public key>: the `sub` claim of the JWT in the creds file.
+const userJWT = /-----BEGIN NATS USER JWT-----\s*(\S+)\s*------END NATS USER JWT------/.exec(creds.toString())[1];
+const user = JSON.parse(Buffer.from(userJWT.split(".")[1], "base64url").toString()).sub;
+
+const nc = await connect({
+  servers: url,
+  name: workerId,
+  authenticator: credsAuthenticator(creds),
+  inboxPrefix: `_INBOX_${user}`,
+});
 const js = jetstream(nc);
 
 async function request(subject, body) {

@@ -1,0 +1,91 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/natsauth"
+)
+
+// CredentialIssuer issues NATS credentials to workers and records who
+// asked. *natsauth.Issuer implements it.
+type CredentialIssuer interface {
+	IssueWorker(ctx context.Context, by string, spec natsauth.WorkerSpec, ttl time.Duration) (*natsauth.Credentials, error)
+}
+
+var _ CredentialIssuer = (*natsauth.Issuer)(nil)
+
+// maxCredentialsBody bounds POST /api/workers/credentials.
+const maxCredentialsBody = 64 << 10
+
+func (s *Server) workerRoutes() {
+	// Holding WORKER (POLL_TASKS) lets a caller ask; the handler then
+	// checks EXECUTE on each task type it asks for.
+	s.route("POST /api/workers/credentials", auth.Rule{AnyPermission: []string{auth.PermPollTasks}}, s.issueWorkerCredentials)
+}
+
+type workerCredentialsRequest struct {
+	TaskTypes        []string `json:"taskTypes"`
+	Domains          []string `json:"domains"`
+	Name             string   `json:"name"`
+	ExpiresInSeconds int64    `json:"expiresInSeconds"`
+}
+
+type workerCredentialsResponse struct {
+	Creds       string `json:"creds"`
+	User        string `json:"user"`
+	InboxPrefix string `json:"inboxPrefix"`
+	Expires     int64  `json:"expires"` // Unix milliseconds
+}
+
+// issueWorkerCredentials is POST /api/workers/credentials: a NATS .creds
+// file for a worker of the requested task types, allowed on NATS exactly
+// what the worker protocol needs for those types. The caller must be
+// allowed to poll every type over HTTP (mayPoll: the WORKER role and
+// EXECUTE on the TASK_DEF, which POLL_ANY_TASK gives on every type).
+func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) {
+	if s.deps.WorkerCredentials == nil {
+		s.writeError(w, r, fault.NotFound("this server uses an external NATS server: its operator issues worker credentials"))
+		return
+	}
+	var req workerCredentialsRequest
+	if err := decodeJSON(w, r, maxCredentialsBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	spec := natsauth.WorkerSpec{TaskTypes: req.TaskTypes, Domains: req.Domains, Name: req.Name}
+	if err := spec.Validate(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.ExpiresInSeconds < 0 || req.ExpiresInSeconds > int64(natsauth.MaxWorkerTTL/time.Second) {
+		s.writeError(w, r, fault.Invalid("expiresInSeconds %d: want 1 to %d (0 or absent: %d)",
+			req.ExpiresInSeconds, int64(natsauth.MaxWorkerTTL/time.Second), int64(natsauth.DefaultWorkerTTL/time.Second)))
+		return
+	}
+	// The credentials take tasks (inputs, secrets resolved) exactly as
+	// polling does: the same decision, per type.
+	for _, t := range spec.TaskTypes {
+		if err := s.mayPoll(r, t); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	c, err := s.deps.WorkerCredentials.IssueWorker(r.Context(), principal(r), spec, time.Duration(req.ExpiresInSeconds)*time.Second)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	file, err := c.File()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer clear(file)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, workerCredentialsResponse{Creds: string(file), User: c.User, InboxPrefix: c.InboxPrefix,
+		Expires: c.Expires.UnixMilli()})
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/workers"
+)
+
+// worker-credentials asks the server for a .creds file: to stdout, or to
+// a 0600 file with a summary on stdout; the NATS server accepts it.
+func TestWorkerCredentialsCLI(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	p := startServer(t, bin, []string{masterKeyEnv(bytes.Repeat([]byte{5}, 32))}, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	natsURL := p.waitLog(t, "embedded nats started")["addr"].(string)
+	server := "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
+	run := func(args ...string) (string, string, int) {
+		t.Helper()
+		return cli(t, bin, keyFileEnv(data), nil, append(args, "--server", server)...)
+	}
+	connect := func(creds []byte) {
+		t.Helper()
+		nc, err := workers.Connect(natsURL, creds, nats.NoReconnect())
+		if err != nil {
+			t.Fatalf("connect with the credentials: %v", err)
+		}
+		nc.Close()
+	}
+
+	out, errOut, code := run("worker-credentials", "--task-types", "resize")
+	if code != 0 || !strings.HasPrefix(out, "-----BEGIN NATS USER JWT-----") || !strings.Contains(out, "USER NKEY SEED") {
+		t.Fatalf("to stdout: %d %q %q", code, out, errOut)
+	}
+	connect([]byte(out))
+
+	file := filepath.Join(t.TempDir(), "resize.creds")
+	before := time.Now()
+	out, errOut, code = run("worker-credentials", "--task-types", "resize, thumbnail", "--expires", "2d", "--name", "img", "--out", file)
+	if code != 0 || !strings.Contains(out, "wrote credentials for resize,thumbnail to "+file) || strings.Contains(out, "SEED") {
+		t.Fatalf("--out: %d %q %q", code, out, errOut)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("creds file: %v %v", fi, err)
+	}
+	creds, _ := os.ReadFile(file)
+	connect(creds)
+	// The expiry is printed to the second: 2 days after the request.
+	day := func(t time.Time) string { return t.Add(48 * time.Hour).UTC().Format("2006-01-02") }
+	if !strings.Contains(out, "expires:      "+day(before)) && !strings.Contains(out, "expires:      "+day(time.Now())) {
+		t.Fatalf("--expires 2d: %q, want expiry on %s", out, day(before))
+	}
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no task types", []string{"worker-credentials"}, 2, "--task-types is required"},
+		{"only commas", []string{"worker-credentials", "--task-types", ",,"}, 1, "taskTypes"},
+		{"an argument", []string{"worker-credentials", "--task-types", "a", "extra"}, 2, "no arguments"},
+		{"bad expiry", []string{"worker-credentials", "--task-types", "a", "--expires", "soon"}, 1, "want a duration"},
+		{"zero days", []string{"worker-credentials", "--task-types", "a", "--expires", "0d"}, 1, "want a duration"},
+		{"beyond a year", []string{"worker-credentials", "--task-types", "a", "--expires", "400d"}, 1, "expiresInSeconds"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := run(tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) || out != "" {
+				t.Fatalf("exit %d %q %q, want %d mentioning %q", code, out, errOut, tt.code, tt.want)
+			}
+		})
+	}
+	stopServer(t, p)
+}

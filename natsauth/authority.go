@@ -1,0 +1,214 @@
+// Package natsauth closes the embedded NATS server: decentralized JWT
+// authentication with an operator and accounts derived from the master
+// key, the engine's own user, and worker users whose permissions cover
+// only their task types.
+//
+// Key derivation. The operator, the flowvault account (where every stream
+// lives) and the system account are nkeys whose seeds are derived from
+// the master key with HKDF-SHA256 under distinct info strings (see
+// OperatorInfo, AccountInfo, SystemAccountInfo). Every engine holding the
+// master key derives the same keys, so engines sharing a log share an
+// account, and no new secret is written to disk. User keys are random and
+// exist only in the credentials they are issued in (engines mint their
+// own at every start and keep them in memory).
+//
+// The server trusts the operator and resolves the two accounts from
+// memory (server.MemAccResolver), preloaded with their JWTs.
+package natsauth
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// HKDF info strings of the derived nkeys. They are part of the on-disk
+// format: the account's public key names the directory its JetStream data
+// lives in. Never change one.
+const (
+	OperatorInfo      = "flowvault/nats/operator/v1"
+	AccountInfo       = "flowvault/nats/account/v1"
+	SystemAccountInfo = "flowvault/nats/system-account/v1"
+)
+
+// KeyDeriver derives purpose-bound 32-byte keys from the master key.
+// *secrets.MasterKey implements it.
+type KeyDeriver interface {
+	DeriveKey(info string) ([]byte, error)
+}
+
+// Authority is the operator and the flowvault account of the embedded
+// server: it configures the server and signs user JWTs. It is safe for
+// concurrent use and prints as "***".
+type Authority struct {
+	operator   *jwt.OperatorClaims
+	account    nkeys.KeyPair
+	accountKey string
+	accountJWT string
+	systemKey  string
+	systemJWT  string
+}
+
+// New derives the operator and accounts from the master key and signs
+// their JWTs. It keeps only the account's key pair: the operator key is
+// needed only to sign the account JWTs, which happens here.
+func New(master KeyDeriver) (*Authority, error) {
+	op, err := derive(master, nkeys.PrefixByteOperator, OperatorInfo)
+	if err != nil {
+		return nil, err
+	}
+	defer op.Wipe()
+	acc, err := derive(master, nkeys.PrefixByteAccount, AccountInfo)
+	if err != nil {
+		return nil, err
+	}
+	sys, err := derive(master, nkeys.PrefixByteAccount, SystemAccountInfo)
+	if err != nil {
+		acc.Wipe()
+		return nil, err
+	}
+	defer sys.Wipe()
+	a := &Authority{account: acc}
+	if err := a.sign(op, sys); err != nil {
+		acc.Wipe()
+		return nil, err
+	}
+	return a, nil
+}
+
+// derive makes the nkey of one purpose.
+func derive(master KeyDeriver, prefix nkeys.PrefixByte, info string) (nkeys.KeyPair, error) {
+	raw, err := master.DeriveKey(info)
+	if err != nil {
+		return nil, fmt.Errorf("nats keys: %w", err)
+	}
+	defer clear(raw)
+	kp, err := nkeys.FromRawSeed(prefix, raw)
+	if err != nil {
+		return nil, fmt.Errorf("nats keys: %w", err)
+	}
+	return kp, nil
+}
+
+// sign issues the operator JWT and, under the operator, the JWTs of the
+// flowvault account (JetStream without limits, no bearer users) and of
+// the system account the server needs in operator mode (no users).
+func (a *Authority) sign(op, sys nkeys.KeyPair) error {
+	opKey, err := op.PublicKey()
+	if err != nil {
+		return err
+	}
+	if a.accountKey, err = a.account.PublicKey(); err != nil {
+		return err
+	}
+	if a.systemKey, err = sys.PublicKey(); err != nil {
+		return err
+	}
+	oc := jwt.NewOperatorClaims(opKey)
+	oc.Name = "flowvault"
+	oc.SystemAccount = a.systemKey
+	token, err := oc.Encode(op)
+	if err != nil {
+		return fmt.Errorf("operator jwt: %w", err)
+	}
+	if a.operator, err = jwt.DecodeOperatorClaims(token); err != nil {
+		return fmt.Errorf("operator jwt: %w", err)
+	}
+	ac := jwt.NewAccountClaims(a.accountKey)
+	ac.Name = "flowvault"
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit,
+		Streams: jwt.NoLimit, Consumer: jwt.NoLimit, MaxAckPending: jwt.NoLimit}
+	ac.Limits.DisallowBearer = true
+	if a.accountJWT, err = ac.Encode(op); err != nil {
+		return fmt.Errorf("account jwt: %w", err)
+	}
+	sc := jwt.NewAccountClaims(a.systemKey)
+	sc.Name = "SYS"
+	sc.Limits.DisallowBearer = true
+	if a.systemJWT, err = sc.Encode(op); err != nil {
+		return fmt.Errorf("system account jwt: %w", err)
+	}
+	return nil
+}
+
+// Account is the public key of the flowvault account.
+func (a *Authority) Account() string { return a.accountKey }
+
+// ConfigureServer puts o in operator mode: the operator is trusted and the
+// two accounts are resolved from memory. Clients must then present a user
+// JWT signed by the account; anonymous connections are refused.
+func (a *Authority) ConfigureServer(o *server.Options) error {
+	if o.Username != "" || o.Authorization != "" || len(o.Users) > 0 || len(o.Nkeys) > 0 {
+		return errors.New("nats operator mode: the server has other authentication configured")
+	}
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(a.accountKey, a.accountJWT); err != nil {
+		return fmt.Errorf("nats account resolver: %w", err)
+	}
+	if err := resolver.Store(a.systemKey, a.systemJWT); err != nil {
+		return fmt.Errorf("nats account resolver: %w", err)
+	}
+	o.TrustedOperators = []*jwt.OperatorClaims{a.operator}
+	o.SystemAccount = a.systemKey
+	o.AccountResolver = resolver
+	return nil
+}
+
+// EngineOptions authenticate an engine's connection: a new user with
+// every permission of the account, which lives only in this process.
+func (a *Authority) EngineOptions() ([]nats.Option, error) {
+	c, err := a.EngineCredentials()
+	if err != nil {
+		return nil, err
+	}
+	return c.Options(), nil
+}
+
+// EngineCredentials are the credentials of a new user with every
+// permission of the account and no expiry: an engine's, or a test's that
+// must read every stream.
+func (a *Authority) EngineCredentials() (*Credentials, error) {
+	return a.issue("flowvault-engine", time.Time{}, nil)
+}
+
+// issue signs a new user's JWT with the account key. perms, given the
+// user's public key, returns its permissions (nil: all).
+func (a *Authority) issue(name string, expires time.Time, perms func(user string) jwt.Permissions) (*Credentials, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("nats user key: %w", err)
+	}
+	user, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("nats user key: %w", err)
+	}
+	uc := jwt.NewUserClaims(user)
+	uc.Name = name
+	if !expires.IsZero() {
+		uc.Expires = expires.Unix()
+	}
+	if perms != nil {
+		uc.Permissions = perms(user)
+	}
+	token, err := uc.Encode(a.account)
+	if err != nil {
+		kp.Wipe()
+		return nil, fmt.Errorf("nats user jwt: %w", err)
+	}
+	return &Credentials{User: user, Expires: expires, jwt: token, kp: kp}, nil
+}
+
+func (*Authority) String() string               { return redacted }
+func (*Authority) GoString() string             { return redacted }
+func (*Authority) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
+func (*Authority) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (*Authority) LogValue() slog.Value         { return slog.StringValue(redacted) }
+
+// redacted is how key-bearing types print.
+const redacted = "***"

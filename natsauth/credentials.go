@@ -1,0 +1,83 @@
+package natsauth
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/flowvault/flowvault/workers"
+)
+
+// Credentials are one NATS user's: its signed JWT and its key pair. They
+// print as "***"; File is the only way the seed leaves the process.
+type Credentials struct {
+	// User is the user's public key (the JWT's subject).
+	User string
+	// Expires is when the server stops accepting the credentials (zero:
+	// never).
+	Expires time.Time
+	// InboxPrefix is the only inbox prefix the user may receive replies
+	// under ("" for an engine, which may subscribe anywhere).
+	InboxPrefix string
+
+	jwt string
+	kp  nkeys.KeyPair
+}
+
+// File renders the credentials as a standard NATS .creds file (the user
+// JWT and the seed, jwt.FormatUserConfig), which every NATS client reads.
+// The result holds the seed: write it only where it belongs (stdout, a
+// 0600 file, an HTTP answer with Cache-Control: no-store) and wipe it.
+func (c *Credentials) File() ([]byte, error) {
+	seed, err := c.kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("nats credentials: %w", err)
+	}
+	defer clear(seed)
+	b, err := jwt.FormatUserConfig(c.jwt, seed)
+	if err != nil {
+		return nil, fmt.Errorf("nats credentials: %w", err)
+	}
+	return b, nil
+}
+
+// Options are the NATS client options of a connection as this user: the
+// JWT, the signature of the server's nonce, and the inbox prefix.
+func (c *Credentials) Options() []nats.Option {
+	opts := []nats.Option{nats.UserJWT(func() (string, error) { return c.jwt, nil }, c.kp.Sign)}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
+	}
+	return opts
+}
+
+func (*Credentials) String() string               { return redacted }
+func (*Credentials) GoString() string             { return redacted }
+func (*Credentials) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
+func (*Credentials) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (*Credentials) LogValue() slog.Value         { return slog.StringValue(redacted) }
+
+// IssueWorker signs credentials for a worker of spec.TaskTypes: it may do
+// what workers.WorkerPermissions allows and nothing else. The spec must
+// be valid (WorkerSpec.Validate).
+func (a *Authority) IssueWorker(spec WorkerSpec) (*Credentials, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := a.issue(spec.Name, spec.Expires, func(user string) jwt.Permissions {
+		wp := workers.WorkerPermissions(spec.TaskTypes, spec.Domains, workers.InboxPrefix(user))
+		var p jwt.Permissions
+		p.Pub.Allow.Add(wp.Publish...)
+		p.Sub.Allow.Add(wp.Subscribe...)
+		return p
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.InboxPrefix = workers.InboxPrefix(c.User)
+	return c, nil
+}

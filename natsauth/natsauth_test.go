@@ -1,0 +1,324 @@
+package natsauth_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/natsauth"
+	"github.com/flowvault/flowvault/secrets"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// server is an embedded event log whose NATS server listens and requires
+// credentials signed by authority.
+type server struct {
+	log       *eventlog.Log
+	authority *natsauth.Authority
+}
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	mk := secrets.GenerateMasterKey()
+	t.Cleanup(mk.Wipe)
+	a, err := natsauth.New(mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testutil.LogConfig(t.TempDir())
+	cfg.Listen = "127.0.0.1:0"
+	l, err := eventlog.Open(testutil.Context(t, 30*time.Second), cfg, eventlog.Options{Auth: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return &server{log: l, authority: a}
+}
+
+// refused reports whether the server refused the connection's last
+// operation on subject. Flush makes it deterministic: the server answers
+// an operation it refuses with -ERR before the PONG of the PING after it,
+// and the client records the error before Flush returns.
+func refused(t *testing.T, nc *nats.Conn, subject string) {
+	t.Helper()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	err := nc.LastError()
+	if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), `"`+subject+`"`) {
+		t.Fatalf("%s: last error %v, want a permissions violation for it", subject, err)
+	}
+}
+
+// connect connects to s's server with c.
+func (s *server) connect(t *testing.T, c *natsauth.Credentials) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.log.ClientURL(), c.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// dispatch creates the queue consumer of taskType, as the engine does, and
+// announces one task on it.
+func (s *server) dispatch(t *testing.T, ctx context.Context, taskType string) jetstream.Consumer {
+	t.Helper()
+	cons, err := s.log.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
+		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(workers.Dispatch{TaskID: "task-" + taskType, WorkflowInstanceID: "wf-1", TaskType: taskType})
+	if _, err := s.log.JetStream().Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
+		t.Fatal(err)
+	}
+	return cons
+}
+
+func TestAnonymousAndForgedConnectionsRefused(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	other, err := natsauth.New(secrets.GenerateMasterKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := other.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"a"}, Expires: time.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		opts    []nats.Option
+		refused bool
+	}{
+		{"anonymous", nil, true},
+		{"user and password", []nats.Option{nats.UserInfo("flowvault", "flowvault")}, true},
+		{"token", []nats.Option{nats.Token("flowvault")}, true},
+		{"another master key's account", forged.Options(), true},
+		{"expired", expired.Options(), true},
+		{"worker credentials", valid.Options(), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			nc, err := nats.Connect(s.log.ClientURL(), append(tt.opts, nats.NoReconnect())...)
+			if err == nil {
+				defer nc.Close()
+			}
+			switch {
+			case tt.refused && err == nil:
+				t.Fatal("connected")
+			case tt.refused && !errors.Is(err, nats.ErrAuthorization) && !errors.Is(err, nats.ErrAuthExpired):
+				t.Fatalf("refused with %v, want an authorization violation", err)
+			case !tt.refused && err != nil:
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// A worker of type A takes A's tasks, and nothing else: B's queue, B's
+// dispatch subject, the event streams and the JetStream API are refused
+// by the server.
+func TestWorkerPermissions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	ctx := testutil.Context(t, 60*time.Second)
+	consA := s.dispatch(t, ctx, "type_a")
+	consB := s.dispatch(t, ctx, "type_b")
+	c, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}, Name: "worker-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := s.connect(t, c)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Its own queue works: the rules below are not refusing everything.
+	own, err := js.Consumer(ctx, eventlog.Dispatch.Name, workers.ConsumerName("type_a", ""))
+	if err != nil {
+		t.Fatalf("own queue: %v", err)
+	}
+	m, err := own.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatalf("own queue: %v", err)
+	}
+	if !strings.Contains(string(m.Data()), "task-type_a") {
+		t.Fatalf("own queue gave %s", m.Data())
+	}
+	if err := m.DoubleAck(ctx); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	if info, err := consA.Info(ctx); err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+		t.Fatalf("type_a queue after the take: %+v %v", info, err)
+	}
+
+	// Requests the server must refuse, as a JetStream or NATS client would
+	// send them.
+	for _, tt := range []struct{ name, subject, body string }{
+		{"pull from type_b's queue", "$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH.fvq_type_b", `{"batch":1,"no_wait":true}`},
+		{"type_b's queue info", "$JS.API.CONSUMER.INFO.FV_DISPATCH.fvq_type_b", ""},
+		{"take a type_b task", workers.TakeSubject("type_b"), `{"taskId":"task-type_b"}`},
+		{"report a type_b result", workers.ResultSubject("type_b"), `{"taskId":"task-type_b"}`},
+		{"workflow event stream info", "$JS.API.STREAM.INFO." + eventlog.Workflows.Name, ""},
+		{"consumer on the workflow events", "$JS.API.CONSUMER.CREATE." + eventlog.Workflows.Name + ".spy", `{"stream_name":"FV_WF","config":{"name":"spy"}}`},
+		{"durable consumer on the workflow events", "$JS.API.CONSUMER.DURABLE.CREATE." + eventlog.Workflows.Name + ".spy", `{"stream_name":"FV_WF","config":{"durable_name":"spy"}}`},
+		{"secret event stream info", "$JS.API.STREAM.INFO." + eventlog.Secrets.Name, ""},
+		{"read a stored event", "$JS.API.STREAM.MSG.GET." + eventlog.Access.Name, `{"seq":1}`},
+		{"direct get", "$JS.API.DIRECT.GET." + eventlog.Audit.Name, `{"seq":1}`},
+		{"list streams", "$JS.API.STREAM.NAMES", ""},
+		{"account info", "$JS.API.INFO", ""},
+		{"delete its own queue", "$JS.API.CONSUMER.DELETE.FV_DISPATCH.fvq_type_a", ""},
+		{"plant a type_b task", workers.DispatchSubject("type_b", ""), `{}`},
+		{"forge a workflow event", "fv.wf.forged", `{}`},
+		{"start a workflow", "fv.cmd.start.any", `{}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := nc.PublishRequest(tt.subject, nc.NewRespInbox(), []byte(tt.body)); err != nil {
+				t.Fatal(err)
+			}
+			refused(t, nc, tt.subject)
+		})
+	}
+	// Subscriptions outside its inbox are refused, and type_b's tasks never
+	// reach it: a marker the engine sends to its inbox after a type_b
+	// announcement arrives with nothing delivered before it.
+	for _, subject := range []string{workers.DispatchSubject("type_b", ""), "fv.task.>", "fv.>", ">", "_INBOX.>", "_INBOX_>", "$JS.API.>"} {
+		if _, err := nc.SubscribeSync(subject); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, nc, subject)
+	}
+	inbox := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe(c.InboxPrefix+".marker", inbox); err != nil {
+		t.Fatal(err)
+	}
+	stolen := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe(workers.DispatchSubject("type_b", ""), stolen); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, nc, workers.DispatchSubject("type_b", ""))
+	engine := s.log.Conn()
+	if err := engine.Publish(workers.DispatchSubject("type_b", ""), []byte(`{"taskId":"task-type_b-2"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Publish(c.InboxPrefix+".marker", []byte("marker")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inbox:
+	case <-ctx.Done():
+		t.Fatal("the marker did not arrive")
+	}
+	if len(stolen) != 0 {
+		t.Fatalf("worker of type_a received %s", (<-stolen).Data)
+	}
+	// type_b's announcements are all still queued for type_b's workers.
+	if info, err := consB.Info(ctx); err != nil || info.NumPending != 2 || info.NumAckPending != 0 {
+		t.Fatalf("type_b queue: %+v %v", info, err)
+	}
+}
+
+func TestWorkerSpecValidate(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 257)
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = fmt.Sprint("t", i)
+	}
+	for _, tt := range []struct {
+		name  string
+		spec  natsauth.WorkerSpec
+		field string // "" valid
+	}{
+		{"valid", natsauth.WorkerSpec{TaskTypes: []string{"a", "b"}, Domains: []string{"d"}, Name: "w"}, ""},
+		{"no types", natsauth.WorkerSpec{}, "taskTypes"},
+		{"empty type", natsauth.WorkerSpec{TaskTypes: []string{"a", ""}}, "taskTypes[1]"},
+		{"long type", natsauth.WorkerSpec{TaskTypes: []string{long}}, "taskTypes[0]"},
+		{"too many types", natsauth.WorkerSpec{TaskTypes: many}, "taskTypes"},
+		{"empty domain", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Domains: []string{""}}, "domains[0]"},
+		{"long name", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Name: long}, "name"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.spec.Validate()
+			switch {
+			case tt.field == "" && err != nil:
+				t.Fatal(err)
+			case tt.field != "" && (err == nil || !strings.Contains(err.Error(), tt.field)):
+				t.Fatalf("error %v, want one about %s", err, tt.field)
+			}
+		})
+	}
+}
+
+// Engines holding one master key derive one account (they share a log);
+// another key derives another.
+func TestAccountDerivedFromMasterKey(t *testing.T) {
+	t.Parallel()
+	mk := secrets.GenerateMasterKey()
+	a1, err1 := natsauth.New(mk)
+	a2, err2 := natsauth.New(mk)
+	b, err3 := natsauth.New(secrets.GenerateMasterKey())
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Fatal(err)
+	}
+	if a1.Account() != a2.Account() || a1.Account() == b.Account() || !strings.HasPrefix(a1.Account(), "A") {
+		t.Fatalf("accounts %s %s %s", a1.Account(), a2.Account(), b.Account())
+	}
+}
+
+// Key-bearing values print as *** however they are printed or logged.
+func TestSecretsRedacted(t *testing.T) {
+	t.Parallel()
+	a, err := natsauth.New(secrets.GenerateMasterKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := c.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := strings.TrimSpace(strings.SplitN(strings.SplitN(string(file), "-----BEGIN USER NKEY SEED-----", 2)[1], "------END USER NKEY SEED------", 2)[0])
+	if !strings.HasPrefix(seed, "SU") {
+		t.Fatalf("no seed in the creds file:\n%s", file)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "creds", c, "authority", a)
+	js, _ := json.Marshal(map[string]any{"c": c, "a": a})
+	for _, tt := range []struct{ name, out string }{
+		{"%v", fmt.Sprintf("%v %v", c, a)},
+		{"%+v", fmt.Sprintf("%+v %+v", c, a)},
+		{"%#v", fmt.Sprintf("%#v %#v", c, a)},
+		{"%s", fmt.Sprintf("%s %s", c, a)},
+		{"json", string(js)},
+		{"slog", logged.String()},
+	} {
+		if strings.Contains(tt.out, seed) || strings.Contains(tt.out, "eyJ") || !strings.Contains(tt.out, "***") {
+			t.Errorf("%s: %s", tt.name, tt.out)
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package natsauth
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// Lifetimes of worker credentials. There is no revocation list yet, so
+// every worker credential expires.
+const (
+	DefaultWorkerTTL = 30 * 24 * time.Hour
+	MaxWorkerTTL     = 365 * 24 * time.Hour
+)
+
+// Limits of a WorkerSpec.
+const (
+	maxTaskTypes = 100
+	maxNameLen   = 256
+)
+
+// AuditSubject holds the audit facts of issued worker credentials.
+const AuditSubject = "fv.audit.auth.nats"
+
+// WorkerSpec describes the credentials of a worker.
+type WorkerSpec struct {
+	// TaskTypes the worker serves (at least one).
+	TaskTypes []string
+	// Domains whose queues of those types it may pull from, besides the
+	// queues without domain.
+	Domains []string
+	// Name is shown in server monitoring (the JWT's name).
+	Name string
+	// Expires is when the credentials stop working (zero: never; Issuer
+	// always sets one).
+	Expires time.Time
+}
+
+// Validate reports every problem with s.
+func (s WorkerSpec) Validate() error {
+	var ve fault.ValidationError
+	if len(s.TaskTypes) == 0 {
+		ve.Add("taskTypes", "at least one task type is required")
+	}
+	if len(s.TaskTypes) > maxTaskTypes {
+		ve.Add("taskTypes", "at most %d task types", maxTaskTypes)
+	}
+	for i, t := range s.TaskTypes {
+		if t == "" || len(t) > maxNameLen {
+			ve.Add(fmt.Sprintf("taskTypes[%d]", i), "a task type has 1 to %d characters", maxNameLen)
+		}
+	}
+	if len(s.Domains) > maxTaskTypes {
+		ve.Add("domains", "at most %d domains", maxTaskTypes)
+	}
+	for i, d := range s.Domains {
+		if d == "" || len(d) > maxNameLen {
+			ve.Add(fmt.Sprintf("domains[%d]", i), "a domain has 1 to %d characters", maxNameLen)
+		}
+	}
+	if len(s.Name) > maxNameLen {
+		ve.Add("name", "at most %d characters", maxNameLen)
+	}
+	return ve.Err()
+}
+
+// appender writes audit records; *eventlog.Log implements it.
+type appender interface {
+	Append(ctx context.Context, subject string, events []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error)
+}
+
+// Issuer issues worker credentials on behalf of principals and records
+// every issuance on the audit stream (the user's public key, never its
+// seed). It fails closed: no audit record, no credentials.
+type Issuer struct {
+	authority *Authority
+	log       appender
+	logger    *slog.Logger
+	now       func() time.Time
+}
+
+// NewIssuer returns an Issuer signing with a and auditing through log.
+func NewIssuer(a *Authority, log appender, logger *slog.Logger) *Issuer {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Issuer{authority: a, log: log, logger: logger.With(logkey.Component, "natsauth"), now: time.Now}
+}
+
+// IssueWorker issues credentials for spec, on behalf of principal by,
+// valid for ttl (0: DefaultWorkerTTL; more than MaxWorkerTTL is invalid).
+func (i *Issuer) IssueWorker(ctx context.Context, by string, spec WorkerSpec, ttl time.Duration) (*Credentials, error) {
+	switch {
+	case ttl < 0 || ttl > MaxWorkerTTL:
+		return nil, fault.Invalid("expiry %s: want more than 0 and at most %s", ttl, MaxWorkerTTL)
+	case ttl == 0:
+		ttl = DefaultWorkerTTL
+	}
+	spec.TaskTypes = dedupe(spec.TaskTypes)
+	spec.Domains = dedupe(spec.Domains)
+	now := i.now()
+	spec.Expires = now.Add(ttl).Truncate(time.Second)
+	c, err := i.authority.IssueWorker(spec)
+	if err != nil {
+		return nil, err
+	}
+	ev := &schemas.WorkerCredentialsIssued{User: c.User, Name: spec.Name, TaskTypes: spec.TaskTypes, Domains: spec.Domains,
+		Expires: spec.Expires.Unix(), By: by, Time: now.UnixMilli()}
+	env, err := schemas.Default.Encode(ev)
+	if err != nil {
+		return nil, err
+	}
+	env.ID, env.Time = rand.Text(), now.UnixNano()
+	if _, err := i.log.Append(ctx, AuditSubject, []schemas.Envelope{env}, eventlog.ExpectAny); err != nil {
+		return nil, fmt.Errorf("record worker credentials audit event: %v: %w", err, fault.ErrUnavailable)
+	}
+	i.logger.Info("worker credentials issued", logkey.User, c.User, logkey.Principal, by,
+		logkey.TaskType, spec.TaskTypes, logkey.Expires, spec.Expires)
+	return c, nil
+}
+
+// dedupe returns s sorted without repeats.
+func dedupe(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}

@@ -1,0 +1,124 @@
+package workers
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/eventlog"
+)
+
+// inboxBase starts every worker's inbox prefix. It differs from the NATS
+// default "_INBOX." so that no worker credential can be granted the
+// default inbox space by accident.
+const inboxBase = "_INBOX_"
+
+// InboxPrefix is the inbox prefix of the NATS user whose public key is
+// user: "_INBOX_<user>". flowvault's worker credentials let a worker
+// subscribe only under InboxPrefix(user)+".>": take replies carry resolved
+// secrets, so no worker may read another one's replies. A worker connects
+// with this prefix (nats.CustomInboxPrefix; Connect and ConnectOptions set
+// it).
+func InboxPrefix(user string) string { return inboxBase + user }
+
+// Permissions are the subjects a NATS user may publish and subscribe to.
+type Permissions struct {
+	Publish   []string
+	Subscribe []string
+}
+
+// WorkerPermissions is everything a worker of taskTypes needs of NATS
+// under the worker protocol, and nothing else: take and result requests
+// for those types; the info, next-message and acknowledgement subjects of
+// their queue consumers on the dispatch stream (the queue without domain
+// and one per entry of domains); and subscriptions under inboxPrefix.
+// Consumers are not created by workers (the engine does), streams are not
+// readable, and other types' queues are out of reach.
+func WorkerPermissions(taskTypes, domains []string, inboxPrefix string) Permissions {
+	var p Permissions
+	stream := eventlog.Dispatch.Name
+	queues := append([]string{""}, domains...)
+	for _, t := range taskTypes {
+		p.Publish = append(p.Publish, TakeSubject(t), ResultSubject(t))
+		for _, d := range queues {
+			c := ConsumerName(t, d)
+			p.Publish = append(p.Publish,
+				"$JS.API.CONSUMER.INFO."+stream+"."+c,
+				"$JS.API.CONSUMER.MSG.NEXT."+stream+"."+c,
+				"$JS.ACK."+stream+"."+c+".>")
+		}
+	}
+	slices.Sort(p.Publish)
+	p.Publish = slices.Compact(p.Publish)
+	p.Subscribe = []string{inboxPrefix + ".>"}
+	return p
+}
+
+// ConnectOptions are the NATS options of a connection authenticated by
+// creds (a .creds file: user JWT and seed, as `flowvault
+// worker-credentials` prints them): the credentials, and the inbox prefix
+// they allow replies under.
+func ConnectOptions(creds []byte) ([]nats.Option, error) {
+	token, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return nil, fmt.Errorf("worker credentials: %w", err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	if err != nil {
+		return nil, fmt.Errorf("worker credentials: %w", err)
+	}
+	user, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("worker credentials: %w", err)
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return nil, fmt.Errorf("worker credentials: user JWT: %w", err)
+	}
+	if claims.Subject != user {
+		return nil, errors.New("worker credentials: the JWT is not the seed's user")
+	}
+	return []nats.Option{
+		nats.UserJWT(func() (string, error) { return token, nil }, kp.Sign),
+		nats.CustomInboxPrefix(InboxPrefix(user)),
+	}, nil
+}
+
+// Connect connects to NATS at url with worker credentials creds (see
+// ConnectOptions); opts come after, so they may add to them.
+func Connect(url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) {
+	copts, err := ConnectOptions(creds)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append(copts, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// checkInbox refuses a connection whose flowvault worker credentials allow
+// replies only under a prefix the connection does not use: every request
+// would time out on a permissions violation.
+func checkInbox(nc *nats.Conn) error {
+	if nc.Opts.UserJWT == nil {
+		return nil
+	}
+	token, err := nc.Opts.UserJWT()
+	if err != nil {
+		return nil
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return nil
+	}
+	want := InboxPrefix(claims.Subject)
+	if claims.Permissions.Sub.Allow.Contains(want+".>") && nc.Opts.InboxPrefix != want {
+		return fmt.Errorf("worker: the connection's credentials allow replies only under %s: connect with workers.Connect, or add nats.CustomInboxPrefix(%q)", want, want)
+	}
+	return nil
+}
