@@ -228,8 +228,9 @@ func TestTokenExpiry(t *testing.T) {
 	_, base := nodetest.StartConfig(t, cfg)
 	id, secret := nodetest.BootstrapKey(t, cfg)
 	anon := client{t, base, ""}
+	// Only the expired answer is checked: whether a 1 s token is still
+	// fresh at its first use depends on the machine's load.
 	short := decode[map[string]string](t, anon.must(200, "POST", "/api/token", `{"keyId":"`+id+`","keySecret":"`+secret+`","expiration":1000}`))["token"]
-	client{t, base, short}.must(200, "GET", "/api/token/userInfo", "")
 	time.Sleep(2100 * time.Millisecond)
 	tokenError(t, client{t, base, short}.do("GET", "/api/token/userInfo", ""), auth.CodeExpiredToken)
 	anon.do("POST", "/api/token", `{"keyId":"`+id+`"}`).expectError(t, 400, "keySecret")
