@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -64,5 +65,15 @@ func TestHandOffPoints(t *testing.T) {
 	}
 	if sub.Input["token"] != "***" {
 		t.Fatalf("the child's input shows %v", sub.Input["token"])
+	}
+	// The child started with input sealed under its own secrets key, so
+	// compaction must know to destroy that key when the child ends.
+	sealed := false
+	for _, ev := range e.events(child.SubWorkflowID) {
+		_, ok := ev.(*schemas.SecretsSealed)
+		sealed = sealed || ok
+	}
+	if !sealed {
+		t.Fatal("the child's log does not record that it holds sealed secrets: it would never be compacted")
 	}
 }

@@ -316,6 +316,12 @@ func TestCompaction(t *testing.T) {
 		got <- task.InputData
 		return workers.Output{}, nil
 	})
+	// A workflow that never sealed a secret has no key to destroy and is
+	// never compacted; it ends first, so it would be due first.
+	e.register(`{"name":"plain","tasks":[{"name":"consume","taskReferenceName":"consume"}]}`)
+	plain := e.start("plain", nil)
+	<-got
+	e.waitStatus(plain, conductor.WorkflowCompleted)
 	id := e.start("compacting", nil)
 	if in := <-got; in["s"] != "shred-me-123" || in["m"] != "keep-me-456" {
 		t.Fatalf("first run got %v", in)
@@ -345,5 +351,22 @@ func TestCompaction(t *testing.T) {
 	// The secrets key is gone: the sealed bytes in the log cannot be opened.
 	if _, err := n.Keys().DataKey(context.Background(), "wf."+id+".s"); err == nil {
 		t.Fatal("the workflow's secrets key still exists after compaction")
+	}
+	count := func(id string) (sealed, compacted int) {
+		for _, ev := range e.events(id) {
+			switch ev.(type) {
+			case *schemas.SecretsSealed:
+				sealed++
+			case *schemas.WorkflowCompacted:
+				compacted++
+			}
+		}
+		return sealed, compacted
+	}
+	if sealed, compacted := count(id); sealed != 1 || compacted < 1 {
+		t.Errorf("compacting workflow: %d secrets_sealed events (want 1), %d compactions", sealed, compacted)
+	}
+	if sealed, compacted := count(plain); sealed != 0 || compacted != 0 {
+		t.Errorf("plain workflow: %d secrets_sealed events, %d compactions; want none", sealed, compacted)
 	}
 }

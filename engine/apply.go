@@ -80,6 +80,8 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 		}
 	case *schemas.WorkflowCompacted:
 		applyCompacted(w)
+	case *schemas.SecretsSealed:
+		w.SealsSecrets = true
 	case *schemas.ValuesMasked:
 		for _, p := range e.Paths {
 			if !slices.Contains(w.MaskedPaths, p) {

@@ -46,8 +46,11 @@ type Workflow struct {
 	// No trigger applies to a removed workflow.
 	Removed  bool `msgpack:"rm,omitempty"`
 	Archived bool `msgpack:"arch,omitempty"`
-	// Compacted is set once the workflow's secrets key was destroyed.
-	Compacted bool `msgpack:"compacted,omitempty"`
+	// SealsSecrets is set once data was sealed under the workflow's secrets
+	// key (schemas.SecretsSealed); it stays set across restarts. Compacted
+	// is set once that key was destroyed.
+	SealsSecrets bool `msgpack:"sealsSecrets,omitempty"`
+	Compacted    bool `msgpack:"compacted,omitempty"`
 	// MaskedPaths read as "***" in every view (see schemas.ValuesMasked).
 	MaskedPaths []string `msgpack:"masked,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.

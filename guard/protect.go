@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -58,6 +59,9 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 			out = append(out, &schemas.ValuesMasked{Paths: paths})
 		}
 	}
+	if (before == nil || !before.SealsSecrets) && (p.sealedSecrets || startsSealed(out)) {
+		out = append(out, &schemas.SecretsSealed{})
+	}
 	for _, ev := range out {
 		if sc, ok := ev.(*schemas.WorkflowStatusChanged); ok && conductor.WorkflowTerminal(sc.Status) {
 			g.forget(wfID)
@@ -94,6 +98,8 @@ type protection struct {
 	m      *memo
 	fields []string
 	sealed [][]byte // plaintexts sealed in this pass
+	// sealedSecrets is set when this pass sealed under the secrets key.
+	sealedSecrets bool
 	// bySealed maps the JSON of each value sealed in this pass to its sealed
 	// form: a later event of the same decision that copied the value (a task
 	// scheduled from the output that was just sealed) gets the sealed form
@@ -125,6 +131,18 @@ func (p *protection) seal(path string, m map[string]any, fields []string) (map[s
 	return out, err
 }
 
+// startsSealed reports whether a start among events carries input already
+// sealed under the secrets key (a sub-workflow's, see PrepareChild).
+func startsSealed(events []schemas.Event) bool {
+	found := false
+	for _, ev := range events {
+		if s, ok := ev.(*schemas.WorkflowStarted); ok {
+			sealedPaths(s.Input, nil, func(_ expr.Path, kind byte) { found = found || kind == masking.KindSecrets })
+		}
+	}
+	return found
+}
+
 // sealRecorder seals like the workflow's sealer and remembers each sealed
 // value by its plaintext JSON (reported by the found callback just before).
 type sealRecorder struct {
@@ -134,6 +152,9 @@ type sealRecorder struct {
 
 func (r sealRecorder) Seal(kind byte, path string, plain []byte) ([]byte, error) {
 	ct, err := r.p.s.Seal(kind, path, plain)
+	if err == nil && kind == masking.KindSecrets {
+		r.p.sealedSecrets = true
+	}
 	if err == nil {
 		if r.p.bySealed == nil {
 			r.p.bySealed = map[string]*masking.Sealed{}

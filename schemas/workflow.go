@@ -183,6 +183,13 @@ type ValuesMasked struct {
 
 func (*ValuesMasked) EventType() string { return "workflow.values_masked" }
 
+// SecretsSealed records that the workflow holds data sealed under its
+// secrets key, the key compaction destroys once the workflow has ended.
+// Workflows without it have nothing to compact.
+type SecretsSealed struct{}
+
+func (*SecretsSealed) EventType() string { return "workflow.secrets_sealed" }
+
 // Reset kinds.
 const (
 	ResetRestart = "restart"
@@ -192,7 +199,7 @@ const (
 
 func init() {
 	for _, e := range []Event{&WorkflowStarted{}, &TaskScheduled{}, &TaskStarted{}, &TaskUpdated{}, &TaskLogged{},
-		&VariablesUpdated{}, &WorkflowStatusChanged{}, &WorkflowReset{}, &WorkflowCompacted{}, &ValuesMasked{}} {
+		&VariablesUpdated{}, &WorkflowStatusChanged{}, &WorkflowReset{}, &WorkflowCompacted{}, &ValuesMasked{}, &SecretsSealed{}} {
 		Default.Register(e, 1)
 	}
 }

@@ -329,10 +329,11 @@ func (r *recentStates) clear() { clear(r.m) }
 
 // storeCompaction keeps the list of ended workflows whose secrets key has
 // not been destroyed yet; removed workflows stay on it, since their events
-// stay in the log.
+// stay in the log. Workflows that never sealed a secret have no such key
+// and are left out: compacting them would cost an append for nothing.
 func storeCompaction(b *projections.Batch, w *engine.Workflow) error {
 	key := []byte(prefixCompaction + w.ID)
-	if w.Terminal() && !w.Compacted {
+	if w.Terminal() && !w.Compacted && w.SealsSecrets {
 		return b.Set(key, binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)))
 	}
 	return b.Delete(key)
