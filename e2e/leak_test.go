@@ -127,7 +127,7 @@ func TestLeak(t *testing.T) {
 
 	// The workflow's _secrets key, wrapped, as the key store holds it now.
 	js := n.Log().JetStream()
-	kv, err := js.KeyValue(ctx, secrets.KeyBucket)
+	kv, err := js.KeyValue(ctx, secrets.DataKeyBucket("wf."+id+".s"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,8 @@
 //	   │ seals (AES-256-GCM)
 //	keyring      KEK terms 1..N (AES-256), one active; KV FV_KEYS "keyring"
 //	   │ wraps (AES-256-GCM, term-tagged)
-//	data keys    one per secret version (later: per workflow); KV FV_KEYS "dek.<id>"
+//	data keys    one per secret version, KV FV_KEYS "dek.secret.<name>.<v>";
+//	             two per workflow (_secrets, _masked), KV FV_KEYS_WFnn "dek.wf.<id>.<s|m>"
 //	   │ seals (AES-256-GCM)
 //	values       in events on FV_SECRET: ciphertext + data key id, never plaintext
 //

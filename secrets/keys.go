@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
 	"sync"
@@ -16,12 +17,33 @@ import (
 )
 
 // KeyBucket is the JetStream key-value bucket that holds the sealed
-// keyring and the wrapped data keys. Its stream is KV_FV_KEYS.
+// keyring and the wrapped data keys of secrets. Its stream is KV_FV_KEYS.
 const KeyBucket = "FV_KEYS"
 
+// workflowKeyShards is how many buckets hold the workflows' data keys
+// (FV_KEYS_WF00…). Destroying a key securely rewrites the whole message
+// block that holds it, under its stream's lock: spread over many small
+// streams, compaction rewrites a fraction of the bytes per key and erases
+// in parallel.
+const workflowKeyShards = 16
+
+// DataKeyBucket names the KV bucket that holds data key id: workflow keys
+// ("wf.…") are spread over the workflow key shards by a hash of the id,
+// every other key is in KeyBucket.
+func DataKeyBucket(id string) string {
+	if !strings.HasPrefix(id, "wf.") {
+		return KeyBucket
+	}
+	return fmt.Sprintf("%s_WF%02d", KeyBucket, shardOf(id))
+}
+
+func shardOf(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % workflowKeyShards)
+}
+
 const (
-	keyStream  = "KV_" + KeyBucket
-	keySubject = "$KV." + KeyBucket + "."
 	// keyringKey holds the keyring sealed under the master key.
 	keyringKey = "keyring"
 	// dataKeyPrefix prefixes the bucket key of every wrapped data key.
@@ -64,8 +86,8 @@ type KeysOptions struct {
 // one bucket.
 type Keys struct {
 	redacted
-	kv     jetstream.KeyValue
-	stream jetstream.Stream
+	main   bucket   // the keyring and the secrets' data keys
+	wf     []bucket // the workflows' data keys, by shardOf
 	mk     *MasterKey
 	ring   atomic.Pointer[Keyring]
 	cache  *keyCache
@@ -105,7 +127,7 @@ func OpenKeys(ctx context.Context, js jetstream.JetStream, mk *MasterKey, o Keys
 	if err := k.bind(ctx, js, o.Replicas); err != nil {
 		return nil, err
 	}
-	stored, err := k.kv.Get(ctx, keyringKey)
+	stored, err := k.main.kv.Get(ctx, keyringKey)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("read keyring: %w", err)
 	}
@@ -136,14 +158,49 @@ func OpenKeys(ctx context.Context, js jetstream.JetStream, mk *MasterKey, o Keys
 	return k, nil
 }
 
-// bind creates or updates the bucket's stream and binds to it. The stream
-// is a standard KV stream except that it allows deleting messages, which
-// is how DestroyKey erases a key.
+// bucket is one KV bucket of the key store and its stream.
+type bucket struct {
+	name   string
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+}
+
+// bucketFor returns the bucket that holds data key id.
+func (k *Keys) bucketFor(id string) bucket {
+	if strings.HasPrefix(id, "wf.") {
+		return k.wf[shardOf(id)]
+	}
+	return k.main
+}
+
+// buckets returns every bucket of the key store.
+func (k *Keys) buckets() []bucket { return append([]bucket{k.main}, k.wf...) }
+
+// bind creates or updates the buckets' streams and binds to them.
 func (k *Keys) bind(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	var err error
+	if k.main, err = bindBucket(ctx, js, KeyBucket, replicas,
+		"flowvault keys: the keyring sealed under the master key, data keys wrapped by the keyring"); err != nil {
+		return err
+	}
+	k.wf = make([]bucket, workflowKeyShards)
+	for i := range k.wf {
+		name := fmt.Sprintf("%s_WF%02d", KeyBucket, i)
+		if k.wf[i], err = bindBucket(ctx, js, name, replicas, "flowvault keys: workflows' data keys wrapped by the keyring"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindBucket creates or updates a bucket's stream and binds to it. The
+// stream is a standard KV stream except that it allows deleting messages,
+// which is how DestroyKey erases a key.
+func bindBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, description string) (bucket, error) {
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              keyStream,
-		Description:       "flowvault keys: the keyring sealed under the master key, data keys wrapped by the keyring",
-		Subjects:          []string{keySubject + ">"},
+		Name:              "KV_" + name,
+		Description:       description,
+		Subjects:          []string{"$KV." + name + ".>"},
 		MaxMsgsPerSubject: keyHistory,
 		MaxBytes:          -1,
 		MaxMsgs:           -1,
@@ -157,13 +214,13 @@ func (k *Keys) bind(ctx context.Context, js jetstream.JetStream, replicas int) e
 		Discard:           jetstream.DiscardNew,
 	})
 	if err != nil {
-		return fmt.Errorf("key bucket %s: %w", KeyBucket, err)
+		return bucket{}, fmt.Errorf("key bucket %s: %w", name, err)
 	}
-	k.stream = s
-	if k.kv, err = js.KeyValue(ctx, KeyBucket); err != nil {
-		return fmt.Errorf("key bucket %s: %w", KeyBucket, err)
+	kv, err := js.KeyValue(ctx, name)
+	if err != nil {
+		return bucket{}, fmt.Errorf("key bucket %s: %w", name, err)
 	}
-	return nil
+	return bucket{name: name, kv: kv, stream: s}, nil
 }
 
 // devMasterKey provides the master key in dev mode.
@@ -185,7 +242,7 @@ func (k *Keys) createKeyring(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := k.kv.Create(ctx, keyringKey, blob); err != nil {
+	if _, err := k.main.kv.Create(ctx, keyringKey, blob); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return k.reload(ctx)
 		}
@@ -198,7 +255,7 @@ func (k *Keys) createKeyring(ctx context.Context) error {
 
 // reload reads the keyring from the bucket (another process rotated it).
 func (k *Keys) reload(ctx context.Context) error {
-	e, err := k.kv.Get(ctx, keyringKey)
+	e, err := k.main.kv.Get(ctx, keyringKey)
 	if err != nil {
 		return fmt.Errorf("read keyring: %w", err)
 	}
@@ -214,7 +271,7 @@ func (k *Keys) reload(ctx context.Context) error {
 // one (a rotation through an external NATS cluster), until ctx is done, so
 // that this process seals new data keys under the new term at once.
 func (k *Keys) WatchKeyring(ctx context.Context) {
-	w, err := k.kv.Watch(ctx, keyringKey, jetstream.UpdatesOnly())
+	w, err := k.main.kv.Watch(ctx, keyringKey, jetstream.UpdatesOnly())
 	if err != nil {
 		if ctx.Err() == nil {
 			k.logger.Warn("cannot watch the keyring; rotations by other processes are picked up on first use", logkey.Err, err)
@@ -288,7 +345,7 @@ func (k *Keys) NewDataKey(ctx context.Context, id string) (*DataKey, error) {
 		return nil, err
 	}
 	wrapped := k.Keyring().Seal(dataKeyPurpose(id), raw)
-	if _, err := k.kv.Create(ctx, dataKeyPrefix+id, wrapped); err != nil {
+	if _, err := k.bucketFor(id).kv.Create(ctx, dataKeyPrefix+id, wrapped); err != nil {
 		return nil, fmt.Errorf("store data key %s: %w", id, err)
 	}
 	dk := &DataKey{id: id, aead: aead}
@@ -306,7 +363,7 @@ func (k *Keys) DataKey(ctx context.Context, id string) (*DataKey, error) {
 	if err := CheckKeyID(id); err != nil {
 		return nil, err
 	}
-	e, err := k.kv.Get(ctx, dataKeyPrefix+id)
+	e, err := k.bucketFor(id).kv.Get(ctx, dataKeyPrefix+id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("%s: %w", id, ErrKeyDestroyed)
 	}
@@ -351,7 +408,7 @@ func (k *Keys) DestroyKey(ctx context.Context, id string) error {
 		return err
 	}
 	k.cache.drop(id)
-	if err := k.erase(ctx, dataKeyPrefix+id, 0); err != nil {
+	if err := k.erase(ctx, k.bucketFor(id), dataKeyPrefix+id, 0); err != nil {
 		return fmt.Errorf("destroy data key %s: %w", id, err)
 	}
 	return nil
@@ -366,17 +423,28 @@ func (k *Keys) DataKeyIDs(ctx context.Context, prefix string) (map[string]time.T
 		filter = dataKeyPrefix + prefix + ".>"
 	}
 	out := map[string]time.Time{}
-	err := k.eachEntry(ctx, filter, func(e jetstream.KeyValueEntry) error {
+	err := k.eachEntry(ctx, filter, func(_ bucket, e jetstream.KeyValueEntry) error {
 		out[strings.TrimPrefix(e.Key(), dataKeyPrefix)] = e.Created()
 		return nil
 	})
 	return out, err
 }
 
-// eachEntry calls fn with the latest entry of every bucket key matching
-// filter, using an ordered consumer (no key listing in memory first).
-func (k *Keys) eachEntry(ctx context.Context, filter string, fn func(jetstream.KeyValueEntry) error) error {
-	w, err := k.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+// eachEntry calls fn with the latest entry of every key matching filter,
+// in every bucket, and the bucket holding it.
+func (k *Keys) eachEntry(ctx context.Context, filter string, fn func(bucket, jetstream.KeyValueEntry) error) error {
+	for _, b := range k.buckets() {
+		if err := b.eachEntry(ctx, filter, func(e jetstream.KeyValueEntry) error { return fn(b, e) }); err != nil {
+			return fmt.Errorf("key bucket %s: %w", b.name, err)
+		}
+	}
+	return nil
+}
+
+// eachEntry calls fn with the latest entry of every key matching filter,
+// using an ordered consumer (no key listing in memory first).
+func (b bucket) eachEntry(ctx context.Context, filter string, fn func(jetstream.KeyValueEntry) error) error {
+	w, err := b.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
 	if err != nil {
 		return err
 	}
@@ -399,28 +467,28 @@ func (k *Keys) eachEntry(ctx context.Context, filter string, fn func(jetstream.K
 	}
 }
 
-// erase securely deletes the revisions of bucket key key older than keep
-// (keep 0: all of them). Secure deletion overwrites the message on disk.
-func (k *Keys) erase(ctx context.Context, key string, keep uint64) error {
-	subject := keySubject + key
+// erase securely deletes the revisions of key in b older than keep (keep
+// 0: all of them). Secure deletion overwrites the message on disk.
+func (k *Keys) erase(ctx context.Context, b bucket, key string, keep uint64) error {
+	subject := "$KV." + b.name + "." + key
 	if keep == 0 {
 		// Newest first: the subject index finds each at once, where a
 		// search from the stream's start reads every block.
 		for {
-			m, err := k.stream.GetLastMsgForSubject(ctx, subject)
+			m, err := b.stream.GetLastMsgForSubject(ctx, subject)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			if err := k.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 				return err
 			}
 		}
 	}
 	for seq := uint64(1); ; {
-		m, err := k.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		m, err := b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -430,7 +498,7 @@ func (k *Keys) erase(ctx context.Context, key string, keep uint64) error {
 		if keep != 0 && m.Sequence >= keep {
 			return nil
 		}
-		if err := k.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return err
 		}
 		seq = m.Sequence + 1
@@ -458,7 +526,7 @@ type RotateResult struct {
 func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 	k.reloadMu.Lock()
 	defer k.reloadMu.Unlock()
-	e, err := k.kv.Get(ctx, keyringKey)
+	e, err := k.main.kv.Get(ctx, keyringKey)
 	if err != nil {
 		return RotateResult{}, fmt.Errorf("read keyring: %w", err)
 	}
@@ -474,17 +542,17 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 	if err != nil {
 		return RotateResult{}, err
 	}
-	rev, err := k.kv.Update(ctx, keyringKey, blob, e.Revision())
+	rev, err := k.main.kv.Update(ctx, keyringKey, blob, e.Revision())
 	if err != nil {
 		return RotateResult{}, fmt.Errorf("store rotated keyring (a concurrent rotation?): %w", err)
 	}
 	k.ring.Store(next)
 	res := RotateResult{Term: next.ActiveTerm(), Previous: cur.ActiveTerm()}
-	if err := k.erase(ctx, keyringKey, rev); err != nil {
+	if err := k.erase(ctx, k.main, keyringKey, rev); err != nil {
 		return res, fmt.Errorf("erase superseded keyring: %w", err)
 	}
 	k.logger.Info("keyring rotated", logkey.Version, res.Term)
-	err = k.eachEntry(ctx, dataKeyPrefix+">", func(e jetstream.KeyValueEntry) error {
+	err = k.eachEntry(ctx, dataKeyPrefix+">", func(b bucket, e jetstream.KeyValueEntry) error {
 		if term, ok := ciphertextTerm(e.Value()); ok && term == next.ActiveTerm() {
 			return nil
 		}
@@ -495,14 +563,14 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 		}
 		wrapped := next.Seal(dataKeyPurpose(id), raw)
 		wipe(raw)
-		rev, err := k.kv.Update(ctx, e.Key(), wrapped, e.Revision())
+		rev, err := b.kv.Update(ctx, e.Key(), wrapped, e.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			return nil // destroyed or rewritten meanwhile
 		}
 		if err != nil {
 			return fmt.Errorf("re-wrap data key %s: %w", id, err)
 		}
-		if err := k.erase(ctx, e.Key(), rev); err != nil {
+		if err := k.erase(ctx, b, e.Key(), rev); err != nil {
 			return fmt.Errorf("erase superseded data key %s: %w", id, err)
 		}
 		res.Rewrapped++
@@ -529,7 +597,7 @@ func (k *Keys) Status(ctx context.Context) (KeyStatus, error) {
 		return KeyStatus{}, err
 	}
 	st := KeyStatus{Terms: k.Keyring().Terms(), DataKeys: map[uint32]int{}}
-	err := k.eachEntry(ctx, dataKeyPrefix+">", func(e jetstream.KeyValueEntry) error {
+	err := k.eachEntry(ctx, dataKeyPrefix+">", func(_ bucket, e jetstream.KeyValueEntry) error {
 		term, _ := ciphertextTerm(e.Value())
 		st.DataKeys[term]++
 		return nil

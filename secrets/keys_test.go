@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,26 +34,48 @@ func mustOpenKeys(t *testing.T, l *eventlog.Log, mk *MasterKey) *Keys {
 	return k
 }
 
-// subjectCounts returns how many messages the key stream holds per subject.
+// keyStreams names the streams of every key bucket.
+func keyStreams() []string {
+	out := []string{"KV_" + KeyBucket}
+	for i := range workflowKeyShards {
+		out = append(out, fmt.Sprintf("KV_%s_WF%02d", KeyBucket, i))
+	}
+	return out
+}
+
+// subjectCounts returns how many messages the key streams hold per subject.
 func subjectCounts(t *testing.T, l *eventlog.Log) map[string]uint64 {
 	t.Helper()
 	ctx := testutil.Context(t, 10*time.Second)
-	s, err := l.JetStream().Stream(ctx, keyStream)
-	if err != nil {
-		t.Fatal(err)
+	counts := map[string]uint64{}
+	for _, name := range keyStreams() {
+		s, err := l.JetStream().Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(counts, info.State.Subjects)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Subjects
+	return counts
 }
 
-// rawMessages returns the data of every message of the key stream.
+// rawMessages returns the data of every message of the key streams.
 func rawMessages(t *testing.T, l *eventlog.Log) [][]byte {
 	t.Helper()
+	var out [][]byte
+	for _, name := range keyStreams() {
+		out = append(out, streamMessages(t, l, name)...)
+	}
+	return out
+}
+
+func streamMessages(t *testing.T, l *eventlog.Log, name string) [][]byte {
+	t.Helper()
 	ctx := testutil.Context(t, 10*time.Second)
-	s, err := l.JetStream().Stream(ctx, keyStream)
+	s, err := l.JetStream().Stream(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +141,7 @@ func TestWrongMasterKeyRefuses(t *testing.T) {
 	ctx := testutil.Context(t, 30*time.Second)
 	mk := GenerateMasterKey()
 	k := mustOpenKeys(t, l, mk)
-	before, err := k.kv.Get(ctx, keyringKey)
+	before, err := k.main.kv.Get(ctx, keyringKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +149,7 @@ func TestWrongMasterKeyRefuses(t *testing.T) {
 	if !errors.Is(err, ErrWrongMasterKey) || !strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), MasterKeyEnv) {
 		t.Fatalf("wrong master key: %v", err)
 	}
-	after, err := k.kv.Get(ctx, keyringKey)
+	after, err := k.main.kv.Get(ctx, keyringKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +233,7 @@ func TestDestroyKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	ct := dk.Seal(Purpose("f"), []byte("shred me"))
-	e, _ := k.kv.Get(ctx, dataKeyPrefix+"wf.abc")
+	e, _ := k.bucketFor("wf.abc").kv.Get(ctx, dataKeyPrefix+"wf.abc")
 	wrapped := bytes.Clone(e.Value())
 	if _, err := k.Rotate(ctx); err != nil { // two revisions have existed
 		t.Fatal(err)
@@ -226,7 +249,7 @@ func TestDestroyKey(t *testing.T) {
 	if _, err := k2.DataKey(ctx, "wf.abc"); !errors.Is(err, ErrKeyDestroyed) {
 		t.Fatalf("destroyed key, other process: %v", err)
 	}
-	if n := subjectCounts(t, l)[keySubject+dataKeyPrefix+"wf.abc"]; n != 0 {
+	if n := subjectCounts(t, l)["$KV."+DataKeyBucket("wf.abc")+"."+dataKeyPrefix+"wf.abc"]; n != 0 {
 		t.Fatalf("%d messages left for the destroyed key", n)
 	}
 	for _, m := range rawMessages(t, l) {
@@ -250,8 +273,8 @@ func TestRotateRewraps(t *testing.T) {
 	k := mustOpenKeys(t, l, mk)
 	other := mustOpenKeys(t, l, mk) // a second process, opened before the rotation
 	cts := map[string][]byte{}
-	for i := 0; i < 5; i++ {
-		id := fmt.Sprintf("secret.s%d.x", i)
+	// Secrets' keys and workflows' keys, which live in the shard buckets.
+	for _, id := range []string{"secret.s0.x", "secret.s1.x", "wf.a.s", "wf.b.s", "wf.c.m"} {
 		dk, err := k.NewDataKey(ctx, id)
 		if err != nil {
 			t.Fatal(err)
@@ -311,10 +334,10 @@ func TestCorruptStoredKeys(t *testing.T) {
 	if _, err := k.NewDataKey(ctx, "t.k"); err != nil {
 		t.Fatal(err)
 	}
-	e, _ := k.kv.Get(ctx, dataKeyPrefix+"t.k")
+	e, _ := k.main.kv.Get(ctx, dataKeyPrefix+"t.k")
 	bad := bytes.Clone(e.Value())
 	bad[len(bad)-1] ^= 0x80
-	if _, err := k.kv.Put(ctx, dataKeyPrefix+"t.k", bad); err != nil {
+	if _, err := k.main.kv.Put(ctx, dataKeyPrefix+"t.k", bad); err != nil {
 		t.Fatal(err)
 	}
 	k.ClearCache()
@@ -322,13 +345,13 @@ func TestCorruptStoredKeys(t *testing.T) {
 		t.Fatalf("corrupt wrapped key: %v", err)
 	}
 	// A wrapped key moved to another id does not open.
-	if _, err := k.kv.Put(ctx, dataKeyPrefix+"t.moved", e.Value()); err != nil {
+	if _, err := k.main.kv.Put(ctx, dataKeyPrefix+"t.moved", e.Value()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.DataKey(ctx, "t.moved"); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("moved wrapped key: %v", err)
 	}
-	if _, err := k.kv.Put(ctx, keyringKey, []byte("garbage")); err != nil {
+	if _, err := k.main.kv.Put(ctx, keyringKey, []byte("garbage")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := openKeys(t, l, mk, ""); err == nil {
@@ -408,7 +431,7 @@ func TestWatchKeyring(t *testing.T) {
 	if _, err := b.NewDataKey(ctx, "t.after"); err != nil {
 		t.Fatal(err)
 	}
-	e, _ := b.kv.Get(ctx, dataKeyPrefix+"t.after")
+	e, _ := b.main.kv.Get(ctx, dataKeyPrefix+"t.after")
 	if term, _ := ciphertextTerm(e.Value()); term != 2 {
 		t.Fatalf("new key wrapped under term %d", term)
 	}
