@@ -92,7 +92,9 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 	return nil
 }
 
-func protocolError(err error) *workers.Error {
+// protocolError maps err to the worker protocol's error; an internal error
+// is logged here, since the worker is only told "internal error".
+func (e *Executor) protocolError(err error, taskID string) *workers.Error {
 	switch {
 	case errors.Is(err, engine.ErrTaskGone), errors.Is(err, ErrHandOffFailed):
 		return &workers.Error{Code: workers.CodeGone, Message: err.Error()}
@@ -103,6 +105,7 @@ func protocolError(err error) *workers.Error {
 	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &workers.Error{Code: workers.CodeUnavailable, Message: err.Error()}
 	}
+	e.cfg.Logger.Error("worker request failed", logkey.TaskID, taskID, logkey.Err, err)
 	return &workers.Error{Code: workers.CodeInternal, Message: "internal error"}
 }
 
@@ -145,7 +148,7 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string
 	// another queue's tasks.
 	task, err := e.TakeTask(ctx, req.WorkflowInstanceID, req.TaskID, taskType, req.WorkerID)
 	if err != nil {
-		return workers.TakeReply{Error: protocolError(err)}
+		return workers.TakeReply{Error: e.protocolError(err, req.TaskID)}
 	}
 	return workers.TakeReply{Task: task}
 }
@@ -174,7 +177,7 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 	}
 	out, err := e.ReportResult(ctx, res, taskType, res.WorkerID)
 	if err != nil {
-		return workers.ResultReply{Error: protocolError(err)}
+		return workers.ResultReply{Error: e.protocolError(err, res.TaskID)}
 	}
 	reply, _ := out.Reply.(engine.ResultReply)
 	return workers.ResultReply{OK: true, Ignored: reply.Ignored}

@@ -215,7 +215,10 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		w.cfg.Logger.Debug("take request failed", logkey.TaskID, d.TaskID, logkey.Err, err)
 		_ = m.NakWithDelay(time.Second) // the engine did not answer: retry later
 		return
-	case reply.Error != nil && reply.Error.Code == CodeUnavailable:
+	case reply.Error != nil && (reply.Error.Code == CodeUnavailable || reply.Error.Code == CodeInternal):
+		// Not an answer about the task: dropping the announcement would
+		// strand a task that is still waiting for a worker.
+		w.cfg.Logger.Warn("take failed, offered again later", logkey.TaskID, d.TaskID, logkey.Err, reply.Error)
 		_ = m.NakWithDelay(time.Second)
 		return
 	case reply.Error != nil:

@@ -60,7 +60,7 @@ while (done < want) {
     workerId,
   });
   if (take.error) {
-    if (take.error.code === "unavailable") m.nak(1000);
+    if (take.error.code === "unavailable" || take.error.code === "internal") m.nak(1000);
     else m.ack();
     continue;
   }

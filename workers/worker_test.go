@@ -1,0 +1,80 @@
+package workers_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// A take answered "internal" or "unavailable" says nothing about the task:
+// the worker must offer the announcement again rather than drop it, or the
+// task would wait for a worker forever. Here a stand-in engine fails the
+// first two takes; the third hands the task out and the handler runs it.
+func TestWorkerRetriesTakeAfterEngineError(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	nc := l.Conn()
+	const taskType = "flaky_take"
+	if _, err := l.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
+		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1}); err != nil {
+		t.Fatal(err)
+	}
+	var takes atomic.Int32
+	answers := []workers.TakeReply{
+		{Error: &workers.Error{Code: workers.CodeInternal, Message: "internal error"}},
+		{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "starting"}},
+		{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}},
+	}
+	sub, err := nc.Subscribe(workers.TakeSubject(taskType), func(m *nats.Msg) {
+		n := int(takes.Add(1)) - 1
+		body, _ := json.Marshal(answers[min(n, len(answers)-1)])
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	results, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+		body, _ := json.Marshal(workers.ResultReply{OK: true})
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer results.Unsubscribe()
+
+	body, _ := json.Marshal(workers.Dispatch{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType})
+	if _, err := l.JetStream().Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan string, 1)
+	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second}, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		ran <- task.TaskID
+		return workers.Output{}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() { stop(); <-done }()
+	select {
+	case id := <-ran:
+		if id != "t1" || takes.Load() != 3 {
+			t.Fatalf("ran %s after %d takes, want t1 after 3", id, takes.Load())
+		}
+	case <-ctx.Done():
+		t.Fatalf("the task never ran: %d takes; the announcement was dropped", takes.Load())
+	}
+}
