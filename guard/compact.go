@@ -90,7 +90,9 @@ func (c *Compactor) Pass(ctx context.Context) (int, error) {
 			defer wg.Done()
 			for id := range due {
 				if err := c.compact(ctx, id); err != nil {
-					c.Logger.Warn("compaction failed", logkey.WorkflowID, id, logkey.Err, err)
+					if ctx.Err() == nil { // not the shutdown: the next pass retries it
+						c.Logger.Warn("compaction failed", logkey.WorkflowID, id, logkey.Err, err)
+					}
 					continue
 				}
 				done.Add(1)
