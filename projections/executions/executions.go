@@ -32,7 +32,6 @@ const (
 	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow
 	prefixTask        = "t/" // t/<task id> → workflow id
 	prefixDue         = "d/" // d/<ms BE><wf id> → ""
-	prefixDeadlines   = "l/" // l/<wf token> → msgpack []int64
 	prefixRunning     = "r/" // r/<wf id> → ""
 	prefixIdempotency = "i/" // i/<name>\x00<key> → workflow id
 	prefixCompaction  = "k/" // k/<wf id> → end time (ms BE): terminal, not compacted yet
@@ -161,21 +160,17 @@ func store(b *projections.Batch, token string, w *engine.Workflow, prev before) 
 			return err
 		}
 	}
-	if err := replaceDeadlines(b, token, w.ID, engine.Deadlines(w)); err != nil {
+	if err := replaceDeadlines(b, w.ID, prev.deadlines, engine.Deadlines(w)); err != nil {
 		return err
 	}
 	return storeIndexes(b, token, w, prev)
 }
 
 // replaceDeadlines replaces the workflow's entries in the deadline index.
-func replaceDeadlines(b *projections.Batch, token, wfID string, next []int64) error {
-	lkey := []byte(prefixDeadlines + token)
-	var prev []int64
-	if v, err := b.Get(lkey); err == nil {
-		if err := msgpack.Unmarshal(v, &prev); err != nil {
-			return err
-		}
-	}
+// prev are the deadlines of the state before this record: the index holds
+// exactly those, since every record's deadlines are derived from its state
+// (engine.Deadlines), so nothing needs to be read back.
+func replaceDeadlines(b *projections.Batch, wfID string, prev, next []int64) error {
 	if slices.Equal(prev, next) {
 		return nil
 	}
@@ -193,14 +188,7 @@ func replaceDeadlines(b *projections.Batch, token, wfID string, next []int64) er
 			}
 		}
 	}
-	if len(next) == 0 {
-		return b.Delete(lkey)
-	}
-	v, err := schemas.MarshalSorted(next)
-	if err != nil {
-		return err
-	}
-	return b.Set(lkey, v)
+	return nil
 }
 
 func dueKey(at int64, wfID string) []byte {

@@ -93,6 +93,8 @@ type before struct {
 	removed bool
 	summary Summary
 	tasks   map[string]taskEntry
+	// deadlines are the state's timer deadlines, which the index holds.
+	deadlines []int64
 }
 
 func snapshot(w *engine.Workflow) before {
@@ -100,7 +102,7 @@ func snapshot(w *engine.Workflow) before {
 		return before{}
 	}
 	b := before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: make(map[string]taskEntry, len(w.Tasks))}
+		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w)}
 	for _, t := range w.Tasks {
 		b.tasks[t.ID] = taskEntry{t.Status, t.ScheduledTime}
 	}
@@ -204,5 +206,5 @@ func removeAll(b *projections.Batch, token string, w *engine.Workflow, prev befo
 		}
 	}
 	// An empty deadline list deletes the workflow's timers.
-	return replaceDeadlines(b, token, w.ID, nil)
+	return replaceDeadlines(b, w.ID, prev.deadlines, nil)
 }
