@@ -65,7 +65,7 @@ func seqKey(subject string) []byte { return []byte(seqKeyPrefix + subject) }
 
 // kvReader is the read side shared by the Pebble read model
 // (projections.Reader, *projections.Batch) and the in-memory fold of one
-// subject (memKV). Get returns projections.ErrNotFound for absent keys.
+// subject (projections.MemKV). Get returns projections.ErrNotFound for absent keys.
 type kvReader interface {
 	Get(key []byte) ([]byte, error)
 	Scan(prefix []byte, fn func(key, value []byte) bool) error
@@ -81,7 +81,7 @@ type kvWriter interface {
 var (
 	_ kvReader = projections.Reader{}
 	_ kvWriter = (*projections.Batch)(nil)
-	_ kvWriter = memKV{}
+	_ kvWriter = projections.MemKV{}
 )
 
 // subjectSeq reads the last sequence of subject recorded in r (0: none).

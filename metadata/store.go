@@ -122,7 +122,7 @@ func (s *Store) logView(ctx context.Context, subject string) (view, error) {
 	if err != nil {
 		return view{}, projections.AppendFault(err)
 	}
-	kv := memKV{}
+	kv := projections.MemKV{}
 	var seq uint64
 	for _, rec := range recs {
 		seq = rec.Seq

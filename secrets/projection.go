@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -123,7 +122,7 @@ func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 }
 
 // kvReader is the read side shared by the Pebble read model and the
-// in-memory fold of one subject (memKV). Get returns
+// in-memory fold of one subject (projections.MemKV). Get returns
 // projections.ErrNotFound for absent keys.
 type kvReader interface {
 	Get(key []byte) ([]byte, error)
@@ -139,7 +138,7 @@ type kvWriter interface {
 var (
 	_ kvReader = projections.Reader{}
 	_ kvWriter = (*projections.Batch)(nil)
-	_ kvWriter = memKV{}
+	_ kvWriter = projections.MemKV{}
 )
 
 func isSecretType(t string) bool {
@@ -345,43 +344,4 @@ func readVersions(r kvReader, name string) ([]VersionInfo, error) {
 		err = derr
 	}
 	return out, err
-}
-
-// memKV is an in-memory kvWriter: the fold of one subject read straight
-// from the log, when the read model has not caught up with it.
-type memKV map[string][]byte
-
-func (m memKV) Get(key []byte) ([]byte, error) {
-	v, ok := m[string(key)]
-	if !ok {
-		return nil, projections.ErrNotFound
-	}
-	return bytes.Clone(v), nil
-}
-
-func (m memKV) Set(key, value []byte) error {
-	m[string(key)] = bytes.Clone(value)
-	return nil
-}
-
-func (m memKV) Delete(key []byte) error {
-	delete(m, string(key))
-	return nil
-}
-
-// Scan visits the keys with prefix in key order, like projections.Reader.
-func (m memKV) Scan(prefix []byte, fn func(key, value []byte) bool) error {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if strings.HasPrefix(k, string(prefix)) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !fn([]byte(k), m[k]) {
-			break
-		}
-	}
-	return nil
 }

@@ -89,7 +89,7 @@ func (w *writer) logView(ctx context.Context, subject string) (view, error) {
 	if err != nil {
 		return view{}, logErr(err)
 	}
-	kv := memKV{}
+	kv := projections.MemKV{}
 	var seq uint64
 	for _, rec := range recs {
 		seq = rec.Seq
