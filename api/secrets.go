@@ -57,6 +57,16 @@ func secretResource(name string) auth.Target {
 	return auth.Target{Type: auth.TargetSecret, ID: name}
 }
 
+// checkSecretRequest validates the path's secret name and asks the
+// authorizer for access to it.
+func (s *Server) checkSecretRequest(r *http.Request, access auth.Access) (string, error) {
+	name := r.PathValue("key")
+	if err := secrets.CheckSecretName(name); err != nil {
+		return "", err
+	}
+	return name, s.authorize(r, access, secretResource(name))
+}
+
 // emptyObject is the JSON body of PUT and DELETE /api/secrets/{key}
 // (Orkes: "application/json object").
 var emptyObject = []byte("{}")
@@ -102,12 +112,8 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
 // fingerprint, never the value) is appended first: a read that cannot be
 // recorded is not served (503).
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("key")
-	if err := secrets.CheckSecretName(name); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.authorize(r, auth.Read, secretResource(name)); err != nil {
+	name, err := s.checkSecretRequest(r, auth.Read)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -128,12 +134,8 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
 // deleteSecret deletes a secret. An unknown key is 404 (Orkes answers
 // 500; every SDK tolerates an error here).
 func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("key")
-	if err := secrets.CheckSecretName(name); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.authorize(r, auth.Delete, secretResource(name)); err != nil {
+	name, err := s.checkSecretRequest(r, auth.Delete)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -147,12 +149,8 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
 // secretExists answers 200 true, or 404 when the secret does not exist:
 // the JS SDK reports any 200 body, false included, as true.
 func (s *Server) secretExists(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("key")
-	if err := secrets.CheckSecretName(name); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.authorize(r, auth.Read, secretResource(name)); err != nil {
+	name, err := s.checkSecretRequest(r, auth.Read)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -170,12 +168,8 @@ func (s *Server) secretExists(w http.ResponseWriter, r *http.Request) {
 // secretMetadata answers with everything about a secret but its value
 // (a flowvault extension, used by `flowvault secret get`).
 func (s *Server) secretMetadata(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("key")
-	if err := secrets.CheckSecretName(name); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.authorize(r, auth.Read, secretResource(name)); err != nil {
+	name, err := s.checkSecretRequest(r, auth.Read)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -281,12 +275,8 @@ func (s *Server) clearSecretCache(local bool) http.HandlerFunc {
 }
 
 func (s *Server) getSecretTags(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("key")
-	if err := secrets.CheckSecretName(name); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.authorize(r, auth.Read, secretResource(name)); err != nil {
+	name, err := s.checkSecretRequest(r, auth.Read)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -305,12 +295,8 @@ type secretTagsFunc func(ctx context.Context, name string, tags []conductor.Tag,
 // too.
 func (s *Server) changeSecretTags(change secretTagsFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("key")
-		if err := secrets.CheckSecretName(name); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.authorize(r, auth.Update, secretResource(name)); err != nil {
+		name, err := s.checkSecretRequest(r, auth.Update)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
