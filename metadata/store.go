@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"hash/maphash"
 	"log/slog"
 	"time"
 
@@ -55,11 +54,9 @@ type Store struct {
 	now    func() time.Time
 	cache  *defCache
 
-	// writeLocks serialize this Store's writes per subject (striped by a
-	// hash of the subject), so that only writers in different processes
-	// race on a name. Each is a one-slot semaphore, so waiting honours ctx.
-	writeLocks [64]chan struct{}
-	lockSeed   maphash.Seed
+	// locks serialize this Store's writes per subject, so that only
+	// writers in different processes race on a name.
+	locks *projections.SubjectLocks
 }
 
 // New returns a Store that appends to log and reads the metadata read model
@@ -71,30 +68,16 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Option
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		log:      log,
-		reader:   store.Reader(ProjectionName),
-		waiter:   waiter,
-		opts:     opts,
-		logger:   opts.Logger.With(logkey.Component, "metadata"),
-		now:      time.Now,
-		cache:    newDefCache(defCacheSize),
-		lockSeed: maphash.MakeSeed(),
-	}
-	for i := range s.writeLocks {
-		s.writeLocks[i] = make(chan struct{}, 1)
+		log:    log,
+		reader: store.Reader(ProjectionName),
+		waiter: waiter,
+		opts:   opts,
+		logger: opts.Logger.With(logkey.Component, "metadata"),
+		now:    time.Now,
+		cache:  newDefCache(defCacheSize),
+		locks:  projections.NewSubjectLocks(),
 	}
 	return s
-}
-
-// lockSubject waits for this Store's other writes to subject to finish.
-func (s *Store) lockSubject(ctx context.Context, subject string) (unlock func(), err error) {
-	l := s.writeLocks[maphash.String(s.lockSeed, subject)%uint64(len(s.writeLocks))]
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // view is the state of one subject as of sequence seq: the read model, or
@@ -118,21 +101,13 @@ func (s *Store) projectionView(subject string) (view, error) {
 // logView folds subject from the log, bypassing the read model. Records
 // the projection would park are skipped the same way.
 func (s *Store) logView(ctx context.Context, subject string) (view, error) {
-	recs, err := s.log.ReadSubject(ctx, subject, 0)
+	kv, seq, err := projections.FoldSubject(ctx, s.log, subject,
+		func(kv projections.MemKV, rec eventlog.Record) error { return applyRecord(kv, rec) },
+		func(rec eventlog.Record, err error) {
+			s.logger.Warn("skipping unreadable metadata record", logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, err)
+		})
 	if err != nil {
 		return view{}, projections.AppendFault(err)
-	}
-	kv := projections.MemKV{}
-	var seq uint64
-	for _, rec := range recs {
-		seq = rec.Seq
-		err := rec.Err
-		if err == nil {
-			err = applyRecord(kv, rec)
-		}
-		if err != nil {
-			s.logger.Warn("skipping unreadable metadata record", logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, err)
-		}
 	}
 	return view{kv: kv, seq: seq}, nil
 }
@@ -152,7 +127,7 @@ type decideFunc func(v view) ([]schemas.Event, error)
 // model to apply it, still holding the subject's lock, so that this Store's
 // next write to the subject decides on fresh state.
 func (s *Store) update(ctx context.Context, subject, principal string, decide decideFunc) error {
-	unlock, err := s.lockSubject(ctx, subject)
+	unlock, err := s.locks.Lock(ctx, subject)
 	if err != nil {
 		return err
 	}

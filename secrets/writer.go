@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	mathrand "math/rand/v2"
 	"time"
@@ -40,8 +39,7 @@ type writer struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	locks [64]chan struct{}
-	seed  maphash.Seed
+	locks *projections.SubjectLocks
 }
 
 func newWriter(log *eventlog.Log, store *projections.Store, waiter Waiter, logger *slog.Logger) *writer {
@@ -49,21 +47,8 @@ func newWriter(log *eventlog.Log, store *projections.Store, waiter Waiter, logge
 		logger = slog.New(slog.DiscardHandler)
 	}
 	w := &writer{log: log, reader: store.Reader(ProjectionName), waiter: waiter,
-		logger: logger.With(logkey.Component, "secrets"), now: time.Now, seed: maphash.MakeSeed()}
-	for i := range w.locks {
-		w.locks[i] = make(chan struct{}, 1)
-	}
+		logger: logger.With(logkey.Component, "secrets"), now: time.Now, locks: projections.NewSubjectLocks()}
 	return w
-}
-
-func (w *writer) lock(ctx context.Context, subject string) (func(), error) {
-	l := w.locks[maphash.String(w.seed, subject)%uint64(len(w.locks))]
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // view is the state of one subject as of sequence seq.
@@ -85,21 +70,13 @@ func (w *writer) projectionView(subject string) (view, error) {
 // logView folds subject from the log, bypassing the read model. Records the
 // projection would park are skipped the same way.
 func (w *writer) logView(ctx context.Context, subject string) (view, error) {
-	recs, err := w.log.ReadSubject(ctx, subject, 0)
+	kv, seq, err := projections.FoldSubject(ctx, w.log, subject,
+		func(kv projections.MemKV, rec eventlog.Record) error { return applyRecord(kv, rec) },
+		func(rec eventlog.Record, err error) {
+			w.logger.Warn("skipping unreadable secrets record", logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, err)
+		})
 	if err != nil {
 		return view{}, logErr(err)
-	}
-	kv := projections.MemKV{}
-	var seq uint64
-	for _, rec := range recs {
-		seq = rec.Seq
-		err := rec.Err
-		if err == nil {
-			err = applyRecord(kv, rec)
-		}
-		if err != nil {
-			w.logger.Warn("skipping unreadable secrets record", logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, err)
-		}
 	}
 	return view{kv: kv, seq: seq, fromLog: true}, nil
 }
@@ -130,7 +107,7 @@ type decideFunc func(v view) ([]schemas.Event, error)
 // (0: nothing to do). After the append it waits for the read model, so
 // that the caller's next read sees the write.
 func (w *writer) update(ctx context.Context, subject, principal string, decide decideFunc) (uint64, error) {
-	unlock, err := w.lock(ctx, subject)
+	unlock, err := w.locks.Lock(ctx, subject)
 	if err != nil {
 		return 0, err
 	}
