@@ -7,13 +7,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
-	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
@@ -76,7 +73,7 @@ func (w *writer) logView(ctx context.Context, subject string) (view, error) {
 			w.logger.Warn("skipping unreadable secrets record", logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, err)
 		})
 	if err != nil {
-		return view{}, logErr(err)
+		return view{}, projections.AppendFault(err)
 	}
 	return view{kv: kv, seq: seq, fromLog: true}, nil
 }
@@ -91,7 +88,7 @@ func (w *writer) freshView(ctx context.Context, subject string) (view, error) {
 	}
 	last, err := w.log.LastSeq(ctx, subject)
 	if err != nil {
-		return view{}, logErr(err)
+		return view{}, projections.AppendFault(err)
 	}
 	if last <= v.seq {
 		return v, nil
@@ -129,7 +126,7 @@ func (w *writer) update(ctx context.Context, subject, principal string, decide d
 			if !fromLog {
 				last, err := w.log.LastSeq(ctx, subject)
 				if err != nil {
-					return 0, logErr(err)
+					return 0, projections.AppendFault(err)
 				}
 				if last != v.seq {
 					fromLog = true
@@ -146,34 +143,16 @@ func (w *writer) update(ctx context.Context, subject, principal string, decide d
 		if errors.Is(err, eventlog.ErrConflict) && attempt < maxAttempts {
 			w.logger.Debug("secrets write lost a race, deciding again", logkey.Subject, subject, logkey.Err, err)
 			fromLog = true
-			if err := backoff(ctx, attempt); err != nil {
+			if err := projections.ConflictBackoff(ctx, attempt); err != nil {
 				return 0, err
 			}
 			continue
 		}
 		if err != nil {
-			return 0, logErr(err)
+			return 0, projections.AppendFault(err)
 		}
 		w.logger.Info("secrets changed", logkey.Subject, subject, logkey.Seq, seq, logkey.Event, envs[0].Type, logkey.Principal, principal)
-		if w.waiter != nil {
-			if err := w.waiter.WaitFor(ctx, seq); err != nil {
-				return seq, fmt.Errorf("%s saved at sequence %d, but the read model has not caught up: %v: %w", subject, seq, err, fault.ErrUnavailable)
-			}
-		}
-		return seq, nil
-	}
-}
-
-// backoff sleeps before attempt+1 after a lost race.
-func backoff(ctx context.Context, attempt int) error {
-	ceiling := min(2*time.Millisecond<<(attempt-1), 100*time.Millisecond)
-	t := time.NewTimer(mathrand.N(ceiling) + time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		return seq, projections.WaitWritten(ctx, w.waiter, subject, seq)
 	}
 }
 
@@ -203,19 +182,6 @@ func envelopes(cause, subject string, expected uint64, principal string, now tim
 		envs[i] = env
 	}
 	return envs, nil
-}
-
-// logErr maps event log failures to fault kinds.
-func logErr(err error) error {
-	switch {
-	case errors.Is(err, eventlog.ErrTooLarge):
-		return fmt.Errorf("%w: %w", err, fault.ErrTooLarge)
-	case errors.Is(err, eventlog.ErrConflict):
-		return fmt.Errorf("too many concurrent changes, retry: %v: %w", err, fault.ErrUnavailable)
-	case errors.Is(err, eventlog.ErrClosed):
-		return fmt.Errorf("%w: %w", err, fault.ErrUnavailable)
-	}
-	return err
 }
 
 func (w *writer) millis() int64 { return w.now().UnixMilli() }
