@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -364,6 +365,10 @@ func (k *Keys) DataKey(ctx context.Context, id string) (*DataKey, error) {
 		return nil, err
 	}
 	e, err := k.bucketFor(id).kv.Get(ctx, dataKeyPrefix+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) && k.bucketFor(id).name != k.main.name {
+		// A workflow key stored before the workflow key shards existed.
+		e, err = k.main.kv.Get(ctx, dataKeyPrefix+id)
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("%s: %w", id, ErrKeyDestroyed)
 	}
@@ -408,8 +413,13 @@ func (k *Keys) DestroyKey(ctx context.Context, id string) error {
 		return err
 	}
 	k.cache.drop(id)
-	if err := k.erase(ctx, k.bucketFor(id), dataKeyPrefix+id, 0); err != nil {
-		return fmt.Errorf("destroy data key %s: %w", id, err)
+	// Also the main bucket, where workflow keys lived before the shards: a
+	// key must not survive its destruction in a store written by an
+	// earlier version.
+	for _, b := range slices.Compact([]bucket{k.bucketFor(id), k.main}) {
+		if err := k.erase(ctx, b, dataKeyPrefix+id, 0); err != nil {
+			return fmt.Errorf("destroy data key %s: %w", id, err)
+		}
 	}
 	return nil
 }

@@ -436,3 +436,34 @@ func TestWatchKeyring(t *testing.T) {
 		t.Fatalf("new key wrapped under term %d", term)
 	}
 }
+
+// A workflow key written to the main bucket, where workflow keys lived
+// before the shard buckets, still opens, and destroying it erases it there.
+func TestLegacyWorkflowKey(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	k := mustOpenKeys(t, l, GenerateMasterKey())
+	const id = "wf.legacy.s"
+	raw := newKey()
+	if _, err := k.main.kv.Create(ctx, dataKeyPrefix+id, k.Keyring().Seal(dataKeyPurpose(id), raw)); err != nil {
+		t.Fatal(err)
+	}
+	dk, err := k.DataKey(ctx, id)
+	if err != nil {
+		t.Fatalf("legacy key: %v", err)
+	}
+	ct := dk.Seal(Purpose("p"), []byte("old data"))
+	if got, err := dk.Open(Purpose("p"), ct); err != nil || string(got) != "old data" {
+		t.Fatalf("open with the legacy key: %q %v", got, err)
+	}
+	if err := k.DestroyKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	k.ClearCache()
+	if _, err := k.DataKey(ctx, id); !errors.Is(err, ErrKeyDestroyed) {
+		t.Fatalf("destroyed legacy key: %v", err)
+	}
+	if n := subjectCounts(t, l)["$KV."+KeyBucket+"."+dataKeyPrefix+id]; n != 0 {
+		t.Fatalf("%d messages left for the destroyed legacy key", n)
+	}
+}
