@@ -235,6 +235,27 @@ func HasSealed(v any) bool {
 	return false
 }
 
+// Holds reports whether v contains a value sealed with kind.
+func Holds(v any, kind byte) bool {
+	switch x := v.(type) {
+	case *Sealed:
+		return x.Kind == kind
+	case map[string]any:
+		for _, e := range x {
+			if Holds(e, kind) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if Holds(e, kind) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Shred returns a copy of v in which sealed values of kind are replaced by
 // "***": what remains of them once their key is destroyed.
 func Shred(v any, kind byte) any {

@@ -19,6 +19,7 @@ import (
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -321,10 +322,25 @@ func (r *recentStates) clear() { clear(r.m) }
 // and are left out: compacting them would cost an append for nothing.
 func storeCompaction(b *projections.Batch, w *engine.Workflow) error {
 	key := []byte(prefixCompaction + w.ID)
-	if w.Terminal() && !w.Compacted && w.SealsSecrets {
+	if w.Terminal() && !w.Compacted && (w.SealsSecrets || holdsSealedSecrets(w)) {
 		return b.Set(key, binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)))
 	}
 	return b.Delete(key)
+}
+
+// holdsSealedSecrets finds data sealed under the secrets key in a workflow
+// that ended before workflow.secrets_sealed existed, so that its key is
+// destroyed all the same.
+func holdsSealedSecrets(w *engine.Workflow) bool {
+	if masking.Holds(w.Input, masking.KindSecrets) || masking.Holds(w.Output, masking.KindSecrets) || masking.Holds(w.Variables, masking.KindSecrets) {
+		return true
+	}
+	for _, t := range w.Tasks {
+		if masking.Holds(t.Input, masking.KindSecrets) || masking.Holds(t.Output, masking.KindSecrets) {
+			return true
+		}
+	}
+	return false
 }
 
 // Ended is a workflow waiting for compaction.

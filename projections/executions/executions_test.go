@@ -11,6 +11,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/projections/executions/query"
@@ -197,4 +198,30 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// Only ended workflows with data sealed under their secrets key await
+// compaction: those whose log says so (workflow.secrets_sealed), and those
+// that ended before that event existed but hold sealed secrets.
+func TestAwaitingCompaction(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	complete := func(id string, output map[string]any) {
+		task := f.states[id].Tasks[0]
+		f.decide(id, engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: id,
+			Status: conductor.TaskCompleted, OutputData: output}})
+	}
+	plain, legacy := f.start("plain"), f.start("legacy")
+	complete(plain, map[string]any{"x": 1})
+	complete(legacy, map[string]any{"_secrets": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1, 2, 3}}})
+	if f.states[plain].Status != conductor.WorkflowCompleted || f.states[legacy].Status != conductor.WorkflowCompleted {
+		t.Fatalf("statuses %s %s", f.states[plain].Status, f.states[legacy].Status)
+	}
+	ended, err := f.reader.AwaitingCompaction(context.Background(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ended) != 1 || ended[0].WorkflowID != legacy {
+		t.Fatalf("awaiting compaction: %+v, want only %s", ended, legacy)
+	}
 }
