@@ -22,13 +22,14 @@ var _ CredentialIssuer = (*natsauth.Issuer)(nil)
 const maxCredentialsBody = 64 << 10
 
 func (s *Server) workerRoutes() {
-	// Holding WORKER (POLL_TASKS) lets a caller ask; the handler then
-	// checks EXECUTE on each task type it asks for.
-	s.route("POST /api/workers/credentials", auth.Rule{AnyPermission: []string{auth.PermPollTasks}}, s.issueWorkerCredentials)
+	// The handler decides per item: polling each task type (WORKER and
+	// EXECUTE on it), EXECUTE on each workflow to start.
+	s.route("POST /api/workers/credentials", auth.Authenticated, s.issueWorkerCredentials)
 }
 
 type workerCredentialsRequest struct {
 	TaskTypes        []string `json:"taskTypes"`
+	StartWorkflows   []string `json:"startWorkflows"`
 	Domains          []string `json:"domains"`
 	Name             string   `json:"name"`
 	ExpiresInSeconds int64    `json:"expiresInSeconds"`
@@ -43,7 +44,8 @@ type workerCredentialsResponse struct {
 
 // issueWorkerCredentials is POST /api/workers/credentials: a NATS .creds
 // file for a worker of the requested task types, allowed on NATS exactly
-// what the worker protocol needs for those types. The caller must be
+// what the worker protocol needs for those types, and for a producer of
+// the requested workflows' start requests (as the caller). The caller must be
 // allowed to poll every type over HTTP (mayPoll: the WORKER role and
 // EXECUTE on the TASK_DEF, which POLL_ANY_TASK gives on every type).
 func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +58,8 @@ func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) 
 		s.writeError(w, r, err)
 		return
 	}
-	spec := natsauth.WorkerSpec{TaskTypes: req.TaskTypes, Domains: req.Domains, Name: req.Name}
+	spec := natsauth.WorkerSpec{TaskTypes: req.TaskTypes, Domains: req.Domains, Name: req.Name,
+		StartWorkflows: req.StartWorkflows, Principal: principal(r)}
 	if err := spec.Validate(); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -70,6 +73,14 @@ func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) 
 	// polling does: the same decision, per type.
 	for _, t := range spec.TaskTypes {
 		if err := s.mayPoll(r, t); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	// Workflows started by publishing run as the caller, as if it had
+	// started them over HTTP.
+	for _, name := range spec.StartWorkflows {
+		if err := s.authorize(r, auth.Execute, auth.Target{Type: auth.TargetWorkflowDef, ID: name}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -151,7 +151,9 @@ func TestWorkerCredentialsBadInput(t *testing.T) {
 		{"one type of two", worker, `{"taskTypes":["mine","theirs"]}`, 403, ""},
 		{"unknown type", worker, `{"taskTypes":["nosuchtype"]}`, 403, ""},
 		{"not a worker", user, `{"taskTypes":["mine"]}`, 403, ""},
-		{"not a worker, no types", user, `{}`, 403, ""},
+		{"not a worker, no types", user, `{}`, 400, "taskTypes"},
+		{"start a workflow without EXECUTE", user, `{"startWorkflows":["nosuchflow"]}`, 403, ""},
+		{"empty workflow name", user, `{"startWorkflows":[""]}`, 400, "startWorkflows[0]"},
 		{"anonymous", anon, `{"taskTypes":["mine"]}`, 401, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

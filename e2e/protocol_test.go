@@ -257,3 +257,93 @@ func TestWorkerProtocolBadInput(t *testing.T) {
 		t.Fatalf("output %v", wf.Output)
 	}
 }
+
+// A producer's credentials start the workflows they name, as the producer:
+// the start subject carries its principal, its credentials allow no other,
+// and a creator named in the body is ignored. Another workflow's subject
+// and another principal's are refused by NATS, and a request on its own
+// subject for another workflow is discarded.
+func TestProducerStartsAsItself(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"pub_flow","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	e.register(`{"name":"other_flow","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	principal, token := e.application("producer")
+	e.grant(principal, "WORKFLOW_DEF", "pub_flow", "EXECUTE")
+	var c struct{ Creds string }
+	if err := json.Unmarshal([]byte(e.as(token).must(http.StatusOK, "POST", "/api/workers/credentials",
+		map[string]any{"startWorkflows": []string{"pub_flow"}})), &c); err != nil {
+		t.Fatal(err)
+	}
+	refusals := make(chan error, 8)
+	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refusals <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := testutil.Context(t, 30*time.Second)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(subject, body, msgID string) {
+		t.Helper()
+		msg := &nats.Msg{Subject: subject, Data: []byte(body), Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatalf("publish to %s: %v", subject, err)
+		}
+	}
+	publish(workers.StartSubject("pub_flow", principal), `{"input":{"k":"v"},"createdBy":"app:bootstrap-admin"}`, "p-1")
+	publish(workers.StartSubject("pub_flow", principal), `{"name":"other_flow"}`, "p-2")
+	id := engine.DeriveID("start-command", principal, "p-1")
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if status, _ := e.do("GET", "/api/workflow/"+id, nil); status != http.StatusOK {
+			return fmt.Errorf("workflow %s: %d", id, status)
+		}
+		return nil
+	})
+	if wf := e.workflow(id); wf.CreatedBy != principal || wf.WorkflowName != "pub_flow" || wf.Input["k"] != "v" {
+		t.Fatalf("started %s by %q with %v, want pub_flow by %s", wf.WorkflowName, wf.CreatedBy, wf.Input, principal)
+	}
+
+	for _, subject := range []string{workers.StartSubject("other_flow", principal), workers.StartSubject("pub_flow", "app:bootstrap-admin"),
+		"fv.cmd.start.pub_flow"} {
+		if err := nc.Publish(subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-refusals:
+			if !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), subject) {
+				t.Fatalf("publish to %s: %v", subject, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("publish to %s was not refused", subject)
+		}
+	}
+	// Everything published was consumed; the request for another workflow
+	// started nothing.
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		s, err := e.node.Log().JetStream().Stream(ctx, "FV_CMD")
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("%d commands left", info.State.Msgs)
+		}
+		return nil
+	})
+	if status, _ := e.do("GET", "/api/workflow/"+engine.DeriveID("start-command", principal, "p-2"), nil); status != http.StatusNotFound {
+		t.Fatalf("a request for other_flow on pub_flow's subject started a workflow (%d)", status)
+	}
+	if n := e.searchCount("workflowType IN (other_flow)"); n != 0 {
+		t.Fatalf("%d other_flow workflows started", n)
+	}
+}

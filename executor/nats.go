@@ -183,11 +183,6 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 	return workers.ResultReply{OK: true, Ignored: reply.Ignored}
 }
 
-// StartCommandPrefix is where producers publish start requests:
-// fv.cmd.start.<workflow name>, body a Conductor StartWorkflowRequest (the
-// name may be omitted: the subject names it).
-const StartCommandPrefix = "fv.cmd.start."
-
 // consumeStartCommands starts workflows published on the commands stream.
 // The workflow id derives from the message id (or the stream sequence), so a
 // request published twice starts one workflow even after the stream's
@@ -195,7 +190,7 @@ const StartCommandPrefix = "fv.cmd.start."
 func (e *Executor) consumeStartCommands() error {
 	// The handler outlives Start's context: it runs until Stop.
 	sub, err := e.log.Subscribe(e.ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "fv-engine-start",
-		Filter: StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: 10}, e.handleStartCommand)
+		Filter: workers.StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: 10}, e.handleStartCommand)
 	if err != nil {
 		return err
 	}
@@ -214,8 +209,26 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		e.cfg.Logger.Error("start command is not a StartWorkflowRequest", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
 		return fmt.Errorf("%w: %v", eventlog.ErrPoison, err)
 	}
+	// fv.cmd.start.<workflow>: an engine's request, which names its
+	// creator. fv.cmd.start.<workflow>.<principal>: a producer's, whose
+	// credentials allow publishing only under its own principal, so the
+	// subject, not the body, says whom the workflow runs as.
+	tokens := strings.Split(strings.TrimPrefix(d.Subject, workers.StartCommandPrefix), ".")
+	name, err := eventlog.Untoken(tokens[0])
+	if err == nil && len(tokens) == 2 {
+		req.CreatedBy, err = eventlog.Untoken(tokens[1])
+	}
+	if err != nil || len(tokens) > 2 {
+		e.cfg.Logger.Error("start command on a malformed subject", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq)
+		return fmt.Errorf("%w: subject %s", eventlog.ErrPoison, d.Subject)
+	}
 	if req.Name == "" && req.WorkflowDef == nil {
-		req.Name = strings.TrimPrefix(d.Subject, StartCommandPrefix)
+		req.Name = name
+	}
+	if len(tokens) == 2 && (req.Name != name || req.WorkflowDef != nil) {
+		// A producer may start only the workflows its credentials name.
+		e.cfg.Logger.Error("start command names another workflow than its subject", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq)
+		return fmt.Errorf("%w: request for %q on subject %s", eventlog.ErrPoison, req.Name, d.Subject)
 	}
 	msgID := ""
 	if ids := d.Header["Nats-Msg-Id"]; len(ids) > 0 {
@@ -225,8 +238,12 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		msgID = fmt.Sprintf("seq-%d", d.StreamSeq)
 	}
 	id := engine.DeriveID("start-command", msgID)
-	principal := req.CreatedBy
-	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: principal, RequestID: msgID})
+	if len(tokens) == 2 {
+		// Producers choose their message ids: one cannot collide with,
+		// or predict, another's workflows.
+		id = engine.DeriveID("start-command", req.CreatedBy, msgID)
+	}
+	_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID})
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):
 		return nil // started now, or by an earlier delivery

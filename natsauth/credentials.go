@@ -72,6 +72,7 @@ func (a *Authority) IssueWorker(spec WorkerSpec) (*Credentials, error) {
 		wp := workers.WorkerPermissions(spec.TaskTypes, spec.Domains, workers.InboxPrefix(user))
 		var p jwt.Permissions
 		p.Pub.Allow.Add(wp.Publish...)
+		p.Pub.Allow.Add(workers.ProducerPermissions(spec.StartWorkflows, spec.Principal)...)
 		p.Sub.Allow.Add(wp.Subscribe...)
 		return p
 	})

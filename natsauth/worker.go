@@ -32,8 +32,14 @@ const AuditSubject = "fv.audit.auth.nats"
 
 // WorkerSpec describes the credentials of a worker.
 type WorkerSpec struct {
-	// TaskTypes the worker serves (at least one).
+	// TaskTypes the worker serves.
 	TaskTypes []string
+	// StartWorkflows the holder may start by publishing, as Principal
+	// (workers.StartSubject). A spec names task types, workflows or both.
+	StartWorkflows []string
+	// Principal is whom the workflows it starts run as: the principal the
+	// credentials were issued to.
+	Principal string
 	// Domains whose queues of those types it may pull from, besides the
 	// queues without domain.
 	Domains []string
@@ -47,8 +53,19 @@ type WorkerSpec struct {
 // Validate reports every problem with s.
 func (s WorkerSpec) Validate() error {
 	var ve fault.ValidationError
-	if len(s.TaskTypes) == 0 {
-		ve.Add("taskTypes", "at least one task type is required")
+	if len(s.TaskTypes) == 0 && len(s.StartWorkflows) == 0 {
+		ve.Add("taskTypes", "at least one task type or workflow to start (startWorkflows) is required")
+	}
+	if len(s.StartWorkflows) > maxTaskTypes {
+		ve.Add("startWorkflows", "at most %d workflows", maxTaskTypes)
+	}
+	for i, w := range s.StartWorkflows {
+		if w == "" || len(w) > maxNameLen {
+			ve.Add(fmt.Sprintf("startWorkflows[%d]", i), "a workflow name has 1 to %d characters", maxNameLen)
+		}
+	}
+	if len(s.StartWorkflows) > 0 && s.Principal == "" {
+		ve.Add("principal", "credentials that start workflows need the principal they start them as")
 	}
 	if len(s.TaskTypes) > maxTaskTypes {
 		ve.Add("taskTypes", "at most %d task types", maxTaskTypes)
@@ -106,13 +123,14 @@ func (i *Issuer) IssueWorker(ctx context.Context, by string, spec WorkerSpec, tt
 	}
 	spec.TaskTypes = dedupe(spec.TaskTypes)
 	spec.Domains = dedupe(spec.Domains)
+	spec.StartWorkflows = dedupe(spec.StartWorkflows)
 	now := i.now()
 	spec.Expires = now.Add(ttl).Truncate(time.Second)
 	c, err := i.authority.IssueWorker(spec)
 	if err != nil {
 		return nil, err
 	}
-	ev := &schemas.WorkerCredentialsIssued{User: c.User, Name: spec.Name, TaskTypes: spec.TaskTypes, Domains: spec.Domains,
+	ev := &schemas.WorkerCredentialsIssued{User: c.User, Name: spec.Name, TaskTypes: spec.TaskTypes, Domains: spec.Domains, StartWorkflows: spec.StartWorkflows,
 		Expires: spec.Expires.Unix(), By: by, Time: now.UnixMilli()}
 	env, err := schemas.Default.Encode(ev)
 	if err != nil {

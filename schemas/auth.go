@@ -262,9 +262,11 @@ type WorkerCredentialsIssued struct {
 	Name      string   `msgpack:"n,omitempty"`
 	TaskTypes []string `msgpack:"types"`
 	Domains   []string `msgpack:"domains,omitempty"`
-	Expires   int64    `msgpack:"exp,omitempty"` // Unix seconds; 0: never
-	By        string   `msgpack:"by"`
-	Time      int64    `msgpack:"ts"`
+	// StartWorkflows may be started by publishing, as By.
+	StartWorkflows []string `msgpack:"start,omitempty"`
+	Expires        int64    `msgpack:"exp,omitempty"` // Unix seconds; 0: never
+	By             string   `msgpack:"by"`
+	Time           int64    `msgpack:"ts"`
 }
 
 // EventType implements Event.

@@ -57,6 +57,29 @@ func WorkerPermissions(taskTypes, domains []string, inboxPrefix string) Permissi
 	return p
 }
 
+// StartCommandPrefix is where workflows are started by publishing a
+// Conductor StartWorkflowRequest: fv.cmd.start.<workflow> (engines only;
+// the request names its creator) or fv.cmd.start.<workflow>.<principal>
+// (producers: the subject names the creator, and a producer's credentials
+// allow only its own principal).
+const StartCommandPrefix = "fv.cmd.start."
+
+// StartSubject is where principal publishes requests to start workflow.
+func StartSubject(workflow, principal string) string {
+	return StartCommandPrefix + eventlog.Token(workflow) + "." + eventlog.Token(principal)
+}
+
+// ProducerPermissions lets principal start each of workflows by
+// publishing, as itself: the workflows' start subjects under its own name
+// and nothing else.
+func ProducerPermissions(workflows []string, principal string) []string {
+	out := make([]string, 0, len(workflows))
+	for _, w := range workflows {
+		out = append(out, StartSubject(w, principal))
+	}
+	return out
+}
+
 // ConnectOptions are the NATS options of a connection authenticated by
 // creds (a .creds file: user JWT and seed, as `flowvault
 // worker-credentials` prints them): the credentials, and the inbox prefix

@@ -64,7 +64,7 @@ func TestWorkerCredentialsCLI(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no task types", []string{"worker-credentials"}, 2, "--task-types is required"},
+		{"no task types", []string{"worker-credentials"}, 2, "--task-types or --start-workflows is required"},
 		{"only commas", []string{"worker-credentials", "--task-types", ",,"}, 1, "taskTypes"},
 		{"an argument", []string{"worker-credentials", "--task-types", "a", "extra"}, 2, "no arguments"},
 		{"bad expiry", []string{"worker-credentials", "--task-types", "a", "--expires", "soon"}, 1, "want a duration"},
