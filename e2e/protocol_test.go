@@ -177,20 +177,7 @@ func TestStartByPublishing(t *testing.T) {
 	}
 	// The commands stream is a work queue: everything was consumed, the
 	// poison messages included.
-	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		s, err := js.Stream(ctx, "FV_CMD")
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.State.Msgs != 0 {
-			return fmt.Errorf("%d commands left", info.State.Msgs)
-		}
-		return nil
-	})
+	e.waitCommandsConsumed()
 }
 
 // Garbage on a task subject and garbage results stop nothing.
@@ -326,7 +313,21 @@ func TestProducerStartsAsItself(t *testing.T) {
 	}
 	// Everything published was consumed; the request for another workflow
 	// started nothing.
-	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+	e.waitCommandsConsumed()
+	if status, _ := e.do("GET", "/api/workflow/"+engine.DeriveID("start-command", principal, "p-2"), nil); status != http.StatusNotFound {
+		t.Fatalf("a request for other_flow on pub_flow's subject started a workflow (%d)", status)
+	}
+	if n := e.searchCount("workflowType IN (other_flow)"); n != 0 {
+		t.Fatalf("%d other_flow workflows started", n)
+	}
+}
+
+// waitCommandsConsumed waits until the engine consumed every start command
+// (FV_CMD is a work queue).
+func (e *env) waitCommandsConsumed() {
+	e.t.Helper()
+	ctx := testutil.Context(e.t, 10*time.Second)
+	testutil.Eventually(e.t, 10*time.Second, 50*time.Millisecond, func() error {
 		s, err := e.node.Log().JetStream().Stream(ctx, "FV_CMD")
 		if err != nil {
 			return err
@@ -340,10 +341,4 @@ func TestProducerStartsAsItself(t *testing.T) {
 		}
 		return nil
 	})
-	if status, _ := e.do("GET", "/api/workflow/"+engine.DeriveID("start-command", principal, "p-2"), nil); status != http.StatusNotFound {
-		t.Fatalf("a request for other_flow on pub_flow's subject started a workflow (%d)", status)
-	}
-	if n := e.searchCount("workflowType IN (other_flow)"); n != 0 {
-		t.Fatalf("%d other_flow workflows started", n)
-	}
 }
