@@ -19,7 +19,7 @@ type Schedules interface {
 	SetPaused(ctx context.Context, name string, paused bool, reason, principal string) error
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
 	ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error
-	Executions(ctx context.Context, start, size int) ([]conductor.ScheduleExecution, int, error)
+	Executions(ctx context.Context, start, size int, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error)
 }
 
 // NextFewFunc lists a cron expression's next fire times.
@@ -122,7 +122,10 @@ func (s *Server) routeScheduler() {
 			s.writeError(w, r, err)
 			return
 		}
-		xs, total, err := sc.Executions(r.Context(), start, size)
+		// Each execution shows only to those who may read its schedule.
+		xs, total, err := sc.Executions(r.Context(), start, size, func(x conductor.ScheduleExecution) bool {
+			return s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: x.ScheduleName})
+		})
 		if err != nil {
 			s.writeError(w, r, err)
 			return

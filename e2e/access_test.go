@@ -189,6 +189,15 @@ func TestScheduleOwnerLosesExecute(t *testing.T) {
 	if wf := e.workflow(started); wf.CreatedBy != owner {
 		t.Fatalf("scheduled workflow created by %q, want the owner %q", wf.CreatedBy, owner)
 	}
+	// Its executions show to the owner, who may read the schedule, and
+	// to no other user, not even in the count.
+	_, otherToken := e.application("other", "USER")
+	if x := asOwner.scheduleExecutions(); x.TotalHits < 1 || x.Results[0].ScheduleName != "owned_tick" {
+		t.Fatalf("the owner sees executions %+v", x)
+	}
+	if x := e.as(otherToken).scheduleExecutions(); x.TotalHits != 0 || len(x.Results) != 0 {
+		t.Fatalf("another user sees the owner's schedule executions: %+v", x)
+	}
 	e.revoke(owner, "WORKFLOW_DEF", "ticked", "EXECUTE")
 	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
 		var def conductor.WorkflowSchedule

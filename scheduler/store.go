@@ -258,8 +258,9 @@ func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Ta
 	})
 }
 
-// Executions lists fire records, newest first.
-func (s *Store) Executions(_ context.Context, start, size int) ([]conductor.ScheduleExecution, int, error) {
+// Executions lists the fire records visible accepts (nil: all), newest
+// first; the total counts only those, so paging reveals nothing hidden.
+func (s *Store) Executions(_ context.Context, start, size int, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error) {
 	var all []conductor.ScheduleExecution
 	var derr error
 	err := s.reader.Scan([]byte(keyExecution), func(_, v []byte) bool {
@@ -267,7 +268,9 @@ func (s *Store) Executions(_ context.Context, start, size int) ([]conductor.Sche
 		if derr = json.Unmarshal(v, &x); derr != nil {
 			return false
 		}
-		all = append(all, x)
+		if visible == nil || visible(x) {
+			all = append(all, x)
+		}
 		return true
 	})
 	if err == nil {
