@@ -184,18 +184,23 @@ func consumerGone(err error) bool {
 }
 
 // consumer waits for the queue's durable consumer, which the engine creates
-// when it first dispatches a task of the type.
+// when it first dispatches a task of the type. It returns only with the
+// consumer or when ctx is done: other failures (the server restarting, the
+// connection reconnecting) are retried, since a worker that gave up here
+// would leave its type's tasks waiting for good.
 func (w *Worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	name := ConsumerName(w.cfg.TaskType, w.cfg.Domain)
+	wait := 200 * time.Millisecond
 	for {
 		cons, err := w.js.Consumer(ctx, eventlog.Dispatch.Name, name)
 		if err == nil {
 			return cons, nil
 		}
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("worker %s: consumer %s: %w", w.cfg.TaskType, name, err)
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
+			w.cfg.Logger.Warn("queue consumer lookup failed, retrying", "consumer", name, logkey.Err, err)
+			wait = min(2*wait, 5*time.Second)
 		}
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 	}

@@ -3,11 +3,14 @@ package workers_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -76,5 +79,78 @@ func TestWorkerRetriesTakeAfterEngineError(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatalf("the task never ran: %d takes; the announcement was dropped", takes.Load())
+	}
+}
+
+// A worker that cannot look its queue up (here the dispatch stream itself
+// is missing, as while a server restarts) keeps trying instead of giving
+// up, and takes the task once the queue is back.
+func TestWorkerOutlastsAMissingQueue(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	nc, js := l.Conn(), l.JetStream()
+	const taskType = "patient"
+	if err := js.DeleteStream(ctx, eventlog.Dispatch.Name); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.Subscribe(workers.TakeSubject(taskType), func(m *nats.Msg) {
+		body, _ := json.Marshal(workers.TakeReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}})
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	results, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+		body, _ := json.Marshal(workers.ResultReply{OK: true})
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer results.Unsubscribe()
+	ran := make(chan string, 1)
+	logger, logs := testutil.CapturingLogger()
+	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second, Logger: logger}, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		ran <- task.TaskID
+		return workers.Output{}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() { stop(); <-done }()
+
+	// Once the worker has failed to find its queue, the server comes back.
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "queue consumer lookup failed") {
+			return errors.New("the worker has not looked for its queue yet")
+		}
+		return nil
+	})
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventlog.Dispatch.Name, Subjects: eventlog.Dispatch.Subjects,
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
+		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1}); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(workers.Dispatch{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType})
+	if _, err := js.Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-ran:
+		if id != "t1" {
+			t.Fatalf("ran %s", id)
+		}
+	case err := <-done:
+		t.Fatalf("the worker gave up: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the task never ran")
 	}
 }
