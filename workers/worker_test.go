@@ -38,23 +38,9 @@ func TestWorkerRetriesTakeAfterEngineError(t *testing.T) {
 		{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "starting"}},
 		{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}},
 	}
-	sub, err := nc.Subscribe(workers.TakeSubject(taskType), func(m *nats.Msg) {
-		n := int(takes.Add(1)) - 1
-		body, _ := json.Marshal(answers[min(n, len(answers)-1)])
-		_ = m.Respond(body)
+	standInEngine(t, nc, taskType, func() workers.TakeReply {
+		return answers[min(int(takes.Add(1))-1, len(answers)-1)]
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	results, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
-		body, _ := json.Marshal(workers.ResultReply{OK: true})
-		_ = m.Respond(body)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer results.Unsubscribe()
 
 	body, _ := json.Marshal(workers.Dispatch{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType})
 	if _, err := l.JetStream().Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
@@ -94,22 +80,9 @@ func TestWorkerOutlastsAMissingQueue(t *testing.T) {
 	if err := js.DeleteStream(ctx, eventlog.Dispatch.Name); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := nc.Subscribe(workers.TakeSubject(taskType), func(m *nats.Msg) {
-		body, _ := json.Marshal(workers.TakeReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}})
-		_ = m.Respond(body)
+	standInEngine(t, nc, taskType, func() workers.TakeReply {
+		return workers.TakeReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	results, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
-		body, _ := json.Marshal(workers.ResultReply{OK: true})
-		_ = m.Respond(body)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer results.Unsubscribe()
 	ran := make(chan string, 1)
 	logger, logs := testutil.CapturingLogger()
 	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second, Logger: logger}, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
@@ -152,5 +125,25 @@ func TestWorkerOutlastsAMissingQueue(t *testing.T) {
 		t.Fatalf("the worker gave up: %v", err)
 	case <-ctx.Done():
 		t.Fatal("the task never ran")
+	}
+}
+
+// standInEngine answers take requests for taskType with take() and
+// accepts every result. It stops at cleanup, after a worker stopped by the
+// test's defer, so that the worker's last result is answered.
+func standInEngine(t *testing.T, nc *nats.Conn, taskType string, take func() workers.TakeReply) {
+	t.Helper()
+	for subject, reply := range map[string]func() any{
+		workers.TakeSubject(taskType):   func() any { return take() },
+		workers.ResultSubject(taskType): func() any { return workers.ResultReply{OK: true} },
+	} {
+		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			body, _ := json.Marshal(reply())
+			_ = m.Respond(body)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
 	}
 }
