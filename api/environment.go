@@ -35,9 +35,9 @@ func (s *Server) environmentRoutes() {
 	s.route("PUT /api/environment/{key}", auth.Authenticated, s.putEnv)
 	s.route("GET /api/environment/{key}", auth.Authenticated, s.getEnv)
 	s.route("DELETE /api/environment/{key}", auth.Authenticated, s.deleteEnv)
-	s.route("GET /api/environment/{key}/tags", auth.Authenticated, s.getEnvTags)
-	s.route("PUT /api/environment/{key}/tags", auth.Authenticated, s.changeEnvTags(s.deps.Environment.PutTags))
-	s.route("DELETE /api/environment/{key}/tags", auth.Authenticated, s.changeEnvTags(s.deps.Environment.DeleteTags))
+	s.route("GET /api/environment/{key}/tags", auth.Authenticated, s.getKeyTags(s.checkEnvRequest, s.deps.Environment.Tags))
+	s.route("PUT /api/environment/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkEnvRequest, s.deps.Environment.PutTags))
+	s.route("DELETE /api/environment/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkEnvRequest, s.deps.Environment.DeleteTags))
 }
 
 func envResource(name string) auth.Target {
@@ -141,38 +141,4 @@ func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-func (s *Server) getEnvTags(w http.ResponseWriter, r *http.Request) {
-	name, err := s.checkEnvRequest(r, auth.Read)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	tags, err := s.deps.Environment.Tags(r.Context(), name)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, tags)
-}
-
-func (s *Server) changeEnvTags(change secretTagsFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		name, err := s.checkEnvRequest(r, auth.Update)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		var tags tagList
-		if err := decodeJSON(w, r, maxTagsBody, &tags); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := change(r.Context(), name, tags, principal(r)); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeEmptyOK(w)
-	}
 }

@@ -48,9 +48,9 @@ func (s *Server) secretRoutes() {
 	s.route("DELETE /api/secrets/{key}", auth.Authenticated, s.deleteSecret)
 	s.route("GET /api/secrets/{key}/exists", auth.Authenticated, s.secretExists)
 	s.route("GET /api/secrets/{key}/metadata", auth.Authenticated, s.secretMetadata)
-	s.route("GET /api/secrets/{key}/tags", auth.Authenticated, s.getSecretTags)
-	s.route("PUT /api/secrets/{key}/tags", auth.Authenticated, s.changeSecretTags(s.deps.Secrets.PutTags))
-	s.route("DELETE /api/secrets/{key}/tags", auth.Authenticated, s.changeSecretTags(s.deps.Secrets.DeleteTags))
+	s.route("GET /api/secrets/{key}/tags", auth.Authenticated, s.getKeyTags(s.checkSecretRequest, s.deps.Secrets.Tags))
+	s.route("PUT /api/secrets/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkSecretRequest, s.deps.Secrets.PutTags))
+	s.route("DELETE /api/secrets/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkSecretRequest, s.deps.Secrets.DeleteTags))
 }
 
 func secretResource(name string) auth.Target {
@@ -274,28 +274,36 @@ func (s *Server) clearSecretCache(local bool) http.HandlerFunc {
 	}
 }
 
-func (s *Server) getSecretTags(w http.ResponseWriter, r *http.Request) {
-	name, err := s.checkSecretRequest(r, auth.Read)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	tags, err := s.deps.Secrets.Tags(r.Context(), name)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, tags)
-}
-
 type secretTagsFunc func(ctx context.Context, name string, tags []conductor.Tag, principal string) error
 
-// changeSecretTags handles PUT (add, or update by key) and DELETE (remove
-// matching key and value) of tags. The body is [Tag]; one Tag is accepted
-// too.
-func (s *Server) changeSecretTags(change secretTagsFunc) http.HandlerFunc {
+// requestCheck validates a request's key and authorizes the access
+// (checkSecretRequest, checkEnvRequest).
+type requestCheck func(r *http.Request, access auth.Access) (string, error)
+
+// getKeyTags answers with the tags of the secret or environment value
+// check admits for READ.
+func (s *Server) getKeyTags(check requestCheck, tagsOf func(ctx context.Context, name string) ([]conductor.Tag, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name, err := s.checkSecretRequest(r, auth.Update)
+		name, err := check(r, auth.Read)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		tags, err := tagsOf(r.Context(), name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tags)
+	}
+}
+
+// changeKeyTags handles PUT (add, or update by key) and DELETE (remove
+// matching key and value) of the tags of the secret or environment value
+// check admits for UPDATE. The body is [Tag]; one Tag is accepted too.
+func (s *Server) changeKeyTags(check requestCheck, change secretTagsFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, err := check(r, auth.Update)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

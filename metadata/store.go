@@ -3,9 +3,6 @@ package metadata
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"time"
@@ -159,7 +156,7 @@ func (s *Store) update(ctx context.Context, subject, principal string, decide de
 			}
 			return derr
 		}
-		envs, err := envelopes(cause, subject, v.seq, principal, s.now(), events)
+		envs, err := projections.Envelopes(cause, subject, v.seq, principal, s.now(), events)
 		if err != nil {
 			return err
 		}
@@ -180,39 +177,8 @@ func (s *Store) update(ctx context.Context, subject, principal string, decide de
 	}
 }
 
-// envelopes encodes the events of one append. Each id is derived from the
-// request (cause), the subject, the expectation and the content: a retried
-// publish of the same append carries the same ids and is deduplicated.
-func envelopes(cause, subject string, expected uint64, principal string, now time.Time, events []schemas.Event) ([]schemas.Envelope, error) {
-	envs := make([]schemas.Envelope, len(events))
-	for i, ev := range events {
-		env, err := schemas.Default.Encode(ev)
-		if err != nil {
-			return nil, err
-		}
-		h := sha256.New()
-		h.Write([]byte(cause))
-		h.Write([]byte{0})
-		h.Write([]byte(subject))
-		h.Write(binary.BigEndian.AppendUint64(nil, expected))
-		h.Write(binary.BigEndian.AppendUint32(nil, uint32(i)))
-		h.Write([]byte(env.Type))
-		h.Write([]byte{0})
-		h.Write(env.Data)
-		env.ID = hex.EncodeToString(h.Sum(nil)[:16])
-		env.Time = now.UnixNano()
-		env.CausationID = cause
-		env.Principal = principal
-		envs[i] = env
-	}
-	return envs, nil
-}
-
 // wait gives read-your-writes: the caller's next read sees seq.
 func (s *Store) wait(ctx context.Context, subject string, seq uint64) error {
-	if s.waiter == nil {
-		return nil
-	}
 	return projections.WaitWritten(ctx, s.waiter, subject, seq)
 }
 

@@ -2,6 +2,9 @@ package projections
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
@@ -9,11 +12,13 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 )
 
 // Helpers for stores that write events and read their own read model
-// (metadata, auth): the error kinds of a failed append, the pause after a
-// lost race, and the read-your-writes wait.
+// (metadata, secrets, auth): the envelopes of an append, the error kinds of
+// a failed append, the pause after a lost race, and the read-your-writes
+// wait.
 
 // Waiter blocks until a read model has applied stream sequence seq.
 // *Runner implements it.
@@ -61,4 +66,33 @@ func WaitWritten(ctx context.Context, w Waiter, subject string, seq uint64) erro
 		return fmt.Errorf("%s saved at sequence %d, but the read model has not caught up: %v: %w", subject, seq, err, fault.ErrUnavailable)
 	}
 	return nil
+}
+
+// Envelopes encodes the events of one append to subject. Each id derives
+// from the request (cause), the subject, the expectation and the content:
+// a retried publish of the same append carries the same ids and is
+// deduplicated.
+func Envelopes(cause, subject string, expected uint64, principal string, now time.Time, events []schemas.Event) ([]schemas.Envelope, error) {
+	envs := make([]schemas.Envelope, len(events))
+	for i, ev := range events {
+		env, err := schemas.Default.Encode(ev)
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.New()
+		h.Write([]byte(cause))
+		h.Write([]byte{0})
+		h.Write([]byte(subject))
+		h.Write(binary.BigEndian.AppendUint64(nil, expected))
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(i)))
+		h.Write([]byte(env.Type))
+		h.Write([]byte{0})
+		h.Write(env.Data)
+		env.ID = hex.EncodeToString(h.Sum(nil)[:16])
+		env.Time = now.UnixNano()
+		env.CausationID = cause
+		env.Principal = principal
+		envs[i] = env
+	}
+	return envs, nil
 }

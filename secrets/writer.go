@@ -3,9 +3,6 @@ package secrets
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"time"
@@ -135,7 +132,7 @@ func (w *writer) update(ctx context.Context, subject, principal string, decide d
 			}
 			return 0, derr
 		}
-		envs, err := envelopes(cause, subject, v.seq, principal, w.now(), events)
+		envs, err := projections.Envelopes(cause, subject, v.seq, principal, w.now(), events)
 		if err != nil {
 			return 0, err
 		}
@@ -154,34 +151,6 @@ func (w *writer) update(ctx context.Context, subject, principal string, decide d
 		w.logger.Info("secrets changed", logkey.Subject, subject, logkey.Seq, seq, logkey.Event, envs[0].Type, logkey.Principal, principal)
 		return seq, projections.WaitWritten(ctx, w.waiter, subject, seq)
 	}
-}
-
-// envelopes encodes the events of one append; each id derives from the
-// request, subject, expectation and content, so a retried publish is
-// deduplicated.
-func envelopes(cause, subject string, expected uint64, principal string, now time.Time, events []schemas.Event) ([]schemas.Envelope, error) {
-	envs := make([]schemas.Envelope, len(events))
-	for i, ev := range events {
-		env, err := schemas.Default.Encode(ev)
-		if err != nil {
-			return nil, err
-		}
-		h := sha256.New()
-		h.Write([]byte(cause))
-		h.Write([]byte{0})
-		h.Write([]byte(subject))
-		h.Write(binary.BigEndian.AppendUint64(nil, expected))
-		h.Write(binary.BigEndian.AppendUint32(nil, uint32(i)))
-		h.Write([]byte(env.Type))
-		h.Write([]byte{0})
-		h.Write(env.Data)
-		env.ID = hex.EncodeToString(h.Sum(nil)[:16])
-		env.Time = now.UnixNano()
-		env.CausationID = cause
-		env.Principal = principal
-		envs[i] = env
-	}
-	return envs, nil
 }
 
 func (w *writer) millis() int64 { return w.now().UnixMilli() }
