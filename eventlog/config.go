@@ -45,6 +45,9 @@ type Config struct {
 	Fsync FsyncMode
 	// SyncInterval is the background flush period in FsyncRelaxed mode.
 	SyncInterval time.Duration
+	// GroupCommit writes concurrent appends to an event stream as atomic
+	// batches, one sync per batch, when Fsync is FsyncAlways (commit.go).
+	GroupCommit bool
 
 	// Replicas for every stream: 1 for a single server, 3 for a cluster.
 	Replicas int
@@ -65,6 +68,7 @@ func DefaultConfig() Config {
 		Listen:          "127.0.0.1:4222",
 		Fsync:           FsyncAlways,
 		SyncInterval:    time.Second,
+		GroupCommit:     true,
 		Replicas:        1,
 		MaxRecordBytes:  8<<20 - recordHeaderRoom,
 		DuplicateWindow: 10 * time.Minute,

@@ -33,6 +33,9 @@ type Log struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	closed  atomic.Bool
+	// committers batch the appends of each event stream that takes atomic
+	// batches, in FsyncAlways mode (see commit.go).
+	committers map[string]*committer
 }
 
 // Options carries Open's collaborators. The zero value logs nowhere,
@@ -141,6 +144,7 @@ func (l *Log) startEmbedded(auth Authenticator, base *slog.Logger) (*server.Serv
 }
 
 func (l *Log) ensureStreams(ctx context.Context) error {
+	groupCommit := l.cfg.GroupCommit && l.cfg.Fsync == FsyncAlways
 	for _, s := range AllStreams {
 		sc := jetstream.StreamConfig{
 			Name:        s.Name,
@@ -162,8 +166,18 @@ func (l *Log) ensureStreams(ctx context.Context) error {
 			sc.Storage = jetstream.MemoryStorage
 			sc.MaxAge = ephemeralMaxAge
 		}
-		if _, err := l.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		sc.AllowAtomicPublish = groupCommit && s.Kind == EventStream
+		st, err := l.js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", s.Name, err)
+		}
+		// A server too old for atomic batches does not echo the setting
+		// back; its appends go alone.
+		if sc.AllowAtomicPublish && st.CachedInfo().Config.AllowAtomicPublish {
+			if l.committers == nil {
+				l.committers = map[string]*committer{}
+			}
+			l.committers[s.Name] = newCommitter(s.Name, l.nc, l.logger, l.metrics.batchSize)
 		}
 	}
 	return nil
@@ -193,6 +207,9 @@ func (l *Log) ClientURL() string {
 func (l *Log) Close() error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	for _, c := range l.committers {
+		c.close()
 	}
 	if l.nc != nil {
 		_ = l.nc.Drain()
@@ -235,7 +252,8 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	if len(events) == 0 {
 		return 0, fmt.Errorf("append %s: no events", subject)
 	}
-	if _, ok := streamFor(subject); !ok || !validSubject(subject) {
+	stream, ok := streamFor(subject)
+	if !ok || !validSubject(subject) {
 		return 0, fmt.Errorf("append %s: %w", subject, ErrInvalidSubject)
 	}
 	o := appendOpts{msgID: events[0].ID}
@@ -259,7 +277,7 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
 	}
 	start := time.Now()
-	seq, dup, err := l.publish(ctx, msg)
+	seq, dup, err := l.write(ctx, stream, msg)
 	l.metrics.appendDur.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil && dup:
@@ -289,6 +307,19 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 		return 0, fmt.Errorf("append %s: %w", subject, err)
 	}
 	return seq, nil
+}
+
+// write appends msg as part of a batch where its stream gathers them, and
+// alone otherwise.
+func (l *Log) write(ctx context.Context, s Stream, msg *nats.Msg) (seq uint64, dup bool, err error) {
+	if c := l.committers[s.Name]; c != nil {
+		seq, written, release, err := c.append(ctx, msg)
+		if err != nil || written {
+			return seq, false, err
+		}
+		defer release()
+	}
+	return l.publish(ctx, msg)
 }
 
 // publish sends msg until the server answers definitively. Timeouts are

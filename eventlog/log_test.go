@@ -191,6 +191,51 @@ func TestAppendConcurrentOneWins(t *testing.T) {
 	}
 }
 
+// Many concurrent appends, enough to be gathered into batches (group
+// commit), each land at the sequence they were acknowledged with, in the
+// order each subject's writer chained them.
+func TestAppendUnderLoad(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	const writers, subjects, perSubject = 64, 10, 3
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range subjects {
+				subj := fmt.Sprintf("fv.wf.load-%d-%d", w, s)
+				var seqs []uint64
+				var last uint64
+				for i := range perSubject {
+					seq, err := l.Append(ctx, subj, notes(t, fmt.Sprintf("load-%d-%d-%d", w, s, i), 1), last)
+					if err != nil {
+						t.Errorf("%s append %d: %v", subj, i, err)
+						return
+					}
+					seqs, last = append(seqs, seq), seq
+				}
+				recs, err := l.ReadSubject(ctx, subj, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(recs) != perSubject {
+					t.Errorf("%s: %d records, want %d", subj, len(recs), perSubject)
+					return
+				}
+				for i, r := range recs {
+					if r.Seq != seqs[i] || r.MsgID != fmt.Sprintf("load-%d-%d-%d-0", w, s, i) {
+						t.Errorf("%s record %d: seq %d id %s; acknowledged as %d", subj, i, r.Seq, r.MsgID, seqs[i])
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // A retried append (same message id) is a no-op that returns the original
 // sequence, even though its expectation is now stale.
 func TestAppendDedup(t *testing.T) {

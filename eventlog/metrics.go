@@ -8,6 +8,7 @@ type metrics struct {
 	appends   *prometheus.CounterVec
 	appendDur prometheus.Histogram
 	bytes     prometheus.Counter
+	batchSize prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -25,9 +26,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "eventlog", Name: "appended_bytes_total",
 			Help: "Record bytes acknowledged by the log.",
 		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "flowvault", Subsystem: "eventlog", Name: "batch_appends",
+			Help:    "Appends written together as one atomic batch (group commit).",
+			Buckets: prometheus.ExponentialBuckets(2, 2, 8),
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.appends, m.appendDur, m.bytes)
+		reg.MustRegister(m.appends, m.appendDur, m.bytes, m.batchSize)
 	}
 	return m
 }

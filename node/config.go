@@ -31,6 +31,8 @@ type Config struct {
 	NATSCreds string
 	// Fsync is "always" (fsync before every acknowledgement) or "relaxed".
 	Fsync string
+	// GroupCommit lets concurrent appends share one fsync in "always" mode.
+	GroupCommit bool
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
@@ -69,6 +71,7 @@ func DefaultConfig() Config {
 		HTTPAddr:        "127.0.0.1:8080",
 		NATSListen:      "127.0.0.1:4222",
 		Fsync:           string(eventlog.FsyncAlways),
+		GroupCommit:     true,
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
@@ -126,6 +129,7 @@ func (c Config) Eventlog() eventlog.Config {
 	ec.URL = c.NATSURL
 	ec.CredsFile = c.NATSCreds
 	ec.Fsync = eventlog.FsyncMode(c.Fsync)
+	ec.GroupCommit = c.GroupCommit
 	return ec
 }
 

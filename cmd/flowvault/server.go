@@ -56,6 +56,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	str(&cfg.NATSURL, "nats", "external NATS server URL(s); disables the embedded server")
 	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
 	str(&cfg.Fsync, "fsync", "embedded JetStream durability: always (fsync before ack) or relaxed")
+	boolean(&cfg.GroupCommit, "group-commit", "with --fsync always, write concurrent appends as atomic batches that share one fsync")
 	str(&cfg.LogLevel, "log-level", "debug, info, warn or error")
 	str(&cfg.LogFormat, "log-format", "text or json")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "graceful shutdown budget")

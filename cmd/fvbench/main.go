@@ -44,6 +44,7 @@ func main() {
 	flag.IntVar(&o.workflows, "workflows", 20_000, "workflows for the engine benchmark")
 	flag.IntVar(&o.compactions, "compactions", 10_000, "ended workflows for the compaction benchmark")
 	modes := flag.String("fsync", "always,relaxed", "durability modes for the engine benchmark")
+	flag.BoolVar(&groupCommit, "group-commit", true, "engine nodes write concurrent appends as atomic batches (fsync=always)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
