@@ -44,6 +44,12 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	opts := &pebble.Options{
 		Logger: pebbleLogger{o.Logger.With(logkey.Component, "pebble")},
 		FS:     o.FS,
+		// Read models rewrite a workflow's document on each of its records,
+		// seconds apart: in a large memtable the superseded versions die
+		// before they are flushed, instead of being compacted level after
+		// level (7% of the engine benchmark's CPU with the 4 MiB default, 1% with
+		// this).
+		MemTableSize: 64 << 20,
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {

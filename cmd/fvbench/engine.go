@@ -42,6 +42,8 @@ const (
 	benchUser, benchPassword = "bench-user-4f1d", "bench-password-9a07c3e2"
 )
 
+var debugLat, _ = os.Create("/tmp/lat.txt")
+
 // groupCommit is the engine nodes' eventlog group commit (-group-commit).
 var groupCommit = true
 
@@ -158,6 +160,9 @@ func (r *engineRun) watch(nc *nats.Conn) error {
 			r.mu.Lock()
 			if t, ok := r.started[id]; ok {
 				r.lat = append(r.lat, now.Sub(t))
+				if debugLat != nil {
+					fmt.Fprintf(debugLat, "%d %d\n", t.UnixMilli(), now.Sub(t).Milliseconds())
+				}
 
 				delete(r.started, id)
 			}
@@ -203,7 +208,7 @@ func (r *engineRun) workers(ctx context.Context, nc *nats.Conn) error {
 		return workers.Output{Data: benchOutput(t)}, nil
 	}
 	for _, typ := range benchTypes {
-		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: typ, Concurrency: 256, PollWait: time.Second}, h)
+		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: typ, Concurrency: 256, PollWait: pollWait()}, h)
 		if err != nil {
 			return err
 		}
@@ -509,4 +514,12 @@ func (r *engineRun) describe(id string) string {
 		tasks = append(tasks, fmt.Sprintf("%s:%s(polls %d)", t.Ref, t.Status, t.PollCount))
 	}
 	return fmt.Sprintf("%s %s %v", id, w.Status, tasks)
+}
+
+func pollWait() time.Duration {
+	d, err := time.ParseDuration(os.Getenv("ZZ_POLL"))
+	if err != nil {
+		return time.Second
+	}
+	return d
 }

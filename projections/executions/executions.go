@@ -118,7 +118,7 @@ func load(b *projections.Batch, token string) (*engine.Workflow, error) {
 }
 
 func store(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
-	if err := storeCompaction(b, w); err != nil {
+	if err := storeCompaction(b, w, prev); err != nil {
 		return err
 	}
 	if w.Removed && !w.Archived {
@@ -319,13 +319,22 @@ func (r *recentStates) clear() { clear(r.m) }
 // storeCompaction keeps the list of ended workflows whose secrets key has
 // not been destroyed yet; removed workflows stay on it, since their events
 // stay in the log. Workflows that never sealed a secret have no such key
-// and are left out: compacting them would cost an append for nothing.
-func storeCompaction(b *projections.Batch, w *engine.Workflow) error {
+// and are left out: compacting them would cost an append for nothing. An
+// entry is deleted only where there is one: a tombstone for every record of
+// every workflow would make each scan of the list step over all of them.
+func storeCompaction(b *projections.Batch, w *engine.Workflow, prev before) error {
 	key := []byte(prefixCompaction + w.ID)
-	if w.Terminal() && !w.Compacted && (w.SealsSecrets || holdsSealedSecrets(w)) {
+	switch {
+	case awaitsCompaction(w):
 		return b.Set(key, binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)))
+	case prev.awaitsCompaction:
+		return b.Delete(key)
 	}
-	return b.Delete(key)
+	return nil
+}
+
+func awaitsCompaction(w *engine.Workflow) bool {
+	return w.Terminal() && !w.Compacted && (w.SealsSecrets || holdsSealedSecrets(w))
 }
 
 // holdsSealedSecrets finds data sealed under the secrets key in a workflow

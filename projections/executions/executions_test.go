@@ -224,4 +224,11 @@ func TestAwaitingCompaction(t *testing.T) {
 	if len(ended) != 1 || ended[0].WorkflowID != legacy {
 		t.Fatalf("awaiting compaction: %+v, want only %s", ended, legacy)
 	}
+	f.decide(legacy, engine.Compact{})
+	if !f.states[legacy].Compacted {
+		t.Fatal("compaction not recorded")
+	}
+	if ended, err := f.reader.AwaitingCompaction(context.Background(), 10); err != nil || len(ended) != 0 {
+		t.Fatalf("awaiting compaction after compacting: %+v, %v; want none", ended, err)
+	}
 }

@@ -95,6 +95,8 @@ type before struct {
 	tasks   map[string]taskEntry
 	// deadlines are the state's timer deadlines, which the index holds.
 	deadlines []int64
+	// awaitsCompaction: the state is on the compaction list.
+	awaitsCompaction bool
 }
 
 func snapshot(w *engine.Workflow) before {
@@ -102,7 +104,7 @@ func snapshot(w *engine.Workflow) before {
 		return before{}
 	}
 	b := before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w)}
+		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w), awaitsCompaction: awaitsCompaction(w)}
 	for _, t := range w.Tasks {
 		b.tasks[t.ID] = taskEntry{t.Status, t.ScheduledTime}
 	}
