@@ -49,7 +49,7 @@ func (g *Guard) PrepareChild(ctx context.Context, parentID, childID, principal s
 		}
 	}
 	out, _ := v.(map[string]any)
-	child := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: childID}
+	child := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: childID, noSecretsKey: true}
 	memo := g.memoFor(childID)
 	seal := func(p expr.Path, kind byte) error {
 		value, ok := getPath(out, p)

@@ -140,10 +140,21 @@ type sealer struct {
 	ctx  context.Context
 	keys Keys
 	wfID string
+	// noSecretsKey: the log shows that the workflow has no secrets key yet,
+	// so the first seal creates one without looking for it first.
+	noSecretsKey bool
 }
 
-func (s sealer) key(kind byte, create bool) (*secrets.DataKey, error) {
+func (s *sealer) key(kind byte, create bool) (*secrets.DataKey, error) {
 	id := keyID(s.wfID, kind)
+	if create && kind == masking.KindSecrets && s.noSecretsKey {
+		s.noSecretsKey = false
+		if dk, err := s.keys.NewDataKey(s.ctx, id); err == nil {
+			return dk, nil
+		}
+		// Created meanwhile: by this process for a sub-workflow's input, by
+		// another engine, or before an append that lost a conflict.
+	}
 	dk, err := s.keys.DataKey(s.ctx, id)
 	if err == nil || !create || !errors.Is(err, secrets.ErrKeyDestroyed) {
 		return dk, err
@@ -160,7 +171,7 @@ func (s sealer) key(kind byte, create bool) (*secrets.DataKey, error) {
 }
 
 // Seal implements masking.Sealer. Paths are relative to the workflow.
-func (s sealer) Seal(kind byte, path string, plaintext []byte) ([]byte, error) {
+func (s *sealer) Seal(kind byte, path string, plaintext []byte) ([]byte, error) {
 	dk, err := s.key(kind, true)
 	if err != nil {
 		return nil, err
@@ -169,7 +180,7 @@ func (s sealer) Seal(kind byte, path string, plaintext []byte) ([]byte, error) {
 }
 
 // Open implements masking.Sealer.
-func (s sealer) Open(kind byte, path string, ciphertext []byte) ([]byte, error) {
+func (s *sealer) Open(kind byte, path string, ciphertext []byte) ([]byte, error) {
 	dk, err := s.key(kind, false)
 	if err != nil {
 		return nil, err

@@ -32,7 +32,8 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 			return nil, err
 		}
 	}
-	p := &protection{ctx: ctx, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID}, m: m, fields: fields}
+	p := &protection{ctx: ctx, m: m, fields: fields,
+		s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, noSecretsKey: before == nil || !before.SealsSecrets}}
 	out := make([]schemas.Event, 0, len(events))
 	for _, ev := range events {
 		pev, err := p.event(ev)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/flowvault/flowvault/internal/logkey"
@@ -50,6 +51,12 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 		// level (7% of the engine benchmark's CPU with the 4 MiB default, 1% with
 		// this).
 		MemTableSize: 64 << 20,
+	}
+	// Bloom filters on every level: the hot path looks up keys that are
+	// often absent (a task type with no definition, a workflow's first
+	// record), and without a filter a miss searches every level's index.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {

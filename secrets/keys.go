@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -413,13 +412,16 @@ func (k *Keys) DestroyKey(ctx context.Context, id string) error {
 		return err
 	}
 	k.cache.drop(id)
-	// Also the main bucket, where workflow keys lived before the shards: a
-	// key must not survive its destruction in a store written by an
-	// earlier version.
-	for _, b := range slices.Compact([]bucket{k.bucketFor(id), k.main}) {
-		if err := k.erase(ctx, b, dataKeyPrefix+id, 0); err != nil {
-			return fmt.Errorf("destroy data key %s: %w", id, err)
-		}
+	erased, err := k.erase(ctx, k.bucketFor(id), dataKeyPrefix+id, 0)
+	if err == nil && erased == 0 && k.bucketFor(id).name != k.main.name {
+		// A workflow key stored before the workflow key shards existed
+		// lives in the main bucket, and must not survive its destruction
+		// there. A key is in one bucket only: one found in its shard is
+		// not in the main bucket.
+		_, err = k.erase(ctx, k.main, dataKeyPrefix+id, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("destroy data key %s: %w", id, err)
 	}
 	return nil
 }
@@ -478,39 +480,43 @@ func (b bucket) eachEntry(ctx context.Context, filter string, fn func(jetstream.
 }
 
 // erase securely deletes the revisions of key in b older than keep (keep
-// 0: all of them). Secure deletion overwrites the message on disk.
-func (k *Keys) erase(ctx context.Context, b bucket, key string, keep uint64) error {
+// 0: all of them) and returns how many it deleted. Secure deletion
+// overwrites the message on disk.
+func (k *Keys) erase(ctx context.Context, b bucket, key string, keep uint64) (int, error) {
 	subject := "$KV." + b.name + "." + key
+	erased := 0
 	if keep == 0 {
 		// Newest first: the subject index finds each at once, where a
 		// search from the stream's start reads every block.
 		for {
 			m, err := b.stream.GetLastMsgForSubject(ctx, subject)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return nil
+				return erased, nil
 			}
 			if err != nil {
-				return err
+				return erased, err
 			}
 			if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-				return err
+				return erased, err
 			}
+			erased++
 		}
 	}
 	for seq := uint64(1); ; {
 		m, err := b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil
+			return erased, nil
 		}
 		if err != nil {
-			return err
+			return erased, err
 		}
 		if keep != 0 && m.Sequence >= keep {
-			return nil
+			return erased, nil
 		}
 		if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return err
+			return erased, err
 		}
+		erased++
 		seq = m.Sequence + 1
 	}
 }
@@ -558,7 +564,7 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 	}
 	k.ring.Store(next)
 	res := RotateResult{Term: next.ActiveTerm(), Previous: cur.ActiveTerm()}
-	if err := k.erase(ctx, k.main, keyringKey, rev); err != nil {
+	if _, err := k.erase(ctx, k.main, keyringKey, rev); err != nil {
 		return res, fmt.Errorf("erase superseded keyring: %w", err)
 	}
 	k.logger.Info("keyring rotated", logkey.Version, res.Term)
@@ -580,7 +586,7 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 		if err != nil {
 			return fmt.Errorf("re-wrap data key %s: %w", id, err)
 		}
-		if err := k.erase(ctx, b, e.Key(), rev); err != nil {
+		if _, err := k.erase(ctx, b, e.Key(), rev); err != nil {
 			return fmt.Errorf("erase superseded data key %s: %w", id, err)
 		}
 		res.Rewrapped++

@@ -5,7 +5,6 @@
 package executions
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -241,11 +240,15 @@ func (r *Reader) TaskWorkflow(_ context.Context, taskID string) (string, error) 
 // Due lists up to limit deadlines at or before now, oldest first.
 func (r *Reader) Due(_ context.Context, now int64, limit int) ([]executor.Due, error) {
 	var out []executor.Due
-	end := binary.BigEndian.AppendUint64(nil, uint64(now)+1)
-	err := r.r.Scan([]byte(prefixDue), func(key, _ []byte) bool {
+	// The bound, not the callback, ends the scan: the index's deletions
+	// of later deadlines (every task that completed in time) lie before
+	// the first later entry, and an iterator without a bound steps over
+	// each of them on every scan.
+	upper := binary.BigEndian.AppendUint64([]byte(prefixDue), uint64(now)+1)
+	err := r.r.ScanRange([]byte(prefixDue), upper, false, func(key, _ []byte) bool {
 		k := key[len(prefixDue):]
-		if len(k) < 8 || bytes.Compare(k[:8], end) >= 0 {
-			return false
+		if len(k) < 8 {
+			return true
 		}
 		out = append(out, executor.Due{At: int64(binary.BigEndian.Uint64(k[:8])), WorkflowID: string(k[8:])})
 		return len(out) < limit
