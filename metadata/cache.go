@@ -19,11 +19,15 @@ type cacheKey struct {
 
 // cacheEntry is a parsed definition and the subject sequence of the state
 // it was read from. It is current as long as the read model's sequence for
-// the subject is not greater.
+// the subject is not greater, and certainly while the read model has
+// applied nothing since at.
 type cacheEntry struct {
 	seq uint64
-	wf  *conductor.WorkflowDef
-	td  *conductor.TaskDef
+	// at is the read model's position (Store.readModelAt) when the entry
+	// was last known current; 0: unknown.
+	at uint64
+	wf *conductor.WorkflowDef
+	td *conductor.TaskDef
 }
 
 // defCache holds parsed definitions so that the engine's hot path does not
@@ -47,6 +51,18 @@ func (c *defCache) get(k cacheKey, seq uint64) (cacheEntry, bool) {
 		return cacheEntry{}, false
 	}
 	return e, true
+}
+
+// unchanged returns the entry for k if the read model has applied nothing
+// since it was last known current: then no read is needed to trust it.
+func (c *defCache) unchanged(k cacheKey, at uint64) (cacheEntry, bool) {
+	if at == 0 {
+		return cacheEntry{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	return e, ok && e.at == at
 }
 
 // put stores e unless a newer entry is already there. When the cache is

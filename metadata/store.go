@@ -50,6 +50,9 @@ type Store struct {
 	logger *slog.Logger
 	now    func() time.Time
 	cache  *defCache
+	// readModelAt is the metadata read model's position, 0 when the
+	// waiter cannot tell (see New).
+	readModelAt func() uint64
 
 	// locks serialize this Store's writes per subject, so that only
 	// writers in different processes race on a name.
@@ -73,6 +76,11 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Option
 		now:    time.Now,
 		cache:  newDefCache(defCacheSize),
 		locks:  projections.NewSubjectLocks(),
+	}
+	s.readModelAt = func() uint64 { return 0 }
+	if r, ok := waiter.(interface{ Checkpoint() uint64 }); ok {
+		// Offset by one, so that 0 keeps meaning "unknown".
+		s.readModelAt = func() uint64 { return r.Checkpoint() + 1 }
 	}
 	return s
 }

@@ -428,3 +428,42 @@ func lookup(tb testing.TB, n *node, name string) *conductor.WorkflowDef {
 	}
 	return d
 }
+
+// The hot-path lookups answer from their cache without reading the read
+// model while it has applied nothing new, and must still see a change made
+// through another engine once their read model has applied it.
+func TestLookupsFollowChangesFromAnotherEngine(t *testing.T) {
+	t.Parallel()
+	a := newNode(t, nil, metadata.Options{})
+	b := newNode(t, a.log, metadata.Options{})
+	c := ctx(t)
+	if err := a.md.RegisterTaskDefs(c, []*conductor.TaskDef{td(t, `{"name":"hot","retryCount":1}`)}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.md.RegisterWorkflowDef(c, wf(t, `{"name":"hotflow","description":"one","tasks":[{"name":"hot","taskReferenceName":"h"}]}`), true, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	b.caughtUp(t)
+	for range 3 { // the later lookups are served from the cache
+		d, found, err := b.md.LookupTaskDef(c, "hot")
+		if err != nil || !found || *d.RetryCount != 1 {
+			t.Fatalf("lookup = %+v, %v, %v", d, found, err)
+		}
+		if w, err := b.md.LookupWorkflowDef(c, "hotflow", nil); err != nil || w.Description != "one" {
+			t.Fatalf("workflow lookup = %+v, %v", w, err)
+		}
+	}
+	if err := a.md.UpdateTaskDef(c, td(t, `{"name":"hot","retryCount":2}`), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.md.RegisterWorkflowDef(c, wf(t, `{"name":"hotflow","description":"two","tasks":[{"name":"hot","taskReferenceName":"h"}]}`), true, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	b.caughtUp(t)
+	if d, found, err := b.md.LookupTaskDef(c, "hot"); err != nil || !found || *d.RetryCount != 2 {
+		t.Fatalf("lookup after the update = %+v, %v, %v; want retryCount 2", d, found, err)
+	}
+	if w, err := b.md.LookupWorkflowDef(c, "hotflow", nil); err != nil || w.Description != "two" {
+		t.Fatalf("workflow lookup after the update = %+v, %v; want description two", w, err)
+	}
+}

@@ -115,11 +115,18 @@ func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string
 func (s *Store) LookupTaskDef(_ context.Context, name string) (*conductor.TaskDef, bool, error) {
 	subject := TaskSubject(name)
 	key := cacheKey{task: true, name: name}
+	// Read before the read model, so that what is read is at least as new.
+	at := s.readModelAt()
+	if e, ok := s.cache.unchanged(key, at); ok {
+		return e.td, e.td != nil, nil
+	}
 	v, err := s.projectionView(subject)
 	if err != nil {
 		return nil, false, err
 	}
 	if e, ok := s.cache.get(key, v.seq); ok {
+		e.at = at
+		s.cache.put(key, e)
 		return e.td, e.td != nil, nil
 	}
 	// Unlike workflow definitions, a task definition is not looked up in the
@@ -133,14 +140,14 @@ func (s *Store) LookupTaskDef(_ context.Context, name string) (*conductor.TaskDe
 		return nil, false, err
 	}
 	if !found {
-		s.cache.put(key, cacheEntry{seq: v.seq})
+		s.cache.put(key, cacheEntry{seq: v.seq, at: at})
 		return nil, false, nil
 	}
 	td, err := parseTask(d.JSON)
 	if err != nil {
 		return nil, false, err
 	}
-	s.cache.put(key, cacheEntry{seq: v.seq, td: td})
+	s.cache.put(key, cacheEntry{seq: v.seq, at: at, td: td})
 	return td, true, nil
 }
 

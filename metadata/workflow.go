@@ -153,11 +153,18 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 		}
 		key.version = *version
 	}
+	// Read before the read model, so that what is read is at least as new.
+	at := s.readModelAt()
+	if e, ok := s.cache.unchanged(key, at); ok {
+		return e.wf, nil
+	}
 	v, err := s.projectionView(subject)
 	if err != nil {
 		return nil, err
 	}
 	if e, ok := s.cache.get(key, v.seq); ok {
+		e.at = at
+		s.cache.put(key, e)
 		return e.wf, nil
 	}
 	d, found, err := findWorkflow(v.kv, name, version)
@@ -182,7 +189,7 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 	if err != nil {
 		return nil, err
 	}
-	s.cache.put(key, cacheEntry{seq: v.seq, wf: wf})
+	s.cache.put(key, cacheEntry{seq: v.seq, at: at, wf: wf})
 	return wf, nil
 }
 
