@@ -37,6 +37,15 @@ const (
 	prefixCompaction  = "k/" // k/<wf id> → end time (ms BE): terminal, not compacted yet
 )
 
+// The compaction list shares its prefix with the task statistics index
+// (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
+// workflow id (UUIDs: a hex digit first). A scan of the list is bounded to
+// the ids' range, or it would step over every task ever scheduled.
+var (
+	compactionFirst = []byte(prefixCompaction + "0")
+	compactionEnd   = []byte(prefixCompaction + "\x7f")
+)
+
 // Projection folds the FV_WF stream. It keeps the states it folded last in
 // memory, so that a workflow's next record does not decode its state from
 // Pebble again.
@@ -364,7 +373,7 @@ type Ended struct {
 // AwaitingCompaction lists ended workflows not compacted yet.
 func (r *Reader) AwaitingCompaction(_ context.Context, limit int) ([]Ended, error) {
 	var out []Ended
-	err := r.r.Scan([]byte(prefixCompaction), func(key, v []byte) bool {
+	err := r.r.ScanRange(compactionFirst, compactionEnd, false, func(key, v []byte) bool {
 		if len(v) == 8 {
 			out = append(out, Ended{WorkflowID: string(key[len(prefixCompaction):]), EndTime: int64(binary.BigEndian.Uint64(v))})
 		}
