@@ -3,7 +3,6 @@ package eventlog
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -245,39 +244,38 @@ type batchAck struct {
 	} `json:"error"`
 }
 
-var errBatchCount = errors.New("batch acknowledged with another count")
-
 // publish sends batch's messages, the last one committing, and returns the
 // sequence of the last.
 func (c *committer) publish(batch []*pendingAppend) (uint64, error) {
 	id := nuid.Next()
-	for i, p := range batch {
+	batched := func(i int) *nats.Msg {
 		// The caller's message stays as it was, should it go alone.
+		p := batch[i]
 		m := &nats.Msg{Subject: p.msg.Subject, Data: p.msg.Data, Header: maps.Clone(p.msg.Header)}
 		m.Header.Set(batchIDHeader, id)
 		m.Header.Set(batchSeqHeader, strconv.Itoa(i+1))
-		if i < len(batch)-1 {
-			if err := c.nc.PublishMsg(m); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		m.Header.Set(batchCommitHeader, "1")
-		resp, err := c.nc.RequestMsg(m, batchTimeout)
-		if err != nil {
+		return m
+	}
+	for i := range len(batch) - 1 {
+		if err := c.nc.PublishMsg(batched(i)); err != nil {
 			return 0, err
 		}
-		var ack batchAck
-		if err := json.Unmarshal(resp.Data, &ack); err != nil {
-			return 0, fmt.Errorf("batch acknowledgement: %w", err)
-		}
-		if ack.Error != nil {
-			return 0, fmt.Errorf("batch refused (%d): %s", ack.Error.Code, ack.Error.Description)
-		}
-		if ack.Count != len(batch) {
-			return 0, fmt.Errorf("%w: %d of %d", errBatchCount, ack.Count, len(batch))
-		}
-		return ack.Seq, nil
 	}
-	panic("unreachable")
+	commit := batched(len(batch) - 1)
+	commit.Header.Set(batchCommitHeader, "1")
+	resp, err := c.nc.RequestMsg(commit, batchTimeout)
+	if err != nil {
+		return 0, err
+	}
+	var ack batchAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("batch acknowledgement: %w", err)
+	}
+	if ack.Error != nil {
+		return 0, fmt.Errorf("batch refused (%d): %s", ack.Error.Code, ack.Error.Description)
+	}
+	if ack.Count != len(batch) {
+		return 0, fmt.Errorf("batch of %d acknowledged with count %d", len(batch), ack.Count)
+	}
+	return ack.Seq, nil
 }

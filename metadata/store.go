@@ -78,12 +78,16 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Option
 		locks:  projections.NewSubjectLocks(),
 	}
 	s.readModelAt = func() uint64 { return 0 }
-	if r, ok := waiter.(interface{ Checkpoint() uint64 }); ok {
+	if r, ok := waiter.(checkpointer); ok {
 		// Offset by one, so that 0 keeps meaning "unknown".
 		s.readModelAt = func() uint64 { return r.Checkpoint() + 1 }
 	}
 	return s
 }
+
+// checkpointer is a read model runner that tells how far it has applied
+// its stream (projections.Runner).
+type checkpointer interface{ Checkpoint() uint64 }
 
 // view is the state of one subject as of sequence seq: the read model, or
 // a fold of the subject read from the log.
