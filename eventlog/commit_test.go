@@ -11,12 +11,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// openForCommit opens a durable embedded log in a temporary directory and
-// returns it with its workflow stream's committer.
-func openForCommit(t *testing.T) (*Log, *committer) {
+// openIn opens a durable embedded log in dir.
+func openIn(t *testing.T, dir string, groupCommit bool) *Log {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.StoreDir, cfg.Listen = t.TempDir(), ""
+	cfg.StoreDir, cfg.Listen, cfg.GroupCommit = dir, "", groupCommit
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := Open(ctx, cfg, Options{})
@@ -24,6 +23,14 @@ func openForCommit(t *testing.T) (*Log, *committer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// openForCommit opens a durable embedded log in a temporary directory and
+// returns it with its workflow stream's committer.
+func openForCommit(t *testing.T) (*Log, *committer) {
+	t.Helper()
+	l := openIn(t, t.TempDir(), true)
 	c := l.committers[Workflows.Name]
 	if c == nil {
 		t.Fatal("no committer for the workflow stream in always mode")
@@ -149,5 +156,33 @@ func TestAbandonedAppendGivesBackItsPlace(t *testing.T) {
 			t.Fatalf("%d places still taken by an abandoned append", c.alone.Load())
 		case <-time.After(time.Millisecond):
 		}
+	}
+}
+
+// A data directory written without group commit (an earlier version, or
+// --group-commit=false) has streams that refuse atomic batches; opening it
+// with group commit allows them, and the other way round.
+func TestGroupCommitFollowsTheConfiguration(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	allowed := func(l *Log) bool {
+		t.Helper()
+		s, err := l.js.Stream(ctx, Workflows.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.AllowAtomicPublish
+	}
+	for i, groupCommit := range []bool{false, true, false} {
+		l := openIn(t, dir, groupCommit)
+		if got := allowed(l); got != groupCommit {
+			t.Fatalf("open %d (group commit %v): stream allows atomic batches: %v", i, groupCommit, got)
+		}
+		if got := l.committers[Workflows.Name] != nil; got != groupCommit {
+			t.Fatalf("open %d (group commit %v): committer present: %v", i, groupCommit, got)
+		}
+		l.Close()
 	}
 }
