@@ -3,19 +3,24 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 	"github.com/flowvault/flowvault/workers"
 )
 
@@ -54,6 +59,28 @@ func (e *env) events(id string) []schemas.Event {
 		}
 	}
 	return out
+}
+
+// secretsKey returns the id of the key the workflow's log last recorded for
+// its _secrets data.
+func (e *env) secretsKey(id string) string {
+	e.t.Helper()
+	key := e.secretsKeyOrNone(id)
+	if key == "" {
+		e.t.Fatalf("workflow %s recorded no secrets key", id)
+	}
+	return key
+}
+
+func (e *env) secretsKeyOrNone(id string) string {
+	e.t.Helper()
+	key := ""
+	for _, ev := range e.events(id) {
+		if s, ok := ev.(*schemas.SecretsSealed); ok {
+			key = s.Key
+		}
+	}
+	return key
 }
 
 // rawLog returns every byte of a workflow's records.
@@ -349,7 +376,7 @@ func TestCompaction(t *testing.T) {
 	}
 	e.waitStatus(id, conductor.WorkflowCompleted)
 	// The secrets key is gone: the sealed bytes in the log cannot be opened.
-	if _, err := n.Keys().DataKey(context.Background(), "wf."+id+".s"); err == nil {
+	if _, err := n.Keys().DataKey(context.Background(), e.secretsKey(id)); err == nil {
 		t.Fatal("the workflow's secrets key still exists after compaction")
 	}
 	count := func(id string) (sealed, compacted int) {
@@ -368,5 +395,60 @@ func TestCompaction(t *testing.T) {
 	}
 	if sealed, compacted := count(plain); sealed != 0 || compacted != 0 {
 		t.Errorf("plain workflow: %d secrets_sealed events, %d compactions; want none", sealed, compacted)
+	}
+}
+
+// A crash between a compaction's event and the erasure of the keys leaves
+// keys that no pass lists again; the sweep at start-up erases them, and
+// the key of a workflow compacted and then restarted, and leaves every
+// key still in use.
+func TestCompactionSweep(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.CompactionDelay = time.Hour // no pass compacts anything: the test does
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	e.register(`{"name":"swept","tasks":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"done":true}}]}`)
+	input := map[string]any{"_secrets": map[string]any{"token": "sweep-me-789"}}
+	crashed, restarted, kept := e.start("swept", input), e.start("swept", input), e.start("swept", input)
+	ctx := testutil.Context(t, 30*time.Second)
+	keys := map[string]string{}
+	for _, id := range []string{crashed, restarted, kept} {
+		e.waitStatus(id, conductor.WorkflowCompleted)
+		keys[id] = e.secretsKey(id)
+	}
+	if len(map[string]bool{keys[crashed]: true, keys[restarted]: true, keys[kept]: true}) != 3 {
+		t.Fatalf("workflows share secrets keys: %v", keys)
+	}
+	for _, id := range []string{crashed, restarted} {
+		// What a compaction pass does before it erases the keys.
+		if _, err := n.Executor().Submit(ctx, id, engine.Compact{}, executor.Meta{RequestID: "compact:" + id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+restarted+"/restart", nil)
+	e.waitStatus(restarted, conductor.WorkflowCompleted)
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	n2, base2 := nodetest.StartConfig(t, cfg)
+	e = &env{t: t, node: n2, base: base2}
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		n2.Keys().ClearCache()
+		for _, id := range []string{crashed, restarted} {
+			if _, err := n2.Keys().DataKey(ctx, keys[id]); !errors.Is(err, secrets.ErrKeyDestroyed) {
+				return fmt.Errorf("key of %s not erased: %v", id, err)
+			}
+		}
+		return nil
+	})
+	if _, err := n2.Keys().DataKey(ctx, keys[kept]); err != nil {
+		t.Fatalf("the sweep erased the key of a workflow not compacted: %v", err)
+	}
+	if now := e.secretsKeyOrNone(restarted); now != keys[restarted] && now != "" {
+		if _, err := n2.Keys().DataKey(ctx, now); err != nil {
+			t.Fatalf("the sweep erased the new key of the restarted workflow: %v", err)
+		}
 	}
 }

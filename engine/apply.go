@@ -81,7 +81,12 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 	case *schemas.WorkflowCompacted:
 		applyCompacted(w)
 	case *schemas.SecretsSealed:
-		w.SealsSecrets = true
+		if e.Key != w.SecretsKey {
+			// A new key (one compacted workflow sealed again): compacted
+			// in its turn.
+			w.Compacted = false
+		}
+		w.SealsSecrets, w.SecretsKey = true, e.Key
 	case *schemas.ValuesMasked:
 		for _, p := range e.Paths {
 			if !slices.Contains(w.MaskedPaths, p) {
@@ -185,7 +190,12 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 
 func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	w.Epoch++
-	w.Compacted = false // it will end again, and be compacted again
+	if w.Compacted {
+		// Its secrets key is destroyed, or about to be: whatever it seals
+		// from now on goes under a new key, compacted in its turn.
+		w.SealsSecrets, w.SecretsKey = false, ""
+	}
+	w.Compacted = false
 	w.Status, w.UpdateTime = conductor.WorkflowRunning, e.Time
 	w.EndTime, w.Reason, w.Output = 0, "", map[string]any{}
 	w.FailedTaskRefs, w.FailedTaskNames = nil, nil

@@ -40,7 +40,10 @@ type StartWorkflow struct {
 	// InputDeferred are the paths of Input still holding secret or
 	// environment references: the executor resolves them (as CreatedBy) and
 	// seals the values into the child's input.
-	InputDeferred        [][]any
+	InputDeferred [][]any
+	// SecretsKey names the key that sealed the secrets among Input: the
+	// starting workflow's (Workflow.SecretsKey).
+	SecretsKey           string
 	CorrelationID        string
 	Priority             int
 	TaskToDomain         map[string]string
@@ -150,5 +153,5 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 		}
 	}
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
-		Input: input, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy}
+		Input: input, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy}
 }

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -47,10 +48,14 @@ type Workflow struct {
 	Removed  bool `msgpack:"rm,omitempty"`
 	Archived bool `msgpack:"arch,omitempty"`
 	// SealsSecrets is set once data was sealed under the workflow's secrets
-	// key (schemas.SecretsSealed); it stays set across restarts. Compacted
-	// is set once that key was destroyed.
+	// key (schemas.SecretsSealed); it stays set across restarts, except
+	// those of a compacted workflow, whose next seal takes a new key.
+	// Compacted is set once the key was destroyed.
 	SealsSecrets bool `msgpack:"sealsSecrets,omitempty"`
 	Compacted    bool `msgpack:"compacted,omitempty"`
+	// SecretsKey is the id of the secrets key, as SecretsSealed recorded
+	// it; empty for a key named after the workflow.
+	SecretsKey string `msgpack:"secretsKey,omitempty"`
 	// MaskedPaths read as "***" in every view (see schemas.ValuesMasked).
 	MaskedPaths []string `msgpack:"masked,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
@@ -112,6 +117,20 @@ func (w *Workflow) Clone() *Workflow {
 	c.FailedTaskRefs = slices.Clone(w.FailedTaskRefs)
 	c.FailedTaskNames = slices.Clone(w.FailedTaskNames)
 	return &c
+}
+
+// Holds reports whether the workflow's data holds values sealed under its
+// key of kind (see masking.Sealed).
+func (w *Workflow) Holds(kind byte) bool {
+	if masking.Holds(w.Input, kind) || masking.Holds(w.Output, kind) || masking.Holds(w.Variables, kind) {
+		return true
+	}
+	for _, t := range w.Tasks {
+		if masking.Holds(t.Input, kind) || masking.Holds(t.Output, kind) {
+			return true
+		}
+	}
+	return false
 }
 
 // TaskByID returns the task with the given id, or nil.

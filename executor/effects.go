@@ -28,7 +28,7 @@ import (
 // parent's creator and seals the values for the child, so the child's
 // stored input never holds them in plaintext.
 type ChildPreparer interface {
-	PrepareChild(ctx context.Context, parentID, childID, principal string, input map[string]any, deferred [][]any) (map[string]any, []schemas.ResolvedRef, error)
+	PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map[string]any, []schemas.ResolvedRef, error)
 }
 
 // SystemTask runs one system task type inside the engine. It receives the
@@ -137,7 +137,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
 	var resolved []schemas.ResolvedRef
 	if cp, ok := e.handOff.(ChildPreparer); ok && (len(eff.InputDeferred) > 0 || masking.HasSealed(eff.Input)) {
-		input, refs, err := cp.PrepareChild(ctx, eff.ParentWorkflowID, eff.WorkflowID, eff.CreatedBy, eff.Input, eff.InputDeferred)
+		input, refs, err := cp.PrepareChild(ctx, eff)
 		switch {
 		case err == nil:
 			req.Input, resolved = input, refs

@@ -19,8 +19,12 @@ import (
 // sealed again with the child's own key before the child's first event is
 // written: the child's tasks get the values at their hand-offs, and the
 // child's log never holds them in plaintext.
-func (g *Guard) PrepareChild(ctx context.Context, parentID, childID, principal string, input map[string]any, deferred [][]any) (map[string]any, []schemas.ResolvedRef, error) {
-	parent := &engine.Workflow{ID: parentID, CreatedBy: principal}
+//
+// The child's key is named after it: its start event cannot name a pooled
+// one, since the values are sealed before that event exists.
+func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map[string]any, []schemas.ResolvedRef, error) {
+	parentID, childID, input := eff.ParentWorkflowID, eff.WorkflowID, eff.Input
+	parent := &engine.Workflow{ID: parentID, CreatedBy: eff.CreatedBy, SecretsKey: eff.SecretsKey}
 	kinds := map[string]byte{} // path → kind, for the values to seal again
 	sealedPaths(input, nil, func(p expr.Path, kind byte) { kinds[p.String()] = kind })
 	var v any = input
@@ -34,8 +38,8 @@ func (g *Guard) PrepareChild(ctx context.Context, parentID, childID, principal s
 		}
 	}
 	r := &resolver{g: g, ctx: ctx, w: parent, memo: g.memoFor(parentID)}
-	paths := make([]expr.Path, len(deferred))
-	for i, p := range deferred {
+	paths := make([]expr.Path, len(eff.InputDeferred))
+	for i, p := range eff.InputDeferred {
 		paths[i] = expr.Path(p)
 		kinds[paths[i].String()] = masking.KindSecrets
 	}
@@ -49,7 +53,7 @@ func (g *Guard) PrepareChild(ctx context.Context, parentID, childID, principal s
 		}
 	}
 	out, _ := v.(map[string]any)
-	child := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: childID, noSecretsKey: true}
+	child := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: childID, secretsKey: keyID(childID, masking.KindSecrets), fresh: true}
 	memo := g.memoFor(childID)
 	seal := func(p expr.Path, kind byte) error {
 		value, ok := getPath(out, p)

@@ -3,10 +3,10 @@ package guard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
@@ -27,21 +27,32 @@ type Submitter interface {
 	Submit(ctx context.Context, wfID string, trig engine.Trigger, meta executor.Meta) (executor.Outcome, error)
 }
 
+// KeyDestroyer erases data keys for good.
+type KeyDestroyer interface {
+	// DestroyKeys erases a batch of keys; pooled keys of one page cost one
+	// rewrite of it.
+	DestroyKeys(ctx context.Context, ids []string) error
+}
+
 // Compactor destroys the secrets key of every workflow that ended at least
 // Delay ago: first it appends workflow.compacted (which the decider refuses
 // unless the workflow is still terminal, so a restarted workflow keeps its
-// key), then it erases the key. Whatever was sealed under it — _secrets
-// data in the log, in read models, in backups — can never be decrypted
-// again, even with the master key. Data under _masked uses the other key
-// and survives, so restarts still have it.
+// key), then it erases the keys of the pass in one batch. Whatever was
+// sealed under them — _secrets data in the log, in read models, in backups
+// — can never be decrypted again, even with the master key. Data under
+// _masked uses the other key and survives, so restarts still have it.
 type Compactor struct {
 	Ended    Ended
 	Engine   Submitter
-	Keys     Keys
+	Keys     KeyDestroyer
 	Delay    time.Duration
 	Interval time.Duration
 	Logger   *slog.Logger
 	Now      func() time.Time
+
+	// unerased are keys of compacted workflows whose erasure failed: the
+	// next pass tries again (a restart leaves them to Sweep).
+	unerased []string
 }
 
 // Run compacts until ctx is done.
@@ -69,33 +80,41 @@ func (c *Compactor) Run(ctx context.Context) {
 	}
 }
 
-// compactors bounds the compactions in flight: each waits on two durable
-// writes (the event, the key's erasure), and only concurrent ones let the
-// log batch its syncs.
-const compactors = 32
+// compactors bounds the compactions in flight: only concurrent appends let
+// the log batch its syncs.
+const compactors = 128
 
 // Pass compacts every workflow that is due and returns how many it did.
+// Pass is not safe for concurrent use.
 func (c *Compactor) Pass(ctx context.Context) (int, error) {
 	ended, err := c.Ended.AwaitingCompaction(ctx, 4096)
 	if err != nil {
 		return 0, err
 	}
 	now := c.Now().UnixMilli()
-	var done atomic.Int64
-	var wg sync.WaitGroup
+	var (
+		mu  sync.Mutex
+		ids = c.unerased
+		wg  sync.WaitGroup
+	)
 	due := make(chan string)
 	for range min(compactors, len(ended)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range due {
-				if err := c.compact(ctx, id); err != nil {
+			for wfID := range due {
+				id, err := c.compact(ctx, wfID)
+				if err != nil {
 					if ctx.Err() == nil { // not the shutdown: the next pass retries it
-						c.Logger.Warn("compaction failed", logkey.WorkflowID, id, logkey.Err, err)
+						c.Logger.Warn("compaction failed", logkey.WorkflowID, wfID, logkey.Err, err)
 					}
 					continue
 				}
-				done.Add(1)
+				if id != "" {
+					mu.Lock()
+					ids = append(ids, id)
+					mu.Unlock()
+				}
 			}
 		}()
 	}
@@ -106,55 +125,103 @@ func (c *Compactor) Pass(ctx context.Context) (int, error) {
 	}
 	close(due)
 	wg.Wait()
-	return int(done.Load()), nil
+	// Recorded as compacted: now the keys go, for good. A crash here
+	// leaves them; the next pass does not list those workflows, so Sweep
+	// at start-up erases such leftovers.
+	c.unerased = nil
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if err := c.Keys.DestroyKeys(ctx, ids); err != nil {
+		c.unerased = ids
+		return 0, fmt.Errorf("erase the keys of %d compacted workflows: %w", len(ids), err)
+	}
+	return len(ids), nil
 }
 
-func (c *Compactor) compact(ctx context.Context, wfID string) error {
-	_, err := c.Engine.Submit(ctx, wfID, engine.Compact{}, executor.Meta{RequestID: "compact:" + wfID})
+// compact records workflow wfID as compacted and returns the id of the
+// key to erase: none when it was restarted meanwhile, since it keeps it.
+func (c *Compactor) compact(ctx context.Context, wfID string) (string, error) {
+	out, err := c.Engine.Submit(ctx, wfID, engine.Compact{}, executor.Meta{RequestID: "compact:" + wfID})
 	switch {
 	case errors.Is(err, fault.ErrConflict):
-		return nil // restarted meanwhile: it keeps its key
+		return "", nil
 	case err != nil:
-		return err
+		return "", err
+	case out.State == nil:
+		return "", fmt.Errorf("compacted workflow %s: no state", wfID)
 	}
-	// Recorded as compacted: now the key goes, for good. A crash here
-	// leaves the key; the next pass finds the workflow compacted and not
-	// listed, so Sweep at start-up erases such leftovers.
-	return c.Keys.DestroyKey(ctx, keyID(wfID, masking.KindSecrets))
+	return secretsKeyOf(out.State), nil
 }
 
-// KeyLister lists data keys by id prefix.
+// KeyLister lists the keys that may still need erasing.
 type KeyLister interface {
 	DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error)
+	PooledKeyIDs(ctx context.Context) ([]string, error)
 }
 
-// WorkflowState reads a workflow's state.
+// WorkflowState reads a workflow's state and finds which workflow a
+// pooled key belongs to.
 type WorkflowState interface {
 	Workflow(ctx context.Context, id string) (*engine.Workflow, error)
+	KeyHolder(ctx context.Context, keyID string) (wfID string, ok bool, err error)
 }
 
 // Sweep erases the secrets keys of workflows already compacted (a crash
 // between the event and the erasure) and returns how many it erased.
 func (c *Compactor) Sweep(ctx context.Context, keys KeyLister, states WorkflowState) (int, error) {
-	ids, err := keys.DataKeyIDs(ctx, "wf")
+	var gone []string
+	// Keys named after their workflows.
+	named, err := keys.DataKeyIDs(ctx, "wf")
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for id := range ids {
+	for id := range named {
 		rest, ok := strings.CutPrefix(id, "wf.")
 		if !ok || !strings.HasSuffix(rest, "."+string(masking.KindSecrets)) {
 			continue
 		}
-		wfID := strings.TrimSuffix(rest, "."+string(masking.KindSecrets))
-		w, err := states.Workflow(ctx, wfID)
-		if err != nil || !w.Compacted || !w.Terminal() {
+		w, err := states.Workflow(ctx, strings.TrimSuffix(rest, "."+string(masking.KindSecrets)))
+		if err != nil {
 			continue
 		}
-		if err := c.Keys.DestroyKey(ctx, id); err != nil {
-			return n, err
+		compacted := w.Compacted && w.Terminal()
+		// Compacted, then restarted: the key holds nothing any more, or
+		// it has a pooled key now.
+		superseded := w.SealsSecrets && w.SecretsKey != "" || !w.SealsSecrets && !w.Holds(masking.KindSecrets)
+		if compacted || superseded {
+			gone = append(gone, id)
 		}
-		n++
 	}
-	return n, nil
+	// Pooled keys: a key no workflow recorded is one nobody took yet, or
+	// one whose taker lost a race; it sealed nothing that was kept.
+	pooled, err := keys.PooledKeyIDs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range pooled {
+		wfID, ok, err := states.KeyHolder(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			continue
+		}
+		w, err := states.Workflow(ctx, wfID)
+		if err != nil {
+			continue
+		}
+		// A key the workflow no longer names was compacted before a
+		// restart gave it a new one.
+		if w.SecretsKey != id || w.Compacted && w.Terminal() {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	if err := c.Keys.DestroyKeys(ctx, gone); err != nil {
+		return 0, err
+	}
+	return len(gone), nil
 }

@@ -33,8 +33,8 @@ import (
 // Keys are the data keys guard seals with.
 type Keys interface {
 	NewDataKey(ctx context.Context, id string) (*secrets.DataKey, error)
+	NewPooledKey(ctx context.Context) (*secrets.DataKey, error)
 	DataKey(ctx context.Context, id string) (*secrets.DataKey, error)
-	DestroyKey(ctx context.Context, id string) error
 }
 
 // Authorizer decides what the principal a workflow runs as may do; it
@@ -76,7 +76,26 @@ type memo struct {
 	mu       sync.Mutex
 	values   [][]byte
 	redactor *masking.Redactor
-	built    bool // rebuilt from state at least once
+	built    bool   // rebuilt from state at least once
+	pending  string // a pooled key taken, not known to be recorded
+}
+
+func (m *memo) pendingKey() string {
+	if m == nil {
+		return ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pending
+}
+
+func (m *memo) setPendingKey(id string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending = id
 }
 
 func (m *memo) add(v []byte) {
@@ -134,27 +153,69 @@ func keyID(wfID string, kind byte) string {
 // purposeOf binds a sealed value to its workflow.
 func purposeOf(wfID, path string) []byte { return secrets.Purpose("workflow", wfID, path) }
 
-// sealer seals and opens one workflow's values, creating its data keys on
-// first use.
+// secretsKeyOf names the key that seals w's _secrets data: the one its
+// log recorded, or for logs from before keys were recorded, the key named
+// after the workflow.
+func secretsKeyOf(w *engine.Workflow) string {
+	if w.SecretsKey != "" {
+		return w.SecretsKey
+	}
+	return keyID(w.ID, masking.KindSecrets)
+}
+
+// sealer seals and opens one workflow's values. Its _masked data goes
+// under a key named after the workflow, created on first use. Its
+// _secrets data goes under the key secretsKey names; a workflow without
+// one yet takes a pooled key on its first seal, which the decision then
+// records (taken).
 type sealer struct {
 	ctx  context.Context
 	keys Keys
 	wfID string
-	// noSecretsKey: the log shows that the workflow has no secrets key yet,
-	// so the first seal creates one without looking for it first.
-	noSecretsKey bool
+	// secretsKey is the id of the workflow's secrets key; empty while it
+	// has none.
+	secretsKey string
+	// fresh: secretsKey names a key that does not exist yet (a child's,
+	// see PrepareChild), so the first seal creates it without looking.
+	fresh bool
+	// before is the workflow's state before the decision, nil for a start.
+	before *engine.Workflow
+	// memo remembers a pooled key taken by a decision whose append lost a
+	// race, for the retry to take it again.
+	memo *memo
+	// taken is the pooled key this pass took, for the decision to record.
+	taken string
 }
 
 func (s *sealer) key(kind byte, create bool) (*secrets.DataKey, error) {
-	id := keyID(s.wfID, kind)
-	if create && kind == masking.KindSecrets && s.noSecretsKey {
-		s.noSecretsKey = false
-		if dk, err := s.keys.NewDataKey(s.ctx, id); err == nil {
+	if kind != masking.KindSecrets {
+		return s.named(keyID(s.wfID, kind), create)
+	}
+	switch {
+	case s.secretsKey == "" && create:
+		return s.take()
+	case s.secretsKey == "":
+		return s.named(keyID(s.wfID, kind), false)
+	case s.fresh && create:
+		s.fresh = false
+		if dk, err := s.keys.NewDataKey(s.ctx, s.secretsKey); err == nil {
 			return dk, nil
 		}
-		// Created meanwhile: by this process for a sub-workflow's input, by
-		// another engine, or before an append that lost a conflict.
+		// Created meanwhile: by another engine, or before an append that
+		// lost a conflict.
 	}
+	dk, err := s.named(s.secretsKey, create && !secrets.IsPooledKey(s.secretsKey))
+	if create && errors.Is(err, secrets.ErrKeyDestroyed) {
+		// Compacted while it still ran into a seal: what it held sealed is
+		// "***" now, what it seals from now on goes under a new key.
+		return s.take()
+	}
+	return dk, err
+}
+
+// named returns data key id, creating it when create is set and it does
+// not exist.
+func (s *sealer) named(id string, create bool) (*secrets.DataKey, error) {
 	dk, err := s.keys.DataKey(s.ctx, id)
 	if err == nil || !create || !errors.Is(err, secrets.ErrKeyDestroyed) {
 		return dk, err
@@ -167,6 +228,29 @@ func (s *sealer) key(kind byte, create bool) (*secrets.DataKey, error) {
 		}
 		return nil, err
 	}
+	return dk, nil
+}
+
+// take gives a workflow without a secrets key one from the pool.
+func (s *sealer) take() (*secrets.DataKey, error) {
+	if s.before != nil && s.before.Holds(masking.KindSecrets) {
+		// Data sealed before keys were recorded: the key is named after
+		// the workflow.
+		s.secretsKey = keyID(s.wfID, masking.KindSecrets)
+		return s.named(s.secretsKey, true)
+	}
+	if id := s.memo.pendingKey(); id != "" {
+		if dk, err := s.keys.DataKey(s.ctx, id); err == nil {
+			s.secretsKey, s.taken = id, id
+			return dk, nil
+		}
+	}
+	dk, err := s.keys.NewPooledKey(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.secretsKey, s.taken = dk.ID(), dk.ID()
+	s.memo.setPendingKey(dk.ID())
 	return dk, nil
 }
 
@@ -192,7 +276,7 @@ func (s *sealer) Open(kind byte, path string, ciphertext []byte) ([]byte, error)
 // sealed in another workflow does not open; one whose key was destroyed
 // (the workflow was compacted) opens as "***".
 func (g *Guard) opener(ctx context.Context, w *engine.Workflow) masking.Opener {
-	s := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: w.ID}
+	s := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: w.ID, secretsKey: secretsKeyOf(w)}
 	return func(kind byte, purpose string, ct []byte) ([]byte, error) {
 		if !strings.HasPrefix(purpose, "wf/"+w.ID+"/") {
 			return nil, fmt.Errorf("a sealed value from another workflow: %w", errForeign)

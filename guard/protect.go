@@ -23,7 +23,7 @@ import (
 // every view.
 func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []schemas.Event) ([]schemas.Event, error) {
 	wfID, fields := workflowOf(before, events)
-	if wfID == "" {
+	if wfID == "" || carriesNoData(events) {
 		return events, nil
 	}
 	m := g.memoFor(wfID)
@@ -32,8 +32,16 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 			return nil, err
 		}
 	}
-	p := &protection{ctx: ctx, m: m, fields: fields,
-		s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, noSecretsKey: before == nil || !before.SealsSecrets}}
+	p := &protection{ctx: ctx, m: m, fields: fields, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
+	startSealed := startsSealed(events)
+	switch {
+	case before != nil && before.SealsSecrets:
+		p.s.secretsKey = secretsKeyOf(before)
+	case startSealed:
+		// A child whose input PrepareChild sealed under the key named
+		// after it.
+		p.s.secretsKey = keyID(wfID, masking.KindSecrets)
+	}
 	out := make([]schemas.Event, 0, len(events))
 	for _, ev := range events {
 		pev, err := p.event(ev)
@@ -60,7 +68,10 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 			out = append(out, &schemas.ValuesMasked{Paths: paths})
 		}
 	}
-	if (before == nil || !before.SealsSecrets) && (p.sealedSecrets || startsSealed(out)) {
+	switch {
+	case p.s.taken != "":
+		out = append(out, &schemas.SecretsSealed{Key: p.s.taken})
+	case (before == nil || !before.SealsSecrets) && (p.sealedSecrets || startSealed):
 		out = append(out, &schemas.SecretsSealed{})
 	}
 	for _, ev := range out {
@@ -69,6 +80,18 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 		}
 	}
 	return out, nil
+}
+
+// carriesNoData reports whether events hold nothing protection looks at: a
+// compaction, which must not rebuild what redaction looks for (resolving
+// the workflow's secrets again) only to find nothing to redact.
+func carriesNoData(events []schemas.Event) bool {
+	for _, ev := range events {
+		if _, ok := ev.(*schemas.WorkflowCompacted); !ok {
+			return false
+		}
+	}
+	return len(events) > 0
 }
 
 // workflowOf finds the workflow the events belong to and its maskedFields.

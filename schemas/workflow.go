@@ -184,9 +184,13 @@ type ValuesMasked struct {
 func (*ValuesMasked) EventType() string { return "workflow.values_masked" }
 
 // SecretsSealed records that the workflow holds data sealed under its
-// secrets key, the key compaction destroys once the workflow has ended.
-// Workflows without it have nothing to compact.
-type SecretsSealed struct{}
+// secrets key, the key compaction destroys once the workflow has ended, and
+// names that key. Workflows without it have nothing to compact.
+type SecretsSealed struct {
+	// Key is the data key's id. Empty in records written before keys were
+	// pooled: the workflow's key is then named after it.
+	Key string `msgpack:"key,omitempty"`
+}
 
 func (*SecretsSealed) EventType() string { return "workflow.secrets_sealed" }
 

@@ -45,7 +45,17 @@
 // stored revision (the server overwrites the message on disk). The bucket
 // keeps two revisions per key so that a superseded revision (after a
 // rotation) is erased by us once its replacement is durable, instead of
-// being dropped by the server without being overwritten.
+// being dropped by the server without being overwritten. Every rewrite
+// erases the revisions older than the one it read before it stores the
+// next, so that a concurrent rewrite never leaves a third for the server
+// to drop.
+//
+// Workflows' secrets keys are pooled (NewPooledKey): a page of 64 keys is
+// one bucket entry, wrapped as a whole, and a key's id is
+// "kp.<page>.<slot>". Creating a workflow's key costs nothing most of the
+// time, and DestroyKeys erases a batch of them with one rewrite per page
+// (the slots zeroed, the superseded revision securely deleted); a page
+// with no key left is erased whole.
 //
 // Secrets are events on fv.secret.<name> (schemas/secret.go); environment
 // values on fv.secret.env.<name>, in clear (they are not secrets; Orkes

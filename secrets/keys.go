@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,16 +30,32 @@ const KeyBucket = "FV_KEYS"
 const workflowKeyShards = 16
 
 // DataKeyBucket names the KV bucket that holds data key id: workflow keys
-// ("wf.…") are spread over the workflow key shards by a hash of the id,
+// ("wf.…") and pages of pooled keys ("kp.…") are spread over the workflow
+// key shards by a hash of the id (of the page's id for a pooled key),
 // every other key is in KeyBucket.
 func DataKeyBucket(id string) string {
-	if !strings.HasPrefix(id, "wf.") {
+	if !inShards(id) {
 		return KeyBucket
 	}
 	return fmt.Sprintf("%s_WF%02d", KeyBucket, shardOf(id))
 }
 
+// DataKeyEntry names the KV bucket and the key within it of the entry that
+// holds data key id wrapped: its own, or its page's for a pooled key.
+func DataKeyEntry(id string) (bucket, key string) {
+	if page, _, err := pageOf(id); err == nil {
+		id = page
+	}
+	return DataKeyBucket(id), dataKeyPrefix + id
+}
+
+// inShards reports whether data key id lives in a workflow key shard.
+func inShards(id string) bool { return strings.HasPrefix(id, "wf.") || IsPooledKey(id) }
+
 func shardOf(id string) int {
+	if page, _, err := pageOf(id); err == nil {
+		id = page
+	}
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	return int(h.Sum32() % workflowKeyShards)
@@ -91,6 +109,7 @@ type Keys struct {
 	mk     *MasterKey
 	ring   atomic.Pointer[Keyring]
 	cache  *keyCache
+	pool   keyPool
 	logger *slog.Logger
 	now    func() time.Time
 
@@ -167,7 +186,7 @@ type bucket struct {
 
 // bucketFor returns the bucket that holds data key id.
 func (k *Keys) bucketFor(id string) bucket {
-	if strings.HasPrefix(id, "wf.") {
+	if inShards(id) {
 		return k.wf[shardOf(id)]
 	}
 	return k.main
@@ -338,6 +357,9 @@ func (k *Keys) NewDataKey(ctx context.Context, id string) (*DataKey, error) {
 	if err := CheckKeyID(id); err != nil {
 		return nil, err
 	}
+	if IsPooledKey(id) {
+		return nil, fmt.Errorf("data key id %q: %q names pooled keys (NewPooledKey)", id, pagePrefix)
+	}
 	raw := newKey()
 	defer wipe(raw)
 	aead, err := newGCM(raw)
@@ -363,28 +385,20 @@ func (k *Keys) DataKey(ctx context.Context, id string) (*DataKey, error) {
 	if err := CheckKeyID(id); err != nil {
 		return nil, err
 	}
-	e, err := k.bucketFor(id).kv.Get(ctx, dataKeyPrefix+id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) && k.bucketFor(id).name != k.main.name {
-		// A workflow key stored before the workflow key shards existed.
-		e, err = k.main.kv.Get(ctx, dataKeyPrefix+id)
+	if IsPooledKey(id) {
+		return k.pooledKey(ctx, id)
 	}
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%s: %w", id, ErrKeyDestroyed)
-	}
+	raw, _, err := k.unwrapStored(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("read data key %s: %w", id, err)
-	}
-	raw, err := k.Keyring().Open(dataKeyPurpose(id), e.Value())
-	if errors.Is(err, errUnknownTerm) {
-		if rerr := k.reloadIfUnknown(ctx, e.Value()); rerr != nil {
-			return nil, rerr
-		}
-		raw, err = k.Keyring().Open(dataKeyPurpose(id), e.Value())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("unwrap data key %s: %w", id, err)
+		return nil, err
 	}
 	defer wipe(raw)
+	return k.cached(id, raw)
+}
+
+// cached builds data key id from its raw bytes (which the caller still
+// owns and wipes) and keeps it in the cache.
+func (k *Keys) cached(id string, raw []byte) (*DataKey, error) {
 	aead, err := newGCM(raw)
 	if err != nil {
 		return nil, fmt.Errorf("data key %s: %w", id, err)
@@ -392,6 +406,40 @@ func (k *Keys) DataKey(ctx context.Context, id string) (*DataKey, error) {
 	dk := &DataKey{id: id, aead: aead}
 	k.cache.put(id, dk)
 	return dk, nil
+}
+
+// unwrapStored reads the bucket entry of data key (or key page) id and
+// unwraps it. The caller wipes the bytes.
+func (k *Keys) unwrapStored(ctx context.Context, id string) ([]byte, jetstream.KeyValueEntry, error) {
+	e, err := k.bucketFor(id).kv.Get(ctx, dataKeyPrefix+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) && strings.HasPrefix(id, "wf.") {
+		// A workflow key stored before the workflow key shards existed.
+		e, err = k.main.kv.Get(ctx, dataKeyPrefix+id)
+	}
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil, fmt.Errorf("%s: %w", id, ErrKeyDestroyed)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read data key %s: %w", id, err)
+	}
+	raw, err := k.unwrap(ctx, id, e.Value())
+	return raw, e, err
+}
+
+// unwrap opens the wrapped form of data key (or key page) id, reloading
+// the keyring once for a term this process does not know yet.
+func (k *Keys) unwrap(ctx context.Context, id string, wrapped []byte) ([]byte, error) {
+	raw, err := k.Keyring().Open(dataKeyPurpose(id), wrapped)
+	if errors.Is(err, errUnknownTerm) {
+		if rerr := k.reloadIfUnknown(ctx, wrapped); rerr != nil {
+			return nil, rerr
+		}
+		raw, err = k.Keyring().Open(dataKeyPurpose(id), wrapped)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("unwrap data key %s: %w", id, err)
+	}
+	return raw, nil
 }
 
 func (k *Keys) reloadIfUnknown(ctx context.Context, ct []byte) error {
@@ -410,6 +458,9 @@ func (k *Keys) reloadIfUnknown(ctx context.Context, ct []byte) error {
 func (k *Keys) DestroyKey(ctx context.Context, id string) error {
 	if err := CheckKeyID(id); err != nil {
 		return err
+	}
+	if IsPooledKey(id) {
+		return k.DestroyKeys(ctx, []string{id})
 	}
 	k.cache.drop(id)
 	erased, err := k.erase(ctx, k.bucketFor(id), dataKeyPrefix+id, 0)
@@ -435,7 +486,7 @@ func (k *Keys) DataKeyIDs(ctx context.Context, prefix string) (map[string]time.T
 		filter = dataKeyPrefix + prefix + ".>"
 	}
 	out := map[string]time.Time{}
-	err := k.eachEntry(ctx, filter, func(_ bucket, e jetstream.KeyValueEntry) error {
+	err := k.eachEntry(ctx, filter, func(_ bucket, e entry) error {
 		out[strings.TrimPrefix(e.Key(), dataKeyPrefix)] = e.Created()
 		return nil
 	})
@@ -444,39 +495,55 @@ func (k *Keys) DataKeyIDs(ctx context.Context, prefix string) (map[string]time.T
 
 // eachEntry calls fn with the latest entry of every key matching filter,
 // in every bucket, and the bucket holding it.
-func (k *Keys) eachEntry(ctx context.Context, filter string, fn func(bucket, jetstream.KeyValueEntry) error) error {
+func (k *Keys) eachEntry(ctx context.Context, filter string, fn func(bucket, entry) error) error {
 	for _, b := range k.buckets() {
-		if err := b.eachEntry(ctx, filter, func(e jetstream.KeyValueEntry) error { return fn(b, e) }); err != nil {
+		if err := b.eachEntry(ctx, filter, func(e entry) error { return fn(b, e) }); err != nil {
 			return fmt.Errorf("key bucket %s: %w", b.name, err)
 		}
 	}
 	return nil
 }
 
-// eachEntry calls fn with the latest entry of every key matching filter,
-// using an ordered consumer (no key listing in memory first).
-func (b bucket) eachEntry(ctx context.Context, filter string, fn func(jetstream.KeyValueEntry) error) error {
-	w, err := b.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+// entry is the latest revision of a bucket key.
+type entry struct {
+	key      string
+	value    []byte
+	revision uint64
+	created  time.Time
+}
+
+func (e entry) Key() string        { return e.key }
+func (e entry) Value() []byte      { return e.value }
+func (e entry) Revision() uint64   { return e.revision }
+func (e entry) Created() time.Time { return e.created }
+
+// eachEntry calls fn with the latest entry of every key matching filter.
+// It lists the stream's subjects and reads each one's last message: a KV
+// watch would wait for every message counted when it started, and hang
+// when a concurrent erasure removes one of them first.
+func (b bucket) eachEntry(ctx context.Context, filter string, fn func(entry) error) error {
+	prefix := "$KV." + b.name + "."
+	info, err := b.stream.Info(ctx, jetstream.WithSubjectFilter(prefix+filter))
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("key bucket watch closed")
-			}
-			if e == nil { // initial values done
-				return nil
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+	subjects := slices.Sorted(maps.Keys(info.State.Subjects))
+	for _, subj := range subjects {
+		m, err := b.stream.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // erased meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if m.Header.Get("KV-Operation") != "" {
+			continue // a delete or purge marker
+		}
+		if err := fn(entry{key: strings.TrimPrefix(subj, prefix), value: m.Data, revision: m.Sequence, created: m.Time}); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // erase securely deletes the revisions of key in b older than keep (keep
@@ -496,7 +563,7 @@ func (k *Keys) erase(ctx context.Context, b bucket, key string, keep uint64) (in
 			if err != nil {
 				return erased, err
 			}
-			if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !deletedAlready(err) {
 				return erased, err
 			}
 			erased++
@@ -513,12 +580,21 @@ func (k *Keys) erase(ctx context.Context, b bucket, key string, keep uint64) (in
 		if keep != 0 && m.Sequence >= keep {
 			return erased, nil
 		}
-		if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !deletedAlready(err) {
 			return erased, err
 		}
 		erased++
 		seq = m.Sequence + 1
 	}
+}
+
+// deletedAlready reports whether a message deletion failed because the
+// message is gone: another process erased it first. The server answers
+// with a generic deletion failure (JSStreamMsgDeleteFailedF) whose text
+// the client keeps only as a string.
+func deletedAlready(err error) bool {
+	return errors.Is(err, jetstream.ErrMsgNotFound) ||
+		errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
 }
 
 // RotateResult reports a rotation.
@@ -568,7 +644,7 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 		return res, fmt.Errorf("erase superseded keyring: %w", err)
 	}
 	k.logger.Info("keyring rotated", logkey.Version, res.Term)
-	err = k.eachEntry(ctx, dataKeyPrefix+">", func(b bucket, e jetstream.KeyValueEntry) error {
+	err = k.eachEntry(ctx, dataKeyPrefix+">", func(b bucket, e entry) error {
 		if term, ok := ciphertextTerm(e.Value()); ok && term == next.ActiveTerm() {
 			return nil
 		}
@@ -579,6 +655,12 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 		}
 		wrapped := next.Seal(dataKeyPurpose(id), raw)
 		wipe(raw)
+		// Erased before the update, so that there is never a third
+		// revision for the server to drop without overwriting it (a page
+		// rewritten by a concurrent compaction).
+		if _, err := k.erase(ctx, b, e.Key(), e.Revision()); err != nil {
+			return fmt.Errorf("erase superseded data key %s: %w", id, err)
+		}
 		rev, err := b.kv.Update(ctx, e.Key(), wrapped, e.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			return nil // destroyed or rewritten meanwhile
@@ -613,7 +695,7 @@ func (k *Keys) Status(ctx context.Context) (KeyStatus, error) {
 		return KeyStatus{}, err
 	}
 	st := KeyStatus{Terms: k.Keyring().Terms(), DataKeys: map[uint32]int{}}
-	err := k.eachEntry(ctx, dataKeyPrefix+">", func(_ bucket, e jetstream.KeyValueEntry) error {
+	err := k.eachEntry(ctx, dataKeyPrefix+">", func(_ bucket, e entry) error {
 		term, _ := ciphertextTerm(e.Value())
 		st.DataKeys[term]++
 		return nil

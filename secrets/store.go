@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -48,6 +49,48 @@ type Options struct {
 type Store struct {
 	w    *writer
 	keys *Keys
+	// readModelAt is the read model's position, 0 when unknown.
+	readModelAt func() uint64
+	ciphers     cipherCache
+}
+
+// checkpointer is a read model runner that tells how far it has applied
+// its stream (projections.Runner).
+type checkpointer interface{ Checkpoint() uint64 }
+
+// cipherCache keeps the current ciphertexts Resolve read from the read
+// model while the read model applies nothing: every task that takes a
+// secret would otherwise cost two reads of it. Ciphertexts only; values
+// are opened on each resolution.
+type cipherCache struct {
+	mu sync.Mutex
+	at uint64
+	m  map[string]storedCipher
+}
+
+const cipherCacheSize = 1024
+
+func (c *cipherCache) get(name string, at uint64) (storedCipher, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at == 0 || at != c.at {
+		return storedCipher{}, false
+	}
+	e, ok := c.m[name]
+	return e, ok
+}
+
+// put keeps e, read from the read model at position at.
+func (c *cipherCache) put(name string, e storedCipher, at uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at == 0 {
+		return
+	}
+	if at != c.at || len(c.m) >= cipherCacheSize {
+		c.at, c.m = at, map[string]storedCipher{}
+	}
+	c.m[name] = e
 }
 
 // New returns a Store that appends to log, reads the secrets read model in
@@ -55,7 +98,12 @@ type Store struct {
 // Projection over eventlog.Secrets); writes wait for it so that a caller
 // reads its own writes.
 func New(log *eventlog.Log, store *projections.Store, waiter Waiter, keys *Keys, opts Options) *Store {
-	return &Store{w: newWriter(log, store, waiter, opts.Logger), keys: keys}
+	s := &Store{w: newWriter(log, store, waiter, opts.Logger), keys: keys, readModelAt: func() uint64 { return 0 }}
+	if r, ok := waiter.(checkpointer); ok {
+		// Offset by one, so that 0 keeps meaning "unknown".
+		s.readModelAt = func() uint64 { return r.Checkpoint() + 1 }
+	}
+	return s
 }
 
 // Keys is the key store the Store seals with.
@@ -174,12 +222,21 @@ func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
 	if err := CheckSecretName(name); err != nil {
 		return nil, 0, err
 	}
+	at := s.readModelAt()
+	if c, ok := s.ciphers.get(name, at); ok {
+		if value, err := s.open(ctx, name, c); err == nil {
+			return value, c.Version, nil
+		}
+	}
 	subject := SecretSubject(name)
 	v, err := s.w.projectionView(subject)
 	if err != nil {
 		return nil, 0, err
 	}
 	c, found, err := readCipher(v.kv, name)
+	if err == nil && found {
+		s.ciphers.put(name, c, at)
+	}
 	if err == nil && !found {
 		if v, err = s.w.freshView(ctx, subject); err == nil {
 			c, found, err = readCipher(v.kv, name)

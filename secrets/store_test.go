@@ -628,3 +628,26 @@ func TestPoisonRecords(t *testing.T) {
 		t.Fatalf("parked = %+v, %v", parked, err)
 	}
 }
+
+// Resolve keeps ciphertexts while its read model applies nothing; once the
+// read model has applied another process's put, the new value resolves,
+// although this process still holds the old version's key in memory.
+func TestResolveFollowsOtherProcesses(t *testing.T) {
+	a := newProc(t, nil, nil, false)
+	b := newProc(t, a.log, a.keys.mk, false)
+	ctx := testutil.Context(t, 30*time.Second)
+	for i, want := range []string{"value-1", "value-2", "value-3"} {
+		if _, err := a.s.Put(ctx, "rotating", []byte(want), ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.runner.WaitFor(ctx, a.runner.Checkpoint()); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second one is answered from the cache
+			v, ver, err := b.s.Resolve(ctx, "rotating")
+			if err != nil || string(v) != want || ver != i+1 {
+				t.Fatalf("after put %d: %q v%d %v", i+1, v, ver, err)
+			}
+		}
+	}
+}

@@ -20,7 +20,8 @@ func benchCompaction(ctx context.Context, o opts) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := finishHeld(ctx, dir, o.compactions); err != nil {
+	live, err := finishHeld(ctx, dir, o.compactions)
+	if err != nil {
 		return err
 	}
 
@@ -50,6 +51,21 @@ func benchCompaction(ctx context.Context, o opts) error {
 			return fmt.Errorf("compaction stalled at workflow %s", oldest)
 		}
 	}
+	// The compactor erases a pass's keys after its events: done when only
+	// the keys nobody took are left.
+	for {
+		left, err := r.n.Keys().PooledKeyIDs(ctx)
+		if err != nil {
+			return err
+		}
+		if len(left) <= live-o.compactions {
+			break
+		}
+		if time.Since(lastChange) > time.Minute {
+			return fmt.Errorf("key erasure stalled with %d keys left", len(left))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	took := time.Since(begin)
 	fmt.Printf("fsync=always  compaction of %d ended workflows: %s  %7.0f workflows/s  (restart %s included; target >= 2000 workflows/s)\n",
 		o.compactions, took.Round(time.Millisecond), float64(o.compactions)/took.Seconds(), startup.Round(time.Millisecond))
@@ -57,28 +73,32 @@ func benchCompaction(ctx context.Context, o opts) error {
 }
 
 // finishHeld runs n bench_secrets workflows to completion on a node in dir
-// whose compaction delay is longer than the run.
-func finishHeld(ctx context.Context, dir string, n int) error {
+// whose compaction delay is longer than the run, and returns how many
+// pooled keys are left in the key store: theirs, and those nobody took.
+func finishHeld(ctx context.Context, dir string, n int) (int, error) {
 	r, stop, err := startEngine(ctx, eventlog.FsyncAlways, dir, func(c *node.Config) { c.CompactionDelay = time.Hour })
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer stop()
 	r.flow = "bench_secrets"
 	nc, wc, err := r.connect()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer nc.Close()
 	defer wc.Close()
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	if err := r.watch(nc); err != nil {
-		return err
+		return 0, err
 	}
 	if err := r.workers(wctx, wc); err != nil {
-		return err
+		return 0, err
 	}
-	_, err = r.load(n, 0)
-	return err
+	if _, err = r.load(n, 0); err != nil {
+		return 0, err
+	}
+	live, err := r.n.Keys().PooledKeyIDs(ctx)
+	return len(live), err
 }

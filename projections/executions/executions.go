@@ -35,6 +35,7 @@ const (
 	prefixRunning     = "r/" // r/<wf id> → ""
 	prefixIdempotency = "i/" // i/<name>\x00<key> → workflow id
 	prefixCompaction  = "k/" // k/<wf id> → end time (ms BE): terminal, not compacted yet
+	prefixKeyHolder   = "x/" // x/<secrets key id> → workflow id
 )
 
 // The compaction list shares its prefix with the task statistics index
@@ -334,7 +335,15 @@ func (r *recentStates) clear() { clear(r.m) }
 // and are left out: compacting them would cost an append for nothing. An
 // entry is deleted only where there is one: a tombstone for every record of
 // every workflow would make each scan of the list step over all of them.
+//
+// It also keeps which workflow each recorded secrets key belongs to, for
+// the compactor's sweep after a crash (see KeyHolder).
 func storeCompaction(b *projections.Batch, w *engine.Workflow, prev before) error {
+	if w.SecretsKey != "" && w.SecretsKey != prev.secretsKey {
+		if err := b.Set([]byte(prefixKeyHolder+w.SecretsKey), []byte(w.ID)); err != nil {
+			return err
+		}
+	}
 	key := []byte(prefixCompaction + w.ID)
 	switch {
 	case awaitsCompaction(w):
@@ -345,23 +354,24 @@ func storeCompaction(b *projections.Batch, w *engine.Workflow, prev before) erro
 	return nil
 }
 
+// awaitsCompaction: Holds finds data sealed under the secrets key in a
+// workflow that ended before workflow.secrets_sealed existed, so that its
+// key is destroyed all the same.
 func awaitsCompaction(w *engine.Workflow) bool {
-	return w.Terminal() && !w.Compacted && (w.SealsSecrets || holdsSealedSecrets(w))
+	return w.Terminal() && !w.Compacted && (w.SealsSecrets || w.Holds(masking.KindSecrets))
 }
 
-// holdsSealedSecrets finds data sealed under the secrets key in a workflow
-// that ended before workflow.secrets_sealed existed, so that its key is
-// destroyed all the same.
-func holdsSealedSecrets(w *engine.Workflow) bool {
-	if masking.Holds(w.Input, masking.KindSecrets) || masking.Holds(w.Output, masking.KindSecrets) || masking.Holds(w.Variables, masking.KindSecrets) {
-		return true
+// KeyHolder returns the id of the workflow whose log recorded secrets key
+// keyID; ok is false for a key no workflow recorded.
+func (r *Reader) KeyHolder(_ context.Context, keyID string) (wfID string, ok bool, err error) {
+	v, err := r.r.Get([]byte(prefixKeyHolder + keyID))
+	if errors.Is(err, projections.ErrNotFound) {
+		return "", false, nil
 	}
-	for _, t := range w.Tasks {
-		if masking.Holds(t.Input, masking.KindSecrets) || masking.Holds(t.Output, masking.KindSecrets) {
-			return true
-		}
+	if err != nil {
+		return "", false, err
 	}
-	return false
+	return string(v), true, nil
 }
 
 // Ended is a workflow waiting for compaction.

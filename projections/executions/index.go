@@ -97,6 +97,7 @@ type before struct {
 	deadlines []int64
 	// awaitsCompaction: the state is on the compaction list.
 	awaitsCompaction bool
+	secretsKey       string
 }
 
 func snapshot(w *engine.Workflow) before {
@@ -104,7 +105,7 @@ func snapshot(w *engine.Workflow) before {
 		return before{}
 	}
 	b := before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w), awaitsCompaction: awaitsCompaction(w)}
+		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w), awaitsCompaction: awaitsCompaction(w), secretsKey: w.SecretsKey}
 	for _, t := range w.Tasks {
 		b.tasks[t.ID] = taskEntry{t.Status, t.ScheduledTime}
 	}

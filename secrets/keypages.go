@@ -1,0 +1,254 @@
+package secrets
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Pooled keys. A workflow that seals a secret needs a data key of its own,
+// which compaction destroys once the workflow has ended. One bucket entry
+// per key costs a synced write to create it and two (an overwrite and a
+// tombstone) to destroy it, for every such workflow. Pooled keys come in
+// pages instead: a page is one bucket entry holding pageSlots keys, wrapped
+// together under the keyring like any data key. A process takes the keys of
+// a page it created one by one; destroying keys rewrites each page once for
+// all the keys of a batch and securely erases the superseded revision, and
+// a page whose keys are all destroyed is erased altogether.
+//
+// A pooled key's id is "kp.<page>.<slot>". A slot that was never handed out
+// (its process stopped first) holds a key that sealed nothing; it keeps its
+// page alive, and leaks nothing.
+const (
+	pagePrefix = "kp."
+	pageSlots  = 64
+)
+
+// keyPool hands out the slots of the page this process created last.
+type keyPool struct {
+	mu   sync.Mutex
+	page string // "kp.<random>"
+	raw  []byte // the page's keys; each slot is wiped once handed out
+	next int
+}
+
+// IsPooledKey reports whether id names a pooled key.
+func IsPooledKey(id string) bool { return strings.HasPrefix(id, pagePrefix) }
+
+// pageOf splits a pooled key id into its page's id and its slot.
+func pageOf(id string) (page string, slot int, err error) {
+	i := strings.LastIndexByte(id, '.')
+	if !IsPooledKey(id) || i <= len(pagePrefix) {
+		return "", 0, fmt.Errorf("pooled key id %q: want kp.<page>.<slot>", id)
+	}
+	slot, err = strconv.Atoi(id[i+1:])
+	if err != nil || slot < 0 || slot >= pageSlots || strconv.Itoa(slot) != id[i+1:] {
+		return "", 0, fmt.Errorf("pooled key id %q: slot is not in [0,%d)", id, pageSlots)
+	}
+	return id[:i], slot, nil
+}
+
+// NewPooledKey hands out a fresh data key from this process's current
+// page, creating (and storing) a new page when none is left. Like
+// NewDataKey's, the key is durable when NewPooledKey returns.
+func (k *Keys) NewPooledKey(ctx context.Context) (*DataKey, error) {
+	p := &k.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.raw == nil {
+		if err := k.newPage(ctx); err != nil {
+			return nil, err
+		}
+	}
+	slot := p.next
+	raw := p.raw[slot*KeySize : (slot+1)*KeySize]
+	aead, err := newGCM(raw)
+	wipe(raw)
+	if p.next++; p.next == pageSlots {
+		p.raw = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	dk := &DataKey{id: p.page + "." + strconv.Itoa(slot), aead: aead}
+	k.cache.put(dk.id, dk)
+	return dk, nil
+}
+
+// newPage generates a page of keys and stores it, wrapped.
+func (k *Keys) newPage(ctx context.Context) error {
+	var name [10]byte
+	_, _ = rand.Read(name[:])
+	page := pagePrefix + hex.EncodeToString(name[:])
+	raw := make([]byte, 0, pageSlots*KeySize)
+	for range pageSlots {
+		key := newKey()
+		raw = append(raw, key...)
+		wipe(key)
+	}
+	wrapped := k.Keyring().Seal(dataKeyPurpose(page), raw)
+	if _, err := k.bucketFor(page).kv.Create(ctx, dataKeyPrefix+page, wrapped); err != nil {
+		wipe(raw)
+		return fmt.Errorf("store key page %s: %w", page, err)
+	}
+	k.pool.page, k.pool.raw, k.pool.next = page, raw, 0
+	return nil
+}
+
+// pooledKey unwraps pooled key id from its stored page.
+func (k *Keys) pooledKey(ctx context.Context, id string) (*DataKey, error) {
+	page, slot, err := pageOf(id)
+	if err != nil {
+		return nil, err
+	}
+	raw, _, err := k.unwrapStored(ctx, page)
+	if err != nil {
+		return nil, err
+	}
+	defer wipe(raw)
+	if len(raw) != pageSlots*KeySize {
+		return nil, fmt.Errorf("key page %s: %d bytes, want %d", page, len(raw), pageSlots*KeySize)
+	}
+	key := raw[slot*KeySize : (slot+1)*KeySize]
+	if isZero(key) {
+		return nil, fmt.Errorf("%s: %w", id, ErrKeyDestroyed)
+	}
+	return k.cached(id, key)
+}
+
+// DestroyKeys erases data keys for good, like DestroyKey, but rewrites
+// each page of pooled keys once for all of its keys among ids.
+func (k *Keys) DestroyKeys(ctx context.Context, ids []string) error {
+	slots := map[string][]int{} // page → slots to destroy
+	for _, id := range ids {
+		if !IsPooledKey(id) {
+			if err := k.DestroyKey(ctx, id); err != nil {
+				return err
+			}
+			continue
+		}
+		page, slot, err := pageOf(id)
+		if err != nil {
+			return err
+		}
+		k.cache.drop(id)
+		slots[page] = append(slots[page], slot)
+	}
+	// Pages in different shards are rewritten in parallel.
+	const parallel = 8
+	sem := make(chan struct{}, parallel)
+	errs := make(chan error, len(slots))
+	var wg sync.WaitGroup
+	for page, s := range slots {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := k.destroySlots(ctx, page, s); err != nil {
+				errs <- fmt.Errorf("destroy keys of page %s: %w", page, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// destroySlots zeroes slots of page in a new revision of it and securely
+// erases every older revision; a page left with no key is erased whole.
+// A concurrent rewrite (another process's compaction, a rotation) makes
+// it start over from the newer revision.
+func (k *Keys) destroySlots(ctx context.Context, page string, slots []int) error {
+	b := k.bucketFor(page)
+	key := dataKeyPrefix + page
+	for {
+		raw, e, err := k.unwrapStored(ctx, page)
+		if errors.Is(err, ErrKeyDestroyed) {
+			return nil // the whole page is gone already
+		}
+		if err != nil {
+			return err
+		}
+		if len(raw) != pageSlots*KeySize {
+			wipe(raw)
+			return fmt.Errorf("%d bytes, want %d", len(raw), pageSlots*KeySize)
+		}
+		changed := false
+		for _, s := range slots {
+			if slotKey := raw[s*KeySize : (s+1)*KeySize]; !isZero(slotKey) {
+				clear(slotKey)
+				changed = true
+			}
+		}
+		if !changed {
+			// Destroyed before (a repeated pass): only a revision a crash
+			// left behind may still need erasing.
+			wipe(raw)
+			_, err := k.erase(ctx, b, key, e.Revision())
+			return err
+		}
+		if isZero(raw) {
+			_, err := k.erase(ctx, b, key, 0)
+			return err
+		}
+		wrapped := k.Keyring().Seal(dataKeyPurpose(page), raw)
+		wipe(raw)
+		// The bucket keeps two revisions, and drops the older of three
+		// without overwriting it: a revision that a concurrent rewrite (or
+		// a crash) left behind is erased before there can be a third.
+		if _, err := k.erase(ctx, b, key, e.Revision()); err != nil {
+			return err
+		}
+		rev, err := b.kv.Update(ctx, key, wrapped, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		// The revision just superseded still holds the destroyed keys.
+		_, err = k.erase(ctx, b, key, rev)
+		return err
+	}
+}
+
+// PooledKeyIDs lists the pooled keys not destroyed yet, page by page,
+// including slots that were never handed out.
+func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
+	var out []string
+	err := k.eachEntry(ctx, dataKeyPrefix+pagePrefix+">", func(_ bucket, e entry) error {
+		page := strings.TrimPrefix(e.Key(), dataKeyPrefix)
+		raw, err := k.unwrap(ctx, page, e.Value())
+		if err != nil {
+			return err
+		}
+		defer wipe(raw)
+		for s := range len(raw) / KeySize {
+			if !isZero(raw[s*KeySize : (s+1)*KeySize]) {
+				out = append(out, page+"."+strconv.Itoa(s))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func isZero(b []byte) bool {
+	var acc byte
+	for _, c := range b {
+		acc |= c
+	}
+	return acc == 0
+}
