@@ -103,6 +103,7 @@ type Outcome struct {
 type Executor struct {
 	cfg       Config
 	log       *eventlog.Log
+	appender  appender // the log, but for tests that lose an answer
 	defs      Definitions
 	metrics   *metrics
 	shards    []*shard
@@ -119,10 +120,15 @@ type Executor struct {
 	cancel context.CancelFunc
 }
 
+// appender appends a decision's records.
+type appender interface {
+	Append(ctx context.Context, subject string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error)
+}
+
 // New returns an executor over log. Register system tasks before Start.
 func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Executor {
 	cfg.setDefaults()
-	e := &Executor{cfg: cfg, log: log, defs: defs, sched: sched, metrics: newMetrics(cfg.Metrics),
+	e := &Executor{cfg: cfg, log: log, appender: log, defs: defs, sched: sched, metrics: newMetrics(cfg.Metrics),
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.disp = newDispatcher(log, cfg.Logger)
 	e.polls = newPoller()
@@ -315,7 +321,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 		if err != nil {
 			return Outcome{}, err
 		}
-		seq, err := e.log.Append(ctx, subject(j.wfID), envs, expected)
+		seq, err := e.appender.Append(ctx, subject(j.wfID), envs, expected)
 		if errors.Is(err, eventlog.ErrConflict) && attempt < e.cfg.MaxAttempts {
 			e.metrics.conflicts.Inc()
 			if w, err = s.refresh(ctx, j.wfID, w); err != nil {
@@ -330,6 +336,11 @@ func (s *shard) process(j *job) (Outcome, error) {
 			if errors.Is(err, eventlog.ErrTooLarge) {
 				return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrTooLarge, err)
 			}
+			// If it happened, nobody performs its effects: a retried
+			// trigger finds its work done (a result already recorded) and
+			// implies none, and the task it scheduled would wait for a
+			// dispatch until the next start's recovery.
+			e.reconcile(j.wfID)
 			return Outcome{}, fmt.Errorf("workflow %s: %w", j.wfID, err)
 		}
 		dec.State.Seq = seq

@@ -96,6 +96,23 @@ func (e *Executor) background(fn func(ctx context.Context)) {
 	}()
 }
 
+// reconcile performs, in the background, the effects wfID's state
+// implies, as recovery does for every running workflow. It does not wait
+// for room on the effect pool: a shard calls it.
+func (e *Executor) reconcile(wfID string) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.background(func(ctx context.Context) { e.reconcileNow(ctx, wfID) })
+	}()
+}
+
+func (e *Executor) reconcileNow(ctx context.Context, wfID string) {
+	if _, err := e.Submit(ctx, wfID, engine.Reconcile{}, Meta{}); err != nil && !expected(err) && ctx.Err() == nil {
+		e.cfg.Logger.Warn("reconcile failed", logkey.WorkflowID, wfID, logkey.Err, err)
+	}
+}
+
 // recover performs the effects every running workflow's state implies:
 // dispatch messages lost with a restarted NATS server, children not started
 // and parents not notified because the process died after an append.
@@ -110,11 +127,7 @@ func (e *Executor) recover(ctx context.Context) {
 		return
 	}
 	for _, id := range ids {
-		e.background(func(ctx context.Context) {
-			if _, err := e.Submit(ctx, id, engine.Reconcile{}, Meta{}); err != nil && !expected(err) {
-				e.cfg.Logger.Warn("recovery failed", logkey.WorkflowID, id, logkey.Err, err)
-			}
-		})
+		e.background(func(ctx context.Context) { e.reconcileNow(ctx, id) })
 	}
 	e.cfg.Logger.Info("recovery scheduled", logkey.Count, len(ids))
 }

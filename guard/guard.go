@@ -76,26 +76,35 @@ type memo struct {
 	mu       sync.Mutex
 	values   [][]byte
 	redactor *masking.Redactor
-	built    bool   // rebuilt from state at least once
-	pending  string // a pooled key taken, not known to be recorded
+	built    bool // rebuilt from state at least once
+	// pending is a pooled key taken in epoch pendingEpoch of the workflow
+	// (see engine.Workflow.Epoch), perhaps not recorded.
+	pending      string
+	pendingEpoch int
 }
 
-func (m *memo) pendingKey() string {
+// pendingKey returns the key taken in epoch, if any. A key taken in an
+// earlier epoch may have been recorded, then compacted and destroyed:
+// this process may still hold it in memory, but it must not seal again.
+func (m *memo) pendingKey(epoch int) string {
 	if m == nil {
 		return ""
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.pendingEpoch != epoch {
+		return ""
+	}
 	return m.pending
 }
 
-func (m *memo) setPendingKey(id string) {
+func (m *memo) setPendingKey(id string, epoch int) {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pending = id
+	m.pending, m.pendingEpoch = id, epoch
 }
 
 func (m *memo) add(v []byte) {
@@ -239,7 +248,11 @@ func (s *sealer) take() (*secrets.DataKey, error) {
 		s.secretsKey = keyID(s.wfID, masking.KindSecrets)
 		return s.named(s.secretsKey, true)
 	}
-	if id := s.memo.pendingKey(); id != "" {
+	epoch := 0
+	if s.before != nil {
+		epoch = s.before.Epoch
+	}
+	if id := s.memo.pendingKey(epoch); id != "" && id != s.secretsKey {
 		if dk, err := s.keys.DataKey(s.ctx, id); err == nil {
 			s.secretsKey, s.taken = id, id
 			return dk, nil
@@ -250,7 +263,7 @@ func (s *sealer) take() (*secrets.DataKey, error) {
 		return nil, err
 	}
 	s.secretsKey, s.taken = dk.ID(), dk.ID()
-	s.memo.setPendingKey(dk.ID())
+	s.memo.setPendingKey(dk.ID(), epoch)
 	return dk, nil
 }
 

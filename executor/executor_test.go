@@ -1,0 +1,100 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// noDefinitions knows no stored definition: the test starts inline ones,
+// and SIMPLE tasks run on defaults.
+type noDefinitions struct{}
+
+func (noDefinitions) LookupWorkflowDef(context.Context, string, *int) (*conductor.WorkflowDef, error) {
+	return nil, errors.New("no stored definitions here")
+}
+
+func (noDefinitions) LookupTaskDef(context.Context, string) (*conductor.TaskDef, bool, error) {
+	return nil, false, nil
+}
+
+// nothingScheduled has no deadlines and no running workflows to recover.
+type nothingScheduled struct{}
+
+func (nothingScheduled) Due(context.Context, int64, int) ([]Due, error)        { return nil, nil }
+func (nothingScheduled) Running(context.Context, func(wfID string) bool) error { return nil }
+
+// lostAnswer stores the first append, then answers it with an error: the
+// answer of a publish the server stored was lost (a timeout, a connection
+// that dropped).
+type lostAnswer struct {
+	log  *eventlog.Log
+	lost atomic.Bool
+}
+
+func (l *lostAnswer) Append(ctx context.Context, subject string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	seq, err := l.log.Append(ctx, subject, envs, expected, opts...)
+	if err == nil && l.lost.CompareAndSwap(false, true) {
+		return 0, errors.New("publish answer lost")
+	}
+	return seq, err
+}
+
+// A decision whose append was stored although the executor was told it
+// failed still has its effects performed: the task it scheduled is
+// dispatched, without a restart's recovery.
+func TestEffectsOfAnAppendWhoseAnswerWasLost(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+	lost := &lostAnswer{log: l}
+	e.appender = lost
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+
+	def := &conductor.WorkflowDef{}
+	if err := conductor.Unmarshal([]byte(`{"name":"lost_answer","version":1,"tasks":[{"name":"lost_answer_task","taskReferenceName":"t"}]}`), def); err != nil {
+		t.Fatal(err)
+	}
+	const id = "wf-lost-answer"
+	_, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id})
+	if err == nil || !lost.lost.Load() {
+		t.Fatalf("the start's answer was not lost: %v", err)
+	}
+	recs, err := l.ReadSubject(ctx, subject(id), 0)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("the start was not stored: %d records, %v", len(recs), err)
+	}
+
+	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		m, err := stream.GetLastMsgForSubject(ctx, workers.DispatchSubject("lost_answer_task", ""))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return errors.New("the scheduled task was never dispatched")
+		}
+		if err != nil {
+			return err
+		}
+		var d workers.Dispatch
+		if err := json.Unmarshal(m.Data, &d); err != nil || d.WorkflowInstanceID != id {
+			return errors.New("a dispatch for another workflow")
+		}
+		return nil
+	})
+}
