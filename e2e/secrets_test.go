@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -451,4 +452,32 @@ func TestCompactionSweep(t *testing.T) {
 			t.Fatalf("the sweep erased the new key of the restarted workflow: %v", err)
 		}
 	}
+}
+
+// A workflow removed for good before its compaction is compacted all the
+// same: its events stay in the log, so its key must go, and it leaves the
+// compaction list.
+func TestCompactionOfARemovedWorkflow(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.CompactionDelay = time.Second
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	e.register(`{"name":"removed","tasks":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"done":true}}]}`)
+	id := e.start("removed", map[string]any{"_secrets": map[string]any{"token": "remove-me-321"}})
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	key := e.secretsKey(id)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"/remove?archiveWorkflow=false", nil)
+	ctx := testutil.Context(t, 30*time.Second)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		n.Keys().ClearCache()
+		if _, err := n.Keys().DataKey(ctx, key); !errors.Is(err, secrets.ErrKeyDestroyed) {
+			return fmt.Errorf("the removed workflow's key is not destroyed: %v", err)
+		}
+		waiting, err := n.Executions().AwaitingCompaction(ctx, math.MaxInt64, 10)
+		if err != nil || len(waiting) != 0 {
+			return fmt.Errorf("still awaiting compaction: %+v %v", waiting, err)
+		}
+		return nil
+	})
 }

@@ -19,7 +19,9 @@ import (
 
 // Ended lists workflows waiting for compaction.
 type Ended interface {
-	AwaitingCompaction(ctx context.Context, limit int) ([]executions.Ended, error)
+	// AwaitingCompaction lists the workflows that ended at or before
+	// endedBy (Unix ms), oldest first.
+	AwaitingCompaction(ctx context.Context, endedBy int64, limit int) ([]executions.Ended, error)
 }
 
 // Submitter runs triggers against workflows.
@@ -87,11 +89,10 @@ const compactors = 128
 // Pass compacts every workflow that is due and returns how many it did.
 // Pass is not safe for concurrent use.
 func (c *Compactor) Pass(ctx context.Context) (int, error) {
-	ended, err := c.Ended.AwaitingCompaction(ctx, 4096)
+	ended, err := c.Ended.AwaitingCompaction(ctx, c.Now().UnixMilli()-c.Delay.Milliseconds(), 4096)
 	if err != nil {
 		return 0, err
 	}
-	now := c.Now().UnixMilli()
 	var (
 		mu  sync.Mutex
 		ids = c.unerased
@@ -119,9 +120,10 @@ func (c *Compactor) Pass(ctx context.Context) (int, error) {
 		}()
 	}
 	for _, e := range ended {
-		if e.EndTime+c.Delay.Milliseconds() <= now && ctx.Err() == nil {
-			due <- e.WorkflowID
+		if ctx.Err() != nil {
+			break
 		}
+		due <- e.WorkflowID
 	}
 	close(due)
 	wg.Wait()

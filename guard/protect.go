@@ -23,7 +23,9 @@ import (
 // every view.
 func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []schemas.Event) ([]schemas.Event, error) {
 	wfID, fields := workflowOf(before, events)
-	if wfID == "" || carriesNoData(events) {
+	// A compaction carries no data: rebuilding what redaction looks for
+	// (resolving the workflow's secrets again) would find nothing to do.
+	if wfID == "" || schemas.OnlyCompaction(events) {
 		return events, nil
 	}
 	m := g.memoFor(wfID)
@@ -80,18 +82,6 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 		}
 	}
 	return out, nil
-}
-
-// carriesNoData reports whether events hold nothing protection looks at: a
-// compaction, which must not rebuild what redaction looks for (resolving
-// the workflow's secrets again) only to find nothing to redact.
-func carriesNoData(events []schemas.Event) bool {
-	for _, ev := range events {
-		if _, ok := ev.(*schemas.WorkflowCompacted); !ok {
-			return false
-		}
-	}
-	return len(events) > 0
 }
 
 // workflowOf finds the workflow the events belong to and its maskedFields.

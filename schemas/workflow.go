@@ -183,6 +183,18 @@ type ValuesMasked struct {
 
 func (*ValuesMasked) EventType() string { return "workflow.values_masked" }
 
+// OnlyCompaction reports whether events are one decision's compaction and
+// nothing else: they carry no data, and apply to a workflow whose state a
+// read model no longer keeps.
+func OnlyCompaction(events []Event) bool {
+	for _, ev := range events {
+		if _, ok := ev.(*WorkflowCompacted); !ok {
+			return false
+		}
+	}
+	return len(events) > 0
+}
+
 // SecretsSealed records that the workflow holds data sealed under its
 // secrets key, the key compaction destroys once the workflow has ended, and
 // names that key. Workflows without it have nothing to compact.

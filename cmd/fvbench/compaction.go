@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
@@ -38,7 +39,7 @@ func benchCompaction(ctx context.Context, o opts) error {
 	lastChange := time.Now()
 	for {
 		time.Sleep(20 * time.Millisecond)
-		waiting, err := r.n.Executions().AwaitingCompaction(ctx, 1)
+		waiting, err := r.n.Executions().AwaitingCompaction(ctx, math.MaxInt64, 1)
 		if err != nil {
 			return err
 		}

@@ -34,17 +34,18 @@ const (
 	prefixDue         = "d/" // d/<ms BE><wf id> → ""
 	prefixRunning     = "r/" // r/<wf id> → ""
 	prefixIdempotency = "i/" // i/<name>\x00<key> → workflow id
-	prefixCompaction  = "k/" // k/<wf id> → end time (ms BE): terminal, not compacted yet
+	prefixCompaction  = "e/" // e/<end ms BE><wf id> → "": terminal, not compacted yet
+	prefixLegacyList  = "k/" // k/<wf id> → end time (ms BE): the same, for removed workflows (whose state is gone) and as data dirs before e/ held it
 	prefixKeyHolder   = "x/" // x/<secrets key id> → workflow id
 )
 
-// The compaction list shares its prefix with the task statistics index
-// (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
+// The legacy compaction list shares its prefix with the task statistics
+// index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
 // workflow id (UUIDs: a hex digit first). A scan of the list is bounded to
 // the ids' range, or it would step over every task ever scheduled.
 var (
-	compactionFirst = []byte(prefixCompaction + "0")
-	compactionEnd   = []byte(prefixCompaction + "\x7f")
+	legacyListFirst = []byte(prefixLegacyList + "0")
+	legacyListEnd   = []byte(prefixLegacyList + "\x7f")
 )
 
 // Projection folds the FV_WF stream. It keeps the states it folded last in
@@ -92,6 +93,9 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		if w, err = load(b, token); err != nil {
 			return err
 		}
+	}
+	if w == nil && schemas.OnlyCompaction(events) {
+		return compactedAfterRemoval(b, token)
 	}
 	defer func() {
 		if err != nil || w.Removed && !w.Archived {
@@ -330,11 +334,10 @@ func (r *recentStates) drop(token string) { delete(r.m, token) }
 func (r *recentStates) clear() { clear(r.m) }
 
 // storeCompaction keeps the list of ended workflows whose secrets key has
-// not been destroyed yet; removed workflows stay on it, since their events
-// stay in the log. Workflows that never sealed a secret have no such key
-// and are left out: compacting them would cost an append for nothing. An
-// entry is deleted only where there is one: a tombstone for every record of
-// every workflow would make each scan of the list step over all of them.
+// not been destroyed yet, oldest end first, so that the compactor reads
+// only the entries that are due; removed workflows stay on it, since their
+// events stay in the log. Workflows that never sealed a secret have no such
+// key and are left out: compacting them would cost an append for nothing.
 //
 // It also keeps which workflow each recorded secrets key belongs to, for
 // the compactor's sweep after a crash (see KeyHolder).
@@ -344,20 +347,66 @@ func storeCompaction(b *projections.Batch, w *engine.Workflow, prev before) erro
 			return err
 		}
 	}
-	key := []byte(prefixCompaction + w.ID)
-	switch {
-	case awaitsCompaction(w):
-		return b.Set(key, binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)))
-	case prev.awaitsCompaction:
-		return b.Delete(key)
+	awaits := awaitsCompaction(w)
+	if prev.awaitsCompaction && (!awaits || prev.endTime != w.EndTime) {
+		if err := b.Delete(compactionKey(prev.endTime, w.ID)); err != nil {
+			return err
+		}
+		// A data dir written before the time-ordered list may hold the
+		// workflow in the old one. Looked up first: a tombstone for every
+		// compaction would make each scan of the old list step over them.
+		legacy := []byte(prefixLegacyList + w.ID)
+		if _, err := b.Get(legacy); err == nil {
+			if err := b.Delete(legacy); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, projections.ErrNotFound) {
+			return err
+		}
+	}
+	if awaits && (!prev.awaitsCompaction || prev.endTime != w.EndTime) {
+		return b.Set(compactionKey(w.EndTime, w.ID), nil)
 	}
 	return nil
 }
 
-// awaitsCompaction: Holds finds data sealed under the secrets key in a
-// workflow that ended before workflow.secrets_sealed existed, so that its
-// key is destroyed all the same.
+// listRemoved moves a removed workflow that awaits compaction to the list
+// keyed by id: its state goes, its events stay, so its key must still be
+// destroyed, and the compaction event finds the entry without the state.
+func listRemoved(b *projections.Batch, w *engine.Workflow) error {
+	if !awaitsCompaction(w) {
+		return nil
+	}
+	if err := b.Delete(compactionKey(w.EndTime, w.ID)); err != nil {
+		return err
+	}
+	return b.Set([]byte(prefixLegacyList+w.ID), binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)))
+}
+
+// compactedAfterRemoval takes a removed workflow off the compaction list.
+func compactedAfterRemoval(b *projections.Batch, token string) error {
+	id, err := eventlog.Untoken(token)
+	if err != nil {
+		return fmt.Errorf("subject token %s: %w", token, projections.ErrPoison)
+	}
+	key := []byte(prefixLegacyList + id)
+	if _, err := b.Get(key); errors.Is(err, projections.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return b.Delete(key)
+}
+
+func compactionKey(endTime int64, wfID string) []byte {
+	k := binary.BigEndian.AppendUint64([]byte(prefixCompaction), uint64(endTime))
+	return append(k, wfID...)
+}
+
 func awaitsCompaction(w *engine.Workflow) bool {
+	// Holds finds data sealed under the secrets key in a workflow that
+	// ended before workflow.secrets_sealed existed, so that its key is
+	// destroyed all the same.
 	return w.Terminal() && !w.Compacted && (w.SealsSecrets || w.Holds(masking.KindSecrets))
 }
 
@@ -380,12 +429,28 @@ type Ended struct {
 	EndTime    int64
 }
 
-// AwaitingCompaction lists ended workflows not compacted yet.
-func (r *Reader) AwaitingCompaction(_ context.Context, limit int) ([]Ended, error) {
+// AwaitingCompaction lists ended workflows not compacted yet that ended
+// at or before endedBy (Unix ms), oldest first, at most limit of them.
+func (r *Reader) AwaitingCompaction(_ context.Context, endedBy int64, limit int) ([]Ended, error) {
 	var out []Ended
-	err := r.r.ScanRange(compactionFirst, compactionEnd, false, func(key, v []byte) bool {
+	// Entries of a data dir written before the time-ordered list: they
+	// are not added to any more, and a compaction takes each out.
+	err := r.r.ScanRange(legacyListFirst, legacyListEnd, false, func(key, v []byte) bool {
 		if len(v) == 8 {
-			out = append(out, Ended{WorkflowID: string(key[len(prefixCompaction):]), EndTime: int64(binary.BigEndian.Uint64(v))})
+			if end := int64(binary.BigEndian.Uint64(v)); end <= endedBy {
+				out = append(out, Ended{WorkflowID: string(key[len(prefixLegacyList):]), EndTime: end})
+			}
+		}
+		return len(out) < limit
+	})
+	if err != nil || len(out) >= limit {
+		return out, err
+	}
+	upper := compactionKey(endedBy, "\xff")
+	err = r.r.ScanRange([]byte(prefixCompaction), upper, false, func(key, _ []byte) bool {
+		k := key[len(prefixCompaction):]
+		if len(k) > 8 {
+			out = append(out, Ended{WorkflowID: string(k[8:]), EndTime: int64(binary.BigEndian.Uint64(k[:8]))})
 		}
 		return len(out) < limit
 	})

@@ -3,6 +3,7 @@ package executions_test
 import (
 	"bytes"
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -211,24 +212,34 @@ func TestAwaitingCompaction(t *testing.T) {
 		f.decide(id, engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: id,
 			Status: conductor.TaskCompleted, OutputData: output}})
 	}
-	plain, legacy := f.start("plain"), f.start("legacy")
+	sealed := map[string]any{"_secrets": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1, 2, 3}}}
+	plain, legacy, later := f.start("plain"), f.start("legacy"), f.start("later")
+	complete(later, sealed) // ends first, though its id may sort after
 	complete(plain, map[string]any{"x": 1})
-	complete(legacy, map[string]any{"_secrets": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1, 2, 3}}})
+	complete(legacy, sealed)
 	if f.states[plain].Status != conductor.WorkflowCompleted || f.states[legacy].Status != conductor.WorkflowCompleted {
 		t.Fatalf("statuses %s %s", f.states[plain].Status, f.states[legacy].Status)
 	}
-	ended, err := f.reader.AwaitingCompaction(context.Background(), 10)
+	ctx := context.Background()
+	ended, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ended) != 1 || ended[0].WorkflowID != legacy {
-		t.Fatalf("awaiting compaction: %+v, want only %s", ended, legacy)
+	if len(ended) != 2 || ended[0].WorkflowID != later || ended[1].WorkflowID != legacy {
+		t.Fatalf("awaiting compaction: %+v, want %s then %s, oldest end first", ended, later, legacy)
+	}
+	// Only those that ended by a given time: a pass reads what is due.
+	if due, err := f.reader.AwaitingCompaction(ctx, f.states[later].EndTime, 10); err != nil || len(due) != 1 || due[0].WorkflowID != later {
+		t.Fatalf("ended by %d: %+v, %v; want only %s", f.states[later].EndTime, due, err, later)
+	}
+	if due, err := f.reader.AwaitingCompaction(ctx, f.states[later].EndTime-1, 10); err != nil || len(due) != 0 {
+		t.Fatalf("ended before either: %+v, %v; want none", due, err)
 	}
 	f.decide(legacy, engine.Compact{})
 	if !f.states[legacy].Compacted {
 		t.Fatal("compaction not recorded")
 	}
-	if ended, err := f.reader.AwaitingCompaction(context.Background(), 10); err != nil || len(ended) != 0 {
-		t.Fatalf("awaiting compaction after compacting: %+v, %v; want none", ended, err)
+	if ended, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, 10); err != nil || len(ended) != 1 || ended[0].WorkflowID != later {
+		t.Fatalf("awaiting compaction after compacting %s: %+v, %v; want only %s", legacy, ended, err, later)
 	}
 }

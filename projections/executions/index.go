@@ -97,6 +97,7 @@ type before struct {
 	deadlines []int64
 	// awaitsCompaction: the state is on the compaction list.
 	awaitsCompaction bool
+	endTime          int64
 	secretsKey       string
 }
 
@@ -105,7 +106,7 @@ func snapshot(w *engine.Workflow) before {
 		return before{}
 	}
 	b := before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w), awaitsCompaction: awaitsCompaction(w), secretsKey: w.SecretsKey}
+		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w), awaitsCompaction: awaitsCompaction(w), endTime: w.EndTime, secretsKey: w.SecretsKey}
 	for _, t := range w.Tasks {
 		b.tasks[t.ID] = taskEntry{t.Status, t.ScheduledTime}
 	}
@@ -209,5 +210,8 @@ func removeAll(b *projections.Batch, token string, w *engine.Workflow, prev befo
 		}
 	}
 	// An empty deadline list deletes the workflow's timers.
-	return replaceDeadlines(b, w.ID, prev.deadlines, nil)
+	if err := replaceDeadlines(b, w.ID, prev.deadlines, nil); err != nil {
+		return err
+	}
+	return listRemoved(b, w)
 }
