@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,8 +25,11 @@ import (
 // sync: the server stages a file-backed batch in a store of its own, synced
 // too, before it commits it. So appends go alone while few are waiting on
 // the stream, and only once aloneLimit are in flight do the appends that
-// arrive meanwhile gather into batches: a quiet log keeps the latency of a
-// single sync, a busy one the throughput of batches.
+// arrive meanwhile gather into batches, sent once minBatch are waiting
+// (fewer wait for their turn to go alone): a quiet log keeps the latency
+// of a single sync, a busy one the throughput of batches, and a few
+// dozen writers each waiting on its append (which never fill a batch)
+// lose nothing to it.
 //
 // A batch is all or nothing. When the server refuses one — a stale
 // expectation, a duplicate message id, a record too large — or its outcome
@@ -37,6 +41,9 @@ const (
 	// next ones are batched: about where waiting behind that many syncs
 	// costs more than a batch.
 	aloneLimit = 16
+	// minBatch is the fewest appends a batch is sent with: a smaller one
+	// costs more than its appends waiting for their turn to go alone.
+	minBatch = 16
 	// batchWriters is how many batches of one stream may be in flight:
 	// while one is synced the next is sent.
 	batchWriters = 2
@@ -64,6 +71,7 @@ type committer struct {
 	queue    chan *pendingAppend
 	stop     chan struct{}
 	alone    atomic.Int32  // appends handed back to go alone, not yet done
+	placing  sync.Mutex    // held by the writer that places appends
 	released chan struct{} // signalled when one of them is done
 	logger   *slog.Logger
 	sizes    prometheus.Observer
@@ -152,35 +160,55 @@ func (c *committer) release() {
 	}
 }
 
+// run places appends and writes batches. One writer at a time places:
+// the appends waiting for a batch are all in one hand, and the other
+// writer gathers the next batch while this one's is written.
 func (c *committer) run() {
 	for {
+		c.placing.Lock()
+		var batch []*pendingAppend
 		select {
 		case <-c.stop:
+			c.placing.Unlock()
 			c.handBack()
 			return
 		case first := <-c.queue:
-			c.place(first)
+			batch = c.place(first)
+		}
+		c.placing.Unlock()
+		if batch != nil {
+			c.write(batch)
 		}
 	}
 }
 
 // place sends first alone while the stream is not busy, and otherwise in
-// a batch with the appends that queue up behind it.
-func (c *committer) place(first *pendingAppend) {
+// a batch with the appends that queue up behind it, once there are enough
+// of them to be worth a batch; until then they wait for their turn to go
+// alone, in order.
+// It returns the batch to write, if any.
+func (c *committer) place(first *pendingAppend) []*pendingAppend {
+	waiting := []*pendingAppend{first}
 	for {
-		if c.alone.Load() < aloneLimit {
-			c.goAlone(first)
-			return
+		for len(waiting) > 0 && c.alone.Load() < aloneLimit {
+			c.goAlone(waiting[0])
+			waiting = waiting[1:]
 		}
-		if batch := c.gather(first); len(batch) > 1 {
-			c.write(batch)
-			return
+		if len(waiting) == 0 {
+			return nil
+		}
+		if waiting = c.gather(waiting); len(waiting) >= minBatch {
+			return waiting
 		}
 		select {
 		case <-c.released:
+		case p := <-c.queue:
+			waiting = append(waiting, p)
 		case <-c.stop:
-			c.goAlone(first)
-			return
+			for _, p := range waiting {
+				c.goAlone(p)
+			}
+			return nil
 		}
 	}
 }
@@ -197,10 +225,12 @@ func (c *committer) handBack() {
 	}
 }
 
-// gather takes first and whatever else is queued, within the batch limits.
-func (c *committer) gather(first *pendingAppend) []*pendingAppend {
-	batch := []*pendingAppend{first}
-	size := len(first.msg.Data)
+// gather adds to batch whatever is queued, within the batch limits.
+func (c *committer) gather(batch []*pendingAppend) []*pendingAppend {
+	size := 0
+	for _, p := range batch {
+		size += len(p.msg.Data)
+	}
 	for len(batch) < maxBatchAppends && size < maxBatchBytes {
 		select {
 		case p := <-c.queue:

@@ -186,3 +186,51 @@ func TestGroupCommitFollowsTheConfiguration(t *testing.T) {
 		l.Close()
 	}
 }
+
+// While the stream is busy (aloneLimit appends in flight alone), a few
+// appends wait for their turn to go alone: a batch of them would cost more
+// than the wait. Once minBatch are waiting they go as one batch.
+func TestFewWaitingAppendsGoAloneManyGoInABatch(t *testing.T) {
+	t.Parallel()
+	_, c := openForCommit(t)
+	c.alone.Store(aloneLimit) // the stream is busy
+	type result struct {
+		written bool
+		err     error
+	}
+	appendAll := func(prefix string, n int) chan result {
+		out := make(chan result, n)
+		for i := range n {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_, written, _, err := c.append(ctx, pending(fmt.Sprintf("fv.wf.%s-%d", prefix, i), fmt.Sprintf("%s-%d", prefix, i), 0).msg)
+				out <- result{written, err}
+			}()
+		}
+		return out
+	}
+
+	few := appendAll("few", 3)
+	select {
+	case r := <-few:
+		t.Fatalf("an append was placed while the stream was busy and only 3 waited: %+v", r)
+	case <-time.After(200 * time.Millisecond):
+	}
+	for range 3 {
+		c.release() // three appends alone are done: three places
+	}
+	for range 3 {
+		if r := <-few; r.err != nil || r.written {
+			t.Fatalf("a waiting append was not handed back to go alone: %+v", r)
+		}
+	}
+
+	c.alone.Store(aloneLimit)
+	many := appendAll("many", minBatch)
+	for range minBatch {
+		if r := <-many; r.err != nil || !r.written {
+			t.Fatalf("with %d waiting, an append was not written in a batch: %+v", minBatch, r)
+		}
+	}
+}
