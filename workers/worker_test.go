@@ -46,18 +46,7 @@ func TestWorkerRetriesTakeAfterEngineError(t *testing.T) {
 	if _, err := l.JetStream().Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
 		t.Fatal(err)
 	}
-	ran := make(chan string, 1)
-	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second}, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
-		ran <- task.TaskID
-		return workers.Output{}, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	defer func() { stop(); <-done }()
+	ran, _ := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second})
 	select {
 	case id := <-ran:
 		if id != "t1" || takes.Load() != 3 {
@@ -83,19 +72,8 @@ func TestWorkerOutlastsAMissingQueue(t *testing.T) {
 	standInEngine(t, nc, taskType, func() workers.TakeReply {
 		return workers.TakeReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}}
 	})
-	ran := make(chan string, 1)
 	logger, logs := testutil.CapturingLogger()
-	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second, Logger: logger}, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
-		ran <- task.TaskID
-		return workers.Output{}, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	defer func() { stop(); <-done }()
+	ran, done := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second, Logger: logger})
 
 	// Once the worker has failed to find its queue, the server comes back.
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
@@ -128,9 +106,33 @@ func TestWorkerOutlastsAMissingQueue(t *testing.T) {
 	}
 }
 
+// runRecording runs a worker, until the test ends, whose handler reports
+// the id of each task it runs; done reports Run's return, should the
+// worker give up.
+func runRecording(t *testing.T, ctx context.Context, nc *nats.Conn, cfg workers.WorkerConfig) (ran <-chan string, done <-chan error) {
+	t.Helper()
+	ids := make(chan string, 1)
+	w, err := workers.NewWorker(nc, cfg, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		ids <- task.TaskID
+		return workers.Output{}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	returned, exited := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(exited)
+		returned <- w.Run(wctx)
+	}()
+	t.Cleanup(func() { stop(); <-exited })
+	return ids, returned
+}
+
 // standInEngine answers take requests for taskType with take() and
-// accepts every result. It stops at cleanup, after a worker stopped by the
-// test's defer, so that the worker's last result is answered.
+// accepts every result. It stops at cleanup, after a worker started later
+// (cleanups run last-registered first), so that the worker's last result
+// is answered.
 func standInEngine(t *testing.T, nc *nats.Conn, taskType string, take func() workers.TakeReply) {
 	t.Helper()
 	for subject, reply := range map[string]func() any{
