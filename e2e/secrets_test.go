@@ -412,16 +412,25 @@ func TestCompactionSweep(t *testing.T) {
 	e.register(`{"name":"swept","tasks":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"done":true}}]}`)
 	input := map[string]any{"_secrets": map[string]any{"token": "sweep-me-789"}}
 	crashed, restarted, kept := e.start("swept", input), e.start("swept", input), e.start("swept", input)
+	removed, removedWaiting := e.start("swept", input), e.start("swept", input)
 	ctx := testutil.Context(t, 30*time.Second)
 	keys := map[string]string{}
-	for _, id := range []string{crashed, restarted, kept} {
+	for _, id := range []string{crashed, restarted, kept, removed, removedWaiting} {
 		e.waitStatus(id, conductor.WorkflowCompleted)
 		keys[id] = e.secretsKey(id)
 	}
-	if len(map[string]bool{keys[crashed]: true, keys[restarted]: true, keys[kept]: true}) != 3 {
+	distinct := map[string]bool{}
+	for _, k := range keys {
+		distinct[k] = true
+	}
+	if len(distinct) != len(keys) {
 		t.Fatalf("workflows share secrets keys: %v", keys)
 	}
-	for _, id := range []string{crashed, restarted} {
+	// Removed without an archive: their state leaves the read model.
+	for _, id := range []string{removed, removedWaiting} {
+		e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"/remove?archiveWorkflow=false", nil)
+	}
+	for _, id := range []string{crashed, restarted, removed} {
 		// What a compaction pass does before it erases the keys.
 		if _, err := n.Executor().Submit(ctx, id, engine.Compact{}, executor.Meta{RequestID: "compact:" + id}); err != nil {
 			t.Fatal(err)
@@ -437,15 +446,17 @@ func TestCompactionSweep(t *testing.T) {
 	e = &env{t: t, node: n2, base: base2}
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
 		n2.Keys().ClearCache()
-		for _, id := range []string{crashed, restarted} {
+		for _, id := range []string{crashed, restarted, removed} {
 			if _, err := n2.Keys().DataKey(ctx, keys[id]); !errors.Is(err, secrets.ErrKeyDestroyed) {
 				return fmt.Errorf("key of %s not erased: %v", id, err)
 			}
 		}
 		return nil
 	})
-	if _, err := n2.Keys().DataKey(ctx, keys[kept]); err != nil {
-		t.Fatalf("the sweep erased the key of a workflow not compacted: %v", err)
+	for _, id := range []string{kept, removedWaiting} {
+		if _, err := n2.Keys().DataKey(ctx, keys[id]); err != nil {
+			t.Fatalf("the sweep erased the key of a workflow not compacted (%s): %v", id, err)
+		}
 	}
 	if now := e.secretsKeyOrNone(restarted); now != keys[restarted] && now != "" {
 		if _, err := n2.Keys().DataKey(ctx, now); err != nil {
@@ -454,9 +465,9 @@ func TestCompactionSweep(t *testing.T) {
 	}
 }
 
-// A workflow removed for good before its compaction is compacted all the
-// same: its events stay in the log, so its key must go, and it leaves the
-// compaction list.
+// A workflow removed for good, ended or still running, is compacted all
+// the same: its events stay in the log, so its key must go, and it leaves
+// the compaction list.
 func TestCompactionOfARemovedWorkflow(t *testing.T) {
 	t.Parallel()
 	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
@@ -464,15 +475,21 @@ func TestCompactionOfARemovedWorkflow(t *testing.T) {
 	n, base := nodetest.StartConfig(t, cfg)
 	e := &env{t: t, node: n, base: base}
 	e.register(`{"name":"removed","tasks":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"done":true}}]}`)
-	id := e.start("removed", map[string]any{"_secrets": map[string]any{"token": "remove-me-321"}})
-	e.waitStatus(id, conductor.WorkflowCompleted)
-	key := e.secretsKey(id)
-	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"/remove?archiveWorkflow=false", nil)
+	e.register(`{"name":"removed_running","tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
+	input := map[string]any{"_secrets": map[string]any{"token": "remove-me-321"}}
+	ended, running := e.start("removed", input), e.start("removed_running", input)
+	e.waitStatus(ended, conductor.WorkflowCompleted)
+	keys := map[string]string{ended: e.secretsKey(ended), running: e.secretsKey(running)}
+	for id := range keys {
+		e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"/remove?archiveWorkflow=false", nil)
+	}
 	ctx := testutil.Context(t, 30*time.Second)
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
 		n.Keys().ClearCache()
-		if _, err := n.Keys().DataKey(ctx, key); !errors.Is(err, secrets.ErrKeyDestroyed) {
-			return fmt.Errorf("the removed workflow's key is not destroyed: %v", err)
+		for id, key := range keys {
+			if _, err := n.Keys().DataKey(ctx, key); !errors.Is(err, secrets.ErrKeyDestroyed) {
+				return fmt.Errorf("the key of removed workflow %s is not destroyed: %v", id, err)
+			}
 		}
 		waiting, err := n.Executions().AwaitingCompaction(ctx, math.MaxInt64, 10)
 		if err != nil || len(waiting) != 0 {

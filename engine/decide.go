@@ -141,8 +141,8 @@ func (d *decision) handle(t Trigger) error {
 		d.childFinished(t)
 	case Compact:
 		switch {
-		case !d.w.Terminal():
-			return fault.Conflict("workflow %s is %s: only a terminal workflow is compacted", d.w.ID, d.w.Status)
+		case !d.w.Terminal() && !d.w.Removed:
+			return fault.Conflict("workflow %s is %s: only a terminal or removed workflow is compacted", d.w.ID, d.w.Status)
 		case !d.w.Compacted:
 			d.emit(&schemas.WorkflowCompacted{Time: d.now})
 		}

@@ -98,7 +98,8 @@ type ChildFinished struct {
 
 // Compact records that a terminal workflow's secrets key is being
 // destroyed (see schemas.WorkflowCompacted). It is refused unless the
-// workflow is terminal, and changes nothing if it is compacted already.
+// workflow is terminal or removed (nothing runs a removed workflow), and
+// changes nothing if it is compacted already.
 type Compact struct{}
 
 func (Compact) triggerName() string { return "compact" }

@@ -162,11 +162,12 @@ type KeyLister interface {
 	PooledKeyIDs(ctx context.Context) ([]string, error)
 }
 
-// WorkflowState reads a workflow's state and finds which workflow a
-// pooled key belongs to.
+// WorkflowState reads a workflow's state, finds which workflow a pooled
+// key belongs to, and whether a removed one still awaits compaction.
 type WorkflowState interface {
 	Workflow(ctx context.Context, id string) (*engine.Workflow, error)
 	KeyHolder(ctx context.Context, keyID string) (wfID string, ok bool, err error)
+	RemovedAwaitingCompaction(ctx context.Context, wfID string) (bool, error)
 }
 
 // Sweep erases the secrets keys of workflows already compacted (a crash
@@ -210,6 +211,19 @@ func (c *Compactor) Sweep(ctx context.Context, keys KeyLister, states WorkflowSt
 			continue
 		}
 		w, err := states.Workflow(ctx, wfID)
+		if errors.Is(err, fault.ErrNotFound) {
+			// Removed without an archive (a key's holder is recorded with
+			// its state): its key goes once it has left the compaction
+			// list, which it does when it is compacted.
+			waiting, err := states.RemovedAwaitingCompaction(ctx, wfID)
+			if err != nil {
+				return 0, err
+			}
+			if !waiting {
+				gone = append(gone, id)
+			}
+			continue
+		}
 		if err != nil {
 			continue
 		}

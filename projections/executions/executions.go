@@ -407,7 +407,7 @@ func awaitsCompaction(w *engine.Workflow) bool {
 	// Holds finds data sealed under the secrets key in a workflow that
 	// ended before workflow.secrets_sealed existed, so that its key is
 	// destroyed all the same.
-	return w.Terminal() && !w.Compacted && (w.SealsSecrets || w.Holds(masking.KindSecrets))
+	return (w.Terminal() || w.Removed) && !w.Compacted && (w.SealsSecrets || w.Holds(masking.KindSecrets))
 }
 
 // KeyHolder returns the id of the workflow whose log recorded secrets key
@@ -421,6 +421,16 @@ func (r *Reader) KeyHolder(_ context.Context, keyID string) (wfID string, ok boo
 		return "", false, err
 	}
 	return string(v), true, nil
+}
+
+// RemovedAwaitingCompaction reports whether workflow wfID, removed
+// without an archive, is still on the compaction list.
+func (r *Reader) RemovedAwaitingCompaction(_ context.Context, wfID string) (bool, error) {
+	_, err := r.r.Get([]byte(prefixLegacyList + wfID))
+	if errors.Is(err, projections.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Ended is a workflow waiting for compaction.
