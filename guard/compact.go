@@ -36,10 +36,11 @@ type KeyDestroyer interface {
 	DestroyKeys(ctx context.Context, ids []string) error
 }
 
-// Compactor destroys the secrets key of every workflow that ended at least
-// Delay ago: first it appends workflow.compacted (which the decider refuses
-// unless the workflow is still terminal, so a restarted workflow keeps its
-// key), then it erases the keys of the pass in one batch. Whatever was
+// Compactor destroys the secrets key of every workflow that ended (or was
+// removed) at least Delay ago: first it appends workflow.compacted (which
+// the decider refuses unless the workflow is still terminal or removed, so
+// a restarted workflow keeps its key), then it erases the keys of the pass
+// in one batch. Whatever was
 // sealed under them — _secrets data in the log, in read models, in backups
 // — can never be decrypted again, even with the master key. Data under
 // _masked uses the other key and survives, so restarts still have it.
@@ -180,19 +181,16 @@ func (c *Compactor) Sweep(ctx context.Context, keys KeyLister, states WorkflowSt
 		return 0, err
 	}
 	for id := range named {
-		rest, ok := strings.CutPrefix(id, "wf.")
-		if !ok || !strings.HasSuffix(rest, "."+string(masking.KindSecrets)) {
+		rest, _ := strings.CutPrefix(id, "wf.")
+		wfID, ok := strings.CutSuffix(rest, "."+string(masking.KindSecrets))
+		if !ok {
 			continue
 		}
-		w, err := states.Workflow(ctx, strings.TrimSuffix(rest, "."+string(masking.KindSecrets)))
-		if err != nil {
-			continue
-		}
-		compacted := w.Compacted && w.Terminal()
-		// Compacted, then restarted: the key holds nothing any more, or
-		// it has a pooled key now.
-		superseded := w.SealsSecrets && w.SecretsKey != "" || !w.SealsSecrets && !w.Holds(masking.KindSecrets)
-		if compacted || superseded {
+		// A workflow not found may be a child whose input was sealed a
+		// moment ago, its start not applied yet: its key stays.
+		if spent, err := keySpent(ctx, states, wfID, id, false); err != nil {
+			return 0, err
+		} else if spent {
 			gone = append(gone, id)
 		}
 	}
@@ -210,26 +208,11 @@ func (c *Compactor) Sweep(ctx context.Context, keys KeyLister, states WorkflowSt
 		if !ok {
 			continue
 		}
-		w, err := states.Workflow(ctx, wfID)
-		if errors.Is(err, fault.ErrNotFound) {
-			// Removed without an archive (a key's holder is recorded with
-			// its state): its key goes once it has left the compaction
-			// list, which it does when it is compacted.
-			waiting, err := states.RemovedAwaitingCompaction(ctx, wfID)
-			if err != nil {
-				return 0, err
-			}
-			if !waiting {
-				gone = append(gone, id)
-			}
-			continue
-		}
-		if err != nil {
-			continue
-		}
-		// A key the workflow no longer names was compacted before a
-		// restart gave it a new one.
-		if w.SecretsKey != id || w.Compacted && w.Terminal() {
+		// A key's holder is recorded with its state: a workflow not found
+		// was removed.
+		if spent, err := keySpent(ctx, states, wfID, id, true); err != nil {
+			return 0, err
+		} else if spent {
 			gone = append(gone, id)
 		}
 	}
@@ -240,4 +223,28 @@ func (c *Compactor) Sweep(ctx context.Context, keys KeyLister, states WorkflowSt
 		return 0, err
 	}
 	return len(gone), nil
+}
+
+// keySpent reports whether workflow wfID is done with secrets key id: it
+// was compacted (and not restarted since); it was compacted, then
+// restarted, and seals under another key or nothing; or, when a missing
+// state means it was removed, it has left the compaction list.
+func keySpent(ctx context.Context, states WorkflowState, wfID, id string, missingMeansRemoved bool) (bool, error) {
+	w, err := states.Workflow(ctx, wfID)
+	if errors.Is(err, fault.ErrNotFound) && missingMeansRemoved {
+		waiting, err := states.RemovedAwaitingCompaction(ctx, wfID)
+		return err == nil && !waiting, err
+	}
+	if err != nil {
+		return false, nil // unreadable here: left to the next start
+	}
+	switch {
+	case w.Compacted && w.Terminal():
+		return true, nil
+	case !w.SealsSecrets:
+		// Restarted after a compaction. Data sealed before keys were
+		// recorded keeps its key.
+		return !w.Holds(masking.KindSecrets), nil
+	}
+	return secretsKeyOf(w) != id, nil
 }

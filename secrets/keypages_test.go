@@ -28,7 +28,7 @@ var pooledPurpose = Purpose("pooled-test")
 
 // pageSubject is the stream subject of key page page's bucket entry.
 func pageSubject(page string) string {
-	return "$KV." + DataKeyBucket(page) + "." + dataKeyPrefix + page
+	return "$KV." + dataKeyBucket(page) + "." + dataKeyPrefix + page
 }
 
 // mustPageOf splits a pooled key id, failing the test on a malformed one.

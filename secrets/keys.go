@@ -29,11 +29,11 @@ const KeyBucket = "FV_KEYS"
 // in parallel.
 const workflowKeyShards = 16
 
-// DataKeyBucket names the KV bucket that holds data key id: workflow keys
+// dataKeyBucket names the KV bucket that holds data key id: workflow keys
 // ("wf.…") and pages of pooled keys ("kp.…") are spread over the workflow
 // key shards by a hash of the id (of the page's id for a pooled key),
 // every other key is in KeyBucket.
-func DataKeyBucket(id string) string {
+func dataKeyBucket(id string) string {
 	if !inShards(id) {
 		return KeyBucket
 	}
@@ -46,7 +46,7 @@ func DataKeyEntry(id string) (bucket, key string) {
 	if page, _, err := pageOf(id); err == nil {
 		id = page
 	}
-	return DataKeyBucket(id), dataKeyPrefix + id
+	return dataKeyBucket(id), dataKeyPrefix + id
 }
 
 // inShards reports whether data key id lives in a workflow key shard.

@@ -250,7 +250,7 @@ func TestDestroyKey(t *testing.T) {
 	if _, err := k2.DataKey(ctx, "wf.abc"); !errors.Is(err, ErrKeyDestroyed) {
 		t.Fatalf("destroyed key, other process: %v", err)
 	}
-	if n := subjectCounts(t, l)["$KV."+DataKeyBucket("wf.abc")+"."+dataKeyPrefix+"wf.abc"]; n != 0 {
+	if n := subjectCounts(t, l)["$KV."+dataKeyBucket("wf.abc")+"."+dataKeyPrefix+"wf.abc"]; n != 0 {
 		t.Fatalf("%d messages left for the destroyed key", n)
 	}
 	for _, m := range rawMessages(t, l) {
