@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -57,6 +59,13 @@ type Config struct {
 	// DataDir/bootstrap-admin.json (mode 0600) even when the data dir
 	// already existed.
 	Dev bool
+	// GCPercent is the garbage collector's target (GOGC) for a server
+	// process, applied by Run unless $GOGC is set. Every event allocates
+	// short-lived state (decoded records, decisions, read-model documents)
+	// over a small live heap, so the default 100 spends about a fifth of
+	// the CPU collecting; 400 takes a sixth less CPU per workflow for a few
+	// hundred megabytes more under load. $GOMEMLIMIT still bounds the heap.
+	GCPercent int
 	// BootstrapOutput receives the bootstrap admin key banner of a fresh
 	// server (default os.Stderr; `flowvault server` uses stdout, its log
 	// goes to stderr). It is not the logger: the secret must not reach log
@@ -77,6 +86,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 15 * time.Second,
 		CompactionDelay: 5 * time.Second,
 		TokenTTL:        auth.DefaultTokenTTL,
+		GCPercent:       400,
 	}
 }
 
@@ -101,6 +111,9 @@ func (c Config) Validate() error {
 	if c.TokenTTL <= 0 || c.TokenTTL > auth.MaxTokenTTL {
 		errs = append(errs, fmt.Errorf("token ttl %s: want > 0 and at most %s", c.TokenTTL, auth.MaxTokenTTL))
 	}
+	if c.GCPercent <= 0 {
+		errs = append(errs, fmt.Errorf("gc percent %d: want > 0", c.GCPercent))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want > 0", c.ShutdownTimeout))
 	}
@@ -111,6 +124,14 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// TuneRuntime applies the process-wide settings of c: the GC target, unless
+// $GOGC chose one.
+func (c Config) TuneRuntime() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(c.GCPercent)
+	}
 }
 
 // MasterKeySource says where the master key comes from.

@@ -51,7 +51,13 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 		// level (7% of the engine benchmark's CPU with the 4 MiB default, 1% with
 		// this).
 		MemTableSize: 64 << 20,
+		// The default 8 MiB block cache holds a few seconds of documents:
+		// a workflow's compaction, the API's reads of recent executions and
+		// the snapshots the executor starts from on a cache miss would read
+		// and decompress blocks from the files again.
+		Cache: pebble.NewCache(128 << 20),
 	}
+	defer opts.Cache.Unref() // the DB holds its own reference
 	// Bloom filters on every level: the hot path looks up keys that are
 	// often absent (a task type with no definition, a workflow's first
 	// record), and without a filter a miss searches every level's index.

@@ -175,6 +175,8 @@ func TestServerConfigSources(t *testing.T) {
 		{"bad fsync", nil, []string{"--fsync", "never"}, "fsync mode"},
 		{"bad env duration", []string{"FLOWVAULT_SHUTDOWN_TIMEOUT=soon"}, nil, "FLOWVAULT_SHUTDOWN_TIMEOUT"},
 		{"bad http", nil, []string{"--http", "nowhere"}, "http address"},
+		{"bad env gc percent", []string{"FLOWVAULT_GC_PERCENT=lots"}, nil, "FLOWVAULT_GC_PERCENT"},
+		{"gc off", nil, []string{"--gc-percent", "0"}, "gc percent 0"},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(bin, append([]string{"server", "--data", t.TempDir()}, tt.args...)...)

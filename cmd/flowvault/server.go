@@ -24,31 +24,27 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var errs []error
-	str := func(p *string, name, usage string) {
-		if v, ok := os.LookupEnv(envName(name)); ok {
-			*p = v
+	usage := func(name, text string) string { return text + " ($" + envName(name) + ")" }
+	env := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
 		}
-		fs.StringVar(p, name, *p, usage+" ($"+envName(name)+")")
 	}
-	dur := func(p *time.Duration, name, usage string) {
-		if v, ok := os.LookupEnv(envName(name)); ok {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("$%s: %w", envName(name), err))
-			}
-			*p = d
-		}
-		fs.DurationVar(p, name, *p, usage+" ($"+envName(name)+")")
+	str := func(p *string, name, text string) {
+		env(fromEnv(p, name, func(s string) (string, error) { return s, nil }))
+		fs.StringVar(p, name, *p, usage(name, text))
 	}
-	boolean := func(p *bool, name, usage string) {
-		if v, ok := os.LookupEnv(envName(name)); ok {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("$%s: %w", envName(name), err))
-			}
-			*p = b
-		}
-		fs.BoolVar(p, name, *p, usage+" ($"+envName(name)+")")
+	dur := func(p *time.Duration, name, text string) {
+		env(fromEnv(p, name, time.ParseDuration))
+		fs.DurationVar(p, name, *p, usage(name, text))
+	}
+	integer := func(p *int, name, text string) {
+		env(fromEnv(p, name, strconv.Atoi))
+		fs.IntVar(p, name, *p, usage(name, text))
+	}
+	boolean := func(p *bool, name, text string) {
+		env(fromEnv(p, name, strconv.ParseBool))
+		fs.BoolVar(p, name, *p, usage(name, text))
 	}
 	str(&cfg.DataDir, "data", "data directory: embedded NATS store and read models")
 	str(&cfg.HTTPAddr, "http", "HTTP listen address (REST API, console, /health, /metrics)")
@@ -68,6 +64,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cfg.MasterKey = secrets.Value(v)
 	}
 	dur(&cfg.TokenTTL, "token-ttl", "default lifetime of tokens minted by POST /api/token (at most 24h)")
+	integer(&cfg.GCPercent, "gc-percent", "garbage collector target (GOGC) of the server process; $GOGC wins")
 	boolean(&cfg.Insecure, "insecure-dev", "DANGER: no authentication; every request acts as an anonymous admin")
 	boolean(&cfg.Dev, "dev", "development defaults: write the bootstrap admin key to <data>/bootstrap-admin.json")
 	if err := fs.Parse(args); err != nil {
@@ -83,6 +80,20 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// The bootstrap key banner goes to stdout, apart from the log on stderr.
 	cfg.BootstrapOutput = stdout
 	return node.Run(ctx, cfg, logger)
+}
+
+// fromEnv sets *p from the environment variable of flag name, when set.
+func fromEnv[T any](p *T, name string, parse func(string) (T, error)) error {
+	v, ok := os.LookupEnv(envName(name))
+	if !ok {
+		return nil
+	}
+	x, err := parse(v)
+	if err != nil {
+		return fmt.Errorf("$%s: %w", envName(name), err)
+	}
+	*p = x
+	return nil
 }
 
 func envName(flagName string) string {

@@ -313,6 +313,9 @@ type measured struct {
 // Conductor-style HTTP workers, each on a fresh node, per durability mode.
 func benchEngine(ctx context.Context, o opts) error {
 	for _, mode := range o.modes {
+		if !o.runs("nats") && !o.runs("secrets") {
+			break
+		}
 		viaNATS, err := measureEngine(ctx, o, mode, natsWorkers, "bench_three")
 		if err != nil {
 			return err
@@ -322,16 +325,21 @@ func benchEngine(ctx context.Context, o opts) error {
 		for _, line := range viaNATS.paced {
 			fmt.Println(line)
 		}
-		viaHTTP, err := measureEngine(ctx, o, mode, httpWorkers, "bench_three")
-		if err != nil {
-			return err
+		if o.runs("http") {
+			viaHTTP, err := measureEngine(ctx, o, mode, httpWorkers, "bench_three")
+			if err != nil {
+				return err
+			}
+			target := ""
+			if mode == eventlog.FsyncAlways {
+				target = "  (target >= 300 workflows/s)"
+			}
+			fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, HTTP workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  ratio %.2f to NATS workers%s\n",
+				mode, o.workflows, viaHTTP.tput, viaHTTP.p50.Round(time.Millisecond), viaHTTP.p99.Round(time.Millisecond), viaHTTP.tput/viaNATS.tput, target)
 		}
-		target := ""
-		if mode == eventlog.FsyncAlways {
-			target = "  (target >= 300 workflows/s)"
+		if !o.runs("secrets") {
+			continue
 		}
-		fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, HTTP workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  ratio %.2f to NATS workers%s\n",
-			mode, o.workflows, viaHTTP.tput, viaHTTP.p50.Round(time.Millisecond), viaHTTP.p99.Round(time.Millisecond), viaHTTP.tput/viaNATS.tput, target)
 		// The ratio of one pair of runs ranges from about 0.75 to 0.95 on
 		// this machine, from run to run: it is taken between the medians of
 		// secretsPairs runs of each, alternating, each on a fresh node.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/node"
 )
 
 type section struct {
@@ -27,6 +28,13 @@ type opts struct {
 	// compacts.
 	compactions int
 	modes       []eventlog.FsyncMode
+	// workloads are the engine benchmark's parts to run: nats, http,
+	// secrets (the secrets ratio runs nats too).
+	workloads string
+}
+
+func (o opts) runs(workload string) bool {
+	return strings.Contains(","+o.workloads+",", ","+workload+",")
 }
 
 var sections = []section{
@@ -44,6 +52,7 @@ func main() {
 	flag.IntVar(&o.workflows, "workflows", 20_000, "workflows for the engine benchmark")
 	flag.IntVar(&o.compactions, "compactions", 10_000, "ended workflows for the compaction benchmark")
 	modes := flag.String("fsync", "always,relaxed", "durability modes for the engine benchmark")
+	flag.StringVar(&o.workloads, "workloads", "nats,http,secrets", "the engine benchmark's workloads: nats, http, secrets")
 	flag.BoolVar(&groupCommit, "group-commit", true, "engine nodes write concurrent appends as atomic batches (fsync=always)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -62,6 +71,9 @@ func main() {
 	for _, m := range strings.Split(*modes, ",") {
 		o.modes = append(o.modes, eventlog.FsyncMode(m))
 	}
+	// Everything is measured in a process tuned as `flowvault server` tunes
+	// its own, the baselines included.
+	node.DefaultConfig().TuneRuntime()
 	ctx := context.Background()
 	for _, s := range sections {
 		if *only != "" && !strings.Contains(","+*only+",", ","+s.name+",") {

@@ -61,7 +61,7 @@ type Projection struct {
 
 // NewProjection returns the executions projection.
 func NewProjection() *Projection {
-	return &Projection{recent: newRecentStates(8192), touched: map[string]struct{}{}, hub: newHub()}
+	return &Projection{recent: newRecentStates(16384), touched: map[string]struct{}{}, hub: newHub()}
 }
 
 // Name implements projections.Projection.
@@ -315,18 +315,26 @@ func (r *recentStates) get(token string) (*engine.Workflow, bool) {
 
 func (r *recentStates) put(token string, w *engine.Workflow) {
 	if _, ok := r.m[token]; !ok && len(r.m) >= r.max {
-		// Terminal workflows rarely see another record: forget those first,
-		// and everything if that is not enough.
-		for k, s := range r.m {
-			if s.Terminal() {
-				delete(r.m, k)
-			}
+		// Terminal workflows rarely see another record, except the
+		// compaction of those that sealed secrets: forget the others first,
+		// then every terminal one, and everything if that is not enough.
+		r.evict(func(w *engine.Workflow) bool { return w.Terminal() && !awaitsCompaction(w) })
+		if len(r.m) >= r.max*3/4 {
+			r.evict((*engine.Workflow).Terminal)
 		}
 		if len(r.m) >= r.max {
 			clear(r.m)
 		}
 	}
 	r.m[token] = w
+}
+
+func (r *recentStates) evict(forget func(*engine.Workflow) bool) {
+	for k, w := range r.m {
+		if forget(w) {
+			delete(r.m, k)
+		}
+	}
 }
 
 func (r *recentStates) drop(token string) { delete(r.m, token) }
