@@ -88,14 +88,24 @@ func TestRedactFloor(t *testing.T) {
 func TestRedactValue(t *testing.T) {
 	s := randomSecret(t)
 	r := NewRedactor([]byte(s))
-	in := map[string]any{"echo": s, "list": []any{"Bearer " + s, int64(3)}, s: "as a key"}
+	clean := map[string]any{"a": "nothing to hide", "n": []any{"x"}}
+	in := map[string]any{"echo": s, "list": []any{"Bearer " + s, int64(3)}, s: "as a key", "clean": clean,
+		"deep": map[string]any{"k": []any{map[string]any{"v": s}}}}
 	out := r.Map(in)
 	b, _ := json.Marshal(out)
 	if strings.Contains(string(b), s[:12]) {
 		t.Fatalf("redacted value still holds the secret: %s", b)
 	}
-	if out["list"].([]any)[1] != int64(3) || in["echo"] != s {
+	if out["list"].([]any)[1] != int64(3) || in["echo"] != s || in["list"].([]any)[0] != "Bearer "+s ||
+		in["deep"].(map[string]any)["k"].([]any)[0].(map[string]any)["v"] != s || in[s] != "as a key" {
 		t.Fatal("non-strings changed, or the input was modified")
+	}
+	// What holds no secret is not copied.
+	if reflect.ValueOf(out["clean"]).UnsafePointer() != reflect.ValueOf(clean).UnsafePointer() {
+		t.Fatal("a map without secrets was copied")
+	}
+	if got := r.Map(clean); reflect.ValueOf(got).UnsafePointer() != reflect.ValueOf(clean).UnsafePointer() {
+		t.Fatal("a map without secrets was copied")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -99,29 +100,65 @@ func (r *Redactor) String(s string) string {
 	return r.r.Replace(s)
 }
 
-// Value returns a copy of a JSON-like value with every string redacted (map
-// keys included). v is not changed.
+// Value returns a JSON-like value with every string redacted (map keys
+// included). v is not changed: the maps and slices that hold a secret are
+// copied, the others are returned as they are.
 func (r *Redactor) Value(v any) any {
 	if r.Empty() {
 		return v
 	}
+	out, _ := r.value(v)
+	return out
+}
+
+// value redacts v and reports whether anything changed.
+func (r *Redactor) value(v any) (any, bool) {
 	switch x := v.(type) {
 	case string:
-		return r.String(x)
+		s := r.r.Replace(x)
+		return s, s != x
 	case map[string]any:
-		out := make(map[string]any, len(x))
+		var out map[string]any
 		for k, e := range x {
-			out[r.String(k)] = r.Value(e)
+			rk, e2 := r.r.Replace(k), e
+			changed := rk != k
+			if re, c := r.value(e); c {
+				e2, changed = re, true
+			}
+			if !changed {
+				continue
+			}
+			if out == nil {
+				out = make(map[string]any, len(x))
+				for k0, e0 := range x {
+					out[k0] = e0
+				}
+			}
+			delete(out, k)
+			out[rk] = e2
 		}
-		return out
+		if out == nil {
+			return x, false
+		}
+		return out, true
 	case []any:
-		out := make([]any, len(x))
+		var out []any
 		for i, e := range x {
-			out[i] = r.Value(e)
+			re, c := r.value(e)
+			if !c {
+				continue
+			}
+			if out == nil {
+				out = slices.Clone(x)
+			}
+			out[i] = re
 		}
-		return out
+		if out == nil {
+			return x, false
+		}
+		return out, true
 	}
-	return v
+	return v, false
 }
 
 // Map is Value for a map, keeping nil as nil.
