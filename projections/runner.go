@@ -71,6 +71,12 @@ func (b *Batch) Scan(prefix []byte, fn func(key, value []byte) bool) error {
 	return scan(b.b, b.key(prefix), len(b.prefix), false, fn)
 }
 
+// ScanRange calls fn for keys in [lower, upper) as of this batch; see
+// Reader.ScanRange.
+func (b *Batch) ScanRange(lower, upper []byte, fn func(key, value []byte) bool) error {
+	return scanRange(b.b, b.key(lower), b.key(upper), len(b.prefix), false, fn)
+}
+
 // PoisonPolicy says what a runner does with a record it cannot apply.
 type PoisonPolicy int
 

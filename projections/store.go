@@ -92,6 +92,22 @@ func (s *Store) Checkpoint(name string) (uint64, error) {
 	return decodeSeq(v)
 }
 
+// Update runs fn on a batch of projection name's key space and commits
+// it: migrations and repairs of a read model. A projection may keep some
+// of its data in memory; run it while that projection's runner is stopped,
+// or on keys the projection reads from the store each time.
+func (s *Store) Update(name string, fn func(*Batch) error) error {
+	b := &Batch{b: s.db.NewIndexedBatch(), prefix: []byte(dataPrefix + name + "/")}
+	defer b.b.Close()
+	if err := fn(b); err != nil {
+		return fmt.Errorf("update %s: %w", name, err)
+	}
+	if err := b.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("update %s: %w", name, err)
+	}
+	return nil
+}
+
 // Reader reads one projection's key space.
 type Reader struct {
 	r      pebble.Reader

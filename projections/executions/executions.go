@@ -57,6 +57,7 @@ type Projection struct {
 	// only the runner's goroutine uses it.
 	touched map[string]struct{}
 	hub     *hub
+	legacy  legacyState
 }
 
 // NewProjection returns the executions projection.
@@ -72,6 +73,7 @@ func (*Projection) Name() string { return Name }
 func (p *Projection) Reset() {
 	p.recent.clear()
 	clear(p.touched)
+	p.legacy = legacyUnknown
 }
 
 // Apply implements projections.Projection.
@@ -95,7 +97,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		}
 	}
 	if w == nil && schemas.OnlyCompaction(events) {
-		return compactedAfterRemoval(b, token)
+		return p.compactedAfterRemoval(b, token)
 	}
 	defer func() {
 		if err != nil || w.Removed && !w.Archived {
@@ -112,7 +114,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	}
 	w.Seq = rec.Seq
 	p.touched[token] = struct{}{}
-	return store(b, token, w, prev)
+	return p.store(b, token, w, prev)
 }
 
 func load(b *projections.Batch, token string) (*engine.Workflow, error) {
@@ -130,12 +132,12 @@ func load(b *projections.Batch, token string) (*engine.Workflow, error) {
 	return &w, nil
 }
 
-func store(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
-	if err := storeCompaction(b, w, prev); err != nil {
+func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
+	if err := p.storeCompaction(b, w, prev); err != nil {
 		return err
 	}
 	if w.Removed && !w.Archived {
-		return removeAll(b, token, w, prev)
+		return p.removeAll(b, token, w, prev)
 	}
 	v, err := schemas.MarshalSorted(w)
 	if err != nil {
@@ -349,7 +351,7 @@ func (r *recentStates) clear() { clear(r.m) }
 //
 // It also keeps which workflow each recorded secrets key belongs to, for
 // the compactor's sweep after a crash (see KeyHolder).
-func storeCompaction(b *projections.Batch, w *engine.Workflow, prev before) error {
+func (p *Projection) storeCompaction(b *projections.Batch, w *engine.Workflow, prev before) error {
 	if w.SecretsKey != "" && w.SecretsKey != prev.secretsKey {
 		if err := b.Set([]byte(prefixKeyHolder+w.SecretsKey), []byte(w.ID)); err != nil {
 			return err
@@ -361,14 +363,8 @@ func storeCompaction(b *projections.Batch, w *engine.Workflow, prev before) erro
 			return err
 		}
 		// A data dir written before the time-ordered list may hold the
-		// workflow in the old one. Looked up first: a tombstone for every
-		// compaction would make each scan of the old list step over them.
-		legacy := []byte(prefixLegacyList + w.ID)
-		if _, err := b.Get(legacy); err == nil {
-			if err := b.Delete(legacy); err != nil {
-				return err
-			}
-		} else if !errors.Is(err, projections.ErrNotFound) {
+		// workflow in the old one.
+		if err := p.unlistLegacy(b, w.ID); err != nil {
 			return err
 		}
 	}
@@ -381,28 +377,63 @@ func storeCompaction(b *projections.Batch, w *engine.Workflow, prev before) erro
 // listRemoved moves a removed workflow that awaits compaction to the list
 // keyed by id: its state goes, its events stay, so its key must still be
 // destroyed, and the compaction event finds the entry without the state.
-func listRemoved(b *projections.Batch, w *engine.Workflow) error {
+func (p *Projection) listRemoved(b *projections.Batch, w *engine.Workflow) error {
 	if !awaitsCompaction(w) {
 		return nil
 	}
 	if err := b.Delete(compactionKey(w.EndTime, w.ID)); err != nil {
 		return err
 	}
+	p.legacy = legacyMayHold
 	return b.Set([]byte(prefixLegacyList+w.ID), binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)))
 }
 
 // compactedAfterRemoval takes a removed workflow off the compaction list.
-func compactedAfterRemoval(b *projections.Batch, token string) error {
+func (p *Projection) compactedAfterRemoval(b *projections.Batch, token string) error {
 	id, err := eventlog.Untoken(token)
 	if err != nil {
 		return fmt.Errorf("subject token %s: %w", token, projections.ErrPoison)
 	}
-	key := []byte(prefixLegacyList + id)
+	return p.unlistLegacy(b, id)
+}
+
+// legacyState is what the projection knows of the id-keyed compaction
+// list: a compaction looks its workflow up there only while the list may
+// hold entries, since a read that misses searches every level of the
+// store (a third of a compaction's cost in the read model otherwise).
+type legacyState int
+
+const (
+	legacyUnknown legacyState = iota // look before the next lookup
+	legacyEmpty                      // no entries: nothing to look up
+	legacyMayHold                    // entries, or was not looked at since one was added
+)
+
+// unlistLegacy takes a workflow off the id-keyed compaction list. It
+// looks the entry up first: a tombstone for every compaction would make
+// each scan of that list step over them.
+func (p *Projection) unlistLegacy(b *projections.Batch, wfID string) error {
+	if p.legacy == legacyUnknown {
+		p.legacy = legacyEmpty
+		err := b.ScanRange(legacyListFirst, legacyListEnd, func(_, _ []byte) bool {
+			p.legacy = legacyMayHold
+			return false
+		})
+		if err != nil {
+			p.legacy = legacyUnknown
+			return err
+		}
+	}
+	if p.legacy == legacyEmpty {
+		return nil
+	}
+	key := []byte(prefixLegacyList + wfID)
 	if _, err := b.Get(key); errors.Is(err, projections.ErrNotFound) {
 		return nil
 	} else if err != nil {
 		return err
 	}
+	p.legacy = legacyUnknown // it may have been the last one
 	return b.Delete(key)
 }
 

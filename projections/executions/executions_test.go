@@ -3,6 +3,7 @@ package executions_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"math"
 	"testing"
 	"time"
@@ -241,5 +242,54 @@ func TestAwaitingCompaction(t *testing.T) {
 	}
 	if ended, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, 10); err != nil || len(ended) != 1 || ended[0].WorkflowID != later {
 		t.Fatalf("awaiting compaction after compacting %s: %+v, %v; want only %s", legacy, ended, err, later)
+	}
+}
+
+// A data dir written before the time-ordered compaction list keeps its
+// ended workflows in the list keyed by id: they are listed from there, and
+// their compaction takes them off it.
+func TestLegacyCompactionList(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	sealed := map[string]any{"_secrets": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1, 2, 3}}}
+	old, current := f.start("old"), f.start("current")
+	for _, id := range []string{old, current} {
+		task := f.states[id].Tasks[0]
+		f.decide(id, engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: id,
+			Status: conductor.TaskCompleted, OutputData: sealed}})
+	}
+	// Move old to the list of the previous layout: k/<id> → end time.
+	end := f.states[old].EndTime
+	err := f.store.Update(executions.Name, func(b *projections.Batch) error {
+		if err := b.Delete(append(binary.BigEndian.AppendUint64([]byte("e/"), uint64(end)), old...)); err != nil {
+			return err
+		}
+		return b.Set([]byte("k/"+old), binary.BigEndian.AppendUint64(nil, uint64(end)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaiting := func() []string {
+		t.Helper()
+		ended, err := f.reader.AwaitingCompaction(context.Background(), math.MaxInt64, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := []string{}
+		for _, e := range ended {
+			ids = append(ids, e.WorkflowID)
+		}
+		return ids
+	}
+	if got := awaiting(); len(got) != 2 || got[0] != old || got[1] != current {
+		t.Fatalf("awaiting compaction: %v, want %s (old list) then %s", got, old, current)
+	}
+	f.decide(old, engine.Compact{})
+	if got := awaiting(); len(got) != 1 || got[0] != current {
+		t.Fatalf("after compacting %s: %v, want only %s", old, got, current)
+	}
+	f.decide(current, engine.Compact{})
+	if got := awaiting(); len(got) != 0 {
+		t.Fatalf("after compacting both: %v", got)
 	}
 }

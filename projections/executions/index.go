@@ -190,7 +190,7 @@ func replaceKeys(b *projections.Batch, old, next [][]byte, value []byte) error {
 // removeAll deletes every document of a workflow removed without archive:
 // its state, summary, task lookups and every index entry. prev is the state
 // before the removal.
-func removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
+func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
 	keys := [][]byte{[]byte(prefixWorkflow + token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
 	keys = append(keys, prev.summary.indexKeys()...)
 	for id, e := range prev.tasks {
@@ -213,5 +213,5 @@ func removeAll(b *projections.Batch, token string, w *engine.Workflow, prev befo
 	if err := replaceDeadlines(b, w.ID, prev.deadlines, nil); err != nil {
 		return err
 	}
-	return listRemoved(b, w)
+	return p.listRemoved(b, w)
 }
