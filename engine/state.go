@@ -119,6 +119,15 @@ func (w *Workflow) Clone() *Workflow {
 	return &c
 }
 
+// AwaitsCompaction reports whether the workflow ended (or was removed)
+// holding data sealed under a secrets key that is not destroyed yet.
+func (w *Workflow) AwaitsCompaction() bool {
+	// Holds finds data sealed under the secrets key in a workflow that
+	// ended before workflow.secrets_sealed existed, so that its key is
+	// destroyed all the same.
+	return (w.Terminal() || w.Removed) && !w.Compacted && (w.SealsSecrets || w.Holds(masking.KindSecrets))
+}
+
 // Holds reports whether the workflow's data holds values sealed under its
 // key of kind (see masking.Sealed).
 func (w *Workflow) Holds(kind byte) bool {

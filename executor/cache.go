@@ -32,7 +32,15 @@ func (c *cache) get(id string) (*engine.Workflow, bool) {
 	return el.Value.(*entry).w, true
 }
 
+// put caches w, unless it ended with nothing left to do: the next trigger
+// of an ended workflow (a late result, a retry) is rare and can read it
+// again, and each state kept is heap every collection marks. A workflow
+// whose secrets await compaction stays, for its compaction.
 func (c *cache) put(id string, w *engine.Workflow) {
+	if w != nil && w.Terminal() && !w.AwaitsCompaction() {
+		c.drop(id)
+		return
+	}
 	if w != nil {
 		_, _ = w.Def() // parse the definition now: cached states are shared read-only
 	}

@@ -37,7 +37,8 @@ type Snapshots interface {
 type Config struct {
 	// Shards is the number of workflows decided concurrently.
 	Shards int
-	// CacheSize bounds the workflow states kept in memory per shard.
+	// CacheSize bounds the workflow states kept in memory per shard: the
+	// running workflows, and the ended ones until their compaction.
 	CacheSize int
 	// MaxAttempts bounds decide-append rounds lost to concurrent writers.
 	MaxAttempts int
@@ -59,7 +60,7 @@ func (c *Config) setDefaults() {
 		c.Shards = 1024
 	}
 	if c.CacheSize <= 0 {
-		c.CacheSize = 512
+		c.CacheSize = 32
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 20

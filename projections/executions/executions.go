@@ -18,7 +18,6 @@ import (
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
-	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -316,27 +315,26 @@ func (r *recentStates) get(token string) (*engine.Workflow, bool) {
 }
 
 func (r *recentStates) put(token string, w *engine.Workflow) {
+	if w.Terminal() && !w.AwaitsCompaction() {
+		// Rarely another record (a retry, a removal): not worth the heap
+		// every collection marks.
+		delete(r.m, token)
+		return
+	}
 	if _, ok := r.m[token]; !ok && len(r.m) >= r.max {
-		// Terminal workflows rarely see another record, except the
-		// compaction of those that sealed secrets: forget the others first,
-		// then every terminal one, and everything if that is not enough.
-		r.evict(func(w *engine.Workflow) bool { return w.Terminal() && !awaitsCompaction(w) })
-		if len(r.m) >= r.max*3/4 {
-			r.evict((*engine.Workflow).Terminal)
+		// The ended workflows wait for their compaction record, the
+		// others for their next step: forget the first, then everything
+		// if that is not enough.
+		for k, s := range r.m {
+			if s.Terminal() {
+				delete(r.m, k)
+			}
 		}
 		if len(r.m) >= r.max {
 			clear(r.m)
 		}
 	}
 	r.m[token] = w
-}
-
-func (r *recentStates) evict(forget func(*engine.Workflow) bool) {
-	for k, w := range r.m {
-		if forget(w) {
-			delete(r.m, k)
-		}
-	}
 }
 
 func (r *recentStates) drop(token string) { delete(r.m, token) }
@@ -357,7 +355,7 @@ func (p *Projection) storeCompaction(b *projections.Batch, w *engine.Workflow, p
 			return err
 		}
 	}
-	awaits := awaitsCompaction(w)
+	awaits := w.AwaitsCompaction()
 	if prev.awaitsCompaction && (!awaits || prev.endTime != w.EndTime) {
 		if err := b.Delete(compactionKey(prev.endTime, w.ID)); err != nil {
 			return err
@@ -378,7 +376,7 @@ func (p *Projection) storeCompaction(b *projections.Batch, w *engine.Workflow, p
 // keyed by id: its state goes, its events stay, so its key must still be
 // destroyed, and the compaction event finds the entry without the state.
 func (p *Projection) listRemoved(b *projections.Batch, w *engine.Workflow) error {
-	if !awaitsCompaction(w) {
+	if !w.AwaitsCompaction() {
 		return nil
 	}
 	if err := b.Delete(compactionKey(w.EndTime, w.ID)); err != nil {
@@ -440,13 +438,6 @@ func (p *Projection) unlistLegacy(b *projections.Batch, wfID string) error {
 func compactionKey(endTime int64, wfID string) []byte {
 	k := binary.BigEndian.AppendUint64([]byte(prefixCompaction), uint64(endTime))
 	return append(k, wfID...)
-}
-
-func awaitsCompaction(w *engine.Workflow) bool {
-	// Holds finds data sealed under the secrets key in a workflow that
-	// ended before workflow.secrets_sealed existed, so that its key is
-	// destroyed all the same.
-	return (w.Terminal() || w.Removed) && !w.Compacted && (w.SealsSecrets || w.Holds(masking.KindSecrets))
 }
 
 // KeyHolder returns the id of the workflow whose log recorded secrets key

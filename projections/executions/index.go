@@ -106,7 +106,7 @@ func snapshot(w *engine.Workflow) before {
 		return before{}
 	}
 	b := before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w), awaitsCompaction: awaitsCompaction(w), endTime: w.EndTime, secretsKey: w.SecretsKey}
+		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w), awaitsCompaction: w.AwaitsCompaction(), endTime: w.EndTime, secretsKey: w.SecretsKey}
 	for _, t := range w.Tasks {
 		b.tasks[t.ID] = taskEntry{t.Status, t.ScheduledTime}
 	}

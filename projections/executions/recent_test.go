@@ -8,18 +8,24 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
-// A full cache forgets ended workflows first, except those whose compaction
-// record is still to come: that record would otherwise read and decode the
-// state from the store again.
-func TestRecentStatesKeepWhatAwaitsCompaction(t *testing.T) {
+// The cache of recent states keeps running workflows and the ended ones
+// whose compaction record is still to come (it would otherwise read and
+// decode the state from the store again); when full, it forgets the ended
+// ones first.
+func TestRecentStates(t *testing.T) {
+	running := func() *engine.Workflow { return &engine.Workflow{Status: conductor.WorkflowRunning} }
+	ended := func() *engine.Workflow { return &engine.Workflow{Status: conductor.WorkflowCompleted} }
+	compactable := func() *engine.Workflow {
+		return &engine.Workflow{Status: conductor.WorkflowCompleted, SealsSecrets: true}
+	}
 	tests := []struct {
 		name                        string
 		running, ended, compactable int
-		wantKept                    []string // kinds that survive the eviction
+		want                        string // kinds kept, besides the one put last
 	}{
-		{"ended plain workflows go first", 4, 4, 4, []string{"running", "compactable"}},
-		{"then the compactable ones", 2, 1, 9, []string{"running"}},
-		{"then everything", 12, 0, 0, nil},
+		{"ended workflows with nothing to come are not kept", 2, 3, 2, "map[compactable:2 running:2]"},
+		{"when full, the ended ones go first", 8, 0, 4, "map[running:8]"},
+		{"then everything", 12, 0, 0, "map[]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,12 +38,10 @@ func TestRecentStatesKeepWhatAwaitsCompaction(t *testing.T) {
 					r.put(token, w())
 				}
 			}
-			add("running", tt.running, func() *engine.Workflow { return &engine.Workflow{Status: conductor.WorkflowRunning} })
-			add("ended", tt.ended, func() *engine.Workflow { return &engine.Workflow{Status: conductor.WorkflowCompleted} })
-			add("compactable", tt.compactable, func() *engine.Workflow {
-				return &engine.Workflow{Status: conductor.WorkflowCompleted, SealsSecrets: true}
-			})
-			r.put("new", &engine.Workflow{Status: conductor.WorkflowRunning})
+			add("running", tt.running, running)
+			add("ended", tt.ended, ended)
+			add("compactable", tt.compactable, compactable)
+			r.put("new", running())
 			if _, ok := r.get("new"); !ok {
 				t.Fatal("the state just put is not kept")
 			}
@@ -47,12 +51,8 @@ func TestRecentStatesKeepWhatAwaitsCompaction(t *testing.T) {
 					kept[kinds[token]]++
 				}
 			}
-			want := map[string]int{}
-			for _, k := range tt.wantKept {
-				want[k] = map[string]int{"running": tt.running, "ended": tt.ended, "compactable": tt.compactable}[k]
-			}
-			if fmt.Sprint(kept) != fmt.Sprint(want) {
-				t.Fatalf("kept %v, want %v", kept, want)
+			if got := fmt.Sprint(kept); got != tt.want {
+				t.Fatalf("kept %s, want %s", got, tt.want)
 			}
 		})
 	}
