@@ -119,6 +119,28 @@ func decodeRecords(t *testing.T, b []byte) [][]schemas.Envelope {
 	return out
 }
 
+// fold applies the events of recorded (see encode), calling each after
+// every event, and returns the state.
+func fold(t *testing.T, recorded []byte, each func(*engine.Workflow)) *engine.Workflow {
+	t.Helper()
+	var w *engine.Workflow
+	for i, envs := range decodeRecords(t, recorded) {
+		for _, env := range envs {
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				t.Fatalf("record %d: %v", i, err)
+			}
+			if w, err = engine.Apply(w, ev); err != nil {
+				t.Fatalf("record %d: %v", i, err)
+			}
+			if each != nil {
+				each(w)
+			}
+		}
+	}
+	return w
+}
+
 func TestReplayFixtures(t *testing.T) {
 	for name := range scenarios {
 		t.Run(name, func(t *testing.T) {
@@ -144,18 +166,7 @@ func TestReplayFixtures(t *testing.T) {
 			}
 
 			// 1. Folding the recorded events reproduces the recorded state.
-			var w *engine.Workflow
-			for i, envs := range decodeRecords(t, recorded) {
-				for _, env := range envs {
-					ev, err := schemas.Default.Decode(env)
-					if err != nil {
-						t.Fatalf("record %d: %v", i, err)
-					}
-					if w, err = engine.Apply(w, ev); err != nil {
-						t.Fatalf("record %d: %v", i, err)
-					}
-				}
-			}
+			w := fold(t, recorded, nil)
 			folded, _ := json.MarshalIndent(w.Conductor(true), "", "  ")
 			if string(folded)+"\n" != string(wantState) {
 				t.Errorf("folded state differs from %s:\n%s", statePath, folded)
