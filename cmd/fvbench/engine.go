@@ -304,6 +304,8 @@ func (r *engineRun) percentiles() (p50, p99 time.Duration, n int) {
 type measured struct {
 	tput     float64
 	p50, p99 time.Duration
+	// cpu is the process's CPU time per workflow during the run.
+	cpu time.Duration
 	// paced are the latency lines at fixed rates below saturation
 	// (fsync=always, NATS workers only).
 	paced []string
@@ -320,8 +322,8 @@ func benchEngine(ctx context.Context, o opts) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, NATS workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)\n",
-			mode, o.workflows, viaNATS.tput, viaNATS.p50.Round(time.Millisecond), viaNATS.p99.Round(time.Millisecond))
+		fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, NATS workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  cpu %s/workflow\n",
+			mode, o.workflows, viaNATS.tput, viaNATS.p50.Round(time.Millisecond), viaNATS.p99.Round(time.Millisecond), viaNATS.cpu.Round(10*time.Microsecond))
 		for _, line := range viaNATS.paced {
 			fmt.Println(line)
 		}
@@ -344,6 +346,7 @@ func benchEngine(ctx context.Context, o opts) error {
 		// this machine, from run to run: it is taken between the medians of
 		// secretsPairs runs of each, alternating, each on a fresh node.
 		plain, withSecrets := []float64{viaNATS.tput}, []float64{}
+		plainCPU, secretsCPU := []float64{viaNATS.cpu.Seconds()}, []float64{}
 		var last measured
 		for i := range secretsPairs {
 			if i > 0 {
@@ -352,15 +355,21 @@ func benchEngine(ctx context.Context, o opts) error {
 					return err
 				}
 				plain = append(plain, m.tput)
+				plainCPU = append(plainCPU, m.cpu.Seconds())
 			}
 			if last, err = measureEngine(ctx, o, mode, natsWorkers, "bench_secrets"); err != nil {
 				return err
 			}
 			withSecrets = append(withSecrets, last.tput)
+			secretsCPU = append(secretsCPU, last.cpu.Seconds())
 		}
 		fmt.Printf("fsync=%-7s %d workflows (2 secrets resolved + _secrets output, NATS workers): %7.0f workflows/s  p50 %s  p99 %s  ratio %.2f to plain  (target >= 0.90)\n",
 			mode, o.workflows, median(withSecrets), last.p50.Round(time.Millisecond), last.p99.Round(time.Millisecond), median(withSecrets)/median(plain))
 		fmt.Printf("fsync=%-7s   medians of %d alternating runs: secrets %s, plain %s workflows/s\n", mode, secretsPairs, runs(withSecrets), runs(plain))
+		// CPU per workflow says what the secrets cost apart from how busy
+		// the machine's disk and neighbours were during each run.
+		fmt.Printf("fsync=%-7s   CPU per workflow (medians): secrets %.2f ms, plain %.2f ms: plain/secrets %.2f\n",
+			mode, median(secretsCPU)*1e3, median(plainCPU)*1e3, median(plainCPU)/median(secretsCPU))
 	}
 	return nil
 }
@@ -419,12 +428,14 @@ func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind wo
 	if _, err := r.load(500, 0); err != nil { // warm up
 		return measured{}, err
 	}
+	cpu0 := processCPU()
 	took, err := r.load(o.workflows, 0)
 	if err != nil {
 		return measured{}, err
 	}
 	var m measured
 	m.tput = float64(o.workflows) / took.Seconds()
+	m.cpu = (processCPU() - cpu0) / time.Duration(o.workflows)
 	m.p50, m.p99, _ = r.percentiles()
 	if mode == eventlog.FsyncAlways && kind == natsWorkers && flow == "bench_three" {
 		// The target's "half that load" is half of 600 workflows/s; half
