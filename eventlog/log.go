@@ -329,10 +329,10 @@ func (l *Log) publish(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool,
 	backoff := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ack, err := l.js.PublishMsg(pctx, msg)
+		seq, dup, err := l.request(pctx, msg)
 		cancel()
 		if err == nil {
-			return ack.Sequence, ack.Duplicate, nil
+			return seq, dup, nil
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) {
