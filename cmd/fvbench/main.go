@@ -29,6 +29,8 @@ type opts struct {
 	compactions int
 	modes       []eventlog.FsyncMode
 	// workloads are the engine benchmark's parts to run: nats, http,
+	// secrets. The nats run is the baseline of the others, so it runs
+	// whenever any does.
 	// secrets (the secrets ratio runs nats too).
 	workloads string
 }
