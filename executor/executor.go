@@ -397,6 +397,9 @@ func (e *Executor) protect(ctx context.Context, w *engine.Workflow, dec engine.D
 	if err != nil {
 		return engine.Decision{}, fmt.Errorf("protect events: %w", err)
 	}
+	if sameSlice(events, dec.Events) {
+		return dec, nil
+	}
 	var state *engine.Workflow
 	if w != nil {
 		state = w.Clone()
@@ -408,6 +411,11 @@ func (e *Executor) protect(ctx context.Context, w *engine.Workflow, dec engine.D
 	}
 	dec.Events, dec.State = events, state
 	return dec, nil
+}
+
+// sameSlice reports whether a and b are one slice, not equal copies.
+func sameSlice(a, b []schemas.Event) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func seqOf(w *engine.Workflow) uint64 {

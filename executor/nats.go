@@ -35,6 +35,8 @@ type HandOff interface {
 // Protector rewrites a decision's events before they are appended: it seals
 // data under _secrets and _masked and redacts resolved secret values.
 // before is the workflow's state before the decision (nil for a start).
+// It returns events itself, not a copy, when it changes nothing: the
+// decision's state then stands as it is.
 type Protector interface {
 	Protect(ctx context.Context, before *engine.Workflow, events []schemas.Event) ([]schemas.Event, error)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/flowvault/flowvault/engine"
@@ -45,12 +46,14 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 		p.s.secretsKey = keyID(wfID, masking.KindSecrets)
 	}
 	out := make([]schemas.Event, 0, len(events))
+	changed := false
 	for _, ev := range events {
-		pev, err := p.event(ev)
+		pev, c, err := p.event(ev)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, pev)
+		changed = changed || c
 	}
 	if len(p.sealed) > 0 {
 		// Look for the sealed values where the workflow stored them before
@@ -80,6 +83,9 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 		if sc, ok := ev.(*schemas.WorkflowStatusChanged); ok && conductor.WorkflowTerminal(sc.Status) {
 			g.forget(wfID)
 		}
+	}
+	if !changed && len(out) == len(events) {
+		return events, nil // the executor keeps the decision's state
 	}
 	return out, nil
 }
@@ -213,8 +219,9 @@ func (p *protection) substitute(v any) any {
 
 func (p *protection) redactMap(m map[string]any) map[string]any { return p.m.get().Map(m) }
 
-func (p *protection) event(ev schemas.Event) (schemas.Event, error) {
-	var err error
+// event protects one event, returning it as it is when nothing in it
+// changes (changed is false).
+func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, err error) {
 	wf := "wf/" + p.s.wfID
 	switch e := ev.(type) {
 	case *schemas.WorkflowStarted:
@@ -222,52 +229,74 @@ func (p *protection) event(ev schemas.Event) (schemas.Event, error) {
 		if c.Input, err = p.seal(wf+"/input", c.Input, p.fields); err == nil {
 			c.Variables, err = p.seal(wf+"/variables", c.Variables, nil)
 		}
-		return &c, err
+		return &c, !sameMap(c.Input, e.Input) || !sameMap(c.Variables, e.Variables), err
 	case *schemas.TaskScheduled:
 		c := *e
 		if c.Input, err = p.seal(fmt.Sprintf("%s/task/%s/input", wf, e.TaskID), c.Input, nil); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.Input = p.redactMap(c.Input)
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
-		return &c, nil
+		if sameMap(c.Input, e.Input) && sameMap(c.Output, e.Output) && c.Reason == e.Reason {
+			return ev, false, nil
+		}
+		return &c, true, nil
 	case *schemas.TaskUpdated:
 		c := *e
 		if c.Output, err = p.seal(fmt.Sprintf("%s/task/%s/output", wf, e.TaskID), c.Output, nil); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
-		return &c, nil
+		if sameMap(c.Output, e.Output) && c.Reason == e.Reason {
+			return ev, false, nil
+		}
+		return &c, true, nil
 	case *schemas.TaskLogged:
 		c := *e
 		c.Lines = make([]string, len(e.Lines))
 		for i, l := range e.Lines {
 			c.Lines[i] = p.m.get().String(l)
+			changed = changed || c.Lines[i] != l
 		}
-		return &c, nil
+		if !changed {
+			return ev, false, nil
+		}
+		return &c, true, nil
 	case *schemas.VariablesUpdated:
 		c := *e
 		if c.Variables, err = p.seal(wf+"/variables", c.Variables, nil); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.Variables = p.redactMap(c.Variables)
-		return &c, nil
+		if sameMap(c.Variables, e.Variables) {
+			return ev, false, nil
+		}
+		return &c, true, nil
 	case *schemas.WorkflowStatusChanged:
 		c := *e
 		if c.Output, err = p.seal(wf+"/output", c.Output, p.fields); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
-		return &c, nil
+		if sameMap(c.Output, e.Output) && c.Reason == e.Reason {
+			return ev, false, nil
+		}
+		return &c, true, nil
 	case *schemas.WorkflowReset:
 		c := *e
 		c.Input, err = p.seal(wf+"/input", c.Input, p.fields)
-		return &c, err
+		return &c, !sameMap(c.Input, e.Input), err
 	}
-	return ev, nil
+	return ev, false, nil
+}
+
+// sameMap reports whether a and b are one map (both nil included), not
+// equal copies: protection copies only what it rewrites.
+func sameMap(a, b map[string]any) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 func hasMaskedKeys(v any) bool {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -256,27 +258,52 @@ func Holds(v any, kind byte) bool {
 	return false
 }
 
-// Shred returns a copy of v in which sealed values of kind are replaced by
-// "***": what remains of them once their key is destroyed.
+// Shred returns v with sealed values of kind replaced by "***": what
+// remains of them once their key is destroyed. v is not changed: the maps
+// and slices that hold such a value are copied, the others are returned
+// as they are.
 func Shred(v any, kind byte) any {
+	out, _ := shred(v, kind)
+	return out
+}
+
+// shred is Shred, reporting whether anything was replaced.
+func shred(v any, kind byte) (any, bool) {
 	switch x := v.(type) {
 	case *Sealed:
 		if x.Kind == kind {
-			return Mask
+			return Mask, true
 		}
-		return x
 	case map[string]any:
-		out := make(map[string]any, len(x))
+		var out map[string]any
 		for k, e := range x {
-			out[k] = Shred(e, kind)
+			se, changed := shred(e, kind)
+			if !changed {
+				continue
+			}
+			if out == nil {
+				out = maps.Clone(x)
+			}
+			out[k] = se
 		}
-		return out
+		if out != nil {
+			return out, true
+		}
 	case []any:
-		out := make([]any, len(x))
+		var out []any
 		for i, e := range x {
-			out[i] = Shred(e, kind)
+			se, changed := shred(e, kind)
+			if !changed {
+				continue
+			}
+			if out == nil {
+				out = slices.Clone(x)
+			}
+			out[i] = se
 		}
-		return out
+		if out != nil {
+			return out, true
+		}
 	}
-	return v
+	return v, false
 }

@@ -120,6 +120,23 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	if _, ok := shredded["_masked"].(map[string]any)["ssn"].(*Sealed); !ok {
 		t.Fatal("shred removed a masked-kind value")
 	}
+	// Copy on write: the input keeps its sealed value, and what holds
+	// nothing of that kind is shared, not copied.
+	if _, ok := back["_secrets"].(map[string]any)["token"].(*Sealed); !ok {
+		t.Fatal("shred modified its input")
+	}
+	masked := map[string]any{"ssn": &Sealed{Kind: KindMasked}}
+	mixed := map[string]any{"_masked": masked, "_secrets": map[string]any{"t": &Sealed{Kind: KindSecrets}}}
+	if out := Shred(mixed, KindSecrets).(map[string]any); !sameMap(out["_masked"], masked) || sameMap(out, mixed) {
+		t.Fatal("shred copied a map without secrets-kind values, or kept one with them")
+	}
+	if clean := map[string]any{"a": []any{"b"}}; !sameMap(Shred(clean, KindSecrets), clean) {
+		t.Fatal("shred copied a map without sealed values")
+	}
+}
+
+func sameMap(a, b any) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 func TestSealFields(t *testing.T) {

@@ -90,7 +90,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		events = append(events, ev)
 	}
 	w, ok := p.recent.get(token)
-	if !ok {
+	if !ok && !startsSubject(events) {
 		if w, err = load(b, token); err != nil {
 			return err
 		}
@@ -114,6 +114,18 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	w.Seq = rec.Seq
 	p.touched[token] = struct{}{}
 	return p.store(b, token, w, prev)
+}
+
+// startsSubject reports whether a record starts its workflow, so that no
+// state can exist to load: the executor appends a start only to an empty
+// subject (expected sequence 0). The lookup it saves misses every level
+// of the store, for every workflow.
+func startsSubject(events []schemas.Event) bool {
+	if len(events) == 0 {
+		return false
+	}
+	_, ok := events[0].(*schemas.WorkflowStarted)
+	return ok
 }
 
 func load(b *projections.Batch, token string) (*engine.Workflow, error) {

@@ -1,0 +1,56 @@
+package guard
+
+import (
+	"context"
+	"testing"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// Protect hands back the decision's own events when it changes nothing,
+// so that the executor keeps the decision's state instead of folding it
+// again; what it redacts goes into copies.
+func TestProtectCopiesOnlyWhatItChanges(t *testing.T) {
+	ctx := context.Background()
+	g := New(Config{})
+	before, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-1", Name: "w", Version: 1,
+		Def: []byte(`{"name":"w","version":1,"tasks":[]}`), Input: map[string]any{"in": "plain input"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "resolved-secret-value"
+	update := func(out string) []schemas.Event {
+		return []schemas.Event{
+			&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: map[string]any{"v": out}, Time: 1},
+			&schemas.TaskLogged{TaskID: "t1", Lines: []string{"a log line"}},
+		}
+	}
+
+	events := update("plain output")
+	out, err := g.Protect(ctx, before, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(events) || &out[0] != &events[0] {
+		t.Fatalf("events without secrets came back as a copy: %v", out)
+	}
+
+	g.memoFor("wf-1").add([]byte(secret)) // as a hand-off resolving it does
+	events = update("echo " + secret)
+	if out, err = g.Protect(ctx, before, events); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(events) || &out[0] == &events[0] {
+		t.Fatalf("events with a resolved value came back as they were: %v", out)
+	}
+	if got := out[0].(*schemas.TaskUpdated).Output["v"]; got != "echo ***" {
+		t.Fatalf("redacted output = %v", got)
+	}
+	if got := events[0].(*schemas.TaskUpdated).Output["v"]; got != "echo "+secret {
+		t.Fatalf("the decision's event was modified: %v", got)
+	}
+	if out[1] != events[1] {
+		t.Fatal("an event without the value was copied")
+	}
+}
