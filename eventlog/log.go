@@ -190,6 +190,19 @@ func (l *Log) Conn() *nats.Conn { return l.nc }
 // JetStream returns the JetStream context the log uses.
 func (l *Log) JetStream() jetstream.JetStream { return l.js }
 
+// Publish stores msg in the stream that takes its subject, once (a
+// retry with the same Nats-Msg-Id header is a duplicate), and returns its
+// sequence: jetstream's PublishMsg for messages that are not events (the
+// dispatch announcements), reading the acknowledgement as appends do.
+func (l *Log) Publish(ctx context.Context, msg *nats.Msg) (seq uint64, duplicate bool, err error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	return l.request(ctx, msg)
+}
+
 // ClientURL is the address workers and other processes connect to, with
 // credentials; "" for an embedded server that does not listen.
 func (l *Log) ClientURL() string {

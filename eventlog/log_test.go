@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
@@ -265,6 +268,33 @@ func TestAppendDedup(t *testing.T) {
 	recs, _ := l.ReadSubject(ctx, subj, 0)
 	if len(recs) != 1 {
 		t.Fatalf("%d records after retries, want 1", len(recs))
+	}
+}
+
+// Publish stores a message that is not an event once per message id,
+// and a subject no stream takes is an error, not a lost message.
+func TestPublish(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	msg := func(id string) *nats.Msg {
+		m := nats.NewMsg("fv.task.publish-test")
+		m.Data = []byte(`{"taskId":"t1"}`)
+		m.Header.Set(jetstream.MsgIDHeader, id)
+		return m
+	}
+	seq, dup, err := l.Publish(ctx, msg("t1:1"))
+	if err != nil || dup || seq == 0 {
+		t.Fatalf("Publish = %d, %v, %v", seq, dup, err)
+	}
+	if again, dup, err := l.Publish(ctx, msg("t1:1")); err != nil || !dup || again != seq {
+		t.Fatalf("the same id again = %d, duplicate %v, %v; want %d, true", again, dup, err, seq)
+	}
+	if next, dup, err := l.Publish(ctx, msg("t1:2")); err != nil || dup || next <= seq {
+		t.Fatalf("another id = %d, duplicate %v, %v; want after %d", next, dup, err, seq)
+	}
+	if _, _, err := l.Publish(ctx, nats.NewMsg("nowhere.publish-test")); !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("a subject without a stream: %v, want ErrNoStreamResponse", err)
 	}
 }
 

@@ -268,11 +268,11 @@ func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 	// The same hand-off announced twice (recovery, a repeated tick) is
 	// dropped by the stream's duplicate window.
 	msg.Header.Set(jetstream.MsgIDHeader, eff.TaskID+":"+strconv.FormatInt(eff.Attempt, 10))
-	ack, err := d.log.JetStream().PublishMsg(ctx, msg)
+	seq, dup, err := d.log.Publish(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("dispatch %s: %w", eff.TaskID, err)
 	}
-	d.logger.Debug("task dispatched", logkey.WorkflowID, eff.WorkflowID, logkey.TaskID, eff.TaskID, logkey.Seq, ack.Sequence, "duplicate", ack.Duplicate)
+	d.logger.Debug("task dispatched", logkey.WorkflowID, eff.WorkflowID, logkey.TaskID, eff.TaskID, logkey.Seq, seq, "duplicate", dup)
 	return nil
 }
 
