@@ -2,205 +2,120 @@ package engine
 
 import (
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/internal/msgfields"
 )
 
 // The executions read model encodes a workflow's whole state, tasks
-// included, on every record it folds; the reflective encoder spends most of
-// that time deciding field by field what omitempty leaves out. These
-// encoders write the same bytes directly: the map of the fields in
-// declaration order, each under its tag, the omitempty ones only when set,
-// int64 and uint64 in their fixed-size form (flowvault never asks for
-// compact integers). TestStateEncodingMatchesReflection holds them to the
+// included, on every record it folds: these write it by hand (see
+// msgfields). TestStateEncodingMatchesReflection holds them to the
 // reflective encoding of every state the replay fixtures fold.
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
-	w := fieldWriter{e: e}
-	w.mapLen(11, len(t.Deferred) > 0, t.RetryCount != 0, t.Retried, t.RetriedTaskID != "", t.PollCount != 0,
+	w := msgfields.New(e)
+	w.MapLen(11, len(t.Deferred) > 0, t.RetryCount != 0, t.Retried, t.RetriedTaskID != "", t.PollCount != 0,
 		t.Iteration != 0, t.Domain != "", t.WorkerID != "", t.Reason != "", t.CallbackAfterSeconds != 0,
 		t.FirstScheduled != 0, t.AvailableAt != 0, t.StartTime != 0, t.FirstStartTime != 0, t.EndTime != 0,
 		len(t.Config) > 0, len(t.TaskDef) > 0, t.SubWorkflowID != "", t.ParentTaskID != "", len(t.Logs) > 0,
 		len(t.Resolved) > 0)
-	w.str("id", t.ID, false)
-	w.str("ref", t.Ref, false)
-	w.str("name", t.Name, false)
-	w.str("type", t.Type, false)
-	w.str("st", t.Status, false)
-	w.int("seq", t.Seq, false)
-	w.value("in", t.Input, false)
-	w.value("dfr", t.Deferred, len(t.Deferred) == 0)
-	w.value("out", t.Output, false)
-	w.int("retry", t.RetryCount, true)
-	w.bool("retried", t.Retried)
-	w.str("rtid", t.RetriedTaskID, true)
-	w.int("polls", t.PollCount, true)
-	w.int("iter", t.Iteration, true)
-	w.str("dom", t.Domain, true)
-	w.str("worker", t.WorkerID, true)
-	w.str("why", t.Reason, true)
-	w.int64("cb", t.CallbackAfterSeconds, true)
-	w.int64("sched", t.ScheduledTime, false)
-	w.int64("first", t.FirstScheduled, true)
-	w.int64("avail", t.AvailableAt, true)
-	w.int64("start", t.StartTime, true)
-	w.int64("fstart", t.FirstStartTime, true)
-	w.int64("end", t.EndTime, true)
-	w.int64("upd", t.UpdateTime, false)
-	w.value("pol", &t.Policy, false)
-	w.bytes("cfg", t.Config, true)
-	w.bytes("tdef", t.TaskDef, true)
-	w.str("sub", t.SubWorkflowID, true)
-	w.str("parent", t.ParentTaskID, true)
-	w.value("logs", t.Logs, len(t.Logs) == 0)
-	w.value("res", t.Resolved, len(t.Resolved) == 0)
-	return w.err
+	w.Str("id", t.ID, false)
+	w.Str("ref", t.Ref, false)
+	w.Str("name", t.Name, false)
+	w.Str("type", t.Type, false)
+	w.Str("st", t.Status, false)
+	w.Int("seq", t.Seq, false)
+	w.Value("in", t.Input, false)
+	w.Value("dfr", t.Deferred, len(t.Deferred) == 0)
+	w.Value("out", t.Output, false)
+	w.Int("retry", t.RetryCount, true)
+	w.Bool("retried", t.Retried)
+	w.Str("rtid", t.RetriedTaskID, true)
+	w.Int("polls", t.PollCount, true)
+	w.Int("iter", t.Iteration, true)
+	w.Str("dom", t.Domain, true)
+	w.Str("worker", t.WorkerID, true)
+	w.Str("why", t.Reason, true)
+	w.Int64("cb", t.CallbackAfterSeconds, true)
+	w.Int64("sched", t.ScheduledTime, false)
+	w.Int64("first", t.FirstScheduled, true)
+	w.Int64("avail", t.AvailableAt, true)
+	w.Int64("start", t.StartTime, true)
+	w.Int64("fstart", t.FirstStartTime, true)
+	w.Int64("end", t.EndTime, true)
+	w.Int64("upd", t.UpdateTime, false)
+	w.Value("pol", &t.Policy, false)
+	w.Bytes("cfg", t.Config, true)
+	w.Bytes("tdef", t.TaskDef, true)
+	w.Str("sub", t.SubWorkflowID, true)
+	w.Str("parent", t.ParentTaskID, true)
+	w.Value("logs", t.Logs, len(t.Logs) == 0)
+	w.Value("res", t.Resolved, len(t.Resolved) == 0)
+	return w.Err()
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error {
-	f := fieldWriter{e: e}
-	f.mapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "",
+	f := msgfields.New(e)
+	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "",
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
 		w.Epoch != 0, w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0)
-	f.str("id", w.ID, false)
-	f.str("name", w.Name, false)
-	f.int("ver", w.Version, false)
-	f.bytes("def", w.DefJSON, false)
-	f.str("st", w.Status, false)
-	f.value("in", w.Input, false)
-	f.value("out", w.Output, false)
-	f.value("vars", w.Variables, false)
-	f.str("corr", w.CorrelationID, true)
-	f.int("prio", w.Priority, true)
-	f.value("t2d", w.TaskToDomain, len(w.TaskToDomain) == 0)
-	f.str("by", w.CreatedBy, true)
-	f.str("pwf", w.ParentWorkflowID, true)
-	f.str("ptask", w.ParentWorkflowTaskID, true)
-	f.str("idem", w.IdempotencyKey, true)
-	f.str("why", w.Reason, true)
-	f.value("frefs", w.FailedTaskRefs, len(w.FailedTaskRefs) == 0)
-	f.value("fnames", w.FailedTaskNames, len(w.FailedTaskNames) == 0)
-	f.int64("ct", w.CreateTime, false)
-	f.int64("stt", w.StartTime, false)
-	f.int64("et", w.EndTime, true)
-	f.int64("ut", w.UpdateTime, false)
-	f.int64("lrt", w.LastRetriedTime, true)
-	f.tasks("tasks", w.Tasks)
-	f.int("ctr", w.Counter, false)
-	f.int("epoch", w.Epoch, true)
-	f.bool("rm", w.Removed)
-	f.bool("arch", w.Archived)
-	f.bool("sealsSecrets", w.SealsSecrets)
-	f.bool("compacted", w.Compacted)
-	f.str("secretsKey", w.SecretsKey, true)
-	f.value("masked", w.MaskedPaths, len(w.MaskedPaths) == 0)
-	f.key("seq")
-	if f.err == nil {
-		f.err = e.EncodeUint64(w.Seq)
-	}
-	return f.err
+	f.Str("id", w.ID, false)
+	f.Str("name", w.Name, false)
+	f.Int("ver", w.Version, false)
+	f.Bytes("def", w.DefJSON, false)
+	f.Str("st", w.Status, false)
+	f.Value("in", w.Input, false)
+	f.Value("out", w.Output, false)
+	f.Value("vars", w.Variables, false)
+	f.Str("corr", w.CorrelationID, true)
+	f.Int("prio", w.Priority, true)
+	f.Value("t2d", w.TaskToDomain, len(w.TaskToDomain) == 0)
+	f.Str("by", w.CreatedBy, true)
+	f.Str("pwf", w.ParentWorkflowID, true)
+	f.Str("ptask", w.ParentWorkflowTaskID, true)
+	f.Str("idem", w.IdempotencyKey, true)
+	f.Str("why", w.Reason, true)
+	f.Value("frefs", w.FailedTaskRefs, len(w.FailedTaskRefs) == 0)
+	f.Value("fnames", w.FailedTaskNames, len(w.FailedTaskNames) == 0)
+	f.Int64("ct", w.CreateTime, false)
+	f.Int64("stt", w.StartTime, false)
+	f.Int64("et", w.EndTime, true)
+	f.Int64("ut", w.UpdateTime, false)
+	f.Int64("lrt", w.LastRetriedTime, true)
+	f.Field("tasks", encodeTasks(w.Tasks))
+	f.Int("ctr", w.Counter, false)
+	f.Int("epoch", w.Epoch, true)
+	f.Bool("rm", w.Removed)
+	f.Bool("arch", w.Archived)
+	f.Bool("sealsSecrets", w.SealsSecrets)
+	f.Bool("compacted", w.Compacted)
+	f.Str("secretsKey", w.SecretsKey, true)
+	f.Value("masked", w.MaskedPaths, len(w.MaskedPaths) == 0)
+	f.Uint64("seq", w.Seq, false)
+	return f.Err()
 }
 
-// fieldWriter writes a struct's fields, keeping the first error.
-type fieldWriter struct {
-	e   *msgpack.Encoder
-	err error
-}
-
-// mapLen writes the map header: always fields, plus one for each set
-// optional field.
-func (f *fieldWriter) mapLen(always int, optional ...bool) {
-	n := always
-	for _, set := range optional {
-		if set {
-			n++
+func encodeTasks(ts []*Task) func(*msgpack.Encoder) error {
+	return func(e *msgpack.Encoder) error {
+		if ts == nil {
+			return e.EncodeNil()
 		}
-	}
-	f.err = f.e.EncodeMapLen(n)
-}
-
-func (f *fieldWriter) key(name string) {
-	if f.err == nil {
-		f.err = f.e.EncodeString(name)
-	}
-}
-
-func (f *fieldWriter) str(name, v string, omitEmpty bool) {
-	if omitEmpty && v == "" {
-		return
-	}
-	if f.key(name); f.err == nil {
-		f.err = f.e.EncodeString(v)
-	}
-}
-
-func (f *fieldWriter) int(name string, v int, omitEmpty bool) {
-	if omitEmpty && v == 0 {
-		return
-	}
-	if f.key(name); f.err == nil {
-		f.err = f.e.EncodeInt(int64(v))
-	}
-}
-
-func (f *fieldWriter) int64(name string, v int64, omitEmpty bool) {
-	if omitEmpty && v == 0 {
-		return
-	}
-	if f.key(name); f.err == nil {
-		f.err = f.e.EncodeInt64(v)
-	}
-}
-
-// bool writes an omitempty bool.
-func (f *fieldWriter) bool(name string, v bool) {
-	if !v {
-		return
-	}
-	if f.key(name); f.err == nil {
-		f.err = f.e.EncodeBool(v)
-	}
-}
-
-func (f *fieldWriter) bytes(name string, v []byte, omitEmpty bool) {
-	if omitEmpty && len(v) == 0 {
-		return
-	}
-	if f.key(name); f.err == nil {
-		f.err = f.e.EncodeBytes(v)
-	}
-}
-
-// value writes any other field the reflective way, unless omit.
-func (f *fieldWriter) value(name string, v any, omit bool) {
-	if omit {
-		return
-	}
-	if f.key(name); f.err == nil {
-		f.err = f.e.Encode(v)
-	}
-}
-
-func (f *fieldWriter) tasks(name string, ts []*Task) {
-	if f.key(name); f.err != nil {
-		return
-	}
-	if ts == nil {
-		f.err = f.e.EncodeNil()
-		return
-	}
-	if f.err = f.e.EncodeArrayLen(len(ts)); f.err != nil {
-		return
-	}
-	for _, t := range ts {
-		if t == nil {
-			f.err = f.e.EncodeNil()
-		} else {
-			f.err = t.EncodeMsgpack(f.e)
+		if err := e.EncodeArrayLen(len(ts)); err != nil {
+			return err
 		}
-		if f.err != nil {
-			return
+		for _, t := range ts {
+			var err error
+			if t == nil {
+				err = e.EncodeNil()
+			} else {
+				err = t.EncodeMsgpack(e)
+			}
+			if err != nil {
+				return err
+			}
 		}
+		return nil
 	}
 }

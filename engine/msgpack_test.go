@@ -10,6 +10,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/testutil/fields"
 	"github.com/flowvault/flowvault/schemas"
 )
 
@@ -44,19 +45,19 @@ func TestStateEncodingMatchesReflection(t *testing.T) {
 	// Every field set, and each field alone, so that two fields cannot
 	// swap places unnoticed.
 	full := &engine.Workflow{}
-	fillFields(reflect.ValueOf(full).Elem(), -1)
+	fields.Fill(reflect.ValueOf(full).Elem(), -1)
 	fullTask := &engine.Task{}
-	fillFields(reflect.ValueOf(fullTask).Elem(), -1)
+	fields.Fill(reflect.ValueOf(fullTask).Elem(), -1)
 	full.Tasks = []*engine.Task{fullTask, {ID: "empty"}}
 	states = append(states, full, &engine.Workflow{})
 	for i := range reflect.TypeFor[engine.Workflow]().NumField() {
 		w := &engine.Workflow{}
-		fillFields(reflect.ValueOf(w).Elem(), i)
+		fields.Fill(reflect.ValueOf(w).Elem(), i)
 		states = append(states, w)
 	}
 	for i := range reflect.TypeFor[engine.Task]().NumField() {
 		task := &engine.Task{}
-		fillFields(reflect.ValueOf(task).Elem(), i)
+		fields.Fill(reflect.ValueOf(task).Elem(), i)
 		states = append(states, &engine.Workflow{Tasks: []*engine.Task{task}})
 	}
 
@@ -86,46 +87,6 @@ func TestStateEncodingMatchesReflection(t *testing.T) {
 		again, _ := schemas.MarshalSorted(&back)
 		if !bytes.Equal(again, got) {
 			t.Fatalf("state %d does not survive a round trip", i)
-		}
-	}
-}
-
-// fillFields sets exported field only of the struct v (every one when only
-// is -1) to a value that omitempty keeps.
-func fillFields(v reflect.Value, only int) {
-	for i := range v.NumField() {
-		if !v.Type().Field(i).IsExported() || only >= 0 && i != only {
-			continue
-		}
-		f := v.Field(i)
-		switch f.Kind() {
-		case reflect.String:
-			f.SetString(v.Type().Field(i).Name)
-		case reflect.Int, reflect.Int64:
-			f.SetInt(1_700_000_000_000 + int64(i))
-		case reflect.Uint64:
-			f.SetUint(1<<40 + uint64(i))
-		case reflect.Bool:
-			f.SetBool(true)
-		case reflect.Struct:
-			fillFields(f, -1)
-		case reflect.Map:
-			m := reflect.MakeMap(f.Type())
-			m.SetMapIndex(reflect.ValueOf("k"), reflect.ValueOf("v").Convert(f.Type().Elem()))
-			f.Set(m)
-		case reflect.Slice:
-			s := reflect.MakeSlice(f.Type(), 1, 1)
-			switch e := s.Index(0); e.Kind() {
-			case reflect.Uint8:
-				e.SetUint(7)
-			case reflect.Struct:
-				fillFields(e, -1)
-			case reflect.String:
-				e.SetString("s")
-			case reflect.Slice:
-				e.Set(reflect.ValueOf([]any{"x", int64(1)}))
-			}
-			f.Set(s)
 		}
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/msgfields"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 )
@@ -39,6 +42,29 @@ type Summary struct {
 	UpdateTime       int64  `msgpack:"ut"`
 	EndTime          int64  `msgpack:"et,omitempty"`
 	Archived         bool   `msgpack:"arch,omitempty"`
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder: every record writes its
+// workflow's summary (see msgfields).
+func (s *Summary) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := msgfields.New(e)
+	w.MapLen(6, s.CorrelationID != "", s.Priority != 0, s.CreatedBy != "", s.ParentWorkflowID != "",
+		s.IdempotencyKey != "", s.Reason != "", s.EndTime != 0, s.Archived)
+	w.Str("id", s.ID, false)
+	w.Str("name", s.Name, false)
+	w.Int("ver", s.Version, false)
+	w.Str("st", s.Status, false)
+	w.Str("corr", s.CorrelationID, true)
+	w.Int("prio", s.Priority, true)
+	w.Str("by", s.CreatedBy, true)
+	w.Str("pwf", s.ParentWorkflowID, true)
+	w.Str("idem", s.IdempotencyKey, true)
+	w.Str("why", s.Reason, true)
+	w.Int64("stt", s.StartTime, false)
+	w.Int64("ut", s.UpdateTime, false)
+	w.Int64("et", s.EndTime, true)
+	w.Bool("arch", s.Archived)
+	return w.Err()
 }
 
 func summaryOf(w *engine.Workflow) Summary {
