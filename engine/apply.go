@@ -11,8 +11,9 @@ import (
 )
 
 // Apply folds one event into w and returns the new state. It changes w in
-// place (clone first to keep the old state); for a WorkflowStarted event w
-// may be nil. Apply never fails on events the decider emits; an error means
+// place (clone first to keep the old state), but never one of its tasks:
+// a task that changes is replaced by a changed copy. For a
+// WorkflowStarted event w may be nil. Apply never fails on events the decider emits; an error means
 // the log holds an event that does not fit this workflow.
 func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 	if s, ok := ev.(*schemas.WorkflowStarted); ok {
@@ -28,7 +29,7 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 	case *schemas.TaskScheduled:
 		applyScheduled(w, e)
 	case *schemas.TaskStarted:
-		t := w.TaskByID(e.TaskID)
+		t := w.ownTask(e.TaskID)
 		if t == nil {
 			return nil, fmt.Errorf("workflow %s: start of unknown task %s", w.ID, e.TaskID)
 		}
@@ -48,14 +49,14 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 		}
 		w.UpdateTime = e.Time
 	case *schemas.TaskUpdated:
-		t := w.TaskByID(e.TaskID)
+		t := w.ownTask(e.TaskID)
 		if t == nil {
 			return nil, fmt.Errorf("workflow %s: update of unknown task %s", w.ID, e.TaskID)
 		}
 		applyUpdated(t, e)
 		w.UpdateTime = e.Time
 	case *schemas.TaskLogged:
-		t := w.TaskByID(e.TaskID)
+		t := w.ownTask(e.TaskID)
 		if t == nil {
 			return nil, fmt.Errorf("workflow %s: log for unknown task %s", w.ID, e.TaskID)
 		}
@@ -131,7 +132,7 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 		t.StartTime, t.EndTime = e.Time, e.Time
 	}
 	if e.RetriedTaskID != "" {
-		if old := w.TaskByID(e.RetriedTaskID); old != nil {
+		if old := w.ownTask(e.RetriedTaskID); old != nil {
 			old.Retried = true
 		}
 	}
@@ -239,14 +240,39 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 // Orkes documents.
 func applyCompacted(w *Workflow) {
 	w.Compacted = true
-	shred := func(m map[string]any) map[string]any {
-		if m == nil {
-			return nil
+	w.Input, _ = shred(w.Input)
+	w.Output, _ = shred(w.Output)
+	w.Variables, _ = shred(w.Variables)
+	for i, t := range w.Tasks {
+		in, inShredded := shred(t.Input)
+		out, outShredded := shred(t.Output)
+		if inShredded || outShredded {
+			c := *t
+			c.Input, c.Output = in, out
+			w.Tasks[i] = &c
 		}
-		return masking.Shred(m, masking.KindSecrets).(map[string]any)
 	}
-	w.Input, w.Output, w.Variables = shred(w.Input), shred(w.Output), shred(w.Variables)
-	for _, t := range w.Tasks {
-		t.Input, t.Output = shred(t.Input), shred(t.Output)
+}
+
+func shred(m map[string]any) (map[string]any, bool) {
+	if m == nil {
+		return nil, false
 	}
+	v, shredded := masking.Shred(m, masking.KindSecrets)
+	return v.(map[string]any), shredded
+}
+
+// ownTask returns the task with id for Apply to change: a copy, which
+// replaces it in w. A task is never changed in place: states share their
+// tasks (see Clone), and the executions read model reuses the encoding of
+// a task it has seen before.
+func (w *Workflow) ownTask(id string) *Task {
+	for i, t := range w.Tasks {
+		if t.ID == id {
+			c := *t
+			w.Tasks[i] = &c
+			return &c
+		}
+	}
+	return nil
 }

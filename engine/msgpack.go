@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"bytes"
+
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/internal/msgfields"
+	"github.com/flowvault/flowvault/schemas"
 )
 
 // The executions read model encodes a workflow's whole state, tasks
@@ -55,7 +58,32 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
-func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error {
+func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error { return w.encode(e, nil) }
+
+// TaskEncodings remembers the encodings of one workflow's tasks between
+// the records that change it: a task keeps its encoding as long as it is
+// the same object, since Apply replaces a task it changes. The executions
+// read model writes the whole state on every record, and most records
+// change one task of several. The zero value is empty.
+type TaskEncodings struct {
+	tasks []*Task
+	enc   []msgpack.RawMessage
+}
+
+// EncodeState returns what schemas.MarshalSorted(w) returns, reusing the
+// encodings c remembers of w's tasks and remembering those of the others.
+func EncodeState(w *Workflow, c *TaskEncodings) ([]byte, error) {
+	var buf bytes.Buffer
+	e := msgpack.NewEncoder(&buf)
+	e.SetSortMapKeys(true)
+	if err := w.encode(e, c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// encode writes w, its tasks through c when c is not nil.
+func (w *Workflow) encode(e *msgpack.Encoder, c *TaskEncodings) error {
 	f := msgfields.New(e)
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "",
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.IdempotencyKey != "", w.Reason != "",
@@ -84,7 +112,7 @@ func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error {
 	f.Int64("et", w.EndTime, true)
 	f.Int64("ut", w.UpdateTime, false)
 	f.Int64("lrt", w.LastRetriedTime, true)
-	f.Field("tasks", encodeTasks(w.Tasks))
+	f.Field("tasks", func(e *msgpack.Encoder) error { return encodeTasks(e, w.Tasks, c) })
 	f.Int("ctr", w.Counter, false)
 	f.Int("epoch", w.Epoch, true)
 	f.Bool("rm", w.Removed)
@@ -97,25 +125,49 @@ func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error {
 	return f.Err()
 }
 
-func encodeTasks(ts []*Task) func(*msgpack.Encoder) error {
-	return func(e *msgpack.Encoder) error {
-		if ts == nil {
-			return e.EncodeNil()
+func encodeTasks(e *msgpack.Encoder, ts []*Task, c *TaskEncodings) error {
+	if ts == nil {
+		return e.EncodeNil()
+	}
+	if err := e.EncodeArrayLen(len(ts)); err != nil {
+		return err
+	}
+	for i, t := range ts {
+		var err error
+		switch {
+		case t == nil:
+			err = e.EncodeNil()
+		case c == nil:
+			err = t.EncodeMsgpack(e)
+		default:
+			err = c.encode(e, i, t)
 		}
-		if err := e.EncodeArrayLen(len(ts)); err != nil {
+		if err != nil {
 			return err
 		}
-		for _, t := range ts {
-			var err error
-			if t == nil {
-				err = e.EncodeNil()
-			} else {
-				err = t.EncodeMsgpack(e)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
 	}
+	if c != nil && len(c.tasks) > len(ts) {
+		// Restart and rerun drop tasks.
+		clear(c.tasks[len(ts):])
+		clear(c.enc[len(ts):])
+		c.tasks, c.enc = c.tasks[:len(ts)], c.enc[:len(ts)]
+	}
+	return nil
+}
+
+// encode writes task t, the i-th of its workflow, reusing its encoding if
+// it was the i-th the last time.
+func (c *TaskEncodings) encode(e *msgpack.Encoder, i int, t *Task) error {
+	if i < len(c.tasks) && c.tasks[i] == t {
+		return c.enc[i].EncodeMsgpack(e)
+	}
+	b, err := schemas.MarshalSorted(t)
+	if err != nil {
+		return err
+	}
+	for len(c.tasks) <= i {
+		c.tasks, c.enc = append(c.tasks, nil), append(c.enc, nil)
+	}
+	c.tasks[i], c.enc[i] = t, b
+	return msgpack.RawMessage(b).EncodeMsgpack(e)
 }

@@ -105,15 +105,13 @@ type Task struct {
 // Terminal reports whether the workflow has finished.
 func (w *Workflow) Terminal() bool { return conductor.WorkflowTerminal(w.Status) }
 
-// Clone returns a copy whose task slice and tasks can be changed without
-// touching w. Maps are shared: they are replaced, never mutated.
+// Clone returns a copy Apply can change without touching w: it has its own
+// task list, and shares the tasks and maps, which Apply replaces, never
+// changes.
 func (w *Workflow) Clone() *Workflow {
 	c := *w
 	c.Tasks = make([]*Task, len(w.Tasks))
-	for i, t := range w.Tasks {
-		tc := *t
-		c.Tasks[i] = &tc
-	}
+	copy(c.Tasks, w.Tasks)
 	c.FailedTaskRefs = slices.Clone(w.FailedTaskRefs)
 	c.FailedTaskNames = slices.Clone(w.FailedTaskNames)
 	return &c

@@ -261,14 +261,8 @@ func Holds(v any, kind byte) bool {
 // Shred returns v with sealed values of kind replaced by "***": what
 // remains of them once their key is destroyed. v is not changed: the maps
 // and slices that hold such a value are copied, the others are returned
-// as they are.
-func Shred(v any, kind byte) any {
-	out, _ := shred(v, kind)
-	return out
-}
-
-// shred is Shred, reporting whether anything was replaced.
-func shred(v any, kind byte) (any, bool) {
+// as they are. shredded reports whether anything was replaced.
+func Shred(v any, kind byte) (out any, shredded bool) {
 	switch x := v.(type) {
 	case *Sealed:
 		if x.Kind == kind {
@@ -277,7 +271,7 @@ func shred(v any, kind byte) (any, bool) {
 	case map[string]any:
 		var out map[string]any
 		for k, e := range x {
-			se, changed := shred(e, kind)
+			se, changed := Shred(e, kind)
 			if !changed {
 				continue
 			}
@@ -292,7 +286,7 @@ func shred(v any, kind byte) (any, bool) {
 	case []any:
 		var out []any
 		for i, e := range x {
-			se, changed := shred(e, kind)
+			se, changed := Shred(e, kind)
 			if !changed {
 				continue
 			}

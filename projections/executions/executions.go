@@ -89,12 +89,16 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		}
 		events = append(events, ev)
 	}
-	w, ok := p.recent.get(token)
-	if !ok && !startsSubject(events) {
-		if w, err = load(b, token); err != nil {
-			return err
+	r, ok := p.recent.get(token)
+	if !ok {
+		r = &recent{}
+		if !startsSubject(events) {
+			if r.w, err = load(b, token); err != nil {
+				return err
+			}
 		}
 	}
+	w := r.w
 	if w == nil && schemas.OnlyCompaction(events) {
 		return p.compactedAfterRemoval(b, token)
 	}
@@ -102,7 +106,8 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		if err != nil || w.Removed && !w.Archived {
 			p.recent.drop(token) // it may be half-folded, or is gone
 		} else {
-			p.recent.put(token, w)
+			r.w = w
+			p.recent.put(token, r)
 		}
 	}()
 	prev := snapshot(w)
@@ -113,7 +118,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	}
 	w.Seq = rec.Seq
 	p.touched[token] = struct{}{}
-	return p.store(b, token, w, prev)
+	return p.store(b, token, w, prev, &r.tasks)
 }
 
 // startsSubject reports whether a record starts its workflow, so that no
@@ -143,14 +148,14 @@ func load(b *projections.Batch, token string) (*engine.Workflow, error) {
 	return &w, nil
 }
 
-func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
+func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before, tasks *engine.TaskEncodings) error {
 	if err := p.storeCompaction(b, w, prev); err != nil {
 		return err
 	}
 	if w.Removed && !w.Archived {
 		return p.removeAll(b, token, w, prev)
 	}
-	v, err := schemas.MarshalSorted(w)
+	v, err := engine.EncodeState(w, tasks)
 	if err != nil {
 		return err
 	}
@@ -310,24 +315,31 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 	return w.ID, status, true, nil
 }
 
+// recent is a state the projection folded, and the encodings of its
+// tasks, most of which the workflow's next record leaves as they are.
+type recent struct {
+	w     *engine.Workflow
+	tasks engine.TaskEncodings
+}
+
 // recentStates is a bounded map of recently folded states. Only the
 // runner's goroutine uses it.
 type recentStates struct {
 	max int
-	m   map[string]*engine.Workflow
+	m   map[string]*recent
 }
 
 func newRecentStates(max int) *recentStates {
-	return &recentStates{max: max, m: make(map[string]*engine.Workflow)}
+	return &recentStates{max: max, m: make(map[string]*recent)}
 }
 
-func (r *recentStates) get(token string) (*engine.Workflow, bool) {
-	w, ok := r.m[token]
-	return w, ok
+func (r *recentStates) get(token string) (*recent, bool) {
+	s, ok := r.m[token]
+	return s, ok
 }
 
-func (r *recentStates) put(token string, w *engine.Workflow) {
-	if w.Terminal() && !w.AwaitsCompaction() {
+func (r *recentStates) put(token string, s *recent) {
+	if w := s.w; w.Terminal() && !w.AwaitsCompaction() {
 		// Rarely another record (a retry, a removal): not worth the heap
 		// every collection marks.
 		delete(r.m, token)
@@ -337,8 +349,8 @@ func (r *recentStates) put(token string, w *engine.Workflow) {
 		// The ended workflows wait for their compaction record, the
 		// others for their next step: forget the first, then everything
 		// if that is not enough.
-		for k, s := range r.m {
-			if s.Terminal() {
+		for k, old := range r.m {
+			if old.w.Terminal() {
 				delete(r.m, k)
 			}
 		}
@@ -346,7 +358,7 @@ func (r *recentStates) put(token string, w *engine.Workflow) {
 			clear(r.m)
 		}
 	}
-	r.m[token] = w
+	r.m[token] = s
 }
 
 func (r *recentStates) drop(token string) { delete(r.m, token) }

@@ -35,13 +35,13 @@ func TestRecentStates(t *testing.T) {
 				for i := range n {
 					token := fmt.Sprintf("%s-%d", kind, i)
 					kinds[token] = kind
-					r.put(token, w())
+					r.put(token, &recent{w: w()})
 				}
 			}
 			add("running", tt.running, running)
 			add("ended", tt.ended, ended)
 			add("compactable", tt.compactable, compactable)
-			r.put("new", running())
+			r.put("new", &recent{w: running()})
 			if _, ok := r.get("new"); !ok {
 				t.Fatal("the state just put is not kept")
 			}
