@@ -422,7 +422,7 @@ func prepare(ctx context.Context, mode eventlog.FsyncMode, kind workerKind, flow
 		return nil, nil, err
 	}
 	var closers []func()
-	stop = func() {
+	release := func() {
 		for _, c := range slices.Backward(closers) {
 			c()
 		}
@@ -430,7 +430,7 @@ func prepare(ctx context.Context, mode eventlog.FsyncMode, kind workerKind, flow
 	}
 	defer func() {
 		if err != nil {
-			stop()
+			release()
 		}
 	}()
 	r.flow = flow
@@ -453,9 +453,9 @@ func prepare(ctx context.Context, mode eventlog.FsyncMode, kind workerKind, flow
 		return nil, nil, err
 	}
 	if _, err := r.load(500, 0); err != nil { // warm up
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("warm up: %w", err)
 	}
-	return r, stop, nil
+	return r, release, nil
 }
 
 // measureEngine runs the workload of flow on a new node with workers of kind.
