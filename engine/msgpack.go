@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"bytes"
-
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/internal/msgfields"
@@ -73,14 +71,16 @@ type TaskEncodings struct {
 // EncodeState returns what schemas.MarshalSorted(w) returns, reusing the
 // encodings c remembers of w's tasks and remembering those of the others.
 func EncodeState(w *Workflow, c *TaskEncodings) ([]byte, error) {
-	var buf bytes.Buffer
-	e := msgpack.NewEncoder(&buf)
-	e.SetSortMapKeys(true)
-	if err := w.encode(e, c); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return schemas.MarshalSorted(stateThrough{w, c})
 }
+
+// stateThrough encodes a state with its tasks' encodings from c.
+type stateThrough struct {
+	w *Workflow
+	c *TaskEncodings
+}
+
+func (s stateThrough) EncodeMsgpack(e *msgpack.Encoder) error { return s.w.encode(e, s.c) }
 
 // encode writes w, its tasks through c when c is not nil.
 func (w *Workflow) encode(e *msgpack.Encoder, c *TaskEncodings) error {

@@ -147,17 +147,12 @@ func (env Envelope) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
 	w.MapLen(5, env.CausationID != "", env.CorrelationID != "", env.Principal != "")
 	w.Str("t", env.Type, false)
-	w.Field("v", func(e *msgpack.Encoder) error { return e.EncodeUint16(env.Version) })
+	w.Uint16("v", env.Version)
 	w.Str("id", env.ID, false)
 	w.Int64("ts", env.Time, false)
 	w.Str("ca", env.CausationID, true)
 	w.Str("co", env.CorrelationID, true)
 	w.Str("p", env.Principal, true)
-	w.Field("d", func(e *msgpack.Encoder) error {
-		if env.Data == nil {
-			return e.EncodeNil()
-		}
-		return env.Data.EncodeMsgpack(e)
-	})
+	w.Raw("d", env.Data)
 	return w.Err()
 }

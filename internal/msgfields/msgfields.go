@@ -84,6 +84,25 @@ func (w *Writer) Uint64(name string, v uint64, omitEmpty bool) {
 	}
 }
 
+// Uint16 writes a uint16 field.
+func (w *Writer) Uint16(name string, v uint16) {
+	if w.Key(name); w.err == nil {
+		w.err = w.e.EncodeUint16(v)
+	}
+}
+
+// Raw writes a field of already encoded msgpack, nil as nil.
+func (w *Writer) Raw(name string, v msgpack.RawMessage) {
+	if w.Key(name); w.err != nil {
+		return
+	}
+	if v == nil {
+		w.err = w.e.EncodeNil()
+	} else {
+		w.err = v.EncodeMsgpack(w.e)
+	}
+}
+
 // Bool writes an omitempty bool field.
 func (w *Writer) Bool(name string, v bool) {
 	if !v {
