@@ -36,7 +36,7 @@ func buildBinary(t *testing.T) string {
 type serverProcess struct {
 	cmd   *exec.Cmd
 	lines chan map[string]any
-	all   *bytes.Buffer
+	all   *testutil.LogBuffer // every line, written as the server logs
 }
 
 func startServer(t *testing.T, bin string, env []string, args ...string) *serverProcess {
@@ -56,12 +56,12 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *serverProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &serverProcess{cmd: cmd, lines: make(chan map[string]any, 1024), all: &bytes.Buffer{}}
+	p := &serverProcess{cmd: cmd, lines: make(chan map[string]any, 1024), all: &testutil.LogBuffer{}}
 	go func() {
 		defer close(p.lines)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			p.all.WriteString(sc.Text() + "\n")
+			p.all.Write([]byte(sc.Text() + "\n"))
 			var m map[string]any
 			if json.Unmarshal(sc.Bytes(), &m) == nil {
 				p.lines <- m

@@ -176,7 +176,7 @@ func TestSecretCLI(t *testing.T) {
 		}
 	}
 	stopServer(t, p)
-	sc.Scan("server log", p.all.Bytes())
+	sc.Scan("server log", []byte(p.all.String()))
 	sc.Check(t)
 }
 
