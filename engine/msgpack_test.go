@@ -49,15 +49,9 @@ func TestStateEncodingMatchesReflection(t *testing.T) {
 	fullTask := &engine.Task{}
 	fields.Fill(reflect.ValueOf(fullTask).Elem(), -1)
 	full.Tasks = []*engine.Task{fullTask, {ID: "empty"}}
-	states = append(states, full, &engine.Workflow{})
-	for i := range reflect.TypeFor[engine.Workflow]().NumField() {
-		w := &engine.Workflow{}
-		fields.Fill(reflect.ValueOf(w).Elem(), i)
-		states = append(states, w)
-	}
-	for i := range reflect.TypeFor[engine.Task]().NumField() {
-		task := &engine.Task{}
-		fields.Fill(reflect.ValueOf(task).Elem(), i)
+	states = append(states, full)
+	states = append(states, fields.Variants[engine.Workflow]()...)
+	for _, task := range fields.Variants[engine.Task]() {
 		states = append(states, &engine.Workflow{Tasks: []*engine.Task{task}})
 	}
 

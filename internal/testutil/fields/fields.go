@@ -1,7 +1,13 @@
 // Package fields fills structs for the tests of hand-written encoders.
 package fields
 
-import "reflect"
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"github.com/flowvault/flowvault/schemas"
+)
 
 // Fill sets exported field only of the struct v (every one when only
 // is -1) to a value that omitempty keeps: the hand-written encoders' tests
@@ -59,4 +65,24 @@ func Variants[T any]() []*T {
 		out = append(out, v)
 	}
 	return out
+}
+
+// MatchesReflection fails t unless every variant of T (see Variants)
+// encodes by hand (schemas.MarshalSorted) exactly as R, T without its
+// methods, encodes the reflective way.
+func MatchesReflection[T, R any](t testing.TB) {
+	t.Helper()
+	for i, v := range Variants[T]() {
+		got, err := schemas.MarshalSorted(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := schemas.MarshalSorted(reflect.ValueOf(v).Convert(reflect.TypeFor[*R]()).Interface())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%T #%d encodes to\n%x\nreflection gives\n%x", v, i, got, want)
+		}
+	}
 }
