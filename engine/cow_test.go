@@ -44,17 +44,18 @@ func TestApplyNeverChangesATaskInPlace(t *testing.T) {
 // The read model's encoding of a state, reusing the encodings of the
 // tasks the records before left as they were, is the state's encoding, at
 // every step of every stream.
-func TestEncodeStateMatchesMarshal(t *testing.T) {
+// The read model appends each state to the buffer of the one before.
+func TestAppendStateMatchesMarshal(t *testing.T) {
 	for name, events := range taskStreams(t) {
 		var w *engine.Workflow
 		var c engine.TaskEncodings
+		var got []byte
 		for i, ev := range events {
 			var err error
 			if w, err = engine.Apply(w, ev); err != nil {
 				t.Fatalf("%s, event %d: %v", name, i, err)
 			}
-			got, err := engine.EncodeState(w, &c)
-			if err != nil {
+			if got, err = engine.AppendState(got[:0], w, &c); err != nil {
 				t.Fatal(err)
 			}
 			want, err := schemas.MarshalSorted(w)

@@ -68,10 +68,11 @@ type TaskEncodings struct {
 	enc   []msgpack.RawMessage
 }
 
-// EncodeState returns what schemas.MarshalSorted(w) returns, reusing the
-// encodings c remembers of w's tasks and remembering those of the others.
-func EncodeState(w *Workflow, c *TaskEncodings) ([]byte, error) {
-	return schemas.MarshalSorted(stateThrough{w, c})
+// AppendState appends what schemas.MarshalSorted(w) returns to dst,
+// reusing the encodings c remembers of w's tasks and remembering those of
+// the others.
+func AppendState(dst []byte, w *Workflow, c *TaskEncodings) ([]byte, error) {
+	return schemas.AppendSorted(dst, stateThrough{w, c})
 }
 
 // stateThrough encodes a state with its tasks' encodings from c.

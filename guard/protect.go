@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -101,6 +102,9 @@ func workflowOf(before *engine.Workflow, events []schemas.Event) (string, []stri
 	}
 	for _, ev := range events {
 		if s, ok := ev.(*schemas.WorkflowStarted); ok {
+			if !mayNameMaskedFields(s.Def) {
+				return s.WorkflowID, nil // most definitions: no parse
+			}
 			var def struct {
 				MaskedFields []string `json:"maskedFields"`
 			}
@@ -109,6 +113,22 @@ func workflowOf(before *engine.Workflow, events []schemas.Event) (string, []stri
 		}
 	}
 	return "", nil
+}
+
+// mayNameMaskedFields reports whether a definition's JSON may hold a
+// maskedFields key as encoding/json reads keys: in any case, or spelt with
+// escapes. A definition that cannot is not parsed on every start.
+func mayNameMaskedFields(def []byte) bool {
+	const key = "maskedfields"
+	if bytes.Contains(def, []byte(`\u`)) {
+		return true
+	}
+	for i := 0; i+len(key) <= len(def); i++ {
+		if c := def[i]; (c == 'm' || c == 'M') && bytes.EqualFold(def[i:i+len(key)], []byte(key)) {
+			return true
+		}
+	}
+	return false
 }
 
 // protection is one decision's protection pass.

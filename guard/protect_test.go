@@ -2,6 +2,7 @@ package guard
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
@@ -52,5 +53,34 @@ func TestProtectCopiesOnlyWhatItChanges(t *testing.T) {
 	}
 	if out[1] != events[1] {
 		t.Fatal("an event without the value was copied")
+	}
+}
+
+// A start is parsed for maskedFields only when its definition may name
+// them; the check must never miss a spelling encoding/json accepts.
+func TestMayNameMaskedFields(t *testing.T) {
+	for _, tc := range []struct {
+		def  string
+		want bool
+	}{
+		{`{"name":"w","tasks":[{"name":"t","taskReferenceName":"t"}]}`, false},
+		{`{"name":"w","maskedFields":["card"]}`, true},
+		{`{"name":"w","MaskedFields":["card"]}`, true},
+		{`{"name":"w","MASKEDFIELDS":["card"]}`, true},
+		{`{"name":"w","masked\u0046ields":["card"]}`, true},
+		{`{"name":"w","maskedFields":[]}`, true},
+	} {
+		var def struct {
+			MaskedFields []string `json:"maskedFields"`
+		}
+		if err := json.Unmarshal([]byte(tc.def), &def); err != nil {
+			t.Fatal(err)
+		}
+		if len(def.MaskedFields) > 0 && !tc.want {
+			t.Fatalf("%s: encoding/json reads maskedFields %v; the case says it has none", tc.def, def.MaskedFields)
+		}
+		if got := mayNameMaskedFields([]byte(tc.def)); got != tc.want {
+			t.Errorf("mayNameMaskedFields(%s) = %v, want %v", tc.def, got, tc.want)
+		}
 	}
 }

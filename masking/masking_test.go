@@ -85,6 +85,23 @@ func TestRedactFloor(t *testing.T) {
 	}
 }
 
+// Of values that overlap, the longest is redacted whole; text that holds
+// none comes back as it was.
+func TestRedactSeveral(t *testing.T) {
+	r := NewRedactor([]byte("secret-one"), []byte("secret-one-longer"), []byte("another-value"))
+	for text, want := range map[string]string{
+		"x secret-one-longer y":      "x *** y",
+		"x secret-one y":             "x *** y",
+		"another-value/secret-one":   "***/***",
+		"nothing to hide, secret-on": "nothing to hide, secret-on",
+		"short":                      "short",
+	} {
+		if got := r.String(text); got != want {
+			t.Errorf("String(%q) = %q, want %q", text, got, want)
+		}
+	}
+}
+
 func TestRedactValue(t *testing.T) {
 	s := randomSecret(t)
 	r := NewRedactor([]byte(s))

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // MinLength is the shortest value redaction looks for. Shorter values (a
@@ -19,7 +20,13 @@ const MinLength = 6
 // "***". It is immutable and safe for concurrent use. The zero value and a
 // nil *Redactor redact nothing.
 type Redactor struct {
-	r *strings.Replacer
+	// needles are the forms looked for, longest first.
+	needles []string
+	// replacer is built on the first string that holds a needle: most
+	// strings hold none, and a strings.Replacer over many needles costs
+	// more to build, and allocates on every Replace, than a search.
+	once     sync.Once
+	replacer *strings.Replacer
 }
 
 // NewRedactor returns a redactor for values. Values shorter than MinLength
@@ -50,11 +57,35 @@ func NewRedactor(values ...[]byte) *Redactor {
 		}
 		return needles[i] < needles[j]
 	})
-	pairs := make([]string, 0, 2*len(needles))
-	for _, n := range needles {
-		pairs = append(pairs, n, Mask)
+	return &Redactor{needles: needles}
+}
+
+// replace redacts s.
+func (r *Redactor) replace(s string) string {
+	if !r.holds(s) {
+		return s
 	}
-	return &Redactor{r: strings.NewReplacer(pairs...)}
+	r.once.Do(func() {
+		pairs := make([]string, 0, 2*len(r.needles))
+		for _, n := range r.needles {
+			pairs = append(pairs, n, Mask)
+		}
+		r.replacer = strings.NewReplacer(pairs...)
+	})
+	return r.replacer.Replace(s)
+}
+
+// holds reports whether s contains a needle.
+func (r *Redactor) holds(s string) bool {
+	if len(s) < len(r.needles[len(r.needles)-1]) {
+		return false
+	}
+	for _, n := range r.needles {
+		if len(n) <= len(s) && strings.Contains(s, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // forms are the encodings of v redaction looks for.
@@ -90,14 +121,14 @@ func base64Forms(enc *base64.Encoding, v []byte) []string {
 }
 
 // Empty reports whether the redactor knows no values.
-func (r *Redactor) Empty() bool { return r == nil || r.r == nil }
+func (r *Redactor) Empty() bool { return r == nil || len(r.needles) == 0 }
 
 // String redacts s.
 func (r *Redactor) String(s string) string {
 	if r.Empty() {
 		return s
 	}
-	return r.r.Replace(s)
+	return r.replace(s)
 }
 
 // Value returns a JSON-like value with every string redacted (map keys
@@ -115,12 +146,12 @@ func (r *Redactor) Value(v any) any {
 func (r *Redactor) value(v any) (any, bool) {
 	switch x := v.(type) {
 	case string:
-		s := r.r.Replace(x)
+		s := r.replace(x)
 		return s, s != x
 	case map[string]any:
 		var out map[string]any
 		for k, e := range x {
-			rk, e2 := r.r.Replace(k), e
+			rk, e2 := r.replace(k), e
 			changed := rk != k
 			if re, c := r.value(e); c {
 				e2, changed = re, true

@@ -143,11 +143,40 @@ func (r *Registry) Known(name string) bool {
 // a value always encodes to the same bytes: replay fixtures, deduplication
 // and read-model rebuilds compare bytes.
 func MarshalSorted(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
+	scratch := encodeBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*scratch) <= maxPooledBuffer {
+			encodeBuffers.Put(scratch)
+		}
+	}()
+	b, err := AppendSorted((*scratch)[:0], v)
+	*scratch = b
+	if err != nil {
+		return nil, err
+	}
+	// One allocation of the final size: a buffer grown from empty for every
+	// state and event allocated about twice that, the largest share of the
+	// engine's garbage.
+	return bytes.Clone(b), nil
+}
+
+// AppendSorted appends the MarshalSorted encoding of v to dst, for callers
+// that copy the bytes on (a Pebble batch) and reuse dst.
+func AppendSorted(dst []byte, v any) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(buf)
 	enc.SetSortMapKeys(true)
 	if err := enc.Encode(v); err != nil {
-		return nil, err
+		return dst, err
 	}
 	return buf.Bytes(), nil
 }
+
+// encodeBuffers are MarshalSorted's scratch buffers.
+var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBuffer bounds the buffers kept for reuse, so that one large
+// value does not pin its buffer.
+const maxPooledBuffer = 64 << 10

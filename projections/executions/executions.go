@@ -57,6 +57,8 @@ type Projection struct {
 	touched map[string]struct{}
 	hub     *hub
 	legacy  legacyState
+	// scratch holds the documents being written: the batch copies them.
+	scratch []byte
 }
 
 // NewProjection returns the executions projection.
@@ -118,8 +120,15 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	}
 	w.Seq = rec.Seq
 	p.touched[token] = struct{}{}
-	return p.store(b, token, w, prev, &r.tasks)
+	err = p.store(b, token, w, prev, &r.tasks)
+	if cap(p.scratch) > maxScratch {
+		p.scratch = nil // one large workflow does not pin its buffer
+	}
+	return err
 }
+
+// maxScratch bounds the buffer kept for the next record's documents.
+const maxScratch = 1 << 20
 
 // startsSubject reports whether a record starts its workflow, so that no
 // state can exist to load: the executor appends a start only to an empty
@@ -148,18 +157,17 @@ func load(b *projections.Batch, token string) (*engine.Workflow, error) {
 	return &w, nil
 }
 
-func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before, tasks *engine.TaskEncodings) error {
+func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before, tasks *engine.TaskEncodings) (err error) {
 	if err := p.storeCompaction(b, w, prev); err != nil {
 		return err
 	}
 	if w.Removed && !w.Archived {
 		return p.removeAll(b, token, w, prev)
 	}
-	v, err := engine.EncodeState(w, tasks)
-	if err != nil {
+	if p.scratch, err = engine.AppendState(p.scratch[:0], w, tasks); err != nil {
 		return err
 	}
-	if err := b.Set([]byte(prefixWorkflow+token), v); err != nil {
+	if err := b.Set([]byte(prefixWorkflow+token), p.scratch); err != nil {
 		return err
 	}
 	archiving := w.Removed && !prev.removed
@@ -195,7 +203,7 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 	if err := replaceDeadlines(b, w.ID, prev.deadlines, engine.Deadlines(w)); err != nil {
 		return err
 	}
-	return storeIndexes(b, token, w, prev)
+	return p.storeIndexes(b, token, w, prev)
 }
 
 // replaceDeadlines replaces the workflow's entries in the deadline index.

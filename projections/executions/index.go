@@ -140,13 +140,12 @@ func snapshot(w *engine.Workflow) before {
 }
 
 // storeIndexes updates the summary and the search indexes.
-func storeIndexes(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
+func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.Workflow, prev before) (err error) {
 	s := summaryOf(w)
-	v, err := schemas.MarshalSorted(&s)
-	if err != nil {
+	if p.scratch, err = schemas.AppendSorted(p.scratch[:0], &s); err != nil {
 		return err
 	}
-	if err := b.Set([]byte(prefixSummary+token), v); err != nil {
+	if err := b.Set([]byte(prefixSummary+token), p.scratch); err != nil {
 		return err
 	}
 	var old [][]byte

@@ -1,0 +1,31 @@
+package schemas
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// EncodeRecord allocates its buffer once only if recordSize is at least
+// the encoded size, whatever the envelopes' field sizes.
+func TestRecordSizeBoundsEncoding(t *testing.T) {
+	data, err := msgpack.Marshal(strings.Repeat("d", 70_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 1, 31, 32, 255, 256, 65_536} {
+		s := strings.Repeat("x", n)
+		env := Envelope{Type: s, Version: math.MaxUint16, ID: s, Time: math.MinInt64, CausationID: s,
+			CorrelationID: s, Principal: s, Data: data[:min(len(data), n+3)]}
+		envs := []Envelope{env, env, {Type: "t", Data: []byte{0xc0}}}
+		rec, err := EncodeRecord(envs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, bound := len(rec), recordSize(envs); got > bound {
+			t.Errorf("fields of %d bytes: record of %d bytes, recordSize %d", n, got, bound)
+		}
+	}
+}
