@@ -150,23 +150,9 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	raws := make([]json.RawMessage, 0, len(defs))
-	for _, d := range defs {
-		if !s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}) {
-			continue
-		}
-		raw, err := defJSON(d.Raw, d)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		raws = append(raws, raw)
-	}
-	writeRawArray(w, raws)
+	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage) {
+		return auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw
+	})
 }
 
 func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
@@ -247,23 +233,9 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 	defs, err := s.deps.Metadata.ListTaskDefs(r.Context())
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	raws := make([]json.RawMessage, 0, len(defs))
-	for _, d := range defs {
-		if !s.may(r, auth.Read, auth.Target{Type: auth.TargetTaskDef, ID: d.Name}) {
-			continue
-		}
-		raw, err := defJSON(d.Raw, d)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		raws = append(raws, raw)
-	}
-	writeRawArray(w, raws)
+	writeReadable(s, w, r, defs, err, func(d *conductor.TaskDef) (auth.Target, json.RawMessage) {
+		return auth.Target{Type: auth.TargetTaskDef, ID: d.Name}, d.Raw
+	})
 }
 
 func (s *Server) getTaskDef(w http.ResponseWriter, r *http.Request) {
@@ -345,6 +317,30 @@ func (l *tagList) UnmarshalJSON(b []byte) error {
 
 // defJSON is a definition as GET returns it: the stored JSON, which keeps
 // fields flowvault does not model, or the struct's encoding without one.
+// writeReadable answers a listing of definitions with those the caller may
+// read, each as it was registered. describe names a definition's target
+// and its registered JSON.
+func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, defs []D, err error, describe func(D) (auth.Target, json.RawMessage)) {
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	raws := make([]json.RawMessage, 0, len(defs))
+	for _, d := range defs {
+		target, registered := describe(d)
+		if !s.may(r, auth.Read, target) {
+			continue
+		}
+		raw, err := defJSON(registered, d)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		raws = append(raws, raw)
+	}
+	writeRawArray(w, raws)
+}
+
 func defJSON(raw json.RawMessage, def any) ([]byte, error) {
 	if len(raw) > 0 {
 		return raw, nil
