@@ -57,14 +57,7 @@ func TestDecodeOldVersionFixture(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	envs, err := schemas.DecodeRecord(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	envs := readFixture(t, path)
 	if len(envs) != 1 || envs[0].Version != 1 || envs[0].ID != "g-1" || envs[0].Principal != "app:writer" {
 		t.Fatalf("envelope = %+v", envs)
 	}
