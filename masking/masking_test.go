@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -99,6 +100,24 @@ func TestRedactSeveral(t *testing.T) {
 		if got := r.String(text); got != want {
 			t.Errorf("String(%q) = %q, want %q", text, got, want)
 		}
+	}
+}
+
+// Many values and a long text take the replacer's single pass; what it
+// redacts is the same.
+func TestRedactManyValuesLongText(t *testing.T) {
+	var values [][]byte
+	for i := range 40 {
+		values = append(values, []byte(fmt.Sprintf("secret-value-%02d", i)))
+	}
+	r := NewRedactor(values...)
+	filler := strings.Repeat("nothing to hide here. ", 400)
+	if got := r.String(filler); got != filler {
+		t.Fatal("a long text without a secret changed")
+	}
+	text := filler + "secret-value-37" + filler + base64.StdEncoding.EncodeToString([]byte("secret-value-02"))
+	if got, want := r.String(text), filler+"***"+filler+"***"; got != want {
+		t.Fatalf("long text redacted to ...%q, want ...%q", got[len(got)-40:], want[len(want)-40:])
 	}
 }
 

@@ -75,10 +75,15 @@ func (r *Redactor) replace(s string) string {
 	return r.replacer.Replace(s)
 }
 
-// holds reports whether s contains a needle.
+// holds reports whether s may contain a needle. A search per needle reads
+// s once for each; past searchNeedles needles a long string is cheaper to
+// read once, through the replacer.
 func (r *Redactor) holds(s string) bool {
 	if len(s) < len(r.needles[len(r.needles)-1]) {
 		return false
+	}
+	if len(s) > searchBytes && len(r.needles) > searchNeedles {
+		return true
 	}
 	for _, n := range r.needles {
 		if len(n) <= len(s) && strings.Contains(s, n) {
@@ -87,6 +92,12 @@ func (r *Redactor) holds(s string) bool {
 	}
 	return false
 }
+
+// Bounds of the search that spares most strings the replacer.
+const (
+	searchNeedles = 32
+	searchBytes   = 4 << 10
+)
 
 // forms are the encodings of v redaction looks for.
 func forms(v []byte) []string {
