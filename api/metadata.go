@@ -315,8 +315,6 @@ func (l *tagList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// defJSON is a definition as GET returns it: the stored JSON, which keeps
-// fields flowvault does not model, or the struct's encoding without one.
 // writeReadable answers a listing of definitions with those the caller may
 // read, each as it was registered. describe names a definition's target
 // and its registered JSON.
@@ -341,6 +339,8 @@ func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, def
 	writeRawArray(w, raws)
 }
 
+// defJSON is a definition as GET returns it: the stored JSON, which keeps
+// fields flowvault does not model, or the struct's encoding without one.
 func defJSON(raw json.RawMessage, def any) ([]byte, error) {
 	if len(raw) > 0 {
 		return raw, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/engine/expr"
@@ -116,11 +117,13 @@ func workflowOf(before *engine.Workflow, events []schemas.Event) (string, []stri
 }
 
 // mayNameMaskedFields reports whether a definition's JSON may hold a
-// maskedFields key as encoding/json reads keys: in any case, or spelt with
-// escapes. A definition that cannot is not parsed on every start.
+// maskedFields key as encoding/json reads keys: in any case, spelt with
+// escapes, or with a non-ASCII letter that folds to an ASCII one (ſ to s,
+// the Kelvin sign to k). A definition that cannot is not parsed on every
+// start.
 func mayNameMaskedFields(def []byte) bool {
 	const key = "maskedfields"
-	if bytes.Contains(def, []byte(`\u`)) {
+	if bytes.Contains(def, []byte(`\u`)) || slices.ContainsFunc(def, func(c byte) bool { return c >= utf8.RuneSelf }) {
 		return true
 	}
 	for i := 0; i+len(key) <= len(def); i++ {

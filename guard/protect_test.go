@@ -69,6 +69,9 @@ func TestMayNameMaskedFields(t *testing.T) {
 		{`{"name":"w","MASKEDFIELDS":["card"]}`, true},
 		{`{"name":"w","masked\u0046ields":["card"]}`, true},
 		{`{"name":"w","maskedFields":[]}`, true},
+		{`{"name":"w","maſkedFields":["card"]}`, true},
+		{"{\"name\":\"w\",\"mas\u212aedFields\":[\"card\"]}", true},
+		{`{"name":"w","description":"für alle","tasks":[]}`, true},
 	} {
 		var def struct {
 			MaskedFields []string `json:"maskedFields"`
