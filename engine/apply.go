@@ -11,10 +11,10 @@ import (
 )
 
 // Apply folds one event into w and returns the new state. It changes w in
-// place (clone first to keep the old state), but never one of its tasks:
-// a task that changes is replaced by a changed copy. For a
-// WorkflowStarted event w may be nil. Apply never fails on events the decider emits; an error means
-// the log holds an event that does not fit this workflow.
+// place (clone first to keep the old state), but never one of its tasks: a
+// task that changes is replaced by a changed copy. For a WorkflowStarted
+// event w may be nil. Apply never fails on events the decider emits; an
+// error means the log holds an event that does not fit this workflow.
 func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 	if s, ok := ev.(*schemas.WorkflowStarted); ok {
 		if w != nil {
