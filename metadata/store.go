@@ -2,8 +2,6 @@ package metadata
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -53,10 +51,7 @@ type Store struct {
 	// readModelAt is the metadata read model's position, 0 when the
 	// waiter cannot tell (see New).
 	readModelAt func() uint64
-
-	// locks serialize this Store's writes per subject, so that only
-	// writers in different processes race on a name.
-	locks *projections.SubjectLocks
+	updater     *projections.Updater[kvReader]
 }
 
 // New returns a Store that appends to log and reads the metadata read model
@@ -75,8 +70,9 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Option
 		logger: opts.Logger.With(logkey.Component, "metadata"),
 		now:    time.Now,
 		cache:  newDefCache(defCacheSize),
-		locks:  projections.NewSubjectLocks(),
 	}
+	s.updater = projections.NewUpdater(projections.Updater[kvReader]{Log: log, Waiter: waiter, Logger: s.logger, Now: s.now,
+		What: "metadata", Read: s.projectionView, Fold: s.logView})
 	s.readModelAt = func() uint64 { return 0 }
 	if r, ok := waiter.(checkpointer); ok {
 		// Offset by one, so that 0 keeps meaning "unknown".
@@ -89,22 +85,19 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Option
 // its stream (projections.Runner).
 type checkpointer interface{ Checkpoint() uint64 }
 
-// view is the state of one subject as of sequence seq: the read model, or
+// view is the state of one subject as of a sequence: the read model's, or
 // a fold of the subject read from the log.
-type view struct {
-	kv  kvReader
-	seq uint64
-}
+type view = projections.View[kvReader]
 
 // projectionView reads the subject's sequence before anything else, so
-// the state read afterwards is at least as new as seq. A write decided on
+// the state read afterwards is at least as new as it. A write decided on
 // newer state with an older expectation merely conflicts and retries.
 func (s *Store) projectionView(subject string) (view, error) {
 	seq, err := subjectSeq(s.reader, subject)
 	if err != nil {
 		return view{}, err
 	}
-	return view{kv: s.reader, seq: seq}, nil
+	return view{KV: s.reader, Seq: seq}, nil
 }
 
 // logView folds subject from the log, bypassing the read model. Records
@@ -118,80 +111,13 @@ func (s *Store) logView(ctx context.Context, subject string) (view, error) {
 	if err != nil {
 		return view{}, projections.AppendFault(err)
 	}
-	return view{kv: kv, seq: seq}, nil
+	return view{KV: kv, Seq: seq, FromLog: true}, nil
 }
 
-// maxAttempts bounds how often a write decides again after losing a race.
-const maxAttempts = 10
-
-// decideFunc turns the current state of a subject into the events of one
-// write. Returning no events and no error means there is nothing to do.
-type decideFunc func(v view) ([]schemas.Event, error)
-
-// update runs one write on subject: decide on the read model's state,
-// append with its sequence as the expectation, and on a conflict decide
-// again on the state read from the log. A decision that appends nothing
-// (a refusal or a no-op) is only trusted once the log confirms that the
-// state it saw was current. After the append, update waits for the read
-// model to apply it, still holding the subject's lock, so that this Store's
-// next write to the subject decides on fresh state.
-func (s *Store) update(ctx context.Context, subject, principal string, decide decideFunc) error {
-	unlock, err := s.locks.Lock(ctx, subject)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	cause := rand.Text()
-	fromLog := false
-	for attempt := 1; ; attempt++ {
-		var v view
-		var err error
-		if fromLog {
-			v, err = s.logView(ctx, subject)
-		} else {
-			v, err = s.projectionView(subject)
-		}
-		if err != nil {
-			return err
-		}
-		events, derr := decide(v)
-		if len(events) == 0 {
-			if !fromLog {
-				last, err := s.log.LastSeq(ctx, subject)
-				if err != nil {
-					return projections.AppendFault(err)
-				}
-				if last != v.seq {
-					fromLog = true
-					continue
-				}
-			}
-			return derr
-		}
-		envs, err := projections.Envelopes(cause, subject, v.seq, principal, s.now(), events)
-		if err != nil {
-			return err
-		}
-		seq, err := s.log.Append(ctx, subject, envs, v.seq)
-		if errors.Is(err, eventlog.ErrConflict) && attempt < maxAttempts {
-			s.logger.Debug("metadata write lost a race, deciding again", logkey.Subject, subject, logkey.Err, err)
-			fromLog = true
-			if err := projections.ConflictBackoff(ctx, attempt); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return projections.AppendFault(err)
-		}
-		s.logger.Info("metadata changed", logkey.Subject, subject, logkey.Seq, seq, logkey.Event, envs[0].Type, logkey.Principal, principal)
-		return s.wait(ctx, subject, seq)
-	}
-}
-
-// wait gives read-your-writes: the caller's next read sees seq.
-func (s *Store) wait(ctx context.Context, subject string, seq uint64) error {
-	return projections.WaitWritten(ctx, s.waiter, subject, seq)
+// update runs one write on subject (see projections.Updater).
+func (s *Store) update(ctx context.Context, subject, principal string, decide func(view) ([]schemas.Event, error)) error {
+	_, err := s.updater.Update(ctx, subject, principal, decide)
+	return err
 }
 
 // millis is the event time of a change.

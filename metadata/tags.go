@@ -74,14 +74,14 @@ func (s *Store) changeTags(ctx context.Context, kind Kind, name string, tags []c
 		return err
 	}
 	return s.update(ctx, subjectOf(kind, name), principal, func(v view) ([]schemas.Event, error) {
-		exists, err := defExists(v.kv, kind, name)
+		exists, err := defExists(v.KV, kind, name)
 		if err != nil {
 			return nil, err
 		}
 		if !exists {
 			return nil, defNotFound(kind, name)
 		}
-		cur, err := readTags(v.kv, kind, name)
+		cur, err := readTags(v.KV, kind, name)
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +99,7 @@ func registrationTags(v view, kind Kind, reg registration, now int64, principal 
 	if reg.tags == nil {
 		return nil, nil
 	}
-	cur, err := readTags(v.kv, kind, reg.name)
+	cur, err := readTags(v.KV, kind, reg.name)
 	if err != nil {
 		return nil, err
 	}

@@ -97,7 +97,7 @@ func (s *Store) ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error) 
 // fails with fault.ErrNotFound.
 func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string) error {
 	return s.update(ctx, TaskSubject(name), principal, func(v view) ([]schemas.Event, error) {
-		_, exists, err := readDef(v.kv, taskKey(name))
+		_, exists, err := readDef(v.KV, taskKey(name))
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +124,7 @@ func (s *Store) LookupTaskDef(_ context.Context, name string) (*conductor.TaskDe
 	if err != nil {
 		return nil, false, err
 	}
-	if e, ok := s.cache.get(key, v.seq); ok {
+	if e, ok := s.cache.get(key, v.Seq); ok {
 		e.at = at
 		s.cache.put(key, e)
 		return e.td, e.td != nil, nil
@@ -135,19 +135,19 @@ func (s *Store) LookupTaskDef(_ context.Context, name string) (*conductor.TaskDe
 	// moment ago only changes the retry and timeout defaults of tasks
 	// scheduled before this node applies it. Absence is cached until the
 	// subject changes.
-	d, found, err := readDef(v.kv, taskKey(name))
+	d, found, err := readDef(v.KV, taskKey(name))
 	if err != nil {
 		return nil, false, err
 	}
 	if !found {
-		s.cache.put(key, cacheEntry{seq: v.seq, at: at})
+		s.cache.put(key, cacheEntry{seq: v.Seq, at: at})
 		return nil, false, nil
 	}
 	td, err := parseTask(d.JSON)
 	if err != nil {
 		return nil, false, err
 	}
-	s.cache.put(key, cacheEntry{seq: v.seq, at: at, td: td})
+	s.cache.put(key, cacheEntry{seq: v.Seq, at: at, td: td})
 	return td, true, nil
 }
 

@@ -73,7 +73,7 @@ func collect(ve *fault.ValidationError, err error) error {
 
 func (s *Store) putWorkflow(ctx context.Context, reg registration, overwrite bool, principal string) error {
 	return s.update(ctx, WorkflowSubject(reg.name), principal, func(v view) ([]schemas.Event, error) {
-		_, exists, err := readDef(v.kv, workflowKey(reg.name, reg.version))
+		_, exists, err := readDef(v.KV, workflowKey(reg.name, reg.version))
 		if err != nil {
 			return nil, err
 		}
@@ -128,7 +128,7 @@ func (s *Store) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef,
 // removes the name's tags.
 func (s *Store) DeleteWorkflowDef(ctx context.Context, name string, version int, principal string) error {
 	return s.update(ctx, WorkflowSubject(name), principal, func(v view) ([]schemas.Event, error) {
-		_, exists, err := readDef(v.kv, workflowKey(name, version))
+		_, exists, err := readDef(v.KV, workflowKey(name, version))
 		if err != nil {
 			return nil, err
 		}
@@ -162,12 +162,12 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 	if err != nil {
 		return nil, err
 	}
-	if e, ok := s.cache.get(key, v.seq); ok {
+	if e, ok := s.cache.get(key, v.Seq); ok {
 		e.at = at
 		s.cache.put(key, e)
 		return e.wf, nil
 	}
-	d, found, err := findWorkflow(v.kv, name, version)
+	d, found, err := findWorkflow(v.KV, name, version)
 	if err != nil {
 		return nil, err
 	}
@@ -175,11 +175,11 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 		if v, err = s.logView(ctx, subject); err != nil {
 			return nil, err
 		}
-		if d, found, err = findWorkflow(v.kv, name, version); err != nil {
+		if d, found, err = findWorkflow(v.KV, name, version); err != nil {
 			return nil, err
 		}
 		if found {
-			s.logger.Debug("definition read from the log ahead of the read model", logkey.Subject, subject, logkey.Seq, v.seq)
+			s.logger.Debug("definition read from the log ahead of the read model", logkey.Subject, subject, logkey.Seq, v.Seq)
 		}
 	}
 	if !found {
@@ -189,7 +189,7 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 	if err != nil {
 		return nil, err
 	}
-	s.cache.put(key, cacheEntry{seq: v.seq, at: at, wf: wf})
+	s.cache.put(key, cacheEntry{seq: v.Seq, at: at, wf: wf})
 	return wf, nil
 }
 

@@ -54,7 +54,7 @@ func (e *Env) Put(ctx context.Context, name, value, principal string) error {
 		return err
 	}
 	_, err := e.w.update(ctx, EnvSubject(name), principal, func(v view) ([]schemas.Event, error) {
-		cur, found, err := readEnv(v.kv, name)
+		cur, found, err := readEnv(v.KV, name)
 		if err != nil {
 			return nil, err
 		}
@@ -93,7 +93,7 @@ func (e *Env) Lookup(ctx context.Context, name string) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	v, found, err = readEnv(fresh.kv, name)
+	v, found, err = readEnv(fresh.KV, name)
 	return v.Value, found, err
 }
 
@@ -104,7 +104,7 @@ func (e *Env) Delete(ctx context.Context, name, principal string) (string, error
 	}
 	var old string
 	_, err := e.w.update(ctx, EnvSubject(name), principal, func(v view) ([]schemas.Event, error) {
-		cur, found, err := readEnv(v.kv, name)
+		cur, found, err := readEnv(v.KV, name)
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +170,7 @@ func (e *Env) changeTags(ctx context.Context, name string, tags []conductor.Tag,
 		return err
 	}
 	_, err = e.w.update(ctx, EnvSubject(name), principal, func(v view) ([]schemas.Event, error) {
-		cur, found, err := readEnv(v.kv, name)
+		cur, found, err := readEnv(v.KV, name)
 		if err != nil {
 			return nil, err
 		}

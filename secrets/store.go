@@ -160,11 +160,11 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, principal st
 			s.destroy(ctx, pending)
 			pending = ""
 		}
-		st, err := readSubject(v.kv, subject)
+		st, err := readSubject(v.KV, subject)
 		if err != nil {
 			return nil, err
 		}
-		cur, found, err := readCipher(v.kv, name)
+		cur, found, err := readCipher(v.KV, name)
 		if err != nil {
 			return nil, err
 		}
@@ -233,13 +233,13 @@ func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	c, found, err := readCipher(v.kv, name)
+	c, found, err := readCipher(v.KV, name)
 	if err == nil && found {
 		s.ciphers.put(name, c, at)
 	}
 	if err == nil && !found {
 		if v, err = s.w.freshView(ctx, subject); err == nil {
-			c, found, err = readCipher(v.kv, name)
+			c, found, err = readCipher(v.KV, name)
 		}
 	}
 	if err != nil {
@@ -249,13 +249,13 @@ func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
 		return nil, 0, secretNotFound(name)
 	}
 	value, err := s.open(ctx, name, c)
-	if errors.Is(err, ErrKeyDestroyed) && !v.fromLog {
+	if errors.Is(err, ErrKeyDestroyed) && !v.FromLog {
 		// Another process replaced or deleted the secret after this read
 		// model's state: read the log.
 		if v, err = s.w.logView(ctx, subject); err != nil {
 			return nil, 0, err
 		}
-		if c, found, err = readCipher(v.kv, name); err != nil {
+		if c, found, err = readCipher(v.KV, name); err != nil {
 			return nil, 0, err
 		}
 		if !found {
@@ -315,14 +315,14 @@ func (s *Store) Exists(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	_, found, err := readSecret(v.kv, name)
+	_, found, err := readSecret(v.KV, name)
 	if err != nil || found {
 		return found, err
 	}
 	if v, err = s.w.freshView(ctx, subject); err != nil {
 		return false, err
 	}
-	_, found, err = readSecret(v.kv, name)
+	_, found, err = readSecret(v.KV, name)
 	return found, err
 }
 
@@ -390,14 +390,14 @@ func (s *Store) Delete(ctx context.Context, name, principal string) error {
 	subject := SecretSubject(name)
 	var keyID string
 	_, err := s.w.update(ctx, subject, principal, func(v view) ([]schemas.Event, error) {
-		c, found, err := readCipher(v.kv, name)
+		c, found, err := readCipher(v.KV, name)
 		if err != nil {
 			return nil, err
 		}
 		if !found {
 			return nil, secretNotFound(name)
 		}
-		st, err := readSubject(v.kv, subject)
+		st, err := readSubject(v.KV, subject)
 		if err != nil {
 			return nil, err
 		}
@@ -447,7 +447,7 @@ func (s *Store) changeTags(ctx context.Context, name string, tags []conductor.Ta
 		return err
 	}
 	_, err = s.w.update(ctx, SecretSubject(name), principal, func(v view) ([]schemas.Event, error) {
-		st, found, err := readSecret(v.kv, name)
+		st, found, err := readSecret(v.KV, name)
 		if err != nil {
 			return nil, err
 		}
@@ -500,7 +500,7 @@ func (s *Store) SweepKeys(ctx context.Context, grace time.Duration) (int, error)
 		if err != nil {
 			return n, err
 		}
-		c, found, err := readCipher(v.kv, name)
+		c, found, err := readCipher(v.KV, name)
 		if err != nil {
 			return n, err
 		}

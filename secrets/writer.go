@@ -2,8 +2,6 @@ package secrets
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -21,36 +19,28 @@ type Waiter interface {
 
 var _ Waiter = (*projections.Runner)(nil)
 
-// writer runs the writes of Store and Env, as package metadata does: decide
-// on the read model's state of one subject, append with that state's
-// sequence as the expectation, and on a conflict decide again on the state
-// folded from the log. Writes to one subject are serialized within a
-// process, so only processes race on a name.
+// writer runs the writes of Store and Env (see projections.Updater), and
+// the reads that must see the latest write.
 type writer struct {
-	log    *eventlog.Log
-	reader projections.Reader
-	waiter Waiter
-	logger *slog.Logger
-	now    func() time.Time
-
-	locks *projections.SubjectLocks
+	log     *eventlog.Log
+	reader  projections.Reader
+	logger  *slog.Logger
+	now     func() time.Time
+	updater *projections.Updater[kvReader]
 }
 
 func newWriter(log *eventlog.Log, store *projections.Store, waiter Waiter, logger *slog.Logger) *writer {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	w := &writer{log: log, reader: store.Reader(ProjectionName), waiter: waiter,
-		logger: logger.With(logkey.Component, "secrets"), now: time.Now, locks: projections.NewSubjectLocks()}
+	w := &writer{log: log, reader: store.Reader(ProjectionName), logger: logger.With(logkey.Component, "secrets"), now: time.Now}
+	w.updater = projections.NewUpdater(projections.Updater[kvReader]{Log: log, Waiter: waiter, Logger: w.logger, Now: w.now,
+		What: "secrets", Read: w.projectionView, Fold: w.logView})
 	return w
 }
 
-// view is the state of one subject as of sequence seq.
-type view struct {
-	kv      kvReader
-	seq     uint64
-	fromLog bool
-}
+// view is the state of one subject as of a sequence.
+type view = projections.View[kvReader]
 
 // projectionView reads the subject's state from the read model.
 func (w *writer) projectionView(subject string) (view, error) {
@@ -58,7 +48,7 @@ func (w *writer) projectionView(subject string) (view, error) {
 	if err != nil {
 		return view{}, err
 	}
-	return view{kv: w.reader, seq: st.Seq}, nil
+	return view{KV: w.reader, Seq: st.Seq}, nil
 }
 
 // logView folds subject from the log, bypassing the read model. Records the
@@ -72,7 +62,7 @@ func (w *writer) logView(ctx context.Context, subject string) (view, error) {
 	if err != nil {
 		return view{}, projections.AppendFault(err)
 	}
-	return view{kv: kv, seq: seq, fromLog: true}, nil
+	return view{KV: kv, Seq: seq, FromLog: true}, nil
 }
 
 // freshView is the read model's view of subject, or the log's when the log
@@ -87,70 +77,16 @@ func (w *writer) freshView(ctx context.Context, subject string) (view, error) {
 	if err != nil {
 		return view{}, projections.AppendFault(err)
 	}
-	if last <= v.seq {
+	if last <= v.Seq {
 		return v, nil
 	}
 	return w.logView(ctx, subject)
 }
 
-const maxAttempts = 10
-
-type decideFunc func(v view) ([]schemas.Event, error)
-
 // update runs one write on subject and returns the sequence it appended
-// (0: nothing to do). After the append it waits for the read model, so
-// that the caller's next read sees the write.
-func (w *writer) update(ctx context.Context, subject, principal string, decide decideFunc) (uint64, error) {
-	unlock, err := w.locks.Lock(ctx, subject)
-	if err != nil {
-		return 0, err
-	}
-	defer unlock()
-	cause := rand.Text()
-	fromLog := false
-	for attempt := 1; ; attempt++ {
-		var v view
-		if fromLog {
-			v, err = w.logView(ctx, subject)
-		} else {
-			v, err = w.projectionView(subject)
-		}
-		if err != nil {
-			return 0, err
-		}
-		events, derr := decide(v)
-		if len(events) == 0 {
-			if !fromLog {
-				last, err := w.log.LastSeq(ctx, subject)
-				if err != nil {
-					return 0, projections.AppendFault(err)
-				}
-				if last != v.seq {
-					fromLog = true
-					continue
-				}
-			}
-			return 0, derr
-		}
-		envs, err := projections.Envelopes(cause, subject, v.seq, principal, w.now(), events)
-		if err != nil {
-			return 0, err
-		}
-		seq, err := w.log.Append(ctx, subject, envs, v.seq)
-		if errors.Is(err, eventlog.ErrConflict) && attempt < maxAttempts {
-			w.logger.Debug("secrets write lost a race, deciding again", logkey.Subject, subject, logkey.Err, err)
-			fromLog = true
-			if err := projections.ConflictBackoff(ctx, attempt); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		if err != nil {
-			return 0, projections.AppendFault(err)
-		}
-		w.logger.Info("secrets changed", logkey.Subject, subject, logkey.Seq, seq, logkey.Event, envs[0].Type, logkey.Principal, principal)
-		return seq, projections.WaitWritten(ctx, w.waiter, subject, seq)
-	}
+// (0: nothing to do).
+func (w *writer) update(ctx context.Context, subject, principal string, decide func(view) ([]schemas.Event, error)) (uint64, error) {
+	return w.updater.Update(ctx, subject, principal, decide)
 }
 
 func (w *writer) millis() int64 { return w.now().UnixMilli() }
