@@ -28,21 +28,8 @@ type engine struct {
 
 func newEngine(tb testing.TB, l *eventlog.Log) *engine {
 	tb.Helper()
-	ps, err := projections.OpenStore(tb.TempDir(), projections.StoreOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r := projections.NewRunner(l, ps, auth.Projection{}, projections.RunnerConfig{Stream: eventlog.Access.Name, Poison: projections.Halt})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("projection: %v", err)
-		}
-		ps.Close()
-	})
+	ps := testutil.OpenStore(tb)
+	r := testutil.RunProjection(tb, l, ps, auth.Projection{}, projections.RunnerConfig{Stream: eventlog.Access.Name, Poison: projections.Halt})
 	return &engine{store: ps, runner: r, auth: auth.NewStore(l, ps, r, testutil.Logger(tb))}
 }
 

@@ -24,32 +24,10 @@ type node struct {
 	md     *metadata.Store
 }
 
-func openStore(tb testing.TB) *projections.Store {
-	tb.Helper()
-	s, err := projections.OpenStore(tb.TempDir(), projections.StoreOptions{Logger: testutil.Logger(tb)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
-
 // runProjection follows FV_META into store until the test ends.
 func runProjection(tb testing.TB, l *eventlog.Log, store *projections.Store) *projections.Runner {
 	tb.Helper()
-	r := projections.NewRunner(l, store, metadata.Projection{}, projections.RunnerConfig{
-		Stream: eventlog.Metadata.Name, Poison: projections.Park, Logger: testutil.Logger(tb),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("projection: %v", err)
-		}
-	})
-	return r
+	return testutil.RunProjection(tb, l, store, metadata.Projection{}, projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
 }
 
 // newNode returns a node over l (a new log when nil) with its projection
@@ -59,7 +37,7 @@ func newNode(tb testing.TB, l *eventlog.Log, opts metadata.Options) *node {
 	if l == nil {
 		l = testutil.OpenLog(tb, "")
 	}
-	n := &node{log: l, store: openStore(tb)}
+	n := &node{log: l, store: testutil.OpenStore(tb)}
 	n.runner = runProjection(tb, l, n.store)
 	if opts.Logger == nil {
 		opts.Logger = testutil.Logger(tb)
@@ -72,7 +50,7 @@ func newNode(tb testing.TB, l *eventlog.Log, opts metadata.Options) *node {
 // model stays empty and writes do not wait for it.
 func newStoppedNode(tb testing.TB, l *eventlog.Log) *node {
 	tb.Helper()
-	n := &node{log: l, store: openStore(tb)}
+	n := &node{log: l, store: testutil.OpenStore(tb)}
 	n.md = metadata.New(l, n.store, nil, metadata.Options{Logger: testutil.Logger(tb)})
 	return n
 }

@@ -60,7 +60,7 @@ func TestProjectionRebuild(t *testing.T) {
 	n.caughtUp(t)
 	before := dump(t, n.store)
 
-	rebuilt := openStore(t)
+	rebuilt := testutil.OpenStore(t)
 	r := runProjection(t, n.log, rebuilt)
 	ctx := testutil.Context(t, 30*time.Second)
 	last, err := n.log.StreamLastSeq(ctx, eventlog.Metadata.Name)

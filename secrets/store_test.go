@@ -30,31 +30,9 @@ type proc struct {
 	env    *Env
 }
 
-func openPebble(tb testing.TB) *projections.Store {
-	tb.Helper()
-	s, err := projections.OpenStore(tb.TempDir(), projections.StoreOptions{Logger: testutil.Logger(tb)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
-
 func runProjection(tb testing.TB, l *eventlog.Log, store *projections.Store) *projections.Runner {
 	tb.Helper()
-	r := projections.NewRunner(l, store, Projection{}, projections.RunnerConfig{
-		Stream: eventlog.Secrets.Name, Poison: projections.Park, Logger: testutil.Logger(tb),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("projection: %v", err)
-		}
-	})
-	return r
+	return testutil.RunProjection(tb, l, store, Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name, Poison: projections.Park})
 }
 
 // newProc starts a process over l (a new log when nil) sealing with mk (a
@@ -68,7 +46,7 @@ func newProc(t *testing.T, l *eventlog.Log, mk *MasterKey, stopped bool) *proc {
 	if mk == nil {
 		mk = GenerateMasterKey()
 	}
-	p := &proc{log: l, pebble: openPebble(t), keys: mustOpenKeys(t, l, mk)}
+	p := &proc{log: l, pebble: testutil.OpenStore(t), keys: mustOpenKeys(t, l, mk)}
 	var w Waiter
 	if !stopped {
 		p.runner = runProjection(t, l, p.pebble)
@@ -593,7 +571,7 @@ func TestProjectionRebuild(t *testing.T) {
 	var before bytes.Buffer
 	p.pebble.Dump(&before)
 
-	fresh := openPebble(t)
+	fresh := testutil.OpenStore(t)
 	r := runProjection(t, p.log, fresh)
 	if err := r.WaitFor(ctx, last); err != nil {
 		t.Fatal(err)

@@ -37,15 +37,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{t: t, log: testutil.OpenLog(t, ""), proj: executions.NewProjection(), now: time.UnixMilli(1_800_000_000_000),
 		states: map[string]*engine.Workflow{}}
-	var err error
-	if f.store, err = projections.OpenStore(t.TempDir(), projections.StoreOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.runner = projections.NewRunner(f.log, f.store, f.proj, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.runner.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; f.store.Close() })
+	f.store = testutil.OpenStore(t)
+	f.runner = testutil.RunProjection(t, f.log, f.store, f.proj, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
 	f.reader = executions.NewReader(f.store)
 	return f
 }
