@@ -72,7 +72,7 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Option
 		cache:  newDefCache(defCacheSize),
 	}
 	s.updater = projections.NewUpdater(projections.Updater[kvReader]{Log: log, Waiter: waiter, Logger: s.logger, Now: s.now,
-		What: "metadata", Read: s.projectionView, Fold: s.logView})
+		What: "metadata", Read: func(_ context.Context, subject string) (view, error) { return s.projectionView(subject) }, Fold: s.logView})
 	s.readModelAt = func() uint64 { return 0 }
 	if r, ok := waiter.(checkpointer); ok {
 		// Offset by one, so that 0 keeps meaning "unknown".

@@ -33,8 +33,10 @@ type Updater[KV any] struct {
 	Now    func() time.Time
 	// What names the store in log lines ("metadata changed").
 	What string
-	// Read returns the read model's state of a subject, Fold the log's.
-	Read func(subject string) (View[KV], error)
+	// Read returns the state a write decides on first, Fold the log's
+	// state, which a write decides on again after losing a race. A store
+	// that always decides on the log's state reads with Fold too.
+	Read func(ctx context.Context, subject string) (View[KV], error)
 	Fold func(ctx context.Context, subject string) (View[KV], error)
 
 	locks *SubjectLocks
@@ -59,8 +61,8 @@ const maxUpdateAttempts = 10
 // Update runs one write on subject and returns the sequence it appended (0:
 // nothing to do). decide turns a state into the events of the write; none
 // and no error means there is nothing to do. A decision that appends
-// nothing (a refusal or a no-op) is only trusted once the log confirms that
-// the state it saw was current. After the append Update waits for the read
+// nothing (a refusal or a no-op) on a state not folded from the log is only
+// trusted once the log confirms that the state was current. After the append Update waits for the read
 // model, still holding the subject's lock, so that the caller's next read,
 // and this process's next write to the subject, see the write.
 func (u *Updater[KV]) Update(ctx context.Context, subject, principal string, decide func(View[KV]) ([]schemas.Event, error)) (uint64, error) {
@@ -76,14 +78,14 @@ func (u *Updater[KV]) Update(ctx context.Context, subject, principal string, dec
 		if fromLog {
 			v, err = u.Fold(ctx, subject)
 		} else {
-			v, err = u.Read(subject)
+			v, err = u.Read(ctx, subject)
 		}
 		if err != nil {
 			return 0, err
 		}
 		events, derr := decide(v)
 		if len(events) == 0 {
-			if !fromLog {
+			if !v.FromLog {
 				last, err := u.Log.LastSeq(ctx, subject)
 				if err != nil {
 					return 0, AppendFault(err)

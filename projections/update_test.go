@@ -55,7 +55,9 @@ func TestUpdaterDecidesAgainOnTheLog(t *testing.T) {
 				model = 0
 			}
 			u := projections.NewUpdater(projections.Updater[struct{}]{Log: l, What: "test",
-				Read: func(string) (projections.View[struct{}], error) { return projections.View[struct{}]{Seq: model}, nil },
+				Read: func(context.Context, string) (projections.View[struct{}], error) {
+					return projections.View[struct{}]{Seq: model}, nil
+				},
 				Fold: func(ctx context.Context, subject string) (projections.View[struct{}], error) {
 					seq, err := l.LastSeq(ctx, subject)
 					return projections.View[struct{}]{Seq: seq, FromLog: true}, err

@@ -2,16 +2,15 @@ package scheduler
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/engine"
@@ -29,11 +28,11 @@ type Waiter interface {
 
 // Store reads and changes schedules.
 type Store struct {
-	log    *eventlog.Log
-	reader projections.Reader
-	waiter Waiter
-	now    func() time.Time
-	logger *slog.Logger
+	log     *eventlog.Log
+	reader  projections.Reader
+	now     func() time.Time
+	logger  *slog.Logger
+	updater *projections.Updater[*State]
 }
 
 // New returns a schedule store over the log and the schedules read model.
@@ -41,13 +40,25 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, logger *slo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{log: log, reader: store.Reader(ProjectionName), waiter: waiter, now: time.Now, logger: logger}
+	s := &Store{log: log, reader: store.Reader(ProjectionName), now: time.Now, logger: logger}
+	// Writes decide on the log's state, not on a read model that may lag.
+	s.updater = projections.NewUpdater(projections.Updater[*State]{Log: log, Waiter: waiter, Logger: logger, Now: s.now,
+		What: "schedules", Read: s.logView, Fold: s.logView})
+	return s
 }
 
-// load folds a schedule's subject from the log: writes decide on the log's
-// state, not on a read model that may lag.
-func (s *Store) load(ctx context.Context, name string) (*State, error) {
-	recs, err := s.log.ReadSubject(ctx, Subject(name), 0)
+// logView folds a schedule's subject from the log.
+func (s *Store) logView(ctx context.Context, subject string) (projections.View[*State], error) {
+	st, err := s.fold(ctx, subject)
+	if err != nil || st == nil {
+		return projections.View[*State]{FromLog: true}, err
+	}
+	return projections.View[*State]{KV: st, Seq: st.Seq, FromLog: true}, nil
+}
+
+// fold returns the state of a schedule's subject, nil when it has none.
+func (s *Store) fold(ctx context.Context, subject string) (*State, error) {
+	recs, err := s.log.ReadSubject(ctx, subject, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -70,49 +81,28 @@ func (s *Store) load(ctx context.Context, name string) (*State, error) {
 	return st, nil
 }
 
-// appendEvents writes events to a schedule's subject, deciding again on a
-// conflict, and waits for the read model.
-func (s *Store) appendEvents(ctx context.Context, name string, decide func(st *State) ([]schemas.Event, error)) error {
-	for attempt := 0; attempt < 10; attempt++ {
-		st, err := s.load(ctx, name)
-		if err != nil {
-			return err
-		}
-		events, err := decide(st)
-		if err != nil || len(events) == 0 {
-			return err
-		}
-		var expected uint64
-		if st != nil {
-			expected = st.Seq
-		}
-		seq, err := s.append(ctx, name, expected, events)
-		if errors.Is(err, eventlog.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if s.waiter != nil {
-			return s.waiter.WaitFor(ctx, seq)
-		}
-		return nil
-	}
-	return fault.Conflict("schedule %s is changing too fast", name)
+// load folds a schedule's subject from the log (nil: no such schedule).
+func (s *Store) load(ctx context.Context, name string) (*State, error) {
+	return s.fold(ctx, Subject(name))
 }
 
+// append writes the firer's events to a schedule's subject, expecting
+// sequence expected: of engines firing one schedule, one wins.
 func (s *Store) append(ctx context.Context, name string, expected uint64, events []schemas.Event) (uint64, error) {
-	id := uuid.NewString()
-	envs := make([]schemas.Envelope, len(events))
-	for i, ev := range events {
-		env, err := schemas.Default.Encode(ev)
-		if err != nil {
-			return 0, err
-		}
-		env.ID, env.Time = id+"/"+strconv.Itoa(i), s.now().UnixNano()
-		envs[i] = env
+	subject := Subject(name)
+	envs, err := projections.Envelopes(rand.Text(), subject, expected, "", s.now(), events)
+	if err != nil {
+		return 0, err
 	}
-	return s.log.Append(ctx, Subject(name), envs, expected)
+	return s.log.Append(ctx, subject, envs, expected)
+}
+
+// appendEvents runs one write on a schedule (see projections.Updater).
+func (s *Store) appendEvents(ctx context.Context, name, principal string, decide func(st *State) ([]schemas.Event, error)) error {
+	_, err := s.updater.Update(ctx, Subject(name), principal, func(v projections.View[*State]) ([]schemas.Event, error) {
+		return decide(v.KV)
+	})
+	return err
 }
 
 func exists(st *State) bool { return st != nil && !st.Deleted }
@@ -129,7 +119,7 @@ func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, princ
 		return err
 	}
 	now := s.now().UnixMilli()
-	return s.appendEvents(ctx, def.Name, func(*State) ([]schemas.Event, error) {
+	return s.appendEvents(ctx, def.Name, principal, func(*State) ([]schemas.Event, error) {
 		evs := []schemas.Event{&schemas.ScheduleSaved{Def: raw, Time: now, By: principal}}
 		if len(def.Tags) > 0 {
 			evs = append(evs, tagsEvent(def.Tags, now, principal))
@@ -193,7 +183,7 @@ func (s *Store) mustExist(name string) func(*State) error {
 
 // Delete removes a schedule.
 func (s *Store) Delete(ctx context.Context, name, principal string) error {
-	return s.appendEvents(ctx, name, func(st *State) ([]schemas.Event, error) {
+	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
 		if err := s.mustExist(name)(st); err != nil {
 			return nil, err
 		}
@@ -203,7 +193,7 @@ func (s *Store) Delete(ctx context.Context, name, principal string) error {
 
 // SetPaused pauses (with a reason) or resumes a schedule.
 func (s *Store) SetPaused(ctx context.Context, name string, paused bool, reason, principal string) error {
-	return s.appendEvents(ctx, name, func(st *State) ([]schemas.Event, error) {
+	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
 		if err := s.mustExist(name)(st); err != nil {
 			return nil, err
 		}
@@ -228,7 +218,7 @@ func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) 
 
 // ChangeTags adds (merging by key) or removes tags.
 func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error {
-	return s.appendEvents(ctx, name, func(st *State) ([]schemas.Event, error) {
+	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
 		if err := s.mustExist(name)(st); err != nil {
 			return nil, err
 		}

@@ -35,7 +35,7 @@ func newWriter(log *eventlog.Log, store *projections.Store, waiter Waiter, logge
 	}
 	w := &writer{log: log, reader: store.Reader(ProjectionName), logger: logger.With(logkey.Component, "secrets"), now: time.Now}
 	w.updater = projections.NewUpdater(projections.Updater[kvReader]{Log: log, Waiter: waiter, Logger: w.logger, Now: w.now,
-		What: "secrets", Read: w.projectionView, Fold: w.logView})
+		What: "secrets", Read: func(_ context.Context, subject string) (view, error) { return w.projectionView(subject) }, Fold: w.logView})
 	return w
 }
 
