@@ -20,21 +20,24 @@ func TestUpdaterDecidesAgainOnTheLog(t *testing.T) {
 	note := []schemas.Event{&testutil.Note{Text: "write", N: 1}}
 	tests := []struct {
 		name string
-		// stale: the read model lags one record behind the log.
-		stale  bool
-		decide func(v projections.View[struct{}]) ([]schemas.Event, error)
+		// stale: the read model lags one record behind the log; logOnly:
+		// the store reads the log's state first too (Read is Fold).
+		stale, logOnly bool
+		decide         func(v projections.View[struct{}]) ([]schemas.Event, error)
 		// wantViews are the views decide saw, as "model" or "log".
 		wantViews []string
 		wantSeq   uint64 // 0: nothing appended
 		wantErr   error
 	}{
-		{"current state, write", false, func(projections.View[struct{}]) ([]schemas.Event, error) { return note, nil },
+		{"current state, write", false, false, func(projections.View[struct{}]) ([]schemas.Event, error) { return note, nil },
 			[]string{"model"}, 2, nil},
-		{"stale state loses the race", true, func(projections.View[struct{}]) ([]schemas.Event, error) { return note, nil },
+		{"stale state loses the race", true, false, func(projections.View[struct{}]) ([]schemas.Event, error) { return note, nil },
 			[]string{"model", "log"}, 2, nil},
-		{"current state, refusal", false, func(projections.View[struct{}]) ([]schemas.Event, error) { return nil, errRefused },
+		{"current state, refusal", false, false, func(projections.View[struct{}]) ([]schemas.Event, error) { return nil, errRefused },
 			[]string{"model"}, 0, errRefused},
-		{"stale state, a no-op the log does not confirm", true, func(v projections.View[struct{}]) ([]schemas.Event, error) {
+		{"a no-op on the log's state stands", false, true, func(projections.View[struct{}]) ([]schemas.Event, error) { return nil, nil },
+			[]string{"log"}, 0, nil},
+		{"stale state, a no-op the log does not confirm", true, false, func(v projections.View[struct{}]) ([]schemas.Event, error) {
 			if !v.FromLog {
 				return nil, nil
 			}
@@ -54,14 +57,17 @@ func TestUpdaterDecidesAgainOnTheLog(t *testing.T) {
 			if tt.stale {
 				model = 0
 			}
-			u := projections.NewUpdater(projections.Updater[struct{}]{Log: l, What: "test",
-				Read: func(context.Context, string) (projections.View[struct{}], error) {
-					return projections.View[struct{}]{Seq: model}, nil
-				},
-				Fold: func(ctx context.Context, subject string) (projections.View[struct{}], error) {
-					seq, err := l.LastSeq(ctx, subject)
-					return projections.View[struct{}]{Seq: seq, FromLog: true}, err
-				}})
+			fold := func(ctx context.Context, subject string) (projections.View[struct{}], error) {
+				seq, err := l.LastSeq(ctx, subject)
+				return projections.View[struct{}]{Seq: seq, FromLog: true}, err
+			}
+			read := func(context.Context, string) (projections.View[struct{}], error) {
+				return projections.View[struct{}]{Seq: model}, nil
+			}
+			if tt.logOnly {
+				read = fold
+			}
+			u := projections.NewUpdater(projections.Updater[struct{}]{Log: l, What: "test", Read: read, Fold: fold})
 			var views []string
 			seq, err := u.Update(ctx, subject, "user:test", func(v projections.View[struct{}]) ([]schemas.Event, error) {
 				if v.FromLog {
