@@ -20,12 +20,12 @@ type View[KV any] struct {
 	FromLog bool
 }
 
-// Updater runs the writes of a store that appends events to subjects and
-// reads them back from its own read model (metadata, secrets): decide on
-// the read model's state of one subject, append with that state's sequence
-// as the expectation, and on a conflict decide again on the state folded
-// from the log. Writes to one subject are serialized within a process, so
-// only processes race on a name.
+// Updater runs the writes of a store that appends events to subjects
+// (metadata, secrets, schedules): decide on the state Read gives (the
+// store's read model, or for schedules the log), append with that state's
+// sequence as the expectation, and on a conflict decide again on the state
+// folded from the log. Writes to one subject are serialized within a
+// process, so only processes race on a name.
 type Updater[KV any] struct {
 	Log    *eventlog.Log
 	Waiter Waiter // nil: no read-your-writes wait (tests of the log fallback)
@@ -61,10 +61,11 @@ const maxUpdateAttempts = 10
 // Update runs one write on subject and returns the sequence it appended (0:
 // nothing to do). decide turns a state into the events of the write; none
 // and no error means there is nothing to do. A decision that appends
-// nothing (a refusal or a no-op) on a state not folded from the log is only
-// trusted once the log confirms that the state was current. After the append Update waits for the read
-// model, still holding the subject's lock, so that the caller's next read,
-// and this process's next write to the subject, see the write.
+// nothing (a refusal or a no-op) on a state not folded from the log is
+// only trusted once the log confirms that the state was current. After the
+// append Update waits for the read model, still holding the subject's lock,
+// so that the caller's next read, and this process's next write to the
+// subject, see the write.
 func (u *Updater[KV]) Update(ctx context.Context, subject, principal string, decide func(View[KV]) ([]schemas.Event, error)) (uint64, error) {
 	unlock, err := u.locks.Lock(ctx, subject)
 	if err != nil {

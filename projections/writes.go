@@ -16,10 +16,10 @@ import (
 )
 
 // Helpers for stores that write events and read their own read model
-// (metadata, secrets, auth): the envelopes of an append, the error kinds of
-// a failed append, the pause after a lost race, and the read-your-writes
-// wait. Updater (update.go) puts them together into the write loop of the
-// stores that decide on their read model.
+// (metadata, secrets, schedules, auth): the envelopes of an append, the
+// error kinds of a failed append, the pause after a lost race, and the
+// read-your-writes wait. Updater (update.go) puts them together into one
+// write loop, which all of them but auth run.
 
 // Waiter blocks until a read model has applied stream sequence seq.
 // *Runner implements it.
