@@ -56,7 +56,7 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
-func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error { return w.encode(e, nil) }
+func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error { return w.encode(e, nil, true) }
 
 // TaskEncodings remembers the encodings of one workflow's tasks between
 // the records that change it: a task keeps its encoding as long as it is
@@ -68,23 +68,32 @@ type TaskEncodings struct {
 	enc   []msgpack.RawMessage
 }
 
-// AppendState appends what schemas.MarshalSorted(w) returns to dst,
-// reusing the encodings c remembers of w's tasks and remembering those of
-// the others.
-func AppendState(dst []byte, w *Workflow, c *TaskEncodings) ([]byte, error) {
+// AppendStateWithoutDef appends what schemas.MarshalSorted returns for w
+// with an empty DefJSON to dst, reusing the encodings c remembers of w's
+// tasks and remembering those of the others. The executions read model
+// writes a state on every record and its definition once: the definition
+// changes only on a restart with the latest definitions, and rewriting it
+// with every record made up most of the bytes the read model wrote.
+func AppendStateWithoutDef(dst []byte, w *Workflow, c *TaskEncodings) ([]byte, error) {
 	return schemas.AppendSorted(dst, stateThrough{w, c})
 }
 
-// stateThrough encodes a state with its tasks' encodings from c.
+// stateThrough encodes a state without its definition, with its tasks'
+// encodings from c.
 type stateThrough struct {
 	w *Workflow
 	c *TaskEncodings
 }
 
-func (s stateThrough) EncodeMsgpack(e *msgpack.Encoder) error { return s.w.encode(e, s.c) }
+func (s stateThrough) EncodeMsgpack(e *msgpack.Encoder) error { return s.w.encode(e, s.c, false) }
 
-// encode writes w, its tasks through c when c is not nil.
-func (w *Workflow) encode(e *msgpack.Encoder, c *TaskEncodings) error {
+// encode writes w, its tasks through c when c is not nil, and its
+// definition when withDef is set (else an empty one).
+func (w *Workflow) encode(e *msgpack.Encoder, c *TaskEncodings, withDef bool) error {
+	def := w.DefJSON
+	if !withDef {
+		def = nil
+	}
 	f := msgfields.New(e)
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "",
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.IdempotencyKey != "", w.Reason != "",
@@ -93,7 +102,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, c *TaskEncodings) error {
 	f.Str("id", w.ID, false)
 	f.Str("name", w.Name, false)
 	f.Int("ver", w.Version, false)
-	f.Bytes("def", w.DefJSON, false)
+	f.Bytes("def", def, false)
 	f.Str("st", w.Status, false)
 	f.Value("in", w.Input, false)
 	f.Value("out", w.Output, false)

@@ -5,6 +5,7 @@
 package executions
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -28,7 +29,7 @@ const Name = "executions"
 
 // Key layout, inside the projection's key space.
 const (
-	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow
+	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without its definition; w/<wf token>\x00def → the definition (see defKey)
 	prefixTask        = "t/" // t/<task id> → workflow id
 	prefixDue         = "d/" // d/<ms BE><wf id> → ""
 	prefixRunning     = "r/" // r/<wf id> → ""
@@ -95,7 +96,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	if !ok {
 		r = &recent{}
 		if !startsSubject(events) {
-			if r.w, err = load(b, token); err != nil {
+			if r.w, r.def, err = load(b, token); err != nil {
 				return err
 			}
 		}
@@ -120,7 +121,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	}
 	w.Seq = rec.Seq
 	p.touched[token] = struct{}{}
-	err = p.store(b, token, w, prev, &r.tasks)
+	err = p.store(b, token, w, prev, r)
 	if cap(p.scratch) > maxScratch {
 		p.scratch = nil // one large workflow does not pin its buffer
 	}
@@ -142,29 +143,66 @@ func startsSubject(events []schemas.Event) bool {
 	return ok
 }
 
-func load(b *projections.Batch, token string) (*engine.Workflow, error) {
-	v, err := b.Get([]byte(prefixWorkflow + token))
-	if errors.Is(err, projections.ErrNotFound) {
-		return nil, nil
+// load reads a workflow's state from the batch, and returns with it the
+// definition stored beside it: nil when there is none, as in data dirs
+// that kept the definition inside every state.
+func load(b *projections.Batch, token string) (w *engine.Workflow, storedDef []byte, err error) {
+	w, inline, err := readState(b.ScanRange, token)
+	if w == nil || err != nil || inline {
+		return w, nil, err
 	}
-	if err != nil {
-		return nil, err
-	}
-	var w engine.Workflow
-	if err := msgpack.Unmarshal(v, &w); err != nil {
-		return nil, fmt.Errorf("stored workflow %s: %w", token, err)
-	}
-	return &w, nil
+	return w, w.DefJSON, nil
 }
 
-func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before, tasks *engine.TaskEncodings) (err error) {
+// defKey is where a workflow's definition is stored, beside its state.
+// Tokens hold no control characters, so the key sorts right after the
+// state's and no other key falls between them: one scan reads both from
+// one snapshot.
+func defKey(token string) []byte { return []byte(prefixWorkflow + token + "\x00def") }
+
+// readState reads a workflow's state and its definition with scan, or nil
+// if the workflow is not stored. inline reports a state stored with its
+// definition inside.
+func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) error, token string) (w *engine.Workflow, inline bool, err error) {
+	stateKey := prefixWorkflow + token
+	var decodeErr error
+	err = scan([]byte(stateKey), []byte(stateKey+"\x01"), func(key, value []byte) bool {
+		switch {
+		case string(key) == stateKey:
+			w = new(engine.Workflow)
+			decodeErr = msgpack.Unmarshal(value, w)
+			inline = len(w.DefJSON) > 0
+			return decodeErr == nil
+		case w != nil && string(key) == string(defKey(token)):
+			w.DefJSON = bytes.Clone(value)
+		}
+		return true
+	})
+	if err == nil && decodeErr != nil {
+		err = fmt.Errorf("stored workflow %s: %w", token, decodeErr)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return w, inline, nil
+}
+
+// store writes w, folded from prev, and its indexes; r is what the
+// projection remembers of the workflow between records.
+func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before, r *recent) (err error) {
 	if err := p.storeCompaction(b, w, prev); err != nil {
 		return err
 	}
 	if w.Removed && !w.Archived {
 		return p.removeAll(b, token, w, prev)
 	}
-	if p.scratch, err = engine.AppendState(p.scratch[:0], w, tasks); err != nil {
+	if !bytes.Equal(w.DefJSON, r.def) {
+		if err := b.Set(defKey(token), w.DefJSON); err != nil {
+			return err
+		}
+		r.def = w.DefJSON
+	}
+	if p.scratch, err = engine.AppendStateWithoutDef(p.scratch[:0], w, &r.tasks); err != nil {
 		return err
 	}
 	if err := b.Set([]byte(prefixWorkflow+token), p.scratch); err != nil {
@@ -254,18 +292,17 @@ var _ executor.Idempotency = (*Reader)(nil)
 // Workflow returns a workflow's state, or an error wrapping
 // fault.ErrNotFound.
 func (r *Reader) Workflow(_ context.Context, id string) (*engine.Workflow, error) {
-	v, err := r.r.Get([]byte(prefixWorkflow + eventlog.Token(id)))
-	if errors.Is(err, projections.ErrNotFound) {
-		return nil, fault.NotFound("workflow %s not found", id)
+	scan := func(lower, upper []byte, fn func(key, value []byte) bool) error {
+		return r.r.ScanRange(lower, upper, false, fn)
 	}
+	w, _, err := readState(scan, eventlog.Token(id))
 	if err != nil {
 		return nil, err
 	}
-	var w engine.Workflow
-	if err := msgpack.Unmarshal(v, &w); err != nil {
-		return nil, fmt.Errorf("stored workflow %s: %w", id, err)
+	if w == nil {
+		return nil, fault.NotFound("workflow %s not found", id)
 	}
-	return &w, nil
+	return w, nil
 }
 
 // TaskWorkflow returns the id of the workflow a task belongs to.
@@ -328,6 +365,8 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 type recent struct {
 	w     *engine.Workflow
 	tasks engine.TaskEncodings
+	// def is the definition stored under the workflow's defKey (nil: none).
+	def []byte
 }
 
 // recentStates is a bounded map of recently folded states. Only the

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
@@ -284,5 +286,81 @@ func TestLegacyCompactionList(t *testing.T) {
 	f.decide(current, engine.Compact{})
 	if got := awaiting(); len(got) != 0 {
 		t.Fatalf("after compacting both: %v", got)
+	}
+}
+
+// A state is stored without its definition, which is stored once beside
+// it: read back whole, replaced by a restart with another definition, and
+// moved out of a state of the layout that kept it inside.
+func TestDefinitionStoredBesideState(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	raw := f.store.Reader(executions.Name)
+	storedDef := func(id string) []byte {
+		t.Helper()
+		v, err := raw.Get([]byte("w/" + id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w engine.Workflow
+		if err := msgpack.Unmarshal(v, &w); err != nil {
+			t.Fatal(err)
+		}
+		return w.DefJSON
+	}
+	readDef := func(id string) string {
+		t.Helper()
+		w, err := f.reader.Workflow(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(w.DefJSON)
+	}
+
+	id := f.start("c")
+	f.decide(id, engine.Terminate{Reason: "x"})
+	if def := storedDef(id); len(def) != 0 {
+		t.Fatalf("the state holds its definition: %s", def)
+	}
+	if got, want := readDef(id), string(f.states[id].DefJSON); got != want || want == "" {
+		t.Fatalf("definition read back: %s, want %s", got, want)
+	}
+
+	var v2 conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(strings.Replace(oneWait, `"version":1`, `"version":2`, 1)), &v2); err != nil {
+		t.Fatal(err)
+	}
+	f.decide(id, engine.Restart{Def: &v2})
+	if got := readDef(id); !strings.Contains(got, `"version":2`) {
+		t.Fatalf("after a restart with version 2: %s", got)
+	}
+
+	// The previous layout: the definition inside the state, nothing beside.
+	// The projection forgets ended workflows, so the rerun reads it.
+	legacy := f.start("legacy")
+	f.decide(legacy, engine.Terminate{Reason: "x"})
+	state, err := msgpack.Marshal(f.states[legacy])
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.store.Update(executions.Name, func(b *projections.Batch) error {
+		if err := b.Delete([]byte("w/" + legacy + "\x00def")); err != nil {
+			return err
+		}
+		return b.Set([]byte("w/"+legacy), state)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := string(f.states[legacy].DefJSON)
+	if got := readDef(legacy); got != want {
+		t.Fatalf("legacy state's definition: %s, want %s", got, want)
+	}
+	f.decide(legacy, engine.Rerun{})
+	if def := storedDef(legacy); len(def) != 0 {
+		t.Fatal("the next record kept the definition inside the legacy state")
+	}
+	if got := readDef(legacy); got != want {
+		t.Fatalf("after the next record: %s, want %s", got, want)
 	}
 }

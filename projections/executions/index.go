@@ -216,7 +216,7 @@ func replaceKeys(b *projections.Batch, old, next [][]byte, value []byte) error {
 // its state, summary, task lookups and every index entry. prev is the state
 // before the removal.
 func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
-	keys := [][]byte{[]byte(prefixWorkflow + token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
+	keys := [][]byte{[]byte(prefixWorkflow + token), defKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
 	keys = append(keys, prev.summary.indexKeys()...)
 	for id, e := range prev.tasks {
 		keys = append(keys, []byte(prefixTask+id), e.key(id))
