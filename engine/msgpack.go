@@ -7,8 +7,8 @@ import (
 	"github.com/flowvault/flowvault/schemas"
 )
 
-// The executions read model encodes a workflow's whole state, tasks
-// included, on every record it folds: these write it by hand (see
+// The executions read model encodes a workflow's state and its changed
+// tasks on every record it folds: these write them by hand (see
 // msgfields). TestStateEncodingMatchesReflection holds them to the
 // reflective encoding of every state the replay fixtures fold.
 
@@ -56,43 +56,27 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
-func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error { return w.encode(e, nil, true) }
+func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error { return w.encode(e, true) }
 
-// TaskEncodings remembers the encodings of one workflow's tasks between
-// the records that change it: a task keeps its encoding as long as it is
-// the same object, since Apply replaces a task it changes. The executions
-// read model writes the whole state on every record, and most records
-// change one task of several. The zero value is empty.
-type TaskEncodings struct {
-	tasks []*Task
-	enc   []msgpack.RawMessage
+// AppendStateHead appends to dst what schemas.MarshalSorted returns for w
+// without its definition and its tasks. The executions read model writes
+// those apart, each when it changes: most records change one task of a
+// workflow and none its definition, and a state written whole on every
+// record made a workflow of n tasks write O(n²) bytes.
+func AppendStateHead(dst []byte, w *Workflow) ([]byte, error) {
+	return schemas.AppendSorted(dst, stateHead{w})
 }
 
-// AppendStateWithoutDef appends what schemas.MarshalSorted returns for w
-// with an empty DefJSON to dst, reusing the encodings c remembers of w's
-// tasks and remembering those of the others. The executions read model
-// writes a state on every record and its definition once: the definition
-// changes only on a restart with the latest definitions, and rewriting it
-// with every record made up most of the bytes the read model wrote.
-func AppendStateWithoutDef(dst []byte, w *Workflow, c *TaskEncodings) ([]byte, error) {
-	return schemas.AppendSorted(dst, stateThrough{w, c})
-}
+// stateHead encodes a state without its definition and tasks.
+type stateHead struct{ w *Workflow }
 
-// stateThrough encodes a state without its definition, with its tasks'
-// encodings from c.
-type stateThrough struct {
-	w *Workflow
-	c *TaskEncodings
-}
+func (s stateHead) EncodeMsgpack(e *msgpack.Encoder) error { return s.w.encode(e, false) }
 
-func (s stateThrough) EncodeMsgpack(e *msgpack.Encoder) error { return s.w.encode(e, s.c, false) }
-
-// encode writes w, its tasks through c when c is not nil, and its
-// definition when withDef is set (else an empty one).
-func (w *Workflow) encode(e *msgpack.Encoder, c *TaskEncodings, withDef bool) error {
-	def := w.DefJSON
-	if !withDef {
-		def = nil
+// encode writes w whole, or without its definition and tasks (both nil).
+func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
+	def, tasks := w.DefJSON, w.Tasks
+	if !whole {
+		def, tasks = nil, nil
 	}
 	f := msgfields.New(e)
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "",
@@ -122,7 +106,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, c *TaskEncodings, withDef bool) er
 	f.Int64("et", w.EndTime, true)
 	f.Int64("ut", w.UpdateTime, false)
 	f.Int64("lrt", w.LastRetriedTime, true)
-	f.Field("tasks", func(e *msgpack.Encoder) error { return encodeTasks(e, w.Tasks, c) })
+	f.Field("tasks", func(e *msgpack.Encoder) error { return encodeTasks(e, tasks) })
 	f.Int("ctr", w.Counter, false)
 	f.Int("epoch", w.Epoch, true)
 	f.Bool("rm", w.Removed)
@@ -135,49 +119,23 @@ func (w *Workflow) encode(e *msgpack.Encoder, c *TaskEncodings, withDef bool) er
 	return f.Err()
 }
 
-func encodeTasks(e *msgpack.Encoder, ts []*Task, c *TaskEncodings) error {
+func encodeTasks(e *msgpack.Encoder, ts []*Task) error {
 	if ts == nil {
 		return e.EncodeNil()
 	}
 	if err := e.EncodeArrayLen(len(ts)); err != nil {
 		return err
 	}
-	for i, t := range ts {
+	for _, t := range ts {
 		var err error
-		switch {
-		case t == nil:
+		if t == nil {
 			err = e.EncodeNil()
-		case c == nil:
+		} else {
 			err = t.EncodeMsgpack(e)
-		default:
-			err = c.encode(e, i, t)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	if c != nil && len(c.tasks) > len(ts) {
-		// Restart and rerun drop tasks.
-		clear(c.tasks[len(ts):])
-		clear(c.enc[len(ts):])
-		c.tasks, c.enc = c.tasks[:len(ts)], c.enc[:len(ts)]
-	}
 	return nil
-}
-
-// encode writes task t, the i-th of its workflow, reusing its encoding if
-// it was the i-th the last time.
-func (c *TaskEncodings) encode(e *msgpack.Encoder, i int, t *Task) error {
-	if i < len(c.tasks) && c.tasks[i] == t {
-		return c.enc[i].EncodeMsgpack(e)
-	}
-	b, err := schemas.MarshalSorted(t)
-	if err != nil {
-		return err
-	}
-	for len(c.tasks) <= i {
-		c.tasks, c.enc = append(c.tasks, nil), append(c.enc, nil)
-	}
-	c.tasks[i], c.enc[i] = t, b
-	return msgpack.RawMessage(b).EncodeMsgpack(e)
 }

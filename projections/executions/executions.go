@@ -29,7 +29,7 @@ const Name = "executions"
 
 // Key layout, inside the projection's key space.
 const (
-	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without its definition; w/<wf token>\x00def → the definition (see defKey)
+	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without definition and tasks; beside it (see stateKeys) the definition and each task
 	prefixTask        = "t/" // t/<task id> → workflow id
 	prefixDue         = "d/" // d/<ms BE><wf id> → ""
 	prefixRunning     = "r/" // r/<wf id> → ""
@@ -96,7 +96,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	if !ok {
 		r = &recent{}
 		if !startsSubject(events) {
-			if r.w, r.def, err = load(b, token); err != nil {
+			if r.w, r.def, r.tasks, err = load(b, token); err != nil {
 				return err
 			}
 		}
@@ -144,37 +144,65 @@ func startsSubject(events []schemas.Event) bool {
 }
 
 // load reads a workflow's state from the batch, and returns with it the
-// definition stored beside it: nil when there is none, as in data dirs
-// that kept the definition inside every state.
-func load(b *projections.Batch, token string) (w *engine.Workflow, storedDef []byte, err error) {
-	w, inline, err := readState(b.ScanRange, token)
-	if w == nil || err != nil || inline {
-		return w, nil, err
+// definition and tasks stored beside it: nil when they are inside the
+// state, as in data dirs of earlier layouts.
+func load(b *projections.Batch, token string) (w *engine.Workflow, storedDef []byte, storedTasks []*engine.Task, err error) {
+	w, inside, err := readState(b.ScanRange, token)
+	if w == nil || err != nil {
+		return w, nil, nil, err
 	}
-	return w, w.DefJSON, nil
+	if !inside.def {
+		storedDef = w.DefJSON
+	}
+	if !inside.tasks {
+		storedTasks = slices.Clone(w.Tasks)
+	}
+	return w, storedDef, storedTasks, nil
 }
 
-// defKey is where a workflow's definition is stored, beside its state.
-// Tokens hold no control characters, so the key sorts right after the
-// state's and no other key falls between them: one scan reads both from
-// one snapshot.
+// A workflow's state is stored as its head, its definition and each of
+// its tasks, under keys that start with the head's. Tokens hold no control
+// characters, so no other workflow's key falls between them: one scan
+// reads them all from one snapshot, in this order.
+func stateKey(token string) []byte { return []byte(prefixWorkflow + token) }
+
 func defKey(token string) []byte { return []byte(prefixWorkflow + token + "\x00def") }
 
-// readState reads a workflow's state and its definition with scan, or nil
-// if the workflow is not stored. inline reports a state stored with its
-// definition inside.
-func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) error, token string) (w *engine.Workflow, inline bool, err error) {
-	stateKey := prefixWorkflow + token
+// taskKey is the key of the i-th task: big-endian, so tasks scan in order.
+func taskKey(token string, i int) []byte {
+	return binary.BigEndian.AppendUint32([]byte(prefixWorkflow+token+"\x00t"), uint32(i))
+}
+
+// inside says which parts of a state an earlier layout kept in its head.
+type inside struct{ def, tasks bool }
+
+// readState reads a workflow's state with scan, or nil if the workflow is
+// not stored.
+func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) error, token string) (w *engine.Workflow, in inside, err error) {
+	head := stateKey(token)
+	def, tasks := defKey(token), taskKey(token, 0)[:len(head)+2]
 	var decodeErr error
-	err = scan([]byte(stateKey), []byte(stateKey+"\x01"), func(key, value []byte) bool {
+	err = scan(head, append(head[:len(head):len(head)], 1), func(key, value []byte) bool {
 		switch {
-		case string(key) == stateKey:
+		case bytes.Equal(key, head):
 			w = new(engine.Workflow)
-			decodeErr = msgpack.Unmarshal(value, w)
-			inline = len(w.DefJSON) > 0
-			return decodeErr == nil
-		case w != nil && string(key) == string(defKey(token)):
+			if decodeErr = msgpack.Unmarshal(value, w); decodeErr != nil {
+				return false
+			}
+			in = inside{def: len(w.DefJSON) > 0, tasks: w.Tasks != nil}
+		case w == nil:
+			// Parts without a head: not a stored workflow.
+		case bytes.Equal(key, def) && !in.def:
 			w.DefJSON = bytes.Clone(value)
+		case bytes.HasPrefix(key, tasks) && !in.tasks:
+			if len(key) != len(tasks)+4 || binary.BigEndian.Uint32(key[len(tasks):]) != uint32(len(w.Tasks)) {
+				decodeErr = fmt.Errorf("task %d stored under %x", len(w.Tasks), key[len(tasks):])
+				return false
+			}
+			t := new(engine.Task)
+			decodeErr = msgpack.Unmarshal(value, t)
+			w.Tasks = append(w.Tasks, t)
+			return decodeErr == nil
 		}
 		return true
 	})
@@ -182,9 +210,9 @@ func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) e
 		err = fmt.Errorf("stored workflow %s: %w", token, decodeErr)
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, inside{}, err
 	}
-	return w, inline, nil
+	return w, in, nil
 }
 
 // store writes w, folded from prev, and its indexes; r is what the
@@ -194,18 +222,9 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 		return err
 	}
 	if w.Removed && !w.Archived {
-		return p.removeAll(b, token, w, prev)
+		return p.removeAll(b, token, w, prev, len(r.tasks))
 	}
-	if !bytes.Equal(w.DefJSON, r.def) {
-		if err := b.Set(defKey(token), w.DefJSON); err != nil {
-			return err
-		}
-		r.def = w.DefJSON
-	}
-	if p.scratch, err = engine.AppendStateWithoutDef(p.scratch[:0], w, &r.tasks); err != nil {
-		return err
-	}
-	if err := b.Set([]byte(prefixWorkflow+token), p.scratch); err != nil {
+	if err := p.storeState(b, token, w, r); err != nil {
 		return err
 	}
 	archiving := w.Removed && !prev.removed
@@ -242,6 +261,40 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 		return err
 	}
 	return p.storeIndexes(b, token, w, prev)
+}
+
+// storeState writes w's head, and its definition and those of its tasks
+// that changed since r's: Apply replaces what it changes, so a task that
+// is the same object at the same index is as stored.
+func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Workflow, r *recent) (err error) {
+	if !bytes.Equal(w.DefJSON, r.def) {
+		if err := b.Set(defKey(token), w.DefJSON); err != nil {
+			return err
+		}
+		r.def = w.DefJSON
+	}
+	for i, t := range w.Tasks {
+		if i < len(r.tasks) && r.tasks[i] == t {
+			continue
+		}
+		if p.scratch, err = schemas.AppendSorted(p.scratch[:0], t); err != nil {
+			return err
+		}
+		if err := b.Set(taskKey(token, i), p.scratch); err != nil {
+			return err
+		}
+	}
+	// Restart and rerun drop tasks.
+	for i := len(w.Tasks); i < len(r.tasks); i++ {
+		if err := b.Delete(taskKey(token, i)); err != nil {
+			return err
+		}
+	}
+	r.tasks = append(r.tasks[:0], w.Tasks...)
+	if p.scratch, err = engine.AppendStateHead(p.scratch[:0], w); err != nil {
+		return err
+	}
+	return b.Set(stateKey(token), p.scratch)
 }
 
 // replaceDeadlines replaces the workflow's entries in the deadline index.
@@ -363,10 +416,10 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 // recent is a state the projection folded, and the encodings of its
 // tasks, most of which the workflow's next record leaves as they are.
 type recent struct {
-	w     *engine.Workflow
-	tasks engine.TaskEncodings
-	// def is the definition stored under the workflow's defKey (nil: none).
-	def []byte
+	w *engine.Workflow
+	// def and tasks are what the workflow's defKey and taskKeys hold.
+	def   []byte
+	tasks []*engine.Task
 }
 
 // recentStates is a bounded map of recently folded states. Only the

@@ -289,14 +289,17 @@ func TestLegacyCompactionList(t *testing.T) {
 	}
 }
 
-// A state is stored without its definition, which is stored once beside
-// it: read back whole, replaced by a restart with another definition, and
-// moved out of a state of the layout that kept it inside.
-func TestDefinitionStoredBesideState(t *testing.T) {
+const twoWaits = `{"name":"two_waits","version":1,"tasks":[{"name":"gate1","taskReferenceName":"gate1","type":"WAIT"},
+ {"name":"gate2","taskReferenceName":"gate2","type":"WAIT"}]}`
+
+// A state is stored in parts: its head, its definition and each task,
+// each written when it changes. They read back whole, and a state of the
+// layout that kept them inside its head reads and moves them out.
+func TestStateStoredInParts(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	raw := f.store.Reader(executions.Name)
-	storedDef := func(id string) []byte {
+	head := func(id string) *engine.Workflow {
 		t.Helper()
 		v, err := raw.Get([]byte("w/" + id))
 		if err != nil {
@@ -306,37 +309,94 @@ func TestDefinitionStoredBesideState(t *testing.T) {
 		if err := msgpack.Unmarshal(v, &w); err != nil {
 			t.Fatal(err)
 		}
-		return w.DefJSON
+		return &w
 	}
-	readDef := func(id string) string {
+	task0 := func(id string) []byte {
 		t.Helper()
-		w, err := f.reader.Workflow(context.Background(), id)
+		v, _ := raw.Get([]byte("w/" + id + "\x00t\x00\x00\x00\x00"))
+		return v
+	}
+	// readBack checks that the reader assembles the state the engine folded.
+	readBack := func(id string) {
+		t.Helper()
+		got, err := f.reader.Workflow(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return string(w.DefJSON)
+		want := f.states[id]
+		if string(got.DefJSON) != string(want.DefJSON) || len(want.DefJSON) == 0 {
+			t.Fatalf("definition read back: %s, want %s", got.DefJSON, want.DefJSON)
+		}
+		if len(got.Tasks) != len(want.Tasks) {
+			t.Fatalf("%d tasks read back, want %d", len(got.Tasks), len(want.Tasks))
+		}
+		for i, task := range want.Tasks {
+			if g := got.Tasks[i]; g.ID != task.ID || g.Status != task.Status || g.Reason != task.Reason {
+				t.Fatalf("task %d read back as %s %s %q, want %s %s %q", i, g.ID, g.Status, g.Reason, task.ID, task.Status, task.Reason)
+			}
+		}
+	}
+	complete := func(id string, i int) {
+		t.Helper()
+		task := f.states[id].Tasks[i]
+		f.decide(id, engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: id, Status: conductor.TaskCompleted}})
 	}
 
-	id := f.start("c")
-	f.decide(id, engine.Terminate{Reason: "x"})
-	if def := storedDef(id); len(def) != 0 {
-		t.Fatalf("the state holds its definition: %s", def)
-	}
-	if got, want := readDef(id), string(f.states[id].DefJSON); got != want || want == "" {
-		t.Fatalf("definition read back: %s, want %s", got, want)
-	}
-
-	var v2 conductor.WorkflowDef
-	if err := conductor.Unmarshal([]byte(strings.Replace(oneWait, `"version":1`, `"version":2`, 1)), &v2); err != nil {
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(twoWaits), &def); err != nil {
 		t.Fatal(err)
 	}
-	f.decide(id, engine.Restart{Def: &v2})
-	if got := readDef(id); !strings.Contains(got, `"version":2`) {
-		t.Fatalf("after a restart with version 2: %s", got)
+	id := uuid.NewString()
+	f.decide(id, engine.Start{WorkflowID: id, Def: &def})
+	complete(id, 0)
+	if h := head(id); len(h.DefJSON) != 0 || h.Tasks != nil {
+		t.Fatalf("the head holds a definition (%d bytes) or tasks (%d)", len(h.DefJSON), len(h.Tasks))
 	}
+	readBack(id)
 
-	// The previous layout: the definition inside the state, nothing beside.
-	// The projection forgets ended workflows, so the rerun reads it.
+	// A record that leaves the first task as it was does not write it: a
+	// marker put in its place stays.
+	marked := *f.states[id].Tasks[0]
+	marked.Reason = "marker"
+	enc, err := msgpack.Marshal(&marked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Update(executions.Name, func(b *projections.Batch) error { return b.Set([]byte("w/"+id+"\x00t\x00\x00\x00\x00"), enc) }); err != nil {
+		t.Fatal(err)
+	}
+	complete(id, 1)
+	if !bytes.Equal(task0(id), enc) {
+		t.Fatal("a record that left the first task as it was wrote it again")
+	}
+	folded := f.states[id].Tasks[0]
+	f.states[id].Tasks[0] = &marked // what the store holds now
+	readBack(id)
+	f.states[id].Tasks[0] = folded
+
+	// A rerun drops the second task and replaces the first.
+	f.decide(id, engine.Rerun{})
+	if bytes.Equal(task0(id), enc) {
+		t.Fatal("the rerun left the first task as it was")
+	}
+	if _, err := raw.Get([]byte("w/" + id + "\x00t\x00\x00\x00\x01")); err == nil {
+		t.Fatal("the rerun left the dropped second task")
+	}
+	readBack(id)
+
+	var v2 conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(strings.Replace(twoWaits, `"version":1`, `"version":2`, 1)), &v2); err != nil {
+		t.Fatal(err)
+	}
+	f.decide(id, engine.Terminate{Reason: "x"})
+	f.decide(id, engine.Restart{Def: &v2})
+	if w, err := f.reader.Workflow(context.Background(), id); err != nil || !strings.Contains(string(w.DefJSON), `"version":2`) {
+		t.Fatalf("after a restart with version 2: %v, %v", w, err)
+	}
+	readBack(id)
+
+	// The first layout: definition and tasks inside the state. The
+	// projection forgets ended workflows, so the rerun reads it.
 	legacy := f.start("legacy")
 	f.decide(legacy, engine.Terminate{Reason: "x"})
 	state, err := msgpack.Marshal(f.states[legacy])
@@ -344,23 +404,20 @@ func TestDefinitionStoredBesideState(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = f.store.Update(executions.Name, func(b *projections.Batch) error {
-		if err := b.Delete([]byte("w/" + legacy + "\x00def")); err != nil {
-			return err
+		for _, part := range []string{"\x00def", "\x00t\x00\x00\x00\x00"} {
+			if err := b.Delete([]byte("w/" + legacy + part)); err != nil {
+				return err
+			}
 		}
 		return b.Set([]byte("w/"+legacy), state)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := string(f.states[legacy].DefJSON)
-	if got := readDef(legacy); got != want {
-		t.Fatalf("legacy state's definition: %s, want %s", got, want)
-	}
+	readBack(legacy)
 	f.decide(legacy, engine.Rerun{})
-	if def := storedDef(legacy); len(def) != 0 {
-		t.Fatal("the next record kept the definition inside the legacy state")
+	if h := head(legacy); len(h.DefJSON) != 0 || h.Tasks != nil {
+		t.Fatal("the next record kept the definition or the tasks inside the legacy state")
 	}
-	if got := readDef(legacy); got != want {
-		t.Fatalf("after the next record: %s, want %s", got, want)
-	}
+	readBack(legacy)
 }

@@ -214,9 +214,12 @@ func replaceKeys(b *projections.Batch, old, next [][]byte, value []byte) error {
 
 // removeAll deletes every document of a workflow removed without archive:
 // its state, summary, task lookups and every index entry. prev is the state
-// before the removal.
-func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before) error {
-	keys := [][]byte{[]byte(prefixWorkflow + token), defKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
+// before the removal, storedTasks how many task keys it has.
+func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before, storedTasks int) error {
+	keys := [][]byte{stateKey(token), defKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
+	for i := range storedTasks {
+		keys = append(keys, taskKey(token, i))
+	}
 	keys = append(keys, prev.summary.indexKeys()...)
 	for id, e := range prev.tasks {
 		keys = append(keys, []byte(prefixTask+id), e.key(id))
