@@ -57,6 +57,7 @@ type decision struct {
 	events  []schemas.Event
 	effects []Effect
 	reply   any
+	refs    refIndex
 }
 
 // Decide computes what happens to a workflow when trigger arrives. It does

@@ -106,7 +106,7 @@ func (d *decision) forkSpec(wt *conductor.WorkflowTask, ref string, iteration in
 			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: taskReferenceName %s is forked twice", ref, t.TaskReferenceName)
 		case d.plan.nodes[t.TaskReferenceName] != nil:
 			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked taskReferenceName %s is already a task of the definition", ref, t.TaskReferenceName)
-		case d.w.LatestByRef(iterRef(t.TaskReferenceName, iteration)) != nil:
+		case d.latest(iterRef(t.TaskReferenceName, iteration)) != nil:
 			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: a task %s exists already", ref, t.TaskReferenceName)
 		}
 		seen[t.TaskReferenceName] = true
@@ -234,7 +234,7 @@ func (d *decision) dynamicJoinRefs(join *Task) (refs []string, ok bool) {
 	if n == nil || n.idx == 0 || n.list[n.idx-1] == nil || n.list[n.idx-1].TaskType() != conductor.TaskTypeForkJoinDynamic {
 		return nil, false
 	}
-	fork := d.w.LatestByRef(iterRef(n.list[n.idx-1].TaskReferenceName, join.Iteration))
+	fork := d.latest(iterRef(n.list[n.idx-1].TaskReferenceName, join.Iteration))
 	if fork == nil {
 		return nil, true
 	}
@@ -325,7 +325,7 @@ func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 	}
 	find := func(refs []string) *Task {
 		for _, ref := range refs {
-			t := d.w.LatestByRef(iterRef(ref, ej.Iteration))
+			t := d.latest(iterRef(ref, ej.Iteration))
 			if t == nil || t.Status == conductor.TaskSkipped {
 				continue
 			}

@@ -72,7 +72,7 @@ func (d *decision) rerun(r conductor.RerunWorkflowRequest) error {
 	if ln != nil {
 		// The loop the task belongs to (kept: it was scheduled before its
 		// body) runs again from the task's iteration.
-		if loop := d.w.LatestByRef(ln.wt.TaskReferenceName); loop != nil {
+		if loop := d.latest(ln.wt.TaskReferenceName); loop != nil {
 			d.reopenLoop(loop, from.Iteration)
 		}
 	}

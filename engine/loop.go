@@ -170,7 +170,7 @@ func (d *decision) advanceLoop(loop *Task) bool {
 	}
 	n := loopIteration(loop)
 	first := wt.LoopOver[0]
-	if d.w.LatestByRef(iterRef(first.TaskReferenceName, n)) == nil {
+	if d.latest(iterRef(first.TaskReferenceName, n)) == nil {
 		d.schedule(first, scheduleOpts{iteration: n})
 		return true
 	}

@@ -75,7 +75,7 @@ func (d *decision) skipTask(s SkipTask) error {
 			return fault.Invalid("task %s is inside the DO_WHILE %s and cannot be skipped", s.Ref, p.wt.TaskReferenceName)
 		}
 	}
-	if d.w.LatestByRef(s.Ref) != nil {
+	if d.latest(s.Ref) != nil {
 		return fault.Conflict("task %s of workflow %s is already scheduled and cannot be skipped", s.Ref, d.w.ID)
 	}
 	d.emit(&schemas.TaskScheduled{TaskID: taskID(d.w), Ref: s.Ref, Name: n.wt.Name, Type: n.wt.TaskType(),

@@ -117,7 +117,7 @@ func (d *decision) scheduledAfter(ref string, pred *Task) bool {
 	if pred.Iteration > 0 {
 		ref = fmt.Sprintf("%s__%d", ref, pred.Iteration)
 	}
-	return d.w.LatestByRef(ref) != nil
+	return d.latest(ref) != nil
 }
 
 // evaluateJoin completes a JOIN whose joinOn tasks have all succeeded: the
@@ -134,7 +134,7 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	}
 	out := map[string]any{}
 	for _, ref := range refs {
-		t := d.w.LatestByRef(iterRef(ref, join.Iteration))
+		t := d.latest(iterRef(ref, join.Iteration))
 		if t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t) {
 			return false
 		}
@@ -215,7 +215,7 @@ func (d *decision) failed(t *Task) {
 			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: d.now + retryDelay(t)*1000 + jitter(t.ID, t.Policy.BackoffJitterMs), parentTaskID: t.ParentTaskID})
 			if t.Type == conductor.TaskTypeSubWorkflow {
 				// A retried SUB_WORKFLOW starts a new child.
-				nt := d.w.LatestByRef(t.Ref)
+				nt := d.latest(t.Ref)
 				d.emit(&schemas.TaskUpdated{TaskID: nt.ID, Status: conductor.TaskInProgress, KeepOutput: true,
 					SubWorkflowID: childID(d.w, nt.ID), Time: d.now})
 				d.startChild(wt, d.w.TaskByID(nt.ID))

@@ -1,0 +1,64 @@
+package engine_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// BenchmarkDecideLongWorkflow decides the result of the last of n SIMPLE
+// tasks in a row, the n-1 before it completed, and the result of one of n
+// branches of a FORK_JOIN whose JOIN waits on all of them. A decision's
+// cost should grow with n no faster than the state it folds.
+//
+//	go test -run - -bench DecideLongWorkflow ./engine
+func BenchmarkDecideLongWorkflow(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("sequential=%d", n), func(b *testing.B) {
+			tasks := make([]string, n)
+			for i := range tasks {
+				tasks[i] = fmt.Sprintf(`{"name":"step","taskReferenceName":"s%d"}`, i)
+			}
+			h := newHarness(b, `{"name":"seq","version":1,"tasks":[`+strings.Join(tasks, ",")+`]}`, nil)
+			for i := range n - 1 {
+				h.take(fmt.Sprintf("s%d", i))
+				h.complete(fmt.Sprintf("s%d", i), nil)
+			}
+			benchResult(b, h, fmt.Sprintf("s%d", n-1))
+		})
+		b.Run(fmt.Sprintf("fork=%d", n), func(b *testing.B) {
+			branches, refs := make([]string, n), make([]string, n)
+			for i := range branches {
+				refs[i] = fmt.Sprintf(`"b%d"`, i)
+				branches[i] = fmt.Sprintf(`[{"name":"step","taskReferenceName":"b%d"}]`, i)
+			}
+			h := newHarness(b, `{"name":"fork","version":1,"tasks":[
+			 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[`+strings.Join(branches, ",")+`]},
+			 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":[`+strings.Join(refs, ",")+`]}]}`, nil)
+			for i := range n - 1 {
+				h.take(fmt.Sprintf("b%d", i))
+				h.complete(fmt.Sprintf("b%d", i), nil)
+			}
+			benchResult(b, h, fmt.Sprintf("b%d", n-1))
+		})
+	}
+}
+
+// benchResult decides, over and over, the completion of the task ref of
+// h's workflow, which must then complete.
+func benchResult(b *testing.B, h *harness, ref string) {
+	t := h.take(ref)
+	in := h.input(engine.Result{Result: conductor.TaskResult{TaskID: t.ID, WorkflowInstanceID: h.w.ID, Status: conductor.TaskCompleted}})
+	for b.Loop() {
+		d, err := engine.Decide(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d.State.Status != conductor.WorkflowCompleted {
+			b.Fatalf("workflow %s after the last result", d.State.Status)
+		}
+	}
+}

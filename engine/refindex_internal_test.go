@@ -1,0 +1,47 @@
+package engine
+
+import (
+	"fmt"
+	"testing"
+)
+
+// The index finds what a scan of the task list finds while the list
+// grows, has tasks replaced, and is cut by a reset and grown again past
+// the length the index covered.
+func TestRefIndexFollowsTheTaskList(t *testing.T) {
+	tasks := func(prefix string, from, to int) []*Task {
+		var ts []*Task
+		for i := from; i < to; i++ {
+			ts = append(ts, &Task{ID: fmt.Sprintf("%s-id-%d", prefix, i), Ref: fmt.Sprintf("%s%d", prefix, i%30)})
+		}
+		return ts
+	}
+	d := &decision{w: &Workflow{Tasks: tasks("a", 0, 40)}}
+	check := func(step string, refs ...string) {
+		t.Helper()
+		for _, ref := range refs {
+			if got, want := d.latest(ref), d.w.LatestByRef(ref); got != want {
+				t.Fatalf("%s: latest(%q) = %v, a scan finds %v", step, ref, got, want)
+			}
+		}
+	}
+	check("built", "a0", "a5", "a29", "b0")
+
+	d.w.Tasks = append(d.w.Tasks, tasks("b", 0, 5)...)
+	check("grown", "a5", "b0", "b4")
+
+	replaced := *d.w.Tasks[len(d.w.Tasks)-1]
+	d.w.Tasks[len(d.w.Tasks)-1] = &replaced
+	check("last task replaced", "b4", "a9")
+
+	// A rerun keeps a prefix, and the decision schedules past the length
+	// the index covered.
+	d.w.Tasks = append(d.w.Tasks[:10:10], tasks("c", 0, 40)...)
+	check("cut and grown", "a5", "a15", "a29", "b0", "c0", "c35")
+
+	// A restart starts over.
+	d.w.Tasks = tasks("d", 0, 60)
+	check("restarted", "a5", "c0", "d0", "d29")
+	d.w.Tasks = nil
+	check("emptied", "d0")
+}
