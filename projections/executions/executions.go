@@ -29,7 +29,7 @@ const Name = "executions"
 
 // Key layout, inside the projection's key space.
 const (
-	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without definition and tasks; beside it (see stateKeys) the definition and each task
+	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without definition and tasks; beside it (see stateKey) the definition and each task
 	prefixTask        = "t/" // t/<task id> → workflow id
 	prefixDue         = "d/" // d/<ms BE><wf id> → ""
 	prefixRunning     = "r/" // r/<wf id> → ""
