@@ -70,17 +70,6 @@ func loopRecorded(t *Task) bool {
 	return ok
 }
 
-// loopOwnedKey reports whether a key of a DO_WHILE task's output belongs to
-// the decider: a condition cannot change it.
-func loopOwnedKey(k string) bool {
-	switch k {
-	case "iteration", "loopItem", "loopIndex":
-		return true
-	}
-	_, err := strconv.Atoi(k)
-	return err == nil
-}
-
 func iterRef(ref string, iteration int) string {
 	if iteration > 0 {
 		return ref + "__" + strconv.Itoa(iteration)
@@ -230,7 +219,7 @@ func (d *decision) nextIteration(loop *Task, wt *conductor.WorkflowTask, out map
 func (d *decision) loopVerdict(loop *Task, r conductor.TaskResult) error {
 	out := copyMap(loop.Output)
 	for k, v := range r.OutputData {
-		if !loopOwnedKey(k) {
+		if !conductor.DoWhileOwnedKey(k) {
 			out[k] = v
 		}
 	}

@@ -2,6 +2,7 @@ package conductor
 
 import (
 	"encoding/json"
+	"strconv"
 )
 
 // WorkflowDef is a workflow definition (the blueprint). Raw keeps the JSON it
@@ -285,6 +286,19 @@ const (
 	TaskTypeEvent           = "EVENT"
 	TaskTypeLambda          = "LAMBDA"
 )
+
+// DoWhileOwnedKey reports whether a key of a DO_WHILE task's output is the
+// engine's to keep: iteration, loopItem, loopIndex, or an iteration's
+// number (the outputs of that iteration's tasks). A loop condition may add
+// other keys ($.loop.storage = 3); it cannot change these.
+func DoWhileOwnedKey(k string) bool {
+	switch k {
+	case "iteration", "loopItem", "loopIndex":
+		return true
+	}
+	_, err := strconv.Atoi(k)
+	return err == nil
+}
 
 // Retry logics, timeout policies.
 const (

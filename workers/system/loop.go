@@ -24,9 +24,12 @@ import (
 //   - FAILED_WITH_TERMINAL_ERROR: the condition threw, did not parse or
 //     exceeded its budget (as Conductor, which does not retry it).
 //
-// The output is `$[loopRef]` as the condition left it: a condition may
+// The output is what the condition added to `$[loopRef]`: a condition may
 // store values there ($.loop.storage = 3), which Conductor keeps in the
-// loop's output.
+// loop's output. The keys the engine keeps there (conductor.DoWhileOwnedKey:
+// the iteration count and one entry per iteration) are left out: the
+// engine would ignore them, and converting every iteration's outputs back
+// from JavaScript on every check made a loop of n iterations cost O(n²).
 type LoopCondition struct {
 	Budget Budget
 }
@@ -53,7 +56,15 @@ func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor
 		more := v != nil && v.ToBoolean()
 		out := map[string]any{}
 		if o := r.vm.Get("$").ToObject(r.vm).Get(ref); o != nil && !goja.IsUndefined(o) && !goja.IsNull(o) {
-			j, err := r.toJSON(o)
+			loop, added := o.ToObject(r.vm), r.vm.NewObject()
+			for _, k := range loop.Keys() {
+				if !conductor.DoWhileOwnedKey(k) {
+					if err := added.Set(k, loop.Get(k)); err != nil {
+						return nil, err
+					}
+				}
+			}
+			j, err := r.toJSON(added)
 			if err != nil {
 				return nil, err
 			}

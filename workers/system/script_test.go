@@ -209,11 +209,13 @@ func TestLoopCondition(t *testing.T) {
 				"b": map[string]any{"ok": true}}}
 	}
 	res := system.LoopCondition{}.Execute(context.Background(), task("$.loop['iteration'] < $.max && $.b.ok"))
-	if res.Status != conductor.TaskInProgress || res.OutputData["iteration"] != int64(2) {
+	if res.Status != conductor.TaskInProgress || len(res.OutputData) != 0 {
 		t.Fatalf("true condition: %+v", res)
 	}
-	res = system.LoopCondition{}.Execute(context.Background(), task("if ($.loop.iteration >= 2) { $.loop.storage = 3; false } else { true }"))
-	if res.Status != conductor.TaskCompleted || res.OutputData["storage"] != int64(3) {
+	// What the condition adds to the loop's output is reported; the keys
+	// the engine keeps there are not, changed or not.
+	res = system.LoopCondition{}.Execute(context.Background(), task("if ($.loop.iteration >= 2) { $.loop.storage = 3; $.loop.iteration = 9; $.loop['2'] = 0; false } else { true }"))
+	if res.Status != conductor.TaskCompleted || !reflect.DeepEqual(res.OutputData, map[string]any{"storage": int64(3)}) {
 		t.Fatalf("false condition: %+v", res)
 	}
 	for _, bad := range []string{"$.nope.x", "while (true) {}", "(("} {
