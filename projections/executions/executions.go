@@ -413,11 +413,11 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 	return w.ID, status, true, nil
 }
 
-// recent is a state the projection folded, and the encodings of its
-// tasks, most of which the workflow's next record leaves as they are.
+// recent is a state the projection folded, and what the keys beside its
+// head hold: its definition and tasks as last written (nil: none written).
+// Most records change one task and leave the rest as they are.
 type recent struct {
-	w *engine.Workflow
-	// def and tasks are what the workflow's defKey and taskKeys hold.
+	w     *engine.Workflow
 	def   []byte
 	tasks []*engine.Task
 }
