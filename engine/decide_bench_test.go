@@ -10,8 +10,9 @@ import (
 )
 
 // BenchmarkDecideLongWorkflow decides the result of the last of n SIMPLE
-// tasks in a row, the n-1 before it completed, and the result of one of n
-// branches of a FORK_JOIN whose JOIN waits on all of them. A decision's
+// tasks in a row, the n-1 before it completed, and the result of the last
+// of n branches of a FORK_JOIN (or FORK_JOIN_DYNAMIC) whose JOIN waits on
+// all of them. A decision's
 // cost should grow with n no faster than the state it folds.
 //
 //	go test -run - -bench DecideLongWorkflow ./engine
@@ -43,6 +44,21 @@ func BenchmarkDecideLongWorkflow(b *testing.B) {
 				h.complete(fmt.Sprintf("b%d", i), nil)
 			}
 			benchResult(b, h, fmt.Sprintf("b%d", n-1))
+		})
+		b.Run(fmt.Sprintf("dynamicFork=%d", n), func(b *testing.B) {
+			tasks := make([]any, n)
+			for i := range tasks {
+				tasks[i] = map[string]any{"name": "step", "taskReferenceName": fmt.Sprintf("d%d", i)}
+			}
+			h := newHarness(b, `{"name":"dynfork","version":1,"tasks":[
+			 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+			  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+			 {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`, map[string]any{"tasks": tasks})
+			for i := range n - 1 {
+				h.take(fmt.Sprintf("d%d", i))
+				h.complete(fmt.Sprintf("d%d", i), nil)
+			}
+			benchResult(b, h, fmt.Sprintf("d%d", n-1))
 		})
 	}
 }

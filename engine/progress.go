@@ -81,17 +81,26 @@ func (d *decision) step() bool {
 }
 
 // successors are the task configurations that follow t once t succeeded.
+// Only a SWITCH or a fork needs its own configuration for that: the
+// others are followed by what follows their place in the definition. (A
+// dynamic task's configuration is its own copy, decoded on each call:
+// asking for it of every finished task made a decision over a dynamic
+// fork of n tasks decode n of them.)
 func (d *decision) successors(t *Task) []*conductor.WorkflowTask {
-	wt := d.plan.config(t)
-	if wt == nil {
-		return nil
-	}
 	switch t.Type {
 	case conductor.TaskTypeSwitch, conductor.TaskTypeDecision:
+		wt := d.plan.config(t)
+		if wt == nil {
+			return nil
+		}
 		if branch := selectedBranch(t, wt); len(branch) > 0 {
 			return branch[:1]
 		}
 	case conductor.TaskTypeForkJoin:
+		wt := d.plan.config(t)
+		if wt == nil {
+			return nil
+		}
 		var out []*conductor.WorkflowTask
 		for _, b := range wt.ForkTasks {
 			if len(b) > 0 {
