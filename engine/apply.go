@@ -264,8 +264,8 @@ func shred(m map[string]any) (map[string]any, bool) {
 
 // ownTask returns the task with id for Apply to change: a copy, which
 // replaces it in w. A task is never changed in place: states share their
-// tasks (see Clone), and the executions read model reuses the encoding of
-// a task it has seen before.
+// tasks (see Clone), and the executions read model does not write again a
+// task it has written.
 func (w *Workflow) ownTask(id string) *Task {
 	for i, t := range w.Tasks {
 		if t.ID == id {

@@ -59,24 +59,26 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 func (w *Workflow) EncodeMsgpack(e *msgpack.Encoder) error { return w.encode(e, true) }
 
 // AppendStateHead appends to dst what schemas.MarshalSorted returns for w
-// without its definition and its tasks. The executions read model writes
-// those apart, each when it changes: most records change one task of a
-// workflow and none its definition, and a state written whole on every
-// record made a workflow of n tasks write O(n²) bytes.
+// without its definition, input and tasks. The executions read model
+// writes those apart, each when it changes: most records change one task
+// of a workflow and neither its definition nor its input, and a state
+// written whole on every record made a workflow of n tasks (or one started
+// with a list of n items) write O(n²) bytes.
 func AppendStateHead(dst []byte, w *Workflow) ([]byte, error) {
 	return schemas.AppendSorted(dst, stateHead{w})
 }
 
-// stateHead encodes a state without its definition and tasks.
+// stateHead encodes a state without its definition, input and tasks.
 type stateHead struct{ w *Workflow }
 
 func (s stateHead) EncodeMsgpack(e *msgpack.Encoder) error { return s.w.encode(e, false) }
 
-// encode writes w whole, or without its definition and tasks (both nil).
+// encode writes w whole, or without its definition, input and tasks (all
+// nil).
 func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
-	def, tasks := w.DefJSON, w.Tasks
+	def, input, tasks := w.DefJSON, w.Input, w.Tasks
 	if !whole {
-		def, tasks = nil, nil
+		def, input, tasks = nil, nil, nil
 	}
 	f := msgfields.New(e)
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "",
@@ -88,7 +90,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Int("ver", w.Version, false)
 	f.Bytes("def", def, false)
 	f.Str("st", w.Status, false)
-	f.Value("in", w.Input, false)
+	f.Value("in", input, false)
 	f.Value("out", w.Output, false)
 	f.Value("vars", w.Variables, false)
 	f.Str("corr", w.CorrelationID, true)

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -29,7 +30,7 @@ const Name = "executions"
 
 // Key layout, inside the projection's key space.
 const (
-	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without definition and tasks; beside it (see stateKey) the definition and each task
+	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without definition, input and tasks; beside it (see stateKey) those
 	prefixTask        = "t/" // t/<task id> → workflow id
 	prefixDue         = "d/" // d/<ms BE><wf id> → ""
 	prefixRunning     = "r/" // r/<wf id> → ""
@@ -96,7 +97,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	if !ok {
 		r = &recent{}
 		if !startsSubject(events) {
-			if r.w, r.def, r.tasks, err = load(b, token); err != nil {
+			if r, err = load(b, token); err != nil {
 				return err
 			}
 		}
@@ -143,30 +144,35 @@ func startsSubject(events []schemas.Event) bool {
 	return ok
 }
 
-// load reads a workflow's state from the batch, and returns with it the
-// definition and tasks stored beside it: nil when they are inside the
-// state, as in data dirs of earlier layouts.
-func load(b *projections.Batch, token string) (w *engine.Workflow, storedDef []byte, storedTasks []*engine.Task, err error) {
+// load reads a workflow's state from the batch, and what it found stored
+// beside its head: nothing of what an earlier layout kept inside it.
+func load(b *projections.Batch, token string) (*recent, error) {
 	w, inside, err := readState(b.ScanRange, token)
 	if w == nil || err != nil {
-		return w, nil, nil, err
+		return &recent{}, err
 	}
+	r := &recent{w: w, inputStored: !inside.input}
 	if !inside.def {
-		storedDef = w.DefJSON
+		r.def = w.DefJSON
+	}
+	if r.inputStored {
+		r.input = w.Input
 	}
 	if !inside.tasks {
-		storedTasks = slices.Clone(w.Tasks)
+		r.tasks = slices.Clone(w.Tasks)
 	}
-	return w, storedDef, storedTasks, nil
+	return r, nil
 }
 
-// A workflow's state is stored as its head, its definition and each of
-// its tasks, under keys that start with the head's. Tokens hold no control
+// A workflow's state is stored as its head, its definition, its input and
+// each of its tasks, under keys that start with the head's. Tokens hold no control
 // characters, so no other workflow's key falls between them: one scan
 // reads them all from one snapshot, in this order.
 func stateKey(token string) []byte { return []byte(prefixWorkflow + token) }
 
 func defKey(token string) []byte { return []byte(prefixWorkflow + token + "\x00def") }
+
+func inputKey(token string) []byte { return []byte(prefixWorkflow + token + "\x00in") }
 
 // taskKey is the key of the i-th task: big-endian, so tasks scan in order.
 func taskKey(token string, i int) []byte {
@@ -174,13 +180,13 @@ func taskKey(token string, i int) []byte {
 }
 
 // inside says which parts of a state an earlier layout kept in its head.
-type inside struct{ def, tasks bool }
+type inside struct{ def, input, tasks bool }
 
 // readState reads a workflow's state with scan, or nil if the workflow is
 // not stored.
 func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) error, token string) (w *engine.Workflow, in inside, err error) {
 	head := stateKey(token)
-	def, tasks := defKey(token), taskKey(token, 0)[:len(head)+2]
+	def, input, tasks := defKey(token), inputKey(token), taskKey(token, 0)[:len(head)+2]
 	var decodeErr error
 	err = scan(head, append(head[:len(head):len(head)], 1), func(key, value []byte) bool {
 		switch {
@@ -189,11 +195,14 @@ func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) e
 			if decodeErr = msgpack.Unmarshal(value, w); decodeErr != nil {
 				return false
 			}
-			in = inside{def: len(w.DefJSON) > 0, tasks: w.Tasks != nil}
+			in = inside{def: len(w.DefJSON) > 0, input: w.Input != nil, tasks: w.Tasks != nil}
 		case w == nil:
 			// Parts without a head: not a stored workflow.
 		case bytes.Equal(key, def) && !in.def:
 			w.DefJSON = bytes.Clone(value)
+		case bytes.Equal(key, input) && !in.input:
+			decodeErr = msgpack.Unmarshal(value, &w.Input)
+			return decodeErr == nil
 		case bytes.HasPrefix(key, tasks) && !in.tasks:
 			if len(key) != len(tasks)+4 || binary.BigEndian.Uint32(key[len(tasks):]) != uint32(len(w.Tasks)) {
 				decodeErr = fmt.Errorf("task %d stored under %x", len(w.Tasks), key[len(tasks):])
@@ -263,15 +272,25 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 	return p.storeIndexes(b, token, w, prev)
 }
 
-// storeState writes w's head, and its definition and those of its tasks
-// that changed since r's: Apply replaces what it changes, so a task that
-// is the same object at the same index is as stored.
+// storeState writes w's head, and its definition, input and those of its
+// tasks that changed since r's: Apply replaces what it changes (a map, a
+// task), so an input that is the same map and a task that is the same
+// object at the same index are as stored.
 func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Workflow, r *recent) (err error) {
 	if !bytes.Equal(w.DefJSON, r.def) {
 		if err := b.Set(defKey(token), w.DefJSON); err != nil {
 			return err
 		}
 		r.def = w.DefJSON
+	}
+	if !r.inputStored || !sameMap(w.Input, r.input) {
+		if p.scratch, err = schemas.AppendSorted(p.scratch[:0], w.Input); err != nil {
+			return err
+		}
+		if err := b.Set(inputKey(token), p.scratch); err != nil {
+			return err
+		}
+		r.input, r.inputStored = w.Input, true
 	}
 	for i, t := range w.Tasks {
 		if i < len(r.tasks) && r.tasks[i] == t {
@@ -295,6 +314,11 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		return err
 	}
 	return b.Set(stateKey(token), p.scratch)
+}
+
+// sameMap reports whether a and b are the same map (not equal ones).
+func sameMap(a, b map[string]any) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // replaceDeadlines replaces the workflow's entries in the deadline index.
@@ -414,12 +438,15 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 }
 
 // recent is a state the projection folded, and what the keys beside its
-// head hold: its definition and tasks as last written (nil: none written).
-// Most records change one task and leave the rest as they are.
+// head hold: its definition, input and tasks as last written (nil, false:
+// none written). Most records change one task and leave the rest as they
+// are.
 type recent struct {
-	w     *engine.Workflow
-	def   []byte
-	tasks []*engine.Task
+	w           *engine.Workflow
+	def         []byte
+	input       map[string]any
+	inputStored bool
+	tasks       []*engine.Task
 }
 
 // recentStates is a bounded map of recently folded states. Only the

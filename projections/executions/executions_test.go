@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -292,8 +293,8 @@ func TestLegacyCompactionList(t *testing.T) {
 const twoWaits = `{"name":"two_waits","version":1,"tasks":[{"name":"gate1","taskReferenceName":"gate1","type":"WAIT"},
  {"name":"gate2","taskReferenceName":"gate2","type":"WAIT"}]}`
 
-// A state is stored in parts: its head, its definition and each task,
-// each written when it changes. They read back whole, and a state of the
+// A state is stored in parts: its head, its definition, its input and
+// each task, each written when it changes. They read back whole, and a state of the
 // layout that kept them inside its head reads and moves them out.
 func TestStateStoredInParts(t *testing.T) {
 	t.Parallel()
@@ -327,6 +328,9 @@ func TestStateStoredInParts(t *testing.T) {
 		if string(got.DefJSON) != string(want.DefJSON) || len(want.DefJSON) == 0 {
 			t.Fatalf("definition read back: %s, want %s", got.DefJSON, want.DefJSON)
 		}
+		if !reflect.DeepEqual(got.Input, want.Input) {
+			t.Fatalf("input read back: %v, want %v", got.Input, want.Input)
+		}
 		if len(got.Tasks) != len(want.Tasks) {
 			t.Fatalf("%d tasks read back, want %d", len(got.Tasks), len(want.Tasks))
 		}
@@ -347,35 +351,50 @@ func TestStateStoredInParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := uuid.NewString()
-	f.decide(id, engine.Start{WorkflowID: id, Def: &def})
+	f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"items": []any{"a", "b"}}}})
 	complete(id, 0)
-	if h := head(id); len(h.DefJSON) != 0 || h.Tasks != nil {
-		t.Fatalf("the head holds a definition (%d bytes) or tasks (%d)", len(h.DefJSON), len(h.Tasks))
+	if h := head(id); len(h.DefJSON) != 0 || h.Input != nil || h.Tasks != nil {
+		t.Fatalf("the head holds a definition (%d bytes), input (%v) or tasks (%d)", len(h.DefJSON), h.Input, len(h.Tasks))
 	}
 	readBack(id)
 
-	// A record that leaves the first task as it was does not write it: a
-	// marker put in its place stays.
+	// A record that leaves the input and the first task as they were does
+	// not write them: markers put in their place stay.
+	markedInput := map[string]any{"marker": "input"}
 	marked := *f.states[id].Tasks[0]
 	marked.Reason = "marker"
+	encInput, err := msgpack.Marshal(markedInput)
+	if err != nil {
+		t.Fatal(err)
+	}
 	enc, err := msgpack.Marshal(&marked)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.store.Update(executions.Name, func(b *projections.Batch) error { return b.Set([]byte("w/"+id+"\x00t\x00\x00\x00\x00"), enc) }); err != nil {
+	err = f.store.Update(executions.Name, func(b *projections.Batch) error {
+		if err := b.Set([]byte("w/"+id+"\x00in"), encInput); err != nil {
+			return err
+		}
+		return b.Set([]byte("w/"+id+"\x00t\x00\x00\x00\x00"), enc)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	complete(id, 1)
 	if !bytes.Equal(task0(id), enc) {
 		t.Fatal("a record that left the first task as it was wrote it again")
 	}
-	folded := f.states[id].Tasks[0]
-	f.states[id].Tasks[0] = &marked // what the store holds now
+	if v, _ := raw.Get([]byte("w/" + id + "\x00in")); !bytes.Equal(v, encInput) {
+		t.Fatal("a record that left the input as it was wrote it again")
+	}
+	folded, foldedInput := f.states[id].Tasks[0], f.states[id].Input
+	f.states[id].Tasks[0], f.states[id].Input = &marked, markedInput // what the store holds now
 	readBack(id)
-	f.states[id].Tasks[0] = folded
+	f.states[id].Tasks[0], f.states[id].Input = folded, foldedInput
 
-	// A rerun drops the second task and replaces the first.
-	f.decide(id, engine.Rerun{})
+	// A rerun with new input drops the second task, replaces the first and
+	// the input.
+	f.decide(id, engine.Rerun{Request: conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"items": []any{"c"}}}})
 	if bytes.Equal(task0(id), enc) {
 		t.Fatal("the rerun left the first task as it was")
 	}
@@ -395,16 +414,17 @@ func TestStateStoredInParts(t *testing.T) {
 	}
 	readBack(id)
 
-	// The first layout: definition and tasks inside the state. The
+	// The first layout: definition, input and tasks inside the state. The
 	// projection forgets ended workflows, so the rerun reads it.
-	legacy := f.start("legacy")
+	legacy := uuid.NewString()
+	f.decide(legacy, engine.Start{WorkflowID: legacy, Def: &def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"k": "v"}}})
 	f.decide(legacy, engine.Terminate{Reason: "x"})
 	state, err := msgpack.Marshal(f.states[legacy])
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = f.store.Update(executions.Name, func(b *projections.Batch) error {
-		for _, part := range []string{"\x00def", "\x00t\x00\x00\x00\x00"} {
+		for _, part := range []string{"\x00def", "\x00in", "\x00t\x00\x00\x00\x00", "\x00t\x00\x00\x00\x01"} {
 			if err := b.Delete([]byte("w/" + legacy + part)); err != nil {
 				return err
 			}
@@ -416,8 +436,8 @@ func TestStateStoredInParts(t *testing.T) {
 	}
 	readBack(legacy)
 	f.decide(legacy, engine.Rerun{})
-	if h := head(legacy); len(h.DefJSON) != 0 || h.Tasks != nil {
-		t.Fatal("the next record kept the definition or the tasks inside the legacy state")
+	if h := head(legacy); len(h.DefJSON) != 0 || h.Input != nil || h.Tasks != nil {
+		t.Fatal("the next record kept the definition, input or tasks inside the legacy state")
 	}
 	readBack(legacy)
 }

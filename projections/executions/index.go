@@ -216,7 +216,7 @@ func replaceKeys(b *projections.Batch, old, next [][]byte, value []byte) error {
 // its state, summary, task lookups and every index entry. prev is the state
 // before the removal, storedTasks how many task keys it has.
 func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before, storedTasks int) error {
-	keys := [][]byte{stateKey(token), defKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
+	keys := [][]byte{stateKey(token), defKey(token), inputKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
 	for i := range storedTasks {
 		keys = append(keys, taskKey(token, i))
 	}
