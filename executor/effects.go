@@ -37,40 +37,58 @@ type SystemTask interface {
 	Execute(ctx context.Context, task *conductor.Task) conductor.TaskResult
 }
 
-// perform runs effects in the background, bounded by EffectConcurrency.
+// perform runs effects in the background, bounded by EffectConcurrency,
+// a decision's effects started in order. It never waits for a slot itself:
+// its caller is a shard, and what holds the slots may be waiting for that
+// shard (a worker's take or result, a system task reporting, a child
+// workflow starting). A shard that waited would wait forever once a
+// decision had more effects than there are slots and its first tasks were
+// being taken: a FORK_JOIN_DYNAMIC of 1,600 branches did.
 // Each effect is idempotent; a failed one is logged and left to recovery.
 func (e *Executor) perform(effects []engine.Effect) {
-	for _, eff := range effects {
-		select {
-		case e.sem <- struct{}{}:
-		case <-e.ctx.Done():
-			return
-		}
-		e.wg.Add(1)
-		go func() {
-			defer func() { <-e.sem; e.wg.Done() }()
-			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
-			defer cancel()
-			// Effects are idempotent: a failure (a publish timing out under
-			// load) is retried here rather than left to the next start's
-			// recovery, which would leave a task undispatched until then.
-			backoff := 100 * time.Millisecond
-			for {
-				err := e.performOne(ctx, eff)
-				if err == nil || ctx.Err() != nil {
-					return
-				}
-				e.metrics.effects.WithLabelValues(engine.EffectName(eff)).Inc()
-				e.cfg.Logger.Warn("effect failed, retrying", "effect", engine.EffectName(eff), logkey.Err, err)
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-					return
-				}
-				backoff = min(2*backoff, 5*time.Second)
-			}
-		}()
+	if len(effects) == 0 {
+		return
 	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		for _, eff := range effects {
+			e.launch(eff)
+		}
+	}()
+}
+
+// launch waits for a slot and runs eff in the background.
+func (e *Executor) launch(eff engine.Effect) {
+	select {
+	case e.sem <- struct{}{}:
+	case <-e.ctx.Done():
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer func() { <-e.sem; e.wg.Done() }()
+		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
+		defer cancel()
+		// Effects are idempotent: a failure (a publish timing out under
+		// load) is retried here rather than left to the next start's
+		// recovery, which would leave a task undispatched until then.
+		backoff := 100 * time.Millisecond
+		for {
+			err := e.performOne(ctx, eff)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			e.metrics.effects.WithLabelValues(engine.EffectName(eff)).Inc()
+			e.cfg.Logger.Warn("effect failed, retrying", "effect", engine.EffectName(eff), logkey.Err, err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
 }
 
 func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,6 +95,59 @@ func TestEffectsOfAnAppendWhoseAnswerWasLost(t *testing.T) {
 		var d workers.Dispatch
 		if err := json.Unmarshal(m.Data, &d); err != nil || d.WorkflowInstanceID != id {
 			return errors.New("a dispatch for another workflow")
+		}
+		return nil
+	})
+}
+
+// A decision answers while every effect slot is taken: what holds the
+// slots (takes and results of workers, system tasks reporting) may be
+// waiting for the decision's shard. Its effects run once slots free up.
+func TestDecisionDoesNotWaitForEffectSlots(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Shards: 1, EffectConcurrency: 2})
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+
+	const branches = 8
+	tasks := make([]any, branches)
+	for i := range tasks {
+		tasks[i] = map[string]any{"name": "slots_task", "taskReferenceName": fmt.Sprintf("b%d", i)}
+	}
+	def := &conductor.WorkflowDef{}
+	if err := conductor.Unmarshal([]byte(`{"name":"slots","version":1,"tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`), def); err != nil {
+		t.Fatal(err)
+	}
+	for range cap(e.sem) {
+		e.sem <- struct{}{} // as takes waiting for this shard would
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	const id = "wf-slots"
+	_, _, err := e.StartWorkflow(startCtx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def, Input: map[string]any{"tasks": tasks}}, StartOptions{WorkflowID: id})
+	if err != nil {
+		t.Fatalf("the start waited for an effect slot: %v", err)
+	}
+	for range cap(e.sem) {
+		<-e.sem
+	}
+
+	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		info, err := stream.Info(ctx) // this log's only dispatches
+		if err != nil {
+			return err
+		}
+		if n := info.State.Msgs; n != branches {
+			return fmt.Errorf("%d of %d branches dispatched", n, branches)
 		}
 		return nil
 	})
