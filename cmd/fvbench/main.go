@@ -44,6 +44,7 @@ var sections = []section{
 	{"replay", benchReplay},
 	{"engine", benchEngine},
 	{"compaction", benchCompaction},
+	{"scaling", benchScaling},
 }
 
 func main() {
