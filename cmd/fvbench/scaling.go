@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 // reports the CPU per task at each size and the ratio of the two, the
 // small run being the baseline: work per task that does not grow with the
 // workflow gives about 1; work that rescans or rewrites the whole workflow
-// at every step gives about the ratio of the sizes.
+// at every step gives about the ratio of the sizes. The bytes the event
+// log took per task, at the large size, say the same of the log.
 const (
 	scaleSmall, scaleLarge = 100, 1600
 
@@ -79,8 +81,13 @@ func benchScaling(ctx context.Context, _ opts) error {
 	defer stop()
 	for _, s := range scaleShapes {
 		var perTask [2]time.Duration
+		var logBytes [2]float64
 		for i, n := range []int{scaleSmall, scaleLarge} {
 			if err := r.post("/api/metadata/workflow?overwrite=true", s.def(n), nil); err != nil {
+				return err
+			}
+			bytes0, err := r.appendedBytes()
+			if err != nil {
 				return err
 			}
 			cpu0 := processCPU()
@@ -88,10 +95,15 @@ func benchScaling(ctx context.Context, _ opts) error {
 				return fmt.Errorf("%s, n=%d: %w", s.what, n, err)
 			}
 			perTask[i] = (processCPU() - cpu0) / time.Duration(n)
+			bytes1, err := r.appendedBytes()
+			if err != nil {
+				return err
+			}
+			logBytes[i] = (bytes1 - bytes0) / float64(n)
 		}
-		fmt.Printf("fsync=relaxed one workflow of n %-39s: n=%d %4dµs CPU/task, n=%d %4dµs CPU/task: ratio %.2f (constant work per task: 1, O(n): %d)\n",
+		fmt.Printf("fsync=relaxed one workflow of n %-39s: n=%d %4dµs CPU/task, n=%d %5dµs CPU/task: ratio %.2f (constant work per task: 1, O(n): %d); log %.0f / %.0f bytes/task\n",
 			s.what, scaleSmall, perTask[0].Microseconds(), scaleLarge, perTask[1].Microseconds(),
-			float64(perTask[1])/float64(perTask[0]), scaleLarge/scaleSmall)
+			float64(perTask[1])/float64(perTask[0]), scaleLarge/scaleSmall, logBytes[0], logBytes[1])
 	}
 	return nil
 }
@@ -122,4 +134,19 @@ func (r *engineRun) runOne(ctx context.Context, name string, input map[string]an
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// appendedBytes reads the bytes the node's event log has taken, as its
+// /metrics reports them.
+func (r *engineRun) appendedBytes() (float64, error) {
+	var metrics string
+	if err := r.send("GET", "/metrics", "", &metrics); err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(line, "flowvault_eventlog_appended_bytes_total "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("/metrics has no flowvault_eventlog_appended_bytes_total")
 }
