@@ -17,8 +17,8 @@ import (
 // reports the CPU per task at each size and the ratio of the two, the
 // small run being the baseline: work per task that does not grow with the
 // workflow gives about 1; work that rescans or rewrites the whole workflow
-// at every step gives about the ratio of the sizes. The bytes the event
-// log took per task, at the large size, say the same of the log.
+// at every step gives about the ratio of the sizes. The event log's bytes
+// per task, at both sizes, say the same of the log.
 const (
 	scaleSmall, scaleLarge = 100, 1600
 
