@@ -60,16 +60,7 @@ func (e *Executor) perform(effects []engine.Effect) {
 
 // launch waits for a slot and runs eff in the background.
 func (e *Executor) launch(eff engine.Effect) {
-	select {
-	case e.sem <- struct{}{}:
-	case <-e.ctx.Done():
-		return
-	}
-	e.wg.Add(1)
-	go func() {
-		defer func() { <-e.sem; e.wg.Done() }()
-		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
-		defer cancel()
+	e.onSlot(5*time.Minute, func(ctx context.Context) {
 		// Effects are idempotent: a failure (a publish timing out under
 		// load) is retried here rather than left to the next start's
 		// recovery, which would leave a task undispatched until then.
@@ -88,6 +79,24 @@ func (e *Executor) launch(eff engine.Effect) {
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
+	})
+}
+
+// onSlot runs fn in the background once one of the EffectConcurrency
+// slots is free, with a context that ends after timeout or at Stop. It
+// waits for the slot: never call it from a shard (see perform).
+func (e *Executor) onSlot(timeout time.Duration, fn func(ctx context.Context)) {
+	select {
+	case e.sem <- struct{}{}:
+	case <-e.ctx.Done():
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer func() { <-e.sem; e.wg.Done() }()
+		ctx, cancel := context.WithTimeout(e.ctx, timeout)
+		defer cancel()
+		fn(ctx)
 	}()
 }
 

@@ -64,22 +64,13 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 		sub, err := nc.QueueSubscribe(prefix+">", workers.EngineQueue, func(m *nats.Msg) {
 			// Handlers block on an append; never hold the subscription's
 			// delivery goroutine.
-			select {
-			case e.sem <- struct{}{}:
-			case <-e.ctx.Done():
-				return
-			}
-			e.wg.Add(1)
-			go func() {
-				defer func() { <-e.sem; e.wg.Done() }()
-				rctx, cancel := context.WithTimeout(e.ctx, requestTimeout)
-				defer cancel()
+			e.onSlot(requestTimeout, func(rctx context.Context) {
 				reply := handle(rctx, m, strings.TrimPrefix(m.Subject, prefix))
 				body, _ := json.Marshal(reply)
 				if m.Reply != "" {
 					_ = m.Respond(body)
 				}
-			}()
+			})
 		})
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", prefix, err)

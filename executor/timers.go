@@ -57,7 +57,7 @@ func (e *Executor) timerLoop(ctx context.Context) {
 				continue
 			}
 			e.metrics.ticks.Inc()
-			e.background(func(ctx context.Context) {
+			e.onSlot(time.Minute, func(ctx context.Context) {
 				if _, err := e.Submit(ctx, d.WorkflowID, engine.Tick{}, Meta{}); err != nil && !expected(err) {
 					e.cfg.Logger.Warn("tick failed", logkey.WorkflowID, d.WorkflowID, logkey.Err, err)
 					mu.Lock()
@@ -80,22 +80,6 @@ func expected(err error) bool {
 	return errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrConflict) || errors.Is(err, context.Canceled)
 }
 
-// background runs fn on the effect pool.
-func (e *Executor) background(fn func(ctx context.Context)) {
-	select {
-	case e.sem <- struct{}{}:
-	case <-e.ctx.Done():
-		return
-	}
-	e.wg.Add(1)
-	go func() {
-		defer func() { <-e.sem; e.wg.Done() }()
-		ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
-		defer cancel()
-		fn(ctx)
-	}()
-}
-
 // reconcile performs, in the background, the effects wfID's state
 // implies, as recovery does for every running workflow. It does not wait
 // for room on the effect pool: a shard calls it.
@@ -103,7 +87,7 @@ func (e *Executor) reconcile(wfID string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.background(func(ctx context.Context) { e.reconcileNow(ctx, wfID) })
+		e.onSlot(time.Minute, func(ctx context.Context) { e.reconcileNow(ctx, wfID) })
 	}()
 }
 
@@ -127,7 +111,7 @@ func (e *Executor) recover(ctx context.Context) {
 		return
 	}
 	for _, id := range ids {
-		e.background(func(ctx context.Context) { e.reconcileNow(ctx, id) })
+		e.onSlot(time.Minute, func(ctx context.Context) { e.reconcileNow(ctx, id) })
 	}
 	e.cfg.Logger.Info("recovery scheduled", logkey.Count, len(ids))
 }
