@@ -142,7 +142,16 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 }
 
 func applyUpdated(t *Task, e *schemas.TaskUpdated) {
-	if !e.KeepOutput {
+	switch {
+	case e.KeepOutput:
+	case e.MergeOutput:
+		out := copyMap(t.Output)
+		maps.Copy(out, e.Output)
+		for _, k := range e.DropOutput {
+			delete(out, k)
+		}
+		t.Output = out
+	default:
 		t.Output = copyMap(e.Output)
 	}
 	if e.WorkerID != "" {

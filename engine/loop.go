@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/flowvault/flowvault/engine/expr"
@@ -185,7 +187,7 @@ func (d *decision) advanceLoop(loop *Task) bool {
 		d.nextIteration(loop, wt, out, true)
 		return true
 	}
-	d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: conductor.TaskScheduled, Output: out, Time: d.now})
+	d.updateLoop(loop, conductor.TaskScheduled, out)
 	d.effect(handOff(d.w, d.w.TaskByID(loop.ID))...)
 	return true
 }
@@ -206,11 +208,32 @@ func (d *decision) nextIteration(loop *Task, wt *conductor.WorkflowTask, out map
 		more = hasItems // no condition: one pass, or one per item
 	}
 	if !more || (hasItems && n >= len(items)) {
-		d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: conductor.TaskCompleted, Output: out, Time: d.now})
+		d.updateLoop(loop, conductor.TaskCompleted, out)
 		return
 	}
-	d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: conductor.TaskInProgress,
-		Output: iterationOutput(out, n+1, items, hasItems), Time: d.now})
+	d.updateLoop(loop, conductor.TaskInProgress, iterationOutput(out, n+1, items, hasItems))
+}
+
+// updateLoop changes the loop's status and its output to out, recording
+// only the keys that change: an iteration adds one entry to an output
+// that holds every iteration's, and an event that carried it whole made a
+// loop of n iterations append O(n²) bytes to the log.
+func (d *decision) updateLoop(loop *Task, status string, out map[string]any) {
+	cur := d.w.TaskByID(loop.ID).Output // as this decision left it
+	set := map[string]any{}
+	for k, v := range out {
+		if old, ok := cur[k]; !ok || !reflect.DeepEqual(old, v) {
+			set[k] = v
+		}
+	}
+	var drop []string
+	for k := range cur {
+		if _, ok := out[k]; !ok {
+			drop = append(drop, k)
+		}
+	}
+	slices.Sort(drop) // a decision is the same every time
+	d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: status, Output: set, MergeOutput: true, DropOutput: drop, Time: d.now})
 }
 
 // loopVerdict applies the system worker's report on a loop condition (step

@@ -178,3 +178,23 @@ func TestReplayFixtures(t *testing.T) {
 		})
 	}
 }
+
+// Records an earlier version wrote still fold to the state their scenario
+// reaches now: do_while_loop.v1 carried the loop's whole output in every
+// event, where a loop now records what changed (TaskUpdated.MergeOutput).
+func TestReplayEarlierRecords(t *testing.T) {
+	for name, scenario := range map[string]string{"do_while_loop.v1": "do_while_loop"} {
+		recorded, err := os.ReadFile(filepath.Join("testdata", "replay", name+".records"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantState, err := os.ReadFile(filepath.Join("testdata", "replay", scenario+".state.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		folded, _ := json.MarshalIndent(fold(t, recorded, nil).Conductor(true), "", "  ")
+		if string(folded)+"\n" != string(wantState) {
+			t.Errorf("%s folds to a state other than %s's:\n%s", name, scenario, folded)
+		}
+	}
+}

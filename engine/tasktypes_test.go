@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -132,6 +133,21 @@ const loopDef = `{"name":"loop","tasks":[
    {"name":"b","taskReferenceName":"b","inputParameters":{"fromA":"${a.output.v}"}}]},
  {"name":"after","taskReferenceName":"after","inputParameters":{"lastB":"${b.output.v}","n":"${loop.output.iteration}"}}]}`
 
+// wantLoopChange checks that decision d updated the loop with the keys of
+// its output in change alone.
+func wantLoopChange(t *testing.T, d engine.Decision, loopID string, change map[string]any) {
+	t.Helper()
+	for _, ev := range d.Events {
+		if u, ok := ev.(*schemas.TaskUpdated); ok && u.TaskID == loopID {
+			if !u.MergeOutput || !reflect.DeepEqual(u.Output, change) {
+				t.Fatalf("loop update: merge %v, output %v; want the change %v", u.MergeOutput, u.Output, change)
+			}
+			return
+		}
+	}
+	t.Fatal("the decision did not update the loop")
+}
+
 func TestDoWhileCondition(t *testing.T) {
 	h := newHarness(t, loopDef, map[string]any{"max": int64(5)})
 	loop := h.wantTask("loop", conductor.TaskInProgress)
@@ -169,6 +185,8 @@ func TestDoWhileCondition(t *testing.T) {
 	}
 	h.report("loop", conductor.TaskInProgress, map[string]any{"iteration": int64(1)}, "")
 	wantOutput(t, h.wantTask("loop", conductor.TaskInProgress), map[string]any{"iteration": int64(2), "1": rec1})
+	// The loop's events carry what changed in its output, not all of it.
+	wantLoopChange(t, h.last, h.task("loop").ID, map[string]any{"iteration": int64(2)})
 	if a := h.wantTask("a__2", conductor.TaskScheduled); a.Input["i"] != int64(2) {
 		t.Fatalf("a__2 input %v", a.Input)
 	}
@@ -178,6 +196,7 @@ func TestDoWhileCondition(t *testing.T) {
 	}
 	h.complete("a__2", map[string]any{"v": "a2"})
 	h.complete("b__2", map[string]any{"v": "b2", "more": false})
+	wantLoopChange(t, h.last, h.task("loop").ID, map[string]any{"2": map[string]any{"a": map[string]any{"v": "a2"}, "b": map[string]any{"v": "b2", "more": false}}})
 	// The condition may keep values in the loop's output; the decider's
 	// keys are its own.
 	h.system("loop", conductor.TaskCompleted, map[string]any{"iteration": int64(99), "1": "x", "storage": int64(7)}, "")

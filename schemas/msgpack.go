@@ -113,12 +113,14 @@ func (s *TaskStarted) EncodeMsgpack(e *msgpack.Encoder) error {
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (u *TaskUpdated) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
-	w.MapLen(3, len(u.Output) > 0, u.KeepOutput, u.Reason != "", u.WorkerID != "", u.CallbackAfterSeconds != 0,
-		u.AvailableAt != 0, u.LeaseExtended, u.SubWorkflowID != "")
+	w.MapLen(3, len(u.Output) > 0, u.KeepOutput, u.MergeOutput, len(u.DropOutput) > 0, u.Reason != "", u.WorkerID != "",
+		u.CallbackAfterSeconds != 0, u.AvailableAt != 0, u.LeaseExtended, u.SubWorkflowID != "")
 	w.Str("id", u.TaskID, false)
 	w.Str("st", u.Status, false)
 	w.Value("out", u.Output, len(u.Output) == 0)
 	w.Bool("keep", u.KeepOutput)
+	w.Bool("merge", u.MergeOutput)
+	w.Value("drop", u.DropOutput, len(u.DropOutput) == 0)
 	w.Str("why", u.Reason, true)
 	w.Str("worker", u.WorkerID, true)
 	w.Int64("cb", u.CallbackAfterSeconds, true)

@@ -107,14 +107,20 @@ type TaskUpdated struct {
 	Status string         `msgpack:"st"`
 	Output map[string]any `msgpack:"out,omitempty"`
 	// KeepOutput leaves the task's output as it is (status-only changes).
-	KeepOutput           bool   `msgpack:"keep,omitempty"`
-	Reason               string `msgpack:"why,omitempty"`
-	WorkerID             string `msgpack:"worker,omitempty"`
-	CallbackAfterSeconds int64  `msgpack:"cb,omitempty"`
-	AvailableAt          int64  `msgpack:"avail,omitempty"`
-	LeaseExtended        bool   `msgpack:"lease,omitempty"`
-	SubWorkflowID        string `msgpack:"sub,omitempty"`
-	Time                 int64  `msgpack:"ts"`
+	KeepOutput bool `msgpack:"keep,omitempty"`
+	// MergeOutput sets Output's keys over the task's output, keeping its
+	// other keys, and DropOutput removes keys from it: a DO_WHILE's output
+	// gains an entry per iteration, and an event that carried it whole made
+	// a loop of n iterations append O(n²) bytes.
+	MergeOutput          bool     `msgpack:"merge,omitempty"`
+	DropOutput           []string `msgpack:"drop,omitempty"`
+	Reason               string   `msgpack:"why,omitempty"`
+	WorkerID             string   `msgpack:"worker,omitempty"`
+	CallbackAfterSeconds int64    `msgpack:"cb,omitempty"`
+	AvailableAt          int64    `msgpack:"avail,omitempty"`
+	LeaseExtended        bool     `msgpack:"lease,omitempty"`
+	SubWorkflowID        string   `msgpack:"sub,omitempty"`
+	Time                 int64    `msgpack:"ts"`
 }
 
 func (*TaskUpdated) EventType() string { return "workflow.task_updated" }
