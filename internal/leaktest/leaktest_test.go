@@ -81,3 +81,14 @@ func (f *fakeTB) Helper() {}
 func (f *fakeTB) Fatalf(format string, args ...any) {
 	f.failed, f.msg = true, fmt.Sprintf(format, args...)
 }
+
+// A secret travels in HTTP headers, whose values lose their outer
+// whitespace: a random secret has none.
+func TestRandomSecretHasNoOuterSpace(t *testing.T) {
+	for range 2000 {
+		s := RandomSecret(32)
+		if s[0] == ' ' || s[len(s)-1] == ' ' {
+			t.Fatalf("%q starts or ends with a space", s)
+		}
+	}
+}
