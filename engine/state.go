@@ -2,6 +2,7 @@ package engine
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 
 	"github.com/flowvault/flowvault/masking"
@@ -167,6 +168,13 @@ func (t *Task) Active() bool { return !conductor.TaskTerminal(t.Status) }
 // IsWorkerTask reports whether the task is handed to workers (over NATS or
 // HTTP polling) rather than decided by the engine or run by a system worker.
 func (t *Task) IsWorkerTask() bool { return !isSystemType(t.Type) }
+
+// SameMap reports whether a and b are one map (both nil included), not
+// equal ones. Apply replaces a map it changes and never changes one in
+// place, so a state's map that is the same as before holds the same values.
+func SameMap(a, b map[string]any) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
 
 func copyMap(m map[string]any) map[string]any {
 	if m == nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 	"unicode/utf8"
 
@@ -252,7 +251,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		if c.Input, err = p.seal(wf+"/input", c.Input, p.fields); err == nil {
 			c.Variables, err = p.seal(wf+"/variables", c.Variables, nil)
 		}
-		return &c, !sameMap(c.Input, e.Input) || !sameMap(c.Variables, e.Variables), err
+		return &c, !engine.SameMap(c.Input, e.Input) || !engine.SameMap(c.Variables, e.Variables), err
 	case *schemas.TaskScheduled:
 		c := *e
 		if c.Input, err = p.seal(fmt.Sprintf("%s/task/%s/input", wf, e.TaskID), c.Input, nil); err != nil {
@@ -261,7 +260,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		c.Input = p.redactMap(c.Input)
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
-		if sameMap(c.Input, e.Input) && sameMap(c.Output, e.Output) && c.Reason == e.Reason {
+		if engine.SameMap(c.Input, e.Input) && engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason {
 			return ev, false, nil
 		}
 		return &c, true, nil
@@ -272,7 +271,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		}
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
-		if sameMap(c.Output, e.Output) && c.Reason == e.Reason {
+		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason {
 			return ev, false, nil
 		}
 		return &c, true, nil
@@ -293,7 +292,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 			return nil, false, err
 		}
 		c.Variables = p.redactMap(c.Variables)
-		if sameMap(c.Variables, e.Variables) {
+		if engine.SameMap(c.Variables, e.Variables) {
 			return ev, false, nil
 		}
 		return &c, true, nil
@@ -304,22 +303,16 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		}
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
-		if sameMap(c.Output, e.Output) && c.Reason == e.Reason {
+		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason {
 			return ev, false, nil
 		}
 		return &c, true, nil
 	case *schemas.WorkflowReset:
 		c := *e
 		c.Input, err = p.seal(wf+"/input", c.Input, p.fields)
-		return &c, !sameMap(c.Input, e.Input), err
+		return &c, !engine.SameMap(c.Input, e.Input), err
 	}
 	return ev, false, nil
-}
-
-// sameMap reports whether a and b are one map (both nil included), not
-// equal copies: protection copies only what it rewrites.
-func sameMap(a, b map[string]any) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 func hasMaskedKeys(v any) bool {

@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -283,7 +282,7 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		}
 		r.def = w.DefJSON
 	}
-	if !r.inputStored || !sameMap(w.Input, r.input) {
+	if !r.inputStored || !engine.SameMap(w.Input, r.input) {
 		if p.scratch, err = schemas.AppendSorted(p.scratch[:0], w.Input); err != nil {
 			return err
 		}
@@ -314,11 +313,6 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		return err
 	}
 	return b.Set(stateKey(token), p.scratch)
-}
-
-// sameMap reports whether a and b are the same map (not equal ones).
-func sameMap(a, b map[string]any) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // replaceDeadlines replaces the workflow's entries in the deadline index.
