@@ -2,9 +2,9 @@ package system
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/dlclark/regexp2/v2"
@@ -150,8 +150,10 @@ var prelude = goja.MustCompile("prelude.js", preludeSrc, true)
 
 // jsRun is one JavaScript evaluation in a fresh runtime.
 type jsRun struct {
-	vm        *goja.Runtime
-	stringify goja.Callable // the guarded JSON.stringify, captured before user code runs
+	vm *goja.Runtime
+	// stringify (the guarded one) and parse are captured before user
+	// code runs, which may replace them.
+	stringify, parse goja.Callable
 }
 
 // runJS evaluates src as a script, with `$` bound to scope (a JSON-like
@@ -195,7 +197,7 @@ func runJS(ctx context.Context, b Budget, src string, scope map[string]any,
 }
 
 func (r *jsRun) setup(b Budget, scope map[string]any) error {
-	parse, _ := goja.AssertFunction(r.vm.Get("JSON").ToObject(r.vm).Get("parse"))
+	r.parse, _ = goja.AssertFunction(r.vm.Get("JSON").ToObject(r.vm).Get("parse"))
 	f, err := r.vm.RunProgram(prelude)
 	if err != nil {
 		return fmt.Errorf("script prelude: %w", err)
@@ -207,13 +209,24 @@ func (r *jsRun) setup(b Budget, scope map[string]any) error {
 		return fmt.Errorf("script prelude: %w", err)
 	}
 	r.stringify, _ = goja.AssertFunction(sv)
-	js, err := json.Marshal(scope)
+	var lazy map[string]lazyJSON
+	for k, v := range scope {
+		if l, ok := v.(lazyJSON); ok {
+			if lazy == nil {
+				lazy, scope = map[string]lazyJSON{}, maps.Clone(scope)
+			}
+			lazy[k] = l
+			scope[k] = nil // holds the member's place in $'s order
+		}
+	}
+	dollar, err := r.fromJSON(scope)
 	if err != nil {
 		return fmt.Errorf("script input: %w", err)
 	}
-	dollar, err := parse(goja.Undefined(), r.vm.ToValue(string(js)))
-	if err != nil {
-		return fmt.Errorf("script input: %w", jsError(err))
+	for k, l := range lazy {
+		if err := dollar.ToObject(r.vm).Set(k, r.vm.NewDynamicObject(newLazyObject(r, l))); err != nil {
+			return fmt.Errorf("script input: %w", err)
+		}
 	}
 	return r.vm.Set("$", dollar)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/dop251/goja"
@@ -24,12 +25,13 @@ import (
 //   - FAILED_WITH_TERMINAL_ERROR: the condition threw, did not parse or
 //     exceeded its budget (as Conductor, which does not retry it).
 //
-// The output is what the condition added to `$[loopRef]`: a condition may
-// store values there ($.loop.storage = 3), which Conductor keeps in the
+// The output is what the condition changed in `$[loopRef]`: a condition
+// may store values there ($.loop.storage = 3), which Conductor keeps in the
 // loop's output. The keys the engine keeps there (conductor.DoWhileOwnedKey:
 // the iteration count and one entry per iteration) are left out: the
-// engine would ignore them, and converting every iteration's outputs back
-// from JavaScript on every check made a loop of n iterations cost O(n²).
+// engine would ignore them. `$[loopRef]` is a lazyJSON: converting every
+// iteration's outputs to JavaScript and back at every check made a loop of
+// n iterations cost O(n²); now a check converts what it reads.
 type LoopCondition struct {
 	Budget Budget
 }
@@ -52,14 +54,31 @@ func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor
 		more bool
 		out  map[string]any
 	}
-	v, err := runJS(ctx, l.Budget, cfg.LoopCondition, t.InputData, func(r *jsRun, v goja.Value) (any, error) {
+	scope := t.InputData
+	if out, ok := scope[ref].(map[string]any); ok {
+		scope = maps.Clone(scope)
+		scope[ref] = lazyJSON(out)
+	}
+	v, err := runJS(ctx, l.Budget, cfg.LoopCondition, scope, func(r *jsRun, v goja.Value) (any, error) {
 		more := v != nil && v.ToBoolean()
 		out := map[string]any{}
 		if o := r.vm.Get("$").ToObject(r.vm).Get(ref); o != nil && !goja.IsUndefined(o) && !goja.IsNull(o) {
-			loop, added := o.ToObject(r.vm), r.vm.NewObject()
-			for _, k := range loop.Keys() {
-				if !conductor.DoWhileOwnedKey(k) {
-					if err := added.Set(k, loop.Get(k)); err != nil {
+			added := r.vm.NewObject()
+			add := func(k string, v goja.Value) error {
+				if conductor.DoWhileOwnedKey(k) {
+					return nil
+				}
+				return added.Set(k, v)
+			}
+			if lazy, ok := o.Export().(*lazyObject); ok {
+				// What the condition did not touch is as the engine has it.
+				if err := lazy.touched(add); err != nil {
+					return nil, err
+				}
+			} else {
+				loop := o.ToObject(r.vm)
+				for _, k := range loop.Keys() {
+					if err := add(k, loop.Get(k)); err != nil {
 						return nil, err
 					}
 				}

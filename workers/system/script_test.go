@@ -218,6 +218,16 @@ func TestLoopCondition(t *testing.T) {
 	if res.Status != conductor.TaskCompleted || !reflect.DeepEqual(res.OutputData, map[string]any{"storage": int64(3)}) {
 		t.Fatalf("false condition: %+v", res)
 	}
+	// So is what it changes in place in a value stored there earlier.
+	stored := task("$.loop.storage.n++; $.loop['2'].b.ok = false; true")
+	stored.InputData["loop"].(map[string]any)["storage"] = map[string]any{"n": int64(1)}
+	res = system.LoopCondition{}.Execute(context.Background(), stored)
+	if res.Status != conductor.TaskInProgress || !reflect.DeepEqual(res.OutputData, map[string]any{"storage": map[string]any{"n": int64(2)}}) {
+		t.Fatalf("changed in place: %+v", res)
+	}
+	if !reflect.DeepEqual(stored.InputData["loop"], map[string]any{"iteration": int64(2), "2": map[string]any{"b": map[string]any{"ok": true}}, "storage": map[string]any{"n": int64(1)}}) {
+		t.Fatalf("the condition changed the task's input: %v", stored.InputData["loop"])
+	}
 	for _, bad := range []string{"$.nope.x", "while (true) {}", "(("} {
 		res = system.LoopCondition{Budget: system.Budget{Time: 200 * time.Millisecond}}.Execute(context.Background(), task(bad))
 		if res.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(res.ReasonForIncompletion, "unable to evaluate loopCondition") {
