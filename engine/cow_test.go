@@ -122,3 +122,33 @@ func encodeTask(t *testing.T, task *engine.Task) []byte {
 	}
 	return b
 }
+
+func TestSameValue(t *testing.T) {
+	t.Parallel()
+	m, s, n := map[string]any{"a": int64(1)}, []any{"x", "y"}, int64(1)
+	type uncomparable struct{ s []int }
+	tests := []struct {
+		name string
+		a, b any
+		want bool
+	}{
+		{"one map", m, m, true},
+		{"equal maps", m, map[string]any{"a": int64(1)}, false},
+		{"one slice", s, s, true},
+		{"a shorter view of a slice", s, s[:1], false},
+		{"equal slices", s, []any{"x", "y"}, false},
+		{"one pointer", &n, &n, true},
+		{"equal numbers", int64(1), int64(1), true},
+		{"numbers of two types", 1, int64(1), false},
+		{"equal strings", "x", "x", true},
+		{"both nil", nil, nil, true},
+		{"nil and a value", nil, "", false},
+		{"a map and a value", m, "x", false},
+		{"uncomparable", uncomparable{}, uncomparable{}, false},
+	}
+	for _, tt := range tests {
+		if got := engine.SameValue(tt.a, tt.b); got != tt.want {
+			t.Errorf("%s: SameValue = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

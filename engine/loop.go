@@ -222,7 +222,7 @@ func (d *decision) updateLoop(loop *Task, status string, out map[string]any) {
 	cur := d.w.TaskByID(loop.ID).Output // as this decision left it
 	set := map[string]any{}
 	for k, v := range out {
-		if old, ok := cur[k]; !ok || !reflect.DeepEqual(old, v) {
+		if old, ok := cur[k]; !ok || !SameValue(old, v) && !reflect.DeepEqual(old, v) {
 			set[k] = v
 		}
 	}

@@ -176,6 +176,31 @@ func SameMap(a, b map[string]any) bool {
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
+// SameValue reports whether a and b are one value: the same map (see
+// SameMap), pointer or slice, or equal values of a comparable type. Apply
+// copies a changed map shallowly, so a value that is the same as before is
+// one the change left alone, without comparing what it holds.
+func SameValue(a, b any) bool {
+	if m, ok := a.(map[string]any); ok {
+		n, ok := b.(map[string]any)
+		return ok && SameMap(m, n)
+	}
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	switch {
+	case !va.IsValid() || !vb.IsValid():
+		return va.IsValid() == vb.IsValid()
+	case va.Type() != vb.Type():
+		return false
+	}
+	switch va.Kind() {
+	case reflect.Map, reflect.Pointer:
+		return va.UnsafePointer() == vb.UnsafePointer()
+	case reflect.Slice:
+		return va.UnsafePointer() == vb.UnsafePointer() && va.Len() == vb.Len()
+	}
+	return va.Comparable() && va.Equal(vb)
+}
+
 func copyMap(m map[string]any) map[string]any {
 	if m == nil {
 		return map[string]any{}

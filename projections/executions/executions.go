@@ -159,12 +159,16 @@ func load(b *projections.Batch, token string) (*recent, error) {
 	}
 	if !inside.tasks {
 		r.tasks = slices.Clone(w.Tasks)
+		for _, i := range inside.entries {
+			r.tasks[i] = nil // as if never written: its entries go apart
+		}
 	}
 	return r, nil
 }
 
 // A workflow's state is stored as its head, its definition, its input and
-// each of its tasks, under keys that start with the head's. Tokens hold no control
+// each of its tasks (with a DO_WHILE's iteration entries beside it, see
+// entryKey), under keys that start with the head's. Tokens hold no control
 // characters, so no other workflow's key falls between them: one scan
 // reads them all from one snapshot, in this order.
 func stateKey(token string) []byte { return []byte(prefixWorkflow + token) }
@@ -178,8 +182,12 @@ func taskKey(token string, i int) []byte {
 	return binary.BigEndian.AppendUint32([]byte(prefixWorkflow+token+"\x00t"), uint32(i))
 }
 
-// inside says which parts of a state an earlier layout kept in its head.
-type inside struct{ def, input, tasks bool }
+// inside says which parts of a state an earlier layout kept in its head,
+// and which tasks it stored with the output entries now stored apart.
+type inside struct {
+	def, input, tasks bool
+	entries           []int
+}
 
 // readState reads a workflow's state with scan, or nil if the workflow is
 // not stored.
@@ -202,15 +210,34 @@ func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) e
 		case bytes.Equal(key, input) && !in.input:
 			decodeErr = msgpack.Unmarshal(value, &w.Input)
 			return decodeErr == nil
+		case bytes.HasPrefix(key, tasks) && !in.tasks && len(key) > len(tasks)+4:
+			// An entry of the output of the task read last.
+			if len(w.Tasks) == 0 || binary.BigEndian.Uint32(key[len(tasks):]) != uint32(len(w.Tasks)-1) {
+				decodeErr = fmt.Errorf("output entry of task %x stored after task %d", key[len(tasks):len(tasks)+4], len(w.Tasks)-1)
+				return false
+			}
+			t := w.Tasks[len(w.Tasks)-1]
+			var v any
+			if decodeErr = msgpack.Unmarshal(value, &v); decodeErr != nil {
+				return false
+			}
+			if t.Output == nil {
+				t.Output = map[string]any{}
+			}
+			t.Output[string(key[len(tasks)+4:])] = v
 		case bytes.HasPrefix(key, tasks) && !in.tasks:
 			if len(key) != len(tasks)+4 || binary.BigEndian.Uint32(key[len(tasks):]) != uint32(len(w.Tasks)) {
 				decodeErr = fmt.Errorf("task %d stored under %x", len(w.Tasks), key[len(tasks):])
 				return false
 			}
 			t := new(engine.Task)
-			decodeErr = msgpack.Unmarshal(value, t)
+			if decodeErr = msgpack.Unmarshal(value, t); decodeErr != nil {
+				return false
+			}
+			if holdsApart(t) {
+				in.entries = append(in.entries, len(w.Tasks))
+			}
 			w.Tasks = append(w.Tasks, t)
-			return decodeErr == nil
 		}
 		return true
 	})
@@ -223,6 +250,17 @@ func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) e
 	return w, in, nil
 }
 
+// deleteTask deletes the i-th task, t as stored (nil: stored whole).
+func (p *Projection) deleteTask(b *projections.Batch, token string, i int, t *engine.Task) error {
+	if err := b.Delete(taskKey(token, i)); err != nil {
+		return err
+	}
+	if t == nil {
+		return nil
+	}
+	return p.storeEntries(b, token, i, t, nil)
+}
+
 // store writes w, folded from prev, and its indexes; r is what the
 // projection remembers of the workflow between records.
 func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before, r *recent) (err error) {
@@ -230,7 +268,7 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 		return err
 	}
 	if w.Removed && !w.Archived {
-		return p.removeAll(b, token, w, prev, len(r.tasks))
+		return p.removeAll(b, token, w, prev, r.tasks)
 	}
 	if err := p.storeState(b, token, w, r); err != nil {
 		return err
@@ -292,19 +330,26 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		r.input, r.inputStored = w.Input, true
 	}
 	for i, t := range w.Tasks {
-		if i < len(r.tasks) && r.tasks[i] == t {
+		var was *engine.Task
+		if i < len(r.tasks) {
+			was = r.tasks[i]
+		}
+		if was == t {
 			continue
 		}
-		if p.scratch, err = schemas.AppendSorted(p.scratch[:0], t); err != nil {
+		if p.scratch, err = schemas.AppendSorted(p.scratch[:0], withoutApart(t)); err != nil {
 			return err
 		}
 		if err := b.Set(taskKey(token, i), p.scratch); err != nil {
 			return err
 		}
+		if err := p.storeEntries(b, token, i, was, t); err != nil {
+			return err
+		}
 	}
 	// Restart and rerun drop tasks.
 	for i := len(w.Tasks); i < len(r.tasks); i++ {
-		if err := b.Delete(taskKey(token, i)); err != nil {
+		if err := p.deleteTask(b, token, i, r.tasks[i]); err != nil {
 			return err
 		}
 	}
@@ -433,8 +478,9 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 
 // recent is a state the projection folded, and what the keys beside its
 // head hold: its definition, input and tasks as last written (nil, false:
-// none written). Most records change one task and leave the rest as they
-// are.
+// none written; a nil task: one stored with the output entries now stored
+// apart inside it). Most records change one task and leave the rest as
+// they are.
 type recent struct {
 	w           *engine.Workflow
 	def         []byte

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"maps"
 	"math"
 	"reflect"
 	"strings"
@@ -440,4 +441,149 @@ func TestStateStoredInParts(t *testing.T) {
 		t.Fatal("the next record kept the definition, input or tasks inside the legacy state")
 	}
 	readBack(legacy)
+}
+
+const itemsLoop = `{"name":"items_loop","version":1,"tasks":[
+ {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":["a","b","c","d"],
+  "loopOver":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}]}`
+
+// A DO_WHILE's entry per iteration is stored apart from its task, each
+// written once: the task reads back whole, an entry left as it was is not
+// written again, a task stored with its entries inside reads and moves
+// them out, and removal deletes them.
+func TestLoopEntriesStoredApart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	raw := f.store.Reader(executions.Name)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(itemsLoop), &def); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	loopKey := "w/" + id + "\x00t\x00\x00\x00\x00" // the DO_WHILE is the first task
+	entry := func(n string) []byte {
+		t.Helper()
+		v, err := raw.Get([]byte(loopKey + n))
+		if err != nil {
+			t.Fatalf("entry %s: %v", n, err)
+		}
+		return v
+	}
+	// iterate opens the gate of the iteration running.
+	iterate := func() {
+		t.Helper()
+		for _, task := range f.states[id].Tasks {
+			if task.Type == conductor.TaskTypeWait && task.Status == conductor.TaskInProgress {
+				f.decide(id, engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: id, Status: conductor.TaskCompleted,
+					OutputData: map[string]any{"seen": task.Iteration}}})
+				return
+			}
+		}
+		t.Fatal("no gate open")
+	}
+	readBack := func() {
+		t.Helper()
+		got, err := f.reader.Workflow(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As stored: the engine's ints are int64 once decoded.
+		stored := func(v any) (d any) {
+			b, err := msgpack.Marshal(v)
+			if err == nil {
+				err = msgpack.Unmarshal(b, &d)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		if want := f.states[id].Tasks; len(got.Tasks) != len(want) || !reflect.DeepEqual(stored(got.Tasks[0].Output), stored(want[0].Output)) {
+			t.Fatalf("loop output read back: %v, want %v", got.Tasks[0].Output, want[0].Output)
+		}
+	}
+	f.decide(id, engine.Start{WorkflowID: id, Def: &def})
+	iterate()
+	iterate()
+	var part engine.Task
+	v, err := raw.Get([]byte(loopKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := msgpack.Unmarshal(v, &part); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := part.Output["1"]; ok || part.Output["iteration"] == nil {
+		t.Fatalf("the loop task is stored with output %v: want its iteration without the entries", part.Output)
+	}
+	readBack()
+
+	// An entry left as it was is not written again: a marker put in its
+	// place stays, and reads back.
+	marker, err := msgpack.Marshal(map[string]any{"marker": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Update(executions.Name, func(b *projections.Batch) error { return b.Set([]byte(loopKey+"1"), marker) }); err != nil {
+		t.Fatal(err)
+	}
+	iterate()
+	if !bytes.Equal(entry("1"), marker) {
+		t.Fatal("a record that left entry 1 as it was wrote it again")
+	}
+	entry("3")
+	folded := f.states[id].Tasks[0]
+	marked := *folded
+	marked.Output = maps.Clone(folded.Output)
+	marked.Output["1"] = map[string]any{"marker": true}
+	f.states[id].Tasks[0] = &marked
+	readBack()
+	f.states[id].Tasks[0] = folded
+
+	// The layout before: the entries inside the task. They read back, and
+	// the next record moves them out.
+	whole, err := msgpack.Marshal(folded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.store.Update(executions.Name, func(b *projections.Batch) error {
+		for _, n := range []string{"1", "2", "3"} {
+			if err := b.Delete([]byte(loopKey + n)); err != nil {
+				return err
+			}
+		}
+		return b.Set([]byte(loopKey), whole)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBack()
+	f.proj.Reset() // forget the state folded last: the next record loads it
+	iterate()
+	for _, n := range []string{"1", "2", "3", "4"} {
+		entry(n)
+	}
+	readBack()
+	if f.states[id].Status != conductor.WorkflowCompleted {
+		t.Fatalf("the loop of 4 items ended %s", f.states[id].Status)
+	}
+
+	// A rerun replaces the loop with a new one, without entries yet.
+	f.decide(id, engine.Rerun{})
+	if _, err := raw.Get([]byte(loopKey + "1")); err == nil {
+		t.Fatal("the rerun left the replaced loop's entries")
+	}
+	iterate()
+	entry("1")
+	readBack()
+
+	f.decide(id, engine.Remove{})
+	if d := f.dump(); bytes.Contains(d, []byte(id)) {
+		for _, l := range bytes.Split(d, []byte("\n")) {
+			if bytes.Contains(l, []byte(id)) {
+				t.Logf("%q", l)
+			}
+		}
+		t.Fatalf("the read model still mentions removed workflow %s", id)
+	}
 }

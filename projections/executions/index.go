@@ -177,7 +177,7 @@ func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.
 	if kept == len(prev.tasks) {
 		return nil
 	}
-	// Restart and rerun drop tasks.
+	// Restart and rerun drop tasks: their entries and lookups go.
 	current := make(map[string]bool, len(w.Tasks))
 	for _, t := range w.Tasks {
 		current[t.ID] = true
@@ -185,6 +185,9 @@ func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.
 	for id, was := range prev.tasks {
 		if !current[id] {
 			if err := b.Delete(was.key(id)); err != nil {
+				return err
+			}
+			if err := b.Delete([]byte(prefixTask + id)); err != nil {
 				return err
 			}
 		}
@@ -214,12 +217,14 @@ func replaceKeys(b *projections.Batch, old, next [][]byte, value []byte) error {
 
 // removeAll deletes every document of a workflow removed without archive:
 // its state, summary, task lookups and every index entry. prev is the state
-// before the removal, storedTasks how many task keys it has.
-func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before, storedTasks int) error {
-	keys := [][]byte{stateKey(token), defKey(token), inputKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
-	for i := range storedTasks {
-		keys = append(keys, taskKey(token, i))
+// before the removal, stored its tasks as stored (see recent).
+func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before, stored []*engine.Task) error {
+	for i, t := range stored {
+		if err := p.deleteTask(b, token, i, t); err != nil {
+			return err
+		}
 	}
+	keys := [][]byte{stateKey(token), defKey(token), inputKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
 	keys = append(keys, prev.summary.indexKeys()...)
 	for id, e := range prev.tasks {
 		keys = append(keys, []byte(prefixTask+id), e.key(id))
