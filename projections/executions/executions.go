@@ -274,8 +274,9 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 		return err
 	}
 	archiving := w.Removed && !prev.removed
-	for _, t := range w.Tasks {
-		_, known := prev.tasks[t.ID]
+	match := matchTasks(prev.tasks, w.Tasks)
+	for i, t := range w.Tasks {
+		known := match.was(i, t) != nil
 		switch {
 		case archiving:
 			// An archived workflow's tasks are no longer found by id.
@@ -306,7 +307,7 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 	if err := replaceDeadlines(b, w.ID, prev.deadlines, engine.Deadlines(w)); err != nil {
 		return err
 	}
-	return p.storeIndexes(b, token, w, prev)
+	return p.storeIndexes(b, token, w, prev, match)
 }
 
 // storeState writes w's head, and its definition, input and those of its

@@ -109,6 +109,22 @@ func (f *fixture) search(q string) []string {
 	return ids
 }
 
+// indexedTasks lists the tasks of workflow id in the task status index.
+func (f *fixture) indexedTasks(id string) []string {
+	f.t.Helper()
+	var tasks []string
+	err := f.store.Reader(executions.Name).Scan([]byte("k/"), func(key, value []byte) bool {
+		if string(value) == id {
+			tasks = append(tasks, string(key[len(key)-len(id):])) // task ids are UUIDs too
+		}
+		return true
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return tasks
+}
+
 func (f *fixture) dump() []byte {
 	f.t.Helper()
 	var b bytes.Buffer
@@ -136,9 +152,18 @@ func TestIndexesAndRemoval(t *testing.T) {
 			t.Errorf("%q = %v, want %v", q, got, want)
 		}
 	}
+	dropped := f.states[a].Tasks[0].ID
 	f.decide(a, engine.Rerun{Request: conductor.RerunWorkflowRequest{CorrelationID: "c-new"}})
 	if got := f.search("status = RUNNING AND correlationId = c-new"); !equal(got, []string{a}) {
 		t.Fatalf("after rerun: %v", got)
+	}
+	// The rerun replaced the task: the task index and the lookups by id
+	// hold the new one only.
+	if got, want := f.indexedTasks(a), []string{f.states[a].Tasks[0].ID}; !equal(got, want) {
+		t.Fatalf("tasks indexed after rerun: %v, want %v", got, want)
+	}
+	if _, err := f.reader.TaskWorkflow(context.Background(), dropped); err == nil {
+		t.Fatal("the task the rerun dropped is still found by id")
 	}
 	if got := f.search("correlationId = c-a"); len(got) != 0 {
 		t.Fatalf("old correlation id still indexed: %v", got)

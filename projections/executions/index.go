@@ -3,6 +3,7 @@ package executions
 import (
 	"encoding/binary"
 	"errors"
+	"maps"
 	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -118,7 +119,9 @@ type before struct {
 	running bool
 	removed bool
 	summary Summary
-	tasks   map[string]taskEntry
+	// tasks are the state's tasks. Apply replaces a task it changes, so a
+	// task still in its place is as it was.
+	tasks []*engine.Task
 	// deadlines are the state's timer deadlines, which the index holds.
 	deadlines []int64
 	// awaitsCompaction: the state is on the compaction list.
@@ -131,16 +134,62 @@ func snapshot(w *engine.Workflow) before {
 	if w == nil {
 		return before{}
 	}
-	b := before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: make(map[string]taskEntry, len(w.Tasks)), deadlines: engine.Deadlines(w), awaitsCompaction: w.AwaitsCompaction(), endTime: w.EndTime, secretsKey: w.SecretsKey}
-	for _, t := range w.Tasks {
-		b.tasks[t.ID] = taskEntry{t.Status, t.ScheduledTime}
-	}
-	return b
+	return before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
+		tasks: slices.Clone(w.Tasks), deadlines: engine.Deadlines(w), awaitsCompaction: w.AwaitsCompaction(), endTime: w.EndTime, secretsKey: w.SecretsKey}
 }
 
+// taskMatch pairs the tasks of a state before a record with those after.
+// A record appends tasks and replaces tasks in their places, but for the
+// resets (restart, rerun), which drop tasks: a list that starts with the
+// earlier one's tasks in their places is paired without a map, which for
+// a workflow of n tasks cost O(n) allocations on every record.
+type taskMatch struct {
+	before  []*engine.Task
+	aligned bool
+	byID    map[string]*engine.Task // when not aligned
+}
+
+func matchTasks(before, after []*engine.Task) taskMatch {
+	m := taskMatch{before: before, aligned: len(after) >= len(before)}
+	for i := 0; m.aligned && i < len(before); i++ {
+		m.aligned = after[i] == before[i] || after[i].ID == before[i].ID
+	}
+	if !m.aligned {
+		m.byID = make(map[string]*engine.Task, len(before))
+		for _, t := range before {
+			m.byID[t.ID] = t
+		}
+	}
+	return m
+}
+
+// was returns the earlier task of after[i], nil if it is new.
+func (m taskMatch) was(i int, after *engine.Task) *engine.Task {
+	if m.aligned {
+		if i < len(m.before) {
+			return m.before[i]
+		}
+		return nil
+	}
+	return m.byID[after.ID]
+}
+
+// dropped returns the earlier tasks that after no longer holds.
+func (m taskMatch) dropped(after []*engine.Task) []*engine.Task {
+	if m.aligned {
+		return nil
+	}
+	gone := maps.Clone(m.byID)
+	for _, t := range after {
+		delete(gone, t.ID)
+	}
+	return slices.Collect(maps.Values(gone))
+}
+
+func entryOf(t *engine.Task) taskEntry { return taskEntry{t.Status, t.ScheduledTime} }
+
 // storeIndexes updates the summary and the search indexes.
-func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.Workflow, prev before) (err error) {
+func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.Workflow, prev before, match taskMatch) (err error) {
 	s := summaryOf(w)
 	if p.scratch, err = schemas.AppendSorted(p.scratch[:0], &s); err != nil {
 		return err
@@ -155,18 +204,17 @@ func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.
 	if err := replaceKeys(b, old, s.indexKeys(), nil); err != nil {
 		return err
 	}
-	kept := 0
-	for _, t := range w.Tasks {
-		now := taskEntry{t.Status, t.ScheduledTime}
-		was, existed := prev.tasks[t.ID]
-		if existed {
-			kept++
-		}
-		if existed && was == now {
+	for i, t := range w.Tasks {
+		was := match.was(i, t)
+		if was == t {
 			continue
 		}
-		if existed {
-			if err := b.Delete(was.key(t.ID)); err != nil {
+		now := entryOf(t)
+		if was != nil {
+			if entryOf(was) == now {
+				continue
+			}
+			if err := b.Delete(entryOf(was).key(t.ID)); err != nil {
 				return err
 			}
 		}
@@ -174,22 +222,13 @@ func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.
 			return err
 		}
 	}
-	if kept == len(prev.tasks) {
-		return nil
-	}
 	// Restart and rerun drop tasks: their entries and lookups go.
-	current := make(map[string]bool, len(w.Tasks))
-	for _, t := range w.Tasks {
-		current[t.ID] = true
-	}
-	for id, was := range prev.tasks {
-		if !current[id] {
-			if err := b.Delete(was.key(id)); err != nil {
-				return err
-			}
-			if err := b.Delete([]byte(prefixTask + id)); err != nil {
-				return err
-			}
+	for _, t := range match.dropped(w.Tasks) {
+		if err := b.Delete(entryOf(t).key(t.ID)); err != nil {
+			return err
+		}
+		if err := b.Delete([]byte(prefixTask + t.ID)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -226,8 +265,8 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 	}
 	keys := [][]byte{stateKey(token), defKey(token), inputKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
 	keys = append(keys, prev.summary.indexKeys()...)
-	for id, e := range prev.tasks {
-		keys = append(keys, []byte(prefixTask+id), e.key(id))
+	for _, t := range prev.tasks {
+		keys = append(keys, []byte(prefixTask+t.ID), entryOf(t).key(t.ID))
 	}
 	if w.IdempotencyKey != "" {
 		ik := idempotencyKey(w.Name, w.IdempotencyKey)
