@@ -10,9 +10,10 @@ import (
 )
 
 // BenchmarkDecideLongWorkflow decides the result of the last of n SIMPLE
-// tasks in a row, the n-1 before it completed, and the result of the last
+// tasks in a row, the n-1 before it completed, the result of the last
 // of n branches of a FORK_JOIN (or FORK_JOIN_DYNAMIC) whose JOIN waits on
-// all of them. A decision's
+// all of them, and the result of the last iteration of a DO_WHILE over n
+// items. A decision's
 // cost should grow with n no faster than the state it folds.
 //
 //	go test -run - -bench DecideLongWorkflow ./engine
@@ -59,6 +60,20 @@ func BenchmarkDecideLongWorkflow(b *testing.B) {
 				h.complete(fmt.Sprintf("d%d", i), nil)
 			}
 			benchResult(b, h, fmt.Sprintf("d%d", n-1))
+		})
+		b.Run(fmt.Sprintf("loop=%d", n), func(b *testing.B) {
+			items := make([]any, n)
+			for i := range items {
+				items[i] = int64(i)
+			}
+			h := newHarness(b, `{"name":"loop","version":1,"tasks":[
+			 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.items}",
+			  "loopOver":[{"name":"step","taskReferenceName":"step"}]}]}`, map[string]any{"items": items})
+			for i := 1; i < n; i++ {
+				h.take(fmt.Sprintf("step__%d", i))
+				h.complete(fmt.Sprintf("step__%d", i), nil)
+			}
+			benchResult(b, h, fmt.Sprintf("step__%d", n))
 		})
 	}
 }

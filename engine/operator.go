@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"fmt"
-
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -104,11 +102,7 @@ func (d *decision) reached(t *Task, depth int) bool {
 			continue
 		}
 		for _, wt := range d.successors(p) {
-			ref := wt.TaskReferenceName
-			if p.Iteration > 0 {
-				ref = fmt.Sprintf("%s__%d", ref, p.Iteration)
-			}
-			if ref == t.Ref && d.reached(p, depth+1) {
+			if iterRef(wt.TaskReferenceName, p.Iteration) == t.Ref && d.reached(p, depth+1) {
 				return true
 			}
 		}

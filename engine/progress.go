@@ -123,10 +123,7 @@ func (d *decision) successors(t *Task) []*conductor.WorkflowTask {
 // instance that exists counts; inside a loop the iteration suffix keeps
 // iterations apart.
 func (d *decision) scheduledAfter(ref string, pred *Task) bool {
-	if pred.Iteration > 0 {
-		ref = fmt.Sprintf("%s__%d", ref, pred.Iteration)
-	}
-	return d.latest(ref) != nil
+	return d.latest(iterRef(ref, pred.Iteration)) != nil
 }
 
 // evaluateJoin completes a JOIN whose joinOn tasks have all succeeded: the
