@@ -110,6 +110,9 @@ func TestSwitchValueParam(t *testing.T) {
 		{true, []string{"route", "flag", "after"}, "true"},
 		{"empty", []string{"route", "after"}, "empty"},
 		{nil, []string{"route", "other", "after"}, "null"},
+		{int64(7), []string{"route", "other", "after"}, "7"},
+		// An object's case is its JSON, as a script SWITCH reports it.
+		{map[string]any{"a": int64(1)}, []string{"route", "other", "after"}, `{"a":1}`},
 	}
 	for _, tt := range tests {
 		h := newHarness(t, def, map[string]any{"carrier": tt.carrier})

@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"maps"
-	"strconv"
 	"sync"
 
 	"github.com/flowvault/flowvault/engine/expr"
@@ -228,7 +227,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		if ev.Type == conductor.TaskTypeDecision || param == "" {
 			param = wt.CaseValueParam
 		}
-		c := caseString(ev.Input[param])
+		c := conductor.SwitchCase(ev.Input[param])
 		ev.Status = conductor.TaskCompleted
 		ev.Output = map[string]any{"evaluationResult": []any{c}, "selectedCase": c}
 	case conductor.TaskTypeSetVariable:
@@ -353,22 +352,4 @@ func (d *decision) terminateTask(t *Task) {
 		out = map[string]any{}
 	}
 	d.finish(status, reason, out)
-}
-
-// caseString is the text of a SWITCH value-param value, matched against the
-// decision case keys.
-func caseString(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return x
-	case bool:
-		return strconv.FormatBool(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	}
-	return fmt.Sprint(v)
 }

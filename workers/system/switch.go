@@ -44,9 +44,9 @@ func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 		if err != nil {
 			return scriptFailed(t, err)
 		}
-		c = caseString(v)
+		c = conductor.SwitchCase(v)
 	case t.TaskType == conductor.TaskTypeDecision:
-		c = caseString(t.InputData[cfg.CaseValueParam])
+		c = conductor.SwitchCase(t.InputData[cfg.CaseValueParam])
 	case cfg.EvaluatorType == "javascript" || cfg.EvaluatorType == "graaljs":
 		if strings.TrimSpace(cfg.Expression) == "" {
 			return scriptFailed(t, fmt.Errorf("expression is required"))
@@ -55,9 +55,9 @@ func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 		if err != nil {
 			return scriptFailed(t, err)
 		}
-		c = caseString(v)
+		c = conductor.SwitchCase(v)
 	case cfg.EvaluatorType == "" || cfg.EvaluatorType == "value-param":
-		c = caseString(t.InputData[cfg.Expression])
+		c = conductor.SwitchCase(t.InputData[cfg.Expression])
 	default:
 		return scriptFailed(t, fmt.Errorf("evaluatorType %q is not supported", cfg.EvaluatorType))
 	}
