@@ -32,6 +32,7 @@ type fixture struct {
 	store  *projections.Store
 	proj   *executions.Projection
 	runner *projections.Runner
+	stop   func() // stops the runner
 	reader *executions.Reader
 	now    time.Time
 	states map[string]*engine.Workflow
@@ -42,9 +43,33 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, log: testutil.OpenLog(t, ""), proj: executions.NewProjection(), now: time.UnixMilli(1_800_000_000_000),
 		states: map[string]*engine.Workflow{}}
 	f.store = testutil.OpenStore(t)
-	f.runner = testutil.RunProjection(t, f.log, f.store, f.proj, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
+	f.runProjection()
+	t.Cleanup(func() { f.stop() })
 	f.reader = executions.NewReader(f.store)
 	return f
+}
+
+func (f *fixture) runProjection() {
+	r := projections.NewRunner(f.log, f.store, f.proj,
+		projections.RunnerConfig{Stream: eventlog.Workflows.Name, Logger: testutil.Logger(f.t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	f.runner = r
+	f.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.t.Errorf("projection: %v", err)
+		}
+	}
+}
+
+// restartProjection stops the projection and runs a new one over the same
+// store, as a process restart does: it knows nothing but what is stored.
+func (f *fixture) restartProjection() {
+	f.stop()
+	f.proj = executions.NewProjection()
+	f.runProjection()
 }
 
 const oneWait = `{"name":"one_wait","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`
@@ -583,7 +608,7 @@ func TestLoopEntriesStoredApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	readBack()
-	f.proj.Reset() // forget the state folded last: the next record loads it
+	f.restartProjection() // forget the state folded last: the next record loads it
 	iterate()
 	for _, n := range []string{"1", "2", "3", "4"} {
 		entry(n)
