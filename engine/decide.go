@@ -330,9 +330,9 @@ func (d *decision) terminate(reason string) error {
 	case conductor.WorkflowTerminated:
 		return nil
 	}
-	if d.w.Terminal() {
-		return fault.Conflict("workflow %s is %s and cannot be terminated", d.w.ID, d.w.Status)
-	}
+	// A FAILED or TIMED_OUT workflow becomes TERMINATED, as in Conductor.
+	// Its failure workflow, if it started one, is not started again: the
+	// start's id is derived from the workflow's.
 	d.finish(conductor.WorkflowTerminated, reason, nil)
 	return nil
 }

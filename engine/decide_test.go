@@ -403,6 +403,20 @@ func TestTimeouts(t *testing.T) {
 		h.decide(engine.Tick{})
 		h.wantStatus(conductor.WorkflowTimedOut)
 		h.wantTask("t", conductor.TaskCanceled)
+
+		// A retry gives the workflow its whole timeout again, counted from
+		// the retry (lastRetriedTime), not from its start.
+		h.decide(engine.Retry{})
+		h.wantStatus(conductor.WorkflowRunning)
+		h.advance(59 * time.Second)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowRunning)
+		if dl := engine.Deadlines(h.w); len(dl) == 0 || dl[0] != h.w.LastRetriedTime+60_000 {
+			t.Fatalf("deadlines %v after a retry at %d", dl, h.w.LastRetriedTime)
+		}
+		h.advance(time.Second)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowTimedOut)
 	})
 }
 

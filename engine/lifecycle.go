@@ -31,7 +31,11 @@ func (d *decision) restart(r Restart) error {
 	if err := d.requireTerminal("restarted"); err != nil {
 		return err
 	}
-	if d.w.Status == conductor.WorkflowCompleted && !d.plan.def.IsRestartable() {
+	def := d.plan.def
+	if r.Def != nil {
+		def = r.Def // useLatestDefinitions: the definition it will run
+	}
+	if d.w.Status == conductor.WorkflowCompleted && !def.IsRestartable() {
 		return fault.NotFound("workflow %s is COMPLETED and its definition is not restartable", d.w.ID)
 	}
 	reset := &schemas.WorkflowReset{Kind: schemas.ResetRestart, Time: d.now}

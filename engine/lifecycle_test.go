@@ -54,6 +54,23 @@ func TestTerminate(t *testing.T) {
 	done.complete("x", nil)
 	_, err := done.try(engine.Terminate{})
 	wantErr(t, err, fault.ErrConflict)
+
+	// Only COMPLETED refuses: a FAILED workflow becomes TERMINATED, and
+	// the failure workflow it started is the one a repeated start finds.
+	failed := newHarness(t, `{"name":"one","failureWorkflow":"cleanup","tasks":[{"name":"x","taskReferenceName":"x"}]}`, nil,
+		`{"name":"x","retryCount":0}`)
+	failed.report("x", conductor.TaskFailed, nil, "down")
+	failed.wantStatus(conductor.WorkflowFailed)
+	first := effectsOf[engine.StartWorkflow](failed.last)
+	d = failed.decide(engine.Terminate{Reason: "cleanup"})
+	failed.wantStatus(conductor.WorkflowTerminated)
+	if failed.w.Reason != "cleanup" {
+		t.Fatalf("reason %q", failed.w.Reason)
+	}
+	again := effectsOf[engine.StartWorkflow](d)
+	if len(first) != 1 || len(again) != 1 || again[0].WorkflowID != first[0].WorkflowID {
+		t.Fatalf("failure workflow starts: %+v then %+v", first, again)
+	}
 }
 
 func TestLifecyclePreconditions(t *testing.T) {
@@ -66,6 +83,12 @@ func TestLifecyclePreconditions(t *testing.T) {
 	noRestart := newHarness(t, `{"name":"nr","restartable":false,"tasks":[{"name":"x","taskReferenceName":"x"}]}`, nil)
 	noRestart.complete("x", nil)
 	_, err := noRestart.try(engine.Restart{})
+	wantErr(t, err, fault.ErrNotFound)
+	// useLatestDefinitions: the definition the restart would run decides.
+	noRestart.decide(engine.Restart{Def: parseDef(t, `{"name":"nr","version":2,"tasks":[{"name":"x","taskReferenceName":"x"}]}`)})
+	noRestart.wantStatus(conductor.WorkflowRunning)
+	noRestart.complete("x", nil)
+	_, err = noRestart.try(engine.Restart{Def: parseDef(t, `{"name":"nr","version":3,"restartable":false,"tasks":[{"name":"x","taskReferenceName":"x"}]}`)})
 	wantErr(t, err, fault.ErrNotFound)
 
 	completed := newHarness(t, `{"name":"one","tasks":[{"name":"x","taskReferenceName":"x"}]}`, nil)

@@ -28,7 +28,7 @@ func Deadlines(w *Workflow) []int64 {
 		}
 	}
 	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && w.Status == conductor.WorkflowRunning {
-		add(w.StartTime + def.TimeoutSeconds*1000)
+		add(w.timeoutFrom() + def.TimeoutSeconds*1000)
 	}
 	for _, t := range w.Tasks {
 		p := t.Policy
@@ -57,6 +57,10 @@ func Deadlines(w *Workflow) []int64 {
 	return slices.Compact(out)
 }
 
+// timeoutFrom is when the workflow's timeoutSeconds started to count:
+// its start, or its last retry, which gives it the whole time again.
+func (w *Workflow) timeoutFrom() int64 { return max(w.StartTime, w.LastRetriedTime) }
+
 // leased reports whether an IN_PROGRESS task is held by an engine's system
 // worker, which must report within SystemTaskLease. A DO_WHILE is held only
 // while its condition is evaluated; while its body runs, the decider has it.
@@ -70,7 +74,7 @@ func (d *decision) tick() {
 		return
 	}
 	if d.w.Status == conductor.WorkflowRunning && d.plan.def.TimeoutSeconds > 0 &&
-		d.now >= d.w.StartTime+d.plan.def.TimeoutSeconds*1000 && d.plan.def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
+		d.now >= d.w.timeoutFrom()+d.plan.def.TimeoutSeconds*1000 && d.plan.def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
 		d.finish(conductor.WorkflowTimedOut, "workflow timed out", nil)
 		return
 	}
