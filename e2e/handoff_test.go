@@ -3,8 +3,11 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -75,5 +78,92 @@ func TestHandOffPoints(t *testing.T) {
 	}
 	if !sealed {
 		t.Fatal("the child's log does not record that it holds sealed secrets: it would never be compacted")
+	}
+}
+
+// What a decision hands to another workflow is protected like what it
+// stores: a child's failure reason reaches its parent and the parent's
+// failure workflow redacted, and a _secrets value a worker returned reaches
+// a sub-workflow scheduled in the same decision sealed under the child's
+// key, not in plaintext.
+func TestSecretsInWhatOtherWorkflowsGet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const value = "effects-secret-Q7w2e9r4"
+	const token = "fetched-token-Lp0o9i8u"
+	e.putSecret("ef", value)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"leaky","retryCount":0}]`)
+	e.register(
+		`{"name":"leaky_child","tasks":[{"name":"leaky","taskReferenceName":"leaky","inputParameters":{"key":"${workflow.secrets.ef}"}}]}`,
+		`{"name":"leaky_parent","failureWorkflow":"leaky_cleanup","tasks":[
+		  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"leaky_child"}}]}`,
+		`{"name":"leaky_cleanup","tasks":[{"name":"cleanup","taskReferenceName":"cleanup","inputParameters":{"why":"${workflow.input.reason}"}}]}`,
+		`{"name":"token_child","tasks":[{"name":"token_user","taskReferenceName":"use","inputParameters":{"got":"${workflow.input.token}"}}]}`,
+		`{"name":"token_parent","tasks":[
+		  {"name":"fetch","taskReferenceName":"fetch"},
+		  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"token_child"},
+		   "inputParameters":{"token":"${fetch.output._secrets.token}"}}]}`)
+	e.work("leaky", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{}, fmt.Errorf("401: key %v rejected", task.InputData["key"])
+	})
+	why := make(chan any, 1)
+	e.work("cleanup", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		why <- task.InputData["why"]
+		return workers.Output{}, nil
+	})
+	e.work("fetch", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"token": token}}}, nil
+	})
+	got := make(chan any, 1)
+	e.work("token_user", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData["got"]
+		return workers.Output{}, nil
+	})
+
+	leaky := e.start("leaky_parent", nil)
+	wf := e.waitStatus(leaky, conductor.WorkflowFailed)
+	child := taskByRef(wf, "child")
+	if !strings.Contains(child.ReasonForIncompletion, "401: key *** rejected") {
+		t.Fatalf("the parent's SUB_WORKFLOW task failed with %q", child.ReasonForIncompletion)
+	}
+	select {
+	case w := <-why:
+		if s := fmt.Sprint(w); strings.Contains(s, value) || !strings.Contains(s, "***") {
+			t.Fatalf("the failure workflow's input reason is %q", s)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the failure workflow did not run")
+	}
+
+	tp := e.start("token_parent", nil)
+	if g := <-got; g != token {
+		t.Fatalf("the child's worker got %v, want the fetched token", g)
+	}
+	wf = e.waitStatus(tp, conductor.WorkflowCompleted)
+	sub := taskByRef(wf, "child").SubWorkflowID
+	if in := e.workflow(sub).Input["token"]; in != "***" {
+		t.Fatalf("the child's input shows %v", in)
+	}
+
+	ids := []string{leaky, child.SubWorkflowID, tp, sub}
+	_, list := e.do("GET", "/api/workflow/search?query=workflowType%20IN%20(leaky_cleanup)", nil)
+	if !strings.Contains(list, `"workflowId"`) {
+		t.Fatalf("no failure workflow found: %s", list)
+	}
+	var found conductor.SearchResult[conductor.WorkflowSummary]
+	if err := json.Unmarshal([]byte(list), &found); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range found.Results {
+		ids = append(ids, s.WorkflowID)
+	}
+	for _, id := range ids {
+		view, _ := json.Marshal(e.workflow(id))
+		raw := e.rawLog(id)
+		for _, v := range []string{value, token} {
+			if strings.Contains(string(view), v) || strings.Contains(raw, v) {
+				t.Errorf("workflow %s shows or logs %q", id, v)
+			}
+		}
 	}
 }

@@ -393,10 +393,12 @@ func (e *Executor) prepareHandOff(ctx context.Context, w *engine.Workflow, take 
 // protect lets the protector rewrite the decision's events and refolds the
 // state from the rewritten ones: the cache must hold what the log holds.
 func (e *Executor) protect(ctx context.Context, w *engine.Workflow, dec engine.Decision) (engine.Decision, error) {
-	events, err := e.protector.Protect(ctx, w, dec.Events)
+	protected, err := e.protector.Protect(ctx, w, dec)
 	if err != nil {
 		return engine.Decision{}, fmt.Errorf("protect events: %w", err)
 	}
+	events := protected.Events
+	dec.Effects = protected.Effects
 	if sameSlice(events, dec.Events) {
 		return dec, nil
 	}

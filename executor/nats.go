@@ -32,13 +32,14 @@ type HandOff interface {
 	Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task) (input map[string]any, resolved []schemas.ResolvedRef, err error)
 }
 
-// Protector rewrites a decision's events before they are appended: it seals
-// data under _secrets and _masked and redacts resolved secret values.
-// before is the workflow's state before the decision (nil for a start).
-// It returns events itself, not a copy, when it changes nothing: the
-// decision's state then stands as it is.
+// Protector rewrites a decision before its events are appended: it seals
+// data under _secrets and _masked and redacts resolved secret values, in
+// its events and in the data its effects carry to other workflows. before
+// is the workflow's state before the decision (nil for a start). It
+// returns the decision's events slice itself, not a copy, when it changes
+// none of them: the decision's state then stands as it is.
 type Protector interface {
-	Protect(ctx context.Context, before *engine.Workflow, events []schemas.Event) ([]schemas.Event, error)
+	Protect(ctx context.Context, before *engine.Workflow, dec engine.Decision) (engine.Decision, error)
 }
 
 // SetHandOff installs the hand-off preparation (before Start).

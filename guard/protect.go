@@ -22,18 +22,20 @@ import (
 // (and those it sealed) from everything else the events carry. Values that
 // turn out to be secret after they were stored elsewhere in the workflow
 // (a workflow input passed into a _secrets block) are marked for masking in
-// every view.
-func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []schemas.Event) ([]schemas.Event, error) {
+// every view. The decision's effects get the same redaction where they
+// carry its data to another workflow (see effects).
+func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine.Decision) (engine.Decision, error) {
+	events := dec.Events
 	wfID, fields := workflowOf(before, events)
 	// A compaction carries no data: rebuilding what redaction looks for
 	// (resolving the workflow's secrets again) would find nothing to do.
 	if wfID == "" || schemas.OnlyCompaction(events) {
-		return events, nil
+		return dec, nil
 	}
 	m := g.memoFor(wfID)
 	if before != nil {
 		if err := g.rebuild(ctx, before, m); err != nil {
-			return nil, err
+			return engine.Decision{}, err
 		}
 	}
 	p := &protection{ctx: ctx, m: m, fields: fields, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
@@ -51,7 +53,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 	for _, ev := range events {
 		pev, c, err := p.event(ev)
 		if err != nil {
-			return nil, err
+			return engine.Decision{}, err
 		}
 		out = append(out, pev)
 		changed = changed || c
@@ -67,7 +69,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 		var err error
 		for _, ev := range out {
 			if after, err = engine.Apply(after, ev); err != nil {
-				return nil, fmt.Errorf("protect: %w", err)
+				return engine.Decision{}, fmt.Errorf("protect: %w", err)
 			}
 		}
 		if paths := findValues(after, p.sealed); len(paths) > 0 {
@@ -80,15 +82,108 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, events []s
 	case (before == nil || !before.SealsSecrets) && (p.sealedSecrets || startSealed):
 		out = append(out, &schemas.SecretsSealed{})
 	}
+	effects, err := p.effects(dec.Effects)
+	if err != nil {
+		return engine.Decision{}, fmt.Errorf("protect effects: %w", err)
+	}
+	dec.Effects = effects
 	for _, ev := range out {
 		if sc, ok := ev.(*schemas.WorkflowStatusChanged); ok && conductor.WorkflowTerminal(sc.Status) {
 			g.forget(wfID)
 		}
 	}
-	if !changed && len(out) == len(events) {
-		return events, nil // the executor keeps the decision's state
+	if changed || len(out) != len(events) {
+		dec.Events = out // else the executor keeps the decision's state
+	}
+	return dec, nil
+}
+
+// effects protects the data a decision's effects carry to other
+// workflows, which the decision computed from its unprotected state: a
+// child's output and reason for its parent, a new workflow's input (a
+// sub-workflow's, a failure workflow's with the failure's reason, a
+// START_WORKFLOW's). The values resolved for this workflow are redacted
+// from them, as from its events; what is under _secrets and _masked is
+// left for the receiving workflow to seal. A sub-workflow's input that
+// copies a value sealed in this decision gets the sealed form instead, so
+// that the child's preparation seals it again under the child's key, as it
+// does for a value sealed by an earlier decision.
+func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
+	r := p.m.get()
+	if r.Empty() {
+		return effs, nil
+	}
+	var out []engine.Effect // a copy, made at the first change
+	set := func(i int, e engine.Effect) {
+		if out == nil {
+			out = slices.Clone(effs)
+		}
+		out[i] = e
+	}
+	for i, eff := range effs {
+		switch e := eff.(type) {
+		case engine.NotifyParent:
+			e.Child.Output = redactOpen(r, e.Child.Output)
+			e.Child.Reason = r.String(e.Child.Reason)
+			set(i, e)
+		case engine.StartWorkflow:
+			if e.ParentWorkflowID != "" && len(p.bySealed) > 0 {
+				e.Input = p.substitute(e.Input).(map[string]any)
+				if e.SecretsKey == "" && masking.HasSealed(e.Input) {
+					e.SecretsKey = p.s.secretsKey // taken in this decision
+				}
+			}
+			in := e.Input
+			e.Input = redactOpen(r, in)
+			// A reference resolved when the child starts is a literal,
+			// which redaction may match: a _secrets block of this
+			// workflow sealed the same literal.
+			for _, path := range e.InputDeferred {
+				if v, ok := getPath(in, path); ok {
+					if err := setPath(e.Input, path, v); err != nil {
+						return nil, err
+					}
+				}
+			}
+			set(i, e)
+		}
+	}
+	if out == nil {
+		return effs, nil
 	}
 	return out, nil
+}
+
+// redactOpen redacts m except under _secrets and _masked keys.
+func redactOpen(r *masking.Redactor, m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if masking.IsMaskedKey(k) {
+			out[k] = v
+			continue
+		}
+		out[r.String(k)] = redactOpenValue(r, v)
+	}
+	return out
+}
+
+func redactOpenValue(r *masking.Redactor, v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return redactOpen(r, x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = redactOpenValue(r, e)
+		}
+		return out
+	case string:
+		return r.String(x)
+	}
+	return v
 }
 
 // workflowOf finds the workflow the events belong to and its maskedFields.

@@ -29,7 +29,8 @@ func TestProtectCopiesOnlyWhatItChanges(t *testing.T) {
 	}
 
 	events := update("plain output")
-	out, err := g.Protect(ctx, before, events)
+	dec, err := g.Protect(ctx, before, engine.Decision{Events: events})
+	out := dec.Events
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +40,10 @@ func TestProtectCopiesOnlyWhatItChanges(t *testing.T) {
 
 	g.memoFor("wf-1").add([]byte(secret)) // as a hand-off resolving it does
 	events = update("echo " + secret)
-	if out, err = g.Protect(ctx, before, events); err != nil {
+	if dec, err = g.Protect(ctx, before, engine.Decision{Events: events}); err != nil {
 		t.Fatal(err)
 	}
+	out = dec.Events
 	if len(out) != len(events) || &out[0] == &events[0] {
 		t.Fatalf("events with a resolved value came back as they were: %v", out)
 	}
