@@ -18,6 +18,7 @@ package guard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,6 +121,21 @@ func (m *memo) add(v []byte) {
 	}
 	m.values = append(m.values, append([]byte(nil), v...))
 	m.redactor = nil
+}
+
+// addSecret adds a secret's value and, when it is JSON, every string in
+// it: a task may take one field (${workflow.secrets.db.password}), and a
+// memo rebuilt after a restart, or on another engine than the hand-off's,
+// must look for that field without knowing which one was taken.
+func (m *memo) addSecret(v []byte) {
+	m.add(v)
+	var doc any
+	if json.Unmarshal(v, &doc) != nil {
+		return
+	}
+	if _, text := doc.(string); !text {
+		eachString(doc, func(s string) { m.add([]byte(s)) }, true)
+	}
 }
 
 func (m *memo) get() *masking.Redactor {

@@ -126,13 +126,9 @@ func (r *resolver) secret(ref string) (any, error) {
 		return nil, err
 	}
 	defer clear(value)
-	r.memo.add(value)
+	r.memo.addSecret(value)
 	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "secret", Name: name, Version: version, Principal: r.principal(), GrantedBy: grantedBy})
-	v, err := pick(value, path, "secret "+name)
-	if s, ok := v.(string); ok && path != "" {
-		r.memo.add([]byte(s)) // a field of a JSON secret is a secret too
-	}
-	return v, err
+	return pick(value, path, "secret "+name)
 }
 
 // env resolves "NAME", "NAME.path", "NAME.$" or "NAME.$.path".

@@ -457,7 +457,7 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 			seen[ref.Name] = true
 			v, _, err := g.cfg.Secrets.Resolve(ctx, ref.Name)
 			if err == nil {
-				m.add(v)
+				m.addSecret(v)
 				clear(v)
 			}
 		}
