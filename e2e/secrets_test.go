@@ -322,6 +322,18 @@ func TestUpdateSecretTask(t *testing.T) {
 	if view, _ := json.Marshal(wf); strings.Contains(string(view), "input-value-333") {
 		t.Fatalf("the view shows a value that went into _secrets: %s", view)
 	}
+	// Also from inside an object of the input: the input's key that holds
+	// it is masked as a whole.
+	e.register(`{"name":"rotate_from_object","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
+	   "inputParameters":{"_secrets":{"secretKey":"from_object","secretValue":"${workflow.input.creds.password}"}}}]}`)
+	id = e.start("rotate_from_object", map[string]any{"creds": map[string]any{"user": "bob", "password": "nested-value-444"}, "other": "kept-as-given"})
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if view, _ := json.Marshal(wf); strings.Contains(string(view), "nested-value-444") {
+		t.Fatalf("the view shows a nested input value that went into _secrets: %s", view)
+	}
+	if wf.Input["creds"] != "***" || wf.Input["other"] != "kept-as-given" {
+		t.Fatalf("input = %v", wf.Input)
+	}
 }
 
 // After a workflow ends (and the compaction delay), its _secrets data is

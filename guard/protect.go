@@ -503,23 +503,24 @@ func eachString(v any, fn func(string), all bool) {
 }
 
 // findValues returns the paths (see schemas.ValuesMasked) of top-level
-// values of the workflow's input and task inputs and outputs equal to one of
-// values.
+// values of the workflow's input and task inputs and outputs that are, or
+// hold at any depth, a string equal to one of values.
 func findValues(w *engine.Workflow, values [][]byte) []string {
 	var out []string
+	holds := func(v any) bool {
+		found := false
+		eachString(v, func(s string) {
+			if found || len(s) < masking.MinLength {
+				return
+			}
+			found = slices.ContainsFunc(values, func(val []byte) bool { return s == string(val) })
+		}, true)
+		return found
+	}
 	match := func(prefix string, m map[string]any) {
 		for k, v := range m {
-			s, ok := v.(string)
-			if !ok || len(s) < masking.MinLength {
-				continue
-			}
-			for _, val := range values {
-				if s == string(val) {
-					path := prefix + "." + k
-					if !slices.Contains(w.MaskedPaths, path) && !slices.Contains(out, path) {
-						out = append(out, path)
-					}
-				}
+			if path := prefix + "." + k; holds(v) && !slices.Contains(w.MaskedPaths, path) && !slices.Contains(out, path) {
+				out = append(out, path)
 			}
 		}
 	}
