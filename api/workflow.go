@@ -205,11 +205,12 @@ func (s *Server) getWorkflowStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := conductor.WorkflowStatus{WorkflowID: wf.ID, CorrelationID: wf.CorrelationID, Status: wf.Status}
+	view := wf.Conductor(false) // masked as every view is
 	if output {
-		st.Output = wf.Output
+		st.Output = view.Output
 	}
 	if vars {
-		st.Variables = wf.Variables
+		st.Variables = view.Variables
 	}
 	writeJSON(w, http.StatusOK, st)
 }

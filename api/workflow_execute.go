@@ -140,7 +140,7 @@ func (s *Server) executeByName(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNilMap(target.Output))
+	writeJSON(w, http.StatusOK, target.Conductor(false).Output)
 }
 
 // execute starts the workflow and waits as p says. It returns the target
@@ -284,9 +284,10 @@ func workflowRun(target, block *engine.Workflow, task *engine.Task, p executePar
 	case strategy == conductor.ReturnBlockingWorkflow:
 		w = block
 	}
+	view := w.Conductor(false) // masked as every view is
 	run := conductor.WorkflowRun{ResponseType: strategy, TargetWorkflowID: target.ID, TargetWorkflowStatus: target.Status,
-		RequestID: p.requestID, WorkflowID: w.ID, CorrelationID: w.CorrelationID, Input: nonNilMap(w.Input),
-		Output: nonNilMap(w.Output), Status: w.Status, Variables: nonNilMap(w.Variables), Priority: w.Priority,
+		RequestID: p.requestID, WorkflowID: w.ID, CorrelationID: w.CorrelationID, Input: view.Input,
+		Output: view.Output, Status: w.Status, Variables: view.Variables, Priority: w.Priority,
 		CreateTime: w.CreateTime, UpdateTime: w.UpdateTime, CreatedBy: w.CreatedBy, Tasks: []*conductor.Task{}}
 	if strategy == conductor.ReturnBlockingTask || strategy == conductor.ReturnBlockingTaskInput {
 		ct := task.Conductor(block)
@@ -303,11 +304,4 @@ func workflowRun(target, block *engine.Workflow, task *engine.Task, p executePar
 		run.Tasks = append(run.Tasks, t.Conductor(w))
 	}
 	return run
-}
-
-func nonNilMap(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
 }

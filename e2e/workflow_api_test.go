@@ -592,3 +592,33 @@ func TestExecuteEndsOnShutdown(t *testing.T) {
 		t.Fatalf("execute answered %d %s after %s", r.status, r.body, time.Since(began))
 	}
 }
+
+// The synchronous answers and /status mask as GET /api/workflow/{id}
+// does: an input that went into _secrets, and the _secrets blocks of
+// output and variables, read "***".
+func TestSynchronousViewsMask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const value = "sync-view-value-555"
+	e.register(`{"name":"masked_sync","version":1,"tasks":[
+	  {"name":"keep","taskReferenceName":"keep","type":"SET_VARIABLE","inputParameters":{"_secrets":{"k":"${workflow.input.pw}"}}}],
+	  "outputParameters":{"_secrets":{"k":"${workflow.input.pw}"},"plain":"ok"}}`)
+	var run conductor.WorkflowRun
+	body := e.must(http.StatusOK, "POST", "/api/workflow/execute/masked_sync/1", map[string]any{"input": map[string]any{"pw": value}})
+	if err := json.Unmarshal([]byte(body), &run); err != nil {
+		t.Fatal(err)
+	}
+	if run.Status != conductor.WorkflowCompleted || run.Input["pw"] != "***" || run.Output["_secrets"] != "***" ||
+		run.Output["plain"] != "ok" || run.Variables["_secrets"] != "***" {
+		t.Fatalf("run = %s", body)
+	}
+	for _, got := range []string{
+		body,
+		e.must(http.StatusOK, "GET", "/api/workflow/"+run.WorkflowID+"/status?includeOutput=true&includeVariables=true", nil),
+		e.must(http.StatusOK, "POST", "/api/workflow/execute/masked_sync", map[string]any{"pw": value}),
+	} {
+		if strings.Contains(got, value) || !strings.Contains(got, `"_secrets":"***"`) {
+			t.Errorf("answer %s", got)
+		}
+	}
+}
