@@ -167,3 +167,66 @@ func TestSecretsInWhatOtherWorkflowsGet(t *testing.T) {
 		}
 	}
 }
+
+// Values the engine copies as it schedules are sealed like the rest: a
+// dynamic fork's task configuration (shown as its workflowTask) masks the
+// _secrets its planner gave it, and a loop's first loopItem, which the
+// loop's own scheduling records, keeps a _secrets number sealed.
+func TestSecretsInRunTimeValues(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const apiKey = "planned-api-key-Hy6tG5rF"
+	const pin = 918273645501
+	e.register(`{"name":"planned_fork","tasks":[
+	  {"name":"planner","taskReferenceName":"planner"},
+	  {"name":"dfork","taskReferenceName":"dfork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	   "dynamicForkTasksInputParamName":"inputs","inputParameters":{"tasks":"${planner.output.tasks}","inputs":"${planner.output.inputs}"}},
+	  {"name":"djoin","taskReferenceName":"djoin","type":"JOIN"}]}`,
+		`{"name":"pin_loop","tasks":[
+	  {"name":"each","taskReferenceName":"each","type":"DO_WHILE","items":"${workflow.input.items}",
+	   "loopOver":[{"name":"pin_user","taskReferenceName":"use","inputParameters":{"pin":"${each.output.loopItem._secrets.pin}"}}]}]}`)
+	e.work("planner", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{
+			"tasks": []any{map[string]any{"name": "planned", "taskReferenceName": "c1",
+				"inputParameters": map[string]any{"_secrets": map[string]any{"apiKey": apiKey}, "plain": "visible-param"}}},
+			"inputs": map[string]any{"c1": map[string]any{}}}}, nil
+	})
+	got := make(chan any, 2)
+	e.work("planned", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		sec, _ := task.InputData["_secrets"].(map[string]any)
+		got <- sec["apiKey"]
+		return workers.Output{}, nil
+	})
+	e.work("pin_user", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData["pin"]
+		return workers.Output{}, nil
+	})
+
+	id := e.start("planned_fork", nil)
+	if g := <-got; g != apiKey {
+		t.Fatalf("the forked task got %v", g)
+	}
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	var cfg struct {
+		InputParameters map[string]any `json:"inputParameters"`
+	}
+	if err := json.Unmarshal(taskByRef(wf, "c1").WorkflowTask, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.InputParameters["_secrets"] != "***" || cfg.InputParameters["plain"] != "visible-param" {
+		t.Fatalf("the forked task's workflowTask shows %v", cfg.InputParameters)
+	}
+	view, _ := json.Marshal(e.workflow(id))
+	if strings.Contains(string(view), apiKey) || strings.Contains(e.rawLog(id), apiKey) {
+		t.Fatalf("the view or the log holds the planned key: %s", view)
+	}
+
+	id = e.start("pin_loop", map[string]any{"items": []any{map[string]any{"_secrets": map[string]any{"pin": pin}}}})
+	if g := <-got; g != float64(pin) {
+		t.Fatalf("the loop's task got %v", g)
+	}
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	if strings.Contains(e.rawLog(id), fmt.Sprint(pin)) {
+		t.Fatal("the log holds the loop item's _secrets number")
+	}
+}

@@ -352,10 +352,19 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		if c.Input, err = p.seal(fmt.Sprintf("%s/task/%s/input", wf, e.TaskID), c.Input, nil); err != nil {
 			return nil, false, err
 		}
+		// A task the engine completes as it schedules it has an output
+		// already: a loop's first loopItem, a dynamic fork's inputs.
+		if c.Output, err = p.seal(fmt.Sprintf("%s/task/%s/output", wf, e.TaskID), c.Output, nil); err != nil {
+			return nil, false, err
+		}
 		c.Input = p.redactMap(c.Input)
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
-		if engine.SameMap(c.Input, e.Input) && engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason {
+		if c.Config, err = p.config(c.Config); err != nil {
+			return nil, false, err
+		}
+		if engine.SameMap(c.Input, e.Input) && engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason &&
+			bytes.Equal(c.Config, e.Config) {
 			return ev, false, nil
 		}
 		return &c, true, nil
@@ -408,6 +417,34 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, !engine.SameMap(c.Input, e.Input), err
 	}
 	return ev, false, nil
+}
+
+// config protects the configuration of a task decided at run time (a
+// dynamic fork's task, from a worker's output): its inputParameters are
+// values, which the task's input holds sealed. Their copy in the
+// configuration, shown as the task's workflowTask, gets "***" under
+// _secrets and _masked and redaction elsewhere. Only inputParameters: the
+// rest (an inline sub-workflow definition) is definition, which a retry
+// reads again.
+func (p *protection) config(raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 || !bytes.Contains(raw, []byte(`"inputParameters"`)) {
+		return raw, nil
+	}
+	var cfg map[string]any
+	if err := conductor.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("task configuration: %w", err)
+	}
+	in, _ := cfg["inputParameters"].(map[string]any)
+	if in == nil {
+		return raw, nil
+	}
+	if !hasMaskedKeys(in) {
+		if redacted := p.redactMap(in); engine.SameMap(redacted, in) {
+			return raw, nil
+		}
+	}
+	cfg["inputParameters"] = p.redactMap(masking.KeysMap(in))
+	return json.Marshal(cfg)
 }
 
 func hasMaskedKeys(v any) bool {
