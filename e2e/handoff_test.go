@@ -230,3 +230,41 @@ func TestSecretsInRunTimeValues(t *testing.T) {
 		t.Fatal("the log holds the loop item's _secrets number")
 	}
 }
+
+// A failure workflow starts with the failed workflow's input, _secrets
+// included: sealed again under its own key, opened at its hand-offs.
+func TestFailureWorkflowGetsSealedInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const value = "failed-input-secret-Mn4b"
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"breaks","retryCount":0}]`)
+	e.register(`{"name":"sealed_fails","failureWorkflow":"sealed_cleanup","tasks":[{"name":"breaks","taskReferenceName":"breaks"}]}`,
+		`{"name":"sealed_cleanup","tasks":[{"name":"sealed_clean","taskReferenceName":"clean","inputParameters":{"k":"${workflow.input._secrets.k}"}}]}`)
+	e.work("breaks", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{}, fmt.Errorf("broken")
+	})
+	got := make(chan any, 1)
+	e.work("sealed_clean", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData["k"]
+		return workers.Output{}, nil
+	})
+	id := e.start("sealed_fails", map[string]any{"_secrets": map[string]any{"k": value}})
+	e.waitStatus(id, conductor.WorkflowFailed)
+	select {
+	case g := <-got:
+		if g != value {
+			t.Fatalf("the failure workflow's task got %v", g)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the failure workflow did not run")
+	}
+	_, list := e.do("GET", "/api/workflow/search?query=workflowType%20IN%20(sealed_cleanup)", nil)
+	var found conductor.SearchResult[conductor.WorkflowSummary]
+	if err := json.Unmarshal([]byte(list), &found); err != nil || len(found.Results) != 1 {
+		t.Fatalf("failure workflows: %v %s", err, list)
+	}
+	fw := found.Results[0].WorkflowID
+	if view, _ := json.Marshal(e.workflow(fw)); strings.Contains(string(view), value) || strings.Contains(e.rawLog(fw), value) {
+		t.Fatalf("the failure workflow shows or logs the value: %s", view)
+	}
+}

@@ -41,6 +41,9 @@ type StartWorkflow struct {
 	// environment references: the executor resolves them (as CreatedBy) and
 	// seals the values into the child's input.
 	InputDeferred [][]any
+	// From is the workflow that starts this one, whose sealed values Input
+	// may hold: the parent, the failed workflow, the START_WORKFLOW's.
+	From string
 	// SecretsKey names the key that sealed the secrets among Input: the
 	// starting workflow's (Workflow.SecretsKey).
 	SecretsKey           string
@@ -153,5 +156,5 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 		}
 	}
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
-		Input: input, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy}
+		Input: input, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy}
 }

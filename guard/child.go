@@ -13,17 +13,18 @@ import (
 	"github.com/flowvault/flowvault/schemas"
 )
 
-// PrepareChild implements executor.ChildPreparer: a SUB_WORKFLOW task's
-// input is the child's input. Its secret references are resolved as the
-// parent's creator, its sealed values opened, and every such value is
-// sealed again with the child's own key before the child's first event is
-// written: the child's tasks get the values at their hand-offs, and the
-// child's log never holds them in plaintext.
+// PrepareChild implements executor.ChildPreparer for a workflow another
+// one starts (eff.From: a SUB_WORKFLOW's parent, a failed workflow starting
+// its failure workflow, a START_WORKFLOW's). Its input's secret references
+// are resolved as the starter's creator, its sealed values opened, and
+// every such value is sealed again with the child's own key before the
+// child's first event is written: the child's tasks get the values at
+// their hand-offs, and the child's log never holds them in plaintext.
 //
 // The child's key is named after it: its start event cannot name a pooled
 // one, since the values are sealed before that event exists.
 func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map[string]any, []schemas.ResolvedRef, error) {
-	parentID, childID, input := eff.ParentWorkflowID, eff.WorkflowID, eff.Input
+	parentID, childID, input := eff.From, eff.WorkflowID, eff.Input
 	parent := &engine.Workflow{ID: parentID, CreatedBy: eff.CreatedBy, SecretsKey: eff.SecretsKey}
 	kinds := map[string]byte{} // path → kind, for the values to seal again
 	sealedPaths(input, nil, func(p expr.Path, kind byte) { kinds[p.String()] = kind })

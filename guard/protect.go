@@ -104,7 +104,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 // sub-workflow's, a failure workflow's with the failure's reason, a
 // START_WORKFLOW's). The values resolved for this workflow are redacted
 // from them, as from its events; what is under _secrets and _masked is
-// left for the receiving workflow to seal. A sub-workflow's input that
+// left for the receiving workflow to seal. A new workflow's input that
 // copies a value sealed in this decision gets the sealed form instead, so
 // that the child's preparation seals it again under the child's key, as it
 // does for a value sealed by an earlier decision.
@@ -127,7 +127,7 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 			e.Child.Reason = r.String(e.Child.Reason)
 			set(i, e)
 		case engine.StartWorkflow:
-			if e.ParentWorkflowID != "" && len(p.bySealed) > 0 {
+			if len(p.bySealed) > 0 {
 				e.Input = p.substitute(e.Input).(map[string]any)
 				if e.SecretsKey == "" && masking.HasSealed(e.Input) {
 					e.SecretsKey = p.s.secretsKey // taken in this decision
