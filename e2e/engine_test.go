@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,4 +255,32 @@ func TestBadInput(t *testing.T) {
 	}
 	// The node still works.
 	e.waitStatus(e.start("ok", nil), conductor.WorkflowRunning)
+}
+
+// Retrying a failed child resumes its failed parent, which completes when
+// the child does (Conductor's retry of a sub-workflow).
+func TestRetryOfChildResumesParent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"kid_work","retryCount":0}]`)
+	e.register(`{"name":"kid","tasks":[{"name":"kid_work","taskReferenceName":"kw"}],"outputParameters":{"v":"${kw.output.v}"}}`,
+		`{"name":"mother","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}],
+		  "outputParameters":{"v":"${sub.output.v}"}}`)
+	var calls atomic.Int64
+	e.work("kid_work", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		if calls.Add(1) == 1 {
+			return workers.Output{}, errors.New("first try breaks")
+		}
+		return workers.Output{Data: map[string]any{"v": "fixed"}}, nil
+	})
+	id := e.start("mother", nil)
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	child := taskByRef(wf, "sub").SubWorkflowID
+	e.waitStatus(child, conductor.WorkflowFailed)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+child+"/retry", nil)
+	e.waitStatus(child, conductor.WorkflowCompleted)
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if wf.Output["v"] != "fixed" || taskByRef(wf, "sub").SubWorkflowID != child || wf.LastRetriedTime == 0 {
+		t.Fatalf("parent after the child's retry: output %v, tasks %+v", wf.Output, wf.Tasks)
+	}
 }

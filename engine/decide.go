@@ -140,6 +140,8 @@ func (d *decision) handle(t Trigger) error {
 		return d.rerun(t.Request)
 	case ChildFinished:
 		d.childFinished(t)
+	case ChildReopened:
+		d.childReopened(t)
 	case Compact:
 		switch {
 		case !d.w.Terminal() && !d.w.Removed:

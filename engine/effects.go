@@ -62,6 +62,12 @@ type NotifyParent struct {
 	Child            ChildFinished
 }
 
+// ReopenParent tells a parent workflow that this child runs again.
+type ReopenParent struct {
+	ParentWorkflowID string
+	Child            ChildReopened
+}
+
 // TerminateWorkflow ends another workflow (the children of a terminated or
 // failed parent).
 type TerminateWorkflow struct {
@@ -80,6 +86,7 @@ func (Dispatch) effectName() string          { return "dispatch" }
 func (RunSystem) effectName() string         { return "run_system" }
 func (StartWorkflow) effectName() string     { return "start_workflow" }
 func (NotifyParent) effectName() string      { return "notify_parent" }
+func (ReopenParent) effectName() string      { return "reopen_parent" }
 func (TerminateWorkflow) effectName() string { return "terminate_workflow" }
 func (CheckChild) effectName() string        { return "check_child" }
 
@@ -102,8 +109,12 @@ func Effects(w *Workflow, now int64) []Effect {
 			}
 		}
 	}
-	if w.Terminal() {
+	switch {
+	case w.Terminal():
 		out = append(out, terminalEffects(w)...)
+	case w.ParentWorkflowID != "" && w.Epoch > 0:
+		// Retried, restarted or rerun: the parent may have missed it.
+		out = append(out, ReopenParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildReopened{ChildID: w.ID}})
 	}
 	return out
 }

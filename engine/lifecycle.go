@@ -43,6 +43,7 @@ func (d *decision) restart(r Restart) error {
 		reset.Def = r.Def.Raw
 	}
 	d.startOver(reset)
+	d.reopened()
 	return nil
 }
 
@@ -56,6 +57,7 @@ func (d *decision) rerun(r conductor.RerunWorkflowRequest) error {
 	}
 	if r.ReRunFromTaskID == "" {
 		d.startOver(reset)
+		d.reopened()
 		return nil
 	}
 	from := d.w.TaskByID(r.ReRunFromTaskID)
@@ -83,6 +85,7 @@ func (d *decision) rerun(r conductor.RerunWorkflowRequest) error {
 	// The task runs again under a new id, so that a late report from its
 	// previous run cannot be taken for the new one.
 	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, parentTaskID: from.ParentTaskID})
+	d.reopened()
 	return nil
 }
 
@@ -93,50 +96,109 @@ func (d *decision) retry(Retry) error {
 	if len(d.w.Tasks) == 0 {
 		return fault.Conflict("workflow %s has no tasks to retry", d.w.ID)
 	}
-	var retry []*Task
+	retry := d.retriable()
+	if len(retry) == 0 && d.w.Status != conductor.WorkflowTimedOut {
+		return fault.Conflict("workflow %s has no retryable tasks", d.w.ID)
+	}
+	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
+	for _, t := range retry {
+		d.retryTask(t)
+	}
+	d.reopened()
+	return nil
+}
+
+// retriable returns the tasks a retry runs again: the failed, timed-out
+// and canceled ones not retried already.
+func (d *decision) retriable() []*Task {
+	var out []*Task
 	for _, t := range d.w.Tasks {
 		if t.Retried {
 			continue
 		}
 		switch t.Status {
 		case conductor.TaskFailed, conductor.TaskFailedWithTerminalError, conductor.TaskTimedOut, conductor.TaskCanceled:
-			retry = append(retry, t)
+			out = append(out, t)
 		}
 	}
-	if len(retry) == 0 && d.w.Status != conductor.WorkflowTimedOut {
-		return fault.Conflict("workflow %s has no retryable tasks", d.w.ID)
+	return out
+}
+
+// retryTask runs a task of a retried workflow again.
+func (d *decision) retryTask(t *Task) {
+	switch t.Type {
+	case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, Time: d.now})
+		return
+	case conductor.TaskTypeDoWhile:
+		// A loop resumes where it stopped: its body, or the evaluation
+		// of its condition.
+		status := conductor.TaskInProgress
+		if loopRecorded(t) {
+			status = conductor.TaskScheduled
+		}
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: status, KeepOutput: true, Time: d.now})
+		if status == conductor.TaskScheduled {
+			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
+		}
+		return
 	}
-	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
-	for _, t := range retry {
-		switch t.Type {
-		case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
-			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, Time: d.now})
-			continue
-		case conductor.TaskTypeDoWhile:
-			// A loop resumes where it stopped: its body, or the evaluation
-			// of its condition.
-			status := conductor.TaskInProgress
-			if loopRecorded(t) {
-				status = conductor.TaskScheduled
-			}
-			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: status, KeepOutput: true, Time: d.now})
-			if status == conductor.TaskScheduled {
-				d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
-			}
-			continue
-		}
-		wt := d.plan.config(t)
-		if wt == nil {
-			continue
-		}
-		nt := d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID})
-		if nt.Type == conductor.TaskTypeSubWorkflow {
-			d.emit(&schemas.TaskUpdated{TaskID: nt.ID, Status: conductor.TaskInProgress, KeepOutput: true,
-				SubWorkflowID: childID(d.w, nt.ID), Time: d.now})
-			d.startChild(wt, d.w.TaskByID(nt.ID))
+	wt := d.plan.config(t)
+	if wt == nil {
+		return
+	}
+	nt := d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID})
+	if nt.Type == conductor.TaskTypeSubWorkflow {
+		d.emit(&schemas.TaskUpdated{TaskID: nt.ID, Status: conductor.TaskInProgress, KeepOutput: true,
+			SubWorkflowID: childID(d.w, nt.ID), Time: d.now})
+		d.startChild(wt, d.w.TaskByID(nt.ID))
+	}
+}
+
+// reopened tells the parent, if any, that this workflow runs again.
+func (d *decision) reopened() {
+	if d.w.ParentWorkflowID != "" {
+		d.effect(ReopenParent{ParentWorkflowID: d.w.ParentWorkflowID, Child: ChildReopened{ChildID: d.w.ID}})
+	}
+}
+
+// childReopened makes the SUB_WORKFLOW task whose child runs again wait
+// for it: the task the child's failure failed (its latest instance, not
+// retried since, not optional) goes back IN_PROGRESS, and a parent that
+// ended because of it runs again, its other failed work retried as by a
+// retry. Anything else is news the parent has already acted on.
+func (d *decision) childReopened(c ChildReopened) {
+	var t *Task
+	for _, x := range d.w.Tasks {
+		if x.SubWorkflowID == c.ChildID {
+			t = x
 		}
 	}
-	return nil
+	if t == nil || t.Retried || t.Active() || d.w.Status == conductor.WorkflowCompleted {
+		return
+	}
+	switch t.Status {
+	case conductor.TaskFailed, conductor.TaskFailedWithTerminalError, conductor.TaskTimedOut, conductor.TaskCanceled:
+	default:
+		return
+	}
+	if wt := d.plan.config(t); wt == nil || wt.Optional {
+		return // an optional task's failure did not stop the parent
+	}
+	var others []*Task
+	if d.w.Terminal() {
+		others = d.retriable()
+		d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
+	}
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, Time: d.now})
+	for _, o := range others {
+		if o.ID != t.ID {
+			d.retryTask(o)
+		}
+	}
+	// The child may have ended again before this: ask.
+	d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: c.ChildID})
+	d.reopened()
 }
 
 // childFinished completes or fails the SUB_WORKFLOW task waiting for child.

@@ -191,3 +191,71 @@ func TestDeadlinesOfTerminalWorkflow(t *testing.T) {
 		t.Fatalf("terminal workflow has deadlines %v", dl)
 	}
 }
+
+// A child that runs again (retried, restarted, rerun) tells its parent;
+// the parent's failed SUB_WORKFLOW task waits for it again, the parent
+// resumes, and the child's end completes it, as in Conductor.
+func TestChildReopened(t *testing.T) {
+	parentDef := `{"name":"parent","tasks":[
+	  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	    [{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}],
+	    [{"name":"side","taskReferenceName":"side"}]]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["child","side"]},
+	  {"name":"after","taskReferenceName":"after"}]}`
+
+	// The child: each way of running it again tells the parent.
+	for _, op := range []engine.Trigger{engine.Retry{}, engine.Restart{}, engine.Rerun{}} {
+		c := newHarness(t, `{"name":"kid","tasks":[{"name":"k","taskReferenceName":"k"}]}`, nil, `{"name":"k","retryCount":0}`)
+		c.w.ParentWorkflowID = "parent-1"
+		c.report("k", conductor.TaskFailed, nil, "down")
+		d := c.decide(op)
+		if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].ParentWorkflowID != "parent-1" || got[0].Child.ChildID != "wf-1" {
+			t.Fatalf("%T: reopen effects %+v", op, got)
+		}
+		// Recovery sends it again, in case it was lost.
+		if got := effectsOf[engine.ReopenParent](c.decide(engine.Reconcile{})); len(got) != 1 {
+			t.Fatalf("%T: recovery reopen effects %+v", op, got)
+		}
+	}
+
+	p := newHarness(t, parentDef, nil)
+	child := p.task("child").SubWorkflowID
+	if d := p.decide(engine.ChildReopened{ChildID: child}); len(d.Events) != 0 {
+		t.Fatal("a child still awaited reopened its task")
+	}
+	p.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowFailed, Reason: "kid broke"})
+	p.wantStatus(conductor.WorkflowFailed)
+	p.wantTask("side", conductor.TaskCanceled)
+
+	d := p.decide(engine.ChildReopened{ChildID: child})
+	p.wantStatus(conductor.WorkflowRunning)
+	if p.w.LastRetriedTime == 0 {
+		t.Fatal("lastRetriedTime not set")
+	}
+	if ct := p.wantTask("child", conductor.TaskInProgress); ct.SubWorkflowID != child {
+		t.Fatalf("the task waits for %s, want %s", ct.SubWorkflowID, child)
+	}
+	p.wantTask("side", conductor.TaskScheduled) // the rest is retried
+	p.wantTask("join", conductor.TaskInProgress)
+	if got := effectsOf[engine.CheckChild](d); len(got) != 1 || got[0].ChildID != child {
+		t.Fatalf("check effects %+v: the child may have ended already", got)
+	}
+	if d := p.decide(engine.ChildReopened{ChildID: child}); len(d.Events) != 0 {
+		t.Fatal("repeated news reopened the task again")
+	}
+	p.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowCompleted, Output: map[string]any{"r": int64(1)}})
+	p.wantTask("child", conductor.TaskCompleted)
+	p.complete("side", nil)
+	p.complete("after", nil)
+	p.wantStatus(conductor.WorkflowCompleted)
+
+	// An optional SUB_WORKFLOW's failure did not stop the parent: nothing
+	// to reopen.
+	o := newHarness(t, `{"name":"opt","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","optional":true,
+	  "subWorkflowParam":{"name":"kid"}},{"name":"after","taskReferenceName":"after"}]}`, nil)
+	oc := o.task("child").SubWorkflowID
+	o.decide(engine.ChildFinished{ChildID: oc, Status: conductor.WorkflowFailed})
+	if d := o.decide(engine.ChildReopened{ChildID: oc}); len(d.Events) != 0 {
+		t.Fatal("an optional task's child reopened it")
+	}
+}

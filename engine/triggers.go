@@ -96,6 +96,12 @@ type ChildFinished struct {
 	Reason  string
 }
 
+// ChildReopened reports that a SUB_WORKFLOW task's child runs again: an
+// operator retried, restarted or reran it. The parent's task waits for the
+// child again and, if the parent ended because of it, the parent resumes,
+// as Conductor's retry of a child does.
+type ChildReopened struct{ ChildID string }
+
 // Compact records that a terminal workflow's secrets key is being
 // destroyed (see schemas.WorkflowCompacted). It is refused unless the
 // workflow is terminal or removed (nothing runs a removed workflow), and
@@ -125,6 +131,7 @@ func (Restart) triggerName() string       { return "restart" }
 func (Retry) triggerName() string         { return "retry" }
 func (Rerun) triggerName() string         { return "rerun" }
 func (ChildFinished) triggerName() string { return "child_finished" }
+func (ChildReopened) triggerName() string { return "child_reopened" }
 func (SetVariables) triggerName() string  { return "set_variables" }
 func (AddLog) triggerName() string        { return "add_log" }
 

@@ -114,6 +114,14 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 		return e.startWorkflowEffect(ctx, eff)
 	case engine.NotifyParent:
 		return e.submitQuietly(ctx, eff.ParentWorkflowID, eff.Child)
+	case engine.ReopenParent:
+		return e.submitQuietly(ctx, eff.ParentWorkflowID, eff.Child)
+	case engine.CheckChild:
+		child, err := e.State(ctx, eff.ChildID)
+		if err != nil || child == nil {
+			return err
+		}
+		return e.reportChild(ctx, eff.ParentWorkflowID, child)
 	case engine.TerminateWorkflow:
 		return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{Reason: eff.Reason})
 	}
@@ -188,15 +196,25 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		return nil
 	case errors.Is(err, fault.ErrConflict):
 		child, err := e.State(ctx, eff.WorkflowID)
-		if err != nil || child == nil || !child.Terminal() || eff.ParentWorkflowID == "" {
+		if err != nil || child == nil || eff.ParentWorkflowID == "" {
 			return err
 		}
-		return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildFinished{ChildID: child.ID, Status: child.Status,
-			Output: child.Output, Reason: child.Reason})
+		return e.reportChild(ctx, eff.ParentWorkflowID, child)
 	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
 		return e.childFailed(ctx, eff, err.Error())
 	}
 	return err
+}
+
+// reportChild tells parent how child ended, if it has: the parent may have
+// missed the news (a crash before it was sent, a child that ended again
+// before the parent knew it ran again).
+func (e *Executor) reportChild(ctx context.Context, parent string, child *engine.Workflow) error {
+	if !child.Terminal() {
+		return nil
+	}
+	return e.submitQuietly(ctx, parent, engine.ChildFinished{ChildID: child.ID, Status: child.Status,
+		Output: child.Output, Reason: child.Reason})
 }
 
 func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, reason string) error {
