@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -271,14 +272,67 @@ func (s *Server) rerunWorkflow(w http.ResponseWriter, r *http.Request) {
 			err = fault.Invalid("malformed JSON body: %v", err)
 		}
 	}
+	id := r.PathValue("id")
+	trig := engine.Rerun{Request: req}
+	target := id
+	if err == nil && req.ReRunFromTaskID != "" {
+		target, err = s.rerunTarget(r, id, req.ReRunFromTaskID)
+		if target != id {
+			trig.UpTo = id
+		}
+	}
 	if err == nil {
-		err = s.submit(r, r.PathValue("id"), engine.Rerun{Request: req})
+		err = s.submit(r, target, trig)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeText(w, http.StatusOK, r.PathValue("id"))
+	writeText(w, http.StatusOK, id)
+}
+
+// maxRerunDepth bounds the search of sub-workflows for a rerun's task.
+const maxRerunDepth = 8
+
+// rerunTarget finds the workflow that holds the task a rerun of id starts
+// from: id itself, or one of its sub-workflows at any depth, as Conductor
+// searches them. The workflow found reruns from the task, and each of its
+// ancestors up to id from the SUB_WORKFLOW task that ran it.
+func (s *Server) rerunTarget(r *http.Request, id, taskID string) (string, error) {
+	wf, err := s.execution(r, id, auth.Execute)
+	if err != nil {
+		return "", err
+	}
+	var search func(w *engine.Workflow, depth int) (string, error)
+	search = func(w *engine.Workflow, depth int) (string, error) {
+		if w.TaskByID(taskID) != nil {
+			return w.ID, nil
+		}
+		if depth == maxRerunDepth {
+			return "", nil
+		}
+		for _, t := range w.Tasks {
+			if t.Type != conductor.TaskTypeSubWorkflow || t.SubWorkflowID == "" || t.Retried {
+				continue
+			}
+			child, err := s.deps.Executions.Workflow(r.Context(), t.SubWorkflowID)
+			if errors.Is(err, fault.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return "", err
+			}
+			if found, err := search(child, depth+1); found != "" || err != nil {
+				return found, err
+			}
+		}
+		return "", nil
+	}
+	found, err := search(wf, 0)
+	if err == nil && found == "" {
+		found = id // the decision says the task is not there
+	}
+	return found, err
 }
 
 // versionParam reads the optional version query parameter.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -283,4 +284,39 @@ func TestRetryOfChildResumesParent(t *testing.T) {
 	if wf.Output["v"] != "fixed" || taskByRef(wf, "sub").SubWorkflowID != child || wf.LastRetriedTime == 0 {
 		t.Fatalf("parent after the child's retry: output %v, tasks %+v", wf.Output, wf.Tasks)
 	}
+}
+
+// A rerun of a parent from a task of its child (Conductor searches
+// sub-workflows): the child reruns from that task, the parent from its
+// SUB_WORKFLOW task, which waits for the same child, and both complete.
+func TestRerunFromChildTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"rr_kid","tasks":[{"name":"rr_one","taskReferenceName":"one"},{"name":"rr_two","taskReferenceName":"two"}]}`,
+		`{"name":"rr_parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"rr_kid"}},
+		  {"name":"rr_after","taskReferenceName":"after"}]}`)
+	var ones, twos, afters atomic.Int64
+	for name, n := range map[string]*atomic.Int64{"rr_one": &ones, "rr_two": &twos, "rr_after": &afters} {
+		e.work(name, 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+			return workers.Output{Data: map[string]any{"run": n.Add(1)}}, nil
+		})
+	}
+	id := e.start("rr_parent", nil)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	child := taskByRef(wf, "sub").SubWorkflowID
+	two := taskByRef(e.workflow(child), "two").TaskID
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": two})
+	e.waitStatus(child, conductor.WorkflowCompleted)
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := afters.Load(); n != 2 {
+			return fmt.Errorf("the parent's task after the sub-workflow ran %d times, want 2", n)
+		}
+		return nil
+	})
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if ones.Load() != 1 || twos.Load() != 2 || taskByRef(wf, "sub").SubWorkflowID != child {
+		t.Fatalf("runs: one %d, two %d, after %d; the parent waits for %s", ones.Load(), twos.Load(), afters.Load(), taskByRef(wf, "sub").SubWorkflowID)
+	}
+	// A task id found nowhere is still 404.
+	e.fails(http.StatusNotFound, "POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": "no-such-task"})
 }

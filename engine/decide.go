@@ -137,7 +137,7 @@ func (d *decision) handle(t Trigger) error {
 	case Retry:
 		return d.retry(t)
 	case Rerun:
-		return d.rerun(t.Request)
+		return d.rerun(t.Request, t.UpTo)
 	case ChildFinished:
 		d.childFinished(t)
 	case ChildReopened:

@@ -43,21 +43,27 @@ func (d *decision) restart(r Restart) error {
 		reset.Def = r.Def.Raw
 	}
 	d.startOver(reset)
-	d.reopened()
+	d.reopened("")
 	return nil
 }
 
-func (d *decision) rerun(r conductor.RerunWorkflowRequest) error {
+func (d *decision) rerun(r conductor.RerunWorkflowRequest, upTo string) error {
 	if err := d.requireTerminal("rerun"); err != nil {
 		return err
 	}
+	return d.rerunFrom(r, "", upTo)
+}
+
+// rerunFrom reruns a terminal workflow, from the start or from a task;
+// child is the child a SUB_WORKFLOW task rerun from waits for again.
+func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo string) error {
 	reset := &schemas.WorkflowReset{Kind: schemas.ResetRerun, CorrelationID: r.CorrelationID, Time: d.now}
 	if r.WorkflowInput != nil {
 		reset.Input, reset.SetInput = r.WorkflowInput, true
 	}
 	if r.ReRunFromTaskID == "" {
 		d.startOver(reset)
-		d.reopened()
+		d.reopened("")
 		return nil
 	}
 	from := d.w.TaskByID(r.ReRunFromTaskID)
@@ -84,8 +90,8 @@ func (d *decision) rerun(r conductor.RerunWorkflowRequest) error {
 	}
 	// The task runs again under a new id, so that a late report from its
 	// previous run cannot be taken for the new one.
-	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, parentTaskID: from.ParentTaskID})
-	d.reopened()
+	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, parentTaskID: from.ParentTaskID, child: child})
+	d.reopened(upTo)
 	return nil
 }
 
@@ -104,7 +110,7 @@ func (d *decision) retry(Retry) error {
 	for _, t := range retry {
 		d.retryTask(t)
 	}
-	d.reopened()
+	d.reopened("")
 	return nil
 }
 
@@ -155,11 +161,17 @@ func (d *decision) retryTask(t *Task) {
 	}
 }
 
-// reopened tells the parent, if any, that this workflow runs again.
-func (d *decision) reopened() {
-	if d.w.ParentWorkflowID != "" {
-		d.effect(ReopenParent{ParentWorkflowID: d.w.ParentWorkflowID, Child: ChildReopened{ChildID: d.w.ID}})
+// reopened tells the parent, if any, that this workflow runs again; upTo
+// is the ancestor a rerun through this workflow was asked of.
+func (d *decision) reopened(upTo string) {
+	if d.w.ParentWorkflowID == "" {
+		return
 	}
+	c := ChildReopened{ChildID: d.w.ID}
+	if upTo != d.w.ID {
+		c.RerunUpTo = upTo
+	}
+	d.effect(ReopenParent{ParentWorkflowID: d.w.ParentWorkflowID, Child: c})
 }
 
 // childReopened makes the SUB_WORKFLOW task whose child runs again wait
@@ -174,7 +186,18 @@ func (d *decision) childReopened(c ChildReopened) {
 			t = x
 		}
 	}
-	if t == nil || t.Retried || t.Active() || d.w.Status == conductor.WorkflowCompleted {
+	if t == nil || t.Retried || t.Active() {
+		return
+	}
+	if c.RerunUpTo != "" {
+		// A rerun asked of an ancestor went through the child: rerun from
+		// the task that ran it.
+		if d.w.Terminal() {
+			_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID, TaskInput: t.Input}, c.ChildID, c.RerunUpTo)
+		}
+		return
+	}
+	if d.w.Status == conductor.WorkflowCompleted {
 		return
 	}
 	switch t.Status {
@@ -198,7 +221,7 @@ func (d *decision) childReopened(c ChildReopened) {
 	}
 	// The child may have ended again before this: ask.
 	d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: c.ChildID})
-	d.reopened()
+	d.reopened("")
 }
 
 // childFinished completes or fails the SUB_WORKFLOW task waiting for child.

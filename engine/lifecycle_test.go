@@ -259,3 +259,56 @@ func TestChildReopened(t *testing.T) {
 		t.Fatal("an optional task's child reopened it")
 	}
 }
+
+// A rerun asked of an ancestor, from a task of its descendant: the child
+// reruns from the task, and each workflow up to the ancestor reruns from
+// the SUB_WORKFLOW task that ran it, which waits for the same child again.
+func TestRerunThroughChild(t *testing.T) {
+	c := newHarness(t, `{"name":"kid","tasks":[{"name":"k1","taskReferenceName":"k1"},{"name":"k2","taskReferenceName":"k2"}]}`, nil)
+	c.w.ParentWorkflowID = "parent-1"
+	c.complete("k1", nil)
+	c.complete("k2", nil)
+	d := c.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k2").ID}, UpTo: "grand-1"})
+	c.wantRefs("k1", "k2")
+	c.wantTask("k2", conductor.TaskScheduled)
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].Child != (engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+		t.Fatalf("reopen effects %+v", got)
+	}
+
+	p := newHarness(t, `{"name":"parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}},
+	  {"name":"after","taskReferenceName":"after"}]}`, nil)
+	p.w.ParentWorkflowID = "grand-1"
+	child := p.task("sub").SubWorkflowID
+	p.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowCompleted})
+	p.complete("after", nil)
+	p.wantStatus(conductor.WorkflowCompleted)
+	// A plain reopen of a completed parent changes nothing.
+	if d := p.decide(engine.ChildReopened{ChildID: child}); len(d.Events) != 0 {
+		t.Fatal("a completed parent reopened for a child's plain rerun")
+	}
+	d = p.decide(engine.ChildReopened{ChildID: child, RerunUpTo: "grand-1"})
+	p.wantStatus(conductor.WorkflowRunning)
+	p.wantRefs("sub")
+	if sub := p.wantTask("sub", conductor.TaskInProgress); sub.SubWorkflowID != child {
+		t.Fatalf("the rerun task waits for %s, want %s", sub.SubWorkflowID, child)
+	}
+	if len(effectsOf[engine.StartWorkflow](d)) != 0 {
+		t.Fatal("the rerun started a new child")
+	}
+	if got := effectsOf[engine.CheckChild](d); len(got) != 1 || got[0].ChildID != child {
+		t.Fatalf("check effects %+v", got)
+	}
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].Child != (engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+		t.Fatalf("the grandparent, which the rerun was asked of, must rerun too: %+v", got)
+	}
+	p.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowCompleted})
+	p.complete("after", nil)
+	p.wantStatus(conductor.WorkflowCompleted)
+
+	// The ancestor asked reruns last: its own parent hears a plain reopen.
+	d = p.decide(engine.ChildReopened{ChildID: child, RerunUpTo: "wf-1"})
+	p.wantStatus(conductor.WorkflowRunning)
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].Child != (engine.ChildReopened{ChildID: "wf-1"}) {
+		t.Fatalf("reopen effects of the ancestor asked: %+v", got)
+	}
+}

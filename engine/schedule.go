@@ -17,6 +17,9 @@ type scheduleOpts struct {
 	mergeInput   map[string]any // set on top of the evaluated input (dynamic fork inputs)
 	availableAt  int64
 	parentTaskID string
+	// child, for a SUB_WORKFLOW, is a child that runs again (a rerun that
+	// went through it): the task waits for it instead of starting one.
+	child string
 }
 
 // systemWorkerTypes run in the engine's system workers: they may do I/O or
@@ -125,8 +128,17 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	if ev.Status == conductor.TaskScheduled {
 		d.prepare(wt, ev)
 	}
+	keep := o.child != "" && ev.Type == conductor.TaskTypeSubWorkflow && ev.SubWorkflowID != ""
+	if keep {
+		ev.SubWorkflowID = o.child
+	}
 	d.emit(ev)
 	t := d.w.TaskByID(id)
+	if keep {
+		// The child may have ended again already: ask.
+		d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: o.child})
+		return t
+	}
 	d.afterScheduled(wt, t)
 	return t
 }

@@ -84,6 +84,11 @@ type Retry struct{ ResumeSubworkflowTasks bool }
 // Rerun runs a terminal workflow again from the start or from a task.
 type Rerun struct {
 	Request conductor.RerunWorkflowRequest
+	// UpTo, when set, is the ancestor the rerun was asked of: the task is
+	// in this descendant of it (Conductor searches sub-workflows). Each
+	// workflow up to it reruns from the SUB_WORKFLOW task that ran the
+	// child, which waits for the same child again.
+	UpTo string
 }
 
 // ChildFinished reports that a SUB_WORKFLOW task's child reached a terminal
@@ -100,7 +105,12 @@ type ChildFinished struct {
 // operator retried, restarted or reran it. The parent's task waits for the
 // child again and, if the parent ended because of it, the parent resumes,
 // as Conductor's retry of a child does.
-type ChildReopened struct{ ChildID string }
+type ChildReopened struct {
+	ChildID string
+	// RerunUpTo: the child was rerun for a rerun asked of this ancestor
+	// (see Rerun.UpTo).
+	RerunUpTo string
+}
 
 // Compact records that a terminal workflow's secrets key is being
 // destroyed (see schemas.WorkflowCompacted). It is refused unless the
