@@ -240,6 +240,19 @@ func (d *decision) result(r conductor.TaskResult, taskType string) error {
 	if taskType != "" && t.Name != taskType {
 		return fault.NotFound("task %s is not a %s task", r.TaskID, taskType)
 	}
+	if d.w.Terminal() || !t.Active() {
+		// Late or repeated: its logs too (a worker re-sends a result
+		// whose answer it did not get).
+		d.reply = ResultReply{Ignored: true}
+		return nil
+	}
+	if r.Status == conductor.TaskInProgress && r.WorkerID != "" && t.WorkerID != "" && r.WorkerID != t.WorkerID {
+		// Progress from a worker that no longer holds the task (its
+		// callback put the task back in the queue, another took it): it
+		// must not hand the task out again under its new holder.
+		d.reply = ResultReply{Ignored: true}
+		return nil
+	}
 	if len(r.Logs) > 0 {
 		lines, times := make([]string, len(r.Logs)), make([]int64, len(r.Logs))
 		for i, l := range r.Logs {
@@ -249,10 +262,6 @@ func (d *decision) result(r conductor.TaskResult, taskType string) error {
 			}
 		}
 		d.emit(&schemas.TaskLogged{TaskID: t.ID, Lines: lines, Times: times})
-	}
-	if d.w.Terminal() || !t.Active() {
-		d.reply = ResultReply{Ignored: true}
-		return nil
 	}
 	if t.Type == conductor.TaskTypeDoWhile {
 		switch {

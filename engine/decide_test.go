@@ -85,6 +85,13 @@ func TestLateAndDuplicateResults(t *testing.T) {
 	if h.task("a_ref").Output["v"] != int64(1) {
 		t.Fatal("duplicate result changed the output")
 	}
+	// A worker re-sends a result whose answer it missed, logs and all:
+	// nothing of it is recorded again.
+	d = h.decide(engine.Result{Result: conductor.TaskResult{TaskID: h.task("a_ref").ID, Status: conductor.TaskCompleted,
+		Logs: []conductor.TaskExecLog{{Log: "again"}}}})
+	if len(d.Events) != 0 || d.Reply != (engine.ResultReply{Ignored: true}) {
+		t.Fatalf("repeated result with logs: events %v reply %+v", d.Events, d.Reply)
+	}
 	_, err := h.try(engine.Result{Result: conductor.TaskResult{TaskID: "ghost", Status: conductor.TaskCompleted}})
 	wantErr(t, err, fault.ErrNotFound)
 	_, err = h.try(engine.Result{Result: conductor.TaskResult{TaskID: h.task("b_ref").ID, Status: "DONE"}})
@@ -418,6 +425,49 @@ func TestTimeouts(t *testing.T) {
 		h.decide(engine.Tick{})
 		h.wantStatus(conductor.WorkflowTimedOut)
 	})
+}
+
+// Progress from a worker that no longer holds the task is ignored: its
+// callback put the task back in the queue and another worker took it; a
+// repeat of that progress must not hand the task out a second time.
+func TestProgressFromAFormerHolder(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	id := h.task("a_ref").ID
+	h.decide(engine.Take{TaskID: id, WorkerID: "A"})
+	progress := engine.Result{Result: conductor.TaskResult{TaskID: id, WorkerID: "A", Status: conductor.TaskInProgress}}
+	h.decide(progress)
+	h.wantTask("a_ref", conductor.TaskScheduled)
+	h.decide(engine.Take{TaskID: id, WorkerID: "B"})
+	d := h.decide(progress)
+	if len(d.Events) != 0 || d.Reply != (engine.ResultReply{Ignored: true}) {
+		t.Fatalf("A's repeated progress: events %v reply %+v", d.Events, d.Reply)
+	}
+	if a := h.wantTask("a_ref", conductor.TaskInProgress); a.WorkerID != "B" {
+		t.Fatalf("held by %q", a.WorkerID)
+	}
+	// The holder's progress still counts, and anyone's final result.
+	h.decide(engine.Result{Result: conductor.TaskResult{TaskID: id, WorkerID: "B", Status: conductor.TaskInProgress, CallbackAfterSeconds: 5}})
+	h.wantTask("a_ref", conductor.TaskScheduled)
+}
+
+// An alert-only timeout sets no deadline (flowvault raises no alert, and a
+// deadline nothing acts on would stay due in the timer index), and does not
+// hide the response timeout behind it.
+func TestAlertOnlyTimeouts(t *testing.T) {
+	h := newHarness(t, `{"name":"ao","timeoutSeconds":10,"timeoutPolicy":"ALERT_ONLY","tasks":[{"name":"t","taskReferenceName":"t"}]}`, nil,
+		`{"name":"t","retryCount":0,"timeoutSeconds":20,"timeoutPolicy":"ALERT_ONLY","responseTimeoutSeconds":30}`)
+	h.take("t")
+	start := h.now.UnixMilli()
+	if dl := engine.Deadlines(h.w); len(dl) != 1 || dl[0] != start+30_000 {
+		t.Fatalf("deadlines %v, want only the response timeout at %d", dl, start+30_000)
+	}
+	h.advance(25 * time.Second)
+	h.decide(engine.Tick{})
+	h.wantStatus(conductor.WorkflowRunning)
+	h.wantTask("t", conductor.TaskInProgress)
+	h.advance(5 * time.Second)
+	h.decide(engine.Tick{})
+	h.wantTask("t", conductor.TaskTimedOut)
 }
 
 func TestCallbackAfterSeconds(t *testing.T) {

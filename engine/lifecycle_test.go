@@ -182,7 +182,7 @@ func TestRerun(t *testing.T) {
 }
 
 func TestDeadlinesOfTerminalWorkflow(t *testing.T) {
-	h := newHarness(t, `{"name":"w","timeoutSeconds":10,"tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"1s"}}]}`, nil)
+	h := newHarness(t, `{"name":"w","timeoutSeconds":10,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"1s"}}]}`, nil)
 	if len(engine.Deadlines(h.w)) != 2 {
 		t.Fatalf("deadlines %v, want the wait and the workflow timeout", engine.Deadlines(h.w))
 	}

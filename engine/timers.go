@@ -27,7 +27,10 @@ func Deadlines(w *Workflow) []int64 {
 			out = append(out, t)
 		}
 	}
-	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && w.Status == conductor.WorkflowRunning {
+	// Only deadlines a tick acts on: an alert-only timeout (which flowvault
+	// does nothing for) would stay due in the timer index for good.
+	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF &&
+		w.Status == conductor.WorkflowRunning {
 		add(w.timeoutFrom() + def.TimeoutSeconds*1000)
 	}
 	for _, t := range w.Tasks {
@@ -48,7 +51,7 @@ func Deadlines(w *Workflow) []int64 {
 			if p.ResponseTimeoutSeconds > 0 {
 				add(t.UpdateTime + p.ResponseTimeoutSeconds*1000)
 			}
-			if p.TimeoutSeconds > 0 {
+			if p.TimeoutSeconds > 0 && p.TimeoutPolicy != conductor.TimeoutPolicyAlertOnly {
 				add(t.StartTime + p.TimeoutSeconds*1000)
 			}
 		}
@@ -96,7 +99,7 @@ func (d *decision) tick() {
 			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			switch {
-			case p.TimeoutSeconds > 0 && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+			case p.TimeoutSeconds > 0 && p.TimeoutPolicy != conductor.TimeoutPolicyAlertOnly && d.now >= t.StartTime+p.TimeoutSeconds*1000:
 				d.timedOut(t, "task exceeded timeoutSeconds", false)
 			case p.ResponseTimeoutSeconds > 0 && d.now >= t.UpdateTime+p.ResponseTimeoutSeconds*1000:
 				d.timedOut(t, "worker did not respond within responseTimeoutSeconds", true)

@@ -33,7 +33,7 @@ func (noDefinitions) LookupTaskDef(context.Context, string) (*conductor.TaskDef,
 // nothingScheduled has no deadlines and no running workflows to recover.
 type nothingScheduled struct{}
 
-func (nothingScheduled) Due(context.Context, int64, int) ([]Due, error)        { return nil, nil }
+func (nothingScheduled) Due(context.Context, int64, Due, int) ([]Due, error)   { return nil, nil }
 func (nothingScheduled) Running(context.Context, func(wfID string) bool) error { return nil }
 
 // lostAnswer stores the first append, then answers it with an error: the

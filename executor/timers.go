@@ -20,7 +20,9 @@ type Due struct {
 // Schedule is the part of the executions read model the executor needs:
 // passed deadlines, and the workflows still running (for recovery).
 type Schedule interface {
-	Due(ctx context.Context, now int64, limit int) ([]Due, error)
+	// Due lists up to limit deadlines at or before now, oldest first,
+	// after the deadline after (the zero Due: from the first).
+	Due(ctx context.Context, now int64, after Due, limit int) ([]Due, error)
 	Running(ctx context.Context, fn func(wfID string) bool) error
 }
 
@@ -39,7 +41,7 @@ func (e *Executor) timerLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		due, err := e.sched.Due(ctx, e.cfg.Now().UnixMilli(), 10000)
+		due, err := e.dueNow(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.cfg.Logger.Warn("timer scan failed", logkey.Err, err)
@@ -73,6 +75,28 @@ func (e *Executor) timerLoop(ctx context.Context) {
 			}
 		}
 		mu.Unlock()
+	}
+}
+
+// dueNow lists every passed deadline, page by page: deadlines a tick
+// handled without changing the workflow stay in the index (a delayed
+// hand-off still waiting for a worker), and however many there are, they
+// must not hide the ones after them.
+func (e *Executor) dueNow(ctx context.Context) ([]Due, error) {
+	const page = 10000
+	now := e.cfg.Now().UnixMilli()
+	var all []Due
+	var after Due
+	for {
+		due, err := e.sched.Due(ctx, now, after, page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, due...)
+		if len(due) < page {
+			return all, nil
+		}
+		after = due[len(due)-1]
 	}
 }
 

@@ -431,15 +431,20 @@ func (r *Reader) TaskWorkflow(_ context.Context, taskID string) (string, error) 
 	return string(v), err
 }
 
-// Due lists up to limit deadlines at or before now, oldest first.
-func (r *Reader) Due(_ context.Context, now int64, limit int) ([]executor.Due, error) {
+// Due implements executor.Schedule.
+func (r *Reader) Due(_ context.Context, now int64, after executor.Due, limit int) ([]executor.Due, error) {
 	var out []executor.Due
 	// The bound, not the callback, ends the scan: the index's deletions
 	// of later deadlines (every task that completed in time) lie before
 	// the first later entry, and an iterator without a bound steps over
 	// each of them on every scan.
 	upper := binary.BigEndian.AppendUint64([]byte(prefixDue), uint64(now)+1)
-	err := r.r.ScanRange([]byte(prefixDue), upper, false, func(key, _ []byte) bool {
+	lower := []byte(prefixDue)
+	if after != (executor.Due{}) {
+		lower = append(binary.BigEndian.AppendUint64(lower, uint64(after.At)), after.WorkflowID...)
+		lower = append(lower, 0) // the first key after after's
+	}
+	err := r.r.ScanRange(lower, upper, false, func(key, _ []byte) bool {
 		k := key[len(prefixDue):]
 		if len(k) < 8 {
 			return true

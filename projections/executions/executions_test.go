@@ -16,6 +16,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections"
@@ -635,5 +636,49 @@ func TestLoopEntriesStoredApart(t *testing.T) {
 			}
 		}
 		t.Fatalf("the read model still mentions removed workflow %s", id)
+	}
+}
+
+// Due pages through passed deadlines in order, each page after the last
+// one's final entry, and never past now.
+func TestDuePages(t *testing.T) {
+	f := newFixture(t)
+	f.start("") // a WAIT without a duration: no deadline
+	ctx := context.Background()
+	if due, err := f.reader.Due(ctx, f.now.UnixMilli()+1e9, executor.Due{}, 10); err != nil || len(due) != 0 {
+		t.Fatalf("due without deadlines: %v %v", due, err)
+	}
+	// Timeouts: each workflow's at a different time.
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"to","timeoutSeconds":1,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 5 {
+		id := uuid.NewString()
+		f.decide(id, engine.Start{WorkflowID: id, Def: &def})
+		ids = append(ids, id)
+	}
+	now := f.now.UnixMilli() + 999 // all but the last (started at f.now) are due
+	var got []string
+	var after executor.Due
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatalf("the pages do not advance: %v", got)
+		}
+		page, err := f.reader.Due(ctx, now, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range page {
+			got = append(got, d.WorkflowID)
+		}
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	if want := strings.Join(ids[:4], " "); strings.Join(got, " ") != want {
+		t.Fatalf("due %v\nwant %v", got, want)
 	}
 }
