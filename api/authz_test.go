@@ -273,3 +273,34 @@ func TestNotVisibleReadsAsNotFound(t *testing.T) {
 		t.Errorf("secret: unreadable %d %s vs missing %d %s", a.status, a.body, b.status, b.body)
 	}
 }
+
+// METADATA_API is a gate, not a permission: any USER may create an
+// application and give it the role, so the role alone must reach no
+// definition the application did not create or hold a grant on — else it
+// could rewrite an admin's workflow to send the admin's secrets away, or
+// take over a task queue by registering its definition again.
+func TestSelfAssignedMetadataAPI(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"charge"}]`)
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"payout","tasks":[{"name":"charge","taskReferenceName":"c"}]}`)
+	_, _, _, userTok := newApp(t, admin, "a_user", "USER")
+	_, _, _, appTok := newApp(t, client{t, base, userTok}, "sneaky", "METADATA_API", "WORKER")
+	app := client{t, base, appTok}
+	for _, req := range [][3]string{
+		{"POST", "/api/metadata/workflow?overwrite=true", `{"name":"payout","version":1,"tasks":[{"name":"other","taskReferenceName":"o"}]}`},
+		{"PUT", "/api/metadata/workflow", `[{"name":"payout","version":1,"tasks":[{"name":"other","taskReferenceName":"o"}]}]`},
+		{"DELETE", "/api/metadata/workflow/payout/1", ""},
+		{"DELETE", "/api/metadata/taskdefs/charge", ""},
+		{"PUT", "/api/metadata/taskdefs", `{"name":"charge","retryCount":0}`},
+		{"GET", "/api/metadata/workflow/payout", ""},
+	} {
+		if r := app.do(req[0], req[1], req[2]); r.status != 403 {
+			t.Errorf("%s %s: %d %s, want 403", req[0], req[1], r.status, r.body)
+		}
+	}
+	// What it creates, it may change.
+	send(t, app, "POST", "/api/metadata/workflow", `{"name":"own_flow","tasks":[{"name":"charge","taskReferenceName":"c"}]}`)
+	send(t, app, "POST", "/api/metadata/workflow?overwrite=true", `{"name":"own_flow","version":1,"description":"changed","tasks":[{"name":"charge","taskReferenceName":"c"}]}`)
+}

@@ -64,7 +64,8 @@ func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 	if p.IsAdmin() {
 		return Decision{Allowed: true, Reason: "admin"}
 	}
-	if p.IsApplication() && (access == Update || access == Delete) && isMetadata(res.Target.Type) && !p.HasPermission(PermMetadataManagement) {
+	if p.IsApplication() && (access == Update || access == Delete) && isMetadata(res.Target.Type) &&
+		!slices.Contains(p.Roles, RoleMetadataAPI) && !p.HasPermission(PermMetadataManagement) {
 		return Decision{Reason: "an application needs the " + RoleMetadataAPI + " role to " + string(access) + " " + res.Target.String()}
 	}
 	for _, ra := range roleAccess[res.Target.Type] {

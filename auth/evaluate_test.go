@@ -119,6 +119,12 @@ func TestApplicationsNeedMetadataAPI(t *testing.T) {
 		{"granted app deletes", Principal{ID: "app:ops", Roles: []string{RoleWorker}}, Delete, false},
 		{"granted app executes", Principal{ID: "app:ops", Roles: []string{RoleWorker}}, Execute, true},
 		{"granted app with METADATA_API deletes", Principal{ID: "app:ops", Roles: []string{RoleMetadataAPI}}, Delete, true},
+		// A gate, not a permission: any application's creator may assign
+		// it, so it must not reach definitions the application may not.
+		{"other app with METADATA_API updates", Principal{ID: "app:other", Roles: []string{RoleMetadataAPI}}, Update, false},
+		{"other app with METADATA_API deletes", Principal{ID: "app:other", Roles: []string{RoleMetadataAPI}}, Delete, false},
+		{"other app with METADATA_API reads", Principal{ID: "app:other", Roles: []string{RoleMetadataAPI}}, Read, false},
+		{"app with METADATA_MANAGER updates", Principal{ID: "app:other", Roles: []string{RoleMetadataManager}}, Update, true},
 	}
 	for _, tt := range tests {
 		if d := Decide(tt.p, tt.access, res, grants); d.Allowed != tt.want {

@@ -147,12 +147,15 @@ var rolePermissions = map[string][]string{
 	RoleAdmin: {PermAdmin, PermMetadataManagement, PermMetadataView, PermWorkflowManagement, PermWorkflowSearch,
 		PermScheduleManagement, PermApplicationManagement, PermUserManagement, PermAuthorization, PermCreateSecret,
 		PermCreateWorkflowDef, PermCreateTaskDef, PermCreateApplication, PermPollAnyTask, PermPollTasks},
-	RoleUser:               {PermCreateSecret, PermCreateWorkflowDef, PermCreateTaskDef, PermWorkflowSearch, PermCreateApplication},
-	RoleMetadataManager:    {PermCreateSecret, PermMetadataView, PermMetadataManagement, PermCreateWorkflowDef, PermCreateTaskDef},
-	RoleWorkflowManager:    {PermWorkflowManagement, PermWorkflowSearch, PermMetadataView},
-	RoleUserReadOnly:       {PermMetadataView, PermWorkflowSearch},
-	RoleWorker:             {PermPollTasks},
-	RoleMetadataAPI:        {PermMetadataManagement, PermMetadataView, PermCreateWorkflowDef, PermCreateTaskDef},
+	RoleUser:            {PermCreateSecret, PermCreateWorkflowDef, PermCreateTaskDef, PermWorkflowSearch, PermCreateApplication},
+	RoleMetadataManager: {PermCreateSecret, PermMetadataView, PermMetadataManagement, PermCreateWorkflowDef, PermCreateTaskDef},
+	RoleWorkflowManager: {PermWorkflowManagement, PermWorkflowSearch, PermMetadataView},
+	RoleUserReadOnly:    {PermMetadataView, PermWorkflowSearch},
+	RoleWorker:          {PermPollTasks},
+	// METADATA_API lets an application change the definitions it may
+	// (created, or holds grants on): a gate, not a permission on all of
+	// them, since any application's creator may assign it.
+	RoleMetadataAPI:        {PermCreateWorkflowDef, PermCreateTaskDef},
 	RoleApplicationCreator: {PermCreateApplication},
 	RoleUnrestrictedWorker: {PermPollTasks, PermPollAnyTask},
 	RoleApplicationManager: {PermApplicationManagement, PermCreateApplication},
