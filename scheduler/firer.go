@@ -104,7 +104,7 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	if at == 0 {
 		return nil
 	}
-	owner := st.Def.CreatedBy
+	owner := st.Owner()
 	if f.check != nil && st.Def.StartWorkflowRequest != nil {
 		if err := f.check(ctx, owner, st.Def.StartWorkflowRequest.Name); err != nil {
 			if !errors.Is(err, fault.ErrForbidden) {
@@ -126,7 +126,7 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 func (f *Firer) start(ctx context.Context, name string, st *State, at int64, seq uint64) error {
 	req := *st.Def.StartWorkflowRequest
 	_, _, err := f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: workflowID(name, at),
-		CreatedBy: st.Def.CreatedBy, RequestID: workflowID(name, at)})
+		CreatedBy: st.Owner(), RequestID: workflowID(name, at)})
 	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: f.store.now().UnixMilli()}
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):

@@ -33,6 +33,18 @@ type State struct {
 	LastWorkflow string                     `msgpack:"lastwf,omitempty"`   // the workflow started for it
 	Executed     bool                       `msgpack:"executed,omitempty"` // its outcome is recorded
 	Seq          uint64                     `msgpack:"seq"`
+	// RunAs is who saved the definition last: its runs start as this
+	// principal. Keeping the creator would let anyone allowed to edit the
+	// schedule choose what runs with the creator's rights.
+	RunAs string `msgpack:"runas,omitempty"`
+}
+
+// Owner is the principal the schedule's runs start as.
+func (s *State) Owner() string {
+	if s.RunAs != "" {
+		return s.RunAs
+	}
+	return s.Def.CreatedBy
 }
 
 // Apply folds one event into s (nil before the first save).
@@ -50,7 +62,7 @@ func Apply(s *State, ev schemas.Event) (*State, error) {
 			def.Tags = s.Def.Tags
 		}
 		def.UpdatedTime, def.UpdatedBy = saved.Time, saved.By
-		s.Def, s.Deleted = def, false
+		s.Def, s.Deleted, s.RunAs = def, false, saved.By
 		return s, nil
 	}
 	if s == nil {

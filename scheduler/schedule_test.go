@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -80,5 +81,31 @@ func TestValidate(t *testing.T) {
 		if Validate(&d) == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// A schedule's runs start as whoever saved its definition last: someone
+// allowed to edit another's schedule chooses what runs, so it runs with
+// the editor's rights, not the creator's. Pausing changes nothing of it.
+func TestScheduleRunsAsItsLastEditor(t *testing.T) {
+	def := []byte(`{"name":"nightly","cronExpression":"0 0 0 * * ?","startWorkflowRequest":{"name":"w"}}`)
+	var st *State
+	var err error
+	for _, ev := range []schemas.Event{
+		&schemas.ScheduleSaved{Def: def, By: "alice", Time: 1},
+		&schemas.SchedulePauseChanged{Paused: true, By: "carol", Time: 2},
+	} {
+		if st, err = Apply(st, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st.Owner() != "alice" {
+		t.Fatalf("owner %q after alice's save and carol's pause", st.Owner())
+	}
+	if st, err = Apply(st, &schemas.ScheduleSaved{Def: def, By: "bob", Time: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if st.Owner() != "bob" || st.Def.CreatedBy != "alice" || st.Def.UpdatedBy != "bob" {
+		t.Fatalf("owner %q, created by %q, updated by %q", st.Owner(), st.Def.CreatedBy, st.Def.UpdatedBy)
 	}
 }
