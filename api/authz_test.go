@@ -304,3 +304,21 @@ func TestSelfAssignedMetadataAPI(t *testing.T) {
 	send(t, app, "POST", "/api/metadata/workflow", `{"name":"own_flow","tasks":[{"name":"charge","taskReferenceName":"c"}]}`)
 	send(t, app, "POST", "/api/metadata/workflow?overwrite=true", `{"name":"own_flow","version":1,"description":"changed","tasks":[{"name":"charge","taskReferenceName":"c"}]}`)
 }
+
+// A listing of secrets needs READ on each, whatever other access it asks
+// for: a USER holds CREATE on every name.
+func TestSecretListingNeedsRead(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	send(t, admin, "PUT", "/api/secrets/admins_only", "hidden-value-1")
+	_, _, _, userTok := newApp(t, admin, "a_user", "USER")
+	user := client{t, base, userTok}
+	send(t, user, "PUT", "/api/secrets/users_own", "own-value-1")
+	for _, path := range []string{"/api/secrets-v2?access=CREATE", "/api/secrets-v2", "/api/secrets?access=CREATE&access=UPDATE"} {
+		body := send(t, user, "GET", path, "")
+		if strings.Contains(body, "admins_only") || !strings.Contains(body, "users_own") {
+			t.Errorf("GET %s = %s", path, body)
+		}
+	}
+}

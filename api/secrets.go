@@ -181,13 +181,13 @@ func (s *Server) secretMetadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m)
 }
 
-// readableSecrets lists the secrets on which the caller holds every one of
-// the access types in the query's repeatable "access" parameter (default
-// READ), sorted by name.
+// readableSecrets lists the secrets on which the caller holds READ and
+// every one of the access types in the query's repeatable "access"
+// parameter, sorted by name. READ always: a listing shows names and tags
+// (CREATE, which USER has on every name, would list them all).
 func (s *Server) readableSecrets(r *http.Request) ([]secrets.Meta, error) {
 	actions := []auth.Access{auth.Read}
 	if q := r.URL.Query()["access"]; len(q) > 0 {
-		actions = actions[:0]
 		for _, a := range q {
 			switch act := auth.Access(a); act {
 			case auth.Create, auth.Read, auth.Update, auth.Delete, auth.Execute:
