@@ -321,4 +321,12 @@ func TestSecretListingNeedsRead(t *testing.T) {
 			t.Errorf("GET %s = %s", path, body)
 		}
 	}
+	// A write refused says the same whether the secret exists or not.
+	_, _, _, workerTok := newApp(t, admin, "a_worker", "WORKER")
+	worker := client{t, base, workerTok}
+	existing, missing := worker.do("PUT", "/api/secrets/admins_only", "x"), worker.do("PUT", "/api/secrets/no_such_secret", "x")
+	if existing.status != 403 || missing.status != 403 ||
+		strings.ReplaceAll(existing.body, "admins_only", "NAME") != strings.ReplaceAll(missing.body, "no_such_secret", "NAME") {
+		t.Errorf("refused writes differ: %d %s / %d %s", existing.status, existing.body, missing.status, missing.body)
+	}
 }

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -90,6 +92,11 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
 		access = auth.Update
 	}
 	if err := s.authorize(r, access, secretResource(name)); err != nil {
+		if errors.Is(err, fault.ErrForbidden) {
+			// One answer whether it exists or not: which access was
+			// missing would tell.
+			err = fmt.Errorf("%s may not write secret %s: %w", principal(r), name, fault.ErrForbidden)
+		}
 		s.writeError(w, r, err)
 		return
 	}

@@ -17,7 +17,7 @@ out("metadata", { name: task.name, createdBy: task.createdBy });
 // Manage an application and its key with the SDK, then log in with it.
 const apps = new ApplicationClient(client);
 const app = await apps.createApplication("sdk-app");
-await apps.addApplicationRole(app.id, "METADATA_API");
+await apps.addApplicationRole(app.id, "METADATA_MANAGER"); // reads every definition
 const key = await apps.createAccessKey(app.id);
 const keys = await apps.getAccessKeys(app.id);
 out("application", { id: app.id, keys: keys.length, status: keys[0].status, listed: JSON.stringify(keys).includes(key.secret) });
