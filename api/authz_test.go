@@ -330,3 +330,28 @@ func TestSecretListingNeedsRead(t *testing.T) {
 		t.Errorf("refused writes differ: %d %s / %d %s", existing.status, existing.body, missing.status, missing.body)
 	}
 }
+
+// Completing a task by reference name tells a caller who may not see the
+// workflow nothing: not that it exists, not its reference names, not its
+// task ids.
+func TestTaskByRefHidesTheWorkflow(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"private_flow","tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
+	id := send(t, admin, "POST", "/api/workflow", `{"name":"private_flow"}`)
+	_, _, _, userTok := newApp(t, admin, "a_user", "USER")
+	user := client{t, base, userTok}
+	var bodies []string
+	for _, path := range []string{"/api/tasks/" + id + "/gate/COMPLETED", "/api/tasks/" + id + "/nope/COMPLETED",
+		"/api/tasks/no-such-workflow/gate/COMPLETED"} {
+		r := user.do("POST", path, "{}")
+		if r.status != 404 {
+			t.Errorf("POST %s = %d %s, want 404", path, r.status, r.body)
+		}
+		bodies = append(bodies, strings.ReplaceAll(r.body, "no-such-workflow", id))
+	}
+	if bodies[0] != bodies[1] || bodies[1] != bodies[2] {
+		t.Errorf("the answers differ:\n%s", strings.Join(bodies, "\n"))
+	}
+}

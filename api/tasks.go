@@ -305,14 +305,22 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 		}
 		var taskID string
 		if err == nil {
+			// To a caller who may not see the workflow, every answer is
+			// the same: it exists, or has such a task, tells something.
+			hidden := fault.NotFound("workflow %s not found", wfID)
 			switch t := latestByRef(out.State, ref); {
 			case out.State == nil:
-				err = fault.NotFound("workflow %s not found", wfID)
+				err = hidden
 			case t == nil:
 				err = fault.NotFound("workflow %s has no task with reference name %q", wfID, ref)
+				if e := s.mayExecution(r, out.State.Name, out.State.CreatedBy, auth.Read); e != nil {
+					err = s.hidden(r, out.State, auth.Read, e, hidden)
+				}
 			default:
 				taskID = t.ID
-				err = s.mayUpdateTask(r, out.State, t)
+				if err = s.mayUpdateTask(r, out.State, t); errors.Is(err, fault.ErrNotFound) {
+					err = hidden
+				}
 			}
 		}
 		if err == nil {
