@@ -125,7 +125,11 @@ func (d *decision) handle(t Trigger) error {
 	case Tick:
 		d.tick()
 	case Reconcile:
-		d.effect(Effects(d.w, d.now)...)
+		for _, eff := range Effects(d.w, d.now) {
+			if dis, ok := eff.(Dispatch); t.DispatchAge == 0 || ok && t.expired(dis.Attempt, d.now) {
+				d.effect(eff)
+			}
+		}
 	case Pause:
 		return d.pause()
 	case Resume:

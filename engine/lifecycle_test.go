@@ -3,6 +3,7 @@ package engine_test
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
@@ -310,5 +311,28 @@ func TestRerunThroughChild(t *testing.T) {
 	p.wantStatus(conductor.WorkflowRunning)
 	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].Child != (engine.ChildReopened{ChildID: "wf-1"}) {
 		t.Fatalf("reopen effects of the ancestor asked: %+v", got)
+	}
+}
+
+// A reconcile for expired dispatches lists a task's dispatch in each pass
+// after its message expired — once per DispatchAge — and nothing else.
+func TestReconcileExpiredDispatches(t *testing.T) {
+	h := newHarness(t, `{"name":"w","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	  [{"name":"x","taskReferenceName":"x"}],[{"name":"kid","taskReferenceName":"kid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"k"}}]]},
+	  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["x","kid"]}]}`, nil)
+	age, every := int64(60_000), int64(10_000)
+	for _, tt := range []struct {
+		after int64 // ms since the task was announced
+		want  int   // dispatches
+	}{{0, 0}, {age - 1, 0}, {age, 1}, {age + every - 1, 1}, {age + every, 0}, {2*age + 5, 1}} {
+		h.now = epoch.Add(time.Duration(tt.after) * time.Millisecond)
+		d := h.decide(engine.Reconcile{DispatchAge: age, Interval: every})
+		if got := effectsOf[engine.Dispatch](d); len(got) != tt.want || len(d.Effects) != tt.want {
+			t.Errorf("%d ms after: effects %+v, want %d dispatch", tt.after, d.Effects, tt.want)
+		}
+	}
+	// A plain reconcile lists every effect the state implies.
+	if d := h.decide(engine.Reconcile{}); len(effectsOf[engine.Dispatch](d)) != 1 || len(effectsOf[engine.CheckChild](d)) != 1 {
+		t.Fatalf("plain reconcile: %+v", d.Effects)
 	}
 }

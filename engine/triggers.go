@@ -59,8 +59,20 @@ type Result struct {
 type Tick struct{}
 
 // Reconcile changes nothing; its decision lists the effects the current
-// state implies, for recovery after a crash.
-type Reconcile struct{}
+// state implies, for recovery after a crash. With DispatchAge set (ms) it
+// lists only the dispatches the dispatch stream dropped for age since the
+// previous such pass, Interval (ms) ago: tasks announced a whole number of
+// DispatchAge ago, less Interval. A message sent again expires in its
+// turn, and is sent again a DispatchAge later.
+type Reconcile struct{ DispatchAge, Interval int64 }
+
+// expired reports whether a dispatch announced at attempt has expired
+// since the pass Interval before now.
+func (r Reconcile) expired(attempt, now int64) bool {
+	age := now - attempt
+	k := age / r.DispatchAge
+	return k >= 1 && age-k*r.DispatchAge < r.Interval
+}
 
 // Pause stops scheduling new tasks.
 type Pause struct{}

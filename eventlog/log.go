@@ -164,7 +164,7 @@ func (l *Log) ensureStreams(ctx context.Context) error {
 		case Ephemeral:
 			sc.Retention = jetstream.WorkQueuePolicy
 			sc.Storage = jetstream.MemoryStorage
-			sc.MaxAge = ephemeralMaxAge
+			sc.MaxAge = DispatchMaxAge
 		}
 		sc.AllowAtomicPublish = groupCommit && s.Kind == EventStream
 		st, err := l.js.CreateOrUpdateStream(ctx, sc)

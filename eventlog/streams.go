@@ -62,6 +62,6 @@ func streamFor(subject string) (Stream, bool) {
 	return Stream{}, false
 }
 
-// ephemeralMaxAge bounds how long an unclaimed dispatch message lives in
+// DispatchMaxAge bounds how long an unclaimed dispatch message lives in
 // memory; the engine re-dispatches from the log after that.
-const ephemeralMaxAge = 24 * time.Hour
+const DispatchMaxAge = 24 * time.Hour

@@ -44,6 +44,11 @@ type Config struct {
 	MaxAttempts int
 	// TimerInterval is how often the timer loop looks for due deadlines.
 	TimerInterval time.Duration
+	// DispatchAge is how long the dispatch stream keeps an unclaimed
+	// message (eventlog.DispatchMaxAge); every RedispatchInterval the
+	// executor announces again the tasks whose message expired since.
+	DispatchAge        time.Duration
+	RedispatchInterval time.Duration
 	// EffectConcurrency bounds effects and system tasks run at once.
 	EffectConcurrency int
 	// Snapshots, when set, gives a state to start from on a cache miss
@@ -67,6 +72,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TimerInterval <= 0 {
 		c.TimerInterval = 100 * time.Millisecond
+	}
+	if c.DispatchAge <= 0 {
+		c.DispatchAge = eventlog.DispatchMaxAge
+	}
+	if c.RedispatchInterval <= 0 {
+		c.RedispatchInterval = 10 * time.Minute
 	}
 	if c.EffectConcurrency <= 0 {
 		c.EffectConcurrency = 256
@@ -168,14 +179,18 @@ func (e *Executor) Start(ctx context.Context) error {
 		return err
 	}
 	if e.sched != nil {
-		e.wg.Add(2)
+		e.wg.Add(3)
 		go func() {
 			defer e.wg.Done()
 			e.timerLoop(e.ctx)
 		}()
 		go func() {
 			defer e.wg.Done()
-			e.recover(e.ctx)
+			e.recover(e.ctx, engine.Reconcile{})
+		}()
+		go func() {
+			defer e.wg.Done()
+			e.redispatchLoop(e.ctx)
 		}()
 	}
 	return nil

@@ -152,3 +152,65 @@ func TestDecisionDoesNotWaitForEffectSlots(t *testing.T) {
 		return nil
 	})
 }
+
+// runningOnly lists the given workflows as running, and has no deadlines.
+type runningOnly []string
+
+func (runningOnly) Due(context.Context, int64, Due, int) ([]Due, error) { return nil, nil }
+func (r runningOnly) Running(_ context.Context, fn func(string) bool) error {
+	for _, id := range r {
+		if !fn(id) {
+			break
+		}
+	}
+	return nil
+}
+
+// A task no worker took before the dispatch stream dropped its message for
+// age is announced again, while the executor runs: its workers may come
+// back long after, and nothing else would announce it.
+func TestExpiredDispatchIsSentAgain(t *testing.T) {
+	// The message expires long after the stream forgets its id: here too.
+	cfg := testutil.LogConfig(t.TempDir())
+	cfg.DuplicateWindow = time.Second
+	l, err := eventlog.Open(testutil.Context(t, 30*time.Second), cfg, eventlog.Options{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	const id = "wf-expired-dispatch"
+	e := New(l, noDefinitions{}, runningOnly{id}, Config{Logger: testutil.Logger(t),
+		DispatchAge: 1500 * time.Millisecond, RedispatchInterval: 250 * time.Millisecond})
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	def := &conductor.WorkflowDef{}
+	if err := conductor.Unmarshal([]byte(`{"name":"expiring","version":1,"tasks":[{"name":"expiring_task","taskReferenceName":"t"}]}`), def); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := workers.DispatchSubject("expiring_task", "")
+	waitDispatch := func(what string) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+			if _, err := stream.GetLastMsgForSubject(ctx, subj); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			return nil
+		})
+	}
+	waitDispatch("the task was never dispatched")
+	// As the stream's MaxAge would, long after the duplicate window.
+	if err := stream.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitDispatch("the expired dispatch was not sent again")
+}

@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -111,20 +112,39 @@ func (e *Executor) reconcile(wfID string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.onSlot(time.Minute, func(ctx context.Context) { e.reconcileNow(ctx, wfID) })
+		e.onSlot(time.Minute, func(ctx context.Context) { e.reconcileNow(ctx, wfID, engine.Reconcile{}) })
 	}()
 }
 
-func (e *Executor) reconcileNow(ctx context.Context, wfID string) {
-	if _, err := e.Submit(ctx, wfID, engine.Reconcile{}, Meta{}); err != nil && !expected(err) && ctx.Err() == nil {
+func (e *Executor) reconcileNow(ctx context.Context, wfID string, trig engine.Reconcile) {
+	if _, err := e.Submit(ctx, wfID, trig, Meta{}); err != nil && !expected(err) && ctx.Err() == nil {
 		e.cfg.Logger.Warn("reconcile failed", logkey.WorkflowID, wfID, logkey.Err, err)
 	}
 }
 
-// recover performs the effects every running workflow's state implies:
-// dispatch messages lost with a restarted NATS server, children not started
-// and parents not notified because the process died after an append.
-func (e *Executor) recover(ctx context.Context) {
+// redispatchLoop announces again, every RedispatchInterval, the tasks whose
+// dispatch message the stream dropped for age since the last pass: tasks
+// no worker took for DispatchAge (their workers were down) would
+// otherwise wait for the next start of an engine.
+func (e *Executor) redispatchLoop(ctx context.Context) {
+	t := time.NewTicker(e.cfg.RedispatchInterval)
+	defer t.Stop()
+	trig := engine.Reconcile{DispatchAge: e.cfg.DispatchAge.Milliseconds(), Interval: e.cfg.RedispatchInterval.Milliseconds()}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.recover(ctx, trig)
+		}
+	}
+}
+
+// recover submits trig to every running workflow: with a plain Reconcile,
+// it performs the effects each state implies (dispatch messages lost with
+// a restarted NATS server, children not started and parents not notified
+// because the process died after an append).
+func (e *Executor) recover(ctx context.Context, trig engine.Reconcile) {
 	var ids []string
 	err := e.sched.Running(ctx, func(id string) bool {
 		ids = append(ids, id)
@@ -135,7 +155,11 @@ func (e *Executor) recover(ctx context.Context) {
 		return
 	}
 	for _, id := range ids {
-		e.onSlot(time.Minute, func(ctx context.Context) { e.reconcileNow(ctx, id) })
+		e.onSlot(time.Minute, func(ctx context.Context) { e.reconcileNow(ctx, id, trig) })
 	}
-	e.cfg.Logger.Info("recovery scheduled", logkey.Count, len(ids))
+	level := slog.LevelInfo
+	if trig.DispatchAge > 0 {
+		level = slog.LevelDebug // every RedispatchInterval
+	}
+	e.cfg.Logger.Log(ctx, level, "recovery scheduled", logkey.Count, len(ids))
 }
