@@ -34,8 +34,9 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 			return nil, fmt.Errorf("workflow %s: start of unknown task %s", w.ID, e.TaskID)
 		}
 		t.Status, t.WorkerID, t.UpdateTime = conductor.TaskInProgress, e.WorkerID, e.Time
-		if t.Type != conductor.TaskTypeDoWhile || t.StartTime == 0 {
-			// A loop is taken once per condition check: it started once.
+		if t.StartTime == 0 {
+			// Taken again after a callback, or a loop once per condition
+			// check: it started once, and timeoutSeconds counts from then.
 			t.StartTime = e.Time
 		}
 		t.PollCount++
@@ -179,8 +180,9 @@ func applyUpdated(t *Task, e *schemas.TaskUpdated) {
 		// still the loop that started.
 		t.EndTime = 0
 	case e.Status == conductor.TaskScheduled:
-		// Back in the queue (a worker asked to be called back later).
-		t.StartTime, t.EndTime = 0, 0
+		// Back in the queue (a worker asked to be called back later): it
+		// keeps the time it first started.
+		t.EndTime = 0
 	case e.Status == conductor.TaskInProgress && t.StartTime == 0:
 		t.StartTime = e.Time
 	}

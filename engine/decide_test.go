@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -468,6 +469,35 @@ func TestAlertOnlyTimeouts(t *testing.T) {
 	h.advance(5 * time.Second)
 	h.decide(engine.Tick{})
 	h.wantTask("t", conductor.TaskTimedOut)
+}
+
+// timeoutSeconds counts from the task's first IN_PROGRESS: a worker that
+// keeps asking to be called back does not reset it (Conductor's per-attempt
+// SLA), whether the task is in the queue or held when it runs out.
+func TestTimeoutAcrossCallbacks(t *testing.T) {
+	for _, held := range []bool{false, true} {
+		h := newHarness(t, threeSimple, nil, `{"name":"a","retryCount":0,"timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF"}`)
+		id := h.task("a_ref").ID
+		first := h.now
+		for range 5 { // 50 s of callbacks
+			h.decide(engine.Take{TaskID: id, WorkerID: "w"})
+			h.decide(engine.Result{Result: conductor.TaskResult{TaskID: id, WorkerID: "w", Status: conductor.TaskInProgress, CallbackAfterSeconds: 10}})
+			h.advance(10 * time.Second)
+		}
+		if a := h.task("a_ref"); a.StartTime != first.UnixMilli() {
+			t.Fatalf("startTime %d, want the first take's %d", a.StartTime, first.UnixMilli())
+		}
+		if dl := engine.Deadlines(h.w); !slices.Contains(dl, first.UnixMilli()+60_000) {
+			t.Fatalf("deadlines %v lack the timeout at %d", dl, first.UnixMilli()+60_000)
+		}
+		if held {
+			h.decide(engine.Take{TaskID: id, WorkerID: "w"})
+		}
+		h.advance(10 * time.Second)
+		h.decide(engine.Tick{})
+		h.wantTask("a_ref", conductor.TaskTimedOut)
+		h.wantStatus(conductor.WorkflowTimedOut)
+	}
 }
 
 func TestCallbackAfterSeconds(t *testing.T) {

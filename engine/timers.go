@@ -43,6 +43,9 @@ func Deadlines(w *Workflow) []int64 {
 			if p.PollTimeoutSeconds > 0 && t.IsWorkerTask() {
 				add(max(t.AvailableAt, t.ScheduledTime) + p.PollTimeoutSeconds*1000)
 			}
+			if t.IsWorkerTask() && timesOut(t) {
+				add(t.StartTime + p.TimeoutSeconds*1000) // called back: still counting
+			}
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
 			add(t.AvailableAt)
 		case t.Status == conductor.TaskInProgress && leased(t):
@@ -51,7 +54,7 @@ func Deadlines(w *Workflow) []int64 {
 			if p.ResponseTimeoutSeconds > 0 {
 				add(t.UpdateTime + p.ResponseTimeoutSeconds*1000)
 			}
-			if p.TimeoutSeconds > 0 && p.TimeoutPolicy != conductor.TimeoutPolicyAlertOnly {
+			if timesOut(t) {
 				add(t.StartTime + p.TimeoutSeconds*1000)
 			}
 		}
@@ -63,6 +66,13 @@ func Deadlines(w *Workflow) []int64 {
 // timeoutFrom is when the workflow's timeoutSeconds started to count:
 // its start, or its last retry, which gives it the whole time again.
 func (w *Workflow) timeoutFrom() int64 { return max(w.StartTime, w.LastRetriedTime) }
+
+// timesOut reports whether a started task's timeoutSeconds applies: set,
+// acted on (not alert-only), and counting from its first IN_PROGRESS,
+// across callbacks, as in Conductor.
+func timesOut(t *Task) bool {
+	return t.Policy.TimeoutSeconds > 0 && t.Policy.TimeoutPolicy != conductor.TimeoutPolicyAlertOnly && t.StartTime > 0
+}
 
 // leased reports whether an IN_PROGRESS task is held by an engine's system
 // worker, which must report within SystemTaskLease. A DO_WHILE is held only
@@ -85,6 +95,8 @@ func (d *decision) tick() {
 		t := d.w.Tasks[i]
 		p := t.Policy
 		switch {
+		case t.Status == conductor.TaskScheduled && t.IsWorkerTask() && timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+			d.timedOut(t, "task exceeded timeoutSeconds", false)
 		case t.Status == conductor.TaskScheduled && t.IsWorkerTask() && p.PollTimeoutSeconds > 0 &&
 			d.now >= max(t.AvailableAt, t.ScheduledTime)+p.PollTimeoutSeconds*1000:
 			d.timedOut(t, "task was not polled within pollTimeoutSeconds", true)
@@ -99,7 +111,7 @@ func (d *decision) tick() {
 			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			switch {
-			case p.TimeoutSeconds > 0 && p.TimeoutPolicy != conductor.TimeoutPolicyAlertOnly && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+			case timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:
 				d.timedOut(t, "task exceeded timeoutSeconds", false)
 			case p.ResponseTimeoutSeconds > 0 && d.now >= t.UpdateTime+p.ResponseTimeoutSeconds*1000:
 				d.timedOut(t, "worker did not respond within responseTimeoutSeconds", true)
