@@ -208,3 +208,32 @@ func TestScheduleOwnerLosesExecute(t *testing.T) {
 		return nil
 	})
 }
+
+// A workflow starts, as its creator, only the workflows its creator may
+// start through the API: a SUB_WORKFLOW (or START_WORKFLOW) naming a
+// definition its creator may not execute fails the task, starts nothing,
+// and shows nothing of that definition.
+func TestChildNeedsExecute(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"guarded_child","tasks":[{"name":"gc_task","taskReferenceName":"g"}]}`,
+		`{"name":"open_parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"guarded_child"}}]}`)
+	runner, token := e.application("runner", "USER")
+	e.grant(runner, "WORKFLOW_DEF", "open_parent", "READ", "EXECUTE")
+	as := e.as(token)
+	for name, start := range map[string]map[string]any{
+		"registered": {"name": "open_parent"},
+		"inline": {"name": "own_inline", "workflowDef": map[string]any{"name": "own_inline", "tasks": []any{
+			map[string]any{"name": "sub", "taskReferenceName": "sub", "type": "SUB_WORKFLOW", "subWorkflowParam": map[string]any{"name": "guarded_child"}}}}},
+	} {
+		id := as.must(http.StatusOK, "POST", "/api/workflow", start)
+		wf := as.waitStatus(id, conductor.WorkflowFailed)
+		sub := taskByRef(wf, "sub")
+		if !strings.Contains(sub.ReasonForIncompletion, "guarded_child") || !strings.Contains(sub.ReasonForIncompletion, "could not start") {
+			t.Errorf("%s: the SUB_WORKFLOW failed with %q", name, sub.ReasonForIncompletion)
+		}
+		if code, _ := e.do("GET", "/api/workflow/"+sub.SubWorkflowID, nil); code != http.StatusNotFound {
+			t.Errorf("%s: the child exists (%d)", name, code)
+		}
+	}
+}

@@ -44,6 +44,9 @@ type StartWorkflow struct {
 	// From is the workflow that starts this one, whose sealed values Input
 	// may hold: the parent, the failed workflow, the START_WORKFLOW's.
 	From string
+	// Failure marks a failure workflow: its definition's author chose it,
+	// and it starts whatever the failed run's creator may start.
+	Failure bool
 	// SecretsKey names the key that sealed the secrets among Input: the
 	// starting workflow's (Workflow.SecretsKey).
 	SecretsKey           string
@@ -167,5 +170,5 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 		}
 	}
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
-		Input: input, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy}
+		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy}
 }

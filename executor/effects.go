@@ -170,6 +170,22 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWorkflow) error {
 	req := conductor.StartWorkflowRequest{Name: eff.Name, Version: eff.Version, Input: eff.Input,
 		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
+	if len(eff.Def) > 0 {
+		var def conductor.WorkflowDef
+		if err := conductor.Unmarshal(eff.Def, &def); err != nil {
+			return e.childFailed(ctx, eff, fmt.Sprintf("inline sub workflow definition: %v", err))
+		}
+		req.WorkflowDef = &def
+	}
+	if e.mayStart != nil && !eff.Failure {
+		// A sub-workflow or START_WORKFLOW starts only what its creator
+		// may start through the API.
+		if err := e.mayStart(ctx, eff.CreatedBy, req); errors.Is(err, fault.ErrForbidden) {
+			return e.childFailed(ctx, eff, err.Error())
+		} else if err != nil {
+			return err
+		}
+	}
 	var resolved []schemas.ResolvedRef
 	if cp, ok := e.handOff.(ChildPreparer); ok && (len(eff.InputDeferred) > 0 || masking.HasSealed(eff.Input)) {
 		input, refs, err := cp.PrepareChild(ctx, eff)
@@ -181,13 +197,6 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		default:
 			return err
 		}
-	}
-	if len(eff.Def) > 0 {
-		var def conductor.WorkflowDef
-		if err := conductor.Unmarshal(eff.Def, &def); err != nil {
-			return e.childFailed(ctx, eff, fmt.Sprintf("inline sub workflow definition: %v", err))
-		}
-		req.WorkflowDef = &def
 	}
 	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy,
 		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Resolved: resolved})

@@ -125,6 +125,7 @@ type Executor struct {
 	sem       chan struct{}
 	handOff   HandOff
 	protector Protector
+	mayStart  StartCheck
 	polls     *poller
 
 	wg     sync.WaitGroup

@@ -48,6 +48,15 @@ func (e *Executor) SetHandOff(h HandOff) { e.handOff = h }
 // SetProtector installs the event protection (before Start).
 func (e *Executor) SetProtector(p Protector) { e.protector = p }
 
+// StartCheck reports (nil) whether principal may start req, as the API
+// requires of a caller: EXECUTE on its definition, CREATE on the name of
+// an inline one.
+type StartCheck func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error
+
+// SetStartCheck installs the check of the workflows a workflow starts (a
+// SUB_WORKFLOW's child, a START_WORKFLOW's), as its creator (before Start).
+func (e *Executor) SetStartCheck(c StartCheck) { e.mayStart = c }
+
 // ErrHandOffFailed is returned to a taker whose task failed at hand-off.
 var ErrHandOffFailed = errors.New("task failed at hand-off")
 

@@ -155,6 +155,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
 	n.executor.SetHandOff(g)
 	n.executor.SetProtector(g)
+	n.executor.SetStartCheck(func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+		name, access := req.Name, auth.Execute
+		if req.WorkflowDef != nil {
+			name, access = req.WorkflowDef.Name, auth.Create
+		}
+		_, err := authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetWorkflowDef, ID: name})
+		return err
+	})
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
 	n.executor.RegisterSystemTask(conductor.TaskTypeSetVariable, system.SetVariable{}) // only those with secret references
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
@@ -165,6 +173,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.RegisterSystemTask(conductor.TaskTypeSwitch, system.Switch{})   // javascript/graaljs cases
 	n.executor.RegisterSystemTask(conductor.TaskTypeDecision, system.Switch{}) // caseExpression
 	n.executor.RegisterSystemTask(conductor.TaskTypeDoWhile, system.LoopCondition{})
+	// Before the executor starts: its recovery may start children, which
+	// it authorizes against the definitions' creators and tags.
+	n.auth.authorizer.Register(auth.TargetWorkflowDef, definitionTargets{n.metadata})
+	n.auth.authorizer.Register(auth.TargetTaskDef, definitionTargets{n.metadata})
 	if err := n.executor.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -184,8 +196,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, schedRunner); err != nil {
 		return nil, err
 	}
-	n.auth.authorizer.Register(auth.TargetWorkflowDef, definitionTargets{n.metadata})
-	n.auth.authorizer.Register(auth.TargetTaskDef, definitionTargets{n.metadata})
 	n.auth.authorizer.Register(auth.TargetWorkflowSchedule, scheduleTargets{n.schedules})
 	firer := scheduler.NewFirer(n.schedules, n.executor, func(ctx context.Context, owner, workflowName string) error {
 		_, err := authz.Authorize(ctx, owner, auth.Execute, auth.Target{Type: auth.TargetWorkflowDef, ID: workflowName})
