@@ -41,7 +41,10 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 	p := &protection{ctx: ctx, m: m, fields: fields, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
 	startSealed := startsSealed(events)
 	switch {
-	case before != nil && before.SealsSecrets:
+	case before != nil && before.SealsSecrets && !before.Compacted:
+		// A compacted workflow's key is destroyed or about to be (the
+		// pass erases after recording, another engine may have it
+		// cached): one that runs again seals under a new key.
 		p.s.secretsKey = secretsKeyOf(before)
 	case startSealed:
 		// A child whose input PrepareChild sealed under the key named
