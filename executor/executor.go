@@ -323,6 +323,16 @@ func (s *shard) process(j *job) (Outcome, error) {
 			e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
 			return Outcome{State: w, Seq: seqOf(w)}, err
 		}
+		if len(dec.Events) == 0 && cached {
+			// Nothing to do must not rest on a stale state either: a pause
+			// of a workflow this cache holds PAUSED, which another engine
+			// has resumed since, would answer done and change nothing.
+			if w, err = s.refresh(ctx, j.wfID, w); err != nil {
+				return Outcome{}, err
+			}
+			cached = false
+			continue
+		}
 		if len(dec.Events) == 0 {
 			e.metrics.decisions.WithLabelValues(name, "noop").Inc()
 			e.perform(dec.Effects)

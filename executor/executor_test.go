@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
@@ -213,4 +214,45 @@ func TestExpiredDispatchIsSentAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDispatch("the expired dispatch was not sent again")
+}
+
+// A decision that finds nothing to do on a cached state checks the log
+// first: another engine may have changed the workflow since. Here a pause
+// on an engine whose cache still holds the workflow PAUSED, after another
+// engine resumed it, must pause it again.
+func TestNothingToDoIsCheckedAgainstTheLog(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	var engines [2]*Executor
+	for i := range engines {
+		engines[i] = New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+		if err := engines[i].Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(engines[i].Stop)
+	}
+	a, b := engines[0], engines[1]
+	def := &conductor.WorkflowDef{}
+	if err := conductor.Unmarshal([]byte(`{"name":"paused","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`), def); err != nil {
+		t.Fatal(err)
+	}
+	const id = "wf-stale-pause"
+	if _, _, err := a.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id}); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		e    *Executor
+		trig engine.Trigger
+	}{{a, engine.Pause{}}, {b, engine.Resume{}}, {a, engine.Pause{}}} {
+		if _, err := step.e.Submit(ctx, id, step.trig, Meta{}); err != nil {
+			t.Fatalf("%T: %v", step.trig, err)
+		}
+	}
+	w, err := b.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Status != conductor.WorkflowPaused {
+		t.Fatalf("after pause, resume elsewhere and pause again: %s", w.Status)
+	}
 }
