@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -161,6 +162,12 @@ func TestStartByPublishing(t *testing.T) {
 		publish("fv.cmd.start.published", `{"input":{"order":"o-77"},"correlationId":"c-77"}`, "order-77")
 	}
 	publish("fv.cmd.start.published", `{"name":"published","input":{"order":"o-78"}}`, "order-78")
+	// A command the stream takes whose start record would be too large (its
+	// input and the definition together): rejected for good, not retried
+	// until the consumer gives up on it.
+	e.register(`{"name":"published_big","description":"` + strings.Repeat("d", 16<<10) + `","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	pad := strings.Repeat("x", eventlog.DefaultConfig().MaxRecordBytes-2048)
+	publish("fv.cmd.start.published_big", `{"input":{"pad":"`+pad+`"}}`, "too-large")
 
 	for _, msgID := range []string{"order-77", "order-78"} {
 		id := engine.DeriveID("start-command", msgID)
@@ -178,6 +185,9 @@ func TestStartByPublishing(t *testing.T) {
 	// The commands stream is a work queue: everything was consumed, the
 	// poison messages included.
 	e.waitCommandsConsumed()
+	if recs, err := e.node.Log().ReadSubject(ctx, "fv.wf."+engine.DeriveID("start-command", "too-large"), 0); err != nil || len(recs) != 0 {
+		t.Fatalf("the too-large start: %d records, %v", len(recs), err)
+	}
 }
 
 // Garbage on a task subject and garbage results stop nothing.

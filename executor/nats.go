@@ -193,7 +193,11 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 func (e *Executor) consumeStartCommands() error {
 	// The handler outlives Start's context: it runs until Stop.
 	sub, err := e.log.Subscribe(e.ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "fv-engine-start",
-		Filter: workers.StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: 10}, e.handleStartCommand)
+		// Unbounded redelivery: a command that cannot succeed is rejected
+		// as poison (logged, terminated); any other failure (the store
+		// unavailable) is tried again, with back-off, until it passes, so
+		// that an outage strands no command.
+		Filter: workers.StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: -1}, e.handleStartCommand)
 	if err != nil {
 		return err
 	}
@@ -250,9 +254,11 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):
 		return nil // started now, or by an earlier delivery
-	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrTooLarge), errors.Is(err, fault.ErrForbidden):
 		e.cfg.Logger.Error("start command rejected", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
 		return fmt.Errorf("%w: %v", eventlog.ErrPoison, err)
 	}
+	e.cfg.Logger.Warn("start command failed; it will be delivered again", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq,
+		logkey.Err, err)
 	return err
 }
