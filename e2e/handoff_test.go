@@ -102,6 +102,10 @@ func TestSecretsInWhatOtherWorkflowsGet(t *testing.T) {
 		`{"name":"token_parent","tasks":[
 		  {"name":"fetch","taskReferenceName":"fetch"},
 		  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"token_child"},
+		   "inputParameters":{"token":"${fetch.output._secrets.token}"}}]}`,
+		`{"name":"short_parent","tasks":[
+		  {"name":"fetch_short","taskReferenceName":"fetch"},
+		  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"token_child"},
 		   "inputParameters":{"token":"${fetch.output._secrets.token}"}}]}`)
 	e.work("leaky", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		return workers.Output{}, fmt.Errorf("401: key %v rejected", task.InputData["key"])
@@ -113,6 +117,9 @@ func TestSecretsInWhatOtherWorkflowsGet(t *testing.T) {
 	})
 	e.work("fetch", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"token": token}}}, nil
+	})
+	e.work("fetch_short", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"token": "Zq#7x"}}}, nil
 	})
 	got := make(chan any, 1)
 	e.work("token_user", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
@@ -143,6 +150,17 @@ func TestSecretsInWhatOtherWorkflowsGet(t *testing.T) {
 	sub := taskByRef(wf, "child").SubWorkflowID
 	if in := e.workflow(sub).Input["token"]; in != "***" {
 		t.Fatalf("the child's input shows %v", in)
+	}
+
+	// Also a value below redaction's floor, which redaction does not
+	// look for: sealed all the same.
+	sp := e.start("short_parent", nil)
+	if g := <-got; g != "Zq#7x" {
+		t.Fatalf("the child's worker got %v, want the short token", g)
+	}
+	shortSub := taskByRef(e.waitStatus(sp, conductor.WorkflowCompleted), "child").SubWorkflowID
+	if strings.Contains(e.rawLog(shortSub), `"Zq#7x"`) {
+		t.Fatal("the child's log holds the short token in plaintext")
 	}
 
 	ids := []string{leaky, child.SubWorkflowID, tp, sub}

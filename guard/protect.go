@@ -113,7 +113,9 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 // does for a value sealed by an earlier decision.
 func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 	r := p.m.get()
-	if r.Empty() {
+	if r.Empty() && len(p.bySealed) == 0 {
+		// Nothing to look for: a value sealed below redaction's floor
+		// still has to be substituted.
 		return effs, nil
 	}
 	var out []engine.Effect // a copy, made at the first change
