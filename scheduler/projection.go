@@ -57,6 +57,18 @@ func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 	if s != nil {
 		oldNext = s.NextFire()
 	}
+	// Fold every event before writing anything: a record with a poison
+	// event must leave nothing of itself behind when it is parked.
+	probe := s
+	if s != nil {
+		c := *s
+		probe = &c
+	}
+	for _, ev := range events {
+		if probe, err = Apply(probe, ev); err != nil {
+			return fmt.Errorf("%w: %v", projections.ErrPoison, err)
+		}
+	}
 	for _, ev := range events {
 		if s, err = Apply(s, ev); err != nil {
 			return fmt.Errorf("%w: %v", projections.ErrPoison, err)

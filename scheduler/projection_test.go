@@ -1,0 +1,47 @@
+package scheduler
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// A record whose later event is poison writes nothing: parked, it must not
+// leave the execution its earlier event would have recorded.
+func TestPoisonRecordWritesNothing(t *testing.T) {
+	store := testutil.OpenStore(t)
+	record := func(seq uint64, events ...schemas.Event) eventlog.Record {
+		rec := eventlog.Record{Subject: subjectPrefix + "nightly", Seq: seq}
+		for _, ev := range events {
+			env, err := schemas.Default.Encode(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.Events = append(rec.Events, env)
+		}
+		return rec
+	}
+	def := []byte(`{"name":"nightly","cronExpression":"0 0 0 * * ?","startWorkflowRequest":{"name":"w"}}`)
+	err := store.Update(ProjectionName, func(b *projections.Batch) error {
+		if err := (Projection{}).Apply(b, record(1, &schemas.ScheduleSaved{Def: def, By: "alice", Time: 1})); err != nil {
+			t.Fatal(err)
+		}
+		err := (Projection{}).Apply(b, record(2,
+			&schemas.ScheduleFired{ScheduledTime: 1000, WorkflowID: "wf-1", Time: 2},
+			&schemas.ScheduleSaved{Def: []byte(`{"name":`), By: "bob", Time: 2}))
+		if !errors.Is(err, projections.ErrPoison) {
+			t.Fatalf("a malformed definition: %v, want poison", err)
+		}
+		return b.Scan([]byte(keyExecution), func(key, _ []byte) bool {
+			t.Errorf("the poison record wrote execution %q", key)
+			return true
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
