@@ -37,6 +37,30 @@ type nothingScheduled struct{}
 func (nothingScheduled) Due(context.Context, int64, Due, int) ([]Due, error)   { return nil, nil }
 func (nothingScheduled) Running(context.Context, func(wfID string) bool) error { return nil }
 
+// startExecutor starts an executor on l, stopped when the test ends.
+func startExecutor(t *testing.T, l *eventlog.Log, sched Schedule, cfg Config) *Executor {
+	t.Helper()
+	cfg.Logger = testutil.Logger(t)
+	e := New(l, noDefinitions{}, sched, cfg)
+	if err := e.Start(testutil.Context(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	return e
+}
+
+// startInline starts workflow id of the inline definition defJSON on e.
+func startInline(ctx context.Context, t *testing.T, e *Executor, id, defJSON string) {
+	t.Helper()
+	def := &conductor.WorkflowDef{}
+	if err := conductor.Unmarshal([]byte(defJSON), def); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // lostAnswer stores the first append, then answers it with an error: the
 // answer of a publish the server stored was lost (a timeout, a connection
 // that dropped).
@@ -106,12 +130,8 @@ func TestEffectsOfAnAppendWhoseAnswerWasLost(t *testing.T) {
 // waiting for the decision's shard. Its effects run once slots free up.
 func TestDecisionDoesNotWaitForEffectSlots(t *testing.T) {
 	l := testutil.OpenLog(t, "")
-	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Shards: 1, EffectConcurrency: 2})
+	e := startExecutor(t, l, nothingScheduled{}, Config{Shards: 1, EffectConcurrency: 2})
 	ctx := testutil.Context(t, 30*time.Second)
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Stop)
 
 	const branches = 8
 	tasks := make([]any, branches)
@@ -180,20 +200,9 @@ func TestExpiredDispatchIsSentAgain(t *testing.T) {
 	}
 	t.Cleanup(func() { l.Close() })
 	const id = "wf-expired-dispatch"
-	e := New(l, noDefinitions{}, runningOnly{id}, Config{Logger: testutil.Logger(t),
-		DispatchAge: 1500 * time.Millisecond, RedispatchInterval: 250 * time.Millisecond})
+	e := startExecutor(t, l, runningOnly{id}, Config{DispatchAge: 1500 * time.Millisecond, RedispatchInterval: 250 * time.Millisecond})
 	ctx := testutil.Context(t, 30*time.Second)
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Stop)
-	def := &conductor.WorkflowDef{}
-	if err := conductor.Unmarshal([]byte(`{"name":"expiring","version":1,"tasks":[{"name":"expiring_task","taskReferenceName":"t"}]}`), def); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id}); err != nil {
-		t.Fatal(err)
-	}
+	startInline(ctx, t, e, id, `{"name":"expiring","version":1,"tasks":[{"name":"expiring_task","taskReferenceName":"t"}]}`)
 	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -223,23 +232,9 @@ func TestExpiredDispatchIsSentAgain(t *testing.T) {
 func TestNothingToDoIsCheckedAgainstTheLog(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
-	var engines [2]*Executor
-	for i := range engines {
-		engines[i] = New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
-		if err := engines[i].Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(engines[i].Stop)
-	}
-	a, b := engines[0], engines[1]
-	def := &conductor.WorkflowDef{}
-	if err := conductor.Unmarshal([]byte(`{"name":"paused","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`), def); err != nil {
-		t.Fatal(err)
-	}
+	a, b := startExecutor(t, l, nothingScheduled{}, Config{}), startExecutor(t, l, nothingScheduled{}, Config{})
 	const id = "wf-stale-pause"
-	if _, _, err := a.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id}); err != nil {
-		t.Fatal(err)
-	}
+	startInline(ctx, t, a, id, `{"name":"paused","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
 	for _, step := range []struct {
 		e    *Executor
 		trig engine.Trigger
