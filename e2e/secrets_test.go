@@ -338,16 +338,18 @@ func TestUpdateSecretTask(t *testing.T) {
 
 // After a workflow ends (and the compaction delay), its _secrets data is
 // destroyed for good: views and hand-offs of a restart get "***"; _masked
-// data survives. Before compaction a restart gets the real value.
+// data survives. Before compaction a restart gets the real value. A stored
+// secret reference is resolved again by every run.
 func TestCompaction(t *testing.T) {
 	t.Parallel()
 	cfg := nodetest.Config(t.TempDir())
 	cfg.CompactionDelay = 2 * time.Second
 	n, base := nodetest.StartConfig(t, cfg)
 	e := &env{t: t, node: n, base: base}
+	e.putSecret("stored", "stored-value-789")
 	e.register(`{"name":"compacting","tasks":[
 	  {"name":"produce","taskReferenceName":"produce"},
-	  {"name":"consume","taskReferenceName":"consume","inputParameters":{"s":"${produce.output._secrets.v}","m":"${produce.output._masked.v}"}}]}`)
+	  {"name":"consume","taskReferenceName":"consume","inputParameters":{"s":"${produce.output._secrets.v}","m":"${produce.output._masked.v}","r":"${workflow.secrets.stored}"}}]}`)
 	e.work("produce", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"v": "shred-me-123"}, "_masked": map[string]any{"v": "keep-me-456"}}}, nil
 	})
@@ -363,14 +365,14 @@ func TestCompaction(t *testing.T) {
 	<-got
 	e.waitStatus(plain, conductor.WorkflowCompleted)
 	id := e.start("compacting", nil)
-	if in := <-got; in["s"] != "shred-me-123" || in["m"] != "keep-me-456" {
+	if in := <-got; in["s"] != "shred-me-123" || in["m"] != "keep-me-456" || in["r"] != "stored-value-789" {
 		t.Fatalf("first run got %v", in)
 	}
 	e.waitStatus(id, conductor.WorkflowCompleted)
 	// Rerun from the consumer before compaction: real values.
 	consume := taskByRef(e.workflow(id), "consume")
 	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: consume.TaskID})
-	if in := <-got; in["s"] != "shred-me-123" {
+	if in := <-got; in["s"] != "shred-me-123" || in["r"] != "stored-value-789" {
 		t.Fatalf("rerun before compaction got %v", in)
 	}
 	e.waitStatus(id, conductor.WorkflowCompleted)
@@ -384,7 +386,7 @@ func TestCompaction(t *testing.T) {
 	})
 	consume = taskByRef(e.workflow(id), "consume")
 	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: consume.TaskID})
-	if in := <-got; in["s"] != "***" || in["m"] != "keep-me-456" {
+	if in := <-got; in["s"] != "***" || in["m"] != "keep-me-456" || in["r"] != "stored-value-789" {
 		t.Fatalf("rerun after compaction got %v; want the _secrets value destroyed and the _masked one kept", in)
 	}
 	e.waitStatus(id, conductor.WorkflowCompleted)

@@ -75,9 +75,11 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 		return fault.Invalid("task %s is not in the workflow's definition", r.ReRunFromTaskID)
 	}
 	reset.KeepBeforeSeq = from.Seq
-	input := from.Input
+	// A kept input keeps its secret references; a given one is data, handed
+	// over as it is.
+	input, deferred := from.Input, from.Deferred
 	if r.TaskInput != nil {
-		input = r.TaskInput
+		input, deferred = r.TaskInput, nil
 	}
 	ln := d.loopOf(from)
 	d.emit(reset)
@@ -90,7 +92,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	}
 	// The task runs again under a new id, so that a late report from its
 	// previous run cannot be taken for the new one.
-	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, parentTaskID: from.ParentTaskID, child: child})
+	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, parentTaskID: from.ParentTaskID, child: child})
 	d.reopened(upTo)
 	return nil
 }
@@ -193,7 +195,7 @@ func (d *decision) childReopened(c ChildReopened) {
 		// A rerun asked of an ancestor went through the child: rerun from
 		// the task that ran it.
 		if d.w.Terminal() {
-			_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID, TaskInput: t.Input}, c.ChildID, c.RerunUpTo)
+			_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID}, c.ChildID, c.RerunUpTo)
 		}
 		return
 	}

@@ -180,6 +180,21 @@ func TestRerun(t *testing.T) {
 		_, err := h.try(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: "nope"}})
 		wantErr(t, err, fault.ErrNotFound)
 	})
+	t.Run("keeps secret references", func(t *testing.T) {
+		h := newHarness(t, `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{"tok":"${workflow.secrets.t}"}}]}`, nil)
+		want := h.task("a").Deferred
+		h.complete("a", nil)
+		h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID}})
+		if got := h.task("a").Deferred; len(want) == 0 || !reflect.DeepEqual(got, want) {
+			t.Fatalf("rerun task's references %v, want %v", got, want)
+		}
+		// A given input is data, even where it looks like a reference.
+		h.complete("a", nil)
+		h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID, TaskInput: map[string]any{"tok": "${workflow.secrets.t}"}}})
+		if got := h.task("a").Deferred; len(got) != 0 {
+			t.Fatalf("a given input has references %v", got)
+		}
+	})
 }
 
 func TestDeadlinesOfTerminalWorkflow(t *testing.T) {

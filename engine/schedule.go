@@ -13,7 +13,8 @@ import (
 type scheduleOpts struct {
 	iteration    int
 	retryOf      *Task          // schedule a retry of this task instance
-	input        map[string]any // explicit input (rerun with taskInput)
+	input        map[string]any // explicit input: a rerun's (kept or given)
+	deferred     [][]any        // the paths of input holding secret or environment references
 	mergeInput   map[string]any // set on top of the evaluated input (dynamic fork inputs)
 	availableAt  int64
 	parentTaskID string
@@ -107,7 +108,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 			ev.Config = r.Config
 		}
 	case o.input != nil:
-		ev.Input = o.input
+		ev.Input, ev.Deferred = o.input, o.deferred
 	default:
 		tmpl := map[string]any{}
 		maps.Copy(tmpl, eff.InputTemplate)
