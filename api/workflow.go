@@ -57,11 +57,8 @@ func (s *Server) routeWorkflows() {
 	s.route("POST /api/workflow/{a}/{b}", auth.Authenticated, s.pathPair(
 		map[string]http.HandlerFunc{"execute": s.executeByName},
 		map[string]http.HandlerFunc{
-			"restart": s.lifecycle(s.restartTrigger),
-			"retry": s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
-				resume, err := queryBool(r, "resumeSubworkflowTasks", false)
-				return engine.Retry{ResumeSubworkflowTasks: resume}, err
-			}),
+			"restart":        s.lifecycle(s.restartTrigger),
+			"retry":          s.retryWorkflow,
 			"rerun":          s.rerunWorkflow,
 			"variables":      s.updateVariables,
 			"resetcallbacks": s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.ResetCallbacks{}, nil }),
@@ -291,8 +288,54 @@ func (s *Server) rerunWorkflow(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusOK, id)
 }
 
-// maxRerunDepth bounds the search of sub-workflows for a rerun's task.
+// maxRerunDepth bounds the search of sub-workflows for a rerun's task or
+// a retry's failed child.
 const maxRerunDepth = 8
+
+func (s *Server) retryWorkflow(w http.ResponseWriter, r *http.Request) {
+	resume, err := queryBool(r, "resumeSubworkflowTasks", false)
+	target := r.PathValue("id")
+	if err == nil && resume {
+		target, err = s.retryTarget(r, target)
+	}
+	if err == nil {
+		err = s.submit(r, target, engine.Retry{})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+// retryTarget finds the workflow a retry of id with resumeSubworkflowTasks
+// retries, as Conductor does: while the first failed task is a SUB_WORKFLOW
+// whose child has failed tasks of its own, the child. Its retry reopens
+// each ancestor up to id, whose SUB_WORKFLOW task waits for it again.
+func (s *Server) retryTarget(r *http.Request, id string) (string, error) {
+	wf, err := s.execution(r, id, auth.Execute)
+	if err != nil {
+		return "", err
+	}
+	for range maxRerunDepth {
+		t := wf.FirstFailed()
+		if t == nil || t.Type != conductor.TaskTypeSubWorkflow || t.SubWorkflowID == "" {
+			break
+		}
+		child, err := s.deps.Executions.Workflow(r.Context(), t.SubWorkflowID)
+		if errors.Is(err, fault.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		if child.FirstFailed() == nil {
+			break
+		}
+		wf = child
+	}
+	return wf.ID, nil
+}
 
 // rerunTarget finds the workflow that holds the task a rerun of id starts
 // from: id itself, or one of its sub-workflows at any depth, as Conductor

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -258,31 +259,66 @@ func TestBadInput(t *testing.T) {
 	e.waitStatus(e.start("ok", nil), conductor.WorkflowRunning)
 }
 
-// Retrying a failed child resumes its failed parent, which completes when
-// the child does (Conductor's retry of a sub-workflow).
+// Retrying a failed child resumes its failed parents, which complete when
+// the child does (Conductor's retry of a sub-workflow); so does a retry of
+// the top workflow with resumeSubworkflowTasks, which finds the failed
+// child. A plain retry of the top workflow starts a new child.
 func TestRetryOfChildResumesParent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"kid_work","retryCount":0}]`)
-	e.register(`{"name":"kid","tasks":[{"name":"kid_work","taskReferenceName":"kw"}],"outputParameters":{"v":"${kw.output.v}"}}`,
-		`{"name":"mother","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}],
-		  "outputParameters":{"v":"${sub.output.v}"}}`)
-	var calls atomic.Int64
-	e.work("kid_work", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
-		if calls.Add(1) == 1 {
+	e.register(`{"name":"kid","tasks":[{"name":"kid_work","taskReferenceName":"kw","inputParameters":{"fail":"${workflow.input.fail}"}}],
+		  "outputParameters":{"v":"${kw.output.v}"}}`,
+		`{"name":"mother","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"},
+		  "inputParameters":{"fail":"${workflow.input.fail}"}}],"outputParameters":{"v":"${sub.output.v}"}}`,
+		`{"name":"grandmother","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"mother"},
+		  "inputParameters":{"fail":"${workflow.input.fail}"}}],"outputParameters":{"v":"${sub.output.v}"}}`)
+	var mu sync.Mutex
+	failed := map[string]bool{} // runs (by their input's fail key) that failed once
+	e.work("kid_work", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		key, _ := task.InputData["fail"].(string)
+		if !failed[key] {
+			failed[key] = true
 			return workers.Output{}, errors.New("first try breaks")
 		}
 		return workers.Output{Data: map[string]any{"v": "fixed"}}, nil
 	})
-	id := e.start("mother", nil)
-	wf := e.waitStatus(id, conductor.WorkflowFailed)
-	child := taskByRef(wf, "sub").SubWorkflowID
-	e.waitStatus(child, conductor.WorkflowFailed)
-	e.must(http.StatusNoContent, "POST", "/api/workflow/"+child+"/retry", nil)
-	e.waitStatus(child, conductor.WorkflowCompleted)
-	wf = e.waitStatus(id, conductor.WorkflowCompleted)
-	if wf.Output["v"] != "fixed" || taskByRef(wf, "sub").SubWorkflowID != child || wf.LastRetriedTime == 0 {
-		t.Fatalf("parent after the child's retry: output %v, tasks %+v", wf.Output, wf.Tasks)
+	for _, tc := range []struct {
+		name, retry string // retry is "child", "mother" or "top", with its query
+		query       string
+		// Whether the top workflow waits for the same mother, and the
+		// mother for the same child: a plain retry starts a new one.
+		sameMother, sameChild bool
+	}{
+		{name: "retry of the child", retry: "child", sameMother: true, sameChild: true},
+		{name: "retry of the middle", retry: "mother", sameMother: true},
+		{name: "resumeSubworkflowTasks", retry: "top", query: "?resumeSubworkflowTasks=true", sameMother: true, sameChild: true},
+		{name: "plain retry", retry: "top"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := e.start("grandmother", map[string]any{"fail": tc.name})
+			wf := e.waitStatus(id, conductor.WorkflowFailed)
+			mother := taskByRef(wf, "sub").SubWorkflowID
+			child := taskByRef(e.waitStatus(mother, conductor.WorkflowFailed), "sub").SubWorkflowID
+			e.waitStatus(child, conductor.WorkflowFailed)
+			target := map[string]string{"child": child, "mother": mother, "top": id}[tc.retry]
+			e.must(http.StatusNoContent, "POST", "/api/workflow/"+target+"/retry"+tc.query, nil)
+			wf = e.waitStatus(id, conductor.WorkflowCompleted)
+			if wf.Output["v"] != "fixed" || wf.LastRetriedTime == 0 {
+				t.Fatalf("top workflow after the retry: output %v, lastRetriedTime %d", wf.Output, wf.LastRetriedTime)
+			}
+			if got := taskByRef(wf, "sub").SubWorkflowID; (got == mother) != tc.sameMother {
+				t.Fatalf("the top workflow waited for %s; the first mother was %s", got, mother)
+			}
+			if !tc.sameMother {
+				return
+			}
+			if got := taskByRef(e.waitStatus(mother, conductor.WorkflowCompleted), "sub").SubWorkflowID; (got == child) != tc.sameChild {
+				t.Fatalf("the mother waited for %s; the first child was %s", got, child)
+			}
+		})
 	}
 }
 

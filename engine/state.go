@@ -162,6 +162,18 @@ func (w *Workflow) LatestByRef(ref string) *Task {
 	return nil
 }
 
+// FirstFailed returns the first task that ended unsuccessfully and was not
+// retried since, or nil: where a retry with resumeSubworkflowTasks looks
+// for the failed child to retry instead.
+func (w *Workflow) FirstFailed() *Task {
+	for _, t := range w.Tasks {
+		if !t.Retried && conductor.TaskTerminal(t.Status) && !conductor.TaskSuccessful(t.Status) {
+			return t
+		}
+	}
+	return nil
+}
+
 // Active reports whether the task may still change on its own.
 func (t *Task) Active() bool { return !conductor.TaskTerminal(t.Status) }
 

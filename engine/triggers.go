@@ -88,10 +88,10 @@ type Terminate struct{ Reason string }
 type Restart struct{ Def *conductor.WorkflowDef }
 
 // Retry reschedules the failed tasks of a terminal workflow. A failed
-// SUB_WORKFLOW task is retried with a new child workflow;
-// ResumeSubworkflowTasks (retrying inside the failed child instead) is
-// accepted but not yet honoured.
-type Retry struct{ ResumeSubworkflowTasks bool }
+// SUB_WORKFLOW task is retried with a new child workflow. (Conductor's
+// resumeSubworkflowTasks retries the failed child instead: the child's
+// retry reopens its parent, see ChildReopened.)
+type Retry struct{}
 
 // Rerun runs a terminal workflow again from the start or from a task.
 type Rerun struct {
