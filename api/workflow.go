@@ -270,7 +270,7 @@ func (s *Server) rerunWorkflow(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := r.PathValue("id")
-	trig := engine.Rerun{Request: req}
+	trig := engine.Rerun{Request: req, By: principal(r)}
 	target := id
 	if err == nil && req.ReRunFromTaskID != "" {
 		target, err = s.rerunTarget(r, id, req.ReRunFromTaskID)

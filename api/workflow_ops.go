@@ -52,7 +52,7 @@ func (s *Server) skipTask(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	trig := engine.SkipTask{Ref: r.PathValue("ref"), Input: req.TaskInput, Output: req.TaskOutput}
+	trig := engine.SkipTask{Ref: r.PathValue("ref"), Input: req.TaskInput, Output: req.TaskOutput, By: principal(r)}
 	if err := s.submit(r, r.PathValue("id"), trig); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -126,7 +126,7 @@ func (s *Server) updateVariables(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fault.Invalid("variables must be a JSON object"))
 		return
 	}
-	s.submitState(w, r, r.PathValue("id"), engine.SetVariables{Variables: vars})
+	s.submitState(w, r, r.PathValue("id"), engine.SetVariables{Variables: vars, By: principal(r)})
 }
 
 // decideWorkflow re-evaluates a workflow: passed deadlines are acted on

@@ -33,12 +33,14 @@ type Entry struct {
 
 // Actions of the trail. They are part of the trail's documented format.
 const (
-	ActSecretPut      = "secret.put"
-	ActSecretDelete   = "secret.delete"
-	ActSecretTags     = "secret.tags"
-	ActSecretRead     = "secret.read"
-	ActSecretResolve  = "secret.resolve"
-	ActSecretRefuse   = "secret.resolve_refused"
+	ActSecretPut     = "secret.put"
+	ActSecretDelete  = "secret.delete"
+	ActSecretTags    = "secret.tags"
+	ActSecretRead    = "secret.read"
+	ActSecretResolve = "secret.resolve"
+	ActSecretRefuse  = "secret.resolve_refused"
+	// ActWorkflowRunAs: a workflow runs as another principal from here on.
+	ActWorkflowRunAs  = "workflow.run_as"
 	ActEnvPut         = "env.put"
 	ActEnvDelete      = "env.delete"
 	ActEnvTags        = "env.tags"
@@ -124,6 +126,8 @@ func (f fact) entries() []Entry {
 		return f.resolutions(e.Resolved, map[string]string{"task": e.TaskID})
 	case *schemas.WorkflowStarted:
 		return f.resolutions(e.Resolved, map[string]string{"parent": e.ParentWorkflowID})
+	case *schemas.WorkflowRunAs:
+		return []Entry{f.entry(ActWorkflowRunAs, target(auth.TargetWorkflow, f.workflow()), e.Principal, map[string]string{"run_as": e.Principal})}
 	}
 	if out, ok := f.secretEntries(); ok {
 		return out
@@ -137,10 +141,16 @@ func (f fact) entries() []Entry {
 	return f.metadataEntries()
 }
 
+// workflow is the id of the workflow whose subject f was read from.
+func (f fact) workflow() string {
+	wf, _ := eventlog.Untoken(strings.TrimPrefix(f.rec.Subject, "fv.wf."))
+	return wf
+}
+
 // resolutions are the entries of the values resolved (or refused) at a
 // hand-off of workflow f's subject.
 func (f fact) resolutions(refs []schemas.ResolvedRef, base map[string]string) []Entry {
-	wf, _ := eventlog.Untoken(strings.TrimPrefix(f.rec.Subject, "fv.wf."))
+	wf := f.workflow()
 	out := make([]Entry, 0, len(refs))
 	for _, ref := range refs {
 		d := map[string]string{"workflow": wf, "granted_by": ref.GrantedBy, "reason": ref.Refused}

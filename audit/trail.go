@@ -180,9 +180,11 @@ func (f Filter) match(e Entry) bool {
 	return true
 }
 
-// wfTypes are the workflow events that carry resolutions; the others are
-// not decoded (a workflow's start holds its whole definition).
-var wfTypes = map[string]bool{(&schemas.TaskStarted{}).EventType(): true, (&schemas.WorkflowStarted{}).EventType(): true}
+// wfTypes are the workflow events the trail shows (resolutions, and who a
+// workflow runs as); the others are not decoded (a workflow's start holds
+// its whole definition).
+var wfTypes = map[string]bool{(&schemas.TaskStarted{}).EventType(): true, (&schemas.WorkflowStarted{}).EventType(): true,
+	(&schemas.WorkflowRunAs{}).EventType(): true}
 
 // recordEntries are the entries of one record. Events the registry cannot
 // decode are shown as such rather than dropped: the trail must not hide

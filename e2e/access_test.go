@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,5 +237,119 @@ func TestChildNeedsExecute(t *testing.T) {
 		if code, _ := e.do("GET", "/api/workflow/"+sub.SubWorkflowID, nil); code != http.StatusNotFound {
 			t.Errorf("%s: the child exists (%d)", name, code)
 		}
+	}
+}
+
+// Whoever gives a workflow data of their own runs it from then on: a
+// principal with EXECUTE but without READ on a secret cannot rerun the
+// creator's workflow with input that steers the secret (here: to a URL of
+// their choosing) and have it resolved with the creator's rights. A rerun
+// that gives no data, or the creator's own, still resolves as the creator.
+// The trail names who took the workflow over.
+func TestDataGiverRunsTheWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.putSecret("deploy_key", "deploy-value-91c4e7")
+	e.register(`{"name":"deploy","tasks":[
+	  {"name":"deploy_prep","taskReferenceName":"prep","inputParameters":{"url":"${workflow.input.url}"}},
+	  {"name":"deploy_send","taskReferenceName":"send","inputParameters":{"url":"${prep.output.url}","key":"${workflow.secrets.deploy_key}"}}]}`)
+	owner, ownerToken := e.application("owner")
+	e.grant(owner, "WORKFLOW_DEF", "deploy", "EXECUTE")
+	e.grant(owner, "SECRET_NAME", "deploy_key", "READ")
+	other, otherToken := e.application("other")
+	e.grant(other, "WORKFLOW_DEF", "deploy", "EXECUTE")
+	e.work("deploy_prep", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"url": task.InputData["url"]}}, nil
+	})
+	type send struct{ url, key string }
+	var mu sync.Mutex
+	var sent []send
+	e.work("deploy_send", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, send{fmt.Sprint(task.InputData["url"]), fmt.Sprint(task.InputData["key"])})
+		return workers.Output{}, nil
+	})
+	asOwner, asOther := e.as(ownerToken), e.as(otherToken)
+	for _, tc := range []struct {
+		name   string
+		as     *env
+		rerun  func(wf *conductor.Workflow) conductor.RerunWorkflowRequest
+		url    string // where the rerun sends the key: "" for where the first run did
+		runsAs string // "" if the rerun completes as the owner
+	}{
+		{name: "new workflow input", as: asOther, url: "https://other.example/1", runsAs: other,
+			rerun: func(*conductor.Workflow) conductor.RerunWorkflowRequest {
+				return conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"url": "https://other.example/1"}}
+			}},
+		{name: "new task input", as: asOther, url: "https://other.example/2", runsAs: other,
+			rerun: func(wf *conductor.Workflow) conductor.RerunWorkflowRequest {
+				return conductor.RerunWorkflowRequest{ReRunFromTaskID: taskByRef(wf, "prep").TaskID, TaskInput: map[string]any{"url": "https://other.example/2"}}
+			}},
+		{name: "no data", as: asOther,
+			rerun: func(*conductor.Workflow) conductor.RerunWorkflowRequest { return conductor.RerunWorkflowRequest{} }},
+		{name: "the owner's own data", as: asOwner, url: "https://owner.example/own-data",
+			rerun: func(*conductor.Workflow) conductor.RerunWorkflowRequest {
+				return conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"url": "https://owner.example/own-data"}}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first := "https://owner.example/first/" + strings.ReplaceAll(tc.name, " ", "-")
+			id := asOwner.start("deploy", map[string]any{"url": first})
+			wf := asOwner.waitStatus(id, conductor.WorkflowCompleted)
+			tc.as.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", tc.rerun(wf))
+			if tc.runsAs == "" {
+				asOwner.waitStatus(id, conductor.WorkflowCompleted)
+			} else {
+				wf = asOwner.waitStatus(id, conductor.WorkflowFailed)
+				reason := taskByRef(wf, "send").ReasonForIncompletion
+				if !strings.Contains(reason, "deploy_key") || !strings.Contains(reason, tc.runsAs) {
+					t.Fatalf("send: %q, want a refusal naming %s", reason, tc.runsAs)
+				}
+			}
+			url, want := tc.url, 1
+			if url == "" {
+				url, want = first, 2
+			}
+			if tc.runsAs != "" {
+				want = 0
+			}
+			mu.Lock()
+			var got int
+			for _, s := range sent {
+				if s.url == url && s.key == "deploy-value-91c4e7" {
+					got++
+				}
+			}
+			mu.Unlock()
+			if got != want {
+				t.Fatalf("%s received the key %d times, want %d", url, got, want)
+			}
+			var runAs []string
+			for _, ev := range e.events(id) {
+				if ra, ok := ev.(*schemas.WorkflowRunAs); ok {
+					runAs = append(runAs, ra.Principal)
+				}
+			}
+			if tc.runsAs != "" && !slices.Equal(runAs, []string{tc.runsAs}) || tc.runsAs == "" && len(runAs) != 0 {
+				t.Fatalf("run-as events %v", runAs)
+			}
+		})
+	}
+	// The trail says who took which workflow over.
+	var trail struct {
+		Entries []struct{ Principal, Action, Target string }
+	}
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?principal="+other, nil)), &trail); err != nil {
+		t.Fatal(err)
+	}
+	var takeovers int
+	for _, en := range trail.Entries {
+		if en.Action == "workflow.run_as" && en.Principal == other && strings.HasPrefix(en.Target, "WORKFLOW:") {
+			takeovers++
+		}
+	}
+	if takeovers != 2 {
+		t.Fatalf("trail has %d run-as entries by %s, want 2: %+v", takeovers, other, trail.Entries)
 	}
 }

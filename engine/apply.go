@@ -82,6 +82,8 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 		}
 	case *schemas.WorkflowCompacted:
 		applyCompacted(w)
+	case *schemas.WorkflowRunAs:
+		w.RunAs = e.Principal
 	case *schemas.SecretsSealed:
 		if e.Key != w.SecretsKey {
 			// A new key (one compacted workflow sealed again): compacted

@@ -116,6 +116,14 @@ func (d *decision) emit(ev schemas.Event) {
 
 func (d *decision) effect(e ...Effect) { d.effects = append(d.effects, e...) }
 
+// runAs makes the workflow run as p from here on, unless it does already
+// (or p is nobody: a trigger of the engine's own).
+func (d *decision) runAs(p string) {
+	if p != "" && p != d.w.Principal() {
+		d.emit(&schemas.WorkflowRunAs{Principal: p, Time: d.now})
+	}
+}
+
 func (d *decision) handle(t Trigger) error {
 	switch t := t.(type) {
 	case Take:
@@ -141,7 +149,7 @@ func (d *decision) handle(t Trigger) error {
 	case Retry:
 		return d.retry(t)
 	case Rerun:
-		return d.rerun(t.Request, t.UpTo)
+		return d.rerun(t)
 	case ChildFinished:
 		d.childFinished(t)
 	case ChildReopened:
@@ -157,6 +165,7 @@ func (d *decision) handle(t Trigger) error {
 		if d.w.Terminal() {
 			return fault.Conflict("workflow %s is %s", d.w.ID, d.w.Status)
 		}
+		d.runAs(t.By)
 		d.emit(&schemas.VariablesUpdated{Variables: t.Variables, Time: d.now})
 	case AddLog:
 		if d.w.TaskByID(t.TaskID) == nil {

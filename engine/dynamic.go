@@ -277,7 +277,7 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 	if id == "" || name == "" {
 		return StartWorkflow{}, false
 	}
-	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.CreatedBy, Priority: intOf(sw["priority"]), From: w.ID, SecretsKey: w.SecretsKey}
+	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.Principal(), Priority: intOf(sw["priority"]), From: w.ID, SecretsKey: w.SecretsKey}
 	if v, ok := intValue(sw["version"]); ok {
 		eff.Version = &v
 	}

@@ -138,7 +138,7 @@ func terminalEffects(w *Workflow) []Effect {
 	var out []Effect
 	if w.ParentWorkflowID != "" {
 		out = append(out, NotifyParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildFinished{
-			ChildID: w.ID, Status: w.Status, Output: w.Output, Reason: w.Reason}})
+			ChildID: w.ID, Status: w.Status, Output: w.Output, Reason: w.Reason, RunAs: w.RunAs}})
 	}
 	if w.Status != conductor.WorkflowCompleted {
 		for _, t := range w.Tasks {
@@ -170,5 +170,5 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 		}
 	}
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
-		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy}
+		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.Principal()}
 }

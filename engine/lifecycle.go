@@ -47,11 +47,14 @@ func (d *decision) restart(r Restart) error {
 	return nil
 }
 
-func (d *decision) rerun(r conductor.RerunWorkflowRequest, upTo string) error {
+func (d *decision) rerun(r Rerun) error {
 	if err := d.requireTerminal("rerun"); err != nil {
 		return err
 	}
-	return d.rerunFrom(r, "", upTo)
+	if r.Request.WorkflowInput != nil || r.Request.TaskInput != nil {
+		d.runAs(r.By)
+	}
+	return d.rerunFrom(r.Request, "", r.UpTo)
 }
 
 // rerunFrom reruns a terminal workflow, from the start or from a task;
@@ -169,7 +172,7 @@ func (d *decision) reopened(upTo string) {
 	if d.w.ParentWorkflowID == "" {
 		return
 	}
-	c := ChildReopened{ChildID: d.w.ID}
+	c := ChildReopened{ChildID: d.w.ID, RunAs: d.w.RunAs}
 	if upTo != d.w.ID {
 		c.RerunUpTo = upTo
 	}
@@ -195,6 +198,7 @@ func (d *decision) childReopened(c ChildReopened) {
 		// A rerun asked of an ancestor went through the child: rerun from
 		// the task that ran it.
 		if d.w.Terminal() {
+			d.runAs(c.RunAs)
 			_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID}, c.ChildID, c.RerunUpTo)
 		}
 		return
@@ -210,6 +214,7 @@ func (d *decision) childReopened(c ChildReopened) {
 	if wt := d.plan.config(t); wt == nil || wt.Optional {
 		return // an optional task's failure did not stop the parent
 	}
+	d.runAs(c.RunAs)
 	var others []*Task
 	if d.w.Terminal() {
 		others = d.retriable()
@@ -237,6 +242,7 @@ func (d *decision) childFinished(c ChildFinished) {
 	if t == nil || d.w.Terminal() {
 		return // late or duplicate news
 	}
+	d.runAs(c.RunAs)
 	output := copyMap(c.Output)
 	output["subWorkflowId"] = c.ChildID
 	if c.Status == conductor.WorkflowCompleted {

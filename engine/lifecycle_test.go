@@ -351,3 +351,83 @@ func TestReconcileExpiredDispatches(t *testing.T) {
 		t.Fatalf("plain reconcile: %+v", d.Effects)
 	}
 }
+
+// Who gives a workflow data of their own runs it from then on: their
+// rights resolve its secrets and start its children. A child that ran as
+// someone else passes that on to the parent taking its news.
+func TestRunAs(t *testing.T) {
+	const def = `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b"},
+	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}]}`
+	for _, tc := range []struct {
+		name string
+		act  func(h *harness)
+		want string // who the workflow runs as afterwards
+	}{
+		{"variables by another", func(h *harness) {
+			h.decide(engine.SetVariables{Variables: map[string]any{"v": 1}, By: "app:other"})
+		}, "app:other"},
+		{"variables by the creator", func(h *harness) {
+			h.decide(engine.SetVariables{Variables: map[string]any{"v": 1}, By: "app:tester"})
+		}, "app:tester"},
+		{"skip with output", func(h *harness) {
+			h.decide(engine.SkipTask{Ref: "b", Output: map[string]any{"x": 1}, By: "app:other"})
+		}, "app:other"},
+		{"skip without data", func(h *harness) { h.decide(engine.SkipTask{Ref: "b", By: "app:other"}) }, "app:tester"},
+		{"rerun with input", func(h *harness) {
+			h.decide(engine.Terminate{})
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"n": 2}}, By: "app:other"})
+		}, "app:other"},
+		{"rerun without data", func(h *harness) {
+			h.decide(engine.Terminate{})
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID}, By: "app:other"})
+		}, "app:tester"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def, nil)
+			tc.act(h)
+			if got := h.w.Principal(); got != tc.want {
+				t.Fatalf("runs as %q, want %q", got, tc.want)
+			}
+			if h.w.CreatedBy != "app:tester" {
+				t.Fatalf("createdBy changed to %q", h.w.CreatedBy)
+			}
+			// Its children start as who it runs as.
+			if h.w.Status != conductor.WorkflowRunning {
+				return
+			}
+			h.complete("a", nil)
+			if h.task("b").Status == conductor.TaskScheduled {
+				h.complete("b", nil)
+			}
+			starts := effectsOf[engine.StartWorkflow](h.last)
+			if len(starts) != 1 || starts[0].CreatedBy != tc.want {
+				t.Fatalf("child starts %+v, want one created by %s", starts, tc.want)
+			}
+		})
+	}
+	t.Run("child's news", func(t *testing.T) {
+		h := newHarness(t, def, nil)
+		h.complete("a", nil)
+		h.complete("b", nil)
+		child := h.task("sub").SubWorkflowID
+		h.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowFailed, RunAs: "app:other"})
+		h.wantStatus(conductor.WorkflowFailed)
+		if got := h.w.Principal(); got != "app:other" {
+			t.Fatalf("a parent taking news of a child run as another runs as %q", got)
+		}
+		h.decide(engine.ChildReopened{ChildID: child, RunAs: "app:third"})
+		h.wantStatus(conductor.WorkflowRunning)
+		if got := h.w.Principal(); got != "app:third" {
+			t.Fatalf("a parent reopened by a child run as another runs as %q", got)
+		}
+	})
+	t.Run("child's state", func(t *testing.T) {
+		c := newHarness(t, `{"name":"kid","tasks":[{"name":"k","taskReferenceName":"k"}]}`, nil)
+		c.w.ParentWorkflowID = "parent-1"
+		c.decide(engine.SetVariables{Variables: map[string]any{"v": 1}, By: "app:other"})
+		d := c.complete("k", nil)
+		if got := effectsOf[engine.NotifyParent](d); len(got) != 1 || got[0].Child.RunAs != "app:other" {
+			t.Fatalf("news to the parent %+v", got)
+		}
+	})
+}

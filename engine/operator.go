@@ -17,6 +17,9 @@ type SkipTask struct {
 	Ref    string
 	Input  map[string]any
 	Output map[string]any
+	// By is who asked: given input or output makes the workflow run as
+	// them.
+	By string
 }
 
 // Remove removes the workflow from the read models (Conductor's remove and
@@ -75,6 +78,9 @@ func (d *decision) skipTask(s SkipTask) error {
 	}
 	if d.latest(s.Ref) != nil {
 		return fault.Conflict("task %s of workflow %s is already scheduled and cannot be skipped", s.Ref, d.w.ID)
+	}
+	if s.Input != nil || s.Output != nil {
+		d.runAs(s.By)
 	}
 	d.emit(&schemas.TaskScheduled{TaskID: taskID(d.w), Ref: s.Ref, Name: n.wt.Name, Type: n.wt.TaskType(),
 		Status: conductor.TaskSkipped, Seq: d.nextSeq(), Input: s.Input, Output: s.Output, Time: d.now})

@@ -14,30 +14,33 @@ import (
 // Maps held by a Workflow are never modified in place (Apply replaces them),
 // so a shallow Clone is a safe snapshot.
 type Workflow struct {
-	ID                   string            `msgpack:"id"`
-	Name                 string            `msgpack:"name"`
-	Version              int               `msgpack:"ver"`
-	DefJSON              []byte            `msgpack:"def"`
-	Status               string            `msgpack:"st"`
-	Input                map[string]any    `msgpack:"in"`
-	Output               map[string]any    `msgpack:"out"`
-	Variables            map[string]any    `msgpack:"vars"`
-	CorrelationID        string            `msgpack:"corr,omitempty"`
-	Priority             int               `msgpack:"prio,omitempty"`
-	TaskToDomain         map[string]string `msgpack:"t2d,omitempty"`
-	CreatedBy            string            `msgpack:"by,omitempty"`
-	ParentWorkflowID     string            `msgpack:"pwf,omitempty"`
-	ParentWorkflowTaskID string            `msgpack:"ptask,omitempty"`
-	IdempotencyKey       string            `msgpack:"idem,omitempty"`
-	Reason               string            `msgpack:"why,omitempty"`
-	FailedTaskRefs       []string          `msgpack:"frefs,omitempty"`
-	FailedTaskNames      []string          `msgpack:"fnames,omitempty"`
-	CreateTime           int64             `msgpack:"ct"`
-	StartTime            int64             `msgpack:"stt"`
-	EndTime              int64             `msgpack:"et,omitempty"`
-	UpdateTime           int64             `msgpack:"ut"`
-	LastRetriedTime      int64             `msgpack:"lrt,omitempty"`
-	Tasks                []*Task           `msgpack:"tasks"`
+	ID            string            `msgpack:"id"`
+	Name          string            `msgpack:"name"`
+	Version       int               `msgpack:"ver"`
+	DefJSON       []byte            `msgpack:"def"`
+	Status        string            `msgpack:"st"`
+	Input         map[string]any    `msgpack:"in"`
+	Output        map[string]any    `msgpack:"out"`
+	Variables     map[string]any    `msgpack:"vars"`
+	CorrelationID string            `msgpack:"corr,omitempty"`
+	Priority      int               `msgpack:"prio,omitempty"`
+	TaskToDomain  map[string]string `msgpack:"t2d,omitempty"`
+	CreatedBy     string            `msgpack:"by,omitempty"`
+	// RunAs, when set, is who the workflow runs as instead of CreatedBy
+	// (see schemas.WorkflowRunAs).
+	RunAs                string   `msgpack:"runAs,omitempty"`
+	ParentWorkflowID     string   `msgpack:"pwf,omitempty"`
+	ParentWorkflowTaskID string   `msgpack:"ptask,omitempty"`
+	IdempotencyKey       string   `msgpack:"idem,omitempty"`
+	Reason               string   `msgpack:"why,omitempty"`
+	FailedTaskRefs       []string `msgpack:"frefs,omitempty"`
+	FailedTaskNames      []string `msgpack:"fnames,omitempty"`
+	CreateTime           int64    `msgpack:"ct"`
+	StartTime            int64    `msgpack:"stt"`
+	EndTime              int64    `msgpack:"et,omitempty"`
+	UpdateTime           int64    `msgpack:"ut"`
+	LastRetriedTime      int64    `msgpack:"lrt,omitempty"`
+	Tasks                []*Task  `msgpack:"tasks"`
 	// Counter numbers every task instance ever created, across restarts, so
 	// that derived task ids never repeat.
 	Counter int `msgpack:"ctr"`
@@ -160,6 +163,15 @@ func (w *Workflow) LatestByRef(ref string) *Task {
 		}
 	}
 	return nil
+}
+
+// Principal is who the workflow runs as: whose rights resolve its secrets
+// and start its children.
+func (w *Workflow) Principal() string {
+	if w.RunAs != "" {
+		return w.RunAs
+	}
+	return w.CreatedBy
 }
 
 // FirstFailed returns the first task that ended unsuccessfully and was not

@@ -101,6 +101,8 @@ type Rerun struct {
 	// workflow up to it reruns from the SUB_WORKFLOW task that ran the
 	// child, which waits for the same child again.
 	UpTo string
+	// By is who asked: a rerun with new input runs as them.
+	By string
 }
 
 // ChildFinished reports that a SUB_WORKFLOW task's child reached a terminal
@@ -111,6 +113,9 @@ type ChildFinished struct {
 	Status  string
 	Output  map[string]any
 	Reason  string
+	// RunAs is the child's RunAs: set when the child ran as another
+	// principal than it was started as, which the parent then runs as.
+	RunAs string
 }
 
 // ChildReopened reports that a SUB_WORKFLOW task's child runs again: an
@@ -122,6 +127,8 @@ type ChildReopened struct {
 	// RerunUpTo: the child was rerun for a rerun asked of this ancestor
 	// (see Rerun.UpTo).
 	RerunUpTo string
+	// RunAs is the child's RunAs, as for ChildFinished.
+	RunAs string
 }
 
 // Compact records that a terminal workflow's secrets key is being
@@ -132,8 +139,12 @@ type Compact struct{}
 
 func (Compact) triggerName() string { return "compact" }
 
-// SetVariables merges values into the workflow's variables.
-type SetVariables struct{ Variables map[string]any }
+// SetVariables merges values into the workflow's variables; By, who asked,
+// is who the workflow runs as from then on.
+type SetVariables struct {
+	Variables map[string]any
+	By        string
+}
 
 // AddLog appends a log line to a task.
 type AddLog struct {

@@ -157,7 +157,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
 		ReasonForIncompletion: "no system worker for task type " + eff.TaskType}
 	if impl := e.system[eff.TaskType]; impl != nil {
-		res = impl.Execute(WithPrincipal(ctx, out.State.CreatedBy), task)
+		res = impl.Execute(WithPrincipal(ctx, out.State.Principal()), task)
 	}
 	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, "flowvault"
 	_, err = e.Submit(ctx, eff.WorkflowID, engine.Result{Result: res}, Meta{})
@@ -223,7 +223,7 @@ func (e *Executor) reportChild(ctx context.Context, parent string, child *engine
 		return nil
 	}
 	return e.submitQuietly(ctx, parent, engine.ChildFinished{ChildID: child.ID, Status: child.Status,
-		Output: child.Output, Reason: child.Reason})
+		Output: child.Output, Reason: child.Reason, RunAs: child.RunAs})
 }
 
 func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, reason string) error {

@@ -96,7 +96,7 @@ func (r *resolver) Resolve(body string) (any, error) {
 }
 
 // principal is who resolutions run as: the workflow's creator.
-func (r *resolver) principal() string { return r.w.CreatedBy }
+func (r *resolver) principal() string { return r.w.Principal() }
 
 func principalName(p string) string {
 	if p == "" {

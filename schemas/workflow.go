@@ -170,6 +170,18 @@ type WorkflowReset struct {
 
 func (*WorkflowReset) EventType() string { return "workflow.reset" }
 
+// WorkflowRunAs records that the workflow runs as another principal from
+// here on: one who gave it new data (a rerun's input, variables, a skipped
+// task's input or output), or the one a child it took news from runs as.
+// Secrets resolve, and children start, with that principal's rights, so
+// that nobody steers another principal's secrets with data of their own.
+type WorkflowRunAs struct {
+	Principal string `msgpack:"p"`
+	Time      int64  `msgpack:"ts"`
+}
+
+func (*WorkflowRunAs) EventType() string { return "workflow.run_as" }
+
 // WorkflowCompacted records that an ended workflow's secrets key was
 // destroyed: every value sealed under it is gone for good, and reads as
 // "***" from then on.
@@ -221,7 +233,8 @@ const (
 
 func init() {
 	for _, e := range []Event{&WorkflowStarted{}, &TaskScheduled{}, &TaskStarted{}, &TaskUpdated{}, &TaskLogged{},
-		&VariablesUpdated{}, &WorkflowStatusChanged{}, &WorkflowReset{}, &WorkflowCompacted{}, &ValuesMasked{}, &SecretsSealed{}} {
+		&VariablesUpdated{}, &WorkflowStatusChanged{}, &WorkflowReset{}, &WorkflowCompacted{}, &ValuesMasked{}, &SecretsSealed{},
+		&WorkflowRunAs{}} {
 		Default.Register(e, 1)
 	}
 }
