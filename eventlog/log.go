@@ -245,11 +245,19 @@ func (l *Log) shutdownServer() {
 // AppendOption changes one append.
 type AppendOption func(*appendOpts)
 
-type appendOpts struct{ msgID string }
+type appendOpts struct {
+	msgID     string
+	duplicate *bool
+}
 
 // WithMsgID sets the deduplication id of an append. By default it is the ID
 // of the record's first event, which callers derive from the event's cause.
 func WithMsgID(id string) AppendOption { return func(o *appendOpts) { o.msgID = id } }
+
+// ReportDuplicate sets *dup to whether the record was on the subject
+// already, under its id: appended by an earlier attempt, or by another
+// writer of the same request, whose events may differ from these.
+func ReportDuplicate(dup *bool) AppendOption { return func(o *appendOpts) { o.duplicate = dup } }
 
 // Append writes events to subject as one record and returns its stream
 // sequence. expected is the subject's last sequence as the caller last saw it
@@ -292,6 +300,9 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	start := time.Now()
 	seq, dup, err := l.write(ctx, stream, msg)
 	l.metrics.appendDur.Observe(time.Since(start).Seconds())
+	if o.duplicate != nil {
+		*o.duplicate = dup
+	}
 	switch {
 	case err == nil && dup:
 		l.metrics.appends.WithLabelValues("duplicate").Inc()
@@ -304,6 +315,9 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 		// is then on the subject after expected, under our id.
 		if prior, ok := l.findMsgID(ctx, subject, expected, o.msgID); ok {
 			l.metrics.appends.WithLabelValues("duplicate").Inc()
+			if o.duplicate != nil {
+				*o.duplicate = true
+			}
 			return prior, nil
 		}
 		l.metrics.appends.WithLabelValues("conflict").Inc()

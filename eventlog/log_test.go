@@ -243,27 +243,30 @@ func TestAppendUnderLoad(t *testing.T) {
 }
 
 // A retried append (same message id) is a no-op that returns the original
-// sequence, even though its expectation is now stale.
+// sequence, even though its expectation is now stale, and says it was one.
 func TestAppendDedup(t *testing.T) {
 	t.Parallel()
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
 	subj := "fv.wf.dedup"
 	evs := notes(t, "cmd-42", 2)
-	seq, err := l.Append(ctx, subj, evs, 0)
-	if err != nil {
-		t.Fatal(err)
+	dup := true
+	seq, err := l.Append(ctx, subj, evs, 0, eventlog.ReportDuplicate(&dup))
+	if err != nil || dup {
+		t.Fatalf("first append: duplicate %v, %v", dup, err)
 	}
 	for i := 0; i < 3; i++ {
-		again, err := l.Append(ctx, subj, evs, 0)
-		if err != nil || again != seq {
-			t.Fatalf("retry %d = %d, %v; want %d, nil", i, again, err, seq)
+		dup = false
+		again, err := l.Append(ctx, subj, evs, 0, eventlog.ReportDuplicate(&dup))
+		if err != nil || again != seq || !dup {
+			t.Fatalf("retry %d = %d, duplicate %v, %v; want %d, true, nil", i, again, dup, err, seq)
 		}
 	}
 	// Same cause, explicit id, different payload: still the original.
-	again, err := l.Append(ctx, subj, notes(t, "other", 1), 0, eventlog.WithMsgID("cmd-42-0"))
-	if err != nil || again != seq {
-		t.Fatalf("explicit id retry = %d, %v", again, err)
+	dup = false
+	again, err := l.Append(ctx, subj, notes(t, "other", 1), 0, eventlog.WithMsgID("cmd-42-0"), eventlog.ReportDuplicate(&dup))
+	if err != nil || again != seq || !dup {
+		t.Fatalf("explicit id retry = %d, duplicate %v, %v", again, dup, err)
 	}
 	recs, _ := l.ReadSubject(ctx, subj, 0)
 	if len(recs) != 1 {

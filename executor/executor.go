@@ -348,7 +348,8 @@ func (s *shard) process(j *job) (Outcome, error) {
 		if err != nil {
 			return Outcome{}, err
 		}
-		seq, err := e.appender.Append(ctx, subject(j.wfID), envs, expected)
+		var dup bool
+		seq, err := e.appender.Append(ctx, subject(j.wfID), envs, expected, eventlog.ReportDuplicate(&dup))
 		if errors.Is(err, eventlog.ErrConflict) && attempt < e.cfg.MaxAttempts {
 			e.metrics.conflicts.Inc()
 			if w, err = s.refresh(ctx, j.wfID, w); err != nil {
@@ -370,6 +371,17 @@ func (s *shard) process(j *job) (Outcome, error) {
 			e.reconcile(j.wfID)
 			return Outcome{}, fmt.Errorf("workflow %s: %w", j.wfID, err)
 		}
+		if dup {
+			// The record is another decision's on the same request (made
+			// on an older state, by another engine or before a crash):
+			// the log's, with its effects, is what stands.
+			e.metrics.decisions.WithLabelValues(name, "duplicate").Inc()
+			out, err := e.deduplicated(ctx, s, j.wfID, dec.Reply)
+			if _, taken := out.Reply.(*engine.Task); taken {
+				out.HandOffInput = handOffInput
+			}
+			return out, err
+		}
 		dec.State.Seq = seq
 		s.cache.put(j.wfID, dec.State)
 		e.metrics.decisions.WithLabelValues(name, "appended").Inc()
@@ -380,6 +392,28 @@ func (s *shard) process(j *job) (Outcome, error) {
 		}
 		return out, nil
 	}
+}
+
+// deduplicated answers a decision whose record was appended already, by
+// an earlier decision on the same request: with the log's state, and the
+// task it holds for a take's reply. The earlier decision's effects may not
+// have been performed (its engine may have crashed): a reconcile performs
+// what the state implies.
+func (e *Executor) deduplicated(ctx context.Context, s *shard, wfID string, reply any) (Outcome, error) {
+	s.cache.drop(wfID)
+	w, err := s.load(ctx, wfID)
+	if err != nil {
+		return Outcome{}, err
+	}
+	s.cache.put(wfID, w)
+	if t, ok := reply.(*engine.Task); ok {
+		reply = nil
+		if held := w.TaskByID(t.ID); held != nil {
+			reply = held
+		}
+	}
+	e.reconcile(wfID)
+	return Outcome{State: w, Seq: seqOf(w), Appended: true, Reply: reply}, nil
 }
 
 // needsFresh reports triggers that must see the log's latest state: reads,

@@ -251,3 +251,40 @@ func TestNothingToDoIsCheckedAgainstTheLog(t *testing.T) {
 		t.Fatalf("after pause, resume elsewhere and pause again: %s", w.Status)
 	}
 }
+
+// A record that was appended already (another engine took the same
+// request, e.g. a command redelivered after a crash) is the log's, not this
+// decision's: the engine whose append was deduplicated must not cache what
+// it decided, which differs (here: by its clock).
+func TestDeduplicatedAppendIsNotCached(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	clock := func(at time.Time) func() time.Time { return func() time.Time { return at } }
+	first := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	a := startExecutor(t, l, nothingScheduled{}, Config{Now: clock(first)})
+	b := startExecutor(t, l, nothingScheduled{}, Config{Now: clock(first.Add(time.Hour))})
+	const id = "wf-dedup"
+	startInline(ctx, t, a, id, `{"name":"dedup","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
+	if _, err := b.State(ctx, id); err != nil { // b caches the started state
+		t.Fatal(err)
+	}
+	meta := Meta{RequestID: "request-1"}
+	set := engine.SetVariables{Variables: map[string]any{"v": int64(1)}}
+	if _, err := a.Submit(ctx, id, set, meta); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.Submit(ctx, id, set, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.State.UpdateTime; got != first.UnixMilli() {
+		t.Fatalf("b answered a state updated at %d, the log's at %d", got, first.UnixMilli())
+	}
+	w, err := b.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.UpdateTime != first.UnixMilli() || w.Seq != out.Seq {
+		t.Fatalf("b holds a state updated at %d (seq %d), the log's at %d (seq %d)", w.UpdateTime, w.Seq, first.UnixMilli(), out.Seq)
+	}
+}
