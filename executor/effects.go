@@ -31,6 +31,13 @@ type ChildPreparer interface {
 	PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map[string]any, []schemas.ResolvedRef, error)
 }
 
+// OutputOpener opens the values a workflow sealed under its own key in its
+// output: a parent told of a child's end from the child's stored state
+// (recovery) takes them, and its own decision seals them again.
+type OutputOpener interface {
+	OpenOutput(ctx context.Context, w *engine.Workflow) (map[string]any, error)
+}
+
 // SystemTask runs one system task type inside the engine. It receives the
 // task as handed off (input resolved) and reports like a worker would.
 type SystemTask interface {
@@ -222,8 +229,15 @@ func (e *Executor) reportChild(ctx context.Context, parent string, child *engine
 	if !child.Terminal() {
 		return nil
 	}
+	output := child.Output
+	if oo, ok := e.handOff.(OutputOpener); ok {
+		var err error
+		if output, err = oo.OpenOutput(ctx, child); err != nil {
+			return fmt.Errorf("open output of workflow %s: %w", child.ID, err)
+		}
+	}
 	return e.submitQuietly(ctx, parent, engine.ChildFinished{ChildID: child.ID, Status: child.Status,
-		Output: child.Output, Reason: child.Reason, RunAs: child.RunAs})
+		Output: output, Reason: child.Reason, RunAs: child.RunAs})
 }
 
 func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, reason string) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -287,4 +288,84 @@ func TestDeduplicatedAppendIsNotCached(t *testing.T) {
 	if w.UpdateTime != first.UnixMilli() || w.Seq != out.Seq {
 		t.Fatalf("b holds a state updated at %d (seq %d), the log's at %d (seq %d)", w.UpdateTime, w.Seq, first.UnixMilli(), out.Seq)
 	}
+}
+
+// refusesNews refuses every append to the parent's subject that completes
+// a task with output v == "x": the child's news, as its engine holds it,
+// never reaches the parent.
+type refusesNews struct {
+	log    *eventlog.Log
+	parent string
+}
+
+func (r *refusesNews) Append(ctx context.Context, subj string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	if subj == subject(r.parent) {
+		for _, env := range envs {
+			if ev, err := schemas.Default.Decode(env); err == nil {
+				if u, ok := ev.(*schemas.TaskUpdated); ok && u.Output["v"] == "x" {
+					return 0, errors.New("append refused")
+				}
+			}
+		}
+	}
+	return r.log.Append(ctx, subj, envs, expected, opts...)
+}
+
+// opensOutput stands in for the guard: what it opens reads "opened".
+type opensOutput struct{}
+
+func (opensOutput) Prepare(context.Context, *engine.Workflow, *engine.Task) (map[string]any, []schemas.ResolvedRef, error) {
+	return nil, nil, nil
+}
+
+func (opensOutput) OpenOutput(_ context.Context, w *engine.Workflow) (map[string]any, error) {
+	out := maps.Clone(w.Output)
+	out["v"] = "opened"
+	return out, nil
+}
+
+// A parent told of its child's end by recovery (here: its append of the
+// news failed, and the reconcile after it asked the child) gets the
+// child's output from the child's stored state, opened: values sealed
+// under the child's key are no use to the parent.
+func TestRecoveredChildOutputIsOpened(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	const parent = "wf-parent"
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+	e.appender = &refusesNews{log: l, parent: parent}
+	e.SetHandOff(opensOutput{})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	startInline(ctx, t, e, parent, `{"name":"parent","version":1,"tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid","workflowDefinition":{"name":"kid","version":1,
+	    "tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}],"outputParameters":{"v":"x"}}}}]}`)
+	var child *engine.Workflow
+	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+		p, err := e.State(ctx, parent)
+		if err != nil {
+			return err
+		}
+		if child, err = e.State(ctx, p.LatestByRef("sub").SubWorkflowID); err != nil || child == nil {
+			return fmt.Errorf("the child has not started: %v", err)
+		}
+		return nil
+	})
+	gate := child.LatestByRef("gate")
+	if _, err := e.Submit(ctx, child.ID, engine.Result{Result: conductor.TaskResult{TaskID: gate.ID, WorkflowInstanceID: child.ID,
+		Status: conductor.TaskCompleted}}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+		p, err := e.State(ctx, parent)
+		if err != nil {
+			return err
+		}
+		if sub := p.LatestByRef("sub"); sub.Status != conductor.TaskCompleted || sub.Output["v"] != "opened" {
+			return fmt.Errorf("the parent's task is %s with output %v", sub.Status, sub.Output)
+		}
+		return nil
+	})
 }

@@ -13,6 +13,20 @@ import (
 	"github.com/flowvault/flowvault/schemas"
 )
 
+// OpenOutput implements executor.OutputOpener: w's output with what it
+// sealed opened ("***" where its key was destroyed).
+func (g *Guard) OpenOutput(ctx context.Context, w *engine.Workflow) (map[string]any, error) {
+	if !masking.HasSealed(w.Output) {
+		return w.Output, nil
+	}
+	v, err := masking.Open(w.Output, g.opener(ctx, w))
+	if err != nil {
+		return nil, err
+	}
+	out, _ := v.(map[string]any)
+	return out, nil
+}
+
 // PrepareChild implements executor.ChildPreparer for a workflow another
 // one starts (eff.From: a SUB_WORKFLOW's parent, a failed workflow starting
 // its failure workflow, a START_WORKFLOW's). Its input's secret references

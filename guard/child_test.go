@@ -1,0 +1,76 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+)
+
+// A child's output, as its log holds it, has its _secrets sealed under the
+// child's key, which its parent cannot open: a parent told of the child's
+// end from that state (recovery) takes it opened, and seals it again.
+// Once the child's key is destroyed, its values read "***".
+func TestOpenOutput(t *testing.T) {
+	ctx := testutil.Context(t, 30*time.Second)
+	l := testutil.OpenLog(t, "")
+	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(Config{Keys: keys})
+	ended := func(id string) *engine.Workflow {
+		w, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: id, Name: "kid", Version: 1,
+			Def: []byte(`{"name":"kid","version":1,"tasks":[]}`), ParentWorkflowID: "parent", Time: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := g.Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.WorkflowStatusChanged{
+			Status: conductor.WorkflowCompleted, Time: 2,
+			Output: map[string]any{"_secrets": map[string]any{"token": "child-token-7f3a"}, "plain": "kept"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range dec.Events {
+			if w, err = engine.Apply(w, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !masking.HasSealed(w.Output) {
+			t.Fatalf("the child's output was not sealed: %v", w.Output)
+		}
+		return w
+	}
+	token := func(out map[string]any) any { return out["_secrets"].(map[string]any)["token"] }
+
+	child := ended("kid-1")
+	out, err := g.OpenOutput(ctx, child)
+	if err != nil || token(out) != "child-token-7f3a" || out["plain"] != "kept" {
+		t.Fatalf("opened output %v, %v", out, err)
+	}
+	if !masking.HasSealed(child.Output) {
+		t.Fatal("opening changed the child's state")
+	}
+
+	// A value sealed by another workflow is not the child's to open.
+	other := ended("kid-2")
+	child.Output = other.Output
+	if _, err := g.OpenOutput(ctx, child); !errors.Is(err, errForeign) {
+		t.Fatalf("another workflow's sealed value: %v", err)
+	}
+
+	shredded := ended("kid-3")
+	if err := keys.DestroyKey(context.Background(), secretsKeyOf(shredded)); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := New(Config{Keys: keys}).OpenOutput(ctx, shredded); err != nil || token(out) != masking.Mask {
+		t.Fatalf("output after the key's destruction %v, %v", out, err)
+	}
+}
