@@ -203,7 +203,7 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 }
 
 func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
-	w.Epoch++
+	w.Epoch, w.RerunUpTo = w.Epoch+1, e.RerunUpTo
 	if w.Compacted {
 		// Its secrets key is destroyed, or about to be: whatever it seals
 		// from now on goes under a new key, compacted in its turn.

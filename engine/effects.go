@@ -117,7 +117,7 @@ func Effects(w *Workflow, now int64) []Effect {
 		out = append(out, terminalEffects(w)...)
 	case w.ParentWorkflowID != "" && w.Epoch > 0:
 		// Retried, restarted or rerun: the parent may have missed it.
-		out = append(out, ReopenParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildReopened{ChildID: w.ID}})
+		out = append(out, ReopenParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildReopened{ChildID: w.ID, RerunUpTo: w.RerunUpTo, RunAs: w.RunAs}})
 	}
 	return out
 }

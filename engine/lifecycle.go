@@ -61,6 +61,9 @@ func (d *decision) rerun(r Rerun) error {
 // child is the child a SUB_WORKFLOW task rerun from waits for again.
 func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo string) error {
 	reset := &schemas.WorkflowReset{Kind: schemas.ResetRerun, CorrelationID: r.CorrelationID, Time: d.now}
+	if upTo != d.w.ID {
+		reset.RerunUpTo = upTo
+	}
 	if r.WorkflowInput != nil {
 		reset.Input, reset.SetInput = r.WorkflowInput, true
 	}

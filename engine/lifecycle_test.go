@@ -290,6 +290,16 @@ func TestRerunThroughChild(t *testing.T) {
 	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].Child != (engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
 		t.Fatalf("reopen effects %+v", got)
 	}
+	// Recovery, should the news be lost, tells the parent the same.
+	var again []engine.ReopenParent
+	for _, eff := range engine.Effects(c.w, c.now.UnixMilli()) {
+		if r, ok := eff.(engine.ReopenParent); ok {
+			again = append(again, r)
+		}
+	}
+	if len(again) != 1 || again[0].Child != (engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+		t.Fatalf("recovery's reopen effects %+v", again)
+	}
 
 	p := newHarness(t, `{"name":"parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}},
 	  {"name":"after","taskReferenceName":"after"}]}`, nil)

@@ -47,6 +47,8 @@ type Workflow struct {
 	// Epoch counts resets (restart, rerun, retry); ids derived for child and
 	// failure workflows include it.
 	Epoch int `msgpack:"epoch,omitempty"`
+	// RerunUpTo is the last reset's RerunUpTo (see schemas.WorkflowReset).
+	RerunUpTo string `msgpack:"upTo,omitempty"`
 	// Removed is set by the remove API; Archived when it kept an archive.
 	// No trigger applies to a removed workflow.
 	Removed  bool `msgpack:"rm,omitempty"`

@@ -165,7 +165,10 @@ type WorkflowReset struct {
 	SetInput      bool           `msgpack:"setin,omitempty"`
 	CorrelationID string         `msgpack:"corr,omitempty"`
 	KeepBeforeSeq int            `msgpack:"keep,omitempty"` // rerun from task: keep tasks with seq below
-	Time          int64          `msgpack:"ts"`
+	// RerunUpTo is the ancestor a rerun through this child was asked of
+	// (engine.Rerun.UpTo), for recovery to tell the parent again.
+	RerunUpTo string `msgpack:"upTo,omitempty"`
+	Time      int64  `msgpack:"ts"`
 }
 
 func (*WorkflowReset) EventType() string { return "workflow.reset" }
