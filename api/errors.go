@@ -15,9 +15,14 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
+// errMethodNotAllowed is a path served for other methods only.
+var errMethodNotAllowed = errors.New("method not allowed")
+
 // statusOf is the one place that maps errors to HTTP status codes.
 func statusOf(err error) int {
 	switch {
+	case errors.Is(err, errMethodNotAllowed):
+		return http.StatusMethodNotAllowed
 	case errors.Is(err, fault.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, fault.ErrConflict):

@@ -302,3 +302,32 @@ func TestMetadataTagRoutes(t *testing.T) {
 		do(t, "DELETE", tags, `{"key":"k","value":"v"}`).expectError(t, http.StatusNotFound, "nope")
 	}
 }
+
+// A request no route takes gets Conductor's JSON error body, not the
+// mux's plain text: 404 for an unknown path, 405 (with Allow) for a path
+// served for other methods.
+func TestNoRouteAnswersJSON(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"GET", "/api/event", http.StatusNotFound, ""},
+		{"GET", "/api/no/such/thing", http.StatusNotFound, ""},
+		{"POST", "/api/metadata/workflow/some_name", http.StatusMethodNotAllowed, "GET"},
+		{"PATCH", "/api/secrets/known", http.StatusMethodNotAllowed, "PUT"},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			r := call(t, nil, tt.method, base+tt.path, "application/json", "{}")
+			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Fatalf("content type %q: %s", ct, r.body)
+			}
+			r.expectError(t, tt.status, tt.path)
+			if allow := r.header.Get("Allow"); !strings.Contains(allow, tt.allow) {
+				t.Fatalf("Allow %q, want it to name %s", allow, tt.allow)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 )
 
@@ -125,9 +127,50 @@ func New(deps Deps) *Server {
 
 // ServeHTTP authenticates the request (see Deps.Auth) and routes it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r, ok := s.authenticate(w, r); ok {
-		s.mux.ServeHTTP(w, r)
+	r, ok := s.authenticate(w, r)
+	if !ok {
+		return
 	}
+	if h, pattern := s.mux.Handler(r); pattern == "" {
+		s.noRoute(w, r, h)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// noRoute answers a request no route takes with Conductor's JSON error
+// body, where the mux would answer in plain text (404, or 405 with the
+// Allow header for a path served for other methods): clients read the
+// status and message from the body.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, mux http.Handler) {
+	probe := &statusProbe{header: http.Header{}}
+	mux.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		w.Header()["Allow"] = probe.header["Allow"]
+		s.writeError(w, r, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, errMethodNotAllowed))
+		return
+	}
+	s.writeError(w, r, fault.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
+}
+
+// statusProbe records the status and headers a handler answers with, and
+// drops its body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+
+func (p *statusProbe) WriteHeader(status int) {
+	if p.status == 0 {
+		p.status = status
+	}
+}
+
+func (p *statusProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // Shutdown ends the server's long waits, so that in-flight requests finish
