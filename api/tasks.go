@@ -63,6 +63,9 @@ func (s *Server) taskRoutes() {
 	s.route("POST /api/tasks", auth.Authenticated, s.updateTask)
 	s.route("POST /api/tasks/{workflowId}/{taskRefName}/{status}", auth.Authenticated, s.updateTaskByRef(false))
 	s.route("POST /api/tasks/{workflowId}/{taskRefName}/{status}/sync", auth.Authenticated, s.updateTaskByRef(true))
+	// More specific than the two above, so they win for these paths.
+	s.route("POST /api/tasks/{workflowId}/{status}/signal", auth.Authenticated, s.signal(false))
+	s.route("POST /api/tasks/{workflowId}/{status}/signal/sync", auth.Authenticated, s.signal(true))
 	s.route("GET /api/tasks/{taskId}", auth.Authenticated, s.getTask)
 	s.route("POST /api/tasks/{taskId}/log", auth.Authenticated, s.addTaskLog)
 	// Queue statistics name task types and count tasks: for those who see
@@ -290,43 +293,15 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 		if err == nil && len(workerID) > maxWorkerID {
 			err = fault.Invalid("workerid is longer than %d bytes", maxWorkerID)
 		}
-		var body []byte
 		if err == nil {
-			body, err = readBody(w, r, maxBodyBytes)
-		}
-		if err == nil && len(strings.TrimSpace(string(body))) > 0 {
-			if uerr := conductor.Unmarshal(body, &output); uerr != nil {
-				err = fault.Invalid("the body must be the task output, a JSON object: %v", uerr)
-			}
-		}
-		var out executor.Outcome
-		if err == nil {
-			out, err = s.deps.Engine.Submit(r.Context(), wfID, nil, executor.Meta{})
+			output, err = readOutput(w, r)
 		}
 		var taskID string
 		if err == nil {
-			// To a caller who may not see the workflow, every answer is
-			// the same: it exists, or has such a task, tells something.
-			hidden := fault.NotFound("workflow %s not found", wfID)
-			switch t := latestByRef(out.State, ref); {
-			case out.State == nil:
-				err = hidden
-			case t == nil:
-				err = fault.NotFound("workflow %s has no task with reference name %q", wfID, ref)
-				if e := s.mayExecution(r, out.State.Name, out.State.CreatedBy, auth.Read); e != nil {
-					err = s.hidden(r, out.State, auth.Read, e, hidden)
-				}
-			default:
-				taskID = t.ID
-				if err = s.mayUpdateTask(r, out.State, t); errors.Is(err, fault.ErrNotFound) {
-					err = hidden
-				}
-			}
+			taskID, err = s.updatableByRef(r, wfID, ref)
 		}
+		var out executor.Outcome
 		if err == nil {
-			if output == nil {
-				output = map[string]any{}
-			}
 			out, err = s.report(r, conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
 				OutputData: output, WorkerID: workerID}, false)
 		}
@@ -339,6 +314,33 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 			return
 		}
 		writeText(w, http.StatusOK, taskID)
+	}
+}
+
+// updatableByRef returns the id of the latest instance of task ref of
+// workflow wfID, which the caller must be allowed to report on.
+func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (string, error) {
+	out, err := s.deps.Engine.Submit(r.Context(), wfID, nil, executor.Meta{})
+	if err != nil {
+		return "", err
+	}
+	// To a caller who may not see the workflow, every answer is the same:
+	// it exists, or has such a task, tells something.
+	hidden := fault.NotFound("workflow %s not found", wfID)
+	switch t := latestByRef(out.State, ref); {
+	case out.State == nil:
+		return "", hidden
+	case t == nil:
+		err = fault.NotFound("workflow %s has no task with reference name %q", wfID, ref)
+		if e := s.mayExecution(r, out.State.Name, out.State.CreatedBy, auth.Read); e != nil {
+			err = s.hidden(r, out.State, auth.Read, e, hidden)
+		}
+		return "", err
+	default:
+		if err = s.mayUpdateTask(r, out.State, t); errors.Is(err, fault.ErrNotFound) {
+			err = hidden
+		}
+		return t.ID, err
 	}
 }
 

@@ -61,6 +61,7 @@ func (s *Server) routeWorkflows() {
 			"retry":          s.retryWorkflow,
 			"rerun":          s.rerunWorkflow,
 			"variables":      s.updateVariables,
+			"state":          s.updateState,
 			"resetcallbacks": s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.ResetCallbacks{}, nil }),
 			"correlated":     s.correlatedByName,
 		}))

@@ -259,17 +259,24 @@ func blocked(tree []*engine.Workflow, refs []string) (*engine.Workflow, *engine.
 	if tree[0].Terminal() {
 		return nil, nil, true
 	}
+	w, t := waitingTask(tree)
+	return w, t, t != nil
+}
+
+// waitingTask returns the first task of a running workflow of the tree
+// that waits for the outside world (WAIT, HUMAN), and its workflow.
+func waitingTask(tree []*engine.Workflow) (*engine.Workflow, *engine.Task) {
 	for _, w := range tree {
 		if w.Terminal() {
 			continue
 		}
 		for _, t := range w.Tasks {
 			if (t.Type == conductor.TaskTypeWait || t.Type == conductor.TaskTypeHuman) && t.Active() {
-				return w, t, true
+				return w, t
 			}
 		}
 	}
-	return nil, nil, false
+	return nil, nil
 }
 
 // workflowRun renders the result of a synchronous execution per its

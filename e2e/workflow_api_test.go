@@ -622,3 +622,68 @@ func TestSynchronousViewsMask(t *testing.T) {
 		}
 	}
 }
+
+// Orkes's signal completes the task a workflow waits in (in it, or in a
+// sub-workflow), with the body as its output; the synchronous form then
+// waits as an execution does and answers a SignalResponse. updateState
+// sets variables and reports a task by reference name, then answers a
+// WorkflowRun.
+func TestSignalAndUpdateState(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow, `{"name":"two_waits","version":1,"tasks":[
+	  {"name":"gate1","taskReferenceName":"gate1","type":"WAIT"},{"name":"gate2","taskReferenceName":"gate2","type":"WAIT"}],
+	  "outputParameters":{"a":"${gate1.output.a}","b":"${gate2.output.b}"}}`,
+		`{"name":"sig_child","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}],"outputParameters":{"c":"${gate.output.c}"}}`,
+		`{"name":"sig_parent","version":1,"tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"sig_child"}}],
+		  "outputParameters":{"c":"${sub.output.c}"}}`)
+
+	id := e.start("two_waits", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	var run conductor.WorkflowRun
+	e.decode(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK", map[string]any{"a": 1}, &run)
+	if run.ResponseType != "BLOCKING_TASK" || run.ReferenceTaskName != "gate2" || run.Status != "IN_PROGRESS" || run.TargetWorkflowID != id {
+		t.Fatalf("signal answered %+v; want the next blocking task, gate2", run)
+	}
+	if got := e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal", map[string]any{"b": 2}); got != "" {
+		t.Fatalf("async signal answered %q", got)
+	}
+	if wf := e.waitStatus(id, conductor.WorkflowCompleted); !reflect.DeepEqual(wf.Output, map[string]any{"a": float64(1), "b": float64(2)}) {
+		t.Fatalf("output %v", wf.Output)
+	}
+
+	// Into a sub-workflow.
+	parent := e.start("sig_parent", nil)
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if sub := taskByRef(e.workflow(parent), "sub"); sub == nil || sub.SubWorkflowID == "" {
+			return fmt.Errorf("the child has not started")
+		}
+		return nil
+	})
+	e.decode(http.StatusOK, "POST", "/api/tasks/"+parent+"/COMPLETED/signal/sync", map[string]any{"c": "deep"}, &run)
+	if run.ResponseType != "TARGET_WORKFLOW" || run.WorkflowID != parent || run.Status != "COMPLETED" || run.Output["c"] != "deep" {
+		t.Fatalf("signal through a sub-workflow answered %+v", run)
+	}
+
+	// Nothing to signal, a bad status, an unknown workflow.
+	e.fails(http.StatusConflict, "POST", "/api/tasks/"+parent+"/COMPLETED/signal/sync", map[string]any{})
+	e.fails(http.StatusBadRequest, "POST", "/api/tasks/"+parent+"/DONE/signal", map[string]any{})
+	e.fails(http.StatusNotFound, "POST", "/api/tasks/no-such-workflow/COMPLETED/signal", map[string]any{})
+
+	// updateState: variables, then a result by reference name; the answer
+	// waits until the workflow completes.
+	id = e.start("wait_flow", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	e.decode(http.StatusOK, "POST", "/api/workflow/"+id+"/state?requestId=req-3", map[string]any{"variables": map[string]any{"extra": "v"}}, &run)
+	if run.RequestID != "req-3" || run.Status != "RUNNING" || run.Variables["extra"] != "v" {
+		t.Fatalf("variables update answered %+v", run)
+	}
+	e.decode(http.StatusOK, "POST", "/api/workflow/"+id+"/state?requestId=req-4", map[string]any{"taskReferenceName": "gate",
+		"taskResult": map[string]any{"status": "COMPLETED", "outputData": map[string]any{"o": 1}}}, &run)
+	if run.Status != "COMPLETED" || run.Output["stage"] != "done" || taskNamed(run.Tasks, "gate").OutputData["o"] != float64(1) {
+		t.Fatalf("state update answered %+v", run)
+	}
+	e.fails(http.StatusBadRequest, "POST", "/api/workflow/"+id+"/state?requestId=req-5", map[string]any{"taskReferenceName": "gate"})
+	e.fails(http.StatusNotFound, "POST", "/api/workflow/"+id+"/state?requestId=req-6", map[string]any{"taskReferenceName": "nope",
+		"taskResult": map[string]any{"status": "COMPLETED"}})
+}

@@ -1,0 +1,137 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Orkes's signal and state updates: a caller moves a running workflow on
+// from the outside, then (for the synchronous forms) waits as a
+// synchronous execution does and answers a WorkflowRun.
+
+// signal is POST /api/tasks/{workflowId}/{status}/signal[/sync]: the body
+// is the output of the task the workflow (or a sub-workflow of it) waits
+// in, a WAIT or HUMAN task, which gets status.
+func (s *Server) signal(sync bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		wfID, status := r.PathValue("workflowId"), r.PathValue("status")
+		p, err := readExecuteParams(r.URL.Query().Get)
+		if err == nil {
+			err = checkResultStatus(status)
+		}
+		var output map[string]any
+		if err == nil {
+			output, err = readOutput(w, r)
+		}
+		var block *engine.Workflow
+		var task *engine.Task
+		if err == nil {
+			block, task, err = s.signalled(r, wfID)
+		}
+		if err == nil {
+			_, err = s.report(r, conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: block.ID, Status: status, OutputData: output}, false)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !sync {
+			writeEmptyOK(w)
+			return
+		}
+		s.answerRun(w, r, wfID, p)
+	}
+}
+
+// signalled returns the task a signal of wfID completes, and its workflow.
+func (s *Server) signalled(r *http.Request, wfID string) (*engine.Workflow, *engine.Task, error) {
+	if _, err := s.execution(r, wfID, auth.Execute); err != nil {
+		return nil, nil, err
+	}
+	tree, err := s.workflowTree(r.Context(), wfID)
+	if err != nil {
+		return nil, nil, err
+	}
+	block, task := waitingTask(tree)
+	if task == nil {
+		return nil, nil, fault.Conflict("workflow %s is %s and waits in no WAIT or HUMAN task to signal", wfID, tree[0].Status)
+	}
+	if err := s.mayUpdateTask(r, block, task); err != nil {
+		return nil, nil, err
+	}
+	return block, task, nil
+}
+
+// workflowStateUpdate is the body of POST /api/workflow/{id}/state.
+type workflowStateUpdate struct {
+	TaskReferenceName string                `json:"taskReferenceName"`
+	TaskResult        *conductor.TaskResult `json:"taskResult"`
+	Variables         map[string]any        `json:"variables"`
+}
+
+// updateState is POST /api/workflow/{id}/state: it sets variables, reports
+// a result for the latest instance of a task by its reference name, then
+// waits (waitUntilTaskRef, waitForSeconds) as a synchronous execution does.
+func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	p, err := readExecuteParams(r.URL.Query().Get)
+	var upd workflowStateUpdate
+	if err == nil {
+		err = decodeJSON(w, r, maxBodyBytes, &upd)
+	}
+	if err == nil && (upd.TaskResult == nil) != (upd.TaskReferenceName == "") {
+		err = fault.Invalid("taskReferenceName and taskResult go together")
+	}
+	if err == nil && upd.TaskResult != nil {
+		err = checkResultStatus(upd.TaskResult.Status)
+	}
+	if err == nil && len(upd.Variables) > 0 {
+		err = s.submit(r, id, engine.SetVariables{Variables: upd.Variables, By: principal(r)})
+	}
+	if err == nil && upd.TaskResult != nil {
+		res := *upd.TaskResult
+		if res.TaskID, err = s.updatableByRef(r, id, upd.TaskReferenceName); err == nil {
+			res.WorkflowInstanceID = id
+			_, err = s.report(r, res, false)
+		}
+	}
+	if err == nil && upd.TaskResult == nil && len(upd.Variables) == 0 {
+		_, err = s.execution(r, id, auth.Execute)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.answerRun(w, r, id, p)
+}
+
+// answerRun waits for workflow id as p says and answers its WorkflowRun.
+func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, id string, p executeParams) {
+	target, block, task, err := s.awaitBlocking(r.Context(), id, p.refs, p.wait)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, workflowRun(target, block, task, p))
+}
+
+// readOutput reads a body that is a task's output: a JSON object, or
+// nothing.
+func readOutput(w http.ResponseWriter, r *http.Request) (map[string]any, error) {
+	body, err := readBody(w, r, maxBodyBytes)
+	if err != nil {
+		return nil, err
+	}
+	output := map[string]any{}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := conductor.Unmarshal(body, &output); err != nil {
+			return nil, fault.Invalid("the body must be the task output, a JSON object: %v", err)
+		}
+	}
+	return output, nil
+}
