@@ -116,7 +116,8 @@ func TestSwitchValueParam(t *testing.T) {
 		{"ups", []string{"route", "ups", "label", "after"}, "ups"},
 		{"dhl", []string{"route", "other", "after"}, "dhl"},
 		{true, []string{"route", "flag", "after"}, "true"},
-		{"empty", []string{"route", "after"}, "empty"},
+		// An empty case takes the default case, as in Conductor.
+		{"empty", []string{"route", "other", "after"}, "empty"},
 		{nil, []string{"route", "other", "after"}, "null"},
 		{int64(7), []string{"route", "other", "after"}, "7"},
 		// An object's case is its JSON, as a script SWITCH reports it.
@@ -545,5 +546,23 @@ func TestDeterministic(t *testing.T) {
 	}
 	if a, b := run(), run(); !reflect.DeepEqual(a, b) {
 		t.Fatalf("task ids differ between identical runs:\n%v\n%v", a, b)
+	}
+}
+
+// A reference name that ends like a loop iteration ("step__1") outside a
+// loop is a name like any other: what follows it runs, and expressions
+// find it.
+func TestRefNamesLikeIterations(t *testing.T) {
+	h := newHarness(t, `{"name":"w","tasks":[{"name":"s","taskReferenceName":"step__1"},
+	  {"name":"s","taskReferenceName":"step__2","inputParameters":{"prev":"${step__1.output.v}"}}],
+	  "outputParameters":{"v":"${step__2.output.v}"}}`, nil)
+	h.complete("step__1", map[string]any{"v": "one"})
+	if got := h.wantTask("step__2", conductor.TaskScheduled).Input["prev"]; got != "one" {
+		t.Fatalf("step__2 input prev = %v", got)
+	}
+	h.complete("step__2", map[string]any{"v": "two"})
+	h.wantStatus(conductor.WorkflowCompleted)
+	if h.w.Output["v"] != "two" {
+		t.Fatalf("output %v", h.w.Output)
 	}
 }

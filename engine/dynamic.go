@@ -230,7 +230,7 @@ func (d *decision) spawnForked(wt *conductor.WorkflowTask, fork *Task) {
 // dynamicJoinRefs returns the tasks a JOIN that follows a FORK_JOIN_DYNAMIC
 // waits for: those the fork spawned. ok is false for other JOINs.
 func (d *decision) dynamicJoinRefs(join *Task) (refs []string, ok bool) {
-	n := d.plan.nodes[baseRef(join.Ref)]
+	n := d.plan.node(join.Ref)
 	if n == nil || n.idx == 0 || n.list[n.idx-1] == nil || n.list[n.idx-1].TaskType() != conductor.TaskTypeForkJoinDynamic {
 		return nil, false
 	}

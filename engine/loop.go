@@ -155,7 +155,7 @@ func (d *decision) prepareLoop(wt *conductor.WorkflowTask, ev *schemas.TaskSched
 // changed anything.
 func (d *decision) advanceLoop(loop *Task) bool {
 	wt := d.plan.config(loop)
-	ln := d.plan.nodes[baseRef(loop.Ref)]
+	ln := d.plan.node(loop.Ref)
 	if wt == nil || ln == nil || len(wt.LoopOver) == 0 {
 		return false
 	}
@@ -342,12 +342,12 @@ func (d *decision) reopenLoop(loop *Task, k int) {
 // placeOf returns the plan node that places task t: its own, or for a task
 // spawned by a dynamic fork, the fork's.
 func (d *decision) placeOf(t *Task) *node {
-	if n := d.plan.nodes[baseRef(t.Ref)]; n != nil {
+	if n := d.plan.node(t.Ref); n != nil {
 		return n
 	}
 	if t.ParentTaskID != "" {
 		if p := d.w.TaskByID(t.ParentTaskID); p != nil {
-			return d.plan.nodes[baseRef(p.Ref)]
+			return d.plan.node(p.Ref)
 		}
 	}
 	return nil
@@ -385,17 +385,18 @@ func (d *decision) endsLoop(t *Task, ln *node) bool {
 	case conductor.TaskTypeForkJoin, conductor.TaskTypeForkJoinDynamic:
 		return false
 	}
-	if d.plan.nodes[baseRef(t.Ref)] == nil {
+	if d.plan.node(t.Ref) == nil {
 		return false // spawned by a dynamic fork: its JOIN continues
 	}
 	_, why, c := d.plan.after(t.Ref)
 	return why == endLoop && c == ln
 }
 
-// selectedBranch is the branch a finished SWITCH or DECISION chose.
+// selectedBranch is the branch a finished SWITCH or DECISION chose. A case
+// with no tasks takes the default case, as in Conductor.
 func selectedBranch(t *Task, wt *conductor.WorkflowTask) []*conductor.WorkflowTask {
 	selected, _ := t.Output["selectedCase"].(string)
-	if branch, ok := wt.DecisionCases[selected]; ok {
+	if branch := wt.DecisionCases[selected]; len(branch) > 0 {
 		return branch
 	}
 	return wt.DefaultCase

@@ -160,7 +160,7 @@ func (p *plan) config(t *Task) *conductor.WorkflowTask {
 			return &wt
 		}
 	}
-	if n := p.nodes[baseRef(t.Ref)]; n != nil {
+	if n := p.node(t.Ref); n != nil {
 		return n.wt
 	}
 	return nil
@@ -180,7 +180,7 @@ const (
 // climbing out of finished SWITCH branches. container is the DO_WHILE or
 // fork node whose list ended, for endLoop and endBranch.
 func (p *plan) after(ref string) (next *conductor.WorkflowTask, why end, container *node) {
-	n := p.nodes[baseRef(ref)]
+	n := p.node(ref)
 	for n != nil {
 		if n.idx+1 < len(n.list) {
 			return n.list[n.idx+1], endNone, nil
@@ -197,6 +197,16 @@ func (p *plan) after(ref string) (next *conductor.WorkflowTask, why end, contain
 		n = n.parent // a SWITCH branch ended: continue after the SWITCH
 	}
 	return nil, endWorkflow, nil
+}
+
+// node returns the node of a task reference name: its own, or for an
+// iteration of a loop's task ("ref__3"), the loop task's. A name that
+// merely ends like an iteration is its own.
+func (p *plan) node(ref string) *node {
+	if n := p.nodes[ref]; n != nil {
+		return n
+	}
+	return p.nodes[baseRef(ref)]
 }
 
 // baseRef strips a loop iteration suffix: "ref__3" → "ref".
