@@ -60,7 +60,7 @@ func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor
 		scope[ref] = lazyJSON(out)
 	}
 	v, err := runJS(ctx, l.Budget, cfg.LoopCondition, scope, func(r *jsRun, v goja.Value) (any, error) {
-		more := v != nil && v.ToBoolean()
+		more := scriptBool(v)
 		out := map[string]any{}
 		if o := r.vm.Get("$").ToObject(r.vm).Get(ref); o != nil && !goja.IsUndefined(o) && !goja.IsNull(o) {
 			added := r.vm.NewObject()
@@ -107,4 +107,23 @@ func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor
 func loopFailed(t *conductor.Task, err error) conductor.TaskResult {
 	return conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
 		ReasonForIncompletion: fmt.Sprintf("DO_WHILE %s: unable to evaluate loopCondition: %v", t.ReferenceTaskName, err)}
+}
+
+// scriptBool reads a loop condition's value as Conductor's
+// ScriptEvaluator.evalBool does: a boolean, or a number above zero. Any
+// other value (a string, an object) ends the loop, where JavaScript's
+// truthiness would run it again.
+func scriptBool(v goja.Value) bool {
+	if v == nil {
+		return false
+	}
+	switch x := v.Export().(type) {
+	case bool:
+		return x
+	case int64:
+		return x > 0
+	case float64:
+		return x > 0
+	}
+	return false
 }

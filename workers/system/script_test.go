@@ -228,6 +228,14 @@ func TestLoopCondition(t *testing.T) {
 	if !reflect.DeepEqual(stored.InputData["loop"], map[string]any{"iteration": int64(2), "2": map[string]any{"b": map[string]any{"ok": true}}, "storage": map[string]any{"n": int64(1)}}) {
 		t.Fatalf("the condition changed the task's input: %v", stored.InputData["loop"])
 	}
+	// A value is true as Conductor's evalBool reads it: a boolean, or a
+	// number above zero.
+	for cond, more := range map[string]bool{"1": true, "0.5": true, "0": false, "$.loop.iteration - 5": false,
+		"'true'": false, "'false'": false, "$.b": false, "({})": false, "null": false, "undefined": false} {
+		if res = (system.LoopCondition{}).Execute(context.Background(), task(cond)); (res.Status == conductor.TaskInProgress) != more {
+			t.Fatalf("condition %s: %s, want another iteration: %v", cond, res.Status, more)
+		}
+	}
 	for _, bad := range []string{"$.nope.x", "while (true) {}", "(("} {
 		res = system.LoopCondition{Budget: system.Budget{Time: 200 * time.Millisecond}}.Execute(context.Background(), task(bad))
 		if res.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(res.ReasonForIncompletion, "unable to evaluate loopCondition") {
