@@ -206,7 +206,8 @@ func TestWait(t *testing.T) {
 	tests := []struct {
 		duration string
 		after    time.Duration
-	}{{"10s", 10 * time.Second}, {"1 days 2 hours", 26 * time.Hour}, {"5m 30s", 5*time.Minute + 30*time.Second}}
+	}{{"10s", 10 * time.Second}, {"1 days 2 hours", 26 * time.Hour}, {"5m 30s", 5*time.Minute + 30*time.Second},
+		{"5m10s", 5*time.Minute + 10*time.Second}, {"1d2h", 26 * time.Hour}, {"2 mins", 2 * time.Minute}}
 	for _, tt := range tests {
 		h := newHarness(t, def, map[string]any{"d": tt.duration})
 		h.wantTask("wait", conductor.TaskInProgress)
@@ -234,11 +235,38 @@ func TestWait(t *testing.T) {
 	external.complete("wait", map[string]any{"ok": true})
 	external.wantStatus(conductor.WorkflowCompleted)
 
-	bad := newHarness(t, def, map[string]any{"d": "soon"})
+	for _, d := range []string{"soon", "5 monkeys", "5 ms", "10"} {
+		bad := newHarness(t, def, map[string]any{"d": d})
+		bad.wantTask("wait", conductor.TaskFailedWithTerminalError)
+		bad.wantStatus(conductor.WorkflowFailed)
+		if !strings.Contains(bad.w.Reason, d) {
+			t.Fatalf("reason %q does not name the bad duration", bad.w.Reason)
+		}
+	}
+}
+
+// A WAIT until a date reads its zone the same on every engine, whatever
+// the server's own zone: by offset, or by an abbreviation it knows.
+func TestWaitUntil(t *testing.T) {
+	def := `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"until":"${workflow.input.u}"}}]}`
+	for until, want := range map[string]time.Time{
+		"2026-12-01 10:00 UTC":   time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		"2026-12-01 10:00 PST":   time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC),
+		"2026-12-01 10:00 CEST":  time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC),
+		"2026-12-01 10:00 +0530": time.Date(2026, 12, 1, 4, 30, 0, 0, time.UTC),
+		"2026-12-01 10:00":       time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		"2026-12-02":             time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC),
+	} {
+		h := newHarness(t, def, map[string]any{"u": until})
+		h.wantTask("wait", conductor.TaskInProgress)
+		if dl := engine.Deadlines(h.w); len(dl) != 1 || dl[0] != want.UnixMilli() {
+			t.Fatalf("%s: deadlines %v, want %d", until, dl, want.UnixMilli())
+		}
+	}
+	bad := newHarness(t, def, map[string]any{"u": "2026-12-01 10:00 XYZ"})
 	bad.wantTask("wait", conductor.TaskFailedWithTerminalError)
-	bad.wantStatus(conductor.WorkflowFailed)
-	if !strings.Contains(bad.w.Reason, "soon") {
-		t.Fatalf("reason %q does not name the bad duration", bad.w.Reason)
+	if !strings.Contains(bad.w.Reason, "XYZ") {
+		t.Fatalf("reason %q does not name the unknown zone", bad.w.Reason)
 	}
 }
 

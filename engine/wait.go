@@ -30,7 +30,10 @@ func waitUntil(input map[string]any, now int64) (int64, error) {
 	return 0, nil
 }
 
-var durationPart = regexp.MustCompile(`(?i)(\d+)\s*(days|day|d|hours|hour|hrs|hr|h|minutes|minute|mins|min|m|seconds|second|secs|sec|s)\b`)
+// durationPart is one number and unit. The longest unit matches first, and
+// what follows must be another part or the end ("5m10s", "5 mins"), which
+// parseWaitDuration checks.
+var durationPart = regexp.MustCompile(`(?i)(\d+)\s*(days|day|d|hours|hour|hrs|hr|h|minutes|minute|mins|min|m|seconds|second|secs|sec|s)`)
 
 // parseWaitDuration accepts Conductor's duration syntax (DateTimeUtils).
 func parseWaitDuration(s string) (time.Duration, error) {
@@ -69,12 +72,35 @@ func parseWaitDuration(s string) (time.Duration, error) {
 
 var waitDateLayouts = []string{"2006-01-02 15:04 MST", "2006-01-02 15:04 -0700", "2006-01-02 15:04", "2006-01-02"}
 
+// zoneOffsets are the zone abbreviations an "until" may name, with their
+// offsets (seconds east of UTC). Go reads an abbreviation by the server's
+// own zone, and one it does not know as UTC: neither is the same on every
+// engine, nor what the author meant. Others are refused.
+var zoneOffsets = map[string]int{
+	"UTC": 0, "GMT": 0, "Z": 0,
+	"HST": -10 * 3600, "AKST": -9 * 3600, "AKDT": -8 * 3600,
+	"PST": -8 * 3600, "PDT": -7 * 3600, "MST": -7 * 3600, "MDT": -6 * 3600,
+	"CST": -6 * 3600, "CDT": -5 * 3600, "EST": -5 * 3600, "EDT": -4 * 3600,
+	"BST": 3600, "CET": 3600, "CEST": 2 * 3600, "EET": 2 * 3600, "EEST": 3 * 3600,
+	"IST": 5*3600 + 1800, "JST": 9 * 3600, "AEST": 10 * 3600, "AEDT": 11 * 3600,
+}
+
 func parseWaitDate(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	for _, layout := range waitDateLayouts {
-		if t, err := time.Parse(layout, s); err == nil {
+		t, err := time.ParseInLocation(layout, s, time.UTC)
+		if err != nil {
+			continue
+		}
+		if !strings.HasSuffix(layout, "MST") {
 			return t, nil
 		}
+		zone, _ := t.Zone()
+		offset, ok := zoneOffsets[strings.ToUpper(zone)]
+		if !ok {
+			return time.Time{}, fmt.Errorf("until %q: unknown zone %q: give an offset (\"yyyy-MM-dd HH:mm -0800\") or UTC", s, zone)
+		}
+		return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, time.FixedZone(zone, offset)), nil
 	}
 	return time.Time{}, fmt.Errorf("until %q: want \"yyyy-MM-dd HH:mm z\", \"yyyy-MM-dd HH:mm\" or \"yyyy-MM-dd\"", s)
 }
