@@ -190,7 +190,9 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 	d.effect(terminalEffects(d.w)...)
 }
 
-// workflowOutput evaluates outputParameters, or takes the last task's output.
+// workflowOutput evaluates outputParameters, or takes the output of the
+// last task in the list, as Conductor's decider does (the last one
+// scheduled: in a workflow ending in a DO_WHILE, the loop's last task).
 func (d *decision) workflowOutput() map[string]any {
 	if len(d.plan.def.OutputParameters) > 0 {
 		out, _, err := d.evaluate(d.plan.def.OutputParameters, "")
@@ -199,16 +201,10 @@ func (d *decision) workflowOutput() map[string]any {
 		}
 		return map[string]any{}
 	}
-	var last *Task
-	for _, t := range d.w.Tasks {
-		if conductor.TaskTerminal(t.Status) && t.Status != conductor.TaskCanceled && (last == nil || t.EndTime >= last.EndTime) {
-			last = t
-		}
+	if n := len(d.w.Tasks); n > 0 {
+		return copyMap(d.w.Tasks[n-1].Output)
 	}
-	if last == nil {
-		return map[string]any{}
-	}
-	return copyMap(last.Output)
+	return map[string]any{}
 }
 
 // failed handles a task that just failed: retry it, let an optional task

@@ -691,3 +691,18 @@ func loopIterations(h *harness) int64 {
 	n, _ := h.task("loop").Output["iteration"].(int64)
 	return n
 }
+
+// Without outputParameters, a workflow's output is the output of the last
+// task in its list, as in Conductor: for a workflow that ends in a
+// DO_WHILE, the loop's last task, not the loop, which ends after it.
+func TestDefaultOutputIsTheLastTasks(t *testing.T) {
+	h := newHarness(t, `{"name":"w","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE",
+	  "loopCondition":"false","loopOver":[{"name":"a","taskReferenceName":"a"}]}]}`, nil)
+	h.complete("a__1", map[string]any{"v": "from a"})
+	h.advance(time.Millisecond)
+	h.system("loop", conductor.TaskCompleted, nil, "")
+	h.wantStatus(conductor.WorkflowCompleted)
+	if !reflect.DeepEqual(h.w.Output, map[string]any{"v": "from a"}) {
+		t.Fatalf("output %v, want a__1's", h.w.Output)
+	}
+}
