@@ -387,8 +387,10 @@ func TestTerminalErrorAndOptional(t *testing.T) {
 
 func TestTimeouts(t *testing.T) {
 	def := `{"name":"to","tasks":[{"name":"t","taskReferenceName":"t"}]}`
-	t.Run("poll", func(t *testing.T) {
-		h := newHarness(t, def, nil, `{"name":"t","retryCount":1,"retryDelaySeconds":0,"pollTimeoutSeconds":5}`)
+	// A poll timeout follows timeoutPolicy, as in Conductor's
+	// checkTaskPollTimeout (TIME_OUT_WF is the task definition's default).
+	t.Run("poll RETRY", func(t *testing.T) {
+		h := newHarness(t, def, nil, `{"name":"t","retryCount":1,"retryDelaySeconds":0,"pollTimeoutSeconds":5,"timeoutPolicy":"RETRY"}`)
 		h.advance(5 * time.Second)
 		h.decide(engine.Tick{})
 		if h.w.Tasks[0].Status != conductor.TaskTimedOut {
@@ -398,6 +400,23 @@ func TestTimeouts(t *testing.T) {
 		h.advance(5 * time.Second)
 		h.decide(engine.Tick{})
 		h.wantStatus(conductor.WorkflowTimedOut)
+	})
+	t.Run("poll TIME_OUT_WF", func(t *testing.T) {
+		h := newHarness(t, def, nil, `{"name":"t","retryCount":2,"retryDelaySeconds":0,"pollTimeoutSeconds":5}`)
+		h.advance(5 * time.Second)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowTimedOut)
+		h.wantRefs("t")
+	})
+	t.Run("poll ALERT_ONLY", func(t *testing.T) {
+		h := newHarness(t, def, nil, `{"name":"t","retryCount":2,"pollTimeoutSeconds":5,"timeoutPolicy":"ALERT_ONLY"}`)
+		if dl := engine.Deadlines(h.w); len(dl) != 0 {
+			t.Fatalf("an alert-only poll timeout has deadlines %v", dl)
+		}
+		h.advance(time.Minute)
+		if d := h.decide(engine.Tick{}); len(d.Events) != 0 {
+			t.Fatal("ALERT_ONLY changed the task")
+		}
 	})
 	t.Run("response", func(t *testing.T) {
 		h := newHarness(t, def, nil, `{"name":"t","retryCount":1,"retryDelaySeconds":0,"responseTimeoutSeconds":10}`)

@@ -40,7 +40,7 @@ func Deadlines(w *Workflow) []int64 {
 			if t.AvailableAt > t.ScheduledTime {
 				add(t.AvailableAt)
 			}
-			if p.PollTimeoutSeconds > 0 && t.IsWorkerTask() {
+			if pollTimesOut(t) {
 				add(max(t.AvailableAt, t.ScheduledTime) + p.PollTimeoutSeconds*1000)
 			}
 			if t.IsWorkerTask() && timesOut(t) {
@@ -74,6 +74,12 @@ func timesOut(t *Task) bool {
 	return t.Policy.TimeoutSeconds > 0 && t.Policy.TimeoutPolicy != conductor.TimeoutPolicyAlertOnly && t.StartTime > 0
 }
 
+// pollTimesOut reports whether a scheduled worker task's
+// pollTimeoutSeconds applies: set, and acted on (not alert-only).
+func pollTimesOut(t *Task) bool {
+	return t.Policy.PollTimeoutSeconds > 0 && t.Policy.TimeoutPolicy != conductor.TimeoutPolicyAlertOnly && t.IsWorkerTask()
+}
+
 // leased reports whether an IN_PROGRESS task is held by an engine's system
 // worker, which must report within SystemTaskLease. A DO_WHILE is held only
 // while its condition is evaluated; while its body runs, the decider has it.
@@ -97,9 +103,8 @@ func (d *decision) tick() {
 		switch {
 		case t.Status == conductor.TaskScheduled && t.IsWorkerTask() && timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:
 			d.timedOut(t, "task exceeded timeoutSeconds", false)
-		case t.Status == conductor.TaskScheduled && t.IsWorkerTask() && p.PollTimeoutSeconds > 0 &&
-			d.now >= max(t.AvailableAt, t.ScheduledTime)+p.PollTimeoutSeconds*1000:
-			d.timedOut(t, "task was not polled within pollTimeoutSeconds", true)
+		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= max(t.AvailableAt, t.ScheduledTime)+p.PollTimeoutSeconds*1000:
+			d.timedOut(t, "task was not polled within pollTimeoutSeconds", false)
 		case t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now:
 			d.effect(handOff(d.w, t)...)
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait && t.AvailableAt > 0 && d.now >= t.AvailableAt:
@@ -120,9 +125,9 @@ func (d *decision) tick() {
 	}
 }
 
-// timedOut marks t TIMED_OUT and applies its timeout policy. Poll and
-// response timeouts always lead to a retry (Conductor's behaviour); the
-// task timeout follows timeoutPolicy.
+// timedOut marks t TIMED_OUT and applies its timeout policy. A response
+// timeout always leads to a retry (Conductor's behaviour); the task and
+// poll timeouts follow timeoutPolicy.
 func (d *decision) timedOut(t *Task, reason string, alwaysRetry bool) {
 	policy := t.Policy.TimeoutPolicy
 	if !alwaysRetry && policy == conductor.TimeoutPolicyAlertOnly {
