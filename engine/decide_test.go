@@ -453,6 +453,17 @@ func TestTimeouts(t *testing.T) {
 			t.Fatal("ALERT_ONLY changed the task")
 		}
 	})
+	t.Run("paused workflow", func(t *testing.T) {
+		// Its time runs on while paused, as in Conductor's decider.
+		h := newHarness(t, `{"name":"to","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"t","taskReferenceName":"t"}]}`, nil)
+		h.decide(engine.Pause{})
+		if dl := engine.Deadlines(h.w); len(dl) != 1 || dl[0] != epoch.Add(time.Minute).UnixMilli() {
+			t.Fatalf("paused workflow's deadlines %v", dl)
+		}
+		h.advance(time.Minute)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowTimedOut)
+	})
 	t.Run("workflow", func(t *testing.T) {
 		h := newHarness(t, `{"name":"to","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"t","taskReferenceName":"t"}]}`, nil)
 		h.advance(time.Minute)

@@ -28,9 +28,9 @@ func Deadlines(w *Workflow) []int64 {
 		}
 	}
 	// Only deadlines a tick acts on: an alert-only timeout (which flowvault
-	// does nothing for) would stay due in the timer index for good.
-	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF &&
-		w.Status == conductor.WorkflowRunning {
+	// does nothing for) would stay due in the timer index for good. A
+	// paused workflow's time runs on, as in Conductor.
+	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
 		add(w.timeoutFrom() + def.TimeoutSeconds*1000)
 	}
 	for _, t := range w.Tasks {
@@ -92,8 +92,8 @@ func (d *decision) tick() {
 	if d.w.Terminal() {
 		return
 	}
-	if d.w.Status == conductor.WorkflowRunning && d.plan.def.TimeoutSeconds > 0 &&
-		d.now >= d.w.timeoutFrom()+d.plan.def.TimeoutSeconds*1000 && d.plan.def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
+	if d.plan.def.TimeoutSeconds > 0 && d.now >= d.w.timeoutFrom()+d.plan.def.TimeoutSeconds*1000 &&
+		d.plan.def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
 		d.finish(conductor.WorkflowTimedOut, "workflow timed out", nil)
 		return
 	}
