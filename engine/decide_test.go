@@ -201,6 +201,43 @@ func TestSetVariableAndTerminate(t *testing.T) {
 	}
 }
 
+// TERMINATE as Conductor's: its output is the workflow's (a value that is
+// not an object under "output"), a reason is made up when none is given,
+// and a status it does not know fails the task and the workflow.
+func TestTerminateTask(t *testing.T) {
+	def := `{"name":"t","tasks":[{"name":"stop","taskReferenceName":"stop","type":"TERMINATE","inputParameters":{
+	  "terminationStatus":"${workflow.input.status}","workflowOutput":"${workflow.input.out}"}},{"name":"never","taskReferenceName":"never"}]}`
+	for _, tt := range []struct {
+		status string
+		out    any
+		want   string // the workflow's status
+		output map[string]any
+		reason string
+	}{
+		{"COMPLETED", map[string]any{"a": int64(1)}, conductor.WorkflowCompleted, map[string]any{"a": int64(1)}, ""},
+		{"TERMINATED", "plain", conductor.WorkflowTerminated, map[string]any{"output": "plain"}, "Workflow is TERMINATED by TERMINATE task: "},
+		{"FAILED", nil, conductor.WorkflowFailed, map[string]any{}, "Workflow is FAILED by TERMINATE task: "},
+		{"BOGUS", nil, conductor.WorkflowFailed, map[string]any{}, "given termination status is not valid"},
+	} {
+		h := newHarness(t, def, map[string]any{"status": tt.status, "out": tt.out})
+		h.wantStatus(tt.want)
+		stop := h.task("stop")
+		if !reflect.DeepEqual(h.w.Output, tt.output) || !strings.HasPrefix(h.w.Reason, tt.reason) || tt.reason == "" && h.w.Reason != "" {
+			t.Fatalf("%s: output %v reason %q", tt.status, h.w.Output, h.w.Reason)
+		}
+		if tt.status == "BOGUS" {
+			if stop.Status != conductor.TaskFailedWithTerminalError {
+				t.Fatalf("a bogus status left the task %s", stop.Status)
+			}
+		} else if stop.Status != conductor.TaskCompleted || !reflect.DeepEqual(stop.Output, tt.output) {
+			t.Fatalf("%s: task %s output %v", tt.status, stop.Status, stop.Output)
+		}
+		if h.w.LatestByRef("never") != nil {
+			t.Fatal("task after TERMINATE was scheduled")
+		}
+	}
+}
+
 func TestWait(t *testing.T) {
 	def := `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"${workflow.input.d}"}},{"name":"next","taskReferenceName":"next"}]}`
 	tests := []struct {

@@ -251,8 +251,25 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			break
 		}
 		ev.Status = conductor.TaskCompleted
-	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop, conductor.TaskTypeTerminate:
+	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop:
 		ev.Status = conductor.TaskCompleted
+	case conductor.TaskTypeTerminate:
+		// As Conductor's Terminate: the task's output is the workflow's
+		// output to be, and a status it does not know fails it.
+		switch status, _ := ev.Input["terminationStatus"].(string); status {
+		case conductor.WorkflowCompleted, conductor.WorkflowFailed, conductor.WorkflowTerminated:
+		default:
+			fail("given termination status is not valid: %q, want COMPLETED, FAILED or TERMINATED", status)
+			return
+		}
+		ev.Status, ev.Output = conductor.TaskCompleted, map[string]any{}
+		switch out := ev.Input["workflowOutput"].(type) {
+		case nil:
+		case map[string]any:
+			ev.Output = copyMap(out)
+		default:
+			ev.Output = map[string]any{"output": out}
+		}
 	case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
 		ev.Status = conductor.TaskInProgress
 	case conductor.TaskTypeDoWhile:
@@ -354,15 +371,9 @@ func inlineDef(raw []byte) []byte {
 // terminateTask ends the workflow as a TERMINATE task says.
 func (d *decision) terminateTask(t *Task) {
 	status, _ := t.Input["terminationStatus"].(string)
-	switch status {
-	case conductor.WorkflowCompleted, conductor.WorkflowFailed, conductor.WorkflowTerminated:
-	default:
-		status = conductor.WorkflowCompleted
-	}
 	reason, _ := t.Input["terminationReason"].(string)
-	out, _ := t.Input["workflowOutput"].(map[string]any)
-	if out == nil {
-		out = map[string]any{}
+	if reason == "" && status != conductor.WorkflowCompleted {
+		reason = fmt.Sprintf("Workflow is %s by TERMINATE task: %s", status, t.ID)
 	}
-	d.finish(status, reason, out)
+	d.finish(status, reason, copyMap(t.Output))
 }
