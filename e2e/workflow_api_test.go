@@ -654,12 +654,7 @@ func TestSignalAndUpdateState(t *testing.T) {
 
 	// Into a sub-workflow.
 	parent := e.start("sig_parent", nil)
-	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if sub := taskByRef(e.workflow(parent), "sub"); sub == nil || sub.SubWorkflowID == "" {
-			return fmt.Errorf("the child has not started")
-		}
-		return nil
-	})
+	e.waitStatus(taskByRef(e.workflow(parent), "sub").SubWorkflowID, conductor.WorkflowRunning)
 	e.decode(http.StatusOK, "POST", "/api/tasks/"+parent+"/COMPLETED/signal/sync", map[string]any{"c": "deep"}, &run)
 	if run.ResponseType != "TARGET_WORKFLOW" || run.WorkflowID != parent || run.Status != "COMPLETED" || run.Output["c"] != "deep" {
 		t.Fatalf("signal through a sub-workflow answered %+v", run)
