@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
@@ -59,13 +61,26 @@ func (s *Server) routeScheduler() {
 			s.writeError(w, r, err)
 			return
 		}
-		visible := make([]*conductor.WorkflowSchedule, 0, len(list))
-		for _, def := range list {
-			if s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: def.Name}) {
-				visible = append(visible, def)
-			}
+		writeJSON(w, http.StatusOK, s.readableSchedules(r, list, nil))
+	})
+	// Orkes's getSchedulesByTag. This literal route wins over
+	// schedules/{name}: "tags" is not taken for a schedule's name.
+	s.route("GET /api/scheduler/schedules/tags", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
+		tag := r.URL.Query().Get("tag")
+		key, value, ok := strings.Cut(tag, ":")
+		if !ok || key == "" {
+			s.writeError(w, r, fault.Invalid("tag %q: want key:value", tag))
+			return
 		}
-		writeJSON(w, http.StatusOK, visible)
+		list, err := sc.List(r.Context(), "")
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		want := conductor.Tag{Key: key, Value: value}
+		writeJSON(w, http.StatusOK, s.readableSchedules(r, list, func(def *conductor.WorkflowSchedule) bool {
+			return slices.Contains(def.Tags, want)
+		}))
 	})
 	s.route("GET /api/scheduler/schedules/{name}", on(auth.Read), func(w http.ResponseWriter, r *http.Request) {
 		def, err := sc.Get(r.Context(), r.PathValue("name"))
@@ -76,7 +91,11 @@ func (s *Server) routeScheduler() {
 	})
 	for path, paused := range map[string]bool{"pause": true, "resume": false} {
 		s.route("GET /api/scheduler/schedules/{name}/"+path, on(auth.Update), func(w http.ResponseWriter, r *http.Request) {
-			s.reply(w, r, nil, sc.SetPaused(r.Context(), r.PathValue("name"), paused, "", principal(r)))
+			reason := "" // resuming clears it
+			if paused {
+				reason = r.URL.Query().Get("reason") // the JS SDK's pauseSchedule(name, reason)
+			}
+			s.reply(w, r, nil, sc.SetPaused(r.Context(), r.PathValue("name"), paused, reason, principal(r)))
 		})
 		s.route("PUT /api/scheduler/bulk/"+path, auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 			var names []string
@@ -150,6 +169,18 @@ func (s *Server) routeScheduler() {
 			s.reply(w, r, times, err)
 		})
 	}
+}
+
+// readableSchedules returns those of list the caller may read (and keep
+// accepts, when given), so a list never shows a hidden schedule.
+func (s *Server) readableSchedules(r *http.Request, list []*conductor.WorkflowSchedule, keep func(*conductor.WorkflowSchedule) bool) []*conductor.WorkflowSchedule {
+	out := make([]*conductor.WorkflowSchedule, 0, len(list))
+	for _, def := range list {
+		if (keep == nil || keep(def)) && s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: def.Name}) {
+			out = append(out, def)
+		}
+	}
+	return out
 }
 
 // reply answers with v as JSON, 204 when v is nil, or the error.

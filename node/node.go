@@ -155,14 +155,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
 	n.executor.SetHandOff(g)
 	n.executor.SetProtector(g)
-	n.executor.SetStartCheck(func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+	// What the API asks of a start (api/authz.go mayStart), asked of the
+	// starts a workflow or a schedule makes as their principal.
+	mayStart := func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
 		name, access := req.Name, auth.Execute
 		if req.WorkflowDef != nil {
 			name, access = req.WorkflowDef.Name, auth.Create
 		}
 		_, err := authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetWorkflowDef, ID: name})
 		return err
-	})
+	}
+	n.executor.SetStartCheck(mayStart)
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
 	n.executor.RegisterSystemTask(conductor.TaskTypeSetVariable, system.SetVariable{}) // only those with secret references
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
@@ -197,10 +200,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.auth.authorizer.Register(auth.TargetWorkflowSchedule, scheduleTargets{n.schedules})
-	firer := scheduler.NewFirer(n.schedules, n.executor, func(ctx context.Context, owner, workflowName string) error {
-		_, err := authz.Authorize(ctx, owner, auth.Execute, auth.Target{Type: auth.TargetWorkflowDef, ID: workflowName})
-		return err
-	})
+	firer := scheduler.NewFirer(n.schedules, n.executor, mayStart)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"time"
 
@@ -19,21 +20,23 @@ type Starter interface {
 	StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error)
 }
 
-// ExecuteCheck decides whether a schedule's owner may still start its
-// workflow. A refusal (fault.ErrForbidden) pauses the schedule with a
-// "Security Error" reason; other errors leave it to the next scan.
-type ExecuteCheck func(ctx context.Context, owner, workflowName string) error
+// StartCheck decides whether a schedule's owner may still start its
+// workflow, by the rule the API applied when the schedule was saved
+// (EXECUTE on the definition; CREATE on an inline definition's name). A
+// refusal (fault.ErrForbidden) pauses the schedule with a "Security Error"
+// reason; other errors leave it to the next scan.
+type StartCheck func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) error
 
 // Firer starts the workflows of due schedules.
 type Firer struct {
 	store    *Store
 	starter  Starter
-	check    ExecuteCheck
+	check    StartCheck
 	interval time.Duration
 }
 
-// NewFirer returns a firer; check may be nil (every owner may execute).
-func NewFirer(store *Store, starter Starter, check ExecuteCheck) *Firer {
+// NewFirer returns a firer; check may be nil (every owner may start).
+func NewFirer(store *Store, starter Starter, check StartCheck) *Firer {
 	return &Firer{store: store, starter: starter, check: check, interval: 200 * time.Millisecond}
 }
 
@@ -97,8 +100,8 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	if err != nil || !exists(st) {
 		return err
 	}
-	if st.LastFired != 0 && !st.Executed {
-		return f.start(ctx, name, st, st.LastFired, st.Seq)
+	if st.Pending() {
+		return f.start(ctx, name, st, st.LastFired, st.LastClaimed, st.Seq)
 	}
 	at := st.Due(now)
 	if at == 0 {
@@ -106,7 +109,7 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	}
 	owner := st.Owner()
 	if f.check != nil && st.Def.StartWorkflowRequest != nil {
-		if err := f.check(ctx, owner, st.Def.StartWorkflowRequest.Name); err != nil {
+		if err := f.check(ctx, owner, *st.Def.StartWorkflowRequest); err != nil {
 			if !errors.Is(err, fault.ErrForbidden) {
 				return err
 			}
@@ -120,13 +123,17 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	if err != nil {
 		return ignoreConflict(err) // another engine claimed it
 	}
-	return f.start(ctx, name, st, at, seq)
+	return f.start(ctx, name, st, at, now, seq)
 }
 
-func (f *Firer) start(ctx context.Context, name string, st *State, at int64, seq uint64) error {
+// start starts the workflow of the fire time at, claimed at claimed.
+func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed int64, seq uint64) error {
+	id := workflowID(name, at)
 	req := *st.Def.StartWorkflowRequest
-	_, _, err := f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: workflowID(name, at),
-		CreatedBy: st.Owner(), RequestID: workflowID(name, at)})
+	req.Input = scheduledInput(req.Input, map[string]any{
+		"_scheduledTime": at, "_executedTime": claimed, "_startedByScheduler": name, "_executionId": id})
+	_, _, err := f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: id,
+		CreatedBy: st.Owner(), RequestID: id})
 	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: f.store.now().UnixMilli()}
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):
@@ -138,6 +145,16 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at int64, seq
 	}
 	_, err = f.store.append(ctx, name, seq, []schemas.Event{outcome})
 	return ignoreConflict(err)
+}
+
+// scheduledInput is a schedule's input with what Orkes adds to each
+// scheduled run's (the fire time, the claim time, the schedule and the
+// execution record); a key the schedule's input sets keeps its value.
+func scheduledInput(input, added map[string]any) map[string]any {
+	out := make(map[string]any, len(input)+len(added))
+	maps.Copy(out, added)
+	maps.Copy(out, input)
+	return out
 }
 
 func ignoreConflict(err error) error {

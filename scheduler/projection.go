@@ -97,7 +97,7 @@ func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 			}
 		}
 	}
-	if s.LastFired != 0 && !s.Executed && !s.Deleted {
+	if s.Pending() {
 		return b.Set([]byte(keyPending+token), nil)
 	}
 	return b.Delete([]byte(keyPending + token))

@@ -8,12 +8,15 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/robfig/cron/v3"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -30,9 +33,15 @@ type State struct {
 	Def          conductor.WorkflowSchedule `msgpack:"def"`
 	Deleted      bool                       `msgpack:"deleted,omitempty"`
 	LastFired    int64                      `msgpack:"last,omitempty"`     // latest claimed fire time
+	LastClaimed  int64                      `msgpack:"lastat,omitempty"`   // when it was claimed (Unix ms)
 	LastWorkflow string                     `msgpack:"lastwf,omitempty"`   // the workflow started for it
 	Executed     bool                       `msgpack:"executed,omitempty"` // its outcome is recorded
-	Seq          uint64                     `msgpack:"seq"`
+	// Floor is the latest fire time a former life of the schedule (before
+	// a delete) claimed. A re-created schedule never claims it or an
+	// earlier time again: the workflow id of a fire time is derived from
+	// the name and the time alone, so it would be the former run's.
+	Floor int64  `msgpack:"floor,omitempty"`
+	Seq   uint64 `msgpack:"seq"`
 	// RunAs is who saved the definition last: its runs start as this
 	// principal. Keeping the creator would let anyone allowed to edit the
 	// schedule choose what runs with the creator's rights.
@@ -55,8 +64,11 @@ func Apply(s *State, ev schemas.Event) (*State, error) {
 			return nil, fmt.Errorf("schedule definition: %w", err)
 		}
 		if s == nil || s.Deleted {
+			// A new life: it counts from its creation like a fresh
+			// schedule, and its former claims are neither pending nor
+			// due again.
 			def.CreateTime, def.CreatedBy = saved.Time, saved.By
-			s = &State{LastFired: s.lastFired()}
+			s = &State{Floor: s.floor()}
 		} else {
 			def.CreateTime, def.CreatedBy = s.Def.CreateTime, s.Def.CreatedBy
 			def.Tags = s.Def.Tags
@@ -75,7 +87,7 @@ func Apply(s *State, ev schemas.Event) (*State, error) {
 		s.Def.Paused, s.Def.PausedReason = e.Paused, e.Reason
 		s.Def.UpdatedTime, s.Def.UpdatedBy = e.Time, e.By
 	case *schemas.ScheduleFired:
-		s.LastFired, s.LastWorkflow, s.Executed = e.ScheduledTime, e.WorkflowID, false
+		s.LastFired, s.LastClaimed, s.LastWorkflow, s.Executed = e.ScheduledTime, e.Time, e.WorkflowID, false
 	case *schemas.ScheduleExecuted:
 		if e.ScheduledTime == s.LastFired {
 			s.Executed = true
@@ -91,11 +103,19 @@ func Apply(s *State, ev schemas.Event) (*State, error) {
 	return s, nil
 }
 
-func (s *State) lastFired() int64 {
+// floor is the latest fire time s or any life before it claimed.
+func (s *State) floor() int64 {
 	if s == nil {
 		return 0
 	}
-	return s.LastFired
+	return max(s.Floor, s.LastFired)
+}
+
+// Pending reports whether the schedule's latest claim still awaits its
+// outcome: a crash came between the claim and the start, or the start
+// failed for a while.
+func (s *State) Pending() bool {
+	return !s.Deleted && s.LastFired != 0 && !s.Executed
 }
 
 // Validate checks a schedule request.
@@ -105,6 +125,8 @@ func Validate(def *conductor.WorkflowSchedule) error {
 		ve.Add("name", "name is required")
 	} else if len(def.Name) > 256 {
 		ve.Add("name", "name is longer than 256 characters")
+	} else if def.Name == "tags" {
+		ve.Add("name", "tags is reserved: GET /api/scheduler/schedules/tags lists schedules by tag")
 	}
 	if _, err := parse(def); err != nil {
 		ve.Add("cronExpression", "%v", err)
@@ -120,7 +142,38 @@ func Validate(def *conductor.WorkflowSchedule) error {
 	if def.ScheduleEndTime > 0 && def.ScheduleEndTime <= def.ScheduleStartTime {
 		ve.Add("scheduleEndTime", "ends before it starts")
 	}
+	if r := def.StartWorkflowRequest; r != nil {
+		// A schedule is stored and shown as it was given, unsealed: data
+		// that a workflow would seal must not ride in its input.
+		if path := maskedKeyPath("startWorkflowRequest.input", r.Input); path != "" {
+			ve.Add(path, "%s", "a schedule's input is stored in plain text, so it may not hold _secrets or _masked data; "+
+				"store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
+		}
+	}
 	return ve.Err()
+}
+
+// maskedKeyPath returns the path of the first _secrets or _masked key in v
+// (at any depth), or "". It names keys only, never a value.
+func maskedKeyPath(path string, v any) string {
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			if masking.IsMaskedKey(k) {
+				return path + "." + k
+			}
+			if p := maskedKeyPath(path+"."+k, x[k]); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if p := maskedKeyPath(fmt.Sprintf("%s[%d]", path, i), e); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 func parse(def *conductor.WorkflowSchedule) (cron.Schedule, error) {
@@ -162,11 +215,7 @@ func (s *State) Due(now int64) int64 {
 	if s.Deleted || s.Def.Paused {
 		return 0
 	}
-	from := s.LastFired
-	if from == 0 {
-		from = s.Def.CreateTime
-	}
-	next := NextAfter(&s.Def, from)
+	next := NextAfter(&s.Def, s.countFrom())
 	if next == 0 || next > now {
 		return 0
 	}
@@ -188,9 +237,12 @@ func (s *State) NextFire() int64 {
 	if s.Deleted || s.Def.Paused {
 		return 0
 	}
-	from := s.LastFired
-	if from == 0 {
-		from = s.Def.CreateTime
-	}
-	return NextAfter(&s.Def, from)
+	return NextAfter(&s.Def, s.countFrom())
+}
+
+// countFrom is the time after which the schedule's next fire time lies:
+// its last claim, or its (re)creation, and never at or before a former
+// life's last claim (with clocks apart, a re-creation may seem earlier).
+func (s *State) countFrom() int64 {
+	return max(s.LastFired, s.Def.CreateTime, s.Floor)
 }

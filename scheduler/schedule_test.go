@@ -1,9 +1,13 @@
 package scheduler
 
 import (
+	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -75,6 +79,7 @@ func TestValidate(t *testing.T) {
 		"bad zone":     func(d *conductor.WorkflowSchedule) { d.ZoneID = "Mars/Olympus" },
 		"no workflow":  func(d *conductor.WorkflowSchedule) { d.StartWorkflowRequest = nil },
 		"ends earlier": func(d *conductor.WorkflowSchedule) { d.ScheduleStartTime, d.ScheduleEndTime = 10, 5 },
+		"reserved":     func(d *conductor.WorkflowSchedule) { d.Name = "tags" },
 	} {
 		d := ok
 		mod(&d)
@@ -107,5 +112,111 @@ func TestScheduleRunsAsItsLastEditor(t *testing.T) {
 	}
 	if st.Owner() != "bob" || st.Def.CreatedBy != "alice" || st.Def.UpdatedBy != "bob" {
 		t.Fatalf("owner %q, created by %q, updated by %q", st.Owner(), st.Def.CreatedBy, st.Def.UpdatedBy)
+	}
+}
+
+// A schedule is stored and shown unsealed: input holding data a workflow
+// would seal is refused, wherever it sits, with a message that names the
+// key and the way out but never the value.
+func TestValidateRefusesSecretInput(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		path  string // "" = accepted
+	}{
+		{"top level", `{"_secrets":{"token":"tok-VALUE"}}`, "startWorkflowRequest.input._secrets"},
+		{"nested", `{"a":{"b":{"_masked":"tok-VALUE"}}}`, "startWorkflowRequest.input.a.b._masked"},
+		{"in a list", `{"calls":[{"x":1},{"_secrets":"tok-VALUE"}]}`, "startWorkflowRequest.input.calls[1]._secrets"},
+		{"a reference is fine", `{"token":"${workflow.secrets.api_token}","secrets":{"x":"y"}}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var input map[string]any
+			if err := json.Unmarshal([]byte(tt.input), &input); err != nil {
+				t.Fatal(err)
+			}
+			def := conductor.WorkflowSchedule{Name: "s", CronExpression: "0 * * * * ?",
+				StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "wf", Input: input}}
+			err := Validate(&def)
+			if tt.path == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, fault.ErrInvalid) {
+				t.Fatalf("err = %v, want invalid", err)
+			}
+			msg := err.Error()
+			for _, want := range []string{tt.path + ":", "${workflow.secrets.NAME}", "PUT /api/secrets/{key}"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q lacks %q", msg, want)
+				}
+			}
+			if strings.Contains(msg, "VALUE") {
+				t.Errorf("message %q shows the value", msg)
+			}
+		})
+	}
+}
+
+// A deleted and re-created schedule counts from its re-creation like a
+// fresh one; its former claim is neither pending nor due again, even when
+// the re-creation's clock reads earlier than that claim.
+func TestRecreatedScheduleCountsFromRecreation(t *testing.T) {
+	def := []byte(`{"name":"tick","cronExpression":"*/5 * * * * ?","runCatchupScheduleInstances":true,"startWorkflowRequest":{"name":"w"}}`)
+	tests := []struct {
+		name              string
+		recreated         string
+		now               string
+		wantDue, wantNext string // "" = none
+	}{
+		{"before its first tick", "2026-11-30T10:00:31Z", "2026-11-30T10:00:33Z", "", "2026-11-30T10:00:35Z"},
+		{"at its first tick", "2026-11-30T10:00:31Z", "2026-11-30T10:00:36Z", "2026-11-30T10:00:35Z", "2026-11-30T10:00:35Z"},
+		{"clock behind the old claim", "2026-11-30T10:00:03Z", "2026-11-30T10:00:07Z", "", "2026-11-30T10:00:10Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var st *State
+			var err error
+			for _, ev := range []schemas.Event{
+				&schemas.ScheduleSaved{Def: def, By: "alice", Time: ms("2026-11-30T10:00:00Z")},
+				&schemas.ScheduleFired{ScheduledTime: ms("2026-11-30T10:00:05Z"), WorkflowID: "old", Time: ms("2026-11-30T10:00:05Z")},
+				&schemas.ScheduleDeleted{By: "alice", Time: ms("2026-11-30T10:00:06Z")},
+				&schemas.ScheduleSaved{Def: def, By: "alice", Time: ms(tt.recreated)},
+			} {
+				if st, err = Apply(st, ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if st.Pending() {
+				t.Error("the former life's claim is pending")
+			}
+			at := func(s string) int64 {
+				if s == "" {
+					return 0
+				}
+				return ms(s)
+			}
+			if got := st.Due(ms(tt.now)); got != at(tt.wantDue) {
+				t.Errorf("due = %s, want %q", time.UnixMilli(got).UTC(), tt.wantDue)
+			}
+			if got := st.NextFire(); got != at(tt.wantNext) {
+				t.Errorf("next fire = %s, want %q", time.UnixMilli(got).UTC(), tt.wantNext)
+			}
+		})
+	}
+}
+
+// A tick exactly at a future start time fires, so it is among the next
+// few.
+func TestNextFewIncludesStartTime(t *testing.T) {
+	start := ms("2100-01-01T00:00:00Z")
+	got, err := NextFew("0 0 0 * * ?", start, 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != start || got[1] != start+24*3600*1000 {
+		t.Fatalf("next few = %v, want %d and a day later", got, start)
 	}
 }

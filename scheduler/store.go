@@ -16,6 +16,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -145,7 +146,24 @@ func (s *Store) Get(_ context.Context, name string) (*conductor.WorkflowSchedule
 	if !exists(st) {
 		return nil, fault.NotFound("schedule %s not found", name)
 	}
-	return &st.Def, nil
+	return shown(st.Def), nil
+}
+
+// shown is what the read paths show of a schedule: a copy whose input
+// reads "***" under every _secrets or _masked key. Save refuses such
+// input; this covers schedules saved before it did.
+func shown(def conductor.WorkflowSchedule) *conductor.WorkflowSchedule {
+	def.StartWorkflowRequest = shownRequest(def.StartWorkflowRequest)
+	return &def
+}
+
+func shownRequest(r *conductor.StartWorkflowRequest) *conductor.StartWorkflowRequest {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Input = masking.KeysMap(c.Input)
+	return &c
 }
 
 // List returns every schedule, or those starting workflowName.
@@ -161,8 +179,7 @@ func (s *Store) List(_ context.Context, workflowName string) ([]*conductor.Workf
 			return true
 		}
 		if workflowName == "" || (st.Def.StartWorkflowRequest != nil && st.Def.StartWorkflowRequest.Name == workflowName) {
-			def := st.Def
-			out = append(out, &def)
+			out = append(out, shown(st.Def))
 		}
 		return true
 	})
@@ -259,6 +276,7 @@ func (s *Store) Executions(_ context.Context, start, size int, visible func(cond
 			return false
 		}
 		if visible == nil || visible(x) {
+			x.Request = shownRequest(x.Request)
 			all = append(all, x)
 		}
 		return true
@@ -284,7 +302,9 @@ func NextFew(cronExpr string, start, end int64, limit int) ([]int64, error) {
 		return nil, fault.Invalid("%v", err)
 	}
 	out := []int64{}
-	t := max(start, time.Now().UnixMilli())
+	// NextAfter starts no earlier than the start time itself (a tick
+	// there fires): counting from max(start, now) would skip it.
+	t := time.Now().UnixMilli()
 	for len(out) < limit {
 		if t = NextAfter(def, t); t == 0 {
 			break

@@ -1,0 +1,218 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// started records the starts a firer makes.
+type started struct {
+	mu   sync.Mutex
+	reqs []conductor.StartWorkflowRequest
+	ids  []string
+}
+
+func (s *started) StartWorkflow(_ context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reqs, s.ids = append(s.reqs, req), append(s.ids, o.WorkflowID)
+	return o.WorkflowID, 1, nil
+}
+
+// clock is a test's time: the store reads it, the test moves it.
+type clock struct{ ms int64 }
+
+func (c *clock) now() time.Time { return time.UnixMilli(c.ms) }
+
+// newTestStore returns a schedule store over an embedded log, its read
+// model kept by a running projection, on the test's clock.
+func newTestStore(t *testing.T) (*Store, *clock) {
+	t.Helper()
+	l := testutil.OpenLog(t, "")
+	ps := testutil.OpenStore(t)
+	runner := testutil.RunProjection(t, l, ps, Projection{}, projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Halt})
+	s := New(l, ps, runner, testutil.Logger(t))
+	c := &clock{ms: ms("2026-11-30T10:00:00Z")}
+	s.now = c.now
+	return s, c
+}
+
+// claim appends a fire of schedule name at the time at, as a firer that
+// then crashed before it started the workflow.
+func claim(t *testing.T, s *Store, name string, at int64) {
+	t.Helper()
+	st, err := s.load(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &schemas.ScheduleFired{ScheduledTime: at, WorkflowID: workflowID(name, at), Time: s.now().UnixMilli()}
+	if _, err := s.append(context.Background(), name, st.Seq, []schemas.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A deleted and re-created schedule is a new one: a claim its former life
+// left unfinished is not finished, and it fires first at its first tick
+// after the re-creation, not at the times it missed while deleted.
+func TestRecreatedScheduleFiresAsNew(t *testing.T) {
+	ctx := context.Background()
+	every5 := func(catchUp bool) *conductor.WorkflowSchedule {
+		return &conductor.WorkflowSchedule{Name: "tick", CronExpression: "*/5 * * * * ?", RunCatchupScheduleInstances: catchUp,
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}
+	}
+	for _, catchUp := range []bool{false, true} {
+		s, c := newTestStore(t)
+		starts := &started{}
+		f := NewFirer(s, starts, nil)
+		if err := s.Save(ctx, every5(catchUp), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		old := ms("2026-11-30T10:00:05Z")
+		c.ms = old + 100
+		claim(t, s, "tick", old)
+		if err := s.Delete(ctx, "tick", "alice"); err != nil {
+			t.Fatal(err)
+		}
+		c.ms = ms("2026-11-30T10:00:31Z")
+		if err := s.Save(ctx, every5(catchUp), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		c.ms = ms("2026-11-30T10:00:33Z")
+		if err := f.fire(ctx, "tick", c.ms); err != nil {
+			t.Fatal(err)
+		}
+		if len(starts.ids) != 0 {
+			t.Fatalf("catch-up %v: before its first tick the re-created schedule started %v", catchUp, starts.ids)
+		}
+		c.ms = ms("2026-11-30T10:00:36Z")
+		if err := f.fire(ctx, "tick", c.ms); err != nil {
+			t.Fatal(err)
+		}
+		if want := workflowID("tick", ms("2026-11-30T10:00:35Z")); len(starts.ids) != 1 || starts.ids[0] != want {
+			t.Fatalf("catch-up %v: started %v, want only the 10:00:35 run %s", catchUp, starts.ids, want)
+		}
+	}
+}
+
+// A scheduled run's input carries what Orkes adds to it, and what the
+// schedule's own input says wins.
+func TestScheduledRunInput(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	starts := &started{}
+	f := NewFirer(s, starts, nil)
+	def := &conductor.WorkflowSchedule{Name: "nightly", CronExpression: "0 0 * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w", Input: map[string]any{"region": "eu", "_executionId": "mine"}}}
+	if err := s.Save(ctx, def, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:02Z")
+	if err := f.fire(ctx, "nightly", c.ms); err != nil {
+		t.Fatal(err)
+	}
+	if len(starts.reqs) != 1 {
+		t.Fatalf("%d starts, want 1", len(starts.reqs))
+	}
+	got, _ := json.Marshal(starts.reqs[0].Input)
+	want, _ := json.Marshal(map[string]any{"region": "eu", "_executionId": "mine", "_scheduledTime": ms("2026-11-30T11:00:00Z"),
+		"_executedTime": c.ms, "_startedByScheduler": "nightly"})
+	if string(got) != string(want) {
+		t.Fatalf("input %s, want %s", got, want)
+	}
+	if def.StartWorkflowRequest.Input["_scheduledTime"] != nil {
+		t.Fatal("the firer changed the schedule's input")
+	}
+	// A claim finished after a crash gives the run the same input.
+	claim(t, s, "nightly", ms("2026-11-30T12:00:00Z"))
+	claimed := c.ms
+	c.ms = ms("2026-11-30T12:00:09Z")
+	if err := f.fire(ctx, "nightly", c.ms); err != nil {
+		t.Fatal(err)
+	}
+	if in := starts.reqs[len(starts.reqs)-1].Input; in["_executedTime"] != claimed || in["_executionId"] != "mine" ||
+		in["_scheduledTime"] != ms("2026-11-30T12:00:00Z") {
+		t.Fatalf("finished claim's input %v, want executed at the claim, %d", in, claimed)
+	}
+}
+
+// The firer asks its check about the schedule's whole start request, so
+// that the check can apply the API's rule (CREATE on an inline
+// definition's name, not EXECUTE on startWorkflowRequest.name).
+func TestFirerChecksTheStartRequest(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	var asked []conductor.StartWorkflowRequest
+	check := func(_ context.Context, owner string, req conductor.StartWorkflowRequest) error {
+		if owner != "alice" {
+			t.Errorf("checked owner %q", owner)
+		}
+		asked = append(asked, req)
+		return nil
+	}
+	starts := &started{}
+	f := NewFirer(s, starts, check)
+	def := &conductor.WorkflowSchedule{Name: "inline", CronExpression: "0 0 * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{WorkflowDef: &conductor.WorkflowDef{Name: "adhoc"}}}
+	if err := s.Save(ctx, def, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:01Z")
+	if err := f.fire(ctx, "inline", c.ms); err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 1 || asked[0].WorkflowDef == nil || asked[0].WorkflowDef.Name != "adhoc" || len(starts.ids) != 1 {
+		t.Fatalf("checked %+v, started %v", asked, starts.ids)
+	}
+}
+
+// A schedule stored before input with _secrets or _masked was refused
+// shows that data as "***" in every read path.
+func TestStoredSecretInputReadsMasked(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	raw := []byte(`{"name":"legacy","cronExpression":"0 0 * * * ?","startWorkflowRequest":{"name":"w",` +
+		`"input":{"ok":"plain","creds":{"_secrets":{"token":"tok-SECRET-1"}},"list":[{"_masked":"tok-SECRET-2"}]}}}`)
+	if _, err := s.append(ctx, "legacy", 0, []schemas.Event{&schemas.ScheduleSaved{Def: raw, Time: c.ms, By: "alice"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:01Z")
+	if err := NewFirer(s, &started{}, nil).fire(ctx, "legacy", c.ms); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the read model through a write that goes through it.
+	if err := s.ChangeTags(ctx, "legacy", []conductor.Tag{{Key: "k", Value: "v"}}, false, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	get, err := s.Get(ctx, "legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs, _, err := s.Executions(ctx, 0, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]any{"get": get, "list": list, "executions": xs} {
+		out, _ := json.Marshal(v)
+		if strings.Contains(string(out), "SECRET") || !strings.Contains(string(out), `"plain"`) || !strings.Contains(string(out), `"_secrets":"***"`) {
+			t.Errorf("%s shows %s", name, out)
+		}
+	}
+	if len(xs) != 1 {
+		t.Errorf("%d executions, want 1", len(xs))
+	}
+}
