@@ -214,28 +214,43 @@ func TestScheduleOwnerLosesExecute(t *testing.T) {
 // A workflow starts, as its creator, only the workflows its creator may
 // start through the API: a SUB_WORKFLOW (or START_WORKFLOW) naming a
 // definition its creator may not execute fails the task, starts nothing,
-// and shows nothing of that definition.
+// and shows nothing of that definition. A START_WORKFLOW waits for its
+// start, and fails when there is none (also of an unknown workflow).
 func TestChildNeedsExecute(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
 	e.register(`{"name":"guarded_child","tasks":[{"name":"gc_task","taskReferenceName":"g"}]}`,
-		`{"name":"open_parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"guarded_child"}}]}`)
+		`{"name":"open_parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"guarded_child"}}]}`,
+		`{"name":"open_starter","tasks":[{"name":"sub","taskReferenceName":"sub","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"guarded_child"}}},
+		  {"name":"after_start","taskReferenceName":"after"}]}`,
+		`{"name":"starter_of_nothing","tasks":[{"name":"sub","taskReferenceName":"sub","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"never_registered"}}}]}`)
 	runner, token := e.application("runner", "USER")
-	e.grant(runner, "WORKFLOW_DEF", "open_parent", "READ", "EXECUTE")
+	for _, def := range []string{"open_parent", "open_starter", "starter_of_nothing"} {
+		e.grant(runner, "WORKFLOW_DEF", def, "READ", "EXECUTE")
+	}
 	as := e.as(token)
 	for name, start := range map[string]map[string]any{
-		"registered": {"name": "open_parent"},
+		"registered":       {"name": "open_parent"},
+		"START_WORKFLOW":   {"name": "open_starter"},
+		"unknown workflow": {"name": "starter_of_nothing"},
 		"inline": {"name": "own_inline", "workflowDef": map[string]any{"name": "own_inline", "tasks": []any{
 			map[string]any{"name": "sub", "taskReferenceName": "sub", "type": "SUB_WORKFLOW", "subWorkflowParam": map[string]any{"name": "guarded_child"}}}}},
 	} {
 		id := as.must(http.StatusOK, "POST", "/api/workflow", start)
 		wf := as.waitStatus(id, conductor.WorkflowFailed)
 		sub := taskByRef(wf, "sub")
-		if !strings.Contains(sub.ReasonForIncompletion, "guarded_child") || !strings.Contains(sub.ReasonForIncompletion, "could not start") {
-			t.Errorf("%s: the SUB_WORKFLOW failed with %q", name, sub.ReasonForIncompletion)
+		if !strings.Contains(sub.ReasonForIncompletion, "could not start") || !strings.Contains(sub.ReasonForIncompletion, "guarded_child") && name != "unknown workflow" {
+			t.Errorf("%s: the task failed with %q", name, sub.ReasonForIncompletion)
 		}
-		if code, _ := e.do("GET", "/api/workflow/"+sub.SubWorkflowID, nil); code != http.StatusNotFound {
-			t.Errorf("%s: the child exists (%d)", name, code)
+		if taskByRef(wf, "after") != nil {
+			t.Errorf("%s: the task after the failed start ran", name)
+		}
+		child := sub.SubWorkflowID
+		if child == "" {
+			child, _ = sub.OutputData["workflowId"].(string)
+		}
+		if code, _ := e.do("GET", "/api/workflow/"+child, nil); child == "" || code != http.StatusNotFound {
+			t.Errorf("%s: the child %q exists (%d)", name, child, code)
 		}
 	}
 }

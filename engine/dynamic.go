@@ -247,9 +247,10 @@ func (d *decision) dynamicJoinRefs(join *Task) (refs []string, ok bool) {
 	return refs, true
 }
 
-// prepareStartWorkflow completes a START_WORKFLOW task at once: the
-// workflow it starts gets an id derived from the task's, which the output
-// carries ({"workflowId": id}); the StartWorkflow effect starts it.
+// prepareStartWorkflow readies a START_WORKFLOW task: the workflow it
+// starts gets an id derived from the task's, which the output carries
+// ({"workflowId": id}); the StartWorkflow effect starts it, and the task
+// waits IN_PROGRESS until the executor reports whether it did.
 func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled) error {
 	sw, ok := ev.Input["startWorkflow"].(map[string]any)
 	if !ok {
@@ -263,13 +264,15 @@ func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled) error {
 			return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.input must be an object", ev.Ref)
 		}
 	}
-	ev.Status = conductor.TaskCompleted
+	ev.Status = conductor.TaskInProgress
 	ev.Output = map[string]any{"workflowId": DeriveID(d.w.ID, "start", ev.TaskID)}
 	return nil
 }
 
-// startWorkflowOf is the effect a completed START_WORKFLOW task implies
-// (again, after a crash: starting a workflow that exists changes nothing).
+// startWorkflowOf is the effect a START_WORKFLOW task implies (again,
+// after a crash: starting a workflow that exists changes nothing). A task
+// still IN_PROGRESS waits for the start's outcome. (A COMPLETED one was
+// completed when scheduled by engines before the task waited.)
 func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 	sw, _ := t.Input["startWorkflow"].(map[string]any)
 	id, _ := t.Output["workflowId"].(string)
@@ -278,6 +281,9 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 		return StartWorkflow{}, false
 	}
 	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.Principal(), Priority: intOf(sw["priority"]), From: w.ID, SecretsKey: w.SecretsKey}
+	if t.Status == conductor.TaskInProgress {
+		eff.StartTaskID = t.ID
+	}
 	if v, ok := intValue(sw["version"]); ok {
 		eff.Version = &v
 	}

@@ -56,6 +56,10 @@ type StartWorkflow struct {
 	CreatedBy            string
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
+	// StartTaskID is the START_WORKFLOW task of From that waits for this
+	// start: the executor reports to it that the workflow started
+	// (COMPLETED) or could not (FAILED, with the reason).
+	StartTaskID string
 }
 
 // NotifyParent tells a parent workflow that this child reached a terminal
@@ -106,7 +110,7 @@ func Effects(w *Workflow, now int64) []Effect {
 			out = append(out, handOff(w, t)...)
 		case t.Type == conductor.TaskTypeSubWorkflow && t.Status == conductor.TaskInProgress && t.SubWorkflowID != "":
 			out = append(out, CheckChild{ParentWorkflowID: w.ID, ChildID: t.SubWorkflowID})
-		case t.Type == conductor.TaskTypeStartWorkflow && t.Status == conductor.TaskCompleted:
+		case t.Type == conductor.TaskTypeStartWorkflow && (t.Status == conductor.TaskInProgress || t.Status == conductor.TaskCompleted):
 			if eff, ok := startWorkflowOf(w, t); ok {
 				out = append(out, eff)
 			}

@@ -583,17 +583,15 @@ func TestStartWorkflowTask(t *testing.T) {
 	  "name":"other","version":2,"correlationId":"c-${workflow.input.n}","input":{"n":"${workflow.input.n}"}}}},
 	 {"name":"next","taskReferenceName":"next","inputParameters":{"started":"${start.output.workflowId}"}}]}`
 	h := newHarness(t, def, map[string]any{"n": int64(4)})
-	st := h.wantTask("start", conductor.TaskCompleted)
+	// The task waits for the executor's word that the workflow started.
+	st := h.wantTask("start", conductor.TaskInProgress)
 	id := engine.DeriveID("wf-1", "start", st.ID)
 	wantOutput(t, st, map[string]any{"workflowId": id})
 	two := 2
 	want := engine.StartWorkflow{WorkflowID: id, Name: "other", Version: &two, Input: map[string]any{"n": int64(4)},
-		CorrelationID: "c-4", CreatedBy: "app:tester", From: "wf-1"}
+		CorrelationID: "c-4", CreatedBy: "app:tester", From: "wf-1", StartTaskID: st.ID}
 	if got := effectsOf[engine.StartWorkflow](h.last); len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 		t.Fatalf("start effects %+v\nwant %+v", got, want)
-	}
-	if h.wantTask("next", conductor.TaskScheduled).Input["started"] != id {
-		t.Fatal("next does not see the started workflow's id")
 	}
 	// Recovery starts it again (idempotent: the id is the same).
 	var again []engine.StartWorkflow
@@ -604,6 +602,17 @@ func TestStartWorkflowTask(t *testing.T) {
 	}
 	if len(again) != 1 || !reflect.DeepEqual(again[0], want) {
 		t.Fatalf("recovery effects %+v", again)
+	}
+	h.complete("start", map[string]any{"workflowId": id})
+	if h.wantTask("next", conductor.TaskScheduled).Input["started"] != id {
+		t.Fatal("next does not see the started workflow's id")
+	}
+	// A start that failed fails the task.
+	h = newHarness(t, def, map[string]any{"n": int64(4)})
+	h.report("start", conductor.TaskFailedWithTerminalError, nil, "workflow other could not start: not found")
+	h.wantStatus(conductor.WorkflowFailed)
+	if h.w.LatestByRef("next") != nil {
+		t.Fatal("next ran after the start failed")
 	}
 
 	h = newHarness(t, strings.Replace(def, `"name":"other",`, ``, 1), map[string]any{"n": int64(4)})

@@ -208,6 +208,8 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy,
 		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Resolved: resolved})
 	switch {
+	case err == nil && eff.StartTaskID != "", errors.Is(err, fault.ErrConflict) && eff.StartTaskID != "":
+		return e.reportStart(ctx, eff, conductor.TaskCompleted, "")
 	case err == nil:
 		return nil
 	case errors.Is(err, fault.ErrConflict):
@@ -241,11 +243,21 @@ func (e *Executor) reportChild(ctx context.Context, parent string, child *engine
 }
 
 func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, reason string) error {
+	if eff.StartTaskID != "" {
+		return e.reportStart(ctx, eff, conductor.TaskFailed, "workflow "+eff.Name+" could not start: "+reason)
+	}
 	if eff.ParentWorkflowID == "" {
 		return fmt.Errorf("start workflow %s: %s", eff.Name, reason)
 	}
 	return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildFinished{ChildID: eff.WorkflowID,
 		Status: conductor.WorkflowFailed, Reason: "sub workflow could not start: " + reason})
+}
+
+// reportStart tells the START_WORKFLOW task waiting for eff whether the
+// workflow started.
+func (e *Executor) reportStart(ctx context.Context, eff engine.StartWorkflow, status, reason string) error {
+	return e.submitQuietly(ctx, eff.From, engine.Result{Result: conductor.TaskResult{TaskID: eff.StartTaskID, WorkflowInstanceID: eff.From,
+		Status: status, ReasonForIncompletion: reason, OutputData: map[string]any{"workflowId": eff.WorkflowID}}})
 }
 
 // dispatcher announces scheduled worker tasks on the FV_DISPATCH stream and
