@@ -170,6 +170,15 @@ func (s *sim) step(w *engine.Workflow) (*engine.Workflow, bool, error) {
 		case t.Status == conductor.TaskInProgress && (t.Type == conductor.TaskTypeWait || t.Type == conductor.TaskTypeHuman):
 			next, err := s.report(w, t)
 			return next, true, err
+		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeStartWorkflow:
+			// The target is not run: its start is taken to succeed.
+			if _, ok := s.peek(t.Ref); ok {
+				next, err := s.report(w, t)
+				return next, true, err
+			}
+			next, err := s.decide(w, engine.Result{Result: conductor.TaskResult{TaskID: t.ID, WorkflowInstanceID: w.ID,
+				Status: conductor.TaskCompleted, OutputData: t.Output}})
+			return next, true, err
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeSubWorkflow && !s.stuck[t.ID]:
 			if _, ok := s.peek(t.Ref); ok {
 				next, err := s.report(w, t)

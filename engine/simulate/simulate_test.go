@@ -69,3 +69,19 @@ func TestRun(t *testing.T) {
 		t.Fatalf("status %s tasks %+v", wf.Status, wf.Tasks)
 	}
 }
+
+// A START_WORKFLOW's target is not run; its start is taken to succeed, or
+// fails as a mock says.
+func TestStartWorkflowIsTakenToStart(t *testing.T) {
+	registry := `{"name":"starter","tasks":[{"name":"st","taskReferenceName":"st","type":"START_WORKFLOW",
+	  "inputParameters":{"startWorkflow":{"name":"child"}}},{"name":"after","taskReferenceName":"after"}],
+	  "outputParameters":{"started":"${st.output.workflowId}"}}`
+	wf := run(t, `{"name":"starter","workflowDef":`+registry+`}`)
+	if wf.Status != conductor.WorkflowCompleted || wf.Output["started"] == nil || wf.Output["started"] == "" {
+		t.Fatalf("status %s output %#v", wf.Status, wf.Output)
+	}
+	wf = run(t, `{"name":"starter","workflowDef":`+registry+`,"taskRefToMockOutput":{"st":[{"status":"FAILED_WITH_TERMINAL_ERROR"}]}}`)
+	if wf.Status != conductor.WorkflowFailed {
+		t.Fatalf("a failed start: status %s", wf.Status)
+	}
+}
