@@ -117,8 +117,16 @@ func (s *Server) startWorkflow(w http.ResponseWriter, r *http.Request) {
 	s.start(w, r, req)
 }
 
+// idempotencyHeaders are how the by-name starts (whose body is the input)
+// take an idempotency key and strategy, as Orkes's API does.
+func idempotencyHeaders(r *http.Request, req *conductor.StartWorkflowRequest) {
+	req.IdempotencyKey = r.Header.Get("X-Idempotency-key")
+	req.IdempotencyStrategy = r.Header.Get("X-on-conflict")
+}
+
 func (s *Server) startWorkflowByName(w http.ResponseWriter, r *http.Request) {
 	req := conductor.StartWorkflowRequest{Name: r.PathValue("name"), CorrelationID: r.URL.Query().Get("correlationId")}
+	idempotencyHeaders(r, &req)
 	body, err := readBody(w, r, maxBodyBytes)
 	if err != nil {
 		s.writeError(w, r, err)

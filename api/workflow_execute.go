@@ -119,6 +119,7 @@ func (s *Server) executeByName(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := conductor.StartWorkflowRequest{Name: r.PathValue("name"), Input: map[string]any{}}
+	idempotencyHeaders(r, &req)
 	if req.Version, err = versionParam(r); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -681,4 +682,66 @@ func TestSignalAndUpdateState(t *testing.T) {
 	e.fails(http.StatusBadRequest, "POST", "/api/workflow/"+id+"/state?requestId=req-5", map[string]any{"taskReferenceName": "gate"})
 	e.fails(http.StatusNotFound, "POST", "/api/workflow/"+id+"/state?requestId=req-6", map[string]any{"taskReferenceName": "nope",
 		"taskResult": map[string]any{"status": "COMPLETED"}})
+}
+
+// A start with an idempotency key (in the body, or for the by-name starts
+// in X-Idempotency-key and X-on-conflict headers) follows its strategy on
+// the second start: FAIL refuses it, RETURN_EXISTING answers the first id,
+// FAIL_ON_RUNNING refuses it while the first runs.
+func TestIdempotentStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow)
+	startWith := func(how, key, strategy string) (int, string) {
+		if how == "body" {
+			return e.do("POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", IdempotencyKey: key, IdempotencyStrategy: strategy})
+		}
+		path := map[string]string{"by name": "/api/workflow/wait_flow", "by version": "/api/workflow/start/wait_flow/1"}[how]
+		req, _ := http.NewRequest("POST", e.base+path, strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Idempotency-key", key)
+		if strategy != "" {
+			req.Header.Set("X-on-conflict", strategy)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, how := range []string{"body", "by name", "by version"} {
+		for _, strategy := range []string{"", "FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"} {
+			t.Run(how+" "+strategy, func(t *testing.T) {
+				key := "key-" + how + "-" + strategy
+				code, first := startWith(how, key, strategy)
+				if code != http.StatusOK {
+					t.Fatalf("first start: %d %s", code, first)
+				}
+				code, second := startWith(how, key, strategy)
+				switch strategy {
+				case "RETURN_EXISTING":
+					if code != http.StatusOK || second != first {
+						t.Fatalf("second start: %d %s, want the first id %s", code, second, first)
+					}
+				default:
+					if code != http.StatusConflict {
+						t.Fatalf("second start: %d %s, want 409", code, second)
+					}
+				}
+				if strategy != "FAIL_ON_RUNNING" {
+					return
+				}
+				e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+first, nil)
+				e.waitStatus(first, conductor.WorkflowTerminated)
+				if code, third := startWith(how, key, strategy); code != http.StatusOK || third == first {
+					t.Fatalf("start after the first ended: %d %s", code, third)
+				}
+			})
+		}
+	}
+	if code, body := startWith("by name", "key-bad", "SOMETIMES"); code != http.StatusBadRequest || !strings.Contains(body, "SOMETIMES") {
+		t.Fatalf("an unknown strategy: %d %s", code, body)
+	}
 }

@@ -60,6 +60,11 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if len(def.Raw) == 0 {
 		return "", 0, fault.Invalid("start workflow %s: definition has no JSON", def.Name)
 	}
+	switch req.IdempotencyStrategy {
+	case "", conductor.IdempotencyFail, conductor.IdempotencyReturnExisting, conductor.IdempotencyFailOnRunning:
+	default:
+		return "", 0, fault.Invalid("idempotencyStrategy %q: want FAIL, RETURN_EXISTING or FAIL_ON_RUNNING", req.IdempotencyStrategy)
+	}
 	id := o.WorkflowID
 	if req.IdempotencyKey != "" && id == "" {
 		existing, status, found, err := e.lookupIdempotency(ctx, def.Name, req.IdempotencyKey)
