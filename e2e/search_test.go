@@ -111,6 +111,8 @@ func TestWorkflowSearch(t *testing.T) {
 		{"workflowType = refund_flow OR correlationId = ord-1", "", []string{f.packs[0], f.refunds[0], f.refunds[1], f.refunds[2]}},
 		{"priority >= 3", "", []string{f.packs[2], f.packs[3]}},
 		{"reasonForIncompletion IS NOT NULL", "", []string{f.packs[0], f.packs[2]}},
+		{"executionTime >= 0", "", all},
+		{"executionTime = 0 AND status = RUNNING", "", f.refunds}, // 0 until it ends
 		{"", "SKU-2", []string{f.packs[1]}},
 		{"", "box-4", []string{f.packs[3]}}, // output, any case
 		{"status = FAILED", "sku", []string{f.packs[0], f.packs[2]}},
@@ -225,6 +227,7 @@ func TestTaskSearch(t *testing.T) {
 		{"status IN (FAILED, IN_PROGRESS)", "", 5},
 		{"taskType = WAIT", "", 3},
 		{"taskRefName = hold AND status = IN_PROGRESS", "", 3},
+		{"taskReferenceName = hold", "", 3}, // TaskSummary's name for it
 		{"workflowId = " + f.packs[0], "", 1},
 		{`correlationId = "ref-2"`, "", 2},
 		{"workflowType = refund_flow AND taskType = SET_VARIABLE", "", 3},

@@ -32,7 +32,7 @@ var WorkflowFields = query.Schema{
 	"workflowId": query.String, "workflowType": query.String, "version": query.Number, "status": query.String,
 	"correlationId": query.String, "priority": query.Number, "createdBy": query.String,
 	"parentWorkflowId": query.String, "idempotencyKey": query.String, "reasonForIncompletion": query.String,
-	"startTime": query.Time, "updateTime": query.Time, "endTime": query.Time,
+	"startTime": query.Time, "updateTime": query.Time, "endTime": query.Time, "executionTime": query.Number,
 }
 
 // field is the query.Doc of a summary.
@@ -64,6 +64,11 @@ func (s *Summary) field(name string) any {
 		return s.UpdateTime
 	case "endTime":
 		return s.EndTime
+	case "executionTime": // as WorkflowSummary has it: 0 until the workflow ends
+		if s.EndTime == 0 {
+			return int64(0)
+		}
+		return s.EndTime - s.StartTime
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 // TaskFields are the fields task queries and sorts may name.
 var TaskFields = query.Schema{
 	"taskId": query.String, "taskType": query.String, "taskDefName": query.String,
-	"taskRefName": query.String, "referenceTaskName": query.String, "status": query.String,
+	"taskRefName": query.String, "referenceTaskName": query.String, "taskReferenceName": query.String, "status": query.String,
 	"workflowId": query.String, "workflowType": query.String, "correlationId": query.String,
 	"domain": query.String, "workerId": query.String, "reasonForIncompletion": query.String,
 	"retryCount": query.Number, "workflowPriority": query.Number,
@@ -36,7 +36,7 @@ func taskDoc(w *engine.Workflow, t *engine.Task) query.Doc {
 			return t.Type
 		case "taskDefName":
 			return t.Name
-		case "taskRefName", "referenceTaskName":
+		case "taskRefName", "referenceTaskName", "taskReferenceName": // TaskSummary names it the last way
 			return t.Ref
 		case "status":
 			return t.Status
