@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -69,6 +70,11 @@ func (s *Server) putEnv(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.authorize(r, access, envResource(name)); err != nil {
+		if errors.Is(err, fault.ErrForbidden) {
+			// One answer whether it exists or not: which access was
+			// missing would tell (as for secrets).
+			err = fmt.Errorf("%s may not write environment variable %s: %w", principal(r), name, fault.ErrForbidden)
+		}
 		s.writeError(w, r, err)
 		return
 	}
@@ -105,9 +111,23 @@ func (s *Server) getEnv(w http.ResponseWriter, r *http.Request) {
 	writeValue(w, []byte(v))
 }
 
-// deleteEnv deletes the value and answers with the value it had.
+// deleteEnv deletes the value and answers with the value it had (as
+// Orkes does): a value returned, so recorded as a read like GET's. The
+// read is recorded before the delete, so that one that cannot be is
+// refused (503) with nothing changed; a delete that then fails (a
+// concurrent one) leaves a read recorded that returned nothing, which
+// errs on the safe side.
 func (s *Server) deleteEnv(w http.ResponseWriter, r *http.Request) {
 	name, err := s.checkEnvRequest(r, auth.Delete)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// Not found is answered before anything is recorded.
+	_, err = s.deps.Environment.Get(r.Context(), name)
+	if err == nil {
+		err = s.recordRead(r, &schemas.EnvRead{Name: name, Addr: clientAddr(r), Time: time.Now().UnixMilli(), By: principal(r)})
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

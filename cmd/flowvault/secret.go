@@ -25,7 +25,9 @@ const defaultServer = "http://127.0.0.1:8080"
 const secretUsage = `usage: flowvault secret <command> [flags]
 
 commands:
-  put NAME [--file F]            store a value, read from F or stdin (never from the command line)
+  put NAME [--file F]            store a value, read from F or stdin (never from the command line);
+                                 a terminal takes one line typed without echo: a multi-line value
+                                 (a PEM key) must come from --file or a pipe; an empty value is refused
   get NAME [--show-value]        print the secret's metadata, or with --show-value its value
   list                           list the secrets and their tags
   delete NAME                    delete a secret
@@ -116,13 +118,7 @@ func secretPut(ctx context.Context, c *apiClient, name, file string, stdout, std
 	if err := secrets.CheckSecretName(name); err != nil {
 		return err
 	}
-	var value []byte
-	var err error
-	if file != "" {
-		value, err = readValueFile(file)
-	} else {
-		value, err = readStdinValue(ctx, name, stderr)
-	}
+	value, err := readValue(ctx, name, file, stderr)
 	if err != nil {
 		return err
 	}
@@ -137,6 +133,29 @@ func secretPut(ctx context.Context, c *apiClient, name, file string, stdout, std
 	}
 	fmt.Fprintf(stdout, "stored secret %s version %d (%d bytes, %s)\n", name, m.Version, m.Size, m.Fingerprint)
 	return nil
+}
+
+// errEmptyValue refuses an empty value before anything is sent: it is
+// almost always a slip (Enter alone, stdin not redirected as meant), and a
+// put destroys the previous version's key for good.
+var errEmptyValue = errors.New("the value is empty: nothing was stored")
+
+// readValue reads the value to put from file, or else from stdin.
+func readValue(ctx context.Context, name, file string, stderr io.Writer) ([]byte, error) {
+	var value []byte
+	var err error
+	if file != "" {
+		value, err = readValueFile(file)
+	} else {
+		value, err = readStdinValue(ctx, name, stderr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(value) == 0 {
+		return nil, errEmptyValue
+	}
+	return value, nil
 }
 
 // readValueFile reads a value file exactly: every byte, trailing newline
@@ -169,7 +188,7 @@ func readStdinValue(ctx context.Context, name string, stderr io.Writer) ([]byte,
 	if !isFile || !isTerminal(f) {
 		return readLimited(stdin, "stdin")
 	}
-	fmt.Fprintf(stderr, "Value of secret %s (input hidden, Enter to finish): ", name)
+	fmt.Fprintf(stderr, "Value of secret %s, one line (input hidden, Enter to finish; a multi-line value must come from --file or a pipe): ", name)
 	v, err := readHiddenLine(ctx, f)
 	fmt.Fprintln(stderr)
 	if err != nil {

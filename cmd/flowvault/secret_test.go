@@ -144,6 +144,8 @@ func TestSecretCLI(t *testing.T) {
 		{"bad name", secret, []string{"secret", "put", "a.b"}, 1, "[a-zA-Z0-9_-]+"},
 		{"too big", bytes.Repeat([]byte("x"), 65536), []string{"secret", "put", "big"}, 1, "limit of 65535 bytes"},
 		{"missing file", nil, []string{"secret", "put", "x", "--file", "/nonexistent/f"}, 1, "no such file"},
+		{"empty stdin", nil, []string{"secret", "put", "db"}, 1, "the value is empty: nothing was stored"},
+		{"empty file", nil, []string{"secret", "put", "db", "--file", os.DevNull}, 1, "the value is empty: nothing was stored"},
 		{"bad tag", nil, []string{"secret", "tag", "db", "novalue"}, 1, "want key=value"},
 		{"no name", nil, []string{"secret", "put"}, 2, "wrong number of arguments"},
 		{"two names", nil, []string{"secret", "get", "a", "b"}, 2, "wrong number of arguments"},
@@ -156,6 +158,10 @@ func TestSecretCLI(t *testing.T) {
 		if code != tt.code || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%s: exit %d %q, want %d mentioning %q", tt.name, code, errOut, tt.code, tt.want)
 		}
+	}
+	// The refused puts sent nothing: db is still at version 2.
+	if out, _, code := run(nil, "secret", "get", "db"); code != 0 || !strings.Contains(out, "version:     2\n") {
+		t.Fatalf("get after the refused puts: %d %q", code, out)
 	}
 	if _, errOut, code := cli(t, bin, keyFileEnv(data), nil, "secret", "list", "--server", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "server http://127.0.0.1:1") {
 		t.Fatalf("server down: %d %q", code, errOut)
