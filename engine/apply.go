@@ -160,6 +160,9 @@ func applyUpdated(t *Task, e *schemas.TaskUpdated) {
 	if e.WorkerID != "" {
 		t.WorkerID = e.WorkerID
 	}
+	if e.Released {
+		t.WorkerID = ""
+	}
 	if e.SubWorkflowID != "" {
 		t.SubWorkflowID = e.SubWorkflowID
 	}

@@ -295,6 +295,10 @@ func (d *decision) result(r conductor.TaskResult, taskType string) error {
 		switch {
 		case r.ExtendLease:
 			up.LeaseExtended, up.KeepOutput = true, r.OutputData == nil
+		case leased(t) && t.Type != conductor.TaskTypeDoWhile:
+			// A system task done with its part (HTTP with asyncComplete):
+			// no engine holds it any more; an update from outside ends it.
+			up.Released, up.WorkerID = true, ""
 		case t.IsWorkerTask():
 			// Back to the queue, handed out again after the callback delay.
 			up.Status = conductor.TaskScheduled

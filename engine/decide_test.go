@@ -361,6 +361,24 @@ func TestHTTPIsRunBySystemWorker(t *testing.T) {
 	h.decide(engine.Take{TaskID: runs[0].TaskID, WorkerID: "flowvault", System: true})
 	h.complete("call", map[string]any{"response": map[string]any{"statusCode": int64(200)}})
 	h.wantStatus(conductor.WorkflowCompleted)
+
+	// With asyncComplete the call's IN_PROGRESS releases the task: no lease
+	// runs it again; an update from outside completes it.
+	h = newHarness(t, def, nil)
+	h.decide(engine.Take{TaskID: h.task("call").ID, WorkerID: "flowvault", System: true})
+	h.report("call", conductor.TaskInProgress, map[string]any{"response": map[string]any{"statusCode": int64(202)}}, "")
+	if call := h.wantTask("call", conductor.TaskInProgress); call.WorkerID != "" || call.Output["response"] == nil {
+		t.Fatalf("released task held by %q, output %v", call.WorkerID, call.Output)
+	}
+	if dl := engine.Deadlines(h.w); len(dl) != 0 {
+		t.Fatalf("a released system task has deadlines %v", dl)
+	}
+	h.advance(2 * engine.SystemTaskLease)
+	if d := h.decide(engine.Tick{}); len(d.Events) != 0 || len(d.Effects) != 0 {
+		t.Fatalf("a tick acted on a released task: %v %v", d.Events, d.Effects)
+	}
+	h.complete("call", map[string]any{"done": true})
+	h.wantStatus(conductor.WorkflowCompleted)
 }
 
 func TestRetries(t *testing.T) {

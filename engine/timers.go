@@ -83,8 +83,12 @@ func pollTimesOut(t *Task) bool {
 // leased reports whether an IN_PROGRESS task is held by an engine's system
 // worker, which must report within SystemTaskLease. A DO_WHILE is held only
 // while its condition is evaluated; while its body runs, the decider has it.
+// A task the system worker released (asyncComplete) waits for an update.
 func leased(t *Task) bool {
-	return runsInSystemWorker(t.Type) && (t.Type != conductor.TaskTypeDoWhile || loopRecorded(t))
+	if t.Type == conductor.TaskTypeDoWhile {
+		return loopRecorded(t)
+	}
+	return runsInSystemWorker(t.Type) && t.WorkerID != ""
 }
 
 // tick acts on every deadline that has passed.

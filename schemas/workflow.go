@@ -119,8 +119,11 @@ type TaskUpdated struct {
 	CallbackAfterSeconds int64    `msgpack:"cb,omitempty"`
 	AvailableAt          int64    `msgpack:"avail,omitempty"`
 	LeaseExtended        bool     `msgpack:"lease,omitempty"`
-	SubWorkflowID        string   `msgpack:"sub,omitempty"`
-	Time                 int64    `msgpack:"ts"`
+	// Released: the engine running a system task let go of it (HTTP with
+	// asyncComplete): it waits IN_PROGRESS for an update from outside.
+	Released      bool   `msgpack:"rel,omitempty"`
+	SubWorkflowID string `msgpack:"sub,omitempty"`
+	Time          int64  `msgpack:"ts"`
 }
 
 func (*TaskUpdated) EventType() string { return "workflow.task_updated" }

@@ -115,7 +115,24 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	if err := applyOutputFilter(t, out); err != nil {
 		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: outputFilter: %v", t.ReferenceTaskName, err)
 	}
+	if asyncComplete(t) {
+		// Done calling: the task waits for an update from outside.
+		return conductor.TaskResult{Status: conductor.TaskInProgress, OutputData: out}
+	}
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: out}
+}
+
+// asyncComplete reports Conductor's asyncComplete, from the task's input
+// or its workflow task: the task stays IN_PROGRESS after the call until a
+// task update (or a signal) completes it.
+func asyncComplete(t *conductor.Task) bool {
+	if v, ok := t.InputData["asyncComplete"].(bool); ok {
+		return v
+	}
+	var wt struct {
+		AsyncComplete bool `json:"asyncComplete"`
+	}
+	return len(t.WorkflowTask) > 0 && json.Unmarshal(t.WorkflowTask, &wt) == nil && wt.AsyncComplete
 }
 
 // applyOutputFilter adds the keys of the task's outputFilter (Orkes): a

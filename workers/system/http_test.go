@@ -63,6 +63,12 @@ func TestHTTPTask(t *testing.T) {
 					t.Fatalf("filtered output = %#v", res.OutputData)
 				}
 			}},
+		{"asyncComplete stays in progress", map[string]any{"uri": srv.URL + "/text", "method": "GET", "asyncComplete": true}, conductor.TaskInProgress,
+			func(t *testing.T, res conductor.TaskResult) {
+				if res.OutputData["response"].(map[string]any)["statusCode"] != int64(200) {
+					t.Fatalf("result = %+v", res)
+				}
+			}},
 		{"missing uri", map[string]any{"http_request": map[string]any{"method": "GET"}}, conductor.TaskFailedWithTerminalError, nil},
 		{"missing method", map[string]any{"http_request": map[string]any{"uri": srv.URL}}, conductor.TaskFailedWithTerminalError, nil},
 		{"transport error hides credentials", map[string]any{"http_request": map[string]any{"uri": "http://user:pw@127.0.0.1:1/x?token=s3cr3t", "method": "GET"}}, conductor.TaskFailed,
@@ -82,5 +88,11 @@ func TestHTTPTask(t *testing.T) {
 				tt.check(t, res)
 			}
 		})
+	}
+	// asyncComplete set on the workflow task, as Conductor also reads it.
+	res := system.HTTP{}.Execute(context.Background(), &conductor.Task{ReferenceTaskName: "call",
+		InputData: map[string]any{"uri": srv.URL + "/text", "method": "GET"}, WorkflowTask: []byte(`{"asyncComplete":true}`)})
+	if res.Status != conductor.TaskInProgress {
+		t.Fatalf("workflow task asyncComplete: %s", res.Status)
 	}
 }
