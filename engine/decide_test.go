@@ -337,6 +337,14 @@ func TestSubWorkflow(t *testing.T) {
 	if !strings.Contains(f.w.Reason, "kid broke") {
 		t.Fatalf("reason %q", f.w.Reason)
 	}
+
+	// A terminated child cancels its task, which is not retried: the
+	// parent ends TERMINATED, as in Conductor.
+	term := newHarness(t, def, nil, `{"name":"child","retryCount":3}`)
+	term.decide(engine.ChildFinished{ChildID: term.task("child").SubWorkflowID, Status: conductor.WorkflowTerminated})
+	term.wantTask("child", conductor.TaskCanceled)
+	term.wantStatus(conductor.WorkflowTerminated)
+	term.wantRefs("child")
 }
 
 func TestHTTPIsRunBySystemWorker(t *testing.T) {

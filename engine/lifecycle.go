@@ -256,9 +256,14 @@ func (d *decision) childFinished(c ChildFinished) {
 	if reason == "" {
 		reason = "sub workflow " + c.ChildID + " " + c.Status
 	}
+	// As Conductor's SubWorkflow task: a terminated child cancels it (not
+	// retried; the parent ends TERMINATED), one timed out times it out.
 	status := conductor.TaskFailed
-	if c.Status == conductor.WorkflowTimedOut {
+	switch c.Status {
+	case conductor.WorkflowTimedOut:
 		status = conductor.TaskTimedOut
+	case conductor.WorkflowTerminated:
+		status = conductor.TaskCanceled
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: status, Output: output, Reason: reason, Time: d.now})
 	d.failed(d.w.TaskByID(t.ID))

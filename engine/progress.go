@@ -234,10 +234,14 @@ func (d *decision) failed(t *Task) {
 		reason = fmt.Sprintf("task %s %s", t.Ref, t.Status)
 	}
 	// Conductor ends the workflow TIMED_OUT when the task that exhausted its
-	// retries timed out, whatever its policy (DeciderService.retry).
+	// retries timed out, whatever its policy, and TERMINATED when it was
+	// canceled (a terminated sub-workflow) (DeciderService.retry).
 	status := conductor.WorkflowFailed
-	if t.Status == conductor.TaskTimedOut {
+	switch t.Status {
+	case conductor.TaskTimedOut:
 		status = conductor.WorkflowTimedOut
+	case conductor.TaskCanceled:
+		status = conductor.WorkflowTerminated
 	}
 	d.finish(status, reason, nil)
 }
