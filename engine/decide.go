@@ -348,7 +348,22 @@ func (d *decision) resume() error {
 	d.emit(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowRunning, Time: d.now})
 	// Hand out what was scheduled before the pause.
 	d.effect(Effects(d.w, d.now)...)
+	// Then act on the failures the pause held back (see failed).
+	for i := 0; i < len(d.w.Tasks) && !d.w.Terminal(); i++ {
+		if t := d.w.Tasks[i]; !t.Retried && unsuccessful(t.Status) {
+			d.failed(t)
+		}
+	}
 	return nil
+}
+
+// unsuccessful reports a status failed acts on.
+func unsuccessful(s string) bool {
+	switch s {
+	case conductor.TaskFailed, conductor.TaskFailedWithTerminalError, conductor.TaskTimedOut, conductor.TaskCanceled:
+		return true
+	}
+	return false
 }
 
 func (d *decision) terminate(reason string) error {

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -25,6 +26,29 @@ func TestPauseResume(t *testing.T) {
 	h.wantTask("b_ref", conductor.TaskScheduled)
 	_, err := h.try(engine.Resume{})
 	wantErr(t, err, fault.ErrConflict)
+
+	// A failure while paused is acted on at resume, as Conductor's decider
+	// does nothing for a paused workflow: no retry is scheduled (and handed
+	// out) before, and a workflow out of retries fails only then.
+	for _, tt := range []struct {
+		retries int
+		want    string
+	}{{1, conductor.WorkflowRunning}, {0, conductor.WorkflowFailed}} {
+		h := newHarness(t, threeSimple, nil, fmt.Sprintf(`{"name":"a","retryCount":%d,"retryDelaySeconds":0}`, tt.retries))
+		h.decide(engine.Pause{})
+		d := h.report("a_ref", conductor.TaskFailed, nil, "broke")
+		if len(effectsOf[engine.Dispatch](d)) != 0 || len(h.w.Tasks) != 1 {
+			t.Fatalf("%d retries: a failure while paused scheduled %v", tt.retries, h.refs())
+		}
+		h.wantStatus(conductor.WorkflowPaused)
+		d = h.decide(engine.Resume{})
+		h.wantStatus(tt.want)
+		if tt.retries > 0 {
+			if h.wantTask("a_ref", conductor.TaskScheduled).RetryCount != 1 || len(effectsOf[engine.Dispatch](d)) != 1 {
+				t.Fatalf("after resume: %v, effects %v", h.refs(), d.Effects)
+			}
+		}
+	}
 }
 
 func TestTerminate(t *testing.T) {

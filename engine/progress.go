@@ -210,6 +210,12 @@ func (d *decision) workflowOutput() map[string]any {
 // failed handles a task that just failed: retry it, let an optional task
 // pass, or fail the workflow.
 func (d *decision) failed(t *Task) {
+	if d.w.Status == conductor.WorkflowPaused {
+		// Conductor's decider does nothing for a paused workflow: the
+		// retry (or the workflow's end) waits for resume, which acts on
+		// the failed tasks not retried.
+		return
+	}
 	// A loop is never retried as a new instance: retry reopens it.
 	if conductor.TaskRetriable(t.Status) && t.RetryCount < t.Policy.RetryCount && !d.totalTimeoutPassed(t) && t.Type != conductor.TaskTypeDoWhile {
 		wt := d.plan.config(t)
