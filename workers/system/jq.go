@@ -42,11 +42,11 @@ func (j JQ) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult
 	if err != nil {
 		return scriptFailed(t, fmt.Errorf("queryExpression: %v", err))
 	}
+	// The query reads the task's whole input, queryExpression included,
+	// as Conductor's JsonJqTransform does (`.` shows it).
 	input := make(map[string]any, len(t.InputData))
 	for k, v := range t.InputData {
-		if k != "queryExpression" {
-			input[k] = toJQ(v)
-		}
+		input[k] = toJQ(v)
 	}
 	release, err := acquireSlot(ctx)
 	if err != nil {

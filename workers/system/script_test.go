@@ -265,7 +265,8 @@ func TestJQ(t *testing.T) {
 		{"object", "{total: (.a + .b), names: [.items[].n]}", map[string]any{"total": int64(3), "names": []any{"x", "y"}}, nil},
 		{"several results", ".items[] | .p", 1.5, []any{1.5, int64(2)}},
 		{"no result", "empty", nil, []any{}},
-		{"query is not input", "has(\"queryExpression\")", false, []any{false}},
+		// The whole input, queryExpression included, as Conductor's.
+		{"query is input", "has(\"queryExpression\")", true, []any{true}},
 		{"large integer", ".big + 1", int64(1)<<60 + 1, []any{int64(1)<<60 + 1}},
 		{"no environment", "$ENV | length", int64(0), []any{int64(0)}},
 		{"float division", ".b / 4", 0.5, []any{0.5}},
