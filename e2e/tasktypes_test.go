@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -177,5 +180,37 @@ func TestScriptFailureAndLoopRetry(t *testing.T) {
 	}
 	if got := strings.Join(refs, " "); got != "loop:COMPLETED flaky__1:COMPLETED flaky__2:FAILED flaky__2:COMPLETED flaky__3:COMPLETED" {
 		t.Fatalf("tasks %s", got)
+	}
+}
+
+// An HTTP task with asyncComplete stays IN_PROGRESS after its call, held
+// by no engine (so no lease runs the call again, on this engine or after
+// the log is read back), until an update completes it.
+func TestHTTPAsyncComplete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var calls atomic.Int64
+	remote := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"accepted":true}`))
+	}))
+	t.Cleanup(remote.Close)
+	e.register(`{"name":"async_call","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP","asyncComplete":true,
+	  "inputParameters":{"http_request":{"uri":"` + remote.URL + `","method":"POST","body":{}}}}],"outputParameters":{"r":"${call.output.result}"}}`)
+	id := e.start("async_call", nil)
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		call := taskByRef(e.workflow(id), "call")
+		if call == nil || call.Status != conductor.TaskInProgress || call.OutputData["response"] == nil {
+			return fmt.Errorf("the call has not answered yet: %+v", call)
+		}
+		if call.WorkerID != "" {
+			return fmt.Errorf("the task is still held by %q", call.WorkerID)
+		}
+		return nil
+	})
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/call/COMPLETED", map[string]any{"result": "done"})
+	if wf := e.waitStatus(id, conductor.WorkflowCompleted); wf.Output["r"] != "done" || calls.Load() != 1 {
+		t.Fatalf("output %v after %d calls", wf.Output, calls.Load())
 	}
 }
