@@ -79,13 +79,22 @@ func (s *Server) mayPoll(r *http.Request, taskType string) error {
 // mayUpdateTask reports (nil) whether the caller may report on task t of
 // wf: as a worker of its type, or as an operator of the execution.
 func (s *Server) mayUpdateTask(r *http.Request, wf *engine.Workflow, t *engine.Task) error {
+	_, err := s.reporter(r, wf, t)
+	return err
+}
+
+// reporter is whose data a report on task t of wf is, if it may be made:
+// "" for a worker of the task's type (trusted with the task: it takes its
+// values), else the caller, an operator of the execution, whose data the
+// workflow then runs as too (engine.Result.By).
+func (s *Server) reporter(r *http.Request, wf *engine.Workflow, t *engine.Task) (string, error) {
 	if s.mayPoll(r, t.Name) == nil {
-		return nil
+		return "", nil
 	}
 	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Execute); err != nil {
-		return s.hidden(r, wf, auth.Execute, err, fault.NotFound("task %s not found", t.ID))
+		return "", s.hidden(r, wf, auth.Execute, err, fault.NotFound("task %s not found", t.ID))
 	}
-	return nil
+	return principal(r), nil
 }
 
 // mayStart reports (nil) whether the caller may start req: EXECUTE on the

@@ -177,32 +177,34 @@ func (s *Server) pollOne(w http.ResponseWriter, r *http.Request, taskType string
 
 // decodeResult reads a TaskResult body and checks what the engine cannot
 // check for a task that already finished.
-func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor.TaskResult, error) {
+// decodeResult reads a TaskResult body, and whose data it is (reporter).
+func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor.TaskResult, string, error) {
 	var res conductor.TaskResult
 	if err := decodeJSON(w, r, maxBodyBytes, &res); err != nil {
-		return res, err
+		return res, "", err
 	}
 	if res.TaskID == "" {
-		return res, fault.Invalid("taskId is required")
+		return res, "", fault.Invalid("taskId is required")
 	}
 	if err := checkResultStatus(res.Status); err != nil {
-		return res, err
+		return res, "", err
 	}
 	if len(res.WorkerID) > maxWorkerID {
-		return res, fault.Invalid("workerId is longer than %d bytes", maxWorkerID)
+		return res, "", fault.Invalid("workerId is longer than %d bytes", maxWorkerID)
 	}
 	if s.deps.Insecure && res.WorkflowInstanceID != "" {
-		return res, nil // nothing to check: the engine finds the task
+		return res, "", nil // nothing to check: the engine finds the task
 	}
 	wf, t, err := s.task(r.Context(), res.TaskID)
 	if err != nil {
-		return res, err
+		return res, "", err
 	}
 	if res.WorkflowInstanceID != "" && res.WorkflowInstanceID != wf.ID {
-		return res, fault.NotFound("task %s not found in workflow %s", res.TaskID, res.WorkflowInstanceID)
+		return res, "", fault.NotFound("task %s not found in workflow %s", res.TaskID, res.WorkflowInstanceID)
 	}
 	res.WorkflowInstanceID = wf.ID
-	return res, s.mayUpdateTask(r, wf, t)
+	by, err := s.reporter(r, wf, t)
+	return res, by, err
 }
 
 func checkResultStatus(status string) error {
@@ -215,12 +217,18 @@ func checkResultStatus(status string) error {
 	return fault.Invalid("status %q: want IN_PROGRESS, COMPLETED, FAILED or FAILED_WITH_TERMINAL_ERROR", status)
 }
 
-// report records a result and waits until the executions model shows it
-// (for a worker's result, briefly). A result for a task or workflow that
-// already finished changes nothing and succeeds (Conductor ignores late
-// updates).
-func (s *Server) report(r *http.Request, res conductor.TaskResult, byWorker bool) (executor.Outcome, error) {
-	out, err := s.deps.Tasks.ReportResult(r.Context(), res, "", principal(r))
+// report records a result, an operator's (by, see reporter) or a
+// worker's, and waits until the executions model shows it (for a worker's
+// result, briefly). A result for a task or workflow that already finished
+// changes nothing and succeeds (Conductor ignores late updates).
+func (s *Server) report(r *http.Request, res conductor.TaskResult, by string, byWorker bool) (executor.Outcome, error) {
+	var out executor.Outcome
+	var err error
+	if by != "" {
+		out, err = s.deps.Engine.Submit(r.Context(), res.WorkflowInstanceID, engine.Result{Result: res, By: by}, executor.Meta{Principal: by})
+	} else {
+		out, err = s.deps.Tasks.ReportResult(r.Context(), res, "", principal(r))
+	}
 	if err != nil {
 		return out, err
 	}
@@ -234,9 +242,9 @@ func (s *Server) report(r *http.Request, res conductor.TaskResult, byWorker bool
 // updateTask is the legacy result endpoint (also the lease heartbeat with
 // extendLease): it answers the task id as text.
 func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) {
-	res, err := s.decodeResult(w, r)
+	res, by, err := s.decodeResult(w, r)
 	if err == nil {
-		_, err = s.report(r, res, true)
+		_, err = s.report(r, res, by, true)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -248,10 +256,10 @@ func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) {
 // updateTaskV2 records a result, then hands the worker its next task of
 // the same type and domain if one is queued (see nextTaskWait), else 204.
 func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
-	res, err := s.decodeResult(w, r)
+	res, by, err := s.decodeResult(w, r)
 	var out executor.Outcome
 	if err == nil {
-		out, err = s.report(r, res, true)
+		out, err = s.report(r, res, by, true)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -296,14 +304,14 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 		if err == nil {
 			output, err = readOutput(w, r)
 		}
-		var taskID string
+		var taskID, by string
 		if err == nil {
-			taskID, err = s.updatableByRef(r, wfID, ref)
+			taskID, by, err = s.updatableByRef(r, wfID, ref)
 		}
 		var out executor.Outcome
 		if err == nil {
 			out, err = s.report(r, conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
-				OutputData: output, WorkerID: workerID}, false)
+				OutputData: output, WorkerID: workerID}, by, false)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -318,29 +326,30 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 }
 
 // updatableByRef returns the id of the latest instance of task ref of
-// workflow wfID, which the caller must be allowed to report on.
-func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (string, error) {
+// workflow wfID, which the caller must be allowed to report on, and whose
+// data a report is (reporter).
+func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (id, by string, err error) {
 	out, err := s.deps.Engine.Submit(r.Context(), wfID, nil, executor.Meta{})
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	// To a caller who may not see the workflow, every answer is the same:
 	// it exists, or has such a task, tells something.
 	hidden := fault.NotFound("workflow %s not found", wfID)
 	switch t := latestByRef(out.State, ref); {
 	case out.State == nil:
-		return "", hidden
+		return "", "", hidden
 	case t == nil:
 		err = fault.NotFound("workflow %s has no task with reference name %q", wfID, ref)
 		if e := s.mayExecution(r, out.State.Name, out.State.CreatedBy, auth.Read); e != nil {
 			err = s.hidden(r, out.State, auth.Read, e, hidden)
 		}
-		return "", err
+		return "", "", err
 	default:
-		if err = s.mayUpdateTask(r, out.State, t); errors.Is(err, fault.ErrNotFound) {
+		if by, err = s.reporter(r, out.State, t); errors.Is(err, fault.ErrNotFound) {
 			err = hidden
 		}
-		return t.ID, err
+		return t.ID, by, err
 	}
 }
 

@@ -30,11 +30,12 @@ func (s *Server) signal(sync bool) http.HandlerFunc {
 		}
 		var block *engine.Workflow
 		var task *engine.Task
+		var by string
 		if err == nil {
-			block, task, err = s.signalled(r, wfID)
+			block, task, by, err = s.signalled(r, wfID)
 		}
 		if err == nil {
-			_, err = s.report(r, conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: block.ID, Status: status, OutputData: output}, false)
+			_, err = s.report(r, conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: block.ID, Status: status, OutputData: output}, by, false)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -48,23 +49,25 @@ func (s *Server) signal(sync bool) http.HandlerFunc {
 	}
 }
 
-// signalled returns the task a signal of wfID completes, and its workflow.
-func (s *Server) signalled(r *http.Request, wfID string) (*engine.Workflow, *engine.Task, error) {
+// signalled returns the task a signal of wfID completes, its workflow,
+// and whose data the signal is (reporter).
+func (s *Server) signalled(r *http.Request, wfID string) (*engine.Workflow, *engine.Task, string, error) {
 	if _, err := s.execution(r, wfID, auth.Execute); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	tree, err := s.workflowTree(r.Context(), wfID)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	block, task := waitingTask(tree)
 	if task == nil {
-		return nil, nil, fault.Conflict("workflow %s is %s and waits in no WAIT or HUMAN task to signal", wfID, tree[0].Status)
+		return nil, nil, "", fault.Conflict("workflow %s is %s and waits in no WAIT or HUMAN task to signal", wfID, tree[0].Status)
 	}
-	if err := s.mayUpdateTask(r, block, task); err != nil {
-		return nil, nil, err
+	by, err := s.reporter(r, block, task)
+	if err != nil {
+		return nil, nil, "", err
 	}
-	return block, task, nil
+	return block, task, by, nil
 }
 
 // workflowStateUpdate is the body of POST /api/workflow/{id}/state.
@@ -90,15 +93,20 @@ func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
 	if err == nil && upd.TaskResult != nil {
 		err = checkResultStatus(upd.TaskResult.Status)
 	}
+	// The task is found before anything changes: an unknown reference
+	// leaves the variables as they were.
+	var res conductor.TaskResult
+	var by string
+	if err == nil && upd.TaskResult != nil {
+		res = *upd.TaskResult
+		res.TaskID, by, err = s.updatableByRef(r, id, upd.TaskReferenceName)
+		res.WorkflowInstanceID = id
+	}
 	if err == nil && len(upd.Variables) > 0 {
 		err = s.submit(r, id, engine.SetVariables{Variables: upd.Variables, By: principal(r)})
 	}
 	if err == nil && upd.TaskResult != nil {
-		res := *upd.TaskResult
-		if res.TaskID, err = s.updatableByRef(r, id, upd.TaskReferenceName); err == nil {
-			res.WorkflowInstanceID = id
-			_, err = s.report(r, res, false)
-		}
+		_, err = s.report(r, res, by, false)
 	}
 	if err == nil && upd.TaskResult == nil && len(upd.Variables) == 0 {
 		_, err = s.execution(r, id, auth.Execute)

@@ -39,7 +39,7 @@ const (
 	ActSecretRead    = "secret.read"
 	ActSecretResolve = "secret.resolve"
 	ActSecretRefuse  = "secret.resolve_refused"
-	// ActWorkflowRunAs: a workflow runs as another principal from here on.
+	// ActWorkflowRunAs: a principal joined those a workflow runs as.
 	ActWorkflowRunAs  = "workflow.run_as"
 	ActEnvPut         = "env.put"
 	ActEnvDelete      = "env.delete"

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -255,24 +254,29 @@ func TestChildNeedsExecute(t *testing.T) {
 	}
 }
 
-// Whoever gives a workflow data of their own runs it from then on: a
-// principal with EXECUTE but without READ on a secret cannot rerun the
-// creator's workflow with input that steers the secret (here: to a URL of
-// their choosing) and have it resolved with the creator's rights. A rerun
-// that gives no data, or the creator's own, still resolves as the creator.
-// The trail names who took the workflow over.
+// Whoever gives a workflow data of their own joins those it runs as, and
+// its secrets then resolve only where every one of them may: a principal
+// with EXECUTE but without READ on a secret cannot steer it with data of
+// their own (new input to a URL of their choosing, a signal's output), and
+// a workflow whose creator lacks READ gains nothing from an admin's help.
+// A rerun that gives no data, or the creator's own, changes nothing. The
+// trail names who joined which workflow.
 func TestDataGiverRunsTheWorkflow(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
 	e.putSecret("deploy_key", "deploy-value-91c4e7")
 	e.register(`{"name":"deploy","tasks":[
 	  {"name":"deploy_prep","taskReferenceName":"prep","inputParameters":{"url":"${workflow.input.url}"}},
-	  {"name":"deploy_send","taskReferenceName":"send","inputParameters":{"url":"${prep.output.url}","key":"${workflow.secrets.deploy_key}"}}]}`)
+	  {"name":"deploy_send","taskReferenceName":"send","inputParameters":{"url":"${prep.output.url}","key":"${workflow.secrets.deploy_key}"}}]}`,
+		`{"name":"approved_deploy","tasks":[{"name":"approval","taskReferenceName":"approval","type":"WAIT"},
+	  {"name":"deploy_send","taskReferenceName":"send","inputParameters":{"url":"${approval.output.url}","key":"${workflow.secrets.deploy_key}"}}]}`)
 	owner, ownerToken := e.application("owner")
-	e.grant(owner, "WORKFLOW_DEF", "deploy", "EXECUTE")
-	e.grant(owner, "SECRET_NAME", "deploy_key", "READ")
 	other, otherToken := e.application("other")
-	e.grant(other, "WORKFLOW_DEF", "deploy", "EXECUTE")
+	for _, def := range []string{"deploy", "approved_deploy"} {
+		e.grant(owner, "WORKFLOW_DEF", def, "EXECUTE")
+		e.grant(other, "WORKFLOW_DEF", def, "EXECUTE")
+	}
+	e.grant(owner, "SECRET_NAME", "deploy_key", "READ")
 	e.work("deploy_prep", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: map[string]any{"url": task.InputData["url"]}}, nil
 	})
@@ -286,47 +290,59 @@ func TestDataGiverRunsTheWorkflow(t *testing.T) {
 		return workers.Output{}, nil
 	})
 	asOwner, asOther := e.as(ownerToken), e.as(otherToken)
+	newInput := func(url string) func(*conductor.Workflow) conductor.RerunWorkflowRequest {
+		return func(*conductor.Workflow) conductor.RerunWorkflowRequest {
+			return conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"url": url}}
+		}
+	}
 	for _, tc := range []struct {
-		name   string
-		as     *env
-		rerun  func(wf *conductor.Workflow) conductor.RerunWorkflowRequest
-		url    string // where the rerun sends the key: "" for where the first run did
-		runsAs string // "" if the rerun completes as the owner
+		name    string
+		starter *env
+		as      *env
+		rerun   func(wf *conductor.Workflow) conductor.RerunWorkflowRequest
+		url     string // where the rerun sends the key: "" for where the first run did
+		refused string // who the refusal names; "" if the rerun completes
+		joined  string // who joins the workflow
 	}{
-		{name: "new workflow input", as: asOther, url: "https://other.example/1", runsAs: other,
-			rerun: func(*conductor.Workflow) conductor.RerunWorkflowRequest {
-				return conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"url": "https://other.example/1"}}
-			}},
-		{name: "new task input", as: asOther, url: "https://other.example/2", runsAs: other,
+		{name: "new workflow input", starter: asOwner, as: asOther, url: "https://other.example/1", refused: other, joined: other,
+			rerun: newInput("https://other.example/1")},
+		{name: "new task input", starter: asOwner, as: asOther, url: "https://other.example/2", refused: other, joined: other,
 			rerun: func(wf *conductor.Workflow) conductor.RerunWorkflowRequest {
 				return conductor.RerunWorkflowRequest{ReRunFromTaskID: taskByRef(wf, "prep").TaskID, TaskInput: map[string]any{"url": "https://other.example/2"}}
 			}},
-		{name: "no data", as: asOther,
+		{name: "no data", starter: asOwner, as: asOther,
 			rerun: func(*conductor.Workflow) conductor.RerunWorkflowRequest { return conductor.RerunWorkflowRequest{} }},
-		{name: "the owner's own data", as: asOwner, url: "https://owner.example/own-data",
-			rerun: func(*conductor.Workflow) conductor.RerunWorkflowRequest {
-				return conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"url": "https://owner.example/own-data"}}
-			}},
+		{name: "the owner's own data", starter: asOwner, as: asOwner, url: "https://owner.example/own-data",
+			rerun: newInput("https://owner.example/own-data")},
+		// The admin may read the key; the workflow's creator may not, and
+		// still may not once the admin gave it data.
+		{name: "an admin's help", starter: asOther, as: e, url: "https://other.example/3", refused: other, joined: "admin",
+			rerun: newInput("https://other.example/3")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			first := "https://owner.example/first/" + strings.ReplaceAll(tc.name, " ", "-")
-			id := asOwner.start("deploy", map[string]any{"url": first})
-			wf := asOwner.waitStatus(id, conductor.WorkflowCompleted)
-			tc.as.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", tc.rerun(wf))
-			if tc.runsAs == "" {
-				asOwner.waitStatus(id, conductor.WorkflowCompleted)
+			id := tc.starter.start("deploy", map[string]any{"url": first})
+			if tc.starter == asOther {
+				// Its first run is refused: the creator lacks READ.
+				e.waitStatus(id, conductor.WorkflowFailed)
 			} else {
-				wf = asOwner.waitStatus(id, conductor.WorkflowFailed)
+				e.waitStatus(id, conductor.WorkflowCompleted)
+			}
+			tc.as.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", tc.rerun(e.workflow(id)))
+			if tc.refused == "" {
+				e.waitStatus(id, conductor.WorkflowCompleted)
+			} else {
+				wf := e.waitStatus(id, conductor.WorkflowFailed)
 				reason := taskByRef(wf, "send").ReasonForIncompletion
-				if !strings.Contains(reason, "deploy_key") || !strings.Contains(reason, tc.runsAs) {
-					t.Fatalf("send: %q, want a refusal naming %s", reason, tc.runsAs)
+				if !strings.Contains(reason, "deploy_key") || !strings.Contains(reason, tc.refused) {
+					t.Fatalf("send: %q, want a refusal naming %s", reason, tc.refused)
 				}
 			}
 			url, want := tc.url, 1
 			if url == "" {
 				url, want = first, 2
 			}
-			if tc.runsAs != "" {
+			if tc.refused != "" {
 				want = 0
 			}
 			mu.Lock()
@@ -340,31 +356,39 @@ func TestDataGiverRunsTheWorkflow(t *testing.T) {
 			if got != want {
 				t.Fatalf("%s received the key %d times, want %d", url, got, want)
 			}
-			var runAs []string
+			var joined []string
 			for _, ev := range e.events(id) {
 				if ra, ok := ev.(*schemas.WorkflowRunAs); ok {
-					runAs = append(runAs, ra.Principal)
+					joined = append(joined, ra.Principal)
 				}
 			}
-			if tc.runsAs != "" && !slices.Equal(runAs, []string{tc.runsAs}) || tc.runsAs == "" && len(runAs) != 0 {
-				t.Fatalf("run-as events %v", runAs)
+			if tc.joined != "" && (len(joined) != 1 || !strings.Contains(joined[0], tc.joined)) || tc.joined == "" && len(joined) != 0 {
+				t.Fatalf("joined %v, want %q", joined, tc.joined)
 			}
 		})
 	}
-	// The trail says who took which workflow over.
+	// A signal is data too: the operator's output may not steer the key.
+	id := asOwner.start("approved_deploy", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	asOther.must(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal", map[string]any{"url": "https://other.example/signal"})
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	if reason := taskByRef(wf, "send").ReasonForIncompletion; !strings.Contains(reason, other) {
+		t.Fatalf("send after another's signal: %q", reason)
+	}
+	// The trail says who joined which workflow.
 	var trail struct {
 		Entries []struct{ Principal, Action, Target string }
 	}
 	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?principal="+other, nil)), &trail); err != nil {
 		t.Fatal(err)
 	}
-	var takeovers int
+	var joins int
 	for _, en := range trail.Entries {
 		if en.Action == "workflow.run_as" && en.Principal == other && strings.HasPrefix(en.Target, "WORKFLOW:") {
-			takeovers++
+			joins++
 		}
 	}
-	if takeovers != 2 {
-		t.Fatalf("trail has %d run-as entries by %s, want 2: %+v", takeovers, other, trail.Entries)
+	if joins != 3 {
+		t.Fatalf("trail has %d run-as entries by %s, want 3: %+v", joins, other, trail.Entries)
 	}
 }

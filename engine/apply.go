@@ -83,7 +83,9 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 	case *schemas.WorkflowCompacted:
 		applyCompacted(w)
 	case *schemas.WorkflowRunAs:
-		w.RunAs = e.Principal
+		if e.Principal != w.CreatedBy && !slices.Contains(w.AlsoRunsAs, e.Principal) {
+			w.AlsoRunsAs = append(slices.Clip(w.AlsoRunsAs), e.Principal)
+		}
 	case *schemas.SecretsSealed:
 		if e.Key != w.SecretsKey {
 			// A new key (one compacted workflow sealed again): compacted

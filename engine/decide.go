@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flowvault/flowvault/fault"
@@ -116,11 +117,13 @@ func (d *decision) emit(ev schemas.Event) {
 
 func (d *decision) effect(e ...Effect) { d.effects = append(d.effects, e...) }
 
-// runAs makes the workflow run as p from here on, unless it does already
-// (or p is nobody: a trigger of the engine's own).
-func (d *decision) runAs(p string) {
-	if p != "" && p != d.w.Principal() {
-		d.emit(&schemas.WorkflowRunAs{Principal: p, Time: d.now})
+// runAs makes the workflow run as p too from here on, unless it does
+// already (or p is nobody: a trigger of the engine's own).
+func (d *decision) runAs(p ...string) {
+	for _, p := range p {
+		if p != "" && !slices.Contains(d.w.Principals(), p) {
+			d.emit(&schemas.WorkflowRunAs{Principal: p, Time: d.now})
+		}
 	}
 }
 
@@ -129,7 +132,7 @@ func (d *decision) handle(t Trigger) error {
 	case Take:
 		return d.take(t)
 	case Result:
-		return d.result(t.Result, t.TaskType)
+		return d.result(t.Result, t.TaskType, t.By)
 	case Tick:
 		d.tick()
 	case Reconcile:
@@ -205,6 +208,7 @@ func (d *decision) start(s Start) error {
 		Resolved: s.Resolved,
 	})
 	d.w.plan = d.plan
+	d.runAs(s.AlsoRunsAs...)
 	if len(s.Def.Tasks) == 0 {
 		return nil
 	}
@@ -245,7 +249,7 @@ func (d *decision) take(t Take) error {
 	return nil
 }
 
-func (d *decision) result(r conductor.TaskResult, taskType string) error {
+func (d *decision) result(r conductor.TaskResult, taskType, by string) error {
 	t := d.w.TaskByID(r.TaskID)
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
@@ -266,6 +270,7 @@ func (d *decision) result(r conductor.TaskResult, taskType string) error {
 		d.reply = ResultReply{Ignored: true}
 		return nil
 	}
+	d.runAs(by)
 	if len(r.Logs) > 0 {
 		lines, times := make([]string, len(r.Logs)), make([]int64, len(r.Logs))
 		for i, l := range r.Logs {

@@ -280,7 +280,7 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 	if id == "" || name == "" {
 		return StartWorkflow{}, false
 	}
-	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.Principal(), Priority: intOf(sw["priority"]), From: w.ID, SecretsKey: w.SecretsKey}
+	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, Priority: intOf(sw["priority"]), From: w.ID, SecretsKey: w.SecretsKey}
 	if t.Status == conductor.TaskInProgress {
 		eff.StartTaskID = t.ID
 	}

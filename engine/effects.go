@@ -49,11 +49,14 @@ type StartWorkflow struct {
 	Failure bool
 	// SecretsKey names the key that sealed the secrets among Input: the
 	// starting workflow's (Workflow.SecretsKey).
-	SecretsKey           string
-	CorrelationID        string
-	Priority             int
-	TaskToDomain         map[string]string
-	CreatedBy            string
+	SecretsKey    string
+	CorrelationID string
+	Priority      int
+	TaskToDomain  map[string]string
+	CreatedBy     string
+	// AlsoRunsAs are the principals besides CreatedBy the starting
+	// workflow runs as: the started one runs as them too.
+	AlsoRunsAs           []string
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
 	// StartTaskID is the START_WORKFLOW task of From that waits for this
@@ -121,7 +124,7 @@ func Effects(w *Workflow, now int64) []Effect {
 		out = append(out, terminalEffects(w)...)
 	case w.ParentWorkflowID != "" && w.Epoch > 0:
 		// Retried, restarted or rerun: the parent may have missed it.
-		out = append(out, ReopenParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildReopened{ChildID: w.ID, RerunUpTo: w.RerunUpTo, RunAs: w.RunAs}})
+		out = append(out, ReopenParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildReopened{ChildID: w.ID, RerunUpTo: w.RerunUpTo, RunsAs: w.AlsoRunsAs}})
 	}
 	return out
 }
@@ -142,7 +145,7 @@ func terminalEffects(w *Workflow) []Effect {
 	var out []Effect
 	if w.ParentWorkflowID != "" {
 		out = append(out, NotifyParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildFinished{
-			ChildID: w.ID, Status: w.Status, Output: w.Output, Reason: w.Reason, RunAs: w.RunAs}})
+			ChildID: w.ID, Status: w.Status, Output: w.Output, Reason: w.Reason, RunsAs: w.AlsoRunsAs}})
 	}
 	if w.Status != conductor.WorkflowCompleted {
 		for _, t := range w.Tasks {
@@ -174,5 +177,5 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 		}
 	}
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
-		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.Principal()}
+		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs}
 }

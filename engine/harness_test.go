@@ -37,6 +37,14 @@ func parseDef(t testing.TB, js string) *conductor.WorkflowDef {
 	return &def
 }
 
+// newHarnessStart starts a harness's workflow with start as it is.
+func newHarnessStart(t testing.TB, start engine.Start) *harness {
+	t.Helper()
+	h := &harness{t: t, now: epoch, taskDefs: map[string]*conductor.TaskDef{}}
+	h.decide(start)
+	return h
+}
+
 func newHarness(t testing.TB, defJSON string, input map[string]any, taskDefs ...string) *harness {
 	t.Helper()
 	h := &harness{t: t, now: epoch, taskDefs: map[string]*conductor.TaskDef{}}

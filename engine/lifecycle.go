@@ -175,7 +175,7 @@ func (d *decision) reopened(upTo string) {
 	if d.w.ParentWorkflowID == "" {
 		return
 	}
-	c := ChildReopened{ChildID: d.w.ID, RunAs: d.w.RunAs}
+	c := ChildReopened{ChildID: d.w.ID, RunsAs: d.w.AlsoRunsAs}
 	if upTo != d.w.ID {
 		c.RerunUpTo = upTo
 	}
@@ -201,7 +201,7 @@ func (d *decision) childReopened(c ChildReopened) {
 		// A rerun asked of an ancestor went through the child: rerun from
 		// the task that ran it.
 		if d.w.Terminal() {
-			d.runAs(c.RunAs)
+			d.runAs(c.RunsAs...)
 			_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID}, c.ChildID, c.RerunUpTo)
 		}
 		return
@@ -217,7 +217,7 @@ func (d *decision) childReopened(c ChildReopened) {
 	if wt := d.plan.config(t); wt == nil || wt.Optional {
 		return // an optional task's failure did not stop the parent
 	}
-	d.runAs(c.RunAs)
+	d.runAs(c.RunsAs...)
 	var others []*Task
 	if d.w.Terminal() {
 		others = d.retriable()
@@ -245,7 +245,7 @@ func (d *decision) childFinished(c ChildFinished) {
 	if t == nil || d.w.Terminal() {
 		return // late or duplicate news
 	}
-	d.runAs(c.RunAs)
+	d.runAs(c.RunsAs...)
 	output := copyMap(c.Output)
 	output["subWorkflowId"] = c.ChildID
 	if c.Status == conductor.WorkflowCompleted {

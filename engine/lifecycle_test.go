@@ -311,7 +311,7 @@ func TestRerunThroughChild(t *testing.T) {
 	d := c.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k2").ID}, UpTo: "grand-1"})
 	c.wantRefs("k1", "k2")
 	c.wantTask("k2", conductor.TaskScheduled)
-	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].Child != (engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
 		t.Fatalf("reopen effects %+v", got)
 	}
 	// Recovery, should the news be lost, tells the parent the same.
@@ -321,7 +321,7 @@ func TestRerunThroughChild(t *testing.T) {
 			again = append(again, r)
 		}
 	}
-	if len(again) != 1 || again[0].Child != (engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+	if len(again) != 1 || !reflect.DeepEqual(again[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
 		t.Fatalf("recovery's reopen effects %+v", again)
 	}
 
@@ -348,7 +348,7 @@ func TestRerunThroughChild(t *testing.T) {
 	if got := effectsOf[engine.CheckChild](d); len(got) != 1 || got[0].ChildID != child {
 		t.Fatalf("check effects %+v", got)
 	}
-	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].Child != (engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
 		t.Fatalf("the grandparent, which the rerun was asked of, must rerun too: %+v", got)
 	}
 	p.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowCompleted})
@@ -358,7 +358,7 @@ func TestRerunThroughChild(t *testing.T) {
 	// The ancestor asked reruns last: its own parent hears a plain reopen.
 	d = p.decide(engine.ChildReopened{ChildID: child, RerunUpTo: "wf-1"})
 	p.wantStatus(conductor.WorkflowRunning)
-	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].Child != (engine.ChildReopened{ChildID: "wf-1"}) {
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1"}) {
 		t.Fatalf("reopen effects of the ancestor asked: %+v", got)
 	}
 }
@@ -386,56 +386,67 @@ func TestReconcileExpiredDispatches(t *testing.T) {
 	}
 }
 
-// Who gives a workflow data of their own runs it from then on: their
-// rights resolve its secrets and start its children. A child that ran as
-// someone else passes that on to the parent taking its news.
+// Who gives a workflow data of their own joins those it runs as: its
+// secrets resolve, and its children start, only where every one of them
+// may. A child's such principals join its parent's with its news.
 func TestRunAs(t *testing.T) {
 	const def = `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b"},
 	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}]}`
 	for _, tc := range []struct {
 		name string
 		act  func(h *harness)
-		want string // who the workflow runs as afterwards
+		want []string // who the workflow runs as afterwards
 	}{
 		{"variables by another", func(h *harness) {
 			h.decide(engine.SetVariables{Variables: map[string]any{"v": 1}, By: "app:other"})
-		}, "app:other"},
+		}, []string{"app:tester", "app:other"}},
 		{"variables by the creator", func(h *harness) {
 			h.decide(engine.SetVariables{Variables: map[string]any{"v": 1}, By: "app:tester"})
-		}, "app:tester"},
+		}, []string{"app:tester"}},
+		{"two others, one twice", func(h *harness) {
+			h.decide(engine.SetVariables{Variables: map[string]any{"v": 1}, By: "app:other"})
+			h.decide(engine.SetVariables{Variables: map[string]any{"v": 2}, By: "app:third"})
+			h.decide(engine.SetVariables{Variables: map[string]any{"v": 3}, By: "app:other"})
+		}, []string{"app:tester", "app:other", "app:third"}},
 		{"skip with output", func(h *harness) {
 			h.decide(engine.SkipTask{Ref: "b", Output: map[string]any{"x": 1}, By: "app:other"})
-		}, "app:other"},
-		{"skip without data", func(h *harness) { h.decide(engine.SkipTask{Ref: "b", By: "app:other"}) }, "app:tester"},
+		}, []string{"app:tester", "app:other"}},
+		{"skip without data", func(h *harness) { h.decide(engine.SkipTask{Ref: "b", By: "app:other"}) }, []string{"app:tester"}},
 		{"rerun with input", func(h *harness) {
 			h.decide(engine.Terminate{})
 			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"n": 2}}, By: "app:other"})
-		}, "app:other"},
+		}, []string{"app:tester", "app:other"}},
 		{"rerun without data", func(h *harness) {
 			h.decide(engine.Terminate{})
 			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID}, By: "app:other"})
-		}, "app:tester"},
+		}, []string{"app:tester"}},
+		{"an operator's result", func(h *harness) {
+			h.decide(engine.Result{Result: conductor.TaskResult{TaskID: h.task("a").ID, Status: conductor.TaskCompleted,
+				OutputData: map[string]any{"x": 1}}, By: "app:other"})
+		}, []string{"app:tester", "app:other"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, def, nil)
 			tc.act(h)
-			if got := h.w.Principal(); got != tc.want {
-				t.Fatalf("runs as %q, want %q", got, tc.want)
+			if got := h.w.Principals(); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("runs as %v, want %v", got, tc.want)
 			}
 			if h.w.CreatedBy != "app:tester" {
 				t.Fatalf("createdBy changed to %q", h.w.CreatedBy)
 			}
-			// Its children start as who it runs as.
+			// Its children start as its creator, and run as the others too.
 			if h.w.Status != conductor.WorkflowRunning {
 				return
 			}
-			h.complete("a", nil)
+			if h.task("a").Status == conductor.TaskScheduled {
+				h.complete("a", nil)
+			}
 			if h.task("b").Status == conductor.TaskScheduled {
 				h.complete("b", nil)
 			}
 			starts := effectsOf[engine.StartWorkflow](h.last)
-			if len(starts) != 1 || starts[0].CreatedBy != tc.want {
-				t.Fatalf("child starts %+v, want one created by %s", starts, tc.want)
+			if len(starts) != 1 || starts[0].CreatedBy != "app:tester" || !reflect.DeepEqual(append([]string{"app:tester"}, starts[0].AlsoRunsAs...), tc.want) {
+				t.Fatalf("child starts %+v, want one run as %v", starts, tc.want)
 			}
 		})
 	}
@@ -444,15 +455,15 @@ func TestRunAs(t *testing.T) {
 		h.complete("a", nil)
 		h.complete("b", nil)
 		child := h.task("sub").SubWorkflowID
-		h.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowFailed, RunAs: "app:other"})
+		h.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowFailed, RunsAs: []string{"app:other"}})
 		h.wantStatus(conductor.WorkflowFailed)
-		if got := h.w.Principal(); got != "app:other" {
-			t.Fatalf("a parent taking news of a child run as another runs as %q", got)
+		if got := h.w.Principals(); !reflect.DeepEqual(got, []string{"app:tester", "app:other"}) {
+			t.Fatalf("a parent taking news of a child run as another runs as %v", got)
 		}
-		h.decide(engine.ChildReopened{ChildID: child, RunAs: "app:third"})
+		h.decide(engine.ChildReopened{ChildID: child, RunsAs: []string{"app:other", "app:third"}})
 		h.wantStatus(conductor.WorkflowRunning)
-		if got := h.w.Principal(); got != "app:third" {
-			t.Fatalf("a parent reopened by a child run as another runs as %q", got)
+		if got := h.w.Principals(); !reflect.DeepEqual(got, []string{"app:tester", "app:other", "app:third"}) {
+			t.Fatalf("a parent reopened by a child run as others runs as %v", got)
 		}
 	})
 	t.Run("child's state", func(t *testing.T) {
@@ -460,8 +471,14 @@ func TestRunAs(t *testing.T) {
 		c.w.ParentWorkflowID = "parent-1"
 		c.decide(engine.SetVariables{Variables: map[string]any{"v": 1}, By: "app:other"})
 		d := c.complete("k", nil)
-		if got := effectsOf[engine.NotifyParent](d); len(got) != 1 || got[0].Child.RunAs != "app:other" {
+		if got := effectsOf[engine.NotifyParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child.RunsAs, []string{"app:other"}) {
 			t.Fatalf("news to the parent %+v", got)
+		}
+	})
+	t.Run("started as others too", func(t *testing.T) {
+		h := newHarnessStart(t, engine.Start{WorkflowID: "wf-2", Def: parseDef(t, def), CreatedBy: "app:tester", AlsoRunsAs: []string{"app:other", "app:tester"}})
+		if got := h.w.Principals(); !reflect.DeepEqual(got, []string{"app:tester", "app:other"}) {
+			t.Fatalf("a child started as others runs as %v", got)
 		}
 	})
 }

@@ -81,7 +81,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 		def, input, tasks = nil, nil, nil
 	}
 	f := msgfields.New(e)
-	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", w.RunAs != "",
+	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", len(w.AlsoRunsAs) > 0,
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
 		w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0)
@@ -97,7 +97,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Int("prio", w.Priority, true)
 	f.Value("t2d", w.TaskToDomain, len(w.TaskToDomain) == 0)
 	f.Str("by", w.CreatedBy, true)
-	f.Str("runAs", w.RunAs, true)
+	f.Value("alsoAs", w.AlsoRunsAs, len(w.AlsoRunsAs) == 0)
 	f.Str("pwf", w.ParentWorkflowID, true)
 	f.Str("ptask", w.ParentWorkflowTaskID, true)
 	f.Str("idem", w.IdempotencyKey, true)

@@ -349,7 +349,7 @@ func (d *decision) startChild(wt *conductor.WorkflowTask, t *Task) {
 	d.effect(StartWorkflow{
 		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: inlineDef(p.WorkflowDefinition),
 		Input: t.Input, InputDeferred: t.Deferred, From: d.w.ID, SecretsKey: d.w.SecretsKey, CorrelationID: d.w.CorrelationID, Priority: d.w.Priority, TaskToDomain: t2d,
-		CreatedBy: d.w.Principal(), ParentWorkflowID: d.w.ID, ParentWorkflowTaskID: t.ID,
+		CreatedBy: d.w.CreatedBy, AlsoRunsAs: d.w.AlsoRunsAs, ParentWorkflowID: d.w.ID, ParentWorkflowTaskID: t.ID,
 	})
 }
 

@@ -26,9 +26,9 @@ type Workflow struct {
 	Priority      int               `msgpack:"prio,omitempty"`
 	TaskToDomain  map[string]string `msgpack:"t2d,omitempty"`
 	CreatedBy     string            `msgpack:"by,omitempty"`
-	// RunAs, when set, is who the workflow runs as instead of CreatedBy
+	// AlsoRunsAs are the principals besides CreatedBy the workflow runs as
 	// (see schemas.WorkflowRunAs).
-	RunAs                string   `msgpack:"runAs,omitempty"`
+	AlsoRunsAs           []string `msgpack:"alsoAs,omitempty"`
 	ParentWorkflowID     string   `msgpack:"pwf,omitempty"`
 	ParentWorkflowTaskID string   `msgpack:"ptask,omitempty"`
 	IdempotencyKey       string   `msgpack:"idem,omitempty"`
@@ -167,13 +167,11 @@ func (w *Workflow) LatestByRef(ref string) *Task {
 	return nil
 }
 
-// Principal is who the workflow runs as: whose rights resolve its secrets
-// and start its children.
-func (w *Workflow) Principal() string {
-	if w.RunAs != "" {
-		return w.RunAs
-	}
-	return w.CreatedBy
+// Principals are who the workflow runs as: its creator, then those who
+// joined (schemas.WorkflowRunAs). A secret resolves, and a child starts,
+// only where every one of them may.
+func (w *Workflow) Principals() []string {
+	return append([]string{w.CreatedBy}, w.AlsoRunsAs...)
 }
 
 // FirstFailed returns the first task that ended unsuccessfully and was not

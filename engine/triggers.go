@@ -11,10 +11,13 @@ type Trigger interface{ triggerName() string }
 // Start creates a workflow. Def is the definition to run (registered or
 // inline); Request carries the rest of Conductor's StartWorkflowRequest.
 type Start struct {
-	WorkflowID           string
-	Def                  *conductor.WorkflowDef
-	Request              conductor.StartWorkflowRequest
-	CreatedBy            string
+	WorkflowID string
+	Def        *conductor.WorkflowDef
+	Request    conductor.StartWorkflowRequest
+	CreatedBy  string
+	// AlsoRunsAs are principals besides CreatedBy the workflow runs as
+	// from its start: a child's, those its parent runs as.
+	AlsoRunsAs           []string
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
 	// Resolved names values resolved into Request.Input at a hand-off.
@@ -52,6 +55,9 @@ type HandOffFailed struct{ Reason string }
 type Result struct {
 	Result   conductor.TaskResult
 	TaskType string
+	// By is an operator who reported, not a worker of the task's type:
+	// the result is data of their own (see schemas.WorkflowRunAs).
+	By string
 }
 
 // Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed
@@ -113,9 +119,9 @@ type ChildFinished struct {
 	Status  string
 	Output  map[string]any
 	Reason  string
-	// RunAs is the child's RunAs: set when the child ran as another
-	// principal than it was started as, which the parent then runs as.
-	RunAs string
+	// RunsAs are the principals the child runs as besides its creator
+	// (Workflow.AlsoRunsAs): the parent runs as them too.
+	RunsAs []string
 }
 
 // ChildReopened reports that a SUB_WORKFLOW task's child runs again: an
@@ -127,8 +133,8 @@ type ChildReopened struct {
 	// RerunUpTo: the child was rerun for a rerun asked of this ancestor
 	// (see Rerun.UpTo).
 	RerunUpTo string
-	// RunAs is the child's RunAs, as for ChildFinished.
-	RunAs string
+	// RunsAs are the child's, as for ChildFinished.
+	RunsAs []string
 }
 
 // Compact records that a terminal workflow's secrets key is being

@@ -164,7 +164,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
 		ReasonForIncompletion: "no system worker for task type " + eff.TaskType}
 	if impl := e.system[eff.TaskType]; impl != nil {
-		res = impl.Execute(WithPrincipal(ctx, out.State.Principal()), task)
+		res = impl.Execute(WithPrincipals(ctx, out.State.Principals()), task)
 	}
 	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, "flowvault"
 	_, err = e.Submit(ctx, eff.WorkflowID, engine.Result{Result: res}, Meta{})
@@ -185,12 +185,14 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		req.WorkflowDef = &def
 	}
 	if e.mayStart != nil && !eff.Failure {
-		// A sub-workflow or START_WORKFLOW starts only what its creator
-		// may start through the API.
-		if err := e.mayStart(ctx, eff.CreatedBy, req); errors.Is(err, fault.ErrForbidden) {
-			return e.childFailed(ctx, eff, err.Error())
-		} else if err != nil {
-			return err
+		// A sub-workflow or START_WORKFLOW starts only what every principal
+		// its starter runs as may start through the API.
+		for _, p := range append([]string{eff.CreatedBy}, eff.AlsoRunsAs...) {
+			if err := e.mayStart(ctx, p, req); errors.Is(err, fault.ErrForbidden) {
+				return e.childFailed(ctx, eff, err.Error())
+			} else if err != nil {
+				return err
+			}
 		}
 	}
 	var resolved []schemas.ResolvedRef
@@ -205,7 +207,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 			return err
 		}
 	}
-	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy,
+	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs,
 		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Resolved: resolved})
 	switch {
 	case err == nil && eff.StartTaskID != "", errors.Is(err, fault.ErrConflict) && eff.StartTaskID != "":
@@ -239,7 +241,7 @@ func (e *Executor) reportChild(ctx context.Context, parent string, child *engine
 		}
 	}
 	return e.submitQuietly(ctx, parent, engine.ChildFinished{ChildID: child.ID, Status: child.Status,
-		Output: output, Reason: child.Reason, RunAs: child.RunAs})
+		Output: output, Reason: child.Reason, RunsAs: child.AlsoRunsAs})
 }
 
 func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, reason string) error {
@@ -356,16 +358,18 @@ func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 	return nil
 }
 
-type principalKey struct{}
+type principalsKey struct{}
 
-// WithPrincipal records on ctx whose authority a system task acts with: the
-// workflow's creator.
-func WithPrincipal(ctx context.Context, principal string) context.Context {
-	return context.WithValue(ctx, principalKey{}, principal)
+// WithPrincipals records on ctx whose authority a system task acts with:
+// the principals its workflow runs as (engine.Workflow.Principals), every
+// one of whom must be allowed what it does.
+func WithPrincipals(ctx context.Context, principals []string) context.Context {
+	return context.WithValue(ctx, principalsKey{}, principals)
 }
 
-// PrincipalFrom returns the principal WithPrincipal recorded ("" if none).
-func PrincipalFrom(ctx context.Context) string {
-	p, _ := ctx.Value(principalKey{}).(string)
+// PrincipalsFrom returns the principals WithPrincipals recorded (none if
+// none).
+func PrincipalsFrom(ctx context.Context) []string {
+	p, _ := ctx.Value(principalsKey{}).([]string)
 	return p
 }

@@ -16,8 +16,11 @@ import (
 // StartOptions are the parts of a start that do not come from the request.
 type StartOptions struct {
 	// WorkflowID to use; a new random id when empty.
-	WorkflowID           string
-	CreatedBy            string
+	WorkflowID string
+	CreatedBy  string
+	// AlsoRunsAs are principals besides CreatedBy the workflow runs as:
+	// those its starter runs as (engine.Workflow.AlsoRunsAs).
+	AlsoRunsAs           []string
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
 	RequestID            string
@@ -89,7 +92,7 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if id == "" {
 		id = uuid.NewString()
 	}
-	out, err := e.Submit(ctx, id, engine.Start{WorkflowID: id, Def: def, Request: req, CreatedBy: o.CreatedBy,
+	out, err := e.Submit(ctx, id, engine.Start{WorkflowID: id, Def: def, Request: req, CreatedBy: o.CreatedBy, AlsoRunsAs: o.AlsoRunsAs,
 		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Resolved: o.Resolved},
 		Meta{Principal: o.CreatedBy, RequestID: o.RequestID})
 	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {

@@ -39,7 +39,7 @@ func (g *Guard) OpenOutput(ctx context.Context, w *engine.Workflow) (map[string]
 // one, since the values are sealed before that event exists.
 func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map[string]any, []schemas.ResolvedRef, error) {
 	parentID, childID, input := eff.From, eff.WorkflowID, eff.Input
-	parent := &engine.Workflow{ID: parentID, CreatedBy: eff.CreatedBy, SecretsKey: eff.SecretsKey}
+	parent := &engine.Workflow{ID: parentID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs, SecretsKey: eff.SecretsKey}
 	kinds := map[string]byte{} // path → kind, for the values to seal again
 	sealedPaths(input, nil, func(p expr.Path, kind byte) { kinds[p.String()] = kind })
 	var v any = input

@@ -95,8 +95,24 @@ func (r *resolver) Resolve(body string) (any, error) {
 	return v, nil
 }
 
-// principal is who resolutions run as: the workflow's creator.
-func (r *resolver) principal() string { return r.w.Principal() }
+// principal names who resolutions run as: the workflow's creator, and
+// those who joined it ("creator+other").
+func (r *resolver) principal() string { return strings.Join(r.w.Principals(), "+") }
+
+// authorize asks READ on target for every principal the workflow runs as:
+// all must have it. It returns how each was granted access, or the first
+// refusal and whose it is.
+func (r *resolver) authorize(target auth.Target) (grantedBy, refused string, err error) {
+	var how []string
+	for _, p := range r.w.Principals() {
+		g, err := r.g.cfg.Authz.Authorize(r.ctx, p, auth.Read, target)
+		if err != nil {
+			return "", p, err
+		}
+		how = append(how, g)
+	}
+	return strings.Join(how, "; "), "", nil
+}
 
 func principalName(p string) string {
 	if p == "" {
@@ -110,8 +126,11 @@ func principalName(p string) string {
 // secret and the principal, never whether it exists.
 func (r *resolver) secret(ref string) (any, error) {
 	name, path, _ := strings.Cut(ref, ".")
-	denied := fmt.Errorf("secret %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden)
-	grantedBy, err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), auth.Read, auth.Target{Type: auth.TargetSecret, ID: name})
+	grantedBy, who, err := r.authorize(auth.Target{Type: auth.TargetSecret, ID: name})
+	if who == "" {
+		who = r.w.CreatedBy
+	}
+	denied := fmt.Errorf("secret %s not found or not readable by %s: %w", name, principalName(who), fault.ErrForbidden)
 	if errors.Is(err, fault.ErrForbidden) {
 		return nil, r.refuse("secret", name, err, denied)
 	}
@@ -134,9 +153,9 @@ func (r *resolver) secret(ref string) (any, error) {
 // env resolves "NAME", "NAME.path", "NAME.$" or "NAME.$.path".
 func (r *resolver) env(ref string) (any, error) {
 	name, path, _ := strings.Cut(ref, ".")
-	grantedBy, err := r.g.cfg.Authz.Authorize(r.ctx, r.principal(), auth.Read, auth.Target{Type: auth.TargetEnvVariable, ID: name})
+	grantedBy, who, err := r.authorize(auth.Target{Type: auth.TargetEnvVariable, ID: name})
 	if errors.Is(err, fault.ErrForbidden) {
-		return nil, r.refuse("env", name, err, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(r.principal()), fault.ErrForbidden))
+		return nil, r.refuse("env", name, err, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(who), fault.ErrForbidden))
 	}
 	if err != nil {
 		return nil, err

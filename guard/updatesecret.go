@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/executor"
@@ -39,7 +40,7 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 	if name == "" || value == "" {
 		return terminal("UPDATE_SECRET %s needs _secrets.secretKey and _secrets.secretValue", t.ReferenceTaskName)
 	}
-	principal := executor.PrincipalFrom(ctx)
+	principals := executor.PrincipalsFrom(ctx)
 	exists, err := u.Store.Exists(ctx, name)
 	if err != nil && !errors.Is(err, fault.ErrInvalid) {
 		return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
@@ -48,14 +49,20 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 	if !exists {
 		access = auth.Create
 	}
-	if _, err := u.Authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetSecret, ID: name}); errors.Is(err, fault.ErrForbidden) {
-		return terminal("UPDATE_SECRET %s: 403: %s may not %s secret %s", t.ReferenceTaskName, principalName(principal), access, name)
-	} else if err != nil {
-		return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
+	if len(principals) == 0 {
+		principals = []string{""}
+	}
+	// Every principal the workflow runs as must be allowed the write.
+	for _, principal := range principals {
+		if _, err := u.Authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetSecret, ID: name}); errors.Is(err, fault.ErrForbidden) {
+			return terminal("UPDATE_SECRET %s: 403: %s may not %s secret %s", t.ReferenceTaskName, principalName(principal), access, name)
+		} else if err != nil {
+			return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
+		}
 	}
 	v := []byte(value)
 	defer clear(v)
-	if _, err := u.Store.Put(ctx, name, v, principal); err != nil {
+	if _, err := u.Store.Put(ctx, name, v, strings.Join(principals, "+")); err != nil {
 		if errors.Is(err, fault.ErrInvalid) || errors.Is(err, fault.ErrTooLarge) {
 			return terminal("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)
 		}

@@ -176,11 +176,13 @@ type WorkflowReset struct {
 
 func (*WorkflowReset) EventType() string { return "workflow.reset" }
 
-// WorkflowRunAs records that the workflow runs as another principal from
-// here on: one who gave it new data (a rerun's input, variables, a skipped
-// task's input or output), or the one a child it took news from runs as.
-// Secrets resolve, and children start, with that principal's rights, so
-// that nobody steers another principal's secrets with data of their own.
+// WorkflowRunAs records that a principal joins those the workflow runs as:
+// one who gave it data of their own (a rerun's input, variables, a skipped
+// task's input or output, an operator's task result), or one a child it
+// took news from runs as. From here on a secret resolves, and a child
+// starts, only where every one of them may: nobody steers another's
+// secrets with data of their own, and nobody's data borrows the rights of
+// whoever touched the workflow after.
 type WorkflowRunAs struct {
 	Principal string `msgpack:"p"`
 	Time      int64  `msgpack:"ts"`
