@@ -202,6 +202,8 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 		w.EndTime, w.Reason = e.Time, e.Reason
 		w.Output = copyMap(e.Output)
 		w.FailedTaskRefs, w.FailedTaskNames = e.FailedTaskRefs, e.FailedTaskNames
+	case e.Status == conductor.WorkflowPaused:
+		w.PausedAt = e.Time
 	case e.Status == conductor.WorkflowRunning && e.Reason == "":
 		// resume keeps everything else
 	}

@@ -304,6 +304,10 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string) error {
 			// A system task done with its part (HTTP with asyncComplete):
 			// no engine holds it any more; an update from outside ends it.
 			up.Released, up.WorkerID = true, ""
+		case runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile:
+			// Progress from outside on a released one: naming a worker must
+			// not make it held again (its lease would run the call again).
+			up.WorkerID = ""
 		case t.IsWorkerTask():
 			// Back to the queue, handed out again after the callback delay.
 			up.Status = conductor.TaskScheduled
@@ -353,9 +357,10 @@ func (d *decision) resume() error {
 	d.emit(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowRunning, Time: d.now})
 	// Hand out what was scheduled before the pause.
 	d.effect(Effects(d.w, d.now)...)
-	// Then act on the failures the pause held back (see failed).
+	// Then act on the failures the pause held back (see failed): those
+	// since it began, not older ones a rerun kept.
 	for i := 0; i < len(d.w.Tasks) && !d.w.Terminal(); i++ {
-		if t := d.w.Tasks[i]; !t.Retried && unsuccessful(t.Status) {
+		if t := d.w.Tasks[i]; !t.Retried && unsuccessful(t.Status) && t.EndTime >= d.w.PausedAt {
 			d.failed(t)
 		}
 	}

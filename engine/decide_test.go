@@ -381,6 +381,12 @@ func TestHTTPIsRunBySystemWorker(t *testing.T) {
 	if dl := engine.Deadlines(h.w); len(dl) != 0 {
 		t.Fatalf("a released system task has deadlines %v", dl)
 	}
+	// Progress from outside naming a worker does not make it held again.
+	h.decide(engine.Result{Result: conductor.TaskResult{TaskID: h.task("call").ID, Status: conductor.TaskInProgress,
+		WorkerID: "someone", OutputData: map[string]any{"step": int64(2)}}})
+	if call := h.wantTask("call", conductor.TaskInProgress); call.WorkerID != "" {
+		t.Fatalf("an update from outside made the released task held by %q", call.WorkerID)
+	}
 	h.advance(2 * engine.SystemTaskLease)
 	if d := h.decide(engine.Tick{}); len(d.Events) != 0 || len(d.Effects) != 0 {
 		t.Fatalf("a tick acted on a released task: %v %v", d.Events, d.Effects)
@@ -470,6 +476,20 @@ func TestTimeouts(t *testing.T) {
 		h.decide(engine.Tick{})
 		h.wantStatus(conductor.WorkflowTimedOut)
 		h.wantRefs("t")
+	})
+	t.Run("poll while paused", func(t *testing.T) {
+		// A paused workflow's tasks do not time out until it resumes.
+		h := newHarness(t, def, nil, `{"name":"t","retryCount":3,"pollTimeoutSeconds":60}`)
+		h.decide(engine.Pause{})
+		if dl := engine.Deadlines(h.w); len(dl) != 0 {
+			t.Fatalf("a paused workflow's task has deadlines %v", dl)
+		}
+		h.advance(2 * time.Minute)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowPaused)
+		h.decide(engine.Resume{})
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowTimedOut)
 	})
 	t.Run("poll ALERT_ONLY", func(t *testing.T) {
 		h := newHarness(t, def, nil, `{"name":"t","retryCount":2,"pollTimeoutSeconds":5,"timeoutPolicy":"ALERT_ONLY"}`)

@@ -49,6 +49,21 @@ func TestPauseResume(t *testing.T) {
 			}
 		}
 	}
+
+	// Only failures since the pause: a task a terminate canceled, kept by a
+	// rerun from a later task, is not one.
+	h = newHarness(t, `{"name":"fj","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	  [{"name":"b1","taskReferenceName":"b1"}],[{"name":"c1","taskReferenceName":"c1"},{"name":"c2","taskReferenceName":"c2"}]]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["b1","c2"]}]}`, nil)
+	h.complete("c1", nil)
+	h.decide(engine.Terminate{})
+	h.wantTask("b1", conductor.TaskCanceled)
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("c2").ID}})
+	h.advance(time.Second)
+	h.decide(engine.Pause{})
+	h.advance(time.Second)
+	h.decide(engine.Resume{})
+	h.wantStatus(conductor.WorkflowRunning)
 }
 
 func TestTerminate(t *testing.T) {

@@ -47,6 +47,9 @@ type Workflow struct {
 	// Epoch counts resets (restart, rerun, retry); ids derived for child and
 	// failure workflows include it.
 	Epoch int `msgpack:"epoch,omitempty"`
+	// PausedAt is when the workflow was last paused: the failures resume
+	// acts on are those since (see decision.failed).
+	PausedAt int64 `msgpack:"pausedAt,omitempty"`
 	// RerunUpTo is the last reset's RerunUpTo (see schemas.WorkflowReset).
 	RerunUpTo string `msgpack:"upTo,omitempty"`
 	// Removed is set by the remove API; Archived when it kept an archive.

@@ -33,12 +33,17 @@ func Deadlines(w *Workflow) []int64 {
 	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
 		add(w.timeoutFrom() + def.TimeoutSeconds*1000)
 	}
+	// A paused workflow's tasks do not time out (see tick).
+	paused := w.Status == conductor.WorkflowPaused
 	for _, t := range w.Tasks {
 		p := t.Policy
 		switch {
 		case t.Status == conductor.TaskScheduled:
 			if t.AvailableAt > t.ScheduledTime {
 				add(t.AvailableAt)
+			}
+			if paused {
+				continue
 			}
 			if pollTimesOut(t) {
 				add(max(t.AvailableAt, t.ScheduledTime) + p.PollTimeoutSeconds*1000)
@@ -50,7 +55,7 @@ func Deadlines(w *Workflow) []int64 {
 			add(t.AvailableAt)
 		case t.Status == conductor.TaskInProgress && leased(t):
 			add(t.UpdateTime + SystemTaskLease.Milliseconds())
-		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
+		case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
 			if p.ResponseTimeoutSeconds > 0 {
 				add(t.UpdateTime + p.ResponseTimeoutSeconds*1000)
 			}
@@ -101,10 +106,18 @@ func (d *decision) tick() {
 		d.finish(conductor.WorkflowTimedOut, "workflow timed out", nil)
 		return
 	}
+	// Conductor's decider returns for a paused workflow before it checks
+	// its tasks' timeouts: they wait for resume (and count from where
+	// they began, so a long pause times them out then).
+	paused := d.w.Status == conductor.WorkflowPaused
 	for i := 0; i < len(d.w.Tasks) && !d.w.Terminal(); i++ {
 		t := d.w.Tasks[i]
 		p := t.Policy
 		switch {
+		case paused && (t.Status == conductor.TaskScheduled && t.IsWorkerTask() || t.Status == conductor.TaskInProgress && t.IsWorkerTask()):
+			if t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {
+				d.effect(handOff(d.w, t)...)
+			}
 		case t.Status == conductor.TaskScheduled && t.IsWorkerTask() && timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:
 			d.timedOut(t, "task exceeded timeoutSeconds", false)
 		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= max(t.AvailableAt, t.ScheduledTime)+p.PollTimeoutSeconds*1000:

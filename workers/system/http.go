@@ -124,7 +124,7 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 
 // asyncComplete reports Conductor's asyncComplete, from the task's input
 // or its workflow task: the task stays IN_PROGRESS after the call until a
-// task update (or a signal) completes it.
+// task update completes it.
 func asyncComplete(t *conductor.Task) bool {
 	if v, ok := t.InputData["asyncComplete"].(bool); ok {
 		return v
