@@ -88,7 +88,9 @@ func (s *Server) mayUpdateTask(r *http.Request, wf *engine.Workflow, t *engine.T
 // values), else the caller, an operator of the execution, whose data the
 // workflow then runs as too (engine.Result.By).
 func (s *Server) reporter(r *http.Request, wf *engine.Workflow, t *engine.Task) (string, error) {
-	if s.mayPoll(r, t.Name) == nil {
+	// Only a task workers take has workers: a WAIT, HUMAN or released
+	// HTTP task is reported on by operators of the execution.
+	if t.IsWorkerTask() && s.mayPoll(r, t.Name) == nil {
 		return "", nil
 	}
 	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Execute); err != nil {

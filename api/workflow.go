@@ -45,7 +45,7 @@ func (s *Server) routeWorkflows() {
 	s.route("POST /api/workflow/{name}", auth.Authenticated, s.startWorkflowByName)
 	s.route("GET /api/workflow/{id}", auth.Authenticated, s.getWorkflow)
 	s.route("DELETE /api/workflow/{id}", auth.Authenticated, s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
-		return engine.Terminate{Reason: r.URL.Query().Get("reason")}, nil
+		return engine.Terminate{Reason: r.URL.Query().Get("reason"), By: principal(r)}, nil
 	}))
 	// Conductor has both /{id}/status and /running/{name}, /{id}/restart
 	// and /execute/{name}: overlapping patterns Go's mux refuses. One

@@ -107,7 +107,7 @@ func (s *Server) removeWorkflow(w http.ResponseWriter, r *http.Request) {
 func (s *Server) terminateRemove(w http.ResponseWriter, r *http.Request) {
 	archive, err := queryBool(r, "archiveWorkflow", true)
 	if err == nil {
-		err = s.submit(r, r.PathValue("id"), engine.Remove{Archive: archive, Terminate: true, Reason: r.URL.Query().Get("reason")})
+		err = s.submit(r, r.PathValue("id"), engine.Remove{Archive: archive, Terminate: true, Reason: r.URL.Query().Get("reason"), By: principal(r)})
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -359,7 +359,7 @@ func (s *Server) routeBulk() {
 	s.route("PUT /api/workflow/bulk/pause", auth.Authenticated, bulk(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }))
 	s.route("PUT /api/workflow/bulk/resume", auth.Authenticated, bulk(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }))
 	s.route("POST /api/workflow/bulk/terminate", auth.Authenticated, bulk(func(r *http.Request) (engine.Trigger, error) {
-		return engine.Terminate{Reason: r.URL.Query().Get("reason")}, nil
+		return engine.Terminate{Reason: r.URL.Query().Get("reason"), By: principal(r)}, nil
 	}))
 	s.route("POST /api/workflow/bulk/restart", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 		if _, err := queryBool(r, "useLatestDefinitions", false); err != nil {

@@ -269,14 +269,20 @@ func TestDataGiverRunsTheWorkflow(t *testing.T) {
 	  {"name":"deploy_prep","taskReferenceName":"prep","inputParameters":{"url":"${workflow.input.url}"}},
 	  {"name":"deploy_send","taskReferenceName":"send","inputParameters":{"url":"${prep.output.url}","key":"${workflow.secrets.deploy_key}"}}]}`,
 		`{"name":"approved_deploy","tasks":[{"name":"approval","taskReferenceName":"approval","type":"WAIT"},
-	  {"name":"deploy_send","taskReferenceName":"send","inputParameters":{"url":"${approval.output.url}","key":"${workflow.secrets.deploy_key}"}}]}`)
+	  {"name":"deploy_send","taskReferenceName":"send","inputParameters":{"url":"${approval.output.url}","key":"${workflow.secrets.deploy_key}"}}]}`,
+		// The joined principals reach a child, and an UPDATE_SECRET.
+		`{"name":"deploy_child","tasks":[{"name":"deploy_send","taskReferenceName":"send","inputParameters":{"url":"${workflow.input.url}","key":"${workflow.secrets.deploy_key}"}}]}`,
+		`{"name":"approved_child","tasks":[{"name":"approval","taskReferenceName":"approval","type":"WAIT"},
+	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"deploy_child"},"inputParameters":{"url":"${approval.output.url}"}}]}`,
+		`{"name":"approved_rotation","tasks":[{"name":"approval","taskReferenceName":"approval","type":"WAIT"},
+	  {"name":"rotate","taskReferenceName":"rotate","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"deploy_key","secretValue":"${approval.output.value}"}}}]}`)
 	owner, ownerToken := e.application("owner")
 	other, otherToken := e.application("other")
-	for _, def := range []string{"deploy", "approved_deploy"} {
+	for _, def := range []string{"deploy", "approved_deploy", "deploy_child", "approved_child", "approved_rotation"} {
 		e.grant(owner, "WORKFLOW_DEF", def, "EXECUTE")
 		e.grant(other, "WORKFLOW_DEF", def, "EXECUTE")
 	}
-	e.grant(owner, "SECRET_NAME", "deploy_key", "READ")
+	e.grant(owner, "SECRET_NAME", "deploy_key", "READ", "UPDATE")
 	e.work("deploy_prep", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: map[string]any{"url": task.InputData["url"]}}, nil
 	})
@@ -375,6 +381,33 @@ func TestDataGiverRunsTheWorkflow(t *testing.T) {
 	if reason := taskByRef(wf, "send").ReasonForIncompletion; !strings.Contains(reason, other) {
 		t.Fatalf("send after another's signal: %q", reason)
 	}
+	// Its children run as it does; its UPDATE_SECRET writes only where every
+	// one of its principals may.
+	for def, task := range map[string]string{"approved_child": "send", "approved_rotation": "rotate"} {
+		id := asOwner.start(def, nil)
+		e.waitStatus(id, conductor.WorkflowRunning)
+		asOther.must(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal", map[string]any{"url": "https://other.example/" + def, "value": "other-value"})
+		wf := e.waitStatus(id, conductor.WorkflowFailed)
+		failed := taskByRef(wf, task)
+		if def == "approved_child" {
+			failed = taskByRef(e.waitStatus(taskByRef(wf, "sub").SubWorkflowID, conductor.WorkflowFailed), task)
+		}
+		if !strings.Contains(failed.ReasonForIncompletion, other) {
+			t.Fatalf("%s: %s failed with %q, want a refusal naming %s", def, task, failed.ReasonForIncompletion, other)
+		}
+	}
+	if got := e.must(http.StatusOK, "GET", "/api/secrets/deploy_key", nil); got != "deploy-value-91c4e7" {
+		t.Fatalf("the secret was rewritten: %q", got)
+	}
+	// A worker reports on its own queue's tasks, whatever its roles: a WAIT
+	// is nobody's queue, and it may not touch the execution.
+	_, anyWorker := e.application("any_worker", "UNRESTRICTED_WORKER")
+	id = asOwner.start("approved_deploy", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	e.as(anyWorker).fails(http.StatusNotFound, "POST", "/api/tasks/"+id+"/approval/COMPLETED", map[string]any{"url": "https://worker.example/"})
+	if approval := taskByRef(e.workflow(id), "approval"); approval.Status != conductor.TaskInProgress {
+		t.Fatalf("a worker completed the WAIT: %s", approval.Status)
+	}
 	// The trail says who joined which workflow.
 	var trail struct {
 		Entries []struct{ Principal, Action, Target string }
@@ -388,7 +421,7 @@ func TestDataGiverRunsTheWorkflow(t *testing.T) {
 			joins++
 		}
 	}
-	if joins != 3 {
-		t.Fatalf("trail has %d run-as entries by %s, want 3: %+v", joins, other, trail.Entries)
+	if joins != 5 {
+		t.Fatalf("trail has %d run-as entries by %s, want 5: %+v", joins, other, trail.Entries)
 	}
 }

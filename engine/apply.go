@@ -54,7 +54,7 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 		if t == nil {
 			return nil, fmt.Errorf("workflow %s: update of unknown task %s", w.ID, e.TaskID)
 		}
-		applyUpdated(t, e)
+		applyUpdated(t, e, w.Status == conductor.WorkflowPaused)
 		w.UpdateTime = e.Time
 	case *schemas.TaskLogged:
 		t := w.ownTask(e.TaskID)
@@ -146,7 +146,7 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 	w.UpdateTime = e.Time
 }
 
-func applyUpdated(t *Task, e *schemas.TaskUpdated) {
+func applyUpdated(t *Task, e *schemas.TaskUpdated, paused bool) {
 	switch {
 	case e.KeepOutput:
 	case e.MergeOutput:
@@ -173,6 +173,10 @@ func applyUpdated(t *Task, e *schemas.TaskUpdated) {
 		return
 	}
 	t.Status, t.Reason, t.CallbackAfterSeconds = e.Status, e.Reason, e.CallbackAfterSeconds
+	// A failure while paused is acted on at resume, which finds it by this
+	// mark: the log's order says it came after the pause, whatever the
+	// clocks of the engines that recorded the two.
+	t.Held = paused && unsuccessful(e.Status)
 	if e.AvailableAt != 0 {
 		t.AvailableAt = e.AvailableAt
 	}
@@ -202,8 +206,6 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 		w.EndTime, w.Reason = e.Time, e.Reason
 		w.Output = copyMap(e.Output)
 		w.FailedTaskRefs, w.FailedTaskNames = e.FailedTaskRefs, e.FailedTaskNames
-	case e.Status == conductor.WorkflowPaused:
-		w.PausedAt = e.Time
 	case e.Status == conductor.WorkflowRunning && e.Reason == "":
 		// resume keeps everything else
 	}

@@ -146,7 +146,7 @@ func (d *decision) handle(t Trigger) error {
 	case Resume:
 		return d.resume()
 	case Terminate:
-		return d.terminate(t.Reason)
+		return d.terminate(t)
 	case Restart:
 		return d.restart(t)
 	case Retry:
@@ -254,7 +254,9 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string) error {
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
 	}
-	if taskType != "" && t.Name != taskType {
+	// A worker reports on its own queue's tasks only: not on a WAIT or a
+	// system task that happens to share its name.
+	if taskType != "" && (t.Name != taskType || !t.IsWorkerTask()) {
 		return fault.NotFound("task %s is not a %s task", r.TaskID, taskType)
 	}
 	if d.w.Terminal() || !t.Active() {
@@ -357,10 +359,10 @@ func (d *decision) resume() error {
 	d.emit(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowRunning, Time: d.now})
 	// Hand out what was scheduled before the pause.
 	d.effect(Effects(d.w, d.now)...)
-	// Then act on the failures the pause held back (see failed): those
-	// since it began, not older ones a rerun kept.
+	// Then act on the failures the pause held back (see failed), not on
+	// older ones a rerun kept.
 	for i := 0; i < len(d.w.Tasks) && !d.w.Terminal(); i++ {
-		if t := d.w.Tasks[i]; !t.Retried && unsuccessful(t.Status) && t.EndTime >= d.w.PausedAt {
+		if t := d.w.Tasks[i]; t.Held && !t.Retried && unsuccessful(t.Status) {
 			d.failed(t)
 		}
 	}
@@ -376,12 +378,16 @@ func unsuccessful(s string) bool {
 	return false
 }
 
-func (d *decision) terminate(reason string) error {
+func (d *decision) terminate(t Terminate) error {
 	switch d.w.Status {
 	case conductor.WorkflowCompleted:
 		return fault.Conflict("workflow %s is COMPLETED and cannot be terminated", d.w.ID)
 	case conductor.WorkflowTerminated:
 		return nil
+	}
+	reason := t.Reason
+	if reason != "" {
+		d.runAs(t.By)
 	}
 	// A FAILED or TIMED_OUT workflow becomes TERMINATED, as in Conductor.
 	// Its failure workflow, if it started one, is not started again: the

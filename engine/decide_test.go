@@ -370,6 +370,11 @@ func TestHTTPIsRunBySystemWorker(t *testing.T) {
 	h.complete("call", map[string]any{"response": map[string]any{"statusCode": int64(200)}})
 	h.wantStatus(conductor.WorkflowCompleted)
 
+	// A worker of a queue that shares the task's name may not report on it.
+	if _, err := h.try(engine.Result{Result: conductor.TaskResult{TaskID: runs[0].TaskID, Status: conductor.TaskCompleted}, TaskType: "call"}); !errorsIs(err, fault.ErrNotFound) {
+		t.Fatalf("a worker reported on a system task: %v", err)
+	}
+
 	// With asyncComplete the call's IN_PROGRESS releases the task: no lease
 	// runs it again; an update from outside completes it.
 	h = newHarness(t, def, nil)

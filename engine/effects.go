@@ -112,6 +112,15 @@ func Effects(w *Workflow, now int64) []Effect {
 		case t.Status == conductor.TaskScheduled && t.AvailableAt <= now:
 			out = append(out, handOff(w, t)...)
 		case t.Type == conductor.TaskTypeSubWorkflow && t.Status == conductor.TaskInProgress && t.SubWorkflowID != "":
+			// Its child may never have started (a crash after the append):
+			// start it (a child that exists answers how it ended, if it
+			// has), or at least ask.
+			if p, err := w.planFor(); err == nil {
+				if wt := p.config(t); wt != nil && wt.SubWorkflowParam != nil {
+					out = append(out, childStart(w, wt, t))
+					continue
+				}
+			}
 			out = append(out, CheckChild{ParentWorkflowID: w.ID, ChildID: t.SubWorkflowID})
 		case t.Type == conductor.TaskTypeStartWorkflow && (t.Status == conductor.TaskInProgress || t.Status == conductor.TaskCompleted):
 			if eff, ok := startWorkflowOf(w, t); ok {

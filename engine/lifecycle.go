@@ -51,7 +51,8 @@ func (d *decision) rerun(r Rerun) error {
 	if err := d.requireTerminal("rerun"); err != nil {
 		return err
 	}
-	if r.Request.WorkflowInput != nil || r.Request.TaskInput != nil {
+	// A correlation id is data too: expressions and children read it.
+	if r.Request.WorkflowInput != nil || r.Request.TaskInput != nil || r.Request.CorrelationID != "" {
 		d.runAs(r.By)
 	}
 	return d.rerunFrom(r.Request, "", r.UpTo)

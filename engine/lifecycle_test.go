@@ -64,6 +64,16 @@ func TestPauseResume(t *testing.T) {
 	h.advance(time.Second)
 	h.decide(engine.Resume{})
 	h.wantStatus(conductor.WorkflowRunning)
+
+	// The log's order says a failure came while paused, not the clocks: an
+	// engine whose clock is behind the pauser's records it all the same.
+	h = newHarness(t, threeSimple, nil, `{"name":"a","retryCount":0}`)
+	h.advance(time.Minute)
+	h.decide(engine.Pause{})
+	h.advance(-time.Second)
+	h.report("a_ref", conductor.TaskFailed, nil, "broke")
+	h.decide(engine.Resume{})
+	h.wantStatus(conductor.WorkflowFailed)
 }
 
 func TestTerminate(t *testing.T) {
@@ -395,8 +405,12 @@ func TestReconcileExpiredDispatches(t *testing.T) {
 			t.Errorf("%d ms after: effects %+v, want %d dispatch", tt.after, d.Effects, tt.want)
 		}
 	}
-	// A plain reconcile lists every effect the state implies.
-	if d := h.decide(engine.Reconcile{}); len(effectsOf[engine.Dispatch](d)) != 1 || len(effectsOf[engine.CheckChild](d)) != 1 {
+	// A plain reconcile lists every effect the state implies: the child's
+	// start too (it may never have started; one that exists reports).
+	d := h.decide(engine.Reconcile{})
+	starts := effectsOf[engine.StartWorkflow](d)
+	if len(effectsOf[engine.Dispatch](d)) != 1 || len(starts) != 1 || starts[0].WorkflowID != h.task("kid").SubWorkflowID ||
+		starts[0].ParentWorkflowTaskID != h.task("kid").ID {
 		t.Fatalf("plain reconcile: %+v", d.Effects)
 	}
 }
@@ -431,6 +445,14 @@ func TestRunAs(t *testing.T) {
 			h.decide(engine.Terminate{})
 			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"n": 2}}, By: "app:other"})
 		}, []string{"app:tester", "app:other"}},
+		{"rerun with a correlation id", func(h *harness) {
+			h.decide(engine.Terminate{})
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{CorrelationID: "theirs"}, By: "app:other"})
+		}, []string{"app:tester", "app:other"}},
+		{"terminate with a reason", func(h *harness) {
+			h.decide(engine.Terminate{Reason: "https://other.example/", By: "app:other"})
+		}, []string{"app:tester", "app:other"}},
+		{"terminate without one", func(h *harness) { h.decide(engine.Terminate{By: "app:other"}) }, []string{"app:tester"}},
 		{"rerun without data", func(h *harness) {
 			h.decide(engine.Terminate{})
 			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID}, By: "app:other"})

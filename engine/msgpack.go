@@ -15,7 +15,7 @@ import (
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
-	w.MapLen(11, len(t.Deferred) > 0, t.RetryCount != 0, t.Retried, t.RetriedTaskID != "", t.PollCount != 0,
+	w.MapLen(11, len(t.Deferred) > 0, t.RetryCount != 0, t.Retried, t.Held, t.RetriedTaskID != "", t.PollCount != 0,
 		t.Iteration != 0, t.Domain != "", t.WorkerID != "", t.Reason != "", t.CallbackAfterSeconds != 0,
 		t.FirstScheduled != 0, t.AvailableAt != 0, t.StartTime != 0, t.FirstStartTime != 0, t.EndTime != 0,
 		len(t.Config) > 0, len(t.TaskDef) > 0, t.SubWorkflowID != "", t.ParentTaskID != "", len(t.Logs) > 0,
@@ -31,6 +31,7 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Value("out", t.Output, false)
 	w.Int("retry", t.RetryCount, true)
 	w.Bool("retried", t.Retried)
+	w.Bool("held", t.Held)
 	w.Str("rtid", t.RetriedTaskID, true)
 	w.Int("polls", t.PollCount, true)
 	w.Int("iter", t.Iteration, true)
@@ -84,7 +85,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", len(w.AlsoRunsAs) > 0,
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
-		w.Epoch != 0, w.PausedAt != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0)
+		w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0)
 	f.Str("id", w.ID, false)
 	f.Str("name", w.Name, false)
 	f.Int("ver", w.Version, false)
@@ -112,7 +113,6 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Field("tasks", func(e *msgpack.Encoder) error { return encodeTasks(e, tasks) })
 	f.Int("ctr", w.Counter, false)
 	f.Int("epoch", w.Epoch, true)
-	f.Int64("pausedAt", w.PausedAt, true)
 	f.Str("upTo", w.RerunUpTo, true)
 	f.Bool("rm", w.Removed)
 	f.Bool("arch", w.Archived)

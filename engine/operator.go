@@ -30,6 +30,7 @@ type Remove struct {
 	Archive   bool
 	Terminate bool
 	Reason    string
+	By        string // as for Terminate
 }
 
 // ResetCallbacks makes worker tasks waiting out a callbackAfterSeconds
@@ -118,6 +119,9 @@ func (d *decision) reached(t *Task, depth int) bool {
 
 func (d *decision) remove(r Remove) error {
 	if r.Terminate && !d.w.Terminal() {
+		if r.Reason != "" {
+			d.runAs(r.By)
+		}
 		d.finish(conductor.WorkflowTerminated, r.Reason, nil)
 	}
 	if r.Archive && !d.w.Terminal() {

@@ -335,22 +335,27 @@ func (d *decision) afterScheduled(wt *conductor.WorkflowTask, t *Task) {
 }
 
 func (d *decision) startChild(wt *conductor.WorkflowTask, t *Task) {
+	d.effect(childStart(d.w, wt, t))
+}
+
+// childStart is the start of SUB_WORKFLOW task t's child.
+func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow {
 	p := wt.SubWorkflowParam
 	t2d := p.TaskToDomain
 	if t2d == nil {
-		t2d = d.w.TaskToDomain
+		t2d = w.TaskToDomain
 	}
 	name := p.Name
-	if v, _, err := expr.Evaluate(name, &workflowDoc{w: d.w, taskID: t.ID}); err == nil {
+	if v, _, err := expr.Evaluate(name, &workflowDoc{w: w, taskID: t.ID}); err == nil {
 		if s, ok := v.(string); ok {
 			name = s
 		}
 	}
-	d.effect(StartWorkflow{
+	return StartWorkflow{
 		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: inlineDef(p.WorkflowDefinition),
-		Input: t.Input, InputDeferred: t.Deferred, From: d.w.ID, SecretsKey: d.w.SecretsKey, CorrelationID: d.w.CorrelationID, Priority: d.w.Priority, TaskToDomain: t2d,
-		CreatedBy: d.w.CreatedBy, AlsoRunsAs: d.w.AlsoRunsAs, ParentWorkflowID: d.w.ID, ParentWorkflowTaskID: t.ID,
-	})
+		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: w.Priority, TaskToDomain: t2d,
+		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID,
+	}
 }
 
 // inlineDef keeps a subWorkflowParam.workflowDefinition object; a string (an

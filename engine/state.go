@@ -47,9 +47,6 @@ type Workflow struct {
 	// Epoch counts resets (restart, rerun, retry); ids derived for child and
 	// failure workflows include it.
 	Epoch int `msgpack:"epoch,omitempty"`
-	// PausedAt is when the workflow was last paused: the failures resume
-	// acts on are those since (see decision.failed).
-	PausedAt int64 `msgpack:"pausedAt,omitempty"`
 	// RerunUpTo is the last reset's RerunUpTo (see schemas.WorkflowReset).
 	RerunUpTo string `msgpack:"upTo,omitempty"`
 	// Removed is set by the remove API; Archived when it kept an archive.
@@ -75,17 +72,20 @@ type Workflow struct {
 
 // Task is one task instance of a workflow.
 type Task struct {
-	ID                   string                  `msgpack:"id"`
-	Ref                  string                  `msgpack:"ref"`
-	Name                 string                  `msgpack:"name"`
-	Type                 string                  `msgpack:"type"`
-	Status               string                  `msgpack:"st"`
-	Seq                  int                     `msgpack:"seq"`
-	Input                map[string]any          `msgpack:"in"`
-	Deferred             [][]any                 `msgpack:"dfr,omitempty"`
-	Output               map[string]any          `msgpack:"out"`
-	RetryCount           int                     `msgpack:"retry,omitempty"`
-	Retried              bool                    `msgpack:"retried,omitempty"`
+	ID         string         `msgpack:"id"`
+	Ref        string         `msgpack:"ref"`
+	Name       string         `msgpack:"name"`
+	Type       string         `msgpack:"type"`
+	Status     string         `msgpack:"st"`
+	Seq        int            `msgpack:"seq"`
+	Input      map[string]any `msgpack:"in"`
+	Deferred   [][]any        `msgpack:"dfr,omitempty"`
+	Output     map[string]any `msgpack:"out"`
+	RetryCount int            `msgpack:"retry,omitempty"`
+	Retried    bool           `msgpack:"retried,omitempty"`
+	// Held: it failed while its workflow was paused, and the failure waits
+	// for resume (see decision.failed).
+	Held                 bool                    `msgpack:"held,omitempty"`
 	RetriedTaskID        string                  `msgpack:"rtid,omitempty"`
 	PollCount            int                     `msgpack:"polls,omitempty"`
 	Iteration            int                     `msgpack:"iter,omitempty"`

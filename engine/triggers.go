@@ -86,8 +86,13 @@ type Pause struct{}
 // Resume continues a paused workflow.
 type Resume struct{}
 
-// Terminate ends a running or paused workflow.
-type Terminate struct{ Reason string }
+// Terminate ends a running or paused workflow. By, who asked, joins those
+// it runs as when they give a reason: its failure workflow and its
+// parent read it.
+type Terminate struct {
+	Reason string
+	By     string
+}
 
 // Restart runs a terminal workflow again from the start. Def, when set, is
 // the latest definition to use instead of the one the workflow ran.

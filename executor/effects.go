@@ -175,6 +175,20 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 // When the child exists already (a repeated effect), a finished child is
 // reported to its parent: the parent may have missed the news.
 func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWorkflow) error {
+	if eff.ParentWorkflowID != "" || eff.StartTaskID != "" {
+		// Recovery starts children again: one that exists is reported on,
+		// not checked or prepared again (which could fail it for a change
+		// since it started).
+		child, err := e.State(ctx, eff.WorkflowID)
+		switch {
+		case err != nil:
+			return err
+		case child != nil && eff.StartTaskID != "":
+			return e.reportStart(ctx, eff, conductor.TaskCompleted, "")
+		case child != nil:
+			return e.reportChild(ctx, eff.ParentWorkflowID, child)
+		}
+	}
 	req := conductor.StartWorkflowRequest{Name: eff.Name, Version: eff.Version, Input: eff.Input,
 		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
 	if len(eff.Def) > 0 {

@@ -369,3 +369,50 @@ func TestRecoveredChildOutputIsOpened(t *testing.T) {
 		return nil
 	})
 }
+
+// A parent whose child was never started (an engine died between the
+// parent's append and the start) gets it started by recovery: the
+// reconcile of a waiting SUB_WORKFLOW starts its child, and one that
+// exists reports instead.
+func TestLostChildStartIsRecovered(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	const parent = "wf-lost-child"
+	def := &conductor.WorkflowDef{}
+	if err := conductor.Unmarshal([]byte(`{"name":"parent","version":1,"tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid","workflowDefinition":{"name":"kid","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}}}]}`), def); err != nil {
+		t.Fatal(err)
+	}
+	// The parent's start is appended; its effects (the child's start) are
+	// not performed.
+	now := time.Now()
+	dec, err := engine.Decide(engine.Input{Trigger: engine.Start{WorkflowID: parent, Def: def}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	envs, err := envelopes(dec.Events, &job{wfID: parent, meta: Meta{RequestID: "lost"}}, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, subject(parent), envs, 0); err != nil {
+		t.Fatal(err)
+	}
+	child := dec.State.LatestByRef("sub").SubWorkflowID
+	for range 2 { // the second finds the child and changes nothing
+		if _, err := e.Submit(ctx, parent, engine.Reconcile{}, Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+			w, err := e.State(ctx, child)
+			if err != nil || w == nil || w.Status != conductor.WorkflowRunning {
+				return fmt.Errorf("the child has not started: %v", err)
+			}
+			return nil
+		})
+	}
+	recs, err := l.ReadSubject(ctx, subject(child), 0)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("the child's log has %d records (%v), want its start only", len(recs), err)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/executor"
@@ -62,7 +61,9 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 	}
 	v := []byte(value)
 	defer clear(v)
-	if _, err := u.Store.Put(ctx, name, v, strings.Join(principals, "+")); err != nil {
+	// Written as the workflow's creator (the first principal), who owns a
+	// secret it creates; the others were checked above.
+	if _, err := u.Store.Put(ctx, name, v, principals[0]); err != nil {
 		if errors.Is(err, fault.ErrInvalid) || errors.Is(err, fault.ErrTooLarge) {
 			return terminal("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)
 		}
