@@ -338,7 +338,9 @@ func (s *Server) retryTarget(r *http.Request, id string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if child.FirstFailed() == nil {
+		// A child the caller may not execute is not retried in (nor named
+		// in an answer): the retry stays where the caller may act.
+		if child.FirstFailed() == nil || s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute) != nil {
 			break
 		}
 		wf = child
@@ -373,6 +375,9 @@ func (s *Server) rerunTarget(r *http.Request, id, taskID string) (string, error)
 			}
 			if err != nil {
 				return "", err
+			}
+			if s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute) != nil {
+				continue // not searched: the rerun answers as if the task were not there
 			}
 			if found, err := search(child, depth+1); found != "" || err != nil {
 				return found, err

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -424,4 +425,39 @@ func TestDataGiverRunsTheWorkflow(t *testing.T) {
 	if joins != 5 {
 		t.Fatalf("trail has %d run-as entries by %s, want 5: %+v", joins, other, trail.Entries)
 	}
+}
+
+// A retry with resumeSubworkflowTasks, or a rerun from a task id, goes
+// into children only where the caller may execute them: the answer never
+// names, nor acts on, a child the caller may not touch.
+func TestRetryIntoChildNeedsExecute(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"guarded_work","retryCount":0}]`)
+	e.register(`{"name":"guarded_kid","tasks":[{"name":"guarded_work","taskReferenceName":"w"}]}`,
+		`{"name":"open_mother","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"guarded_kid"}}]}`)
+	var calls atomic.Int64
+	e.work("guarded_work", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		if calls.Add(1) == 1 {
+			return workers.Output{}, errors.New("first try breaks")
+		}
+		return workers.Output{}, nil
+	})
+	runner, token := e.application("runner", "USER")
+	e.grant(runner, "WORKFLOW_DEF", "open_mother", "READ", "EXECUTE")
+	id := e.start("open_mother", nil)
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	kid := taskByRef(wf, "sub").SubWorkflowID
+	kidTask := taskByRef(e.waitStatus(kid, conductor.WorkflowFailed), "w").TaskID
+	as := e.as(token)
+	if code, body := as.do("POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": kidTask}); code != http.StatusNotFound || strings.Contains(body, kid) {
+		t.Fatalf("rerun from the child's task: %d %s", code, body)
+	}
+	// The retry stays in the mother: a new child runs.
+	as.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry?resumeSubworkflowTasks=true", nil)
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if got := taskByRef(wf, "sub").SubWorkflowID; got == kid {
+		t.Fatalf("the retry went into the child %s", kid)
+	}
+	e.waitStatus(kid, conductor.WorkflowFailed)
 }
