@@ -214,10 +214,10 @@ func (s *Server) getWorkflowStatus(w http.ResponseWriter, r *http.Request) {
 	st := conductor.WorkflowStatus{WorkflowID: wf.ID, CorrelationID: wf.CorrelationID, Status: wf.Status}
 	view := wf.Conductor(false) // masked as every view is
 	if output {
-		st.Output = view.Output
+		st.Output = nonNilMap(view.Output)
 	}
 	if vars {
-		st.Variables = view.Variables
+		st.Variables = nonNilMap(view.Variables)
 	}
 	writeJSON(w, http.StatusOK, st)
 }
@@ -415,4 +415,12 @@ func queryBool(r *http.Request, name string, def bool) (bool, error) {
 		return false, fault.Invalid("query parameter %s=%q: want true or false", name, v)
 	}
 	return b, nil
+}
+
+// nonNilMap is m, or an empty map for nil: a field asked for is answered.
+func nonNilMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
 }

@@ -641,6 +641,13 @@ func TestSignalAndUpdateState(t *testing.T) {
 
 	id := e.start("two_waits", nil)
 	e.waitStatus(id, conductor.WorkflowRunning)
+	// /status answers the output and variables asked for, empty or not.
+	for query, want := range map[string][]string{"": nil, "?includeOutput=true&includeVariables=true": {`"output":{}`, `"variables":{}`}} {
+		body := e.must(http.StatusOK, "GET", "/api/workflow/"+id+"/status"+query, nil)
+		if strings.Contains(body, "output") != (want != nil) || want != nil && (!strings.Contains(body, want[0]) || !strings.Contains(body, want[1])) {
+			t.Fatalf("status%s = %s", query, body)
+		}
+	}
 	var run conductor.WorkflowRun
 	e.decode(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK", map[string]any{"a": 1}, &run)
 	if run.ResponseType != "BLOCKING_TASK" || run.ReferenceTaskName != "gate2" || run.Status != "IN_PROGRESS" || run.TargetWorkflowID != id {

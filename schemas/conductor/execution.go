@@ -163,11 +163,12 @@ type TaskExecLog struct {
 
 // WorkflowStatus is GET /api/workflow/{id}/status.
 type WorkflowStatus struct {
-	WorkflowID    string         `json:"workflowId"`
-	CorrelationID string         `json:"correlationId,omitempty"`
-	Status        string         `json:"status"`
-	Output        map[string]any `json:"output,omitempty"`
-	Variables     map[string]any `json:"variables,omitempty"`
+	WorkflowID    string `json:"workflowId"`
+	CorrelationID string `json:"correlationId,omitempty"`
+	Status        string `json:"status"`
+	// Present when asked for, empty or not (Conductor's NON_NULL).
+	Output    map[string]any `json:"output,omitzero"`
+	Variables map[string]any `json:"variables,omitzero"`
 }
 
 // RerunWorkflowRequest is the body of POST /api/workflow/{id}/rerun.
