@@ -378,7 +378,7 @@ func latestByRef(w *engine.Workflow, ref string) *engine.Task {
 // reader of its execution.
 func (s *Server) readTask(r *http.Request, taskID string) (*engine.Workflow, *engine.Task, error) {
 	wf, t, err := s.task(r.Context(), taskID)
-	if err != nil || s.mayPoll(r, t.Name) == nil {
+	if err != nil || t.IsWorkerTask() && s.mayPoll(r, t.Name) == nil {
 		return wf, t, err
 	}
 	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Read); err != nil {

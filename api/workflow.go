@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -338,10 +339,16 @@ func (s *Server) retryTarget(r *http.Request, id string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		// A child the caller may not execute is not retried in (nor named
-		// in an answer): the retry stays where the caller may act.
-		if child.FirstFailed() == nil || s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute) != nil {
+		if child.FirstFailed() == nil {
 			break
+		}
+		// A child the caller may not execute is not retried, nor replaced
+		// by a new one behind the caller's back: refused.
+		if err := s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute); err != nil {
+			if errors.Is(err, fault.ErrForbidden) {
+				return "", fmt.Errorf("retry of workflow %s into its failed sub-workflow: %w", id, fault.ErrForbidden)
+			}
+			return "", err
 		}
 		wf = child
 	}
@@ -376,8 +383,10 @@ func (s *Server) rerunTarget(r *http.Request, id, taskID string) (string, error)
 			if err != nil {
 				return "", err
 			}
-			if s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute) != nil {
+			if err := s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute); errors.Is(err, fault.ErrForbidden) {
 				continue // not searched: the rerun answers as if the task were not there
+			} else if err != nil {
+				return "", err
 			}
 			if found, err := search(child, depth+1); found != "" || err != nil {
 				return found, err

@@ -406,9 +406,11 @@ func TestDataGiverRunsTheWorkflow(t *testing.T) {
 	id = asOwner.start("approved_deploy", nil)
 	e.waitStatus(id, conductor.WorkflowRunning)
 	e.as(anyWorker).fails(http.StatusNotFound, "POST", "/api/tasks/"+id+"/approval/COMPLETED", map[string]any{"url": "https://worker.example/"})
-	if approval := taskByRef(e.workflow(id), "approval"); approval.Status != conductor.TaskInProgress {
+	approval := taskByRef(e.workflow(id), "approval")
+	if approval.Status != conductor.TaskInProgress {
 		t.Fatalf("a worker completed the WAIT: %s", approval.Status)
 	}
+	e.as(anyWorker).fails(http.StatusNotFound, "GET", "/api/tasks/"+approval.TaskID, nil)
 	// The trail says who joined which workflow.
 	var trail struct {
 		Entries []struct{ Principal, Action, Target string }
@@ -429,7 +431,8 @@ func TestDataGiverRunsTheWorkflow(t *testing.T) {
 
 // A retry with resumeSubworkflowTasks, or a rerun from a task id, goes
 // into children only where the caller may execute them: the answer never
-// names, nor acts on, a child the caller may not touch.
+// names, nor acts on, a child the caller may not touch (the retry is
+// refused, the rerun finds no such task).
 func TestRetryIntoChildNeedsExecute(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
@@ -453,8 +456,12 @@ func TestRetryIntoChildNeedsExecute(t *testing.T) {
 	if code, body := as.do("POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": kidTask}); code != http.StatusNotFound || strings.Contains(body, kid) {
 		t.Fatalf("rerun from the child's task: %d %s", code, body)
 	}
-	// The retry stays in the mother: a new child runs.
-	as.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry?resumeSubworkflowTasks=true", nil)
+	// Retrying into it is refused, not turned into a new child behind the
+	// caller's back; a plain retry starts one.
+	if code, body := as.do("POST", "/api/workflow/"+id+"/retry?resumeSubworkflowTasks=true", nil); code != http.StatusForbidden || strings.Contains(body, kid) {
+		t.Fatalf("retry into the child: %d %s", code, body)
+	}
+	as.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry", nil)
 	wf = e.waitStatus(id, conductor.WorkflowCompleted)
 	if got := taskByRef(wf, "sub").SubWorkflowID; got == kid {
 		t.Fatalf("the retry went into the child %s", kid)

@@ -213,6 +213,15 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 
 func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	w.Epoch, w.RerunUpTo = w.Epoch+1, e.RerunUpTo
+	for i, t := range w.Tasks {
+		if t.Held {
+			// A new run: a failure held back in the old one is not its own
+			// (tasks are shared with earlier states: copy before changing).
+			c := *t
+			c.Held = false
+			w.Tasks[i] = &c
+		}
+	}
 	if w.Compacted {
 		// Its secrets key is destroyed, or about to be: whatever it seals
 		// from now on goes under a new key, compacted in its turn.

@@ -386,7 +386,9 @@ func (d *decision) terminate(t Terminate) error {
 		return nil
 	}
 	reason := t.Reason
-	if reason != "" {
+	if reason != "" && !d.w.Terminal() {
+		// Read by the failure workflow and the parent, which a terminal
+		// workflow has told already.
 		d.runAs(t.By)
 	}
 	// A FAILED or TIMED_OUT workflow becomes TERMINATED, as in Conductor.

@@ -269,10 +269,8 @@ func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled) error {
 	return nil
 }
 
-// startWorkflowOf is the effect a START_WORKFLOW task implies (again,
-// after a crash: starting a workflow that exists changes nothing). A task
-// still IN_PROGRESS waits for the start's outcome. (A COMPLETED one was
-// completed when scheduled by engines before the task waited.)
+// startWorkflowOf is the effect a START_WORKFLOW task waiting for its
+// start implies (again, after a crash: one that exists is reported on).
 func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 	sw, _ := t.Input["startWorkflow"].(map[string]any)
 	id, _ := t.Output["workflowId"].(string)

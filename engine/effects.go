@@ -122,7 +122,7 @@ func Effects(w *Workflow, now int64) []Effect {
 				}
 			}
 			out = append(out, CheckChild{ParentWorkflowID: w.ID, ChildID: t.SubWorkflowID})
-		case t.Type == conductor.TaskTypeStartWorkflow && (t.Status == conductor.TaskInProgress || t.Status == conductor.TaskCompleted):
+		case t.Type == conductor.TaskTypeStartWorkflow && t.Status == conductor.TaskInProgress:
 			if eff, ok := startWorkflowOf(w, t); ok {
 				out = append(out, eff)
 			}

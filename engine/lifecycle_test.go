@@ -65,6 +65,19 @@ func TestPauseResume(t *testing.T) {
 	h.decide(engine.Resume{})
 	h.wantStatus(conductor.WorkflowRunning)
 
+	// A failure held in a pause belongs to that run: a rerun that keeps the
+	// task does not act on it at a later resume.
+	h = newHarness(t, `{"name":"fj","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	  [{"name":"b1","taskReferenceName":"b1"}],[{"name":"c1","taskReferenceName":"c1"},{"name":"c2","taskReferenceName":"c2"}]]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["b1","c2"]}]}`, nil)
+	h.complete("c1", nil)
+	h.decide(engine.Pause{})
+	h.decide(engine.Terminate{})
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("c2").ID}})
+	h.decide(engine.Pause{})
+	h.decide(engine.Resume{})
+	h.wantStatus(conductor.WorkflowRunning)
+
 	// The log's order says a failure came while paused, not the clocks: an
 	// engine whose clock is behind the pauser's records it all the same.
 	h = newHarness(t, threeSimple, nil, `{"name":"a","retryCount":0}`)
@@ -453,6 +466,10 @@ func TestRunAs(t *testing.T) {
 			h.decide(engine.Terminate{Reason: "https://other.example/", By: "app:other"})
 		}, []string{"app:tester", "app:other"}},
 		{"terminate without one", func(h *harness) { h.decide(engine.Terminate{By: "app:other"}) }, []string{"app:tester"}},
+		{"terminate of an ended workflow", func(h *harness) {
+			h.report("a", conductor.TaskFailedWithTerminalError, nil, "broke")
+			h.decide(engine.Terminate{Reason: "cleanup", By: "app:other"}) // nobody reads it any more
+		}, []string{"app:tester"}},
 		{"rerun without data", func(h *harness) {
 			h.decide(engine.Terminate{})
 			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID}, By: "app:other"})

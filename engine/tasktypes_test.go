@@ -607,6 +607,11 @@ func TestStartWorkflowTask(t *testing.T) {
 	if h.wantTask("next", conductor.TaskScheduled).Input["started"] != id {
 		t.Fatal("next does not see the started workflow's id")
 	}
+	for _, e := range engine.Effects(h.w, h.now.UnixMilli()) {
+		if _, ok := e.(engine.StartWorkflow); ok {
+			t.Fatal("recovery starts a workflow its START_WORKFLOW saw started")
+		}
+	}
 	// A start that failed fails the task.
 	h = newHarness(t, def, map[string]any{"n": int64(4)})
 	h.report("start", conductor.TaskFailedWithTerminalError, nil, "workflow other could not start: not found")

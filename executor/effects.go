@@ -175,19 +175,11 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 // When the child exists already (a repeated effect), a finished child is
 // reported to its parent: the parent may have missed the news.
 func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWorkflow) error {
-	if eff.ParentWorkflowID != "" || eff.StartTaskID != "" {
-		// Recovery starts children again: one that exists is reported on,
-		// not checked or prepared again (which could fail it for a change
-		// since it started).
-		child, err := e.State(ctx, eff.WorkflowID)
-		switch {
-		case err != nil:
-			return err
-		case child != nil && eff.StartTaskID != "":
-			return e.reportStart(ctx, eff, conductor.TaskCompleted, "")
-		case child != nil:
-			return e.reportChild(ctx, eff.ParentWorkflowID, child)
-		}
+	// Recovery starts children again: one that exists is reported on, not
+	// checked or prepared again (which could fail it for a change since
+	// it started).
+	if done, err := e.reportExisting(ctx, eff); done || err != nil {
+		return err
 	}
 	req := conductor.StartWorkflowRequest{Name: eff.Name, Version: eff.Version, Input: eff.Input,
 		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
@@ -259,6 +251,11 @@ func (e *Executor) reportChild(ctx context.Context, parent string, child *engine
 }
 
 func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, reason string) error {
+	// A recovery start may race the first one, which may have started the
+	// workflow since it was looked for: report on that instead.
+	if done, err := e.reportExisting(ctx, eff); done || err != nil {
+		return err
+	}
 	if eff.StartTaskID != "" {
 		return e.reportStart(ctx, eff, conductor.TaskFailed, "workflow "+eff.Name+" could not start: "+reason)
 	}
@@ -267,6 +264,25 @@ func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, re
 	}
 	return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildFinished{ChildID: eff.WorkflowID,
 		Status: conductor.WorkflowFailed, Reason: "sub workflow could not start: " + reason})
+}
+
+// reportExisting reports on the workflow eff starts, to its parent or its
+// START_WORKFLOW task, if it exists (done).
+func (e *Executor) reportExisting(ctx context.Context, eff engine.StartWorkflow) (done bool, err error) {
+	if eff.ParentWorkflowID == "" && eff.StartTaskID == "" {
+		return false, nil
+	}
+	child, err := e.State(ctx, eff.WorkflowID)
+	switch {
+	case err != nil:
+		return false, err
+	case child == nil:
+		return false, nil
+	case eff.StartTaskID != "":
+		return true, e.reportStart(ctx, eff, conductor.TaskCompleted, "")
+	default:
+		return true, e.reportChild(ctx, eff.ParentWorkflowID, child)
+	}
 }
 
 // reportStart tells the START_WORKFLOW task waiting for eff whether the
