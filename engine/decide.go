@@ -386,10 +386,15 @@ func (d *decision) terminate(t Terminate) error {
 		return nil
 	}
 	reason := t.Reason
-	if reason != "" && !d.w.Terminal() {
-		// Read by the failure workflow and the parent, which a terminal
-		// workflow has told already.
-		d.runAs(t.By)
+	switch {
+	case d.w.Terminal():
+		// An ended workflow keeps the reason it ended with: a new one
+		// would reach its failure workflow and parent (their starts and
+		// news may still be on their way) without its giver joining, and
+		// joining for good over a clean-up would refuse the owner's retry.
+		reason = d.w.Reason
+	case reason != "":
+		d.runAs(t.By) // the failure workflow and the parent read it
 	}
 	// A FAILED or TIMED_OUT workflow becomes TERMINATED, as in Conductor.
 	// Its failure workflow, if it started one, is not started again: the

@@ -122,7 +122,10 @@ func Effects(w *Workflow, now int64) []Effect {
 				}
 			}
 			out = append(out, CheckChild{ParentWorkflowID: w.ID, ChildID: t.SubWorkflowID})
-		case t.Type == conductor.TaskTypeStartWorkflow && t.Status == conductor.TaskInProgress:
+		case t.Type == conductor.TaskTypeStartWorkflow && (t.Status == conductor.TaskInProgress ||
+			// completed when scheduled, by engines before the task waited
+			// for its start: the start may never have happened
+			t.Status == conductor.TaskCompleted && t.FirstStartTime == 0):
 			if eff, ok := startWorkflowOf(w, t); ok {
 				out = append(out, eff)
 			}

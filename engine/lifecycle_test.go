@@ -125,13 +125,16 @@ func TestTerminate(t *testing.T) {
 	failed.report("x", conductor.TaskFailed, nil, "down")
 	failed.wantStatus(conductor.WorkflowFailed)
 	first := effectsOf[engine.StartWorkflow](failed.last)
-	d = failed.decide(engine.Terminate{Reason: "cleanup"})
+	d = failed.decide(engine.Terminate{Reason: "https://other.example/", By: "app:other"})
 	failed.wantStatus(conductor.WorkflowTerminated)
-	if failed.w.Reason != "cleanup" {
-		t.Fatalf("reason %q", failed.w.Reason)
+	// It keeps the reason it failed with: a new one would reach its
+	// failure workflow, whose start may still be on its way, as data of
+	// the terminator's (who does not join an ended workflow).
+	if failed.w.Reason != "down" || len(failed.w.AlsoRunsAs) != 0 {
+		t.Fatalf("reason %q, also runs as %v", failed.w.Reason, failed.w.AlsoRunsAs)
 	}
 	again := effectsOf[engine.StartWorkflow](d)
-	if len(first) != 1 || len(again) != 1 || again[0].WorkflowID != first[0].WorkflowID {
+	if len(first) != 1 || len(again) != 1 || again[0].WorkflowID != first[0].WorkflowID || again[0].Input["reason"] != "down" {
 		t.Fatalf("failure workflow starts: %+v then %+v", first, again)
 	}
 }

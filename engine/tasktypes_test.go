@@ -612,6 +612,27 @@ func TestStartWorkflowTask(t *testing.T) {
 			t.Fatal("recovery starts a workflow its START_WORKFLOW saw started")
 		}
 	}
+	// One an older engine completed when it scheduled it may never have
+	// started its workflow: recovery starts it.
+	legacy, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-old", Name: "starter", Version: 1,
+		Def: []byte(def), CreatedBy: "app:tester", Time: 1})
+	if err == nil {
+		legacy, err = engine.Apply(legacy, &schemas.TaskScheduled{TaskID: "t-old", Ref: "start", Name: "start", Type: conductor.TaskTypeStartWorkflow,
+			Status: conductor.TaskCompleted, Seq: 1, Input: map[string]any{"startWorkflow": map[string]any{"name": "other"}},
+			Output: map[string]any{"workflowId": "started-old"}, Time: 1})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var legacyStarts []engine.StartWorkflow
+	for _, e := range engine.Effects(legacy, 2) {
+		if s, ok := e.(engine.StartWorkflow); ok {
+			legacyStarts = append(legacyStarts, s)
+		}
+	}
+	if len(legacyStarts) != 1 || legacyStarts[0].WorkflowID != "started-old" {
+		t.Fatalf("recovery of an older START_WORKFLOW: %+v", legacyStarts)
+	}
 	// A start that failed fails the task.
 	h = newHarness(t, def, map[string]any{"n": int64(4)})
 	h.report("start", conductor.TaskFailedWithTerminalError, nil, "workflow other could not start: not found")

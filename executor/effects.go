@@ -252,7 +252,10 @@ func (e *Executor) reportChild(ctx context.Context, parent string, child *engine
 
 func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, reason string) error {
 	// A recovery start may race the first one, which may have started the
-	// workflow since it was looked for: report on that instead.
+	// workflow since it was looked for: report on that instead. (The
+	// window between this look and the report stays: a FAILED report for
+	// a workflow that started in it needs the two starts to have got
+	// different answers to the same checks.)
 	if done, err := e.reportExisting(ctx, eff); done || err != nil {
 		return err
 	}
