@@ -216,16 +216,13 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs,
 		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Resolved: resolved})
 	switch {
-	case err == nil && eff.StartTaskID != "", errors.Is(err, fault.ErrConflict) && eff.StartTaskID != "":
+	case err == nil && eff.StartTaskID != "":
 		return e.reportStart(ctx, eff, conductor.TaskCompleted, "")
 	case err == nil:
 		return nil
-	case errors.Is(err, fault.ErrConflict):
-		child, err := e.State(ctx, eff.WorkflowID)
-		if err != nil || child == nil || eff.ParentWorkflowID == "" {
-			return err
-		}
-		return e.reportChild(ctx, eff.ParentWorkflowID, child)
+	case errors.Is(err, fault.ErrConflict): // started meanwhile
+		_, err := e.reportExisting(ctx, eff)
+		return err
 	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
 		return e.childFailed(ctx, eff, err.Error())
 	}

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/flowvault/flowvault/engine"
-	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
-	"github.com/flowvault/flowvault/secrets"
 )
 
 // A child's output, as its log holds it, has its _secrets sealed under the
@@ -19,12 +16,7 @@ import (
 // end from that state (recovery) takes it opened, and seals it again.
 // Once the child's key is destroyed, its values read "***".
 func TestOpenOutput(t *testing.T) {
-	ctx := testutil.Context(t, 30*time.Second)
-	l := testutil.OpenLog(t, "")
-	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, keys := openKeys(t)
 	g := New(Config{Keys: keys})
 	ended := func(id string) *engine.Workflow {
 		w, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: id, Name: "kid", Version: 1,

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -11,17 +12,24 @@ import (
 	"github.com/flowvault/flowvault/secrets"
 )
 
-// A compacted workflow that runs again (restart, rerun, retry) seals what
-// it seals from then on under a new key, also while its old key still
-// exists: the compaction that recorded it erases that key after, or
-// another engine still has it cached.
-func TestCompactedWorkflowSealsUnderANewKey(t *testing.T) {
+// openKeys opens a keyring on a fresh log, with a test's context.
+func openKeys(t *testing.T) (context.Context, *secrets.Keys) {
+	t.Helper()
 	ctx := testutil.Context(t, 30*time.Second)
 	l := testutil.OpenLog(t, "")
 	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, keys
+}
+
+// A compacted workflow that runs again (restart, rerun, retry) seals what
+// it seals from then on under a new key, also while its old key still
+// exists: the compaction that recorded it erases that key after, or
+// another engine still has it cached.
+func TestCompactedWorkflowSealsUnderANewKey(t *testing.T) {
+	ctx, keys := openKeys(t)
 	old, err := keys.NewPooledKey(ctx)
 	if err != nil {
 		t.Fatal(err)
