@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -73,7 +72,7 @@ func (s *Server) putEnv(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, fault.ErrForbidden) {
 			// One answer whether it exists or not: which access was
 			// missing would tell (as for secrets).
-			err = fmt.Errorf("%s may not write environment variable %s: %w", principal(r), name, fault.ErrForbidden)
+			err = uniformRefusal(err, "%s may not write environment variable %s", principal(r), name)
 		}
 		s.writeError(w, r, err)
 		return

@@ -2,14 +2,17 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
 )
 
 // A refused PUT answers the same whether the variable exists or not:
@@ -35,6 +38,20 @@ func TestEnvironmentPutRefusalHidesExistence(t *testing.T) {
 	// Neither refused request wrote anything.
 	call(t, admin, "GET", u+"present", "", "").expectText(t, "v")
 	call(t, admin, "GET", u+"absent", "", "").expectError(t, http.StatusNotFound, "not found")
+	// The trail, for admins, keeps what the answer leaves out.
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		trail := decode[audit.Result](t, call(t, admin, "GET", base+"/api/audit", "", "").expect(t, http.StatusOK).body)
+		got := map[string]string{}
+		for _, e := range trail.Entries {
+			if e.Action == audit.ActAccessDeny {
+				got[e.Target] = e.Detail["access"]
+			}
+		}
+		if got["ENV_VARIABLE:present"] != "UPDATE" || got["ENV_VARIABLE:absent"] != "CREATE" {
+			return fmt.Errorf("denials in the trail: %v", got)
+		}
+		return nil
+	})
 }
 
 // DELETE answers with the deleted value, so it is a read: the trail has

@@ -15,6 +15,23 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
+// refusal is a refusal whose answer says less than the refusal itself:
+// the caller reads msg, the audit trail the cause (which access on which
+// target was missing).
+type refusal struct {
+	msg   string
+	cause error
+}
+
+func (e *refusal) Error() string { return e.msg }
+func (e *refusal) Unwrap() error { return e.cause }
+
+// uniformRefusal answers the refusal err with a message that is the same
+// whatever access was missing.
+func uniformRefusal(err error, format string, args ...any) error {
+	return &refusal{msg: fmt.Sprintf(format, args...) + ": " + fault.ErrForbidden.Error(), cause: err}
+}
+
 // errMethodNotAllowed is a path served for other methods only.
 var errMethodNotAllowed = errors.New("method not allowed")
 

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -95,7 +94,7 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, fault.ErrForbidden) {
 			// One answer whether it exists or not: which access was
 			// missing would tell.
-			err = fmt.Errorf("%s may not write secret %s: %w", principal(r), name, fault.ErrForbidden)
+			err = uniformRefusal(err, "%s may not write secret %s", principal(r), name)
 		}
 		s.writeError(w, r, err)
 		return
