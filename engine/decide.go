@@ -369,14 +369,9 @@ func (d *decision) resume() error {
 	return nil
 }
 
-// unsuccessful reports a status failed acts on.
-func unsuccessful(s string) bool {
-	switch s {
-	case conductor.TaskFailed, conductor.TaskFailedWithTerminalError, conductor.TaskTimedOut, conductor.TaskCanceled:
-		return true
-	}
-	return false
-}
+// unsuccessful reports a task status that ended the task without success:
+// FAILED, FAILED_WITH_TERMINAL_ERROR, TIMED_OUT or CANCELED.
+func unsuccessful(s string) bool { return conductor.TaskTerminal(s) && !conductor.TaskSuccessful(s) }
 
 func (d *decision) terminate(t Terminate) error {
 	switch d.w.Status {

@@ -128,11 +128,7 @@ func (d *decision) retry(Retry) error {
 func (d *decision) retriable() []*Task {
 	var out []*Task
 	for _, t := range d.w.Tasks {
-		if t.Retried {
-			continue
-		}
-		switch t.Status {
-		case conductor.TaskFailed, conductor.TaskFailedWithTerminalError, conductor.TaskTimedOut, conductor.TaskCanceled:
+		if !t.Retried && unsuccessful(t.Status) {
 			out = append(out, t)
 		}
 	}
@@ -210,9 +206,7 @@ func (d *decision) childReopened(c ChildReopened) {
 	if d.w.Status == conductor.WorkflowCompleted {
 		return
 	}
-	switch t.Status {
-	case conductor.TaskFailed, conductor.TaskFailedWithTerminalError, conductor.TaskTimedOut, conductor.TaskCanceled:
-	default:
+	if !unsuccessful(t.Status) {
 		return
 	}
 	if wt := d.plan.config(t); wt == nil || wt.Optional {

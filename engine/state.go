@@ -182,7 +182,7 @@ func (w *Workflow) Principals() []string {
 // for the failed child to retry instead.
 func (w *Workflow) FirstFailed() *Task {
 	for _, t := range w.Tasks {
-		if !t.Retried && conductor.TaskTerminal(t.Status) && !conductor.TaskSuccessful(t.Status) {
+		if !t.Retried && unsuccessful(t.Status) {
 			return t
 		}
 	}
