@@ -216,3 +216,51 @@ func TestStoredSecretInputReadsMasked(t *testing.T) {
 		t.Errorf("%d executions, want 1", len(xs))
 	}
 }
+
+// The firer folds a schedule from where its last fold ended, not from the
+// first record: a schedule firing every second appends two records a
+// second. The test deletes the schedule's first record from the stream
+// once it has been folded; a fold from the start would fail without it.
+func TestFoldReadsOnlyNewRecords(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	starts := &started{}
+	f := NewFirer(s, starts, nil)
+	def := &conductor.WorkflowSchedule{Name: "often", CronExpression: "* * * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}
+	if err := s.Save(ctx, def, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c.ms += 1000
+		if err := f.fire(ctx, "often", c.ms); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := s.log.ReadSubject(ctx, Subject("often"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 7 {
+		t.Fatalf("%d records, want the save and 3 fires of 2", len(recs))
+	}
+	stream, err := s.log.JetStream().Stream(ctx, eventlog.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.DeleteMsg(ctx, recs[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	c.ms += 1000
+	if err := f.fire(ctx, "often", c.ms); err != nil {
+		t.Fatalf("fire after the first record is gone: %v", err)
+	}
+	if len(starts.ids) != 4 {
+		t.Fatalf("started %v, want 4 runs", starts.ids)
+	}
+	// Another store (an engine started later) folds from the start.
+	other := New(s.log, testutil.OpenStore(t), nil, testutil.Logger(t))
+	if _, err := other.load(ctx, "often"); err == nil {
+		t.Fatal("a fold from the first record read a schedule whose save is gone")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -34,6 +35,13 @@ type Store struct {
 	now     func() time.Time
 	logger  *slog.Logger
 	updater *projections.Updater[*State]
+
+	// folded holds each schedule's state as of its last fold, so that a
+	// fold reads only what was appended since: a schedule that fires every
+	// second appends two records a second, and the firer folds it at
+	// every fire.
+	mu     sync.Mutex
+	folded map[string]State
 }
 
 // New returns a schedule store over the log and the schedules read model.
@@ -41,7 +49,7 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, logger *slo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, reader: store.Reader(ProjectionName), now: time.Now, logger: logger}
+	s := &Store{log: log, reader: store.Reader(ProjectionName), now: time.Now, logger: logger, folded: map[string]State{}}
 	// Writes decide on the log's state, not on a read model that may lag.
 	s.updater = projections.NewUpdater(projections.Updater[*State]{Log: log, Waiter: waiter, Logger: logger, Now: s.now,
 		What: "schedules", Read: s.logView, Fold: s.logView})
@@ -59,11 +67,20 @@ func (s *Store) logView(ctx context.Context, subject string) (projections.View[*
 
 // fold returns the state of a schedule's subject, nil when it has none.
 func (s *Store) fold(ctx context.Context, subject string) (*State, error) {
-	recs, err := s.log.ReadSubject(ctx, subject, 0)
+	var st *State
+	s.mu.Lock()
+	if c, ok := s.folded[subject]; ok {
+		st = &c // Apply replaces what it changes, never writes through
+	}
+	s.mu.Unlock()
+	var after uint64
+	if st != nil {
+		after = st.Seq
+	}
+	recs, err := s.log.ReadSubject(ctx, subject, after)
 	if err != nil {
 		return nil, err
 	}
-	var st *State
 	for _, r := range recs {
 		if r.Err != nil {
 			return nil, r.Err
@@ -79,8 +96,19 @@ func (s *Store) fold(ctx context.Context, subject string) (*State, error) {
 		}
 		st.Seq = r.Seq
 	}
+	if st != nil && len(recs) > 0 {
+		s.mu.Lock()
+		if len(s.folded) >= maxFolded {
+			clear(s.folded) // folded again from the log on demand
+		}
+		s.folded[subject] = *st
+		s.mu.Unlock()
+	}
 	return st, nil
 }
+
+// maxFolded bounds the schedules whose folded state is kept in memory.
+const maxFolded = 10000
 
 // load folds a schedule's subject from the log (nil: no such schedule).
 func (s *Store) load(ctx context.Context, name string) (*State, error) {
