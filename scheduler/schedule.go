@@ -12,8 +12,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
@@ -23,10 +21,6 @@ import (
 
 // Subject is the subject of schedule name's events.
 func Subject(name string) string { return "fv.meta.schedule." + eventlog.Token(name) }
-
-// cronParser reads Quartz-style 6-field expressions (seconds first; '?'
-// allowed for day of month or week) and descriptors like @hourly.
-var cronParser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // State is a schedule: the fold of its events.
 type State struct {
@@ -176,11 +170,11 @@ func maskedKeyPath(path string, v any) string {
 	return ""
 }
 
-func parse(def *conductor.WorkflowSchedule) (cron.Schedule, error) {
+func parse(def *conductor.WorkflowSchedule) (*cronSpec, error) {
 	if def.CronExpression == "" {
 		return nil, fmt.Errorf("cronExpression is required")
 	}
-	sched, err := cronParser.Parse(def.CronExpression)
+	sched, err := parseCron(def.CronExpression)
 	if err != nil {
 		return nil, fmt.Errorf("cron expression %q: %v (want 6 fields, seconds first, e.g. \"0 */30 * ? * *\")", def.CronExpression, err)
 	}

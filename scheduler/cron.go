@@ -1,0 +1,338 @@
+package scheduler
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// A cron expression as Orkes's scheduler reads it (Spring's
+// CronExpression): six fields, seconds first. Day of week is 0-7 or
+// MON-SUN, where 0 and 7 are Sunday (robfig/cron, and Unix cron, count
+// 0-6 from Sunday, Quartz 1-7 from Sunday: the same digit means a
+// different day in each). The day fields take L, W and #. When both day
+// fields are restricted a day must match both, not either as in Unix
+// cron: "0 0 9 1-7 * MON" is the first Monday of each month.
+//
+// robfig/cron keeps the time of day and the month, which it gets right
+// across daylight saving changes; days are matched here.
+
+// cronSpec is a parsed cron expression.
+type cronSpec struct {
+	times cron.Schedule // seconds, minutes, hours and months, any day
+	dom   dayOfMonth
+	dow   dayOfWeek
+}
+
+// cronMacros are the macros Orkes documents.
+var cronMacros = map[string]string{
+	"@yearly":   "0 0 0 1 1 *",
+	"@annually": "0 0 0 1 1 *",
+	"@monthly":  "0 0 0 1 * *",
+	"@weekly":   "0 0 0 * * 0",
+	"@daily":    "0 0 0 * * *",
+	"@midnight": "0 0 0 * * *",
+	"@hourly":   "0 0 * * * *",
+}
+
+var timeParser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
+
+// parseCron parses a six-field expression or a macro.
+func parseCron(expr string) (*cronSpec, error) {
+	expr = strings.TrimSpace(expr)
+	if strings.HasPrefix(expr, "@") {
+		m, ok := cronMacros[strings.ToLower(expr)]
+		if !ok {
+			return nil, fmt.Errorf("unknown macro %s (known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)", expr)
+		}
+		expr = m
+	}
+	f := strings.Fields(strings.ToUpper(expr))
+	if len(f) != 6 {
+		return nil, fmt.Errorf("%d fields, want 6: second minute hour day-of-month month day-of-week", len(f))
+	}
+	times, err := timeParser.Parse(strings.Join([]string{f[0], f[1], f[2], "*", f[4], "*"}, " "))
+	if err != nil {
+		return nil, err
+	}
+	dom, err := parseDayOfMonth(f[3])
+	if err != nil {
+		return nil, fmt.Errorf("day of month %q: %w", f[3], err)
+	}
+	dow, err := parseDayOfWeek(f[5])
+	if err != nil {
+		return nil, fmt.Errorf("day of week %q: %w", f[5], err)
+	}
+	return &cronSpec{times: times, dom: dom, dow: dow}, nil
+}
+
+// cronSearchDays bounds the days Next looks through: an expression that
+// matches no day in this long (February 30th) never fires.
+const cronSearchDays = 5 * 366
+
+// Next returns the first time after t the expression matches, or the zero
+// time when there is none.
+func (c *cronSpec) Next(t time.Time) time.Time {
+	for range cronSearchDays {
+		n := c.times.Next(t)
+		if n.IsZero() || (c.dom.matches(n) && c.dow.matches(n)) {
+			return n
+		}
+		// No time of n's day fits: look from the end of the day.
+		y, m, d := n.Date()
+		t = time.Date(y, m, d+1, 0, 0, 0, 0, n.Location()).Add(-time.Second)
+		if !t.After(n) {
+			t = n // a day shortened by a clock change
+		}
+	}
+	return time.Time{}
+}
+
+// dayOfMonth matches days of the month. The zero value matches any.
+type dayOfMonth struct {
+	restricted bool
+	days       uint32 // bit d: day d (1-31)
+	last       []int  // L-n: n days before the month's last
+	lastWork   bool   // LW: the month's last weekday
+	nearest    []int  // nW: the weekday nearest day n, within the month
+}
+
+func parseDayOfMonth(field string) (dayOfMonth, error) {
+	var m dayOfMonth
+	for part := range strings.SplitSeq(field, ",") {
+		switch {
+		case part == "*" || part == "?":
+			return dayOfMonth{}, nil
+		case part == "LW":
+			m.lastWork = true
+		case part == "L":
+			m.last = append(m.last, 0)
+		case strings.HasPrefix(part, "L-"):
+			n, err := strconv.Atoi(part[2:])
+			if err != nil || n < 0 || n > 30 {
+				return m, fmt.Errorf("%s: want L-n with n from 0 to 30", part)
+			}
+			m.last = append(m.last, n)
+		case strings.HasSuffix(part, "W"):
+			n, err := strconv.Atoi(strings.TrimSuffix(part, "W"))
+			if err != nil || n < 1 || n > 31 {
+				return m, fmt.Errorf("%s: want nW with n from 1 to 31", part)
+			}
+			m.nearest = append(m.nearest, n)
+		default:
+			bits, err := parseRange(part, 1, 31, nil)
+			if err != nil {
+				return m, err
+			}
+			m.days |= uint32(bits)
+		}
+		m.restricted = true
+	}
+	return m, nil
+}
+
+func (m dayOfMonth) matches(t time.Time) bool {
+	if !m.restricted {
+		return true
+	}
+	d := t.Day()
+	if m.days&(1<<d) != 0 {
+		return true
+	}
+	last := daysIn(t)
+	for _, n := range m.last {
+		if d == last-n {
+			return true
+		}
+	}
+	if m.lastWork && d == lastWeekday(t, last) {
+		return true
+	}
+	for _, n := range m.nearest {
+		if d == nearestWeekday(t, min(n, last), last) {
+			return true
+		}
+	}
+	return false
+}
+
+// daysIn is the number of days of t's month.
+func daysIn(t time.Time) int {
+	y, m, _ := t.Date()
+	return time.Date(y, m+1, 0, 12, 0, 0, 0, time.UTC).Day()
+}
+
+// weekdayOn is the weekday of day d of t's month.
+func weekdayOn(t time.Time, d int) time.Weekday {
+	y, m, _ := t.Date()
+	return time.Date(y, m, d, 12, 0, 0, 0, time.UTC).Weekday()
+}
+
+func lastWeekday(t time.Time, last int) int {
+	switch weekdayOn(t, last) {
+	case time.Saturday:
+		return last - 1
+	case time.Sunday:
+		return last - 2
+	}
+	return last
+}
+
+// nearestWeekday is the weekday nearest day n of t's month, never in
+// another month: a Saturday the 1st gives Monday the 3rd, a Sunday the
+// last gives the Friday before.
+func nearestWeekday(t time.Time, n, last int) int {
+	switch weekdayOn(t, n) {
+	case time.Saturday:
+		if n == 1 {
+			return 3
+		}
+		return n - 1
+	case time.Sunday:
+		if n == last {
+			return n - 2
+		}
+		return n + 1
+	}
+	return n
+}
+
+// dayOfWeek matches days of the week. The zero value matches any.
+type dayOfWeek struct {
+	restricted bool
+	days       uint8          // bit w: time.Weekday w
+	last       []time.Weekday // dL: the month's last such day
+	nth        []nthWeekday   // d#n: the month's n-th such day
+}
+
+type nthWeekday struct {
+	day time.Weekday
+	n   int
+}
+
+// weekdayNames number the days as Spring does: MON is 1, SUN 7 (and 0).
+var weekdayNames = map[string]int{"MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6, "SUN": 7}
+
+func parseDayOfWeek(field string) (dayOfWeek, error) {
+	var w dayOfWeek
+	for part := range strings.SplitSeq(field, ",") {
+		switch {
+		case part == "*" || part == "?":
+			return dayOfWeek{}, nil
+		case len(part) > 1 && strings.HasSuffix(part, "L"):
+			d, err := weekday(strings.TrimSuffix(part, "L"))
+			if err != nil {
+				return w, err
+			}
+			w.last = append(w.last, d)
+		case strings.Contains(part, "#"):
+			day, nth, _ := strings.Cut(part, "#")
+			d, err := weekday(day)
+			if err != nil {
+				return w, err
+			}
+			n, err := strconv.Atoi(nth)
+			if err != nil || n < 1 || n > 5 {
+				return w, fmt.Errorf("%s: want d#n with n from 1 to 5", part)
+			}
+			w.nth = append(w.nth, nthWeekday{d, n})
+		default:
+			if step, ok := strings.CutPrefix(part, "*/"); ok {
+				part = "1-7/" + step // the week runs from Monday
+			}
+			bits, err := parseRange(part, 0, 7, weekdayNames)
+			if err != nil {
+				return w, err
+			}
+			if bits&(1<<7) != 0 {
+				bits |= 1 // 7 is Sunday, as 0 is
+			}
+			w.days |= uint8(bits)
+		}
+		w.restricted = true
+	}
+	return w, nil
+}
+
+// weekday reads one day of the week: a number from 0 to 7 or a name.
+func weekday(s string) (time.Weekday, error) {
+	n, err := value(s, 0, 7, weekdayNames)
+	return time.Weekday(n % 7), err
+}
+
+func (w dayOfWeek) matches(t time.Time) bool {
+	if !w.restricted {
+		return true
+	}
+	wd := t.Weekday()
+	if w.days&(1<<wd) != 0 {
+		return true
+	}
+	d := t.Day()
+	for _, l := range w.last {
+		if wd == l && d+7 > daysIn(t) {
+			return true
+		}
+	}
+	for _, n := range w.nth {
+		if wd == n.day && (d-1)/7+1 == n.n {
+			return true
+		}
+	}
+	return false
+}
+
+// parseRange reads "*", "a", "a-b", each optionally "/step" ("a/step"
+// runs to hi), as a bit set of the values from lo to hi it covers.
+func parseRange(part string, lo, hi int, names map[string]int) (uint64, error) {
+	rng, stepText, stepped := strings.Cut(part, "/")
+	step := 1
+	if stepped {
+		var err error
+		if step, err = strconv.Atoi(stepText); err != nil || step < 1 {
+			return 0, fmt.Errorf("%s: step %q is not a positive number", part, stepText)
+		}
+	}
+	from, to := lo, hi
+	if rng != "*" {
+		a, b, isRange := strings.Cut(rng, "-")
+		var err error
+		if from, err = value(a, lo, hi, names); err != nil {
+			return 0, err
+		}
+		switch {
+		case isRange:
+			if to, err = value(b, lo, hi, names); err != nil {
+				return 0, err
+			}
+			if to < from {
+				return 0, fmt.Errorf("%s: range ends before it starts", part)
+			}
+		case !stepped:
+			to = from
+		}
+	}
+	var bits uint64
+	for v := from; v <= to; v += step {
+		bits |= 1 << v
+	}
+	return bits, nil
+}
+
+// value reads a number from lo to hi or one of names.
+func value(s string, lo, hi int, names map[string]int) (int, error) {
+	if n, ok := names[s]; ok {
+		return n, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("%d is not from %d to %d", n, lo, hi)
+	}
+	return n, nil
+}
