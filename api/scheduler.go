@@ -95,7 +95,8 @@ func (s *Server) routeScheduler() {
 			if paused {
 				reason = r.URL.Query().Get("reason") // the JS SDK's pauseSchedule(name, reason)
 			}
-			s.reply(w, r, nil, sc.SetPaused(r.Context(), r.PathValue("name"), paused, reason, principal(r)))
+			// The OpenAPI document answers an empty object, not 204.
+			s.reply(w, r, map[string]any{}, sc.SetPaused(r.Context(), r.PathValue("name"), paused, reason, principal(r)))
 		})
 		s.route("PUT /api/scheduler/bulk/"+path, auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 			var names []string

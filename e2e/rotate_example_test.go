@@ -97,7 +97,7 @@ func TestRotateSecretsExample(t *testing.T) {
 		}
 		return nil
 	})
-	e.must(http.StatusNoContent, "GET", "/api/scheduler/schedules/rotate_tracker_app_token/pause", nil)
+	e.must(http.StatusOK, "GET", "/api/scheduler/schedules/rotate_tracker_app_token/pause", nil)
 
 	issued, refused := te.snapshot()
 	if refused != 0 {
