@@ -712,3 +712,52 @@ func TestRefNamesLikeIterations(t *testing.T) {
 		t.Fatalf("output %v", h.w.Output)
 	}
 }
+
+// A SUB_WORKFLOW waits out its startDelay and its retry delay before its
+// child starts, as Conductor queues it (an asynchronous system task).
+func TestSubWorkflowDelays(t *testing.T) {
+	def := `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","startDelay":3,
+	  "subWorkflowParam":{"name":"kid"}}]}`
+	h := newHarness(t, def, nil, `{"name":"child","retryCount":1,"retryDelaySeconds":5}`)
+	first := h.wantTask("child", conductor.TaskScheduled)
+	if starts := effectsOf[engine.StartWorkflow](h.last); len(starts) != 0 || first.SubWorkflowID != "" {
+		t.Fatalf("started a child before the start delay: %+v", starts)
+	}
+	h.advance(3 * time.Second)
+	h.decide(engine.Tick{})
+	first = h.wantTask("child", conductor.TaskInProgress)
+	if starts := effectsOf[engine.StartWorkflow](h.last); len(starts) != 1 || starts[0].WorkflowID != first.SubWorkflowID || first.SubWorkflowID == "" {
+		t.Fatalf("after the delay: task %+v, starts %+v", first, starts)
+	}
+
+	h.decide(engine.ChildFinished{ChildID: first.SubWorkflowID, Status: conductor.WorkflowFailed, Reason: "kid broke"})
+	retry := h.wantTask("child", conductor.TaskScheduled)
+	if starts := effectsOf[engine.StartWorkflow](h.last); len(starts) != 0 || retry.ID == first.ID {
+		t.Fatalf("retried at once: %+v", starts)
+	}
+	h.advance(4 * time.Second)
+	if d := h.decide(engine.Tick{}); len(effectsOf[engine.StartWorkflow](d)) != 0 {
+		t.Fatal("retried before retryDelaySeconds")
+	}
+	h.advance(time.Second)
+	h.decide(engine.Tick{})
+	retry = h.wantTask("child", conductor.TaskInProgress)
+	starts := effectsOf[engine.StartWorkflow](h.last)
+	if len(starts) != 1 || starts[0].WorkflowID != retry.SubWorkflowID || retry.SubWorkflowID == first.SubWorkflowID {
+		t.Fatalf("retry: task %+v, starts %+v", retry, starts)
+	}
+	if dl := engine.Deadlines(h.w); len(dl) != 0 {
+		t.Fatalf("deadlines %v for a task whose child runs", dl)
+	}
+
+	// Without delays the retry starts its child in the decision that
+	// retries, once.
+	now := newHarness(t, strings.Replace(def, `"startDelay":3,`, "", 1), nil, `{"name":"child","retryCount":1,"retryDelaySeconds":0}`)
+	failed := now.wantTask("child", conductor.TaskInProgress)
+	now.decide(engine.ChildFinished{ChildID: failed.SubWorkflowID, Status: conductor.WorkflowFailed})
+	retry = now.wantTask("child", conductor.TaskInProgress)
+	if starts := effectsOf[engine.StartWorkflow](now.last); len(starts) != 1 || starts[0].WorkflowID != retry.SubWorkflowID ||
+		retry.SubWorkflowID == failed.SubWorkflowID {
+		t.Fatalf("retry without delay: task %+v, starts %+v", retry, starts)
+	}
+}

@@ -158,12 +158,7 @@ func (d *decision) retryTask(t *Task) {
 	if wt == nil {
 		return
 	}
-	nt := d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID})
-	if nt.Type == conductor.TaskTypeSubWorkflow {
-		d.emit(&schemas.TaskUpdated{TaskID: nt.ID, Status: conductor.TaskInProgress, KeepOutput: true,
-			SubWorkflowID: childID(d.w, nt.ID), Time: d.now})
-		d.startChild(wt, d.w.TaskByID(nt.ID))
-	}
+	d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID})
 }
 
 // reopened tells the parent, if any, that this workflow runs again; upTo

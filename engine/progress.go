@@ -221,13 +221,6 @@ func (d *decision) failed(t *Task) {
 		wt := d.plan.config(t)
 		if wt != nil {
 			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: d.now + retryDelay(t)*1000 + jitter(t.ID, t.Policy.BackoffJitterMs), parentTaskID: t.ParentTaskID})
-			if t.Type == conductor.TaskTypeSubWorkflow {
-				// A retried SUB_WORKFLOW starts a new child.
-				nt := d.latest(t.Ref)
-				d.emit(&schemas.TaskUpdated{TaskID: nt.ID, Status: conductor.TaskInProgress, KeepOutput: true,
-					SubWorkflowID: childID(d.w, nt.ID), Time: d.now})
-				d.startChild(wt, d.w.TaskByID(nt.ID))
-			}
 			return
 		}
 	}

@@ -296,6 +296,9 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			fail("SUB_WORKFLOW %s has no subWorkflowParam.name", ev.Ref)
 			return
 		}
+		if ev.AvailableAt > d.now {
+			return // a start or retry delay: the tick at AvailableAt starts it
+		}
 		ev.Status, ev.SubWorkflowID = conductor.TaskInProgress, childID(d.w, ev.TaskID)
 	default:
 		if !runsInSystemWorker(ev.Type) {
@@ -332,6 +335,18 @@ func (d *decision) afterScheduled(wt *conductor.WorkflowTask, t *Task) {
 			d.effect(eff)
 		}
 	}
+}
+
+// startDelayedChild starts the child of a SUB_WORKFLOW task that waited
+// out its start or retry delay.
+func (d *decision) startDelayedChild(t *Task) {
+	wt := d.plan.config(t)
+	if wt == nil {
+		return
+	}
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true,
+		SubWorkflowID: childID(d.w, t.ID), Time: d.now})
+	d.startChild(wt, d.w.TaskByID(t.ID))
 }
 
 func (d *decision) startChild(wt *conductor.WorkflowTask, t *Task) {

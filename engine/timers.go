@@ -122,6 +122,8 @@ func (d *decision) tick() {
 			d.timedOut(t, "task exceeded timeoutSeconds", false)
 		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= max(t.AvailableAt, t.ScheduledTime)+p.PollTimeoutSeconds*1000:
 			d.timedOut(t, "task was not polled within pollTimeoutSeconds", false)
+		case t.Status == conductor.TaskScheduled && t.Type == conductor.TaskTypeSubWorkflow && t.AvailableAt <= d.now:
+			d.startDelayedChild(t)
 		case t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now:
 			d.effect(handOff(d.w, t)...)
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait && t.AvailableAt > 0 && d.now >= t.AvailableAt:
