@@ -539,3 +539,36 @@ func TestRunAs(t *testing.T) {
 		}
 	})
 }
+
+// A retried task's parameters are evaluated again, over its failed run's
+// input, as Conductor does: what changed since reaches the retry.
+func TestRetryEvaluatesInputAgain(t *testing.T) {
+	def := `{"name":"rv","tasks":[
+	 {"name":"set1","taskReferenceName":"set1","type":"SET_VARIABLE","inputParameters":{"v":1}},
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	  [{"name":"a","taskReferenceName":"a","inputParameters":{"v":"${workflow.variables.v}","id":"${CPEWF_TASK_ID}",
+	    "pw":"${workflow.secrets.pw}"}}],
+	  [{"name":"b","taskReferenceName":"b"},{"name":"set2","taskReferenceName":"set2","type":"SET_VARIABLE","inputParameters":{"v":2}}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a","set2"]}]}`
+	for _, manual := range []bool{false, true} {
+		h := newHarness(t, def, nil, fmt.Sprintf(`{"name":"a","retryCount":%d,"retryDelaySeconds":0,"inputTemplate":{"region":"eu"}}`,
+			map[bool]int{false: 1, true: 0}[manual]))
+		first := h.wantTask("a", conductor.TaskScheduled)
+		if first.Input["v"] != int64(1) || first.Input["id"] != first.ID {
+			t.Fatalf("first input %v", first.Input)
+		}
+		h.complete("b", nil)
+		h.report("a", conductor.TaskFailed, nil, "down")
+		if manual {
+			h.wantStatus(conductor.WorkflowFailed)
+			h.decide(engine.Retry{})
+		}
+		retry := h.wantTask("a", conductor.TaskScheduled)
+		if retry.ID == first.ID || retry.Input["v"] != int64(2) || retry.Input["id"] != retry.ID || retry.Input["region"] != "eu" {
+			t.Fatalf("manual %v: retry input %v, want v 2 and its own id", manual, retry.Input)
+		}
+		if len(retry.Deferred) != 1 || fmt.Sprint(retry.Deferred[0]) != "[pw]" {
+			t.Fatalf("manual %v: retry's hand-off references %v, want [[pw]]", manual, retry.Deferred)
+		}
+	}
+}

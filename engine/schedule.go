@@ -106,22 +106,21 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		ev.RetryCount, ev.RetriedTaskID, ev.FirstScheduled = r.RetryCount+1, r.ID, r.FirstScheduled
 		if len(r.Config) > 0 {
 			ev.Config = r.Config
+			break // its input was given with its configuration
+		}
+		// As Conductor does, the parameters are evaluated again over the
+		// input of the failed run: the workflow's data may have changed
+		// since (a variable, ${CPEWF_TASK_ID}).
+		if in, deferred, err := d.evaluateInput(wt, eff, id); err == nil {
+			ev.Input, ev.Deferred = overInput(r.Input, r.Deferred, in, deferred)
 		}
 	case o.input != nil:
 		ev.Input, ev.Deferred = o.input, o.deferred
 	default:
-		tmpl := map[string]any{}
-		maps.Copy(tmpl, eff.InputTemplate)
-		maps.Copy(tmpl, wt.InputParameters)
-		in, deferred, err := d.evaluate(tmpl, id)
+		in, deferred, err := d.evaluateInput(wt, eff, id)
 		if err != nil {
 			ev.Status, ev.Reason = conductor.TaskFailedWithTerminalError, fmt.Sprintf("input of %s: %v", ref, err)
 			break
-		}
-		for k, v := range eff.InputTemplate {
-			if in[k] == nil {
-				in[k] = v // a null result falls back to the template, as in Conductor
-			}
 		}
 		maps.Copy(in, o.mergeInput)
 		ev.Input, ev.Deferred = in, deferred
@@ -142,6 +141,41 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	}
 	d.afterScheduled(wt, t)
 	return t
+}
+
+// evaluateInput evaluates a task's inputParameters over its definition's
+// inputTemplate.
+func (d *decision) evaluateInput(wt *conductor.WorkflowTask, eff conductor.EffectiveTaskDef, id string) (map[string]any, [][]any, error) {
+	tmpl := map[string]any{}
+	maps.Copy(tmpl, eff.InputTemplate)
+	maps.Copy(tmpl, wt.InputParameters)
+	in, deferred, err := d.evaluate(tmpl, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, v := range eff.InputTemplate {
+		if in[k] == nil {
+			in[k] = v // a null result falls back to the template, as in Conductor
+		}
+	}
+	return in, deferred, nil
+}
+
+// overInput is the input old with the keys of fresh replaced, and the
+// paths of their hand-off references with them.
+func overInput(old map[string]any, oldDeferred [][]any, fresh map[string]any, deferred [][]any) (map[string]any, [][]any) {
+	in := make(map[string]any, len(old)+len(fresh))
+	maps.Copy(in, old)
+	maps.Copy(in, fresh)
+	for _, p := range oldDeferred {
+		if len(p) > 0 {
+			if _, replaced := fresh[fmt.Sprint(p[0])]; replaced {
+				continue
+			}
+		}
+		deferred = append(deferred, p)
+	}
+	return in, deferred
 }
 
 // scheduleFailed records a task that could not even be configured (a
