@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,7 +46,14 @@ type httpRequest struct {
 func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult {
 	req, err := parseHTTPRequest(t.InputData)
 	if err != nil {
-		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %v", t.ReferenceTaskName, err)
+		// A missing uri or method fails the task as in Conductor, to be
+		// retried: a retry evaluates the task's parameters again, and
+		// the data they read may be there by then.
+		status := conductor.TaskFailedWithTerminalError
+		if errors.Is(err, errMissingField) {
+			status = conductor.TaskFailed
+		}
+		return failed(status, "HTTP task %s: %v", t.ReferenceTaskName, err)
 	}
 	timeout := 60 * time.Second
 	if req.ReadTimeOut > 0 {
@@ -160,6 +168,8 @@ func applyOutputFilter(t *conductor.Task, out map[string]any) error {
 	return nil
 }
 
+var errMissingField = errors.New("is required")
+
 func parseHTTPRequest(input map[string]any) (*httpRequest, error) {
 	src := input
 	if hr, ok := input["http_request"].(map[string]any); ok {
@@ -174,10 +184,10 @@ func parseHTTPRequest(input map[string]any) (*httpRequest, error) {
 		return nil, fmt.Errorf("http_request: %v", err)
 	}
 	if req.URI == "" {
-		return nil, fmt.Errorf("http_request.uri is required")
+		return nil, fmt.Errorf("http_request.uri %w", errMissingField)
 	}
 	if req.Method == "" {
-		return nil, fmt.Errorf("http_request.method is required")
+		return nil, fmt.Errorf("http_request.method %w", errMissingField)
 	}
 	req.Method = strings.ToUpper(req.Method)
 	return &req, nil

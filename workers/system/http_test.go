@@ -69,8 +69,9 @@ func TestHTTPTask(t *testing.T) {
 					t.Fatalf("result = %+v", res)
 				}
 			}},
-		{"missing uri", map[string]any{"http_request": map[string]any{"method": "GET"}}, conductor.TaskFailedWithTerminalError, nil},
-		{"missing method", map[string]any{"http_request": map[string]any{"uri": srv.URL}}, conductor.TaskFailedWithTerminalError, nil},
+		{"missing uri", map[string]any{"http_request": map[string]any{"method": "GET"}}, conductor.TaskFailed, nil},
+		{"missing method", map[string]any{"http_request": map[string]any{"uri": srv.URL}}, conductor.TaskFailed, nil},
+		{"malformed request", map[string]any{"http_request": map[string]any{"uri": 7, "method": "GET"}}, conductor.TaskFailedWithTerminalError, nil},
 		{"transport error hides credentials", map[string]any{"http_request": map[string]any{"uri": "http://user:pw@127.0.0.1:1/x?token=s3cr3t", "method": "GET"}}, conductor.TaskFailed,
 			func(t *testing.T, res conductor.TaskResult) {
 				if strings.Contains(res.ReasonForIncompletion, "s3cr3t") || strings.Contains(res.ReasonForIncompletion, "pw@") {
