@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -355,4 +356,32 @@ func TestRerunFromChildTask(t *testing.T) {
 	}
 	// A task id found nowhere is still 404.
 	e.fails(http.StatusNotFound, "POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": "no-such-task"})
+}
+
+// A SUB_WORKFLOW whose definition is an expression runs the definition the
+// workflow's data holds, an inline one and an object alike.
+func TestSubWorkflowInlineDefinitions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	child := `{"name":"kid","outputParameters":{"got":"${workflow.input.v}"},
+	  "tasks":[{"name":"note","taskReferenceName":"note","type":"SET_VARIABLE","inputParameters":{"v":"${workflow.input.v}"}}]}`
+	e.register(fmt.Sprintf(`{"name":"parent_inline","tasks":[
+	  {"name":"fixed","taskReferenceName":"fixed","type":"SUB_WORKFLOW","inputParameters":{"v":"one"},
+	   "subWorkflowParam":{"name":"kid","workflowDefinition":%s}},
+	  {"name":"given","taskReferenceName":"given","type":"SUB_WORKFLOW","inputParameters":{"v":"two"},
+	   "subWorkflowParam":{"name":"kid","workflowDefinition":"${workflow.input.def}"}}],
+	 "outputParameters":{"a":"${fixed.output.got}","b":"${given.output.got}"}}`, child))
+	var def map[string]any
+	if err := json.Unmarshal([]byte(child), &def); err != nil {
+		t.Fatal(err)
+	}
+	wf := e.waitStatus(e.start("parent_inline", map[string]any{"def": def}), conductor.WorkflowCompleted)
+	if wf.Output["a"] != "one" || wf.Output["b"] != "two" {
+		t.Fatalf("output %v, want each child's input back", wf.Output)
+	}
+	// A workflow whose data holds no definition fails its task, naming it.
+	wf = e.waitStatus(e.start("parent_inline", map[string]any{"def": "kid"}), conductor.WorkflowFailed)
+	if !strings.Contains(wf.ReasonForIncompletion, "kid") {
+		t.Fatalf("reason %q does not name the workflow", wf.ReasonForIncompletion)
+	}
 }

@@ -761,3 +761,26 @@ func TestSubWorkflowDelays(t *testing.T) {
 		t.Fatalf("retry without delay: task %+v, starts %+v", retry, starts)
 	}
 }
+
+// subWorkflowParam.workflowDefinition may be an expression: the child's
+// definition comes from the workflow's data.
+func TestSubWorkflowDefinitionFromExpression(t *testing.T) {
+	def := `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"dyn","workflowDefinition":"${workflow.input.def}"}}]}`
+	child := map[string]any{"name": "dyn", "tasks": []any{map[string]any{"name": "x", "taskReferenceName": "x"}}}
+	for _, tt := range []struct {
+		name  string
+		input map[string]any
+		want  string
+	}{
+		{"object", map[string]any{"def": child}, `{"name":"dyn","tasks":[{"name":"x","taskReferenceName":"x"}]}`},
+		{"not an object", map[string]any{"def": "dyn"}, ""},
+		{"absent", nil, ""},
+	} {
+		h := newHarness(t, def, tt.input)
+		starts := effectsOf[engine.StartWorkflow](h.last)
+		if len(starts) != 1 || string(starts[0].Def) != tt.want || starts[0].Name != "dyn" {
+			t.Fatalf("%s: starts %+v, want definition %s", tt.name, starts, tt.want)
+		}
+	}
+}

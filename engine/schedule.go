@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"sync"
@@ -401,7 +402,7 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 		}
 	}
 	return StartWorkflow{
-		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: inlineDef(p.WorkflowDefinition),
+		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: childDef(w, t, p.WorkflowDefinition),
 		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: w.Priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID,
 	}
@@ -409,6 +410,27 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 
 // inlineDef keeps a subWorkflowParam.workflowDefinition object; a string (an
 // expression naming a definition) is not supported and yields nil.
+// childDef is a SUB_WORKFLOW's inline definition: an object, or an
+// expression that evaluates to one (a definition built by an earlier task,
+// given in the input), as Conductor reads subWorkflowParam.workflowDefinition.
+func childDef(w *Workflow, t *Task, raw []byte) []byte {
+	if def := inlineDef(raw); def != nil {
+		return def
+	}
+	var s string
+	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil {
+		return nil
+	}
+	v, _, err := expr.Evaluate(s, &workflowDoc{w: w, taskID: t.ID})
+	if m, ok := v.(map[string]any); ok && err == nil {
+		def, err := json.Marshal(m)
+		if err == nil {
+			return def
+		}
+	}
+	return nil
+}
+
 func inlineDef(raw []byte) []byte {
 	for _, c := range raw {
 		switch c {
