@@ -74,9 +74,11 @@ func New(cfg Config) *Guard {
 // resolved for it and the plaintext of what it sealed. It lives in memory
 // only, and is rebuilt from the state after a restart.
 type memo struct {
-	mu       sync.Mutex
-	values   [][]byte
+	mu     sync.Mutex
+	values [][]byte
+	// redactor looks for values[:covered]; get adds the rest.
 	redactor *masking.Redactor
+	covered  int
 	built    bool // rebuilt from state at least once
 	// pending is a pooled key taken in epoch pendingEpoch of the workflow
 	// (see engine.Workflow.Epoch), perhaps not recorded.
@@ -120,7 +122,6 @@ func (m *memo) add(v []byte) {
 		}
 	}
 	m.values = append(m.values, append([]byte(nil), v...))
-	m.redactor = nil
 }
 
 // addSecret adds a secret's value and, when it is JSON, every string in
@@ -141,8 +142,8 @@ func (m *memo) addSecret(v []byte) {
 func (m *memo) get() *masking.Redactor {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.redactor == nil {
-		m.redactor = masking.NewRedactor(m.values...)
+	if m.redactor == nil || m.covered < len(m.values) {
+		m.redactor, m.covered = m.redactor.With(m.values[m.covered:]...), len(m.values)
 	}
 	return m.redactor
 }

@@ -89,3 +89,18 @@ func TestMayNameMaskedFields(t *testing.T) {
 		}
 	}
 }
+
+// A memo's redactor grows with the values that join it, also after it
+// was first used.
+func TestMemoRedactorGrows(t *testing.T) {
+	m := &memo{}
+	m.add([]byte("first-value"))
+	if got := m.get().String("a first-value"); got != "a ***" {
+		t.Fatalf("first: %q", got)
+	}
+	m.add([]byte("second-value"))
+	m.add([]byte("first-value")) // again: changes nothing
+	if got := m.get().String("first-value, second-value"); got != "***, ***" {
+		t.Fatalf("grown: %q", got)
+	}
+}

@@ -89,16 +89,22 @@ func TestRedactFloor(t *testing.T) {
 // Of values that overlap, the longest is redacted whole; text that holds
 // none comes back as it was.
 func TestRedactSeveral(t *testing.T) {
-	r := NewRedactor([]byte("secret-one"), []byte("secret-one-longer"), []byte("another-value"))
-	for text, want := range map[string]string{
-		"x secret-one-longer y":      "x *** y",
-		"x secret-one y":             "x *** y",
-		"another-value/secret-one":   "***/***",
-		"nothing to hide, secret-on": "nothing to hide, secret-on",
-		"short":                      "short",
+	// A redactor grown value by value redacts as one made at once: the
+	// longer value first, though it came last.
+	for name, r := range map[string]*Redactor{
+		"at once": NewRedactor([]byte("secret-one"), []byte("secret-one-longer"), []byte("another-value")),
+		"grown":   NewRedactor([]byte("secret-one")).With([]byte("short")).With([]byte("another-value"), []byte("secret-one-longer")),
 	} {
-		if got := r.String(text); got != want {
-			t.Errorf("String(%q) = %q, want %q", text, got, want)
+		for text, want := range map[string]string{
+			"x secret-one-longer y":      "x *** y",
+			"x secret-one y":             "x *** y",
+			"another-value/secret-one":   "***/***",
+			"nothing to hide, secret-on": "nothing to hide, secret-on",
+			"short":                      "short",
+		} {
+			if got := r.String(text); got != want {
+				t.Errorf("%s: String(%q) = %q, want %q", name, text, got, want)
+			}
 		}
 	}
 }

@@ -32,7 +32,18 @@ type Redactor struct {
 // NewRedactor returns a redactor for values. Values shorter than MinLength
 // are ignored.
 func NewRedactor(values ...[]byte) *Redactor {
+	return (*Redactor)(nil).With(values...)
+}
+
+// With returns a redactor for r's values and values: only the new values'
+// encodings are computed.
+func (r *Redactor) With(values ...[]byte) *Redactor {
 	seen := map[string]bool{}
+	if r != nil {
+		for _, n := range r.needles {
+			seen[n] = true
+		}
+	}
 	for _, v := range values {
 		if len(v) < MinLength {
 			continue
