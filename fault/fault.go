@@ -67,16 +67,25 @@ func (e *ValidationError) Err() error {
 }
 
 // Invalid returns an ErrInvalid error with a message.
-func Invalid(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInvalid)
-}
+func Invalid(format string, args ...any) error { return kinded(ErrInvalid, format, args) }
 
 // NotFound returns an ErrNotFound error with a message.
-func NotFound(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrNotFound)
-}
+func NotFound(format string, args ...any) error { return kinded(ErrNotFound, format, args) }
 
 // Conflict returns an ErrConflict error with a message.
-func Conflict(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrConflict)
+func Conflict(format string, args ...any) error { return kinded(ErrConflict, format, args) }
+
+// kindError is a message of a kind: errors.Is finds the kind, and the
+// message reads without it ("workflow w1 not found", not "workflow w1 not
+// found: not found"), as API answers show it.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+func kinded(kind error, format string, args []any) error {
+	return &kindError{msg: fmt.Sprintf(format, args...), kind: kind}
 }

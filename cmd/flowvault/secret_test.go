@@ -139,7 +139,7 @@ func TestSecretCLI(t *testing.T) {
 		code  int
 		want  string
 	}{
-		{"unknown secret", nil, []string{"secret", "get", "pem"}, 1, "secret pem not found: not found (HTTP 404)"},
+		{"unknown secret", nil, []string{"secret", "get", "pem"}, 1, "secret pem not found (HTTP 404)"},
 		{"delete unknown", nil, []string{"secret", "delete", "pem"}, 1, "not found"},
 		{"bad name", secret, []string{"secret", "put", "a.b"}, 1, "[a-zA-Z0-9_-]+"},
 		{"too big", bytes.Repeat([]byte("x"), 65536), []string{"secret", "put", "big"}, 1, "limit of 65535 bytes"},

@@ -134,7 +134,7 @@ async function main() {
     const got = await metadata.getWorkflowDef("sdk_double_flow");
     assert.equal(got.version, 1);
     assert.deepEqual(got.tasks[0].inputParameters, { x: "${workflow.input.x}" });
-    await assert.rejects(metadata.getWorkflowDef("sdk_no_such_flow"), /not found/i);
+    await assert.rejects(metadata.getWorkflowDef("sdk_no_such_flow"), /No such workflow found by name: sdk_no_such_flow/);
   });
 
   // Workers: the legacy TaskManager (batch poll + update-v2).
@@ -180,7 +180,7 @@ async function main() {
         executor.startWorkflow({ name: "sdk_double_flow", input: { x: i } })));
       const flaky = await executor.startWorkflow({ name: "sdk_flaky_flow", input: {} });
       const fatal = await executor.startWorkflow({ name: "sdk_fatal_flow", input: {} });
-      await assert.rejects(executor.startWorkflow({ name: "sdk_no_such_flow" }), /not found/i);
+      await assert.rejects(executor.startWorkflow({ name: "sdk_no_such_flow" }), /No such workflow found by name: sdk_no_such_flow/);
 
       let wf = await waitTerminal(executor, byRequest);
       assert.equal(wf.status, "COMPLETED");
