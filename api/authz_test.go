@@ -154,6 +154,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		// Starting needs EXECUTE on the definition.
 		{"POST", "/api/workflow", `{"name":"wf_open"}`, all(denied, map[string]outcome{"admin": ok, "runner": ok, "manager": ok})},
 		{"POST", "/api/workflow/wf_closed", `{}`, all(denied, map[string]outcome{"admin": ok, "manager": ok})},
+		// A simulation shows the definitions it runs: READ on each; an
+		// inline one needs CREATE on its name, as its start would.
+		{"POST", "/api/workflow/test", `{"name":"wf_open"}`, all(hidden, map[string]outcome{"admin": ok, "runner": ok, "metadata": ok, "manager": ok})},
+		{"POST", "/api/workflow/test", `{"name":"wf_closed"}`, all(hidden, map[string]outcome{"admin": ok, "metadata": ok, "manager": ok})},
+		{"POST", "/api/workflow/test", `{"name":"wf_sim","workflowDef":{"name":"wf_sim","tasks":[{"name":"task_a","taskReferenceName":"a"}]}}`,
+			all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok, "member": ok})},
 		// Executions: READ/EXECUTE through the definition, the creator, or
 		// WORKFLOW_MANAGEMENT; one the caller may not see is not found.
 		{"GET", "/api/workflow/" + w.open, "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": ok})},
@@ -353,5 +359,29 @@ func TestTaskByRefHidesTheWorkflow(t *testing.T) {
 	}
 	if bodies[0] != bodies[1] || bodies[1] != bodies[2] {
 		t.Errorf("the answers differ:\n%s", strings.Join(bodies, "\n"))
+	}
+}
+
+// A simulation shows no definition the caller may not read: not a
+// workflow's, not a task's its inline definition names.
+func TestSimulationShowsOnlyReadableDefinitions(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"private_task","inputTemplate":{"endpoint":"http://internal-7f3a"}}]`)
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"private_flow","tasks":[{"name":"private_task","taskReferenceName":"p"}]}`)
+	_, _, _, userTok := newApp(t, admin, "a_user", "USER")
+	user := client{t, base, userTok}
+	named, missing := user.do("POST", "/api/workflow/test", `{"name":"private_flow"}`), user.do("POST", "/api/workflow/test", `{"name":"no_such_flow"}`)
+	if named.status != 404 || strings.ReplaceAll(named.body, "private_flow", "NAME") != strings.ReplaceAll(missing.body, "no_such_flow", "NAME") {
+		t.Errorf("a definition the caller may not read: %d %s; a missing one: %d %s", named.status, named.body, missing.status, missing.body)
+	}
+	inline := user.do("POST", "/api/workflow/test",
+		`{"name":"mine","workflowDef":{"name":"mine","tasks":[{"name":"private_task","taskReferenceName":"p"}]}}`)
+	if inline.status != 200 || strings.Contains(inline.body, "internal-7f3a") {
+		t.Errorf("inline definition naming a task the caller may not read: %d %s", inline.status, inline.body)
+	}
+	if got := send(t, admin, "POST", "/api/workflow/test", `{"name":"private_flow"}`); !strings.Contains(got, "internal-7f3a") {
+		t.Errorf("the admin's simulation lacks the task's definition: %s", got)
 	}
 }

@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine/simulate"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -29,13 +31,26 @@ func (s *Server) testWorkflow(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fault.Invalid("priority %d: want 0-99", req.Priority))
 		return
 	}
+	// A simulation shows the definitions it ran: each one the caller may
+	// read, or, sent inline, may start (CREATE on its name).
+	if req.WorkflowDef != nil {
+		if err := s.mayStart(r, req.StartWorkflowRequest); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	o := simulate.Options{CreatedBy: principal(r)}
 	if s.deps.Definitions != nil {
-		o.Defs = s.deps.Definitions
+		o.Defs = readableDefs{s: s, r: r}
 	}
 	if tl, ok := s.deps.Definitions.(taskDefLookup); ok {
 		ctx := r.Context()
 		o.TaskDef = func(name string) *conductor.TaskDef {
+			// One the caller may not read runs on defaults: the
+			// simulation shows each task's definition.
+			if s.authorize(r, auth.Read, auth.Target{Type: auth.TargetTaskDef, ID: name}) != nil {
+				return nil
+			}
 			if td, found, err := tl.LookupTaskDef(ctx, name); err == nil && found {
 				return td
 			}
@@ -48,4 +63,25 @@ func (s *Server) testWorkflow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wf.Conductor(true))
+}
+
+// readableDefs looks up the definitions the caller may read; one it may
+// not reads as missing, so that names cannot be probed.
+type readableDefs struct {
+	s *Server
+	r *http.Request
+}
+
+func (d readableDefs) LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error) {
+	err := d.s.authorize(d.r, auth.Read, auth.Target{Type: auth.TargetWorkflowDef, ID: name})
+	if errors.Is(err, fault.ErrForbidden) {
+		if version != nil {
+			return nil, fault.NotFound("No such workflow found by name: %s, version: %d", name, *version)
+		}
+		return nil, fault.NotFound("No such workflow found by name: %s", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return d.s.deps.Definitions.LookupWorkflowDef(ctx, name, version)
 }
