@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -383,5 +385,47 @@ func TestSimulationShowsOnlyReadableDefinitions(t *testing.T) {
 	}
 	if got := send(t, admin, "POST", "/api/workflow/test", `{"name":"private_flow"}`); !strings.Contains(got, "internal-7f3a") {
 		t.Errorf("the admin's simulation lacks the task's definition: %s", got)
+	}
+}
+
+// A synchronous answer (updateState, a signal) shows a blocking
+// sub-workflow only to a caller who may read it; to another it answers as
+// the target workflow.
+func TestSyncAnswerHidesUnreadableChild(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"zz_child","tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT","inputParameters":{"note":"child-only-data-55"}}]}`)
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"zz_parent","tasks":[{"name":"kid","taskReferenceName":"kid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"zz_child"}}]}`)
+	runnerID, _, _, runnerTok := newApp(t, admin, "runner")
+	send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, runnerID, "WORKFLOW_DEF", "zz_parent", `["READ","EXECUTE"]`))
+	runner := client{t, base, runnerTok}
+	parent := send(t, admin, "POST", "/api/workflow", `{"name":"zz_parent"}`)
+	// The child waits: its WAIT task is where a blocking answer stops.
+	var child string
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		var wf conductor.Workflow
+		if err := json.Unmarshal([]byte(send(t, admin, "GET", "/api/workflow/"+parent, "")), &wf); err != nil {
+			return err
+		}
+		if len(wf.Tasks) == 0 || wf.Tasks[0].SubWorkflowID == "" {
+			return fmt.Errorf("no child yet")
+		}
+		child = wf.Tasks[0].SubWorkflowID
+		if r := admin.do("GET", "/api/workflow/"+child, ""); r.status != 200 || !strings.Contains(r.body, `"status":"IN_PROGRESS"`) {
+			return fmt.Errorf("child not waiting yet: %d %s", r.status, r.body)
+		}
+		return nil
+	})
+	for _, strategy := range []string{"BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT"} {
+		mine := send(t, runner, "POST", "/api/workflow/"+parent+"/state?returnStrategy="+strategy, `{}`)
+		// The parent's own task names its child, as every read of it does.
+		if strings.Contains(mine, `"workflowId":"`+child) || strings.Contains(mine, "child-only-data-55") ||
+			!strings.Contains(mine, `"responseType":"TARGET_WORKFLOW"`) {
+			t.Errorf("%s as runner: %s", strategy, mine)
+		}
+		if all := send(t, admin, "POST", "/api/workflow/"+parent+"/state?returnStrategy="+strategy, `{}`); !strings.Contains(all, `"workflowId":"`+child) {
+			t.Errorf("%s as admin does not show the blocking child: %s", strategy, all)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
@@ -105,7 +106,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, workflowRun(target, block, task, p))
+	writeJSON(w, http.StatusOK, s.visibleRun(r, target, block, task, p))
 }
 
 // executeByName is GET and POST /api/workflow/execute/{name} (Orkes): the
@@ -278,6 +279,16 @@ func waitingTask(tree []*engine.Workflow) (*engine.Workflow, *engine.Task) {
 		}
 	}
 	return nil, nil
+}
+
+// visibleRun renders a synchronous execution for the caller: a blocking
+// task in a workflow the caller may not read (a sub-workflow of a
+// definition it has no access to) answers as the target workflow does.
+func (s *Server) visibleRun(r *http.Request, target, block *engine.Workflow, task *engine.Task, p executeParams) conductor.WorkflowRun {
+	if block != nil && block.ID != target.ID && s.mayExecution(r, block.Name, block.CreatedBy, auth.Read) != nil {
+		block, task = nil, nil
+	}
+	return workflowRun(target, block, task, p)
 }
 
 // workflowRun renders the result of a synchronous execution per its

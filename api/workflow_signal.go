@@ -125,7 +125,7 @@ func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, id string, p 
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, workflowRun(target, block, task, p))
+	writeJSON(w, http.StatusOK, s.visibleRun(r, target, block, task, p))
 }
 
 // readOutput reads a body that is a task's output: a JSON object, or
