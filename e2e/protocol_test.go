@@ -243,6 +243,15 @@ func TestWorkerProtocolBadInput(t *testing.T) {
 			t.Errorf("%s: reply %v, want error code %s", tt.name, reply, tt.code)
 		}
 	}
+	// A take whose answer would go anywhere but an inbox is not made:
+	// aimed at the workflow's own log, or at nobody.
+	take, _ := json.Marshal(map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "workerId": "aimer"})
+	for _, reply := range []string{"fv.wf." + id, ""} {
+		if err := nc.PublishMsg(&nats.Msg{Subject: workers.TakeSubject("double"), Reply: reply, Data: take}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	request(workers.TakeSubject("double"), "[]") // a round trip after them
 	if got := e.workflow(id).Tasks[0].Status; got != conductor.TaskScheduled {
 		t.Fatalf("task is %s after garbage, want SCHEDULED", got)
 	}

@@ -72,6 +72,15 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 		workers.ResultPrefix: e.handleResult,
 	} {
 		sub, err := nc.QueueSubscribe(prefix+">", workers.EngineQueue, func(m *nats.Msg) {
+			if !replyable(m.Reply) || (m.Reply == "" && prefix == workers.TakePrefix) {
+				// The answer would be published where the requester
+				// aimed it, with the engine's rights: into a stream, a
+				// take's resolved input included. The embedded server's
+				// workers cannot aim (see natsauth); a server of its own
+				// may let them.
+				e.cfg.Logger.Warn("worker request refused: its reply subject is not an inbox", logkey.Subject, m.Subject)
+				return
+			}
 			// Handlers block on an append; never hold the subscription's
 			// delivery goroutine.
 			e.onSlot(requestTimeout, func(rctx context.Context) {
@@ -93,6 +102,13 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// replyable reports whether an engine may answer on reply: none (a take
+// needs one), an inbox, or a reply the server mapped across a service
+// import.
+func replyable(reply string) bool {
+	return reply == "" || strings.HasPrefix(reply, "_INBOX") || strings.HasPrefix(reply, "_R_.")
 }
 
 // protocolError maps err to the worker protocol's error; an internal error

@@ -3,8 +3,19 @@
 // key, the engine's own user, and worker users whose permissions cover
 // only their task types.
 //
-// Key derivation. The operator, the flowvault account (where every stream
-// lives) and the system account are nkeys whose seeds are derived from
+// Accounts. Engines connect to the flowvault account, where every stream
+// lives. Workers and producers connect to the workers account, which
+// imports only the worker protocol's subjects as services. Within one
+// account a request's reply subject is the requester's choice, and the
+// replier (an engine, the JetStream API) publishes there with its own
+// rights: a worker naming a stream's subject as its reply would have
+// written into that stream (a start request as anyone, a record in a
+// workflow's log). Across a service import the server maps each reply to
+// a subject of its own, so nothing a worker names reaches the flowvault
+// account but the requests themselves.
+//
+// Key derivation. The operator, the accounts and the system account are
+// nkeys whose seeds are derived from
 // the master key with HKDF-SHA256 under distinct info strings (see
 // OperatorInfo, AccountInfo, SystemAccountInfo). Every engine holding the
 // master key derives the same keys, so engines sharing a log share an
@@ -26,15 +37,18 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/flowvault/flowvault/eventlog"
 )
 
 // HKDF info strings of the derived nkeys. They are part of the on-disk
 // format: the account's public key names the directory its JetStream data
 // lives in. Never change one.
 const (
-	OperatorInfo      = "flowvault/nats/operator/v1"
-	AccountInfo       = "flowvault/nats/account/v1"
-	SystemAccountInfo = "flowvault/nats/system-account/v1"
+	OperatorInfo       = "flowvault/nats/operator/v1"
+	AccountInfo        = "flowvault/nats/account/v1"
+	SystemAccountInfo  = "flowvault/nats/system-account/v1"
+	WorkersAccountInfo = "flowvault/nats/workers-account/v1"
 )
 
 // KeyDeriver derives purpose-bound 32-byte keys from the master key.
@@ -51,6 +65,9 @@ type Authority struct {
 	account    nkeys.KeyPair
 	accountKey string
 	accountJWT string
+	workers    nkeys.KeyPair
+	workersKey string
+	workersJWT string
 	systemKey  string
 	systemJWT  string
 }
@@ -68,15 +85,22 @@ func New(master KeyDeriver) (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	sys, err := derive(master, nkeys.PrefixByteAccount, SystemAccountInfo)
+	wrk, err := derive(master, nkeys.PrefixByteAccount, WorkersAccountInfo)
 	if err != nil {
 		acc.Wipe()
 		return nil, err
 	}
+	sys, err := derive(master, nkeys.PrefixByteAccount, SystemAccountInfo)
+	if err != nil {
+		acc.Wipe()
+		wrk.Wipe()
+		return nil, err
+	}
 	defer sys.Wipe()
-	a := &Authority{account: acc}
+	a := &Authority{account: acc, workers: wrk}
 	if err := a.sign(op, sys); err != nil {
 		acc.Wipe()
+		wrk.Wipe()
 		return nil, err
 	}
 	return a, nil
@@ -120,13 +144,27 @@ func (a *Authority) sign(op, sys nkeys.KeyPair) error {
 	if a.operator, err = jwt.DecodeOperatorClaims(token); err != nil {
 		return fmt.Errorf("operator jwt: %w", err)
 	}
+	if a.workersKey, err = a.workers.PublicKey(); err != nil {
+		return err
+	}
 	ac := jwt.NewAccountClaims(a.accountKey)
 	ac.Name = "flowvault"
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit,
 		Streams: jwt.NoLimit, Consumer: jwt.NoLimit, MaxAckPending: jwt.NoLimit}
 	ac.Limits.DisallowBearer = true
+	wc := jwt.NewAccountClaims(a.workersKey)
+	wc.Name = "flowvault-workers"
+	wc.Limits.DisallowBearer = true
+	for _, svc := range workerServices {
+		ac.Exports.Add(&jwt.Export{Name: svc.name, Subject: jwt.Subject(svc.subject), Type: jwt.Service,
+			ResponseType: svc.response, ResponseThreshold: svc.threshold})
+		wc.Imports.Add(&jwt.Import{Name: svc.name, Subject: jwt.Subject(svc.subject), Account: a.accountKey, Type: jwt.Service})
+	}
 	if a.accountJWT, err = ac.Encode(op); err != nil {
 		return fmt.Errorf("account jwt: %w", err)
+	}
+	if a.workersJWT, err = wc.Encode(op); err != nil {
+		return fmt.Errorf("workers account jwt: %w", err)
 	}
 	sc := jwt.NewAccountClaims(a.systemKey)
 	sc.Name = "SYS"
@@ -135,6 +173,32 @@ func (a *Authority) sign(op, sys nkeys.KeyPair) error {
 		return fmt.Errorf("system account jwt: %w", err)
 	}
 	return nil
+}
+
+// workerServices are what the workers account imports from the flowvault
+// account: the worker protocol (docs/worker-protocol.md) and starting
+// workflows by publishing, each a service, so that every reply is the
+// server's to route. User permissions narrow them to a worker's types.
+var workerServices = []struct {
+	name, subject string
+	response      jwt.ResponseType
+	threshold     time.Duration
+}{
+	{"take", "fv.engine.take.>", jwt.ResponseTypeSingleton, 0},
+	{"result", "fv.engine.result.>", jwt.ResponseTypeSingleton, 0},
+	{"queue info", "$JS.API.CONSUMER.INFO." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeSingleton, 0},
+	// A pull is answered by up to a batch of messages and status
+	// messages until it expires.
+	{"queue pull", "$JS.API.CONSUMER.MSG.NEXT." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeStream, 5 * time.Minute},
+	{"queue ack", "$JS.ACK." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeSingleton, 0},
+	// No user may ask it (see workers.WorkerPermissions), but an account
+	// without JetStream that does not import it gets the server's own
+	// $JS.API.> answers, which would shadow the imports above.
+	{"account info", "$JS.API.INFO", jwt.ResponseTypeSingleton, 0},
+	// Producers' start subjects name the workflow and the principal
+	// (workers.StartSubject); the engines' own, without principal, are
+	// not imported.
+	{"start", "fv.cmd.start.*.*", jwt.ResponseTypeSingleton, 0},
 }
 
 // Account is the public key of the flowvault account.
@@ -149,6 +213,9 @@ func (a *Authority) ConfigureServer(o *server.Options) error {
 	}
 	resolver := &server.MemAccResolver{}
 	if err := resolver.Store(a.accountKey, a.accountJWT); err != nil {
+		return fmt.Errorf("nats account resolver: %w", err)
+	}
+	if err := resolver.Store(a.workersKey, a.workersJWT); err != nil {
 		return fmt.Errorf("nats account resolver: %w", err)
 	}
 	if err := resolver.Store(a.systemKey, a.systemJWT); err != nil {
@@ -174,12 +241,12 @@ func (a *Authority) EngineOptions() ([]nats.Option, error) {
 // permission of the account and no expiry: an engine's, or a test's that
 // must read every stream.
 func (a *Authority) EngineCredentials() (*Credentials, error) {
-	return a.issue("flowvault-engine", time.Time{}, nil)
+	return a.issue(a.account, "flowvault-engine", time.Time{}, nil)
 }
 
-// issue signs a new user's JWT with the account key. perms, given the
+// issue signs a new user's JWT with an account's key. perms, given the
 // user's public key, returns its permissions (nil: all).
-func (a *Authority) issue(name string, expires time.Time, perms func(user string) jwt.Permissions) (*Credentials, error) {
+func (a *Authority) issue(account nkeys.KeyPair, name string, expires time.Time, perms func(user string) jwt.Permissions) (*Credentials, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, fmt.Errorf("nats user key: %w", err)
@@ -196,7 +263,7 @@ func (a *Authority) issue(name string, expires time.Time, perms func(user string
 	if perms != nil {
 		uc.Permissions = perms(user)
 	}
-	token, err := uc.Encode(a.account)
+	token, err := uc.Encode(account)
 	if err != nil {
 		kp.Wipe()
 		return nil, fmt.Errorf("nats user jwt: %w", err)

@@ -68,7 +68,7 @@ func (a *Authority) IssueWorker(spec WorkerSpec) (*Credentials, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := a.issue(spec.Name, spec.Expires, func(user string) jwt.Permissions {
+	c, err := a.issue(a.workers, spec.Name, spec.Expires, func(user string) jwt.Permissions {
 		wp := workers.WorkerPermissions(spec.TaskTypes, spec.Domains, workers.InboxPrefix(user))
 		var p jwt.Permissions
 		p.Pub.Allow.Add(wp.Publish...)

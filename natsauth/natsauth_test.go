@@ -201,16 +201,20 @@ func TestWorkerPermissions(t *testing.T) {
 		})
 	}
 	// Subscriptions outside its inbox are refused, and type_b's tasks never
-	// reach it: a marker the engine sends to its inbox after a type_b
-	// announcement arrives with nothing delivered before it.
+	// reach it: the engine's answer to a take, sent after a type_b
+	// announcement, arrives with nothing delivered before it.
 	for _, subject := range []string{workers.DispatchSubject("type_b", ""), "fv.task.>", "fv.>", ">", "_INBOX.>", "_INBOX_>", "$JS.API.>"} {
 		if _, err := nc.SubscribeSync(subject); err != nil {
 			t.Fatal(err)
 		}
 		refused(t, nc, subject)
 	}
-	inbox := make(chan *nats.Msg, 16)
-	if _, err := nc.ChanSubscribe(c.InboxPrefix+".marker", inbox); err != nil {
+	engine, err := s.log.Conn().Subscribe(workers.TakeSubject("type_a"), func(m *nats.Msg) { _ = m.Respond([]byte("marker")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Unsubscribe()
+	if err := s.log.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	stolen := make(chan *nats.Msg, 16)
@@ -223,13 +227,8 @@ func TestWorkerPermissions(t *testing.T) {
 	if _, err := s.log.JetStream().Publish(ctx, workers.DispatchSubject("type_b", ""), []byte(`{"taskId":"task-type_b-2"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.log.Conn().Publish(c.InboxPrefix+".marker", []byte("marker")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-inbox:
-	case <-ctx.Done():
-		t.Fatal("the marker did not arrive")
+	if m, err := nc.Request(workers.TakeSubject("type_a"), []byte(`{}`), 10*time.Second); err != nil || string(m.Data) != "marker" {
+		t.Fatalf("the marker did not arrive: %v", err)
 	}
 	if len(stolen) != 0 {
 		t.Fatalf("worker of type_a received %s", (<-stolen).Data)
@@ -320,6 +319,57 @@ func TestSecretsRedacted(t *testing.T) {
 	} {
 		if strings.Contains(tt.out, seed) || strings.Contains(tt.out, "eyJ") || !strings.Contains(tt.out, "***") {
 			t.Errorf("%s: %s", tt.name, tt.out)
+		}
+	}
+}
+
+// A worker cannot aim an answer at a stream: a request's reply subject is
+// the requester's choice, and whoever answers (an engine, the JetStream
+// API) publishes there. Aimed at a producer's start subject, at a
+// workflow's log or at the audit trail, nothing lands in any stream.
+func TestWorkerRepliesReachNoStream(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	ctx := testutil.Context(t, 60*time.Second)
+	s.dispatch(t, ctx, "type_a")
+	c, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}, Name: "worker-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := s.connect(t, c)
+	engine, err := s.log.Conn().Subscribe(workers.TakeSubject("type_a"), func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"task":{"inputData":{"token":"resolved-secret"}}}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Unsubscribe()
+	if err := s.log.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const startAsAdmin = "fv.cmd.start.victim_wf.admin"
+	for _, aim := range []struct{ subject, body, reply string }{
+		{workers.TakeSubject("type_a"), `{"taskId":"t"}`, startAsAdmin},
+		{workers.TakeSubject("type_a"), `{"taskId":"t"}`, "fv.wf.victim"},
+		{"$JS.API.CONSUMER.INFO.FV_DISPATCH." + workers.ConsumerName("type_a", ""), "", startAsAdmin},
+		{"$JS.API.CONSUMER.INFO.FV_DISPATCH." + workers.ConsumerName("type_a", ""), "", "fv.audit.forged"},
+		{"$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH." + workers.ConsumerName("type_a", ""), `{"batch":1,"no_wait":true}`, "fv.wf.victim"},
+	} {
+		if err := nc.PublishRequest(aim.subject, aim.reply, []byte(aim.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A round trip after them: their answers, if any, were sent before.
+	if _, err := nc.Request(workers.TakeSubject("type_a"), []byte(`{}`), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []eventlog.Stream{eventlog.Commands, eventlog.Workflows, eventlog.Audit} {
+		str, err := s.log.JetStream().Stream(ctx, st.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := str.Info(ctx); err != nil || info.State.Msgs != 0 {
+			t.Errorf("%s holds %d messages (%v), want none", st.Name, info.State.Msgs, err)
 		}
 	}
 }
