@@ -742,8 +742,19 @@ func TestIdempotentStart(t *testing.T) {
 				}
 				e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+first, nil)
 				e.waitStatus(first, conductor.WorkflowTerminated)
-				if code, third := startWith(how, key, strategy); code != http.StatusOK || third == first {
+				code, third := startWith(how, key, strategy)
+				if code != http.StatusOK || third == first {
 					t.Fatalf("start after the first ended: %d %s", code, third)
+				}
+				// A later record of the first workflow (a log line) leaves
+				// the key with the latest start: after it ends, the key
+				// starts a fourth.
+				e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+third, nil)
+				e.waitStatus(third, conductor.WorkflowTerminated)
+				e.must(http.StatusNoContent, "POST", "/api/tasks/"+e.workflow(first).Tasks[0].TaskID+"/log", `"a late line"`)
+				e.workflow(first) // read-your-writes: the log line is applied
+				if code, fourth := startWith(how, key, strategy); code != http.StatusOK || fourth == first || fourth == third {
+					t.Fatalf("start after the third ended: %d %s", code, fourth)
 				}
 			})
 		}

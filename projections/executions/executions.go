@@ -299,7 +299,9 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 			return err
 		}
 	}
-	if w.IdempotencyKey != "" {
+	// The key names the workflow last started with it: a later record of
+	// an older one (a log line, its compaction) must not take it back.
+	if w.IdempotencyKey != "" && !prev.exists {
 		if err := b.Set(idempotencyKey(w.Name, w.IdempotencyKey), []byte(w.ID)); err != nil {
 			return err
 		}
