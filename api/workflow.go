@@ -257,7 +257,8 @@ func (s *Server) restartTrigger(r *http.Request) (engine.Trigger, error) {
 	if err != nil || !latest {
 		return engine.Restart{}, err
 	}
-	wf, err := s.deps.Executions.Workflow(r.Context(), r.PathValue("id"))
+	// Access first: the lookup's answer names the definition.
+	wf, err := s.execution(r, r.PathValue("id"), auth.Execute)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +269,7 @@ func (s *Server) restartTrigger(r *http.Request) (engine.Trigger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return engine.Restart{Def: def}, nil
+	return engine.Restart{Def: def, By: principal(r)}, nil
 }
 
 func (s *Server) rerunWorkflow(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -467,4 +468,48 @@ func TestRetryIntoChildNeedsExecute(t *testing.T) {
 		t.Fatalf("the retry went into the child %s", kid)
 	}
 	e.waitStatus(kid, conductor.WorkflowFailed)
+}
+
+// A restart on the latest definition, when it is not the one the workflow
+// ran, runs as the restarter too: a new definition is data the restarter
+// chose, and may not steer the creator's secrets. A restart on the same
+// definition changes nothing.
+func TestRestartOnNewDefinitionRunsAsRestarter(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.putSecret("restart_key", "restart-value-5d1e09")
+	e.register(`{"name":"rflow","version":1,"tasks":[{"name":"rsend","taskReferenceName":"send","inputParameters":{"note":"harmless"}}]}`)
+	owner, ownerToken := e.application("owner")
+	other, otherToken := e.application("other")
+	e.grant(owner, "WORKFLOW_DEF", "rflow", "EXECUTE")
+	e.grant(other, "WORKFLOW_DEF", "rflow", "EXECUTE")
+	e.grant(owner, "SECRET_NAME", "restart_key", "READ")
+	var mu sync.Mutex
+	var keys []string
+	e.work("rsend", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, fmt.Sprint(task.InputData["key"]))
+		return workers.Output{}, nil
+	})
+	asOwner, asOther := e.as(ownerToken), e.as(otherToken)
+	old := asOwner.start("rflow", nil)
+	e.waitStatus(old, conductor.WorkflowCompleted)
+	e.register(`{"name":"rflow","version":2,"tasks":[{"name":"rsend","taskReferenceName":"send","inputParameters":{"key":"${workflow.secrets.restart_key}"}}]}`)
+
+	asOther.must(http.StatusNoContent, "POST", "/api/workflow/"+old+"/restart?useLatestDefinitions=true", nil)
+	wf := e.waitStatus(old, conductor.WorkflowFailed)
+	if reason := taskByRef(wf, "send").ReasonForIncompletion; !strings.Contains(reason, "restart_key") || !strings.Contains(reason, other) {
+		t.Fatalf("send after another's restart on a new definition: %q, want a refusal naming %s", reason, other)
+	}
+	// On the definition it ran, a restart by another runs as before.
+	current := asOwner.start("rflow", nil)
+	e.waitStatus(current, conductor.WorkflowCompleted)
+	asOther.must(http.StatusNoContent, "POST", "/api/workflow/"+current+"/restart?useLatestDefinitions=true", nil)
+	e.waitStatus(current, conductor.WorkflowCompleted)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"<nil>", "restart-value-5d1e09", "restart-value-5d1e09"}; !slices.Equal(keys, want) {
+		t.Fatalf("the worker got %q, want %q", keys, want)
+	}
 }

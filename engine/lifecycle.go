@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -41,6 +42,9 @@ func (d *decision) restart(r Restart) error {
 	reset := &schemas.WorkflowReset{Kind: schemas.ResetRestart, Time: d.now}
 	if r.Def != nil {
 		reset.Def = r.Def.Raw
+		if !bytes.Equal(r.Def.Raw, d.plan.def.Raw) {
+			d.runAs(r.By)
+		}
 	}
 	d.startOver(reset)
 	d.reopened("")

@@ -96,7 +96,13 @@ type Terminate struct {
 
 // Restart runs a terminal workflow again from the start. Def, when set, is
 // the latest definition to use instead of the one the workflow ran.
-type Restart struct{ Def *conductor.WorkflowDef }
+type Restart struct {
+	Def *conductor.WorkflowDef
+	// By is who asked: a restart on a definition other than the one the
+	// workflow ran (useLatestDefinitions) runs as them too, as a rerun
+	// with new data does.
+	By string
+}
 
 // Retry reschedules the failed tasks of a terminal workflow. A failed
 // SUB_WORKFLOW task is retried with a new child workflow. (Conductor's
