@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"testing"
@@ -427,5 +430,83 @@ func TestSyncAnswerHidesUnreadableChild(t *testing.T) {
 		if all := send(t, admin, "POST", "/api/workflow/"+parent+"/state?returnStrategy="+strategy, `{}`); !strings.Contains(all, `"workflowId":"`+child) {
 			t.Errorf("%s as admin does not show the blocking child: %s", strategy, all)
 		}
+	}
+}
+
+// slowWrite sends method path as c with a body it writes only after the
+// server began reading it (past the handler's access check), and after
+// meanwhile() ran. It returns the answer.
+func (c client) slowWrite(method, path, body string, meanwhile func()) response {
+	c.t.Helper()
+	pr, pw := io.Pipe()
+	reading := make(chan struct{})
+	trace := &httptrace.ClientTrace{Got100Continue: func() { close(reading) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, c.base+path, pr)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Expect", "100-continue")
+	req.Header.Set("X-Authorization", c.token)
+	answered := make(chan response, 1)
+	go func() {
+		resp, err := (&http.Transport{ExpectContinueTimeout: time.Minute}).RoundTrip(req)
+		if err != nil {
+			answered <- response{status: -1, body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- response{status: resp.StatusCode, body: string(b)}
+	}()
+	select {
+	case <-reading:
+	case r := <-answered:
+		c.t.Fatalf("%s %s answered before reading its body: %d %s", method, path, r.status, r.body)
+	}
+	meanwhile()
+	if _, err := pw.Write([]byte(body)); err != nil {
+		c.t.Fatal(err)
+	}
+	pw.Close()
+	return <-answered
+}
+
+// A write is checked and applied on one state of its target: one whose
+// target changed while its body was on its way (created, re-created by
+// another) is refused, not applied with access its writer lacks on the new
+// state.
+func TestWriteCheckedOnTheStateItChanges(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	userID, _, _, userTok := newApp(t, admin, "a_user", "USER")
+	user := client{t, base, userTok}
+
+	// CREATE was checked; by the time the value arrives the name is the
+	// admin's, which the user may not update.
+	for _, path := range []string{"/api/secrets/prod_db", "/api/environment/api_url"} {
+		got := user.slowWrite("PUT", path, "users-value", func() { send(t, admin, "PUT", path, "admins-value") })
+		if got.status != http.StatusConflict {
+			t.Errorf("PUT %s over the admin's new value: %d %s, want 409", path, got.status, got.body)
+		}
+		if v := send(t, admin, "GET", path, ""); v != "admins-value" {
+			t.Errorf("%s holds %q after the user's write, want the admin's value", path, v)
+		}
+	}
+	// UPDATE was checked on the user's own secret (a tag grants READ); the
+	// admin re-created the name meanwhile: the tag must not land on it.
+	send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, userID, "TAG", "team:x", `["READ"]`))
+	send(t, user, "PUT", "/api/secrets/shared_name", "users-own")
+	got := user.slowWrite("PUT", "/api/secrets/shared_name/tags", `[{"key":"team","value":"x"}]`, func() {
+		send(t, admin, "DELETE", "/api/secrets/shared_name", "")
+		send(t, admin, "PUT", "/api/secrets/shared_name", "admins-value-77")
+	})
+	if got.status != http.StatusConflict {
+		t.Errorf("tags PUT on the re-created secret: %d %s, want 409", got.status, got.body)
+	}
+	if r := user.do("GET", "/api/secrets/shared_name", ""); r.status != http.StatusForbidden || strings.Contains(r.body, "admins-value-77") {
+		t.Errorf("the user reads the admin's secret: %d %s", r.status, r.body)
 	}
 }

@@ -17,13 +17,14 @@ import (
 // implements it. Environment values are not secrets: Orkes returns them in
 // clear, and so does flowvault.
 type Environment interface {
-	Put(ctx context.Context, name, value, principal string) error
+	Put(ctx context.Context, name, value, principal string, opts ...secrets.WriteOption) error
+	Revision(ctx context.Context, name string) (secrets.Revision, error)
 	Get(ctx context.Context, name string) (string, error)
 	Delete(ctx context.Context, name, principal string) (string, error)
 	List(ctx context.Context) ([]secrets.EnvVar, error)
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
-	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
-	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
+	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 }
 
 var _ Environment = (*secrets.Env)(nil)
@@ -36,8 +37,8 @@ func (s *Server) environmentRoutes() {
 	s.route("GET /api/environment/{key}", auth.Authenticated, s.getEnv)
 	s.route("DELETE /api/environment/{key}", auth.Authenticated, s.deleteEnv)
 	s.route("GET /api/environment/{key}/tags", auth.Authenticated, s.getKeyTags(s.checkEnvRequest, s.deps.Environment.Tags))
-	s.route("PUT /api/environment/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkEnvRequest, s.deps.Environment.PutTags))
-	s.route("DELETE /api/environment/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkEnvRequest, s.deps.Environment.DeleteTags))
+	s.route("PUT /api/environment/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkEnvRequest, s.deps.Environment.Revision, s.deps.Environment.PutTags))
+	s.route("DELETE /api/environment/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkEnvRequest, s.deps.Environment.Revision, s.deps.Environment.DeleteTags))
 }
 
 func envResource(name string) auth.Target {
@@ -61,12 +62,16 @@ func (s *Server) putEnv(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	access := auth.Update
-	if _, err := s.deps.Environment.Get(r.Context(), name); errors.Is(err, fault.ErrNotFound) {
-		access = auth.Create
-	} else if err != nil {
+	// Access is checked on this revision, and the write applies to it
+	// alone (secrets.At).
+	rev, err := s.deps.Environment.Revision(r.Context(), name)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	access := auth.Update
+	if !rev.Exists {
+		access = auth.Create
 	}
 	if err := s.authorize(r, access, envResource(name)); err != nil {
 		if errors.Is(err, fault.ErrForbidden) {
@@ -86,7 +91,7 @@ func (s *Server) putEnv(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.deps.Environment.Put(r.Context(), name, string(value), principal(r)); err != nil {
+	if err := s.deps.Environment.Put(r.Context(), name, string(value), principal(r), secrets.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -20,15 +20,16 @@ const maxTagsBody = 1 << 20
 // Secrets is what the /api/secrets handlers need. *secrets.Store
 // implements it; see there for the contract of each method.
 type Secrets interface {
-	Put(ctx context.Context, name string, value []byte, principal string) (int, error)
+	Put(ctx context.Context, name string, value []byte, principal string, opts ...secrets.WriteOption) (int, error)
+	Revision(ctx context.Context, name string) (secrets.Revision, error)
 	Read(ctx context.Context, name string) (secrets.Value, secrets.Served, error)
 	Exists(ctx context.Context, name string) (bool, error)
 	Metadata(ctx context.Context, name string) (*secrets.Meta, error)
 	List(ctx context.Context) ([]secrets.Meta, error)
 	Delete(ctx context.Context, name, principal string) error
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
-	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
-	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
+	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 	ClearCache()
 }
 
@@ -50,8 +51,8 @@ func (s *Server) secretRoutes() {
 	s.route("GET /api/secrets/{key}/exists", auth.Authenticated, s.secretExists)
 	s.route("GET /api/secrets/{key}/metadata", auth.Authenticated, s.secretMetadata)
 	s.route("GET /api/secrets/{key}/tags", auth.Authenticated, s.getKeyTags(s.checkSecretRequest, s.deps.Secrets.Tags))
-	s.route("PUT /api/secrets/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkSecretRequest, s.deps.Secrets.PutTags))
-	s.route("DELETE /api/secrets/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkSecretRequest, s.deps.Secrets.DeleteTags))
+	s.route("PUT /api/secrets/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkSecretRequest, s.deps.Secrets.Revision, s.deps.Secrets.PutTags))
+	s.route("DELETE /api/secrets/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkSecretRequest, s.deps.Secrets.Revision, s.deps.Secrets.DeleteTags))
 }
 
 func secretResource(name string) auth.Target {
@@ -81,13 +82,16 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	exists, err := s.deps.Secrets.Exists(r.Context(), name)
+	// Access is checked on this revision, and the write applies to it
+	// alone (secrets.At): checked as a CREATE of a name nobody holds, a
+	// slow request must not overwrite the secret someone created since.
+	rev, err := s.deps.Secrets.Revision(r.Context(), name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	access := auth.Create
-	if exists {
+	if rev.Exists {
 		access = auth.Update
 	}
 	if err := s.authorize(r, access, secretResource(name)); err != nil {
@@ -104,7 +108,7 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	_, err = s.deps.Secrets.Put(r.Context(), name, value, principal(r))
+	_, err = s.deps.Secrets.Put(r.Context(), name, value, principal(r), secrets.At(rev))
 	wipeBytes(value)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -280,7 +284,10 @@ func (s *Server) clearSecretCache(local bool) http.HandlerFunc {
 	}
 }
 
-type secretTagsFunc func(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+type secretTagsFunc func(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
+
+// revisionFunc reads the revision of a secret or environment value.
+type revisionFunc func(ctx context.Context, name string) (secrets.Revision, error)
 
 // requestCheck validates a request's key and authorizes the access
 // (checkSecretRequest, checkEnvRequest).
@@ -307,8 +314,15 @@ func (s *Server) getKeyTags(check requestCheck, tagsOf func(ctx context.Context,
 // changeKeyTags handles PUT (add, or update by key) and DELETE (remove
 // matching key and value) of the tags of the secret or environment value
 // check admits for UPDATE. The body is [Tag]; one Tag is accepted too.
-func (s *Server) changeKeyTags(check requestCheck, change secretTagsFunc) http.HandlerFunc {
+func (s *Server) changeKeyTags(check requestCheck, revision revisionFunc, change secretTagsFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Checked on this revision, applied to it alone: a tag granting
+		// read must not land on a value re-created by someone else.
+		rev, err := revision(r.Context(), r.PathValue("key"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		name, err := check(r, auth.Update)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -319,7 +333,7 @@ func (s *Server) changeKeyTags(check requestCheck, change secretTagsFunc) http.H
 			s.writeError(w, r, err)
 			return
 		}
-		if err := change(r.Context(), name, tags, principal(r)); err != nil {
+		if err := change(r.Context(), name, tags, principal(r), secrets.At(rev)); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -9,12 +9,13 @@ import (
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // SecretWriter stores secret values.
 type SecretWriter interface {
-	Put(ctx context.Context, name string, value []byte, principal string) (int, error)
-	Exists(ctx context.Context, name string) (bool, error)
+	Put(ctx context.Context, name string, value []byte, principal string, opts ...secrets.WriteOption) (int, error)
+	Revision(ctx context.Context, name string) (secrets.Revision, error)
 }
 
 // UpdateSecret is the UPDATE_SECRET system task (Orkes): input
@@ -40,12 +41,13 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 		return terminal("UPDATE_SECRET %s needs _secrets.secretKey and _secrets.secretValue", t.ReferenceTaskName)
 	}
 	principals := executor.PrincipalsFrom(ctx)
-	exists, err := u.Store.Exists(ctx, name)
+	// Checked on this revision, written on it alone (secrets.At).
+	rev, err := u.Store.Revision(ctx, name)
 	if err != nil && !errors.Is(err, fault.ErrInvalid) {
 		return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
 	}
 	access := auth.Update
-	if !exists {
+	if !rev.Exists {
 		access = auth.Create
 	}
 	if len(principals) == 0 {
@@ -63,7 +65,7 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 	defer clear(v)
 	// Written as the workflow's creator (the first principal), who owns a
 	// secret it creates; the others were checked above.
-	if _, err := u.Store.Put(ctx, name, v, principals[0]); err != nil {
+	if _, err := u.Store.Put(ctx, name, v, principals[0], secrets.At(rev)); err != nil {
 		if errors.Is(err, fault.ErrInvalid) || errors.Is(err, fault.ErrTooLarge) {
 			return terminal("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)
 		}

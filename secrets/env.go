@@ -46,7 +46,7 @@ func NewEnv(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Opt
 func envNotFound(name string) error { return fault.NotFound("environment variable %s not found", name) }
 
 // Put sets environment value name.
-func (e *Env) Put(ctx context.Context, name, value, principal string) error {
+func (e *Env) Put(ctx context.Context, name, value, principal string, opts ...WriteOption) error {
 	if err := CheckEnvName(name); err != nil {
 		return err
 	}
@@ -62,8 +62,20 @@ func (e *Env) Put(ctx context.Context, name, value, principal string) error {
 			return nil, nil
 		}
 		return []schemas.Event{&schemas.EnvValuePut{Name: name, Value: value, Time: e.w.millis(), By: principal}}, nil
-	})
+	}, named("environment variable "+name, opts)...)
 	return err
+}
+
+// Revision is environment value name's revision, for a write checked
+// against it (see At).
+func (e *Env) Revision(_ context.Context, name string) (Revision, error) {
+	if err := CheckEnvName(name); err != nil {
+		return Revision{}, err
+	}
+	return e.w.revision(EnvSubject(name), func(r kvReader) (bool, error) {
+		_, found, err := readEnv(r, name)
+		return found, err
+	})
 }
 
 // Get returns environment value name, or fault.ErrNotFound.
@@ -151,17 +163,17 @@ func (e *Env) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
 }
 
 // PutTags adds tags; a tag whose key exists replaces that tag's value.
-func (e *Env) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
-	return e.changeTags(ctx, name, tags, principal, upsertTags)
+func (e *Env) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
+	return e.changeTags(ctx, name, tags, principal, upsertTags, opts)
 }
 
 // DeleteTags removes the tags matching one of tags by key and value.
-func (e *Env) DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
-	return e.changeTags(ctx, name, tags, principal, removeTags)
+func (e *Env) DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
+	return e.changeTags(ctx, name, tags, principal, removeTags, opts)
 }
 
 func (e *Env) changeTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
-	op func(cur, given []schemas.SecretTag) []schemas.SecretTag) error {
+	op func(cur, given []schemas.SecretTag) []schemas.SecretTag, opts []WriteOption) error {
 	if err := CheckEnvName(name); err != nil {
 		return err
 	}
@@ -185,7 +197,7 @@ func (e *Env) changeTags(ctx context.Context, name string, tags []conductor.Tag,
 			return nil, nil
 		}
 		return []schemas.Event{&schemas.EnvTagsSet{Name: name, Tags: next, Time: e.w.millis(), By: principal}}, nil
-	})
+	}, named("environment variable "+name, opts)...)
 	return err
 }
 

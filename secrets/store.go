@@ -144,7 +144,7 @@ func secretKeyIDPrefix(name string) string { return "secret." + name }
 // name and version as additional data, before anything is appended; the
 // previous version's data key is destroyed once the new version is
 // committed, so an overwritten value can never be decrypted again.
-func (s *Store) Put(ctx context.Context, name string, value []byte, principal string) (version int, err error) {
+func (s *Store) Put(ctx context.Context, name string, value []byte, principal string, opts ...WriteOption) (version int, err error) {
 	if err := CheckSecretName(name); err != nil {
 		return 0, err
 	}
@@ -184,7 +184,7 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, principal st
 			Ciphertext:  dk.Seal(SecretPurpose(name, version), value),
 			Fingerprint: fp, Size: len(value), Time: s.w.millis(), By: principal,
 		}}, nil
-	})
+	}, named("secret "+name, opts)...)
 	if err != nil {
 		if pending != "" && definitelyNotWritten(err) {
 			s.destroy(ctx, pending)
@@ -428,17 +428,17 @@ func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) 
 
 // PutTags adds tags to secret name; a tag whose key the secret has
 // replaces that tag's value.
-func (s *Store) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
-	return s.changeTags(ctx, name, tags, principal, upsertTags)
+func (s *Store) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
+	return s.changeTags(ctx, name, tags, principal, upsertTags, opts)
 }
 
 // DeleteTags removes the tags matching one of tags by key and value.
-func (s *Store) DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
-	return s.changeTags(ctx, name, tags, principal, removeTags)
+func (s *Store) DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
+	return s.changeTags(ctx, name, tags, principal, removeTags, opts)
 }
 
 func (s *Store) changeTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
-	op func(cur, given []schemas.SecretTag) []schemas.SecretTag) error {
+	op func(cur, given []schemas.SecretTag) []schemas.SecretTag, opts []WriteOption) error {
 	if err := CheckSecretName(name); err != nil {
 		return err
 	}
@@ -462,8 +462,20 @@ func (s *Store) changeTags(ctx context.Context, name string, tags []conductor.Ta
 			return nil, nil
 		}
 		return []schemas.Event{&schemas.SecretTagsSet{Name: name, Tags: next, Time: s.w.millis(), By: principal}}, nil
-	})
+	}, named("secret "+name, opts)...)
 	return err
+}
+
+// Revision is secret name's revision, for a write checked against it
+// (see At).
+func (s *Store) Revision(_ context.Context, name string) (Revision, error) {
+	if err := CheckSecretName(name); err != nil {
+		return Revision{}, err
+	}
+	return s.w.revision(SecretSubject(name), func(r kvReader) (bool, error) {
+		_, found, err := readSecret(r, name)
+		return found, err
+	})
 }
 
 // Owner returns who created secret name.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
@@ -85,8 +86,61 @@ func (w *writer) freshView(ctx context.Context, subject string) (view, error) {
 
 // update runs one write on subject and returns the sequence it appended
 // (0: nothing to do).
-func (w *writer) update(ctx context.Context, subject, principal string, decide func(view) ([]schemas.Event, error)) (uint64, error) {
-	return w.updater.Update(ctx, subject, principal, decide)
+func (w *writer) update(ctx context.Context, subject, principal string, decide func(view) ([]schemas.Event, error), opts ...WriteOption) (uint64, error) {
+	var o writeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.at == nil {
+		return w.updater.Update(ctx, subject, principal, decide)
+	}
+	return w.updater.Update(ctx, subject, principal, func(v view) ([]schemas.Event, error) {
+		if v.Seq != *o.at {
+			return nil, fault.Conflict("%s changed while the request was checked: send it again", o.what)
+		}
+		return decide(v)
+	})
+}
+
+// Revision is the state of a secret or environment value that a write's
+// access was checked against: the sequence of its subject's last record
+// as the read model (which access checks read) holds it, 0 for none, and
+// whether it has a value.
+type Revision struct {
+	Seq    uint64
+	Exists bool
+}
+
+// WriteOption changes a write.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	at   *uint64
+	what string
+}
+
+// At makes a write apply only to the revision its access was checked
+// against. Checked on one state and written on another (created, deleted
+// or retagged by someone else in between), a write would be decided on
+// access its writer may not have: it fails with fault.ErrConflict instead.
+func At(rev Revision) WriteOption {
+	return func(o *writeOptions) { o.at = &rev.Seq }
+}
+
+// named names what a write changes, for its conflict.
+func named(what string, opts []WriteOption) []WriteOption {
+	return append(opts, func(o *writeOptions) { o.what = what })
+}
+
+// revision reads a subject's revision from the read model; exists reports
+// whether the view holds a value.
+func (w *writer) revision(subject string, exists func(kvReader) (bool, error)) (Revision, error) {
+	v, err := w.projectionView(subject)
+	if err != nil {
+		return Revision{}, err
+	}
+	found, err := exists(v.KV)
+	return Revision{Seq: v.Seq, Exists: found}, err
 }
 
 func (w *writer) millis() int64 { return w.now().UnixMilli() }
