@@ -244,7 +244,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// A request body trickling in holds a connection and a handler: bodies
+	// are bounded in size, and in time too.
+	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+		IdleTimeout: 5 * time.Minute}
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
 	n.httpSrv.RegisterOnShutdown(n.executor.StopPolling)
 	n.wg.Add(1)
