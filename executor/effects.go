@@ -93,14 +93,19 @@ func (e *Executor) launch(eff engine.Effect) {
 // slots is free, with a context that ends after timeout or at Stop. It
 // waits for the slot: never call it from a shard (see perform).
 func (e *Executor) onSlot(timeout time.Duration, fn func(ctx context.Context)) {
+	e.onSlotOf(e.sem, timeout, fn)
+}
+
+// onSlotOf is onSlot with the slots of sem.
+func (e *Executor) onSlotOf(sem chan struct{}, timeout time.Duration, fn func(ctx context.Context)) {
 	select {
-	case e.sem <- struct{}{}:
+	case sem <- struct{}{}:
 	case <-e.ctx.Done():
 		return
 	}
 	e.wg.Add(1)
 	go func() {
-		defer func() { <-e.sem; e.wg.Done() }()
+		defer func() { <-sem; e.wg.Done() }()
 		ctx, cancel := context.WithTimeout(e.ctx, timeout)
 		defer cancel()
 		fn(ctx)

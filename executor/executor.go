@@ -49,8 +49,15 @@ type Config struct {
 	// executor announces again the tasks whose message expired since.
 	DispatchAge        time.Duration
 	RedispatchInterval time.Duration
-	// EffectConcurrency bounds effects and system tasks run at once.
+	// EffectConcurrency bounds effects and system tasks run at once, and,
+	// apart from them, worker requests (takes and results over NATS).
 	EffectConcurrency int
+	// StaleTake is how long a take request may wait for a free slot and
+	// still be made. A worker gives up on its take after a while (the Go
+	// SDK after 10 s); a take made after that records an owner that never
+	// got the task, which then waits for its response timeout. Older ones
+	// are answered "unavailable", untaken.
+	StaleTake time.Duration
 	// Snapshots, when set, gives a state to start from on a cache miss
 	// instead of folding the workflow's whole subject.
 	Snapshots Snapshots
@@ -81,6 +88,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.EffectConcurrency <= 0 {
 		c.EffectConcurrency = 256
+	}
+	if c.StaleTake <= 0 {
+		c.StaleTake = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -113,16 +123,19 @@ type Outcome struct {
 
 // Executor is the command loop. Create with New, then Start.
 type Executor struct {
-	cfg       Config
-	log       *eventlog.Log
-	appender  appender // the log, but for tests that lose an answer
-	defs      Definitions
-	metrics   *metrics
-	shards    []*shard
-	disp      *dispatcher
-	system    map[string]SystemTask
-	sched     Schedule
-	sem       chan struct{}
+	cfg      Config
+	log      *eventlog.Log
+	appender appender // the log, but for tests that lose an answer
+	defs     Definitions
+	metrics  *metrics
+	shards   []*shard
+	disp     *dispatcher
+	system   map[string]SystemTask
+	sched    Schedule
+	sem      chan struct{}
+	// workerSem bounds the worker requests served at once: a pool apart
+	// from effects, whose system tasks may hold a slot for minutes.
+	workerSem chan struct{}
 	handOff   HandOff
 	protector Protector
 	mayStart  StartCheck
@@ -142,7 +155,8 @@ type appender interface {
 func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Executor {
 	cfg.setDefaults()
 	e := &Executor{cfg: cfg, log: log, appender: log, defs: defs, sched: sched, metrics: newMetrics(cfg.Metrics),
-		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency)}
+		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
+		workerSem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.disp = newDispatcher(log, cfg.Logger)
 	e.polls = newPoller()
 	e.ctx, e.cancel = context.WithCancel(context.Background())

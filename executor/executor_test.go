@@ -416,3 +416,62 @@ func TestLostChildStartIsRecovered(t *testing.T) {
 		t.Fatalf("the child's log has %d records (%v), want its start only", len(recs), err)
 	}
 }
+
+// takeOver sends a take of wf's only task as a worker over NATS and
+// returns the reply.
+func takeOver(ctx context.Context, t *testing.T, l *eventlog.Log, e *Executor, wfID string) workers.TakeReply {
+	t.Helper()
+	w, err := e.State(ctx, wfID)
+	if err != nil || w == nil || len(w.Tasks) == 0 {
+		t.Fatalf("workflow %s: %v", wfID, err)
+	}
+	body, _ := json.Marshal(workers.TakeRequest{TaskID: w.Tasks[0].ID, WorkflowInstanceID: wfID, WorkerID: "w1"})
+	m, err := l.Conn().RequestWithContext(ctx, workers.TakeSubject(w.Tasks[0].Name), body)
+	if err != nil {
+		t.Fatalf("take: %v", err)
+	}
+	var reply workers.TakeReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
+
+// Worker requests have slots of their own: effects holding every effect
+// slot (system tasks may, for minutes) do not hold up a take.
+func TestTakeDoesNotWaitForEffectSlots(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := startExecutor(t, l, nothingScheduled{}, Config{Shards: 1, EffectConcurrency: 2})
+	ctx := testutil.Context(t, 30*time.Second)
+	startInline(ctx, t, e, "wf-take", `{"name":"take_flow","tasks":[{"name":"take_task","taskReferenceName":"t"}]}`)
+	for range cap(e.sem) {
+		e.sem <- struct{}{}
+	}
+	defer func() {
+		for range cap(e.sem) {
+			<-e.sem
+		}
+	}()
+	reqCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if reply := takeOver(reqCtx, t, l, e, "wf-take"); reply.Error != nil || reply.Task == nil {
+		t.Fatalf("take while effect slots are busy: %+v", reply.Error)
+	}
+}
+
+// A take that waited longer than StaleTake for a slot is not made: its
+// worker may have given up, and the task would wait for its response
+// timeout with an owner that never got it.
+func TestStaleTakeIsNotMade(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := startExecutor(t, l, nothingScheduled{}, Config{Shards: 1, StaleTake: time.Nanosecond})
+	ctx := testutil.Context(t, 30*time.Second)
+	startInline(ctx, t, e, "wf-stale", `{"name":"stale_flow","tasks":[{"name":"stale_task","taskReferenceName":"t"}]}`)
+	reply := takeOver(ctx, t, l, e, "wf-stale")
+	if reply.Error == nil || reply.Error.Code != workers.CodeUnavailable || reply.Task != nil {
+		t.Fatalf("stale take answered %+v %+v, want unavailable", reply.Task, reply.Error)
+	}
+	if w, err := e.State(ctx, "wf-stale"); err != nil || w.Tasks[0].Status != conductor.TaskScheduled {
+		t.Fatalf("task after a stale take: %+v %v", w.Tasks[0], err)
+	}
+}

@@ -81,10 +81,17 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 				e.cfg.Logger.Warn("worker request refused: its reply subject is not an inbox", logkey.Subject, m.Subject)
 				return
 			}
+			arrived := time.Now()
 			// Handlers block on an append; never hold the subscription's
-			// delivery goroutine.
-			e.onSlot(requestTimeout, func(rctx context.Context) {
-				reply := handle(rctx, m, strings.TrimPrefix(m.Subject, prefix))
+			// delivery goroutine longer than it takes a worker slot.
+			e.onSlotOf(e.workerSem, requestTimeout, func(rctx context.Context) {
+				var reply any
+				if prefix == workers.TakePrefix && time.Since(arrived) > e.cfg.StaleTake {
+					reply = workers.TakeReply{Error: &workers.Error{Code: workers.CodeUnavailable,
+						Message: "the take waited too long for the engine to be made: its worker may have given up"}}
+				} else {
+					reply = handle(rctx, m, strings.TrimPrefix(m.Subject, prefix))
+				}
 				body, _ := json.Marshal(reply)
 				if m.Reply != "" {
 					_ = m.Respond(body)
