@@ -15,6 +15,12 @@ import (
 // a worker: another worker took it, it was canceled, or it finished.
 var ErrTaskGone = errors.New("task is no longer available")
 
+// ErrTaskNotYet is returned for a Take of a task still waiting out a delay
+// (a retry's, a callback's) by this engine's clock. The engine that
+// announced it may have a clock a little ahead: the take is to be tried
+// again, not given up.
+var ErrTaskNotYet = fmt.Errorf("task is not available yet: %w", fault.ErrUnavailable)
+
 // Input is everything a decision depends on.
 type Input struct {
 	// State is the workflow's current state; nil only for Start.
@@ -224,8 +230,11 @@ func (d *decision) take(t Take) error {
 	if t.TaskType != "" && task.Name != t.TaskType {
 		return fault.NotFound("task %s is not a %s task", t.TaskID, t.TaskType)
 	}
-	if d.w.Terminal() || task.Status != conductor.TaskScheduled || task.IsWorkerTask() == t.System || task.AvailableAt > d.now {
+	if d.w.Terminal() || task.Status != conductor.TaskScheduled || task.IsWorkerTask() == t.System {
 		return ErrTaskGone
+	}
+	if task.AvailableAt > d.now {
+		return ErrTaskNotYet
 	}
 	started := &schemas.TaskStarted{TaskID: task.ID, WorkerID: t.WorkerID, Time: d.now}
 	if t.HandOff != nil {

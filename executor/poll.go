@@ -334,6 +334,8 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 	case errors.Is(err, engine.ErrTaskGone), errors.Is(err, ErrHandOffFailed), errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
 		e.cfg.Logger.Debug("dispatched task not taken", logkey.TaskID, d.TaskID, logkey.Err, err)
 		_ = m.Ack()
+	case errors.Is(err, engine.ErrTaskNotYet):
+		_ = m.NakWithDelay(time.Second) // announced by an engine whose clock is ahead
 	default:
 		e.cfg.Logger.Warn("take for poll failed", logkey.TaskID, d.TaskID, logkey.WorkflowID, d.WorkflowInstanceID, logkey.Err, err)
 		_ = m.NakWithDelay(time.Second)
