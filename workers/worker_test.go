@@ -149,3 +149,60 @@ func standInEngine(t *testing.T, nc *nats.Conn, taskType string, take func() wor
 		t.Cleanup(func() { _ = sub.Unsubscribe() })
 	}
 }
+
+// A result the engine refuses as invalid (an output too large, say) is
+// followed by a FAILED one that says why: the engine kept nothing, and the
+// task would otherwise wait for its response timeout.
+func TestRefusedResultFailsTheTask(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	nc := l.Conn()
+	const taskType = "too_big"
+	if _, err := l.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
+		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1}); err != nil {
+		t.Fatal(err)
+	}
+	take, err := nc.Subscribe(workers.TakeSubject(taskType), func(m *nats.Msg) {
+		body, _ := json.Marshal(workers.TakeReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}})
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer take.Unsubscribe()
+	results := make(chan conductor.TaskResult, 4)
+	result, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+		var res conductor.TaskResult
+		_ = json.Unmarshal(m.Data, &res)
+		reply := workers.ResultReply{OK: true}
+		if len(results) == 0 {
+			reply = workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "record too large"}}
+		}
+		results <- res
+		body, _ := json.Marshal(reply)
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer result.Unsubscribe()
+	body, _ := json.Marshal(workers.Dispatch{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType})
+	if _, err := l.JetStream().Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
+		t.Fatal(err)
+	}
+	runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second})
+	var got []conductor.TaskResult
+	for len(got) < 2 {
+		select {
+		case res := <-results:
+			got = append(got, res)
+		case <-ctx.Done():
+			t.Fatalf("results %+v: no second result after the refusal", got)
+		}
+	}
+	if got[0].Status != conductor.TaskCompleted || got[1].Status != conductor.TaskFailed ||
+		!strings.Contains(got[1].ReasonForIncompletion, "record too large") || len(got[1].OutputData) != 0 {
+		t.Fatalf("results %+v, want COMPLETED refused, then FAILED saying why", got)
+	}
+}
