@@ -138,7 +138,7 @@ func (d *decision) handle(t Trigger) error {
 	case Take:
 		return d.take(t)
 	case Result:
-		return d.result(t.Result, t.TaskType, t.By)
+		return d.result(t.Result, t.TaskType, t.By, t.Lease)
 	case Tick:
 		d.tick()
 	case Reconcile:
@@ -258,7 +258,7 @@ func (d *decision) take(t Take) error {
 	return nil
 }
 
-func (d *decision) result(r conductor.TaskResult, taskType, by string) error {
+func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int) error {
 	t := d.w.TaskByID(r.TaskID)
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
@@ -271,6 +271,12 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string) error {
 	if d.w.Terminal() || !t.Active() {
 		// Late or repeated: its logs too (a worker re-sends a result
 		// whose answer it did not get).
+		d.reply = ResultReply{Ignored: true}
+		return nil
+	}
+	if lease > 0 && lease != t.PollCount {
+		// About an earlier take: its worker put the task back, and it was
+		// taken again (by a worker that may share its id).
 		d.reply = ResultReply{Ignored: true}
 		return nil
 	}

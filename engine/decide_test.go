@@ -786,3 +786,32 @@ func TestSubWorkflowDefinitionFromExpression(t *testing.T) {
 		}
 	}
 }
+
+// A result about an earlier take of a task (its lease, the take's
+// PollCount, is not the latest) is ignored, whatever worker id it names:
+// its worker put the task back with a callback, and a later take, maybe
+// by a worker sharing its id, holds it now.
+func TestResultOfAnEarlierTakeIsIgnored(t *testing.T) {
+	h := newHarness(t, threeSimple, nil)
+	first := h.take("a_ref")
+	progress := func(lease int, status string) engine.Decision {
+		return h.decide(engine.Result{Lease: lease, Result: conductor.TaskResult{TaskID: first.ID, WorkerID: "w1",
+			Status: status, OutputData: map[string]any{"lease": int64(lease)}}})
+	}
+	progress(first.PollCount, conductor.TaskInProgress) // callback 0: back to the queue
+	h.wantTask("a_ref", conductor.TaskScheduled)
+	second := h.take("a_ref")
+	if second.PollCount == first.PollCount {
+		t.Fatalf("the second take has the first's poll count %d", first.PollCount)
+	}
+	for _, status := range []string{conductor.TaskInProgress, conductor.TaskCompleted} {
+		if d := progress(first.PollCount, status); len(d.Events) != 0 || d.Reply != (engine.ResultReply{Ignored: true}) {
+			t.Fatalf("%s about the first take: events %v, reply %+v", status, d.Events, d.Reply)
+		}
+		h.wantTask("a_ref", conductor.TaskInProgress)
+	}
+	progress(second.PollCount, conductor.TaskCompleted)
+	if a := h.wantTask("a_ref", conductor.TaskCompleted); a.Output["lease"] != int64(second.PollCount) {
+		t.Fatalf("completed with %v", a.Output)
+	}
+}

@@ -58,6 +58,10 @@ type Result struct {
 	// By is an operator who reported, not a worker of the task's type:
 	// the result is data of their own (see schemas.WorkflowRunAs).
 	By string
+	// Lease, when set, is the task's PollCount at the take the result is
+	// about: a result about an earlier take is ignored (see
+	// workers.ResultRequest).
+	Lease int
 }
 
 // Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed

@@ -190,10 +190,11 @@ func (e *Executor) ReportResult(ctx context.Context, res conductor.TaskResult, t
 }
 
 func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken string) any {
-	var res conductor.TaskResult
-	if err := conductor.Unmarshal(m.Data, &res); err != nil {
+	var req workers.ResultRequest
+	if err := conductor.Unmarshal(m.Data, &req); err != nil {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result is not a TaskResult JSON object: " + err.Error()}}
 	}
+	res := req.TaskResult
 	if res.TaskID == "" || res.WorkflowInstanceID == "" {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result needs taskId and workflowInstanceId"}}
 	}
@@ -201,7 +202,7 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 	if err != nil {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}}
 	}
-	out, err := e.ReportResult(ctx, res, taskType, res.WorkerID)
+	out, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType, Lease: req.Lease}, Meta{Principal: res.WorkerID})
 	if err != nil {
 		return workers.ResultReply{Error: e.protocolError(err, res.TaskID)}
 	}

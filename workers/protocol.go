@@ -86,6 +86,17 @@ type TakeReply struct {
 	Error *Error          `json:"error,omitempty"`
 }
 
+// ResultRequest is a result request's body: a Conductor TaskResult and,
+// from a worker that took the task over NATS, Lease, the task's pollCount
+// in the take's reply. The engine ignores a result whose lease is not the
+// task's latest take: its sender no longer holds the task (a callback put
+// it back in the queue, and another take has it now), whatever its
+// workerId says.
+type ResultRequest struct {
+	conductor.TaskResult
+	Lease int `json:"lease,omitempty"`
+}
+
 // ResultReply answers a result request (whose body is a Conductor
 // TaskResult). OK means the result is durably recorded; Ignored means the
 // task had already finished and the result changed nothing.

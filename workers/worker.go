@@ -259,7 +259,7 @@ func (w *Worker) execute(ctx context.Context, t *conductor.Task) {
 		res.Logs = append(res.Logs, conductor.TaskExecLog{Log: l, TaskID: t.TaskID, CreatedTime: now})
 	}
 	cancel()
-	w.report(ctx, res)
+	w.report(ctx, res, t.PollCount)
 }
 
 // run calls the handler, turning a panic into a task failure.
@@ -283,8 +283,9 @@ func (w *Worker) extendLease(ctx context.Context, t *conductor.Task) {
 			return
 		case <-tick.C:
 			var reply ResultReply
-			err := w.request(ctx, ResultSubject(w.cfg.TaskType), conductor.TaskResult{TaskID: t.TaskID,
-				WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: w.cfg.WorkerID, Status: conductor.TaskInProgress, ExtendLease: true}, &reply)
+			err := w.request(ctx, ResultSubject(w.cfg.TaskType), ResultRequest{TaskResult: conductor.TaskResult{TaskID: t.TaskID,
+				WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: w.cfg.WorkerID, Status: conductor.TaskInProgress, ExtendLease: true},
+				Lease: t.PollCount}, &reply)
 			if err != nil && ctx.Err() == nil {
 				w.cfg.Logger.Warn("lease extension failed", logkey.TaskID, t.TaskID, logkey.Err, err)
 			}
@@ -295,11 +296,11 @@ func (w *Worker) extendLease(ctx context.Context, t *conductor.Task) {
 // report sends a result until the engine records it: a result the engine
 // acknowledged is durable, one it did not may be sent again safely (a
 // duplicate is ignored).
-func (w *Worker) report(ctx context.Context, res conductor.TaskResult) {
+func (w *Worker) report(ctx context.Context, res conductor.TaskResult, lease int) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		var reply ResultReply
-		err := w.request(ctx, ResultSubject(w.cfg.TaskType), res, &reply)
+		err := w.request(ctx, ResultSubject(w.cfg.TaskType), ResultRequest{TaskResult: res, Lease: lease}, &reply)
 		if err == nil && w.cfg.OnResult != nil {
 			w.cfg.OnResult(res, reply)
 		}
