@@ -160,6 +160,10 @@ func (r *Runner) WaitFor(ctx context.Context, seq uint64) error {
 	}
 }
 
+// ErrAheadOfLog is a read model whose checkpoint lies past the end of its
+// stream.
+var ErrAheadOfLog = errors.New("read model ahead of the log")
+
 // Run applies records until ctx is done (returning nil) or a failure stops
 // it. It resumes after the stored checkpoint.
 func (r *Runner) Run(ctx context.Context) (err error) {
@@ -173,6 +177,23 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	from, err := r.store.Checkpoint(name)
 	if err != nil {
 		return err
+	}
+	if from > 0 {
+		// A read model never gets ahead of its log, unless the log lost
+		// what it had acknowledged: a backup restored under newer read
+		// models, an external server's data lost, relaxed fsync and a
+		// power cut. Followed from its checkpoint, it would skip the new
+		// records that reuse those sequences, and answer reads for them
+		// at once: it refuses instead.
+		last, err := r.log.StreamLastSeq(ctx, r.cfg.Stream)
+		if err != nil {
+			return fmt.Errorf("projection %s: %w", name, err)
+		}
+		if from > last {
+			return fmt.Errorf("projection %s has applied stream %s up to sequence %d, but the stream ends at %d: "+
+				"the log lost records the read model holds; rebuild the read models from the log "+
+				"(stop, delete the data directory's pebble directory, start): %w", name, r.cfg.Stream, from, last, ErrAheadOfLog)
+		}
 	}
 	r.setCommitted(from)
 	if r.cfg.StopAt > 0 && from >= r.cfg.StopAt {

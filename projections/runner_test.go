@@ -286,3 +286,31 @@ func TestWaitForCancelled(t *testing.T) {
 		t.Fatalf("WaitFor(unreached) = %v", err)
 	}
 }
+
+// A read model whose checkpoint lies past the end of its stream (the log
+// lost records it had acknowledged) is not followed: new records would
+// reuse the sequences it holds, be skipped, and be waited for in vain.
+func TestReadModelAheadOfTheLogRefuses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	defer s.Close()
+	ctx := testutil.Context(t, time.Minute)
+	long := testutil.OpenLog(t, "")
+	last, _ := appendNotes(t, long, 1, 10)
+	r, stop := run(t, long, s, projections.RunnerConfig{})
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	short := testutil.OpenLog(t, "") // the same log, having lost all but its first records
+	shortLast, _ := appendNotes(t, short, 1, 3)
+	r, stop = run(t, short, s, projections.RunnerConfig{})
+	if err := r.WaitFor(ctx, shortLast); err == nil {
+		t.Fatal("a wait for a record the read model never applied returned")
+	}
+	if err := stop(); !errors.Is(err, projections.ErrAheadOfLog) || !strings.Contains(err.Error(), "rebuild") {
+		t.Fatalf("Run returned %v, want ErrAheadOfLog saying to rebuild", err)
+	}
+}
