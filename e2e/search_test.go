@@ -117,6 +117,9 @@ func TestWorkflowSearch(t *testing.T) {
 		{"", "box-4", []string{f.packs[3]}}, // output, any case
 		{"status = FAILED", "sku", []string{f.packs[0], f.packs[2]}},
 		{"workflowType = nothing", "", nil},
+		// Bounds at the ends of the range match nothing; they do not wrap.
+		{"startTime > 9223372036854775807", "", nil},
+		{"startTime < -9223372036854775808", "", nil},
 	} {
 		res := e.search("/api/workflow/search?start=0&size=100&sort=&skipCache=false&query=" + urlEscape(c.query) + "&freeText=" + urlEscape(c.freeText))
 		if got := summaryIDs(res); !sameSet(got, c.want) || res.TotalHits != int64(len(c.want)) {

@@ -299,11 +299,19 @@ func timeRange(conds []query.Cond, field string) (lo, hi int64, used []int) {
 		v := func(j int) int64 { return c.Values[j].(int64) }
 		switch c.Op {
 		case query.Gt:
-			lo = max(lo, v(0)+1)
+			if v(0) == math.MaxInt64 {
+				lo = math.MaxInt64 // nothing lies above
+			} else {
+				lo = max(lo, v(0)+1)
+			}
 		case query.Ge:
 			lo = max(lo, v(0))
 		case query.Lt:
-			hi = min(hi, v(0)-1)
+			if v(0) == math.MinInt64 {
+				hi = -1 // nothing lies below
+			} else {
+				hi = min(hi, v(0)-1)
+			}
 		case query.Le:
 			hi = min(hi, v(0))
 		case query.Eq:
