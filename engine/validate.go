@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
@@ -40,6 +41,13 @@ func init() {
 // by its JSON path.
 func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
 	v := &validator{refs: map[string]string{}, errs: &fault.ValidationError{}}
+	// Registration checks names further (metadata); an inline definition
+	// is checked here alone. Names are joined with NUL into derived ids
+	// and index keys, where a control character would let two differ
+	// only in where the name ends.
+	if strings.ContainsFunc(def.Name, unicode.IsControl) {
+		v.errs.Add("name", "must not contain control characters")
+	}
 	v.list("tasks", def.Tasks)
 	v.joins("tasks", def.Tasks)
 	for _, pe := range expr.ValidateTemplate(def.OutputParameters) {

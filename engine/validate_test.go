@@ -16,6 +16,7 @@ func TestValidateWorkflowDef(t *testing.T) {
 		path string // the field the error must name ("" = valid)
 	}{
 		{"valid", forkJoin, ""},
+		{"control character in the name", `{"name":"a\u0000b","tasks":[{"name":"a","taskReferenceName":"a"}]}`, "name"},
 		{"storable but unsupported type", `{"name":"x","tasks":[{"name":"llm","taskReferenceName":"llm","type":"LLM_CHAT_COMPLETE"}]}`, ""},
 		{"unknown type", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","type":"TELEPORT"}]}`, "tasks[0].type"},
 		{"duplicate ref", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"r"},{"name":"b","taskReferenceName":"r"}]}`, "tasks[1].taskReferenceName"},
