@@ -286,3 +286,58 @@ func TestFailureWorkflowGetsSealedInput(t *testing.T) {
 		t.Fatalf("the failure workflow shows or logs the value: %s", view)
 	}
 }
+
+// Data is never code with the workflow's rights: a task configuration a
+// worker returns for a dynamic fork, or a sub-workflow definition built
+// from data, may not reference a secret (it would resolve as the
+// workflow's principals, for whoever wrote the data) nor write one. The
+// task fails, saying why, and the value goes nowhere.
+func TestDataMayNotReachForSecrets(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	const value = "creators-secret-Zq81mVx4"
+	e.putSecret("fork_secret", value)
+	e.register(`{"name":"data_fork","tasks":[
+	  {"name":"data_planner","taskReferenceName":"planner"},
+	  {"name":"dfork","taskReferenceName":"dfork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","inputParameters":{"tasks":"${planner.output.tasks}"}},
+	  {"name":"djoin","taskReferenceName":"djoin","type":"JOIN"}]}`,
+		`{"name":"data_child","tasks":[
+	  {"name":"data_planner","taskReferenceName":"planner"},
+	  {"name":"kid","taskReferenceName":"kid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"built","workflowDefinition":"${planner.output.def}"}}]}`)
+	steal := map[string]any{"name": "data_thief", "taskReferenceName": "steal", "inputParameters": map[string]any{"stolen": "${ workflow.secrets.fork_secret}"}}
+	overwrite := map[string]any{"name": "rotate", "taskReferenceName": "overwrite", "type": "UPDATE_SECRET",
+		"inputParameters": map[string]any{"_secrets": map[string]any{"secretKey": "fork_secret", "secretValue": "planners-value"}}}
+	plans := make(chan map[string]any, 4)
+	e.work("data_planner", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: <-plans}, nil
+	})
+	got := make(chan any, 4)
+	e.work("data_thief", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData["stolen"]
+		return workers.Output{}, nil
+	})
+	for _, tc := range []struct {
+		flow, failed string
+		plan         map[string]any
+	}{
+		{"data_fork", "steal", map[string]any{"tasks": []any{steal}}},
+		{"data_fork", "overwrite", map[string]any{"tasks": []any{overwrite}}},
+		{"data_child", "kid", map[string]any{"def": map[string]any{"name": "built", "tasks": []any{steal}}}},
+		{"data_child", "kid", map[string]any{"def": map[string]any{"name": "built", "tasks": []any{overwrite}}}},
+	} {
+		plans <- tc.plan
+		wf := e.waitStatus(e.start(tc.flow, nil), conductor.WorkflowFailed)
+		if reason := taskByRef(wf, tc.failed).ReasonForIncompletion; !strings.Contains(reason, "workflow's data") {
+			t.Errorf("%s: %s failed with %q, want the refusal", tc.flow, tc.failed, reason)
+		}
+		if strings.Contains(e.rawLog(wf.WorkflowID), value) {
+			t.Errorf("%s: the log holds the value", tc.flow)
+		}
+	}
+	if len(got) != 0 {
+		t.Fatalf("a worker received %v", <-got)
+	}
+	if v := e.must(http.StatusOK, "GET", "/api/secrets/fork_secret", nil); v != value {
+		t.Fatalf("the secret reads %q after the planners ran", v)
+	}
+}

@@ -223,7 +223,7 @@ func (d *decision) spawnForked(wt *conductor.WorkflowTask, fork *Task) {
 		if d.w.Status != conductor.WorkflowRunning {
 			return
 		}
-		d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName]})
+		d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
 	}
 }
 

@@ -63,6 +63,10 @@ type StartWorkflow struct {
 	// start: the executor reports to it that the workflow started
 	// (COMPLETED) or could not (FAILED, with the reason).
 	StartTaskID string
+	// Refused, when set, is why the start may not happen (a definition
+	// from the workflow's data that reaches for secrets): the executor
+	// reports it as the start's failure.
+	Refused string
 }
 
 // NotifyParent tells a parent workflow that this child reached a terminal

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"sync"
 
 	"github.com/flowvault/flowvault/engine/expr"
@@ -12,11 +14,14 @@ import (
 )
 
 type scheduleOpts struct {
-	iteration    int
-	retryOf      *Task          // schedule a retry of this task instance
-	input        map[string]any // explicit input: a rerun's (kept or given)
-	deferred     [][]any        // the paths of input holding secret or environment references
-	mergeInput   map[string]any // set on top of the evaluated input (dynamic fork inputs)
+	iteration  int
+	retryOf    *Task          // schedule a retry of this task instance
+	input      map[string]any // explicit input: a rerun's (kept or given)
+	deferred   [][]any        // the paths of input holding secret or environment references
+	mergeInput map[string]any // set on top of the evaluated input (dynamic fork inputs)
+	// fromData marks a configuration that came from the workflow's data
+	// (a dynamic fork's tasks, from a worker's output): see dataRefusal.
+	fromData     bool
 	availableAt  int64
 	parentTaskID string
 	// child, for a SUB_WORKFLOW, is a child that runs again (a rerun that
@@ -81,6 +86,11 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		Seq: d.nextSeq(), Iteration: o.iteration, ParentTaskID: o.parentTaskID, Time: d.now}
 	if n := d.plan.nodes[wt.TaskReferenceName]; n == nil || n.wt != wt {
 		ev.Config = configJSON(wt) // decided at run time: not in the definition
+	}
+	if o.fromData {
+		if reason := dataRefusal(ev.Config); reason != "" {
+			return d.scheduleFailed(wt, o, id, ref, fmt.Sprintf("task %s, configured by the workflow's data: %s", ref, reason))
+		}
 	}
 	td := wt.TaskDefinition
 	if td == nil {
@@ -401,8 +411,12 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 			name = s
 		}
 	}
-	return StartWorkflow{
-		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: childDef(w, t, p.WorkflowDefinition),
+	def, refused := childDef(w, t, p.WorkflowDefinition)
+	if refused != "" {
+		def, refused = nil, fmt.Sprintf("the definition of sub workflow %s comes from the workflow's data: %s", t.Ref, refused)
+	}
+	return StartWorkflow{Refused: refused,
+		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: def,
 		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: w.Priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID,
 	}
@@ -413,22 +427,43 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 // childDef is a SUB_WORKFLOW's inline definition: an object, or an
 // expression that evaluates to one (a definition built by an earlier task,
 // given in the input), as Conductor reads subWorkflowParam.workflowDefinition.
-func childDef(w *Workflow, t *Task, raw []byte) []byte {
+// refused says why a definition from data may not run (see dataRefusal).
+func childDef(w *Workflow, t *Task, raw []byte) (def []byte, refused string) {
 	if def := inlineDef(raw); def != nil {
-		return def
+		return def, ""
 	}
 	var s string
 	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil {
-		return nil
+		return nil, ""
 	}
 	v, _, err := expr.Evaluate(s, &workflowDoc{w: w, taskID: t.ID})
 	if m, ok := v.(map[string]any); ok && err == nil {
-		def, err := json.Marshal(m)
-		if err == nil {
-			return def
+		if def, err := json.Marshal(m); err == nil {
+			return def, dataRefusal(def)
 		}
 	}
-	return nil
+	return nil, ""
+}
+
+// deferredReference finds an expression naming a namespace resolved at
+// hand-off (${workflow.secrets...}, ${workflow.env...}), as written in JSON.
+var deferredReference = regexp.MustCompile(`\$\{\s*workflow\s*\.\s*(secrets|env)\b`)
+
+// dataRefusal says why a task configuration or a definition that came from
+// the workflow's data (a worker's output, its input) may not run, or "".
+// Data is never code with the workflow's rights: such a configuration may
+// not reference secrets or environment values, which would resolve as the
+// workflow's principals to whoever wrote the data, and may not write
+// secrets (UPDATE_SECRET).
+func dataRefusal(raw []byte) string {
+	switch {
+	case deferredReference.Match(raw):
+		return "it may not reference secrets or environment values (${workflow.secrets...}, ${workflow.env...}): " +
+			"only a definition may"
+	case bytes.Contains(raw, []byte(`"`+conductor.TaskTypeUpdateSecret+`"`)):
+		return "it may not hold an " + conductor.TaskTypeUpdateSecret + " task: only a definition may"
+	}
+	return ""
 }
 
 func inlineDef(raw []byte) []byte {

@@ -186,6 +186,9 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	if done, err := e.reportExisting(ctx, eff); done || err != nil {
 		return err
 	}
+	if eff.Refused != "" {
+		return e.childFailed(ctx, eff, eff.Refused)
+	}
 	req := conductor.StartWorkflowRequest{Name: eff.Name, Version: eff.Version, Input: eff.Input,
 		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
 	if len(eff.Def) > 0 {
