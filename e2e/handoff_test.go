@@ -341,3 +341,35 @@ func TestDataMayNotReachForSecrets(t *testing.T) {
 		t.Fatalf("the secret reads %q after the planners ran", v)
 	}
 }
+
+// A field of a JSON secret given to a child is redacted in the child too:
+// its worker echoes the one field alone, in its reason and its log.
+func TestChildRedactsSecretFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const password = "child-db-password-Kq19xw"
+	e.putSecret("db", `{"creds":{"user":"svc_account","password":"`+password+`"}}`)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"db_login","retryCount":0}]`)
+	e.register(`{"name":"db_child","tasks":[{"name":"db_login","taskReferenceName":"login","inputParameters":{"creds":"${workflow.input.creds}"}}]}`,
+		`{"name":"db_parent","tasks":[{"name":"kid","taskReferenceName":"kid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"db_child"},
+	   "inputParameters":{"creds":"${workflow.secrets.db.creds}"}}]}`)
+	e.work("db_login", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		creds, _ := task.InputData["creds"].(map[string]any)
+		return workers.Output{Logs: []string{"tried " + fmt.Sprint(creds["password"])}},
+			fmt.Errorf("login rejected for password %v", creds["password"])
+	})
+	wf := e.waitStatus(e.start("db_parent", nil), conductor.WorkflowFailed)
+	child := taskByRef(wf, "kid").SubWorkflowID
+	e.waitStatus(child, conductor.WorkflowFailed)
+	view, _ := json.Marshal(e.workflow(child))
+	login := taskByRef(e.workflow(child), "login")
+	logs := e.must(http.StatusOK, "GET", "/api/tasks/"+login.TaskID+"/log", nil)
+	if !strings.Contains(login.ReasonForIncompletion, "rejected") {
+		t.Fatalf("the worker did not run: %q", login.ReasonForIncompletion)
+	}
+	for what, text := range map[string]string{"view": string(view), "logs": logs, "log": e.rawLog(child)} {
+		if strings.Contains(text, password) {
+			t.Errorf("the child's %s holds the password: %s", what, text)
+		}
+	}
+}

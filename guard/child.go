@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/engine/expr"
@@ -14,7 +15,11 @@ import (
 )
 
 // OpenOutput implements executor.OutputOpener: w's output with what it
-// sealed opened ("***" where its key was destroyed).
+// sealed under _secrets and _masked keys opened ("***" where its key was
+// destroyed), which the parent seals again under its own key. A value
+// sealed elsewhere (a maskedFields field) reads "***", as the child's news
+// gives it when the child's redaction is at hand: the parent would store
+// it in plaintext.
 func (g *Guard) OpenOutput(ctx context.Context, w *engine.Workflow) (map[string]any, error) {
 	if !masking.HasSealed(w.Output) {
 		return w.Output, nil
@@ -24,7 +29,13 @@ func (g *Guard) OpenOutput(ctx context.Context, w *engine.Workflow) (map[string]
 		return nil, err
 	}
 	out, _ := v.(map[string]any)
-	return out, nil
+	var maskErr error
+	sealedPaths(w.Output, nil, func(p expr.Path, _ byte) {
+		if maskErr == nil && !slices.ContainsFunc(p, func(k any) bool { s, ok := k.(string); return ok && masking.IsMaskedKey(s) }) {
+			maskErr = setPath(out, p, masking.Mask)
+		}
+	})
+	return out, maskErr
 }
 
 // PrepareChild implements executor.ChildPreparer for a workflow another
@@ -79,9 +90,9 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 		if err != nil {
 			return err
 		}
-		if s, ok := value.(string); ok {
-			memo.add([]byte(s))
-		}
+		// Every string in it, a field of a JSON secret included: a task of
+		// the child may echo one field alone.
+		eachString(value, func(s string) { memo.add([]byte(s)) }, true)
 		purpose := "wf/" + childID + "/input." + p.String()
 		ct, err := child.Seal(kind, purpose, plain)
 		clear(plain)

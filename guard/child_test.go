@@ -20,13 +20,13 @@ func TestOpenOutput(t *testing.T) {
 	g := New(Config{Keys: keys})
 	ended := func(id string) *engine.Workflow {
 		w, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: id, Name: "kid", Version: 1,
-			Def: []byte(`{"name":"kid","version":1,"tasks":[]}`), ParentWorkflowID: "parent", Time: 1})
+			Def: []byte(`{"name":"kid","version":1,"tasks":[],"maskedFields":["password"]}`), ParentWorkflowID: "parent", Time: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
 		dec, err := g.Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.WorkflowStatusChanged{
 			Status: conductor.WorkflowCompleted, Time: 2,
-			Output: map[string]any{"_secrets": map[string]any{"token": "child-token-7f3a"}, "plain": "kept"}}}})
+			Output: map[string]any{"_secrets": map[string]any{"token": "child-token-7f3a"}, "plain": "kept", "password": "child-output-pw-424242"}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +44,9 @@ func TestOpenOutput(t *testing.T) {
 
 	child := ended("kid-1")
 	out, err := g.OpenOutput(ctx, child)
-	if err != nil || token(out) != "child-token-7f3a" || out["plain"] != "kept" {
+	// A maskedFields value reads "***": the parent seals only _secrets
+	// and _masked, and would store it in plaintext.
+	if err != nil || token(out) != "child-token-7f3a" || out["plain"] != "kept" || out["password"] != masking.Mask {
 		t.Fatalf("opened output %v, %v", out, err)
 	}
 	if !masking.HasSealed(child.Output) {

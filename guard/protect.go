@@ -505,6 +505,7 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 		}
 	}
 	open := g.opener(ctx, w)
+	add := func(s string) { m.add([]byte(s)) }
 	collect := func(v map[string]any) {
 		if !masking.HasSealed(v) {
 			return
@@ -513,7 +514,15 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 		if err != nil {
 			return
 		}
-		eachString(opened, func(s string) { m.add([]byte(s)) }, false)
+		// Every value it sealed, wherever: under _secrets and _masked, a
+		// maskedFields field, a child's input resolved or sealed by its
+		// parent (input.token).
+		sealedPaths(v, nil, func(p expr.Path, _ byte) {
+			if value, ok := getPath(opened, p); ok {
+				eachString(value, add, true)
+			}
+		})
+		eachString(opened, add, false)
 	}
 	collect(w.Input)
 	collect(w.Output)

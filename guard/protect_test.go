@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 )
 
@@ -102,5 +103,39 @@ func TestMemoRedactorGrows(t *testing.T) {
 	m.add([]byte("first-value")) // again: changes nothing
 	if got := m.get().String("first-value, second-value"); got != "***, ***" {
 		t.Fatalf("grown: %q", got)
+	}
+}
+
+// A redaction memo rebuilt from state (after a restart, on another engine)
+// looks for every value the workflow sealed, wherever it sealed it: here a
+// maskedFields input, which a task then echoes.
+func TestRebuiltMemoFindsEverySealedValue(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const password = "masked-field-pw-Qe73"
+	start := &schemas.WorkflowStarted{WorkflowID: "wf-mf", Name: "w", Version: 1,
+		Def:   []byte(`{"name":"w","version":1,"maskedFields":["password"],"tasks":[{"name":"t","taskReferenceName":"t"}]}`),
+		Input: map[string]any{"password": password}}
+	dec, err := New(Config{Keys: keys}).Protect(ctx, nil, engine.Decision{Events: []schemas.Event{start,
+		&schemas.TaskScheduled{TaskID: "t1", Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Time: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w *engine.Workflow
+	for _, ev := range dec.Events {
+		if w, err = engine.Apply(w, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !masking.HasSealed(w.Input) {
+		t.Fatalf("the maskedFields input was not sealed: %v", w.Input)
+	}
+	fresh := New(Config{Keys: keys}) // a restarted engine's
+	dec, err = fresh.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: map[string]any{"echo": "used " + password}, Time: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != "used ***" {
+		t.Fatalf("echoed output after a restart = %v", got)
 	}
 }
