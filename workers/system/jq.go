@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"regexp"
 	"strings"
 
 	"github.com/itchyny/gojq"
@@ -61,7 +62,7 @@ func (j JQ) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult
 		return scriptFailed(t, budgetError(b, reason))
 	}
 	if runErr != nil {
-		return scriptFailed(t, runErr)
+		return scriptFailed(t, withoutPreviews(runErr))
 	}
 	out := map[string]any{"result": nil, "resultList": results}
 	if len(results) > 0 {
@@ -173,4 +174,20 @@ func fromJQ(v any) any {
 		return x
 	}
 	return v
+}
+
+// jqPreview is the value gojq quotes in a type error, cut to about 30
+// bytes: `string ("sk_live_51HxQzT8abcdefgh ...")`.
+var jqPreview = regexp.MustCompile(`\((?:[^()"]|"(?:[^"\\]|\\.)*")*\)`)
+
+// withoutPreviews is err with the values gojq quotes replaced by "***".
+// Redaction finds a secret value whole, in any of its encodings, but not
+// a prefix of it: a query that takes a JSON secret resolved whole for an
+// object would put half of it in the task's reason.
+func withoutPreviews(err error) error {
+	msg := err.Error()
+	if clean := jqPreview.ReplaceAllString(msg, "(***)"); clean != msg {
+		return errors.New(clean)
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package system_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -295,6 +296,10 @@ func TestJQ(t *testing.T) {
 		{"unknown function", jqTask("nope(1)", nil), "function not defined", time.Second},
 		{"runtime error", jqTask(`error("bad input")`, nil), "bad input", time.Second},
 		{"type error", jqTask(".a.b", map[string]any{"a": "s"}), "expected an object", time.Second},
+		// A type error quotes a preview of the value, cut short: a prefix
+		// of a secret, which redaction would not know.
+		{"type error hides the value", jqTask(".tok | .access_token", map[string]any{"tok": "sk_live_51HxQzT8abcdefghijklmnopqrstuvwxyz0123"}),
+			"string (***)", time.Second},
 		{"missing query", &conductor.Task{TaskType: conductor.TaskTypeJSONJQ, InputData: map[string]any{}}, "queryExpression is required", time.Second},
 		{"no modules", jqTask(`import "x" as x; .`, nil), "", time.Second},
 		{"infinite", jqTask("last(range(1e18))", nil), "time budget", 3 * time.Second},
@@ -314,6 +319,9 @@ func TestJQ(t *testing.T) {
 		}
 		if e, _ := res.OutputData["error"].(string); e == "" {
 			t.Errorf("%s: no error in the output", tt.name)
+		}
+		if strings.Contains(res.ReasonForIncompletion+fmt.Sprint(res.OutputData), "sk_live_51Hx") {
+			t.Errorf("%s: the reason or output quotes the value: %q", tt.name, res.ReasonForIncompletion)
 		}
 		if took > tt.limit {
 			t.Errorf("%s took %v", tt.name, took)
