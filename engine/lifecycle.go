@@ -208,6 +208,12 @@ func (d *decision) childReopened(c ChildReopened) {
 	if !unsuccessful(t.Status) {
 		return
 	}
+	if t.Status == conductor.TaskCanceled && t.Reason == canceledBy(d.w.Status) {
+		// The parent's own end canceled it (an operator's terminate, a
+		// timeout, another task's failure), not the child's: news of the
+		// child running again (recovery sends it again) must not undo it.
+		return
+	}
 	if wt := d.plan.config(t); wt == nil || wt.Optional {
 		return // an optional task's failure did not stop the parent
 	}

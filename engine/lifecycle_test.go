@@ -339,6 +339,27 @@ func TestChildReopened(t *testing.T) {
 	if d := o.decide(engine.ChildReopened{ChildID: oc}); len(d.Events) != 0 {
 		t.Fatal("an optional task's child reopened it")
 	}
+
+	// A parent that ended on its own (terminated by an operator, here)
+	// canceled the task itself: news of the child running again, which
+	// recovery sends again, does not undo the terminate. A child
+	// terminated on its own canceled the task too, and its news does
+	// reopen it.
+	for _, byParent := range []bool{true, false} {
+		q := newHarness(t, parentDef, nil)
+		qc := q.task("child").SubWorkflowID
+		if byParent {
+			q.decide(engine.Terminate{Reason: "operator"})
+		} else {
+			q.decide(engine.ChildFinished{ChildID: qc, Status: conductor.WorkflowTerminated, Reason: "stopped"})
+		}
+		q.wantStatus(conductor.WorkflowTerminated)
+		q.wantTask("child", conductor.TaskCanceled)
+		d := q.decide(engine.ChildReopened{ChildID: qc})
+		if reopened := len(d.Events) != 0; reopened == byParent {
+			t.Fatalf("terminated by the parent %v: the child's news reopened it %v", byParent, reopened)
+		}
+	}
 }
 
 // A rerun asked of an ancestor, from a task of its descendant: the child

@@ -165,13 +165,16 @@ func (d *decision) complete() {
 	d.finish(conductor.WorkflowCompleted, "", nil)
 }
 
+// canceledBy is the reason of a task its workflow's end canceled.
+func canceledBy(status string) string { return "workflow " + status }
+
 // finish moves the workflow to a terminal status: cancels what is still
 // running, computes the output (unless given), and lists the consequences.
 func (d *decision) finish(status, reason string, output map[string]any) {
 	for _, t := range d.w.Tasks {
 		if t.Active() {
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCanceled, KeepOutput: true,
-				Reason: "workflow " + status, Time: d.now})
+				Reason: canceledBy(status), Time: d.now})
 		}
 	}
 	if output == nil {
