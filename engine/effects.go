@@ -156,6 +156,22 @@ func handOff(w *Workflow, t *Task) []Effect {
 	return nil
 }
 
+// HasTerminalEffects reports whether w ended with consequences besides
+// telling its parent (whose own recovery asks a child it waits for): a
+// failure workflow to start, children to terminate. Recovery performs them
+// again for workflows that ended shortly before the log's last record.
+func HasTerminalEffects(w *Workflow) bool {
+	if w == nil || !w.Terminal() {
+		return false
+	}
+	for _, eff := range terminalEffects(w) {
+		if _, parent := eff.(NotifyParent); !parent {
+			return true
+		}
+	}
+	return false
+}
+
 // terminalEffects are the consequences of a workflow ending.
 func terminalEffects(w *Workflow) []Effect {
 	var out []Effect

@@ -171,13 +171,25 @@ func (l *Log) LastSeq(ctx context.Context, subject string) (uint64, error) {
 
 // StreamLastSeq returns the last sequence stored in a stream (0 if empty).
 func (l *Log) StreamLastSeq(ctx context.Context, stream string) (uint64, error) {
+	st, err := l.streamState(ctx, stream)
+	return st.LastSeq, err
+}
+
+// StreamLastTime returns when the last message of a stream was stored
+// (the zero time if it is empty).
+func (l *Log) StreamLastTime(ctx context.Context, stream string) (time.Time, error) {
+	st, err := l.streamState(ctx, stream)
+	return st.LastTime, err
+}
+
+func (l *Log) streamState(ctx context.Context, stream string) (jetstream.StreamState, error) {
 	s, err := l.js.Stream(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
+		return jetstream.StreamState{}, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
+		return jetstream.StreamState{}, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	return info.State.LastSeq, nil
+	return info.State, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 )
@@ -154,6 +155,13 @@ func (e *Executor) recover(ctx context.Context, trig engine.Reconcile) {
 		e.cfg.Logger.Warn("recovery scan failed", logkey.Err, err)
 		return
 	}
+	if lister, ok := e.sched.(endedLister); ok && trig.DispatchAge == 0 {
+		ended, err := e.endedBeforeLastRecord(ctx, lister)
+		if err != nil {
+			e.cfg.Logger.Warn("recovery scan of ended workflows failed", logkey.Err, err)
+		}
+		ids = append(ids, ended...)
+	}
 	for _, id := range ids {
 		e.onSlot(time.Minute, func(ctx context.Context) { e.reconcileNow(ctx, id, trig) })
 	}
@@ -162,4 +170,34 @@ func (e *Executor) recover(ctx context.Context, trig engine.Reconcile) {
 		level = slog.LevelDebug // every RedispatchInterval
 	}
 	e.cfg.Logger.Log(ctx, level, "recovery scheduled", logkey.Count, len(ids))
+}
+
+// endedLister lists workflows that ended with effects besides their
+// parent's news (a failure workflow to start, children to terminate): an
+// engine that died right after such an end took them along.
+type endedLister interface {
+	EndedWithEffects(ctx context.Context, since int64, fn func(wfID string) bool) error
+}
+
+// endedLookback is how long before the log's last record a workflow may
+// have ended and still have its end's effects in flight: they follow the
+// append within moments.
+const endedLookback = 10 * time.Minute
+
+// endedBeforeLastRecord lists the workflows that ended with effects within
+// endedLookback of the workflow stream's last record: those a crash may
+// have left undone, however long ago the crash was. Performing them again
+// is harmless (a failure workflow's id is derived, a terminated child
+// stays terminated).
+func (e *Executor) endedBeforeLastRecord(ctx context.Context, lister endedLister) ([]string, error) {
+	last, err := e.log.StreamLastTime(ctx, eventlog.Workflows.Name)
+	if err != nil || last.IsZero() {
+		return nil, err
+	}
+	var ids []string
+	err = lister.EndedWithEffects(ctx, last.Add(-endedLookback).UnixMilli(), func(id string) bool {
+		ids = append(ids, id)
+		return true
+	})
+	return ids, err
 }

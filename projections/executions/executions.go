@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -37,6 +38,7 @@ const (
 	prefixCompaction  = "e/" // e/<end ms BE><wf id> → "": terminal, not compacted yet
 	prefixLegacyList  = "k/" // k/<wf id> → end time (ms BE): the same, for removed workflows (whose state is gone) and as data dirs before e/ held it
 	prefixKeyHolder   = "x/" // x/<secrets key id> → workflow id
+	prefixEnded       = "z/" // z/<end ms BE><wf id> → "": ended with effects besides its parent's news (engine.HasTerminalEffects)
 )
 
 // The legacy compaction list shares its prefix with the task statistics
@@ -264,6 +266,9 @@ func (p *Projection) deleteTask(b *projections.Batch, token string, i int, t *en
 // store writes w, folded from prev, and its indexes; r is what the
 // projection remembers of the workflow between records.
 func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflow, prev before, r *recent) (err error) {
+	if err := storeEnded(b, w, prev); err != nil {
+		return err
+	}
 	if err := p.storeCompaction(b, w, prev); err != nil {
 		return err
 	}
@@ -569,6 +574,36 @@ func (p *Projection) storeCompaction(b *projections.Batch, w *engine.Workflow, p
 		return b.Set(compactionKey(w.EndTime, w.ID), nil)
 	}
 	return nil
+}
+
+// storeEnded keeps the list of ended workflows whose end has effects
+// recovery performs again (see EndedWithEffects).
+func storeEnded(b *projections.Batch, w *engine.Workflow, prev before) error {
+	ended := engine.HasTerminalEffects(w)
+	if prev.endedWithEffects && (!ended || prev.endTime != w.EndTime) {
+		if err := b.Delete(endedKey(prev.endTime, w.ID)); err != nil {
+			return err
+		}
+	}
+	if ended && (!prev.endedWithEffects || prev.endTime != w.EndTime) {
+		return b.Set(endedKey(w.EndTime, w.ID), nil)
+	}
+	return nil
+}
+
+func endedKey(endTime int64, wfID string) []byte {
+	return append(binary.BigEndian.AppendUint64([]byte(prefixEnded), uint64(endTime)), wfID...)
+}
+
+// EndedWithEffects calls fn with each workflow that ended at or after
+// since (Unix ms) with effects besides its parent's news, until fn
+// returns false.
+func (r *Reader) EndedWithEffects(_ context.Context, since int64, fn func(wfID string) bool) error {
+	from := binary.BigEndian.AppendUint64([]byte(prefixEnded), uint64(max(since, 0)))
+	to := binary.BigEndian.AppendUint64([]byte(prefixEnded), math.MaxUint64)
+	return r.r.ScanRange(from, to, false, func(key, _ []byte) bool {
+		return fn(string(key[len(prefixEnded)+8:]))
+	})
 }
 
 // listRemoved moves a removed workflow that awaits compaction to the list

@@ -682,3 +682,41 @@ func TestDuePages(t *testing.T) {
 		t.Fatalf("due %v\nwant %v", got, want)
 	}
 }
+
+// Workflows that ended with effects besides their parent's news (here a
+// failure workflow to start) are listed by end time for recovery; one that
+// completed is not, and one restarted leaves the list.
+func TestEndedWithEffects(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"ends","version":1,"failureWorkflow":"cleanup","tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	start := func() string {
+		id := uuid.NewString()
+		f.decide(id, engine.Start{WorkflowID: id, Def: &def})
+		return id
+	}
+	listed := func(since int64) []string {
+		var ids []string
+		if err := f.reader.EndedWithEffects(context.Background(), since, func(id string) bool { ids = append(ids, id); return true }); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	terminated, completed := start(), start()
+	f.decide(terminated, engine.Terminate{Reason: "operator"})
+	gate := f.states[completed].Tasks[0]
+	f.decide(completed, engine.Result{Result: conductor.TaskResult{TaskID: gate.ID, WorkflowInstanceID: completed, Status: conductor.TaskCompleted}})
+	if got := listed(0); !equal(got, []string{terminated}) {
+		t.Fatalf("listed %v, want only %s", got, terminated)
+	}
+	if got := listed(f.states[terminated].EndTime + 1); len(got) != 0 {
+		t.Fatalf("ended since after its end: %v", got)
+	}
+	f.decide(terminated, engine.Restart{})
+	if got := listed(0); len(got) != 0 {
+		t.Fatalf("listed %v after the restart", got)
+	}
+}

@@ -126,6 +126,9 @@ type before struct {
 	deadlines []int64
 	// awaitsCompaction: the state is on the compaction list.
 	awaitsCompaction bool
+	// endedWithEffects: the state is on the list recovery reads
+	// (engine.HasTerminalEffects).
+	endedWithEffects bool
 	endTime          int64
 	secretsKey       string
 }
@@ -135,7 +138,8 @@ func snapshot(w *engine.Workflow) before {
 		return before{}
 	}
 	return before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: slices.Clone(w.Tasks), deadlines: engine.Deadlines(w), awaitsCompaction: w.AwaitsCompaction(), endTime: w.EndTime, secretsKey: w.SecretsKey}
+		tasks: slices.Clone(w.Tasks), deadlines: engine.Deadlines(w), awaitsCompaction: w.AwaitsCompaction(),
+		endedWithEffects: engine.HasTerminalEffects(w), endTime: w.EndTime, secretsKey: w.SecretsKey}
 }
 
 // taskMatch pairs the tasks of a state before a record with those after.
@@ -264,6 +268,9 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 		}
 	}
 	keys := [][]byte{stateKey(token), defKey(token), inputKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
+	if prev.endedWithEffects {
+		keys = append(keys, endedKey(prev.endTime, w.ID))
+	}
 	keys = append(keys, prev.summary.indexKeys()...)
 	for _, t := range prev.tasks {
 		keys = append(keys, []byte(prefixTask+t.ID), entryOf(t).key(t.ID))
