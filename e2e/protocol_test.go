@@ -162,6 +162,11 @@ func TestStartByPublishing(t *testing.T) {
 		publish("fv.cmd.start.published", `{"input":{"order":"o-77"},"correlationId":"c-77"}`, "order-77")
 	}
 	publish("fv.cmd.start.published", `{"name":"published","input":{"order":"o-78"}}`, "order-78")
+	// With an idempotency key, the key decides: published again under
+	// another message id, or none, it is one start.
+	for _, msgID := range []string{"keyed-1", "keyed-2", ""} {
+		publish("fv.cmd.start.published", `{"input":{"order":"o-79"},"idempotencyKey":"order-79","idempotencyStrategy":"FAIL"}`, msgID)
+	}
 	// A command the stream takes whose start record would be too large (its
 	// input and the definition together): rejected for good, not retried
 	// until the consumer gives up on it.
@@ -177,6 +182,17 @@ func TestStartByPublishing(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	e.waitCommandsConsumed()
+	res := e.search("/api/workflow/search?query=" + urlEscape("workflowType = published"))
+	keyed := 0
+	for _, sum := range res.Results {
+		if strings.Contains(sum.Input, "o-79") {
+			keyed++
+		}
+	}
+	if keyed != 1 {
+		t.Fatalf("%d workflows started with idempotency key order-79, want 1", keyed)
 	}
 	wf := e.workflow(engine.DeriveID("start-command", "order-77"))
 	if wf.Input["order"] != "o-77" || wf.CorrelationID != "c-77" {

@@ -274,6 +274,11 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		// or predict, another's workflows.
 		id = engine.DeriveID("start-command", req.CreatedBy, msgID)
 	}
+	if req.IdempotencyKey != "" {
+		// The key decides, as through the API: a request published
+		// again under another message id (or none) is the same start.
+		id = ""
+	}
 	_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID})
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):
