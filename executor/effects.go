@@ -169,11 +169,71 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
 		ReasonForIncompletion: "no system worker for task type " + eff.TaskType}
 	if impl := e.system[eff.TaskType]; impl != nil {
-		res = impl.Execute(WithPrincipals(ctx, out.State.Principals()), task)
+		// The run ends before the lease does, leaving the report time to
+		// get through: a task whose lease expires is run again.
+		runCtx, cancel := context.WithTimeout(ctx, systemRunTimeout)
+		res = impl.Execute(WithPrincipals(runCtx, out.State.Principals()), task)
+		cancel()
 	}
 	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, "flowvault"
-	_, err = e.Submit(ctx, eff.WorkflowID, engine.Result{Result: res}, Meta{})
-	return err
+	// From here on nothing is retried through the effect: its take would
+	// answer "task gone" (the task is ours, IN_PROGRESS) and the result
+	// would be dropped, the task left to run again when its lease expires.
+	e.reportSystem(res, task.PollCount)
+	return nil
+}
+
+// A system task's run and the report of its result both fit in
+// engine.SystemTaskLease, counted from the take: a result recorded after
+// the lease expired would come after the task was run again.
+const (
+	systemRunTimeout    = engine.SystemTaskLease * 3 / 4
+	systemReportTimeout = engine.SystemTaskLease / 8
+)
+
+// reportSystem records the result of a system task this engine ran, as
+// the take numbered lease. It has a context of its own, since the run may
+// have used up the effect's, and it retries only the report, until
+// systemReportTimeout: one that never gets through leaves the task to its
+// lease. A result the log refuses (too large an output, a bad status) would
+// be refused however often it is sent: the task fails instead, for good,
+// saying why, as the worker SDK does with a refused result.
+func (e *Executor) reportSystem(res conductor.TaskResult, lease int) {
+	ctx, cancel := context.WithTimeout(e.ctx, systemReportTimeout)
+	defer cancel()
+	log := e.cfg.Logger.With(logkey.WorkflowID, res.WorkflowInstanceID, logkey.TaskID, res.TaskID)
+	refused := false
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, Lease: lease}, Meta{})
+		switch {
+		case err == nil:
+			return
+		case (errors.Is(err, fault.ErrTooLarge) || errors.Is(err, fault.ErrInvalid)) && !refused:
+			log.Warn("system task result refused; reporting the task failed", logkey.Status, res.Status, logkey.Err, err)
+			res = conductor.TaskResult{TaskID: res.TaskID, WorkflowInstanceID: res.WorkflowInstanceID, WorkerID: res.WorkerID,
+				Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + err.Error()}
+			refused = true
+			continue
+		case errors.Is(err, fault.ErrTooLarge), errors.Is(err, fault.ErrInvalid),
+			errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrConflict), errors.Is(err, fault.ErrForbidden):
+			// Refused again, or the workflow no longer has the task: no
+			// retry will record it.
+			log.Error("system task result not recorded", logkey.Status, res.Status, logkey.Err, err)
+			return
+		}
+		if ctx.Err() != nil {
+			log.Error("system task result not recorded; the task runs again when its lease expires",
+				"attempts", attempt, logkey.Err, err)
+			return
+		}
+		log.Warn("system task result not recorded yet, retrying", "attempt", attempt, logkey.Err, err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 // startWorkflowEffect starts a child, failure or START_WORKFLOW workflow.
@@ -231,10 +291,10 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	case errors.Is(err, fault.ErrConflict): // started meanwhile
 		_, err := e.reportExisting(ctx, eff)
 		return err
-	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden):
 		return e.childFailed(ctx, eff, err.Error())
 	}
-	return err
+	return fmt.Errorf("start workflow %s: %w", eff.Name, err)
 }
 
 // reportChild tells parent how child ended, if it has: the parent may have
@@ -268,7 +328,14 @@ func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, re
 		return e.reportStart(ctx, eff, conductor.TaskFailed, "workflow "+eff.Name+" could not start: "+reason)
 	}
 	if eff.ParentWorkflowID == "" {
-		return fmt.Errorf("start workflow %s: %s", eff.Name, reason)
+		// A failure workflow, with nobody to tell. Its start will not pass
+		// on a retry (the definition is missing, invalid or not allowed:
+		// a typo in failureWorkflow), and retrying would hold an effect
+		// slot until the effect's timeout; enough of them stall every
+		// dispatch. Names only: its input may hold the failed run's data.
+		e.cfg.Logger.Warn("failure workflow could not start", "failure_workflow", eff.Name,
+			logkey.WorkflowID, eff.From, logkey.Reason, reason)
+		return nil
 	}
 	return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildFinished{ChildID: eff.WorkflowID,
 		Status: conductor.WorkflowFailed, Reason: "sub workflow could not start: " + reason})

@@ -1,0 +1,145 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// bigOutput is a system task whose output is size bytes: more than the
+// log takes in one record.
+type bigOutput struct {
+	size int
+	runs atomic.Int32
+}
+
+func (b *bigOutput) Execute(context.Context, *conductor.Task) conductor.TaskResult {
+	b.runs.Add(1)
+	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{"blob": strings.Repeat("x", b.size)}}
+}
+
+// A system task whose result the log refuses (here: too large an output)
+// fails for good, saying why, instead of staying IN_PROGRESS until its
+// lease expires and running again, every lease, forever.
+func TestRefusedSystemResultFailsTheTask(t *testing.T) {
+	const limit = 16 << 10
+	cfg := testutil.LogConfig(t.TempDir())
+	cfg.MaxRecordBytes = limit
+	ctx := testutil.Context(t, 60*time.Second)
+	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+
+	var offset atomic.Int64 // how far the test moved the executor's clock
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Now: now})
+	big := &bigOutput{size: 2 * limit}
+	e.RegisterSystemTask(conductor.TaskTypeInline, big) // as a huge INLINE output would
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+
+	const id = "wf-big-output"
+	startInline(ctx, t, e, id, `{"name":"big_output","version":1,"tasks":[{"name":"big","taskReferenceName":"big","type":"INLINE",
+	  "inputParameters":{"evaluatorType":"javascript","expression":"(function(){ return 1; })()"}}]}`)
+	var task *engine.Task
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		w, err := e.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		if task = w.LatestByRef("big"); task.Status != conductor.TaskFailedWithTerminalError {
+			return fmt.Errorf("the task is %s (%q), ran %d times", task.Status, task.Reason, big.runs.Load())
+		}
+		return nil
+	})
+	if !strings.Contains(task.Reason, "refused the result") || !strings.Contains(task.Reason, "too large") {
+		t.Fatalf("the task failed with reason %q, want one saying the result was refused as too large", task.Reason)
+	}
+	if len(task.Output) != 0 {
+		t.Fatalf("the failed task has output %d keys, want none", len(task.Output))
+	}
+
+	// Long after the lease, the task is not run again.
+	offset.Store(int64(2 * engine.SystemTaskLease))
+	out, err := e.Submit(ctx, id, engine.Tick{}, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.State.LatestByRef("big").Status; got != conductor.TaskFailedWithTerminalError || out.State.Status != conductor.WorkflowFailed {
+		t.Fatalf("after the lease: task %s, workflow %s", got, out.State.Status)
+	}
+	if n := big.runs.Load(); n != 1 {
+		t.Fatalf("the system task ran %d times, want once", n)
+	}
+}
+
+// missingDefinitions stores no workflow definition, and answers as the
+// metadata store does: not found. It counts the lookups of each name.
+type missingDefinitions struct {
+	noDefinitions
+	lookups atomic.Int32
+}
+
+func (d *missingDefinitions) LookupWorkflowDef(_ context.Context, name string, _ *int) (*conductor.WorkflowDef, error) {
+	d.lookups.Add(1)
+	return nil, fault.NotFound("No such workflow found by name: %s", name)
+}
+
+// A failure workflow that cannot start (a typo in failureWorkflow) is given
+// up on, not retried: the retries held an effect slot for the effect's
+// whole timeout, and with all slots so held no task was dispatched.
+func TestFailureWorkflowThatCannotStartFreesItsSlot(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	defs := &missingDefinitions{}
+	e := New(l, defs, nothingScheduled{}, Config{Logger: testutil.Logger(t), EffectConcurrency: 1})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+
+	const failing = "wf-failing"
+	startInline(ctx, t, e, failing, `{"name":"failing","version":1,"failureWorkflow":"missing_fw",
+	  "tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
+	if _, err := e.Submit(ctx, failing, engine.Terminate{Reason: "stopped by the test"}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// The failure workflow's start has been tried, in the only slot.
+	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if defs.lookups.Load() == 0 {
+			return errors.New("the failure workflow's start was not tried")
+		}
+		return nil
+	})
+
+	const id = "wf-after-failure"
+	startInline(ctx, t, e, id, `{"name":"after_failure","version":1,"tasks":[{"name":"after_failure_task","taskReferenceName":"t"}]}`)
+	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		_, err := stream.GetLastMsgForSubject(ctx, workers.DispatchSubject("after_failure_task", ""))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("the task was not dispatched (%d lookups of the failure workflow)", defs.lookups.Load())
+		}
+		return err
+	})
+}
