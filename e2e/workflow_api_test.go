@@ -753,8 +753,17 @@ func TestIdempotentStart(t *testing.T) {
 				e.waitStatus(third, conductor.WorkflowTerminated)
 				e.must(http.StatusNoContent, "POST", "/api/tasks/"+e.workflow(first).Tasks[0].TaskID+"/log", `"a late line"`)
 				e.workflow(first) // read-your-writes: the log line is applied
-				if code, fourth := startWith(how, key, strategy); code != http.StatusOK || fourth == first || fourth == third {
+				code, fourth := startWith(how, key, strategy)
+				if code != http.StatusOK || fourth == first || fourth == third {
 					t.Fatalf("start after the third ended: %d %s", code, fourth)
+				}
+				// Removed, the latest start leaves the key to a fifth, not
+				// to the first's id again.
+				e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+fourth, nil)
+				e.waitStatus(fourth, conductor.WorkflowTerminated)
+				e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+fourth+"/remove?archiveWorkflow=false", nil)
+				if code, fifth := startWith(how, key, strategy); code != http.StatusOK || fifth == first || fifth == fourth {
+					t.Fatalf("start after the fourth was removed: %d %s", code, fifth)
 				}
 			})
 		}

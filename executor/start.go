@@ -30,6 +30,9 @@ type StartOptions struct {
 
 // Idempotency finds the workflow last started with an idempotency key.
 type Idempotency interface {
+	// LookupIdempotencyKey returns the workflow last started with key.
+	// One removed since is not found, but its id is still returned: the
+	// next start derives its own from it.
 	LookupIdempotencyKey(ctx context.Context, name, key string) (wfID, status string, found bool, err error)
 }
 

@@ -469,7 +469,7 @@ func (r *Reader) Running(_ context.Context, fn func(string) bool) error {
 	})
 }
 
-// LookupIdempotencyKey returns the workflow last started with key.
+// LookupIdempotencyKey implements executor.Idempotency.
 func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (string, string, bool, error) {
 	v, err := r.r.Get(idempotencyKey(name, key))
 	if errors.Is(err, projections.ErrNotFound) {
@@ -479,6 +479,11 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 		return "", "", false, err
 	}
 	w, err := r.Workflow(ctx, string(v))
+	if errors.Is(err, fault.ErrNotFound) {
+		// Removed: no start to return or wait for, but the id the next
+		// one derives its own from.
+		return string(v), "", false, nil
+	}
 	if err != nil {
 		return "", "", false, err
 	}

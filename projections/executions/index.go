@@ -2,7 +2,6 @@ package executions
 
 import (
 	"encoding/binary"
-	"errors"
 	"maps"
 	"slices"
 
@@ -275,14 +274,9 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 	for _, t := range prev.tasks {
 		keys = append(keys, []byte(prefixTask+t.ID), entryOf(t).key(t.ID))
 	}
-	if w.IdempotencyKey != "" {
-		ik := idempotencyKey(w.Name, w.IdempotencyKey)
-		if v, err := b.Get(ik); err == nil && string(v) == w.ID {
-			keys = append(keys, ik)
-		} else if err != nil && !errors.Is(err, projections.ErrNotFound) {
-			return err
-		}
-	}
+	// An idempotency key's entry stays: the next start with the key
+	// derives its id from the removed workflow's (whose events stay in
+	// the log), not the key's first id again.
 	for _, k := range keys {
 		if err := b.Delete(k); err != nil {
 			return err
