@@ -425,14 +425,19 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 }
 
 // config protects the configuration of a task decided at run time (a
-// dynamic fork's task, from a worker's output): its inputParameters are
-// values, which the task's input holds sealed. Their copy in the
-// configuration, shown as the task's workflowTask, gets "***" under
-// _secrets and _masked and redaction elsewhere. Only inputParameters: the
-// rest (an inline sub-workflow definition) is definition, which a retry
-// reads again.
+// dynamic fork's task, from a worker's output). Its inputParameters are
+// values, which the task's input holds sealed: their copy, shown as the
+// task's workflowTask, gets "***" under _secrets and _masked. The values
+// resolved for the workflow are redacted from all of it (a planner may
+// echo one into a description). A sealed value is definition no more
+// than the rest: a retry reads the configuration again.
 func (p *protection) config(raw json.RawMessage) (json.RawMessage, error) {
-	if len(raw) == 0 || !bytes.Contains(raw, []byte(`"inputParameters"`)) {
+	if len(raw) == 0 {
+		return raw, nil
+	}
+	r := p.m.get()
+	params := bytes.Contains(raw, []byte(`"inputParameters"`))
+	if r.Empty() && !params {
 		return raw, nil
 	}
 	var cfg map[string]any
@@ -440,16 +445,15 @@ func (p *protection) config(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, fmt.Errorf("task configuration: %w", err)
 	}
 	in, _ := cfg["inputParameters"].(map[string]any)
-	if in == nil {
+	masked := in != nil && hasMaskedKeys(in)
+	if masked {
+		cfg["inputParameters"] = masking.KeysMap(in)
+	}
+	redacted := r.Map(cfg)
+	if !masked && engine.SameMap(redacted, cfg) {
 		return raw, nil
 	}
-	if !hasMaskedKeys(in) {
-		if redacted := p.redactMap(in); engine.SameMap(redacted, in) {
-			return raw, nil
-		}
-	}
-	cfg["inputParameters"] = p.redactMap(masking.KeysMap(in))
-	return json.Marshal(cfg)
+	return json.Marshal(redacted)
 }
 
 func hasMaskedKeys(v any) bool {

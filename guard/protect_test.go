@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
@@ -137,5 +138,30 @@ func TestRebuiltMemoFindsEverySealedValue(t *testing.T) {
 	}
 	if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != "used ***" {
 		t.Fatalf("echoed output after a restart = %v", got)
+	}
+}
+
+// A task configuration decided at run time (a dynamic fork's, from a
+// worker's output) is redacted whole, not only its inputParameters: a
+// planner may echo a resolved value anywhere in it.
+func TestRunTimeConfigurationIsRedactedWhole(t *testing.T) {
+	ctx := context.Background()
+	g := New(Config{})
+	before, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-cfg", Name: "w", Version: 1,
+		Def: []byte(`{"name":"w","version":1,"tasks":[]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "resolved-for-the-planner-9d"
+	g.memoFor("wf-cfg").add([]byte(secret))
+	cfg := `{"name":"x","taskReferenceName":"x","description":"uses ` + secret + `","inputParameters":{"plain":"p"}}`
+	dec, err := g.Protect(ctx, before, engine.Decision{Events: []schemas.Event{&schemas.TaskScheduled{TaskID: "t1", Ref: "x", Name: "x",
+		Type: "SIMPLE", Status: "SCHEDULED", Config: []byte(cfg), Time: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(dec.Events[0].(*schemas.TaskScheduled).Config)
+	if strings.Contains(got, secret) || !strings.Contains(got, `"uses ***"`) || !strings.Contains(got, `"plain":"p"`) {
+		t.Fatalf("configuration %s", got)
 	}
 }
