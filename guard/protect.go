@@ -558,8 +558,8 @@ func eachString(v any, fn func(string), all bool) {
 }
 
 // findValues returns the paths (see schemas.ValuesMasked) of top-level
-// values of the workflow's input and task inputs and outputs that are, or
-// hold at any depth, a string equal to one of values.
+// values of the workflow's input, variables and task inputs and outputs
+// that are, or hold at any depth, a string equal to one of values.
 func findValues(w *engine.Workflow, values [][]byte) []string {
 	var out []string
 	holds := func(v any) bool {
@@ -580,6 +580,7 @@ func findValues(w *engine.Workflow, values [][]byte) []string {
 		}
 	}
 	match("input", w.Input)
+	match("variables", w.Variables)
 	for _, t := range w.Tasks {
 		match("task/"+t.ID+"/input", t.Input)
 		match("task/"+t.ID+"/output", t.Output)

@@ -165,3 +165,32 @@ func TestRunTimeConfigurationIsRedactedWhole(t *testing.T) {
 		t.Fatalf("configuration %s", got)
 	}
 }
+
+// A value that turns out to be secret after it was stored is masked
+// backwards wherever the workflow copied it, its variables included.
+func TestLateSecretMaskedInVariables(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "late-secret-value-77aa"
+	w, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-late", Name: "w", Version: 1,
+		Def: []byte(`{"name":"w","version":1,"tasks":[]}`), Input: map[string]any{"x": value}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err = engine.Apply(w, &schemas.VariablesUpdated{Variables: map[string]any{"copy": value, "other": "kept"}, Time: 1}); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := New(Config{Keys: keys}).Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.TaskScheduled{TaskID: "t1",
+		Ref: "use", Name: "use", Type: "SIMPLE", Status: "SCHEDULED", Input: map[string]any{"_secrets": map[string]any{"p": value}}, Time: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range dec.Events {
+		if w, err = engine.Apply(w, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view := w.Conductor(false)
+	if view.Input["x"] != masking.Mask || view.Variables["copy"] != masking.Mask || view.Variables["other"] != "kept" {
+		t.Fatalf("input %v, variables %v", view.Input, view.Variables)
+	}
+}

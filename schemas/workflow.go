@@ -201,8 +201,8 @@ func (*WorkflowCompacted) EventType() string { return "workflow.compacted" }
 
 // ValuesMasked marks places in the workflow that read as "***": data that
 // turned out to be secret after it was written (a workflow input later
-// passed into a _secrets block). Paths are "input.<key>" or
-// "task/<task id>/<input|output>.<key>".
+// passed into a _secrets block). Paths are "input.<key>",
+// "variables.<key>" or "task/<task id>/<input|output>.<key>".
 type ValuesMasked struct {
 	Paths []string `msgpack:"paths"`
 }
