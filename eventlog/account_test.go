@@ -1,7 +1,9 @@
 package eventlog_test
 
 import (
+	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +90,28 @@ func TestEmbeddedServerNeedsAuthenticator(t *testing.T) {
 				t.Fatalf("%v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A listen address already taken is said at once, not after the embedded
+// server's readiness wait.
+func TestEmbeddedServerPortTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	a, err := natsauth.New(secrets.GenerateMasterKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testutil.LogConfig(t.TempDir())
+	cfg.Listen = taken.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = eventlog.Open(ctx, cfg, eventlog.Options{Auth: a})
+	if err == nil || !strings.Contains(err.Error(), taken.Addr().String()) || ctx.Err() != nil {
+		t.Fatalf("open on a taken port: %v (context %v), want an error naming the address", err, ctx.Err())
 	}
 }

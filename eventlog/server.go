@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -37,6 +39,10 @@ func startEmbedded(cfg Config, auth Authenticator, logger *slog.Logger) (*server
 		}
 		if port == 0 {
 			port = server.RANDOM_PORT
+		} else if err := portFree(host, port); err != nil {
+			// nats-server would log the bind failure and never become
+			// ready: say so now, not after the readiness wait.
+			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
 		opts.Host, opts.Port = host, port
 	}
@@ -64,6 +70,15 @@ func startEmbedded(cfg Config, auth Authenticator, logger *slog.Logger) (*server
 		return nil, fmt.Errorf("embedded nats: not ready after 30s (listen %s, store %s)", cfg.Listen, cfg.StoreDir)
 	}
 	return ns, nil
+}
+
+// portFree reports (nil) whether host:port can be listened on now.
+func portFree(host string, port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // natsLogger adapts nats-server's printf logger to slog.
