@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -115,6 +116,13 @@ func prepareWorkflow(def *conductor.WorkflowDef, prefix string, hook func(*condu
 	if len(def.Tasks) == 0 {
 		ve.Add(at(prefix, "tasks"), "must not be empty")
 	}
+	checkEnum(ve, at(prefix, "timeoutPolicy"), def.TimeoutPolicy, workflowTimeoutPolicies)
+	checkMin(ve, at(prefix, "timeoutSeconds"), def.TimeoutSeconds, 0)
+	// Conductor knows only schema version 2 and refuses any other it is
+	// given, 0 included; absent, it is 2.
+	if !isNull(top["schemaVersion"]) && def.SchemaVersion != 2 {
+		ve.Add(at(prefix, "schemaVersion"), "must be 2")
+	}
 	checkTasks(ve, at(prefix, "tasks"), def.Tasks)
 	reg.tags, reg.overwriteTags = prepareTags(ve, prefix, def.Tags, top)
 	if err := ve.Err(); err != nil {
@@ -143,13 +151,68 @@ func prepareTask(def *conductor.TaskDef, prefix string) (registration, error) {
 	}
 	ve := &fault.ValidationError{}
 	checkName(ve, at(prefix, "name"), def.Name)
+	checkTaskDef(ve, prefix, def)
 	reg := registration{name: def.Name, raw: raw}
 	reg.tags, reg.overwriteTags = prepareTags(ve, prefix, def.Tags, top)
 	return reg, ve.Err()
 }
 
-// checkTasks requires a name and a reference name of every task,
-// including the tasks nested in SWITCH, FORK_JOIN and DO_WHILE.
+// The enums Conductor's definitions accept (its JSON Schemas of WorkflowDef
+// and TaskDef). An empty value is an absent one: the default applies.
+var (
+	workflowTimeoutPolicies = []string{conductor.TimeoutPolicyTimeOutWF, conductor.TimeoutPolicyAlertOnly}
+	taskTimeoutPolicies     = []string{conductor.TimeoutPolicyRetry, conductor.TimeoutPolicyTimeOutWF, conductor.TimeoutPolicyAlertOnly}
+	retryLogics             = []string{conductor.RetryFixed, conductor.RetryExponentialBackoff, conductor.RetryLinearBackoff}
+)
+
+// checkTaskDef checks a task definition's policies and numbers against
+// what Conductor accepts. The engine would otherwise run a misspelt policy
+// as another one (a timeoutPolicy of "TIMEOUT_WF" retries the task instead
+// of timing the workflow out) and a negative count or timeout as whatever
+// its arithmetic makes of it. Absent fields stay valid: defaults apply.
+func checkTaskDef(ve *fault.ValidationError, prefix string, def *conductor.TaskDef) {
+	checkEnum(ve, at(prefix, "timeoutPolicy"), def.TimeoutPolicy, taskTimeoutPolicies)
+	checkEnum(ve, at(prefix, "retryLogic"), def.RetryLogic, retryLogics)
+	checkMinPtr(ve, at(prefix, "retryCount"), def.RetryCount, 0)
+	checkMin(ve, at(prefix, "timeoutSeconds"), def.TimeoutSeconds, 0)
+	checkMinPtr(ve, at(prefix, "retryDelaySeconds"), def.RetryDelaySeconds, 0)
+	checkMinPtr(ve, at(prefix, "responseTimeoutSeconds"), def.ResponseTimeoutSeconds, 1)
+	checkMin(ve, at(prefix, "concurrentExecLimit"), def.ConcurrentExecLimit, 0)
+	checkMin(ve, at(prefix, "rateLimitPerFrequency"), def.RateLimitPerFrequency, 0)
+	// The schema's minimum is 1, but Conductor's TaskDef sets none and its
+	// rate limiter reads 0 as "no limit"; 0 is also what an absent field
+	// decodes to here.
+	checkMin(ve, at(prefix, "rateLimitFrequencyInSeconds"), def.RateLimitFrequencyInSeconds, 0)
+	checkMinPtr(ve, at(prefix, "pollTimeoutSeconds"), def.PollTimeoutSeconds, 0)
+	checkMinPtr(ve, at(prefix, "backoffScaleFactor"), def.BackoffScaleFactor, 1)
+	checkMin(ve, at(prefix, "totalTimeoutSeconds"), def.TotalTimeoutSeconds, 0)
+}
+
+// checkEnum requires v, when given, to be one of allowed.
+func checkEnum(ve *fault.ValidationError, path, v string, allowed []string) {
+	if v == "" || slices.Contains(allowed, v) {
+		return
+	}
+	ve.Add(path, "must be one of %s, not %q", strings.Join(allowed, ", "), v)
+}
+
+// checkMin requires v to be at least least.
+func checkMin[T int | int64](ve *fault.ValidationError, path string, v, least T) {
+	if v < least {
+		ve.Add(path, "must be at least %d", least)
+	}
+}
+
+// checkMinPtr is checkMin of an optional field: nil is absent, and valid.
+func checkMinPtr[T int | int64](ve *fault.ValidationError, path string, v *T, least T) {
+	if v != nil {
+		checkMin(ve, path, *v, least)
+	}
+}
+
+// checkTasks requires a name and a reference name of every task, and a
+// startDelay and retryCount of at least 0, including the tasks nested in
+// SWITCH, FORK_JOIN and DO_WHILE.
 func checkTasks(ve *fault.ValidationError, path string, tasks []*conductor.WorkflowTask) {
 	for i, t := range tasks {
 		p := fmt.Sprintf("%s[%d]", path, i)
@@ -163,6 +226,8 @@ func checkTasks(ve *fault.ValidationError, path string, tasks []*conductor.Workf
 		if t.TaskReferenceName == "" {
 			ve.Add(p+".taskReferenceName", "must not be empty")
 		}
+		checkMin(ve, p+".startDelay", t.StartDelay, 0)
+		checkMinPtr(ve, p+".retryCount", t.RetryCount, 0)
 		cases := make([]string, 0, len(t.DecisionCases))
 		for k := range t.DecisionCases {
 			cases = append(cases, k)

@@ -2,6 +2,7 @@ package metadata_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -49,6 +50,16 @@ func TestWorkflowValidation(t *testing.T) {
 		{"tag without key", `{"name":"w","tasks":[` + task + `],"tags":[{"value":"v"}]}`, "tags[0].key"},
 		{"overwriteTags not a boolean", `{"name":"w","tasks":[` + task + `],"overwriteTags":"yes"}`, "overwriteTags"},
 		{"several", `{"name":"","version":0}`, "name version tasks"},
+		{"misspelt timeoutPolicy", `{"name":"w","tasks":[` + task + `],"timeoutPolicy":"TIMEOUT_WF"}`, "timeoutPolicy"},
+		{"task-only timeoutPolicy", `{"name":"w","tasks":[` + task + `],"timeoutPolicy":"RETRY"}`, "timeoutPolicy"},
+		{"negative timeoutSeconds", `{"name":"w","tasks":[` + task + `],"timeoutSeconds":-1}`, "timeoutSeconds"},
+		{"schemaVersion 1", `{"name":"w","tasks":[` + task + `],"schemaVersion":1}`, "schemaVersion"},
+		{"schemaVersion 0", `{"name":"w","tasks":[` + task + `],"schemaVersion":0}`, "schemaVersion"},
+		{"negative startDelay", `{"name":"w","tasks":[{"name":"t","taskReferenceName":"r","startDelay":-5}]}`, "tasks[0].startDelay"},
+		{"negative retryCount", `{"name":"w","tasks":[` + task + `,{"name":"t","taskReferenceName":"s","retryCount":-1}]}`, "tasks[1].retryCount"},
+		{"nested negative retryCount", `{"name":"w","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN",
+			"forkTasks":[[{"name":"t","taskReferenceName":"r","retryCount":-1,"startDelay":-1}]]}]}`,
+			"tasks[0].forkTasks[0][0].startDelay tasks[0].forkTasks[0][0].retryCount"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +77,82 @@ func TestWorkflowValidation(t *testing.T) {
 	}
 	if err := n.md.RegisterWorkflowDef(ctx(t), wf(t, `null`), false, ""); !errors.Is(err, fault.ErrInvalid) {
 		t.Fatalf("null definition: %v", err)
+	}
+
+	// The values Conductor takes stay valid, as does every field left
+	// out: the checks of policies and numbers refuse only what it refuses.
+	for i, extra := range []string{
+		``,
+		`,"timeoutPolicy":"TIME_OUT_WF","timeoutSeconds":60`,
+		`,"timeoutPolicy":"ALERT_ONLY","timeoutSeconds":0`,
+		`,"timeoutPolicy":""`,
+		`,"schemaVersion":2`,
+		`,"schemaVersion":null`,
+	} {
+		def := `{"name":"w` + strconv.Itoa(i) + `","tasks":[{"name":"t","taskReferenceName":"r","startDelay":0,"retryCount":0},
+			{"name":"t","taskReferenceName":"s","startDelay":10,"retryCount":5}]` + extra + `}`
+		if err := n.md.RegisterWorkflowDef(ctx(t), wf(t, def), false, ""); err != nil {
+			t.Errorf("%s: %v", def, err)
+		}
+	}
+}
+
+// A task definition's policies must be Conductor's and its numbers in
+// Conductor's ranges; the paths name the field, under its index in a list.
+func TestTaskDefValidation(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	tests := []struct {
+		name, field, want string
+	}{
+		{"misspelt timeoutPolicy", `"timeoutPolicy":"TIMEOUT_WF"`, "timeoutPolicy"},
+		{"lower-case timeoutPolicy", `"timeoutPolicy":"retry"`, "timeoutPolicy"},
+		{"misspelt retryLogic", `"retryLogic":"EXPONENTIAL"`, "retryLogic"},
+		{"negative retryCount", `"retryCount":-1`, "retryCount"},
+		{"negative timeoutSeconds", `"timeoutSeconds":-1`, "timeoutSeconds"},
+		{"negative retryDelaySeconds", `"retryDelaySeconds":-1`, "retryDelaySeconds"},
+		{"zero responseTimeoutSeconds", `"responseTimeoutSeconds":0`, "responseTimeoutSeconds"},
+		{"negative concurrentExecLimit", `"concurrentExecLimit":-1`, "concurrentExecLimit"},
+		{"negative rateLimitPerFrequency", `"rateLimitPerFrequency":-1`, "rateLimitPerFrequency"},
+		{"negative rateLimitFrequencyInSeconds", `"rateLimitFrequencyInSeconds":-1`, "rateLimitFrequencyInSeconds"},
+		{"negative pollTimeoutSeconds", `"pollTimeoutSeconds":-1`, "pollTimeoutSeconds"},
+		{"zero backoffScaleFactor", `"backoffScaleFactor":0`, "backoffScaleFactor"},
+		{"negative totalTimeoutSeconds", `"totalTimeoutSeconds":-1`, "totalTimeoutSeconds"},
+		{"several", `"retryLogic":"NONE","retryCount":-3,"timeoutPolicy":"NEVER"`, "timeoutPolicy retryLogic retryCount"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := paths(t, n.md.UpdateTaskDef(c, td(t, `{"name":"x",`+tt.field+`}`), "")); got != tt.want {
+				t.Fatalf("paths = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	err := n.md.RegisterTaskDefs(c, []*conductor.TaskDef{td(t, `{"name":"a"}`), td(t, `{"name":"b","retryLogic":"FIXD"}`)}, "")
+	if got := paths(t, err); got != "[1].retryLogic" {
+		t.Fatalf("bulk paths = %q, want [1].retryLogic", got)
+	}
+	if _, err := n.md.GetTaskDef(c, "x"); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("an invalid definition was stored: %v", err)
+	}
+
+	// Every value Conductor takes, the boundaries included, and nothing
+	// at all: absent fields get their defaults.
+	valid := []string{
+		`{"name":"v0"}`,
+		`{"name":"v1","timeoutPolicy":"RETRY","retryLogic":"FIXED"}`,
+		`{"name":"v2","timeoutPolicy":"TIME_OUT_WF","retryLogic":"EXPONENTIAL_BACKOFF"}`,
+		`{"name":"v3","timeoutPolicy":"ALERT_ONLY","retryLogic":"LINEAR_BACKOFF","backoffScaleFactor":1}`,
+		`{"name":"v4","retryCount":0,"timeoutSeconds":0,"retryDelaySeconds":0,"responseTimeoutSeconds":1,"concurrentExecLimit":0,
+			"rateLimitPerFrequency":0,"rateLimitFrequencyInSeconds":0,"pollTimeoutSeconds":0,"totalTimeoutSeconds":0}`,
+		`{"name":"v5","timeoutPolicy":"","retryLogic":"","retryCount":null,"responseTimeoutSeconds":null,"backoffScaleFactor":null}`,
+	}
+	defs := make([]*conductor.TaskDef, len(valid))
+	for i, js := range valid {
+		defs[i] = td(t, js)
+	}
+	if err := n.md.RegisterTaskDefs(c, defs, ""); err != nil {
+		t.Fatalf("valid definitions refused: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,7 +97,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir is empty"))
 	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+	if err := checkListen(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
@@ -124,6 +125,21 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen checks a host:port listen address without resolving it. The
+// port must be a number: net.SplitHostPort alone passes "host:99999" and
+// "host:abc", which would only fail at listen time, after the data
+// directory was opened. It mirrors eventlog's check of the NATS address.
+func checkListen(addr string) error {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if port, err := strconv.Atoi(p); err != nil || port < 0 || port > 65535 {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", p)
+	}
+	return nil
 }
 
 // TuneRuntime applies the process-wide settings of c: the GC target, unless

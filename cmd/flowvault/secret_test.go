@@ -265,7 +265,11 @@ func TestDevModeMasterKey(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
-	p := startServer(t, bin, []string{"FLOWVAULT_MASTER_KEY="}, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	// No master key, not even one from the test's environment: a variable
+	// set but empty is refused, not taken for dev mode.
+	cmd := exec.Command(bin, "server", "--log-format", "json", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	cmd.Env = cleanEnv()
+	p := startCmd(t, cmd)
 	warn := p.waitLog(t, "DEV MODE: generated a new master key into the data directory (mode 0600); anyone who can read it can decrypt every secret. Set $FLOWVAULT_MASTER_KEY or --master-key-file in production")
 	if warn["level"] != "WARN" {
 		t.Fatalf("warning line: %v", warn)
@@ -295,6 +299,7 @@ func TestDevModeMasterKey(t *testing.T) {
 		want string
 	}{
 		{[]string{"FLOWVAULT_MASTER_KEY=abc"}, nil, "FLOWVAULT_MASTER_KEY: master key"},
+		{[]string{"FLOWVAULT_MASTER_KEY="}, nil, "FLOWVAULT_MASTER_KEY is set but empty"},
 		{nil, []string{"--master-key-file", "/nonexistent/key"}, "master key file"},
 		{[]string{masterKeyEnv(make([]byte, 32))}, []string{"--master-key-file", path}, "not both"},
 	} {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowvault/flowvault/node"
@@ -20,30 +22,51 @@ import (
 const envPrefix = "FLOWVAULT_"
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := serverConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg)
+	// The bootstrap key banner goes to stdout, apart from the log on stderr.
+	cfg.BootstrapOutput = stdout
+	return node.Run(ctx, cfg, logger)
+}
+
+// serverConfig reads the server's configuration from its command line and
+// the environment, and validates it. It starts nothing and writes nothing
+// but the usage text to stderr.
+func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	cfg := node.DefaultConfig()
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var errs []error
+	// envErrs are the environment variables that did not parse, with the
+	// flag each one stands for: a flag given on the command line replaces
+	// its variable, so that variable's error is moot.
+	type envErr struct {
+		flag string
+		err  error
+	}
+	var envErrs []envErr
 	usage := func(name, text string) string { return text + " ($" + envName(name) + ")" }
-	env := func(err error) {
+	env := func(name string, err error) {
 		if err != nil {
-			errs = append(errs, err)
+			envErrs = append(envErrs, envErr{name, err})
 		}
 	}
 	str := func(p *string, name, text string) {
-		env(fromEnv(p, name, func(s string) (string, error) { return s, nil }))
+		env(name, fromEnv(p, name, func(s string) (string, error) { return s, nil }))
 		fs.StringVar(p, name, *p, usage(name, text))
 	}
 	dur := func(p *time.Duration, name, text string) {
-		env(fromEnv(p, name, time.ParseDuration))
+		env(name, fromEnv(p, name, time.ParseDuration))
 		fs.DurationVar(p, name, *p, usage(name, text))
 	}
 	integer := func(p *int, name, text string) {
-		env(fromEnv(p, name, strconv.Atoi))
+		env(name, fromEnv(p, name, strconv.Atoi))
 		fs.IntVar(p, name, *p, usage(name, text))
 	}
 	boolean := func(p *bool, name, text string) {
-		env(fromEnv(p, name, strconv.ParseBool))
+		env(name, fromEnv(p, name, strconv.ParseBool))
 		fs.BoolVar(p, name, *p, usage(name, text))
 	}
 	str(&cfg.DataDir, "data", "data directory: embedded NATS store and read models")
@@ -61,6 +84,12 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// The master key itself has no flag: a command line is visible to
 	// every user of the machine.
 	if v, ok := os.LookupEnv(secrets.MasterKeyEnv); ok {
+		// Set but blank is a mistake, such as a variable expanded from
+		// nothing, not a request for dev mode: the generated key would seal
+		// secrets that the intended key could never open.
+		if strings.TrimSpace(v) == "" {
+			env("", fmt.Errorf("$%s is set but empty: want base64 of 32 random bytes (e.g. `openssl rand -base64 32`), or unset it for dev mode", secrets.MasterKeyEnv))
+		}
 		cfg.MasterKey = secrets.Value(v)
 	}
 	dur(&cfg.TokenTTL, "token-ttl", "default lifetime of tokens minted by POST /api/token (at most 24h)")
@@ -68,18 +97,30 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	boolean(&cfg.Insecure, "insecure-dev", "DANGER: no authentication; every request acts as an anonymous admin")
 	boolean(&cfg.Dev, "dev", "development defaults: write the bootstrap admin key to <data>/bootstrap-admin.json")
 	if err := fs.Parse(args); err != nil {
-		return parseErr(err)
+		return cfg, parseErr(err)
 	}
-	if len(errs) > 0 {
-		return errs[0]
+	// The flag package stops at the first argument that is not a flag, so
+	// every flag after a stray argument would be silently ignored.
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "flowvault server: unexpected argument %q\n\n", fs.Arg(0))
+		fs.Usage()
+		return cfg, errUsage
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	for _, e := range envErrs {
+		if !given[e.flag] {
+			errs = append(errs, e.err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return cfg, fmt.Errorf("config: %w", err)
 	}
-	logger := newLogger(stderr, cfg)
-	// The bootstrap key banner goes to stdout, apart from the log on stderr.
-	cfg.BootstrapOutput = stdout
-	return node.Run(ctx, cfg, logger)
+	return cfg, nil
 }
 
 // fromEnv sets *p from the environment variable of flag name, when set.

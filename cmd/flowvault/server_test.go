@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/secrets"
+)
+
+// stoppedContext is the context of the tests that expect `flowvault
+// server` to refuse its configuration: should the check regress, the
+// server stops as soon as it started instead of hanging the test.
+func stoppedContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// safeListeners points the server's listeners at ephemeral ports through
+// the environment, so that a regression that drops the command line's
+// flags cannot bind the default ports 8080 and 4222. Not for parallel tests.
+func safeListeners(t *testing.T) {
+	t.Helper()
+	t.Setenv(envName("http"), "127.0.0.1:0")
+	t.Setenv(envName("nats-listen"), "127.0.0.1:0")
+}
+
+// A positional argument would end flag parsing and silently drop every
+// flag after it; the server refuses it as a usage error and starts nothing.
+// Not parallel: it sets the environment.
+func TestServerStrayArgument(t *testing.T) {
+	safeListeners(t)
+	data := filepath.Join(t.TempDir(), "data")
+	var stdout, stderr bytes.Buffer
+	code := run(stoppedContext(), []string{"server", "--data", data, "stray", "--http", "127.0.0.1:0"}, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), `unexpected argument "stray"`) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 2 naming the stray argument", code, stderr.String())
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the data dir was created (%v): a server started", err)
+	}
+}
+
+// A master key variable that is set but blank is refused before anything
+// is written: falling back to a generated dev key would seal secrets under
+// a key nobody meant to use. Not parallel: it sets the environment.
+func TestServerBlankMasterKey(t *testing.T) {
+	safeListeners(t)
+	for _, tt := range []struct{ name, value string }{
+		{"empty", ""},
+		{"whitespace", " \t\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(secrets.MasterKeyEnv, tt.value)
+			data := filepath.Join(t.TempDir(), "data")
+			var stdout, stderr bytes.Buffer
+			code := run(stoppedContext(), []string{"server", "--data", data}, &stdout, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), "$"+secrets.MasterKeyEnv+" is set but empty") {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 naming $%s", code, stderr.String(), secrets.MasterKeyEnv)
+			}
+			if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the data dir was created (%v); want nothing written, no %s", err, secrets.DevKeyFileName)
+			}
+		})
+	}
+}
+
+// A flag wins over its environment variable even when the variable does
+// not parse, and every bad variable left is reported, not just the first.
+// Not parallel: it sets the environment.
+func TestServerEnvErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    []string // in the error; none means no error
+		notWant []string
+	}{
+		{
+			name: "flag overrides a bad duration",
+			env:  map[string]string{"FLOWVAULT_TOKEN_TTL": "bogus"},
+			args: []string{"--token-ttl", "2h"},
+		},
+		{
+			name: "flag overrides a bad boolean",
+			env:  map[string]string{"FLOWVAULT_DEV": "maybe"},
+			args: []string{"--dev=false"},
+		},
+		{
+			name: "every bad variable is named",
+			env:  map[string]string{"FLOWVAULT_TOKEN_TTL": "bogus", "FLOWVAULT_GC_PERCENT": "lots"},
+			want: []string{"$FLOWVAULT_TOKEN_TTL", "$FLOWVAULT_GC_PERCENT"},
+		},
+		{
+			name:    "only the variables no flag replaces",
+			env:     map[string]string{"FLOWVAULT_TOKEN_TTL": "bogus", "FLOWVAULT_GC_PERCENT": "lots"},
+			args:    []string{"--gc-percent", "300"},
+			want:    []string{"$FLOWVAULT_TOKEN_TTL"},
+			notWant: []string{"FLOWVAULT_GC_PERCENT"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var stderr bytes.Buffer
+			_, err := serverConfig(tt.args, &stderr)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("serverConfig(%q) = %v; want the flag to win\n%s", tt.args, err, stderr.String())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("serverConfig(%q) accepted %v", tt.args, tt.env)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %s", err, w)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q names %s, which a flag replaced", err, w)
+				}
+			}
+		})
+	}
+	// The flag's value is the one used.
+	t.Setenv("FLOWVAULT_TOKEN_TTL", "bogus")
+	cfg, err := serverConfig([]string{"--token-ttl", "2h"}, new(bytes.Buffer))
+	if err != nil || cfg.TokenTTL != 2*time.Hour {
+		t.Fatalf("token ttl %s, %v; want the flag's 2h", cfg.TokenTTL, err)
+	}
+}
