@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -84,7 +86,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}()
 
-	freshData := !dirExists(cfg.DataDir)
+	// A data dir is fresh until its first start got through bootstrap: a
+	// first start that failed half-way (a port taken) leaves the dir, and
+	// the next one still owes the bootstrap key its file.
+	firstStart := filepath.Join(cfg.DataDir, firstStartFile)
+	freshData := !dirExists(cfg.DataDir) || dirExists(firstStart)
 	// A bad master key stops the server before it touches the data dir.
 	mk, err := secrets.LoadMasterKey(cfg.MasterKeySource(), logger)
 	if err != nil {
@@ -92,6 +98,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
+	}
+	if freshData {
+		if err := os.WriteFile(firstStart, nil, 0o600); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
 	}
 	if err := projections.RemoveVerifyLeftovers(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("remove a verification's leftovers: %w", err)
@@ -131,6 +142,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	if n.auth, err = n.startAuth(ctx, runCtx, freshData); err != nil {
 		return nil, err
+	}
+	if freshData {
+		if err := os.Remove(firstStart); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
 	}
 	n.auth.authorizer.Register(auth.TargetSecret, secretTargets{n.secrets, n.env})
 	n.auth.authorizer.Register(auth.TargetEnvVariable, secretTargets{n.secrets, n.env})
@@ -292,6 +308,10 @@ func catchUp(ctx context.Context, l *eventlog.Log, stream string, r *projections
 	}
 	return nil
 }
+
+// firstStartFile marks a data dir whose first start has not got through
+// bootstrap yet.
+const firstStartFile = "first-start"
 
 // HTTPAddr is the address the HTTP server is bound to.
 func (n *Node) HTTPAddr() string {

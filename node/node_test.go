@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -77,5 +78,34 @@ func stop(t *testing.T, n *node.Node) {
 	defer cancel()
 	if err := n.Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A first start that fails half-way (here its NATS port is taken) leaves
+// the data dir behind; the next start is still the first to get through,
+// and writes the bootstrap admin key's file as a fresh one does.
+func TestFailedFirstStartStillWritesTheBootstrapFile(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
+	cfg.NATSListen = taken.Addr().String()
+	if _, err := node.Start(context.Background(), cfg, testutil.Logger(t)); err == nil {
+		t.Fatal("started on a taken port")
+	}
+	taken.Close()
+	if _, err := os.Stat(cfg.DataDir); err != nil {
+		t.Fatalf("the failed start left no data dir: %v", err)
+	}
+	cfg.NATSListen = "127.0.0.1:0"
+	n, err := node.Start(context.Background(), cfg, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(t, n)
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, node.BootstrapFile)); err != nil {
+		t.Fatalf("no bootstrap key file after the first start that got through: %v", err)
 	}
 }
