@@ -61,8 +61,10 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	str(&cfg.NATSURL, "nats", "external NATS server URL(s) instead of the data directory's embedded store")
 	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
 	str(&cfg.MasterKeyFile, "master-key-file", "file holding the master key; or set $"+secrets.MasterKeyEnv)
-	if v, ok := os.LookupEnv(secrets.MasterKeyEnv); ok {
-		cfg.MasterKey = secrets.Value(v)
+	if v, set, err := masterKeyFromEnv(); err != nil {
+		return err
+	} else if set {
+		cfg.MasterKey = v
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {

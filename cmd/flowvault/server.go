@@ -83,14 +83,10 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	str(&cfg.MasterKeyFile, "master-key-file", "file holding the master key (base64 of 32 bytes); or set $"+secrets.MasterKeyEnv+"; with neither, dev mode generates <data>/master.key")
 	// The master key itself has no flag: a command line is visible to
 	// every user of the machine.
-	if v, ok := os.LookupEnv(secrets.MasterKeyEnv); ok {
-		// Set but blank is a mistake, such as a variable expanded from
-		// nothing, not a request for dev mode: the generated key would seal
-		// secrets that the intended key could never open.
-		if strings.TrimSpace(v) == "" {
-			env("", fmt.Errorf("$%s is set but empty: want base64 of 32 random bytes (e.g. `openssl rand -base64 32`), or unset it for dev mode", secrets.MasterKeyEnv))
-		}
-		cfg.MasterKey = secrets.Value(v)
+	if v, set, err := masterKeyFromEnv(); err != nil {
+		env("", err)
+	} else if set {
+		cfg.MasterKey = v
 	}
 	dur(&cfg.TokenTTL, "token-ttl", "default lifetime of tokens minted by POST /api/token (at most 24h)")
 	integer(&cfg.GCPercent, "gc-percent", "garbage collector target (GOGC) of the server process; $GOGC wins")
@@ -157,4 +153,19 @@ func newLogger(w io.Writer, cfg node.Config) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// masterKeyFromEnv reads $FLOWVAULT_MASTER_KEY; set is false when it is
+// unset (dev mode). Set but blank is a mistake, such as a variable
+// expanded from nothing, not a request for dev mode: a generated key would
+// seal secrets that the intended key could never open.
+func masterKeyFromEnv() (v secrets.Value, set bool, err error) {
+	s, ok := os.LookupEnv(secrets.MasterKeyEnv)
+	if !ok {
+		return nil, false, nil
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil, true, fmt.Errorf("$%s is set but empty: want base64 of 32 random bytes (e.g. `openssl rand -base64 32`), or unset it for dev mode", secrets.MasterKeyEnv)
+	}
+	return secrets.Value(s), true, nil
 }

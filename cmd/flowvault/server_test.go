@@ -64,6 +64,12 @@ func TestServerBlankMasterKey(t *testing.T) {
 			if code != 1 || !strings.Contains(stderr.String(), "$"+secrets.MasterKeyEnv+" is set but empty") {
 				t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 naming $%s", code, stderr.String(), secrets.MasterKeyEnv)
 			}
+			// keys rotate would use a dev key of the data dir as well.
+			stderr.Reset()
+			code = run(stoppedContext(), []string{"keys", "status", "--data", data}, &stdout, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), "$"+secrets.MasterKeyEnv+" is set but empty") {
+				t.Fatalf("keys status: exit %d, stderr:\n%s\nwant exit 1 naming $%s", code, stderr.String(), secrets.MasterKeyEnv)
+			}
 			if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("the data dir was created (%v); want nothing written, no %s", err, secrets.DevKeyFileName)
 			}
