@@ -8,6 +8,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine/simulate"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -75,10 +76,7 @@ type readableDefs struct {
 func (d readableDefs) LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error) {
 	err := d.s.authorize(d.r, auth.Read, auth.Target{Type: auth.TargetWorkflowDef, ID: name})
 	if errors.Is(err, fault.ErrForbidden) {
-		if version != nil {
-			return nil, fault.NotFound("No such workflow found by name: %s, version: %d", name, *version)
-		}
-		return nil, fault.NotFound("No such workflow found by name: %s", name)
+		return nil, metadata.WorkflowNotFound(name, version)
 	}
 	if err != nil {
 		return nil, err

@@ -157,5 +157,5 @@ func defNotFound(kind Kind, name string) error {
 	if kind == KindTask {
 		return taskNotFound(name)
 	}
-	return workflowNotFound(name, nil)
+	return WorkflowNotFound(name, nil)
 }

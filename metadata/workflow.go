@@ -104,7 +104,7 @@ func (s *Store) GetWorkflowDef(ctx context.Context, name string, version *int) (
 		return nil, err
 	}
 	if !found {
-		return nil, workflowNotFound(name, version)
+		return nil, WorkflowNotFound(name, version)
 	}
 	return parseWorkflow(d.JSON)
 }
@@ -133,7 +133,7 @@ func (s *Store) DeleteWorkflowDef(ctx context.Context, name string, version int,
 			return nil, err
 		}
 		if !exists || !validVersion(version) {
-			return nil, workflowNotFound(name, &version)
+			return nil, WorkflowNotFound(name, &version)
 		}
 		return []schemas.Event{&schemas.WorkflowDefRemoved{Name: name, Version: version, Time: s.millis(), By: principal}}, nil
 	})
@@ -149,7 +149,7 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 	key := cacheKey{name: name}
 	if version != nil {
 		if !validVersion(*version) {
-			return nil, workflowNotFound(name, version)
+			return nil, WorkflowNotFound(name, version)
 		}
 		key.version = *version
 	}
@@ -183,7 +183,7 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 		}
 	}
 	if !found {
-		return nil, workflowNotFound(name, version)
+		return nil, WorkflowNotFound(name, version)
 	}
 	wf, err := parseWorkflow(d.JSON)
 	if err != nil {
@@ -212,7 +212,9 @@ func findWorkflow(r kvReader, name string, version *int) (storedDef, bool, error
 	return decodeStored(last)
 }
 
-func workflowNotFound(name string, version *int) error {
+// WorkflowNotFound is Conductor's answer for a definition that does not
+// exist (or that the caller may not read: the same answer).
+func WorkflowNotFound(name string, version *int) error {
 	if version == nil {
 		return fault.NotFound("No such workflow found by name: %s", name)
 	}

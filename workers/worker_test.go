@@ -28,10 +28,7 @@ func TestWorkerRetriesTakeAfterEngineError(t *testing.T) {
 	ctx := testutil.Context(t, 30*time.Second)
 	nc := l.Conn()
 	const taskType = "flaky_take"
-	if _, err := l.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
-		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1}); err != nil {
-		t.Fatal(err)
-	}
+	ensureQueue(t, ctx, l, taskType)
 	var takes atomic.Int32
 	answers := []workers.TakeReply{
 		{Error: &workers.Error{Code: workers.CodeInternal, Message: "internal error"}},
@@ -86,10 +83,7 @@ func TestWorkerOutlastsAMissingQueue(t *testing.T) {
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
-		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1}); err != nil {
-		t.Fatal(err)
-	}
+	ensureQueue(t, ctx, l, taskType)
 	body, _ := json.Marshal(workers.Dispatch{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType})
 	if _, err := js.Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
 		t.Fatal(err)
@@ -159,10 +153,7 @@ func TestRefusedResultFailsTheTask(t *testing.T) {
 	ctx := testutil.Context(t, 30*time.Second)
 	nc := l.Conn()
 	const taskType = "too_big"
-	if _, err := l.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
-		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1}); err != nil {
-		t.Fatal(err)
-	}
+	ensureQueue(t, ctx, l, taskType)
 	take, err := nc.Subscribe(workers.TakeSubject(taskType), func(m *nats.Msg) {
 		body, _ := json.Marshal(workers.TakeReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}})
 		_ = m.Respond(body)
@@ -204,5 +195,15 @@ func TestRefusedResultFailsTheTask(t *testing.T) {
 	if got[0].Status != conductor.TaskCompleted || got[1].Status != conductor.TaskFailed ||
 		!strings.Contains(got[1].ReasonForIncompletion, "record too large") || len(got[1].OutputData) != 0 {
 		t.Fatalf("results %+v, want COMPLETED refused, then FAILED saying why", got)
+	}
+}
+
+// ensureQueue creates taskType's queue consumer, as an engine does when it
+// first dispatches a task of the type.
+func ensureQueue(t *testing.T, ctx context.Context, l *eventlog.Log, taskType string) {
+	t.Helper()
+	if _, err := l.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
+		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1}); err != nil {
+		t.Fatal(err)
 	}
 }
