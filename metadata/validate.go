@@ -228,6 +228,9 @@ func checkTasks(ve *fault.ValidationError, path string, tasks []*conductor.Workf
 		}
 		checkMin(ve, p+".startDelay", t.StartDelay, 0)
 		checkMinPtr(ve, p+".retryCount", t.RetryCount, 0)
+		if t.TaskDefinition != nil {
+			checkTaskDef(ve, p+".taskDefinition", t.TaskDefinition)
+		}
 		cases := make([]string, 0, len(t.DecisionCases))
 		for k := range t.DecisionCases {
 			cases = append(cases, k)

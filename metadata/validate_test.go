@@ -60,6 +60,8 @@ func TestWorkflowValidation(t *testing.T) {
 		{"nested negative retryCount", `{"name":"w","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN",
 			"forkTasks":[[{"name":"t","taskReferenceName":"r","retryCount":-1,"startDelay":-1}]]}]}`,
 			"tasks[0].forkTasks[0][0].startDelay tasks[0].forkTasks[0][0].retryCount"},
+		{"inline task definition", `{"name":"w","tasks":[{"name":"t","taskReferenceName":"r","taskDefinition":{"name":"t","retryLogic":"EXPONENTIAL"}}]}`,
+			"tasks[0].taskDefinition.retryLogic"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
