@@ -2,10 +2,12 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -122,9 +124,37 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) e
 		return fault.Invalid("request body is empty")
 	}
 	if err := conductor.Unmarshal(body, v); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field != "" {
+			// A field of the wrong type names the field, not the Go type
+			// that decodes it.
+			ve := &fault.ValidationError{}
+			ve.Add(ute.Field, "must be %s, not a JSON %s", jsonKind(ute.Type), ute.Value)
+			return ve
+		}
 		return fault.Invalid("malformed JSON body: %v", err)
 	}
 	return nil
+}
+
+// jsonKind says what JSON value decodes into t.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return t.String()
 }
 
 func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, error) {

@@ -230,7 +230,7 @@ func TestBadInput(t *testing.T) {
 		message            string
 	}{
 		{"malformed JSON", "POST", "/api/workflow", `{"name":`, 400, "malformed JSON"},
-		{"wrong type", "POST", "/api/workflow", `{"name":"ok","input":[1,2]}`, 400, "malformed JSON"},
+		{"wrong type", "POST", "/api/workflow", `{"name":"ok","input":[1,2]}`, 400, `"path":"input","message":"must be an object, not a JSON array"`},
 		{"no name", "POST", "/api/workflow", `{"input":{}}`, 400, "name is required"},
 		{"unknown workflow", "POST", "/api/workflow", `{"name":"nope"}`, 404, "nope"},
 		{"unknown version", "POST", "/api/workflow", `{"name":"ok","version":7}`, 404, "ok"},
