@@ -303,7 +303,15 @@ func TestDataMayNotReachForSecrets(t *testing.T) {
 	  {"name":"djoin","taskReferenceName":"djoin","type":"JOIN"}]}`,
 		`{"name":"data_child","tasks":[
 	  {"name":"data_planner","taskReferenceName":"planner"},
-	  {"name":"kid","taskReferenceName":"kid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"built","workflowDefinition":"${planner.output.def}"}}]}`)
+	  {"name":"kid","taskReferenceName":"kid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"built","workflowDefinition":"${planner.output.def}"}}]}`,
+		`{"name":"data_fork_vars","tasks":[
+	  {"name":"keep","taskReferenceName":"keep","type":"SET_VARIABLE","inputParameters":{"_secrets":{"tok":"${workflow.secrets.fork_secret}"}}},
+	  {"name":"data_planner","taskReferenceName":"planner"},
+	  {"name":"dfork","taskReferenceName":"dfork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","inputParameters":{"tasks":"${planner.output.tasks}"}},
+	  {"name":"djoin","taskReferenceName":"djoin","type":"JOIN"}]}`)
+	stealWith := func(ref string) map[string]any {
+		return map[string]any{"name": "data_thief", "taskReferenceName": "steal", "inputParameters": map[string]any{"stolen": ref}}
+	}
 	steal := map[string]any{"name": "data_thief", "taskReferenceName": "steal", "inputParameters": map[string]any{"stolen": "${ workflow.secrets.fork_secret}"}}
 	overwrite := map[string]any{"name": "rotate", "taskReferenceName": "overwrite", "type": "UPDATE_SECRET",
 		"inputParameters": map[string]any{"_secrets": map[string]any{"secretKey": "fork_secret", "secretValue": "planners-value"}}}
@@ -322,8 +330,16 @@ func TestDataMayNotReachForSecrets(t *testing.T) {
 	}{
 		{"data_fork", "steal", map[string]any{"tasks": []any{steal}}},
 		{"data_fork", "overwrite", map[string]any{"tasks": []any{overwrite}}},
+		// The expression parser trims any space, a tab, a newline or a
+		// no-break space among them.
+		{"data_fork", "steal", map[string]any{"tasks": []any{stealWith("${\tworkflow.secrets.fork_secret}")}}},
+		{"data_fork", "steal", map[string]any{"tasks": []any{stealWith("${\nworkflow.secrets.fork_secret}")}}},
+		{"data_fork", "steal", map[string]any{"tasks": []any{stealWith("${\u00a0workflow.secrets.fork_secret}")}}},
+		// What the workflow sealed is not data's to read either.
+		{"data_fork_vars", "steal", map[string]any{"tasks": []any{stealWith("${workflow.variables._secrets.tok}")}}},
 		{"data_child", "kid", map[string]any{"def": map[string]any{"name": "built", "tasks": []any{steal}}}},
 		{"data_child", "kid", map[string]any{"def": map[string]any{"name": "built", "tasks": []any{overwrite}}}},
+		{"data_child", "kid", map[string]any{"def": map[string]any{"name": "built", "tasks": []any{stealWith("${\tworkflow.secrets.fork_secret}")}}}},
 	} {
 		plans <- tc.plan
 		wf := e.waitStatus(e.start(tc.flow, nil), conductor.WorkflowFailed)

@@ -815,3 +815,25 @@ func TestResultOfAnEarlierTakeIsIgnored(t *testing.T) {
 		t.Fatalf("completed with %v", a.Output)
 	}
 }
+
+// A rerun that goes through a SUB_WORKFLOW with a start delay waits for
+// the child that runs again, at once: it does not wait out the delay and
+// start another.
+func TestRerunThroughDelayedSubWorkflow(t *testing.T) {
+	def := `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","startDelay":5,
+	  "subWorkflowParam":{"name":"kid"}}]}`
+	h := newHarness(t, def, nil)
+	h.advance(5 * time.Second)
+	h.decide(engine.Tick{})
+	child := h.wantTask("child", conductor.TaskInProgress).SubWorkflowID
+	h.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowFailed, Reason: "kid broke"})
+	h.wantStatus(conductor.WorkflowFailed)
+	d := h.decide(engine.ChildReopened{ChildID: child, RerunUpTo: h.w.ID})
+	h.wantStatus(conductor.WorkflowRunning)
+	if got := h.wantTask("child", conductor.TaskInProgress).SubWorkflowID; got != child {
+		t.Fatalf("the rerun waits for %s, want the child that runs again, %s", got, child)
+	}
+	if starts := effectsOf[engine.StartWorkflow](d); len(starts) != 0 {
+		t.Fatalf("the rerun starts %+v", starts)
+	}
+}

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"regexp"
 	"sync"
 
 	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -88,7 +88,9 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		ev.Config = configJSON(wt) // decided at run time: not in the definition
 	}
 	if o.fromData {
-		if reason := dataRefusal(ev.Config); reason != "" {
+		if reason := dataRefusal(wt, func() (map[string]any, [][]any, error) {
+			return d.evaluate(wt.InputParameters, id)
+		}); reason != "" {
 			return d.scheduleFailed(wt, o, id, ref, fmt.Sprintf("task %s, configured by the workflow's data: %s", ref, reason))
 		}
 	}
@@ -108,6 +110,9 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	ev.AvailableAt = d.now + wt.StartDelay*1000
 	if o.availableAt > 0 {
 		ev.AvailableAt = o.availableAt
+	}
+	if o.child != "" {
+		ev.AvailableAt = d.now // it waits for a child that runs again now
 	}
 
 	switch {
@@ -439,29 +444,45 @@ func childDef(w *Workflow, t *Task, raw []byte) (def []byte, refused string) {
 	v, _, err := expr.Evaluate(s, &workflowDoc{w: w, taskID: t.ID})
 	if m, ok := v.(map[string]any); ok && err == nil {
 		if def, err := json.Marshal(m); err == nil {
-			return def, dataRefusal(def)
+			return def, defRefusal(m, def)
 		}
 	}
 	return nil, ""
 }
 
-// deferredReference finds an expression naming a namespace resolved at
-// hand-off (${workflow.secrets...}, ${workflow.env...}), as written in JSON.
-var deferredReference = regexp.MustCompile(`\$\{\s*workflow\s*\.\s*(secrets|env)\b`)
-
-// dataRefusal says why a task configuration or a definition that came from
-// the workflow's data (a worker's output, its input) may not run, or "".
-// Data is never code with the workflow's rights: such a configuration may
-// not reference secrets or environment values, which would resolve as the
-// workflow's principals to whoever wrote the data, and may not write
-// secrets (UPDATE_SECRET).
-func dataRefusal(raw []byte) string {
+// dataRefusal says why a task configuration that came from the workflow's
+// data (a worker's output) may not run, or "". Data is never code with the
+// workflow's rights: its input may not reference secrets or environment
+// values, which would resolve as the workflow's principals for whoever
+// wrote the data, nor reach values the workflow sealed (_secrets data,
+// opened at hand-off), and it may not write secrets (UPDATE_SECRET). The
+// input is evaluated to tell: the expression parser, not a pattern over
+// the JSON, decides what a reference is.
+func dataRefusal(wt *conductor.WorkflowTask, evaluate func() (map[string]any, [][]any, error)) string {
+	if wt.TaskType() == conductor.TaskTypeUpdateSecret {
+		return "it may not be an " + conductor.TaskTypeUpdateSecret + " task: only a definition may"
+	}
+	in, deferred, err := evaluate()
 	switch {
-	case deferredReference.Match(raw):
-		return "it may not reference secrets or environment values (${workflow.secrets...}, ${workflow.env...}): " +
-			"only a definition may"
-	case bytes.Contains(raw, []byte(`"`+conductor.TaskTypeUpdateSecret+`"`)):
+	case err != nil:
+		return "" // the input's own evaluation fails the task, saying why
+	case len(deferred) > 0:
+		return "its input may not reference secrets or environment values (${workflow.secrets...}, ${workflow.env...}): only a definition may"
+	case masking.HasSealed(in):
+		return "its input may not read the workflow's _secrets or _masked data: only a definition may"
+	}
+	return ""
+}
+
+// defRefusal is dataRefusal for a whole definition built from data: no
+// expression in it may reference secrets or environment values, and no
+// task may be an UPDATE_SECRET.
+func defRefusal(def map[string]any, raw []byte) string {
+	if bytes.Contains(raw, []byte(`"`+conductor.TaskTypeUpdateSecret+`"`)) {
 		return "it may not hold an " + conductor.TaskTypeUpdateSecret + " task: only a definition may"
+	}
+	if _, deferred, _ := expr.Evaluate(def, expr.MapDoc{}); len(deferred) > 0 {
+		return "it may not reference secrets or environment values (${workflow.secrets...}, ${workflow.env...}): only a definition may"
 	}
 	return ""
 }
