@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"regexp"
 	"strings"
 
 	"github.com/itchyny/gojq"
@@ -176,18 +175,20 @@ func fromJQ(v any) any {
 	return v
 }
 
-// jqPreview is the value gojq quotes in a type error, cut to about 30
-// bytes: `string ("sk_live_51HxQzT8abcdefgh ...")`.
-var jqPreview = regexp.MustCompile(`\((?:[^()"]|"(?:[^"\\]|\\.)*")*\)`)
-
-// withoutPreviews is err with the values gojq quotes replaced by "***".
-// Redaction finds a secret value whole, in any of its encodings, but not
-// a prefix of it: a query that takes a JSON secret resolved whole for an
-// object would put half of it in the task's reason.
+// withoutPreviews is err with the values gojq quotes in its type errors
+// cut off: `expected an object but got: string ("sk_live_51HxQzT8abcdefgh
+// ...")` reads `expected an object but got: string (***)`. Redaction finds
+// a secret value whole, in any of its encodings, but not a prefix of it,
+// and gojq cuts its previews (an object's or an array's mid-string). A
+// value the query raised itself (error(...)) is kept: it is whole.
 func withoutPreviews(err error) error {
+	var raised gojq.ValueError
+	if errors.As(err, &raised) {
+		return err
+	}
 	msg := err.Error()
-	if clean := jqPreview.ReplaceAllString(msg, "(***)"); clean != msg {
-		return errors.New(clean)
+	if i := strings.Index(msg, " ("); i >= 0 {
+		return errors.New(msg[:i] + " (***)")
 	}
 	return err
 }

@@ -300,6 +300,11 @@ func TestJQ(t *testing.T) {
 		// of a secret, which redaction would not know.
 		{"type error hides the value", jqTask(".tok | .access_token", map[string]any{"tok": "sk_live_51HxQzT8abcdefghijklmnopqrstuvwxyz0123"}),
 			"string (***)", time.Second},
+		// An object's or an array's preview is cut mid-string.
+		{"type error hides an object", jqTask(".tok | .[0]", map[string]any{"tok": map[string]any{"k": "sk_live_51HxQzT8abcdefghijklmnopqrstuvwxyz0123"}}),
+			"object (***)", time.Second},
+		{"type error hides an array", jqTask(".tok | .k", map[string]any{"tok": []any{"sk_live_51HxQzT8abcdefghijklmnopqrstuvwxyz0123"}}),
+			"array (***)", time.Second},
 		{"missing query", &conductor.Task{TaskType: conductor.TaskTypeJSONJQ, InputData: map[string]any{}}, "queryExpression is required", time.Second},
 		{"no modules", jqTask(`import "x" as x; .`, nil), "", time.Second},
 		{"infinite", jqTask("last(range(1e18))", nil), "time budget", 3 * time.Second},
