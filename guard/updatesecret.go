@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/executor"
@@ -41,35 +42,67 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 		return terminal("UPDATE_SECRET %s needs _secrets.secretKey and _secrets.secretValue", t.ReferenceTaskName)
 	}
 	principals := executor.PrincipalsFrom(ctx)
-	// Checked on this revision, written on it alone (secrets.At).
+	if len(principals) == 0 {
+		principals = []string{""}
+	}
+	v := []byte(value)
+	defer clear(v)
+	// Checked on a revision, written on it alone (secrets.At): one that
+	// changed meanwhile (another UPDATE_SECRET of a fork's branch) is
+	// checked again on its new state, a few times.
+	var err error
+	for attempt := 1; ; attempt++ {
+		var res *conductor.TaskResult
+		if res, err = u.write(ctx, t, name, v, principals); res != nil {
+			return *res
+		}
+		if !errors.Is(err, fault.ErrConflict) || attempt == updateAttempts {
+			break
+		}
+		// The read model the check reads catches up with the change.
+		select {
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
+}
+
+// updateAttempts bounds the writes an UPDATE_SECRET tries when the secret
+// keeps changing under it.
+const updateAttempts = 3
+
+// write checks access to secret name on its current revision and writes v
+// there. It returns the task's result when that is settled (a refusal, a
+// value the store refuses), or the write's error.
+func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string, v []byte, principals []string) (*conductor.TaskResult, error) {
+	terminal := func(format string, args ...any) *conductor.TaskResult {
+		return &conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: fmt.Sprintf(format, args...)}
+	}
 	rev, err := u.Store.Revision(ctx, name)
 	if err != nil && !errors.Is(err, fault.ErrInvalid) {
-		return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
+		return nil, err
 	}
 	access := auth.Update
 	if !rev.Exists {
 		access = auth.Create
 	}
-	if len(principals) == 0 {
-		principals = []string{""}
-	}
 	// Every principal the workflow runs as must be allowed the write.
 	for _, principal := range principals {
 		if _, err := u.Authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetSecret, ID: name}); errors.Is(err, fault.ErrForbidden) {
-			return terminal("UPDATE_SECRET %s: 403: %s may not %s secret %s", t.ReferenceTaskName, principalName(principal), access, name)
+			return terminal("UPDATE_SECRET %s: 403: %s may not %s secret %s", t.ReferenceTaskName, principalName(principal), access, name), nil
 		} else if err != nil {
-			return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
+			return nil, err
 		}
 	}
-	v := []byte(value)
-	defer clear(v)
 	// Written as the workflow's creator (the first principal), who owns a
 	// secret it creates; the others were checked above.
-	if _, err := u.Store.Put(ctx, name, v, principals[0], secrets.At(rev)); err != nil {
-		if errors.Is(err, fault.ErrInvalid) || errors.Is(err, fault.ErrTooLarge) {
-			return terminal("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)
-		}
-		return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
+	_, err = u.Store.Put(ctx, name, v, principals[0], secrets.At(rev))
+	switch {
+	case err == nil:
+		return &conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{}}, nil
+	case errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrTooLarge):
+		return terminal("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err), nil
 	}
-	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{}}
+	return nil, err
 }
