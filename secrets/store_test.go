@@ -605,6 +605,15 @@ func TestPoisonRecords(t *testing.T) {
 	if err != nil || len(parked) != 1 || parked[0].Seq != seq {
 		t.Fatalf("parked = %+v, %v", parked, err)
 	}
+	// A write checked on the subject's revision still goes through: the
+	// parked record is no change of the secret.
+	rev, err := p.s.Revision(ctx, "mine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.s.Put(ctx, "mine", []byte("after the poison"), "", At(rev)); err != nil {
+		t.Fatalf("a write after a parked record: %v", err)
+	}
 }
 
 // Resolve keeps ciphertexts while its read model applies nothing; once the

@@ -95,7 +95,14 @@ func (w *writer) update(ctx context.Context, subject, principal string, decide f
 		return w.updater.Update(ctx, subject, principal, decide)
 	}
 	return w.updater.Update(ctx, subject, principal, func(v view) ([]schemas.Event, error) {
-		if v.Seq != *o.at {
+		// The last record applied, as Revision counts: a view folded from
+		// the log also counts a record the read model set aside as
+		// unreadable, which would refuse every write for good.
+		st, err := readSubject(v.KV, subject)
+		if err != nil {
+			return nil, err
+		}
+		if st.Seq != *o.at {
 			return nil, fault.Conflict("%s changed while the request was checked: send it again", o.what)
 		}
 		return decide(v)
