@@ -87,13 +87,6 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	if n := d.plan.nodes[wt.TaskReferenceName]; n == nil || n.wt != wt {
 		ev.Config = configJSON(wt) // decided at run time: not in the definition
 	}
-	if o.fromData {
-		if reason := dataRefusal(wt, func() (map[string]any, [][]any, error) {
-			return d.evaluate(wt.InputParameters, id)
-		}); reason != "" {
-			return d.scheduleFailed(wt, o, id, ref, fmt.Sprintf("task %s, configured by the workflow's data: %s", ref, reason))
-		}
-	}
 	td := wt.TaskDefinition
 	if td == nil {
 		td = d.in.TaskDef(wt.Name)
@@ -137,6 +130,11 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		if err != nil {
 			ev.Status, ev.Reason = conductor.TaskFailedWithTerminalError, fmt.Sprintf("input of %s: %v", ref, err)
 			break
+		}
+		if o.fromData {
+			if reason := dataRefusal(wt, in, deferred); reason != "" {
+				return d.scheduleFailed(wt, o, id, ref, fmt.Sprintf("task %s, configured by the workflow's data: %s", ref, reason))
+			}
 		}
 		maps.Copy(in, o.mergeInput)
 		ev.Input, ev.Deferred = in, deferred
@@ -455,17 +453,13 @@ func childDef(w *Workflow, t *Task, raw []byte) (def []byte, refused string) {
 // workflow's rights: its input may not reference secrets or environment
 // values, which would resolve as the workflow's principals for whoever
 // wrote the data, nor reach values the workflow sealed (_secrets data,
-// opened at hand-off), and it may not write secrets (UPDATE_SECRET). The
-// input is evaluated to tell: the expression parser, not a pattern over
-// the JSON, decides what a reference is.
-func dataRefusal(wt *conductor.WorkflowTask, evaluate func() (map[string]any, [][]any, error)) string {
-	if wt.TaskType() == conductor.TaskTypeUpdateSecret {
-		return "it may not be an " + conductor.TaskTypeUpdateSecret + " task: only a definition may"
-	}
-	in, deferred, err := evaluate()
+// opened at hand-off), and it may not write secrets (UPDATE_SECRET). It
+// is judged on its evaluated input: the expression parser, not a pattern
+// over the JSON, decides what a reference is.
+func dataRefusal(wt *conductor.WorkflowTask, in map[string]any, deferred [][]any) string {
 	switch {
-	case err != nil:
-		return "" // the input's own evaluation fails the task, saying why
+	case wt.TaskType() == conductor.TaskTypeUpdateSecret:
+		return "it may not be an " + conductor.TaskTypeUpdateSecret + " task: only a definition may"
 	case len(deferred) > 0:
 		return "its input may not reference secrets or environment values (${workflow.secrets...}, ${workflow.env...}): only a definition may"
 	case masking.HasSealed(in):

@@ -32,14 +32,11 @@ type UpdateSecret struct {
 
 // Execute implements executor.SystemTask.
 func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult {
-	terminal := func(format string, args ...any) conductor.TaskResult {
-		return conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: fmt.Sprintf(format, args...)}
-	}
 	in, _ := t.InputData["_secrets"].(map[string]any)
 	name, _ := in["secretKey"].(string)
 	value, _ := in["secretValue"].(string)
 	if name == "" || value == "" {
-		return terminal("UPDATE_SECRET %s needs _secrets.secretKey and _secrets.secretValue", t.ReferenceTaskName)
+		return *terminal("UPDATE_SECRET %s needs _secrets.secretKey and _secrets.secretValue", t.ReferenceTaskName)
 	}
 	principals := executor.PrincipalsFrom(ctx)
 	if len(principals) == 0 {
@@ -76,9 +73,6 @@ const updateAttempts = 3
 // there. It returns the task's result when that is settled (a refusal, a
 // value the store refuses), or the write's error.
 func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string, v []byte, principals []string) (*conductor.TaskResult, error) {
-	terminal := func(format string, args ...any) *conductor.TaskResult {
-		return &conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: fmt.Sprintf(format, args...)}
-	}
 	rev, err := u.Store.Revision(ctx, name)
 	if err != nil && !errors.Is(err, fault.ErrInvalid) {
 		return nil, err
@@ -105,4 +99,9 @@ func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string,
 		return terminal("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err), nil
 	}
 	return nil, err
+}
+
+// terminal is a failure no retry mends.
+func terminal(format string, args ...any) *conductor.TaskResult {
+	return &conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: fmt.Sprintf(format, args...)}
 }
