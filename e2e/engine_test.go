@@ -241,6 +241,11 @@ func TestBadInput(t *testing.T) {
 		{"pause unknown", "PUT", "/api/workflow/does-not-exist/pause", nil, 404, "not found"},
 		{"unparsable expression in a definition", "POST", "/api/metadata/workflow", `{"name":"bad","tasks":[{"name":"x","taskReferenceName":"x","inputParameters":{"v":"${workflow.input.a"}}]}`, 400, "tasks[0].inputParameters.v"},
 		{"inline definition that does not validate", "POST", "/api/workflow", `{"name":"inline","workflowDef":{"name":"inline","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]}]}}`, 400, "JOIN"},
+		// An inline definition is checked as registration checks one.
+		{"inline definition without tasks", "POST", "/api/workflow", `{"workflowDef":{"name":"inline","tasks":[]}}`, 400, `"path":"tasks","message":"must not be empty"`},
+		{"inline definition: bad timeoutPolicy", "POST", "/api/workflow", `{"workflowDef":{"name":"inline","timeoutPolicy":"SOMETIMES","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}}`, 400, "timeoutPolicy"},
+		{"inline definition: bad task retryLogic", "POST", "/api/workflow", `{"workflowDef":{"name":"inline","tasks":[{"name":"h","taskReferenceName":"h","taskDefinition":{"name":"h","retryLogic":"SOMETIMES"}}]}}`, 400, "tasks[0].taskDefinition.retryLogic"},
+		{"inline definition: name too long", "POST", "/api/workflow", `{"workflowDef":{"name":"` + strings.Repeat("n", 1000) + `","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}}`, 400, `"path":"name"`},
 		{"oversized body", "POST", "/api/workflow", `{"name":"ok","input":{"x":"` + strings.Repeat("a", 9<<20) + `"}}`, 413, "bytes"},
 	}
 	for _, tt := range tests {

@@ -25,6 +25,9 @@ import (
 type Definitions interface {
 	LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
 	LookupTaskDef(ctx context.Context, name string) (*conductor.TaskDef, bool, error)
+	// CheckWorkflowDef validates an inline definition as registration
+	// would validate a stored one.
+	CheckWorkflowDef(def *conductor.WorkflowDef) error
 }
 
 // Snapshots reads a workflow's state as a read model folded it: the same

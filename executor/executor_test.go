@@ -32,6 +32,10 @@ func (noDefinitions) LookupTaskDef(context.Context, string) (*conductor.TaskDef,
 	return nil, false, nil
 }
 
+func (noDefinitions) CheckWorkflowDef(def *conductor.WorkflowDef) error {
+	return engine.ValidateWorkflowDef(def)
+}
+
 // nothingScheduled has no deadlines and no running workflows to recover.
 type nothingScheduled struct{}
 

@@ -59,7 +59,11 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		if def.Name == "" {
 			def.Name = req.Name
 		}
-		if err := engine.ValidateWorkflowDef(def); err != nil {
+		check := engine.ValidateWorkflowDef
+		if e.defs != nil {
+			check = e.defs.CheckWorkflowDef
+		}
+		if err := check(def); err != nil {
 			return "", 0, err
 		}
 	}

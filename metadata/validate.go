@@ -90,6 +90,11 @@ func rawJSON(decoded json.RawMessage, v any) ([]byte, bool, error) {
 
 // prepareWorkflow validates def. prefix locates def in a list ("[2]").
 func prepareWorkflow(def *conductor.WorkflowDef, prefix string, hook func(*conductor.WorkflowDef) error) (registration, error) {
+	return checkWorkflow(def, prefix, hook, true)
+}
+
+// checkWorkflow validates def; its version only when it is to be stored.
+func checkWorkflow(def *conductor.WorkflowDef, prefix string, hook func(*conductor.WorkflowDef) error, stored bool) (registration, error) {
 	if def == nil {
 		return registration{}, nullDef(prefix)
 	}
@@ -106,6 +111,7 @@ func prepareWorkflow(def *conductor.WorkflowDef, prefix string, hook func(*condu
 	reg := registration{name: def.Name, raw: raw, version: def.Version}
 	explicit := fromJSON && !isNull(top[jsonVersion])
 	switch {
+	case !stored:
 	case def.Version == 0 && !explicit:
 		reg.version = 1
 	case def.Version < 1:

@@ -10,6 +10,14 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
+// CheckWorkflowDef validates a definition that runs without being
+// registered (a start's or a sub-workflow's inline workflowDef) as
+// registration would, but for its version: nothing is stored under it.
+func (s *Store) CheckWorkflowDef(def *conductor.WorkflowDef) error {
+	_, err := checkWorkflow(def, "", s.opts.ValidateWorkflow, false)
+	return err
+}
+
 // RegisterWorkflowDef creates version def.Version (1 when absent) of
 // workflow def.Name. When that version exists it is replaced if overwrite
 // is set, and the call fails with fault.ErrConflict otherwise. Invalid
