@@ -243,6 +243,7 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	if e.CorrelationID != "" {
 		w.CorrelationID = e.CorrelationID
 	}
+	w.ResetTime = e.Time
 	switch e.Kind {
 	case schemas.ResetRestart:
 		w.Tasks, w.CreateTime, w.StartTime = nil, e.Time, e.Time

@@ -395,6 +395,9 @@ func (d *decision) terminate(t Terminate) error {
 	case conductor.WorkflowTerminated:
 		return nil
 	}
+	if t.UnlessResetAfter > 0 && d.w.ResetTime > t.UnlessResetAfter {
+		return fault.Conflict("workflow %s was reset after the parent that terminates it ended", d.w.ID)
+	}
 	reason := t.Reason
 	switch {
 	case d.w.Terminal():

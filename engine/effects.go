@@ -87,6 +87,8 @@ type ReopenParent struct {
 type TerminateWorkflow struct {
 	WorkflowID string
 	Reason     string
+	// ParentEnded is when the parent ended (see Terminate.UnlessResetAfter).
+	ParentEnded int64
 }
 
 // CheckChild asks the executor to report a child's status if it is
@@ -182,7 +184,8 @@ func terminalEffects(w *Workflow) []Effect {
 	if w.Status != conductor.WorkflowCompleted {
 		for _, t := range w.Tasks {
 			if t.Type == conductor.TaskTypeSubWorkflow && t.SubWorkflowID != "" && t.Status == conductor.TaskCanceled {
-				out = append(out, TerminateWorkflow{WorkflowID: t.SubWorkflowID, Reason: "parent workflow " + w.ID + " " + w.Status})
+				out = append(out, TerminateWorkflow{WorkflowID: t.SubWorkflowID, Reason: "parent workflow " + w.ID + " " + w.Status,
+					ParentEnded: w.EndTime})
 			}
 		}
 		if fw := failureWorkflow(w); fw != nil {

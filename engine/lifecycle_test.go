@@ -365,6 +365,44 @@ func TestChildReopened(t *testing.T) {
 // A rerun asked of an ancestor, from a task of its descendant: the child
 // reruns from the task, and each workflow up to the ancestor reruns from
 // the SUB_WORKFLOW task that ran it, which waits for the same child again.
+// A terminated parent's clean-up terminates its children, and recovery
+// performs it again for workflows that ended shortly before a crash. A
+// child an operator ran again since (its parent no longer waits for it)
+// runs on: the clean-up spares a child reset after the parent ended.
+func TestCleanupSparesChildResetSince(t *testing.T) {
+	p := newHarness(t, `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}]}`, nil)
+	p.advance(time.Minute)
+	d := p.decide(engine.Terminate{Reason: "operator"})
+	cleanup := effectsOf[engine.TerminateWorkflow](d)
+	if len(cleanup) != 1 || cleanup[0].WorkflowID != p.task("child").SubWorkflowID || cleanup[0].ParentEnded != p.w.EndTime || p.w.EndTime == 0 {
+		t.Fatalf("clean-up %+v; parent ended at %d", cleanup, p.w.EndTime)
+	}
+	ended := cleanup[0].ParentEnded
+	kid := `{"name":"kid","tasks":[{"name":"k","taskReferenceName":"k"}]}`
+	for _, tc := range []struct {
+		name  string
+		reset time.Duration // when the child is restarted, from the parent's end; 0: never
+		want  string
+	}{
+		{"running child", 0, conductor.WorkflowTerminated},
+		{"child restarted before the parent ended", -time.Second, conductor.WorkflowTerminated},
+		{"child restarted since", time.Second, conductor.WorkflowRunning},
+	} {
+		c := newHarness(t, kid, nil)
+		c.now = time.UnixMilli(ended)
+		if tc.reset != 0 {
+			c.advance(tc.reset)
+			c.decide(engine.Terminate{Reason: "first run"})
+			c.decide(engine.Restart{})
+		}
+		c.advance(time.Hour) // recovery, much later
+		_, err := c.try(engine.Terminate{Reason: cleanup[0].Reason, UnlessResetAfter: ended})
+		if got := c.w.Status; got != tc.want || (tc.want == conductor.WorkflowRunning) != errorsIs(err, fault.ErrConflict) {
+			t.Errorf("%s: %s (%v), want %s", tc.name, got, err, tc.want)
+		}
+	}
+}
+
 func TestRerunThroughChild(t *testing.T) {
 	c := newHarness(t, `{"name":"kid","tasks":[{"name":"k1","taskReferenceName":"k1"},{"name":"k2","taskReferenceName":"k2"}]}`, nil)
 	c.w.ParentWorkflowID = "parent-1"

@@ -40,7 +40,9 @@ type Workflow struct {
 	EndTime              int64    `msgpack:"et,omitempty"`
 	UpdateTime           int64    `msgpack:"ut"`
 	LastRetriedTime      int64    `msgpack:"lrt,omitempty"`
-	Tasks                []*Task  `msgpack:"tasks"`
+	// ResetTime is when the last restart, retry or rerun happened.
+	ResetTime int64   `msgpack:"rst,omitempty"`
+	Tasks     []*Task `msgpack:"tasks"`
 	// Counter numbers every task instance ever created, across restarts, so
 	// that derived task ids never repeat.
 	Counter int `msgpack:"ctr"`

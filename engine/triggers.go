@@ -96,6 +96,11 @@ type Resume struct{}
 type Terminate struct {
 	Reason string
 	By     string
+	// UnlessResetAfter, when set, is when the parent whose clean-up this
+	// is ended. A child restarted, retried or rerun since runs on its own
+	// (an operator's doing: its parent no longer waits for it) and is left
+	// alone, however late recovery performs the clean-up again.
+	UnlessResetAfter int64
 }
 
 // Restart runs a terminal workflow again from the start. Def, when set, is

@@ -135,7 +135,7 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 		}
 		return e.reportChild(ctx, eff.ParentWorkflowID, child)
 	case engine.TerminateWorkflow:
-		return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{Reason: eff.Reason})
+		return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{Reason: eff.Reason, UnlessResetAfter: eff.ParentEnded})
 	}
 	return fmt.Errorf("unknown effect %T", eff)
 }
