@@ -328,6 +328,41 @@ func TestRetryOfChildResumesParent(t *testing.T) {
 	}
 }
 
+// Terminating a parent terminates its child; an operator's restart of
+// that child afterwards reopens the parent, which completes with the
+// child, as Conductor's updateAndPushParents does.
+func TestRestartedChildReopensTerminatedParent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"rc_kid","tasks":[{"name":"rc_hold","taskReferenceName":"hold","type":"WAIT"}],"outputParameters":{"v":"${hold.output.v}"}}`,
+		`{"name":"rc_parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"rc_kid"}}],
+		  "outputParameters":{"v":"${sub.output.v}"}}`)
+	id := e.start("rc_parent", nil)
+	var child string
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if child = taskByRef(e.workflow(id), "sub").SubWorkflowID; child == "" {
+			return errors.New("no child yet")
+		}
+		return nil
+	})
+	e.waitStatus(child, conductor.WorkflowRunning)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"?reason=operator", nil)
+	e.waitStatus(child, conductor.WorkflowTerminated)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+child+"/restart", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	e.waitStatus(child, conductor.WorkflowRunning)
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if taskByRef(e.workflow(child), "hold") == nil {
+			return errors.New("the restarted child has not scheduled its task yet")
+		}
+		return nil
+	})
+	e.must(http.StatusOK, "POST", "/api/tasks/"+child+"/hold/COMPLETED", map[string]any{"v": "after restart"})
+	if wf := e.waitStatus(id, conductor.WorkflowCompleted); wf.Output["v"] != "after restart" || taskByRef(wf, "sub").SubWorkflowID != child {
+		t.Fatalf("parent output %v, waiting for %s", wf.Output, taskByRef(wf, "sub").SubWorkflowID)
+	}
+}
+
 // A rerun of a parent from a task of its child (Conductor searches
 // sub-workflows): the child reruns from that task, the parent from its
 // SUB_WORKFLOW task, which waits for the same child, and both complete.

@@ -142,7 +142,8 @@ func Effects(w *Workflow, now int64) []Effect {
 		out = append(out, terminalEffects(w)...)
 	case w.ParentWorkflowID != "" && w.Epoch > 0:
 		// Retried, restarted or rerun: the parent may have missed it.
-		out = append(out, ReopenParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildReopened{ChildID: w.ID, RerunUpTo: w.RerunUpTo, RunsAs: w.AlsoRunsAs}})
+		out = append(out, ReopenParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildReopened{ChildID: w.ID, RerunUpTo: w.RerunUpTo, RunsAs: w.AlsoRunsAs,
+			ResetTime: w.ResetTime}})
 	}
 	return out
 }

@@ -171,7 +171,7 @@ func (d *decision) reopened(upTo string) {
 	if d.w.ParentWorkflowID == "" {
 		return
 	}
-	c := ChildReopened{ChildID: d.w.ID, RunsAs: d.w.AlsoRunsAs}
+	c := ChildReopened{ChildID: d.w.ID, RunsAs: d.w.AlsoRunsAs, ResetTime: d.w.ResetTime}
 	if upTo != d.w.ID {
 		c.RerunUpTo = upTo
 	}
@@ -208,10 +208,12 @@ func (d *decision) childReopened(c ChildReopened) {
 	if !unsuccessful(t.Status) {
 		return
 	}
-	if t.Status == conductor.TaskCanceled && t.Reason == canceledBy(d.w.Status) {
+	if t.Status == conductor.TaskCanceled && t.Reason == canceledBy(d.w.Status) && c.ResetTime <= d.w.EndTime {
 		// The parent's own end canceled it (an operator's terminate, a
-		// timeout, another task's failure), not the child's: news of the
-		// child running again (recovery sends it again) must not undo it.
+		// timeout, another task's failure), not the child's: news of a
+		// reset from before that end (recovery sends it again) must not
+		// undo it. A child reset since was an operator's explicit doing,
+		// which reopens its parents, as Conductor's does.
 		return
 	}
 	if wt := d.plan.config(t); wt == nil || wt.Optional {

@@ -355,16 +355,20 @@ func TestChildReopened(t *testing.T) {
 		}
 		q.wantStatus(conductor.WorkflowTerminated)
 		q.wantTask("child", conductor.TaskCanceled)
-		d := q.decide(engine.ChildReopened{ChildID: qc})
+		d := q.decide(engine.ChildReopened{ChildID: qc, ResetTime: q.w.EndTime})
 		if reopened := len(d.Events) != 0; reopened == byParent {
 			t.Fatalf("terminated by the parent %v: the child's news reopened it %v", byParent, reopened)
 		}
 	}
+	// A child restarted after its parent ended was restarted explicitly
+	// (recovery does not reset): it reopens the parent, as in Conductor.
+	q := newHarness(t, parentDef, nil)
+	q.decide(engine.Terminate{Reason: "operator"})
+	q.decide(engine.ChildReopened{ChildID: q.task("child").SubWorkflowID, ResetTime: q.w.EndTime + 1})
+	q.wantStatus(conductor.WorkflowRunning)
+	q.wantTask("child", conductor.TaskInProgress)
 }
 
-// A rerun asked of an ancestor, from a task of its descendant: the child
-// reruns from the task, and each workflow up to the ancestor reruns from
-// the SUB_WORKFLOW task that ran it, which waits for the same child again.
 // A terminated parent's clean-up terminates its children, and recovery
 // performs it again for workflows that ended shortly before a crash. A
 // child an operator ran again since (its parent no longer waits for it)
@@ -403,6 +407,9 @@ func TestCleanupSparesChildResetSince(t *testing.T) {
 	}
 }
 
+// A rerun asked of an ancestor, from a task of its descendant: the child
+// reruns from the task, and each workflow up to the ancestor reruns from
+// the SUB_WORKFLOW task that ran it, which waits for the same child again.
 func TestRerunThroughChild(t *testing.T) {
 	c := newHarness(t, `{"name":"kid","tasks":[{"name":"k1","taskReferenceName":"k1"},{"name":"k2","taskReferenceName":"k2"}]}`, nil)
 	c.w.ParentWorkflowID = "parent-1"
@@ -411,7 +418,7 @@ func TestRerunThroughChild(t *testing.T) {
 	d := c.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k2").ID}, UpTo: "grand-1"})
 	c.wantRefs("k1", "k2")
 	c.wantTask("k2", conductor.TaskScheduled)
-	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1", ResetTime: c.w.ResetTime}) || c.w.ResetTime == 0 {
 		t.Fatalf("reopen effects %+v", got)
 	}
 	// Recovery, should the news be lost, tells the parent the same.
@@ -421,7 +428,7 @@ func TestRerunThroughChild(t *testing.T) {
 			again = append(again, r)
 		}
 	}
-	if len(again) != 1 || !reflect.DeepEqual(again[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+	if len(again) != 1 || !reflect.DeepEqual(again[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1", ResetTime: c.w.ResetTime}) || c.w.ResetTime == 0 {
 		t.Fatalf("recovery's reopen effects %+v", again)
 	}
 
@@ -448,7 +455,7 @@ func TestRerunThroughChild(t *testing.T) {
 	if got := effectsOf[engine.CheckChild](d); len(got) != 1 || got[0].ChildID != child {
 		t.Fatalf("check effects %+v", got)
 	}
-	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1"}) {
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1", RerunUpTo: "grand-1", ResetTime: p.w.ResetTime}) {
 		t.Fatalf("the grandparent, which the rerun was asked of, must rerun too: %+v", got)
 	}
 	p.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowCompleted})
@@ -458,7 +465,7 @@ func TestRerunThroughChild(t *testing.T) {
 	// The ancestor asked reruns last: its own parent hears a plain reopen.
 	d = p.decide(engine.ChildReopened{ChildID: child, RerunUpTo: "wf-1"})
 	p.wantStatus(conductor.WorkflowRunning)
-	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1"}) {
+	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1", ResetTime: p.w.ResetTime}) {
 		t.Fatalf("reopen effects of the ancestor asked: %+v", got)
 	}
 }

@@ -155,6 +155,8 @@ type ChildReopened struct {
 	RerunUpTo string
 	// RunsAs are the child's, as for ChildFinished.
 	RunsAs []string
+	// ResetTime is when the child was reset (Workflow.ResetTime).
+	ResetTime int64
 }
 
 // Compact records that a terminal workflow's secrets key is being
