@@ -13,6 +13,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -591,7 +592,36 @@ func storeEnded(b *projections.Batch, w *engine.Workflow, prev before) error {
 		}
 	}
 	if ended && (!prev.endedWithEffects || prev.endTime != w.EndTime) {
+		if err := pruneEnded(b, w.EndTime-endedKept.Milliseconds()); err != nil {
+			return err
+		}
 		return b.Set(endedKey(w.EndTime, w.ID), nil)
+	}
+	return nil
+}
+
+// endedKept is how long the list keeps a workflow after a later one ended:
+// well past the executor's lookback (10 minutes before the log's last
+// record), so that nothing recovery might look for is gone.
+const endedKept = time.Hour
+
+// pruneEnded deletes the entries of workflows that ended before the given
+// time (Unix ms). It runs as a workflow joins the list, so that the list
+// holds an hour's ends rather than every end ever, and a rebuild, which
+// folds the same records in the same order, prunes the same entries.
+func pruneEnded(b *projections.Batch, before int64) error {
+	var old [][]byte
+	err := b.ScanRange([]byte(prefixEnded), endedKey(max(before, 0), ""), func(key, _ []byte) bool {
+		old = append(old, slices.Clone(key))
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }

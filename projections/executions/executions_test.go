@@ -719,4 +719,21 @@ func TestEndedWithEffects(t *testing.T) {
 	if got := listed(0); len(got) != 0 {
 		t.Fatalf("listed %v after the restart", got)
 	}
+
+	// The list keeps an hour's ends: recovery looks back ten minutes
+	// from the log's last record. Older ones go as a later one joins.
+	old := start()
+	f.decide(old, engine.Terminate{})
+	f.now = f.now.Add(59 * time.Minute)
+	recent := start()
+	f.decide(recent, engine.Terminate{})
+	if got := listed(0); !equal(got, []string{old, recent}) {
+		t.Fatalf("listed %v, want %s and %s", got, old, recent)
+	}
+	f.now = f.now.Add(2 * time.Minute)
+	last := start()
+	f.decide(last, engine.Terminate{})
+	if got := listed(0); !equal(got, []string{recent, last}) {
+		t.Fatalf("listed %v, want %s and %s: %s ended over an hour before", got, recent, last, old)
+	}
 }
