@@ -24,7 +24,7 @@ type TaskQueue interface {
 	Poll(ctx context.Context, req executor.PollRequest) ([]*conductor.Task, uint64, error)
 	ReportResult(ctx context.Context, res conductor.TaskResult, taskType, principal string) (executor.Outcome, error)
 	QueueSizes(ctx context.Context, taskTypes []string) (map[string]int64, error)
-	AllQueueSizes(ctx context.Context) (map[string]int64, error)
+	AllQueues(ctx context.Context) (map[string]executor.QueueStats, error)
 	PollData(taskType string) []executor.PollData
 }
 
@@ -72,7 +72,8 @@ func (s *Server) taskRoutes() {
 	// definitions, executions or queues anyway.
 	queues := auth.Rule{AnyPermission: []string{auth.PermMetadataView, auth.PermWorkflowSearch, auth.PermPollTasks}}
 	s.route("GET /api/tasks/queue/sizes", queues, s.queueSizes)
-	s.route("GET /api/tasks/queue/all", queues, s.allQueueSizes)
+	s.route("GET /api/tasks/queue/all", queues, s.allQueueSizes(false))
+	s.route("GET /api/tasks/queue/all/verbose", queues, s.allQueueSizes(true))
 	s.route("GET /api/tasks/queue/polldata", queues, s.pollData)
 	s.route("GET /api/tasks/queue/polldata/all", queues, s.allPollData)
 }
@@ -487,13 +488,29 @@ func (s *Server) queueSizes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, sizes)
 }
 
-func (s *Server) allQueueSizes(w http.ResponseWriter, r *http.Request) {
-	sizes, err := s.deps.Tasks.AllQueueSizes(r.Context())
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+// allQueueSizes answers every queue's size, or, verbose, Conductor's
+// queue → shard → {size, uacked} (one shard, "a").
+func (s *Server) allQueueSizes(verbose bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		queues, err := s.deps.Tasks.AllQueues(r.Context())
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if verbose {
+			out := make(map[string]map[string]map[string]int64, len(queues))
+			for name, q := range queues {
+				out[name] = map[string]map[string]int64{"a": {"size": q.Size, "uacked": q.Unacked}}
+			}
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+		sizes := make(map[string]int64, len(queues))
+		for name, q := range queues {
+			sizes[name] = q.Size
+		}
+		writeJSON(w, http.StatusOK, sizes)
 	}
-	writeJSON(w, http.StatusOK, sizes)
 }
 
 // pollData answers the last HTTP poll of each worker of taskType, as this

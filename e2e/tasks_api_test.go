@@ -458,6 +458,13 @@ func TestQueueSizesPollDataDomains(t *testing.T) {
 		if all["blue:sz"] != 1 || all["sz"] != 0 {
 			return fmt.Errorf("queue/all = %v", all)
 		}
+		var verbose map[string]map[string]map[string]int64
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/queue/all/verbose", nil)), &verbose); err != nil {
+			return err
+		}
+		if verbose["blue:sz"]["a"]["size"] != 1 || verbose["sz"]["a"]["size"] != 0 {
+			return fmt.Errorf("queue/all/verbose = %v", verbose)
+		}
 		return nil
 	})
 	if got := e.pollBatch("sz", "worker-a", 1, 200*time.Millisecond, ""); len(got) != 0 {

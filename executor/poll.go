@@ -385,14 +385,19 @@ func (e *Executor) queueSize(ctx context.Context, name string) (int64, error) {
 	return int64(c.CachedInfo().NumPending), nil
 }
 
-// AllQueueSizes returns the size of every queue, keyed as Conductor names
-// queues: the task type, or "domain:type" for a domain's queue.
-func (e *Executor) AllQueueSizes(ctx context.Context) (map[string]int64, error) {
+// QueueStats counts a queue's announced tasks: those no worker has taken
+// (Size) and those delivered to a worker that has not yet answered
+// (Unacked).
+type QueueStats struct{ Size, Unacked int64 }
+
+// AllQueues returns the statistics of every queue, keyed as Conductor
+// names queues: the task type, or "domain:type" for a domain's queue.
+func (e *Executor) AllQueues(ctx context.Context) (map[string]QueueStats, error) {
 	s, err := e.log.JetStream().Stream(ctx, eventlog.Dispatch.Name)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	out := map[string]int64{}
+	out := map[string]QueueStats{}
 	lister := s.ListConsumers(ctx)
 	for info := range lister.Info() {
 		rest, ok := strings.CutPrefix(info.Name, workers.ConsumerPrefix)
@@ -412,7 +417,7 @@ func (e *Executor) AllQueueSizes(ctx context.Context) (map[string]int64, error) 
 			}
 			key = dom + ":" + typ
 		}
-		out[key] = int64(info.NumPending)
+		out[key] = QueueStats{Size: int64(info.NumPending), Unacked: int64(info.NumAckPending)}
 	}
 	if err := lister.Err(); err != nil {
 		return nil, unavailable(err)
