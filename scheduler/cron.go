@@ -82,13 +82,25 @@ func (c *cronSpec) Next(t time.Time) time.Time {
 			return n
 		}
 		// No time of n's day fits: look from the end of the day.
-		y, m, d := n.Date()
-		t = time.Date(y, m, d+1, 0, 0, 0, 0, n.Location()).Add(-time.Second)
+		t = startOfNextDay(n).Add(-time.Second)
 		if !t.After(n) {
 			t = n // a day shortened by a clock change
 		}
 	}
 	return time.Time{}
+}
+
+// startOfNextDay is the first instant of the day after t's: midnight, or,
+// where a clock change skips midnight (America/Santiago, for one), the end
+// of the gap. time.Date normalises a midnight that does not exist to a time
+// of the day before, which would send the search back into that day.
+func startOfNextDay(t time.Time) time.Time {
+	y, m, d := t.Date()
+	next := time.Date(y, m, d+1, 0, 0, 0, 0, t.Location())
+	for next.Day() == d {
+		next = next.Add(time.Minute)
+	}
+	return next
 }
 
 // dayOfMonth matches days of the month. The zero value matches any.

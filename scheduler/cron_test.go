@@ -76,12 +76,24 @@ func TestCronDialectRefuses(t *testing.T) {
 }
 
 // A time of day that a daylight saving change skips fires at no such time,
-// and the search steps over the short day.
+// and the search steps over the short day, also where the change skips
+// midnight itself.
 func TestCronAcrossClockChange(t *testing.T) {
-	def := conductor.WorkflowSchedule{CronExpression: "0 30 2 ? * SUN", ZoneID: "Europe/Berlin"}
-	// 2027-03-28, a Sunday, has no 02:30 in Berlin.
-	got := NextAfter(&def, ms("2027-03-27T00:00:00Z"))
-	if want := ms("2027-04-04T00:30:00Z"); got != want {
-		t.Fatalf("next %s, want 2027-04-04T00:30:00Z (02:30 CEST)", time.UnixMilli(got).UTC().Format(time.RFC3339))
+	tests := []struct {
+		expr, zone, from, want string
+	}{
+		// 2027-03-28, a Sunday, has no 02:30 in Berlin.
+		{"0 30 2 ? * SUN", "Europe/Berlin", "2027-03-27T00:00:00Z", "2027-04-04T00:30:00Z"},
+		// In Santiago, 2026-09-06 begins at 01:00: its midnight does not exist.
+		{"* * * ? * MON", "America/Santiago", "2026-09-01T03:59:59Z", "2026-09-07T03:00:00Z"},
+		{"* * * ? * SUN", "America/Santiago", "2026-09-01T03:59:59Z", "2026-09-06T04:00:00Z"},
+		{"* * * 7 * ?", "America/Santiago", "2026-09-01T03:59:59Z", "2026-09-07T03:00:00Z"},
+		{"0 0 12 ? * MON", "America/Havana", "2027-03-09T00:00:00Z", "2027-03-15T16:00:00Z"},
+	}
+	for _, tt := range tests {
+		def := conductor.WorkflowSchedule{CronExpression: tt.expr, ZoneID: tt.zone}
+		if got := NextAfter(&def, ms(tt.from)); got != ms(tt.want) {
+			t.Errorf("%q in %s after %s: %s, want %s", tt.expr, tt.zone, tt.from, time.UnixMilli(got).UTC().Format(time.RFC3339), tt.want)
+		}
 	}
 }
