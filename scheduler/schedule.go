@@ -181,25 +181,65 @@ func parse(def *conductor.WorkflowSchedule) (*cronSpec, error) {
 	return sched, nil
 }
 
-// NextAfter returns the first fire time strictly after t (Unix ms), or 0
-// when the schedule never fires again.
-func NextAfter(def *conductor.WorkflowSchedule, t int64) int64 {
-	sched, err := parse(def)
+// timetable is a schedule's fire times: its cron expression and zone,
+// parsed once, within its start and end.
+type timetable struct {
+	spec       *cronSpec
+	loc        *time.Location
+	start, end int64
+}
+
+func newTimetable(def *conductor.WorkflowSchedule) (*timetable, error) {
+	spec, err := parse(def)
 	if err != nil {
-		return 0
+		return nil, err
 	}
 	loc := time.UTC
 	if def.ZoneID != "" {
-		if l, err := time.LoadLocation(def.ZoneID); err == nil {
-			loc = l
+		if loc, err = time.LoadLocation(def.ZoneID); err != nil {
+			return nil, err
 		}
 	}
-	from := time.UnixMilli(max(t, def.ScheduleStartTime-1)).In(loc)
-	next := sched.Next(from)
-	if next.IsZero() || (def.ScheduleEndTime > 0 && next.UnixMilli() > def.ScheduleEndTime) {
+	return &timetable{spec: spec, loc: loc, start: def.ScheduleStartTime, end: def.ScheduleEndTime}, nil
+}
+
+// next returns the first fire time strictly after t (Unix ms), or 0.
+func (tt *timetable) next(t int64) int64 {
+	next := tt.spec.Next(time.UnixMilli(max(t, tt.start-1)).In(tt.loc))
+	if next.IsZero() || (tt.end > 0 && next.UnixMilli() > tt.end) {
 		return 0
 	}
 	return next.UnixMilli()
+}
+
+// latest returns the last fire time not after now, given first, a fire
+// time not after now. It looks back from now in windows that double, so
+// that the times missed by a long pause or outage (a month of an
+// every-second schedule) cost a few dozen searches, not one each.
+func (tt *timetable) latest(first, now int64) int64 {
+	for span := int64(1000); ; span *= 2 {
+		t := tt.next(max(now-span, first-1))
+		if t == 0 || t > now {
+			continue // none in this window: the first lies further back
+		}
+		for {
+			after := tt.next(t)
+			if after == 0 || after > now {
+				return t
+			}
+			t = after
+		}
+	}
+}
+
+// NextAfter returns the first fire time strictly after t (Unix ms), or 0
+// when the schedule never fires again.
+func NextAfter(def *conductor.WorkflowSchedule, t int64) int64 {
+	tt, err := newTimetable(def)
+	if err != nil {
+		return 0
+	}
+	return tt.next(t)
 }
 
 // Due returns the fire time a scan at now should claim, or 0: the next fire
@@ -209,20 +249,18 @@ func (s *State) Due(now int64) int64 {
 	if s.Deleted || s.Def.Paused {
 		return 0
 	}
-	next := NextAfter(&s.Def, s.countFrom())
+	tt, err := newTimetable(&s.Def)
+	if err != nil {
+		return 0
+	}
+	next := tt.next(s.countFrom())
 	if next == 0 || next > now {
 		return 0
 	}
-	if !s.Def.RunCatchupScheduleInstances {
-		for {
-			after := NextAfter(&s.Def, next)
-			if after == 0 || after > now {
-				break
-			}
-			next = after
-		}
+	if s.Def.RunCatchupScheduleInstances {
+		return next
 	}
-	return next
+	return tt.latest(next, now)
 }
 
 // NextFire is the schedule's next fire time for the due index: the time a
@@ -235,8 +273,12 @@ func (s *State) NextFire() int64 {
 }
 
 // countFrom is the time after which the schedule's next fire time lies:
-// its last claim, or its (re)creation, and never at or before a former
-// life's last claim (with clocks apart, a re-creation may seem earlier).
+// its last claim, its (re)creation or its last edit or resume, and never
+// at or before a former life's last claim (with clocks apart, a
+// re-creation may seem earlier). The times an edited schedule's new
+// expression would have fired before the edit, and the times a pause
+// skipped, are not missed runs: catching up runs only those an outage
+// missed.
 func (s *State) countFrom() int64 {
-	return max(s.LastFired, s.Def.CreateTime, s.Floor)
+	return max(s.LastFired, s.Def.CreateTime, s.Def.UpdatedTime, s.Floor)
 }

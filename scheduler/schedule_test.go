@@ -68,6 +68,57 @@ func TestDueAndCatchUp(t *testing.T) {
 	}
 }
 
+// Catching up runs the times an outage missed, not those before an edit
+// or during a pause: an edited or resumed schedule counts from then.
+func TestDueCountsFromEditAndResume(t *testing.T) {
+	monthly := []byte(`{"name":"m","cronExpression":"0 0 0 1 * ?","startWorkflowRequest":{"name":"w"}}`)
+	daily := []byte(`{"name":"m","cronExpression":"0 0 0 * * ?","startWorkflowRequest":{"name":"w"}}`)
+	for _, catchUp := range []bool{false, true} {
+		fold := func(events ...schemas.Event) *State {
+			var st *State
+			for _, ev := range events {
+				var err error
+				if st, err = Apply(st, ev); err != nil {
+					t.Fatal(err)
+				}
+				st.Def.RunCatchupScheduleInstances = catchUp
+			}
+			return st
+		}
+		edited := fold(&schemas.ScheduleSaved{Def: monthly, Time: ms("2026-11-30T10:00:00Z")},
+			&schemas.ScheduleFired{ScheduledTime: ms("2026-12-01T00:00:00Z"), Time: ms("2026-12-01T00:00:01Z")},
+			&schemas.ScheduleExecuted{ScheduledTime: ms("2026-12-01T00:00:00Z")},
+			&schemas.ScheduleSaved{Def: daily, Time: ms("2026-12-15T10:00:00Z")})
+		if got := edited.Due(ms("2026-12-15T10:00:01Z")); got != 0 {
+			t.Errorf("catch-up %v: edited to daily, due at once: %s", catchUp, time.UnixMilli(got).UTC())
+		}
+		if got := edited.Due(ms("2026-12-16T00:00:01Z")); got != ms("2026-12-16T00:00:00Z") {
+			t.Errorf("catch-up %v: edited to daily, due %s; want the first midnight after the edit", catchUp, time.UnixMilli(got).UTC())
+		}
+		resumed := fold(&schemas.ScheduleSaved{Def: daily, Time: ms("2026-11-30T10:00:00Z")},
+			&schemas.SchedulePauseChanged{Paused: true, Time: ms("2026-11-30T11:00:00Z")},
+			&schemas.SchedulePauseChanged{Paused: false, Time: ms("2026-12-03T12:00:00Z")})
+		if got := resumed.Due(ms("2026-12-03T12:00:01Z")); got != 0 {
+			t.Errorf("catch-up %v: resumed, due at once: %s", catchUp, time.UnixMilli(got).UTC())
+		}
+	}
+}
+
+// Without catch-up, a schedule missed for long is due at its latest time,
+// however many it missed (here a month of an every-second schedule).
+func TestDueAfterLongOutage(t *testing.T) {
+	for _, zone := range []string{"", "Europe/Berlin", "America/Santiago"} {
+		s := &State{Def: conductor.WorkflowSchedule{CronExpression: "* * * * * ?", ZoneID: zone, CreateTime: ms("2026-08-30T10:00:00Z")}}
+		if got, want := s.Due(ms("2026-09-30T10:00:00.5Z")), ms("2026-09-30T10:00:00Z"); got != want {
+			t.Errorf("zone %q: due %s, want %s", zone, time.UnixMilli(got).UTC(), time.UnixMilli(want).UTC())
+		}
+	}
+	weekly := &State{Def: conductor.WorkflowSchedule{CronExpression: "0 0 9 ? * MON", CreateTime: ms("2025-01-01T00:00:00Z")}}
+	if got := weekly.Due(ms("2026-12-01T00:00:00Z")); got != ms("2026-11-30T09:00:00Z") {
+		t.Errorf("weekly: due %s, want the last Monday", time.UnixMilli(got).UTC())
+	}
+}
+
 func TestValidate(t *testing.T) {
 	ok := conductor.WorkflowSchedule{Name: "s", CronExpression: "0 * * * * ?", StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "wf"}}
 	if err := Validate(&ok); err != nil {
