@@ -107,16 +107,12 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	if at == 0 {
 		return nil
 	}
-	owner := st.Owner()
-	if f.check != nil && st.Def.StartWorkflowRequest != nil {
-		if err := f.check(ctx, owner, *st.Def.StartWorkflowRequest); err != nil {
-			if !errors.Is(err, fault.ErrForbidden) {
-				return err
-			}
-			_, err := f.store.append(ctx, name, st.Seq, []schemas.Event{&schemas.SchedulePauseChanged{
-				Paused: true, Reason: "Security Error: " + err.Error(), Time: now}})
-			return ignoreConflict(err)
+	if err := f.mayStart(ctx, st); err != nil {
+		if !errors.Is(err, fault.ErrForbidden) {
+			return err
 		}
+		_, err := f.store.append(ctx, name, st.Seq, []schemas.Event{securityPause(err, now)})
+		return ignoreConflict(err)
 	}
 	seq, err := f.store.append(ctx, name, st.Seq, []schemas.Event{&schemas.ScheduleFired{
 		ScheduledTime: at, WorkflowID: workflowID(name, at), Time: now}})
@@ -126,15 +122,39 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	return f.start(ctx, name, st, at, now, seq)
 }
 
-// start starts the workflow of the fire time at, claimed at claimed.
+// mayStart asks whether the schedule's owner may start its workflow.
+func (f *Firer) mayStart(ctx context.Context, st *State) error {
+	if f.check == nil || st.Def.StartWorkflowRequest == nil {
+		return nil
+	}
+	return f.check(ctx, st.Owner(), *st.Def.StartWorkflowRequest)
+}
+
+// securityPause pauses a schedule whose owner may no longer start its
+// workflow, as Orkes's scheduler does.
+func securityPause(refusal error, now int64) *schemas.SchedulePauseChanged {
+	return &schemas.SchedulePauseChanged{Paused: true, Reason: "Security Error: " + refusal.Error(), Time: now, By: systemPrincipal}
+}
+
+// systemPrincipal is who the scheduler's own changes are recorded as.
+const systemPrincipal = "flowvault"
+
+// start starts the workflow of the fire time at, claimed at claimed. The
+// owner's right is asked again: a claim may have waited (a crash, a
+// start failing for a while) while the owner lost it.
 func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed int64, seq uint64) error {
 	id := workflowID(name, at)
 	req := *st.Def.StartWorkflowRequest
 	req.Input = scheduledInput(req.Input, map[string]any{
 		"_scheduledTime": at, "_executedTime": claimed, "_startedByScheduler": name, "_executionId": id})
-	_, _, err := f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: id,
-		CreatedBy: st.Owner(), RequestID: id})
-	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: f.store.now().UnixMilli()}
+	err := f.mayStart(ctx, st)
+	refused := errors.Is(err, fault.ErrForbidden)
+	if err == nil {
+		_, _, err = f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: id,
+			CreatedBy: st.Owner(), RequestID: id})
+	}
+	now := f.store.now().UnixMilli()
+	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: now}
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):
 		// started now, or by an earlier attempt
@@ -143,7 +163,11 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 	default:
 		return err // transient: the pending claim is retried on the next scan
 	}
-	_, err = f.store.append(ctx, name, seq, []schemas.Event{outcome})
+	events := []schemas.Event{outcome}
+	if refused {
+		events = append(events, securityPause(err, now))
+	}
+	_, err = f.store.append(ctx, name, seq, events)
 	return ignoreConflict(err)
 }
 

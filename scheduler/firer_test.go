@@ -3,11 +3,13 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -171,8 +173,90 @@ func TestFirerChecksTheStartRequest(t *testing.T) {
 	if err := f.fire(ctx, "inline", c.ms); err != nil {
 		t.Fatal(err)
 	}
-	if len(asked) != 1 || asked[0].WorkflowDef == nil || asked[0].WorkflowDef.Name != "adhoc" || len(starts.ids) != 1 {
+	// Asked before the claim and again before the start.
+	if len(asked) != 2 || asked[1].WorkflowDef == nil || asked[1].WorkflowDef.Name != "adhoc" || len(starts.ids) != 1 {
 		t.Fatalf("checked %+v, started %v", asked, starts.ids)
+	}
+}
+
+// A deleted schedule's executions go with it: whoever creates the name
+// next sees only the new schedule's.
+func TestDeleteTakesExecutions(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	f := NewFirer(s, &started{}, nil)
+	save := func(by, wf string) {
+		t.Helper()
+		if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "nightly", CronExpression: "0 0 * * * ?",
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: wf}}, by); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("alice", "alice_wf")
+	c.ms = ms("2026-11-30T11:00:01Z")
+	if err := f.fire(ctx, "nightly", c.ms); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "nightly", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	save("bob", "bob_wf")
+	c.ms = ms("2026-11-30T12:00:01Z")
+	if err := f.fire(ctx, "nightly", c.ms); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		xs, _, err := s.Executions(ctx, 0, 10, nil)
+		if err != nil {
+			return err
+		}
+		if len(xs) != 1 || xs[0].WorkflowName != "bob_wf" {
+			return fmt.Errorf("executions %+v, want bob's one", xs)
+		}
+		return nil
+	})
+}
+
+// A claim whose start a crash interrupted is started later: by then its
+// owner may have lost the right to start it. The run fails and the
+// schedule pauses with a security error, as when the loss is found before
+// a claim.
+func TestPendingClaimAsksAgain(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	revoked := false
+	check := func(_ context.Context, owner string, _ conductor.StartWorkflowRequest) error {
+		if revoked {
+			return &auth.ForbiddenError{Principal: owner, Access: auth.Execute, Reason: "revoked"}
+		}
+		return nil
+	}
+	starts := &started{}
+	f := NewFirer(s, starts, check)
+	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:00Z")
+	claim(t, s, "h", c.ms)
+	revoked = true
+	c.ms = ms("2026-11-30T11:05:00Z")
+	if err := f.fire(ctx, "h", c.ms); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.load(ctx, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(starts.ids) != 0 || st.Pending() || !st.Def.Paused || !strings.HasPrefix(st.Def.PausedReason, "Security Error") {
+		t.Fatalf("started %v; pending %v, paused %v (%q)", starts.ids, st.Pending(), st.Def.Paused, st.Def.PausedReason)
+	}
+	xs, _, err := s.Executions(ctx, 0, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(xs) != 1 || xs[0].State != "FAILED" || !strings.Contains(xs[0].Reason, "revoked") {
+		t.Fatalf("executions %+v", xs)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -114,6 +115,10 @@ func recordExecution(b *projections.Batch, token string, s *State, ev schemas.Ev
 		if r := s.Def.StartWorkflowRequest; r != nil {
 			x.WorkflowName = r.Name
 		}
+	case *schemas.ScheduleDeleted:
+		// The records go with the schedule: whoever creates the name next
+		// may read its executions, and they are not theirs.
+		return deleteExecutions(b, token)
 	case *schemas.ScheduleExecuted:
 		at = e.ScheduledTime
 		v, err := b.Get(executionKey(token, at))
@@ -135,6 +140,23 @@ func recordExecution(b *projections.Batch, token string, s *State, ev schemas.Ev
 		return err
 	}
 	return b.Set(executionKey(token, at), v)
+}
+
+func deleteExecutions(b *projections.Batch, token string) error {
+	var keys [][]byte
+	err := b.Scan([]byte(keyExecution+token+"/"), func(key, _ []byte) bool {
+		keys = append(keys, slices.Clone(key))
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func loadState(r interface{ Get([]byte) ([]byte, error) }, token string) (*State, error) {
