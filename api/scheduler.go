@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -49,6 +50,9 @@ func (s *Server) routeScheduler() {
 		if err == nil && def.StartWorkflowRequest != nil {
 			err = s.mayStart(r, *def.StartWorkflowRequest)
 		}
+		if err == nil {
+			err = refuseMaskedFields(def.StartWorkflowRequest, s.maskedFields(r.Context(), def.StartWorkflowRequest))
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -84,6 +88,9 @@ func (s *Server) routeScheduler() {
 	})
 	s.route("GET /api/scheduler/schedules/{name}", on(auth.Read), func(w http.ResponseWriter, r *http.Request) {
 		def, err := sc.Get(r.Context(), r.PathValue("name"))
+		if err == nil {
+			def.StartWorkflowRequest = s.maskRequest(r.Context(), def.StartWorkflowRequest)
+		}
 		s.reply(w, r, def, err)
 	})
 	s.route("DELETE /api/scheduler/schedules/{name}", on(auth.Delete), func(w http.ResponseWriter, r *http.Request) {
@@ -150,6 +157,9 @@ func (s *Server) routeScheduler() {
 			s.writeError(w, r, err)
 			return
 		}
+		for i := range xs {
+			xs[i].Request = s.maskRequest(r.Context(), xs[i].Request)
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"totalHits": total, "results": xs})
 	})
 	if s.deps.NextFew != nil {
@@ -178,10 +188,59 @@ func (s *Server) readableSchedules(r *http.Request, list []*conductor.WorkflowSc
 	out := make([]*conductor.WorkflowSchedule, 0, len(list))
 	for _, def := range list {
 		if (keep == nil || keep(def)) && s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: def.Name}) {
+			def.StartWorkflowRequest = s.maskRequest(r.Context(), def.StartWorkflowRequest)
 			out = append(out, def)
 		}
 	}
 	return out
+}
+
+// maskedFields are the input fields the workflow req starts masks: its
+// inline definition's maskedFields, else the registered definition's.
+func (s *Server) maskedFields(ctx context.Context, req *conductor.StartWorkflowRequest) []string {
+	switch {
+	case req == nil:
+		return nil
+	case req.WorkflowDef != nil:
+		return req.WorkflowDef.MaskedFields
+	case s.deps.Definitions == nil:
+		return nil
+	}
+	def, err := s.deps.Definitions.LookupWorkflowDef(ctx, req.Name, req.Version)
+	if err != nil {
+		return nil
+	}
+	return def.MaskedFields
+}
+
+// maskRequest returns req with the input fields its workflow masks
+// reading "***", as the workflow it starts shows them. Saving refuses such
+// input; this covers fields a definition came to mask later.
+func (s *Server) maskRequest(ctx context.Context, req *conductor.StartWorkflowRequest) *conductor.StartWorkflowRequest {
+	fields := s.maskedFields(ctx, req)
+	if len(fields) == 0 {
+		return req
+	}
+	c := *req
+	c.Input = masking.Fields(c.Input, fields)
+	return &c
+}
+
+// refuseMaskedFields refuses a schedule whose input sets a field its
+// workflow masks: a workflow seals such a value before storing it, a
+// schedule would store it in plain text.
+func refuseMaskedFields(req *conductor.StartWorkflowRequest, fields []string) error {
+	if req == nil {
+		return nil
+	}
+	ve := &fault.ValidationError{}
+	for _, f := range fields {
+		if _, ok := req.Input[f]; ok {
+			ve.Add("startWorkflowRequest.input."+f, "%s", "the workflow masks this field, and a schedule's input is stored in plain text; "+
+				"store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
+		}
+	}
+	return ve.Err()
 }
 
 // reply answers with v as JSON, 204 when v is nil, or the error.

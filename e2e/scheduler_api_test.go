@@ -50,6 +50,44 @@ func TestScheduleRefusesSecretInput(t *testing.T) {
 	}
 }
 
+// A field the workflow masks (its definition's maskedFields) is sealed by
+// the workflow but would be stored in plain text by a schedule: such input
+// is refused. A field a definition comes to mask later reads "***" in
+// every schedule read path, as in the workflows the schedule starts.
+func TestScheduleMaskedFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"login","version":1,"maskedFields":["password"],"tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`,
+		`{"name":"later","version":1,"tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	for name, req := range map[string]string{
+		"registered": `{"name":"login","input":{"password":"hunter2-PLAIN"}}`,
+		"inline":     `{"workflowDef":{"name":"inline_login","maskedFields":["password"],"tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]},"input":{"password":"hunter2-PLAIN"}}`,
+	} {
+		status, out := e.do("POST", "/api/scheduler/schedules", `{"name":"nightly_login","cronExpression":"0 0 * * * ?","startWorkflowRequest":`+req+`}`)
+		if status != http.StatusBadRequest || strings.Contains(out, "hunter2") || !strings.Contains(out, "startWorkflowRequest.input.password") {
+			t.Fatalf("%s: %d %s; want 400 naming the field, not the value", name, status, out)
+		}
+	}
+	e.must(http.StatusNotFound, "GET", "/api/scheduler/schedules/nightly_login", nil)
+
+	e.must(http.StatusNoContent, "POST", "/api/scheduler/schedules",
+		`{"name":"often","cronExpression":"* * * * * ?","startWorkflowRequest":{"name":"later","input":{"user":"u","password":"hunter2-PLAIN"}}}`)
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if out := e.must(http.StatusOK, "GET", "/api/scheduler/search/executions", nil); !strings.Contains(out, `"EXECUTED"`) {
+			return fmt.Errorf("no execution yet: %s", out)
+		}
+		return nil
+	})
+	e.must(http.StatusNoContent, "POST", "/api/metadata/workflow",
+		`{"name":"later","version":2,"maskedFields":["password"],"tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	for _, path := range []string{"/api/scheduler/schedules/often", "/api/scheduler/schedules", "/api/scheduler/search/executions"} {
+		out := e.must(http.StatusOK, "GET", path, nil)
+		if strings.Contains(out, "hunter2") || !strings.Contains(out, `"password":"***"`) || !strings.Contains(out, `"user":"u"`) {
+			t.Errorf("GET %s: %s", path, out)
+		}
+	}
+}
+
 // A schedule with an inline definition, saved by a user allowed to create
 // that definition (what the API checks), runs: the firer asks the same
 // question instead of EXECUTE on a definition that is not registered.
