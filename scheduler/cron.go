@@ -54,6 +54,11 @@ func parseCron(expr string) (*cronSpec, error) {
 	if len(f) != 6 {
 		return nil, fmt.Errorf("%d fields, want 6: second minute hour day-of-month month day-of-week", len(f))
 	}
+	for i, name := range map[int]string{0: "second", 1: "minute", 2: "hour", 4: "month"} {
+		if strings.Contains(f[i], "?") {
+			return nil, fmt.Errorf("%s %q: ? stands for no specific value in the day fields only", name, f[i])
+		}
+	}
 	times, err := timeParser.Parse(strings.Join([]string{f[0], f[1], f[2], "*", f[4], "*"}, " "))
 	if err != nil {
 		return nil, err

@@ -66,6 +66,8 @@ func TestCronDialectRefuses(t *testing.T) {
 		"@every 5m",        // not an Orkes macro
 		"0 0 25 * * ?",     // no 25th hour
 		"0 0 9 * 13 ?",     // no 13th month
+		"? ? ? * * ?",      // ? outside the day fields
+		"0 0 9 * ? *",      // nor in the month
 	} {
 		err := Validate(&conductor.WorkflowSchedule{Name: "s", CronExpression: expr,
 			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}})

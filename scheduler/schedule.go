@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
@@ -115,23 +117,27 @@ func (s *State) Pending() bool {
 // Validate checks a schedule request.
 func Validate(def *conductor.WorkflowSchedule) error {
 	ve := &fault.ValidationError{}
-	if def.Name == "" {
+	switch {
+	case def.Name == "":
 		ve.Add("name", "name is required")
-	} else if len(def.Name) > 256 {
+	case len(def.Name) > 256:
 		ve.Add("name", "name is longer than 256 characters")
-	} else if def.Name == "tags" {
+	case !validName(def.Name):
+		// It is a path segment of every schedule endpoint.
+		ve.Add("name", "%q: want letters, digits, _ and - only", def.Name)
+	case def.Name == "tags":
 		ve.Add("name", "tags is reserved: GET /api/scheduler/schedules/tags lists schedules by tag")
 	}
 	if _, err := parse(def); err != nil {
 		ve.Add("cronExpression", "%v", err)
 	}
-	if def.ZoneID != "" {
-		if _, err := time.LoadLocation(def.ZoneID); err != nil {
-			ve.Add("zoneId", "unknown time zone %q", def.ZoneID)
-		}
+	if _, err := loadZone(def.ZoneID); err != nil {
+		ve.Add("zoneId", "%v", err)
 	}
 	if def.StartWorkflowRequest == nil || (def.StartWorkflowRequest.Name == "" && def.StartWorkflowRequest.WorkflowDef == nil) {
 		ve.Add("startWorkflowRequest.name", "the workflow to start is required")
+	} else if p := def.StartWorkflowRequest.Priority; p < 0 || p > 99 {
+		ve.Add("startWorkflowRequest.priority", "%d: want 0-99", p)
 	}
 	if def.ScheduleEndTime > 0 && def.ScheduleEndTime <= def.ScheduleStartTime {
 		ve.Add("scheduleEndTime", "ends before it starts")
@@ -145,6 +151,86 @@ func Validate(def *conductor.WorkflowSchedule) error {
 		}
 	}
 	return ve.Err()
+}
+
+func validName(name string) bool {
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// loadZone reads a zone id as Java's ZoneId.of does: a region ("Europe/Berlin"),
+// "Z", or an offset, alone ("+05:30", "-08", "+0530") or after UTC, GMT or
+// UT ("UTC+01:00", "GMT+2"). Empty is UTC. "Local", which Go would read as
+// each engine's own zone, is refused: engines in different zones would fire
+// at different times.
+func loadZone(id string) (*time.Location, error) {
+	switch id {
+	case "", "Z", "UTC", "GMT", "UT":
+		return time.UTC, nil
+	case "Local":
+		return nil, fmt.Errorf("unknown time zone %q: name a region (Europe/Berlin) or an offset (+01:00)", id)
+	}
+	prefix := ""
+	for _, p := range []string{"UTC", "GMT", "UT"} {
+		if strings.HasPrefix(id, p+"+") || strings.HasPrefix(id, p+"-") {
+			prefix = p
+			break
+		}
+	}
+	if rest := id[len(prefix):]; strings.HasPrefix(rest, "+") || strings.HasPrefix(rest, "-") {
+		secs, err := parseOffset(rest)
+		if err != nil {
+			return nil, fmt.Errorf("time zone %q: %v", id, err)
+		}
+		return time.FixedZone(id, secs), nil
+	}
+	loc, err := time.LoadLocation(id)
+	if err != nil {
+		return nil, fmt.Errorf("unknown time zone %q", id)
+	}
+	return loc, nil
+}
+
+// parseOffset reads ±h, ±hh, ±hh:mm, ±hhmm or ±hh:mm:ss, at most 18 hours
+// as Java allows.
+func parseOffset(s string) (int, error) {
+	sign := 1
+	if s[0] == '-' {
+		sign = -1
+	}
+	s = s[1:]
+	var parts []string
+	switch {
+	case strings.Contains(s, ":"):
+		parts = strings.Split(s, ":")
+	case len(s) <= 2:
+		parts = []string{s}
+	case len(s) == 4:
+		parts = []string{s[:2], s[2:]}
+	case len(s) == 6:
+		parts = []string{s[:2], s[2:4], s[4:]}
+	default:
+		return 0, fmt.Errorf("offset %q: want ±hh:mm", s)
+	}
+	if len(parts) > 3 {
+		return 0, fmt.Errorf("offset %q: want ±hh:mm", s)
+	}
+	secs := 0
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || strings.Trim(p, "0123456789") != "" || p == "" || len(p) > 2 || (i > 0 && (len(p) != 2 || n > 59)) {
+			return 0, fmt.Errorf("offset %q: want ±hh:mm", s)
+		}
+		secs += n * []int{3600, 60, 1}[i]
+	}
+	if secs > 18*3600 {
+		return 0, fmt.Errorf("offset %q: at most 18 hours", s)
+	}
+	return sign * secs, nil
 }
 
 // maskedKeyPath returns the path of the first _secrets or _masked key in v
@@ -194,11 +280,9 @@ func newTimetable(def *conductor.WorkflowSchedule) (*timetable, error) {
 	if err != nil {
 		return nil, err
 	}
-	loc := time.UTC
-	if def.ZoneID != "" {
-		if loc, err = time.LoadLocation(def.ZoneID); err != nil {
-			return nil, err
-		}
+	loc, err := loadZone(def.ZoneID)
+	if err != nil {
+		return nil, err
 	}
 	return &timetable{spec: spec, loc: loc, start: def.ScheduleStartTime, end: def.ScheduleEndTime}, nil
 }

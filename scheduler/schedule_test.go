@@ -119,6 +119,40 @@ func TestDueAfterLongOutage(t *testing.T) {
 	}
 }
 
+// Zone ids as Java's ZoneId.of reads them: regions, Z, offsets alone or
+// after UTC, GMT or UT.
+func TestZones(t *testing.T) {
+	tests := []struct {
+		id     string
+		offset int // seconds east of UTC on 2026-12-01
+	}{
+		{"", 0}, {"Z", 0}, {"UTC", 0}, {"GMT", 0},
+		{"Europe/Berlin", 3600}, {"America/New_York", -5 * 3600},
+		{"+05:30", 5*3600 + 1800}, {"-08", -8 * 3600}, {"+0530", 5*3600 + 1800}, {"+5", 5 * 3600},
+		{"UTC+01:00", 3600}, {"GMT+2", 2 * 3600}, {"UT-05:00", -5 * 3600}, {"+01:02:03", 3723},
+	}
+	for _, tt := range tests {
+		loc, err := loadZone(tt.id)
+		if err != nil {
+			t.Errorf("%q: %v", tt.id, err)
+			continue
+		}
+		if _, off := time.UnixMilli(ms("2026-12-01T00:00:00Z")).In(loc).Zone(); off != tt.offset {
+			t.Errorf("%q: offset %d s, want %d", tt.id, off, tt.offset)
+		}
+	}
+	for _, id := range []string{"Local", "+25", "+05:3", "+05:60", "GMT+", "UTC+1:00:00:00", "Mars/Olympus", "+", "++1"} {
+		if _, err := loadZone(id); err == nil {
+			t.Errorf("%q: accepted", id)
+		}
+	}
+	// An offset zone fires at its offset.
+	def := conductor.WorkflowSchedule{CronExpression: "0 0 9 * * ?", ZoneID: "+05:30"}
+	if got := NextAfter(&def, ms("2026-12-01T00:00:00Z")); got != ms("2026-12-01T03:30:00Z") {
+		t.Errorf("09:00 at +05:30: %s", time.UnixMilli(got).UTC())
+	}
+}
+
 func TestValidate(t *testing.T) {
 	ok := conductor.WorkflowSchedule{Name: "s", CronExpression: "0 * * * * ?", StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "wf"}}
 	if err := Validate(&ok); err != nil {
@@ -131,6 +165,17 @@ func TestValidate(t *testing.T) {
 		"no workflow":  func(d *conductor.WorkflowSchedule) { d.StartWorkflowRequest = nil },
 		"ends earlier": func(d *conductor.WorkflowSchedule) { d.ScheduleStartTime, d.ScheduleEndTime = 10, 5 },
 		"reserved":     func(d *conductor.WorkflowSchedule) { d.Name = "tags" },
+		"slash":        func(d *conductor.WorkflowSchedule) { d.Name = "a/b" },
+		"dot dot":      func(d *conductor.WorkflowSchedule) { d.Name = ".." },
+		"space":        func(d *conductor.WorkflowSchedule) { d.Name = "with space" },
+		"local zone":   func(d *conductor.WorkflowSchedule) { d.ZoneID = "Local" },
+		"bad offset":   func(d *conductor.WorkflowSchedule) { d.ZoneID = "+25:00" },
+		"priority 100": func(d *conductor.WorkflowSchedule) {
+			d.StartWorkflowRequest = &conductor.StartWorkflowRequest{Name: "wf", Priority: 100}
+		},
+		"priority -1": func(d *conductor.WorkflowSchedule) {
+			d.StartWorkflowRequest = &conductor.StartWorkflowRequest{Name: "wf", Priority: -1}
+		},
 	} {
 		d := ok
 		mod(&d)
