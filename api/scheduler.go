@@ -15,7 +15,7 @@ import (
 
 // Schedules is what the scheduler endpoints need.
 type Schedules interface {
-	Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string) error
+	Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string, checked *conductor.WorkflowSchedule) error
 	Get(ctx context.Context, name string) (*conductor.WorkflowSchedule, error)
 	List(ctx context.Context, workflowName string) ([]*conductor.WorkflowSchedule, error)
 	Delete(ctx context.Context, name, principal string) error
@@ -45,7 +45,7 @@ func (s *Server) routeScheduler() {
 			s.writeError(w, r, err)
 			return
 		}
-		_, lookup := sc.Get(r.Context(), def.Name)
+		current, lookup := sc.Get(r.Context(), def.Name)
 		err := s.mayWrite(r, auth.TargetWorkflowSchedule, def.Name, lookup)
 		if err == nil && def.StartWorkflowRequest != nil {
 			err = s.mayStart(r, *def.StartWorkflowRequest)
@@ -57,7 +57,7 @@ func (s *Server) routeScheduler() {
 			s.writeError(w, r, err)
 			return
 		}
-		s.reply(w, r, nil, sc.Save(r.Context(), &def, principal(r)))
+		s.reply(w, r, nil, sc.Save(r.Context(), &def, principal(r), current))
 	})
 	s.route("GET /api/scheduler/schedules", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 		list, err := sc.List(r.Context(), r.URL.Query().Get("workflowName"))

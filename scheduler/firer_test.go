@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
@@ -77,7 +79,7 @@ func TestRecreatedScheduleFiresAsNew(t *testing.T) {
 		s, c := newTestStore(t)
 		starts := &started{}
 		f := NewFirer(s, starts, nil)
-		if err := s.Save(ctx, every5(catchUp), "alice"); err != nil {
+		if err := s.Save(ctx, every5(catchUp), "alice", nil); err != nil {
 			t.Fatal(err)
 		}
 		old := ms("2026-11-30T10:00:05Z")
@@ -87,7 +89,7 @@ func TestRecreatedScheduleFiresAsNew(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.ms = ms("2026-11-30T10:00:31Z")
-		if err := s.Save(ctx, every5(catchUp), "alice"); err != nil {
+		if err := s.Save(ctx, every5(catchUp), "alice", nil); err != nil {
 			t.Fatal(err)
 		}
 		c.ms = ms("2026-11-30T10:00:33Z")
@@ -116,7 +118,7 @@ func TestScheduledRunInput(t *testing.T) {
 	f := NewFirer(s, starts, nil)
 	def := &conductor.WorkflowSchedule{Name: "nightly", CronExpression: "0 0 * * * ?",
 		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w", Input: map[string]any{"region": "eu", "_executionId": "mine"}}}
-	if err := s.Save(ctx, def, "alice"); err != nil {
+	if err := s.Save(ctx, def, "alice", nil); err != nil {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T11:00:02Z")
@@ -166,7 +168,7 @@ func TestFirerChecksTheStartRequest(t *testing.T) {
 	f := NewFirer(s, starts, check)
 	def := &conductor.WorkflowSchedule{Name: "inline", CronExpression: "0 0 * * * ?",
 		StartWorkflowRequest: &conductor.StartWorkflowRequest{WorkflowDef: &conductor.WorkflowDef{Name: "adhoc"}}}
-	if err := s.Save(ctx, def, "alice"); err != nil {
+	if err := s.Save(ctx, def, "alice", nil); err != nil {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T11:00:01Z")
@@ -179,6 +181,57 @@ func TestFirerChecksTheStartRequest(t *testing.T) {
 	}
 }
 
+// A save applies to the schedule its access was checked on: CREATE on a
+// name that turns out to exist, or UPDATE on a schedule since re-created
+// or re-tagged, answers a conflict and changes nothing.
+func TestSaveAppliesToTheCheckedSchedule(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	def := func(wf string) *conductor.WorkflowSchedule {
+		return &conductor.WorkflowSchedule{Name: "nightly", CronExpression: "0 0 * * * ?",
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: wf}}
+	}
+	current := func() *conductor.WorkflowSchedule {
+		t.Helper()
+		st, err := s.load(ctx, "nightly")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return shown(st.Def)
+	}
+	wantConflict := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, fault.ErrConflict) {
+			t.Fatalf("%s: %v, want a conflict", what, err)
+		}
+		if got := current().StartWorkflowRequest.Name; got == "mallory_wf" {
+			t.Fatalf("%s: the save applied", what)
+		}
+	}
+	if err := s.Save(ctx, def("alice_wf"), "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantConflict("created over an existing one", s.Save(ctx, def("mallory_wf"), "mallory", nil))
+	checked := current()
+	if err := s.Save(ctx, def("alice_wf2"), "alice", checked); err != nil {
+		t.Fatalf("update of the checked schedule: %v", err)
+	}
+	checked = current()
+	if err := s.ChangeTags(ctx, "nightly", []conductor.Tag{{Key: "team", Value: "ops"}}, false, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	wantConflict("re-tagged since", s.Save(ctx, def("mallory_wf"), "mallory", checked))
+	checked = current()
+	if err := s.Delete(ctx, "nightly", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.ms += 1000
+	if err := s.Save(ctx, def("carol_wf"), "carol", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantConflict("re-created since", s.Save(ctx, def("mallory_wf"), "mallory", checked))
+}
+
 // A deleted schedule's executions go with it: whoever creates the name
 // next sees only the new schedule's.
 func TestDeleteTakesExecutions(t *testing.T) {
@@ -188,7 +241,7 @@ func TestDeleteTakesExecutions(t *testing.T) {
 	save := func(by, wf string) {
 		t.Helper()
 		if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "nightly", CronExpression: "0 0 * * * ?",
-			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: wf}}, by); err != nil {
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: wf}}, by, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,7 +287,7 @@ func TestPendingClaimAsksAgain(t *testing.T) {
 	starts := &started{}
 	f := NewFirer(s, starts, check)
 	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
-		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice"); err != nil {
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T11:00:00Z")
@@ -312,7 +365,7 @@ func TestFoldReadsOnlyNewRecords(t *testing.T) {
 	f := NewFirer(s, starts, nil)
 	def := &conductor.WorkflowSchedule{Name: "often", CronExpression: "* * * * * ?",
 		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}
-	if err := s.Save(ctx, def, "alice"); err != nil {
+	if err := s.Save(ctx, def, "alice", nil); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -137,7 +138,14 @@ func (s *Store) appendEvents(ctx context.Context, name, principal string, decide
 func exists(st *State) bool { return st != nil && !st.Deleted }
 
 // Save creates or replaces a schedule.
-func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string) error {
+//
+// checked is the schedule as the caller's access was checked on it (nil:
+// it did not exist, so CREATE was checked): the save applies to that
+// schedule only. Another created meanwhile, or re-created, re-tagged or
+// deleted, answers fault.ErrConflict: the read paths the check looked at
+// lag the log, and the access a schedule grants follows its creator and
+// tags.
+func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string, checked *conductor.WorkflowSchedule) error {
 	if err := Validate(def); err != nil {
 		return err
 	}
@@ -148,13 +156,26 @@ func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, princ
 		return err
 	}
 	now := s.now().UnixMilli()
-	return s.appendEvents(ctx, def.Name, principal, func(*State) ([]schemas.Event, error) {
+	return s.appendEvents(ctx, def.Name, principal, func(st *State) ([]schemas.Event, error) {
+		if !sameSchedule(st, checked) {
+			return nil, fault.Conflict("schedule %s changed while this request's access was checked: try again", def.Name)
+		}
 		evs := []schemas.Event{&schemas.ScheduleSaved{Def: raw, Time: now, By: principal}}
 		if len(def.Tags) > 0 {
 			evs = append(evs, tagsEvent(def.Tags, now, principal))
 		}
 		return evs, nil
 	})
+}
+
+// sameSchedule reports whether st is the schedule checked describes (nil:
+// none), as far as access goes: the same life, with the same tags.
+func sameSchedule(st *State, checked *conductor.WorkflowSchedule) bool {
+	if checked == nil || !exists(st) {
+		return checked == nil && !exists(st)
+	}
+	return st.Def.CreateTime == checked.CreateTime && st.Def.CreatedBy == checked.CreatedBy &&
+		slices.Equal(st.Def.Tags, checked.Tags)
 }
 
 func tagsEvent(tags []conductor.Tag, now int64, by string) *schemas.ScheduleTagsSet {
