@@ -10,6 +10,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -22,7 +23,7 @@ type Schedules interface {
 	SetPaused(ctx context.Context, name string, paused bool, reason, principal string) error
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
 	ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error
-	Executions(ctx context.Context, start, size int, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error)
+	Executions(ctx context.Context, search query.Search, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error)
 }
 
 // NextFewFunc lists a cron expression's next fire times.
@@ -149,8 +150,10 @@ func (s *Server) routeScheduler() {
 			s.writeError(w, r, err)
 			return
 		}
+		q := r.URL.Query()
+		search := query.Search{Query: q.Get("query"), FreeText: q.Get("freeText"), Sort: q["sort"], Start: start, Size: size}
 		// Each execution shows only to those who may read its schedule.
-		xs, total, err := sc.Executions(r.Context(), start, size, func(x conductor.ScheduleExecution) bool {
+		xs, total, err := sc.Executions(r.Context(), search, func(x conductor.ScheduleExecution) bool {
 			return s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: x.ScheduleName})
 		})
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -232,6 +233,67 @@ func TestSaveAppliesToTheCheckedSchedule(t *testing.T) {
 	wantConflict("re-created since", s.Save(ctx, def("mallory_wf"), "mallory", checked))
 }
 
+// The executions search takes Conductor's query, freeText and sort, and
+// lists the newest first by default.
+func TestSearchExecutions(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	f := NewFirer(s, &started{}, nil)
+	for _, name := range []string{"alpha", "beta"} {
+		if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: name, CronExpression: "0 0 * * * ?",
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: name + "_wf"}}, "alice", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, at := range []string{"2026-11-30T11:00:01Z", "2026-11-30T12:00:01Z"} {
+		c.ms = ms(at)
+		for _, name := range []string{"alpha", "beta"} {
+			if err := f.fire(ctx, name, c.ms); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	search := func(s0 query.Search) string {
+		t.Helper()
+		s0.Size = 10
+		var got []string
+		testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+			xs, total, err := s.Executions(ctx, query.Search{Query: "state = EXECUTED", Size: 10}, nil)
+			if err != nil || total != 4 {
+				return fmt.Errorf("%d executed (%v), want 4", total, err)
+			}
+			if xs, _, err = s.Executions(ctx, s0, nil); err != nil {
+				return err
+			}
+			got = got[:0]
+			for _, x := range xs {
+				got = append(got, x.ScheduleName+"@"+time.UnixMilli(x.ScheduledTime).UTC().Format("15"))
+			}
+			return nil
+		})
+		return strings.Join(got, " ")
+	}
+	for _, tt := range []struct {
+		search query.Search
+		want   string
+	}{
+		{query.Search{}, "alpha@12 beta@12 alpha@11 beta@11"},
+		{query.Search{Query: "scheduleName = beta"}, "beta@12 beta@11"},
+		{query.Search{Query: "scheduledTime < 1796040000000"}, "alpha@11 beta@11"},
+		{query.Search{FreeText: "alpha_wf"}, "alpha@12 alpha@11"},
+		{query.Search{FreeText: "*"}, "alpha@12 beta@12 alpha@11 beta@11"},
+		{query.Search{Sort: []string{"scheduledTime:ASC", "scheduleName:DESC"}}, "beta@11 alpha@11 beta@12 alpha@12"},
+		{query.Search{Query: "state IN (EXECUTED)", Start: 3}, "beta@11"},
+	} {
+		if got := search(tt.search); got != tt.want {
+			t.Errorf("%+v: %s, want %s", tt.search, got, tt.want)
+		}
+	}
+	if _, _, err := s.Executions(ctx, query.Search{Query: "nosuch = 1"}, nil); !errors.Is(err, fault.ErrInvalid) {
+		t.Fatalf("unknown field: %v", err)
+	}
+}
+
 // A deleted schedule's executions go with it: whoever creates the name
 // next sees only the new schedule's.
 func TestDeleteTakesExecutions(t *testing.T) {
@@ -259,7 +321,7 @@ func TestDeleteTakesExecutions(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
-		xs, _, err := s.Executions(ctx, 0, 10, nil)
+		xs, _, err := s.Executions(ctx, query.Search{Size: 10}, nil)
 		if err != nil {
 			return err
 		}
@@ -304,7 +366,7 @@ func TestPendingClaimAsksAgain(t *testing.T) {
 	if len(starts.ids) != 0 || st.Pending() || !st.Def.Paused || !strings.HasPrefix(st.Def.PausedReason, "Security Error") {
 		t.Fatalf("started %v; pending %v, paused %v (%q)", starts.ids, st.Pending(), st.Def.Paused, st.Def.PausedReason)
 	}
-	xs, _, err := s.Executions(ctx, 0, 10, nil)
+	xs, _, err := s.Executions(ctx, query.Search{Size: 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +401,7 @@ func TestStoredSecretInputReadsMasked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	xs, _, err := s.Executions(ctx, 0, 10, nil)
+	xs, _, err := s.Executions(ctx, query.Search{Size: 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

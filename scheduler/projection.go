@@ -115,6 +115,11 @@ func recordExecution(b *projections.Batch, token string, s *State, ev schemas.Ev
 		if r := s.Def.StartWorkflowRequest; r != nil {
 			x.WorkflowName = r.Name
 		}
+		if s.Fires > ExecutionsKept {
+			if err := deleteOldestExecution(b, token); err != nil {
+				return err
+			}
+		}
 	case *schemas.ScheduleDeleted:
 		// The records go with the schedule: whoever creates the name next
 		// may read its executions, and they are not theirs.
@@ -140,6 +145,22 @@ func recordExecution(b *projections.Batch, token string, s *State, ev schemas.Ev
 		return err
 	}
 	return b.Set(executionKey(token, at), v)
+}
+
+// ExecutionsKept is how many executions of a schedule its read model keeps:
+// an every-second schedule fires 86,400 times a day.
+const ExecutionsKept = 1000
+
+func deleteOldestExecution(b *projections.Batch, token string) error {
+	var oldest []byte
+	err := b.Scan([]byte(keyExecution+token+"/"), func(key, _ []byte) bool {
+		oldest = slices.Clone(key)
+		return false
+	})
+	if err != nil || oldest == nil {
+		return err
+	}
+	return b.Delete(oldest)
 }
 
 func deleteExecutions(b *projections.Batch, token string) error {

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -9,6 +10,44 @@ import (
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 )
+
+// A schedule keeps its newest ExecutionsKept executions: the oldest goes
+// as each new one comes.
+func TestExecutionsKept(t *testing.T) {
+	store := testutil.OpenStore(t)
+	seq := uint64(0)
+	apply := func(b *projections.Batch, ev schemas.Event) {
+		t.Helper()
+		env, err := schemas.Default.Encode(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		if err := (Projection{}).Apply(b, eventlog.Record{Subject: subjectPrefix + "often", Seq: seq, Events: []schemas.Envelope{env}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const fires = ExecutionsKept + 5
+	err := store.Update(ProjectionName, func(b *projections.Batch) error {
+		apply(b, &schemas.ScheduleSaved{Def: []byte(`{"name":"often","cronExpression":"* * * * * ?","startWorkflowRequest":{"name":"w"}}`), By: "alice", Time: 1})
+		for i := range int64(fires) {
+			at := 1000 * (i + 1)
+			apply(b, &schemas.ScheduleFired{ScheduledTime: at, WorkflowID: workflowID("often", at), Time: at})
+		}
+		var kept []int64
+		err := b.Scan([]byte(keyExecution), func(key, _ []byte) bool {
+			kept = append(kept, int64(binary.BigEndian.Uint64(key[len(key)-8:])))
+			return true
+		})
+		if len(kept) != ExecutionsKept || kept[0] != 6000 || kept[len(kept)-1] != 1000*fires {
+			t.Fatalf("kept %d executions, from %d to %d", len(kept), kept[0], kept[len(kept)-1])
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
 
 // A record whose later event is poison writes nothing: parked, it must not
 // leave the execution its earlier event would have recorded.

@@ -32,6 +32,7 @@ type State struct {
 	LastClaimed  int64                      `msgpack:"lastat,omitempty"`   // when it was claimed (Unix ms)
 	LastWorkflow string                     `msgpack:"lastwf,omitempty"`   // the workflow started for it
 	Executed     bool                       `msgpack:"executed,omitempty"` // its outcome is recorded
+	Fires        int                        `msgpack:"fires,omitempty"`    // claims in this life
 	// Floor is the latest fire time a former life of the schedule (before
 	// a delete) claimed. A re-created schedule never claims it or an
 	// earlier time again: the workflow id of a fire time is derived from
@@ -84,6 +85,7 @@ func Apply(s *State, ev schemas.Event) (*State, error) {
 		s.Def.UpdatedTime, s.Def.UpdatedBy = e.Time, e.By
 	case *schemas.ScheduleFired:
 		s.LastFired, s.LastClaimed, s.LastWorkflow, s.Executed = e.ScheduledTime, e.Time, e.WorkflowID, false
+		s.Fires++
 	case *schemas.ScheduleExecuted:
 		if e.ScheduledTime == s.LastFired {
 			s.Executed = true
@@ -134,10 +136,14 @@ func Validate(def *conductor.WorkflowSchedule) error {
 	if _, err := loadZone(def.ZoneID); err != nil {
 		ve.Add("zoneId", "%v", err)
 	}
-	if def.StartWorkflowRequest == nil || (def.StartWorkflowRequest.Name == "" && def.StartWorkflowRequest.WorkflowDef == nil) {
+	switch r := def.StartWorkflowRequest; {
+	case r == nil || (r.Name == "" && r.WorkflowDef == nil):
 		ve.Add("startWorkflowRequest.name", "the workflow to start is required")
-	} else if p := def.StartWorkflowRequest.Priority; p < 0 || p > 99 {
-		ve.Add("startWorkflowRequest.priority", "%d: want 0-99", p)
+	case r.Name == "" && r.WorkflowDef.Name == "":
+		// Access to start it is asked of this name.
+		ve.Add("startWorkflowRequest.workflowDef.name", "an inline definition needs a name")
+	case r.Priority < 0 || r.Priority > 99:
+		ve.Add("startWorkflowRequest.priority", "%d: want 0-99", r.Priority)
 	}
 	if def.ScheduleEndTime > 0 && def.ScheduleEndTime <= def.ScheduleStartTime {
 		ve.Add("scheduleEndTime", "ends before it starts")

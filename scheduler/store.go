@@ -20,6 +20,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -314,17 +315,64 @@ func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Ta
 	})
 }
 
-// Executions lists the fire records visible accepts (nil: all), newest
-// first; the total counts only those, so paging reveals nothing hidden.
-func (s *Store) Executions(_ context.Context, start, size int, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error) {
+// ExecutionFields are the fields an executions search may query and sort
+// by.
+var ExecutionFields = query.Schema{
+	"scheduleName": query.String, "workflowName": query.String, "workflowId": query.String,
+	"executionId": query.String, "state": query.String, "reason": query.String, "zoneId": query.String,
+	"scheduledTime": query.Time, "executionTime": query.Time,
+}
+
+func executionDoc(x *conductor.ScheduleExecution) query.Doc {
+	return func(field string) any {
+		switch field {
+		case "scheduleName":
+			return x.ScheduleName
+		case "workflowName":
+			return x.WorkflowName
+		case "workflowId":
+			return x.WorkflowID
+		case "executionId":
+			return x.ExecutionID
+		case "state":
+			return x.State
+		case "reason":
+			return x.Reason
+		case "zoneId":
+			return x.ZoneID
+		case "scheduledTime":
+			return x.ScheduledTime
+		case "executionTime":
+			return x.ExecutionTime
+		}
+		return nil
+	}
+}
+
+// Executions searches the fire records (Orkes's search/executions: query,
+// freeText and sort as in workflow search; newest first by default) among
+// those visible accepts (nil: all). The total counts only those, so
+// paging reveals nothing hidden.
+func (s *Store) Executions(_ context.Context, search query.Search, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error) {
+	q, err := query.Parse(search.Query, ExecutionFields)
+	if err != nil {
+		return nil, 0, err
+	}
+	keys, err := query.ParseSort(search.Sort, ExecutionFields)
+	if err != nil {
+		return nil, 0, err
+	}
+	keys = append(keys, query.SortKey{Field: "scheduledTime", Kind: query.Time, Desc: true})
+	ft := query.ParseFreeText(search.FreeText)
 	var all []conductor.ScheduleExecution
 	var derr error
-	err := s.reader.Scan([]byte(keyExecution), func(_, v []byte) bool {
+	err = s.reader.Scan([]byte(keyExecution), func(_, v []byte) bool {
 		var x conductor.ScheduleExecution
 		if derr = json.Unmarshal(v, &x); derr != nil {
 			return false
 		}
-		if visible == nil || visible(x) {
+		if (visible == nil || visible(x)) && q.Match(executionDoc(&x)) &&
+			ft.Match(x.ScheduleName, x.WorkflowName, x.WorkflowID, x.ExecutionID, x.State, x.Reason) {
 			x.Request = shownRequest(x.Request)
 			all = append(all, x)
 		}
@@ -336,12 +384,12 @@ func (s *Store) Executions(_ context.Context, start, size int, visible func(cond
 	if err != nil {
 		return nil, 0, err
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].ScheduledTime > all[j].ScheduledTime })
+	sort.SliceStable(all, func(i, j int) bool { return query.Less(keys, executionDoc(&all[i]), executionDoc(&all[j])) })
 	total := len(all)
-	if start >= total {
+	if search.Start >= total {
 		return []conductor.ScheduleExecution{}, total, nil
 	}
-	return all[start:min(total, start+size)], total, nil
+	return all[search.Start:min(total, search.Start+search.Size)], total, nil
 }
 
 // NextFew lists the next fire times of a cron expression.
