@@ -104,10 +104,9 @@ func (d *decision) forkSpec(wt *conductor.WorkflowTask, ref string, iteration in
 			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked task %s has unsupported type %s", ref, t.TaskReferenceName, t.TaskType())
 		case seen[t.TaskReferenceName]:
 			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: taskReferenceName %s is forked twice", ref, t.TaskReferenceName)
-		case d.plan.nodes[t.TaskReferenceName] != nil:
+		case d.plan.node(t.TaskReferenceName) != nil:
+			// node also finds "x__2" as an iteration of the definition's x.
 			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked taskReferenceName %s is already a task of the definition", ref, t.TaskReferenceName)
-		case d.latest(iterRef(t.TaskReferenceName, iteration)) != nil:
-			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: a task %s exists already", ref, t.TaskReferenceName)
 		}
 		seen[t.TaskReferenceName] = true
 		if wt.Optional && !t.Optional {
@@ -198,6 +197,11 @@ func (d *decision) prepareFork(wt *conductor.WorkflowTask, ev *schemas.TaskSched
 	if err != nil {
 		return err
 	}
+	for _, t := range f.tasks {
+		if d.latest(iterRef(t.TaskReferenceName, ev.Iteration)) != nil {
+			return fmt.Errorf("FORK_JOIN_DYNAMIC %s: a task %s exists already", ev.Ref, t.TaskReferenceName)
+		}
+	}
 	refs := make([]any, len(f.tasks))
 	inputs := map[string]any{}
 	for i, t := range f.tasks {
@@ -224,6 +228,28 @@ func (d *decision) spawnForked(wt *conductor.WorkflowTask, fork *Task) {
 			return
 		}
 		d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
+	}
+}
+
+// respawnForked schedules again the tasks of a FORK_JOIN_DYNAMIC that a
+// rerun from one of them removed (those forked after it): nothing else
+// schedules a forked task, and the JOIN waits for every one.
+func (d *decision) respawnForked(fork *Task) {
+	if fork == nil || fork.Type != conductor.TaskTypeForkJoinDynamic {
+		return
+	}
+	wt := d.plan.config(fork)
+	if wt == nil {
+		return
+	}
+	f, err := d.forkSpec(wt, fork.Ref, fork.Iteration, fork.Input)
+	if err != nil {
+		return
+	}
+	for _, t := range f.tasks {
+		if d.latest(iterRef(t.TaskReferenceName, fork.Iteration)) == nil {
+			d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
+		}
 	}
 }
 

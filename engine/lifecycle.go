@@ -104,8 +104,41 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	// The task runs again under a new id, so that a late report from its
 	// previous run cannot be taken for the new one.
 	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, parentTaskID: from.ParentTaskID, child: child})
+	if from.ParentTaskID != "" {
+		d.respawnForked(d.w.TaskByID(from.ParentTaskID))
+	}
+	// Work the workflow's end interrupted in other branches runs again:
+	// left canceled, it would fail the JOIN waiting for it.
+	for i := 0; i < len(d.w.Tasks) && d.w.Tasks[i].Seq < from.Seq; i++ {
+		if t := d.w.Tasks[i]; t.Status == conductor.TaskCanceled && !t.Retried && t.Type != conductor.TaskTypeJoin {
+			d.retryTask(t)
+		}
+	}
+	d.reopenJoins()
 	d.reopened(upTo)
 	return nil
+}
+
+// reopenJoins makes a JOIN the rerun kept wait again when a task it joins
+// is gone (the rerun removed it) or did not succeed: the JOIN was
+// scheduled with its fork, before the tasks of the branches' later steps,
+// so a rerun from one of those keeps it ended.
+func (d *decision) reopenJoins() {
+	for _, t := range d.w.Tasks {
+		if t.Type != conductor.TaskTypeJoin || t.Retried || !conductor.TaskTerminal(t.Status) {
+			continue
+		}
+		refs, ok := d.joinRefs(t)
+		if !ok {
+			continue
+		}
+		for _, ref := range refs {
+			if j := d.latest(iterRef(ref, t.Iteration)); j == nil || !conductor.TaskSuccessful(j.Status) {
+				d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, Time: d.now})
+				break
+			}
+		}
+	}
 }
 
 func (d *decision) retry(Retry) error {

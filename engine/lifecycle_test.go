@@ -3,6 +3,7 @@ package engine_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -637,4 +638,89 @@ func TestRetryEvaluatesInputAgain(t *testing.T) {
 			t.Fatalf("manual %v: retry's hand-off references %v, want [[pw]]", manual, retry.Deferred)
 		}
 	}
+}
+
+// forkTwoSteps is a fork whose first branch has two steps: its JOIN is
+// scheduled with the fork, before the branch's second step.
+const forkTwoSteps = `{"name":"f","tasks":[
+ {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+   [{"name":"a1","taskReferenceName":"a1"},{"name":"a2","taskReferenceName":"a2"}],
+   [{"name":"b1","taskReferenceName":"b1"}]]},
+ {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a2","b1"]},
+ {"name":"after","taskReferenceName":"after"}]}`
+
+// A rerun from a task inside a fork branch reopens the JOIN it kept: what
+// follows the JOIN runs once the rerun task is done, never before and
+// never not at all.
+func TestRerunInsideFork(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		a2   string // how a2 ended before the rerun
+	}{{"completed", conductor.TaskCompleted}, {"failed", conductor.TaskFailedWithTerminalError}} {
+		h := newHarness(t, forkTwoSteps, nil)
+		h.complete("a1", nil)
+		h.complete("b1", map[string]any{"b": "one"})
+		h.report("a2", tc.a2, nil, "")
+		if tc.a2 == conductor.TaskCompleted {
+			h.complete("after", nil)
+		}
+		h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a2").ID}})
+		h.wantStatus(conductor.WorkflowRunning)
+		h.wantTask("join", conductor.TaskInProgress)
+		if slices.ContainsFunc(h.w.Tasks, func(x *engine.Task) bool { return x.Ref == "after" }) {
+			t.Fatalf("%s: after is scheduled before a2 ran again: %v", tc.name, h.refs())
+		}
+		h.complete("a2", map[string]any{"a": "two"})
+		if join := h.wantTask("join", conductor.TaskCompleted); join.Output["a2"] == nil || join.Output["b1"] == nil {
+			t.Fatalf("%s: join output %v", tc.name, join.Output)
+		}
+		h.complete("after", nil)
+		h.wantStatus(conductor.WorkflowCompleted)
+	}
+}
+
+// A rerun from one branch keeps the other's tasks: one the workflow's end
+// canceled runs again, one that failed fails the JOIN (as Conductor's
+// Join does) instead of leaving it waiting for good.
+func TestRerunKeepsOtherBranches(t *testing.T) {
+	h := newHarness(t, forkTwoSteps, nil)
+	h.complete("a1", nil)
+	h.decide(engine.Terminate{Reason: "operator"})
+	h.wantTask("b1", conductor.TaskCanceled)
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a2").ID}})
+	h.wantTask("b1", conductor.TaskScheduled)
+	h.complete("a2", nil)
+	h.complete("b1", nil)
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+
+	h = newHarness(t, forkTwoSteps, nil)
+	h.complete("a1", nil)
+	h.report("b1", conductor.TaskFailedWithTerminalError, nil, "boom")
+	h.wantStatus(conductor.WorkflowFailed)
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a2").ID}})
+	h.wantTask("b1", conductor.TaskFailedWithTerminalError)
+	h.wantTask("join", conductor.TaskFailed)
+	h.wantStatus(conductor.WorkflowFailed)
+}
+
+// A rerun from a task a FORK_JOIN_DYNAMIC spawned spawns again the ones
+// spawned after it, which the rerun removed: the JOIN waits for each.
+func TestRerunInsideDynamicFork(t *testing.T) {
+	def := `{"name":"d","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"},{"name":"after","taskReferenceName":"after"}]}`
+	h := newHarness(t, def, map[string]any{"tasks": []any{
+		map[string]any{"name": "img", "taskReferenceName": "d1"}, map[string]any{"name": "img", "taskReferenceName": "d2"}}})
+	h.complete("d1", nil)
+	h.complete("d2", nil)
+	h.complete("after", nil)
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("d1").ID}})
+	h.wantTask("d1", conductor.TaskScheduled)
+	h.wantTask("d2", conductor.TaskScheduled)
+	h.complete("d1", nil)
+	h.complete("d2", nil)
+	h.wantTask("join", conductor.TaskCompleted)
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
 }

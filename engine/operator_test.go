@@ -88,3 +88,17 @@ func TestResetCallbacks(t *testing.T) {
 		t.Fatalf("effects %v", d.Effects)
 	}
 }
+
+// A skipped SWITCH chose no case: the task after it runs next, not its
+// default case (Conductor continues after a skipped task).
+func TestSkipSwitch(t *testing.T) {
+	h := newHarness(t, `{"name":"s","tasks":[{"name":"t1","taskReferenceName":"t1"},
+	  {"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"k","inputParameters":{"k":"a"},
+	   "decisionCases":{"a":[{"name":"ca","taskReferenceName":"ca"}]},"defaultCase":[{"name":"dflt","taskReferenceName":"dflt"}]},
+	  {"name":"t3","taskReferenceName":"t3"}]}`, nil)
+	h.decide(engine.SkipTask{Ref: "sw"})
+	h.complete("t1", nil)
+	h.wantRefs("t1", "sw", "t3")
+	h.complete("t3", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}

@@ -87,8 +87,10 @@ func (d *decision) step() bool {
 // asking for it of every finished task made a decision over a dynamic
 // fork of n tasks decode n of them.)
 func (d *decision) successors(t *Task) []*conductor.WorkflowTask {
-	switch t.Type {
-	case conductor.TaskTypeSwitch, conductor.TaskTypeDecision:
+	switch {
+	case (t.Type == conductor.TaskTypeSwitch || t.Type == conductor.TaskTypeDecision) && t.Status != conductor.TaskSkipped:
+		// A skipped SWITCH chose no case: what follows it runs next, as in
+		// Conductor.
 		wt := d.plan.config(t)
 		if wt == nil {
 			return nil
@@ -96,7 +98,7 @@ func (d *decision) successors(t *Task) []*conductor.WorkflowTask {
 		if branch := selectedBranch(t, wt); len(branch) > 0 {
 			return branch[:1]
 		}
-	case conductor.TaskTypeForkJoin:
+	case t.Type == conductor.TaskTypeForkJoin:
 		wt := d.plan.config(t)
 		if wt == nil {
 			return nil
@@ -128,15 +130,22 @@ func (d *decision) scheduledAfter(ref string, pred *Task) bool {
 
 // evaluateJoin completes a JOIN whose joinOn tasks have all succeeded: the
 // tasks the definition names, or after a FORK_JOIN_DYNAMIC those it forked.
-// Inside a loop, the tasks of the JOIN's own iteration.
+// Inside a loop, the tasks of the JOIN's own iteration. A joinOn task that
+// ended unsuccessfully for good (its failure did not end the workflow: a
+// rerun kept it) fails the JOIN, as Conductor's Join does, rather than
+// leave it waiting for what will never come.
 func (d *decision) evaluateJoin(join *Task) bool {
-	wt := d.plan.config(join)
-	if wt == nil {
+	refs, ok := d.joinRefs(join)
+	if !ok {
 		return false
 	}
-	refs, dynamic := d.dynamicJoinRefs(join)
-	if !dynamic {
-		refs = wt.JoinOn
+	for _, ref := range refs {
+		if t := d.latest(iterRef(ref, join.Iteration)); t != nil && unsuccessful(t.Status) && !t.Held {
+			d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskFailed, KeepOutput: true,
+				Reason: fmt.Sprintf("JOIN %s: task %s %s", join.Ref, t.Ref, t.Status), Time: d.now})
+			d.failed(d.w.TaskByID(join.ID))
+			return true
+		}
 	}
 	out := map[string]any{}
 	for _, ref := range refs {
@@ -148,6 +157,18 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskCompleted, Output: out, Time: d.now})
 	return true
+}
+
+// joinRefs are the tasks a JOIN waits for (see evaluateJoin).
+func (d *decision) joinRefs(join *Task) ([]string, bool) {
+	wt := d.plan.config(join)
+	if wt == nil {
+		return nil, false
+	}
+	if refs, dynamic := d.dynamicJoinRefs(join); dynamic {
+		return refs, true
+	}
+	return wt.JoinOn, true
 }
 
 // done reports whether nothing is left to run.
@@ -219,8 +240,9 @@ func (d *decision) failed(t *Task) {
 		// the failed tasks not retried.
 		return
 	}
-	// A loop is never retried as a new instance: retry reopens it.
-	if conductor.TaskRetriable(t.Status) && t.RetryCount < t.Policy.RetryCount && !d.totalTimeoutPassed(t) && t.Type != conductor.TaskTypeDoWhile {
+	// Conductor never retries its built-in control tasks (a loop is
+	// reopened by a workflow retry instead).
+	if conductor.TaskRetriable(t.Status) && t.RetryCount < t.Policy.RetryCount && !d.totalTimeoutPassed(t) && !builtIn[t.Type] {
 		wt := d.plan.config(t)
 		if wt != nil {
 			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: d.now + retryDelay(t)*1000 + jitter(t.ID, t.Policy.BackoffJitterMs), parentTaskID: t.ParentTaskID})
@@ -246,6 +268,14 @@ func (d *decision) failed(t *Task) {
 		status = conductor.WorkflowTerminated
 	}
 	d.finish(status, reason, nil)
+}
+
+// builtIn are Conductor's built-in task types (TaskType.isBuiltIn): a
+// failure of one is never retried.
+var builtIn = map[string]bool{
+	conductor.TaskTypeDecision: true, conductor.TaskTypeSwitch: true, conductor.TaskTypeForkJoin: true,
+	conductor.TaskTypeForkJoinDynamic: true, conductor.TaskTypeJoin: true, conductor.TaskTypeExclusiveJoin: true,
+	conductor.TaskTypeDoWhile: true,
 }
 
 func (d *decision) totalTimeoutPassed(t *Task) bool {

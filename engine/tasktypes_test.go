@@ -741,3 +741,28 @@ func TestDefaultOutputIsTheLastTasks(t *testing.T) {
 		t.Fatalf("output %v, want a__1's", h.w.Output)
 	}
 }
+
+// Conductor never retries its built-in control tasks, whatever retryCount
+// a task definition of their name gives.
+func TestBuiltInTasksAreNotRetried(t *testing.T) {
+	h := newHarness(t, `{"name":"sw","tasks":[{"name":"route","taskReferenceName":"route","type":"SWITCH","evaluatorType":"javascript",
+	  "expression":"$.n.boom()","inputParameters":{"n":1},"decisionCases":{"x":[{"name":"x","taskReferenceName":"x"}]}}]}`,
+		nil, `{"name":"route","retryCount":2,"retryDelaySeconds":0}`)
+	h.system("route", conductor.TaskFailed, nil, "TypeError")
+	h.wantRefs("route")
+	h.wantStatus(conductor.WorkflowFailed)
+}
+
+// A FORK_JOIN_DYNAMIC may not fork a reference name that reads as an
+// iteration of one of the definition's tasks ("x__1" of x): the decider
+// would take it for that task and run what follows x.
+func TestDynamicForkRefLikeIteration(t *testing.T) {
+	def := `{"name":"d","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"},{"name":"x","taskReferenceName":"x"},{"name":"y","taskReferenceName":"y"}]}`
+	h := newHarness(t, def, map[string]any{"tasks": []any{map[string]any{"name": "img", "taskReferenceName": "x__1"}}})
+	if fork := h.wantTask("fork", conductor.TaskFailedWithTerminalError); !strings.Contains(fork.Reason, "x__1") {
+		t.Fatalf("reason %q", fork.Reason)
+	}
+	h.wantStatus(conductor.WorkflowFailed)
+}
