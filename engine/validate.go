@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -40,7 +42,7 @@ func init() {
 // expressions that parse. The error is a *fault.ValidationError naming each offending field
 // by its JSON path.
 func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
-	v := &validator{refs: map[string]string{}, errs: &fault.ValidationError{}}
+	v := &validator{refs: map[string]string{}, inLoop: map[string]bool{}, errs: &fault.ValidationError{}}
 	// Registration checks names further (metadata); an inline definition
 	// is checked here alone. Names are joined with NUL into derived ids
 	// and index keys, where a control character would let two differ
@@ -50,6 +52,11 @@ func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
 	}
 	v.list("tasks", def.Tasks)
 	v.joins("tasks", def.Tasks)
+	for _, ref := range slices.Sorted(maps.Keys(v.refs)) {
+		if base := baseRef(ref); base != ref && v.inLoop[base] {
+			v.errs.Add(v.refs[ref]+".taskReferenceName", "%q reads as iteration %s of %q, a task of a DO_WHILE: pick another name", ref, ref[len(base)+2:], base)
+		}
+	}
 	for _, pe := range expr.ValidateTemplate(def.OutputParameters) {
 		v.errs.Add(join("outputParameters", pe.Path), "%v", pe.Err)
 	}
@@ -57,8 +64,9 @@ func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
 }
 
 type validator struct {
-	refs map[string]string // taskReferenceName → path where first defined
-	errs *fault.ValidationError
+	refs   map[string]string // taskReferenceName → path where first defined
+	inLoop map[string]bool   // taskReferenceNames of the tasks of loops
+	errs   *fault.ValidationError
 }
 
 func join(base, sub string) string {
@@ -152,6 +160,7 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 			}
 		}
 		walk(t.LoopOver, p+".loopOver", func(cp string, c *conductor.WorkflowTask) {
+			v.inLoop[c.TaskReferenceName] = true
 			if c.TaskType() == conductor.TaskTypeDoWhile {
 				v.errs.Add(cp+".type", "a DO_WHILE inside a DO_WHILE is not supported: use a SUB_WORKFLOW in the loop")
 			}

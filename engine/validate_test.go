@@ -27,6 +27,9 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"sub workflow without name", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{}}]}`, "tasks[0].subWorkflowParam.name"},
 		{"expression that cannot parse", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{"h":{"auth":"Bearer ${workflow.input.t"}}}]}`, "tasks[0].inputParameters.h.auth"},
 		{"output expression", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"outputParameters":{"o":"${a.output"}}`, "outputParameters.o"},
+		{"ref like an iteration of a loop's task", `{"name":"l","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[1],
+		  "loopOver":[{"name":"a","taskReferenceName":"a"}]},{"name":"a","taskReferenceName":"a__1"}]}`, "tasks[1].taskReferenceName"},
+		{"ref like an iteration outside loops", `{"name":"l","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"a","taskReferenceName":"a__1"}]}`, ""},
 		{"bad wait duration", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"eventually"}}]}`, "tasks[0].inputParameters.duration"},
 	}
 	for _, tt := range tests {
