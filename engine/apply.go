@@ -168,6 +168,9 @@ func applyUpdated(t *Task, e *schemas.TaskUpdated, paused bool) {
 	if e.SubWorkflowID != "" {
 		t.SubWorkflowID = e.SubWorkflowID
 	}
+	if e.LeaseExpired {
+		t.LeaseExpiries++
+	}
 	t.UpdateTime = e.Time
 	if e.LeaseExtended {
 		return

@@ -400,6 +400,45 @@ func TestHTTPIsRunBySystemWorker(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 }
 
+// An asyncComplete system task released by its system worker waits for an
+// update from outside no longer than its task definition's timeoutSeconds.
+func TestReleasedSystemTaskTimesOut(t *testing.T) {
+	h := newHarness(t, `{"name":"h","tasks":[{"name":"http_call","taskReferenceName":"call","type":"HTTP","asyncComplete":true,
+	  "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}]}`, nil,
+		`{"name":"http_call","timeoutSeconds":10,"timeoutPolicy":"TIME_OUT_WF","retryCount":0}`)
+	h.decide(engine.Take{TaskID: h.task("call").ID, WorkerID: "flowvault", System: true})
+	h.report("call", conductor.TaskInProgress, nil, "")
+	if dl := engine.Deadlines(h.w); len(dl) != 1 || dl[0] != h.now.Add(10*time.Second).UnixMilli() {
+		t.Fatalf("deadlines %v", dl)
+	}
+	h.advance(10 * time.Second)
+	h.decide(engine.Tick{})
+	h.wantTask("call", conductor.TaskTimedOut)
+	h.wantStatus(conductor.WorkflowTimedOut)
+}
+
+// A system task whose lease runs out again and again most likely kills
+// the engines that run it (a script that overflows the stack, say): after
+// MaxLeaseExpiries it fails for good instead of taking the next one down.
+func TestSystemTaskThatKeepsDyingFails(t *testing.T) {
+	h := newHarness(t, `{"name":"h","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP",
+	  "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}]}`, nil, `{"name":"call","retryCount":3}`)
+	for i := 1; i <= engine.MaxLeaseExpiries; i++ {
+		h.decide(engine.Take{TaskID: h.task("call").ID, WorkerID: "flowvault", System: true})
+		h.advance(engine.SystemTaskLease)
+		h.decide(engine.Tick{})
+		if i < engine.MaxLeaseExpiries {
+			h.wantTask("call", conductor.TaskScheduled)
+		}
+	}
+	call := h.wantTask("call", conductor.TaskFailedWithTerminalError)
+	if !strings.Contains(call.Reason, "lease expired 3 times") || len(effectsOf[engine.RunSystem](h.last)) != 0 {
+		t.Fatalf("reason %q, effects %v", call.Reason, h.last.Effects)
+	}
+	h.wantRefs("call") // not retried
+	h.wantStatus(conductor.WorkflowFailed)
+}
+
 func TestRetries(t *testing.T) {
 	tests := []struct {
 		name   string

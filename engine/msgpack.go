@@ -15,7 +15,7 @@ import (
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
-	w.MapLen(11, len(t.Deferred) > 0, t.RetryCount != 0, t.Retried, t.Held, t.RetriedTaskID != "", t.PollCount != 0,
+	w.MapLen(11, len(t.Deferred) > 0, t.RetryCount != 0, t.Retried, t.Held, t.RetriedTaskID != "", t.PollCount != 0, t.LeaseExpiries != 0,
 		t.Iteration != 0, t.Domain != "", t.WorkerID != "", t.Reason != "", t.CallbackAfterSeconds != 0,
 		t.FirstScheduled != 0, t.AvailableAt != 0, t.StartTime != 0, t.FirstStartTime != 0, t.EndTime != 0,
 		len(t.Config) > 0, len(t.TaskDef) > 0, t.SubWorkflowID != "", t.ParentTaskID != "", len(t.Logs) > 0,
@@ -34,6 +34,7 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Bool("held", t.Held)
 	w.Str("rtid", t.RetriedTaskID, true)
 	w.Int("polls", t.PollCount, true)
+	w.Int("expiries", t.LeaseExpiries, true)
 	w.Int("iter", t.Iteration, true)
 	w.Str("dom", t.Domain, true)
 	w.Str("worker", t.WorkerID, true)

@@ -87,9 +87,11 @@ type Task struct {
 	Retried    bool           `msgpack:"retried,omitempty"`
 	// Held: it failed while its workflow was paused, and the failure waits
 	// for resume (see decision.failed).
-	Held                 bool                    `msgpack:"held,omitempty"`
-	RetriedTaskID        string                  `msgpack:"rtid,omitempty"`
-	PollCount            int                     `msgpack:"polls,omitempty"`
+	Held          bool   `msgpack:"held,omitempty"`
+	RetriedTaskID string `msgpack:"rtid,omitempty"`
+	PollCount     int    `msgpack:"polls,omitempty"`
+	// LeaseExpiries counts the system worker leases that ran out on it.
+	LeaseExpiries        int                     `msgpack:"expiries,omitempty"`
 	Iteration            int                     `msgpack:"iter,omitempty"`
 	Domain               string                  `msgpack:"dom,omitempty"`
 	WorkerID             string                  `msgpack:"worker,omitempty"`

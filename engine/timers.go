@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -11,6 +12,10 @@ import (
 // SystemTaskLease is how long an engine may run a system task (an HTTP
 // call) before another engine assumes it died and runs the task again.
 const SystemTaskLease = 5 * time.Minute
+
+// MaxLeaseExpiries is how many times a system task's lease may run out
+// before the task fails instead of running again.
+const MaxLeaseExpiries = 3
 
 // Deadlines returns the times (Unix ms) at which the workflow needs a Tick:
 // timeouts, WAIT wake-ups and delayed hand-offs. The executions read model
@@ -55,6 +60,8 @@ func Deadlines(w *Workflow) []int64 {
 			add(t.AvailableAt)
 		case t.Status == conductor.TaskInProgress && leased(t):
 			add(t.UpdateTime + SystemTaskLease.Milliseconds())
+		case releasedSystemTask(t) && timesOut(t) && !paused:
+			add(t.StartTime + p.TimeoutSeconds*1000)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
 			if p.ResponseTimeoutSeconds > 0 {
 				add(t.UpdateTime + p.ResponseTimeoutSeconds*1000)
@@ -96,6 +103,14 @@ func leased(t *Task) bool {
 	return runsInSystemWorker(t.Type) && t.WorkerID != ""
 }
 
+// releasedSystemTask reports a system task that its system worker let go
+// of (asyncComplete) and that waits for an update from outside: its task
+// definition's timeoutSeconds applies, as Conductor's decider applies it
+// to every pending task.
+func releasedSystemTask(t *Task) bool {
+	return t.Status == conductor.TaskInProgress && runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
+}
+
 // tick acts on every deadline that has passed.
 func (d *decision) tick() {
 	if d.w.Terminal() {
@@ -129,10 +144,23 @@ func (d *decision) tick() {
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait && t.AvailableAt > 0 && d.now >= t.AvailableAt:
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompleted, KeepOutput: true, Time: d.now})
 		case t.Status == conductor.TaskInProgress && leased(t) && d.now >= t.UpdateTime+SystemTaskLease.Milliseconds():
+			if t.LeaseExpiries+1 >= MaxLeaseExpiries {
+				// Engines die running it, one after another: most likely
+				// it is what kills them (a script that overflows the
+				// stack or memory), and running it again would kill the
+				// next one.
+				d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskFailedWithTerminalError, KeepOutput: true, LeaseExpired: true,
+					Reason: fmt.Sprintf("system task lease expired %d times: the engines running it stopped without reporting (did it crash them?); not run again", MaxLeaseExpiries),
+					Time: d.now})
+				d.failed(d.w.TaskByID(t.ID))
+				continue
+			}
 			// The engine running it died: run it again.
-			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true,
+			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, LeaseExpired: true,
 				Reason: "system task lease expired", Time: d.now})
 			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
+		case releasedSystemTask(t) && timesOut(t) && !paused && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+			d.timedOut(t, "task exceeded timeoutSeconds", false)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			switch {
 			case timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:

@@ -114,7 +114,7 @@ func (s *TaskStarted) EncodeMsgpack(e *msgpack.Encoder) error {
 func (u *TaskUpdated) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
 	w.MapLen(3, len(u.Output) > 0, u.KeepOutput, u.MergeOutput, len(u.DropOutput) > 0, u.Reason != "", u.WorkerID != "",
-		u.CallbackAfterSeconds != 0, u.AvailableAt != 0, u.LeaseExtended, u.Released, u.SubWorkflowID != "")
+		u.CallbackAfterSeconds != 0, u.AvailableAt != 0, u.LeaseExtended, u.Released, u.LeaseExpired, u.SubWorkflowID != "")
 	w.Str("id", u.TaskID, false)
 	w.Str("st", u.Status, false)
 	w.Value("out", u.Output, len(u.Output) == 0)
@@ -127,6 +127,7 @@ func (u *TaskUpdated) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Int64("avail", u.AvailableAt, true)
 	w.Bool("lease", u.LeaseExtended)
 	w.Bool("rel", u.Released)
+	w.Bool("expired", u.LeaseExpired)
 	w.Str("sub", u.SubWorkflowID, true)
 	w.Int64("ts", u.Time, false)
 	return w.Err()

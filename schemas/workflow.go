@@ -121,7 +121,10 @@ type TaskUpdated struct {
 	LeaseExtended        bool     `msgpack:"lease,omitempty"`
 	// Released: the engine running a system task let go of it (HTTP with
 	// asyncComplete): it waits IN_PROGRESS for an update from outside.
-	Released      bool   `msgpack:"rel,omitempty"`
+	Released bool `msgpack:"rel,omitempty"`
+	// LeaseExpired: the engine running a system task did not report
+	// within its lease (it stopped, or crashed running it).
+	LeaseExpired  bool   `msgpack:"expired,omitempty"`
 	SubWorkflowID string `msgpack:"sub,omitempty"`
 	Time          int64  `msgpack:"ts"`
 }
