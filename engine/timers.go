@@ -151,7 +151,7 @@ func (d *decision) tick() {
 				// next one.
 				d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskFailedWithTerminalError, KeepOutput: true, LeaseExpired: true,
 					Reason: fmt.Sprintf("system task lease expired %d times: the engines running it stopped without reporting (did it crash them?); not run again", MaxLeaseExpiries),
-					Time: d.now})
+					Time:   d.now})
 				d.failed(d.w.TaskByID(t.ID))
 				continue
 			}
