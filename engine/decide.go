@@ -335,6 +335,14 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 			d.effect(handOff(d.w, t)...)
 		}
 	case conductor.TaskCompleted:
+		if t.Type == conductor.TaskTypeSetVariable {
+			if err := d.variablesFit(r.OutputData); err != nil {
+				up.Status, up.Reason = conductor.TaskFailedWithTerminalError, fmt.Sprintf("SET_VARIABLE %s: %v", t.Ref, err)
+				d.emit(up)
+				d.failed(d.w.TaskByID(t.ID))
+				return nil
+			}
+		}
 		d.emit(up)
 		if t.Type == conductor.TaskTypeSetVariable && len(r.OutputData) > 0 {
 			// A SET_VARIABLE whose values were resolved at hand-off.

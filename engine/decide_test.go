@@ -178,6 +178,22 @@ func TestForkBranchFailureFailsWorkflow(t *testing.T) {
 	}
 }
 
+// Variables are bounded as Conductor bounds them: a SET_VARIABLE that
+// would take them over MaxVariablesBytes fails terminally and sets nothing.
+func TestSetVariableLimit(t *testing.T) {
+	def := `{"name":"sv","tasks":[{"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"big":"${workflow.input.big}"}}]}`
+	h := newHarness(t, def, map[string]any{"big": strings.Repeat("x", engine.MaxVariablesBytes)})
+	if sv := h.wantTask("sv", conductor.TaskFailedWithTerminalError); !strings.Contains(sv.Reason, "limit") {
+		t.Fatalf("reason %q", sv.Reason)
+	}
+	h.wantStatus(conductor.WorkflowFailed)
+	if len(h.w.Variables) != 0 {
+		t.Fatalf("variables set: %d keys", len(h.w.Variables))
+	}
+	h = newHarness(t, def, map[string]any{"big": strings.Repeat("x", engine.MaxVariablesBytes-100)})
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
 func TestSetVariableAndTerminate(t *testing.T) {
 	def := `{"name":"vars","variables":{"count":1},"tasks":[
 	 {"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"count":"${workflow.input.n}","who":"me"}},

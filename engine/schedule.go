@@ -298,6 +298,10 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			// by the executor before they are stored).
 			break
 		}
+		if err := d.variablesFit(ev.Input); err != nil {
+			fail("SET_VARIABLE %s: %v", ev.Ref, err)
+			return
+		}
 		ev.Status = conductor.TaskCompleted
 	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop:
 		ev.Status = conductor.TaskCompleted
@@ -353,6 +357,25 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			fail("task type %s is not supported", ev.Type)
 		}
 	}
+}
+
+// MaxVariablesBytes bounds a workflow's variables, as JSON, after a
+// SET_VARIABLE (Conductor's default conductor.max.workflow.variables.payload.threshold.kb).
+const MaxVariablesBytes = 256 << 10
+
+// variablesFit reports whether the workflow's variables with values set
+// over them stay within MaxVariablesBytes.
+func (d *decision) variablesFit(values map[string]any) error {
+	merged := copyMap(d.w.Variables)
+	maps.Copy(merged, values)
+	b, err := json.Marshal(merged)
+	if err != nil {
+		return fmt.Errorf("variables: %w", err)
+	}
+	if len(b) > MaxVariablesBytes {
+		return fmt.Errorf("the variables would take %d bytes, over the %d-byte limit", len(b), MaxVariablesBytes)
+	}
+	return nil
 }
 
 // afterScheduled performs what a newly scheduled task implies at once.

@@ -23,8 +23,8 @@ import (
 // HTTP runs Conductor's HTTP task: the request described by
 // inputParameters.http_request (or the same keys at the top level).
 type HTTP struct {
-	// Client performs the requests; nil means a client with no redirects
-	// followed across hosts and a 60s timeout.
+	// Client performs the requests; nil means one that follows redirects
+	// within the request's host only (sameHostRedirects).
 	Client *http.Client
 	// MaxResponseBytes bounds the response body kept in the task output.
 	MaxResponseBytes int64
@@ -55,10 +55,7 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 		}
 		return failed(status, "HTTP task %s: %v", t.ReferenceTaskName, err)
 	}
-	timeout := 60 * time.Second
-	if req.ReadTimeOut > 0 {
-		timeout = time.Duration(req.ReadTimeOut+req.ConnectionTimeOut) * time.Millisecond
-	}
+	timeout := callTimeout(req)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var body io.Reader
@@ -89,7 +86,7 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	}
 	client := h.Client
 	if client == nil {
-		client = &http.Client{Timeout: timeout}
+		client = &http.Client{Timeout: timeout, CheckRedirect: sameHostRedirects}
 	}
 	res, err := client.Do(hreq)
 	if err != nil {
@@ -128,6 +125,36 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 		return conductor.TaskResult{Status: conductor.TaskInProgress, OutputData: out}
 	}
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: out}
+}
+
+// maxCallTimeout bounds a call's connection and read timeouts: the system
+// worker's run ends sooner anyway (within its lease).
+const maxCallTimeout = 5 * time.Minute
+
+// callTimeout is the call's timeout: connectionTimeOut plus readTimeOut
+// (ms), each set alone counting too; 60 s when neither is set.
+func callTimeout(req *httpRequest) time.Duration {
+	ms := func(v int64) time.Duration { return time.Duration(min(max(v, 0), maxCallTimeout.Milliseconds())) * time.Millisecond }
+	if t := ms(req.ConnectionTimeOut) + ms(req.ReadTimeOut); t > 0 {
+		return min(t, maxCallTimeout)
+	}
+	return 60 * time.Second
+}
+
+// sameHostRedirects follows a redirect only to the request's own scheme
+// and host: the call's headers carry resolved secrets (an API key in a
+// custom header), which Go forwards to another host, where it strips only
+// Authorization and Cookie. Any other redirect is the call's answer: the
+// task fails with its 3xx status.
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	switch {
+	case len(via) >= 10:
+		return fmt.Errorf("stopped after 10 redirects")
+	case req.URL.Host != first.Host || req.URL.Scheme != first.Scheme:
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // asyncComplete reports Conductor's asyncComplete, from the task's input

@@ -97,3 +97,62 @@ func TestHTTPTask(t *testing.T) {
 		t.Fatalf("workflow task asyncComplete: %s", res.Status)
 	}
 }
+
+// Redirects are followed within the request's scheme and host only: the
+// call's headers may carry resolved secrets, which Go would forward to
+// another host. A redirect elsewhere is the call's answer.
+func TestHTTPRedirects(t *testing.T) {
+	t.Parallel()
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked = append(leaked, r.Header.Get("X-Api-Key"))
+	}))
+	defer other.Close()
+	otherURL := strings.Replace(other.URL, "127.0.0.1", "localhost", 1)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, otherURL+"/steal", http.StatusFound)
+		case "/moved":
+			http.Redirect(w, r, "/here", http.StatusMovedPermanently)
+		case "/here":
+			w.Write([]byte(r.Header.Get("X-Api-Key")))
+		}
+	}))
+	defer api.Close()
+	call := func(path string) conductor.TaskResult {
+		return system.HTTP{}.Execute(context.Background(), &conductor.Task{TaskType: "HTTP", ReferenceTaskName: "call",
+			InputData: map[string]any{"http_request": map[string]any{"uri": api.URL + path, "method": "GET",
+				"headers": map[string]any{"X-Api-Key": "key-0123456789"}}}})
+	}
+	if res := call("/moved"); res.Status != conductor.TaskCompleted || res.OutputData["response"].(map[string]any)["body"] != "key-0123456789" {
+		t.Fatalf("same-host redirect: %+v", res)
+	}
+	res := call("/away")
+	if res.Status != conductor.TaskFailed || res.OutputData["response"].(map[string]any)["statusCode"] != int64(http.StatusFound) {
+		t.Fatalf("redirect to another host: %+v", res)
+	}
+	if len(leaked) != 0 {
+		t.Fatalf("the other host received %q", leaked)
+	}
+}
+
+// Timeouts are bounded: a huge readTimeOut does not overflow into an
+// instant failure.
+func TestHTTPTimeouts(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	for _, in := range []map[string]any{{"readTimeOut": int64(1) << 62}, {"connectionTimeOut": int64(1) << 62, "readTimeOut": int64(1) << 62}, {"connectionTimeOut": int64(5000)}} {
+		req := map[string]any{"uri": srv.URL, "method": "GET"}
+		for k, v := range in {
+			req[k] = v
+		}
+		res := system.HTTP{}.Execute(context.Background(), &conductor.Task{TaskType: "HTTP", ReferenceTaskName: "call",
+			InputData: map[string]any{"http_request": req}})
+		if res.Status != conductor.TaskCompleted {
+			t.Errorf("%v: %s %s", in, res.Status, res.ReasonForIncompletion)
+		}
+	}
+}
+
