@@ -134,7 +134,9 @@ const maxCallTimeout = 5 * time.Minute
 // callTimeout is the call's timeout: connectionTimeOut plus readTimeOut
 // (ms), each set alone counting too; 60 s when neither is set.
 func callTimeout(req *httpRequest) time.Duration {
-	ms := func(v int64) time.Duration { return time.Duration(min(max(v, 0), maxCallTimeout.Milliseconds())) * time.Millisecond }
+	ms := func(v int64) time.Duration {
+		return time.Duration(min(max(v, 0), maxCallTimeout.Milliseconds())) * time.Millisecond
+	}
 	if t := ms(req.ConnectionTimeOut) + ms(req.ReadTimeOut); t > 0 {
 		return min(t, maxCallTimeout)
 	}

@@ -155,4 +155,3 @@ func TestHTTPTimeouts(t *testing.T) {
 		}
 	}
 }
-
