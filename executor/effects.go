@@ -59,15 +59,24 @@ func (e *Executor) perform(effects []engine.Effect) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
+		// System tasks last: their pool may be full for minutes, and the
+		// decision's other effects need not wait for it.
 		for _, eff := range effects {
-			e.launch(eff)
+			if _, system := eff.(engine.RunSystem); !system {
+				e.launch(e.sem, eff)
+			}
+		}
+		for _, eff := range effects {
+			if _, system := eff.(engine.RunSystem); system {
+				e.launch(e.systemSem, eff)
+			}
 		}
 	}()
 }
 
-// launch waits for a slot and runs eff in the background.
-func (e *Executor) launch(eff engine.Effect) {
-	e.onSlot(5*time.Minute, func(ctx context.Context) {
+// launch waits for a slot of sem and runs eff in the background.
+func (e *Executor) launch(sem chan struct{}, eff engine.Effect) {
+	e.onSlotOf(sem, 5*time.Minute, func(ctx context.Context) {
 		// Effects are idempotent: a failure (a publish timing out under
 		// load) is retried here rather than left to the next start's
 		// recovery, which would leave a task undispatched until then.

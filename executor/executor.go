@@ -139,6 +139,10 @@ type Executor struct {
 	// workerSem bounds the worker requests served at once: a pool apart
 	// from effects, whose system tasks may hold a slot for minutes.
 	workerSem chan struct{}
+	// systemSem bounds the system tasks run at once, apart from the other
+	// effects: three hundred slow HTTP calls must not hold up the
+	// dispatch of every other workflow's tasks.
+	systemSem chan struct{}
 	handOff   HandOff
 	protector Protector
 	mayStart  StartCheck
@@ -159,7 +163,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	cfg.setDefaults()
 	e := &Executor{cfg: cfg, log: log, appender: log, defs: defs, sched: sched, metrics: newMetrics(cfg.Metrics),
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
-		workerSem: make(chan struct{}, cfg.EffectConcurrency)}
+		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.disp = newDispatcher(log, cfg.Logger)
 	e.polls = newPoller()
 	e.ctx, e.cancel = context.WithCancel(context.Background())

@@ -463,6 +463,54 @@ func TestTakeDoesNotWaitForEffectSlots(t *testing.T) {
 	}
 }
 
+// System tasks have slots of their own: slow calls holding every one of
+// them (three hundred HTTP calls to a slow service) hold up neither the
+// dispatch of other tasks nor a decision's other effects.
+func TestDispatchDoesNotWaitForSystemTaskSlots(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Shards: 1, EffectConcurrency: 2})
+	e.RegisterSystemTask(conductor.TaskTypeInline, completes{})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	for range cap(e.systemSem) {
+		e.systemSem <- struct{}{} // as slow system tasks would
+	}
+	defer func() {
+		for range cap(e.systemSem) {
+			<-e.systemSem
+		}
+	}()
+	// The script's branch comes first: its effect too.
+	startInline(ctx, t, e, "wf-dispatch", `{"name":"dispatch_flow","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	  [{"name":"script","taskReferenceName":"script","type":"INLINE","inputParameters":{"evaluatorType":"javascript","expression":"1"}}],
+	  [{"name":"dispatch_task","taskReferenceName":"t"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["script","t"]}]}`)
+	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 1 {
+			return fmt.Errorf("%d tasks dispatched, want 1", info.State.Msgs)
+		}
+		return nil
+	})
+}
+
+// completes is a system task that completes at once.
+type completes struct{}
+
+func (completes) Execute(context.Context, *conductor.Task) conductor.TaskResult {
+	return conductor.TaskResult{Status: conductor.TaskCompleted}
+}
+
 // A take that waited longer than StaleTake for a slot is not made: its
 // worker may have given up, and the task would wait for its response
 // timeout with an owner that never got it.
