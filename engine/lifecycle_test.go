@@ -724,3 +724,17 @@ func TestRerunInsideDynamicFork(t *testing.T) {
 	h.complete("after", nil)
 	h.wantStatus(conductor.WorkflowCompleted)
 }
+
+// A rerun gives the workflow its whole timeoutSeconds again, as a retry
+// does: a rerun of an old workflow must not time out at the next tick.
+func TestRerunRestartsTheWorkflowTimeout(t *testing.T) {
+	h := newHarness(t, `{"name":"t","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"a","taskReferenceName":"a"}]}`, nil)
+	h.complete("a", nil)
+	h.advance(time.Hour)
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID}})
+	h.decide(engine.Tick{})
+	h.wantStatus(conductor.WorkflowRunning)
+	h.advance(time.Minute)
+	h.decide(engine.Tick{})
+	h.wantStatus(conductor.WorkflowTimedOut)
+}

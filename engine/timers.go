@@ -76,8 +76,9 @@ func Deadlines(w *Workflow) []int64 {
 }
 
 // timeoutFrom is when the workflow's timeoutSeconds started to count:
-// its start, or its last retry, which gives it the whole time again.
-func (w *Workflow) timeoutFrom() int64 { return max(w.StartTime, w.LastRetriedTime) }
+// its start, or its last retry, restart or rerun, each of which gives it
+// the whole time again (a rerun of an old workflow would time out at once).
+func (w *Workflow) timeoutFrom() int64 { return max(w.StartTime, w.LastRetriedTime, w.ResetTime) }
 
 // timesOut reports whether a started task's timeoutSeconds applies: set,
 // acted on (not alert-only), and counting from its first IN_PROGRESS,
