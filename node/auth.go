@@ -90,15 +90,54 @@ func (n *Node) announceBootstrap(key auth.NewAccessKey, writeFile bool) error {
 		return nil
 	}
 	b, _ := json.Marshal(map[string]string{"keyId": key.ID, "keySecret": key.Secret})
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Replaced, not created afresh: with --dev the file may hold the key
+	// of an earlier bootstrap (of a log since wiped), and this bootstrap
+	// is committed already. Refusing to replace it would stop the server
+	// with a file holding a dead key, which no later start would fix.
+	b = append(b, '\n')
+	err := WritePrivateFile(path, b)
+	clear(b)
+	return err
+}
+
+// WritePrivateFile replaces path with data, readable by its owner only
+// (0600): written to a temporary file in the same directory, synced and
+// renamed over path, so that a reader, or the file after a crash, is
+// the old file or the new one, never a part, and no other user could
+// ever open it. A failed write removes its temporary file.
+func WritePrivateFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*") // mode 0600
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return f.Close()
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename in dir durable. It is best effort: some
+// platforms (Windows) cannot sync a directory, and the file itself is
+// complete either way.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
 
 // dirExists reports whether dir exists (before the node creates it).

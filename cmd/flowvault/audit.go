@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,7 +81,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "flowvault audit: --sample goes with --verify\n\n%s", auditUsage)
 		return errUsage
 	}
-	c, err := conn.client()
+	c, err := conn.client(stderr)
 	if err != nil {
 		return err
 	}
@@ -107,8 +106,8 @@ func auditTrail(ctx context.Context, c *apiClient, q url.Values, asJSON bool, st
 		return err
 	}
 	var res audit.Result
-	if err := json.Unmarshal(b, &res); err != nil {
-		return fmt.Errorf("server answered %.100q: %w", b, err)
+	if err := decodeAnswer(b, path, &res); err != nil {
+		return err
 	}
 	for _, e := range res.Entries {
 		fmt.Fprintln(stdout, audit.Line(e))
@@ -135,8 +134,8 @@ func auditVerify(ctx context.Context, c *apiClient, sample int, asJSON bool, std
 		return err
 	}
 	var ans verifyAnswer
-	if err := json.Unmarshal(b, &ans); err != nil {
-		return fmt.Errorf("server answered %.100q: %w", b, err)
+	if err := decodeAnswer(b, path, &ans); err != nil {
+		return err
 	}
 	if asJSON {
 		_, err = stdout.Write(append(b, '\n'))

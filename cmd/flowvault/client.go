@@ -8,28 +8,41 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
-const clientUsage = `  --server URL     the flowvault server (default ` + defaultServer + `, $FLOWVAULT_SERVER)
-  --key-file F     access key as JSON {"keyId","keySecret"} ($FLOWVAULT_KEY_FILE; default
-                   ./data/bootstrap-admin.json when it exists)
-  $FLOWVAULT_KEY_ID and $FLOWVAULT_KEY_SECRET, or $FLOWVAULT_TOKEN, instead of a key file
+const clientUsage = `  --server URL     the flowvault server, http://host:port or https://… (default ` + defaultServer + `,
+                   $FLOWVAULT_SERVER); redirects are never followed
+  --key-file F     access key as JSON {"keyId","keySecret"}; the flag wins over every variable below
+  credentials, when --key-file is not given, in this order: $FLOWVAULT_TOKEN (a token);
+  $FLOWVAULT_KEY_ID and $FLOWVAULT_KEY_SECRET; $FLOWVAULT_KEY_FILE; ./data/bootstrap-admin.json
 `
+
+// defaultKeyFile is where a server started in the working directory
+// writes its bootstrap admin key.
+var defaultKeyFile = filepath.Join(".", "data", node.BootstrapFile)
 
 // connection is how a command reaches a server: its URL and credentials.
 // Secrets never come from the command line, where every user of the
 // machine sees them: the key file or the environment carries them.
 type connection struct {
-	server  string
-	keyFile string
+	server string
+	// keyFile is --key-file; keyFileGiven says the command line named
+	// it, and then it wins over the environment's credentials.
+	keyFile      string
+	keyFileGiven bool
 }
 
 func (c *connection) flags(fs *flag.FlagSet) {
@@ -37,9 +50,9 @@ func (c *connection) flags(fs *flag.FlagSet) {
 	if v, ok := os.LookupEnv(envName("server")); ok {
 		c.server = v
 	}
-	c.keyFile = os.Getenv(envName("key-file"))
 	fs.StringVar(&c.server, "server", c.server, "flowvault server URL ($FLOWVAULT_SERVER)")
-	fs.StringVar(&c.keyFile, "key-file", c.keyFile, "access key file, JSON {keyId, keySecret} ($FLOWVAULT_KEY_FILE)")
+	fs.Func("key-file", "access key file, JSON {keyId, keySecret}; wins over $FLOWVAULT_TOKEN, $FLOWVAULT_KEY_ID and $FLOWVAULT_KEY_FILE",
+		func(s string) error { c.keyFile, c.keyFileGiven = s, true; return nil })
 }
 
 // accessKey is the JSON of a key file (bootstrap-admin.json's format).
@@ -48,51 +61,160 @@ type accessKey struct {
 	KeySecret string `json:"keySecret"`
 }
 
-// client returns an apiClient with the connection's credentials: a token
-// from $FLOWVAULT_TOKEN, or one minted with the access key of the key
-// file or $FLOWVAULT_KEY_ID/$FLOWVAULT_KEY_SECRET. With none of them it
-// sends no token, which a server with --insecure-dev accepts.
-func (c *connection) client() (*apiClient, error) {
-	api := &apiClient{base: strings.TrimRight(c.server, "/"), http: &http.Client{Timeout: 30 * time.Second},
-		token: os.Getenv(envName("token"))}
-	if api.token != "" {
-		return api, nil
-	}
-	if id, secret := os.Getenv(envName("key-id")), os.Getenv(envName("key-secret")); id != "" || secret != "" {
-		if id == "" || secret == "" {
-			return nil, errors.New("set both FLOWVAULT_KEY_ID and FLOWVAULT_KEY_SECRET")
-		}
-		api.key = &accessKey{KeyID: id, KeySecret: secret}
-		return api, nil
-	}
-	path := c.keyFile
-	if path == "" {
-		path = filepath.Join(".", "data", "bootstrap-admin.json")
-		if _, err := os.Stat(path); err != nil {
-			return api, nil
-		}
-	}
-	b, err := os.ReadFile(path)
+// credentials are what a client signs in with: a token, or an access key
+// to mint one with. With neither, missing says which sources were looked
+// at, for the server's 401.
+type credentials struct {
+	token   string
+	key     *accessKey
+	missing string
+}
+
+// client returns an apiClient for the connection's server, with its
+// credentials (see credentials). With none it sends no token, which a
+// server with --insecure-dev accepts. Key file warnings go to stderr.
+func (c *connection) client(stderr io.Writer) (*apiClient, error) {
+	api, err := newAPIClient(c.server)
 	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
+		return nil, err
 	}
-	var key accessKey
-	if err := json.Unmarshal(b, &key); err != nil || key.KeyID == "" || key.KeySecret == "" {
-		return nil, fmt.Errorf("key file %s: want JSON {\"keyId\":…,\"keySecret\":…}", path)
+	creds, err := c.credentials(stderr)
+	if err != nil {
+		return nil, err
 	}
-	api.key = &key
+	api.token, api.key, api.missing = creds.token, creds.key, creds.missing
 	return api, nil
 }
 
+// credentials finds the credentials, the first of: --key-file (a flag
+// wins over the environment), $FLOWVAULT_TOKEN, $FLOWVAULT_KEY_ID with
+// $FLOWVAULT_KEY_SECRET, $FLOWVAULT_KEY_FILE, ./data/bootstrap-admin.json.
+func (c *connection) credentials(stderr io.Writer) (credentials, error) {
+	if c.keyFileGiven {
+		return keyFileCredentials(c.keyFile, "--key-file", stderr)
+	}
+	if t := os.Getenv(envName("token")); t != "" {
+		return credentials{token: t}, nil
+	}
+	id, secret := os.Getenv(envName("key-id")), os.Getenv(envName("key-secret"))
+	switch {
+	case id != "" && secret != "":
+		return credentials{key: &accessKey{KeyID: id, KeySecret: secret}}, nil
+	case id != "" || secret != "":
+		return credentials{}, errors.New("set both FLOWVAULT_KEY_ID and FLOWVAULT_KEY_SECRET")
+	}
+	if p := os.Getenv(envName("key-file")); p != "" {
+		return keyFileCredentials(p, "$FLOWVAULT_KEY_FILE", stderr)
+	}
+	if _, err := os.Stat(defaultKeyFile); !errors.Is(err, fs.ErrNotExist) {
+		return keyFileCredentials(defaultKeyFile, "the default key file", stderr)
+	}
+	abs, err := filepath.Abs(defaultKeyFile)
+	if err != nil {
+		abs = defaultKeyFile
+	}
+	return credentials{missing: "no credentials were found: no --key-file, no $FLOWVAULT_TOKEN, no $FLOWVAULT_KEY_ID " +
+		"and $FLOWVAULT_KEY_SECRET, no $FLOWVAULT_KEY_FILE, and no " + abs}, nil
+}
+
+// keyFileCredentials reads the access key of a key file that source
+// (a flag, a variable) named, and warns on stderr when other users may
+// read it, as the server does of a master key file.
+func keyFileCredentials(path, source string, stderr io.Writer) (credentials, error) {
+	if strings.TrimSpace(path) == "" {
+		return credentials{}, fmt.Errorf("%s is empty: name the key file", source)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return credentials{}, fmt.Errorf("key file: %w", err)
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && sharedFile(info) {
+		fmt.Fprintf(stderr, "flowvault: warning: key file %s is readable by other users (mode %v); chmod 600 it\n", path, info.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	defer clear(b)
+	if err != nil {
+		return credentials{}, fmt.Errorf("key file: %w", err)
+	}
+	var key accessKey
+	if err := json.Unmarshal(b, &key); err != nil || key.KeyID == "" || key.KeySecret == "" {
+		return credentials{}, fmt.Errorf("key file %s: want JSON {\"keyId\":…,\"keySecret\":…}", path)
+	}
+	return credentials{key: &key}, nil
+}
+
+// sharedFile reports whether a file's group or other users may read it.
+// Windows has no such bits (Go reports 0666 for every writable file).
+func sharedFile(info fs.FileInfo) bool {
+	return runtime.GOOS != "windows" && info.Mode().Perm()&0o044 != 0
+}
+
+// Token requests the server rate-limits (429) are retried after their
+// Retry-After, as long as the waits fit in tokenRetryBudget and the tries
+// in tokenTries: every run of the CLI mints a token, so a script running
+// it in a loop meets the limit, yet a command must not hang for long.
+const (
+	tokenRetryBudget = 5 * time.Second
+	tokenTries       = 4
+)
+
 // apiClient calls a flowvault server's REST API.
 type apiClient struct {
-	base string
-	http *http.Client
+	base    string // the server's URL, no trailing slash
+	display string // base with its userinfo redacted: for messages
+	http    *http.Client
+	// wait sleeps before a retry, or returns ctx's error; tests replace it.
+	wait func(ctx context.Context, d time.Duration) error
 
-	key   *accessKey
-	once  sync.Once
-	token string
-	err   error
+	key     *accessKey
+	missing string // no credentials were found: why, for a 401
+	once    sync.Once
+	token   string
+	err     error
+}
+
+func newAPIClient(server string) (*apiClient, error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: want http://host:port (or https://)", redactURL(server))
+	}
+	return &apiClient{
+		base:    strings.TrimRight(server, "/"),
+		display: strings.TrimRight(redactURL(server), "/"),
+		wait:    sleep,
+		http: &http.Client{
+			Timeout: 30 * time.Second,
+			// Following a redirect would send the request again, with its
+			// X-Authorization token or the key secret of POST /api/token,
+			// wherever the answer points: another host, or another secret
+			// (the router redirects a path it cleans, such as a name ".").
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}, nil
+}
+
+// redactURL hides the password of a URL's userinfo, also in a string that
+// does not parse as a URL with one.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		return "xxxxx@" + s[i+1:]
+	}
+	return s
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // authenticate mints a token with the access key, once.
@@ -102,7 +224,8 @@ func (c *apiClient) authenticate(ctx context.Context) error {
 	}
 	c.once.Do(func() {
 		body, _ := json.Marshal(c.key)
-		b, err := c.send(ctx, "POST", "/api/token", "application/json", body)
+		b, err := c.mintToken(ctx, body)
+		clear(body)
 		if err != nil {
 			c.err = fmt.Errorf("sign in with key %s: %w", c.key.KeyID, err)
 			return
@@ -117,23 +240,72 @@ func (c *apiClient) authenticate(ctx context.Context) error {
 	return c.err
 }
 
+// mintToken sends POST /api/token, retrying when rate-limited (see
+// tokenRetryBudget).
+func (c *apiClient) mintToken(ctx context.Context, body []byte) ([]byte, error) {
+	var waited time.Duration
+	for try := 1; ; try++ {
+		a, err := c.roundTrip(ctx, "POST", "/api/token", "application/json", body)
+		if err != nil {
+			return nil, err
+		}
+		d, ok := retryAfter(a, tokenRetryBudget-waited)
+		if !ok || try == tokenTries {
+			return a.result(c)
+		}
+		if err := c.wait(ctx, d); err != nil {
+			return nil, err
+		}
+		waited += d
+	}
+}
+
+// retryAfter says whether a rate-limited answer may be retried within
+// budget, and after how long: its Retry-After, in seconds or as a date;
+// without one, a second, in which the server's limits refill.
+func retryAfter(a *answer, budget time.Duration) (time.Duration, bool) {
+	if a.status != http.StatusTooManyRequests {
+		return 0, false
+	}
+	d := time.Second
+	v := a.header.Get("Retry-After")
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = max(time.Until(t), 0)
+	}
+	return d, d <= budget
+}
+
 // do sends one request, signed in, and returns the body of a 2xx answer;
 // other answers become errors carrying the server's message.
 func (c *apiClient) do(ctx context.Context, method, path, contentType string, body []byte) ([]byte, error) {
 	if err := c.authenticate(ctx); err != nil {
 		return nil, err
 	}
-	return c.send(ctx, method, path, contentType, body)
+	a, err := c.roundTrip(ctx, method, path, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	return a.result(c)
 }
 
-func (c *apiClient) send(ctx context.Context, method, path, contentType string, body []byte) ([]byte, error) {
+// answer is a server's answer to one request.
+type answer struct {
+	method, path string
+	status       int
+	header       http.Header
+	body         []byte
+}
+
+func (c *apiClient) roundTrip(ctx context.Context, method, path, contentType string, body []byte) (*answer, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -143,23 +315,62 @@ func (c *apiClient) send(ctx context.Context, method, path, contentType string, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("server %s: %w", c.base, unwrapURLError(err))
+		return nil, fmt.Errorf("server %s: %w", c.display, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, err
+		clear(b)
+		return nil, fmt.Errorf("server %s: read the answer to %s %s: %w", c.display, method, path, err)
 	}
-	if resp.StatusCode/100 == 2 {
-		return b, nil
+	return &answer{method: method, path: path, status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// result returns the body of a 2xx answer, or the error the answer means.
+func (a *answer) result(c *apiClient) ([]byte, error) {
+	switch {
+	case a.status/100 == 2:
+		return a.body, nil
+	case a.status/100 == 3:
+		loc := a.header.Get("Location")
+		return nil, fmt.Errorf("%s %s: the server answered HTTP %d, a redirect to %q, which flowvault does not follow: check --server %s",
+			a.method, a.path, a.status, redactURL(loc), c.display)
 	}
+	err := a.statusError()
+	if a.status == http.StatusUnauthorized && c.missing != "" {
+		err = fmt.Errorf("%w; %s", err, c.missing)
+	}
+	return nil, err
+}
+
+// statusError carries the server's message of an error answer.
+func (a *answer) statusError() error {
 	var e conductor.ErrorResponse
-	if json.Unmarshal(b, &e) == nil && e.Message != "" {
+	if json.Unmarshal(a.body, &e) == nil && e.Message != "" {
 		msg := e.Message
 		for _, v := range e.ValidationErrors {
 			msg += "; " + v.Path + ": " + v.Message
 		}
-		return nil, fmt.Errorf("%s (HTTP %d)", msg, resp.StatusCode)
+		return fmt.Errorf("%s (HTTP %d)", msg, a.status)
 	}
-	return nil, fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
+	return fmt.Errorf("%s %s: HTTP %d", a.method, a.path, a.status)
+}
+
+// decodeAnswer decodes the JSON answer to a GET of path. An answer that is
+// not what was expected is reported by its size alone: whatever it holds
+// (a secret's value, from a misrouted request) must not reach the screen,
+// not even as the one character a JSON syntax error names.
+func decodeAnswer(b []byte, path string, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("the server's answer to %s is not the JSON expected (%d bytes)", path, len(b))
+	}
+	return nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

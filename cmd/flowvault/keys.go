@@ -74,6 +74,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "flowvault keys %s: unexpected argument %q\n", sub, pos[0])
 		return errUsage
 	}
+	if err := checkMasterKeyFile(fs, cfg.MasterKeyFile); err != nil {
+		return err
+	}
 	if err := cfg.MasterKeySource().Validate(); err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@
 //	flowvault audit      print the audit trail; verify the read models
 //	flowvault keys       rotate the key encryption key (stopped server)
 //	flowvault worker-credentials  NATS credentials for workers of some task types
-//	flowvault version    print the version
+//	flowvault version    print the version (also --version, -v)
 package main
 
 import (
@@ -44,32 +44,43 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 0:
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	case args[0] == "-v" || args[0] == "--version" || args[0] == "-version":
+		args = append([]string{"version"}, args[1:]...)
+	case args[0] == "-h" || args[0] == "--help" || (args[0] == "help" && len(args) == 1):
+		usage(stderr)
 		return 0
+	case args[0] == "help":
+		// help CMD is CMD -h: the command's own usage.
+		args = []string{args[1], "-h"}
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			err := c.run(ctx, args[1:], stdout, stderr)
-			switch {
-			case err == nil:
-				return 0
-			case errors.Is(err, flag.ErrHelp):
-				return 0
-			case errors.Is(err, errUsage):
-				return 2
-			default:
-				fmt.Fprintf(stderr, "flowvault %s: %v\n", c.name, err)
-				return 1
-			}
+			return exitCode(stderr, c.name, c.run(ctx, args[1:], stdout, stderr))
 		}
 	}
 	fmt.Fprintf(stderr, "flowvault: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// exitCode reports a command's error and returns the process's exit code:
+// 2 for a command line that did not parse, 1 for any other failure.
+func exitCode(stderr io.Writer, name string, err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "flowvault %s: %v\n", name, err)
+		return 1
+	}
 }
 
 // errUsage reports a command line that could not be parsed; the flag
@@ -81,7 +92,7 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-19s %s\n", c.name, c.short)
 	}
-	fmt.Fprintln(w, "\nRun 'flowvault <command> -h' for a command's flags.")
+	fmt.Fprintln(w, "\nRun 'flowvault help <command>' or 'flowvault <command> -h' for a command's flags;\n'flowvault --version' prints the version.")
 }
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -89,6 +100,10 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "flowvault version: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
 	}
 	fmt.Fprintf(stdout, "flowvault %s\n", version)
 	return nil

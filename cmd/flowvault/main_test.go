@@ -195,9 +195,28 @@ func TestVersionAndUsage(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "flowvault test-1.2.3" {
 		t.Fatalf("version = %q, %v", out, err)
 	}
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"frobnicate"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "unknown command") {
-		t.Fatalf("unknown command: code %d, %s", code, stderr.String())
+	for _, tt := range []struct {
+		args       []string
+		code       int
+		wantStdout string
+		wantStderr string
+	}{
+		{[]string{"frobnicate"}, 2, "", "unknown command"},
+		{[]string{"version"}, 0, "flowvault dev\n", ""},
+		{[]string{"--version"}, 0, "flowvault dev\n", ""},
+		{[]string{"-v"}, 0, "flowvault dev\n", ""},
+		{[]string{"version", "foo"}, 2, "", `unexpected argument "foo"`},
+		{[]string{"help"}, 0, "", "commands:"},
+		{[]string{"help", "secret"}, 0, "", "put NAME [--file F]"},
+		{[]string{"help", "worker-credentials"}, 0, "", "--task-types a,b"},
+		{[]string{"help", "frobnicate"}, 2, "", "unknown command"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tt.args, &stdout, &stderr)
+		if code != tt.code || stdout.String() != tt.wantStdout || !strings.Contains(stderr.String(), tt.wantStderr) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %d, %q, stderr mentioning %q",
+				tt.args, code, stdout.String(), stderr.String(), tt.code, tt.wantStdout, tt.wantStderr)
+		}
 	}
 }
 

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,11 +31,15 @@ const secretUsage = `usage: flowvault secret <command> [flags]
 commands:
   put NAME [--file F]            store a value, read from F or stdin (never from the command line);
                                  a terminal takes one line typed without echo: a multi-line value
-                                 (a PEM key) must come from --file or a pipe; an empty value is refused
+                                 (a PEM key) must come from --file or a pipe, of which one trailing
+                                 newline (\n or \r\n) is dropped (end with two to keep one);
+                                 an empty value is refused
   get NAME [--show-value]        print the secret's metadata, or with --show-value its value
   list                           list the secrets and their tags
   delete NAME                    delete a secret
-  tag NAME key=value... [--delete]  add (or update by key) tags, or remove them
+  tag NAME key=value... [--delete]  add (or update by key) tags, or remove them (each must be set)
+
+NAME matches [a-zA-Z0-9_-]+.
 
 flags of every command:
 ` + clientUsage
@@ -68,14 +76,22 @@ func runSecret(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	c, err := conn.client()
-	if err != nil {
-		return err
-	}
 	wantArgs := map[string][2]int{"put": {1, 1}, "get": {1, 1}, "list": {0, 0}, "delete": {1, 1}, "tag": {2, 1 << 20}}[sub]
 	if len(pos) < wantArgs[0] || len(pos) > wantArgs[1] {
 		fmt.Fprintf(stderr, "flowvault secret %s: wrong number of arguments\n\n%s", sub, secretUsage)
 		return errUsage
+	}
+	// Checked before any request: a name such as "." or ".." is not
+	// sent as itself, the path is cleaned to another route (another
+	// secret's value, the tags of a secret named "tags").
+	if len(pos) > 0 {
+		if err := secrets.CheckSecretName(pos[0]); err != nil {
+			return err
+		}
+	}
+	c, err := conn.client(stderr)
+	if err != nil {
+		return err
 	}
 	switch sub {
 	case "put":
@@ -85,7 +101,7 @@ func runSecret(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "list":
 		return secretList(ctx, c, stdout)
 	case "delete":
-		if _, err := c.do(ctx, "DELETE", "/api/secrets/"+url.PathEscape(pos[0]), "", nil); err != nil {
+		if _, err := c.do(ctx, "DELETE", secretPath(pos[0]), "", nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "deleted secret %s\n", pos[0])
@@ -94,6 +110,9 @@ func runSecret(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return secretTag(ctx, c, pos[0], pos[1:], del, stdout)
 	}
 }
+
+// secretPath is the API path of a secret, whose name was checked.
+func secretPath(name string) string { return "/api/secrets/" + url.PathEscape(name) }
 
 // parseInterspersed parses flags that may come before, between or after
 // the positional arguments, and returns the positional arguments.
@@ -115,14 +134,11 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func secretPut(ctx context.Context, c *apiClient, name, file string, stdout, stderr io.Writer) error {
-	if err := secrets.CheckSecretName(name); err != nil {
-		return err
-	}
 	value, err := readValue(ctx, name, file, stderr)
 	if err != nil {
 		return err
 	}
-	_, err = c.do(ctx, "PUT", "/api/secrets/"+url.PathEscape(name), "text/plain", value)
+	_, err = c.do(ctx, "PUT", secretPath(name), "text/plain", value)
 	clear(value)
 	if err != nil {
 		return err
@@ -136,9 +152,13 @@ func secretPut(ctx context.Context, c *apiClient, name, file string, stdout, std
 }
 
 // errEmptyValue refuses an empty value before anything is sent: it is
-// almost always a slip (Enter alone, stdin not redirected as meant), and a
-// put destroys the previous version's key for good.
+// almost always a slip (Enter alone, stdin not redirected as meant, a
+// variable expanded from nothing), and a put destroys the previous
+// version's key for good.
 var errEmptyValue = errors.New("the value is empty: nothing was stored")
+
+// errNoValue is end of input (Ctrl-D) at the prompt.
+var errNoValue = errors.New("no value entered: nothing was stored")
 
 // readValue reads the value to put from file, or else from stdin.
 func readValue(ctx context.Context, name, file string, stderr io.Writer) ([]byte, error) {
@@ -158,39 +178,64 @@ func readValue(ctx context.Context, name, file string, stderr io.Writer) ([]byte
 	return value, nil
 }
 
-// readValueFile reads a value file exactly: every byte, trailing newline
-// included, is the value.
+// trimNewline drops one line ending, "\n" or "\r\n", from the end of a
+// value from a file or a pipe: the one that echo, a here-string or an
+// editor adds and users of `vault kv put k=@file` or `gh secret set` do
+// not expect to store. Only one, so that a value that must end with a
+// newline can still be stored: its file ends with two.
+func trimNewline(b []byte) []byte {
+	if v, ok := bytes.CutSuffix(b, []byte("\n")); ok {
+		v, _ = bytes.CutSuffix(v, []byte("\r"))
+		return v
+	}
+	return b
+}
+
+// readValueFile reads a value file, less its trailing newline.
 func readValueFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return readLimited(f, path)
+	return readPiped(f, path)
 }
 
-func readLimited(r io.Reader, what string) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, secrets.MaxValueLen+1))
+// readPiped reads a value from a file or a pipe (named what in
+// messages): every byte up to the value limit, less a trailing newline.
+func readPiped(r io.Reader, what string) ([]byte, error) {
+	// Room for the limit and a line ending, which does not count.
+	b, err := io.ReadAll(io.LimitReader(r, secrets.MaxValueLen+int64(len("\r\n"))+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", what, err)
+		clear(b)
+		// The error of a file names it already ("read F: is a directory").
+		if pe := (*fs.PathError)(nil); !errors.As(err, &pe) {
+			err = fmt.Errorf("read %s: %w", what, err)
+		}
+		return nil, err
 	}
-	if len(b) > secrets.MaxValueLen {
+	v := trimNewline(b)
+	if len(v) > secrets.MaxValueLen {
 		clear(b)
 		return nil, fmt.Errorf("the value from %s is over the limit of %d bytes", what, secrets.MaxValueLen)
 	}
-	return b, nil
+	return v, nil
 }
 
 // readStdinValue reads the value from stdin: from a terminal, one line
-// typed without echo; from a pipe or a file, every byte.
+// typed without echo; from a pipe or a file, every byte but a trailing
+// newline.
 func readStdinValue(ctx context.Context, name string, stderr io.Writer) ([]byte, error) {
 	f, isFile := stdin.(*os.File)
 	if !isFile || !isTerminal(f) {
-		return readLimited(stdin, "stdin")
+		return readPiped(stdin, "stdin")
 	}
 	fmt.Fprintf(stderr, "Value of secret %s, one line (input hidden, Enter to finish; a multi-line value must come from --file or a pipe): ", name)
 	v, err := readHiddenLine(ctx, f)
 	fmt.Fprintln(stderr)
+	if errors.Is(err, io.EOF) {
+		return nil, errNoValue
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +248,7 @@ func readStdinValue(ctx context.Context, name string, stderr io.Writer) ([]byte,
 
 func secretGet(ctx context.Context, c *apiClient, name string, showValue bool, stdout io.Writer) error {
 	if showValue {
-		v, err := c.do(ctx, "GET", "/api/secrets/"+url.PathEscape(name), "", nil)
+		v, err := c.do(ctx, "GET", secretPath(name), "", nil)
 		if err != nil {
 			return err
 		}
@@ -220,33 +265,47 @@ func secretGet(ctx context.Context, c *apiClient, name string, showValue bool, s
 		if p == "" {
 			return "anonymous"
 		}
-		return p
+		return printable(p)
 	}
-	fmt.Fprintf(stdout, "name:        %s\n", m.Name)
+	fmt.Fprintf(stdout, "name:        %s\n", printable(m.Name))
 	fmt.Fprintf(stdout, "version:     %d\n", m.Version)
 	fmt.Fprintf(stdout, "size:        %d bytes\n", m.Size)
-	fmt.Fprintf(stdout, "fingerprint: %s\n", m.Fingerprint)
+	fmt.Fprintf(stdout, "fingerprint: %s\n", printable(m.Fingerprint))
 	fmt.Fprintf(stdout, "created:     %s by %s\n", when(m.CreateTime), by(m.CreatedBy))
 	fmt.Fprintf(stdout, "updated:     %s by %s\n", when(m.UpdateTime), by(m.UpdatedBy))
 	fmt.Fprintf(stdout, "tags:        %s\n", formatTags(m.Tags))
 	fmt.Fprintln(stdout, "versions:")
 	for _, v := range m.Versions {
-		fmt.Fprintf(stdout, "  %-4d %s  %-20s %s  %d bytes\n", v.Version, when(v.Time), by(v.By), v.Fingerprint, v.Size)
+		fmt.Fprintf(stdout, "  %-4d %s  %-20s %s  %d bytes\n", v.Version, when(v.Time), by(v.By), printable(v.Fingerprint), v.Size)
 	}
 	fmt.Fprintln(stdout, "(the value is not shown; use --show-value)")
 	return nil
 }
 
+// formatTags shows tags as key=value,…, escaped: anyone who may tag a
+// secret could otherwise send escape sequences to an admin's terminal.
 func formatTags(tags []conductor.Tag) string {
 	parts := make([]string, len(tags))
 	for i, t := range tags {
-		parts[i] = t.Key + "=" + t.Value
+		parts[i] = printable(t.Key) + "=" + printable(t.Value)
 	}
 	return strings.Join(parts, ",")
 }
 
+// printable returns s Go-quoted, as `flowvault audit` shows such a field,
+// when it holds what a terminal would act on or hide (control characters,
+// escape sequences, invalid UTF-8), or a quote or a backslash (so that a
+// quoted string is told from a plain one); else s itself.
+func printable(s string) string {
+	if q := strconv.Quote(s); q[1:len(q)-1] != s {
+		return q
+	}
+	return s
+}
+
 func secretList(ctx context.Context, c *apiClient, stdout io.Writer) error {
-	b, err := c.do(ctx, "GET", "/api/secrets-v2", "", nil)
+	const path = "/api/secrets-v2"
+	b, err := c.do(ctx, "GET", path, "", nil)
 	if err != nil {
 		return err
 	}
@@ -254,16 +313,16 @@ func secretList(ctx context.Context, c *apiClient, stdout io.Writer) error {
 		Name string          `json:"name"`
 		Tags []conductor.Tag `json:"tags"`
 	}
-	if err := json.Unmarshal(b, &list); err != nil {
-		return fmt.Errorf("server answered %.100q: %w", b, err)
+	if err := decodeAnswer(b, path, &list); err != nil {
+		return err
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	for _, s := range list {
 		if len(s.Tags) == 0 {
-			fmt.Fprintln(stdout, s.Name)
+			fmt.Fprintln(stdout, printable(s.Name))
 			continue
 		}
-		fmt.Fprintf(stdout, "%s\t%s\n", s.Name, formatTags(s.Tags))
+		fmt.Fprintf(stdout, "%s\t%s\n", printable(s.Name), formatTags(s.Tags))
 	}
 	return nil
 }
@@ -273,38 +332,59 @@ func secretTag(ctx context.Context, c *apiClient, name string, pairs []string, d
 	for _, p := range pairs {
 		k, v, ok := strings.Cut(p, "=")
 		if !ok || k == "" {
-			return fmt.Errorf("tag %q: want key=value", p)
+			return fmt.Errorf("tag %s: want key=value", printable(p))
 		}
 		tags = append(tags, conductor.Tag{Key: k, Value: v})
 	}
-	body, _ := json.Marshal(tags)
 	method, verb := "PUT", "tagged"
 	if del {
+		if err := checkTagsSet(ctx, c, name, tags); err != nil {
+			return err
+		}
 		method, verb = "DELETE", "untagged"
 	}
-	if _, err := c.do(ctx, method, "/api/secrets/"+url.PathEscape(name)+"/tags", "application/json", body); err != nil {
+	body, _ := json.Marshal(tags)
+	if _, err := c.do(ctx, method, secretPath(name)+"/tags", "application/json", body); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s secret %s: %s\n", verb, name, formatTags(tags))
 	return nil
 }
 
+// checkTagsSet refuses to remove tags the secret does not have: the
+// server removes the tags that match and ignores the others, so a
+// mistyped tag would look removed.
+func checkTagsSet(ctx context.Context, c *apiClient, name string, tags []conductor.Tag) error {
+	path := secretPath(name) + "/tags"
+	b, err := c.do(ctx, "GET", path, "", nil)
+	if err != nil {
+		return err
+	}
+	var set []conductor.Tag
+	if err := decodeAnswer(b, path, &set); err != nil {
+		return err
+	}
+	var missing []conductor.Tag
+	for _, t := range tags {
+		if !slices.ContainsFunc(set, func(s conductor.Tag) bool { return s.Key == t.Key && s.Value == t.Value }) {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("secret %s has no tag %s: nothing was removed", name, formatTags(missing))
+	}
+	return nil
+}
+
 func (c *apiClient) metadata(ctx context.Context, name string) (*secrets.Meta, error) {
-	b, err := c.do(ctx, "GET", "/api/secrets/"+url.PathEscape(name)+"/metadata", "", nil)
+	path := secretPath(name) + "/metadata"
+	b, err := c.do(ctx, "GET", path, "", nil)
 	if err != nil {
 		return nil, err
 	}
 	var m secrets.Meta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("server answered %.100q: %w", b, err)
+	if err := decodeAnswer(b, path, &m); err != nil {
+		return nil, err
 	}
 	return &m, nil
-}
-
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

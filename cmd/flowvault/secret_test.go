@@ -2,17 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/internal/leaktest"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // cli runs the built binary and returns its output and exit code.
@@ -110,10 +114,11 @@ func TestSecretCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "version:     2") || !strings.Contains(out, "fingerprint: hmac-sha256:") || !strings.Contains(out, "--show-value") {
 		t.Fatalf("get: %d %q", code, out)
 	}
-	// The one output that carries a value: exact bytes, nothing added.
+	// The one output that carries a value: exact bytes, nothing added;
+	// the file's last newline was not stored.
 	got, _, code := cli(t, bin, nil, nil, "secret", "get", "pem", "--show-value", "--server", server, "--key-file", filepath.Join(data, "bootstrap-admin.json"))
-	if code != 0 || got != string(fileValue) {
-		t.Fatalf("get --show-value: %d, %d bytes, want %d", code, len(got), len(fileValue))
+	if want := strings.TrimSuffix(string(fileValue), "\n"); code != 0 || got != want {
+		t.Fatalf("get --show-value: %d, %d bytes, want %d", code, len(got), len(want))
 	}
 	got, _, code = cli(t, bin, append(keyFileEnv(data), "FLOWVAULT_SERVER="+server), nil, "secret", "get", "--show-value", "db")
 	if code != 0 || got != string(secret) {
@@ -313,5 +318,143 @@ func TestDevModeMasterKey(t *testing.T) {
 		if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%v %v: the data dir was created", tt.env, tt.args)
 		}
+	}
+}
+
+// Every secret command checks the name before any request: "." or ".."
+// would reach another route once the server cleans the path (another
+// secret's value, the tags of a secret named "tags").
+func TestSecretNameCheckedBeforeAnyRequest(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t, nil)
+	keyFile := testKeyFile(t)
+	for _, args := range [][]string{
+		{"get", "."},
+		{"get", "..", "--show-value"},
+		{"get", "a/b"},
+		{"get", "%2e"},
+		{"get", "v2"},
+		{"delete", "."},
+		{"delete", ""},
+		{"tag", ".", "k=v", "--delete"},
+		{"tag", "..", "k=v"},
+		{"put", ".", "--file", os.DevNull},
+	} {
+		_, errOut, code := runCLI(append([]string{"secret"}, append(args, "--server", srv.URL, "--key-file", keyFile)...)...)
+		if code != 1 || !strings.Contains(errOut, "secret name") {
+			t.Errorf("secret %q: exit %d %q; want 1 naming the rule", args, code, errOut)
+		}
+	}
+	if got := srv.requests(); len(got) > 0 {
+		t.Fatalf("requests sent for invalid names: %v", got)
+	}
+}
+
+// An answer that is not the JSON expected is reported by its size alone:
+// a misrouted request may have answered a secret's value.
+func TestUnexpectedAnswerNotQuoted(t *testing.T) {
+	t.Parallel()
+	const value = "hunter2-is-the-value"
+	srv := newFakeServer(t, map[string]string{
+		"GET /api/secrets/db/metadata": value,
+		"GET /api/secrets-v2":          value,
+		"GET /api/secrets/db/tags":     value,
+		"PUT /api/secrets/db":          `{}`,
+	})
+	keyFile := testKeyFile(t)
+	for _, args := range [][]string{{"get", "db"}, {"list"}, {"put", "db", "--file", keyFile}, {"tag", "db", "k=v", "--delete"}} {
+		_, errOut, code := runCLI(append([]string{"secret"}, append(args, "--server", srv.URL, "--key-file", keyFile)...)...)
+		if code != 1 || !strings.Contains(errOut, "not the JSON expected") || strings.Contains(errOut, "hunter2") || strings.Contains(errOut, "'h'") {
+			t.Errorf("secret %q: exit %d %q; want 1, the answer's size and nothing of it", args, code, errOut)
+		}
+	}
+}
+
+// Tags (and other strings of the server) reach the terminal escaped: a
+// tag must not clear an admin's screen or retitle the window.
+func TestTagsEscapedForTheTerminal(t *testing.T) {
+	t.Parallel()
+	const tags = `[{"key":"env\u001b[2J","value":"\u001b]0;owned\u0007"},{"key":"team","value":"a=b"}]`
+	srv := newFakeServer(t, map[string]string{
+		"GET /api/secrets-v2":          `[{"name":"db","tags":` + tags + `}]`,
+		"GET /api/secrets/db/metadata": `{"name":"db","version":1,"updatedBy":"app:\u009bx","tags":` + tags + `}`,
+	})
+	keyFile := testKeyFile(t)
+	for _, args := range [][]string{{"list"}, {"get", "db"}} {
+		out, errOut, code := runCLI(append([]string{"secret"}, append(args, "--server", srv.URL, "--key-file", keyFile)...)...)
+		if code != 0 || strings.ContainsAny(out, "\x1b\x07\u009b") || !strings.Contains(out, `"env\x1b[2J"="\x1b]0;owned\a",team=a=b`) {
+			t.Errorf("secret %q: exit %d %q %q; want the tags escaped", args, code, out, errOut)
+		}
+	}
+}
+
+// Removing a tag the secret does not have is refused, naming it, and
+// nothing is removed: the server would ignore it without a word.
+func TestUntagWhatIsNotSet(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t, map[string]string{
+		"GET /api/secrets/db/tags":    `[{"key":"env","value":"prod"}]`,
+		"DELETE /api/secrets/db/tags": `{}`,
+	})
+	keyFile := testKeyFile(t)
+	run := func(tags ...string) (string, string, int) {
+		return runCLI(append([]string{"secret", "tag", "db", "--delete", "--server", srv.URL, "--key-file", keyFile}, tags...)...)
+	}
+	if _, errOut, code := run("env=prod", "team=core", "env=dev"); code != 1 || !strings.Contains(errOut, "secret db has no tag team=core,env=dev: nothing was removed") {
+		t.Fatalf("exit %d %q; want 1 naming the tags that are not set", code, errOut)
+	}
+	if slices.Contains(srv.requests(), "DELETE /api/secrets/db/tags") {
+		t.Fatal("sent the DELETE anyway")
+	}
+	if out, errOut, code := run("env=prod"); code != 0 || out != "untagged secret db: env=prod\n" {
+		t.Fatalf("exit %d %q %q; want the tag removed", code, out, errOut)
+	}
+}
+
+// A value from a pipe or a file loses one trailing line ending, as echo
+// and editors add one; a value of nothing else is refused. Not parallel:
+// it replaces stdin.
+func TestReadValueTrimsOneNewline(t *testing.T) {
+	saved := stdin
+	t.Cleanup(func() { stdin = saved })
+	full := strings.Repeat("x", secrets.MaxValueLen)
+	tests := []struct {
+		name, input, want string
+		wantErr           string
+	}{
+		{"echo", "hunter2\n", "hunter2", ""},
+		{"CRLF", "hunter2\r\n", "hunter2", ""},
+		{"no newline", "hunter2", "hunter2", ""},
+		{"two newlines keep one", "hunter2\n\n", "hunter2\n", ""},
+		{"a lone CR stays", "hunter2\r", "hunter2\r", ""},
+		{"PEM", "-----BEGIN-----\nAAAA\n-----END-----\n", "-----BEGIN-----\nAAAA\n-----END-----", ""},
+		{"echo of an unset variable", "\n", "", "the value is empty"},
+		{"CRLF alone", "\r\n", "", "the value is empty"},
+		{"nothing", "", "", "the value is empty"},
+		{"the limit and a newline", full + "\n", full, ""},
+		{"over the limit", full + "x", "", "over the limit of 65535 bytes"},
+	}
+	for _, tt := range tests {
+		file := filepath.Join(t.TempDir(), "value")
+		if err := os.WriteFile(file, []byte(tt.input), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, from := range []string{"", file} {
+			stdin = strings.NewReader(tt.input)
+			got, err := readValue(context.Background(), "db", from, io.Discard)
+			if string(got) != tt.want || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s (file %q): %.20q, %v; want %.20q, %q", tt.name, from, got, err, tt.want, tt.wantErr)
+			}
+		}
+	}
+}
+
+// Reading --file of a directory says so once.
+func TestPutFileDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, errOut, code := runCLI("secret", "put", "db", "--file", dir, "--server", "http://127.0.0.1:1", "--key-file", testKeyFile(t))
+	if code != 1 || !strings.Contains(errOut, "is a directory") || strings.Count(errOut, dir) != 1 {
+		t.Fatalf("exit %d %q; want 1 naming the directory once", code, errOut)
 	}
 }

@@ -110,6 +110,9 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 			errs = append(errs, e.err)
 		}
 	}
+	if err := checkMasterKeyFile(fs, cfg.MasterKeyFile); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
@@ -168,4 +171,22 @@ func masterKeyFromEnv() (v secrets.Value, set bool, err error) {
 		return nil, true, fmt.Errorf("$%s is set but empty: want base64 of 32 random bytes (e.g. `openssl rand -base64 32`), or unset it for dev mode", secrets.MasterKeyEnv)
 	}
 	return secrets.Value(s), true, nil
+}
+
+// checkMasterKeyFile refuses a master key file that --master-key-file or
+// its variable names but leaves blank, for the reason masterKeyFromEnv
+// refuses a blank key: dev mode would seal secrets under a generated key.
+func checkMasterKeyFile(fs *flag.FlagSet, path string) error {
+	if strings.TrimSpace(path) != "" {
+		return nil
+	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "master-key-file" })
+	if given {
+		return errors.New("--master-key-file is empty: name the file holding the master key, or leave the flag out for dev mode")
+	}
+	if _, set := os.LookupEnv(envName("master-key-file")); set {
+		return fmt.Errorf("$%s is set but empty: name the file holding the master key, or unset it for dev mode", envName("master-key-file"))
+	}
+	return nil
 }

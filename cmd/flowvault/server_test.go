@@ -146,3 +146,46 @@ func TestServerEnvErrors(t *testing.T) {
 		t.Fatalf("token ttl %s, %v; want the flag's 2h", cfg.TokenTTL, err)
 	}
 }
+
+// A master key file that the flag or its variable names but leaves blank
+// is refused like a blank master key, before anything is written: dev
+// mode would generate a key nobody meant to use. Not parallel: it sets the
+// environment.
+func TestServerBlankMasterKeyFile(t *testing.T) {
+	safeListeners(t)
+	t.Setenv(secrets.MasterKeyEnv, "")
+	os.Unsetenv(secrets.MasterKeyEnv)
+	for _, tt := range []struct {
+		name string
+		env  *string // $FLOWVAULT_MASTER_KEY_FILE; nil for unset
+		args []string
+		want string
+	}{
+		{"empty variable", ptr(""), nil, "$FLOWVAULT_MASTER_KEY_FILE is set but empty"},
+		{"blank variable", ptr(" "), nil, "$FLOWVAULT_MASTER_KEY_FILE is set but empty"},
+		{"empty flag", nil, []string{"--master-key-file", ""}, "--master-key-file is empty"},
+		{"empty flag over a variable", ptr("/some/key"), []string{"--master-key-file="}, "--master-key-file is empty"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(envName("master-key-file"), "")
+			if tt.env == nil {
+				os.Unsetenv(envName("master-key-file"))
+			} else {
+				t.Setenv(envName("master-key-file"), *tt.env)
+			}
+			data := filepath.Join(t.TempDir(), "data")
+			for _, cmd := range [][]string{{"server"}, {"keys", "status"}} {
+				var stdout, stderr bytes.Buffer
+				code := run(stoppedContext(), append(append(cmd, "--data", data), tt.args...), &stdout, &stderr)
+				if code != 1 || !strings.Contains(stderr.String(), tt.want) {
+					t.Errorf("%s: exit %d, stderr:\n%s\nwant exit 1 mentioning %q", cmd[0], code, stderr.String(), tt.want)
+				}
+			}
+			if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the data dir was created (%v); want nothing written, no %s", err, secrets.DevKeyFileName)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

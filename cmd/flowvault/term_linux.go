@@ -44,12 +44,6 @@ func ioctlTermios(fd uintptr, req uintptr, t *syscall.Termios) error {
 	return nil
 }
 
-// isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool {
-	var t syscall.Termios
-	return ioctlTermios(f.Fd(), syscall.TCGETS, &t) == nil
-}
-
 // readHiddenLine reads one line from the terminal f with echo off, and
 // restores the terminal whatever happens (Ctrl-C cancels ctx). It refuses
 // a line followed by more input (a pasted multi-line value, of which the

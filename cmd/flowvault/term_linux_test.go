@@ -184,6 +184,7 @@ func TestReadValueFromTerminal(t *testing.T) {
 	}{
 		{"a line", "v4lue\n", "v4lue", nil},
 		{"Enter alone", "\n", "", errEmptyValue},
+		{"Ctrl-D", "\x04", "", errNoValue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,6 +201,73 @@ func TestReadValueFromTerminal(t *testing.T) {
 			}
 			if p := prompt.String(); !strings.Contains(p, "secret db, one line") || !strings.Contains(p, "--file or a pipe") {
 				t.Errorf("prompt %q does not say a multi-line value needs --file or a pipe", p)
+			}
+		})
+	}
+}
+
+// isTerminal tells a terminal from a character device that is none
+// (/dev/null) and from a pipe.
+func TestIsTerminal(t *testing.T) {
+	_, tty := openPTY(t)
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for _, tt := range []struct {
+		f    *os.File
+		want bool
+	}{{tty, true}, {null, false}, {r, false}} {
+		if got := isTerminal(tt.f); got != tt.want {
+			t.Errorf("isTerminal(%s) = %v, want %v", tt.f.Name(), got, tt.want)
+		}
+	}
+}
+
+// readPassword, the prompt of the builds other than Linux (x/term), reads
+// a line without echo and restores the terminal when it returns and when
+// Ctrl-C cancels it. (x/term ignores Ctrl-D on Unix: the prompt waits for
+// Enter.)
+func TestReadPassword(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		typed   string // "" to cancel instead
+		want    string
+		wantErr string
+	}{
+		{"a line", "s3cret-value\n", "s3cret-value", ""},
+		{"carriage return ends the line", "s3cret-value\r", "s3cret-value", ""},
+		{"Ctrl-C", "", "", "interrupted"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			master, tty := openPTY(t)
+			before := termios(t, tty)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan readResult, 1)
+			go func() {
+				v, err := readPassword(ctx, tty)
+				done <- readResult{v, err}
+			}()
+			if tt.typed == "" {
+				typeWhenHidden(t, master, tty, "")
+				cancel()
+			} else {
+				typeWhenHidden(t, master, tty, tt.typed)
+			}
+			r := await(t, done)
+			if string(r.value) != tt.want || (r.err == nil) != (tt.wantErr == "") || r.err != nil && !strings.Contains(r.err.Error(), tt.wantErr) {
+				t.Errorf("got %q, %v; want %q, %q", r.value, r.err, tt.want, tt.wantErr)
+			}
+			if after := termios(t, tty); after != before {
+				t.Errorf("terminal not restored: lflag %#x, want %#x", after.Lflag, before.Lflag)
 			}
 		})
 	}

@@ -4,18 +4,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 )
 
-// isTerminal reports whether f is a terminal (a character device).
-func isTerminal(f *os.File) bool {
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
-}
-
-// readHiddenLine refuses: this platform's build cannot turn echo off, and
-// a typed secret must not appear on the screen.
-func readHiddenLine(context.Context, *os.File) ([]byte, error) {
-	return nil, errors.New("cannot read a secret from a terminal without echo on this platform: pipe it in or use --file")
+// readHiddenLine reads one line typed on the terminal f without echo.
+// Unlike the Linux build it cannot tell a pasted multi-line value from a
+// line: the lines after the first stay on the terminal.
+func readHiddenLine(ctx context.Context, f *os.File) ([]byte, error) {
+	return readPassword(ctx, f)
 }

@@ -7,11 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowvault/flowvault/node"
 )
 
 const workerCredsUsage = `usage: flowvault worker-credentials --task-types a,b [--start-workflows w1,w2] [flags]
@@ -64,7 +67,12 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	c, err := conn.client()
+	if out != "" {
+		if err := checkOut(out); err != nil {
+			return err
+		}
+	}
+	c, err := conn.client(stderr)
 	if err != nil {
 		return err
 	}
@@ -89,7 +97,7 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 		_, err = io.WriteString(stdout, res.Creds)
 		return err
 	}
-	if err := writePrivateFile(out, []byte(res.Creds)); err != nil {
+	if err := node.WritePrivateFile(out, []byte(res.Creds)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote credentials for %s to %s\n  user:         %s\n  inbox prefix: %s\n  expires:      %s\n",
@@ -108,6 +116,13 @@ func splitList(s string) []string {
 	return out
 }
 
+const day = 24 * time.Hour
+
+// maxLifetimeDays is the most days a time.Duration holds (about 292
+// years): more would wrap around to a negative lifetime. The server
+// allows far less, and says so.
+const maxLifetimeDays = int(math.MaxInt64 / int64(day))
+
 // parseLifetime reads a Go duration or a number of days ("30d"); "" is 0,
 // the server's default.
 func parseLifetime(s string) (time.Duration, error) {
@@ -119,7 +134,10 @@ func parseLifetime(s string) (time.Duration, error) {
 		if err != nil || n <= 0 {
 			return 0, fmt.Errorf("--expires %q: want a duration such as 720h or 30d", s)
 		}
-		return time.Duration(n) * 24 * time.Hour, nil
+		if n > maxLifetimeDays {
+			return 0, fmt.Errorf("--expires %q is too long: the server allows at most 365d", s)
+		}
+		return time.Duration(n) * day, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < time.Second {
@@ -128,28 +146,18 @@ func parseLifetime(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// writePrivateFile replaces path with data, readable by its owner only:
-// written to a temporary file in the same directory and renamed, so that
-// no reader sees a partial file and no other user ever could read it.
-func writePrivateFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
+// checkOut refuses an --out that cannot take the file before anything is
+// asked for or written: a directory (the credentials, with their seed,
+// would be written beside it before the rename failed), or a path whose
+// directory does not exist.
+func checkOut(path string) error {
+	if info, err := os.Stat(path); err == nil && info.IsDir() {
+		return fmt.Errorf("--out %s is a directory: name the file to write", path)
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+	if info, err := os.Stat(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("--out %s: %w", path, err)
+	} else if !info.IsDir() {
+		return fmt.Errorf("--out %s: %s is not a directory", path, filepath.Dir(path))
 	}
 	return nil
 }

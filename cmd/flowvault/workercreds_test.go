@@ -80,3 +80,57 @@ func TestWorkerCredentialsCLI(t *testing.T) {
 	}
 	stopServer(t, p)
 }
+
+// --expires beyond what a time.Duration holds is refused with a message,
+// not wrapped around to a negative lifetime.
+func TestParseLifetime(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in      string
+		want    time.Duration
+		wantErr string
+	}{
+		{"", 0, ""},
+		{"30d", 30 * 24 * time.Hour, ""},
+		{"720h", 720 * time.Hour, ""},
+		{"106751d", 106751 * 24 * time.Hour, ""}, // the server refuses it, saying why
+		{"106752d", 0, "too long"},
+		{"200000d", 0, "too long: the server allows at most 365d"},
+		{"0d", 0, "want a duration"},
+		{"-1d", 0, "want a duration"},
+		{"99999999999999999999d", 0, "want a duration"},
+		{"soon", 0, "want a duration"},
+		{"10ms", 0, "at least 1s"},
+	} {
+		got, err := parseLifetime(tt.in)
+		if got != tt.want || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("parseLifetime(%q) = %v, %v; want %v, %q", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// An --out that cannot take the file is refused before the credentials
+// are asked for, and nothing is written.
+func TestWorkerCredentialsOutRefused(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t, map[string]string{"POST /api/workers/credentials": `{"creds":"-----BEGIN NATS USER JWT-----"}`})
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		out  string
+		want string
+	}{
+		{dir, "is a directory"},
+		{filepath.Join(dir, "absent", "w.creds"), "no such file or directory"},
+	} {
+		_, errOut, code := runCLI("worker-credentials", "--task-types", "a", "--out", tt.out, "--server", srv.URL, "--key-file", testKeyFile(t))
+		if code != 1 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("--out %s: exit %d %q; want 1 mentioning %q", tt.out, code, errOut, tt.want)
+		}
+	}
+	if got := srv.requests(); len(got) > 0 {
+		t.Fatalf("requests sent: %v", got)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Fatalf("files left in %s: %v", dir, left)
+	}
+}
