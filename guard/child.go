@@ -90,9 +90,9 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 		if err != nil {
 			return err
 		}
-		// Every string in it, a field of a JSON secret included: a task of
-		// the child may echo one field alone.
-		eachString(value, func(s string) { memo.add([]byte(s)) }, true)
+		// Every string and number in it, a field of a JSON secret
+		// included: a task of the child may echo one field alone.
+		eachText(value, func(s string) { memo.add([]byte(s)) }, true)
 		purpose := "wf/" + childID + "/input." + p.String()
 		ct, err := child.Seal(kind, purpose, plain)
 		clear(plain)

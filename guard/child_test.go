@@ -68,3 +68,19 @@ func TestOpenOutput(t *testing.T) {
 		t.Fatalf("output after the key's destruction %v, %v", out, err)
 	}
 }
+
+// A number resolved into a child's input is looked for in what the child
+// writes, as its strings are: a task of the child may echo it.
+func TestChildInputNumbersRedacted(t *testing.T) {
+	ctx, keys := openKeys(t)
+	g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{"acct": `{"user":"svc-account","pin":918273645501}`}})
+	in, _, err := g.PrepareChild(ctx, engine.StartWorkflow{WorkflowID: "kid", From: "parent", CreatedBy: "admin",
+		Input: map[string]any{"pin": "${workflow.secrets.acct.pin}"}, InputDeferred: [][]any{{"pin"}}})
+	if err != nil || !masking.HasSealed(in) {
+		t.Fatalf("child input %v, %v", in, err)
+	}
+	r := g.memoFor("kid").get()
+	if got := r.Map(map[string]any{"echo": "pin 918273645501", "copy": int64(918273645501)}); got["echo"] != "pin ***" || got["copy"] != masking.Mask {
+		t.Fatalf("the child's output redacted to %v", got)
+	}
+}

@@ -17,6 +17,7 @@
 package guard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -124,18 +125,25 @@ func (m *memo) add(v []byte) {
 	m.values = append(m.values, append([]byte(nil), v...))
 }
 
-// addSecret adds a secret's value and, when it is JSON, every string in
-// it: a task may take one field (${workflow.secrets.db.password}), and a
-// memo rebuilt after a restart, or on another engine than the hand-off's,
-// must look for that field without knowing which one was taken.
+// addSecret adds a secret's value and, when it is JSON, every string and
+// number in it: a task may take one field (${workflow.secrets.db.password},
+// ${workflow.secrets.acct.pin}), and a memo rebuilt after a restart, or on
+// another engine than the hand-off's, must look for that field without
+// knowing which one was taken. Numbers are decoded as written, so that
+// their forms include the secret's own text (918273645501.0).
 func (m *memo) addSecret(v []byte) {
 	m.add(v)
+	if !json.Valid(v) {
+		return
+	}
 	var doc any
-	if json.Unmarshal(v, &doc) != nil {
+	d := json.NewDecoder(bytes.NewReader(v))
+	d.UseNumber()
+	if d.Decode(&doc) != nil {
 		return
 	}
 	if _, text := doc.(string); !text {
-		eachString(doc, func(s string) { m.add([]byte(s)) }, true)
+		eachText(doc, func(s string) { m.add([]byte(s)) }, true)
 	}
 }
 

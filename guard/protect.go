@@ -185,10 +185,8 @@ func redactOpenValue(r *masking.Redactor, v any) any {
 			out[i] = redactOpenValue(r, e)
 		}
 		return out
-	case string:
-		return r.String(x)
 	}
-	return v
+	return r.Value(v) // a string, or a number equal to a value
 }
 
 // workflowOf finds the workflow the events belong to and its maskedFields.
@@ -523,10 +521,10 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 		// parent (input.token).
 		sealedPaths(v, nil, func(p expr.Path, _ byte) {
 			if value, ok := getPath(opened, p); ok {
-				eachString(value, add, true)
+				eachText(value, add, true)
 			}
 		})
-		eachString(opened, add, false)
+		eachText(opened, add, false)
 	}
 	collect(w.Input)
 	collect(w.Output)
@@ -538,23 +536,50 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 	return nil
 }
 
-// eachString calls fn for every string under a _secrets or _masked key (or
-// everywhere, with all).
-func eachString(v any, fn func(string), all bool) {
+// eachLeaf calls fn for every value under a _secrets or _masked key (or
+// everywhere, with all) that is neither a map nor a list.
+func eachLeaf(v any, fn func(any), all bool) {
 	switch x := v.(type) {
-	case string:
-		if all {
-			fn(x)
-		}
 	case map[string]any:
 		for k, e := range x {
-			eachString(e, fn, all || masking.IsMaskedKey(k))
+			eachLeaf(e, fn, all || masking.IsMaskedKey(k))
 		}
 	case []any:
 		for _, e := range x {
-			eachString(e, fn, all)
+			eachLeaf(e, fn, all)
+		}
+	default:
+		if all {
+			fn(x)
 		}
 	}
+}
+
+// eachString calls fn for every string under a _secrets or _masked key (or
+// everywhere, with all).
+func eachString(v any, fn func(string), all bool) {
+	eachLeaf(v, func(x any) {
+		if s, ok := x.(string); ok {
+			fn(s)
+		}
+	}, all)
+}
+
+// eachText calls fn for every string under a _secrets or _masked key (or
+// everywhere, with all), and for every number there in each way it is
+// written (see masking.NumberForms): what redaction looks for. A task that
+// takes a number (${workflow.secrets.acct.pin}) writes it in a string
+// ('pin ' + $.pin), or outputs it as it is.
+func eachText(v any, fn func(string), all bool) {
+	eachLeaf(v, func(x any) {
+		if s, ok := x.(string); ok {
+			fn(s)
+			return
+		}
+		for _, s := range masking.NumberForms(x) {
+			fn(s)
+		}
+	}, all)
 }
 
 // findValues returns the paths (see schemas.ValuesMasked) of top-level

@@ -3,10 +3,12 @@ package guard
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 )
@@ -109,35 +111,42 @@ func TestMemoRedactorGrows(t *testing.T) {
 
 // A redaction memo rebuilt from state (after a restart, on another engine)
 // looks for every value the workflow sealed, wherever it sealed it: here a
-// maskedFields input, which a task then echoes.
+// maskedFields input, a string or a number, which a task then echoes.
 func TestRebuiltMemoFindsEverySealedValue(t *testing.T) {
 	ctx, keys := openKeys(t)
-	const password = "masked-field-pw-Qe73"
-	start := &schemas.WorkflowStarted{WorkflowID: "wf-mf", Name: "w", Version: 1,
-		Def:   []byte(`{"name":"w","version":1,"maskedFields":["password"],"tasks":[{"name":"t","taskReferenceName":"t"}]}`),
-		Input: map[string]any{"password": password}}
-	dec, err := New(Config{Keys: keys}).Protect(ctx, nil, engine.Decision{Events: []schemas.Event{start,
-		&schemas.TaskScheduled{TaskID: "t1", Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Time: 1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var w *engine.Workflow
-	for _, ev := range dec.Events {
-		if w, err = engine.Apply(w, ev); err != nil {
+	for _, tc := range []struct {
+		password any
+		echo     string
+	}{
+		{"masked-field-pw-Qe73", "masked-field-pw-Qe73"},
+		{int64(918273645501), "918273645501"},
+	} {
+		start := &schemas.WorkflowStarted{WorkflowID: "wf-mf-" + tc.echo, Name: "w", Version: 1,
+			Def:   []byte(`{"name":"w","version":1,"maskedFields":["password"],"tasks":[{"name":"t","taskReferenceName":"t"}]}`),
+			Input: map[string]any{"password": tc.password}}
+		dec, err := New(Config{Keys: keys}).Protect(ctx, nil, engine.Decision{Events: []schemas.Event{start,
+			&schemas.TaskScheduled{TaskID: "t1", Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Time: 1}}})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if !masking.HasSealed(w.Input) {
-		t.Fatalf("the maskedFields input was not sealed: %v", w.Input)
-	}
-	fresh := New(Config{Keys: keys}) // a restarted engine's
-	dec, err = fresh.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
-		&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: map[string]any{"echo": "used " + password}, Time: 2}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != "used ***" {
-		t.Fatalf("echoed output after a restart = %v", got)
+		var w *engine.Workflow
+		for _, ev := range dec.Events {
+			if w, err = engine.Apply(w, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !masking.HasSealed(w.Input) {
+			t.Fatalf("the maskedFields input was not sealed: %v", w.Input)
+		}
+		fresh := New(Config{Keys: keys}) // a restarted engine's
+		dec, err = fresh.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+			&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: map[string]any{"echo": "used " + tc.echo, "copy": tc.password}, Time: 2}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dec.Events[0].(*schemas.TaskUpdated).Output; got["echo"] != "used ***" || got["copy"] != masking.Mask {
+			t.Errorf("%v: output after a restart = %v", tc.password, got)
+		}
 	}
 }
 
@@ -192,5 +201,79 @@ func TestLateSecretMaskedInVariables(t *testing.T) {
 	view := w.Conductor(false)
 	if view.Input["x"] != masking.Mask || view.Variables["copy"] != masking.Mask || view.Variables["other"] != "kept" {
 		t.Fatalf("input %v, variables %v", view.Input, view.Variables)
+	}
+}
+
+// fakeSecrets is a secret store of fixed values.
+type fakeSecrets map[string]string
+
+func (f fakeSecrets) Resolve(_ context.Context, name string) ([]byte, int, error) {
+	v, ok := f[name]
+	if !ok {
+		return nil, 0, fault.NotFound("secret %s not found", name)
+	}
+	return []byte(v), 1, nil
+}
+
+func (f fakeSecrets) Exists(_ context.Context, name string) (bool, error) {
+	_, ok := f[name]
+	return ok, nil
+}
+
+// A number a task takes from a JSON secret (${workflow.secrets.acct.pin})
+// is redacted like its strings: written into a string ('pin ' + $.pin,
+// JavaScript's way past 2^53), or output as it is, which reads "***". A
+// number below redaction's floor is left alone. So it is right after the
+// hand-off, and with what redaction looks for rebuilt from the log's record
+// of the resolution (a restart, another engine).
+func TestSecretNumbersRedacted(t *testing.T) {
+	ctx := context.Background()
+	src := fakeSecrets{"acct": `{"user":"svc-account","pin":918273645501,"big":9182736455012345678,"short":4321}`}
+	w, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-num", Name: "w", Version: 1,
+		Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"calc","taskReferenceName":"calc","type":"INLINE"}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err = engine.Apply(w, &schemas.TaskScheduled{TaskID: "t1", Ref: "calc", Name: "calc", Type: "INLINE", Status: "SCHEDULED",
+		Input:    map[string]any{"pin": "${workflow.secrets.acct.pin}", "big": "${workflow.secrets.acct.big}", "short": "${workflow.secrets.acct.short}"},
+		Deferred: [][]any{{"pin"}, {"big"}, {"short"}}, Time: 1}); err != nil {
+		t.Fatal(err)
+	}
+	live := New(Config{Secrets: src, Authz: allowAll{}})
+	in, refs, err := live.Prepare(ctx, w, w.Tasks[0])
+	if err != nil || in["pin"] != int64(918273645501) {
+		t.Fatalf("prepared input %v, %v", in, err)
+	}
+	recorded, err := engine.Apply(w, &schemas.TaskStarted{TaskID: "t1", WorkerID: "system", Time: 2, Resolved: refs})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	output := map[string]any{"result": "pin 918273645501", "pin": int64(918273645501), "asFloat": float64(918273645501),
+		"big": "big 9182736455012346000", "short": int64(4321), "sum": "4321 + 1", "other": int64(918273645502)}
+	want := map[string]any{"result": "pin ***", "pin": masking.Mask, "asFloat": masking.Mask,
+		"big": "big ***", "short": int64(4321), "sum": "4321 + 1", "other": int64(918273645502)}
+	for _, tc := range []struct {
+		name   string
+		g      *Guard
+		before *engine.Workflow
+	}{
+		{"after the hand-off", live, w},
+		{"rebuilt from the log", New(Config{Secrets: src, Authz: allowAll{}}), recorded},
+	} {
+		dec, err := tc.g.Protect(ctx, tc.before, engine.Decision{
+			Events: []schemas.Event{&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: output, Time: 3}},
+			// What goes to another workflow too: a child's output for its parent.
+			Effects: []engine.Effect{engine.NotifyParent{ParentWorkflowID: "parent", Child: engine.ChildFinished{Output: output}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dec.Events[0].(*schemas.TaskUpdated).Output; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: output %v\nwant %v", tc.name, got, want)
+		}
+		if got := dec.Effects[0].(engine.NotifyParent).Child.Output; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: output for the parent %v\nwant %v", tc.name, got, want)
+		}
 	}
 }

@@ -117,8 +117,8 @@ func TestRedactManyValuesLongText(t *testing.T) {
 		values = append(values, []byte(fmt.Sprintf("secret-value-%02d", i)))
 	}
 	r := NewRedactor(values...)
-	if len(r.needles) <= searchNeedles {
-		t.Fatalf("%d needles: the search, not the replacer, would read the text", len(r.needles))
+	if len(r.search) <= maxSearch {
+		t.Fatalf("%d strings searched for: the search, not the replacer, would read the text", len(r.search))
 	}
 	filler := strings.Repeat("nothing to hide here. ", 400)
 	if got := r.String(filler); got != filler {
@@ -161,6 +161,9 @@ func FuzzRedact(f *testing.F) {
 		out := r.String(text)
 		if len(secret) >= MinLength && strings.Contains(out, secret) {
 			t.Fatalf("%q survives in %q", secret, out)
+		}
+		if !r.Empty() {
+			checkSearchCovers(t, r)
 		}
 	})
 }

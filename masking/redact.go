@@ -1,9 +1,8 @@
 package masking
 
 import (
-	"encoding/base64"
 	"encoding/json"
-	"net/url"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -22,6 +21,12 @@ const MinLength = 6
 type Redactor struct {
 	// needles are the forms looked for, longest first.
 	needles []string
+	// search is what holds looks for: every needle holds one of them, and
+	// there are fewer (see appendSearch).
+	search []string
+	// numbers are the values that are JSON numbers: a number equal to one
+	// is redacted whole.
+	numbers map[string]bool
 	// replacer is built on the first string that holds a needle: most
 	// strings hold none, and a strings.Replacer over many needles costs
 	// more to build, and allocates on every Replace, than a search.
@@ -38,37 +43,146 @@ func NewRedactor(values ...[]byte) *Redactor {
 // With returns a redactor for r's values and values: only the new values'
 // encodings are computed.
 func (r *Redactor) With(values ...[]byte) *Redactor {
-	seen := map[string]bool{}
+	out := &Redactor{}
 	if r != nil {
-		for _, n := range r.needles {
-			seen[n] = true
-		}
+		out.needles, out.search, out.numbers = slices.Clone(r.needles), slices.Clone(r.search), maps.Clone(r.numbers)
+	}
+	seen := make(map[string]bool, len(out.needles))
+	for _, n := range out.needles {
+		seen[n] = true
 	}
 	for _, v := range values {
 		if len(v) < MinLength {
 			continue
 		}
+		var fresh []string
 		for _, n := range forms(v) {
-			if len(n) >= MinLength {
+			if len(n) >= MinLength && !seen[n] {
 				seen[n] = true
+				fresh = append(fresh, n)
+			}
+		}
+		out.needles = append(out.needles, fresh...)
+		out.search = appendSearch(out.search, fresh)
+		if isNumber(v) {
+			if out.numbers == nil {
+				out.numbers = map[string]bool{}
+			}
+			out.numbers[string(v)] = true
+		}
+	}
+	// Longest first: a value's JSON-escaped form contains its plain form.
+	sort.Slice(out.needles, func(i, j int) bool {
+		a, b := out.needles[i], out.needles[j]
+		if len(a) != len(b) {
+			return len(a) > len(b)
+		}
+		return a < b
+	})
+	return out
+}
+
+// appendSearch adds to search what holds is to look for to find forms, the
+// new forms of one value, and returns it.
+//
+// A value's forms are mostly the same text, written differently where the
+// value has a character one encoder escapes and another does not: a
+// search for each would read a text once per form. A run of at least
+// anchorLength bytes that they share stands for them all: the value's
+// longest run of letters, digits and -._, which every encoder leaves as
+// it is; for a value without one (x7#K0!2mQ$9vL&4n), the start or end that
+// forms share up to their first difference. What holds finds is only a
+// hint: the replacer redacts whole forms, and a text that holds the run
+// without a form comes back as it was.
+func appendSearch(search, forms []string) []string {
+	var left []string // forms that hold nothing searched for yet
+	for _, f := range forms {
+		if !slices.ContainsFunc(search, func(a string) bool { return strings.Contains(f, a) }) {
+			left = append(left, f)
+		}
+	}
+	for len(left) > 0 {
+		a := anchor(left)
+		search = append(search, a)
+		left = slices.DeleteFunc(left, func(f string) bool { return strings.Contains(f, a) })
+	}
+	return search
+}
+
+// anchorLength is the shortest run of a value that stands for its forms in
+// the search. Shorter runs of a secret are often words (ssword) that
+// unrelated text holds, which would take such text through the replacer
+// for nothing.
+const anchorLength = 8
+
+// anchor returns a substring of forms[0] for the search to look for: its
+// longest run of letters, digits and -._ if it is at least anchorLength
+// long; else, of forms[0] and the starts and ends it shares with the
+// other forms that are that long, the one most forms hold, then the
+// longest.
+func anchor(forms []string) string {
+	f := forms[0]
+	if run := longestRun(f); len(run) >= anchorLength {
+		return run
+	}
+	candidates := []string{f}
+	for _, g := range forms[1:] {
+		for _, c := range []string{commonPrefix(f, g), commonSuffix(f, g)} {
+			if len(c) >= anchorLength && !slices.Contains(candidates, c) {
+				candidates = append(candidates, c)
 			}
 		}
 	}
-	if len(seen) == 0 {
-		return &Redactor{}
-	}
-	needles := make([]string, 0, len(seen))
-	for n := range seen {
-		needles = append(needles, n)
-	}
-	// Longest first: a value's JSON-escaped form contains its plain form.
-	sort.Slice(needles, func(i, j int) bool {
-		if len(needles[i]) != len(needles[j]) {
-			return len(needles[i]) > len(needles[j])
+	best, holders := "", 0
+	for _, c := range candidates {
+		n := 0
+		for _, g := range forms {
+			if strings.Contains(g, c) {
+				n++
+			}
 		}
-		return needles[i] < needles[j]
-	})
-	return &Redactor{needles: needles}
+		if n > holders || n == holders && len(c) > len(best) {
+			best, holders = c, n
+		}
+	}
+	return best
+}
+
+// longestRun returns the longest run in s of ASCII letters, digits and
+// -._, bytes that every JSON and URL encoder writes as they are.
+func longestRun(s string) string {
+	var best string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && isRunByte(s[i]) {
+			continue
+		}
+		if i-start > len(best) {
+			best = s[start:i]
+		}
+		start = i + 1
+	}
+	return best
+}
+
+func isRunByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_'
+}
+
+func commonPrefix(a, b string) string {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return a[:n]
+}
+
+func commonSuffix(a, b string) string {
+	n := 0
+	for n < len(a) && n < len(b) && a[len(a)-1-n] == b[len(b)-1-n] {
+		n++
+	}
+	return a[len(a)-n:]
 }
 
 // replace redacts s.
@@ -91,61 +205,30 @@ func (r *Redactor) replacerOnce() *strings.Replacer {
 	return r.replacer
 }
 
-// holds reports whether s may contain a needle. A search per needle reads
-// s once for each; past searchNeedles needles s is cheaper to read once,
-// through the replacer.
+// holds reports whether s may contain a needle. A search per string
+// searched for reads s once for each; past maxSearch of them s is cheaper
+// to read once, through the replacer.
 func (r *Redactor) holds(s string) bool {
 	if len(s) < len(r.needles[len(r.needles)-1]) {
 		return false
 	}
-	if len(r.needles) > searchNeedles {
+	if len(r.search) > maxSearch {
 		return true
 	}
-	for _, n := range r.needles {
-		if len(n) <= len(s) && strings.Contains(s, n) {
+	for _, a := range r.search {
+		if len(a) <= len(s) && strings.Contains(s, a) {
 			return true
 		}
 	}
 	return false
 }
 
-// searchNeedles bounds the search that spares most strings the replacer:
-// a search costs about 0.0125 ns a byte per needle and the replacer's pass
-// about 1.5 ns a byte, whatever the length (BenchmarkRedactClean), so the
-// search wins below about 120 needles, some 15 values.
-const searchNeedles = 96
-
-// forms are the encodings of v redaction looks for.
-func forms(v []byte) []string {
-	s := string(v)
-	out := []string{s}
-	if js, err := json.Marshal(s); err == nil {
-		out = append(out, string(js[1:len(js)-1])) // JSON-escaped, without quotes
-	}
-	out = append(out, url.QueryEscape(s), url.PathEscape(s), strings.ReplaceAll(url.QueryEscape(s), "+", "%20"))
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		out = append(out, base64Forms(enc, v)...)
-	}
-	return out
-}
-
-// base64Forms returns the characters that encode v whatever its offset in a
-// longer base64-encoded stream: at each of the three byte alignments, the
-// encoded characters whose bits come from v alone.
-func base64Forms(enc *base64.Encoding, v []byte) []string {
-	var out []string
-	for k := 0; k < 3; k++ {
-		buf := make([]byte, k+len(v))
-		copy(buf[k:], v)
-		e := enc.EncodeToString(buf)
-		from := (8*k + 5) / 6
-		to := 8 * (k + len(v)) / 6
-		if to > from {
-			out = append(out, e[from:to])
-		}
-	}
-	return out
-}
+// maxSearch bounds the search that spares most strings the replacer: a
+// search costs about 0.0125 ns a byte per string searched for and the
+// replacer's pass about 1.5 ns a byte, whatever the length
+// (BenchmarkRedactClean), so the search wins below about 120 of them,
+// some 30 values (see appendSearch).
+const maxSearch = 96
 
 // Empty reports whether the redactor knows no values.
 func (r *Redactor) Empty() bool { return r == nil || len(r.needles) == 0 }
@@ -159,8 +242,11 @@ func (r *Redactor) String(s string) string {
 }
 
 // Value returns a JSON-like value with every string redacted (map keys
-// included). v is not changed: the maps and slices that hold a secret are
-// copied, the others are returned as they are.
+// included), and every number that is one of the values, as encoding/json
+// writes it, replaced by the string "***": a number has no part to redact,
+// and turns into a string as it does in Orkes. v is not changed: the maps
+// and slices that hold a secret are copied, the others are returned as
+// they are.
 func (r *Redactor) Value(v any) any {
 	if r.Empty() {
 		return v
@@ -175,6 +261,14 @@ func (r *Redactor) value(v any) (any, bool) {
 	case string:
 		s := r.replace(x)
 		return s, s != x
+	case json.Number, int, int64, float64:
+		if len(r.numbers) == 0 {
+			return v, false
+		}
+		if t, ok := numberText(x); ok && r.numbers[t] {
+			return Mask, true
+		}
+		return v, false
 	case map[string]any:
 		var out map[string]any
 		for k, e := range x {

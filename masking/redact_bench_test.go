@@ -21,7 +21,7 @@ func BenchmarkRedactClean(b *testing.B) {
 			text := strings.Repeat("nothing to hide ", size/16)
 			b.Run(fmt.Sprintf("needles=%d/bytes=%d/search", len(r.needles), size), func(b *testing.B) {
 				for b.Loop() {
-					if r.holds(text) && len(r.needles) <= searchNeedles {
+					if r.holds(text) && len(r.search) <= maxSearch {
 						b.Fatal("found a needle")
 					}
 				}
@@ -31,6 +31,39 @@ func BenchmarkRedactClean(b *testing.B) {
 					_ = replacer.Replace(text)
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkRedactString measures what redaction costs a text that holds no
+// value, the common case, for values of letters and digits only (every
+// encoder writes them as they are) and for values with characters each
+// encoder writes its own way, with and without a run that all of them
+// leave alone long enough to stand for the value's forms (see
+// appendSearch) (go test -bench RedactString ./masking).
+func BenchmarkRedactString(b *testing.B) {
+	for _, kind := range []struct{ name, format string }{
+		{"plain", "secret-value-%02d"},
+		{"symbols", `p@ss w!rd&"é/%02d-Tr0ub4dor`},
+		{"short-runs", `x7#K%02d!2mQ$9vL&4nR*8w/é"`},
+	} {
+		for _, values := range []int{1, 8, 40} {
+			var vs [][]byte
+			for i := range values {
+				vs = append(vs, []byte(fmt.Sprintf(kind.format, i)))
+			}
+			r := NewRedactor(vs...)
+			for _, size := range []int{1 << 10, 16 << 10} {
+				text := strings.Repeat("nothing to hide ", size/16)
+				b.Run(fmt.Sprintf("%s/values=%d/bytes=%d", kind.name, values, size), func(b *testing.B) {
+					b.SetBytes(int64(len(text)))
+					for b.Loop() {
+						if r.String(text) != text {
+							b.Fatal("a text without a value changed")
+						}
+					}
+				})
+			}
 		}
 	}
 }

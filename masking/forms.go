@@ -1,0 +1,225 @@
+package masking
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// forms are the encodings of v redaction looks for: v as it is, as the
+// common JSON encoders and URL encoders write it, and base64-encoded.
+// Most coincide for most values (a value of letters and digits is written
+// the same by every JSON and URL encoder); With keeps one of each.
+func forms(v []byte) []string {
+	s := string(v)
+	out := []string{s}
+	for _, st := range jsonStyles {
+		out = append(out, st.escape(s))
+	}
+	// RFC 3986 makes percent-encoding's hex digits case-insensitive, and
+	// some encoders write them in lower case.
+	for _, st := range percentStyles {
+		out = append(out, st.encode(s, upperHex), st.encode(s, lowerHex))
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		out = append(out, base64Forms(enc, v)...)
+	}
+	return out
+}
+
+const (
+	upperHex = "0123456789ABCDEF"
+	lowerHex = "0123456789abcdef"
+)
+
+// jsonStyle is how an encoder writes a string in JSON beyond what every
+// encoder does: escape ", \ and the control characters, with \b, \f, \n,
+// \r and \t for those that have one and \u00XX for the others.
+type jsonStyle struct {
+	html     bool // <, > and & as \u003c, \u003e and \u0026
+	lineSeps bool // U+2028 and U+2029 as \u2028 and \u2029
+	slash    bool // / as \/
+	ascii    bool // every other non-ASCII character as \uXXXX, in UTF-16
+}
+
+// jsonStyles are the common encoders' ways: Go's json.Marshal alone
+// escapes what the others leave as it is (& in pa"ss&w0rd), and what is
+// pasted from a JavaScript, jq, Python or PHP program is written their way.
+var jsonStyles = []jsonStyle{
+	{html: true, lineSeps: true}, // Go's json.Marshal
+	{lineSeps: true},             // Go's json.Encoder with SetEscapeHTML(false)
+	{},                           // JavaScript's JSON.stringify, jq's tojson, Jackson, Python's json.dumps(ensure_ascii=False)
+	{ascii: true},                // Python's json.dumps
+	{ascii: true, slash: true},   // PHP's json_encode
+	{slash: true},                // PHP's json_encode with JSON_UNESCAPED_UNICODE
+}
+
+// escape returns s as a JSON string written in style st, without its
+// quotes. Bytes that are not UTF-8 read as U+FFFD, as encoding/json has
+// them; no other encoder takes such a string.
+func (st jsonStyle) escape(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			i++
+			switch {
+			case c == '"' || c == '\\' || c == '/' && st.slash:
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c == '\b':
+				b.WriteString(`\b`)
+			case c == '\f':
+				b.WriteString(`\f`)
+			case c == '\n':
+				b.WriteString(`\n`)
+			case c == '\r':
+				b.WriteString(`\r`)
+			case c == '\t':
+				b.WriteString(`\t`)
+			case c < 0x20 || st.html && (c == '<' || c == '>' || c == '&'):
+				writeUnicodeEscape(&b, rune(c))
+			default:
+				b.WriteByte(c)
+			}
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b.WriteString(`\ufffd`)
+		case st.ascii || st.lineSeps && (r == '\u2028' || r == '\u2029'):
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				writeUnicodeEscape(&b, r1)
+				writeUnicodeEscape(&b, r2)
+			} else {
+				writeUnicodeEscape(&b, r)
+			}
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// writeUnicodeEscape writes \uXXXX for r, below U+10000, with the
+// lower-case hex digits of every encoder in jsonStyles.
+func writeUnicodeEscape(b *strings.Builder, r rune) {
+	b.WriteString(`\u`)
+	for shift := 12; shift >= 0; shift -= 4 {
+		b.WriteByte(lowerHex[r>>shift&0xF])
+	}
+}
+
+// percentStyle is which bytes a URL encoder leaves as they are, besides
+// ASCII letters and digits, and how it writes a space.
+type percentStyle struct {
+	keep  string
+	space string
+}
+
+// percentStyles are the common encoders'. Go's escape the sub-delimiters
+// !'()* that JavaScript's encodeURIComponent leaves alone, so that
+// p@ss w!rd is p%40ss+w%21rd to one and p%40ss%20w!rd to the other.
+var percentStyles = []percentStyle{
+	{"-_.~", "+"},         // Go's url.QueryEscape, Python's quote_plus, HTML forms
+	{"-_.~", "%20"},       // Python's quote(s, safe=""), Go's url.QueryEscape with + read as %20
+	{"-_.~/", "%20"},      // Python's quote(s)
+	{"-_.~$&+:=@", "%20"}, // Go's url.PathEscape
+	{"-_.!~*'()", "%20"},  // JavaScript's encodeURIComponent
+	{"-_.*", "+"},         // Java's URLEncoder
+}
+
+// encode returns s percent-encoded in style st, with hex's digits.
+func (st percentStyle) encode(s, hex string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(st.keep, c) >= 0:
+			b.WriteByte(c)
+		case c == ' ':
+			b.WriteString(st.space)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xF])
+		}
+	}
+	return b.String()
+}
+
+// base64Forms returns the characters that encode v whatever its offset in a
+// longer base64-encoded stream: at each of the three byte alignments, the
+// encoded characters whose bits come from v alone.
+func base64Forms(enc *base64.Encoding, v []byte) []string {
+	var out []string
+	for k := 0; k < 3; k++ {
+		buf := make([]byte, k+len(v))
+		copy(buf[k:], v)
+		e := enc.EncodeToString(buf)
+		from := (8*k + 5) / 6
+		to := 8 * (k + len(v)) / 6
+		if to > from {
+			out = append(out, e[from:to])
+		}
+	}
+	return out
+}
+
+// NumberForms returns the ways number v (a json.Number, an int, int64 or
+// float64 as decoded JSON holds it) is written out, for redaction to look
+// for inside text: as v holds it, and as encoding/json and JavaScript write
+// its value, which agree (918273645501, 1e+21, 1.5e-7) but for an integer
+// past 2^53, which JavaScript holds as the nearest float64. It returns nil
+// for anything else.
+func NumberForms(v any) []string {
+	var out []string
+	add := func(s string, ok bool) {
+		if ok && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	add(numberText(v))
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			add(numberText(i))
+		}
+		if f, err := x.Float64(); err == nil {
+			add(numberText(f))
+		}
+	case int:
+		add(numberText(float64(x)))
+	case int64:
+		add(numberText(float64(x)))
+	}
+	return out
+}
+
+// numberText returns number v as encoding/json writes it.
+func numberText(v any) (string, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		return string(x), x != ""
+	case int:
+		return strconv.Itoa(x), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	case float64:
+		b, err := json.Marshal(x) // NaN and infinities fail
+		return string(b), err == nil
+	}
+	return "", false
+}
+
+// isNumber reports whether value v is a JSON number.
+func isNumber(v []byte) bool {
+	return len(v) > 0 && (v[0] == '-' || '0' <= v[0] && v[0] <= '9') && json.Valid(v)
+}

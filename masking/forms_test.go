@@ -1,0 +1,161 @@
+package masking
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// A value is redacted as other programs than Go's write it: JSON encoders
+// that do not escape &, < and > or that escape / and non-ASCII characters,
+// URL encoders that leave !'()* alone or write hex digits in lower case.
+// The encoded texts are those the named encoders print.
+func TestRedactOtherEncoders(t *testing.T) {
+	const (
+		quoted  = `pa"ss&w0rd-xyz`
+		spaced  = `p@ss w!rd-1`
+		unicode = `café/naïve<b>&😀`
+		symbols = `x7#K0!2mQ$9vL~4*(n)'`
+	)
+	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols))
+	for _, tc := range []struct {
+		encoder, secret, encoded string
+	}{
+		{"Go json.Marshal", quoted, `pa\"ss\u0026w0rd-xyz`},
+		{"Go json.Marshal", unicode, `café/naïve\u003cb\u003e\u0026😀`},
+		{"JSON.stringify", quoted, `pa\"ss&w0rd-xyz`},
+		{"jq tojson", unicode, `café/naïve<b>&😀`},
+		{"Python json.dumps", unicode, `caf\u00e9/na\u00efve<b>&\ud83d\ude00`},
+		{"PHP json_encode", unicode, `caf\u00e9\/na\u00efve<b>&\ud83d\ude00`},
+		{"PHP json_encode JSON_UNESCAPED_UNICODE", unicode, `café\/naïve<b>&😀`},
+		{"Go url.QueryEscape", spaced, `p%40ss+w%21rd-1`},
+		{"Go url.PathEscape", spaced, `p@ss%20w%21rd-1`},
+		{"encodeURIComponent", spaced, `p%40ss%20w!rd-1`},
+		{"encodeURIComponent", symbols, `x7%23K0!2mQ%249vL~4*(n)'`},
+		{"encodeURIComponent", unicode, `caf%C3%A9%2Fna%C3%AFve%3Cb%3E%26%F0%9F%98%80`},
+		{"Python quote", unicode, `caf%C3%A9/na%C3%AFve%3Cb%3E%26%F0%9F%98%80`},
+		{"Java URLEncoder", symbols, `x7%23K0%212mQ%249vL%7E4*%28n%29%27`},
+		{"lower-case hex", unicode, `caf%c3%a9%2fna%c3%afve%3cb%3e%26%f0%9f%98%80`},
+		{"lower-case hex", symbols, `x7%23K0%212mQ%249vL~4%2a%28n%29%27`},
+	} {
+		text := `{"note":"sent ` + tc.encoded + ` upstream"}`
+		want := `{"note":"sent *** upstream"}`
+		for name, r := range map[string]*Redactor{"alone": NewRedactor([]byte(tc.secret)), "with others": all} {
+			if got := r.String(text); got != want {
+				t.Errorf("%s, %s: %s redacted to %s", tc.encoder, name, text, got)
+			}
+		}
+	}
+}
+
+// The JSON and URL encoders' forms that Go has are Go's, to the byte.
+func TestFormsMatchGo(t *testing.T) {
+	values := []string{"", `pa"ss&w0rd-xyz`, "a\x00b\x1f\b\f\n\r\t\x7f", "<>&'=+/?#[]@!$()*,;: ~", "é\u2028\u2029😀", "\xff\xfe bad \xc3"}
+	for range 200 {
+		b := make([]byte, 24)
+		rand.Read(b)
+		values = append(values, string(b))
+	}
+	for _, s := range values {
+		marshaled, _ := json.Marshal(s)
+		var encoded bytes.Buffer
+		enc := json.NewEncoder(&encoded)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(s)
+		for _, tc := range []struct {
+			name, got, want string
+		}{
+			{"json.Marshal", jsonStyles[0].escape(s), string(marshaled[1 : len(marshaled)-1])},
+			{"json.Encoder without HTML escaping", jsonStyles[1].escape(s), strings.TrimSuffix(encoded.String(), "\n")[1 : encoded.Len()-2]},
+			{"url.QueryEscape", percentStyles[0].encode(s, upperHex), url.QueryEscape(s)},
+			{"url.PathEscape", percentStyles[3].encode(s, upperHex), url.PathEscape(s)},
+		} {
+			if tc.got != tc.want {
+				t.Errorf("%s of %q: %q, want %q", tc.name, s, tc.got, tc.want)
+			}
+		}
+	}
+}
+
+// What a redactor searches for stands for the forms it redacts: each holds
+// one of the strings searched for, which are fewer; a value whose forms
+// share a long enough run is searched for by that run.
+func TestSearchCoversForms(t *testing.T) {
+	for _, tc := range []struct {
+		value, first string
+	}{
+		{`pa"ss&w0rd-xyz`, "w0rd-xyz"},
+		{`x7#K00!2mQ$9vL&4nR*8w/é"`, "x7#K00!2mQ$9vL"},
+		{`P@ss!w0rd`, `P@ss!w0rd`}, // w0rd is too short to stand for it
+		{"secret-value-00", "secret-value-00"},
+		{"-----BEGIN KEY-----\nMIIEvAIBADANBgkqhkiG9w0B/AQEFAASCBKYwggSiAgEAAoIBAQC7+\n-----END KEY-----", "AQEFAASCBKYwggSiAgEAAoIBAQC7"},
+	} {
+		r := NewRedactor([]byte(tc.value))
+		if r.search[0] != tc.first {
+			t.Errorf("%q: searched for as %q, want %q", tc.value, r.search[0], tc.first)
+		}
+		if len(r.search) > len(r.needles) {
+			t.Errorf("%q: %d strings searched for %d forms", tc.value, len(r.search), len(r.needles))
+		}
+		checkSearchCovers(t, r)
+	}
+}
+
+func checkSearchCovers(t *testing.T, r *Redactor) {
+	t.Helper()
+	for _, n := range r.needles {
+		if !slices.ContainsFunc(r.search, func(a string) bool { return strings.Contains(n, a) }) {
+			t.Fatalf("form %q holds none of %q", n, r.search)
+		}
+	}
+}
+
+// A number equal to a value is redacted whole, to "***"; so is one
+// written inside a string. Numbers below the floor, and other numbers,
+// stay as they are.
+func TestRedactNumbers(t *testing.T) {
+	r := NewRedactor([]byte("918273645501"), []byte("4321"), []byte("not-a-number"))
+	in := map[string]any{
+		"int": int64(918273645501), "float": float64(918273645501), "number": json.Number("918273645501"), "go int": 918273645501,
+		"text": "pin 918273645501", "short": int64(4321), "other": int64(918273645502), "list": []any{int64(918273645501), 1.5},
+	}
+	want := map[string]any{
+		"int": Mask, "float": Mask, "number": Mask, "go int": Mask,
+		"text": "pin ***", "short": int64(4321), "other": int64(918273645502), "list": []any{Mask, 1.5},
+	}
+	if got := r.Map(in); !reflect.DeepEqual(got, want) {
+		t.Fatalf("redacted %v\nwant %v", got, want)
+	}
+	// A redactor without numbers leaves them alone, uncopied.
+	clean := map[string]any{"n": int64(918273645501)}
+	if got := NewRedactor([]byte("not-a-number")).Map(clean); reflect.ValueOf(got).UnsafePointer() != reflect.ValueOf(clean).UnsafePointer() {
+		t.Fatal("a map without values was copied")
+	}
+}
+
+func TestNumberForms(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want []string
+	}{
+		{json.Number("918273645501"), []string{"918273645501"}},
+		{json.Number("918273645501.0"), []string{"918273645501.0", "918273645501"}},
+		{json.Number("1.5E-7"), []string{"1.5E-7", "1.5e-7"}},
+		{int64(918273645501), []string{"918273645501"}},
+		// JavaScript holds an integer past 2^53 as the nearest float64.
+		{int64(9182736455012345678), []string{"9182736455012345678", "9182736455012346000"}},
+		{1e21, []string{"1e+21"}},
+		{0.000001, []string{"0.000001"}},
+		{"918273645501", nil},
+		{true, nil},
+	} {
+		if got := NumberForms(tc.v); !slices.Equal(got, tc.want) {
+			t.Errorf("NumberForms(%#v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
