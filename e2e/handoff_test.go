@@ -81,6 +81,32 @@ func TestHandOffPoints(t *testing.T) {
 	}
 }
 
+// A DO_WHILE condition is a hand-off point too: a secret in the loop's
+// inputParameters reaches the condition resolved, and a task's _secrets
+// output reaches it opened, while neither shows anywhere. (The script
+// builds its token: a literal equal to a value sealed before would be
+// redacted from the next iteration's script.)
+func TestLoopConditionHandOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const limit = "limit-value-123" // the condition checks its length, not itself: a literal would show
+	e.putSecret("lim", limit)
+	e.register(`{"name":"loop_handoff","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE",
+	  "inputParameters":{"k":"${workflow.secrets.lim}"},
+	  "loopCondition":"$.loop['iteration'] < 3 && $.k.length == 15 && $.k.indexOf('limit-') == 0 && $.mint.result._secrets.token.length == 14",
+	  "loopOver":[{"name":"mint","taskReferenceName":"mint","type":"INLINE",
+	    "inputParameters":{"evaluatorType":"graaljs","expression":"({_secrets: {token: 'tok-' + 'abcdef-123'}})"}}]}]}`)
+	id := e.start("loop_handoff", nil)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if n := taskByRef(wf, "loop").OutputData["iteration"]; n != float64(3) {
+		t.Fatalf("the loop ran %v iterations, want 3: its condition did not see the values", n)
+	}
+	view, _ := json.Marshal(wf)
+	if strings.Contains(string(view), limit) || strings.Contains(e.rawLog(id), limit) {
+		t.Fatalf("the workflow shows or logs the secret: %s", view)
+	}
+}
+
 // What a decision hands to another workflow is protected like what it
 // stores: a child's failure reason reaches its parent and the parent's
 // failure workflow redacted, and a _secrets value a worker returned reaches

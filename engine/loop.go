@@ -268,31 +268,61 @@ func (d *decision) loopVerdict(loop *Task, r conductor.TaskResult) error {
 	return nil
 }
 
+// LoopConditionInput is the document the condition of loop, a DO_WHILE
+// task of w, reads as `$`, and the paths in it of the expressions left for
+// the hand-off to resolve (secret and environment references): the
+// hand-off of a condition opens and resolves it as it does a task's input.
+func LoopConditionInput(w *Workflow, loop *Task) (map[string]any, [][]any) {
+	p, err := w.planFor()
+	if err != nil {
+		return copyMap(loop.Input), loop.Deferred
+	}
+	d := &decision{w: w, plan: p}
+	return d.loopConditionDoc(loop)
+}
+
 // loopConditionInput is the document a loop condition reads as `$` (step 3
 // above).
 func (d *decision) loopConditionInput(loop *Task) map[string]any {
-	in := copyMap(loop.Input)
+	in, _ := d.loopConditionDoc(loop)
+	return in
+}
+
+func (d *decision) loopConditionDoc(loop *Task) (map[string]any, [][]any) {
+	in, deferred := copyMap(loop.Input), loop.Deferred
 	if wt := d.plan.config(loop); wt != nil {
 		// Conductor evaluates the inputParameters again for each check.
-		if fresh, _, err := d.evaluate(wt.InputParameters, loop.ID); err == nil {
-			in = fresh
+		if fresh, paths, err := d.evaluate(wt.InputParameters, loop.ID); err == nil {
+			in, deferred = fresh, paths
 		}
 	}
 	in[loop.Ref] = copyMap(loop.Output)
+	data := map[string]bool{loop.Ref: true} // keys holding outputs: data, never expressions
 	if rec, ok := loop.Output[strconv.Itoa(loopIteration(loop))].(map[string]any); ok {
 		for ref, out := range rec {
-			in[ref] = out
+			in[ref], data[ref] = out, true
 		}
 	}
 	if idx, ok := loop.Output["loopIndex"]; ok {
 		if _, taken := in["item"]; !taken {
-			in["item"] = loop.Output["loopItem"]
+			in["item"], data["item"] = loop.Output["loopItem"], true
 		}
 		if _, taken := in["index"]; !taken {
 			in["index"] = idx
 		}
 	}
-	return in
+	// An input parameter an output replaced is not resolved: the output
+	// is a worker's data, which must never be read as a secret reference.
+	kept := deferred[:0:0]
+	for _, p := range deferred {
+		if len(p) == 0 {
+			continue
+		}
+		if k, ok := p[0].(string); !ok || !data[k] {
+			kept = append(kept, p)
+		}
+	}
+	return in, kept
 }
 
 // iterationRecord maps each task of iteration n of the loop (by reference

@@ -766,3 +766,20 @@ func TestDynamicForkRefLikeIteration(t *testing.T) {
 	}
 	h.wantStatus(conductor.WorkflowFailed)
 }
+
+// The condition document names the expressions the hand-off resolves (a
+// secret in the loop's inputParameters), but never one whose place an
+// iteration's output took: that is a worker's data, not the author's.
+func TestLoopConditionInputDeferred(t *testing.T) {
+	h := newHarness(t, `{"name":"l","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE",
+	  "inputParameters":{"k":"${workflow.secrets.lim}","a":"${workflow.secrets.other}"},"loopCondition":"true",
+	  "loopOver":[{"name":"a","taskReferenceName":"a"}]}]}`, nil)
+	h.complete("a__1", map[string]any{"v": "${workflow.secrets.admin}"})
+	doc, deferred := engine.LoopConditionInput(h.w, h.task("loop"))
+	if !reflect.DeepEqual(deferred, [][]any{{"k"}}) {
+		t.Fatalf("deferred %v, want only [k]", deferred)
+	}
+	if doc["k"] != "${workflow.secrets.lim}" || !reflect.DeepEqual(doc["a"], map[string]any{"v": "${workflow.secrets.admin}"}) {
+		t.Fatalf("document %v", doc)
+	}
+}

@@ -26,14 +26,17 @@ const (
 // eyes only. A task with neither gets nil: its stored input is handed over
 // as it is.
 func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task) (map[string]any, []schemas.ResolvedRef, error) {
+	doc, deferred := t.Input, t.Deferred
 	if t.Type == conductor.TaskTypeDoWhile {
-		return nil, nil, nil // its condition reads a document the decider builds
+		// Its condition reads a document the decider builds: the loop's
+		// inputParameters, evaluated again, and the iteration's outputs.
+		doc, deferred = engine.LoopConditionInput(w, t)
 	}
-	sealed := masking.HasSealed(t.Input)
-	if len(t.Deferred) == 0 && !sealed {
+	sealed := masking.HasSealed(doc)
+	if len(deferred) == 0 && !sealed {
 		return nil, nil, nil
 	}
-	var input any = t.Input
+	var input any = doc
 	if sealed {
 		var err error
 		if input, err = masking.Open(input, g.opener(ctx, w)); err != nil {
@@ -44,9 +47,9 @@ func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task)
 		}
 	}
 	r := &resolver{g: g, ctx: ctx, w: w, memo: g.memoFor(w.ID)}
-	if len(t.Deferred) > 0 {
-		paths := make([]expr.Path, len(t.Deferred))
-		for i, p := range t.Deferred {
+	if len(deferred) > 0 {
+		paths := make([]expr.Path, len(deferred))
+		for i, p := range deferred {
 			paths[i] = expr.Path(p)
 		}
 		var err error
