@@ -99,14 +99,27 @@ func (s *Server) reporter(r *http.Request, wf *engine.Workflow, t *engine.Task) 
 	return principal(r), nil
 }
 
-// mayStart reports (nil) whether the caller may start req: EXECUTE on the
-// definition, or, for a definition sent inline, CREATE on its name.
+// mayStart reports (nil) whether the caller may start req (see
+// auth.StartRequires).
 func (s *Server) mayStart(r *http.Request, req conductor.StartWorkflowRequest) error {
-	name, access := req.Name, auth.Execute
-	if req.WorkflowDef != nil {
-		name, access = req.WorkflowDef.Name, auth.Create
+	registered := func(name string) bool {
+		if s.deps.Definitions == nil {
+			return false
+		}
+		_, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), name, nil)
+		return err == nil
 	}
-	return s.authorize(r, access, auth.Target{Type: auth.TargetWorkflowDef, ID: name})
+	return s.authorizeAll(r, auth.StartRequires(req, registered))
+}
+
+// authorizeAll checks each requirement, in order.
+func (s *Server) authorizeAll(r *http.Request, reqs []auth.Requirement) error {
+	for _, q := range reqs {
+		if err := s.authorize(r, q.Access, q.Target); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // visibleExecutions returns the caller's filter over executions by

@@ -79,10 +79,14 @@ func (s *Server) metadataRoutes() {
 }
 
 // mayWriteWorkflowDef checks CREATE on a new workflow name, UPDATE on a
-// registered one.
-func (s *Server) mayWriteWorkflowDef(r *http.Request, name string) error {
-	_, err := s.deps.Metadata.GetWorkflowDef(r.Context(), name, nil)
-	return s.mayWrite(r, auth.TargetWorkflowDef, name, err)
+// registered one, and EXECUTE on the failureWorkflow it names: that one
+// starts, unasked, whenever a run fails.
+func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef) error {
+	_, err := s.deps.Metadata.GetWorkflowDef(r.Context(), def.Name, nil)
+	if err := s.mayWrite(r, auth.TargetWorkflowDef, def.Name, err); err != nil {
+		return err
+	}
+	return s.authorizeAll(r, auth.FailureWorkflowRequires(def))
 }
 
 // mayWriteTaskDef checks CREATE on a new task name, UPDATE on a
@@ -114,7 +118,7 @@ func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.mayWriteWorkflowDef(r, def.Name); err != nil {
+	if err := s.mayWriteWorkflowDef(r, &def); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -135,7 +139,7 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 		if d == nil {
 			continue // the store reports it
 		}
-		if err := s.mayWriteWorkflowDef(r, d.Name); err != nil {
+		if err := s.mayWriteWorkflowDef(r, d); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -309,6 +309,11 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 		if err == nil {
 			taskID, by, err = s.updatableByRef(r, wfID, ref)
 		}
+		if err == nil && sync {
+			// The answer is the whole workflow: a worker may report on its
+			// task without being allowed to read the rest.
+			_, err = s.execution(r, wfID, auth.Read)
+		}
 		var out executor.Outcome
 		if err == nil {
 			out, err = s.report(r, conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,

@@ -159,19 +159,35 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request, req conductor.Sta
 		s.writeError(w, r, fault.Invalid("priority %d: want 0-99", req.Priority))
 		return
 	}
-	if err := s.mayStart(r, req); err != nil {
+	id, err := s.startAsCaller(r, req)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	writeText(w, http.StatusOK, id)
+}
+
+// startAsCaller starts req as the caller and waits until the start is
+// readable. A start that found a workflow by its idempotency key answers
+// with it only a caller who may read it: the key is often a business id
+// (an order number) that others can guess.
+func (s *Server) startAsCaller(r *http.Request, req conductor.StartWorkflowRequest) (string, error) {
+	if err := s.mayStart(r, req); err != nil {
+		return "", err
 	}
 	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, executor.StartOptions{CreatedBy: principal(r)})
 	if err == nil {
 		err = s.wait(r.Context(), seq)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return "", err
 	}
-	writeText(w, http.StatusOK, id)
+	if req.IdempotencyKey != "" {
+		if _, err := s.execution(r, id, auth.Read); err != nil {
+			return "", fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey)
+		}
+	}
+	return id, nil
 }
 
 // wait makes the caller's next read see its write.

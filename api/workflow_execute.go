@@ -12,7 +12,6 @@ import (
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
-	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -151,13 +150,7 @@ func (s *Server) execute(r *http.Request, req conductor.StartWorkflowRequest, p 
 	if req.Priority < 0 || req.Priority > 99 {
 		return nil, nil, nil, fault.Invalid("priority %d: want 0-99", req.Priority)
 	}
-	if err := s.mayStart(r, req); err != nil {
-		return nil, nil, nil, err
-	}
-	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, executor.StartOptions{CreatedBy: principal(r)})
-	if err == nil {
-		err = s.wait(r.Context(), seq)
-	}
+	id, err := s.startAsCaller(r, req)
 	if err != nil {
 		return nil, nil, nil, err
 	}

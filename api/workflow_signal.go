@@ -93,6 +93,12 @@ func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
 	if err == nil && upd.TaskResult != nil {
 		err = checkResultStatus(upd.TaskResult.Status)
 	}
+	// The answer is the workflow: whoever may only report on one of its
+	// tasks (a worker) may not read it all. Checked before anything
+	// changes.
+	if err == nil {
+		_, err = s.execution(r, id, auth.Read)
+	}
 	// The task is found before anything changes: an unknown reference
 	// leaves the variables as they were.
 	var res conductor.TaskResult

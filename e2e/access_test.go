@@ -513,3 +513,64 @@ func TestRestartOnNewDefinitionRunsAsRestarter(t *testing.T) {
 		t.Fatalf("the worker got %q, want %q", keys, want)
 	}
 }
+
+// Answers that are a whole workflow need READ on it: a worker may report
+// on its task (the asynchronous forms) without reading the workflow's
+// input, variables and other tasks through the synchronous ones.
+func TestSyncAnswersNeedRead(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"ra_private","tasks":[{"name":"ra_worker_task","taskReferenceName":"wt"}]}`)
+	id := e.start("ra_private", map[string]any{"ssn": "123-45-6789-private"})
+	wp, wtok := e.application("ra_worker", "WORKER")
+	e.grant(wp, "TASK_DEF", "ra_worker_task", "EXECUTE")
+	w := e.as(wtok)
+	for _, tc := range []struct{ path string }{
+		{"/api/tasks/" + id + "/wt/IN_PROGRESS/sync"},
+		{"/api/workflow/" + id + "/state?requestId=r1&waitForSeconds=0"},
+	} {
+		body := any(map[string]any{"x": 1})
+		if strings.Contains(tc.path, "/state") {
+			body = map[string]any{"taskReferenceName": "wt", "taskResult": map[string]any{"status": "IN_PROGRESS"}}
+		}
+		status, out := w.do("POST", tc.path, body)
+		if status != http.StatusNotFound || strings.Contains(out, "private") {
+			t.Errorf("POST %s: %d %s; want 404", tc.path, status, out)
+		}
+	}
+	// The asynchronous report still works.
+	w.must(http.StatusOK, "POST", "/api/tasks/"+id+"/wt/IN_PROGRESS", map[string]any{"x": 1})
+}
+
+// Starting needs more than CREATE when the start reaches beyond the
+// caller's own definition: an inline definition named like a registered
+// one needs UPDATE on it (it would run under its name and share its
+// idempotency keys), one naming a failureWorkflow needs EXECUTE on that
+// (it starts unasked when a run fails), as does registering such a
+// definition.
+func TestStartsReachingOthers(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"sr_victim","tasks":[{"name":"s","taskReferenceName":"v","type":"SET_VARIABLE","inputParameters":{"n":"${workflow.input.card}"}}],"outputParameters":{"card":"${workflow.input.card}"}}`,
+		`{"name":"sr_guarded","tasks":[{"name":"n","taskReferenceName":"n","type":"SET_VARIABLE","inputParameters":{"a":1}}]}`)
+	e.must(http.StatusOK, "POST", "/api/workflow", map[string]any{"name": "sr_victim", "input": map[string]any{"card": "4111-victim-card"}, "idempotencyKey": "order-42"})
+	_, atok := e.application("sr_attacker", "USER")
+	a := e.as(atok)
+	task := []any{map[string]any{"name": "x", "taskReferenceName": "x", "type": "SET_VARIABLE", "inputParameters": map[string]any{"a": 1}}}
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		status             int
+	}{
+		{"inline named like a registered definition", "POST", "/api/workflow/execute/sr_victim/1?waitForSeconds=1",
+			map[string]any{"name": "sr_victim", "workflowDef": map[string]any{"name": "sr_victim", "tasks": task}, "idempotencyKey": "order-42", "idempotencyStrategy": "RETURN_EXISTING"}, http.StatusForbidden},
+		{"inline naming a failure workflow", "POST", "/api/workflow",
+			map[string]any{"name": "sr_inline", "workflowDef": map[string]any{"name": "sr_inline", "failureWorkflow": "sr_guarded", "tasks": task}}, http.StatusForbidden},
+		{"registered naming a failure workflow", "POST", "/api/metadata/workflow",
+			map[string]any{"name": "sr_own", "failureWorkflow": "sr_guarded", "tasks": task}, http.StatusForbidden},
+	} {
+		if status, out := a.do(tc.method, tc.path, tc.body); status != tc.status || strings.Contains(out, "4111") {
+			t.Errorf("%s: %d %s; want %d", tc.name, status, out, tc.status)
+		}
+	}
+}

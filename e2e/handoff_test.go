@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -413,5 +414,28 @@ func TestChildRedactsSecretFields(t *testing.T) {
 		if strings.Contains(text, password) {
 			t.Errorf("the child's %s holds the password: %s", what, text)
 		}
+	}
+}
+
+// A workflow a START_WORKFLOW starts shows its correlation id and domains
+// in plain text, and search finds it by them: masked data given for them
+// reads "***" there, as in the task that started it.
+func TestStartedWorkflowHidesMaskedCorrelation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"mc_target","tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`,
+		`{"name":"mc_starter","maskedFields":["corr"],"tasks":[{"name":"sw","taskReferenceName":"sw","type":"START_WORKFLOW",
+		  "inputParameters":{"startWorkflow":{"name":"mc_target","correlationId":"${workflow.input._masked.c}","taskToDomain":{"g":"${workflow.input.corr}"}}}}]}`)
+	id := e.start("mc_starter", map[string]any{"_masked": map[string]any{"c": "masked-corr-value-77"}, "corr": "domain-secret-99"})
+	child, _ := taskByRef(e.waitStatus(id, conductor.WorkflowCompleted), "sw").OutputData["workflowId"].(string)
+	e.waitStatus(child, conductor.WorkflowRunning)
+	for _, path := range []string{"/api/workflow/" + child, "/api/workflow/search?query=" + url.QueryEscape(`workflowType = mc_target`)} {
+		out := e.must(http.StatusOK, "GET", path, nil)
+		if strings.Contains(out, "masked-corr-value-77") || strings.Contains(out, "domain-secret-99") {
+			t.Errorf("GET %s shows masked data: %s", path, out)
+		}
+	}
+	if raw := e.rawLog(child); strings.Contains(raw, "masked-corr-value-77") || strings.Contains(raw, "domain-secret-99") {
+		t.Error("the started workflow's log holds masked data in plain text")
 	}
 }

@@ -87,10 +87,11 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 				return existing, 0, nil
 			case conductor.IdempotencyFailOnRunning:
 				if !conductor.WorkflowTerminal(status) {
-					return "", 0, fault.Conflict("workflow %s with idempotency key %q is %s", existing, req.IdempotencyKey, status)
+					return "", 0, fault.Conflict("a workflow with idempotency key %q is %s", req.IdempotencyKey, status)
 				}
 			default:
-				return "", 0, fault.Conflict("a workflow with idempotency key %q exists: %s", req.IdempotencyKey, existing)
+				// Not named: the caller may not be allowed to read it.
+				return "", 0, fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey)
 			}
 		}
 		// Concurrent starts with one key derive one id: the log lets one win.

@@ -138,6 +138,17 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 					e.SecretsKey = p.s.secretsKey // taken in this decision
 				}
 			}
+			// The started workflow shows its correlation id and domains
+			// in plain text, searchable: a sealed or resolved value given
+			// for them reads "***" there.
+			e.CorrelationID = p.plainText(r, e.CorrelationID)
+			if len(e.TaskToDomain) > 0 {
+				t2d := make(map[string]string, len(e.TaskToDomain))
+				for k, v := range e.TaskToDomain {
+					t2d[k] = p.plainText(r, v)
+				}
+				e.TaskToDomain = t2d
+			}
 			in := e.Input
 			e.Input = redactOpen(r, in)
 			// A reference resolved when the child starts is a literal,
@@ -157,6 +168,20 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 		return effs, nil
 	}
 	return out, nil
+}
+
+// plainText is s as a field that is never sealed may hold it: "***" for a
+// value sealed in this pass (however short), redacted otherwise.
+func (p *protection) plainText(r *masking.Redactor, s string) string {
+	if s == "" {
+		return s
+	}
+	if js, err := json.Marshal(s); err == nil {
+		if _, sealed := p.bySealed[string(js)]; sealed {
+			return masking.Mask
+		}
+	}
+	return r.String(s)
 }
 
 // redactOpen redacts m except under _secrets and _masked keys.

@@ -174,12 +174,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// What the API asks of a start (api/authz.go mayStart), asked of the
 	// starts a workflow or a schedule makes as their principal.
 	mayStart := func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
-		name, access := req.Name, auth.Execute
-		if req.WorkflowDef != nil {
-			name, access = req.WorkflowDef.Name, auth.Create
+		registered := func(name string) bool {
+			_, err := n.metadata.GetWorkflowDef(ctx, name, nil)
+			return err == nil
 		}
-		_, err := authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetWorkflowDef, ID: name})
-		return err
+		for _, q := range auth.StartRequires(req, registered) {
+			if _, err := authz.Authorize(ctx, principal, q.Access, q.Target); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	n.executor.SetStartCheck(mayStart)
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
