@@ -45,9 +45,7 @@ func (s *Server) routeWorkflows() {
 	s.route("POST /api/workflow", auth.Authenticated, s.startWorkflow)
 	s.route("POST /api/workflow/{name}", auth.Authenticated, s.startWorkflowByName)
 	s.route("GET /api/workflow/{id}", auth.Authenticated, s.getWorkflow)
-	s.route("DELETE /api/workflow/{id}", auth.Authenticated, s.lifecycle(func(r *http.Request) (engine.Trigger, error) {
-		return engine.Terminate{Reason: r.URL.Query().Get("reason"), By: principal(r)}, nil
-	}))
+	s.route("DELETE /api/workflow/{id}", auth.Authenticated, s.lifecycle(terminateTrigger))
 	// Conductor has both /{id}/status and /running/{name}, /{id}/restart
 	// and /execute/{name}: overlapping patterns Go's mux refuses. One
 	// handler per method routes the two-segment paths: by a literal first
@@ -429,6 +427,17 @@ func versionParam(r *http.Request) (*int, error) {
 		return nil, fault.Invalid("version %q is not an integer", v)
 	}
 	return &n, nil
+}
+
+// terminateTrigger reads a terminate request: reason, and
+// triggerFailureWorkflow (Orkes's; false by default, as an operator's
+// terminate starts no failure workflow in Conductor).
+func terminateTrigger(r *http.Request) (engine.Trigger, error) {
+	trigger, err := queryBool(r, "triggerFailureWorkflow", false)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Terminate{Reason: r.URL.Query().Get("reason"), By: principal(r), TriggerFailureWorkflow: trigger}, nil
 }
 
 func queryBool(r *http.Request, name string, def bool) (bool, error) {

@@ -358,9 +358,7 @@ func (s *Server) routeBulk() {
 	}
 	s.route("PUT /api/workflow/bulk/pause", auth.Authenticated, bulk(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }))
 	s.route("PUT /api/workflow/bulk/resume", auth.Authenticated, bulk(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }))
-	s.route("POST /api/workflow/bulk/terminate", auth.Authenticated, bulk(func(r *http.Request) (engine.Trigger, error) {
-		return engine.Terminate{Reason: r.URL.Query().Get("reason"), By: principal(r)}, nil
-	}))
+	s.route("POST /api/workflow/bulk/terminate", auth.Authenticated, bulk(terminateTrigger))
 	s.route("POST /api/workflow/bulk/restart", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 		if _, err := queryBool(r, "useLatestDefinitions", false); err != nil {
 			s.writeError(w, r, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -424,4 +425,38 @@ func TestSubWorkflowInlineDefinitions(t *testing.T) {
 	if !strings.Contains(wf.ReasonForIncompletion, "kid") {
 		t.Fatalf("reason %q does not name the workflow", wf.ReasonForIncompletion)
 	}
+}
+
+// An operator's terminate starts the failure workflow only when asked
+// (triggerFailureWorkflow=true), as in Conductor and Orkes; bulk terminate
+// takes the same parameter.
+func TestTerminateTriggersFailureWorkflowOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"tf_cleanup","tasks":[{"name":"n","taskReferenceName":"n","type":"SET_VARIABLE","inputParameters":{"a":1}}]}`,
+		`{"name":"tf_fragile","failureWorkflow":"tf_cleanup","tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`)
+	// The failure workflows of a run, found by its id in their input.
+	cleanupsOf := func(id string) int {
+		var res struct{ TotalHits int }
+		q := "/api/workflow/search?query=" + url.QueryEscape("workflowType = tf_cleanup") + "&freeText=" + id
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", q, nil)), &res); err != nil {
+			t.Fatal(err)
+		}
+		return res.TotalHits
+	}
+	quiet := e.start("tf_fragile", nil)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+quiet+"?reason=op", nil)
+	e.waitStatus(quiet, conductor.WorkflowTerminated)
+	asked := e.start("tf_fragile", nil)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+asked+"?reason=op&triggerFailureWorkflow=true", nil)
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := cleanupsOf(asked); n != 1 {
+			return fmt.Errorf("%d failure workflows for the run terminated with triggerFailureWorkflow, want 1", n)
+		}
+		return nil
+	})
+	if n := cleanupsOf(quiet); n != 0 {
+		t.Fatalf("a plain terminate started %d failure workflows", n)
+	}
+	e.fails(http.StatusBadRequest, "DELETE", "/api/workflow/"+e.start("tf_fragile", nil)+"?triggerFailureWorkflow=maybe", nil)
 }

@@ -206,7 +206,7 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 	w.Status, w.UpdateTime = e.Status, e.Time
 	switch {
 	case conductor.WorkflowTerminal(e.Status):
-		w.EndTime, w.Reason = e.Time, e.Reason
+		w.EndTime, w.Reason, w.NoFailureWorkflow = e.Time, e.Reason, e.NoFailureWorkflow
 		w.Output = copyMap(e.Output)
 		w.FailedTaskRefs, w.FailedTaskNames = e.FailedTaskRefs, e.FailedTaskNames
 	case e.Status == conductor.WorkflowRunning && e.Reason == "":

@@ -65,6 +65,9 @@ type decision struct {
 	effects []Effect
 	reply   any
 	refs    refIndex
+	// noFailureWorkflow: the end this decision makes starts no failure
+	// workflow (an operator's terminate).
+	noFailureWorkflow bool
 }
 
 // Decide computes what happens to a workflow when trigger arrives. It does
@@ -420,6 +423,7 @@ func (d *decision) terminate(t Terminate) error {
 	// A FAILED or TIMED_OUT workflow becomes TERMINATED, as in Conductor.
 	// Its failure workflow, if it started one, is not started again: the
 	// start's id is derived from the workflow's.
+	d.noFailureWorkflow = !t.TriggerFailureWorkflow
 	d.finish(conductor.WorkflowTerminated, reason, nil)
 	return nil
 }

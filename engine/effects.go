@@ -200,7 +200,7 @@ func terminalEffects(w *Workflow) []Effect {
 // workflow starts, if its definition names one.
 func failureWorkflow(w *Workflow) *StartWorkflow {
 	def, err := w.Def()
-	if err != nil || def.FailureWorkflow == "" || w.Status == conductor.WorkflowCompleted {
+	if err != nil || def.FailureWorkflow == "" || w.Status == conductor.WorkflowCompleted || w.NoFailureWorkflow {
 		return nil
 	}
 	input := copyMap(w.Input)

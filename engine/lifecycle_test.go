@@ -126,7 +126,7 @@ func TestTerminate(t *testing.T) {
 	failed.report("x", conductor.TaskFailed, nil, "down")
 	failed.wantStatus(conductor.WorkflowFailed)
 	first := effectsOf[engine.StartWorkflow](failed.last)
-	d = failed.decide(engine.Terminate{Reason: "https://other.example/", By: "app:other"})
+	d = failed.decide(engine.Terminate{Reason: "https://other.example/", By: "app:other", TriggerFailureWorkflow: true})
 	failed.wantStatus(conductor.WorkflowTerminated)
 	// It keeps the reason it failed with: a new one would reach its
 	// failure workflow, whose start may still be on its way, as data of
@@ -137,6 +137,23 @@ func TestTerminate(t *testing.T) {
 	again := effectsOf[engine.StartWorkflow](d)
 	if len(first) != 1 || len(again) != 1 || again[0].WorkflowID != first[0].WorkflowID || again[0].Input["reason"] != "down" {
 		t.Fatalf("failure workflow starts: %+v then %+v", first, again)
+	}
+
+	// A terminate starts the failure workflow only when asked to
+	// (triggerFailureWorkflow, false by default as in Conductor and Orkes);
+	// what it decided holds for recovery, which performs the end again.
+	for _, trigger := range []bool{false, true} {
+		h := newHarness(t, `{"name":"one","failureWorkflow":"cleanup","tasks":[{"name":"x","taskReferenceName":"x"}]}`, nil)
+		d := h.decide(engine.Terminate{Reason: "operator", TriggerFailureWorkflow: trigger})
+		recovered := 0
+		for _, eff := range engine.Effects(h.w, h.now.UnixMilli()) {
+			if _, ok := eff.(engine.StartWorkflow); ok {
+				recovered++
+			}
+		}
+		if started := len(effectsOf[engine.StartWorkflow](d)); (started == 1) != trigger || recovered != started {
+			t.Fatalf("triggerFailureWorkflow %v: %d failure workflow starts, %d on recovery", trigger, started, recovered)
+		}
 	}
 }
 

@@ -86,7 +86,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", len(w.AlsoRunsAs) > 0,
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
-		w.ResetTime != 0, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0)
+		w.ResetTime != 0, w.NoFailureWorkflow, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0)
 	f.Str("id", w.ID, false)
 	f.Str("name", w.Name, false)
 	f.Int("ver", w.Version, false)
@@ -111,6 +111,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Int64("et", w.EndTime, true)
 	f.Int64("ut", w.UpdateTime, false)
 	f.Int64("lrt", w.LastRetriedTime, true)
+	f.Bool("nofw", w.NoFailureWorkflow)
 	f.Int64("rst", w.ResetTime, true)
 	f.Field("tasks", func(e *msgpack.Encoder) error { return encodeTasks(e, tasks) })
 	f.Int("ctr", w.Counter, false)

@@ -201,7 +201,7 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 	if output == nil {
 		output = d.workflowOutput()
 	}
-	ev := &schemas.WorkflowStatusChanged{Status: status, Reason: reason, Output: output, Time: d.now}
+	ev := &schemas.WorkflowStatusChanged{Status: status, Reason: reason, Output: output, NoFailureWorkflow: d.noFailureWorkflow, Time: d.now}
 	if status == conductor.WorkflowFailed || status == conductor.WorkflowTimedOut {
 		for _, t := range d.w.Tasks {
 			if !t.Retried && (t.Status == conductor.TaskFailed || t.Status == conductor.TaskFailedWithTerminalError || t.Status == conductor.TaskTimedOut) {

@@ -40,6 +40,9 @@ type Workflow struct {
 	EndTime              int64    `msgpack:"et,omitempty"`
 	UpdateTime           int64    `msgpack:"ut"`
 	LastRetriedTime      int64    `msgpack:"lrt,omitempty"`
+	// NoFailureWorkflow: the workflow ended without starting its
+	// failureWorkflow (see schemas.WorkflowStatusChanged).
+	NoFailureWorkflow bool `msgpack:"nofw,omitempty"`
 	// ResetTime is when the last restart, retry or rerun happened.
 	ResetTime int64   `msgpack:"rst,omitempty"`
 	Tasks     []*Task `msgpack:"tasks"`

@@ -96,6 +96,10 @@ type Resume struct{}
 type Terminate struct {
 	Reason string
 	By     string
+	// TriggerFailureWorkflow starts the definition's failureWorkflow, as
+	// a failure would; by default a terminate does not (Conductor's and
+	// Orkes's default), nor does a parent's clean-up of its children.
+	TriggerFailureWorkflow bool
 	// UnlessResetAfter, when set, is when the parent whose clean-up this
 	// is ended. A child restarted, retried or rerun since runs on its own
 	// (an operator's doing: its parent no longer waits for it) and is left

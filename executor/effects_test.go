@@ -118,7 +118,7 @@ func TestFailureWorkflowThatCannotStartFreesItsSlot(t *testing.T) {
 	const failing = "wf-failing"
 	startInline(ctx, t, e, failing, `{"name":"failing","version":1,"failureWorkflow":"missing_fw",
 	  "tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
-	if _, err := e.Submit(ctx, failing, engine.Terminate{Reason: "stopped by the test"}, Meta{}); err != nil {
+	if _, err := e.Submit(ctx, failing, engine.Terminate{Reason: "stopped by the test", TriggerFailureWorkflow: true}, Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// The failure workflow's start has been tried, in the only slot.

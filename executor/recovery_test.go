@@ -59,7 +59,7 @@ func TestRecoveryPerformsTheEffectsOfAnEnd(t *testing.T) {
 	first.Stop()
 
 	// The terminate's record, and nothing of what it implies.
-	dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Terminate{Reason: "operator"}, Now: time.Now()})
+	dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Terminate{Reason: "operator", TriggerFailureWorkflow: true}, Now: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

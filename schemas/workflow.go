@@ -156,7 +156,10 @@ type WorkflowStatusChanged struct {
 	Output          map[string]any `msgpack:"out,omitempty"`
 	FailedTaskRefs  []string       `msgpack:"frefs,omitempty"`
 	FailedTaskNames []string       `msgpack:"fnames,omitempty"`
-	Time            int64          `msgpack:"ts"`
+	// NoFailureWorkflow: this end does not start the definition's
+	// failureWorkflow (a terminate without triggerFailureWorkflow).
+	NoFailureWorkflow bool  `msgpack:"nofw,omitempty"`
+	Time              int64 `msgpack:"ts"`
 }
 
 func (*WorkflowStatusChanged) EventType() string { return "workflow.status_changed" }

@@ -706,7 +706,7 @@ func TestEndedWithEffects(t *testing.T) {
 		return ids
 	}
 	terminated, completed := start(), start()
-	f.decide(terminated, engine.Terminate{Reason: "operator"})
+	f.decide(terminated, engine.Terminate{Reason: "operator", TriggerFailureWorkflow: true})
 	gate := f.states[completed].Tasks[0]
 	f.decide(completed, engine.Result{Result: conductor.TaskResult{TaskID: gate.ID, WorkflowInstanceID: completed, Status: conductor.TaskCompleted}})
 	if got := listed(0); !equal(got, []string{terminated}) {
@@ -723,16 +723,16 @@ func TestEndedWithEffects(t *testing.T) {
 	// The list keeps an hour's ends: recovery looks back ten minutes
 	// from the log's last record. Older ones go as a later one joins.
 	old := start()
-	f.decide(old, engine.Terminate{})
+	f.decide(old, engine.Terminate{TriggerFailureWorkflow: true})
 	f.now = f.now.Add(59 * time.Minute)
 	recent := start()
-	f.decide(recent, engine.Terminate{})
+	f.decide(recent, engine.Terminate{TriggerFailureWorkflow: true})
 	if got := listed(0); !equal(got, []string{old, recent}) {
 		t.Fatalf("listed %v, want %s and %s", got, old, recent)
 	}
 	f.now = f.now.Add(2 * time.Minute)
 	last := start()
-	f.decide(last, engine.Terminate{})
+	f.decide(last, engine.Terminate{TriggerFailureWorkflow: true})
 	if got := listed(0); !equal(got, []string{recent, last}) {
 		t.Fatalf("listed %v, want %s and %s: %s ended over an hour before", got, recent, last, old)
 	}
