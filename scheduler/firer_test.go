@@ -366,13 +366,17 @@ func TestPendingClaimAsksAgain(t *testing.T) {
 	if len(starts.ids) != 0 || st.Pending() || !st.Def.Paused || !strings.HasPrefix(st.Def.PausedReason, "Security Error") {
 		t.Fatalf("started %v; pending %v, paused %v (%q)", starts.ids, st.Pending(), st.Def.Paused, st.Def.PausedReason)
 	}
-	xs, _, err := s.Executions(ctx, query.Search{Size: 10}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(xs) != 1 || xs[0].State != "FAILED" || !strings.Contains(xs[0].Reason, "revoked") {
-		t.Fatalf("executions %+v", xs)
-	}
+	// The executions read model follows the log.
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		xs, _, err := s.Executions(ctx, query.Search{Size: 10}, nil)
+		if err != nil {
+			return err
+		}
+		if len(xs) != 1 || xs[0].State != "FAILED" || !strings.Contains(xs[0].Reason, "revoked") {
+			return fmt.Errorf("executions %+v", xs)
+		}
+		return nil
+	})
 }
 
 // A schedule stored before input with _secrets or _masked was refused
