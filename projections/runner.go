@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -75,6 +76,25 @@ func (b *Batch) Scan(prefix []byte, fn func(key, value []byte) bool) error {
 // Reader.ScanRange.
 func (b *Batch) ScanRange(lower, upper []byte, fn func(key, value []byte) bool) error {
 	return scanRange(b.b, b.key(lower), b.key(upper), len(b.prefix), false, fn)
+}
+
+// DeleteRange removes the keys in [lower, upper) as of this batch, one
+// point deletion each (a read model's index entries: few at a time).
+func (b *Batch) DeleteRange(lower, upper []byte) error {
+	var keys [][]byte
+	err := b.ScanRange(lower, upper, func(key, _ []byte) bool {
+		keys = append(keys, slices.Clone(key))
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PoisonPolicy says what a runner does with a record it cannot apply.

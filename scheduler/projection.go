@@ -163,21 +163,10 @@ func deleteOldestExecution(b *projections.Batch, token string) error {
 	return b.Delete(oldest)
 }
 
+// deleteExecutions deletes the schedule's execution records: the keys
+// x/<token>/…, up to x/<token>0 ('0' follows '/').
 func deleteExecutions(b *projections.Batch, token string) error {
-	var keys [][]byte
-	err := b.Scan([]byte(keyExecution+token+"/"), func(key, _ []byte) bool {
-		keys = append(keys, slices.Clone(key))
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.DeleteRange([]byte(keyExecution+token+"/"), []byte(keyExecution+token+"0"))
 }
 
 func loadState(r interface{ Get([]byte) ([]byte, error) }, token string) (*State, error) {

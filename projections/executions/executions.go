@@ -610,20 +610,7 @@ const endedKept = time.Hour
 // holds an hour's ends rather than every end ever, and a rebuild, which
 // folds the same records in the same order, prunes the same entries.
 func pruneEnded(b *projections.Batch, before int64) error {
-	var old [][]byte
-	err := b.ScanRange([]byte(prefixEnded), endedKey(max(before, 0), ""), func(key, _ []byte) bool {
-		old = append(old, slices.Clone(key))
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range old {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.DeleteRange([]byte(prefixEnded), endedKey(max(before, 0), ""))
 }
 
 func endedKey(endTime int64, wfID string) []byte {
