@@ -34,6 +34,9 @@ func (j JQ) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult
 	if !ok || strings.TrimSpace(src) == "" {
 		return scriptFailed(t, errors.New("inputParameters.queryExpression is required"))
 	}
+	if err := checkSource(src); err != nil {
+		return scriptFailed(t, fmt.Errorf("queryExpression: %v", err))
+	}
 	q, err := gojq.Parse(src)
 	if err != nil {
 		return scriptFailed(t, fmt.Errorf("queryExpression: %v", err))

@@ -91,6 +91,30 @@ const preludeSrc = `(function (maxArray, maxString) {
 	var names = getNames(AP);
 	for (var i = 0; i < names.length; i++) if (names[i] !== "constructor") wrap(AP, names[i], checkThisAndArgs);
 	wrap(AP, Symbol.iterator, checkThisAndArgs);
+	// goja's flat recurses in Go without bound: a cyclic array flattened
+	// to Infinity overflowed the Go stack, which kills the process. This
+	// one keeps its own stack, bounded, and is interruptible.
+	var maxFlatDepth = 1000;
+	defineProperty(AP, "flat", {writable: true, configurable: true, enumerable: false, value: function flat() {
+		var d = arguments.length > 0 && arguments[0] !== undefined ? Math.trunc(Number(arguments[0])) : 1;
+		if (d !== d) d = 0;
+		var src = Object(this), out = [], stack = [{a: src, i: 0, n: Number(src.length) || 0, d: d}];
+		while (stack.length > 0) {
+			var top = stack[stack.length - 1];
+			if (top.i >= top.n) { stack.pop(); continue; }
+			var i = top.i++;
+			if (!(i in top.a)) continue;
+			var x = top.a[i];
+			if (top.d > 0 && isArray(x)) {
+				if (stack.length >= maxFlatDepth) throw new RangeError("flat: arrays nested more than " + maxFlatDepth + " levels deep (circular?)");
+				stack.push({a: x, i: 0, n: x.length, d: top.d - 1});
+				continue;
+			}
+			if (out.length >= maxArray) tooLarge("array length", out.length + 1);
+			out.push(x);
+		}
+		return out;
+	}});
 	wrap(Array, "from", function (self, args) { checkObject(args[0]); });
 	wrap(Array, "of", function (self, args) { checkObject(args); });
 	wrap(Function.prototype, "apply", function (self, args) { checkObject(args[1]); });
@@ -148,6 +172,36 @@ const preludeSrc = `(function (maxArray, maxString) {
 
 var prelude = goja.MustCompile("prelude.js", preludeSrc, true)
 
+// Limits on a script's or a query's source, checked before it is parsed:
+// the parsers recurse once or more per level of nesting, and a source
+// nested deep enough (400,000 parentheses) overflowed the Go stack, which
+// kills the process before any budget applies.
+const (
+	maxSourceBytes   = 64 << 10
+	maxSourceNesting = 256
+)
+
+// checkSource refuses a source longer than maxSourceBytes or whose
+// brackets nest deeper than maxSourceNesting (counted in strings too: a
+// conservative bound, which no real script comes near).
+func checkSource(src string) error {
+	if len(src) > maxSourceBytes {
+		return fmt.Errorf("the script is %d bytes, over the limit of %d", len(src), maxSourceBytes)
+	}
+	depth := 0
+	for i := 0; i < len(src); i++ {
+		switch src[i] {
+		case '(', '[', '{':
+			if depth++; depth > maxSourceNesting {
+				return fmt.Errorf("the script nests brackets more than %d deep", maxSourceNesting)
+			}
+		case ')', ']', '}':
+			depth--
+		}
+	}
+	return nil
+}
+
 // jsRun is one JavaScript evaluation in a fresh runtime.
 type jsRun struct {
 	vm *goja.Runtime
@@ -165,6 +219,9 @@ type jsRun struct {
 func runJS(ctx context.Context, b Budget, src string, scope map[string]any,
 	finish func(r *jsRun, v goja.Value) (any, error)) (result any, err error) {
 	b = b.withDefaults()
+	if err := checkSource(src); err != nil {
+		return nil, err
+	}
 	prog, err := goja.Compile("script", src, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s", compileMessage(err))

@@ -91,6 +91,11 @@ func TestInlineErrors(t *testing.T) {
 		{"python", inlineTask("1", map[string]any{"evaluatorType": "python"}), `evaluatorType "python" is not supported`},
 		{"lambda without script", &conductor.Task{TaskType: conductor.TaskTypeLambda, InputData: map[string]any{}}, "scriptExpression is required"},
 		{"circular result", inlineTask("var o = {}; o.o = o; o", nil), "circular"},
+		// Both crashed the process: goja's flat recursed in Go through the
+		// cycle, its parser through the parentheses.
+		{"flat of a cyclic array", inlineTask("var a = []; a[0] = a; a.flat(Infinity)", nil), "circular"},
+		{"deeply nested source", inlineTask(strings.Repeat("(", 400000)+"1"+strings.Repeat(")", 400000), nil), "over the limit"},
+		{"nested brackets", inlineTask(strings.Repeat("[", 300)+"1"+strings.Repeat("]", 300), nil), "nests brackets"},
 		{"bigint result", inlineTask("10n", nil), "BigInt"},
 	}
 	for _, tt := range tests {
@@ -331,5 +336,28 @@ func TestJQ(t *testing.T) {
 		if took > tt.limit {
 			t.Errorf("%s took %v", tt.name, took)
 		}
+	}
+}
+
+// flat behaves as the specification says, bounded: default depth 1,
+// holes skipped, Infinity flattens all.
+func TestInlineFlat(t *testing.T) {
+	t.Parallel()
+	res := system.Inline{}.Execute(context.Background(), inlineTask(
+		"[[1, [2, [3]]].flat(), [1, [2, [3]]].flat(Infinity), [1, , [2]].flat(), [[1]].flat(0)]", nil))
+	want := []any{[]any{int64(1), int64(2), []any{int64(3)}}, []any{int64(1), int64(2), int64(3)}, []any{int64(1), int64(2)}, []any{[]any{int64(1)}}}
+	if res.Status != conductor.TaskCompleted || fmt.Sprint(res.OutputData["result"]) != fmt.Sprint(want) {
+		t.Fatalf("%s %v, want %v", res.Status, res.OutputData["result"], want)
+	}
+}
+
+// A jq query's source is bounded as a script's is: gojq's parser recursed
+// through a million brackets into a stack overflow.
+func TestJQSourceBounded(t *testing.T) {
+	t.Parallel()
+	res := system.JQ{}.Execute(context.Background(), &conductor.Task{TaskType: conductor.TaskTypeJSONJQ,
+		InputData: map[string]any{"queryExpression": strings.Repeat("[", 1000000) + "1" + strings.Repeat("]", 1000000)}})
+	if res.Status != conductor.TaskFailed || !strings.Contains(res.ReasonForIncompletion, "limit") {
+		t.Fatalf("%s %q", res.Status, res.ReasonForIncompletion)
 	}
 }
