@@ -424,6 +424,11 @@ func (d *decision) terminate(t Terminate) error {
 	// Its failure workflow, if it started one, is not started again: the
 	// start's id is derived from the workflow's.
 	d.noFailureWorkflow = !t.TriggerFailureWorkflow
+	if d.w.Terminal() {
+		// Its failure decided the failure workflow (its start may still
+		// be on its way, for recovery to perform): that stands.
+		d.noFailureWorkflow = d.w.NoFailureWorkflow && !t.TriggerFailureWorkflow
+	}
 	d.finish(conductor.WorkflowTerminated, reason, nil)
 	return nil
 }

@@ -126,7 +126,7 @@ func TestTerminate(t *testing.T) {
 	failed.report("x", conductor.TaskFailed, nil, "down")
 	failed.wantStatus(conductor.WorkflowFailed)
 	first := effectsOf[engine.StartWorkflow](failed.last)
-	d = failed.decide(engine.Terminate{Reason: "https://other.example/", By: "app:other", TriggerFailureWorkflow: true})
+	d = failed.decide(engine.Terminate{Reason: "https://other.example/", By: "app:other"})
 	failed.wantStatus(conductor.WorkflowTerminated)
 	// It keeps the reason it failed with: a new one would reach its
 	// failure workflow, whose start may still be on its way, as data of
