@@ -1,12 +1,17 @@
 package system
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/big"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/itchyny/gojq"
@@ -34,14 +39,9 @@ func (j JQ) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult
 	if !ok || strings.TrimSpace(src) == "" {
 		return scriptFailed(t, errors.New("inputParameters.queryExpression is required"))
 	}
-	if err := checkSource(src); err != nil {
-		return scriptFailed(t, fmt.Errorf("queryExpression: %v", err))
-	}
-	q, err := gojq.Parse(src)
-	if err != nil {
-		return scriptFailed(t, fmt.Errorf("queryExpression: %v", err))
-	}
-	code, err := gojq.Compile(q)
+	maxArray, maxString := scriptLimits(b)
+	limits := jqLimits{maxArray: maxArray, maxString: maxString}
+	code, err := compileJQ(src, limits)
 	if err != nil {
 		return scriptFailed(t, fmt.Errorf("queryExpression: %v", err))
 	}
@@ -58,13 +58,16 @@ func (j JQ) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult
 	defer release()
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stopWatch := watch(ctx, b, func(reason error) { cancel(reason) })
+	run := scriptHeap.begin(uint64(b.Memory))
+	stopWatch := watch(ctx, b, run, func(reason error) { cancel(reason) })
 	results, runErr := collect(runCtx, code, input)
-	if reason := stopWatch(); reason != nil {
+	reason := stopWatch()
+	scriptHeap.end(run) // the query's state went with collect
+	if reason != nil {
 		return scriptFailed(t, budgetError(b, reason))
 	}
 	if runErr != nil {
-		return scriptFailed(t, withoutPreviews(runErr))
+		return scriptFailed(t, errors.New(jqErrorText(runErr)))
 	}
 	out := map[string]any{"result": nil, "resultList": results}
 	if len(results) > 0 {
@@ -78,6 +81,9 @@ func (j JQ) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: out}
 }
 
+// collect runs the query and returns its results. Their JSON may not
+// exceed maxOutputBytes: it is estimated before the results are converted
+// (a result can hold one long string many times over, which JSON repeats).
 func collect(ctx context.Context, code *gojq.Code, input any) (results []any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -85,6 +91,7 @@ func collect(ctx context.Context, code *gojq.Code, input any) (results []any, er
 		}
 	}()
 	results = []any{}
+	size := 0
 	iter := code.RunWithContext(ctx, input)
 	for {
 		v, ok := iter.Next()
@@ -97,6 +104,9 @@ func collect(ctx context.Context, code *gojq.Code, input any) (results []any, er
 				return results, nil // halt: stop without error
 			}
 			return nil, e
+		}
+		if size += jsonSize(v, maxOutputBytes-size); size > maxOutputBytes {
+			return nil, fmt.Errorf("result of more than %d bytes exceeds the limit of %d", maxOutputBytes, maxOutputBytes)
 		}
 		results = append(results, fromJQ(v))
 	}
@@ -148,7 +158,9 @@ func toJQ(v any) any {
 }
 
 // fromJQ converts a gojq value back: integers (and integral floats) become
-// int64 where they fit, other numbers float64.
+// int64 where they fit, other numbers float64. It copies arrays and
+// objects: gojq may still hold them (a result is often part of the next
+// one), and an int64 in a gojq value makes gojq panic.
 func fromJQ(v any) any {
 	switch x := v.(type) {
 	case int:
@@ -165,33 +177,589 @@ func fromJQ(v any) any {
 		}
 		return integral(x)
 	case map[string]any:
+		m := make(map[string]any, len(x))
 		for k, e := range x {
-			x[k] = fromJQ(e)
+			m[k] = fromJQ(e)
 		}
-		return x
+		return m
 	case []any:
+		a := make([]any, len(x))
 		for i, e := range x {
-			x[i] = fromJQ(e)
+			a[i] = fromJQ(e)
 		}
-		return x
+		return a
 	}
 	return v
 }
 
-// withoutPreviews is err with the values gojq quotes in its type errors
-// cut off: `expected an object but got: string ("sk_live_51HxQzT8abcdefgh
-// ...")` reads `expected an object but got: string (***)`. Redaction finds
-// a secret value whole, in any of its encodings, but not a prefix of it,
-// and gojq cuts its previews (an object's or an array's mid-string). A
-// value the query raised itself (error(...)) is kept: it is whole.
-func withoutPreviews(err error) error {
+// jqErrorText is the message of a query's error with no preview of a
+// value in it. gojq quotes a preview of the values an error is about, cut
+// after ~30 bytes (`expected an object but got: string ("sk_live_51HxQzT8
+// ...")`, `fromjson cannot be applied to "sk_live_51HxQzT8abcdefgh ...":
+// invalid character…`, `repeat string result too large: "…" * 1e+10`):
+// redaction finds a secret value whole, in any of its encodings, but not a
+// prefix of it. Each preview gives way to *** (`string (***)`), and what
+// the errors gojq wraps quote of their input (a JSON text's character, a
+// regular expression) to '***'. A value the query raised itself
+// (error(...)) is kept: it is whole, unless it is too large to show.
+func jqErrorText(err error) string {
 	var raised gojq.ValueError
 	if errors.As(err, &raised) {
-		return err
+		if n := jsonSize(raised.Value(), maxOutputBytes); n > maxOutputBytes {
+			return fmt.Sprintf("error raised with a value of more than %d bytes", maxOutputBytes)
+		}
+		return err.Error()
 	}
 	msg := err.Error()
-	if i := strings.Index(msg, " ("); i >= 0 {
-		return errors.New(msg[:i] + " (***)")
+	var values []any
+	foreign := jqErrorValues(reflect.ValueOf(err), &values)
+	// The longest previews first: a short one may be part of a long one.
+	previews := make([][2]string, 0, 2*len(values))
+	for _, v := range values {
+		switch v.(type) {
+		case nil, bool: // null, true, false tell nothing
+			continue
+		}
+		p, typ := gojq.Preview(v), gojq.TypeOf(v)
+		previews = append(previews, [2]string{typ + " (" + p + ")", typ + " (***)"}, [2]string{p, "***"})
 	}
-	return err
+	slices.SortStableFunc(previews, func(a, b [2]string) int { return cmp.Compare(len(b[0]), len(a[0])) })
+	for _, p := range previews {
+		msg = replaceToken(msg, p[0], p[1])
+	}
+	if foreign {
+		msg = quoted.ReplaceAllStringFunc(msg, func(q string) string {
+			if q == `"start"` || q == `"end"` { // gojq's own words
+				return q
+			}
+			return q[:1] + "***" + q[len(q)-1:]
+		})
+	}
+	return msg
+}
+
+// quoted matches what an error message quotes.
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`")
+
+// jqErrorValues appends the values a gojq error (v, read through
+// reflection: its fields are unexported) and the gojq errors it wraps
+// show previews of: the fields of type any, the numbers, and
+// repeatStringTooLargeError's string. It reports whether err is, or wraps,
+// an error gojq did not make, whose text may quote the input otherwise.
+func jqErrorValues(v reflect.Value, values *[]any) (foreign bool) {
+	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return false
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct || v.Type().PkgPath() != gojqPkg {
+		return true
+	}
+	for i := range v.NumField() {
+		f, name := v.Field(i), v.Type().Field(i).Name
+		switch {
+		case f.Type() == errorType:
+			foreign = jqErrorValues(f, values) || foreign
+		case f.Kind() == reflect.Interface, f.Kind() == reflect.Int, f.Kind() == reflect.Float64,
+			f.Kind() == reflect.String && name == "s":
+			*values = append(*values, previewCopy(f))
+		}
+	}
+	return foreign
+}
+
+var (
+	gojqPkg    = reflect.TypeFor[gojq.Query]().PkgPath()
+	errorType  = reflect.TypeFor[error]()
+	bigIntType = reflect.TypeFor[*big.Int]()
+)
+
+// previewWidth is more than the bytes gojq.Preview shows of a value.
+const previewWidth = 40
+
+// previewCopy copies from v, a value read through reflection, what
+// gojq.Preview shows of it: the first bytes of a string, the first elements
+// of an array, the first members of an object in gojq's order (sorted).
+func previewCopy(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return previewCopy(v.Elem())
+	case reflect.Bool:
+		return v.Bool()
+	case reflect.Int, reflect.Int64:
+		return int(v.Int())
+	case reflect.Float64:
+		return v.Float()
+	case reflect.String:
+		s := v.String()
+		for i := range s {
+			if i > previewWidth {
+				s = s[:i]
+				break
+			}
+		}
+		if v.Type() != reflect.TypeFor[string]() {
+			return json.Number(s)
+		}
+		return s
+	case reflect.Slice:
+		a := make([]any, min(v.Len(), previewWidth/2))
+		for i := range a {
+			a[i] = previewCopy(v.Index(i))
+		}
+		return a
+	case reflect.Map:
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		m := make(map[string]any, min(len(keys), previewWidth/2))
+		for _, k := range keys[:min(len(keys), previewWidth/2)] {
+			m[k.String()] = previewCopy(v.MapIndex(k))
+		}
+		return m
+	case reflect.Pointer:
+		if v.Type() == bigIntType && !v.IsNil() { // big.Int{neg bool, abs []Word}
+			words := v.Elem().Field(1)
+			abs := make([]big.Word, words.Len())
+			for i := range abs {
+				abs[i] = big.Word(words.Index(i).Uint())
+			}
+			n := new(big.Int).SetBits(abs)
+			if v.Elem().Field(0).Bool() {
+				n.Neg(n)
+			}
+			return n
+		}
+	}
+	return nil
+}
+
+// replaceToken replaces the occurrences of old in s that are not part of a
+// longer word (a preview 1 in "func1").
+func replaceToken(s, old, new string) string {
+	if old == "" {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, old)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + len(old)
+		if (i > 0 && wordByte(s[i-1]) && wordByte(old[0])) || (end < len(s) && wordByte(s[end]) && wordByte(old[len(old)-1])) {
+			b.WriteString(s[:end])
+		} else {
+			b.WriteString(s[:i])
+			b.WriteString(new)
+		}
+		s = s[end:]
+	}
+}
+
+func wordByte(c byte) bool {
+	return c == '_' || c == '.' || '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'z'
+}
+
+// compileJQ parses and compiles a query after checking it against the
+// source limits (see maxSourceBytes; gojq's parser does not recurse, its
+// compiler does, on the syntax tree), with the calls and operators that can
+// escape the budget guarded (see jqGuard).
+func compileJQ(src string, limits jqLimits) (*gojq.Code, error) {
+	if err := sourceSize("queryExpression", src); err != nil {
+		return nil, err
+	}
+	q, err := gojq.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	var nodes []any
+	if err := syntaxDepth("queryExpression", q, maxQueryDepth, func(node any) error {
+		nodes = append(nodes, node)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		switch n := n.(type) {
+		case *gojq.Query:
+			guardOperator(n)
+		case *gojq.Term:
+			guardTerm(n)
+		}
+	}
+	return gojq.Compile(q, limits.functions()...)
+}
+
+// A query runs with checks inserted where gojq would, in one step of Go
+// that no budget interrupts, allocate far more than it is given, or build
+// values deeper than the Go stack can walk (gojq compares, encodes,
+// flattens and sets paths recursively):
+//
+//   - `*` (and `*=`, `_multiply`): a string repeated into more than
+//     maxString bytes (`"x" * 2e9` made 2 GB);
+//   - arrays and objects built by the query, to_entries and group_by: not
+//     nested more than maxValueDepth (`reduce range(1e6) as $i (0; [.])`
+//     then `. == .` overflowed the stack); nor the paths setpath, getpath,
+//     delpaths and fromstream are given longer;
+//   - tojson, tostring, @formats and string interpolation, join, add,
+//     flatten: results of more than maxString bytes or maxArray elements
+//     (an array holding one long string 1000 times);
+//   - regular expressions: subjects longer than maxArray/16 (a match
+//     object per character), maxArray for test (matching cannot be
+//     interrupted: 1e8 characters took 7.7 s); explode, split and indices
+//     of strings longer than maxArray, fromjson of texts that long.
+//
+// The functions that check have names a query cannot spell (fv#…): a query
+// can neither call nor redefine them.
+type jqGuard struct {
+	input, output string // functions piped before and after the call
+	args          string // function piped after each argument
+}
+
+// jqGuards are the guards of calls, by name/arity.
+var jqGuards = func() map[string]jqGuard {
+	m := map[string]jqGuard{}
+	for _, g := range []struct {
+		guard jqGuard
+		calls string
+	}{
+		{jqGuard{output: "fv#deep"}, "to_entries/0 group_by/1 _group_by/1"},
+		{jqGuard{args: "fv#path"}, "setpath/2 getpath/1"},
+		{jqGuard{args: "fv#paths"}, "delpaths/1"},
+		{jqGuard{args: "fv#event"}, "fromstream/1"},
+		{jqGuard{input: "fv#size"}, "tojson/0 tostring/0"},
+		{jqGuard{input: "fv#add"}, "add/0"},
+		{jqGuard{input: "fv#flatten"}, "flatten/0 flatten/1"},
+		{jqGuard{input: "fv#chars"}, "test/1 test/2 explode/0 split/1 indices/1 fromjson/0"},
+		{jqGuard{input: "fv#regexp"}, "match/1 match/2 capture/1 capture/2 scan/1 scan/2 splits/1 splits/2 " +
+			"split/2 sub/2 sub/3 gsub/2 gsub/3 _match/3"},
+	} {
+		for _, c := range strings.Fields(g.calls) {
+			m[c] = g.guard
+		}
+	}
+	return m
+}()
+
+// guardOperator rewrites `l * r` as `fv#mul(l; r) | .[0] * .[1]` (a
+// function gets its arguments as the operator its operands), and
+// `l *= r` as `r as $fv#mul | l |= (fv#mul(.; $fv#mul) | .[0] * .[1])`,
+// as gojq compiles it.
+func guardOperator(q *gojq.Query) {
+	switch q.Op {
+	case gojq.OpMul:
+		g := guardedMul(q.Left, q.Right)
+		q.Left, q.Op, q.Right = g.Left, g.Op, g.Right
+	case gojq.OpUpdateMul:
+		update := &gojq.Query{Left: q.Left, Op: gojq.OpModify,
+			Right: guardedMul(&gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeIdentity}}, jqCall("$fv#mul"))}
+		q.Left, q.Op, q.Right, q.Patterns = q.Right, gojq.OpPipe, update, []*gojq.Pattern{{Name: "$fv#mul"}}
+	}
+}
+
+func guardedMul(l, r *gojq.Query) *gojq.Query {
+	mul, _ := gojq.Parse(".[0] * .[1]")
+	return &gojq.Query{Left: jqCall("fv#mul", l, r), Op: gojq.OpPipe, Right: mul}
+}
+
+func jqCall(name string, args ...*gojq.Query) *gojq.Query {
+	return &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFunc, Func: &gojq.Func{Name: name, Args: args}}}
+}
+
+func jqPipe(l, r *gojq.Query) *gojq.Query {
+	return &gojq.Query{Left: l, Op: gojq.OpPipe, Right: r}
+}
+
+// guardTerm inserts the checks a term needs (see jqGuard).
+func guardTerm(t *gojq.Term) {
+	var g jqGuard
+	switch t.Type {
+	case gojq.TermTypeArray, gojq.TermTypeObject:
+		g.output = "fv#deep"
+	case gojq.TermTypeString:
+		guardInterpolation(t.Str)
+		return
+	case gojq.TermTypeFormat:
+		if t.Str != nil {
+			guardInterpolation(t.Str)
+			return
+		}
+		g.input = "fv#size"
+	case gojq.TermTypeFunc:
+		if t.Func.Name == "_multiply" && len(t.Func.Args) == 2 {
+			*t = gojq.Term{Type: gojq.TermTypeQuery, Query: guardedMul(t.Func.Args[0], t.Func.Args[1]), SuffixList: t.SuffixList}
+			return
+		}
+		if t.Func.Name == "join" && len(t.Func.Args) == 1 {
+			guardJoin(t)
+			return
+		}
+		g = jqGuards[t.Func.Name+"/"+strconv.Itoa(len(t.Func.Args))]
+		if g.args != "" {
+			for i, a := range t.Func.Args {
+				t.Func.Args[i] = jqPipe(a, jqCall(g.args))
+			}
+		}
+	}
+	if g.input == "" && g.output == "" {
+		return
+	}
+	inner := *t
+	inner.SuffixList = nil
+	q := &gojq.Query{Term: &inner}
+	if g.input != "" {
+		q = jqPipe(jqCall(g.input), q)
+	}
+	if g.output != "" {
+		q = jqPipe(q, jqCall(g.output))
+	}
+	*t = gojq.Term{Type: gojq.TermTypeQuery, Query: q, SuffixList: t.SuffixList}
+}
+
+// guardInterpolation checks the values a string interpolates (the parts
+// that are not text).
+func guardInterpolation(s *gojq.String) {
+	if s == nil {
+		return
+	}
+	for i, q := range s.Queries {
+		if q.Term == nil || q.Term.Str == nil {
+			s.Queries[i] = &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeQuery, Query: jqPipe(q, jqCall("fv#size"))}}
+		}
+	}
+}
+
+// guardJoin rewrites join(sep) as `sep as $fv#sep | fv#join($fv#sep) |
+// join($fv#sep)`: the separator is needed to size the result.
+func guardJoin(t *gojq.Term) {
+	sep := jqCall("$fv#sep")
+	join := &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFunc, Func: &gojq.Func{Name: "join", Args: []*gojq.Query{sep}}}}
+	q := &gojq.Query{Left: t.Func.Args[0], Op: gojq.OpPipe, Patterns: []*gojq.Pattern{{Name: "$fv#sep"}},
+		Right: jqPipe(jqCall("fv#join", sep), join)}
+	*t = gojq.Term{Type: gojq.TermTypeQuery, Query: q, SuffixList: t.SuffixList}
+}
+
+// jqLimits holds the limits of a query's guards, from its budget.
+type jqLimits struct {
+	maxArray, maxString int64
+}
+
+func (l jqLimits) functions() []gojq.CompilerOption {
+	check := func(name string, f func(v any) error) gojq.CompilerOption {
+		return gojq.WithFunction(name, 0, 0, func(v any, _ []any) any {
+			if err := f(v); err != nil {
+				return err
+			}
+			return v
+		})
+	}
+	return []gojq.CompilerOption{
+		gojq.WithFunction("fv#mul", 2, 2, l.mul),
+		gojq.WithFunction("fv#join", 1, 1, l.join),
+		check("fv#deep", func(v any) error { return checkDepth(v, 0) }),
+		check("fv#path", l.path),
+		check("fv#paths", func(v any) error { return eachOf(v, l.path) }),
+		check("fv#event", func(v any) error { return firstOf(v, l.path) }),
+		check("fv#size", l.size),
+		check("fv#add", l.add),
+		check("fv#flatten", l.flatten),
+		check("fv#chars", func(v any) error { return l.chars(v, l.maxArray) }),
+		check("fv#regexp", func(v any) error { return l.chars(v, l.maxArray/16) }),
+	}
+}
+
+// mul checks the operands of `*`; it returns them as an array.
+func (l jqLimits) mul(_ any, args []any) any {
+	s, ok := args[0].(string)
+	n, isNumber := gojq.ToFloat64(args[1])
+	if !ok {
+		s, ok = args[1].(string)
+		n, isNumber = gojq.ToFloat64(args[0])
+	}
+	if ok && isNumber && float64(len(s))*n > float64(l.maxString) {
+		return fmt.Errorf("string repeated into %.0f bytes exceeds the script memory budget", float64(len(s))*n)
+	}
+	return args
+}
+
+func (l jqLimits) join(v any, args []any) any {
+	a, ok := v.([]any)
+	sep, isString := args[0].(string)
+	if !ok || !isString || len(a) == 0 {
+		return v
+	}
+	n := int64(len(a)-1) * int64(len(sep))
+	for _, e := range a {
+		if n > l.maxString {
+			break
+		}
+		n += int64(jsonSize(e, int(l.maxString)))
+	}
+	if n > l.maxString {
+		return fmt.Errorf("join of more than %d bytes exceeds the script memory budget", l.maxString)
+	}
+	return v
+}
+
+func (l jqLimits) size(v any) error {
+	if n := jsonSize(v, int(l.maxString)); int64(n) > l.maxString {
+		return fmt.Errorf("string of more than %d bytes exceeds the script memory budget", l.maxString)
+	}
+	return nil
+}
+
+// add checks what add would concatenate: strings, or arrays.
+func (l jqLimits) add(v any) error {
+	var chars, elems int64
+	return eachOf(v, func(e any) error {
+		switch e := e.(type) {
+		case string:
+			chars += int64(len(e))
+		case []any:
+			elems += int64(len(e))
+		}
+		if chars > l.maxString || elems > l.maxArray {
+			return fmt.Errorf("add of more than %d bytes or %d elements exceeds the script memory budget", l.maxString, l.maxArray)
+		}
+		return nil
+	})
+}
+
+// flatten checks how many elements flatten would make, counting the
+// arrays nested in v.
+func (l jqLimits) flatten(v any) error {
+	n := int64(0)
+	stack := []any{v}
+	for len(stack) > 0 {
+		a, ok := stack[len(stack)-1].([]any)
+		stack = stack[:len(stack)-1]
+		if !ok {
+			continue
+		}
+		if n += int64(len(a)); n > l.maxArray {
+			return fmt.Errorf("flatten of more than %d elements exceeds the script memory budget", l.maxArray)
+		}
+		stack = append(stack, a...)
+	}
+	return nil
+}
+
+func (l jqLimits) chars(v any, limit int64) error {
+	if s, ok := v.(string); ok && int64(len(s)) > limit {
+		return fmt.Errorf("string of %d bytes exceeds the limit of %d for this function", len(s), limit)
+	}
+	return nil
+}
+
+func (l jqLimits) path(v any) error {
+	if p, ok := v.([]any); ok && len(p) > maxValueDepth {
+		return fmt.Errorf("path of %d keys exceeds the limit of %d", len(p), maxValueDepth)
+	}
+	return nil
+}
+
+func eachOf(v any, f func(any) error) error {
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			if err := f(e); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		for _, e := range v {
+			if err := f(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func firstOf(v any, f func(any) error) error {
+	if a, ok := v.([]any); ok && len(a) > 0 {
+		return f(a[0])
+	}
+	return nil
+}
+
+// checkDepth reports a value nested deeper than maxValueDepth (below
+// depth levels already), walking it without recursion.
+func checkDepth(v any, depth int) error {
+	type item struct {
+		v     any
+		depth int
+	}
+	stack := []item{{v, depth}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		switch x := it.v.(type) {
+		case []any:
+			if it.depth >= maxValueDepth {
+				return fmt.Errorf("value nested more than %d levels deep", maxValueDepth)
+			}
+			for _, e := range x {
+				stack = append(stack, item{e, it.depth + 1})
+			}
+		case map[string]any:
+			if it.depth >= maxValueDepth {
+				return fmt.Errorf("value nested more than %d levels deep", maxValueDepth)
+			}
+			for _, e := range x {
+				stack = append(stack, item{e, it.depth + 1})
+			}
+		}
+	}
+	return nil
+}
+
+// jsonSize estimates the bytes of v's JSON, without recursion, stopping
+// once past limit: a value can hold one string many times, and its JSON
+// repeats it.
+func jsonSize(v any, limit int) int {
+	n := 0
+	stack := []any{v}
+	for len(stack) > 0 && n <= limit {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		switch x := x.(type) {
+		case string:
+			n += len(x) + 2
+		case []any:
+			n += len(x) + 1
+			stack = append(stack, x...)
+		case map[string]any:
+			n += len(x) + 1
+			for k, e := range x {
+				n += len(k) + 3
+				stack = append(stack, e)
+			}
+		case *big.Int:
+			n += len(x.Bits())*20 + 1
+		case int:
+			n += intDigits(x)
+		case nil:
+			n += 4
+		default:
+			n += 24 // a float, a boolean
+		}
+	}
+	return n
+}
+
+func intDigits(i int) int {
+	n := 1
+	for ; i >= 10 || i <= -10; i /= 10 {
+		n++
+	}
+	if i < 0 {
+		n++
+	}
+	return n
 }
