@@ -26,7 +26,8 @@ type HTTP struct {
 	// Client performs the requests; nil means one that follows redirects
 	// within the request's host only (sameHostRedirects).
 	Client *http.Client
-	// MaxResponseBytes bounds the response body kept in the task output.
+	// MaxResponseBytes bounds the response body (4 MiB when 0): a larger
+	// one fails the task.
 	MaxResponseBytes int64
 }
 
@@ -97,9 +98,16 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	if limit <= 0 {
 		limit = 4 << 20
 	}
-	raw, err := io.ReadAll(io.LimitReader(res.Body, limit))
+	raw, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
 	if err != nil {
 		return failed(conductor.TaskFailed, "HTTP task %s: read response: %v", t.ReferenceTaskName, err)
+	}
+	if int64(len(raw)) > limit {
+		// Cut short, the body would be stored as if whole: a JSON body
+		// turned into a truncated string. Terminal, as Conductor fails a
+		// task whose output is over its payload limit.
+		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %s answered with a response body over the limit of %d bytes",
+			t.ReferenceTaskName, req.Method, limit)
 	}
 	headers := map[string]any{}
 	for k, v := range res.Header {

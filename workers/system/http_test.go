@@ -155,3 +155,36 @@ func TestHTTPTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// A response larger than the limit fails the task, naming the limit: cut
+// short, a JSON body would read as a truncated string, silently wrong.
+func TestHTTPResponseLimit(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"data":"` + strings.Repeat("x", 1000) + `"}`))
+	}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		limit      int64
+		wantStatus string
+	}{
+		{limit: 1011, wantStatus: conductor.TaskCompleted}, // the body's size exactly
+		{limit: 1010, wantStatus: conductor.TaskFailedWithTerminalError},
+	} {
+		res := system.HTTP{MaxResponseBytes: tt.limit}.Execute(context.Background(), &conductor.Task{ReferenceTaskName: "call",
+			InputData: map[string]any{"uri": srv.URL, "method": "GET"}})
+		if res.Status != tt.wantStatus {
+			t.Fatalf("limit %d: status = %s (%s), want %s", tt.limit, res.Status, res.ReasonForIncompletion, tt.wantStatus)
+		}
+		if tt.wantStatus == conductor.TaskCompleted {
+			if body, _ := res.OutputData["response"].(map[string]any)["body"].(map[string]any); len(body["data"].(string)) != 1000 {
+				t.Fatalf("limit %d: body = %v", tt.limit, res.OutputData["response"])
+			}
+			continue
+		}
+		if !strings.Contains(res.ReasonForIncompletion, "response body over the limit of 1010 bytes") || res.OutputData != nil {
+			t.Fatalf("limit %d: result = %+v", tt.limit, res)
+		}
+	}
+}
