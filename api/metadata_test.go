@@ -184,7 +184,7 @@ func TestMetadataBadInput(t *testing.T) {
 		{"empty body", "POST", wf, ``, 400, "empty"},
 		{"string for a definition", "POST", wf, `"a string"`, 400, "malformed JSON"},
 		{"string for tasks", "POST", wf, `{"name":"w","tasks":"x"}`, 400, "Validation failed"},
-		{"string for the version", "POST", wf, `{"name":"w","version":"2","tasks":[]}`, 400, "Validation failed"},
+		{"word for the version", "POST", wf, `{"name":"w","version":"two","tasks":[]}`, 400, "Validation failed"},
 		{"trailing data", "POST", wf, `{"name":"w"} {}`, 400, "malformed JSON"},
 		{"object where an array is expected", "PUT", wf, `{"name":"w"}`, 400, "malformed JSON"},
 		{"string where an array is expected", "PUT", wf, `"abc"`, 400, "malformed JSON"},
@@ -193,9 +193,9 @@ func TestMetadataBadInput(t *testing.T) {
 		{"task defs string", "POST", td, `"t"`, 400, "malformed JSON"},
 		{"task defs empty", "POST", td, `[]`, 400, "must not be empty"},
 		{"task def array", "PUT", td, `[{"name":"t"}]`, 400, "malformed JSON"},
-		{"task def wrong type", "PUT", td, `{"name":"t","retryCount":"3"}`, 400, "Validation failed"},
-		{"task def wrong type in a bulk", "POST", td, `[{"name":"a"},{"name":"b","retryCount":"2"}]`, 400, "Validation failed"},
-		{"nested wrong type", "POST", wf, `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a","optional":"true"}]}`, 400, "Validation failed"},
+		{"task def wrong type", "PUT", td, `{"name":"t","retryCount":"three"}`, 400, "Validation failed"},
+		{"task def wrong type in a bulk", "POST", td, `[{"name":"a"},{"name":"b","retryCount":"2x"}]`, 400, "Validation failed"},
+		{"nested wrong type", "POST", wf, `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a","optional":"yes"}]}`, 400, "Validation failed"},
 		{"oversized", "POST", wf, `{"name":"w","description":"` + strings.Repeat("x", 5<<20) + `"}`, 413, "bytes"},
 	}
 	for _, tt := range tests {
@@ -207,8 +207,8 @@ func TestMetadataBadInput(t *testing.T) {
 	// A field of the wrong type is named by its JSON path, not by the Go
 	// type that decodes it.
 	for body, want := range map[string]string{
-		`[{"name":"a"},{"name":"b","retryCount":"2"}]`: `{"message":"must be a number, not a JSON string","path":"retryCount"}`,
-		`[{"name":"a","pollTimeoutSeconds":true}]`:     `{"message":"must be a number, not a JSON bool","path":"pollTimeoutSeconds"}`,
+		`[{"name":"a"},{"name":"b","retryCount":"two"}]`: `{"message":"must be a number, not a JSON string","path":"retryCount"}`,
+		`[{"name":"a","pollTimeoutSeconds":true}]`:       `{"message":"must be a number, not a JSON bool","path":"pollTimeoutSeconds"}`,
 	} {
 		e := do(t, "POST", td, body).expectError(t, http.StatusBadRequest, "Validation failed")
 		if got := mustJSON(t, e["validationErrors"]); !strings.Contains(got, want) || strings.Contains(got, "plain") {

@@ -741,7 +741,7 @@ func TestTasksAPIBadInput(t *testing.T) {
 		{"task type too long", "GET", "/api/tasks/poll/batch/" + long, nil, 400, "too long"},
 		{"worker id too long", "GET", "/api/tasks/poll/batch/hw?workerid=" + long, nil, 400, "workerid"},
 		{"update-v2 malformed JSON", "POST", "/api/tasks/update-v2", `{"taskId":`, 400, "malformed JSON"},
-		{"update-v2 wrong type", "POST", "/api/tasks/update-v2", `{"taskId":5,"status":"COMPLETED"}`, 400, `"path":"taskId","message":"must be a string, not a JSON number"`},
+		{"update-v2 wrong type", "POST", "/api/tasks/update-v2", `{"taskId":[5],"status":"COMPLETED"}`, 400, `"path":"taskId","message":"must be a string, not a JSON array"`},
 		{"update-v2 output not an object", "POST", "/api/tasks/update-v2", `{"taskId":"t","status":"COMPLETED","outputData":[1]}`, 400, `"path":"outputData","message":"must be an object, not a JSON array"`},
 		{"update-v2 empty body", "POST", "/api/tasks/update-v2", "", 400, "empty"},
 		{"update-v2 no task id", "POST", "/api/tasks/update-v2", `{"status":"COMPLETED"}`, 400, "taskId"},

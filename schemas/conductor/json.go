@@ -15,15 +15,40 @@ import (
 // JSON numbers; decoding them as float64 would corrupt values above 2^53,
 // and a number that is an integer must stay one through msgpack.
 func Unmarshal(data []byte, v any) error {
+	if err := decodeCoercing(data, v, true); err != nil {
+		return err
+	}
+	normalizeValue(reflect.ValueOf(v))
+	return nil
+}
+
+// decodeCoercing decodes data into v, numbers as json.Number; a body that
+// fails only for a scalar of the wrong type is coerced (see coerce) and
+// decoded again. whole: nothing may follow the value.
+func decodeCoercing(data []byte, v any, whole bool) error {
+	err := decodeNumbers(data, v, whole)
+	if err == nil || !coercible(err) {
+		return err
+	}
+	fixed, ok := coerce(data, reflect.TypeOf(v))
+	if !ok {
+		return err
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv.Elem().SetZero() // the failed decode may have filled some of it
+	}
+	return decodeNumbers(fixed, v, whole)
+}
+
+func decodeNumbers(data []byte, v any, whole bool) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	if whole && dec.More() {
 		return fmt.Errorf("unexpected data after the JSON value")
 	}
-	normalizeValue(reflect.ValueOf(v))
 	return nil
 }
 
@@ -34,9 +59,7 @@ func Unmarshal(data []byte, v any) error {
 // inputTemplate, ...) would become float64 however the outer value was
 // decoded.
 func unmarshalExact(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
+	if err := decodeCoercing(data, v, false); err != nil {
 		return err
 	}
 	normalizeValue(reflect.ValueOf(v))

@@ -42,10 +42,54 @@ func TestDefinitionNumbersExact(t *testing.T) {
 
 func TestDefinitionDecodeErrors(t *testing.T) {
 	t.Parallel()
-	for _, in := range []string{`{"name":1}`, `{"tasks":"x"}`, `{"version":"2"}`, `{"tasks":[{"inputParameters":[]}]}`} {
+	for _, in := range []string{`{"name":{}}`, `{"tasks":"x"}`, `{"version":"two"}`, `{"version":"2.5"}`, `{"version":true}`,
+		`{"tasks":[{"inputParameters":[]}]}`, `{"tasks":[{"retryCount":"x"}]}`, `{"restartable":"yes"}`} {
 		var wf conductor.WorkflowDef
 		if err := conductor.Unmarshal([]byte(in), &wf); err == nil {
 			t.Errorf("Unmarshal(%s) succeeded", in)
 		}
+	}
+}
+
+// Scalars of the wrong type are coerced as Jackson does (Conductor's
+// reader): a number or a boolean given as a string, a number or a boolean
+// where a string goes, at any depth, definitions' own decoding included.
+func TestScalarsCoerced(t *testing.T) {
+	t.Parallel()
+	var wf conductor.WorkflowDef
+	err := conductor.Unmarshal([]byte(`{"name":7,"version":"2","restartable":"false","timeoutSeconds":" 60 ",
+		"inputTemplate":{"keep":"3"},
+		"tasks":[{"name":"s","taskReferenceName":"s","retryCount":"4","optional":"TRUE","startDelay":"5",
+			"taskDefinition":{"name":"s","retryCount":"6","rateLimitPerFrequency":"2"},
+			"decisionCases":{"a":[{"name":"t","taskReferenceName":"t","retryCount":"1"}]}}]}`), &wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := wf.Tasks[0]
+	for _, c := range []struct {
+		field     string
+		got, want any
+	}{
+		{"name", wf.Name, "7"},
+		{"version", wf.Version, 2},
+		{"restartable", wf.IsRestartable(), false},
+		{"timeoutSeconds", wf.TimeoutSeconds, int64(60)},
+		{"inputTemplate.keep (untyped: kept)", wf.InputTemplate["keep"], "3"},
+		{"tasks[0].retryCount", *task.RetryCount, 4},
+		{"tasks[0].optional", task.Optional, true},
+		{"tasks[0].startDelay", task.StartDelay, int64(5)},
+		{"tasks[0].taskDefinition.retryCount", *task.TaskDefinition.RetryCount, 6},
+		{"tasks[0].decisionCases.a[0].retryCount", *task.DecisionCases["a"][0].RetryCount, 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %#v, want %#v", c.field, c.got, c.want)
+		}
+	}
+	var req conductor.StartWorkflowRequest
+	if err := conductor.Unmarshal([]byte(`{"name":"w","version":"3","priority":"9","correlationId":12345,"input":{"n":"1"}}`), &req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Version == nil || *req.Version != 3 || req.Priority != 9 || req.CorrelationID != "12345" || req.Input["n"] != "1" {
+		t.Errorf("start request = %+v", req)
 	}
 }
