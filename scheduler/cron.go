@@ -18,13 +18,34 @@ import (
 // cron: "0 0 9 1-7 * MON" is the first Monday of each month.
 //
 // robfig/cron keeps the time of day and the month, which it gets right
-// across daylight saving changes; days are matched here.
+// across daylight saving changes of whole hours; days are matched here.
+// (It steps hours on the instant timeline, so where a change is half an
+// hour, Australia/Lord_Howe's, it can step over a time that occurs once:
+// "0 0 2 * * *" misses 02:00 on the day the clock falls back.)
+//
+// Where a clock change repeats an hour (autumn's fall-back), an expression
+// of fixed times of day fires once per wall-clock time, at its first
+// occurrence: "0 30 1 * * *" in America/New_York runs at 01:30 EDT, not
+// again at 01:30 EST. Spring's CronExpression fires at both (it steps
+// forward on the instant timeline and keeps the later offset), and so did
+// this scheduler: a nightly job ran twice that night. Every other
+// expression (a *, a step or a range in its second, minute or hour field:
+// "0 */15 * * * *", "@hourly") fires at each instant that matches, through
+// both passes, as Spring does: an every-15-minutes job keeps running
+// through the repeated hour. The split is Quartz.NET's (Vixie cron's is
+// close: it looks for a leading * in the minute and hour fields only).
+// A time that a clock change skips (spring-forward) does not fire, as in
+// Spring.
 
 // cronSpec is a parsed cron expression.
 type cronSpec struct {
 	times cron.Schedule // seconds, minutes, hours and months, any day
 	dom   dayOfMonth
 	dow   dayOfWeek
+	// wallClock: the second, minute and hour fields list fixed values
+	// only, so the expression names times of day, each fired once even
+	// where a clock change repeats it.
+	wallClock bool
 }
 
 // cronMacros are the macros Orkes documents.
@@ -71,7 +92,18 @@ func parseCron(expr string) (*cronSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("day of week %q: %w", f[5], err)
 	}
-	return &cronSpec{times: times, dom: dom, dow: dow}, nil
+	return &cronSpec{times: times, dom: dom, dow: dow, wallClock: fixedValues(f[0]) && fixedValues(f[1]) && fixedValues(f[2])}, nil
+}
+
+// fixedValues reports whether a time field is a value or a list of values:
+// no *, step or range.
+func fixedValues(field string) bool {
+	for part := range strings.SplitSeq(field, ",") {
+		if part == "" || strings.Trim(part, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // cronSearchDays bounds the days Next looks through: an expression that
@@ -83,16 +115,48 @@ const cronSearchDays = 5 * 366
 func (c *cronSpec) Next(t time.Time) time.Time {
 	for range cronSearchDays {
 		n := c.times.Next(t)
-		if n.IsZero() || (c.dom.matches(n) && c.dow.matches(n)) {
+		if n.IsZero() {
 			return n
 		}
-		// No time of n's day fits: look from the end of the day.
-		t = startOfNextDay(n).Add(-time.Second)
-		if !t.After(n) {
-			t = n // a day shortened by a clock change
+		if !c.dom.matches(n) || !c.dow.matches(n) {
+			// No time of n's day fits: look from the end of the day.
+			t = startOfNextDay(n).Add(-time.Second)
+			if !t.After(n) {
+				t = n // a day shortened by a clock change
+			}
+			continue
 		}
+		if c.wallClock {
+			if end := repeatEnd(n); !end.IsZero() {
+				// n's wall-clock time, and so every one up to end, fired
+				// in the first pass: one step skips them all, so that a
+				// long list of times costs no more than one.
+				t = end.Add(-time.Second)
+				continue
+			}
+		}
+		return n
 	}
 	return time.Time{}
+}
+
+// repeatEnd is the end of the repeated stretch n lies in when a clock
+// change turned the clock back and n's wall-clock time already passed
+// once, before the change; otherwise zero. The stretch runs from the
+// change for as long as the clock went back: 01:00 to 02:00 EST on
+// America/New_York's fall-back day, 01:30 to 02:00 in Australia/Lord_Howe.
+func repeatEnd(n time.Time) time.Time {
+	start, _ := n.ZoneBounds()
+	if start.IsZero() {
+		return time.Time{} // a zone without changes
+	}
+	_, before := start.Add(-time.Nanosecond).Zone()
+	_, after := start.Zone()
+	end := start.Add(time.Duration(before-after) * time.Second)
+	if !n.Before(end) {
+		return time.Time{} // a clock turned forward, or n past the repeat
+	}
+	return end
 }
 
 // startOfNextDay is the first instant of the day after t's: midnight, or,
@@ -114,7 +178,7 @@ type dayOfMonth struct {
 	days       uint32 // bit d: day d (1-31)
 	last       []int  // L-n: n days before the month's last
 	lastWork   bool   // LW: the month's last weekday
-	nearest    []int  // nW: the weekday nearest day n, within the month
+	nearest    []int  // nW: the weekday nearest day n (see nearestWeekday)
 }
 
 func parseDayOfMonth(field string) (dayOfMonth, error) {
@@ -169,7 +233,7 @@ func (m dayOfMonth) matches(t time.Time) bool {
 		return true
 	}
 	for _, n := range m.nearest {
-		if d == nearestWeekday(t, min(n, last), last) {
+		if w, ok := nearestWeekday(t, n, last); ok && d == w {
 			return true
 		}
 	}
@@ -198,23 +262,35 @@ func lastWeekday(t time.Time, last int) int {
 	return last
 }
 
-// nearestWeekday is the weekday nearest day n of t's month, never in
-// another month: a Saturday the 1st gives Monday the 3rd, a Sunday the
-// last gives the Friday before.
-func nearestWeekday(t time.Time, n, last int) int {
+// nearestWeekday is the day nW fires on in t's month, as Spring's
+// CronExpression reads it: day n itself on a weekday, the Friday before a
+// Saturday, the Monday after a Sunday, and Monday the 3rd for a Saturday
+// the 1st. ok is false when nW does not fire that month: the month has no
+// day n (31W in a 30-day month, 30W in February), or day n is a Sunday
+// and the month's last day, whose Monday after is in the next month, where
+// Spring does not fire it either. (This scheduler used to fire on the
+// month's last day, or the Friday before.) Where Spring's answer depends
+// on where its search starts (31W fires on a Friday the 30th when the
+// search starts that day, not when it starts the day before), the answer
+// here is the one for a search from an earlier day: a fire time depends
+// on the date alone.
+func nearestWeekday(t time.Time, n, last int) (day int, ok bool) {
+	if n > last {
+		return 0, false
+	}
 	switch weekdayOn(t, n) {
 	case time.Saturday:
 		if n == 1 {
-			return 3
+			return 3, true
 		}
-		return n - 1
+		return n - 1, true
 	case time.Sunday:
 		if n == last {
-			return n - 2
+			return 0, false
 		}
-		return n + 1
+		return n + 1, true
 	}
-	return n
+	return n, true
 }
 
 // dayOfWeek matches days of the week. The zero value matches any.

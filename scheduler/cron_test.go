@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -97,5 +98,95 @@ func TestCronAcrossClockChange(t *testing.T) {
 		if got := NextAfter(&def, ms(tt.from)); got != ms(tt.want) {
 			t.Errorf("%q in %s after %s: %s, want %s", tt.expr, tt.zone, tt.from, time.UnixMilli(got).UTC().Format(time.RFC3339), tt.want)
 		}
+	}
+}
+
+// fireTimes lists the first len(want) fire times of expr in zone after
+// from, as RFC 3339 UTC ("never" past the last).
+func fireTimes(expr, zone, from string, n int) []string {
+	def := conductor.WorkflowSchedule{CronExpression: expr, ZoneID: zone}
+	var out []string
+	at := ms(from)
+	for range n {
+		if at = NextAfter(&def, at); at == 0 {
+			return append(out, "never")
+		}
+		out = append(out, time.UnixMilli(at).UTC().Format(time.RFC3339))
+	}
+	return out
+}
+
+// Where a clock change repeats an hour, fixed times of day fire once, at
+// their first occurrence, while expressions with a *, a step or a range in
+// a time field fire at every instant that matches, through both passes, as
+// Spring's CronExpression does. America/New_York falls back at 06:00Z on
+// 2026-11-01 (02:00 EDT becomes 01:00 EST), Europe/Berlin at 01:00Z on
+// 2026-10-25, Australia/Lord_Howe by half an hour at 15:00Z on 2027-04-03.
+func TestCronFallBackFiresOncePerWallClock(t *testing.T) {
+	tests := []struct {
+		name, expr, zone, from string
+		want                   []string
+	}{
+		{"a daily time", "0 30 1 * * ?", "America/New_York", "2026-11-01T04:00:00Z",
+			[]string{"2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"}},
+		{"a list of times", "0 0,30 1 * * ?", "America/New_York", "2026-11-01T04:00:00Z",
+			[]string{"2026-11-01T05:00:00Z", "2026-11-01T05:30:00Z", "2026-11-02T06:00:00Z"}},
+		{"a weekly time", "0 15 1 ? * SUN", "America/New_York", "2026-11-01T04:00:00Z",
+			[]string{"2026-11-01T05:15:00Z", "2026-11-08T06:15:00Z"}},
+		{"searched from inside the repeat", "0 45 1 * * ?", "America/New_York", "2026-11-01T06:10:00Z",
+			[]string{"2026-11-02T06:45:00Z"}},
+		{"the last second of the repeat", "59 59 1 * * ?", "America/New_York", "2026-11-01T04:00:00Z",
+			[]string{"2026-11-01T05:59:59Z", "2026-11-02T06:59:59Z"}},
+		{"Berlin", "0 0 2 * * ?", "Europe/Berlin", "2026-10-24T23:00:00Z",
+			[]string{"2026-10-25T00:00:00Z", "2026-10-26T01:00:00Z"}},
+		{"a half-hour change", "0 45 1 * * ?", "Australia/Lord_Howe", "2027-04-03T13:00:00Z",
+			[]string{"2027-04-03T14:45:00Z", "2027-04-04T15:15:00Z"}},
+		{"every 15 minutes", "0 */15 * * * ?", "America/New_York", "2026-11-01T05:20:00Z",
+			[]string{"2026-11-01T05:30:00Z", "2026-11-01T05:45:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:15:00Z",
+				"2026-11-01T06:30:00Z", "2026-11-01T06:45:00Z", "2026-11-01T07:00:00Z"}},
+		{"hourly", "@hourly", "America/New_York", "2026-11-01T04:30:00Z",
+			[]string{"2026-11-01T05:00:00Z", "2026-11-01T06:00:00Z", "2026-11-01T07:00:00Z"}},
+		{"every 2 hours", "0 0 */2 * * ?", "Europe/Berlin", "2026-10-24T23:30:00Z",
+			[]string{"2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z", "2026-10-25T03:00:00Z"}},
+		{"every 15 minutes of one hour", "0 */15 1 * * ?", "America/New_York", "2026-11-01T05:40:00Z",
+			[]string{"2026-11-01T05:45:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:15:00Z", "2026-11-01T06:30:00Z",
+				"2026-11-01T06:45:00Z", "2026-11-02T06:00:00Z"}},
+		{"a skipped time stays skipped", "0 30 2 * * ?", "America/New_York", "2026-03-08T05:00:00Z",
+			[]string{"2026-03-09T06:30:00Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := fireTimes(tt.expr, tt.zone, tt.from, len(tt.want)); !slices.Equal(got, tt.want) {
+				t.Errorf("%q in %s after %s:\n got %v\nwant %v", tt.expr, tt.zone, tt.from, got, tt.want)
+			}
+		})
+	}
+}
+
+// nW fires as Spring's CronExpression fires it: not in a month that has no
+// day n, nor when day n is a Sunday and the month's last day (the Monday
+// after is in the next month). Each expectation is what Spring returns.
+// 2026-05-31 and 2027-02-28 are Sundays, 2026-01-31 a Saturday,
+// 2026-02-01 a Sunday.
+func TestCronNearestWeekdayAsSpring(t *testing.T) {
+	tests := []struct {
+		expr, from string
+		want       []string
+	}{
+		{"0 0 9 31W * ?", "2026-04-01T00:00:00Z", // April, May and June: none
+			[]string{"2026-07-31T09:00:00Z", "2026-08-31T09:00:00Z", "2026-10-30T09:00:00Z"}},
+		{"0 0 9 30W * ?", "2026-02-01T00:00:00Z", []string{"2026-03-30T09:00:00Z", "2026-04-30T09:00:00Z"}},
+		{"0 0 9 29W * ?", "2026-02-01T00:00:00Z", []string{"2026-03-30T09:00:00Z"}},
+		{"0 0 9 28W * ?", "2027-02-01T00:00:00Z", []string{"2027-03-29T09:00:00Z", "2027-04-28T09:00:00Z"}},
+		{"0 0 9 31W,15 * ?", "2026-04-16T00:00:00Z", []string{"2026-05-15T09:00:00Z", "2026-06-15T09:00:00Z"}},
+		{"0 0 9 31W * ?", "2026-01-01T00:00:00Z", []string{"2026-01-30T09:00:00Z"}}, // a Saturday: the Friday before
+		{"0 0 9 1W * ?", "2026-01-15T00:00:00Z", []string{"2026-02-02T09:00:00Z"}},  // a Sunday: the Monday after
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr+" after "+tt.from, func(t *testing.T) {
+			if got := fireTimes(tt.expr, "UTC", tt.from, len(tt.want)); !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

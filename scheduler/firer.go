@@ -33,17 +33,27 @@ type Firer struct {
 	starter  Starter
 	check    StartCheck
 	interval time.Duration
+	// reconcileEvery is how often the firer sweeps the whole due index
+	// for keys that zone rules or cron semantics changed since they were
+	// written (see fixDue).
+	reconcileEvery time.Duration
 }
 
 // NewFirer returns a firer; check may be nil (every owner may start).
 func NewFirer(store *Store, starter Starter, check StartCheck) *Firer {
-	return &Firer{store: store, starter: starter, check: check, interval: 200 * time.Millisecond}
+	return &Firer{store: store, starter: starter, check: check, interval: 200 * time.Millisecond,
+		reconcileEvery: 10 * time.Minute}
 }
 
-// Run fires due schedules until ctx is done.
+// Run fires due schedules until ctx is done. It sweeps the due index when
+// it starts, since a new binary or tzdata comes with a restart, and then
+// every reconcileEvery, since the system's tzdata can change under a
+// running process.
 func (f *Firer) Run(ctx context.Context) {
 	t := time.NewTicker(f.interval)
 	defer t.Stop()
+	f.reconcile(ctx)
+	swept := f.store.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -51,23 +61,38 @@ func (f *Firer) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		f.scan(ctx)
+		if now := f.store.now(); now.Sub(swept) >= f.reconcileEvery {
+			f.reconcile(ctx)
+			swept = now
+		}
+	}
+}
+
+// reconcile corrects the due index where it disagrees with the schedules.
+func (f *Firer) reconcile(ctx context.Context) {
+	if _, err := f.store.reconcileDue(); err != nil && ctx.Err() == nil {
+		f.store.logger.Warn("schedule due index sweep failed", logkey.Err, err)
 	}
 }
 
 func (f *Firer) scan(ctx context.Context) {
 	now := f.store.now().UnixMilli()
-	var due []string
+	type dueEntry struct {
+		token string
+		at    int64 // 0: pending, not from the due index
+	}
+	var due []dueEntry
 	err := f.store.reader.Scan([]byte(keyDue), func(key, _ []byte) bool {
 		at, token, err := dueToken(key)
 		if err != nil || at > now {
 			return false
 		}
-		due = append(due, token)
+		due = append(due, dueEntry{token, at})
 		return true
 	})
 	if err == nil {
 		err = f.store.reader.Scan([]byte(keyPending), func(key, _ []byte) bool {
-			due = append(due, string(key[len(keyPending):]))
+			due = append(due, dueEntry{token: string(key[len(keyPending):])})
 			return true
 		})
 	}
@@ -78,17 +103,23 @@ func (f *Firer) scan(ctx context.Context) {
 		return
 	}
 	seen := map[string]bool{}
-	for _, token := range due {
-		if seen[token] {
-			continue
-		}
-		seen[token] = true
-		name, err := eventlog.Untoken(token)
+	for _, d := range due {
+		name, err := eventlog.Untoken(d.token)
 		if err != nil {
 			continue
 		}
-		if err := f.fire(ctx, name, now); err != nil && ctx.Err() == nil {
-			f.store.logger.Warn("schedule fire failed", "schedule", name, logkey.Err, err)
+		if !seen[d.token] {
+			seen[d.token] = true
+			if err := f.fire(ctx, name, now); err != nil && ctx.Err() == nil {
+				f.store.logger.Warn("schedule fire failed", "schedule", name, logkey.Err, err)
+			}
+		}
+		// A key the schedule's next fire time no longer puts here would
+		// bring the schedule back at every scan, or never leave.
+		if d.at != 0 {
+			if err := f.store.checkDue(d.token, d.at); err != nil && ctx.Err() == nil {
+				f.store.logger.Warn("schedule due index check failed", "schedule", name, logkey.Err, err)
+			}
 		}
 	}
 }
@@ -133,8 +164,12 @@ func (f *Firer) mayStart(ctx context.Context, st *State) error {
 // securityPause pauses a schedule whose owner may no longer start its
 // workflow, as Orkes's scheduler does.
 func securityPause(refusal error, now int64) *schemas.SchedulePauseChanged {
-	return &schemas.SchedulePauseChanged{Paused: true, Reason: "Security Error: " + refusal.Error(), Time: now, By: systemPrincipal}
+	return &schemas.SchedulePauseChanged{Paused: true, Reason: securityReasonPrefix + ": " + refusal.Error(), Time: now, By: systemPrincipal}
 }
+
+// securityReasonPrefix starts the reason of the firer's security pauses,
+// as Orkes's does; SetPaused keeps it for them.
+const securityReasonPrefix = "Security Error"
 
 // systemPrincipal is who the scheduler's own changes are recorded as.
 const systemPrincipal = "flowvault"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -465,5 +466,50 @@ func TestFoldReadsOnlyNewRecords(t *testing.T) {
 	other := New(s.log, testutil.OpenStore(t), nil, testutil.Logger(t))
 	if _, err := other.load(ctx, "often"); err == nil {
 		t.Fatal("a fold from the first record read a schedule whose save is gone")
+	}
+}
+
+// On the night a clock falls back, a schedule at a fixed time of day
+// starts one run, and one every N minutes starts a run at each of its
+// times through both passes of the repeated hour. America/New_York falls
+// back at 06:00Z on 2026-11-01.
+func TestFallBackNightRuns(t *testing.T) {
+	tests := []struct {
+		name, expr string
+		scans      []string // when the firer scans
+		want       []string // the scheduled times it starts
+	}{
+		{"a nightly time", "0 30 1 * * ?",
+			[]string{"2026-11-01T05:30:01Z", "2026-11-01T06:30:01Z", "2026-11-02T06:30:01Z"},
+			[]string{"2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"}},
+		{"every 30 minutes", "0 */30 * * * ?",
+			[]string{"2026-11-01T05:30:01Z", "2026-11-01T06:00:01Z", "2026-11-01T06:30:01Z"},
+			[]string{"2026-11-01T05:30:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:30:00Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, c := newTestStore(t)
+			starts := &started{}
+			f := NewFirer(s, starts, nil)
+			c.ms = ms("2026-11-01T04:00:00Z")
+			if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "night", CronExpression: tt.expr, ZoneID: "America/New_York",
+				StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, at := range tt.scans {
+				c.ms = ms(at)
+				if err := f.fire(ctx, "night", c.ms); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var want []string
+			for _, at := range tt.want {
+				want = append(want, workflowID("night", ms(at)))
+			}
+			if !slices.Equal(starts.ids, want) {
+				t.Fatalf("started %v, want the runs of %v: %v", starts.ids, tt.want, want)
+			}
+		})
 	}
 }

@@ -184,6 +184,169 @@ func loadState(r interface{ Get([]byte) ([]byte, error) }, token string) (*State
 	return &s, nil
 }
 
+// The due index can go stale without an event: a schedule's next fire
+// time is computed with the zone rules (tzdata) and the cron semantics of
+// the binary that computes it, and the key stays where an earlier one put
+// it. Apply deletes the key of the next fire time as it computes it now,
+// so a key placed under other rules is left behind: one earlier than the
+// real time makes the firer look at the schedule, find nothing due and
+// look again at every scan until the real time; one later makes the
+// schedule fire late, and it stays in the index after the schedule's next
+// fire. fixDue corrects a schedule's keys to its next fire time as
+// computed now; the firer calls it for each key it finds due and for
+// every schedule whose keys differ when it sweeps the index (reconcileDue).
+//
+// Only due keys are written, never a schedule's state, and Apply reads no
+// due key, so a repair racing the projection's runner loses no event: at
+// worst it leaves a key that the firer finds due, and removes, later.
+
+// fixDue makes the keys stale (those the caller found for token, possibly
+// none) give way to the schedule's next fire time, read and computed in
+// the repair's own batch. It reports that time, and whether the index
+// changed: a caller's view may be older than the batch's.
+func (s *Store) fixDue(token string, stale []int64) (want int64, changed bool, err error) {
+	err = s.pstore.Update(ProjectionName, func(b *projections.Batch) error {
+		st, err := loadState(b, token)
+		if err != nil {
+			return err
+		}
+		if st != nil {
+			want = st.NextFire()
+		}
+		for _, at := range stale {
+			if at == want {
+				continue
+			}
+			if found, err := hasKey(b, dueKey(at, token)); err != nil || !found {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if err := b.Delete(dueKey(at, token)); err != nil {
+				return err
+			}
+			changed = true
+		}
+		if want == 0 {
+			return nil
+		}
+		if found, err := hasKey(b, dueKey(want, token)); err != nil || found {
+			return err
+		}
+		changed = true
+		return b.Set(dueKey(want, token), nil)
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("schedule %s due index: %w", untoken(token), err)
+	}
+	return want, changed, nil
+}
+
+func hasKey(r interface{ Get([]byte) ([]byte, error) }, key []byte) (bool, error) {
+	_, err := r.Get(key)
+	if errors.Is(err, projections.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// checkDue corrects token's key at, found due, when the schedule's next
+// fire time is elsewhere. The read model decides the common cases alone:
+// the key is the schedule's next fire time, or the projection has moved it
+// since the scan (its runner applies the fire that the scan just claimed).
+func (s *Store) checkDue(token string, at int64) error {
+	st, err := loadState(s.reader, token)
+	if err != nil {
+		return fmt.Errorf("schedule %s due index: %w", untoken(token), err)
+	}
+	if st != nil && st.NextFire() == at {
+		return nil
+	}
+	// The state is read first: a state past at commits with the deletion
+	// of at's key, so a key still there was left by other rules.
+	if found, err := hasKey(s.reader, dueKey(at, token)); err != nil || !found {
+		if err != nil {
+			return fmt.Errorf("schedule %s due index: %w", untoken(token), err)
+		}
+		return nil
+	}
+	want, changed, err := s.fixDue(token, []int64{at})
+	if err == nil && changed {
+		s.logger.Info("schedule due index corrected", "schedule", untoken(token), "stale", at, "due", want)
+	}
+	return err
+}
+
+// reconcileDue compares the whole due index with the schedules' next fire
+// times and corrects every schedule whose keys differ; it returns how many
+// it changed. It finds what checkDue cannot: a key later than the real
+// fire time, which no scan reaches in time.
+func (s *Store) reconcileDue() (int, error) {
+	keys := map[string][]int64{}
+	err := s.reader.Scan([]byte(keyDue), func(key, _ []byte) bool {
+		at, token, err := dueToken(key)
+		if err == nil {
+			keys[token] = append(keys[token], at)
+		}
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("due index: %w", err)
+	}
+	type fix struct {
+		token string
+		stale []int64
+	}
+	var fixes []fix
+	var derr error
+	err = s.reader.Scan([]byte(keyState), func(key, v []byte) bool {
+		var st State
+		if derr = msgpack.Unmarshal(v, &st); derr != nil {
+			derr = fmt.Errorf("stored schedule %s: %w", key, derr)
+			return false
+		}
+		token := string(key[len(keyState):])
+		have := keys[token]
+		delete(keys, token)
+		want := st.NextFire()
+		if (want == 0 && len(have) > 0) || (want != 0 && (len(have) != 1 || have[0] != want)) {
+			fixes = append(fixes, fix{token, have})
+		}
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("due index: %w", err)
+	}
+	for token, have := range keys {
+		fixes = append(fixes, fix{token, have}) // keys of no schedule
+	}
+	fixed := 0
+	for _, x := range fixes {
+		want, changed, err := s.fixDue(x.token, x.stale)
+		if err != nil {
+			return fixed, err
+		}
+		if changed {
+			fixed++
+			s.logger.Info("schedule due index corrected", "schedule", untoken(x.token), "stale", x.stale, "due", want)
+		}
+	}
+	return fixed, nil
+}
+
+// untoken is the schedule name a token stands for, for log lines (the
+// token itself when it is malformed).
+func untoken(token string) string {
+	if name, err := eventlog.Untoken(token); err == nil {
+		return name
+	}
+	return token
+}
+
 func dueKey(at int64, token string) []byte {
 	return append(binary.BigEndian.AppendUint64([]byte(keyDue), uint64(at)), token...)
 }

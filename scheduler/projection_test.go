@@ -1,14 +1,19 @@
 package scheduler
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // A schedule keeps its newest ExecutionsKept executions: the oldest goes
@@ -82,5 +87,157 @@ func TestPoisonRecordWritesNothing(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// dueIndex lists the due index as "name@time" entries.
+func dueIndex(t *testing.T, s *Store) []string {
+	t.Helper()
+	var out []string
+	err := s.reader.Scan([]byte(keyDue), func(key, _ []byte) bool {
+		at, token, err := dueToken(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, untoken(token)+"@"+time.UnixMilli(at).UTC().Format(time.RFC3339))
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A due key that the schedule's next fire time no longer puts there (new
+// zone rules, new cron semantics) is corrected without waiting for the
+// schedule's next event: when the firer finds it due, or when it sweeps
+// the index. The test plants such keys where the read model put the
+// schedule "noon" at 12:00 (its next fire time, computed now).
+func TestStaleDueKeyCorrected(t *testing.T) {
+	tests := []struct {
+		name   string
+		paused bool
+		keep   bool     // keep the 12:00 key beside the planted ones
+		plant  []string // "name@time" keys written into the index
+		sweep  bool     // repair by sweeping, else by scanning at 11:30
+		want   []string // the index after the repair
+		starts []string // runs started by a scan at 12:00:01
+	}{
+		{name: "earlier, found due", plant: []string{"noon@2026-11-30T11:00:00Z"},
+			want: []string{"noon@2026-11-30T12:00:00Z"}, starts: []string{"2026-11-30T12:00:00Z"}},
+		{name: "later, swept", plant: []string{"noon@2026-11-30T13:00:00Z"}, sweep: true,
+			want: []string{"noon@2026-11-30T12:00:00Z"}, starts: []string{"2026-11-30T12:00:00Z"}},
+		{name: "beside the right one, swept", keep: true, plant: []string{"noon@2027-01-01T12:00:00Z"}, sweep: true,
+			want: []string{"noon@2026-11-30T12:00:00Z"}, starts: []string{"2026-11-30T12:00:00Z"}},
+		{name: "of a paused schedule, found due", paused: true, plant: []string{"noon@2026-11-30T11:00:00Z"}},
+		{name: "of no schedule, found due", keep: true, plant: []string{"ghost@2026-11-30T11:00:00Z"},
+			want: []string{"noon@2026-11-30T12:00:00Z"}, starts: []string{"2026-11-30T12:00:00Z"}},
+		{name: "of no schedule, swept", keep: true, plant: []string{"ghost@2027-01-01T00:00:00Z"}, sweep: true,
+			want: []string{"noon@2026-11-30T12:00:00Z"}, starts: []string{"2026-11-30T12:00:00Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, c := newTestStore(t)
+			starts := &started{}
+			f := NewFirer(s, starts, nil)
+			if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "noon", CronExpression: "0 0 12 * * ?",
+				StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+				t.Fatal(err)
+			}
+			if tt.paused {
+				if err := s.SetPaused(ctx, "noon", true, "", "alice"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := s.pstore.Update(ProjectionName, func(b *projections.Batch) error {
+				if !tt.keep {
+					if err := b.Delete(dueKey(ms("2026-11-30T12:00:00Z"), eventlog.Token("noon"))); err != nil {
+						return err
+					}
+				}
+				for _, k := range tt.plant {
+					name, at, _ := strings.Cut(k, "@")
+					if err := b.Set(dueKey(ms(at), eventlog.Token(name)), nil); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.sweep {
+				f.reconcile(ctx)
+			} else {
+				c.ms = ms("2026-11-30T11:30:00Z")
+				f.scan(ctx)
+			}
+			if got := dueIndex(t, s); !slices.Equal(got, tt.want) {
+				t.Fatalf("index %v, want %v", got, tt.want)
+			}
+			if len(starts.ids) != 0 {
+				t.Fatalf("the repair started %v", starts.ids)
+			}
+			c.ms = ms("2026-11-30T12:00:01Z")
+			f.scan(ctx)
+			var want []string
+			for _, at := range tt.starts {
+				want = append(want, workflowID("noon", ms(at)))
+			}
+			if !slices.Equal(starts.ids, want) {
+				t.Fatalf("at 12:00:01 started %v, want %v", starts.ids, want)
+			}
+		})
+	}
+}
+
+// The sweep changes nothing in an index the projection keeps, whatever
+// the schedules' states: it must not fight the projection.
+func TestDueIndexSweepLeavesConsistentIndexAlone(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	f := NewFirer(s, &started{}, nil)
+	req := &conductor.StartWorkflowRequest{Name: "w"}
+	defs := []*conductor.WorkflowSchedule{
+		{Name: "plain", CronExpression: "0 0 12 * * ?", StartWorkflowRequest: req},
+		{Name: "catchup", CronExpression: "0 */10 * * * ?", RunCatchupScheduleInstances: true, StartWorkflowRequest: req},
+		{Name: "zoned", CronExpression: "0 30 1 * * ?", ZoneID: "America/New_York", StartWorkflowRequest: req},
+		{Name: "ended", CronExpression: "0 0 12 * * ?", ScheduleEndTime: ms("2026-11-30T11:00:00Z"), StartWorkflowRequest: req},
+		{Name: "paused", CronExpression: "0 0 12 * * ?", StartWorkflowRequest: req},
+		{Name: "gone", CronExpression: "0 0 12 * * ?", StartWorkflowRequest: req},
+	}
+	for _, def := range defs {
+		if err := s.Save(ctx, def, "alice", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetPaused(ctx, "paused", true, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "gone", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T12:00:01Z") // catchup claims its first missed run, 10:10
+	for _, name := range []string{"plain", "catchup"} {
+		if err := f.fire(ctx, name, c.ms); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the read model through a write that goes through it.
+		if err := s.ChangeTags(ctx, name, []conductor.Tag{{Key: "k", Value: "v"}}, false, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := dueIndex(t, s)
+	want := []string{"catchup@2026-11-30T10:20:00Z", "zoned@2026-12-01T06:30:00Z", "plain@2026-12-01T12:00:00Z"}
+	if !slices.Equal(before, want) {
+		t.Fatalf("index %v, want %v", before, want)
+	}
+	n, err := s.reconcileDue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := dueIndex(t, s); n != 0 || !slices.Equal(after, before) {
+		t.Fatalf("the sweep changed %d schedules: index %v, was %v", n, after, before)
 	}
 }

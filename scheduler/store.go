@@ -10,8 +10,10 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -33,6 +35,7 @@ type Waiter interface {
 // Store reads and changes schedules.
 type Store struct {
 	log     *eventlog.Log
+	pstore  *projections.Store // for the due index's repairs (see fixDue)
 	reader  projections.Reader
 	now     func() time.Time
 	logger  *slog.Logger
@@ -51,7 +54,7 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, logger *slo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, reader: store.Reader(ProjectionName), now: time.Now, logger: logger, folded: map[string]State{}}
+	s := &Store{log: log, pstore: store, reader: store.Reader(ProjectionName), now: time.Now, logger: logger, folded: map[string]State{}}
 	// Writes decide on the log's state, not on a read model that may lag.
 	s.updater = projections.NewUpdater(projections.Updater[*State]{Log: log, Waiter: waiter, Logger: logger, Now: s.now,
 		What: "schedules", Read: s.logView, Fold: s.logView})
@@ -258,8 +261,14 @@ func (s *Store) Delete(ctx context.Context, name, principal string) error {
 	})
 }
 
-// SetPaused pauses (with a reason) or resumes a schedule.
+// SetPaused pauses (with a reason) or resumes a schedule. A reason that
+// reads as the firer's security pause is refused (fault.ErrInvalid).
 func (s *Store) SetPaused(ctx context.Context, name string, paused bool, reason, principal string) error {
+	if paused {
+		if err := checkPauseReason(reason); err != nil {
+			return err
+		}
+	}
 	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
 		if err := s.mustExist(name)(st); err != nil {
 			return nil, err
@@ -269,6 +278,37 @@ func (s *Store) SetPaused(ctx context.Context, name string, paused bool, reason,
 		}
 		return []schemas.Event{&schemas.SchedulePauseChanged{Paused: paused, Reason: reason, Time: s.now().UnixMilli(), By: principal}}, nil
 	})
+}
+
+// checkPauseReason refuses a user's pause reason that would pass for the
+// firer's own security pause: operators and tools read a "Security Error"
+// reason as "the owner lost the right to start this workflow", and a
+// schedule paused with one by anyone else would hide why it really
+// stopped. Only letters are compared, case folded, so that spacing,
+// punctuation and invisible characters ("Security-Error", "\u200bSECURITY
+// ERROR") do not get round it.
+func checkPauseReason(reason string) error {
+	want := []rune(strings.ToLower(strings.ReplaceAll(securityReasonPrefix, " ", "")))
+	i := 0
+	for _, r := range reason {
+		if i == len(want) {
+			break
+		}
+		if !unicode.IsLetter(r) {
+			continue
+		}
+		if unicode.ToLower(r) != want[i] {
+			return nil
+		}
+		i++
+	}
+	if i < len(want) {
+		return nil
+	}
+	ve := &fault.ValidationError{}
+	ve.Add("reason", "a pause reason may not start with %q: flowvault gives that reason to the schedules it pauses "+
+		"when their owner may no longer start the workflow; give another reason", securityReasonPrefix)
+	return ve.Err()
 }
 
 // Tags returns a schedule's tags.
