@@ -2,10 +2,13 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/flowvault/flowvault/auth"
@@ -21,23 +24,33 @@ const maxMetadataBody = 4 << 20
 
 // Metadata is what the /api/metadata handlers need: the definition store.
 // *metadata.Store implements it; see there for the contract of each method.
+//
+// Every write is checked and applied on one revision of its definition
+// name: the handler reads Revision, checks the caller's access (which
+// reads the same read model, so a state at least as new), and writes with
+// metadata.At. A name created, deleted, re-created or re-tagged by someone
+// else in between answers 409 instead of a write with access its writer
+// was never checked for.
 type Metadata interface {
-	RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string) error
-	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, principal string) (*conductor.BulkResponse, error)
+	Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error)
+
+	RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) error
+	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, principal string, opts ...metadata.WriteOption) (*conductor.BulkResponse, error)
 	GetWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
 	ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error)
-	DeleteWorkflowDef(ctx context.Context, name string, version int, principal string) error
+	DeleteWorkflowDef(ctx context.Context, name string, version int, principal string, opts ...metadata.WriteOption) error
 
-	RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string) error
-	UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string) error
+	RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
+	UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
 	GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
 	ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error)
-	DeleteTaskDef(ctx context.Context, name string, principal string) error
+	DeleteTaskDef(ctx context.Context, name string, principal string, opts ...metadata.WriteOption) error
 
 	GetTags(ctx context.Context, kind metadata.Kind, name string) ([]conductor.Tag, error)
-	AddTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string) error
-	SetTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string) error
-	DeleteTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string) error
+	ListTags(ctx context.Context) ([]metadata.TagSet, error)
+	AddTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
+	SetTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
+	DeleteTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
 }
 
 var _ Metadata = (*metadata.Store)(nil)
@@ -47,6 +60,8 @@ var _ Metadata = (*metadata.Store)(nil)
 // Registering a name needs CREATE on it (role permission
 // CREATE_WORKFLOW_DEF / CREATE_TASK_DEF, or a grant), a new version or an
 // update of an existing one UPDATE; listings show what the caller may READ.
+// Writes check access in their handler, not in the route's rule: on the
+// revision they then write to (see Metadata).
 func (s *Server) metadataRoutes() {
 	on := func(targetType string, a auth.Access) auth.Rule {
 		return auth.Rule{Access: a, TargetType: targetType, TargetParam: "name"}
@@ -56,13 +71,14 @@ func (s *Server) metadataRoutes() {
 	s.route("PUT /api/metadata/workflow", auth.Authenticated, s.putWorkflowDefs)
 	s.route("GET /api/metadata/workflow", auth.Authenticated, s.listWorkflowDefs)
 	s.route("GET /api/metadata/workflow/{name}", on(wf, auth.Read), s.getWorkflowDef)
-	s.route("DELETE /api/metadata/workflow/{name}/{version}", on(wf, auth.Delete), s.deleteWorkflowDef)
+	s.route("DELETE /api/metadata/workflow/{name}/{version}", auth.Authenticated, s.deleteWorkflowDef)
 
 	s.route("POST /api/metadata/taskdefs", auth.Authenticated, s.registerTaskDefs)
 	s.route("PUT /api/metadata/taskdefs", auth.Authenticated, s.updateTaskDef)
 	s.route("GET /api/metadata/taskdefs", auth.Authenticated, s.listTaskDefs)
 	s.route("GET /api/metadata/taskdefs/{name}", on(td, auth.Read), s.getTaskDef)
-	s.route("DELETE /api/metadata/taskdefs/{name}", on(td, auth.Delete), s.deleteTaskDef)
+	s.route("DELETE /api/metadata/taskdefs/{name}", auth.Authenticated, s.deleteTaskDef)
+	s.route("GET /api/metadata/tags", auth.Authenticated, s.listTags)
 
 	for _, k := range []struct {
 		prefix, target string
@@ -72,28 +88,62 @@ func (s *Server) metadataRoutes() {
 		{"/api/metadata/task/{name}/tags", td, metadata.KindTask},
 	} {
 		s.route("GET "+k.prefix, on(k.target, auth.Read), s.getTags(k.kind))
-		s.route("POST "+k.prefix, on(k.target, auth.Update), s.changeTags(k.kind, s.deps.Metadata.AddTags))
-		s.route("PUT "+k.prefix, on(k.target, auth.Update), s.changeTags(k.kind, s.deps.Metadata.SetTags))
-		s.route("DELETE "+k.prefix, on(k.target, auth.Update), s.changeTags(k.kind, s.deps.Metadata.DeleteTags))
+		s.route("POST "+k.prefix, auth.Authenticated, s.changeTags(k.kind, s.deps.Metadata.AddTags))
+		s.route("PUT "+k.prefix, auth.Authenticated, s.changeTags(k.kind, s.deps.Metadata.SetTags))
+		s.route("DELETE "+k.prefix, auth.Authenticated, s.changeTags(k.kind, s.deps.Metadata.DeleteTags))
 	}
 }
 
 // mayWriteWorkflowDef checks CREATE on a new workflow name, UPDATE on a
 // registered one, and EXECUTE on the failureWorkflow it names: that one
-// starts, unasked, whenever a run fails.
-func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef) error {
-	_, err := s.deps.Metadata.GetWorkflowDef(r.Context(), def.Name, nil)
-	if err := s.mayWrite(r, auth.TargetWorkflowDef, def.Name, err); err != nil {
-		return err
+// starts, unasked, whenever a run fails. It returns the revision of the
+// name the check was made on, for the write to pin (see Metadata).
+func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef) (metadata.Revision, error) {
+	rev, err := s.mayChangeDef(r, metadata.KindWorkflow, def.Name, createOrUpdate)
+	if err != nil {
+		return rev, err
 	}
-	return s.authorizeAll(r, auth.FailureWorkflowRequires(def))
+	return rev, s.authorizeAll(r, auth.FailureWorkflowRequires(def))
 }
 
 // mayWriteTaskDef checks CREATE on a new task name, UPDATE on a
-// registered one.
-func (s *Server) mayWriteTaskDef(r *http.Request, name string) error {
-	_, err := s.deps.Metadata.GetTaskDef(r.Context(), name)
-	return s.mayWrite(r, auth.TargetTaskDef, name, err)
+// registered one, and returns the revision the check was made on.
+func (s *Server) mayWriteTaskDef(r *http.Request, name string) (metadata.Revision, error) {
+	return s.mayChangeDef(r, metadata.KindTask, name, createOrUpdate)
+}
+
+// createOrUpdate is the access a registration needs on a name: CREATE
+// while it is free, UPDATE once it is taken.
+func createOrUpdate(rev metadata.Revision) auth.Access {
+	if rev.Exists {
+		return auth.Update
+	}
+	return auth.Create
+}
+
+// mayChangeDef reads definition name's revision and then checks the
+// access it needs on it. The order matters: the check reads a state at
+// least as new as the revision, so a write pinned to the revision either
+// applies to the state that was checked or conflicts.
+func (s *Server) mayChangeDef(r *http.Request, kind metadata.Kind, name string, access func(metadata.Revision) auth.Access) (metadata.Revision, error) {
+	rev, err := s.deps.Metadata.Revision(r.Context(), kind, name)
+	if err != nil {
+		return rev, err
+	}
+	return rev, s.authorize(r, access(rev), auth.Target{Type: defTarget(kind), ID: name})
+}
+
+// always is an access whatever the revision.
+func always(a auth.Access) func(metadata.Revision) auth.Access {
+	return func(metadata.Revision) auth.Access { return a }
+}
+
+// defTarget is the access-control target type of a definition kind.
+func defTarget(kind metadata.Kind) string {
+	if kind == metadata.KindTask {
+		return auth.TargetTaskDef
+	}
+	return auth.TargetWorkflowDef
 }
 
 // mayWrite checks CREATE or UPDATE on name, by the outcome of looking it up.
@@ -118,11 +168,12 @@ func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.mayWriteWorkflowDef(r, &def); err != nil {
+	rev, err := s.mayWriteWorkflowDef(r, &def)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.deps.Metadata.RegisterWorkflowDef(r.Context(), &def, overwrite, principal(r)); err != nil {
+	if err := s.deps.Metadata.RegisterWorkflowDef(r.Context(), &def, overwrite, principal(r), metadata.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -135,16 +186,25 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// A bulk may hold several versions of one workflow: each is checked
+	// (its failureWorkflow too), and the name's first revision pins them
+	// all. A later check of the name read a state at least as new, so any
+	// change between the checks makes the writes conflict.
+	revs := map[string]metadata.Revision{}
 	for _, d := range defs {
 		if d == nil {
 			continue // the store reports it
 		}
-		if err := s.mayWriteWorkflowDef(r, d); err != nil {
+		rev, err := s.mayWriteWorkflowDef(r, d)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		if _, seen := revs[d.Name]; !seen {
+			revs[d.Name] = rev
+		}
 	}
-	resp, err := s.deps.Metadata.PutWorkflowDefs(r.Context(), defs, principal(r))
+	resp, err := s.deps.Metadata.PutWorkflowDefs(r.Context(), defs, principal(r), metadata.At(slices.Collect(maps.Values(revs))...))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -183,13 +243,19 @@ func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteWorkflowDef(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	rev, err := s.mayChangeDef(r, metadata.KindWorkflow, name, always(auth.Delete))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	v := r.PathValue("version")
 	version, err := strconv.Atoi(v)
 	if err != nil {
 		s.writeError(w, r, fault.Invalid("version %q is not an integer", v))
 		return
 	}
-	if err := s.deps.Metadata.DeleteWorkflowDef(r.Context(), r.PathValue("name"), version, principal(r)); err != nil {
+	if err := s.deps.Metadata.DeleteWorkflowDef(r.Context(), name, version, principal(r), metadata.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -202,16 +268,22 @@ func (s *Server) registerTaskDefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	revs := map[string]metadata.Revision{} // one per name, as for workflows
 	for _, d := range defs {
 		if d == nil {
 			continue // the store reports it
 		}
-		if err := s.mayWriteTaskDef(r, d.Name); err != nil {
+		if _, seen := revs[d.Name]; seen {
+			continue
+		}
+		rev, err := s.mayWriteTaskDef(r, d.Name)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		revs[d.Name] = rev
 	}
-	if err := s.deps.Metadata.RegisterTaskDefs(r.Context(), defs, principal(r)); err != nil {
+	if err := s.deps.Metadata.RegisterTaskDefs(r.Context(), defs, principal(r), metadata.At(slices.Collect(maps.Values(revs))...)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -224,11 +296,12 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.mayWriteTaskDef(r, def.Name); err != nil {
+	rev, err := s.mayWriteTaskDef(r, def.Name)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.deps.Metadata.UpdateTaskDef(r.Context(), &def, principal(r)); err != nil {
+	if err := s.deps.Metadata.UpdateTaskDef(r.Context(), &def, principal(r), metadata.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -257,7 +330,13 @@ func (s *Server) getTaskDef(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteTaskDef(w http.ResponseWriter, r *http.Request) {
-	if err := s.deps.Metadata.DeleteTaskDef(r.Context(), r.PathValue("name"), principal(r)); err != nil {
+	name := r.PathValue("name")
+	rev, err := s.mayChangeDef(r, metadata.KindTask, name, always(auth.Delete))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.deps.Metadata.DeleteTaskDef(r.Context(), name, principal(r), metadata.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -275,24 +354,60 @@ func (s *Server) getTags(kind metadata.Kind) http.HandlerFunc {
 	}
 }
 
-type tagsFunc func(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string) error
+type tagsFunc func(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
 
 // changeTags handles POST (add), PUT (replace) and DELETE (remove) of
-// tags. The SDKs send one Tag to POST and DELETE and an array to PUT; each
-// accepts either form.
+// tags, which need UPDATE on the definition. The SDKs send one Tag to POST
+// and DELETE and an array to PUT; each accepts either form.
 func (s *Server) changeTags(kind metadata.Kind, change tagsFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Checked on this revision, applied to it alone: a tag may grant
+		// access, and must not land on a definition re-created by someone
+		// else, nor on one whose tags no longer grant this caller UPDATE.
+		name := r.PathValue("name")
+		rev, err := s.mayChangeDef(r, kind, name, always(auth.Update))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		var tags tagList
 		if err := decodeJSON(w, r, maxMetadataBody, &tags); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := change(r.Context(), kind, r.PathValue("name"), tags, principal(r)); err != nil {
+		if err := change(r.Context(), kind, name, tags, principal(r), metadata.At(rev)); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		writeNoContent(w)
 	}
+}
+
+// listTags answers every tag of the definitions the caller may read,
+// each once, sorted (Orkes's GET /api/metadata/tags, a set of Tag).
+func (s *Server) listTags(w http.ResponseWriter, r *http.Request) {
+	sets, err := s.deps.Metadata.ListTags(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	seen := map[conductor.Tag]bool{}
+	out := []conductor.Tag{}
+	for _, set := range sets {
+		if !s.may(r, auth.Read, auth.Target{Type: defTarget(set.Kind), ID: set.Name}) {
+			continue
+		}
+		for _, t := range set.Tags {
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b conductor.Tag) int {
+		return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Value, b.Value))
+	})
+	writeJSON(w, http.StatusOK, out)
 }
 
 // tagList decodes a Tag object or an array of tags.

@@ -16,6 +16,12 @@
 // the expected sequence and the content, so a retried publish is
 // deduplicated by the server.
 //
+// Access to a definition follows its name's existence, tags and creator,
+// all on that one subject. The API reads the subject's Revision, checks
+// access, and passes At(rev) to the write: the write decides only on the
+// state of that revision, and answers fault.ErrConflict, writing nothing,
+// if the name was created, removed, re-created or re-tagged in between.
+//
 // # Read model
 //
 // Projection folds the stream into Pebble: workflow definitions by name and

@@ -114,10 +114,19 @@ func (s *Store) logView(ctx context.Context, subject string) (view, error) {
 	return view{KV: kv, Seq: seq, FromLog: true}, nil
 }
 
-// update runs one write on subject (see projections.Updater).
-func (s *Store) update(ctx context.Context, subject, principal string, decide func(view) ([]schemas.Event, error)) error {
-	_, err := s.updater.Update(ctx, subject, principal, decide)
-	return err
+// update runs one write on subject (see projections.Updater), pinned to
+// the revision o holds for it, if any.
+func (s *Store) update(ctx context.Context, subject, principal string, o *writeOptions, decide func(view) ([]schemas.Event, error)) error {
+	decide, err := o.pinned(subject, decide)
+	if err != nil {
+		return err
+	}
+	seq, err := s.updater.Update(ctx, subject, principal, decide)
+	if err != nil {
+		return err
+	}
+	o.wrote(subject, seq)
+	return nil
 }
 
 // millis is the event time of a change.

@@ -2,7 +2,11 @@ package metadata
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
@@ -26,17 +30,21 @@ func (s *Store) GetTags(ctx context.Context, kind Kind, name string) ([]conducto
 	if err != nil {
 		return nil, err
 	}
+	return conductorTags(tags), nil
+}
+
+func conductorTags(tags []schemas.DefTag) []conductor.Tag {
 	out := make([]conductor.Tag, len(tags))
 	for i, t := range tags {
 		out[i] = conductor.Tag{Key: t.Key, Value: t.Value}
 	}
-	return out, nil
+	return out
 }
 
 // AddTags adds tags to a definition's tag set; tags it already has are
 // kept once. A tag is a key/value pair and a key may carry several values.
-func (s *Store) AddTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string) error {
-	return s.changeTags(ctx, kind, name, tags, principal, func(cur, given []schemas.DefTag) []schemas.DefTag {
+func (s *Store) AddTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
+	return s.changeTags(ctx, kind, name, tags, principal, opts, func(cur, given []schemas.DefTag) []schemas.DefTag {
 		next := slices.Clone(cur)
 		for _, t := range given {
 			next = addTag(next, t)
@@ -46,24 +54,25 @@ func (s *Store) AddTags(ctx context.Context, kind Kind, name string, tags []cond
 }
 
 // SetTags replaces a definition's tag set with tags.
-func (s *Store) SetTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string) error {
-	return s.changeTags(ctx, kind, name, tags, principal, func(_, given []schemas.DefTag) []schemas.DefTag {
+func (s *Store) SetTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
+	return s.changeTags(ctx, kind, name, tags, principal, opts, func(_, given []schemas.DefTag) []schemas.DefTag {
 		return given
 	})
 }
 
 // DeleteTags removes tags (matching key and value) from a definition's tag
 // set. Tags it does not have are ignored.
-func (s *Store) DeleteTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string) error {
-	return s.changeTags(ctx, kind, name, tags, principal, func(cur, given []schemas.DefTag) []schemas.DefTag {
+func (s *Store) DeleteTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
+	return s.changeTags(ctx, kind, name, tags, principal, opts, func(cur, given []schemas.DefTag) []schemas.DefTag {
 		return slices.DeleteFunc(slices.Clone(cur), func(t schemas.DefTag) bool { return slices.Contains(given, t) })
 	})
 }
 
 // changeTags appends the tag set that op computes from the current set and
 // the given tags, unless it equals the current set. The definition must
-// exist.
-func (s *Store) changeTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string,
+// exist. A tag grants access: a write pinned by At must not tag a
+// definition other than the one its access was checked on.
+func (s *Store) changeTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts []WriteOption,
 	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
 	if err := checkKind(kind); err != nil {
 		return err
@@ -73,7 +82,7 @@ func (s *Store) changeTags(ctx context.Context, kind Kind, name string, tags []c
 	if err := ve.Err(); err != nil {
 		return err
 	}
-	return s.update(ctx, subjectOf(kind, name), principal, func(v view) ([]schemas.Event, error) {
+	return s.update(ctx, subjectOf(kind, name), principal, writeOpts(opts), func(v view) ([]schemas.Event, error) {
 		exists, err := defExists(v.KV, kind, name)
 		if err != nil {
 			return nil, err
@@ -158,4 +167,39 @@ func defNotFound(kind Kind, name string) error {
 		return taskNotFound(name)
 	}
 	return WorkflowNotFound(name, nil)
+}
+
+// TagSet is the tag set of one definition name.
+type TagSet struct {
+	Kind Kind
+	Name string
+	Tags []conductor.Tag
+}
+
+// ListTags returns the tag set of every tagged definition name, by kind,
+// then name, each set in its stored order. Callers filter it by what their
+// caller may read: a tag set is part of its definition.
+func (s *Store) ListTags(ctx context.Context) ([]TagSet, error) {
+	var out []TagSet
+	var decodeErr error
+	err := s.reader.Scan([]byte(tagsKeyPrefix), func(k, v []byte) bool {
+		kind, name, ok := strings.Cut(string(k[len(tagsKeyPrefix):]), "/")
+		if !ok {
+			return true // not a key tagsKey writes
+		}
+		var tags []schemas.DefTag
+		if err := msgpack.Unmarshal(v, &tags); err != nil {
+			decodeErr = fmt.Errorf("decode tags of %s %s: %w", kind, name, err)
+			return false
+		}
+		out = append(out, TagSet{Kind: Kind(kind), Name: name, Tags: conductorTags(tags)})
+		return true
+	})
+	if err == nil {
+		err = decodeErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list definition tags: %w", err)
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/flowvault/flowvault/fault"
@@ -16,8 +17,9 @@ import (
 // failed. Replacing keeps createTime and createdBy. Every definition is
 // validated before anything is written; an empty list is invalid. The
 // definitions are then stored one by one (each has its own subject): if
-// storing one fails, those before it stay stored.
-func (s *Store) RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string) error {
+// storing one fails, those before it stay stored. At pins each write to
+// its name's checked revision.
+func (s *Store) RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string, opts ...WriteOption) error {
 	if len(defs) == 0 {
 		return fault.Invalid("task definition list must not be empty")
 	}
@@ -33,8 +35,12 @@ func (s *Store) RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef,
 	if err := ve.Err(); err != nil {
 		return err
 	}
+	o := writeOpts(opts)
 	for _, reg := range regs {
-		if err := s.putTask(ctx, reg, principal); err != nil {
+		if err := s.putTask(ctx, reg, principal, o); err != nil {
+			if errors.Is(err, fault.ErrConflict) {
+				return err // it names the definition
+			}
 			return fmt.Errorf("task definition %s: %w", reg.name, err)
 		}
 	}
@@ -44,16 +50,16 @@ func (s *Store) RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef,
 // UpdateTaskDef creates or replaces one task definition (PUT
 // /api/metadata/taskdefs). It must create: the SDK's TaskHandler uses it to
 // register the definitions of its workers.
-func (s *Store) UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string) error {
+func (s *Store) UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string, opts ...WriteOption) error {
 	reg, err := prepareTask(def, "")
 	if err != nil {
 		return err
 	}
-	return s.putTask(ctx, reg, principal)
+	return s.putTask(ctx, reg, principal, writeOpts(opts))
 }
 
-func (s *Store) putTask(ctx context.Context, reg registration, principal string) error {
-	return s.update(ctx, TaskSubject(reg.name), principal, func(v view) ([]schemas.Event, error) {
+func (s *Store) putTask(ctx context.Context, reg registration, principal string, o *writeOptions) error {
+	return s.update(ctx, TaskSubject(reg.name), principal, o, func(v view) ([]schemas.Event, error) {
 		now := s.millis()
 		events := []schemas.Event{&schemas.TaskDefRegistered{Name: reg.name, Def: reg.raw, Time: now, By: principal}}
 		tagEv, err := registrationTags(v, KindTask, reg, now, principal)
@@ -95,8 +101,8 @@ func (s *Store) ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error) 
 
 // DeleteTaskDef removes task definition name and its tags. An unknown name
 // fails with fault.ErrNotFound.
-func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string) error {
-	return s.update(ctx, TaskSubject(name), principal, func(v view) ([]schemas.Event, error) {
+func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string, opts ...WriteOption) error {
+	return s.update(ctx, TaskSubject(name), principal, writeOpts(opts), func(v view) ([]schemas.Event, error) {
 		_, exists, err := readDef(v.KV, taskKey(name))
 		if err != nil {
 			return nil, err

@@ -22,16 +22,17 @@ func (s *Store) CheckWorkflowDef(def *conductor.WorkflowDef) error {
 // workflow def.Name. When that version exists it is replaced if overwrite
 // is set, and the call fails with fault.ErrConflict otherwise. Invalid
 // definitions fail with a *fault.ValidationError naming JSON paths.
-// principal is who registers ("" when unknown).
+// principal is who registers ("" when unknown); At pins the write to the
+// revision of def.Name that principal's access was checked on.
 //
 // The stored JSON is def.Raw when set (a definition decoded from JSON),
 // otherwise def's encoding.
-func (s *Store) RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string) error {
+func (s *Store) RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string, opts ...WriteOption) error {
 	reg, err := prepareWorkflow(def, "", s.opts.ValidateWorkflow)
 	if err != nil {
 		return err
 	}
-	return s.putWorkflow(ctx, reg, overwrite, principal)
+	return s.putWorkflow(ctx, reg, overwrite, principal, writeOpts(opts))
 }
 
 // PutWorkflowDefs creates or replaces each definition (PUT
@@ -39,8 +40,9 @@ func (s *Store) RegisterWorkflowDef(ctx context.Context, def *conductor.Workflow
 // invalid definition fails the call with a *fault.ValidationError whose
 // paths start with the definition's index ("[1].tasks[0].name") and
 // nothing is written. Failures to store are reported per name in the
-// response.
-func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, principal string) (*conductor.BulkResponse, error) {
+// response; a pinned write (At, one revision per name) whose name changed
+// since its check is such a failure.
+func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, principal string, opts ...WriteOption) (*conductor.BulkResponse, error) {
 	if len(defs) == 0 {
 		return nil, fault.Invalid("workflow definition list must not be empty")
 	}
@@ -57,8 +59,9 @@ func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowD
 		return nil, err
 	}
 	resp := conductor.NewBulkResponse()
+	o := writeOpts(opts)
 	for _, reg := range regs {
-		if err := s.putWorkflow(ctx, reg, true, principal); err != nil {
+		if err := s.putWorkflow(ctx, reg, true, principal, o); err != nil {
 			resp.BulkErrorResults[reg.name] = err.Error()
 			continue
 		}
@@ -79,8 +82,8 @@ func collect(ve *fault.ValidationError, err error) error {
 	return err
 }
 
-func (s *Store) putWorkflow(ctx context.Context, reg registration, overwrite bool, principal string) error {
-	return s.update(ctx, WorkflowSubject(reg.name), principal, func(v view) ([]schemas.Event, error) {
+func (s *Store) putWorkflow(ctx context.Context, reg registration, overwrite bool, principal string, o *writeOptions) error {
+	return s.update(ctx, WorkflowSubject(reg.name), principal, o, func(v view) ([]schemas.Event, error) {
 		_, exists, err := readDef(v.KV, workflowKey(reg.name, reg.version))
 		if err != nil {
 			return nil, err
@@ -134,8 +137,8 @@ func (s *Store) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef,
 // DeleteWorkflowDef removes one version of workflow name. Unknown names and
 // versions fail with fault.ErrNotFound. Removing the last version also
 // removes the name's tags.
-func (s *Store) DeleteWorkflowDef(ctx context.Context, name string, version int, principal string) error {
-	return s.update(ctx, WorkflowSubject(name), principal, func(v view) ([]schemas.Event, error) {
+func (s *Store) DeleteWorkflowDef(ctx context.Context, name string, version int, principal string, opts ...WriteOption) error {
+	return s.update(ctx, WorkflowSubject(name), principal, writeOpts(opts), func(v view) ([]schemas.Event, error) {
 		_, exists, err := readDef(v.KV, workflowKey(name, version))
 		if err != nil {
 			return nil, err

@@ -1,0 +1,363 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// tokenPrincipals authenticates a token as the principal it names.
+type tokenPrincipals map[string]auth.Principal
+
+func (tokenPrincipals) Issue(context.Context, string, string, int64, string) (string, error) {
+	return "", errors.New("this server issues no tokens")
+}
+
+func (tp tokenPrincipals) Authenticate(_ context.Context, token string) (auth.Principal, auth.Claims, error) {
+	p, ok := tp[token]
+	if !ok {
+		return auth.Principal{}, auth.Claims{}, &auth.TokenError{Code: auth.CodeInvalidToken, Reason: "unknown token"}
+	}
+	return p, auth.Claims{Subject: p.ID}, nil
+}
+
+// interleavedGrants is a fixed set of grants that runs meanwhile once, in
+// the middle of the next access decision on a definition: after the
+// decision read the definition's tags and creator, before the request
+// writes anything. That is the window a concurrent writer has.
+type interleavedGrants struct {
+	grants []auth.Grant
+
+	mu        sync.Mutex
+	meanwhile func()
+	ran       bool
+}
+
+func (g *interleavedGrants) GrantsOn(_ context.Context, t auth.Target) ([]auth.Grant, error) {
+	if t.Type == auth.TargetWorkflowDef || t.Type == auth.TargetTaskDef {
+		g.mu.Lock()
+		f := g.meanwhile
+		g.meanwhile = nil
+		g.mu.Unlock()
+		if f != nil {
+			f()
+			g.mu.Lock()
+			g.ran = true
+			g.mu.Unlock()
+		}
+	}
+	var out []auth.Grant
+	for _, gr := range g.grants {
+		if gr.Target == t {
+			out = append(out, gr)
+		}
+	}
+	return out, nil
+}
+
+func (g *interleavedGrants) GrantsTo(context.Context, auth.Subject, string) ([]auth.Grant, error) {
+	return nil, nil
+}
+
+// arm makes f the change of the next decision on a definition.
+func (g *interleavedGrants) arm(f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.meanwhile, g.ran = f, false
+}
+
+func (g *interleavedGrants) fired() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ran
+}
+
+// definitionSource tells the Authorizer the tags and creators of
+// definitions, as the node wires it.
+type definitionSource struct{ md *metadata.Store }
+
+func kindOf(t auth.Target) metadata.Kind {
+	if t.Type == auth.TargetTaskDef {
+		return metadata.KindTask
+	}
+	return metadata.KindWorkflow
+}
+
+func (d definitionSource) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	tags, err := d.md.GetTags(ctx, kindOf(t), t.ID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, nil
+	}
+	var out []string
+	for _, tag := range tags {
+		out = append(out, tag.Key+":"+tag.Value)
+	}
+	return out, err
+}
+
+func (d definitionSource) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
+	var by string
+	var err error
+	if kindOf(t) == metadata.KindTask {
+		var def *conductor.TaskDef
+		if def, err = d.md.GetTaskDef(ctx, t.ID); err == nil {
+			by = def.CreatedBy
+		}
+	} else {
+		var def *conductor.WorkflowDef
+		if def, err = d.md.GetWorkflowDef(ctx, t.ID, nil); err == nil {
+			by = def.CreatedBy
+		}
+	}
+	if errors.Is(err, fault.ErrNotFound) {
+		return "", nil
+	}
+	return by, err
+}
+
+const (
+	pinUser  = "user@example.com"
+	pinAdmin = "admin@example.com"
+)
+
+// newPinServer serves the metadata API over a real log and read model,
+// with the real Authorizer. The user holds role USER (CREATE on every
+// definition name) and UPDATE on whatever is tagged team:x.
+func newPinServer(t *testing.T) (*metadata.Store, *interleavedGrants, string) {
+	t.Helper()
+	l := testutil.OpenLog(t, "")
+	store := testutil.OpenStore(t)
+	runner := testutil.RunProjection(t, l, store, metadata.Projection{},
+		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
+	md := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(t)})
+	grants := &interleavedGrants{grants: []auth.Grant{{
+		Subject: auth.Subject{Type: auth.SubjectUser, ID: pinUser},
+		Target:  auth.Target{Type: auth.TargetTag, ID: "team:x"},
+		Access:  []auth.Access{auth.Update},
+	}}}
+	authz := auth.NewAuthorizer(grants)
+	authz.Register(auth.TargetWorkflowDef, definitionSource{md})
+	authz.Register(auth.TargetTaskDef, definitionSource{md})
+	srv := httptest.NewServer(api.New(api.Deps{
+		Logger:     testutil.Logger(t),
+		Metadata:   md,
+		Authorizer: authz,
+		Tokens: tokenPrincipals{
+			"user-token":  {ID: pinUser, Roles: []string{auth.RoleUser}},
+			"admin-token": {ID: pinAdmin, Roles: []string{auth.RoleAdmin}},
+		},
+	}))
+	t.Cleanup(srv.Close)
+	return md, grants, srv.URL
+}
+
+// Every definition write applies to the definition its access was checked
+// on. Another writer that creates, re-creates or re-tags the definition
+// while the user's access is being checked makes the write a 409, and
+// leaves the other writer's definition as it was: without the pin the
+// user would overwrite, delete or re-tag a definition it may not change.
+func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
+	t.Parallel()
+	md, grants, base := newPinServer(t)
+	ctx := testutil.Context(t, time.Minute)
+	must := func(t *testing.T, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The helpers return errors: the changes made meanwhile run on the
+	// server's goroutine, where a test may not stop.
+	registerWF := func(name, by string, tags ...conductor.Tag) error {
+		var d conductor.WorkflowDef
+		err := conductor.Unmarshal([]byte(`{"name":"`+name+`","description":"by `+by+`","tasks":[{"name":"a","taskReferenceName":"a"}]}`), &d)
+		if err == nil {
+			err = md.RegisterWorkflowDef(ctx, &d, true, by)
+		}
+		if err == nil {
+			err = md.SetTags(ctx, metadata.KindWorkflow, name, tags, by)
+		}
+		return err
+	}
+	registerTask := func(name, by string, tags ...conductor.Tag) error {
+		var d conductor.TaskDef
+		err := conductor.Unmarshal([]byte(`{"name":"`+name+`","description":"by `+by+`"}`), &d)
+		if err == nil {
+			err = md.UpdateTaskDef(ctx, &d, by)
+		}
+		if err == nil {
+			err = md.SetTags(ctx, metadata.KindTask, name, tags, by)
+		}
+		return err
+	}
+	recreateWF := func(name string) error {
+		if err := md.DeleteWorkflowDef(ctx, name, 1, pinAdmin); err != nil {
+			return err
+		}
+		return registerWF(name, pinAdmin)
+	}
+	recreateTask := func(name string) error {
+		if err := md.DeleteTaskDef(ctx, name, pinAdmin); err != nil {
+			return err
+		}
+		return registerTask(name, pinAdmin)
+	}
+	retag := func(kind metadata.Kind, name string, tags ...conductor.Tag) func() error {
+		return func() error { return md.SetTags(ctx, kind, name, tags, pinAdmin) }
+	}
+	teamX := conductor.Tag{Key: "team", Value: "x"}
+	teamY := conductor.Tag{Key: "team", Value: "y"}
+	// createdBy/description of a definition, as the other writer left it.
+	adminMade := pinAdmin + "/by " + pinAdmin
+	wfBy := func(t *testing.T, name string) string {
+		t.Helper()
+		d, err := md.GetWorkflowDef(ctx, name, nil)
+		must(t, err)
+		return d.CreatedBy + "/" + d.Description
+	}
+	taskBy := func(t *testing.T, name string) string {
+		t.Helper()
+		d, err := md.GetTaskDef(ctx, name)
+		must(t, err)
+		return d.CreatedBy + "/" + d.Description
+	}
+	tagged := func(kind metadata.Kind, name string, want ...conductor.Tag) func(t *testing.T) bool {
+		return func(t *testing.T) bool {
+			tags, err := md.GetTags(ctx, kind, name)
+			must(t, err)
+			return slices.Equal(tags, want)
+		}
+	}
+	none := func() error { return nil }
+
+	tests := []struct {
+		name               string
+		setup              func() error
+		method, path, body string
+		meanwhile          func() error
+		// status is the answer (409, but for bulk writes, which report
+		// per name); intact checks the other writer's definition.
+		status int
+		intact func(t *testing.T) bool
+	}{
+		{"register over a workflow created meanwhile", none,
+			"POST", "/api/metadata/workflow?overwrite=true", `{"name":"fresh_wf","description":"by user","tasks":[{"name":"a","taskReferenceName":"a"}]}`,
+			func() error { return registerWF("fresh_wf", pinAdmin) },
+			http.StatusConflict, func(t *testing.T) bool { return wfBy(t, "fresh_wf") == adminMade }},
+		{"bulk put over a workflow created meanwhile", none,
+			"PUT", "/api/metadata/workflow", `[{"name":"fresh_bulk","description":"by user","tasks":[{"name":"a","taskReferenceName":"a"}]}]`,
+			func() error { return registerWF("fresh_bulk", pinAdmin) },
+			http.StatusOK, func(t *testing.T) bool { return wfBy(t, "fresh_bulk") == adminMade }},
+		{"delete of a workflow re-created meanwhile", func() error { return registerWF("own_wf", pinUser) },
+			"DELETE", "/api/metadata/workflow/own_wf/1", "",
+			func() error { return recreateWF("own_wf") },
+			http.StatusConflict, func(t *testing.T) bool { return wfBy(t, "own_wf") == adminMade }},
+		{"workflow tags set on a workflow re-tagged meanwhile", func() error { return registerWF("tagged_wf", pinAdmin, teamX) },
+			"PUT", "/api/metadata/workflow/tagged_wf/tags", `[{"key":"team","value":"x"},{"key":"owner","value":"user"}]`,
+			retag(metadata.KindWorkflow, "tagged_wf", teamY),
+			http.StatusConflict, tagged(metadata.KindWorkflow, "tagged_wf", teamY)},
+		{"upsert over a task created meanwhile", none,
+			"PUT", "/api/metadata/taskdefs", `{"name":"fresh_task","description":"by user"}`,
+			func() error { return registerTask("fresh_task", pinAdmin) },
+			http.StatusConflict, func(t *testing.T) bool { return taskBy(t, "fresh_task") == adminMade }},
+		{"register over a task created meanwhile", none,
+			"POST", "/api/metadata/taskdefs", `[{"name":"fresh_tasks","description":"by user"}]`,
+			func() error { return registerTask("fresh_tasks", pinAdmin) },
+			http.StatusConflict, func(t *testing.T) bool { return taskBy(t, "fresh_tasks") == adminMade }},
+		{"delete of a task re-created meanwhile", func() error { return registerTask("own_task", pinUser) },
+			"DELETE", "/api/metadata/taskdefs/own_task", "",
+			func() error { return recreateTask("own_task") },
+			http.StatusConflict, func(t *testing.T) bool { return taskBy(t, "own_task") == adminMade }},
+		{"task tag added to a task re-tagged meanwhile", func() error { return registerTask("tagged_task", pinAdmin, teamX) },
+			"POST", "/api/metadata/task/tagged_task/tags", `{"key":"owner","value":"user"}`,
+			retag(metadata.KindTask, "tagged_task", teamY),
+			http.StatusConflict, tagged(metadata.KindTask, "tagged_task", teamY)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			must(t, tt.setup())
+			grants.arm(func() {
+				if err := tt.meanwhile(); err != nil {
+					t.Errorf("the change made meanwhile: %v", err)
+				}
+			})
+			got := client{t, base, "user-token"}.do(tt.method, tt.path, tt.body)
+			if !grants.fired() {
+				t.Fatal("the request was never checked against the definition")
+			}
+			if got.status != tt.status || !strings.Contains(got.body, "changed while this request's access was being checked") {
+				t.Errorf("answer %d %s, want %d naming the change", got.status, got.body, tt.status)
+			}
+			if !tt.intact(t) {
+				t.Errorf("the user's write changed the definition another writer made meanwhile")
+			}
+		})
+	}
+}
+
+// GET /api/metadata/tags lists the tags of every definition the caller
+// may read, each once, sorted.
+func TestMetadataTagsListing(t *testing.T) {
+	t.Parallel()
+	md, _, base := newPinServer(t)
+	ctx := testutil.Context(t, time.Minute)
+	set := func(kind metadata.Kind, name, by string, tags ...conductor.Tag) {
+		t.Helper()
+		var err error
+		if kind == metadata.KindTask {
+			var d conductor.TaskDef
+			if err = conductor.Unmarshal([]byte(`{"name":"`+name+`"}`), &d); err == nil {
+				err = md.UpdateTaskDef(ctx, &d, by)
+			}
+		} else {
+			var d conductor.WorkflowDef
+			if err = conductor.Unmarshal([]byte(`{"name":"`+name+`","tasks":[{"name":"a","taskReferenceName":"a"}]}`), &d); err == nil {
+				err = md.RegisterWorkflowDef(ctx, &d, false, by)
+			}
+		}
+		if err == nil {
+			err = md.SetTags(ctx, kind, name, tags, by)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tag := func(k, v string) conductor.Tag { return conductor.Tag{Key: k, Value: v} }
+	user, admin := client{t, base, "user-token"}, client{t, base, "admin-token"}
+	if got := user.must(http.StatusOK, "GET", "/api/metadata/tags", ""); got != "[]" {
+		t.Fatalf("no tags = %s", got)
+	}
+	set(metadata.KindWorkflow, "users_flow", pinUser, tag("team", "core"), tag("env", "dev"))
+	set(metadata.KindTask, "users_task", pinUser, tag("env", "dev"))
+	set(metadata.KindWorkflow, "admins_flow", pinAdmin, tag("customer", "acme"), tag("env", "prod"))
+	set(metadata.KindTask, "shared_task", pinAdmin, tag("team", "x"), tag("cost", "high")) // team:x grants the user UPDATE, so READ
+
+	for _, tt := range []struct {
+		who  client
+		want string
+	}{
+		{user, `[{"key":"cost","value":"high"},{"key":"env","value":"dev"},{"key":"team","value":"core"},{"key":"team","value":"x"}]`},
+		{admin, `[{"key":"cost","value":"high"},{"key":"customer","value":"acme"},{"key":"env","value":"dev"},{"key":"env","value":"prod"},` +
+			`{"key":"team","value":"core"},{"key":"team","value":"x"}]`},
+	} {
+		if got := tt.who.must(http.StatusOK, "GET", "/api/metadata/tags", ""); got != tt.want {
+			t.Errorf("%s sees %s, want %s", tt.who.token, got, tt.want)
+		}
+	}
+	client{t, base, ""}.do("GET", "/api/metadata/tags", "").expectError(t, http.StatusUnauthorized, "")
+}

@@ -1,0 +1,146 @@
+package metadata
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// Revision is the state of a definition name that a write's access was
+// checked against: the sequence of the last record of the name's subject
+// as the read model (which access checks read) holds it, 0 for none, and
+// whether a definition (a task definition, or any version of a workflow)
+// is stored under the name.
+//
+// Access to a definition follows its name's existence (CREATE or UPDATE),
+// its tags and its creator, all of which live on that one subject, so the
+// subject's sequence pins every one of them.
+type Revision struct {
+	Seq    uint64
+	Exists bool
+
+	subject string
+	what    string
+}
+
+// Revision returns the revision of definition name, for a write checked
+// against it (see At). Read it before checking access: the check then
+// reads a state at least as new, and a write whose check saw a newer state
+// than its revision merely conflicts.
+func (s *Store) Revision(_ context.Context, kind Kind, name string) (Revision, error) {
+	if err := checkKind(kind); err != nil {
+		return Revision{}, err
+	}
+	subject := subjectOf(kind, name)
+	v, err := s.projectionView(subject)
+	if err != nil {
+		return Revision{}, err
+	}
+	exists, err := defExists(v.KV, kind, name)
+	if err != nil {
+		return Revision{}, fmt.Errorf("revision of %s: %w", describe(kind, name), err)
+	}
+	return Revision{Seq: v.Seq, Exists: exists, subject: subject, what: describe(kind, name)}, nil
+}
+
+// WriteOption changes a write.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	// checked is, per subject a write may change, the sequence its access
+	// was checked at; nil when the write is not pinned.
+	checked map[string]uint64
+	what    map[string]string
+}
+
+// noRevision is a sequence no subject reaches: a write pinned to it always
+// conflicts.
+const noRevision = math.MaxUint64
+
+// At makes a write apply only to the revisions its access was checked
+// against: one per definition name the write changes. Checked on one state
+// and applied to another (the name created, deleted and re-created, or
+// re-tagged by someone else in between), a write would be decided on
+// access its writer may not have: it fails with fault.ErrConflict instead,
+// and writes nothing. Within one call (a bulk registration), a name's
+// revision follows the call's own writes to it.
+//
+// A pinned write to a name At was given no revision for fails. Two
+// different revisions of one name pin it to neither: the write conflicts.
+func At(revs ...Revision) WriteOption {
+	return func(o *writeOptions) {
+		if o.checked == nil {
+			o.checked = make(map[string]uint64, len(revs))
+			o.what = make(map[string]string, len(revs))
+		}
+		for _, r := range revs {
+			if seq, ok := o.checked[r.subject]; ok && seq != r.Seq {
+				o.checked[r.subject] = noRevision
+				continue
+			}
+			o.checked[r.subject] = r.Seq
+			o.what[r.subject] = r.what
+		}
+	}
+}
+
+func writeOpts(opts []WriteOption) *writeOptions {
+	o := &writeOptions{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+// pinned wraps decide so that it refuses a state other than the checked
+// revision of subject. It is decide itself for a write that is not pinned.
+func (o *writeOptions) pinned(subject string, decide func(view) ([]schemas.Event, error)) (func(view) ([]schemas.Event, error), error) {
+	if o.checked == nil {
+		return decide, nil
+	}
+	at, ok := o.checked[subject]
+	if !ok {
+		return nil, fmt.Errorf("write to %s without the revision its access was checked on", subject)
+	}
+	return func(v view) ([]schemas.Event, error) {
+		// The last record applied, as Revision counts it, not v.Seq: a
+		// view folded from the log also counts a record the read model
+		// parked as unreadable, which would refuse every write for good.
+		cur, err := subjectSeq(v.KV, subject)
+		if err != nil {
+			return nil, err
+		}
+		if cur != at {
+			return nil, changedWhileChecked(o.what[subject])
+		}
+		return decide(v)
+	}, nil
+}
+
+// wrote moves subject's pin to seq, the call's own write: later writes of
+// the same call to that name were checked together with it.
+func (o *writeOptions) wrote(subject string, seq uint64) {
+	if o.checked != nil && seq != 0 {
+		o.checked[subject] = seq
+	}
+}
+
+// changedWhileChecked is the answer to a write whose definition changed
+// between its access check and its append.
+func changedWhileChecked(what string) error {
+	if what == "" {
+		what = "the definition"
+	}
+	return fault.Conflict("%s changed while this request's access was being checked; nothing was written: send the request again", what)
+}
+
+// describe names a definition in messages.
+func describe(kind Kind, name string) string {
+	if kind == KindTask {
+		return "task definition " + name
+	}
+	return "workflow definition " + name
+}
