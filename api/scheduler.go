@@ -119,7 +119,7 @@ func (s *Server) routeScheduler() {
 					err = sc.SetPaused(r.Context(), n, paused, "", principal(r))
 				}
 				if err != nil {
-					res.BulkErrorResults[n] = err.Error()
+					res.BulkErrorResults[n] = errorMessage(err)
 				} else {
 					res.BulkSuccessfulResults = append(res.BulkSuccessfulResults, n)
 				}

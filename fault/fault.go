@@ -89,3 +89,19 @@ func (e *kindError) Unwrap() error { return e.kind }
 func kinded(kind error, format string, args []any) error {
 	return &kindError{msg: fmt.Sprintf(format, args...), kind: kind}
 }
+
+// kinds are the failures a client is told about in so many words.
+var kinds = []error{ErrNotFound, ErrConflict, ErrInvalid, ErrForbidden, ErrUnauthorized, ErrTooLarge, ErrUnavailable, ErrRateLimited}
+
+// Message is err's text as a client may read it where an error is reported
+// among other outcomes (a bulk response): an error of a known kind says
+// what went wrong; any other is internal, and its text may name internals
+// (a subject, a path, a server's reply), so it reads "internal error".
+func Message(err error) string {
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			return err.Error()
+		}
+	}
+	return "internal error"
+}

@@ -62,7 +62,7 @@ func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowD
 	o := writeOpts(opts)
 	for _, reg := range regs {
 		if err := s.putWorkflow(ctx, reg, true, principal, o); err != nil {
-			resp.BulkErrorResults[reg.name] = err.Error()
+			resp.BulkErrorResults[reg.name] = fault.Message(err)
 			continue
 		}
 		resp.BulkSuccessfulResults = append(resp.BulkSuccessfulResults, reg.name)
