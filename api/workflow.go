@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -254,16 +256,49 @@ func (s *Server) lifecycle(trigger func(*http.Request) (engine.Trigger, error)) 
 }
 
 // submit runs an operator's trigger against execution id, which the caller
-// must be allowed to EXECUTE.
+// must be allowed to EXECUTE, and returns once the caller's next read sees
+// it: in the workflow, and in the workflows it reaches (see waitRelated).
 func (s *Server) submit(r *http.Request, id string, trig engine.Trigger) error {
 	if _, err := s.execution(r, id, auth.Execute); err != nil {
 		return err
 	}
-	out, err := s.deps.Engine.Submit(r.Context(), id, trig, executor.Meta{Principal: principal(r)})
+	out, err := s.deps.Engine.Submit(r.Context(), id, trig, executor.Meta{Principal: principal(r), FollowRelated: true})
 	if err != nil {
 		return err
 	}
-	return s.wait(r.Context(), out.Seq)
+	if err := s.wait(r.Context(), out.Seq); err != nil {
+		return err
+	}
+	s.waitRelated(r, id, out.Related)
+	return nil
+}
+
+// relatedWait bounds how long a write waits for its consequences in other
+// workflows. Past it the write still answers: it is durable, and what it
+// set off follows (effects are retried, and recovered after a crash).
+const relatedWait = 10 * time.Second
+
+// waitRelated waits, up to relatedWait, until what a write set off in
+// other workflows is readable: a parent reopened by its child's retry,
+// restart or rerun, or ended by its child's terminate; children
+// terminated with their parent, or started by its retry or restart; a
+// failure workflow started. Conductor makes those before it answers, and
+// its callers read the parent next. A wait that runs out is logged, never
+// the write's failure: the write has happened.
+func (s *Server) waitRelated(r *http.Request, id string, rel *executor.Related) {
+	if rel == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), relatedWait)
+	defer cancel()
+	seq, err := rel.Wait(ctx)
+	if err == nil {
+		err = s.wait(ctx, seq)
+	}
+	if err != nil && r.Context().Err() == nil {
+		s.deps.Logger.Warn("a write answers before its consequences in related workflows are readable",
+			logkey.WorkflowID, id, logkey.Err, err)
+	}
 }
 
 func (s *Server) restartTrigger(r *http.Request) (engine.Trigger, error) {

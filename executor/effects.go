@@ -52,9 +52,25 @@ type SystemTask interface {
 // decision had more effects than there are slots and its first tasks were
 // being taken: a FORK_JOIN_DYNAMIC of 1,600 branches did.
 // Each effect is idempotent; a failed one is logged and left to recovery.
-func (e *Executor) perform(effects []engine.Effect) {
+// rel, when set, follows the effects that reach other workflows.
+func (e *Executor) perform(effects []engine.Effect, rel *Related) {
 	if len(effects) == 0 {
 		return
+	}
+	if rel != nil {
+		// Counted before this returns: the decision that set them off
+		// may itself be a followed effect, done once its submit returns.
+		n := 0
+		for _, eff := range effects {
+			if reachesOthers(eff) {
+				n++
+			}
+		}
+		if n == 0 {
+			rel = nil
+		} else {
+			rel.add(n)
+		}
 	}
 	e.wg.Add(1)
 	go func() {
@@ -63,20 +79,28 @@ func (e *Executor) perform(effects []engine.Effect) {
 		// decision's other effects need not wait for it.
 		for _, eff := range effects {
 			if _, system := eff.(engine.RunSystem); !system {
-				e.launch(e.sem, eff)
+				e.launch(e.sem, eff, rel)
 			}
 		}
 		for _, eff := range effects {
 			if _, system := eff.(engine.RunSystem); system {
-				e.launch(e.systemSem, eff)
+				e.launch(e.systemSem, eff, rel)
 			}
 		}
 	}()
 }
 
-// launch waits for a slot of sem and runs eff in the background.
-func (e *Executor) launch(sem chan struct{}, eff engine.Effect) {
-	e.onSlotOf(sem, 5*time.Minute, func(ctx context.Context) {
+// launch waits for a slot of sem and runs eff in the background; rel, when
+// set, follows it if it reaches another workflow.
+func (e *Executor) launch(sem chan struct{}, eff engine.Effect, rel *Related) {
+	if !reachesOthers(eff) {
+		rel = nil
+	}
+	ran := e.onSlotOf(sem, 5*time.Minute, func(ctx context.Context) {
+		if rel != nil {
+			defer rel.done()
+			ctx = withRelated(ctx, rel)
+		}
 		// Effects are idempotent: a failure (a publish timing out under
 		// load) is retried here rather than left to the next start's
 		// recovery, which would leave a task undispatched until then.
@@ -96,21 +120,25 @@ func (e *Executor) launch(sem chan struct{}, eff engine.Effect) {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 	})
+	if !ran && rel != nil {
+		rel.done()
+	}
 }
 
 // onSlot runs fn in the background once one of the EffectConcurrency
 // slots is free, with a context that ends after timeout or at Stop. It
-// waits for the slot: never call it from a shard (see perform).
-func (e *Executor) onSlot(timeout time.Duration, fn func(ctx context.Context)) {
-	e.onSlotOf(e.sem, timeout, fn)
+// waits for the slot: never call it from a shard (see perform). It
+// reports whether fn runs: not once the executor stops.
+func (e *Executor) onSlot(timeout time.Duration, fn func(ctx context.Context)) bool {
+	return e.onSlotOf(e.sem, timeout, fn)
 }
 
 // onSlotOf is onSlot with the slots of sem.
-func (e *Executor) onSlotOf(sem chan struct{}, timeout time.Duration, fn func(ctx context.Context)) {
+func (e *Executor) onSlotOf(sem chan struct{}, timeout time.Duration, fn func(ctx context.Context)) bool {
 	select {
 	case sem <- struct{}{}:
 	case <-e.ctx.Done():
-		return
+		return false
 	}
 	e.wg.Add(1)
 	go func() {
@@ -119,6 +147,7 @@ func (e *Executor) onSlotOf(sem chan struct{}, timeout time.Duration, fn func(ct
 		defer cancel()
 		fn(ctx)
 	}()
+	return true
 }
 
 func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {

@@ -108,6 +108,10 @@ type Meta struct {
 	Principal string
 	// RequestID identifies the request; retries of one append reuse it.
 	RequestID string
+	// FollowRelated has Outcome.Related follow what the decision sets off
+	// in other workflows, for a caller that answers only once those are
+	// readable too (an operator's lifecycle request).
+	FollowRelated bool
 }
 
 // Outcome is what Submit returns.
@@ -122,6 +126,9 @@ type Outcome struct {
 	// HandOffInput is the prepared input of a taken task: for the taker's
 	// eyes only, never stored.
 	HandOffInput map[string]any
+	// Related, with Meta.FollowRelated, follows the decision's effects on
+	// other workflows; nil otherwise.
+	Related *Related
 }
 
 // Executor is the command loop. Create with New, then Start.
@@ -231,7 +238,10 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 	if meta.RequestID == "" {
 		meta.RequestID = uuid.NewString()
 	}
-	j := &job{ctx: ctx, wfID: wfID, trig: trig, meta: meta, done: make(chan jobResult, 1)}
+	j := &job{ctx: ctx, wfID: wfID, trig: trig, meta: meta, done: make(chan jobResult, 1), related: relatedFrom(ctx)}
+	if meta.FollowRelated && j.related == nil {
+		j.related = &Related{}
+	}
 	s := e.shardFor(wfID)
 	select {
 	case s.in <- j:
@@ -242,6 +252,9 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 	}
 	select {
 	case r := <-j.done:
+		if meta.FollowRelated && r.err == nil {
+			r.out.Related = j.related
+		}
 		return r.out, r.err
 	case <-ctx.Done():
 		return Outcome{}, ctx.Err()
@@ -267,6 +280,22 @@ type job struct {
 	trig engine.Trigger // nil: just return the state
 	meta Meta
 	done chan jobResult
+	// related, when set, follows the decision's effects on other
+	// workflows: the caller's (Meta.FollowRelated), or that of the effect
+	// whose decision this is.
+	related *Related
+}
+
+// followed is what follows the effects of the job's decision: its related,
+// except for a workflow that a followed effect starts. That start is the
+// consequence (the new workflow is readable once the caller answers);
+// what the new workflow goes on to do is its own progress, which may be
+// long: a chain of sub-workflows that end as they start.
+func (j *job) followed() *Related {
+	if _, start := j.trig.(engine.Start); start && !j.meta.FollowRelated {
+		return nil
+	}
+	return j.related
 }
 
 type jobResult struct {
@@ -324,6 +353,11 @@ func (s *shard) process(j *job) (Outcome, error) {
 	for attempt := 1; ; attempt++ {
 		now := e.cfg.Now()
 		if take, ok := j.trig.(engine.Take); ok && e.handOff != nil {
+			// Prepared afresh from the trigger as submitted on every
+			// attempt, and recorded only by the attempt whose record is
+			// stored: an attempt that lost a conflict leaves no audit
+			// record of what it resolved, so each resolution of the
+			// hand-off is recorded once.
 			var err error
 			if trig, handOffInput, err = e.prepareHandOff(ctx, w, take); err != nil {
 				return Outcome{}, err
@@ -356,7 +390,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 		}
 		if len(dec.Events) == 0 {
 			e.metrics.decisions.WithLabelValues(name, "noop").Inc()
-			e.perform(dec.Effects)
+			e.perform(dec.Effects, j.followed())
 			return Outcome{State: w, Seq: seqOf(w), Reply: dec.Reply}, nil
 		}
 		if e.protector != nil {
@@ -370,14 +404,36 @@ func (s *shard) process(j *job) (Outcome, error) {
 			return Outcome{}, err
 		}
 		var dup bool
+		recordID := envs[0].ID
 		seq, err := e.appender.Append(ctx, subject(j.wfID), envs, expected, eventlog.ReportDuplicate(&dup))
-		if errors.Is(err, eventlog.ErrConflict) && attempt < e.cfg.MaxAttempts {
-			e.metrics.conflicts.Inc()
-			if w, err = s.refresh(ctx, j.wfID, w); err != nil {
-				return Outcome{}, err
+		if err != nil && ambiguous(err) && ctx.Err() == nil {
+			// A timeout or a lost connection says nothing of whether the
+			// record was stored. One that was is this request's answer:
+			// told it failed, a worker would retry its take and find the
+			// task gone, taken by itself, until the lease expired.
+			if landed, ok := e.landed(ctx, j.wfID, expected, recordID); ok {
+				seq, err, dup = landed, nil, true
 			}
-			cached = false
-			continue
+		}
+		if errors.Is(err, eventlog.ErrConflict) && attempt < e.cfg.MaxAttempts {
+			recs, rerr := e.log.ReadSubject(ctx, subject(j.wfID), expected)
+			if rerr != nil {
+				return Outcome{}, fmt.Errorf("load workflow %s: %w", j.wfID, rerr)
+			}
+			if ownRecord(recs, recordID) {
+				// The log looks for the id behind a conflict itself, but
+				// that look can fail: the record in the way is this one,
+				// stored by a publish whose answer was lost. Deciding again
+				// would find its own take done and answer "task gone".
+				seq, err, dup = recs[0].Seq, nil, true
+			} else {
+				e.metrics.conflicts.Inc()
+				if w, err = s.catchUp(j.wfID, w, recs); err != nil {
+					return Outcome{}, err
+				}
+				cached = false
+				continue
+			}
 		}
 		if err != nil {
 			e.metrics.decisions.WithLabelValues(name, "error").Inc()
@@ -389,15 +445,27 @@ func (s *shard) process(j *job) (Outcome, error) {
 			// trigger finds its work done (a result already recorded) and
 			// implies none, and the task it scheduled would wait for a
 			// dispatch until the next start's recovery.
-			e.reconcile(j.wfID)
+			e.reconcile(j.wfID, nil)
+			if take, ok := trig.(engine.Take); ok && !take.System && ambiguous(err) {
+				if taken, ok := dec.Reply.(*engine.Task); ok {
+					// The taker hears it failed and tries again, but a
+					// take stored after all (late, or after the taker gave
+					// up) makes the task its own: gone to every take, its
+					// own included, until the lease expires.
+					e.putBack(j.wfID, expected, recordID, taken.ID, taken.PollCount)
+					return Outcome{}, fmt.Errorf("workflow %s: take of task %s unconfirmed (put back in the queue if it was recorded): %w: %w",
+						j.wfID, taken.ID, fault.ErrUnavailable, err)
+				}
+			}
 			return Outcome{}, fmt.Errorf("workflow %s: %w", j.wfID, err)
 		}
 		if dup {
 			// The record is another decision's on the same request (made
-			// on an older state, by another engine or before a crash):
-			// the log's, with its effects, is what stands.
+			// on an older state, by another engine or before a crash), or
+			// this one's whose answer was lost: the log's, with its
+			// effects, is what stands.
 			e.metrics.decisions.WithLabelValues(name, "duplicate").Inc()
-			out, err := e.deduplicated(ctx, s, j.wfID, dec.Reply)
+			out, err := e.deduplicated(ctx, s, j.wfID, dec.Reply, j.related, j.followed())
 			if _, taken := out.Reply.(*engine.Task); taken {
 				out.HandOffInput = handOffInput
 			}
@@ -406,7 +474,10 @@ func (s *shard) process(j *job) (Outcome, error) {
 		dec.State.Seq = seq
 		s.cache.put(j.wfID, dec.State)
 		e.metrics.decisions.WithLabelValues(name, "appended").Inc()
-		e.perform(dec.Effects)
+		if j.related != nil {
+			j.related.note(seq)
+		}
+		e.perform(dec.Effects, j.followed())
 		out := Outcome{State: dec.State, Seq: seq, Appended: true, Reply: dec.Reply}
 		if _, taken := dec.Reply.(*engine.Task); taken {
 			out.HandOffInput = handOffInput
@@ -419,8 +490,8 @@ func (s *shard) process(j *job) (Outcome, error) {
 // an earlier decision on the same request: with the log's state, and the
 // task it holds for a take's reply. The earlier decision's effects may not
 // have been performed (its engine may have crashed): a reconcile performs
-// what the state implies.
-func (e *Executor) deduplicated(ctx context.Context, s *shard, wfID string, reply any) (Outcome, error) {
+// what the state implies, followed by follow. The record is noted on rel.
+func (e *Executor) deduplicated(ctx context.Context, s *shard, wfID string, reply any, rel, follow *Related) (Outcome, error) {
 	s.cache.drop(wfID)
 	w, err := s.load(ctx, wfID)
 	if err != nil {
@@ -433,7 +504,10 @@ func (e *Executor) deduplicated(ctx context.Context, s *shard, wfID string, repl
 			reply = held
 		}
 	}
-	e.reconcile(wfID)
+	if rel != nil {
+		rel.note(seqOf(w))
+	}
+	e.reconcile(wfID, follow)
 	return Outcome{State: w, Seq: seqOf(w), Appended: true, Reply: reply}, nil
 }
 
@@ -554,13 +628,18 @@ func (s *shard) refresh(ctx context.Context, wfID string, w *engine.Workflow) (*
 	if err != nil {
 		return nil, fmt.Errorf("load workflow %s: %w", wfID, err)
 	}
+	return s.catchUp(wfID, w, recs)
+}
+
+// catchUp applies recs, the records after w's sequence, to a copy of w.
+func (s *shard) catchUp(wfID string, w *engine.Workflow, recs []eventlog.Record) (*engine.Workflow, error) {
 	if len(recs) == 0 {
 		return w, nil
 	}
 	if w != nil {
 		w = w.Clone()
 	}
-	w, err = Fold(w, recs)
+	w, err := Fold(w, recs)
 	if err != nil {
 		s.cache.drop(wfID)
 		return nil, fmt.Errorf("load workflow %s: %w", wfID, err)

@@ -66,15 +66,32 @@ func startInline(ctx context.Context, t *testing.T, e *Executor, id, defJSON str
 	}
 }
 
-// lostAnswer stores the first append, then answers it with an error: the
-// answer of a publish the server stored was lost (a timeout, a connection
-// that dropped).
+// lostAnswer stores the first append it is given (of those only picks,
+// when set), then answers it with an error: the answer of a publish the
+// server stored was lost (a timeout, a connection that dropped). With
+// giveUp set, the caller gives up (giveUp ends its context) while the
+// append is under way, which is stored after that and answered with the
+// caller's error: a batch written after its writer stopped waiting.
 type lostAnswer struct {
-	log  *eventlog.Log
-	lost atomic.Bool
+	log    *eventlog.Log
+	only   func([]schemas.Envelope) bool
+	giveUp context.CancelFunc
+	lost   atomic.Bool
 }
 
 func (l *lostAnswer) Append(ctx context.Context, subject string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	if l.lost.Load() || (l.only != nil && !l.only(envs)) {
+		return l.log.Append(ctx, subject, envs, expected, opts...)
+	}
+	if l.giveUp != nil {
+		l.giveUp()
+		<-ctx.Done()
+		_, err := l.log.Append(context.WithoutCancel(ctx), subject, envs, expected, opts...)
+		if err == nil && l.lost.CompareAndSwap(false, true) {
+			return 0, ctx.Err()
+		}
+		return 0, err
+	}
 	seq, err := l.log.Append(ctx, subject, envs, expected, opts...)
 	if err == nil && l.lost.CompareAndSwap(false, true) {
 		return 0, errors.New("publish answer lost")
@@ -83,9 +100,19 @@ func (l *lostAnswer) Append(ctx context.Context, subject string, envs []schemas.
 }
 
 // A decision whose append was stored although the executor was told it
-// failed still has its effects performed: the task it scheduled is
-// dispatched, without a restart's recovery.
+// failed answers as stored, found in the log, while its caller waits; once
+// its caller has given up it answers the caller's error. Either way its
+// effects are performed: the task it scheduled is dispatched, without a
+// restart's recovery.
 func TestEffectsOfAnAppendWhoseAnswerWasLost(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("late=%v", late), func(t *testing.T) {
+			testEffectsOfAnAppendWhoseAnswerWasLost(t, late)
+		})
+	}
+}
+
+func testEffectsOfAnAppendWhoseAnswerWasLost(t *testing.T, late bool) {
 	l := testutil.OpenLog(t, "")
 	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
 	lost := &lostAnswer{log: l}
@@ -95,16 +122,28 @@ func TestEffectsOfAnAppendWhoseAnswerWasLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Stop)
+	startCtx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	if late {
+		lost.giveUp = giveUp
+	}
 
 	def := &conductor.WorkflowDef{}
 	if err := conductor.Unmarshal([]byte(`{"name":"lost_answer","version":1,"tasks":[{"name":"lost_answer_task","taskReferenceName":"t"}]}`), def); err != nil {
 		t.Fatal(err)
 	}
 	const id = "wf-lost-answer"
-	_, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id})
-	if err == nil || !lost.lost.Load() {
-		t.Fatalf("the start's answer was not lost: %v", err)
+	_, _, err := e.StartWorkflow(startCtx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id})
+	if late != (err != nil) {
+		t.Fatalf("start whose answer was lost (caller gone: %v) answered %v", late, err)
 	}
+	// A caller who gave up is answered at once; the append goes on.
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if !lost.lost.Load() {
+			return errors.New("the start's answer was not lost yet")
+		}
+		return nil
+	})
 	recs, err := l.ReadSubject(ctx, subject(id), 0)
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("the start was not stored: %d records, %v", len(recs), err)

@@ -107,13 +107,25 @@ func expected(err error) bool {
 }
 
 // reconcile performs, in the background, the effects wfID's state
-// implies, as recovery does for every running workflow. It does not wait
-// for room on the effect pool: a shard calls it.
-func (e *Executor) reconcile(wfID string) {
+// implies, as recovery does for every running workflow, followed by rel
+// when set. It does not wait for room on the effect pool: a shard calls it.
+func (e *Executor) reconcile(wfID string, rel *Related) {
+	if rel != nil {
+		rel.add(1)
+	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.onSlot(time.Minute, func(ctx context.Context) { e.reconcileNow(ctx, wfID, engine.Reconcile{}) })
+		ran := e.onSlot(time.Minute, func(ctx context.Context) {
+			if rel != nil {
+				defer rel.done()
+				ctx = withRelated(ctx, rel)
+			}
+			e.reconcileNow(ctx, wfID, engine.Reconcile{})
+		})
+		if !ran && rel != nil {
+			rel.done()
+		}
 	}()
 }
 

@@ -1,0 +1,105 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// An append that fails with a timeout or a lost connection may have been
+// stored all the same: JetStream may have written the record and lost
+// only the answer, or a batch that held it may still be written after its
+// writer stopped waiting. These find out from the log.
+
+// landedTimeout bounds the read that looks for a record whose append
+// failed, while the request that made it still waits.
+const landedTimeout = 5 * time.Second
+
+// putBackWindow is how long a take told it failed is watched for its
+// record, which a batch in flight may store after its writer gave up
+// (eventlog retries a publish for about as long).
+const putBackWindow = time.Minute
+
+// ambiguous reports an append error that leaves open whether the record
+// was stored. A conflict or a record too large stores nothing.
+func ambiguous(err error) bool {
+	return !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrTooLarge) &&
+		!errors.Is(err, eventlog.ErrInvalidSubject) && !errors.Is(err, eventlog.ErrClosed)
+}
+
+// ownRecord reports whether the first of recs, the records after the
+// sequence an append expected, is the one that append made: a record is
+// stored only directly after the subject sequence it expects.
+func ownRecord(recs []eventlog.Record, recordID string) bool {
+	return len(recs) > 0 && recs[0].MsgID == recordID
+}
+
+// landed looks for the record recordID appended after sequence after on
+// wfID's subject, and returns its sequence if it is there.
+func (e *Executor) landed(ctx context.Context, wfID string, after uint64, recordID string) (uint64, bool) {
+	ctx, cancel := context.WithTimeout(ctx, landedTimeout)
+	defer cancel()
+	recs, err := e.log.ReadSubject(ctx, subject(wfID), after)
+	if err != nil || !ownRecord(recs, recordID) {
+		return 0, false
+	}
+	return recs[0].Seq, true
+}
+
+// putBack puts a worker task back in its queue if its take, whose taker
+// was told it failed, was stored after all: the record recordID after
+// sequence expected, which made the take numbered lease. Nobody holds the
+// task then, yet every take of it, its taker's retry included, is
+// answered "gone" until its lease expires, which for a task without a
+// response timeout is never. Put back, it is dispatched again at once.
+// A take the taker did get after all is not disturbed: its result or
+// progress, recorded first, makes the put-back late and ignored, and a
+// put-back recorded first makes its result about an earlier lease.
+func (e *Executor) putBack(wfID string, expected uint64, recordID, taskID string, lease int) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.onSlot(putBackWindow, func(ctx context.Context) {
+			log := e.cfg.Logger.With(logkey.WorkflowID, wfID, logkey.TaskID, taskID)
+			if !e.awaitRecord(ctx, wfID, expected, recordID) {
+				return
+			}
+			res := conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: conductor.TaskInProgress,
+				ReasonForIncompletion: "its take was recorded after its worker was told it failed: handed out again"}
+			out, err := e.Submit(ctx, wfID, engine.Result{Result: res, Lease: lease}, Meta{})
+			if err != nil {
+				log.Error("a take recorded after its worker was told it failed could not be undone; the task waits for its lease",
+					logkey.Err, err)
+				return
+			}
+			if reply, _ := out.Reply.(engine.ResultReply); !reply.Ignored {
+				log.Warn("a take recorded after its worker was told it failed was undone: the task is handed out again")
+			}
+		})
+	}()
+}
+
+// awaitRecord waits until the first record after sequence after on wfID's
+// subject is stored, and reports whether it is recordID's. Once another
+// record holds that place, recordID's append, which expected after, can
+// never be stored. It gives up (false) when ctx ends.
+func (e *Executor) awaitRecord(ctx context.Context, wfID string, after uint64, recordID string) bool {
+	backoff := 50 * time.Millisecond
+	for {
+		recs, err := e.log.ReadSubject(ctx, subject(wfID), after)
+		if err == nil && len(recs) > 0 {
+			return ownRecord(recs, recordID)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return false
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
