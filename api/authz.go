@@ -64,16 +64,42 @@ func (s *Server) hidden(r *http.Request, wf *engine.Workflow, access auth.Access
 
 // mayPoll reports (nil) whether the caller may take tasks of taskType:
 // tasks carry their input, secrets resolved.
+//
+// A type without a definition (workflows may use unregistered SIMPLE
+// tasks) has no tags, no creator and no group default access: only
+// POLL_ANY_TASK (ADMIN, UNRESTRICTED_WORKER) or a grant of EXECUTE on
+// TASK_DEF:<type> itself, which only an admin can make, reaches it. In
+// particular the CREATE every USER holds on unused task names does not.
+// The refusal says so, since "no grant" reads as a missing grant on a
+// definition the caller cannot find.
 func (s *Server) mayPoll(r *http.Request, taskType string) error {
 	if s.deps.Insecure {
 		return nil
 	}
 	p := caller(r)
+	target := auth.Target{Type: auth.TargetTaskDef, ID: taskType}
 	if !p.HasPermission(auth.PermPollTasks) {
-		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Execute, Target: auth.Target{Type: auth.TargetTaskDef, ID: taskType},
-			Reason: "polling needs the WORKER role"}
+		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Execute, Target: target, Reason: "polling needs the WORKER role"}
 	}
-	return s.deps.Authorizer.Authorize(r.Context(), p, auth.Execute, auth.Resource{Target: auth.Target{Type: auth.TargetTaskDef, ID: taskType}})
+	err := s.deps.Authorizer.Authorize(r.Context(), p, auth.Execute, auth.Resource{Target: target})
+	var fe *auth.ForbiddenError
+	if errors.As(err, &fe) && s.unregisteredTaskType(r, taskType) {
+		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Execute, Target: target,
+			Reason: "task type " + taskType + " has no definition: polling an unregistered type needs the ADMIN or " +
+				auth.RoleUnrestrictedWorker + " role, or a grant of EXECUTE on " + target.String()}
+	}
+	return err
+}
+
+// unregisteredTaskType reports whether taskType is known to have no task
+// definition. It is asked only to word a refusal: a lookup that fails
+// leaves the refusal as the Authorizer worded it.
+func (s *Server) unregisteredTaskType(r *http.Request, taskType string) bool {
+	if s.deps.Metadata == nil {
+		return false
+	}
+	_, err := s.deps.Metadata.GetTaskDef(r.Context(), taskType)
+	return errors.Is(err, fault.ErrNotFound)
 }
 
 // mayUpdateTask reports (nil) whether the caller may report on task t of

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +44,8 @@ const (
 	maxPollWait     = 30 * time.Second
 	maxPollCount    = 100
 	maxWorkerID     = 256
-	maxLogBytes     = 64 << 10
+	// maxLogBytes bounds one line of POST /api/tasks/{taskId}/log.
+	maxLogBytes = 64 << 10
 	// nextTaskMaxWait bounds update-v2's wait for a task it knows is being
 	// dispatched.
 	nextTaskMaxWait = 100 * time.Millisecond
@@ -61,15 +64,20 @@ func (s *Server) taskRoutes() {
 	s.route("GET /api/tasks/{first}/{second}", auth.Authenticated, s.pollOrLogs)
 	s.route("POST /api/tasks/update-v2", auth.Authenticated, s.updateTaskV2)
 	s.route("POST /api/tasks", auth.Authenticated, s.updateTask)
-	s.route("POST /api/tasks/{workflowId}/{taskRefName}/{status}", auth.Authenticated, s.updateTaskByRef(false))
+	// POST /api/tasks/queue/requeue/{taskType} has the shape of the first
+	// pattern below, and of the signal one for a type named "signal"; a
+	// pattern of its own would conflict with the signal one (net/http
+	// refuses to register it). Both hand it to requeuePending.
+	s.route("POST /api/tasks/{workflowId}/{taskRefName}/{status}", auth.Authenticated, s.orRequeue(s.updateTaskByRef(false)))
 	s.route("POST /api/tasks/{workflowId}/{taskRefName}/{status}/sync", auth.Authenticated, s.updateTaskByRef(true))
 	// More specific than the two above, so they win for these paths.
-	s.route("POST /api/tasks/{workflowId}/{status}/signal", auth.Authenticated, s.signal(false))
+	s.route("POST /api/tasks/{workflowId}/{status}/signal", auth.Authenticated, s.orRequeue(s.signal(false)))
 	s.route("POST /api/tasks/{workflowId}/{status}/signal/sync", auth.Authenticated, s.signal(true))
 	s.route("GET /api/tasks/{taskId}", auth.Authenticated, s.getTask)
 	s.route("POST /api/tasks/{taskId}/log", auth.Authenticated, s.addTaskLog)
 	// Queue statistics name task types and count tasks: for those who see
-	// definitions, executions or queues anyway.
+	// definitions, executions or queues anyway, and of those only the
+	// types they may read (queueFilter).
 	queues := auth.Rule{AnyPermission: []string{auth.PermMetadataView, auth.PermWorkflowSearch, auth.PermPollTasks}}
 	s.route("GET /api/tasks/queue/sizes", queues, s.queueSizes)
 	s.route("GET /api/tasks/queue/all", queues, s.allQueueSizes(false))
@@ -223,6 +231,9 @@ func checkResultStatus(status string) error {
 // result, briefly). A result for a task or workflow that already finished
 // changes nothing and succeeds (Conductor ignores late updates).
 func (s *Server) report(r *http.Request, res conductor.TaskResult, by string, byWorker bool) (executor.Outcome, error) {
+	if len(res.Logs) > 0 {
+		res.Logs = capLogs(res.TaskID, res.Logs, s.loggedTask(r.Context(), res))
+	}
 	var out executor.Outcome
 	var err error
 	if by != "" {
@@ -247,11 +258,45 @@ func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		_, err = s.report(r, res, by, true)
 	}
-	if err != nil {
+	if err != nil && !s.lateForRemoved(r, res, err) {
 		s.writeError(w, r, err)
 		return
 	}
 	writeText(w, http.StatusOK, res.TaskID)
+}
+
+// lateForRemoved reports whether res, refused with err, is a result for a
+// task of a removed workflow that the caller may report on: a late one,
+// which both update endpoints ignore with a success, as Conductor does a
+// late update for a workflow that ended (conductor-api.md §4.3, §8 item
+// 11).
+// Removal takes the workflow's tasks off the task index, so the lookup
+// answers not found; a 404 from update-v2 would make the JavaScript SDK's
+// workers give up update-v2 for the life of their process, or retry a
+// result that can never land and then report it lost. A result without
+// workflowInstanceId (the SDKs always send it) cannot be traced to a
+// removed workflow and stays not found.
+func (s *Server) lateForRemoved(r *http.Request, res conductor.TaskResult, err error) bool {
+	if !errors.Is(err, fault.ErrNotFound) || res.TaskID == "" || res.WorkflowInstanceID == "" {
+		return false
+	}
+	// The engine still holds a removed workflow's state (its events stay
+	// in the log until compaction has run).
+	out, serr := s.deps.Engine.Submit(r.Context(), res.WorkflowInstanceID, nil, executor.Meta{})
+	if serr != nil || out.State == nil || !out.State.Removed {
+		return false
+	}
+	t := out.State.TaskByID(res.TaskID)
+	if t == nil {
+		return false
+	}
+	// Whoever may not report on the task keeps the answer a missing task
+	// gets.
+	if _, err := s.reporter(r, out.State, t); err != nil {
+		return false
+	}
+	s.deps.Logger.Debug("result for a task of a removed workflow ignored", logkey.TaskID, res.TaskID, logkey.WorkflowID, res.WorkflowInstanceID)
+	return true
 }
 
 // updateTaskV2 records a result, then hands the worker its next task of
@@ -261,6 +306,10 @@ func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
 	var out executor.Outcome
 	if err == nil {
 		out, err = s.report(r, res, by, true)
+	}
+	if err != nil && s.lateForRemoved(r, res, err) {
+		writeNoContent(w) // no next task from a removed workflow's queue position
+		return
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -359,6 +408,84 @@ func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (id, by strin
 	}
 }
 
+// Limits of one task's log: the lines POST /api/tasks/{taskId}/log adds
+// and those results carry, together. A task's log lives in its workflow's
+// state, which every decision on the workflow loads and every read of it
+// returns: unbounded, one chatty worker (a progress line with each
+// IN_PROGRESS update of a long task) grows it until the workflow no
+// longer fits a log record. A line over the limit is refused (413) when
+// it is sent on its own: the sender asked for nothing else, and learns
+// why. It is dropped when a result carries it: the result itself must
+// land (see capLogs).
+const (
+	maxTaskLogLines = 1000
+	maxTaskLogBytes = 512 << 10
+)
+
+// logRoom is what is left of t's log budget; nil (a task the read model
+// does not show yet) has all of it.
+func logRoom(t *engine.Task) (lines, bytes int) {
+	lines, bytes = maxTaskLogLines, maxTaskLogBytes
+	if t == nil {
+		return lines, bytes
+	}
+	for _, l := range t.Logs {
+		lines, bytes = lines-1, bytes-len(l.Log)
+	}
+	return max(lines, 0), max(bytes, 0)
+}
+
+// errLogFull refuses a line that t's log has no room for.
+func errLogFull(taskID string) error {
+	return fmt.Errorf("task %s: its log is full (a task keeps at most %d lines and %d KiB of log): %w",
+		taskID, maxTaskLogLines, maxTaskLogBytes>>10, fault.ErrTooLarge)
+}
+
+// droppedNote is the log line that stands for n lines dropped.
+func droppedNote(n int) string {
+	return fmt.Sprintf("[flowvault] %d log lines dropped: a task keeps at most %d lines and %d KiB of log", n, maxTaskLogLines, maxTaskLogBytes>>10)
+}
+
+// capLogs keeps the first of a result's log lines that t's log has room
+// for, and a note of how many it dropped. A result is never refused for
+// its logs: a worker would send it again (and again be refused), or give
+// up and lose it. Once the log is full, results' lines are dropped
+// without a note: the note that filled it says so.
+func capLogs(taskID string, logs []conductor.TaskExecLog, t *engine.Task) []conductor.TaskExecLog {
+	lines, bytes := logRoom(t)
+	total := 0
+	for _, l := range logs {
+		total += len(l.Log)
+	}
+	if len(logs) <= lines && total <= bytes {
+		return logs
+	}
+	// Room for the longest note this result can need.
+	lines, bytes = lines-1, bytes-len(droppedNote(len(logs)))
+	if lines < 0 || bytes < 0 {
+		return nil
+	}
+	n := 0
+	for n < len(logs) && n < lines && len(logs[n].Log) <= bytes {
+		bytes -= len(logs[n].Log)
+		n++
+	}
+	return append(slices.Clone(logs[:n]), conductor.TaskExecLog{Log: droppedNote(len(logs) - n), TaskID: taskID})
+}
+
+// loggedTask is the task a result is about as the executions model shows
+// it (its log so far), or nil when it does not show it.
+func (s *Server) loggedTask(ctx context.Context, res conductor.TaskResult) *engine.Task {
+	if res.WorkflowInstanceID == "" {
+		return nil
+	}
+	wf, err := s.deps.Executions.Workflow(ctx, res.WorkflowInstanceID)
+	if err != nil {
+		return nil
+	}
+	return wf.TaskByID(res.TaskID)
+}
+
 // nextTaskWait is how long update-v2 waits for a next task: not at all,
 // unless the result just scheduled a task of the same queue in the same
 // workflow, whose dispatch message is on its way.
@@ -436,6 +563,12 @@ func (s *Server) addTaskLog(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = s.mayUpdateTask(r, wf, t)
 	}
+	// Checked on the executions model, which shows the caller's earlier
+	// lines (each request waits for its own): only lines sent at the same
+	// moment can pass the limit, by as many as are in flight.
+	if lines, bytes := logRoom(t); err == nil && (lines < 1 || len(line) > bytes) {
+		err = errLogFull(taskID)
+	}
 	if err == nil {
 		var out executor.Outcome
 		out, err = s.deps.Engine.Submit(r.Context(), wf.ID, engine.AddLog{TaskID: taskID, Line: line}, executor.Meta{Principal: principal(r)})
@@ -483,9 +616,49 @@ func (s *Server) getTaskLogs(w http.ResponseWriter, r *http.Request, taskID stri
 	writeJSON(w, http.StatusOK, logs)
 }
 
-// queueSizes answers {type: tasks waiting} for each taskType parameter.
+// queueFilter returns the caller's filter over task types for queue
+// statistics, nil when it sees every queue. A queue tells that its type
+// exists, how much work waits and which workers poll it: it is shown to
+// whoever may read the type's definition (READ on its TASK_DEF, which
+// EXECUTE includes: a worker sees its own queues), as a listing of
+// definitions is. Decisions are remembered per type for the one request.
+func (s *Server) queueFilter(r *http.Request) func(taskType string) (bool, error) {
+	if s.deps.Insecure || caller(r).IsAdmin() {
+		return nil
+	}
+	known := map[string]bool{}
+	return func(taskType string) (bool, error) {
+		if ok, seen := known[taskType]; seen {
+			return ok, nil
+		}
+		err := s.authorize(r, auth.Read, auth.Target{Type: auth.TargetTaskDef, ID: taskType})
+		if err != nil && !errors.Is(err, fault.ErrForbidden) {
+			return false, fmt.Errorf("queue %s: %w", taskType, err)
+		}
+		known[taskType] = err == nil
+		return err == nil, nil
+	}
+}
+
+// queueSizes answers {type: tasks waiting} for each taskType parameter
+// the caller may see; the others are left out, as if not asked for.
 func (s *Server) queueSizes(w http.ResponseWriter, r *http.Request) {
-	sizes, err := s.deps.Tasks.QueueSizes(r.Context(), r.URL.Query()["taskType"])
+	types := r.URL.Query()["taskType"]
+	if visible := s.queueFilter(r); visible != nil {
+		var shown []string
+		for _, typ := range types {
+			ok, err := visible(typ)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if ok {
+				shown = append(shown, typ)
+			}
+		}
+		types = shown
+	}
+	sizes, err := s.deps.Tasks.QueueSizes(r.Context(), types)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -498,6 +671,17 @@ func (s *Server) queueSizes(w http.ResponseWriter, r *http.Request) {
 func (s *Server) allQueueSizes(verbose bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		queues, err := s.deps.Tasks.AllQueues(r.Context())
+		if visible := s.queueFilter(r); err == nil && visible != nil {
+			for name, q := range queues {
+				var ok bool
+				if ok, err = visible(q.TaskType); err != nil {
+					break
+				}
+				if !ok {
+					delete(queues, name)
+				}
+			}
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -519,16 +703,132 @@ func (s *Server) allQueueSizes(verbose bool) http.HandlerFunc {
 }
 
 // pollData answers the last HTTP poll of each worker of taskType, as this
-// node saw them (executor.PollData).
+// node saw them (executor.PollData); [] for a type the caller may not see.
 func (s *Server) pollData(w http.ResponseWriter, r *http.Request) {
 	typ := r.URL.Query().Get("taskType")
 	if typ == "" {
 		s.writeError(w, r, fault.Invalid("taskType is required"))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.deps.Tasks.PollData(typ))
+	s.writePollData(w, r, typ)
 }
 
-func (s *Server) allPollData(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.deps.Tasks.PollData(""))
+func (s *Server) allPollData(w http.ResponseWriter, r *http.Request) { s.writePollData(w, r, "") }
+
+// writePollData answers the poll data of taskType ("": every type), of
+// the types the caller may see.
+func (s *Server) writePollData(w http.ResponseWriter, r *http.Request, taskType string) {
+	data := s.deps.Tasks.PollData(taskType)
+	if visible := s.queueFilter(r); visible != nil {
+		shown := make([]executor.PollData, 0, len(data))
+		for _, d := range data {
+			ok, err := visible(d.QueueName)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if ok {
+				shown = append(shown, d)
+			}
+		}
+		data = shown
+	}
+	writeJSON(w, http.StatusOK, data)
+}
+
+// orRequeue serves POST /api/tasks/queue/requeue/{taskType} where one of
+// the by-reference update patterns matched it (see taskRoutes), and
+// passes every other request to h.
+func (s *Server) orRequeue(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("workflowId") != "queue" {
+			h(w, r)
+			return
+		}
+		switch {
+		case r.PathValue("taskRefName") == "requeue":
+			s.requeuePending(w, r, r.PathValue("status"))
+		case strings.HasSuffix(r.Pattern, "/signal") && r.PathValue("status") == "requeue":
+			s.requeuePending(w, r, "signal")
+		default:
+			h(w, r)
+		}
+	}
+}
+
+// requeuePending is Conductor's POST /api/tasks/queue/requeue/{taskType}:
+// it announces again the tasks of the type that wait for a worker
+// (SCHEDULED), in every domain, for a queue that lost its messages (a NATS
+// server restarted without them, or dropped them for age). Each of their
+// workflows is reconciled (engine.Reconcile): the hand-offs its state
+// implies are performed again, as recovery does at every start. An
+// announcement sent again within the dispatch stream's duplicate window
+// (eventlog DuplicateWindow, 10 minutes) of the first is dropped as a
+// duplicate: a task still queued is not announced twice, and one lost
+// less than a window ago comes back only with a requeue after it. It
+// answers, as Conductor does, the number of tasks found waiting, as text.
+//
+// It is for whoever may poll the type (it only fills that queue) or
+// operates every execution (WORKFLOW_MANAGEMENT).
+func (s *Server) requeuePending(w http.ResponseWriter, r *http.Request, taskType string) {
+	err := s.mayRequeue(r, taskType)
+	var pending map[string]int
+	if err == nil {
+		pending, err = s.pendingTasks(r.Context(), taskType)
+	}
+	n := 0
+	for wfID, count := range pending {
+		_, serr := s.deps.Engine.Submit(r.Context(), wfID, engine.Reconcile{}, executor.Meta{Principal: principal(r)})
+		switch {
+		case serr == nil:
+			n += count
+		case errors.Is(serr, fault.ErrNotFound), errors.Is(serr, fault.ErrConflict):
+			// Removed or ended since the search: nothing waits any more.
+		default:
+			err = fmt.Errorf("requeue %s: workflow %s: %w", taskType, wfID, serr)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeText(w, http.StatusOK, strconv.Itoa(n))
+}
+
+func (s *Server) mayRequeue(r *http.Request, taskType string) error {
+	if taskType == "" {
+		return fault.Invalid("task type is required")
+	}
+	if s.deps.Insecure || caller(r).HasPermission(auth.PermWorkflowManagement) {
+		return nil
+	}
+	return s.mayPoll(r, taskType)
+}
+
+// pendingTasks counts the SCHEDULED tasks of taskType per workflow, from
+// the search index.
+func (s *Server) pendingTasks(ctx context.Context, taskType string) (map[string]int, error) {
+	if s.deps.Search == nil {
+		return nil, fault.NotFound("requeue needs task search, which this server does not serve")
+	}
+	q := "taskType = " + quote(taskType) + " AND status = " + conductor.TaskScheduled
+	byWorkflow := map[string]int{}
+	for start := 0; ; {
+		req := searchRequest(q, "scheduledTime:ASC")
+		req.Start = start
+		_, tasks, err := s.deps.Search.SearchTasks(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("requeue %s: find pending tasks: %w", taskType, err)
+		}
+		for _, t := range tasks {
+			byWorkflow[t.WorkflowInstanceID]++
+		}
+		if len(tasks) < req.Size {
+			return byWorkflow, nil
+		}
+		start += len(tasks)
+	}
 }

@@ -90,10 +90,28 @@ func skipFromQuery(r *http.Request, req *conductor.SkipTaskRequest) error {
 	return nil
 }
 
+// submitRemove runs a removal against execution id. Removing an
+// execution destroys it (with archiveWorkflow=false, for good), which
+// Orkes's model keeps apart from operating on it: DELETE is an access of
+// its own, which EXECUTE does not include (orkes-secrets.md §5.5: only
+// READ is implied). A removal operates on the execution and destroys it,
+// so it needs both EXECUTE and DELETE on it, each held as mayExecution
+// decides: as its creator, on the execution (WORKFLOW_MANAGEMENT, a
+// WORKFLOW grant) or on its definition. Asking for both keeps DELETE on
+// definitions alone (METADATA_MANAGER's, on every one) from reaching
+// executions it may not operate on. DELETE is checked here, EXECUTE by
+// submit, which runs it as any operator's trigger.
+func (s *Server) submitRemove(r *http.Request, id string, trig engine.Remove) error {
+	if _, err := s.execution(r, id, auth.Delete); err != nil {
+		return err
+	}
+	return s.submit(r, id, trig)
+}
+
 func (s *Server) removeWorkflow(w http.ResponseWriter, r *http.Request) {
 	archive, err := queryBool(r, "archiveWorkflow", true)
 	if err == nil {
-		err = s.submit(r, r.PathValue("id"), engine.Remove{Archive: archive})
+		err = s.submitRemove(r, r.PathValue("id"), engine.Remove{Archive: archive})
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -107,7 +125,7 @@ func (s *Server) removeWorkflow(w http.ResponseWriter, r *http.Request) {
 func (s *Server) terminateRemove(w http.ResponseWriter, r *http.Request) {
 	archive, err := queryBool(r, "archiveWorkflow", true)
 	if err == nil {
-		err = s.submit(r, r.PathValue("id"), engine.Remove{Archive: archive, Terminate: true, Reason: r.URL.Query().Get("reason"), By: principal(r)})
+		err = s.submitRemove(r, r.PathValue("id"), engine.Remove{Archive: archive, Terminate: true, Reason: r.URL.Query().Get("reason"), By: principal(r)})
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -386,7 +404,9 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, trigger func(*http
 	for _, id := range ids {
 		r.SetPathValue("id", id)
 		trig, err := trigger(r)
-		if err == nil {
+		if rm, ok := trig.(engine.Remove); ok && err == nil {
+			err = s.submitRemove(r, id, rm)
+		} else if err == nil {
 			err = s.submit(r, id, trig)
 		}
 		if err != nil {

@@ -387,8 +387,12 @@ func (e *Executor) queueSize(ctx context.Context, name string) (int64, error) {
 
 // QueueStats counts a queue's announced tasks: those no worker has taken
 // (Size) and those delivered to a worker that has not yet answered
-// (Unacked).
-type QueueStats struct{ Size, Unacked int64 }
+// (Unacked). TaskType and Domain name the queue, which callers filter on:
+// the "domain:type" key alone is ambiguous when either contains a colon.
+type QueueStats struct {
+	Size, Unacked    int64
+	TaskType, Domain string
+}
 
 // AllQueues returns the statistics of every queue, keyed as Conductor
 // names queues: the task type, or "domain:type" for a domain's queue.
@@ -409,15 +413,14 @@ func (e *Executor) AllQueues(ctx context.Context) (map[string]QueueStats, error)
 		if err != nil {
 			continue
 		}
-		key := typ
+		key, dom := typ, ""
 		if domTok != "" {
-			dom, err := eventlog.Untoken(domTok)
-			if err != nil {
+			if dom, err = eventlog.Untoken(domTok); err != nil {
 				continue
 			}
 			key = dom + ":" + typ
 		}
-		out[key] = QueueStats{Size: int64(info.NumPending), Unacked: int64(info.NumAckPending)}
+		out[key] = QueueStats{Size: int64(info.NumPending), Unacked: int64(info.NumAckPending), TaskType: typ, Domain: dom}
 	}
 	if err := lister.Err(); err != nil {
 		return nil, unavailable(err)
