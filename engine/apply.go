@@ -3,7 +3,9 @@ package engine
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
+	"unsafe"
 
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
@@ -16,6 +18,31 @@ import (
 // event w may be nil. Apply never fails on events the decider emits; an
 // error means the log holds an event that does not fit this workflow.
 func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
+	return apply(w, ev, nil)
+}
+
+// fresh are the loop outputs Apply merged into new maps within one
+// decision: no state outside the decision holds them, nor does any event,
+// so the decision's next merge into one may be made in place. A DO_WHILE's
+// output holds an entry per iteration, and copying it at every iteration
+// made a loop of n iterations O(n²). It holds for the decider: it reads a
+// loop's output before it changes it, never after through an older copy of
+// the task, and hands a loop's output on (a JOIN's output) only once the
+// loop ended, when no merge follows. The keys keep the maps alive, so no
+// other map takes the address of one.
+type fresh map[unsafe.Pointer]bool
+
+func (f fresh) has(m map[string]any) bool {
+	return f != nil && m != nil && f[reflect.ValueOf(m).UnsafePointer()]
+}
+
+func (f fresh) add(m map[string]any) {
+	if f != nil {
+		f[reflect.ValueOf(m).UnsafePointer()] = true
+	}
+}
+
+func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 	if s, ok := ev.(*schemas.WorkflowStarted); ok {
 		if w != nil {
 			return nil, fmt.Errorf("workflow %s started twice", s.WorkflowID)
@@ -54,7 +81,7 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 		if t == nil {
 			return nil, fmt.Errorf("workflow %s: update of unknown task %s", w.ID, e.TaskID)
 		}
-		applyUpdated(t, e, w.Status == conductor.WorkflowPaused)
+		applyUpdated(t, e, w.Status == conductor.WorkflowPaused, own)
 		w.UpdateTime = e.Time
 	case *schemas.TaskLogged:
 		t := w.ownTask(e.TaskID)
@@ -82,6 +109,10 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 		}
 	case *schemas.WorkflowCompacted:
 		applyCompacted(w)
+	case *schemas.TasksRemoved:
+		if err := applyRemoved(w, e); err != nil {
+			return nil, err
+		}
 	case *schemas.WorkflowRunAs:
 		if e.Principal != w.CreatedBy && !slices.Contains(w.AlsoRunsAs, e.Principal) {
 			w.AlsoRunsAs = append(slices.Clip(w.AlsoRunsAs), e.Principal)
@@ -146,11 +177,15 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 	w.UpdateTime = e.Time
 }
 
-func applyUpdated(t *Task, e *schemas.TaskUpdated, paused bool) {
+func applyUpdated(t *Task, e *schemas.TaskUpdated, paused bool, own fresh) {
 	switch {
 	case e.KeepOutput:
 	case e.MergeOutput:
-		out := copyMap(t.Output)
+		out := t.Output
+		if !own.has(out) {
+			out = copyMap(t.Output)
+			own.add(out)
+		}
 		maps.Copy(out, e.Output)
 		for _, k := range e.DropOutput {
 			delete(out, k)
@@ -269,6 +304,43 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	return nil
 }
 
+// applyRemoved drops the tasks of a DO_WHILE's iterations past its
+// keepLastN. What they resolved at their hand-offs stays named on the loop:
+// redaction looks for those values in whatever the workflow holds later
+// (guard rebuilds its memo from the state's tasks).
+func applyRemoved(w *Workflow, e *schemas.TasksRemoved) error {
+	gone := make(map[string]bool, len(e.TaskIDs))
+	for _, id := range e.TaskIDs {
+		gone[id] = true
+	}
+	var resolved []schemas.ResolvedRef
+	kept := make([]*Task, 0, max(len(w.Tasks)-len(gone), 0))
+	for _, t := range w.Tasks {
+		if !gone[t.ID] {
+			kept = append(kept, t)
+			continue
+		}
+		if t.Active() {
+			return fmt.Errorf("workflow %s: removal of task %s, which is %s", w.ID, t.ID, t.Status)
+		}
+		resolved = append(resolved, t.Resolved...)
+	}
+	w.Tasks, w.UpdateTime = kept, e.Time
+	if len(resolved) == 0 {
+		return nil
+	}
+	loop := w.ownTask(e.Loop)
+	if loop == nil {
+		return fmt.Errorf("workflow %s: removed tasks name unknown loop %s", w.ID, e.Loop)
+	}
+	for _, ref := range resolved {
+		if !slices.Contains(loop.Resolved, ref) {
+			loop.Resolved = append(slices.Clip(loop.Resolved), ref)
+		}
+	}
+	return nil
+}
+
 // applyCompacted replaces every value sealed under the destroyed secrets
 // key with "***": the read models keep no ciphertext that can no longer be
 // opened, and a restart hands "***" to tasks that read such values, as
@@ -302,12 +374,11 @@ func shred(m map[string]any) (map[string]any, bool) {
 // tasks (see Clone), and the executions read model does not write again a
 // task it has written.
 func (w *Workflow) ownTask(id string) *Task {
-	for i, t := range w.Tasks {
-		if t.ID == id {
-			c := *t
-			w.Tasks[i] = &c
-			return &c
-		}
+	i := w.taskIndex(id)
+	if i < 0 {
+		return nil
 	}
-	return nil
+	c := *w.Tasks[i]
+	w.Tasks[i] = &c
+	return &c
 }

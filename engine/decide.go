@@ -55,6 +55,14 @@ type ResultReply struct {
 // definition that loops on itself fails instead of hanging the engine.
 const maxCascade = 10000
 
+// yieldAfter is the rounds after which a decision starts no new loop
+// iteration: a DO_WHILE of tasks the decider completes itself runs an
+// iteration every round or two, and a loop over more items than
+// maxCascade allows failed, in one decision whose record grew with it.
+// The loop waits for its next iteration, due at once (Deadlines, Pending),
+// and the next decision (the executor's Tick) goes on.
+const yieldAfter = 1000
+
 // decision is one Decide call's working state.
 type decision struct {
 	in      Input
@@ -65,6 +73,15 @@ type decision struct {
 	effects []Effect
 	reply   any
 	refs    refIndex
+	// rounds counts progress's rounds of scheduling (see yieldAfter);
+	// sweep is what they know of the task list.
+	rounds int
+	sweep  sweep
+	// trimmed are the tasks of loop iterations past keepLastN, removed at
+	// the end of the round that trimmed them (removeTrimmed).
+	trimmed []trimmed
+	// fresh are the output maps this decision's events made (see fresh).
+	fresh fresh
 	// noFailureWorkflow: the end this decision makes starts no failure
 	// workflow (an operator's terminate).
 	noFailureWorkflow bool
@@ -115,7 +132,10 @@ func Decide(in Input) (Decision, error) {
 
 // emit records an event and folds it into the working state.
 func (d *decision) emit(ev schemas.Event) {
-	w, err := Apply(d.w, ev)
+	if d.fresh == nil {
+		d.fresh = fresh{}
+	}
+	w, err := apply(d.w, ev, d.fresh)
 	if err != nil {
 		// The decider only emits events that fit the state it holds.
 		panic(fmt.Sprintf("engine: emitted %s does not apply: %v", ev.EventType(), err))
@@ -302,15 +322,7 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 		d.emit(&schemas.TaskLogged{TaskID: t.ID, Lines: lines, Times: times})
 	}
 	if t.Type == conductor.TaskTypeDoWhile {
-		switch {
-		case t.Status == conductor.TaskInProgress && loopRecorded(t):
-			d.reply = ResultReply{}
-			return d.loopVerdict(t, r)
-		case r.Status == conductor.TaskInProgress:
-			// Only the loop's condition reports progress.
-			d.reply = ResultReply{Ignored: true}
-			return nil
-		}
+		return d.loopResult(t, r, by)
 	}
 	d.reply = ResultReply{}
 	up := &schemas.TaskUpdated{TaskID: t.ID, Status: r.Status, Output: r.OutputData, Reason: r.ReasonForIncompletion,
@@ -320,11 +332,11 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 		switch {
 		case r.ExtendLease:
 			up.LeaseExtended, up.KeepOutput = true, r.OutputData == nil
-		case leased(t) && t.Type != conductor.TaskTypeDoWhile:
+		case leased(t):
 			// A system task done with its part (HTTP with asyncComplete):
 			// no engine holds it any more; an update from outside ends it.
 			up.Released, up.WorkerID = true, ""
-		case runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile:
+		case runsInSystemWorker(t.Type):
 			// Progress from outside on a released one: naming a worker must
 			// not make it held again (its lease would run the call again).
 			up.WorkerID = ""

@@ -13,8 +13,9 @@ import (
 // tasks in a row, the n-1 before it completed, the result of the last
 // of n branches of a FORK_JOIN (or FORK_JOIN_DYNAMIC) whose JOIN waits on
 // all of them, and the result of the last iteration of a DO_WHILE over n
-// items. A decision's
-// cost should grow with n no faster than the state it folds.
+// items, and the start of a DO_WHILE over n items that the decider runs
+// alone. A decision's cost should grow with n no faster than the state it
+// folds.
 //
 //	go test -run - -bench DecideLongWorkflow ./engine
 func BenchmarkDecideLongWorkflow(b *testing.B) {
@@ -60,6 +61,23 @@ func BenchmarkDecideLongWorkflow(b *testing.B) {
 				h.complete(fmt.Sprintf("d%d", i), nil)
 			}
 			benchResult(b, h, fmt.Sprintf("d%d", n-1))
+		})
+		b.Run(fmt.Sprintf("decidedLoop=%d", n), func(b *testing.B) {
+			// The start of a loop of n SET_VARIABLE iterations, run by the
+			// decider alone (up to yieldAfter rounds in one decision).
+			items := make([]any, n)
+			for i := range items {
+				items[i] = int64(i)
+			}
+			def := parseDef(b, `{"name":"fast","version":1,"tasks":[
+			 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.items}",
+			  "loopOver":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"last":"${loop.output.loopItem}"}}]}]}`)
+			in := engine.Input{Trigger: engine.Start{WorkflowID: "wf-1", Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"items": items}}}, Now: epoch}
+			for b.Loop() {
+				if _, err := engine.Decide(in); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 		b.Run(fmt.Sprintf("loop=%d", n), func(b *testing.B) {
 			items := make([]any, n)

@@ -7,6 +7,10 @@ import "github.com/flowvault/flowvault/schemas/conductor"
 type workflowDoc struct {
 	w      *Workflow
 	taskID string
+	// d, when set, is the decision deciding w: its reference index finds
+	// a task without a scan (${loop.output.loopItem} in every iteration
+	// of a long loop scanned back to the loop each time).
+	d *decision
 }
 
 func (d *workflowDoc) Lookup(name string) (any, bool) {
@@ -23,7 +27,12 @@ func (d *workflowDoc) Lookup(name string) (any, bool) {
 	case "CPEWF_TASK_ID":
 		return d.taskID, d.taskID != ""
 	}
-	t := w.LatestByRef(name)
+	var t *Task
+	if d.d != nil {
+		t = d.d.latest(name)
+	} else {
+		t = w.LatestByRef(name)
+	}
 	if t == nil {
 		// Inside and after a loop, a child is referenced without its
 		// iteration suffix: take the latest iteration.

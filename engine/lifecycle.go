@@ -141,9 +141,13 @@ func (d *decision) reopenJoins() {
 	}
 }
 
-func (d *decision) retry(Retry) error {
+func (d *decision) retry(r Retry) error {
 	if err := d.requireTerminal("retried"); err != nil {
 		return err
+	}
+	if r.RefuseIfParentRetried && parentMovedOn(r.Parent, d.w) {
+		return fault.Conflict("workflow %s is a sub-workflow its parent %s no longer waits for (the parent was retried, rerun or restarted since, with a new child), and retryIfRetriedByParent is false",
+			d.w.ID, d.w.ParentWorkflowID)
 	}
 	if len(d.w.Tasks) == 0 {
 		return fault.Conflict("workflow %s has no tasks to retry", d.w.ID)
@@ -158,6 +162,26 @@ func (d *decision) retry(Retry) error {
 	}
 	d.reopened("")
 	return nil
+}
+
+// parentMovedOn reports whether parent, child's parent workflow, no longer
+// waits for child: the SUB_WORKFLOW task that ran it was retried (a new
+// instance runs a new child) or is gone (a rerun or restart removed it).
+// It looks the task up as childReopened does, by the child it waits for:
+// a parent that reopened its task for the same child (a retry with
+// resumeSubworkflowTasks), or reran through it (a new instance of the task
+// for the same child), still waits for it.
+func parentMovedOn(parent, child *Workflow) bool {
+	if parent == nil || child.ParentWorkflowID == "" || parent.ID != child.ParentWorkflowID {
+		return false
+	}
+	var t *Task
+	for _, x := range parent.Tasks {
+		if x.SubWorkflowID == child.ID {
+			t = x
+		}
+	}
+	return t == nil || t.Retried
 }
 
 // retriable returns the tasks a retry runs again: the failed, timed-out

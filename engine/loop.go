@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -29,8 +30,10 @@ import (
 //     after which the flow leaves the loop body (plan.after reports
 //     endLoop for this loop), and no task of the iteration still active.
 //  2. At the end of iteration n the decider records the iteration's
-//     outputs in the loop's output under "n" ({childRef: output}; older
-//     entries are dropped past inputParameters.keepLastN). Without a
+//     outputs in the loop's output under "n" ({childRef: output}). Past
+//     inputParameters.keepLastN, the entries of older iterations are
+//     dropped and their tasks removed from the workflow
+//     (schemas.TasksRemoved), as Conductor removes them. Without a
 //     loopCondition (an `items` loop) it decides at once (step 4).
 //     Otherwise the loop task goes back to SCHEDULED, which hands it to the
 //     DO_WHILE system worker (RunSystem; Effects and Tick hand it off again
@@ -56,6 +59,17 @@ import (
 // (${loop.output.loopItem} in the body), and the condition, if any, also
 // sees them as $.item and $.index. An empty list completes the loop at
 // once with iteration 0.
+//
+// A loop whose body the decider runs alone (SET_VARIABLE, say) runs an
+// iteration every round or two of one decision. A decision that ran
+// yieldAfter rounds starts no new iteration: the loop waits at step 1 with
+// no task of its iteration yet, which Deadlines reports due at once and
+// Pending reports; the next decision (a Tick) goes on.
+//
+// The loop's status and output are the decider's: a report on the loop
+// from anyone but its condition's system worker (an operator's task
+// update) may end it, as a condition would, but not while its body runs
+// (loopResult).
 //
 // Retry reopens a failed or canceled loop where it stopped; rerun from a
 // task inside the loop reopens the loop at that task's iteration. Nested
@@ -105,7 +119,10 @@ func (d *decision) loopItems(wt *conductor.WorkflowTask, taskID string) (items [
 	if !ok {
 		return nil, false, nil
 	}
-	v, _, err := expr.Evaluate(spec, &workflowDoc{w: d.w, taskID: taskID})
+	// The list is only read, and the item an iteration takes joins the
+	// loop's output shared with the data it came from: a workflow's
+	// values are never changed in place (Apply replaces what it changes).
+	v, _, err := expr.EvaluateShared(spec, &workflowDoc{w: d.w, taskID: taskID, d: d})
 	if err != nil {
 		return nil, true, fmt.Errorf("items: %v", err)
 	}
@@ -162,14 +179,15 @@ func (d *decision) advanceLoop(loop *Task) bool {
 	n := loopIteration(loop)
 	first := wt.LoopOver[0]
 	if d.latest(iterRef(first.TaskReferenceName, n)) == nil {
+		if d.rounds >= yieldAfter {
+			return false // the next decision starts it (see yieldAfter)
+		}
 		d.schedule(first, scheduleOpts{iteration: n})
 		return true
 	}
+	body := d.iterationTasks(loop, ln, n)
 	ended := false
-	for _, t := range d.w.Tasks {
-		if t.Iteration != n || !d.inLoop(t, ln) {
-			continue
-		}
+	for _, t := range body {
 		if t.Active() {
 			return false
 		}
@@ -180,27 +198,55 @@ func (d *decision) advanceLoop(loop *Task) bool {
 	if !ended {
 		return false
 	}
-	out := copyMap(loop.Output)
-	out[strconv.Itoa(n)] = d.iterationRecord(ln, n)
-	keepLastN(out, loop.Input, n)
+	change := loopChange{set: map[string]any{strconv.Itoa(n): iterationRecord(body)}}
+	d.keepLastN(loop, ln, n, &change)
 	if wt.LoopCondition == "" {
-		d.nextIteration(loop, wt, out, true)
+		d.nextIteration(loop, wt, change, true)
 		return true
 	}
-	d.updateLoop(loop, conductor.TaskScheduled, out)
+	d.updateLoop(loop, conductor.TaskScheduled, change)
 	d.effect(handOff(d.w, d.w.TaskByID(loop.ID))...)
 	return true
 }
 
+// loopChange is a change to a loop's output: keys set and keys dropped.
+// A loop's output holds an entry per iteration: building it whole for
+// every iteration, to find what changed, made a loop of n iterations
+// O(n²).
+type loopChange struct {
+	set  map[string]any
+	drop []string
+}
+
+// startIteration sets the keys of the output of a loop starting iteration
+// n (see iterationOutput).
+func (c *loopChange) startIteration(n int, items []any, hasItems bool) {
+	c.set["iteration"] = int64(n)
+	if hasItems && n >= 1 && n <= len(items) {
+		c.set["loopItem"], c.set["loopIndex"] = items[n-1], int64(n-1)
+	}
+}
+
+// apply returns out with the change made.
+func (c loopChange) apply(out map[string]any) map[string]any {
+	out = copyMap(out)
+	maps.Copy(out, c.set)
+	for _, k := range c.drop {
+		delete(out, k)
+	}
+	return out
+}
+
 // nextIteration starts iteration n+1 of a loop whose iteration n ended
 // (more: the condition says so, or there is none), or completes the loop
-// when the condition is false or the items are used up.
-func (d *decision) nextIteration(loop *Task, wt *conductor.WorkflowTask, out map[string]any, more bool) {
+// when the condition is false or the items are used up. change is what
+// the end of iteration n changes in the loop's output.
+func (d *decision) nextIteration(loop *Task, wt *conductor.WorkflowTask, change loopChange, more bool) {
 	n := loopIteration(loop)
 	items, hasItems, err := d.loopItems(wt, loop.ID)
 	if err != nil {
-		d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: conductor.TaskFailedWithTerminalError, Output: out,
-			Reason: fmt.Sprintf("DO_WHILE %s: %v", loop.Ref, err), Time: d.now})
+		d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: conductor.TaskFailedWithTerminalError,
+			Output: change.apply(d.w.TaskByID(loop.ID).Output), Reason: fmt.Sprintf("DO_WHILE %s: %v", loop.Ref, err), Time: d.now})
 		d.failed(d.w.TaskByID(loop.ID))
 		return
 	}
@@ -208,27 +254,28 @@ func (d *decision) nextIteration(loop *Task, wt *conductor.WorkflowTask, out map
 		more = hasItems // no condition: one pass, or one per item
 	}
 	if !more || (hasItems && n >= len(items)) {
-		d.updateLoop(loop, conductor.TaskCompleted, out)
+		d.updateLoop(loop, conductor.TaskCompleted, change)
 		return
 	}
-	d.updateLoop(loop, conductor.TaskInProgress, iterationOutput(out, n+1, items, hasItems))
+	change.startIteration(n+1, items, hasItems)
+	d.updateLoop(loop, conductor.TaskInProgress, change)
 }
 
-// updateLoop changes the loop's status and its output to out, recording
-// only the keys that change: an iteration adds one entry to an output
-// that holds every iteration's, and an event that carried it whole made a
-// loop of n iterations append O(n²) bytes to the log.
-func (d *decision) updateLoop(loop *Task, status string, out map[string]any) {
+// updateLoop changes the loop's status and its output, recording only the
+// keys that change: an iteration adds one entry to an output that holds
+// every iteration's, and an event that carried it whole made a loop of n
+// iterations append O(n²) bytes to the log.
+func (d *decision) updateLoop(loop *Task, status string, change loopChange) {
 	cur := d.w.TaskByID(loop.ID).Output // as this decision left it
 	set := map[string]any{}
-	for k, v := range out {
+	for k, v := range change.set {
 		if old, ok := cur[k]; !ok || !SameValue(old, v) && !reflect.DeepEqual(old, v) {
 			set[k] = v
 		}
 	}
 	var drop []string
-	for k := range cur {
-		if _, ok := out[k]; !ok {
+	for _, k := range change.drop {
+		if _, ok := cur[k]; ok {
 			drop = append(drop, k)
 		}
 	}
@@ -240,19 +287,35 @@ func (d *decision) updateLoop(loop *Task, status string, out map[string]any) {
 // 4 above). Keys the condition added to $[loopRef] join the loop's output;
 // those the decider owns (iteration, the iteration entries) stay.
 func (d *decision) loopVerdict(loop *Task, r conductor.TaskResult) error {
-	out := copyMap(loop.Output)
-	for k, v := range r.OutputData {
-		if !conductor.DoWhileOwnedKey(k) {
-			out[k] = v
-		}
-	}
 	wt := d.plan.config(loop)
 	if wt == nil {
 		return fault.Invalid("DO_WHILE %s is not in the workflow's definition", loop.Ref)
 	}
+	if r.Status == conductor.TaskInProgress {
+		d.nextIteration(loop, wt, reportedKeys(r), true)
+		return nil
+	}
+	return d.endLoop(loop, r)
+}
+
+// reportedKeys are the keys of a report on a loop that join its output:
+// all but those the decider owns.
+func reportedKeys(r conductor.TaskResult) loopChange {
+	c := loopChange{set: map[string]any{}}
+	for k, v := range r.OutputData {
+		if !conductor.DoWhileOwnedKey(k) {
+			c.set[k] = v
+		}
+	}
+	return c
+}
+
+// endLoop completes or fails a loop as a report says: its condition's, or
+// an operator's task update (loopResult). Its output keeps what the decider
+// owns, the iterations' records among them.
+func (d *decision) endLoop(loop *Task, r conductor.TaskResult) error {
+	out := reportedKeys(r).apply(loop.Output)
 	switch r.Status {
-	case conductor.TaskInProgress:
-		d.nextIteration(loop, wt, out, true)
 	case conductor.TaskCompleted:
 		d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: conductor.TaskCompleted, Output: out, WorkerID: r.WorkerID, Time: d.now})
 	case conductor.TaskFailed, conductor.TaskFailedWithTerminalError:
@@ -266,6 +329,84 @@ func (d *decision) loopVerdict(loop *Task, r conductor.TaskResult) error {
 		return invalidStatus(r.Status)
 	}
 	return nil
+}
+
+// loopResult applies a report on a DO_WHILE. Its condition's report (the
+// system worker's, while the condition runs) moves the loop on. Anyone
+// else's is an operator's task update, which in Conductor sets the status
+// of any task: it may end the loop (COMPLETED or FAILED, as a condition
+// would), but not while an iteration's body runs. Conductor takes that
+// update too, and leaves the body running for a loop that has ended, its
+// output replaced by the update's (the iterations' records gone): here it
+// is refused, saying why. Progress (IN_PROGRESS) is the condition's to
+// report: from anyone else it is ignored, as before.
+func (d *decision) loopResult(loop *Task, r conductor.TaskResult, by string) error {
+	if loop.Status == conductor.TaskInProgress && loopRecorded(loop) && by == "" {
+		d.reply = ResultReply{}
+		return d.loopVerdict(loop, r)
+	}
+	switch r.Status {
+	case conductor.TaskInProgress:
+		d.reply = ResultReply{Ignored: true}
+		return nil
+	case conductor.TaskCompleted, conductor.TaskFailed, conductor.TaskFailedWithTerminalError:
+	default:
+		return invalidStatus(r.Status)
+	}
+	if t := d.runningBody(loop); t != nil {
+		return fault.Conflict("task %s is the DO_WHILE %s, whose iteration %d runs (its task %s is %s): a loop ends when its body and condition say so; update the tasks of its body instead, or terminate the workflow",
+			loop.ID, loop.Ref, loopIteration(loop), t.Ref, t.Status)
+	}
+	d.reply = ResultReply{}
+	return d.endLoop(loop, r)
+}
+
+// runningBody returns a task of the loop's current iteration that has not
+// ended, or nil.
+func (d *decision) runningBody(loop *Task) *Task {
+	ln := d.plan.node(loop.Ref)
+	if ln == nil || loop.Status != conductor.TaskInProgress || loopRecorded(loop) {
+		return nil
+	}
+	for _, t := range d.iterationTasks(loop, ln, loopIteration(loop)) {
+		if t.Active() {
+			return t
+		}
+	}
+	return nil
+}
+
+// Pending reports whether w's last decision left work for the next one: a
+// running DO_WHILE waiting to start its next iteration, which a decision
+// leaves once it ran yieldAfter rounds. Deadlines has it due at once; any
+// decision (a Tick) goes on with it.
+func Pending(w *Workflow) bool {
+	if w.Status != conductor.WorkflowRunning {
+		return false
+	}
+	for _, t := range w.Tasks {
+		if w.awaitsIteration(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitsIteration reports whether t is a DO_WHILE whose current iteration
+// has not started: no task of it is scheduled (see yieldAfter).
+func (w *Workflow) awaitsIteration(t *Task) bool {
+	if t.Type != conductor.TaskTypeDoWhile || t.Status != conductor.TaskInProgress || loopRecorded(t) {
+		return false
+	}
+	p, err := w.planFor()
+	if err != nil {
+		return false
+	}
+	wt := p.config(t)
+	if wt == nil || len(wt.LoopOver) == 0 {
+		return false
+	}
+	return w.LatestByRef(iterRef(wt.LoopOver[0].TaskReferenceName, loopIteration(t))) == nil
 }
 
 // LoopConditionInput is the document the condition of loop, a DO_WHILE
@@ -325,29 +466,93 @@ func (d *decision) loopConditionDoc(loop *Task) (map[string]any, [][]any) {
 	return in, kept
 }
 
-// iterationRecord maps each task of iteration n of the loop (by reference
-// name without the suffix) to its output.
-func (d *decision) iterationRecord(ln *node, n int) map[string]any {
+// iterationTasks returns the tasks of iteration n of the loop placed at
+// ln, in list order. Every task of an iteration comes after the loop task
+// and after the tasks of the iterations before it (an iteration starts
+// once the one before ended; a retry or a rerun appends): the scan goes
+// back from the end of the list to the iteration before, not over every
+// iteration, which made a loop of n iterations O(n²).
+func (d *decision) iterationTasks(loop *Task, ln *node, n int) []*Task {
+	var out []*Task
+	for i := len(d.w.Tasks) - 1; i >= 0; i-- {
+		t := d.w.Tasks[i]
+		if t.ID == loop.ID {
+			break
+		}
+		if t.Iteration > n || !d.inLoop(t, ln) {
+			continue
+		}
+		if t.Iteration < n {
+			break
+		}
+		out = append(out, t)
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// iterationRecord maps each task of an iteration (by reference name without
+// the suffix) to its output.
+func iterationRecord(body []*Task) map[string]any {
 	rec := map[string]any{}
-	for _, t := range d.w.Tasks {
-		if t.Iteration == n && !t.Retried && conductor.TaskTerminal(t.Status) && d.inLoop(t, ln) {
+	for _, t := range body {
+		if !t.Retried && conductor.TaskTerminal(t.Status) {
 			rec[baseRef(t.Ref)] = nonNil(t.Output)
 		}
 	}
 	return rec
 }
 
-// keepLastN drops the iteration entries older than the last
-// inputParameters.keepLastN.
-func keepLastN(out, input map[string]any, n int) {
-	keep := intOf(input["keepLastN"])
-	if keep < 1 {
+// keepLastN drops, as iteration n of the loop ends, what its iterations
+// older than the last inputParameters.keepLastN left: their entries in the
+// loop's output, and their tasks, which Conductor removes from the
+// workflow (the tasks go at the end of the round, see removeTrimmed).
+func (d *decision) keepLastN(loop *Task, ln *node, n int, change *loopChange) {
+	keep := intOf(loop.Input["keepLastN"])
+	if keep < 1 || n <= keep {
 		return
 	}
-	for k := range out {
+	// The output holds at most keepLastN entries (and the condition's
+	// keys) when this runs: it is trimmed at every iteration's end.
+	for k := range loop.Output {
 		if i, err := strconv.Atoi(k); err == nil && i <= n-keep {
-			delete(out, k)
+			change.drop = append(change.drop, k)
 		}
+	}
+	// The oldest iterations follow the loop task; the scan stops at the
+	// first task of an iteration kept.
+	var ids []string
+	for i := d.w.taskIndex(loop.ID) + 1; i > 0 && i < len(d.w.Tasks); i++ {
+		t := d.w.Tasks[i]
+		if t.Iteration == 0 || !d.inLoop(t, ln) {
+			continue
+		}
+		if t.Iteration > n-keep {
+			break
+		}
+		if !t.Active() {
+			ids = append(ids, t.ID)
+		}
+	}
+	if len(ids) > 0 {
+		d.trimmed = append(d.trimmed, trimmed{loop: loop.ID, ids: ids})
+	}
+}
+
+// trimmed are the tasks of a loop's iterations past keepLastN.
+type trimmed struct {
+	loop string
+	ids  []string
+}
+
+// removeTrimmed removes the tasks keepLastN trimmed this round. It waits
+// for the round's end: a round's passes go over the task list by index.
+func (d *decision) removeTrimmed() {
+	for _, tr := range d.trimmed {
+		d.emit(&schemas.TasksRemoved{TaskIDs: tr.ids, Loop: tr.loop, Time: d.now})
+	}
+	if len(d.trimmed) > 0 {
+		d.trimmed, d.sweep = nil, sweep{}
 	}
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -14,15 +15,17 @@ func (d *decision) progress() error {
 	if d.w == nil || d.w.Removed {
 		return nil
 	}
-	for round := 0; ; round++ {
+	for d.rounds = 0; ; d.rounds++ {
 		if d.w.Status != conductor.WorkflowRunning {
 			return nil
 		}
-		if round >= maxCascade {
+		if d.rounds >= maxCascade {
 			d.finish(conductor.WorkflowFailed, fmt.Sprintf("more than %d scheduling rounds in one decision: the definition loops", maxCascade), nil)
 			return nil
 		}
-		if !d.step() {
+		changed := d.step()
+		d.removeTrimmed()
+		if !changed {
 			break
 		}
 	}
@@ -32,13 +35,43 @@ func (d *decision) progress() error {
 	return nil
 }
 
-// step runs one round and reports whether it changed anything.
+// sweep is what a decision's rounds know of the task list: the tasks a
+// round need not look at again. A task is settled once it ended and, if it
+// succeeded, every task that follows it is scheduled: within a decision
+// such a task does not change again (only a reset, handled before the
+// rounds, or a removal, after which the sweep starts over, touches ended
+// tasks). Looking at every task in every round made a decision that runs
+// many rounds (a loop of decided tasks over many items) O(n²).
+type sweep struct {
+	open   []int  // indices below next of the tasks not settled
+	next   int    // the tasks from here on were not looked at
+	lastID string // the id of the task at next-1 then
+}
+
+// candidates are the indices, ascending, of the tasks a round looks at:
+// the open ones and those not looked at yet.
+func (s *sweep) candidates(ts []*Task) []int {
+	if s.next > len(ts) || s.next > 0 && ts[s.next-1].ID != s.lastID {
+		*s = sweep{} // the list was cut: look at everything again
+	}
+	out := slices.Clip(s.open)
+	for i := s.next; i < len(ts); i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// step runs one round and reports whether it changed anything. Its three
+// passes go over the tasks in list order, as they always did: the order
+// of what they schedule is the order of the log's records.
 func (d *decision) step() bool {
 	changed := false
-	for _, t := range d.w.Tasks {
+	cand := d.sweep.candidates(d.w.Tasks)
+	for _, i := range cand {
 		if d.w.Status != conductor.WorkflowRunning {
 			return changed
 		}
+		t := d.w.Tasks[i]
 		if t.Status != conductor.TaskInProgress {
 			continue
 		}
@@ -49,32 +82,70 @@ func (d *decision) step() bool {
 			changed = d.evaluateExclusiveJoin(t) || changed
 		}
 	}
-	// Iterate by index: scheduling appends to d.w.Tasks.
-	for i := 0; i < len(d.w.Tasks); i++ {
+	// The candidates past the sweep, then every task scheduled meanwhile
+	// (by index: scheduling appends to d.w.Tasks).
+	var open []int
+	visit := func(i int) bool {
 		t := d.w.Tasks[i]
-		if t.Retried || !conductor.TaskSuccessful(t.Status) || d.skipPending(t) {
-			continue
+		waits := !t.Retried && conductor.TaskSuccessful(t.Status) && d.skipPending(t)
+		if !t.Retried && conductor.TaskSuccessful(t.Status) && !waits {
+			for _, wt := range d.successors(t) {
+				if d.w.Status != conductor.WorkflowRunning {
+					return false
+				}
+				if d.scheduledAfter(wt.TaskReferenceName, t) {
+					continue
+				}
+				d.schedule(wt, scheduleOpts{iteration: t.Iteration})
+				changed = true
+			}
 		}
-		for _, wt := range d.successors(t) {
-			if d.w.Status != conductor.WorkflowRunning {
-				return changed
-			}
-			if d.scheduledAfter(wt.TaskReferenceName, t) {
-				continue
-			}
-			d.schedule(wt, scheduleOpts{iteration: t.Iteration})
-			changed = true
+		if waits || d.w.Tasks[i].Active() {
+			open = append(open, i)
+		}
+		return true
+	}
+	next := d.sweep.next
+	for _, i := range cand {
+		if i >= next {
+			break
+		}
+		if !visit(i) {
+			return changed
 		}
 	}
-	// Loops last: an iteration has ended only once the successors of its
-	// finished tasks are scheduled.
-	for i := 0; i < len(d.w.Tasks); i++ {
-		if d.w.Status != conductor.WorkflowRunning {
+	for i := next; i < len(d.w.Tasks); i++ {
+		if !visit(i) {
 			return changed
+		}
+	}
+	n := len(d.w.Tasks)
+	d.sweep = sweep{open: open, next: n}
+	if n > 0 {
+		d.sweep.lastID = d.w.Tasks[n-1].ID
+	}
+	// Loops last: an iteration has ended only once the successors of its
+	// finished tasks are scheduled. A running loop is open; what this
+	// pass schedules (an iteration's first task) is never a loop, but it
+	// is looked at all the same, as every task was.
+	loops := func(i int) bool {
+		if d.w.Status != conductor.WorkflowRunning {
+			return false
 		}
 		t := d.w.Tasks[i]
 		if t.Type == conductor.TaskTypeDoWhile && t.Status == conductor.TaskInProgress && !loopRecorded(t) {
 			changed = d.advanceLoop(t) || changed
+		}
+		return true
+	}
+	for _, i := range open {
+		if !loops(i) {
+			return changed
+		}
+	}
+	for i := n; i < len(d.w.Tasks); i++ {
+		if !loops(i) {
+			return changed
 		}
 	}
 	return changed
@@ -130,7 +201,8 @@ func (d *decision) scheduledAfter(ref string, pred *Task) bool {
 
 // evaluateJoin completes a JOIN whose joinOn tasks have all succeeded: the
 // tasks the definition names, or after a FORK_JOIN_DYNAMIC those it forked.
-// Inside a loop, the tasks of the JOIN's own iteration. A joinOn task that
+// Inside a loop, the tasks of the JOIN's own iteration, and its output
+// names them with the iteration's suffix. A joinOn task that
 // ended unsuccessfully for good (its failure did not end the workflow: a
 // rerun kept it) fails the JOIN, as Conductor's Join does, rather than
 // leave it waiting for what will never come.
@@ -149,10 +221,13 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	}
 	out := map[string]any{}
 	for _, ref := range refs {
-		t := d.latest(iterRef(ref, join.Iteration))
+		ref = iterRef(ref, join.Iteration)
+		t := d.latest(ref)
 		if t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t) {
 			return false
 		}
+		// Keyed by the joined task's reference name as it ran: inside a
+		// loop, with its iteration ("p__2"), as Conductor's Join does.
 		out[ref] = t.Output
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskCompleted, Output: out, Time: d.now})

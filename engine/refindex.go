@@ -6,7 +6,8 @@ package engine
 type refIndex struct {
 	latest map[string]int // reference name → index of its newest instance
 	n      int            // the task list's first n tasks are indexed
-	last   *Task          // the n-th task when it was indexed
+	lastID string         // the id of the n-th task when it was indexed
+	maxSeq int            // the highest Seq of the indexed tasks
 }
 
 // scanBelow is the task count up to which scanning the list is cheaper
@@ -16,25 +17,34 @@ var scanBelow = 32
 // latest returns the newest instance of the task with reference name ref,
 // or nil: Workflow.LatestByRef, from the index.
 func (d *decision) latest(ref string) *Task {
-	ts, x := d.w.Tasks, &d.refs
+	ts := d.w.Tasks
 	if len(ts) <= scanBelow {
 		return d.w.LatestByRef(ref)
 	}
-	// Within a decision the task list grows, has a task replaced by its
-	// changed copy at the same index (same reference name), or is cut by
-	// a reset, after which any task at the indexed length is one
-	// appended since: an object the index has not seen.
-	if x.latest == nil || len(ts) < x.n || x.n > 0 && ts[x.n-1] != x.last {
-		x.latest, x.n = make(map[string]int, len(ts)), 0
-	}
-	for ; x.n < len(ts); x.n++ {
-		x.latest[ts[x.n].Ref] = x.n
-	}
-	if x.n > 0 {
-		x.last = ts[x.n-1]
-	}
-	if i, ok := x.latest[ref]; ok {
+	if i, ok := d.indexed().latest[ref]; ok {
 		return ts[i]
 	}
 	return nil
+}
+
+// indexed brings the index up to date with the task list and returns it.
+func (d *decision) indexed() *refIndex {
+	ts, x := d.w.Tasks, &d.refs
+	// Within a decision the task list grows, has a task replaced by its
+	// changed copy at the same index (same id and reference name), or is
+	// cut (a reset, a DO_WHILE's iterations past keepLastN), after which
+	// the task at the indexed length, if any, is another one. Comparing
+	// ids rather than objects keeps the index across the copies Apply
+	// makes of the newest task, which a pointer check rebuilt every time.
+	if x.latest == nil || len(ts) < x.n || x.n > 0 && ts[x.n-1].ID != x.lastID {
+		x.latest, x.n, x.maxSeq = make(map[string]int, len(ts)), 0, 0
+	}
+	for ; x.n < len(ts); x.n++ {
+		x.latest[ts[x.n].Ref] = x.n
+		x.maxSeq = max(x.maxSeq, ts[x.n].Seq)
+	}
+	if x.n > 0 {
+		x.lastID = ts[x.n-1].ID
+	}
+	return x
 }

@@ -9,10 +9,12 @@ import (
 // grows, has tasks replaced, and is cut by a reset and grown again past
 // the length the index covered.
 func TestRefIndexFollowsTheTaskList(t *testing.T) {
+	seq := 0
 	tasks := func(prefix string, from, to int) []*Task {
 		var ts []*Task
 		for i := from; i < to; i++ {
-			ts = append(ts, &Task{ID: fmt.Sprintf("%s-id-%d", prefix, i), Ref: fmt.Sprintf("%s%d", prefix, i%30)})
+			seq++
+			ts = append(ts, &Task{ID: fmt.Sprintf("%s-id-%d", prefix, i), Ref: fmt.Sprintf("%s%d", prefix, i%30), Seq: seq})
 		}
 		return ts
 	}
@@ -23,6 +25,13 @@ func TestRefIndexFollowsTheTaskList(t *testing.T) {
 			if got, want := d.latest(ref), d.w.LatestByRef(ref); got != want {
 				t.Fatalf("%s: latest(%q) = %v, a scan finds %v", step, ref, got, want)
 			}
+		}
+		want := 0
+		for _, t := range d.w.Tasks {
+			want = max(want, t.Seq)
+		}
+		if got := d.nextSeq(); got != want+1 {
+			t.Fatalf("%s: next seq %d, a scan finds %d", step, got, want+1)
 		}
 	}
 	check("built", "a0", "a5", "a29", "b0")
@@ -38,6 +47,11 @@ func TestRefIndexFollowsTheTaskList(t *testing.T) {
 	// the index covered.
 	d.w.Tasks = append(d.w.Tasks[:10:10], tasks("c", 0, 40)...)
 	check("cut and grown", "a5", "a15", "a29", "b0", "c0", "c35")
+
+	// keepLastN removes a loop's old iterations from the middle of the
+	// list, and the decision schedules on.
+	d.w.Tasks = append(append(d.w.Tasks[:3:3], d.w.Tasks[20:]...), tasks("e", 0, 2)...)
+	check("cut in the middle and grown", "a5", "a15", "c0", "c5", "c35", "e0")
 
 	// A restart starts over.
 	d.w.Tasks = tasks("d", 0, 60)

@@ -212,6 +212,11 @@ func (d *decision) scheduleFailed(wt *conductor.WorkflowTask, o scheduleOpts, id
 }
 
 func (d *decision) nextSeq() int {
+	if len(d.w.Tasks) > scanBelow {
+		// A decision that schedules n tasks asked a scan of the list n
+		// times.
+		return d.indexed().maxSeq + 1
+	}
 	seq := 0
 	for _, t := range d.w.Tasks {
 		seq = max(seq, t.Seq)
@@ -238,7 +243,7 @@ func policyOf(e conductor.EffectiveTaskDef) schemas.TaskPolicy {
 // evaluate resolves a template against the workflow, for the task with id
 // taskID (${CPEWF_TASK_ID}).
 func (d *decision) evaluate(tmpl any, taskID string) (map[string]any, [][]any, error) {
-	v, deferred, err := expr.Evaluate(tmpl, &workflowDoc{w: d.w, taskID: taskID})
+	v, deferred, err := expr.Evaluate(tmpl, &workflowDoc{w: d.w, taskID: taskID, d: d})
 	if err != nil {
 		return nil, nil, err
 	}

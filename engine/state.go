@@ -114,7 +114,9 @@ type Task struct {
 	ParentTaskID         string                  `msgpack:"parent,omitempty"`
 	Logs                 []conductor.TaskExecLog `msgpack:"logs,omitempty"`
 	// Resolved names what was resolved into this task's input at its
-	// hand-offs (never a value): redaction knows what to look for.
+	// hand-offs (never a value): redaction knows what to look for. A
+	// DO_WHILE also names here what the tasks of its iterations removed
+	// past keepLastN had resolved.
 	Resolved []schemas.ResolvedRef `msgpack:"res,omitempty"`
 }
 
@@ -158,12 +160,27 @@ func (w *Workflow) Holds(kind byte) bool {
 
 // TaskByID returns the task with the given id, or nil.
 func (w *Workflow) TaskByID(id string) *Task {
-	for _, t := range w.Tasks {
-		if t.ID == id {
-			return t
-		}
+	if i := w.taskIndex(id); i >= 0 {
+		return w.Tasks[i]
 	}
 	return nil
+}
+
+// taskIndex returns the index of the task with the given id, or -1. It
+// looks from both ends of the list at once: the tasks asked for are the
+// newest (a result, a take) or a container scheduled before them (the
+// DO_WHILE whose iterations follow it), and a scan from one end made
+// folding or deciding a long loop O(n²).
+func (w *Workflow) taskIndex(id string) int {
+	for i, j := 0, len(w.Tasks)-1; i <= j; i, j = i+1, j-1 {
+		if w.Tasks[j].ID == id {
+			return j
+		}
+		if w.Tasks[i].ID == id {
+			return i
+		}
+	}
+	return -1
 }
 
 // LatestByRef returns the newest instance (highest seq) of the task with

@@ -280,7 +280,8 @@ func TestDoWhileWithBranchesInside(t *testing.T) {
 	h.complete("one__1", nil)
 	h.complete("p__1", map[string]any{"p": int64(1)})
 	h.complete("q__1", map[string]any{"q": int64(1)})
-	wantOutput(t, h.wantTask("join__1", conductor.TaskCompleted), map[string]any{"p": map[string]any{"p": int64(1)}, "q": map[string]any{"q": int64(1)}})
+	// The JOIN names the tasks it joined as they ran, as Conductor's does.
+	wantOutput(t, h.wantTask("join__1", conductor.TaskCompleted), map[string]any{"p__1": map[string]any{"p": int64(1)}, "q__1": map[string]any{"q": int64(1)}})
 	// Iteration 2 takes the empty default branch of the SWITCH.
 	h.wantTask("sw__2", conductor.TaskCompleted)
 	h.complete("q__2", nil)

@@ -18,7 +18,8 @@ const SystemTaskLease = 5 * time.Minute
 const MaxLeaseExpiries = 3
 
 // Deadlines returns the times (Unix ms) at which the workflow needs a Tick:
-// timeouts, WAIT wake-ups and delayed hand-offs. The executions read model
+// timeouts, WAIT wake-ups, delayed hand-offs, and, due at once, the next
+// iteration of a loop a decision left for the next one (Pending). The executions read model
 // indexes them; the executor ticks the workflow when one passes. A Tick
 // that finds nothing due changes nothing, so deadlines need no bookkeeping
 // of their own: they are a function of state.
@@ -58,6 +59,10 @@ func Deadlines(w *Workflow) []int64 {
 			}
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
 			add(t.AvailableAt)
+		case !paused && w.Status == conductor.WorkflowRunning && w.awaitsIteration(t):
+			// A decision stopped between its iterations (see yieldAfter):
+			// the next one is due at once.
+			add(t.UpdateTime)
 		case t.Status == conductor.TaskInProgress && leased(t):
 			add(t.UpdateTime + SystemTaskLease.Milliseconds())
 		case releasedSystemTask(t) && timesOut(t) && !paused:

@@ -65,11 +65,13 @@ type Result struct {
 }
 
 // Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed
-// hand-offs.
+// hand-offs, and the next iteration of a loop a decision left for the next
+// one (Pending).
 type Tick struct{}
 
-// Reconcile changes nothing; its decision lists the effects the current
-// state implies, for recovery after a crash. With DispatchAge set (ms) it
+// Reconcile changes nothing (but for going on with work a decision left for
+// the next, see Pending); its decision lists the effects the current state
+// implies, for recovery after a crash. With DispatchAge set (ms) it
 // lists only the dispatches the dispatch stream dropped for age since the
 // previous such pass, Interval (ms) ago: tasks announced a whole number of
 // DispatchAge ago, less Interval. A message sent again expires in its
@@ -121,7 +123,19 @@ type Restart struct {
 // SUB_WORKFLOW task is retried with a new child workflow. (Conductor's
 // resumeSubworkflowTasks retries the failed child instead: the child's
 // retry reopens its parent, see ChildReopened.)
-type Retry struct{}
+//
+// A sub-workflow whose parent has moved on from it (the parent's retry,
+// rerun or restart runs a new child in its place) may still be retried:
+// it runs on its own, and its parent ignores it (ChildReopened, a later
+// ChildFinished), as Orkes does by default.
+type Retry struct {
+	// RefuseIfParentRetried is Orkes's retryIfRetriedByParent=false: the
+	// retry of such a sub-workflow is refused (fault.ErrConflict) instead.
+	// Parent is the parent's state as the caller read it (the engine
+	// decides for one workflow at a time); without it, nothing is refused.
+	RefuseIfParentRetried bool
+	Parent                *Workflow
+}
 
 // Rerun runs a terminal workflow again from the start or from a task.
 type Rerun struct {

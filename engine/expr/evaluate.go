@@ -48,6 +48,20 @@ func Evaluate(tmpl any, doc Doc) (value any, deferred []Path, err error) {
 	return v, e.deferred, nil
 }
 
+// EvaluateShared is Evaluate for a caller that only reads the result: a
+// string that is exactly one expression yields the value it names as the
+// document holds it, not a copy, and the result may share maps and slices
+// with the document. Reading one element of a long list (a DO_WHILE's
+// items, at every iteration) copied the whole list each time.
+func EvaluateShared(tmpl any, doc Doc) (value any, deferred []Path, err error) {
+	e := &evaluator{doc: doc, shared: true}
+	v, err := e.value(tmpl)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, e.deferred, nil
+}
+
 // ValidateTemplate walks tmpl and returns one error per invalid string, each
 // naming its path relative to the template root (e.g.
 // `http_request.headers.Authorization` or `items[2]`), in key order.
@@ -78,6 +92,7 @@ type evaluator struct {
 	doc      Doc
 	path     Path // of the value being evaluated; reused as a stack
 	deferred []Path
+	shared   bool // see EvaluateShared
 }
 
 // value evaluates one node of the template. Map keys are visited in sorted
@@ -141,6 +156,9 @@ func (e *evaluator) str(s string) (any, bool, error) {
 	if len(nodes) == 1 && nodes[0].expr {
 		r := e.expr(nodes[0].body)
 		if !r.deferred {
+			if e.shared {
+				return r.value, false, nil
+			}
 			return deepCopy(r.value), false, nil
 		}
 		var w deferredWriter

@@ -247,6 +247,40 @@ func TestEvaluateCopies(t *testing.T) {
 	}
 }
 
+// EvaluateShared yields what Evaluate yields, but a string that is one
+// expression gives the document's own value, not a copy of it.
+func TestEvaluateShared(t *testing.T) {
+	doc := testDoc()
+	list := doc["workflow"].(map[string]any)["input"].(map[string]any)["list"].([]any)
+	for _, tc := range []struct {
+		tmpl any
+		same bool // the result is the document's list itself
+	}{
+		{"${workflow.input.list}", true},
+		{map[string]any{"l": "${workflow.input.list}"}, false},
+		{"n=${workflow.input.n}", false},
+		{"${workflow.secrets.db}", false},
+	} {
+		shared, sharedDeferred, err := EvaluateShared(tc.tmpl, doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copied, deferred, err := Evaluate(tc.tmpl, doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(shared, copied) || !reflect.DeepEqual(sharedDeferred, deferred) {
+			t.Errorf("%v: shared %v %v, copied %v %v", tc.tmpl, shared, sharedDeferred, copied, deferred)
+		}
+		if l, ok := shared.([]any); ok && (&l[0] == &list[0]) != tc.same {
+			t.Errorf("%v: shares the document's list %v, want %v", tc.tmpl, !tc.same, tc.same)
+		}
+	}
+	if l, _, _ := Evaluate("${workflow.input.list}", doc); &l.([]any)[0] == &list[0] {
+		t.Error("Evaluate shares the document's list")
+	}
+}
+
 func TestEvaluateSyntaxError(t *testing.T) {
 	tmpl := map[string]any{"a": map[string]any{"b": []any{"ok", "${workflow.input.x"}}}
 	got, deferred, err := Evaluate(tmpl, testDoc())

@@ -139,6 +139,14 @@ func (s *sim) run(def *conductor.WorkflowDef, req conductor.WorkflowTestRequest,
 		if acted {
 			continue
 		}
+		if engine.Pending(w) {
+			// A long loop's decision stopped between iterations: the
+			// next decision goes on, as the executor's tick does.
+			if w, err = s.decide(w, engine.Tick{}); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		// Nothing to answer: let the virtual clock run to the next deadline
 		// (a retry or callback delay, a timeout).
 		at := int64(0)

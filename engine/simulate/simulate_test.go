@@ -3,6 +3,8 @@ package simulate_test
 import (
 	"context"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +85,23 @@ func TestStartWorkflowIsTakenToStart(t *testing.T) {
 	wf = run(t, `{"name":"starter","workflowDef":`+registry+`,"taskRefToMockOutput":{"st":[{"status":"FAILED_WITH_TERMINAL_ERROR"}]}}`)
 	if wf.Status != conductor.WorkflowFailed {
 		t.Fatalf("a failed start: status %s", wf.Status)
+	}
+}
+
+// A loop of decided tasks longer than one decision runs (the decider
+// yields between iterations): the simulation goes on with it, as the
+// executor's tick does, rather than stop with the workflow running.
+func TestLongDecidedLoop(t *testing.T) {
+	for _, n := range []int{3, 1500} {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = strconv.Itoa(i)
+		}
+		def := `{"name":"fast","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.list}",
+		  "loopOver":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"last":"${loop.output.loopItem}"}}]}]}`
+		wf := run(t, `{"name":"fast","workflowDef":`+def+`,"input":{"list":[`+strings.Join(items, ",")+`]}}`)
+		if wf.Status != conductor.WorkflowCompleted || wf.Variables["last"] != int64(n-1) {
+			t.Fatalf("%d items: status %s variables %v", n, wf.Status, wf.Variables)
+		}
 	}
 }

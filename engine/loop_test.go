@@ -1,0 +1,259 @@
+package engine_test
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// A JOIN inside a DO_WHILE joins the tasks of its own iteration, and its
+// output names them as they ran, "p__2", as Conductor's Join does (it
+// appends the iteration to its joinOn inside a loop). The loop's record of
+// the iteration holds that output under the JOIN's name without suffix.
+func TestJoinInsideLoopNamesTheIteration(t *testing.T) {
+	forked := []any{
+		map[string]any{"name": "p", "taskReferenceName": "p"},
+		map[string]any{"name": "q", "taskReferenceName": "q"},
+	}
+	for _, tc := range []struct {
+		name   string
+		def    string
+		input  map[string]any
+		joined []string
+		suffix bool
+	}{
+		{"fork in a loop", `{"name":"f","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[1,2],"loopOver":[
+		  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"p","taskReferenceName":"p"}],[{"name":"q","taskReferenceName":"q"}]]},
+		  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["p","q"]}]}]}`, nil, []string{"p", "q"}, true},
+		{"dynamic fork in a loop", `{"name":"f","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[1,2],"loopOver":[
+		  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","inputParameters":{"tasks":"${workflow.input.tasks}"}},
+		  {"name":"join","taskReferenceName":"join","type":"JOIN"}]}]}`, map[string]any{"tasks": forked}, []string{"p", "q"}, true},
+		{"fork outside a loop", `{"name":"f","tasks":[
+		  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"p","taskReferenceName":"p"}],[{"name":"q","taskReferenceName":"q"}]]},
+		  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["p","q"]}]}`, nil, []string{"p", "q"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, tc.input)
+			iterations := 1
+			if tc.suffix {
+				iterations = 2
+			}
+			for it := 1; it <= iterations; it++ {
+				ref := func(r string) string {
+					if tc.suffix {
+						return r + "__" + strconv.Itoa(it)
+					}
+					return r
+				}
+				want := map[string]any{}
+				for _, r := range tc.joined {
+					out := map[string]any{"from": ref(r)}
+					h.complete(ref(r), out)
+					want[ref(r)] = out
+				}
+				wantOutput(t, h.wantTask(ref("join"), conductor.TaskCompleted), want)
+				if !tc.suffix {
+					continue
+				}
+				rec, _ := h.task("loop").Output[strconv.Itoa(it)].(map[string]any)
+				if !reflect.DeepEqual(rec["join"], want) {
+					t.Fatalf("iteration %d record of the join = %v, want %v", it, rec["join"], want)
+				}
+			}
+			h.wantStatus(conductor.WorkflowCompleted)
+		})
+	}
+}
+
+// keepLastN (the loop's inputParameters) keeps the last N iterations: as
+// an iteration ends, the loop's output drops the entries of older ones and
+// the workflow their tasks, as Conductor removes them. What the removed
+// tasks resolved at their hand-offs stays named on the loop, for
+// redaction.
+func TestDoWhileKeepLastNRemovesOldIterations(t *testing.T) {
+	def := func(keep string) string {
+		in := ""
+		if keep != "" {
+			in = `"inputParameters":{"keepLastN":` + keep + `},`
+		}
+		return `{"name":"keep","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[1,2,3,4,5],` + in + `
+		  "loopOver":[{"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b","inputParameters":{"a":"${a.output.n}"}}]},
+		 {"name":"after","taskReferenceName":"after","inputParameters":{"lastB":"${b.output.n}"}}]}`
+	}
+	secret := schemas.ResolvedRef{Kind: "secret", Name: "db", Version: 1, Principal: "app:tester", GrantedBy: "creator"}
+	for _, tc := range []struct {
+		name string
+		keep string
+		kept []int // the iterations whose tasks and entries remain
+	}{
+		{"without keepLastN", "", []int{1, 2, 3, 4, 5}},
+		{"keepLastN 2", "2", []int{4, 5}},
+		{"keepLastN 1, as a string", `"1"`, []int{5}},
+		{"keepLastN past the iterations", "9", []int{1, 2, 3, 4, 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def(tc.keep), nil)
+			var removed []string
+			for it := 1; it <= 5; it++ {
+				a, b := "a__"+strconv.Itoa(it), "b__"+strconv.Itoa(it)
+				if it == 1 {
+					h.decide(engine.Take{TaskID: h.task(a).ID, WorkerID: "w1", HandOff: &engine.HandOff{Resolved: []schemas.ResolvedRef{secret}}})
+				}
+				h.complete(a, map[string]any{"n": int64(it)})
+				if got := h.task(b).Input["a"]; got != int64(it) {
+					t.Fatalf("%s reads a's output %v", b, got)
+				}
+				d := h.complete(b, map[string]any{"n": int64(it)})
+				for _, ev := range d.Events {
+					if r, ok := ev.(*schemas.TasksRemoved); ok {
+						if r.Loop != h.task("loop").ID {
+							t.Fatalf("removal names loop %q", r.Loop)
+						}
+						removed = append(removed, r.TaskIDs...)
+					}
+				}
+			}
+			loop := h.wantTask("loop", conductor.TaskCompleted)
+			want := []string{"loop"}
+			entries := map[string]any{"iteration": int64(5), "loopItem": int64(5), "loopIndex": int64(4)}
+			for _, it := range tc.kept {
+				want = append(want, "a__"+strconv.Itoa(it), "b__"+strconv.Itoa(it))
+				entries[strconv.Itoa(it)] = map[string]any{"a": map[string]any{"n": int64(it)}, "b": map[string]any{"n": int64(it)}}
+			}
+			h.wantRefs(append(want, "after")...)
+			wantOutput(t, loop, entries)
+			if got, wantN := len(removed), 2*(5-len(tc.kept)); got != wantN {
+				t.Fatalf("%d tasks removed, want %d", got, wantN)
+			}
+			if h.task("after").Input["lastB"] != int64(5) {
+				t.Fatalf("after reads %v", h.task("after").Input)
+			}
+			if first := tc.kept[0]; first > 1 && !slices.Contains(loop.Resolved, secret) {
+				t.Fatalf("the loop does not name what its removed iterations resolved: %v", loop.Resolved)
+			}
+			h.complete("after", nil)
+			h.wantStatus(conductor.WorkflowCompleted)
+		})
+	}
+}
+
+// An operator's task update of a DO_WHILE (Conductor's task update path
+// takes any task's status) may end the loop when no iteration's body runs:
+// its condition is due or running. The loop keeps the output the decider
+// owns (iterations, their records), the update's other keys join it. While
+// the body runs the update is refused: Conductor would complete the loop
+// with the body still running and its records gone. Progress is for the
+// condition alone to report.
+func TestOperatorUpdateOfDoWhile(t *testing.T) {
+	rec1 := map[string]any{"a": map[string]any{"v": "a1"}, "b": map[string]any{"v": "b1", "more": true}}
+	bodyDone := func(h *harness) {
+		h.complete("a__1", map[string]any{"v": "a1"})
+		h.complete("b__1", map[string]any{"v": "b1", "more": true})
+	}
+	for _, tc := range []struct {
+		name       string
+		at         func(h *harness)
+		status     string
+		wantErr    error
+		wantLoop   string
+		wantStatus string
+		ignored    bool
+	}{
+		{"body running, completed", func(*harness) {}, conductor.TaskCompleted, fault.ErrConflict, conductor.TaskInProgress, conductor.WorkflowRunning, false},
+		{"body running, failed", func(*harness) {}, conductor.TaskFailed, fault.ErrConflict, conductor.TaskInProgress, conductor.WorkflowRunning, false},
+		{"body half done, completed", func(h *harness) { h.complete("a__1", nil) }, conductor.TaskCompleted, fault.ErrConflict, conductor.TaskInProgress, conductor.WorkflowRunning, false},
+		{"body running, progress", func(*harness) {}, conductor.TaskInProgress, nil, conductor.TaskInProgress, conductor.WorkflowRunning, true},
+		{"condition due, completed", bodyDone, conductor.TaskCompleted, nil, conductor.TaskCompleted, conductor.WorkflowRunning, false},
+		{"condition due, progress", bodyDone, conductor.TaskInProgress, nil, conductor.TaskScheduled, conductor.WorkflowRunning, true},
+		{"condition running, completed", func(h *harness) { bodyDone(h); h.systemTake("loop") }, conductor.TaskCompleted, nil, conductor.TaskCompleted, conductor.WorkflowRunning, false},
+		{"condition running, failed", func(h *harness) { bodyDone(h); h.systemTake("loop") }, conductor.TaskFailedWithTerminalError, nil, conductor.TaskFailedWithTerminalError, conductor.WorkflowFailed, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, loopDef, map[string]any{"max": int64(5)})
+			tc.at(h)
+			loop := h.task("loop")
+			d, err := h.try(engine.Result{By: "user:ops", Result: conductor.TaskResult{TaskID: loop.ID, WorkflowInstanceID: h.w.ID, Status: tc.status,
+				OutputData: map[string]any{"note": "by hand", "iteration": int64(99), "1": "x"}}})
+			if tc.wantErr != nil {
+				wantErr(t, err, tc.wantErr)
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			h.wantTask("loop", tc.wantLoop)
+			h.wantStatus(tc.wantStatus)
+			if reply, _ := d.Reply.(engine.ResultReply); err == nil && reply.Ignored != tc.ignored {
+				t.Fatalf("reply %+v, want ignored %v", d.Reply, tc.ignored)
+			}
+			if tc.wantLoop == conductor.TaskCompleted {
+				wantOutput(t, h.task("loop"), map[string]any{"iteration": int64(1), "1": rec1, "note": "by hand"})
+				h.wantTask("after", conductor.TaskScheduled)
+			}
+		})
+	}
+}
+
+// A DO_WHILE of tasks the decider completes itself runs an iteration
+// every round or two. Past yieldAfter rounds a decision starts no new
+// iteration: the loop waits for it, due at once (Deadlines, Pending), and
+// the next decision goes on. A loop over more items than the round cap of
+// one decision allows completes, in decisions of bounded size.
+func TestDoWhileDecidedBodyYields(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		items     int
+		keep      int
+		decisions int // at least
+		tasks     int
+	}{
+		{"short loop, one decision", 50, 0, 1, 51},
+		{"longer than a decision", 2600, 0, 5, 2601},
+		{"past the round cap, keeping the last 3", 6000, 3, 11, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def := fmt.Sprintf(`{"name":"fast","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.list}",
+			  "inputParameters":{"keepLastN":%d},
+			  "loopOver":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"last":"${loop.output.loopItem}"}}]}]}`, tc.keep)
+			list := make([]any, tc.items)
+			for i := range list {
+				list[i] = int64(i)
+			}
+			h := newHarness(t, def, map[string]any{"list": list})
+			decisions := 1
+			for {
+				// A decision of the whole loop would append three events
+				// an iteration.
+				if len(h.last.Events) > 4000 {
+					t.Fatalf("decision %d appended %d events", decisions, len(h.last.Events))
+				}
+				if h.w.Status != conductor.WorkflowRunning {
+					break
+				}
+				if !engine.Pending(h.w) {
+					t.Fatalf("decision %d left the loop at iteration %d with nothing due", decisions, loopIterations(h))
+				}
+				if dl := engine.Deadlines(h.w); len(dl) == 0 || dl[0] > h.now.UnixMilli() {
+					t.Fatalf("deadlines %v: the next iteration is due at once (%d)", dl, h.now.UnixMilli())
+				}
+				h.decide(engine.Tick{})
+				decisions++
+			}
+			h.wantStatus(conductor.WorkflowCompleted)
+			if h.w.Variables["last"] != int64(tc.items-1) || loopIterations(h) != int64(tc.items) {
+				t.Fatalf("variables %v, iterations %d", h.w.Variables, loopIterations(h))
+			}
+			if decisions < tc.decisions || len(h.w.Tasks) != tc.tasks {
+				t.Fatalf("%d decisions, %d tasks; want at least %d decisions and %d tasks", decisions, len(h.w.Tasks), tc.decisions, tc.tasks)
+			}
+			if engine.Pending(h.w) {
+				t.Fatal("a completed workflow is pending")
+			}
+		})
+	}
+}
