@@ -6,14 +6,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -45,6 +50,7 @@ type Metadata interface {
 	GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
 	ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error)
 	DeleteTaskDef(ctx context.Context, name string, principal string, opts ...metadata.WriteOption) error
+	TaskUses(ctx context.Context, name string) ([]metadata.TaskUse, error)
 
 	GetTags(ctx context.Context, kind metadata.Kind, name string) ([]conductor.Tag, error)
 	ListTags(ctx context.Context) ([]metadata.TagSet, error)
@@ -60,6 +66,9 @@ var _ Metadata = (*metadata.Store)(nil)
 // Registering a name needs CREATE on it (role permission
 // CREATE_WORKFLOW_DEF / CREATE_TASK_DEF, or a grant), a new version or an
 // update of an existing one UPDATE; listings show what the caller may READ.
+// A new task definition must not take over the tasks that other
+// principals' workflows hand to workers under its name (see
+// mayClaimTaskName).
 // Writes check access in their handler, not in the route's rule: on the
 // revision they then write to (see Metadata).
 func (s *Server) metadataRoutes() {
@@ -107,9 +116,188 @@ func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef
 }
 
 // mayWriteTaskDef checks CREATE on a new task name, UPDATE on a
-// registered one, and returns the revision the check was made on.
+// registered one, and returns the revision the check was made on. A new
+// name must also be free for the caller to take (mayClaimTaskName).
 func (s *Server) mayWriteTaskDef(r *http.Request, name string) (metadata.Revision, error) {
-	return s.mayChangeDef(r, metadata.KindTask, name, createOrUpdate)
+	rev, err := s.mayChangeDef(r, metadata.KindTask, name, createOrUpdate)
+	if err != nil || rev.Exists {
+		return rev, err
+	}
+	return rev, s.mayClaimTaskName(r, name)
+}
+
+// mayClaimTaskName refuses to create the task definition of a name that
+// other principals' workflows hand to workers without a definition.
+//
+// Workflows may run SIMPLE tasks (any type the engine hands to workers)
+// that have no task definition. Workers take tasks by name, and the
+// creator of a task definition may take the tasks of its name (EXECUTE on
+// TASK_DEF:<name>), input included, secrets resolved. Creating the
+// definition of a name that someone else's workflow uses would hand its
+// creator that workflow's tasks. So a new name is refused, 403, when a
+// workflow definition that the caller neither created (that version) nor
+// may UPDATE has a worker task of that name; or when tasks of that name,
+// of executions the caller neither started nor may UPDATE the definition
+// of, are waiting for a worker or held by one (the executions of inline
+// definitions, of deleted versions, and dynamically named tasks, which no
+// stored definition shows). A caller who may UPDATE a workflow could
+// route its tasks anywhere anyway.
+//
+// Admins and holders of METADATA_MANAGEMENT (role METADATA_MANAGER), who
+// may change every definition, may create any name: that is how a shared
+// name gets its definition. The refusal names the workflow definitions
+// the caller may read and counts the others.
+func (s *Server) mayClaimTaskName(r *http.Request, name string) error {
+	p := caller(r)
+	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) {
+		return nil
+	}
+	uses, err := s.deps.Metadata.TaskUses(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	foreign := foreignWorkflows{s: s, r: r, known: map[string]bool{}}
+	var conflicts []string
+	mine := map[string]bool{} // workflows with a version the caller created that uses name
+	for _, u := range uses {
+		if !slices.ContainsFunc(u.Types, workerType) {
+			continue
+		}
+		if u.CreatedBy == p.ID {
+			mine[u.Workflow] = true
+			continue
+		}
+		if slices.Contains(conflicts, u.Workflow) {
+			continue
+		}
+		theirs, err := foreign.is(u.Workflow)
+		if err != nil {
+			return err
+		}
+		if theirs {
+			conflicts = append(conflicts, u.Workflow)
+		}
+	}
+	running, err := s.foreignActiveTasks(r, name, mine, &foreign)
+	if err != nil {
+		return err
+	}
+	if len(conflicts) == 0 && !running {
+		return nil
+	}
+	return s.takeoverRefusal(r, name, conflicts, running)
+}
+
+// workerType reports whether the engine hands tasks of type typ to workers
+// (under the task's name) rather than deciding or running them itself.
+func workerType(typ string) bool { return (&engine.Task{Type: typ}).IsWorkerTask() }
+
+// foreignWorkflows decides, once per workflow name, whether the caller
+// may not UPDATE a workflow definition: whether its tasks are someone
+// else's to route.
+type foreignWorkflows struct {
+	s *Server
+	r *http.Request
+
+	mu    sync.Mutex
+	known map[string]bool
+}
+
+func (f *foreignWorkflows) is(workflow string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v, ok := f.known[workflow]; ok {
+		return v, nil
+	}
+	err := f.s.authorize(f.r, auth.Update, auth.Target{Type: auth.TargetWorkflowDef, ID: workflow})
+	switch {
+	case err == nil:
+		f.known[workflow] = false
+	case errors.Is(err, fault.ErrForbidden):
+		f.known[workflow] = true
+	default:
+		return false, err
+	}
+	return f.known[workflow], nil
+}
+
+// foreignActiveTasks reports whether worker tasks named name are waiting
+// for a worker, or held by one, in executions that the caller did not
+// start, of workflows it neither may UPDATE nor created a version of that
+// uses name (mine). Without the executions read model it reports none.
+func (s *Server) foreignActiveTasks(r *http.Request, name string, mine map[string]bool, foreign *foreignWorkflows) (bool, error) {
+	if s.deps.Search == nil || name == "" {
+		return false, nil
+	}
+	// taskType is the name for tasks workers take, the type for others.
+	q := fmt.Sprintf("taskDefName = %s AND taskType = %s AND status IN (%s, %s)",
+		queryString(name), queryString(name), conductor.TaskScheduled, conductor.TaskInProgress)
+	id := caller(r).ID
+	var ferr error
+	n, _, err := s.deps.Search.SearchTasks(r.Context(), query.Search{Query: q, Size: 0, Visible: func(workflow, createdBy string) bool {
+		if ferr != nil || (createdBy != "" && createdBy == id) || mine[workflow] {
+			return false
+		}
+		theirs, err := foreign.is(workflow)
+		if err != nil {
+			ferr = err
+		}
+		return theirs
+	}})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return false, fmt.Errorf("tasks named %s in progress: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+// queryString quotes s as a string literal of the search syntax.
+func queryString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// takeoverRefusal is the 403 for creating task definition name, which the
+// workflow definitions conflicts (and, when running, tasks in progress of
+// others' executions) use. The caller reads the names of the workflow
+// definitions it may read; the audit trail records them all.
+func (s *Server) takeoverRefusal(r *http.Request, name string, conflicts []string, running bool) error {
+	var readable []string
+	for _, w := range conflicts {
+		if s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowDef, ID: w}) {
+			readable = append(readable, w)
+		}
+	}
+	slices.Sort(readable)
+	slices.Sort(conflicts)
+	why := func(shown []string) string {
+		var parts []string
+		if len(conflicts) > 0 {
+			list := strings.Join(shown, ", ")
+			if hidden := len(conflicts) - len(shown); hidden > 0 {
+				if list != "" {
+					list += " and "
+				}
+				list += fmt.Sprintf("%d you may not read", hidden)
+			}
+			parts = append(parts, fmt.Sprintf("task %s has no definition and is a worker task of workflow definitions of other principals that you may not update (%s)", name, list))
+		}
+		if running {
+			parts = append(parts, fmt.Sprintf("tasks named %s of workflows other principals started are waiting for a worker or held by one", name))
+		}
+		return strings.Join(parts, "; ") + "; the creator of its definition could poll those tasks and receive their input, secrets resolved: " +
+			"ask an admin or a holder of " + auth.PermMetadataManagement + " (role " + auth.RoleMetadataManager + ") to create it, " +
+			"or for UPDATE on those workflow definitions"
+	}
+	p := caller(r)
+	target := auth.Target{Type: auth.TargetTaskDef, ID: name}
+	audited := &auth.ForbiddenError{Principal: p.ID, Access: auth.Create, Target: target, Reason: why(conflicts)}
+	if len(readable) == len(conflicts) {
+		return audited
+	}
+	shown := &auth.ForbiddenError{Principal: p.ID, Access: auth.Create, Target: target, Reason: why(readable)}
+	return &refusal{msg: shown.Error(), cause: audited}
 }
 
 // createOrUpdate is the access a registration needs on a name: CREATE

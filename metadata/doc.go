@@ -30,6 +30,19 @@
 // the next write). After an append a Store waits for the projection to reach
 // the append's sequence, so a caller's next read sees its own write.
 //
+// The read model also indexes, per task name, the workflow definition
+// versions that have tasks of that name, with their types and creators
+// (TaskUses). A workflow may run a SIMPLE task no task definition
+// describes, and the creator of a definition may take the tasks of its
+// name: the API asks the index before it lets anyone create the
+// definition of a name someone else's workflows use. The index follows
+// the engine: tasks nested in SWITCH, FORK_JOIN and DO_WHILE, in inline
+// sub-workflow definitions, and the tasks that DYNAMIC and
+// FORK_JOIN_DYNAMIC name with constants. It is a function of the stored
+// definitions, built as they are applied; a read model built by a
+// flowvault without it is indexed in full with the first record applied
+// after the upgrade, and answers by reading every definition until then.
+//
 // # Stored JSON
 //
 // A definition is returned as the JSON the client registered, with the

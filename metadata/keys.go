@@ -32,11 +32,22 @@ func TaskSubject(name string) string { return taskSubjectPrefix + eventlog.Token
 //	t/<name>                         storedDef (msgpack)
 //	g/<kind>/<name>                  []schemas.DefTag (msgpack)
 //	s/<subject>                      last sequence of subject (uint64 BE)
+//	u/<task>\x00<workflow>\x00<version uint32 BE>
+//	                                 taskUse: a workflow version names a task (msgpack)
+//	v/<workflow>\x00<version uint32 BE>
+//	                                 []string: the task names its u/ keys hold (msgpack)
+//	x/task-uses                      present once the u/ and v/ keys cover every stored version
+//
+// Task names in u/ keys are names a task definition could have (see
+// checkName): no control character, so the 0x00 after one ends it.
 const (
 	workflowKeyPrefix = "w/"
 	taskKeyPrefix     = "t/"
 	tagsKeyPrefix     = "g/"
 	seqKeyPrefix      = "s/"
+	useKeyPrefix      = "u/"
+	usesOfKeyPrefix   = "v/"
+	usesIndexedKey    = "x/task-uses"
 )
 
 func workflowPrefix(name string) []byte {
@@ -58,6 +69,33 @@ func parseWorkflowKey(k []byte) (name string, version int, ok bool) {
 }
 
 func taskKey(name string) []byte { return []byte(taskKeyPrefix + name) }
+
+// usePrefix is the prefix of the u/ keys of task name.
+func usePrefix(task string) []byte {
+	k := make([]byte, 0, len(useKeyPrefix)+len(task)+1)
+	return append(append(append(k, useKeyPrefix...), task...), 0)
+}
+
+// useKey is the u/ key of task name in a workflow version.
+func useKey(task, workflow string, version int) []byte {
+	k := append(usePrefix(task), workflow...)
+	return binary.BigEndian.AppendUint32(append(k, 0), uint32(version))
+}
+
+// parseUseKey splits the rest of a u/ key after usePrefix(task).
+func parseUseKey(rest []byte) (workflow string, version int, ok bool) {
+	if len(rest) < 5 || rest[len(rest)-5] != 0 {
+		return "", 0, false
+	}
+	return string(rest[:len(rest)-5]), int(binary.BigEndian.Uint32(rest[len(rest)-4:])), true
+}
+
+// usesOfKey is the v/ key of a workflow version.
+func usesOfKey(workflow string, version int) []byte {
+	k := make([]byte, 0, len(usesOfKeyPrefix)+len(workflow)+5)
+	k = append(append(append(k, usesOfKeyPrefix...), workflow...), 0)
+	return binary.BigEndian.AppendUint32(k, uint32(version))
+}
 
 func tagsKey(kind Kind, name string) []byte { return []byte(tagsKeyPrefix + string(kind) + "/" + name) }
 

@@ -27,8 +27,15 @@ func (Projection) Name() string { return ProjectionName }
 // is refused as poison before anything is written for it; events of types
 // this version does not know are ignored, so that a newer writer's
 // additions do not stop an older reader.
+//
+// The task-use index (see indexTaskUses) is kept with the definitions.
+// A read model that a version without it built gets it on the first
+// record applied after the upgrade, in that record's batch.
 func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
-	return applyRecord(b, rec)
+	if err := applyRecord(b, rec); err != nil {
+		return err
+	}
+	return ensureTaskUses(b)
 }
 
 // storedDef is the read model's value for one definition.
@@ -147,8 +154,15 @@ func validVersion(v int) bool { return v >= 1 && v <= math.MaxInt32 }
 func applyEvent(kv kvWriter, ev schemas.Event) error {
 	switch e := ev.(type) {
 	case *schemas.WorkflowDefRegistered:
-		return putDef(kv, workflowKey(e.Name, e.Version), e.Def, e.Time, e.By, intField(jsonVersion, int64(e.Version)))
+		d, err := putDef(kv, workflowKey(e.Name, e.Version), e.Def, e.Time, e.By, intField(jsonVersion, int64(e.Version)))
+		if err != nil {
+			return err
+		}
+		return indexTaskUses(kv, e.Name, e.Version, d)
 	case *schemas.WorkflowDefRemoved:
+		if err := unindexTaskUses(kv, e.Name, e.Version); err != nil {
+			return err
+		}
 		if err := kv.Delete(workflowKey(e.Name, e.Version)); err != nil {
 			return err
 		}
@@ -158,7 +172,8 @@ func applyEvent(kv kvWriter, ev schemas.Event) error {
 		}
 		return kv.Delete(tagsKey(KindWorkflow, e.Name))
 	case *schemas.TaskDefRegistered:
-		return putDef(kv, taskKey(e.Name), e.Def, e.Time, e.By)
+		_, err := putDef(kv, taskKey(e.Name), e.Def, e.Time, e.By)
+		return err
 	case *schemas.TaskDefRemoved:
 		if err := kv.Delete(taskKey(e.Name)); err != nil {
 			return err
@@ -178,13 +193,14 @@ func applyEvent(kv kvWriter, ev schemas.Event) error {
 	return nil
 }
 
-// putDef stores a registration at key. Overwriting keeps the creation time
-// and creator of the definition it replaces.
-func putDef(kv kvWriter, key, def []byte, at int64, by string, extra ...field) error {
+// putDef stores a registration at key and returns what it stored.
+// Overwriting keeps the creation time and creator of the definition it
+// replaces.
+func putDef(kv kvWriter, key, def []byte, at int64, by string, extra ...field) (storedDef, error) {
 	d := storedDef{CreateTime: at, UpdateTime: at, CreatedBy: by, UpdatedBy: by}
 	prior, found, err := readDef(kv, key)
 	if err != nil {
-		return err
+		return storedDef{}, err
 	}
 	if found {
 		d.CreateTime, d.CreatedBy = prior.CreateTime, prior.CreatedBy
@@ -193,13 +209,13 @@ func putDef(kv kvWriter, key, def []byte, at int64, by string, extra ...field) e
 		intField(jsonCreateTime, d.CreateTime), intField(jsonUpdateTime, d.UpdateTime),
 		stringField(jsonCreatedBy, d.CreatedBy), stringField(jsonUpdatedBy, d.UpdatedBy))
 	if d.JSON, err = mergeObject(def, set, jsonTags, jsonOverwriteTags); err != nil {
-		return fmt.Errorf("merge definition: %w", err) // checked by checkEvent
+		return storedDef{}, fmt.Errorf("merge definition: %w", err) // checked by checkEvent
 	}
 	v, err := msgpack.Marshal(&d)
 	if err != nil {
-		return err
+		return storedDef{}, err
 	}
-	return kv.Set(key, v)
+	return d, kv.Set(key, v)
 }
 
 // readDef returns the definition stored at key.

@@ -1,0 +1,211 @@
+package metadata_test
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// taskUses renders TaskUses(name) as "workflow@version[TYPES]by" strings.
+func taskUses(tb testing.TB, md *metadata.Store, name string) []string {
+	tb.Helper()
+	uses, err := md.TaskUses(ctx(tb), name)
+	if err != nil {
+		tb.Fatalf("TaskUses(%s): %v", name, err)
+	}
+	out := make([]string, 0, len(uses))
+	for _, u := range uses {
+		out = append(out, u.Workflow+"@"+strconv.Itoa(u.Version)+"["+strings.Join(u.Types, ",")+"]"+u.CreatedBy)
+	}
+	return out
+}
+
+// The index finds a task name wherever the engine would schedule a task of
+// that name from the definition: at the top, nested in SWITCH, FORK_JOIN
+// and DO_WHILE, in an inline sub-workflow definition, and as the task a
+// DYNAMIC or FORK_JOIN_DYNAMIC task names with a constant. A name the
+// engine computes at run time is not a definition's.
+func TestTaskUsesFindsEveryWorkerTask(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	defs := []string{
+		`{"name":"top","tasks":[{"name":"plain","taskReferenceName":"p"},{"name":"http_named","taskReferenceName":"h","type":"HTTP"}]}`,
+		`{"name":"nested","tasks":[
+			{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"x",
+			 "decisionCases":{"a":[{"name":"in_case","taskReferenceName":"c1"}]},"defaultCase":[{"name":"in_default","taskReferenceName":"d1"}]},
+			{"name":"fork","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"in_fork","taskReferenceName":"f1"}]]},
+			{"name":"join","taskReferenceName":"j","type":"JOIN","joinOn":["f1"]},
+			{"name":"loop","taskReferenceName":"l","type":"DO_WHILE","loopCondition":"false","loopOver":[{"name":"in_loop","taskReferenceName":"l1"}]}]}`,
+		`{"name":"inline_sub","tasks":[{"name":"sub","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":
+			{"name":"child","tasks":[{"name":"sub2","taskReferenceName":"s2","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":
+				{"name":"grandchild","tasks":[{"name":"in_inline","taskReferenceName":"g1"}]}}}]}}}]}`,
+		`{"name":"dynamic","tasks":[
+			{"name":"dyn","taskReferenceName":"dy","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"dyn_const"}},
+			{"name":"dyn2","taskReferenceName":"dy2","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"${workflow.input.t}"}},
+			{"name":"fjd","taskReferenceName":"fjd","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskName":"fork_const","forkTaskInputs":[1,2]}},
+			{"name":"join1","taskReferenceName":"j1","type":"JOIN"},
+			{"name":"fjd2","taskReferenceName":"fork_by_ref","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskInputs":"${workflow.input.list}"}},
+			{"name":"join2","taskReferenceName":"j2","type":"JOIN"},
+			{"name":"fjd3","taskReferenceName":"fjd3","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","dynamicForkTasksInputParamName":"ins",
+			 "inputParameters":{"tasks":[{"name":"listed_const","taskReferenceName":"lc"}],"ins":{}}},
+			{"name":"join3","taskReferenceName":"j3","type":"JOIN"},
+			{"name":"fjd4","taskReferenceName":"fjd4","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskName":"${workflow.input.n}","forkTaskInputs":[1]}},
+			{"name":"join4","taskReferenceName":"j4","type":"JOIN"}]}`,
+	}
+	for _, d := range defs {
+		if err := n.md.RegisterWorkflowDef(c, wf(t, d), false, "alice"); err != nil {
+			t.Fatalf("register %s: %v", d, err)
+		}
+	}
+	for _, tc := range []struct {
+		task string
+		want []string
+	}{
+		{"plain", []string{"top@1[SIMPLE]alice"}},
+		{"http_named", []string{"top@1[HTTP]alice"}},
+		{"in_case", []string{"nested@1[SIMPLE]alice"}},
+		{"in_default", []string{"nested@1[SIMPLE]alice"}},
+		{"in_fork", []string{"nested@1[SIMPLE]alice"}},
+		{"in_loop", []string{"nested@1[SIMPLE]alice"}},
+		{"sw", []string{"nested@1[SWITCH]alice"}},
+		{"in_inline", []string{"inline_sub@1[SIMPLE]alice"}},
+		{"dyn_const", []string{"dynamic@1[SIMPLE]alice"}},
+		{"fork_const", []string{"dynamic@1[SIMPLE]alice"}},
+		{"fork_by_ref", []string{"dynamic@1[SIMPLE]alice"}},
+		{"listed_const", []string{"dynamic@1[SIMPLE]alice"}},
+		{"${workflow.input.t}", []string{}},
+		{"unused", []string{}},
+		{"", []string{}},
+	} {
+		t.Run(tc.task, func(t *testing.T) {
+			if got := taskUses(t, n.md, tc.task); !slices.Equal(got, tc.want) {
+				t.Fatalf("TaskUses(%q) = %v, want %v", tc.task, got, tc.want)
+			}
+		})
+	}
+}
+
+// Each version is indexed with its creator, which an overwrite keeps; an
+// overwrite replaces the version's tasks, a removal drops them.
+func TestTaskUsesFollowVersions(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	def := func(name string, version int, task string) string {
+		return `{"name":"` + name + `","version":` + strconv.Itoa(version) + `,"tasks":[{"name":"` + task + `","taskReferenceName":"r"}]}`
+	}
+	type step struct {
+		do   func() error
+		task string
+		want []string
+	}
+	for i, s := range []step{
+		{func() error { return n.md.RegisterWorkflowDef(c, wf(t, def("w", 1, "x")), false, "alice") }, "x", []string{"w@1[SIMPLE]alice"}},
+		{func() error { return n.md.RegisterWorkflowDef(c, wf(t, def("w", 2, "x")), false, "bob") }, "x", []string{"w@1[SIMPLE]alice", "w@2[SIMPLE]bob"}},
+		{func() error { return n.md.RegisterWorkflowDef(c, wf(t, def("v", 1, "x")), false, "carol") }, "x", []string{"v@1[SIMPLE]carol", "w@1[SIMPLE]alice", "w@2[SIMPLE]bob"}},
+		// Overwritten by bob: alice still created it; its task is now y.
+		{func() error { return n.md.RegisterWorkflowDef(c, wf(t, def("w", 1, "y")), true, "bob") }, "x", []string{"v@1[SIMPLE]carol", "w@2[SIMPLE]bob"}},
+		{func() error { return nil }, "y", []string{"w@1[SIMPLE]alice"}},
+		{func() error { return n.md.DeleteWorkflowDef(c, "w", 2, "bob") }, "x", []string{"v@1[SIMPLE]carol"}},
+		{func() error { return n.md.DeleteWorkflowDef(c, "v", 1, "carol") }, "x", []string{}},
+	} {
+		if err := s.do(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got := taskUses(t, n.md, s.task); !slices.Equal(got, s.want) {
+			t.Fatalf("step %d: TaskUses(%s) = %v, want %v", i, s.task, got, s.want)
+		}
+	}
+	// What was built change by change is what a rebuild from the log builds.
+	n.caughtUp(t)
+	rebuilt := testutil.OpenStore(t)
+	r := runProjection(t, n.log, rebuilt)
+	waitAll(t, n.log, r)
+	if before, after := dump(t, n.store), dump(t, rebuilt); before != after {
+		t.Fatalf("rebuilt read model differs\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+func waitAll(tb testing.TB, l *eventlog.Log, r *projections.Runner) {
+	tb.Helper()
+	c := testutil.Context(tb, 30*time.Second)
+	last, err := l.StreamLastSeq(c, eventlog.Metadata.Name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := r.WaitFor(c, last); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// A read model built by a flowvault without the index (here: the index
+// keys removed) answers by reading the definitions, and is indexed in
+// full with the next record it applies, to the keys a rebuild makes.
+func TestTaskUsesIndexedAfterUpgrade(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	for _, d := range []struct{ js, by string }{
+		{`{"name":"a","tasks":[{"name":"x","taskReferenceName":"r"}]}`, "alice"},
+		{`{"name":"b","tasks":[{"name":"x","taskReferenceName":"r"},{"name":"y","taskReferenceName":"s"}]}`, "bob"},
+	} {
+		if err := n.md.RegisterWorkflowDef(c, wf(t, d.js), false, d.by); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.caughtUp(t)
+	indexed := dump(t, n.store)
+	for _, k := range []string{`"p/metadata/u/x\x00a\x00\x00\x00\x00\x01"`, `"p/metadata/v/b\x00\x00\x00\x00\x01"`, `"p/metadata/x/task-uses"`} {
+		if !strings.Contains(indexed, k) {
+			t.Fatalf("read model lacks %s:\n%s", k, indexed)
+		}
+	}
+	err := n.store.Update(metadata.ProjectionName, func(b *projections.Batch) error {
+		var keys [][]byte
+		for _, p := range []string{"u/", "v/", "x/"} {
+			if err := b.Scan([]byte(p), func(k, _ []byte) bool {
+				keys = append(keys, slices.Clone(k))
+				return true
+			}); err != nil {
+				return err
+			}
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old := dump(t, n.store); strings.Contains(old, "u/") || strings.Contains(old, "x/task-uses") {
+		t.Fatalf("index keys left:\n%s", old)
+	}
+	want := []string{"a@1[SIMPLE]alice", "b@1[SIMPLE]bob"}
+	if got := taskUses(t, n.md, "x"); !slices.Equal(got, want) {
+		t.Fatalf("without the index: TaskUses(x) = %v, want %v", got, want)
+	}
+	if err := n.md.RegisterTaskDefs(c, []*conductor.TaskDef{td(t, `{"name":"unrelated"}`)}, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	n.caughtUp(t)
+	if got := taskUses(t, n.md, "x"); !slices.Equal(got, want) {
+		t.Fatalf("after the upgrade: TaskUses(x) = %v, want %v", got, want)
+	}
+	rebuilt := testutil.OpenStore(t)
+	waitAll(t, n.log, runProjection(t, n.log, rebuilt))
+	if before, after := dump(t, n.store), dump(t, rebuilt); before != after {
+		t.Fatalf("upgraded read model differs from a rebuild\nupgraded:\n%s\nrebuilt:\n%s", before, after)
+	}
+}
