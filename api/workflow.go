@@ -354,18 +354,43 @@ const maxRerunDepth = 8
 
 func (s *Server) retryWorkflow(w http.ResponseWriter, r *http.Request) {
 	resume, err := queryBool(r, "resumeSubworkflowTasks", false)
+	var ifParentRetried bool
+	if err == nil {
+		ifParentRetried, err = queryBool(r, "retryIfRetriedByParent", true)
+	}
 	target := r.PathValue("id")
 	if err == nil && resume {
 		target, err = s.retryTarget(r, target)
 	}
+	trig := engine.Retry{}
+	if err == nil && !ifParentRetried {
+		trig.RefuseIfParentRetried = true
+		trig.Parent, err = s.parentOf(r, target)
+	}
 	if err == nil {
-		err = s.submit(r, target, engine.Retry{})
+		err = s.submit(r, target, trig)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeNoContent(w)
+}
+
+// parentOf is the parent of workflow id as the read model shows it, nil
+// for a workflow without one (or whose parent is gone): what the decider
+// needs to tell whether the parent has moved on from id. Access to id is
+// checked by the submit that follows.
+func (s *Server) parentOf(r *http.Request, id string) (*engine.Workflow, error) {
+	wf, err := s.deps.Executions.Workflow(r.Context(), id)
+	if err != nil || wf.ParentWorkflowID == "" {
+		return nil, nil // the retry's own lookup reports a missing workflow
+	}
+	parent, err := s.deps.Executions.Workflow(r.Context(), wf.ParentWorkflowID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, nil
+	}
+	return parent, err
 }
 
 // retryTarget finds the workflow a retry of id with resumeSubworkflowTasks

@@ -1,0 +1,61 @@
+package e2e_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// retryIfRetriedByParent=false (Orkes) refuses to retry a sub-workflow
+// whose parent has since moved on to a new child; by default, and while
+// the parent still waits for it, the retry goes ahead.
+func TestRetryIfRetriedByParent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"rp_work","retryCount":0}]`)
+	e.register(`{"name":"rp_kid","tasks":[{"name":"rp_work","taskReferenceName":"w"}]}`,
+		`{"name":"rp_mother","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"rp_kid"}}]}`)
+	var fail atomic.Bool
+	fail.Store(true)
+	e.work("rp_work", 2, func(context.Context, *conductor.Task) (workers.Output, error) {
+		if fail.Load() {
+			return workers.Output{}, errors.New("broken")
+		}
+		return workers.Output{}, nil
+	})
+
+	// The parent still waits for its failed child: a refusing retry goes
+	// ahead, and reopens the parent.
+	id := e.start("rp_mother", nil)
+	kid := taskByRef(e.waitStatus(id, conductor.WorkflowFailed), "sub").SubWorkflowID
+	e.waitStatus(kid, conductor.WorkflowFailed)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+kid+"/retry?retryIfRetriedByParent=false", nil)
+	e.waitStatus(kid, conductor.WorkflowFailed)
+	e.waitStatus(id, conductor.WorkflowFailed)
+
+	// The parent retried with a new child: the old one is refused with
+	// the flag, and retried without it.
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry", nil)
+	e.waitStatus(id, conductor.WorkflowFailed)
+	if now := taskByRef(e.workflow(id), "sub").SubWorkflowID; now == kid {
+		t.Fatalf("the parent's retry kept child %s", kid)
+	}
+	if got := e.fails(http.StatusConflict, "POST", "/api/workflow/"+kid+"/retry?retryIfRetriedByParent=false", nil); got.Message == "" {
+		t.Fatal("refusal without a message")
+	}
+	if st := e.workflow(kid).Status; st != conductor.WorkflowFailed {
+		t.Fatalf("refused retry left the child %s", st)
+	}
+	e.fails(http.StatusBadRequest, "POST", "/api/workflow/"+kid+"/retry?retryIfRetriedByParent=perhaps", nil)
+	fail.Store(false)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+kid+"/retry", nil)
+	e.waitStatus(kid, conductor.WorkflowCompleted)
+	if st := e.workflow(id).Status; st != conductor.WorkflowFailed {
+		t.Fatalf("the parent took news of a child it no longer waits for: %s", st)
+	}
+}
