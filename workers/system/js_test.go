@@ -49,7 +49,7 @@ func checkOutcome(t *testing.T, res conductor.TaskResult, fails, key string, wan
 func TestScriptBuiltInsDoNotRecurseInGo(t *testing.T) {
 	const deep = "more than 1000 levels deep"
 	const stack = "maximum call stack size exceeded"
-	runScriptCases(t, system.Budget{Time: 5 * time.Second}, []scriptCase{
+	runScriptCases(t, system.Budget{Time: 10 * time.Minute}, []scriptCase{
 		{name: "flat of an array that holds itself", expr: "var a = []; a[0] = a; a.flat(Infinity)", fails: deep},
 		{name: "flat", expr: "[1, [2, [3, [4]]], , 5].flat()", result: []any{int64(1), int64(2), []any{int64(3), []any{int64(4)}}, int64(5)}},
 		{name: "flat to any depth", expr: "[1, [2, [3, [4]]], , 5].flat(Infinity)", result: []any{int64(1), int64(2), int64(3), int64(4), int64(5)}},
@@ -82,7 +82,7 @@ func TestScriptBuiltInsDoNotRecurseInGo(t *testing.T) {
 		{name: "JSON.stringify with replacer and space", expr: "JSON.stringify({a: 1, b: [2]}, function (k, v) { return v === 2 ? 'two' : v }, 1)", result: "{\n \"a\": 1,\n \"b\": [\n  \"two\"\n ]\n}"},
 		{name: "JSON.stringify of a circular value", expr: "var o = {}; o.o = o; JSON.stringify(o)", fails: "circular"},
 	})
-	runScriptCases(t, system.Budget{Time: 5 * time.Second, Memory: 1 << 20}, []scriptCase{
+	runScriptCases(t, system.Budget{Time: 10 * time.Minute, Memory: 1 << 20}, []scriptCase{
 		{name: "flat of an array that holds itself twice", expr: "var a = []; a[0] = a; a[1] = a; a.flat(30)", fails: "memory budget"},
 	})
 }
@@ -92,7 +92,7 @@ func TestScriptBuiltInsDoNotRecurseInGo(t *testing.T) {
 func TestScriptSourceLimits(t *testing.T) {
 	t.Parallel()
 	nested := func(n int) string { return strings.Repeat("(", n) + "1" + strings.Repeat(")", n) }
-	runScriptCases(t, system.Budget{Time: 5 * time.Second}, []scriptCase{
+	runScriptCases(t, system.Budget{Time: 10 * time.Minute}, []scriptCase{
 		{name: "long source", expr: nested(4e5), fails: "script of 800001 bytes is over the limit of 65536 bytes"},
 		{name: "nested parentheses", expr: nested(300), fails: "nests brackets, braces, parentheses or arrow functions more than 256 levels deep"},
 		{name: "nested arrow functions", expr: strings.Repeat("x => ", 300) + "1", fails: "more than 256 levels deep"},
@@ -136,7 +136,7 @@ func TestScriptSourceLimits(t *testing.T) {
 func TestScriptBuiltInsStayWithinBudget(t *testing.T) {
 	const refused = "exceeds the script memory budget"
 	big := "var s = 'x'.repeat(4e6); "
-	runScriptCases(t, system.Budget{Time: 30 * time.Second, Memory: 64 << 20}, []scriptCase{
+	runScriptCases(t, system.Budget{Time: 10 * time.Minute, Memory: 64 << 20}, []scriptCase{
 		{name: "split by a regular expression", expr: big + "s.split(/(?:)/).length", fails: refused},
 		{name: "split by a string", expr: big + "s.split('').length", fails: refused},
 		{name: "keys of a string", expr: big + "Object.keys(s).length", fails: refused},
@@ -166,7 +166,7 @@ func TestScriptBuiltInsStayWithinBudget(t *testing.T) {
 	})
 	// matchAll is lazy: each match goes through JavaScript, which the
 	// memory watch interrupts.
-	runScriptCases(t, system.Budget{Time: 30 * time.Second, Memory: 16 << 20}, []scriptCase{
+	runScriptCases(t, system.Budget{Time: 10 * time.Minute, Memory: 16 << 20}, []scriptCase{
 		{name: "spread of all matches", expr: "var s = 'x'.repeat(4e6); [...s.matchAll(/./g)].length", fails: "memory budget"},
 	})
 }
@@ -176,7 +176,7 @@ func TestScriptBuiltInsStayWithinBudget(t *testing.T) {
 // against a heap they share.
 func TestConcurrentScriptsShareTheMemoryBudget(t *testing.T) {
 	const src = "var a = []; for (var i = 0; i < 400; i++) { a.push('y'.repeat(100000) + i) } var n = 0; for (var j = 0; j < 3e5; j++) { n += j } a.length"
-	b := system.Budget{Time: 30 * time.Second, Memory: 64 << 20}
+	b := system.Budget{Time: 10 * time.Minute, Memory: 64 << 20}
 	var wg sync.WaitGroup
 	results := make([]conductor.TaskResult, 3)
 	for i := range results {
