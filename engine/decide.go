@@ -166,7 +166,12 @@ func (d *decision) handle(t Trigger) error {
 		d.tick()
 	case Reconcile:
 		for _, eff := range Effects(d.w, d.now) {
-			if dis, ok := eff.(Dispatch); t.DispatchAge == 0 || ok && t.expired(dis.Attempt, d.now) {
+			dis, ok := eff.(Dispatch)
+			if ok && t.Requeue {
+				dis.Requeued = d.now
+				eff = dis
+			}
+			if t.DispatchAge == 0 || ok && t.expired(dis.Attempt, d.now) {
 				d.effect(eff)
 			}
 		}
@@ -200,8 +205,14 @@ func (d *decision) handle(t Trigger) error {
 		d.runAs(t.By)
 		d.emit(&schemas.VariablesUpdated{Variables: t.Variables, Time: d.now})
 	case AddLog:
-		if d.w.TaskByID(t.TaskID) == nil {
+		task := d.w.TaskByID(t.TaskID)
+		if task == nil {
 			return fault.NotFound("task %s not found in workflow %s", t.TaskID, d.w.ID)
+		}
+		// Refused rather than dropped: the sender asked for nothing else,
+		// and learns why.
+		if lines, bytes := LogRoom(task); lines < 1 || len(t.Line) > bytes {
+			return ErrLogFull(t.TaskID)
 		}
 		d.emit(&schemas.TaskLogged{TaskID: t.TaskID, Lines: []string{t.Line}, Times: []int64{d.now}})
 	default:
@@ -311,9 +322,11 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 		return nil
 	}
 	d.runAs(by)
-	if len(r.Logs) > 0 {
-		lines, times := make([]string, len(r.Logs)), make([]int64, len(r.Logs))
-		for i, l := range r.Logs {
+	// Capped here, not only by the API: NATS workers' results do not pass
+	// it, and results in flight together all pass its check.
+	if logs := CapLogs(t.ID, r.Logs, t); len(logs) > 0 {
+		lines, times := make([]string, len(logs)), make([]int64, len(logs))
+		for i, l := range logs {
 			lines[i], times[i] = l.Log, l.CreatedTime
 			if times[i] == 0 {
 				times[i] = d.now

@@ -20,6 +20,12 @@ type Dispatch struct {
 	// Attempt distinguishes hand-offs of the same task (callbacks), for
 	// deduplication of the dispatch message.
 	Attempt int64
+	// Requeued, when set, is the time (Unix ms) of the explicit requeue
+	// that asks for the hand-off again (Reconcile.Requeue): the message
+	// must not be taken for the first one's duplicate, which the queue
+	// lost. The time, not a random id, so that a retried effect of the
+	// same requeue is still dropped as a duplicate.
+	Requeued int64
 }
 
 // RunSystem runs a system task (HTTP, INLINE, ...) in the engine.

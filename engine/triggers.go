@@ -76,7 +76,15 @@ type Tick struct{}
 // previous such pass, Interval (ms) ago: tasks announced a whole number of
 // DispatchAge ago, less Interval. A message sent again expires in its
 // turn, and is sent again a DispatchAge later.
-type Reconcile struct{ DispatchAge, Interval int64 }
+//
+// Requeue marks an explicit requeue (POST /api/tasks/queue/requeue): its
+// dispatches are sent again even within the dispatch stream's duplicate
+// window of the first (see Dispatch.Requeued). Recovery and the periodic
+// pass leave it unset: a task still queued must not be announced twice.
+type Reconcile struct {
+	DispatchAge, Interval int64
+	Requeue               bool
+}
 
 // expired reports whether a dispatch announced at attempt has expired
 // since the pass Interval before now.

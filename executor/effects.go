@@ -492,7 +492,13 @@ func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 	msg := &nats.Msg{Subject: workers.DispatchSubject(eff.TaskType, eff.Domain), Data: body, Header: nats.Header{}}
 	// The same hand-off announced twice (recovery, a repeated tick) is
 	// dropped by the stream's duplicate window.
-	msg.Header.Set(jetstream.MsgIDHeader, eff.TaskID+":"+strconv.FormatInt(eff.Attempt, 10))
+	id := eff.TaskID + ":" + strconv.FormatInt(eff.Attempt, 10)
+	if eff.Requeued != 0 {
+		// An explicit requeue is for a message the queue lost: the
+		// window still remembers the lost one's id.
+		id += ":requeue:" + strconv.FormatInt(eff.Requeued, 10)
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, id)
 	seq, dup, err := d.log.Publish(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("dispatch %s: %w", eff.TaskID, err)

@@ -478,12 +478,36 @@ func (s *shard) process(j *job) (Outcome, error) {
 			j.related.note(seq)
 		}
 		e.perform(dec.Effects, j.followed())
+		if engine.Pending(dec.State) {
+			e.continuePending(j.wfID)
+		}
 		out := Outcome{State: dec.State, Seq: seq, Appended: true, Reply: dec.Reply}
 		if _, taken := dec.Reply.(*engine.Task); taken {
 			out.HandOffInput = handOffInput
 		}
 		return out, nil
 	}
+}
+
+// continuePending submits, in the background, the Tick that goes on with
+// a workflow its last decision left with work due at once (a DO_WHILE of
+// decider-completed tasks that yielded, see engine.Pending). The timer
+// scan would find it too, but only every TimerInterval: a loop of a few
+// thousand items, a few hundred iterations a decision, would take seconds
+// of mostly waiting. Each Tick that goes on appends, and so sets off the
+// next while the loop is pending; one that finds nothing to do ends it.
+// Not on the shard's goroutine: the Tick is decided on that shard.
+func (e *Executor) continuePending(wfID string) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.onSlot(time.Minute, func(ctx context.Context) {
+			if _, err := e.Submit(ctx, wfID, engine.Tick{}, Meta{}); err != nil && !expected(err) && ctx.Err() == nil {
+				// The timer scan retries it: Pending is due at once.
+				e.cfg.Logger.Warn("continuing a pending workflow failed", logkey.WorkflowID, wfID, logkey.Err, err)
+			}
+		})
+	}()
 }
 
 // deduplicated answers a decision whose record was appended already, by
