@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,11 +19,11 @@ import (
 )
 
 // TaskQueue is what the task endpoints need from the executor: polling
-// over the workers' queues, results, and queue statistics.
+// over the workers' queues, and queue statistics. Results go through
+// Engine.Submit, which can follow what they set off in related workflows.
 // *executor.Executor implements it.
 type TaskQueue interface {
 	Poll(ctx context.Context, req executor.PollRequest) ([]*conductor.Task, uint64, error)
-	ReportResult(ctx context.Context, res conductor.TaskResult, taskType, principal string) (executor.Outcome, error)
 	QueueSizes(ctx context.Context, taskTypes []string) (map[string]int64, error)
 	AllQueues(ctx context.Context) (map[string]executor.QueueStats, error)
 	PollData(taskType string) []executor.PollData
@@ -228,27 +227,58 @@ func checkResultStatus(status string) error {
 
 // report records a result, an operator's (by, see reporter) or a
 // worker's, and waits until the executions model shows it (for a worker's
-// result, briefly). A result for a task or workflow that already finished
-// changes nothing and succeeds (Conductor ignores late updates).
+// result, briefly), and what it set off in related workflows: a child's
+// last task ends the child, whose end moves its parent on, and Conductor
+// makes that before the update answers (see waitRelated). A result for a
+// task or workflow that already finished changes nothing and succeeds
+// (Conductor ignores late updates).
 func (s *Server) report(r *http.Request, res conductor.TaskResult, by string, byWorker bool) (executor.Outcome, error) {
-	if len(res.Logs) > 0 {
-		res.Logs = capLogs(res.TaskID, res.Logs, s.loggedTask(r.Context(), res))
-	}
-	var out executor.Outcome
-	var err error
-	if by != "" {
-		out, err = s.deps.Engine.Submit(r.Context(), res.WorkflowInstanceID, engine.Result{Result: res, By: by}, executor.Meta{Principal: by})
-	} else {
-		out, err = s.deps.Tasks.ReportResult(r.Context(), res, "", principal(r))
-	}
+	// Following costs a worker's result nothing unless its decision
+	// reaches another workflow (executor.Related counts only those
+	// effects), and whether it did is known only afterwards.
+	out, err := s.deps.Engine.Submit(r.Context(), res.WorkflowInstanceID, engine.Result{Result: res, By: by},
+		executor.Meta{Principal: principal(r), FollowRelated: true})
 	if err != nil {
 		return out, err
 	}
 	if byWorker {
 		s.waitBriefly(r.Context(), out.Seq)
-		return out, nil
+	} else if err := s.wait(r.Context(), out.Seq); err != nil {
+		return out, err
 	}
-	return out, s.wait(r.Context(), out.Seq)
+	switch {
+	case by != "" || !byWorker:
+		s.waitRelated(r, res.WorkflowInstanceID, out.Related)
+	case endedWorkflow(out.State):
+		s.waitRelatedBriefly(r.Context(), out.Related)
+	}
+	return out, nil
+}
+
+// endedWorkflow reports whether a worker's result ended its workflow:
+// the one case in which it waits for related workflows. An end tells the
+// parent, terminates the children and starts the failure workflow; a
+// result that does not end its workflow reaches another only by starting
+// a sub-workflow, which is the workflow's own progress, and waiting for
+// it would cost a worker an append and a read-model catch-up on every
+// task before a SUB_WORKFLOW.
+func endedWorkflow(w *engine.Workflow) bool {
+	return w != nil && w.Terminal()
+}
+
+// waitRelatedBriefly is waitRelated bounded by workerReadWait, for a
+// worker's result: its pace must not follow that of other workflows'
+// shards, and what it set off follows anyway.
+func (s *Server) waitRelatedBriefly(ctx context.Context, rel *executor.Related) {
+	ctx, cancel := context.WithTimeout(ctx, workerReadWait)
+	defer cancel()
+	seq, err := rel.Wait(ctx)
+	if err == nil {
+		err = s.wait(ctx, seq)
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		s.deps.Logger.Warn("executions model not caught up with a result's related workflows", logkey.Seq, seq, logkey.Err, err)
+	}
 }
 
 // updateTask is the legacy result endpoint (also the lease heartbeat with
@@ -408,84 +438,6 @@ func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (id, by strin
 	}
 }
 
-// Limits of one task's log: the lines POST /api/tasks/{taskId}/log adds
-// and those results carry, together. A task's log lives in its workflow's
-// state, which every decision on the workflow loads and every read of it
-// returns: unbounded, one chatty worker (a progress line with each
-// IN_PROGRESS update of a long task) grows it until the workflow no
-// longer fits a log record. A line over the limit is refused (413) when
-// it is sent on its own: the sender asked for nothing else, and learns
-// why. It is dropped when a result carries it: the result itself must
-// land (see capLogs).
-const (
-	maxTaskLogLines = 1000
-	maxTaskLogBytes = 512 << 10
-)
-
-// logRoom is what is left of t's log budget; nil (a task the read model
-// does not show yet) has all of it.
-func logRoom(t *engine.Task) (lines, bytes int) {
-	lines, bytes = maxTaskLogLines, maxTaskLogBytes
-	if t == nil {
-		return lines, bytes
-	}
-	for _, l := range t.Logs {
-		lines, bytes = lines-1, bytes-len(l.Log)
-	}
-	return max(lines, 0), max(bytes, 0)
-}
-
-// errLogFull refuses a line that t's log has no room for.
-func errLogFull(taskID string) error {
-	return fmt.Errorf("task %s: its log is full (a task keeps at most %d lines and %d KiB of log): %w",
-		taskID, maxTaskLogLines, maxTaskLogBytes>>10, fault.ErrTooLarge)
-}
-
-// droppedNote is the log line that stands for n lines dropped.
-func droppedNote(n int) string {
-	return fmt.Sprintf("[flowvault] %d log lines dropped: a task keeps at most %d lines and %d KiB of log", n, maxTaskLogLines, maxTaskLogBytes>>10)
-}
-
-// capLogs keeps the first of a result's log lines that t's log has room
-// for, and a note of how many it dropped. A result is never refused for
-// its logs: a worker would send it again (and again be refused), or give
-// up and lose it. Once the log is full, results' lines are dropped
-// without a note: the note that filled it says so.
-func capLogs(taskID string, logs []conductor.TaskExecLog, t *engine.Task) []conductor.TaskExecLog {
-	lines, bytes := logRoom(t)
-	total := 0
-	for _, l := range logs {
-		total += len(l.Log)
-	}
-	if len(logs) <= lines && total <= bytes {
-		return logs
-	}
-	// Room for the longest note this result can need.
-	lines, bytes = lines-1, bytes-len(droppedNote(len(logs)))
-	if lines < 0 || bytes < 0 {
-		return nil
-	}
-	n := 0
-	for n < len(logs) && n < lines && len(logs[n].Log) <= bytes {
-		bytes -= len(logs[n].Log)
-		n++
-	}
-	return append(slices.Clone(logs[:n]), conductor.TaskExecLog{Log: droppedNote(len(logs) - n), TaskID: taskID})
-}
-
-// loggedTask is the task a result is about as the executions model shows
-// it (its log so far), or nil when it does not show it.
-func (s *Server) loggedTask(ctx context.Context, res conductor.TaskResult) *engine.Task {
-	if res.WorkflowInstanceID == "" {
-		return nil
-	}
-	wf, err := s.deps.Executions.Workflow(ctx, res.WorkflowInstanceID)
-	if err != nil {
-		return nil
-	}
-	return wf.TaskByID(res.TaskID)
-}
-
 // nextTaskWait is how long update-v2 waits for a next task: not at all,
 // unless the result just scheduled a task of the same queue in the same
 // workflow, whose dispatch message is on its way.
@@ -563,12 +515,8 @@ func (s *Server) addTaskLog(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = s.mayUpdateTask(r, wf, t)
 	}
-	// Checked on the executions model, which shows the caller's earlier
-	// lines (each request waits for its own): only lines sent at the same
-	// moment can pass the limit, by as many as are in flight.
-	if lines, bytes := logRoom(t); err == nil && (lines < 1 || len(line) > bytes) {
-		err = errLogFull(taskID)
-	}
+	// A line the task's log has no room for (engine.MaxTaskLogLines,
+	// engine.MaxTaskLogBytes) is refused by the decider: 413.
 	if err == nil {
 		var out executor.Outcome
 		out, err = s.deps.Engine.Submit(r.Context(), wf.ID, engine.AddLog{TaskID: taskID, Line: line}, executor.Meta{Principal: principal(r)})
@@ -761,12 +709,12 @@ func (s *Server) orRequeue(h http.HandlerFunc) http.HandlerFunc {
 // (SCHEDULED), in every domain, for a queue that lost its messages (a NATS
 // server restarted without them, or dropped them for age). Each of their
 // workflows is reconciled (engine.Reconcile): the hand-offs its state
-// implies are performed again, as recovery does at every start. An
-// announcement sent again within the dispatch stream's duplicate window
-// (eventlog DuplicateWindow, 10 minutes) of the first is dropped as a
-// duplicate: a task still queued is not announced twice, and one lost
-// less than a window ago comes back only with a requeue after it. It
-// answers, as Conductor does, the number of tasks found waiting, as text.
+// implies are performed again, as recovery does at every start, under
+// message ids of their own (engine.Reconcile.Requeue): the dispatch
+// stream's duplicate window would drop an announcement sent again within
+// 10 minutes of the first. A task still queued may so be announced twice;
+// its second take is answered "task gone". It answers, as Conductor does,
+// the number of tasks found waiting, as text.
 //
 // It is for whoever may poll the type (it only fills that queue) or
 // operates every execution (WORKFLOW_MANAGEMENT).
@@ -778,7 +726,7 @@ func (s *Server) requeuePending(w http.ResponseWriter, r *http.Request, taskType
 	}
 	n := 0
 	for wfID, count := range pending {
-		_, serr := s.deps.Engine.Submit(r.Context(), wfID, engine.Reconcile{}, executor.Meta{Principal: principal(r)})
+		_, serr := s.deps.Engine.Submit(r.Context(), wfID, engine.Reconcile{Requeue: true}, executor.Meta{Principal: principal(r)})
 		switch {
 		case serr == nil:
 			n += count

@@ -117,10 +117,8 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		}
 	}()
 	prev := snapshot(w)
-	for _, ev := range events {
-		if w, err = engine.Apply(w, ev); err != nil {
-			return fmt.Errorf("%w: %v", projections.ErrPoison, err)
-		}
+	if w, err = foldRecord(w, events); err != nil {
+		return fmt.Errorf("%w: %v", projections.ErrPoison, err)
 	}
 	w.Seq = rec.Seq
 	p.touched[token] = struct{}{}

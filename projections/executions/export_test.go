@@ -1,0 +1,25 @@
+package executions
+
+import (
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// FoldPlainly has the projections fold records with plain engine.Apply,
+// as before foldReusing, until restore: the read model they build is the
+// reference foldReusing's must equal. Tests that use it must not run in
+// parallel.
+func FoldPlainly() (restore func()) {
+	foldRecord = foldPlain
+	return func() { foldRecord = foldReusing }
+}
+
+func foldPlain(w *engine.Workflow, events []schemas.Event) (*engine.Workflow, error) {
+	for _, ev := range events {
+		var err error
+		if w, err = engine.Apply(w, ev); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}

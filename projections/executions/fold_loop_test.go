@@ -1,0 +1,224 @@
+package executions_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/projections/executions"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// recorder decides one workflow trigger by trigger and keeps its records,
+// as the log would hold them.
+type recorder struct {
+	tb   testing.TB
+	id   string
+	w    *engine.Workflow
+	seq  *uint64
+	now  time.Time
+	recs []eventlog.Record
+}
+
+func newRecorder(tb testing.TB, seq *uint64) *recorder {
+	return &recorder{tb: tb, id: uuid.NewString(), seq: seq, now: time.UnixMilli(1_800_000_000_000)}
+}
+
+func (r *recorder) decide(trig engine.Trigger) {
+	r.tb.Helper()
+	r.now = r.now.Add(time.Millisecond)
+	d, err := engine.Decide(engine.Input{State: r.w, Trigger: trig, Now: r.now})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	if len(d.Events) == 0 {
+		return
+	}
+	envs := make([]schemas.Envelope, len(d.Events))
+	for i, ev := range d.Events {
+		if envs[i], err = schemas.Default.Encode(ev); err != nil {
+			r.tb.Fatal(err)
+		}
+	}
+	*r.seq++
+	d.State.Seq = *r.seq
+	r.w = d.State
+	r.recs = append(r.recs, eventlog.Record{Subject: "fv.wf." + eventlog.Token(r.id), Seq: *r.seq, Events: envs})
+}
+
+func parseDef(tb testing.TB, js string) *conductor.WorkflowDef {
+	tb.Helper()
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(js), &def); err != nil {
+		tb.Fatal(err)
+	}
+	return &def
+}
+
+func itemsOf(n int) []any {
+	items := make([]any, n)
+	for i := range items {
+		items[i] = int64(i)
+	}
+	return items
+}
+
+// decidedLoopRecords records a DO_WHILE over n items whose body
+// (SET_VARIABLE) the decider runs alone: up to engine's yieldAfter rounds
+// of iterations in one record, then a Tick's record for the rest.
+func decidedLoopRecords(tb testing.TB, n int, seq *uint64) []eventlog.Record {
+	tb.Helper()
+	def := parseDef(tb, `{"name":"fast","version":1,"tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.items}",
+	  "loopOver":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"last":"${loop.output.loopItem}"}}]}]}`)
+	r := newRecorder(tb, seq)
+	r.decide(engine.Start{WorkflowID: r.id, Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"items": itemsOf(n)}}})
+	for range n {
+		if r.w.Terminal() {
+			break
+		}
+		r.decide(engine.Tick{})
+	}
+	if r.w.Status != conductor.WorkflowCompleted {
+		tb.Fatalf("decided loop %s after %d records", r.w.Status, len(r.recs))
+	}
+	return r.recs
+}
+
+// workerLoopRecords records a DO_WHILE over n items whose body a worker
+// takes and completes: a few records per iteration.
+func workerLoopRecords(tb testing.TB, n int, seq *uint64) []eventlog.Record {
+	tb.Helper()
+	def := parseDef(tb, `{"name":"slow","version":1,"tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.items}",
+	  "loopOver":[{"name":"step","taskReferenceName":"step","inputParameters":{"i":"${loop.output.loopIndex}"}}]}]}`)
+	r := newRecorder(tb, seq)
+	r.decide(engine.Start{WorkflowID: r.id, Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"items": itemsOf(n)}}})
+	for i := 1; i <= n; i++ {
+		step := r.w.LatestByRef(fmt.Sprintf("step__%d", i))
+		if step == nil {
+			tb.Fatalf("no step of iteration %d", i)
+		}
+		r.decide(engine.Take{TaskID: step.ID, WorkerID: "w", TaskType: "step"})
+		r.decide(engine.Result{Result: conductor.TaskResult{TaskID: step.ID, WorkflowInstanceID: r.id, Status: conductor.TaskCompleted,
+			OutputData: map[string]any{"n": int64(i)}}})
+	}
+	if r.w.Status != conductor.WorkflowCompleted {
+		tb.Fatalf("worker loop %s after %d records", r.w.Status, len(r.recs))
+	}
+	return r.recs
+}
+
+// fold applies recs to a fresh read model and returns its contents.
+func fold(tb testing.TB, recs []eventlog.Record) []byte {
+	tb.Helper()
+	store := testutil.OpenStore(tb)
+	proj := executions.NewProjection()
+	err := store.Update(executions.Name, func(b *projections.Batch) error {
+		for _, rec := range recs {
+			if err := proj.Apply(b, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var dump bytes.Buffer
+	if err := store.Dump(&dump); err != nil {
+		tb.Fatal(err)
+	}
+	return dump.Bytes()
+}
+
+// The read model folds a record's loop merges into one copy of the loop's
+// output instead of a copy per merge; what it stores is what folding
+// each event with engine.Apply stored.
+func TestFoldReusingLoopOutputStoresTheSame(t *testing.T) {
+	var seq uint64
+	streams := map[string][]eventlog.Record{
+		// Past yieldAfter (1000 rounds): a record of many iterations,
+		// then Ticks'.
+		"decided loop": decidedLoopRecords(t, 1500, &seq),
+		"worker loop":  workerLoopRecords(t, 200, &seq),
+	}
+	var all []eventlog.Record
+	for _, recs := range streams {
+		all = append(all, recs...)
+	}
+	streams["both"] = all
+	for name, recs := range streams {
+		got := fold(t, recs)
+		restore := executions.FoldPlainly()
+		want := fold(t, recs)
+		restore()
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the read model folded with reuse differs from the one folded with engine.Apply (%d and %d bytes)", name, len(got), len(want))
+		}
+		if len(got) == 0 {
+			t.Fatalf("%s: empty read model", name)
+		}
+	}
+}
+
+// BenchmarkFoldDecidedLoop folds the records of a DO_WHILE of n
+// iterations the decider runs alone, most of them in the start's record.
+// The cost per iteration stays about the same at any n when a record's
+// merges into the loop's output reuse one copy, and grows with n when
+// each merge copies the output.
+//
+//	go test -run - -bench FoldDecidedLoop ./projections/executions
+//
+// fold=plain folds each event with engine.Apply, as before, for the
+// comparison.
+func BenchmarkFoldDecidedLoop(b *testing.B) {
+	for _, mode := range []string{"reusing", "plain"} {
+		for _, n := range []int{500, 1500, 4500} {
+			b.Run(fmt.Sprintf("fold=%s/iterations=%d", mode, n), func(b *testing.B) {
+				if mode == "plain" {
+					b.Cleanup(executions.FoldPlainly())
+				}
+				benchFoldDecidedLoop(b, n)
+			})
+		}
+	}
+}
+
+func benchFoldDecidedLoop(b *testing.B, n int) {
+	{
+		{
+			store := testutil.OpenStore(b)
+			proj := executions.NewProjection()
+			var seq uint64
+			iterations := 0
+			var folding time.Duration
+			for b.Loop() {
+				recs := decidedLoopRecords(b, n, &seq)
+				start := time.Now()
+				err := store.Update(executions.Name, func(batch *projections.Batch) error {
+					for _, rec := range recs {
+						if err := proj.Apply(batch, rec); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				folding += time.Since(start)
+				if err != nil {
+					b.Fatal(err)
+				}
+				iterations += n
+			}
+			b.ReportMetric(float64(folding.Nanoseconds())/float64(iterations), "ns/iteration")
+		}
+	}
+}
