@@ -21,6 +21,22 @@ func Apply(w *Workflow, ev schemas.Event) (*Workflow, error) {
 	return apply(w, ev, nil)
 }
 
+// ApplyRecord folds the events of one log record, which are one
+// decision's, into w as Apply does one by one, but merges into a loop's
+// output in place after the record's first copy of it, as the decision
+// that made them did (see fresh): a read model folding a record of n loop
+// iterations copies the loop's output once, not n times.
+func ApplyRecord(w *Workflow, events []schemas.Event) (*Workflow, error) {
+	own := fresh{}
+	for _, ev := range events {
+		var err error
+		if w, err = apply(w, ev, own); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
 // fresh are the loop outputs Apply merged into new maps within one
 // decision: no state outside the decision holds them, nor does any event,
 // so the decision's next merge into one may be made in place. A DO_WHILE's

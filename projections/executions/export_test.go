@@ -6,12 +6,12 @@ import (
 )
 
 // FoldPlainly has the projections fold records with plain engine.Apply,
-// as before foldReusing, until restore: the read model they build is the
-// reference foldReusing's must equal. Tests that use it must not run in
+// event by event, until restore: the read model they build is the
+// reference engine.ApplyRecord's must equal. Tests that use it must not run in
 // parallel.
 func FoldPlainly() (restore func()) {
 	foldRecord = foldPlain
-	return func() { foldRecord = foldReusing }
+	return func() { foldRecord = engine.ApplyRecord }
 }
 
 func foldPlain(w *engine.Workflow, events []schemas.Event) (*engine.Workflow, error) {

@@ -6,14 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
-	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -66,35 +63,15 @@ func BenchmarkFoldSequentialTasks(b *testing.B) {
 // sequentialRecords decides one workflow of def through its n tasks and
 // returns its records, numbered from *seq on.
 func sequentialRecords(b *testing.B, def *conductor.WorkflowDef, n int, seq *uint64) []eventlog.Record {
-	id := uuid.NewString()
-	now := time.UnixMilli(1_800_000_000_000)
-	var w *engine.Workflow
-	var recs []eventlog.Record
-	decide := func(trig engine.Trigger) {
-		now = now.Add(time.Millisecond)
-		d, err := engine.Decide(engine.Input{State: w, Trigger: trig, Now: now})
-		if err != nil {
-			b.Fatal(err)
-		}
-		envs := make([]schemas.Envelope, len(d.Events))
-		for i, ev := range d.Events {
-			if envs[i], err = schemas.Default.Encode(ev); err != nil {
-				b.Fatal(err)
-			}
-		}
-		*seq++
-		d.State.Seq = *seq
-		w = d.State
-		recs = append(recs, eventlog.Record{Subject: "fv.wf." + eventlog.Token(id), Seq: *seq, Events: envs})
-	}
-	decide(engine.Start{WorkflowID: id, Def: def})
+	r := newRecorder(b, seq)
+	r.decide(engine.Start{WorkflowID: r.id, Def: def})
 	for i := range n {
-		task := w.Tasks[i]
-		decide(engine.Take{TaskID: task.ID, WorkerID: "w", TaskType: "step"})
-		decide(engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: id, Status: conductor.TaskCompleted}})
+		task := r.w.Tasks[i]
+		r.decide(engine.Take{TaskID: task.ID, WorkerID: "w", TaskType: "step"})
+		r.decide(engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: r.id, Status: conductor.TaskCompleted}})
 	}
-	if w.Status != conductor.WorkflowCompleted {
-		b.Fatalf("workflow %s after %d records", w.Status, len(recs))
+	if r.w.Status != conductor.WorkflowCompleted {
+		b.Fatalf("workflow %s after %d records", r.w.Status, len(r.recs))
 	}
-	return recs
+	return r.recs
 }
