@@ -102,7 +102,9 @@ func TestCrashWithWorkflowsInFlight(t *testing.T) {
 			lines := strings.Split(string(b), "\n")
 			var keep []string
 			for _, l := range lines {
-				if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, "recovery") || strings.Contains(l, stuck) {
+				// Not JSON: what the runtime printed as the server died.
+				crashed := l != "" && !strings.HasPrefix(l, "{") && len(keep) < 200
+				if crashed || strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, "recovery") || strings.Contains(l, stuck) {
 					keep = append(keep, l)
 				}
 			}

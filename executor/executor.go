@@ -61,6 +61,10 @@ type Config struct {
 	// got the task, which then waits for its response timeout. Older ones
 	// are answered "unavailable", untaken.
 	StaleTake time.Duration
+	// OfferTimeout bounds the wait for a NATS worker to accept a task
+	// offered to its poll: one that went away does not answer, and the
+	// task is handed out again after it.
+	OfferTimeout time.Duration
 	// Snapshots, when set, gives a state to start from on a cache miss
 	// instead of folding the workflow's whole subject.
 	Snapshots Snapshots
@@ -94,6 +98,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StaleTake <= 0 {
 		c.StaleTake = 5 * time.Second
+	}
+	if c.OfferTimeout <= 0 {
+		c.OfferTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -154,6 +161,7 @@ type Executor struct {
 	protector Protector
 	mayStart  StartCheck
 	polls     *poller
+	match     *matcher
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -173,6 +181,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.disp = newDispatcher(log, cfg.Logger)
 	e.polls = newPoller()
+	e.match = newMatcher()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
 }
@@ -200,6 +209,10 @@ func (e *Executor) Start(ctx context.Context) error {
 		return err
 	}
 	if err := e.serveWorkers(ctx); err != nil {
+		e.Stop()
+		return err
+	}
+	if err := e.servePolls(); err != nil {
 		e.Stop()
 		return err
 	}
@@ -350,7 +363,14 @@ func (s *shard) process(j *job) (Outcome, error) {
 	trig := j.trig
 	var handOffInput map[string]any
 	defer func() { e.metrics.decideDur.WithLabelValues(name).Observe(time.Since(start).Seconds()) }()
+	// matches are the takes for waiting polls of the current attempt,
+	// until they are stored and handed over; the waiters of an attempt that
+	// stores nothing wait again.
+	var matches []matched
+	defer func() { e.unmatch(matches) }()
 	for attempt := 1; ; attempt++ {
+		e.unmatch(matches)
+		matches = nil
 		now := e.cfg.Now()
 		if take, ok := j.trig.(engine.Take); ok && e.handOff != nil {
 			// Prepared afresh from the trigger as submitted on every
@@ -393,6 +413,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			e.perform(dec.Effects, j.followed())
 			return Outcome{State: w, Seq: seqOf(w), Reply: dec.Reply}, nil
 		}
+		if e.match.waiting() {
+			dec, matches = e.takeForWaiters(ctx, dec, now)
+		}
 		if e.protector != nil {
 			if dec, err = e.protect(ctx, w, dec); err != nil {
 				return Outcome{}, err
@@ -403,6 +426,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 		if err != nil {
 			return Outcome{}, err
 		}
+		takenBy(envs, matches)
 		var dup bool
 		recordID := envs[0].ID
 		seq, err := e.appender.Append(ctx, subject(j.wfID), envs, expected, eventlog.ReportDuplicate(&dup))
@@ -446,6 +470,11 @@ func (s *shard) process(j *job) (Outcome, error) {
 			// implies none, and the task it scheduled would wait for a
 			// dispatch until the next start's recovery.
 			e.reconcile(j.wfID, nil)
+			if ambiguous(err) {
+				for _, m := range matches {
+					e.putBack(j.wfID, expected, recordID, m.task.ID, m.task.PollCount)
+				}
+			}
 			if take, ok := trig.(engine.Take); ok && !take.System && ambiguous(err) {
 				if taken, ok := dec.Reply.(*engine.Task); ok {
 					// The taker hears it failed and tries again, but a
@@ -469,6 +498,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			if _, taken := out.Reply.(*engine.Task); taken {
 				out.HandOffInput = handOffInput
 			}
+			if err == nil {
+				matches = e.handOverStored(matches, out.State)
+			}
 			return out, err
 		}
 		dec.State.Seq = seq
@@ -477,6 +509,8 @@ func (s *shard) process(j *job) (Outcome, error) {
 		if j.related != nil {
 			j.related.note(seq)
 		}
+		e.handOver(matches, dec.State, seq)
+		matches = nil
 		e.perform(dec.Effects, j.followed())
 		if engine.Pending(dec.State) {
 			e.continuePending(j.wfID)

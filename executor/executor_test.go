@@ -114,14 +114,9 @@ func TestEffectsOfAnAppendWhoseAnswerWasLost(t *testing.T) {
 
 func testEffectsOfAnAppendWhoseAnswerWasLost(t *testing.T, late bool) {
 	l := testutil.OpenLog(t, "")
-	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
 	lost := &lostAnswer{log: l}
-	e.appender = lost
+	e := startAppendingThrough(t, l, lost, nil)
 	ctx := testutil.Context(t, 30*time.Second)
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Stop)
 	startCtx, giveUp := context.WithCancel(ctx)
 	defer giveUp()
 	if late {

@@ -63,16 +63,10 @@ func takeOf(envs []schemas.Envelope) *schemas.TaskStarted {
 // resolution of the hand-off once, not once per attempt.
 func TestRetriedHandOffRecordsEachResolutionOnce(t *testing.T) {
 	l := testutil.OpenLog(t, "")
-	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
 	prep := &resolvesSecret{}
-	e.SetHandOff(prep)
 	race := &takeLosesRace{log: l}
-	e.appender = race
+	e := startAppendingThrough(t, l, race, prep)
 	ctx := testutil.Context(t, 30*time.Second)
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Stop)
 	const id = "wf-handoff-conflict"
 	startInline(ctx, t, e, id, `{"name":"handoff_conflict","tasks":[{"name":"handoff_task","taskReferenceName":"t"}]}`)
 

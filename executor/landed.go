@@ -65,23 +65,38 @@ func (e *Executor) putBack(wfID string, expected uint64, recordID, taskID string
 	go func() {
 		defer e.wg.Done()
 		e.onSlot(putBackWindow, func(ctx context.Context) {
-			log := e.cfg.Logger.With(logkey.WorkflowID, wfID, logkey.TaskID, taskID)
 			if !e.awaitRecord(ctx, wfID, expected, recordID) {
 				return
 			}
-			res := conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: conductor.TaskInProgress,
-				ReasonForIncompletion: "its take was recorded after its worker was told it failed: handed out again"}
-			out, err := e.Submit(ctx, wfID, engine.Result{Result: res, Lease: lease}, Meta{})
-			if err != nil {
-				log.Error("a take recorded after its worker was told it failed could not be undone; the task waits for its lease",
-					logkey.Err, err)
-				return
-			}
-			if reply, _ := out.Reply.(engine.ResultReply); !reply.Ignored {
-				log.Warn("a take recorded after its worker was told it failed was undone: the task is handed out again")
-			}
+			e.handBack(ctx, wfID, taskID, lease, "its take was recorded after its worker was told it failed: handed out again")
 		})
 	}()
+}
+
+// giveBack puts a task taken for a worker that never got it (it did not
+// accept the offer) back in its queue, in the background.
+func (e *Executor) giveBack(wfID, taskID string, lease int, reason string) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.onSlot(putBackWindow, func(ctx context.Context) { e.handBack(ctx, wfID, taskID, lease, reason) })
+	}()
+}
+
+// handBack ends the take numbered lease of a task, whose taker does not
+// have it, so that it is dispatched again at once. A result or progress of
+// that take recorded first makes this late and ignored.
+func (e *Executor) handBack(ctx context.Context, wfID, taskID string, lease int, reason string) {
+	log := e.cfg.Logger.With(logkey.WorkflowID, wfID, logkey.TaskID, taskID)
+	res := conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: conductor.TaskInProgress, ReasonForIncompletion: reason}
+	out, err := e.Submit(ctx, wfID, engine.Result{Result: res, Lease: lease}, Meta{})
+	if err != nil {
+		log.Error("a task its taker does not have could not be handed back; it waits for its lease", logkey.Reason, reason, logkey.Err, err)
+		return
+	}
+	if reply, _ := out.Reply.(engine.ResultReply); !reply.Ignored {
+		log.Warn("a task its taker does not have was handed out again", logkey.Reason, reason)
+	}
 }
 
 // awaitRecord waits until the first record after sequence after on wfID's

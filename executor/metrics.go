@@ -8,6 +8,7 @@ type metrics struct {
 	conflicts  prometheus.Counter
 	effects    *prometheus.CounterVec
 	dispatches prometheus.Counter
+	matched    prometheus.Counter
 	ticks      prometheus.Counter
 }
 
@@ -34,13 +35,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "dispatches_total",
 			Help: "Task dispatch messages published.",
 		}),
+		matched: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "matched_takes_total",
+			Help: "Tasks taken for a waiting poll by the decision that scheduled them, unannounced.",
+		}),
 		ticks: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "flowvault", Subsystem: "engine", Name: "timer_ticks_total",
 			Help: "Workflows ticked because a deadline passed.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.ticks)
+		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks)
 	}
 	return m
 }

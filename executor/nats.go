@@ -101,14 +101,111 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", prefix, err)
 		}
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			<-e.ctx.Done()
-			_ = sub.Unsubscribe()
-		}()
+		e.unsubscribeAtStop(sub)
 	}
 	return nil
+}
+
+// unsubscribeAtStop ends sub when the executor stops.
+func (e *Executor) unsubscribeAtStop(sub *nats.Subscription) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		<-e.ctx.Done()
+		_ = sub.Unsubscribe()
+	}()
+}
+
+// NATS polls (docs/worker-protocol.md, "Waiting for a task"): a worker
+// waits at an engine, which answers with a task it fetched from the
+// queue or took for the worker in the decision that scheduled it. The task
+// is the worker's from its take's record on, but the answer travels by
+// core NATS, where a worker that stopped or died loses it: so the engine
+// offers the task and hands it out again unless the worker accepts.
+const (
+	// maxNATSPolls bounds the NATS polls an engine holds at once.
+	maxNATSPolls = 10000
+	// maxPollWait bounds a NATS poll's wait.
+	maxPollWait = 30 * time.Second
+)
+
+// servePolls answers NATS polls, in the queue group every engine shares.
+// A poll waits long: it holds no worker slot, and polls beyond
+// maxNATSPolls are answered "unavailable".
+func (e *Executor) servePolls() error {
+	slots := make(chan struct{}, maxNATSPolls)
+	sub, err := e.log.Conn().QueueSubscribe(workers.PollPrefix+">", workers.EngineQueue, func(m *nats.Msg) {
+		if m.Reply == "" || !replyable(m.Reply) {
+			e.cfg.Logger.Warn("worker request refused: its reply subject is not an inbox", logkey.Subject, m.Subject)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "too many polls wait at this engine"}})
+			return
+		}
+		e.wg.Add(1)
+		go func() {
+			defer func() { <-slots; e.wg.Done() }()
+			e.handlePoll(m)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", workers.PollPrefix, err)
+	}
+	e.unsubscribeAtStop(sub)
+	return nil
+}
+
+func respond(m *nats.Msg, reply any) {
+	body, _ := json.Marshal(reply)
+	_ = m.Respond(body)
+}
+
+func (e *Executor) handlePoll(m *nats.Msg) {
+	var req workers.PollRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "poll request is not a JSON object: " + err.Error()}})
+		return
+	}
+	taskType, err := eventlog.Untoken(strings.TrimPrefix(m.Subject, workers.PollPrefix))
+	if err != nil {
+		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}})
+		return
+	}
+	wait := min(max(time.Duration(req.WaitMs)*time.Millisecond, 0), maxPollWait)
+	ctx, cancel := context.WithTimeout(e.ctx, wait+requestTimeout)
+	defer cancel()
+	tasks, _, err := e.Poll(ctx, PollRequest{TaskType: taskType, Domain: req.Domain, WorkerID: req.WorkerID, Count: 1, Wait: wait})
+	switch {
+	case err != nil:
+		respond(m, workers.PollReply{Error: e.protocolError(err, "")})
+	case len(tasks) == 0:
+		respond(m, workers.PollReply{})
+	default:
+		e.offer(m, tasks[0])
+	}
+}
+
+// offer hands t to the poll m, or gives it back if its worker does not
+// accept it within the offer timeout. A worker accepts at once, so the
+// timeout is for one that went away; one that accepted later than that may
+// run the task a second time (its result is then ignored).
+func (e *Executor) offer(m *nats.Msg, t *conductor.Task) {
+	body, err := json.Marshal(workers.PollReply{Task: t})
+	if err == nil {
+		var ans *nats.Msg
+		if ans, err = e.log.Conn().Request(m.Reply, body, e.cfg.OfferTimeout); err == nil {
+			var r workers.OfferReply
+			if json.Unmarshal(ans.Data, &r) == nil && r.Accept {
+				return
+			}
+			err = errors.New("refused")
+		}
+	}
+	e.cfg.Logger.Debug("offer not accepted", logkey.TaskID, t.TaskID, logkey.Err, err)
+	e.giveBack(t.WorkflowInstanceID, t.TaskID, t.PollCount, "its worker did not accept it: handed out again")
 }
 
 // replyable reports whether an engine may answer on reply: none (a take

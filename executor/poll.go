@@ -190,16 +190,22 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 		return nil, 0, fault.Invalid("count %d: want at least 1", req.Count)
 	}
 	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, e.cfg.Now().UnixMilli())
-	msgs, err := e.fetchDispatches(ctx, req)
-	if err != nil || len(msgs) == 0 {
+	msgs, taken, err := e.fetchDispatches(ctx, req)
+	if err != nil {
 		return []*conductor.Task{}, 0, err
+	}
+	if taken != nil {
+		tasks, seq = append(tasks, taken.task), taken.seq
+	}
+	if len(msgs) == 0 {
+		return nonNilTasks(tasks), seq, nil
 	}
 	if ctx.Err() != nil {
 		// The poller went away: let another worker have the tasks now.
 		for _, m := range msgs {
 			_ = m.Nak()
 		}
-		return []*conductor.Task{}, 0, ctx.Err()
+		return nonNilTasks(tasks), seq, ctx.Err()
 	}
 	got := make([]*conductor.Task, len(msgs))
 	seqs := make([]uint64, len(msgs))
@@ -212,68 +218,156 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 		}()
 	}
 	wg.Wait()
-	tasks = make([]*conductor.Task, 0, len(got))
 	for i, t := range got {
 		if t != nil {
 			tasks = append(tasks, t)
 			seq = max(seq, seqs[i])
 		}
 	}
-	return tasks, seq, nil
+	return nonNilTasks(tasks), seq, nil
 }
 
-// fetchDispatches pulls up to req.Count dispatch messages: what is queued
-// now, or else the first to arrive within req.Wait plus what is queued
-// behind it. A pull request never outlives the wait on the server, so no
-// message is handed to a pull nobody reads.
-func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jetstream.Msg, error) {
+func nonNilTasks(tasks []*conductor.Task) []*conductor.Task {
+	if tasks == nil {
+		return []*conductor.Task{}
+	}
+	return tasks
+}
+
+// takenTask is a task a decision took for a waiting poll, with the
+// sequence of the record that took it.
+type takenTask struct {
+	task *conductor.Task
+	seq  uint64
+}
+
+// fetchDispatches pulls up to req.Count dispatch messages queued now, or
+// else waits up to req.Wait for a task taken for the poll (see match.go):
+// one a decision scheduled while it waited, or one announced that the
+// queue's feeder pulled for it; then it returns that task, and the
+// messages queued behind it up to req.Count.
+func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jetstream.Msg, *takenTask, error) {
 	for attempt := 0; ; attempt++ {
 		cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		msgs, err := fetch(cons, req.Count, 0)
-		if err == nil && len(msgs) == 0 && req.Wait > 0 {
-			msgs, err = e.awaitDispatch(ctx, cons, req.Wait)
-			if err == nil && len(msgs) == 1 && req.Count > 1 {
-				// A failure here costs only the extra tasks: the first is
-				// ours all the same.
-				more, _ := fetch(cons, req.Count-1, 0)
-				msgs = append(msgs, more...)
-			}
-		}
 		if err != nil && consumerGone(err) && attempt == 0 {
 			e.forgetQueue(req.TaskType, req.Domain)
 			continue
 		}
 		if err != nil {
-			for _, m := range msgs {
-				_ = m.Nak()
-			}
-			return nil, unavailable(fmt.Errorf("poll %s: %w", workers.ConsumerName(req.TaskType, req.Domain), err))
+			return nil, nil, unavailable(fmt.Errorf("poll %s: %w", workers.ConsumerName(req.TaskType, req.Domain), err))
 		}
-		return msgs, nil
+		if len(msgs) > 0 || req.Wait <= 0 {
+			return msgs, nil, nil
+		}
+		taken := e.awaitTask(ctx, req)
+		if taken != nil && req.Count > 1 {
+			// A failure here costs only the extra tasks: the first is
+			// ours all the same.
+			msgs, _ = fetch(cons, req.Count-1, 0)
+		}
+		return msgs, taken, nil
 	}
 }
 
-// pollSlice is the longest single pull of a long poll: between pulls the
-// poll notices that its client went away or that the server is stopping.
-const pollSlice = time.Second
+// awaitTask waits up to req.Wait for a task taken for the poll.
+func (e *Executor) awaitTask(ctx context.Context, req PollRequest) *takenTask {
+	queue := workers.ConsumerName(req.TaskType, req.Domain)
+	w, feed := e.match.wait(ctx, queue, req.WorkerID)
+	if feed {
+		e.wg.Add(1)
+		go e.feed(req.TaskType, req.Domain, queue)
+	}
+	timer := time.NewTimer(req.Wait)
+	defer timer.Stop()
+	select {
+	case t := <-w.got:
+		return t
+	case <-timer.C:
+	case <-ctx.Done():
+	case <-e.polls.stop:
+	case <-e.ctx.Done():
+	}
+	// A decision or the feeder may be taking a task for the poll right
+	// now: it is the poll's if its take is stored.
+	return e.match.leave(w)
+}
 
-// awaitDispatch waits up to wait for one message, in slices of pollSlice.
-func (e *Executor) awaitDispatch(ctx context.Context, cons jetstream.Consumer, wait time.Duration) ([]jetstream.Msg, error) {
-	deadline := time.Now().Add(wait)
+// maxFeed bounds the messages one pull of a feeder asks for.
+const maxFeed = 256
+
+// feed pulls the announcements of a queue for the polls waiting on it at
+// this engine, as long as any wait: one pull at a time, for as many
+// messages as polls wait, handed out as they arrive. A poll that pulled
+// for itself would hold a pull request on the server for every poll
+// waiting, more than a consumer lets wait (512) once a few workers of
+// many slots wait on one queue.
+func (e *Executor) feed(taskType, domain, queue string) {
+	defer e.wg.Done()
+	backoff := 100 * time.Millisecond
 	for {
-		left := time.Until(deadline)
-		if left <= 0 || ctx.Err() != nil || e.polls.stopping() || e.ctx.Err() != nil {
-			return nil, nil
+		n := e.match.feeding(queue, e.ctx.Err() != nil)
+		if n == 0 {
+			return
 		}
-		msgs, err := fetch(cons, 1, min(left, pollSlice))
-		if err != nil || len(msgs) > 0 {
-			return msgs, err
+		err := e.feedOnce(taskType, domain, queue, min(n, maxFeed))
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			continue
 		}
+		if consumerGone(err) {
+			e.forgetQueue(taskType, domain)
+		}
+		e.cfg.Logger.Debug("queue pull for waiting polls failed", logkey.TaskType, taskType, logkey.Err, err)
+		select {
+		case <-time.After(backoff):
+		case <-e.ctx.Done():
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// feedOnce pulls up to n messages, waiting up to pollSlice, and takes the
+// task of each for a waiting poll. A message no poll waits for any more
+// is offered again at once.
+func (e *Executor) feedOnce(taskType, domain, queue string, n int) error {
+	cons, err := e.queueConsumer(e.ctx, taskType, domain)
+	if err != nil {
+		return err
+	}
+	b, err := cons.Fetch(n, jetstream.FetchMaxWait(pollSlice))
+	if err != nil {
+		return err
+	}
+	for m := range b.Messages() {
+		w := e.match.claim(queue)
+		if w == nil {
+			_ = m.Nak()
+			continue
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			task, seq := e.takeDispatched(e.ctx, PollRequest{TaskType: taskType, Domain: domain, WorkerID: w.workerID}, m)
+			if task == nil {
+				e.match.release(w)
+				return
+			}
+			e.match.deliver(w, &takenTask{task: task, seq: seq})
+		}()
+	}
+	if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		return err
+	}
+	return nil
+}
+
+// pollSlice is the longest single pull of a feeder: between pulls it
+// notices that no poll waits any more, or that the engine is stopping.
+const pollSlice = time.Second
 
 // StopPolling ends long polls: polls waiting for tasks answer with what
 // they have within pollSlice, and later polls do not wait. Call it when

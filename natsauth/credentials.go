@@ -74,6 +74,10 @@ func (a *Authority) IssueWorker(spec WorkerSpec) (*Credentials, error) {
 		p.Pub.Allow.Add(wp.Publish...)
 		p.Pub.Allow.Add(workers.ProducerPermissions(spec.StartWorkflows, spec.Principal)...)
 		p.Sub.Allow.Add(wp.Subscribe...)
+		// A worker answers the engine's offers of tasks (the poll's
+		// reply carries a reply subject of its own), once each, and only
+		// messages delivered to it reach it: its inbox.
+		p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 		return p
 	})
 	if err != nil {

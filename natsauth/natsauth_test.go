@@ -180,6 +180,7 @@ func TestWorkerPermissions(t *testing.T) {
 		{"type_b's queue info", "$JS.API.CONSUMER.INFO.FV_DISPATCH.fvq_type_b", ""},
 		{"take a type_b task", workers.TakeSubject("type_b"), `{"taskId":"task-type_b"}`},
 		{"report a type_b result", workers.ResultSubject("type_b"), `{"taskId":"task-type_b"}`},
+		{"wait for a type_b task", workers.PollSubject("type_b"), `{}`},
 		{"workflow event stream info", "$JS.API.STREAM.INFO." + eventlog.Workflows.Name, ""},
 		{"consumer on the workflow events", "$JS.API.CONSUMER.CREATE." + eventlog.Workflows.Name + ".spy", `{"stream_name":"FV_WF","config":{"name":"spy"}}`},
 		{"durable consumer on the workflow events", "$JS.API.CONSUMER.DURABLE.CREATE." + eventlog.Workflows.Name + ".spy", `{"stream_name":"FV_WF","config":{"durable_name":"spy"}}`},
@@ -371,5 +372,56 @@ func TestWorkerRepliesReachNoStream(t *testing.T) {
 		if info, err := str.Info(ctx); err != nil || info.State.Msgs != 0 {
 			t.Errorf("%s holds %d messages (%v), want none", st.Name, info.State.Msgs, err)
 		}
+	}
+}
+
+// A worker waiting at an engine answers the engine's offer of a task: the
+// offer is the poll's answer and carries a reply subject of its own, on
+// which the worker, in the other account, may answer once.
+func TestWorkerAnswersOffers(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	eng := s.log.Conn()
+	answers := make(chan string, 1)
+	sub, err := eng.QueueSubscribe(workers.PollSubject("type_a"), workers.EngineQueue, func(m *nats.Msg) {
+		ans, err := eng.Request(m.Reply, []byte(`{"task":{"taskId":"t1"}}`), 10*time.Second)
+		if err != nil {
+			answers <- "no answer: " + err.Error()
+			return
+		}
+		answers <- string(ans.Data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := eng.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}, Name: "worker-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := s.connect(t, c)
+	inbox := nc.NewInbox()
+	offers, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(workers.PollSubject("type_a"), inbox, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := offers.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no offer: %v", err)
+	}
+	if err := offer.Respond([]byte(`{"accept":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil || nc.LastError() != nil {
+		t.Fatalf("answering the offer: %v %v", err, nc.LastError())
+	}
+	if got := <-answers; got != `{"accept":true}` {
+		t.Fatalf("the engine heard %q", got)
 	}
 }

@@ -19,6 +19,8 @@ const (
 	TakePrefix = "fv.engine.take."
 	// ResultPrefix starts the result request subject: fv.engine.result.<type>.
 	ResultPrefix = "fv.engine.result."
+	// PollPrefix starts the poll request subject: fv.engine.poll.<type>.
+	PollPrefix = "fv.engine.poll."
 	// EngineQueue is the queue group engines answer take and result
 	// requests in: each request reaches one engine.
 	EngineQueue = "fv-engines"
@@ -58,6 +60,9 @@ func consumerToken(s string) string {
 // TakeSubject is where a worker asks for a dispatched task of taskType.
 func TakeSubject(taskType string) string { return TakePrefix + eventlog.Token(taskType) }
 
+// PollSubject is where a worker waits at an engine for a task of taskType.
+func PollSubject(taskType string) string { return PollPrefix + eventlog.Token(taskType) }
+
 // ResultSubject is where a worker reports on a task of taskType.
 func ResultSubject(taskType string) string { return ResultPrefix + eventlog.Token(taskType) }
 
@@ -84,6 +89,32 @@ type TakeRequest struct {
 type TakeReply struct {
 	Task  *conductor.Task `json:"task,omitempty"`
 	Error *Error          `json:"error,omitempty"`
+}
+
+// PollRequest asks an engine for the next task of the subject's type (in
+// Domain), waiting up to WaitMs for one. It is published with a reply
+// subject, an inbox the worker listens on, and answered there once: by a
+// PollReply without a reply subject (no task, or an error), or by an offer,
+// a PollReply with a task that carries a reply subject of its own. The
+// worker answers the offer with an OfferReply: Accept, and the task is its
+// own; anything else, or no answer within the engine's offer timeout, and
+// the engine hands the task to someone else.
+type PollRequest struct {
+	WorkerID string `json:"workerId,omitempty"`
+	Domain   string `json:"domain,omitempty"`
+	WaitMs   int64  `json:"waitMs,omitempty"`
+}
+
+// PollReply answers a PollRequest: a task (an offer), nothing (the wait
+// ran out), or an error.
+type PollReply struct {
+	Task  *conductor.Task `json:"task,omitempty"`
+	Error *Error          `json:"error,omitempty"`
+}
+
+// OfferReply answers an offer.
+type OfferReply struct {
+	Accept bool `json:"accept"`
 }
 
 // ResultRequest is a result request's body: a Conductor TaskResult and,

@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -60,7 +59,6 @@ type WorkerConfig struct {
 type Worker struct {
 	cfg     WorkerConfig
 	nc      *nats.Conn
-	js      jetstream.JetStream
 	handler Handler
 }
 
@@ -91,149 +89,126 @@ func NewWorker(nc *nats.Conn, cfg WorkerConfig, h Handler) (*Worker, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Logger = cfg.Logger.With(logkey.Component, "worker", logkey.TaskType, cfg.TaskType)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	return &Worker{cfg: cfg, nc: nc, js: js, handler: h}, nil
+	return &Worker{cfg: cfg, nc: nc, handler: h}, nil
 }
 
 // Run takes and executes tasks until ctx is done. Then it stops taking
 // new tasks, lets running handlers finish and reports their results, and
 // returns. Tasks it had not taken yet go to other workers.
 func (w *Worker) Run(ctx context.Context) error {
-	cons, err := w.consumer(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	slots := make(chan struct{}, w.cfg.Concurrency)
-	var running sync.WaitGroup
-	defer running.Wait()
 	// Handlers and result reports outlive ctx: a graceful stop finishes them.
 	work := context.WithoutCancel(ctx)
-	for ctx.Err() == nil {
-		free := 0
-		select {
-		case slots <- struct{}{}:
-			free = 1
-		case <-ctx.Done():
-			return nil
-		}
-		for free < w.cfg.Concurrency {
-			select {
-			case slots <- struct{}{}:
-				free++
-				continue
-			default:
-			}
-			break
-		}
-		fctx, cancelFetch := context.WithTimeout(ctx, w.cfg.PollWait)
-		batch, err := cons.Fetch(free, jetstream.FetchContext(fctx))
+	errs := make(chan error, w.cfg.Concurrency)
+	var slots sync.WaitGroup
+	for range w.cfg.Concurrency {
+		slots.Add(1)
+		go func() {
+			defer slots.Done()
+			errs <- w.slot(ctx, work)
+		}()
+	}
+	slots.Wait()
+	close(errs)
+	for err := range errs {
 		if err != nil {
-			cancelFetch()
-			for ; free > 0; free-- {
-				<-slots
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if consumerGone(err) {
-				// The server restarted and the in-memory queue is being
-				// rebuilt by the engine: find the consumer again.
-				if cons, err = w.consumer(ctx); err != nil {
-					return nil
-				}
-				continue
-			}
-			w.cfg.Logger.Warn("fetch failed", logkey.Err, err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			running.Add(1)
-			go func() {
-				defer func() { <-slots; running.Done() }()
-				w.handle(work, m)
-			}()
-		}
-		cancelFetch()
-		for ; got < free; got++ {
-			<-slots
-		}
-		if err := batch.Error(); err != nil && consumerGone(err) && ctx.Err() == nil {
-			if cons, err = w.consumer(ctx); err != nil {
-				return nil
-			}
+			return err
 		}
 	}
 	return nil
 }
 
-// consumerGone reports errors after which the queue's consumer must be
-// looked up again: the server restarted and the engine is rebuilding the
-// in-memory queue.
-func consumerGone(err error) bool {
-	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrStreamNotFound)
+// slot is one of the worker's Concurrency: it waits at an engine for a
+// task, runs it, and waits again, until ctx is done. Its polls' answers
+// come to an inbox of its own, one reply subject per poll, so that the
+// late answer to a poll it gave up on is told apart.
+func (w *Worker) slot(ctx, work context.Context) error {
+	inbox := w.nc.NewInbox()
+	// A few answers at most wait here (the one awaited, late ones): a
+	// small channel, where a synchronous subscription would hold a buffer
+	// of 65,536 message pointers per slot for the collector to scan.
+	answers := make(chan *nats.Msg, 16)
+	sub, err := w.nc.ChanSubscribe(inbox+".*", answers)
+	if err != nil {
+		return fmt.Errorf("worker inbox: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	backoff := 100 * time.Millisecond
+	for n := 0; ctx.Err() == nil; n++ {
+		t, err := w.poll(ctx, answers, inbox+"."+strconv.Itoa(n))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.cfg.Logger.Debug("poll failed", logkey.Err, err)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		case t != nil:
+			backoff = 100 * time.Millisecond
+			w.execute(work, t)
+		default:
+			backoff = 100 * time.Millisecond
+		}
+	}
+	return nil
 }
 
-// consumer waits for the queue's durable consumer, which the engine creates
-// when it first dispatches a task of the type. It returns only with the
-// consumer or when ctx is done: other failures (the server restarting, the
-// connection reconnecting) are retried, since a worker that gave up here
-// would leave its type's tasks waiting for good.
-func (w *Worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	name := ConsumerName(w.cfg.TaskType, w.cfg.Domain)
-	wait := 200 * time.Millisecond
+// poll asks an engine for a task and waits for the answer on reply: a
+// task offered (accepted here, the worker's from now on), none, or an
+// error.
+func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply string) (*conductor.Task, error) {
+	body, err := json.Marshal(PollRequest{WorkerID: w.cfg.WorkerID, Domain: w.cfg.Domain, WaitMs: w.cfg.PollWait.Milliseconds()})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.nc.PublishRequest(PollSubject(w.cfg.TaskType), reply, body); err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, w.cfg.PollWait+w.cfg.RequestTimeout)
+	defer cancel()
 	for {
-		cons, err := w.js.Consumer(ctx, eventlog.Dispatch.Name, name)
-		if err == nil {
-			return cons, nil
+		var m *nats.Msg
+		select {
+		case m = <-answers:
+		case <-pctx.Done():
+			return nil, pctx.Err()
 		}
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
-			w.cfg.Logger.Warn("queue consumer lookup failed, retrying", "consumer", name, logkey.Err, err)
-			wait = min(2*wait, 5*time.Second)
+		if m.Subject != reply {
+			// The answer to a poll given up on: its task goes to
+			// someone else.
+			answerOffer(m, false)
+			continue
 		}
-		if !sleep(ctx, wait) {
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			return nil, nats.ErrNoResponders
+		}
+		var r PollReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			answerOffer(m, false)
+			return nil, fmt.Errorf("poll answer: %w", err)
+		}
+		switch {
+		case r.Error != nil:
+			return nil, r.Error
+		case r.Task == nil:
+			return nil, nil
+		case ctx.Err() != nil:
+			answerOffer(m, false) // stopping: not taking new tasks
 			return nil, ctx.Err()
 		}
+		if !answerOffer(m, true) {
+			return nil, errors.New("poll answer: a task without a reply subject to accept it on")
+		}
+		return r.Task, nil
 	}
 }
 
-func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
-	var d Dispatch
-	if err := json.Unmarshal(m.Data(), &d); err != nil || d.TaskID == "" {
-		w.cfg.Logger.Error("malformed dispatch message", logkey.Err, err)
-		_ = m.Term()
-		return
+// answerOffer accepts or refuses the task m offers; false if m is not an
+// offer.
+func answerOffer(m *nats.Msg, accept bool) bool {
+	if m.Reply == "" {
+		return false
 	}
-	var reply TakeReply
-	err := w.request(ctx, TakeSubject(w.cfg.TaskType), TakeRequest{TaskID: d.TaskID, WorkflowInstanceID: d.WorkflowInstanceID, WorkerID: w.cfg.WorkerID}, &reply)
-	switch {
-	case err != nil:
-		w.cfg.Logger.Debug("take request failed", logkey.TaskID, d.TaskID, logkey.Err, err)
-		_ = m.NakWithDelay(time.Second) // the engine did not answer: retry later
-		return
-	case reply.Error != nil && (reply.Error.Code == CodeUnavailable || reply.Error.Code == CodeInternal):
-		// Not an answer about the task: dropping the announcement would
-		// strand a task that is still waiting for a worker.
-		w.cfg.Logger.Warn("take failed, offered again later", logkey.TaskID, d.TaskID, logkey.Err, reply.Error)
-		_ = m.NakWithDelay(time.Second)
-		return
-	case reply.Error != nil:
-		w.cfg.Logger.Debug("dispatched task not taken", logkey.TaskID, d.TaskID, logkey.Err, reply.Error)
-		_ = m.Ack() // gone or not ours: drop the announcement
-		return
-	}
-	// The log now records this worker as the task's owner.
-	_ = m.Ack()
-	w.execute(ctx, reply.Task)
+	body, _ := json.Marshal(OfferReply{Accept: accept})
+	_ = m.Respond(body)
+	return true
 }
 
 func (w *Worker) execute(ctx context.Context, t *conductor.Task) {

@@ -10,84 +10,71 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
 
-// A take answered "internal" or "unavailable" says nothing about the task:
-// the worker must offer the announcement again rather than drop it, or the
-// task would wait for a worker forever. Here a stand-in engine fails the
-// first two takes; the third hands the task out and the handler runs it.
-func TestWorkerRetriesTakeAfterEngineError(t *testing.T) {
+// A poll answered "internal" or "unavailable" says nothing about the
+// tasks: the worker polls again rather than stop. Here a stand-in engine
+// fails the first two polls; the third offers a task, which the worker
+// accepts and runs.
+func TestWorkerPollsAgainAfterEngineError(t *testing.T) {
 	t.Parallel()
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
 	nc := l.Conn()
-	const taskType = "flaky_take"
-	ensureQueue(t, ctx, l, taskType)
-	var takes atomic.Int32
-	answers := []workers.TakeReply{
+	const taskType = "flaky_poll"
+	var polls atomic.Int32
+	answers := []workers.PollReply{
 		{Error: &workers.Error{Code: workers.CodeInternal, Message: "internal error"}},
 		{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "starting"}},
 		{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}},
 	}
-	standInEngine(t, nc, taskType, func() workers.TakeReply {
-		return answers[min(int(takes.Add(1))-1, len(answers)-1)]
-	})
+	accepted := standInEngine(t, nc, taskType, func() (workers.PollReply, bool) {
+		n := int(polls.Add(1))
+		if n > len(answers) {
+			return workers.PollReply{}, false
+		}
+		return answers[n-1], true
+	}, okResults)
 
-	body, _ := json.Marshal(workers.Dispatch{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType})
-	if _, err := l.JetStream().Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
-		t.Fatal(err)
-	}
 	ran, _ := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second})
 	select {
 	case id := <-ran:
-		if id != "t1" || takes.Load() != 3 {
-			t.Fatalf("ran %s after %d takes, want t1 after 3", id, takes.Load())
+		if id != "t1" || polls.Load() < 3 {
+			t.Fatalf("ran %s after %d polls, want t1 after 3", id, polls.Load())
 		}
 	case <-ctx.Done():
-		t.Fatalf("the task never ran: %d takes; the announcement was dropped", takes.Load())
+		t.Fatalf("the task never ran: %d polls", polls.Load())
+	}
+	if got := <-accepted; got != (offerAnswer{"t1", true}) {
+		t.Fatalf("offer answered %+v, want t1 accepted", got)
 	}
 }
 
-// A worker that cannot look its queue up (here the dispatch stream itself
-// is missing, as while a server restarts) keeps trying instead of giving
-// up, and takes the task once the queue is back.
-func TestWorkerOutlastsAMissingQueue(t *testing.T) {
+// A worker started before any engine (its polls find no responders, as
+// while a server restarts) keeps polling instead of giving up, and takes
+// the task once an engine answers.
+func TestWorkerOutlastsNoEngine(t *testing.T) {
 	t.Parallel()
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
-	nc, js := l.Conn(), l.JetStream()
+	nc := l.Conn()
 	const taskType = "patient"
-	if err := js.DeleteStream(ctx, eventlog.Dispatch.Name); err != nil {
-		t.Fatal(err)
-	}
-	standInEngine(t, nc, taskType, func() workers.TakeReply {
-		return workers.TakeReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}}
-	})
 	logger, logs := testutil.CapturingLogger()
+	okResults(t, nc, taskType) // answers the worker's result until it has stopped
 	ran, done := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second, Logger: logger})
 
-	// Once the worker has failed to find its queue, the server comes back.
+	// Once the worker has found no engine, one starts.
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if !strings.Contains(logs.String(), "queue consumer lookup failed") {
-			return errors.New("the worker has not looked for its queue yet")
+		if !strings.Contains(logs.String(), "no responders") {
+			return errors.New("the worker has not polled yet")
 		}
 		return nil
 	})
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventlog.Dispatch.Name, Subjects: eventlog.Dispatch.Subjects,
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.MemoryStorage}); err != nil {
-		t.Fatal(err)
-	}
-	ensureQueue(t, ctx, l, taskType)
-	body, _ := json.Marshal(workers.Dispatch{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType})
-	if _, err := js.Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
-		t.Fatal(err)
-	}
+	standInEngine(t, nc, taskType, offerOnce(taskType), func(*testing.T, *nats.Conn, string) {})
 	select {
 	case id := <-ran:
 		if id != "t1" {
@@ -97,6 +84,68 @@ func TestWorkerOutlastsAMissingQueue(t *testing.T) {
 		t.Fatalf("the worker gave up: %v", err)
 	case <-ctx.Done():
 		t.Fatal("the task never ran")
+	}
+}
+
+// The answer to a poll the worker gave up on (the engine held it past the
+// worker's wait) is refused if it offers a task: the slot that asked has
+// moved on, and the engine must hand the task to someone else. The offer
+// that answers the poll the slot waits on is accepted.
+func TestWorkerRefusesTheOfferOfAPollGivenUp(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	nc := l.Conn()
+	const taskType = "slow_engine"
+	var held atomic.Pointer[nats.Msg]
+	answers := make(chan offerAnswer, 4)
+	offer := func(reply, taskID string) {
+		body, _ := json.Marshal(workers.PollReply{Task: &conductor.Task{TaskID: taskID, WorkflowInstanceID: "wf1", TaskType: taskType}})
+		ans, err := nc.Request(reply, body, 5*time.Second)
+		if err != nil {
+			answers <- offerAnswer{taskID, false}
+			return
+		}
+		var r workers.OfferReply
+		_ = json.Unmarshal(ans.Data, &r)
+		answers <- offerAnswer{taskID, r.Accept}
+	}
+	sub, err := nc.Subscribe(workers.PollSubject(taskType), func(m *nats.Msg) {
+		if held.CompareAndSwap(nil, m) {
+			return // the first poll: answered below, once the worker has given up on it
+		}
+		if prev := held.Load(); prev != nil && prev.Reply != "" && prev != m {
+			// The second poll: the worker gave up on the first. Answer
+			// the first now, then this one.
+			go func() {
+				offer(prev.Reply, "stale")
+				offer(m.Reply, "t1")
+			}()
+			held.Store(&nats.Msg{})
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	okResults(t, nc, taskType)
+
+	ran, _ := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: 100 * time.Millisecond, RequestTimeout: 100 * time.Millisecond})
+	select {
+	case id := <-ran:
+		if id != "t1" {
+			t.Fatalf("ran %s, want t1", id)
+		}
+	case <-ctx.Done():
+		t.Fatal("the task never ran")
+	}
+	got := map[string]bool{}
+	for range 2 {
+		a := <-answers
+		got[a.taskID] = a.accept
+	}
+	if got["stale"] || !got["t1"] {
+		t.Fatalf("offers answered %v, want the stale one refused and t1 accepted", got)
 	}
 }
 
@@ -123,25 +172,72 @@ func runRecording(t *testing.T, ctx context.Context, nc *nats.Conn, cfg workers.
 	return ids, returned
 }
 
-// standInEngine answers take requests for taskType with take() and
-// accepts every result. It stops at cleanup, after a worker started later
+// offerAnswer is a worker's answer to an offer of taskID.
+type offerAnswer struct {
+	taskID string
+	accept bool
+}
+
+// standInEngine answers polls for taskType with poll(): a task is offered
+// (and the worker's answer sent on the returned channel), other replies
+// are sent as they are, and false leaves the poll unanswered. results
+// answers results. It stops at cleanup, after a worker started later
 // (cleanups run last-registered first), so that the worker's last result
 // is answered.
-func standInEngine(t *testing.T, nc *nats.Conn, taskType string, take func() workers.TakeReply) {
+func standInEngine(t *testing.T, nc *nats.Conn, taskType string, poll func() (workers.PollReply, bool),
+	results func(*testing.T, *nats.Conn, string)) <-chan offerAnswer {
 	t.Helper()
-	for subject, reply := range map[string]func() any{
-		workers.TakeSubject(taskType):   func() any { return take() },
-		workers.ResultSubject(taskType): func() any { return workers.ResultReply{OK: true} },
-	} {
-		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-			body, _ := json.Marshal(reply())
-			_ = m.Respond(body)
-		})
-		if err != nil {
-			t.Fatal(err)
+	answers := make(chan offerAnswer, 16)
+	sub, err := nc.Subscribe(workers.PollSubject(taskType), func(m *nats.Msg) {
+		reply, ok := poll()
+		if !ok {
+			return
 		}
-		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		body, _ := json.Marshal(reply)
+		if reply.Task == nil {
+			_ = m.Respond(body)
+			return
+		}
+		go func() {
+			ans, err := nc.Request(m.Reply, body, 5*time.Second)
+			var r workers.OfferReply
+			if err == nil {
+				_ = json.Unmarshal(ans.Data, &r)
+			}
+			answers <- offerAnswer{reply.Task.TaskID, r.Accept}
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	results(t, nc, taskType)
+	return answers
+}
+
+// offerOnce offers task t1 to the first poll and leaves the others
+// unanswered.
+func offerOnce(taskType string) func() (workers.PollReply, bool) {
+	var offered atomic.Bool
+	return func() (workers.PollReply, bool) {
+		if offered.Swap(true) {
+			return workers.PollReply{}, false
+		}
+		return workers.PollReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}}, true
+	}
+}
+
+// okResults answers every result of taskType "ok".
+func okResults(t *testing.T, nc *nats.Conn, taskType string) {
+	t.Helper()
+	sub, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+		body, _ := json.Marshal(workers.ResultReply{OK: true})
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
 
 // A result the engine refuses as invalid (an output too large, say) is
@@ -153,15 +249,6 @@ func TestRefusedResultFailsTheTask(t *testing.T) {
 	ctx := testutil.Context(t, 30*time.Second)
 	nc := l.Conn()
 	const taskType = "too_big"
-	ensureQueue(t, ctx, l, taskType)
-	take, err := nc.Subscribe(workers.TakeSubject(taskType), func(m *nats.Msg) {
-		body, _ := json.Marshal(workers.TakeReply{Task: &conductor.Task{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType, Status: conductor.TaskInProgress}})
-		_ = m.Respond(body)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer take.Unsubscribe()
 	results := make(chan conductor.TaskResult, 4)
 	result, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
 		var res conductor.TaskResult
@@ -178,10 +265,7 @@ func TestRefusedResultFailsTheTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer result.Unsubscribe()
-	body, _ := json.Marshal(workers.Dispatch{TaskID: "t1", WorkflowInstanceID: "wf1", TaskType: taskType})
-	if _, err := l.JetStream().Publish(ctx, workers.DispatchSubject(taskType, ""), body); err != nil {
-		t.Fatal(err)
-	}
+	standInEngine(t, nc, taskType, offerOnce(taskType), func(*testing.T, *nats.Conn, string) {})
 	runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second})
 	var got []conductor.TaskResult
 	for len(got) < 2 {
@@ -195,15 +279,5 @@ func TestRefusedResultFailsTheTask(t *testing.T) {
 	if got[0].Status != conductor.TaskCompleted || got[1].Status != conductor.TaskFailed ||
 		!strings.Contains(got[1].ReasonForIncompletion, "record too large") || len(got[1].OutputData) != 0 {
 		t.Fatalf("results %+v, want COMPLETED refused, then FAILED saying why", got)
-	}
-}
-
-// ensureQueue creates taskType's queue consumer, as an engine does when it
-// first dispatches a task of the type.
-func ensureQueue(t *testing.T, ctx context.Context, l *eventlog.Log, taskType string) {
-	t.Helper()
-	if _, err := l.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: workers.ConsumerName(taskType, ""),
-		Filter: workers.DispatchSubject(taskType, ""), AckWait: time.Minute, MaxDeliver: -1}); err != nil {
-		t.Fatal(err)
 	}
 }
