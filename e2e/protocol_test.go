@@ -28,20 +28,29 @@ const doubleFlow = `{"name":"double_it","tasks":[{"name":"double","taskReference
  "outputParameters":{"doubled":"${d.output.doubled}","by":"${d.output.by}"}}`
 
 // A worker written in JavaScript from docs/worker-protocol.md, with only the
-// NATS client packages, completes and fails tasks.
+// NATS client packages, completes and fails tasks: taking announced tasks,
+// and waiting for tasks at an engine.
 func TestNodeWorker(t *testing.T) {
 	t.Parallel()
 	dir, _ := filepath.Abs(filepath.Join("..", "workers", "testdata", "node"))
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@nats-io", "jetstream")); err != nil {
 		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
 	}
+	for _, mode := range []string{"take", "poll"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testNodeWorker(t, dir, mode)
+		})
+	}
+}
+
+func testNodeWorker(t *testing.T, dir, mode string) {
 	e := newSecureEnv(t)
 	e.register(doubleFlow)
 	creds := e.workerCredentials("double")
 	ids := []string{
 		e.start("double_it", map[string]any{"n": int64(1)}),
 		e.start("double_it", map[string]any{"n": int64(21)}),
-		e.start("double_it", map[string]any{"n": int64(5), "fail": true}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -52,10 +61,21 @@ func TestNodeWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Env = append(os.Environ(), "NATS_URL="+e.node.Log().ClientURL(), "NATS_CREDS="+credsFile,
-		"TASK_TYPE=double", "TASKS=3", "WORKER_ID=node-7")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "done 3") {
-		t.Fatalf("node worker: %v\n%s", err, out)
+		"TASK_TYPE=double", "TASKS=3", "WORKER_ID=node-7", "MODE="+mode)
+	type result struct {
+		out []byte
+		err error
+	}
+	finished := make(chan result, 1)
+	go func() {
+		out, err := cmd.CombinedOutput()
+		finished <- result{out, err}
+	}()
+	// The last workflow starts while the worker starts up.
+	ids = append(ids, e.start("double_it", map[string]any{"n": int64(5), "fail": true}))
+	r := <-finished
+	if r.err != nil || !strings.Contains(string(r.out), "done 3") {
+		t.Fatalf("node worker: %v\n%s", r.err, r.out)
 	}
 	for i, want := range []float64{2, 42} {
 		wf := e.waitStatus(ids[i], conductor.WorkflowCompleted)

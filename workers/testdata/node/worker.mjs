@@ -6,7 +6,9 @@
 //   NATS_URL=nats://127.0.0.1:4222 NATS_CREDS=double.creds TASK_TYPE=double TASKS=5 node worker.mjs
 //
 // It doubles inputData.n, fails tasks whose input says {"fail": true}, and
-// exits after TASKS tasks.
+// exits after TASKS tasks. With MODE=poll it waits for tasks at an engine
+// ("Waiting for a task at an engine"); otherwise it pulls announcements
+// from the queue and takes them ("Taking a task").
 import { readFileSync } from "node:fs";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
@@ -37,35 +39,61 @@ async function request(subject, body) {
   return reply.json();
 }
 
+// nextTask waits at an engine for a task and accepts the one it offers.
+async function pollTask() {
+  for (;;) {
+    let m;
+    try {
+      m = await nc.request(`fv.engine.poll.${type}`, JSON.stringify({ workerId, waitMs: 5000 }), { timeout: 15000 });
+    } catch {
+      await sleep(200); // no engine yet, or no answer: poll again
+      continue;
+    }
+    const answer = m.json();
+    if (answer.error) {
+      await sleep(200);
+      continue;
+    }
+    if (!answer.task) continue;
+    m.respond(JSON.stringify({ accept: true }));
+    return answer.task;
+  }
+}
+
 // The engine creates the queue's consumer with the first dispatch.
 let consumer;
-for (;;) {
-  try {
-    consumer = await js.consumers.get("FV_DISPATCH", consumerName);
-    await consumer.info();
-    break;
-  } catch {
-    await sleep(200);
+async function takeTask() {
+  while (!consumer) {
+    try {
+      const c = await js.consumers.get("FV_DISPATCH", consumerName);
+      await c.info();
+      consumer = c;
+    } catch {
+      await sleep(200);
+    }
+  }
+  for (;;) {
+    const m = await consumer.next({ expires: 5000 });
+    if (!m) continue;
+    const dispatch = m.json();
+    const take = await request(`fv.engine.take.${type}`, {
+      taskId: dispatch.taskId,
+      workflowInstanceId: dispatch.workflowInstanceId,
+      workerId,
+    });
+    if (take.error) {
+      if (take.error.code === "unavailable" || take.error.code === "internal") m.nak(1000);
+      else m.ack();
+      continue;
+    }
+    m.ack();
+    return take.task;
   }
 }
 
 let done = 0;
 while (done < want) {
-  const m = await consumer.next({ expires: 5000 });
-  if (!m) continue;
-  const dispatch = m.json();
-  const take = await request(`fv.engine.take.${type}`, {
-    taskId: dispatch.taskId,
-    workflowInstanceId: dispatch.workflowInstanceId,
-    workerId,
-  });
-  if (take.error) {
-    if (take.error.code === "unavailable" || take.error.code === "internal") m.nak(1000);
-    else m.ack();
-    continue;
-  }
-  m.ack();
-  const task = take.task;
+  const task = process.env.MODE === "poll" ? await pollTask() : await takeTask();
   const result = {
     taskId: task.taskId,
     workflowInstanceId: task.workflowInstanceId,
