@@ -57,10 +57,7 @@ func startExecutor(t *testing.T, l *eventlog.Log, sched Schedule, cfg Config) *E
 // startInline starts workflow id of the inline definition defJSON on e.
 func startInline(ctx context.Context, t *testing.T, e *Executor, id, defJSON string) {
 	t.Helper()
-	def := &conductor.WorkflowDef{}
-	if err := conductor.Unmarshal([]byte(defJSON), def); err != nil {
-		t.Fatal(err)
-	}
+	def := mustDef(t, defJSON)
 	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def}, StartOptions{WorkflowID: id}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -449,4 +450,73 @@ func TestTaskAnnouncedTwiceIsTakenOnce(t *testing.T) {
 	if n := dispatched(ctx, t, l); n != 1 {
 		t.Fatalf("%d announcements, want a's alone", n)
 	}
+}
+
+// holdsMatchedTake holds the first append of a record with a take for a
+// poll until release is closed, telling held when it has it.
+type holdsMatchedTake struct {
+	log           *eventlog.Log
+	held, release chan struct{}
+	once          sync.Once
+}
+
+func (h *holdsMatchedTake) Append(ctx context.Context, subj string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	if matchedTake(envs) {
+		h.once.Do(func() {
+			close(h.held)
+			<-h.release
+		})
+	}
+	return h.log.Append(ctx, subj, envs, expected, opts...)
+}
+
+// A poll whose client goes away while a task is being taken for it does
+// not keep the task: once the take is stored, the task is handed back and
+// goes to the next worker.
+func TestTaskTakenForAPollThatEndedIsHandedBack(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	hold := &holdsMatchedTake{log: l, held: make(chan struct{}), release: make(chan struct{})}
+	e := startAppendingThrough(t, l, hold, nil)
+	ctx := testutil.Context(t, 30*time.Second)
+	pctx, hangUp := context.WithCancel(ctx)
+	defer hangUp()
+	poll := pollWaiting(pctx, t, e, "w1")
+	const id = "wf-poll-ended"
+	started := make(chan error, 1)
+	go func() {
+		_, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: "match_flow", WorkflowDef: mustDef(t, twoTasks)}, StartOptions{WorkflowID: id})
+		started <- err
+	}()
+	select {
+	case <-hold.held:
+	case <-ctx.Done():
+		t.Fatal("no record with a take for the poll")
+	}
+	hangUp()
+	close(hold.release)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(ctx, t, poll); len(got.tasks) != 0 {
+		t.Fatalf("a poll that ended got %d tasks", len(got.tasks))
+	}
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		w, err := e.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		if got := w.Tasks[0]; got.Status != conductor.TaskScheduled || got.PollCount != 1 {
+			return fmt.Errorf("task %s, poll count %d", got.Status, got.PollCount)
+		}
+		return nil
+	})
+}
+
+func mustDef(t *testing.T, defJSON string) *conductor.WorkflowDef {
+	t.Helper()
+	def := &conductor.WorkflowDef{}
+	if err := conductor.Unmarshal([]byte(defJSON), def); err != nil {
+		t.Fatal(err)
+	}
+	return def
 }

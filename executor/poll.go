@@ -283,17 +283,25 @@ func (e *Executor) awaitTask(ctx context.Context, req PollRequest) *takenTask {
 	}
 	timer := time.NewTimer(req.Wait)
 	defer timer.Stop()
+	var t *takenTask
 	select {
-	case t := <-w.got:
-		return t
+	case t = <-w.got:
 	case <-timer.C:
 	case <-ctx.Done():
 	case <-e.polls.stop:
 	case <-e.ctx.Done():
 	}
-	// A decision or the feeder may be taking a task for the poll right
-	// now: it is the poll's if its take is stored.
-	return e.match.leave(w)
+	if t == nil {
+		// A decision or the feeder may be taking a task for the poll
+		// right now: it is the poll's if its take is stored.
+		t = e.match.leave(w)
+	}
+	if t != nil && ctx.Err() != nil {
+		// Its client went away while the task was being taken for it.
+		e.giveBack(t.task.WorkflowInstanceID, t.task.TaskID, t.task.PollCount, "its poll ended as it was taken: handed out again")
+		return nil
+	}
+	return t
 }
 
 // maxFeed bounds the messages one pull of a feeder asks for.
