@@ -104,7 +104,10 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Resolved: o.Resolved},
 		Meta{Principal: o.CreatedBy, RequestID: o.RequestID})
 	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {
-		return id, 0, nil
+		// Another start with the key won the append: its record, the
+		// sequence the rejection was decided at, is what the caller's
+		// next read must see.
+		return id, out.Seq, nil
 	}
 	if err != nil {
 		return "", 0, err
