@@ -55,11 +55,13 @@ type matcher struct {
 	mu     sync.Mutex
 	queues map[string][]*waiter
 	n      int // waiters in queues
-	// fed are the queues whose feeder runs (see Executor.feed).
-	fed map[string]bool
+	// feeders are the queues whose feeder runs (see Executor.feed).
+	feeders map[string]bool
 }
 
-func newMatcher() *matcher { return &matcher{queues: map[string][]*waiter{}, fed: map[string]bool{}} }
+func newMatcher() *matcher {
+	return &matcher{queues: map[string][]*waiter{}, feeders: map[string]bool{}}
+}
 
 // waiting reports whether any poll waits.
 func (m *matcher) waiting() bool {
@@ -76,11 +78,18 @@ func (m *matcher) wait(ctx context.Context, queue, workerID string) (w *waiter, 
 	defer m.mu.Unlock()
 	m.queues[queue] = append(m.queues[queue], w)
 	m.n++
-	if !m.fed[queue] {
-		m.fed[queue] = true
+	if !m.feeders[queue] {
+		m.feeders[queue] = true
 		feed = true
 	}
 	return w, feed
+}
+
+// fed reports whether queue's feeder runs.
+func (m *matcher) fed(queue string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.feeders[queue]
 }
 
 // feeding returns the number of waiters on queue, for its feeder; at 0, or
@@ -90,7 +99,7 @@ func (m *matcher) feeding(queue string, stop bool) int {
 	defer m.mu.Unlock()
 	n := len(m.queues[queue])
 	if n == 0 || stop {
-		delete(m.fed, queue)
+		delete(m.feeders, queue)
 		return 0
 	}
 	return n

@@ -247,6 +247,11 @@ type takenTask struct {
 // queue's feeder pulled for it; then it returns that task, and the
 // messages queued behind it up to req.Count.
 func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jetstream.Msg, *takenTask, error) {
+	if req.Wait > 0 && e.match.fed(workers.ConsumerName(req.TaskType, req.Domain)) {
+		// The queue's feeder pulls what is queued for the polls waiting
+		// on it: this one waits with them, without a pull of its own.
+		return e.awaitMore(ctx, req, e.awaitTask(ctx, req))
+	}
 	for attempt := 0; ; attempt++ {
 		cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain)
 		if err != nil {
@@ -263,14 +268,23 @@ func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jets
 		if len(msgs) > 0 || req.Wait <= 0 {
 			return msgs, nil, nil
 		}
-		taken := e.awaitTask(ctx, req)
-		if taken != nil && req.Count > 1 {
-			// A failure here costs only the extra tasks: the first is
-			// ours all the same.
-			msgs, _ = fetch(cons, req.Count-1, 0)
-		}
-		return msgs, taken, nil
+		return e.awaitMore(ctx, req, e.awaitTask(ctx, req))
 	}
+}
+
+// awaitMore returns taken and the messages queued behind it, up to
+// req.Count in all. A failure to pull them costs only the extra tasks:
+// the first is the poll's all the same.
+func (e *Executor) awaitMore(ctx context.Context, req PollRequest, taken *takenTask) ([]jetstream.Msg, *takenTask, error) {
+	if taken == nil || req.Count < 2 {
+		return nil, taken, nil
+	}
+	cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain)
+	if err != nil {
+		return nil, taken, nil
+	}
+	msgs, _ := fetch(cons, req.Count-1, 0)
+	return msgs, taken, nil
 }
 
 // awaitTask waits up to req.Wait for a task taken for the poll.
