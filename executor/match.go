@@ -198,8 +198,8 @@ type matched struct {
 	w     *waiter
 	task  *engine.Task   // the take's reply: the task as taken
 	input map[string]any // its input as handed off, nil when nothing was prepared
-	// events are the take's, at the end of the decision's events.
-	events int
+	// first and events place the take's events among the decision's.
+	first, events int
 }
 
 // takeForWaiters takes, within dec, the worker tasks dec announces that a
@@ -229,10 +229,11 @@ func (e *Executor) takeForWaiters(ctx context.Context, dec engine.Decision, now 
 			continue
 		}
 		effects = append(effects, td.Effects...)
+		first := len(dec.Events)
 		events := make([]schemas.Event, 0, len(dec.Events)+len(td.Events))
 		dec.Events = append(append(events, dec.Events...), td.Events...)
 		dec.State = td.State
-		out = append(out, matched{w: w, task: take, input: input, events: len(td.Events)})
+		out = append(out, matched{w: w, task: take, input: input, first: first, events: len(td.Events)})
 	}
 	dec.Effects = effects
 	return dec, out
@@ -268,15 +269,14 @@ func (e *Executor) decideTake(ctx context.Context, state *engine.Workflow, take 
 	return taken, input, td, ok
 }
 
-// takenBy marks the envelopes of the takes in envs, at their end, as
-// their workers': a take's record names its taker.
+// takenBy marks the envelopes of the takes in envs as their workers': a
+// take's record names its taker. Protection keeps the decision's events
+// in place (see Protector), so the takes are where they were merged.
 func takenBy(envs []schemas.Envelope, ms []matched) {
-	end := len(envs)
-	for i := len(ms) - 1; i >= 0; i-- {
-		for k := end - ms[i].events; k < end; k++ {
-			envs[k].Principal = ms[i].w.workerID
+	for _, m := range ms {
+		for k := m.first; k < m.first+m.events; k++ {
+			envs[k].Principal = m.w.workerID
 		}
-		end -= ms[i].events
 	}
 }
 

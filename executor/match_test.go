@@ -520,3 +520,47 @@ func mustDef(t *testing.T, defJSON string) *conductor.WorkflowDef {
 	}
 	return def
 }
+
+// addsAnEvent protects a decision by adding an event after its own, as
+// sealing does (SecretsSealed, ValuesMasked).
+type addsAnEvent struct{}
+
+func (addsAnEvent) Protect(_ context.Context, _ *engine.Workflow, dec engine.Decision) (engine.Decision, error) {
+	dec.Events = append(slices.Clone(dec.Events), &schemas.VariablesUpdated{Variables: map[string]any{"protected": true}, Time: 1})
+	return dec, nil
+}
+
+// A take for a poll is recorded as its worker's, also when protection
+// adds events after the decision's: those stay the decision's.
+func TestMatchedTakeNamesItsWorkerAfterProtection(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+	e.SetProtector(addsAnEvent{})
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	const id = "wf-matched-protected"
+	poll := pollWaiting(ctx, t, e, "w1")
+	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: "match_flow", WorkflowDef: mustDef(t, twoTasks)},
+		StartOptions{WorkflowID: id, CreatedBy: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(ctx, t, poll); len(got.tasks) != 1 {
+		t.Fatalf("poll: %d tasks, %v", len(got.tasks), got.err)
+	}
+	recs, err := l.ReadSubject(ctx, subject(id), 0)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	for _, env := range recs[0].Events {
+		want := "alice"
+		if env.Type == (&schemas.TaskStarted{}).EventType() {
+			want = "w1"
+		}
+		if env.Principal != want {
+			t.Errorf("%s recorded as %q's, want %q's", env.Type, env.Principal, want)
+		}
+	}
+}

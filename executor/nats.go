@@ -35,9 +35,11 @@ type HandOff interface {
 // Protector rewrites a decision before its events are appended: it seals
 // data under _secrets and _masked and redacts resolved secret values, in
 // its events and in the data its effects carry to other workflows. before
-// is the workflow's state before the decision (nil for a start). It
-// returns the decision's events slice itself, not a copy, when it changes
-// none of them: the decision's state then stands as it is.
+// is the workflow's state before the decision (nil for a start). Its
+// events are the decision's, one for one and in order (each perhaps
+// rewritten), followed by any it adds. It returns the decision's events
+// slice itself, not a copy, when it changes none of them: the decision's
+// state then stands as it is.
 type Protector interface {
 	Protect(ctx context.Context, before *engine.Workflow, dec engine.Decision) (engine.Decision, error)
 }

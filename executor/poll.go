@@ -250,14 +250,14 @@ func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jets
 	if req.Wait > 0 && e.match.fed(workers.ConsumerName(req.TaskType, req.Domain)) {
 		// The queue's feeder pulls what is queued for the polls waiting
 		// on it: this one waits with them, without a pull of its own.
-		return e.awaitMore(ctx, req, e.awaitTask(ctx, req))
+		return e.withQueued(ctx, req, e.awaitTask(ctx, req))
 	}
 	for attempt := 0; ; attempt++ {
 		cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain)
 		if err != nil {
 			return nil, nil, err
 		}
-		msgs, err := fetch(cons, req.Count, 0)
+		msgs, err := fetchQueued(cons, req.Count)
 		if err != nil && consumerGone(err) && attempt == 0 {
 			e.forgetQueue(req.TaskType, req.Domain)
 			continue
@@ -268,22 +268,21 @@ func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jets
 		if len(msgs) > 0 || req.Wait <= 0 {
 			return msgs, nil, nil
 		}
-		return e.awaitMore(ctx, req, e.awaitTask(ctx, req))
+		return e.withQueued(ctx, req, e.awaitTask(ctx, req))
 	}
 }
 
-// awaitMore returns taken and the messages queued behind it, up to
+// withQueued returns taken and the messages queued behind it, up to
 // req.Count in all. A failure to pull them costs only the extra tasks:
 // the first is the poll's all the same.
-func (e *Executor) awaitMore(ctx context.Context, req PollRequest, taken *takenTask) ([]jetstream.Msg, *takenTask, error) {
+func (e *Executor) withQueued(ctx context.Context, req PollRequest, taken *takenTask) ([]jetstream.Msg, *takenTask, error) {
 	if taken == nil || req.Count < 2 {
 		return nil, taken, nil
 	}
-	cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain)
-	if err != nil {
-		return nil, taken, nil
+	var msgs []jetstream.Msg
+	if cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain); err == nil {
+		msgs, _ = fetchQueued(cons, req.Count-1)
 	}
-	msgs, _ := fetch(cons, req.Count-1, 0)
 	return msgs, taken, nil
 }
 
@@ -391,31 +390,16 @@ func (e *Executor) feedOnce(taskType, domain, queue string, n int) error {
 // notices that no poll waits any more, or that the engine is stopping.
 const pollSlice = time.Second
 
-// StopPolling ends long polls: polls waiting for tasks answer with what
-// they have within pollSlice, and later polls do not wait. Call it when
+// StopPolling ends long polls: polls waiting for tasks answer at once
+// (with a task a decision is taking for them, if any), and later polls do
+// not wait. Call it when
 // the HTTP server starts shutting down, so that long polls do not hold up
 // a graceful stop.
 func (e *Executor) StopPolling() { e.polls.stopOnce.Do(func() { close(e.polls.stop) }) }
 
-func (p *poller) stopping() bool {
-	select {
-	case <-p.stop:
-		return true
-	default:
-		return false
-	}
-}
-
-// fetch pulls up to n messages, waiting up to wait for the batch (0: only
-// what is available now).
-func fetch(cons jetstream.Consumer, n int, wait time.Duration) ([]jetstream.Msg, error) {
-	var b jetstream.MessageBatch
-	var err error
-	if wait <= 0 {
-		b, err = cons.FetchNoWait(n)
-	} else {
-		b, err = cons.Fetch(n, jetstream.FetchMaxWait(wait))
-	}
+// fetchQueued pulls up to n messages queued now.
+func fetchQueued(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
+	b, err := cons.FetchNoWait(n)
 	if err != nil {
 		return nil, err
 	}
