@@ -397,3 +397,48 @@ func (e *env) waitCommandsConsumed() {
 		return nil
 	})
 }
+
+// A Go SDK worker that stops leaves no poll waiting at the engine: its next
+// task goes straight to the worker that runs, handed out once. (A poll
+// left waiting would be offered the task first, and behind the workers
+// account's boundary the engine cannot tell that nobody listens: the task
+// would go out again only after the offer timeout, under a second lease.)
+func TestStoppedWorkerLeavesNoPollBehind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(doubleFlow)
+	run := func(workerID string) (stop func()) {
+		w, err := workers.NewWorker(e.connect("double"), workers.WorkerConfig{TaskType: "double", Concurrency: 4,
+			WorkerID: workerID, PollWait: 25 * time.Second, Logger: testutil.Logger(t)},
+			func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+				return workers.Output{Data: map[string]any{"doubled": 2.0, "by": workerID}}, nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker %s: %v", workerID, err)
+			}
+		}
+	}
+	stopFirst := run("first")
+	// Its polls wait at the engine once the poll data names it.
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if body := e.must(http.StatusOK, "GET", "/api/tasks/queue/polldata?taskType=double", nil); !strings.Contains(body, `"workerId":"first"`) {
+			return fmt.Errorf("poll data %s", body)
+		}
+		return nil
+	})
+	stopFirst()
+	t.Cleanup(run("second"))
+
+	wf := e.waitStatus(e.start("double_it", map[string]any{"n": 1}), conductor.WorkflowCompleted)
+	if task := wf.Tasks[0]; task.WorkerID != "second" || task.PollCount != 1 {
+		t.Fatalf("task run by %q under lease %d, want the running worker's first", task.WorkerID, task.PollCount)
+	}
+}

@@ -161,6 +161,7 @@ type Executor struct {
 	protector Protector
 	mayStart  StartCheck
 	polls     *poller
+	natsPolls natsPolls
 	match     *matcher
 
 	wg     sync.WaitGroup

@@ -323,23 +323,7 @@ func TestUnacceptedOfferIsHandedOutAgain(t *testing.T) {
 			l := testutil.OpenLog(t, "")
 			e := startExecutor(t, l, nothingScheduled{}, Config{OfferTimeout: 200 * time.Millisecond})
 			ctx := testutil.Context(t, 30*time.Second)
-			nc := l.Conn()
-			inbox := nc.NewInbox()
-			offers, err := nc.SubscribeSync(inbox)
-			if err != nil {
-				t.Fatal(err)
-			}
-			before := e.match.count()
-			body, _ := json.Marshal(workers.PollRequest{WorkerID: "w1", WaitMs: 20000})
-			if err := nc.PublishRequest(workers.PollSubject("match_task"), inbox, body); err != nil {
-				t.Fatal(err)
-			}
-			testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
-				if e.match.count() <= before {
-					return errors.New("the poll does not wait yet")
-				}
-				return nil
-			})
+			offers := natsPollWaiting(t, l.Conn(), e, "poll-1")
 			const id = "wf-offer-unaccepted"
 			startInline(ctx, t, e, id, twoTasks)
 			m, err := offers.NextMsgWithContext(ctx)

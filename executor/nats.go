@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -157,7 +158,63 @@ func (e *Executor) servePolls() error {
 		return fmt.Errorf("subscribe %s: %w", workers.PollPrefix, err)
 	}
 	e.unsubscribeAtStop(sub)
+	// Every engine hears a poll's end: only the one that holds it knows.
+	ends, err := e.log.Conn().Subscribe(workers.PollEndPrefix+">", func(m *nats.Msg) {
+		var end workers.PollEnd
+		taskType, err := eventlog.Untoken(strings.TrimPrefix(m.Subject, workers.PollEndPrefix))
+		if err != nil || json.Unmarshal(m.Data, &end) != nil || end.PollID == "" {
+			e.cfg.Logger.Warn("poll end ignored: not a poll end", logkey.Subject, m.Subject)
+			return
+		}
+		e.natsPolls.end(taskType, end.PollID)
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", workers.PollEndPrefix, err)
+	}
+	e.unsubscribeAtStop(ends)
 	return nil
+}
+
+// natsPolls are the NATS polls waiting at this engine that their workers
+// may end early (workers.PollEnd), by poll id.
+type natsPolls struct {
+	mu    sync.Mutex
+	polls map[string]waitingPoll
+}
+
+type waitingPoll struct {
+	taskType string
+	end      context.CancelFunc
+}
+
+// add keeps the poll id of taskType until the returned func forgets it.
+func (p *natsPolls) add(taskType, id string, end context.CancelFunc) (forget func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, dup := p.polls[id]; dup {
+		// Not the worker's to end: the id was not unique.
+		return func() {}
+	}
+	if p.polls == nil {
+		p.polls = map[string]waitingPoll{}
+	}
+	p.polls[id] = waitingPoll{taskType, end}
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.polls, id)
+	}
+}
+
+// end ends the poll id if it waits here for a task of taskType: a worker's
+// credentials allow it to end only polls of its own types.
+func (p *natsPolls) end(taskType, id string) {
+	p.mu.Lock()
+	w, ok := p.polls[id]
+	p.mu.Unlock()
+	if ok && w.taskType == taskType {
+		w.end()
+	}
 }
 
 func respond(m *nats.Msg, reply any) {
@@ -179,6 +236,14 @@ func (e *Executor) handlePoll(m *nats.Msg) {
 	wait := min(max(time.Duration(req.WaitMs)*time.Millisecond, 0), maxPollWait)
 	ctx, cancel := context.WithTimeout(e.ctx, wait+requestTimeout)
 	defer cancel()
+	if req.PollID != "" {
+		// Ended early, the poll is answered as if its wait ran out, and a
+		// task taken for it meanwhile goes back (awaitTask).
+		var end context.CancelFunc
+		ctx, end = context.WithCancel(ctx)
+		defer end()
+		defer e.natsPolls.add(taskType, req.PollID, end)()
+	}
 	tasks, _, err := e.Poll(ctx, PollRequest{TaskType: taskType, Domain: req.Domain, WorkerID: req.WorkerID, Count: 1, Wait: wait})
 	switch {
 	case err != nil:

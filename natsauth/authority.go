@@ -187,6 +187,7 @@ var workerServices = []struct {
 	{"take", "fv.engine.take.>", jwt.ResponseTypeSingleton, 0},
 	{"result", "fv.engine.result.>", jwt.ResponseTypeSingleton, 0},
 	{"poll", "fv.engine.poll.>", jwt.ResponseTypeSingleton, 0},
+	{"poll end", "fv.engine.pollend.>", jwt.ResponseTypeSingleton, 0},
 	{"queue info", "$JS.API.CONSUMER.INFO." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeSingleton, 0},
 	// A pull is answered by up to a batch of messages and status
 	// messages until it expires.

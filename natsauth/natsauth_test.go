@@ -181,6 +181,7 @@ func TestWorkerPermissions(t *testing.T) {
 		{"take a type_b task", workers.TakeSubject("type_b"), `{"taskId":"task-type_b"}`},
 		{"report a type_b result", workers.ResultSubject("type_b"), `{"taskId":"task-type_b"}`},
 		{"wait for a type_b task", workers.PollSubject("type_b"), `{}`},
+		{"end a type_b poll", workers.PollEndSubject("type_b"), `{"pollId":"p1"}`},
 		{"workflow event stream info", "$JS.API.STREAM.INFO." + eventlog.Workflows.Name, ""},
 		{"consumer on the workflow events", "$JS.API.CONSUMER.CREATE." + eventlog.Workflows.Name + ".spy", `{"stream_name":"FV_WF","config":{"name":"spy"}}`},
 		{"durable consumer on the workflow events", "$JS.API.CONSUMER.DURABLE.CREATE." + eventlog.Workflows.Name + ".spy", `{"stream_name":"FV_WF","config":{"durable_name":"spy"}}`},
@@ -423,5 +424,44 @@ func TestWorkerAnswersOffers(t *testing.T) {
 	}
 	if got := <-answers; got != `{"accept":true}` {
 		t.Fatalf("the engine heard %q", got)
+	}
+}
+
+// A worker's poll end reaches every engine: a plain subscription in the
+// flowvault account, not the queue group a poll goes to.
+func TestWorkerEndsItsPolls(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	heard := make(chan *nats.Msg, 4)
+	for range 2 {
+		sub, err := s.log.Conn().ChanSubscribe(workers.PollEndPrefix+">", heard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := s.log.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}, Name: "worker-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := s.connect(t, c)
+	if err := nc.Publish(workers.PollEndSubject("type_a"), []byte(`{"pollId":"p1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil || nc.LastError() != nil {
+		t.Fatalf("ending a poll: %v %v", err, nc.LastError())
+	}
+	for i := range 2 {
+		select {
+		case m := <-heard:
+			if m.Subject != workers.PollEndSubject("type_a") || string(m.Data) != `{"pollId":"p1"}` {
+				t.Fatalf("engine %d heard %s: %s", i, m.Subject, m.Data)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("engine %d did not hear the poll end", i)
+		}
 	}
 }

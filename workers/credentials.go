@@ -42,7 +42,7 @@ func WorkerPermissions(taskTypes, domains []string, inboxPrefix string) Permissi
 	stream := eventlog.Dispatch.Name
 	queues := append([]string{""}, domains...)
 	for _, t := range taskTypes {
-		p.Publish = append(p.Publish, TakeSubject(t), ResultSubject(t), PollSubject(t))
+		p.Publish = append(p.Publish, TakeSubject(t), ResultSubject(t), PollSubject(t), PollEndSubject(t))
 		for _, d := range queues {
 			c := ConsumerName(t, d)
 			p.Publish = append(p.Publish,

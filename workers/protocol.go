@@ -21,6 +21,9 @@ const (
 	ResultPrefix = "fv.engine.result."
 	// PollPrefix starts the poll request subject: fv.engine.poll.<type>.
 	PollPrefix = "fv.engine.poll."
+	// PollEndPrefix starts the subject a worker ends its waiting polls
+	// on: fv.engine.pollend.<type>.
+	PollEndPrefix = "fv.engine.pollend."
 	// EngineQueue is the queue group engines answer take and result
 	// requests in: each request reaches one engine.
 	EngineQueue = "fv-engines"
@@ -63,6 +66,9 @@ func TakeSubject(taskType string) string { return TakePrefix + eventlog.Token(ta
 // PollSubject is where a worker waits at an engine for a task of taskType.
 func PollSubject(taskType string) string { return PollPrefix + eventlog.Token(taskType) }
 
+// PollEndSubject is where a worker ends its polls of taskType early.
+func PollEndSubject(taskType string) string { return PollEndPrefix + eventlog.Token(taskType) }
+
 // ResultSubject is where a worker reports on a task of taskType.
 func ResultSubject(taskType string) string { return ResultPrefix + eventlog.Token(taskType) }
 
@@ -99,10 +105,24 @@ type TakeReply struct {
 // worker answers the offer with an OfferReply: Accept, and the task is its
 // own; anything else, or no answer within the engine's offer timeout, and
 // the engine hands the task to someone else.
+//
+// PollID, if set, names the poll so that the worker can end it early with
+// a PollEnd: a worker that stops does, so that no task is offered to a
+// poll nobody answers any more. It must be unguessable (it is all a PollEnd
+// needs to end the poll) and unique among the worker's polls.
 type PollRequest struct {
 	WorkerID string `json:"workerId,omitempty"`
 	Domain   string `json:"domain,omitempty"`
 	WaitMs   int64  `json:"waitMs,omitempty"`
+	PollID   string `json:"pollId,omitempty"`
+}
+
+// PollEnd ends the poll PollID of the subject's type. It is published
+// without a reply subject to every engine; the one that holds the poll
+// answers it as if its wait had run out (or offers a task it had already
+// taken for it, which the stopping worker refuses).
+type PollEnd struct {
+	PollID string `json:"pollId"`
 }
 
 // PollReply answers a PollRequest: a task (an offer), nothing (the wait

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -154,21 +155,42 @@ func (w *Worker) slot(ctx, work context.Context) error {
 // task offered (accepted here, the worker's from now on), none, or an
 // error.
 func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply string) (*conductor.Task, error) {
-	body, err := json.Marshal(PollRequest{WorkerID: w.cfg.WorkerID, Domain: w.cfg.Domain, WaitMs: w.cfg.PollWait.Milliseconds()})
+	id := nuid.Next()
+	body, err := json.Marshal(PollRequest{WorkerID: w.cfg.WorkerID, Domain: w.cfg.Domain, WaitMs: w.cfg.PollWait.Milliseconds(), PollID: id})
 	if err != nil {
 		return nil, err
 	}
 	if err := w.nc.PublishRequest(PollSubject(w.cfg.TaskType), reply, body); err != nil {
 		return nil, err
 	}
-	pctx, cancel := context.WithTimeout(ctx, w.cfg.PollWait+w.cfg.RequestTimeout)
-	defer cancel()
+	deadline := time.NewTimer(w.cfg.PollWait + w.cfg.RequestTimeout)
+	defer deadline.Stop()
+	stopping := ctx.Done()
+	var endAgain <-chan time.Time
 	for {
 		var m *nats.Msg
 		select {
 		case m = <-answers:
-		case <-pctx.Done():
-			return nil, pctx.Err()
+		case <-stopping:
+			// The engine would offer a task to this poll until its wait
+			// ran out, and one behind an account boundary cannot tell
+			// that nobody listens any more: it would wait its offer
+			// timeout before handing the task to another worker. Ending
+			// the poll has the engine answer it now; an offer made
+			// before that is refused below. The end travels by core
+			// NATS and may overtake the poll at the engine, so it is
+			// sent again until the answer comes.
+			stopping = nil
+			w.endPoll(id)
+			tick := time.NewTicker(endPollAgain)
+			defer tick.Stop()
+			endAgain = tick.C
+			continue
+		case <-endAgain:
+			w.endPoll(id)
+			continue
+		case <-deadline.C:
+			return nil, context.DeadlineExceeded
 		}
 		if m.Subject != reply {
 			// The answer to a poll given up on: its task goes to
@@ -197,6 +219,17 @@ func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply strin
 			return nil, errors.New("poll answer: a task without a reply subject to accept it on")
 		}
 		return r.Task, nil
+	}
+}
+
+// endPollAgain is how often a stopping worker ends a poll not answered yet.
+const endPollAgain = 250 * time.Millisecond
+
+// endPoll asks the engines to end the poll id.
+func (w *Worker) endPoll(id string) {
+	body, _ := json.Marshal(PollEnd{PollID: id})
+	if err := w.nc.Publish(PollEndSubject(w.cfg.TaskType), body); err != nil {
+		w.cfg.Logger.Debug("poll end not sent", logkey.Err, err)
 	}
 }
 

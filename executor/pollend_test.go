@@ -1,0 +1,88 @@
+package executor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// natsPollWaiting publishes a NATS poll of match_task named id, waiting
+// longer than the test runs, and returns its answers once it waits at e.
+func natsPollWaiting(t *testing.T, nc *nats.Conn, e *Executor, id string) *nats.Subscription {
+	t.Helper()
+	before := e.match.count()
+	inbox := nc.NewInbox()
+	answers, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(workers.PollRequest{WorkerID: "w-" + id, WaitMs: 30000, PollID: id})
+	if err := nc.PublishRequest(workers.PollSubject("match_task"), inbox, body); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if e.match.count() <= before {
+			return errors.New("the poll does not wait yet")
+		}
+		return nil
+	})
+	return answers
+}
+
+func endPoll(t *testing.T, nc *nats.Conn, taskType, id string) {
+	t.Helper()
+	body, _ := json.Marshal(workers.PollEnd{PollID: id})
+	if err := nc.Publish(workers.PollEndSubject(taskType), body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A poll its worker ends is answered at once, as if its wait had run out,
+// and no longer waits for a task; an end for another type or an unknown
+// id ends nothing. (Poll ends are handled in the order they are sent, so
+// once the second poll is answered, the ends before it were heard.)
+func TestEndedPollIsAnsweredAtOnce(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	ctx := testutil.Context(t, 20*time.Second)
+	nc := l.Conn()
+	kept := natsPollWaiting(t, nc, e, "poll-kept")
+	ended := natsPollWaiting(t, nc, e, "poll-ended")
+	waiting := e.match.count()
+
+	endPoll(t, nc, "other_task", "poll-kept")
+	endPoll(t, nc, "match_task", "poll-unknown")
+	endPoll(t, nc, "match_task", "poll-ended")
+	m, err := ended.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatalf("the ended poll was not answered: %v", err)
+	}
+	var r workers.PollReply
+	if err := json.Unmarshal(m.Data, &r); err != nil || r.Task != nil || r.Error != nil || m.Reply != "" {
+		t.Fatalf("the ended poll was answered %s (reply %q), want {}", m.Data, m.Reply)
+	}
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if n := e.match.count(); n != waiting-1 {
+			return fmt.Errorf("%d polls wait, want %d", n, waiting-1)
+		}
+		return nil
+	})
+
+	// The poll that was not ended is the one the next task goes to.
+	startInline(ctx, t, e, "wf-poll-end", twoTasks)
+	m, err = kept.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatalf("the poll that was not ended got no task: %v", err)
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil || r.Task == nil || m.Reply == "" {
+		t.Fatalf("the poll that was not ended was answered %s, want an offer", m.Data)
+	}
+	_ = m.Respond([]byte(`{"accept":true}`))
+}
