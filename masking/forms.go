@@ -13,22 +13,68 @@ import (
 // forms are the encodings of v redaction looks for: v as it is, as the
 // common JSON encoders and URL encoders write it, and base64-encoded.
 // Most coincide for most values (a value of letters and digits is written
-// the same by every JSON and URL encoder); With keeps one of each.
+// the same by every JSON and URL encoder), and are not computed then;
+// With keeps one of each.
 func forms(v []byte) []string {
 	s := string(v)
 	out := []string{s}
-	for _, st := range jsonStyles {
-		out = append(out, st.escape(s))
+	if strings.ContainsFunc(s, jsonEscaped) {
+		for _, st := range jsonStyles {
+			f := st.escape(s)
+			out = append(out, f)
+			// Some encoders (.NET's System.Text.Json, Jackson for
+			// control characters) write \uXXXX with upper-case digits.
+			if u := upperUnicodeEscapes(f); u != f {
+				out = append(out, u)
+			}
+		}
 	}
 	// RFC 3986 makes percent-encoding's hex digits case-insensitive, and
 	// some encoders write them in lower case.
-	for _, st := range percentStyles {
-		out = append(out, st.encode(s, upperHex), st.encode(s, lowerHex))
+	if strings.ContainsFunc(s, percentEscaped) {
+		for _, st := range percentStyles {
+			out = append(out, st.encode(s, upperHex), st.encode(s, lowerHex))
+		}
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		out = append(out, base64Forms(enc, v)...)
 	}
 	return out
+}
+
+// jsonEscaped reports whether an encoder of jsonStyles writes r other
+// than as it is (U+FFFD stands for a byte that is not UTF-8).
+func jsonEscaped(r rune) bool {
+	return r < 0x20 || r == '"' || r == '\\' || r == '/' || r == '<' || r == '>' || r == '&' || r >= utf8.RuneSelf
+}
+
+// percentEscaped reports whether an encoder of percentStyles writes r
+// other than as it is: they all keep ASCII letters, digits and -_.
+func percentEscaped(r rune) bool {
+	return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.')
+}
+
+// upperUnicodeEscapes returns JSON string text s with the hex digits of
+// its \uXXXX escapes in upper case.
+func upperUnicodeEscapes(s string) string {
+	if !strings.Contains(s, `\u`) {
+		return s
+	}
+	b := []byte(s)
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if b[i+1] == 'u' {
+			for j := i + 2; j < i+6 && j < len(b); j++ {
+				if 'a' <= b[j] && b[j] <= 'f' {
+					b[j] -= 'a' - 'A'
+				}
+			}
+		}
+		i++ // past the escaped character: \\u is a backslash and a u
+	}
+	return string(b)
 }
 
 const (

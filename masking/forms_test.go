@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // A value is redacted as other programs than Go's write it: JSON encoders
 // that do not escape &, < and > or that escape / and non-ASCII characters,
-// URL encoders that leave !'()* alone or write hex digits in lower case.
+// URL encoders that leave !'()* alone or write hex digits in lower case,
+// \uXXXX escapes with upper-case digits.
 // The encoded texts are those the named encoders print.
 func TestRedactOtherEncoders(t *testing.T) {
 	const (
@@ -21,8 +23,9 @@ func TestRedactOtherEncoders(t *testing.T) {
 		spaced  = `p@ss w!rd-1`
 		unicode = `café/naïve<b>&😀`
 		symbols = `x7#K0!2mQ$9vL~4*(n)'`
+		control = "tab\there\x1fand-more"
 	)
-	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols))
+	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control))
 	for _, tc := range []struct {
 		encoder, secret, encoded string
 	}{
@@ -31,6 +34,8 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"JSON.stringify", quoted, `pa\"ss&w0rd-xyz`},
 		{"jq tojson", unicode, `café/naïve<b>&😀`},
 		{"Python json.dumps", unicode, `caf\u00e9/na\u00efve<b>&\ud83d\ude00`},
+		{"upper-case \\u digits (.NET, Jackson)", unicode, `caf\u00E9/na\u00EFve<b>&\uD83D\uDE00`},
+		{"Jackson", control, `tab\there\u001Fand-more`},
 		{"PHP json_encode", unicode, `caf\u00e9\/na\u00efve<b>&\ud83d\ude00`},
 		{"PHP json_encode JSON_UNESCAPED_UNICODE", unicode, `café\/naïve<b>&😀`},
 		{"Go url.QueryEscape", spaced, `p%40ss+w%21rd-1`},
@@ -50,6 +55,37 @@ func TestRedactOtherEncoders(t *testing.T) {
 				t.Errorf("%s, %s: %s redacted to %s", tc.encoder, name, text, got)
 			}
 		}
+	}
+}
+
+// forms skips the JSON and URL encoders for a value none of them changes:
+// what it takes for unchanged is. Every encoder works character by
+// character, so each character is tried alone.
+func TestFormsSkipOnlyWhatNoEncoderChanges(t *testing.T) {
+	var runes []rune
+	for r := rune(0); r < 0x300; r++ {
+		runes = append(runes, r)
+	}
+	runes = append(runes, '\u2028', '\u2029', '😀', utf8.RuneError)
+	for _, r := range runes {
+		s := string(r)
+		if !jsonEscaped(r) {
+			for _, st := range jsonStyles {
+				if f := st.escape(s); f != s {
+					t.Errorf("%q: not JSON-escaped, but a style writes %q", s, f)
+				}
+			}
+		}
+		if !percentEscaped(r) {
+			for _, st := range percentStyles {
+				if f := st.encode(s, lowerHex); f != s {
+					t.Errorf("%q: not percent-escaped, but a style writes %q", s, f)
+				}
+			}
+		}
+	}
+	if got := upperUnicodeEscapes(`a\\u00e9 \u00e9\\\u00ff`); got != `a\\u00e9 \u00E9\\\u00FF` {
+		t.Errorf("upper-case escapes: %s", got)
 	}
 }
 

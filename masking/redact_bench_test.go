@@ -67,3 +67,18 @@ func BenchmarkRedactString(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRedactorWith measures extending a workflow's redactor by one
+// value, as each resolution and each sealed value does, for a value that
+// every encoder writes as it is and for one that each writes its own way
+// (go test -bench RedactorWith ./masking).
+func BenchmarkRedactorWith(b *testing.B) {
+	base := NewRedactor([]byte("bench-user-4f1d"), []byte("bench-password-9a07c3e2"))
+	for _, v := range []string{"session-6f9c2a71-0b3e-4d55-9e0f-2b8c1d7a4e63", `p@ss w!rd&"é/Tr0ub4dor`} {
+		b.Run(fmt.Sprintf("bytes=%d", len(v)), func(b *testing.B) {
+			for b.Loop() {
+				_ = base.With([]byte(v))
+			}
+		})
+	}
+}

@@ -19,7 +19,8 @@ import (
 // offers a task to a poll nobody answers, and returns once each is
 // answered: by {} (the engine ended it), after sending the end again if
 // the first went astray, or by an offer the engine made before it heard,
-// which the stopping worker refuses.
+// which the stopping worker refuses. An engine that never answers holds it
+// up only a few seconds, not the poll's wait.
 func TestWorkerEndsItsPollsWhenStopping(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -32,6 +33,7 @@ func TestWorkerEndsItsPollsWhenStopping(t *testing.T) {
 		{name: "answered"},
 		{name: "first end lost", endsIgnored: 1},
 		{name: "offered before the end", offer: true},
+		{name: "never answered", endsIgnored: 1000},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -121,8 +123,8 @@ func TestWorkerEndsItsPollsWhenStopping(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			for id := range polls {
-				if ends[id] <= tt.endsIgnored {
-					t.Errorf("poll %s ended %d times, want at least %d", id, ends[id], tt.endsIgnored+1)
+				if want := min(tt.endsIgnored+1, 2); ends[id] < want {
+					t.Errorf("poll %s ended %d times, want at least %d", id, ends[id], want)
 				}
 			}
 			if tt.offer {

@@ -167,6 +167,7 @@ func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply strin
 	defer deadline.Stop()
 	stopping := ctx.Done()
 	var endAgain <-chan time.Time
+	ends := 0
 	for {
 		var m *nats.Msg
 		select {
@@ -179,14 +180,23 @@ func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply strin
 			// the poll has the engine answer it now; an offer made
 			// before that is refused below. The end travels by core
 			// NATS and may overtake the poll at the engine, so it is
-			// sent again until the answer comes.
+			// sent again until the answer comes, for a while: an
+			// engine that does not answer is gone or cannot.
+			if w.nc.IsClosed() {
+				return nil, ctx.Err()
+			}
 			stopping = nil
+			ends++
 			w.endPoll(id)
 			tick := time.NewTicker(endPollAgain)
 			defer tick.Stop()
 			endAgain = tick.C
 			continue
 		case <-endAgain:
+			if ends >= maxPollEnds || w.nc.IsClosed() {
+				return nil, ctx.Err()
+			}
+			ends++
 			w.endPoll(id)
 			continue
 		case <-deadline.C:
@@ -222,8 +232,12 @@ func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply strin
 	}
 }
 
-// endPollAgain is how often a stopping worker ends a poll not answered yet.
-const endPollAgain = 250 * time.Millisecond
+// A stopping worker ends a poll not answered yet every endPollAgain, up
+// to maxPollEnds times.
+const (
+	endPollAgain = 250 * time.Millisecond
+	maxPollEnds  = 8
+)
 
 // endPoll asks the engines to end the poll id.
 func (w *Worker) endPoll(id string) {

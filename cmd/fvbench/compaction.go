@@ -89,14 +89,14 @@ func finishHeld(ctx context.Context, dir string, n int) (int, error) {
 	}
 	defer nc.Close()
 	defer wc.Close()
-	wctx, stopWorkers := context.WithCancel(ctx)
-	defer stopWorkers()
 	if err := r.watch(nc); err != nil {
 		return 0, err
 	}
-	if err := r.workers(wctx, wc); err != nil {
+	stopWorkers, err := r.workers(ctx, wc)
+	if err != nil {
 		return 0, err
 	}
+	defer stopWorkers()
 	if _, err = r.load(n, 0); err != nil {
 		return 0, err
 	}

@@ -203,18 +203,27 @@ func (r *engineRun) connect() (watch, work *nats.Conn, err error) {
 	return watch, work, nil
 }
 
-func (r *engineRun) workers(ctx context.Context, nc *nats.Conn) error {
+// workers runs the bench's Go workers on nc until stop, which returns once
+// they have stopped: ending their polls while the engine still runs.
+func (r *engineRun) workers(ctx context.Context, nc *nats.Conn) (stop func(), err error) {
 	h := func(_ context.Context, t *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: benchOutput(t)}, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var running sync.WaitGroup
+	stop = func() {
+		cancel()
+		running.Wait()
 	}
 	for _, typ := range benchTypes {
 		w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: typ, Concurrency: 256}, h)
 		if err != nil {
-			return err
+			stop()
+			return nil, err
 		}
-		go w.Run(ctx)
+		running.Go(func() { _ = w.Run(ctx) })
 	}
-	return nil
+	return stop, nil
 }
 
 // load starts total workflows from 50 concurrent starters, at most perSec
@@ -466,12 +475,13 @@ func prepare(ctx context.Context, mode eventlog.FsyncMode, kind workerKind, flow
 		return nil, nil, err
 	}
 	if kind == natsWorkers {
-		err = r.workers(wctx, wc)
+		stop, err := r.workers(wctx, wc)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, stop)
 	} else {
 		r.httpWorkers(wctx)
-	}
-	if err != nil {
-		return nil, nil, err
 	}
 	if _, err := r.load(500, 0); err != nil { // warm up
 		return nil, nil, fmt.Errorf("warm up: %w", err)
