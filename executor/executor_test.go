@@ -41,6 +41,9 @@ type nothingScheduled struct{}
 
 func (nothingScheduled) Due(context.Context, int64, Due, int) ([]Due, error)   { return nil, nil }
 func (nothingScheduled) Running(context.Context, func(wfID string) bool) error { return nil }
+func (nothingScheduled) ScheduledBefore(context.Context, int64, func(wfID string) bool) error {
+	return nil
+}
 
 // startExecutor starts an executor on l, stopped when the test ends.
 func startExecutor(t *testing.T, l *eventlog.Log, sched Schedule, cfg Config) *Executor {
@@ -210,12 +213,14 @@ func TestDecisionDoesNotWaitForEffectSlots(t *testing.T) {
 	})
 }
 
-// runningOnly lists the given workflows as running, and has no deadlines.
-type runningOnly []string
+// scheduledLongAgo lists the given workflows as having tasks scheduled
+// long ago, and nothing as running or due.
+type scheduledLongAgo []string
 
-func (runningOnly) Due(context.Context, int64, Due, int) ([]Due, error) { return nil, nil }
-func (r runningOnly) Running(_ context.Context, fn func(string) bool) error {
-	for _, id := range r {
+func (scheduledLongAgo) Due(context.Context, int64, Due, int) ([]Due, error)   { return nil, nil }
+func (scheduledLongAgo) Running(context.Context, func(wfID string) bool) error { return nil }
+func (s scheduledLongAgo) ScheduledBefore(_ context.Context, _ int64, fn func(string) bool) error {
+	for _, id := range s {
 		if !fn(id) {
 			break
 		}
@@ -236,7 +241,7 @@ func TestExpiredDispatchIsSentAgain(t *testing.T) {
 	}
 	t.Cleanup(func() { l.Close() })
 	const id = "wf-expired-dispatch"
-	e := startExecutor(t, l, runningOnly{id}, Config{DispatchAge: 1500 * time.Millisecond, RedispatchInterval: 250 * time.Millisecond})
+	e := startExecutor(t, l, scheduledLongAgo{id}, Config{DispatchAge: 1500 * time.Millisecond, RedispatchInterval: 250 * time.Millisecond})
 	ctx := testutil.Context(t, 30*time.Second)
 	startInline(ctx, t, e, id, `{"name":"expiring","version":1,"tasks":[{"name":"expiring_task","taskReferenceName":"t"}]}`)
 	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)

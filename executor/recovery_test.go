@@ -29,6 +29,9 @@ type endedOnly []string
 
 func (endedOnly) Due(context.Context, int64, Due, int) ([]Due, error)   { return nil, nil }
 func (endedOnly) Running(context.Context, func(wfID string) bool) error { return nil }
+func (endedOnly) ScheduledBefore(context.Context, int64, func(wfID string) bool) error {
+	return nil
+}
 func (e endedOnly) EndedWithEffects(_ context.Context, _ int64, fn func(string) bool) error {
 	for _, id := range e {
 		if !fn(id) {

@@ -26,6 +26,10 @@ type Schedule interface {
 	// after the deadline after (the zero Due: from the first).
 	Due(ctx context.Context, now int64, after Due, limit int) ([]Due, error)
 	Running(ctx context.Context, fn func(wfID string) bool) error
+	// ScheduledBefore lists the workflows of the tasks still SCHEDULED
+	// that were scheduled at or before before (Unix ms), a workflow once
+	// for each such task.
+	ScheduledBefore(ctx context.Context, before int64, fn func(wfID string) bool) error
 }
 
 // timerLoop ticks every workflow whose deadline has passed. A deadline that
@@ -156,13 +160,27 @@ func (e *Executor) redispatchLoop(ctx context.Context) {
 // recover submits trig to every running workflow: with a plain Reconcile,
 // it performs the effects each state implies (dispatch messages lost with
 // a restarted NATS server, children not started and parents not notified
-// because the process died after an append).
+// because the process died after an append). The periodic pass, with
+// DispatchAge set, submits it only to the workflows with a task that may
+// have lost its message to age: one scheduled at least DispatchAge ago
+// (a task is announced at or after its scheduling), not to every
+// running workflow, most of which wait for something else.
 func (e *Executor) recover(ctx context.Context, trig engine.Reconcile) {
 	var ids []string
-	err := e.sched.Running(ctx, func(id string) bool {
-		ids = append(ids, id)
+	seen := map[string]bool{}
+	add := func(id string) bool {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
 		return true
-	})
+	}
+	var err error
+	if trig.DispatchAge > 0 {
+		err = e.sched.ScheduledBefore(ctx, e.cfg.Now().UnixMilli()-trig.DispatchAge, add)
+	} else {
+		err = e.sched.Running(ctx, add)
+	}
 	if err != nil {
 		e.cfg.Logger.Warn("recovery scan failed", logkey.Err, err)
 		return

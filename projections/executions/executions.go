@@ -461,6 +461,14 @@ func (r *Reader) Due(_ context.Context, now int64, after executor.Due, limit int
 	return out, err
 }
 
+// ScheduledBefore implements executor.Schedule, from the task status
+// index.
+func (r *Reader) ScheduledBefore(_ context.Context, before int64, fn func(wfID string) bool) error {
+	lower := valuePrefix(prefixTaskStat, conductor.TaskScheduled)
+	upper := binary.BigEndian.AppendUint64(slices.Clone(lower), uint64(max(before, 0))+1)
+	return r.r.ScanRange(lower, upper, false, func(_, wfID []byte) bool { return fn(string(wfID)) })
+}
+
 // Running calls fn with the id of every workflow that has not finished.
 func (r *Reader) Running(_ context.Context, fn func(string) bool) error {
 	return r.r.Scan([]byte(prefixRunning), func(key, _ []byte) bool {

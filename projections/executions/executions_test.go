@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -735,5 +736,40 @@ func TestEndedWithEffects(t *testing.T) {
 	f.decide(last, engine.Terminate{TriggerFailureWorkflow: true})
 	if got := listed(0); !equal(got, []string{recent, last}) {
 		t.Fatalf("listed %v, want %s and %s: %s ended over an hour before", got, recent, last, old)
+	}
+}
+
+// ScheduledBefore lists the workflows of tasks still SCHEDULED since a
+// time or before, from the task status index: not a task taken since, nor
+// one scheduled later.
+func TestScheduledBefore(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"one_task","version":1,"tasks":[{"name":"work","taskReferenceName":"w"}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	var scheduled []int64
+	for range 4 {
+		id := uuid.NewString()
+		f.decide(id, engine.Start{WorkflowID: id, Def: &def})
+		ids, scheduled = append(ids, id), append(scheduled, f.states[id].Tasks[0].ScheduledTime)
+	}
+	taken := ids[1]
+	f.decide(taken, engine.Take{TaskID: f.states[taken].Tasks[0].ID, WorkerID: "w1", TaskType: "work"})
+	if got := f.states[taken].Tasks[0].Status; got != conductor.TaskInProgress {
+		t.Fatalf("taken task is %s", got)
+	}
+
+	var got []string
+	if err := f.reader.ScheduledBefore(context.Background(), scheduled[2], func(id string) bool {
+		got = append(got, id)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{ids[0], ids[2]}; !slices.Equal(got, want) {
+		t.Fatalf("scheduled at or before the third: %v\nwant %v", got, want)
 	}
 }
