@@ -350,7 +350,7 @@ func applyRemoved(w *Workflow, e *schemas.TasksRemoved) error {
 		return fmt.Errorf("workflow %s: removed tasks name unknown loop %s", w.ID, e.Loop)
 	}
 	for _, ref := range resolved {
-		if !slices.Contains(loop.Resolved, ref) {
+		if !slices.ContainsFunc(loop.Resolved, func(r schemas.ResolvedRef) bool { return schemas.SameRef(r, ref) }) {
 			loop.Resolved = append(slices.Clip(loop.Resolved), ref)
 		}
 	}
@@ -369,12 +369,26 @@ func applyCompacted(w *Workflow) {
 	for i, t := range w.Tasks {
 		in, inShredded := shred(t.Input)
 		out, outShredded := shred(t.Output)
-		if inShredded || outShredded {
+		refs, refsShredded := shredRefs(t.Resolved)
+		if inShredded || outShredded || refsShredded {
 			c := *t
-			c.Input, c.Output = in, out
+			c.Input, c.Output, c.Resolved = in, out, refs
 			w.Tasks[i] = &c
 		}
 	}
+}
+
+// shredRefs drops the sealed values of refs, which the destroyed key
+// sealed.
+func shredRefs(refs []schemas.ResolvedRef) ([]schemas.ResolvedRef, bool) {
+	if !slices.ContainsFunc(refs, func(r schemas.ResolvedRef) bool { return len(r.Sealed) > 0 }) {
+		return refs, false
+	}
+	out := slices.Clone(refs)
+	for i := range out {
+		out[i].Sealed = nil
+	}
+	return out, true
 }
 
 func shred(m map[string]any) (map[string]any, bool) {

@@ -135,7 +135,7 @@ func TestDoWhileKeepLastNRemovesOldIterations(t *testing.T) {
 			if h.task("after").Input["lastB"] != int64(5) {
 				t.Fatalf("after reads %v", h.task("after").Input)
 			}
-			if first := tc.kept[0]; first > 1 && !slices.Contains(loop.Resolved, secret) {
+			if first := tc.kept[0]; first > 1 && !slices.ContainsFunc(loop.Resolved, func(r schemas.ResolvedRef) bool { return schemas.SameRef(r, secret) }) {
 				t.Fatalf("the loop does not name what its removed iterations resolved: %v", loop.Resolved)
 			}
 			h.complete("after", nil)

@@ -77,6 +77,10 @@ func New(cfg Config) *Guard {
 type memo struct {
 	mu     sync.Mutex
 	values [][]byte
+	// resolved are the secret values resolved for the workflow, by name
+	// and version, until the decision's record seals them (see
+	// schemas.ResolvedRef.Sealed).
+	resolved map[secretVersion][]byte
 	// redactor looks for values[:covered]; get adds the rest.
 	redactor *masking.Redactor
 	covered  int
@@ -123,6 +127,29 @@ func (m *memo) add(v []byte) {
 		}
 	}
 	m.values = append(m.values, append([]byte(nil), v...))
+}
+
+type secretVersion struct {
+	name    string
+	version int
+}
+
+// addResolved remembers v as the value of secret name's version.
+func (m *memo) addResolved(name string, version int, v []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.resolved == nil {
+		m.resolved = map[secretVersion][]byte{}
+	}
+	m.resolved[secretVersion{name, version}] = bytes.Clone(v)
+}
+
+// resolvedValue returns the value resolved for secret name's version, if
+// this memo saw its resolution.
+func (m *memo) resolvedValue(name string, version int) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.resolved[secretVersion{name, version}]
 }
 
 // addSecret adds a secret's value and, when it is JSON, every string and

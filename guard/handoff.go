@@ -149,6 +149,7 @@ func (r *resolver) secret(ref string) (any, error) {
 	}
 	defer clear(value)
 	r.memo.addSecret(value)
+	r.memo.addResolved(name, version, value)
 	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "secret", Name: name, Version: version, Principal: r.principal(), GrantedBy: grantedBy})
 	return pick(value, path, "secret "+name)
 }

@@ -443,8 +443,50 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		c := *e
 		c.Input, err = p.seal(wf+"/input", c.Input, p.fields)
 		return &c, !engine.SameMap(c.Input, e.Input), err
+	case *schemas.TaskStarted:
+		refs, err := p.sealResolved(wf, e.Resolved)
+		if err != nil || refs == nil {
+			return ev, false, err
+		}
+		c := *e
+		c.Resolved = refs
+		return &c, true, nil
 	}
 	return ev, false, nil
+}
+
+// sealResolved returns refs with the values resolved for them sealed in
+// (nil if it sealed none). A memo rebuilt after a restart opens them: the
+// secret may be overwritten by then, and its old value's key destroyed,
+// while the worker that took the old value still runs and may echo it.
+func (p *protection) sealResolved(wf string, refs []schemas.ResolvedRef) ([]schemas.ResolvedRef, error) {
+	var out []schemas.ResolvedRef
+	for i, ref := range refs {
+		if ref.Kind != "secret" || ref.Refused != "" || len(ref.Sealed) > 0 {
+			continue
+		}
+		v := p.m.resolvedValue(ref.Name, ref.Version)
+		if v == nil {
+			continue // memos were dropped since the hand-off: rebuilt from the current version
+		}
+		ct, err := p.s.Seal(masking.KindSecrets, resolvedPath(wf, ref), v)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = slices.Clone(refs)
+		}
+		out[i].Sealed = ct
+		p.sealedSecrets = true
+	}
+	return out, nil
+}
+
+// resolvedPath is what a resolved value's seal is bound to: the workflow
+// and the secret's version, not the task, whose refs a loop collapses
+// into its own.
+func resolvedPath(wf string, ref schemas.ResolvedRef) string {
+	return fmt.Sprintf("%s/resolved/%s/%d", wf, ref.Name, ref.Version)
 }
 
 // config protects the configuration of a task decided at run time (a
@@ -507,8 +549,10 @@ func hasAny(m map[string]any, keys []string) bool {
 }
 
 // rebuild refills a workflow's redaction memo after a restart: the values
-// resolved for its tasks (current versions), and the plaintext of what it
-// sealed.
+// resolved for its tasks, and the plaintext of what it sealed. A resolved
+// value is opened from the task's record; one recorded without it (by an
+// engine that did not seal them, or whose memo was dropped before the
+// record) is looked for as the secret's current version.
 func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error {
 	m.mu.Lock()
 	done := m.built
@@ -517,13 +561,26 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 	if done {
 		return nil
 	}
-	seen := map[string]bool{}
+	s := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: w.ID, secretsKey: secretsKeyOf(w)}
+	opened, current := map[secretVersion]bool{}, map[string]bool{}
 	for _, t := range w.Tasks {
 		for _, ref := range t.Resolved {
-			if ref.Kind != "secret" || seen[ref.Name] {
+			sv := secretVersion{ref.Name, ref.Version}
+			if ref.Kind != "secret" || opened[sv] {
 				continue
 			}
-			seen[ref.Name] = true
+			if len(ref.Sealed) > 0 {
+				if v, err := s.Open(masking.KindSecrets, resolvedPath("wf/"+w.ID, ref), ref.Sealed); err == nil {
+					opened[sv] = true
+					m.addSecret(v)
+					clear(v)
+					continue
+				}
+			}
+			if current[ref.Name] {
+				continue
+			}
+			current[ref.Name] = true
 			v, _, err := g.cfg.Secrets.Resolve(ctx, ref.Name)
 			if err == nil {
 				m.addSecret(v)

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"reflect"
@@ -275,5 +276,81 @@ func TestSecretNumbersRedacted(t *testing.T) {
 		if got := dec.Effects[0].(engine.NotifyParent).Child.Output; !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: output for the parent %v\nwant %v", tc.name, got, want)
 		}
+	}
+}
+
+// rotatingSecret is a secret store of one secret whose value changes.
+type rotatingSecret struct {
+	name    string
+	value   string
+	version int
+}
+
+func (r *rotatingSecret) Resolve(_ context.Context, name string) ([]byte, int, error) {
+	if name != r.name {
+		return nil, 0, fault.NotFound("secret %s not found", name)
+	}
+	return []byte(r.value), r.version, nil
+}
+
+func (r *rotatingSecret) Exists(_ context.Context, name string) (bool, error) {
+	return name == r.name, nil
+}
+
+// A secret overwritten while a task that took its old value runs: the old
+// value is gone from the store (its key destroyed), but the task's record
+// holds it sealed, so a memo rebuilt after a restart still redacts the old
+// value when the worker echoes it. Compaction drops the sealed copy with
+// the key.
+func TestRebuiltMemoFindsAnOverwrittenSecret(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const old, rotated = "old-token-value-5f2c9e", "new-token-value-0b7d41"
+	src := &rotatingSecret{name: "token", value: old, version: 1}
+	w, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-rotated", Name: "w", Version: 1,
+		Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call"}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err = engine.Apply(w, &schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "SIMPLE", Status: "SCHEDULED",
+		Input: map[string]any{"auth": "Bearer ${workflow.secrets.token}"}, Deferred: [][]any{{"auth"}}, Time: 1}); err != nil {
+		t.Fatal(err)
+	}
+	live := New(Config{Keys: keys, Secrets: src, Authz: allowAll{}})
+	in, refs, err := live.Prepare(ctx, w, w.Tasks[0])
+	if err != nil || in["auth"] != "Bearer "+old {
+		t.Fatalf("prepared input %v, %v", in, err)
+	}
+	dec, err := live.Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.TaskStarted{TaskID: "t1", WorkerID: "w1", Time: 2, Resolved: refs}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := w
+	for _, ev := range dec.Events {
+		if recorded, err = engine.Apply(recorded, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := recorded.Tasks[0].Resolved[0]
+	if len(ref.Sealed) == 0 || bytes.Contains(ref.Sealed, []byte(old)) || !recorded.SealsSecrets {
+		t.Fatalf("the resolved value was not sealed into the record: %+v (seals secrets: %v)", ref, recorded.SealsSecrets)
+	}
+
+	src.value, src.version = rotated, 2
+	fresh := New(Config{Keys: keys, Secrets: src, Authz: allowAll{}}) // a restarted engine's
+	dec, err = fresh.Protect(ctx, recorded, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: map[string]any{"echo": "sent Bearer " + old}, Time: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != "sent Bearer ***" {
+		t.Fatalf("the old value after a rotation and a restart: %v", got)
+	}
+
+	compacted, err := engine.Apply(recorded, &schemas.WorkflowCompacted{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := compacted.Tasks[0].Resolved; len(got) != 1 || got[0].Sealed != nil || got[0].Name != "token" || got[0].Version != 1 {
+		t.Fatalf("refs after compaction: %+v", got)
 	}
 }

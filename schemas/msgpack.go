@@ -35,13 +35,14 @@ func (p TaskPolicy) EncodeMsgpack(e *msgpack.Encoder) error {
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (r ResolvedRef) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
-	w.MapLen(2, r.Version != 0, r.Principal != "", r.GrantedBy != "", r.Refused != "")
+	w.MapLen(2, r.Version != 0, r.Principal != "", r.GrantedBy != "", r.Refused != "", len(r.Sealed) > 0)
 	w.Str("k", r.Kind, false)
 	w.Str("n", r.Name, false)
 	w.Int("v", r.Version, true)
 	w.Str("p", r.Principal, true)
 	w.Str("g", r.GrantedBy, true)
 	w.Str("x", r.Refused, true)
+	w.Bytes("s", r.Sealed, true)
 	return w.Err()
 }
 

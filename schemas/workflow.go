@@ -97,6 +97,18 @@ type ResolvedRef struct {
 	// …", "not found"): the task failed at this reference. It is the audit
 	// record of the attempt; the task's state keeps only resolved refs.
 	Refused string `msgpack:"x,omitempty"`
+	// Sealed is the secret's value as resolved, sealed under the
+	// workflow's secrets key: what redaction looks for after a restart,
+	// when the secret may have been overwritten (and its old value's key
+	// destroyed) since. Compaction destroys it with the key.
+	Sealed []byte `msgpack:"s,omitempty"`
+}
+
+// SameRef reports whether a and b record the same resolution, sealed
+// copies aside (two seals of one value differ).
+func SameRef(a, b ResolvedRef) bool {
+	return a.Kind == b.Kind && a.Name == b.Name && a.Version == b.Version && a.Principal == b.Principal &&
+		a.GrantedBy == b.GrantedBy && a.Refused == b.Refused
 }
 
 func (*TaskStarted) EventType() string { return "workflow.task_started" }

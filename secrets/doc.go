@@ -69,7 +69,9 @@
 //
 // Every put is a new version under a fresh data key; once it is committed
 // the previous version's key is destroyed, so an overwritten value cannot
-// be decrypted again, and delete destroys the last one. Version numbers
+// be decrypted again from the store, and delete destroys the last one. (A
+// workflow that was handed the value keeps it sealed under its own key,
+// for redaction, until its compaction: see guard.) Version numbers
 // never go back, not even after a delete. Keys of attempts that lost a
 // race, or whose destruction failed, are removed by SweepKeys.
 //
