@@ -94,8 +94,9 @@ func NewWorker(nc *nats.Conn, cfg WorkerConfig, h Handler) (*Worker, error) {
 }
 
 // Run takes and executes tasks until ctx is done. Then it stops taking
-// new tasks, lets running handlers finish and reports their results, and
-// returns. Tasks it had not taken yet go to other workers.
+// new tasks, ends the polls it has waiting at engines (for 2 s at most),
+// lets running handlers finish and reports their results, and returns.
+// Tasks it had not taken yet go to other workers.
 func (w *Worker) Run(ctx context.Context) error {
 	// Handlers and result reports outlive ctx: a graceful stop finishes them.
 	work := context.WithoutCancel(ctx)
