@@ -86,3 +86,25 @@ func TestEndedPollIsAnsweredAtOnce(t *testing.T) {
 	}
 	_ = m.Respond([]byte(`{"accept":true}`))
 }
+
+// An offer is accepted by the Go SDK's answer and by any JSON object that
+// says so, as other languages write it; anything else refuses it.
+func TestOfferAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		answer string
+		want   bool
+	}{
+		{workers.AcceptOffer, true},
+		{`{"accept": true}`, true},
+		{`{ "accept" : true, "workerId": "w1" }`, true},
+		{workers.RefuseOffer, false},
+		{`{}`, false},
+		{`{"accept":"true"}`, false},
+		{`accept`, false},
+		{``, false},
+	} {
+		if got := accepts([]byte(tc.answer)); got != tc.want {
+			t.Errorf("accepts(%q) = %v, want %v", tc.answer, got, tc.want)
+		}
+	}
+}

@@ -140,3 +140,13 @@ func TestWorkerEndsItsPollsWhenStopping(t *testing.T) {
 		})
 	}
 }
+
+// The SDK's constant answers to offers are the protocol's JSON.
+func TestOfferAnswersAreJSON(t *testing.T) {
+	for answer, want := range map[string]bool{workers.AcceptOffer: true, workers.RefuseOffer: false} {
+		var r workers.OfferReply
+		if err := json.Unmarshal([]byte(answer), &r); err != nil || r.Accept != want {
+			t.Errorf("%s reads %+v, %v", answer, r, err)
+		}
+	}
+}

@@ -137,6 +137,13 @@ type OfferReply struct {
 	Accept bool `json:"accept"`
 }
 
+// AcceptOffer and RefuseOffer are the OfferReply answers as the Go SDK
+// writes them.
+const (
+	AcceptOffer = `{"accept":true}`
+	RefuseOffer = `{"accept":false}`
+)
+
 // ResultRequest is a result request's body: a Conductor TaskResult and,
 // from a worker that took the task over NATS, Lease, the task's pollCount
 // in the take's reply. The engine ignores a result whose lease is not the

@@ -254,8 +254,11 @@ func answerOffer(m *nats.Msg, accept bool) bool {
 	if m.Reply == "" {
 		return false
 	}
-	body, _ := json.Marshal(OfferReply{Accept: accept})
-	_ = m.Respond(body)
+	answer := RefuseOffer
+	if accept {
+		answer = AcceptOffer
+	}
+	_ = m.Respond([]byte(answer))
 	return true
 }
 
