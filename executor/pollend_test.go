@@ -45,8 +45,8 @@ func endPoll(t *testing.T, nc *nats.Conn, taskType, id string) {
 }
 
 // A poll its worker ends is answered at once, as if its wait had run out,
-// and no longer waits for a task; an end for another type or an unknown
-// id ends nothing. (Poll ends are handled in the order they are sent, so
+// and no longer waits for a task; an end for another type, an unknown id
+// or one that is not a poll end ends nothing. (Poll ends are handled in the order they are sent, so
 // once the second poll is answered, the ends before it were heard.)
 func TestEndedPollIsAnsweredAtOnce(t *testing.T) {
 	l := testutil.OpenLog(t, "")
@@ -59,6 +59,11 @@ func TestEndedPollIsAnsweredAtOnce(t *testing.T) {
 
 	endPoll(t, nc, "other_task", "poll-kept")
 	endPoll(t, nc, "match_task", "poll-unknown")
+	for _, poison := range []string{"not json", `{"pollId":""}`, `["poll-kept"]`} {
+		if err := nc.Publish(workers.PollEndSubject("match_task"), []byte(poison)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	endPoll(t, nc, "match_task", "poll-ended")
 	m, err := ended.NextMsgWithContext(ctx)
 	if err != nil {
