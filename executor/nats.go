@@ -70,7 +70,7 @@ const requestTimeout = 30 * time.Second
 // the queue group every engine shares.
 func (e *Executor) serveWorkers(ctx context.Context) error {
 	nc := e.log.Conn()
-	for prefix, handle := range map[string]func(context.Context, *nats.Msg, string) any{
+	for prefix, handle := range map[string]func(context.Context, *nats.Msg, string, time.Time) any{
 		workers.TakePrefix:   e.handleTake,
 		workers.ResultPrefix: e.handleResult,
 	} {
@@ -93,7 +93,7 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 					reply = workers.TakeReply{Error: &workers.Error{Code: workers.CodeUnavailable,
 						Message: "the take waited too long for the engine to be made: its worker may have given up"}}
 				} else {
-					reply = handle(rctx, m, strings.TrimPrefix(m.Subject, prefix))
+					reply = handle(rctx, m, strings.TrimPrefix(m.Subject, prefix), arrived)
 				}
 				body, _ := json.Marshal(reply)
 				if m.Reply != "" {
@@ -335,7 +335,12 @@ func handedOff(out Outcome) (*conductor.Task, error) {
 	return nil, fmt.Errorf("take answered %T", out.Reply)
 }
 
-func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string) any {
+// takeAnswerTrip is what a take's answer is allowed for its way back to the
+// worker: a take recorded later than the worker's wait less this is
+// handed out again.
+const takeAnswerTrip = 100 * time.Millisecond
+
+func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string, arrived time.Time) any {
 	var req workers.TakeRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil || req.TaskID == "" || req.WorkflowInstanceID == "" {
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "take request needs taskId and workflowInstanceId"}}
@@ -350,6 +355,10 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string
 	if err != nil {
 		return workers.TakeReply{Error: e.protocolError(err, req.TaskID)}
 	}
+	if wait := time.Duration(req.WaitMs) * time.Millisecond; wait > 0 && time.Since(arrived) > wait-takeAnswerTrip {
+		e.giveBack(task.WorkflowInstanceID, task.TaskID, task.PollCount, "its worker stopped waiting for the take: handed out again")
+		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "the take was recorded after its worker's wait: handed out again"}}
+	}
 	return workers.TakeReply{Task: task}
 }
 
@@ -363,7 +372,7 @@ func (e *Executor) ReportResult(ctx context.Context, res conductor.TaskResult, t
 	return e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType}, Meta{Principal: principal})
 }
 
-func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken string) any {
+func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken string, _ time.Time) any {
 	var req workers.ResultRequest
 	if err := conductor.Unmarshal(m.Data, &req); err != nil {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result is not a TaskResult JSON object: " + err.Error()}}

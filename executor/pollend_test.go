@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
 
@@ -111,5 +112,65 @@ func TestOfferAnswers(t *testing.T) {
 		if got := accepts([]byte(tc.answer)); got != tc.want {
 			t.Errorf("accepts(%q) = %v, want %v", tc.answer, got, tc.want)
 		}
+	}
+}
+
+// A take recorded after its worker stopped waiting for the answer (the
+// waitMs it sent) is handed out again at once: the worker will never run
+// it, and the task would otherwise wait for its response timeout. A take
+// within the wait, or from a worker that did not say, is the worker's.
+func TestTakeRecordedAfterItsWorkersWaitIsHandedBack(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		waitMs int64
+		kept   bool
+	}{
+		{"recorded after the wait", 1, false},
+		{"recorded within the wait", 60000, true},
+		{"no wait given", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := testutil.OpenLog(t, "")
+			e := startExecutor(t, l, nothingScheduled{}, Config{})
+			ctx := testutil.Context(t, 30*time.Second)
+			id := "wf-take-wait-" + fmt.Sprint(tc.waitMs)
+			startInline(ctx, t, e, id, twoTasks)
+			w, err := e.State(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			taskID := w.Tasks[0].ID
+			body, _ := json.Marshal(workers.TakeRequest{TaskID: taskID, WorkflowInstanceID: id, WorkerID: "w1", WaitMs: tc.waitMs})
+			m, err := l.Conn().RequestWithContext(ctx, workers.TakeSubject("match_task"), body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var reply workers.TakeReply
+			if err := json.Unmarshal(m.Data, &reply); err != nil {
+				t.Fatal(err)
+			}
+			if tc.kept {
+				if reply.Task == nil || reply.Task.PollCount != 1 {
+					t.Fatalf("take answered %s, want the task", m.Data)
+				}
+				return
+			}
+			if reply.Task != nil || reply.Error == nil || reply.Error.Code != workers.CodeUnavailable {
+				t.Fatalf("take answered %s, want unavailable", m.Data)
+			}
+			testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+				w, err := e.State(ctx, id)
+				if err != nil {
+					return err
+				}
+				if got := w.TaskByID(taskID); got.Status != conductor.TaskScheduled || got.PollCount != 1 {
+					return fmt.Errorf("task %s, poll count %d", got.Status, got.PollCount)
+				}
+				return nil
+			})
+			if reply := takeOver(ctx, t, l, e, id); reply.Task == nil || reply.Task.TaskID != taskID || reply.Task.PollCount != 2 {
+				t.Fatalf("the next take answered %+v, task %+v", reply.Error, reply.Task)
+			}
+		})
 	}
 }

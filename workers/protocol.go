@@ -87,6 +87,10 @@ type TakeRequest struct {
 	TaskID             string `json:"taskId"`
 	WorkflowInstanceID string `json:"workflowInstanceId"`
 	WorkerID           string `json:"workerId,omitempty"`
+	// WaitMs, if set, is how long the worker waits for the answer. A take
+	// the engine records after that is handed out again at once, not left
+	// to its response timeout: the worker that asked has given up on it.
+	WaitMs int64 `json:"waitMs,omitempty"`
 }
 
 // TakeReply answers a TakeRequest: the task, IN_PROGRESS and owned by the

@@ -34,8 +34,10 @@ const nc = await connect({
 });
 const js = jetstream(nc);
 
+const requestTimeout = 10000;
+
 async function request(subject, body) {
-  const reply = await nc.request(subject, JSON.stringify(body), { timeout: 10000 });
+  const reply = await nc.request(subject, JSON.stringify(body), { timeout: requestTimeout });
   return reply.json();
 }
 
@@ -80,6 +82,7 @@ async function takeTask() {
       taskId: dispatch.taskId,
       workflowInstanceId: dispatch.workflowInstanceId,
       workerId,
+      waitMs: requestTimeout,
     });
     if (take.error) {
       if (take.error.code === "unavailable" || take.error.code === "internal") m.nak(1000);
