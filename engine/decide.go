@@ -161,6 +161,9 @@ func (d *decision) handle(t Trigger) error {
 	case Take:
 		return d.take(t)
 	case Result:
+		if t.HandBack {
+			return d.handBack(t.Result, t.Lease)
+		}
 		return d.result(t.Result, t.TaskType, t.By, t.Lease)
 	case Tick:
 		d.tick()
@@ -289,6 +292,25 @@ func (d *decision) take(t Take) error {
 		taken.Input = d.loopConditionInput(&taken)
 	}
 	d.reply = &taken
+	return nil
+}
+
+// handBack puts a task whose take numbered lease never reached its taker
+// back to be handed out again now. A result or progress of that take
+// recorded first makes it late, and ignored.
+func (d *decision) handBack(r conductor.TaskResult, lease int) error {
+	t := d.w.TaskByID(r.TaskID)
+	if t == nil {
+		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
+	}
+	if d.w.Terminal() || t.Status != conductor.TaskInProgress || t.PollCount != lease || t.Type == conductor.TaskTypeDoWhile {
+		d.reply = ResultReply{Ignored: true}
+		return nil
+	}
+	d.reply = ResultReply{}
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, Reason: r.ReasonForIncompletion,
+		AvailableAt: d.now, Time: d.now})
+	d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
 	return nil
 }
 

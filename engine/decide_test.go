@@ -892,3 +892,51 @@ func TestRerunThroughDelayedSubWorkflow(t *testing.T) {
 		t.Fatalf("the rerun starts %+v", starts)
 	}
 }
+
+// The engine's hand-back of a take that never reached its taker puts the
+// task back to be handed out again at once: a worker task is dispatched,
+// a system task run again (an IN_PROGRESS result from its worker would
+// release it instead). A hand-back of an earlier take, of a task no longer
+// in progress, or of a loop's condition take changes nothing.
+func TestHandBack(t *testing.T) {
+	handBack := func(h *harness, ref string, lease int) engine.Decision {
+		return h.decide(engine.Result{HandBack: true, Lease: lease, Result: conductor.TaskResult{TaskID: h.task(ref).ID,
+			Status: conductor.TaskInProgress, ReasonForIncompletion: "handed out again"}})
+	}
+	ignored := func(t *testing.T, d engine.Decision) {
+		t.Helper()
+		if len(d.Events) != 0 || d.Reply != (engine.ResultReply{Ignored: true}) {
+			t.Fatalf("events %v, reply %+v; want it ignored", d.Events, d.Reply)
+		}
+	}
+	t.Run("worker task", func(t *testing.T) {
+		h := newHarness(t, threeSimple, nil)
+		taken := h.take("a_ref")
+		ignored(t, handBack(h, "a_ref", taken.PollCount+1))
+		d := handBack(h, "a_ref", taken.PollCount)
+		if a := h.wantTask("a_ref", conductor.TaskScheduled); a.Reason != "handed out again" {
+			t.Fatalf("reason %q", a.Reason)
+		}
+		if dis := effectsOf[engine.Dispatch](d); len(dis) != 1 || dis[0].TaskID != taken.ID {
+			t.Fatalf("dispatches %+v", dis)
+		}
+		ignored(t, handBack(h, "a_ref", taken.PollCount)) // no longer in progress
+	})
+	t.Run("system task", func(t *testing.T) {
+		h := newHarness(t, `{"name":"sys","tasks":[{"name":"script","taskReferenceName":"script","type":"INLINE",
+		  "inputParameters":{"evaluatorType":"javascript","expression":"1"}}]}`, nil)
+		taken := h.systemTake("script")
+		d := handBack(h, "script", taken.PollCount)
+		h.wantTask("script", conductor.TaskScheduled)
+		if runs := effectsOf[engine.RunSystem](d); len(runs) != 1 || runs[0].TaskID != taken.ID {
+			t.Fatalf("runs %+v", runs)
+		}
+	})
+	t.Run("loop condition", func(t *testing.T) {
+		h := newHarness(t, `{"name":"loop","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE",
+		  "loopCondition":"if ($.loop['iteration'] < 2) { true; } else { false; }","loopOver":[{"name":"a","taskReferenceName":"a"}]}]}`, nil)
+		h.complete("a__1", nil)
+		taken := h.systemTake("loop") // to evaluate its condition
+		ignored(t, handBack(h, "loop", taken.PollCount))
+	})
+}

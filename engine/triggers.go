@@ -62,6 +62,12 @@ type Result struct {
 	// about: a result about an earlier take is ignored (see
 	// workers.ResultRequest).
 	Lease int
+	// HandBack marks the engine's own IN_PROGRESS result for a take that
+	// never reached its taker (a worker that did not accept an offer, a
+	// take stored after its taker was told it failed): the task goes back
+	// to be handed out again at once, a system task too. A loop's take is
+	// left to its lease.
+	HandBack bool
 }
 
 // Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed

@@ -476,12 +476,14 @@ func (s *shard) process(j *job) (Outcome, error) {
 					e.putBack(j.wfID, expected, recordID, m.task.ID, m.task.PollCount)
 				}
 			}
-			if take, ok := trig.(engine.Take); ok && !take.System && ambiguous(err) {
+			if _, ok := trig.(engine.Take); ok && ambiguous(err) {
 				if taken, ok := dec.Reply.(*engine.Task); ok {
 					// The taker hears it failed and tries again, but a
 					// take stored after all (late, or after the taker gave
 					// up) makes the task its own: gone to every take, its
-					// own included, until the lease expires.
+					// own included, until the lease expires (a system
+					// task's too: the engine's effect that runs it is told
+					// it failed).
 					e.putBack(j.wfID, expected, recordID, taken.ID, taken.PollCount)
 					return Outcome{}, fmt.Errorf("workflow %s: take of task %s unconfirmed (put back in the queue if it was recorded): %w: %w",
 						j.wfID, taken.ID, fault.ErrUnavailable, err)

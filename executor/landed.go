@@ -89,7 +89,7 @@ func (e *Executor) giveBack(wfID, taskID string, lease int, reason string) {
 func (e *Executor) handBack(ctx context.Context, wfID, taskID string, lease int, reason string) {
 	log := e.cfg.Logger.With(logkey.WorkflowID, wfID, logkey.TaskID, taskID)
 	res := conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: conductor.TaskInProgress, ReasonForIncompletion: reason}
-	out, err := e.Submit(ctx, wfID, engine.Result{Result: res, Lease: lease}, Meta{})
+	out, err := e.Submit(ctx, wfID, engine.Result{Result: res, Lease: lease, HandBack: true}, Meta{})
 	if err != nil {
 		log.Error("a task its taker does not have could not be handed back; it waits for its lease", logkey.Reason, reason, logkey.Err, err)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,4 +155,78 @@ func TestTakeStoredAfterItsTakerGaveUpIsPutBack(t *testing.T) {
 	if reply.Error != nil || reply.Task == nil || reply.Task.PollCount != 2 {
 		t.Fatalf("the take after the put-back answered %+v, task %+v", reply.Error, reply.Task)
 	}
+}
+
+// storedLate answers the first append only accepts with an ambiguous error
+// at once and stores its record on the next append of the subject: a
+// batch in flight that the log writes after its writer stopped waiting, so
+// that the writer's look for the record right after finds nothing.
+type storedLate struct {
+	log     *eventlog.Log
+	only    func([]schemas.Envelope) bool
+	mu      sync.Mutex
+	pending func()
+	late    atomic.Bool
+}
+
+func (s *storedLate) Append(ctx context.Context, subj string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	s.mu.Lock()
+	if s.pending != nil {
+		s.pending()
+		s.pending = nil
+	}
+	if s.only(envs) && s.late.CompareAndSwap(false, true) {
+		s.pending = func() {
+			if _, err := s.log.Append(context.WithoutCancel(ctx), subj, envs, expected, opts...); err != nil {
+				panic(fmt.Sprintf("storing the late record: %v", err))
+			}
+		}
+		s.mu.Unlock()
+		return 0, errors.New("publish timed out")
+	}
+	s.mu.Unlock()
+	return s.log.Append(ctx, subj, envs, expected, opts...)
+}
+
+// A system task whose take is stored after the engine's effect that ran it
+// was told the take failed is put back like a worker's, and run: not left
+// IN_PROGRESS, owned by nobody, until its five-minute lease runs out.
+func TestSystemTakeStoredLateIsPutBack(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	late := &storedLate{log: l, only: isTake}
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+	e.appender = late
+	ran := &countsRuns{}
+	e.RegisterSystemTask(conductor.TaskTypeInline, ran)
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	const id = "wf-system-take-late"
+	startInline(ctx, t, e, id, `{"name":"late_flow","tasks":[{"name":"script","taskReferenceName":"script","type":"INLINE",
+	  "inputParameters":{"evaluatorType":"javascript","expression":"1"}}]}`)
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		w, err := e.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		if w.Status != conductor.WorkflowCompleted {
+			return fmt.Errorf("workflow %s, task %s (lease %d)", w.Status, w.Tasks[0].Status, w.Tasks[0].PollCount)
+		}
+		return nil
+	})
+	if !late.late.Load() {
+		t.Fatal("no take was stored late")
+	}
+	if n := ran.n.Load(); n != 1 {
+		t.Fatalf("the system task ran %d times, want 1", n)
+	}
+}
+
+type countsRuns struct{ n atomic.Int32 }
+
+func (c *countsRuns) Execute(context.Context, *conductor.Task) conductor.TaskResult {
+	c.n.Add(1)
+	return conductor.TaskResult{Status: conductor.TaskCompleted}
 }
