@@ -16,6 +16,7 @@ import (
 	"unicode"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
@@ -284,20 +285,22 @@ func (s *Store) SetPaused(ctx context.Context, name string, paused bool, reason,
 // firer's own security pause: operators and tools read a "Security Error"
 // reason as "the owner lost the right to start this workflow", and a
 // schedule paused with one by anyone else would hide why it really
-// stopped. Only letters are compared, case folded, so that spacing,
-// punctuation and invisible characters ("Security-Error", "\u200bSECURITY
-// ERROR") do not get round it.
+// stopped. Only letters are compared, case folded and as they look, so
+// that spacing, punctuation, invisible characters, accents, full-width
+// and look-alike letters ("Security-Error", "\u200bSECURITY ERROR",
+// "Sécurity Error", "Ｓecurity Error", Cyrillic "Ѕесurity Error") do not
+// get round it.
 func checkPauseReason(reason string) error {
 	want := []rune(strings.ToLower(strings.ReplaceAll(securityReasonPrefix, " ", "")))
 	i := 0
-	for _, r := range reason {
+	for _, r := range norm.NFKD.String(reason) {
 		if i == len(want) {
 			break
 		}
 		if !unicode.IsLetter(r) {
-			continue
+			continue // the marks the decomposition split off included
 		}
-		if unicode.ToLower(r) != want[i] {
+		if lookalike(r) != want[i] {
 			return nil
 		}
 		i++
@@ -309,6 +312,23 @@ func checkPauseReason(reason string) error {
 	ve.Add("reason", "a pause reason may not start with %q: flowvault gives that reason to the schedules it pauses "+
 		"when their owner may no longer start the workflow; give another reason", securityReasonPrefix)
 	return ve.Err()
+}
+
+// lookalikes are the Cyrillic, Greek and Armenian letters that look like
+// the Latin ones of "security error" (from Unicode's confusables);
+// compatibility decomposition folds full-width and mathematical forms.
+var lookalikes = map[rune]rune{
+	'ѕ': 's', 'е': 'e', 'є': 'e', 'с': 'c', 'ϲ': 'c', 'υ': 'u', 'ս': 'u', 'г': 'r',
+	'і': 'i', 'ι': 'i', 'ı': 'i', 'т': 't', 'τ': 't', 'у': 'y', 'ү': 'y', 'γ': 'y', 'о': 'o', 'ο': 'o', 'օ': 'o',
+}
+
+// lookalike returns the lower-case Latin letter r looks like, or r.
+func lookalike(r rune) rune {
+	r = unicode.ToLower(r)
+	if l, ok := lookalikes[r]; ok {
+		return l
+	}
+	return r
 }
 
 // Tags returns a schedule's tags.

@@ -10,8 +10,9 @@ import (
 )
 
 // A user's pause reason cannot pass for the firer's security pause ("Security
-// Error: …", by flowvault), however it is spaced, cased or punctuated; any
-// other reason is kept as given.
+// Error: …", by flowvault), however it is spaced, cased, punctuated,
+// accented or spelled in look-alike letters; any other reason is kept as
+// given.
 func TestPauseReasonCannotPassForSecurityPause(t *testing.T) {
 	tests := []struct {
 		reason  string
@@ -23,6 +24,12 @@ func TestPauseReasonCannotPassForSecurityPause(t *testing.T) {
 		{"  SECURITY-ERROR", true},
 		{"\u200bSecurity\u00a0Error: spoofed", true},
 		{"[Security] Error", true},
+		{"Sécurity Érror", true},
+		{"\uff33ecurity Error", true},           // full-width S
+		{"\U0001d412ecurity Error", true},       // mathematical bold S
+		{"\u0405\u0435\u0441urity Error", true}, // Cyrillic Ѕ, е, с
+		{"Secur\u0456t\u0443 \u0435rr\u043er", true},
+		{"\u0421afe to pause", false}, // a Cyrillic С elsewhere changes nothing
 		{"maintenance window", false},
 		{"Security review pending", false},
 		{"Securit Error", false},
