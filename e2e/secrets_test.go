@@ -249,6 +249,34 @@ func TestRedactionOfEchoedValues(t *testing.T) {
 	}
 }
 
+// A SWITCH whose case value equals a secret the workflow resolved shows
+// "***" for it, as everything the workflow writes does, and still goes on
+// in the branch it took: not also into its default case once the next
+// decision reads the redacted output.
+func TestSwitchOnAValueEqualToASecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.putSecret("region", "production-eu")
+	e.register(`{"name":"routes","tasks":[
+	  {"name":"uses_region","taskReferenceName":"uses","inputParameters":{"r":"${workflow.secrets.region}"}},
+	  {"name":"route","taskReferenceName":"route","type":"SWITCH","evaluatorType":"value-param","expression":"env",
+	   "inputParameters":{"env":"${workflow.input.env}"},
+	   "decisionCases":{"production-eu":[{"name":"deploy","taskReferenceName":"deploy"},
+	     {"name":"mark","taskReferenceName":"mark","type":"SET_VARIABLE","inputParameters":{"branch":"eu"}}]},
+	   "defaultCase":[{"name":"fallback","taskReferenceName":"fallback","type":"SET_VARIABLE","inputParameters":{"branch":"default"}}]}]}`)
+	ok := func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil }
+	e.work("uses_region", 1, ok)
+	e.work("deploy", 1, ok)
+	id := e.start("routes", map[string]any{"env": "production-eu"})
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if route := taskByRef(wf, "route"); route.OutputData["selectedCase"] != "***" {
+		t.Fatalf("the SWITCH's output %v: the case equal to the secret is not redacted", route.OutputData)
+	}
+	if taskByRef(wf, "fallback") != nil || taskByRef(wf, "mark") == nil || wf.Variables["branch"] != "eu" {
+		t.Fatalf("tasks %v, variables %v: want the production-eu branch alone", refsOf(wf.Tasks), wf.Variables)
+	}
+}
+
 // The HTTP task resolves secrets in its uri, headers and body: the remote
 // end sees the values; the execution does not.
 func TestHTTPTaskResolvesSecrets(t *testing.T) {

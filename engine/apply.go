@@ -173,6 +173,7 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 		Domain: e.Domain, ScheduledTime: e.Time, FirstScheduled: e.FirstScheduled, AvailableAt: e.AvailableAt,
 		UpdateTime: e.Time, Policy: e.Policy, Config: e.Config, TaskDef: e.TaskDef,
 		SubWorkflowID: e.SubWorkflowID, ParentTaskID: e.ParentTaskID, Reason: e.Reason,
+		Case: e.Case, CaseDefault: e.CaseDefault,
 	}
 	if t.FirstScheduled == 0 {
 		t.FirstScheduled = e.Time
@@ -218,6 +219,9 @@ func applyUpdated(t *Task, e *schemas.TaskUpdated, paused bool, own fresh) {
 	}
 	if e.SubWorkflowID != "" {
 		t.SubWorkflowID = e.SubWorkflowID
+	}
+	if e.Case != "" || e.CaseDefault {
+		t.Case, t.CaseDefault = e.Case, e.CaseDefault
 	}
 	if e.LeaseExpired {
 		t.LeaseExpiries++

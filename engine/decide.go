@@ -385,6 +385,13 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 			d.effect(handOff(d.w, t)...)
 		}
 	case conductor.TaskCompleted:
+		if t.Type == conductor.TaskTypeSwitch || t.Type == conductor.TaskTypeDecision {
+			// A case a system worker evaluated (a script).
+			if wt := d.plan.config(t); wt != nil {
+				selected, _ := r.OutputData["selectedCase"].(string)
+				up.Case, up.CaseDefault = caseOf(wt, selected)
+			}
+		}
 		if t.Type == conductor.TaskTypeSetVariable {
 			if err := d.variablesFit(r.OutputData); err != nil {
 				up.Status, up.Reason = conductor.TaskFailedWithTerminalError, fmt.Sprintf("SET_VARIABLE %s: %v", t.Ref, err)

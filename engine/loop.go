@@ -630,11 +630,23 @@ func (d *decision) endsLoop(t *Task, ln *node) bool {
 // selectedBranch is the branch a finished SWITCH or DECISION chose. A case
 // with no tasks takes the default case, as in Conductor.
 func selectedBranch(t *Task, wt *conductor.WorkflowTask) []*conductor.WorkflowTask {
-	selected, _ := t.Output["selectedCase"].(string)
+	selected := t.Case
+	if selected == "" && !t.CaseDefault {
+		selected, _ = t.Output["selectedCase"].(string) // recorded before Case was
+	}
 	if branch := wt.DecisionCases[selected]; len(branch) > 0 {
 		return branch
 	}
 	return wt.DefaultCase
+}
+
+// caseOf records the case a SWITCH or DECISION selected: the
+// decisionCases key it names, or the default case.
+func caseOf(wt *conductor.WorkflowTask, selected string) (key string, isDefault bool) {
+	if _, ok := wt.DecisionCases[selected]; ok {
+		return selected, false
+	}
+	return "", true
 }
 
 func jsonType(v any) string {

@@ -296,6 +296,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		c := conductor.SwitchCase(ev.Input[param])
 		ev.Status = conductor.TaskCompleted
 		ev.Output = map[string]any{"evaluationResult": []any{c}, "selectedCase": c}
+		ev.Case, ev.CaseDefault = caseOf(wt, c)
 	case conductor.TaskTypeSetVariable:
 		if len(ev.Deferred) > 0 && runsInSystemWorker(conductor.TaskTypeSetVariable) {
 			// Values resolved at hand-off: the system worker resolves

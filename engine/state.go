@@ -118,6 +118,11 @@ type Task struct {
 	// DO_WHILE also names here what the tasks of its iterations removed
 	// past keepLastN had resolved.
 	Resolved []schemas.ResolvedRef `msgpack:"res,omitempty"`
+	// Case and CaseDefault are the branch a finished SWITCH or DECISION
+	// took (see schemas.TaskScheduled); neither is set in states from
+	// before they were recorded, whose branch is read from the output.
+	Case        string `msgpack:"case,omitempty"`
+	CaseDefault bool   `msgpack:"cdef,omitempty"`
 }
 
 // Terminal reports whether the workflow has finished.

@@ -784,3 +784,43 @@ func TestLoopConditionInputDeferred(t *testing.T) {
 		t.Fatalf("document %v", doc)
 	}
 }
+
+// The branch a SWITCH took is recorded apart from its output, which
+// protection may change: a case value equal to a secret the workflow
+// resolved reads "***" there. With the output so redacted, the workflow
+// goes on in the branch it took, not also into the default case; as it
+// does for a case a system worker evaluated, and for the default case.
+func TestSwitchBranchOutlivesRedactedOutput(t *testing.T) {
+	const cases = `"decisionCases":{"production-eu":[{"name":"b","taskReferenceName":"b"},{"name":"c","taskReferenceName":"c"}]},
+	  "defaultCase":[{"name":"d","taskReferenceName":"d"},{"name":"e","taskReferenceName":"e"}]`
+	for _, tc := range []struct {
+		name, sw, env string
+		script        bool
+		first, next   string
+	}{
+		{"value-param", `"evaluatorType":"value-param","expression":"env"`, "production-eu", false, "b", "c"},
+		{"script", `"evaluatorType":"javascript","expression":"$.env"`, "production-eu", true, "b", "c"},
+		{"default case", `"evaluatorType":"value-param","expression":"env"`, "staging-us-east", false, "d", "e"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, `{"name":"sw","tasks":[{"name":"sw","taskReferenceName":"sw","type":"SWITCH",`+tc.sw+`,
+			  "inputParameters":{"env":"${workflow.input.env}"},`+cases+`}]}`, map[string]any{"env": tc.env})
+			if tc.script {
+				h.system("sw", conductor.TaskCompleted, map[string]any{"evaluationResult": []any{tc.env}, "selectedCase": tc.env}, "")
+			}
+			h.wantTask("sw", conductor.TaskCompleted)
+			h.wantTask(tc.first, conductor.TaskScheduled)
+			// As protection stores it when the case value is a resolved
+			// secret's.
+			for i, task := range h.w.Tasks {
+				if task.Ref == "sw" {
+					c := *task
+					c.Output = map[string]any{"evaluationResult": []any{"***"}, "selectedCase": "***"}
+					h.w.Tasks[i] = &c
+				}
+			}
+			h.complete(tc.first, nil)
+			h.wantRefs("sw", tc.first, tc.next)
+		})
+	}
+}

@@ -74,7 +74,7 @@ func (s *TaskScheduled) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
 	w.MapLen(8, len(s.Input) > 0, len(s.Deferred) > 0, s.RetryCount != 0, s.RetriedTaskID != "", s.Iteration != 0,
 		s.Domain != "", s.AvailableAt != 0, len(s.Config) > 0, len(s.TaskDef) > 0, s.SubWorkflowID != "",
-		s.ParentTaskID != "", len(s.Output) > 0, s.Reason != "", s.FirstScheduled != 0)
+		s.ParentTaskID != "", len(s.Output) > 0, s.Case != "", s.CaseDefault, s.Reason != "", s.FirstScheduled != 0)
 	w.Str("id", s.TaskID, false)
 	w.Str("ref", s.Ref, false)
 	w.Str("name", s.Name, false)
@@ -94,6 +94,8 @@ func (s *TaskScheduled) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Str("sub", s.SubWorkflowID, true)
 	w.Str("parent", s.ParentTaskID, true)
 	w.Value("out", s.Output, len(s.Output) == 0)
+	w.Str("case", s.Case, true)
+	w.Bool("cdef", s.CaseDefault)
 	w.Str("why", s.Reason, true)
 	w.Int64("first", s.FirstScheduled, true)
 	w.Int64("ts", s.Time, false)
@@ -115,7 +117,8 @@ func (s *TaskStarted) EncodeMsgpack(e *msgpack.Encoder) error {
 func (u *TaskUpdated) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
 	w.MapLen(3, len(u.Output) > 0, u.KeepOutput, u.MergeOutput, len(u.DropOutput) > 0, u.Reason != "", u.WorkerID != "",
-		u.CallbackAfterSeconds != 0, u.AvailableAt != 0, u.LeaseExtended, u.Released, u.LeaseExpired, u.SubWorkflowID != "")
+		u.CallbackAfterSeconds != 0, u.AvailableAt != 0, u.LeaseExtended, u.Released, u.LeaseExpired, u.SubWorkflowID != "",
+		u.Case != "", u.CaseDefault)
 	w.Str("id", u.TaskID, false)
 	w.Str("st", u.Status, false)
 	w.Value("out", u.Output, len(u.Output) == 0)
@@ -130,6 +133,8 @@ func (u *TaskUpdated) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Bool("rel", u.Released)
 	w.Bool("expired", u.LeaseExpired)
 	w.Str("sub", u.SubWorkflowID, true)
+	w.Str("case", u.Case, true)
+	w.Bool("cdef", u.CaseDefault)
 	w.Int64("ts", u.Time, false)
 	return w.Err()
 }

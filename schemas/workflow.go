@@ -64,14 +64,20 @@ type TaskScheduled struct {
 	Policy        TaskPolicy `msgpack:"pol"`
 	// Config is the task's configuration JSON when it is not in the workflow
 	// definition (dynamic tasks).
-	Config         []byte         `msgpack:"cfg,omitempty"`
-	TaskDef        []byte         `msgpack:"tdef,omitempty"` // registered definition JSON, for display
-	SubWorkflowID  string         `msgpack:"sub,omitempty"`
-	ParentTaskID   string         `msgpack:"parent,omitempty"`
-	Output         map[string]any `msgpack:"out,omitempty"` // tasks decided at once carry their output
-	Reason         string         `msgpack:"why,omitempty"`
-	FirstScheduled int64          `msgpack:"first,omitempty"` // first attempt's schedule time (total timeout)
-	Time           int64          `msgpack:"ts"`
+	Config        []byte         `msgpack:"cfg,omitempty"`
+	TaskDef       []byte         `msgpack:"tdef,omitempty"` // registered definition JSON, for display
+	SubWorkflowID string         `msgpack:"sub,omitempty"`
+	ParentTaskID  string         `msgpack:"parent,omitempty"`
+	Output        map[string]any `msgpack:"out,omitempty"` // tasks decided at once carry their output
+	// Case and CaseDefault record the branch a SWITCH or DECISION decided
+	// at once took: its decisionCases key, or its default case. They are
+	// apart from Output, which redaction may change: a case value equal to
+	// a secret the workflow resolved reads "***" there.
+	Case           string `msgpack:"case,omitempty"`
+	CaseDefault    bool   `msgpack:"cdef,omitempty"`
+	Reason         string `msgpack:"why,omitempty"`
+	FirstScheduled int64  `msgpack:"first,omitempty"` // first attempt's schedule time (total timeout)
+	Time           int64  `msgpack:"ts"`
 }
 
 func (*TaskScheduled) EventType() string { return "workflow.task_scheduled" }
@@ -138,7 +144,11 @@ type TaskUpdated struct {
 	// within its lease (it stopped, or crashed running it).
 	LeaseExpired  bool   `msgpack:"expired,omitempty"`
 	SubWorkflowID string `msgpack:"sub,omitempty"`
-	Time          int64  `msgpack:"ts"`
+	// Case and CaseDefault: the branch a SWITCH or DECISION whose case a
+	// system worker evaluated took (see TaskScheduled).
+	Case        string `msgpack:"case,omitempty"`
+	CaseDefault bool   `msgpack:"cdef,omitempty"`
+	Time        int64  `msgpack:"ts"`
 }
 
 func (*TaskUpdated) EventType() string { return "workflow.task_updated" }
