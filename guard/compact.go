@@ -77,22 +77,41 @@ func (c *Compactor) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := c.Pass(ctx); err != nil && ctx.Err() == nil {
-			c.Logger.Warn("compaction pass failed", logkey.Err, err)
+		// A full pass leaves more due (a backlog after a restart, a burst
+		// of ends): the next starts at once, not a tick later.
+		for {
+			n, more, err := c.Pass(ctx)
+			if err != nil && ctx.Err() == nil {
+				c.Logger.Warn("compaction pass failed", logkey.Err, err)
+			}
+			if err != nil || !more || n == 0 {
+				break
+			}
 		}
 	}
 }
 
-// compactors bounds the compactions in flight: only concurrent appends let
-// the log batch its syncs.
-const compactors = 128
+const (
+	// compactors bounds the compactions in flight: only concurrent
+	// appends let the log batch its syncs, and larger batches cost less
+	// each. A backlog of ended workflows (after a restart) goes about 30%
+	// faster with 512 than with 128 together with the back-to-back passes
+	// above (fvbench's compaction section, 4 runs each); while ends come
+	// at a steady rate a pass holds far fewer.
+	compactors = 512
+	// passSize bounds the workflows one pass lists.
+	passSize = 4096
+)
 
-// Pass compacts every workflow that is due and returns how many it did.
-// Pass is not safe for concurrent use.
-func (c *Compactor) Pass(ctx context.Context) (int, error) {
-	ended, err := c.Ended.AwaitingCompaction(ctx, c.Now().UnixMilli()-c.Delay.Milliseconds(), 4096)
+// Pass compacts every workflow that is due, as many as a pass lists, and
+// returns how many it recorded as compacted and whether more may be due.
+// (A workflow the read model lists a moment after its compaction is
+// listed again, and only its key erased again.) Pass is not safe for
+// concurrent use.
+func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err error) {
+	ended, err := c.Ended.AwaitingCompaction(ctx, c.Now().UnixMilli()-c.Delay.Milliseconds(), passSize)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	var (
 		mu  sync.Mutex
@@ -105,18 +124,21 @@ func (c *Compactor) Pass(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			for wfID := range due {
-				id, err := c.compact(ctx, wfID)
+				id, appended, err := c.compact(ctx, wfID)
 				if err != nil {
 					if ctx.Err() == nil { // not the shutdown: the next pass retries it
 						c.Logger.Warn("compaction failed", logkey.WorkflowID, wfID, logkey.Err, err)
 					}
 					continue
 				}
+				mu.Lock()
 				if id != "" {
-					mu.Lock()
 					ids = append(ids, id)
-					mu.Unlock()
 				}
+				if appended {
+					compacted++
+				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -132,29 +154,31 @@ func (c *Compactor) Pass(ctx context.Context) (int, error) {
 	// leaves them; the next pass does not list those workflows, so Sweep
 	// at start-up erases such leftovers.
 	c.unerased = nil
+	more = len(ended) == passSize
 	if len(ids) == 0 {
-		return 0, nil
+		return compacted, more, nil
 	}
 	if err := c.Keys.DestroyKeys(ctx, ids); err != nil {
 		c.unerased = ids
-		return 0, fmt.Errorf("erase the keys of %d compacted workflows: %w", len(ids), err)
+		return 0, false, fmt.Errorf("erase the keys of %d compacted workflows: %w", len(ids), err)
 	}
-	return len(ids), nil
+	return compacted, more, nil
 }
 
 // compact records workflow wfID as compacted and returns the id of the
-// key to erase: none when it was restarted meanwhile, since it keeps it.
-func (c *Compactor) compact(ctx context.Context, wfID string) (string, error) {
+// key to erase (none when it was restarted meanwhile, since it keeps it)
+// and whether it appended the record (not when another did first).
+func (c *Compactor) compact(ctx context.Context, wfID string) (keyID string, appended bool, err error) {
 	out, err := c.Engine.Submit(ctx, wfID, engine.Compact{}, executor.Meta{RequestID: "compact:" + wfID})
 	switch {
 	case errors.Is(err, fault.ErrConflict):
-		return "", nil
+		return "", false, nil
 	case err != nil:
-		return "", err
+		return "", false, err
 	case out.State == nil:
-		return "", fmt.Errorf("compacted workflow %s: no state", wfID)
+		return "", false, fmt.Errorf("compacted workflow %s: no state", wfID)
 	}
-	return secretsKeyOf(out.State), nil
+	return secretsKeyOf(out.State), out.Appended, nil
 }
 
 // KeyLister lists the keys that may still need erasing.

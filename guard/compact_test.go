@@ -1,0 +1,91 @@
+package guard
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/projections/executions"
+)
+
+// compactionLog stands in for the read model's compaction list, the engine
+// and the key store: a workflow leaves the list when its compaction is
+// recorded, unless the list lags.
+type compactionLog struct {
+	mu        sync.Mutex
+	due       []string
+	compacted map[string]bool
+	destroyed map[string]bool
+	lags      bool // the list still shows compacted workflows
+}
+
+func newCompactionLog(n int) *compactionLog {
+	l := &compactionLog{compacted: map[string]bool{}, destroyed: map[string]bool{}}
+	for i := range n {
+		l.due = append(l.due, fmt.Sprintf("wf-%05d", i))
+	}
+	return l
+}
+
+func (l *compactionLog) AwaitingCompaction(_ context.Context, _ int64, limit int) ([]executions.Ended, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []executions.Ended
+	for _, id := range l.due {
+		if len(out) == limit {
+			break
+		}
+		if l.lags || !l.compacted[id] {
+			out = append(out, executions.Ended{WorkflowID: id})
+		}
+	}
+	return out, nil
+}
+
+func (l *compactionLog) Submit(_ context.Context, wfID string, _ engine.Trigger, _ executor.Meta) (executor.Outcome, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	appended := !l.compacted[wfID]
+	l.compacted[wfID] = true
+	return executor.Outcome{State: &engine.Workflow{ID: wfID, SecretsKey: "key-" + wfID}, Appended: appended}, nil
+}
+
+func (l *compactionLog) DestroyKeys(_ context.Context, ids []string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		l.destroyed[id] = true
+	}
+	return nil
+}
+
+// A pass compacts as many workflows as it lists and says whether more may
+// be due, so that a backlog goes in back-to-back passes; a pass that finds
+// only workflows compacted already (the list lags the log) compacts none,
+// and the next waits for the tick.
+func TestCompactionPasses(t *testing.T) {
+	ctx := context.Background()
+	l := newCompactionLog(passSize + 100)
+	c := &Compactor{Ended: l, Engine: l, Keys: l, Now: time.Now}
+	for _, want := range []struct {
+		compacted int
+		more      bool
+	}{{passSize, true}, {100, false}, {0, false}} {
+		n, more, err := c.Pass(ctx)
+		if err != nil || n != want.compacted || more != want.more {
+			t.Fatalf("pass: %d compacted, more %v, %v; want %d, %v", n, more, err, want.compacted, want.more)
+		}
+	}
+	if len(l.destroyed) != passSize+100 {
+		t.Fatalf("%d keys destroyed, want %d", len(l.destroyed), passSize+100)
+	}
+
+	l.lags = true
+	if n, more, err := c.Pass(ctx); err != nil || n != 0 || !more {
+		t.Fatalf("a pass over a lagging list: %d compacted, more %v, %v; want none compacted", n, more, err)
+	}
+}
