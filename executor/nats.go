@@ -349,13 +349,24 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string
 	if err != nil {
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}}
 	}
+	wait := time.Duration(req.WaitMs) * time.Millisecond
+	if wait > 0 && wait <= takeAnswerTrip {
+		// Every take would be recorded too late, and handed back.
+		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid,
+			Message: fmt.Sprintf("waitMs %d: a take is answered after more than %d ms", req.WaitMs, takeAnswerTrip.Milliseconds())}}
+	}
+	late := func() bool { return wait > 0 && time.Since(arrived) > wait-takeAnswerTrip }
+	if late() {
+		// Its worker gave up while it waited for a slot: not made.
+		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "the take came after its worker's wait"}}
+	}
 	// The subject names the queue: a worker allowed on one queue cannot take
 	// another queue's tasks.
 	task, err := e.TakeTask(ctx, req.WorkflowInstanceID, req.TaskID, taskType, req.WorkerID)
 	if err != nil {
 		return workers.TakeReply{Error: e.protocolError(err, req.TaskID)}
 	}
-	if wait := time.Duration(req.WaitMs) * time.Millisecond; wait > 0 && time.Since(arrived) > wait-takeAnswerTrip {
+	if late() {
 		e.giveBack(task.WorkflowInstanceID, task.TaskID, task.PollCount, "its worker stopped waiting for the take: handed out again")
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "the take was recorded after its worker's wait: handed out again"}}
 	}

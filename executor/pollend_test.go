@@ -1,9 +1,12 @@
 package executor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/schemas"
 	"testing"
 	"time"
 
@@ -115,23 +118,41 @@ func TestOfferAnswers(t *testing.T) {
 	}
 }
 
+// slowTakes appends a take's record only after delay, as a busy log
+// would.
+type slowTakes struct {
+	log   *eventlog.Log
+	delay time.Duration
+}
+
+func (s slowTakes) Append(ctx context.Context, subj string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	if isTake(envs) {
+		time.Sleep(s.delay)
+	}
+	return s.log.Append(ctx, subj, envs, expected, opts...)
+}
+
 // A take recorded after its worker stopped waiting for the answer (the
 // waitMs it sent) is handed out again at once: the worker will never run
 // it, and the task would otherwise wait for its response timeout. A take
-// within the wait, or from a worker that did not say, is the worker's.
+// within the wait, or from a worker that did not say, is the worker's; a
+// wait too short for any answer is refused, nothing taken.
 func TestTakeRecordedAfterItsWorkersWaitIsHandedBack(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		waitMs int64
-		kept   bool
+		append time.Duration // how long a take's append takes
+		want   string        // the answer: a task, or an error code
 	}{
-		{"recorded after the wait", 1, false},
-		{"recorded within the wait", 60000, true},
-		{"no wait given", 0, true},
+		// The wait leaves 0.9 s for the take's append.
+		{"recorded after the wait", 1000, 1500 * time.Millisecond, workers.CodeUnavailable},
+		{"recorded within the wait", 60000, 1500 * time.Millisecond, "task"},
+		{"no wait given", 0, 0, "task"},
+		{"a wait too short", 50, 0, workers.CodeInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := testutil.OpenLog(t, "")
-			e := startExecutor(t, l, nothingScheduled{}, Config{})
+			e := startAppendingThrough(t, l, slowTakes{log: l, delay: tc.append}, nil)
 			ctx := testutil.Context(t, 30*time.Second)
 			id := "wf-take-wait-" + fmt.Sprint(tc.waitMs)
 			startInline(ctx, t, e, id, twoTasks)
@@ -149,14 +170,19 @@ func TestTakeRecordedAfterItsWorkersWaitIsHandedBack(t *testing.T) {
 			if err := json.Unmarshal(m.Data, &reply); err != nil {
 				t.Fatal(err)
 			}
-			if tc.kept {
+			switch {
+			case tc.want == "task":
 				if reply.Task == nil || reply.Task.PollCount != 1 {
 					t.Fatalf("take answered %s, want the task", m.Data)
 				}
 				return
-			}
-			if reply.Task != nil || reply.Error == nil || reply.Error.Code != workers.CodeUnavailable {
-				t.Fatalf("take answered %s, want unavailable", m.Data)
+			case reply.Task != nil || reply.Error == nil || reply.Error.Code != tc.want:
+				t.Fatalf("take answered %s, want %s", m.Data, tc.want)
+			case tc.want == workers.CodeInvalid:
+				if w, err := e.State(ctx, id); err != nil || w.TaskByID(taskID).PollCount != 0 {
+					t.Fatalf("a refused take took the task: %v", err)
+				}
+				return
 			}
 			testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
 				w, err := e.State(ctx, id)
