@@ -19,9 +19,12 @@ import (
 //
 // robfig/cron keeps the time of day and the month, which it gets right
 // across daylight saving changes of whole hours; days are matched here.
-// (It steps hours on the instant timeline, so where a change is half an
-// hour, Australia/Lord_Howe's, it can step over a time that occurs once:
-// "0 0 2 * * *" misses 02:00 on the day the clock falls back.)
+// It steps hours on the instant timeline, so after a change of half an
+// hour (Australia/Lord_Howe's, twice a year) each step lands half past
+// a wall-clock hour and the rest of the day's times are stepped over:
+// "0 0 3 * * *" did not fire on the day the clock fell back. On such a day
+// the times after the change are looked for a minute at a time instead
+// (see nextTime).
 //
 // Where a clock change repeats an hour (autumn's fall-back), an expression
 // of fixed times of day fires once per wall-clock time, at its first
@@ -114,7 +117,7 @@ const cronSearchDays = 5 * 366
 // time when there is none.
 func (c *cronSpec) Next(t time.Time) time.Time {
 	for range cronSearchDays {
-		n := c.times.Next(t)
+		n := c.nextTime(t)
 		if n.IsZero() {
 			return n
 		}
@@ -138,6 +141,89 @@ func (c *cronSpec) Next(t time.Time) time.Time {
 		return n
 	}
 	return time.Time{}
+}
+
+// nextTime is the first time after t that matches the time and month
+// fields: robfig/cron's answer, unless a clock change of other than whole
+// hours lies between the start of t's day and that answer. Up to such a
+// change robfig/cron's steps are right, so its answer says nothing matched
+// before it; from the change to the end of its day every minute is looked
+// at (under 1,440), and from the next day on robfig/cron is right again,
+// up to the next such change.
+func (c *cronSpec) nextTime(t time.Time) time.Time {
+	for {
+		n := c.times.Next(t)
+		change := oddChange(t, n)
+		if change.IsZero() {
+			return n
+		}
+		dayEnd := startOfNextDay(change)
+		if m := c.scanMinutes(later(t, change.Add(-time.Second)), dayEnd.Add(time.Second)); !m.IsZero() {
+			return m
+		}
+		t = dayEnd
+	}
+}
+
+// oddChange returns the clock change of other than whole hours that lies
+// between the start of t's day and n (any time after t when n is zero),
+// or zero when there is none.
+func oddChange(t, n time.Time) time.Time {
+	start, end := t.ZoneBounds()
+	if !start.IsZero() && oddOffsets(start) && !start.Before(startOfDay(t)) {
+		return start
+	}
+	if !end.IsZero() && (n.IsZero() || !end.After(n)) && oddOffsets(end) {
+		return end
+	}
+	return time.Time{}
+}
+
+// oddOffsets reports whether the clock change at instant change moved the
+// clock by other than a whole number of hours.
+func oddOffsets(change time.Time) bool {
+	_, before := change.Add(-time.Nanosecond).Zone()
+	_, after := change.Zone()
+	return (after-before)%3600 != 0
+}
+
+// scanMinutes returns the first time after from and before until whose
+// month, hour, minute and second the expression lists, going one
+// instant-timeline minute at a time, or zero.
+func (c *cronSpec) scanMinutes(from, until time.Time) time.Time {
+	s := c.times.(*cron.SpecSchedule)
+	x := from.Truncate(time.Second).Add(time.Second)
+	for x.Before(until) {
+		w := x.In(from.Location())
+		if has(s.Month, int(w.Month())) && has(s.Hour, w.Hour()) && has(s.Minute, w.Minute()) {
+			for sec := w.Second(); sec < 60; sec++ {
+				if has(s.Second, sec) {
+					if m := x.Add(time.Duration(sec-w.Second()) * time.Second); m.Before(until) {
+						return m
+					}
+					return time.Time{}
+				}
+			}
+		}
+		x = x.Add(time.Duration(60-w.Second()) * time.Second)
+	}
+	return time.Time{}
+}
+
+// has reports whether a robfig/cron field's bits include v.
+func has(bits uint64, v int) bool { return bits&(1<<uint(v)) != 0 }
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// startOfDay is the first instant of t's day (see startOfNextDay).
+func startOfDay(t time.Time) time.Time {
+	y, m, d := t.Date()
+	return startOfNextDay(time.Date(y, m, d-1, 12, 0, 0, 0, t.Location()))
 }
 
 // repeatEnd is the end of the repeated stretch n lies in when a clock

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -161,6 +163,88 @@ func TestCronFallBackFiresOncePerWallClock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Next agrees, second by second, with a search that knows nothing of
+// robfig/cron: around every clock change of 2026 and 2027 in zones that
+// change by an hour, by half an hour (Australia/Lord_Howe), at midnight
+// (America/Santiago), or by two hours (Antarctica/Troll), every instant
+// whose wall-clock time the expression lists fires, but a fixed time of
+// day fires only at its first occurrence.
+func TestCronMatchesASecondBySecondSearch(t *testing.T) {
+	zones := []string{"Australia/Lord_Howe", "America/New_York", "Europe/Berlin", "America/Santiago", "Antarctica/Troll", "Pacific/Chatham"}
+	exprs := []string{"0 0 2 * * ?", "0 30 1 * * ?", "0 0 3 * * ?", "0 45 1 * * ?", "0 59 1 * * ?", "0 0 0 * * ?",
+		"0 0,30 * * * ?", "0 */20 2 * * ?", "0 0 * * * ?", "30 */7 * * * ?", "0 15 2 ? * SUN", "0 0 2-3 * * ?"}
+	for _, zone := range zones {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for change := range clockChanges(loc, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC)) {
+			from, to := change.Add(-20*time.Hour), change.Add(28*time.Hour)
+			for _, expr := range exprs {
+				spec, err := parseCron(expr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := searchSeconds(spec, from.In(loc), to)
+				var got []time.Time
+				for n := spec.Next(from.In(loc)); !n.IsZero() && n.Before(to); n = spec.Next(n) {
+					got = append(got, n)
+				}
+				if !slices.EqualFunc(got, want, time.Time.Equal) {
+					t.Errorf("%q in %s around the change at %s:\n got %v\nwant %v", expr, zone, change.UTC().Format(time.RFC3339), utc(got), utc(want))
+				}
+			}
+		}
+	}
+}
+
+// clockChanges yields the instants in [from, to) at which loc's offset
+// changes.
+func clockChanges(loc *time.Location, from, to time.Time) func(func(time.Time) bool) {
+	return func(yield func(time.Time) bool) {
+		for t := from.In(loc); t.Before(to); {
+			_, end := t.ZoneBounds()
+			if end.IsZero() || !end.Before(to) {
+				return
+			}
+			if !yield(end) {
+				return
+			}
+			t = end
+		}
+	}
+}
+
+// searchSeconds lists the instants after from and before to that spec
+// fires at, looking at each second's wall-clock time.
+func searchSeconds(spec *cronSpec, from, to time.Time) []time.Time {
+	bits := spec.times.(*cron.SpecSchedule)
+	seen := map[string]bool{}
+	var out []time.Time
+	for x := from.Add(time.Second); x.Before(to); x = x.Add(time.Second) {
+		w := x.In(from.Location())
+		if !has(bits.Second, w.Second()) || !has(bits.Minute, w.Minute()) || !has(bits.Hour, w.Hour()) ||
+			!has(bits.Month, int(w.Month())) || !spec.dom.matches(w) || !spec.dow.matches(w) {
+			continue
+		}
+		wall := w.Format(time.DateTime)
+		if spec.wallClock && seen[wall] {
+			continue
+		}
+		seen[wall] = true
+		out = append(out, x)
+	}
+	return out
+}
+
+func utc(ts []time.Time) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.UTC().Format(time.RFC3339)
+	}
+	return out
 }
 
 // nW fires as Spring's CronExpression fires it: not in a month that has no
