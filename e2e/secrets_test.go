@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -274,6 +275,34 @@ func TestSwitchOnAValueEqualToASecret(t *testing.T) {
 	}
 	if taskByRef(wf, "fallback") != nil || taskByRef(wf, "mark") == nil || wf.Variables["branch"] != "eu" {
 		t.Fatalf("tasks %v, variables %v: want the production-eu branch alone", refsOf(wf.Tasks), wf.Variables)
+	}
+}
+
+// A FORK_JOIN_DYNAMIC that forks a task whose reference name equals a
+// secret the workflow resolved: its output lists "***" where the name is,
+// and its JOIN still waits for that task and completes.
+func TestDynamicForkOfANameEqualToASecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.putSecret("region", "production-eu")
+	e.register(`{"name":"fans","tasks":[
+	  {"name":"uses_region","taskReferenceName":"uses","inputParameters":{"r":"${workflow.secrets.region}"}},
+	  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	   "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN"},
+	  {"name":"mark","taskReferenceName":"mark","type":"SET_VARIABLE","inputParameters":{"joined":true}}]}`)
+	ok := func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil }
+	e.work("uses_region", 1, ok)
+	e.work("deploy", 2, ok)
+	id := e.start("fans", map[string]any{"tasks": []any{
+		map[string]any{"name": "deploy", "taskReferenceName": "production-eu"},
+		map[string]any{"name": "deploy", "taskReferenceName": "staging-us"}}})
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if forked := taskByRef(wf, "fork").OutputData["forkedTasks"]; !reflect.DeepEqual(forked, []any{"***", "staging-us"}) {
+		t.Fatalf("the fork's output lists %v: the name equal to the secret is not redacted", forked)
+	}
+	if taskByRef(wf, "production-eu") == nil || wf.Variables["joined"] != true {
+		t.Fatalf("tasks %v, variables %v: want both forked tasks joined", refsOf(wf.Tasks), wf.Variables)
 	}
 }
 

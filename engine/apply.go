@@ -173,7 +173,7 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 		Domain: e.Domain, ScheduledTime: e.Time, FirstScheduled: e.FirstScheduled, AvailableAt: e.AvailableAt,
 		UpdateTime: e.Time, Policy: e.Policy, Config: e.Config, TaskDef: e.TaskDef,
 		SubWorkflowID: e.SubWorkflowID, ParentTaskID: e.ParentTaskID, Reason: e.Reason,
-		Case: e.Case, CaseDefault: e.CaseDefault,
+		Case: e.Case, CaseDefault: e.CaseDefault, Forked: e.Forked,
 	}
 	if t.FirstScheduled == 0 {
 		t.FirstScheduled = e.Time

@@ -206,6 +206,7 @@ func (d *decision) prepareFork(wt *conductor.WorkflowTask, ev *schemas.TaskSched
 	inputs := map[string]any{}
 	for i, t := range f.tasks {
 		refs[i] = t.TaskReferenceName
+		ev.Forked = append(ev.Forked, t.TaskReferenceName)
 		if in := f.inputs[t.TaskReferenceName]; in != nil {
 			inputs[t.TaskReferenceName] = in
 		}
@@ -263,6 +264,9 @@ func (d *decision) dynamicJoinRefs(join *Task) (refs []string, ok bool) {
 	fork := d.latest(iterRef(n.list[n.idx-1].TaskReferenceName, join.Iteration))
 	if fork == nil {
 		return nil, true
+	}
+	if len(fork.Forked) > 0 {
+		return fork.Forked, true
 	}
 	list, _ := fork.Output["forkedTasks"].([]any)
 	for _, r := range list {

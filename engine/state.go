@@ -123,6 +123,10 @@ type Task struct {
 	// before they were recorded, whose branch is read from the output.
 	Case        string `msgpack:"case,omitempty"`
 	CaseDefault bool   `msgpack:"cdef,omitempty"`
+	// Forked are the tasks a FORK_JOIN_DYNAMIC forked (see
+	// schemas.TaskScheduled); unset in states from before they were
+	// recorded, whose list is read from the output.
+	Forked []string `msgpack:"fork,omitempty"`
 }
 
 // Terminal reports whether the workflow has finished.

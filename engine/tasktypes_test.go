@@ -824,3 +824,33 @@ func TestSwitchBranchOutlivesRedactedOutput(t *testing.T) {
 		})
 	}
 }
+
+// The JOIN after a FORK_JOIN_DYNAMIC waits for the tasks the fork
+// recorded, not for the list in its output: a reference name equal to a
+// secret the workflow resolved reads "***" there once protection has
+// redacted it, and a JOIN waiting for "***" would wait for ever.
+func TestDynamicJoinOutlivesRedactedFork(t *testing.T) {
+	def := `{"name":"d","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"},{"name":"after","taskReferenceName":"after"}]}`
+	h := newHarness(t, def, map[string]any{"tasks": []any{
+		map[string]any{"name": "deploy", "taskReferenceName": "production-eu"}, map[string]any{"name": "deploy", "taskReferenceName": "staging-us"}}})
+	h.wantTask("fork", conductor.TaskCompleted)
+	if got := h.task("fork").Forked; !slices.Equal(got, []string{"production-eu", "staging-us"}) {
+		t.Fatalf("fork recorded %v", got)
+	}
+	// As protection stores it when "production-eu" is a resolved secret's
+	// value.
+	for i, task := range h.w.Tasks {
+		if task.Ref == "fork" {
+			c := *task
+			c.Output = map[string]any{"forkedTasks": []any{"***", "staging-us"}, "forkedTaskInputs": map[string]any{}}
+			h.w.Tasks[i] = &c
+		}
+	}
+	h.complete("production-eu", nil)
+	h.wantTask("join", conductor.TaskInProgress)
+	h.complete("staging-us", nil)
+	h.wantTask("join", conductor.TaskCompleted)
+	h.wantTask("after", conductor.TaskScheduled)
+}

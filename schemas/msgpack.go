@@ -74,7 +74,7 @@ func (s *TaskScheduled) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
 	w.MapLen(8, len(s.Input) > 0, len(s.Deferred) > 0, s.RetryCount != 0, s.RetriedTaskID != "", s.Iteration != 0,
 		s.Domain != "", s.AvailableAt != 0, len(s.Config) > 0, len(s.TaskDef) > 0, s.SubWorkflowID != "",
-		s.ParentTaskID != "", len(s.Output) > 0, s.Case != "", s.CaseDefault, s.Reason != "", s.FirstScheduled != 0)
+		s.ParentTaskID != "", len(s.Output) > 0, s.Case != "", s.CaseDefault, len(s.Forked) > 0, s.Reason != "", s.FirstScheduled != 0)
 	w.Str("id", s.TaskID, false)
 	w.Str("ref", s.Ref, false)
 	w.Str("name", s.Name, false)
@@ -96,6 +96,7 @@ func (s *TaskScheduled) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Value("out", s.Output, len(s.Output) == 0)
 	w.Str("case", s.Case, true)
 	w.Bool("cdef", s.CaseDefault)
+	w.Value("fork", s.Forked, len(s.Forked) == 0)
 	w.Str("why", s.Reason, true)
 	w.Int64("first", s.FirstScheduled, true)
 	w.Int64("ts", s.Time, false)

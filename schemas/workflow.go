@@ -73,11 +73,15 @@ type TaskScheduled struct {
 	// at once took: its decisionCases key, or its default case. They are
 	// apart from Output, which redaction may change: a case value equal to
 	// a secret the workflow resolved reads "***" there.
-	Case           string `msgpack:"case,omitempty"`
-	CaseDefault    bool   `msgpack:"cdef,omitempty"`
-	Reason         string `msgpack:"why,omitempty"`
-	FirstScheduled int64  `msgpack:"first,omitempty"` // first attempt's schedule time (total timeout)
-	Time           int64  `msgpack:"ts"`
+	Case        string `msgpack:"case,omitempty"`
+	CaseDefault bool   `msgpack:"cdef,omitempty"`
+	// Forked are the reference names of the tasks a FORK_JOIN_DYNAMIC
+	// forks, which its JOIN waits for; apart from Output for the same
+	// reason as Case.
+	Forked         []string `msgpack:"fork,omitempty"`
+	Reason         string   `msgpack:"why,omitempty"`
+	FirstScheduled int64    `msgpack:"first,omitempty"` // first attempt's schedule time (total timeout)
+	Time           int64    `msgpack:"ts"`
 }
 
 func (*TaskScheduled) EventType() string { return "workflow.task_scheduled" }
