@@ -212,3 +212,6 @@ func (c *counter) total() int {
 	defer c.mu.Unlock()
 	return len(c.n)
 }
+
+// succeed is a worker handler that completes each task with no output.
+func succeed(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil }

@@ -265,9 +265,8 @@ func TestSwitchOnAValueEqualToASecret(t *testing.T) {
 	   "decisionCases":{"production-eu":[{"name":"deploy","taskReferenceName":"deploy"},
 	     {"name":"mark","taskReferenceName":"mark","type":"SET_VARIABLE","inputParameters":{"branch":"eu"}}]},
 	   "defaultCase":[{"name":"fallback","taskReferenceName":"fallback","type":"SET_VARIABLE","inputParameters":{"branch":"default"}}]}]}`)
-	ok := func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil }
-	e.work("uses_region", 1, ok)
-	e.work("deploy", 1, ok)
+	e.work("uses_region", 1, succeed)
+	e.work("deploy", 1, succeed)
 	id := e.start("routes", map[string]any{"env": "production-eu"})
 	wf := e.waitStatus(id, conductor.WorkflowCompleted)
 	if route := taskByRef(wf, "route"); route.OutputData["selectedCase"] != "***" {
@@ -291,9 +290,8 @@ func TestDynamicForkOfANameEqualToASecret(t *testing.T) {
 	   "inputParameters":{"tasks":"${workflow.input.tasks}"}},
 	  {"name":"join","taskReferenceName":"join","type":"JOIN"},
 	  {"name":"mark","taskReferenceName":"mark","type":"SET_VARIABLE","inputParameters":{"joined":true}}]}`)
-	ok := func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil }
-	e.work("uses_region", 1, ok)
-	e.work("deploy", 2, ok)
+	e.work("uses_region", 1, succeed)
+	e.work("deploy", 2, succeed)
 	id := e.start("fans", map[string]any{"tasks": []any{
 		map[string]any{"name": "deploy", "taskReferenceName": "production-eu"},
 		map[string]any{"name": "deploy", "taskReferenceName": "staging-us"}}})

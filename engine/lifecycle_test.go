@@ -721,13 +721,16 @@ func TestRerunKeepsOtherBranches(t *testing.T) {
 	h.wantStatus(conductor.WorkflowFailed)
 }
 
+// dynamicForkDef forks the tasks listed in its input "tasks", joins them
+// and runs "after".
+const dynamicForkDef = `{"name":"d","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+ {"name":"join","taskReferenceName":"join","type":"JOIN"},{"name":"after","taskReferenceName":"after"}]}`
+
 // A rerun from a task a FORK_JOIN_DYNAMIC spawned spawns again the ones
 // spawned after it, which the rerun removed: the JOIN waits for each.
 func TestRerunInsideDynamicFork(t *testing.T) {
-	def := `{"name":"d","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
-	  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
-	 {"name":"join","taskReferenceName":"join","type":"JOIN"},{"name":"after","taskReferenceName":"after"}]}`
-	h := newHarness(t, def, map[string]any{"tasks": []any{
+	h := newHarness(t, dynamicForkDef, map[string]any{"tasks": []any{
 		map[string]any{"name": "img", "taskReferenceName": "d1"}, map[string]any{"name": "img", "taskReferenceName": "d2"}}})
 	h.complete("d1", nil)
 	h.complete("d2", nil)

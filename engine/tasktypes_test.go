@@ -830,10 +830,7 @@ func TestSwitchBranchOutlivesRedactedOutput(t *testing.T) {
 // secret the workflow resolved reads "***" there once protection has
 // redacted it, and a JOIN waiting for "***" would wait for ever.
 func TestDynamicJoinOutlivesRedactedFork(t *testing.T) {
-	def := `{"name":"d","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
-	  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
-	 {"name":"join","taskReferenceName":"join","type":"JOIN"},{"name":"after","taskReferenceName":"after"}]}`
-	h := newHarness(t, def, map[string]any{"tasks": []any{
+	h := newHarness(t, dynamicForkDef, map[string]any{"tasks": []any{
 		map[string]any{"name": "deploy", "taskReferenceName": "production-eu"}, map[string]any{"name": "deploy", "taskReferenceName": "staging-us"}}})
 	h.wantTask("fork", conductor.TaskCompleted)
 	if got := h.task("fork").Forked; !slices.Equal(got, []string{"production-eu", "staging-us"}) {
