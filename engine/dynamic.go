@@ -3,8 +3,10 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -252,6 +254,27 @@ func (d *decision) respawnForked(fork *Task) {
 			d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
 		}
 	}
+}
+
+// canRespawnForked refuses a rerun inside a FORK_JOIN_DYNAMIC whose input
+// no longer names the tasks it forked: redaction replaced a value in it
+// that equals a secret the workflow resolved (a reference name, most
+// likely). Spawned from that input, the tasks would not be the ones the
+// JOIN waits for (fork.Forked), and the workflow would wait for ever.
+func (d *decision) canRespawnForked(fork *Task) error {
+	if fork == nil || fork.Type != conductor.TaskTypeForkJoinDynamic || len(fork.Forked) == 0 {
+		return nil
+	}
+	wt := d.plan.config(fork)
+	if wt == nil {
+		return nil
+	}
+	if f, err := d.forkSpec(wt, fork.Ref, fork.Iteration, fork.Input); err == nil && slices.EqualFunc(f.tasks, fork.Forked,
+		func(t *conductor.WorkflowTask, ref string) bool { return t.TaskReferenceName == ref }) {
+		return nil
+	}
+	return fault.Conflict("cannot rerun inside FORK_JOIN_DYNAMIC %s: its stored input no longer names the tasks it forked "+
+		"(a value in it equal to a resolved secret was redacted); rerun from the fork or before it", fork.Ref)
 }
 
 // dynamicJoinRefs returns the tasks a JOIN that follows a FORK_JOIN_DYNAMIC

@@ -85,6 +85,9 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	if wt == nil {
 		return fault.Invalid("task %s is not in the workflow's definition", r.ReRunFromTaskID)
 	}
+	if err := d.canRespawnForked(d.w.TaskByID(from.ParentTaskID)); err != nil {
+		return err
+	}
 	reset.KeepBeforeSeq = from.Seq
 	// A kept input keeps its secret references; a given one is data, handed
 	// over as it is.

@@ -842,6 +842,8 @@ func TestDynamicJoinOutlivesRedactedFork(t *testing.T) {
 		if task.Ref == "fork" {
 			c := *task
 			c.Output = map[string]any{"forkedTasks": []any{"***", "staging-us"}, "forkedTaskInputs": map[string]any{}}
+			c.Input = map[string]any{"tasks": []any{
+				map[string]any{"name": "deploy", "taskReferenceName": "***"}, map[string]any{"name": "deploy", "taskReferenceName": "staging-us"}}}
 			h.w.Tasks[i] = &c
 		}
 	}
@@ -849,5 +851,14 @@ func TestDynamicJoinOutlivesRedactedFork(t *testing.T) {
 	h.wantTask("join", conductor.TaskInProgress)
 	h.complete("staging-us", nil)
 	h.wantTask("join", conductor.TaskCompleted)
-	h.wantTask("after", conductor.TaskScheduled)
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+
+	// A rerun inside the fork would spawn from the redacted input a task
+	// the JOIN does not wait for: refused, and nothing changes.
+	_, err := h.try(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("staging-us").ID}})
+	if !errors.Is(err, fault.ErrConflict) || !strings.Contains(err.Error(), "FORK_JOIN_DYNAMIC fork") {
+		t.Fatalf("rerun inside the redacted fork: %v, want a conflict naming the fork", err)
+	}
+	h.wantStatus(conductor.WorkflowCompleted)
 }
