@@ -166,14 +166,16 @@ func (c *cronSpec) nextTime(t time.Time) time.Time {
 }
 
 // oddChange returns the clock change of other than whole hours that lies
-// between the start of t's day and n (any time after t when n is zero),
-// or zero when there is none.
+// between the start of t's day and n, or zero when there is none. When n
+// is zero (nothing matches for years) only a change on t's day counts: the
+// zone's changes go on for ever, and an expression that matches nothing
+// (February 30th) would be searched again after each.
 func oddChange(t, n time.Time) time.Time {
 	start, end := t.ZoneBounds()
 	if !start.IsZero() && oddOffsets(start) && !start.Before(startOfDay(t)) {
 		return start
 	}
-	if !end.IsZero() && (n.IsZero() || !end.After(n)) && oddOffsets(end) {
+	if !end.IsZero() && !n.IsZero() && !end.After(n) && oddOffsets(end) {
 		return end
 	}
 	return time.Time{}

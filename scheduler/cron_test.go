@@ -200,6 +200,17 @@ func TestCronMatchesASecondBySecondSearch(t *testing.T) {
 	}
 }
 
+// An expression that never matches is found never to in a zone whose
+// clock moves by half an hour, twice a year for ever.
+func TestCronNeverInAHalfHourZone(t *testing.T) {
+	t.Parallel()
+	for _, expr := range []string{"0 0 0 30 2 ?", "0 0 3 31 4 ?"} {
+		if got := fireTimes(expr, "Australia/Lord_Howe", "2026-12-01T00:00:00Z", 1); !slices.Equal(got, []string{"never"}) {
+			t.Errorf("%q: %v, want never", expr, got)
+		}
+	}
+}
+
 // clockChanges yields the instants in [from, to) at which loc's offset
 // changes.
 func clockChanges(loc *time.Location, from, to time.Time) func(func(time.Time) bool) {
