@@ -183,10 +183,14 @@ func oddChange(t, n time.Time) time.Time {
 
 // oddOffsets reports whether the clock change at instant change moved the
 // clock by other than a whole number of hours.
-func oddOffsets(change time.Time) bool {
+func oddOffsets(change time.Time) bool { return clockMove(change)%time.Hour != 0 }
+
+// clockMove is how far the clock change at instant change moved the clock:
+// forward (positive) or back.
+func clockMove(change time.Time) time.Duration {
 	_, before := change.Add(-time.Nanosecond).Zone()
 	_, after := change.Zone()
-	return (after-before)%3600 != 0
+	return time.Duration(after-before) * time.Second
 }
 
 // scanMinutes returns the first time after from and before until whose
@@ -238,9 +242,7 @@ func repeatEnd(n time.Time) time.Time {
 	if start.IsZero() {
 		return time.Time{} // a zone without changes
 	}
-	_, before := start.Add(-time.Nanosecond).Zone()
-	_, after := start.Zone()
-	end := start.Add(time.Duration(before-after) * time.Second)
+	end := start.Add(-clockMove(start))
 	if !n.Before(end) {
 		return time.Time{} // a clock turned forward, or n past the repeat
 	}
