@@ -274,7 +274,7 @@ func (d *decision) canRespawnForked(fork *Task) error {
 		return nil
 	}
 	return fault.Conflict("cannot rerun inside FORK_JOIN_DYNAMIC %s: its stored input no longer names the tasks it forked "+
-		"(a value in it equal to a resolved secret was redacted); rerun from the fork or before it", fork.Ref)
+		"(a value in it equal to a resolved secret was redacted); rerun the workflow from a task before the fork, or from its start", fork.Ref)
 }
 
 // dynamicJoinRefs returns the tasks a JOIN that follows a FORK_JOIN_DYNAMIC
