@@ -111,6 +111,21 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }
 
 // task returns the newest instance of ref.
+// storedAs replaces task ref in the state with a copy that edit changes:
+// the state as a replay of stored (protected) events would give it.
+func (h *harness) storedAs(ref string, edit func(*engine.Task)) {
+	h.t.Helper()
+	for i, t := range h.w.Tasks {
+		if t.Ref == ref {
+			c := *t
+			edit(&c)
+			h.w.Tasks[i] = &c
+			return
+		}
+	}
+	h.t.Fatalf("no task %s; have %v", ref, h.refs())
+}
+
 func (h *harness) task(ref string) *engine.Task {
 	h.t.Helper()
 	t := h.w.LatestByRef(ref)

@@ -812,13 +812,9 @@ func TestSwitchBranchOutlivesRedactedOutput(t *testing.T) {
 			h.wantTask(tc.first, conductor.TaskScheduled)
 			// As protection stores it when the case value is a resolved
 			// secret's.
-			for i, task := range h.w.Tasks {
-				if task.Ref == "sw" {
-					c := *task
-					c.Output = map[string]any{"evaluationResult": []any{"***"}, "selectedCase": "***"}
-					h.w.Tasks[i] = &c
-				}
-			}
+			h.storedAs("sw", func(c *engine.Task) {
+				c.Output = map[string]any{"evaluationResult": []any{"***"}, "selectedCase": "***"}
+			})
 			h.complete(tc.first, nil)
 			h.wantRefs("sw", tc.first, tc.next)
 		})
@@ -838,15 +834,11 @@ func TestDynamicJoinOutlivesRedactedFork(t *testing.T) {
 	}
 	// As protection stores it when "production-eu" is a resolved secret's
 	// value.
-	for i, task := range h.w.Tasks {
-		if task.Ref == "fork" {
-			c := *task
-			c.Output = map[string]any{"forkedTasks": []any{"***", "staging-us"}, "forkedTaskInputs": map[string]any{}}
-			c.Input = map[string]any{"tasks": []any{
-				map[string]any{"name": "deploy", "taskReferenceName": "***"}, map[string]any{"name": "deploy", "taskReferenceName": "staging-us"}}}
-			h.w.Tasks[i] = &c
-		}
-	}
+	h.storedAs("fork", func(c *engine.Task) {
+		c.Output = map[string]any{"forkedTasks": []any{"***", "staging-us"}, "forkedTaskInputs": map[string]any{}}
+		c.Input = map[string]any{"tasks": []any{
+			map[string]any{"name": "deploy", "taskReferenceName": "***"}, map[string]any{"name": "deploy", "taskReferenceName": "staging-us"}}}
+	})
 	h.complete("production-eu", nil)
 	h.wantTask("join", conductor.TaskInProgress)
 	h.complete("staging-us", nil)
