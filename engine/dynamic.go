@@ -256,11 +256,12 @@ func (d *decision) respawnForked(fork *Task) {
 	}
 }
 
-// canRespawnForked refuses a rerun inside a FORK_JOIN_DYNAMIC whose input
-// no longer names the tasks it forked: redaction replaced a value in it
-// that equals a secret the workflow resolved (a reference name, most
-// likely). Spawned from that input, the tasks would not be the ones the
-// JOIN waits for (fork.Forked), and the workflow would wait for ever.
+// canRespawnForked refuses a rerun inside a FORK_JOIN_DYNAMIC, or from the
+// fork itself with its stored input, when that input no longer names the
+// tasks it forked: redaction replaced a value in it that equals a secret
+// the workflow resolved (a reference name, most likely). Spawned from that
+// input, the tasks would not be the ones the JOIN of the first run waited
+// for (fork.Forked), and would be named "***".
 func (d *decision) canRespawnForked(fork *Task) error {
 	if fork == nil || fork.Type != conductor.TaskTypeForkJoinDynamic || len(fork.Forked) == 0 {
 		return nil
@@ -273,8 +274,9 @@ func (d *decision) canRespawnForked(fork *Task) error {
 		func(t *conductor.WorkflowTask, ref string) bool { return t.TaskReferenceName == ref }) {
 		return nil
 	}
-	return fault.Conflict("cannot rerun inside FORK_JOIN_DYNAMIC %s: its stored input no longer names the tasks it forked "+
-		"(a value in it equal to a resolved secret was redacted); rerun the workflow from a task before the fork, or from its start", fork.Ref)
+	return fault.Conflict("cannot rerun from or inside FORK_JOIN_DYNAMIC %s: its stored input no longer names the tasks it forked "+
+		"(a value in it equal to a resolved secret was redacted); rerun the workflow from a task before the fork, from its start, "+
+		"or from the fork with a taskInput", fork.Ref)
 }
 
 // dynamicJoinRefs returns the tasks a JOIN that follows a FORK_JOIN_DYNAMIC

@@ -88,6 +88,11 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	if err := d.canRespawnForked(d.w.TaskByID(from.ParentTaskID)); err != nil {
 		return err
 	}
+	if r.TaskInput == nil {
+		if err := d.canRespawnForked(from); err != nil {
+			return err
+		}
+	}
 	reset.KeepBeforeSeq = from.Seq
 	// A kept input keeps its secret references; a given one is data, handed
 	// over as it is.

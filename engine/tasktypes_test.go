@@ -848,9 +848,18 @@ func TestDynamicJoinOutlivesRedactedFork(t *testing.T) {
 
 	// A rerun inside the fork would spawn from the redacted input a task
 	// the JOIN does not wait for: refused, and nothing changes.
-	_, err := h.try(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("staging-us").ID}})
-	if !errors.Is(err, fault.ErrConflict) || !strings.Contains(err.Error(), "FORK_JOIN_DYNAMIC fork") {
-		t.Fatalf("rerun inside the redacted fork: %v, want a conflict naming the fork", err)
+	// So would one from the fork itself, with its stored input.
+	for _, from := range []string{"staging-us", "fork"} {
+		_, err := h.try(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task(from).ID}})
+		if !errors.Is(err, fault.ErrConflict) || !strings.Contains(err.Error(), "FORK_JOIN_DYNAMIC fork") {
+			t.Fatalf("rerun from %s in the redacted fork: %v, want a conflict naming the fork", from, err)
+		}
+		h.wantStatus(conductor.WorkflowCompleted)
 	}
-	h.wantStatus(conductor.WorkflowCompleted)
+	// Given a new input, the fork forks what it names.
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("fork").ID, TaskInput: map[string]any{"tasks": []any{
+		map[string]any{"name": "deploy", "taskReferenceName": "canary"}}}}})
+	h.wantTask("canary", conductor.TaskScheduled)
+	h.complete("canary", nil)
+	h.wantTask("join", conductor.TaskCompleted)
 }
