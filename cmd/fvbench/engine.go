@@ -355,8 +355,8 @@ func benchEngine(ctx context.Context, o opts) error {
 			}
 			fmt.Printf("fsync=%-7s at 300 workflows/s for %s on a new node (half the 600 target): p50 %s  p99 %s  (target p99 <= 100ms)\n",
 				mode, sustained, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
-			// The baseline of that latency: a load whose appends (7 a
-			// workflow) the disk syncs one at a time, without batches.
+			// The baseline of that latency: a load whose appends (4 to 7
+			// a workflow) the disk syncs one at a time, without batches.
 			p50, p99, err = measureSustained(ctx, mode, quietRate, "bench_three", quietTime)
 			if err != nil {
 				return err
