@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/harden"
 	"github.com/flowvault/flowvault/secrets"
 )
 
@@ -67,6 +68,10 @@ type Config struct {
 	// the CPU collecting; 400 takes a sixth less CPU per workflow for a few
 	// hundred megabytes more under load. $GOMEMLIMIT still bounds the heap.
 	GCPercent int
+	// Mlock is whether Run locks the process's memory, so that secret
+	// values in it are never written to swap: auto (when the process may
+	// lock all of it), require (refuse to start otherwise) or off.
+	Mlock string
 	// BootstrapOutput receives the bootstrap admin key banner of a fresh
 	// server (default os.Stderr; `flowvault server` uses stdout, its log
 	// goes to stderr). It is not the logger: the secret must not reach log
@@ -88,6 +93,7 @@ func DefaultConfig() Config {
 		CompactionDelay: 5 * time.Second,
 		TokenTTL:        auth.DefaultTokenTTL,
 		GCPercent:       400,
+		Mlock:           string(harden.Auto),
 	}
 }
 
@@ -114,6 +120,9 @@ func (c Config) Validate() error {
 	}
 	if c.GCPercent <= 0 {
 		errs = append(errs, fmt.Errorf("gc percent %d: want > 0", c.GCPercent))
+	}
+	if err := harden.Mode(c.Mlock).Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want > 0", c.ShutdownTimeout))

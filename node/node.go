@@ -411,8 +411,11 @@ func (n *Node) Stop(ctx context.Context) error {
 
 // Run starts a node and serves until ctx is done, then stops it within the
 // configured shutdown timeout. It applies the process-wide settings of cfg
-// (Config.TuneRuntime) first.
+// (hardenProcess, Config.TuneRuntime) first.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := hardenProcess(cfg, logger); err != nil {
+		return err
+	}
 	cfg.TuneRuntime()
 	n, err := Start(ctx, cfg, logger)
 	if err != nil {

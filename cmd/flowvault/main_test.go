@@ -105,7 +105,12 @@ func TestServerBinary(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
 			p := startServer(t, bin, nil, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+			// The suite runs as root, which may lock all its memory.
+			p.waitLog(t, "memory locked: secret values in memory are never written to swap")
 			addr := p.waitLog(t, "flowvault listening")["addr"].(string)
+			if kib := lockedKiB(t, p.cmd.Process.Pid); kib == 0 {
+				t.Fatal("the server's VmLck is 0 kB")
+			}
 
 			res, err := http.Get("http://" + addr + "/health")
 			if err != nil {
@@ -152,6 +157,26 @@ func TestServerBinary(t *testing.T) {
 	}
 }
 
+// lockedKiB is the memory process pid holds locked.
+func lockedKiB(t *testing.T, pid int) int {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmLck:"); ok {
+			var kib int
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kib); err != nil {
+				t.Fatalf("VmLck line %q: %v", line, err)
+			}
+			return kib
+		}
+	}
+	t.Fatalf("no VmLck in /proc/%d/status", pid)
+	return 0
+}
+
 // Environment variables configure the server; flags override them; bad
 // values stop it with a clear error and exit code 1.
 func TestServerConfigSources(t *testing.T) {
@@ -177,6 +202,7 @@ func TestServerConfigSources(t *testing.T) {
 		{"bad http", nil, []string{"--http", "nowhere"}, "http address"},
 		{"bad env gc percent", []string{"FLOWVAULT_GC_PERCENT=lots"}, nil, "FLOWVAULT_GC_PERCENT"},
 		{"gc off", nil, []string{"--gc-percent", "0"}, "gc percent 0"},
+		{"bad mlock", []string{"FLOWVAULT_MLOCK=sometimes"}, nil, `mlock "sometimes": want auto, require or off`},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(bin, append([]string{"server", "--data", t.TempDir()}, tt.args...)...)

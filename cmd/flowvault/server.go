@@ -90,6 +90,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	}
 	dur(&cfg.TokenTTL, "token-ttl", "default lifetime of tokens minted by POST /api/token (at most 24h)")
 	integer(&cfg.GCPercent, "gc-percent", "garbage collector target (GOGC) of the server process; $GOGC wins")
+	str(&cfg.Mlock, "mlock", "lock the server's memory so that secret values are never written to swap: auto (when allowed), require or off")
 	boolean(&cfg.Insecure, "insecure-dev", "DANGER: no authentication; every request acts as an anonymous admin")
 	boolean(&cfg.Dev, "dev", "development defaults: write the bootstrap admin key to <data>/bootstrap-admin.json")
 	if err := fs.Parse(args); err != nil {
