@@ -28,6 +28,8 @@ type env struct {
 	node  *node.Node
 	base  string
 	token string
+	// client sends the requests (nil: http.DefaultClient).
+	client *http.Client
 }
 
 func newEnv(t testing.TB) *env {
@@ -73,7 +75,11 @@ func (e *env) do(method, path string, body any) (int, string) {
 	if e.token != "" {
 		req.Header.Set("X-Authorization", e.token)
 	}
-	res, err := http.DefaultClient.Do(req)
+	client := e.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	res, err := client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,10 @@ type Options struct {
 	// Auth secures the embedded server; a server that listens (Config.Listen
 	// set) requires it. Unused with an external server.
 	Auth Authenticator
+	// TLS, when set, is required of the embedded server's clients but for
+	// this process's own connection, which does not leave the process.
+	// Unused with an external server.
+	TLS *tls.Config
 }
 
 // Open starts the embedded server (unless cfg.URL is set), connects, and
@@ -80,12 +85,14 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	}
 	url := cfg.URL
 	if cfg.Embedded() {
-		ns, err := l.startEmbedded(o.Auth, o.Logger)
+		ns, err := l.startEmbedded(o)
 		if err != nil {
 			return nil, err
 		}
-		url = ns.ClientURL()
-		// The engine talks to its own server without a TCP hop.
+		// The engine talks to its own server without a TCP hop, and so
+		// without TLS: the URL (tls:// when clients must use TLS) only
+		// names the server here.
+		url = strings.Replace(ns.ClientURL(), "tls://", "nats://", 1)
 		nopts = append(nopts, nats.InProcessServer(ns))
 		if o.Auth != nil {
 			eopts, err := o.Auth.EngineOptions()
@@ -122,15 +129,15 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	return l, nil
 }
 
-// startEmbedded starts the in-process server, in auth's account; the
-// server logs through base.
-func (l *Log) startEmbedded(auth Authenticator, base *slog.Logger) (*server.Server, error) {
-	if auth != nil {
-		if err := prepareStore(l.cfg.StoreDir, auth.Account(), l.logger); err != nil {
+// startEmbedded starts the in-process server, in o.Auth's account, with
+// o.TLS; the server logs through o.Logger.
+func (l *Log) startEmbedded(o Options) (*server.Server, error) {
+	if o.Auth != nil {
+		if err := prepareStore(l.cfg.StoreDir, o.Auth.Account(), l.logger); err != nil {
 			return nil, err
 		}
 	}
-	ns, err := startEmbedded(l.cfg, auth, base)
+	ns, err := startEmbedded(l.cfg, o)
 	if err != nil {
 		return nil, err
 	}

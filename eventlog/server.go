@@ -17,9 +17,11 @@ import (
 const recordHeaderRoom = 4 << 10
 
 // startEmbedded runs nats-server in this process with JetStream on disk.
-// With auth the server authenticates every client; without, it does not
-// listen at all (only the in-process connection reaches it).
-func startEmbedded(cfg Config, auth Authenticator, logger *slog.Logger) (*server.Server, error) {
+// With o.Auth the server authenticates every client; without, it does not
+// listen at all (only the in-process connection reaches it). With o.TLS
+// its clients must speak TLS, but for the in-process connection.
+func startEmbedded(cfg Config, o Options) (*server.Server, error) {
+	auth, logger := o.Auth, o.Logger
 	opts := &server.Options{
 		ServerName:             cfg.Name,
 		JetStream:              true,
@@ -45,6 +47,9 @@ func startEmbedded(cfg Config, auth Authenticator, logger *slog.Logger) (*server
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
 		opts.Host, opts.Port = host, port
+		if o.TLS != nil {
+			opts.TLSConfig = o.TLS.Clone()
+		}
 	}
 	if auth != nil {
 		if err := auth.ConfigureServer(opts); err != nil {

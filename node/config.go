@@ -68,6 +68,16 @@ type Config struct {
 	// the CPU collecting; 400 takes a sixth less CPU per workflow for a few
 	// hundred megabytes more under load. $GOMEMLIMIT still bounds the heap.
 	GCPercent int
+	// TLSCertFile and TLSKeyFile (PEM) serve the REST API over HTTPS and
+	// make the embedded NATS server require TLS of its clients, both with
+	// this one certificate. Without them both serve plaintext, which only
+	// loopback addresses allow unless InsecurePlaintext is set: tokens,
+	// secret values and the inputs handed to workers cross them.
+	TLSCertFile string
+	TLSKeyFile  string
+	// InsecurePlaintext (--insecure-plaintext) lets the API and the NATS
+	// listener serve plaintext on addresses other than loopback.
+	InsecurePlaintext bool
 	// Mlock is whether Run locks the process's memory, so that secret
 	// values in it are never written to swap: auto (when the process may
 	// lock all of it), require (refuse to start otherwise) or off.
@@ -121,6 +131,7 @@ func (c Config) Validate() error {
 	if c.GCPercent <= 0 {
 		errs = append(errs, fmt.Errorf("gc percent %d: want > 0", c.GCPercent))
 	}
+	errs = append(errs, c.validateTLS()...)
 	if err := harden.Mode(c.Mlock).Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -60,12 +60,53 @@ func TestValidateHTTPAddr(t *testing.T) {
 	for _, tt := range tests {
 		c := DefaultConfig()
 		c.HTTPAddr = tt.addr
+		c.InsecurePlaintext = true // ":8080" is about its port here
 		err := c.Validate()
 		switch {
 		case tt.ok && err != nil:
 			t.Errorf("HTTPAddr %q: %v; want valid", tt.addr, err)
 		case !tt.ok && (err == nil || !strings.Contains(err.Error(), "http address")):
 			t.Errorf("HTTPAddr %q: %v; want an http address error", tt.addr, err)
+		}
+	}
+}
+
+// Without a certificate, the API and the NATS listener serve plaintext:
+// tokens, secret values and task inputs cross them. Only loopback
+// addresses may, unless the operator says otherwise.
+func TestValidatePlaintextBeyondLoopback(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		tweak func(*Config)
+		want  string // "" for valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"ipv6 loopback", func(c *Config) { c.HTTPAddr, c.NATSListen = "[::1]:8080", "[::1]:4222" }, ""},
+		{"localhost", func(c *Config) { c.HTTPAddr = "localhost:8080" }, ""},
+		{"127.0.0.2", func(c *Config) { c.HTTPAddr = "127.0.0.2:8080" }, ""},
+		{"http on every interface", func(c *Config) { c.HTTPAddr = ":8080" }, `http address ":8080" is not a loopback address`},
+		{"http on 0.0.0.0", func(c *Config) { c.HTTPAddr = "0.0.0.0:8080" }, `http address "0.0.0.0:8080" is not a loopback address`},
+		{"http on a name", func(c *Config) { c.HTTPAddr = "flowvault.internal:8080" }, "is not a loopback address"},
+		{"nats on 0.0.0.0", func(c *Config) { c.NATSListen = "0.0.0.0:4222" }, `nats listen address "0.0.0.0:4222" is not a loopback address`},
+		// With an external server the embedded one does not listen.
+		{"external nats", func(c *Config) { c.NATSListen, c.NATSURL = "0.0.0.0:4222", "nats://nats.internal:4222" }, ""},
+		{"operator accepts plaintext", func(c *Config) { c.HTTPAddr, c.InsecurePlaintext = "0.0.0.0:8080", true }, ""},
+		{"certificate", func(c *Config) { c.HTTPAddr, c.TLSCertFile, c.TLSKeyFile = "0.0.0.0:8080", "cert.pem", "key.pem" }, ""},
+		{"certificate without key", func(c *Config) { c.TLSCertFile = "cert.pem" }, "give both --tls-cert-file and --tls-key-file"},
+		{"key without certificate", func(c *Config) { c.TLSKeyFile = "key.pem" }, "give both --tls-cert-file and --tls-key-file"},
+	}
+	for _, tt := range tests {
+		c := DefaultConfig()
+		tt.tweak(&c)
+		err := c.Validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v; want valid", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: %v; want an error containing %q", tt.name, err, tt.want)
+		case tt.want != "" && !strings.Contains(err.Error(), "--insecure-plaintext") && !strings.Contains(tt.want, "give both"):
+			t.Errorf("%s: %v; want the way out named", tt.name, err)
 		}
 	}
 }

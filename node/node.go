@@ -86,6 +86,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}()
 
+	tlsConfig, err := cfg.loadTLS()
+	if err != nil {
+		return nil, err
+	}
 	// A data dir is fresh until its first start got through bootstrap: a
 	// first start that failed half-way (a port taken) leaves the dir, and
 	// the next one still owes the bootstrap key its file.
@@ -107,7 +111,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := projections.RemoveVerifyLeftovers(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("remove a verification's leftovers: %w", err)
 	}
-	if n.log, mk, n.nats, err = OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger, Metrics: reg}); err != nil {
+	if n.log, mk, n.nats, err = OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger, Metrics: reg, TLS: tlsConfig}); err != nil {
 		return nil, err
 	}
 	n.audit = audit.NewRecorder(n.log, audit.RecorderConfig{Logger: logger, Metrics: reg})
@@ -270,14 +274,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		IdleTimeout: 5 * time.Minute}
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
 	n.httpSrv.RegisterOnShutdown(n.executor.StopPolling)
+	serve := func() error { return n.httpSrv.Serve(n.ln) }
+	if tlsConfig != nil {
+		n.httpSrv.TLSConfig = tlsConfig
+		serve = func() error { return n.httpSrv.ServeTLS(n.ln, "", "") }
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.httpSrv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server stopped", logkey.Err, err)
 		}
 	}()
-	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
+	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), "url", n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
 	return n, nil
 }
 
@@ -323,6 +332,18 @@ func (n *Node) HTTPAddr() string {
 		return ""
 	}
 	return n.ln.Addr().String()
+}
+
+// URL is the REST API's base URL: https:// with a certificate, http://
+// without.
+func (n *Node) URL() string {
+	if n.ln == nil {
+		return ""
+	}
+	if n.cfg.TLSCertFile != "" {
+		return "https://" + n.HTTPAddr()
+	}
+	return "http://" + n.HTTPAddr()
 }
 
 // Log is the node's event log.

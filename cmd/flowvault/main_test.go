@@ -203,6 +203,8 @@ func TestServerConfigSources(t *testing.T) {
 		{"bad env gc percent", []string{"FLOWVAULT_GC_PERCENT=lots"}, nil, "FLOWVAULT_GC_PERCENT"},
 		{"gc off", nil, []string{"--gc-percent", "0"}, "gc percent 0"},
 		{"bad mlock", []string{"FLOWVAULT_MLOCK=sometimes"}, nil, `mlock "sometimes": want auto, require or off`},
+		{"plaintext beyond loopback", nil, []string{"--http", "0.0.0.0:0"}, "--insecure-plaintext"},
+		{"certificate without key", []string{"FLOWVAULT_TLS_CERT_FILE=cert.pem"}, nil, "give both --tls-cert-file and --tls-key-file"},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(bin, append([]string{"server", "--data", t.TempDir()}, tt.args...)...)
@@ -328,4 +330,30 @@ func startServerOut(t *testing.T, bin string, stdout io.Writer, args ...string) 
 	cmd := exec.Command(bin, append([]string{"server", "--log-format", "json"}, args...)...)
 	cmd.Stdout = stdout
 	return startCmd(t, cmd)
+}
+
+// With a certificate the built server answers over HTTPS, and the CLI
+// reaches it by trusting the certificate the system's way
+// (SSL_CERT_FILE); without that trust it refuses to send anything.
+func TestServerTLS(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	certFile, keyFile, _ := testutil.TLSCert(t)
+	data := filepath.Join(t.TempDir(), "data")
+	p := startServer(t, bin, nil, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	listening := p.waitLog(t, "flowvault listening")
+	server, _ := listening["url"].(string)
+	if !strings.HasPrefix(server, "https://127.0.0.1:") || !strings.HasPrefix(listening["nats"].(string), "tls://") {
+		t.Fatalf("listening at %v", listening)
+	}
+	out, errOut, code := cli(t, bin, append(keyFileEnv(data), "SSL_CERT_FILE="+certFile), []byte("tls-cli-value-3d9f"),
+		"secret", "put", "over_tls", "--server", server)
+	if code != 0 || !strings.Contains(out, "stored secret over_tls version 1") {
+		t.Fatalf("put over https: %d %q %q", code, out, errOut)
+	}
+	out, errOut, code = cli(t, bin, keyFileEnv(data), []byte("tls-cli-value-3d9f"), "secret", "put", "untrusted", "--server", server)
+	if code == 0 || !strings.Contains(errOut, "certificate") {
+		t.Fatalf("put without trusting the certificate: %d %q %q", code, out, errOut)
+	}
 }

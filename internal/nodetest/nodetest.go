@@ -105,7 +105,7 @@ func MintToken(tb testing.TB, base, keyID, keySecret string) string {
 
 // Start starts a node with its data in a new temporary directory, stops it
 // when the test ends, and returns it with its base URL
-// ("http://127.0.0.1:port").
+// ("http://127.0.0.1:port", https with a certificate).
 func Start(tb testing.TB) (*node.Node, string) {
 	tb.Helper()
 	return StartConfig(tb, Config(filepath.Join(tb.TempDir(), "data")))
@@ -133,7 +133,7 @@ func StartLogger(tb testing.TB, cfg node.Config, logger *slog.Logger) (*node.Nod
 			tb.Errorf("stop node: %v", err)
 		}
 	})
-	return n, "http://" + n.HTTPAddr()
+	return n, n.URL()
 }
 
 // Dump returns the contents of a stopped node's read-model store

@@ -1,0 +1,57 @@
+package node
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// validateTLS checks the certificate settings and that nothing would serve
+// plaintext beyond loopback unless InsecurePlaintext says so.
+func (c Config) validateTLS() []error {
+	var errs []error
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls: give both --tls-cert-file and --tls-key-file, or neither"))
+	}
+	if c.TLSCertFile != "" || c.InsecurePlaintext {
+		return errs
+	}
+	listeners := []struct{ name, addr string }{{"http address", c.HTTPAddr}}
+	if c.Eventlog().Embedded() && c.NATSListen != "" {
+		listeners = append(listeners, struct{ name, addr string }{"nats listen address", c.NATSListen})
+	}
+	for _, l := range listeners {
+		if host, _, err := net.SplitHostPort(l.addr); err == nil && !loopback(host) {
+			errs = append(errs, fmt.Errorf("%s %q is not a loopback address: without TLS, tokens, secret values and the "+
+				"task inputs handed to workers would cross the network in the clear; give --tls-cert-file and --tls-key-file, "+
+				"or --insecure-plaintext to accept that", l.name, l.addr))
+		}
+	}
+	return errs
+}
+
+// loopback reports whether a listen host reaches this machine only. An
+// empty host listens on every interface; a name other than localhost
+// could resolve anywhere.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loadTLS reads the certificate, when there is one: a server that cannot
+// read it stops before it touches its data directory.
+func (c Config) loadTLS() (*tls.Config, error) {
+	if c.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load --tls-cert-file %s and --tls-key-file %s: %w", c.TLSCertFile, c.TLSKeyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
