@@ -89,8 +89,19 @@ func TestValidatePlaintextBeyondLoopback(t *testing.T) {
 		{"http on 0.0.0.0", func(c *Config) { c.HTTPAddr = "0.0.0.0:8080" }, `http address "0.0.0.0:8080" is not a loopback address`},
 		{"http on a name", func(c *Config) { c.HTTPAddr = "flowvault.internal:8080" }, "is not a loopback address"},
 		{"nats on 0.0.0.0", func(c *Config) { c.NATSListen = "0.0.0.0:4222" }, `nats listen address "0.0.0.0:4222" is not a loopback address`},
-		// With an external server the embedded one does not listen.
-		{"external nats", func(c *Config) { c.NATSListen, c.NATSURL = "0.0.0.0:4222", "nats://nats.internal:4222" }, ""},
+		// With an external server the embedded one does not listen, and
+		// the connection to it must be TLS beyond loopback.
+		{"external nats over tls", func(c *Config) { c.NATSListen, c.NATSURL = "0.0.0.0:4222", "tls://nats.internal:4222" }, ""},
+		{"external nats on loopback", func(c *Config) { c.NATSURL = "nats://127.0.0.1:4222" }, ""},
+		{"external nats in plaintext", func(c *Config) { c.NATSURL = "nats://nats.internal:4222" }, `nats server "nats://nats.internal:4222" is neither`},
+		{"external nats without scheme", func(c *Config) { c.NATSURL = "nats.internal:4222" }, `nats server "nats://nats.internal:4222" is neither`},
+		// nats.go speaks TLS with every server of a list that names one tls://.
+		{"a cluster named with tls:// once", func(c *Config) { c.NATSURL = "nats://a.internal:4222, tls://b.internal:4222" }, ""},
+		{"a cluster in plaintext", func(c *Config) { c.NATSURL = "nats://127.0.0.1:4222,nats://b.internal:4222" }, `"nats://b.internal:4222"`},
+		{"external nats in plaintext, accepted", func(c *Config) { c.NATSURL, c.InsecurePlaintext = "nats://nats.internal:4222", true }, ""},
+		{"external nats in plaintext, with a certificate", func(c *Config) {
+			c.NATSURL, c.TLSCertFile, c.TLSKeyFile = "nats://nats.internal:4222", "cert.pem", "key.pem"
+		}, "is neither a tls:// URL"},
 		{"operator accepts plaintext", func(c *Config) { c.HTTPAddr, c.InsecurePlaintext = "0.0.0.0:8080", true }, ""},
 		{"certificate", func(c *Config) { c.HTTPAddr, c.TLSCertFile, c.TLSKeyFile = "0.0.0.0:8080", "cert.pem", "key.pem" }, ""},
 		{"certificate without key", func(c *Config) { c.TLSCertFile = "cert.pem" }, "give both --tls-cert-file and --tls-key-file"},

@@ -5,17 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 )
 
-// validateTLS checks the certificate settings and that nothing would serve
-// plaintext beyond loopback unless InsecurePlaintext says so.
+// validateTLS checks the certificate settings, and that nothing would
+// serve or connect in plaintext beyond loopback unless InsecurePlaintext
+// says so.
 func (c Config) validateTLS() []error {
 	var errs []error
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls: give both --tls-cert-file and --tls-key-file, or neither"))
 	}
-	if c.TLSCertFile != "" || c.InsecurePlaintext {
+	if c.InsecurePlaintext {
+		return errs
+	}
+	if !c.Eventlog().Embedded() {
+		errs = append(errs, plaintextServers(c.NATSURL)...)
+	}
+	if c.TLSCertFile != "" {
 		return errs
 	}
 	listeners := []struct{ name, addr string }{{"http address", c.HTTPAddr}}
@@ -28,6 +36,36 @@ func (c Config) validateTLS() []error {
 				"task inputs handed to workers would cross the network in the clear; give --tls-cert-file and --tls-key-file, "+
 				"or --insecure-plaintext to accept that", l.name, l.addr))
 		}
+	}
+	return errs
+}
+
+// plaintextServers refuses the servers of an external NATS URL list that
+// the engine would reach in plaintext beyond loopback: its own messages
+// (task inputs handed to workers, with resolved values) cross the
+// connection. One tls:// URL makes nats.go use TLS with every server of
+// the list.
+func plaintextServers(list string) []error {
+	var plain []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		parsed, err := url.Parse(u)
+		if err != nil {
+			continue // the connection reports it
+		}
+		if parsed.Scheme == "tls" {
+			return nil
+		}
+		if !loopback(parsed.Hostname()) {
+			plain = append(plain, u)
+		}
+	}
+	var errs []error
+	for _, u := range plain {
+		errs = append(errs, fmt.Errorf("nats server %q is neither a tls:// URL nor a loopback address: the task inputs "+
+			"handed to workers would cross the network in the clear; use a tls:// URL, or --insecure-plaintext to accept that", u))
 	}
 	return errs
 }
