@@ -187,7 +187,6 @@ func (s *Server) changeApplicationTags(remove bool) http.HandlerFunc {
 // ever shown.
 func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request) {
 	key, err := s.deps.Auth.CreateAccessKey(r.Context(), r.PathValue("id"), principal(r))
-	w.Header().Set("Cache-Control", "no-store")
 	s.reply(w, r, key, err)
 }
 

@@ -74,7 +74,6 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, fault.ErrUnauthorized) {
 		s.tokenLimiter.failed(req.KeyID, time.Now())
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	s.reply(w, r, map[string]string{"token": token}, err)
 }
 

@@ -153,11 +153,11 @@ func hex4(b []byte) (r rune, n int) {
 	return r, 4
 }
 
-// writeValue answers with a value as text/plain, never cached.
+// writeValue answers with a value as text/plain (never cached, as no
+// answer is: see Server.ServeHTTP).
 func writeValue(w http.ResponseWriter, value []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", fmt.Sprint(len(value)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(value)

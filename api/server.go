@@ -126,7 +126,13 @@ func New(deps Deps) *Server {
 }
 
 // ServeHTTP authenticates the request (see Deps.Auth) and routes it.
+// No answer may be stored by a cache between client and server: a task
+// handed out by a poll carries resolved secret values, and every other
+// answer data that access control decides on per request. Nor may a
+// browser take one for another type than it says.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	r, ok := s.authenticate(w, r)
 	if !ok {
 		return

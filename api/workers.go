@@ -96,7 +96,6 @@ func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	defer clear(file)
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, workerCredentialsResponse{Creds: string(file), User: c.User, InboxPrefix: c.InboxPrefix,
 		Expires: c.Expires.UnixMilli()})
 }
