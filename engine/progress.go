@@ -211,24 +211,31 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	if !ok {
 		return false
 	}
+	// One pass over the tasks, each decision the JOIN is looked at (every
+	// branch's end, for a fork of thousands); the output is built once,
+	// when they have all succeeded.
+	waiting := false
 	for _, ref := range refs {
-		if t := d.latest(iterRef(ref, join.Iteration)); t != nil && unsuccessful(t.Status) && !t.Held {
+		t := d.latest(iterRef(ref, join.Iteration))
+		switch {
+		case t != nil && unsuccessful(t.Status) && !t.Held:
 			d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskFailed, KeepOutput: true,
 				Reason: fmt.Sprintf("JOIN %s: task %s %s", join.Ref, t.Ref, t.Status), Time: d.now})
 			d.failed(d.w.TaskByID(join.ID))
 			return true
+		case t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t):
+			waiting = true
 		}
 	}
-	out := map[string]any{}
+	if waiting {
+		return false
+	}
+	out := make(map[string]any, len(refs))
 	for _, ref := range refs {
-		ref = iterRef(ref, join.Iteration)
-		t := d.latest(ref)
-		if t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t) {
-			return false
-		}
 		// Keyed by the joined task's reference name as it ran: inside a
 		// loop, with its iteration ("p__2"), as Conductor's Join does.
-		out[ref] = t.Output
+		ref = iterRef(ref, join.Iteration)
+		out[ref] = d.latest(ref).Output
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskCompleted, Output: out, Time: d.now})
 	return true

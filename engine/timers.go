@@ -42,7 +42,12 @@ func Deadlines(w *Workflow) []int64 {
 	// A paused workflow's tasks do not time out (see tick).
 	paused := w.Status == conductor.WorkflowPaused
 	for _, t := range w.Tasks {
-		p := t.Policy
+		// Most of a large workflow's tasks have ended: every case below
+		// is about a scheduled or running one.
+		if t.Status != conductor.TaskScheduled && t.Status != conductor.TaskInProgress {
+			continue
+		}
+		p := &t.Policy
 		switch {
 		case t.Status == conductor.TaskScheduled:
 			if t.AvailableAt > t.ScheduledTime {
