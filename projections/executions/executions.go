@@ -117,6 +117,12 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		}
 	}()
 	prev := snapshot(w)
+	if r.deadlinesKnown {
+		prev.deadlines = r.deadlines
+	} else if w != nil {
+		prev.deadlines = engine.Deadlines(w)
+	}
+	r.deadlinesKnown = false // until store computes those of the state after
 	if w, err = foldRecord(w, events); err != nil {
 		return fmt.Errorf("%w: %v", projections.ErrPoison, err)
 	}
@@ -310,9 +316,11 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 			return err
 		}
 	}
-	if err := replaceDeadlines(b, w.ID, prev.deadlines, engine.Deadlines(w)); err != nil {
+	deadlines := engine.Deadlines(w)
+	if err := replaceDeadlines(b, w.ID, prev.deadlines, deadlines); err != nil {
 		return err
 	}
+	r.deadlines, r.deadlinesKnown = deadlines, true
 	return p.storeIndexes(b, token, w, prev, match)
 }
 
@@ -512,6 +520,11 @@ type recent struct {
 	input       map[string]any
 	inputStored bool
 	tasks       []*engine.Task
+	// deadlines are engine.Deadlines(w) once store computed them: the
+	// next record's snapshot starts from them instead of a pass over
+	// every task of the state.
+	deadlines      []int64
+	deadlinesKnown bool
 }
 
 // recentStates is a bounded map of recently folded states. Only the

@@ -137,7 +137,7 @@ func snapshot(w *engine.Workflow) before {
 		return before{}
 	}
 	return before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: slices.Clone(w.Tasks), deadlines: engine.Deadlines(w), awaitsCompaction: w.AwaitsCompaction(),
+		tasks: slices.Clone(w.Tasks), awaitsCompaction: w.AwaitsCompaction(),
 		endedWithEffects: engine.HasTerminalEffects(w), endTime: w.EndTime, secretsKey: w.SecretsKey}
 }
 
