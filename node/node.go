@@ -286,7 +286,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			logger.Error("http server stopped", logkey.Err, err)
 		}
 	}()
-	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), "url", n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
+	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), logkey.URL, n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
 	return n, nil
 }
 

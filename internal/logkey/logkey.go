@@ -10,6 +10,7 @@ const (
 	Projection = "projection"
 	Err        = "err"
 	Addr       = "addr"
+	URL        = "url"
 	Dir        = "dir"
 	Mode       = "mode"
 	Count      = "count"
