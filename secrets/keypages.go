@@ -78,7 +78,7 @@ func (k *Keys) NewPooledKey(ctx context.Context) (*DataKey, error) {
 		return nil, err
 	}
 	dk := &DataKey{id: p.page + "." + strconv.Itoa(slot), aead: aead}
-	k.cache.put(dk.id, dk)
+	k.cache.put(dk.id, dk) // a slot handed out the first time: never destroyed
 	return dk, nil
 }
 
@@ -138,7 +138,7 @@ func (k *Keys) DestroyKeys(ctx context.Context, ids []string) error {
 		if err != nil {
 			return err
 		}
-		k.cache.drop(id)
+		k.cache.destroy(id)
 		slots[page] = append(slots[page], slot)
 	}
 	// Pages in different shards are rewritten in parallel.

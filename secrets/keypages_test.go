@@ -605,3 +605,70 @@ func TestPooledKeyBadIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A load of a key that read its stored form before the key's destruction
+// and finishes after it cannot put the key back in the cache, where it
+// would still open, in this process, what was sealed under it.
+func TestDestroyedKeyNotCachedByALoadInFlight(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	k := mustOpenKeys(t, l, GenerateMasterKey())
+	ids, cts := newPooled(t, k, 2)
+	k.ClearCache()
+
+	// A pooled key: the load has read the page...
+	page, slot := mustPageOf(t, ids[0])
+	raw, _, err := k.unwrapStored(ctx, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFlight := bytes.Clone(raw[slot*KeySize : (slot+1)*KeySize])
+	wipe(raw)
+	// ...the key is destroyed...
+	if err := k.DestroyKeys(ctx, ids[:1]); err != nil {
+		t.Fatal(err)
+	}
+	// ...and the load finishes.
+	if _, err := k.cached(ids[0], inFlight); !errors.Is(err, ErrKeyDestroyed) {
+		t.Fatalf("pooled key loaded across its destruction: %v, want ErrKeyDestroyed", err)
+	}
+	checkDestroyed(t, k, ids[:1])
+	checkOpens(t, k, ids[1:], cts)
+
+	// A key of its own, the same way.
+	if _, err := k.NewDataKey(ctx, "wf.inflight"); err != nil {
+		t.Fatal(err)
+	}
+	k.ClearCache()
+	own, _, err := k.unwrapStored(ctx, "wf.inflight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.DestroyKey(ctx, "wf.inflight"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.cached("wf.inflight", own); !errors.Is(err, ErrKeyDestroyed) {
+		t.Fatalf("own key loaded across its destruction: %v, want ErrKeyDestroyed", err)
+	}
+	wipe(own)
+	if _, err := k.DataKey(ctx, "wf.inflight"); !errors.Is(err, ErrKeyDestroyed) {
+		t.Fatalf("destroyed key: %v", err)
+	}
+}
+
+// The cache forgets the oldest tombstones first, and only once it holds
+// destroyedMax of them.
+func TestKeyCacheTombstonesAreBounded(t *testing.T) {
+	c := newKeyCache(4)
+	for i := range destroyedMax + 10 {
+		c.destroy("k" + strconv.Itoa(i))
+	}
+	if len(c.destroyed) != destroyedMax {
+		t.Fatalf("%d tombstones, want %d", len(c.destroyed), destroyedMax)
+	}
+	for i, want := range map[int]bool{0: true, 9: true, 10: false, destroyedMax + 9: false} {
+		if stored := c.put("k"+strconv.Itoa(i), &DataKey{}); stored != want {
+			t.Errorf("put k%d after %d destructions: stored %v, want %v", i, destroyedMax+10, stored, want)
+		}
+	}
+}

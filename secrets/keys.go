@@ -371,7 +371,7 @@ func (k *Keys) NewDataKey(ctx context.Context, id string) (*DataKey, error) {
 		return nil, fmt.Errorf("store data key %s: %w", id, err)
 	}
 	dk := &DataKey{id: id, aead: aead}
-	k.cache.put(id, dk)
+	k.cache.put(id, dk) // a new id: never destroyed
 	return dk, nil
 }
 
@@ -404,7 +404,9 @@ func (k *Keys) cached(id string, raw []byte) (*DataKey, error) {
 		return nil, fmt.Errorf("data key %s: %w", id, err)
 	}
 	dk := &DataKey{id: id, aead: aead}
-	k.cache.put(id, dk)
+	if !k.cache.put(id, dk) {
+		return nil, fmt.Errorf("%s: %w", id, ErrKeyDestroyed)
+	}
 	return dk, nil
 }
 
@@ -462,7 +464,7 @@ func (k *Keys) DestroyKey(ctx context.Context, id string) error {
 	if IsPooledKey(id) {
 		return k.DestroyKeys(ctx, []string{id})
 	}
-	k.cache.drop(id)
+	k.cache.destroy(id)
 	erased, err := k.erase(ctx, k.bucketFor(id), dataKeyPrefix+id, 0)
 	if err == nil && erased == 0 && k.bucketFor(id).name != k.main.name {
 		// A workflow key stored before the workflow key shards existed
@@ -716,9 +718,23 @@ type keyCache struct {
 	mu  sync.Mutex
 	max int
 	m   map[string]*DataKey
+	// destroyed remembers the keys destroyed lately, so that a load that
+	// read one before its destruction cannot put it back afterwards: the
+	// key would then open what compaction destroyed for as long as it
+	// stayed cached. A load takes milliseconds; the last destroyedMax
+	// destructions are remembered, the oldest forgotten first.
+	destroyed map[string]struct{}
+	order     []string
+	next      int
 }
 
-func newKeyCache(max int) *keyCache { return &keyCache{max: max, m: map[string]*DataKey{}} }
+// destroyedMax bounds the tombstones: at a few thousand destructions a
+// second, a load would have to take tens of seconds to outlive its own.
+const destroyedMax = 1 << 16
+
+func newKeyCache(max int) *keyCache {
+	return &keyCache{max: max, m: map[string]*DataKey{}, destroyed: map[string]struct{}{}}
+}
 
 func (c *keyCache) get(id string) *DataKey {
 	c.mu.Lock()
@@ -726,9 +742,14 @@ func (c *keyCache) get(id string) *DataKey {
 	return c.m[id]
 }
 
-func (c *keyCache) put(id string, dk *DataKey) {
+// put keeps dk unless its key was destroyed meanwhile, and says whether
+// it did.
+func (c *keyCache) put(id string, dk *DataKey) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, gone := c.destroyed[id]; gone {
+		return false
+	}
 	if _, ok := c.m[id]; !ok && len(c.m) >= c.max {
 		for victim := range c.m {
 			delete(c.m, victim)
@@ -736,12 +757,26 @@ func (c *keyCache) put(id string, dk *DataKey) {
 		}
 	}
 	c.m[id] = dk
+	return true
 }
 
-func (c *keyCache) drop(id string) {
+// destroy drops key id and refuses it from now on. It is called before
+// the key's stored form is erased.
+func (c *keyCache) destroy(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.m, id)
+	if _, ok := c.destroyed[id]; ok {
+		return
+	}
+	if len(c.order) < destroyedMax {
+		c.order = append(c.order, id)
+	} else {
+		delete(c.destroyed, c.order[c.next])
+		c.order[c.next] = id
+		c.next = (c.next + 1) % destroyedMax
+	}
+	c.destroyed[id] = struct{}{}
 }
 
 func (c *keyCache) clear() {
