@@ -79,13 +79,12 @@ func apply(mode Mode, c calls) (Report, error) {
 	}
 	ok, why := c.mayLockAll()
 	if ok {
-		if err := c.lockAll(); err != nil {
-			ok, why = false, "mlockall: "+err.Error()
+		err := c.lockAll()
+		if err == nil {
+			r.Locked = true
+			return r, nil
 		}
-	}
-	if ok {
-		r.Locked = true
-		return r, nil
+		why = "mlockall: " + err.Error()
 	}
 	r.NotLocked = why
 	if mode == Require {
