@@ -90,15 +90,32 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 		return engine.Decision{}, fmt.Errorf("protect effects: %w", err)
 	}
 	dec.Effects = effects
-	for _, ev := range out {
-		if sc, ok := ev.(*schemas.WorkflowStatusChanged); ok && conductor.WorkflowTerminal(sc.Status) {
-			g.forget(wfID)
-		}
+	if endsEnded(before, out) {
+		// What redaction looks for is plaintext, or derived from it: an
+		// ended workflow's goes now, not when the memo table fills. A
+		// decision on it later (a task's late log line) rebuilds it
+		// for that decision alone.
+		g.forget(wfID)
 	}
 	if changed || len(out) != len(events) {
 		dec.Events = out // else the executor keeps the decision's state
 	}
 	return dec, nil
+}
+
+// endsEnded reports whether the workflow is ended once events are
+// recorded: ended by them, or ended before and not run again by them.
+func endsEnded(before *engine.Workflow, events []schemas.Event) bool {
+	ended := before != nil && before.Terminal()
+	for _, ev := range events {
+		switch e := ev.(type) {
+		case *schemas.WorkflowStatusChanged:
+			ended = conductor.WorkflowTerminal(e.Status)
+		case *schemas.WorkflowReset:
+			ended = false
+		}
+	}
+	return ended
 }
 
 // effects protects the data a decision's effects carry to other

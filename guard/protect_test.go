@@ -354,3 +354,62 @@ func TestRebuiltMemoFindsAnOverwrittenSecret(t *testing.T) {
 		t.Fatalf("refs after compaction: %+v", got)
 	}
 }
+
+// What redaction looks for is plaintext: a workflow's memo goes when the
+// workflow ends, and a decision on an ended workflow (a task's late log
+// line) rebuilds it for that decision alone, redacting all the same.
+func TestEndedWorkflowKeepsNoMemo(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "ended-workflow-secret-3c9e"
+	events := []schemas.Event{
+		&schemas.WorkflowStarted{WorkflowID: "wf-ended", Name: "w", Version: 1,
+			Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`)},
+		&schemas.TaskScheduled{TaskID: "t1", Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Time: 1},
+		&schemas.TaskStarted{TaskID: "t1", Time: 2, Resolved: []schemas.ResolvedRef{{Kind: "secret", Name: "token", Version: 1}}},
+	}
+	var w *engine.Workflow
+	for _, ev := range events {
+		var err error
+		if w, err = engine.Apply(w, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := New(Config{Keys: keys, Secrets: fakeSecrets{"token": value}})
+	logged := func(w *engine.Workflow) engine.Decision {
+		t.Helper()
+		dec, err := g.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+			&schemas.TaskLogged{TaskID: "t1", Lines: []string{"sent " + value}, Times: []int64{3}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line := dec.Events[0].(*schemas.TaskLogged).Lines[0]; line != "sent ***" {
+			t.Fatalf("log line %q", line)
+		}
+		return dec
+	}
+	logged(w)
+	if _, ok := g.memos[w.ID]; !ok {
+		t.Fatal("a running workflow's memo was not kept")
+	}
+	dec, err := g.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: map[string]any{"echo": value}, Time: 4},
+		&schemas.WorkflowStatusChanged{Status: "COMPLETED", Time: 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != masking.Mask {
+		t.Fatalf("output %v", got)
+	}
+	if _, ok := g.memos[w.ID]; ok {
+		t.Fatal("the memo outlived the workflow's end")
+	}
+	for _, ev := range dec.Events {
+		if w, err = engine.Apply(w, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logged(w)
+	if _, ok := g.memos[w.ID]; ok {
+		t.Fatal("a decision on an ended workflow left its memo behind")
+	}
+}
