@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -31,6 +32,7 @@ type workerCredentialsRequest struct {
 	TaskTypes        []string `json:"taskTypes"`
 	StartWorkflows   []string `json:"startWorkflows"`
 	Domains          []string `json:"domains"`
+	Subscribe        []string `json:"subscribe"`
 	Name             string   `json:"name"`
 	ExpiresInSeconds int64    `json:"expiresInSeconds"`
 }
@@ -44,8 +46,9 @@ type workerCredentialsResponse struct {
 
 // issueWorkerCredentials is POST /api/workers/credentials: a NATS .creds
 // file for a worker of the requested task types, allowed on NATS exactly
-// what the worker protocol needs for those types, and for a producer of
-// the requested workflows' start requests (as the caller). The caller must be
+// what the worker protocol needs for those types, for a producer of the
+// requested workflows' start requests (as the caller), and for a
+// subscriber of the requested event subjects (admins only). The caller must be
 // allowed to poll every type over HTTP (mayPoll: the WORKER role and
 // EXECUTE on the TASK_DEF, which POLL_ANY_TASK gives on every type).
 func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) {
@@ -59,7 +62,7 @@ func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	spec := natsauth.WorkerSpec{TaskTypes: req.TaskTypes, Domains: req.Domains, Name: req.Name,
-		StartWorkflows: req.StartWorkflows, Principal: principal(r)}
+		StartWorkflows: req.StartWorkflows, Subscribe: req.Subscribe, Principal: principal(r)}
 	if err := spec.Validate(); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -84,6 +87,12 @@ func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) 
 			s.writeError(w, r, err)
 			return
 		}
+	}
+	// An event carries its workflow's data, whoever started it: no grant
+	// on a workflow says who may read the events of every workflow.
+	if len(spec.Subscribe) > 0 && !s.deps.Insecure && !caller(r).IsAdmin() {
+		s.writeError(w, r, fmt.Errorf("subscribing to events (subscribe) needs the ADMIN role: %w", fault.ErrForbidden))
+		return
 	}
 	c, err := s.deps.WorkerCredentials.IssueWorker(r.Context(), principal(r), spec, time.Duration(req.ExpiresInSeconds)*time.Second)
 	if err != nil {

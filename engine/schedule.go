@@ -163,6 +163,12 @@ func (d *decision) evaluateInput(wt *conductor.WorkflowTask, eff conductor.Effec
 	tmpl := map[string]any{}
 	maps.Copy(tmpl, eff.InputTemplate)
 	maps.Copy(tmpl, wt.InputParameters)
+	if wt.TaskType() == conductor.TaskTypeEvent && wt.Sink != "" {
+		// As Conductor does: the sink joins the input, where its
+		// expressions are evaluated and every view shows where the
+		// event went.
+		tmpl["sink"] = wt.Sink
+	}
 	in, deferred, err := d.evaluate(tmpl, id)
 	if err != nil {
 		return nil, nil, err

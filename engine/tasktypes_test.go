@@ -18,7 +18,7 @@ import (
 // play the system worker's part.
 func init() {
 	for _, typ := range []string{conductor.TaskTypeInline, conductor.TaskTypeLambda, conductor.TaskTypeJSONJQ,
-		conductor.TaskTypeSwitch, conductor.TaskTypeDecision, conductor.TaskTypeDoWhile} {
+		conductor.TaskTypeSwitch, conductor.TaskTypeDecision, conductor.TaskTypeDoWhile, conductor.TaskTypeEvent} {
 		engine.RegisterSystemWorkerType(typ)
 	}
 }
@@ -684,6 +684,9 @@ func TestValidateNewTaskTypes(t *testing.T) {
 		{"start workflow missing", `{"name":"s","taskReferenceName":"s","type":"START_WORKFLOW"}`, "tasks[0].inputParameters.startWorkflow"},
 		{"javascript switch", `{"name":"w","taskReferenceName":"w","type":"SWITCH","evaluatorType":"graaljs"}`, "tasks[0].expression"},
 		{"unknown evaluator", `{"name":"w","taskReferenceName":"w","type":"SWITCH","evaluatorType":"python","expression":"x"}`, "tasks[0].evaluatorType"},
+		{"event", `{"name":"e","taskReferenceName":"e","type":"EVENT","sink":"nats:orders.${workflow.input.region}"}`, ""},
+		{"event without sink", `{"name":"e","taskReferenceName":"e","type":"EVENT"}`, "tasks[0].sink"},
+		{"event with a broken sink", `{"name":"e","taskReferenceName":"e","type":"EVENT","sink":"nats:${workflow.input.x"}`, "tasks[0].sink"},
 		{"exclusive join", `{"name":"e","taskReferenceName":"e","type":"EXCLUSIVE_JOIN","joinOn":["nope"],"defaultExclusiveJoinTask":["gone"]}`, "tasks[0].joinOn[0] tasks[0].defaultExclusiveJoinTask[0]"},
 	}
 	for _, tt := range tests {
@@ -703,6 +706,26 @@ func TestValidateNewTaskTypes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An EVENT runs in a system worker (workers/system.Event publishes), with
+// its sink in its input, evaluated there as Conductor does, so that it
+// may name the subject from the workflow's data.
+func TestEventTask(t *testing.T) {
+	def := `{"name":"notify","tasks":[
+	 {"name":"announce","taskReferenceName":"announce","type":"EVENT","sink":"nats:orders.${workflow.input.region}",
+	  "inputParameters":{"order":"${workflow.input.order}","sink":"ignored"}}]}`
+	h := newHarness(t, def, map[string]any{"region": "eu", "order": int64(7)})
+	ev := h.wantTask("announce", conductor.TaskScheduled)
+	wantRunSystem(t, h.last, ev)
+	if len(effectsOf[engine.Dispatch](h.last)) != 0 {
+		t.Fatal("an EVENT was dispatched to workers")
+	}
+	taken := h.system("announce", conductor.TaskCompleted, map[string]any{"event_produced": "nats:orders.eu"}, "")
+	if taken.Input["sink"] != "nats:orders.eu" || taken.Input["order"] != int64(7) {
+		t.Fatalf("EVENT handed over with input %v", taken.Input)
+	}
+	h.wantStatus(conductor.WorkflowCompleted)
 }
 
 // A loop body that never reaches a system task cannot spin a decision

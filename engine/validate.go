@@ -195,6 +195,13 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		default:
 			v.errs.Add(p+".inputParameters.startWorkflow", "START_WORKFLOW needs inputParameters.startWorkflow {name, version, input, correlationId}")
 		}
+	case conductor.TaskTypeEvent:
+		if strings.TrimSpace(t.Sink) == "" {
+			v.errs.Add(p+".sink", "an EVENT task needs a sink: nats:<subject>")
+		}
+		for _, pe := range expr.ValidateTemplate(map[string]any{"sink": t.Sink}) {
+			v.errs.Add(p+".sink", "%v", pe.Err)
+		}
 	case conductor.TaskTypeWait:
 		if d, ok := t.InputParameters["duration"].(string); ok && !strings.Contains(d, "${") {
 			if _, err := parseWaitDuration(d); err != nil {

@@ -210,6 +210,21 @@ func (l *Log) Publish(ctx context.Context, msg *nats.Msg) (seq uint64, duplicate
 	return l.request(ctx, msg)
 }
 
+// ConnectInProcess opens another connection to the embedded server,
+// without a TCP hop, with opts (credentials, for one). The caller closes
+// it before the log.
+func (l *Log) ConnectInProcess(opts ...nats.Option) (*nats.Conn, error) {
+	if l.ns == nil {
+		return nil, errors.New("connect in process: the log uses an external NATS server")
+	}
+	opts = append([]nats.Option{nats.InProcessServer(l.ns), nats.Name(l.cfg.Name)}, opts...)
+	nc, err := nats.Connect(strings.Replace(l.ns.ClientURL(), "tls://", "nats://", 1), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect in process: %w", err)
+	}
+	return nc, nil
+}
+
 // ClientURL is the address workers and other processes connect to, with
 // credentials; "" for an embedded server that does not listen.
 func (l *Log) ClientURL() string {

@@ -210,7 +210,8 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 		// The run ends before the lease does, leaving the report time to
 		// get through: a task whose lease expires is run again.
 		runCtx, cancel := context.WithTimeout(ctx, systemRunTimeout)
-		res = impl.Execute(WithPrincipals(runCtx, out.State.Principals()), task)
+		runCtx = WithWorkflowVersion(WithPrincipals(runCtx, out.State.Principals()), out.State.Version)
+		res = impl.Execute(runCtx, task)
 		cancel()
 	}
 	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, "flowvault"
@@ -521,4 +522,20 @@ func WithPrincipals(ctx context.Context, principals []string) context.Context {
 func PrincipalsFrom(ctx context.Context) []string {
 	p, _ := ctx.Value(principalsKey{}).([]string)
 	return p
+}
+
+type versionKey struct{}
+
+// WithWorkflowVersion records on ctx the version of the definition a
+// system task's workflow runs.
+func WithWorkflowVersion(ctx context.Context, version int) context.Context {
+	return context.WithValue(ctx, versionKey{}, version)
+}
+
+// WorkflowVersionFrom returns the version of the definition a system
+// task's workflow runs (0 outside a system task's run): the task view
+// Conductor defines has no field for it, and an EVENT publishes it.
+func WorkflowVersionFrom(ctx context.Context) int {
+	v, _ := ctx.Value(versionKey{}).(int)
+	return v
 }

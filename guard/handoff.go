@@ -32,7 +32,10 @@ func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task)
 		// inputParameters, evaluated again, and the iteration's outputs.
 		doc, deferred = engine.LoopConditionInput(w, t)
 	}
-	sealed := masking.HasSealed(doc)
+	// An EVENT publishes its input to whoever subscribes to its sink: it
+	// gets no secret, and what the workflow sealed stays sealed ("***").
+	publishes := t.Type == conductor.TaskTypeEvent
+	sealed := masking.HasSealed(doc) && !publishes
 	if len(deferred) == 0 && !sealed {
 		return nil, nil, nil
 	}
@@ -46,7 +49,7 @@ func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task)
 			return nil, nil, err
 		}
 	}
-	r := &resolver{g: g, ctx: ctx, w: w, memo: g.memoFor(w.ID)}
+	r := &resolver{g: g, ctx: ctx, w: w, memo: g.memoFor(w.ID), publishes: publishes}
 	if len(deferred) > 0 {
 		paths := make([]expr.Path, len(deferred))
 		for i, p := range deferred {
@@ -73,6 +76,9 @@ type resolver struct {
 	w    *engine.Workflow
 	memo *memo
 	refs []schemas.ResolvedRef
+	// publishes is set for a task whose input is published, not handed
+	// to a worker: it resolves no secret.
+	publishes bool
 }
 
 // resolveError carries a resolution failure through expr, which wraps it.
@@ -129,6 +135,10 @@ func principalName(p string) string {
 // secret and the principal, never whether it exists.
 func (r *resolver) secret(ref string) (any, error) {
 	name, path, _ := strings.Cut(ref, ".")
+	if r.publishes {
+		refused := fault.Invalid("secret %s is not resolved for an EVENT task: it publishes its input to every subscriber of its sink", name)
+		return nil, r.refuse("secret", name, refused, refused)
+	}
 	grantedBy, who, err := r.authorize(auth.Target{Type: auth.TargetSecret, ID: name})
 	if who == "" {
 		who = r.w.CreatedBy

@@ -61,6 +61,22 @@ func (*Credentials) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redact
 func (*Credentials) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
 func (*Credentials) LogValue() slog.Value         { return slog.StringValue(redacted) }
 
+// EventPublisherCredentials are those of the user EVENT tasks publish as:
+// in the workers account, where the subscribers their credentials allow
+// (WorkerSpec.Subscribe) receive the events, and allowed to publish
+// anywhere but the namespaces of flowvault and the server, which the
+// EVENT task checks first (workers.CheckEventSubject). It subscribes to
+// nothing.
+func (a *Authority) EventPublisherCredentials() (*Credentials, error) {
+	return a.issue(a.workers, "flowvault-events", time.Time{}, func(string) jwt.Permissions {
+		var p jwt.Permissions
+		p.Pub.Allow.Add(">")
+		p.Pub.Deny.Add(workers.EventPublisherDeny...)
+		p.Sub.Deny.Add(">")
+		return p
+	})
+}
+
 // IssueWorker signs credentials for a worker of spec.TaskTypes: it may do
 // what workers.WorkerPermissions allows and nothing else. The spec must
 // be valid (WorkerSpec.Validate).
@@ -74,6 +90,7 @@ func (a *Authority) IssueWorker(spec WorkerSpec) (*Credentials, error) {
 		p.Pub.Allow.Add(wp.Publish...)
 		p.Pub.Allow.Add(workers.ProducerPermissions(spec.StartWorkflows, spec.Principal)...)
 		p.Sub.Allow.Add(wp.Subscribe...)
+		p.Sub.Allow.Add(spec.Subscribe...)
 		// A worker answers the engine's offers of tasks (the poll's
 		// reply carries a reply subject of its own), once each, and only
 		// messages delivered to it reach it: its inbox.

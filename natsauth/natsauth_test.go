@@ -260,6 +260,10 @@ func TestWorkerSpecValidate(t *testing.T) {
 		{"too many types", natsauth.WorkerSpec{TaskTypes: many}, "taskTypes"},
 		{"empty domain", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Domains: []string{""}}, "domains[0]"},
 		{"long name", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Name: long}, "name"},
+		{"events only", natsauth.WorkerSpec{Subscribe: []string{"orders.>", "billing.*.eu"}}, ""},
+		{"every subject", natsauth.WorkerSpec{Subscribe: []string{"orders.>", ">"}}, "subscribe[1]"},
+		{"engine subjects", natsauth.WorkerSpec{Subscribe: []string{"fv.task.>"}}, "subscribe[0]"},
+		{"inboxes", natsauth.WorkerSpec{Subscribe: []string{"_INBOX_U1.>"}}, "subscribe[0]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.spec.Validate()
@@ -271,6 +275,64 @@ func TestWorkerSpecValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// EVENT tasks publish as a user of the workers account: a subscriber whose
+// credentials name the subject receives the events, a worker without
+// that grant cannot listen, and the publisher itself can reach none of
+// the subjects of flowvault or the server, nor listen anywhere.
+func TestEventsReachOnlyGrantedSubscribers(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	pc, err := s.authority.EventPublisherCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := s.connect(t, pc)
+	sc, err := s.authority.IssueWorker(natsauth.WorkerSpec{Subscribe: []string{"orders.>"}, Name: "consumer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := s.connect(t, sc)
+	events, err := sub.SubscribeSync("orders.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil || sub.LastError() != nil {
+		t.Fatalf("subscribe: %v %v", err, sub.LastError())
+	}
+	if err := pub.Publish("orders.created", []byte(`{"order":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := events.NextMsg(10 * time.Second); err != nil || string(m.Data) != `{"order":1}` {
+		t.Fatalf("the subscriber got %v, %v", m, err)
+	}
+	if _, err := sub.SubscribeSync("billing.>"); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, sub, "billing.>")
+
+	wc, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := s.connect(t, wc)
+	if _, err := worker.SubscribeSync("orders.created"); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, worker, "orders.created")
+
+	for _, subject := range []string{workers.TakeSubject("type_a"), workers.StartSubject("w", "p"), "fv.wf.forged",
+		"$JS.API.STREAM.NAMES", "$KV.FV_KEYS.x", "_INBOX.x"} {
+		if err := pub.Publish(subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, pub, subject)
+	}
+	if _, err := pub.SubscribeSync("orders.>"); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, pub, "orders.>")
 }
 
 // Engines holding one master key derive one account (they share a log);

@@ -12,6 +12,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/workers"
 )
 
 // Lifetimes of worker credentials. There is no revocation list yet, so
@@ -43,6 +44,9 @@ type WorkerSpec struct {
 	// Domains whose queues of those types it may pull from, besides the
 	// queues without domain.
 	Domains []string
+	// Subscribe are the subjects, or patterns, of the events (EVENT
+	// tasks' sinks) the holder may receive (workers.CheckEventSubject).
+	Subscribe []string
 	// Name is shown in server monitoring (the JWT's name).
 	Name string
 	// Expires is when the credentials stop working (zero: never; Issuer
@@ -53,8 +57,16 @@ type WorkerSpec struct {
 // Validate reports every problem with s.
 func (s WorkerSpec) Validate() error {
 	var ve fault.ValidationError
-	if len(s.TaskTypes) == 0 && len(s.StartWorkflows) == 0 {
-		ve.Add("taskTypes", "at least one task type or workflow to start (startWorkflows) is required")
+	if len(s.TaskTypes) == 0 && len(s.StartWorkflows) == 0 && len(s.Subscribe) == 0 {
+		ve.Add("taskTypes", "at least one task type, workflow to start (startWorkflows) or event subject (subscribe) is required")
+	}
+	if len(s.Subscribe) > maxTaskTypes {
+		ve.Add("subscribe", "at most %d subjects", maxTaskTypes)
+	}
+	for i, subj := range s.Subscribe {
+		if err := workers.CheckEventSubject(subj, true); err != nil {
+			ve.Add(fmt.Sprintf("subscribe[%d]", i), "%v", err)
+		}
 	}
 	if len(s.StartWorkflows) > maxTaskTypes {
 		ve.Add("startWorkflows", "at most %d workflows", maxTaskTypes)

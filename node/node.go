@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -60,6 +61,8 @@ type Node struct {
 	httpSrv     *http.Server
 	ln          net.Listener
 	unlock      func()
+	// events is the connection EVENT tasks publish on (eventsConn).
+	events *nats.Conn
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -193,6 +196,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
 	n.executor.RegisterSystemTask(conductor.TaskTypeSetVariable, system.SetVariable{}) // only those with secret references
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
+	if n.events, err = n.eventsConn(); err != nil {
+		return nil, err
+	}
+	n.executor.RegisterSystemTask(conductor.TaskTypeEvent, system.Event{Conn: n.events})
 	// User code (JavaScript, jq) runs in system tasks: the decider stays pure.
 	n.executor.RegisterSystemTask(conductor.TaskTypeInline, system.Inline{})
 	n.executor.RegisterSystemTask(conductor.TaskTypeLambda, system.Inline{})
@@ -382,6 +389,26 @@ func (n *Node) WorkerCredentials(taskTypes ...string) (*natsauth.Credentials, er
 	return n.nats.IssueWorker(natsauth.WorkerSpec{TaskTypes: taskTypes, Name: "in-process worker"})
 }
 
+// eventsConn is the connection EVENT tasks publish on: on the embedded
+// server, one in the workers account, where the consumers that
+// credentials allow (natsauth.WorkerSpec.Subscribe) receive the events;
+// on an external server, the log's own, in whatever account its operator
+// gave the engines.
+func (n *Node) eventsConn() (*nats.Conn, error) {
+	if n.nats == nil {
+		return n.log.Conn(), nil
+	}
+	c, err := n.nats.EventPublisherCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("event publisher: %w", err)
+	}
+	nc, err := n.log.ConnectInProcess(append(c.Options(), nats.MaxReconnects(-1))...)
+	if err != nil {
+		return nil, fmt.Errorf("event publisher: %w", err)
+	}
+	return nc, nil
+}
+
 // credentialIssuer is what the API issues worker credentials with: none
 // with an external NATS server, whose operator decides.
 func (n *Node) credentialIssuer() api.CredentialIssuer {
@@ -413,6 +440,9 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 		if n.executor != nil {
 			n.executor.Stop()
+		}
+		if n.events != nil && n.events != n.log.Conn() {
+			n.events.Close()
 		}
 		n.cancel()
 		n.wg.Wait()

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,25 +18,29 @@ import (
 	"github.com/flowvault/flowvault/node"
 )
 
-const workerCredsUsage = `usage: flowvault worker-credentials --task-types a,b [--start-workflows w1,w2] [flags]
+const workerCredsUsage = `usage: flowvault worker-credentials --task-types a,b [--start-workflows w1,w2] [--subscribe s1,s2] [flags]
 
 Asks the server for NATS credentials for workers of the given task types,
-or for producers that start the given workflows by publishing (as you),
-and prints them as a standard .creds file (user JWT and seed) to stdout,
+for producers that start the given workflows by publishing (as you), or
+for consumers of the events EVENT tasks publish, and prints them as a standard .creds file (user JWT and seed) to stdout,
 or writes them to --out (mode 0600). The credentials allow exactly what
 the worker protocol needs for those types (see docs/worker-protocol.md);
 connect with inbox prefix _INBOX_<user public key> (the Go SDK's
 workers.Connect does).
 
 The caller needs the WORKER role and EXECUTE on every type (admins may
-ask for any type), and EXECUTE on every workflow to start.
+ask for any type), EXECUTE on every workflow to start, and the ADMIN
+role to subscribe to events.
 
 flags:
   --task-types a,b   task types the worker serves
   --start-workflows w1,w2
                      workflows it may start by publishing to
                      fv.cmd.start.<workflow>.<your principal>
-                     (one of --task-types and --start-workflows is required)
+  --subscribe s1,s2  event subjects or patterns it may receive (EVENT
+                     tasks' nats:<subject> sinks), e.g. orders.>
+                     (one of --task-types, --start-workflows and
+                     --subscribe is required)
   --domains d1,d2    task domains whose queues it may also pull from
   --name NAME        a name shown in NATS server monitoring
   --expires D        lifetime, e.g. 720h or 30d (default 30d, at most 365d)
@@ -48,9 +53,10 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	fs.Usage = func() { fmt.Fprint(stderr, workerCredsUsage) }
 	var conn connection
 	conn.flags(fs)
-	var types, starts, domains, name, expires, out string
+	var types, starts, subscribe, domains, name, expires, out string
 	fs.StringVar(&types, "task-types", "", "task types, comma-separated")
 	fs.StringVar(&starts, "start-workflows", "", "workflows to start by publishing, comma-separated")
+	fs.StringVar(&subscribe, "subscribe", "", "event subjects to receive, comma-separated")
 	fs.StringVar(&domains, "domains", "", "task domains, comma-separated")
 	fs.StringVar(&name, "name", "", "name of the NATS user")
 	fs.StringVar(&expires, "expires", "", "lifetime (e.g. 720h, 30d)")
@@ -59,8 +65,8 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 || types == "" && starts == "" {
-		fmt.Fprint(stderr, "flowvault worker-credentials: --task-types or --start-workflows is required, and there are no arguments\n\n"+workerCredsUsage)
+	if len(pos) > 0 || types == "" && starts == "" && subscribe == "" {
+		fmt.Fprint(stderr, "flowvault worker-credentials: --task-types, --start-workflows or --subscribe is required, and there are no arguments\n\n"+workerCredsUsage)
 		return errUsage
 	}
 	ttl, err := parseLifetime(expires)
@@ -76,7 +82,7 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]any{"taskTypes": splitList(types), "startWorkflows": splitList(starts), "domains": splitList(domains), "name": name,
+	body, _ := json.Marshal(map[string]any{"taskTypes": splitList(types), "startWorkflows": splitList(starts), "subscribe": splitList(subscribe), "domains": splitList(domains), "name": name,
 		"expiresInSeconds": int64(ttl / time.Second)})
 	b, err := c.do(ctx, "POST", "/api/workers/credentials", "application/json", body)
 	if err != nil {
@@ -101,7 +107,7 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote credentials for %s to %s\n  user:         %s\n  inbox prefix: %s\n  expires:      %s\n",
-		strings.Join(append(splitList(types), splitList(starts)...), ","), out, res.User, res.InboxPrefix, time.UnixMilli(res.Expires).UTC().Format(time.RFC3339))
+		strings.Join(slices.Concat(splitList(types), splitList(starts), splitList(subscribe)), ","), out, res.User, res.InboxPrefix, time.UnixMilli(res.Expires).UTC().Format(time.RFC3339))
 	return nil
 }
 

@@ -58,13 +58,20 @@ func TestWorkerCredentialsCLI(t *testing.T) {
 		t.Fatalf("--expires 2d: %q, want expiry on %s", out, day(before))
 	}
 
+	// An admin's (the bootstrap key's) credentials for events.
+	out, errOut, code = run("worker-credentials", "--subscribe", "orders.>", "--out", filepath.Join(t.TempDir(), "events.creds"))
+	if code != 0 || !strings.Contains(out, "wrote credentials for orders.> to ") {
+		t.Fatalf("--subscribe: %d %q %q", code, out, errOut)
+	}
+
 	for _, tt := range []struct {
 		name string
 		args []string
 		code int
 		want string
 	}{
-		{"no task types", []string{"worker-credentials"}, 2, "--task-types or --start-workflows is required"},
+		{"no task types", []string{"worker-credentials"}, 2, "--task-types, --start-workflows or --subscribe is required"},
+		{"every subject", []string{"worker-credentials", "--subscribe", ">"}, 1, "subscribe[0]"},
 		{"only commas", []string{"worker-credentials", "--task-types", ",,"}, 1, "taskTypes"},
 		{"an argument", []string{"worker-credentials", "--task-types", "a", "extra"}, 2, "no arguments"},
 		{"bad expiry", []string{"worker-credentials", "--task-types", "a", "--expires", "soon"}, 1, "want a duration"},

@@ -1,0 +1,47 @@
+package workers
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// EventPublisherDeny are the subjects the engine's event publisher may
+// not publish on, whatever an EVENT task's sink says: flowvault's own
+// namespace and the NATS server's, whose imports the workers account
+// holds. CheckEventSubject refuses them, and more, before any publish.
+var EventPublisherDeny = []string{"fv.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>", "_INBOX.>"}
+
+// CheckEventSubject checks a subject an EVENT task publishes on or, with
+// wildcards, one an event subscriber's credentials allow: tokens of
+// printable characters, and nothing in flowvault's namespace (fv.…), the
+// NATS server's ($…) or reply inboxes (_…), where a message would reach
+// the engines, the server or another worker's replies. A pattern must
+// name its first token, so that it cannot match those either.
+func CheckEventSubject(subject string, wildcards bool) error {
+	if subject == "" {
+		return errors.New("no subject")
+	}
+	toks := strings.Split(subject, ".")
+	for i, tok := range toks {
+		switch {
+		case tok == "":
+			return fmt.Errorf("subject %q has an empty token", subject)
+		case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			return fmt.Errorf("subject %q has spaces or control characters", subject)
+		case tok == "*" || tok == ">":
+			switch {
+			case !wildcards:
+				return fmt.Errorf("subject %q: an event is published on a subject without wildcards", subject)
+			case i == 0:
+				return fmt.Errorf("subject %q: a pattern names its first token", subject)
+			case tok == ">" && i != len(toks)-1:
+				return fmt.Errorf("subject %q: > ends a pattern", subject)
+			}
+		}
+	}
+	if toks[0] == "fv" || strings.HasPrefix(subject, "$") || strings.HasPrefix(subject, "_") {
+		return fmt.Errorf("subject %q is reserved (fv.…, $…, _…): use a subject of your own", subject)
+	}
+	return nil
+}
