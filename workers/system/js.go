@@ -656,8 +656,9 @@ var prelude = goja.MustCompile("prelude.js", preludeSrc, true)
 // jsRun is one JavaScript evaluation in a fresh runtime.
 type jsRun struct {
 	vm *goja.Runtime
-	// stringify (the guarded one) and parse are captured before user
-	// code runs, which may replace them.
+	// stringify (the guarded one, but in a plain script) and parse (the
+	// runtime's own) are captured before user code runs, which may
+	// replace them.
 	stringify, parse goja.Callable
 }
 
@@ -670,7 +671,7 @@ type jsRun struct {
 func runJS(ctx context.Context, b Budget, src string, scope map[string]any,
 	finish func(r *jsRun, v goja.Value) (any, error)) (result any, err error) {
 	b = b.withDefaults()
-	prog, generators, err := compileJS(src)
+	prog, traits, err := compileJS(src)
 	if err != nil {
 		return nil, err
 	}
@@ -681,11 +682,18 @@ func runJS(ctx context.Context, b Budget, src string, scope map[string]any,
 	defer release()
 	run := scriptHeap.begin(uint64(b.Memory))
 	defer scriptHeap.end(run) // once the runtime is dropped
-	return runProgram(ctx, b, run, prog, generators, scope, finish)
+	return runProgram(ctx, b, run, prog, traits, scope, finish)
 }
 
-// runProgram runs prog in a fresh runtime (see runJS).
-func runProgram(ctx context.Context, b Budget, run *memRun, prog *goja.Program, generators bool, scope map[string]any,
+// runProgram runs prog in a fresh runtime (see runJS). A plain script
+// runs without the prelude, which costs about a millisecond and most of
+// a run's allocations: every guard it installs is on a built-in reached
+// by a call, a constructor, an iteration or an assignment, and a plain
+// script makes none of those (plainNode). It reads $, whose values are
+// JSON data, and computes with operators: the conversions those make
+// (an array's toString) walk no more than the data, and the time and
+// memory budgets hold as for every script.
+func runProgram(ctx context.Context, b Budget, run *memRun, prog *goja.Program, traits scriptTraits, scope map[string]any,
 	finish func(r *jsRun, v goja.Value) (any, error)) (result any, err error) {
 	vm := goja.New()
 	vm.SetMaxCallStackSize(b.MaxCallStack)
@@ -698,8 +706,16 @@ func runProgram(ctx context.Context, b Budget, run *memRun, prog *goja.Program, 
 			result, err = nil, budgetError(b, reason)
 		}
 	}()
+	json := vm.Get("JSON").ToObject(vm)
 	r := &jsRun{vm: vm}
-	if err := r.setup(b, generators, scope); err != nil {
+	r.parse, _ = goja.AssertFunction(json.Get("parse"))
+	r.stringify, _ = goja.AssertFunction(json.Get("stringify"))
+	if traits.plain {
+		err = r.bind(scope)
+	} else {
+		err = r.setup(b, traits.generators, scope)
+	}
+	if err != nil {
 		return nil, err
 	}
 	v, err := vm.RunProgram(prog)
@@ -709,8 +725,9 @@ func runProgram(ctx context.Context, b Budget, run *memRun, prog *goja.Program, 
 	return finish(r, v)
 }
 
+// setup runs the prelude, which guards the built-ins and replaces
+// stringify by the guarded one, then binds $.
 func (r *jsRun) setup(b Budget, generators bool, scope map[string]any) error {
-	r.parse, _ = goja.AssertFunction(r.vm.Get("JSON").ToObject(r.vm).Get("parse"))
 	f, err := r.vm.RunProgram(prelude)
 	if err != nil {
 		return fmt.Errorf("script prelude: %w", err)
@@ -734,6 +751,11 @@ func (r *jsRun) setup(b Budget, generators bool, scope map[string]any) error {
 		return fmt.Errorf("script prelude: %w", err)
 	}
 	r.stringify, _ = goja.AssertFunction(sv)
+	return r.bind(scope)
+}
+
+// bind binds $ to scope.
+func (r *jsRun) bind(scope map[string]any) error {
 	var lazy map[string]lazyJSON
 	for k, v := range scope {
 		if l, ok := v.(lazyJSON); ok {
@@ -822,15 +844,53 @@ func jsError(err error) error {
 
 // compileJS compiles a script after checking its source against the source
 // limits (see maxSourceBytes).
-func compileJS(src string) (prog *goja.Program, generators bool, err error) {
-	prg, generators, err := parseJS("script", src)
+func compileJS(src string) (prog *goja.Program, traits scriptTraits, err error) {
+	prg, traits, err := parseJS("script", src)
 	if err != nil {
-		return nil, false, errors.New(compileMessage(err))
+		return nil, traits, errors.New(compileMessage(err))
 	}
 	if prog, err = goja.CompileAST(prg, false); err != nil {
-		return nil, false, errors.New(compileMessage(err))
+		return nil, traits, errors.New(compileMessage(err))
 	}
-	return prog, generators, nil
+	return prog, traits, nil
+}
+
+// scriptTraits are what parseJS learns of a script from its syntax tree.
+type scriptTraits struct {
+	// generators: it makes generator or async functions.
+	generators bool
+	// plain: every node of its tree is one plainNode allows.
+	plain bool
+}
+
+// plainNode reports whether a node of a syntax tree may be part of a
+// plain script: one that reads $ and computes with operators, as most
+// loop conditions and switch cases do ($.loop['iteration'] < $.n, if …
+// else …). It has no call, new, assignment, update, delete, function,
+// class, loop, declaration, spread, regular expression, tagged template,
+// this, or name but $ and the global constants.
+func plainNode(node any) bool {
+	switch n := node.(type) {
+	case *ast.Program, *ast.ExpressionStatement, *ast.IfStatement, *ast.BlockStatement, *ast.EmptyStatement,
+		*ast.StringLiteral, *ast.NumberLiteral, *ast.BooleanLiteral, *ast.NullLiteral, *ast.TemplateElement,
+		*ast.DotExpression, *ast.BracketExpression, *ast.Optional, *ast.OptionalChain, *ast.ConditionalExpression,
+		*ast.SequenceExpression, *ast.ArrayLiteral, *ast.ObjectLiteral:
+		return true
+	case *ast.Identifier:
+		return n.Name == "$" || n.Name == "undefined" || n.Name == "NaN" || n.Name == "Infinity"
+	case *ast.TemplateLiteral:
+		return n.Tag == nil
+	case *ast.UnaryExpression:
+		switch n.Operator {
+		case token.NOT, token.MINUS, token.PLUS, token.BITWISE_NOT, token.TYPEOF, token.VOID:
+			return true
+		}
+	case *ast.BinaryExpression:
+		return n.Operator != token.INSTANCEOF // it may call Symbol.hasInstance
+	case *ast.PropertyKeyed:
+		return n.Kind == ast.PropertyKindValue
+	}
+	return false
 }
 
 // parseJS parses src if it keeps within the source limits: its size, how
@@ -838,32 +898,34 @@ func compileJS(src string) (prog *goja.Program, generators bool, err error) {
 // syntax tree, before the compiler does), and chains of && || ?? over
 // constants. It reports whether the source makes generator or async
 // functions. A syntax error is a *goja.CompilerSyntaxError.
-func parseJS(what, src string) (prg *ast.Program, generators bool, err error) {
+func parseJS(what, src string) (prg *ast.Program, traits scriptTraits, err error) {
 	if err := sourceSize(what, src); err != nil {
-		return nil, false, err
+		return nil, traits, err
 	}
 	if jsNesting(src) > maxSourceNesting {
-		return nil, false, fmt.Errorf("%s nests brackets, braces, parentheses or arrow functions more than %d levels deep", what, maxSourceNesting)
+		return nil, traits, fmt.Errorf("%s nests brackets, braces, parentheses or arrow functions more than %d levels deep", what, maxSourceNesting)
 	}
 	if prg, err = goja.Parse(what, src); err != nil {
-		return nil, false, err
+		return nil, traits, err
 	}
 	if err := syntaxDepth(what, prg, maxSyntaxDepth, nil); err != nil {
-		return nil, false, err
+		return nil, traits, err
 	}
 	// Within the depth, the checks may recurse.
+	traits.plain = true
 	err = syntaxDepth(what, prg, maxSyntaxDepth, func(node any) error {
+		traits.plain = traits.plain && plainNode(node)
 		switch n := node.(type) {
 		case *ast.FunctionLiteral:
-			generators = generators || n.Generator || n.Async
+			traits.generators = traits.generators || n.Generator || n.Async
 		case *ast.ArrowFunctionLiteral:
-			generators = generators || n.Async
+			traits.generators = traits.generators || n.Async
 		case *ast.BinaryExpression:
 			return constantChain(what, n)
 		}
 		return nil
 	})
-	return prg, generators, err
+	return prg, traits, err
 }
 
 // sourceLimit is what is wrong with the source of an eval or a Function
