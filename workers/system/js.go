@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/big"
 	"strings"
 	"time"
 
@@ -642,10 +643,12 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 
 	// Buffers allocate their whole size at once; workflow scripts have no
 	// use for them. A Proxy forwards to its target in Go, without end when
-	// the target's prototype is the proxy.
+	// the target's prototype is the proxy. BigInt arithmetic runs in Go
+	// without interruption (2n ** 10n ** 10n): without the constructor,
+	// and with literals refused (parseJS), a script has no BigInt.
 	["ArrayBuffer", "SharedArrayBuffer", "DataView", "Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array",
 		"Uint16Array", "Int32Array", "Uint32Array", "Float16Array", "Float32Array", "Float64Array", "BigInt64Array",
-		"BigUint64Array", "Proxy"].forEach(function (k) { g[k] = undefined; });
+		"BigUint64Array", "Proxy", "BigInt"].forEach(function (k) { g[k] = undefined; });
 	var nop = function () {};
 	g.console = {log: nop, info: nop, warn: nop, error: nop, debug: nop, trace: nop};
 	return JSON.stringify;
@@ -922,6 +925,10 @@ func parseJS(what, src string) (prg *ast.Program, traits scriptTraits, err error
 			traits.generators = traits.generators || n.Async
 		case *ast.BinaryExpression:
 			return constantChain(what, n)
+		case *ast.NumberLiteral:
+			if _, isBig := n.Value.(*big.Int); isBig {
+				return fmt.Errorf("%s has a BigInt literal (%s): scripts have no BigInt, whose arithmetic cannot be interrupted", what, n.Literal)
+			}
 		}
 		return nil
 	})

@@ -120,6 +120,14 @@ func TestScriptSourceLimits(t *testing.T) {
 		{name: "regular expression of nested groups", expr: "'x'.match('(' .repeat(300) + ')'.repeat(300))", fails: "regular expression nests groups more than 256 levels deep"},
 		{name: "regular expression like object", expr: "new RegExp({[Symbol.match]: true, source: '(' .repeat(300) + ')'.repeat(300), flags: ''})", fails: "more than 256 levels deep"},
 		{name: "regular expression", expr: "new RegExp('a(b)', 'g').exec('xab')[1] + RegExp(/c/g).flags + ('x'.match('x') !== null)", result: "bgtrue"},
+		// BigInt arithmetic runs in Go, uninterrupted: 2n ** 10n ** 10n
+		// would take the engine's memory and a core for minutes.
+		{name: "BigInt literal", expr: "2n ** 10000000000n > 0n", fails: "script has a BigInt literal (2n)"},
+		{name: "BigInt literal in a plain script", expr: "$ === undefined || 10n", fails: "BigInt literal"},
+		{name: "BigInt literal in eval", expr: "eval('2n ** 10000000000n')", fails: "source has a BigInt literal"},
+		{name: "BigInt literal in Function", expr: "Function('return 3n')()", fails: "BigInt literal"},
+		{name: "BigInt constructor", expr: "BigInt(2) ** BigInt(1e10)", fails: "TypeError: Value is not an object: undefined"},
+		{name: "no BigInt", expr: "typeof BigInt", result: "undefined"},
 	})
 	// Every kind of script goes through the limits.
 	res := system.Inline{}.Execute(context.Background(), &conductor.Task{TaskType: conductor.TaskTypeLambda,
