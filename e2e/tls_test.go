@@ -88,22 +88,88 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-// A certificate that cannot be read stops the server before it creates
+// A certificate, or client CA, that cannot be read stops the server before it creates
 // its data directory.
 func TestTLSUnreadableCertificate(t *testing.T) {
 	t.Parallel()
-	certFile, _, _ := testutil.TLSCert(t)
+	certFile, keyFile, _ := testutil.TLSCert(t)
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	for _, tt := range []struct {
+		name             string
+		key, ca, wantErr string
+	}{
+		{"a key file that does not exist", missing, "", "--tls-key-file"},
+		{"a client CA file that does not exist", keyFile, missing, "read --tls-client-ca-file"},
+		{"a client CA file without a certificate", keyFile, keyFile, "holds no PEM certificate"},
+	} {
+		cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+		cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = certFile, tt.key, tt.ca
+		n, err := node.Start(testutil.Context(t, 30*time.Second), cfg, testutil.Logger(t))
+		if err == nil {
+			n.Stop(context.Background())
+			t.Fatalf("started with %s", tt.name)
+		}
+		if !strings.Contains(err.Error(), tt.wantErr) {
+			t.Fatalf("start with %s: %v; want an error saying %q", tt.name, err, tt.wantErr)
+		}
+		if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
+			t.Fatalf("the data directory: %v; want it not created", err)
+		}
+	}
+}
+
+// With --tls-client-ca-file, the API and the NATS listener take only
+// clients that show a certificate the CA signed: one without, or with one
+// another CA signed, fails its handshake; a client with one gets on with
+// its token or credentials as before.
+func TestMutualTLS(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool := testutil.TLSCert(t)
+	caFile, issue := testutil.ClientCA(t)
+	_, issueElsewhere := testutil.ClientCA(t)
 	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
-	cfg.TLSCertFile, cfg.TLSKeyFile = certFile, filepath.Join(t.TempDir(), "missing.pem")
-	n, err := node.Start(testutil.Context(t, 30*time.Second), cfg, testutil.Logger(t))
-	if err == nil {
-		n.Stop(context.Background())
-		t.Fatal("started with a key file that does not exist")
+	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = certFile, keyFile, caFile
+	n, base := nodetest.StartConfig(t, cfg)
+	load := func(cert, key string) []tls.Certificate {
+		t.Helper()
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []tls.Certificate{c}
 	}
-	if !strings.Contains(err.Error(), "--tls-key-file") {
-		t.Fatalf("start: %v; want an error naming --tls-key-file", err)
+	signed, foreign := load(issue("worker-1")), load(issueElsewhere("intruder"))
+	client := func(certs []tls.Certificate) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
 	}
-	if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
-		t.Fatalf("the data directory: %v; want it not created", err)
+
+	e := &env{t: t, node: n, base: base, client: client(signed)}
+	e.must(http.StatusOK, "GET", "/health", nil)
+	e.register(doubleFlow)
+	for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "another CA's": foreign} {
+		if res, err := client(certs).Get(base + "/health"); err == nil {
+			res.Body.Close()
+			t.Fatalf("https with %s: %s", name, res.Status)
+		}
+	}
+
+	creds, err := n.WorkerCredentials("double")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "another CA's": foreign} {
+		opts := append(creds.Options(), nats.Secure(&tls.Config{RootCAs: pool, Certificates: certs}), nats.NoReconnect())
+		if c, err := nats.Connect(n.Log().ClientURL(), opts...); err == nil {
+			c.Close()
+			t.Fatalf("nats with %s connected", name)
+		}
+	}
+	nc := nodetest.Connect(t, n, creds, nats.Secure(&tls.Config{RootCAs: pool, Certificates: signed}))
+	runWorker(t, nc, "double", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		n, _ := task.InputData["n"].(float64)
+		return workers.Output{Data: map[string]any{"doubled": n * 2}}, nil
+	})
+	if wf := e.waitStatus(e.start("double_it", map[string]any{"n": 21}), conductor.WorkflowCompleted); wf.Output["doubled"] != 42.0 {
+		t.Fatalf("output %v", wf.Output)
 	}
 }

@@ -75,6 +75,11 @@ type Config struct {
 	// secret values and the inputs handed to workers cross them.
 	TLSCertFile string
 	TLSKeyFile  string
+	// TLSClientCAFile (PEM, one or more CA certificates) makes the API and
+	// the embedded NATS listener require of every client a certificate
+	// that one of them signed: mutual TLS, on top of the tokens and NATS
+	// credentials, which it does not replace. It needs TLSCertFile.
+	TLSClientCAFile string
 	// InsecurePlaintext (--insecure-plaintext) lets the API and the NATS
 	// listener serve plaintext on addresses other than loopback.
 	InsecurePlaintext bool

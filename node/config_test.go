@@ -106,6 +106,8 @@ func TestValidatePlaintextBeyondLoopback(t *testing.T) {
 		{"certificate", func(c *Config) { c.HTTPAddr, c.TLSCertFile, c.TLSKeyFile = "0.0.0.0:8080", "cert.pem", "key.pem" }, ""},
 		{"certificate without key", func(c *Config) { c.TLSCertFile = "cert.pem" }, "give both --tls-cert-file and --tls-key-file"},
 		{"key without certificate", func(c *Config) { c.TLSKeyFile = "key.pem" }, "give both --tls-cert-file and --tls-key-file"},
+		{"client CA", func(c *Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = "cert.pem", "key.pem", "ca.pem" }, ""},
+		{"client CA without certificate", func(c *Config) { c.TLSClientCAFile = "ca.pem" }, "--tls-client-ca-file needs --tls-cert-file"},
 	}
 	for _, tt := range tests {
 		c := DefaultConfig()
@@ -116,7 +118,7 @@ func TestValidatePlaintextBeyondLoopback(t *testing.T) {
 			t.Errorf("%s: %v; want valid", tt.name, err)
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 			t.Errorf("%s: %v; want an error containing %q", tt.name, err, tt.want)
-		case tt.want != "" && !strings.Contains(err.Error(), "--insecure-plaintext") && !strings.Contains(tt.want, "give both"):
+		case tt.want != "" && !strings.Contains(err.Error(), "--insecure-plaintext") && !strings.Contains(err.Error(), "--tls-cert-file"):
 			t.Errorf("%s: %v; want the way out named", tt.name, err)
 		}
 	}

@@ -2,10 +2,12 @@ package node
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -16,6 +18,9 @@ func (c Config) validateTLS() []error {
 	var errs []error
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls: give both --tls-cert-file and --tls-key-file, or neither"))
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		errs = append(errs, errors.New("tls: --tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are asked for in a TLS handshake"))
 	}
 	if c.InsecurePlaintext {
 		return errs
@@ -91,5 +96,17 @@ func (c Config) loadTLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls: load --tls-cert-file %s and --tls-key-file %s: %w", c.TLSCertFile, c.TLSKeyFile, err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(c.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: read --tls-client-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: --tls-client-ca-file %s holds no PEM certificate", c.TLSClientCAFile)
+		}
+		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, pool
+	}
+	return cfg, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,6 +27,9 @@ import (
 const clientUsage = `  --server URL     the flowvault server, http://host:port or https://… (default ` + defaultServer + `,
                    $FLOWVAULT_SERVER); redirects are never followed
   --key-file F     access key as JSON {"keyId","keySecret"}; the flag wins over every variable below
+  --tls-client-cert F, --tls-client-key F
+                   PEM client certificate and key, for a server with --tls-client-ca-file
+                   ($FLOWVAULT_TLS_CLIENT_CERT, $FLOWVAULT_TLS_CLIENT_KEY)
   credentials, when --key-file is not given, in this order: $FLOWVAULT_TOKEN (a token);
   $FLOWVAULT_KEY_ID and $FLOWVAULT_KEY_SECRET; $FLOWVAULT_KEY_FILE; ./data/bootstrap-admin.json
 `
@@ -43,6 +47,9 @@ type connection struct {
 	// it, and then it wins over the environment's credentials.
 	keyFile      string
 	keyFileGiven bool
+	// clientCert and clientKey are a client certificate's PEM files, for
+	// a server that asks for one (mutual TLS).
+	clientCert, clientKey string
 }
 
 func (c *connection) flags(fs *flag.FlagSet) {
@@ -51,6 +58,9 @@ func (c *connection) flags(fs *flag.FlagSet) {
 		c.server = v
 	}
 	fs.StringVar(&c.server, "server", c.server, "flowvault server URL ($FLOWVAULT_SERVER)")
+	c.clientCert, c.clientKey = os.Getenv(envName("tls-client-cert")), os.Getenv(envName("tls-client-key"))
+	fs.StringVar(&c.clientCert, "tls-client-cert", c.clientCert, "PEM client certificate ($FLOWVAULT_TLS_CLIENT_CERT)")
+	fs.StringVar(&c.clientKey, "tls-client-key", c.clientKey, "PEM key of --tls-client-cert ($FLOWVAULT_TLS_CLIENT_KEY)")
 	fs.Func("key-file", "access key file, JSON {keyId, keySecret}; wins over $FLOWVAULT_TOKEN, $FLOWVAULT_KEY_ID and $FLOWVAULT_KEY_FILE",
 		func(s string) error { c.keyFile, c.keyFileGiven = s, true; return nil })
 }
@@ -77,6 +87,18 @@ func (c *connection) client(stderr io.Writer) (*apiClient, error) {
 	api, err := newAPIClient(c.server)
 	if err != nil {
 		return nil, err
+	}
+	if c.clientCert != "" || c.clientKey != "" {
+		if c.clientCert == "" || c.clientKey == "" {
+			return nil, errors.New("give both --tls-client-cert and --tls-client-key, or neither")
+		}
+		cert, err := tls.LoadX509KeyPair(c.clientCert, c.clientKey)
+		if err != nil {
+			return nil, fmt.Errorf("load --tls-client-cert %s and --tls-client-key %s: %w", c.clientCert, c.clientKey, err)
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		api.http.Transport = t
 	}
 	creds, err := c.credentials(stderr)
 	if err != nil {

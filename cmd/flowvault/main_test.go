@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -356,4 +357,37 @@ func TestServerTLS(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "certificate") {
 		t.Fatalf("put without trusting the certificate: %d %q %q", code, out, errOut)
 	}
+}
+
+// With --tls-client-ca-file the CLI needs a client certificate the CA
+// signed, from its flags or the environment.
+func TestServerMutualTLS(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	certFile, keyFile, _ := testutil.TLSCert(t)
+	caFile, issue := testutil.ClientCA(t)
+	clientCert, clientKey := issue("operator")
+	data := filepath.Join(t.TempDir(), "data")
+	p := startServer(t, bin, nil, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-client-ca-file", caFile)
+	server, _ := p.waitLog(t, "flowvault listening")["url"].(string)
+	trusting := append(keyFileEnv(data), "SSL_CERT_FILE="+certFile)
+	for _, tt := range []struct {
+		name string
+		env  []string
+		args []string
+		ok   bool
+	}{
+		{"no client certificate", nil, nil, false},
+		{"flags", nil, []string{"--tls-client-cert", clientCert, "--tls-client-key", clientKey}, true},
+		{"environment", []string{"FLOWVAULT_TLS_CLIENT_CERT=" + clientCert, "FLOWVAULT_TLS_CLIENT_KEY=" + clientKey}, nil, true},
+		{"certificate without key", nil, []string{"--tls-client-cert", clientCert}, false},
+	} {
+		args := append([]string{"secret", "list", "--server", server}, tt.args...)
+		out, errOut, code := cli(t, bin, append(slices.Clone(trusting), tt.env...), nil, args...)
+		if (code == 0) != tt.ok {
+			t.Errorf("%s: exit %d %q %q", tt.name, code, out, errOut)
+		}
+	}
+	stopServer(t, p)
 }

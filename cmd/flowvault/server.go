@@ -76,6 +76,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
 	str(&cfg.TLSCertFile, "tls-cert-file", "PEM certificate (chain) for HTTPS and for the embedded NATS server's TLS")
 	str(&cfg.TLSKeyFile, "tls-key-file", "PEM private key of --tls-cert-file")
+	str(&cfg.TLSClientCAFile, "tls-client-ca-file", "PEM CA certificate(s): the API and the NATS listener require client certificates they signed (mutual TLS)")
 	boolean(&cfg.InsecurePlaintext, "insecure-plaintext", "DANGER: serve HTTP and NATS without TLS on addresses other than loopback")
 	str(&cfg.Fsync, "fsync", "embedded JetStream durability: always (fsync before ack) or relaxed")
 	boolean(&cfg.GroupCommit, "group-commit", "with --fsync always, write concurrent appends as atomic batches that share one fsync")
