@@ -41,6 +41,7 @@ func (o opts) runs(workload string) bool {
 
 var sections = []section{
 	{"eventlog", benchEventlog},
+	{"disk", benchDisk},
 	{"replay", benchReplay},
 	{"engine", benchEngine},
 	{"compaction", benchCompaction},
