@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -89,5 +90,10 @@ func TestEventTask(t *testing.T) {
 		if strings.Contains(string(m.Data), v) {
 			t.Fatalf("the event carries a secret value: %s", m.Data)
 		}
+	}
+	// The refused one never ran: its hand-off failed.
+	if n := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_system_tasks_total",
+		map[string]string{"type": "EVENT", "status": conductor.TaskCompleted}); n != 1 {
+		t.Fatalf("%v EVENT tasks counted", n)
 	}
 }

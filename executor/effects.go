@@ -213,6 +213,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 		runCtx = WithWorkflowVersion(WithPrincipals(runCtx, out.State.Principals()), out.State.Version)
 		res = impl.Execute(runCtx, task)
 		cancel()
+		e.metrics.system.WithLabelValues(eff.TaskType, res.Status).Inc()
 	}
 	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, "flowvault"
 	// From here on nothing is retried through the effect: its take would

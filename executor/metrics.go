@@ -10,6 +10,7 @@ type metrics struct {
 	dispatches prometheus.Counter
 	matched    prometheus.Counter
 	ticks      prometheus.Counter
+	system     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,9 +44,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "timer_ticks_total",
 			Help: "Workflows ticked because a deadline passed.",
 		}),
+		system: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "system_tasks_total",
+			Help: "System tasks this engine ran (HTTP calls, events published, scripts), by type and the status they ended with.",
+		}, []string{"type", "status"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks)
+		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system)
 	}
 	return m
 }
