@@ -871,7 +871,13 @@ type scriptTraits struct {
 // loop conditions and switch cases do ($.loop['iteration'] < $.n, if …
 // else …). It has no call, new, assignment, update, delete, function,
 // class, loop, declaration, spread, regular expression, tagged template,
-// this, or name but $ and the global constants.
+// this, or name but $ and the global constants. Built-ins are reachable
+// as values all the same (''.constructor.prototype.repeat), and the
+// language calls some of an object's own members by their names: an
+// object literal whose key is computed, or a name such a call looks up
+// (toJSON, when the result is stringified, with the key as argument;
+// valueOf and toString, converting it; __proto__, which would give it
+// Array.prototype's join and a length of its choosing), is not plain.
 func plainNode(node any) bool {
 	switch n := node.(type) {
 	case *ast.Program, *ast.ExpressionStatement, *ast.IfStatement, *ast.BlockStatement, *ast.EmptyStatement,
@@ -891,7 +897,19 @@ func plainNode(node any) bool {
 	case *ast.BinaryExpression:
 		return n.Operator != token.INSTANCEOF // it may call Symbol.hasInstance
 	case *ast.PropertyKeyed:
-		return n.Kind == ast.PropertyKindValue
+		if n.Kind != ast.PropertyKindValue || n.Computed {
+			return false
+		}
+		switch k := n.Key.(type) {
+		case *ast.NumberLiteral:
+			return true
+		case *ast.StringLiteral:
+			switch k.Value {
+			case "__proto__", "toJSON", "toString", "valueOf", "toLocaleString":
+				return false
+			}
+			return true
+		}
 	}
 	return false
 }

@@ -165,6 +165,11 @@ func TestScriptBuiltInsStayWithinBudget(t *testing.T) {
 		{name: "join of one long string many times", expr: "var s = 'x'.repeat(1e6); new Array(100).fill(s).join().length", fails: refused},
 		{name: "JSON.stringify of one long string many times", expr: "var s = 'x'.repeat(1e6); JSON.stringify(new Array(100).fill(s)).length", fails: refused},
 		{name: "concat of one long string many times", expr: "var s = 'x'.repeat(1e6); ''.concat.apply('', new Array(100).fill(s)).length", fails: refused},
+		// Built-ins the language calls by an object's member names, with
+		// no call in the source (scripts without calls skip the guards
+		// unless they can do this).
+		{name: "join through an array prototype", expr: "({__proto__: [].constructor.prototype, length: 4e9}) + ''", fails: refused},
+		{name: "repeat as toJSON", expr: "({'1e9': {toJSON: ''.constructor.prototype.repeat}})", fails: refused},
 		// Ordinary use stays possible.
 		{name: "split of a CSV", expr: "var csv = ('field,'.repeat(9) + 'last\\n').repeat(40000); [csv.length > 2e6, csv.split(',').length, csv.split('\\n').length]",
 			result: []any{true, int64(360001), int64(40001)}},
