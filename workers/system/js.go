@@ -872,7 +872,7 @@ type scriptTraits struct {
 // else …). It has no call, new, assignment, update, delete, function,
 // class, loop, declaration, spread, regular expression, tagged template,
 // this, or name but $ and the global constants. Built-ins are reachable
-// as values all the same (”.constructor.prototype.repeat), and the
+// as values all the same ("".constructor.prototype.repeat), and the
 // language calls some of an object's own members by their names: an
 // object literal whose key is computed, or a name such a call looks up
 // (toJSON, when the result is stringified, with the key as argument;
