@@ -17,6 +17,7 @@ import (
 
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
@@ -130,15 +131,7 @@ func TestMutualTLS(t *testing.T) {
 	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
 	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = certFile, keyFile, caFile
 	n, base := nodetest.StartConfig(t, cfg)
-	load := func(cert, key string) []tls.Certificate {
-		t.Helper()
-		c, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return []tls.Certificate{c}
-	}
-	signed, foreign := load(issue("worker-1")), load(issueElsewhere("intruder"))
+	signed, foreign := []tls.Certificate{issued(t, issue, "worker-1")}, []tls.Certificate{issued(t, issueElsewhere, "intruder")}
 	client := func(certs []tls.Certificate) *http.Client {
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
 	}
@@ -153,10 +146,7 @@ func TestMutualTLS(t *testing.T) {
 		}
 	}
 
-	creds, err := n.WorkerCredentials("double")
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := mustCreds(t, n, "double")
 	for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "another CA's": foreign} {
 		opts := append(creds.Options(), nats.Secure(&tls.Config{RootCAs: pool, Certificates: certs}), nats.NoReconnect())
 		if c, err := nats.Connect(n.Log().ClientURL(), opts...); err == nil {
@@ -172,4 +162,62 @@ func TestMutualTLS(t *testing.T) {
 	if wf := e.waitStatus(e.start("double_it", map[string]any{"n": 21}), conductor.WorkflowCompleted); wf.Output["doubled"] != 42.0 {
 		t.Fatalf("output %v", wf.Output)
 	}
+}
+
+// A second engine joins a first one's NATS server, which verifies its
+// clients, with a client certificate the server's CA signed
+// (--nats-tls-cert, --nats-tls-key, --nats-ca); without one it does not
+// start.
+func TestJoinOverMutualTLS(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool := testutil.TLSCert(t)
+	caFile, issue := testutil.ClientCA(t)
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = certFile, keyFile, caFile
+	a, _ := nodetest.StartConfig(t, cfg)
+
+	without := nodetest.JoinConfig(t, a, filepath.Join(t.TempDir(), "b"))
+	without.NATSCA = certFile
+	n, err := node.Start(testutil.Context(t, 30*time.Second), without, testutil.Logger(t))
+	if err == nil {
+		n.Stop(context.Background())
+		t.Fatal("an engine without a client certificate joined")
+	}
+	if !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("start without a client certificate: %v; want the handshake's refusal", err)
+	}
+
+	join := nodetest.JoinConfig(t, a, filepath.Join(t.TempDir(), "c"))
+	join.NATSCA = certFile
+	join.NATSTLSCert, join.NATSTLSKey = issue("engine-b")
+	b, base := nodetest.StartConfig(t, join)
+	e := &env{t: t, node: b, base: base}
+	e.register(doubleFlow)
+	runWorker(t, nodetest.Connect(t, a, mustCreds(t, a, "double"), nats.Secure(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{issued(t, issue, "worker")}})),
+		"double", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+			n, _ := task.InputData["n"].(float64)
+			return workers.Output{Data: map[string]any{"doubled": n * 2}}, nil
+		})
+	if wf := e.waitStatus(e.start("double_it", map[string]any{"n": 4}), conductor.WorkflowCompleted); wf.Output["doubled"] != 8.0 {
+		t.Fatalf("output %v", wf.Output)
+	}
+}
+
+func mustCreds(t *testing.T, n *node.Node, taskTypes ...string) *natsauth.Credentials {
+	t.Helper()
+	c, err := n.WorkerCredentials(taskTypes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// issued is a client certificate issue makes for name.
+func issued(t *testing.T, issue func(string) (string, string), name string) tls.Certificate {
+	t.Helper()
+	c, err := tls.LoadX509KeyPair(issue(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

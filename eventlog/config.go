@@ -34,6 +34,13 @@ type Config struct {
 	User      string
 	Password  string
 	Token     string
+	// ClientCertFile and ClientKeyFile (PEM) are the client certificate
+	// shown to an external server that verifies its clients (mutual TLS);
+	// CAFile, the CA certificates its own certificate is checked against
+	// (the system's roots when empty).
+	ClientCertFile string
+	ClientKeyFile  string
+	CAFile         string
 
 	// StoreDir is where the embedded server keeps JetStream data.
 	StoreDir string
@@ -92,6 +99,10 @@ func (c Config) Validate() error {
 		return errors.New("eventlog: set at most one of creds file, user/password and token")
 	case c.Password != "" && c.User == "":
 		return errors.New("eventlog: password without user")
+	case (c.ClientCertFile == "") != (c.ClientKeyFile == ""):
+		return errors.New("eventlog: give both a client certificate and its key, or neither")
+	case c.Embedded() && (c.ClientCertFile != "" || c.CAFile != ""):
+		return errors.New("eventlog: a client certificate or CA is for an external server (a URL)")
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("eventlog: replicas %d: want 1..5", c.Replicas)
 	case c.MaxRecordBytes < 1024 || c.MaxRecordBytes > 64<<20:

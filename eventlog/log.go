@@ -83,6 +83,12 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	case cfg.Token != "":
 		nopts = append(nopts, nats.Token(cfg.Token))
 	}
+	if cfg.ClientCertFile != "" {
+		nopts = append(nopts, nats.ClientCert(cfg.ClientCertFile, cfg.ClientKeyFile))
+	}
+	if cfg.CAFile != "" {
+		nopts = append(nopts, nats.RootCAs(cfg.CAFile))
+	}
 	url := cfg.URL
 	if cfg.Embedded() {
 		ns, err := l.startEmbedded(o)

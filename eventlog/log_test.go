@@ -543,6 +543,12 @@ func TestConfigValidate(t *testing.T) {
 		{"two auth forms", mod(func(c *eventlog.Config) { c.User = "u"; c.Token = "t" }), false},
 		{"replicas", mod(func(c *eventlog.Config) { c.Replicas = 0 }), false},
 		{"no store", mod(func(c *eventlog.Config) { c.StoreDir = "" }), false},
+		{"external with a client certificate", mod(func(c *eventlog.Config) {
+			c.URL, c.ClientCertFile, c.ClientKeyFile, c.CAFile = "tls://nats.internal:4222", "c.pem", "k.pem", "ca.pem"
+		}), true},
+		{"client certificate without key", mod(func(c *eventlog.Config) { c.URL, c.ClientCertFile = "tls://nats.internal:4222", "c.pem" }), false},
+		{"client certificate for the embedded server", mod(func(c *eventlog.Config) { c.ClientCertFile, c.ClientKeyFile = "c.pem", "k.pem" }), false},
+		{"CA for the embedded server", mod(func(c *eventlog.Config) { c.CAFile = "ca.pem" }), false},
 	}
 	for _, tt := range tests {
 		if err := tt.cfg.Validate(); (err == nil) != tt.ok {

@@ -33,6 +33,13 @@ type Config struct {
 	// starting one; NATSCreds authenticates to it.
 	NATSURL   string
 	NATSCreds string
+	// NATSTLSCert and NATSTLSKey are the client certificate shown to an
+	// external server that verifies its clients; NATSCA, the CA that
+	// signed the server's certificate, when the system's roots do not
+	// hold it.
+	NATSTLSCert string
+	NATSTLSKey  string
+	NATSCA      string
 	// Fsync is "always" (fsync before every acknowledgement) or "relaxed".
 	Fsync string
 	// GroupCommit lets concurrent appends share one fsync in "always" mode.
@@ -190,6 +197,7 @@ func (c Config) Eventlog() eventlog.Config {
 	ec.Listen = c.NATSListen
 	ec.URL = c.NATSURL
 	ec.CredsFile = c.NATSCreds
+	ec.ClientCertFile, ec.ClientKeyFile, ec.CAFile = c.NATSTLSCert, c.NATSTLSKey, c.NATSCA
 	ec.Fsync = eventlog.FsyncMode(c.Fsync)
 	ec.GroupCommit = c.GroupCommit
 	return ec
