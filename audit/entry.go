@@ -234,7 +234,8 @@ func (f fact) auditEntries() ([]Entry, bool) {
 			expires = time.Unix(ev.Expires, 0).UTC().Format(time.RFC3339)
 		}
 		e = f.entry(ActNATSCredentials, target(TargetNATSUser, ev.User), ev.By, map[string]string{
-			"task_types": list(ev.TaskTypes), "domains": list(ev.Domains), "start_workflows": list(ev.StartWorkflows), "name": ev.Name, "expires": expires})
+			"task_types": list(ev.TaskTypes), "domains": list(ev.Domains), "start_workflows": list(ev.StartWorkflows), "subscribe": list(ev.Subscribe),
+			"name": ev.Name, "expires": expires})
 	case *schemas.RefusalsDropped:
 		e = f.entry(ActRefusalsDrop, "", "", map[string]string{"count": strconv.FormatUint(ev.Count, 10)})
 	default:

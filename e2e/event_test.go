@@ -45,6 +45,23 @@ func TestEventTask(t *testing.T) {
 		map[string]any{"subscribe": []string{"orders.>"}, "name": "order-events"})), &c); err != nil {
 		t.Fatal(err)
 	}
+	// The audit trail says who may read which events.
+	var trail struct {
+		Entries []struct {
+			Action string
+			Detail map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit", nil)), &trail); err != nil {
+		t.Fatal(err)
+	}
+	audited := false
+	for _, en := range trail.Entries {
+		audited = audited || en.Action == "nats.credentials" && en.Detail["subscribe"] == "orders.>" && en.Detail["name"] == "order-events"
+	}
+	if !audited {
+		t.Fatalf("no audit entry of the event credentials in %+v", trail.Entries)
+	}
 	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds))
 	if err != nil {
 		t.Fatal(err)

@@ -136,6 +136,7 @@ func (i *Issuer) IssueWorker(ctx context.Context, by string, spec WorkerSpec, tt
 	spec.TaskTypes = dedupe(spec.TaskTypes)
 	spec.Domains = dedupe(spec.Domains)
 	spec.StartWorkflows = dedupe(spec.StartWorkflows)
+	spec.Subscribe = dedupe(spec.Subscribe)
 	now := i.now()
 	spec.Expires = now.Add(ttl).Truncate(time.Second)
 	c, err := i.authority.IssueWorker(spec)
@@ -143,7 +144,7 @@ func (i *Issuer) IssueWorker(ctx context.Context, by string, spec WorkerSpec, tt
 		return nil, err
 	}
 	ev := &schemas.WorkerCredentialsIssued{User: c.User, Name: spec.Name, TaskTypes: spec.TaskTypes, Domains: spec.Domains, StartWorkflows: spec.StartWorkflows,
-		Expires: spec.Expires.Unix(), By: by, Time: now.UnixMilli()}
+		Subscribe: spec.Subscribe, Expires: spec.Expires.Unix(), By: by, Time: now.UnixMilli()}
 	env, err := schemas.Default.Encode(ev)
 	if err != nil {
 		return nil, err

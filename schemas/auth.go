@@ -264,9 +264,11 @@ type WorkerCredentialsIssued struct {
 	Domains   []string `msgpack:"domains,omitempty"`
 	// StartWorkflows may be started by publishing, as By.
 	StartWorkflows []string `msgpack:"start,omitempty"`
-	Expires        int64    `msgpack:"exp,omitempty"` // Unix seconds; 0: never
-	By             string   `msgpack:"by"`
-	Time           int64    `msgpack:"ts"`
+	// Subscribe are the event subjects the holder may receive.
+	Subscribe []string `msgpack:"sub,omitempty"`
+	Expires   int64    `msgpack:"exp,omitempty"` // Unix seconds; 0: never
+	By        string   `msgpack:"by"`
+	Time      int64    `msgpack:"ts"`
 }
 
 // EventType implements Event.
