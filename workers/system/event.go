@@ -76,7 +76,7 @@ func (e Event) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRes
 	if err := json.Unmarshal(data, &out); err != nil {
 		return failed(conductor.TaskFailedWithTerminalError, "EVENT task %s: %v", t.ReferenceTaskName, err)
 	}
-	out["event_produced"] = "nats:" + subject
+	out["event_produced"] = sink
 	status := conductor.TaskCompleted
 	if asyncComplete(t) {
 		status = conductor.TaskInProgress
@@ -84,10 +84,14 @@ func (e Event) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRes
 	return conductor.TaskResult{Status: status, OutputData: out}
 }
 
-// natsSink returns the subject of a sink nats:<subject>. Conductor's other
-// sinks (conductor, sqs, kafka, amqp) have no queue here.
+// natsSink returns the subject of a sink nats:<subject>, or
+// nats:<subject>:<queue group> as Conductor's NATS module writes one whose
+// listeners share a queue group: what follows the subject only matters to
+// them. Conductor's other sinks (conductor, sqs, kafka, amqp) have no
+// queue here.
 func natsSink(sink string) (string, error) {
 	prefix, subject, ok := strings.Cut(sink, ":")
+	subject, _, _ = strings.Cut(subject, ":")
 	switch {
 	case sink == "":
 		return "", errors.New("no sink: want nats:<subject>")

@@ -77,6 +77,15 @@ func TestEventPublishes(t *testing.T) {
 	if _, err := sub.NextMsg(10 * time.Second); err != nil {
 		t.Errorf("asyncComplete: %v", err)
 	}
+
+	// Conductor's NATS module names a queue group after the subject.
+	res = ev.Execute(ctx, eventTask(map[string]any{"sink": "nats:orders.created:billing"}))
+	if res.Status != conductor.TaskCompleted || res.OutputData["event_produced"] != "nats:orders.created:billing" {
+		t.Errorf("sink with a queue group: %+v", res)
+	}
+	if m, err := sub.NextMsg(10 * time.Second); err != nil || m.Subject != "orders.created" {
+		t.Errorf("sink with a queue group: %v %v", m, err)
+	}
 }
 
 // A sink that is not nats:<subject>, or names a subject of flowvault's,
