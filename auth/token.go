@@ -115,6 +115,17 @@ type Signer struct {
 	now func() time.Time
 }
 
+// expiry is the exp claim of a token issued at now for lifetime: whole
+// seconds, rounded up, so that a token lives at least its lifetime (a 2 s
+// token minted at .999 of a second would otherwise expire 1.001 s later).
+func expiry(now time.Time, lifetime time.Duration) int64 {
+	end := now.Add(lifetime)
+	if end.Truncate(time.Second).Equal(end) {
+		return end.Unix()
+	}
+	return end.Unix() + 1
+}
+
 // tokenKeyInfo binds the derived key to its one use.
 const tokenKeyInfo = "flowvault api token HS256 v1"
 

@@ -29,6 +29,28 @@ func tokenCode(err error) string {
 	return "not a token error: " + err.Error()
 }
 
+// A token lives at least its lifetime, although its expiry is in whole
+// seconds: a short-lived token minted late in a second is not cut short.
+func TestExpiryRoundsUp(t *testing.T) {
+	s := testSigner(t, "a")
+	for _, issued := range []time.Time{time.Unix(1_800_000_000, 0), time.Unix(1_800_000_000, 999_000_000)} {
+		c := Claims{Subject: "app:x", IssuedAt: issued.Unix(), Expires: expiry(issued, 2*time.Second), ID: "j1", KeyID: "k1"}
+		tok, err := s.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			at    time.Duration
+			valid bool
+		}{{0, true}, {1999 * time.Millisecond, true}, {3 * time.Second, false}} {
+			s.now = func() time.Time { return issued.Add(tt.at) }
+			if _, err := s.Verify(tok); (err == nil) != tt.valid {
+				t.Errorf("issued %s, verified %s later: %v, want valid %v", issued.Format(time.StampMilli), tt.at, err, tt.valid)
+			}
+		}
+	}
+}
+
 func TestJWT(t *testing.T) {
 	s := testSigner(t, "a")
 	now := time.Unix(1_800_000_000, 0)

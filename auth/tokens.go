@@ -80,7 +80,7 @@ func (t *Tokens) Issue(ctx context.Context, keyID, secret string, expirationMs i
 		return "", err
 	}
 	now := t.signer.now()
-	c := Claims{Subject: app.PrincipalID(), IssuedAt: now.Unix(), Expires: now.Add(t.lifetime(expirationMs)).Unix(),
+	c := Claims{Subject: app.PrincipalID(), IssuedAt: now.Unix(), Expires: expiry(now, t.lifetime(expirationMs)),
 		ID: rand.Text(), KeyID: keyID}
 	token, err := t.signer.Sign(c)
 	if err != nil {
