@@ -120,7 +120,7 @@ type Signer struct {
 // token minted at .999 of a second would otherwise expire 1.001 s later).
 func expiry(now time.Time, lifetime time.Duration) int64 {
 	end := now.Add(lifetime)
-	if end.Truncate(time.Second).Equal(end) {
+	if end.Nanosecond() == 0 {
 		return end.Unix()
 	}
 	return end.Unix() + 1

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -44,9 +45,9 @@ func (e Event) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRes
 	if err != nil {
 		return failed(conductor.TaskFailedWithTerminalError, "EVENT task %s: %v", t.ReferenceTaskName, err)
 	}
-	payload := make(map[string]any, len(t.InputData)+4)
-	for k, v := range t.InputData {
-		payload[k] = v
+	payload := maps.Clone(t.InputData)
+	if payload == nil {
+		payload = map[string]any{}
 	}
 	payload["workflowInstanceId"] = t.WorkflowInstanceID
 	payload["workflowType"] = t.WorkflowType
@@ -71,9 +72,10 @@ func (e Event) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRes
 		return failed(conductor.TaskFailed, "EVENT task %s: publish to %s: %v", t.ReferenceTaskName, sink, err)
 	}
 	// The output is the event as its subscribers read it: sealed values
-	// as "***", not as the envelopes the stored input holds.
+	// as "***", not as the envelopes the stored input holds, and integers
+	// exact.
 	var out map[string]any
-	if err := json.Unmarshal(data, &out); err != nil {
+	if err := conductor.Unmarshal(data, &out); err != nil {
 		return failed(conductor.TaskFailedWithTerminalError, "EVENT task %s: %v", t.ReferenceTaskName, err)
 	}
 	out["event_produced"] = sink

@@ -70,6 +70,15 @@ func TestEventPublishes(t *testing.T) {
 		t.Errorf("output %v", res.OutputData)
 	}
 
+	// A large integer stays exact in the output, as in the event.
+	res = ev.Execute(ctx, eventTask(map[string]any{"sink": "nats:orders.created", "id": int64(9007199254740993)}))
+	if res.OutputData["id"] != int64(9007199254740993) {
+		t.Errorf("output id %#v", res.OutputData["id"])
+	}
+	if m, err := sub.NextMsg(10 * time.Second); err != nil || !strings.Contains(string(m.Data), `"id":9007199254740993`) {
+		t.Errorf("event with a large integer: %v %v", m, err)
+	}
+
 	res = ev.Execute(ctx, eventTask(map[string]any{"sink": "nats:orders.created", "asyncComplete": true}))
 	if res.Status != conductor.TaskInProgress {
 		t.Errorf("asyncComplete: %+v", res)
