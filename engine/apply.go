@@ -63,7 +63,9 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		if w != nil {
 			return nil, fmt.Errorf("workflow %s started twice", s.WorkflowID)
 		}
-		return started(s), nil
+		w := started(s)
+		w.Unsealed = !carriesSealed(s)
+		return w, nil
 	}
 	if w == nil {
 		return nil, fmt.Errorf("%s before workflow.started", ev.EventType())
@@ -151,7 +153,31 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 			return nil, fmt.Errorf("workflow %s: unexpected event %s", w.ID, ev.EventType())
 		}
 	}
+	if w.Unsealed && carriesSealed(ev) {
+		w.Unsealed = false
+	}
 	return w, nil
+}
+
+// carriesSealed reports whether an event brings a sealed value into its
+// workflow's data. TestUnsealedSeesEveryField holds it to every map an
+// event carries.
+func carriesSealed(ev schemas.Event) bool {
+	switch e := ev.(type) {
+	case *schemas.WorkflowStarted:
+		return masking.HasSealed(e.Input) || masking.HasSealed(e.Variables)
+	case *schemas.TaskScheduled:
+		return masking.HasSealed(e.Input) || masking.HasSealed(e.Output)
+	case *schemas.TaskUpdated:
+		return masking.HasSealed(e.Output)
+	case *schemas.VariablesUpdated:
+		return masking.HasSealed(e.Variables)
+	case *schemas.WorkflowStatusChanged:
+		return masking.HasSealed(e.Output)
+	case *schemas.WorkflowReset:
+		return masking.HasSealed(e.Input)
+	}
+	return false
 }
 
 func started(s *schemas.WorkflowStarted) *Workflow {

@@ -81,3 +81,35 @@ func TestCompactionShreds(t *testing.T) {
 		t.Fatal("not marked compacted")
 	}
 }
+
+// A workflow is Unsealed until an event brings it a sealed value, and
+// stays unsealed no more once one came, even after compaction replaced it:
+// Holds, and the hand-off, skip looking only when nothing was ever sealed.
+func TestUnsealedUntilSealed(t *testing.T) {
+	h := newHarness(t, threeSimple, map[string]any{"plain": "x"})
+	if !h.w.Unsealed {
+		t.Fatal("a workflow started without sealed data is not Unsealed")
+	}
+	h.complete("a_ref", map[string]any{"ok": true})
+	if !h.w.Unsealed || h.w.Holds(masking.KindSecrets) {
+		t.Fatalf("after a plain output: Unsealed %v", h.w.Unsealed)
+	}
+	h.complete("b_ref", map[string]any{"_secrets": map[string]any{"token": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1}}}})
+	if h.w.Unsealed || !h.w.Holds(masking.KindSecrets) {
+		t.Fatalf("after a sealed output: Unsealed %v, Holds %v", h.w.Unsealed, h.w.Holds(masking.KindSecrets))
+	}
+	h.decide(engine.Terminate{})
+	w, err := engine.Apply(h.w.Clone(), &schemas.WorkflowCompacted{Time: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Unsealed {
+		t.Fatal("compaction made the workflow Unsealed again")
+	}
+
+	sealedStart := &schemas.WorkflowStarted{WorkflowID: "s", Name: "n", Version: 1,
+		Input: map[string]any{"card": &masking.Sealed{Kind: masking.KindMasked, Purpose: "p", Ciphertext: []byte{1}}}}
+	if w, err := engine.Apply(nil, sealedStart); err != nil || w.Unsealed {
+		t.Fatalf("a start with a sealed input: Unsealed %v, err %v", w != nil && w.Unsealed, err)
+	}
+}

@@ -69,6 +69,13 @@ type Workflow struct {
 	SecretsKey string `msgpack:"secretsKey,omitempty"`
 	// MaskedPaths read as "***" in every view (see schemas.ValuesMasked).
 	MaskedPaths []string `msgpack:"masked,omitempty"`
+	// Unsealed is set while no event folded into the workflow carried a
+	// sealed value (see masking.Sealed): its data holds none, and a reader
+	// that would look for one through all of it (a DO_WHILE's condition
+	// reads every iteration's output) need not. It stays unset once a
+	// sealed value came, whatever becomes of it. A state stored before the
+	// field existed reads false: look.
+	Unsealed bool `msgpack:"unsealed,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
 	Seq uint64 `msgpack:"seq"`
 
@@ -156,6 +163,9 @@ func (w *Workflow) AwaitsCompaction() bool {
 // Holds reports whether the workflow's data holds values sealed under its
 // key of kind (see masking.Sealed).
 func (w *Workflow) Holds(kind byte) bool {
+	if w.Unsealed {
+		return false
+	}
 	if masking.Holds(w.Input, kind) || masking.Holds(w.Output, kind) || masking.Holds(w.Variables, kind) {
 		return true
 	}
