@@ -156,6 +156,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 	if w.Unsealed && carriesSealed(ev) {
 		w.Unsealed = false
 	}
+	w.followSweep(ev)
 	return w, nil
 }
 

@@ -73,10 +73,8 @@ type decision struct {
 	effects []Effect
 	reply   any
 	refs    refIndex
-	// rounds counts progress's rounds of scheduling (see yieldAfter);
-	// sweep is what they know of the task list.
+	// rounds counts progress's rounds of scheduling (see yieldAfter).
 	rounds int
-	sweep  sweep
 	// trimmed are the tasks of loop iterations past keepLastN, removed at
 	// the end of the round that trimmed them (removeTrimmed).
 	trimmed []trimmed

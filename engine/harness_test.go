@@ -3,7 +3,9 @@ package engine_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +84,19 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 	if err != nil {
 		return d, err
 	}
+	if before != nil {
+		// A decision starts from what the one before it knew of the
+		// tasks: it must decide what one that looks at every task does.
+		in := h.input(trig)
+		in.State = engine.WithoutSweep(before)
+		full, err := engine.Decide(in)
+		if err != nil {
+			h.t.Fatalf("%T: decided with the sweep the state kept, failed without it: %v", trig, err)
+		}
+		if !reflect.DeepEqual(full.Events, d.Events) || !reflect.DeepEqual(full.Effects, d.Effects) {
+			h.t.Fatalf("%T: the sweep the state kept changed the decision:\nwith it:    %s\nwithout it: %s", trig, describe(d), describe(full))
+		}
+	}
 	if before != nil && len(d.Events) > 0 && before == d.State {
 		h.t.Fatal("Decide returned its input state after emitting events")
 	}
@@ -101,11 +116,26 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 		if string(got) != string(want) {
 			h.t.Fatalf("fold of events differs from the decision's state:\nfold:     %s\ndecision: %s", got, want)
 		}
-		h.w = w
+		// The decision's state, as the executor keeps it: it carries the
+		// decision's sweep, which a fold does not advance.
+		h.w = d.State
 		h.history = append(h.history, d.Events)
 	}
 	h.last = d
 	return d, nil
+}
+
+// describe renders a decision's events and effects for a failure message.
+func describe(d engine.Decision) string {
+	var b strings.Builder
+	for _, ev := range d.Events {
+		js, _ := json.Marshal(ev)
+		fmt.Fprintf(&b, "\n  %s %s", ev.EventType(), js)
+	}
+	for _, eff := range d.Effects {
+		fmt.Fprintf(&b, "\n  effect %T %+v", eff, eff)
+	}
+	return b.String()
 }
 
 func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }

@@ -552,7 +552,7 @@ func (d *decision) removeTrimmed() {
 		d.emit(&schemas.TasksRemoved{TaskIDs: tr.ids, Loop: tr.loop, Time: d.now})
 	}
 	if len(d.trimmed) > 0 {
-		d.trimmed, d.sweep = nil, sweep{}
+		d.trimmed, d.w.sweep = nil, sweep{}
 	}
 }
 

@@ -41,11 +41,45 @@ func (d *decision) progress() error {
 // such a task does not change again (only a reset, handled before the
 // rounds, or a removal, after which the sweep starts over, touches ended
 // tasks). Looking at every task in every round made a decision that runs
-// many rounds (a loop of decided tasks over many items) O(n²).
+// many rounds (a loop of decided tasks over many items) O(n²), and
+// looking at every task in each decision's first round made a workflow of
+// n tasks O(n²): the sweep stays with the state the decision leaves, for
+// the next one, as long as the events folded into it since touch no task
+// it settled (followSweep).
 type sweep struct {
 	open   []int  // indices below next of the tasks not settled
 	next   int    // the tasks from here on were not looked at
 	lastID string // the id of the task at next-1 then
+}
+
+// followSweep keeps the sweep of w across ev only if ev leaves the tasks
+// it settled as they were: it appends a task, changes an open one, or
+// touches no task at all. Whatever else happens (a task settled changes, a
+// reset, a removal, a pause or resume, the end), the next decision looks
+// at every task again, as every decision once did.
+func (w *Workflow) followSweep(ev schemas.Event) {
+	s := &w.sweep
+	if s.next == 0 {
+		return
+	}
+	var touched string
+	switch e := ev.(type) {
+	case *schemas.TaskScheduled:
+		touched = e.RetriedTaskID // marked Retried
+	case *schemas.TaskStarted:
+		touched = e.TaskID
+	case *schemas.TaskUpdated:
+		touched = e.TaskID
+	case *schemas.TaskLogged, *schemas.VariablesUpdated, *schemas.ValuesMasked, *schemas.SecretsSealed, *schemas.WorkflowRunAs:
+	default:
+		*s = sweep{}
+	}
+	if touched == "" {
+		return
+	}
+	if i := w.taskIndex(touched); i >= 0 && i < s.next && !slices.Contains(s.open, i) {
+		*s = sweep{}
+	}
 }
 
 // candidates are the indices, ascending, of the tasks a round looks at:
@@ -66,7 +100,7 @@ func (s *sweep) candidates(ts []*Task) []int {
 // of what they schedule is the order of the log's records.
 func (d *decision) step() bool {
 	changed := false
-	cand := d.sweep.candidates(d.w.Tasks)
+	cand := d.w.sweep.candidates(d.w.Tasks)
 	for _, i := range cand {
 		if d.w.Status != conductor.WorkflowRunning {
 			return changed
@@ -105,7 +139,7 @@ func (d *decision) step() bool {
 		}
 		return true
 	}
-	next := d.sweep.next
+	next := d.w.sweep.next
 	for _, i := range cand {
 		if i >= next {
 			break
@@ -120,9 +154,9 @@ func (d *decision) step() bool {
 		}
 	}
 	n := len(d.w.Tasks)
-	d.sweep = sweep{open: open, next: n}
+	d.w.sweep = sweep{open: open, next: n}
 	if n > 0 {
-		d.sweep.lastID = d.w.Tasks[n-1].ID
+		d.w.sweep.lastID = d.w.Tasks[n-1].ID
 	}
 	// Loops last: an iteration has ended only once the successors of its
 	// finished tasks are scheduled. A running loop is open; what this

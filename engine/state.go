@@ -80,6 +80,11 @@ type Workflow struct {
 	Seq uint64 `msgpack:"seq"`
 
 	plan *plan // parsed definition, built lazily
+	// sweep is what the last decision's rounds knew of Tasks, for the next
+	// decision to start from; Apply keeps it only across events that leave
+	// the tasks it settled as they were (see followSweep). Its open list is
+	// never changed in place: states that share it by Clone stay apart.
+	sweep sweep
 }
 
 // Task is one task instance of a workflow.
