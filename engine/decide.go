@@ -72,7 +72,6 @@ type decision struct {
 	events  []schemas.Event
 	effects []Effect
 	reply   any
-	refs    refIndex
 	// rounds counts progress's rounds of scheduling (see yieldAfter).
 	rounds int
 	// trimmed are the tasks of loop iterations past keepLastN, removed at

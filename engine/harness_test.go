@@ -86,15 +86,16 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 	}
 	if before != nil {
 		// A decision starts from what the one before it knew of the
-		// tasks: it must decide what one that looks at every task does.
+		// tasks: it must decide what one that looks at every task, and
+		// indexes them anew, does.
 		in := h.input(trig)
-		in.State = engine.WithoutSweep(before)
+		in.State = engine.Forgetful(before)
 		full, err := engine.Decide(in)
 		if err != nil {
-			h.t.Fatalf("%T: decided with the sweep the state kept, failed without it: %v", trig, err)
+			h.t.Fatalf("%T: decided with what the state kept of its tasks, failed without it: %v", trig, err)
 		}
 		if !reflect.DeepEqual(full.Events, d.Events) || !reflect.DeepEqual(full.Effects, d.Effects) {
-			h.t.Fatalf("%T: the sweep the state kept changed the decision:\nwith it:    %s\nwithout it: %s", trig, describe(d), describe(full))
+			h.t.Fatalf("%T: what the state kept of its tasks changed the decision:\nwith it:    %s\nwithout it: %s", trig, describe(d), describe(full))
 		}
 	}
 	if before != nil && len(d.Events) > 0 && before == d.State {
@@ -117,7 +118,7 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 			h.t.Fatalf("fold of events differs from the decision's state:\nfold:     %s\ndecision: %s", got, want)
 		}
 		// The decision's state, as the executor keeps it: it carries the
-		// decision's sweep, which a fold does not advance.
+		// decision's sweep, which a fold does not advance, and its index.
 		h.w = d.State
 		h.history = append(h.history, d.Events)
 	}

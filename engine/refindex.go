@@ -2,8 +2,19 @@ package engine
 
 // refIndex finds a decision's tasks by reference name. A decision asks,
 // for every finished task, whether its successor exists, and a scan of
-// the task list for each made deciding over n tasks O(n²).
+// the task list for each made deciding over n tasks O(n²); building the
+// index anew in every decision made a workflow of n tasks O(n²) still.
+//
+// The index stays with the state a decision leaves, for the next one, and
+// with the states folded from it. It is one state's at a time, its owner:
+// Clone hands it on to the copy, which is the state the next decision
+// changes, and a state that no longer owns it builds its own. Two states
+// that went apart from one (a decision whose append lost to another
+// engine's, and the state caught up with the log instead) never share it:
+// task ids are derived, so the same id at the same place in both lists
+// would not tell that the lists differ.
 type refIndex struct {
+	owner  *Workflow
 	latest map[string]int // reference name → index of its newest instance
 	n      int            // the task list's first n tasks are indexed
 	lastID string         // the id of the n-th task when it was indexed
@@ -21,21 +32,27 @@ func (d *decision) latest(ref string) *Task {
 	if len(ts) <= scanBelow {
 		return d.w.LatestByRef(ref)
 	}
-	if i, ok := d.indexed().latest[ref]; ok {
+	if i, ok := d.w.indexed().latest[ref]; ok {
 		return ts[i]
 	}
 	return nil
 }
 
-// indexed brings the index up to date with the task list and returns it.
-func (d *decision) indexed() *refIndex {
-	ts, x := d.w.Tasks, &d.refs
-	// Within a decision the task list grows, has a task replaced by its
+// indexed brings the state's index up to date with its task list and
+// returns it.
+func (w *Workflow) indexed() *refIndex {
+	ts, x := w.Tasks, w.refs
+	if x == nil || x.owner != w {
+		x = &refIndex{owner: w}
+		w.refs = x
+	}
+	// The task list of one state grows, has a task replaced by its
 	// changed copy at the same index (same id and reference name), or is
 	// cut (a reset, a DO_WHILE's iterations past keepLastN), after which
-	// the task at the indexed length, if any, is another one. Comparing
-	// ids rather than objects keeps the index across the copies Apply
-	// makes of the newest task, which a pointer check rebuilt every time.
+	// the task at the indexed length, if any, is another one: ids never
+	// repeat within one workflow's history. Comparing ids rather than
+	// objects keeps the index across the copies Apply makes of the newest
+	// task, which a pointer check rebuilt every time.
 	if x.latest == nil || len(ts) < x.n || x.n > 0 && ts[x.n-1].ID != x.lastID {
 		x.latest, x.n, x.maxSeq = make(map[string]int, len(ts)), 0, 0
 	}

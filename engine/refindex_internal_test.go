@@ -59,3 +59,47 @@ func TestRefIndexFollowsTheTaskList(t *testing.T) {
 	d.w.Tasks = nil
 	check("emptied", "d0")
 }
+
+// States that went apart from one never share its index: the decision
+// that lost its append and the state caught up with the log instead may
+// hold, at the same place, tasks of the same derived id under different
+// reference names.
+func TestRefIndexStaysWithOneState(t *testing.T) {
+	defer func(n int) { scanBelow = n }(scanBelow)
+	scanBelow = 0
+	base := &Workflow{ID: "wf"}
+	for i := range 3 {
+		base.Tasks = append(base.Tasks, &Task{ID: fmt.Sprintf("t-%d", i), Ref: fmt.Sprintf("r%d", i), Seq: i + 1})
+	}
+	if got := (&decision{w: base}).latest("r1"); got == nil || got.ID != "t-1" {
+		t.Fatalf("base: latest(r1) = %v", got)
+	}
+
+	lost := base.Clone() // the decision whose append lost
+	lost.Tasks = append(lost.Tasks, &Task{ID: "t-3", Ref: "mine", Seq: 4})
+	if got := (&decision{w: lost}).latest("mine"); got == nil || got.ID != "t-3" {
+		t.Fatalf("lost: latest(mine) = %v", got)
+	}
+
+	caught := base.Clone() // the cached state, caught up with another engine's record
+	caught.Tasks = append(caught.Tasks, &Task{ID: "t-3", Ref: "theirs", Seq: 4})
+	d := &decision{w: caught}
+	if got := d.latest("theirs"); got == nil || got.Ref != "theirs" {
+		t.Fatalf("caught up: latest(theirs) = %v, want the task it holds", got)
+	}
+	if got := d.latest("mine"); got != nil {
+		t.Fatalf("caught up: latest(mine) = %+v, a task only the lost decision had", got)
+	}
+	if got := d.nextSeq(); got != 5 {
+		t.Fatalf("caught up: next seq %d, want 5", got)
+	}
+
+	// The state a decision leaves keeps the index for the next one.
+	next := caught.Clone()
+	if next.refs == nil || next.refs != caught.refs || next.refs.owner != next {
+		t.Fatal("the copy did not take the index over")
+	}
+	if caught.Clone().refs != nil {
+		t.Fatal("a state that handed its index on handed it on again")
+	}
+}

@@ -221,7 +221,7 @@ func (d *decision) nextSeq() int {
 	if len(d.w.Tasks) > scanBelow {
 		// A decision that schedules n tasks asked a scan of the list n
 		// times.
-		return d.indexed().maxSeq + 1
+		return d.w.indexed().maxSeq + 1
 	}
 	seq := 0
 	for _, t := range d.w.Tasks {

@@ -85,6 +85,9 @@ type Workflow struct {
 	// the tasks it settled as they were (see followSweep). Its open list is
 	// never changed in place: states that share it by Clone stay apart.
 	sweep sweep
+	// refs finds tasks by reference name, while this state owns it (see
+	// refIndex).
+	refs *refIndex
 }
 
 // Task is one task instance of a workflow.
@@ -149,6 +152,11 @@ func (w *Workflow) Terminal() bool { return conductor.WorkflowTerminal(w.Status)
 // changes.
 func (w *Workflow) Clone() *Workflow {
 	c := *w
+	if w.refs != nil && w.refs.owner == w {
+		c.refs.owner = &c // the copy is the one that changes next
+	} else {
+		c.refs = nil
+	}
 	c.Tasks = make([]*Task, len(w.Tasks))
 	copy(c.Tasks, w.Tasks)
 	c.FailedTaskRefs = slices.Clone(w.FailedTaskRefs)
