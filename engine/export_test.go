@@ -13,3 +13,13 @@ func Forgetful(w *Workflow) *Workflow {
 	c.sweep, c.refs = sweep{}, nil
 	return c
 }
+
+// Reown hands w's index back to w, as if no decision had taken it over:
+// a benchmark decides on one state again and again, where the executor
+// decides on the state each decision leaves. It holds only while no
+// decision since grew the task list the index covers.
+func Reown(w *Workflow) {
+	if w.refs != nil {
+		w.refs.owner = w
+	}
+}
