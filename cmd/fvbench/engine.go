@@ -325,6 +325,7 @@ func (r *engineRun) percentiles() (p50, p99 time.Duration, n int) {
 // measured is one workload's figures.
 type measured struct {
 	tput     float64
+	steal    string // the machine's CPU time stolen during the run (see stealSince)
 	p50, p99 time.Duration
 	// cpu is the process's CPU time per workflow during the run.
 	cpu time.Duration
@@ -344,25 +345,25 @@ func benchEngine(ctx context.Context, o opts) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, NATS workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  cpu %s/workflow\n",
-			mode, o.workflows, viaNATS.tput, viaNATS.p50.Round(time.Millisecond), viaNATS.p99.Round(time.Millisecond), viaNATS.cpu.Round(10*time.Microsecond))
+		fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, NATS workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  cpu %s/workflow%s\n",
+			mode, o.workflows, viaNATS.tput, viaNATS.p50.Round(time.Millisecond), viaNATS.p99.Round(time.Millisecond), viaNATS.cpu.Round(10*time.Microsecond), viaNATS.steal)
 		if mode == eventlog.FsyncAlways {
 			// The latency target is for a steady load of half the 600
 			// workflows/s target.
-			p50, p99, err := measureSustained(ctx, mode, 300, "bench_three", sustained)
+			p50, p99, steal, err := measureSustained(ctx, mode, 300, "bench_three", sustained)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("fsync=%-7s at 300 workflows/s for %s on a new node (half the 600 target): p50 %s  p99 %s  (target p99 <= 100ms)\n",
-				mode, sustained, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+			fmt.Printf("fsync=%-7s at 300 workflows/s for %s on a new node (half the 600 target): p50 %s  p99 %s  (target p99 <= 100ms)%s\n",
+				mode, sustained, p50.Round(time.Millisecond), p99.Round(time.Millisecond), steal)
 			// The baseline of that latency: a load whose appends (4 to 7
 			// a workflow) the disk syncs one at a time, without batches.
-			p50, p99, err = measureSustained(ctx, mode, quietRate, "bench_three", quietTime)
+			p50, p99, steal, err = measureSustained(ctx, mode, quietRate, "bench_three", quietTime)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("fsync=%-7s at %d workflows/s for %s on a new node (no batches needed): p50 %s  p99 %s\n",
-				mode, quietRate, quietTime, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+			fmt.Printf("fsync=%-7s at %d workflows/s for %s on a new node (no batches needed): p50 %s  p99 %s%s\n",
+				mode, quietRate, quietTime, p50.Round(time.Millisecond), p99.Round(time.Millisecond), steal)
 		}
 		for _, line := range viaNATS.paced {
 			fmt.Println(line)
@@ -376,8 +377,8 @@ func benchEngine(ctx context.Context, o opts) error {
 			if mode == eventlog.FsyncAlways {
 				target = "  (target >= 300 workflows/s)"
 			}
-			fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, HTTP workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  ratio %.2f to NATS workers%s\n",
-				mode, o.workflows, viaHTTP.tput, viaHTTP.p50.Round(time.Millisecond), viaHTTP.p99.Round(time.Millisecond), viaHTTP.tput/viaNATS.tput, target)
+			fmt.Printf("fsync=%-7s %d workflows (3 SIMPLE tasks, HTTP workers, 50 starters): %7.0f workflows/s  p50 %s  p99 %s  (saturated)  ratio %.2f to NATS workers%s%s\n",
+				mode, o.workflows, viaHTTP.tput, viaHTTP.p50.Round(time.Millisecond), viaHTTP.p99.Round(time.Millisecond), viaHTTP.tput/viaNATS.tput, target, viaHTTP.steal)
 		}
 		if !o.runs("secrets") {
 			continue
@@ -433,6 +434,9 @@ func runs(ms []measured) string {
 	parts := make([]string, len(ms))
 	for i, m := range ms {
 		parts[i] = fmt.Sprintf("%.0f", m.tput)
+		if m.steal != "" {
+			parts[i] += " (" + strings.TrimSpace(m.steal) + ")"
+		}
 	}
 	return strings.Join(parts, " ")
 }
@@ -496,7 +500,7 @@ func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind wo
 		return measured{}, err
 	}
 	defer stop()
-	cpu0 := processCPU()
+	cpu0, host0 := processCPU(), readHostTimes()
 	took, err := r.load(o.workflows, 0)
 	if err != nil {
 		return measured{}, err
@@ -504,6 +508,7 @@ func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind wo
 	var m measured
 	m.tput = float64(o.workflows) / took.Seconds()
 	m.cpu = (processCPU() - cpu0) / time.Duration(o.workflows)
+	m.steal = stealSince(host0)
 	m.p50, m.p99, _ = r.percentiles()
 	if mode == eventlog.FsyncAlways && kind == natsWorkers && flow == "bench_three" {
 		// How the node fares right after the saturated run, while it
@@ -540,17 +545,18 @@ const (
 
 // measureSustained runs flow at rate workflows per second for d, on a new
 // node with NATS workers, and returns the start-to-complete latencies.
-func measureSustained(ctx context.Context, mode eventlog.FsyncMode, rate float64, flow string, d time.Duration) (p50, p99 time.Duration, err error) {
+func measureSustained(ctx context.Context, mode eventlog.FsyncMode, rate float64, flow string, d time.Duration) (p50, p99 time.Duration, steal string, err error) {
 	r, stop, err := prepare(ctx, mode, natsWorkers, flow)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	defer stop()
+	host0 := readHostTimes()
 	if _, err := r.load(int(rate*d.Seconds()), rate); err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	p50, p99, _ = r.percentiles()
-	return p50, p99, nil
+	return p50, p99, stealSince(host0), nil
 }
 
 // httpWorkers serves the three task types the way Conductor's SDK workers

@@ -82,6 +82,7 @@ func benchScaling(ctx context.Context, _ opts) error {
 	for _, s := range scaleShapes {
 		var perTask [2]time.Duration
 		var logBytes [2]float64
+		host0 := readHostTimes()
 		for i, n := range []int{scaleSmall, scaleLarge} {
 			if err := r.post("/api/metadata/workflow?overwrite=true", s.def(n), nil); err != nil {
 				return err
@@ -101,9 +102,9 @@ func benchScaling(ctx context.Context, _ opts) error {
 			}
 			logBytes[i] = (bytes1 - bytes0) / float64(n)
 		}
-		fmt.Printf("fsync=relaxed one workflow of n %-39s: n=%d %4dµs CPU/task, n=%d %5dµs CPU/task: ratio %.2f (constant work per task: 1, O(n): %d); log %.0f / %.0f bytes/task\n",
+		fmt.Printf("fsync=relaxed one workflow of n %-39s: n=%d %4dµs CPU/task, n=%d %5dµs CPU/task: ratio %.2f (constant work per task: 1, O(n): %d); log %.0f / %.0f bytes/task%s\n",
 			s.what, scaleSmall, perTask[0].Microseconds(), scaleLarge, perTask[1].Microseconds(),
-			float64(perTask[1])/float64(perTask[0]), scaleLarge/scaleSmall, logBytes[0], logBytes[1])
+			float64(perTask[1])/float64(perTask[0]), scaleLarge/scaleSmall, logBytes[0], logBytes[1], stealSince(host0))
 	}
 	return nil
 }
