@@ -520,12 +520,13 @@ func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind wo
 			what string
 		}{{300, "half the 600 target"}, {m.tput / 2, "half the saturated rate"}} {
 			time.Sleep(5 * time.Second)
+			host0 := readHostTimes()
 			if _, err := r.load(int(pace.rate*10), pace.rate); err != nil {
 				return measured{}, err
 			}
 			p50, p99, _ := r.percentiles()
-			m.paced = append(m.paced, fmt.Sprintf("fsync=%-7s at %.0f workflows/s for 10s right after the saturated run (%s): p50 %s  p99 %s",
-				mode, pace.rate, pace.what, p50.Round(time.Millisecond), p99.Round(time.Millisecond)))
+			m.paced = append(m.paced, fmt.Sprintf("fsync=%-7s at %.0f workflows/s for 10s right after the saturated run (%s): p50 %s  p99 %s%s",
+				mode, pace.rate, pace.what, p50.Round(time.Millisecond), p99.Round(time.Millisecond), stealSince(host0)))
 		}
 	}
 	return m, nil

@@ -19,14 +19,20 @@ type hostTimes struct {
 	ok           bool
 }
 
-// readHostTimes reads /proc/stat's first line: user nice system idle
-// iowait irq softirq steal (guest time is counted in user already).
+// readHostTimes reads the machine's counters from /proc/stat.
 func readHostTimes() hostTimes {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return hostTimes{}
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
+	return parseHostTimes(line)
+}
+
+// parseHostTimes reads /proc/stat's first line: "cpu" then user nice
+// system idle iowait irq softirq steal, in clock ticks (guest time is
+// counted in user already, and later fields are guest times).
+func parseHostTimes(line string) hostTimes {
 	fields := strings.Fields(line)
 	if len(fields) < 9 || fields[0] != "cpu" {
 		return hostTimes{}
@@ -50,7 +56,7 @@ func readHostTimes() hostTimes {
 // before ("  steal 3%"), or nothing where it is not counted.
 func stealSince(before hostTimes) string {
 	after := readHostTimes()
-	if !before.ok || !after.ok || after.total <= before.total {
+	if !before.ok || !after.ok || after.total <= before.total || after.steal < before.steal {
 		return ""
 	}
 	return fmt.Sprintf("  steal %.0f%%", 100*float64(after.steal-before.steal)/float64(after.total-before.total))
