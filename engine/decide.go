@@ -122,7 +122,12 @@ func Decide(in Input) (Decision, error) {
 	}
 	state := d.w
 	if len(d.events) == 0 {
+		// Nothing changed: the state stays the caller's, and so does the
+		// index the working copy took over (its tasks are the same).
 		state = in.State
+		if x := d.w.refs; x != nil && x.owner == d.w && in.State.refs == x {
+			x.owner = in.State
+		}
 	}
 	return Decision{Events: d.events, Effects: d.effects, State: state, Reply: d.reply}, nil
 }

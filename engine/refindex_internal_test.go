@@ -3,6 +3,9 @@ package engine
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // The index finds what a scan of the task list finds while the list
@@ -101,5 +104,43 @@ func TestRefIndexStaysWithOneState(t *testing.T) {
 	}
 	if caught.Clone().refs != nil {
 		t.Fatal("a state that handed its index on handed it on again")
+	}
+}
+
+// A decision that changes nothing leaves the index with the state it was
+// asked about: the next decision on that state need not rebuild it.
+func TestRefIndexStaysAfterANoOpDecision(t *testing.T) {
+	defer func(n int) { scanBelow = n }(scanBelow)
+	scanBelow = 0
+	var def conductor.WorkflowDef
+	js := `{"name":"w","version":1,"tasks":[{"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b"}]}`
+	if err := conductor.Unmarshal([]byte(js), &def); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	started, err := Decide(Input{Trigger: Start{WorkflowID: "wf", Def: &def}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := started.State
+	w.indexed()
+	index := w.refs
+	if index == nil || index.owner != w {
+		t.Fatal("the state does not own the index it built")
+	}
+	d, err := Decide(Input{State: w, Trigger: Tick{}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Events) != 0 || d.State != w {
+		t.Fatalf("a tick with nothing due decided %d events", len(d.Events))
+	}
+	if w.refs != index || index.owner != w {
+		t.Fatal("the no-op decision kept the index from the state")
+	}
+	if next, err := Decide(Input{State: w, Trigger: Result{Result: conductor.TaskResult{TaskID: w.Tasks[0].ID, Status: conductor.TaskCompleted}}, Now: now}); err != nil || len(next.Events) == 0 {
+		t.Fatalf("result after the tick: %v", err)
+	} else if next.State.refs != index || index.owner != next.State {
+		t.Fatal("the next decision did not take the index over")
 	}
 }
