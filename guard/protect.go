@@ -289,7 +289,10 @@ type protection struct {
 	bySealed map[string]*masking.Sealed
 }
 
-func (p *protection) seal(path string, m map[string]any, fields []string) (map[string]any, error) {
+// seal seals m's masked keys and fields under the purpose path names.
+// path is built only when something is sealed: most events seal nothing,
+// and every task event would otherwise format its path.
+func (p *protection) seal(path func() string, m map[string]any, fields []string) (map[string]any, error) {
 	if m == nil {
 		return nil, nil
 	}
@@ -300,7 +303,7 @@ func (p *protection) seal(path string, m map[string]any, fields []string) (map[s
 		return m, nil
 	}
 	var last []byte
-	out, err := masking.SealFields(sealRecorder{p, &last}, path, m, fields, func(plain []byte) {
+	out, err := masking.SealFields(sealRecorder{p, &last}, path(), m, fields, func(plain []byte) {
 		last = append(last[:0], plain...)
 		var s string
 		if json.Unmarshal(plain, &s) == nil {
@@ -381,6 +384,11 @@ func (p *protection) substitute(v any) any {
 
 func (p *protection) redactMap(m map[string]any) map[string]any { return p.m.get().Map(m) }
 
+// taskPath names a task's input or output as a purpose to seal under.
+func taskPath(wf, taskID, field string) func() string {
+	return func() string { return wf + "/task/" + taskID + "/" + field }
+}
+
 // event protects one event, returning it as it is when nothing in it
 // changes (changed is false).
 func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, err error) {
@@ -388,18 +396,18 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 	switch e := ev.(type) {
 	case *schemas.WorkflowStarted:
 		c := *e
-		if c.Input, err = p.seal(wf+"/input", c.Input, p.fields); err == nil {
-			c.Variables, err = p.seal(wf+"/variables", c.Variables, nil)
+		if c.Input, err = p.seal(func() string { return wf + "/input" }, c.Input, p.fields); err == nil {
+			c.Variables, err = p.seal(func() string { return wf + "/variables" }, c.Variables, nil)
 		}
 		return &c, !engine.SameMap(c.Input, e.Input) || !engine.SameMap(c.Variables, e.Variables), err
 	case *schemas.TaskScheduled:
 		c := *e
-		if c.Input, err = p.seal(fmt.Sprintf("%s/task/%s/input", wf, e.TaskID), c.Input, nil); err != nil {
+		if c.Input, err = p.seal(taskPath(wf, e.TaskID, "input"), c.Input, nil); err != nil {
 			return nil, false, err
 		}
 		// A task the engine completes as it schedules it has an output
 		// already: a loop's first loopItem, a dynamic fork's inputs.
-		if c.Output, err = p.seal(fmt.Sprintf("%s/task/%s/output", wf, e.TaskID), c.Output, nil); err != nil {
+		if c.Output, err = p.seal(taskPath(wf, e.TaskID, "output"), c.Output, nil); err != nil {
 			return nil, false, err
 		}
 		c.Input = p.redactMap(c.Input)
@@ -415,7 +423,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, true, nil
 	case *schemas.TaskUpdated:
 		c := *e
-		if c.Output, err = p.seal(fmt.Sprintf("%s/task/%s/output", wf, e.TaskID), c.Output, nil); err != nil {
+		if c.Output, err = p.seal(taskPath(wf, e.TaskID, "output"), c.Output, nil); err != nil {
 			return nil, false, err
 		}
 		c.Output = p.redactMap(c.Output)
@@ -437,7 +445,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, true, nil
 	case *schemas.VariablesUpdated:
 		c := *e
-		if c.Variables, err = p.seal(wf+"/variables", c.Variables, nil); err != nil {
+		if c.Variables, err = p.seal(func() string { return wf + "/variables" }, c.Variables, nil); err != nil {
 			return nil, false, err
 		}
 		c.Variables = p.redactMap(c.Variables)
@@ -447,7 +455,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, true, nil
 	case *schemas.WorkflowStatusChanged:
 		c := *e
-		if c.Output, err = p.seal(wf+"/output", c.Output, p.fields); err != nil {
+		if c.Output, err = p.seal(func() string { return wf + "/output" }, c.Output, p.fields); err != nil {
 			return nil, false, err
 		}
 		c.Output = p.redactMap(c.Output)
@@ -458,7 +466,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, true, nil
 	case *schemas.WorkflowReset:
 		c := *e
-		c.Input, err = p.seal(wf+"/input", c.Input, p.fields)
+		c.Input, err = p.seal(func() string { return wf + "/input" }, c.Input, p.fields)
 		return &c, !engine.SameMap(c.Input, e.Input), err
 	case *schemas.TaskStarted:
 		refs, err := p.sealResolved(wf, e.Resolved)
