@@ -29,14 +29,14 @@ const doubleFlow = `{"name":"double_it","tasks":[{"name":"double","taskReference
 
 // A worker written in JavaScript from docs/worker-protocol.md, with only the
 // NATS client packages, completes and fails tasks: taking announced tasks,
-// and waiting for tasks at an engine.
+// waiting for tasks at an engine, and waiting for them with its results.
 func TestNodeWorker(t *testing.T) {
 	t.Parallel()
 	dir, _ := filepath.Abs(filepath.Join("..", "workers", "testdata", "node"))
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@nats-io", "jetstream")); err != nil {
 		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
 	}
-	for _, mode := range []string{"take", "poll"} {
+	for _, mode := range []string{"take", "poll", "chain"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			testNodeWorker(t, dir, mode)
@@ -76,6 +76,11 @@ func testNodeWorker(t *testing.T, dir, mode string) {
 	r := <-finished
 	if r.err != nil || !strings.Contains(string(r.out), "done 3") {
 		t.Fatalf("node worker: %v\n%s", r.err, r.out)
+	}
+	// The first two tasks were queued before the worker started: the
+	// second comes with the first's result, at least.
+	if none := strings.Contains(string(r.out), "chained 0"); none == (mode == "chain") {
+		t.Fatalf("node worker in mode %s: %s", mode, r.out)
 	}
 	for i, want := range []float64{2, 42} {
 		wf := e.waitStatus(ids[i], conductor.WorkflowCompleted)

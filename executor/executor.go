@@ -183,6 +183,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e.disp = newDispatcher(log, cfg.Logger)
 	e.polls = newPoller()
 	e.match = newMatcher()
+	e.natsPolls.slots = make(chan struct{}, maxNATSPolls)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
 }

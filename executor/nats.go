@@ -95,6 +95,9 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 				} else {
 					reply = handle(rctx, m, strings.TrimPrefix(m.Subject, prefix), arrived)
 				}
+				if _, apart := reply.(answeredApart); apart {
+					return
+				}
 				body, _ := json.Marshal(reply)
 				if m.Reply != "" {
 					_ = m.Respond(body)
@@ -136,23 +139,12 @@ const (
 // A poll waits long: it holds no worker slot, and polls beyond
 // maxNATSPolls are answered "unavailable".
 func (e *Executor) servePolls() error {
-	slots := make(chan struct{}, maxNATSPolls)
 	sub, err := e.log.Conn().QueueSubscribe(workers.PollPrefix+">", workers.EngineQueue, func(m *nats.Msg) {
 		if m.Reply == "" || !replyable(m.Reply) {
 			e.cfg.Logger.Warn("worker request refused: its reply subject is not an inbox", logkey.Subject, m.Subject)
 			return
 		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "too many polls wait at this engine"}})
-			return
-		}
-		e.wg.Add(1)
-		go func() {
-			defer func() { <-slots; e.wg.Done() }()
-			e.handlePoll(m)
-		}()
+		e.handlePoll(m)
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", workers.PollPrefix, err)
@@ -175,12 +167,29 @@ func (e *Executor) servePolls() error {
 	return nil
 }
 
-// natsPolls are the NATS polls waiting at this engine that their workers
-// may end early (workers.PollEnd), by poll id.
+// natsPolls are the NATS polls waiting at this engine: how many (slots,
+// at most maxNATSPolls), and those their workers may end early
+// (workers.PollEnd), by poll id.
 type natsPolls struct {
+	slots chan struct{}
 	mu    sync.Mutex
 	polls map[string]waitingPoll
 }
+
+// hold takes one of the poll slots, if any is free.
+func (p *natsPolls) hold() bool {
+	select {
+	case p.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *natsPolls) release() { <-p.slots }
+
+// errTooManyPolls answers a poll beyond maxNATSPolls.
+var errTooManyPolls = &workers.Error{Code: workers.CodeUnavailable, Message: "too many polls wait at this engine"}
 
 type waitingPoll struct {
 	taskType string
@@ -222,6 +231,8 @@ func respond(m *nats.Msg, reply any) {
 	_ = m.Respond(body)
 }
 
+// handlePoll answers a poll request m: once, in a goroutine of its own,
+// when a task is taken for it or its wait runs out.
 func (e *Executor) handlePoll(m *nats.Msg) {
 	var req workers.PollRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -233,34 +244,51 @@ func (e *Executor) handlePoll(m *nats.Msg) {
 		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}})
 		return
 	}
-	wait := min(max(time.Duration(req.WaitMs)*time.Millisecond, 0), maxPollWait)
-	ctx, cancel := context.WithTimeout(e.ctx, wait+requestTimeout)
-	defer cancel()
-	if req.PollID != "" {
-		// Ended early, the poll is answered as if its wait ran out, and a
-		// task taken for it meanwhile goes back (awaitTask).
-		var end context.CancelFunc
-		ctx, end = context.WithCancel(ctx)
-		defer end()
-		defer e.natsPolls.add(taskType, req.PollID, end)()
+	e.waitForTask(m, taskType, req, func(r workers.PollReply) any { return r })
+}
+
+// waitForTask holds the poll req for a task of taskType and answers m with
+// what answer makes of the outcome: a plain poll's PollReply, or the
+// ResultReply of a result that waits for its worker's next task. The wait
+// runs in a goroutine of its own, on one of the poll slots; none free, it
+// answers at once that the engine is busy.
+func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollRequest, answer func(workers.PollReply) any) {
+	if !e.natsPolls.hold() {
+		respond(m, answer(workers.PollReply{Error: errTooManyPolls}))
+		return
 	}
-	tasks, _, err := e.Poll(ctx, PollRequest{TaskType: taskType, Domain: req.Domain, WorkerID: req.WorkerID, Count: 1, Wait: wait})
-	switch {
-	case err != nil:
-		respond(m, workers.PollReply{Error: e.protocolError(err, "")})
-	case len(tasks) == 0:
-		respond(m, workers.PollReply{})
-	default:
-		e.offer(m, tasks[0])
-	}
+	e.wg.Add(1)
+	go func() {
+		defer func() { e.natsPolls.release(); e.wg.Done() }()
+		wait := min(max(time.Duration(req.WaitMs)*time.Millisecond, 0), maxPollWait)
+		ctx, cancel := context.WithTimeout(e.ctx, wait+requestTimeout)
+		defer cancel()
+		if req.PollID != "" {
+			// Ended early, the poll is answered as if its wait ran out,
+			// and a task taken for it meanwhile goes back (awaitTask).
+			var end context.CancelFunc
+			ctx, end = context.WithCancel(ctx)
+			defer end()
+			defer e.natsPolls.add(taskType, req.PollID, end)()
+		}
+		tasks, _, err := e.Poll(ctx, PollRequest{TaskType: taskType, Domain: req.Domain, WorkerID: req.WorkerID, Count: 1, Wait: wait})
+		switch {
+		case err != nil:
+			respond(m, answer(workers.PollReply{Error: e.protocolError(err, "")}))
+		case len(tasks) == 0:
+			respond(m, answer(workers.PollReply{}))
+		default:
+			e.offer(m, tasks[0], answer)
+		}
+	}()
 }
 
 // offer hands t to the poll m, or gives it back if its worker does not
 // accept it within the offer timeout. A worker accepts at once, so the
 // timeout is for one that went away; one that accepted later than that may
 // run the task a second time (its result is then ignored).
-func (e *Executor) offer(m *nats.Msg, t *conductor.Task) {
-	body, err := json.Marshal(workers.PollReply{Task: t})
+func (e *Executor) offer(m *nats.Msg, t *conductor.Task, answer func(workers.PollReply) any) {
+	body, err := json.Marshal(answer(workers.PollReply{Task: t}))
 	if err == nil {
 		var ans *nats.Msg
 		if ans, err = e.log.Conn().Request(m.Reply, body, e.cfg.OfferTimeout); err == nil {
@@ -401,8 +429,27 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 		return workers.ResultReply{Error: e.protocolError(err, res.TaskID)}
 	}
 	reply, _ := out.Reply.(engine.ResultReply)
-	return workers.ResultReply{OK: true, Ignored: reply.Ignored}
+	recorded := workers.ResultReply{OK: true, Ignored: reply.Ignored}
+	if req.Next == nil || m.Reply == "" {
+		return recorded
+	}
+	// The worker waits here for its next task, as a poll of the result's
+	// queue: one request and one answer fewer per task than a poll after
+	// the result. The answer says both.
+	next := *req.Next
+	if next.WorkerID == "" {
+		next.WorkerID = res.WorkerID
+	}
+	e.waitForTask(m, taskType, next, func(r workers.PollReply) any {
+		recorded.Next = &r
+		return recorded
+	})
+	return answeredApart{}
 }
+
+// answeredApart is what a worker request's handler returns when the
+// request is (or will be) answered by other means than its return value.
+type answeredApart struct{}
 
 // consumeStartCommands starts workflows published on the commands stream.
 // The workflow id derives from the message id (or the stream sequence), so a

@@ -157,6 +157,12 @@ const (
 type ResultRequest struct {
 	conductor.TaskResult
 	Lease int `json:"lease,omitempty"`
+	// Next, if set, makes the request also a poll for the worker's next
+	// task of the same type, waited for once the result is recorded (its
+	// WorkerID defaults to the result's). The request must then have a
+	// reply subject the worker listens on as on a poll's: the answer
+	// comes once, when the poll is answered, and may be an offer.
+	Next *PollRequest `json:"next,omitempty"`
 }
 
 // ResultReply answers a result request (whose body is a Conductor
@@ -166,6 +172,12 @@ type ResultReply struct {
 	OK      bool   `json:"ok"`
 	Ignored bool   `json:"ignored,omitempty"`
 	Error   *Error `json:"error,omitempty"`
+	// Next answers the request's Next as a PollReply answers a poll: a
+	// task (the reply is then an offer, with a reply subject to accept it
+	// on), nothing, or an error. It is absent when the request had no
+	// Next or the result was not recorded (Error), and from an engine that
+	// does not know Next: poll as usual then.
+	Next *PollReply `json:"next,omitempty"`
 }
 
 // Error is a protocol error.

@@ -120,48 +120,94 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // slot is one of the worker's Concurrency: it waits at an engine for a
-// task, runs it, and waits again, until ctx is done. Its polls' answers
-// come to an inbox of its own, one reply subject per poll, so that the
-// late answer to a poll it gave up on is told apart.
+// task, runs it, and reports the result, waiting in the same request for
+// its next task, until ctx is done. The answers to its waits come to an
+// inbox of its own, one reply subject per wait, so that the late answer to
+// a wait it gave up on is told apart.
 func (w *Worker) slot(ctx, work context.Context) error {
-	inbox := w.nc.NewInbox()
-	// A few answers at most wait here (the one awaited, late ones): a
-	// small channel, where a synchronous subscription would hold a buffer
-	// of 65,536 message pointers per slot for the collector to scan.
-	answers := make(chan *nats.Msg, 16)
-	sub, err := w.nc.ChanSubscribe(inbox+".*", answers)
+	in, err := w.newSlotInbox()
 	if err != nil {
-		return fmt.Errorf("worker inbox: %w", err)
+		return err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	defer in.close()
 	backoff := 100 * time.Millisecond
-	for n := 0; ctx.Err() == nil; n++ {
-		t, err := w.poll(ctx, answers, inbox+"."+strconv.Itoa(n))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			w.cfg.Logger.Debug("poll failed", logkey.Err, err)
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
-		case t != nil:
+	var next *conductor.Task
+	// A task accepted is run, stopping or not: it is the worker's.
+	for next != nil || ctx.Err() == nil {
+		t := next
+		if t == nil {
+			if t, err = w.poll(ctx, in); err != nil && ctx.Err() == nil {
+				w.cfg.Logger.Debug("poll failed", logkey.Err, err)
+				sleep(ctx, backoff)
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
 			backoff = 100 * time.Millisecond
-			w.execute(work, t)
-		default:
-			backoff = 100 * time.Millisecond
+			if t == nil {
+				continue
+			}
 		}
+		next = w.execute(ctx, work, in, t)
 	}
 	return nil
 }
 
-// poll asks an engine for a task and waits for the answer on reply: a
-// task offered (accepted here, the worker's from now on), none, or an
-// error.
-func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply string) (*conductor.Task, error) {
+// slotInbox is where the answers to one slot's waits come.
+type slotInbox struct {
+	prefix string
+	// A few answers at most wait here (the one awaited, late ones): a
+	// small channel, where a synchronous subscription would hold a buffer
+	// of 65,536 message pointers per slot for the collector to scan.
+	answers chan *nats.Msg
+	sub     *nats.Subscription
+	n       int
+}
+
+func (w *Worker) newSlotInbox() (*slotInbox, error) {
+	in := &slotInbox{prefix: w.nc.NewInbox(), answers: make(chan *nats.Msg, 16)}
+	sub, err := w.nc.ChanSubscribe(in.prefix+".*", in.answers)
+	if err != nil {
+		return nil, fmt.Errorf("worker inbox: %w", err)
+	}
+	in.sub = sub
+	return in, nil
+}
+
+func (in *slotInbox) close() { _ = in.sub.Unsubscribe() }
+
+// reply returns a reply subject no earlier wait of the slot used.
+func (in *slotInbox) reply() string {
+	in.n++
+	return in.prefix + "." + strconv.Itoa(in.n)
+}
+
+// poll asks an engine for a task and waits for the answer: a task offered
+// (accepted here, the worker's from now on), none, or an error.
+func (w *Worker) poll(ctx context.Context, in *slotInbox) (*conductor.Task, error) {
 	id := nuid.Next()
 	body, err := json.Marshal(PollRequest{WorkerID: w.cfg.WorkerID, Domain: w.cfg.Domain, WaitMs: w.cfg.PollWait.Milliseconds(), PollID: id})
 	if err != nil {
 		return nil, err
 	}
-	if err := w.nc.PublishRequest(PollSubject(w.cfg.TaskType), reply, body); err != nil {
+	m, err := w.await(ctx, in, PollSubject(w.cfg.TaskType), body, id)
+	if err != nil {
+		return nil, err
+	}
+	var r PollReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		answerOffer(m, false)
+		return nil, fmt.Errorf("poll answer: %w", err)
+	}
+	return takeOffer(ctx, m, &r)
+}
+
+// await sends body to subject as a request that waits at an engine (a
+// poll, or a result that waits for the next task) and returns its answer,
+// which comes once, to a new reply subject of in. pollID names the wait:
+// when ctx is done first, await ends it.
+func (w *Worker) await(ctx context.Context, in *slotInbox, subject string, body []byte, pollID string) (*nats.Msg, error) {
+	reply := in.reply()
+	if err := w.nc.PublishRequest(subject, reply, body); err != nil {
 		return nil, err
 	}
 	deadline := time.NewTimer(w.cfg.PollWait + w.cfg.RequestTimeout)
@@ -172,23 +218,23 @@ func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply strin
 	for {
 		var m *nats.Msg
 		select {
-		case m = <-answers:
+		case m = <-in.answers:
 		case <-stopping:
-			// The engine would offer a task to this poll until its wait
-			// ran out, and one behind an account boundary cannot tell
-			// that nobody listens any more: it would wait its offer
-			// timeout before handing the task to another worker. Ending
-			// the poll has the engine answer it now; an offer made
-			// before that is refused below. The end travels by core
-			// NATS and may overtake the poll at the engine, so it is
-			// sent again until the answer comes, for a while: an
-			// engine that does not answer is gone or cannot.
+			// The engine would offer a task to this wait until it ran
+			// out, and one behind an account boundary cannot tell that
+			// nobody listens any more: it would wait its offer timeout
+			// before handing the task to another worker. Ending the wait
+			// has the engine answer it now; an offer made before that is
+			// refused (takeOffer). The end travels by core NATS and may
+			// overtake the wait at the engine, so it is sent again until
+			// the answer comes, for a while: an engine that does not
+			// answer is gone or cannot.
 			if w.nc.IsClosed() {
 				return nil, ctx.Err()
 			}
 			stopping = nil
 			ends++
-			w.endPoll(id)
+			w.endPoll(pollID)
 			tick := time.NewTicker(endPollAgain)
 			defer tick.Stop()
 			endAgain = tick.C
@@ -198,13 +244,13 @@ func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply strin
 				return nil, ctx.Err()
 			}
 			ends++
-			w.endPoll(id)
+			w.endPoll(pollID)
 			continue
 		case <-deadline.C:
 			return nil, context.DeadlineExceeded
 		}
 		if m.Subject != reply {
-			// The answer to a poll given up on: its task goes to
+			// The answer to a wait given up on: its task goes to
 			// someone else.
 			answerOffer(m, false)
 			continue
@@ -212,25 +258,25 @@ func (w *Worker) poll(ctx context.Context, answers <-chan *nats.Msg, reply strin
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 			return nil, nats.ErrNoResponders
 		}
-		var r PollReply
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			answerOffer(m, false)
-			return nil, fmt.Errorf("poll answer: %w", err)
-		}
-		switch {
-		case r.Error != nil:
-			return nil, r.Error
-		case r.Task == nil:
-			return nil, nil
-		case ctx.Err() != nil:
-			answerOffer(m, false) // stopping: not taking new tasks
-			return nil, ctx.Err()
-		}
-		if !answerOffer(m, true) {
-			return nil, errors.New("poll answer: a task without a reply subject to accept it on")
-		}
-		return r.Task, nil
+		return m, nil
 	}
+}
+
+// takeOffer accepts the task r offers in m, unless the worker is stopping.
+func takeOffer(ctx context.Context, m *nats.Msg, r *PollReply) (*conductor.Task, error) {
+	switch {
+	case r.Error != nil:
+		return nil, r.Error
+	case r.Task == nil:
+		return nil, nil
+	case ctx.Err() != nil:
+		answerOffer(m, false) // stopping: not taking new tasks
+		return nil, ctx.Err()
+	}
+	if !answerOffer(m, true) {
+		return nil, errors.New("poll answer: a task without a reply subject to accept it on")
+	}
+	return r.Task, nil
 }
 
 // A stopping worker ends a poll not answered yet every endPollAgain, up
@@ -262,8 +308,10 @@ func answerOffer(m *nats.Msg, accept bool) bool {
 	return true
 }
 
-func (w *Worker) execute(ctx context.Context, t *conductor.Task) {
-	hctx, cancel := context.WithCancel(ctx)
+// execute runs t and reports its result; it returns the next task, if the
+// engine handed one over with the result's answer.
+func (w *Worker) execute(ctx, work context.Context, in *slotInbox, t *conductor.Task) (next *conductor.Task) {
+	hctx, cancel := context.WithCancel(work)
 	defer cancel()
 	if t.ResponseTimeoutSeconds > 0 {
 		go w.extendLease(hctx, t)
@@ -285,7 +333,7 @@ func (w *Worker) execute(ctx context.Context, t *conductor.Task) {
 		res.Logs = append(res.Logs, conductor.TaskExecLog{Log: l, TaskID: t.TaskID, CreatedTime: now})
 	}
 	cancel()
-	w.report(ctx, res, t.PollCount)
+	return w.report(ctx, work, in, res, t.PollCount)
 }
 
 // run calls the handler, turning a panic into a task failure.
@@ -321,17 +369,18 @@ func (w *Worker) extendLease(ctx context.Context, t *conductor.Task) {
 
 // report sends a result until the engine records it: a result the engine
 // acknowledged is durable, one it did not may be sent again safely (a
-// duplicate is ignored).
-func (w *Worker) report(ctx context.Context, res conductor.TaskResult, lease int) {
+// duplicate is ignored). Unless the worker is stopping (ctx is done), the
+// result waits at the engine for the slot's next task, which report
+// returns.
+func (w *Worker) report(ctx, work context.Context, in *slotInbox, res conductor.TaskResult, lease int) (next *conductor.Task) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		var reply ResultReply
-		err := w.request(ctx, ResultSubject(w.cfg.TaskType), ResultRequest{TaskResult: res, Lease: lease}, &reply)
+		reply, next, err := w.send(ctx, work, in, ResultRequest{TaskResult: res, Lease: lease})
 		if err == nil && w.cfg.OnResult != nil {
 			w.cfg.OnResult(res, reply)
 		}
 		if err == nil && reply.Error == nil {
-			return
+			return next
 		}
 		if err == nil && reply.Error.Code == CodeInvalid && res.Status != conductor.TaskFailed {
 			// The engine keeps nothing of a refused result (too large an
@@ -344,18 +393,51 @@ func (w *Worker) report(ctx context.Context, res conductor.TaskResult, lease int
 		}
 		if err == nil && reply.Error.Code != CodeUnavailable && reply.Error.Code != CodeInternal {
 			w.cfg.Logger.Error("result rejected", logkey.TaskID, res.TaskID, logkey.Err, reply.Error)
-			return
+			return nil
 		}
 		w.cfg.Logger.Debug("result not recorded yet", logkey.TaskID, res.TaskID, "attempt", attempt, logkey.Err, errors.Join(err, replyErr(reply)))
 		if attempt >= 30 || errors.Is(err, nats.ErrConnectionClosed) {
 			w.cfg.Logger.Error("result not recorded, giving up", logkey.TaskID, res.TaskID, logkey.Err, err)
-			return
+			return nil
 		}
-		if !sleep(ctx, backoff) {
-			return
+		if !sleep(work, backoff) {
+			return nil
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// send sends one result request: while the worker runs (ctx is not done),
+// one that waits for the slot's next task and returns it if the answer
+// offers one; once it stops, a plain request.
+func (w *Worker) send(ctx, work context.Context, in *slotInbox, req ResultRequest) (reply ResultReply, next *conductor.Task, err error) {
+	if ctx.Err() != nil {
+		err = w.request(work, ResultSubject(w.cfg.TaskType), req, &reply)
+		return reply, nil, err
+	}
+	id := nuid.Next()
+	req.Next = &PollRequest{Domain: w.cfg.Domain, WaitMs: w.cfg.PollWait.Milliseconds(), PollID: id}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return reply, nil, err
+	}
+	m, err := w.await(ctx, in, ResultSubject(w.cfg.TaskType), body, id)
+	if err != nil {
+		return reply, nil, err
+	}
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		answerOffer(m, false)
+		return reply, nil, fmt.Errorf("result answer: %w", err)
+	}
+	if reply.Next == nil {
+		return reply, nil, nil // no task was waited for: the slot polls
+	}
+	next, err = takeOffer(ctx, m, reply.Next)
+	if err != nil && ctx.Err() == nil {
+		// The result is recorded all the same; the slot polls.
+		w.cfg.Logger.Debug("no task with the result's answer", logkey.Err, err)
+	}
+	return reply, next, nil
 }
 
 func (w *Worker) request(ctx context.Context, subject string, req, reply any) error {

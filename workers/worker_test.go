@@ -281,3 +281,72 @@ func TestRefusedResultFailsTheTask(t *testing.T) {
 		t.Fatalf("results %+v, want COMPLETED refused, then FAILED saying why", got)
 	}
 }
+
+// A worker's result waits for its next task, and the task the engine
+// offers with the result's answer is accepted and run without another
+// poll. Here a stand-in engine offers t1 to the first poll and t2 with
+// t1's result; t2's result gets no task.
+func TestWorkerTakesTheNextTaskWithTheResult(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	nc := l.Conn()
+	const taskType = "chained"
+	var polls atomic.Int32
+	first := offerOnce(taskType)
+	standInEngine(t, nc, taskType, func() (workers.PollReply, bool) {
+		polls.Add(1)
+		return first()
+	}, func(*testing.T, *nats.Conn, string) {})
+	requests := make(chan workers.ResultRequest, 4)
+	accepted := make(chan offerAnswer, 1)
+	sub, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+		var req workers.ResultRequest
+		_ = json.Unmarshal(m.Data, &req)
+		requests <- req
+		reply := workers.ResultReply{OK: true, Next: &workers.PollReply{}}
+		if req.TaskID != "t1" {
+			body, _ := json.Marshal(reply)
+			_ = m.Respond(body)
+			return
+		}
+		reply.Next.Task = &conductor.Task{TaskID: "t2", WorkflowInstanceID: "wf2", TaskType: taskType, Status: conductor.TaskInProgress}
+		body, _ := json.Marshal(reply)
+		go func() {
+			ans, err := nc.Request(m.Reply, body, 5*time.Second)
+			var r workers.OfferReply
+			if err == nil {
+				_ = json.Unmarshal(ans.Data, &r)
+			}
+			accepted <- offerAnswer{"t2", r.Accept}
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+
+	ran, _ := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, WorkerID: "w1", PollWait: 20 * time.Second})
+	for _, want := range []string{"t1", "t2"} {
+		select {
+		case id := <-ran:
+			if id != want {
+				t.Fatalf("ran %s, want %s", id, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s never ran", want)
+		}
+	}
+	if got := <-accepted; !got.accept {
+		t.Fatal("the task offered with the result was refused")
+	}
+	if n := polls.Load(); n != 1 {
+		t.Fatalf("%d polls, want 1: t2 came with t1's result", n)
+	}
+	for _, want := range []string{"t1", "t2"} {
+		req := <-requests
+		if req.TaskID != want || req.Next == nil || req.Next.PollID == "" || req.Next.WaitMs != 20000 {
+			t.Fatalf("result of %s: next %+v, want the result of %s to wait 20 s under a poll id", req.TaskID, req.Next, want)
+		}
+	}
+}

@@ -7,8 +7,10 @@
 //
 // It doubles inputData.n, fails tasks whose input says {"fail": true}, and
 // exits after TASKS tasks. With MODE=poll it waits for tasks at an engine
-// ("Waiting for a task at an engine"); otherwise it pulls announcements
-// from the queue and takes them ("Taking a task").
+// ("Waiting for a task at an engine"); with MODE=chain it does too, and
+// its results wait for the next task ("Reporting a result and waiting for
+// the next task"); otherwise it pulls announcements from the queue and
+// takes them ("Taking a task").
 import { readFileSync } from "node:fs";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
@@ -94,9 +96,38 @@ async function takeTask() {
   }
 }
 
+// report sends a result until it is recorded. With chain, the result also
+// waits for the next task, and report returns the task offered with its
+// answer, accepted, if any.
+async function report(result, chain) {
+  const body = chain ? { ...result, next: { waitMs: 5000 } } : result;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // The answer comes when the wait is over: wait longer than it.
+      const m = await nc.request(`fv.engine.result.${type}`, JSON.stringify(body), { timeout: requestTimeout + 5000 });
+      const r = m.json();
+      if (r.ok) {
+        if (!r.next || !r.next.task) return null;
+        m.respond(JSON.stringify({ accept: true }));
+        return r.next.task;
+      }
+      if (r.error && r.error.code !== "unavailable" && r.error.code !== "internal") {
+        console.error("result rejected", r.error);
+        process.exit(1);
+      }
+    } catch (e) {
+      if (attempt > 20) throw e;
+    }
+    await sleep(200);
+  }
+}
+
+const mode = process.env.MODE;
 let done = 0;
+let chained = 0; // tasks that came with a result's answer
+let next = null;
 while (done < want) {
-  const task = process.env.MODE === "poll" ? await pollTask() : await takeTask();
+  const task = next || (mode === "poll" || mode === "chain" ? await pollTask() : await takeTask());
   const result = {
     taskId: task.taskId,
     workflowInstanceId: task.workflowInstanceId,
@@ -110,20 +141,10 @@ while (done < want) {
     result.status = "COMPLETED";
     result.outputData = { doubled: task.inputData.n * 2, by: "node" };
   }
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const r = await request(`fv.engine.result.${type}`, result);
-      if (r.ok) break;
-      if (r.error && r.error.code !== "unavailable" && r.error.code !== "internal") {
-        console.error("result rejected", r.error);
-        process.exit(1);
-      }
-    } catch (e) {
-      if (attempt > 20) throw e;
-    }
-    await sleep(200);
-  }
+  // The last result waits for nothing: the worker stops after it.
+  next = await report(result, mode === "chain" && done + 1 < want);
+  if (next) chained++;
   done++;
 }
 await nc.drain();
-console.log(`done ${done}`);
+console.log(`done ${done} chained ${chained}`);

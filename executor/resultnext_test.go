@@ -1,0 +1,241 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// oneTask is a workflow of one task of match_task's queue.
+const oneTask = `{"name":"match_one","tasks":[{"name":"match_task","taskReferenceName":"a"}]}`
+
+// takenByPoll starts an executor on a new log and workflow id (of def) on
+// it, whose first task a NATS poll takes; it returns the task, taken.
+func takenByPoll(t *testing.T, id, def string) (context.Context, *Executor, *nats.Conn, *conductor.Task) {
+	t.Helper()
+	l := testutil.OpenLog(t, "")
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	ctx := testutil.Context(t, 30*time.Second)
+	nc := l.Conn()
+	answers := natsPollWaiting(t, nc, e, "poll-"+id)
+	startInline(ctx, t, e, id, def)
+	m, err := answers.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r workers.PollReply
+	if err := json.Unmarshal(m.Data, &r); err != nil || r.Task == nil {
+		t.Fatalf("poll answered %s, want an offer", m.Data)
+	}
+	if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, e, nc, r.Task
+}
+
+// reportWaiting reports task COMPLETED (or status, when set) with a result
+// request that waits for the next task as next says, and returns the
+// inbox its answer comes to.
+func reportWaiting(t *testing.T, nc *nats.Conn, task *conductor.Task, status string, next *workers.PollRequest) *nats.Subscription {
+	t.Helper()
+	if status == "" {
+		status = conductor.TaskCompleted
+	}
+	inbox := nc.NewInbox()
+	answers, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: task.TaskID,
+		WorkflowInstanceID: task.WorkflowInstanceID, WorkerID: task.WorkerID, Status: status}, Lease: task.PollCount, Next: next})
+	if err := nc.PublishRequest(workers.ResultSubject(task.TaskDefName), inbox, body); err != nil {
+		t.Fatal(err)
+	}
+	return answers
+}
+
+// resultAnswer waits for the answer to a result request.
+func resultAnswer(ctx context.Context, t *testing.T, answers *nats.Subscription) (workers.ResultReply, *nats.Msg) {
+	t.Helper()
+	m, err := answers.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatalf("the result was not answered: %v", err)
+	}
+	var r workers.ResultReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		t.Fatalf("result answered %q: %v", m.Data, err)
+	}
+	return r, m
+}
+
+// taskState returns the state of workflow wfID's task ref as e keeps it.
+func taskState(ctx context.Context, t *testing.T, e *Executor, wfID, ref string) (status, workerID string, polls int) {
+	t.Helper()
+	w, err := e.State(ctx, wfID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range w.Tasks {
+		if task.Ref == ref {
+			status, workerID, polls = task.Status, task.WorkerID, task.PollCount
+		}
+	}
+	return status, workerID, polls
+}
+
+// A result that waits for the next task is answered once, with both: the
+// result recorded, and the next task of its queue offered. The task is
+// the worker's once it accepts, as after a poll. The last result, with no
+// task to come, is answered when its wait runs out.
+func TestResultWaitsForTheNextTask(t *testing.T) {
+	ctx, e, nc, a := takenByPoll(t, "wf-next", twoTasks)
+
+	r, m := resultAnswer(ctx, t, reportWaiting(t, nc, a, "", &workers.PollRequest{WaitMs: 20000, PollID: "next-1"}))
+	if !r.OK || r.Error != nil || r.Next == nil || r.Next.Task == nil || m.Reply == "" {
+		t.Fatalf("result answered %s (reply %q), want ok and an offer", m.Data, m.Reply)
+	}
+	b := r.Next.Task
+	if b.ReferenceTaskName != "b" || b.WorkerID != a.WorkerID || b.Status != conductor.TaskInProgress || b.InputData == nil {
+		t.Fatalf("offered %s %s to %q, want b IN_PROGRESS to %q", b.ReferenceTaskName, b.Status, b.WorkerID, a.WorkerID)
+	}
+	if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := taskState(ctx, t, e, "wf-next", "a"); status != conductor.TaskCompleted {
+		t.Fatalf("a is %s after its result was answered", status)
+	}
+
+	const wait = 300 * time.Millisecond
+	sent := time.Now()
+	r, m = resultAnswer(ctx, t, reportWaiting(t, nc, b, "", &workers.PollRequest{WaitMs: wait.Milliseconds()}))
+	if !r.OK || r.Next == nil || r.Next.Task != nil || r.Next.Error != nil || m.Reply != "" {
+		t.Fatalf("last result answered %s (reply %q), want ok and no task", m.Data, m.Reply)
+	}
+	if waited := time.Since(sent); waited < wait {
+		t.Fatalf("answered after %v, before the wait of %v ran out", waited, wait)
+	}
+	w, err := e.State(ctx, "wf-next")
+	if err != nil || w.Status != conductor.WorkflowCompleted {
+		t.Fatalf("workflow %v, %v: want COMPLETED", w, err)
+	}
+}
+
+// A result the engine does not record is answered at once with the
+// error, and waits for nothing: the worker reports again before it polls.
+func TestRefusedResultDoesNotWait(t *testing.T) {
+	ctx, e, nc, a := takenByPoll(t, "wf-refused", twoTasks)
+	waiting := e.match.count()
+
+	r, m := resultAnswer(ctx, t, reportWaiting(t, nc, a, "DONE_ISH", &workers.PollRequest{WaitMs: 20000}))
+	if r.OK || r.Error == nil || r.Error.Code != workers.CodeInvalid || r.Next != nil || m.Reply != "" {
+		t.Fatalf("result answered %s (reply %q), want an invalid error and no wait", m.Data, m.Reply)
+	}
+	if n := e.match.count(); n != waiting {
+		t.Fatalf("%d polls wait after a refused result, want %d", n, waiting)
+	}
+	if status, _, _ := taskState(ctx, t, e, "wf-refused", "a"); status != conductor.TaskInProgress {
+		t.Fatalf("a is %s after a refused result, want IN_PROGRESS", status)
+	}
+}
+
+// The task offered with a result's answer goes to another worker when the
+// worker refuses it, as a poll's offer does.
+func TestRefusedNextTaskIsHandedOutAgain(t *testing.T) {
+	ctx, e, nc, a := takenByPoll(t, "wf-refuse-next", twoTasks)
+
+	other := natsPollWaiting(t, nc, e, "poll-other")
+	// The waiting poll came first: the result's decision takes b for it.
+	// The result's own wait gets nothing; end it.
+	r, m := resultAnswer(ctx, t, reportWaiting(t, nc, a, "", &workers.PollRequest{WaitMs: 200}))
+	if !r.OK || r.Next == nil || r.Next.Task != nil {
+		t.Fatalf("result answered %s, want ok and no task: b went to the poll that waited first", m.Data)
+	}
+	pm, err := other.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr workers.PollReply
+	if err := json.Unmarshal(pm.Data, &pr); err != nil || pr.Task == nil || pr.Task.ReferenceTaskName != "b" {
+		t.Fatalf("the waiting poll was answered %s, want b", pm.Data)
+	}
+	// Refused by the poll, b is handed out again: to a result that waits.
+	if err := pm.Respond([]byte(workers.RefuseOffer)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if status, _, _ := taskState(ctx, t, e, "wf-refuse-next", "b"); status != conductor.TaskScheduled {
+			return fmt.Errorf("b is %s, want SCHEDULED again", status)
+		}
+		return nil
+	})
+	_, _, before := taskState(ctx, t, e, "wf-refuse-next", "b")
+
+	// A result of a's (a duplicate, ignored) that waits gets b, and refuses
+	// it in turn: b goes back once more, under a new lease.
+	r, m = resultAnswer(ctx, t, reportWaiting(t, nc, a, "", &workers.PollRequest{WaitMs: 20000}))
+	if !r.OK || !r.Ignored || r.Next == nil || r.Next.Task == nil || r.Next.Task.ReferenceTaskName != "b" || m.Reply == "" {
+		t.Fatalf("duplicate result answered %s (reply %q), want ok, ignored, and b offered", m.Data, m.Reply)
+	}
+	if err := m.Respond([]byte(workers.RefuseOffer)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		status, _, polls := taskState(ctx, t, e, "wf-refuse-next", "b")
+		if status != conductor.TaskScheduled || polls <= before {
+			return fmt.Errorf("b is %s after %d takes, want SCHEDULED after more than %d", status, polls, before)
+		}
+		return nil
+	})
+}
+
+// A worker that stops ends the wait of its last result as it ends a poll:
+// by the wait's pollId, answered at once.
+func TestResultWaitEndsEarly(t *testing.T) {
+	ctx, e, nc, a := takenByPoll(t, "wf-end", oneTask)
+	waiting := e.match.count()
+
+	answers := reportWaiting(t, nc, a, "", &workers.PollRequest{WaitMs: 30000, PollID: "result-wait"})
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if e.match.count() <= waiting {
+			return errors.New("the result does not wait yet")
+		}
+		return nil
+	})
+	endPoll(t, nc, "match_task", "result-wait")
+	r, m := resultAnswer(ctx, t, answers)
+	if !r.OK || r.Next == nil || r.Next.Task != nil || m.Reply != "" {
+		t.Fatalf("ended wait answered %s (reply %q), want ok and no task", m.Data, m.Reply)
+	}
+}
+
+// A result that asks to wait but gives no reply subject is recorded, and
+// waits for nothing: there is nowhere to answer.
+func TestResultWithoutReplyDoesNotWait(t *testing.T) {
+	ctx, e, nc, a := takenByPoll(t, "wf-noreply", oneTask)
+	waiting := e.match.count()
+
+	body, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: a.TaskID,
+		WorkflowInstanceID: a.WorkflowInstanceID, WorkerID: a.WorkerID, Status: conductor.TaskCompleted},
+		Lease: a.PollCount, Next: &workers.PollRequest{WaitMs: 30000}})
+	if err := nc.Publish(workers.ResultSubject("match_task"), body); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if w, err := e.State(ctx, "wf-noreply"); err != nil || w.Status != conductor.WorkflowCompleted {
+			return fmt.Errorf("workflow %v, %v: want COMPLETED", w, err)
+		}
+		return nil
+	})
+	if n := e.match.count(); n != waiting {
+		t.Fatalf("%d polls wait after a result without a reply subject, want %d", n, waiting)
+	}
+}
