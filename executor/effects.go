@@ -72,9 +72,7 @@ func (e *Executor) perform(effects []engine.Effect, rel *Related) {
 			rel.add(n)
 		}
 	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
+	e.spawn(func() {
 		// System tasks last: their pool may be full for minutes, and the
 		// decision's other effects need not wait for it.
 		for _, eff := range effects {
@@ -87,7 +85,7 @@ func (e *Executor) perform(effects []engine.Effect, rel *Related) {
 				e.launch(e.systemSem, eff, rel)
 			}
 		}
-	}()
+	})
 }
 
 // launch waits for a slot of sem and runs eff in the background; rel, when
@@ -140,13 +138,12 @@ func (e *Executor) onSlotOf(sem chan struct{}, timeout time.Duration, fn func(ct
 	case <-e.ctx.Done():
 		return false
 	}
-	e.wg.Add(1)
-	go func() {
-		defer func() { <-sem; e.wg.Done() }()
+	e.spawn(func() {
+		defer func() { <-sem }()
 		ctx, cancel := context.WithTimeout(e.ctx, timeout)
 		defer cancel()
 		fn(ctx)
-	}()
+	})
 	return true
 }
 

@@ -162,7 +162,9 @@ type Executor struct {
 	mayStart  StartCheck
 	polls     *poller
 	natsPolls natsPolls
-	match     *matcher
+	// idle hands work to goroutines waiting for it (spawn).
+	idle  chan func()
+	match *matcher
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -184,6 +186,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e.polls = newPoller()
 	e.match = newMatcher()
 	e.natsPolls.slots = make(chan struct{}, maxNATSPolls)
+	e.idle = make(chan func())
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
 }

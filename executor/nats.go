@@ -257,9 +257,8 @@ func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollReq
 		respond(m, answer(workers.PollReply{Error: errTooManyPolls}))
 		return
 	}
-	e.wg.Add(1)
-	go func() {
-		defer func() { e.natsPolls.release(); e.wg.Done() }()
+	e.spawn(func() {
+		defer e.natsPolls.release()
 		wait := min(max(time.Duration(req.WaitMs)*time.Millisecond, 0), maxPollWait)
 		ctx, cancel := context.WithTimeout(e.ctx, wait+requestTimeout)
 		defer cancel()
@@ -280,7 +279,7 @@ func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollReq
 		default:
 			e.offer(m, tasks[0], answer)
 		}
-	}()
+	})
 }
 
 // offer hands t to the poll m, or gives it back if its worker does not

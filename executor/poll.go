@@ -369,16 +369,14 @@ func (e *Executor) feedOnce(taskType, domain, queue string, n int) error {
 			_ = m.Nak()
 			continue
 		}
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
+		e.spawn(func() {
 			task, seq := e.takeDispatched(e.ctx, PollRequest{TaskType: taskType, Domain: domain, WorkerID: w.workerID}, m)
 			if task == nil {
 				e.match.release(w)
 				return
 			}
 			e.match.deliver(w, &takenTask{task: task, seq: seq})
-		}()
+		})
 	}
 	if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 		return err
