@@ -99,13 +99,19 @@ func testNodeWorker(t *testing.T, dir, mode string) {
 // POST /api/workers/credentials: a worker's way in on a secure node.
 func (e *env) workerCredentials(taskTypes ...string) []byte {
 	e.t.Helper()
-	principal, token := e.application("worker-"+strings.Join(taskTypes, "-"), "WORKER")
+	return e.workerCredentialsIn(nil, taskTypes...)
+}
+
+// workerCredentialsIn is workerCredentials for the queues of domains too.
+func (e *env) workerCredentialsIn(domains []string, taskTypes ...string) []byte {
+	e.t.Helper()
+	principal, token := e.application("worker-"+strings.Join(taskTypes, "-")+"-"+strings.Join(domains, "-"), "WORKER")
 	for _, typ := range taskTypes {
 		e.grant(principal, "TASK_DEF", typ, "EXECUTE")
 	}
 	var c struct{ Creds string }
 	if err := json.Unmarshal([]byte(e.as(token).must(http.StatusOK, "POST", "/api/workers/credentials",
-		map[string]any{"taskTypes": taskTypes, "name": principal})), &c); err != nil {
+		map[string]any{"taskTypes": taskTypes, "domains": domains, "name": principal})), &c); err != nil {
 		e.t.Fatal(err)
 	}
 	return []byte(c.Creds)
@@ -130,6 +136,48 @@ func TestSecureGoWorkerOverNATS(t *testing.T) {
 	wf := e.waitStatus(id, conductor.WorkflowCompleted)
 	if wf.Output["doubled"] != float64(16) || wf.Output["by"] != "go" || wf.Tasks[0].WorkerID != "go-double" {
 		t.Fatalf("output %v worker %s", wf.Output, wf.Tasks[0].WorkerID)
+	}
+}
+
+// A Go SDK worker of a task domain, with credentials for that domain's
+// queue, waits for the domain's tasks on the poll subject naming it, and
+// completes them.
+func TestSecureGoWorkerOfADomain(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(doubleFlow)
+	nc, err := workers.Connect(e.node.Log().ClientURL(), e.workerCredentialsIn([]string{"eu"}, "double"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: "double", Domain: "eu", WorkerID: "go-eu",
+		PollWait: time.Second, Logger: testutil.Logger(t)}, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		n, _ := task.InputData["n"].(float64)
+		return workers.Output{Data: map[string]any{"doubled": n * 2, "by": task.Domain}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+	var ids []string
+	for _, n := range []int64{3, 4} {
+		ids = append(ids, e.must(http.StatusOK, "POST", "/api/workflow", map[string]any{"name": "double_it",
+			"input": map[string]any{"n": n}, "taskToDomain": map[string]string{"double": "eu"}}))
+	}
+	for i, want := range []float64{6, 8} {
+		wf := e.waitStatus(ids[i], conductor.WorkflowCompleted)
+		if wf.Output["doubled"] != want || wf.Output["by"] != "eu" || wf.Tasks[0].WorkerID != "go-eu" {
+			t.Fatalf("workflow %d: output %v worker %s", i, wf.Output, wf.Tasks[0].WorkerID)
+		}
 	}
 }
 

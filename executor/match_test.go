@@ -368,7 +368,7 @@ func TestAcceptedOfferIsTheWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(workers.PollRequest{WorkerID: "w1", WaitMs: 20000})
-	if err := nc.PublishRequest(workers.PollSubject("match_task"), inbox, body); err != nil {
+	if err := nc.PublishRequest(workers.PollSubject("match_task", ""), inbox, body); err != nil {
 		t.Fatal(err)
 	}
 	m, err := offers.NextMsgWithContext(ctx)

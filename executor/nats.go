@@ -239,11 +239,19 @@ func (e *Executor) handlePoll(m *nats.Msg) {
 		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "poll request is not a JSON object: " + err.Error()}})
 		return
 	}
-	taskType, err := eventlog.Untoken(strings.TrimPrefix(m.Subject, workers.PollPrefix))
+	taskType, domain, err := workers.ParsePollSubject(m.Subject)
 	if err != nil {
 		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}})
 		return
 	}
+	if req.Domain != "" && req.Domain != domain {
+		// The subject is what the worker's credentials allow: a domain
+		// named only in the body would reach queues they do not.
+		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid,
+			Message: fmt.Sprintf("poll domain %q: poll a domain's tasks on %s", req.Domain, workers.PollSubject(taskType, req.Domain))}})
+		return
+	}
+	req.Domain = domain
 	e.waitForTask(m, taskType, req, func(r workers.PollReply) any { return r })
 }
 
@@ -436,6 +444,13 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 	// queue: one request and one answer fewer per task than a poll after
 	// the result. The answer says both.
 	next := *req.Next
+	if next.Domain != "" {
+		// The result's subject does not name a domain, so the worker's
+		// credentials say nothing of it.
+		recorded.Next = &workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid,
+			Message: fmt.Sprintf("a result waits only for tasks without domain: poll %s", workers.PollSubject(taskType, next.Domain))}}
+		return recorded
+	}
 	if next.WorkerID == "" {
 		next.WorkerID = res.WorkerID
 	}

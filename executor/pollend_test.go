@@ -28,7 +28,7 @@ func natsPollWaiting(t *testing.T, nc *nats.Conn, e *Executor, id string) *nats.
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(workers.PollRequest{WorkerID: "w-" + id, WaitMs: 30000, PollID: id})
-	if err := nc.PublishRequest(workers.PollSubject("match_task"), inbox, body); err != nil {
+	if err := nc.PublishRequest(workers.PollSubject("match_task", ""), inbox, body); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {

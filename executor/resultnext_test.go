@@ -239,3 +239,63 @@ func TestResultWithoutReplyDoesNotWait(t *testing.T) {
 		t.Fatalf("%d polls wait after a result without a reply subject, want %d", n, waiting)
 	}
 }
+
+// A domain's tasks are waited for on the poll subject that names the
+// domain, which a worker's credentials allow or not: a domain named only
+// in the body is refused, as is a result that would wait for one.
+func TestPollDomainIsTheSubjects(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	ctx := testutil.Context(t, 30*time.Second)
+	nc := l.Conn()
+	poll := func(subject string, req workers.PollRequest) *nats.Subscription {
+		t.Helper()
+		inbox := nc.NewInbox()
+		answers, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(req)
+		if err := nc.PublishRequest(subject, inbox, body); err != nil {
+			t.Fatal(err)
+		}
+		return answers
+	}
+
+	m, err := poll(workers.PollSubject("match_task", ""), workers.PollRequest{Domain: "eu", WaitMs: 20000}).NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r workers.PollReply
+	if err := json.Unmarshal(m.Data, &r); err != nil || r.Error == nil || r.Error.Code != workers.CodeInvalid {
+		t.Fatalf("a domain named in the body only was answered %s, want invalid", m.Data)
+	}
+
+	waiting := e.match.count()
+	answers := poll(workers.PollSubject("match_task", "eu"), workers.PollRequest{WorkerID: "w-eu", WaitMs: 20000})
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if e.match.count() <= waiting {
+			return errors.New("the domain's poll does not wait yet")
+		}
+		return nil
+	})
+	def := mustDef(t, twoTasks)
+	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def,
+		TaskToDomain: map[string]string{"match_task": "eu"}}, StartOptions{WorkflowID: "wf-eu"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = answers.NextMsgWithContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil || r.Task == nil || r.Task.Domain != "eu" {
+		t.Fatalf("the domain's poll was answered %s, want its task", m.Data)
+	}
+	if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
+		t.Fatal(err)
+	}
+
+	res, m := resultAnswer(ctx, t, reportWaiting(t, nc, r.Task, "", &workers.PollRequest{Domain: "eu", WaitMs: 20000}))
+	if !res.OK || res.Next == nil || res.Next.Error == nil || res.Next.Error.Code != workers.CodeInvalid || m.Reply != "" {
+		t.Fatalf("a result waiting for a domain's task was answered %s, want ok and an invalid wait", m.Data)
+	}
+}

@@ -180,7 +180,9 @@ func TestWorkerPermissions(t *testing.T) {
 		{"type_b's queue info", "$JS.API.CONSUMER.INFO.FV_DISPATCH.fvq_type_b", ""},
 		{"take a type_b task", workers.TakeSubject("type_b"), `{"taskId":"task-type_b"}`},
 		{"report a type_b result", workers.ResultSubject("type_b"), `{"taskId":"task-type_b"}`},
-		{"wait for a type_b task", workers.PollSubject("type_b"), `{}`},
+		{"wait for a type_b task", workers.PollSubject("type_b", ""), `{}`},
+		{"wait for a type_a task of a domain it was not given", workers.PollSubject("type_a", "eu"), `{}`},
+		{"pull from type_a's queue of that domain", "$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH." + workers.ConsumerName("type_a", "eu"), `{"batch":1,"no_wait":true}`},
 		{"end a type_b poll", workers.PollEndSubject("type_b"), `{"pollId":"p1"}`},
 		{"workflow event stream info", "$JS.API.STREAM.INFO." + eventlog.Workflows.Name, ""},
 		{"consumer on the workflow events", "$JS.API.CONSUMER.CREATE." + eventlog.Workflows.Name + ".spy", `{"stream_name":"FV_WF","config":{"name":"spy"}}`},
@@ -446,7 +448,7 @@ func TestWorkerAnswersOffers(t *testing.T) {
 	s := startServer(t)
 	eng := s.log.Conn()
 	answers := make(chan string, 1)
-	sub, err := eng.QueueSubscribe(workers.PollSubject("type_a"), workers.EngineQueue, func(m *nats.Msg) {
+	sub, err := eng.QueueSubscribe(workers.PollSubject("type_a", ""), workers.EngineQueue, func(m *nats.Msg) {
 		ans, err := eng.Request(m.Reply, []byte(`{"task":{"taskId":"t1"}}`), 10*time.Second)
 		if err != nil {
 			answers <- "no answer: " + err.Error()
@@ -471,7 +473,7 @@ func TestWorkerAnswersOffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.PublishRequest(workers.PollSubject("type_a"), inbox, []byte(`{}`)); err != nil {
+	if err := nc.PublishRequest(workers.PollSubject("type_a", ""), inbox, []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	offer, err := offers.NextMsg(10 * time.Second)

@@ -47,7 +47,7 @@ func TestWorkerEndsItsPollsWhenStopping(t *testing.T) {
 			polls := map[string]string{} // poll id -> reply subject
 			ends := map[string]int{}
 			offers := make(chan workers.OfferReply, slots)
-			sub, err := nc.Subscribe(workers.PollSubject(taskType), func(m *nats.Msg) {
+			sub, err := nc.Subscribe(workers.PollSubject(taskType, ""), func(m *nats.Msg) {
 				var req workers.PollRequest
 				if err := json.Unmarshal(m.Data, &req); err != nil || req.PollID == "" {
 					t.Errorf("poll %s: want a poll id", m.Data)

@@ -4,6 +4,7 @@
 package workers
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/flowvault/flowvault/eventlog"
@@ -19,7 +20,8 @@ const (
 	TakePrefix = "fv.engine.take."
 	// ResultPrefix starts the result request subject: fv.engine.result.<type>.
 	ResultPrefix = "fv.engine.result."
-	// PollPrefix starts the poll request subject: fv.engine.poll.<type>.
+	// PollPrefix starts the poll request subject: fv.engine.poll.<type>,
+	// or fv.engine.poll.<type>.<domain> for a task domain's queue.
 	PollPrefix = "fv.engine.poll."
 	// PollEndPrefix starts the subject a worker ends its waiting polls
 	// on: fv.engine.pollend.<type>.
@@ -63,8 +65,35 @@ func consumerToken(s string) string {
 // TakeSubject is where a worker asks for a dispatched task of taskType.
 func TakeSubject(taskType string) string { return TakePrefix + eventlog.Token(taskType) }
 
-// PollSubject is where a worker waits at an engine for a task of taskType.
-func PollSubject(taskType string) string { return PollPrefix + eventlog.Token(taskType) }
+// PollSubject is where a worker waits at an engine for a task of taskType
+// in domain ("" for none). The domain is in the subject, as in a queue's
+// name, so that a worker's credentials can allow it some domains' queues
+// and not others.
+func PollSubject(taskType, domain string) string {
+	s := PollPrefix + eventlog.Token(taskType)
+	if domain != "" {
+		s += "." + eventlog.Token(domain)
+	}
+	return s
+}
+
+// ParsePollSubject returns the task type and domain of a poll subject.
+func ParsePollSubject(subject string) (taskType, domain string, err error) {
+	rest, ok := strings.CutPrefix(subject, PollPrefix)
+	if !ok {
+		return "", "", fmt.Errorf("%q is not a poll subject", subject)
+	}
+	typeTok, domainTok, withDomain := strings.Cut(rest, ".")
+	if taskType, err = eventlog.Untoken(typeTok); err != nil || taskType == "" {
+		return "", "", fmt.Errorf("%q: want %s<type>[.<domain>]", subject, PollPrefix)
+	}
+	if withDomain {
+		if domain, err = eventlog.Untoken(domainTok); err != nil || domain == "" || strings.Contains(domainTok, ".") {
+			return "", "", fmt.Errorf("%q: want %s<type>[.<domain>]", subject, PollPrefix)
+		}
+	}
+	return taskType, domain, nil
+}
 
 // PollEndSubject is where a worker ends its polls of taskType early.
 func PollEndSubject(taskType string) string { return PollEndPrefix + eventlog.Token(taskType) }
@@ -116,9 +145,12 @@ type TakeReply struct {
 // needs to end the poll) and unique among the worker's polls.
 type PollRequest struct {
 	WorkerID string `json:"workerId,omitempty"`
-	Domain   string `json:"domain,omitempty"`
-	WaitMs   int64  `json:"waitMs,omitempty"`
-	PollID   string `json:"pollId,omitempty"`
+	// Domain, if set, must be the poll subject's: a domain's queue is
+	// polled on fv.engine.poll.<type>.<domain>. A result's Next waits only
+	// for tasks without domain.
+	Domain string `json:"domain,omitempty"`
+	WaitMs int64  `json:"waitMs,omitempty"`
+	PollID string `json:"pollId,omitempty"`
 }
 
 // PollEnd ends the poll PollID of the subject's type. It is published

@@ -189,7 +189,7 @@ func (w *Worker) poll(ctx context.Context, in *slotInbox) (*conductor.Task, erro
 	if err != nil {
 		return nil, err
 	}
-	m, err := w.await(ctx, in, PollSubject(w.cfg.TaskType), body, id)
+	m, err := w.await(ctx, in, PollSubject(w.cfg.TaskType, w.cfg.Domain), body, id)
 	if err != nil {
 		return nil, err
 	}
@@ -409,14 +409,15 @@ func (w *Worker) report(ctx, work context.Context, in *slotInbox, res conductor.
 
 // send sends one result request: while the worker runs (ctx is not done),
 // one that waits for the slot's next task and returns it if the answer
-// offers one; once it stops, a plain request.
+// offers one; once it stops, or for a domain's tasks (a result waits only
+// for tasks without domain), a plain request.
 func (w *Worker) send(ctx, work context.Context, in *slotInbox, req ResultRequest) (reply ResultReply, next *conductor.Task, err error) {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || w.cfg.Domain != "" {
 		err = w.request(work, ResultSubject(w.cfg.TaskType), req, &reply)
 		return reply, nil, err
 	}
 	id := nuid.Next()
-	req.Next = &PollRequest{Domain: w.cfg.Domain, WaitMs: w.cfg.PollWait.Milliseconds(), PollID: id}
+	req.Next = &PollRequest{WaitMs: w.cfg.PollWait.Milliseconds(), PollID: id}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return reply, nil, err

@@ -110,7 +110,7 @@ func TestWorkerRefusesTheOfferOfAPollGivenUp(t *testing.T) {
 		_ = json.Unmarshal(ans.Data, &r)
 		answers <- offerAnswer{taskID, r.Accept}
 	}
-	sub, err := nc.Subscribe(workers.PollSubject(taskType), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(workers.PollSubject(taskType, ""), func(m *nats.Msg) {
 		if held.CompareAndSwap(nil, m) {
 			return // the first poll: answered below, once the worker has given up on it
 		}
@@ -188,7 +188,7 @@ func standInEngine(t *testing.T, nc *nats.Conn, taskType string, poll func() (wo
 	results func(*testing.T, *nats.Conn, string)) <-chan offerAnswer {
 	t.Helper()
 	answers := make(chan offerAnswer, 16)
-	sub, err := nc.Subscribe(workers.PollSubject(taskType), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(workers.PollSubject(taskType, ""), func(m *nats.Msg) {
 		reply, ok := poll()
 		if !ok {
 			return
