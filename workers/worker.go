@@ -49,7 +49,9 @@ type WorkerConfig struct {
 	// RequestTimeout bounds one take or result request to the engine.
 	RequestTimeout time.Duration
 	// OnResult, if set, is called after each result the engine answered:
-	// reply.OK means the result is durable.
+	// reply.OK means the result is durable. reply.Next is always nil: the
+	// task it may offer carries resolved input, and is the worker's to run,
+	// not a callback's to see.
 	OnResult func(res conductor.TaskResult, reply ResultReply)
 	Logger   *slog.Logger
 }
@@ -377,7 +379,9 @@ func (w *Worker) report(ctx, work context.Context, in *slotInbox, res conductor.
 	for attempt := 1; ; attempt++ {
 		reply, next, err := w.send(ctx, work, in, ResultRequest{TaskResult: res, Lease: lease})
 		if err == nil && w.cfg.OnResult != nil {
-			w.cfg.OnResult(res, reply)
+			answered := reply
+			answered.Next = nil
+			w.cfg.OnResult(res, answered)
 		}
 		if err == nil && reply.Error == nil {
 			return next

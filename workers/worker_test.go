@@ -326,7 +326,13 @@ func TestWorkerTakesTheNextTaskWithTheResult(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 
-	ran, _ := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, WorkerID: "w1", PollWait: 20 * time.Second})
+	var shown atomic.Int32 // results whose answer OnResult saw with a task in it
+	ran, _ := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, WorkerID: "w1", PollWait: 20 * time.Second,
+		OnResult: func(_ conductor.TaskResult, reply workers.ResultReply) {
+			if reply.Next != nil {
+				shown.Add(1)
+			}
+		}})
 	for _, want := range []string{"t1", "t2"} {
 		select {
 		case id := <-ran:
@@ -342,6 +348,9 @@ func TestWorkerTakesTheNextTaskWithTheResult(t *testing.T) {
 	}
 	if n := polls.Load(); n != 1 {
 		t.Fatalf("%d polls, want 1: t2 came with t1's result", n)
+	}
+	if n := shown.Load(); n != 0 {
+		t.Fatalf("OnResult saw %d answers with the next task in them: its input is resolved, never for a callback", n)
 	}
 	for _, want := range []string{"t1", "t2"} {
 		req := <-requests
