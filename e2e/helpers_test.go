@@ -165,10 +165,21 @@ func (e *env) work(taskType string, concurrency int, h workers.Handler) {
 	runWorker(e.t, e.connect(taskType), taskType, concurrency, h)
 }
 
+// runWorker runs a Go SDK worker of taskType until the test ends.
 func runWorker(t testing.TB, nc *nats.Conn, taskType string, concurrency int, h workers.Handler) {
 	t.Helper()
-	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: taskType, Concurrency: concurrency,
-		WorkerID: "go-" + taskType, PollWait: time.Second, Logger: testutil.Logger(t)}, h)
+	runWorkerConfig(t, nc, workers.WorkerConfig{TaskType: taskType, Concurrency: concurrency, WorkerID: "go-" + taskType}, h)
+}
+
+// runWorkerConfig runs a Go SDK worker of cfg (polls of a second unless
+// set) until the test ends.
+func runWorkerConfig(t testing.TB, nc *nats.Conn, cfg workers.WorkerConfig, h workers.Handler) {
+	t.Helper()
+	if cfg.PollWait == 0 {
+		cfg.PollWait = time.Second
+	}
+	cfg.Logger = testutil.Logger(t)
+	w, err := workers.NewWorker(nc, cfg, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +188,7 @@ func runWorker(t testing.TB, nc *nats.Conn, taskType string, concurrency int, h 
 	go func() {
 		defer close(done)
 		if err := w.Run(ctx); err != nil {
-			t.Errorf("worker %s: %v", taskType, err)
+			t.Errorf("worker %s: %v", cfg.TaskType, err)
 		}
 	}()
 	t.Cleanup(func() {

@@ -151,23 +151,11 @@ func TestSecureGoWorkerOfADomain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: "double", Domain: "eu", WorkerID: "go-eu",
-		PollWait: time.Second, Logger: testutil.Logger(t)}, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
-		n, _ := task.InputData["n"].(float64)
-		return workers.Output{Data: map[string]any{"doubled": n * 2, "by": task.Domain}}, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	runWorkerConfig(t, nc, workers.WorkerConfig{TaskType: "double", Domain: "eu", WorkerID: "go-eu"},
+		func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+			n, _ := task.InputData["n"].(float64)
+			return workers.Output{Data: map[string]any{"doubled": n * 2, "by": task.Domain}}, nil
+		})
 	var ids []string
 	for _, n := range []int64{3, 4} {
 		ids = append(ids, e.must(http.StatusOK, "POST", "/api/workflow", map[string]any{"name": "double_it",

@@ -198,14 +198,7 @@ func standInEngine(t *testing.T, nc *nats.Conn, taskType string, poll func() (wo
 			_ = m.Respond(body)
 			return
 		}
-		go func() {
-			ans, err := nc.Request(m.Reply, body, 5*time.Second)
-			var r workers.OfferReply
-			if err == nil {
-				_ = json.Unmarshal(ans.Data, &r)
-			}
-			answers <- offerAnswer{reply.Task.TaskID, r.Accept}
-		}()
+		go offer(nc, m, body, reply.Task.TaskID, answers)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +206,17 @@ func standInEngine(t *testing.T, nc *nats.Conn, taskType string, poll func() (wo
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	results(t, nc, taskType)
 	return answers
+}
+
+// offer answers m with body, an offer of taskID, as an engine does, and
+// sends the worker's answer to answers.
+func offer(nc *nats.Conn, m *nats.Msg, body []byte, taskID string, answers chan<- offerAnswer) {
+	ans, err := nc.Request(m.Reply, body, 5*time.Second)
+	var r workers.OfferReply
+	if err == nil {
+		_ = json.Unmarshal(ans.Data, &r)
+	}
+	answers <- offerAnswer{taskID, r.Accept}
 }
 
 // offerOnce offers task t1 to the first poll and leaves the others
@@ -312,14 +316,7 @@ func TestWorkerTakesTheNextTaskWithTheResult(t *testing.T) {
 		}
 		reply.Next.Task = &conductor.Task{TaskID: "t2", WorkflowInstanceID: "wf2", TaskType: taskType, Status: conductor.TaskInProgress}
 		body, _ := json.Marshal(reply)
-		go func() {
-			ans, err := nc.Request(m.Reply, body, 5*time.Second)
-			var r workers.OfferReply
-			if err == nil {
-				_ = json.Unmarshal(ans.Data, &r)
-			}
-			accepted <- offerAnswer{"t2", r.Accept}
-		}()
+		go offer(nc, m, body, "t2", accepted)
 	})
 	if err != nil {
 		t.Fatal(err)
