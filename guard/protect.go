@@ -384,7 +384,10 @@ func (p *protection) substitute(v any) any {
 
 func (p *protection) redactMap(m map[string]any) map[string]any { return p.m.get().Map(m) }
 
-// taskPath names a task's input or output as a purpose to seal under.
+// wfPath and taskPath name a workflow's or a task's field as a purpose to
+// seal under (see seal).
+func wfPath(wf, field string) func() string { return func() string { return wf + "/" + field } }
+
 func taskPath(wf, taskID, field string) func() string {
 	return func() string { return wf + "/task/" + taskID + "/" + field }
 }
@@ -396,8 +399,8 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 	switch e := ev.(type) {
 	case *schemas.WorkflowStarted:
 		c := *e
-		if c.Input, err = p.seal(func() string { return wf + "/input" }, c.Input, p.fields); err == nil {
-			c.Variables, err = p.seal(func() string { return wf + "/variables" }, c.Variables, nil)
+		if c.Input, err = p.seal(wfPath(wf, "input"), c.Input, p.fields); err == nil {
+			c.Variables, err = p.seal(wfPath(wf, "variables"), c.Variables, nil)
 		}
 		return &c, !engine.SameMap(c.Input, e.Input) || !engine.SameMap(c.Variables, e.Variables), err
 	case *schemas.TaskScheduled:
@@ -445,7 +448,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, true, nil
 	case *schemas.VariablesUpdated:
 		c := *e
-		if c.Variables, err = p.seal(func() string { return wf + "/variables" }, c.Variables, nil); err != nil {
+		if c.Variables, err = p.seal(wfPath(wf, "variables"), c.Variables, nil); err != nil {
 			return nil, false, err
 		}
 		c.Variables = p.redactMap(c.Variables)
@@ -455,7 +458,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, true, nil
 	case *schemas.WorkflowStatusChanged:
 		c := *e
-		if c.Output, err = p.seal(func() string { return wf + "/output" }, c.Output, p.fields); err != nil {
+		if c.Output, err = p.seal(wfPath(wf, "output"), c.Output, p.fields); err != nil {
 			return nil, false, err
 		}
 		c.Output = p.redactMap(c.Output)
@@ -466,7 +469,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, true, nil
 	case *schemas.WorkflowReset:
 		c := *e
-		c.Input, err = p.seal(func() string { return wf + "/input" }, c.Input, p.fields)
+		c.Input, err = p.seal(wfPath(wf, "input"), c.Input, p.fields)
 		return &c, !engine.SameMap(c.Input, e.Input), err
 	case *schemas.TaskStarted:
 		refs, err := p.sealResolved(wf, e.Resolved)
