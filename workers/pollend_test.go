@@ -150,3 +150,88 @@ func TestOfferAnswersAreJSON(t *testing.T) {
 		}
 	}
 }
+
+// A worker that stops while its last result waits for the next task ends
+// that wait as it ends a poll, and takes the answer as the result's: the
+// result is recorded, and the worker returns.
+func TestWorkerEndsItsResultWaitWhenStopping(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 15*time.Second)
+	nc := l.Conn()
+	const taskType = "stopping_result"
+	standInEngine(t, nc, taskType, offerOnce(taskType), func(*testing.T, *nats.Conn, string) {})
+	waiting := make(chan *nats.Msg, 1) // the result request, held unanswered
+	waitID := make(chan string, 1)
+	results, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+		var req workers.ResultRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil || req.Next == nil || req.Next.PollID == "" {
+			t.Errorf("result %s: want one that waits under a poll id", m.Data)
+			return
+		}
+		waitID <- req.Next.PollID
+		waiting <- m
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = results.Unsubscribe() })
+	ended := make(chan string, 8)
+	ends, err := nc.Subscribe(workers.PollEndSubject(taskType), func(m *nats.Msg) {
+		var end workers.PollEnd
+		_ = json.Unmarshal(m.Data, &end)
+		ended <- end.PollID
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ends.Unsubscribe() })
+
+	recorded := make(chan workers.ResultReply, 1)
+	w, err := workers.NewWorker(nc, workers.WorkerConfig{TaskType: taskType, PollWait: 20 * time.Second,
+		OnResult: func(_ conductor.TaskResult, r workers.ResultReply) { recorded <- r }},
+		func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	returned := make(chan error, 1)
+	go func() { returned <- w.Run(wctx) }()
+
+	var m *nats.Msg
+	select {
+	case m = <-waiting:
+	case <-ctx.Done():
+		t.Fatal("the result never came")
+	}
+	id := <-waitID
+	stop()
+	select {
+	case got := <-ended:
+		if got != id {
+			t.Fatalf("ended wait %q, want the result's %q", got, id)
+		}
+	case <-ctx.Done():
+		t.Fatal("the stopping worker did not end its result's wait")
+	}
+	body, _ := json.Marshal(workers.ResultReply{OK: true, Next: &workers.PollReply{}})
+	if err := m.Respond(body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-recorded:
+		if !r.OK {
+			t.Fatalf("OnResult saw %+v, want the result recorded", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("the result's answer was not taken")
+	}
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the worker did not return")
+	}
+}
