@@ -2,8 +2,12 @@ package schemas
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -30,12 +34,25 @@ type Envelope struct {
 	Data          msgpack.RawMessage `msgpack:"d"`
 }
 
-// recordFormatV1 is the first byte of every record written by this version.
-// A reader that meets another value refuses the record instead of guessing.
-const recordFormatV1 byte = 1
+// A record's first byte names its format. A reader that meets another
+// value refuses the record instead of guessing.
+const (
+	// recordFormatV1 is a msgpack array of whole envelopes.
+	recordFormatV1 byte = 1
+	// recordFormatV2 holds the envelopes of one decision that share their
+	// metadata, as the executor writes them: the id, time, causation,
+	// correlation and principal once, then each event's type, version
+	// and payload; the i-th event's id is the first's + "/i". The
+	// metadata was most of a record's bytes, copied into every message,
+	// stored and decoded by every reader of the stream.
+	recordFormatV2 byte = 2
+)
 
 // EncodeRecord frames the envelopes of one decision as one log message.
 func EncodeRecord(envs []Envelope) ([]byte, error) {
+	if shared(envs) {
+		return encodeShared(envs), nil
+	}
 	var buf bytes.Buffer
 	buf.Grow(recordSize(envs))
 	buf.WriteByte(recordFormatV1)
@@ -57,20 +74,110 @@ func recordSize(envs []Envelope) int {
 	return n
 }
 
+// shared reports whether envs can be written as recordFormatV2.
+func shared(envs []Envelope) bool {
+	if len(envs) == 0 {
+		return false
+	}
+	first := &envs[0]
+	for i := range envs[1:] {
+		e := &envs[i+1]
+		if e.Time != first.Time || e.CausationID != first.CausationID || e.CorrelationID != first.CorrelationID ||
+			e.Principal != first.Principal || !isNthID(e.ID, first.ID, i+1) {
+			return false
+		}
+	}
+	for i := range envs {
+		if len(envs[i].Data) == 0 {
+			return false // not a msgpack value: v1 writes it as nil
+		}
+	}
+	return true
+}
+
+// isNthID reports whether id is base + "/" + n.
+func isNthID(id, base string, n int) bool {
+	rest, ok := strings.CutPrefix(id, base)
+	if !ok || len(rest) < 2 || rest[0] != '/' {
+		return false
+	}
+	return rest[1:] == strconv.Itoa(n)
+}
+
+func encodeShared(envs []Envelope) []byte {
+	b := make([]byte, 0, recordSize(envs))
+	b = append(b, recordFormatV2, 0x96)
+	first := &envs[0]
+	b = appendString(b, first.ID)
+	b = appendInt(b, first.Time)
+	b = appendString(b, first.CausationID)
+	b = appendString(b, first.CorrelationID)
+	b = appendString(b, first.Principal)
+	b = appendArrayLen(b, len(envs))
+	for i := range envs {
+		e := &envs[i]
+		b = append(b, 0x93)
+		b = appendString(b, e.Type)
+		b = appendInt(b, int64(e.Version))
+		b = append(b, e.Data...)
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	switch n := len(s); {
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		b = append(b, 0xda)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 0xdb)
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
+	}
+	return append(b, s...)
+}
+
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
+	}
+}
+
+func appendInt(b []byte, v int64) []byte {
+	if v >= 0 && v < 128 {
+		return append(b, byte(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(v))
+}
+
 // DecodeRecord is the inverse of EncodeRecord. It never panics: anything it
 // cannot read is reported as ErrCorrupt.
 func DecodeRecord(b []byte) ([]Envelope, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty record", ErrCorrupt)
 	}
-	if b[0] != recordFormatV1 {
+	if b[0] != recordFormatV1 && b[0] != recordFormatV2 {
 		return nil, fmt.Errorf("%w: record format %d", ErrCorrupt, b[0])
 	}
 	if err := checkMsgpack(b[1:]); err != nil {
 		return nil, err
 	}
 	var envs []Envelope
-	if err := msgpack.Unmarshal(b[1:], &envs); err != nil {
+	var err error
+	if b[0] == recordFormatV2 {
+		envs, err = decodeShared(b[1:])
+	} else {
+		err = msgpack.Unmarshal(b[1:], &envs)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	if len(envs) == 0 {
@@ -79,6 +186,64 @@ func DecodeRecord(b []byte) ([]Envelope, error) {
 	for i := range envs {
 		if envs[i].Type == "" {
 			return nil, fmt.Errorf("%w: event %d has no type", ErrCorrupt, i)
+		}
+	}
+	return envs, nil
+}
+
+// decodeShared reads the envelopes of a recordFormatV2 record, b without
+// its format byte, which checkMsgpack has passed.
+func decodeShared(b []byte) ([]Envelope, error) {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(b))
+	if n, err := dec.DecodeArrayLen(); err != nil || n != 6 {
+		return nil, fmt.Errorf("record header of %d fields, want 6 (%v)", n, err)
+	}
+	var first Envelope
+	var err error
+	if first.ID, err = dec.DecodeString(); err != nil {
+		return nil, err
+	}
+	if first.Time, err = dec.DecodeInt64(); err != nil {
+		return nil, err
+	}
+	if first.CausationID, err = dec.DecodeString(); err != nil {
+		return nil, err
+	}
+	if first.CorrelationID, err = dec.DecodeString(); err != nil {
+		return nil, err
+	}
+	if first.Principal, err = dec.DecodeString(); err != nil {
+		return nil, err
+	}
+	n, err := dec.DecodeArrayLen()
+	if err != nil {
+		return nil, err
+	}
+	envs := make([]Envelope, max(n, 0))
+	for i := range envs {
+		if m, err := dec.DecodeArrayLen(); err != nil || m != 3 {
+			return nil, fmt.Errorf("event %d of %d fields, want 3 (%v)", i, m, err)
+		}
+		e := &envs[i]
+		*e = first
+		if i > 0 {
+			e.ID = first.ID + "/" + strconv.Itoa(i)
+		}
+		if e.Type, err = dec.DecodeString(); err != nil {
+			return nil, err
+		}
+		v, err := dec.DecodeUint64()
+		if err != nil {
+			return nil, err
+		}
+		if v > math.MaxUint16 {
+			return nil, fmt.Errorf("event %d: version %d", i, v)
+		}
+		e.Version = uint16(v)
+		if e.Data, err = dec.DecodeRaw(); err != nil {
+			return nil, err
 		}
 	}
 	return envs, nil

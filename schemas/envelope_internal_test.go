@@ -19,13 +19,16 @@ func TestRecordSizeBoundsEncoding(t *testing.T) {
 		s := strings.Repeat("x", n)
 		env := Envelope{Type: s, Version: math.MaxUint16, ID: s, Time: math.MinInt64, CausationID: s,
 			CorrelationID: s, Principal: s, Data: data[:min(len(data), n+3)]}
-		envs := []Envelope{env, env, {Type: "t", Data: []byte{0xc0}}}
-		rec, err := EncodeRecord(envs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, bound := len(rec), recordSize(envs); got > bound {
-			t.Errorf("fields of %d bytes: record of %d bytes, recordSize %d", n, got, bound)
+		next := env
+		next.ID = s + "/1"
+		for _, envs := range [][]Envelope{{env, env, {Type: "t", Data: []byte{0xc0}}}, {env, next}} {
+			rec, err := EncodeRecord(envs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, bound := len(rec), recordSize(envs); got > bound {
+				t.Errorf("fields of %d bytes, format %d: record of %d bytes, recordSize %d", n, rec[0], got, bound)
+			}
 		}
 	}
 }
