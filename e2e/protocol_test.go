@@ -483,3 +483,33 @@ func TestStoppedWorkerLeavesNoPollBehind(t *testing.T) {
 		t.Fatalf("task run by %q under lease %d, want the running worker's first", task.WorkerID, task.PollCount)
 	}
 }
+
+// A handler that runs past its task's response timeout keeps the task:
+// the Go SDK extends the lease over NATS while the handler runs, and each
+// extension moves the engine's timeout. Without them the task would time
+// out after 2 seconds and run again, twice, and the workflow would fail.
+func TestGoWorkerExtendsTheLeaseOfALongTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+		`[{"name":"long","retryCount":1,"retryDelaySeconds":0,"timeoutSeconds":0,"responseTimeoutSeconds":2}]`)
+	e.register(`{"name":"long_run","version":1,"tasks":[{"name":"long","taskReferenceName":"l"}]}`)
+	runs := newCounter()
+	e.work("long", 1, func(ctx context.Context, task *conductor.Task) (workers.Output, error) {
+		runs.add(task.TaskID)
+		select {
+		case <-time.After(5 * time.Second): // two and a half response timeouts
+		case <-ctx.Done():
+			return workers.Output{}, ctx.Err()
+		}
+		return workers.Output{Data: map[string]any{"done": true}}, nil
+	})
+	id := e.start("long_run", nil)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if len(wf.Tasks) != 1 || wf.Tasks[0].Status != conductor.TaskCompleted || wf.Tasks[0].RetryCount != 0 || wf.Tasks[0].PollCount != 1 {
+		t.Fatalf("tasks %+v, want the first run completed under its first lease", wf.Tasks)
+	}
+	if runs.total() != 1 {
+		t.Fatalf("the handler ran %d times, want once", runs.total())
+	}
+}

@@ -316,7 +316,11 @@ func (w *Worker) execute(ctx, work context.Context, in *slotInbox, t *conductor.
 	hctx, cancel := context.WithCancel(work)
 	defer cancel()
 	if t.ResponseTimeoutSeconds > 0 {
-		go w.extendLease(hctx, t)
+		// Nearly every handler returns long before half its lease is
+		// gone: only one that does not gets a goroutine to extend it.
+		every := leaseEvery(t)
+		lease := time.AfterFunc(every, func() { w.extendLease(hctx, t, every) })
+		defer lease.Stop()
 	}
 	out, err := w.run(hctx, t)
 	res := conductor.TaskResult{TaskID: t.TaskID, WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: w.cfg.WorkerID}
@@ -348,23 +352,29 @@ func (w *Worker) run(ctx context.Context, t *conductor.Task) (out Output, err er
 	return w.handler(ctx, t)
 }
 
-// extendLease keeps the task ours while the handler runs.
-func (w *Worker) extendLease(ctx context.Context, t *conductor.Task) {
-	every := time.Duration(t.ResponseTimeoutSeconds) * time.Second * 8 / 10
-	tick := time.NewTicker(max(every, 100*time.Millisecond))
+// leaseEvery is how often a running task's lease is extended: every half
+// of its response timeout, so that an extension may take as long as the
+// pause before it and still arrive in time.
+func leaseEvery(t *conductor.Task) time.Duration {
+	return max(time.Duration(t.ResponseTimeoutSeconds)*time.Second/2, 100*time.Millisecond)
+}
+
+// extendLease keeps the task ours while the handler runs: now, and then
+// every period until ctx is done.
+func (w *Worker) extendLease(ctx context.Context, t *conductor.Task, every time.Duration) {
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	extension := ResultRequest{TaskResult: conductor.TaskResult{TaskID: t.TaskID, WorkflowInstanceID: t.WorkflowInstanceID,
+		WorkerID: w.cfg.WorkerID, Status: conductor.TaskInProgress, ExtendLease: true}, Lease: t.PollCount}
 	for {
+		var reply ResultReply
+		if err := w.request(ctx, ResultSubject(w.cfg.TaskType), extension, &reply); err != nil && ctx.Err() == nil {
+			w.cfg.Logger.Warn("lease extension failed", logkey.TaskID, t.TaskID, logkey.Err, err)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			var reply ResultReply
-			err := w.request(ctx, ResultSubject(w.cfg.TaskType), ResultRequest{TaskResult: conductor.TaskResult{TaskID: t.TaskID,
-				WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: w.cfg.WorkerID, Status: conductor.TaskInProgress, ExtendLease: true},
-				Lease: t.PollCount}, &reply)
-			if err != nil && ctx.Err() == nil {
-				w.cfg.Logger.Warn("lease extension failed", logkey.TaskID, t.TaskID, logkey.Err, err)
-			}
 		}
 	}
 }
