@@ -221,13 +221,15 @@ func decodeShared(b []byte) ([]Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	envs := make([]Envelope, max(n, 0))
-	for i := range envs {
+	// Grown as events decode: a count is only as good as the events
+	// that follow it.
+	envs := make([]Envelope, 0, min(max(n, 0), 16))
+	for i := range max(n, 0) {
 		if m, err := dec.DecodeArrayLen(); err != nil || m != 3 {
 			return nil, fmt.Errorf("event %d of %d fields, want 3 (%v)", i, m, err)
 		}
+		envs = append(envs, first)
 		e := &envs[i]
-		*e = first
 		if i > 0 {
 			e.ID = first.ID + "/" + strconv.Itoa(i)
 		}

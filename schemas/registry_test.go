@@ -138,6 +138,10 @@ func FuzzDecodeRecord(f *testing.F) {
 	good.ID = "1"
 	rec, _ := schemas.EncodeRecord([]schemas.Envelope{good})
 	f.Add(rec)
+	next := good
+	next.ID = good.ID + "/1"
+	shared, _ := schemas.EncodeRecord([]schemas.Envelope{good, next})
+	f.Add(shared)
 	f.Add([]byte{1, 0x91, 0x81, 0xa1, 't', 0xa1, 'x'})
 	f.Add(bytes.Repeat([]byte{0xdd}, 64))
 	f.Fuzz(func(t *testing.T, b []byte) {
