@@ -2,6 +2,7 @@ package schemas_test
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -45,6 +46,11 @@ func TestRecordFormats(t *testing.T) {
 			for i := range envs {
 				envs[i].Time = -5
 			}
+			return envs
+		}, 2},
+		{"versions past a byte", func() []schemas.Envelope {
+			envs := decision(t, 2)
+			envs[0].Version, envs[1].Version = 300, math.MaxUint16
 			return envs
 		}, 2},
 		{"ids of their own", func() []schemas.Envelope {
