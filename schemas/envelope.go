@@ -2,7 +2,6 @@ package schemas
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -51,7 +50,7 @@ const (
 // EncodeRecord frames the envelopes of one decision as one log message.
 func EncodeRecord(envs []Envelope) ([]byte, error) {
 	if shared(envs) {
-		return encodeShared(envs), nil
+		return encodeShared(envs)
 	}
 	var buf bytes.Buffer
 	buf.Grow(recordSize(envs))
@@ -74,25 +73,18 @@ func recordSize(envs []Envelope) int {
 	return n
 }
 
-// shared reports whether envs can be written as recordFormatV2.
+// shared reports whether envs can be written as recordFormatV2: they
+// share their metadata, and each payload is a msgpack value (format 1
+// writes an empty one as nil).
 func shared(envs []Envelope) bool {
-	if len(envs) == 0 {
-		return false
-	}
-	first := &envs[0]
-	for i := range envs[1:] {
-		e := &envs[i+1]
-		if e.Time != first.Time || e.CausationID != first.CausationID || e.CorrelationID != first.CorrelationID ||
-			e.Principal != first.Principal || !isNthID(e.ID, first.ID, i+1) {
+	for i := range envs {
+		e, first := &envs[i], &envs[0]
+		if len(e.Data) == 0 || i > 0 && (e.Time != first.Time || e.CausationID != first.CausationID ||
+			e.CorrelationID != first.CorrelationID || e.Principal != first.Principal || !isNthID(e.ID, first.ID, i)) {
 			return false
 		}
 	}
-	for i := range envs {
-		if len(envs[i].Data) == 0 {
-			return false // not a msgpack value: v1 writes it as nil
-		}
-	}
-	return true
+	return len(envs) > 0
 }
 
 // isNthID reports whether id is base + "/" + n.
@@ -104,58 +96,27 @@ func isNthID(id, base string, n int) bool {
 	return rest[1:] == strconv.Itoa(n)
 }
 
-func encodeShared(envs []Envelope) []byte {
-	b := make([]byte, 0, recordSize(envs))
-	b = append(b, recordFormatV2, 0x96)
+func encodeShared(envs []Envelope) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(recordSize(envs))
+	buf.WriteByte(recordFormatV2)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
 	first := &envs[0]
-	b = appendString(b, first.ID)
-	b = appendInt(b, first.Time)
-	b = appendString(b, first.CausationID)
-	b = appendString(b, first.CorrelationID)
-	b = appendString(b, first.Principal)
-	b = appendArrayLen(b, len(envs))
+	err := errors.Join(enc.EncodeArrayLen(6), enc.EncodeString(first.ID), enc.EncodeInt(first.Time),
+		enc.EncodeString(first.CausationID), enc.EncodeString(first.CorrelationID), enc.EncodeString(first.Principal),
+		enc.EncodeArrayLen(len(envs)))
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
 	for i := range envs {
 		e := &envs[i]
-		b = append(b, 0x93)
-		b = appendString(b, e.Type)
-		b = appendInt(b, int64(e.Version))
-		b = append(b, e.Data...)
+		if err := errors.Join(enc.EncodeArrayLen(3), enc.EncodeString(e.Type), enc.EncodeUint(uint64(e.Version)), enc.Encode(e.Data)); err != nil {
+			return nil, fmt.Errorf("encode record: %w", err)
+		}
 	}
-	return b
-}
-
-func appendString(b []byte, s string) []byte {
-	switch n := len(s); {
-	case n < 32:
-		b = append(b, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		b = append(b, 0xda)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 0xdb)
-		b = binary.BigEndian.AppendUint32(b, uint32(n))
-	}
-	return append(b, s...)
-}
-
-func appendArrayLen(b []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(b, 0x90|byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
-	default:
-		return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
-	}
-}
-
-func appendInt(b []byte, v int64) []byte {
-	if v >= 0 && v < 128 {
-		return append(b, byte(v))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(v))
+	return buf.Bytes(), nil
 }
 
 // DecodeRecord is the inverse of EncodeRecord. It never panics: anything it
