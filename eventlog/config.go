@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/flowvault/flowvault/schemas"
 )
 
 // FsyncMode says when the embedded server flushes JetStream writes to disk.
@@ -55,6 +57,11 @@ type Config struct {
 	// GroupCommit writes concurrent appends to an event stream as atomic
 	// batches, one sync per batch, when Fsync is FsyncAlways (commit.go).
 	GroupCommit bool
+	// RecordFormat is the newest record format appends write. Engines that
+	// share a log read every format up to their own version's latest: while
+	// older ones still run on it (a rolling upgrade), the newer ones write
+	// what the oldest reads.
+	RecordFormat schemas.RecordFormat
 
 	// Replicas for every stream: 1 for a single server, 3 for a cluster.
 	Replicas int
@@ -76,6 +83,7 @@ func DefaultConfig() Config {
 		Fsync:           FsyncAlways,
 		SyncInterval:    time.Second,
 		GroupCommit:     true,
+		RecordFormat:    schemas.LatestRecordFormat,
 		Replicas:        1,
 		MaxRecordBytes:  8<<20 - recordHeaderRoom,
 		DuplicateWindow: 10 * time.Minute,
@@ -109,6 +117,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("eventlog: max record bytes %d: want 1KiB..64MiB", c.MaxRecordBytes)
 	case c.DuplicateWindow < time.Second:
 		return fmt.Errorf("eventlog: duplicate window %s: want at least 1s", c.DuplicateWindow)
+	case !c.RecordFormat.Valid():
+		return fmt.Errorf("eventlog: record format %d: want 1..%d", c.RecordFormat, schemas.LatestRecordFormat)
 	}
 	if !c.Embedded() {
 		return nil

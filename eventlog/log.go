@@ -312,7 +312,7 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	if o.msgID == "" {
 		return 0, fmt.Errorf("append %s: record needs an id for deduplication", subject)
 	}
-	data, err := schemas.EncodeRecord(events)
+	data, err := l.cfg.RecordFormat.Encode(events)
 	if err != nil {
 		return 0, fmt.Errorf("append %s: %w", subject, err)
 	}

@@ -549,10 +549,59 @@ func TestConfigValidate(t *testing.T) {
 		{"client certificate without key", mod(func(c *eventlog.Config) { c.URL, c.ClientCertFile = "tls://nats.internal:4222", "c.pem" }), false},
 		{"client certificate for the embedded server", mod(func(c *eventlog.Config) { c.ClientCertFile, c.ClientKeyFile = "c.pem", "k.pem" }), false},
 		{"CA for the embedded server", mod(func(c *eventlog.Config) { c.CAFile = "ca.pem" }), false},
+		{"record format 1", mod(func(c *eventlog.Config) { c.RecordFormat = schemas.RecordFormat1 }), true},
+		{"no record format", mod(func(c *eventlog.Config) { c.RecordFormat = 0 }), false},
+		{"a record format this version does not write", mod(func(c *eventlog.Config) { c.RecordFormat = schemas.LatestRecordFormat + 1 }), false},
 	}
 	for _, tt := range tests {
 		if err := tt.cfg.Validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: Validate() = %v, want ok=%v", tt.name, err, tt.ok)
 		}
+	}
+}
+
+// Appends write the newest record format the configuration allows, so
+// that engines of an older version sharing the log can read them, and a
+// record reads back the same in either.
+func TestAppendWritesTheConfiguredRecordFormat(t *testing.T) {
+	t.Parallel()
+	for _, format := range []schemas.RecordFormat{schemas.RecordFormat1, schemas.RecordFormat2} {
+		t.Run(fmt.Sprint(format), func(t *testing.T) {
+			t.Parallel()
+			ctx := testutil.Context(t, 30*time.Second)
+			cfg := testutil.LogConfig(t.TempDir())
+			cfg.RecordFormat = format
+			l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			// One decision: its events share their metadata, as the
+			// executor writes them, and fit either format.
+			envs := notes(t, "d", 2)
+			envs[0].ID, envs[1].ID, envs[1].Time = "d", "d/1", envs[0].Time
+			const subject = "fv.wf.format"
+			if _, err := l.Append(ctx, subject, envs, 0); err != nil {
+				t.Fatal(err)
+			}
+			stream, err := l.JetStream().Stream(ctx, eventlog.Workflows.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := stream.GetLastMsgForSubject(ctx, subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := schemas.RecordFormat(raw.Data[0]); got != format {
+				t.Fatalf("record written in format %d, want %d", got, format)
+			}
+			recs, err := l.ReadSubject(ctx, subject, 0)
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("read %d records, %v", len(recs), err)
+			}
+			if got := recs[0].Events; len(got) != 2 || got[1].ID != "d/1" || !bytes.Equal(got[1].Data, envs[1].Data) {
+				t.Fatalf("read back %+v, want %+v", got, envs)
+			}
+		})
 	}
 }

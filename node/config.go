@@ -16,6 +16,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/harden"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/secrets"
 )
 
@@ -44,6 +45,10 @@ type Config struct {
 	Fsync string
 	// GroupCommit lets concurrent appends share one fsync in "always" mode.
 	GroupCommit bool
+	// RecordFormat is the newest log record format this server writes
+	// (eventlog.Config.RecordFormat): lower it while servers of an older
+	// version share the log, raise it once they are all upgraded.
+	RecordFormat int
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
@@ -109,6 +114,7 @@ func DefaultConfig() Config {
 		NATSListen:      "127.0.0.1:4222",
 		Fsync:           string(eventlog.FsyncAlways),
 		GroupCommit:     true,
+		RecordFormat:    int(schemas.LatestRecordFormat),
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
@@ -150,7 +156,12 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want > 0", c.ShutdownTimeout))
 	}
-	if err := c.Eventlog().Validate(); err != nil {
+	ec := c.Eventlog()
+	if int(ec.RecordFormat) != c.RecordFormat || !ec.RecordFormat.Valid() {
+		errs = append(errs, fmt.Errorf("record format %d: want 1..%d", c.RecordFormat, schemas.LatestRecordFormat))
+		ec.RecordFormat = schemas.LatestRecordFormat // reported above
+	}
+	if err := ec.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.MasterKeySource().Validate(); err != nil {
@@ -200,6 +211,7 @@ func (c Config) Eventlog() eventlog.Config {
 	ec.ClientCertFile, ec.ClientKeyFile, ec.CAFile = c.NATSTLSCert, c.NATSTLSKey, c.NATSCA
 	ec.Fsync = eventlog.FsyncMode(c.Fsync)
 	ec.GroupCommit = c.GroupCommit
+	ec.RecordFormat = schemas.RecordFormat(c.RecordFormat) // a byte: Validate checks it fits
 	return ec
 }
 

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"fmt"
 	"os"
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/flowvault/flowvault/schemas"
 )
 
 // TuneRuntime sets the configured GC target, unless $GOGC chose one. Not
@@ -67,6 +70,25 @@ func TestValidateHTTPAddr(t *testing.T) {
 			t.Errorf("HTTPAddr %q: %v; want valid", tt.addr, err)
 		case !tt.ok && (err == nil || !strings.Contains(err.Error(), "http address")):
 			t.Errorf("HTTPAddr %q: %v; want an http address error", tt.addr, err)
+		}
+	}
+}
+
+// The record format is one this version writes: a log shared with older
+// servers is written in the newest format they read.
+func TestValidateRecordFormat(t *testing.T) {
+	t.Parallel()
+	for format, ok := range map[int]bool{1: true, 2: true, 0: false, 3: false, 258: false, -254: false} {
+		c := DefaultConfig()
+		c.RecordFormat = format
+		err := c.Validate()
+		switch {
+		case ok && err != nil:
+			t.Errorf("record format %d: %v; want valid", format, err)
+		case !ok && (err == nil || !strings.Contains(err.Error(), fmt.Sprintf("record format %d: want 1..2", format))):
+			t.Errorf("record format %d: %v; want a record format error naming it", format, err)
+		case ok && c.Eventlog().RecordFormat != schemas.RecordFormat(format):
+			t.Errorf("record format %d: the event log writes %d", format, c.Eventlog().RecordFormat)
 		}
 	}
 }

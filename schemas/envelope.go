@@ -33,28 +33,43 @@ type Envelope struct {
 	Data          msgpack.RawMessage `msgpack:"d"`
 }
 
-// A record's first byte names its format. A reader that meets another
-// value refuses the record instead of guessing.
+// RecordFormat is a record's framing, its first byte. A reader that meets
+// another value refuses the record instead of guessing; every format
+// ever written stays readable.
+type RecordFormat byte
+
 const (
-	// recordFormatV1 is a msgpack array of whole envelopes.
-	recordFormatV1 byte = 1
-	// recordFormatV2 holds the envelopes of one decision that share their
+	// RecordFormat1 is a msgpack array of whole envelopes.
+	RecordFormat1 RecordFormat = 1
+	// RecordFormat2 holds the envelopes of one decision that share their
 	// metadata, as the executor writes them: the id, time, causation,
 	// correlation and principal once, then each event's type, version
 	// and payload; the i-th event's id is the first's + "/i". The
 	// metadata was most of a record's bytes, copied into every message,
 	// stored and decoded by every reader of the stream.
-	recordFormatV2 byte = 2
+	RecordFormat2 RecordFormat = 2
+	// LatestRecordFormat is the newest format this version writes.
+	LatestRecordFormat = RecordFormat2
 )
 
-// EncodeRecord frames the envelopes of one decision as one log message.
-func EncodeRecord(envs []Envelope) ([]byte, error) {
-	if shared(envs) {
+// Valid reports whether this version can write f.
+func (f RecordFormat) Valid() bool { return f >= RecordFormat1 && f <= LatestRecordFormat }
+
+// EncodeRecord frames the envelopes of one decision as one log message, in
+// the latest format they fit.
+func EncodeRecord(envs []Envelope) ([]byte, error) { return LatestRecordFormat.Encode(envs) }
+
+// Encode frames the envelopes of one decision as one log message, in the
+// newest format up to f that they fit. A log shared with engines that read
+// only older formats (a rolling upgrade) is written in the newest format
+// they all read.
+func (f RecordFormat) Encode(envs []Envelope) ([]byte, error) {
+	if f >= RecordFormat2 && shared(envs) {
 		return encodeShared(envs)
 	}
 	var buf bytes.Buffer
 	buf.Grow(recordSize(envs))
-	buf.WriteByte(recordFormatV1)
+	buf.WriteByte(byte(RecordFormat1))
 	enc := msgpack.NewEncoder(&buf)
 	if err := enc.Encode(envs); err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)
@@ -73,7 +88,7 @@ func recordSize(envs []Envelope) int {
 	return n
 }
 
-// shared reports whether envs can be written as recordFormatV2: they
+// shared reports whether envs can be written as RecordFormat2: they
 // share their metadata, and each payload is a msgpack value (format 1
 // writes an empty one as nil).
 func shared(envs []Envelope) bool {
@@ -99,7 +114,7 @@ func isNthID(id, base string, n int) bool {
 func encodeShared(envs []Envelope) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(recordSize(envs))
-	buf.WriteByte(recordFormatV2)
+	buf.WriteByte(byte(RecordFormat2))
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
@@ -125,7 +140,7 @@ func DecodeRecord(b []byte) ([]Envelope, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty record", ErrCorrupt)
 	}
-	if b[0] != recordFormatV1 && b[0] != recordFormatV2 {
+	if f := RecordFormat(b[0]); !f.Valid() {
 		return nil, fmt.Errorf("%w: record format %d", ErrCorrupt, b[0])
 	}
 	if err := checkMsgpack(b[1:]); err != nil {
@@ -133,7 +148,7 @@ func DecodeRecord(b []byte) ([]Envelope, error) {
 	}
 	var envs []Envelope
 	var err error
-	if b[0] == recordFormatV2 {
+	if RecordFormat(b[0]) == RecordFormat2 {
 		envs, err = decodeShared(b[1:])
 	} else {
 		err = msgpack.Unmarshal(b[1:], &envs)
@@ -152,7 +167,7 @@ func DecodeRecord(b []byte) ([]Envelope, error) {
 	return envs, nil
 }
 
-// decodeShared reads the envelopes of a recordFormatV2 record, b without
+// decodeShared reads the envelopes of a RecordFormat2 record, b without
 // its format byte, which checkMsgpack has passed.
 func decodeShared(b []byte) ([]Envelope, error) {
 	dec := msgpack.GetDecoder()

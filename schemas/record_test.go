@@ -205,3 +205,25 @@ func BenchmarkRecord(b *testing.B) {
 		})
 	}
 }
+
+// An engine that shares its log with older ones writes only the formats
+// they read: format 1 for a decision whose envelopes fit format 2.
+func TestRecordFormatCap(t *testing.T) {
+	envs := decision(t, 3)
+	rec, err := schemas.RecordFormat1.Encode(envs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec[0] != byte(schemas.RecordFormat1) {
+		t.Fatalf("format %d, want 1", rec[0])
+	}
+	got, err := schemas.DecodeRecord(rec)
+	if err != nil || !reflect.DeepEqual(got, envs) {
+		t.Fatalf("decoded %+v, %v; want %+v", got, err, envs)
+	}
+	for f, valid := range map[schemas.RecordFormat]bool{0: false, 1: true, 2: true, schemas.LatestRecordFormat + 1: false} {
+		if f.Valid() != valid {
+			t.Errorf("RecordFormat(%d).Valid() = %v, want %v", f, !valid, valid)
+		}
+	}
+}

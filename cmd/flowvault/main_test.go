@@ -203,6 +203,8 @@ func TestServerConfigSources(t *testing.T) {
 		{"bad http", nil, []string{"--http", "nowhere"}, "http address"},
 		{"bad env gc percent", []string{"FLOWVAULT_GC_PERCENT=lots"}, nil, "FLOWVAULT_GC_PERCENT"},
 		{"gc off", nil, []string{"--gc-percent", "0"}, "gc percent 0"},
+		{"record format past this version's", nil, []string{"--record-format", "3"}, "record format 3: want 1..2"},
+		{"bad env record format", []string{"FLOWVAULT_RECORD_FORMAT=newest"}, nil, "FLOWVAULT_RECORD_FORMAT"},
 		{"bad mlock", []string{"FLOWVAULT_MLOCK=sometimes"}, nil, `mlock "sometimes": want auto, require or off`},
 		{"plaintext beyond loopback", nil, []string{"--http", "0.0.0.0:0"}, "--insecure-plaintext"},
 		{"certificate without key", []string{"FLOWVAULT_TLS_CERT_FILE=cert.pem"}, nil, "give both --tls-cert-file and --tls-key-file"},

@@ -83,6 +83,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	boolean(&cfg.InsecurePlaintext, "insecure-plaintext", "DANGER: serve HTTP and NATS without TLS on addresses other than loopback")
 	str(&cfg.Fsync, "fsync", "embedded JetStream durability: always (fsync before ack) or relaxed")
 	boolean(&cfg.GroupCommit, "group-commit", "with --fsync always, write concurrent appends as atomic batches that share one fsync")
+	integer(&cfg.RecordFormat, "record-format", "newest log record format to write; while servers of an older version share the log, the newest they read")
 	str(&cfg.LogLevel, "log-level", "debug, info, warn or error")
 	str(&cfg.LogFormat, "log-format", "text or json")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "graceful shutdown budget")
