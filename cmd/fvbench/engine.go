@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -45,6 +46,11 @@ const (
 // groupCommit is the engine nodes' eventlog group commit (-group-commit).
 var groupCommit = true
 
+// compactionDelay is the engine nodes' compaction delay
+// (-compaction-delay): longer than a run, it keeps compaction out of what
+// the run measures.
+var compactionDelay = node.DefaultConfig().CompactionDelay
+
 // engineRun is one node under load.
 type engineRun struct {
 	flow    string // the workflow the load starts
@@ -78,7 +84,7 @@ func startEngine(ctx context.Context, mode eventlog.FsyncMode, dir string, tweak
 	cfg := node.DefaultConfig()
 	cfg.DataDir, cfg.HTTPAddr, cfg.NATSListen, cfg.Fsync = filepath.Join(dir, "data"), "127.0.0.1:0", "127.0.0.1:0", string(mode)
 	cfg.Insecure, cfg.BootstrapOutput = true, io.Discard // the benchmark measures the engine, not token checks
-	cfg.GroupCommit = groupCommit
+	cfg.GroupCommit, cfg.CompactionDelay = groupCommit, compactionDelay
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -494,7 +500,17 @@ func prepare(ctx context.Context, mode eventlog.FsyncMode, kind workerKind, flow
 }
 
 // measureEngine runs the workload of flow on a new node with workers of kind.
-func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind workerKind, flow string) (measured, error) {
+func measureEngine(ctx context.Context, o opts, mode eventlog.FsyncMode, kind workerKind, flow string) (m measured, err error) {
+	// The goroutines the run starts carry its workflow's name and its
+	// workers' kind, so that a profile of several runs splits by workload
+	// (go tool pprof -tagfocus workload=bench_secrets). nats-server's own
+	// goroutines carry labels of their own.
+	labels := pprof.Labels("workload", flow, "workers", map[workerKind]string{natsWorkers: "nats", httpWorkers: "http"}[kind])
+	pprof.Do(ctx, labels, func(ctx context.Context) { m, err = measureRun(ctx, o, mode, kind, flow) })
+	return m, err
+}
+
+func measureRun(ctx context.Context, o opts, mode eventlog.FsyncMode, kind workerKind, flow string) (measured, error) {
 	r, stop, err := prepare(ctx, mode, kind, flow)
 	if err != nil {
 		return measured{}, err
