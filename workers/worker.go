@@ -314,14 +314,17 @@ func answerOffer(m *nats.Msg, accept bool) bool {
 // engine handed one over with the result's answer.
 func (w *Worker) execute(ctx, work context.Context, in *slotInbox, t *conductor.Task) (next *conductor.Task) {
 	hctx, cancel := context.WithCancel(work)
-	defer cancel()
 	if t.ResponseTimeoutSeconds > 0 {
 		// Nearly every handler returns long before half its lease is
 		// gone: only one that does not gets a goroutine to extend it.
+		// The timer stops with the handler's context, before the result
+		// (which may wait for the next task) is reported.
 		every := leaseEvery(t)
 		lease := time.AfterFunc(every, func() { w.extendLease(hctx, t, every) })
-		defer lease.Stop()
+		cancelHandler := cancel
+		cancel = func() { lease.Stop(); cancelHandler() }
 	}
+	defer cancel()
 	out, err := w.run(hctx, t)
 	res := conductor.TaskResult{TaskID: t.TaskID, WorkflowInstanceID: t.WorkflowInstanceID, WorkerID: w.cfg.WorkerID}
 	now := time.Now().UnixMilli()
