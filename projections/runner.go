@@ -294,12 +294,13 @@ func isPoison(err error) bool {
 	return errors.Is(err, ErrPoison) || errors.Is(err, schemas.ErrCorrupt) || errors.Is(err, schemas.ErrUnknownType)
 }
 
-// commit writes the checkpoint into the batch and commits both, without
-// waiting for fsync. The checkpoint and the data it covers are one batch, and
-// after a crash Pebble's write-ahead log recovers a prefix of the committed
-// batches: the read model can come back behind the log (and catches up by
-// replay), never ahead of it and never half-applied. The log is the durable
-// copy; an fsync per commit would halve the engine's throughput for nothing.
+// commit writes the checkpoint into the batch and commits both, to the
+// memtable only (the store keeps no write-ahead log). The checkpoint and
+// the data it covers are one batch, and after a crash Pebble holds what
+// it flushed, a prefix of the committed batches: the read model can come
+// back behind the log (and catches up by replay), never ahead of it and
+// never half-applied. The log is the durable copy; an fsync per commit
+// would halve the engine's throughput for nothing.
 func (r *Runner) commit(batch *Batch, seq uint64) error {
 	defer func() { batch.b = nil }()
 	if batch.b.Empty() && seq <= r.Checkpoint() {

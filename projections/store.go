@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,9 @@ type StoreOptions struct {
 	Logger *slog.Logger
 	// FS replaces the operating system's file system (crash tests).
 	FS vfs.FS
+	// MemTableSize replaces the memtable's 64 MiB: what a crash loses at
+	// most, and tests make small to see flushes.
+	MemTableSize uint64
 }
 
 // OpenStore opens (creating if needed) the read-model database in dir.
@@ -50,18 +54,25 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 		// before they are flushed, instead of being compacted level after
 		// level (7% of the engine benchmark's CPU with the 4 MiB default, 1% with
 		// this).
-		MemTableSize: 64 << 20,
+		MemTableSize: cmp.Or(o.MemTableSize, 64<<20),
+		// Everything here is derived from the log, which is the durable
+		// copy: a write-ahead log would make durable what replay restores
+		// anyway. Without it a crash loses the memtables (a consistent
+		// prefix of the commits stays: a flush holds whole batches, in
+		// order), the read models come back behind the log and catch up
+		// by replay, at most two memtables' worth. Writing the WAL was 9%
+		// of the engine benchmark's CPU (relaxed, 3 alternating pairs:
+		// 1.16 against 1.05 ms a workflow).
+		DisableWAL: true,
 		// The log's appends wait for fsync on the same disk. On ext4 an
 		// fsync also waits for other files' data the journal has come to
 		// depend on, so a memtable flush written out in a few large bursts
-		// (and the write-ahead log, which these commits do not sync) held
-		// appends for 100-300 ms every 15 s at 300 workflows/s. Asking the
-		// kernel to write both back every 32 KiB keeps little pending. In
-		// 4 paired runs of fvbench's sustained load, 3 had a lower p99
-		// (46-83 ms against 91-134 ms) and 4 to 13 times fewer workflows
-		// over 100 ms; the fourth was even.
-		BytesPerSync:    32 << 10,
-		WALBytesPerSync: 32 << 10,
+		// held appends for 100-300 ms every 15 s at 300 workflows/s.
+		// Asking the kernel to write it back every 32 KiB keeps little
+		// pending. In 4 paired runs of fvbench's sustained load, 3 had a
+		// lower p99 (46-83 ms against 91-134 ms) and 4 to 13 times fewer
+		// workflows over 100 ms; the fourth was even.
+		BytesPerSync: 32 << 10,
 		// The default 8 MiB block cache holds a few seconds of documents:
 		// a workflow's compaction, the API's reads of recent executions and
 		// the snapshots the executor starts from on a cache miss would read
@@ -82,8 +93,13 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
-// Close flushes and closes the database.
+// Close flushes the memtables, so that a clean restart replays nothing,
+// and closes the database.
 func (s *Store) Close() error {
+	if err := s.db.Flush(); err != nil {
+		s.db.Close()
+		return fmt.Errorf("flush pebble: %w", err)
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close pebble: %w", err)
 	}
@@ -106,14 +122,16 @@ func (s *Store) Checkpoint(name string) (uint64, error) {
 // Update runs fn on a batch of projection name's key space and commits
 // it: migrations and repairs of a read model. A projection may keep some
 // of its data in memory; run it while that projection's runner is stopped,
-// or on keys the projection reads from the store each time.
+// or on keys the projection reads from the store each time. Like every
+// commit to the store it is durable once flushed: a crash before that loses
+// it with the projections' own commits, which replay then makes again.
 func (s *Store) Update(name string, fn func(*Batch) error) error {
 	b := &Batch{b: s.db.NewIndexedBatch(), prefix: []byte(dataPrefix + name + "/")}
 	defer b.b.Close()
 	if err := fn(b); err != nil {
 		return fmt.Errorf("update %s: %w", name, err)
 	}
-	if err := b.b.Commit(pebble.Sync); err != nil {
+	if err := b.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("update %s: %w", name, err)
 	}
 	return nil
