@@ -198,23 +198,24 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if from > 0 {
-		// A read model never gets ahead of its log, unless the log lost
-		// what it had acknowledged: a backup restored under newer read
-		// models, an external server's data lost, relaxed fsync and a
-		// power cut. Followed from its checkpoint, it would skip the new
-		// records that reuse those sequences, and answer reads for them
-		// at once: it refuses instead.
-		last, err := r.log.StreamLastSeq(ctx, r.cfg.Stream)
-		if err != nil {
-			return fmt.Errorf("projection %s: %w", name, err)
-		}
-		if from > last {
-			return fmt.Errorf("projection %s has applied stream %s up to sequence %d, but the stream ends at %d: "+
-				"the log lost records the read model holds; rebuild the read models from the log "+
-				"(stop, delete the data directory's pebble directory, start): %w", name, r.cfg.Stream, from, last, ErrAheadOfLog)
-		}
+	end, err := r.log.StreamLastSeq(ctx, r.cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("projection %s: %w", name, err)
 	}
+	// A read model never gets ahead of its log, unless the log lost what
+	// it had acknowledged: a backup restored under newer read models, an
+	// external server's data lost, relaxed fsync and a power cut. Followed
+	// from its checkpoint, it would skip the new records that reuse those
+	// sequences, and answer reads for them at once: it refuses instead.
+	if from > end {
+		return fmt.Errorf("projection %s has applied stream %s up to sequence %d, but the stream ends at %d: "+
+			"the log lost records the read model holds; rebuild the read models from the log "+
+			"(stop, delete the data directory's pebble directory, start): %w", name, r.cfg.Stream, from, end, ErrAheadOfLog)
+	}
+	// How far behind a start finds it: nothing after a clean stop, what
+	// Pebble had not flushed after a crash (the store keeps no
+	// write-ahead log), everything after the store was deleted.
+	r.cfg.Logger.Info("read model resumes", logkey.Stream, r.cfg.Stream, logkey.Seq, from, logkey.Count, end-from)
 	r.setCommitted(from)
 	if r.cfg.StopAt > 0 && from >= r.cfg.StopAt {
 		return nil
