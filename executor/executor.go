@@ -660,10 +660,7 @@ func envelopes(events []schemas.Event, j *job, expected uint64, now time.Time) (
 		if err != nil {
 			return nil, fmt.Errorf("workflow %s: %w", j.wfID, err)
 		}
-		env.ID = recordID
-		if i > 0 {
-			env.ID = recordID + "/" + strconv.Itoa(i)
-		}
+		env.ID = schemas.EventID(recordID, i)
 		env.Time, env.Principal = now.UnixNano(), j.meta.Principal
 		env.CausationID, env.CorrelationID = j.meta.RequestID, j.wfID
 		envs[i] = env

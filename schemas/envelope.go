@@ -102,7 +102,18 @@ func shared(envs []Envelope) bool {
 	return len(envs) > 0
 }
 
-// isNthID reports whether id is base + "/" + n.
+// EventID is the id of the i-th event of a record whose id is recordID:
+// the first event's is the record's, the others' derive from it, which
+// lets RecordFormat2 write it once.
+func EventID(recordID string, i int) string {
+	if i == 0 {
+		return recordID
+	}
+	return recordID + "/" + strconv.Itoa(i)
+}
+
+// isNthID reports whether id is EventID(base, n) for n > 0, without
+// building it: shared runs on every append.
 func isNthID(id, base string, n int) bool {
 	rest, ok := strings.CutPrefix(id, base)
 	if !ok || len(rest) < 2 || rest[0] != '/' {
@@ -206,9 +217,7 @@ func decodeShared(b []byte) ([]Envelope, error) {
 		}
 		envs = append(envs, first)
 		e := &envs[i]
-		if i > 0 {
-			e.ID = first.ID + "/" + strconv.Itoa(i)
-		}
+		e.ID = EventID(first.ID, i)
 		if e.Type, err = dec.DecodeString(); err != nil {
 			return nil, err
 		}

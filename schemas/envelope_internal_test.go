@@ -32,3 +32,22 @@ func TestRecordSizeBoundsEncoding(t *testing.T) {
 		}
 	}
 }
+
+// shared recognises exactly the ids EventID makes.
+func TestIsNthIDMatchesEventID(t *testing.T) {
+	for n := 1; n <= 12; n++ {
+		for m := 1; m <= 12; m++ {
+			if got := isNthID(EventID("rec", m), "rec", n); got != (m == n) {
+				t.Fatalf("isNthID(EventID(rec, %d), rec, %d) = %v", m, n, got)
+			}
+		}
+	}
+	for _, id := range []string{"rec", "rec/", "rec1", "rec/01", "rec/1x", "other/1"} {
+		if isNthID(id, "rec", 1) {
+			t.Fatalf("isNthID(%q, rec, 1) = true", id)
+		}
+	}
+	if EventID("rec", 0) != "rec" {
+		t.Fatalf("EventID(rec, 0) = %q", EventID("rec", 0))
+	}
+}
