@@ -64,9 +64,11 @@ type Deps struct {
 	Authorizer  *auth.Authorizer
 	Insecure    bool
 	TokenLimits TokenLimits
-	// WorkerCredentials issues NATS credentials to workers
-	// (POST /api/workers/credentials); nil with an external NATS server.
-	WorkerCredentials CredentialIssuer
+	// WorkerCredentials issues and revokes NATS credentials of workers
+	// (/api/workers/credentials), which WorkerCredentialsLedger lists; nil
+	// with an external NATS server.
+	WorkerCredentials       CredentialIssuer
+	WorkerCredentialsLedger CredentialLedger
 
 	// Audit records reads of values and refused requests (nil: nothing
 	// is recorded); Trail serves GET /api/audit and Verifier POST

@@ -11,13 +11,25 @@ import (
 	"github.com/flowvault/flowvault/natsauth"
 )
 
-// CredentialIssuer issues NATS credentials to workers and records who
-// asked. *natsauth.Issuer implements it.
+// CredentialIssuer issues and revokes NATS credentials of workers and
+// records who asked. *natsauth.Issuer implements it.
 type CredentialIssuer interface {
 	IssueWorker(ctx context.Context, by string, spec natsauth.WorkerSpec, ttl time.Duration) (*natsauth.Credentials, error)
+	// RevokeWorker returns once the server refuses user.
+	RevokeWorker(ctx context.Context, by, user string) error
 }
 
-var _ CredentialIssuer = (*natsauth.Issuer)(nil)
+// CredentialLedger reads the credentials issued and revoked.
+// *natsauth.Ledger implements it.
+type CredentialLedger interface {
+	Get(user string) (natsauth.Issued, error)
+	List(keep func(natsauth.Issued) bool) ([]natsauth.Issued, error)
+}
+
+var (
+	_ CredentialIssuer = (*natsauth.Issuer)(nil)
+	_ CredentialLedger = (*natsauth.Ledger)(nil)
+)
 
 // maxCredentialsBody bounds POST /api/workers/credentials.
 const maxCredentialsBody = 64 << 10
@@ -26,6 +38,74 @@ func (s *Server) workerRoutes() {
 	// The handler decides per item: polling each task type (WORKER and
 	// EXECUTE on it), EXECUTE on each workflow to start.
 	s.route("POST /api/workers/credentials", auth.Authenticated, s.issueWorkerCredentials)
+	// Whoever issued credentials, and admins, list and revoke them.
+	s.route("GET /api/workers/credentials", auth.Authenticated, s.listWorkerCredentials)
+	s.route("DELETE /api/workers/credentials/{user}", auth.Authenticated, s.revokeWorkerCredentials)
+}
+
+// errExternalNATS answers the worker credentials endpoints of a server
+// that does not run its own NATS server.
+var errExternalNATS = fault.NotFound("this server uses an external NATS server: its operator issues worker credentials")
+
+// listWorkerCredentials is GET /api/workers/credentials: the credentials
+// the caller issued (an admin: all), newest first; expired ones only with
+// includeExpired=true. Never a seed: the server does not keep them.
+func (s *Server) listWorkerCredentials(w http.ResponseWriter, r *http.Request) {
+	if s.deps.WorkerCredentials == nil {
+		s.writeError(w, r, errExternalNATS)
+		return
+	}
+	expired, err := queryBool(r, "includeExpired", false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	now := time.Now()
+	list, err := s.deps.WorkerCredentialsLedger.List(func(c natsauth.Issued) bool {
+		return s.mayManageCredentials(r, c) && (expired || !c.Expired(now))
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []natsauth.Issued{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// revokeWorkerCredentials is DELETE /api/workers/credentials/{user}: the
+// server refuses the user's credentials from now on and closes its
+// connections before this answers 204. Revoking credentials revoked
+// before, or expired, changes nothing; credentials the caller did not
+// issue read as missing (unless it is an admin).
+func (s *Server) revokeWorkerCredentials(w http.ResponseWriter, r *http.Request) {
+	if s.deps.WorkerCredentials == nil {
+		s.writeError(w, r, errExternalNATS)
+		return
+	}
+	user := r.PathValue("user")
+	c, err := s.deps.WorkerCredentialsLedger.Get(user)
+	if err == nil && !s.mayManageCredentials(r, c) {
+		err = fault.NotFound("worker credentials %s not found", user)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if c.RevokedAt == 0 && !c.Expired(time.Now()) {
+		if err := s.deps.WorkerCredentials.RevokeWorker(r.Context(), principal(r), user); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// mayManageCredentials says whether the caller may see and revoke c: it
+// issued them, or it is an admin.
+func (s *Server) mayManageCredentials(r *http.Request, c natsauth.Issued) bool {
+	return s.deps.Insecure || caller(r).IsAdmin() || c.IssuedBy == principal(r)
 }
 
 type workerCredentialsRequest struct {
@@ -53,7 +133,7 @@ type workerCredentialsResponse struct {
 // EXECUTE on the TASK_DEF, which POLL_ANY_TASK gives on every type).
 func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) {
 	if s.deps.WorkerCredentials == nil {
-		s.writeError(w, r, fault.NotFound("this server uses an external NATS server: its operator issues worker credentials"))
+		s.writeError(w, r, errExternalNATS)
 		return
 	}
 	var req workerCredentialsRequest

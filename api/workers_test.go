@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/flowvault/flowvault/internal/nodetest"
@@ -171,8 +173,217 @@ func TestWorkerCredentialsExternalNATS(t *testing.T) {
 	t.Parallel()
 	a, _ := nodetest.Start(t)
 	_, base := nodetest.StartConfig(t, nodetest.JoinConfig(t, a, filepath.Join(t.TempDir(), "b")))
-	r := client{t, base, ""}.do("POST", "/api/workers/credentials", `{"taskTypes":["mine"]}`)
-	if r.status != http.StatusNotFound || !strings.Contains(r.body, "external NATS server") {
+	for _, req := range [][3]string{
+		{"POST", "/api/workers/credentials", `{"taskTypes":["mine"]}`},
+		{"GET", "/api/workers/credentials", ""},
+		{"DELETE", "/api/workers/credentials/UABC", ""},
+	} {
+		r := client{t, base, ""}.do(req[0], req[1], req[2])
+		if r.status != http.StatusNotFound || !strings.Contains(r.body, "external NATS server") {
+			t.Fatalf("%s %s: %d %s", req[0], req[1], r.status, r.body)
+		}
+	}
+}
+
+// issue asks for credentials of body and returns them.
+func issue(t *testing.T, c client, body string) issuedCredentials {
+	t.Helper()
+	var out issuedCredentials
+	if err := json.Unmarshal([]byte(c.must(http.StatusOK, "POST", "/api/workers/credentials", body)), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// listed is GET /api/workers/credentials as c, by user.
+func listed(t *testing.T, c client, query string) map[string]natsauth.Issued {
+	t.Helper()
+	var list []natsauth.Issued
+	if err := json.Unmarshal([]byte(c.must(http.StatusOK, "GET", "/api/workers/credentials"+query, "")), &list); err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]natsauth.Issued, len(list))
+	for _, c := range list {
+		out[c.User] = c
+	}
+	return out
+}
+
+// Whoever issued credentials, or an admin, revokes them: by the time the
+// DELETE answers, the worker's connection is closed and the server
+// refuses the credentials; others' credentials are unaffected; the trail
+// names who revoked what. Others' credentials read as missing.
+func TestRevokeWorkerCredentials(t *testing.T) {
+	t.Parallel()
+	n, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	admin.must(204, "POST", "/api/metadata/taskdefs", `[{"name":"resize"}]`)
+	grant := func(appID string) {
+		admin.must(200, "POST", "/api/auth/authorization", `{"subject":{"type":"USER","id":"app:`+appID+`"},"target":{"type":"TASK_DEF","id":"resize"},"access":["EXECUTE"]}`)
+	}
+	aID, _, _, aToken := newApp(t, admin, "a", "WORKER")
+	bID, _, _, bToken := newApp(t, admin, "b", "WORKER")
+	grant(aID)
+	grant(bID)
+	a, b := client{t, base, aToken}, client{t, base, bToken}
+	a1 := issue(t, a, `{"taskTypes":["resize"],"name":"a1"}`)
+	a2 := issue(t, a, `{"taskTypes":["resize"],"name":"a2"}`)
+	b1 := issue(t, b, `{"taskTypes":["resize"],"name":"b1"}`)
+
+	if got := listed(t, a, ""); len(got) != 2 || got[a1.User].Name != "a1" || got[a2.User].IssuedBy != "app:"+aID {
+		t.Fatalf("a lists %+v", got)
+	}
+	if got := listed(t, admin, ""); len(got) != 3 || got[b1.User].IssuedBy != "app:"+bID {
+		t.Fatalf("the admin lists %+v", got)
+	}
+
+	closed := make(chan struct{})
+	nc, err := workers.Connect(n.Log().ClientURL(), []byte(a1.Creds), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	for _, tt := range []struct {
+		name string
+		c    client
+		user string
+	}{
+		{"another's credentials", b, a1.User},
+		{"never issued", a, "UNOSUCHUSER"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := tt.c.do("DELETE", "/api/workers/credentials/"+tt.user, ""); r.status != http.StatusNotFound {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+	select {
+	case <-closed:
+		t.Fatal("a refused revocation closed the connection")
+	default:
+	}
+
+	open := func() int {
+		t.Helper()
+		cz, err := n.Log().EmbeddedServer().Connz(&server.ConnzOptions{User: a1.User, State: server.ConnOpen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cz.NumConns
+	}
+	if open() != 1 {
+		t.Fatal("the worker's connection is not on the server")
+	}
+	a.must(http.StatusNoContent, "DELETE", "/api/workers/credentials/"+a1.User, "")
+	if c := open(); c != 0 {
+		t.Fatalf("%d connections of revoked credentials open after the DELETE answered", c)
+	}
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker never saw its connection closed")
+	}
+	if nc, err := workers.Connect(n.Log().ClientURL(), []byte(a1.Creds), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("revoked credentials connected")
+	}
+	for _, c := range []issuedCredentials{a2, b1} {
+		nc, err := workers.Connect(n.Log().ClientURL(), []byte(c.Creds), nats.NoReconnect())
+		if err != nil {
+			t.Fatalf("credentials not revoked: %v", err)
+		}
+		nc.Close()
+	}
+	got := listed(t, admin, "")
+	if c := got[a1.User]; c.RevokedBy != "app:"+aID || c.RevokedAt == 0 || got[a2.User].RevokedAt != 0 {
+		t.Fatalf("listed %+v", got)
+	}
+	// Again, by an admin: nothing more to record.
+	admin.must(http.StatusNoContent, "DELETE", "/api/workers/credentials/"+a1.User, "")
+	recs, err := n.Log().ReadSubject(testutil.Context(t, 30*time.Second), natsauth.AuditSubject, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revocations := 0
+	for _, rec := range recs {
+		for _, env := range rec.Events {
+			if env.Type == schemas.TypeWorkerCredentialsRevoked {
+				revocations++
+			}
+		}
+	}
+	if revocations != 1 {
+		t.Fatalf("%d revocations recorded, want 1", revocations)
+	}
+	var trail struct {
+		Entries []struct{ Principal, Action, Target string }
+	}
+	if err := json.Unmarshal([]byte(admin.must(200, "GET", "/api/audit?principal=app:"+aID, "")), &trail); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(trail.Entries, func(e struct{ Principal, Action, Target string }) bool {
+		return e.Action == "nats.credentials.revoke" && e.Target == "NATS_USER:"+a1.User && e.Principal == "app:"+aID
+	}) {
+		t.Fatalf("trail %+v", trail.Entries)
+	}
+}
+
+// Expired credentials are listed only when asked for; bad query values
+// are 400.
+func TestListWorkerCredentialsExpired(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	admin.must(204, "POST", "/api/metadata/taskdefs", `[{"name":"resize"}]`)
+	c := issue(t, admin, `{"taskTypes":["resize"],"expiresInSeconds":1}`)
+	deadline := time.UnixMilli(c.Expires)
+	for time.Now().Before(deadline.Add(time.Millisecond)) {
+		time.Sleep(time.Until(deadline) + time.Millisecond)
+	}
+	if got := listed(t, admin, ""); len(got) != 0 {
+		t.Fatalf("expired credentials listed: %+v", got)
+	}
+	if got := listed(t, admin, "?includeExpired=true"); got[c.User].Expires != c.Expires {
+		t.Fatalf("includeExpired: %+v", got)
+	}
+	if r := admin.do("GET", "/api/workers/credentials?includeExpired=maybe", ""); r.status != http.StatusBadRequest || !strings.Contains(r.body, "includeExpired") {
 		t.Fatalf("%d %s", r.status, r.body)
+	}
+	// Revoking expired credentials records nothing: they work nowhere.
+	admin.must(http.StatusNoContent, "DELETE", "/api/workers/credentials/"+c.User, "")
+	if got := listed(t, admin, "?includeExpired=true"); got[c.User].RevokedAt != 0 {
+		t.Fatalf("expired credentials revoked: %+v", got[c.User])
+	}
+}
+
+// Revocations outlive a restart: the server admits workers only once it
+// has them back, and refuses the revoked credentials from its first
+// moment.
+func TestRevocationSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
+	n, base := nodetest.StartConfig(t, cfg)
+	admin := client{t, base, nodetest.AdminToken(t, cfg, base)}
+	admin.must(204, "POST", "/api/metadata/taskdefs", `[{"name":"resize"}]`)
+	revoked := issue(t, admin, `{"taskTypes":["resize"]}`)
+	kept := issue(t, admin, `{"taskTypes":["resize"]}`)
+	admin.must(http.StatusNoContent, "DELETE", "/api/workers/credentials/"+revoked.User, "")
+	if err := n.Stop(testutil.Context(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	n, base = nodetest.StartConfig(t, cfg)
+	if nc, err := workers.Connect(n.Log().ClientURL(), []byte(revoked.Creds), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("revoked credentials connected after a restart")
+	}
+	nc, err := workers.Connect(n.Log().ClientURL(), []byte(kept.Creds), nats.NoReconnect())
+	if err != nil {
+		t.Fatalf("credentials not revoked, after a restart: %v", err)
+	}
+	nc.Close()
+	admin = client{t, base, nodetest.AdminToken(t, cfg, base)}
+	if got := listed(t, admin, ""); got[revoked.User].RevokedAt == 0 || got[kept.User].RevokedAt != 0 {
+		t.Fatalf("listed %+v", got)
 	}
 }

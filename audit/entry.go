@@ -80,6 +80,8 @@ const (
 	ActScheduleTags   = "schedule.tags"
 	// ActNATSCredentials is the issuance of NATS worker credentials.
 	ActNATSCredentials = "nats.credentials"
+	// ActNATSRevoke is the revocation of NATS worker credentials.
+	ActNATSRevoke = "nats.credentials.revoke"
 )
 
 // Target types the trail adds to Orkes's.
@@ -236,6 +238,8 @@ func (f fact) auditEntries() ([]Entry, bool) {
 		e = f.entry(ActNATSCredentials, target(TargetNATSUser, ev.User), ev.By, map[string]string{
 			"task_types": list(ev.TaskTypes), "domains": list(ev.Domains), "start_workflows": list(ev.StartWorkflows), "subscribe": list(ev.Subscribe),
 			"name": ev.Name, "expires": expires})
+	case *schemas.WorkerCredentialsRevoked:
+		e = f.entry(ActNATSRevoke, target(TargetNATSUser, ev.User), ev.By, nil)
 	case *schemas.RefusalsDropped:
 		e = f.entry(ActRefusalsDrop, "", "", map[string]string{"count": strconv.FormatUint(ev.Count, 10)})
 	default:

@@ -231,6 +231,10 @@ func (l *Log) ConnectInProcess(opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// EmbeddedServer is the in-process NATS server, nil when the log uses an
+// external one.
+func (l *Log) EmbeddedServer() *server.Server { return l.ns }
+
 // ClientURL is the address workers and other processes connect to, with
 // credentials; "" for an embedded server that does not listen.
 func (l *Log) ClientURL() string {

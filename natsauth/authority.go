@@ -23,14 +23,18 @@
 // exist only in the credentials they are issued in (engines mint their
 // own at every start and keep them in memory).
 //
-// The server trusts the operator and resolves the two accounts from
-// memory (server.MemAccResolver), preloaded with their JWTs.
+// The server trusts the operator and resolves the accounts from memory
+// (server.MemAccResolver), preloaded with their JWTs. The workers account
+// admits no connection until Admit gives it the revocation list that the
+// log holds (see Ledger): credentials revoked before a restart must not
+// work for a moment after it.
 package natsauth
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -61,46 +65,54 @@ type KeyDeriver interface {
 // server: it configures the server and signs user JWTs. It is safe for
 // concurrent use and prints as "***".
 type Authority struct {
+	// op signs the workers account's JWT again with each revocation
+	// list.
+	op         nkeys.KeyPair
 	operator   *jwt.OperatorClaims
 	account    nkeys.KeyPair
 	accountKey string
 	accountJWT string
 	workers    nkeys.KeyPair
 	workersKey string
+	// workersJWT is the workers account closed: every server starts so.
 	workersJWT string
 	systemKey  string
 	systemJWT  string
+
+	mu       sync.Mutex
+	resolver *server.MemAccResolver
 }
 
 // New derives the operator and accounts from the master key and signs
-// their JWTs. It keeps only the account's key pair: the operator key is
-// needed only to sign the account JWTs, which happens here.
-func New(master KeyDeriver) (*Authority, error) {
-	op, err := derive(master, nkeys.PrefixByteOperator, OperatorInfo)
-	if err != nil {
-		return nil, err
+// their JWTs. It keeps the key pairs of the accounts, which sign users,
+// and the operator's, which signs the workers account again with each
+// revocation list.
+func New(master KeyDeriver) (_ *Authority, err error) {
+	var derived []nkeys.KeyPair
+	defer func() {
+		if err != nil {
+			for _, kp := range derived {
+				kp.Wipe()
+			}
+		}
+	}()
+	keys := make([]nkeys.KeyPair, 4)
+	for i, k := range []struct {
+		prefix nkeys.PrefixByte
+		info   string
+	}{
+		{nkeys.PrefixByteOperator, OperatorInfo}, {nkeys.PrefixByteAccount, AccountInfo},
+		{nkeys.PrefixByteAccount, WorkersAccountInfo}, {nkeys.PrefixByteAccount, SystemAccountInfo},
+	} {
+		if keys[i], err = derive(master, k.prefix, k.info); err != nil {
+			return nil, err
+		}
+		derived = append(derived, keys[i])
 	}
-	defer op.Wipe()
-	acc, err := derive(master, nkeys.PrefixByteAccount, AccountInfo)
-	if err != nil {
-		return nil, err
-	}
-	wrk, err := derive(master, nkeys.PrefixByteAccount, WorkersAccountInfo)
-	if err != nil {
-		acc.Wipe()
-		return nil, err
-	}
-	sys, err := derive(master, nkeys.PrefixByteAccount, SystemAccountInfo)
-	if err != nil {
-		acc.Wipe()
-		wrk.Wipe()
-		return nil, err
-	}
+	op, acc, wrk, sys := keys[0], keys[1], keys[2], keys[3]
 	defer sys.Wipe()
-	a := &Authority{account: acc, workers: wrk}
+	a := &Authority{op: op, account: acc, workers: wrk}
 	if err := a.sign(op, sys); err != nil {
-		acc.Wipe()
-		wrk.Wipe()
 		return nil, err
 	}
 	return a, nil
@@ -152,19 +164,15 @@ func (a *Authority) sign(op, sys nkeys.KeyPair) error {
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit,
 		Streams: jwt.NoLimit, Consumer: jwt.NoLimit, MaxAckPending: jwt.NoLimit}
 	ac.Limits.DisallowBearer = true
-	wc := jwt.NewAccountClaims(a.workersKey)
-	wc.Name = "flowvault-workers"
-	wc.Limits.DisallowBearer = true
 	for _, svc := range workerServices {
 		ac.Exports.Add(&jwt.Export{Name: svc.name, Subject: jwt.Subject(svc.subject), Type: jwt.Service,
 			ResponseType: svc.response, ResponseThreshold: svc.threshold})
-		wc.Imports.Add(&jwt.Import{Name: svc.name, Subject: jwt.Subject(svc.subject), Account: a.accountKey, Type: jwt.Service})
 	}
 	if a.accountJWT, err = ac.Encode(op); err != nil {
 		return fmt.Errorf("account jwt: %w", err)
 	}
-	if a.workersJWT, err = wc.Encode(op); err != nil {
-		return fmt.Errorf("workers account jwt: %w", err)
+	if a.workersJWT, _, err = a.signWorkers(op, nil, false); err != nil {
+		return err
 	}
 	sc := jwt.NewAccountClaims(a.systemKey)
 	sc.Name = "SYS"
@@ -172,6 +180,59 @@ func (a *Authority) sign(op, sys nkeys.KeyPair) error {
 	if a.systemJWT, err = sc.Encode(op); err != nil {
 		return fmt.Errorf("system account jwt: %w", err)
 	}
+	return nil
+}
+
+// signWorkers signs the workers account's JWT: closed (no connection
+// admitted) or open, refusing the users in revoked (public key: JWTs
+// issued up to that Unix second).
+func (a *Authority) signWorkers(op nkeys.KeyPair, revoked map[string]int64, open bool) (string, *jwt.AccountClaims, error) {
+	wc := jwt.NewAccountClaims(a.workersKey)
+	wc.Name = "flowvault-workers"
+	wc.Limits.DisallowBearer = true
+	if !open {
+		wc.Limits.Conn = 0
+	}
+	for _, svc := range workerServices {
+		wc.Imports.Add(&jwt.Import{Name: svc.name, Subject: jwt.Subject(svc.subject), Account: a.accountKey, Type: jwt.Service})
+	}
+	for user, upTo := range revoked {
+		wc.RevokeAt(user, time.Unix(upTo, 0))
+	}
+	token, err := wc.Encode(op)
+	if err != nil {
+		return "", nil, fmt.Errorf("workers account jwt: %w", err)
+	}
+	claims, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		return "", nil, fmt.Errorf("workers account jwt: %w", err)
+	}
+	return token, claims, nil
+}
+
+// Admit opens the workers account of ns, the server a was configured
+// into, with revoked as its revocation list (public key: JWTs issued up
+// to that Unix second are refused; Ledger.Revoked): connections are
+// admitted from then on, except those of revoked users, and the live
+// connections of revoked users are closed. Each call replaces the list.
+func (a *Authority) Admit(ns *server.Server, revoked map[string]int64) error {
+	token, claims, err := a.signWorkers(a.op, revoked, true)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.resolver == nil {
+		return errors.New("admit workers: the server was not configured by this authority")
+	}
+	if err := a.resolver.Store(a.workersKey, token); err != nil {
+		return fmt.Errorf("admit workers: %w", err)
+	}
+	acc, err := ns.LookupAccount(a.workersKey)
+	if err != nil {
+		return fmt.Errorf("admit workers: %w", err)
+	}
+	ns.UpdateAccountClaims(acc, claims)
 	return nil
 }
 
@@ -207,8 +268,9 @@ var workerServices = []struct {
 func (a *Authority) Account() string { return a.accountKey }
 
 // ConfigureServer puts o in operator mode: the operator is trusted and the
-// two accounts are resolved from memory. Clients must then present a user
-// JWT signed by the account; anonymous connections are refused.
+// accounts are resolved from memory. Clients must then present a user
+// JWT signed by an account; anonymous connections are refused, and so is
+// every worker until Admit opens the workers account.
 func (a *Authority) ConfigureServer(o *server.Options) error {
 	if o.Username != "" || o.Authorization != "" || len(o.Users) > 0 || len(o.Nkeys) > 0 {
 		return errors.New("nats operator mode: the server has other authentication configured")
@@ -217,6 +279,8 @@ func (a *Authority) ConfigureServer(o *server.Options) error {
 	if err := resolver.Store(a.accountKey, a.accountJWT); err != nil {
 		return fmt.Errorf("nats account resolver: %w", err)
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if err := resolver.Store(a.workersKey, a.workersJWT); err != nil {
 		return fmt.Errorf("nats account resolver: %w", err)
 	}
@@ -226,6 +290,7 @@ func (a *Authority) ConfigureServer(o *server.Options) error {
 	o.TrustedOperators = []*jwt.OperatorClaims{a.operator}
 	o.SystemAccount = a.systemKey
 	o.AccountResolver = resolver
+	a.resolver = resolver
 	return nil
 }
 

@@ -27,7 +27,19 @@ type server struct {
 	authority *natsauth.Authority
 }
 
+// startServer opens a server and admits workers, as a node does once it
+// has read the revocations.
 func startServer(t *testing.T) *server {
+	t.Helper()
+	s := openServer(t)
+	if err := s.authority.Admit(s.log.EmbeddedServer(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// openServer opens a server whose workers account is still closed.
+func openServer(t *testing.T) *server {
 	t.Helper()
 	mk := secrets.GenerateMasterKey()
 	t.Cleanup(mk.Wipe)
@@ -61,9 +73,9 @@ func refused(t *testing.T, nc *nats.Conn, subject string) {
 }
 
 // connect connects to s's server with c.
-func (s *server) connect(t *testing.T, c *natsauth.Credentials) *nats.Conn {
+func (s *server) connect(t *testing.T, c *natsauth.Credentials, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.log.ClientURL(), c.Options()...)
+	nc, err := nats.Connect(s.log.ClientURL(), append(c.Options(), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

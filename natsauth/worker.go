@@ -15,8 +15,8 @@ import (
 	"github.com/flowvault/flowvault/workers"
 )
 
-// Lifetimes of worker credentials. There is no revocation list yet, so
-// every worker credential expires.
+// Lifetimes of worker credentials. Every one expires, even if revoked
+// before: a revocation list only has to hold unexpired credentials.
 const (
 	DefaultWorkerTTL = 30 * 24 * time.Hour
 	MaxWorkerTTL     = 365 * 24 * time.Hour
@@ -106,22 +106,37 @@ type appender interface {
 	Append(ctx context.Context, subject string, events []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error)
 }
 
-// Issuer issues worker credentials on behalf of principals and records
-// every issuance on the audit stream (the user's public key, never its
-// seed). It fails closed: no audit record, no credentials.
+// Issuer issues worker credentials on behalf of principals and revokes
+// them, recording each on the audit stream (the user's public key, never
+// its seed). It fails closed: no audit record, no credentials.
 type Issuer struct {
 	authority *Authority
 	log       appender
-	logger    *slog.Logger
+	cfg       IssuerConfig
 	now       func() time.Time
 }
 
-// NewIssuer returns an Issuer signing with a and auditing through log.
-func NewIssuer(a *Authority, log appender, logger *slog.Logger) *Issuer {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// IssuerConfig is what an Issuer waits for and logs to.
+type IssuerConfig struct {
+	// ReadModel, when set, is the runner of the Projection: issuing and
+	// revoking return once it has applied their record, so that the
+	// caller's next read sees them.
+	ReadModel interface {
+		WaitFor(ctx context.Context, seq uint64) error
 	}
-	return &Issuer{authority: a, log: log, logger: logger.With(logkey.Component, "natsauth"), now: time.Now}
+	// Gate, when set, is this server's: a revocation returns once the
+	// server refuses the user.
+	Gate   *Gate
+	Logger *slog.Logger
+}
+
+// NewIssuer returns an Issuer signing with a and recording through log.
+func NewIssuer(a *Authority, log appender, cfg IssuerConfig) *Issuer {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Logger = cfg.Logger.With(logkey.Component, "natsauth")
+	return &Issuer{authority: a, log: log, cfg: cfg, now: time.Now}
 }
 
 // IssueWorker issues credentials for spec, on behalf of principal by,
@@ -145,17 +160,50 @@ func (i *Issuer) IssueWorker(ctx context.Context, by string, spec WorkerSpec, tt
 	}
 	ev := &schemas.WorkerCredentialsIssued{User: c.User, Name: spec.Name, TaskTypes: spec.TaskTypes, Domains: spec.Domains, StartWorkflows: spec.StartWorkflows,
 		Subscribe: spec.Subscribe, Expires: spec.Expires.Unix(), By: by, Time: now.UnixMilli()}
-	env, err := schemas.Default.Encode(ev)
-	if err != nil {
+	if err := i.record(ctx, ev, now); err != nil {
 		return nil, err
 	}
-	env.ID, env.Time = rand.Text(), now.UnixNano()
-	if _, err := i.log.Append(ctx, AuditSubject, []schemas.Envelope{env}, eventlog.ExpectAny); err != nil {
-		return nil, fmt.Errorf("record worker credentials audit event: %v: %w", err, fault.ErrUnavailable)
-	}
-	i.logger.Info("worker credentials issued", logkey.User, c.User, logkey.Principal, by,
+	i.cfg.Logger.Info("worker credentials issued", logkey.User, c.User, logkey.Principal, by,
 		logkey.TaskType, spec.TaskTypes, logkey.Expires, spec.Expires)
 	return c, nil
+}
+
+// RevokeWorker records that principal by revoked the credentials of
+// user, and returns once this server refuses them (with a Gate) and
+// closed the connections that used them. Servers of other engines follow
+// the record as their read models do. The caller decides who may revoke
+// what; revoking twice records twice, and the first stands.
+func (i *Issuer) RevokeWorker(ctx context.Context, by, user string) error {
+	if err := i.record(ctx, &schemas.WorkerCredentialsRevoked{User: user, By: by, Time: i.now().UnixMilli()}, i.now()); err != nil {
+		return err
+	}
+	i.cfg.Logger.Info("worker credentials revoked", logkey.User, user, logkey.Principal, by)
+	if i.cfg.Gate == nil {
+		return nil
+	}
+	if err := i.cfg.Gate.Sync(); err != nil {
+		return fmt.Errorf("revoke worker credentials %s: recorded, but this server still admits them: %w", user, err)
+	}
+	return nil
+}
+
+// record appends ev to the audit subject and waits for the read model.
+func (i *Issuer) record(ctx context.Context, ev schemas.Event, now time.Time) error {
+	env, err := schemas.Default.Encode(ev)
+	if err != nil {
+		return err
+	}
+	env.ID, env.Time = rand.Text(), now.UnixNano()
+	seq, err := i.log.Append(ctx, AuditSubject, []schemas.Envelope{env}, eventlog.ExpectAny)
+	if err != nil {
+		return fmt.Errorf("record %s: %v: %w", ev.EventType(), err, fault.ErrUnavailable)
+	}
+	if i.cfg.ReadModel != nil {
+		if err := i.cfg.ReadModel.WaitFor(ctx, seq); err != nil {
+			return fmt.Errorf("record %s: %w", ev.EventType(), err)
+		}
+	}
+	return nil
 }
 
 // dedupe returns s sorted without repeats.

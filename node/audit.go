@@ -6,6 +6,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/scheduler"
@@ -25,6 +26,7 @@ func readModels() []projections.Spec {
 		spec(eventlog.Metadata.Name, func() projections.Projection { return metadata.Projection{} }),
 		spec(eventlog.Metadata.Name, func() projections.Projection { return scheduler.Projection{} }),
 		spec(eventlog.Secrets.Name, func() projections.Projection { return secrets.Projection{} }),
+		spec(eventlog.Audit.Name, func() projections.Projection { return natsauth.Projection{} }),
 	}
 }
 

@@ -57,6 +57,7 @@ type Node struct {
 	secrets     *secrets.Store
 	env         *secrets.Env
 	auth        *authParts
+	workerCreds *workerCreds
 	audit       *audit.Recorder
 	httpSrv     *http.Server
 	ln          net.Listener
@@ -154,6 +155,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		if err := os.Remove(firstStart); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
+	}
+	if err := n.startWorkerCreds(ctx, runCtx); err != nil {
+		return nil, err
 	}
 	n.auth.authorizer.Register(auth.TargetSecret, secretTargets{n.secrets, n.env})
 	n.auth.authorizer.Register(auth.TargetEnvVariable, secretTargets{n.secrets, n.env})
@@ -264,7 +268,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Trail:       audit.NewTrail(n.log),
 		Verifier:    verifier{n},
 
-		WorkerCredentials: n.credentialIssuer(),
+		WorkerCredentials:       n.credentialIssuer(),
+		WorkerCredentialsLedger: n.workerCreds.ledger,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
@@ -407,15 +412,6 @@ func (n *Node) eventsConn() (*nats.Conn, error) {
 		return nil, fmt.Errorf("event publisher: %w", err)
 	}
 	return nc, nil
-}
-
-// credentialIssuer is what the API issues worker credentials with: none
-// with an external NATS server, whose operator decides.
-func (n *Node) credentialIssuer() api.CredentialIssuer {
-	if n.nats == nil {
-		return nil
-	}
-	return natsauth.NewIssuer(n.nats, n.log, n.logger)
 }
 
 // Config is the configuration the node was started with.

@@ -59,15 +59,7 @@ func TestExecutionsKept(t *testing.T) {
 func TestPoisonRecordWritesNothing(t *testing.T) {
 	store := testutil.OpenStore(t)
 	record := func(seq uint64, events ...schemas.Event) eventlog.Record {
-		rec := eventlog.Record{Subject: subjectPrefix + "nightly", Seq: seq}
-		for _, ev := range events {
-			env, err := schemas.Default.Encode(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec.Events = append(rec.Events, env)
-		}
-		return rec
+		return testutil.Record(t, subjectPrefix+"nightly", seq, events...)
 	}
 	def := []byte(`{"name":"nightly","cronExpression":"0 0 0 * * ?","startWorkflowRequest":{"name":"w"}}`)
 	err := store.Update(ProjectionName, func(b *projections.Batch) error {

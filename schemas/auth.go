@@ -34,6 +34,9 @@ const (
 	// TypeWorkerCredentialsIssued is the audit fact of NATS credentials
 	// issued to workers.
 	TypeWorkerCredentialsIssued = "auth.worker_credentials_issued"
+	// TypeWorkerCredentialsRevoked withdraws such credentials before
+	// they expire.
+	TypeWorkerCredentialsRevoked = "auth.worker_credentials_revoked"
 )
 
 // ApplicationCreated records a new application (a service account whose
@@ -274,8 +277,20 @@ type WorkerCredentialsIssued struct {
 // EventType implements Event.
 func (*WorkerCredentialsIssued) EventType() string { return TypeWorkerCredentialsIssued }
 
+// WorkerCredentialsRevoked withdraws the NATS credentials of User before
+// they expire: the embedded server refuses them from then on and closes
+// the connections that use them.
+type WorkerCredentialsRevoked struct {
+	User string `msgpack:"user"`
+	By   string `msgpack:"by"`
+	Time int64  `msgpack:"ts"` // Unix milliseconds
+}
+
+// EventType implements Event.
+func (*WorkerCredentialsRevoked) EventType() string { return TypeWorkerCredentialsRevoked }
+
 func init() {
-	for _, ev := range []Event{&WorkerCredentialsIssued{}, &ApplicationCreated{}, &ApplicationUpdated{}, &ApplicationDeleted{},
+	for _, ev := range []Event{&WorkerCredentialsIssued{}, &WorkerCredentialsRevoked{}, &ApplicationCreated{}, &ApplicationUpdated{}, &ApplicationDeleted{},
 		&ApplicationRolesSet{}, &ApplicationTagsSet{}, &AccessKeyCreated{}, &AccessKeyStatusSet{},
 		&AccessKeyDeleted{}, &UserUpserted{}, &UserGroupsSet{}, &UserDeleted{}, &GroupUpserted{},
 		&GroupDeleted{}, &GrantSet{}, &TokenIssued{}, &TokenRefused{}, &ApplicationGroupsSet{}} {

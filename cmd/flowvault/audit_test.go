@@ -309,10 +309,10 @@ func TestAuditVerifyCLI(t *testing.T) {
 		return out, code
 	}
 	out, code := verify(s.base)
-	if code != 0 || !strings.HasPrefix(lastLine(out), "no drift: 5 read models match") {
+	if code != 0 || !strings.HasPrefix(lastLine(out), "no drift: 6 read models match") {
 		t.Fatalf("a healthy node: exit %d\n%s", code, out)
 	}
-	for _, model := range []string{"auth", "executions", "metadata", "schedules", "secrets"} {
+	for _, model := range []string{"auth", "executions", "metadata", "schedules", "secrets", "natscreds"} {
 		if !regexp.MustCompile(`(?m)^` + model + ` .* ok$`).MatchString(out) {
 			t.Errorf("read model %s not reported ok:\n%s", model, out)
 		}
@@ -337,7 +337,7 @@ func TestAuditVerifyCLI(t *testing.T) {
 	}
 	_, base := nodetest.StartConfig(t, s.cfg)
 	out, code = verify(base)
-	if code != 1 || lastLine(out) != "drift: 3 of 6 read models differ from their rebuild from the log" {
+	if code != 1 || lastLine(out) != "drift: 3 of 7 read models differ from their rebuild from the log" {
 		t.Fatalf("a tampered node: exit %d\n%s", code, out)
 	}
 	for _, want := range []string{

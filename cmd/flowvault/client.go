@@ -382,6 +382,15 @@ func (a *answer) statusError() error {
 // not what was expected is reported by its size alone: whatever it holds
 // (a secret's value, from a misrouted request) must not reach the screen,
 // not even as the one character a JSON syntax error names.
+// getJSON is GET path, its answer decoded into v.
+func (c *apiClient) getJSON(ctx context.Context, path string, v any) error {
+	b, err := c.do(ctx, "GET", path, "", nil)
+	if err != nil {
+		return err
+	}
+	return decodeAnswer(b, path, v)
+}
+
 func decodeAnswer(b []byte, path string, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("the server's answer to %s is not the JSON expected (%d bytes)", path, len(b))

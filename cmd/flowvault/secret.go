@@ -304,16 +304,11 @@ func printable(s string) string {
 }
 
 func secretList(ctx context.Context, c *apiClient, stdout io.Writer) error {
-	const path = "/api/secrets-v2"
-	b, err := c.do(ctx, "GET", path, "", nil)
-	if err != nil {
-		return err
-	}
 	var list []struct {
 		Name string          `json:"name"`
 		Tags []conductor.Tag `json:"tags"`
 	}
-	if err := decodeAnswer(b, path, &list); err != nil {
+	if err := c.getJSON(ctx, "/api/secrets-v2", &list); err != nil {
 		return err
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
@@ -355,13 +350,8 @@ func secretTag(ctx context.Context, c *apiClient, name string, pairs []string, d
 // server removes the tags that match and ignores the others, so a
 // mistyped tag would look removed.
 func checkTagsSet(ctx context.Context, c *apiClient, name string, tags []conductor.Tag) error {
-	path := secretPath(name) + "/tags"
-	b, err := c.do(ctx, "GET", path, "", nil)
-	if err != nil {
-		return err
-	}
 	var set []conductor.Tag
-	if err := decodeAnswer(b, path, &set); err != nil {
+	if err := c.getJSON(ctx, secretPath(name)+"/tags", &set); err != nil {
 		return err
 	}
 	var missing []conductor.Tag
@@ -377,13 +367,8 @@ func checkTagsSet(ctx context.Context, c *apiClient, name string, tags []conduct
 }
 
 func (c *apiClient) metadata(ctx context.Context, name string) (*secrets.Meta, error) {
-	path := secretPath(name) + "/metadata"
-	b, err := c.do(ctx, "GET", path, "", nil)
-	if err != nil {
-		return nil, err
-	}
 	var m secrets.Meta
-	if err := decodeAnswer(b, path, &m); err != nil {
+	if err := c.getJSON(ctx, secretPath(name)+"/metadata", &m); err != nil {
 		return nil, err
 	}
 	return &m, nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,10 +16,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
+	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/node"
 )
 
 const workerCredsUsage = `usage: flowvault worker-credentials --task-types a,b [--start-workflows w1,w2] [--subscribe s1,s2] [flags]
+       flowvault worker-credentials list [--all] [flags]
+       flowvault worker-credentials revoke USER [flags]
 
 Asks the server for NATS credentials for workers of the given task types,
 for producers that start the given workflows by publishing (as you), or
@@ -31,6 +37,15 @@ workers.Connect does).
 The caller needs the WORKER role and EXECUTE on every type (admins may
 ask for any type), EXECUTE on every workflow to start, and the ADMIN
 role to subscribe to events.
+
+list prints the credentials you issued (an admin: everyone's), one line
+each: user, name, what they allow, who issued them, when they expire,
+and when and by whom they were revoked. --all adds expired ones.
+
+revoke withdraws the credentials of USER (a public key, as printed when
+they were issued and by list) before they expire: the NATS server
+refuses them and closes their connections before the command returns.
+You may revoke what you issued; an admin, anything.
 
 flags:
   --task-types a,b   task types the worker serves
@@ -45,9 +60,13 @@ flags:
   --name NAME        a name shown in NATS server monitoring
   --expires D        lifetime, e.g. 720h or 30d (default 30d, at most 365d)
   --out FILE         write the credentials to FILE (0600) instead of stdout
+  --all              (list) expired credentials too
 ` + clientUsage
 
 func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "list" || args[0] == "revoke") {
+		return manageWorkerCredentials(ctx, args[0], args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("worker-credentials", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, workerCredsUsage) }
@@ -109,6 +128,70 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	fmt.Fprintf(stdout, "wrote credentials for %s to %s\n  user:         %s\n  inbox prefix: %s\n  expires:      %s\n",
 		strings.Join(slices.Concat(splitList(types), splitList(starts), splitList(subscribe)), ","), out, res.User, res.InboxPrefix, time.UnixMilli(res.Expires).UTC().Format(time.RFC3339))
 	return nil
+}
+
+// manageWorkerCredentials runs worker-credentials list and revoke.
+func manageWorkerCredentials(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker-credentials "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, workerCredsUsage) }
+	var conn connection
+	conn.flags(fs)
+	var all bool
+	if sub == "list" {
+		fs.BoolVar(&all, "all", false, "expired credentials too")
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"list": 0, "revoke": 1}[sub]
+	if len(pos) != want {
+		fmt.Fprintf(stderr, "flowvault worker-credentials %s: wrong number of arguments\n\n%s", sub, workerCredsUsage)
+		return errUsage
+	}
+	// A user is a public key: checked before it becomes a path.
+	if sub == "revoke" && !nkeys.IsValidPublicUserKey(pos[0]) {
+		return fmt.Errorf("%s is not a NATS user public key (U followed by 55 base32 characters)", printable(pos[0]))
+	}
+	c, err := conn.client(stderr)
+	if err != nil {
+		return err
+	}
+	if sub == "revoke" {
+		if _, err := c.do(ctx, "DELETE", "/api/workers/credentials/"+pos[0], "", nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked worker credentials %s\n", pos[0])
+		return nil
+	}
+	path := "/api/workers/credentials"
+	if all {
+		path += "?includeExpired=true"
+	}
+	var list []natsauth.Issued
+	if err := c.getJSON(ctx, path, &list); err != nil {
+		return err
+	}
+	for _, cr := range list {
+		allows := slices.Concat(cr.TaskTypes, prefixed("start:", cr.StartWorkflows), prefixed("subscribe:", cr.Subscribe))
+		revoked := "-"
+		if cr.RevokedAt != 0 {
+			revoked = "revoked " + time.UnixMilli(cr.RevokedAt).UTC().Format(time.RFC3339) + " by " + printable(cr.RevokedBy)
+		}
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\texpires %s\t%s\n", cr.User, printable(cmp.Or(cr.Name, "-")), printable(strings.Join(allows, ",")),
+			printable(cr.IssuedBy), time.UnixMilli(cr.Expires).UTC().Format(time.RFC3339), revoked)
+	}
+	return nil
+}
+
+// prefixed is each of list with prefix.
+func prefixed(prefix string, list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = prefix + s
+	}
+	return out
 }
 
 // splitList reads a comma-separated list, dropping empty entries.

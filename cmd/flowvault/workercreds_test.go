@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/flowvault/flowvault/workers"
 )
@@ -58,6 +59,29 @@ func TestWorkerCredentialsCLI(t *testing.T) {
 		t.Fatalf("--expires 2d: %q, want expiry on %s", out, day(before))
 	}
 
+	// list shows them, newest first; revoke withdraws one, which the
+	// server refuses from then on.
+	user := strings.TrimSpace(strings.SplitN(strings.SplitN(out, "user:", 2)[1], "\n", 2)[0])
+	out, errOut, code = run("worker-credentials", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], user+"\timg\tresize,thumbnail\tapp:") || !strings.HasSuffix(lines[0], "\t-") {
+		t.Fatalf("list: %d %q %q", code, out, errOut)
+	}
+	out, errOut, code = run("worker-credentials", "revoke", user)
+	if code != 0 || out != "revoked worker credentials "+user+"\n" {
+		t.Fatalf("revoke: %d %q %q", code, out, errOut)
+	}
+	if nc, err := workers.Connect(natsURL, creds, nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("revoked credentials connected")
+	}
+	out, _, _ = run("worker-credentials", "list")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); !strings.Contains(lines[0], "\trevoked ") || strings.Contains(lines[1], "revoked") {
+		t.Fatalf("list after revoke: %q", out)
+	}
+	unknown, _ := nkeys.CreateUser()
+	unknownUser, _ := unknown.PublicKey()
+
 	// An admin's (the bootstrap key's) credentials for events.
 	out, errOut, code = run("worker-credentials", "--subscribe", "orders.>", "--out", filepath.Join(t.TempDir(), "events.creds"))
 	if code != 0 || !strings.Contains(out, "wrote credentials for orders.> to ") {
@@ -77,6 +101,10 @@ func TestWorkerCredentialsCLI(t *testing.T) {
 		{"bad expiry", []string{"worker-credentials", "--task-types", "a", "--expires", "soon"}, 1, "want a duration"},
 		{"zero days", []string{"worker-credentials", "--task-types", "a", "--expires", "0d"}, 1, "want a duration"},
 		{"beyond a year", []string{"worker-credentials", "--task-types", "a", "--expires", "400d"}, 1, "expiresInSeconds"},
+		{"revoke no user", []string{"worker-credentials", "revoke"}, 2, "wrong number of arguments"},
+		{"revoke not a key", []string{"worker-credentials", "revoke", "../secrets/x"}, 1, "not a NATS user public key"},
+		{"revoke unknown", []string{"worker-credentials", "revoke", unknownUser}, 1, "not found"},
+		{"list an argument", []string{"worker-credentials", "list", "x"}, 2, "wrong number of arguments"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			out, errOut, code := run(tt.args...)

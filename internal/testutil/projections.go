@@ -6,7 +6,23 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
 )
+
+// Record is the record at seq of subject holding events, as a projection
+// gets it.
+func Record(tb testing.TB, subject string, seq uint64, events ...schemas.Event) eventlog.Record {
+	tb.Helper()
+	rec := eventlog.Record{Subject: subject, Seq: seq}
+	for _, ev := range events {
+		env, err := schemas.Default.Encode(ev)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rec.Events = append(rec.Events, env)
+	}
+	return rec
+}
 
 // OpenStore opens a read-model store in a temporary directory, closed when
 // the test ends.

@@ -1,0 +1,230 @@
+package natsauth
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// ProjectionName is the key space of the worker credentials read model.
+const ProjectionName = "natscreds"
+
+// Issued is what the read model knows of one issued credential: its
+// issuance, and its revocation if any. Never the seed, which only the
+// holder has.
+type Issued struct {
+	User           string   `msgpack:"user" json:"user"`
+	Name           string   `msgpack:"n,omitempty" json:"name,omitempty"`
+	TaskTypes      []string `msgpack:"types,omitempty" json:"taskTypes,omitempty"`
+	Domains        []string `msgpack:"domains,omitempty" json:"domains,omitempty"`
+	StartWorkflows []string `msgpack:"start,omitempty" json:"startWorkflows,omitempty"`
+	Subscribe      []string `msgpack:"sub,omitempty" json:"subscribe,omitempty"`
+	IssuedBy       string   `msgpack:"by" json:"issuedBy"`
+	IssuedAt       int64    `msgpack:"ts" json:"issuedAt"`           // Unix milliseconds
+	Expires        int64    `msgpack:"exp,omitempty" json:"expires"` // Unix milliseconds; 0: never
+	RevokedBy      string   `msgpack:"rby,omitempty" json:"revokedBy,omitempty"`
+	RevokedAt      int64    `msgpack:"rts,omitempty" json:"revokedAt,omitempty"` // Unix milliseconds
+}
+
+// Expired reports whether the credentials no longer work at now anyway.
+func (c Issued) Expired(now time.Time) bool {
+	return c.Expires != 0 && c.Expires <= now.UnixMilli()
+}
+
+// Projection folds the credentials' audit facts (AuditSubject, on
+// eventlog.Audit) into the read model Ledger reads. Other audit facts
+// are not its business and are skipped undecoded. The read model
+// depends on the log alone, never on the clock: what has expired is
+// decided when it is read.
+//
+// Notify, when set, is called after each commit (from the runner's
+// goroutine: it must not block), so that the server's revocation list
+// follows revocations made through any engine.
+type Projection struct {
+	Notify func()
+}
+
+var _ projections.Projection = Projection{}
+
+// Name implements projections.Projection.
+func (Projection) Name() string { return ProjectionName }
+
+// Committed implements projections.Committer.
+func (p Projection) Committed(uint64) {
+	if p.Notify != nil {
+		p.Notify()
+	}
+}
+
+// Apply implements projections.Projection. A revocation of credentials
+// the model never saw issued is kept all the same: refusing a user costs
+// nothing, and its issuance may be in a record parked as poison.
+func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
+	if rec.Subject != AuditSubject {
+		return nil
+	}
+	for _, env := range rec.Events {
+		if env.Type != schemas.TypeWorkerCredentialsIssued && env.Type != schemas.TypeWorkerCredentialsRevoked {
+			continue
+		}
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			return fmt.Errorf("%s #%d: %w", rec.Subject, rec.Seq, err)
+		}
+		switch e := ev.(type) {
+		case *schemas.WorkerCredentialsIssued:
+			c := Issued{User: e.User, Name: e.Name, TaskTypes: e.TaskTypes, Domains: e.Domains, StartWorkflows: e.StartWorkflows,
+				Subscribe: e.Subscribe, IssuedBy: e.By, IssuedAt: e.Time, Expires: e.Expires * 1000}
+			if old, err := getIssued(b, e.User); err == nil {
+				c.RevokedBy, c.RevokedAt = old.RevokedBy, old.RevokedAt
+			} else if !errors.Is(err, projections.ErrNotFound) {
+				return err
+			}
+			if err := putIssued(b, c); err != nil {
+				return err
+			}
+		case *schemas.WorkerCredentialsRevoked:
+			c, err := getIssued(b, e.User)
+			if errors.Is(err, projections.ErrNotFound) {
+				c = Issued{User: e.User}
+			} else if err != nil {
+				return err
+			}
+			if c.RevokedAt != 0 {
+				continue // the first revocation stands
+			}
+			c.RevokedBy, c.RevokedAt = e.By, e.Time
+			if err := putIssued(b, c); err != nil {
+				return err
+			}
+			if err := b.Set(revokedKey(e.User), nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Keys: one entry per user, and an index of the revoked ones, which the
+// server's revocation list is built from at every change.
+const (
+	issuedPrefix  = "u/"
+	revokedPrefix = "r/"
+)
+
+func issuedKey(user string) []byte  { return []byte(issuedPrefix + user) }
+func revokedKey(user string) []byte { return []byte(revokedPrefix + user) }
+
+type kvReader interface {
+	Get(key []byte) ([]byte, error)
+}
+
+func getIssued(kv kvReader, user string) (Issued, error) {
+	b, err := kv.Get(issuedKey(user))
+	if err != nil {
+		return Issued{}, err
+	}
+	var c Issued
+	if err := msgpack.Unmarshal(b, &c); err != nil {
+		return Issued{}, fmt.Errorf("worker credentials %s: %w", user, err)
+	}
+	return c, nil
+}
+
+func putIssued(b *projections.Batch, c Issued) error {
+	v, err := msgpack.Marshal(&c)
+	if err != nil {
+		return err
+	}
+	return b.Set(issuedKey(c.User), v)
+}
+
+// Ledger reads the worker credentials read model.
+type Ledger struct {
+	r projections.Reader
+}
+
+// NewLedger reads the read model Projection keeps in store.
+func NewLedger(store *projections.Store) *Ledger {
+	return &Ledger{r: store.Reader(ProjectionName)}
+}
+
+// Get returns the credentials of user, or a fault.ErrNotFound.
+func (l *Ledger) Get(user string) (Issued, error) {
+	c, err := getIssued(l.r, user)
+	if errors.Is(err, projections.ErrNotFound) || err == nil && c.IssuedAt == 0 {
+		return Issued{}, fault.NotFound("worker credentials %s not found", user)
+	}
+	return c, err
+}
+
+// List returns the credentials keep says to, newest first.
+func (l *Ledger) List(keep func(Issued) bool) ([]Issued, error) {
+	var (
+		out  []Issued
+		ferr error
+	)
+	err := l.r.Scan([]byte(issuedPrefix), func(key, value []byte) bool {
+		var c Issued
+		if ferr = msgpack.Unmarshal(value, &c); ferr != nil {
+			ferr = fmt.Errorf("worker credentials %s: %w", strings.TrimPrefix(string(key), issuedPrefix), ferr)
+			return false
+		}
+		if c.IssuedAt != 0 && keep(c) {
+			out = append(out, c)
+		}
+		return true
+	})
+	if err = errors.Join(err, ferr); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b Issued) int {
+		if a.IssuedAt != b.IssuedAt {
+			return int(b.IssuedAt - a.IssuedAt)
+		}
+		return strings.Compare(a.User, b.User)
+	})
+	return out, nil
+}
+
+// Revoked returns the server's revocation list at now: the users whose
+// credentials were revoked and would still work, each with the time up
+// to which the server refuses JWTs issued for it (Unix seconds). That is
+// the credentials' expiry, so that every JWT of the user is refused
+// whatever the clock of the engine that issued it said: a user key is
+// never issued twice. Expired credentials need no entry.
+func (l *Ledger) Revoked(now time.Time) (map[string]int64, error) {
+	var users []string
+	err := l.r.Scan([]byte(revokedPrefix), func(key, _ []byte) bool {
+		users = append(users, strings.TrimPrefix(string(key), revokedPrefix))
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(users))
+	for _, u := range users {
+		c, err := getIssued(l.r, u)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case c.Expired(now):
+		case c.Expires == 0:
+			out[u] = math.MaxInt64
+		default:
+			out[u] = c.Expires / 1000
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,143 @@
+package natsauth_test
+
+import (
+	"errors"
+	"maps"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/natsauth"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// The read model of issued and revoked credentials, and the revocation
+// list the server gets from it, record by record.
+func TestLedger(t *testing.T) {
+	t.Parallel()
+	now := time.UnixMilli(1_800_000_000_000)
+	hour := int64(3600)
+	issued := func(user, by string, expires int64) *schemas.WorkerCredentialsIssued {
+		return &schemas.WorkerCredentialsIssued{User: user, By: by, TaskTypes: []string{"t"}, Expires: expires, Time: now.UnixMilli() - 1000}
+	}
+	revoked := func(user, by string, at int64) *schemas.WorkerCredentialsRevoked {
+		return &schemas.WorkerCredentialsRevoked{User: user, By: by, Time: at}
+	}
+	for _, tt := range []struct {
+		name    string
+		records [][]schemas.Event
+		subject string // of every record; AuditSubject when empty
+		listed  []string
+		revoked map[string]int64
+	}{
+		{name: "issued", records: [][]schemas.Event{{issued("UA", "app:a", now.Unix()+hour)}},
+			listed: []string{"UA"}, revoked: map[string]int64{}},
+		{name: "revoked until its expiry", records: [][]schemas.Event{
+			{issued("UA", "app:a", now.Unix()+hour), issued("UB", "app:a", now.Unix()+hour)},
+			{revoked("UA", "app:b", now.UnixMilli())}},
+			listed: []string{"UA", "UB"}, revoked: map[string]int64{"UA": now.Unix() + hour}},
+		{name: "expired ones leave the list", records: [][]schemas.Event{
+			{issued("UA", "app:a", now.Unix())}, {revoked("UA", "app:a", now.UnixMilli()-10)}},
+			listed: []string{"UA"}, revoked: map[string]int64{}},
+		{name: "revoked without issuance: every JWT refused, not listed", records: [][]schemas.Event{
+			{revoked("UX", "app:a", now.UnixMilli())}},
+			revoked: map[string]int64{"UX": math.MaxInt64}},
+		{name: "issuance after its revocation keeps it", records: [][]schemas.Event{
+			{revoked("UA", "app:a", now.UnixMilli())}, {issued("UA", "app:a", now.Unix()+hour)}},
+			listed: []string{"UA"}, revoked: map[string]int64{"UA": now.Unix() + hour}},
+		{name: "other subjects are not the ledger's", subject: "fv.audit.auth.token", records: [][]schemas.Event{
+			{issued("UA", "app:a", now.Unix()+hour)}, {revoked("UA", "app:a", now.UnixMilli())}},
+			revoked: map[string]int64{}},
+		{name: "other facts on the subject are skipped", records: [][]schemas.Event{
+			{&schemas.TokenRefused{KeyID: "k", Reason: "x"}, issued("UA", "app:a", now.Unix()+hour)}},
+			listed: []string{"UA"}, revoked: map[string]int64{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			store := testutil.OpenStore(t)
+			subject := tt.subject
+			if subject == "" {
+				subject = natsauth.AuditSubject
+			}
+			for i, evs := range tt.records {
+				rec := testutil.Record(t, subject, uint64(i+1), evs...)
+				if err := store.Update(natsauth.ProjectionName, func(b *projections.Batch) error { return natsauth.Projection{}.Apply(b, rec) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l := natsauth.NewLedger(store)
+			list, err := l.List(func(natsauth.Issued) bool { return true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			var users []string
+			for _, c := range list {
+				users = append(users, c.User)
+			}
+			slices.Sort(users)
+			if !slices.Equal(users, tt.listed) {
+				t.Fatalf("listed %v, want %v", users, tt.listed)
+			}
+			got, err := l.Revoked(now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(got, tt.revoked) {
+				t.Fatalf("revocation list %v, want %v", got, tt.revoked)
+			}
+		})
+	}
+}
+
+// The first revocation stands; Get shows it, and misses what was never
+// issued.
+func TestLedgerGet(t *testing.T) {
+	t.Parallel()
+	store := testutil.OpenStore(t)
+	recs := []eventlog.Record{
+		testutil.Record(t, natsauth.AuditSubject, 1, &schemas.WorkerCredentialsIssued{User: "UA", Name: "resizer", By: "app:a", TaskTypes: []string{"resize"},
+			Expires: 2_000_000_000, Time: 1_000}),
+		testutil.Record(t, natsauth.AuditSubject, 2, &schemas.WorkerCredentialsRevoked{User: "UA", By: "app:b", Time: 2_000}),
+		testutil.Record(t, natsauth.AuditSubject, 3, &schemas.WorkerCredentialsRevoked{User: "UA", By: "app:c", Time: 3_000}),
+	}
+	for _, rec := range recs {
+		if err := store.Update(natsauth.ProjectionName, func(b *projections.Batch) error { return natsauth.Projection{}.Apply(b, rec) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := natsauth.NewLedger(store)
+	c, err := l.Get("UA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := natsauth.Issued{User: "UA", Name: "resizer", TaskTypes: []string{"resize"}, IssuedBy: "app:a", IssuedAt: 1_000,
+		Expires: 2_000_000_000_000, RevokedBy: "app:b", RevokedAt: 2_000}
+	if !equalIssued(c, want) {
+		t.Fatalf("got %+v, want %+v", c, want)
+	}
+	if _, err := l.Get("UZ"); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("never issued: %v", err)
+	}
+}
+
+func equalIssued(a, b natsauth.Issued) bool {
+	return a.User == b.User && a.Name == b.Name && slices.Equal(a.TaskTypes, b.TaskTypes) && a.IssuedBy == b.IssuedBy &&
+		a.IssuedAt == b.IssuedAt && a.Expires == b.Expires && a.RevokedBy == b.RevokedBy && a.RevokedAt == b.RevokedAt
+}
+
+// A record the ledger cannot decode is refused, so the runner parks it.
+func TestLedgerRefusesCorruptRecords(t *testing.T) {
+	t.Parallel()
+	store := testutil.OpenStore(t)
+	rec := testutil.Record(t, natsauth.AuditSubject, 1, &schemas.WorkerCredentialsRevoked{User: "UA", By: "x", Time: 1})
+	rec.Events[0].Data = []byte{0xc1}
+	err := store.Update(natsauth.ProjectionName, func(b *projections.Batch) error { return natsauth.Projection{}.Apply(b, rec) })
+	if !errors.Is(err, schemas.ErrCorrupt) {
+		t.Fatalf("corrupt record: %v, want schemas.ErrCorrupt", err)
+	}
+}

@@ -1,0 +1,63 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/natsauth"
+	"github.com/flowvault/flowvault/projections"
+)
+
+// workerCreds are the node's worker credentials parts: the read model of
+// those issued and revoked, and, on the embedded server, the gate that
+// keeps its revocation list.
+type workerCreds struct {
+	ledger *natsauth.Ledger
+	runner *projections.Runner
+	gate   *natsauth.Gate // nil with an external NATS server
+}
+
+// pruneInterval is how often the gate drops expired credentials from
+// the server's revocation list.
+const pruneInterval = time.Hour
+
+// startWorkerCreds runs the worker credentials read model and, on the
+// embedded server, opens the workers account (closed since the server
+// started) with the revocations the log holds, before any worker, or the
+// node's own EVENT publisher, can connect.
+func (n *Node) startWorkerCreds(ctx, runCtx context.Context) error {
+	c := &workerCreds{ledger: natsauth.NewLedger(n.store)}
+	proj := natsauth.Projection{}
+	if n.nats != nil {
+		c.gate = natsauth.NewGate(n.nats, n.log.EmbeddedServer(), c.ledger, n.logger)
+		proj.Notify = c.gate.Notify
+	}
+	c.runner = n.startProjection(runCtx, eventlog.Audit.Name, proj)
+	n.workerCreds = c
+	if err := catchUp(ctx, n.log, eventlog.Audit.Name, c.runner); err != nil {
+		return err
+	}
+	if c.gate == nil {
+		return nil
+	}
+	if err := c.gate.Sync(); err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		c.gate.Run(runCtx, pruneInterval)
+	}()
+	return nil
+}
+
+// credentialIssuer is what the API issues and revokes worker credentials
+// with: none with an external NATS server, whose operator decides.
+func (n *Node) credentialIssuer() api.CredentialIssuer {
+	if n.nats == nil {
+		return nil
+	}
+	return natsauth.NewIssuer(n.nats, n.log, natsauth.IssuerConfig{ReadModel: n.workerCreds.runner, Gate: n.workerCreds.gate, Logger: n.logger})
+}
