@@ -374,9 +374,12 @@ func TestSecretsRebuildAfterPebbleLoss(t *testing.T) {
 	if err := os.RemoveAll(cfg.PebbleDir()); err != nil {
 		t.Fatal(err)
 	}
-	n, base = nodetest.StartConfig(t, cfg)
-	call(t, nil, "GET", base+"/api/secrets/a", "", "").expectText(t, "two")
+	// Compared before anything is read: reading a value is an audit fact,
+	// which the worker credentials read model checkpoints past.
+	n, _ = nodetest.StartConfig(t, cfg)
 	if after := dump(); after != before {
 		t.Fatalf("rebuilt read model differs:\n%s\n---\n%s", before, after)
 	}
+	_, base = nodetest.StartConfig(t, cfg)
+	call(t, nil, "GET", base+"/api/secrets/a", "", "").expectText(t, "two")
 }
