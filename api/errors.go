@@ -120,6 +120,11 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) e
 	if err != nil {
 		return err
 	}
+	return decodeBody(body, v)
+}
+
+// decodeBody is decodeJSON of a body already read.
+func decodeBody(body []byte, v any) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return fault.Invalid("request body is empty")
 	}

@@ -328,7 +328,7 @@ func TestNoRouteAnswersJSON(t *testing.T) {
 		status       int
 		allow        string
 	}{
-		{"GET", "/api/event", http.StatusNotFound, ""},
+		{"GET", "/api/event/queue/config", http.StatusNotFound, ""},
 		{"GET", "/api/no/such/thing", http.StatusNotFound, ""},
 		{"POST", "/api/metadata/workflow/some_name", http.StatusMethodNotAllowed, "GET"},
 		{"PATCH", "/api/secrets/known", http.StatusMethodNotAllowed, "PUT"},

@@ -33,6 +33,12 @@ type Deps struct {
 	Checks   []Check
 	// Metadata serves /api/metadata (workflow and task definitions, tags).
 	Metadata Metadata
+	// EventHandlers serves /api/event; EventListener, when set, is this
+	// server's, which a change waits for.
+	EventHandlers EventHandlers
+	EventListener interface {
+		Sync(ctx context.Context) error
+	}
 	// Engine, Executions and ExecutionsWaiter serve /api/workflow.
 	Engine           Engine
 	Executions       Executions
@@ -109,6 +115,9 @@ func New(deps Deps) *Server {
 	}
 	if deps.Metadata != nil {
 		s.metadataRoutes()
+	}
+	if deps.EventHandlers != nil {
+		s.eventRoutes()
 	}
 	if deps.Secrets != nil {
 		s.secretRoutes()

@@ -78,6 +78,10 @@ const (
 	ActSchedulePause  = "schedule.pause"
 	ActScheduleResume = "schedule.resume"
 	ActScheduleTags   = "schedule.tags"
+	// ActEventHandlerSave and ActEventHandlerRm are changes to event
+	// handlers, whose actions run as who saved them.
+	ActEventHandlerSave = "eventhandler.save"
+	ActEventHandlerRm   = "eventhandler.remove"
 	// ActNATSCredentials is the issuance of NATS worker credentials.
 	ActNATSCredentials = "nats.credentials"
 	// ActNATSRevoke is the revocation of NATS worker credentials.
@@ -90,6 +94,8 @@ const (
 	TargetRequest   = targetRequest
 	// TargetNATSUser is a NATS user of the embedded server, by public key.
 	TargetNATSUser = "NATS_USER"
+	// TargetEventHandler is an event handler, by name (Orkes's target type).
+	TargetEventHandler = "EVENT_HANDLER"
 )
 
 func target(typ, id string) string { return typ + ":" + id }
@@ -303,6 +309,10 @@ func (f fact) metadataEntries() []Entry {
 		e = f.entry(ActTaskDefReg, target(auth.TargetTaskDef, ev.Name), ev.By, nil)
 	case *schemas.TaskDefRemoved:
 		e = f.entry(ActTaskDefRm, target(auth.TargetTaskDef, ev.Name), ev.By, nil)
+	case *schemas.EventHandlerSaved:
+		e = f.entry(ActEventHandlerSave, target(TargetEventHandler, ev.Name), ev.By, nil)
+	case *schemas.EventHandlerRemoved:
+		e = f.entry(ActEventHandlerRm, target(TargetEventHandler, ev.Name), ev.By, nil)
 	case *schemas.DefTagsSet:
 		typ := auth.TargetWorkflowDef
 		if ev.Kind == schemas.DefKindTask {

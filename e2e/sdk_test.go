@@ -18,9 +18,10 @@ import (
 // The published Conductor JavaScript SDK (@io-orkes/conductor-javascript
 // 4.0.0, installed by `make npm-deps` in e2e/testdata/sdk) runs against a
 // node: definitions, starts, TaskManager workers over batch poll and
-// update-v2, failures and NonRetryableException, the TaskClient calls and
-// the workflow lifecycle. The script checks every answer itself; this test
-// checks that it passed and what it left behind.
+// update-v2, failures and NonRetryableException, the TaskClient calls,
+// the workflow lifecycle and the EventClient's event handlers. The script
+// checks every answer itself; this test checks that it passed and what it
+// left behind.
 func TestConductorJavaScriptSDK(t *testing.T) {
 	t.Parallel()
 	dir, _ := filepath.Abs(filepath.Join("testdata", "sdk"))

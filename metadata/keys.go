@@ -16,6 +16,7 @@ const ProjectionName = "metadata"
 const (
 	workflowSubjectPrefix = "fv.meta.wfdef."
 	taskSubjectPrefix     = "fv.meta.taskdef."
+	eventSubjectPrefix    = "fv.meta.event."
 )
 
 // WorkflowSubject is the subject that holds every version of workflow name.
@@ -24,12 +25,16 @@ func WorkflowSubject(name string) string { return workflowSubjectPrefix + eventl
 // TaskSubject is the subject of task definition name.
 func TaskSubject(name string) string { return taskSubjectPrefix + eventlog.Token(name) }
 
+// EventHandlerSubject is the subject of event handler name.
+func EventHandlerSubject(name string) string { return eventSubjectPrefix + eventlog.Token(name) }
+
 // Key layout inside the projection's key space. Definition names never
 // contain control characters (see validName), so the 0x00 after a workflow
 // name ends it unambiguously and keys sort by name, then version.
 //
 //	w/<name>\x00<version uint32 BE>  storedDef (msgpack)
 //	t/<name>                         storedDef (msgpack)
+//	e/<name>                         storedDef of an event handler (msgpack)
 //	g/<kind>/<name>                  []schemas.DefTag (msgpack)
 //	s/<subject>                      last sequence of subject (uint64 BE)
 //	u/<task>\x00<workflow>\x00<version uint32 BE>
@@ -43,6 +48,7 @@ func TaskSubject(name string) string { return taskSubjectPrefix + eventlog.Token
 const (
 	workflowKeyPrefix = "w/"
 	taskKeyPrefix     = "t/"
+	eventKeyPrefix    = "e/"
 	tagsKeyPrefix     = "g/"
 	seqKeyPrefix      = "s/"
 	useKeyPrefix      = "u/"
@@ -69,6 +75,8 @@ func parseWorkflowKey(k []byte) (name string, version int, ok bool) {
 }
 
 func taskKey(name string) []byte { return []byte(taskKeyPrefix + name) }
+
+func eventHandlerKey(name string) []byte { return []byte(eventKeyPrefix + name) }
 
 // usePrefix is the prefix of the u/ keys of task name.
 func usePrefix(task string) []byte {

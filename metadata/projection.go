@@ -41,7 +41,7 @@ func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 // storedDef is the read model's value for one definition.
 type storedDef struct {
 	// JSON is what GET returns: the registered JSON with the server-owned
-	// keys set and the tag keys removed.
+	// keys set and, but for an event handler's, the tag keys removed.
 	JSON       []byte `msgpack:"j"`
 	CreateTime int64  `msgpack:"ct"`
 	UpdateTime int64  `msgpack:"ut"`
@@ -61,7 +61,7 @@ const (
 )
 
 func isMetadataSubject(s string) bool {
-	return strings.HasPrefix(s, workflowSubjectPrefix) || strings.HasPrefix(s, taskSubjectPrefix)
+	return strings.HasPrefix(s, workflowSubjectPrefix) || strings.HasPrefix(s, taskSubjectPrefix) || strings.HasPrefix(s, eventSubjectPrefix)
 }
 
 // applyRecord applies rec to kv: the Pebble batch of the projection, or the
@@ -96,7 +96,8 @@ func applyRecord(kv kvWriter, rec eventlog.Record) error {
 func isMetadataType(t string) bool {
 	switch t {
 	case schemas.TypeWorkflowDefRegistered, schemas.TypeWorkflowDefRemoved,
-		schemas.TypeTaskDefRegistered, schemas.TypeTaskDefRemoved, schemas.TypeDefTagsSet:
+		schemas.TypeTaskDefRegistered, schemas.TypeTaskDefRemoved, schemas.TypeDefTagsSet,
+		schemas.TypeEventHandlerSaved, schemas.TypeEventHandlerRemoved:
 		return true
 	}
 	return false
@@ -130,6 +131,13 @@ func checkEvent(subject string, ev schemas.Event) error {
 		name, want = e.Name, TaskSubject(e.Name)
 	case *schemas.TaskDefRemoved:
 		name, want = e.Name, TaskSubject(e.Name)
+	case *schemas.EventHandlerSaved:
+		if _, err := splitObject(e.Def); err != nil {
+			return poison("event handler is not a JSON object: %v", err)
+		}
+		name, want = e.Name, EventHandlerSubject(e.Name)
+	case *schemas.EventHandlerRemoved:
+		name, want = e.Name, EventHandlerSubject(e.Name)
 	case *schemas.DefTagsSet:
 		switch Kind(e.Kind) {
 		case KindWorkflow:
@@ -179,6 +187,12 @@ func applyEvent(kv kvWriter, ev schemas.Event) error {
 			return err
 		}
 		return kv.Delete(tagsKey(KindTask, e.Name))
+	case *schemas.EventHandlerSaved:
+		// An event handler's tags are part of it, as the client sent them.
+		_, err := storeDef(kv, eventHandlerKey(e.Name), e.Def, e.Time, e.By, nil)
+		return err
+	case *schemas.EventHandlerRemoved:
+		return kv.Delete(eventHandlerKey(e.Name))
 	case *schemas.DefTagsSet:
 		key := tagsKey(Kind(e.Kind), e.Name)
 		if len(e.Tags) == 0 {
@@ -195,8 +209,15 @@ func applyEvent(kv kvWriter, ev schemas.Event) error {
 
 // putDef stores a registration at key and returns what it stored.
 // Overwriting keeps the creation time and creator of the definition it
-// replaces.
+// replaces. Its tags are kept apart (the g/ keys): the stored JSON has
+// none.
 func putDef(kv kvWriter, key, def []byte, at int64, by string, extra ...field) (storedDef, error) {
+	return storeDef(kv, key, def, at, by, []string{jsonTags, jsonOverwriteTags}, extra...)
+}
+
+// storeDef is putDef dropping the top-level keys drop (none: the JSON as
+// registered, plus the server-owned keys).
+func storeDef(kv kvWriter, key, def []byte, at int64, by string, drop []string, extra ...field) (storedDef, error) {
 	d := storedDef{CreateTime: at, UpdateTime: at, CreatedBy: by, UpdatedBy: by}
 	prior, found, err := readDef(kv, key)
 	if err != nil {
@@ -208,7 +229,7 @@ func putDef(kv kvWriter, key, def []byte, at int64, by string, extra ...field) (
 	set := append(append(make([]field, 0, len(extra)+4), extra...),
 		intField(jsonCreateTime, d.CreateTime), intField(jsonUpdateTime, d.UpdateTime),
 		stringField(jsonCreatedBy, d.CreatedBy), stringField(jsonUpdatedBy, d.UpdatedBy))
-	if d.JSON, err = mergeObject(def, set, jsonTags, jsonOverwriteTags); err != nil {
+	if d.JSON, err = mergeObject(def, set, drop...); err != nil {
 		return storedDef{}, fmt.Errorf("merge definition: %w", err) // checked by checkEvent
 	}
 	v, err := msgpack.Marshal(&d)

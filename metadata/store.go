@@ -35,6 +35,10 @@ type Options struct {
 	// Return a *fault.ValidationError naming JSON paths; any other error is
 	// reported as invalid input too.
 	ValidateWorkflow func(*conductor.WorkflowDef) error
+	// ValidateEventHandler, when set, runs after the basic checks on every
+	// event handler that is saved (its event, condition and actions), with
+	// the same error contract.
+	ValidateEventHandler func(*conductor.EventHandler) error
 }
 
 // Store registers, serves and removes workflow and task definitions and

@@ -68,11 +68,29 @@ func (*Credentials) LogValue() slog.Value         { return slog.StringValue(reda
 // EVENT task checks first (workers.CheckEventSubject). It subscribes to
 // nothing.
 func (a *Authority) EventPublisherCredentials() (*Credentials, error) {
-	return a.issue(a.workers, "flowvault-events", time.Time{}, func(string) jwt.Permissions {
+	return a.eventUser("flowvault-events", false)
+}
+
+// EventListenerCredentials are those of the user event handlers listen
+// as: the publisher's mirror image, subscribing where it publishes and
+// publishing nothing.
+func (a *Authority) EventListenerCredentials() (*Credentials, error) {
+	return a.eventUser("flowvault-event-handlers", true)
+}
+
+// eventUser issues a user of the workers account that publishes events
+// (or, listening, subscribes to them) outside flowvault's and the
+// server's namespaces, and does nothing else.
+func (a *Authority) eventUser(name string, listen bool) (*Credentials, error) {
+	return a.issue(a.workers, name, time.Time{}, func(string) jwt.Permissions {
 		var p jwt.Permissions
-		p.Pub.Allow.Add(">")
-		p.Pub.Deny.Add(workers.EventPublisherDeny...)
-		p.Sub.Deny.Add(">")
+		may, mayNot := &p.Pub, &p.Sub
+		if listen {
+			may, mayNot = &p.Sub, &p.Pub
+		}
+		may.Allow.Add(">")
+		may.Deny.Add(workers.EventPublisherDeny...)
+		mayNot.Deny.Add(">")
 		return p
 	})
 }

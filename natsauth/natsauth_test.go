@@ -347,6 +347,36 @@ func TestEventsReachOnlyGrantedSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused(t, pub, "orders.>")
+
+	// The event handlers' listener is the publisher's mirror image.
+	lc, err := s.authority.EventListenerCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener := s.connect(t, lc)
+	heard, err := listener.QueueSubscribeSync("orders.>", "handlers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := listener.Flush(); err != nil || listener.LastError() != nil {
+		t.Fatalf("listen: %v %v", err, listener.LastError())
+	}
+	if err := pub.Publish("orders.paid", []byte(`{"order":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := heard.NextMsg(10 * time.Second); err != nil || string(m.Data) != `{"order":2}` {
+		t.Fatalf("the listener got %v, %v", m, err)
+	}
+	for _, subject := range []string{workers.TakeSubject("type_a"), "fv.>", "$JS.API.>", "_INBOX.>"} {
+		if _, err := listener.SubscribeSync(subject); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, listener, subject)
+	}
+	if err := listener.Publish("orders.created", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, listener, "orders.created")
 }
 
 // Engines holding one master key derive one account (they share a log);

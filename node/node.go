@@ -25,6 +25,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/events"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/guard"
 	"github.com/flowvault/flowvault/internal/logkey"
@@ -62,8 +63,11 @@ type Node struct {
 	httpSrv     *http.Server
 	ln          net.Listener
 	unlock      func()
-	// events is the connection EVENT tasks publish on (eventsConn).
-	events *nats.Conn
+	// events is the connection EVENT tasks publish on (eventsConn);
+	// listener runs the event handlers, receiving on listenerConn.
+	events       *nats.Conn
+	listener     *events.Listener
+	listenerConn *nats.Conn
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -136,7 +140,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	n.projMetrics = projections.NewMetrics(reg)
 	metaRunner := n.startProjection(runCtx, eventlog.Metadata.Name, metadata.Projection{})
-	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger, ValidateWorkflow: engine.ValidateWorkflowDef})
+	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger, ValidateWorkflow: engine.ValidateWorkflowDef,
+		ValidateEventHandler: events.Validate})
 	// Serve definitions only once the read model has caught up with the
 	// log (after a rebuild it starts from nothing).
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, metaRunner); err != nil {
@@ -218,6 +223,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.executor.Start(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.startEventHandlers(ctx, runCtx, authz, mayStart); err != nil {
+		return nil, err
+	}
 	compactor := &guard.Compactor{Ended: n.executions, Engine: n.executor, Keys: n.keys, Delay: cfg.CompactionDelay, Logger: logger}
 	n.wg.Add(1)
 	go func() {
@@ -246,6 +254,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Logger:   logger,
 		Gatherer: reg,
 		Metadata: n.metadata,
+
+		EventHandlers: n.metadata,
+		EventListener: n.listener,
 
 		Engine:           n.executor,
 		Executions:       n.executions,
@@ -437,8 +448,10 @@ func (n *Node) Stop(ctx context.Context) error {
 		if n.executor != nil {
 			n.executor.Stop()
 		}
-		if n.events != nil && n.events != n.log.Conn() {
-			n.events.Close()
+		for _, c := range []*nats.Conn{n.events, n.listenerConn} {
+			if c != nil && c != n.log.Conn() {
+				c.Close()
+			}
 		}
 		n.cancel()
 		n.wg.Wait()

@@ -1,6 +1,7 @@
 package schemas
 
-// Metadata events: workflow and task definitions and their tags. They live
+// Metadata events: workflow and task definitions and their tags, and
+// event handlers. They live
 // on the FV_META stream, one subject per definition name (see package
 // metadata for the subject scheme), so that every change to a name is
 // ordered and guarded by that subject's last sequence.
@@ -17,6 +18,8 @@ const (
 	TypeTaskDefRegistered     = "metadata.task_def_registered"
 	TypeTaskDefRemoved        = "metadata.task_def_removed"
 	TypeDefTagsSet            = "metadata.def_tags_set"
+	TypeEventHandlerSaved     = "metadata.event_handler_saved"
+	TypeEventHandlerRemoved   = "metadata.event_handler_removed"
 )
 
 // Definition kinds carried by DefTagsSet.Kind.
@@ -94,7 +97,32 @@ type DefTagsSet struct {
 // EventType implements Event.
 func (*DefTagsSet) EventType() string { return TypeDefTagsSet }
 
+// EventHandlerSaved records that event handler Name was created or
+// replaced with Def.
+type EventHandlerSaved struct {
+	Name string `msgpack:"n"`
+	// Def is the handler's JSON exactly as the client sent it.
+	Def  []byte `msgpack:"def"`
+	Time int64  `msgpack:"ts"` // Unix milliseconds
+	By   string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*EventHandlerSaved) EventType() string { return TypeEventHandlerSaved }
+
+// EventHandlerRemoved records that event handler Name was removed.
+type EventHandlerRemoved struct {
+	Name string `msgpack:"n"`
+	Time int64  `msgpack:"ts"` // Unix milliseconds
+	By   string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*EventHandlerRemoved) EventType() string { return TypeEventHandlerRemoved }
+
 func init() {
+	Default.Register(&EventHandlerSaved{}, 1)
+	Default.Register(&EventHandlerRemoved{}, 1)
 	Default.Register(&WorkflowDefRegistered{}, 1)
 	Default.Register(&WorkflowDefRemoved{}, 1)
 	Default.Register(&TaskDefRegistered{}, 1)

@@ -30,4 +30,7 @@ const (
 	User       = "user"    // a NATS user's public key (never its seed)
 	Account    = "account" // a NATS account's public key
 	Expires    = "expires" // when credentials stop working
+	Handler    = "handler" // an event handler's name
+	Action     = "action"  // an event handler's action
+	Index      = "index"   // a position in a list
 )

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"strconv"
@@ -46,7 +47,12 @@ func decodeNumbers(data []byte, v any, whole bool) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if whole && dec.More() {
+	if !whole {
+		return nil
+	}
+	// Not dec.More: it is false before a stray "]" or "}" as well as at
+	// the end, so `[{...}]]` was accepted.
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("unexpected data after the JSON value")
 	}
 	return nil

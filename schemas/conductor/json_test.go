@@ -93,3 +93,30 @@ func TestScalarsCoerced(t *testing.T) {
 		t.Errorf("start request = %+v", req)
 	}
 }
+
+// A body is one JSON value: anything after it, a stray closing bracket
+// included, is refused.
+func TestUnmarshalTrailingData(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{`[{"name":"a"}]`, true},
+		{" [{\"name\":\"a\"}] \n\t", true},
+		{`[{"name":"a"}]]`, false},
+		{`[{"name":"a"}]}`, false},
+		{`[{"name":"a"}] []`, false},
+		{`[{"name":"a"}] 1`, false},
+		{`[{"name":"a"}] x`, false},
+	} {
+		var defs []conductor.TaskDef
+		if err := conductor.Unmarshal([]byte(tt.in), &defs); (err == nil) != tt.ok {
+			t.Errorf("Unmarshal(%q) = %v, want ok %v", tt.in, err, tt.ok)
+		}
+	}
+	var m map[string]any
+	if err := conductor.Unmarshal([]byte(`{"a":1}}`), &m); err == nil {
+		t.Errorf("Unmarshal of an object with a stray } succeeded")
+	}
+}

@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import {
+  EventClient,
   MetadataClient,
   NonRetryableException,
   OrkesClients,
@@ -351,6 +352,87 @@ async function main() {
         "sdk_wait_flow", 1, `sdk-req-wait-${Date.now()}`);
       assert.equal(blocked.status, "RUNNING");
       await executor.terminate(blocked.workflowId, "done");
+    });
+    await section("event handlers", async () => {
+      const events = clients.getEventClient();
+      assert.ok(events instanceof EventClient);
+      // What the server adds to a handler: who saved it, and when.
+      const own = ({ createdBy, updatedBy, createTime, updateTime, ...rest }) => rest;
+      const onOrder = {
+        name: "sdk_on_order",
+        event: "nats:sdk.orders",
+        condition: "$.amount > 10",
+        evaluatorType: "javascript",
+        active: true,
+        description: "double every large order",
+        tags: [{ key: "team", value: "sdk" }],
+        actions: [{ action: "start_workflow",
+          start_workflow: { name: "sdk_double_flow", version: 1, correlationId: "${orderId}", input: { x: "${amount}" } } }],
+      };
+      const onPaid = {
+        name: "sdk_on_paid",
+        event: "nats:sdk.orders",
+        active: false,
+        actions: [
+          { action: "complete_task", complete_task: { workflowId: "${workflowId}", taskRefName: "wait_ref", output: { paid: true } },
+            expandInlineJSON: true },
+          { action: "update_workflow_variables",
+            update_workflow_variables: { workflowId: "${workflowId}", variables: { paid: "${amount}" } } },
+        ],
+      };
+      await events.addEventHandler(onOrder);
+      await events.addEventHandlers([onPaid]);
+
+      const all = (await events.getAllEventHandlers()).filter((h) => h.name.startsWith("sdk_on_"));
+      assert.deepEqual(all.map((h) => h.name), ["sdk_on_order", "sdk_on_paid"]);
+      assert.deepEqual(all.map(own), [onOrder, onPaid]);
+      const got = await events.getEventHandlerByName("sdk_on_order");
+      assert.deepEqual(own(got), onOrder);
+      assert.equal(typeof got.createTime, "number");
+      assert.equal(got.updateTime, got.createTime);
+      assert.equal(got.createdBy, got.updatedBy);
+      await assert.rejects(events.getEventHandlerByName("sdk_no_such_handler"), /EventHandler with name sdk_no_such_handler not found/);
+
+      // The SDK asks for every handler of the event unless told to ask for
+      // the active ones only.
+      const forEvent = async (activeOnly) =>
+        (await events.getEventHandlersForEvent("nats:sdk.orders", activeOnly)).map((h) => h.name);
+      assert.deepEqual(await forEvent(), ["sdk_on_order", "sdk_on_paid"]);
+      assert.deepEqual(await forEvent(true), ["sdk_on_order"]);
+      assert.deepEqual(await events.getEventHandlersForEvent("nats:sdk.other", false), []);
+
+      // A change: the handler as read back, edited and sent again.
+      const paid = await events.getEventHandlerByName("sdk_on_paid");
+      await events.updateEventHandler({ ...paid, active: true, condition: "$.amount > 0" });
+      const changed = await events.getEventHandlerByName("sdk_on_paid");
+      assert.deepEqual(own(changed), { ...onPaid, active: true, condition: "$.amount > 0" });
+      assert.equal(changed.createTime, paid.createTime);
+      assert.ok(changed.updateTime >= paid.updateTime);
+      assert.deepEqual(await forEvent(true), ["sdk_on_order", "sdk_on_paid"]);
+      await assert.rejects(events.updateEventHandler({ ...onPaid, name: "sdk_no_such_handler" }), /not found/);
+
+      // What cannot run is refused, and stores nothing.
+      await assert.rejects(events.addEventHandler(onOrder), /EventHandler with name sdk_on_order already exists/);
+      for (const bad of [
+        { ...onOrder, name: "sdk_bad", event: "sqs:orders" },
+        { ...onOrder, name: "sdk_bad", actions: [] },
+        { ...onOrder, name: "sdk_bad", condition: "$.amount >" },
+        { ...onOrder, name: "sdk_bad", actions: [{ action: "start_workflow", start_workflow: { input: {} } }] },
+        { ...onOrder, name: "sdk_bad", actions: [{ action: "send_email" }] },
+      ]) {
+        await assert.rejects(events.addEventHandler(bad), /Validation failed/, JSON.stringify(bad));
+      }
+      await assert.rejects(events.addEventHandlers([{ ...onOrder, name: "sdk_fine" }, { ...onOrder, name: "sdk_bad", event: "nats:" }]),
+        /Validation failed/);
+      await assert.rejects(events.getEventHandlerByName("sdk_bad"), /not found/);
+      await assert.rejects(events.getEventHandlerByName("sdk_fine"), /not found/);
+
+      await events.removeEventHandler("sdk_on_paid");
+      await assert.rejects(events.getEventHandlerByName("sdk_on_paid"), /not found/);
+      await assert.rejects(events.removeEventHandler("sdk_on_paid"), /not found/);
+      assert.deepEqual(await forEvent(), ["sdk_on_order"]);
+      await events.removeEventHandler("sdk_on_order");
+      assert.deepEqual((await events.getAllEventHandlers()).filter((h) => h.name.startsWith("sdk_")), []);
     });
     await section("test", async () => {
       const wf = await executor.testWorkflow({

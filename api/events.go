@@ -1,0 +1,124 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// EventHandlers keeps the event handlers (*metadata.Store).
+type EventHandlers interface {
+	AddEventHandlers(ctx context.Context, handlers []*conductor.EventHandler, principal string) error
+	UpdateEventHandler(ctx context.Context, h *conductor.EventHandler, principal string) error
+	RemoveEventHandler(ctx context.Context, name, principal string) error
+	GetEventHandler(ctx context.Context, name string) (*conductor.EventHandler, error)
+	EventHandlers(ctx context.Context) ([]*conductor.EventHandler, error)
+}
+
+var _ EventHandlers = (*metadata.Store)(nil)
+
+// eventRoutes serve Conductor's event handlers. Managing them is the
+// ADMIN role's (Orkes's EVENT_HANDLER_MANAGEMENT): a handler's actions run
+// as whoever saved it last, on events any workflow's EVENT task may send.
+func (s *Server) eventRoutes() {
+	s.route("GET /api/event", auth.Admin, s.listEventHandlers)
+	s.route("POST /api/event", auth.Admin, s.addEventHandlers)
+	s.route("PUT /api/event", auth.Admin, s.updateEventHandler)
+	s.route("GET /api/event/handler/{name}", auth.Admin, s.getEventHandler)
+	s.route("GET /api/event/{event}", auth.Admin, s.eventHandlersFor)
+	s.route("DELETE /api/event/{name}", auth.Admin, s.removeEventHandler)
+}
+
+// addEventHandlers is POST /api/event: a list of handlers, as Orkes and
+// its SDKs send, or one handler, as Conductor OSS takes.
+func (s *Server) addEventHandlers(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r, maxMetadataBody)
+	var handlers []*conductor.EventHandler
+	if err == nil {
+		if bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+			var h conductor.EventHandler
+			err = decodeBody(body, &h)
+			handlers = []*conductor.EventHandler{&h}
+		} else {
+			err = decodeBody(body, &handlers)
+		}
+	}
+	if err == nil {
+		err = s.deps.EventHandlers.AddEventHandlers(r.Context(), handlers, principal(r))
+	}
+	s.eventHandlersChanged(w, r, err)
+}
+
+// updateEventHandler is PUT /api/event: a handler that exists.
+func (s *Server) updateEventHandler(w http.ResponseWriter, r *http.Request) {
+	var h conductor.EventHandler
+	err := decodeJSON(w, r, maxMetadataBody, &h)
+	if err == nil {
+		err = s.deps.EventHandlers.UpdateEventHandler(r.Context(), &h, principal(r))
+	}
+	s.eventHandlersChanged(w, r, err)
+}
+
+// removeEventHandler is DELETE /api/event/{name}.
+func (s *Server) removeEventHandler(w http.ResponseWriter, r *http.Request) {
+	s.eventHandlersChanged(w, r, s.deps.EventHandlers.RemoveEventHandler(r.Context(), r.PathValue("name"), principal(r)))
+}
+
+// eventHandlersChanged answers a change (err), once this server's
+// listener follows it: an event published after the answer meets the
+// handlers as they are now.
+func (s *Server) eventHandlersChanged(w http.ResponseWriter, r *http.Request, err error) {
+	if err == nil && s.deps.EventListener != nil {
+		err = s.deps.EventListener.Sync(r.Context())
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+func (s *Server) listEventHandlers(w http.ResponseWriter, r *http.Request) {
+	s.writeEventHandlers(w, r, func(*conductor.EventHandler) bool { return true })
+}
+
+// eventHandlersFor is GET /api/event/{event}: the handlers of one event,
+// only the active ones unless activeOnly=false.
+func (s *Server) eventHandlersFor(w http.ResponseWriter, r *http.Request) {
+	activeOnly, err := queryBool(r, "activeOnly", true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	event := r.PathValue("event")
+	s.writeEventHandlers(w, r, func(h *conductor.EventHandler) bool { return h.Event == event && (h.Active || !activeOnly) })
+}
+
+func (s *Server) writeEventHandlers(w http.ResponseWriter, r *http.Request, keep func(*conductor.EventHandler) bool) {
+	all, err := s.deps.EventHandlers.EventHandlers(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	raws := []json.RawMessage{}
+	for _, h := range all {
+		if keep(h) {
+			raws = append(raws, h.Raw)
+		}
+	}
+	writeRawArray(w, raws)
+}
+
+func (s *Server) getEventHandler(w http.ResponseWriter, r *http.Request) {
+	h, err := s.deps.EventHandlers.GetEventHandler(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, h.Raw)
+}

@@ -1,0 +1,189 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// correlated returns the workflows of name with correlation id corr.
+func (e *env) correlated(name, corr string) []conductor.Workflow {
+	e.t.Helper()
+	var out []conductor.Workflow
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/workflow/"+name+"/correlated/"+corr+"?includeClosed=true", nil)), &out); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// waitCorrelated waits for the one workflow of name with correlation id
+// corr and returns its id.
+func (e *env) waitCorrelated(name, corr string) string {
+	e.t.Helper()
+	var id string
+	testutil.Eventually(e.t, 30*time.Second, 20*time.Millisecond, func() error {
+		wfs := e.correlated(name, corr)
+		if len(wfs) != 1 {
+			return fmt.Errorf("%d workflows %s correlated %s, want 1", len(wfs), name, corr)
+		}
+		id = wfs[0].WorkflowID
+		return nil
+	})
+	return id
+}
+
+// An EVENT task's event reaches the handlers of its subject: a handler
+// whose condition holds starts a workflow with the event's data and
+// completes a task another workflow waits in, as the admin who saved it;
+// one whose condition fails does nothing. The same event published again
+// starts nothing new, an event that is not JSON stops nothing, and a
+// handler whose principal lost the right to start runs nothing.
+func TestEventHandlers(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"order_placed","tasks":[{"name":"announce","taskReferenceName":"announce","type":"EVENT","sink":"nats:orders.placed",
+	  "inputParameters":{"orderId":"${workflow.input.orderId}","amount":"${workflow.input.amount}","waiter":"${workflow.input.waiter}"}}]}`,
+		`{"name":"fulfil","tasks":[{"name":"note","taskReferenceName":"note","type":"SET_VARIABLE","inputParameters":{"order":"${workflow.input.orderId}"}}],
+	  "outputParameters":{"order":"${workflow.input.orderId}","from":"${workflow.input.from}"}}`,
+		`{"name":"approval","tasks":[{"name":"wait_payment","taskReferenceName":"wait_payment","type":"WAIT"}],
+	  "outputParameters":{"paid":"${wait_payment.output.paid}"}}`,
+		`{"name":"marker","tasks":[{"name":"m","taskReferenceName":"m","type":"SET_VARIABLE","inputParameters":{"x":1}}]}`)
+	e.must(http.StatusNoContent, "POST", "/api/event", `[{"name":"big_orders","event":"nats:orders.placed","active":true,
+	  "condition":"$.amount > 100",
+	  "actions":[
+	    {"action":"start_workflow","start_workflow":{"name":"fulfil","correlationId":"${orderId}","input":{"orderId":"${orderId}","from":"${workflowInstanceId}"}}},
+	    {"action":"complete_task","complete_task":{"workflowId":"${waiter}","taskRefName":"wait_payment","output":{"paid":"${amount}"}}}]},
+	  {"name":"z_marker","event":"nats:orders.placed","active":true,
+	   "actions":[{"action":"start_workflow","start_workflow":{"name":"marker","correlationId":"${orderId}"}}]}]`)
+
+	waiter := e.start("approval", nil)
+	e.waitStatus(waiter, conductor.WorkflowRunning)
+	small := e.waitStatus(e.start("order_placed", map[string]any{"orderId": "o-small", "amount": 50, "waiter": waiter}), conductor.WorkflowCompleted)
+	e.waitCorrelated("marker", "o-small") // the event was handled: every handler of it ran
+	if got := e.correlated("fulfil", "o-small"); len(got) != 0 {
+		t.Fatalf("a false condition started %d workflows", len(got))
+	}
+	big := e.waitStatus(e.start("order_placed", map[string]any{"orderId": "o-big", "amount": 500, "waiter": waiter}), conductor.WorkflowCompleted)
+	fulfil := e.waitStatus(e.waitCorrelated("fulfil", "o-big"), conductor.WorkflowCompleted)
+	if fulfil.Output["order"] != "o-big" || fulfil.Output["from"] != big.WorkflowID {
+		t.Fatalf("started with output %v, want the event's order and workflow (%s)", fulfil.Output, big.WorkflowID)
+	}
+	if admin := e.workflow(small.WorkflowID).CreatedBy; fulfil.CreatedBy != admin || admin == "" {
+		t.Fatalf("started by %q, want the handler's admin %q", fulfil.CreatedBy, admin)
+	}
+	approved := e.waitStatus(waiter, conductor.WorkflowCompleted)
+	if paid, _ := approved.Output["paid"].(float64); paid != 500 {
+		t.Fatalf("the waiting task was completed with %v, want the big order's amount", approved.Output)
+	}
+
+	// The engine's publisher sends the same event again (as after a crash
+	// between publishing and recording), then something that is not JSON.
+	pubCreds, err := e.node.NATS().EventPublisherCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := nodetest.Connect(t, e.node, pubCreds)
+	announce := taskByRef(big, "announce")
+	again := &nats.Msg{Subject: "orders.placed", Header: nats.Header{}}
+	again.Header.Set(nats.MsgIdHdr, announce.TaskID)
+	again.Data, _ = json.Marshal(map[string]any{"orderId": "o-big", "amount": 500, "waiter": waiter, "workflowInstanceId": big.WorkflowID})
+	if err := pub.PublishMsg(again); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish("orders.placed", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := json.Marshal(map[string]any{"orderId": "o-last", "amount": 1})
+	if err := pub.Publish("orders.placed", last); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCorrelated("marker", "o-last") // handled after the two before it
+	if got := e.correlated("fulfil", "o-big"); len(got) != 1 {
+		t.Fatalf("the event published again started %d workflows in all, want 1", len(got))
+	}
+
+	// A handler saved by an admin who is one no more runs nothing.
+	opsID, opsToken := e.application("ops", "ADMIN")
+	e.as(opsToken).must(http.StatusNoContent, "POST", "/api/event", `{"name":"m_ops","event":"nats:orders.placed","active":true,
+	  "actions":[{"action":"start_workflow","start_workflow":{"name":"fulfil","correlationId":"ops-${orderId}"}}]}`)
+	e.must(http.StatusOK, "DELETE", "/api/applications/"+strings.TrimPrefix(opsID, "app:")+"/roles/ADMIN", nil)
+	e.waitStatus(e.start("order_placed", map[string]any{"orderId": "o-ops", "amount": 1}), conductor.WorkflowCompleted)
+	e.waitCorrelated("marker", "o-ops")
+	if got := e.correlated("fulfil", "ops-o-ops"); len(got) != 0 {
+		t.Fatalf("a handler whose principal lost ADMIN started %d workflows", len(got))
+	}
+	var trail struct {
+		Entries []struct{ Principal, Action, Target string }
+	}
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?principal="+opsID, nil)), &trail); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(trail.Entries, struct{ Principal, Action, Target string }{opsID, "eventhandler.save", "EVENT_HANDLER:m_ops"}) {
+		t.Fatalf("trail %+v", trail.Entries)
+	}
+}
+
+// The other actions: fail a waiting task, terminate a workflow, set its
+// variables (with a payload string parsed as JSON first), each as the
+// event says.
+func TestEventHandlerActions(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"waits","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`)
+	e.must(http.StatusNoContent, "POST", "/api/event", `[
+	  {"name":"fail","event":"nats:ops.commands","active":true,"condition":"$.kind == 'fail'",
+	   "actions":[{"action":"fail_task","fail_task":{"workflowId":"${target}","taskRefName":"w","output":{"why":"${why}"}}}]},
+	  {"name":"stop","event":"nats:ops.commands","active":true,"condition":"$.kind == 'terminate'",
+	   "actions":[{"action":"terminate_workflow","terminate_workflow":{"workflowId":"${target}","terminationReason":"${why}"}}]},
+	  {"name":"vars","event":"nats:ops.*","active":true,"condition":"$.kind == 'vars'",
+	   "actions":[{"action":"update_workflow_variables","expandInlineJSON":true,
+	     "update_workflow_variables":{"workflowId":"${target}","variables":{"note":"${why}","n":"${detail.n}"}}}]},
+	  {"name":"inactive","event":"nats:ops.commands","active":false,
+	   "actions":[{"action":"terminate_workflow","terminate_workflow":{"workflowId":"${target}"}}]}]`)
+	failed, stopped, noted := e.start("waits", nil), e.start("waits", nil), e.start("waits", nil)
+	for _, id := range []string{failed, stopped, noted} {
+		e.waitStatus(id, conductor.WorkflowRunning)
+	}
+	creds, err := e.node.NATS().EventPublisherCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := nodetest.Connect(t, e.node, creds)
+	for _, ev := range []map[string]any{
+		{"kind": "fail", "target": failed, "why": "card declined"},
+		{"kind": "terminate", "target": stopped, "why": "cancelled by the customer"},
+		{"kind": "vars", "target": noted, "why": "gift wrap", "detail": `{"n":3}`},
+	} {
+		b, _ := json.Marshal(ev)
+		if err := pub.Publish("ops.commands", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wf := e.waitStatus(failed, conductor.WorkflowFailed)
+	if w := taskByRef(wf, "w"); w.Status != conductor.TaskFailed || w.OutputData["why"] != "card declined" {
+		t.Fatalf("task %s output %v", w.Status, w.OutputData)
+	}
+	if wf := e.waitStatus(stopped, conductor.WorkflowTerminated); wf.ReasonForIncompletion != "cancelled by the customer" {
+		t.Fatalf("terminated with reason %q", wf.ReasonForIncompletion)
+	}
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		wf := e.workflow(noted)
+		if n, _ := wf.Variables["n"].(float64); wf.Variables["note"] != "gift wrap" || n != 3 {
+			return fmt.Errorf("variables %v", wf.Variables)
+		}
+		return nil
+	})
+	if wf := e.workflow(noted); wf.Status != conductor.WorkflowRunning {
+		t.Fatalf("the inactive handler acted: %s", wf.Status)
+	}
+}

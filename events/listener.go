@@ -1,0 +1,386 @@
+package events
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers/system"
+)
+
+// Handlers lists the event handlers (*metadata.Store).
+type Handlers interface {
+	EventHandlers(ctx context.Context) ([]*conductor.EventHandler, error)
+}
+
+// Engine runs what actions ask (*executor.Executor).
+type Engine interface {
+	StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error)
+	Submit(ctx context.Context, wfID string, trig engine.Trigger, meta executor.Meta) (executor.Outcome, error)
+}
+
+// Authorizer decides whether the principal a handler runs as may do what
+// its actions ask, when they run: a grant revoked since the handler was
+// saved counts.
+type Authorizer interface {
+	// MayStart is asked before a start_workflow action.
+	MayStart(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error
+	// MayExecute is asked before an action on a running workflow.
+	MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error
+}
+
+// TaskIndex finds the workflow of a task, for actions that name a task by
+// id alone.
+type TaskIndex interface {
+	TaskWorkflow(ctx context.Context, taskID string) (string, error)
+}
+
+// Config is what a Listener needs.
+type Config struct {
+	Handlers Handlers
+	// Conn receives the events: a connection in the account EVENT tasks
+	// publish in, allowed to subscribe to the handlers' subjects.
+	Conn   *nats.Conn
+	Engine Engine
+	Authz  Authorizer
+	Tasks  TaskIndex
+	// Budget bounds each condition's run (system.Budget defaults).
+	Budget system.Budget
+	Logger *slog.Logger
+}
+
+// QueueGroup is the queue group in which every engine's listener
+// subscribes to subject, so that each event is handled once. One group
+// per subject: a message goes to one member of each group among all the
+// subscriptions it matches, and a subject can match several patterns
+// (ops.commands and ops.*), each with handlers of its own.
+func QueueGroup(subject string) string {
+	sum := sha256.Sum256([]byte(subject))
+	return "flowvault-event-handlers-" + hex.EncodeToString(sum[:8])
+}
+
+const (
+	// actionTimeout bounds the actions of one event.
+	actionTimeout = 30 * time.Second
+	// flushTimeout bounds the round trip that makes subscriptions take.
+	flushTimeout = 10 * time.Second
+)
+
+// Listener subscribes to the subjects of the active event handlers and
+// runs their actions. An event reaches one engine's listener (a queue
+// group): at most once, as core NATS delivers; a start it repeats (an
+// engine published again after a crash, with the same message id) starts
+// no second workflow.
+type Listener struct {
+	cfg    Config
+	ctx    context.Context
+	logger *slog.Logger
+	kick   chan struct{}
+
+	mu       sync.Mutex
+	subs     map[string]*nats.Subscription
+	handlers map[string][]*conductor.EventHandler // active ones, by subject
+}
+
+// New returns a listener whose actions run under ctx.
+func New(ctx context.Context, cfg Config) *Listener {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Listener{cfg: cfg, ctx: ctx, logger: cfg.Logger.With(logkey.Component, "events"), kick: make(chan struct{}, 1),
+		subs: map[string]*nats.Subscription{}, handlers: map[string][]*conductor.EventHandler{}}
+}
+
+// Sync reads the handlers and subscribes to the subjects of the active
+// ones (and no others) before it returns: an event published afterwards
+// reaches them.
+func (l *Listener) Sync(ctx context.Context) error {
+	all, err := l.cfg.Handlers.EventHandlers(ctx)
+	if err != nil {
+		return fmt.Errorf("event handlers: %w", err)
+	}
+	bySubject := map[string][]*conductor.EventHandler{}
+	for _, h := range all {
+		if subj, ok := Subject(h.Event); ok && h.Active {
+			bySubject[subj] = append(bySubject[subj], h)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.handlers = bySubject
+	for subj, sub := range l.subs {
+		if _, ok := bySubject[subj]; !ok {
+			if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				return fmt.Errorf("unsubscribe %s: %w", subj, err)
+			}
+			delete(l.subs, subj)
+		}
+	}
+	for _, subj := range slices.Sorted(maps.Keys(bySubject)) {
+		if _, ok := l.subs[subj]; ok {
+			continue
+		}
+		sub, err := l.cfg.Conn.QueueSubscribe(subj, QueueGroup(subj), func(m *nats.Msg) { l.receive(subj, m) })
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		l.subs[subj] = sub
+	}
+	if err := l.cfg.Conn.FlushTimeout(flushTimeout); err != nil {
+		return fmt.Errorf("subscribe to events: %w", err)
+	}
+	if err := l.cfg.Conn.LastError(); err != nil {
+		return fmt.Errorf("subscribe to events: %w", err)
+	}
+	return nil
+}
+
+// Notify asks Run to Sync soon.
+func (l *Listener) Notify() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs after each Notify and every interval (handlers saved through
+// other engines) until ctx is done, then unsubscribes.
+func (l *Listener) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			l.mu.Lock()
+			for _, sub := range l.subs {
+				sub.Unsubscribe()
+			}
+			clear(l.subs)
+			l.mu.Unlock()
+			return
+		case <-l.kick:
+		case <-t.C:
+		}
+		if err := l.Sync(ctx); err != nil && ctx.Err() == nil {
+			l.logger.Warn("event handlers not synced", logkey.Err, err)
+		}
+	}
+}
+
+// receive runs the handlers of subject on one event. Nothing of the
+// payload is logged: names and reasons only.
+func (l *Listener) receive(subject string, m *nats.Msg) {
+	l.mu.Lock()
+	handlers := l.handlers[subject]
+	l.mu.Unlock()
+	var payload map[string]any
+	if err := conductor.Unmarshal(m.Data, &payload); err != nil || payload == nil {
+		l.logger.Warn("event is not a JSON object: no handler runs", logkey.Subject, m.Subject, "bytes", len(m.Data))
+		return
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, actionTimeout)
+	defer cancel()
+	msgID := m.Header.Get(nats.MsgIdHdr)
+	for _, h := range handlers {
+		l.handle(ctx, h, m.Subject, msgID, payload)
+	}
+}
+
+func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subject, msgID string, payload map[string]any) {
+	logger := l.logger.With(logkey.Handler, h.Name, logkey.Subject, subject)
+	if strings.TrimSpace(h.Condition) != "" {
+		ok, err := system.Condition(ctx, l.cfg.Budget, h.Condition, payload)
+		if err != nil {
+			logger.Warn("event handler condition failed: no action runs", logkey.Err, err)
+			return
+		}
+		if !ok {
+			logger.Debug("event handler condition is false")
+			return
+		}
+	}
+	principal := cmp.Or(h.UpdatedBy, h.CreatedBy)
+	for i, a := range h.Actions {
+		doc := payload
+		if a.ExpandInlineJSON {
+			doc = expandInlineJSON(payload).(map[string]any)
+		}
+		params, _, err := expr.Evaluate(a.Params(), expr.MapDoc(doc))
+		if err == nil {
+			err = l.act(ctx, h, i, a.Action, params.(map[string]any), principal, msgID)
+		}
+		if err != nil {
+			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, principal, logkey.Err, err)
+			continue
+		}
+		logger.Debug("event handler action ran", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, principal)
+	}
+}
+
+// act runs action i of h with its evaluated params as principal.
+func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, action string, params map[string]any, principal, msgID string) error {
+	switch action {
+	case conductor.ActionStartWorkflow:
+		var req conductor.StartWorkflowRequest
+		if err := decode(params, &req); err != nil {
+			return err
+		}
+		req.CreatedBy = ""
+		if err := l.cfg.Authz.MayStart(ctx, principal, req); err != nil {
+			return err
+		}
+		o := executor.StartOptions{CreatedBy: principal}
+		if msgID != "" {
+			// The same event published again starts nothing new.
+			o.WorkflowID = engine.DeriveID("event", h.Name, msgID, strconv.Itoa(i))
+		}
+		_, _, err := l.cfg.Engine.StartWorkflow(ctx, req, o)
+		if errors.Is(err, fault.ErrConflict) && o.WorkflowID != "" {
+			return nil
+		}
+		return err
+	case conductor.ActionCompleteTask, conductor.ActionFailTask:
+		var d conductor.EventTaskDetails
+		if err := decode(params, &d); err != nil {
+			return err
+		}
+		status := conductor.TaskCompleted
+		if action == conductor.ActionFailTask {
+			status = conductor.TaskFailed
+		}
+		return l.updateTask(ctx, d, status, principal)
+	case conductor.ActionTerminateWorkflow:
+		var d conductor.EventTerminate
+		if err := decode(params, &d); err != nil {
+			return err
+		}
+		reason := cmp.Or(d.TerminationReason, "terminated by event handler "+h.Name)
+		return l.submit(ctx, d.WorkflowID, principal, func(*engine.Workflow) (engine.Trigger, error) {
+			return engine.Terminate{Reason: reason, By: principal}, nil
+		})
+	case conductor.ActionUpdateWorkflowVariables:
+		var d conductor.EventUpdateVariables
+		if err := decode(params, &d); err != nil {
+			return err
+		}
+		if d.AppendArray {
+			// Validate refuses it as written; an expression may still
+			// read as true. Setting instead would lose the values there.
+			return fault.Invalid("appendArray is not supported: set the whole value")
+		}
+		return l.submit(ctx, d.WorkflowID, principal, func(*engine.Workflow) (engine.Trigger, error) {
+			return engine.SetVariables{Variables: d.Variables, By: principal}, nil
+		})
+	}
+	return fmt.Errorf("unknown action %q", action)
+}
+
+// updateTask completes or fails the task d names.
+func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails, status, principal string) error {
+	wfID := d.WorkflowID
+	if wfID == "" {
+		if l.cfg.Tasks == nil {
+			return fault.Invalid("no workflowId, and tasks cannot be looked up by id here")
+		}
+		id, err := l.cfg.Tasks.TaskWorkflow(ctx, d.TaskID)
+		if err != nil {
+			return err
+		}
+		wfID = id
+	}
+	return l.submit(ctx, wfID, principal, func(w *engine.Workflow) (engine.Trigger, error) {
+		taskID := d.TaskID
+		if taskID == "" {
+			t := w.LatestByRef(d.TaskRefName)
+			if t == nil {
+				return nil, fault.NotFound("workflow %s has no task with reference name %q", wfID, d.TaskRefName)
+			}
+			taskID = t.ID
+		}
+		return engine.Result{Result: conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
+			OutputData: d.Output}, By: principal}, nil
+	})
+}
+
+// submit runs the trigger that trig makes of workflow wfID's state, once
+// principal may act on it.
+func (l *Listener) submit(ctx context.Context, wfID, principal string, trig func(*engine.Workflow) (engine.Trigger, error)) error {
+	if wfID == "" {
+		return fault.Invalid("no workflowId")
+	}
+	out, err := l.cfg.Engine.Submit(ctx, wfID, nil, executor.Meta{})
+	if err != nil {
+		return err
+	}
+	if out.State == nil {
+		return fault.NotFound("workflow %s not found", wfID)
+	}
+	if err := l.cfg.Authz.MayExecute(ctx, principal, out.State); err != nil {
+		return err
+	}
+	t, err := trig(out.State)
+	if err != nil {
+		return err
+	}
+	_, err = l.cfg.Engine.Submit(ctx, wfID, t, executor.Meta{Principal: principal})
+	return err
+}
+
+// decode reads evaluated parameters as v.
+func decode(params map[string]any, v any) error {
+	b, err := json.Marshal(params)
+	if err != nil {
+		return fault.Invalid("parameters: %v", err)
+	}
+	if err := conductor.Unmarshal(b, v); err != nil {
+		return fault.Invalid("parameters: %v", err)
+	}
+	return nil
+}
+
+// expandInlineJSON returns v with every string that holds a JSON object
+// or array replaced by what it holds.
+func expandInlineJSON(v any) any {
+	switch x := v.(type) {
+	case string:
+		if s := strings.TrimSpace(x); strings.HasPrefix(s, "{") || strings.HasPrefix(s, "[") {
+			var inner any
+			if conductor.Unmarshal([]byte(s), &inner) == nil {
+				return expandInlineJSON(inner)
+			}
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = expandInlineJSON(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = expandInlineJSON(e)
+		}
+		return out
+	}
+	return v
+}

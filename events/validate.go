@@ -1,0 +1,124 @@
+// Package events runs Conductor event handlers: definitions (kept by
+// package metadata) that act on the events EVENT tasks publish to NATS
+// subjects, starting workflows or completing, failing, terminating and
+// updating them, as the principal that saved the handler.
+package events
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+	"github.com/flowvault/flowvault/workers/system"
+)
+
+// natsPrefix is the only event queue type flowvault receives: the NATS
+// subjects EVENT tasks publish on (sink nats:<subject>).
+const natsPrefix = "nats:"
+
+// Subject is the NATS subject (or pattern) event names, or false when it
+// is not a nats:<subject> event.
+func Subject(event string) (string, bool) {
+	return strings.CutPrefix(event, natsPrefix)
+}
+
+// evaluators are the condition languages Conductor names; all run as
+// JavaScript here, as the JavaScript SWITCH does.
+var evaluators = []string{"", "javascript", "graaljs"}
+
+// Validate reports every problem with h that would stop it from running:
+// an event flowvault cannot receive, a condition that does not compile,
+// an unknown action, a missing parameter, an expression that cannot
+// parse. The error is a *fault.ValidationError naming JSON paths.
+func Validate(h *conductor.EventHandler) error {
+	ve := &fault.ValidationError{}
+	if subj, ok := Subject(h.Event); !ok {
+		ve.Add("event", "%q: want nats:<subject>, the sink of an EVENT task (other queue types are not served)", h.Event)
+	} else if err := workers.CheckEventSubject(subj, true); err != nil {
+		ve.Add("event", "%v", err)
+	}
+	if !slices.Contains(evaluators, h.EvaluatorType) {
+		ve.Add("evaluatorType", "unknown evaluatorType %q: want javascript or graaljs", h.EvaluatorType)
+	}
+	if strings.TrimSpace(h.Condition) != "" {
+		if err := system.CheckScript(h.Condition); err != nil {
+			ve.Add("condition", "%v", err)
+		}
+	}
+	if len(h.Actions) == 0 {
+		ve.Add("actions", "at least one action is required")
+	}
+	for i, a := range h.Actions {
+		checkAction(ve, fmt.Sprintf("actions[%d]", i), a)
+	}
+	return ve.Err()
+}
+
+// required are the parameters each action needs, as alternatives: one
+// list of the alternatives must be present in full.
+var required = map[string][][]string{
+	conductor.ActionStartWorkflow:           {{"name"}},
+	conductor.ActionCompleteTask:            {{"workflowId", "taskRefName"}, {"taskId"}},
+	conductor.ActionFailTask:                {{"workflowId", "taskRefName"}, {"taskId"}},
+	conductor.ActionTerminateWorkflow:       {{"workflowId"}},
+	conductor.ActionUpdateWorkflowVariables: {{"workflowId", "variables"}},
+}
+
+func checkAction(ve *fault.ValidationError, path string, a conductor.EventAction) {
+	alternatives, known := required[a.Action]
+	if !known {
+		ve.Add(path+".action", "unknown action %q: want start_workflow, complete_task, fail_task, terminate_workflow or update_workflow_variables", a.Action)
+		return
+	}
+	params := a.Params()
+	ppath := path + "." + a.Action
+	if params == nil {
+		ve.Add(ppath, "the %s action needs its parameters here", a.Action)
+		return
+	}
+	if !slices.ContainsFunc(alternatives, func(keys []string) bool {
+		return !slices.ContainsFunc(keys, func(k string) bool { return params[k] == nil || params[k] == "" })
+	}) {
+		var want []string
+		for _, keys := range alternatives {
+			want = append(want, strings.Join(keys, " and "))
+		}
+		ve.Add(ppath, "%s needs %s", a.Action, strings.Join(want, ", or "))
+	}
+	if v, set := params["appendArray"]; a.Action == conductor.ActionUpdateWorkflowVariables && set && v != nil && v != false && v != "false" {
+		// true, and anything that may read as true when the event arrives
+		// ("true", an expression): the action would set, not append.
+		ve.Add(ppath+".appendArray", "appendArray is not supported: set the whole value")
+	}
+	for _, pe := range expr.ValidateTemplate(params) {
+		ve.Add(ppath+"."+pe.Path, "%v", pe.Err)
+	}
+	walkStrings(params, nil, func(p expr.Path, s string) {
+		// What the evaluator would leave for hand-off, as it reads it
+		// ("${ workflow.secrets.x}" too; "$${workflow.secrets.x}" is text).
+		if _, deferred, err := expr.Evaluate(s, expr.MapDoc{}); err == nil && len(deferred) > 0 {
+			ve.Add(ppath+"."+p.String(), "secrets and environment values resolve inside a workflow, at hand-off: reference them in the workflow's definition, not in an event handler")
+		}
+	})
+}
+
+// walkStrings calls fn with the path and value of every string in v.
+func walkStrings(v any, path expr.Path, fn func(path expr.Path, s string)) {
+	switch x := v.(type) {
+	case string:
+		fn(path, x)
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			walkStrings(x[k], append(path[:len(path):len(path)], k), fn)
+		}
+	case []any:
+		for i, e := range x {
+			walkStrings(e, append(path[:len(path):len(path)], i), fn)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// AddEventHandlers creates each event handler (POST /api/event). Every
+// handler is validated, and every name looked up, before anything is
+// written; a name that exists already is a conflict, as in Conductor,
+// which has PUT for a change. The handlers are then stored one by one: if
+// storing one fails (a name created meanwhile included), those before it
+// stay stored.
+func (s *Store) AddEventHandlers(ctx context.Context, handlers []*conductor.EventHandler, principal string) error {
+	if len(handlers) == 0 {
+		return fault.Invalid("event handler list must not be empty")
+	}
+	regs := make([]registration, len(handlers))
+	ve := &fault.ValidationError{}
+	for i, h := range handlers {
+		reg, err := s.prepareEventHandler(h, fmt.Sprintf("[%d]", i))
+		if err := collect(ve, err); err != nil {
+			return err
+		}
+		regs[i] = reg
+		for _, prior := range regs[:i] {
+			if prior.name == reg.name && reg.name != "" {
+				ve.Add(fmt.Sprintf("[%d].name", i), "event handler %s is in the list twice", reg.name)
+			}
+		}
+	}
+	if err := ve.Err(); err != nil {
+		return err
+	}
+	for _, reg := range regs {
+		_, exists, err := readDef(s.reader, eventHandlerKey(reg.name))
+		switch {
+		case err != nil:
+			return err
+		case exists:
+			return eventHandlerExists(reg.name)
+		}
+	}
+	for _, reg := range regs {
+		if err := s.putEventHandler(ctx, reg, principal, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpdateEventHandler replaces event handler h.Name (PUT /api/event),
+// which must exist.
+func (s *Store) UpdateEventHandler(ctx context.Context, h *conductor.EventHandler, principal string) error {
+	reg, err := s.prepareEventHandler(h, "")
+	if err != nil {
+		return err
+	}
+	return s.putEventHandler(ctx, reg, principal, true)
+}
+
+func (s *Store) putEventHandler(ctx context.Context, reg registration, principal string, replace bool) error {
+	return s.update(ctx, EventHandlerSubject(reg.name), principal, writeOpts(nil), func(v view) ([]schemas.Event, error) {
+		_, exists, err := readDef(v.KV, eventHandlerKey(reg.name))
+		switch {
+		case err != nil:
+			return nil, err
+		case exists && !replace:
+			return nil, eventHandlerExists(reg.name)
+		case !exists && replace:
+			return nil, eventHandlerNotFound(reg.name)
+		}
+		return []schemas.Event{&schemas.EventHandlerSaved{Name: reg.name, Def: reg.raw, Time: s.millis(), By: principal}}, nil
+	})
+}
+
+// RemoveEventHandler removes event handler name (DELETE /api/event/{name}).
+// An unknown name fails with fault.ErrNotFound.
+func (s *Store) RemoveEventHandler(ctx context.Context, name, principal string) error {
+	return s.update(ctx, EventHandlerSubject(name), principal, writeOpts(nil), func(v view) ([]schemas.Event, error) {
+		_, exists, err := readDef(v.KV, eventHandlerKey(name))
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, eventHandlerNotFound(name)
+		}
+		return []schemas.Event{&schemas.EventHandlerRemoved{Name: name, Time: s.millis(), By: principal}}, nil
+	})
+}
+
+// GetEventHandler returns event handler name, or fault.ErrNotFound.
+func (s *Store) GetEventHandler(_ context.Context, name string) (*conductor.EventHandler, error) {
+	d, found, err := readDef(s.reader, eventHandlerKey(name))
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, eventHandlerNotFound(name)
+	}
+	return parseEventHandler(d.JSON)
+}
+
+// EventHandlers returns every event handler, sorted by name.
+func (s *Store) EventHandlers(_ context.Context) ([]*conductor.EventHandler, error) {
+	var raws [][]byte
+	err := s.reader.Scan([]byte(eventKeyPrefix), func(_, v []byte) bool {
+		raws = append(raws, slices.Clone(v))
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list event handlers: %w", err)
+	}
+	return parseAll(raws, parseEventHandler)
+}
+
+func (s *Store) prepareEventHandler(h *conductor.EventHandler, prefix string) (registration, error) {
+	if h == nil {
+		return registration{}, nullDef(prefix)
+	}
+	raw, _, err := rawJSON(h.Raw, h)
+	if err != nil {
+		return registration{}, err
+	}
+	if _, err := topLevel(raw, prefix); err != nil {
+		return registration{}, err
+	}
+	ve := &fault.ValidationError{}
+	checkName(ve, at(prefix, "name"), h.Name)
+	if s.opts.ValidateEventHandler != nil {
+		err := s.opts.ValidateEventHandler(h)
+		var hv *fault.ValidationError
+		switch {
+		case errors.As(err, &hv):
+			for _, f := range hv.Fields {
+				ve.Add(at(prefix, f.Path), "%s", f.Message)
+			}
+		case err != nil:
+			ve.Add(at(prefix, ""), "%v", err)
+		}
+	}
+	return registration{name: h.Name, raw: raw}, ve.Err()
+}
+
+func eventHandlerExists(name string) error {
+	return fault.Conflict("EventHandler with name %s already exists!", name)
+}
+
+func eventHandlerNotFound(name string) error {
+	return fault.NotFound("EventHandler with name %s not found!", name)
+}
+
+// parseEventHandler decodes stored JSON; the result's Raw is that JSON.
+func parseEventHandler(b []byte) (*conductor.EventHandler, error) {
+	var h conductor.EventHandler
+	if err := conductor.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("parse stored event handler: %w", err)
+	}
+	return &h, nil
+}

@@ -1,0 +1,71 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/events"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// eventHandlersSync is how often a listener reads the handlers again, for
+// changes saved through other engines (its own server's changes sync at
+// once).
+const eventHandlersSync = time.Second
+
+// startEventHandlers subscribes to the events of the active event
+// handlers and runs them until the node stops.
+func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz workflowAuthorizer,
+	mayStart func(context.Context, string, conductor.StartWorkflowRequest) error) error {
+	conn := n.log.Conn()
+	if n.nats != nil {
+		// Where EVENT tasks publish on the embedded server.
+		c, err := n.nats.EventListenerCredentials()
+		if err != nil {
+			return fmt.Errorf("event handlers: %w", err)
+		}
+		if conn, err = n.log.ConnectInProcess(append(c.Options(), nats.MaxReconnects(-1))...); err != nil {
+			return fmt.Errorf("event handlers: %w", err)
+		}
+		n.listenerConn = conn
+	}
+	n.listener = events.New(runCtx, events.Config{Handlers: n.metadata, Conn: conn, Engine: n.executor,
+		Authz: eventAuthorizer{authz: authz, mayStart: mayStart}, Tasks: n.executions, Logger: n.logger})
+	if err := n.listener.Sync(ctx); err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.listener.Run(runCtx, eventHandlersSync)
+	}()
+	return nil
+}
+
+// eventAuthorizer asks of an event handler's principal what the API asks
+// of a caller: to start, what a start needs; to act on a running
+// workflow, to be its creator or hold EXECUTE on it.
+type eventAuthorizer struct {
+	authz    workflowAuthorizer
+	mayStart func(context.Context, string, conductor.StartWorkflowRequest) error
+}
+
+func (a eventAuthorizer) MayStart(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+	return a.mayStart(ctx, principal, req)
+}
+
+func (a eventAuthorizer) MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error {
+	if wf.CreatedBy != "" && wf.CreatedBy == principal {
+		return nil
+	}
+	if _, err := a.authz.Authorize(ctx, principal, auth.Execute, auth.Target{Type: auth.TargetWorkflow, ID: wf.Name}); err == nil {
+		return nil
+	}
+	_, err := a.authz.Authorize(ctx, principal, auth.Execute, auth.Target{Type: auth.TargetWorkflowDef, ID: wf.Name})
+	return err
+}
