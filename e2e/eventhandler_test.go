@@ -46,8 +46,9 @@ func (e *env) waitCorrelated(name, corr string) string {
 // whose condition holds starts a workflow with the event's data and
 // completes a task another workflow waits in, as the admin who saved it;
 // one whose condition fails does nothing. The same event published again
-// starts nothing new, an event that is not JSON stops nothing, and a
-// handler whose principal lost the right to start runs nothing.
+// starts nothing new, an event that is not JSON or names a workflow that
+// does not exist runs nothing and stops nothing, and a handler whose
+// principal lost the right to start runs nothing.
 func TestEventHandlers(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
@@ -103,6 +104,10 @@ func TestEventHandlers(t *testing.T) {
 	if err := pub.Publish("orders.placed", []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
+	forged, _ := json.Marshal(map[string]any{"orderId": "o-forged", "amount": 1, "workflowInstanceId": "no-such-workflow"})
+	if err := pub.Publish("orders.placed", forged); err != nil {
+		t.Fatal(err)
+	}
 	last, _ := json.Marshal(map[string]any{"orderId": "o-last", "amount": 1})
 	if err := pub.Publish("orders.placed", last); err != nil {
 		t.Fatal(err)
@@ -110,6 +115,9 @@ func TestEventHandlers(t *testing.T) {
 	e.waitCorrelated("marker", "o-last") // handled after the two before it
 	if got := e.correlated("fulfil", "o-big"); len(got) != 1 {
 		t.Fatalf("the event published again started %d workflows in all, want 1", len(got))
+	}
+	if got := e.correlated("marker", "o-forged"); len(got) != 0 {
+		t.Fatalf("an event naming an unknown workflow ran its handlers")
 	}
 
 	// A handler saved by an admin who is one no more runs nothing.
@@ -185,5 +193,40 @@ func TestEventHandlerActions(t *testing.T) {
 	})
 	if wf := e.workflow(noted); wf.Status != conductor.WorkflowRunning {
 		t.Fatalf("the inactive handler acted: %s", wf.Status)
+	}
+}
+
+// A handler acts for the workflow that published the event as well as
+// for its own principal: an admin's handler starts nothing that the
+// publisher may not start, and what it starts runs as the publisher, so
+// a user's event never borrows the admin's rights (its secrets).
+func TestEventHandlerActsForPublisher(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"shop_order","tasks":[{"name":"announce","taskReferenceName":"announce","type":"EVENT","sink":"nats:shop.orders",
+	  "inputParameters":{"orderId":"${workflow.input.orderId}"}}]}`,
+		`{"name":"ship","tasks":[{"name":"s","taskReferenceName":"s","type":"SET_VARIABLE","inputParameters":{"x":1}}]}`,
+		`{"name":"marker","tasks":[{"name":"m","taskReferenceName":"m","type":"SET_VARIABLE","inputParameters":{"x":1}}]}`)
+	e.must(http.StatusNoContent, "POST", "/api/event", `[
+	  {"name":"ship_it","event":"nats:shop.orders","active":true,
+	   "actions":[{"action":"start_workflow","start_workflow":{"name":"ship","correlationId":"${orderId}"}}]},
+	  {"name":"z_marker","event":"nats:shop.orders","active":true,
+	   "actions":[{"action":"start_workflow","start_workflow":{"name":"marker","correlationId":"${orderId}"}}]}]`)
+	shop, shopToken := e.application("shop", "USER")
+	e.grant(shop, "WORKFLOW_DEF", "shop_order", "EXECUTE")
+	e.grant(shop, "WORKFLOW_DEF", "marker", "EXECUTE")
+	as := e.as(shopToken)
+
+	e.waitStatus(as.start("shop_order", map[string]any{"orderId": "o-1"}), conductor.WorkflowCompleted)
+	if marker := e.workflow(e.waitCorrelated("marker", "o-1")); marker.CreatedBy != shop {
+		t.Fatalf("the marker runs as %q, want the publisher %q", marker.CreatedBy, shop)
+	}
+	if got := e.correlated("ship", "o-1"); len(got) != 0 {
+		t.Fatalf("a publisher without EXECUTE on ship had %d started for it", len(got))
+	}
+	e.grant(shop, "WORKFLOW_DEF", "ship", "EXECUTE")
+	e.waitStatus(as.start("shop_order", map[string]any{"orderId": "o-2"}), conductor.WorkflowCompleted)
+	if ship := e.workflow(e.waitCorrelated("ship", "o-2")); ship.CreatedBy != shop {
+		t.Fatalf("ship runs as %q, want the publisher %q", ship.CreatedBy, shop)
 	}
 }

@@ -38,9 +38,9 @@ type Engine interface {
 	Submit(ctx context.Context, wfID string, trig engine.Trigger, meta executor.Meta) (executor.Outcome, error)
 }
 
-// Authorizer decides whether the principal a handler runs as may do what
-// its actions ask, when they run: a grant revoked since the handler was
-// saved counts.
+// Authorizer decides whether each principal an action acts for (see
+// actingAs) may do what it asks, when it runs: a grant revoked since the
+// handler was saved counts.
 type Authorizer interface {
 	// MayStart is asked before a start_workflow action.
 	MayStart(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error
@@ -200,12 +200,52 @@ func (l *Listener) receive(subject string, m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(l.ctx, actionTimeout)
 	defer cancel()
 	msgID := m.Header.Get(nats.MsgIdHdr)
+	publisher, err := l.publisher(ctx, payload)
+	if err != nil {
+		l.logger.Warn("event from an unknown workflow: no handler runs", logkey.Subject, m.Subject, logkey.Err, err)
+		return
+	}
 	for _, h := range handlers {
-		l.handle(ctx, h, m.Subject, msgID, payload)
+		l.handle(ctx, h, m.Subject, msgID, payload, publisher)
 	}
 }
 
-func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subject, msgID string, payload map[string]any) {
+// publisher returns the principals of the workflow whose EVENT task
+// published the event (its workflowInstanceId, which the task sets over
+// anything its input says), or none for an event that names no workflow.
+// An event naming one that does not exist is refused: only engines
+// publish on the embedded server, and a name that leads nowhere is not
+// theirs.
+func (l *Listener) publisher(ctx context.Context, payload map[string]any) ([]string, error) {
+	id, _ := payload["workflowInstanceId"].(string)
+	if id == "" {
+		return nil, nil
+	}
+	out, err := l.cfg.Engine.Submit(ctx, id, nil, executor.Meta{})
+	if err != nil {
+		return nil, err
+	}
+	if out.State == nil {
+		return nil, fault.NotFound("workflow %s not found", id)
+	}
+	return out.State.Principals(), nil
+}
+
+// actingAs is who a handler's actions act for: the principals of the
+// workflow that published the event, whose data it is, then the
+// handler's, whose policy it is. Every one must be allowed what an action
+// does, and a workflow it starts runs as all of them (as a sub-workflow
+// runs as its parent's): a handler never lends its rights to a publisher,
+// nor a publisher's event its rights to a handler.
+func actingAs(h *conductor.EventHandler, publisher []string) []string {
+	out := slices.Clone(publisher)
+	if p := cmp.Or(h.UpdatedBy, h.CreatedBy); !slices.Contains(out, p) {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subject, msgID string, payload map[string]any, publisher []string) {
 	logger := l.logger.With(logkey.Handler, h.Name, logkey.Subject, subject)
 	if strings.TrimSpace(h.Condition) != "" {
 		ok, err := system.Condition(ctx, l.cfg.Budget, h.Condition, payload)
@@ -218,7 +258,7 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 			return
 		}
 	}
-	principal := cmp.Or(h.UpdatedBy, h.CreatedBy)
+	as := actingAs(h, publisher)
 	for i, a := range h.Actions {
 		doc := payload
 		if a.ExpandInlineJSON {
@@ -226,18 +266,20 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 		}
 		params, _, err := expr.Evaluate(a.Params(), expr.MapDoc(doc))
 		if err == nil {
-			err = l.act(ctx, h, i, a.Action, params.(map[string]any), principal, msgID)
+			err = l.act(ctx, h, i, a.Action, params.(map[string]any), as, msgID)
 		}
 		if err != nil {
-			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, principal, logkey.Err, err)
+			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as, logkey.Err, err)
 			continue
 		}
-		logger.Debug("event handler action ran", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, principal)
+		logger.Debug("event handler action ran", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as)
 	}
 }
 
-// act runs action i of h with its evaluated params as principal.
-func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, action string, params map[string]any, principal, msgID string) error {
+// act runs action i of h with its evaluated params, for the principals
+// as (actingAs).
+func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, action string, params map[string]any, as []string, msgID string) error {
+	principal := as[0]
 	switch action {
 	case conductor.ActionStartWorkflow:
 		var req conductor.StartWorkflowRequest
@@ -245,10 +287,12 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 			return err
 		}
 		req.CreatedBy = ""
-		if err := l.cfg.Authz.MayStart(ctx, principal, req); err != nil {
-			return err
+		for _, p := range as {
+			if err := l.cfg.Authz.MayStart(ctx, p, req); err != nil {
+				return err
+			}
 		}
-		o := executor.StartOptions{CreatedBy: principal}
+		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:]}
 		if msgID != "" {
 			// The same event published again starts nothing new.
 			o.WorkflowID = engine.DeriveID("event", h.Name, msgID, strconv.Itoa(i))
@@ -267,14 +311,14 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		if action == conductor.ActionFailTask {
 			status = conductor.TaskFailed
 		}
-		return l.updateTask(ctx, d, status, principal)
+		return l.updateTask(ctx, d, status, as)
 	case conductor.ActionTerminateWorkflow:
 		var d conductor.EventTerminate
 		if err := decode(params, &d); err != nil {
 			return err
 		}
 		reason := cmp.Or(d.TerminationReason, "terminated by event handler "+h.Name)
-		return l.submit(ctx, d.WorkflowID, principal, func(*engine.Workflow) (engine.Trigger, error) {
+		return l.submit(ctx, d.WorkflowID, as, func(*engine.Workflow) (engine.Trigger, error) {
 			return engine.Terminate{Reason: reason, By: principal}, nil
 		})
 	case conductor.ActionUpdateWorkflowVariables:
@@ -287,7 +331,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 			// read as true. Setting instead would lose the values there.
 			return fault.Invalid("appendArray is not supported: set the whole value")
 		}
-		return l.submit(ctx, d.WorkflowID, principal, func(*engine.Workflow) (engine.Trigger, error) {
+		return l.submit(ctx, d.WorkflowID, as, func(*engine.Workflow) (engine.Trigger, error) {
 			return engine.SetVariables{Variables: d.Variables, By: principal}, nil
 		})
 	}
@@ -295,7 +339,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 }
 
 // updateTask completes or fails the task d names.
-func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails, status, principal string) error {
+func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails, status string, as []string) error {
 	wfID := d.WorkflowID
 	if wfID == "" {
 		if l.cfg.Tasks == nil {
@@ -307,7 +351,7 @@ func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails,
 		}
 		wfID = id
 	}
-	return l.submit(ctx, wfID, principal, func(w *engine.Workflow) (engine.Trigger, error) {
+	return l.submit(ctx, wfID, as, func(w *engine.Workflow) (engine.Trigger, error) {
 		taskID := d.TaskID
 		if taskID == "" {
 			t := w.LatestByRef(d.TaskRefName)
@@ -317,13 +361,13 @@ func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails,
 			taskID = t.ID
 		}
 		return engine.Result{Result: conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
-			OutputData: d.Output}, By: principal}, nil
+			OutputData: d.Output}, By: as[0]}, nil
 	})
 }
 
 // submit runs the trigger that trig makes of workflow wfID's state, once
-// principal may act on it.
-func (l *Listener) submit(ctx context.Context, wfID, principal string, trig func(*engine.Workflow) (engine.Trigger, error)) error {
+// every principal of as may act on it.
+func (l *Listener) submit(ctx context.Context, wfID string, as []string, trig func(*engine.Workflow) (engine.Trigger, error)) error {
 	if wfID == "" {
 		return fault.Invalid("no workflowId")
 	}
@@ -334,14 +378,16 @@ func (l *Listener) submit(ctx context.Context, wfID, principal string, trig func
 	if out.State == nil {
 		return fault.NotFound("workflow %s not found", wfID)
 	}
-	if err := l.cfg.Authz.MayExecute(ctx, principal, out.State); err != nil {
-		return err
+	for _, p := range as {
+		if err := l.cfg.Authz.MayExecute(ctx, p, out.State); err != nil {
+			return err
+		}
 	}
 	t, err := trig(out.State)
 	if err != nil {
 		return err
 	}
-	_, err = l.cfg.Engine.Submit(ctx, wfID, t, executor.Meta{Principal: principal})
+	_, err = l.cfg.Engine.Submit(ctx, wfID, t, executor.Meta{Principal: as[0]})
 	return err
 }
 

@@ -1,7 +1,8 @@
 // Package events runs Conductor event handlers: definitions (kept by
 // package metadata) that act on the events EVENT tasks publish to NATS
 // subjects, starting workflows or completing, failing, terminating and
-// updating them, as the principal that saved the handler.
+// updating them, for the workflow that published the event and the
+// principal that saved the handler, both.
 package events
 
 import (
