@@ -266,7 +266,15 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 		}
 		params, _, err := expr.Evaluate(a.Params(), expr.MapDoc(doc))
 		if err == nil {
-			err = l.act(ctx, h, i, a.Action, params.(map[string]any), as, msgID)
+			// Validation requires the parameters, an object: a handler that
+			// lacks them anyway (one saved by a version that checked less) fails its action,
+			// not the process.
+			p, ok := params.(map[string]any)
+			if !ok {
+				err = fault.Invalid("the %s action has no parameters", a.Action)
+			} else {
+				err = l.act(ctx, h, i, a.Action, p, as, msgID)
+			}
 		}
 		if err != nil {
 			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as, logkey.Err, err)
