@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -229,4 +230,37 @@ func TestEventHandlerActsForPublisher(t *testing.T) {
 	if ship := e.workflow(e.waitCorrelated("ship", "o-2")); ship.CreatedBy != shop {
 		t.Fatalf("ship runs as %q, want the publisher %q", ship.CreatedBy, shop)
 	}
+}
+
+// A handler saved without this node's API (through another engine, here
+// its store) reaches the listener all the same: the definitions' read
+// model tells it.
+func TestEventHandlerSavedElsewhere(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"marker","tasks":[{"name":"m","taskReferenceName":"m","type":"SET_VARIABLE","inputParameters":{"x":1}}]}`)
+	var h conductor.EventHandler
+	if err := json.Unmarshal([]byte(`{"name":"elsewhere","event":"nats:elsewhere.saved","active":true,
+	  "actions":[{"action":"start_workflow","start_workflow":{"name":"marker","correlationId":"elsewhere"}}]}`), &h); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.node.Metadata().AddEventHandlers(testutil.Context(t, 30*time.Second), []*conductor.EventHandler{&h}, "app:"+auth.BootstrapAppID); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := e.node.NATS().EventPublisherCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := nodetest.Connect(t, e.node, creds)
+	// Events sent before the listener subscribed are lost (at most once):
+	// send until one is handled.
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if err := pub.Publish("elsewhere.saved", []byte(`{}`)); err != nil {
+			return err
+		}
+		if n := len(e.correlated("marker", "elsewhere")); n == 0 {
+			return fmt.Errorf("no event handled yet")
+		}
+		return nil
+	})
 }

@@ -154,7 +154,8 @@ func (l *Listener) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Notify asks Run to Sync soon.
+// Notify asks Run to Sync soon; it never blocks (metadata.Projection's
+// Notify).
 func (l *Listener) Notify() {
 	select {
 	case l.kick <- struct{}{}:
@@ -162,11 +163,9 @@ func (l *Listener) Notify() {
 	}
 }
 
-// Run syncs after each Notify and every interval (handlers saved through
-// other engines) until ctx is done, then unsubscribes.
-func (l *Listener) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// Run syncs after each Notify (the definitions' read model changed,
+// through any engine) until ctx is done, then unsubscribes.
+func (l *Listener) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -178,7 +177,6 @@ func (l *Listener) Run(ctx context.Context, interval time.Duration) {
 			l.mu.Unlock()
 			return
 		case <-l.kick:
-		case <-t.C:
 		}
 		if err := l.Sync(ctx); err != nil && ctx.Err() == nil {
 			l.logger.Warn("event handlers not synced", logkey.Err, err)

@@ -16,9 +16,22 @@ import (
 
 // Projection folds the FV_META stream into the metadata read model. It is
 // stateless; run it with a projections.Runner over eventlog.Metadata.
-type Projection struct{}
+//
+// Notify, when set, is called after each commit (from the runner's
+// goroutine: it must not block), so that what follows the definitions,
+// the event handlers' listener, hears of changes made through any engine.
+type Projection struct {
+	Notify func()
+}
 
 var _ projections.Projection = Projection{}
+
+// Committed implements projections.Committer.
+func (p Projection) Committed(uint64) {
+	if p.Notify != nil {
+		p.Notify()
+	}
+}
 
 // Name implements projections.Projection.
 func (Projection) Name() string { return ProjectionName }

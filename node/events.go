@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -12,11 +11,6 @@ import (
 	"github.com/flowvault/flowvault/events"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
-
-// eventHandlersSync is how often a listener reads the handlers again, for
-// changes saved through other engines (its own server's changes sync at
-// once).
-const eventHandlersSync = time.Second
 
 // startEventHandlers subscribes to the events of the active event
 // handlers and runs them until the node stops.
@@ -34,15 +28,18 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz workflowAut
 		}
 		n.listenerConn = conn
 	}
-	n.listener = events.New(runCtx, events.Config{Handlers: n.metadata, Conn: conn, Engine: n.executor,
+	l := events.New(runCtx, events.Config{Handlers: n.metadata, Conn: conn, Engine: n.executor,
 		Authz: eventAuthorizer{authz: authz, mayStart: mayStart}, Tasks: n.executions, Logger: n.logger})
-	if err := n.listener.Sync(ctx); err != nil {
+	// From here on, every change to the definitions syncs it; the first
+	// sync reads what changed before.
+	n.listener.Store(l)
+	if err := l.Sync(ctx); err != nil {
 		return err
 	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.listener.Run(runCtx, eventHandlersSync)
+		l.Run(runCtx)
 	}()
 	return nil
 }
@@ -68,4 +65,12 @@ func (a eventAuthorizer) MayExecute(ctx context.Context, principal string, wf *e
 	}
 	_, err := a.authz.Authorize(ctx, principal, auth.Execute, auth.Target{Type: auth.TargetWorkflowDef, ID: wf.Name})
 	return err
+}
+
+// notifyListener tells the event handlers' listener, once there is one,
+// that the definitions changed.
+func (n *Node) notifyListener() {
+	if l := n.listener.Load(); l != nil {
+		l.Notify()
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,7 +67,7 @@ type Node struct {
 	// events is the connection EVENT tasks publish on (eventsConn);
 	// listener runs the event handlers, receiving on listenerConn.
 	events       *nats.Conn
-	listener     *events.Listener
+	listener     atomic.Pointer[events.Listener]
 	listenerConn *nats.Conn
 
 	cancel   context.CancelFunc
@@ -139,7 +140,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.projMetrics = projections.NewMetrics(reg)
-	metaRunner := n.startProjection(runCtx, eventlog.Metadata.Name, metadata.Projection{})
+	metaRunner := n.startProjection(runCtx, eventlog.Metadata.Name, metadata.Projection{Notify: n.notifyListener})
 	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger, ValidateWorkflow: engine.ValidateWorkflowDef,
 		ValidateEventHandler: events.Validate})
 	// Serve definitions only once the read model has caught up with the
@@ -256,7 +257,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Metadata: n.metadata,
 
 		EventHandlers: n.metadata,
-		EventListener: n.listener,
+		EventListener: n.listener.Load(),
 
 		Engine:           n.executor,
 		Executions:       n.executions,
