@@ -154,7 +154,7 @@ func TestLeak(t *testing.T) {
 		"/api/workflow/" + id + "?includeTasks=true", "/api/workflow/" + id + "/status?includeOutput=true&includeVariables=true",
 		"/api/workflow/search?freeText=*&size=100", "/api/workflow/search-v2?freeText=*", "/api/tasks/search?freeText=*&size=100",
 		"/api/workflow/" + id + "/tasks", "/api/secrets", "/api/secrets-v2", "/api/secrets/leak/exists", "/api/secrets/leak/metadata",
-		"/api/metadata/workflow", "/metrics", "/health",
+		"/api/metadata/workflow", "/api/event", "/api/workers/credentials?includeExpired=true", "/metrics", "/health",
 	} {
 		res, err := client.Get(base + path)
 		if err != nil {
