@@ -131,6 +131,21 @@ func TestEventHandlers(t *testing.T) {
 	if got := e.correlated("fulfil", "ops-o-ops"); len(got) != 0 {
 		t.Fatalf("a handler whose principal lost ADMIN started %d workflows", len(got))
 	}
+	// What an operator sees of it all.
+	for _, m := range []struct {
+		action, outcome string
+		want            float64
+	}{
+		{"", "event_refused", 2},        // not JSON; a workflow that does not exist
+		{"", "condition_false", 3},      // o-small, o-last, o-ops
+		{"start_workflow", "failed", 1}, // m_ops
+		{"complete_task", "ran", 2},     // o-big, and again (a late update is no error)
+	} {
+		if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_event_handler_runs_total",
+			map[string]string{"action": m.action, "outcome": m.outcome}); got != m.want {
+			t.Errorf("runs %s/%s = %v, want %v", m.action, m.outcome, got, m.want)
+		}
+	}
 	var trail struct {
 		Entries []struct{ Principal, Action, Target string }
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/engine/expr"
@@ -66,7 +67,18 @@ type Config struct {
 	// Budget bounds each condition's run (system.Budget defaults).
 	Budget system.Budget
 	Logger *slog.Logger
+	// Metrics, when set, registers flowvault_event_handler_runs_total.
+	Metrics prometheus.Registerer
 }
+
+// Outcomes of a handler on one event (the runs metric's outcome label).
+const (
+	outcomeRan          = "ran"    // an action ran
+	outcomeFailed       = "failed" // an action failed or was refused
+	outcomeNotMet       = "condition_false"
+	outcomeConditionErr = "condition_error"
+	outcomeRefused      = "event_refused" // not JSON, or from an unknown workflow
+)
 
 // QueueGroup is the queue group in which every engine's listener
 // subscribes to subject, so that each event is handled once. One group
@@ -95,6 +107,7 @@ type Listener struct {
 	ctx    context.Context
 	logger *slog.Logger
 	kick   chan struct{}
+	runs   *prometheus.CounterVec
 
 	mu       sync.Mutex
 	subs     map[string]*nats.Subscription
@@ -106,8 +119,15 @@ func New(ctx context.Context, cfg Config) *Listener {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "flowvault", Subsystem: "event_handler", Name: "runs_total",
+		Help: "Event handler outcomes: per action (ran, failed), per handler (condition_false, condition_error), per event (event_refused).",
+	}, []string{"action", "outcome"})
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(runs)
+	}
 	return &Listener{cfg: cfg, ctx: ctx, logger: cfg.Logger.With(logkey.Component, "events"), kick: make(chan struct{}, 1),
-		subs: map[string]*nats.Subscription{}, handlers: map[string][]*conductor.EventHandler{}}
+		runs: runs, subs: map[string]*nats.Subscription{}, handlers: map[string][]*conductor.EventHandler{}}
 }
 
 // Sync reads the handlers and subscribes to the subjects of the active
@@ -192,6 +212,7 @@ func (l *Listener) receive(subject string, m *nats.Msg) {
 	l.mu.Unlock()
 	var payload map[string]any
 	if err := conductor.Unmarshal(m.Data, &payload); err != nil || payload == nil {
+		l.runs.WithLabelValues("", outcomeRefused).Inc()
 		l.logger.Warn("event is not a JSON object: no handler runs", logkey.Subject, m.Subject, "bytes", len(m.Data))
 		return
 	}
@@ -200,6 +221,7 @@ func (l *Listener) receive(subject string, m *nats.Msg) {
 	msgID := m.Header.Get(nats.MsgIdHdr)
 	publisher, err := l.publisher(ctx, payload)
 	if err != nil {
+		l.runs.WithLabelValues("", outcomeRefused).Inc()
 		l.logger.Warn("event from an unknown workflow: no handler runs", logkey.Subject, m.Subject, logkey.Err, err)
 		return
 	}
@@ -248,10 +270,12 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 	if strings.TrimSpace(h.Condition) != "" {
 		ok, err := system.Condition(ctx, l.cfg.Budget, h.Condition, payload)
 		if err != nil {
+			l.runs.WithLabelValues("", outcomeConditionErr).Inc()
 			logger.Warn("event handler condition failed: no action runs", logkey.Err, err)
 			return
 		}
 		if !ok {
+			l.runs.WithLabelValues("", outcomeNotMet).Inc()
 			logger.Debug("event handler condition is false")
 			return
 		}
@@ -275,9 +299,11 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 			}
 		}
 		if err != nil {
+			l.runs.WithLabelValues(a.Action, outcomeFailed).Inc()
 			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as, logkey.Err, err)
 			continue
 		}
+		l.runs.WithLabelValues(a.Action, outcomeRan).Inc()
 		logger.Debug("event handler action ran", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as)
 	}
 }

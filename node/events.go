@@ -29,7 +29,8 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz workflowAut
 		n.listenerConn = conn
 	}
 	l := events.New(runCtx, events.Config{Handlers: n.metadata, Conn: conn, Engine: n.executor,
-		Authz: eventAuthorizer{authz: authz, mayStart: mayStart}, Tasks: n.executions, Logger: n.logger})
+		Authz: eventAuthorizer{authz: authz, mayStart: mayStart}, Tasks: n.executions, Logger: n.logger,
+		Metrics: n.registry})
 	// From here on, every change to the definitions syncs it; the first
 	// sync reads what changed before.
 	n.listener.Store(l)
