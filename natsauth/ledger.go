@@ -1,6 +1,7 @@
 package natsauth
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -189,10 +190,7 @@ func (l *Ledger) List(keep func(Issued) bool) ([]Issued, error) {
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b Issued) int {
-		if a.IssuedAt != b.IssuedAt {
-			return int(b.IssuedAt - a.IssuedAt)
-		}
-		return strings.Compare(a.User, b.User)
+		return cmp.Or(cmp.Compare(b.IssuedAt, a.IssuedAt), strings.Compare(a.User, b.User))
 	})
 	return out, nil
 }
