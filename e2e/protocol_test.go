@@ -48,9 +48,13 @@ func testNodeWorker(t *testing.T, dir, mode string) {
 	e := newSecureEnv(t)
 	e.register(doubleFlow)
 	creds := e.workerCredentials("double")
+	// The second has a priority: a worker that pulls the queue itself
+	// gets it from the queue's consumer, one that waits at an engine from
+	// its priority lane.
 	ids := []string{
 		e.start("double_it", map[string]any{"n": int64(1)}),
-		e.start("double_it", map[string]any{"n": int64(21)}),
+		e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "double_it",
+			Input: map[string]any{"n": int64(21)}, Priority: 3}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -234,6 +238,7 @@ func TestStartByPublishing(t *testing.T) {
 	e.register(`{"name":"published_big","description":"` + strings.Repeat("d", 16<<10) + `","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
 	pad := strings.Repeat("x", eventlog.DefaultConfig().MaxRecordBytes-2048)
 	publish("fv.cmd.start.published_big", `{"input":{"pad":"`+pad+`"}}`, "too-large")
+	publish("fv.cmd.start.published", `{"input":{"order":"o-80"},"priority":100}`, "bad-priority")
 
 	for _, msgID := range []string{"order-77", "order-78"} {
 		id := engine.DeriveID("start-command", msgID)
@@ -262,8 +267,10 @@ func TestStartByPublishing(t *testing.T) {
 	// The commands stream is a work queue: everything was consumed, the
 	// poison messages included.
 	e.waitCommandsConsumed()
-	if recs, err := e.node.Log().ReadSubject(ctx, "fv.wf."+engine.DeriveID("start-command", "too-large"), 0); err != nil || len(recs) != 0 {
-		t.Fatalf("the too-large start: %d records, %v", len(recs), err)
+	for _, msgID := range []string{"too-large", "bad-priority"} {
+		if recs, err := e.node.Log().ReadSubject(ctx, "fv.wf."+engine.DeriveID("start-command", msgID), 0); err != nil || len(recs) != 0 {
+			t.Fatalf("the %s start: %d records, %v", msgID, len(recs), err)
+		}
 	}
 }
 

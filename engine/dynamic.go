@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
@@ -319,6 +320,11 @@ func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled) error {
 			return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.input must be an object", ev.Ref)
 		}
 	}
+	if p, ok := sw["priority"]; ok && p != nil {
+		if _, ok := priorityValue(p); !ok {
+			return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.priority %v: want an integer 0-99", ev.Ref, p)
+		}
+	}
 	ev.Status = conductor.TaskInProgress
 	ev.Output = map[string]any{"workflowId": DeriveID(d.w.ID, "start", ev.TaskID)}
 	return nil
@@ -333,13 +339,14 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 	if id == "" || name == "" {
 		return StartWorkflow{}, false
 	}
-	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, Priority: intOf(sw["priority"]), From: w.ID, SecretsKey: w.SecretsKey}
+	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, From: w.ID, SecretsKey: w.SecretsKey}
 	if t.Status == conductor.TaskInProgress {
 		eff.StartTaskID = t.ID
 	}
 	if v, ok := intValue(sw["version"]); ok {
 		eff.Version = &v
 	}
+	eff.Priority, _ = priorityValue(sw["priority"])
 	eff.Input, _ = sw["input"].(map[string]any)
 	eff.CorrelationID, _ = sw["correlationId"].(string)
 	if t2d, ok := sw["taskToDomain"].(map[string]any); ok {
@@ -370,6 +377,22 @@ func intValue(v any) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// priorityValue reads a workflow priority: an integer from 0 to 99.
+func priorityValue(v any) (int, bool) {
+	switch x := v.(type) {
+	case float64:
+		if x < 0 || x > 99 || x != float64(int(x)) {
+			return 0, false
+		}
+		return int(x), true
+	case string:
+		p, err := strconv.Atoi(x)
+		return p, err == nil && p >= 0 && p <= 99
+	}
+	p, ok := intValue(v)
+	return p, ok && p >= 0 && p <= 99
 }
 
 // evaluateExclusiveJoin completes an EXCLUSIVE_JOIN once one of its joinOn

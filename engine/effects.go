@@ -26,6 +26,9 @@ type Dispatch struct {
 	// lost. The time, not a random id, so that a retried effect of the
 	// same requeue is still dropped as a duplicate.
 	Requeued int64
+	// Priority is the workflow's: engines hand out queued tasks of
+	// priority 1 first, 99 last, then those of the default, 0.
+	Priority int
 }
 
 // RunSystem runs a system task (HTTP, INLINE, ...) in the engine.
@@ -158,7 +161,8 @@ func Effects(w *Workflow, now int64) []Effect {
 func handOff(w *Workflow, t *Task) []Effect {
 	switch {
 	case t.IsWorkerTask():
-		return []Effect{Dispatch{WorkflowID: w.ID, TaskID: t.ID, TaskType: t.Name, Domain: t.Domain, Attempt: t.AvailableAt}}
+		return []Effect{Dispatch{WorkflowID: w.ID, TaskID: t.ID, TaskType: t.Name, Domain: t.Domain, Attempt: t.AvailableAt,
+			Priority: w.Priority}}
 	case runsInSystemWorker(t.Type):
 		return []Effect{RunSystem{WorkflowID: w.ID, TaskID: t.ID, TaskType: t.Type}}
 	}

@@ -453,9 +453,21 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 	if refused != "" {
 		def, refused = nil, fmt.Sprintf("the definition of sub workflow %s comes from the workflow's data: %s", t.Ref, refused)
 	}
+	// The parent's priority, unless the task sets one (Orkes).
+	priority := w.Priority
+	if p.Priority != nil {
+		v := p.Priority
+		if s, ok := v.(string); ok {
+			v, _, _ = expr.Evaluate(s, &workflowDoc{w: w, taskID: t.ID})
+		}
+		var ok bool
+		if priority, ok = priorityValue(v); !ok && refused == "" {
+			refused = fmt.Sprintf("sub workflow %s: subWorkflowParam.priority %v: want an integer 0-99", t.Ref, p.Priority)
+		}
+	}
 	return StartWorkflow{Refused: refused,
 		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: def,
-		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: w.Priority, TaskToDomain: t2d,
+		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID,
 	}
 }

@@ -43,7 +43,7 @@ var (
 		Description: "audit trail: who read or changed what, never a value"}
 	Commands = Stream{Name: "FV_CMD", Subjects: []string{"fv.cmd.>"}, Kind: WorkQueue,
 		Description: "requests published by producers, e.g. fv.cmd.start.<workflow>"}
-	Dispatch = Stream{Name: "FV_DISPATCH", Subjects: []string{"fv.task.>"}, Kind: Ephemeral,
+	Dispatch = Stream{Name: "FV_DISPATCH", Subjects: []string{"fv.task.>", "fv.taskp.>"}, Kind: Ephemeral,
 		Description: "task availability for workers; rebuilt from the log if lost"}
 )
 

@@ -409,16 +409,18 @@ func (e *Executor) reportStart(ctx context.Context, eff engine.StartWorkflow, st
 type dispatcher struct {
 	log    *eventlog.Log
 	logger *slog.Logger
+	lanes  *lanes
 	mu     sync.Mutex
 	queues map[string]bool // consumers known to exist
+	stream jetstream.Stream
 }
 
 // dispatchAckWait is how long a worker may hold a dispatch message before
 // taking the task; then the message goes to another worker.
 const dispatchAckWait = 30 * time.Second
 
-func newDispatcher(log *eventlog.Log, logger *slog.Logger) *dispatcher {
-	return &dispatcher{log: log, logger: logger, queues: map[string]bool{}}
+func newDispatcher(log *eventlog.Log, logger *slog.Logger, lanes *lanes) *dispatcher {
+	return &dispatcher{log: log, logger: logger, lanes: lanes, queues: map[string]bool{}}
 }
 
 func (d *dispatcher) stop() {}
@@ -429,6 +431,7 @@ func (d *dispatcher) stop() {}
 // back with the delivered position it had, and would silently skip every
 // message below it — tasks re-dispatched by recovery among them. The
 // consumers are recreated on the next dispatch; workers look them up again.
+// The priority lanes it keeps are those in use.
 func (d *dispatcher) resetStaleQueues(ctx context.Context) error {
 	js := d.log.JetStream()
 	stream, err := js.Stream(ctx, eventlog.Dispatch.Name)
@@ -445,6 +448,8 @@ func (d *dispatcher) resetStaleQueues(ctx context.Context) error {
 	for ci := range lister.Info() {
 		if ci.Delivered.Stream > last || ci.AckFloor.Stream > last {
 			stale = append(stale, ci.Name)
+		} else if queue, p, ok := parseLaneConsumer(ci.Name); ok {
+			d.lanes.add(queue, p)
 		}
 	}
 	if err := lister.Err(); err != nil {
@@ -465,29 +470,36 @@ func (d *dispatcher) resetStaleQueues(ctx context.Context) error {
 // EnsureQueue creates the consumer for a task type's queue, so that workers
 // can start pulling before the first task is dispatched.
 func (d *dispatcher) ensureQueue(ctx context.Context, taskType, domain string) error {
-	name := workers.ConsumerName(taskType, domain)
+	_, err := d.ensureConsumer(ctx, workers.ConsumerName(taskType, domain), workers.DispatchSubject(taskType, domain))
+	return err
+}
+
+// ensureConsumer creates the FV_DISPATCH consumer name on filter unless
+// this engine knows it exists; created reports that it did not.
+func (d *dispatcher) ensureConsumer(ctx context.Context, name, filter string) (created bool, err error) {
 	d.mu.Lock()
 	known := d.queues[name]
 	d.mu.Unlock()
 	if known {
-		return nil
+		return false, nil
 	}
-	_, err := d.log.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: name,
-		Filter: workers.DispatchSubject(taskType, domain), AckWait: dispatchAckWait, MaxDeliver: -1})
+	_, err = d.log.EnsureConsumer(ctx, eventlog.ConsumerConfig{Stream: eventlog.Dispatch.Name, Durable: name,
+		Filter: filter, AckWait: dispatchAckWait, MaxDeliver: -1})
 	if err != nil {
-		return err
+		return false, err
 	}
 	d.mu.Lock()
 	d.queues[name] = true
 	d.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 	if err := d.ensureQueue(ctx, eff.TaskType, eff.Domain); err != nil {
 		return err
 	}
-	body, _ := json.Marshal(workers.Dispatch{TaskID: eff.TaskID, WorkflowInstanceID: eff.WorkflowID, TaskType: eff.TaskType, Domain: eff.Domain})
+	body, _ := json.Marshal(workers.Dispatch{TaskID: eff.TaskID, WorkflowInstanceID: eff.WorkflowID, TaskType: eff.TaskType, Domain: eff.Domain,
+		Priority: eff.Priority})
 	msg := &nats.Msg{Subject: workers.DispatchSubject(eff.TaskType, eff.Domain), Data: body, Header: nats.Header{}}
 	// The same hand-off announced twice (recovery, a repeated tick) is
 	// dropped by the stream's duplicate window.
@@ -503,6 +515,11 @@ func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 		return fmt.Errorf("dispatch %s: %w", eff.TaskID, err)
 	}
 	d.logger.Debug("task dispatched", logkey.WorkflowID, eff.WorkflowID, logkey.TaskID, eff.TaskID, logkey.Seq, seq, "duplicate", dup)
+	if prioritized(eff.Priority) {
+		// After the queue's message, which alone loses nothing if this
+		// one is never written.
+		return d.announceInLane(ctx, eff.TaskType, eff.Domain, eff.Priority, body, id, seq)
+	}
 	return nil
 }
 

@@ -161,6 +161,7 @@ type Executor struct {
 	protector Protector
 	mayStart  StartCheck
 	polls     *poller
+	lanes     *lanes
 	natsPolls natsPolls
 	// idle hands work to goroutines waiting for it (spawn).
 	idle  chan func()
@@ -182,7 +183,8 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e := &Executor{cfg: cfg, log: log, appender: log, defs: defs, sched: sched, metrics: newMetrics(cfg.Metrics),
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
 		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency)}
-	e.disp = newDispatcher(log, cfg.Logger)
+	e.lanes = newLanes()
+	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
 	e.match = newMatcher()
 	e.natsPolls.slots = make(chan struct{}, maxNATSPolls)
@@ -208,6 +210,12 @@ func (e *Executor) Start(ctx context.Context) error {
 			defer e.wg.Done()
 			s.run(e.ctx)
 		}()
+	}
+	// Before the consumers are read, so that no lane created meanwhile
+	// goes unnoticed.
+	if err := e.listenForLanes(); err != nil {
+		e.Stop()
+		return err
 	}
 	if err := e.disp.resetStaleQueues(ctx); err != nil {
 		e.Stop()

@@ -133,26 +133,17 @@ func (e *Executor) queueConsumer(ctx context.Context, taskType, domain string) (
 	if err := e.disp.ensureQueue(ctx, taskType, domain); err != nil {
 		return nil, unavailable(err)
 	}
-	c, err := e.log.JetStream().Consumer(ctx, eventlog.Dispatch.Name, name)
+	c, err := e.consumer(ctx, name)
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("queue consumer %s: %w", name, err))
 	}
-	e.polls.mu.Lock()
-	e.polls.consumers[name] = c
-	e.polls.mu.Unlock()
 	return c, nil
 }
 
 // forgetQueue drops a consumer that no longer exists (the NATS server
 // restarted and lost the in-memory queue), so the next use recreates it.
 func (e *Executor) forgetQueue(taskType, domain string) {
-	name := workers.ConsumerName(taskType, domain)
-	e.polls.mu.Lock()
-	delete(e.polls.consumers, name)
-	e.polls.mu.Unlock()
-	e.disp.mu.Lock()
-	delete(e.disp.queues, name)
-	e.disp.mu.Unlock()
+	e.forgetConsumer(workers.ConsumerName(taskType, domain))
 }
 
 func unavailable(err error) error {
@@ -190,22 +181,41 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 		return nil, 0, fault.Invalid("count %d: want at least 1", req.Count)
 	}
 	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, e.cfg.Now().UnixMilli())
+	// Messages whose task is gone (taken through a priority lane's twin,
+	// or otherwise) answer nothing: pull again rather than answer an
+	// empty poll while tasks wait. The pull did not wait, so neither
+	// does the poll longer than asked.
+	for range stalePulls {
+		var pulled int
+		tasks, seq, pulled, err = e.pollOnce(ctx, req)
+		if len(tasks) > 0 || pulled == 0 || err != nil {
+			break
+		}
+	}
+	return nonNilTasks(tasks), seq, err
+}
+
+// stalePulls bounds the pulls of one poll that found only tasks gone.
+const stalePulls = 3
+
+// pollOnce is one pull of Poll; pulled counts the messages it pulled.
+func (e *Executor) pollOnce(ctx context.Context, req PollRequest) (tasks []*conductor.Task, seq uint64, pulled int, err error) {
 	msgs, taken, err := e.fetchDispatches(ctx, req)
 	if err != nil {
-		return []*conductor.Task{}, 0, err
+		return nil, 0, 0, err
 	}
 	if taken != nil {
 		tasks, seq = append(tasks, taken.task), taken.seq
 	}
 	if len(msgs) == 0 {
-		return nonNilTasks(tasks), seq, nil
+		return tasks, seq, 0, nil
 	}
 	if ctx.Err() != nil {
 		// The poller went away: let another worker have the tasks now.
 		for _, m := range msgs {
 			_ = m.Nak()
 		}
-		return nonNilTasks(tasks), seq, ctx.Err()
+		return tasks, seq, len(msgs), ctx.Err()
 	}
 	got := make([]*conductor.Task, len(msgs))
 	seqs := make([]uint64, len(msgs))
@@ -224,7 +234,7 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 			seq = max(seq, seqs[i])
 		}
 	}
-	return nonNilTasks(tasks), seq, nil
+	return tasks, seq, len(msgs), nil
 }
 
 func nonNilTasks(tasks []*conductor.Task) []*conductor.Task {
@@ -253,16 +263,14 @@ func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jets
 		return e.withQueued(ctx, req, e.awaitTask(ctx, req))
 	}
 	for attempt := 0; ; attempt++ {
-		cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain)
-		if err != nil {
-			return nil, nil, err
-		}
-		msgs, err := fetchQueued(cons, req.Count)
-		if err != nil && consumerGone(err) && attempt == 0 {
+		msgs, err := e.pullQueued(ctx, req.TaskType, req.Domain, req.Count)
+		if err != nil && consumerGone(err) {
 			e.forgetQueue(req.TaskType, req.Domain)
-			continue
+			if attempt == 0 && len(msgs) == 0 {
+				continue
+			}
 		}
-		if err != nil {
+		if err != nil && len(msgs) == 0 {
 			return nil, nil, unavailable(fmt.Errorf("poll %s: %w", workers.ConsumerName(req.TaskType, req.Domain), err))
 		}
 		if len(msgs) > 0 || req.Wait <= 0 {
@@ -279,10 +287,7 @@ func (e *Executor) withQueued(ctx context.Context, req PollRequest, taken *taken
 	if taken == nil || req.Count < 2 {
 		return nil, taken, nil
 	}
-	var msgs []jetstream.Msg
-	if cons, err := e.queueConsumer(ctx, req.TaskType, req.Domain); err == nil {
-		msgs, _ = fetchQueued(cons, req.Count-1)
-	}
+	msgs, _ := e.pullQueued(ctx, req.TaskType, req.Domain, req.Count-1)
 	return msgs, taken, nil
 }
 
@@ -351,23 +356,15 @@ func (e *Executor) feed(taskType, domain, queue string) {
 	}
 }
 
-// feedOnce pulls up to n messages, waiting up to pollSlice, and takes the
-// task of each for a waiting poll. A message no poll waits for any more
-// is offered again at once.
+// feedOnce pulls up to n messages, the queue's lanes first, else waiting
+// up to pollSlice, and takes the task of each for a waiting poll. A
+// message no poll waits for any more is offered again at once.
 func (e *Executor) feedOnce(taskType, domain, queue string, n int) error {
-	cons, err := e.queueConsumer(e.ctx, taskType, domain)
-	if err != nil {
-		return err
-	}
-	b, err := cons.Fetch(n, jetstream.FetchMaxWait(pollSlice))
-	if err != nil {
-		return err
-	}
-	for m := range b.Messages() {
+	hand := func(m jetstream.Msg) {
 		w := e.match.claim(queue)
 		if w == nil {
 			_ = m.Nak()
-			continue
+			return
 		}
 		e.spawn(func() {
 			task, seq := e.takeDispatched(e.ctx, PollRequest{TaskType: taskType, Domain: domain, WorkerID: w.workerID}, m)
@@ -377,6 +374,24 @@ func (e *Executor) feedOnce(taskType, domain, queue string, n int) error {
 			}
 			e.match.deliver(w, &takenTask{task: task, seq: seq})
 		})
+	}
+	prior, err := e.pullLanes(e.ctx, taskType, domain, n)
+	for _, m := range prior {
+		hand(m)
+	}
+	if len(prior) > 0 || err != nil {
+		return err
+	}
+	cons, err := e.queueConsumer(e.ctx, taskType, domain)
+	if err != nil {
+		return err
+	}
+	b, err := cons.Fetch(n, jetstream.FetchMaxWait(pollSlice))
+	if err != nil {
+		return err
+	}
+	for m := range b.Messages() {
+		hand(m)
 	}
 	if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 		return err
@@ -427,11 +442,11 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 	task, seq, err := e.take(tctx, d.WorkflowInstanceID, d.TaskID, req.TaskType, req.WorkerID)
 	switch {
 	case err == nil:
-		_ = m.Ack()
+		e.settle(tctx, m)
 		return task, seq
 	case errors.Is(err, engine.ErrTaskGone), errors.Is(err, ErrHandOffFailed), errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
 		e.cfg.Logger.Debug("dispatched task not taken", logkey.TaskID, d.TaskID, logkey.Err, err)
-		_ = m.Ack()
+		e.settle(tctx, m)
 	case errors.Is(err, engine.ErrTaskNotYet):
 		_ = m.NakWithDelay(time.Second) // announced by an engine whose clock is ahead
 	default:
@@ -439,6 +454,15 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 		_ = m.NakWithDelay(time.Second)
 	}
 	return nil, 0
+}
+
+// settle acknowledges a dispatch message whose take was answered, and
+// deletes the queue's twin of a lane's message (see lanes.go).
+func (e *Executor) settle(ctx context.Context, m jetstream.Msg) {
+	_ = m.Ack()
+	if strings.HasPrefix(m.Subject(), lanePrefix) {
+		e.disp.dropTwin(ctx, m)
+	}
 }
 
 // take is TakeTask that also returns the appended sequence.

@@ -42,6 +42,9 @@ type Idempotency interface {
 // sequence. An unknown definition is fault.ErrNotFound; an existing id is
 // fault.ErrConflict.
 func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o StartOptions) (string, uint64, error) {
+	if req.Priority < 0 || req.Priority > 99 {
+		return "", 0, fault.Invalid("start workflow %s: priority %d: want 0-99", req.Name, req.Priority)
+	}
 	def := req.WorkflowDef
 	if def == nil {
 		if req.Name == "" {

@@ -109,6 +109,9 @@ type Dispatch struct {
 	WorkflowInstanceID string `json:"workflowInstanceId"`
 	TaskType           string `json:"taskType"`
 	Domain             string `json:"domain,omitempty"`
+	// Priority is the workflow's (1 highest to 99 lowest; 0, the default,
+	// after them all).
+	Priority int `json:"priority,omitempty"`
 }
 
 // TakeRequest asks the engine to hand a dispatched task to this worker.

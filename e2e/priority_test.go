@@ -1,0 +1,151 @@
+package e2e_test
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+const prioFlow = `{"name":"prio_flow","version":1,"tasks":[
+ {"name":"prio_task","taskReferenceName":"t","inputParameters":{"i":"${workflow.input.i}"}}]}`
+
+// queued is a task as a worker got it: its workflow's priority and its
+// place in the order the workflows started.
+type queued struct{ priority, i int }
+
+// Queued tasks go to workers by their workflow's priority, as Orkes hands
+// them out: 1 first, 99 last, then the default, 0; in the order they were
+// scheduled within one priority. Whichever way the worker waits, and
+// whichever engine it waits at: one that saw the lanes created, or one
+// that started after.
+func TestPriorityOrdersQueuedTasks(t *testing.T) {
+	t.Parallel()
+	priorities := []int{0, 7, 1, 0, 99, 7, 1, 50, 0, 1, 99, 7}
+	want := make([]queued, len(priorities))
+	for i, p := range priorities {
+		want[i] = queued{p, i}
+	}
+	rank := func(p int) int { return cmp.Or(p, 100) }
+	slices.SortStableFunc(want, func(a, b queued) int { return cmp.Compare(rank(a.priority), rank(b.priority)) })
+
+	for _, tc := range []struct {
+		name string
+		// drain takes every queued task, one at a time, from the node
+		// at base (or the engines' NATS server).
+		drain func(t *testing.T, e *env, n int) []queued
+		// joined: the tasks are taken through a second engine, which
+		// joins before the tasks are queued or after.
+		joined, joinFirst bool
+	}{
+		{name: "http poll", drain: drainHTTP},
+		{name: "go sdk", drain: drainSDK},
+		{name: "engine joined before", drain: drainHTTP, joined: true, joinFirst: true},
+		{name: "engine joined after", drain: drainHTTP, joined: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := newEnv(t)
+			a.register(prioFlow)
+			taker := a
+			join := func() {
+				b, base := nodetest.StartConfig(t, nodetest.JoinConfig(t, a.node, filepath.Join(t.TempDir(), "b")))
+				taker = &env{t: t, node: b, base: base}
+			}
+			if tc.joined && tc.joinFirst {
+				join()
+			}
+			for i, p := range priorities {
+				a.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "prio_flow",
+					Input: map[string]any{"i": i}, Priority: p})
+			}
+			// The queue counts every task once, lanes or not.
+			waitQueueSize(t, a, len(priorities))
+			if tc.joined && !tc.joinFirst {
+				join()
+			}
+			got := tc.drain(t, taker, len(priorities))
+			if !slices.Equal(got, want) {
+				t.Fatalf("tasks taken in the order\n%v, want\n%v", got, want)
+			}
+			// Each lane's message took its twin in the queue along.
+			waitQueueSize(t, a, 0)
+		})
+	}
+}
+
+func waitQueueSize(t *testing.T, e *env, n int) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		var sizes map[string]int
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/queue/sizes?taskType=prio_task", nil)), &sizes); err != nil {
+			return err
+		}
+		if sizes["prio_task"] != n {
+			return fmt.Errorf("queue size %d, want %d", sizes["prio_task"], n)
+		}
+		return nil
+	})
+}
+
+func takenAs(t *testing.T, task *conductor.Task) queued {
+	t.Helper()
+	i, ok := task.InputData["i"].(float64)
+	if !ok {
+		t.Fatalf("task %s input %v", task.TaskID, task.InputData)
+	}
+	return queued{task.WorkflowPriority, int(i)}
+}
+
+// drainHTTP polls Conductor's task API, one task a poll.
+func drainHTTP(t *testing.T, e *env, n int) []queued {
+	var got []queued
+	for range n {
+		var task conductor.Task
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/poll/prio_task?workerid=w1", nil)), &task); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, takenAs(t, &task))
+	}
+	if status, body := e.do("GET", "/api/tasks/poll/prio_task?workerid=w1", nil); status != http.StatusNoContent {
+		t.Fatalf("poll of an empty queue = %d %s", status, body)
+	}
+	return got
+}
+
+// drainSDK runs a Go SDK worker of one slot until it has run n tasks.
+func drainSDK(t *testing.T, e *env, n int) []queued {
+	var (
+		mu   sync.Mutex
+		got  []queued
+		done = make(chan struct{})
+	)
+	e.work("prio_task", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, takenAs(t, task))
+		if len(got) == n {
+			close(done)
+		}
+		return workers.Output{}, nil
+	})
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the worker ran %d of %d tasks", len(got), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(got)
+}
