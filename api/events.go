@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -18,6 +19,9 @@ type EventHandlers interface {
 	RemoveEventHandler(ctx context.Context, name, principal string) error
 	GetEventHandler(ctx context.Context, name string) (*conductor.EventHandler, error)
 	EventHandlers(ctx context.Context) ([]*conductor.EventHandler, error)
+	EventHandlerTags(ctx context.Context, name string) ([]conductor.Tag, error)
+	AddEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
+	DeleteEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error
 }
 
 var _ EventHandlers = (*metadata.Store)(nil)
@@ -29,9 +33,44 @@ func (s *Server) eventRoutes() {
 	s.route("GET /api/event", auth.Admin, s.listEventHandlers)
 	s.route("POST /api/event", auth.Admin, s.addEventHandlers)
 	s.route("PUT /api/event", auth.Admin, s.updateEventHandler)
-	s.route("GET /api/event/handler/{name}", auth.Admin, s.getEventHandler)
+	// GET /api/event/handler/{name} and GET /api/event/{name}/tags both
+	// match /api/event/handler/tags, which net/http refuses to register:
+	// one pattern serves both, the literal "handler" first, as Spring
+	// matches Orkes's.
+	s.route("GET /api/event/{first}/{second}", auth.Admin, s.eventHandlerOrTags)
 	s.route("GET /api/event/{event}", auth.Admin, s.eventHandlersFor)
 	s.route("DELETE /api/event/{name}", auth.Admin, s.removeEventHandler)
+	s.route("PUT /api/event/{name}/tags", auth.Admin, s.changeEventHandlerTags(s.deps.EventHandlers.AddEventHandlerTags))
+	s.route("DELETE /api/event/{name}/tags", auth.Admin, s.changeEventHandlerTags(s.deps.EventHandlers.DeleteEventHandlerTags))
+}
+
+func (s *Server) eventHandlerOrTags(w http.ResponseWriter, r *http.Request) {
+	switch first, second := r.PathValue("first"), r.PathValue("second"); {
+	case first == "handler":
+		s.getEventHandler(w, r, second)
+	case second == "tags":
+		tags, err := s.deps.EventHandlers.EventHandlerTags(r.Context(), first)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tags)
+	default:
+		s.writeError(w, r, fault.NotFound("no route for GET %s", r.URL.Path))
+	}
+}
+
+// changeEventHandlerTags adds or removes the tags in the body (an array,
+// as the SDKs send, or one tag).
+func (s *Server) changeEventHandlerTags(change func(ctx context.Context, name string, tags []conductor.Tag, principal string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var tags tagList
+		err := decodeJSON(w, r, maxMetadataBody, &tags)
+		if err == nil {
+			err = change(r.Context(), r.PathValue("name"), tags, principal(r))
+		}
+		s.eventHandlersChanged(w, r, err)
+	}
 }
 
 // addEventHandlers is POST /api/event: a list of handlers, as Orkes and
@@ -114,8 +153,8 @@ func (s *Server) writeEventHandlers(w http.ResponseWriter, r *http.Request, keep
 	writeRawArray(w, raws)
 }
 
-func (s *Server) getEventHandler(w http.ResponseWriter, r *http.Request) {
-	h, err := s.deps.EventHandlers.GetEventHandler(r.Context(), r.PathValue("name"))
+func (s *Server) getEventHandler(w http.ResponseWriter, r *http.Request, name string) {
+	h, err := s.deps.EventHandlers.GetEventHandler(r.Context(), name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -230,6 +230,77 @@ func TestEventHandlerRoutes(t *testing.T) {
 	}
 }
 
+// A handler's tags live in its JSON: adding and removing them saves the
+// handler again, every other byte of it as the client sent it.
+func TestEventHandlerTags(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	admin.must(http.StatusNoContent, "POST", "/api/event", "["+ehOrders+","+ehPaid+"]")
+	before := handlerJSON(t, admin.must(http.StatusOK, "GET", "/api/event/handler/eh_orders", ""))
+	tags := func(name string) string {
+		t.Helper()
+		return admin.must(http.StatusOK, "GET", "/api/event/"+name+"/tags", "")
+	}
+	if got := tags("eh_orders"); got != `[{"key":"team","value":"orders"}]` {
+		t.Fatalf("tags as posted = %s", got)
+	}
+	if got := tags("eh_paid"); got != `[]` {
+		t.Fatalf("tags of a handler without = %s", got)
+	}
+	for _, step := range []struct{ method, body, want string }{
+		{"PUT", `[{"key":"env","value":"prod"},{"key":"team","value":"orders"}]`, `[{"key":"team","value":"orders"},{"key":"env","value":"prod"}]`},
+		{"PUT", `{"key":"env","value":"dev"}`, `[{"key":"team","value":"orders"},{"key":"env","value":"prod"},{"key":"env","value":"dev"}]`},
+		{"DELETE", `[{"key":"env","value":"dev"},{"key":"env","value":"none"}]`, `[{"key":"team","value":"orders"},{"key":"env","value":"prod"}]`},
+		{"DELETE", `{"key":"team","value":"orders"}`, `[{"key":"env","value":"prod"}]`},
+	} {
+		admin.must(http.StatusNoContent, step.method, "/api/event/eh_orders/tags", step.body)
+		if got := tags("eh_orders"); got != step.want {
+			t.Fatalf("after %s %s: tags %s, want %s", step.method, step.body, got, step.want)
+		}
+	}
+	after := handlerJSON(t, admin.must(http.StatusOK, "GET", "/api/event/handler/eh_orders", ""))
+	want := clientPart(before)
+	want["tags"] = []any{map[string]any{"key": "env", "value": "prod"}}
+	if !sameJSON(clientPart(after), want) {
+		t.Fatalf("handler after its tags changed\n%v\nwant\n%v", clientPart(after), want)
+	}
+	if millisOf(t, after, "createTime") != millisOf(t, before, "createTime") {
+		t.Fatalf("createTime changed: %v then %v", before["createTime"], after["createTime"])
+	}
+
+	for _, tt := range []struct {
+		name, method, path, body string
+		status                   int
+		// names is what the message names, or for a 400 with field
+		// errors, the path of the one at fault.
+		names string
+	}{
+		{"unknown handler", "GET", "/api/event/no_such/tags", "", http.StatusNotFound, "no_such"},
+		{"unknown handler, add", "PUT", "/api/event/no_such/tags", `[{"key":"a","value":"b"}]`, http.StatusNotFound, "no_such"},
+		{"unknown handler, remove", "DELETE", "/api/event/no_such/tags", `[{"key":"a","value":"b"}]`, http.StatusNotFound, "no_such"},
+		{"empty key", "PUT", "/api/event/eh_orders/tags", `[{"key":"a","value":"b"},{"key":"","value":"c"}]`, http.StatusBadRequest, "[1].key"},
+		{"malformed", "PUT", "/api/event/eh_orders/tags", `[{"key":"a"`, http.StatusBadRequest, ""},
+		{"null", "PUT", "/api/event/eh_orders/tags", `null`, http.StatusBadRequest, ""},
+		{"no body", "DELETE", "/api/event/eh_orders/tags", ``, http.StatusBadRequest, ""},
+		{"neither handler nor tags", "GET", "/api/event/eh_orders/other", "", http.StatusNotFound, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := admin.do(tt.method, tt.path, tt.body)
+			if e := res.expectError(t, tt.status, ""); e["validationErrors"] != nil {
+				if paths := validationPaths(t, e); !slices.Equal(paths, []string{tt.names}) {
+					t.Fatalf("field errors at %v, want %s", paths, tt.names)
+				}
+				return
+			}
+			res.expectError(t, tt.status, tt.names)
+		})
+	}
+	if got := tags("eh_orders"); got != `[{"key":"env","value":"prod"}]` {
+		t.Fatalf("refused changes changed the tags: %s", got)
+	}
+}
+
 // POST takes one handler as Conductor OSS does, as well as a list.
 func TestEventHandlerPostOne(t *testing.T) {
 	t.Parallel()
@@ -423,6 +494,9 @@ func TestEventHandlerAccess(t *testing.T) {
 		{"GET", "/api/event/nats:orders.created?activeOnly=false", ""},
 		{"DELETE", "/api/event/eh_orders", ""},
 		{"DELETE", "/api/event/no_such", ""},
+		{"GET", "/api/event/eh_orders/tags", ""},
+		{"PUT", "/api/event/eh_orders/tags", `[{"key":"k","value":"v"}]`},
+		{"DELETE", "/api/event/eh_orders/tags", `[{"key":"team","value":"orders"}]`},
 	}
 	for _, who := range []struct {
 		name   string

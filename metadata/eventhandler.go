@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -118,6 +119,74 @@ func (s *Store) EventHandlers(_ context.Context) ([]*conductor.EventHandler, err
 		return nil, fmt.Errorf("list event handlers: %w", err)
 	}
 	return parseAll(raws, parseEventHandler)
+}
+
+// EventHandlerTags returns the tags of event handler name ([] when it has
+// none), or fault.ErrNotFound.
+func (s *Store) EventHandlerTags(ctx context.Context, name string) ([]conductor.Tag, error) {
+	h, err := s.GetEventHandler(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if h.Tags == nil {
+		return []conductor.Tag{}, nil
+	}
+	return h.Tags, nil
+}
+
+// AddEventHandlerTags adds tags to event handler name (PUT
+// /api/event/{name}/tags); those it has are kept once.
+func (s *Store) AddEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
+	return s.changeEventHandlerTags(ctx, name, tags, principal, withTags)
+}
+
+// DeleteEventHandlerTags removes tags from event handler name (DELETE
+// /api/event/{name}/tags); those it lacks are ignored.
+func (s *Store) DeleteEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
+	return s.changeEventHandlerTags(ctx, name, tags, principal, withoutTags)
+}
+
+// changeEventHandlerTags saves the handler again with the tag set op
+// computes, unless it is the set the handler has. A handler keeps its
+// tags in its own JSON, as the client sent them: the rest of that JSON is
+// kept byte for byte.
+func (s *Store) changeEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
+	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
+	ve := &fault.ValidationError{}
+	given := checkTags(ve, "", tags)
+	if err := ve.Err(); err != nil {
+		return err
+	}
+	return s.update(ctx, EventHandlerSubject(name), principal, writeOpts(nil), func(v view) ([]schemas.Event, error) {
+		d, exists, err := readDef(v.KV, eventHandlerKey(name))
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, eventHandlerNotFound(name)
+		}
+		h, err := parseEventHandler(d.JSON)
+		if err != nil {
+			return nil, err
+		}
+		cur := make([]schemas.DefTag, len(h.Tags))
+		for i, t := range h.Tags {
+			cur[i] = schemas.DefTag{Key: t.Key, Value: t.Value}
+		}
+		next := op(cur, given)
+		if slices.Equal(cur, next) {
+			return nil, nil
+		}
+		encoded, err := json.Marshal(conductorTags(next))
+		if err != nil {
+			return nil, err
+		}
+		def, err := mergeObject(d.JSON, []field{{key: jsonTags, value: encoded}})
+		if err != nil {
+			return nil, fmt.Errorf("event handler %s: %w", name, err)
+		}
+		return []schemas.Event{&schemas.EventHandlerSaved{Name: name, Def: def, Time: s.millis(), By: principal}}, nil
+	})
 }
 
 func (s *Store) prepareEventHandler(h *conductor.EventHandler, prefix string) (registration, error) {

@@ -44,13 +44,21 @@ func conductorTags(tags []schemas.DefTag) []conductor.Tag {
 // AddTags adds tags to a definition's tag set; tags it already has are
 // kept once. A tag is a key/value pair and a key may carry several values.
 func (s *Store) AddTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return s.changeTags(ctx, kind, name, tags, principal, opts, func(cur, given []schemas.DefTag) []schemas.DefTag {
-		next := slices.Clone(cur)
-		for _, t := range given {
-			next = addTag(next, t)
-		}
-		return next
-	})
+	return s.changeTags(ctx, kind, name, tags, principal, opts, withTags)
+}
+
+// withTags is cur with the tags of given it lacks.
+func withTags(cur, given []schemas.DefTag) []schemas.DefTag {
+	next := slices.Clone(cur)
+	for _, t := range given {
+		next = addTag(next, t)
+	}
+	return next
+}
+
+// withoutTags is cur without the tags of given.
+func withoutTags(cur, given []schemas.DefTag) []schemas.DefTag {
+	return slices.DeleteFunc(slices.Clone(cur), func(t schemas.DefTag) bool { return slices.Contains(given, t) })
 }
 
 // SetTags replaces a definition's tag set with tags.
@@ -63,9 +71,7 @@ func (s *Store) SetTags(ctx context.Context, kind Kind, name string, tags []cond
 // DeleteTags removes tags (matching key and value) from a definition's tag
 // set. Tags it does not have are ignored.
 func (s *Store) DeleteTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return s.changeTags(ctx, kind, name, tags, principal, opts, func(cur, given []schemas.DefTag) []schemas.DefTag {
-		return slices.DeleteFunc(slices.Clone(cur), func(t schemas.DefTag) bool { return slices.Contains(given, t) })
-	})
+	return s.changeTags(ctx, kind, name, tags, principal, opts, withoutTags)
 }
 
 // changeTags appends the tag set that op computes from the current set and

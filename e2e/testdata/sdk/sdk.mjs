@@ -427,6 +427,21 @@ async function main() {
       await assert.rejects(events.getEventHandlerByName("sdk_bad"), /not found/);
       await assert.rejects(events.getEventHandlerByName("sdk_fine"), /not found/);
 
+      // Tags: kept in the handler, the rest of it untouched.
+      assert.deepEqual(await events.getTagsForEventHandler("sdk_on_order"), [{ key: "team", value: "sdk" }]);
+      assert.deepEqual(await events.getTagsForEventHandler("sdk_on_paid"), []);
+      await events.putTagForEventHandler("sdk_on_order", [{ key: "env", value: "prod" }, { key: "team", value: "sdk" }]);
+      await events.putTagForEventHandler("sdk_on_order", [{ key: "env", value: "dev" }]);
+      assert.deepEqual(await events.getTagsForEventHandler("sdk_on_order"),
+        [{ key: "team", value: "sdk" }, { key: "env", value: "prod" }, { key: "env", value: "dev" }]);
+      await events.deleteTagForEventHandler("sdk_on_order", { key: "env", value: "dev" });
+      await events.deleteTagsForEventHandler("sdk_on_order", [{ key: "team", value: "sdk" }, { key: "team", value: "other" }]);
+      const tagged = await events.getEventHandlerByName("sdk_on_order");
+      assert.deepEqual(own(tagged), { ...onOrder, tags: [{ key: "env", value: "prod" }] });
+      assert.equal(tagged.createTime, got.createTime);
+      await assert.rejects(events.getTagsForEventHandler("sdk_no_such_handler"), /not found/);
+      await assert.rejects(events.putTagForEventHandler("sdk_no_such_handler", [{ key: "a", value: "b" }]), /not found/);
+
       await events.removeEventHandler("sdk_on_paid");
       await assert.rejects(events.getEventHandlerByName("sdk_on_paid"), /not found/);
       await assert.rejects(events.removeEventHandler("sdk_on_paid"), /not found/);
