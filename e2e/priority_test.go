@@ -8,9 +8,13 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -48,8 +52,11 @@ func TestPriorityOrdersQueuedTasks(t *testing.T) {
 		// joined: the tasks are taken through a second engine, which
 		// joins before the tasks are queued or after.
 		joined, joinFirst bool
+		// poison: lanes and the lanes' notices get garbage too.
+		poison bool
 	}{
 		{name: "http poll", drain: drainHTTP},
+		{name: "poisoned lanes", drain: drainHTTP, poison: true},
 		{name: "go sdk", drain: drainSDK},
 		{name: "engine joined before", drain: drainHTTP, joined: true, joinFirst: true},
 		{name: "engine joined after", drain: drainHTTP, joined: true},
@@ -72,6 +79,9 @@ func TestPriorityOrdersQueuedTasks(t *testing.T) {
 			}
 			// The queue counts every task once, lanes or not.
 			waitQueueSize(t, a, len(priorities))
+			if tc.poison {
+				poisonLanes(t, a)
+			}
 			if tc.joined && !tc.joinFirst {
 				join()
 			}
@@ -82,6 +92,51 @@ func TestPriorityOrdersQueuedTasks(t *testing.T) {
 			// Each lane's message took its twin in the queue along.
 			waitQueueSize(t, a, 0)
 		})
+	}
+}
+
+// poisonLanes publishes what only engines should on the lanes: a message
+// that is not JSON, and one that names a workflow that does not exist and,
+// as its twin in the queue, the announcement of another task (the first
+// workflow's): neither may cost a task. And a notice of a lane that is
+// not one.
+func poisonLanes(t *testing.T, e *env) {
+	t.Helper()
+	nc := nodetest.EngineConn(t, e.node)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testutil.Context(t, 10*time.Second)
+	stream, err := js.Stream(ctx, "FV_DISPATCH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim uint64
+	for seq := uint64(1); victim == 0; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("no announcement of the first task found: %v", err)
+		}
+		var d workers.Dispatch
+		if m.Subject == workers.DispatchSubject("prio_task", "") && json.Unmarshal(m.Data, &d) == nil && d.Priority == 0 {
+			victim = seq
+		}
+	}
+	publish := func(subject, body string, header nats.Header) {
+		t.Helper()
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: []byte(body), Header: header}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("fv.taskp.01.prio_task", "\x00garbage", nil)
+	publish("fv.taskp.50.prio_task", `{"taskId":"t","workflowInstanceId":"no-such-workflow","taskType":"prio_task","priority":50}`,
+		nats.Header{"Fv-Twin-Seq": []string{strconv.FormatUint(victim, 10)}})
+	if err := nc.Publish("fv.engines.lane", []byte("fvp07_")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -163,16 +164,31 @@ func (d *dispatcher) announceInLane(ctx context.Context, taskType, domain string
 	return nil
 }
 
-// dropTwin deletes the queue's announcement of a task taken (or found
-// gone) through its lane. A twin already pulled and acknowledged is gone
-// from the stream: nothing to do.
-func (d *dispatcher) dropTwin(ctx context.Context, m jetstream.Msg) {
+// dropTwin deletes the queue's announcement of task d, taken (or found
+// gone) through its lane's message m. A twin already pulled and
+// acknowledged is gone from the stream: nothing to do. The twin is
+// deleted only if it announces the same task: a lane's message names its
+// twin by sequence, and one published by anyone but an engine must not
+// make an engine delete another task's announcement.
+func (d *dispatcher) dropTwin(ctx context.Context, m jetstream.Msg, task workers.Dispatch) {
 	seq, err := strconv.ParseUint(m.Headers().Get(twinHeader), 10, 64)
 	if err != nil || seq == 0 {
 		return
 	}
 	stream, err := d.dispatchStream(ctx)
+	if err != nil {
+		d.logger.Debug("queue announcement of a task taken from its lane not deleted", logkey.Seq, seq, logkey.Err, err)
+		return
+	}
+	twin, err := stream.GetMsg(ctx, seq)
 	if err == nil {
+		var announced workers.Dispatch
+		if json.Unmarshal(twin.Data, &announced) != nil || twin.Subject != workers.DispatchSubject(task.TaskType, task.Domain) ||
+			announced.TaskID != task.TaskID || announced.WorkflowInstanceID != task.WorkflowInstanceID {
+			d.logger.Warn("a lane's message names another task's announcement as its twin: left alone",
+				logkey.TaskID, task.TaskID, logkey.Subject, m.Subject(), logkey.Seq, seq)
+			return
+		}
 		err = stream.DeleteMsg(ctx, seq)
 	}
 	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

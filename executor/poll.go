@@ -442,11 +442,11 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 	task, seq, err := e.take(tctx, d.WorkflowInstanceID, d.TaskID, req.TaskType, req.WorkerID)
 	switch {
 	case err == nil:
-		e.settle(tctx, m)
+		e.settle(tctx, m, d)
 		return task, seq
 	case errors.Is(err, engine.ErrTaskGone), errors.Is(err, ErrHandOffFailed), errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
 		e.cfg.Logger.Debug("dispatched task not taken", logkey.TaskID, d.TaskID, logkey.Err, err)
-		e.settle(tctx, m)
+		e.settle(tctx, m, d)
 	case errors.Is(err, engine.ErrTaskNotYet):
 		_ = m.NakWithDelay(time.Second) // announced by an engine whose clock is ahead
 	default:
@@ -458,10 +458,10 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 
 // settle acknowledges a dispatch message whose take was answered, and
 // deletes the queue's twin of a lane's message (see lanes.go).
-func (e *Executor) settle(ctx context.Context, m jetstream.Msg) {
+func (e *Executor) settle(ctx context.Context, m jetstream.Msg, d workers.Dispatch) {
 	_ = m.Ack()
 	if strings.HasPrefix(m.Subject(), lanePrefix) {
-		e.disp.dropTwin(ctx, m)
+		e.disp.dropTwin(ctx, m, d)
 	}
 }
 
