@@ -162,6 +162,7 @@ type Executor struct {
 	mayStart  StartCheck
 	polls     *poller
 	lanes     *lanes
+	rates     *rateLimiter
 	natsPolls natsPolls
 	// idle hands work to goroutines waiting for it (spawn).
 	idle  chan func()
@@ -184,6 +185,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
 		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.lanes = newLanes()
+	e.rates = &rateLimiter{log: log}
 	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
 	e.match = newMatcher()
@@ -381,6 +383,13 @@ func (s *shard) process(j *job) (Outcome, error) {
 	// stores nothing wait again.
 	var matches []matched
 	defer func() { e.unmatch(matches) }()
+	if take, ok := j.trig.(engine.Take); ok {
+		// Once per take, not per attempt: an attempt that loses a
+		// conflict has taken its place in the window all the same.
+		if err := e.admitTake(ctx, w, take, e.cfg.Now()); err != nil {
+			return Outcome{}, err
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		e.unmatch(matches)
 		matches = nil

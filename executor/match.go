@@ -222,7 +222,15 @@ func (e *Executor) takeForWaiters(ctx context.Context, dec engine.Decision, now 
 			effects = append(effects, eff)
 			continue
 		}
-		take, input, td, ok := e.decideTake(ctx, dec.State, engine.Take{TaskID: d.TaskID, WorkerID: w.workerID, TaskType: d.TaskType}, now)
+		trig := engine.Take{TaskID: d.TaskID, WorkerID: w.workerID, TaskType: d.TaskType}
+		if err := e.admitTake(ctx, dec.State, trig, now); err != nil {
+			// Rate limited (or the limit could not be read): the
+			// announcement waits in the queue for the window to move.
+			e.match.release(w)
+			effects = append(effects, eff)
+			continue
+		}
+		take, input, td, ok := e.decideTake(ctx, dec.State, trig, now)
 		if !ok {
 			e.match.release(w)
 			effects = append(effects, eff)

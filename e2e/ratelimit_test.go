@@ -1,0 +1,141 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// A task definition's rateLimitPerFrequency holds for every way a worker
+// takes a task and across engines: of five tasks queued, two go out in the
+// window (an hour here, so that the test does not race its end), the rest
+// stay SCHEDULED, and polls answer nothing.
+func TestRateLimitPerFrequency(t *testing.T) {
+	t.Parallel()
+	const limit, queued = 2, 5
+	setup := func(t *testing.T) (a, b *env, ids []string) {
+		a = newEnv(t)
+		a.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+			fmt.Sprintf(`[{"name":"rl_task","rateLimitPerFrequency":%d,"rateLimitFrequencyInSeconds":3600,"responseTimeoutSeconds":3600}]`, limit))
+		a.register(`{"name":"rl_flow","version":1,"tasks":[{"name":"rl_task","taskReferenceName":"t"}]}`)
+		n, base := nodetest.StartConfig(t, nodetest.JoinConfig(t, a.node, filepath.Join(t.TempDir(), "b")))
+		b = &env{t: t, node: n, base: base}
+		for range queued {
+			ids = append(ids, a.start("rl_flow", nil))
+		}
+		return a, b, ids
+	}
+	inProgress := func(t *testing.T, e *env, ids []string) int {
+		t.Helper()
+		n := 0
+		for _, id := range ids {
+			switch s := e.workflow(id).Tasks[0].Status; s {
+			case conductor.TaskInProgress, conductor.TaskCompleted:
+				n++
+			case conductor.TaskScheduled:
+			default:
+				t.Fatalf("workflow %s task %s", id, s)
+			}
+		}
+		return n
+	}
+	// pollNothing polls each engine over HTTP: every poll must come back
+	// empty, the window being full.
+	pollNothing := func(t *testing.T, engines ...*env) {
+		t.Helper()
+		for _, e := range engines {
+			body := e.must(http.StatusOK, "GET", "/api/tasks/poll/batch/rl_task?workerid=late&count=5&timeout=100", nil)
+			if body != "[]" {
+				t.Fatalf("a poll past the limit got %s", body)
+			}
+		}
+	}
+
+	t.Run("http polls on two engines", func(t *testing.T) {
+		t.Parallel()
+		a, b, ids := setup(t)
+		var got []*conductor.Task
+		for _, e := range []*env{a, b, a, b} {
+			var tasks []*conductor.Task
+			if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/poll/batch/rl_task?workerid=w&count=5&timeout=100", nil)), &tasks); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, tasks...)
+		}
+		if len(got) != limit {
+			t.Fatalf("%d tasks handed out, want %d", len(got), limit)
+		}
+		for _, task := range got {
+			a.must(http.StatusOK, "POST", "/api/tasks", conductor.TaskResult{TaskID: task.TaskID, WorkflowInstanceID: task.WorkflowInstanceID,
+				Status: conductor.TaskCompleted})
+		}
+		// Completing them frees no place: the window counts takes.
+		pollNothing(t, a, b)
+		if n := inProgress(t, a, ids); n != limit {
+			t.Fatalf("%d tasks taken, want %d", n, limit)
+		}
+		// A worker that pulls announcements itself is told to try again
+		// later, and the task stays as it was.
+		var waiting *conductor.Task
+		for _, id := range ids {
+			if task := a.workflow(id).Tasks[0]; task.Status == conductor.TaskScheduled {
+				waiting = task
+			}
+		}
+		body, _ := json.Marshal(workers.TakeRequest{TaskID: waiting.TaskID, WorkflowInstanceID: waiting.WorkflowInstanceID, WorkerID: "puller"})
+		reply, err := a.connect("rl_task").Request(workers.TakeSubject("rl_task"), body, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var take workers.TakeReply
+		if err := json.Unmarshal(reply.Data, &take); err != nil || take.Error == nil || take.Error.Code != workers.CodeUnavailable ||
+			!strings.Contains(take.Error.Message, "rate limited") {
+			t.Fatalf("take past the limit: %s", reply.Data)
+		}
+		if got := a.workflow(waiting.WorkflowInstanceID).Tasks[0]; got.Status != conductor.TaskScheduled || got.PollCount != waiting.PollCount {
+			t.Fatalf("refused take changed the task: %s, %d polls", got.Status, got.PollCount)
+		}
+	})
+
+	t.Run("go sdk workers waiting", func(t *testing.T) {
+		t.Parallel()
+		a, b, ids := setup(t)
+		var ran atomic.Int32
+		// Workers that wait at the engines are matched with tasks as
+		// they are scheduled, or fed from the queue: either way through
+		// the limit.
+		handler := func(context.Context, *conductor.Task) (workers.Output, error) {
+			ran.Add(1)
+			return workers.Output{}, nil
+		}
+		// Two workers on the one NATS server: each poll reaches either
+		// engine.
+		a.work("rl_task", 5, handler)
+		a.work("rl_task", 5, handler)
+		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if n := ran.Load(); n < limit {
+				return fmt.Errorf("%d tasks ran", n)
+			}
+			return nil
+		})
+		// Scheduled while the workers wait at the engines, with their
+		// queue's announcements held back: a decision that would take it
+		// for one of them asks the limit too.
+		ids = append(ids, a.start("rl_flow", nil), b.start("rl_flow", nil))
+		pollNothing(t, a, b)
+		if n := inProgress(t, a, ids); n != limit || ran.Load() != limit {
+			t.Fatalf("%d tasks taken and %d ran, want %d", n, ran.Load(), limit)
+		}
+	})
+}
