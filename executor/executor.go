@@ -162,7 +162,7 @@ type Executor struct {
 	mayStart  StartCheck
 	polls     *poller
 	lanes     *lanes
-	rates     *rateLimiter
+	limits    *limits
 	natsPolls natsPolls
 	// idle hands work to goroutines waiting for it (spawn).
 	idle  chan func()
@@ -185,7 +185,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
 		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.lanes = newLanes()
-	e.rates = &rateLimiter{log: log}
+	e.limits = newLimits(log)
 	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
 	e.match = newMatcher()

@@ -440,7 +440,7 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), takeTimeout)
 	defer cancel()
 	task, seq, err := e.take(tctx, d.WorkflowInstanceID, d.TaskID, req.TaskType, req.WorkerID)
-	var limited *RateLimitedError
+	var limited *LimitedError
 	switch {
 	case err == nil:
 		e.settle(tctx, m, d)
@@ -451,7 +451,7 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 	case errors.Is(err, engine.ErrTaskNotYet):
 		_ = m.NakWithDelay(time.Second) // announced by an engine whose clock is ahead
 	case errors.As(err, &limited):
-		e.cfg.Logger.Debug("dispatched task not taken: rate limited", logkey.TaskID, d.TaskID, logkey.Err, err)
+		e.cfg.Logger.Debug("dispatched task not taken: limited", logkey.TaskID, d.TaskID, logkey.Err, err)
 		_ = m.NakWithDelay(min(max(limited.Until.Sub(e.cfg.Now()), 10*time.Millisecond), maxLimitedDelay))
 	default:
 		e.cfg.Logger.Warn("take for poll failed", logkey.TaskID, d.TaskID, logkey.WorkflowID, d.WorkflowInstanceID, logkey.Err, err)

@@ -2,7 +2,6 @@ package executor
 
 import (
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,61 +35,39 @@ func TestRateLimitOf(t *testing.T) {
 func TestRateLimiterWindow(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
-	a, b := &rateLimiter{log: l}, &rateLimiter{log: l}
+	a, b := newLimits(l), newLimits(l)
 	t0 := time.UnixMilli(1_000_000)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 
-	for i, r := range []*rateLimiter{a, b} {
-		if err := r.admit(ctx, "resize", 2, time.Second, at(100*i)); err != nil {
+	for i, r := range []*limits{a, b} {
+		if err := r.admitRate(ctx, "resize", 2, time.Second, at(100*i)); err != nil {
 			t.Fatalf("take %d: %v", i, err)
 		}
 	}
-	err := a.admit(ctx, "resize", 2, time.Second, at(500))
-	var limited *RateLimitedError
+	err := a.admitRate(ctx, "resize", 2, time.Second, at(500))
+	var limited *LimitedError
 	if !errors.As(err, &limited) || !limited.Until.Equal(at(1000)) || !errors.Is(err, fault.ErrUnavailable) {
 		t.Fatalf("third take in the window: %v, want rate limited until %s", err, at(1000))
 	}
-	if err := b.admit(ctx, "other", 1, time.Second, at(500)); err != nil {
+	if err := b.admitRate(ctx, "other", 1, time.Second, at(500)); err != nil {
 		t.Fatalf("another task type: %v", err)
 	}
 	// The first take leaves the window at 1000 ms: one more fits, not two.
-	if err := b.admit(ctx, "resize", 2, time.Second, at(1000)); err != nil {
+	if err := b.admitRate(ctx, "resize", 2, time.Second, at(1000)); err != nil {
 		t.Fatalf("take once the oldest left: %v", err)
 	}
-	if err := a.admit(ctx, "resize", 2, time.Second, at(1050)); !errors.As(err, &limited) || !limited.Until.Equal(at(1100)) {
+	if err := a.admitRate(ctx, "resize", 2, time.Second, at(1050)); !errors.As(err, &limited) || !limited.Until.Equal(at(1100)) {
 		t.Fatalf("take in the slid window: %v, want rate limited until %s", err, at(1100))
 	}
 
-	// Many engines at once: exactly n get in.
-	const n = 5
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		admitted int
-	)
-	for i := range 20 {
-		r := &rateLimiter{log: l}
+	// Many engines at once, half of them through a: exactly n get in.
+	if got := admittedAtOnce(t, 20, func(i int) error {
+		r := newLimits(l)
 		if i%2 == 0 {
 			r = a
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := r.admit(ctx, "burst", n, time.Hour, at(2000))
-			switch {
-			case err == nil:
-				mu.Lock()
-				admitted++
-				mu.Unlock()
-			case !errors.As(err, new(*RateLimitedError)):
-				// Only n writes happen, so no take loses casAttempts
-				// rounds of compare and set.
-				t.Errorf("take: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	if admitted != n {
-		t.Fatalf("%d takes admitted at once, want %d", admitted, n)
+		return r.admitRate(ctx, "burst", 5, time.Hour, at(2000))
+	}); got != 5 {
+		t.Fatalf("%d takes admitted at once, want 5", got)
 	}
 }

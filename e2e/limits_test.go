@@ -100,7 +100,7 @@ func TestRateLimitPerFrequency(t *testing.T) {
 		}
 		var take workers.TakeReply
 		if err := json.Unmarshal(reply.Data, &take); err != nil || take.Error == nil || take.Error.Code != workers.CodeUnavailable ||
-			!strings.Contains(take.Error.Message, "rate limited") {
+			!strings.Contains(take.Error.Message, "rateLimitPerFrequency") {
 			t.Fatalf("take past the limit: %s", reply.Data)
 		}
 		if got := a.workflow(waiting.WorkflowInstanceID).Tasks[0]; got.Status != conductor.TaskScheduled || got.PollCount != waiting.PollCount {
@@ -138,4 +138,74 @@ func TestRateLimitPerFrequency(t *testing.T) {
 			t.Fatalf("%d tasks taken and %d ran, want %d", n, ran.Load(), limit)
 		}
 	})
+}
+
+// A task definition's concurrentExecLimit holds across engines: of five
+// tasks queued, two run at once. A place frees when a running task ends
+// however it ends (completed here, or canceled by its workflow's
+// termination, which nobody reports to the limit), and the next queued
+// task goes out then.
+func TestConcurrentExecLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 2
+	a := newEnv(t)
+	a.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+		fmt.Sprintf(`[{"name":"cl_task","concurrentExecLimit":%d,"responseTimeoutSeconds":3600}]`, limit))
+	a.register(`{"name":"cl_flow","version":1,"tasks":[{"name":"cl_task","taskReferenceName":"t"}]}`)
+	n, base := nodetest.StartConfig(t, nodetest.JoinConfig(t, a.node, filepath.Join(t.TempDir(), "b")))
+	b := &env{t: t, node: n, base: base}
+	var ids []string
+	for range 5 {
+		ids = append(ids, a.start("cl_flow", nil))
+	}
+	poll := func(e *env) []*conductor.Task {
+		t.Helper()
+		var tasks []*conductor.Task
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/poll/batch/cl_task?workerid=w&count=5&timeout=100", nil)), &tasks); err != nil {
+			t.Fatal(err)
+		}
+		return tasks
+	}
+	running := func() []string {
+		t.Helper()
+		var out []string
+		for _, id := range ids {
+			if a.workflow(id).Tasks[0].Status == conductor.TaskInProgress {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	var taken []*conductor.Task
+	for _, e := range []*env{a, b, a, b} {
+		taken = append(taken, poll(e)...)
+	}
+	if len(taken) != limit || len(running()) != limit {
+		t.Fatalf("%d tasks handed out, %d running, want %d", len(taken), len(running()), limit)
+	}
+	// takeOneMore polls both engines until one more task goes out, and
+	// then finds no other.
+	takeOneMore := func(why string) {
+		t.Helper()
+		var got []*conductor.Task
+		testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+			got = append(append(got, poll(a)...), poll(b)...)
+			if len(got) == 0 {
+				return fmt.Errorf("no task went out after %s", why)
+			}
+			return nil
+		})
+		got = append(append(got, poll(a)...), poll(b)...)
+		if len(got) != 1 || len(running()) != limit {
+			t.Fatalf("after %s: %d more tasks went out, %d running, want 1 and %d", why, len(got), len(running()), limit)
+		}
+	}
+
+	done := taken[0]
+	a.must(http.StatusOK, "POST", "/api/tasks", conductor.TaskResult{TaskID: done.TaskID, WorkflowInstanceID: done.WorkflowInstanceID,
+		Status: conductor.TaskCompleted})
+	takeOneMore("a task completed")
+
+	a.must(http.StatusNoContent, "DELETE", "/api/workflow/"+running()[0]+"?reason=enough", nil)
+	takeOneMore("a running task's workflow was terminated")
 }

@@ -1,0 +1,97 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+)
+
+// Places among the running: a holder keeps its place until a check of the
+// log finds its task ended, checks come at most every recheckEvery per
+// engine, and engines taking at once never admit more than the limit.
+func TestConcurrencyLimit(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	a, b := newLimits(l), newLimits(l)
+	t0 := time.UnixMilli(1_000_000)
+	var mu sync.Mutex
+	ended := map[string]bool{}
+	still := func(_ context.Context, h holder, _ time.Time) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return !ended[h.Task], nil
+	}
+	h := func(n int) holder {
+		return holder{Task: fmt.Sprint("t", n), Workflow: fmt.Sprint("w", n), At: t0.UnixMilli()}
+	}
+
+	for i, r := range []*limits{a, b} {
+		if err := r.admitRunning(ctx, "resize", 2, h(i), t0, still); err != nil {
+			t.Fatalf("take %d: %v", i, err)
+		}
+	}
+	var limited *LimitedError
+	if err := a.admitRunning(ctx, "resize", 2, h(2), t0, still); !errors.As(err, &limited) || limited.Limit != "concurrentExecLimit" {
+		t.Fatalf("third take: %v, want refused by concurrentExecLimit", err)
+	}
+	if err := b.admitRunning(ctx, "resize", 2, h(0), t0, still); err != nil {
+		t.Fatalf("a holder taken again (after a hand-back): %v", err)
+	}
+	mu.Lock()
+	ended["t0"] = true
+	mu.Unlock()
+	// a checked a moment ago and found both running: it does not look
+	// again yet; b never checked.
+	if err := a.admitRunning(ctx, "resize", 2, h(2), t0.Add(recheckEvery/2), still); !errors.As(err, &limited) {
+		t.Fatalf("take within a's recheck interval: %v, want refused", err)
+	}
+	if err := b.admitRunning(ctx, "resize", 2, h(2), t0.Add(recheckEvery/2), still); err != nil {
+		t.Fatalf("take after t0 ended: %v", err)
+	}
+	if err := a.admitRunning(ctx, "resize", 2, h(3), t0.Add(2*recheckEvery), still); !errors.As(err, &limited) {
+		t.Fatalf("take with t1 and t2 running: %v, want refused", err)
+	}
+	if err := a.admitRunning(ctx, "other", 1, h(4), t0, still); err != nil {
+		t.Fatalf("another task type: %v", err)
+	}
+
+	// Many engines at once: exactly the limit gets in.
+	if got := admittedAtOnce(t, 20, func(i int) error {
+		return newLimits(l).admitRunning(ctx, "burst", 5, h(100+i), t0, still)
+	}); got != 5 {
+		t.Fatalf("%d takes admitted at once, want 5", got)
+	}
+}
+
+// admittedAtOnce runs n takes at once and counts those admitted; a take
+// must be admitted or refused by its limit. Only as many writes as the
+// limit happen, so no take loses casAttempts rounds of compare and set.
+func admittedAtOnce(t *testing.T, n int, take func(i int) error) int {
+	t.Helper()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		admitted int
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := take(i); {
+			case err == nil:
+				mu.Lock()
+				admitted++
+				mu.Unlock()
+			case !errors.As(err, new(*LimitedError)):
+				t.Errorf("take %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return admitted
+}

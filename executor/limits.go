@@ -1,0 +1,153 @@
+package executor
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// A task definition limits how its tasks go to workers:
+// rateLimitPerFrequency how many in any window of time (ratelimit.go),
+// concurrentExecLimit how many at once (concurrency.go). Both are checked
+// when a task is taken, on every path (a poll's take, a take for a waiting
+// worker in the decision that schedules the task, a NATS take request),
+// against state every engine shares: a JetStream key-value bucket in
+// memory, updated by compare and set. A refused take leaves the task
+// SCHEDULED and its announcement is offered again later. Both err on the
+// side of fewer: a take admitted and then not recorded keeps its place
+// for a while.
+
+// limitsBucket is the key-value bucket of the limits' state.
+const limitsBucket = "FV_TASK_LIMITS"
+
+// casAttempts bounds the compare-and-set rounds of one take: each lost
+// round is another engine's take of the same definition.
+const casAttempts = 16
+
+// limits keeps the state of the task definitions' limits.
+type limits struct {
+	log *eventlog.Log
+	mu  sync.Mutex
+	kv  jetstream.KeyValue
+	// checked is when this engine last checked a task type's holders
+	// against the log (concurrency.go).
+	checked map[string]time.Time
+}
+
+func newLimits(log *eventlog.Log) *limits { return &limits{log: log, checked: map[string]time.Time{}} }
+
+func (l *limits) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kv != nil {
+		return l.kv, nil
+	}
+	kv, err := l.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: limitsBucket,
+		Description: "task definitions' limits: takes in their window, takes running", History: 1, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		return nil, fmt.Errorf("%w: task limits bucket: %v", fault.ErrUnavailable, err)
+	}
+	l.kv = kv
+	return kv, nil
+}
+
+// cas runs change on the value of key (nil when it has none) and writes
+// what it returns, until the write wins a compare and set: a lost round
+// is another engine's write, and change runs again on what it wrote.
+// change refuses with an error, or writes nothing by returning nil.
+func (l *limits) cas(ctx context.Context, key, what string, change func(old []byte) ([]byte, error)) error {
+	kv, err := l.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	for range casAttempts {
+		var (
+			old []byte
+			rev uint64
+		)
+		entry, err := kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("%w: %s: %v", fault.ErrUnavailable, what, err)
+		default:
+			old, rev = entry.Value(), entry.Revision()
+		}
+		next, err := change(old)
+		if err != nil || next == nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = kv.Create(ctx, key, next)
+		} else {
+			_, err = kv.Update(ctx, key, next, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("%w: %s: %v", fault.ErrUnavailable, what, err)
+		}
+	}
+	return fmt.Errorf("%w: %s: too many engines taking at once", fault.ErrUnavailable, what)
+}
+
+// limitKey is a task type's key of one kind: task names may hold what
+// keys may not.
+func limitKey(kind, taskType string) string {
+	return kind + base64.RawURLEncoding.EncodeToString([]byte(taskType))
+}
+
+// LimitedError refuses a take: a limit of the task's definition is
+// reached, until Until at the earliest.
+type LimitedError struct {
+	TaskType string
+	// Limit names the definition's field: rateLimitPerFrequency or
+	// concurrentExecLimit.
+	Limit string
+	Until time.Time
+}
+
+func (e *LimitedError) Error() string {
+	return fmt.Sprintf("task type %s is at its %s: try again after %s", e.TaskType, e.Limit, e.Until.UTC().Format(time.RFC3339Nano))
+}
+
+// Unwrap makes a refusal an ErrUnavailable: the worker is to try again
+// later, the task is untouched.
+func (e *LimitedError) Unwrap() error { return fault.ErrUnavailable }
+
+// admitTake applies the limits of the task take asks for, as state shows
+// it: a take of a task that is not waiting for one is left to the
+// decision to refuse, and costs no place.
+func (e *Executor) admitTake(ctx context.Context, state *engine.Workflow, take engine.Take, now time.Time) error {
+	if state == nil {
+		return nil
+	}
+	t := state.TaskByID(take.TaskID)
+	if t == nil || t.Status != conductor.TaskScheduled || !t.IsWorkerTask() {
+		return nil
+	}
+	td := e.taskDefFunc(ctx)(t.Name)
+	// The window first: a take it refuses then holds no place among
+	// those running, which is kept longer.
+	if n, per := rateLimitOf(td); n > 0 {
+		if err := e.limits.admitRate(ctx, t.Name, n, per, now); err != nil {
+			return err
+		}
+	}
+	if td != nil && td.ConcurrentExecLimit > 0 {
+		return e.limits.admitRunning(ctx, t.Name, td.ConcurrentExecLimit, holder{Task: t.ID, Workflow: state.ID, At: now.UnixMilli()}, now,
+			e.stillHolds)
+	}
+	return nil
+}
