@@ -38,7 +38,9 @@ import (
 // Engines learn of a lane when they dispatch to it, from the consumers
 // that exist when they start, and from the notice an engine publishes
 // when it first uses one; until then an engine hands out the queue in the
-// consumer's order, which loses nothing.
+// consumer's order, which loses nothing. A lane stays known while the
+// engine runs: a pull of the queue costs a request more per priority in
+// use, none when workflows keep the default.
 
 const (
 	// lanePrefix starts a lane's subject: fv.taskp.<pp>.<type>[.<domain>].
