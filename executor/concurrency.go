@@ -42,12 +42,12 @@ const (
 	fullRetry = time.Second
 )
 
-// stillHolds reports whether holder h's task still holds its place: the
+// holdCheck reports whether holder h's task still holds its place: the
 // task is IN_PROGRESS, or h is too recent for its take to show.
-type stillHolds func(ctx context.Context, h holder, now time.Time) (bool, error)
+type holdCheck func(ctx context.Context, h holder, now time.Time) (bool, error)
 
 // admitRunning gives h a place among taskType's limit running tasks.
-func (l *limits) admitRunning(ctx context.Context, taskType string, limit int, h holder, now time.Time, still stillHolds) error {
+func (l *limits) admitRunning(ctx context.Context, taskType string, limit int, h holder, now time.Time, still holdCheck) error {
 	return l.cas(ctx, limitKey("c.", taskType), "concurrency limit of "+taskType, func(old []byte) ([]byte, error) {
 		var holders []holder
 		if len(old) > 0 && json.Unmarshal(old, &holders) != nil {
@@ -71,7 +71,7 @@ func (l *limits) admitRunning(ctx context.Context, taskType string, limit int, h
 
 // recheck returns the holders that still hold their place, or all of them
 // when this engine checked taskType's a moment ago.
-func (l *limits) recheck(ctx context.Context, taskType string, holders []holder, now time.Time, still stillHolds) ([]holder, error) {
+func (l *limits) recheck(ctx context.Context, taskType string, holders []holder, now time.Time, still holdCheck) ([]holder, error) {
 	l.mu.Lock()
 	recent := now.Sub(l.checked[taskType]) < recheckEvery
 	if !recent {

@@ -91,17 +91,14 @@ type lanes struct {
 
 func newLanes() *lanes { return &lanes{byQueue: map[string][]int{}} }
 
-// add records a lane; it reports whether it was new.
-func (l *lanes) add(queue string, priority int) bool {
+// add records a lane.
+func (l *lanes) add(queue string, priority int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ps := l.byQueue[queue]
-	i, found := slices.BinarySearch(ps, priority)
-	if found {
-		return false
+	if i, found := slices.BinarySearch(ps, priority); !found {
+		l.byQueue[queue] = slices.Insert(slices.Clip(ps), i, priority)
 	}
-	l.byQueue[queue] = slices.Insert(slices.Clip(ps), i, priority)
-	return true
 }
 
 func (l *lanes) remove(queue string, priority int) {
