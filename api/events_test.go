@@ -9,9 +9,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/schemas"
 )
 
 // Server-owned keys of a stored event handler; everything else is the
@@ -234,7 +238,7 @@ func TestEventHandlerRoutes(t *testing.T) {
 // handler again, every other byte of it as the client sent it.
 func TestEventHandlerTags(t *testing.T) {
 	t.Parallel()
-	_, base, token := nodetest.StartSecure(t)
+	n, base, token := nodetest.StartSecure(t)
 	admin := client{t, base, token}
 	admin.must(http.StatusNoContent, "POST", "/api/event", "["+ehOrders+","+ehPaid+"]")
 	before := handlerJSON(t, admin.must(http.StatusOK, "GET", "/api/event/handler/eh_orders", ""))
@@ -267,6 +271,21 @@ func TestEventHandlerTags(t *testing.T) {
 	}
 	if millisOf(t, after, "createTime") != millisOf(t, before, "createTime") {
 		t.Fatalf("createTime changed: %v then %v", before["createTime"], after["createTime"])
+	}
+	// The log records the handler as a client would send it: the keys the
+	// server adds to what it shows are not part of it.
+	recs, err := n.Log().ReadSubject(testutil.Context(t, 10*time.Second), metadata.EventHandlerSubject("eh_orders"), 0)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("the handler's records: %d, %v", len(recs), err)
+	}
+	last := recs[len(recs)-1]
+	ev, err := schemas.Default.Decode(last.Events[len(last.Events)-1])
+	saved, ok := ev.(*schemas.EventHandlerSaved)
+	if err != nil || !ok {
+		t.Fatalf("last event %T, %v", ev, err)
+	}
+	if logged := handlerJSON(t, string(saved.Def)); !sameJSON(logged, want) {
+		t.Fatalf("logged handler\n%v\nwant\n%v", logged, want)
 	}
 
 	for _, tt := range []struct {

@@ -181,7 +181,9 @@ func (s *Store) changeEventHandlerTags(ctx context.Context, name string, tags []
 		if err != nil {
 			return nil, err
 		}
-		def, err := mergeObject(d.JSON, []field{{key: jsonTags, value: encoded}})
+		// The handler as its client sent it: what the server adds to the
+		// stored JSON, it adds again.
+		def, err := mergeObject(d.JSON, []field{{key: jsonTags, value: encoded}}, jsonCreateTime, jsonUpdateTime, jsonCreatedBy, jsonUpdatedBy)
 		if err != nil {
 			return nil, fmt.Errorf("event handler %s: %w", name, err)
 		}
