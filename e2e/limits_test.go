@@ -34,6 +34,7 @@ func TestRateLimitPerFrequency(t *testing.T) {
 		for range queued {
 			ids = append(ids, a.start("rl_flow", nil))
 		}
+		waitQueueSize(t, a, "rl_task", queued)
 		return a, b, ids
 	}
 	inProgress := func(t *testing.T, e *env, ids []string) int {
@@ -106,6 +107,16 @@ func TestRateLimitPerFrequency(t *testing.T) {
 		if got := a.workflow(waiting.WorkflowInstanceID).Tasks[0]; got.Status != conductor.TaskScheduled || got.PollCount != waiting.PollCount {
 			t.Fatalf("refused take changed the task: %s, %d polls", got.Status, got.PollCount)
 		}
+		// The engines counted what they refused: the first poll's three
+		// tasks past the limit (it pulled all five), and the NATS take.
+		refused := 0.0
+		for _, e := range []*env{a, b} {
+			refused += testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_limited_takes_total",
+				map[string]string{"task_type": "rl_task", "limit": "rateLimitPerFrequency"})
+		}
+		if refused < queued-limit+1 {
+			t.Fatalf("%v takes counted as refused, want at least %d", refused, queued-limit+1)
+		}
 	})
 
 	t.Run("go sdk workers waiting", func(t *testing.T) {
@@ -158,6 +169,7 @@ func TestConcurrentExecLimit(t *testing.T) {
 	for range 5 {
 		ids = append(ids, a.start("cl_flow", nil))
 	}
+	waitQueueSize(t, a, "cl_task", 5)
 	poll := func(e *env) []*conductor.Task {
 		t.Helper()
 		var tasks []*conductor.Task
@@ -208,4 +220,9 @@ func TestConcurrentExecLimit(t *testing.T) {
 
 	a.must(http.StatusNoContent, "DELETE", "/api/workflow/"+running()[0]+"?reason=enough", nil)
 	takeOneMore("a running task's workflow was terminated")
+	// A's first poll pulled all five and was refused three.
+	if got := testutil.MetricValue(t, a.node.Registry(), "flowvault_engine_limited_takes_total",
+		map[string]string{"task_type": "cl_task", "limit": "concurrentExecLimit"}); got < 3 {
+		t.Fatalf("%v refused takes counted, want at least 3", got)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -30,19 +31,20 @@ const prioFlow = `{"name":"prio_flow","version":1,"tasks":[
 type queued struct{ priority, i int }
 
 // Queued tasks go to workers by their workflow's priority, as Orkes hands
-// them out: 1 first, 99 last, then the default, 0; in the order they were
-// scheduled within one priority. Whichever way the worker waits, and
-// whichever engine it waits at: one that saw the lanes created, or one
-// that started after.
+// them out: 1 first, 99 last, then the default, 0; within one priority in
+// the order they were announced (each decision's effects run apart, so
+// that is the order the workflows started only roughly, as Orkes
+// promises). Whichever way the worker waits, and whichever engine it
+// waits at: one that saw the lanes created, or one that started after.
 func TestPriorityOrdersQueuedTasks(t *testing.T) {
 	t.Parallel()
 	priorities := []int{0, 7, 1, 0, 99, 7, 1, 50, 0, 1, 99, 7}
-	want := make([]queued, len(priorities))
-	for i, p := range priorities {
-		want[i] = queued{p, i}
+	prioritized := 0
+	for _, p := range priorities {
+		if p != 0 {
+			prioritized++
+		}
 	}
-	rank := func(p int) int { return cmp.Or(p, 100) }
-	slices.SortStableFunc(want, func(a, b queued) int { return cmp.Compare(rank(a.priority), rank(b.priority)) })
 
 	for _, tc := range []struct {
 		name string
@@ -73,12 +75,15 @@ func TestPriorityOrdersQueuedTasks(t *testing.T) {
 			if tc.joined && tc.joinFirst {
 				join()
 			}
+			started := map[string]queued{}
 			for i, p := range priorities {
-				a.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "prio_flow",
+				id := a.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "prio_flow",
 					Input: map[string]any{"i": i}, Priority: p})
+				started[id] = queued{p, i}
 			}
 			// The queue counts every task once, lanes or not.
-			waitQueueSize(t, a, len(priorities))
+			waitQueueSize(t, a, "prio_task", len(priorities))
+			want := announced(t, a, started, len(priorities)+prioritized)
 			if tc.poison {
 				poisonLanes(t, a)
 			}
@@ -90,9 +95,58 @@ func TestPriorityOrdersQueuedTasks(t *testing.T) {
 				t.Fatalf("tasks taken in the order\n%v, want\n%v", got, want)
 			}
 			// Each lane's message took its twin in the queue along.
-			waitQueueSize(t, a, 0)
+			waitQueueSize(t, a, "prio_task", 0)
 		})
 	}
+}
+
+// announced waits until the dispatch stream holds n announcements, and
+// returns the order Orkes would hand the tasks out in: each lane's in the
+// order announced, lanes by priority, then the default's in the queue's
+// order.
+func announced(t *testing.T, e *env, started map[string]queued, n int) []queued {
+	t.Helper()
+	js, err := jetstream.New(nodetest.EngineConn(t, e.node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testutil.Context(t, 30*time.Second)
+	stream, err := js.Stream(ctx, "FV_DISPATCH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != uint64(n) {
+			return fmt.Errorf("%d announcements, want %d", info.State.Msgs, n)
+		}
+		return nil
+	})
+	// Nothing has taken a task yet: the stream holds them from 1 on.
+	var order []queued
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("announcement %d: %v", seq, err)
+		}
+		var d workers.Dispatch
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		q, ok := started[d.WorkflowInstanceID]
+		if !ok || q.priority != d.Priority {
+			t.Fatalf("announcement %s of workflow %s, priority %d", m.Subject, d.WorkflowInstanceID, d.Priority)
+		}
+		if d.Priority == 0 || m.Subject != workers.DispatchSubject("prio_task", "") {
+			order = append(order, q) // a lane's, or the queue's of a default task
+		} // else a prioritized task's twin in the queue
+	}
+	rank := func(p int) int { return cmp.Or(p, 100) }
+	slices.SortStableFunc(order, func(a, b queued) int { return cmp.Compare(rank(a.priority), rank(b.priority)) })
+	return order
 }
 
 // poisonLanes publishes what only engines should on the lanes: a message
@@ -140,15 +194,16 @@ func poisonLanes(t *testing.T, e *env) {
 	}
 }
 
-func waitQueueSize(t *testing.T, e *env, n int) {
+// waitQueueSize waits until taskType's queue holds n tasks.
+func waitQueueSize(t *testing.T, e *env, taskType string, n int) {
 	t.Helper()
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		var sizes map[string]int
-		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/queue/sizes?taskType=prio_task", nil)), &sizes); err != nil {
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/queue/sizes?taskType="+url.QueryEscape(taskType), nil)), &sizes); err != nil {
 			return err
 		}
-		if sizes["prio_task"] != n {
-			return fmt.Errorf("queue size %d, want %d", sizes["prio_task"], n)
+		if sizes[taskType] != n {
+			return fmt.Errorf("queue size %d, want %d", sizes[taskType], n)
 		}
 		return nil
 	})

@@ -130,6 +130,14 @@ func (e *LimitedError) Unwrap() error { return fault.ErrUnavailable }
 // it: a take of a task that is not waiting for one is left to the
 // decision to refuse, and costs no place.
 func (e *Executor) admitTake(ctx context.Context, state *engine.Workflow, take engine.Take, now time.Time) error {
+	err := e.admit(ctx, state, take, now)
+	if limited := (*LimitedError)(nil); errors.As(err, &limited) {
+		e.metrics.limited.WithLabelValues(limited.TaskType, limited.Limit).Inc()
+	}
+	return err
+}
+
+func (e *Executor) admit(ctx context.Context, state *engine.Workflow, take engine.Take, now time.Time) error {
 	if state == nil {
 		return nil
 	}

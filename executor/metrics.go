@@ -11,6 +11,7 @@ type metrics struct {
 	matched    prometheus.Counter
 	ticks      prometheus.Counter
 	system     *prometheus.CounterVec
+	limited    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,9 +49,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "system_tasks_total",
 			Help: "System tasks this engine ran (HTTP calls, events published, scripts), by type and the status they ended with.",
 		}, []string{"type", "status"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "limited_takes_total",
+			Help: "Takes refused by a limit of the task's definition, by task type and limit (rateLimitPerFrequency, concurrentExecLimit).",
+		}, []string{"task_type", "limit"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system)
+		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system, m.limited)
 	}
 	return m
 }
