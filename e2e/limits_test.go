@@ -151,6 +151,31 @@ func TestRateLimitPerFrequency(t *testing.T) {
 	})
 }
 
+// A definition inline in the workflow's (taskDefinition) limits its task
+// as a registered one would, and in its place.
+func TestInlineTaskDefinitionLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"inline_task","rateLimitPerFrequency":5}]`)
+	e.register(`{"name":"inline_flow","version":1,"tasks":[{"name":"inline_task","taskReferenceName":"t",
+	  "taskDefinition":{"name":"inline_task","rateLimitPerFrequency":1,"rateLimitFrequencyInSeconds":3600,"responseTimeoutSeconds":3600}}]}`)
+	for range 3 {
+		e.start("inline_flow", nil)
+	}
+	waitQueueSize(t, e, "inline_task", 3)
+	var tasks []*conductor.Task
+	for range 2 {
+		var got []*conductor.Task
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/poll/batch/inline_task?workerid=w&count=3&timeout=100", nil)), &got); err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, got...)
+	}
+	if len(tasks) != 1 {
+		t.Fatalf("%d tasks handed out, want the inline definition's 1", len(tasks))
+	}
+}
+
 // A task definition's concurrentExecLimit holds across engines: of five
 // tasks queued, two run at once. A place frees when a running task ends
 // however it ends (completed here, or canceled by its workflow's

@@ -151,6 +151,20 @@ func (w *Workflow) Def() (*conductor.WorkflowDef, error) {
 	return p.def, nil
 }
 
+// InlineTaskDef returns the task definition t's configuration in w
+// carries (its taskDefinition), which stands in for the registered one;
+// nil when it has none.
+func (w *Workflow) InlineTaskDef(t *Task) *conductor.TaskDef {
+	p, err := w.planFor()
+	if err != nil {
+		return nil
+	}
+	if wt := p.config(t); wt != nil {
+		return wt.TaskDefinition
+	}
+	return nil
+}
+
 // config returns the configuration of task t: from the definition, or the
 // task's own copy for dynamic tasks.
 func (p *plan) config(t *Task) *conductor.WorkflowTask {

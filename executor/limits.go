@@ -145,7 +145,12 @@ func (e *Executor) admit(ctx context.Context, state *engine.Workflow, take engin
 	if t == nil || t.Status != conductor.TaskScheduled || !t.IsWorkerTask() {
 		return nil
 	}
-	td := e.taskDefFunc(ctx)(t.Name)
+	// The definition the task was scheduled with: inline in the
+	// workflow's, else the registered one (as it is now).
+	td := state.InlineTaskDef(t)
+	if td == nil {
+		td = e.taskDefFunc(ctx)(t.Name)
+	}
 	// The window first: a take it refuses then holds no place among
 	// those running, which is kept longer.
 	if n, per := rateLimitOf(td); n > 0 {
