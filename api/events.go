@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	"github.com/flowvault/flowvault/auth"
-	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -37,27 +36,22 @@ func (s *Server) eventRoutes() {
 	// match /api/event/handler/tags, which net/http refuses to register:
 	// one pattern serves both, the literal "handler" first, as Spring
 	// matches Orkes's.
-	s.route("GET /api/event/{first}/{second}", auth.Admin, s.eventHandlerOrTags)
+	s.route("GET /api/event/{a}/{b}", auth.Admin, s.pathPair(
+		map[string]http.HandlerFunc{"handler": s.getEventHandler},
+		map[string]http.HandlerFunc{"tags": s.getEventHandlerTags}))
 	s.route("GET /api/event/{event}", auth.Admin, s.eventHandlersFor)
 	s.route("DELETE /api/event/{name}", auth.Admin, s.removeEventHandler)
 	s.route("PUT /api/event/{name}/tags", auth.Admin, s.changeEventHandlerTags(s.deps.EventHandlers.AddEventHandlerTags))
 	s.route("DELETE /api/event/{name}/tags", auth.Admin, s.changeEventHandlerTags(s.deps.EventHandlers.DeleteEventHandlerTags))
 }
 
-func (s *Server) eventHandlerOrTags(w http.ResponseWriter, r *http.Request) {
-	switch first, second := r.PathValue("first"), r.PathValue("second"); {
-	case first == "handler":
-		s.getEventHandler(w, r, second)
-	case second == "tags":
-		tags, err := s.deps.EventHandlers.EventHandlerTags(r.Context(), first)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, tags)
-	default:
-		s.writeError(w, r, fault.NotFound("no route for GET %s", r.URL.Path))
+func (s *Server) getEventHandlerTags(w http.ResponseWriter, r *http.Request) {
+	tags, err := s.deps.EventHandlers.EventHandlerTags(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
+	writeJSON(w, http.StatusOK, tags)
 }
 
 // changeEventHandlerTags adds or removes the tags in the body (an array,
@@ -153,8 +147,8 @@ func (s *Server) writeEventHandlers(w http.ResponseWriter, r *http.Request, keep
 	writeRawArray(w, raws)
 }
 
-func (s *Server) getEventHandler(w http.ResponseWriter, r *http.Request, name string) {
-	h, err := s.deps.EventHandlers.GetEventHandler(r.Context(), name)
+func (s *Server) getEventHandler(w http.ResponseWriter, r *http.Request) {
+	h, err := s.deps.EventHandlers.GetEventHandler(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -84,8 +84,10 @@ func (s *Server) routeWorkflows() {
 	s.routeSearch()
 }
 
-// pathPair routes /api/workflow/{a}/{b}: to byFirst[a] with {name} and
-// {id} set to b, else to bySecond[b] with {id} and {name} set to a.
+// pathPair routes a pattern ending in /{a}/{b} that overlapping routes
+// share (net/http refuses to register them apart): to byFirst[a] with
+// {name} and {id} set to b, else to bySecond[b] with {id} and {name} set
+// to a.
 func (s *Server) pathPair(byFirst, bySecond map[string]http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		a, b := r.PathValue("a"), r.PathValue("b")

@@ -433,10 +433,9 @@ func (d *dispatcher) stop() {}
 // consumers are recreated on the next dispatch; workers look them up again.
 // The priority lanes it keeps are those in use.
 func (d *dispatcher) resetStaleQueues(ctx context.Context) error {
-	js := d.log.JetStream()
-	stream, err := js.Stream(ctx, eventlog.Dispatch.Name)
+	stream, err := d.dispatchStream(ctx)
 	if err != nil {
-		return fmt.Errorf("dispatch stream: %w", err)
+		return err
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {

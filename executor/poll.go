@@ -528,7 +528,7 @@ type QueueStats struct {
 // AllQueues returns the statistics of every queue, keyed as Conductor
 // names queues: the task type, or "domain:type" for a domain's queue.
 func (e *Executor) AllQueues(ctx context.Context) (map[string]QueueStats, error) {
-	s, err := e.log.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	s, err := e.disp.dispatchStream(ctx)
 	if err != nil {
 		return nil, unavailable(err)
 	}
