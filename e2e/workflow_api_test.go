@@ -626,12 +626,12 @@ func TestSynchronousViewsMask(t *testing.T) {
 // sub-workflow), with the body as its output; the synchronous form then
 // waits as an execution does and answers a SignalResponse. updateState
 // sets variables and reports a task by reference name, then answers a
-// WorkflowRun.
+// WorkflowRun. A HUMAN task waits for a signal as a WAIT does.
 func TestSignalAndUpdateState(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(waitFlow, `{"name":"two_waits","version":1,"tasks":[
-	  {"name":"gate1","taskReferenceName":"gate1","type":"WAIT"},{"name":"gate2","taskReferenceName":"gate2","type":"WAIT"}],
+	  {"name":"gate1","taskReferenceName":"gate1","type":"WAIT"},{"name":"gate2","taskReferenceName":"gate2","type":"HUMAN"}],
 	  "outputParameters":{"a":"${gate1.output.a}","b":"${gate2.output.b}"}}`,
 		`{"name":"sig_child","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}],"outputParameters":{"c":"${gate.output.c}"}}`,
 		`{"name":"sig_parent","version":1,"tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"sig_child"}}],
@@ -648,7 +648,7 @@ func TestSignalAndUpdateState(t *testing.T) {
 	}
 	var run conductor.WorkflowRun
 	e.decode(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK", map[string]any{"a": 1}, &run)
-	if run.ResponseType != "BLOCKING_TASK" || run.ReferenceTaskName != "gate2" || run.Status != "IN_PROGRESS" || run.TargetWorkflowID != id {
+	if run.ResponseType != "BLOCKING_TASK" || run.ReferenceTaskName != "gate2" || run.TaskType != "HUMAN" || run.Status != "IN_PROGRESS" || run.TargetWorkflowID != id {
 		t.Fatalf("signal answered %+v; want the next blocking task, gate2", run)
 	}
 	if got := e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal", map[string]any{"b": 2}); got != "" {

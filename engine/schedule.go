@@ -40,7 +40,7 @@ var decidedTypes = map[string]bool{
 	conductor.TaskTypeJoin: true, conductor.TaskTypeSetVariable: true, conductor.TaskTypeTerminate: true,
 	conductor.TaskTypeWait: true, conductor.TaskTypeSubWorkflow: true, conductor.TaskTypeNoop: true,
 	conductor.TaskTypeDoWhile: true, conductor.TaskTypeDynamic: true, conductor.TaskTypeForkJoinDynamic: true,
-	conductor.TaskTypeStartWorkflow: true, conductor.TaskTypeExclusiveJoin: true,
+	conductor.TaskTypeStartWorkflow: true, conductor.TaskTypeExclusiveJoin: true, conductor.TaskTypeHuman: true,
 }
 
 func runsInSystemWorker(typ string) bool {
@@ -355,6 +355,11 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			return
 		}
 		ev.Status, ev.AvailableAt = conductor.TaskInProgress, until
+	case conductor.TaskTypeHuman:
+		// Conductor's HUMAN: in progress until someone updates it (a task
+		// update, a signal), like a WAIT without a time. Orkes's forms,
+		// assignments and claims are not served: the task is its own form.
+		ev.Status = conductor.TaskInProgress
 	case conductor.TaskTypeSubWorkflow:
 		if wt.SubWorkflowParam == nil || (wt.SubWorkflowParam.Name == "" && len(wt.SubWorkflowParam.WorkflowDefinition) == 0) {
 			fail("SUB_WORKFLOW %s has no subWorkflowParam.name", ev.Ref)

@@ -664,6 +664,39 @@ func TestExclusiveJoin(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 }
 
+// A HUMAN task waits for an update from outside, as Conductor's does: no
+// worker queue, no deadline, progress keeps it waiting, a result ends it.
+func TestHumanTask(t *testing.T) {
+	def := `{"name":"approve","tasks":[{"name":"review","taskReferenceName":"review","type":"HUMAN","inputParameters":{"doc":"${workflow.input.doc}"}},
+	 {"name":"next","taskReferenceName":"next"}]}`
+	h := newHarness(t, def, map[string]any{"doc": "d-1"})
+	if got := h.wantTask("review", conductor.TaskInProgress); got.Input["doc"] != "d-1" {
+		t.Fatalf("review input %v", got.Input)
+	}
+	if ds := effectsOf[engine.Dispatch](h.last); len(ds) != 0 {
+		t.Fatalf("a HUMAN task was dispatched to workers: %+v", ds)
+	}
+	if dl := engine.Deadlines(h.w); len(dl) != 0 {
+		t.Fatalf("a HUMAN task has deadlines %v", dl)
+	}
+	if d, err := h.try(engine.Take{TaskID: h.task("review").ID, WorkerID: "w1"}); err == nil {
+		t.Fatalf("a worker took a HUMAN task: %+v", d.Reply)
+	}
+	h.report("review", conductor.TaskInProgress, map[string]any{"draft": "ok so far"}, "")
+	if got := h.wantTask("review", conductor.TaskInProgress); got.Output["draft"] != "ok so far" {
+		t.Fatalf("progress lost its output: %v", got.Output)
+	}
+	h.complete("review", map[string]any{"approved": true})
+	h.wantTask("next", conductor.TaskScheduled)
+
+	rejected := newHarness(t, def, map[string]any{"doc": "d-2"})
+	rejected.report("review", conductor.TaskFailed, nil, "rejected by alice")
+	rejected.wantStatus(conductor.WorkflowFailed)
+	if !strings.Contains(rejected.w.Reason, "rejected by alice") {
+		t.Fatalf("reason %q", rejected.w.Reason)
+	}
+}
+
 func TestValidateNewTaskTypes(t *testing.T) {
 	simple := `{"name":"s","taskReferenceName":"s"}`
 	tests := []struct {
