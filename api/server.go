@@ -82,6 +82,9 @@ type Deps struct {
 	Audit    AuditLog
 	Trail    AuditTrail
 	Verifier ReadModelVerifier
+
+	// Version is the build's version, answered at GET /api/version.
+	Version string
 }
 
 // Server routes flowvault's HTTP requests.
@@ -133,6 +136,7 @@ func New(deps Deps) *Server {
 	s.tokenRoutes()
 	s.workerRoutes()
 	s.auditRoutes()
+	s.adminRoutes()
 	return s
 }
 

@@ -150,12 +150,7 @@ func (s *Server) updateVariables(w http.ResponseWriter, r *http.Request) {
 // decideWorkflow re-evaluates a workflow: passed deadlines are acted on
 // and the hand-offs its state implies are performed again.
 func (s *Server) decideWorkflow(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	err := s.submit(r, id, engine.Tick{})
-	if err == nil {
-		err = s.submit(r, id, engine.Reconcile{})
-	}
-	if err != nil {
+	if err := s.redecide(r, r.PathValue("id"), false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -104,6 +104,9 @@ type Config struct {
 	// goes to stderr). It is not the logger: the secret must not reach log
 	// aggregation.
 	BootstrapOutput io.Writer
+	// Version is the build's version, which GET /api/version answers
+	// (set by the binary, not configured).
+	Version string
 }
 
 // DefaultConfig is `flowvault server` with no flags and no environment.

@@ -5,6 +5,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -279,6 +280,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Audit:       n.audit,
 		Trail:       audit.NewTrail(n.log),
 		Verifier:    verifier{n},
+		Version:     cmp.Or(cfg.Version, "dev"),
 
 		WorkerCredentials:       n.credentialIssuer(),
 		WorkerCredentialsLedger: n.workerCreds.ledger,

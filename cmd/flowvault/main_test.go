@@ -318,7 +318,17 @@ func TestServerBootstrapKey(t *testing.T) {
 
 	stdout = &testutil.LogBuffer{}
 	p = startServerOut(t, bin, stdout, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--insecure-dev")
-	p.waitLog(t, "flowvault listening")
+	addr = p.waitLog(t, "flowvault listening")["addr"].(string)
+	// The API reports the build's version.
+	res, err = http.Get("http://" + addr + "/api/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || string(version) != "test-1.2.3" {
+		t.Fatalf("GET /api/version = %d %q", res.StatusCode, version)
+	}
 	if stdout.String() != "" {
 		t.Fatalf("second start printed:\n%s", stdout.String())
 	}

@@ -29,6 +29,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logger := newLogger(stderr, cfg)
 	// The bootstrap key banner goes to stdout, apart from the log on stderr.
 	cfg.BootstrapOutput = stdout
+	cfg.Version = version
 	return node.Run(ctx, cfg, logger)
 }
 
