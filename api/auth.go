@@ -118,7 +118,6 @@ func principal(r *http.Request) string { return caller(r).ID }
 // gets 403 before h runs. The tables passed to routes are the route table
 // of access control (pattern → rule); add a row per endpoint.
 func (s *Server) route(pattern string, rule auth.Rule, h http.HandlerFunc) {
-	s.rules = append(s.rules, RouteRule{Pattern: pattern, Rule: rule})
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := s.enforce(r, rule); err != nil {
 			s.writeError(w, r, err)
@@ -127,15 +126,6 @@ func (s *Server) route(pattern string, rule auth.Rule, h http.HandlerFunc) {
 		h(w, r)
 	})
 }
-
-// RouteRule is one row of the access-control route table.
-type RouteRule struct {
-	Pattern string
-	Rule    auth.Rule
-}
-
-// Rules returns the route table of the routes registered with a rule.
-func (s *Server) Rules() []RouteRule { return s.rules }
 
 func (s *Server) enforce(r *http.Request, rule auth.Rule) error {
 	if s.deps.Insecure {

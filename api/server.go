@@ -93,10 +93,8 @@ type Server struct {
 	mux  *http.ServeMux
 	// stopping is closed by Shutdown: long waits (synchronous execution)
 	// answer with what they have.
-	stopping chan struct{}
-	stopOnce sync.Once
-	// rules is the access-control route table (see route).
-	rules        []RouteRule
+	stopping     chan struct{}
+	stopOnce     sync.Once
 	tokenLimiter *tokenLimiter
 	// verifying lets one read-model verification run at a time.
 	verifying sync.Mutex
