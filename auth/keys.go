@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -138,18 +137,6 @@ func putValue(w kvWriter, key []byte, v any) error {
 		return err
 	}
 	return w.Set(key, b)
-}
-
-// subjectSeq reads the last sequence of subject recorded in r (0: none).
-func subjectSeq(r kvReader, subject string) (uint64, error) {
-	v, err := r.Get(seqKey(subject))
-	if errors.Is(err, projections.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil || len(v) != 8 {
-		return 0, fmt.Errorf("read sequence of %s: %v (%d bytes)", subject, err, len(v))
-	}
-	return binary.BigEndian.Uint64(v), nil
 }
 
 // maxIDLen bounds every identifier: application, key, user, group, role

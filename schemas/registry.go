@@ -132,13 +132,6 @@ func (r *Registry) Decode(env Envelope) (ev Event, err error) {
 	return ev, nil
 }
 
-// Known reports whether the registry can decode events of the given type.
-func (r *Registry) Known(name string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.byName[name] != nil
-}
-
 // MarshalSorted encodes v as msgpack with map keys in sorted order, so that
 // a value always encodes to the same bytes: replay fixtures, deduplication
 // and read-model rebuilds compare bytes.
