@@ -251,3 +251,50 @@ func TestConcurrentExecLimit(t *testing.T) {
 		t.Fatalf("%v refused takes counted, want at least 3", got)
 	}
 }
+
+// A restart forgets neither limit: the window's takes and the tasks holding
+// places are kept with the log, so the restarted server hands out no more
+// than the one before it would have.
+func TestLimitsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[
+	  {"name":"lr_running","concurrentExecLimit":1,"responseTimeoutSeconds":3600},
+	  {"name":"lr_window","rateLimitPerFrequency":1,"rateLimitFrequencyInSeconds":3600,"responseTimeoutSeconds":3600}]`)
+	types := []string{"lr_running", "lr_window"}
+	for _, typ := range types {
+		e.register(fmt.Sprintf(`{"name":"%s_flow","version":1,"tasks":[{"name":"%s","taskReferenceName":"t"}]}`, typ, typ))
+		e.start(typ+"_flow", nil)
+		e.start(typ+"_flow", nil)
+	}
+	poll := func(e *env, typ string) int {
+		t.Helper()
+		var tasks []*conductor.Task
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/poll/batch/"+typ+"?workerid=w&count=2&timeout=100", nil)), &tasks); err != nil {
+			t.Fatal(err)
+		}
+		return len(tasks)
+	}
+	for _, typ := range types {
+		waitQueueSize(t, e, typ, 2)
+		if got := poll(e, typ) + poll(e, typ); got != 1 {
+			t.Fatalf("%s: %d tasks went out, want 1", typ, got)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	n2, base2 := nodetest.StartConfig(t, cfg)
+	e2 := &env{t: t, node: n2, base: base2}
+	for _, typ := range types {
+		waitQueueSize(t, e2, typ, 1) // recovery announced the one still SCHEDULED
+		if got := poll(e2, typ) + poll(e2, typ); got != 0 {
+			t.Fatalf("%s: %d tasks went out after the restart, want none", typ, got)
+		}
+	}
+}

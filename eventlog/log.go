@@ -203,6 +203,10 @@ func (l *Log) Conn() *nats.Conn { return l.nc }
 // JetStream returns the JetStream context the log uses.
 func (l *Log) JetStream() jetstream.JetStream { return l.js }
 
+// Replicas is how many copies the log's streams keep: state others keep
+// next to the log (key-value buckets) keeps as many.
+func (l *Log) Replicas() int { return l.cfg.Replicas }
+
 // Publish stores msg in the stream that takes its subject, once (a
 // retry with the same Nats-Msg-Id header is a duplicate), and returns its
 // sequence: jetstream's PublishMsg for messages that are not events (the

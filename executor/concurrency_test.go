@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/flowvault/flowvault/internal/testutil"
 )
 
@@ -94,4 +96,40 @@ func admittedAtOnce(t *testing.T, n int, take func(i int) error) int {
 	}
 	wg.Wait()
 	return admitted
+}
+
+// The limits' bucket is kept on disk; one an earlier version kept in
+// memory (which JetStream cannot change in place) is replaced, its state
+// dropped as a restart would have dropped it.
+func TestLimitsBucketOnDisk(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	js := l.JetStream()
+	old, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: limitsBucket, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Put(ctx, "c.stale", []byte(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := newLimits(l).bucket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Config().Storage != jetstream.FileStorage || st.Values() != 0 {
+		t.Fatalf("bucket storage %v with %d values, want file storage and none", st.Config().Storage, st.Values())
+	}
+	// Another engine binds to the same bucket without dropping it.
+	if _, err := kv.Put(ctx, "c.kept", []byte(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	if kv2, err := newLimits(l).bucket(ctx); err != nil {
+		t.Fatal(err)
+	} else if _, err := kv2.Get(ctx, "c.kept"); err != nil {
+		t.Fatalf("a second engine's bind lost the state: %v", err)
+	}
 }

@@ -21,8 +21,8 @@ import (
 // concurrentExecLimit how many at once (concurrency.go). Both are checked
 // when a task is taken, on every path (a poll's take, a take for a waiting
 // worker in the decision that schedules the task, a NATS take request),
-// against state every engine shares: a JetStream key-value bucket in
-// memory, updated by compare and set. A refused take leaves the task
+// against state every engine shares: a JetStream key-value bucket,
+// updated by compare and set. A refused take leaves the task
 // SCHEDULED and its announcement is offered again later. Both err on the
 // side of fewer: a take admitted and then not recorded keeps its place
 // for a while.
@@ -52,8 +52,24 @@ func (l *limits) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if l.kv != nil {
 		return l.kv, nil
 	}
-	kv, err := l.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: limitsBucket,
-		Description: "task definitions' limits: takes in their window, takes running", History: 1, Storage: jetstream.MemoryStorage})
+	js := l.log.JetStream()
+	// Kept on disk: a server's restart must not forget the takes of the
+	// window and the tasks holding places, or it would hand out as many
+	// again. A version before this one kept the bucket in memory, which
+	// JetStream cannot change in place: that bucket goes (its state, all
+	// of it in memory, is what a restart would have lost anyway).
+	if old, err := js.KeyValue(ctx, limitsBucket); err == nil {
+		st, err := old.Status(ctx)
+		if err == nil && st.Config().Storage == jetstream.MemoryStorage {
+			err = js.DeleteKeyValue(ctx, limitsBucket)
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("%w: task limits bucket: %v", fault.ErrUnavailable, err)
+		}
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: limitsBucket,
+		Description: "task definitions' limits: takes in their window, takes running", History: 1,
+		Storage: jetstream.FileStorage, Replicas: l.log.Replicas()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: task limits bucket: %v", fault.ErrUnavailable, err)
 	}
