@@ -689,6 +689,16 @@ func TestHumanTask(t *testing.T) {
 	h.complete("review", map[string]any{"approved": true})
 	h.wantTask("next", conductor.TaskScheduled)
 
+	// Its task definition's timeoutSeconds applies, counted from its start.
+	timed := newHarness(t, def, map[string]any{"doc": "d-3"}, `{"name":"review","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF"}`)
+	if dl := engine.Deadlines(timed.w); len(dl) != 1 || dl[0] != epoch.Add(time.Minute).UnixMilli() {
+		t.Fatalf("deadlines %v, want the task's timeout a minute after its start", dl)
+	}
+	timed.advance(time.Minute)
+	timed.decide(engine.Tick{})
+	timed.wantTask("review", conductor.TaskTimedOut)
+	timed.wantStatus(conductor.WorkflowTimedOut)
+
 	rejected := newHarness(t, def, map[string]any{"doc": "d-2"})
 	rejected.report("review", conductor.TaskFailed, nil, "rejected by alice")
 	rejected.wantStatus(conductor.WorkflowFailed)

@@ -70,7 +70,7 @@ func Deadlines(w *Workflow) []int64 {
 			add(t.UpdateTime)
 		case t.Status == conductor.TaskInProgress && leased(t):
 			add(t.UpdateTime + SystemTaskLease.Milliseconds())
-		case releasedSystemTask(t) && timesOut(t) && !paused:
+		case awaitsUpdate(t) && timesOut(t) && !paused:
 			add(t.StartTime + p.TimeoutSeconds*1000)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
 			if p.ResponseTimeoutSeconds > 0 {
@@ -114,12 +114,15 @@ func leased(t *Task) bool {
 	return runsInSystemWorker(t.Type) && t.WorkerID != ""
 }
 
-// releasedSystemTask reports a system task that its system worker let go
-// of (asyncComplete) and that waits for an update from outside: its task
-// definition's timeoutSeconds applies, as Conductor's decider applies it
-// to every pending task.
-func releasedSystemTask(t *Task) bool {
-	return t.Status == conductor.TaskInProgress && runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
+// awaitsUpdate reports a task in progress that waits for an update from
+// outside: a HUMAN task, or a system task that its system worker let go
+// of (asyncComplete). Its task definition's timeoutSeconds applies, as
+// Conductor's decider applies it to every pending task.
+func awaitsUpdate(t *Task) bool {
+	if t.Status != conductor.TaskInProgress {
+		return false
+	}
+	return t.Type == conductor.TaskTypeHuman || runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
 }
 
 // tick acts on every deadline that has passed.
@@ -170,7 +173,7 @@ func (d *decision) tick() {
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, LeaseExpired: true,
 				Reason: "system task lease expired", Time: d.now})
 			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
-		case releasedSystemTask(t) && timesOut(t) && !paused && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= t.StartTime+p.TimeoutSeconds*1000:
 			d.timedOut(t, "task exceeded timeoutSeconds", false)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			switch {
