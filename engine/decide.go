@@ -29,6 +29,10 @@ type Input struct {
 	Now     time.Time
 	// TaskDef returns the registered definition of a task name, or nil.
 	TaskDef func(name string) *conductor.TaskDef
+	// ActiveDomain reports whether workers of taskType polled domain's
+	// queue lately; it chooses among a taskToDomain entry's fallbacks
+	// (nil: none has, and the last one is taken).
+	ActiveDomain func(taskType, domain string) bool
 }
 
 // Decision is the outcome of Decide.

@@ -26,8 +26,10 @@ type harness struct {
 	w        *engine.Workflow
 	now      time.Time
 	taskDefs map[string]*conductor.TaskDef
-	last     engine.Decision
-	history  [][]schemas.Event
+	// active holds the "type/domain" queues whose workers polled lately.
+	active  map[string]bool
+	last    engine.Decision
+	history [][]schemas.Event
 }
 
 func parseDef(t testing.TB, js string) *conductor.WorkflowDef {
@@ -63,7 +65,8 @@ func newHarness(t testing.TB, defJSON string, input map[string]any, taskDefs ...
 }
 
 func (h *harness) input(trig engine.Trigger) engine.Input {
-	return engine.Input{State: h.w, Trigger: trig, Now: h.now, TaskDef: func(n string) *conductor.TaskDef { return h.taskDefs[n] }}
+	return engine.Input{State: h.w, Trigger: trig, Now: h.now, TaskDef: func(n string) *conductor.TaskDef { return h.taskDefs[n] },
+		ActiveDomain: func(taskType, domain string) bool { return h.active[taskType+"/"+domain] }}
 }
 
 // decide runs a trigger that must succeed.

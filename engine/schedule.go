@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 
 	"github.com/flowvault/flowvault/engine/expr"
@@ -230,11 +231,44 @@ func (d *decision) nextSeq() int {
 	return seq + 1
 }
 
+// NoDomain in a taskToDomain entry stands for the queue without a domain.
+const NoDomain = "NO_DOMAIN"
+
+// domainFor is the domain a task of name goes to: its taskToDomain entry,
+// else the "*" entry. An entry may list fallbacks, "d1,d2,NO_DOMAIN", as
+// in Conductor: the first domain with active workers, else the last one
+// listed.
 func (d *decision) domainFor(name string) string {
-	if dom, ok := d.w.TaskToDomain[name]; ok {
-		return dom
+	entry, ok := d.w.TaskToDomain[name]
+	if !ok {
+		entry = d.w.TaskToDomain["*"]
 	}
-	return d.w.TaskToDomain["*"]
+	domains := strings.Split(entry, ",")
+	for i := range domains {
+		domains[i] = strings.TrimSpace(domains[i])
+	}
+	if len(domains) > 1 && d.in.ActiveDomain != nil {
+		for _, dom := range domains {
+			if dom != "" && !strings.EqualFold(dom, NoDomain) && d.in.ActiveDomain(name, dom) {
+				return dom
+			}
+		}
+	}
+	if last := domains[len(domains)-1]; !strings.EqualFold(last, NoDomain) {
+		return last
+	}
+	return ""
+}
+
+// HasFallbackDomains reports whether taskToDomain lists fallbacks, which
+// are chosen among by the workers' activity (Input.ActiveDomain).
+func HasFallbackDomains(taskToDomain map[string]string) bool {
+	for _, entry := range taskToDomain {
+		if strings.Contains(entry, ",") {
+			return true
+		}
+	}
+	return false
 }
 
 func policyOf(e conductor.EffectiveTaskDef) schemas.TaskPolicy {

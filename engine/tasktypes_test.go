@@ -929,3 +929,61 @@ func TestDynamicJoinOutlivesRedactedFork(t *testing.T) {
 	h.complete("canary", nil)
 	h.wantTask("join", conductor.TaskCompleted)
 }
+
+// A taskToDomain entry may list fallbacks, as in Conductor: a task goes to
+// the first domain whose workers polled lately, else to the last listed,
+// NO_DOMAIN standing for the queue without one; "*" covers the tasks
+// without an entry of their own. Retries choose again.
+func TestTaskDomainFallbacks(t *testing.T) {
+	def := `{"name":"d","tasks":[{"name":"a","taskReferenceName":"a"}]}`
+	start := func(t *testing.T, t2d map[string]string, active ...string) *harness {
+		h := &harness{t: t, now: epoch, taskDefs: map[string]*conductor.TaskDef{}, active: map[string]bool{}}
+		for _, q := range active {
+			h.active[q] = true
+		}
+		one := 1
+		h.taskDefs["a"] = &conductor.TaskDef{Name: "a", RetryCount: &one}
+		h.decide(engine.Start{WorkflowID: "wf-1", Def: parseDef(t, def), CreatedBy: "app:tester",
+			Request: conductor.StartWorkflowRequest{TaskToDomain: t2d}})
+		return h
+	}
+	for _, tc := range []struct {
+		name   string
+		t2d    map[string]string
+		active []string
+		want   string
+	}{
+		{"single", map[string]string{"a": "blue"}, nil, "blue"},
+		{"single NO_DOMAIN", map[string]string{"a": "NO_DOMAIN"}, []string{"a/NO_DOMAIN"}, ""},
+		{"first active", map[string]string{"a": "blue, green"}, []string{"a/blue", "a/green"}, "blue"},
+		{"second active", map[string]string{"a": "blue,green,red"}, []string{"a/green"}, "green"},
+		{"none active: the last", map[string]string{"a": "blue,green"}, nil, "green"},
+		{"none active: NO_DOMAIN last", map[string]string{"a": "blue,no_domain"}, []string{"b/blue"}, ""},
+		{"NO_DOMAIN is never active", map[string]string{"a": "NO_DOMAIN,blue"}, []string{"a/NO_DOMAIN"}, "blue"},
+		{"star", map[string]string{"*": "blue,NO_DOMAIN"}, []string{"a/blue"}, "blue"},
+		{"own entry over star", map[string]string{"*": "blue", "a": "green,NO_DOMAIN"}, nil, ""},
+		{"no entry", map[string]string{"b": "blue"}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, tc.t2d, tc.active...)
+			if got := h.wantTask("a", conductor.TaskScheduled).Domain; got != tc.want {
+				t.Fatalf("domain %q, want %q", got, tc.want)
+			}
+			if ds := effectsOf[engine.Dispatch](h.last); len(ds) != 1 || ds[0].Domain != tc.want {
+				t.Fatalf("dispatches %+v, want one to domain %q", ds, tc.want)
+			}
+		})
+	}
+
+	// The first attempt went to the last fallback; its retry goes where
+	// workers have shown up since.
+	h := start(t, map[string]string{"a": "blue,NO_DOMAIN"})
+	if got := h.task("a").Domain; got != "" {
+		t.Fatalf("first attempt in domain %q", got)
+	}
+	h.active["a/blue"] = true
+	h.report("a", conductor.TaskFailed, nil, "try again")
+	if got := h.wantTask("a", conductor.TaskScheduled).Domain; got != "blue" {
+		t.Fatalf("retry in domain %q, want blue", got)
+	}
+}

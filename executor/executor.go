@@ -163,6 +163,7 @@ type Executor struct {
 	polls     *poller
 	lanes     *lanes
 	limits    *limits
+	activity  *activity
 	natsPolls natsPolls
 	// idle hands work to goroutines waiting for it (spawn).
 	idle  chan func()
@@ -185,6 +186,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
 		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.lanes = newLanes()
+	e.activity = newActivity()
 	e.limits = newLimits(log)
 	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
@@ -405,7 +407,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 				return Outcome{}, err
 			}
 		}
-		dec, err := engine.Decide(engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx)})
+		dec, err := engine.Decide(e.decisionInput(ctx, w, trig, now))
 		if err != nil && cached {
 			// A rejection must not rest on a stale state: a worker's take
 			// or result for a task another engine scheduled a moment ago

@@ -180,7 +180,9 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 	if req.Count < 1 {
 		return nil, 0, fault.Invalid("count %d: want at least 1", req.Count)
 	}
-	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, e.cfg.Now().UnixMilli())
+	now := e.cfg.Now()
+	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, now.UnixMilli())
+	e.activity.polled(req.TaskType, req.Domain, now)
 	// Messages whose task is gone (taken through a priority lane's twin,
 	// or otherwise) answer nothing: pull again rather than answer an
 	// empty poll while tasks wait. The pull did not wait, so neither

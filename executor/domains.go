@@ -1,0 +1,116 @@
+package executor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// A taskToDomain entry may list fallbacks ("d1,d2,NO_DOMAIN"): Conductor
+// puts the task in the first domain with active workers, those that polled
+// its queue within the last 10 seconds, else in the last one listed. A
+// queue's workers are seen two ways here: the HTTP polls this engine
+// serves, and the queue's consumer, whose pull requests waiting and last
+// delivery show the workers that pull it over NATS and the polls other
+// engines serve (each a pull of their own). Consumers are read only for
+// the decisions of workflows that list fallbacks, at most every
+// activityScanEvery, so that no one else pays for them.
+
+const (
+	// activeWindow is how recently a queue's workers must have polled to
+	// count as active (Conductor's activeWorkerLastPollTimeout).
+	activeWindow = 10 * time.Second
+	// activityScanEvery bounds how often an engine reads the queues'
+	// consumers.
+	activityScanEvery = 2 * time.Second
+)
+
+// activity knows when each queue's workers were last seen, by consumer
+// name.
+type activity struct {
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	scanned time.Time
+	// scanning serializes scans: a decision that finds one running waits
+	// for its answer instead of asking again.
+	scanning sync.Mutex
+}
+
+func newActivity() *activity { return &activity{seen: map[string]time.Time{}} }
+
+func (a *activity) polled(taskType, domain string, now time.Time) {
+	a.see(workers.ConsumerName(taskType, domain), now)
+}
+
+func (a *activity) see(consumer string, at time.Time) {
+	a.mu.Lock()
+	if at.After(a.seen[consumer]) {
+		a.seen[consumer] = at
+	}
+	a.mu.Unlock()
+}
+
+func (a *activity) active(taskType, domain string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen, ok := a.seen[workers.ConsumerName(taskType, domain)]
+	return ok && now.Sub(seen) <= activeWindow
+}
+
+// refresh reads the queues' consumers when the last read is older than
+// activityScanEvery. A failed read leaves what was known: the choice falls
+// back to the last domain listed, as it would with no worker active.
+func (e *Executor) refreshActivity(ctx context.Context, now time.Time) {
+	a := e.activity
+	a.scanning.Lock()
+	defer a.scanning.Unlock()
+	a.mu.Lock()
+	fresh := now.Sub(a.scanned) < activityScanEvery
+	a.mu.Unlock()
+	if fresh {
+		return
+	}
+	stream, err := e.disp.dispatchStream(ctx)
+	if err != nil {
+		e.cfg.Logger.Warn("task domains: queues not read", logkey.Err, err)
+		return
+	}
+	lister := stream.ListConsumers(ctx)
+	for info := range lister.Info() {
+		if info.NumWaiting > 0 {
+			a.see(info.Name, now)
+		}
+		if last := info.Delivered.Last; last != nil {
+			a.see(info.Name, *last)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		e.cfg.Logger.Warn("task domains: queues not read", logkey.Err, err)
+		return
+	}
+	a.mu.Lock()
+	a.scanned = now
+	a.mu.Unlock()
+}
+
+// decisionInput is what a decision of trig on w decides with: the task
+// definitions and, for a workflow that lists fallback domains, the
+// workers' activity read now.
+func (e *Executor) decisionInput(ctx context.Context, w *engine.Workflow, trig engine.Trigger, now time.Time) engine.Input {
+	in := engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx)}
+	t2d := map[string]string(nil)
+	if w != nil {
+		t2d = w.TaskToDomain
+	} else if start, ok := trig.(engine.Start); ok {
+		t2d = start.Request.TaskToDomain
+	}
+	if engine.HasFallbackDomains(t2d) {
+		e.refreshActivity(ctx, now)
+		in.ActiveDomain = func(taskType, domain string) bool { return e.activity.active(taskType, domain, now) }
+	}
+	return in
+}

@@ -1,0 +1,110 @@
+package executor
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// A task whose taskToDomain entry lists fallbacks goes to the first domain
+// whose workers were seen within activeWindow: polls this engine served,
+// or pulls waiting on the queue's consumer (a worker pulling over NATS,
+// another engine's poll), read at most every activityScanEvery.
+func TestFallbackDomainsFollowWorkers(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	var mu sync.Mutex
+	// The consumers' delivery times are the server's: the test's clock
+	// starts from the real one.
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	e := startExecutor(t, l, nothingScheduled{}, Config{Now: now})
+	def := mustDef(t, `{"name":"fd","tasks":[{"name":"fd_task","taskReferenceName":"t"}]}`)
+	n := 0
+	domainOfNext := func() string {
+		t.Helper()
+		n++
+		id, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def,
+			TaskToDomain: map[string]string{"fd_task": "blue, green, NO_DOMAIN"}}, StartOptions{WorkflowID: "fd-" + string(rune('a'+n))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := e.State(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.Tasks[0].Domain
+	}
+	if got := domainOfNext(); got != "" {
+		t.Fatalf("with no worker anywhere: domain %q, want none", got)
+	}
+
+	// A worker polls green through this engine.
+	if _, _, err := e.Poll(ctx, PollRequest{TaskType: "fd_task", Domain: "green", WorkerID: "w", Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := domainOfNext(); got != "green" {
+		t.Fatalf("after a poll of green: domain %q", got)
+	}
+
+	// A worker pulls blue's queue itself; the engine sees it once it reads
+	// the consumers again.
+	if err := e.disp.ensureQueue(ctx, "fd_task", "blue"); err != nil {
+		t.Fatal(err)
+	}
+	blue, err := e.consumer(ctx, workers.ConsumerName("fd_task", "blue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulled := make(chan error, 1)
+	go func() {
+		batch, err := blue.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		if err == nil {
+			for range batch.Messages() {
+			}
+			err = batch.Error()
+		}
+		pulled <- err
+	}()
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		info, err := blue.Info(ctx)
+		if err == nil && info.NumWaiting == 0 {
+			err = errNotYet
+		}
+		return err
+	})
+	if got := domainOfNext(); got != "green" {
+		t.Fatalf("blue's pull before the next read of the consumers: domain %q, want green still", got)
+	}
+	advance(activityScanEvery)
+	if got := domainOfNext(); got != "blue" {
+		t.Fatalf("blue's pull seen: domain %q", got)
+	}
+	// That task went out to the waiting pull.
+	if err := <-pulled; err != nil {
+		t.Fatal(err)
+	}
+
+	// Past activeWindow without a poll or a pull, the last fallback.
+	advance(activeWindow + activityScanEvery)
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		info, err := blue.Info(ctx)
+		if err == nil && info.NumWaiting != 0 {
+			err = errNotYet
+		}
+		return err
+	})
+	if got := domainOfNext(); got != "" {
+		t.Fatalf("after the workers went quiet: domain %q, want none", got)
+	}
+}
+
+var errNotYet = errors.New("not yet")
