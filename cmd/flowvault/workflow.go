@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+const workflowUsage = `usage: flowvault workflow <command> [flags]
+
+commands:
+  register FILE                   register workflow definitions from FILE ("-": stdin), one
+                                  definition or an array; a name and version registered before
+                                  is replaced
+  start NAME                      start a workflow and print its id
+      --version N                 the definition's version (default: the latest)
+      --input JSON                its input, a JSON object (or --input-file F, "-" for stdin)
+      --correlation-id ID, --priority P (0-99)
+  get ID [--tasks]                print the execution as JSON, masked as every read is
+  status ID                       print its status, and the reason it ended if it failed
+  search [QUERY] [--size N]       list executions, newest first (Conductor's query syntax:
+                                  'status = RUNNING AND workflowType = order_flow'); N at most 5000
+  terminate ID [--reason R]       terminate a running workflow
+  pause ID, resume ID             pause or resume it
+  retry ID                        retry the last failed task of an ended workflow
+  restart ID [--latest]           run an ended workflow again from its start (--latest: on the
+                                  latest version of its definition)
+  rerun ID [--from-task TASK]     run an ended workflow again from a task (default: the start)
+
+flags of every command:
+` + clientUsage
+
+// workflowCommand is one `flowvault workflow` command: its flags, its
+// number of arguments and what it does.
+type workflowCommand struct {
+	args int // positional arguments: exactly, or at most 1 when optional
+	opt  bool
+	run  func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error
+}
+
+func runWorkflow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, workflowUsage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("workflow "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, workflowUsage) }
+	var conn connection
+	conn.flags(fs)
+	cmd, ok := workflowCommands(fs)[sub]
+	if !ok {
+		fmt.Fprintf(stderr, "flowvault workflow: unknown command %q\n\n%s", sub, workflowUsage)
+		return errUsage
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > cmd.args || !cmd.opt && len(pos) < cmd.args {
+		fmt.Fprintf(stderr, "flowvault workflow %s: wrong number of arguments\n\n%s", sub, workflowUsage)
+		return errUsage
+	}
+	// An id or name such as "." or ".." is not sent as itself: the path
+	// would be cleaned to another route.
+	for _, p := range pos {
+		if sub != "register" && sub != "search" && (p == "" || p == "." || p == ".." || strings.Contains(p, "/")) {
+			return fmt.Errorf("%q is not a workflow name or id", p)
+		}
+	}
+	c, err := conn.client(stderr)
+	if err != nil {
+		return err
+	}
+	return cmd.run(ctx, c, pos, stdout)
+}
+
+// workflowCommands declares each command's flags on fs.
+func workflowCommands(fs *flag.FlagSet) map[string]workflowCommand {
+	var (
+		version, priority             int
+		input, inputFile, correlation string
+		reason, fromTask              string
+		tasks, latest                 bool
+		size                          int
+	)
+	path := func(id, op string) string { return "/api/workflow/" + url.PathEscape(id) + op }
+	operate := func(method, op, done string, query func() url.Values) workflowCommand {
+		return workflowCommand{args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			p := path(pos[0], op)
+			if q := query(); len(q) > 0 {
+				p += "?" + q.Encode()
+			}
+			if _, err := c.do(ctx, method, p, "", nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s %s\n", done, pos[0])
+			return nil
+		}}
+	}
+	none := func() url.Values { return nil }
+	cmds := map[string]workflowCommand{
+		"register": {args: 1, run: workflowRegister},
+		"start": {args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			return workflowStart(ctx, c, pos[0], version, priority, input, inputFile, correlation, stdout)
+		}},
+		"get": {args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			b, err := c.do(ctx, "GET", path(pos[0], "?includeTasks="+strconv.FormatBool(tasks)), "", nil)
+			if err != nil {
+				return err
+			}
+			return printIndented(stdout, b, pos[0])
+		}},
+		"status": {args: 1, run: workflowStatus},
+		"search": {args: 1, opt: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			return workflowSearch(ctx, c, pos, size, stdout)
+		}},
+		"terminate": operate("DELETE", "", "terminated", func() url.Values {
+			if reason == "" {
+				return nil
+			}
+			return url.Values{"reason": {reason}}
+		}),
+		"pause":  operate("PUT", "/pause", "paused", none),
+		"resume": operate("PUT", "/resume", "resumed", none),
+		"retry":  operate("POST", "/retry", "retried", none),
+		"restart": operate("POST", "/restart", "restarted", func() url.Values {
+			return url.Values{"useLatestDefinitions": {strconv.FormatBool(latest)}}
+		}),
+		"rerun": {args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			body, _ := json.Marshal(conductor.RerunWorkflowRequest{ReRunFromTaskID: fromTask})
+			if _, err := c.do(ctx, "POST", path(pos[0], "/rerun"), "application/json", body); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "rerun %s\n", pos[0])
+			return nil
+		}},
+	}
+	switch fs.Name() {
+	case "workflow start":
+		fs.IntVar(&version, "version", 0, "the definition's version (default: the latest)")
+		fs.StringVar(&input, "input", "", "the input, a JSON object")
+		fs.StringVar(&inputFile, "input-file", "", `a file holding the input ("-": stdin)`)
+		fs.StringVar(&correlation, "correlation-id", "", "the correlation id")
+		fs.IntVar(&priority, "priority", 0, "priority, 0-99")
+	case "workflow get":
+		fs.BoolVar(&tasks, "tasks", false, "include the tasks")
+	case "workflow search":
+		fs.IntVar(&size, "size", 20, "at most this many")
+	case "workflow terminate":
+		fs.StringVar(&reason, "reason", "", "why")
+	case "workflow restart":
+		fs.BoolVar(&latest, "latest", false, "on the latest version of the definition")
+	case "workflow rerun":
+		fs.StringVar(&fromTask, "from-task", "", "the id of the task to run again from")
+	}
+	return cmds
+}
+
+// printIndented prints a JSON answer indented.
+func printIndented(stdout io.Writer, b []byte, what string) error {
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return fmt.Errorf("the server's answer about %s is not JSON (%d bytes)", what, len(b))
+	}
+	out.WriteByte('\n')
+	_, err := out.WriteTo(stdout)
+	return err
+}
+
+// workflowRegister sends the definitions of a file as Conductor's bulk
+// upsert, the file's JSON as it is (fields flowvault does not act on
+// round-trip).
+func workflowRegister(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+	var b []byte
+	var err error
+	if pos[0] == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 16<<20))
+	} else {
+		b, err = os.ReadFile(pos[0])
+	}
+	if err != nil {
+		return fmt.Errorf("read definitions: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if !json.Valid(b) {
+		return fmt.Errorf("%s is not JSON", pos[0])
+	}
+	if len(b) > 0 && b[0] == '{' {
+		b = slices.Concat([]byte("["), b, []byte("]"))
+	}
+	answer, err := c.do(ctx, "PUT", "/api/metadata/workflow", "application/json", b)
+	if err != nil {
+		return err
+	}
+	var res conductor.BulkResponse
+	if err := decodeAnswer(answer, "/api/metadata/workflow", &res); err != nil {
+		return err
+	}
+	for _, name := range res.BulkSuccessfulResults {
+		fmt.Fprintf(stdout, "registered %s\n", name)
+	}
+	if len(res.BulkErrorResults) > 0 {
+		var errs []error
+		for _, name := range slices.Sorted(maps.Keys(res.BulkErrorResults)) {
+			errs = append(errs, fmt.Errorf("%s: %s", name, res.BulkErrorResults[name]))
+		}
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+func workflowStart(ctx context.Context, c *apiClient, name string, version, priority int, input, inputFile, correlation string, stdout io.Writer) error {
+	req := conductor.StartWorkflowRequest{Name: name, CorrelationID: correlation, Priority: priority}
+	if version > 0 {
+		req.Version = &version
+	}
+	raw := []byte(input)
+	switch {
+	case input != "" && inputFile != "":
+		return errors.New("give --input or --input-file, not both")
+	case inputFile == "-":
+		b, err := io.ReadAll(io.LimitReader(stdin, 16<<20))
+		if err != nil {
+			return fmt.Errorf("read the input: %w", err)
+		}
+		raw = b
+	case inputFile != "":
+		b, err := os.ReadFile(inputFile)
+		if err != nil {
+			return fmt.Errorf("read the input: %w", err)
+		}
+		raw = b
+	}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &req.Input); err != nil || req.Input == nil {
+			return errors.New("the input must be a JSON object")
+		}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	id, err := c.do(ctx, "POST", "/api/workflow", "application/json", body)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(id))
+	return nil
+}
+
+func workflowStatus(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+	var wf conductor.Workflow
+	if err := c.getJSON(ctx, "/api/workflow/"+url.PathEscape(pos[0])+"?includeTasks=false", &wf); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\t%s v%d\t%s", wf.WorkflowID, wf.WorkflowName, wf.WorkflowVersion, wf.Status)
+	if wf.ReasonForIncompletion != "" {
+		fmt.Fprintf(stdout, "\t%s", wf.ReasonForIncompletion)
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+func workflowSearch(ctx context.Context, c *apiClient, pos []string, size int, stdout io.Writer) error {
+	q := url.Values{"size": {strconv.Itoa(size)}, "sort": {"startTime:DESC"}}
+	if len(pos) > 0 {
+		q.Set("query", pos[0])
+	}
+	var res conductor.SearchResult[conductor.WorkflowSummary]
+	if err := c.getJSON(ctx, "/api/workflow/search?"+q.Encode(), &res); err != nil {
+		return err
+	}
+	for _, s := range res.Results {
+		start := "-"
+		if t, err := time.Parse(time.RFC3339, s.StartTime); err == nil {
+			start = t.UTC().Format(time.RFC3339)
+		} else if s.StartTime != "" {
+			start = s.StartTime
+		}
+		fmt.Fprintf(stdout, "%s\t%s v%d\t%s\t%s\n", s.WorkflowID, s.WorkflowType, s.Version, s.Status, start)
+	}
+	if res.TotalHits > int64(len(res.Results)) {
+		fmt.Fprintf(stdout, "(%d of %d)\n", len(res.Results), res.TotalHits)
+	}
+	return nil
+}

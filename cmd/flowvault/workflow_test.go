@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The workflow commands register a definition, start it, read it (masked
+// as every read is), search for it and operate on it; bad input is
+// refused before anything is sent.
+func TestWorkflowCLI(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	p := startServer(t, bin, []string{masterKeyEnv(bytes.Repeat([]byte{6}, 32))}, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	server := "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
+	run := func(stdin string, args ...string) (string, string, int) {
+		t.Helper()
+		return cli(t, bin, keyFileEnv(data), []byte(stdin), append(args, "--server", server)...)
+	}
+	must := func(stdin string, args ...string) string {
+		t.Helper()
+		out, errOut, code := run(stdin, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s%s", args, code, out, errOut)
+		}
+		return out
+	}
+
+	def := filepath.Join(t.TempDir(), "gate.json")
+	if err := os.WriteFile(def, []byte(`{"name":"cli_gate","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}],
+	  "outputParameters":{"who":"${workflow.input.who}"},"somethingWeDoNotActOn":{"kept":true}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := must("", "workflow", "register", def); out != "registered cli_gate\n" {
+		t.Fatalf("register: %q", out)
+	}
+	// From stdin, an array; its second version too.
+	if out := must(`[{"name":"cli_gate","version":2,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}]`, "workflow", "register", "-"); out != "registered cli_gate\n" {
+		t.Fatalf("register from stdin: %q", out)
+	}
+
+	id := strings.TrimSpace(must("", "workflow", "start", "cli_gate", "--version", "1", "--correlation-id", "c-cli",
+		"--input", `{"who":"ops","_masked":{"pin":"1234"}}`))
+	if len(id) != 36 {
+		t.Fatalf("start printed %q, want an id", id)
+	}
+	var wf map[string]any
+	if err := json.Unmarshal([]byte(must("", "workflow", "get", id, "--tasks")), &wf); err != nil {
+		t.Fatal(err)
+	}
+	input, _ := wf["input"].(map[string]any)
+	if wf["status"] != "RUNNING" || wf["correlationId"] != "c-cli" || wf["workflowVersion"] != float64(1) ||
+		input["_masked"] != "***" || len(wf["tasks"].([]any)) != 1 {
+		t.Fatalf("get: %v", wf)
+	}
+	if out := must("", "workflow", "status", id); out != id+"\tcli_gate v1\tRUNNING\n" {
+		t.Fatalf("status: %q", out)
+	}
+	if out := must("", "workflow", "search", "correlationId = c-cli"); !strings.HasPrefix(out, id+"\tcli_gate v1\tRUNNING\t") {
+		t.Fatalf("search: %q", out)
+	}
+
+	for _, step := range []struct {
+		args   []string
+		out    string
+		status string
+	}{
+		{[]string{"pause", id}, "paused " + id, "PAUSED"},
+		{[]string{"resume", id}, "resumed " + id, "RUNNING"},
+		{[]string{"terminate", id, "--reason", "enough"}, "terminated " + id, "TERMINATED\tenough"},
+		{[]string{"retry", id}, "retried " + id, "RUNNING"},
+		{[]string{"terminate", id}, "terminated " + id, "TERMINATED"},
+		{[]string{"restart", id, "--latest"}, "restarted " + id, "RUNNING"},
+		{[]string{"terminate", id}, "terminated " + id, "TERMINATED"},
+		{[]string{"rerun", id}, "rerun " + id, "RUNNING"},
+	} {
+		if out := must("", append([]string{"workflow"}, step.args...)...); out != step.out+"\n" {
+			t.Fatalf("%v: %q", step.args, out)
+		}
+		if out := must("", "workflow", "status", id); !strings.HasSuffix(out, "\t"+step.status+"\n") {
+			t.Fatalf("after %v: %q, want %s", step.args, out, step.status)
+		}
+	}
+	// The restart with --latest runs version 2.
+	if out := must("", "workflow", "status", id); !strings.Contains(out, "cli_gate v2") {
+		t.Fatalf("after restart --latest: %q", out)
+	}
+
+	for _, tc := range []struct {
+		args  []string
+		stdin string
+		code  int
+		want  string
+	}{
+		{[]string{"workflow", "start", "no_such_flow"}, "", 1, "no_such_flow"},
+		{[]string{"workflow", "start", "cli_gate", "--input", "[1]"}, "", 1, "the input must be a JSON object"},
+		{[]string{"workflow", "start", "cli_gate", "--input", "{}", "--input-file", "-"}, "{}", 1, "not both"},
+		{[]string{"workflow", "get", "no-such-id"}, "", 1, "HTTP 404"},
+		{[]string{"workflow", "get", ".."}, "", 1, "not a workflow name or id"},
+		{[]string{"workflow", "register", "-"}, "{not json", 1, "is not JSON"},
+		{[]string{"workflow", "register", "-"}, `{"name":"bad","tasks":[{"name":"x","taskReferenceName":"x","type":"NO_SUCH_TYPE"}]}`, 1, "NO_SUCH_TYPE"},
+		{[]string{"workflow", "pause"}, "", 2, "wrong number of arguments"},
+		{[]string{"workflow", "fly", id}, "", 2, `unknown command "fly"`},
+	} {
+		out, errOut, code := run(tc.stdin, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d mentioning %q", tc.args, code, out, errOut, tc.code, tc.want)
+		}
+	}
+}
