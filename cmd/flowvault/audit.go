@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -49,11 +48,7 @@ var auditFilters = []string{"principal", "secret", "env", "workflow", "from", "t
 var errDrift = errors.New("the read models differ from their rebuild from the log")
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, auditUsage) }
-	var conn connection
-	conn.flags(fs)
+	fs, conn := clientFlagSet("audit", auditUsage, stderr)
 	filters := map[string]*string{}
 	for _, name := range auditFilters {
 		filters[name] = fs.String(name, "", "filter: "+name)

@@ -52,6 +52,17 @@ type connection struct {
 	clientCert, clientKey string
 }
 
+// clientFlagSet is the flag set of a REST API client command, with the
+// connection's flags.
+func clientFlagSet(name, usage string, stderr io.Writer) (*flag.FlagSet, *connection) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	conn := &connection{}
+	conn.flags(fs)
+	return fs, conn
+}
+
 func (c *connection) flags(fs *flag.FlagSet) {
 	c.server = defaultServer
 	if v, ok := os.LookupEnv(envName("server")); ok {

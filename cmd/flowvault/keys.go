@@ -35,14 +35,10 @@ flags:
 `
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, keysUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
+	sub, args, err := subcommand(args, keysUsage, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
 	if sub != "rotate" && sub != "status" {
 		fmt.Fprintf(stderr, "flowvault keys: unknown command %q\n\n%s", sub, keysUsage)
 		return errUsage

@@ -111,6 +111,19 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// subcommand splits a command's arguments into its subcommand and the
+// rest; help (-h, --help, help) and a missing subcommand print usage.
+func subcommand(args []string, usage string, stderr io.Writer) (sub string, rest []string, err error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return "", nil, errUsage
+		}
+		return "", nil, flag.ErrHelp
+	}
+	return args[0], args[1:], nil
+}
+
 func parseErr(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return err

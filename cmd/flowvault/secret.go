@@ -45,19 +45,11 @@ flags of every command:
 ` + clientUsage
 
 func runSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, secretUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
+	sub, args, err := subcommand(args, secretUsage, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("secret "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, secretUsage) }
-	var conn connection
-	conn.flags(fs)
+	fs, conn := clientFlagSet("secret "+sub, secretUsage, stderr)
 	var file string
 	var showValue, del bool
 	switch sub {

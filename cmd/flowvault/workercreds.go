@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -67,11 +66,7 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	if len(args) > 0 && (args[0] == "list" || args[0] == "revoke") {
 		return manageWorkerCredentials(ctx, args[0], args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("worker-credentials", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, workerCredsUsage) }
-	var conn connection
-	conn.flags(fs)
+	fs, conn := clientFlagSet("worker-credentials", workerCredsUsage, stderr)
 	var types, starts, subscribe, domains, name, expires, out string
 	fs.StringVar(&types, "task-types", "", "task types, comma-separated")
 	fs.StringVar(&starts, "start-workflows", "", "workflows to start by publishing, comma-separated")
@@ -132,11 +127,7 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 
 // manageWorkerCredentials runs worker-credentials list and revoke.
 func manageWorkerCredentials(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("worker-credentials "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, workerCredsUsage) }
-	var conn connection
-	conn.flags(fs)
+	fs, conn := clientFlagSet("worker-credentials "+sub, workerCredsUsage, stderr)
 	var all bool
 	if sub == "list" {
 		fs.BoolVar(&all, "all", false, "expired credentials too")

@@ -52,19 +52,11 @@ type workflowCommand struct {
 }
 
 func runWorkflow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, workflowUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
+	sub, args, err := subcommand(args, workflowUsage, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("workflow "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, workflowUsage) }
-	var conn connection
-	conn.flags(fs)
+	fs, conn := clientFlagSet("workflow "+sub, workflowUsage, stderr)
 	cmd, ok := workflowCommands(fs)[sub]
 	if !ok {
 		fmt.Fprintf(stderr, "flowvault workflow: unknown command %q\n\n%s", sub, workflowUsage)
