@@ -52,6 +52,51 @@ type connection struct {
 	clientCert, clientKey string
 }
 
+// clientCommand is one subcommand of a REST API client command.
+type clientCommand struct {
+	// args is how many positional arguments it takes; with optional, at
+	// most that many.
+	args     int
+	optional bool
+	// ids: the arguments go into request paths, where "." or ".." or a
+	// slash would be cleaned to another route.
+	ids bool
+	run func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error
+}
+
+// runClientCommands runs the subcommand args name of command, whose
+// subcommands commands declares with their flags on fs.
+func runClientCommands(ctx context.Context, command, usage string, commands func(fs *flag.FlagSet) map[string]clientCommand, args []string, stdout, stderr io.Writer) error {
+	sub, args, err := subcommand(args, usage, stderr)
+	if err != nil {
+		return err
+	}
+	fs, conn := clientFlagSet(command+" "+sub, usage, stderr)
+	cmd, ok := commands(fs)[sub]
+	if !ok {
+		fmt.Fprintf(stderr, "flowvault %s: unknown command %q\n\n%s", command, sub, usage)
+		return errUsage
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > cmd.args || !cmd.optional && len(pos) < cmd.args {
+		fmt.Fprintf(stderr, "flowvault %s %s: wrong number of arguments\n\n%s", command, sub, usage)
+		return errUsage
+	}
+	for _, p := range pos {
+		if cmd.ids && (p == "" || p == "." || p == ".." || strings.Contains(p, "/")) {
+			return fmt.Errorf("%q is not a name or id", p)
+		}
+	}
+	c, err := conn.client(stderr)
+	if err != nil {
+		return err
+	}
+	return cmd.run(ctx, c, pos, stdout)
+}
+
 // clientFlagSet is the flag set of a REST API client command, with the
 // connection's flags.
 func clientFlagSet(name, usage string, stderr io.Writer) (*flag.FlagSet, *connection) {

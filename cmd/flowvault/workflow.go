@@ -13,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -43,49 +42,12 @@ commands:
 flags of every command:
 ` + clientUsage
 
-// workflowCommand is one `flowvault workflow` command: its flags, its
-// number of arguments and what it does.
-type workflowCommand struct {
-	args int // positional arguments: exactly, or at most 1 when optional
-	opt  bool
-	run  func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error
-}
-
 func runWorkflow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, args, err := subcommand(args, workflowUsage, stderr)
-	if err != nil {
-		return err
-	}
-	fs, conn := clientFlagSet("workflow "+sub, workflowUsage, stderr)
-	cmd, ok := workflowCommands(fs)[sub]
-	if !ok {
-		fmt.Fprintf(stderr, "flowvault workflow: unknown command %q\n\n%s", sub, workflowUsage)
-		return errUsage
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > cmd.args || !cmd.opt && len(pos) < cmd.args {
-		fmt.Fprintf(stderr, "flowvault workflow %s: wrong number of arguments\n\n%s", sub, workflowUsage)
-		return errUsage
-	}
-	// An id or name such as "." or ".." is not sent as itself: the path
-	// would be cleaned to another route.
-	for _, p := range pos {
-		if sub != "register" && sub != "search" && (p == "" || p == "." || p == ".." || strings.Contains(p, "/")) {
-			return fmt.Errorf("%q is not a workflow name or id", p)
-		}
-	}
-	c, err := conn.client(stderr)
-	if err != nil {
-		return err
-	}
-	return cmd.run(ctx, c, pos, stdout)
+	return runClientCommands(ctx, "workflow", workflowUsage, workflowCommands, args, stdout, stderr)
 }
 
 // workflowCommands declares each command's flags on fs.
-func workflowCommands(fs *flag.FlagSet) map[string]workflowCommand {
+func workflowCommands(fs *flag.FlagSet) map[string]clientCommand {
 	var (
 		version, priority             int
 		input, inputFile, correlation string
@@ -94,8 +56,8 @@ func workflowCommands(fs *flag.FlagSet) map[string]workflowCommand {
 		size                          int
 	)
 	path := func(id, op string) string { return "/api/workflow/" + url.PathEscape(id) + op }
-	operate := func(method, op, done string, query func() url.Values) workflowCommand {
-		return workflowCommand{args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+	operate := func(method, op, done string, query func() url.Values) clientCommand {
+		return clientCommand{args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
 			p := path(pos[0], op)
 			if q := query(); len(q) > 0 {
 				p += "?" + q.Encode()
@@ -108,20 +70,20 @@ func workflowCommands(fs *flag.FlagSet) map[string]workflowCommand {
 		}}
 	}
 	none := func() url.Values { return nil }
-	cmds := map[string]workflowCommand{
+	cmds := map[string]clientCommand{
 		"register": {args: 1, run: workflowRegister},
 		"start": {args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
 			return workflowStart(ctx, c, pos[0], version, priority, input, inputFile, correlation, stdout)
 		}},
-		"get": {args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+		"get": {args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
 			b, err := c.do(ctx, "GET", path(pos[0], "?includeTasks="+strconv.FormatBool(tasks)), "", nil)
 			if err != nil {
 				return err
 			}
 			return printIndented(stdout, b, pos[0])
 		}},
-		"status": {args: 1, run: workflowStatus},
-		"search": {args: 1, opt: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+		"status": {args: 1, ids: true, run: workflowStatus},
+		"search": {args: 1, optional: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
 			return workflowSearch(ctx, c, pos, size, stdout)
 		}},
 		"terminate": operate("DELETE", "", "terminated", func() url.Values {
@@ -136,7 +98,7 @@ func workflowCommands(fs *flag.FlagSet) map[string]workflowCommand {
 		"restart": operate("POST", "/restart", "restarted", func() url.Values {
 			return url.Values{"useLatestDefinitions": {strconv.FormatBool(latest)}}
 		}),
-		"rerun": {args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+		"rerun": {args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
 			body, _ := json.Marshal(conductor.RerunWorkflowRequest{ReRunFromTaskID: fromTask})
 			if _, err := c.do(ctx, "POST", path(pos[0], "/rerun"), "application/json", body); err != nil {
 				return err

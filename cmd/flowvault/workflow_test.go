@@ -101,7 +101,7 @@ func TestWorkflowCLI(t *testing.T) {
 		{[]string{"workflow", "start", "cli_gate", "--input", "[1]"}, "", 1, "the input must be a JSON object"},
 		{[]string{"workflow", "start", "cli_gate", "--input", "{}", "--input-file", "-"}, "{}", 1, "not both"},
 		{[]string{"workflow", "get", "no-such-id"}, "", 1, "HTTP 404"},
-		{[]string{"workflow", "get", ".."}, "", 1, "not a workflow name or id"},
+		{[]string{"workflow", "get", ".."}, "", 1, "not a name or id"},
 		{[]string{"workflow", "register", "-"}, "{not json", 1, "is not JSON"},
 		{[]string{"workflow", "register", "-"}, `{"name":"bad","tasks":[{"name":"x","taskReferenceName":"x","type":"NO_SUCH_TYPE"}]}`, 1, "NO_SUCH_TYPE"},
 		{[]string{"workflow", "pause"}, "", 2, "wrong number of arguments"},
