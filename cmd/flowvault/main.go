@@ -3,6 +3,8 @@
 //	flowvault server     run a server (embedded NATS + Pebble under ./data)
 //	flowvault secret     put, get, list, delete and tag secrets on a server
 //	flowvault workflow   register definitions; start, inspect and operate executions
+//	flowvault app        applications, their roles and access keys
+//	flowvault grant      grant and withdraw access
 //	flowvault audit      print the audit trail; verify the read models
 //	flowvault keys       rotate the key encryption key (stopped server)
 //	flowvault worker-credentials  NATS credentials for workers of some task types
@@ -33,6 +35,8 @@ var commands = []command{
 	{"server", "run a flowvault server", runServer},
 	{"secret", "put, get, list, delete and tag secrets (REST API client)", runSecret},
 	{"workflow", "register definitions; start, inspect, search and operate executions (REST API client)", runWorkflow},
+	{"app", "create applications and their access keys, give them roles (REST API client)", runApp},
+	{"grant", "grant and withdraw access, list grants (REST API client)", runGrant},
 	{"audit", "print the audit trail replayed from the log; --verify the read models", runAudit},
 	{"keys", "rotate the key encryption key, show the keyring", runKeys},
 	{"worker-credentials", "NATS credentials for workers of given task types (REST API client)", runWorkerCredentials},

@@ -52,6 +52,15 @@ func cleanEnv(extra ...string) []string {
 	return append(out, extra...)
 }
 
+// startClientServer starts a server for client commands in a fresh data
+// dir, and returns the dir and the server's URL.
+func startClientServer(t *testing.T, bin string) (data, server string) {
+	t.Helper()
+	data = filepath.Join(t.TempDir(), "data")
+	p := startServer(t, bin, []string{masterKeyEnv(bytes.Repeat([]byte{5}, 32))}, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	return data, "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
+}
+
 // keyFileEnv points the CLI at the bootstrap admin key a fresh server
 // wrote into its data dir.
 func keyFileEnv(data string) []string {

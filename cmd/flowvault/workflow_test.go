@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,9 +14,7 @@ import (
 func TestWorkflowCLI(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
-	data := filepath.Join(t.TempDir(), "data")
-	p := startServer(t, bin, []string{masterKeyEnv(bytes.Repeat([]byte{6}, 32))}, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
-	server := "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
+	data, server := startClientServer(t, bin)
 	run := func(stdin string, args ...string) (string, string, int) {
 		t.Helper()
 		return cli(t, bin, keyFileEnv(data), []byte(stdin), append(args, "--server", server)...)
