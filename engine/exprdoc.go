@@ -1,6 +1,12 @@
 package engine
 
-import "github.com/flowvault/flowvault/schemas/conductor"
+import (
+	"strings"
+
+	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
 
 // workflowDoc exposes a workflow to parameter expressions: "workflow" and
 // each task reference name are sources (conductor-api.md §6.2).
@@ -11,6 +17,40 @@ type workflowDoc struct {
 	// a task without a scan (${loop.output.loopItem} in every iteration
 	// of a long loop scanned back to the loop each time).
 	d *decision
+}
+
+var _ expr.SealedDoc = (*workflowDoc)(nil)
+
+// SealedRef names a value the workflow sealed (a _secrets or _masked
+// leaf) by its purpose within the workflow: embedded in text, it is found
+// by it and opened at hand-off (FindSealed).
+func (d *workflowDoc) SealedRef(v any) (string, bool) {
+	s, ok := v.(*masking.Sealed)
+	if !ok || d.w.Unsealed {
+		return "", false
+	}
+	return strings.CutPrefix(s.Purpose, "wf/"+d.w.ID+"/")
+}
+
+// FindSealed returns the sealed value of w that ref names (see SealedRef),
+// or nil when w no longer holds it sealed (compaction replaced it).
+func FindSealed(w *Workflow, ref string) *masking.Sealed {
+	purpose := "wf/" + w.ID + "/" + ref
+	var in []map[string]any
+	if rest, ok := strings.CutPrefix(ref, "task/"); ok {
+		id, _, _ := strings.Cut(rest, "/")
+		if t := w.TaskByID(id); t != nil {
+			in = append(in, t.Input, t.Output)
+		}
+	} else {
+		in = append(in, w.Input, w.Variables, w.Output)
+	}
+	for _, m := range in {
+		if s := masking.Find(m, func(s *masking.Sealed) bool { return s.Purpose == purpose }); s != nil {
+			return s
+		}
+	}
+	return nil
 }
 
 func (d *workflowDoc) Lookup(name string) (any, bool) {

@@ -547,7 +547,7 @@ func dataRefusal(wt *conductor.WorkflowTask, in map[string]any, deferred [][]any
 	case wt.TaskType() == conductor.TaskTypeUpdateSecret:
 		return "it may not be an " + conductor.TaskTypeUpdateSecret + " task: only a definition may"
 	case len(deferred) > 0:
-		return "its input may not reference secrets or environment values (${workflow.secrets...}, ${workflow.env...}): only a definition may"
+		return "its input may not reference secrets or environment values (${workflow.secrets...}, ${workflow.env...}), nor read the workflow's _secrets or _masked data: only a definition may"
 	case masking.HasSealed(in):
 		return "its input may not read the workflow's _secrets or _masked data: only a definition may"
 	}

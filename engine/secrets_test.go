@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -111,5 +112,40 @@ func TestUnsealedUntilSealed(t *testing.T) {
 		Input: map[string]any{"card": &masking.Sealed{Kind: masking.KindMasked, Purpose: "p", Ciphertext: []byte{1}}}}
 	if w, err := engine.Apply(nil, sealedStart); err != nil || w.Unsealed {
 		t.Fatalf("a start with a sealed input: Unsealed %v, err %v", w != nil && w.Unsealed, err)
+	}
+}
+
+// A sealed value embedded in text is not interpolated (as its mask): the
+// text becomes a deferred read of the value, which FindSealed finds until
+// compaction destroys it. A whole-string reference carries the value.
+func TestEmbeddedSealedValue(t *testing.T) {
+	def := `{"name":"e","tasks":[{"name":"a","taskReferenceName":"a_ref"},
+	  {"name":"b","taskReferenceName":"b_ref","inputParameters":{"auth":"Bearer ${a_ref.output._secrets.token}!","whole":"${a_ref.output._secrets.token}",
+	    "plain":"id ${a_ref.output.id}"}}]}`
+	h := newHarness(t, def, nil)
+	a := h.task("a_ref")
+	sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/wf-1/task/" + a.ID + "/output._secrets.token", Ciphertext: []byte{1}}
+	h.complete("a_ref", map[string]any{"id": "x1", "_secrets": map[string]any{"token": sealed}})
+	b := h.wantTask("b_ref", conductor.TaskScheduled)
+	ref := "task/" + a.ID + "/output._secrets.token"
+	if b.Input["auth"] != "Bearer ${sealed:"+ref+"}!" || b.Input["whole"] != sealed || b.Input["plain"] != "id x1" {
+		t.Fatalf("input %#v", b.Input)
+	}
+	if len(b.Deferred) != 1 || fmt.Sprint(b.Deferred[0]) != "[auth]" {
+		t.Fatalf("deferred %v", b.Deferred)
+	}
+	if got := engine.FindSealed(h.w, ref); got != sealed {
+		t.Fatalf("FindSealed = %v", got)
+	}
+	if engine.FindSealed(h.w, "task/"+a.ID+"/output._secrets.other") != nil || engine.FindSealed(h.w, "task/nope/output._secrets.token") != nil {
+		t.Fatal("FindSealed found what is not there")
+	}
+	h.decide(engine.Terminate{})
+	w, err := engine.Apply(h.w.Clone(), &schemas.WorkflowCompacted{Time: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if engine.FindSealed(w, ref) != nil {
+		t.Fatal("FindSealed found a value compaction destroyed")
 	}
 }

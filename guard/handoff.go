@@ -95,11 +95,29 @@ func (r *resolver) Resolve(body string) (any, error) {
 		v, err = r.secret(strings.TrimPrefix(body, secretsNS))
 	case strings.HasPrefix(body, envNS):
 		v, err = r.env(strings.TrimPrefix(body, envNS))
+	case strings.HasPrefix(body, expr.SealedPrefix):
+		v, err = r.sealed(strings.TrimPrefix(body, expr.SealedPrefix))
 	default:
 		err = fault.Invalid("unknown deferred expression namespace in ${%s}", body)
 	}
 	if err != nil {
 		return nil, &resolveError{err}
+	}
+	return v, nil
+}
+
+// sealed opens a value the workflow sealed that the task's input embeds
+// in text ("Bearer ${t.output._secrets.token}"), found by its reference.
+// A task that publishes its input gets the mask, and so does every task
+// once compaction has destroyed the value.
+func (r *resolver) sealed(ref string) (any, error) {
+	s := engine.FindSealed(r.w, ref)
+	if r.publishes || s == nil {
+		return masking.Mask, nil
+	}
+	v, err := masking.Open(s, r.g.opener(r.ctx, r.w))
+	if err != nil {
+		return nil, fault.Invalid("open %s: %v", ref, err)
 	}
 	return v, nil
 }

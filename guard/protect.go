@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/flowvault/flowvault/engine"
@@ -384,6 +385,69 @@ func (p *protection) substitute(v any) any {
 
 func (p *protection) redactMap(m map[string]any) map[string]any { return p.m.get().Map(m) }
 
+// deferSealed turns the copies of values sealed in this pass that a task's
+// input embeds in text ("Bearer <token>" from "Bearer
+// ${t.output._secrets.token}", scheduled by the decision that took in the
+// token) into deferred reads of the sealed values: the stored input keeps a
+// reference, and the taker gets the text with the value, as it would from
+// an earlier decision (expr.SealedDoc). Values shorter than
+// masking.MinLength are left to redaction.
+func (p *protection) deferSealed(in map[string]any, deferred [][]any) (map[string]any, [][]any) {
+	if len(p.bySealed) == 0 || in == nil {
+		return in, deferred
+	}
+	type sealedText struct{ value, ref string }
+	var values []sealedText
+	for js, sv := range p.bySealed {
+		var plain string
+		if json.Unmarshal([]byte(js), &plain) != nil || len(plain) < masking.MinLength {
+			continue
+		}
+		if ref, ok := strings.CutPrefix(sv.Purpose, "wf/"+p.s.wfID+"/"); ok {
+			values = append(values, sealedText{plain, ref})
+		}
+	}
+	if len(values) == 0 {
+		return in, deferred
+	}
+	encoded := map[string]bool{}
+	for _, d := range deferred {
+		encoded[expr.Path(d).String()] = true
+	}
+	var walk func(v any, at expr.Path) any
+	walk = func(v any, at expr.Path) any {
+		switch x := v.(type) {
+		case string:
+			out, changed := x, false
+			for _, sv := range values {
+				var c bool
+				if out, c = expr.DeferSealed(out, encoded[at.String()] || changed, sv.value, sv.ref); c {
+					changed = true
+				}
+			}
+			if changed && !encoded[at.String()] {
+				encoded[at.String()] = true
+				deferred = append(deferred, append([]any(nil), at...))
+			}
+			return out
+		case map[string]any:
+			out := make(map[string]any, len(x))
+			for k, e := range x {
+				out[k] = walk(e, append(at, k))
+			}
+			return out
+		case []any:
+			out := make([]any, len(x))
+			for i, e := range x {
+				out[i] = walk(e, append(at, i))
+			}
+			return out
+		}
+		return v
+	}
+	return walk(in, nil).(map[string]any), deferred
+}
+
 // wfPath and taskPath name a workflow's or a task's field as a purpose to
 // seal under (see seal).
 func wfPath(wf, field string) func() string { return func() string { return wf + "/" + field } }
@@ -413,6 +477,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		if c.Output, err = p.seal(taskPath(wf, e.TaskID, "output"), c.Output, nil); err != nil {
 			return nil, false, err
 		}
+		c.Input, c.Deferred = p.deferSealed(c.Input, c.Deferred)
 		c.Input = p.redactMap(c.Input)
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)

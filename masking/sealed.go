@@ -217,45 +217,34 @@ func Open(v any, open Opener) (any, error) {
 }
 
 // HasSealed reports whether v holds a sealed value.
-func HasSealed(v any) bool {
-	switch x := v.(type) {
-	case *Sealed:
-		return true
-	case map[string]any:
-		for _, e := range x {
-			if HasSealed(e) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range x {
-			if HasSealed(e) {
-				return true
-			}
-		}
-	}
-	return false
-}
+func HasSealed(v any) bool { return Find(v, func(*Sealed) bool { return true }) != nil }
 
 // Holds reports whether v contains a value sealed with kind.
 func Holds(v any, kind byte) bool {
+	return Find(v, func(s *Sealed) bool { return s.Kind == kind }) != nil
+}
+
+// Find returns a sealed value in v that match accepts, or nil.
+func Find(v any, match func(*Sealed) bool) *Sealed {
 	switch x := v.(type) {
 	case *Sealed:
-		return x.Kind == kind
+		if match(x) {
+			return x
+		}
 	case map[string]any:
 		for _, e := range x {
-			if Holds(e, kind) {
-				return true
+			if s := Find(e, match); s != nil {
+				return s
 			}
 		}
 	case []any:
 		for _, e := range x {
-			if Holds(e, kind) {
-				return true
+			if s := Find(e, match); s != nil {
+				return s
 			}
 		}
 	}
-	return false
+	return nil
 }
 
 // Shred returns v with sealed values of kind replaced by "***": what

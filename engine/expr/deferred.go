@@ -126,7 +126,7 @@ func decodeDeferred(s string) ([]piece, error) {
 			return nil, fmt.Errorf("%w: unterminated \"${\" at offset %d", errMalformed, j-1)
 		}
 		body := s[j+1 : j+1+end]
-		if strings.Contains(body, "{") || !isDeferred(body) {
+		if strings.Contains(body, "{") || !isDeferred(body) && !strings.HasPrefix(body, SealedPrefix) {
 			return nil, fmt.Errorf("%w: %q is not a deferred expression", errMalformed, body)
 		}
 		if lit.Len() > 0 {
@@ -244,4 +244,42 @@ func set(v any, p Path, x any) any {
 		c[p[len(p)-1].(int)] = x
 	}
 	return v
+}
+
+// DeferSealed rewrites s, a string of a task's input (in the deferred
+// encoding when encoded is set: its path is among the deferred ones), so
+// that every occurrence of value in its literal text becomes the deferred
+// read "${sealed:ref}", and reports whether value occurred. The result is
+// in the deferred encoding. It is how a value sealed in the decision that
+// also copied it into text stays sealed there and still reaches the taker.
+func DeferSealed(s string, encoded bool, value, ref string) (string, bool) {
+	if value == "" || strings.ContainsAny(ref, "{}") {
+		return s, false
+	}
+	pieces := []piece{{text: s}}
+	if encoded {
+		var err error
+		if pieces, err = decodeDeferred(s); err != nil {
+			return s, false
+		}
+	}
+	var w deferredWriter
+	found := false
+	for _, pc := range pieces {
+		if pc.expr {
+			w.expr(pc.text)
+			continue
+		}
+		for i, part := range strings.Split(pc.text, value) {
+			if i > 0 {
+				w.expr(SealedPrefix + ref)
+				found = true
+			}
+			w.literal(part)
+		}
+	}
+	if !found {
+		return s, false
+	}
+	return w.String(), true
 }

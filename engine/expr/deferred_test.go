@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -234,3 +235,49 @@ func TestInjection(t *testing.T) {
 		})
 	}
 }
+
+// DeferSealed replaces a value's occurrences in a string's literal text by
+// deferred reads, keeping the encoding exact around "$" and "{", leaving
+// the string's own deferred expressions as they are.
+func TestDeferSealed(t *testing.T) {
+	for _, tc := range []struct {
+		name, s string
+		encoded bool
+		want    string
+		changed bool
+	}{
+		{"plain", "Bearer tok-123456", false, "Bearer ${sealed:r}", true},
+		{"twice", "tok-123456/tok-123456", false, "${sealed:r}/${sealed:r}", true},
+		{"absent", "nothing here", false, "nothing here", false},
+		{"dollar before", "cost $tok-123456", false, "cost $$${sealed:r}", true},
+		{"literal braces kept", "${x} tok-123456", false, "$${x} ${sealed:r}", true},
+		{"encoded, with a secret", "${workflow.secrets.k}:tok-123456", true, "${workflow.secrets.k}:${sealed:r}", true},
+		{"encoded, absent", "${workflow.secrets.k}", true, "${workflow.secrets.k}", false},
+	} {
+		got, changed := DeferSealed(tc.s, tc.encoded, "tok-123456", "r")
+		if got != tc.want || changed != tc.changed {
+			t.Errorf("%s: DeferSealed(%q) = %q, %v; want %q, %v", tc.name, tc.s, got, changed, tc.want, tc.changed)
+		}
+		if !changed {
+			continue
+		}
+		// Resolved, the text comes back with the value in place.
+		out, err := ResolveDeferred(map[string]any{"v": got}, []Path{{"v"}}, resolverFunc(func(body string) (any, error) {
+			if body == SealedPrefix+"r" {
+				return "tok-123456", nil
+			}
+			return "<" + body + ">", nil
+		}))
+		want := strings.ReplaceAll(tc.s, "${workflow.secrets.k}", "<workflow.secrets.k>")
+		if err != nil || out.(map[string]any)["v"] != want {
+			t.Errorf("%s: resolved to %v, %v; want %q", tc.name, out, err, want)
+		}
+	}
+	if _, changed := DeferSealed("a tok-123456", false, "tok-123456", "r{}"); changed {
+		t.Error("a reference with braces was written into an expression")
+	}
+}
+
+type resolverFunc func(body string) (any, error)
+
+func (f resolverFunc) Resolve(body string) (any, error) { return f(body) }

@@ -167,9 +167,18 @@ func (e *evaluator) str(s string) (any, bool, error) {
 	}
 	results := make([]result, len(nodes))
 	anyDeferred := false
+	sd, _ := e.doc.(SealedDoc)
 	for i, n := range nodes {
 		if n.expr {
 			results[i] = e.expr(n.body)
+			if sd != nil && !results[i].deferred {
+				if ref, ok := sd.SealedRef(results[i].value); ok && !strings.ContainsAny(ref, "{}") {
+					// A sealed value embedded in text: the text is made
+					// at hand-off, where the value is opened (a
+					// whole-string expression carries the value itself).
+					results[i] = result{deferred: true, body: SealedPrefix + ref}
+				}
+			}
 			anyDeferred = anyDeferred || results[i].deferred
 		}
 	}
@@ -205,6 +214,19 @@ type result struct {
 	body     string
 	deferred bool
 }
+
+// SealedDoc is a Doc whose values may be sealed (encrypted until a task's
+// hand-off). An embedded expression that reads one is written as a
+// deferred expression "${sealed:REF}" instead of the sealed value's mask,
+// for the hand-off to find the value by REF and open it.
+type SealedDoc interface {
+	Doc
+	// SealedRef returns the reference of v when it is a sealed value.
+	SealedRef(v any) (string, bool)
+}
+
+// SealedPrefix starts the body of a deferred read of sealed data.
+const SealedPrefix = "sealed:"
 
 // expr evaluates one expression body. Nested expressions are resolved first
 // and interpolated into the path; a blank path yields "" as in OSS.

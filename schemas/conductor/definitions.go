@@ -286,6 +286,7 @@ const (
 	TaskTypeHuman           = "HUMAN"
 	TaskTypeEvent           = "EVENT"
 	TaskTypeLambda          = "LAMBDA"
+	TaskTypeGetSignedJWT    = "GET_SIGNED_JWT"
 )
 
 // DoWhileOwnedKey reports whether a key of a DO_WHILE task's output is the
