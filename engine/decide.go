@@ -373,6 +373,12 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 		switch {
 		case r.ExtendLease:
 			up.LeaseExtended, up.KeepOutput = true, r.OutputData == nil
+		case leased(t) && lease > 0 && r.CallbackAfterSeconds > 0:
+			// Its system worker asks to run it again later (HTTP_POLL
+			// between polls): back to the queue, handed off again after
+			// the callback delay, as a worker task is.
+			up.Status = conductor.TaskScheduled
+			up.AvailableAt = d.now + r.CallbackAfterSeconds*1000
 		case leased(t):
 			// A system task done with its part (HTTP with asyncComplete):
 			// no engine holds it any more; an update from outside ends it.

@@ -433,6 +433,46 @@ func TestReleasedSystemTaskTimesOut(t *testing.T) {
 	h.wantStatus(conductor.WorkflowTimedOut)
 }
 
+// A system task's worker may ask to run it again later (HTTP_POLL between
+// polls): IN_PROGRESS with a callback puts it back in the queue, and
+// hands it off again when the callback is due; its task definition's
+// timeoutSeconds, counted from its first run, still bounds it.
+func TestSystemTaskCallback(t *testing.T) {
+	h := newHarness(t, `{"name":"h","tasks":[{"name":"poll","taskReferenceName":"poll","type":"HTTP",
+	  "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}]}`, nil,
+		`{"name":"poll","timeoutSeconds":100,"timeoutPolicy":"TIME_OUT_WF"}`)
+	started := h.now
+	for poll := 1; poll <= 2; poll++ {
+		task := h.task("poll")
+		h.decide(engine.Take{TaskID: task.ID, WorkerID: "flowvault", System: true})
+		h.decide(engine.Result{Lease: poll, Result: conductor.TaskResult{TaskID: task.ID, Status: conductor.TaskInProgress, WorkerID: "flowvault",
+			CallbackAfterSeconds: 30, OutputData: map[string]any{"response": map[string]any{"n": int64(poll)}}}})
+		again := h.wantTask("poll", conductor.TaskScheduled)
+		if again.ID != task.ID || again.AvailableAt != h.now.Add(30*time.Second).UnixMilli() || again.Output["response"] == nil {
+			t.Fatalf("poll %d: task %+v", poll, again)
+		}
+		if runs := effectsOf[engine.RunSystem](h.last); len(runs) != 0 {
+			t.Fatalf("poll %d: run again at once", poll)
+		}
+		want := []int64{h.now.Add(30 * time.Second).UnixMilli(), started.Add(100 * time.Second).UnixMilli()}
+		if dl := engine.Deadlines(h.w); !slices.Equal(dl, want) {
+			t.Fatalf("poll %d: deadlines %v, want %v", poll, dl, want)
+		}
+		h.advance(30 * time.Second)
+		if runs := effectsOf[engine.RunSystem](h.decide(engine.Tick{})); len(runs) != 1 || runs[0].TaskID != task.ID {
+			t.Fatalf("poll %d: the callback ran %v", poll, runs)
+		}
+	}
+	// Its third run is under way when the task runs out of time.
+	h.decide(engine.Take{TaskID: h.task("poll").ID, WorkerID: "flowvault", System: true})
+	h.decide(engine.Result{Lease: 3, Result: conductor.TaskResult{TaskID: h.task("poll").ID, Status: conductor.TaskInProgress, WorkerID: "flowvault",
+		CallbackAfterSeconds: 60}})
+	h.advance(40 * time.Second)
+	h.decide(engine.Tick{})
+	h.wantTask("poll", conductor.TaskTimedOut)
+	h.wantStatus(conductor.WorkflowTimedOut)
+}
+
 // A system task whose lease runs out again and again most likely kills
 // the engines that run it (a script that overflows the stack, say): after
 // MaxLeaseExpiries it fails for good instead of taking the next one down.

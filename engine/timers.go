@@ -59,7 +59,7 @@ func Deadlines(w *Workflow) []int64 {
 			if pollTimesOut(t) {
 				add(max(t.AvailableAt, t.ScheduledTime) + p.PollTimeoutSeconds*1000)
 			}
-			if t.IsWorkerTask() && timesOut(t) {
+			if timesOut(t) {
 				add(t.StartTime + p.TimeoutSeconds*1000) // called back: still counting
 			}
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
@@ -147,7 +147,7 @@ func (d *decision) tick() {
 			if t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {
 				d.effect(handOff(d.w, t)...)
 			}
-		case t.Status == conductor.TaskScheduled && t.IsWorkerTask() && timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+		case t.Status == conductor.TaskScheduled && timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:
 			d.timedOut(t, "task exceeded timeoutSeconds", false)
 		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= max(t.AvailableAt, t.ScheduledTime)+p.PollTimeoutSeconds*1000:
 			d.timedOut(t, "task was not polled within pollTimeoutSeconds", false)

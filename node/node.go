@@ -207,6 +207,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
 	n.executor.RegisterSystemTask(conductor.TaskTypeSetVariable, system.SetVariable{}) // only those with secret references
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
+	n.executor.RegisterSystemTask(conductor.TaskTypeHTTPPoll, system.HTTPPoll{})
 	n.executor.RegisterSystemTask(conductor.TaskTypeGetSignedJWT, system.SignedJWT{})
 	if n.events, err = n.eventsConn(); err != nil {
 		return nil, err

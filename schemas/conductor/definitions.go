@@ -287,6 +287,7 @@ const (
 	TaskTypeEvent           = "EVENT"
 	TaskTypeLambda          = "LAMBDA"
 	TaskTypeGetSignedJWT    = "GET_SIGNED_JWT"
+	TaskTypeHTTPPoll        = "HTTP_POLL"
 )
 
 // DoWhileOwnedKey reports whether a key of a DO_WHILE task's output is the

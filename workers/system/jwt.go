@@ -138,17 +138,26 @@ func jwtTTL(in map[string]any) (time.Duration, error) {
 	if v == nil {
 		return 0, errors.New("input ttlInSeconds is required, the token's lifetime in seconds")
 	}
-	// A number of any width the input decoded to, or a numeric string.
+	d, err := wholeSeconds(v, maxJWTTTL)
+	if err != nil {
+		return 0, fmt.Errorf("input ttlInSeconds %w", err)
+	}
+	return d, nil
+}
+
+// wholeSeconds reads a number of seconds, a number of any width the input
+// decoded to or a numeric string, from 1 to most.
+func wholeSeconds(v any, most time.Duration) (time.Duration, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return 0, fmt.Errorf("input ttlInSeconds must be a number of seconds, not a %T", v)
+		return 0, fmt.Errorf("must be a number of seconds, not a %T", v)
 	}
 	secs, err := strconv.ParseFloat(strings.Trim(string(b), `"`), 64)
 	if err != nil {
-		return 0, fmt.Errorf("input ttlInSeconds must be a number of seconds, not %s", b)
+		return 0, fmt.Errorf("must be a number of seconds, not %s", b)
 	}
-	if secs != math.Trunc(secs) || secs < 1 || secs > maxJWTTTL.Seconds() {
-		return 0, fmt.Errorf("input ttlInSeconds %v: want whole seconds from 1 to %d", secs, int(maxJWTTTL.Seconds()))
+	if secs != math.Trunc(secs) || secs < 1 || secs > most.Seconds() {
+		return 0, fmt.Errorf("%v: want whole seconds from 1 to %d", secs, int(most.Seconds()))
 	}
 	return time.Duration(secs) * time.Second, nil
 }
