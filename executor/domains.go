@@ -48,10 +48,22 @@ func (a *activity) polled(taskType, domain string, now time.Time) {
 
 func (a *activity) see(consumer string, at time.Time) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, known := a.seen[consumer]; !known && len(a.seen) >= maxPollRecords {
+		// Polls name domains as they like: past the bound, forget the
+		// queues seen longer ago than anything counts.
+		for c, t := range a.seen {
+			if at.Sub(t) > activeWindow {
+				delete(a.seen, c)
+			}
+		}
+		if len(a.seen) >= maxPollRecords {
+			return
+		}
+	}
 	if at.After(a.seen[consumer]) {
 		a.seen[consumer] = at
 	}
-	a.mu.Unlock()
 }
 
 func (a *activity) active(taskType, domain string, now time.Time) bool {
@@ -61,15 +73,19 @@ func (a *activity) active(taskType, domain string, now time.Time) bool {
 	return ok && now.Sub(seen) <= activeWindow
 }
 
-// refresh reads the queues' consumers when the last read is older than
-// activityScanEvery. A failed read leaves what was known: the choice falls
-// back to the last domain listed, as it would with no worker active.
+// refreshActivity reads the queues' consumers when the last read (or try)
+// is older than activityScanEvery. A failed read leaves what was known, and
+// is not tried again sooner: the choice falls back to the last domain
+// listed, as it would with no worker active.
 func (e *Executor) refreshActivity(ctx context.Context, now time.Time) {
 	a := e.activity
 	a.scanning.Lock()
 	defer a.scanning.Unlock()
 	a.mu.Lock()
 	fresh := now.Sub(a.scanned) < activityScanEvery
+	if !fresh {
+		a.scanned = now
+	}
 	a.mu.Unlock()
 	if fresh {
 		return
@@ -90,11 +106,7 @@ func (e *Executor) refreshActivity(ctx context.Context, now time.Time) {
 	}
 	if err := lister.Err(); err != nil {
 		e.cfg.Logger.Warn("task domains: queues not read", logkey.Err, err)
-		return
 	}
-	a.mu.Lock()
-	a.scanned = now
-	a.mu.Unlock()
 }
 
 // decisionInput is what a decision of trig on w decides with: the task

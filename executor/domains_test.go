@@ -2,6 +2,7 @@ package executor
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -108,3 +109,26 @@ func TestFallbackDomainsFollowWorkers(t *testing.T) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// The queues an engine has seen polled are bounded: past the bound, those
+// seen longer ago than activeWindow make room, and with none to drop a
+// new queue is not recorded (its tasks go to a later fallback).
+func TestActivityBounded(t *testing.T) {
+	a := newActivity()
+	t0 := time.UnixMilli(1_000_000)
+	for i := range maxPollRecords {
+		a.polled("typ", fmt.Sprint("d", i), t0)
+	}
+	later := t0.Add(activeWindow + time.Second)
+	a.polled("typ", "fresh", later)
+	if !a.active("typ", "fresh", later) || len(a.seen) != 1 {
+		t.Fatalf("after the stale queues: fresh active %v, %d queues kept", a.active("typ", "fresh", later), len(a.seen))
+	}
+	for i := range maxPollRecords - 1 {
+		a.polled("typ", fmt.Sprint("e", i), later)
+	}
+	a.polled("typ", "one-too-many", later)
+	if a.active("typ", "one-too-many", later) || len(a.seen) != maxPollRecords || !a.active("typ", "e0", later) {
+		t.Fatalf("past the bound with none stale: %d queues kept", len(a.seen))
+	}
+}

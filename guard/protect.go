@@ -2,9 +2,11 @@ package guard
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -410,42 +412,67 @@ func (p *protection) deferSealed(in map[string]any, deferred [][]any) (map[strin
 	if len(values) == 0 {
 		return in, deferred
 	}
+	// Longest first, so that a value holding a shorter one is deferred
+	// whole; then by value, so that every engine writes the same record.
+	slices.SortFunc(values, func(a, b sealedText) int {
+		return cmp.Or(len(b.value)-len(a.value), strings.Compare(a.value, b.value))
+	})
 	encoded := map[string]bool{}
 	for _, d := range deferred {
 		encoded[expr.Path(d).String()] = true
 	}
-	var walk func(v any, at expr.Path) any
-	walk = func(v any, at expr.Path) any {
+	// walk returns v itself when nothing in it changed: most inputs hold
+	// no copy, and are kept as they are.
+	var walk func(v any, at expr.Path) (any, bool)
+	walk = func(v any, at expr.Path) (any, bool) {
 		switch x := v.(type) {
 		case string:
+			key := at.String()
 			out, changed := x, false
 			for _, sv := range values {
 				var c bool
-				if out, c = expr.DeferSealed(out, encoded[at.String()] || changed, sv.value, sv.ref); c {
+				if out, c = expr.DeferSealed(out, encoded[key] || changed, sv.value, sv.ref); c {
 					changed = true
 				}
 			}
-			if changed && !encoded[at.String()] {
-				encoded[at.String()] = true
+			if changed && !encoded[key] {
+				encoded[key] = true
 				deferred = append(deferred, append([]any(nil), at...))
 			}
-			return out
+			return out, changed
 		case map[string]any:
-			out := make(map[string]any, len(x))
+			var out map[string]any
 			for k, e := range x {
-				out[k] = walk(e, append(at, k))
+				if ne, changed := walk(e, append(at, k)); changed {
+					if out == nil {
+						out = maps.Clone(x)
+					}
+					out[k] = ne
+				}
 			}
-			return out
+			if out == nil {
+				return x, false
+			}
+			return out, true
 		case []any:
-			out := make([]any, len(x))
+			var out []any
 			for i, e := range x {
-				out[i] = walk(e, append(at, i))
+				if ne, changed := walk(e, append(at, i)); changed {
+					if out == nil {
+						out = slices.Clone(x)
+					}
+					out[i] = ne
+				}
 			}
-			return out
+			if out == nil {
+				return x, false
+			}
+			return out, true
 		}
-		return v
+		return v, false
 	}
-	return walk(in, nil).(map[string]any), deferred
+	out, _ := walk(in, nil)
+	return out.(map[string]any), deferred
 }
 
 // wfPath and taskPath name a workflow's or a task's field as a purpose to

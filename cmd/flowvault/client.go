@@ -64,8 +64,8 @@ type clientCommand struct {
 	run func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error
 }
 
-// runClientCommands runs the subcommand args name of command, whose
-// subcommands commands declares with their flags on fs.
+// runClientCommands runs the subcommand of command that args name;
+// commands declares the subcommands, and their flags on fs.
 func runClientCommands(ctx context.Context, command, usage string, commands func(fs *flag.FlagSet) map[string]clientCommand, args []string, stdout, stderr io.Writer) error {
 	sub, args, err := subcommand(args, usage, stderr)
 	if err != nil {

@@ -41,7 +41,7 @@ type subjectRef struct {
 // application acts as the user "app:ID".
 func parseSubject(s string) (subjectRef, error) {
 	kind, id, ok := strings.Cut(s, ":")
-	if ok && id != "" {
+	if ok && id != "" && id != "." && id != ".." {
 		switch strings.ToLower(kind) {
 		case "app":
 			return subjectRef{"USER", "app:" + id}, nil
@@ -59,7 +59,7 @@ func parseSubject(s string) (subjectRef, error) {
 // parseTarget reads TYPE:ID; the id may hold colons (TAG:key:value).
 func parseTarget(s string) (subjectRef, error) {
 	kind, id, ok := strings.Cut(s, ":")
-	if !ok || kind == "" || id == "" {
+	if !ok || kind == "" || id == "" || id == "." || id == ".." {
 		return subjectRef{}, fmt.Errorf("target %q: want TYPE:ID, such as SECRET_NAME:db_password or TAG:env:prod", s)
 	}
 	return subjectRef{strings.ToUpper(kind), id}, nil

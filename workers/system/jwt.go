@@ -56,12 +56,12 @@ func (s SignedJWT) sign(in map[string]any) (string, error) {
 		return "", fmt.Errorf("algorithm %q: only RS256 is supported", alg)
 	}
 	claims := map[string]any{}
-	for field, claim := range map[string]string{"issuer": "iss", "subject": "sub"} {
-		v, _ := in[field].(string)
+	for _, fc := range [][2]string{{"issuer", "iss"}, {"subject", "sub"}} {
+		v, _ := in[fc[0]].(string)
 		if v == "" {
-			return "", fmt.Errorf("input %s is required, a string", field)
+			return "", fmt.Errorf("input %s is required, a string", fc[0])
 		}
-		claims[claim] = v
+		claims[fc[1]] = v
 	}
 	switch aud := in["audience"].(type) {
 	case string:
