@@ -143,13 +143,7 @@ func printIndented(stdout io.Writer, b []byte, what string) error {
 // upsert, the file's JSON as it is (fields flowvault does not act on
 // round-trip).
 func workflowRegister(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
-	var b []byte
-	var err error
-	if pos[0] == "-" {
-		b, err = io.ReadAll(io.LimitReader(stdin, 16<<20))
-	} else {
-		b, err = os.ReadFile(pos[0])
-	}
+	b, err := readJSONFile(pos[0])
 	if err != nil {
 		return fmt.Errorf("read definitions: %w", err)
 	}
@@ -181,6 +175,29 @@ func workflowRegister(ctx context.Context, c *apiClient, pos []string, stdout io
 	return nil
 }
 
+// maxJSONFile bounds what the workflow commands read: the server's own
+// limit on a request body is lower still.
+const maxJSONFile = 16 << 20
+
+// readJSONFile reads a file, or stdin for "-", refusing one over
+// maxJSONFile rather than sending it cut short.
+func readJSONFile(name string) ([]byte, error) {
+	var r io.Reader = stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxJSONFile+1))
+	if err == nil && len(b) > maxJSONFile {
+		err = fmt.Errorf("%s is over %d MiB", name, maxJSONFile>>20)
+	}
+	return b, err
+}
+
 func workflowStart(ctx context.Context, c *apiClient, name string, version, priority int, input, inputFile, correlation string, stdout io.Writer) error {
 	req := conductor.StartWorkflowRequest{Name: name, CorrelationID: correlation, Priority: priority}
 	if version > 0 {
@@ -190,14 +207,8 @@ func workflowStart(ctx context.Context, c *apiClient, name string, version, prio
 	switch {
 	case input != "" && inputFile != "":
 		return errors.New("give --input or --input-file, not both")
-	case inputFile == "-":
-		b, err := io.ReadAll(io.LimitReader(stdin, 16<<20))
-		if err != nil {
-			return fmt.Errorf("read the input: %w", err)
-		}
-		raw = b
 	case inputFile != "":
-		b, err := os.ReadFile(inputFile)
+		b, err := readJSONFile(inputFile)
 		if err != nil {
 			return fmt.Errorf("read the input: %w", err)
 		}

@@ -100,6 +100,7 @@ func TestWorkflowCLI(t *testing.T) {
 		{[]string{"workflow", "get", "no-such-id"}, "", 1, "HTTP 404"},
 		{[]string{"workflow", "get", ".."}, "", 1, "not a name or id"},
 		{[]string{"workflow", "register", "-"}, "{not json", 1, "is not JSON"},
+		{[]string{"workflow", "register", "-"}, "[" + strings.Repeat(" ", 16<<20) + "]", 1, "- is over 16 MiB"},
 		{[]string{"workflow", "register", "-"}, `{"name":"bad","tasks":[{"name":"x","taskReferenceName":"x","type":"NO_SUCH_TYPE"}]}`, 1, "NO_SUCH_TYPE"},
 		{[]string{"workflow", "pause"}, "", 2, "wrong number of arguments"},
 		{[]string{"workflow", "fly", id}, "", 2, `unknown command "fly"`},
