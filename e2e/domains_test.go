@@ -25,10 +25,12 @@ func TestTaskDomainFallbacks(t *testing.T) {
 		return e.must(http.StatusOK, "POST", "/api/workflow", map[string]any{"name": "tdf_flow",
 			"taskToDomain": map[string]string{"tdf_task": "alpha, beta, NO_DOMAIN"}})
 	}
-	pollDomain := func(domain string) []*conductor.Task {
+	// pollDomain polls as a worker of domain, waiting up to waitMs for a
+	// task (its announcement follows the start's answer).
+	pollDomain := func(domain string, waitMs int) []*conductor.Task {
 		t.Helper()
 		var tasks []*conductor.Task
-		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/poll/batch/tdf_task?workerid=http-"+domain+"&domain="+domain+"&timeout=0", nil)), &tasks); err != nil {
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/poll/batch/tdf_task?workerid=http-"+domain+"&domain="+domain+"&timeout="+fmt.Sprint(waitMs), nil)), &tasks); err != nil {
 			t.Fatal(err)
 		}
 		return tasks
@@ -41,12 +43,12 @@ func TestTaskDomainFallbacks(t *testing.T) {
 	}
 
 	// An HTTP worker of beta has polled: beta.
-	pollDomain("beta")
+	pollDomain("beta", 0)
 	id = start()
 	if got := taskByRef(e.workflow(id), "t").Domain; got != "beta" {
 		t.Fatalf("after a poll of beta: domain %q", got)
 	}
-	tasks := pollDomain("beta")
+	tasks := pollDomain("beta", 10000)
 	if len(tasks) != 1 || tasks[0].WorkflowInstanceID != id || tasks[0].Domain != "beta" {
 		t.Fatalf("beta's worker polled %+v", tasks)
 	}
