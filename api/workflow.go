@@ -65,6 +65,7 @@ func (s *Server) routeWorkflows() {
 			"state":          s.updateState,
 			"resetcallbacks": s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.ResetCallbacks{}, nil }),
 			"correlated":     s.correlatedByName,
+			"upgrade":        s.upgradeWorkflow,
 		}))
 	s.route("PUT /api/workflow/{a}/{b}", auth.Authenticated, s.pathPair(
 		map[string]http.HandlerFunc{"decide": s.decideWorkflow},
@@ -72,8 +73,27 @@ func (s *Server) routeWorkflows() {
 			"pause":  s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Pause{}, nil }),
 			"resume": s.lifecycle(func(*http.Request) (engine.Trigger, error) { return engine.Resume{}, nil }),
 		}))
-	s.route("POST /api/workflow/start/{name}/{version}", auth.Authenticated, s.startWorkflowVersion)
-	s.route("POST /api/workflow/execute/{name}/{version}", auth.Authenticated, s.executeWorkflow)
+	// Orkes's /{id}/jump/{ref} overlaps Conductor's /start/{name}/{version}
+	// and /execute/{name}/{version}: one handler routes the three.
+	s.route("POST /api/workflow/{a}/{b}/{c}", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
+		a, b, c := r.PathValue("a"), r.PathValue("b"), r.PathValue("c")
+		switch {
+		case a == "start" || a == "execute":
+			r.SetPathValue("name", b)
+			r.SetPathValue("version", c)
+			if a == "start" {
+				s.startWorkflowVersion(w, r)
+			} else {
+				s.executeWorkflow(w, r)
+			}
+		case b == "jump":
+			r.SetPathValue("id", a)
+			r.SetPathValue("ref", c)
+			s.jumpToTask(w, r)
+		default:
+			s.writeError(w, r, fault.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
+		}
+	})
 	s.route("POST /api/workflow/test", auth.Authenticated, s.testWorkflow)
 	s.route("PUT /api/workflow/{id}/skiptask/{ref}", auth.Authenticated, s.skipTask)
 	s.route("DELETE /api/workflow/{id}/remove", auth.Authenticated, s.removeWorkflow)

@@ -60,6 +60,62 @@ func (s *Server) skipTask(w http.ResponseWriter, r *http.Request) {
 	writeNoContent(w)
 }
 
+// upgradeWorkflow moves a running workflow to another version of its
+// definition (Orkes's upgrade API).
+func (s *Server) upgradeWorkflow(w http.ResponseWriter, r *http.Request) {
+	var req conductor.UpgradeWorkflowRequest
+	err := decodeJSON(w, r, maxBodyBytes, &req)
+	if err == nil && req.Name == "" {
+		err = fault.Invalid("name is required")
+	}
+	var trig engine.Upgrade
+	if err == nil {
+		trig, err = s.upgradeTrigger(r, req)
+	}
+	if err == nil {
+		err = s.submit(r, r.PathValue("id"), trig)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) upgradeTrigger(r *http.Request, req conductor.UpgradeWorkflowRequest) (engine.Upgrade, error) {
+	// Access first: the lookup's answer names the definition.
+	if _, err := s.execution(r, r.PathValue("id"), auth.Execute); err != nil {
+		return engine.Upgrade{}, err
+	}
+	if s.deps.Definitions == nil {
+		return engine.Upgrade{}, fault.NotFound("workflow definition %s not found", req.Name)
+	}
+	def, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), req.Name, req.Version)
+	if err != nil {
+		return engine.Upgrade{}, err
+	}
+	return engine.Upgrade{Def: def, Input: req.WorkflowInput, TaskOutput: req.TaskOutput, By: principal(r)}, nil
+}
+
+// jumpToTask moves a running workflow to a task of its definition's
+// top-level list (Orkes's jump API); the body, if not empty, is the
+// task's input.
+func (s *Server) jumpToTask(w http.ResponseWriter, r *http.Request) {
+	var input map[string]any
+	body, err := readBody(w, r, maxBodyBytes)
+	if err == nil && len(strings.TrimSpace(string(body))) > 0 {
+		err = decodeBody(body, &input)
+	}
+	if err == nil {
+		err = s.submit(r, r.PathValue("id"), engine.Jump{Ref: r.PathValue("ref"), Input: input, By: principal(r)})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
 func skipFromQuery(r *http.Request, req *conductor.SkipTaskRequest) error {
 	for name, vals := range r.URL.Query() {
 		for _, field := range []struct {

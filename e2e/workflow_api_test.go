@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -768,5 +769,100 @@ func TestIdempotentStart(t *testing.T) {
 	}
 	if code, body := startWith("by name", "key-bad", "SOMETIMES"); code != http.StatusBadRequest || !strings.Contains(body, "SOMETIMES") {
 		t.Fatalf("an unknown strategy: %d %s", code, body)
+	}
+}
+
+// An upgrade moves a running workflow to another version of its
+// definition: the new tasks before the one it waits in are skipped with
+// the output given, and the rest runs as the new version says.
+func TestUpgradeWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(threeGated)
+	id := e.start("three_gated", map[string]any{"old": true})
+	stays := e.start("three_gated", nil)
+	e.register(`{"name":"three_gated","version":2,"tasks":[
+	  {"name":"pre","taskReferenceName":"pre"},
+	  {"name":"g1","taskReferenceName":"g1","type":"WAIT"},
+	  {"name":"last","taskReferenceName":"last","type":"SET_VARIABLE","inputParameters":{"seen":"${pre.output.o}","in":"${workflow.input.new}"}}],
+	  "outputParameters":{"seen":"${workflow.variables.seen}","in":"${workflow.variables.in}"}}`)
+	e.register(`{"name":"three_gated","version":3,"tasks":[{"name":"mid","taskReferenceName":"mid"}]}`)
+
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/upgrade", map[string]any{"name": "three_gated", "version": 2,
+		"taskOutput": map[string]any{"pre": map[string]any{"o": "given"}}, "workflowInput": map[string]any{"new": "yes"}})
+	wf := e.workflow(id)
+	pre := taskByRef(wf, "pre")
+	if wf.WorkflowVersion != 2 || wf.Input["new"] != "yes" || wf.Input["old"] != nil || pre == nil || pre.Status != "SKIPPED" || pre.OutputData["o"] != "given" {
+		t.Fatalf("upgraded: version %d input %v tasks %v", wf.WorkflowVersion, wf.Input, refsOf(wf.Tasks))
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/g1/COMPLETED", map[string]any{})
+	wf = e.waitStatus(id, "COMPLETED")
+	if wf.Output["seen"] != "given" || wf.Output["in"] != "yes" || taskByRef(wf, "mid") != nil {
+		t.Fatalf("output %v tasks %v", wf.Output, refsOf(wf.Tasks))
+	}
+
+	for _, c := range []struct {
+		status int
+		id     string
+		body   any
+	}{
+		{http.StatusBadRequest, stays, `{"name":`},
+		{http.StatusBadRequest, stays, map[string]any{"version": 2}},                             // no name
+		{http.StatusBadRequest, stays, map[string]any{"name": "three_gated", "version": 3}},      // g1, which it waits in, is gone
+		{http.StatusBadRequest, stays, map[string]any{"name": "three_gated", "taskOutput": 1}},   // not a map of outputs
+		{http.StatusNotFound, stays, map[string]any{"name": "three_gated", "version": 7}},        // no such version
+		{http.StatusNotFound, "no-such-id", map[string]any{"name": "three_gated", "version": 2}}, // no such workflow
+		{http.StatusConflict, id, map[string]any{"name": "three_gated", "version": 2}},           // completed
+	} {
+		e.fails(c.status, "POST", "/api/workflow/"+c.id+"/upgrade", c.body)
+	}
+	if wf := e.workflow(stays); wf.WorkflowVersion != 1 || len(wf.Tasks) != 1 {
+		t.Fatalf("refused upgrades changed the workflow: version %d tasks %v", wf.WorkflowVersion, refsOf(wf.Tasks))
+	}
+}
+
+// A jump moves a running workflow to a task of its top-level list: forward,
+// past tasks it never runs, or back, running again what follows.
+func TestJumpToTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(strings.Replace(threeGated, "three_gated", "jumpy", 1))
+
+	fwd := e.start("jumpy", nil)
+	e.must(http.StatusOK, "POST", "/api/workflow/"+fwd+"/jump/last", map[string]any{"seen": "jumped"})
+	wf := e.waitStatus(fwd, "COMPLETED")
+	if g1 := taskByRef(wf, "g1"); wf.Output["seen"] != "jumped" || g1.Status != "CANCELED" || g1.ReasonForIncompletion != "jumped to last" || taskByRef(wf, "mid") != nil {
+		t.Fatalf("forward: output %v tasks %v", wf.Output, refsOf(wf.Tasks))
+	}
+
+	back := e.start("jumpy", nil)
+	e.must(http.StatusOK, "POST", "/api/tasks/"+back+"/g1/COMPLETED", map[string]any{})
+	e.must(http.StatusOK, "POST", "/api/tasks/"+back+"/mid/IN_PROGRESS", map[string]any{"o": "first"})
+	e.must(http.StatusOK, "POST", "/api/workflow/"+back+"/jump/g1", nil)
+	if wf := e.workflow(back); !slices.Equal(refsOf(wf.Tasks), []string{"g1:IN_PROGRESS"}) {
+		t.Fatalf("back: tasks %v", refsOf(wf.Tasks))
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+back+"/g1/COMPLETED", map[string]any{})
+	e.must(http.StatusOK, "POST", "/api/tasks/"+back+"/mid/COMPLETED", map[string]any{"o": "second"})
+	if wf := e.waitStatus(back, "COMPLETED"); wf.Output["seen"] != "second" {
+		t.Fatalf("back: output %v tasks %v", wf.Output, refsOf(wf.Tasks))
+	}
+
+	running := e.start("jumpy", nil)
+	for _, c := range []struct {
+		status int
+		path   string
+		body   any
+	}{
+		{http.StatusBadRequest, running + "/jump/nope", nil},
+		{http.StatusBadRequest, running + "/jump/last", `{"seen":`},
+		{http.StatusNotFound, "no-such-id/jump/last", nil},
+		{http.StatusConflict, fwd + "/jump/g1", nil}, // completed
+		{http.StatusNotFound, running + "/leap/last", nil},
+	} {
+		e.fails(c.status, "POST", "/api/workflow/"+c.path, c.body)
+	}
+	if wf := e.workflow(running); !slices.Equal(refsOf(wf.Tasks), []string{"g1:IN_PROGRESS"}) {
+		t.Fatalf("refused jumps changed the workflow: %v", refsOf(wf.Tasks))
 	}
 }

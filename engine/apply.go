@@ -149,7 +149,10 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 			}
 		}
 	default:
-		if !applyOperator(w, ev) {
+		switch ok, err := applyOperator(w, ev); {
+		case err != nil:
+			return nil, err
+		case !ok:
 			return nil, fmt.Errorf("workflow %s: unexpected event %s", w.ID, ev.EventType())
 		}
 	}
@@ -176,6 +179,8 @@ func carriesSealed(ev schemas.Event) bool {
 	case *schemas.WorkflowStatusChanged:
 		return masking.HasSealed(e.Output)
 	case *schemas.WorkflowReset:
+		return masking.HasSealed(e.Input)
+	case *schemas.WorkflowUpgraded:
 		return masking.HasSealed(e.Input)
 	}
 	return false

@@ -137,6 +137,10 @@ func Effects(w *Workflow, now int64) []Effect {
 				}
 			}
 			out = append(out, CheckChild{ParentWorkflowID: w.ID, ChildID: t.SubWorkflowID})
+		case t.Type == conductor.TaskTypeSubWorkflow && t.Status == conductor.TaskCanceled && !t.Retried && t.SubWorkflowID != "" && !w.Terminal():
+			// Canceled while its workflow runs on (a jump): its child may
+			// have missed the end.
+			out = append(out, cancelChild(w, t))
 		case t.Type == conductor.TaskTypeStartWorkflow && (t.Status == conductor.TaskInProgress ||
 			// completed when scheduled, by engines before the task waited
 			// for its start: the start may never have happened
@@ -155,6 +159,13 @@ func Effects(w *Workflow, now int64) []Effect {
 			ResetTime: w.ResetTime}})
 	}
 	return out
+}
+
+// cancelChild ends the child of t, a SUB_WORKFLOW task canceled while its
+// workflow runs on; a child an operator ran again since is left alone.
+func cancelChild(w *Workflow, t *Task) TerminateWorkflow {
+	return TerminateWorkflow{WorkflowID: t.SubWorkflowID, Reason: "parent workflow " + w.ID + ": task " + t.Ref + " " + t.Reason,
+		ParentEnded: t.EndTime}
 }
 
 // handOff returns the effect that gets a scheduled task executed.

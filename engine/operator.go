@@ -1,13 +1,18 @@
 package engine
 
 import (
+	"bytes"
+	"fmt"
+	"slices"
+
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // Operator triggers of the workflow API beyond the lifecycle ones in
-// triggers.go: skip a task, remove a workflow, reset callback delays.
+// triggers.go: skip a task, remove a workflow, reset callback delays,
+// upgrade a workflow to another version, jump to a task.
 
 // SkipTask marks a task of the definition that has not been scheduled yet as
 // SKIPPED, with the given input and output. When the workflow reaches it,
@@ -37,9 +42,36 @@ type Remove struct {
 // delay available at once.
 type ResetCallbacks struct{}
 
+// Upgrade moves a running or paused workflow to Def, another version of
+// its definition (Orkes's upgrade API). The tasks it holds stay as they
+// are and must all be in Def; the tasks of Def before one the workflow
+// already reached are SKIPPED, with TaskOutput[ref] as their output, and
+// those after it run as Def says. Input, when not nil, replaces the
+// workflow's input.
+type Upgrade struct {
+	Def        *conductor.WorkflowDef
+	Input      map[string]any
+	TaskOutput map[string]map[string]any
+	By         string // as for SkipTask
+}
+
+// Jump moves a running workflow to the task Ref of its definition's
+// top-level list (Orkes's jump API): the tasks running are canceled, and
+// Ref is scheduled, with Input when it is not empty and its configured
+// inputParameters otherwise. A jump back to a task the workflow already
+// ran drops that task's run and everything after it, as a rerun from it
+// does, so that the tasks after it run again.
+type Jump struct {
+	Ref   string
+	Input map[string]any
+	By    string // as for SkipTask
+}
+
 func (SkipTask) triggerName() string       { return "skip_task" }
 func (Remove) triggerName() string         { return "remove" }
 func (ResetCallbacks) triggerName() string { return "reset_callbacks" }
+func (Upgrade) triggerName() string        { return "upgrade" }
+func (Jump) triggerName() string           { return "jump" }
 
 // handleOperator decides the triggers of this file.
 func (d *decision) handleOperator(t Trigger) error {
@@ -50,27 +82,191 @@ func (d *decision) handleOperator(t Trigger) error {
 		return d.remove(t)
 	case ResetCallbacks:
 		return d.resetCallbacks()
+	case Upgrade:
+		return d.upgrade(t)
+	case Jump:
+		return d.jump(t)
 	}
 	return fault.Invalid("unknown trigger %T", t)
 }
 
 // applyOperator folds the events of this file; false for other events.
-func applyOperator(w *Workflow, ev schemas.Event) bool {
+func applyOperator(w *Workflow, ev schemas.Event) (bool, error) {
 	switch e := ev.(type) {
 	case *schemas.WorkflowRemoved:
 		w.Removed, w.Archived, w.UpdateTime = true, e.Archived, e.Time
-		return true
+	case *schemas.WorkflowUpgraded:
+		w.DefJSON, w.plan, w.UpdateTime = e.Def, nil, e.Time
+		if def, err := parseDef(e.Def); err == nil {
+			w.Version = def.Version
+		}
+		if e.SetInput {
+			w.Input = copyMap(e.Input)
+		}
+	case *schemas.WorkflowJumped:
+		if len(e.Dropped) > 0 {
+			kept := w.Tasks[:0:0]
+			for _, t := range w.Tasks {
+				switch {
+				case !slices.Contains(e.Dropped, t.ID):
+					kept = append(kept, t)
+				case t.Active():
+					return true, fmt.Errorf("workflow %s: a jump drops task %s, which is %s", w.ID, t.ID, t.Status)
+				}
+			}
+			w.Tasks = kept
+		}
+		w.UpdateTime = e.Time
+	default:
+		return false, nil
 	}
-	return false
+	return true, nil
+}
+
+func (d *decision) upgrade(u Upgrade) error {
+	if d.w.Terminal() {
+		return fault.Conflict("workflow %s is %s: only a running or paused workflow can be upgraded", d.w.ID, d.w.Status)
+	}
+	if u.Def == nil || len(u.Def.Raw) == 0 {
+		return fault.Invalid("upgrade of workflow %s: no definition", d.w.ID)
+	}
+	if u.Def.Name != d.w.Name {
+		return fault.Invalid("name: workflow %s runs %s, not %s", d.w.ID, d.w.Name, u.Def.Name)
+	}
+	next, err := plans.get(u.Def.Raw)
+	if err != nil {
+		return fault.Invalid("upgrade of workflow %s: %v", d.w.ID, err)
+	}
+	for _, t := range d.w.Tasks {
+		if len(t.Config) > 0 {
+			continue // a dynamic task carries its own configuration
+		}
+		wt := next.config(t)
+		if wt == nil {
+			return fault.Invalid("task %s of workflow %s is not in version %d of %s", baseRef(t.Ref), d.w.ID, u.Def.Version, u.Def.Name)
+		}
+		if t.Active() && wt.TaskType() != t.Type {
+			return fault.Invalid("task %s of workflow %s runs as %s, version %d of %s makes it %s",
+				t.Ref, d.w.ID, t.Type, u.Def.Version, u.Def.Name, wt.TaskType())
+		}
+	}
+	if u.Input != nil || len(u.TaskOutput) > 0 || !bytes.Equal(u.Def.Raw, d.w.DefJSON) {
+		d.runAs(u.By)
+	}
+	d.emit(&schemas.WorkflowUpgraded{Def: u.Def.Raw, Input: u.Input, SetInput: u.Input != nil, Time: d.now})
+	d.plan = next
+	d.skipPassed(next.def.Tasks, u.TaskOutput)
+	return nil
+}
+
+// skipPassed records as SKIPPED the tasks of list that the workflow has
+// passed without running them: those before the last one it reached.
+// The branches of a fork and the cases of a SWITCH it reached are lists
+// of their own; a loop's body is left to its next iteration.
+func (d *decision) skipPassed(list []*conductor.WorkflowTask, outputs map[string]map[string]any) {
+	last := -1
+	for i, wt := range list {
+		if wt != nil && d.latest(wt.TaskReferenceName) != nil {
+			last = i
+		}
+	}
+	for _, wt := range list[:last+1] {
+		if wt == nil {
+			continue
+		}
+		ref := wt.TaskReferenceName
+		if d.latest(ref) == nil {
+			d.emit(&schemas.TaskScheduled{TaskID: taskID(d.w), Ref: ref, Name: wt.Name, Type: wt.TaskType(),
+				Status: conductor.TaskSkipped, Seq: d.nextSeq(), Output: outputs[ref], Time: d.now})
+			continue
+		}
+		switch wt.TaskType() {
+		case conductor.TaskTypeForkJoin:
+			for _, branch := range wt.ForkTasks {
+				d.skipPassed(branch, outputs)
+			}
+		case conductor.TaskTypeSwitch, conductor.TaskTypeDecision:
+			for _, c := range sortedCases(wt.DecisionCases) {
+				d.skipPassed(wt.DecisionCases[c], outputs)
+			}
+			d.skipPassed(wt.DefaultCase, outputs)
+		}
+	}
+}
+
+// runningNode is the node of ref in a RUNNING workflow's definition;
+// operation ends the error for a workflow that is not running.
+func (d *decision) runningNode(ref, operation string) (*node, error) {
+	if d.w.Status != conductor.WorkflowRunning {
+		return nil, fault.Conflict("workflow %s is %s: only a RUNNING workflow %s", d.w.ID, d.w.Status, operation)
+	}
+	n := d.plan.nodes[ref]
+	if n == nil {
+		return nil, fault.Invalid("task %s is not in the definition of workflow %s", ref, d.w.ID)
+	}
+	return n, nil
+}
+
+func (d *decision) jump(j Jump) error {
+	n, err := d.runningNode(j.Ref, "can jump to a task")
+	if err != nil {
+		return err
+	}
+	if n.parent != nil {
+		return fault.Invalid("task %s is inside %s: a workflow jumps only to a task of its top-level list", j.Ref, n.parent.wt.TaskReferenceName)
+	}
+	if len(j.Input) > 0 {
+		d.runAs(j.By)
+	}
+	for _, t := range d.w.Tasks {
+		if !t.Active() {
+			continue
+		}
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCanceled, KeepOutput: true,
+			Reason: "jumped to " + j.Ref, Time: d.now})
+		if t := d.w.TaskByID(t.ID); t.Type == conductor.TaskTypeSubWorkflow && t.SubWorkflowID != "" {
+			d.effect(cancelChild(d.w, t))
+		}
+	}
+	ev := &schemas.WorkflowJumped{Ref: j.Ref, Time: d.now}
+	if prev := d.latest(j.Ref); prev != nil {
+		for _, t := range d.w.Tasks {
+			if at := d.topIndex(t); at >= n.idx || at < 0 && t.Seq >= prev.Seq {
+				ev.Dropped = append(ev.Dropped, t.ID)
+			}
+		}
+	}
+	d.emit(ev)
+	opts := scheduleOpts{}
+	if len(j.Input) > 0 {
+		opts.input = j.Input
+	}
+	d.schedule(n.wt, opts)
+	return nil
+}
+
+// topIndex is the index in the definition's top-level list of the task
+// that t is, or that t runs inside of; -1 if the definition does not say
+// (a task a dynamic fork forked from data names its fork as parent).
+func (d *decision) topIndex(t *Task) int {
+	for range len(d.w.Tasks) {
+		if n := d.plan.node(t.Ref); n != nil {
+			for n.parent != nil {
+				n = n.parent
+			}
+			return n.idx
+		}
+		if t = d.w.TaskByID(t.ParentTaskID); t == nil {
+			return -1
+		}
+	}
+	return -1
 }
 
 func (d *decision) skipTask(s SkipTask) error {
-	if d.w.Status != conductor.WorkflowRunning {
-		return fault.Conflict("workflow %s is %s: only a RUNNING workflow's tasks can be skipped", d.w.ID, d.w.Status)
-	}
-	n := d.plan.nodes[s.Ref]
-	if n == nil {
-		return fault.Invalid("task %s is not in the definition of workflow %s", s.Ref, d.w.ID)
+	n, err := d.runningNode(s.Ref, "can have tasks skipped")
+	if err != nil {
+		return err
 	}
 	for p := n.parent; p != nil; p = p.parent {
 		if p.wt.TaskType() == conductor.TaskTypeDoWhile {

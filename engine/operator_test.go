@@ -102,3 +102,168 @@ func TestSkipSwitch(t *testing.T) {
 	h.complete("t3", nil)
 	h.wantStatus(conductor.WorkflowCompleted)
 }
+
+// An upgrade keeps what the workflow ran, skips what the new version puts
+// before the task it reached, and runs the new version from there.
+func TestUpgrade(t *testing.T) {
+	h := newHarness(t, threeSimple, map[string]any{"n": int64(1)})
+	h.complete("a_ref", map[string]any{"items": []any{int64(1), int64(2)}})
+	h.take("b_ref")
+	v2 := parseDef(t, `{"name":"three","version":2,"tasks":[
+	 {"name":"x","taskReferenceName":"x_ref"},
+	 {"name":"a","taskReferenceName":"a_ref"},
+	 {"name":"n","taskReferenceName":"n_ref"},
+	 {"name":"b","taskReferenceName":"b_ref"},
+	 {"name":"c","taskReferenceName":"c_ref"},
+	 {"name":"d","taskReferenceName":"d_ref","inputParameters":{"k":"${workflow.input.k}","n":"${n_ref.output.v}"}}]}`)
+	h.decide(engine.Upgrade{Def: v2, Input: map[string]any{"k": "new"}, TaskOutput: map[string]map[string]any{"n_ref": {"v": int64(9)}}, By: "app:tester"})
+	if h.w.Version != 2 || !reflect.DeepEqual(h.w.Input, map[string]any{"k": "new"}) {
+		t.Fatalf("after the upgrade: version %d, input %v", h.w.Version, h.w.Input)
+	}
+	h.wantRefs("a_ref", "b_ref", "x_ref", "n_ref")
+	h.wantTask("x_ref", conductor.TaskSkipped)
+	if n := h.wantTask("n_ref", conductor.TaskSkipped); !reflect.DeepEqual(n.Output, map[string]any{"v": int64(9)}) {
+		t.Fatalf("skipped task's output %v", n.Output)
+	}
+	h.wantTask("b_ref", conductor.TaskInProgress)
+	h.complete("b_ref", nil)
+	h.wantRefs("a_ref", "b_ref", "x_ref", "n_ref", "c_ref")
+	h.complete("c_ref", nil)
+	if d := h.wantTask("d_ref", conductor.TaskScheduled); !reflect.DeepEqual(d.Input, map[string]any{"k": "new", "n": int64(9)}) {
+		t.Fatalf("new task's input %v", d.Input)
+	}
+	h.complete("d_ref", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+
+	for _, tc := range []struct {
+		name string
+		def  string
+		kind error
+	}{
+		{"another workflow's definition", `{"name":"other","version":2,"tasks":[{"name":"a","taskReferenceName":"a_ref"},{"name":"b","taskReferenceName":"b_ref"}]}`, fault.ErrInvalid},
+		{"a task it ran is gone", `{"name":"three","version":2,"tasks":[{"name":"b","taskReferenceName":"b_ref"}]}`, fault.ErrInvalid},
+		{"its running task changes type", `{"name":"three","version":2,"tasks":[{"name":"a","taskReferenceName":"a_ref"},{"name":"b","taskReferenceName":"b_ref","type":"WAIT"}]}`, fault.ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, threeSimple, nil)
+			h.complete("a_ref", nil)
+			before := len(h.w.Tasks)
+			_, err := h.try(engine.Upgrade{Def: parseDef(t, tc.def)})
+			wantErr(t, err, tc.kind)
+			if len(h.w.Tasks) != before || h.w.Version != 1 {
+				t.Fatalf("a refused upgrade changed the workflow: %d tasks, version %d", len(h.w.Tasks), h.w.Version)
+			}
+		})
+	}
+	_, err := h.try(engine.Upgrade{Def: v2})
+	wantErr(t, err, fault.ErrConflict) // completed workflow
+}
+
+// Inside a fork the branches are lists of their own: a task put before the
+// one a branch reached is skipped, one after it runs, and a new fork put
+// before the running one is skipped whole, forking nothing.
+func TestUpgradeFork(t *testing.T) {
+	h := newHarness(t, forkJoin, nil)
+	h.complete("a", nil) // a2 runs in the first branch, b in the second
+	v2 := parseDef(t, `{"name":"fj","version":2,"tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	   [{"name":"p","taskReferenceName":"p"},{"name":"a","taskReferenceName":"a"},{"name":"a2","taskReferenceName":"a2"}],
+	   [{"name":"f0","taskReferenceName":"f0","type":"FORK_JOIN","forkTasks":[[{"name":"q","taskReferenceName":"q"}]]},
+	    {"name":"j0","taskReferenceName":"j0","type":"JOIN","joinOn":["q"]},
+	    {"name":"b","taskReferenceName":"b"},{"name":"b2","taskReferenceName":"b2"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a2","b2"]},
+	 {"name":"z","taskReferenceName":"z"}]}`)
+	h.decide(engine.Upgrade{Def: v2})
+	for _, ref := range []string{"f0", "j0", "p"} {
+		h.wantTask(ref, conductor.TaskSkipped)
+	}
+	if h.w.LatestByRef("q") != nil || h.w.LatestByRef("b2") != nil {
+		t.Fatal("the upgrade ran a task of a skipped fork, or one after a branch's running task")
+	}
+	h.complete("a2", nil)
+	h.complete("b", nil)
+	h.wantTask("join", conductor.TaskInProgress) // b2, new in the branch, runs
+	h.complete("b2", nil)
+	h.wantTask("join", conductor.TaskCompleted)
+	h.complete("z", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+	if h.w.LatestByRef("q") != nil {
+		t.Fatal("a skipped fork forked its branch")
+	}
+}
+
+// A jump forward cancels what runs and goes on from the task; a jump back
+// drops the run of the task and what came after it, which then runs again.
+func TestJump(t *testing.T) {
+	h := newHarness(t, threeSimple, map[string]any{"n": int64(1)})
+	h.take("a_ref")
+	h.decide(engine.Jump{Ref: "c_ref", Input: map[string]any{"given": true}, By: "app:tester"})
+	if a := h.wantTask("a_ref", conductor.TaskCanceled); a.Reason != "jumped to c_ref" {
+		t.Fatalf("canceled task's reason %q", a.Reason)
+	}
+	if c := h.wantTask("c_ref", conductor.TaskScheduled); !reflect.DeepEqual(c.Input, map[string]any{"given": true}) {
+		t.Fatalf("jumped-to task's input %v", c.Input)
+	}
+	if h.w.LatestByRef("b_ref") != nil {
+		t.Fatal("the jump ran a task it passed over")
+	}
+	h.complete("c_ref", map[string]any{"sum": int64(5)})
+	h.wantStatus(conductor.WorkflowCompleted)
+
+	back := newHarness(t, threeSimple, map[string]any{"n": int64(1)})
+	back.complete("a_ref", map[string]any{"items": []any{"x", "y"}})
+	first := back.task("a_ref")
+	back.take("b_ref")
+	back.decide(engine.Jump{Ref: "a_ref"})
+	back.wantRefs("a_ref")
+	a := back.wantTask("a_ref", conductor.TaskScheduled)
+	if a.ID == first.ID || !reflect.DeepEqual(a.Input, first.Input) {
+		t.Fatalf("jump back: task %s input %v, first run %s input %v", a.ID, a.Input, first.ID, first.Input)
+	}
+	back.complete("a_ref", map[string]any{"items": []any{"x", "z"}})
+	if b := back.wantTask("b_ref", conductor.TaskScheduled); b.Input["fromA"] != "z" {
+		t.Fatalf("b after the jump back reads %v", b.Input["fromA"])
+	}
+
+	for _, tc := range []struct {
+		name string
+		ref  string
+		kind error
+	}{
+		{"unknown task", "nope", fault.ErrInvalid},
+		{"inside a fork", "a2", fault.ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, forkJoin, nil)
+			_, err := h.try(engine.Jump{Ref: tc.ref})
+			wantErr(t, err, tc.kind)
+		})
+	}
+	paused := newHarness(t, threeSimple, nil)
+	paused.decide(engine.Pause{})
+	_, err := paused.try(engine.Jump{Ref: "c_ref"})
+	wantErr(t, err, fault.ErrConflict)
+}
+
+// A jump away from a SUB_WORKFLOW ends its child, and recovery ends it
+// again if the process died before it did.
+func TestJumpEndsChild(t *testing.T) {
+	def := `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid"}},{"name":"after","taskReferenceName":"after"}]}`
+	h := newHarness(t, def, nil)
+	kid := h.task("child").SubWorkflowID
+	d := h.decide(engine.Jump{Ref: "after"})
+	ends := effectsOf[engine.TerminateWorkflow](d)
+	if len(ends) != 1 || ends[0].WorkflowID != kid || ends[0].ParentEnded == 0 {
+		t.Fatalf("terminate effects %+v", ends)
+	}
+	if again := effectsOf[engine.TerminateWorkflow](h.decide(engine.Reconcile{})); !reflect.DeepEqual(again, ends) {
+		t.Fatalf("recovery's terminate effects %+v, want %+v", again, ends)
+	}
+	// The child's end is late news.
+	if d := h.decide(engine.ChildFinished{ChildID: kid, Status: conductor.WorkflowTerminated}); len(d.Events) != 0 {
+		t.Fatal("the ended child's news changed the parent")
+	}
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}

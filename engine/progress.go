@@ -203,7 +203,8 @@ func (d *decision) successors(t *Task) []*conductor.WorkflowTask {
 		if branch := selectedBranch(t, wt); len(branch) > 0 {
 			return branch[:1]
 		}
-	case t.Type == conductor.TaskTypeForkJoin:
+	case t.Type == conductor.TaskTypeForkJoin && t.Status != conductor.TaskSkipped:
+		// A skipped fork forks nothing: what follows it runs next.
 		wt := d.plan.config(t)
 		if wt == nil {
 			return nil

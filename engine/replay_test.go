@@ -67,6 +67,21 @@ var scenarios = map[string]func(h *harness){
 		h.system("loop", conductor.TaskCompleted, nil, "")
 		h.complete("after", map[string]any{"done": true})
 	},
+	"upgrade_and_jump": func(h *harness) {
+		h.complete("a_ref", nil)
+		h.take("b_ref")
+		h.decide(engine.Upgrade{Def: parseDef(h.t, `{"name":"three","version":2,"tasks":[
+		 {"name":"x","taskReferenceName":"x_ref"},{"name":"a","taskReferenceName":"a_ref"},
+		 {"name":"b","taskReferenceName":"b_ref"},{"name":"c","taskReferenceName":"c_ref"},
+		 {"name":"d","taskReferenceName":"d_ref","inputParameters":{"x":"${x_ref.output.given}"}}]}`),
+			TaskOutput: map[string]map[string]any{"x_ref": {"given": true}}})
+		h.decide(engine.Jump{Ref: "d_ref"})
+		h.decide(engine.Jump{Ref: "a_ref", Input: map[string]any{"again": true}})
+		h.complete("a_ref", nil)
+		h.complete("b_ref", nil)
+		h.complete("c_ref", nil)
+		h.complete("d_ref", map[string]any{"done": true})
+	},
 }
 
 var scenarioDefs = map[string]string{
@@ -74,6 +89,7 @@ var scenarioDefs = map[string]string{
 	"retry_then_fail":         threeSimple,
 	"restart_and_rerun":       threeSimple,
 	"do_while_loop":           loopDef,
+	"upgrade_and_jump":        threeSimple,
 }
 
 func runScenario(t *testing.T, name string) *harness {

@@ -563,6 +563,10 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		c := *e
 		c.Input, err = p.seal(wfPath(wf, "input"), c.Input, p.fields)
 		return &c, !engine.SameMap(c.Input, e.Input), err
+	case *schemas.WorkflowUpgraded:
+		c := *e
+		c.Input, err = p.seal(wfPath(wf, "input"), c.Input, p.fields)
+		return &c, !engine.SameMap(c.Input, e.Input), err
 	case *schemas.TaskStarted:
 		refs, err := p.sealResolved(wf, e.Resolved)
 		if err != nil || refs == nil {

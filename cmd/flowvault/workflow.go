@@ -38,6 +38,11 @@ commands:
   restart ID [--latest]           run an ended workflow again from its start (--latest: on the
                                   latest version of its definition)
   rerun ID [--from-task TASK]     run an ended workflow again from a task (default: the start)
+  upgrade ID [--version N]        move a running or paused workflow to another version of its
+                                  definition (default: the latest); --input (or --input-file)
+                                  replaces its input
+  jump ID TASK_REF                move a running workflow to a task of its top-level list, with
+                                  --input (or --input-file) as the task's input
 
 flags of every command:
 ` + clientUsage
@@ -98,6 +103,24 @@ func workflowCommands(fs *flag.FlagSet) map[string]clientCommand {
 		"restart": operate("POST", "/restart", "restarted", func() url.Values {
 			return url.Values{"useLatestDefinitions": {strconv.FormatBool(latest)}}
 		}),
+		"upgrade": {args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			return workflowUpgrade(ctx, c, pos[0], version, input, inputFile, stdout)
+		}},
+		"jump": {args: 2, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			in, err := jsonObject(input, inputFile)
+			if err != nil {
+				return err
+			}
+			body, err := json.Marshal(in)
+			if err != nil {
+				return err
+			}
+			if _, err := c.do(ctx, "POST", path(pos[0], "/jump/"+url.PathEscape(pos[1])), "application/json", body); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s jumped to %s\n", pos[0], pos[1])
+			return nil
+		}},
 		"rerun": {args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
 			body, _ := json.Marshal(conductor.RerunWorkflowRequest{ReRunFromTaskID: fromTask})
 			if _, err := c.do(ctx, "POST", path(pos[0], "/rerun"), "application/json", body); err != nil {
@@ -124,6 +147,12 @@ func workflowCommands(fs *flag.FlagSet) map[string]clientCommand {
 		fs.BoolVar(&latest, "latest", false, "on the latest version of the definition")
 	case "workflow rerun":
 		fs.StringVar(&fromTask, "from-task", "", "the id of the task to run again from")
+	case "workflow upgrade", "workflow jump":
+		if fs.Name() == "workflow upgrade" {
+			fs.IntVar(&version, "version", 0, "the definition's version (default: the latest)")
+		}
+		fs.StringVar(&input, "input", "", "the input, a JSON object")
+		fs.StringVar(&inputFile, "input-file", "", `a file holding the input ("-": stdin)`)
 	}
 	return cmds
 }
@@ -203,21 +232,9 @@ func workflowStart(ctx context.Context, c *apiClient, name string, version, prio
 	if version > 0 {
 		req.Version = &version
 	}
-	raw := []byte(input)
-	switch {
-	case input != "" && inputFile != "":
-		return errors.New("give --input or --input-file, not both")
-	case inputFile != "":
-		b, err := readJSONFile(inputFile)
-		if err != nil {
-			return fmt.Errorf("read the input: %w", err)
-		}
-		raw = b
-	}
-	if len(bytes.TrimSpace(raw)) > 0 {
-		if err := json.Unmarshal(raw, &req.Input); err != nil || req.Input == nil {
-			return errors.New("the input must be a JSON object")
-		}
+	var err error
+	if req.Input, err = jsonObject(input, inputFile); err != nil {
+		return err
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -228,6 +245,55 @@ func workflowStart(ctx context.Context, c *apiClient, name string, version, prio
 		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(id))
+	return nil
+}
+
+// jsonObject is the JSON object given by --input or --input-file, nil
+// when neither is.
+func jsonObject(input, inputFile string) (map[string]any, error) {
+	raw := []byte(input)
+	switch {
+	case input != "" && inputFile != "":
+		return nil, errors.New("give --input or --input-file, not both")
+	case inputFile != "":
+		b, err := readJSONFile(inputFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the input: %w", err)
+		}
+		raw = b
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, errors.New("the input must be a JSON object")
+	}
+	return m, nil
+}
+
+// workflowUpgrade moves workflow id to a version of the definition it runs.
+func workflowUpgrade(ctx context.Context, c *apiClient, id string, version int, input, inputFile string, stdout io.Writer) error {
+	in, err := jsonObject(input, inputFile)
+	if err != nil {
+		return err
+	}
+	var wf conductor.Workflow
+	if err := c.getJSON(ctx, "/api/workflow/"+url.PathEscape(id)+"?includeTasks=false", &wf); err != nil {
+		return err
+	}
+	req := conductor.UpgradeWorkflowRequest{Name: wf.WorkflowName, WorkflowInput: in}
+	if version > 0 {
+		req.Version = &version
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	if _, err := c.do(ctx, "POST", "/api/workflow/"+url.PathEscape(id)+"/upgrade", "application/json", body); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "upgraded %s\n", id)
 	return nil
 }
 

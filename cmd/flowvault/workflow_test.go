@@ -83,9 +83,24 @@ func TestWorkflowCLI(t *testing.T) {
 			t.Fatalf("after %v: %q, want %s", step.args, out, step.status)
 		}
 	}
-	// The restart with --latest runs version 2.
+	// The restart with --latest runs version 2; an upgrade moves it back
+	// to 1 with new input, and a jump back starts its gate again.
 	if out := must("", "workflow", "status", id); !strings.Contains(out, "cli_gate v2") {
 		t.Fatalf("after restart --latest: %q", out)
+	}
+	if out := must("", "workflow", "upgrade", id, "--version", "1", "--input", `{"who":"dev"}`); out != "upgraded "+id+"\n" {
+		t.Fatalf("upgrade: %q", out)
+	}
+	if out := must("", "workflow", "jump", id, "gate"); out != id+" jumped to gate\n" {
+		t.Fatalf("jump: %q", out)
+	}
+	wf = nil
+	if err := json.Unmarshal([]byte(must("", "workflow", "get", id, "--tasks")), &wf); err != nil {
+		t.Fatal(err)
+	}
+	input, _ = wf["input"].(map[string]any)
+	if tasks, _ := wf["tasks"].([]any); wf["status"] != "RUNNING" || wf["workflowVersion"] != float64(1) || input["who"] != "dev" || len(tasks) != 1 {
+		t.Fatalf("after upgrade and jump: %v", wf)
 	}
 
 	for _, tc := range []struct {
@@ -103,6 +118,8 @@ func TestWorkflowCLI(t *testing.T) {
 		{[]string{"workflow", "register", "-"}, "[" + strings.Repeat(" ", 16<<20) + "]", 1, "- is over 16 MiB"},
 		{[]string{"workflow", "register", "-"}, `{"name":"bad","tasks":[{"name":"x","taskReferenceName":"x","type":"NO_SUCH_TYPE"}]}`, 1, "NO_SUCH_TYPE"},
 		{[]string{"workflow", "pause"}, "", 2, "wrong number of arguments"},
+		{[]string{"workflow", "jump", id}, "", 2, "wrong number of arguments"},
+		{[]string{"workflow", "upgrade", id, "--input", "[1]"}, "", 1, "the input must be a JSON object"},
 		{[]string{"workflow", "fly", id}, "", 2, `unknown command "fly"`},
 	} {
 		out, errOut, code := run(tc.stdin, tc.args...)

@@ -114,6 +114,17 @@ type SkipTaskRequest struct {
 	TaskOutput map[string]any `json:"taskOutput,omitempty"`
 }
 
+// UpgradeWorkflowRequest is the body of POST /api/workflow/{id}/upgrade
+// (Orkes): the version to move a running workflow to (absent: the latest),
+// the output of the tasks the move skips, by reference name, and the
+// workflow's new input.
+type UpgradeWorkflowRequest struct {
+	Name          string                    `json:"name"`
+	Version       *int                      `json:"version,omitempty"`
+	TaskOutput    map[string]map[string]any `json:"taskOutput,omitempty"`
+	WorkflowInput map[string]any            `json:"workflowInput,omitempty"`
+}
+
 // CorrelationIdsSearchRequest is the body of POST
 // /api/workflow/correlated/batch.
 type CorrelationIdsSearchRequest struct {
