@@ -83,6 +83,11 @@ type Deps struct {
 	Trail    AuditTrail
 	Verifier ReadModelVerifier
 
+	// Webhooks stores incoming webhooks, whose deliveries (POST
+	// /webhook/{id}) WebhookReceiver takes.
+	Webhooks        Webhooks
+	WebhookReceiver WebhookReceiver
+
 	// Version is the build's version, answered at GET /api/version.
 	Version string
 }
@@ -119,6 +124,9 @@ func New(deps Deps) *Server {
 	}
 	if deps.EventHandlers != nil {
 		s.eventRoutes()
+	}
+	if deps.Webhooks != nil {
+		s.webhookRoutes()
 	}
 	if deps.Secrets != nil {
 		s.secretRoutes()

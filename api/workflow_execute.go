@@ -241,7 +241,8 @@ func (s *Server) workflowTree(ctx context.Context, id string) ([]*engine.Workflo
 
 // blocked reports whether a synchronous execution stops waiting: the
 // target (tree[0]) is terminal, a task named in refs has finished, or a
-// running workflow of the tree waits in a WAIT or HUMAN task. It returns
+// running workflow of the tree waits in a WAIT, HUMAN or WAIT_FOR_WEBHOOK
+// task. It returns
 // that task and its workflow.
 func blocked(tree []*engine.Workflow, refs []string) (*engine.Workflow, *engine.Task, bool) {
 	for _, w := range tree {
@@ -259,14 +260,15 @@ func blocked(tree []*engine.Workflow, refs []string) (*engine.Workflow, *engine.
 }
 
 // waitingTask returns the first task of a running workflow of the tree
-// that waits for the outside world (WAIT, HUMAN), and its workflow.
+// that waits for the outside world (WAIT, HUMAN, WAIT_FOR_WEBHOOK), and
+// its workflow.
 func waitingTask(tree []*engine.Workflow) (*engine.Workflow, *engine.Task) {
 	for _, w := range tree {
 		if w.Terminal() {
 			continue
 		}
 		for _, t := range w.Tasks {
-			if (t.Type == conductor.TaskTypeWait || t.Type == conductor.TaskTypeHuman) && t.Active() {
+			if (t.Type == conductor.TaskTypeWait || conductor.AwaitsOutside(t.Type)) && t.Active() {
 				return w, t
 			}
 		}

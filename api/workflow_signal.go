@@ -16,7 +16,7 @@ import (
 
 // signal is POST /api/tasks/{workflowId}/{status}/signal[/sync]: the body
 // is the output of the task the workflow (or a sub-workflow of it) waits
-// in, a WAIT or HUMAN task, which gets status.
+// in, a WAIT, HUMAN or WAIT_FOR_WEBHOOK task, which gets status.
 func (s *Server) signal(sync bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		wfID, status := r.PathValue("workflowId"), r.PathValue("status")
@@ -61,7 +61,7 @@ func (s *Server) signalled(r *http.Request, wfID string) (*engine.Workflow, *eng
 	}
 	block, task := waitingTask(tree)
 	if task == nil {
-		return nil, nil, "", fault.Conflict("workflow %s is %s and waits in no WAIT or HUMAN task to signal", wfID, tree[0].Status)
+		return nil, nil, "", fault.Conflict("workflow %s is %s and waits in no WAIT, HUMAN or WAIT_FOR_WEBHOOK task to signal", wfID, tree[0].Status)
 	}
 	by, err := s.reporter(r, block, task)
 	if err != nil {

@@ -82,6 +82,10 @@ const (
 	// handlers, whose actions run as who saved them.
 	ActEventHandlerSave = "eventhandler.save"
 	ActEventHandlerRm   = "eventhandler.remove"
+	// ActWebhookSave and ActWebhookRm are changes to incoming webhooks,
+	// whose deliveries act as who created them.
+	ActWebhookSave = "webhook.save"
+	ActWebhookRm   = "webhook.remove"
 	// ActNATSCredentials is the issuance of NATS worker credentials.
 	ActNATSCredentials = "nats.credentials"
 	// ActNATSRevoke is the revocation of NATS worker credentials.
@@ -96,6 +100,8 @@ const (
 	TargetNATSUser = "NATS_USER"
 	// TargetEventHandler is an event handler, by name (Orkes's target type).
 	TargetEventHandler = "EVENT_HANDLER"
+	// TargetWebhook is an incoming webhook, by id (Orkes's target type).
+	TargetWebhook = "WEBHOOK"
 )
 
 func target(typ, id string) string { return typ + ":" + id }
@@ -313,6 +319,10 @@ func (f fact) metadataEntries() []Entry {
 		e = f.entry(ActEventHandlerSave, target(TargetEventHandler, ev.Name), ev.By, nil)
 	case *schemas.EventHandlerRemoved:
 		e = f.entry(ActEventHandlerRm, target(TargetEventHandler, ev.Name), ev.By, nil)
+	case *schemas.WebhookSaved:
+		e = f.entry(ActWebhookSave, target(TargetWebhook, ev.ID), ev.By, nil)
+	case *schemas.WebhookRemoved:
+		e = f.entry(ActWebhookRm, target(TargetWebhook, ev.ID), ev.By, nil)
 	case *schemas.DefTagsSet:
 		typ := auth.TargetWorkflowDef
 		if ev.Kind == schemas.DefKindTask {

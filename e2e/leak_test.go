@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -149,12 +150,36 @@ func TestLeak(t *testing.T) {
 		return errors.New("not compacted yet")
 	})
 
+	// A webhook verified with the secret: a delivery that carries it, and
+	// one that carries it wrong.
+	e.register(`{"name":"hooked","tasks":[{"name":"v","taskReferenceName":"v","type":"SET_VARIABLE","inputParameters":{"n":"${workflow.input.n}"}}]}`)
+	hook := e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "leak-hook", "verifier": "HEADER_BASED",
+		"headers": map[string]string{"X-Leak": "${workflow.secrets.leak}"}, "workflowsToStart": map[string]int{"hooked": 0}})
+	var hookCfg conductor.WebhookConfig
+	if err := json.Unmarshal([]byte(hook), &hookCfg); err != nil {
+		t.Fatal(err)
+	}
+	for value, want := range map[string]int{string(secret): http.StatusOK, string(secret) + "x": http.StatusUnauthorized} {
+		req, _ := http.NewRequest("POST", base+"/webhook/"+hookCfg.ID, strings.NewReader(`{"n":1}`))
+		req.Header.Set("X-Leak", value)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Fatalf("webhook delivery: %d, want %d", res.StatusCode, want)
+		}
+	}
+
 	// Every read path a client has.
 	for _, path := range []string{
 		"/api/workflow/" + id + "?includeTasks=true", "/api/workflow/" + id + "/status?includeOutput=true&includeVariables=true",
 		"/api/workflow/search?freeText=*&size=100", "/api/workflow/search-v2?freeText=*", "/api/tasks/search?freeText=*&size=100",
 		"/api/workflow/" + id + "/tasks", "/api/secrets", "/api/secrets-v2", "/api/secrets/leak/exists", "/api/secrets/leak/metadata",
-		"/api/metadata/workflow", "/api/event", "/api/workers/credentials?includeExpired=true", "/metrics", "/health",
+		"/api/metadata/workflow", "/api/event", "/api/metadata/webhook", "/api/audit", "/api/workers/credentials?includeExpired=true",
+		"/metrics", "/health",
 	} {
 		res, err := client.Get(base + path)
 		if err != nil {

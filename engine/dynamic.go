@@ -26,6 +26,7 @@ var leafSystemTypes = map[string]bool{
 	conductor.TaskTypeLambda: true, conductor.TaskTypeWait: true, conductor.TaskTypeSetVariable: true,
 	conductor.TaskTypeTerminate: true, conductor.TaskTypeNoop: true, conductor.TaskTypeStartWorkflow: true,
 	conductor.TaskTypeSubWorkflow: true, conductor.TaskTypeHuman: true, conductor.TaskTypeEvent: true,
+	conductor.TaskTypeWaitForWebhook: true,
 }
 
 // containerTypes have branches or bodies, which only a definition can place.

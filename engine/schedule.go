@@ -42,6 +42,7 @@ var decidedTypes = map[string]bool{
 	conductor.TaskTypeWait: true, conductor.TaskTypeSubWorkflow: true, conductor.TaskTypeNoop: true,
 	conductor.TaskTypeDoWhile: true, conductor.TaskTypeDynamic: true, conductor.TaskTypeForkJoinDynamic: true,
 	conductor.TaskTypeStartWorkflow: true, conductor.TaskTypeExclusiveJoin: true, conductor.TaskTypeHuman: true,
+	conductor.TaskTypeWaitForWebhook: true,
 }
 
 func runsInSystemWorker(typ string) bool {
@@ -389,10 +390,12 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			return
 		}
 		ev.Status, ev.AvailableAt = conductor.TaskInProgress, until
-	case conductor.TaskTypeHuman:
+	case conductor.TaskTypeHuman, conductor.TaskTypeWaitForWebhook:
 		// Conductor's HUMAN: in progress until someone updates it (a task
 		// update, a signal), like a WAIT without a time. Orkes's forms,
 		// assignments and claims are not served: the task is its own form.
+		// WAIT_FOR_WEBHOOK likewise, until a delivery that meets its
+		// inputParameters.matches (package webhooks).
 		ev.Status = conductor.TaskInProgress
 	case conductor.TaskTypeSubWorkflow:
 		if wt.SubWorkflowParam == nil || (wt.SubWorkflowParam.Name == "" && len(wt.SubWorkflowParam.WorkflowDefinition) == 0) {

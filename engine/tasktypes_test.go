@@ -666,21 +666,29 @@ func TestExclusiveJoin(t *testing.T) {
 
 // A HUMAN task waits for an update from outside, as Conductor's does: no
 // worker queue, no deadline, progress keeps it waiting, a result ends it.
-func TestHumanTask(t *testing.T) {
-	def := `{"name":"approve","tasks":[{"name":"review","taskReferenceName":"review","type":"HUMAN","inputParameters":{"doc":"${workflow.input.doc}"}},
+// HUMAN and WAIT_FOR_WEBHOOK tasks are in progress from their start until
+// someone outside updates them.
+func TestTasksAwaitingOutside(t *testing.T) {
+	for _, typ := range []string{conductor.TaskTypeHuman, conductor.TaskTypeWaitForWebhook} {
+		t.Run(typ, func(t *testing.T) { testAwaitingOutside(t, typ) })
+	}
+}
+
+func testAwaitingOutside(t *testing.T, typ string) {
+	def := `{"name":"approve","tasks":[{"name":"review","taskReferenceName":"review","type":"` + typ + `","inputParameters":{"doc":"${workflow.input.doc}"}},
 	 {"name":"next","taskReferenceName":"next"}]}`
 	h := newHarness(t, def, map[string]any{"doc": "d-1"})
 	if got := h.wantTask("review", conductor.TaskInProgress); got.Input["doc"] != "d-1" {
 		t.Fatalf("review input %v", got.Input)
 	}
 	if ds := effectsOf[engine.Dispatch](h.last); len(ds) != 0 {
-		t.Fatalf("a HUMAN task was dispatched to workers: %+v", ds)
+		t.Fatalf("a %s task was dispatched to workers: %+v", typ, ds)
 	}
 	if dl := engine.Deadlines(h.w); len(dl) != 0 {
-		t.Fatalf("a HUMAN task has deadlines %v", dl)
+		t.Fatalf("a %s task has deadlines %v", typ, dl)
 	}
 	if d, err := h.try(engine.Take{TaskID: h.task("review").ID, WorkerID: "w1"}); err == nil {
-		t.Fatalf("a worker took a HUMAN task: %+v", d.Reply)
+		t.Fatalf("a worker took a %s task: %+v", typ, d.Reply)
 	}
 	h.report("review", conductor.TaskInProgress, map[string]any{"draft": "ok so far"}, "")
 	if got := h.wantTask("review", conductor.TaskInProgress); got.Output["draft"] != "ok so far" {

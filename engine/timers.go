@@ -122,7 +122,7 @@ func awaitsUpdate(t *Task) bool {
 	if t.Status != conductor.TaskInProgress {
 		return false
 	}
-	return t.Type == conductor.TaskTypeHuman || runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
+	return conductor.AwaitsOutside(t.Type) || runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
 }
 
 // tick acts on every deadline that has passed.

@@ -17,6 +17,7 @@ const (
 	workflowSubjectPrefix = "fv.meta.wfdef."
 	taskSubjectPrefix     = "fv.meta.taskdef."
 	eventSubjectPrefix    = "fv.meta.event."
+	webhookSubjectPrefix  = "fv.meta.webhook."
 )
 
 // WorkflowSubject is the subject that holds every version of workflow name.
@@ -27,6 +28,9 @@ func TaskSubject(name string) string { return taskSubjectPrefix + eventlog.Token
 
 // EventHandlerSubject is the subject of event handler name.
 func EventHandlerSubject(name string) string { return eventSubjectPrefix + eventlog.Token(name) }
+
+// WebhookSubject is the subject of webhook id.
+func WebhookSubject(id string) string { return webhookSubjectPrefix + eventlog.Token(id) }
 
 // Key layout inside the projection's key space. Definition names never
 // contain control characters (see validName), so the 0x00 after a workflow
@@ -49,6 +53,7 @@ const (
 	workflowKeyPrefix = "w/"
 	taskKeyPrefix     = "t/"
 	eventKeyPrefix    = "e/"
+	webhookKeyPrefix  = "h/"
 	tagsKeyPrefix     = "g/"
 	seqKeyPrefix      = "s/"
 	useKeyPrefix      = "u/"
@@ -77,6 +82,8 @@ func parseWorkflowKey(k []byte) (name string, version int, ok bool) {
 func taskKey(name string) []byte { return []byte(taskKeyPrefix + name) }
 
 func eventHandlerKey(name string) []byte { return []byte(eventKeyPrefix + name) }
+
+func webhookKey(id string) []byte { return []byte(webhookKeyPrefix + id) }
 
 // usePrefix is the prefix of the u/ keys of task name.
 func usePrefix(task string) []byte {

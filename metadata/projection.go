@@ -74,7 +74,8 @@ const (
 )
 
 func isMetadataSubject(s string) bool {
-	return strings.HasPrefix(s, workflowSubjectPrefix) || strings.HasPrefix(s, taskSubjectPrefix) || strings.HasPrefix(s, eventSubjectPrefix)
+	return strings.HasPrefix(s, workflowSubjectPrefix) || strings.HasPrefix(s, taskSubjectPrefix) || strings.HasPrefix(s, eventSubjectPrefix) ||
+		strings.HasPrefix(s, webhookSubjectPrefix)
 }
 
 // applyRecord applies rec to kv: the Pebble batch of the projection, or the
@@ -110,7 +111,8 @@ func isMetadataType(t string) bool {
 	switch t {
 	case schemas.TypeWorkflowDefRegistered, schemas.TypeWorkflowDefRemoved,
 		schemas.TypeTaskDefRegistered, schemas.TypeTaskDefRemoved, schemas.TypeDefTagsSet,
-		schemas.TypeEventHandlerSaved, schemas.TypeEventHandlerRemoved:
+		schemas.TypeEventHandlerSaved, schemas.TypeEventHandlerRemoved,
+		schemas.TypeWebhookSaved, schemas.TypeWebhookRemoved:
 		return true
 	}
 	return false
@@ -151,6 +153,13 @@ func checkEvent(subject string, ev schemas.Event) error {
 		name, want = e.Name, EventHandlerSubject(e.Name)
 	case *schemas.EventHandlerRemoved:
 		name, want = e.Name, EventHandlerSubject(e.Name)
+	case *schemas.WebhookSaved:
+		if _, err := splitObject(e.Def); err != nil {
+			return poison("webhook is not a JSON object: %v", err)
+		}
+		name, want = e.ID, WebhookSubject(e.ID)
+	case *schemas.WebhookRemoved:
+		name, want = e.ID, WebhookSubject(e.ID)
 	case *schemas.DefTagsSet:
 		switch Kind(e.Kind) {
 		case KindWorkflow:
@@ -206,6 +215,11 @@ func applyEvent(kv kvWriter, ev schemas.Event) error {
 		return err
 	case *schemas.EventHandlerRemoved:
 		return kv.Delete(eventHandlerKey(e.Name))
+	case *schemas.WebhookSaved:
+		_, err := storeDef(kv, webhookKey(e.ID), e.Def, e.Time, e.By, nil)
+		return err
+	case *schemas.WebhookRemoved:
+		return kv.Delete(webhookKey(e.ID))
 	case *schemas.DefTagsSet:
 		key := tagsKey(Kind(e.Kind), e.Name)
 		if len(e.Tags) == 0 {

@@ -14,8 +14,7 @@ import (
 
 // startEventHandlers subscribes to the events of the active event
 // handlers and runs them until the node stops.
-func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz workflowAuthorizer,
-	mayStart func(context.Context, string, conductor.StartWorkflowRequest) error) error {
+func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz eventAuthorizer) error {
 	conn := n.log.Conn()
 	if n.nats != nil {
 		// Where EVENT tasks publish on the embedded server.
@@ -29,7 +28,7 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz workflowAut
 		n.listenerConn = conn
 	}
 	l := events.New(runCtx, events.Config{Handlers: n.metadata, Conn: conn, Engine: n.executor,
-		Authz: eventAuthorizer{authz: authz, mayStart: mayStart}, Tasks: n.executions, Logger: n.logger,
+		Authz: authz, Tasks: n.executions, Logger: n.logger,
 		Metrics: n.registry})
 	// From here on, every change to the definitions syncs it; the first
 	// sync reads what changed before.

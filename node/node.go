@@ -227,7 +227,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.executor.Start(ctx); err != nil {
 		return nil, err
 	}
-	if err := n.startEventHandlers(ctx, runCtx, authz, mayStart); err != nil {
+	actAs := eventAuthorizer{authz: authz, mayStart: mayStart}
+	if err := n.startEventHandlers(ctx, runCtx, actAs); err != nil {
 		return nil, err
 	}
 	compactor := &guard.Compactor{Ended: n.executions, Engine: n.executor, Keys: n.keys, Delay: cfg.CompactionDelay, Logger: logger}
@@ -261,6 +262,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 
 		EventHandlers: n.metadata,
 		EventListener: n.listener.Load(),
+
+		Webhooks:        n.metadata,
+		WebhookReceiver: n.webhookReceiver(actAs),
 
 		Engine:           n.executor,
 		Executions:       n.executions,

@@ -20,6 +20,8 @@ const (
 	TypeDefTagsSet            = "metadata.def_tags_set"
 	TypeEventHandlerSaved     = "metadata.event_handler_saved"
 	TypeEventHandlerRemoved   = "metadata.event_handler_removed"
+	TypeWebhookSaved          = "metadata.webhook_saved"
+	TypeWebhookRemoved        = "metadata.webhook_removed"
 )
 
 // Definition kinds carried by DefTagsSet.Kind.
@@ -120,7 +122,31 @@ type EventHandlerRemoved struct {
 // EventType implements Event.
 func (*EventHandlerRemoved) EventType() string { return TypeEventHandlerRemoved }
 
+// WebhookSaved records that webhook ID was created or replaced with Def,
+// its JSON (secret values are never in it: only references to secrets).
+type WebhookSaved struct {
+	ID   string `msgpack:"id"`
+	Def  []byte `msgpack:"def"`
+	Time int64  `msgpack:"ts"` // Unix milliseconds
+	By   string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*WebhookSaved) EventType() string { return TypeWebhookSaved }
+
+// WebhookRemoved records that webhook ID was removed.
+type WebhookRemoved struct {
+	ID   string `msgpack:"id"`
+	Time int64  `msgpack:"ts"` // Unix milliseconds
+	By   string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*WebhookRemoved) EventType() string { return TypeWebhookRemoved }
+
 func init() {
+	Default.Register(&WebhookSaved{}, 1)
+	Default.Register(&WebhookRemoved{}, 1)
 	Default.Register(&EventHandlerSaved{}, 1)
 	Default.Register(&EventHandlerRemoved{}, 1)
 	Default.Register(&WorkflowDefRegistered{}, 1)

@@ -33,4 +33,5 @@ const (
 	Handler    = "handler" // an event handler's name
 	Action     = "action"  // an event handler's action
 	Index      = "index"   // a position in a list
+	Webhook    = "webhook" // an incoming webhook's id
 )

@@ -288,6 +288,7 @@ const (
 	TaskTypeLambda          = "LAMBDA"
 	TaskTypeGetSignedJWT    = "GET_SIGNED_JWT"
 	TaskTypeHTTPPoll        = "HTTP_POLL"
+	TaskTypeWaitForWebhook  = "WAIT_FOR_WEBHOOK"
 )
 
 // DoWhileOwnedKey reports whether a key of a DO_WHILE task's output is the
@@ -336,4 +337,11 @@ func SwitchCase(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
+}
+
+// AwaitsOutside reports a task type that is in progress from its start
+// until someone outside completes it: Conductor's HUMAN (a task update, a
+// signal) and Orkes's WAIT_FOR_WEBHOOK (a webhook delivery, or the same).
+func AwaitsOutside(taskType string) bool {
+	return taskType == TaskTypeHuman || taskType == TaskTypeWaitForWebhook
 }

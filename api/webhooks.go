@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/webhooks"
+)
+
+// Webhooks stores incoming webhooks' configurations (*metadata.Store).
+type Webhooks interface {
+	SaveWebhook(ctx context.Context, cfg *conductor.WebhookConfig, principal string, replace bool) error
+	RemoveWebhook(ctx context.Context, id, principal string) error
+	Webhook(ctx context.Context, id string) (*conductor.WebhookConfig, error)
+	Webhooks(ctx context.Context) ([]*conductor.WebhookConfig, error)
+}
+
+// WebhookReceiver acts on deliveries (*webhooks.Receiver).
+type WebhookReceiver interface {
+	Deliver(ctx context.Context, id string, header http.Header, body []byte) (*webhooks.Delivered, error)
+}
+
+// maxWebhookBody bounds a delivery's payload.
+const maxWebhookBody = 1 << 20
+
+// webhookRoutes serve Orkes's incoming webhooks. Managing them is the
+// ADMIN role's, as event handlers are: a delivery acts as the webhook's
+// creator. POST /webhook/{id} takes no token: its verifier decides.
+func (s *Server) webhookRoutes() {
+	s.route("GET /api/metadata/webhook", auth.Admin, s.listWebhooks)
+	s.route("POST /api/metadata/webhook", auth.Admin, s.saveWebhook(false))
+	s.route("GET /api/metadata/webhook/{id}", auth.Admin, s.getWebhook)
+	s.route("PUT /api/metadata/webhook/{id}", auth.Admin, s.saveWebhook(true))
+	s.route("DELETE /api/metadata/webhook/{id}", auth.Admin, s.removeWebhook)
+	if s.deps.WebhookReceiver != nil {
+		s.route("POST /webhook/{id}", auth.Rule{Public: true}, s.deliverWebhook)
+	}
+}
+
+func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) {
+	list, err := s.deps.Webhooks.Webhooks(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []*conductor.WebhookConfig{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request) {
+	c, err := s.deps.Webhooks.Webhook(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// saveWebhook creates a webhook under a new id and answers it as stored,
+// or replaces the one in the path.
+func (s *Server) saveWebhook(replace bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var c conductor.WebhookConfig
+		err := decodeJSON(w, r, maxBodyBytes, &c)
+		if err == nil {
+			err = webhooks.Validate(&c)
+		}
+		if err == nil {
+			c.ID = uuid.NewString()
+			if replace {
+				c.ID = r.PathValue("id")
+			}
+			err = s.deps.Webhooks.SaveWebhook(r.Context(), &c, principal(r), replace)
+		}
+		var saved *conductor.WebhookConfig
+		if err == nil {
+			saved, err = s.deps.Webhooks.Webhook(r.Context(), c.ID)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, saved)
+	}
+}
+
+func (s *Server) removeWebhook(w http.ResponseWriter, r *http.Request) {
+	if err := s.deps.Webhooks.RemoveWebhook(r.Context(), r.PathValue("id"), principal(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+// deliverWebhook takes a delivery. A refused one is answered 401 and
+// nothing more; why it was refused goes to the log.
+func (s *Server) deliverWebhook(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r, maxWebhookBody)
+	var out *webhooks.Delivered
+	if err == nil {
+		out, err = s.deps.WebhookReceiver.Deliver(r.Context(), r.PathValue("id"), r.Header, body)
+	}
+	switch {
+	case errors.Is(err, webhooks.ErrUnverified):
+		// A wrong signature is the sender's; a secret that cannot be read
+		// is the webhook's, for an operator to mend.
+		level := slog.LevelDebug
+		if err != webhooks.ErrUnverified {
+			level = slog.LevelWarn
+		}
+		s.deps.Logger.Log(r.Context(), level, "webhook delivery refused", logkey.Webhook, r.PathValue("id"), logkey.Err, err)
+		s.writeError(w, r, webhooks.ErrUnverified)
+	case err != nil && out == nil:
+		s.writeError(w, r, err)
+	default:
+		if err != nil {
+			// What it did is done; what it could not do is the server's
+			// to report, not the sender's to retry.
+			s.deps.Logger.Warn("webhook delivery partly failed", logkey.Webhook, r.PathValue("id"), logkey.Err, err)
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}

@@ -1,0 +1,213 @@
+package e2e_test
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// deliver posts body to webhook id as a sender would: no token, its own
+// headers.
+func (e *env) deliver(id string, header map[string]string, body string) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest("POST", e.base+"/webhook/"+id, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(out)
+}
+
+// A webhook verifies each delivery with a secret it names, starts its
+// workflows with the payload as input and completes the WAIT_FOR_WEBHOOK
+// tasks whose matches the payload meets; the secret shows nowhere.
+func TestWebhooks(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	raw := make([]byte, 16)
+	rand.Read(raw)
+	token := "hook-" + hex.EncodeToString(raw)
+	e.must(http.StatusOK, "PUT", "/api/secrets/hook_token", token)
+	e.register(`{"name":"hook_started","version":1,"tasks":[{"name":"s","taskReferenceName":"s","type":"SET_VARIABLE",
+	   "inputParameters":{"who":"${workflow.input.sender.login}"}}],"outputParameters":{"who":"${workflow.variables.who}"}}`,
+		`{"name":"hook_waiter","version":1,"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT_FOR_WEBHOOK",
+	   "inputParameters":{"matches":{"$['event']['type']":"push","$.repo":"${workflow.input.repo}"}}}],
+	   "outputParameters":{"got":"${w.output.event.id}"}}`)
+	forA := e.start("hook_waiter", map[string]any{"repo": "a"})
+	forB := e.start("hook_waiter", map[string]any{"repo": "b"})
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		var found conductor.SearchResult[conductor.TaskSummary]
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/search?query=taskType%3DWAIT_FOR_WEBHOOK", nil)), &found); err != nil {
+			return err
+		}
+		if found.TotalHits != 2 {
+			return fmt.Errorf("%d waiting tasks indexed", found.TotalHits)
+		}
+		return nil
+	})
+
+	var seen []string // every answer, searched for the token at the end
+	save := func(want int, method, path string, body any) conductor.WebhookConfig {
+		t.Helper()
+		out := e.must(want, method, path, body)
+		seen = append(seen, out)
+		var c conductor.WebhookConfig
+		if err := json.Unmarshal([]byte(out), &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	byHeader := save(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "gh", "verifier": "HEADER_BASED",
+		"headers":          map[string]string{"X-Hook-Token": "${workflow.secrets.hook_token}"},
+		"workflowsToStart": map[string]int{"hook_started": 1}, "receiverWorkflowNamesToVersions": map[string]int{"hook_waiter": 1}})
+	if len(byHeader.ID) != 36 || byHeader.CreatedBy == "" || byHeader.Headers["X-Hook-Token"] != "${workflow.secrets.hook_token}" {
+		t.Fatalf("created %+v", byHeader)
+	}
+
+	for _, c := range []struct {
+		header map[string]string
+		body   string
+		status int
+	}{
+		{nil, `{"repo":"a"}`, http.StatusUnauthorized},
+		{map[string]string{"X-Hook-Token": token + "x"}, `{"repo":"a"}`, http.StatusUnauthorized},
+		{map[string]string{"X-Hook-Token": token}, `not json`, http.StatusBadRequest},
+	} {
+		status, body := e.deliver(byHeader.ID, c.header, c.body)
+		seen = append(seen, body)
+		if status != c.status {
+			t.Fatalf("delivery with %v: %d %s, want %d", c.header, status, body, c.status)
+		}
+	}
+	status, body := e.deliver(byHeader.ID, map[string]string{"X-Hook-Token": token},
+		`{"event":{"type":"push","id":7},"repo":"a","sender":{"login":"octo"}}`)
+	seen = append(seen, body)
+	var did struct{ WorkflowIDs, CompletedTaskIDs []string }
+	if err := json.Unmarshal([]byte(body), &did); status != http.StatusOK || err != nil || len(did.WorkflowIDs) != 1 || len(did.CompletedTaskIDs) != 1 {
+		t.Fatalf("delivery: %d %s", status, body)
+	}
+	if wf := e.waitStatus(did.WorkflowIDs[0], "COMPLETED"); wf.Output["who"] != "octo" || wf.CreatedBy != byHeader.CreatedBy {
+		t.Fatalf("started workflow: output %v created by %s", wf.Output, wf.CreatedBy)
+	}
+	if wf := e.waitStatus(forA, "COMPLETED"); wf.Output["got"] != float64(7) {
+		t.Fatalf("waiting workflow: output %v", wf.Output)
+	}
+	if wf := e.workflow(forB); wf.Status != "RUNNING" {
+		t.Fatalf("a workflow whose matches the delivery did not meet is %s", wf.Status)
+	}
+
+	// Signed with HMAC-SHA256, as GitHub signs.
+	signed := save(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "signed", "verifier": "HMAC_BASED",
+		"headerKey": "X-Hub-Signature-256", "secretValue": "${workflow.secrets.hook_token}",
+		"receiverWorkflowNamesToVersions": map[string]int{"hook_waiter": 1}})
+	payload := `{"event":{"type":"push","id":8},"repo":"b"}`
+	mac := hmac.New(sha256.New, []byte(token))
+	mac.Write([]byte(payload))
+	if status, body := e.deliver(signed.ID, map[string]string{"X-Hub-Signature-256": "sha256=" + hex.EncodeToString(mac.Sum(nil))}, payload+" "); status != http.StatusUnauthorized {
+		t.Fatalf("a body other than the signed one: %d %s", status, body)
+	}
+	if status, body := e.deliver(signed.ID, map[string]string{"X-Hub-Signature-256": "sha256=" + hex.EncodeToString(mac.Sum(nil))}, payload); status != http.StatusOK {
+		t.Fatalf("signed delivery: %d %s", status, body)
+	}
+	if wf := e.waitStatus(forB, "COMPLETED"); wf.Output["got"] != float64(8) {
+		t.Fatalf("waiting workflow: output %v", wf.Output)
+	}
+
+	// A webhook whose secret is gone refuses every delivery.
+	missing := save(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "missing", "verifier": "HEADER_BASED",
+		"headers": map[string]string{"X-Token": "${workflow.secrets.no_such_secret}"}, "workflowsToStart": map[string]int{"hook_started": 1}})
+	if status, body := e.deliver(missing.ID, map[string]string{"X-Token": ""}, `{}`); status != http.StatusUnauthorized || strings.Contains(body, "no_such_secret") {
+		t.Fatalf("delivery to a webhook without its secret: %d %s", status, body)
+	}
+
+	for _, bad := range []map[string]any{
+		{"name": "literal", "verifier": "HEADER_BASED", "headers": map[string]string{"X-Token": token}, "workflowsToStart": map[string]int{"hook_started": 1}},
+		{"name": "slack", "verifier": "SLACK_BASED", "workflowsToStart": map[string]int{"hook_started": 1}},
+		{"name": "nothing", "verifier": "HMAC_BASED", "headerKey": "X-Sig", "secretValue": "${workflow.secrets.hook_token}"},
+		{"verifier": "HMAC_BASED", "headerKey": "X-Sig", "secretValue": "${workflow.secrets.hook_token}", "workflowsToStart": map[string]int{"hook_started": 1}},
+	} {
+		status, body := e.do("POST", "/api/metadata/webhook", bad)
+		seen = append(seen, body)
+		if status != http.StatusBadRequest {
+			t.Fatalf("saved %v: %d %s", bad, status, body)
+		}
+	}
+
+	// Read, list, replace, remove.
+	if got := save(http.StatusOK, "GET", "/api/metadata/webhook/"+signed.ID, nil); got.Name != "signed" || got.SecretValue != "${workflow.secrets.hook_token}" {
+		t.Fatalf("read back %+v", got)
+	}
+	replaced := save(http.StatusOK, "PUT", "/api/metadata/webhook/"+signed.ID, map[string]any{"name": "signed2", "verifier": "HMAC_BASED",
+		"headerKey": "X-Sig", "secretValue": "${workflow.secrets.hook_token}", "workflowsToStart": map[string]int{"hook_started": 1}})
+	if replaced.ID != signed.ID || replaced.Name != "signed2" || replaced.CreatedBy != signed.CreatedBy {
+		t.Fatalf("replaced %+v", replaced)
+	}
+	list := e.must(http.StatusOK, "GET", "/api/metadata/webhook", nil)
+	seen = append(seen, list)
+	if strings.Count(list, `"id"`) != 3 {
+		t.Fatalf("list %s", list)
+	}
+	e.must(http.StatusNoContent, "DELETE", "/api/metadata/webhook/"+signed.ID, nil)
+	e.fails(http.StatusNotFound, "DELETE", "/api/metadata/webhook/"+signed.ID, nil)
+	e.fails(http.StatusNotFound, "PUT", "/api/metadata/webhook/"+signed.ID, map[string]any{"name": "x", "verifier": "HMAC_BASED",
+		"headerKey": "X-Sig", "secretValue": "${workflow.secrets.hook_token}", "workflowsToStart": map[string]int{"hook_started": 1}})
+	if status, _ := e.deliver(signed.ID, nil, payload); status != http.StatusNotFound {
+		t.Fatalf("delivery to a removed webhook: %d", status)
+	}
+	_, userToken := e.application("hook-user", "USER")
+	e.as(userToken).fails(http.StatusForbidden, "GET", "/api/metadata/webhook", nil)
+
+	// The trail says who saved the webhooks, and each read of the
+	// verifiers' secret for a verified delivery (three: the one that was
+	// not JSON too), by the webhook's creator, from the webhook; refused
+	// deliveries wrote nothing.
+	var trail struct {
+		Entries []struct {
+			Action, Target string
+			Detail         map[string]string
+		}
+	}
+	out := e.must(http.StatusOK, "GET", "/api/audit?limit=1000", nil)
+	seen = append(seen, out)
+	if err := json.Unmarshal([]byte(out), &trail); err != nil {
+		t.Fatal(err)
+	}
+	saves, reads := 0, 0
+	for _, en := range trail.Entries {
+		switch {
+		case en.Action == "webhook.save" && strings.HasPrefix(en.Target, "WEBHOOK:"):
+			saves++
+		case en.Action == "secret.read" && en.Target == "SECRET_NAME:hook_token" && strings.HasPrefix(en.Detail["addr"], "webhook "):
+			reads++
+		}
+	}
+	if saves != 4 || reads != 3 {
+		t.Fatalf("trail: %d webhook saves, %d reads of the secret by webhooks", saves, reads)
+	}
+
+	for _, s := range seen {
+		if strings.Contains(s, token) {
+			t.Fatalf("an answer holds the token: %s", s)
+		}
+	}
+}

@@ -1,0 +1,401 @@
+// Package webhooks receives incoming webhooks (Orkes's /webhook/{id}): a
+// delivery that passes its webhook's verifier starts the workflows the
+// webhook names, with the payload as input, and completes the
+// WAIT_FOR_WEBHOOK tasks its payload matches.
+//
+// A verifier's secret is never part of the webhook's configuration: the
+// configuration names a secret of the secret store
+// ("${workflow.secrets.NAME}"), read at each delivery as the webhook's
+// creator, who must hold READ on it. A delivery acts as that creator too.
+package webhooks
+
+import (
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+)
+
+// ErrUnverified is the error of a delivery its verifier refused. What a
+// sender is told says no more than that: which header, or that the
+// webhook's secret could not be read, would help whoever guesses; the
+// error Deliver returns wraps the cause, for the server's log.
+var ErrUnverified = fmt.Errorf("webhook delivery not verified: %w", fault.ErrUnauthorized)
+
+const secretRefPrefix = "${workflow.secrets."
+
+// secretRef returns NAME of a value "${workflow.secrets.NAME}".
+func secretRef(v string) (string, bool) {
+	name, ok := strings.CutPrefix(v, secretRefPrefix)
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, "}")
+	return name, ok && secrets.CheckSecretName(name) == nil
+}
+
+// Validate checks a webhook's configuration before it is stored: a name, a
+// verifier flowvault serves with what it needs, its secrets as references,
+// and at least one workflow to start or to receive deliveries.
+func Validate(c *conductor.WebhookConfig) error {
+	ve := &fault.ValidationError{}
+	if strings.TrimSpace(c.Name) == "" {
+		ve.Add("name", "must not be empty")
+	}
+	ref := func(path, v string) {
+		if _, ok := secretRef(v); !ok {
+			ve.Add(path, "must be a reference to a secret, ${workflow.secrets.NAME}: store the value with PUT /api/secrets/NAME")
+		}
+	}
+	switch c.Verifier {
+	case conductor.VerifierHeaderBased:
+		if len(c.Headers) == 0 {
+			ve.Add("headers", "HEADER_BASED needs the headers a delivery must carry")
+		}
+		for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
+			ref("headers."+k, c.Headers[k])
+		}
+	case conductor.VerifierHMACBased, conductor.VerifierSignatureBased:
+		if c.HeaderKey == "" {
+			ve.Add("headerKey", "%s needs the header that carries the signature", c.Verifier)
+		}
+		ref("secretValue", c.SecretValue)
+	case "":
+		ve.Add("verifier", "must not be empty: HEADER_BASED, HMAC_BASED or SIGNATURE_BASED")
+	default:
+		ve.Add("verifier", "%s is not served: HEADER_BASED, HMAC_BASED or SIGNATURE_BASED", c.Verifier)
+	}
+	if len(c.WorkflowsToStart) == 0 && len(c.ReceiverWorkflowNamesToVersions) == 0 {
+		ve.Add("workflowsToStart", "name a workflow to start, or one whose WAIT_FOR_WEBHOOK tasks receive deliveries (receiverWorkflowNamesToVersions)")
+	}
+	return ve.Err()
+}
+
+// verify checks a delivery against c's verifier; secret returns the value
+// of a secret c names.
+func verify(c *conductor.WebhookConfig, header http.Header, body []byte, secret func(name string) ([]byte, error)) error {
+	switch c.Verifier {
+	case conductor.VerifierHeaderBased:
+		for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
+			if err := headerEquals(header.Values(k), c.Headers[k], secret); err != nil {
+				return err
+			}
+		}
+		return nil
+	case conductor.VerifierHMACBased, conductor.VerifierSignatureBased:
+		name, _ := secretRef(c.SecretValue)
+		key, err := secret(name)
+		if err != nil {
+			return err
+		}
+		mac := hmac.New(sha256.New, key)
+		mac.Write(body)
+		if signatureMatches(header.Get(c.HeaderKey), mac.Sum(nil)) {
+			return nil
+		}
+		return ErrUnverified
+	}
+	return ErrUnverified
+}
+
+func headerEquals(got []string, want string, secret func(string) ([]byte, error)) error {
+	name, _ := secretRef(want)
+	value, err := secret(name)
+	if err != nil {
+		return err
+	}
+	if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), value) != 1 {
+		return ErrUnverified
+	}
+	return nil
+}
+
+// signatureMatches compares a signature header with sum: hex ("sha256="
+// before it, as GitHub sends it, or not) or standard base64.
+func signatureMatches(sig string, sum []byte) bool {
+	sig = strings.TrimSpace(sig)
+	sig, _ = strings.CutPrefix(sig, "sha256=")
+	if got, err := hex.DecodeString(sig); err == nil && hmac.Equal(got, sum) {
+		return true
+	}
+	got, err := base64.StdEncoding.DecodeString(sig)
+	return err == nil && hmac.Equal(got, sum)
+}
+
+// matches reports whether payload meets every condition of want: a JSON
+// path ("$.event.type", "$['event']['type']") to the value it must have.
+// A task without conditions takes any delivery.
+func matches(want map[string]any, payload map[string]any) bool {
+	for path, v := range want {
+		got, ok := lookup(payload, path)
+		if !ok || !sameJSON(got, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameJSON compares JSON values: numbers by value, whatever Go type the
+// decoder chose for each.
+func sameJSON(a, b any) bool {
+	if x, ok := number(a); ok {
+		y, ok := number(b)
+		return ok && x == y
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+// lookup follows a JSON path of names and indexes from the document root.
+func lookup(doc any, path string) (any, bool) {
+	rest, ok := strings.CutPrefix(path, "$")
+	if !ok {
+		return nil, false
+	}
+	cur := doc
+	for rest != "" {
+		var key string
+		switch {
+		case strings.HasPrefix(rest, "['"):
+			end := strings.Index(rest, "']")
+			if end < 0 {
+				return nil, false
+			}
+			key, rest = rest[2:end], rest[end+2:]
+		case strings.HasPrefix(rest, "["):
+			end := strings.Index(rest, "]")
+			if end < 0 {
+				return nil, false
+			}
+			i, err := strconv.Atoi(rest[1:end])
+			list, isList := cur.([]any)
+			if err != nil || !isList || i < 0 || i >= len(list) {
+				return nil, false
+			}
+			cur, rest = list[i], rest[end+1:]
+			continue
+		case strings.HasPrefix(rest, "."):
+			rest = rest[1:]
+			end := strings.IndexAny(rest, ".[")
+			if end < 0 {
+				end = len(rest)
+			}
+			key, rest = rest[:end], rest[end:]
+		default:
+			return nil, false
+		}
+		m, isMap := cur.(map[string]any)
+		if !isMap {
+			return nil, false
+		}
+		if cur, ok = m[key]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// Store reads webhooks (*metadata.Store).
+type Store interface {
+	Webhook(ctx context.Context, id string) (*conductor.WebhookConfig, error)
+}
+
+// Secrets reads a secret's value (*secrets.Store), and says which
+// version it read, for the audit record.
+type Secrets interface {
+	Read(ctx context.Context, name string) (secrets.Value, secrets.Served, error)
+}
+
+// Authorizer decides, when a delivery comes, what the webhook's creator
+// may do: a grant revoked since the webhook was saved counts.
+type Authorizer interface {
+	MayReadSecret(ctx context.Context, principal, name string) error
+	MayStart(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error
+	MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error
+}
+
+// Engine starts workflows and completes tasks (*executor.Executor).
+type Engine interface {
+	StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error)
+	Submit(ctx context.Context, wfID string, trig engine.Trigger, meta executor.Meta) (executor.Outcome, error)
+}
+
+// Waiting lists WAIT_FOR_WEBHOOK tasks in progress (the executions read
+// model's task search).
+type Waiting interface {
+	WaitingForWebhook(ctx context.Context) ([]*conductor.Task, error)
+}
+
+// Audit records each read of a verifier's secret (no value).
+type Audit interface {
+	SecretReadForWebhook(ctx context.Context, webhookID, principal, name string, served secrets.Served) error
+}
+
+// Receiver handles deliveries.
+type Receiver struct {
+	Store   Store
+	Secrets Secrets
+	Authz   Authorizer
+	Engine  Engine
+	Waiting Waiting
+	Audit   Audit
+}
+
+// Delivered is what a delivery did.
+type Delivered struct {
+	Started   []string `json:"workflowIds"`
+	Completed []string `json:"completedTaskIds"`
+}
+
+// Deliver verifies a delivery to webhook id and acts on it. A webhook that
+// does not exist is fault.ErrNotFound, a delivery its verifier refuses
+// ErrUnverified, a payload that is not a JSON object fault.ErrInvalid.
+func (r *Receiver) Deliver(ctx context.Context, id string, header http.Header, body []byte) (*Delivered, error) {
+	c, err := r.Store.Webhook(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	owner := cmp.Or(c.CreatedBy, c.UpdatedBy)
+	type read struct {
+		name   string
+		value  secrets.Value
+		served secrets.Served
+	}
+	var reads []read
+	defer func() {
+		for _, rd := range reads {
+			rd.value.Wipe()
+		}
+	}()
+	secret := func(name string) ([]byte, error) {
+		if err := r.Authz.MayReadSecret(ctx, owner, name); err != nil {
+			return nil, fmt.Errorf("%w: webhook %s: its verifier's secret %s: %w", ErrUnverified, id, name, err)
+		}
+		v, served, err := r.Secrets.Read(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: webhook %s: its verifier's secret %s: %w", ErrUnverified, id, name, err)
+		}
+		reads = append(reads, read{name, v, served})
+		return v.Bytes(), nil
+	}
+	if err := verify(c, header, body, secret); err != nil {
+		return nil, err
+	}
+	// Recorded once the delivery is verified: a refused one wrote
+	// nothing, so that anyone who can reach the endpoint cannot fill the
+	// log.
+	for _, rd := range reads {
+		if r.Audit == nil {
+			break
+		}
+		if err := r.Audit.SecretReadForWebhook(ctx, id, owner, rd.name, rd.served); err != nil {
+			return nil, err
+		}
+	}
+	var payload map[string]any
+	if err := conductor.Unmarshal(body, &payload); err != nil || payload == nil {
+		return nil, fault.Invalid("webhook %s: the payload is not a JSON object", id)
+	}
+	out := &Delivered{Started: []string{}, Completed: []string{}}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(c.WorkflowsToStart)) {
+		wfID, err := r.start(ctx, owner, name, c.WorkflowsToStart[name], payload)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("start %s: %w", name, err))
+			continue
+		}
+		out.Started = append(out.Started, wfID)
+	}
+	if len(c.ReceiverWorkflowNamesToVersions) > 0 {
+		done, err := r.complete(ctx, owner, c.ReceiverWorkflowNamesToVersions, payload)
+		out.Completed = append(out.Completed, done...)
+		errs = append(errs, err)
+	}
+	return out, errors.Join(errs...)
+}
+
+func (r *Receiver) start(ctx context.Context, owner, name string, version int, payload map[string]any) (string, error) {
+	req := conductor.StartWorkflowRequest{Name: name, Input: payload}
+	if version > 0 {
+		req.Version = &version
+	}
+	if err := r.Authz.MayStart(ctx, owner, req); err != nil {
+		return "", err
+	}
+	id, _, err := r.Engine.StartWorkflow(ctx, req, executor.StartOptions{CreatedBy: owner})
+	return id, err
+}
+
+// complete completes, with the payload as output, each WAIT_FOR_WEBHOOK
+// task in progress of the receiving workflows whose matches it meets.
+func (r *Receiver) complete(ctx context.Context, owner string, receivers map[string]int, payload map[string]any) ([]string, error) {
+	tasks, err := r.Waiting.WaitingForWebhook(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	var errs []error
+	for _, t := range tasks {
+		if _, ok := receivers[t.WorkflowType]; !ok {
+			continue
+		}
+		want, _ := t.InputData["matches"].(map[string]any)
+		if !matches(want, payload) {
+			continue
+		}
+		switch ok, err := r.completeTask(ctx, owner, receivers[t.WorkflowType], t, payload); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("task %s: %w", t.TaskID, err))
+		case ok:
+			done = append(done, t.TaskID)
+		}
+	}
+	return done, errors.Join(errs...)
+}
+
+// completeTask completes t, unless its workflow runs a version other than
+// the receiving one (version 0: any).
+func (r *Receiver) completeTask(ctx context.Context, owner string, version int, t *conductor.Task, payload map[string]any) (bool, error) {
+	cur, err := r.Engine.Submit(ctx, t.WorkflowInstanceID, nil, executor.Meta{})
+	if err != nil {
+		return false, err
+	}
+	wf := cur.State
+	if wf == nil || version > 0 && wf.Version != version {
+		return false, nil
+	}
+	if err := r.Authz.MayExecute(ctx, owner, wf); err != nil {
+		return false, err
+	}
+	out, err := r.Engine.Submit(ctx, wf.ID, engine.Result{Result: conductor.TaskResult{TaskID: t.TaskID, WorkflowInstanceID: wf.ID,
+		Status: conductor.TaskCompleted, OutputData: payload}, By: owner}, executor.Meta{Principal: owner})
+	return err == nil && out.Appended, err
+}
