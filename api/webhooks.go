@@ -31,8 +31,9 @@ type WebhookReceiver interface {
 const maxWebhookBody = 1 << 20
 
 // webhookRoutes serve Orkes's incoming webhooks. Managing them is the
-// ADMIN role's, as event handlers are: a delivery acts as the webhook's
-// creator. POST /webhook/{id} takes no token: its verifier decides.
+// ADMIN role's, as event handlers are: a delivery acts as whoever saved
+// the webhook last. POST /webhook/{id} takes no token: its verifier
+// decides.
 func (s *Server) webhookRoutes() {
 	s.route("GET /api/metadata/webhook", auth.Admin, s.listWebhooks)
 	s.route("POST /api/metadata/webhook", auth.Admin, s.saveWebhook(false))

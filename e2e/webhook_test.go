@@ -157,10 +157,27 @@ func TestWebhooks(t *testing.T) {
 	if got := save(http.StatusOK, "GET", "/api/metadata/webhook/"+signed.ID, nil); got.Name != "signed" || got.SecretValue != "${workflow.secrets.hook_token}" {
 		t.Fatalf("read back %+v", got)
 	}
-	replaced := save(http.StatusOK, "PUT", "/api/metadata/webhook/"+signed.ID, map[string]any{"name": "signed2", "verifier": "HMAC_BASED",
-		"headerKey": "X-Sig", "secretValue": "${workflow.secrets.hook_token}", "workflowsToStart": map[string]int{"hook_started": 1}})
-	if replaced.ID != signed.ID || replaced.Name != "signed2" || replaced.CreatedBy != signed.CreatedBy {
+	// Replaced by another admin, whom its deliveries act as from then on.
+	otherAdmin, adminToken := e.application("hook-admin", "ADMIN")
+	replacedJSON := e.as(adminToken).must(http.StatusOK, "PUT", "/api/metadata/webhook/"+signed.ID, map[string]any{"name": "signed2",
+		"verifier": "HMAC_BASED", "headerKey": "X-Sig", "secretValue": "${workflow.secrets.hook_token}", "workflowsToStart": map[string]int{"hook_started": 1}})
+	seen = append(seen, replacedJSON)
+	var replaced conductor.WebhookConfig
+	if err := json.Unmarshal([]byte(replacedJSON), &replaced); err != nil {
+		t.Fatal(err)
+	}
+	if replaced.ID != signed.ID || replaced.Name != "signed2" || replaced.CreatedBy != signed.CreatedBy || replaced.UpdatedBy != otherAdmin {
 		t.Fatalf("replaced %+v", replaced)
+	}
+	payload = `{"sender":{"login":"again"}}`
+	mac = hmac.New(sha256.New, []byte(token))
+	mac.Write([]byte(payload))
+	status, body = e.deliver(signed.ID, map[string]string{"X-Sig": hex.EncodeToString(mac.Sum(nil))}, payload)
+	if err := json.Unmarshal([]byte(body), &did); status != http.StatusOK || err != nil || len(did.WorkflowIDs) != 1 {
+		t.Fatalf("delivery to the replaced webhook: %d %s", status, body)
+	}
+	if wf := e.waitStatus(did.WorkflowIDs[0], "COMPLETED"); wf.CreatedBy != otherAdmin || wf.Output["who"] != "again" {
+		t.Fatalf("started by the replaced webhook: created by %s (want %s), output %v", wf.CreatedBy, otherAdmin, wf.Output)
 	}
 	list := e.must(http.StatusOK, "GET", "/api/metadata/webhook", nil)
 	seen = append(seen, list)
@@ -178,9 +195,9 @@ func TestWebhooks(t *testing.T) {
 	e.as(userToken).fails(http.StatusForbidden, "GET", "/api/metadata/webhook", nil)
 
 	// The trail says who saved the webhooks, and each read of the
-	// verifiers' secret for a verified delivery (three: the one that was
-	// not JSON too), by the webhook's creator, from the webhook; refused
-	// deliveries wrote nothing.
+	// verifiers' secret for a verified delivery (four: the one that was
+	// not JSON too), by whoever saved the webhook last, from the webhook;
+	// refused deliveries wrote nothing.
 	var trail struct {
 		Entries []struct {
 			Action, Target string
@@ -201,7 +218,7 @@ func TestWebhooks(t *testing.T) {
 			reads++
 		}
 	}
-	if saves != 4 || reads != 3 {
+	if saves != 4 || reads != 4 {
 		t.Fatalf("trail: %d webhook saves, %d reads of the secret by webhooks", saves, reads)
 	}
 

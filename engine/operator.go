@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"fmt"
-	"slices"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
@@ -105,10 +104,14 @@ func applyOperator(w *Workflow, ev schemas.Event) (bool, error) {
 		}
 	case *schemas.WorkflowJumped:
 		if len(e.Dropped) > 0 {
+			dropped := make(map[string]bool, len(e.Dropped))
+			for _, id := range e.Dropped {
+				dropped[id] = true
+			}
 			kept := w.Tasks[:0:0]
 			for _, t := range w.Tasks {
 				switch {
-				case !slices.Contains(e.Dropped, t.ID):
+				case !dropped[t.ID]:
 					kept = append(kept, t)
 				case t.Active():
 					return true, fmt.Errorf("workflow %s: a jump drops task %s, which is %s", w.ID, t.ID, t.Status)

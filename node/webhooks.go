@@ -20,8 +20,8 @@ func (n *Node) webhookReceiver(authz eventAuthorizer) *webhooks.Receiver {
 		Engine: n.executor, Waiting: waitingForWebhook{n.executions}, Audit: webhookAudit{n.audit}}
 }
 
-// webhookAuthorizer asks of a webhook's creator what an event handler's
-// is asked, and READ on its verifier's secret.
+// webhookAuthorizer asks of whoever saved a webhook last what an event
+// handler's principal is asked, and READ on its verifier's secret.
 type webhookAuthorizer struct{ eventAuthorizer }
 
 func (a webhookAuthorizer) MayReadSecret(ctx context.Context, principal, name string) error {

@@ -5,8 +5,9 @@
 //
 // A verifier's secret is never part of the webhook's configuration: the
 // configuration names a secret of the secret store
-// ("${workflow.secrets.NAME}"), read at each delivery as the webhook's
-// creator, who must hold READ on it. A delivery acts as that creator too.
+// ("${workflow.secrets.NAME}"), read at each delivery as whoever saved
+// the webhook last, who must hold READ on it. A delivery acts as them
+// too.
 package webhooks
 
 import (
@@ -234,8 +235,8 @@ type Secrets interface {
 	Read(ctx context.Context, name string) (secrets.Value, secrets.Served, error)
 }
 
-// Authorizer decides, when a delivery comes, what the webhook's creator
-// may do: a grant revoked since the webhook was saved counts.
+// Authorizer decides, when a delivery comes, what whoever saved the
+// webhook last may do: a grant revoked since counts.
 type Authorizer interface {
 	MayReadSecret(ctx context.Context, principal, name string) error
 	MayStart(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error
@@ -283,7 +284,9 @@ func (r *Receiver) Deliver(ctx context.Context, id string, header http.Header, b
 	if err != nil {
 		return nil, err
 	}
-	owner := cmp.Or(c.CreatedBy, c.UpdatedBy)
+	// As an event handler's actions do: who chose what the webhook does
+	// answers for it, and lends nobody else's rights to it.
+	owner := cmp.Or(c.UpdatedBy, c.CreatedBy)
 	type read struct {
 		name   string
 		value  secrets.Value

@@ -18,7 +18,7 @@ type WebhookConfig struct {
 	WorkflowsToStart                map[string]int    `json:"workflowsToStart,omitempty"`
 	Tags                            []Tag             `json:"tags,omitempty"`
 	// Set by the server: who saved the webhook first and last, and when
-	// (Unix ms). Deliveries act as CreatedBy.
+	// (Unix ms). Deliveries act as UpdatedBy.
 	CreatedBy  string `json:"createdBy,omitempty"`
 	UpdatedBy  string `json:"updatedBy,omitempty"`
 	CreateTime int64  `json:"createTime,omitempty"`
