@@ -81,7 +81,8 @@ type memo struct {
 	// and version, until the decision's record seals them (see
 	// schemas.ResolvedRef.Sealed).
 	resolved map[secretVersion][]byte
-	// redactor looks for values[:covered]; get adds the rest.
+	// redactor looks for values[:covered]; get makes one for them all
+	// when more came (masking.SharedRedactor).
 	redactor *masking.Redactor
 	covered  int
 	built    bool // rebuilt from state at least once
@@ -178,7 +179,7 @@ func (m *memo) get() *masking.Redactor {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.redactor == nil || m.covered < len(m.values) {
-		m.redactor, m.covered = m.redactor.With(m.values[m.covered:]...), len(m.values)
+		m.redactor, m.covered = masking.SharedRedactor(m.values), len(m.values)
 	}
 	return m.redactor
 }

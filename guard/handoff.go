@@ -161,16 +161,18 @@ func (r *resolver) secret(ref string) (any, error) {
 	if who == "" {
 		who = r.w.CreatedBy
 	}
-	denied := fmt.Errorf("secret %s not found or not readable by %s: %w", name, principalName(who), fault.ErrForbidden)
+	denied := func() error {
+		return fmt.Errorf("secret %s not found or not readable by %s: %w", name, principalName(who), fault.ErrForbidden)
+	}
 	if errors.Is(err, fault.ErrForbidden) {
-		return nil, r.refuse("secret", name, err, denied)
+		return nil, r.refuse("secret", name, err, denied())
 	}
 	if err != nil {
 		return nil, err
 	}
 	value, version, err := r.g.cfg.Secrets.Resolve(r.ctx, name)
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
-		return nil, r.refuse("secret", name, err, denied)
+		return nil, r.refuse("secret", name, err, denied())
 	}
 	if err != nil {
 		return nil, err

@@ -167,3 +167,26 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+// Callers that ask for the same values share one redactor; other values,
+// or the same in another order, get their own, and each redacts its own.
+func TestSharedRedactor(t *testing.T) {
+	a, b := []byte("shared-secret-one"), []byte("shared-secret-two")
+	r1 := SharedRedactor([][]byte{a, b})
+	if r2 := SharedRedactor([][]byte{[]byte("shared-secret-one"), []byte("shared-secret-two")}); r2 != r1 {
+		t.Fatal("the same values built a second redactor")
+	}
+	if SharedRedactor([][]byte{b, a}) == r1 || SharedRedactor([][]byte{a}) == r1 {
+		t.Fatal("other values share the redactor of a and b")
+	}
+	// Lengths are part of the key: "ab"+"c" is not "a"+"bc".
+	if SharedRedactor([][]byte{[]byte("secret-ab"), []byte("c-secret")}) == SharedRedactor([][]byte{[]byte("secret-a"), []byte("bc-secret")}) {
+		t.Fatal("values split differently share a redactor")
+	}
+	if got := r1.String("a shared-secret-two b"); got != "a *** b" {
+		t.Fatalf("redacted %q", got)
+	}
+	if got := SharedRedactor([][]byte{a}).String("shared-secret-two"); got != "shared-secret-two" {
+		t.Fatalf("a redactor for a redacted b: %q", got)
+	}
+}

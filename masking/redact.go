@@ -1,6 +1,8 @@
 package masking
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -39,6 +41,45 @@ type Redactor struct {
 func NewRedactor(values ...[]byte) *Redactor {
 	return (*Redactor)(nil).With(values...)
 }
+
+// SharedRedactor returns a redactor for values that every caller asking
+// for the same values, in the same order, shares: the workflows of one
+// definition resolve the same secrets, and building a redactor's forms
+// and search for each of them was most of what protecting their records
+// cost. Redactors are immutable; the cache holds at most maxShared, and
+// starts over when full.
+func SharedRedactor(values [][]byte) *Redactor {
+	h := sha256.New()
+	var n [8]byte
+	for _, v := range values {
+		binary.BigEndian.PutUint64(n[:], uint64(len(v)))
+		h.Write(n[:])
+		h.Write(v)
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	shared.Lock()
+	r := shared.m[key]
+	shared.Unlock()
+	if r != nil {
+		return r
+	}
+	r = NewRedactor(values...)
+	shared.Lock()
+	if len(shared.m) >= maxShared {
+		clear(shared.m)
+	}
+	shared.m[key] = r
+	shared.Unlock()
+	return r
+}
+
+const maxShared = 1024
+
+var shared = struct {
+	sync.Mutex
+	m map[[sha256.Size]byte]*Redactor
+}{m: map[[sha256.Size]byte]*Redactor{}}
 
 // With returns a redactor for r's values and values: only the new values'
 // encodings are computed.
