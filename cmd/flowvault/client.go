@@ -86,8 +86,10 @@ func runClientCommands(ctx context.Context, command, usage string, commands func
 		return errUsage
 	}
 	for _, p := range pos {
-		if cmd.ids && (p == "" || p == "." || p == ".." || strings.Contains(p, "/")) {
-			return fmt.Errorf("%q is not a name or id", p)
+		if cmd.ids {
+			if err := checkID(p); err != nil {
+				return err
+			}
 		}
 	}
 	c, err := conn.client(stderr)
@@ -95,6 +97,15 @@ func runClientCommands(ctx context.Context, command, usage string, commands func
 		return err
 	}
 	return cmd.run(ctx, c, pos, stdout)
+}
+
+// checkID refuses an argument that goes into a request path where "." or
+// ".." or a slash would be cleaned to another route.
+func checkID(p string) error {
+	if p == "" || p == "." || p == ".." || strings.Contains(p, "/") {
+		return fmt.Errorf("%q is not a name or id", p)
+	}
+	return nil
 }
 
 // clientFlagSet is the flag set of a REST API client command, with the

@@ -37,6 +37,7 @@ var commands = []command{
 	{"workflow", "register definitions; start, inspect, search and operate executions (REST API client)", runWorkflow},
 	{"app", "create applications and their access keys, give them roles (REST API client)", runApp},
 	{"grant", "grant and withdraw access, list grants (REST API client)", runGrant},
+	{"webhook", "create, list and delete incoming webhooks (REST API client)", runWebhook},
 	{"audit", "print the audit trail replayed from the log; --verify the read models", runAudit},
 	{"keys", "rotate the key encryption key, show the keyring", runKeys},
 	{"worker-credentials", "NATS credentials for workers of given task types (REST API client)", runWorkerCredentials},

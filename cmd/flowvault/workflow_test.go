@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,12 +104,50 @@ func TestWorkflowCLI(t *testing.T) {
 		t.Fatalf("after upgrade and jump: %v", wf)
 	}
 
+	// A webhook that starts the gate workflow, verified with a secret.
+	must("hook-token-4e1f9a\n", "secret", "put", "cli_hook_token")
+	hookFile := filepath.Join(t.TempDir(), "hook.json")
+	if err := os.WriteFile(hookFile, []byte(`{"name":"cli_hook","verifier":"HEADER_BASED",
+	  "headers":{"X-Token":"${workflow.secrets.cli_hook_token}"},"workflowsToStart":{"cli_gate":1}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var hook struct{ ID, Name string }
+	if err := json.Unmarshal([]byte(must("", "webhook", "create", hookFile)), &hook); err != nil || len(hook.ID) != 36 {
+		t.Fatalf("webhook create: %+v %v", hook, err)
+	}
+	if out := must("", "webhook", "list"); out != hook.ID+"\tcli_hook\tHEADER_BASED\n" {
+		t.Fatalf("webhook list: %q", out)
+	}
+	req, _ := http.NewRequest("POST", server+"/webhook/"+hook.ID, strings.NewReader(`{"who":"hook"}`))
+	req.Header.Set("X-Token", "hook-token-4e1f9a")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("delivery: %d", res.StatusCode)
+	}
+	if out := must(`{"name":"renamed","verifier":"HEADER_BASED","headers":{"X-Token":"${workflow.secrets.cli_hook_token}"},"workflowsToStart":{"cli_gate":1}}`,
+		"webhook", "update", hook.ID, "-"); !strings.Contains(out, `"name": "renamed"`) {
+		t.Fatalf("webhook update: %q", out)
+	}
+	if out := must("", "webhook", "get", hook.ID); !strings.Contains(out, `"name": "renamed"`) || !strings.Contains(out, "${workflow.secrets.cli_hook_token}") {
+		t.Fatalf("webhook get: %q", out)
+	}
+	if out := must("", "webhook", "delete", hook.ID); out != "deleted "+hook.ID+"\n" {
+		t.Fatalf("webhook delete: %q", out)
+	}
+
 	for _, tc := range []struct {
 		args  []string
 		stdin string
 		code  int
 		want  string
 	}{
+		{[]string{"webhook", "get", hook.ID}, "", 1, "HTTP 404"},
+		{[]string{"webhook", "update", "..", "-"}, "{}", 1, "not a name or id"},
+		{[]string{"webhook", "create", "-"}, `{"name":"literal","verifier":"HEADER_BASED","headers":{"X-Token":"plain"},"workflowsToStart":{"cli_gate":1}}`, 1, "headers.X-Token"},
 		{[]string{"workflow", "start", "no_such_flow"}, "", 1, "no_such_flow"},
 		{[]string{"workflow", "start", "cli_gate", "--input", "[1]"}, "", 1, "the input must be a JSON object"},
 		{[]string{"workflow", "start", "cli_gate", "--input", "{}", "--input-file", "-"}, "{}", 1, "not both"},

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+const webhookUsage = `usage: flowvault webhook <command> [flags]
+
+commands:
+  create FILE                     create a webhook from its configuration in FILE ("-": stdin)
+                                  and print it, with its id: deliveries go to POST /webhook/{id}.
+                                  Its verifier's secrets are references, "${workflow.secrets.NAME}"
+                                  (store the value with "flowvault secret put NAME")
+  update ID FILE                  replace webhook ID's configuration
+  list                            list the webhooks: id, name, verifier
+  get ID                          print a webhook's configuration
+  delete ID                       delete a webhook (its deliveries are refused from then on)
+
+flags of every command:
+` + clientUsage
+
+func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runClientCommands(ctx, "webhook", webhookUsage, webhookCommands, args, stdout, stderr)
+}
+
+func webhookCommands(*flag.FlagSet) map[string]clientCommand {
+	path := func(id string) string { return "/api/metadata/webhook/" + url.PathEscape(id) }
+	save := func(ctx context.Context, c *apiClient, method, p, file string, stdout io.Writer) error {
+		b, err := readJSONFile(file)
+		if err != nil {
+			return fmt.Errorf("read the configuration: %w", err)
+		}
+		if !json.Valid(b) {
+			return fmt.Errorf("%s is not JSON", file)
+		}
+		answer, err := c.do(ctx, method, p, "application/json", b)
+		if err != nil {
+			return err
+		}
+		return printIndented(stdout, answer, "the webhook")
+	}
+	return map[string]clientCommand{
+		"create": {args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			return save(ctx, c, "POST", "/api/metadata/webhook", pos[0], stdout)
+		}},
+		"update": {args: 2, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			if err := checkID(pos[0]); err != nil {
+				return err // the file's name may hold a slash; the id may not
+			}
+			return save(ctx, c, "PUT", path(pos[0]), pos[1], stdout)
+		}},
+		"list": {run: func(ctx context.Context, c *apiClient, _ []string, stdout io.Writer) error {
+			var list []conductor.WebhookConfig
+			if err := c.getJSON(ctx, "/api/metadata/webhook", &list); err != nil {
+				return err
+			}
+			var out bytes.Buffer
+			for _, w := range list {
+				fmt.Fprintf(&out, "%s\t%s\t%s\n", w.ID, w.Name, w.Verifier)
+			}
+			_, err := out.WriteTo(stdout)
+			return err
+		}},
+		"get": {args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			b, err := c.do(ctx, "GET", path(pos[0]), "", nil)
+			if err != nil {
+				return err
+			}
+			return printIndented(stdout, b, pos[0])
+		}},
+		"delete": {args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+			if _, err := c.do(ctx, "DELETE", path(pos[0]), "", nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "deleted %s\n", pos[0])
+			return nil
+		}},
+	}
+}
