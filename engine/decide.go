@@ -33,6 +33,9 @@ type Input struct {
 	// queue lately; it chooses among a taskToDomain entry's fallbacks
 	// (nil: none has, and the last one is taken).
 	ActiveDomain func(taskType, domain string) bool
+	// CachedOutput returns the output cached under key, if it has not
+	// expired (see CacheOutput); nil: nothing is cached.
+	CachedOutput func(key string) (map[string]any, bool)
 }
 
 // Decision is the outcome of Decide.
@@ -413,6 +416,7 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 			}
 		}
 		d.emit(up)
+		d.cache(t, r.OutputData)
 		if t.Type == conductor.TaskTypeSetVariable && len(r.OutputData) > 0 {
 			// A SET_VARIABLE whose values were resolved at hand-off.
 			d.emit(&schemas.VariablesUpdated{Variables: r.OutputData, Time: d.now})

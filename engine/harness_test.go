@@ -27,7 +27,9 @@ type harness struct {
 	now      time.Time
 	taskDefs map[string]*conductor.TaskDef
 	// active holds the "type/domain" queues whose workers polled lately.
-	active  map[string]bool
+	active map[string]bool
+	// cached is the tasks' output cache: what CacheOutput effects stored.
+	cached  map[string]engine.CacheOutput
 	last    engine.Decision
 	history [][]schemas.Event
 }
@@ -66,7 +68,11 @@ func newHarness(t testing.TB, defJSON string, input map[string]any, taskDefs ...
 
 func (h *harness) input(trig engine.Trigger) engine.Input {
 	return engine.Input{State: h.w, Trigger: trig, Now: h.now, TaskDef: func(n string) *conductor.TaskDef { return h.taskDefs[n] },
-		ActiveDomain: func(taskType, domain string) bool { return h.active[taskType+"/"+domain] }}
+		ActiveDomain: func(taskType, domain string) bool { return h.active[taskType+"/"+domain] },
+		CachedOutput: func(key string) (map[string]any, bool) {
+			c, ok := h.cached[key]
+			return c.Output, ok && c.ExpiresAt > h.now.UnixMilli()
+		}}
 }
 
 // decide runs a trigger that must succeed.
@@ -124,6 +130,14 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 		// decision's sweep, which a fold does not advance, and its index.
 		h.w = d.State
 		h.history = append(h.history, d.Events)
+	}
+	for _, eff := range d.Effects {
+		if c, ok := eff.(engine.CacheOutput); ok {
+			if h.cached == nil {
+				h.cached = map[string]engine.CacheOutput{}
+			}
+			h.cached[c.Key] = c
+		}
 	}
 	h.last = d
 	return d, nil

@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
@@ -266,4 +268,68 @@ func TestJumpEndsChild(t *testing.T) {
 	}
 	h.complete("after", nil)
 	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+// A task that caches its output completes from the cache when the key its
+// input makes was cached by a run of the same task, by a workflow of the
+// same principals, within its time to live; a key that would hold a
+// secret, or an output with _secrets, is never cached.
+func TestCachedOutput(t *testing.T) {
+	def := `{"name":"cached","tasks":[
+	 {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"url":"${workflow.input.url}","tok":"${workflow.secrets.tok}"},
+	  "cacheConfig":{"key":"${url}-get","ttlInSecond":60}},
+	 {"name":"after","taskReferenceName":"after","inputParameters":{"body":"${fetch.output.body}"}}]}`
+	first := newHarness(t, def, map[string]any{"url": "https://a"})
+	first.complete("fetch", map[string]any{"body": "A"})
+	stored := effectsOf[engine.CacheOutput](first.last)
+	if len(stored) != 1 || stored[0].ExpiresAt != first.now.Add(time.Minute).UnixMilli() || stored[0].Output["body"] != "A" {
+		t.Fatalf("cache effects %+v", stored)
+	}
+	start := func(t *testing.T, url, by string, advance time.Duration) *harness {
+		h := &harness{t: t, now: epoch.Add(advance), taskDefs: map[string]*conductor.TaskDef{}, cached: first.cached}
+		h.decide(engine.Start{WorkflowID: "wf-2", Def: parseDef(t, def), CreatedBy: by,
+			Request: conductor.StartWorkflowRequest{Input: map[string]any{"url": url}}})
+		return h
+	}
+
+	again := start(t, "https://a", "app:tester", 59*time.Second)
+	if f := again.wantTask("fetch", conductor.TaskCompleted); f.Output["body"] != "A" {
+		t.Fatalf("cached output %v", f.Output)
+	}
+	if ds := effectsOf[engine.Dispatch](again.last); len(ds) != 1 || ds[0].TaskType != "after" {
+		t.Fatalf("dispatched %+v, want only the task after the cached one", ds)
+	}
+	if a := again.wantTask("after", conductor.TaskScheduled); a.Input["body"] != "A" {
+		t.Fatalf("the next task reads %v", a.Input)
+	}
+
+	for _, tc := range []struct {
+		name, url, by string
+		advance       time.Duration
+	}{
+		{"another key", "https://b", "app:tester", 0},
+		{"another principal", "https://a", "app:other", 0},
+		{"expired", "https://a", "app:tester", time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start(t, tc.url, tc.by, tc.advance).wantTask("fetch", conductor.TaskScheduled)
+		})
+	}
+
+	for _, tc := range []struct {
+		name, key string
+		output    map[string]any
+	}{
+		{"a key holding a secret", "${tok}", map[string]any{"body": "A"}},
+		{"an output with _secrets", "${url}", map[string]any{"_secrets": map[string]any{"t": "x"}}},
+		{"an output with _masked deep inside", "${url}", map[string]any{"list": []any{map[string]any{"_masked": "x"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, strings.Replace(def, "${url}-get", tc.key, 1), map[string]any{"url": "https://a"})
+			h.complete("fetch", tc.output)
+			if c := effectsOf[engine.CacheOutput](h.last); len(c) != 0 {
+				t.Fatalf("cached %+v", c)
+			}
+		})
+	}
 }

@@ -142,6 +142,9 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		ev.Input, ev.Deferred = in, deferred
 	}
 	if ev.Status == conductor.TaskScheduled {
+		d.fromCache(wt, ev)
+	}
+	if ev.Status == conductor.TaskScheduled {
 		d.prepare(wt, ev)
 	}
 	keep := o.child != "" && ev.Type == conductor.TaskTypeSubWorkflow && ev.SubWorkflowID != ""

@@ -105,6 +105,14 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 	for _, pe := range expr.ValidateTemplate(t.InputParameters) {
 		v.errs.Add(join(p+".inputParameters", pe.Path), "%v", pe.Err)
 	}
+	if c := t.CacheConfig; c != nil {
+		if c.Key == "" {
+			v.errs.Add(p+".cacheConfig.key", "must not be empty: the task's input parameters that name its output, as ${url}-${method}")
+		}
+		if c.TTLInSecond <= 0 {
+			v.errs.Add(p+".cacheConfig.ttlInSecond", "must be a positive number of seconds")
+		}
+	}
 	switch typ {
 	case conductor.TaskTypeForkJoin, conductor.TaskTypeForkJoinDynamic:
 		if i+1 >= len(siblings) || siblings[i+1] == nil || siblings[i+1].TaskType() != conductor.TaskTypeJoin {

@@ -30,6 +30,9 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"ref like an iteration of a loop's task", `{"name":"l","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[1],
 		  "loopOver":[{"name":"a","taskReferenceName":"a"}]},{"name":"a","taskReferenceName":"a__1"}]}`, "tasks[1].taskReferenceName"},
 		{"ref like an iteration outside loops", `{"name":"l","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"a","taskReferenceName":"a__1"}]}`, ""},
+		{"cached", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","cacheConfig":{"key":"${u}","ttlInSecond":"60"}}]}`, ""},
+		{"cache without a key", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","cacheConfig":{"ttlInSecond":60}}]}`, "tasks[0].cacheConfig.key"},
+		{"cache without a time", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","cacheConfig":{"key":"k"}}]}`, "tasks[0].cacheConfig.ttlInSecond"},
 		{"bad wait duration", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"eventually"}}]}`, "tasks[0].inputParameters.duration"},
 	}
 	for _, tt := range tests {

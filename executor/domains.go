@@ -110,10 +110,11 @@ func (e *Executor) refreshActivity(ctx context.Context, now time.Time) {
 }
 
 // decisionInput is what a decision of trig on w decides with: the task
-// definitions and, for a workflow that lists fallback domains, the
-// workers' activity read now.
+// definitions, the tasks' output cache and, for a workflow that lists
+// fallback domains, the workers' activity read now.
 func (e *Executor) decisionInput(ctx context.Context, w *engine.Workflow, trig engine.Trigger, now time.Time) engine.Input {
-	in := engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx)}
+	in := engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx),
+		CachedOutput: func(key string) (map[string]any, bool) { return e.outputs.get(ctx, key, now.UnixMilli()) }}
 	t2d := map[string]string(nil)
 	if w != nil {
 		t2d = w.TaskToDomain

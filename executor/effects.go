@@ -171,6 +171,8 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 		return e.reportChild(ctx, eff.ParentWorkflowID, child)
 	case engine.TerminateWorkflow:
 		return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{Reason: eff.Reason, UnlessResetAfter: eff.ParentEnded})
+	case engine.CacheOutput:
+		return e.outputs.put(ctx, eff)
 	}
 	return fmt.Errorf("unknown effect %T", eff)
 }

@@ -163,6 +163,7 @@ type Executor struct {
 	polls     *poller
 	lanes     *lanes
 	limits    *limits
+	outputs   *outputCache
 	activity  *activity
 	natsPolls natsPolls
 	// idle hands work to goroutines waiting for it (spawn).
@@ -188,6 +189,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e.lanes = newLanes()
 	e.activity = newActivity()
 	e.limits = newLimits(log)
+	e.outputs = &outputCache{log: log, logger: e.cfg.Logger}
 	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
 	e.match = newMatcher()

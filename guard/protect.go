@@ -125,7 +125,8 @@ func endsEnded(before *engine.Workflow, events []schemas.Event) bool {
 // workflows, which the decision computed from its unprotected state: a
 // child's output and reason for its parent, a new workflow's input (a
 // sub-workflow's, a failure workflow's with the failure's reason, a
-// START_WORKFLOW's). The values resolved for this workflow are redacted
+// START_WORKFLOW's), a task output for the cache (dropped if the decision
+// sealed anything it might copy). The values resolved for this workflow are redacted
 // from them, as from its events; what is under _secrets and _masked is
 // left for the receiving workflow to seal. A new workflow's input that
 // copies a value sealed in this decision gets the sealed form instead, so
@@ -147,6 +148,15 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 	}
 	for i, eff := range effs {
 		switch e := eff.(type) {
+		case engine.CacheOutput:
+			if len(p.bySealed) > 0 {
+				// The output may copy a value this decision sealed: not
+				// worth caching at the risk of a secret in the cache.
+				set(i, nil)
+				continue
+			}
+			e.Output = redactOpen(r, e.Output)
+			set(i, e)
 		case engine.NotifyParent:
 			e.Child.Output = redactOpen(r, e.Child.Output)
 			e.Child.Reason = r.String(e.Child.Reason)
@@ -187,7 +197,7 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 	if out == nil {
 		return effs, nil
 	}
-	return out, nil
+	return slices.DeleteFunc(out, func(e engine.Effect) bool { return e == nil }), nil
 }
 
 // plainText is s as a field that is never sealed may hold it: "***" for a

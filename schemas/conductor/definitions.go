@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // WorkflowDef is a workflow definition (the blueprint). Raw keeps the JSON it
@@ -84,6 +85,7 @@ type WorkflowTask struct {
 	DefaultExclusiveJoinTask       []string                   `json:"defaultExclusiveJoinTask,omitempty"`
 	Sink                           string                     `json:"sink,omitempty"`
 	ScriptExpression               string                     `json:"scriptExpression,omitempty"`
+	CacheConfig                    *CacheConfig               `json:"cacheConfig,omitempty"`
 
 	// Raw is the JSON this task configuration was decoded from.
 	Raw json.RawMessage `json:"-"`
@@ -344,4 +346,39 @@ func SwitchCase(v any) string {
 // signal) and Orkes's WAIT_FOR_WEBHOOK (a webhook delivery, or the same).
 func AwaitsOutside(taskType string) bool {
 	return taskType == TaskTypeHuman || taskType == TaskTypeWaitForWebhook
+}
+
+// CacheConfig caches a task's output (Orkes): Key, with ${name} standing
+// for the task's input parameters, names what the output is of, and the
+// output of a run that completed is reused for TTLInSecond seconds by the
+// task of the same name whose key is the same.
+type CacheConfig struct {
+	Key         string  `json:"key"`
+	TTLInSecond FlexInt `json:"ttlInSecond"`
+}
+
+// FlexInt is an integer a client may send as a JSON number or as a string
+// of digits (Orkes's examples show both).
+type FlexInt int64
+
+// UnmarshalJSON accepts 2500 and "2500".
+func (n *FlexInt) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", s)
+		}
+		*n = FlexInt(v)
+		return nil
+	}
+	var v int64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*n = FlexInt(v)
+	return nil
 }

@@ -1,0 +1,185 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Task output caching (Orkes's cacheConfig). A task whose configuration
+// caches its output, and whose key names a cached output of the same task
+// name, completes when it is scheduled, with that output, and runs
+// nowhere; one that completes otherwise has its output cached
+// (CacheOutput) for ttlInSecond. The lookup is Input.CachedOutput's: the
+// executor's cache, read before the decision; the output it answered is
+// recorded in the task's record, so that a replay decides the same.
+//
+// What never goes into the cache, or its keys: a secret. A key that would
+// hold a value resolved only at hand-off (${workflow.secrets.…} in the
+// input it names) or a sealed value is no key, and the task runs as
+// without caching; an output with _secrets or _masked is not cached; what
+// is cached has been through the workflow's redaction (guard). A key also
+// names who the workflow runs as: a cached output never reaches a
+// workflow of other principals, whose task would have read other data.
+
+// CacheOutput stores a completed task's output under Key until ExpiresAt
+// (Unix ms).
+type CacheOutput struct {
+	Key       string
+	Output    map[string]any
+	ExpiresAt int64
+}
+
+func (CacheOutput) effectName() string { return "cache_output" }
+
+// cachesOutput reports whether wt caches the output of its runs: a task
+// handed to workers, or an HTTP or HTTP_POLL call, with a key and a time
+// to live.
+func cachesOutput(wt *conductor.WorkflowTask, taskType string) bool {
+	c := wt.CacheConfig
+	if c == nil || c.Key == "" || c.TTLInSecond <= 0 {
+		return false
+	}
+	return !isSystemType(taskType) || taskType == conductor.TaskTypeHTTP || taskType == conductor.TaskTypeHTTPPoll
+}
+
+// cacheKey is the key of the output of task name with input in w: the
+// name, the principals w runs as and the configured key with ${…} replaced
+// by the input parameters it names, hashed. False when the key would hold
+// a secret (see above).
+func cacheKey(w *Workflow, wt *conductor.WorkflowTask, name string, input map[string]any) (string, bool) {
+	key, ok := substituteInput(wt.CacheConfig.Key, input)
+	if !ok {
+		return "", false
+	}
+	h := sha256.New()
+	for _, part := range append([]string{name, key}, w.Principals()...) {
+		h.Write([]byte(strconv.Itoa(len(part))))
+		h.Write([]byte{':'})
+		h.Write([]byte(part))
+	}
+	return hex.EncodeToString(h.Sum(nil)), true
+}
+
+// substituteInput replaces each ${path} of tmpl by the input value path
+// names ("url", "req.method", "ids[0]"): a string as it is, anything else
+// as JSON, nothing for a path that names nothing. False when a value holds
+// a deferred reference or a sealed value, or the path reaches under
+// _secrets or _masked.
+func substituteInput(tmpl string, input map[string]any) (string, bool) {
+	var b strings.Builder
+	for {
+		start := strings.Index(tmpl, "${")
+		if start < 0 {
+			b.WriteString(tmpl)
+			return b.String(), true
+		}
+		end := strings.Index(tmpl[start:], "}")
+		if end < 0 {
+			b.WriteString(tmpl)
+			return b.String(), true
+		}
+		b.WriteString(tmpl[:start])
+		path := tmpl[start+2 : start+end]
+		tmpl = tmpl[start+end+1:]
+		v, found := inputAt(input, path)
+		if !found {
+			continue
+		}
+		if masking.HasSealed(v) {
+			return "", false
+		}
+		s, isString := v.(string)
+		if !isString {
+			js, err := json.Marshal(v)
+			if err != nil {
+				return "", false
+			}
+			s = string(js)
+		}
+		if strings.Contains(s, "${") {
+			return "", false // resolved at hand-off: a secret, an environment value
+		}
+		b.WriteString(s)
+	}
+}
+
+// inputAt follows a path of names and [index]es into input.
+func inputAt(input map[string]any, path string) (any, bool) {
+	var cur any = input
+	for _, part := range strings.Split(strings.ReplaceAll(path, "[", ".["), ".") {
+		if part == "" {
+			continue
+		}
+		if idx, ok := strings.CutPrefix(part, "["); ok {
+			i, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+			list, isList := cur.([]any)
+			if err != nil || !isList || i < 0 || i >= len(list) {
+				return nil, false
+			}
+			cur = list[i]
+			continue
+		}
+		m, isMap := cur.(map[string]any)
+		if !isMap || masking.IsMaskedKey(part) {
+			return nil, false
+		}
+		if cur, isMap = m[part]; !isMap {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// fromCache completes ev, a task being scheduled, with a cached output if
+// its configuration caches and the cache has one for its key.
+func (d *decision) fromCache(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled) {
+	if d.in.CachedOutput == nil || !cachesOutput(wt, ev.Type) {
+		return
+	}
+	key, ok := cacheKey(d.w, wt, ev.Name, ev.Input)
+	if !ok {
+		return
+	}
+	if out, hit := d.in.CachedOutput(key); hit {
+		ev.Status, ev.Output = conductor.TaskCompleted, out
+	}
+}
+
+// cache caches the output of t, which completed, if its configuration
+// says so.
+func (d *decision) cache(t *Task, output map[string]any) {
+	wt := d.plan.config(t)
+	if wt == nil || !cachesOutput(wt, t.Type) || holdsMaskedKey(output) {
+		return
+	}
+	if key, ok := cacheKey(d.w, wt, t.Name, t.Input); ok {
+		d.effect(CacheOutput{Key: key, Output: output, ExpiresAt: d.now + int64(wt.CacheConfig.TTLInSecond)*1000})
+	}
+}
+
+// holdsMaskedKey reports whether v has a _secrets or _masked key at any
+// depth.
+func holdsMaskedKey(v any) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if masking.IsMaskedKey(k) || holdsMaskedKey(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if holdsMaskedKey(e) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,105 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// cacheBucket holds the tasks' cached outputs (engine.CacheOutput), which
+// every engine reads: on disk, as many replicas as the log. An entry ends
+// at its own expiry, which a read checks, and at the latest with the
+// bucket's age limit; past its size limit the oldest go first. What it
+// holds has been through redaction, and never a _secrets or _masked
+// value (see engine/cache.go).
+const (
+	cacheBucket   = "FV_TASK_CACHE"
+	cacheMaxAge   = 30 * 24 * time.Hour
+	cacheMaxBytes = 256 << 20
+)
+
+// outputCache reads and writes the cache bucket.
+type outputCache struct {
+	log    *eventlog.Log
+	logger *slog.Logger
+	mu     sync.Mutex
+	kv     jetstream.KeyValue
+}
+
+// cachedOutput is a cache entry.
+type cachedOutput struct {
+	ExpiresAt int64           `json:"expiresAt"`
+	Output    json.RawMessage `json:"output"`
+}
+
+func (c *outputCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kv != nil {
+		return c.kv, nil
+	}
+	kv, err := c.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cacheBucket,
+		Description: "tasks' cached outputs (cacheConfig)", History: 1, TTL: cacheMaxAge, MaxBytes: cacheMaxBytes,
+		Storage: jetstream.FileStorage, Replicas: c.log.Replicas()})
+	if err != nil {
+		return nil, fmt.Errorf("task output cache: %w", err)
+	}
+	c.kv = kv
+	return kv, nil
+}
+
+// get returns the output cached under key, unless it expired by now (Unix
+// ms). A cache that cannot be read has nothing: the task runs.
+func (c *outputCache) get(ctx context.Context, key string, now int64) (map[string]any, bool) {
+	kv, err := c.bucket(ctx)
+	var entry jetstream.KeyValueEntry
+	if err == nil {
+		entry, err = kv.Get(ctx, key)
+	}
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false
+	}
+	var e cachedOutput
+	if err == nil {
+		err = json.Unmarshal(entry.Value(), &e)
+	}
+	var out map[string]any
+	if err == nil {
+		err = conductor.Unmarshal(e.Output, &out)
+	}
+	if err != nil {
+		c.logger.Warn("task output cache not read; the task runs", logkey.Err, err)
+		return nil, false
+	}
+	return out, e.ExpiresAt > now && out != nil
+}
+
+func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := json.Marshal(eff.Output)
+	if err != nil {
+		return fmt.Errorf("cache task output: %w", err)
+	}
+	b, err := json.Marshal(cachedOutput{ExpiresAt: eff.ExpiresAt, Output: out})
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, eff.Key, b); err != nil {
+		return fmt.Errorf("cache task output: %w", err)
+	}
+	return nil
+}
