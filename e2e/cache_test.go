@@ -101,6 +101,15 @@ func TestCachedTaskOutput(t *testing.T) {
 
 	// The cache holds no secret.
 	cachedSoon(4)
+	// The counters too: a store is counted once its write returned.
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		for result, want := range map[string]float64{"hit": 2, "miss": 4, "stored": 4} {
+			if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_task_cache_total", map[string]string{"result": result}); got != want {
+				return fmt.Errorf("task_cache_total{result=%q} = %v, want %v", result, got, want)
+			}
+		}
+		return nil
+	})
 	got, err := entries()
 	if err != nil {
 		t.Fatal(err)

@@ -89,6 +89,7 @@ func TestWebhooks(t *testing.T) {
 		body   string
 		status int
 	}{
+		{map[string]string{"X-Hook-Token": token}, `{"pad":"` + strings.Repeat("x", 1<<20) + `"}`, http.StatusRequestEntityTooLarge},
 		{nil, `{"repo":"a"}`, http.StatusUnauthorized},
 		{map[string]string{"X-Hook-Token": token + "x"}, `{"repo":"a"}`, http.StatusUnauthorized},
 		{map[string]string{"X-Hook-Token": token}, `not json`, http.StatusBadRequest},
@@ -220,6 +221,12 @@ func TestWebhooks(t *testing.T) {
 	}
 	if saves != 4 || reads != 4 {
 		t.Fatalf("trail: %d webhook saves, %d reads of the secret by webhooks", saves, reads)
+	}
+
+	for outcome, want := range map[string]float64{"done": 3, "unverified": 4, "invalid": 1, "unknown": 1, "partial": 0} {
+		if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_webhook_deliveries_total", map[string]string{"outcome": outcome}); got != want {
+			t.Errorf("deliveries_total{outcome=%q} = %v, want %v", outcome, got, want)
+		}
 	}
 
 	for _, s := range seen {

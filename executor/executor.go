@@ -189,7 +189,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e.lanes = newLanes()
 	e.activity = newActivity()
 	e.limits = newLimits(log)
-	e.outputs = &outputCache{log: log, logger: e.cfg.Logger}
+	e.outputs = &outputCache{log: log, logger: e.cfg.Logger, counts: e.metrics.cache}
 	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
 	e.match = newMatcher()

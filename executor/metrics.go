@@ -12,6 +12,7 @@ type metrics struct {
 	ticks      prometheus.Counter
 	system     *prometheus.CounterVec
 	limited    *prometheus.CounterVec
+	cache      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,9 +54,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "limited_takes_total",
 			Help: "Takes refused by a limit of the task's definition, by task type and limit (rateLimitPerFrequency, concurrentExecLimit).",
 		}, []string{"task_type", "limit"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "task_cache_total",
+			Help: "Lookups in the tasks' output cache (hit, miss, error) and outputs stored (stored).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system, m.limited)
+		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system, m.limited, m.cache)
 	}
 	return m
 }

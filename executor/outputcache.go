@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
@@ -33,6 +34,7 @@ const (
 type outputCache struct {
 	log    *eventlog.Log
 	logger *slog.Logger
+	counts *prometheus.CounterVec // by result: hit, miss, error, stored
 	mu     sync.Mutex
 	kv     jetstream.KeyValue
 }
@@ -68,6 +70,7 @@ func (c *outputCache) get(ctx context.Context, key string, now int64) (map[strin
 		entry, err = kv.Get(ctx, key)
 	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		c.counts.WithLabelValues("miss").Inc()
 		return nil, false
 	}
 	var e cachedOutput
@@ -79,10 +82,16 @@ func (c *outputCache) get(ctx context.Context, key string, now int64) (map[strin
 		err = conductor.Unmarshal(e.Output, &out)
 	}
 	if err != nil {
+		c.counts.WithLabelValues("error").Inc()
 		c.logger.Warn("task output cache not read; the task runs", logkey.Err, err)
 		return nil, false
 	}
-	return out, e.ExpiresAt > now && out != nil
+	if e.ExpiresAt <= now || out == nil {
+		c.counts.WithLabelValues("miss").Inc()
+		return nil, false
+	}
+	c.counts.WithLabelValues("hit").Inc()
+	return out, true
 }
 
 func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
@@ -101,5 +110,6 @@ func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
 	if _, err := kv.Put(ctx, eff.Key, b); err != nil {
 		return fmt.Errorf("cache task output: %w", err)
 	}
+	c.counts.WithLabelValues("stored").Inc()
 	return nil
 }

@@ -17,7 +17,8 @@ import (
 // webhookReceiver takes deliveries to the webhooks of n's definitions.
 func (n *Node) webhookReceiver(authz eventAuthorizer) *webhooks.Receiver {
 	return &webhooks.Receiver{Store: n.metadata, Secrets: n.secrets, Authz: webhookAuthorizer{authz},
-		Engine: n.executor, Waiting: waitingForWebhook{n.executions}, Audit: webhookAudit{n.audit}}
+		Engine: n.executor, Waiting: waitingForWebhook{n.executions}, Audit: webhookAudit{n.audit},
+		Deliveries: webhooks.DeliveriesCounter(n.registry)}
 }
 
 // webhookAuthorizer asks of whoever saved a webhook last what an event

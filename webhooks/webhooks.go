@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
@@ -268,6 +270,29 @@ type Receiver struct {
 	Engine  Engine
 	Waiting Waiting
 	Audit   Audit
+	// Deliveries, when set, counts deliveries by outcome (see
+	// DeliveriesCounter).
+	Deliveries *prometheus.CounterVec
+}
+
+// Outcomes of a delivery, the deliveries counter's label.
+const (
+	OutcomeDone       = "done"       // verified, and all of it done
+	OutcomePartial    = "partial"    // verified, some of it not done
+	OutcomeUnverified = "unverified" // refused by the verifier
+	OutcomeInvalid    = "invalid"    // not a JSON object
+	OutcomeUnknown    = "unknown"    // no such webhook
+)
+
+// DeliveriesCounter is flowvault_webhook_deliveries_total, registered
+// with reg.
+func DeliveriesCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "flowvault", Subsystem: "webhook", Name: "deliveries_total",
+		Help: "Incoming webhook deliveries by outcome (done, partial, unverified, invalid, unknown).",
+	}, []string{"outcome"})
+	reg.MustRegister(c)
+	return c
 }
 
 // Delivered is what a delivery did.
@@ -280,6 +305,25 @@ type Delivered struct {
 // does not exist is fault.ErrNotFound, a delivery its verifier refuses
 // ErrUnverified, a payload that is not a JSON object fault.ErrInvalid.
 func (r *Receiver) Deliver(ctx context.Context, id string, header http.Header, body []byte) (*Delivered, error) {
+	out, err := r.deliver(ctx, id, header, body)
+	if r.Deliveries != nil {
+		outcome := OutcomeDone
+		switch {
+		case errors.Is(err, ErrUnverified):
+			outcome = OutcomeUnverified
+		case errors.Is(err, fault.ErrNotFound) && out == nil:
+			outcome = OutcomeUnknown
+		case errors.Is(err, fault.ErrInvalid) && out == nil:
+			outcome = OutcomeInvalid
+		case err != nil:
+			outcome = OutcomePartial
+		}
+		r.Deliveries.WithLabelValues(outcome).Inc()
+	}
+	return out, err
+}
+
+func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, body []byte) (*Delivered, error) {
 	c, err := r.Store.Webhook(ctx, id)
 	if err != nil {
 		return nil, err
