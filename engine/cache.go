@@ -16,9 +16,10 @@ import (
 // caches its output, and whose key names a cached output of the same task
 // name, completes when it is scheduled, with that output, and runs
 // nowhere; one that completes otherwise has its output cached
-// (CacheOutput) for ttlInSecond. The lookup is Input.CachedOutput's: the
-// executor's cache, read before the decision; the output it answered is
-// recorded in the task's record, so that a replay decides the same.
+// (CacheOutput) for ttlInSecond. The lookup is Input.CachedOutput, which
+// the executor answers from the cache it shares with the other engines;
+// the output it answered is recorded in the task's record, so that a
+// replay decides the same.
 //
 // What never goes into the cache, or its keys: a secret. A key that would
 // hold a value resolved only at hand-off (${workflow.secrets.…} in the
