@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -245,6 +246,13 @@ func TestJump(t *testing.T) {
 	paused.decide(engine.Pause{})
 	_, err := paused.try(engine.Jump{Ref: "c_ref"})
 	wantErr(t, err, fault.ErrConflict)
+
+	// A record that drops a task still running is refused by the fold: no
+	// jump writes one, and one that did would lose the task.
+	running := newHarness(t, threeSimple, nil)
+	if _, err := engine.Apply(running.w.Clone(), &schemas.WorkflowJumped{Ref: "a_ref", Dropped: []string{running.task("a_ref").ID}}); err == nil {
+		t.Fatal("a jump record dropped a running task")
+	}
 }
 
 // A jump away from a SUB_WORKFLOW ends its child, and recovery ends it

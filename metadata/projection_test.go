@@ -2,11 +2,13 @@ package metadata_test
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections"
@@ -120,6 +122,9 @@ func TestProjectionPoisonAndUnknown(t *testing.T) {
 	corrupt := schemas.Envelope{Type: schemas.TypeTaskDefRegistered, Version: 1, Data: []byte{0x93, 1, 2, 3}}
 	appendRaw(t, n.log, metadata.TaskSubject("bad2"), corrupt)
 	appendRaw(t, n.log, metadata.WorkflowSubject("bad3"), good)
+	// A webhook that is not a JSON object, and one on another's subject.
+	appendRaw(t, n.log, metadata.WebhookSubject("bad4"), encode(t, &schemas.WebhookSaved{ID: "bad4", Def: []byte("[1]"), Time: 1}))
+	appendRaw(t, n.log, metadata.WebhookSubject("bad5"), encode(t, &schemas.WebhookSaved{ID: "other", Def: []byte(`{"name":"x"}`), Time: 1}))
 
 	// Unknown types, beside a good event on the right subject.
 	future := schemas.Envelope{Type: "metadata.something_new", Version: 1, Data: []byte{0x81, 0xa1, 'x', 1}}
@@ -135,7 +140,7 @@ func TestProjectionPoisonAndUnknown(t *testing.T) {
 	for _, p := range parked {
 		subjects = append(subjects, p.Subject)
 	}
-	if got, want := strings.Join(subjects, " "), "fv.meta.wfdef.bad1 fv.meta.taskdef.bad2 fv.meta.wfdef.bad3"; got != want {
+	if got, want := strings.Join(subjects, " "), "fv.meta.wfdef.bad1 fv.meta.taskdef.bad2 fv.meta.wfdef.bad3 fv.meta.webhook.bad4 fv.meta.webhook.bad5"; got != want {
 		t.Fatalf("parked = %s, want %s", got, want)
 	}
 	for _, line := range strings.Split(dump(t, n.store), "\n") {
@@ -145,6 +150,9 @@ func TestProjectionPoisonAndUnknown(t *testing.T) {
 	}
 	if _, err := n.md.GetWorkflowDef(c, "ok", nil); err != nil {
 		t.Fatalf("good event beside unknown ones: %v", err)
+	}
+	if _, err := n.md.Webhook(c, "other"); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("a webhook saved on another's subject: %v", err)
 	}
 
 	// The read model never recorded the poison records' sequence; a write
