@@ -336,6 +336,7 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	w.ResetTime = e.Time
 	switch e.Kind {
 	case schemas.ResetRestart:
+		w.keepResolved(w.Tasks)
 		w.Tasks, w.CreateTime, w.StartTime = nil, e.Time, e.Time
 		if def, err := w.Def(); err == nil {
 			w.Variables = copyMap(def.Variables)
@@ -345,6 +346,8 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 		for _, t := range w.Tasks {
 			if t.Seq < e.KeepBeforeSeq {
 				kept = append(kept, t)
+			} else {
+				w.keepResolved([]*Task{t})
 			}
 		}
 		w.Tasks = kept
@@ -385,12 +388,26 @@ func applyRemoved(w *Workflow, e *schemas.TasksRemoved) error {
 	if loop == nil {
 		return fmt.Errorf("workflow %s: removed tasks name unknown loop %s", w.ID, e.Loop)
 	}
-	for _, ref := range resolved {
-		if !slices.ContainsFunc(loop.Resolved, func(r schemas.ResolvedRef) bool { return schemas.SameRef(r, ref) }) {
-			loop.Resolved = append(slices.Clip(loop.Resolved), ref)
+	loop.Resolved = addRefs(loop.Resolved, resolved)
+	return nil
+}
+
+// keepResolved names on w what dropped resolved (see Workflow.Resolved).
+func (w *Workflow) keepResolved(dropped []*Task) {
+	for _, t := range dropped {
+		w.Resolved = addRefs(w.Resolved, t.Resolved)
+	}
+}
+
+// addRefs returns dst with the refs it does not name yet. dst may be
+// shared with earlier states: it is never changed in place.
+func addRefs(dst, refs []schemas.ResolvedRef) []schemas.ResolvedRef {
+	for _, ref := range refs {
+		if !slices.ContainsFunc(dst, func(r schemas.ResolvedRef) bool { return schemas.SameRef(r, ref) }) {
+			dst = append(slices.Clip(dst), ref)
 		}
 	}
-	return nil
+	return dst
 }
 
 // applyCompacted replaces every value sealed under the destroyed secrets
@@ -402,6 +419,7 @@ func applyCompacted(w *Workflow) {
 	w.Input, _ = shred(w.Input)
 	w.Output, _ = shred(w.Output)
 	w.Variables, _ = shred(w.Variables)
+	w.Resolved, _ = shredRefs(w.Resolved)
 	for i, t := range w.Tasks {
 		in, inShredded := shred(t.Input)
 		out, outShredded := shred(t.Output)

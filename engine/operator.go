@@ -115,6 +115,8 @@ func applyOperator(w *Workflow, ev schemas.Event) (bool, error) {
 					kept = append(kept, t)
 				case t.Active():
 					return true, fmt.Errorf("workflow %s: a jump drops task %s, which is %s", w.ID, t.ID, t.Status)
+				default:
+					w.keepResolved([]*Task{t})
 				}
 			}
 			w.Tasks = kept

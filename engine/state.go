@@ -76,6 +76,11 @@ type Workflow struct {
 	// sealed value came, whatever becomes of it. A state stored before the
 	// field existed reads false: look.
 	Unsealed bool `msgpack:"unsealed,omitempty"`
+	// Resolved names what the tasks a restart, rerun or jump dropped had
+	// resolved at their hand-offs: a worker of the old run may still echo
+	// a value, and redaction looks for those values in what the workflow
+	// holds later (guard rebuilds its memo from these and the tasks').
+	Resolved []schemas.ResolvedRef `msgpack:"res,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
 	Seq uint64 `msgpack:"seq"`
 

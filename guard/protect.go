@@ -683,7 +683,8 @@ func hasAny(m map[string]any, keys []string) bool {
 }
 
 // rebuild refills a workflow's redaction memo after a restart: the values
-// resolved for its tasks, and the plaintext of what it sealed. A resolved
+// resolved for its tasks (and for the tasks it dropped), and the plaintext
+// of what it sealed. A resolved
 // value is opened from the task's record; one recorded without it (by an
 // engine that did not seal them, or whose memo was dropped before the
 // record) is looked for as the secret's current version.
@@ -697,8 +698,8 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 	}
 	s := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: w.ID, secretsKey: secretsKeyOf(w)}
 	opened, current := map[secretVersion]bool{}, map[string]bool{}
-	for _, t := range w.Tasks {
-		for _, ref := range t.Resolved {
+	addRefs := func(refs []schemas.ResolvedRef) {
+		for _, ref := range refs {
 			sv := secretVersion{ref.Name, ref.Version}
 			if ref.Kind != "secret" || opened[sv] {
 				continue
@@ -721,6 +722,10 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 				clear(v)
 			}
 		}
+	}
+	addRefs(w.Resolved) // what tasks dropped by a restart, rerun or jump resolved
+	for _, t := range w.Tasks {
+		addRefs(t.Resolved)
 	}
 	open := g.opener(ctx, w)
 	add := func(s string) { m.add([]byte(s)) }

@@ -346,6 +346,40 @@ func TestRebuiltMemoFindsAnOverwrittenSecret(t *testing.T) {
 		t.Fatalf("the old value after a rotation and a restart: %v", got)
 	}
 
+	// A restart, rerun or jump that drops the task keeps what it resolved:
+	// a worker of the old run may still echo the value into what the
+	// workflow holds next, through an engine that rebuilds its memo.
+	canceled := applyAll(t, recorded, &schemas.TaskUpdated{TaskID: "t1", Status: "CANCELED", Time: 3})
+	ended := applyAll(t, canceled, &schemas.WorkflowStatusChanged{Status: "TERMINATED", Time: 3})
+	for _, tc := range []struct {
+		name string
+		from *engine.Workflow
+		drop schemas.Event
+	}{
+		{"restart", ended, &schemas.WorkflowReset{Kind: schemas.ResetRestart, Time: 4}},
+		{"rerun", ended, &schemas.WorkflowReset{Kind: schemas.ResetRerun, KeepBeforeSeq: 0, Time: 4}},
+		{"jump", canceled, &schemas.WorkflowJumped{Ref: "call", Dropped: []string{"t1"}, Time: 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dropped := applyAll(t, tc.from, tc.drop,
+				&schemas.TaskScheduled{TaskID: "t2", Ref: "call", Name: "call", Type: "SIMPLE", Status: "SCHEDULED", Seq: 1, Time: 5})
+			if len(dropped.Tasks) != 1 || len(dropped.Resolved) != 1 || dropped.Resolved[0].Name != "token" {
+				t.Fatalf("after the %s: tasks %d, resolved %+v", tc.name, len(dropped.Tasks), dropped.Resolved)
+			}
+			dec, err := New(Config{Keys: keys, Secrets: src, Authz: allowAll{}}).Protect(ctx, dropped, engine.Decision{Events: []schemas.Event{
+				&schemas.TaskUpdated{TaskID: "t2", Status: "COMPLETED", Output: map[string]any{"echo": "still " + old}, Time: 6}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != "still ***" {
+				t.Fatalf("the old run's value, memo rebuilt after a %s: %v", tc.name, got)
+			}
+			if got := applyAll(t, dropped, &schemas.WorkflowCompacted{}).Resolved; len(got) != 1 || got[0].Sealed != nil {
+				t.Fatalf("the dropped tasks' refs after compaction: %+v", got)
+			}
+		})
+	}
+
 	compacted, err := engine.Apply(recorded, &schemas.WorkflowCompacted{})
 	if err != nil {
 		t.Fatal(err)
@@ -412,4 +446,17 @@ func TestEndedWorkflowKeepsNoMemo(t *testing.T) {
 	if _, ok := g.memos[w.ID]; ok {
 		t.Fatal("a decision on an ended workflow left its memo behind")
 	}
+}
+
+// applyAll folds events into a copy of w.
+func applyAll(t *testing.T, w *engine.Workflow, events ...schemas.Event) *engine.Workflow {
+	t.Helper()
+	w = w.Clone()
+	for _, ev := range events {
+		var err error
+		if w, err = engine.Apply(w, ev); err != nil {
+			t.Fatalf("apply %T: %v", ev, err)
+		}
+	}
+	return w
 }
