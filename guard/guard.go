@@ -81,8 +81,8 @@ type memo struct {
 	// and version, until the decision's record seals them (see
 	// schemas.ResolvedRef.Sealed).
 	resolved map[secretVersion][]byte
-	// redactor looks for values[:covered]; get makes one for them all
-	// when more came (masking.SharedRedactor).
+	// redactor looks for values[:covered]; get extends it when more came
+	// (masking.Redactor.SharedWith).
 	redactor *masking.Redactor
 	covered  int
 	built    bool // rebuilt from state at least once
@@ -179,7 +179,7 @@ func (m *memo) get() *masking.Redactor {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.redactor == nil || m.covered < len(m.values) {
-		m.redactor, m.covered = masking.SharedRedactor(m.values), len(m.values)
+		m.redactor, m.covered = m.redactor.SharedWith(m.values, m.covered), len(m.values)
 	}
 	return m.redactor
 }

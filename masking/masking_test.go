@@ -189,4 +189,21 @@ func TestSharedRedactor(t *testing.T) {
 	if got := SharedRedactor([][]byte{a}).String("shared-secret-two"); got != "shared-secret-two" {
 		t.Fatalf("a redactor for a redacted b: %q", got)
 	}
+
+	// Extending r1 by a value of one workflow's own redacts all three, and
+	// is shared with whoever asks for the same three, however built.
+	own := []byte("session-of-one-workflow")
+	grown := r1.SharedWith([][]byte{a, b, own}, 2)
+	if grown == r1 {
+		t.Fatal("extending a redactor returned it unchanged")
+	}
+	if got := grown.String("shared-secret-one shared-secret-two session-of-one-workflow"); got != "*** *** ***" {
+		t.Fatalf("the extended redactor redacted %q", got)
+	}
+	if SharedRedactor([][]byte{a, b, own}) != grown {
+		t.Fatal("the same three values built a second redactor")
+	}
+	if r1.String("session-of-one-workflow") != "session-of-one-workflow" {
+		t.Fatal("extending a shared redactor changed it")
+	}
 }

@@ -49,29 +49,38 @@ func NewRedactor(values ...[]byte) *Redactor {
 // cost. Redactors are immutable; the cache holds at most maxShared, and
 // starts over when full.
 func SharedRedactor(values [][]byte) *Redactor {
+	return (*Redactor)(nil).SharedWith(values, 0)
+}
+
+// SharedWith is SharedRedactor for values when r redacts values[:n]: a
+// redactor not shared yet is r extended by values[n:], whose forms alone
+// are computed. A workflow's redactor grows so (a value it seals, such as
+// a session its worker opened, is its own), and building all its values'
+// forms again for each growth cost more than the sharing saved.
+func (r *Redactor) SharedWith(values [][]byte, n int) *Redactor {
 	h := sha256.New()
-	var n [8]byte
+	var size [8]byte
 	for _, v := range values {
-		binary.BigEndian.PutUint64(n[:], uint64(len(v)))
-		h.Write(n[:])
+		binary.BigEndian.PutUint64(size[:], uint64(len(v)))
+		h.Write(size[:])
 		h.Write(v)
 	}
 	var key [sha256.Size]byte
 	h.Sum(key[:0])
 	shared.Lock()
-	r := shared.m[key]
+	found := shared.m[key]
 	shared.Unlock()
-	if r != nil {
-		return r
+	if found != nil {
+		return found
 	}
-	r = NewRedactor(values...)
+	found = r.With(values[n:]...)
 	shared.Lock()
 	if len(shared.m) >= maxShared {
 		clear(shared.m)
 	}
-	shared.m[key] = r
+	shared.m[key] = found
 	shared.Unlock()
-	return r
+	return found
 }
 
 const maxShared = 1024
