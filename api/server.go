@@ -88,6 +88,9 @@ type Deps struct {
 	Webhooks        Webhooks
 	WebhookReceiver WebhookReceiver
 
+	// Schemas stores the JSON Schemas definitions enforce (/api/schema).
+	Schemas Schemas
+
 	// Version is the build's version, answered at GET /api/version.
 	Version string
 }
@@ -127,6 +130,9 @@ func New(deps Deps) *Server {
 	}
 	if deps.Webhooks != nil {
 		s.webhookRoutes()
+	}
+	if deps.Schemas != nil {
+		s.schemaRoutes()
 	}
 	if deps.Secrets != nil {
 		s.secretRoutes()

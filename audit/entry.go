@@ -86,6 +86,10 @@ const (
 	// whose deliveries act as who created them.
 	ActWebhookSave = "webhook.save"
 	ActWebhookRm   = "webhook.remove"
+	// ActSchemaSave and ActSchemaRm are changes to the schemas that
+	// definitions enforce; a removal of every version has no "version".
+	ActSchemaSave = "schema.save"
+	ActSchemaRm   = "schema.remove"
 	// ActNATSCredentials is the issuance of NATS worker credentials.
 	ActNATSCredentials = "nats.credentials"
 	// ActNATSRevoke is the revocation of NATS worker credentials.
@@ -102,6 +106,8 @@ const (
 	TargetEventHandler = "EVENT_HANDLER"
 	// TargetWebhook is an incoming webhook, by id (Orkes's target type).
 	TargetWebhook = "WEBHOOK"
+	// TargetSchema is a schema, by name.
+	TargetSchema = "SCHEMA"
 )
 
 func target(typ, id string) string { return typ + ":" + id }
@@ -323,6 +329,14 @@ func (f fact) metadataEntries() []Entry {
 		e = f.entry(ActWebhookSave, target(TargetWebhook, ev.ID), ev.By, nil)
 	case *schemas.WebhookRemoved:
 		e = f.entry(ActWebhookRm, target(TargetWebhook, ev.ID), ev.By, nil)
+	case *schemas.SchemaSaved:
+		e = f.entry(ActSchemaSave, target(TargetSchema, ev.Name), ev.By, map[string]string{"version": strconv.Itoa(ev.Version)})
+	case *schemas.SchemaRemoved:
+		var attrs map[string]string
+		if ev.Version != 0 {
+			attrs = map[string]string{"version": strconv.Itoa(ev.Version)}
+		}
+		e = f.entry(ActSchemaRm, target(TargetSchema, ev.Name), ev.By, attrs)
 	case *schemas.DefTagsSet:
 		typ := auth.TargetWorkflowDef
 		if ev.Kind == schemas.DefKindTask {

@@ -158,6 +158,7 @@ type Executor struct {
 	// dispatch of every other workflow's tasks.
 	systemSem chan struct{}
 	handOff   HandOff
+	conform   Conformance
 	protector Protector
 	mayStart  StartCheck
 	polls     *poller
@@ -398,6 +399,12 @@ func (s *shard) process(j *job) (Outcome, error) {
 		e.unmatch(matches)
 		matches = nil
 		now := e.cfg.Now()
+		if res, ok := j.trig.(engine.Result); ok && e.conform != nil {
+			// Checked afresh on every attempt: the state may have moved.
+			if trig, err = e.checkResult(ctx, w, res); err != nil {
+				return Outcome{}, err
+			}
+		}
 		if take, ok := j.trig.(engine.Take); ok && e.handOff != nil {
 			// Prepared afresh from the trigger as submitted on every
 			// attempt, and recorded only by the attempt whose record is
@@ -620,6 +627,9 @@ func (e *Executor) prepareHandOff(ctx context.Context, w *engine.Workflow, take 
 	}
 	input, resolved, err := e.handOff.Prepare(ctx, w, t)
 	take.HandOff = &engine.HandOff{Resolved: resolved}
+	if err == nil {
+		err = e.checkTaskInput(ctx, w, t, input)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrForbidden), errors.Is(err, fault.ErrInvalid):

@@ -73,6 +73,9 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if len(def.Raw) == 0 {
 		return "", 0, fault.Invalid("start workflow %s: definition has no JSON", def.Name)
 	}
+	if err := e.checkStartInput(ctx, def, req.Input); err != nil {
+		return "", 0, err
+	}
 	switch req.IdempotencyStrategy {
 	case "", conductor.IdempotencyFail, conductor.IdempotencyReturnExisting, conductor.IdempotencyFailOnRunning:
 	default:

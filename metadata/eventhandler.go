@@ -110,15 +110,7 @@ func (s *Store) GetEventHandler(_ context.Context, name string) (*conductor.Even
 
 // EventHandlers returns every event handler, sorted by name.
 func (s *Store) EventHandlers(_ context.Context) ([]*conductor.EventHandler, error) {
-	var raws [][]byte
-	err := s.reader.Scan([]byte(eventKeyPrefix), func(_, v []byte) bool {
-		raws = append(raws, slices.Clone(v))
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list event handlers: %w", err)
-	}
-	return parseAll(raws, parseEventHandler)
+	return listAll(s.reader, eventKeyPrefix, "event handlers", parseEventHandler)
 }
 
 // EventHandlerTags returns the tags of event handler name ([] when it has

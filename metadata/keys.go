@@ -18,6 +18,7 @@ const (
 	taskSubjectPrefix     = "fv.meta.taskdef."
 	eventSubjectPrefix    = "fv.meta.event."
 	webhookSubjectPrefix  = "fv.meta.webhook."
+	schemaSubjectPrefix   = "fv.meta.schema."
 )
 
 // WorkflowSubject is the subject that holds every version of workflow name.
@@ -32,6 +33,9 @@ func EventHandlerSubject(name string) string { return eventSubjectPrefix + event
 // WebhookSubject is the subject of webhook id.
 func WebhookSubject(id string) string { return webhookSubjectPrefix + eventlog.Token(id) }
 
+// SchemaSubject is the subject that holds every version of schema name.
+func SchemaSubject(name string) string { return schemaSubjectPrefix + eventlog.Token(name) }
+
 // Key layout inside the projection's key space. Definition names never
 // contain control characters (see validName), so the 0x00 after a workflow
 // name ends it unambiguously and keys sort by name, then version.
@@ -39,6 +43,8 @@ func WebhookSubject(id string) string { return webhookSubjectPrefix + eventlog.T
 //	w/<name>\x00<version uint32 BE>  storedDef (msgpack)
 //	t/<name>                         storedDef (msgpack)
 //	e/<name>                         storedDef of an event handler (msgpack)
+//	h/<id>                           storedDef of a webhook (msgpack)
+//	j/<name>\x00<version uint32 BE>  storedDef of a schema (msgpack)
 //	g/<kind>/<name>                  []schemas.DefTag (msgpack)
 //	s/<subject>                      last sequence of subject (uint64 BE)
 //	u/<task>\x00<workflow>\x00<version uint32 BE>
@@ -54,6 +60,7 @@ const (
 	taskKeyPrefix     = "t/"
 	eventKeyPrefix    = "e/"
 	webhookKeyPrefix  = "h/"
+	schemaKeyPrefix   = "j/"
 	tagsKeyPrefix     = "g/"
 	seqKeyPrefix      = "s/"
 	useKeyPrefix      = "u/"
@@ -84,6 +91,15 @@ func taskKey(name string) []byte { return []byte(taskKeyPrefix + name) }
 func eventHandlerKey(name string) []byte { return []byte(eventKeyPrefix + name) }
 
 func webhookKey(id string) []byte { return []byte(webhookKeyPrefix + id) }
+
+func schemaPrefix(name string) []byte {
+	k := make([]byte, 0, len(schemaKeyPrefix)+len(name)+5)
+	return append(append(append(k, schemaKeyPrefix...), name...), 0)
+}
+
+func schemaKey(name string, version int) []byte {
+	return binary.BigEndian.AppendUint32(schemaPrefix(name), uint32(version))
+}
 
 // usePrefix is the prefix of the u/ keys of task name.
 func usePrefix(task string) []byte {

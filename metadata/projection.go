@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -75,7 +76,7 @@ const (
 
 func isMetadataSubject(s string) bool {
 	return strings.HasPrefix(s, workflowSubjectPrefix) || strings.HasPrefix(s, taskSubjectPrefix) || strings.HasPrefix(s, eventSubjectPrefix) ||
-		strings.HasPrefix(s, webhookSubjectPrefix)
+		strings.HasPrefix(s, webhookSubjectPrefix) || strings.HasPrefix(s, schemaSubjectPrefix)
 }
 
 // applyRecord applies rec to kv: the Pebble batch of the projection, or the
@@ -112,7 +113,8 @@ func isMetadataType(t string) bool {
 	case schemas.TypeWorkflowDefRegistered, schemas.TypeWorkflowDefRemoved,
 		schemas.TypeTaskDefRegistered, schemas.TypeTaskDefRemoved, schemas.TypeDefTagsSet,
 		schemas.TypeEventHandlerSaved, schemas.TypeEventHandlerRemoved,
-		schemas.TypeWebhookSaved, schemas.TypeWebhookRemoved:
+		schemas.TypeWebhookSaved, schemas.TypeWebhookRemoved,
+		schemas.TypeSchemaSaved, schemas.TypeSchemaRemoved:
 		return true
 	}
 	return false
@@ -160,6 +162,19 @@ func checkEvent(subject string, ev schemas.Event) error {
 		name, want = e.ID, WebhookSubject(e.ID)
 	case *schemas.WebhookRemoved:
 		name, want = e.ID, WebhookSubject(e.ID)
+	case *schemas.SchemaSaved:
+		if _, err := splitObject(e.Def); err != nil {
+			return poison("schema is not a JSON object: %v", err)
+		}
+		if !validVersion(e.Version) {
+			return poison("version %d out of range", e.Version)
+		}
+		name, want = e.Name, SchemaSubject(e.Name)
+	case *schemas.SchemaRemoved:
+		if e.Version != 0 && !validVersion(e.Version) {
+			return poison("version %d out of range", e.Version)
+		}
+		name, want = e.Name, SchemaSubject(e.Name)
 	case *schemas.DefTagsSet:
 		switch Kind(e.Kind) {
 		case KindWorkflow:
@@ -220,6 +235,23 @@ func applyEvent(kv kvWriter, ev schemas.Event) error {
 		return err
 	case *schemas.WebhookRemoved:
 		return kv.Delete(webhookKey(e.ID))
+	case *schemas.SchemaSaved:
+		_, err := storeDef(kv, schemaKey(e.Name, e.Version), e.Def, e.Time, e.By, nil, intField(jsonVersion, int64(e.Version)))
+		return err
+	case *schemas.SchemaRemoved:
+		if e.Version != 0 {
+			return kv.Delete(schemaKey(e.Name, e.Version))
+		}
+		versions, err := schemaVersions(kv, e.Name)
+		if err != nil {
+			return err
+		}
+		for _, v := range versions {
+			if err := kv.Delete(schemaKey(e.Name, v)); err != nil {
+				return err
+			}
+		}
+		return nil
 	case *schemas.DefTagsSet:
 		key := tagsKey(Kind(e.Kind), e.Name)
 		if len(e.Tags) == 0 {
@@ -286,19 +318,30 @@ func decodeStored(v []byte) (storedDef, bool, error) {
 	return d, true, nil
 }
 
-// parseAll parses stored definition values.
-func parseAll[T any](values [][]byte, parse func([]byte) (*T, error)) ([]*T, error) {
-	out := make([]*T, 0, len(values))
-	for _, v := range values {
-		d, _, err := decodeStored(v)
-		if err != nil {
-			return nil, err
+// listAll parses every stored definition under prefix, in key order.
+func listAll[T any](r kvReader, prefix, what string, parse func([]byte) (*T, error)) ([]*T, error) {
+	var out []*T
+	var perr error
+	err := r.Scan([]byte(prefix), func(_, v []byte) bool {
+		var d storedDef
+		if d, _, perr = decodeStored(slices.Clone(v)); perr != nil {
+			return false
 		}
-		x, err := parse(d.JSON)
-		if err != nil {
-			return nil, err
+		var x *T
+		if x, perr = parse(d.JSON); perr != nil {
+			return false
 		}
 		out = append(out, x)
+		return true
+	})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, err)
+	}
+	if out == nil {
+		out = []*T{}
 	}
 	return out, nil
 }

@@ -125,6 +125,9 @@ func TestProjectionPoisonAndUnknown(t *testing.T) {
 	// A webhook that is not a JSON object, and one on another's subject.
 	appendRaw(t, n.log, metadata.WebhookSubject("bad4"), encode(t, &schemas.WebhookSaved{ID: "bad4", Def: []byte("[1]"), Time: 1}))
 	appendRaw(t, n.log, metadata.WebhookSubject("bad5"), encode(t, &schemas.WebhookSaved{ID: "other", Def: []byte(`{"name":"x"}`), Time: 1}))
+	// A schema whose version is out of range, and a removal of another's.
+	appendRaw(t, n.log, metadata.SchemaSubject("bad6"), encode(t, &schemas.SchemaSaved{Name: "bad6", Version: 0, Def: []byte(`{"name":"bad6"}`), Time: 1}))
+	appendRaw(t, n.log, metadata.SchemaSubject("bad7"), encode(t, &schemas.SchemaRemoved{Name: "other", Time: 1}))
 
 	// Unknown types, beside a good event on the right subject.
 	future := schemas.Envelope{Type: "metadata.something_new", Version: 1, Data: []byte{0x81, 0xa1, 'x', 1}}
@@ -140,7 +143,7 @@ func TestProjectionPoisonAndUnknown(t *testing.T) {
 	for _, p := range parked {
 		subjects = append(subjects, p.Subject)
 	}
-	if got, want := strings.Join(subjects, " "), "fv.meta.wfdef.bad1 fv.meta.taskdef.bad2 fv.meta.wfdef.bad3 fv.meta.webhook.bad4 fv.meta.webhook.bad5"; got != want {
+	if got, want := strings.Join(subjects, " "), "fv.meta.wfdef.bad1 fv.meta.taskdef.bad2 fv.meta.wfdef.bad3 fv.meta.webhook.bad4 fv.meta.webhook.bad5 fv.meta.schema.bad6 fv.meta.schema.bad7"; got != want {
 		t.Fatalf("parked = %s, want %s", got, want)
 	}
 	for _, line := range strings.Split(dump(t, n.store), "\n") {

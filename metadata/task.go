@@ -88,15 +88,7 @@ func (s *Store) GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef
 
 // ListTaskDefs returns every task definition, sorted by name.
 func (s *Store) ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error) {
-	var raws [][]byte
-	err := s.reader.Scan([]byte(taskKeyPrefix), func(_, v []byte) bool {
-		raws = append(raws, append([]byte(nil), v...))
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list task definitions: %w", err)
-	}
-	return parseAll(raws, parseTask)
+	return listAll(s.reader, taskKeyPrefix, "task definitions", parseTask)
 }
 
 // DeleteTaskDef removes task definition name and its tags. An unknown name

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
@@ -69,15 +68,7 @@ func (s *Store) Webhook(_ context.Context, id string) (*conductor.WebhookConfig,
 
 // Webhooks returns every webhook, sorted by id.
 func (s *Store) Webhooks(_ context.Context) ([]*conductor.WebhookConfig, error) {
-	var raws [][]byte
-	err := s.reader.Scan([]byte(webhookKeyPrefix), func(_, v []byte) bool {
-		raws = append(raws, slices.Clone(v))
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list webhooks: %w", err)
-	}
-	return parseAll(raws, parseWebhook)
+	return listAll(s.reader, webhookKeyPrefix, "webhooks", parseWebhook)
 }
 
 func webhookNotFound(id string) error { return fault.NotFound("webhook %s not found", id) }

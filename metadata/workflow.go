@@ -2,7 +2,9 @@ package metadata
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
@@ -123,15 +125,7 @@ func (s *Store) GetWorkflowDef(ctx context.Context, name string, version *int) (
 // ListWorkflowDefs returns every version of every workflow, sorted by
 // name, then version.
 func (s *Store) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error) {
-	var raws [][]byte
-	err := s.reader.Scan([]byte(workflowKeyPrefix), func(_, v []byte) bool {
-		raws = append(raws, append([]byte(nil), v...))
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list workflow definitions: %w", err)
-	}
-	return parseAll(raws, parseWorkflow)
+	return listAll(s.reader, workflowKeyPrefix, "workflow definitions", parseWorkflow)
 }
 
 // DeleteWorkflowDef removes one version of workflow name. Unknown names and
@@ -206,14 +200,21 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 
 // findWorkflow reads one version, or the latest when version is nil.
 func findWorkflow(r kvReader, name string, version *int) (storedDef, bool, error) {
+	return findVersion(r, workflowPrefix(name), version)
+}
+
+// findVersion reads the version of a versioned definition (a workflow's,
+// a schema's: keys of prefix and a uint32 BE version), or the latest when
+// version is nil.
+func findVersion(r kvReader, prefix []byte, version *int) (storedDef, bool, error) {
 	if version != nil {
 		if !validVersion(*version) {
 			return storedDef{}, false, nil
 		}
-		return readDef(r, workflowKey(name, *version))
+		return readDef(r, binary.BigEndian.AppendUint32(slices.Clip(prefix), uint32(*version)))
 	}
 	var last []byte
-	err := r.Scan(workflowPrefix(name), func(_, v []byte) bool {
+	err := r.Scan(prefix, func(_, v []byte) bool {
 		last = append(last[:0], v...)
 		return true
 	})

@@ -36,6 +36,7 @@ import (
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/scheduler"
+	"github.com/flowvault/flowvault/schemacheck"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 	"github.com/flowvault/flowvault/workers/system"
@@ -204,6 +205,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil
 	}
 	n.executor.SetStartCheck(mayStart)
+	n.executor.SetConformance(schemacheck.New(n.metadata))
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
 	n.executor.RegisterSystemTask(conductor.TaskTypeSetVariable, system.SetVariable{}) // only those with secret references
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
@@ -264,6 +266,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		EventListener: n.listener.Load(),
 
 		Webhooks:        n.metadata,
+		Schemas:         n.metadata,
 		WebhookReceiver: n.webhookReceiver(actAs),
 
 		Engine:           n.executor,

@@ -22,6 +22,8 @@ const (
 	TypeEventHandlerRemoved   = "metadata.event_handler_removed"
 	TypeWebhookSaved          = "metadata.webhook_saved"
 	TypeWebhookRemoved        = "metadata.webhook_removed"
+	TypeSchemaSaved           = "metadata.schema_saved"
+	TypeSchemaRemoved         = "metadata.schema_removed"
 )
 
 // Definition kinds carried by DefTagsSet.Kind.
@@ -144,7 +146,34 @@ type WebhookRemoved struct {
 // EventType implements Event.
 func (*WebhookRemoved) EventType() string { return TypeWebhookRemoved }
 
+// SchemaSaved records that version Version of schema Name was created or
+// overwritten with Def, its SchemaDef JSON.
+type SchemaSaved struct {
+	Name    string `msgpack:"n"`
+	Version int    `msgpack:"ver"`
+	Def     []byte `msgpack:"def"`
+	Time    int64  `msgpack:"ts"` // Unix milliseconds
+	By      string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*SchemaSaved) EventType() string { return TypeSchemaSaved }
+
+// SchemaRemoved records that version Version of schema Name was removed;
+// Version 0 removes every version.
+type SchemaRemoved struct {
+	Name    string `msgpack:"n"`
+	Version int    `msgpack:"ver,omitempty"`
+	Time    int64  `msgpack:"ts"` // Unix milliseconds
+	By      string `msgpack:"by,omitempty"`
+}
+
+// EventType implements Event.
+func (*SchemaRemoved) EventType() string { return TypeSchemaRemoved }
+
 func init() {
+	Default.Register(&SchemaSaved{}, 1)
+	Default.Register(&SchemaRemoved{}, 1)
 	Default.Register(&WebhookSaved{}, 1)
 	Default.Register(&WebhookRemoved{}, 1)
 	Default.Register(&EventHandlerSaved{}, 1)

@@ -472,3 +472,25 @@ func unwrapURLError(err error) error {
 	}
 	return err
 }
+
+// getCommand prints what GET path(NAME) answers, indented.
+func getCommand(path func(string) string) clientCommand {
+	return clientCommand{args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+		b, err := c.do(ctx, "GET", path(pos[0]), "", nil)
+		if err != nil {
+			return err
+		}
+		return printIndented(stdout, b, pos[0])
+	}}
+}
+
+// deleteCommand sends DELETE path(NAME) and says it is done.
+func deleteCommand(path func(string) string) clientCommand {
+	return clientCommand{args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
+		if _, err := c.do(ctx, "DELETE", path(pos[0]), "", nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted %s\n", pos[0])
+		return nil
+	}}
+}

@@ -38,6 +38,7 @@ var commands = []command{
 	{"app", "create applications and their access keys, give them roles (REST API client)", runApp},
 	{"grant", "grant and withdraw access, list grants (REST API client)", runGrant},
 	{"webhook", "create, list and delete incoming webhooks (REST API client)", runWebhook},
+	{"schema", "save, list and delete the JSON Schemas definitions enforce (REST API client)", runSchema},
 	{"audit", "print the audit trail replayed from the log; --verify the read models", runAudit},
 	{"keys", "rotate the key encryption key, show the keyring", runKeys},
 	{"worker-credentials", "NATS credentials for workers of given task types (REST API client)", runWorkerCredentials},

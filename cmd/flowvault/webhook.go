@@ -69,19 +69,7 @@ func webhookCommands(*flag.FlagSet) map[string]clientCommand {
 			_, err := out.WriteTo(stdout)
 			return err
 		}},
-		"get": {args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
-			b, err := c.do(ctx, "GET", path(pos[0]), "", nil)
-			if err != nil {
-				return err
-			}
-			return printIndented(stdout, b, pos[0])
-		}},
-		"delete": {args: 1, ids: true, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
-			if _, err := c.do(ctx, "DELETE", path(pos[0]), "", nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "deleted %s\n", pos[0])
-			return nil
-		}},
+		"get":    getCommand(path),
+		"delete": deleteCommand(path),
 	}
 }

@@ -139,6 +139,24 @@ func TestWorkflowCLI(t *testing.T) {
 		t.Fatalf("webhook delete: %q", out)
 	}
 
+	// A schema, saved twice, read by version, deleted.
+	must(`{"name":"cli_schema","type":"JSON","data":{"required":["who"]}}`, "schema", "put", "-")
+	must(`[{"name":"cli_schema","type":"JSON","data":{"required":["who","why"]}}]`, "schema", "put", "-", "--new-version")
+	if out := must("", "schema", "list"); out != "cli_schema\t1\tJSON\ncli_schema\t2\tJSON\n" {
+		t.Fatalf("schema list: %q", out)
+	}
+	if out := must("", "schema", "get", "cli_schema", "--version", "1"); !strings.Contains(out, `"required": [
+      "who"
+    ]`) {
+		t.Fatalf("schema get: %q", out)
+	}
+	if out := must("", "schema", "delete", "cli_schema", "--version", "2"); out != "deleted cli_schema\n" {
+		t.Fatalf("schema delete: %q", out)
+	}
+	if out := must("", "schema", "list"); out != "cli_schema\t1\tJSON\n" {
+		t.Fatalf("schema list after delete: %q", out)
+	}
+
 	for _, tc := range []struct {
 		args  []string
 		stdin string
@@ -160,6 +178,8 @@ func TestWorkflowCLI(t *testing.T) {
 		{[]string{"workflow", "jump", id}, "", 2, "wrong number of arguments"},
 		{[]string{"workflow", "upgrade", id, "--input", "[1]"}, "", 1, "the input must be a JSON object"},
 		{[]string{"workflow", "fly", id}, "", 2, `unknown command "fly"`},
+		{[]string{"schema", "put", "-"}, `{"name":"cli_avro","type":"AVRO","data":{}}`, 1, "only JSON schemas"},
+		{[]string{"schema", "get", "cli_schema", "--version", "2"}, "", 1, "HTTP 404"},
 	} {
 		out, errOut, code := run(tc.stdin, tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {

@@ -36,6 +36,11 @@ type WorkflowDef struct {
 	UpdatedBy                     string          `json:"updatedBy,omitempty"`
 	Metadata                      map[string]any  `json:"metadata,omitempty"`
 	RateLimitConfig               map[string]any  `json:"rateLimitConfig,omitempty"`
+	// InputSchema, with EnforceSchema, is what a start's input must
+	// conform to; OutputSchema is not enforced.
+	InputSchema   *SchemaDef `json:"inputSchema,omitempty"`
+	OutputSchema  *SchemaDef `json:"outputSchema,omitempty"`
+	EnforceSchema bool       `json:"enforceSchema,omitempty"`
 
 	// Raw is the JSON this definition was decoded from.
 	Raw json.RawMessage `json:"-"`
@@ -161,6 +166,11 @@ type TaskDef struct {
 	CreatedBy                   string         `json:"createdBy,omitempty"`
 	UpdatedBy                   string         `json:"updatedBy,omitempty"`
 	Tags                        []Tag          `json:"tags,omitempty"`
+	// InputSchema and OutputSchema, with EnforceSchema, are what the
+	// task's input at hand-off and a worker's output must conform to.
+	InputSchema   *SchemaDef `json:"inputSchema,omitempty"`
+	OutputSchema  *SchemaDef `json:"outputSchema,omitempty"`
+	EnforceSchema bool       `json:"enforceSchema,omitempty"`
 
 	// Raw is the JSON this definition was decoded from.
 	Raw json.RawMessage `json:"-"`
