@@ -17,8 +17,9 @@ import (
 // Schemas are saved, versioned, read and removed over /api/schema by an
 // admin; a definition that enforces one refuses a start whose input does
 // not conform (400), fails a task whose input at hand-off does not
-// (terminally: the same input fails again), and fails a completion whose
-// output does not (retried as its definition says). What a refusal says
+// (terminally: the same input fails again), fails a completion whose
+// output does not (retried as its definition says), and fails a workflow
+// whose output does not. What a refusal says
 // names the rule, never the value: here a secret the task was handed and
 // the worker echoed.
 func TestSchemaEnforcement(t *testing.T) {
@@ -117,6 +118,15 @@ func TestSchemaEnforcement(t *testing.T) {
 		if strings.Contains(body, goodToken) || strings.Contains(body, badToken) {
 			t.Fatalf("a token is in %s", body)
 		}
+	}
+
+	// A workflow's output, when it would complete.
+	e.register(`{"name":"schema_out","version":1,"enforceSchema":true,"outputSchema":{"name":"receipt"},
+	  "outputParameters":{"total":"${workflow.input.total}"},
+	  "tasks":[{"name":"note","taskReferenceName":"note","type":"SET_VARIABLE","inputParameters":{"seen":true}}]}`)
+	wf = e.waitStatus(e.start("schema_out", map[string]any{"total": 3}), "FAILED")
+	if wf.ReasonForIncompletion != `output of workflow schema_out does not conform to schema receipt version 1: at /: missing "receiptId"` || wf.Output["total"] != float64(3) {
+		t.Fatalf("workflow output refused with %q, output %v", wf.ReasonForIncompletion, wf.Output)
 	}
 
 	// A definition naming a schema that is gone refuses to start.

@@ -36,6 +36,13 @@ type Input struct {
 	// CachedOutput returns the output cached under key, if it has not
 	// expired (see CacheOutput); nil: nothing is cached.
 	CachedOutput func(key string) (map[string]any, bool)
+	// CheckOutput holds the output of a workflow whose definition
+	// enforces its outputSchema to it when the workflow would complete:
+	// nil when it conforms; a fault.ErrInvalid error saying why not, with
+	// which the workflow fails instead; any other error when it cannot
+	// tell, which fails the decision (to be tried again). Nil: not
+	// checked.
+	CheckOutput func(def *conductor.WorkflowDef, output map[string]any) error
 }
 
 // Decision is the outcome of Decide.

@@ -29,9 +29,11 @@ type harness struct {
 	// active holds the "type/domain" queues whose workers polled lately.
 	active map[string]bool
 	// cached is the tasks' output cache: what CacheOutput effects stored.
-	cached  map[string]engine.CacheOutput
-	last    engine.Decision
-	history [][]schemas.Event
+	cached map[string]engine.CacheOutput
+	// checkOutput is Input.CheckOutput (nil: not checked).
+	checkOutput func(def *conductor.WorkflowDef, output map[string]any) error
+	last        engine.Decision
+	history     [][]schemas.Event
 }
 
 func parseDef(t testing.TB, js string) *conductor.WorkflowDef {
@@ -72,7 +74,8 @@ func (h *harness) input(trig engine.Trigger) engine.Input {
 		CachedOutput: func(key string) (map[string]any, bool) {
 			c, ok := h.cached[key]
 			return c.Output, ok && c.ExpiresAt > h.now.UnixMilli()
-		}}
+		},
+		CheckOutput: h.checkOutput}
 }
 
 // decide runs a trigger that must succeed.

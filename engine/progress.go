@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
 
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -30,7 +32,7 @@ func (d *decision) progress() error {
 		}
 	}
 	if d.w.Status == conductor.WorkflowRunning && d.done() {
-		d.complete()
+		return d.complete()
 	}
 	return nil
 }
@@ -298,9 +300,22 @@ func (d *decision) done() bool {
 	return true
 }
 
-// complete ends a workflow whose tasks are all done.
-func (d *decision) complete() {
-	d.finish(conductor.WorkflowCompleted, "", nil)
+// complete ends a workflow whose tasks are all done: COMPLETED, or
+// FAILED when its definition enforces an outputSchema its output does not
+// conform to.
+func (d *decision) complete() error {
+	output := d.workflowOutput()
+	if def := d.plan.def; d.in.CheckOutput != nil && def.EnforceSchema && def.OutputSchema != nil {
+		switch err := d.in.CheckOutput(def, output); {
+		case errors.Is(err, fault.ErrInvalid):
+			d.finish(conductor.WorkflowFailed, fmt.Sprintf("output of workflow %s %v", d.w.Name, err), output)
+			return nil
+		case err != nil:
+			return fmt.Errorf("check output of workflow %s: %w", d.w.ID, err)
+		}
+	}
+	d.finish(conductor.WorkflowCompleted, "", output)
+	return nil
 }
 
 // canceledBy is the reason of a task its workflow's end canceled.

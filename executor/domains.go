@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
 
@@ -115,6 +116,11 @@ func (e *Executor) refreshActivity(ctx context.Context, now time.Time) {
 func (e *Executor) decisionInput(ctx context.Context, w *engine.Workflow, trig engine.Trigger, now time.Time) engine.Input {
 	in := engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx),
 		CachedOutput: func(key string) (map[string]any, bool) { return e.outputs.get(ctx, key, now.UnixMilli()) }}
+	if e.conform != nil {
+		in.CheckOutput = func(def *conductor.WorkflowDef, output map[string]any) error {
+			return e.conform.Check(ctx, def.OutputSchema, output)
+		}
+	}
 	t2d := map[string]string(nil)
 	if w != nil {
 		t2d = w.TaskToDomain

@@ -70,7 +70,7 @@ func (c *Checker) Check(ctx context.Context, ref *conductor.SchemaDef, payload m
 		var err error
 		if def, err = c.schemas.Schema(ctx, ref.Name, version); err != nil {
 			if errors.Is(err, fault.ErrNotFound) {
-				return fault.Invalid("%v", err)
+				return fault.Invalid("cannot be checked: %v", err)
 			}
 			return err
 		}
@@ -106,7 +106,7 @@ func (c *Checker) compile(def *conductor.SchemaDef) (*jsonschema.Schema, error) 
 	}
 	sch, err := Compile(def)
 	if err != nil {
-		return nil, fault.Invalid("schema %s: %v", describe(def), err)
+		return nil, fault.Invalid("cannot be checked: schema %s: %v", describe(def), err)
 	}
 	c.mu.Lock()
 	if len(c.compiled) >= maxCompiled {

@@ -25,7 +25,7 @@ commands:
 
 Definitions enforce a schema with "enforceSchema": true and "inputSchema"
 (a workflow's: its input at start; a task's: its input at hand-off) or
-"outputSchema" (a task's: a worker's output).
+"outputSchema" (a task's: a worker's output; a workflow's: its output).
 
 flags of every command:
 ` + clientUsage

@@ -36,8 +36,9 @@ type WorkflowDef struct {
 	UpdatedBy                     string          `json:"updatedBy,omitempty"`
 	Metadata                      map[string]any  `json:"metadata,omitempty"`
 	RateLimitConfig               map[string]any  `json:"rateLimitConfig,omitempty"`
-	// InputSchema, with EnforceSchema, is what a start's input must
-	// conform to; OutputSchema is not enforced.
+	// InputSchema and OutputSchema, with EnforceSchema, are what a
+	// start's input and the output of a workflow that would complete must
+	// conform to.
 	InputSchema   *SchemaDef `json:"inputSchema,omitempty"`
 	OutputSchema  *SchemaDef `json:"outputSchema,omitempty"`
 	EnforceSchema bool       `json:"enforceSchema,omitempty"`
