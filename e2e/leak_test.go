@@ -173,12 +173,34 @@ func TestLeak(t *testing.T) {
 		}
 	}
 
+	// Schemas the secret breaks, at hand-off and in a worker's output:
+	// what the refusals say must not quote it.
+	e.must(http.StatusNoContent, "POST", "/api/schema", `[{"name":"leak_in","type":"JSON","data":{"properties":{"s":{"pattern":"^nope-","minLength":99}}}},
+	  {"name":"leak_out","type":"JSON","data":{"properties":{"echo":{"type":"integer","enum":[1]}}}}]`)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"schema_in","enforceSchema":true,"inputSchema":{"name":"leak_in"}},
+	  {"name":"schema_out","retryCount":0,"enforceSchema":true,"outputSchema":{"name":"leak_out"}}]`)
+	e.register(`{"name":"schema_leaky","tasks":[
+	  {"name":"schema_out","taskReferenceName":"out","optional":true,"inputParameters":{"s":"${workflow.secrets.leak}"}},
+	  {"name":"schema_in","taskReferenceName":"in","inputParameters":{"s":"${workflow.secrets.leak}"}}]}`)
+	e.work("schema_out", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"echo": task.InputData["s"]}}, nil
+	})
+	e.work("schema_in", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{}, errors.New("handed an input its schema refuses")
+	})
+	refused := e.waitStatus(e.start("schema_leaky", nil), conductor.WorkflowFailed)
+	for _, ref := range []string{"out", "in"} {
+		if task := taskByRef(refused, ref); !strings.Contains(task.ReasonForIncompletion, "does not conform to schema leak_") {
+			t.Fatalf("task %s: %s %q", ref, task.Status, task.ReasonForIncompletion)
+		}
+	}
+
 	// Every read path a client has.
 	for _, path := range []string{
 		"/api/workflow/" + id + "?includeTasks=true", "/api/workflow/" + id + "/status?includeOutput=true&includeVariables=true",
 		"/api/workflow/search?freeText=*&size=100", "/api/workflow/search-v2?freeText=*", "/api/tasks/search?freeText=*&size=100",
 		"/api/workflow/" + id + "/tasks", "/api/secrets", "/api/secrets-v2", "/api/secrets/leak/exists", "/api/secrets/leak/metadata",
-		"/api/metadata/workflow", "/api/event", "/api/metadata/webhook", "/api/audit", "/api/workers/credentials?includeExpired=true",
+		"/api/metadata/workflow", "/api/event", "/api/metadata/webhook", "/api/audit", "/api/workers/credentials?includeExpired=true", "/api/schema",
 		"/metrics", "/health",
 	} {
 		res, err := client.Get(base + path)
