@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemacheck"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -130,6 +132,8 @@ func checkWorkflow(def *conductor.WorkflowDef, prefix string, hook func(*conduct
 		ve.Add(at(prefix, "schemaVersion"), "must be 2")
 	}
 	checkTasks(ve, at(prefix, "tasks"), def.Tasks)
+	checkSchema(ve, at(prefix, "inputSchema"), def.InputSchema)
+	checkSchema(ve, at(prefix, "outputSchema"), def.OutputSchema)
 	reg.tags, reg.overwriteTags = prepareTags(ve, prefix, def.Tags, top)
 	if err := ve.Err(); err != nil {
 		return registration{}, err
@@ -192,6 +196,26 @@ func checkTaskDef(ve *fault.ValidationError, prefix string, def *conductor.TaskD
 	checkMinPtr(ve, at(prefix, "pollTimeoutSeconds"), def.PollTimeoutSeconds, 0)
 	checkMinPtr(ve, at(prefix, "backoffScaleFactor"), def.BackoffScaleFactor, 1)
 	checkMin(ve, at(prefix, "totalTimeoutSeconds"), def.TotalTimeoutSeconds, 0)
+	checkSchema(ve, at(prefix, "inputSchema"), def.InputSchema)
+	checkSchema(ve, at(prefix, "outputSchema"), def.OutputSchema)
+}
+
+// checkSchema requires a schema a definition names to have a name, or
+// data that compiles: a schema to enforce that cannot be would fail every
+// start or task it is enforced on. One named without data is looked up
+// when enforced, and may be saved after the definition.
+func checkSchema(ve *fault.ValidationError, path string, ref *conductor.SchemaDef) {
+	switch {
+	case ref == nil:
+	case len(bytes.TrimSpace(ref.Data)) > 0:
+		if _, err := schemacheck.Compile(ref); err != nil {
+			ve.Add(path, "%v", err)
+		}
+	case ref.Name == "":
+		ve.Add(path+".name", "must name a schema, or the schema carry its data")
+	case ref.Type != "" && ref.Type != conductor.SchemaTypeJSON:
+		ve.Add(path+".type", "only JSON schemas are supported, not %s", ref.Type)
+	}
 }
 
 // checkEnum requires v, when given, to be one of allowed.

@@ -54,6 +54,10 @@ func TestWorkflowValidation(t *testing.T) {
 		{"task-only timeoutPolicy", `{"name":"w","tasks":[` + task + `],"timeoutPolicy":"RETRY"}`, "timeoutPolicy"},
 		{"negative timeoutSeconds", `{"name":"w","tasks":[` + task + `],"timeoutSeconds":-1}`, "timeoutSeconds"},
 		{"schemaVersion 1", `{"name":"w","tasks":[` + task + `],"schemaVersion":1}`, "schemaVersion"},
+		{"inline schema that does not compile", `{"name":"w","tasks":[` + task + `],"inputSchema":{"name":"s","data":{"type":"strung"}}}`, "inputSchema"},
+		{"schema without name or data", `{"name":"w","tasks":[` + task + `],"outputSchema":{"version":2}}`, "outputSchema.name"},
+		{"task's inline schema", `{"name":"w","tasks":[{"name":"t","taskReferenceName":"r","taskDefinition":{"name":"t","outputSchema":{"name":"s","type":"AVRO"}}}]}`,
+			"tasks[0].taskDefinition.outputSchema.type"},
 		{"schemaVersion 0", `{"name":"w","tasks":[` + task + `],"schemaVersion":0}`, "schemaVersion"},
 		{"negative startDelay", `{"name":"w","tasks":[{"name":"t","taskReferenceName":"r","startDelay":-5}]}`, "tasks[0].startDelay"},
 		{"negative retryCount", `{"name":"w","tasks":[` + task + `,{"name":"t","taskReferenceName":"s","retryCount":-1}]}`, "tasks[1].retryCount"},
@@ -122,6 +126,7 @@ func TestTaskDefValidation(t *testing.T) {
 		{"zero backoffScaleFactor", `"backoffScaleFactor":0`, "backoffScaleFactor"},
 		{"negative totalTimeoutSeconds", `"totalTimeoutSeconds":-1`, "totalTimeoutSeconds"},
 		{"several", `"retryLogic":"NONE","retryCount":-3,"timeoutPolicy":"NEVER"`, "timeoutPolicy retryLogic retryCount"},
+		{"schema reading a file", `"inputSchema":{"name":"s","data":{"$ref":"file:///etc/hostname"}}`, "inputSchema"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
