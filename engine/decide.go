@@ -298,7 +298,7 @@ func (d *decision) take(t Take) error {
 		d.emit(&schemas.TaskUpdated{TaskID: task.ID, Status: conductor.TaskFailedWithTerminalError,
 			Reason: t.HandOff.Error, Time: d.now})
 		d.failed(d.w.TaskByID(task.ID))
-		d.reply = HandOffFailed{Reason: t.HandOff.Error}
+		d.reply = HandOffFailed{TaskID: task.ID, Reason: t.HandOff.Error}
 		return nil
 	}
 	taken := *d.w.TaskByID(t.TaskID)

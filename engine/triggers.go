@@ -46,9 +46,9 @@ type HandOff struct {
 	Error string
 }
 
-// HandOffFailed is the reply to a Take whose hand-off failed: the task was
-// taken and failed in the same decision.
-type HandOffFailed struct{ Reason string }
+// HandOffFailed is the reply to a Take whose hand-off failed: task TaskID
+// was taken and failed in the same decision, for Reason.
+type HandOffFailed struct{ TaskID, Reason string }
 
 // Result is a worker's (or an operator's) report on a task. TaskType, when
 // set, must be the task's name, as for Take.

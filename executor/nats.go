@@ -359,7 +359,15 @@ func (e *Executor) TakeTask(ctx context.Context, wfID, taskID, taskType, workerI
 func handedOff(out Outcome) (*conductor.Task, error) {
 	switch reply := out.Reply.(type) {
 	case engine.HandOffFailed:
-		return nil, fmt.Errorf("%w: %s", ErrHandOffFailed, reply.Reason)
+		// The reason as recorded, redacted like any record: the decision's
+		// reply is what the hand-off said, before the protection.
+		reason := reply.Reason
+		if out.State != nil {
+			if t := out.State.TaskByID(reply.TaskID); t != nil {
+				reason = t.Reason
+			}
+		}
+		return nil, fmt.Errorf("%w: %s", ErrHandOffFailed, reason)
 	case *engine.Task:
 		task := reply.HandOffView(out.State)
 		if out.HandOffInput != nil {
