@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemacheck"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -67,14 +69,17 @@ func (s *Server) saveSchemas(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// Every schema is checked before any is saved.
 	ve := &fault.ValidationError{}
 	for i, d := range defs {
-		if d == nil {
-			ve.Add("["+strconv.Itoa(i)+"]", "must be a schema")
+		at := "[" + strconv.Itoa(i) + "]"
+		var fe *fault.ValidationError
+		if err := metadata.CheckSchema(d, at); errors.As(err, &fe) {
+			ve.Fields = append(ve.Fields, fe.Fields...)
 			continue
 		}
 		if _, err := schemacheck.Compile(d); err != nil {
-			ve.Add("["+strconv.Itoa(i)+"]", "%v", err)
+			ve.Add(at, "%v", err)
 		}
 	}
 	if err := ve.Err(); err != nil {

@@ -41,7 +41,7 @@ func TestSchemaEnforcement(t *testing.T) {
 	for _, bad := range []struct{ body, want string }{
 		{`[{"name":"avro","type":"AVRO","data":{}}]`, "only JSON schemas"},
 		{`[{"name":"remote","type":"JSON","data":{"$ref":"file:///etc/hostname"}}]`, "not loaded from files or URLs"},
-		{`[{"name":"bad name\u0001","type":"JSON","data":{}}]`, "control characters"},
+		{`[{"name":"atomic_first","type":"JSON","data":{}},{"name":"bad name\u0001","type":"JSON","data":{}}]`, "[1].name"},
 		{`[{"name":"x","type":"JSON","data":{"type":"strung"}}]`, "[0]"},
 		{`{"name":"x"}`, "JSON"},
 	} {
@@ -49,6 +49,7 @@ func TestSchemaEnforcement(t *testing.T) {
 			t.Errorf("%s: answer %s does not say %q", bad.body, out, bad.want)
 		}
 	}
+	e.must(http.StatusNotFound, "GET", "/api/schema/atomic_first", nil) // a list with a bad schema saves none
 	var latest, first conductor.SchemaDef
 	mustJSON(t, user.must(http.StatusOK, "GET", "/api/schema/order", nil), &latest)
 	mustJSON(t, user.must(http.StatusOK, "GET", "/api/schema/order/1", nil), &first)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/flowvault/flowvault/fault"
@@ -18,12 +19,7 @@ import (
 // data compiles (schemacheck.Compile); the read model adds who saved it
 // and when.
 func (s *Store) SaveSchema(ctx context.Context, def *conductor.SchemaDef, newVersion bool, principal string) (int, error) {
-	ve := &fault.ValidationError{}
-	checkName(ve, "name", def.Name)
-	if def.Version < 0 || !validVersion(max(def.Version, 1)) {
-		ve.Add("version", "must be between 1 and %d", int32(^uint32(0)>>1))
-	}
-	if err := ve.Err(); err != nil {
+	if err := CheckSchema(def, ""); err != nil {
 		return 0, err
 	}
 	c := *def
@@ -48,6 +44,22 @@ func (s *Store) SaveSchema(ctx context.Context, def *conductor.SchemaDef, newVer
 		return []schemas.Event{&schemas.SchemaSaved{Name: c.Name, Version: version, Def: raw, Time: s.millis(), By: principal}}, nil
 	})
 	return version, err
+}
+
+// CheckSchema checks what the store requires of a schema it saves: a
+// name, and a version (when given) in range. prefix locates def in a list
+// ("[2]").
+func CheckSchema(def *conductor.SchemaDef, prefix string) error {
+	ve := &fault.ValidationError{}
+	if def == nil {
+		ve.Add(prefix, "must be a schema")
+		return ve.Err()
+	}
+	checkName(ve, at(prefix, "name"), def.Name)
+	if def.Version < 0 || def.Version > math.MaxInt32 {
+		ve.Add(at(prefix, "version"), "must be between 1 and %d", math.MaxInt32)
+	}
+	return ve.Err()
 }
 
 // RemoveSchema removes version *version of schema name, or every version
