@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,60 @@ func TestWebhooks(t *testing.T) {
 		if strings.Contains(s, token) {
 			t.Fatalf("an answer holds the token: %s", s)
 		}
+	}
+}
+
+// Stripe's and Slack's signed deliveries: a Stripe event signed with the
+// endpoint's secret starts the webhook's workflow, one signed six minutes
+// ago is refused however well signed; Slack's check of a new request URL
+// is answered with its challenge, and starts nothing.
+func TestTimestampedWebhooks(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	raw := make([]byte, 16)
+	rand.Read(raw)
+	signing := "whsec_" + hex.EncodeToString(raw)
+	e.must(http.StatusOK, "PUT", "/api/secrets/signing", signing)
+	e.register(`{"name":"paid","version":1,"tasks":[{"name":"s","taskReferenceName":"s","type":"SET_VARIABLE",
+	   "inputParameters":{"invoice":"${workflow.input.data.object.id}"}}],"outputParameters":{"invoice":"${workflow.variables.invoice}"}}`)
+	sign := func(prefix, body string) string {
+		mac := hmac.New(sha256.New, []byte(signing))
+		mac.Write([]byte(prefix + body))
+		return hex.EncodeToString(mac.Sum(nil))
+	}
+	var stripe, slack conductor.WebhookConfig
+	mustJSON(t, e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "stripe", "verifier": "STRIPE",
+		"secretValue": "${workflow.secrets.signing}", "workflowsToStart": map[string]int{"paid": 1}}), &stripe)
+	mustJSON(t, e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "slack", "verifier": "SLACK_BASED",
+		"secretValue": "${workflow.secrets.signing}", "workflowsToStart": map[string]int{"paid": 1}}), &slack)
+
+	event := `{"type":"invoice.paid","data":{"object":{"id":"in_123"}}}`
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	stale := strconv.FormatInt(time.Now().Add(-6*time.Minute).Unix(), 10)
+	if status, out := e.deliver(stripe.ID, map[string]string{"Stripe-Signature": "t=" + stale + ",v1=" + sign(stale+".", event)}, event); status != http.StatusUnauthorized {
+		t.Fatalf("a stale Stripe delivery: %d %s", status, out)
+	}
+	status, out := e.deliver(stripe.ID, map[string]string{"Stripe-Signature": "t=" + now + ",v1=" + sign(now+".", event)}, event)
+	var done struct{ WorkflowIDs []string }
+	if status != http.StatusOK || json.Unmarshal([]byte(out), &done) != nil || len(done.WorkflowIDs) != 1 {
+		t.Fatalf("a Stripe delivery: %d %s", status, out)
+	}
+	if wf := e.waitStatus(done.WorkflowIDs[0], "COMPLETED"); wf.Output["invoice"] != "in_123" {
+		t.Fatalf("output %v", wf.Output)
+	}
+
+	check := `{"token":"legacy","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`
+	headers := map[string]string{"X-Slack-Request-Timestamp": now, "X-Slack-Signature": "v0=" + sign("v0:"+now+":", check)}
+	status, out = e.deliver(slack.ID, headers, check)
+	var answer struct {
+		Challenge   string
+		WorkflowIDs []string
+	}
+	if status != http.StatusOK || json.Unmarshal([]byte(out), &answer) != nil || answer.Challenge != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" || len(answer.WorkflowIDs) != 0 {
+		t.Fatalf("Slack's URL check: %d %s", status, out)
+	}
+	headers["X-Slack-Signature"] = "v0=" + sign("v0:"+now+":", event)
+	if status, out := e.deliver(slack.ID, headers, check); status != http.StatusUnauthorized {
+		t.Fatalf("a URL check signed for another body: %d %s", status, out)
 	}
 }

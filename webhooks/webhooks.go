@@ -20,12 +20,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"maps"
 	"net/http"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -80,10 +82,12 @@ func Validate(c *conductor.WebhookConfig) error {
 			ve.Add("headerKey", "%s needs the header that carries the signature", c.Verifier)
 		}
 		ref("secretValue", c.SecretValue)
+	case conductor.VerifierStripe, conductor.VerifierSlack:
+		ref("secretValue", c.SecretValue) // the endpoint's or app's signing secret
 	case "":
-		ve.Add("verifier", "must not be empty: HEADER_BASED, HMAC_BASED or SIGNATURE_BASED")
+		ve.Add("verifier", "must not be empty: "+servedVerifiers)
 	default:
-		ve.Add("verifier", "%s is not served: HEADER_BASED, HMAC_BASED or SIGNATURE_BASED", c.Verifier)
+		ve.Add("verifier", "%s is not served: %s", c.Verifier, servedVerifiers)
 	}
 	if len(c.WorkflowsToStart) == 0 && len(c.ReceiverWorkflowNamesToVersions) == 0 {
 		ve.Add("workflowsToStart", "name a workflow to start, or one whose WAIT_FOR_WEBHOOK tasks receive deliveries (receiverWorkflowNamesToVersions)")
@@ -91,9 +95,16 @@ func Validate(c *conductor.WebhookConfig) error {
 	return ve.Err()
 }
 
-// verify checks a delivery against c's verifier; secret returns the value
-// of a secret c names.
-func verify(c *conductor.WebhookConfig, header http.Header, body []byte, secret func(name string) ([]byte, error)) error {
+const servedVerifiers = "HEADER_BASED, HMAC_BASED, SIGNATURE_BASED, STRIPE or SLACK_BASED"
+
+// signedAge bounds how far a signed timestamp (Stripe's, Slack's) may be
+// from the receiver's clock, either way, as both platforms' own libraries
+// do: a delivery recorded and sent again later is refused.
+const signedAge = 5 * time.Minute
+
+// verify checks a delivery against c's verifier at time now; secret
+// returns the value of a secret c names.
+func verify(c *conductor.WebhookConfig, header http.Header, body []byte, now time.Time, secret func(name string) ([]byte, error)) error {
 	switch c.Verifier {
 	case conductor.VerifierHeaderBased:
 		for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
@@ -114,8 +125,65 @@ func verify(c *conductor.WebhookConfig, header http.Header, body []byte, secret 
 			return nil
 		}
 		return ErrUnverified
+	case conductor.VerifierStripe:
+		// Stripe-Signature: t=<unix seconds>,v1=<hex HMAC of "t.body">[,v1=…]
+		var ts string
+		var sigs []string
+		for _, part := range strings.Split(header.Get("Stripe-Signature"), ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			switch k {
+			case "t":
+				ts = v
+			case "v1":
+				sigs = append(sigs, v)
+			}
+		}
+		return signedAt(c, ts, now, secret, func(mac hash.Hash) bool {
+			mac.Write([]byte(ts + "."))
+			mac.Write(body)
+			sum := mac.Sum(nil)
+			return slices.ContainsFunc(sigs, func(sig string) bool { return hexMatches(sig, sum) })
+		})
+	case conductor.VerifierSlack:
+		// X-Slack-Signature: v0=<hex HMAC of "v0:<timestamp>:body">
+		ts := header.Get("X-Slack-Request-Timestamp")
+		return signedAt(c, ts, now, secret, func(mac hash.Hash) bool {
+			mac.Write([]byte("v0:" + ts + ":"))
+			mac.Write(body)
+			sig, ok := strings.CutPrefix(header.Get("X-Slack-Signature"), "v0=")
+			return ok && hexMatches(sig, mac.Sum(nil))
+		})
 	}
 	return ErrUnverified
+}
+
+// signedAt verifies a signature over a timestamp and the body: the
+// timestamp (Unix seconds) must be within signedAge of now, and signed
+// report whether an HMAC-SHA256 keyed with c's secret, given what was
+// signed, matches.
+func signedAt(c *conductor.WebhookConfig, ts string, now time.Time, secret func(string) ([]byte, error), signed func(hash.Hash) bool) error {
+	name, _ := secretRef(c.SecretValue)
+	key, err := secret(name)
+	if err != nil {
+		return err
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return ErrUnverified
+	}
+	if age := now.Sub(time.Unix(sec, 0)); age > signedAge || age < -signedAge {
+		return fmt.Errorf("%w: signed %s from the receiver's clock", ErrUnverified, age.Round(time.Second))
+	}
+	if !signed(hmac.New(sha256.New, key)) {
+		return ErrUnverified
+	}
+	return nil
+}
+
+// hexMatches compares a hex signature with sum in constant time.
+func hexMatches(sig string, sum []byte) bool {
+	got, err := hex.DecodeString(strings.TrimSpace(sig))
+	return err == nil && hmac.Equal(got, sum)
 }
 
 func headerEquals(got []string, want string, secret func(string) ([]byte, error)) error {
@@ -279,6 +347,15 @@ type Receiver struct {
 	// Deliveries, when set, counts deliveries by outcome (see
 	// DeliveriesCounter).
 	Deliveries *prometheus.CounterVec
+	// Now is the clock signed timestamps are held to (nil: time.Now).
+	Now func() time.Time
+}
+
+func (r *Receiver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 // Outcomes of a delivery, the deliveries counter's label.
@@ -305,6 +382,9 @@ func DeliveriesCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 type Delivered struct {
 	Started   []string `json:"workflowIds"`
 	Completed []string `json:"completedTaskIds"`
+	// Challenge answers Slack's check of a new request URL (a verified
+	// url_verification event), which starts and completes nothing.
+	Challenge string `json:"challenge,omitempty"`
 }
 
 // Deliver verifies a delivery to webhook id and acts on it. A webhook that
@@ -359,7 +439,7 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 		reads = append(reads, read{name, v, served})
 		return v.Bytes(), nil
 	}
-	if err := verify(c, header, body, secret); err != nil {
+	if err := verify(c, header, body, r.now(), secret); err != nil {
 		return nil, err
 	}
 	// Recorded once the delivery is verified: a refused one wrote
@@ -378,6 +458,10 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 		return nil, fault.Invalid("webhook %s: the payload is not a JSON object", id)
 	}
 	out := &Delivered{Started: []string{}, Completed: []string{}}
+	if challenge, ok := payload["challenge"].(string); ok && c.Verifier == conductor.VerifierSlack && payload["type"] == "url_verification" {
+		out.Challenge = challenge
+		return out, nil
+	}
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(c.WorkflowsToStart)) {
 		wfID, err := r.start(ctx, owner, name, c.WorkflowsToStart[name], payload)

@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -29,7 +31,9 @@ func TestValidate(t *testing.T) {
 		{"no headers", conductor.WebhookConfig{Name: "h", Verifier: "HEADER_BASED", WorkflowsToStart: start}, "headers"},
 		{"no header key", conductor.WebhookConfig{Name: "h", Verifier: "SIGNATURE_BASED", SecretValue: "${workflow.secrets.tok}", WorkflowsToStart: start}, "headerKey"},
 		{"no verifier", conductor.WebhookConfig{Name: "h", WorkflowsToStart: start}, "verifier"},
-		{"unserved verifier", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", WorkflowsToStart: start}, "verifier"},
+		{"unserved verifier", conductor.WebhookConfig{Name: "h", Verifier: "SENDGRID", WorkflowsToStart: start}, "verifier"},
+		{"stripe", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretValue: "${workflow.secrets.whsec}", WorkflowsToStart: start}, ""},
+		{"slack without its secret", conductor.WebhookConfig{Name: "h", Verifier: "SLACK_BASED", WorkflowsToStart: start}, "secretValue"},
 		{"no name", conductor.WebhookConfig{Verifier: "HMAC_BASED", HeaderKey: "X", SecretValue: "${workflow.secrets.tok}", WorkflowsToStart: start}, "name"},
 		{"no workflow", conductor.WebhookConfig{Name: "h", Verifier: "HMAC_BASED", HeaderKey: "X", SecretValue: "${workflow.secrets.tok}"}, "workflowsToStart"},
 	} {
@@ -77,15 +81,69 @@ func TestVerify(t *testing.T) {
 		{"missing header", headerCfg, http.Header{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := verify(tc.c, tc.header, body, secret)
+			err := verify(tc.c, tc.header, body, time.Now(), secret)
 			if ok := err == nil; ok != tc.ok || !ok && !errors.Is(err, ErrUnverified) {
 				t.Fatalf("verify = %v, want ok %v", err, tc.ok)
 			}
 		})
 	}
 	missing := &conductor.WebhookConfig{Verifier: "HMAC_BASED", HeaderKey: "X-Sig", SecretValue: "${workflow.secrets.gone}"}
-	if err := verify(missing, http.Header{"X-Sig": {hex.EncodeToString(sum)}}, body, secret); err == nil || strings.Contains(err.Error(), string(key)) {
+	if err := verify(missing, http.Header{"X-Sig": {hex.EncodeToString(sum)}}, body, time.Now(), secret); err == nil || strings.Contains(err.Error(), string(key)) {
 		t.Fatalf("a webhook without its secret: %v", err)
+	}
+}
+
+// Stripe's and Slack's signatures cover a timestamp and the body; a
+// timestamp further than five minutes from the receiver's clock is
+// refused, however well signed (a delivery recorded and sent again).
+func TestVerifyTimestamped(t *testing.T) {
+	key := []byte("whsec_test-signing-secret")
+	secret := func(name string) ([]byte, error) {
+		if name != "signing" {
+			return nil, fault.NotFound("secret %s", name)
+		}
+		return key, nil
+	}
+	body := []byte(`{"id":"evt_1","type":"invoice.paid"}`)
+	now := time.Unix(1_790_000_000, 0)
+	sign := func(prefix string) string {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(prefix))
+		mac.Write(body)
+		return hex.EncodeToString(mac.Sum(nil))
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	old := strconv.FormatInt(now.Add(-6*time.Minute).Unix(), 10)
+	stripe := &conductor.WebhookConfig{Verifier: "STRIPE", SecretValue: "${workflow.secrets.signing}"}
+	slack := &conductor.WebhookConfig{Verifier: "SLACK_BASED", SecretValue: "${workflow.secrets.signing}"}
+	for _, tc := range []struct {
+		name   string
+		c      *conductor.WebhookConfig
+		header http.Header
+		ok     bool
+	}{
+		{"stripe", stripe, http.Header{"Stripe-Signature": {"t=" + ts + ",v1=" + sign(ts+".")}}, true},
+		{"stripe, a rolled secret's signature first", stripe, http.Header{"Stripe-Signature": {"t=" + ts + ",v1=" + sign("x") + ",v1=" + sign(ts+".") + ",v0=00"}}, true},
+		{"stripe, another timestamp signed", stripe, http.Header{"Stripe-Signature": {"t=" + ts + ",v1=" + sign(old+".")}}, false},
+		{"stripe, too old", stripe, http.Header{"Stripe-Signature": {"t=" + old + ",v1=" + sign(old+".")}}, false},
+		{"stripe, no timestamp", stripe, http.Header{"Stripe-Signature": {"v1=" + sign(".")}}, false},
+		{"stripe, no header", stripe, http.Header{}, false},
+		{"slack", slack, http.Header{"X-Slack-Request-Timestamp": {ts}, "X-Slack-Signature": {"v0=" + sign("v0:"+ts+":")}}, true},
+		{"slack, without v0=", slack, http.Header{"X-Slack-Request-Timestamp": {ts}, "X-Slack-Signature": {sign("v0:" + ts + ":")}}, false},
+		{"slack, too old", slack, http.Header{"X-Slack-Request-Timestamp": {old}, "X-Slack-Signature": {"v0=" + sign("v0:"+old+":")}}, false},
+		{"slack, timestamp not signed", slack, http.Header{"X-Slack-Request-Timestamp": {ts}, "X-Slack-Signature": {"v0=" + sign("v0:"+old+":")}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := verify(tc.c, tc.header, body, now, secret)
+			if ok := err == nil; ok != tc.ok || !ok && !errors.Is(err, ErrUnverified) {
+				t.Fatalf("verify = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+	// A timestamp a little ahead of the receiver's clock passes.
+	ahead := strconv.FormatInt(now.Add(time.Minute).Unix(), 10)
+	if err := verify(stripe, http.Header{"Stripe-Signature": {"t=" + ahead + ",v1=" + sign(ahead+".")}}, body, now, secret); err != nil {
+		t.Fatalf("a clock a minute ahead: %v", err)
 	}
 }
 

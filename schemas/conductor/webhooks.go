@@ -30,4 +30,6 @@ const (
 	VerifierHeaderBased    = "HEADER_BASED"
 	VerifierHMACBased      = "HMAC_BASED"
 	VerifierSignatureBased = "SIGNATURE_BASED"
+	VerifierStripe         = "STRIPE"
+	VerifierSlack          = "SLACK_BASED"
 )
