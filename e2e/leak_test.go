@@ -2,7 +2,10 @@ package e2e_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +174,31 @@ func TestLeak(t *testing.T) {
 		res.Body.Close()
 		if res.StatusCode != want {
 			t.Fatalf("webhook delivery: %d, want %d", res.StatusCode, want)
+		}
+	}
+
+	// A Stripe webhook whose signing secret is the secret: a delivery
+	// signed with it, and a stale one.
+	stripe := e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "leak-stripe", "verifier": "STRIPE",
+		"secretValue": "${workflow.secrets.leak}", "workflowsToStart": map[string]int{"hooked": 0}})
+	var stripeCfg conductor.WebhookConfig
+	if err := json.Unmarshal([]byte(stripe), &stripeCfg); err != nil {
+		t.Fatal(err)
+	}
+	for at, want := range map[time.Time]int{time.Now(): http.StatusOK, time.Now().Add(-time.Hour): http.StatusUnauthorized} {
+		ts := strconv.FormatInt(at.Unix(), 10)
+		mac := hmac.New(sha256.New, secret)
+		mac.Write([]byte(ts + `.{"n":2}`))
+		req, _ := http.NewRequest("POST", base+"/webhook/"+stripeCfg.ID, strings.NewReader(`{"n":2}`))
+		req.Header.Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(mac.Sum(nil)))
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Fatalf("stripe delivery signed at %s: %d, want %d", ts, res.StatusCode, want)
 		}
 	}
 
