@@ -157,15 +157,16 @@ func TestLeak(t *testing.T) {
 	// A webhook verified with the secret: a delivery that carries it, and
 	// one that carries it wrong.
 	e.register(`{"name":"hooked","tasks":[{"name":"v","taskReferenceName":"v","type":"SET_VARIABLE","inputParameters":{"n":"${workflow.input.n}"}}]}`)
-	hook := e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "leak-hook", "verifier": "HEADER_BASED",
-		"headers": map[string]string{"X-Leak": "${workflow.secrets.leak}"}, "workflowsToStart": map[string]int{"hooked": 0}})
-	var hookCfg conductor.WebhookConfig
-	if err := json.Unmarshal([]byte(hook), &hookCfg); err != nil {
-		t.Fatal(err)
-	}
-	for value, want := range map[string]int{string(secret): http.StatusOK, string(secret) + "x": http.StatusUnauthorized} {
-		req, _ := http.NewRequest("POST", base+"/webhook/"+hookCfg.ID, strings.NewReader(`{"n":1}`))
-		req.Header.Set("X-Leak", value)
+	// deliver posts a delivery to webhook cfg (the JSON a save answered)
+	// through the scanning client; it must be answered want.
+	deliver := func(cfg string, header, value, body string, want int) {
+		t.Helper()
+		var c conductor.WebhookConfig
+		if err := json.Unmarshal([]byte(cfg), &c); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("POST", base+"/webhook/"+c.ID, strings.NewReader(body))
+		req.Header.Set(header, value)
 		res, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -173,33 +174,23 @@ func TestLeak(t *testing.T) {
 		io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 		if res.StatusCode != want {
-			t.Fatalf("webhook delivery: %d, want %d", res.StatusCode, want)
+			t.Fatalf("delivery to %s with %s: %d, want %d", c.Name, header, res.StatusCode, want)
 		}
 	}
+	hook := e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "leak-hook", "verifier": "HEADER_BASED",
+		"headers": map[string]string{"X-Leak": "${workflow.secrets.leak}"}, "workflowsToStart": map[string]int{"hooked": 0}})
+	deliver(hook, "X-Leak", string(secret), `{"n":1}`, http.StatusOK)
+	deliver(hook, "X-Leak", string(secret)+"x", `{"n":1}`, http.StatusUnauthorized)
 
 	// A Stripe webhook whose signing secret is the secret: a delivery
 	// signed with it, and a stale one.
 	stripe := e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "leak-stripe", "verifier": "STRIPE",
 		"secretValue": "${workflow.secrets.leak}", "workflowsToStart": map[string]int{"hooked": 0}})
-	var stripeCfg conductor.WebhookConfig
-	if err := json.Unmarshal([]byte(stripe), &stripeCfg); err != nil {
-		t.Fatal(err)
-	}
 	for at, want := range map[time.Time]int{time.Now(): http.StatusOK, time.Now().Add(-time.Hour): http.StatusUnauthorized} {
 		ts := strconv.FormatInt(at.Unix(), 10)
 		mac := hmac.New(sha256.New, secret)
 		mac.Write([]byte(ts + `.{"n":2}`))
-		req, _ := http.NewRequest("POST", base+"/webhook/"+stripeCfg.ID, strings.NewReader(`{"n":2}`))
-		req.Header.Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(mac.Sum(nil)))
-		res, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != want {
-			t.Fatalf("stripe delivery signed at %s: %d, want %d", ts, res.StatusCode, want)
-		}
+		deliver(stripe, "Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(mac.Sum(nil)), `{"n":2}`, want)
 	}
 
 	// Schemas the secret breaks, at hand-off and in a worker's output:
