@@ -1,7 +1,6 @@
 package metadata
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -207,7 +206,7 @@ func checkTaskDef(ve *fault.ValidationError, prefix string, def *conductor.TaskD
 func checkSchema(ve *fault.ValidationError, path string, ref *conductor.SchemaDef) {
 	switch {
 	case ref == nil:
-	case len(bytes.TrimSpace(ref.Data)) > 0:
+	case schemacheck.HasData(ref):
 		if _, err := schemacheck.Compile(ref); err != nil {
 			ve.Add(path, "%v", err)
 		}

@@ -62,7 +62,7 @@ func New(schemas Schemas) *Checker {
 // compiled.
 func (c *Checker) Check(ctx context.Context, ref *conductor.SchemaDef, payload map[string]any) error {
 	def := ref
-	if len(bytes.TrimSpace(ref.Data)) == 0 {
+	if !HasData(ref) {
 		var version *int
 		if ref.Version > 0 {
 			version = &ref.Version
@@ -125,10 +125,10 @@ func Compile(def *conductor.SchemaDef) (*jsonschema.Schema, error) {
 	if def.Type != "" && def.Type != conductor.SchemaTypeJSON {
 		return nil, fmt.Errorf("type %s: only JSON schemas are supported", def.Type)
 	}
-	data := bytes.TrimSpace(def.Data)
-	if len(data) == 0 {
+	if !HasData(def) {
 		return nil, errors.New("data: a JSON Schema is required")
 	}
+	data := bytes.TrimSpace(def.Data)
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("data: %v", err)
@@ -150,6 +150,13 @@ func Compile(def *conductor.SchemaDef) (*jsonschema.Schema, error) {
 		return nil, fmt.Errorf("data: %v", err)
 	}
 	return sch, nil
+}
+
+// HasData reports whether def carries a schema document: data that is
+// neither absent nor null.
+func HasData(def *conductor.SchemaDef) bool {
+	data := bytes.TrimSpace(def.Data)
+	return len(data) > 0 && string(data) != "null"
 }
 
 // noLoader refuses every schema the compiler would load from outside.

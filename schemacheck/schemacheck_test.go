@@ -117,6 +117,9 @@ func TestCheckRegisteredSchema(t *testing.T) {
 	if !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), `schema order version 2: at /: missing "amount"`) {
 		t.Fatalf("latest version: %v", err)
 	}
+	if err := c.Check(ctx, &conductor.SchemaDef{Name: "order", Version: 1, Data: []byte(" null ")}, payload); err != nil {
+		t.Fatalf("null data names the registered schema: %v", err)
+	}
 	err = c.Check(ctx, &conductor.SchemaDef{Name: "missing", Version: 3}, payload)
 	if !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), "missing version 3 not found") {
 		t.Fatalf("unknown schema: %v", err)
@@ -137,6 +140,7 @@ func TestCompileRefusesWhatItCannotEnforce(t *testing.T) {
 	}{
 		{"avro", &conductor.SchemaDef{Name: "a", Type: "AVRO", Data: []byte(`{}`)}, "only JSON schemas"},
 		{"no data", &conductor.SchemaDef{Name: "a", Type: "JSON"}, "a JSON Schema is required"},
+		{"null data", &conductor.SchemaDef{Name: "a", Type: "JSON", Data: []byte("null")}, "a JSON Schema is required"},
 		{"not JSON", &conductor.SchemaDef{Name: "a", Data: []byte(`{"type":`)}, "data:"},
 		{"not a schema", &conductor.SchemaDef{Name: "a", Data: []byte(`[1]`)}, "an object or a boolean"},
 		{"bad keyword", &conductor.SchemaDef{Name: "a", Data: []byte(`{"type":"strung"}`)}, "data:"},
