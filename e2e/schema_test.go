@@ -66,13 +66,16 @@ func TestSchemaEnforcement(t *testing.T) {
 	e.must(http.StatusNoContent, "POST", "/api/schema", []any{
 		map[string]any{"name": "pay_in", "type": "JSON", "data": map[string]any{"required": []string{"token"},
 			"properties": map[string]any{"token": map[string]any{"type": "string", "pattern": "^tok-"}}}},
-		map[string]any{"name": "receipt", "type": "JSON", "data": map[string]any{"required": []string{"receiptId"}}},
+		map[string]any{"name": "receipt", "type": "JSON", "data": map[string]any{"required": []string{"receiptId"},
+			"properties": map[string]any{"_secrets": map[string]any{"additionalProperties": map[string]any{"type": "string"}}}}},
 	})
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", []any{map[string]any{
 		"name": "schema_pay", "retryCount": 1, "retryLogic": "FIXED", "retryDelaySeconds": 0, "responseTimeoutSeconds": 30,
 		"inputSchema": map[string]any{"name": "pay_in"}, "outputSchema": map[string]any{"name": "receipt", "version": 1}, "enforceSchema": true}})
 	e.register(`{"name":"schema_flow","version":1,"enforceSchema":true,"inputSchema":{"name":"order","version":1,"type":"JSON"},
-	  "tasks":[{"name":"schema_pay","taskReferenceName":"pay","inputParameters":{"token":"${workflow.secrets.pay_token}","orderId":"${workflow.input.orderId}"}}]}`)
+	  "outputSchema":{"name":"receipt"},"outputParameters":{"receiptId":"${pay.output.receiptId}","_secrets":"${pay.output._secrets}"},
+	  "tasks":[{"name":"schema_pay","taskReferenceName":"pay","inputParameters":{"token":"${workflow.secrets.pay_token}","orderId":"${workflow.input.orderId}"}},
+	    {"name":"schema_note","taskReferenceName":"note"}]}`)
 
 	// The start: refused before anything is written.
 	for _, input := range []map[string]any{{}, {"orderId": 7}, {"orderId": "o-1", "amount": -1}} {
@@ -87,8 +90,11 @@ func TestSchemaEnforcement(t *testing.T) {
 		if attempts.Add(1) == 1 {
 			return workers.Output{Data: map[string]any{"echo": task.InputData["token"]}}, nil
 		}
-		return workers.Output{Data: map[string]any{"receiptId": "r-" + task.InputData["orderId"].(string)}}, nil
+		return workers.Output{Data: map[string]any{"receiptId": "r-" + task.InputData["orderId"].(string),
+			"_secrets": map[string]any{"session": "s-" + task.InputData["orderId"].(string)}}}, nil
 	})
+
+	e.work("schema_note", 1, succeed)
 
 	// The task's input, its secret resolved: refused at hand-off, for
 	// good.
@@ -104,11 +110,13 @@ func TestSchemaEnforcement(t *testing.T) {
 	}
 
 	// The worker's output: the first completion fails (it lacks
-	// receiptId), the retry's passes.
+	// receiptId), the retry's passes; so does the workflow's output, which
+	// copies what the retry sealed (checked as "***", as it reads).
 	e.putSecret("pay_token", goodToken)
 	id = e.start("schema_flow", map[string]any{"orderId": "o-2"})
 	wf = e.waitStatus(id, "COMPLETED")
-	if len(wf.Tasks) != 2 || wf.Tasks[0].Status != conductor.TaskFailed || wf.Tasks[1].OutputData["receiptId"] != "r-o-2" ||
+	if len(wf.Tasks) != 3 || wf.Tasks[0].Status != conductor.TaskFailed || wf.Tasks[1].OutputData["receiptId"] != "r-o-2" ||
+		wf.Output["receiptId"] != "r-o-2" || wf.Output["_secrets"] != "***" ||
 		!strings.Contains(wf.Tasks[0].ReasonForIncompletion, `output of task pay does not conform to schema receipt version 1: at /: missing "receiptId"`) {
 		for _, task := range wf.Tasks {
 			t.Logf("%s %s %q %v", task.ReferenceTaskName, task.Status, task.ReasonForIncompletion, task.OutputData)

@@ -23,6 +23,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -79,16 +80,32 @@ func (c *Checker) Check(ctx context.Context, ref *conductor.SchemaDef, payload m
 	if err != nil {
 		return err
 	}
-	doc := any(payload)
-	if payload == nil {
-		doc = map[string]any{}
-	}
-	err = sch.Validate(doc)
+	err = sch.Validate(document(payload))
 	var ve *jsonschema.ValidationError
-	if !errors.As(err, &ve) {
-		return err
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &ve):
+		// A value of a Go type JSON has none of: refused, or the decision
+		// that asked would be tried again for ever.
+		return fault.Invalid("cannot be checked against schema %s: %v", describe(def), err)
 	}
 	return fault.Invalid("does not conform to schema %s: %s", describe(def), strings.Join(failures(ve), "; "))
+}
+
+// document is payload as a schema sees it: a value sealed in it (a
+// workflow's output copies what its tasks sealed, a child's input what its
+// parent did) reads as every reader sees it, "***".
+func document(payload map[string]any) any {
+	if payload == nil {
+		return map[string]any{}
+	}
+	if !masking.HasSealed(payload) {
+		return payload
+	}
+	doc, _ := masking.Shred(payload, masking.KindSecrets)
+	doc, _ = masking.Shred(doc, masking.KindMasked)
+	return doc
 }
 
 func (c *Checker) compile(def *conductor.SchemaDef) (*jsonschema.Schema, error) {
@@ -249,6 +266,8 @@ func rule(k jsonschema.ErrorKind) string {
 		return "not allowed"
 	case *kind.Not:
 		return "matches a schema it must not"
+	case *kind.InvalidJsonValue:
+		return "not a JSON value"
 	}
 	if path := k.KeywordPath(); len(path) > 0 {
 		return "fails " + strings.Join(path, "/")

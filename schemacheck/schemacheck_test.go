@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -97,6 +98,26 @@ func TestCheckConformingPayload(t *testing.T) {
 	}
 	if err := c.Check(context.Background(), schema, nil); !errors.Is(err, fault.ErrInvalid) {
 		t.Errorf("an absent payload is checked as {}: %v", err)
+	}
+}
+
+// Sealed values read as "***", as every reader sees them: a workflow's
+// output copies what its tasks sealed. A value of a type JSON has not
+// does not conform.
+func TestCheckSealedAndForeignValues(t *testing.T) {
+	c := New(registered{})
+	schema := inline(`{"properties":{"_secrets":{"properties":{"token":{"const":"***"}}},"pin":{"type":"string"}}}`)
+	payload := map[string]any{"_secrets": map[string]any{"token": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/x", Ciphertext: []byte{1, 2}}},
+		"pin": &masking.Sealed{Kind: masking.KindMasked, Purpose: "wf/x", Ciphertext: []byte{3}}}
+	if err := c.Check(context.Background(), schema, payload); err != nil {
+		t.Fatalf("sealed values: %v", err)
+	}
+	if _, sealed := payload["pin"].(*masking.Sealed); !sealed {
+		t.Fatal("the check changed the payload")
+	}
+	err := c.Check(context.Background(), schema, map[string]any{"pin": struct{ X int }{1}})
+	if !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), "at /pin: not a JSON value") {
+		t.Fatalf("a value of no JSON type: %v", err)
 	}
 }
 
