@@ -494,3 +494,19 @@ func deleteCommand(path func(string) string) clientCommand {
 		return nil
 	}}
 }
+
+// listCommand prints a line of each item GET path answers, a JSON list.
+func listCommand[T any](path string, line func(T) string) clientCommand {
+	return clientCommand{run: func(ctx context.Context, c *apiClient, _ []string, stdout io.Writer) error {
+		var list []T
+		if err := c.getJSON(ctx, path, &list); err != nil {
+			return err
+		}
+		var out bytes.Buffer
+		for _, item := range list {
+			out.WriteString(line(item) + "\n")
+		}
+		_, err := out.WriteTo(stdout)
+		return err
+	}}
+}

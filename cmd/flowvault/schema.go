@@ -77,18 +77,7 @@ func schemaCommands(fs *flag.FlagSet) map[string]clientCommand {
 			fmt.Fprintln(stdout, "saved")
 			return nil
 		}},
-		"list": {run: func(ctx context.Context, c *apiClient, _ []string, stdout io.Writer) error {
-			var list []conductor.SchemaDef
-			if err := c.getJSON(ctx, "/api/schema?short=true", &list); err != nil {
-				return err
-			}
-			var out bytes.Buffer
-			for _, s := range list {
-				fmt.Fprintf(&out, "%s\t%d\t%s\n", s.Name, s.Version, s.Type)
-			}
-			_, err := out.WriteTo(stdout)
-			return err
-		}},
+		"list":   listCommand("/api/schema?short=true", func(d conductor.SchemaDef) string { return fmt.Sprintf("%s\t%d\t%s", d.Name, d.Version, d.Type) }),
 		"get":    getCommand(path),
 		"delete": deleteCommand(path),
 	}

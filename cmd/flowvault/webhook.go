@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -57,18 +56,7 @@ func webhookCommands(*flag.FlagSet) map[string]clientCommand {
 			}
 			return save(ctx, c, "PUT", path(pos[0]), pos[1], stdout)
 		}},
-		"list": {run: func(ctx context.Context, c *apiClient, _ []string, stdout io.Writer) error {
-			var list []conductor.WebhookConfig
-			if err := c.getJSON(ctx, "/api/metadata/webhook", &list); err != nil {
-				return err
-			}
-			var out bytes.Buffer
-			for _, w := range list {
-				fmt.Fprintf(&out, "%s\t%s\t%s\n", w.ID, w.Name, w.Verifier)
-			}
-			_, err := out.WriteTo(stdout)
-			return err
-		}},
+		"list":   listCommand("/api/metadata/webhook", func(w conductor.WebhookConfig) string { return fmt.Sprintf("%s\t%s\t%s", w.ID, w.Name, w.Verifier) }),
 		"get":    getCommand(path),
 		"delete": deleteCommand(path),
 	}
