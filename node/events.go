@@ -28,7 +28,7 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz eventAuthor
 		n.listenerConn = conn
 	}
 	l := events.New(runCtx, events.Config{Handlers: n.metadata, Conn: conn, Engine: n.executor,
-		Authz: authz, Tasks: n.executions, Logger: n.logger,
+		Authz: authz, Tasks: foundTasks{n}, Logger: n.logger,
 		Metrics: n.registry})
 	// From here on, every change to the definitions syncs it; the first
 	// sync reads what changed before.

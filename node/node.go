@@ -29,6 +29,7 @@ import (
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/events"
 	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/guard"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/metadata"
@@ -54,6 +55,7 @@ type Node struct {
 	projMetrics *projections.Metrics
 	metadata    *metadata.Store
 	executions  *executions.Reader
+	execRunner  *projections.Runner
 	executor    *executor.Executor
 	schedules   *scheduler.Store
 	keys        *secrets.Keys
@@ -181,6 +183,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	execProj := executions.NewProjection()
 	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, execProj)
 	n.executions = executions.NewReader(n.store)
+	n.execRunner = execRunner
 	// Timers and recovery read the executions model: let it catch up first.
 	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
 		return nil, err
@@ -278,7 +281,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Search:           n.executions,
 		Changes:          execProj,
 		Tasks:            n.executor,
-		TaskIndex:        n.executions,
+		TaskIndex:        foundTasks{n},
 
 		Secrets:     n.secrets,
 		Environment: n.env,
@@ -355,6 +358,30 @@ func catchUp(ctx context.Context, l *eventlog.Log, stream string, r *projections
 		return fmt.Errorf("catch up with %s: %w", stream, err)
 	}
 	return nil
+}
+
+// catchUpExecutions waits until the executions model has applied what the
+// workflows' stream held when it was called.
+func (n *Node) catchUpExecutions(ctx context.Context) error {
+	return catchUp(ctx, n.log, eventlog.Workflows.Name, n.execRunner)
+}
+
+// foundTasks finds a task's workflow in the executions model, and when
+// the task is not there, looks again once the model has applied what the
+// log held: a worker that took a task over NATS, or an event about such a
+// task, may ask before the model has it (a take's answer does not wait for
+// the read models, as an HTTP poll's does).
+type foundTasks struct{ n *Node }
+
+func (f foundTasks) TaskWorkflow(ctx context.Context, taskID string) (string, error) {
+	wfID, err := f.n.executions.TaskWorkflow(ctx, taskID)
+	if !errors.Is(err, fault.ErrNotFound) {
+		return wfID, err
+	}
+	if err := f.n.catchUpExecutions(ctx); err != nil {
+		return "", err
+	}
+	return f.n.executions.TaskWorkflow(ctx, taskID)
 }
 
 // firstStartFile marks a data dir whose first start has not got through

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/flowvault/flowvault/audit"
@@ -17,7 +18,7 @@ import (
 // webhookReceiver takes deliveries to the webhooks of n's definitions.
 func (n *Node) webhookReceiver(authz eventAuthorizer) *webhooks.Receiver {
 	return &webhooks.Receiver{Store: n.metadata, Secrets: n.secrets, Authz: webhookAuthorizer{authz},
-		Engine: n.executor, Waiting: waitingForWebhook{n.executions}, Audit: webhookAudit{n.audit},
+		Engine: n.executor, Waiting: waitingForWebhook{n.executions, n.catchUpExecutions}, Audit: webhookAudit{n.audit},
 		Deliveries: webhooks.DeliveriesCounter(n.registry)}
 }
 
@@ -30,18 +31,55 @@ func (a webhookAuthorizer) MayReadSecret(ctx context.Context, principal, name st
 	return err
 }
 
-// maxWaitingForWebhook bounds the tasks one delivery looks at.
-const maxWaitingForWebhook = 1000
+// waitingPage is how many waiting tasks one search of a delivery reads.
+const waitingPage = 500
 
 // waitingForWebhook finds the WAIT_FOR_WEBHOOK tasks in progress in the
-// executions' task index, oldest first.
-type waitingForWebhook struct{ r *executions.Reader }
+// executions' task index, once it has applied what the log held when a
+// delivery came: the record that scheduled a task (a worker's result, whose
+// answer does not wait for the read models) may be a moment older than
+// the delivery it waits for.
+type waitingForWebhook struct {
+	r       *executions.Reader
+	catchUp func(context.Context) error
+}
 
-func (w waitingForWebhook) WaitingForWebhook(ctx context.Context) ([]*conductor.Task, error) {
-	_, tasks, err := w.r.SearchTasks(ctx, query.Search{
-		Query: "taskType = " + conductor.TaskTypeWaitForWebhook + " AND status IN (" + conductor.TaskInProgress + ")",
-		Sort:  []string{"scheduledTime:ASC"}, Size: maxWaitingForWebhook})
-	return tasks, err
+// WaitingForWebhook calls fn with each waiting task once, oldest first. It
+// pages by scheduled time rather than by offset, so that tasks completed
+// meanwhile (and leaving the index) make it skip none.
+func (w waitingForWebhook) WaitingForWebhook(ctx context.Context, fn func(*conductor.Task)) error {
+	if err := w.catchUp(ctx); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	var from int64
+	start := 0 // within the tasks scheduled at from or later: for pages of one millisecond's tasks, all seen
+	for {
+		_, tasks, err := w.r.SearchTasks(ctx, query.Search{
+			Query: fmt.Sprintf("taskType = %s AND status IN (%s) AND scheduledTime >= %d",
+				conductor.TaskTypeWaitForWebhook, conductor.TaskInProgress, from),
+			Sort: []string{"scheduledTime:ASC"}, Start: start, Size: waitingPage})
+		if err != nil {
+			return err
+		}
+		fresh := 0
+		for _, t := range tasks {
+			if seen[t.TaskID] {
+				continue
+			}
+			seen[t.TaskID] = true
+			fresh++
+			fn(t)
+		}
+		if len(tasks) < waitingPage {
+			return nil
+		}
+		if last := tasks[len(tasks)-1].ScheduledTime; fresh > 0 && last > from {
+			from, start = last, 0
+		} else {
+			start += waitingPage
+		}
+	}
 }
 
 // webhookAudit records each read of a verifier's secret, as the API

@@ -326,9 +326,10 @@ type Engine interface {
 }
 
 // Waiting lists WAIT_FOR_WEBHOOK tasks in progress (the executions read
-// model's task search).
+// model's task search): each once, all of them, and every one scheduled
+// before the call among them.
 type Waiting interface {
-	WaitingForWebhook(ctx context.Context) ([]*conductor.Task, error)
+	WaitingForWebhook(ctx context.Context, fn func(*conductor.Task)) error
 }
 
 // Audit records each read of a verifier's secret (no value).
@@ -494,20 +495,23 @@ func (r *Receiver) start(ctx context.Context, owner, name string, version int, p
 // complete completes, with the payload as output, each WAIT_FOR_WEBHOOK
 // task in progress of the receiving workflows whose matches it meets.
 func (r *Receiver) complete(ctx context.Context, owner string, receivers map[string]int, payload map[string]any) ([]string, error) {
-	tasks, err := r.Waiting.WaitingForWebhook(ctx)
+	// All found before any is completed: a completion changes the index
+	// being read.
+	var tasks []*conductor.Task
+	err := r.Waiting.WaitingForWebhook(ctx, func(t *conductor.Task) {
+		if _, ok := receivers[t.WorkflowType]; !ok {
+			return
+		}
+		if want, _ := t.InputData["matches"].(map[string]any); matches(want, payload) {
+			tasks = append(tasks, t)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
 	var done []string
 	var errs []error
 	for _, t := range tasks {
-		if _, ok := receivers[t.WorkflowType]; !ok {
-			continue
-		}
-		want, _ := t.InputData["matches"].(map[string]any)
-		if !matches(want, payload) {
-			continue
-		}
 		switch ok, err := r.completeTask(ctx, owner, receivers[t.WorkflowType], t, payload); {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("task %s: %w", t.TaskID, err))
