@@ -269,7 +269,13 @@ type parser struct {
 	pos    int
 	schema Schema
 	src    string
+	depth  int // parentheses open at pos
 }
+
+// maxNesting bounds how deep parentheses nest. The parser and Match
+// recurse once per level: a query of a megabyte of "(" took a gigabyte of
+// stack to parse.
+const maxNesting = 32
 
 func (p *parser) done() bool  { return p.pos >= len(p.toks) }
 func (p *parser) peek() token { return p.toks[p.pos] }
@@ -341,7 +347,12 @@ func (p *parser) term() (node, error) {
 		return nil, p.errorf("want a comparison, got the end of the query")
 	}
 	if p.peek().kind == tokLParen {
+		if p.depth == maxNesting {
+			return nil, p.errorf("parentheses nest more than %d deep", maxNesting)
+		}
 		p.next()
+		p.depth++
+		defer func() { p.depth-- }()
 		n, err := p.or()
 		if err != nil {
 			return nil, err

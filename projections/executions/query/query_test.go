@@ -3,6 +3,7 @@ package query_test
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/flowvault/flowvault/fault"
@@ -38,6 +39,7 @@ func TestMatch(t *testing.T) {
 		{"status <> RUNNING", false},
 		{"status IN (RUNNING,FAILED)", true},
 		{"status in ( FAILED , 'COMPLETED' )", false},
+		{strings.Repeat("(", 32) + "status = RUNNING" + strings.Repeat(")", 32), true},
 		{"status NOT IN (FAILED)", true},
 		{"workflowType = order_flow AND status IN (RUNNING)", true},
 		{"workflowType = order_flow and status = FAILED", false},
@@ -97,8 +99,10 @@ func TestParseErrors(t *testing.T) {
 		"version STARTS_WITH 1",
 		"status = RUNNING status = FAILED",
 		"= RUNNING",
+		strings.Repeat("(", 33) + "status = RUNNING" + strings.Repeat(")", 33),
+		strings.Repeat("(", 1<<20),
 	} {
-		t.Run(q, func(t *testing.T) {
+		t.Run(q[:min(len(q), 40)], func(t *testing.T) {
 			_, err := query.Parse(q, schema)
 			if !errors.Is(err, fault.ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
