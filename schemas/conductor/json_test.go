@@ -1,6 +1,7 @@
 package conductor_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -119,4 +120,38 @@ func TestUnmarshalTrailingData(t *testing.T) {
 	if err := conductor.Unmarshal([]byte(`{"a":1}}`), &m); err == nil {
 		t.Errorf("Unmarshal of an object with a stray } succeeded")
 	}
+}
+
+// Whatever the bytes, Unmarshal returns, for every body the API decodes
+// with it; what it accepts, encoding/json writes back and Unmarshal reads
+// again.
+func FuzzUnmarshal(f *testing.F) {
+	for _, s := range []string{`{"name":7,"version":"2","tasks":[{"name":"s","taskReferenceName":"s","retryCount":"4"}]}`,
+		`{"name":"w","version":"3","priority":"9","correlationId":12345,"input":{"n":"1"}}`,
+		`{"taskId":"t","workflowInstanceId":"w","status":"COMPLETED","outputData":{"n":12345678901234567890,"f":1.5e300}}`,
+		`[{"name":"x","inputKeys":["a"],"timeoutSeconds":"10"}]`, `{"a":[[[{"b":null}]]]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		targets := []func() any{
+			func() any { return new(conductor.WorkflowDef) },
+			func() any { return new(conductor.StartWorkflowRequest) },
+			func() any { return new(conductor.TaskResult) },
+			func() any { return new([]conductor.TaskDef) },
+			func() any { return new(map[string]any) },
+		}
+		for _, target := range targets {
+			v := target()
+			if conductor.Unmarshal(data, v) != nil {
+				continue
+			}
+			again, err := json.Marshal(v)
+			if err != nil {
+				continue // a float the decoder accepted that JSON cannot hold is not the question here
+			}
+			if err := conductor.Unmarshal(again, target()); err != nil {
+				t.Fatalf("%T decoded from %q, written as %s, does not decode: %v", v, data, again, err)
+			}
+		}
+	})
 }

@@ -174,3 +174,20 @@ func TestFreeText(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a query says, parsing it and matching it against a document
+// returns; a query that parses also sorts its conjuncts without failing.
+func FuzzParse(f *testing.F) {
+	for _, q := range []string{"", "status = RUNNING", "status IN (RUNNING,FAILED) AND (version > 1 OR startTime < 5)",
+		`correlationId = "c 1"`, "reasonForIncompletion STARTS_WITH 'x'", "startTime BETWEEN 1 AND 2", "((status != 'A'))"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		parsed, err := query.Parse(q, schema)
+		if err != nil {
+			return
+		}
+		parsed.Match(running.get)
+		parsed.Conjuncts()
+	})
+}
