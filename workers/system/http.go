@@ -8,12 +8,17 @@ package system
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/flowvault/flowvault/engine/expr"
@@ -70,7 +75,10 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	}
 	hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URI, body)
 	if err != nil {
-		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %v", t.ReferenceTaskName, err)
+		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %s", t.ReferenceTaskName, requestError(err))
+	}
+	if hreq.URL.Scheme != "http" && hreq.URL.Scheme != "https" || hreq.URL.Host == "" {
+		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: the uri must be an absolute http or https URL", t.ReferenceTaskName)
 	}
 	for k, v := range req.Headers {
 		hreq.Header.Set(k, fmt.Sprint(v))
@@ -91,7 +99,7 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	}
 	res, err := client.Do(hreq)
 	if err != nil {
-		return failed(conductor.TaskFailed, "HTTP task %s: %s %s: %v", t.ReferenceTaskName, req.Method, redactURL(req.URI), transportError(err))
+		return failed(conductor.TaskFailed, "HTTP task %s: %s: %s", t.ReferenceTaskName, methodName(req.Method), transportError(err))
 	}
 	defer res.Body.Close()
 	limit := h.MaxResponseBytes
@@ -100,14 +108,14 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	}
 	raw, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
 	if err != nil {
-		return failed(conductor.TaskFailed, "HTTP task %s: read response: %v", t.ReferenceTaskName, err)
+		return failed(conductor.TaskFailed, "HTTP task %s: reading the response: %s", t.ReferenceTaskName, transportError(err))
 	}
 	if int64(len(raw)) > limit {
 		// Cut short, the body would be stored as if whole: a JSON body
 		// turned into a truncated string. Terminal, as Conductor fails a
 		// task whose output is over its payload limit.
 		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %s answered with a response body over the limit of %d bytes",
-			t.ReferenceTaskName, req.Method, limit)
+			t.ReferenceTaskName, methodName(req.Method), limit)
 	}
 	headers := map[string]any{}
 	for k, v := range res.Header {
@@ -121,7 +129,7 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 		"headers": headers, "body": decodeBody(raw)}
 	out := map[string]any{"response": response}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		r := failed(conductor.TaskFailed, "HTTP task %s: %s answered %d", t.ReferenceTaskName, req.Method, res.StatusCode)
+		r := failed(conductor.TaskFailed, "HTTP task %s: %s answered %d", t.ReferenceTaskName, methodName(req.Method), res.StatusCode)
 		r.OutputData = out
 		return r
 	}
@@ -160,7 +168,7 @@ func sameHostRedirects(req *http.Request, via []*http.Request) error {
 	first := via[0].URL
 	switch {
 	case len(via) >= 10:
-		return fmt.Errorf("stopped after 10 redirects")
+		return errTooManyRedirects
 	case req.URL.Host != first.Host || req.URL.Scheme != first.Scheme:
 		return http.ErrUseLastResponse
 	}
@@ -243,26 +251,62 @@ func failed(status, format string, args ...any) conductor.TaskResult {
 	return conductor.TaskResult{Status: status, ReasonForIncompletion: fmt.Sprintf(format, args...)}
 }
 
-// redactURL drops the query string and user info from a URL before it goes
-// into a task's failure reason: both often carry credentials.
-func redactURL(u string) string {
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
+// A failure's reason names no part of the request but a standard method:
+// its uri, method and headers may hold resolved secrets, and a secret that
+// the URL's syntax cuts (a '#', '?' or '@' in it) reaches Go's errors in
+// pieces, which redaction, looking for whole values, does not recognise.
+// The task's input as stored shows the request with its references
+// unresolved.
+
+// methodName is the request's method if it is a standard one.
+func methodName(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
 	}
-	if i := strings.Index(u, "://"); i >= 0 {
-		if at := strings.LastIndex(u[i+3:], "@"); at >= 0 {
-			u = u[:i+3] + u[i+3+at+1:]
-		}
-	}
-	return u
+	return "the request"
 }
 
-// transportError keeps the error's last part: net/http errors repeat the
-// whole URL, query string included.
-func transportError(err error) string {
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "); i >= 0 {
-		return s[i+2:]
+// requestError says what http.NewRequest refused.
+func requestError(err error) string {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return "the uri is not a valid URL"
 	}
-	return s
+	if strings.Contains(err.Error(), "invalid method") {
+		return "the method is not a valid HTTP method"
+	}
+	return "the request is not valid"
+}
+
+// errTooManyRedirects ends a chain of same-host redirects.
+var errTooManyRedirects = errors.New("stopped after 10 redirects")
+
+// transportError says what kind of failure err is.
+func transportError(err error) string {
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var recordErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, errTooManyRedirects):
+		return errTooManyRedirects.Error()
+	case errors.Is(err, context.DeadlineExceeded), os.IsTimeout(err):
+		return "timed out"
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "no such host"
+	case errors.As(err, &dnsErr):
+		return "the host name could not be looked up"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset by the server"
+	case errors.As(err, &certErr):
+		return "the server's TLS certificate is not trusted"
+	case errors.As(err, &recordErr):
+		return "the server did not answer in TLS"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the server closed the connection"
+	}
+	return "the request failed"
 }

@@ -188,3 +188,40 @@ func TestHTTPResponseLimit(t *testing.T) {
 		}
 	}
 }
+
+// A failed call's reason holds no piece of what the request was made of:
+// a secret in its uri that the URL's syntax cuts apart ('#', '?', '@', ':')
+// reaches Go's errors in pieces that redaction, looking for whole values,
+// would miss, and a method is shown only when it is a standard one.
+func TestHTTPReasonsNameNoPartOfTheRequest(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusNotImplemented)
+	}))
+	defer srv.Close()
+	const secret = "Tr0ub4dor&3x9f8e7d6c#Q9vLk2?s@ss/zz"
+	for _, tc := range []struct {
+		name, uri, method string
+		wantStatus        string
+	}{
+		{"secret as the password", "https://svc:" + secret + "@api.example.invalid/v1", "GET", conductor.TaskFailedWithTerminalError},
+		{"secret after the host", "http://127.0.0.1:1/v1/" + secret, "GET", conductor.TaskFailed},
+		{"secret with control characters", "http://127.0.0.1:1/x?k=pw\x7f" + secret, "GET", conductor.TaskFailedWithTerminalError},
+		{"secret as the scheme", secret[:12] + "://x/", "GET", conductor.TaskFailedWithTerminalError},
+		{"secret as the method", srv.URL, "tr0ub4dor3x9f8e7d6c", conductor.TaskFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := system.HTTP{}.Execute(context.Background(), &conductor.Task{TaskType: "HTTP", ReferenceTaskName: "call",
+				InputData: map[string]any{"http_request": map[string]any{"uri": tc.uri, "method": tc.method}}})
+			if res.Status != tc.wantStatus {
+				t.Fatalf("status = %s (%s), want %s", res.Status, res.ReasonForIncompletion, tc.wantStatus)
+			}
+			reason := strings.ToLower(res.ReasonForIncompletion)
+			for _, part := range strings.FieldsFunc(strings.ToLower(secret), func(r rune) bool { return strings.ContainsRune("&#?@/:", r) }) {
+				if len(part) >= 4 && strings.Contains(reason, part) {
+					t.Fatalf("reason %q holds %q of the secret", res.ReasonForIncompletion, part)
+				}
+			}
+		})
+	}
+}
