@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
@@ -437,5 +438,52 @@ func TestStartedWorkflowHidesMaskedCorrelation(t *testing.T) {
 	}
 	if raw := e.rawLog(child); strings.Contains(raw, "masked-corr-value-77") || strings.Contains(raw, "domain-secret-99") {
 		t.Error("the started workflow's log holds masked data in plain text")
+	}
+}
+
+// A child's output reaches its parent as the child's readers see it,
+// except that what it holds under _secrets is sealed again under the
+// parent's key: a parent's task reads the value it needs there, and "***"
+// for a secret the child copied anywhere else. No hand-off of the parent
+// meets a value sealed under the child's key, which it could not open.
+func TestChildOutputReachesItsParent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const value = "child-passes-Wq3e5r7t"
+	e.putSecret("co_s", value)
+	e.register(
+		`{"name":"co_child","tasks":[{"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"cx":"${workflow.input.x}"}}],
+		  "outputParameters":{"_secrets":{"tok":"${workflow.input.x}"},"raw":"${workflow.input.x}","v":"${workflow.variables.cx}","plain":"kept"}}`,
+		`{"name":"co_parent","tasks":[
+		  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"co_child"},"inputParameters":{"x":"${workflow.secrets.co_s}"}},
+		  {"name":"co_use","taskReferenceName":"use","inputParameters":{"tok":"${child.output._secrets.tok}","all":"${child.output}"}},
+		  {"name":"inl","taskReferenceName":"inl","type":"INLINE","inputParameters":{"evaluatorType":"javascript","expression":"$.o.plain + $.o.raw","o":"${child.output}"}}]}`)
+	got := make(chan map[string]any, 1)
+	e.work("co_use", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData
+		return workers.Output{}, nil
+	})
+	id := e.start("co_parent", nil)
+	var in map[string]any
+	select {
+	case in = <-got:
+	case <-time.After(20 * time.Second):
+		wf := e.workflow(id)
+		t.Fatalf("the parent's task was not handed off: workflow %s %s", wf.Status, wf.ReasonForIncompletion)
+	}
+	all, _ := in["all"].(map[string]any)
+	if in["tok"] != value || all["raw"] != masking.Mask || all["v"] != masking.Mask || all["plain"] != "kept" {
+		t.Fatalf("the parent's task got %v", in)
+	}
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if out := taskByRef(wf, "inl").OutputData["result"]; out != "kept***" {
+		t.Fatalf("the parent's INLINE task computed %v", out)
+	}
+	child := taskByRef(wf, "child")
+	view, _ := json.Marshal(wf)
+	for _, where := range []string{string(view), e.rawLog(id), e.rawLog(child.SubWorkflowID)} {
+		if strings.Contains(where, value) {
+			t.Fatal("the value shows in a workflow or its log")
+		}
 	}
 }

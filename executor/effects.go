@@ -160,7 +160,15 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 	case engine.StartWorkflow:
 		return e.startWorkflowEffect(ctx, eff)
 	case engine.NotifyParent:
-		return e.submitQuietly(ctx, eff.ParentWorkflowID, eff.Child)
+		// Told from the child's recorded state, as recovery tells it: the
+		// values the child sealed are opened for the parent to seal again
+		// under its own key. The effect carries them sealed under the
+		// child's, which none of the parent's hand-offs could open.
+		child, err := e.State(ctx, eff.Child.ChildID)
+		if err != nil || child == nil {
+			return err
+		}
+		return e.reportChild(ctx, eff.ParentWorkflowID, child)
 	case engine.ReopenParent:
 		return e.submitQuietly(ctx, eff.ParentWorkflowID, eff.Child)
 	case engine.CheckChild:
