@@ -248,6 +248,8 @@ func TestBadInput(t *testing.T) {
 		{"inline definition: bad task retryLogic", "POST", "/api/workflow", `{"workflowDef":{"name":"inline","tasks":[{"name":"h","taskReferenceName":"h","taskDefinition":{"name":"h","retryLogic":"SOMETIMES"}}]}}`, 400, "tasks[0].taskDefinition.retryLogic"},
 		{"inline definition: name too long", "POST", "/api/workflow", `{"workflowDef":{"name":"` + strings.Repeat("n", 1000) + `","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}}`, 400, `"path":"name"`},
 		{"oversized body", "POST", "/api/workflow", `{"name":"ok","input":{"x":"` + strings.Repeat("a", 9<<20) + `"}}`, 413, "bytes"},
+		// JSON may nest 10,000 deep; the log's readers read 256.
+		{"input nested deeper than the log reads", "POST", "/api/workflow", `{"name":"ok","input":` + deep(300) + `}`, 400, "nested too deep"},
 	}
 	for _, tt := range tests {
 		status, body := e.do(tt.method, tt.path, tt.body)
@@ -262,8 +264,22 @@ func TestBadInput(t *testing.T) {
 	if wf.Tasks[0].Status != conductor.TaskFailedWithTerminalError || !strings.Contains(wf.Tasks[0].ReasonForIncompletion, "whenever") {
 		t.Fatalf("task = %+v", wf.Tasks[0])
 	}
+	// A result nested too deep is refused, and the workflow it was for
+	// reads and goes on as before.
+	held := e.start("ok", nil)
+	e.waitStatus(held, conductor.WorkflowRunning)
+	if status, body := e.do("POST", "/api/tasks/"+held+"/h/COMPLETED", deep(300)); status != http.StatusBadRequest || !strings.Contains(body, "nested too deep") {
+		t.Fatalf("a result nested too deep: %d %s", status, body)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+held+"/h/COMPLETED", deep(200))
+	e.waitStatus(held, conductor.WorkflowCompleted)
 	// The node still works.
 	e.waitStatus(e.start("ok", nil), conductor.WorkflowRunning)
+}
+
+// deep is a JSON object nested n objects deep.
+func deep(n int) string {
+	return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n)
 }
 
 // Retrying a failed child resumes its failed parents, which complete when

@@ -15,6 +15,10 @@ var (
 	// message size. Nothing was written.
 	ErrTooLarge = errors.New("record too large")
 
+	// ErrTooDeep is returned when a record nests data deeper than the
+	// log's readers read (schemas.CheckRecord). Nothing was written.
+	ErrTooDeep = errors.New("record nested too deep")
+
 	// ErrNotFound is returned when a subject or sequence holds no record.
 	ErrNotFound = errors.New("not found")
 

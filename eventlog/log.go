@@ -328,6 +328,10 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 		l.metrics.appends.WithLabelValues("too_large").Inc()
 		return 0, fmt.Errorf("append %s: %d bytes, limit %d: %w", subject, len(data), l.cfg.MaxRecordBytes, ErrTooLarge)
 	}
+	if err := schemas.CheckRecord(data); err != nil {
+		l.metrics.appends.WithLabelValues("too_deep").Inc()
+		return 0, fmt.Errorf("append %s: %w (%v)", subject, ErrTooDeep, err)
+	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, o.msgID)
 	if expected != ExpectAny {

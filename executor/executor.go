@@ -498,6 +498,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			if errors.Is(err, eventlog.ErrTooLarge) {
 				return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrTooLarge, err)
 			}
+			if errors.Is(err, eventlog.ErrTooDeep) {
+				return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrInvalid, err)
+			}
 			// If it happened, nobody performs its effects: a retried
 			// trigger finds its work done (a result already recorded) and
 			// implies none, and the task it scheduled would wait for a

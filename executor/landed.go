@@ -26,9 +26,9 @@ const landedTimeout = 5 * time.Second
 const putBackWindow = time.Minute
 
 // ambiguous reports an append error that leaves open whether the record
-// was stored. A conflict or a record too large stores nothing.
+// was stored. A conflict or a record too large or too deep stores nothing.
 func ambiguous(err error) bool {
-	return !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrTooLarge) &&
+	return !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrTooLarge) && !errors.Is(err, eventlog.ErrTooDeep) &&
 		!errors.Is(err, eventlog.ErrInvalidSubject) && !errors.Is(err, eventlog.ErrClosed)
 }
 

@@ -34,6 +34,8 @@ func AppendFault(err error) error {
 	switch {
 	case errors.Is(err, eventlog.ErrTooLarge):
 		return fmt.Errorf("%w: %w", err, fault.ErrTooLarge)
+	case errors.Is(err, eventlog.ErrTooDeep):
+		return fmt.Errorf("%w: %w", err, fault.ErrInvalid)
 	case errors.Is(err, eventlog.ErrConflict):
 		return fmt.Errorf("too many concurrent changes, retry: %v: %w", err, fault.ErrUnavailable)
 	case errors.Is(err, eventlog.ErrClosed):

@@ -2,11 +2,32 @@ package schemas
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
 // maxDepth bounds nesting of arrays and maps in anything read from the log.
 const maxDepth = 256
+
+// ErrTooDeep is data nested deeper than the log's readers read: what
+// CheckRecord refuses before an append, and what a record read back that
+// does so is (with ErrCorrupt).
+var ErrTooDeep = fmt.Errorf("nested deeper than %d arrays and maps", maxDepth)
+
+// CheckRecord refuses a record that DecodeRecord would refuse for its
+// nesting. JSON that the API decodes may nest 10,000 deep; a record of it,
+// appended, would be poison to every reader of its stream (a workflow its
+// read model never shows, an engine that can no longer load it).
+func CheckRecord(record []byte) error {
+	if len(record) == 0 {
+		return fmt.Errorf("%w: empty record", ErrCorrupt)
+	}
+	err := checkMsgpack(record[1:])
+	if errors.Is(err, ErrTooDeep) {
+		return ErrTooDeep
+	}
+	return err
+}
 
 // checkMsgpack verifies that b is exactly one well-formed msgpack value whose
 // every length fits in the bytes that follow it, and that nests no deeper
@@ -78,7 +99,7 @@ func checkMsgpack(b []byte) error {
 				return fmt.Errorf("%w: msgpack container of %d values in %d bytes", ErrCorrupt, children, len(b)-i)
 			}
 			if len(stack) >= maxDepth {
-				return fmt.Errorf("%w: msgpack nested deeper than %d", ErrCorrupt, maxDepth)
+				return fmt.Errorf("%w: msgpack %w", ErrCorrupt, ErrTooDeep)
 			}
 			stack = append(stack, children)
 		}
