@@ -333,6 +333,8 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	switch {
 	case err == nil && eff.StartTaskID != "":
 		return e.reportStart(ctx, eff, conductor.TaskCompleted, "")
+	case err == nil && eff.ParentWorkflowID != "":
+		return e.endIfOrphaned(ctx, eff)
 	case err == nil:
 		return nil
 	case errors.Is(err, fault.ErrConflict): // started meanwhile
@@ -342,6 +344,26 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		return e.childFailed(ctx, eff, err.Error())
 	}
 	return fmt.Errorf("start workflow %s: %w", eff.Name, err)
+}
+
+// endIfOrphaned terminates the child eff started if its parent no longer
+// waits for it. A parent that ended (or ran its task again) while the
+// child was being started told a child that did not exist yet to
+// terminate, which changed nothing, and the child would run on with
+// nobody to report to. Read once the child exists, the parent either
+// shows that it moved on, or moves on later and then finds the child.
+func (e *Executor) endIfOrphaned(ctx context.Context, eff engine.StartWorkflow) error {
+	parent, err := e.State(ctx, eff.ParentWorkflowID)
+	if err != nil || parent == nil {
+		return err
+	}
+	for _, t := range parent.Tasks {
+		if t.SubWorkflowID == eff.WorkflowID && t.Active() && !parent.Terminal() {
+			return nil
+		}
+	}
+	return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{
+		Reason: "parent workflow " + parent.ID + " no longer waits for it"})
 }
 
 // reportChild tells parent how child ended, if it has: the parent may have

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -142,4 +143,50 @@ func TestFailureWorkflowThatCannotStartFreesItsSlot(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// A child started for a parent that no longer waits for it (the parent
+// was terminated while the start was under way, and its order to end the
+// child found no child yet) is terminated once it exists, instead of
+// running with nobody to report to. A child its parent waits for runs.
+func TestChildOfAParentThatMovedOnIsTerminated(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	startInline(ctx, t, e, "parent", `{"name":"parent","version":1,"tasks":[
+	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child","workflowDefinition":
+	    {"name":"child","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}}}]}`)
+	var waited *engine.Task
+	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+		p, err := e.State(ctx, "parent")
+		if err != nil {
+			return err
+		}
+		if waited = p.LatestByRef("sub"); waited == nil || waited.SubWorkflowID == "" {
+			return errors.New("the sub-workflow task has no child yet")
+		}
+		return nil
+	})
+	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if c, err := e.State(ctx, waited.SubWorkflowID); err != nil || c == nil || c.Status != conductor.WorkflowRunning {
+			return fmt.Errorf("the waited-for child: %v, %v", c, err)
+		}
+		return nil
+	})
+
+	if _, err := e.Submit(ctx, "parent", engine.Terminate{Reason: "stopped by the test"}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// The start of a child the parent's decision asked for before it ended.
+	def, _ := json.Marshal(mustDef(t, `{"name":"late_child","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`))
+	late := engine.StartWorkflow{WorkflowID: "late-child", Name: "late_child", Def: def, From: "parent",
+		ParentWorkflowID: "parent", ParentWorkflowTaskID: waited.ID}
+	if err := e.startWorkflowEffect(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.State(ctx, "late-child")
+	if err != nil || c == nil || c.Status != conductor.WorkflowTerminated || !strings.Contains(c.Reason, "no longer waits") {
+		t.Fatalf("the late child: %+v, %v", c, err)
+	}
 }
