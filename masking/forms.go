@@ -45,7 +45,7 @@ func forms(v []byte) []string {
 // jsonEscaped reports whether an encoder of jsonStyles writes r other
 // than as it is (U+FFFD stands for a byte that is not UTF-8).
 func jsonEscaped(r rune) bool {
-	return r < 0x20 || r == '"' || r == '\\' || r == '/' || r == '<' || r == '>' || r == '&' || r >= utf8.RuneSelf
+	return r < 0x20 || r == '"' || r == '\\' || r == '/' || r == '<' || r == '>' || r == '&' || r >= 0x7f
 }
 
 // percentEscaped reports whether an encoder of percentStyles writes r
@@ -90,6 +90,7 @@ type jsonStyle struct {
 	lineSeps bool // U+2028 and U+2029 as \u2028 and \u2029
 	slash    bool // / as \/
 	ascii    bool // every other non-ASCII character as \uXXXX, in UTF-16
+	del      bool // DEL (0x7f) as \u007f
 }
 
 // jsonStyles are the common encoders' ways: Go's json.Marshal alone
@@ -99,7 +100,7 @@ var jsonStyles = []jsonStyle{
 	{html: true, lineSeps: true}, // Go's json.Marshal
 	{lineSeps: true},             // Go's json.Encoder with SetEscapeHTML(false)
 	{},                           // JavaScript's JSON.stringify, jq's tojson, Jackson, Python's json.dumps(ensure_ascii=False)
-	{ascii: true},                // Python's json.dumps
+	{ascii: true, del: true},     // Python's json.dumps
 	{ascii: true, slash: true},   // PHP's json_encode
 	{slash: true},                // PHP's json_encode with JSON_UNESCAPED_UNICODE
 }
@@ -128,7 +129,7 @@ func (st jsonStyle) escape(s string) string {
 				b.WriteString(`\r`)
 			case c == '\t':
 				b.WriteString(`\t`)
-			case c < 0x20 || st.html && (c == '<' || c == '>' || c == '&'):
+			case c < 0x20 || st.html && (c == '<' || c == '>' || c == '&') || st.del && c == 0x7f:
 				writeUnicodeEscape(&b, rune(c))
 			default:
 				b.WriteByte(c)
@@ -215,6 +216,35 @@ func base64Forms(enc *base64.Encoding, v []byte) []string {
 		if to > from {
 			out = append(out, e[from:to])
 		}
+		if k == 0 && enc == base64.StdEncoding {
+			out = append(out, wrappedForms(e[:to])...)
+		}
+	}
+	return out
+}
+
+// wrappedForms are e, the base64 of a value that starts the encoded data,
+// as the tools that wrap base64 in lines write it: MIME and Python's
+// base64.encodebytes and the base64 command (76 characters a line, \r\n
+// or \n), PEM and openssl (64). Long values are the ones base64'd most
+// (keys, service account files), and they are the ones that wrap.
+func wrappedForms(e string) []string {
+	var out []string
+	for _, w := range []struct {
+		width int
+		sep   string
+	}{{76, "\n"}, {76, "\r\n"}, {64, "\n"}} {
+		if len(e) <= w.width {
+			continue
+		}
+		var b strings.Builder
+		for i := 0; i < len(e); i += w.width {
+			if i > 0 {
+				b.WriteString(w.sep)
+			}
+			b.WriteString(e[i:min(i+w.width, len(e))])
+		}
+		out = append(out, b.String())
 	}
 	return out
 }

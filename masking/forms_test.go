@@ -3,6 +3,7 @@ package masking
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"net/url"
 	"reflect"
@@ -24,8 +25,9 @@ func TestRedactOtherEncoders(t *testing.T) {
 		unicode = `café/naïve<b>&😀`
 		symbols = `x7#K0!2mQ$9vL~4*(n)'`
 		control = "tab\there\x1fand-more"
+		deleted = "pw\x7fe3ad3be95f64dc0b"
 	)
-	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control))
+	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control), []byte(deleted))
 	for _, tc := range []struct {
 		encoder, secret, encoded string
 	}{
@@ -34,6 +36,7 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"JSON.stringify", quoted, `pa\"ss&w0rd-xyz`},
 		{"jq tojson", unicode, `café/naïve<b>&😀`},
 		{"Python json.dumps", unicode, `caf\u00e9/na\u00efve<b>&\ud83d\ude00`},
+		{"Python json.dumps", deleted, `pw\u007fe3ad3be95f64dc0b`},
 		{"upper-case \\u digits (.NET, Jackson)", unicode, `caf\u00E9/na\u00EFve<b>&\uD83D\uDE00`},
 		{"Jackson", control, `tab\there\u001Fand-more`},
 		{"PHP json_encode", unicode, `caf\u00e9\/na\u00efve<b>&\ud83d\ude00`},
@@ -54,6 +57,28 @@ func TestRedactOtherEncoders(t *testing.T) {
 			if got := r.String(text); got != want {
 				t.Errorf("%s, %s: %s redacted to %s", tc.encoder, name, text, got)
 			}
+		}
+	}
+}
+
+// A long value base64-encoded by a tool that wraps lines (MIME, Python's
+// base64.encodebytes, the base64 command, openssl, PEM) is redacted whole.
+func TestRedactWrappedBase64(t *testing.T) {
+	value := make([]byte, 201)
+	rand.Read(value)
+	r := NewRedactor(value)
+	e := base64.StdEncoding.EncodeToString(value)
+	wrap := func(width int, sep string) string {
+		var lines []string
+		for i := 0; i < len(e); i += width {
+			lines = append(lines, e[i:min(i+width, len(e))])
+		}
+		return strings.Join(lines, sep) + sep
+	}
+	for name, encoded := range map[string]string{"base64, encodebytes": wrap(76, "\n"), "MIME": wrap(76, "\r\n"), "openssl, PEM": wrap(64, "\n")} {
+		got := r.String("-----BEGIN-----\n" + encoded + "-----END-----")
+		if strings.Contains(got, e[:20]) || !strings.Contains(got, "***") {
+			t.Errorf("%s: redacted to %q", name, got)
 		}
 	}
 }
