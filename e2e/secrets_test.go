@@ -155,11 +155,13 @@ func TestSecretResolutionFailures(t *testing.T) {
 		{"missing", "${workflow.secrets.nope}", "secret nope not found or not readable by anonymous"},
 		{"path into text", "${workflow.secrets.plain_text.field}", "secret plain_text is not JSON"},
 		{"dynamic name to nothing", "${workflow.secrets.${workflow.input.absent}}", "secret"},
+		{"dynamic name that closes the reference", "${workflow.secrets.${workflow.input.closing}}", "name, made of data, is empty or holds a brace"},
+		{"dynamic name that is empty", "Bearer ${workflow.env.${workflow.input.empty}}", "name, made of data, is empty or holds a brace"},
 	}
 	for i, tt := range tests {
 		name := fmt.Sprintf("fails_%d", i)
 		e.register(`{"name":"` + name + `","tasks":[{"name":"needs_secret","taskReferenceName":"t","inputParameters":{"v":"` + tt.param + `"}}]}`)
-		id := e.start(name, nil)
+		id := e.start(name, map[string]any{"closing": "plain_text}", "empty": ""})
 		if i == 0 {
 			e.work("needs_secret", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
 				t.Error("a task whose secret could not be resolved reached a worker")

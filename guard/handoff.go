@@ -153,6 +153,9 @@ func principalName(p string) string {
 // secret and the principal, never whether it exists.
 func (r *resolver) secret(ref string) (any, error) {
 	name, path, _ := strings.Cut(ref, ".")
+	if name == "" {
+		return nil, r.refuse("secret", name, errNoName, errNoName)
+	}
 	if r.publishes {
 		refused := fault.Invalid("secret %s is not resolved for an EVENT task: it publishes its input to every subscriber of its sink", name)
 		return nil, r.refuse("secret", name, refused, refused)
@@ -187,6 +190,9 @@ func (r *resolver) secret(ref string) (any, error) {
 // env resolves "NAME", "NAME.path", "NAME.$" or "NAME.$.path".
 func (r *resolver) env(ref string) (any, error) {
 	name, path, _ := strings.Cut(ref, ".")
+	if name == "" {
+		return nil, r.refuse("env", name, errNoName, errNoName)
+	}
 	grantedBy, who, err := r.authorize(auth.Target{Type: auth.TargetEnvVariable, ID: name})
 	if errors.Is(err, fault.ErrForbidden) {
 		return nil, r.refuse("env", name, err, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(who), fault.ErrForbidden))
@@ -217,6 +223,10 @@ func (r *resolver) env(ref string) (any, error) {
 // refuse records a reference that could not be resolved (the audit trail
 // tells an admin why: denied, or missing) and returns what the workflow is
 // told, which does not say which.
+// errNoName is a reference whose name, made of data, was empty or held a
+// brace (see expr.Evaluate): refused like a name that is not there.
+var errNoName = fault.Invalid("a secret or environment reference whose name, made of data, is empty or holds a brace")
+
 func (r *resolver) refuse(kind, name string, cause, told error) error {
 	r.refs = append(r.refs, schemas.ResolvedRef{Kind: kind, Name: name, Principal: r.principal(), Refused: cause.Error()})
 	return told

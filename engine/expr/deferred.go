@@ -18,6 +18,14 @@ func isDeferred(body string) bool {
 	return strings.HasPrefix(body, secretsPrefix) || strings.HasPrefix(body, envPrefix)
 }
 
+// deferredNamespace is the namespace a body that namesDeferred names.
+func deferredNamespace(body []node) string {
+	if strings.HasPrefix(strings.TrimLeftFunc(body[0].text, unicode.IsSpace), envPrefix) {
+		return envPrefix
+	}
+	return secretsPrefix
+}
+
 // namesDeferred reports whether an expression body names a deferred
 // namespace in its own literal text. A namespace that only appears after
 // nested substitution (${${workflow.input.ref}}) came from data, and data

@@ -212,7 +212,6 @@ func TestInjection(t *testing.T) {
 		{"embedded next to a secret", "Bearer ${workflow.secrets.t} ${workflow.input.x}", "Bearer tok ${workflow.secrets.admin}"},
 		{"whole value", "${workflow.input.x}", "${workflow.secrets.admin}"},
 		{"dollars next to a secret", "${workflow.input.dollars}${workflow.secrets.t}", "$$${workflow.secrets.admin}$tok"},
-		{"closing the secret name", "${workflow.secrets.${workflow.input.n}}", nil},
 		{"choosing the namespace", "${${workflow.input.ns}} ${workflow.secrets.t}", "null tok"},
 	}
 	for _, tt := range tests {
@@ -233,6 +232,16 @@ func TestInjection(t *testing.T) {
 				t.Errorf("the admin secret was resolved: calls %v", r.calls)
 			}
 		})
+	}
+	// Data that closes the name defers a reference without one, which
+	// resolves nothing: the resolver refuses it.
+	v, deferred, err := Evaluate(map[string]any{"k": "${workflow.secrets.${workflow.input.n}}"}, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newResolver()
+	if _, err := ResolveDeferred(v, deferred, r); err == nil || !reflect.DeepEqual(r.calls, []string{"workflow.secrets."}) {
+		t.Fatalf("closing the secret name: calls %v, %v", r.calls, err)
 	}
 }
 

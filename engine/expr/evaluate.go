@@ -243,7 +243,9 @@ func (e *evaluator) expr(body []node) result {
 		if !isDeferred(text) || strings.ContainsAny(text, "{}") {
 			// Braces would let the body end the expression early when
 			// ResolveDeferred scans it; no secret or env name has them.
-			return result{}
+			// Deferred without a name, which the hand-off refuses as it
+			// refuses a name that is not there: never a null.
+			return result{deferred: true, body: deferredNamespace(body)}
 		}
 		return result{deferred: true, body: text}
 	}

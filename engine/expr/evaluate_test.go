@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/flowvault/flowvault/fault"
@@ -161,7 +162,6 @@ func TestEvaluateString(t *testing.T) {
 		// expression cannot feed another expression.
 		{"namespace from data", "${${workflow.input.redirect}}", nil},
 		{"deferred inside lookup", "${workflow.input.${workflow.secrets.k}}", nil},
-		{"braces in deferred name", "${workflow.secrets.${workflow.input.brace}}", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,6 +176,23 @@ func TestEvaluateString(t *testing.T) {
 				t.Errorf("Evaluate(%q) = %#v, want %#v", tt.tmpl, got, tt.want)
 			}
 		})
+	}
+}
+
+// A secret or environment reference whose name, made of data, is empty
+// or holds a brace is deferred without a name, for the hand-off to refuse
+// (as it refuses a name that is not there): never a null.
+func TestDeferredNameMadeOfBadData(t *testing.T) {
+	for _, tmpl := range []string{"${workflow.secrets.${workflow.input.brace}}",
+		"${workflow.env.${workflow.input.brace}}", "Bearer ${workflow.secrets.${workflow.input.brace}}"} {
+		got, deferred, err := Evaluate(map[string]any{"k": tmpl}, testDoc())
+		if err != nil || len(deferred) != 1 {
+			t.Fatalf("Evaluate(%q) = %#v, deferred %v, %v", tmpl, got, deferred, err)
+		}
+		k := got.(map[string]any)["k"].(string)
+		if !strings.Contains(k, "${workflow.secrets.}") && !strings.Contains(k, "${workflow.env.}") {
+			t.Errorf("Evaluate(%q) = %q, want a reference without a name", tmpl, k)
+		}
 	}
 }
 
