@@ -40,6 +40,7 @@ func TestMatch(t *testing.T) {
 		{"status IN (RUNNING,FAILED)", true},
 		{"status in ( FAILED , 'COMPLETED' )", false},
 		{strings.Repeat("(", 32) + "status = RUNNING" + strings.Repeat(")", 32), true},
+		{strings.Repeat("status = FAILED OR ", 255) + "status = RUNNING", true},
 		{"status NOT IN (FAILED)", true},
 		{"workflowType = order_flow AND status IN (RUNNING)", true},
 		{"workflowType = order_flow and status = FAILED", false},
@@ -101,6 +102,8 @@ func TestParseErrors(t *testing.T) {
 		"= RUNNING",
 		strings.Repeat("(", 33) + "status = RUNNING" + strings.Repeat(")", 33),
 		strings.Repeat("(", 1<<20),
+		strings.Repeat("status = RUNNING OR ", 256) + "status = FAILED",
+		"status IN (" + strings.Repeat("RUNNING,", 9000) + "FAILED)",
 	} {
 		t.Run(q[:min(len(q), 40)], func(t *testing.T) {
 			_, err := query.Parse(q, schema)
