@@ -273,6 +273,19 @@ func TestBadInput(t *testing.T) {
 	}
 	e.must(http.StatusOK, "POST", "/api/tasks/"+held+"/h/COMPLETED", deep(200))
 	e.waitStatus(held, conductor.WorkflowCompleted)
+	// A task no worker could take (its name, or with its domain, too long
+	// for a queue) fails for good, saying why, rather than wait for ever.
+	long := strings.Repeat("m", 254)
+	e.register(`{"name":"long_task","version":1,"tasks":[{"name":"` + long + `","taskReferenceName":"r"}]}`,
+		`{"name":"short_task","version":1,"tasks":[{"name":"short","taskReferenceName":"r"}]}`)
+	for _, req := range []conductor.StartWorkflowRequest{{Name: "long_task"},
+		{Name: "short_task", TaskToDomain: map[string]string{"*": strings.Repeat("d", 300)}}} {
+		id := e.must(http.StatusOK, "POST", "/api/workflow", req)
+		wf := e.waitStatus(id, conductor.WorkflowFailed)
+		if r := wf.Tasks[0]; r.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(r.ReasonForIncompletion, "no worker can take it") {
+			t.Fatalf("%s: task %s %q", req.Name, r.Status, r.ReasonForIncompletion)
+		}
+	}
 	// The node still works.
 	e.waitStatus(e.start("ok", nil), conductor.WorkflowRunning)
 }

@@ -150,6 +150,14 @@ func (e *Executor) onSlotOf(sem chan struct{}, timeout time.Duration, fn func(ct
 func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 	switch eff := eff.(type) {
 	case engine.Dispatch:
+		if err := validQueue(eff.TaskType, eff.Domain); err != nil {
+			// No worker could ever take it (a name or domain too long for
+			// a queue): the task fails for good, saying why, rather than
+			// wait for ever.
+			return e.submitQuietly(ctx, eff.WorkflowID, engine.Result{Result: conductor.TaskResult{TaskID: eff.TaskID,
+				WorkflowInstanceID: eff.WorkflowID, Status: conductor.TaskFailedWithTerminalError,
+				ReasonForIncompletion: "no worker can take it: " + err.Error()}})
+		}
 		if err := e.disp.dispatch(ctx, eff); err != nil {
 			return err
 		}
