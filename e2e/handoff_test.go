@@ -19,8 +19,8 @@ import (
 // Every hand-off point resolves secret references, and none stores the
 // value: INLINE and JSON_JQ_TRANSFORM see it and their outputs are
 // redacted, SET_VARIABLE seals it under _secrets (a later task gets it) and
-// redacts it elsewhere, and a SUB_WORKFLOW's child gets it sealed in its
-// input.
+// redacts it elsewhere, and a SUB_WORKFLOW's child and a START_WORKFLOW's
+// workflow get it sealed in their input.
 func TestHandOffPoints(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -34,14 +34,16 @@ func TestHandOffPoints(t *testing.T) {
 	  {"name":"jq","taskReferenceName":"jq","type":"JSON_JQ_TRANSFORM","inputParameters":{"s":"${workflow.secrets.hs}","queryExpression":"{n: (.s | length), same: .s}"}},
 	  {"name":"setv","taskReferenceName":"setv","type":"SET_VARIABLE","inputParameters":{"_secrets":{"tok":"${workflow.secrets.hs}"},"plain":"${workflow.secrets.hs}"}},
 	  {"name":"use_var","taskReferenceName":"use_var","inputParameters":{"tok":"${workflow.variables._secrets.tok}","plain":"${workflow.variables.plain}"}},
-	  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_uses"},"inputParameters":{"token":"${workflow.secrets.hs}"}}]}`)
+	  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_uses"},"inputParameters":{"token":"${workflow.secrets.hs}"}},
+	  {"name":"started","taskReferenceName":"started","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"child_uses","input":{"token":"Bearer ${workflow.secrets.hs}"}}}}]}`)
 	varIn := make(chan map[string]any, 1)
 	e.work("use_var", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		varIn <- task.InputData
 		return workers.Output{}, nil
 	})
 	e.work("child_worker", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
-		return workers.Output{Data: map[string]any{"saw": task.InputData["got"] == value}}, nil
+		got := task.InputData["got"]
+		return workers.Output{Data: map[string]any{"saw": got == value || got == "Bearer "+value}}, nil
 	})
 	id := e.start("handoffs", nil)
 	in := <-varIn
@@ -62,7 +64,11 @@ func TestHandOffPoints(t *testing.T) {
 		t.Fatalf("the child's worker did not get the value: %v", child.OutputData)
 	}
 	sub := e.workflow(child.SubWorkflowID)
-	for _, id := range []string{id, child.SubWorkflowID} {
+	started, _ := taskByRef(wf, "started").OutputData["workflowId"].(string)
+	if out := e.waitStatus(started, conductor.WorkflowCompleted).Output; out["saw"] != true {
+		t.Fatalf("the START_WORKFLOW's workflow's worker did not get the value: %v", out)
+	}
+	for _, id := range []string{id, child.SubWorkflowID, started} {
 		view, _ := json.Marshal(e.workflow(id))
 		if strings.Contains(string(view), value) || strings.Contains(e.rawLog(id), value) {
 			t.Fatalf("workflow %s shows or logs the value: %s", id, view)

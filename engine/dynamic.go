@@ -349,6 +349,13 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 	}
 	eff.Priority, _ = priorityValue(sw["priority"])
 	eff.Input, _ = sw["input"].(map[string]any)
+	// Secret and environment references in the input resolve as the
+	// starter's, sealed into the new workflow's input, as a SUB_WORKFLOW's.
+	for _, p := range t.Deferred {
+		if len(p) > 2 && p[0] == "startWorkflow" && p[1] == "input" {
+			eff.InputDeferred = append(eff.InputDeferred, slices.Clone(p[2:]))
+		}
+	}
 	eff.CorrelationID, _ = sw["correlationId"].(string)
 	if t2d, ok := sw["taskToDomain"].(map[string]any); ok {
 		eff.TaskToDomain = map[string]string{}
