@@ -135,6 +135,11 @@ func (s *Server) mayStart(r *http.Request, req conductor.StartWorkflowRequest) e
 		_, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), name, nil)
 		return err == nil
 	}
+	if req.WorkflowDef != nil {
+		if err := s.mayHandTasksTo(r, req.WorkflowDef); err != nil {
+			return err
+		}
+	}
 	return s.authorizeAll(r, auth.StartRequires(req, registered))
 }
 

@@ -112,7 +112,55 @@ func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef
 	if err != nil {
 		return rev, err
 	}
+	if err := s.mayHandTasksTo(r, def); err != nil {
+		return rev, err
+	}
 	return rev, s.authorizeAll(r, auth.FailureWorkflowRequires(def))
+}
+
+// mayHandTasksTo refuses a workflow definition that hands tasks to workers
+// under the name of a task definition another principal created, which
+// the caller may not read: that principal may take those tasks, input
+// included, secrets resolved (see mayClaimTaskName, the same taking from
+// the other side: a name claimed before the workflow used it). A
+// definition created by an admin or a holder of METADATA_MANAGEMENT is
+// shared; so is any the caller may READ, knowing whose it is.
+func (s *Server) mayHandTasksTo(r *http.Request, def *conductor.WorkflowDef) error {
+	p := caller(r)
+	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) {
+		return nil
+	}
+	for _, n := range metadata.TaskNames(def) {
+		if !slices.ContainsFunc(n.Types, workerType) {
+			continue
+		}
+		td, err := s.deps.Metadata.GetTaskDef(r.Context(), n.Name)
+		if errors.Is(err, fault.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if td.CreatedBy == "" || td.CreatedBy == p.ID {
+			continue
+		}
+		if s.deps.Auth != nil {
+			owner, err := s.deps.Auth.Principal(r.Context(), td.CreatedBy)
+			if err == nil && (owner.IsAdmin() || owner.HasPermission(auth.PermMetadataManagement)) {
+				continue
+			}
+		}
+		switch err := s.authorize(r, auth.Read, auth.Target{Type: auth.TargetTaskDef, ID: n.Name}); {
+		case err == nil:
+			continue
+		case !errors.Is(err, fault.ErrForbidden):
+			return err
+		}
+		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Read, Target: auth.Target{Type: auth.TargetTaskDef, ID: n.Name},
+			Reason: "another principal created that task definition, and would take this workflow's " + n.Name +
+				" tasks, their input and resolved secrets included: READ on it is needed to hand them tasks"}
+	}
+	return nil
 }
 
 // mayWriteTaskDef checks CREATE on a new task name, UPDATE on a

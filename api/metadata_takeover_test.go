@@ -138,3 +138,64 @@ func TestTaskDefTakeoverRefused(t *testing.T) {
 		})
 	}
 }
+
+// The same taking from the other side: a name whose definition another
+// principal created first. A workflow that would hand tasks of that name
+// to its creator's workers, input and resolved secrets included, is
+// refused, registered or inline, unless the caller may READ that
+// definition (and so knows whose it is), or an admin or metadata manager
+// created it (a shared name), or the caller did.
+func TestWorkflowOnAnotherPrincipalsTaskNameRefused(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	principal := func(name string, roles ...string) (string, client) {
+		id, _, _, tok := newApp(t, admin, name, roles...)
+		return id, client{t, base, tok}
+	}
+	aliceID, alice := principal("alice", "USER")
+	_, bob := principal("bob", "USER")
+	_, meta := principal("meta", "METADATA_MANAGER")
+	send(t, bob, "POST", "/api/metadata/taskdefs", `[{"name":"send_email"},{"name":"granted"}]`)
+	send(t, meta, "POST", "/api/metadata/taskdefs", `[{"name":"shared_meta"}]`)
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"shared_admin"}]`)
+	send(t, alice, "POST", "/api/metadata/taskdefs", `[{"name":"alice_own"}]`)
+	send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, aliceID, "TASK_DEF", "granted", `["READ"]`))
+
+	wf := func(name, task, typ string) string {
+		return fmt.Sprintf(`{"name":%q,"tasks":[{"name":%q,"taskReferenceName":"t","type":%q}]}`, name, task, typ)
+	}
+	for _, tc := range []struct {
+		name, task, typ string
+		status          int
+	}{
+		{"another's task name", "send_email", "SIMPLE", http.StatusForbidden},
+		{"nested in an inline sub-workflow", "", "", http.StatusForbidden},
+		{"readable", "granted", "SIMPLE", http.StatusNoContent},
+		{"made by a metadata manager", "shared_meta", "SIMPLE", http.StatusNoContent},
+		{"made by an admin", "shared_admin", "SIMPLE", http.StatusNoContent},
+		{"own", "alice_own", "SIMPLE", http.StatusNoContent},
+		{"a system task of that name", "send_email", "HTTP", http.StatusNoContent},
+		{"no definition", "free_name", "SIMPLE", http.StatusNoContent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alice.t = t
+			def := wf("wf_"+strings.ReplaceAll(tc.name, " ", "_"), tc.task, tc.typ)
+			if tc.task == "" {
+				def = `{"name":"wf_nested","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":
+					{"name":"child","tasks":[{"name":"send_email","taskReferenceName":"s"}]}}}]}`
+			}
+			r := alice.do("POST", "/api/metadata/workflow", def)
+			if tc.status != http.StatusForbidden {
+				r.expect(t, tc.status)
+				return
+			}
+			e := r.expectError(t, http.StatusForbidden, "")
+			if msg, _ := e["message"].(string); !strings.Contains(msg, "TASK_DEF:send_email") || !strings.Contains(msg, "another principal created") {
+				t.Errorf("message %q", msg)
+			}
+			// Started inline, the same.
+			alice.do("POST", "/api/workflow", `{"name":"inline","workflowDef":`+def+`}`).expectError(t, http.StatusForbidden, "TASK_DEF:send_email")
+		})
+	}
+}

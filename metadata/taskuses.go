@@ -254,6 +254,25 @@ func taskUsesOf(defJSON []byte) map[string][]string {
 	return out
 }
 
+// TaskNames returns the names under which def hands out tasks (inline
+// sub-workflow definitions included, see TaskUses), each with its types,
+// sorted by name.
+func TaskNames(def *conductor.WorkflowDef) []TaskName {
+	w := usesWalker{}
+	w.tasks(def.Tasks, 0)
+	out := make([]TaskName, 0, len(w))
+	for _, name := range slices.Sorted(maps.Keys(w)) {
+		out = append(out, TaskName{Name: name, Types: slices.Sorted(maps.Keys(w[name]))})
+	}
+	return out
+}
+
+// TaskName is a name a definition schedules tasks under, and their types.
+type TaskName struct {
+	Name  string
+	Types []string
+}
+
 // usesWalker collects task names and their types.
 type usesWalker map[string]map[string]bool
 
