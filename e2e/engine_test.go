@@ -276,7 +276,7 @@ func TestBadInput(t *testing.T) {
 	// A task no worker could take (its name, or with its domain, too long
 	// for a queue) fails for good, saying why, rather than wait for ever.
 	long := strings.Repeat("m", 254)
-	e.register(`{"name":"long_task","version":1,"tasks":[{"name":"` + long + `","taskReferenceName":"r"}]}`,
+	e.register(`{"name":"long_task","version":1,"tasks":[{"name":"`+long+`","taskReferenceName":"r"}]}`,
 		`{"name":"short_task","version":1,"tasks":[{"name":"short","taskReferenceName":"r"}]}`)
 	for _, req := range []conductor.StartWorkflowRequest{{Name: "long_task"},
 		{Name: "short_task", TaskToDomain: map[string]string{"*": strings.Repeat("d", 300)}}} {
