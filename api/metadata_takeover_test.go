@@ -12,6 +12,18 @@ import (
 	"github.com/flowvault/flowvault/internal/testutil"
 )
 
+// securePrincipals starts a secure node and returns its admin's client and
+// a function that creates an application with roles and returns its id
+// and client.
+func securePrincipals(t *testing.T) (client, func(name string, roles ...string) (string, client)) {
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	return admin, func(name string, roles ...string) (string, client) {
+		id, _, _, tok := newApp(t, admin, name, roles...)
+		return id, client{t, base, tok}
+	}
+}
+
 // A task that no task definition describes runs on defaults, and the
 // creator of a definition may poll the tasks of its name, input and
 // resolved secrets included. So a principal may not create the definition
@@ -23,12 +35,7 @@ import (
 // checked alike, and a refused bulk writes nothing.
 func TestTaskDefTakeoverRefused(t *testing.T) {
 	t.Parallel()
-	_, base, token := nodetest.StartSecure(t)
-	admin := client{t, base, token}
-	principal := func(name string, roles ...string) (string, client) {
-		id, _, _, tok := newApp(t, admin, name, roles...)
-		return id, client{t, base, tok}
-	}
+	admin, principal := securePrincipals(t)
 	_, alice := principal("alice", "USER")
 	_, bob := principal("bob", "USER")
 	carolID, carol := principal("carol", "USER")
@@ -131,7 +138,7 @@ func TestTaskDefTakeoverRefused(t *testing.T) {
 					t.Errorf("message %q names %q, which the caller may not read", msg, s)
 				}
 			}
-			a := client{t, base, token}
+			a := client{t, admin.base, admin.token}
 			for _, name := range tc.absent {
 				a.do("GET", "/api/metadata/taskdefs/"+name, "").expectError(t, http.StatusNotFound, name)
 			}
@@ -147,12 +154,7 @@ func TestTaskDefTakeoverRefused(t *testing.T) {
 // created it (a shared name), or the caller did.
 func TestWorkflowOnAnotherPrincipalsTaskNameRefused(t *testing.T) {
 	t.Parallel()
-	_, base, token := nodetest.StartSecure(t)
-	admin := client{t, base, token}
-	principal := func(name string, roles ...string) (string, client) {
-		id, _, _, tok := newApp(t, admin, name, roles...)
-		return id, client{t, base, tok}
-	}
+	admin, principal := securePrincipals(t)
 	aliceID, alice := principal("alice", "USER")
 	_, bob := principal("bob", "USER")
 	_, meta := principal("meta", "METADATA_MANAGER")
