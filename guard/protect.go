@@ -122,12 +122,13 @@ func endsEnded(before *engine.Workflow, events []schemas.Event) bool {
 }
 
 // effects protects the data a decision's effects carry to other
-// workflows, which the decision computed from its unprotected state: a
-// child's output and reason for its parent, a new workflow's input (a
-// sub-workflow's, a failure workflow's with the failure's reason, a
-// START_WORKFLOW's), a task output for the cache (dropped if the decision
-// sealed anything it might copy). The values resolved for this workflow are redacted
-// from them, as from its events; what is under _secrets and _masked is
+// workflows, which the decision computed from its unprotected state: a new
+// workflow's input (a sub-workflow's, a failure workflow's with the
+// failure's reason, a START_WORKFLOW's), a task output for the cache
+// (dropped if the decision sealed anything it might copy). A parent hears
+// of its child's end from the child's recorded state instead (see the
+// executor's NotifyParent). The values resolved for this workflow are
+// redacted from them, as from its events; what is under _secrets and _masked is
 // left for the receiving workflow to seal. A new workflow's input that
 // copies a value sealed in this decision gets the sealed form instead, so
 // that the child's preparation seals it again under the child's key, as it
@@ -156,10 +157,6 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 				continue
 			}
 			e.Output = redactOpen(r, e.Output)
-			set(i, e)
-		case engine.NotifyParent:
-			e.Child.Output = redactOpen(r, e.Child.Output)
-			e.Child.Reason = r.String(e.Child.Reason)
 			set(i, e)
 		case engine.StartWorkflow:
 			if len(p.bySealed) > 0 {

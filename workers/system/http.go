@@ -268,16 +268,14 @@ func methodName(m string) string {
 	return "the request"
 }
 
-// requestError says what http.NewRequest refused.
+// requestError says what http.NewRequestWithContext refused: the URL, or
+// else (its context is never nil here) the method.
 func requestError(err error) string {
 	var urlErr *url.Error
 	if errors.As(err, &urlErr) {
 		return "the uri is not a valid URL"
 	}
-	if strings.Contains(err.Error(), "invalid method") {
-		return "the method is not a valid HTTP method"
-	}
-	return "the request is not valid"
+	return "the method is not a valid HTTP method"
 }
 
 // errTooManyRedirects ends a chain of same-host redirects.
