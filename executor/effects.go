@@ -250,9 +250,9 @@ const (
 // the take numbered lease. It has a context of its own, since the run may
 // have used up the effect's, and it retries only the report, until
 // systemReportTimeout: one that never gets through leaves the task to its
-// lease. A result the log refuses (too large an output, a bad status) would
-// be refused however often it is sent: the task fails instead, for good,
-// saying why, as the worker SDK does with a refused result.
+// lease. A result refused as invalid (a bad status) would be refused
+// however often it is sent: the task fails instead, for good, saying why,
+// as the executor fails a task whose result the log cannot hold.
 func (e *Executor) reportSystem(res conductor.TaskResult, lease int) {
 	ctx, cancel := context.WithTimeout(e.ctx, systemReportTimeout)
 	defer cancel()
@@ -264,7 +264,7 @@ func (e *Executor) reportSystem(res conductor.TaskResult, lease int) {
 		switch {
 		case err == nil:
 			return
-		case (errors.Is(err, fault.ErrTooLarge) || errors.Is(err, fault.ErrInvalid)) && !refused:
+		case errors.Is(err, fault.ErrInvalid) && !refused:
 			log.Warn("system task result refused; reporting the task failed", logkey.Status, res.Status, logkey.Err, err)
 			res = conductor.TaskResult{TaskID: res.TaskID, WorkflowInstanceID: res.WorkflowInstanceID, WorkerID: res.WorkerID,
 				Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + err.Error()}

@@ -388,6 +388,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 	// stores nothing wait again.
 	var matches []matched
 	defer func() { e.unmatch(matches) }()
+	refusedResult := false
 	if take, ok := j.trig.(engine.Take); ok {
 		// Once per take, not per attempt: an attempt that loses a
 		// conflict has taken its place in the window all the same.
@@ -495,11 +496,29 @@ func (s *shard) process(j *job) (Outcome, error) {
 		if err != nil {
 			e.metrics.decisions.WithLabelValues(name, "error").Inc()
 			s.cache.drop(j.wfID) // the append may or may not have happened
-			if errors.Is(err, eventlog.ErrTooLarge) {
+			if unrecordable(err) {
+				if res, ok := j.trig.(engine.Result); ok && !refusedResult {
+					// The log refuses the record whatever the number of
+					// tries: an output too large or too deep for it, or
+					// the next tasks' inputs built from it. Refusing the
+					// result would leave the task to its timeout, to run
+					// again into the same refusal. It fails for good
+					// instead, as Conductor fails a task whose output is
+					// over its payload limit.
+					e.cfg.Logger.Warn("task result too large for the log; the task fails instead",
+						logkey.WorkflowID, j.wfID, logkey.TaskID, res.Result.TaskID, logkey.Err, err)
+					j.trig = refused(res, err)
+					trig, refusedResult = j.trig, true
+					if w, err = s.load(ctx, j.wfID); err != nil {
+						return Outcome{}, err
+					}
+					cached = false
+					continue
+				}
+				if errors.Is(err, eventlog.ErrTooDeep) {
+					return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrInvalid, err)
+				}
 				return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrTooLarge, err)
-			}
-			if errors.Is(err, eventlog.ErrTooDeep) {
-				return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrInvalid, err)
 			}
 			// If it happened, nobody performs its effects: a retried
 			// trigger finds its work done (a result already recorded) and
@@ -779,4 +798,21 @@ func (e *Executor) taskDefFunc(ctx context.Context) func(string) *conductor.Task
 		}
 		return td
 	}
+}
+
+// unrecordable reports whether the log refused a record for what it
+// holds, which no retry changes.
+func unrecordable(err error) bool {
+	return errors.Is(err, eventlog.ErrTooLarge) || errors.Is(err, eventlog.ErrTooDeep)
+}
+
+// refused is the result recorded in place of res when the log refused
+// res's record: the task failed for good, saying why, and nothing of
+// what res carried (output, logs, reason), which is what made the record
+// too large.
+func refused(res engine.Result, why error) engine.Result {
+	r := res.Result
+	res.Result = conductor.TaskResult{TaskID: r.TaskID, WorkflowInstanceID: r.WorkflowInstanceID, WorkerID: r.WorkerID,
+		Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + why.Error()}
+	return res
 }

@@ -402,9 +402,9 @@ func (w *Worker) report(ctx, work context.Context, in *slotInbox, res conductor.
 			return next
 		}
 		if err == nil && reply.Error.Code == CodeInvalid && res.Status != conductor.TaskFailed {
-			// The engine keeps nothing of a refused result (too large an
-			// output, a bad status): the task would wait for its response
-			// timeout. It fails instead, saying why, to be retried.
+			// The engine keeps nothing of a refused result (a bad status,
+			// say): the task would wait for its response timeout. It fails
+			// instead, saying why, to be retried.
 			w.cfg.Logger.Error("result rejected; reporting the task failed", logkey.TaskID, res.TaskID, logkey.Err, reply.Error)
 			res = conductor.TaskResult{TaskID: res.TaskID, WorkflowInstanceID: res.WorkflowInstanceID, WorkerID: res.WorkerID,
 				Status: conductor.TaskFailed, ReasonForIncompletion: "the engine refused the result: " + reply.Error.Message}

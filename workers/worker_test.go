@@ -244,7 +244,7 @@ func okResults(t *testing.T, nc *nats.Conn, taskType string) {
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
 
-// A result the engine refuses as invalid (an output too large, say) is
+// A result the engine refuses as invalid (a bad status, say) is
 // followed by a FAILED one that says why: the engine kept nothing, and the
 // task would otherwise wait for its response timeout.
 func TestRefusedResultFailsTheTask(t *testing.T) {

@@ -1,0 +1,98 @@
+package executor
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// nested is a value n levels of objects deep.
+func nested(n int) any {
+	var v any = "bottom"
+	for range n {
+		v = map[string]any{"n": v}
+	}
+	return v
+}
+
+// A worker's result whose record the log cannot hold fails its task for
+// good, without the output, saying why, and the report succeeds: refused,
+// the task would wait for its response timeout and run again into the same
+// refusal. The record counts what the result leads to: b's input built
+// from a's output three times over.
+func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
+	const limit = 16 << 10
+	cfg := testutil.LogConfig(t.TempDir())
+	cfg.MaxRecordBytes = limit
+	ctx := testutil.Context(t, 60*time.Second)
+	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+
+	const def = `{"name":"refused_result","tasks":[
+	  {"name":"refused_a","taskReferenceName":"a"},
+	  {"name":"refused_b","taskReferenceName":"b","inputParameters":{"x":"${a.output.blob}","y":"${a.output.blob}","z":"${a.output.blob}"}}]}`
+	tests := []struct {
+		name   string
+		output map[string]any
+		want   string // the task's status
+		reason string // in the task's reason when it failed
+	}{
+		{"fits", map[string]any{"blob": strings.Repeat("x", 1<<10)}, conductor.TaskCompleted, ""},
+		{"output over the limit", map[string]any{"blob": strings.Repeat("x", 2*limit)}, conductor.TaskFailedWithTerminalError, "too large"},
+		{"next inputs over the limit", map[string]any{"blob": strings.Repeat("x", limit/3)}, conductor.TaskFailedWithTerminalError, "too large"},
+		{"output nested too deep", map[string]any{"blob": nested(300)}, conductor.TaskFailedWithTerminalError, "too deep"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "wf-refused-" + string(rune('a'+i))
+			startInline(ctx, t, e, id, def)
+			if reply := takeOver(ctx, t, l, e, id); reply.Error != nil || reply.Task == nil {
+				t.Fatalf("take: %+v", reply)
+			}
+			res := conductor.TaskResult{TaskID: mustState(t, e, id).LatestByRef("a").ID, WorkflowInstanceID: id, WorkerID: "w1",
+				Status: conductor.TaskCompleted, OutputData: tt.output, Logs: []conductor.TaskExecLog{{Log: "done"}}}
+			if _, err := e.ReportResult(ctx, res, "refused_a", "w1"); err != nil {
+				t.Fatalf("report: %v", err)
+			}
+			w := mustState(t, e, id)
+			a := w.LatestByRef("a")
+			if a.Status != tt.want {
+				t.Fatalf("task a is %s (%q), want %s", a.Status, a.Reason, tt.want)
+			}
+			if tt.reason == "" {
+				if b := w.LatestByRef("b"); b == nil {
+					t.Fatal("task b was not scheduled after a completed")
+				}
+				return
+			}
+			if !strings.Contains(a.Reason, "refused the result") || !strings.Contains(a.Reason, tt.reason) {
+				t.Fatalf("task a failed with reason %q, want one saying the result was refused as %s", a.Reason, tt.reason)
+			}
+			if len(a.Output) != 0 || len(a.Logs) != 0 {
+				t.Fatalf("the failed task kept %d output keys and %d log lines, want none", len(a.Output), len(a.Logs))
+			}
+			if w.Status != conductor.WorkflowFailed || w.LatestByRef("b") != nil {
+				t.Fatalf("workflow %s, task b %v: want FAILED without b", w.Status, w.LatestByRef("b"))
+			}
+		})
+	}
+}
+
+// mustState is workflow id's state as e knows it.
+func mustState(t *testing.T, e *Executor, id string) *engine.Workflow {
+	t.Helper()
+	w, err := e.State(testutil.Context(t, 10*time.Second), id)
+	if err != nil || w == nil {
+		t.Fatalf("workflow %s: %v", id, err)
+	}
+	return w
+}
