@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
@@ -488,4 +489,38 @@ func TestTerminateTriggersFailureWorkflowOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("a plain terminate started %d failure workflows", n)
 	}
 	e.fails(http.StatusBadRequest, "DELETE", "/api/workflow/"+e.start("tf_fragile", nil)+"?triggerFailureWorkflow=maybe", nil)
+}
+
+// A definition whose sub-workflow is itself starts a chain of workflows
+// that ends at engine.MaxDepth: the last start is refused, saying why, and
+// the failure travels up to the first. Without the bound it would start
+// workflows until the log filled.
+func TestSelfStartingDefinitionStopsAtMaxDepth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"recurse","tasks":[{"name":"again","taskReferenceName":"again","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"recurse"}}]}`)
+	id := e.start("recurse", nil)
+	deepest := id
+	for depth := 1; depth <= engine.MaxDepth; depth++ {
+		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+			if status, _ := e.do("GET", "/api/workflow/"+deepest, nil); status != http.StatusOK {
+				return fmt.Errorf("workflow %s at depth %d: %d", deepest, depth-1, status)
+			}
+			if task := taskByRef(e.workflow(deepest), "again"); task != nil && task.SubWorkflowID != "" {
+				deepest = task.SubWorkflowID
+				return nil
+			}
+			return fmt.Errorf("workflow %s at depth %d has no child yet", deepest, depth-1)
+		})
+	}
+	wf := e.waitStatus(deepest, conductor.WorkflowFailed)
+	if task := taskByRef(wf, "again"); task.SubWorkflowID != "" {
+		if status, _ := e.do("GET", "/api/workflow/"+task.SubWorkflowID, nil); status != http.StatusNotFound {
+			t.Fatalf("the workflow %d deep started a child (%d)", engine.MaxDepth, status)
+		}
+	}
+	if !strings.Contains(wf.ReasonForIncompletion, fmt.Sprintf("the limit is %d", engine.MaxDepth)) {
+		t.Fatalf("the deepest workflow failed with reason %q, want the limit named", wf.ReasonForIncompletion)
+	}
+	e.waitStatus(id, conductor.WorkflowFailed)
 }

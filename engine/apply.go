@@ -192,7 +192,7 @@ func started(s *schemas.WorkflowStarted) *Workflow {
 		Status: conductor.WorkflowRunning, Input: copyMap(s.Input), Output: map[string]any{},
 		Variables: copyMap(s.Variables), CorrelationID: s.CorrelationID, Priority: s.Priority,
 		TaskToDomain: s.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
-		ParentWorkflowTaskID: s.ParentWorkflowTaskID, IdempotencyKey: s.IdempotencyKey,
+		ParentWorkflowTaskID: s.ParentWorkflowTaskID, Depth: s.Depth, IdempotencyKey: s.IdempotencyKey,
 		CreateTime: s.Time, StartTime: s.Time, UpdateTime: s.Time,
 	}
 }

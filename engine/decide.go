@@ -263,7 +263,7 @@ func (d *decision) start(s Start) error {
 		WorkflowID: s.WorkflowID, Name: s.Def.Name, Version: version, Def: raw, Input: input,
 		Variables: copyMap(s.Def.Variables), CorrelationID: s.Request.CorrelationID, Priority: s.Request.Priority,
 		TaskToDomain: s.Request.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
-		ParentWorkflowTaskID: s.ParentWorkflowTaskID, IdempotencyKey: s.Request.IdempotencyKey, Time: d.now,
+		ParentWorkflowTaskID: s.ParentWorkflowTaskID, Depth: s.Depth, IdempotencyKey: s.Request.IdempotencyKey, Time: d.now,
 		Resolved: s.Resolved,
 	})
 	d.w.plan = d.plan

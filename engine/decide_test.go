@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -979,4 +980,44 @@ func TestHandBack(t *testing.T) {
 		taken := h.systemTake("loop") // to evaluate its condition
 		ignored(t, handBack(h, "loop", taken.PollCount))
 	})
+}
+
+// A chain of workflows each started by the one before ends at
+// engine.MaxDepth: a definition that starts itself, by a sub-workflow, a
+// START_WORKFLOW or as its own failure workflow, would otherwise start
+// workflows for ever. Each start says how deep it is; the one past the
+// limit is refused, naming it.
+func TestChainOfStartsEndsAtMaxDepth(t *testing.T) {
+	defs := map[string]string{
+		"sub workflow": `{"name":"again","tasks":[{"name":"again","taskReferenceName":"again","type":"SUB_WORKFLOW",
+		  "subWorkflowParam":{"name":"again"}}]}`,
+		"start workflow": `{"name":"again","tasks":[{"name":"again","taskReferenceName":"again","type":"START_WORKFLOW",
+		  "inputParameters":{"startWorkflow":{"name":"again"}}}]}`,
+		"failure workflow": `{"name":"again","failureWorkflow":"again","tasks":[{"name":"stop","taskReferenceName":"stop",
+		  "type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED"}}]}`,
+	}
+	for name, def := range defs {
+		for _, depth := range []int{0, engine.MaxDepth - 1, engine.MaxDepth} {
+			t.Run(fmt.Sprintf("%s at depth %d", name, depth), func(t *testing.T) {
+				h := newHarnessStart(t, engine.Start{WorkflowID: "wf-1", Def: parseDef(t, def), CreatedBy: "app:tester", Depth: depth})
+				if h.w.Depth != depth {
+					t.Fatalf("the workflow is at depth %d, want %d", h.w.Depth, depth)
+				}
+				starts := effectsOf[engine.StartWorkflow](h.last)
+				if len(starts) != 1 {
+					t.Fatalf("%d starts, want 1", len(starts))
+				}
+				s := starts[0]
+				if s.Depth != depth+1 {
+					t.Fatalf("the start is at depth %d, want %d", s.Depth, depth+1)
+				}
+				if refused := s.Refused != ""; refused != (depth >= engine.MaxDepth) {
+					t.Fatalf("at depth %d the start is refused %q", depth, s.Refused)
+				}
+				if s.Refused != "" && !strings.Contains(s.Refused, fmt.Sprintf("the limit is %d", engine.MaxDepth)) {
+					t.Fatalf("refused %q: want the limit named", s.Refused)
+				}
+			})
+		}
+	}
 }

@@ -341,6 +341,7 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 		return StartWorkflow{}, false
 	}
 	eff := StartWorkflow{WorkflowID: id, Name: name, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, From: w.ID, SecretsKey: w.SecretsKey}
+	eff.Depth, eff.Refused = startedBy(w)
 	if t.Status == conductor.TaskInProgress {
 		eff.StartTaskID = t.ID
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -68,14 +69,33 @@ type StartWorkflow struct {
 	AlsoRunsAs           []string
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
+	// Depth is the started workflow's (schemas.WorkflowStarted): one more
+	// than its starter's.
+	Depth int
 	// StartTaskID is the START_WORKFLOW task of From that waits for this
 	// start: the executor reports to it that the workflow started
 	// (COMPLETED) or could not (FAILED, with the reason).
 	StartTaskID string
 	// Refused, when set, is why the start may not happen (a definition
-	// from the workflow's data that reaches for secrets): the executor
-	// reports it as the start's failure.
+	// from the workflow's data that reaches for secrets, a chain of starts
+	// past MaxDepth): the executor reports it as the start's failure.
 	Refused string
+}
+
+// MaxDepth bounds a chain of workflows each started by the one before: a
+// definition whose sub-workflow is itself, or that starts itself or names
+// itself its failure workflow, would otherwise start workflows until the
+// log is full. Conductor sets no bound.
+const MaxDepth = 100
+
+// startedBy is the depth of a workflow w starts, and why that start is
+// refused if it is past MaxDepth.
+func startedBy(w *Workflow) (depth int, refused string) {
+	if w.Depth >= MaxDepth {
+		return w.Depth + 1, fmt.Sprintf("workflow %s is the %dth of a chain of workflows each started by the one before; the limit is %d",
+			w.ID, w.Depth+1, MaxDepth)
+	}
+	return w.Depth + 1, ""
 }
 
 // NotifyParent tells a parent workflow that this child reached a terminal
@@ -233,6 +253,8 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 			input["failureTaskId"] = t.ID
 		}
 	}
+	depth, refused := startedBy(w)
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
-		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs}
+		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs,
+		Depth: depth, Refused: refused}
 }

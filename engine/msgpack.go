@@ -87,7 +87,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	}
 	f := msgfields.New(e)
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", len(w.AlsoRunsAs) > 0,
-		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.IdempotencyKey != "", w.Reason != "",
+		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.Depth != 0, w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
 		w.ResetTime != 0, w.NoFailureWorkflow, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0)
 	f.Str("id", w.ID, false)
@@ -105,6 +105,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Value("alsoAs", w.AlsoRunsAs, len(w.AlsoRunsAs) == 0)
 	f.Str("pwf", w.ParentWorkflowID, true)
 	f.Str("ptask", w.ParentWorkflowTaskID, true)
+	f.Int("depth", w.Depth, true)
 	f.Str("idem", w.IdempotencyKey, true)
 	f.Str("why", w.Reason, true)
 	f.Value("frefs", w.FailedTaskRefs, len(w.FailedTaskRefs) == 0)

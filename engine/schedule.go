@@ -498,6 +498,10 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 	if refused != "" {
 		def, refused = nil, fmt.Sprintf("the definition of sub workflow %s comes from the workflow's data: %s", t.Ref, refused)
 	}
+	depth, tooDeep := startedBy(w)
+	if refused == "" {
+		refused = tooDeep
+	}
 	// The parent's priority, unless the task sets one (Orkes).
 	priority := w.Priority
 	if p.Priority != nil {
@@ -513,7 +517,7 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 	return StartWorkflow{Refused: refused,
 		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: def,
 		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
-		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID,
+		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID, Depth: depth,
 	}
 }
 

@@ -31,6 +31,7 @@ type Workflow struct {
 	AlsoRunsAs           []string `msgpack:"alsoAs,omitempty"`
 	ParentWorkflowID     string   `msgpack:"pwf,omitempty"`
 	ParentWorkflowTaskID string   `msgpack:"ptask,omitempty"`
+	Depth                int      `msgpack:"depth,omitempty"` // see schemas.WorkflowStarted
 	IdempotencyKey       string   `msgpack:"idem,omitempty"`
 	Reason               string   `msgpack:"why,omitempty"`
 	FailedTaskRefs       []string `msgpack:"frefs,omitempty"`

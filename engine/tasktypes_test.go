@@ -590,7 +590,7 @@ func TestStartWorkflowTask(t *testing.T) {
 	wantOutput(t, st, map[string]any{"workflowId": id})
 	two := 2
 	want := engine.StartWorkflow{WorkflowID: id, Name: "other", Version: &two, Input: map[string]any{"n": int64(4)},
-		CorrelationID: "c-4", CreatedBy: "app:tester", From: "wf-1", StartTaskID: st.ID}
+		CorrelationID: "c-4", CreatedBy: "app:tester", From: "wf-1", StartTaskID: st.ID, Depth: 1}
 	if got := effectsOf[engine.StartWorkflow](h.last); len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 		t.Fatalf("start effects %+v\nwant %+v", got, want)
 	}

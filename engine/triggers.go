@@ -20,6 +20,7 @@ type Start struct {
 	AlsoRunsAs           []string
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
+	Depth                int // see schemas.WorkflowStarted
 	// Resolved names values resolved into Request.Input at a hand-off.
 	Resolved []schemas.ResolvedRef
 }

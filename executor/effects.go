@@ -337,7 +337,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		}
 	}
 	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs,
-		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Resolved: resolved})
+		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Depth: eff.Depth, Resolved: resolved})
 	switch {
 	case err == nil && eff.StartTaskID != "":
 		return e.reportStart(ctx, eff, conductor.TaskCompleted, "")

@@ -23,6 +23,7 @@ type StartOptions struct {
 	AlsoRunsAs           []string
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
+	Depth                int // see schemas.WorkflowStarted
 	RequestID            string
 	// Resolved names values resolved into the request's input.
 	Resolved []schemas.ResolvedRef
@@ -107,7 +108,7 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		id = uuid.NewString()
 	}
 	out, err := e.Submit(ctx, id, engine.Start{WorkflowID: id, Def: def, Request: req, CreatedBy: o.CreatedBy, AlsoRunsAs: o.AlsoRunsAs,
-		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Resolved: o.Resolved},
+		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Depth: o.Depth, Resolved: o.Resolved},
 		Meta{Principal: o.CreatedBy, RequestID: o.RequestID})
 	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {
 		// Another start with the key won the append: its record, the

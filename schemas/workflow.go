@@ -18,8 +18,12 @@ type WorkflowStarted struct {
 	CreatedBy            string            `msgpack:"by,omitempty"`
 	ParentWorkflowID     string            `msgpack:"pwf,omitempty"`
 	ParentWorkflowTaskID string            `msgpack:"ptask,omitempty"`
-	IdempotencyKey       string            `msgpack:"idem,omitempty"`
-	Time                 int64             `msgpack:"ts"`
+	// Depth counts the workflows that started this one, each by the next
+	// (a sub-workflow, START_WORKFLOW or failure workflow of one): 0 for a
+	// start by a client, a schedule or an event.
+	Depth          int    `msgpack:"depth,omitempty"`
+	IdempotencyKey string `msgpack:"idem,omitempty"`
+	Time           int64  `msgpack:"ts"`
 	// Resolved lists what was resolved into the input of a child workflow
 	// (its parent's SUB_WORKFLOW input): sealed in Input, named here.
 	Resolved []ResolvedRef `msgpack:"res,omitempty"`
