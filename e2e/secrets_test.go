@@ -370,6 +370,17 @@ func TestUpdateSecretTask(t *testing.T) {
 	if !strings.Contains(wf.Tasks[0].ReasonForIncompletion, "secretValue") {
 		t.Fatalf("reason %q", wf.Tasks[0].ReasonForIncompletion)
 	}
+	// A secret's value never becomes a secret's name, which lists show.
+	e.putSecret("name_src", "value-as-name-5551")
+	e.register(`{"name":"rotate_named_by_secret","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
+	   "inputParameters":{"_secrets":{"secretKey":"${workflow.secrets.name_src}","secretValue":"v-1234567"}}}]}`)
+	wf = e.waitStatus(e.start("rotate_named_by_secret", nil), conductor.WorkflowFailed)
+	if reason := wf.Tasks[0].ReasonForIncompletion; !strings.Contains(reason, "by a secret's value") {
+		t.Fatalf("reason %q", reason)
+	}
+	if names := e.must(http.StatusOK, "GET", "/api/secrets", nil); strings.Contains(names, "value-as-name-5551") {
+		t.Fatalf("a secret is named by a secret's value: %s", names)
+	}
 	// A value passed as plain workflow input is the caller's data, stored as
 	// given; once it flows into _secrets, every view masks it.
 	e.register(`{"name":"rotate_from_input","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",

@@ -49,6 +49,11 @@ func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task)
 			return nil, nil, err
 		}
 	}
+	if t.Type == conductor.TaskTypeUpdateSecret {
+		if err := nameOfSecretValue(t, input, deferred); err != nil {
+			return nil, nil, err
+		}
+	}
 	r := &resolver{g: g, ctx: ctx, w: w, memo: g.memoFor(w.ID), publishes: publishes}
 	if len(deferred) > 0 {
 		paths := make([]expr.Path, len(deferred))
@@ -256,4 +261,21 @@ func pick(value []byte, path, what string) (any, error) {
 	var out any
 	_ = conductor.Unmarshal(js, &out)
 	return out, nil
+}
+
+// nameOfSecretValue refuses an UPDATE_SECRET whose secretKey resolves a
+// secret reference: the value would become a secret's name, which lists,
+// audit records and errors show to whoever may read them.
+func nameOfSecretValue(t *engine.Task, input any, deferred [][]any) error {
+	for _, p := range deferred {
+		if len(p) != 2 || p[0] != "_secrets" || p[1] != "secretKey" {
+			continue
+		}
+		ref, _ := getPath(input, expr.Path(p))
+		if s, _ := ref.(string); strings.Contains(s, "workflow.secrets") {
+			return fault.Invalid("UPDATE_SECRET %s: _secrets.secretKey %s names the secret by a secret's value, which a name would show to everyone who may list secrets",
+				t.Ref, s)
+		}
+	}
+	return nil
 }
