@@ -223,6 +223,10 @@ func (d *decision) handle(t Trigger) error {
 		}
 		d.runAs(t.By)
 		d.emit(&schemas.VariablesUpdated{Variables: t.Variables, Time: d.now})
+	case Fail:
+		if !d.w.Terminal() {
+			d.finish(conductor.WorkflowFailed, t.Reason, map[string]any{})
+		}
 	case AddLog:
 		task := d.w.TaskByID(t.TaskID)
 		if task == nil {

@@ -758,3 +758,28 @@ func TestRerunRestartsTheWorkflowTimeout(t *testing.T) {
 	h.decide(engine.Tick{})
 	h.wantStatus(conductor.WorkflowTimedOut)
 }
+
+// Fail, what an executor records when the log refuses a decision, ends a
+// running or paused workflow FAILED without output, cancelling what runs
+// and starting the failure workflow; an ended workflow stays as it is.
+func TestFail(t *testing.T) {
+	def := `{"name":"f","failureWorkflow":"cleanup","outputParameters":{"o":"${a.output.x}"},
+	  "tasks":[{"name":"a","taskReferenceName":"a"}]}`
+	for _, paused := range []bool{false, true} {
+		h := newHarness(t, def, nil)
+		if paused {
+			h.decide(engine.Pause{})
+		}
+		d := h.decide(engine.Fail{Reason: "too large"})
+		h.wantStatus(conductor.WorkflowFailed)
+		if h.w.Reason != "too large" || len(h.w.Output) != 0 || h.task("a").Status != conductor.TaskCanceled {
+			t.Fatalf("reason %q, output %v, a %s", h.w.Reason, h.w.Output, h.task("a").Status)
+		}
+		if starts := effectsOf[engine.StartWorkflow](d); len(starts) != 1 || starts[0].Name != "cleanup" {
+			t.Fatalf("starts %+v: want the failure workflow", starts)
+		}
+		if d := h.decide(engine.Fail{Reason: "again"}); len(d.Events) != 0 || h.w.Reason != "too large" {
+			t.Fatalf("an ended workflow failed again: %d events, reason %q", len(d.Events), h.w.Reason)
+		}
+	}
+}

@@ -207,6 +207,13 @@ type SetVariables struct {
 	By        string
 }
 
+// Fail ends a running or paused workflow FAILED, with Reason and no
+// output, and starts its failure workflow: what an executor records
+// instead of a decision the log refuses for what it holds (a task's input
+// built from a large output), which would be refused again however often
+// it was tried. An ended workflow is left as it is.
+type Fail struct{ Reason string }
+
 // AddLog appends a log line to a task.
 type AddLog struct {
 	TaskID string
@@ -228,6 +235,7 @@ func (ChildFinished) triggerName() string { return "child_finished" }
 func (ChildReopened) triggerName() string { return "child_reopened" }
 func (SetVariables) triggerName() string  { return "set_variables" }
 func (AddLog) triggerName() string        { return "add_log" }
+func (Fail) triggerName() string          { return "fail" }
 
 // TriggerName names a trigger for logs and metrics.
 func TriggerName(t Trigger) string { return t.triggerName() }

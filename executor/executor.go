@@ -388,7 +388,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 	// stores nothing wait again.
 	var matches []matched
 	defer func() { e.unmatch(matches) }()
-	refusedResult := false
+	fellBack := false // recorded in place of what the log refused
 	if take, ok := j.trig.(engine.Take); ok {
 		// Once per take, not per attempt: an attempt that loses a
 		// conflict has taken its place in the window all the same.
@@ -497,18 +497,15 @@ func (s *shard) process(j *job) (Outcome, error) {
 			e.metrics.decisions.WithLabelValues(name, "error").Inc()
 			s.cache.drop(j.wfID) // the append may or may not have happened
 			if unrecordable(err) {
-				if res, ok := j.trig.(engine.Result); ok && !refusedResult {
-					// The log refuses the record whatever the number of
-					// tries: an output too large or too deep for it, or
-					// the next tasks' inputs built from it. Refusing the
-					// result would leave the task to its timeout, to run
-					// again into the same refusal. It fails for good
-					// instead, as Conductor fails a task whose output is
-					// over its payload limit.
-					e.cfg.Logger.Warn("task result too large for the log; the task fails instead",
-						logkey.WorkflowID, j.wfID, logkey.TaskID, res.Result.TaskID, logkey.Err, err)
-					j.trig = refused(res, err)
-					trig, refusedResult = j.trig, true
+				// The log refuses the record however often it is tried.
+				// Refused, a worker's result or a timer's tick would come
+				// again into the same refusal, and the workflow wait for
+				// ever: what the log can hold is recorded instead.
+				if instead := recordInstead(j.trig, err, fellBack); instead != nil {
+					e.cfg.Logger.Warn("decision too large for the log; recording a failure instead", logkey.WorkflowID, j.wfID,
+						logkey.Trigger, name, logkey.Err, err)
+					j.trig = instead
+					trig, fellBack = instead, true
 					if w, err = s.load(ctx, j.wfID); err != nil {
 						return Outcome{}, err
 					}
@@ -806,13 +803,27 @@ func unrecordable(err error) bool {
 	return errors.Is(err, eventlog.ErrTooLarge) || errors.Is(err, eventlog.ErrTooDeep)
 }
 
-// refused is the result recorded in place of res when the log refused
-// res's record: the task failed for good, saying why, and nothing of
-// what res carried (output, logs, reason), which is what made the record
-// too large.
-func refused(res engine.Result, why error) engine.Result {
-	r := res.Result
-	res.Result = conductor.TaskResult{TaskID: r.TaskID, WorkflowInstanceID: r.WorkflowInstanceID, WorkerID: r.WorkerID,
-		Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + why.Error()}
-	return res
+// recordInstead is what to record when the log refused trig's record for
+// what it holds (why), or nil to refuse trig:
+//   - for a task's result, the task failed for good, saying why, without
+//     what the result carried (output, logs, reason), as Conductor fails
+//     a task whose output is over its payload limit;
+//   - for a start, restart, retry, rerun, new variables or a log line,
+//     nothing: the caller's data is refused, and they may send less;
+//   - for anything else (a tick that schedules a task whose input is built
+//     from a large output, a child's end, a resume), or a result whose
+//     failure was refused as well, the workflow failed, without output.
+func recordInstead(trig engine.Trigger, why error, fellBack bool) engine.Trigger {
+	switch t := trig.(type) {
+	case engine.Fail, engine.Start, engine.Restart, engine.Retry, engine.Rerun, engine.SetVariables, engine.AddLog:
+		return nil
+	case engine.Result:
+		if !fellBack {
+			r := t.Result
+			t.Result = conductor.TaskResult{TaskID: r.TaskID, WorkflowInstanceID: r.WorkflowInstanceID, WorkerID: r.WorkerID,
+				Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + why.Error()}
+			return t
+		}
+	}
+	return engine.Fail{Reason: "the event log refused the workflow's next record: " + why.Error()}
 }

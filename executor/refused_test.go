@@ -1,7 +1,9 @@
 package executor
 
 import (
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,4 +97,100 @@ func mustState(t *testing.T, e *Executor, id string) *engine.Workflow {
 		t.Fatalf("workflow %s: %v", id, err)
 	}
 	return w
+}
+
+// A decision the log cannot hold that no result made (a timer's tick, a
+// resume, a child's end, each scheduling a task whose input copies a large
+// output three times) fails the workflow, saying why: tried again it
+// would be refused again, for ever, and the workflow wait for good.
+func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
+	const limit = 16 << 10
+	cfg := testutil.LogConfig(t.TempDir())
+	cfg.MaxRecordBytes = limit
+	ctx := testutil.Context(t, 60*time.Second)
+	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var offset atomic.Int64 // how far the test moved the executor's clock
+	e := startExecutor(t, l, nothingScheduled{}, Config{Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
+
+	blob := strings.Repeat("x", limit/3)
+	copies := `{"x":"${a.output.blob}","y":"${a.output.blob}","z":"${a.output.blob}"}`
+	complete := func(t *testing.T, id string) {
+		t.Helper()
+		if reply := takeOver(ctx, t, l, e, id); reply.Error != nil || reply.Task == nil {
+			t.Fatalf("take: %+v", reply)
+		}
+		res := conductor.TaskResult{TaskID: mustState(t, e, id).LatestByRef("a").ID, WorkflowInstanceID: id, WorkerID: "w1",
+			Status: conductor.TaskCompleted, OutputData: map[string]any{"blob": blob}}
+		if _, err := e.ReportResult(ctx, res, "refused_a", "w1"); err != nil {
+			t.Fatalf("report: %v", err)
+		}
+	}
+	tests := []struct {
+		name string
+		def  string
+		run  func(t *testing.T, id string)
+	}{
+		{"tick", `{"name":"refused_tick","tasks":[{"name":"refused_a","taskReferenceName":"a"},
+		  {"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"1s"}},
+		  {"name":"refused_b","taskReferenceName":"b","inputParameters":` + copies + `}]}`,
+			func(t *testing.T, id string) {
+				complete(t, id)
+				offset.Add(int64(time.Minute))
+				if _, err := e.Submit(ctx, id, engine.Tick{}, Meta{}); err != nil {
+					t.Fatalf("tick: %v", err)
+				}
+			}},
+		{"resume", `{"name":"refused_resume","tasks":[{"name":"refused_a","taskReferenceName":"a"},
+		  {"name":"refused_b","taskReferenceName":"b","inputParameters":` + copies + `}]}`,
+			func(t *testing.T, id string) {
+				if _, err := e.Submit(ctx, id, engine.Pause{}, Meta{}); err != nil {
+					t.Fatalf("pause: %v", err)
+				}
+				complete(t, id) // recorded: a paused workflow schedules nothing
+				if _, err := e.Submit(ctx, id, engine.Resume{}, Meta{}); err != nil {
+					t.Fatalf("resume: %v", err)
+				}
+			}},
+		{"child's end", `{"name":"refused_parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW",
+		  "subWorkflowParam":{"name":"refused_child","workflowDefinition":{"name":"refused_child","tasks":[{"name":"refused_a","taskReferenceName":"a"}],
+		    "outputParameters":{"blob":"${a.output.blob}"}}}},
+		  {"name":"refused_b","taskReferenceName":"b","inputParameters":{"x":"${sub.output.blob}","y":"${sub.output.blob}","z":"${sub.output.blob}"}}]}`,
+			func(t *testing.T, id string) {
+				var child string
+				testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+					if child = mustState(t, e, id).LatestByRef("sub").SubWorkflowID; child == "" {
+						return fmt.Errorf("no child yet")
+					}
+					if w, err := e.State(ctx, child); err != nil || w == nil {
+						return fmt.Errorf("child %s: %v", child, err)
+					}
+					return nil
+				})
+				complete(t, child)
+				testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+					if w := mustState(t, e, id); !w.Terminal() {
+						return fmt.Errorf("the parent is %s", w.Status)
+					}
+					return nil
+				})
+			}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "wf-unrecordable-" + string(rune('a'+i))
+			startInline(ctx, t, e, id, tt.def)
+			tt.run(t, id)
+			w := mustState(t, e, id)
+			if w.Status != conductor.WorkflowFailed || !strings.Contains(w.Reason, "refused the workflow's next record") || !strings.Contains(w.Reason, "too large") {
+				t.Fatalf("workflow %s (%q), want FAILED saying the log refused its record", w.Status, w.Reason)
+			}
+			if w.LatestByRef("b") != nil || len(w.Output) != 0 {
+				t.Fatalf("b %v, output %d keys: want no b, no output", w.LatestByRef("b"), len(w.Output))
+			}
+		})
+	}
 }

@@ -34,4 +34,5 @@ const (
 	Action     = "action"  // an event handler's action
 	Index      = "index"   // a position in a list
 	Webhook    = "webhook" // an incoming webhook's id
+	Trigger    = "trigger" // what a workflow decision answered (engine.TriggerName)
 )
