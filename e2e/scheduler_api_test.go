@@ -184,3 +184,35 @@ func TestSchedulePauseReason(t *testing.T) {
 		t.Fatalf("resumed: paused %v, reason %q", def.Paused, def.PausedReason)
 	}
 }
+
+// A schedule whose definition was deleted under it records its runs
+// FAILED as not found, as Orkes does, and stays running: its owner did not
+// lose the right to start it, so it is no security pause.
+func TestScheduleOfADeletedDefinition(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	_, token := e.application("owner", "USER")
+	owner := e.as(token)
+	owner.must(http.StatusNoContent, "POST", "/api/metadata/workflow", `{"name":"gone_wf","version":1,"tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	owner.must(http.StatusNoContent, "POST", "/api/scheduler/schedules", `{"name":"orphan","cronExpression":"* * * * * ?","startWorkflowRequest":{"name":"gone_wf","version":1}}`)
+	e.must(http.StatusNoContent, "DELETE", "/api/metadata/workflow/gone_wf/1", nil)
+	var failed conductor.ScheduleExecution
+	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		if def := e.schedule("orphan"); def.Paused {
+			return nil // the assertion below says why
+		}
+		for _, x := range e.scheduleExecutions().Results {
+			if x.State == "FAILED" {
+				failed = x
+				return nil
+			}
+		}
+		return fmt.Errorf("no failed run yet")
+	})
+	if def := e.schedule("orphan"); def.Paused {
+		t.Fatalf("the schedule paused itself: %q", def.PausedReason)
+	}
+	if !strings.Contains(strings.ToLower(failed.Reason), "not found") && !strings.Contains(failed.Reason, "No such workflow") {
+		t.Fatalf("the run failed with %q, want the definition named not found", failed.Reason)
+	}
+}

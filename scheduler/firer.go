@@ -132,6 +132,9 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 		return err
 	}
 	if st.Pending() {
+		if st.Def.Paused {
+			return nil // a paused schedule starts nothing; resumed, it starts its claim
+		}
 		return f.start(ctx, name, st, st.LastFired, st.LastClaimed, st.Seq)
 	}
 	at := st.Due(now)
@@ -193,7 +196,10 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):
 		// started now, or by an earlier attempt
-	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden):
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden),
+		errors.Is(err, fault.ErrTooLarge):
+		// Refused for good: tried again, the claim would stay pending,
+		// and no later tick would fire.
 		outcome.Failed, outcome.Reason = true, err.Error()
 	default:
 		return err // transient: the pending claim is retried on the next scan

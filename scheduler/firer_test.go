@@ -513,3 +513,88 @@ func TestFallBackNightRuns(t *testing.T) {
 		})
 	}
 }
+
+// refusing is a starter that refuses every start with err.
+type refusing struct {
+	err   error
+	tries int
+}
+
+func (r *refusing) StartWorkflow(context.Context, conductor.StartWorkflowRequest, executor.StartOptions) (string, uint64, error) {
+	r.tries++
+	return "", 0, r.err
+}
+
+// A claim whose start is refused for good (too large a start record, an
+// unknown definition) is recorded FAILED with the reason, and the next
+// tick fires; one refused for now stays pending, to be tried again.
+func TestRefusedStartEndsTheClaim(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		pending bool
+	}{
+		{"too large", fmt.Errorf("workflow x: %w: record too large", fault.ErrTooLarge), false},
+		{"unknown definition", fault.NotFound("no such workflow"), false},
+		{"unavailable", fmt.Errorf("executor stopped: %w", fault.ErrUnavailable), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, c := newTestStore(t)
+			starter := &refusing{err: tt.err}
+			f := NewFirer(s, starter, nil)
+			if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+				StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+				t.Fatal(err)
+			}
+			c.ms = ms("2026-11-30T11:00:00Z")
+			err := f.fire(ctx, "h", c.ms)
+			if tt.pending != (err != nil) {
+				t.Fatalf("fire: %v", err)
+			}
+			st, err := s.load(ctx, "h")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Pending() != tt.pending || starter.tries != 1 {
+				t.Fatalf("pending %v after %d tries, want %v", st.Pending(), starter.tries, tt.pending)
+			}
+			if tt.pending {
+				return
+			}
+			c.ms = ms("2026-11-30T12:00:00Z")
+			if err := f.fire(ctx, "h", c.ms); err != nil || starter.tries != 2 {
+				t.Fatalf("the next tick: %v, %d tries", err, starter.tries)
+			}
+		})
+	}
+}
+
+// A paused schedule starts nothing, not even a claim made before the
+// pause; resumed, it starts the claim.
+func TestPausedScheduleHoldsItsClaim(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	starts := &started{}
+	f := NewFirer(s, starts, nil)
+	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:00Z")
+	claim(t, s, "h", c.ms)
+	if err := s.SetPaused(ctx, "h", true, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:05:00Z")
+	if err := f.fire(ctx, "h", c.ms); err != nil || len(starts.ids) != 0 {
+		t.Fatalf("fire while paused: %v, started %v", err, starts.ids)
+	}
+	if err := s.SetPaused(ctx, "h", false, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.fire(ctx, "h", c.ms); err != nil || len(starts.ids) != 1 || starts.ids[0] != workflowID("h", ms("2026-11-30T11:00:00Z")) {
+		t.Fatalf("fire after resume: %v, started %v", err, starts.ids)
+	}
+}

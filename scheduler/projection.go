@@ -98,7 +98,7 @@ func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 			}
 		}
 	}
-	if s.Pending() {
+	if s.Pending() && !s.Def.Paused {
 		return b.Set([]byte(keyPending+token), nil)
 	}
 	return b.Delete([]byte(keyPending + token))
