@@ -334,7 +334,15 @@ func (d *decision) handBack(r conductor.TaskResult, lease int) error {
 	return nil
 }
 
+// MaxCallbackAfterSeconds bounds a result's callbackAfterSeconds: a year.
+// A larger one would overflow the time the task is due, which would wrap
+// round into the past and hand the task out again at once.
+const MaxCallbackAfterSeconds = 365 * 24 * 3600
+
 func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int) error {
+	if r.CallbackAfterSeconds < 0 || r.CallbackAfterSeconds > MaxCallbackAfterSeconds {
+		return fault.Invalid("callbackAfterSeconds %d: want 0 to %d (a year)", r.CallbackAfterSeconds, MaxCallbackAfterSeconds)
+	}
 	t := d.w.TaskByID(r.TaskID)
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)

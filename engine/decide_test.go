@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -765,6 +766,17 @@ func TestCallbackAfterSeconds(t *testing.T) {
 	if got := h.take("a_ref").PollCount; got != 2 {
 		t.Fatalf("poll count %d", got)
 	}
+
+	// Out of range is refused, changing nothing: one that overflowed the
+	// due time would wrap round and hand the task out again at once.
+	for _, secs := range []int64{-5, engine.MaxCallbackAfterSeconds + 1, math.MaxInt64} {
+		_, err := h.try(engine.Result{Result: conductor.TaskResult{TaskID: h.task("a_ref").ID, Status: conductor.TaskInProgress,
+			CallbackAfterSeconds: secs}})
+		if !errorsIs(err, fault.ErrInvalid) || !strings.Contains(err.Error(), "callbackAfterSeconds") {
+			t.Fatalf("callbackAfterSeconds %d: %v, want invalid", secs, err)
+		}
+	}
+	h.wantTask("a_ref", conductor.TaskInProgress)
 }
 
 func TestRuntimeExpressionError(t *testing.T) {
