@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"hash"
 	"maps"
+	"math"
+	"math/big"
 	"net/http"
 	"reflect"
 	"slices"
@@ -229,26 +231,58 @@ func matches(want map[string]any, payload map[string]any) bool {
 	return true
 }
 
-// sameJSON compares JSON values: numbers by value, whatever Go type the
-// decoder chose for each.
+// sameJSON compares JSON values, at every depth: numbers by value,
+// whatever Go type the decoder chose for each, and exactly. Integers
+// compared as float64 would match ids above 2^53 that differ (snowflake
+// ids 128 apart), and a delivery complete another order's task.
 func sameJSON(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if w, ok := y[k]; !ok || !sameJSON(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameJSON(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
 	if x, ok := number(a); ok {
 		y, ok := number(b)
-		return ok && x == y
+		return ok && x.Cmp(y) == 0
 	}
 	return reflect.DeepEqual(a, b)
 }
 
-func number(v any) (float64, bool) {
+// number is a JSON number's exact value.
+func number(v any) (*big.Float, bool) {
 	switch n := v.(type) {
 	case int64:
-		return float64(n), true
-	case float64:
-		return n, true
+		return new(big.Float).SetInt64(n), true
 	case int:
-		return float64(n), true
+		return new(big.Float).SetInt64(int64(n)), true
+	case uint64:
+		return new(big.Float).SetUint64(n), true
+	case float64:
+		if math.IsNaN(n) {
+			return nil, false
+		}
+		return big.NewFloat(n), true
 	}
-	return 0, false
+	return nil, false
 }
 
 // lookup follows a JSON path of names and indexes from the document root.

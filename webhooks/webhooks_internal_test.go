@@ -148,7 +148,8 @@ func TestVerifyTimestamped(t *testing.T) {
 }
 
 func TestMatches(t *testing.T) {
-	payload := map[string]any{"event": map[string]any{"type": "push", "n": int64(3)}, "list": []any{"x", map[string]any{"k": "v"}}}
+	payload := map[string]any{"event": map[string]any{"type": "push", "n": int64(3)}, "list": []any{"x", map[string]any{"k": "v"}},
+		"order": map[string]any{"id": int64(9007199254740993), "big": uint64(18446744073709551615), "item": map[string]any{"qty": int64(5)}}}
 	for _, tc := range []struct {
 		want map[string]any
 		ok   bool
@@ -162,6 +163,18 @@ func TestMatches(t *testing.T) {
 		{map[string]any{"$.list[2]": "x"}, false},
 		{map[string]any{"event.type": "push"}, false},
 		{map[string]any{"$['event'": "push"}, false},
+		// Integers by their exact value: 2^53+1 is not 2^53, though
+		// float64 holds both as 2^53.
+		{map[string]any{"$.order.id": int64(9007199254740993)}, true},
+		{map[string]any{"$.order.id": int64(9007199254740992)}, false},
+		{map[string]any{"$.order.id": float64(9007199254740992)}, false},
+		{map[string]any{"$.order.big": uint64(18446744073709551615)}, true},
+		{map[string]any{"$.order.big": int64(-1)}, false},
+		// Numbers by value inside objects and lists too.
+		{map[string]any{"$.order.item": map[string]any{"qty": float64(5)}}, true},
+		{map[string]any{"$.order.item": map[string]any{"qty": float64(5.5)}}, false},
+		{map[string]any{"$.list": []any{"x", map[string]any{"k": "v"}}}, true},
+		{map[string]any{"$.list": []any{"x"}}, false},
 	} {
 		if got := matches(tc.want, payload); got != tc.ok {
 			t.Errorf("matches(%v) = %v, want %v", tc.want, got, tc.ok)
