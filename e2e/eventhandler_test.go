@@ -279,3 +279,32 @@ func TestEventHandlerSavedElsewhere(t *testing.T) {
 		return nil
 	})
 }
+
+// A handler's failures are logged by kind, never by their text, which
+// quotes the event: a condition's script error names the value it choked
+// on, an action's the workflow name it took from the event.
+func TestEventHandlerFailuresLogNoEventData(t *testing.T) {
+	t.Parallel()
+	logger, logs := testutil.CapturingLogger()
+	n, base := nodetest.StartLogger(t, nodetest.Config(t.TempDir()), logger)
+	e := &env{t: t, node: n, base: base}
+	const planted = "planted-event-data-7Hq2"
+	e.register(`{"name":"announces","tasks":[{"name":"e","taskReferenceName":"e","type":"EVENT","sink":"nats:quiet.x",
+	  "inputParameters":{"tok":"${workflow.input.tok}"}}]}`,
+		`{"name":"handled","tasks":[{"name":"m","taskReferenceName":"m","type":"SET_VARIABLE","inputParameters":{"x":1}}]}`)
+	e.must(http.StatusNoContent, "POST", "/api/event", `[
+	  {"name":"a_throws","event":"nats:quiet.x","active":true,"condition":"$.tok.nope()","actions":[{"action":"start_workflow","start_workflow":{"name":"handled"}}]},
+	  {"name":"b_names","event":"nats:quiet.x","active":true,"actions":[{"action":"start_workflow","start_workflow":{"name":"${tok}"}}]},
+	  {"name":"z_marker","event":"nats:quiet.x","active":true,"actions":[{"action":"start_workflow","start_workflow":{"name":"handled","correlationId":"done"}}]}]`)
+	e.waitStatus(e.start("announces", map[string]any{"tok": planted}), conductor.WorkflowCompleted)
+	e.waitCorrelated("handled", "done") // handlers run in order: the two before it ran
+	out := logs.String()
+	for _, want := range []string{"event handler condition failed", "event handler action failed"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the log has no %q", want)
+		}
+	}
+	if strings.Contains(out, planted) {
+		t.Fatal("the log quotes the event's data")
+	}
+}

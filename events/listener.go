@@ -222,7 +222,7 @@ func (l *Listener) receive(subject string, m *nats.Msg) {
 	publisher, err := l.publisher(ctx, payload)
 	if err != nil {
 		l.runs.WithLabelValues("", outcomeRefused).Inc()
-		l.logger.Warn("event from an unknown workflow: no handler runs", logkey.Subject, m.Subject, logkey.Err, err)
+		l.logger.Warn("event from an unknown workflow: no handler runs", logkey.Subject, m.Subject, logkey.Reason, failure(err))
 		return
 	}
 	for _, h := range handlers {
@@ -271,7 +271,7 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 		ok, err := system.Condition(ctx, l.cfg.Budget, h.Condition, payload)
 		if err != nil {
 			l.runs.WithLabelValues("", outcomeConditionErr).Inc()
-			logger.Warn("event handler condition failed: no action runs", logkey.Err, err)
+			logger.Warn("event handler condition failed: no action runs", logkey.Reason, failure(err))
 			return
 		}
 		if !ok {
@@ -300,7 +300,7 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 		}
 		if err != nil {
 			l.runs.WithLabelValues(a.Action, outcomeFailed).Inc()
-			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as, logkey.Err, err)
+			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as, logkey.Reason, failure(err))
 			continue
 		}
 		l.runs.WithLabelValues(a.Action, outcomeRan).Inc()
@@ -461,4 +461,20 @@ func expandInlineJSON(v any) any {
 		return out
 	}
 	return v
+}
+
+// failure is what the log says of a handler's failure: its kind, never its
+// text, which may quote the event (a script's error names the value it
+// choked on, an action's the workflow name it took from the event).
+func failure(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	if kind := fault.Kind(err); kind != "internal error" {
+		return kind
+	}
+	return "failed"
 }

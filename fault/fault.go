@@ -93,6 +93,18 @@ func kinded(kind error, format string, args []any) error {
 // kinds are the failures a client is told about in so many words.
 var kinds = []error{ErrNotFound, ErrConflict, ErrInvalid, ErrForbidden, ErrUnauthorized, ErrTooLarge, ErrUnavailable, ErrRateLimited}
 
+// Kind is the name of err's kind ("not found", "forbidden"…), or
+// "internal error": what a log may say of an error whose text may quote
+// data it must not show (an event's, a workflow's).
+func Kind(err error) string {
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			return k.Error()
+		}
+	}
+	return "internal error"
+}
+
 // Message is err's text as a client may read it where an error is reported
 // among other outcomes (a bulk response): an error of a known kind says
 // what went wrong; any other is internal, and its text may name internals
