@@ -574,3 +574,40 @@ func TestStartsReachingOthers(t *testing.T) {
 		}
 	}
 }
+
+// A workflow of a registered definition runs as the definition's author
+// (who saved it last) too: whoever may edit a definition, but not read a
+// secret, cannot make it send the secret of everyone who starts it to a
+// worker of theirs. Saved again by someone who may read the secret, it
+// runs for its starter as before.
+func TestDefinitionRunsAsItsAuthor(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.putSecret("vault_key", "vault-value-6b2d18")
+	editor, editorToken := e.application("editor", "METADATA_API")
+	starter, starterToken := e.application("starter")
+	e.grant(starter, "SECRET_NAME", "vault_key", "READ")
+	const def = `{"name":"payout","tasks":[{"name":"exfil","taskReferenceName":"exfil","inputParameters":{"k":"${workflow.secrets.vault_key}"}}]}`
+	e.as(editorToken).must(http.StatusNoContent, "POST", "/api/metadata/workflow", def)
+	e.grant(starter, "WORKFLOW_DEF", "payout", "EXECUTE")
+	var got atomic.Value
+	e.work("exfil", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got.Store(task.InputData["k"])
+		return workers.Output{}, nil
+	})
+	asStarter := e.as(starterToken)
+
+	wf := asStarter.waitStatus(asStarter.start("payout", nil), conductor.WorkflowFailed)
+	if reason := taskByRef(wf, "exfil").ReasonForIncompletion; !strings.Contains(reason, "vault_key") || !strings.Contains(reason, editor) {
+		t.Fatalf("the editor's definition, started by %s: %q, want a refusal naming the editor %s", starter, reason, editor)
+	}
+	if got.Load() != nil {
+		t.Fatalf("a worker received %v through a definition its author may not read the secret of", got.Load())
+	}
+
+	e.must(http.StatusNoContent, "POST", "/api/metadata/workflow?overwrite=true", def) // saved again by the admin
+	asStarter.waitStatus(asStarter.start("payout", nil), conductor.WorkflowCompleted)
+	if got.Load() != "vault-value-6b2d18" {
+		t.Fatalf("the worker got %v", got.Load())
+	}
+}

@@ -43,7 +43,7 @@ func (d *decision) restart(r Restart) error {
 	if r.Def != nil {
 		reset.Def = r.Def.Raw
 		if !bytes.Equal(r.Def.Raw, d.plan.def.Raw) {
-			d.runAs(r.By)
+			d.runAs(r.By, r.Author)
 		}
 	}
 	d.startOver(reset)

@@ -52,6 +52,9 @@ type Upgrade struct {
 	Input      map[string]any
 	TaskOutput map[string]map[string]any
 	By         string // as for SkipTask
+	// Author saved Def: the workflow runs as them too, if Def is not the
+	// definition it ran.
+	Author string
 }
 
 // Jump moves a running workflow to the task Ref of its definition's
@@ -155,8 +158,11 @@ func (d *decision) upgrade(u Upgrade) error {
 				t.Ref, d.w.ID, t.Type, u.Def.Version, u.Def.Name, wt.TaskType())
 		}
 	}
-	if u.Input != nil || len(u.TaskOutput) > 0 || !bytes.Equal(u.Def.Raw, d.w.DefJSON) {
+	if u.Input != nil || len(u.TaskOutput) > 0 {
 		d.runAs(u.By)
+	}
+	if !bytes.Equal(u.Def.Raw, d.w.DefJSON) {
+		d.runAs(u.By, u.Author)
 	}
 	d.emit(&schemas.WorkflowUpgraded{Def: u.Def.Raw, Input: u.Input, SetInput: u.Input != nil, Time: d.now})
 	d.plan = next

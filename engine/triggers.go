@@ -130,8 +130,9 @@ type Restart struct {
 	Def *conductor.WorkflowDef
 	// By is who asked: a restart on a definition other than the one the
 	// workflow ran (useLatestDefinitions) runs as them too, as a rerun
-	// with new data does.
-	By string
+	// with new data does, and as Author, who saved that definition.
+	By     string
+	Author string
 }
 
 // Retry reschedules the failed tasks of a terminal workflow. A failed

@@ -161,12 +161,14 @@ type Executor struct {
 	conform   Conformance
 	protector Protector
 	mayStart  StartCheck
-	polls     *poller
-	lanes     *lanes
-	limits    *limits
-	outputs   *outputCache
-	activity  *activity
-	natsPolls natsPolls
+	// unrestricted tells the principals who may do anything (an admin).
+	unrestricted Unrestricted
+	polls        *poller
+	lanes        *lanes
+	limits       *limits
+	outputs      *outputCache
+	activity     *activity
+	natsPolls    natsPolls
 	// idle hands work to goroutines waiting for it (spawn).
 	idle  chan func()
 	match *matcher
@@ -270,6 +272,18 @@ func (e *Executor) Stop() {
 func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger, meta Meta) (Outcome, error) {
 	if meta.RequestID == "" {
 		meta.RequestID = uuid.NewString()
+	}
+	switch t := trig.(type) {
+	case engine.Restart:
+		if t.Def != nil {
+			t.Author = e.authorOf(ctx, t.Def)
+			trig = t
+		}
+	case engine.Upgrade:
+		if t.Def != nil {
+			t.Author = e.authorOf(ctx, t.Def)
+			trig = t
+		}
 	}
 	j := &job{ctx: ctx, wfID: wfID, trig: trig, meta: meta, done: make(chan jobResult, 1), related: relatedFrom(ctx)}
 	if meta.FollowRelated && j.related == nil {
@@ -805,9 +819,11 @@ func unrecordable(err error) bool {
 
 // recordInstead is what to record when the log refused trig's record for
 // what it holds (why), or nil to refuse trig:
-//   - for a task's result, the task failed for good, saying why, without
-//     what the result carried (output, logs, reason), as Conductor fails
-//     a task whose output is over its payload limit;
+//   - for a task's result too large, the task failed for good, saying
+//     why, without what the result carried (output, logs, reason), as
+//     Conductor fails a task whose output is over its payload limit; one
+//     nested too deep is refused as invalid, as Conductor's JSON parser
+//     refuses it, and its sender may send it flatter;
 //   - for a start, restart, retry, rerun, new variables or a log line,
 //     nothing: the caller's data is refused, and they may send less;
 //   - for anything else (a tick that schedules a task whose input is built
@@ -818,6 +834,9 @@ func recordInstead(trig engine.Trigger, why error, fellBack bool) engine.Trigger
 	case engine.Fail, engine.Start, engine.Restart, engine.Retry, engine.Rerun, engine.SetVariables, engine.AddLog:
 		return nil
 	case engine.Result:
+		if errors.Is(why, eventlog.ErrTooDeep) && !fellBack {
+			return nil
+		}
 		if !fellBack {
 			r := t.Result
 			t.Result = conductor.TaskResult{TaskID: r.TaskID, WorkflowInstanceID: r.WorkflowInstanceID, WorkerID: r.WorkerID,

@@ -60,6 +60,14 @@ type StartCheck func(ctx context.Context, principal string, req conductor.StartW
 // SUB_WORKFLOW's child, a START_WORKFLOW's), as its creator (before Start).
 func (e *Executor) SetStartCheck(c StartCheck) { e.mayStart = c }
 
+// Unrestricted reports whether principal may do anything (an admin):
+// joining those a workflow runs as, it would change no decision.
+type Unrestricted func(ctx context.Context, principal string) bool
+
+// SetUnrestricted installs the check of who may do anything (before
+// Start). Without it, every definition's author joins its workflows.
+func (e *Executor) SetUnrestricted(u Unrestricted) { e.unrestricted = u }
+
 // ErrHandOffFailed is returned to a taker whose task failed at hand-off.
 var ErrHandOffFailed = errors.New("task failed at hand-off")
 

@@ -1,9 +1,11 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -59,6 +61,7 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 			return "", 0, err
 		}
 		def = d
+		o.AlsoRunsAs = joining(o.CreatedBy, o.AlsoRunsAs, e.authorOf(ctx, def))
 	} else {
 		if def.Name == "" {
 			def.Name = req.Name
@@ -132,4 +135,29 @@ func (e *Executor) lookupIdempotency(ctx context.Context, name, key string) (str
 		return "", "", false, fmt.Errorf("idempotency key %q: %w", key, err)
 	}
 	return id, status, found, nil
+}
+
+// authorOf is who saved registered definition def last, when its
+// workflows must run as them too: what a definition does with a secret is
+// its author's choice, so a secret resolves only where its author may read
+// it as well. Otherwise whoever may edit a definition could make it send
+// the secrets of everyone who starts it wherever they like. The registry
+// sets createdBy and updatedBy; an inline definition's are its sender's to
+// write, and its author is its starter. An author who may do anything
+// changes no decision and is not named.
+func (e *Executor) authorOf(ctx context.Context, def *conductor.WorkflowDef) string {
+	author := cmp.Or(def.UpdatedBy, def.CreatedBy)
+	if author == "" || e.unrestricted != nil && e.unrestricted(ctx, author) {
+		return ""
+	}
+	return author
+}
+
+// joining is also, the principals besides creator a workflow runs as,
+// with p.
+func joining(creator string, also []string, p string) []string {
+	if p == "" || p == creator || slices.Contains(also, p) {
+		return also
+	}
+	return append(slices.Clone(also), p)
 }
