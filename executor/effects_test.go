@@ -37,14 +37,8 @@ func (b *bigOutput) Execute(context.Context, *conductor.Task) conductor.TaskResu
 // lease expires and running again, every lease, forever.
 func TestRefusedSystemResultFailsTheTask(t *testing.T) {
 	const limit = 16 << 10
-	cfg := testutil.LogConfig(t.TempDir())
-	cfg.MaxRecordBytes = limit
 	ctx := testutil.Context(t, 60*time.Second)
-	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := openSmallLog(t, limit)
 
 	var offset atomic.Int64 // how far the test moved the executor's clock
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }

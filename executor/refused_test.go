@@ -31,14 +31,8 @@ func nested(n int) any {
 // from a's output three times over.
 func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
 	const limit = 16 << 10
-	cfg := testutil.LogConfig(t.TempDir())
-	cfg.MaxRecordBytes = limit
 	ctx := testutil.Context(t, 60*time.Second)
-	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := openSmallLog(t, limit)
 	e := startExecutor(t, l, nothingScheduled{}, Config{})
 
 	const def = `{"name":"refused_result","tasks":[
@@ -97,6 +91,19 @@ func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
 	}
 }
 
+// openSmallLog opens an event log whose records hold at most limit bytes.
+func openSmallLog(t *testing.T, limit int) *eventlog.Log {
+	t.Helper()
+	cfg := testutil.LogConfig(t.TempDir())
+	cfg.MaxRecordBytes = limit
+	l, err := eventlog.Open(testutil.Context(t, 30*time.Second), cfg, eventlog.Options{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 // mustState is workflow id's state as e knows it.
 func mustState(t *testing.T, e *Executor, id string) *engine.Workflow {
 	t.Helper()
@@ -113,14 +120,8 @@ func mustState(t *testing.T, e *Executor, id string) *engine.Workflow {
 // would be refused again, for ever, and the workflow wait for good.
 func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 	const limit = 16 << 10
-	cfg := testutil.LogConfig(t.TempDir())
-	cfg.MaxRecordBytes = limit
 	ctx := testutil.Context(t, 60*time.Second)
-	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := openSmallLog(t, limit)
 	var offset atomic.Int64 // how far the test moved the executor's clock
 	e := startExecutor(t, l, nothingScheduled{}, Config{Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
 
