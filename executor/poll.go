@@ -183,22 +183,26 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 	now := e.cfg.Now()
 	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, now.UnixMilli())
 	e.activity.polled(req.TaskType, req.Domain, now)
-	// Messages whose task is gone (taken through a priority lane's twin,
-	// or otherwise) answer nothing: pull again rather than answer an
-	// empty poll while tasks wait. The pull did not wait, so neither
-	// does the poll longer than asked.
-	for range stalePulls {
+	// Messages whose task is gone (its workflow ended or was removed, it
+	// was taken through a priority lane's twin) answer nothing, and each
+	// pull acknowledges them away: pull again until a task comes or the
+	// queue is drained, when the pull waits as asked. Answering empty
+	// instead, while tasks wait behind them, made every poll after a bulk
+	// terminate return at once with nothing.
+	drainUntil := time.Now().Add(staleDrain)
+	for {
 		var pulled int
 		tasks, seq, pulled, err = e.pollOnce(ctx, req)
-		if len(tasks) > 0 || pulled == 0 || err != nil {
+		if len(tasks) > 0 || pulled == 0 || err != nil || time.Now().After(drainUntil) {
 			break
 		}
 	}
 	return nonNilTasks(tasks), seq, err
 }
 
-// stalePulls bounds the pulls of one poll that found only tasks gone.
-const stalePulls = 3
+// staleDrain bounds the time one poll spends pulling messages whose tasks
+// are gone: a backlog larger than that is left to the next polls.
+const staleDrain = 2 * time.Second
 
 // pollOnce is one pull of Poll; pulled counts the messages it pulled.
 func (e *Executor) pollOnce(ctx context.Context, req PollRequest) (tasks []*conductor.Task, seq uint64, pulled int, err error) {
