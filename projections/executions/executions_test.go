@@ -773,3 +773,30 @@ func TestScheduledBefore(t *testing.T) {
 		t.Fatalf("scheduled at or before the third: %v\nwant %v", got, want)
 	}
 }
+
+// A value listed twice in IN finds its workflows once, and workflows
+// searched by id are ordered by their start time like any others, not by
+// their ids.
+func TestSearchListsEachWorkflowOnceInStartOrder(t *testing.T) {
+	f := newFixture(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"wf-z", "wf-y", "wf-x"} // started in this order: their ids sort the other way
+	for _, id := range ids {
+		f.decide(id, engine.Start{WorkflowID: id, Def: &def})
+	}
+	newestFirst := []string{"wf-x", "wf-y", "wf-z"}
+	for q, want := range map[string][]string{
+		"status IN (RUNNING, RUNNING)":                    newestFirst,
+		"workflowType IN (one_wait, one_wait)":            newestFirst,
+		"workflowId IN (wf-y, wf-z, wf-x, wf-y)":          newestFirst,
+		"workflowId = wf-y":                               {"wf-y"},
+		"workflowId IN (wf-z, wf-x) AND status = RUNNING": {"wf-x", "wf-z"},
+	} {
+		if got := f.search(q); !equal(got, want) {
+			t.Errorf("%q = %v, want %v", q, got, want)
+		}
+	}
+}

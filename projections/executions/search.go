@@ -151,6 +151,9 @@ func (r *Reader) workflowHits(ctx context.Context, s query.Search) ([]wfHit, err
 				return true
 			}
 			h.sum = sum
+			if src.ids != nil {
+				h.start = sum.StartTime // listed ids come without an index time
+			}
 		}
 		if !ft.All() {
 			ok, err := r.freeTextWorkflow(ctx, id, ft)
@@ -326,14 +329,19 @@ func timeRange(conds []query.Cond, field string) (lo, hi int64, used []int) {
 	return lo, hi, used
 }
 
-// equalities returns the values of an = or IN conjunct on field, and its
-// index in conds (-1 if there is none).
+// equalities returns the values of an = or IN conjunct on field, each
+// once (a value listed twice would scan its index prefix, and find its
+// hits, twice), and the conjunct's index in conds (-1 if there is none).
 func equalities(conds []query.Cond, field string) ([]string, int) {
 	for i, c := range conds {
 		if c.Field == field && (c.Op == query.Eq || c.Op == query.In) {
-			vals := make([]string, len(c.Values))
-			for j, v := range c.Values {
-				vals[j] = v.(string)
+			vals := make([]string, 0, len(c.Values))
+			seen := make(map[string]bool, len(c.Values))
+			for _, v := range c.Values {
+				if s := v.(string); !seen[s] {
+					seen[s] = true
+					vals = append(vals, s)
+				}
 			}
 			return vals, i
 		}
