@@ -47,7 +47,7 @@ func newSearchFixture(t *testing.T, e *env) searchFixture {
 	var f searchFixture
 	for i := 1; i <= 4; i++ {
 		id := e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "pack_flow",
-			CorrelationID: fmt.Sprint("ord-", i), Input: map[string]any{"sku": fmt.Sprint("SKU-", i), "n": i}, Priority: i})
+			CorrelationID: fmt.Sprint("ord-", i), Input: map[string]any{"sku": fmt.Sprint("SKU-", i), "n": i, "label": fmt.Sprint("<box ", i, " & co>")}, Priority: i})
 		f.packs = append(f.packs, id)
 		time.Sleep(3 * time.Millisecond) // distinct start times
 	}
@@ -114,7 +114,8 @@ func TestWorkflowSearch(t *testing.T) {
 		{"executionTime >= 0", "", all},
 		{"executionTime = 0 AND status = RUNNING", "", f.refunds}, // 0 until it ends
 		{"", "SKU-2", []string{f.packs[1]}},
-		{"", "box-4", []string{f.packs[3]}}, // output, any case
+		{"", "box-4", []string{f.packs[3]}},        // output, any case
+		{"", "<box 4 & co>", []string{f.packs[3]}}, // as written, not as HTML-escaped JSON
 		{"status = FAILED", "sku", []string{f.packs[0], f.packs[2]}},
 		{"workflowType = nothing", "", nil},
 		// Bounds at the ends of the range match nothing; they do not wrap.

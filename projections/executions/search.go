@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -198,9 +199,18 @@ func (r *Reader) freeTextWorkflow(ctx context.Context, id string, ft query.FreeT
 	// Match the masked view: a search must not tell whether a secret value
 	// appears in a workflow.
 	view := w.Conductor(false)
-	in, _ := json.Marshal(view.Input)
-	out, _ := json.Marshal(view.Output)
-	return ft.Match(w.ID, w.Name, w.CorrelationID, string(in), string(out)), nil
+	return ft.Match(w.ID, w.Name, w.CorrelationID, searchable(view.Input), searchable(view.Output)), nil
+}
+
+// searchable is v's JSON as free text is matched against: without the
+// escapes json.Marshal writes for HTML (`<` as \u003c), which text
+// holding <, > or & would never match.
+func searchable(v any) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 func (r *Reader) summary(id string) (*Summary, error) {

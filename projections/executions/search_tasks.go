@@ -2,7 +2,6 @@ package executions
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"slices"
@@ -144,9 +143,7 @@ func freeTextTask(ft query.FreeText, w *engine.Workflow, t *engine.Task) bool {
 		return true
 	}
 	view := t.Conductor(w) // masked: a search must not reveal secret values
-	in, _ := json.Marshal(view.InputData)
-	out, _ := json.Marshal(view.OutputData)
-	return ft.Match(t.ID, t.Name, t.Type, t.Ref, w.ID, w.Name, w.CorrelationID, string(in), string(out))
+	return ft.Match(t.ID, t.Name, t.Type, t.Ref, w.ID, w.Name, w.CorrelationID, searchable(view.InputData), searchable(view.OutputData))
 }
 
 // planTasks picks the candidates of a task query: tasks by id, the tasks
