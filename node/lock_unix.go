@@ -17,25 +17,56 @@ const LockFileName = "flowvault.lock"
 // LockDataDir takes an exclusive lock on the data directory dir, creating
 // it (mode 0700) if needed, so that two processes never run an embedded
 // NATS server or Pebble on the same files. The kernel releases the lock
-// when the process dies.
+// when the process dies. It locks the directory itself, which no one can
+// delete while it holds the data, and the lock file in it, which older
+// versions lock: a lock on the file alone was lost to anyone who removed
+// a "stale" lock file, and a second process then opened the same stores.
 func LockDataDir(dir string) (release func(), err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	path := filepath.Join(dir, LockFileName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	d, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("data dir lock: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("data dir %s is in use by another flowvault process (%s is locked)", dir, path)
+	if err := flock(d, dir, dir); err != nil {
+		d.Close()
+		return nil, err
+	}
+	path := filepath.Join(dir, LockFileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		err = flock(f, dir, path)
+		if err != nil {
+			f.Close()
 		}
-		return nil, fmt.Errorf("data dir lock: %w", err)
+	} else {
+		err = fmt.Errorf("data dir lock: %w", err)
+	}
+	if err != nil {
+		unlock(d)
+		return nil, err
 	}
 	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
+		unlock(f)
+		unlock(d)
 	}, nil
+}
+
+// flock locks f (what, in data directory dir) exclusively, or says who
+// holds it.
+func flock(f *os.File, dir, what string) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("data dir %s is in use by another flowvault process (%s is locked)", dir, what)
+	}
+	if err != nil {
+		return fmt.Errorf("data dir lock: %w", err)
+	}
+	return nil
+}
+
+func unlock(f *os.File) {
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	f.Close()
 }
