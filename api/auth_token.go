@@ -64,15 +64,19 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fault.Invalid("keyId and keySecret are required"))
 		return
 	}
-	if err := s.tokenLimiter.allow(addr, req.KeyID, time.Now()); err != nil {
-		s.deps.Logger.Warn("token requests rate limited", logkey.KeyID, req.KeyID, logkey.Addr, addr, logkey.Err, err)
+	keyID := req.KeyID
+	if !auth.ValidKeyID(keyID) {
+		keyID = "" // never logged nor keyed on: it may be the secret, fields swapped
+	}
+	if err := s.tokenLimiter.allow(addr, keyID, time.Now()); err != nil {
+		s.deps.Logger.Warn("token requests rate limited", logkey.KeyID, keyID, logkey.Addr, addr, logkey.Err, err)
 		s.recordAuthFailed(r, err)
 		s.writeError(w, r, err)
 		return
 	}
 	token, err := s.deps.Tokens.Issue(r.Context(), req.KeyID, req.KeySecret, req.Expiration, addr)
 	if errors.Is(err, fault.ErrUnauthorized) {
-		s.tokenLimiter.failed(req.KeyID, time.Now())
+		s.tokenLimiter.failed(addr, keyID, time.Now())
 	}
 	s.reply(w, r, map[string]string{"token": token}, err)
 }
@@ -130,19 +134,25 @@ func newTokenLimiter(tl TokenLimits) *tokenLimiter {
 
 // allow returns nil, or a rate-limit error saying when to retry. The
 // address is checked first, so that one client spraying key ids is
-// stopped by its own bucket.
+// stopped by its own bucket. Failures count per key id and address: key
+// ids are no secret (every token names its own), and failures counted per
+// key alone let anyone lock a key's owner out by guessing at it.
 func (t *tokenLimiter) allow(addr, keyID string, now time.Time) error {
 	if d := t.byAddr.Reserve(addr, now); d > 0 {
 		return &rateLimitedError{what: "token requests from " + addr, retryAfter: d}
 	}
-	if d := t.byKey.Check(keyID, now); d > 0 {
-		return &rateLimitedError{what: "failed token requests for key " + keyID, retryAfter: d}
+	if d := t.byKey.Check(failureKey(addr, keyID), now); d > 0 {
+		return &rateLimitedError{what: "failed token requests for this key from " + addr, retryAfter: d}
 	}
 	return nil
 }
 
-// failed charges a refused attempt to the key id's bucket.
-func (t *tokenLimiter) failed(keyID string, now time.Time) { t.byKey.Reserve(keyID, now) }
+// failed charges a refused attempt to its key id and address's bucket.
+func (t *tokenLimiter) failed(addr, keyID string, now time.Time) {
+	t.byKey.Reserve(failureKey(addr, keyID), now)
+}
+
+func failureKey(addr, keyID string) string { return addr + " " + keyID }
 
 // rateLimitedError answers 429 with a Retry-After header.
 type rateLimitedError struct {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/schemas"
 )
@@ -58,6 +59,8 @@ func subjectOf(ev schemas.Event) string {
 		return DeniedSubject(e.TargetType, e.TargetID)
 	case *schemas.RefusalsDropped:
 		return droppedSubject
+	case *schemas.TokenRefused:
+		return auth.TokenAuditSubject
 	}
 	return ""
 }

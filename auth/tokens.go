@@ -13,6 +13,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/google/uuid"
 )
 
 // Token lifetimes.
@@ -31,6 +32,26 @@ type Tokens struct {
 	log    *eventlog.Log
 	ttl    time.Duration
 	logger *slog.Logger
+	// refusals records refused requests in the background, within rate
+	// limits; nil: each is appended before the refusal answers.
+	refusals Refusals
+}
+
+// Refusals records refused requests from a client address, as far as the
+// audit log's flood limits let it (audit.Recorder).
+type Refusals interface {
+	Refused(addr, principal string, ev schemas.Event)
+}
+
+// SetRefusals routes the records of refused token requests through r.
+func (t *Tokens) SetRefusals(r Refusals) { t.refusals = r }
+
+// ValidKeyID reports whether id has the form of an access key id (a
+// UUID). Anything else is never logged, recorded or keyed on: a client
+// that swapped its key's fields would put the secret there.
+func ValidKeyID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
 }
 
 // NewTokens returns the token service. ttl is the default lifetime (0:
@@ -67,14 +88,12 @@ var ErrBadCredentials = fmt.Errorf("invalid access key id or secret: %w", fault.
 // are logged with the key id (never the secret); addr is the client's
 // address. A refusal returns ErrBadCredentials.
 func (t *Tokens) Issue(ctx context.Context, keyID, secret string, expirationMs int64, addr string) (string, error) {
+	if !ValidKeyID(keyID) {
+		return "", t.refuse(ctx, "", "malformed key id", addr)
+	}
 	app, err := t.store.VerifyAccessKey(ctx, keyID, secret)
 	if errors.Is(err, fault.ErrUnauthorized) {
-		reason := strings.TrimSuffix(err.Error(), ": "+fault.ErrUnauthorized.Error())
-		t.logger.Warn("token request refused", logkey.KeyID, keyID, logkey.Addr, addr, logkey.Reason, reason)
-		if aerr := t.audit(ctx, &schemas.TokenRefused{KeyID: keyID, Reason: reason, Addr: addr, Time: time.Now().UnixMilli()}); aerr != nil {
-			return "", aerr
-		}
-		return "", ErrBadCredentials
+		return "", t.refuse(ctx, keyID, strings.TrimSuffix(err.Error(), ": "+fault.ErrUnauthorized.Error()), addr)
 	}
 	if err != nil {
 		return "", err
@@ -92,6 +111,19 @@ func (t *Tokens) Issue(ctx context.Context, keyID, secret string, expirationMs i
 	}
 	t.logger.Info("token issued", logkey.KeyID, keyID, logkey.Principal, c.Subject, logkey.Addr, addr)
 	return token, nil
+}
+
+// refuse logs and records a refused token request and returns
+// ErrBadCredentials, or the error of a record that had to be appended.
+func (t *Tokens) refuse(ctx context.Context, keyID, reason, addr string) error {
+	t.logger.Warn("token request refused", logkey.KeyID, keyID, logkey.Addr, addr, logkey.Reason, reason)
+	ev := &schemas.TokenRefused{KeyID: keyID, Reason: reason, Addr: addr, Time: time.Now().UnixMilli()}
+	if t.refusals != nil {
+		t.refusals.Refused(addr, "", ev)
+	} else if err := t.audit(ctx, ev); err != nil {
+		return err
+	}
+	return ErrBadCredentials
 }
 
 // audit appends one audit fact. Issuance fails closed: no record, no token.

@@ -48,6 +48,7 @@ func (n *Node) startAuth(ctx, runCtx context.Context, freshData bool) (*authPart
 		return nil, err
 	}
 	p.tokens = auth.NewTokens(p.store, signer, n.log, n.cfg.TokenTTL, n.logger)
+	p.tokens.SetRefusals(n.audit) // within the audit log's flood limits
 	key, created, err := p.store.Bootstrap(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap admin key: %w", err)

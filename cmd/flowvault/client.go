@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -312,16 +313,22 @@ func (c *apiClient) authenticate(ctx context.Context) error {
 		return nil
 	}
 	c.once.Do(func() {
+		// A key id not in a key id's form is not shown: with the key's
+		// fields swapped, it is the secret.
+		key := "the access key (its keyId is not a key id: keyId and keySecret swapped?)"
+		if auth.ValidKeyID(c.key.KeyID) {
+			key = "key " + c.key.KeyID
+		}
 		body, _ := json.Marshal(c.key)
 		b, err := c.mintToken(ctx, body)
 		clear(body)
 		if err != nil {
-			c.err = fmt.Errorf("sign in with key %s: %w", c.key.KeyID, err)
+			c.err = fmt.Errorf("sign in with %s: %w", key, err)
 			return
 		}
 		var t struct{ Token string }
 		if err := json.Unmarshal(b, &t); err != nil || t.Token == "" {
-			c.err = fmt.Errorf("sign in with key %s: the server answered no token", c.key.KeyID)
+			c.err = fmt.Errorf("sign in with %s: the server answered no token", key)
 			return
 		}
 		c.token = t.Token

@@ -187,7 +187,9 @@ func TestSecretCLI(t *testing.T) {
 		want string
 	}{
 		{nil, "missing token"},
-		{[]string{"FLOWVAULT_KEY_ID=nokey", "FLOWVAULT_KEY_SECRET=wrong"}, "sign in with key nokey"},
+		{[]string{"FLOWVAULT_KEY_ID=0b1e6f3c-1d2a-4b5c-8d7e-9f0a1b2c3d4e", "FLOWVAULT_KEY_SECRET=wrong"}, "sign in with key 0b1e6f3c-1d2a-4b5c-8d7e-9f0a1b2c3d4e"},
+		// Not a key id in form: perhaps the secret, the fields swapped.
+		{[]string{"FLOWVAULT_KEY_ID=Zq8-secret-like", "FLOWVAULT_KEY_SECRET=wrong"}, "keyId and keySecret swapped?"},
 		{[]string{"FLOWVAULT_KEY_ID=nokey"}, "set both FLOWVAULT_KEY_ID and FLOWVAULT_KEY_SECRET"},
 		{[]string{"FLOWVAULT_TOKEN=not-a-token"}, "malformed"},
 	} {
