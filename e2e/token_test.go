@@ -34,7 +34,9 @@ func TestSwappedKeyFieldsLeakNothing(t *testing.T) {
 	if status, _ := anon.do("POST", "/api/token", fmt.Sprintf(`{"keyId":%q,"keySecret":"wrong"}`, keyID)); status != http.StatusUnauthorized {
 		t.Fatalf("wrong secret: %d", status)
 	}
-	var trail struct{ Entries []struct{ Action, Target string } }
+	var trail struct {
+		Entries []struct{ Action, Target string }
+	}
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		out := e.must(http.StatusOK, "GET", "/api/audit?limit=1000", nil)
 		if strings.Contains(out, keySecret) {
