@@ -134,7 +134,7 @@ func appCommands(fs *flag.FlagSet) map[string]clientCommand {
 				return err
 			}
 			for _, k := range keys {
-				fmt.Fprintf(stdout, "%s\t%s\t%s\n", k.ID, k.Status, time.UnixMilli(k.CreatedAt).UTC().Format(time.RFC3339))
+				fmt.Fprintln(stdout, row(k.ID, k.Status, time.UnixMilli(k.CreatedAt).UTC().Format(time.RFC3339)))
 			}
 			return nil
 		}},

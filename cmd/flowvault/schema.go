@@ -77,7 +77,7 @@ func schemaCommands(fs *flag.FlagSet) map[string]clientCommand {
 			fmt.Fprintln(stdout, "saved")
 			return nil
 		}},
-		"list":   listCommand("/api/schema?short=true", func(d conductor.SchemaDef) string { return fmt.Sprintf("%s\t%d\t%s", d.Name, d.Version, d.Type) }),
+		"list":   listCommand("/api/schema?short=true", func(d conductor.SchemaDef) string { return row(d.Name, d.Version, d.Type) }),
 		"get":    getCommand(path),
 		"delete": deleteCommand(path),
 	}

@@ -295,6 +295,17 @@ func printable(s string) string {
 	return s
 }
 
+// row is a tab-separated line of fields from the server, each printable:
+// a worker's reason, a webhook's or workflow's name may hold a terminal's
+// escape sequences (clear the screen, set the title, \r over the line).
+func row(fields ...any) string {
+	s := make([]string, len(fields))
+	for i, f := range fields {
+		s[i] = printable(fmt.Sprint(f))
+	}
+	return strings.Join(s, "\t")
+}
+
 func secretList(ctx context.Context, c *apiClient, stdout io.Writer) error {
 	var list []struct {
 		Name string          `json:"name"`

@@ -469,3 +469,24 @@ func TestPutFileDirectory(t *testing.T) {
 		t.Fatalf("exit %d %q; want 1 naming the directory once", code, errOut)
 	}
 }
+
+// Whatever text of the server a command prints (a worker's reason, a
+// workflow's, webhook's or schema's name) reaches the terminal escaped.
+func TestServerTextEscapedForTheTerminal(t *testing.T) {
+	t.Parallel()
+	const evil = `boom\u001b[2J\u001b]0;owned\u0007\rALL GOOD`
+	srv := newFakeServer(t, map[string]string{
+		"GET /api/workflow/w1":                `{"workflowId":"w1","workflowName":"` + evil + `","workflowVersion":1,"status":"FAILED","reasonForIncompletion":"` + evil + `"}`,
+		"GET /api/workflow/search":            `{"totalHits":1,"results":[{"workflowId":"w1","workflowType":"` + evil + `","version":1,"status":"FAILED"}]}`,
+		"GET /api/metadata/webhook":           `[{"id":"h1","name":"` + evil + `","verifier":"HEADER_BASED"}]`,
+		"GET /api/schema":                     `[{"name":"` + evil + `","version":1,"type":"JSON"}]`,
+		"GET /api/applications/a1/accessKeys": `[{"id":"` + evil + `","status":"ACTIVE","createdAt":0}]`,
+	})
+	keyFile := testKeyFile(t)
+	for _, args := range [][]string{{"workflow", "status", "w1"}, {"workflow", "search"}, {"webhook", "list"}, {"schema", "list"}, {"app", "keys", "a1"}} {
+		out, errOut, code := runCLI(append(args, "--server", srv.URL, "--key-file", keyFile)...)
+		if code != 0 || strings.ContainsAny(out, "\x1b\x07\r") || !strings.Contains(out, `\x1b[2J`) {
+			t.Errorf("%q: exit %d %q %q; want the server's text escaped", args, code, out, errOut)
+		}
+	}
+}

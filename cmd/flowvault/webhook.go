@@ -56,7 +56,7 @@ func webhookCommands(*flag.FlagSet) map[string]clientCommand {
 			}
 			return save(ctx, c, "PUT", path(pos[0]), pos[1], stdout)
 		}},
-		"list":   listCommand("/api/metadata/webhook", func(w conductor.WebhookConfig) string { return fmt.Sprintf("%s\t%s\t%s", w.ID, w.Name, w.Verifier) }),
+		"list":   listCommand("/api/metadata/webhook", func(w conductor.WebhookConfig) string { return row(w.ID, w.Name, w.Verifier) }),
 		"get":    getCommand(path),
 		"delete": deleteCommand(path),
 	}

@@ -302,12 +302,12 @@ func workflowStatus(ctx context.Context, c *apiClient, pos []string, stdout io.W
 	if err := c.getJSON(ctx, "/api/workflow/"+url.PathEscape(pos[0])+"?includeTasks=false", &wf); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s\t%s v%d\t%s", wf.WorkflowID, wf.WorkflowName, wf.WorkflowVersion, wf.Status)
+	line := row(wf.WorkflowID, fmt.Sprintf("%s v%d", wf.WorkflowName, wf.WorkflowVersion), wf.Status)
 	if wf.ReasonForIncompletion != "" {
-		fmt.Fprintf(stdout, "\t%s", wf.ReasonForIncompletion)
+		line += "\t" + printable(wf.ReasonForIncompletion)
 	}
-	fmt.Fprintln(stdout)
-	return nil
+	_, err := fmt.Fprintln(stdout, line)
+	return err
 }
 
 func workflowSearch(ctx context.Context, c *apiClient, pos []string, size int, stdout io.Writer) error {
@@ -326,7 +326,7 @@ func workflowSearch(ctx context.Context, c *apiClient, pos []string, size int, s
 		} else if s.StartTime != "" {
 			start = s.StartTime
 		}
-		fmt.Fprintf(stdout, "%s\t%s v%d\t%s\t%s\n", s.WorkflowID, s.WorkflowType, s.Version, s.Status, start)
+		fmt.Fprintln(stdout, row(s.WorkflowID, fmt.Sprintf("%s v%d", s.WorkflowType, s.Version), s.Status, start))
 	}
 	if res.TotalHits > int64(len(res.Results)) {
 		fmt.Fprintf(stdout, "(%d of %d)\n", len(res.Results), res.TotalHits)
