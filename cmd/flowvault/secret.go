@@ -116,13 +116,27 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			return pos, refuseEmptyPaths(fs)
 		}
 		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
+			return append(pos, args[1:]...), refuseEmptyPaths(fs)
 		}
 		pos, args = append(pos, args[0]), args[1:]
 	}
+}
+
+// refuseEmptyPaths refuses a --file or --out given empty: a variable
+// expanded from nothing, not a request for stdin or stdout, where a value
+// would be read from the next line of a loop's input, or a key's secret
+// printed into a CI log.
+func refuseEmptyPaths(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if (f.Name == "file" || f.Name == "out") && f.Value.String() == "" && err == nil {
+			err = fmt.Errorf("--%s is set but empty: name a file, or leave the flag out", f.Name)
+		}
+	})
+	return err
 }
 
 func secretPut(ctx context.Context, c *apiClient, name, file string, stdout, stderr io.Writer) error {

@@ -490,3 +490,17 @@ func TestServerTextEscapedForTheTerminal(t *testing.T) {
 		}
 	}
 }
+
+// A --file given empty (a variable expanded from nothing) is refused, not
+// taken for stdin, which in a loop holds the next line.
+func TestEmptyFileFlagRefused(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t, nil)
+	_, errOut, code := runCLI("secret", "put", "db", "--file", "", "--server", srv.URL, "--key-file", testKeyFile(t))
+	if code != 1 || !strings.Contains(errOut, "--file is set but empty") {
+		t.Fatalf("exit %d %q; want 1 saying --file is empty", code, errOut)
+	}
+	if got := srv.requests(); len(got) > 0 {
+		t.Fatalf("requests sent: %v", got)
+	}
+}

@@ -227,17 +227,30 @@ func parseLifetime(s string) (time.Duration, error) {
 }
 
 // checkOut refuses an --out that cannot take the file before anything is
-// asked for or written: a directory (the credentials, with their seed,
-// would be written beside it before the rename failed), or a path whose
-// directory does not exist.
+// asked for or written (a key created whose file cannot be written would
+// be lost, its secret shown nowhere): a directory (the credentials, with
+// their seed, would be written beside it before the rename failed), a
+// path whose directory does not exist or cannot be written, or a file
+// that exists (another key or credentials file, perhaps an admin's,
+// replaced without a word).
 func checkOut(path string) error {
-	if info, err := os.Stat(path); err == nil && info.IsDir() {
+	info, err := os.Stat(path)
+	switch {
+	case err == nil && info.IsDir():
 		return fmt.Errorf("--out %s is a directory: name the file to write", path)
+	case err == nil:
+		return fmt.Errorf("--out %s exists: remove it first, or name another file", path)
 	}
-	if info, err := os.Stat(filepath.Dir(path)); err != nil {
+	dir := filepath.Dir(path)
+	if info, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("--out %s: %w", path, err)
 	} else if !info.IsDir() {
-		return fmt.Errorf("--out %s: %s is not a directory", path, filepath.Dir(path))
+		return fmt.Errorf("--out %s: %s is not a directory", path, dir)
 	}
-	return nil
+	probe, err := os.CreateTemp(dir, ".flowvault-out-*")
+	if err != nil {
+		return fmt.Errorf("--out %s: %s cannot be written: %w", path, dir, err)
+	}
+	probe.Close()
+	return os.Remove(probe.Name())
 }

@@ -144,18 +144,26 @@ func TestParseLifetime(t *testing.T) {
 	}
 }
 
-// An --out that cannot take the file is refused before the credentials
-// are asked for, and nothing is written.
+// An --out that cannot take the file, or names one that exists, or is
+// empty, is refused before the credentials are asked for, and nothing is
+// written.
 func TestWorkerCredentialsOutRefused(t *testing.T) {
 	t.Parallel()
 	srv := newFakeServer(t, map[string]string{"POST /api/workers/credentials": `{"creds":"-----BEGIN NATS USER JWT-----"}`})
 	dir := t.TempDir()
+	existing := filepath.Join(t.TempDir(), "admin.json")
+	if err := os.WriteFile(existing, []byte("an admin's key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		out  string
 		want string
 	}{
 		{dir, "is a directory"},
 		{filepath.Join(dir, "absent", "w.creds"), "no such file or directory"},
+		{existing, "exists: remove it first"},
+		{"/proc/w.creds", "cannot be written"}, // root may write anywhere else
+		{"", "--out is set but empty"},
 	} {
 		_, errOut, code := runCLI("worker-credentials", "--task-types", "a", "--out", tt.out, "--server", srv.URL, "--key-file", testKeyFile(t))
 		if code != 1 || !strings.Contains(errOut, tt.want) {
@@ -167,5 +175,8 @@ func TestWorkerCredentialsOutRefused(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) > 0 {
 		t.Fatalf("files left in %s: %v", dir, left)
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "an admin's key" {
+		t.Fatalf("the existing file now holds %q", b)
 	}
 }
