@@ -124,6 +124,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := projections.RemoveVerifyLeftovers(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("remove a verification's leftovers: %w", err)
 	}
+	stores := []string{cfg.PebbleDir()}
+	if cfg.NATSURL == "" {
+		stores = append(stores, cfg.Eventlog().StoreDir) // the embedded server's
+	}
+	if err := privateDirs(stores...); err != nil {
+		return nil, err
+	}
 	if n.log, mk, n.nats, err = OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger, Metrics: reg, TLS: tlsConfig}); err != nil {
 		return nil, err
 	}
@@ -139,6 +146,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Logger: logger, Replicas: cfg.Eventlog().Replicas, DevKeyFile: cfg.DevKeyFile(),
 	}); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(cfg.DevKeyFile()); err == nil && cfg.MasterKeySource().Configured() {
+		// Moved from dev mode to a master key of its own (perhaps the
+		// dev file's, copied): the file still opens every secret.
+		logger.Warn("a dev-mode master key file is still in the data dir while a master key is configured: " +
+			"anyone who can read it can decrypt every secret; remove it once the server runs", logkey.Path, cfg.DevKeyFile())
 	}
 	if n.store, err = projections.OpenStore(cfg.PebbleDir(), projections.StoreOptions{Logger: logger}); err != nil {
 		return nil, err
@@ -535,5 +548,22 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	logger.Info("stopped")
+	return nil
+}
+
+// privateDirs creates dirs, or restricts them, to their owner (0700). The
+// stores' files are created 0644: in a data dir that existed already,
+// readable by others (a container's volume), the read models (access key
+// hashes, environment values, workflow data) and the log would be readable
+// by every local user.
+func privateDirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+	}
 	return nil
 }

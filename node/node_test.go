@@ -112,3 +112,51 @@ func TestFailedFirstStartStillWritesTheBootstrapFile(t *testing.T) {
 		t.Fatalf("no bootstrap key file after the first start that got through: %v", err)
 	}
 }
+
+// The stores are their owner's alone, also in a data dir that existed,
+// readable by others, before the first start.
+func TestStoresArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, d := range []string{dir, filepath.Join(dir, "pebble")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := nodetest.Config(dir)
+	nodetest.StartConfig(t, cfg)
+	for _, d := range []string{cfg.PebbleDir(), cfg.Eventlog().StoreDir} {
+		info, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := info.Mode().Perm(); perm != 0o700 {
+			t.Errorf("%s has mode %v, want 0700", d, perm)
+		}
+	}
+}
+
+// A server given a master key of its own warns while dev mode's key file
+// is still in its data dir: the file opens every secret.
+func TestLeftoverDevKeyWarned(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := nodetest.Config(dir)
+	cfg.MasterKey = nil // dev mode: the key is generated into the data dir
+	n, _ := nodetest.StartConfig(t, cfg)
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(cfg.DevKeyFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MasterKey = []byte(strings.TrimSpace(string(key)))
+	logger, logs := testutil.CapturingLogger()
+	nodetest.StartLogger(t, cfg, logger)
+	if !strings.Contains(logs.String(), "dev-mode master key file is still in the data dir") {
+		t.Fatal("no warning of the dev key file left behind")
+	}
+}
