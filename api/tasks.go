@@ -88,7 +88,8 @@ func (s *Server) taskRoutes() {
 // pollParams reads the poll query: workerid, domain, count, timeout (ms).
 func pollParams(r *http.Request, taskType string) (executor.PollRequest, error) {
 	q := r.URL.Query()
-	req := executor.PollRequest{TaskType: taskType, Domain: q.Get("domain"), WorkerID: q.Get("workerid"), Count: 1, Wait: defaultPollWait}
+	req := executor.PollRequest{TaskType: taskType, Domain: q.Get("domain"), WorkerID: q.Get("workerid"), Principal: principal(r),
+		Count: 1, Wait: defaultPollWait}
 	if len(req.WorkerID) > maxWorkerID {
 		return req, fault.Invalid("workerid is longer than %d bytes", maxWorkerID)
 	}
@@ -353,7 +354,7 @@ func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
 		writeNoContent(w)
 		return
 	}
-	next, err := s.poll(r, executor.PollRequest{TaskType: t.Name, Domain: t.Domain, WorkerID: res.WorkerID, Count: 1,
+	next, err := s.poll(r, executor.PollRequest{TaskType: t.Name, Domain: t.Domain, WorkerID: res.WorkerID, Principal: principal(r), Count: 1,
 		Wait: nextTaskWait(out.State, t)})
 	if err != nil {
 		// The result is recorded: answering an error would make the worker

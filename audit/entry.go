@@ -143,7 +143,14 @@ func (f fact) entry(action, target, by string, detail map[string]string) Entry {
 func (f fact) entries() []Entry {
 	switch e := f.ev.(type) {
 	case *schemas.TaskStarted:
-		return f.resolutions(e.Resolved, map[string]string{"task": e.TaskID})
+		// Who received the values: the worker as it names itself, and the
+		// principal that polled, when it was authenticated (an HTTP poll;
+		// a NATS worker's take carries only its worker id).
+		d := map[string]string{"task": e.TaskID, "worker": e.WorkerID}
+		if p := f.env.Principal; p != e.WorkerID {
+			d["taken_by"] = p
+		}
+		return f.resolutions(e.Resolved, d)
 	case *schemas.WorkflowStarted:
 		return f.resolutions(e.Resolved, map[string]string{"parent": e.ParentWorkflowID})
 	case *schemas.WorkflowRunAs:

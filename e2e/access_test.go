@@ -611,3 +611,45 @@ func TestDefinitionRunsAsItsAuthor(t *testing.T) {
 		t.Fatalf("the worker got %v", got.Load())
 	}
 }
+
+// The audit trail names who received a secret resolved into a task: the
+// principal whose authenticated poll took it, beside the worker id the
+// worker gave itself.
+func TestTrailNamesWhoTookTheSecret(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.putSecret("taken_key", "taken-value-4c81f2")
+	e.register(`{"name":"tk_flow","tasks":[{"name":"tk_task","taskReferenceName":"t","inputParameters":{"k":"${workflow.secrets.taken_key}"}}]}`)
+	wp, wtok := e.application("tk_worker", "WORKER")
+	e.grant(wp, "TASK_DEF", "tk_task", "EXECUTE")
+	id := e.start("tk_flow", nil)
+	var task conductor.Task
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		status, body := e.as(wtok).do("GET", "/api/tasks/poll/tk_task?workerid=host-7", nil)
+		if status != http.StatusOK {
+			return fmt.Errorf("poll: %d", status)
+		}
+		return json.Unmarshal([]byte(body), &task)
+	})
+	if task.InputData["k"] != "taken-value-4c81f2" || task.WorkflowInstanceID != id {
+		t.Fatalf("polled %s of %s", task.TaskID, task.WorkflowInstanceID)
+	}
+	var trail struct {
+		Entries []struct {
+			Principal, Action, Target string
+			Detail                    map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?limit=1000", nil)), &trail); err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range trail.Entries {
+		if en.Action == "secret.resolve" && en.Target == "SECRET_NAME:taken_key" {
+			if en.Detail["taken_by"] != wp || en.Detail["worker"] != "host-7" || en.Detail["task"] != task.TaskID {
+				t.Fatalf("the resolution's entry: %+v, want it taken by %s as worker host-7", en, wp)
+			}
+			return
+		}
+	}
+	t.Fatalf("no resolution of taken_key in the trail: %+v", trail.Entries)
+}

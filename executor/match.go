@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -44,6 +45,8 @@ const (
 type waiter struct {
 	queue    string
 	workerID string
+	// principal is who polled, as authenticated (PollRequest.Principal).
+	principal string
 	// ctx is the poll's: a poll whose client went away is not matched.
 	ctx   context.Context
 	got   chan *takenTask // a claim's outcome: the task, or nil
@@ -72,8 +75,8 @@ func (m *matcher) waiting() bool {
 
 // wait adds a waiter on queue for workerID. feed reports that the queue
 // has no feeder: the caller starts one.
-func (m *matcher) wait(ctx context.Context, queue, workerID string) (w *waiter, feed bool) {
-	w = &waiter{queue: queue, workerID: workerID, ctx: ctx, got: make(chan *takenTask, 1)}
+func (m *matcher) wait(ctx context.Context, queue, workerID, principal string) (w *waiter, feed bool) {
+	w = &waiter{queue: queue, workerID: workerID, principal: principal, ctx: ctx, got: make(chan *takenTask, 1)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.queues[queue] = append(m.queues[queue], w)
@@ -283,7 +286,7 @@ func (e *Executor) decideTake(ctx context.Context, state *engine.Workflow, take 
 func takenBy(envs []schemas.Envelope, ms []matched) {
 	for _, m := range ms {
 		for k := m.first; k < m.first+m.events; k++ {
-			envs[k].Principal = m.w.workerID
+			envs[k].Principal = cmp.Or(m.w.principal, m.w.workerID)
 		}
 	}
 }

@@ -201,7 +201,7 @@ func TestGonePollIsNotTakenFor(t *testing.T) {
 	e := startExecutor(t, l, nothingScheduled{}, Config{})
 	ctx := testutil.Context(t, 30*time.Second)
 	pctx, cancel := context.WithCancel(ctx)
-	w, _ := e.match.wait(pctx, workers.ConsumerName("match_task", ""), "w1")
+	w, _ := e.match.wait(pctx, workers.ConsumerName("match_task", ""), "w1", "")
 	cancel()
 	const id = "wf-poll-gone"
 	startInline(ctx, t, e, id, twoTasks)
@@ -412,7 +412,7 @@ func TestTaskAnnouncedTwiceIsTakenOnce(t *testing.T) {
 	first := tasks[0].TaskID
 
 	now.Add(2000) // past a's response timeout
-	waiter, _ := e.match.wait(ctx, workers.ConsumerName("match_task", ""), "w2")
+	waiter, _ := e.match.wait(ctx, workers.ConsumerName("match_task", ""), "w2", "")
 	if _, err := e.Submit(ctx, id, engine.Tick{}, Meta{}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,11 @@ type PollRequest struct {
 	TaskType string
 	Domain   string
 	WorkerID string
+	// Principal is who polled, as authenticated (the API's caller): a
+	// take records it, so that the audit trail names who received the
+	// secrets resolved into the task. Empty: the worker id, which is the
+	// worker's own word.
+	Principal string
 	// Count is the most tasks to hand out (at least 1).
 	Count int
 	// Wait bounds how long to wait for the first task; 0 answers at once
@@ -300,7 +306,7 @@ func (e *Executor) withQueued(ctx context.Context, req PollRequest, taken *taken
 // awaitTask waits up to req.Wait for a task taken for the poll.
 func (e *Executor) awaitTask(ctx context.Context, req PollRequest) *takenTask {
 	queue := workers.ConsumerName(req.TaskType, req.Domain)
-	w, feed := e.match.wait(ctx, queue, req.WorkerID)
+	w, feed := e.match.wait(ctx, queue, req.WorkerID, req.Principal)
 	if feed {
 		e.wg.Add(1)
 		go e.feed(req.TaskType, req.Domain, queue)
@@ -373,7 +379,7 @@ func (e *Executor) feedOnce(taskType, domain, queue string, n int) error {
 			return
 		}
 		e.spawn(func() {
-			task, seq := e.takeDispatched(e.ctx, PollRequest{TaskType: taskType, Domain: domain, WorkerID: w.workerID}, m)
+			task, seq := e.takeDispatched(e.ctx, PollRequest{TaskType: taskType, Domain: domain, WorkerID: w.workerID, Principal: w.principal}, m)
 			if task == nil {
 				e.match.release(w)
 				return
@@ -445,7 +451,7 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 	}
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), takeTimeout)
 	defer cancel()
-	task, seq, err := e.take(tctx, d.WorkflowInstanceID, d.TaskID, req.TaskType, req.WorkerID)
+	task, seq, err := e.take(tctx, d.WorkflowInstanceID, d.TaskID, req)
 	var limited *LimitedError
 	switch {
 	case err == nil:
@@ -481,8 +487,9 @@ func (e *Executor) settle(ctx context.Context, m jetstream.Msg, d workers.Dispat
 }
 
 // take is TakeTask that also returns the appended sequence.
-func (e *Executor) take(ctx context.Context, wfID, taskID, taskType, workerID string) (*conductor.Task, uint64, error) {
-	out, err := e.Submit(ctx, wfID, engine.Take{TaskID: taskID, WorkerID: workerID, TaskType: taskType}, Meta{Principal: workerID})
+func (e *Executor) take(ctx context.Context, wfID, taskID string, req PollRequest) (*conductor.Task, uint64, error) {
+	out, err := e.Submit(ctx, wfID, engine.Take{TaskID: taskID, WorkerID: req.WorkerID, TaskType: req.TaskType},
+		Meta{Principal: cmp.Or(req.Principal, req.WorkerID)})
 	if err != nil {
 		return nil, 0, err
 	}
