@@ -150,7 +150,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if _, err := os.Stat(cfg.DevKeyFile()); err == nil && cfg.MasterKeySource().Configured() {
 		// Moved from dev mode to a master key of its own (perhaps the
 		// dev file's, copied): the file still opens every secret.
-		logger.Warn("a dev-mode master key file is still in the data dir while a master key is configured: " +
+		logger.Warn("a dev-mode master key file is still in the data dir while a master key is configured: "+
 			"anyone who can read it can decrypt every secret; remove it once the server runs", logkey.Path, cfg.DevKeyFile())
 	}
 	if n.store, err = projections.OpenStore(cfg.PebbleDir(), projections.StoreOptions{Logger: logger}); err != nil {
