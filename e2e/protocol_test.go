@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -519,4 +520,56 @@ func TestGoWorkerExtendsTheLeaseOfALongTask(t *testing.T) {
 	if runs.total() != 1 {
 		t.Fatalf("the handler ran %d times, want once", runs.total())
 	}
+}
+
+// The audit trail names the NATS credentials that took a task with a
+// secret: the user's public key as the NATS server vouches for it (the
+// nats.credentials fact says who was issued them), whatever worker id the
+// worker gives itself.
+func TestTrailNamesTheNATSCredentialsThatTookTheSecret(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.putSecret("nats_taken", "nats-taken-value-6e03")
+	e.register(`{"name":"nt_flow","tasks":[{"name":"nt_task","taskReferenceName":"t","inputParameters":{"k":"${workflow.secrets.nats_taken}"}}]}`)
+	creds := e.workerCredentials("nt_task")
+	token, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := workers.Connect(e.node.Log().ClientURL(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	got := make(chan any, 1)
+	runWorker(t, nc, "nt_task", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData["k"]
+		return workers.Output{}, nil
+	})
+	e.waitStatus(e.start("nt_flow", nil), conductor.WorkflowCompleted)
+	if v := <-got; v != "nats-taken-value-6e03" {
+		t.Fatalf("the worker got %v", v)
+	}
+	var trail struct {
+		Entries []struct {
+			Action, Target string
+			Detail         map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?limit=1000", nil)), &trail); err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range trail.Entries {
+		if en.Action == "secret.resolve" && en.Target == "SECRET_NAME:nats_taken" {
+			if en.Detail["taken_by"] != "nats:"+claims.Subject || en.Detail["worker"] != "go-nt_task" {
+				t.Fatalf("the resolution's entry: %+v, want it taken by nats:%s", en, claims.Subject)
+			}
+			return
+		}
+	}
+	t.Fatalf("no resolution of nats_taken in the trail: %+v", trail.Entries)
 }

@@ -286,7 +286,8 @@ func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollReq
 			defer end()
 			defer e.natsPolls.add(taskType, req.PollID, end)()
 		}
-		tasks, _, err := e.Poll(ctx, PollRequest{TaskType: taskType, Domain: req.Domain, WorkerID: req.WorkerID, Count: 1, Wait: wait})
+		tasks, _, err := e.Poll(ctx, PollRequest{TaskType: taskType, Domain: req.Domain, WorkerID: req.WorkerID, Principal: takerOf(m),
+			Count: 1, Wait: wait})
 		switch {
 		case err != nil:
 			respond(m, answer(workers.PollReply{Error: e.protocolError(err, "")}))
@@ -353,15 +354,42 @@ func (e *Executor) protocolError(err error, taskID string) *workers.Error {
 }
 
 // TakeTask hands a scheduled worker task to workerID: the executor side of
-// both the NATS take request and the HTTP poll. The returned task is
-// IN_PROGRESS and carries its input as handed off.
-func (e *Executor) TakeTask(ctx context.Context, wfID, taskID, taskType, workerID string) (*conductor.Task, error) {
-	out, err := e.Submit(ctx, wfID, engine.Take{TaskID: taskID, WorkerID: workerID, TaskType: taskType}, Meta{Principal: workerID})
-	if err != nil {
-		return nil, err
-	}
-	return handedOff(out)
+// the NATS take request, sent as principal (see takerOf). The returned
+// task is IN_PROGRESS and carries its input as handed off.
+func (e *Executor) TakeTask(ctx context.Context, wfID, taskID, taskType, workerID, principal string) (*conductor.Task, error) {
+	task, _, err := e.take(ctx, wfID, taskID, PollRequest{TaskType: taskType, WorkerID: workerID, Principal: principal})
+	return task, err
 }
+
+// takerOf is who sent worker request m as the NATS server vouches for it:
+// "nats:" and the public key of the user whose credentials sent it, from
+// the Nats-Request-Info header the server sets on a request that crosses
+// from the workers' account (whose imports share the requester's details;
+// the nats.credentials audit fact names who was issued that user). Empty
+// for a request from within the engines' account. The server replaces a
+// header of that name the sender set and appends its own: the last one is
+// the server's.
+func takerOf(m *nats.Msg) string {
+	if m.Header == nil {
+		return ""
+	}
+	infos := m.Header.Values(requestInfoHeader)
+	if len(infos) == 0 {
+		return ""
+	}
+	_, rest, ok := strings.Cut(infos[len(infos)-1], `"user":"`)
+	if !ok {
+		return ""
+	}
+	user, _, ok := strings.Cut(rest, `"`)
+	if !ok || user == "" {
+		return ""
+	}
+	return "nats:" + user
+}
+
+// requestInfoHeader is nats-server's ClientInfoHdr.
+const requestInfoHeader = "Nats-Request-Info"
 
 // handedOff is the task a take handed out, with its prepared input.
 func handedOff(out Outcome) (*conductor.Task, error) {
@@ -413,7 +441,7 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string
 	}
 	// The subject names the queue: a worker allowed on one queue cannot take
 	// another queue's tasks.
-	task, err := e.TakeTask(ctx, req.WorkflowInstanceID, req.TaskID, taskType, req.WorkerID)
+	task, err := e.TakeTask(ctx, req.WorkflowInstanceID, req.TaskID, taskType, req.WorkerID, takerOf(m))
 	if err != nil {
 		return workers.TakeReply{Error: e.protocolError(err, req.TaskID)}
 	}

@@ -194,7 +194,7 @@ func (a *Authority) signWorkers(op nkeys.KeyPair, revoked map[string]int64, open
 		wc.Limits.Conn = 0
 	}
 	for _, svc := range workerServices {
-		wc.Imports.Add(&jwt.Import{Name: svc.name, Subject: jwt.Subject(svc.subject), Account: a.accountKey, Type: jwt.Service})
+		wc.Imports.Add(&jwt.Import{Name: svc.name, Subject: jwt.Subject(svc.subject), Account: a.accountKey, Type: jwt.Service, Share: svc.share})
 	}
 	for user, upTo := range revoked {
 		wc.RevokeAt(user, time.Unix(upTo, 0))
@@ -244,24 +244,28 @@ var workerServices = []struct {
 	name, subject string
 	response      jwt.ResponseType
 	threshold     time.Duration
+	// share: the server tells the engine who sent each request (the
+	// Nats-Request-Info header, with the user's public key): a take
+	// records who received the task's secrets.
+	share bool
 }{
-	{"take", "fv.engine.take.>", jwt.ResponseTypeSingleton, 0},
-	{"result", "fv.engine.result.>", jwt.ResponseTypeSingleton, 0},
-	{"poll", "fv.engine.poll.>", jwt.ResponseTypeSingleton, 0},
-	{"poll end", "fv.engine.pollend.>", jwt.ResponseTypeSingleton, 0},
-	{"queue info", "$JS.API.CONSUMER.INFO." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeSingleton, 0},
+	{"take", "fv.engine.take.>", jwt.ResponseTypeSingleton, 0, true},
+	{"result", "fv.engine.result.>", jwt.ResponseTypeSingleton, 0, true},
+	{"poll", "fv.engine.poll.>", jwt.ResponseTypeSingleton, 0, true},
+	{"poll end", "fv.engine.pollend.>", jwt.ResponseTypeSingleton, 0, false},
+	{"queue info", "$JS.API.CONSUMER.INFO." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeSingleton, 0, false},
 	// A pull is answered by up to a batch of messages and status
 	// messages until it expires.
-	{"queue pull", "$JS.API.CONSUMER.MSG.NEXT." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeStream, 5 * time.Minute},
-	{"queue ack", "$JS.ACK." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeSingleton, 0},
+	{"queue pull", "$JS.API.CONSUMER.MSG.NEXT." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeStream, 5 * time.Minute, false},
+	{"queue ack", "$JS.ACK." + eventlog.Dispatch.Name + ".>", jwt.ResponseTypeSingleton, 0, false},
 	// No user may ask it (see workers.WorkerPermissions), but an account
 	// without JetStream that does not import it gets the server's own
 	// $JS.API.> answers, which would shadow the imports above.
-	{"account info", "$JS.API.INFO", jwt.ResponseTypeSingleton, 0},
+	{"account info", "$JS.API.INFO", jwt.ResponseTypeSingleton, 0, false},
 	// Producers' start subjects name the workflow and the principal
 	// (workers.StartSubject); the engines' own, without principal, are
 	// not imported.
-	{"start", "fv.cmd.start.*.*", jwt.ResponseTypeSingleton, 0},
+	{"start", "fv.cmd.start.*.*", jwt.ResponseTypeSingleton, 0, false},
 }
 
 // Account is the public key of the flowvault account.
