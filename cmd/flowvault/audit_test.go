@@ -178,10 +178,10 @@ T app:bootstrap-admin secret.tags SECRET_NAME:db tags="env=prod"
 T app:bootstrap-admin workflowdef.register WORKFLOW_DEF:audit_flow version=1
 T app:<app> token.issue ACCESS_KEY:<app-key> addr=127.0.0.1 expires=<exp> token_id=<jti>
 T app:<app> secret.read SECRET_NAME:db addr=127.0.0.1 fingerprint=<fp> version=1
-T app:<app> secret.resolve SECRET_NAME:db fingerprint=<fp> granted_by="tag env:prod granted to USER:app:<app>" task=<wf1>-task version=1 workflow=<wf1>
+T app:<app> secret.resolve SECRET_NAME:db fingerprint=<fp> granted_by="tag env:prod granted to USER:app:<app>" task=<wf1>-task version=1 worker=flowvault workflow=<wf1>
 T app:bootstrap-admin access.revoke TAG:env:prod revoked=READ subject=USER:app:<app>
 T app:<app> access.deny SECRET_NAME:db access=READ addr=127.0.0.1 method=GET path=/api/secrets/db reason="no grant of READ on SECRET_NAME:db"
-T app:<app> secret.resolve_refused SECRET_NAME:db reason="app:<app> may not READ SECRET_NAME:db (no grant of READ on SECRET_NAME:db)" task=<wf2>-task workflow=<wf2>
+T app:<app> secret.resolve_refused SECRET_NAME:db reason="app:<app> may not READ SECRET_NAME:db (no grant of READ on SECRET_NAME:db)" task=<wf2>-task worker=flowvault workflow=<wf2>
 T - token.refuse ACCESS_KEY:<app-key> addr=127.0.0.1 reason="wrong access key secret"
 T - auth.fail REQUEST:/api/secrets/db addr=127.0.0.1 code=INVALID_TOKEN method=GET reason="malformed token header"
 T app:bootstrap-admin env.put ENV_VARIABLE:region size=9
