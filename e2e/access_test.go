@@ -38,6 +38,28 @@ func (e *env) application(name string, roles ...string) (principal, token string
 	return "app:" + app.ID, nodetest.MintToken(e.t, e.base, key.ID, key.Secret)
 }
 
+// trailEntry is an entry of GET /api/audit.
+type trailEntry struct {
+	Principal, Action, Target string
+	Detail                    map[string]string
+}
+
+// resolutionOf is the audit trail's first entry of a resolution of
+// secret, or nil.
+func (e *env) resolutionOf(secret string) *trailEntry {
+	e.t.Helper()
+	var trail struct{ Entries []trailEntry }
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?limit=1000", nil)), &trail); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, en := range trail.Entries {
+		if en.Action == "secret.resolve" && en.Target == "SECRET_NAME:"+secret {
+			return &en
+		}
+	}
+	return nil
+}
+
 // grant gives (revoke takes back) access on a target to a principal.
 func (e *env) grant(principal, targetType, targetID string, access ...string) {
 	e.t.Helper()
@@ -634,22 +656,8 @@ func TestTrailNamesWhoTookTheSecret(t *testing.T) {
 	if task.InputData["k"] != "taken-value-4c81f2" || task.WorkflowInstanceID != id {
 		t.Fatalf("polled %s of %s", task.TaskID, task.WorkflowInstanceID)
 	}
-	var trail struct {
-		Entries []struct {
-			Principal, Action, Target string
-			Detail                    map[string]string
-		}
+	en := e.resolutionOf("taken_key")
+	if en == nil || en.Detail["taken_by"] != wp || en.Detail["worker"] != "host-7" || en.Detail["task"] != task.TaskID {
+		t.Fatalf("the resolution's entry: %+v, want it taken by %s as worker host-7", en, wp)
 	}
-	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?limit=1000", nil)), &trail); err != nil {
-		t.Fatal(err)
-	}
-	for _, en := range trail.Entries {
-		if en.Action == "secret.resolve" && en.Target == "SECRET_NAME:taken_key" {
-			if en.Detail["taken_by"] != wp || en.Detail["worker"] != "host-7" || en.Detail["task"] != task.TaskID {
-				t.Fatalf("the resolution's entry: %+v, want it taken by %s as worker host-7", en, wp)
-			}
-			return
-		}
-	}
-	t.Fatalf("no resolution of taken_key in the trail: %+v", trail.Entries)
 }
