@@ -195,11 +195,13 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 	// queue is drained, when the pull waits as asked. Answering empty
 	// instead, while tasks wait behind them, made every poll after a bulk
 	// terminate return at once with nothing.
+	// Messages put back for later (a task over its limits, one announced
+	// by a clock ahead) end the pulls: they are not drained.
 	drainUntil := time.Now().Add(staleDrain)
 	for {
-		var pulled int
-		tasks, seq, pulled, err = e.pollOnce(ctx, req)
-		if len(tasks) > 0 || pulled == 0 || err != nil || time.Now().After(drainUntil) {
+		var pulled, gone int
+		tasks, seq, pulled, gone, err = e.pollOnce(ctx, req)
+		if len(tasks) > 0 || pulled == 0 || gone < pulled || err != nil || time.Now().After(drainUntil) {
 			break
 		}
 	}
@@ -210,33 +212,35 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 // are gone: a backlog larger than that is left to the next polls.
 const staleDrain = 2 * time.Second
 
-// pollOnce is one pull of Poll; pulled counts the messages it pulled.
-func (e *Executor) pollOnce(ctx context.Context, req PollRequest) (tasks []*conductor.Task, seq uint64, pulled int, err error) {
+// pollOnce is one pull of Poll; pulled counts the messages it pulled, and
+// gone those whose task was gone (settled away, not put back).
+func (e *Executor) pollOnce(ctx context.Context, req PollRequest) (tasks []*conductor.Task, seq uint64, pulled, gone int, err error) {
 	msgs, taken, err := e.fetchDispatches(ctx, req)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, 0, err
 	}
 	if taken != nil {
 		tasks, seq = append(tasks, taken.task), taken.seq
 	}
 	if len(msgs) == 0 {
-		return tasks, seq, 0, nil
+		return tasks, seq, 0, 0, nil
 	}
 	if ctx.Err() != nil {
 		// The poller went away: let another worker have the tasks now.
 		for _, m := range msgs {
 			_ = m.Nak()
 		}
-		return tasks, seq, len(msgs), ctx.Err()
+		return tasks, seq, len(msgs), 0, ctx.Err()
 	}
 	got := make([]*conductor.Task, len(msgs))
 	seqs := make([]uint64, len(msgs))
+	gones := make([]bool, len(msgs))
 	var wg sync.WaitGroup
 	for i, m := range msgs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i], seqs[i] = e.takeDispatched(ctx, req, m)
+			got[i], seqs[i], gones[i] = e.takeDispatched(ctx, req, m)
 		}()
 	}
 	wg.Wait()
@@ -245,8 +249,11 @@ func (e *Executor) pollOnce(ctx context.Context, req PollRequest) (tasks []*cond
 			tasks = append(tasks, t)
 			seq = max(seq, seqs[i])
 		}
+		if gones[i] {
+			gone++
+		}
 	}
-	return tasks, seq, len(msgs), nil
+	return tasks, seq, len(msgs), gone, nil
 }
 
 func nonNilTasks(tasks []*conductor.Task) []*conductor.Task {
@@ -379,7 +386,7 @@ func (e *Executor) feedOnce(taskType, domain, queue string, n int) error {
 			return
 		}
 		e.spawn(func() {
-			task, seq := e.takeDispatched(e.ctx, PollRequest{TaskType: taskType, Domain: domain, WorkerID: w.workerID, Principal: w.principal}, m)
+			task, seq, _ := e.takeDispatched(e.ctx, PollRequest{TaskType: taskType, Domain: domain, WorkerID: w.workerID, Principal: w.principal}, m)
 			if task == nil {
 				e.match.release(w)
 				return
@@ -440,14 +447,14 @@ func fetchQueued(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
 
 // takeDispatched takes the task a dispatch message announces and settles
 // the message: acknowledged once the take is answered (taken, gone or not
-// this queue's), offered again after a delay when the engine could not
-// answer.
-func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstream.Msg) (*conductor.Task, uint64) {
+// this queue's: gone reports those not taken), offered again after a delay
+// when the engine could not answer or the task must wait.
+func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstream.Msg) (task *conductor.Task, seq uint64, gone bool) {
 	var d workers.Dispatch
 	if err := json.Unmarshal(m.Data(), &d); err != nil || d.TaskID == "" || d.WorkflowInstanceID == "" {
 		e.cfg.Logger.Error("malformed dispatch message", logkey.TaskType, req.TaskType, logkey.Err, err)
 		_ = m.Term()
-		return nil, 0
+		return nil, 0, true
 	}
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), takeTimeout)
 	defer cancel()
@@ -456,10 +463,11 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 	switch {
 	case err == nil:
 		e.settle(tctx, m, d)
-		return task, seq
+		return task, seq, false
 	case errors.Is(err, engine.ErrTaskGone), errors.Is(err, ErrHandOffFailed), errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid):
 		e.cfg.Logger.Debug("dispatched task not taken", logkey.TaskID, d.TaskID, logkey.Err, err)
 		e.settle(tctx, m, d)
+		return nil, 0, true
 	case errors.Is(err, engine.ErrTaskNotYet):
 		_ = m.NakWithDelay(time.Second) // announced by an engine whose clock is ahead
 	case errors.As(err, &limited):
@@ -469,7 +477,7 @@ func (e *Executor) takeDispatched(ctx context.Context, req PollRequest, m jetstr
 		e.cfg.Logger.Warn("take for poll failed", logkey.TaskID, d.TaskID, logkey.WorkflowID, d.WorkflowInstanceID, logkey.Err, err)
 		_ = m.NakWithDelay(time.Second)
 	}
-	return nil, 0
+	return nil, 0, false
 }
 
 // maxLimitedDelay bounds how long a rate-limited task's announcement
