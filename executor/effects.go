@@ -317,7 +317,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		// A sub-workflow or START_WORKFLOW starts only what every principal
 		// its starter runs as may start through the API.
 		for _, p := range append([]string{eff.CreatedBy}, eff.AlsoRunsAs...) {
-			if err := e.mayStart(ctx, p, req); errors.Is(err, fault.ErrForbidden) {
+			if err := e.mayStart(ctx, p, req); errors.Is(err, fault.ErrForbidden) || errors.Is(err, fault.ErrNotFound) {
 				return e.childFailed(ctx, eff, err.Error())
 			} else if err != nil {
 				return err

@@ -214,10 +214,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			return err == nil
 		}
 		if req.WorkflowDef == nil && !registered(req.Name) {
-			// Nobody's right to start it: the start itself says it is
-			// not found, where a refusal would blame the principal (and
-			// pause a schedule as a security error).
-			return nil
+			// Not found, rather than refused: a refusal would blame the
+			// principal (and pause a schedule as a security error).
+			return fault.NotFound("workflow definition %s not found", req.Name)
 		}
 		for _, q := range auth.StartRequires(req, registered) {
 			if _, err := authz.Authorize(ctx, principal, q.Access, q.Target); err != nil {

@@ -141,7 +141,9 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	if at == 0 {
 		return nil
 	}
-	if err := f.mayStart(ctx, st); err != nil {
+	// A definition not found is claimed all the same: the claim's start
+	// records the run FAILED, saying so.
+	if err := f.mayStart(ctx, st); err != nil && !errors.Is(err, fault.ErrNotFound) {
 		if !errors.Is(err, fault.ErrForbidden) {
 			return err
 		}
