@@ -375,10 +375,18 @@ func TestUpdateSecretTask(t *testing.T) {
 	e.register(`{"name":"rotate_named_by_secret","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
 	   "inputParameters":{"_secrets":{"secretKey":"${workflow.secrets.name_src}","secretValue":"v-1234567"}}}]}`)
 	wf = e.waitStatus(e.start("rotate_named_by_secret", nil), conductor.WorkflowFailed)
-	if reason := wf.Tasks[0].ReasonForIncompletion; !strings.Contains(reason, "by a secret's value") {
+	if reason := wf.Tasks[0].ReasonForIncompletion; !strings.Contains(reason, "by secret data") {
 		t.Fatalf("reason %q", reason)
 	}
-	if names := e.must(http.StatusOK, "GET", "/api/secrets", nil); strings.Contains(names, "value-as-name-5551") {
+	// Nor does a value a task returned under _secrets.
+	e.register(`{"name":"rotate_named_by_output","tasks":[{"name":"fetch","taskReferenceName":"fetch","inputParameters":{"n":9}},
+	  {"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
+	   "inputParameters":{"_secrets":{"secretKey":"x-${fetch.output['_secrets'].token}","secretValue":"v-1234567"}}}]}`)
+	wf = e.waitStatus(e.start("rotate_named_by_output", nil), conductor.WorkflowFailed)
+	if reason := taskByRef(wf, "set").ReasonForIncompletion; !strings.Contains(reason, "by secret data") {
+		t.Fatalf("reason %q", reason)
+	}
+	if names := e.must(http.StatusOK, "GET", "/api/secrets", nil); strings.Contains(names, "value-as-name-5551") || strings.Contains(names, "rotated-value-9") {
 		t.Fatalf("a secret is named by a secret's value: %s", names)
 	}
 	// A value passed as plain workflow input is the caller's data, stored as

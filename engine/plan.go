@@ -155,14 +155,20 @@ func (w *Workflow) Def() (*conductor.WorkflowDef, error) {
 // carries (its taskDefinition), which stands in for the registered one;
 // nil when it has none.
 func (w *Workflow) InlineTaskDef(t *Task) *conductor.TaskDef {
+	if wt := w.TaskConfig(t); wt != nil {
+		return wt.TaskDefinition
+	}
+	return nil
+}
+
+// TaskConfig returns t's configuration in w: from the definition, or the
+// task's own copy for a task decided at run time; nil if there is none.
+func (w *Workflow) TaskConfig(t *Task) *conductor.WorkflowTask {
 	p, err := w.planFor()
 	if err != nil {
 		return nil
 	}
-	if wt := p.config(t); wt != nil {
-		return wt.TaskDefinition
-	}
-	return nil
+	return p.config(t)
 }
 
 // config returns the configuration of task t: from the definition, or the

@@ -26,6 +26,11 @@ const (
 // eyes only. A task with neither gets nil: its stored input is handed over
 // as it is.
 func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task) (map[string]any, []schemas.ResolvedRef, error) {
+	if t.Type == conductor.TaskTypeUpdateSecret {
+		if err := nameOfSecretValue(w, t); err != nil {
+			return nil, nil, err
+		}
+	}
 	doc, deferred := t.Input, t.Deferred
 	if t.Type == conductor.TaskTypeDoWhile {
 		// Its condition reads a document the decider builds: the loop's
@@ -46,11 +51,6 @@ func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task)
 			if errors.Is(err, errForeign) {
 				return nil, nil, fault.Invalid("task %s: %v", t.Ref, err)
 			}
-			return nil, nil, err
-		}
-	}
-	if t.Type == conductor.TaskTypeUpdateSecret {
-		if err := nameOfSecretValue(t, input, deferred); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -263,19 +263,31 @@ func pick(value []byte, path, what string) (any, error) {
 	return out, nil
 }
 
-// nameOfSecretValue refuses an UPDATE_SECRET whose secretKey resolves a
-// secret reference: the value would become a secret's name, which lists,
-// audit records and errors show to whoever may read them.
-func nameOfSecretValue(t *engine.Task, input any, deferred [][]any) error {
-	for _, p := range deferred {
-		if len(p) != 2 || p[0] != "_secrets" || p[1] != "secretKey" {
-			continue
+// nameOfSecretValue refuses an UPDATE_SECRET whose definition takes its
+// secretKey from secret data: a secret's reference, or a value under
+// _secrets or _masked (another task's output, the workflow's input). Its
+// value would become a secret's name, which lists, audit records and
+// errors show to whoever may read them. The configured expression tells
+// where the name comes from; the value, opened at hand-off, no longer
+// does.
+func nameOfSecretValue(w *engine.Workflow, t *engine.Task) error {
+	wt := w.TaskConfig(t)
+	if wt == nil {
+		return nil
+	}
+	block, _ := wt.InputParameters["_secrets"].(map[string]any)
+	name, _ := block["secretKey"].(string)
+	for rest := name; ; {
+		_, body, ok := strings.Cut(rest, "${")
+		if !ok {
+			return nil
 		}
-		ref, _ := getPath(input, expr.Path(p))
-		if s, _ := ref.(string); strings.Contains(s, "workflow.secrets") {
-			return fault.Invalid("UPDATE_SECRET %s: _secrets.secretKey %s names the secret by a secret's value, which a name would show to everyone who may list secrets",
-				t.Ref, s)
+		body, rest, _ = strings.Cut(body, "}")
+		for _, secret := range []string{"workflow.secrets", "_secrets", "_masked", expr.SealedPrefix} {
+			if strings.Contains(body, secret) {
+				return fault.Invalid("UPDATE_SECRET %s: _secrets.secretKey %s names the secret by secret data, which a name would show to everyone who may list secrets",
+					t.Ref, name)
+			}
 		}
 	}
-	return nil
 }
