@@ -48,16 +48,26 @@ type trailEntry struct {
 // secret, or nil.
 func (e *env) resolutionOf(secret string) *trailEntry {
 	e.t.Helper()
+	if all := e.resolutionsOf(secret); len(all) > 0 {
+		return &all[0]
+	}
+	return nil
+}
+
+// resolutionsOf are the audit trail's entries of resolutions of secret.
+func (e *env) resolutionsOf(secret string) []trailEntry {
+	e.t.Helper()
 	var trail struct{ Entries []trailEntry }
 	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?limit=1000", nil)), &trail); err != nil {
 		e.t.Fatal(err)
 	}
+	var out []trailEntry
 	for _, en := range trail.Entries {
 		if en.Action == "secret.resolve" && en.Target == "SECRET_NAME:"+secret {
-			return &en
+			out = append(out, en)
 		}
 	}
-	return nil
+	return out
 }
 
 // grant gives (revoke takes back) access on a target to a principal.

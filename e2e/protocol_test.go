@@ -530,7 +530,10 @@ func TestTrailNamesTheNATSCredentialsThatTookTheSecret(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
 	e.putSecret("nats_taken", "nats-taken-value-6e03")
-	e.register(`{"name":"nt_flow","tasks":[{"name":"nt_task","taskReferenceName":"t","inputParameters":{"k":"${workflow.secrets.nats_taken}"}}]}`)
+	// The second task is taken for the poll its worker's first result
+	// carries.
+	e.register(`{"name":"nt_flow","tasks":[{"name":"nt_task","taskReferenceName":"t1","inputParameters":{"k":"${workflow.secrets.nats_taken}"}},
+	  {"name":"nt_task","taskReferenceName":"t2","inputParameters":{"k":"${workflow.secrets.nats_taken}"}}]}`)
 	creds := e.workerCredentials("nt_task")
 	token, err := jwt.ParseDecoratedJWT(creds)
 	if err != nil {
@@ -545,17 +548,24 @@ func TestTrailNamesTheNATSCredentialsThatTookTheSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	got := make(chan any, 1)
+	got := make(chan any, 2)
 	runWorker(t, nc, "nt_task", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		got <- task.InputData["k"]
 		return workers.Output{}, nil
 	})
 	e.waitStatus(e.start("nt_flow", nil), conductor.WorkflowCompleted)
-	if v := <-got; v != "nats-taken-value-6e03" {
-		t.Fatalf("the worker got %v", v)
+	for range 2 {
+		if v := <-got; v != "nats-taken-value-6e03" {
+			t.Fatalf("the worker got %v", v)
+		}
 	}
-	en := e.resolutionOf("nats_taken")
-	if en == nil || en.Detail["taken_by"] != "nats:"+claims.Subject || en.Detail["worker"] != "go-nt_task" {
-		t.Fatalf("the resolution's entry: %+v, want it taken by nats:%s", en, claims.Subject)
+	all := e.resolutionsOf("nats_taken")
+	if len(all) != 2 {
+		t.Fatalf("%d resolutions in the trail, want 2: %+v", len(all), all)
+	}
+	for _, en := range all {
+		if en.Detail["taken_by"] != "nats:"+claims.Subject || en.Detail["worker"] != "go-nt_task" {
+			t.Fatalf("the resolution's entry: %+v, want it taken by nats:%s", en, claims.Subject)
+		}
 	}
 }

@@ -348,7 +348,10 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	case errors.Is(err, fault.ErrConflict): // started meanwhile
 		_, err := e.reportExisting(ctx, eff)
 		return err
-	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden):
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden),
+		errors.Is(err, fault.ErrTooLarge):
+		// Refused for good: retried, the effect would hold its slot, and
+		// the parent wait, for ever.
 		return e.childFailed(ctx, eff, err.Error())
 	}
 	return fmt.Errorf("start workflow %s: %w", eff.Name, err)

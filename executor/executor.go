@@ -507,30 +507,28 @@ func (s *shard) process(j *job) (Outcome, error) {
 				continue
 			}
 		}
+		if err != nil && unrecordable(err) {
+			// The log refused the record before storing anything, and
+			// will refuse it however often it is tried. Refused, a
+			// worker's result or a timer's tick would come again into the
+			// same refusal, and the workflow wait for ever: what the log
+			// can hold is recorded instead, on the same state.
+			if instead := recordInstead(j.trig, err, fellBack); instead != nil {
+				e.cfg.Logger.Warn("decision too large for the log; recording a failure instead", logkey.WorkflowID, j.wfID,
+					logkey.Trigger, name, logkey.Err, err)
+				j.trig = instead
+				trig, fellBack = instead, true
+				continue
+			}
+			e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
+			if errors.Is(err, eventlog.ErrTooDeep) {
+				return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrInvalid, err)
+			}
+			return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrTooLarge, err)
+		}
 		if err != nil {
 			e.metrics.decisions.WithLabelValues(name, "error").Inc()
 			s.cache.drop(j.wfID) // the append may or may not have happened
-			if unrecordable(err) {
-				// The log refuses the record however often it is tried.
-				// Refused, a worker's result or a timer's tick would come
-				// again into the same refusal, and the workflow wait for
-				// ever: what the log can hold is recorded instead.
-				if instead := recordInstead(j.trig, err, fellBack); instead != nil {
-					e.cfg.Logger.Warn("decision too large for the log; recording a failure instead", logkey.WorkflowID, j.wfID,
-						logkey.Trigger, name, logkey.Err, err)
-					j.trig = instead
-					trig, fellBack = instead, true
-					if w, err = s.load(ctx, j.wfID); err != nil {
-						return Outcome{}, err
-					}
-					cached = false
-					continue
-				}
-				if errors.Is(err, eventlog.ErrTooDeep) {
-					return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrInvalid, err)
-				}
-				return Outcome{}, fmt.Errorf("workflow %s: %w: %v", j.wfID, fault.ErrTooLarge, err)
-			}
 			// If it happened, nobody performs its effects: a retried
 			// trigger finds its work done (a result already recorded) and
 			// implies none, and the task it scheduled would wait for a
@@ -824,25 +822,30 @@ func unrecordable(err error) bool {
 //     Conductor fails a task whose output is over its payload limit; one
 //     nested too deep is refused as invalid, as Conductor's JSON parser
 //     refuses it, and its sender may send it flatter;
-//   - for a start, restart, retry, rerun, new variables or a log line,
-//     nothing: the caller's data is refused, and they may send less;
-//   - for anything else (a tick that schedules a task whose input is built
-//     from a large output, a child's end, a resume), or a result whose
-//     failure was refused as well, the workflow failed, without output.
+//   - for what moves the workflow on with data it holds already (a tick
+//     that schedules a task whose input is built from a large output, a
+//     child's end, a resume), or a result whose failure was refused as
+//     well, the workflow failed, without output;
+//   - for anything else, a caller's request with data of its own (a
+//     start, restart, retry, rerun, skip, upgrade, jump, terminate,
+//     removal, new variables, a log line), nothing: it is refused, and
+//     the caller may send less.
 func recordInstead(trig engine.Trigger, why error, fellBack bool) engine.Trigger {
+	fail := engine.Fail{Reason: "the event log refused the workflow's next record: " + why.Error()}
 	switch t := trig.(type) {
-	case engine.Fail, engine.Start, engine.Restart, engine.Retry, engine.Rerun, engine.SetVariables, engine.AddLog:
-		return nil
 	case engine.Result:
-		if errors.Is(why, eventlog.ErrTooDeep) && !fellBack {
+		switch {
+		case fellBack:
+			return fail
+		case errors.Is(why, eventlog.ErrTooDeep):
 			return nil
 		}
-		if !fellBack {
-			r := t.Result
-			t.Result = conductor.TaskResult{TaskID: r.TaskID, WorkflowInstanceID: r.WorkflowInstanceID, WorkerID: r.WorkerID,
-				Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + why.Error()}
-			return t
-		}
+		r := t.Result
+		t.Result = conductor.TaskResult{TaskID: r.TaskID, WorkflowInstanceID: r.WorkflowInstanceID, WorkerID: r.WorkerID,
+			Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + why.Error()}
+		return t
+	case engine.Tick, engine.ChildFinished, engine.ChildReopened, engine.Resume, engine.Reconcile:
+		return fail
 	}
-	return engine.Fail{Reason: "the event log refused the workflow's next record: " + why.Error()}
+	return nil
 }

@@ -203,3 +203,23 @@ func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 		})
 	}
 }
+
+// A caller's request the log cannot hold for its own data (here a skip
+// with an output too large) is refused, and the workflow stays as it was:
+// the caller may send less. Only what moves a workflow on with the data
+// it holds already falls back to failing it.
+func TestRequestTheLogCannotHoldIsRefused(t *testing.T) {
+	const limit = 16 << 10
+	ctx := testutil.Context(t, 60*time.Second)
+	l := openSmallLog(t, limit)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	const id = "wf-refused-skip"
+	startInline(ctx, t, e, id, `{"name":"refused_skip","tasks":[{"name":"refused_a","taskReferenceName":"a"},{"name":"refused_b","taskReferenceName":"b"}]}`)
+	_, err := e.Submit(ctx, id, engine.SkipTask{Ref: "b", Output: map[string]any{"blob": strings.Repeat("x", 2*limit)}}, Meta{})
+	if !errors.Is(err, fault.ErrTooLarge) {
+		t.Fatalf("skip with an output over the limit: %v, want too large", err)
+	}
+	if w := mustState(t, e, id); w.Status != conductor.WorkflowRunning || w.LatestByRef("a").Status != conductor.TaskScheduled {
+		t.Fatalf("workflow %s (%q), a %s: want it RUNNING as before", w.Status, w.Reason, w.LatestByRef("a").Status)
+	}
+}

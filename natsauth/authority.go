@@ -250,6 +250,8 @@ var workerServices = []struct {
 	share bool
 }{
 	{"take", "fv.engine.take.>", jwt.ResponseTypeSingleton, 0, true},
+	// A result may carry the poll for its worker's next task, taken as
+	// whoever sent the result.
 	{"result", "fv.engine.result.>", jwt.ResponseTypeSingleton, 0, true},
 	{"poll", "fv.engine.poll.>", jwt.ResponseTypeSingleton, 0, true},
 	{"poll end", "fv.engine.pollend.>", jwt.ResponseTypeSingleton, 0, false},
