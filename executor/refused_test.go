@@ -223,3 +223,36 @@ func TestRequestTheLogCannotHoldIsRefused(t *testing.T) {
 		t.Fatalf("workflow %s (%q), a %s: want it RUNNING as before", w.Status, w.Reason, w.LatestByRef("a").Status)
 	}
 }
+
+// A child whose start the log cannot hold fails its SUB_WORKFLOW task,
+// saying why: retried, the start effect would hold its slot for ever and
+// the parent wait.
+func TestChildStartTheLogCannotHoldFailsItsTask(t *testing.T) {
+	const limit = 16 << 10
+	ctx := testutil.Context(t, 60*time.Second)
+	l := openSmallLog(t, limit)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	const id = "wf-big-child"
+	// The child's definition and its input fit in the parent's records
+	// apart; together, in the child's start, they do not.
+	pad := strings.Repeat("d", 10<<10)
+	startInline(ctx, t, e, id, `{"name":"big_child_parent","tasks":[{"name":"refused_a","taskReferenceName":"a"},
+	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","inputParameters":{"x":"${a.output.blob}"},
+	   "subWorkflowParam":{"name":"big_child","workflowDefinition":{"name":"big_child","description":"`+pad+`",
+	     "tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}}}]}`)
+	if reply := takeOver(ctx, t, l, e, id); reply.Error != nil || reply.Task == nil {
+		t.Fatalf("take: %+v", reply)
+	}
+	res := conductor.TaskResult{TaskID: mustState(t, e, id).LatestByRef("a").ID, WorkflowInstanceID: id, WorkerID: "w1",
+		Status: conductor.TaskCompleted, OutputData: map[string]any{"blob": strings.Repeat("x", 6<<10)}}
+	if _, err := e.ReportResult(ctx, res, "refused_a", "w1"); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+		w := mustState(t, e, id)
+		if sub := w.LatestByRef("sub"); sub == nil || sub.Status != conductor.TaskFailed || !strings.Contains(sub.Reason, "too large") {
+			return fmt.Errorf("workflow %s, sub %v: want sub FAILED as too large", w.Status, sub != nil && sub.Status == conductor.TaskFailed)
+		}
+		return nil
+	})
+}
