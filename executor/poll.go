@@ -197,7 +197,7 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 	// terminate return at once with nothing.
 	// Messages put back for later (a task over its limits, one announced
 	// by a clock ahead) end the pulls: they are not drained.
-	drainUntil := time.Now().Add(staleDrain)
+	drainUntil := time.Now().Add(min(staleDrain, max(req.Wait, time.Second/10)))
 	for {
 		var pulled, gone int
 		tasks, seq, pulled, gone, err = e.pollOnce(ctx, req)
@@ -209,7 +209,8 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 }
 
 // staleDrain bounds the time one poll spends pulling messages whose tasks
-// are gone: a backlog larger than that is left to the next polls.
+// are gone (a tenth of a second for one that asks not to wait, its wait
+// if shorter): a backlog larger than that is left to the next polls.
 const staleDrain = 2 * time.Second
 
 // pollOnce is one pull of Poll; pulled counts the messages it pulled, and

@@ -35,15 +35,12 @@ func LockDataDir(dir string) (release func(), err error) {
 	}
 	path := filepath.Join(dir, LockFileName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err == nil {
-		err = flock(f, dir, path)
-		if err != nil {
-			f.Close()
-		}
-	} else {
-		err = fmt.Errorf("data dir lock: %w", err)
-	}
 	if err != nil {
+		unlock(d)
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := flock(f, dir, path); err != nil {
+		f.Close()
 		unlock(d)
 		return nil, err
 	}
