@@ -98,11 +98,12 @@ func (p *serverProcess) waitLog(t *testing.T, msg string) map[string]any {
 }
 
 // The built binary starts on a fresh data dir, answers /health and
-// /metrics, and stops cleanly on SIGINT (Ctrl-C) and SIGTERM.
+// /metrics, and stops cleanly on SIGINT (Ctrl-C), SIGTERM and SIGHUP (its
+// terminal closed).
 func TestServerBinary(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
 			p := startServer(t, bin, nil, "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
