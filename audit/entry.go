@@ -94,6 +94,8 @@ const (
 	ActNATSCredentials = "nats.credentials"
 	// ActNATSRevoke is the revocation of NATS worker credentials.
 	ActNATSRevoke = "nats.credentials.revoke"
+	// ActKeysRotate is a rotation of the keyring to a new master-key term.
+	ActKeysRotate = "keys.rotate"
 )
 
 // Target types the trail adds to Orkes's.
@@ -108,6 +110,8 @@ const (
 	TargetWebhook = "WEBHOOK"
 	// TargetSchema is a schema, by name.
 	TargetSchema = "SCHEMA"
+	// TargetKeyring is the keyring, by its new term.
+	TargetKeyring = "KEYRING"
 )
 
 func target(typ, id string) string { return typ + ":" + id }
@@ -265,6 +269,9 @@ func (f fact) auditEntries() ([]Entry, bool) {
 			"name": ev.Name, "expires": expires})
 	case *schemas.WorkerCredentialsRevoked:
 		e = f.entry(ActNATSRevoke, target(TargetNATSUser, ev.User), ev.By, nil)
+	case *schemas.KeyringRotated:
+		e = f.entry(ActKeysRotate, target(TargetKeyring, strconv.Itoa(ev.Term)), ev.By, map[string]string{
+			"previous": strconv.Itoa(ev.Previous), "rewrapped": strconv.Itoa(ev.Rewrapped)})
 	case *schemas.RefusalsDropped:
 		e = f.entry(ActRefusalsDrop, "", "", map[string]string{"count": strconv.FormatUint(ev.Count, 10)})
 	default:

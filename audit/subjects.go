@@ -17,6 +17,7 @@ import (
 //	fv.audit.secret.<name>                a secret's value read through the API
 //	fv.audit.env.<name>                   an environment value read or listed
 //	fv.audit.dropped                      refusals not recorded (rate limits)
+//	fv.audit.keys                         the keyring rotated (flowvault keys rotate)
 const (
 	prefix            = "fv.audit."
 	authFailedSubject = prefix + "auth.failed"
@@ -24,6 +25,7 @@ const (
 	secretReadPrefix  = prefix + "secret."
 	envReadPrefix     = prefix + "env."
 	droppedSubject    = prefix + "dropped"
+	keysSubject       = prefix + "keys"
 	targetRequest     = "REQUEST"
 	allSubjects       = prefix + ">"
 )
@@ -61,6 +63,8 @@ func subjectOf(ev schemas.Event) string {
 		return droppedSubject
 	case *schemas.TokenRefused:
 		return auth.TokenAuditSubject
+	case *schemas.KeyringRotated:
+		return keysSubject
 	}
 	return ""
 }

@@ -21,6 +21,7 @@ const (
 	TypeAuthFailed      = "audit.auth_failed"
 	TypeAccessDenied    = "audit.access_denied"
 	TypeRefusalsDropped = "audit.refusals_dropped"
+	TypeKeyringRotated  = "audit.keyring_rotated"
 )
 
 // SecretRead records that a secret's value was returned through the API
@@ -106,8 +107,23 @@ type RefusalsDropped struct {
 // EventType implements Event.
 func (*RefusalsDropped) EventType() string { return TypeRefusalsDropped }
 
+// KeyringRotated records that the keyring got a new master-key term
+// (`flowvault keys rotate`): the data keys re-wrapped under it, and who
+// ran the command (the operating system's user: it runs offline, holding
+// the data directory, not through the API).
+type KeyringRotated struct {
+	Term      int    `msgpack:"term"`
+	Previous  int    `msgpack:"prev"`
+	Rewrapped int    `msgpack:"n"`
+	By        string `msgpack:"by"`
+	Time      int64  `msgpack:"ts"`
+}
+
+// EventType implements Event.
+func (*KeyringRotated) EventType() string { return TypeKeyringRotated }
+
 func init() {
-	for _, ev := range []Event{&SecretRead{}, &EnvRead{}, &EnvListed{}, &AuthFailed{}, &AccessDenied{}, &RefusalsDropped{}} {
+	for _, ev := range []Event{&SecretRead{}, &EnvRead{}, &EnvListed{}, &AuthFailed{}, &AccessDenied{}, &RefusalsDropped{}, &KeyringRotated{}} {
 		Default.Register(ev, 1)
 	}
 }

@@ -9,11 +9,15 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/secrets"
 )
 
@@ -77,7 +81,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	keys, closeAll, err := openOfflineKeys(ctx, cfg, logger)
+	keys, log, closeAll, err := openOfflineKeys(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -90,6 +94,11 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		fmt.Fprintf(stdout, "rotated the keyring to term %d (was %d); re-wrapped %d data keys\n", res.Term, res.Previous, res.Rewrapped)
+		by := osUser()
+		if err := audit.NewRecorder(log, audit.RecorderConfig{Logger: logger}).Record(ctx, by, &schemas.KeyringRotated{
+			Term: int(res.Term), Previous: int(res.Previous), Rewrapped: res.Rewrapped, By: by, Time: time.Now().UnixMilli()}); err != nil {
+			return fmt.Errorf("the keyring is rotated, but the audit trail does not say so: %w", err)
+		}
 		return nil
 	}
 	st, err := keys.Status(ctx)
@@ -109,31 +118,31 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // openOfflineKeys opens the key store of a data directory (holding its
 // lock, so that a running server and this command never share the files)
 // or of an external NATS server.
-func openOfflineKeys(ctx context.Context, cfg node.Config, logger *slog.Logger) (*secrets.Keys, func(), error) {
+func openOfflineKeys(ctx context.Context, cfg node.Config, logger *slog.Logger) (*secrets.Keys, *eventlog.Log, func(), error) {
 	mk, err := secrets.LoadMasterKey(cfg.MasterKeySource(), logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ec := cfg.Eventlog()
 	devKeyFile := ""
 	release := func() {}
 	if ec.Embedded() {
 		if _, err := os.Stat(ec.StoreDir); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("%s is not a flowvault data directory (it has no %s)", cfg.DataDir, filepath.Base(ec.StoreDir))
+			return nil, nil, nil, fmt.Errorf("%s is not a flowvault data directory (it has no %s)", cfg.DataDir, filepath.Base(ec.StoreDir))
 		}
 		if release, err = node.LockDataDir(cfg.DataDir); err != nil {
-			return nil, nil, fmt.Errorf("%w: stop the server first", err)
+			return nil, nil, nil, fmt.Errorf("%w: stop the server first", err)
 		}
 		// Nothing but this process needs the server: no listener.
 		cfg.NATSListen = ""
 		devKeyFile = cfg.DevKeyFile()
 	} else if mk == nil {
-		return nil, nil, fmt.Errorf("with --nats, set $%s or --master-key-file", secrets.MasterKeyEnv)
+		return nil, nil, nil, fmt.Errorf("with --nats, set $%s or --master-key-file", secrets.MasterKeyEnv)
 	}
 	log, mk, _, err := node.OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger})
 	if err != nil {
 		release()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	keys, err := secrets.OpenKeys(ctx, log.JetStream(), mk, secrets.KeysOptions{
 		Logger: logger, Replicas: ec.Replicas, DevKeyFile: devKeyFile, RequireKeyring: true,
@@ -141,7 +150,16 @@ func openOfflineKeys(ctx context.Context, cfg node.Config, logger *slog.Logger) 
 	if err != nil {
 		log.Close()
 		release()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return keys, func() { log.Close(); release() }, nil
+	return keys, log, func() { log.Close(); release() }, nil
+}
+
+// osUser names who ran an offline command, for the audit trail: the
+// operating system's user, as "os:<name>".
+func osUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "os:" + u.Username
+	}
+	return "os:uid " + strconv.Itoa(os.Getuid())
 }

@@ -267,6 +267,11 @@ func TestKeysRotateCLI(t *testing.T) {
 			t.Fatalf("after rotation %s: %d %q %q", name, code, got, errOut)
 		}
 	}
+	// The rotation is in the audit trail, as who ran it.
+	trail, errOut, code := cli(t, bin, keyFileEnv(data), nil, "audit", "--server", server)
+	if code != 0 || !strings.Contains(trail, " keys.rotate KEYRING:2 previous=1 rewrapped=2") || !strings.Contains(trail, " os:") {
+		t.Fatalf("audit after rotation: %d %q %q", code, trail, errOut)
+	}
 	stopServer(t, p)
 	out, _, _ = cli(t, bin, []string{keyEnv}, nil, "keys", "status", "--data", data)
 	if !strings.Contains(out, "term 2 ") || strings.Contains(out, "term 3") {
