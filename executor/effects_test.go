@@ -36,14 +36,13 @@ func (b *bigOutput) Execute(context.Context, *conductor.Task) conductor.TaskResu
 // fails for good, saying why, instead of staying IN_PROGRESS until its
 // lease expires and running again, every lease, forever.
 func TestRefusedSystemResultFailsTheTask(t *testing.T) {
-	const limit = 16 << 10
 	ctx := testutil.Context(t, 60*time.Second)
-	l := openSmallLog(t, limit)
+	l := openSmallLog(t)
 
 	var offset atomic.Int64 // how far the test moved the executor's clock
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Now: now})
-	big := &bigOutput{size: 2 * limit}
+	big := &bigOutput{size: 2 * smallRecord}
 	e.RegisterSystemTask(conductor.TaskTypeInline, big) // as a huge INLINE output would
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)

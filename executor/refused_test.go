@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -30,9 +31,8 @@ func nested(n int) any {
 // refusal. The record counts what the result leads to: b's input built
 // from a's output three times over.
 func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
-	const limit = 16 << 10
 	ctx := testutil.Context(t, 60*time.Second)
-	l := openSmallLog(t, limit)
+	l := openSmallLog(t)
 	e := startExecutor(t, l, nothingScheduled{}, Config{})
 
 	const def = `{"name":"refused_result","tasks":[
@@ -45,8 +45,8 @@ func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
 		reason string // in the task's reason when it failed
 	}{
 		{"fits", map[string]any{"blob": strings.Repeat("x", 1<<10)}, conductor.TaskCompleted, ""},
-		{"output over the limit", map[string]any{"blob": strings.Repeat("x", 2*limit)}, conductor.TaskFailedWithTerminalError, "too large"},
-		{"next inputs over the limit", map[string]any{"blob": strings.Repeat("x", limit/3)}, conductor.TaskFailedWithTerminalError, "too large"},
+		{"output over the limit", map[string]any{"blob": strings.Repeat("x", 2*smallRecord)}, conductor.TaskFailedWithTerminalError, "too large"},
+		{"next inputs over the limit", map[string]any{"blob": strings.Repeat("x", smallRecord/3)}, conductor.TaskFailedWithTerminalError, "too large"},
 		// Refused as invalid, as Conductor's JSON parser refuses it: its
 		// sender may send it flatter.
 		{"output nested too deep", map[string]any{"blob": nested(300)}, conductor.TaskInProgress, ""},
@@ -55,12 +55,7 @@ func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			id := "wf-refused-" + string(rune('a'+i))
 			startInline(ctx, t, e, id, def)
-			if reply := takeOver(ctx, t, l, e, id); reply.Error != nil || reply.Task == nil {
-				t.Fatalf("take: %+v", reply)
-			}
-			res := conductor.TaskResult{TaskID: mustState(t, e, id).LatestByRef("a").ID, WorkflowInstanceID: id, WorkerID: "w1",
-				Status: conductor.TaskCompleted, OutputData: tt.output, Logs: []conductor.TaskExecLog{{Log: "done"}}}
-			_, err := e.ReportResult(ctx, res, "refused_a", "w1")
+			err := completeA(ctx, t, l, e, id, tt.output)
 			if refused := tt.want == conductor.TaskInProgress; refused != errors.Is(err, fault.ErrInvalid) || !refused && err != nil {
 				t.Fatalf("report: %v", err)
 			}
@@ -91,17 +86,34 @@ func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
 	}
 }
 
-// openSmallLog opens an event log whose records hold at most limit bytes.
-func openSmallLog(t *testing.T, limit int) *eventlog.Log {
+// smallRecord is the record limit of openSmallLog's logs.
+const smallRecord = 16 << 10
+
+// openSmallLog opens an event log whose records hold at most smallRecord
+// bytes.
+func openSmallLog(t *testing.T) *eventlog.Log {
 	t.Helper()
 	cfg := testutil.LogConfig(t.TempDir())
-	cfg.MaxRecordBytes = limit
+	cfg.MaxRecordBytes = smallRecord
 	l, err := eventlog.Open(testutil.Context(t, 30*time.Second), cfg, eventlog.Options{Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// completeA takes task a of workflow id over NATS, as worker w1, and
+// reports it COMPLETED with output and a log line.
+func completeA(ctx context.Context, t *testing.T, l *eventlog.Log, e *Executor, id string, output map[string]any) error {
+	t.Helper()
+	if reply := takeOver(ctx, t, l, e, id); reply.Error != nil || reply.Task == nil {
+		t.Fatalf("take: %+v", reply)
+	}
+	res := conductor.TaskResult{TaskID: mustState(t, e, id).LatestByRef("a").ID, WorkflowInstanceID: id, WorkerID: "w1",
+		Status: conductor.TaskCompleted, OutputData: output, Logs: []conductor.TaskExecLog{{Log: "done"}}}
+	_, err := e.ReportResult(ctx, res, "refused_a", "w1")
+	return err
 }
 
 // mustState is workflow id's state as e knows it.
@@ -119,22 +131,16 @@ func mustState(t *testing.T, e *Executor, id string) *engine.Workflow {
 // output three times) fails the workflow, saying why: tried again it
 // would be refused again, for ever, and the workflow wait for good.
 func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
-	const limit = 16 << 10
 	ctx := testutil.Context(t, 60*time.Second)
-	l := openSmallLog(t, limit)
+	l := openSmallLog(t)
 	var offset atomic.Int64 // how far the test moved the executor's clock
 	e := startExecutor(t, l, nothingScheduled{}, Config{Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
 
-	blob := strings.Repeat("x", limit/3)
+	blob := strings.Repeat("x", smallRecord/3)
 	copies := `{"x":"${a.output.blob}","y":"${a.output.blob}","z":"${a.output.blob}"}`
 	complete := func(t *testing.T, id string) {
 		t.Helper()
-		if reply := takeOver(ctx, t, l, e, id); reply.Error != nil || reply.Task == nil {
-			t.Fatalf("take: %+v", reply)
-		}
-		res := conductor.TaskResult{TaskID: mustState(t, e, id).LatestByRef("a").ID, WorkflowInstanceID: id, WorkerID: "w1",
-			Status: conductor.TaskCompleted, OutputData: map[string]any{"blob": blob}}
-		if _, err := e.ReportResult(ctx, res, "refused_a", "w1"); err != nil {
+		if err := completeA(ctx, t, l, e, id, map[string]any{"blob": blob}); err != nil {
 			t.Fatalf("report: %v", err)
 		}
 	}
@@ -209,13 +215,12 @@ func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 // the caller may send less. Only what moves a workflow on with the data
 // it holds already falls back to failing it.
 func TestRequestTheLogCannotHoldIsRefused(t *testing.T) {
-	const limit = 16 << 10
 	ctx := testutil.Context(t, 60*time.Second)
-	l := openSmallLog(t, limit)
+	l := openSmallLog(t)
 	e := startExecutor(t, l, nothingScheduled{}, Config{})
 	const id = "wf-refused-skip"
 	startInline(ctx, t, e, id, `{"name":"refused_skip","tasks":[{"name":"refused_a","taskReferenceName":"a"},{"name":"refused_b","taskReferenceName":"b"}]}`)
-	_, err := e.Submit(ctx, id, engine.SkipTask{Ref: "b", Output: map[string]any{"blob": strings.Repeat("x", 2*limit)}}, Meta{})
+	_, err := e.Submit(ctx, id, engine.SkipTask{Ref: "b", Output: map[string]any{"blob": strings.Repeat("x", 2*smallRecord)}}, Meta{})
 	if !errors.Is(err, fault.ErrTooLarge) {
 		t.Fatalf("skip with an output over the limit: %v, want too large", err)
 	}
@@ -228,9 +233,8 @@ func TestRequestTheLogCannotHoldIsRefused(t *testing.T) {
 // saying why: retried, the start effect would hold its slot for ever and
 // the parent wait.
 func TestChildStartTheLogCannotHoldFailsItsTask(t *testing.T) {
-	const limit = 16 << 10
 	ctx := testutil.Context(t, 60*time.Second)
-	l := openSmallLog(t, limit)
+	l := openSmallLog(t)
 	e := startExecutor(t, l, nothingScheduled{}, Config{})
 	const id = "wf-big-child"
 	// The child's definition and its input fit in the parent's records
@@ -240,12 +244,7 @@ func TestChildStartTheLogCannotHoldFailsItsTask(t *testing.T) {
 	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","inputParameters":{"x":"${a.output.blob}"},
 	   "subWorkflowParam":{"name":"big_child","workflowDefinition":{"name":"big_child","description":"`+pad+`",
 	     "tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}}}]}`)
-	if reply := takeOver(ctx, t, l, e, id); reply.Error != nil || reply.Task == nil {
-		t.Fatalf("take: %+v", reply)
-	}
-	res := conductor.TaskResult{TaskID: mustState(t, e, id).LatestByRef("a").ID, WorkflowInstanceID: id, WorkerID: "w1",
-		Status: conductor.TaskCompleted, OutputData: map[string]any{"blob": strings.Repeat("x", 6<<10)}}
-	if _, err := e.ReportResult(ctx, res, "refused_a", "w1"); err != nil {
+	if err := completeA(ctx, t, l, e, id, map[string]any{"blob": strings.Repeat("x", 6<<10)}); err != nil {
 		t.Fatalf("report: %v", err)
 	}
 	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
