@@ -20,6 +20,7 @@ import (
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
@@ -180,10 +181,7 @@ func TestSecretResolutionFailures(t *testing.T) {
 // reaches a downstream task's worker as the real value.
 func TestSecretsKeyDownstream(t *testing.T) {
 	t.Parallel()
-	cfg := nodetest.Config(t.TempDir())
-	cfg.CompactionDelay = time.Hour
-	n, base := nodetest.StartConfig(t, cfg)
-	e := &env{t: t, node: n, base: base}
+	e := compactingEnv(t, time.Hour)
 	e.register(`{"name":"pass_token","tasks":[
 	  {"name":"issue","taskReferenceName":"issue"},
 	  {"name":"use","taskReferenceName":"use","inputParameters":{"token":"${issue.output._secrets.token}","_masked":{"copy":"${issue.output._secrets.token}"}}}]}`)
@@ -389,8 +387,8 @@ func TestUpdateSecretTask(t *testing.T) {
 	if names := e.must(http.StatusOK, "GET", "/api/secrets", nil); strings.Contains(names, "value-as-name-5551") || strings.Contains(names, "rotated-value-9") {
 		t.Fatalf("a secret is named by a secret's value: %s", names)
 	}
-	// A value passed as plain workflow input is the caller's data, stored as
-	// given; once it flows into _secrets, every view masks it.
+	// A value passed as workflow input that flows into _secrets reads
+	// "***" in every view (TestInputCopiedIntoSecretsIsSealedAtStart).
 	e.register(`{"name":"rotate_from_input","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
 	   "inputParameters":{"_secrets":{"secretKey":"from_input","secretValue":"${workflow.input.value}"}}}]}`)
 	id := e.start("rotate_from_input", map[string]any{"value": "input-value-333"})
@@ -418,10 +416,8 @@ func TestUpdateSecretTask(t *testing.T) {
 // secret reference is resolved again by every run.
 func TestCompaction(t *testing.T) {
 	t.Parallel()
-	cfg := nodetest.Config(t.TempDir())
-	cfg.CompactionDelay = 2 * time.Second
-	n, base := nodetest.StartConfig(t, cfg)
-	e := &env{t: t, node: n, base: base}
+	e := compactingEnv(t, 2*time.Second)
+	n := e.node
 	e.putSecret("stored", "stored-value-789")
 	e.register(`{"name":"compacting","tasks":[
 	  {"name":"produce","taskReferenceName":"produce"},
@@ -452,14 +448,7 @@ func TestCompaction(t *testing.T) {
 		t.Fatalf("rerun before compaction got %v", in)
 	}
 	e.waitStatus(id, conductor.WorkflowCompleted)
-	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
-		for _, ev := range e.events(id) {
-			if _, ok := ev.(*schemas.WorkflowCompacted); ok {
-				return nil
-			}
-		}
-		return fmt.Errorf("not compacted yet")
-	})
+	e.waitCompacted(id)
 	compactedKey := e.secretsKey(id)
 	consume = taskByRef(e.workflow(id), "consume")
 	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: consume.TaskID})
@@ -585,10 +574,8 @@ func TestCompactionSweep(t *testing.T) {
 // the compaction list.
 func TestCompactionOfARemovedWorkflow(t *testing.T) {
 	t.Parallel()
-	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
-	cfg.CompactionDelay = time.Second
-	n, base := nodetest.StartConfig(t, cfg)
-	e := &env{t: t, node: n, base: base}
+	e := compactingEnv(t, time.Second)
+	n := e.node
 	e.register(`{"name":"removed","tasks":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"done":true}}]}`)
 	e.register(`{"name":"removed_running","tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
 	input := map[string]any{"_secrets": map[string]any{"token": "remove-me-321"}}
@@ -611,5 +598,88 @@ func TestCompactionOfARemovedWorkflow(t *testing.T) {
 			return fmt.Errorf("still awaiting compaction: %+v %v", waiting, err)
 		}
 		return nil
+	})
+}
+
+// A workflow input its definition copies into a _secrets block, by any
+// task and not only the first, is sealed in the start's record: the log
+// never holds it in plaintext, and compaction destroys it with the rest.
+// The task that copies it gets the value at hand-off; a rerun after
+// compaction gets "***". Names are not values: an input that names a
+// secret, or the secret UPDATE_SECRET writes, is kept as given.
+func TestInputCopiedIntoSecretsIsSealedAtStart(t *testing.T) {
+	t.Parallel()
+	e := compactingEnv(t, 2*time.Second)
+	const (
+		password = "input-pw-Zx81qL4m"
+		apiKey   = "input-key-Pq27wE9n"
+	)
+	e.putSecret("named_by_input", "stored-by-name-9182")
+	e.register(`{"name":"seals_input","tasks":[
+	  {"name":"si_first","taskReferenceName":"first"},
+	  {"name":"si_use","taskReferenceName":"use","inputParameters":{
+	    "_secrets":{"pw":"${workflow.input.creds.password}","key":"${workflow.input.apiKey}"},
+	    "plain":"${workflow.input.apiKey}","byName":"${workflow.secrets.${workflow.input.secretName}}"}},
+	  {"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
+	   "inputParameters":{"_secrets":{"secretKey":"${workflow.input.target}","secretValue":"${workflow.input.apiKey}"}}}]}`)
+	e.work("si_first", 1, func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
+	got := make(chan map[string]any, 2)
+	e.work("si_use", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData
+		return workers.Output{}, nil
+	})
+	id := e.start("seals_input", map[string]any{
+		"creds": map[string]any{"user": "bob", "password": password}, "apiKey": apiKey,
+		"secretName": "named_by_input", "target": "written_by_input", "note": "kept-as-given"})
+	in := <-got
+	secrets, _ := in["_secrets"].(map[string]any)
+	if secrets["pw"] != password || secrets["key"] != apiKey || in["plain"] != apiKey || in["byName"] != "stored-by-name-9182" {
+		t.Fatalf("the task got %v", in)
+	}
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if wf.Input["creds"] != masking.Mask || wf.Input["apiKey"] != masking.Mask ||
+		wf.Input["secretName"] != "named_by_input" || wf.Input["note"] != "kept-as-given" {
+		t.Fatalf("input reads %v", wf.Input)
+	}
+	if got := e.must(http.StatusOK, "GET", "/api/secrets/written_by_input", nil); !strings.Contains(got, apiKey) {
+		t.Fatalf("UPDATE_SECRET wrote %q", got)
+	}
+	raw := e.rawLog(id)
+	for _, v := range []string{password, apiKey} {
+		if strings.Contains(raw, v) {
+			t.Fatalf("the workflow's log holds %q in plaintext", v)
+		}
+	}
+	if !strings.Contains(raw, "kept-as-given") {
+		t.Fatal("the log lost the input no _secrets block takes")
+	}
+	e.waitCompacted(id)
+	use := taskByRef(e.workflow(id), "use")
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: use.TaskID})
+	in = <-got
+	if secrets, _ := in["_secrets"].(map[string]any); secrets["pw"] != masking.Mask || secrets["key"] != masking.Mask || in["plain"] != masking.Mask {
+		t.Fatalf("a rerun after compaction got %v; want the input copied into _secrets destroyed", in)
+	}
+}
+
+// compactingEnv is newEnv on a server that compacts ended workflows after
+// delay.
+func compactingEnv(t *testing.T, delay time.Duration) *env {
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.CompactionDelay = delay
+	n, base := nodetest.StartConfig(t, cfg)
+	return &env{t: t, node: n, base: base}
+}
+
+// waitCompacted waits for the workflow's compaction to be recorded.
+func (e *env) waitCompacted(id string) {
+	e.t.Helper()
+	testutil.Eventually(e.t, 20*time.Second, 100*time.Millisecond, func() error {
+		for _, ev := range e.events(id) {
+			if _, ok := ev.(*schemas.WorkflowCompacted); ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("not compacted yet")
 	})
 }

@@ -18,6 +18,9 @@ type plan struct {
 	nodes map[string]*node // by taskReferenceName
 	// items holds the `items` of DO_WHILE configurations that have them.
 	items map[string]any
+	// secrecy is what of the input the definition copies into _secrets
+	// or _masked blocks.
+	secrecy InputSecrecy
 }
 
 // node places one task configuration: the list it belongs to, its index
@@ -32,6 +35,7 @@ type node struct {
 func newPlan(def *conductor.WorkflowDef) *plan {
 	p := &plan{def: def, nodes: make(map[string]*node), items: make(map[string]any)}
 	p.index(def.Tasks, nil)
+	p.secrecy = secrecyOf(p)
 	return p
 }
 

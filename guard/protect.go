@@ -78,7 +78,13 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 				return engine.Decision{}, fmt.Errorf("protect: %w", err)
 			}
 		}
-		if paths := findValues(after, p.sealed); len(paths) > 0 {
+		paths := findValues(after, p.sealed)
+		for _, path := range p.collapsed {
+			if !slices.Contains(after.MaskedPaths, path) && !slices.Contains(paths, path) {
+				paths = append(paths, path)
+			}
+		}
+		if len(paths) > 0 {
 			out = append(out, &schemas.ValuesMasked{Paths: paths})
 		}
 	}
@@ -297,23 +303,36 @@ type protection struct {
 	// scheduled from the output that was just sealed) gets the sealed form
 	// in its place, so the copy is sealed too and its taker still gets it.
 	bySealed map[string]*masking.Sealed
+	// collapsed lists the input keys sealed leaf by leaf whose value is
+	// an object or a list: each reads "***" as a whole, as the _secrets
+	// block it goes to does.
+	collapsed []string
 }
 
 // seal seals m's masked keys and fields under the purpose path names.
 // path is built only when something is sealed: most events seal nothing,
 // and every task event would otherwise format its path.
 func (p *protection) seal(path func() string, m map[string]any, fields []string) (map[string]any, error) {
+	return p.sealInput(path, m, fields, engine.InputSecrecy{})
+}
+
+// sealInput is seal for a workflow's input, which also seals, leaf by
+// leaf, the keys the workflow's definition copies into a _secrets or
+// _masked block (secrecy).
+func (p *protection) sealInput(path func() string, m map[string]any, fields []string, secrecy engine.InputSecrecy) (map[string]any, error) {
 	if m == nil {
 		return nil, nil
 	}
 	if len(p.bySealed) > 0 {
 		m = p.substitute(m).(map[string]any)
 	}
-	if !hasMaskedKeys(m) && !hasAny(m, fields) {
+	secrets, masked := secrecy.Fields(m)
+	if !hasMaskedKeys(m) && !hasAny(m, fields) && len(secrets) == 0 && len(masked) == 0 {
 		return m, nil
 	}
 	var last []byte
-	out, err := masking.SealFields(sealRecorder{p, &last}, path(), m, fields, func(plain []byte) {
+	rec := sealRecorder{p, &last}
+	found := func(plain []byte) {
 		last = append(last[:0], plain...)
 		var s string
 		if json.Unmarshal(plain, &s) == nil {
@@ -322,8 +341,32 @@ func (p *protection) seal(path func() string, m map[string]any, fields []string)
 		} else {
 			p.m.add(plain)
 		}
-	})
+	}
+	for _, k := range slices.Concat(secrets, masked) {
+		switch m[k].(type) {
+		case map[string]any, []any:
+			p.collapsed = append(p.collapsed, "input."+k)
+		}
+	}
+	where := path()
+	out, err := masking.SealFields(rec, where, m, fields, found)
+	if err == nil {
+		out, err = masking.SealTrees(rec, masking.KindSecrets, where, out, secrets, found)
+	}
+	if err == nil {
+		out, err = masking.SealTrees(rec, masking.KindMasked, where, out, masked, found)
+	}
 	return out, err
+}
+
+// secrecyOf returns what of a workflow's input the definition def (its
+// JSON) copies into _secrets or _masked blocks.
+func secrecyOf(def []byte) (engine.InputSecrecy, error) {
+	s, err := engine.SecretInput(def)
+	if err != nil {
+		return s, fmt.Errorf("protect input: %w", err)
+	}
+	return s, nil
 }
 
 // startsSealed reports whether a start among events carries input already
@@ -497,7 +540,11 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 	switch e := ev.(type) {
 	case *schemas.WorkflowStarted:
 		c := *e
-		if c.Input, err = p.seal(wfPath(wf, "input"), c.Input, p.fields); err == nil {
+		secrecy, err := secrecyOf(e.Def)
+		if err != nil {
+			return nil, false, err
+		}
+		if c.Input, err = p.sealInput(wfPath(wf, "input"), c.Input, p.fields, secrecy); err == nil {
 			c.Variables, err = p.seal(wfPath(wf, "variables"), c.Variables, nil)
 		}
 		return &c, !engine.SameMap(c.Input, e.Input) || !engine.SameMap(c.Variables, e.Variables), err
@@ -567,12 +614,24 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		}
 		return &c, true, nil
 	case *schemas.WorkflowReset:
+		def := e.Def
+		if len(def) == 0 && p.s.before != nil {
+			def = p.s.before.DefJSON
+		}
+		secrecy, err := secrecyOf(def)
+		if err != nil {
+			return nil, false, err
+		}
 		c := *e
-		c.Input, err = p.seal(wfPath(wf, "input"), c.Input, p.fields)
+		c.Input, err = p.sealInput(wfPath(wf, "input"), c.Input, p.fields, secrecy)
 		return &c, !engine.SameMap(c.Input, e.Input), err
 	case *schemas.WorkflowUpgraded:
+		secrecy, err := secrecyOf(e.Def)
+		if err != nil {
+			return nil, false, err
+		}
 		c := *e
-		c.Input, err = p.seal(wfPath(wf, "input"), c.Input, p.fields)
+		c.Input, err = p.sealInput(wfPath(wf, "input"), c.Input, p.fields, secrecy)
 		return &c, !engine.SameMap(c.Input, e.Input), err
 	case *schemas.TaskStarted:
 		refs, err := p.sealResolved(wf, e.Resolved)

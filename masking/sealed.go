@@ -172,6 +172,29 @@ func SealFields(s Sealer, path string, m map[string]any, fields []string, found 
 	return out, nil
 }
 
+// SealTrees seals every leaf under the named top-level keys of m with the
+// key of kind, each on its own, so that a path into one still finds its
+// value (and out of m, not changed, into a copy). Leaves sealed already
+// are kept as they are.
+func SealTrees(s Sealer, kind byte, path string, m map[string]any, keys []string, found func([]byte)) (map[string]any, error) {
+	if len(keys) == 0 {
+		return m, nil
+	}
+	out := maps.Clone(m)
+	for _, k := range keys {
+		e, ok := out[k]
+		if !ok {
+			continue
+		}
+		sealed, err := walkSeal(s, path+"."+k, e, kind, found)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = sealed
+	}
+	return out, nil
+}
+
 // Opener opens sealed values for a hand-off. A value whose key is gone (the
 // workflow was compacted) opens as "***", Orkes's documented behaviour for
 // restarted workflows.

@@ -164,3 +164,26 @@ func TestSealFields(t *testing.T) {
 		t.Fatal("HasSealed")
 	}
 }
+
+func TestSealTrees(t *testing.T) {
+	s := newGCMSealer(t)
+	in := map[string]any{"creds": map[string]any{"user": "bob", "pins": []any{1234.0}}, "plain": "x"}
+	out, err := SealTrees(s, KindSecrets, "wf/input", in, []string{"creds", "missing"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := out["creds"].(map[string]any)
+	user, ok := creds["user"].(*Sealed)
+	if !ok || user.Kind != KindSecrets || user.Purpose != "wf/input.creds.user" {
+		t.Fatalf("creds.user = %#v", creds["user"])
+	}
+	if pin, ok := creds["pins"].([]any)[0].(*Sealed); !ok || pin.Purpose != "wf/input.creds.pins[0]" {
+		t.Fatalf("creds.pins = %#v", creds["pins"])
+	}
+	if out["plain"] != "x" || len(out) != 2 {
+		t.Fatalf("out = %v", out)
+	}
+	if _, sealed := in["creds"].(map[string]any)["user"].(*Sealed); sealed {
+		t.Fatal("SealTrees changed its input")
+	}
+}
