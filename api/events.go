@@ -40,6 +40,11 @@ func (s *Server) eventRoutes() {
 		map[string]http.HandlerFunc{"handler": s.getEventHandler},
 		map[string]http.HandlerFunc{"tags": s.getEventHandlerTags}))
 	s.route("GET /api/event/{event}", auth.Admin, s.eventHandlersFor)
+	// Orkes's paths for event executions and messages, which are not
+	// served: not handlers of events named "execution" or "message".
+	s.route("GET /api/event/execution", auth.Admin, s.notServed("event executions"))
+	s.route("GET /api/event/message", auth.Admin, s.notServed("event messages"))
+	s.route("GET /api/event/message/{event}", auth.Admin, s.notServed("event messages"))
 	s.route("DELETE /api/event/{name}", auth.Admin, s.removeEventHandler)
 	s.route("PUT /api/event/{name}/tags", auth.Admin, s.changeEventHandlerTags(s.deps.EventHandlers.AddEventHandlerTags))
 	s.route("DELETE /api/event/{name}/tags", auth.Admin, s.changeEventHandlerTags(s.deps.EventHandlers.DeleteEventHandlerTags))

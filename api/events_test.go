@@ -186,6 +186,11 @@ func TestEventHandlerRoutes(t *testing.T) {
 		})
 	}
 	admin.do("GET", "/api/event/nats:orders.created?activeOnly=maybe", "").expectError(t, http.StatusBadRequest, "activeOnly")
+	// Orkes's paths of event executions and messages, not served, are not
+	// taken for handlers of an event of that name.
+	for _, path := range []string{"/api/event/execution", "/api/event/message?from=0", "/api/event/message/nats:orders.created"} {
+		admin.do("GET", path, "").expectError(t, http.StatusNotFound, "not served")
+	}
 
 	// PUT by another admin: the change shows, createdBy and createTime
 	// stay, updatedBy is the new one; a forged createdBy is ignored.

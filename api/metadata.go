@@ -81,6 +81,12 @@ func (s *Server) metadataRoutes() {
 	s.route("GET /api/metadata/workflow", auth.Authenticated, s.listWorkflowDefs)
 	s.route("GET /api/metadata/workflow/{name}", on(wf, auth.Read), s.getWorkflowDef)
 	s.route("DELETE /api/metadata/workflow/{name}/{version}", auth.Authenticated, s.deleteWorkflowDef)
+	// Orkes's workflow rate limits are not served. Without these routes a
+	// DELETE would read "rate-limit" as a version; the SDKs read a 404 as
+	// "no limit set".
+	for _, method := range []string{"GET", "PUT", "POST", "DELETE"} {
+		s.route(method+" /api/metadata/workflow/{name}/rate-limit", auth.Authenticated, s.notServed("workflow rate limits"))
+	}
 
 	s.route("POST /api/metadata/taskdefs", auth.Authenticated, s.registerTaskDefs)
 	s.route("PUT /api/metadata/taskdefs", auth.Authenticated, s.updateTaskDef)

@@ -175,15 +175,19 @@ func (s *Server) routeScheduler() {
 				s.writeError(w, r, err)
 				return
 			}
-			if limit < 1 || limit > 1000 {
-				s.writeError(w, r, fault.Invalid("limit %d: want 1-1000", limit))
+			if limit < 1 {
+				s.writeError(w, r, fault.Invalid("limit %d: want 1-%d", limit, maxNextFew))
 				return
 			}
+			limit = min(limit, maxNextFew)
 			times, err := s.deps.NextFew(q.Get("cronExpression"), start, end, int(limit))
 			s.reply(w, r, times, err)
 		})
 	}
 }
+
+// maxNextFew is how many times nextFewSchedules answers at most, as Orkes.
+const maxNextFew = 5
 
 // readableSchedules returns those of list the caller may read (and keep
 // accepts, when given), so a list never shows a hidden schedule.

@@ -186,6 +186,15 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, mux http.Handle
 	s.writeError(w, r, fault.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
 }
 
+// notServed answers 404 for a path of Conductor's or Orkes's API whose
+// feature flowvault does not serve, where a route of its own would
+// otherwise take the path for something else.
+func (s *Server) notServed(feature string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fault.NotFound("no endpoint %s %s: %s are not served", r.Method, r.URL.Path, feature))
+	}
+}
+
 // statusProbe records the status and headers a handler answers with, and
 // drops its body.
 type statusProbe struct {

@@ -278,6 +278,9 @@ func TestChildNeedsExecute(t *testing.T) {
 		if taskByRef(wf, "after") != nil {
 			t.Errorf("%s: the task after the failed start ran", name)
 		}
+		if sub.TaskType == "SUB_WORKFLOW" && sub.OutputData["subWorkflowId"] != nil {
+			t.Errorf("%s: the output names a child that never started: %v", name, sub.OutputData)
+		}
 		child := sub.SubWorkflowID
 		if child == "" {
 			child, _ = sub.OutputData["workflowId"].(string)

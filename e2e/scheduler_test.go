@@ -89,6 +89,11 @@ func TestSchedule(t *testing.T) {
 	if err := json.Unmarshal([]byte(next), &times); err != nil || len(times) != 3 || times[1]-times[0] != 24*3600*1000 {
 		t.Fatalf("nextFewSchedules = %s", next)
 	}
+	// Five at most, as Orkes answers.
+	next = e.must(http.StatusOK, "GET", "/api/scheduler/nextFewSchedules?cronExpression=0%200%2012%20*%20*%20%3F&limit=10", nil)
+	if err := json.Unmarshal([]byte(next), &times); err != nil || len(times) != 5 {
+		t.Fatalf("nextFewSchedules of 10 = %s", next)
+	}
 }
 
 // Two engines see every schedule; each fire time starts one workflow.

@@ -323,6 +323,14 @@ func TestWaitUntil(t *testing.T) {
 	if !strings.Contains(bad.w.Reason, "XYZ") {
 		t.Fatalf("reason %q does not name the unknown zone", bad.w.Reason)
 	}
+	// Both, from expressions, fail the task as Conductor's WAIT does (a
+	// definition that gives both literally is refused).
+	both := newHarness(t, `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT",
+	  "inputParameters":{"until":"${workflow.input.u}","duration":"${workflow.input.d}"}}]}`, map[string]any{"u": "2026-12-02", "d": "2s"})
+	both.wantTask("wait", conductor.TaskFailedWithTerminalError)
+	if !strings.Contains(both.w.Reason, "give only one") {
+		t.Fatalf("reason %q", both.w.Reason)
+	}
 }
 
 func TestSubWorkflow(t *testing.T) {
@@ -338,6 +346,10 @@ func TestSubWorkflow(t *testing.T) {
 	}
 	if ct.SubWorkflowID != engine.DeriveID("wf-1", "sub", ct.ID) {
 		t.Fatal("child id is not derived from the parent")
+	}
+	// As in Conductor, the output names the child while it runs.
+	if ct.Output["subWorkflowId"] != ct.SubWorkflowID || len(ct.Output) != 1 {
+		t.Fatalf("running child's task output %v", ct.Output)
 	}
 	h.decide(engine.ChildFinished{ChildID: ct.SubWorkflowID, Status: conductor.WorkflowCompleted, Output: map[string]any{"result": "done"}})
 	done := h.wantTask("child", conductor.TaskCompleted)
@@ -360,9 +372,18 @@ func TestSubWorkflow(t *testing.T) {
 	// parent ends TERMINATED, as in Conductor.
 	term := newHarness(t, def, nil, `{"name":"child","retryCount":3}`)
 	term.decide(engine.ChildFinished{ChildID: term.task("child").SubWorkflowID, Status: conductor.WorkflowTerminated})
-	term.wantTask("child", conductor.TaskCanceled)
+	if canceled := term.wantTask("child", conductor.TaskCanceled); canceled.Output["subWorkflowId"] != canceled.SubWorkflowID {
+		t.Fatalf("canceled task's output %v", canceled.Output)
+	}
 	term.wantStatus(conductor.WorkflowTerminated)
 	term.wantRefs("child")
+
+	// A child that could not start is not there to name.
+	ns := newHarness(t, def, nil)
+	ns.decide(engine.ChildFinished{ChildID: ns.task("child").SubWorkflowID, Status: conductor.WorkflowFailed, Reason: "no such definition", NotStarted: true})
+	if failed := ns.wantTask("child", conductor.TaskFailed); failed.Output["subWorkflowId"] != nil {
+		t.Fatalf("the task of a child that never started has output %v", failed.Output)
+	}
 }
 
 func TestHTTPIsRunBySystemWorker(t *testing.T) {
@@ -836,7 +857,8 @@ func TestSubWorkflowDelays(t *testing.T) {
 	h.advance(3 * time.Second)
 	h.decide(engine.Tick{})
 	first = h.wantTask("child", conductor.TaskInProgress)
-	if starts := effectsOf[engine.StartWorkflow](h.last); len(starts) != 1 || starts[0].WorkflowID != first.SubWorkflowID || first.SubWorkflowID == "" {
+	if starts := effectsOf[engine.StartWorkflow](h.last); len(starts) != 1 || starts[0].WorkflowID != first.SubWorkflowID || first.SubWorkflowID == "" ||
+		first.Output["subWorkflowId"] != first.SubWorkflowID {
 		t.Fatalf("after the delay: task %+v, starts %+v", first, starts)
 	}
 

@@ -314,7 +314,9 @@ func (d *decision) childFinished(c ChildFinished) {
 	}
 	d.runAs(c.RunsAs...)
 	output := copyMap(c.Output)
-	output["subWorkflowId"] = c.ChildID
+	if !c.NotStarted {
+		output["subWorkflowId"] = c.ChildID
+	}
 	if c.Status == conductor.WorkflowCompleted {
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompleted, Output: output, Time: d.now})
 		return

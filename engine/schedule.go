@@ -151,6 +151,9 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	if keep {
 		ev.SubWorkflowID = o.child
 	}
+	if ev.Type == conductor.TaskTypeSubWorkflow && ev.SubWorkflowID != "" {
+		ev.Output = childOutput(ev.SubWorkflowID)
+	}
 	d.emit(ev)
 	t := d.w.TaskByID(id)
 	if keep {
@@ -472,10 +475,15 @@ func (d *decision) startDelayedChild(t *Task) {
 	if wt == nil {
 		return
 	}
-	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true,
-		SubWorkflowID: childID(d.w, t.ID), Time: d.now})
+	child := childID(d.w, t.ID)
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, Output: childOutput(child), MergeOutput: true,
+		SubWorkflowID: child, Time: d.now})
 	d.startChild(wt, d.w.TaskByID(t.ID))
 }
+
+// childOutput is a SUB_WORKFLOW task's output while its child runs, and
+// after, if the task is canceled: Conductor's, for ${ref.output.subWorkflowId}.
+func childOutput(child string) map[string]any { return map[string]any{"subWorkflowId": child} }
 
 func (d *decision) startChild(wt *conductor.WorkflowTask, t *Task) {
 	d.effect(childStart(d.w, wt, t))

@@ -176,6 +176,9 @@ type ChildFinished struct {
 	// RunsAs are the principals the child runs as besides its creator
 	// (Workflow.AlsoRunsAs): the parent runs as them too.
 	RunsAs []string
+	// NotStarted is set when the child could not start: the task's output
+	// names no workflow, which would not be there to read.
+	NotStarted bool
 }
 
 // ChildReopened reports that a SUB_WORKFLOW task's child runs again: an

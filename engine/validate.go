@@ -140,6 +140,11 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		case typ == conductor.TaskTypeDecision && t.CaseValueParam == "" && t.CaseExpression == "":
 			v.errs.Add(p+".caseValueParam", "DECISION needs caseValueParam or caseExpression")
 		}
+		if len(t.DecisionCases) == 0 {
+			// As Conductor refuses it: a switch with a default alone is a
+			// mistake, not a choice.
+			v.errs.Add(p+".decisionCases", "%s needs at least one case", typ)
+		}
 		for _, c := range sortedCases(t.DecisionCases) {
 			v.list(fmt.Sprintf("%s.decisionCases.%s", p, c), t.DecisionCases[c])
 		}
@@ -211,6 +216,9 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 			v.errs.Add(p+".sink", "%v", pe.Err)
 		}
 	case conductor.TaskTypeWait:
+		if given(t.InputParameters["duration"]) && given(t.InputParameters["until"]) {
+			v.errs.Add(p+".inputParameters", "%v", errWaitBoth)
+		}
 		if d, ok := t.InputParameters["duration"].(string); ok && !strings.Contains(d, "${") {
 			if _, err := parseWaitDuration(d); err != nil {
 				v.errs.Add(p+".inputParameters.duration", "%v", err)

@@ -33,6 +33,7 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"cached", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","cacheConfig":{"key":"${u}","ttlInSecond":"60"}}]}`, ""},
 		{"cache without a key", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","cacheConfig":{"ttlInSecond":60}}]}`, "tasks[0].cacheConfig.key"},
 		{"cache without a time", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","cacheConfig":{"key":"k"}}]}`, "tasks[0].cacheConfig.ttlInSecond"},
+		{"wait both ways", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"2s","until":"2030-01-01"}}]}`, "tasks[0].inputParameters"},
 		{"bad wait duration", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"eventually"}}]}`, "tasks[0].inputParameters.duration"},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -13,6 +14,9 @@ import (
 // "2026-12-01 10:00 UTC", "2026-12-01 10:00", "2026-12-01"). Neither means
 // the task waits for an external update: 0.
 func waitUntil(input map[string]any, now int64) (int64, error) {
+	if given(input["duration"]) && given(input["until"]) {
+		return 0, errWaitBoth
+	}
 	if s, ok := input["duration"].(string); ok && strings.TrimSpace(s) != "" {
 		d, err := parseWaitDuration(s)
 		if err != nil {
@@ -29,6 +33,14 @@ func waitUntil(input map[string]any, now int64) (int64, error) {
 	}
 	return 0, nil
 }
+
+// errWaitBoth refuses a WAIT that says both how long and until when, as
+// Conductor does, at registration and when they come from expressions.
+var errWaitBoth = errors.New("both duration and until are given: give only one")
+
+// given reports whether a WAIT input is set: Conductor reads a blank one
+// as not set.
+func given(v any) bool { return v != nil && strings.TrimSpace(fmt.Sprint(v)) != "" }
 
 // durationPart is one number and unit. The longest unit matches first, and
 // what follows must be another part or the end ("5m10s", "5 mins"), which

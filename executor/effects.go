@@ -418,7 +418,7 @@ func (e *Executor) childFailed(ctx context.Context, eff engine.StartWorkflow, re
 		return nil
 	}
 	return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildFinished{ChildID: eff.WorkflowID,
-		Status: conductor.WorkflowFailed, Reason: "sub workflow could not start: " + reason})
+		Status: conductor.WorkflowFailed, Reason: "sub workflow could not start: " + reason, NotStarted: true})
 }
 
 // reportExisting reports on the workflow eff starts, to its parent or its

@@ -186,6 +186,12 @@ func checkTaskDef(ve *fault.ValidationError, prefix string, def *conductor.TaskD
 	checkMin(ve, at(prefix, "timeoutSeconds"), def.TimeoutSeconds, 0)
 	checkMinPtr(ve, at(prefix, "retryDelaySeconds"), def.RetryDelaySeconds, 0)
 	checkMinPtr(ve, at(prefix, "responseTimeoutSeconds"), def.ResponseTimeoutSeconds, 1)
+	if r := def.ResponseTimeoutSeconds; r != nil && def.TimeoutSeconds > 0 && *r > def.TimeoutSeconds {
+		// Conductor's TaskTimeoutConstraint: the task would time out
+		// before a worker is ever late. (Conductor also holds an absent
+		// responseTimeoutSeconds, its default an hour, to this.)
+		ve.Add(at(prefix, "responseTimeoutSeconds"), "%d must be at most timeoutSeconds (%d)", *r, def.TimeoutSeconds)
+	}
 	checkMin(ve, at(prefix, "concurrentExecLimit"), def.ConcurrentExecLimit, 0)
 	checkMin(ve, at(prefix, "rateLimitPerFrequency"), def.RateLimitPerFrequency, 0)
 	// The schema's minimum is 1, but Conductor's TaskDef sets none and its

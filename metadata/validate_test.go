@@ -119,6 +119,7 @@ func TestTaskDefValidation(t *testing.T) {
 		{"negative timeoutSeconds", `"timeoutSeconds":-1`, "timeoutSeconds"},
 		{"negative retryDelaySeconds", `"retryDelaySeconds":-1`, "retryDelaySeconds"},
 		{"zero responseTimeoutSeconds", `"responseTimeoutSeconds":0`, "responseTimeoutSeconds"},
+		{"responseTimeoutSeconds past timeoutSeconds", `"responseTimeoutSeconds":61,"timeoutSeconds":60`, "responseTimeoutSeconds"},
 		{"negative concurrentExecLimit", `"concurrentExecLimit":-1`, "concurrentExecLimit"},
 		{"negative rateLimitPerFrequency", `"rateLimitPerFrequency":-1`, "rateLimitPerFrequency"},
 		{"negative rateLimitFrequencyInSeconds", `"rateLimitFrequencyInSeconds":-1`, "rateLimitFrequencyInSeconds"},
