@@ -536,7 +536,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 			e.reconcile(j.wfID, nil)
 			if ambiguous(err) {
 				for _, m := range matches {
-					e.putBack(j.wfID, expected, recordID, m.task.ID, m.task.PollCount)
+					e.putBack(j.wfID, expected, stampOf(envs), m.task.ID, m.task.PollCount)
 				}
 			}
 			if _, ok := trig.(engine.Take); ok && ambiguous(err) {
@@ -547,7 +547,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 					// own included, until the lease expires (a system
 					// task's too: the engine's effect that runs it is told
 					// it failed).
-					e.putBack(j.wfID, expected, recordID, taken.ID, taken.PollCount)
+					e.putBack(j.wfID, expected, stampOf(envs), taken.ID, taken.PollCount)
 					return Outcome{}, fmt.Errorf("workflow %s: take of task %s unconfirmed (put back in the queue if it was recorded): %w: %w",
 						j.wfID, taken.ID, fault.ErrUnavailable, err)
 				}
@@ -564,7 +564,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			if _, taken := out.Reply.(*engine.Task); taken {
 				out.HandOffInput = handOffInput
 			}
-			if err == nil {
+			if err == nil && len(matches) > 0 && e.storedMade(ctx, j.wfID, expected, stampOf(envs)) {
+				// Else the takes stored are another engine's, for its own
+				// waiting polls: these wait again.
 				matches = e.handOverStored(matches, out.State)
 			}
 			return out, err

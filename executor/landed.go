@@ -8,6 +8,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -39,6 +40,33 @@ func ownRecord(recs []eventlog.Record, recordID string) bool {
 	return len(recs) > 0 && recs[0].MsgID == recordID
 }
 
+// stamp tells this engine's record apart from another engine's decision
+// on the same request (a start command both engines took): the two share
+// the record's id, which names the request, but not the time of the
+// decision, in nanoseconds. Only this engine's record holds the takes it
+// made for its own waiting polls.
+type stamp struct {
+	id   string
+	time int64
+}
+
+func stampOf(envs []schemas.Envelope) stamp { return stamp{id: envs[0].ID, time: envs[0].Time} }
+
+// made reports whether the first of recs, the records after the sequence
+// an append expected, is the one that append made.
+func (s stamp) made(recs []eventlog.Record) bool {
+	return ownRecord(recs, s.id) && len(recs[0].Events) > 0 && recs[0].Events[0].Time == s.time
+}
+
+// storedMade reports whether the record after sequence after on wfID's
+// subject is the one s stamps.
+func (e *Executor) storedMade(ctx context.Context, wfID string, after uint64, s stamp) bool {
+	ctx, cancel := context.WithTimeout(ctx, landedTimeout)
+	defer cancel()
+	recs, err := e.log.ReadSubject(ctx, subject(wfID), after)
+	return err == nil && s.made(recs)
+}
+
 // landed looks for the record recordID appended after sequence after on
 // wfID's subject, and returns its sequence if it is there.
 func (e *Executor) landed(ctx context.Context, wfID string, after uint64, recordID string) (uint64, bool) {
@@ -60,12 +88,12 @@ func (e *Executor) landed(ctx context.Context, wfID string, after uint64, record
 // A take the taker did get after all is not disturbed: its result or
 // progress, recorded first, makes the put-back late and ignored, and a
 // put-back recorded first makes its result about an earlier lease.
-func (e *Executor) putBack(wfID string, expected uint64, recordID, taskID string, lease int) {
+func (e *Executor) putBack(wfID string, expected uint64, made stamp, taskID string, lease int) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		e.onSlot(putBackWindow, func(ctx context.Context) {
-			if !e.awaitRecord(ctx, wfID, expected, recordID) {
+			if !e.awaitRecord(ctx, wfID, expected, made) {
 				return
 			}
 			e.handBack(ctx, wfID, taskID, lease, "its take was recorded after its worker was told it failed: handed out again")
@@ -100,15 +128,17 @@ func (e *Executor) handBack(ctx context.Context, wfID, taskID string, lease int,
 }
 
 // awaitRecord waits until the first record after sequence after on wfID's
-// subject is stored, and reports whether it is recordID's. Once another
-// record holds that place, recordID's append, which expected after, can
-// never be stored. It gives up (false) when ctx ends.
-func (e *Executor) awaitRecord(ctx context.Context, wfID string, after uint64, recordID string) bool {
+// subject is stored, and reports whether it is the one made stamps. Once
+// another record holds that place, made's append, which expected after,
+// can never be stored; one of another engine's decisions on the same
+// request holds takes of that engine's, which are not this one's to hand
+// back. It gives up (false) when ctx ends.
+func (e *Executor) awaitRecord(ctx context.Context, wfID string, after uint64, made stamp) bool {
 	backoff := 50 * time.Millisecond
 	for {
 		recs, err := e.log.ReadSubject(ctx, subject(wfID), after)
 		if err == nil && len(recs) > 0 {
-			return ownRecord(recs, recordID)
+			return made.made(recs)
 		}
 		select {
 		case <-time.After(backoff):

@@ -304,13 +304,10 @@ func (e *Executor) handOver(ms []matched, state *engine.Workflow, seq uint64) {
 	}
 }
 
-// handOverStored is handOver after a duplicate append: the record stored is
-// another decision's on the same request, usually this one's own whose
-// answer was lost. A task the stored state shows taken by the waiter's
-// worker, at the take's lease, is the waiter's; the others' waiters are
-// returned, to wait again. (Another engine deciding the same request, a
-// start command delivered twice, could have taken a task for a worker of
-// the same id: both would then run it, and the second result be ignored.)
+// handOverStored is handOver after a duplicate append whose stored record
+// is this engine's own decision, whose answer was lost (see stamp): a task
+// the stored state shows taken by the waiter's worker, at the take's
+// lease, is the waiter's; the others' waiters are returned, to wait again.
 func (e *Executor) handOverStored(ms []matched, state *engine.Workflow) (left []matched) {
 	for _, m := range ms {
 		t := state.TaskByID(m.task.ID)

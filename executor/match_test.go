@@ -548,3 +548,67 @@ func TestMatchedTakeNamesItsWorkerAfterProtection(t *testing.T) {
 		}
 	}
 }
+
+// Two engines that decide one start request (a start command both took,
+// as a schedule's tick is) each take the first task for a waiting poll of
+// the same worker id. The log keeps the first record; the other engine's
+// append is a duplicate of it, whose takes are not its own: its poll
+// waits on, and the task is handed out once.
+func TestDuplicateOfAnotherEnginesStartHandsNothingOver(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	gate := &heldAppend{log: l, release: make(chan struct{}), held: make(chan struct{})}
+	a := startAppendingThrough(t, l, l, nil)
+	b := startAppendingThrough(t, l, gate, nil)
+	ctx := testutil.Context(t, 30*time.Second)
+	const id = "wf-two-engines-one-start"
+	def := mustDef(t, twoTasks)
+	start := func(e *Executor) error {
+		_, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def},
+			StartOptions{WorkflowID: id, RequestID: "start-command-1"})
+		return err
+	}
+	pollA := pollWaiting(ctx, t, a, "host-1")
+	pollCtx, stopPollB := context.WithCancel(ctx)
+	pollB := pollWaiting(pollCtx, t, b, "host-1")
+	startedB := make(chan error, 1)
+	go func() { startedB <- start(b) }()
+	<-gate.held // b decided on the empty log, and took the task for its poll
+	if err := start(a); err != nil {
+		t.Fatal(err)
+	}
+	got := answer(ctx, t, pollA)
+	if got.err != nil || len(got.tasks) != 1 {
+		t.Fatalf("engine a's poll: %+v, %v", got.tasks, got.err)
+	}
+	close(gate.release)
+	if err := <-startedB; err != nil {
+		t.Fatalf("engine b's start of the same request: %v", err)
+	}
+	if n := b.match.count(); n != 1 {
+		t.Fatalf("%d polls wait at engine b, want its poll waiting again", n)
+	}
+	stopPollB()
+	if got := answer(ctx, t, pollB); len(got.tasks) != 0 {
+		t.Fatalf("engine b's poll was handed %s too", got.tasks[0].TaskID)
+	}
+	if takes, _ := takesIn(ctx, t, l, id); len(takes) != 1 {
+		t.Fatalf("%d takes, want 1", len(takes))
+	}
+}
+
+// heldAppend holds the first append until release is closed, and says
+// so on held.
+type heldAppend struct {
+	log     *eventlog.Log
+	once    sync.Once
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (h *heldAppend) Append(ctx context.Context, subj string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	h.once.Do(func() {
+		close(h.held)
+		<-h.release
+	})
+	return h.log.Append(ctx, subj, envs, expected, opts...)
+}
