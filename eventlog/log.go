@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +39,12 @@ type Log struct {
 	// committers batch the appends of each event stream that takes atomic
 	// batches, in FsyncAlways mode (see commit.go).
 	committers map[string]*committer
+	// reconnects carries the connection's reconnections to restore, which
+	// makes sure of the streams again and then runs onReconnect.
+	reconnects  chan struct{}
+	done        chan struct{}
+	hooksMu     sync.Mutex
+	onReconnect []func(context.Context)
 }
 
 // Options carries Open's collaborators. The zero value logs nowhere,
@@ -63,7 +71,8 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics)}
+	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
+		reconnects: make(chan struct{}, 1), done: make(chan struct{})}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -73,7 +82,13 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 				l.logger.Warn("nats disconnected", logkey.Err, err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { l.logger.Info("nats reconnected", logkey.Addr, c.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			l.logger.Info("nats reconnected", logkey.Addr, c.ConnectedUrlRedacted())
+			select {
+			case l.reconnects <- struct{}{}:
+			default: // a restore is due already
+			}
+		}),
 	}
 	switch {
 	case cfg.CredsFile != "":
@@ -132,7 +147,56 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	if !cfg.Embedded() {
 		l.logger.Warn("external nats: durability depends on the server's sync_interval; use 'always' and R3 in production", logkey.Addr, nc.ConnectedUrlRedacted())
 	}
+	go l.restoreLoop()
 	return l, nil
+}
+
+// OnReconnect registers fn to run each time the connection comes back
+// after it was lost, once the log has made sure of its streams again. A
+// NATS server that restarted has lost FV_DISPATCH, which it keeps in
+// memory, with its consumers: fn rebuilds what lived there. fn's context
+// ends when the log closes.
+func (l *Log) OnReconnect(fn func(context.Context)) {
+	l.hooksMu.Lock()
+	l.onReconnect = append(l.onReconnect, fn)
+	l.hooksMu.Unlock()
+}
+
+// restoreLoop restores the streams after each reconnection, until the log
+// closes.
+func (l *Log) restoreLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-l.done
+		cancel()
+	}()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-l.reconnects:
+		}
+		// A server that just came back may not serve JetStream yet.
+		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+			_, err := l.createStreams(ctx)
+			if err == nil {
+				break
+			}
+			l.logger.Warn("streams not restored after a reconnection; trying again", logkey.Err, err)
+			select {
+			case <-l.done:
+				return
+			case <-time.After(backoff):
+			}
+		}
+		l.hooksMu.Lock()
+		hooks := slices.Clone(l.onReconnect)
+		l.hooksMu.Unlock()
+		for _, fn := range hooks {
+			fn(ctx)
+		}
+	}
 }
 
 // startEmbedded starts the in-process server, in o.Auth's account, with
@@ -156,7 +220,25 @@ func (l *Log) startEmbedded(o Options) (*server.Server, error) {
 	return ns, nil
 }
 
+// ensureStreams creates or updates the streams, and sets up the group
+// commit of those that take atomic batches.
 func (l *Log) ensureStreams(ctx context.Context) error {
+	batched, err := l.createStreams(ctx)
+	if err != nil {
+		return err
+	}
+	for _, name := range batched {
+		if l.committers == nil {
+			l.committers = map[string]*committer{}
+		}
+		l.committers[name] = newCommitter(name, l.nc, l.logger, l.metrics.batchSize)
+	}
+	return nil
+}
+
+// createStreams creates or updates the streams, and returns those whose
+// appends go in atomic batches.
+func (l *Log) createStreams(ctx context.Context) (batched []string, err error) {
 	groupCommit := l.cfg.GroupCommit && l.cfg.Fsync == FsyncAlways
 	for _, s := range AllStreams {
 		sc := jetstream.StreamConfig{
@@ -182,18 +264,15 @@ func (l *Log) ensureStreams(ctx context.Context) error {
 		sc.AllowAtomicPublish = groupCommit && s.Kind == EventStream
 		st, err := l.js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {
-			return fmt.Errorf("ensure stream %s: %w", s.Name, err)
+			return nil, fmt.Errorf("ensure stream %s: %w", s.Name, err)
 		}
 		// A server too old for atomic batches does not echo the setting
 		// back; its appends go alone.
 		if sc.AllowAtomicPublish && st.CachedInfo().Config.AllowAtomicPublish {
-			if l.committers == nil {
-				l.committers = map[string]*committer{}
-			}
-			l.committers[s.Name] = newCommitter(s.Name, l.nc, l.logger, l.metrics.batchSize)
+			batched = append(batched, s.Name)
 		}
 	}
-	return nil
+	return batched, nil
 }
 
 // Conn returns the NATS connection the log uses. Other packages use it for
@@ -257,6 +336,7 @@ func (l *Log) Close() error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(l.done)
 	for _, c := range l.committers {
 		c.close()
 	}

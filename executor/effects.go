@@ -468,6 +468,15 @@ func newDispatcher(log *eventlog.Log, logger *slog.Logger, lanes *lanes) *dispat
 
 func (d *dispatcher) stop() {}
 
+// forget drops what the dispatcher knows of the stream and its consumers,
+// which a NATS server that restarted may have lost.
+func (d *dispatcher) forget() {
+	d.mu.Lock()
+	d.stream = nil
+	clear(d.queues)
+	d.mu.Unlock()
+}
+
 // resetStaleQueues deletes queue consumers that are ahead of the dispatch
 // stream. The stream is in memory: when the NATS server restarts it comes
 // back empty and numbers messages from 1 again, while a consumer can come

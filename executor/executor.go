@@ -230,6 +230,7 @@ func (e *Executor) Start(ctx context.Context) error {
 		e.Stop()
 		return err
 	}
+	e.log.OnReconnect(e.afterReconnect)
 	if err := e.serveWorkers(ctx); err != nil {
 		e.Stop()
 		return err
@@ -258,6 +259,28 @@ func (e *Executor) Start(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// afterReconnect rebuilds what a NATS server that restarted lost with
+// FV_DISPATCH, which it keeps in memory: the queues' consumers, and the
+// announcements of the tasks waiting for a worker, from the log, as a
+// start's recovery does. After a reconnection to a server that kept them,
+// the announcements sent again are duplicates the stream drops, or, past
+// its duplicate window, ones whose takes find the task gone.
+func (e *Executor) afterReconnect(ctx context.Context) {
+	if e.ctx.Err() != nil {
+		return
+	}
+	e.disp.forget()
+	e.polls.mu.Lock()
+	clear(e.polls.consumers)
+	e.polls.mu.Unlock()
+	if err := e.disp.resetStaleQueues(ctx); err != nil {
+		e.cfg.Logger.Warn("queues not reset after a reconnection", logkey.Err, err)
+	}
+	if e.sched != nil {
+		e.recover(e.ctx, engine.Reconcile{})
+	}
 }
 
 // Stop stops accepting work and waits for in-flight decisions and effects.
