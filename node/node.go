@@ -193,14 +193,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		defer n.wg.Done()
 		n.keys.WatchKeyring(runCtx)
 	}()
-	execProj := executions.NewProjection()
-	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, execProj)
 	n.executions = executions.NewReader(n.store)
-	n.execRunner = execRunner
-	// Timers and recovery read the executions model: let it catch up first.
-	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
-		return nil, err
-	}
 	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg, Snapshots: n.executions})
 	authz := workflowAuthorizer{principals: n.auth.store, authz: n.auth.authorizer, insecure: cfg.Insecure}
 	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
@@ -244,6 +237,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.RegisterSystemTask(conductor.TaskTypeSwitch, system.Switch{})   // javascript/graaljs cases
 	n.executor.RegisterSystemTask(conductor.TaskTypeDecision, system.Switch{}) // caseExpression
 	n.executor.RegisterSystemTask(conductor.TaskTypeDoWhile, system.LoopCondition{})
+	// The executions model folds workflows with the system task types
+	// registered: a replay without them would index no lease deadline of
+	// a system task a crash left running, and it would never run again.
+	execProj := executions.NewProjection()
+	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, execProj)
+	n.execRunner = execRunner
+	// Timers and recovery read the executions model: let it catch up first.
+	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
+		return nil, err
+	}
 	// Before the executor starts: its recovery may start children, which
 	// it authorizes against the definitions' creators and tags.
 	n.auth.authorizer.Register(auth.TargetWorkflowDef, definitionTargets{n.metadata})
