@@ -235,6 +235,11 @@ func parseHTTPRequest(input map[string]any) (*httpRequest, error) {
 		return nil, fmt.Errorf("http_request.method %w", errMissingField)
 	}
 	req.Method = strings.ToUpper(req.Method)
+	if methodName(req.Method) != req.Method {
+		// Not quoted, nor sent: it may be a resolved secret, which the
+		// upper-casing turned into text redaction does not look for.
+		return nil, errors.New("http_request.method is not a standard HTTP method (GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS or TRACE)")
+	}
 	return &req, nil
 }
 

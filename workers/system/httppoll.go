@@ -3,6 +3,7 @@ package system
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"time"
@@ -55,9 +56,12 @@ func (c pollConfig) delay(n int) time.Duration {
 // number or a numeric string) and pollingStrategy from http_request, or
 // from the input itself (both forms are Orkes's).
 func pollConfigOf(in map[string]any) (pollConfig, error) {
+	// The poll's keys in http_request (Orkes's form) win over the same
+	// keys beside it, which are read too: a setting is never dropped.
 	src := in
 	if req, ok := in["http_request"].(map[string]any); ok {
-		src = req
+		src = maps.Clone(in)
+		maps.Copy(src, req)
 	}
 	c := pollConfig{condition: "true", interval: defaultPollInterval, strategy: "FIXED"}
 	if v, ok := src["terminationCondition"]; ok && v != nil {

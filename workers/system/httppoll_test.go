@@ -76,6 +76,12 @@ func TestHTTPPoll(t *testing.T) {
 	if res := run(map[string]any{"uri": srv.URL + "/status", "method": "GET"}, 1); res.Status != conductor.TaskCompleted {
 		t.Fatalf("no condition: %+v", res)
 	}
+	// Beside http_request, they are read too; its own keys win.
+	beside := map[string]any{"http_request": map[string]any{"uri": srv.URL + "/status", "method": "GET", "pollingInterval": "7"},
+		"terminationCondition": "false", "pollingInterval": "30"}
+	if res := run(beside, 1); res.Status != conductor.TaskInProgress || res.CallbackAfterSeconds != 7 {
+		t.Fatalf("settings beside http_request: %s after %d s, want IN_PROGRESS after 7", res.Status, res.CallbackAfterSeconds)
+	}
 
 	for _, tc := range []struct {
 		name    string

@@ -435,6 +435,7 @@ var jqGuards = func() map[string]jqGuard {
 		{jqGuard{input: "fv#size"}, "tojson/0 tostring/0"},
 		{jqGuard{input: "fv#add"}, "add/0"},
 		{jqGuard{input: "fv#flatten"}, "flatten/0 flatten/1"},
+		{jqGuard{input: "fv#digits"}, "tonumber/0"},
 		{jqGuard{input: "fv#chars"}, "test/1 test/2 explode/0 split/1 indices/1 fromjson/0"},
 		{jqGuard{input: "fv#regexp"}, "match/1 match/2 capture/1 capture/2 scan/1 scan/2 splits/1 splits/2 " +
 			"split/2 sub/2 sub/3 gsub/2 gsub/3 _match/3"},
@@ -452,19 +453,26 @@ var jqGuards = func() map[string]jqGuard {
 // as gojq compiles it.
 func guardOperator(q *gojq.Query) {
 	switch q.Op {
-	case gojq.OpMul:
-		g := guardedMul(q.Left, q.Right)
+	case gojq.OpMul, gojq.OpAdd:
+		g := guardedBinary(q.Op, q.Left, q.Right)
 		q.Left, q.Op, q.Right = g.Left, g.Op, g.Right
-	case gojq.OpUpdateMul:
+	case gojq.OpUpdateMul, gojq.OpUpdateAdd:
+		op := map[gojq.Operator]gojq.Operator{gojq.OpUpdateMul: gojq.OpMul, gojq.OpUpdateAdd: gojq.OpAdd}[q.Op]
 		update := &gojq.Query{Left: q.Left, Op: gojq.OpModify,
-			Right: guardedMul(&gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeIdentity}}, jqCall("$fv#mul"))}
-		q.Left, q.Op, q.Right, q.Patterns = q.Right, gojq.OpPipe, update, []*gojq.Pattern{{Name: "$fv#mul"}}
+			Right: guardedBinary(op, &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeIdentity}}, jqCall("$fv#rhs"))}
+		q.Left, q.Op, q.Right, q.Patterns = q.Right, gojq.OpPipe, update, []*gojq.Pattern{{Name: "$fv#rhs"}}
 	}
 }
 
-func guardedMul(l, r *gojq.Query) *gojq.Query {
-	mul, _ := gojq.Parse(".[0] * .[1]")
-	return &gojq.Query{Left: jqCall("fv#mul", l, r), Op: gojq.OpPipe, Right: mul}
+// guardedBinary is `l op r` with its operands checked first: `fv#mul(l;
+// r) | .[0] * .[1]`, or fv#add for `+`.
+func guardedBinary(op gojq.Operator, l, r *gojq.Query) *gojq.Query {
+	check, apply := "fv#mul", ".[0] * .[1]"
+	if op == gojq.OpAdd {
+		check, apply = "fv#add2", ".[0] + .[1]"
+	}
+	q, _ := gojq.Parse(apply)
+	return &gojq.Query{Left: jqCall(check, l, r), Op: gojq.OpPipe, Right: q}
 }
 
 func jqCall(name string, args ...*gojq.Query) *gojq.Query {
@@ -477,6 +485,7 @@ func jqPipe(l, r *gojq.Query) *gojq.Query {
 
 // guardTerm inserts the checks a term needs (see jqGuard).
 func guardTerm(t *gojq.Term) {
+	guardIndices(t)
 	var g jqGuard
 	switch t.Type {
 	case gojq.TermTypeArray, gojq.TermTypeObject:
@@ -491,8 +500,9 @@ func guardTerm(t *gojq.Term) {
 		}
 		g.input = "fv#size"
 	case gojq.TermTypeFunc:
-		if t.Func.Name == "_multiply" && len(t.Func.Args) == 2 {
-			*t = gojq.Term{Type: gojq.TermTypeQuery, Query: guardedMul(t.Func.Args[0], t.Func.Args[1]), SuffixList: t.SuffixList}
+		if op, ok := map[string]gojq.Operator{"_multiply": gojq.OpMul, "_add": gojq.OpAdd}[t.Func.Name]; ok && len(t.Func.Args) == 2 {
+			*t = gojq.Term{Type: gojq.TermTypeQuery, Query: guardedBinary(op, t.Func.Args[0], t.Func.Args[1]), SuffixList: t.SuffixList}
+			guardIndices(t)
 			return
 		}
 		if t.Func.Name == "join" && len(t.Func.Args) == 1 {
@@ -519,6 +529,26 @@ func guardTerm(t *gojq.Term) {
 		q = jqPipe(q, jqCall(g.output))
 	}
 	*t = gojq.Term{Type: gojq.TermTypeQuery, Query: q, SuffixList: t.SuffixList}
+}
+
+// guardIndices checks the indices and slice bounds of t's suffixes (`.[i]`,
+// `.[i:j]`): setting .[1e8] of an array grows it to that length at once.
+func guardIndices(t *gojq.Term) {
+	each := func(x *gojq.Index) {
+		if x == nil {
+			return
+		}
+		if x.Start != nil {
+			x.Start = jqPipe(x.Start, jqCall("fv#index"))
+		}
+		if x.End != nil {
+			x.End = jqPipe(x.End, jqCall("fv#index"))
+		}
+	}
+	each(t.Index)
+	for _, sfx := range t.SuffixList {
+		each(sfx.Index)
+	}
 }
 
 // guardInterpolation checks the values a string interpolates (the parts
@@ -560,6 +590,9 @@ func (l jqLimits) functions() []gojq.CompilerOption {
 	}
 	return []gojq.CompilerOption{
 		gojq.WithFunction("fv#mul", 2, 2, l.mul),
+		gojq.WithFunction("fv#add2", 2, 2, l.add2),
+		check("fv#index", l.index),
+		check("fv#digits", digits),
 		gojq.WithFunction("fv#join", 1, 1, l.join),
 		check("fv#deep", func(v any) error { return checkDepth(v, 0) }),
 		check("fv#path", l.path),
@@ -573,8 +606,70 @@ func (l jqLimits) functions() []gojq.CompilerOption {
 	}
 }
 
+// maxIntegerBits bounds the integers a query computes beyond 64 bits
+// (about 20,000 digits): gojq's are of any size, and one product or
+// conversion of numbers of millions of digits runs for minutes, out of
+// reach of the time budget. jq's own numbers are doubles.
+const maxIntegerBits = 1 << 16
+
+// bits is the size of an integer operand, 0 for anything else.
+func bits(v any) int {
+	switch x := v.(type) {
+	case int:
+		return 64
+	case *big.Int:
+		return x.BitLen()
+	}
+	return 0
+}
+
+func integerTooLarge(n int) error {
+	return fmt.Errorf("an integer of %d bits exceeds the limit of %d", n, maxIntegerBits)
+}
+
+// add2 checks the operands of `+`: strings and arrays concatenate, and a
+// value added to itself doubles each time (`reduce range(40) as $i ("a";
+// . + .)` asked for a terabyte); it returns them as an array.
+func (l jqLimits) add2(_ any, args []any) any {
+	switch x := args[0].(type) {
+	case string:
+		if y, ok := args[1].(string); ok && int64(len(x))+int64(len(y)) > l.maxString {
+			return fmt.Errorf("a sum of %d bytes exceeds the script memory budget", int64(len(x))+int64(len(y)))
+		}
+	case []any:
+		if y, ok := args[1].([]any); ok && int64(len(x))+int64(len(y)) > l.maxArray {
+			return fmt.Errorf("a sum of %d elements exceeds the script memory budget", int64(len(x))+int64(len(y)))
+		}
+	}
+	if n := max(bits(args[0]), bits(args[1])) + 1; n > maxIntegerBits && bits(args[0]) > 0 && bits(args[1]) > 0 {
+		return integerTooLarge(n)
+	}
+	return args
+}
+
+// index checks an index or slice bound: past maxArray, setting it would
+// grow an array that far in one step.
+func (l jqLimits) index(v any) error {
+	if n, ok := gojq.ToFloat64(v); ok && math.Abs(n) > float64(l.maxArray) {
+		return fmt.Errorf("index %.0f exceeds the limit of %d elements", n, l.maxArray)
+	}
+	return nil
+}
+
+// digits checks what tonumber converts: a string of more digits than an
+// integer of maxIntegerBits has.
+func digits(v any) error {
+	if s, ok := v.(string); ok && len(s) > maxIntegerBits*30/100+16 {
+		return fmt.Errorf("a number of %d characters exceeds the limit of %d bits", len(s), maxIntegerBits)
+	}
+	return nil
+}
+
 // mul checks the operands of `*`; it returns them as an array.
 func (l jqLimits) mul(_ any, args []any) any {
+	if a, b := bits(args[0]), bits(args[1]); a > 0 && b > 0 && a+b > maxIntegerBits {
+		return integerTooLarge(a + b)
+	}
 	s, ok := args[0].(string)
 	n, isNumber := gojq.ToFloat64(args[1])
 	if !ok {

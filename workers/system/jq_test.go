@@ -39,6 +39,10 @@ func TestJQSourceLimits(t *testing.T) {
 		{name: "nested query", query: nested(20000), fails: "queryExpression nests more than 10000 levels deep"},
 		{name: "chain of operators", query: "1" + strings.Repeat("+1", 11000), fails: "queryExpression nests more than 10000 levels deep"},
 		{name: "chain of negations", query: strings.Repeat("-", 20000) + "1", fails: "queryExpression nests more than 10000 levels deep"},
+		{name: "sums", query: `1 + 2, "a" + "b", [1] + [2], {a: 1} + {b: 2}, null + 1, (.x = 1 | .x += 1 | .x), ([range(5)] | .[1:3], .[-1])`,
+			results: []any{int64(3), "ab", []any{int64(1), int64(2)}, map[string]any{"a": int64(1), "b": int64(2)}, int64(1), int64(2),
+				[]any{int64(1), int64(2)}, int64(4)}},
+		{name: "big integers within the limit", query: `"123456789012345678901234567890" | tonumber | . * . | tostring | length`, results: []any{int64(59)}},
 		{name: "nested within the limits", query: nested(300) + " | flatten", results: []any{[]any{int64(1)}}},
 		{name: "long query within the limits", query: "[" + strings.Repeat("1,", 8000) + "1] | length", results: []any{int64(8001)}},
 	})
@@ -64,6 +68,18 @@ func TestJQStaysWithinBudget(t *testing.T) {
 		{name: "deep value through to_entries", query: `reduce range(2000) as $i ({}; {a: .} | to_entries | .[0])`, fails: "value nested more than 1000 levels deep"},
 		{name: "long path", query: `null | setpath([range(5000) | "a"]; 1)`, fails: "path of 5000 keys exceeds the limit of 1000"},
 		{name: "long stream event", query: `fromstream([[range(5000) | "a"], 1])`, fails: "path of 5000 keys exceeds the limit of 1000"},
+		// A value added to itself, doubling each time.
+		{name: "string doubled", query: `reduce range(40) as $i ("a"; . + .) | length`, fails: refused},
+		{name: "array doubled", query: `reduce range(40) as $i ([1, 2, 3, 4]; . + .) | length`, fails: refused},
+		{name: "string doubled by update", query: `.t = "a" | reduce range(40) as $i (.; .t += .t) | .t | length`, fails: refused},
+		{name: "string doubled through _add", query: `reduce range(40) as $i ("a"; _add(.; .)) | length`, fails: refused},
+		// One step of Go, out of reach of the time and memory watch.
+		{name: "index far past the end, updated", query: `.a[100000000] |= 1 | .a | length`, fails: "index 100000000 exceeds the limit"},
+		{name: "index far past the end, assigned", query: `.a[100000000] = 1 | .a | length`, fails: "index 100000000 exceeds the limit"},
+		{name: "index far past the end, picked", query: `pick(.a[100000000]) | .a | length`, fails: "index 100000000 exceeds the limit"},
+		{name: "integer of millions of digits", query: `("9" * 6000000 | tonumber) as $x | 1`, fails: "characters exceeds the limit of 65536 bits"},
+		{name: "integer squared", query: `reduce range(26) as $i (3; . * .) | tostring | length`, fails: "bits exceeds the limit of 65536"},
+		{name: "integer doubled", query: `reduce range(70000) as $i (1; . + .) | tostring | length`, fails: "bits exceeds the limit of 65536"},
 		// One long string, many times.
 		{name: "tojson", query: `("x" * 1000000) as $s | [limit(100; repeat($s))] | tojson | length`, fails: refused},
 		{name: "interpolation", query: `("x" * 1000000) as $s | "\([limit(100; repeat($s))])" | length`, fails: refused},
@@ -85,6 +101,10 @@ func TestJQStaysWithinBudget(t *testing.T) {
 			results: []any{[]any{"a", "b"}, true, "a-c", "3", "xYS1i"}},
 		{name: "paths", query: `(null | setpath(["a", 0]; 1) | getpath(["a"])), ({a: 1} | getpath(["a"]) |= 5), ({} | path(getpath(["a", "b"])))`,
 			results: []any{[]any{int64(1)}, map[string]any{"a": int64(5)}, []any{"a", "b"}}},
+		{name: "sums", query: `1 + 2, "a" + "b", [1] + [2], {a: 1} + {b: 2}, null + 1, (.x = 1 | .x += 1 | .x), ([range(5)] | .[1:3], .[-1])`,
+			results: []any{int64(3), "ab", []any{int64(1), int64(2)}, map[string]any{"a": int64(1), "b": int64(2)}, int64(1), int64(2),
+				[]any{int64(1), int64(2)}, int64(4)}},
+		{name: "big integers within the limit", query: `"123456789012345678901234567890" | tonumber | . * . | tostring | length`, results: []any{int64(59)}},
 		{name: "nested within the limits", query: `reduce range(900) as $i (0; [.]) | flatten`, results: []any{[]any{int64(0)}}},
 	})
 }
