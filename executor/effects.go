@@ -456,6 +456,9 @@ type dispatcher struct {
 	mu     sync.Mutex
 	queues map[string]bool // consumers known to exist
 	stream jetstream.Stream
+	// made is closed, and replaced, each time this engine makes a queue's
+	// consumer: feeders waiting for their queue to appear look again.
+	made chan struct{}
 }
 
 // dispatchAckWait is how long a worker may hold a dispatch message before
@@ -463,7 +466,7 @@ type dispatcher struct {
 const dispatchAckWait = 30 * time.Second
 
 func newDispatcher(log *eventlog.Log, logger *slog.Logger, lanes *lanes) *dispatcher {
-	return &dispatcher{log: log, logger: logger, lanes: lanes, queues: map[string]bool{}}
+	return &dispatcher{log: log, logger: logger, lanes: lanes, queues: map[string]bool{}, made: make(chan struct{})}
 }
 
 func (d *dispatcher) stop() {}
@@ -541,8 +544,18 @@ func (d *dispatcher) ensureConsumer(ctx context.Context, name, filter string) (c
 	}
 	d.mu.Lock()
 	d.queues[name] = true
+	close(d.made)
+	d.made = make(chan struct{})
 	d.mu.Unlock()
 	return true, nil
+}
+
+// queueMade returns a channel closed once this engine next makes a
+// queue's consumer.
+func (d *dispatcher) queueMade() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.made
 }
 
 func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {

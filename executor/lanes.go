@@ -221,6 +221,9 @@ func (e *Executor) pullQueued(ctx context.Context, taskType, domain string, n in
 		return msgs, err
 	}
 	cons, err := e.queueConsumer(ctx, taskType, domain)
+	if errors.Is(err, errNoQueue) {
+		return msgs, nil
+	}
 	if err != nil {
 		return msgs, err
 	}

@@ -136,15 +136,22 @@ func (e *Executor) queueConsumer(ctx context.Context, taskType, domain string) (
 	if c != nil {
 		return c, nil
 	}
-	if err := e.disp.ensureQueue(ctx, taskType, domain); err != nil {
-		return nil, unavailable(err)
-	}
+	// A poll does not create the consumer, the first dispatch does: a
+	// worker polling made-up task types would otherwise fill the server's
+	// consumers, and then no queue could be made.
 	c, err := e.consumer(ctx, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, errNoQueue
+	}
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("queue consumer %s: %w", name, err))
 	}
 	return c, nil
 }
+
+// errNoQueue says a queue has no consumer yet: no task of its type was
+// ever dispatched, so none is queued.
+var errNoQueue = errors.New("no task of this type was dispatched yet")
 
 // forgetQueue drops a consumer that no longer exists (the NATS server
 // restarted and lost the in-memory queue), so the next use recreates it.
@@ -402,7 +409,18 @@ func (e *Executor) feedOnce(taskType, domain, queue string, n int) error {
 	if len(prior) > 0 || err != nil {
 		return err
 	}
+	made := e.disp.queueMade()
 	cons, err := e.queueConsumer(e.ctx, taskType, domain)
+	if errors.Is(err, errNoQueue) {
+		// Look again once this engine makes a queue, or a pull's time
+		// later for one another engine made.
+		select {
+		case <-made:
+		case <-time.After(pollSlice):
+		case <-e.ctx.Done():
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}

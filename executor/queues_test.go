@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -79,6 +80,44 @@ func TestRestartedNATSServerGetsItsQueuesBack(t *testing.T) {
 			return errors.New("no task handed out")
 		case tasks[0].ReferenceTaskName != "a" || tasks[0].WorkflowInstanceID != id:
 			t.Fatalf("polled %s of %s", tasks[0].ReferenceTaskName, tasks[0].WorkflowInstanceID)
+		}
+		return nil
+	})
+}
+
+// A poll creates no queue: polls of task types nothing was ever
+// dispatched for leave no consumer behind (a worker's made-up types would
+// fill the server's consumers), and a task dispatched later is still
+// handed to the next poll.
+func TestPollsCreateNoQueue(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := startExecutor(t, l, nil, Config{})
+	ctx := testutil.Context(t, 30*time.Second)
+	for i := range 20 {
+		tasks, _, err := e.Poll(ctx, PollRequest{TaskType: fmt.Sprintf("made_up_%d", i), WorkerID: "w1", Count: 1})
+		if err != nil || len(tasks) != 0 {
+			t.Fatalf("poll of a made-up type: %v, %v", tasks, err)
+		}
+	}
+	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for name := range stream.ConsumerNames(ctx).Name() {
+		names = append(names, name)
+	}
+	if len(names) != 0 {
+		t.Fatalf("polls created consumers %v", names)
+	}
+	startInline(ctx, t, e, "wf-dispatched-after-polls", twoTasks)
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		tasks, _, err := e.Poll(ctx, PollRequest{TaskType: "match_task", WorkerID: "w1", Count: 1})
+		if err != nil {
+			return err
+		}
+		if len(tasks) != 1 {
+			return errors.New("no task handed out")
 		}
 		return nil
 	})
