@@ -77,6 +77,10 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// A publish while the connection is away fails at once, rather
+		// than wait in a buffer sent on reconnection: an append its
+		// caller was told failed would be stored after all.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				l.logger.Warn("nats disconnected", logkey.Err, err)

@@ -605,3 +605,39 @@ func TestAppendWritesTheConfiguredRecordFormat(t *testing.T) {
 		})
 	}
 }
+
+// An append while the server is away fails, and stays failed: the
+// connection keeps no publish to send once it is back, which would store
+// a record its caller was told was not (a start answered 503, then
+// started all the same, and started again by the caller's retry).
+func TestAppendWhileDisconnectedIsNotSentLater(t *testing.T) {
+	dir := t.TempDir()
+	ns := testutil.StartNATS(t, dir, 0)
+	l := testutil.OpenExternalLog(t, ns)
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := l.Append(ctx, "fv.wf.away", []schemas.Envelope{testutil.NoteEnvelope(t, "while-away", 1)}, 0); err == nil {
+		t.Fatal("an append while the server was down succeeded")
+	}
+	testutil.RestartNATS(t, ns, dir)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if !l.Conn().IsConnected() {
+			return errors.New("not connected again")
+		}
+		return nil
+	})
+	// A record appended after the reconnection comes first.
+	rctx := testutil.Context(t, 10*time.Second)
+	if _, err := l.Append(rctx, "fv.wf.away", []schemas.Envelope{testutil.NoteEnvelope(t, "after", 1)}, 0); err != nil {
+		t.Fatalf("append after the reconnection: %v", err)
+	}
+	recs, err := l.ReadSubject(rctx, "fv.wf.away", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Events[0].ID != testutil.NoteEnvelope(t, "after", 1).ID {
+		t.Fatalf("%d records on the subject, want only the one appended after the reconnection", len(recs))
+	}
+}

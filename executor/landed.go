@@ -10,6 +10,7 @@ import (
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/nats-io/nats.go"
 )
 
 // An append that fails with a timeout or a lost connection may have been
@@ -27,10 +28,12 @@ const landedTimeout = 5 * time.Second
 const putBackWindow = time.Minute
 
 // ambiguous reports an append error that leaves open whether the record
-// was stored. A conflict or a record too large or too deep stores nothing.
+// was stored. A conflict or a record too large or too deep stores nothing,
+// nor does a publish while the connection is away (it is never sent).
 func ambiguous(err error) bool {
 	return !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrTooLarge) && !errors.Is(err, eventlog.ErrTooDeep) &&
-		!errors.Is(err, eventlog.ErrInvalidSubject) && !errors.Is(err, eventlog.ErrClosed)
+		!errors.Is(err, eventlog.ErrInvalidSubject) && !errors.Is(err, eventlog.ErrClosed) &&
+		!errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrConnectionClosed)
 }
 
 // ownRecord reports whether the first of recs, the records after the

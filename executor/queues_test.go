@@ -4,35 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 )
-
-// startNATS runs a standalone JetStream server storing under dir, on
-// port (any free one when 0), until the test ends or it is shut down.
-func startNATS(t *testing.T, dir string, port int) *server.Server {
-	t.Helper()
-	if port == 0 {
-		port = -1
-	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
-		MaxPayload: 16 << 20, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
 
 // running lists a fixed set of running workflows for recovery.
 type running []string
@@ -53,23 +30,14 @@ func (running) ScheduledBefore(context.Context, int64, func(string) bool) error 
 // restart.
 func TestRestartedNATSServerGetsItsQueuesBack(t *testing.T) {
 	dir := t.TempDir()
-	ns := startNATS(t, dir, 0)
-	port := ns.Addr().(*net.TCPAddr).Port
-	cfg := eventlog.DefaultConfig()
-	cfg.URL, cfg.Name = ns.ClientURL(), "flowvault-test"
+	ns := testutil.StartNATS(t, dir, 0)
+	l := testutil.OpenExternalLog(t, ns)
 	ctx := testutil.Context(t, 60*time.Second)
-	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
 	const id = "wf-across-a-nats-restart"
 	e := startExecutor(t, l, running{id}, Config{})
 	startInline(ctx, t, e, id, twoTasks)
 
-	ns.Shutdown()
-	ns.WaitForShutdown()
-	startNATS(t, dir, port)
+	testutil.RestartNATS(t, ns, dir)
 
 	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
 		tasks, _, err := e.Poll(ctx, PollRequest{TaskType: "match_task", WorkerID: "w1", Count: 1, Wait: 200 * time.Millisecond})

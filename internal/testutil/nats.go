@@ -1,0 +1,65 @@
+package testutil
+
+import (
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/flowvault/flowvault/eventlog"
+)
+
+// StartNATS runs a standalone JetStream server storing under dir, on
+// port (any free one when 0), until the test ends or it is shut down:
+// the external server of --nats, which a test can restart.
+func StartNATS(tb testing.TB, dir string, port int) *server.Server {
+	tb.Helper()
+	if port == 0 {
+		port = -1
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
+		MaxPayload: 16 << 20, NoSigs: true, NoLog: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats server not ready")
+	}
+	tb.Cleanup(ns.Shutdown)
+	return ns
+}
+
+// RestartNATS shuts ns down, if it still runs, and starts another server
+// on its port, storing under dir, where ns stored.
+func RestartNATS(tb testing.TB, ns *server.Server, dir string) *server.Server {
+	tb.Helper()
+	u, err := url.Parse(ns.ClientURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return StartNATS(tb, dir, port)
+}
+
+// OpenExternalLog opens a log on the server ns, closed when the test
+// ends.
+func OpenExternalLog(tb testing.TB, ns *server.Server) *eventlog.Log {
+	tb.Helper()
+	cfg := eventlog.DefaultConfig()
+	cfg.URL, cfg.Name = ns.ClientURL(), "flowvault-test"
+	ctx := Context(tb, 30*time.Second)
+	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: Logger(tb)})
+	if err != nil {
+		tb.Fatalf("open event log on %s: %v", ns.ClientURL(), err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l
+}
