@@ -3,6 +3,8 @@ package eventlog
 import (
 	"errors"
 	"fmt"
+
+	"github.com/flowvault/flowvault/fault"
 )
 
 var (
@@ -28,6 +30,11 @@ var (
 	// ErrInvalidSubject is returned for subjects outside flowvault's streams
 	// or with characters NATS does not allow in a subject token.
 	ErrInvalidSubject = errors.New("invalid subject")
+
+	// ErrNoStorage is returned when the NATS server has no room left for
+	// the record (JetStream's insufficient resources). Nothing was
+	// written; the server takes writes again once it has room.
+	ErrNoStorage = fmt.Errorf("the event log's server is out of storage: %w", fault.ErrUnavailable)
 )
 
 // ConflictError describes a failed optimistic-concurrency check.

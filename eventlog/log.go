@@ -496,6 +496,8 @@ func (l *Log) publish(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool,
 				// The same id is still being proposed: wait for its outcome.
 			case jsErrCodeMessageTooLarge:
 				return 0, false, fmt.Errorf("%w: %s", ErrTooLarge, apiErr.Description)
+			case jsErrCodeInsufficientResources:
+				return 0, false, fmt.Errorf("%w: %s", ErrNoStorage, apiErr.Description)
 			default:
 				return 0, false, err
 			}
@@ -537,12 +539,14 @@ func (l *Log) findMsgID(ctx context.Context, subject string, after uint64, msgID
 const (
 	jsErrCodeDuplicateInProcess jetstream.ErrorCode = 10158
 	jsErrCodeMessageTooLarge    jetstream.ErrorCode = 10054
+	// Insufficient resources: the server's storage is full.
+	jsErrCodeInsufficientResources jetstream.ErrorCode = 10023
 )
 
 func retryable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrConnectionReconnecting)
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrReconnectBufExceeded)
 }
 
 // parseActual reads N from the server's "wrong last sequence: N".

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
 )
@@ -639,5 +641,25 @@ func TestAppendWhileDisconnectedIsNotSentLater(t *testing.T) {
 	}
 	if len(recs) != 1 || recs[0].Events[0].ID != testutil.NoteEnvelope(t, "after", 1).ID {
 		t.Fatalf("%d records on the subject, want only the one appended after the reconnection", len(recs))
+	}
+}
+
+// A server out of storage refuses appends with a clear, retryable error
+// (a 503 at the API), not one the API reads as an internal error.
+func TestAppendToAFullServer(t *testing.T) {
+	ns := testutil.StartNATS(t, t.TempDir(), 0, func(o *server.Options) { o.JetStreamMaxStore = 1 << 20 })
+	l := testutil.OpenExternalLog(t, ns)
+	ctx := testutil.Context(t, 30*time.Second)
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		env, encErr := schemas.Default.Encode(&testutil.Note{Text: strings.Repeat("x", 64<<10)})
+		if encErr != nil {
+			t.Fatal(encErr)
+		}
+		env.ID = fmt.Sprintf("fill-%d", i)
+		_, err = l.Append(ctx, fmt.Sprintf("fv.wf.fill%d", i), []schemas.Envelope{env}, 0)
+	}
+	if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
+		t.Fatalf("append to a full server: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ const putBackWindow = time.Minute
 func ambiguous(err error) bool {
 	return !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrTooLarge) && !errors.Is(err, eventlog.ErrTooDeep) &&
 		!errors.Is(err, eventlog.ErrInvalidSubject) && !errors.Is(err, eventlog.ErrClosed) &&
-		!errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrConnectionClosed)
+		!errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, eventlog.ErrNoStorage)
 }
 
 // ownRecord reports whether the first of recs, the records after the

@@ -56,6 +56,8 @@ type Node struct {
 	metadata    *metadata.Store
 	executions  *executions.Reader
 	execRunner  *projections.Runner
+	// runners are every read model's, for the health check.
+	runners     []*projections.Runner
 	executor    *executor.Executor
 	schedules   *scheduler.Store
 	keys        *secrets.Keys
@@ -323,7 +325,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 				return errors.New("not connected to nats")
 			}
 			return nil
-		}}},
+		}}, {Name: "read models", Probe: n.readModelsHealthy}},
 	})
 	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
@@ -359,6 +361,7 @@ func (n *Node) startProjection(ctx context.Context, stream string, proj projecti
 		Logger:  n.logger,
 		Metrics: n.projMetrics,
 	})
+	n.runners = append(n.runners, r)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -367,6 +370,23 @@ func (n *Node) startProjection(ctx context.Context, stream string, proj projecti
 		}
 	}()
 	return r
+}
+
+// readModelStall is how long a read model may apply nothing while records
+// wait before the health check says so.
+const readModelStall = 30 * time.Second
+
+// readModelsHealthy is the health check of the read models: none stopped
+// or stalled, which would serve stale reads and keep writes waiting for
+// them.
+func (n *Node) readModelsHealthy(ctx context.Context) error {
+	var errs []error
+	for _, r := range n.runners {
+		if err := r.Stalled(ctx, readModelStall); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // catchUp waits until r has applied everything stream held when it was

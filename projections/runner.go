@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,6 +133,7 @@ type Runner struct {
 	mu        sync.Mutex
 	committed uint64
 	advanced  chan struct{} // closed and replaced on every commit
+	movedAt   time.Time     // of the last commit, or the start
 	done      chan struct{} // closed when Run returns
 	runErr    error
 }
@@ -178,6 +180,36 @@ func (r *Runner) WaitFor(ctx context.Context, seq uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// Stalled reports a read model that serves stale reads for good: its
+// runner stopped on an error, or has committed nothing for at least d
+// while its stream holds records past its checkpoint (a store that cannot
+// write, its disk full). A health check asks it.
+func (r *Runner) Stalled(ctx context.Context, d time.Duration) error {
+	select {
+	case <-r.done:
+		r.mu.Lock()
+		err := r.runErr
+		r.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("read model %s stopped: %w", r.proj.Name(), err)
+		}
+		return nil // stopped with the node
+	default:
+	}
+	r.mu.Lock()
+	committed, movedAt := r.committed, r.movedAt
+	r.mu.Unlock()
+	if movedAt.IsZero() || time.Since(movedAt) < d {
+		return nil
+	}
+	last, err := r.log.StreamLastSeq(ctx, r.cfg.Stream)
+	if err != nil || last <= committed {
+		return nil // the log's own check tells of a log out of reach
+	}
+	return fmt.Errorf("read model %s has applied nothing for %s, %d records behind its stream", r.proj.Name(),
+		time.Since(movedAt).Round(time.Second), last-committed)
 }
 
 // ErrAheadOfLog is a read model whose checkpoint lies past the end of its
@@ -325,7 +357,7 @@ func (r *Runner) commit(batch *Batch, seq uint64) error {
 
 func (r *Runner) setCommitted(seq uint64) {
 	r.mu.Lock()
-	r.committed = seq
+	r.committed, r.movedAt = seq, time.Now()
 	close(r.advanced)
 	r.advanced = make(chan struct{})
 	r.mu.Unlock()

@@ -321,3 +321,57 @@ func TestReadModelAheadOfTheLogRefuses(t *testing.T) {
 		t.Fatalf("Run returned %v, want ErrAheadOfLog saying to rebuild", err)
 	}
 }
+
+// gated is noteProjection that applies nothing until open is closed: a
+// store that cannot write.
+type gated struct {
+	noteProjection
+	open chan struct{}
+}
+
+func (g gated) Apply(b *projections.Batch, rec eventlog.Record) error {
+	<-g.open
+	return g.noteProjection.Apply(b, rec)
+}
+
+// failing is a projection whose every apply fails (not a poison record).
+type failing struct{ noteProjection }
+
+func (failing) Apply(*projections.Batch, eventlog.Record) error {
+	return errors.New("store refused the write")
+}
+
+// Stalled tells a health check of a read model that applies nothing
+// while records wait, and of one whose runner stopped on an error; not of
+// one that keeps up, nor of one with nothing to apply.
+func TestStalled(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	g := gated{open: make(chan struct{})}
+	r := projections.NewRunner(l, openStore(t, t.TempDir()), g, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go r.Run(runCtx)
+	const stall = 50 * time.Millisecond
+	time.Sleep(2 * stall)
+	if err := r.Stalled(ctx, stall); err != nil {
+		t.Fatalf("a read model with nothing to apply reported %v", err)
+	}
+	appendNotes(t, l, 1, 1)
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if err := r.Stalled(ctx, stall); err == nil || !strings.Contains(err.Error(), "has applied nothing") {
+			return fmt.Errorf("stalled read model reported %v", err)
+		}
+		return nil
+	})
+	close(g.open)
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error { return r.Stalled(ctx, time.Hour) })
+
+	f := projections.NewRunner(l, openStore(t, t.TempDir()), failing{}, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
+	if err := f.Run(ctx); err == nil {
+		t.Fatal("a projection whose applies fail ran on")
+	}
+	if err := f.Stalled(ctx, time.Hour); err == nil || !strings.Contains(err.Error(), "store refused the write") {
+		t.Fatalf("a stopped read model reported %v", err)
+	}
+}
