@@ -140,6 +140,10 @@ type Outcome struct {
 
 // Executor is the command loop. Create with New, then Start.
 type Executor struct {
+	// lifeMu orders work begun from outside the executor's goroutines
+	// (a reconnection's rebuild) before Stop's wait for it.
+	lifeMu   sync.Mutex
+	stopped  bool
 	cfg      Config
 	log      *eventlog.Log
 	appender appender // the log, but for tests that lose an answer
@@ -268,9 +272,14 @@ func (e *Executor) Start(ctx context.Context) error {
 // the announcements sent again are duplicates the stream drops, or, past
 // its duplicate window, ones whose takes find the task gone.
 func (e *Executor) afterReconnect(ctx context.Context) {
-	if e.ctx.Err() != nil {
+	e.lifeMu.Lock()
+	if e.stopped {
+		e.lifeMu.Unlock()
 		return
 	}
+	e.wg.Add(1)
+	e.lifeMu.Unlock()
+	defer e.wg.Done()
 	e.disp.forget()
 	e.polls.mu.Lock()
 	clear(e.polls.consumers)
@@ -285,6 +294,9 @@ func (e *Executor) afterReconnect(ctx context.Context) {
 
 // Stop stops accepting work and waits for in-flight decisions and effects.
 func (e *Executor) Stop() {
+	e.lifeMu.Lock()
+	e.stopped = true
+	e.lifeMu.Unlock()
 	e.cancel()
 	e.disp.stop()
 	e.wg.Wait()
