@@ -61,7 +61,11 @@ import (
 const maxOutputBytes = 4 << 20
 
 // regexpTimeout bounds one match of a backtracking regular expression.
-const regexpTimeout = 2 * time.Second
+// goja reads a match that timed out as no match, which would send a SWITCH
+// down the wrong case without a word: the bound is past the script's time
+// budget, whose watch has then already failed the script, naming the
+// budget.
+const regexpTimeout = DefaultScriptTime + time.Second
 
 func init() {
 	// goja compiles the regular expressions RE2 cannot run with regexp2,
