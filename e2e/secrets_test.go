@@ -601,27 +601,31 @@ func TestCompactionOfARemovedWorkflow(t *testing.T) {
 	})
 }
 
-// A workflow input its definition copies into a _secrets block, by any
-// task and not only the first, is sealed in the start's record: the log
-// never holds it in plaintext, and compaction destroys it with the rest.
-// The task that copies it gets the value at hand-off; a rerun after
-// compaction gets "***". Names are not values: an input that names a
-// secret, or the secret UPDATE_SECRET writes, is kept as given.
+// A workflow input its definition only copies into a _secrets block, by
+// any task and not only the first, is sealed in the start's record: the
+// log never holds it in plaintext, and compaction destroys it with the
+// rest. The task that copies it gets the value at hand-off; a rerun after
+// compaction gets "***". An input the definition also reads elsewhere
+// (a SWITCH's case, a secret's name, UPDATE_SECRET's secretKey, text of a
+// task's input) is kept as given, for the decider to read, and masked in
+// every view, and in hand-offs after compaction.
 func TestInputCopiedIntoSecretsIsSealedAtStart(t *testing.T) {
 	t.Parallel()
 	e := compactingEnv(t, 2*time.Second)
 	const (
 		password = "input-pw-Zx81qL4m"
+		token    = "input-token-Vb63nR2k"
 		apiKey   = "input-key-Pq27wE9n"
 	)
 	e.putSecret("named_by_input", "stored-by-name-9182")
 	e.register(`{"name":"seals_input","tasks":[
 	  {"name":"si_first","taskReferenceName":"first"},
-	  {"name":"si_use","taskReferenceName":"use","inputParameters":{
-	    "_secrets":{"pw":"${workflow.input.creds.password}","key":"${workflow.input.apiKey}"},
-	    "plain":"${workflow.input.apiKey}","byName":"${workflow.secrets.${workflow.input.secretName}}"}},
+	  {"name":"route","taskReferenceName":"route","type":"SWITCH","expression":"m","inputParameters":{"m":"${workflow.input.mode}"},
+	   "decisionCases":{"fast-lane":[{"name":"si_use","taskReferenceName":"use","inputParameters":{
+	     "_secrets":{"pw":"${workflow.input.creds.password}","key":"${workflow.input.apiKey}","mode":"${workflow.input.mode}"},
+	     "plain":"key ${workflow.input.apiKey}","byName":"${workflow.secrets.${workflow.input.secretName}}"}}]}},
 	  {"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
-	   "inputParameters":{"_secrets":{"secretKey":"${workflow.input.target}","secretValue":"${workflow.input.apiKey}"}}}]}`)
+	   "inputParameters":{"_secrets":{"secretKey":"${workflow.input.target}","secretValue":"${workflow.input.token}"}}}]}`)
 	e.work("si_first", 1, func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
 	got := make(chan map[string]any, 2)
 	e.work("si_use", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
@@ -629,36 +633,37 @@ func TestInputCopiedIntoSecretsIsSealedAtStart(t *testing.T) {
 		return workers.Output{}, nil
 	})
 	id := e.start("seals_input", map[string]any{
-		"creds": map[string]any{"user": "bob", "password": password}, "apiKey": apiKey,
+		"creds": map[string]any{"user": "bob", "password": password}, "token": token, "apiKey": apiKey, "mode": "fast-lane",
 		"secretName": "named_by_input", "target": "written_by_input", "note": "kept-as-given"})
 	in := <-got
 	secrets, _ := in["_secrets"].(map[string]any)
-	if secrets["pw"] != password || secrets["key"] != apiKey || in["plain"] != apiKey || in["byName"] != "stored-by-name-9182" {
+	if secrets["pw"] != password || secrets["key"] != apiKey || secrets["mode"] != "fast-lane" ||
+		in["plain"] != "key "+apiKey || in["byName"] != "stored-by-name-9182" {
 		t.Fatalf("the task got %v", in)
 	}
 	wf := e.waitStatus(id, conductor.WorkflowCompleted)
-	if wf.Input["creds"] != masking.Mask || wf.Input["apiKey"] != masking.Mask ||
+	if wf.Input["creds"] != masking.Mask || wf.Input["token"] != masking.Mask || wf.Input["apiKey"] != masking.Mask ||
 		wf.Input["secretName"] != "named_by_input" || wf.Input["note"] != "kept-as-given" {
 		t.Fatalf("input reads %v", wf.Input)
 	}
-	if got := e.must(http.StatusOK, "GET", "/api/secrets/written_by_input", nil); !strings.Contains(got, apiKey) {
+	if got := e.must(http.StatusOK, "GET", "/api/secrets/written_by_input", nil); !strings.Contains(got, token) {
 		t.Fatalf("UPDATE_SECRET wrote %q", got)
 	}
 	raw := e.rawLog(id)
-	for _, v := range []string{password, apiKey} {
+	for _, v := range []string{password, token} {
 		if strings.Contains(raw, v) {
 			t.Fatalf("the workflow's log holds %q in plaintext", v)
 		}
 	}
-	if !strings.Contains(raw, "kept-as-given") {
-		t.Fatal("the log lost the input no _secrets block takes")
+	if !strings.Contains(raw, "kept-as-given") || !strings.Contains(raw, "fast-lane") {
+		t.Fatal("the log lost the input the decider reads")
 	}
 	e.waitCompacted(id)
 	use := taskByRef(e.workflow(id), "use")
 	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: use.TaskID})
 	in = <-got
-	if secrets, _ := in["_secrets"].(map[string]any); secrets["pw"] != masking.Mask || secrets["key"] != masking.Mask || in["plain"] != masking.Mask {
-		t.Fatalf("a rerun after compaction got %v; want the input copied into _secrets destroyed", in)
+	if secrets, _ := in["_secrets"].(map[string]any); secrets["pw"] != masking.Mask || secrets["key"] != masking.Mask || in["byName"] != "stored-by-name-9182" {
+		t.Fatalf("a rerun after compaction got %v; want what went into _secrets destroyed", in)
 	}
 }
 

@@ -35,7 +35,7 @@ type node struct {
 func newPlan(def *conductor.WorkflowDef) *plan {
 	p := &plan{def: def, nodes: make(map[string]*node), items: make(map[string]any)}
 	p.index(def.Tasks, nil)
-	p.secrecy = secrecyOf(p)
+	p.secrecy = secrecyOf(def.Raw)
 	return p
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"maps"
 	"slices"
 
@@ -10,34 +11,46 @@ import (
 )
 
 // InputSecrecy names the keys of a workflow's input that its definition
-// copies into a _secrets or _masked block: a task's input, or the
-// workflow's output. Such a value is secret from the start, so it is
-// sealed in the start's record instead of resting there in plaintext
-// until the task that takes it runs.
+// only ever copies into _secrets or _masked blocks (of a task's input, its
+// definition's inputTemplate, or the workflow's output). Such a value is
+// secret from the start, so it is sealed in the start's record instead of
+// resting there in plaintext until the task that takes it runs.
+//
+// A key the definition reads anywhere else is left as given: the decider
+// reads it for what it decides (a SWITCH's case, a sub-workflow's name, a
+// WAIT's duration, a secret's name), which a sealed value would hide, and
+// copies it where a sealed value would show as a reference. Such a value
+// is masked in every view once a _secrets block holds it
+// (workflow.values_masked), as are the values a DYNAMIC or
+// FORK_JOIN_DYNAMIC task, or a registered task definition's inputTemplate,
+// copies there: they are not in the definition.
 type InputSecrecy struct {
-	secrets, masked       []string
-	allSecrets, allMasked bool
+	secrets, masked expr.Keys
+	other           expr.Keys // read elsewhere
 }
 
 // Fields returns the keys of input to seal under the workflow's _secrets
 // key and under its _masked key; a key in both is a secret.
 func (s InputSecrecy) Fields(input map[string]any) (secrets, masked []string) {
-	if s.allSecrets {
-		return present(input, slices.Sorted(maps.Keys(input)), nil), nil
+	if s.other.All || len(input) == 0 || (!s.secrets.All && !s.masked.All && len(s.secrets.Names)+len(s.masked.Names) == 0) {
+		return nil, nil
 	}
-	secrets = present(input, s.secrets, nil)
-	if s.allMasked {
-		masked = present(input, slices.Sorted(maps.Keys(input)), secrets)
-	} else {
-		masked = present(input, s.masked, secrets)
-	}
+	secrets = s.present(input, s.secrets, nil)
+	masked = s.present(input, s.masked, secrets)
 	return secrets, masked
 }
 
-func present(input map[string]any, keys, except []string) []string {
+// present returns the keys of input that keys names, but for those in
+// except and those read elsewhere.
+func (s InputSecrecy) present(input map[string]any, keys expr.Keys, except []string) []string {
+	names := keys.Names
+	if keys.All {
+		names = slices.Sorted(maps.Keys(input))
+	}
 	var out []string
-	for _, k := range keys {
-		if _, ok := input[k]; ok && !slices.Contains(except, k) && !masking.IsMaskedKey(k) {
+	for _, k := range names {
+		if _, ok := input[k]; ok && !slices.Contains(except, k) && !slices.Contains(s.other.Names, k) &&
+			!masking.IsMaskedKey(k) && !slices.Contains(out, k) {
 			out = append(out, k)
 		}
 	}
@@ -45,10 +58,7 @@ func present(input map[string]any, keys, except []string) []string {
 }
 
 // SecretInput returns the InputSecrecy of the definition def holds (its
-// JSON). Tasks a workflow decides at run time (DYNAMIC, FORK_JOIN_DYNAMIC)
-// are not in it: a value they copy into _secrets is masked in every read
-// once they have (workflow.values_masked), as is a value that reaches a
-// _secrets block through another task's output.
+// JSON).
 func SecretInput(def []byte) (InputSecrecy, error) {
 	p, err := plans.get(def)
 	if err != nil {
@@ -57,63 +67,81 @@ func SecretInput(def []byte) (InputSecrecy, error) {
 	return p.secrecy, nil
 }
 
-func secrecyOf(p *plan) InputSecrecy {
-	var s InputSecrecy
-	for _, n := range p.nodes {
-		in := n.wt.InputParameters
-		if n.wt.TaskType() == conductor.TaskTypeUpdateSecret {
-			// Its _secrets.secretKey is a name, which its task refuses to
-			// take from secret data.
-			if block, ok := in[masking.KeySecrets].(map[string]any); ok {
-				in = maps.Clone(in)
-				in[masking.KeySecrets] = withoutKey(block, "secretKey")
-			}
-		}
-		s.add(in, 0)
+// secrecyOf reads every string of the definition's JSON: what it copies
+// into _secrets and _masked blocks where the decider evaluates templates,
+// and what it reads anywhere else, an inline sub-workflow's definition
+// included (whose workflow.input is the child's, read here as if it were
+// this one's: more is left unsealed, never less).
+func secrecyOf(raw []byte) InputSecrecy {
+	var doc any
+	if json.Unmarshal(raw, &doc) != nil {
+		return InputSecrecy{other: expr.Keys{All: true}}
 	}
-	s.add(p.def.OutputParameters, 0)
-	slices.Sort(s.secrets)
-	slices.Sort(s.masked)
-	s.secrets, s.masked = slices.Compact(s.secrets), slices.Compact(s.masked)
+	var s InputSecrecy
+	s.walk(doc, walkAt{})
+	slices.Sort(s.secrets.Names)
+	slices.Sort(s.masked.Names)
+	slices.Sort(s.other.Names)
+	s.secrets.Names, s.masked.Names, s.other.Names = slices.Compact(s.secrets.Names), slices.Compact(s.masked.Names), slices.Compact(s.other.Names)
 	return s
 }
 
-func withoutKey(m map[string]any, key string) map[string]any {
-	out := maps.Clone(m)
-	delete(out, key)
-	return out
+// walkAt is where in the definition a value sits.
+type walkAt struct {
+	template bool // under inputParameters, inputTemplate or outputParameters
+	inline   bool // under an inline definition of another workflow
+	kind     byte // under a _secrets or _masked key of a template
+	name     bool // UPDATE_SECRET's _secrets.secretKey: a name, read elsewhere
 }
 
-// add records the input keys v's strings copy into a block of kind (0
-// outside any).
-func (s *InputSecrecy) add(v any, kind byte) {
+func (s *InputSecrecy) walk(v any, at walkAt) {
 	switch x := v.(type) {
 	case map[string]any:
+		updateSecret := x["type"] == conductor.TaskTypeUpdateSecret
 		for k, e := range x {
-			// As masking.SealKeys seals: _secrets inside _masked is a
-			// secret.
-			inner := kind
+			in := at
 			switch {
-			case k == masking.KeySecrets:
-				inner = masking.KindSecrets
-			case k == masking.KeyMasked && kind == 0:
-				inner = masking.KindMasked
+			case k == "workflowDefinition" || k == "workflowDef":
+				in = walkAt{inline: true}
+			case k == "inputParameters" || k == "inputTemplate" || k == "outputParameters":
+				in.template = true
+			case in.template && k == masking.KeySecrets:
+				in.kind = masking.KindSecrets
+			case in.template && k == masking.KeyMasked && in.kind == 0:
+				in.kind = masking.KindMasked
 			}
-			s.add(e, inner)
+			if params, ok := e.(map[string]any); ok && updateSecret && k == "inputParameters" {
+				if block, ok := params[masking.KeySecrets].(map[string]any); ok {
+					s.walk(block["secretKey"], walkAt{name: true})
+					e = withoutSecretKey(params, block)
+				}
+			}
+			s.walk(e, in)
 		}
 	case []any:
 		for _, e := range x {
-			s.add(e, kind)
+			s.walk(e, at)
 		}
 	case string:
-		if kind == 0 {
-			return
-		}
-		keys, all := expr.FieldKeys(x, "workflow", "input")
-		if kind == masking.KindSecrets {
-			s.secrets, s.allSecrets = append(s.secrets, keys...), s.allSecrets || all
-		} else {
-			s.masked, s.allMasked = append(s.masked, keys...), s.allMasked || all
+		copied, named := expr.Reads(x, "workflow", "input")
+		s.other.Add(named)
+		switch {
+		case at.inline || at.name || at.kind == 0:
+			s.other.Add(copied)
+		case at.kind == masking.KindSecrets:
+			s.secrets.Add(copied)
+		default:
+			s.masked.Add(copied)
 		}
 	}
+}
+
+// withoutSecretKey is UPDATE_SECRET's inputParameters without the
+// secretKey of its _secrets block.
+func withoutSecretKey(in, block map[string]any) map[string]any {
+	out := maps.Clone(in)
+	b := maps.Clone(block)
+	delete(b, "secretKey")
+	out[masking.KeySecrets] = b
+	return out
 }

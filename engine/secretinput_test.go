@@ -41,6 +41,41 @@ func TestSecretInput(t *testing.T) {
 			def:     `{"name":"n","tasks":[{"name":"u","taskReferenceName":"u","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"${workflow.input.a}","secretValue":"${workflow.input.b}"}}}]}`,
 			secrets: []string{"b"},
 		},
+		// A key the definition reads anywhere but to copy it into a
+		// block is left as given: the decider reads it.
+		{
+			name:    "read by a SWITCH too",
+			def:     `{"name":"n","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"_secrets":{"k":"${workflow.input.a}","l":"${workflow.input.b}"}}},{"name":"s","taskReferenceName":"s","type":"SWITCH","expression":"m","inputParameters":{"m":"${workflow.input.a}"},"decisionCases":{"x":[]}}]}`,
+			secrets: []string{"b"},
+		},
+		{
+			name:    "embedded in the output's text",
+			def:     `{"name":"n","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"_secrets":{"k":"${workflow.input.a}","l":"${workflow.input.b}"}}}],"outputParameters":{"t":"x ${workflow.input.a} y"}}`,
+			secrets: []string{"b"},
+		},
+		{
+			name:    "a secret's name, inside the block too",
+			def:     `{"name":"n","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"_secrets":{"all":"${workflow.input}","db":"${workflow.secrets.${workflow.input.c}}"}}}]}`,
+			secrets: []string{"a", "b"},
+		},
+		{
+			name: "a sub-workflow's name, an EVENT's sink, a WAIT's duration",
+			def:  `{"name":"n","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"_secrets":"${workflow.input}"}},{"name":"c","taskReferenceName":"c","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"${workflow.input.a}"}},{"name":"e","taskReferenceName":"e","type":"EVENT","sink":"nats:o.${workflow.input.b}"},{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"${workflow.input.c}"}}]}`,
+		},
+		{
+			name:    "an inline task definition's inputTemplate",
+			def:     `{"name":"n","tasks":[{"name":"t","taskReferenceName":"t","taskDefinition":{"name":"t","inputTemplate":{"_secrets":{"k":"${workflow.input.a}"}}}}]}`,
+			secrets: []string{"a"},
+		},
+		{
+			name: "the whole input read elsewhere",
+			def:  `{"name":"n","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"_secrets":{"k":"${workflow.input.a}"},"all":"${workflow.input}"}}]}`,
+		},
+		{
+			name:    "an inline child's definition: its input, not this one's",
+			def:     `{"name":"n","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"_secrets":{"k":"${workflow.input.a}","l":"${workflow.input.b}"}}},{"name":"c","taskReferenceName":"c","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid","workflowDefinition":{"name":"kid","tasks":[{"name":"k","taskReferenceName":"k","inputParameters":{"_secrets":{"c":"${workflow.input.c}"},"a":"${workflow.input.a}"}}]}}}]}`,
+			secrets: []string{"b"},
+		},
 		{
 			name:    "a key the input lacks",
 			def:     `{"name":"n","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":{"_secrets":{"k":"${workflow.input.missing}","l":"${workflow.input.a}"}}}]}`,

@@ -5,39 +5,61 @@ import (
 	"strings"
 )
 
-// FieldKeys reports the keys of source.field whose values the template
-// string s may copy: for source "workflow" and field "input",
-// "${workflow.input.a.b}" and "${workflow.input['a']}" copy from a,
-// "${workflow.input}" and "${workflow.input.*}" from every key (all).
+// Keys names keys of one field of a source: some of them, or all.
+type Keys struct {
+	Names []string
+	All   bool
+}
+
+// Add adds o's keys to k.
+func (k *Keys) Add(o Keys) { k.add(o.Names, o.All) }
+
+func (k *Keys) add(names []string, all bool) {
+	k.Names, k.All = append(k.Names, names...), k.All || all
+}
+
+// Reads reports the keys of source.field that the template string s
+// reads: copied, those whose values it copies (for source "workflow" and
+// field "input", "${workflow.input.a.b}" and "${workflow.input['a']}"
+// copy from a, "${workflow.input}" and "${workflow.input.*}" from every
+// key), and named, those it reads to choose a path or a name (a nested
+// expression, as in ${workflow.secrets.${workflow.input.name}}, whose
+// value names the secret).
 //
-// It errs on the side of more: a path chosen at run time (a nested
-// expression) that may lead into source.field counts as every key. A
-// nested expression's own value names a path or a secret, it is not
-// copied, so it is not counted; nor is a deferred expression, which
-// names a secret or an environment value. A string that does not parse
-// copies nothing (the definition is refused before it runs).
-func FieldKeys(s, source, field string) (keys []string, all bool) {
+// It errs on the side of more: a path chosen at run time that may lead
+// into source.field copies every key. A string that does not parse reads
+// nothing (the definition is refused before it runs).
+func Reads(s, source, field string) (copied, named Keys) {
 	if !hasExpr(s) {
-		return nil, false
+		return Keys{}, Keys{}
 	}
 	nodes, err := parse(s)
 	if err != nil {
-		return nil, false
+		return Keys{}, Keys{}
 	}
 	for _, n := range nodes {
-		if !n.expr || namesDeferred(n.body) {
+		if !n.expr {
 			continue
 		}
-		k, a := bodyKeys(n.body, source, field)
-		if a {
-			return nil, true
+		if !namesDeferred(n.body) {
+			copied.add(bodyKeys(n.body, source, field))
 		}
-		keys = append(keys, k...)
+		nestedReads(n.body, source, field, &named)
 	}
-	return keys, false
+	return copied, named
 }
 
-// bodyKeys is FieldKeys for one expression body.
+// nestedReads adds what the expressions nested in body read, at any depth.
+func nestedReads(body []node, source, field string, named *Keys) {
+	for _, n := range body {
+		if n.expr {
+			named.add(bodyKeys(n.body, source, field))
+			nestedReads(n.body, source, field, named)
+		}
+	}
+}
+
+// bodyKeys returns the keys of source.field one expression body copies.
 func bodyKeys(body []node, source, field string) (keys []string, all bool) {
 	if len(body) == 0 {
 		return nil, false

@@ -5,12 +5,13 @@ import (
 	"testing"
 )
 
-func TestFieldKeys(t *testing.T) {
+func TestReads(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		s    string
-		keys []string
-		all  bool
+		s     string
+		keys  []string
+		all   bool
+		named []string
 	}{
 		{s: "plain text"},
 		{s: "${workflow.input.a}", keys: []string{"a"}},
@@ -29,16 +30,18 @@ func TestFieldKeys(t *testing.T) {
 		{s: "${workflow.output.a}"},
 		{s: "${workflow.variables.a}"},
 		{s: "${t.output.input.a}"},
-		{s: "${t.output.${workflow.input.k}}"},
-		{s: "${workflow.secrets.${workflow.input.name}}"},
+		{s: "${t.output.${workflow.input.k}}", named: []string{"k"}},
+		{s: "${workflow.secrets.${workflow.input.name}}", named: []string{"name"}},
+		{s: "${workflow.input.${workflow.input.which}}", all: true, named: []string{"which"}},
+		{s: "${workflow.secrets.${x.${workflow.input.deep}}}", named: []string{"deep"}},
 		{s: "${workflow.env.x}"},
 		{s: "$${workflow.input.a}"},
 		{s: "${workflow.input[0]}"},
 		{s: "${workflow.input.a"},
 	} {
-		keys, all := FieldKeys(tc.s, "workflow", "input")
-		if all != tc.all || !slices.Equal(keys, tc.keys) {
-			t.Errorf("FieldKeys(%q) = %q, %v; want %q, %v", tc.s, keys, all, tc.keys, tc.all)
+		copied, named := Reads(tc.s, "workflow", "input")
+		if copied.All != tc.all || !slices.Equal(copied.Names, tc.keys) || named.All || !slices.Equal(named.Names, tc.named) {
+			t.Errorf("Reads(%q) = %+v, %+v; want copied %q (all %v), named %q", tc.s, copied, named, tc.keys, tc.all, tc.named)
 		}
 	}
 }
