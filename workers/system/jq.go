@@ -436,7 +436,8 @@ var jqGuards = func() map[string]jqGuard {
 		{jqGuard{input: "fv#add"}, "add/0"},
 		{jqGuard{input: "fv#flatten"}, "flatten/0 flatten/1"},
 		{jqGuard{input: "fv#digits"}, "tonumber/0"},
-		{jqGuard{input: "fv#chars"}, "test/1 test/2 explode/0 split/1 indices/1 fromjson/0"},
+		{jqGuard{input: "fv#chars"}, "test/1 test/2 explode/0 split/1 indices/1"},
+		{jqGuard{input: "fv#chars", output: "fv#numbers"}, "fromjson/0"},
 		{jqGuard{input: "fv#regexp"}, "match/1 match/2 capture/1 capture/2 scan/1 scan/2 splits/1 splits/2 " +
 			"split/2 sub/2 sub/3 gsub/2 gsub/3 _match/3"},
 	} {
@@ -452,27 +453,42 @@ var jqGuards = func() map[string]jqGuard {
 // `l *= r` as `r as $fv#mul | l |= (fv#mul(.; $fv#mul) | .[0] * .[1])`,
 // as gojq compiles it.
 func guardOperator(q *gojq.Query) {
-	switch q.Op {
-	case gojq.OpMul, gojq.OpAdd:
+	if _, ok := arithmetic[q.Op]; ok {
 		g := guardedBinary(q.Op, q.Left, q.Right)
 		q.Left, q.Op, q.Right = g.Left, g.Op, g.Right
-	case gojq.OpUpdateMul, gojq.OpUpdateAdd:
-		op := map[gojq.Operator]gojq.Operator{gojq.OpUpdateMul: gojq.OpMul, gojq.OpUpdateAdd: gojq.OpAdd}[q.Op]
+		return
+	}
+	if op, ok := updates[q.Op]; ok {
 		update := &gojq.Query{Left: q.Left, Op: gojq.OpModify,
 			Right: guardedBinary(op, &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeIdentity}}, jqCall("$fv#rhs"))}
 		q.Left, q.Op, q.Right, q.Patterns = q.Right, gojq.OpPipe, update, []*gojq.Pattern{{Name: "$fv#rhs"}}
 	}
 }
 
-// guardedBinary is `l op r` with its operands checked first: `fv#mul(l;
-// r) | .[0] * .[1]`, or fv#add for `+`.
+// arithmetic are the operators whose operands are checked first, by the
+// check named, and how the operation is then written over them.
+var arithmetic = map[gojq.Operator]struct{ check, apply string }{
+	gojq.OpAdd: {"fv#add2", ".[0] + .[1]"},
+	gojq.OpMul: {"fv#mul", ".[0] * .[1]"},
+	gojq.OpSub: {"fv#arith", ".[0] - .[1]"},
+	gojq.OpDiv: {"fv#arith", ".[0] / .[1]"},
+	gojq.OpMod: {"fv#arith", ".[0] % .[1]"},
+}
+
+// updates are the update-assignments of those operators.
+var updates = map[gojq.Operator]gojq.Operator{gojq.OpUpdateAdd: gojq.OpAdd, gojq.OpUpdateMul: gojq.OpMul,
+	gojq.OpUpdateSub: gojq.OpSub, gojq.OpUpdateDiv: gojq.OpDiv, gojq.OpUpdateMod: gojq.OpMod}
+
+// arithmeticFuncs are the functions that are those operators.
+var arithmeticFuncs = map[string]gojq.Operator{"_add": gojq.OpAdd, "_multiply": gojq.OpMul,
+	"_subtract": gojq.OpSub, "_divide": gojq.OpDiv, "_modulo": gojq.OpMod}
+
+// guardedBinary is `l op r` with its operands checked first, as
+// `fv#mul(l; r) | .[0] * .[1]`.
 func guardedBinary(op gojq.Operator, l, r *gojq.Query) *gojq.Query {
-	check, apply := "fv#mul", ".[0] * .[1]"
-	if op == gojq.OpAdd {
-		check, apply = "fv#add2", ".[0] + .[1]"
-	}
-	q, _ := gojq.Parse(apply)
-	return &gojq.Query{Left: jqCall(check, l, r), Op: gojq.OpPipe, Right: q}
+	a := arithmetic[op]
+	q, _ := gojq.Parse(a.apply)
+	return &gojq.Query{Left: jqCall(a.check, l, r), Op: gojq.OpPipe, Right: q}
 }
 
 func jqCall(name string, args ...*gojq.Query) *gojq.Query {
@@ -500,7 +516,7 @@ func guardTerm(t *gojq.Term) {
 		}
 		g.input = "fv#size"
 	case gojq.TermTypeFunc:
-		if op, ok := map[string]gojq.Operator{"_multiply": gojq.OpMul, "_add": gojq.OpAdd}[t.Func.Name]; ok && len(t.Func.Args) == 2 {
+		if op, ok := arithmeticFuncs[t.Func.Name]; ok && len(t.Func.Args) == 2 {
 			*t = gojq.Term{Type: gojq.TermTypeQuery, Query: guardedBinary(op, t.Func.Args[0], t.Func.Args[1]), SuffixList: t.SuffixList}
 			guardIndices(t)
 			return
@@ -591,6 +607,8 @@ func (l jqLimits) functions() []gojq.CompilerOption {
 	return []gojq.CompilerOption{
 		gojq.WithFunction("fv#mul", 2, 2, l.mul),
 		gojq.WithFunction("fv#add2", 2, 2, l.add2),
+		gojq.WithFunction("fv#arith", 2, 2, l.arith),
+		check("fv#numbers", numbers),
 		check("fv#index", l.index),
 		check("fv#digits", digits),
 		gojq.WithFunction("fv#join", 1, 1, l.join),
@@ -612,15 +630,62 @@ func (l jqLimits) functions() []gojq.CompilerOption {
 // reach of the time budget. jq's own numbers are doubles.
 const maxIntegerBits = 1 << 16
 
-// bits is the size of an integer operand, 0 for anything else.
+// bits is the size of an integer operand, 0 for anything else; for a
+// number fromjson read, which gojq converts when it computes with it, the
+// size its digits make.
 func bits(v any) int {
 	switch x := v.(type) {
 	case int:
 		return 64
 	case *big.Int:
 		return x.BitLen()
+	case json.Number:
+		return len(x)*10/3 + 1
 	}
 	return 0
+}
+
+// maxDifference bounds the comparisons of an array difference, `a - b`,
+// which compares every element of a with every one of b in one step.
+const maxDifference = 50_000_000
+
+// arith checks the operands of `-`, `/` and `%`; it returns them as an
+// array.
+func (l jqLimits) arith(_ any, args []any) any {
+	if n := max(bits(args[0]), bits(args[1])); n > maxIntegerBits {
+		return integerTooLarge(n)
+	}
+	a, okA := args[0].([]any)
+	b, okB := args[1].([]any)
+	if okA && okB && int64(len(a))*int64(len(b)) > maxDifference {
+		return fmt.Errorf("a difference of %d by %d elements exceeds the limit of %d comparisons", len(a), len(b), maxDifference)
+	}
+	return args
+}
+
+// numbers checks the numbers of what fromjson read: none longer than an
+// integer of maxIntegerBits.
+func numbers(v any) error {
+	var err error
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case json.Number:
+			if n := bits(x); n > maxIntegerBits && err == nil {
+				err = integerTooLarge(n)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return err
 }
 
 func integerTooLarge(n int) error {
@@ -641,7 +706,7 @@ func (l jqLimits) add2(_ any, args []any) any {
 			return fmt.Errorf("a sum of %d elements exceeds the script memory budget", int64(len(x))+int64(len(y)))
 		}
 	}
-	if n := max(bits(args[0]), bits(args[1])) + 1; n > maxIntegerBits && bits(args[0]) > 0 && bits(args[1]) > 0 {
+	if n := max(bits(args[0]), bits(args[1])) + 1; n > maxIntegerBits && (bits(args[0]) > 0 || bits(args[1]) > 0) {
 		return integerTooLarge(n)
 	}
 	return args
@@ -751,9 +816,20 @@ func (l jqLimits) chars(v any, limit int64) error {
 	return nil
 }
 
+// path checks a path setpath, getpath, delpaths or fromstream is given:
+// its length, and its indices (setting .[1e8] grows an array that far).
 func (l jqLimits) path(v any) error {
-	if p, ok := v.([]any); ok && len(p) > maxValueDepth {
+	p, ok := v.([]any)
+	if !ok {
+		return nil
+	}
+	if len(p) > maxValueDepth {
 		return fmt.Errorf("path of %d keys exceeds the limit of %d", len(p), maxValueDepth)
+	}
+	for _, k := range p {
+		if err := l.index(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }
