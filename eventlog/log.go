@@ -43,6 +43,7 @@ type Log struct {
 	// makes sure of the streams again and then runs onReconnect.
 	reconnects  chan struct{}
 	done        chan struct{}
+	restoring   sync.WaitGroup // restoreLoop, waited for by Close
 	hooksMu     sync.Mutex
 	onReconnect []func(context.Context)
 }
@@ -151,6 +152,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	if !cfg.Embedded() {
 		l.logger.Warn("external nats: durability depends on the server's sync_interval; use 'always' and R3 in production", logkey.Addr, nc.ConnectedUrlRedacted())
 	}
+	l.restoring.Add(1)
 	go l.restoreLoop()
 	return l, nil
 }
@@ -169,6 +171,7 @@ func (l *Log) OnReconnect(fn func(context.Context)) {
 // restoreLoop restores the streams after each reconnection, until the log
 // closes.
 func (l *Log) restoreLoop() {
+	defer l.restoring.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -341,6 +344,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	close(l.done)
+	l.restoring.Wait()
 	for _, c := range l.committers {
 		c.close()
 	}
@@ -478,6 +482,9 @@ func (l *Log) write(ctx context.Context, s Stream, msg *nats.Msg) (seq uint64, d
 // message id: the server recognises the retry and returns the original ack.
 func (l *Log) publish(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool, err error) {
 	backoff := 5 * time.Millisecond
+	// unknown is the error of an attempt that may have been stored: a
+	// later attempt's failure to be sent at all does not settle it.
+	var unknown error
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		seq, dup, err := l.request(pctx, msg)
@@ -506,7 +513,13 @@ func (l *Log) publish(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool,
 		} else if !retryable(err) {
 			return 0, false, err
 		}
+		if unknown == nil && !errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrNoResponders) {
+			unknown = err
+		}
 		if ctx.Err() != nil || attempt >= 8 {
+			if unknown != nil && errors.Is(err, nats.ErrReconnectBufExceeded) {
+				return 0, false, fmt.Errorf("%w (later attempts not sent: %v)", unknown, err)
+			}
 			return 0, false, err
 		}
 		l.logger.Warn("append retry", logkey.Subject, msg.Subject, logkey.Err, err)

@@ -126,8 +126,8 @@ func cmpStrings(pairs ...string) int {
 	return 0
 }
 
-// queueConsumer returns the queue's consumer, creating it the way the
-// dispatcher does when it does not exist yet.
+// queueConsumer returns the queue's consumer, or errNoQueue when no
+// dispatch has made it yet.
 func (e *Executor) queueConsumer(ctx context.Context, taskType, domain string) (jetstream.Consumer, error) {
 	name := workers.ConsumerName(taskType, domain)
 	e.polls.mu.Lock()

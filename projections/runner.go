@@ -134,6 +134,8 @@ type Runner struct {
 	committed uint64
 	advanced  chan struct{} // closed and replaced on every commit
 	movedAt   time.Time     // of the last commit, or the start
+	idle      bool          // caught up: waiting for the stream's next record
+	busyAt    time.Time     // when the last wait ended
 	done      chan struct{} // closed when Run returns
 	runErr    error
 }
@@ -199,9 +201,12 @@ func (r *Runner) Stalled(ctx context.Context, d time.Duration) error {
 	default:
 	}
 	r.mu.Lock()
-	committed, movedAt := r.committed, r.movedAt
+	committed, movedAt, idle := r.committed, r.movedAt, r.idle
+	if r.busyAt.After(movedAt) {
+		movedAt = r.busyAt // idle until then: nothing to apply
+	}
 	r.mu.Unlock()
-	if movedAt.IsZero() || time.Since(movedAt) < d {
+	if idle || movedAt.IsZero() || time.Since(movedAt) < d {
 		return nil
 	}
 	last, err := r.log.StreamLastSeq(ctx, r.cfg.Stream)
@@ -249,6 +254,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	// write-ahead log), everything after the store was deleted.
 	r.cfg.Logger.Info("read model resumes", logkey.Stream, r.cfg.Stream, logkey.Seq, from, logkey.Count, end-from)
 	r.setCommitted(from)
+	r.mu.Lock()
+	r.idle = true // until the first record, which may be pending already
+	r.mu.Unlock()
 	if r.cfg.StopAt > 0 && from >= r.cfg.StopAt {
 		return nil
 	}
@@ -272,6 +280,11 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			batch.b = r.store.db.NewIndexedBatch()
 		}
 		rec, pending, err := f.Next(ctx)
+		r.mu.Lock()
+		if r.idle {
+			r.idle, r.busyAt = false, time.Now()
+		}
+		r.mu.Unlock()
 		if err != nil {
 			batch.b.Close()
 			if ctx.Err() != nil {
@@ -316,6 +329,11 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			}
 			r.cfg.Metrics.applied(name, n)
 			n = 0
+			if pending == 0 {
+				r.mu.Lock()
+				r.idle = true
+				r.mu.Unlock()
+			}
 		}
 		if stop {
 			return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -350,8 +351,14 @@ func TestStalled(t *testing.T) {
 	g := gated{open: make(chan struct{})}
 	r := projections.NewRunner(l, openStore(t, t.TempDir()), g, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go r.Run(runCtx)
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(runCtx) }()
+	release := sync.OnceFunc(func() { close(g.open) })
+	defer func() {
+		release()
+		cancel()
+		<-ran
+	}()
 	const stall = 50 * time.Millisecond
 	time.Sleep(2 * stall)
 	if err := r.Stalled(ctx, stall); err != nil {
@@ -364,7 +371,7 @@ func TestStalled(t *testing.T) {
 		}
 		return nil
 	})
-	close(g.open)
+	release()
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error { return r.Stalled(ctx, time.Hour) })
 
 	f := projections.NewRunner(l, openStore(t, t.TempDir()), failing{}, projections.RunnerConfig{Stream: eventlog.Workflows.Name})

@@ -245,7 +245,7 @@ func (s *sim) child(w *engine.Workflow, t *engine.Task) (*engine.Workflow, error
 		if !ok {
 			reason = "sub workflow not started"
 		}
-		return s.decide(w, engine.ChildFinished{ChildID: t.SubWorkflowID, Status: conductor.WorkflowFailed, Reason: reason})
+		return s.decide(w, engine.ChildFinished{ChildID: t.SubWorkflowID, Status: conductor.WorkflowFailed, Reason: reason, NotStarted: true})
 	}
 	req := s.subs[t.Ref]
 	sreq := req.StartWorkflowRequest
