@@ -521,8 +521,8 @@ func guardTerm(t *gojq.Term) {
 			guardIndices(t)
 			return
 		}
-		if t.Func.Name == "join" && len(t.Func.Args) == 1 {
-			guardJoin(t)
+		if check, ok := map[string]string{"join": "fv#join", "contains": "fv#contains", "inside": "fv#contains"}[t.Func.Name]; ok && len(t.Func.Args) == 1 {
+			guardWithArg(t, check)
 			return
 		}
 		g = jqGuards[t.Func.Name+"/"+strconv.Itoa(len(t.Func.Args))]
@@ -580,13 +580,14 @@ func guardInterpolation(s *gojq.String) {
 	}
 }
 
-// guardJoin rewrites join(sep) as `sep as $fv#sep | fv#join($fv#sep) |
-// join($fv#sep)`: the separator is needed to size the result.
-func guardJoin(t *gojq.Term) {
-	sep := jqCall("$fv#sep")
-	join := &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFunc, Func: &gojq.Func{Name: "join", Args: []*gojq.Query{sep}}}}
-	q := &gojq.Query{Left: t.Func.Args[0], Op: gojq.OpPipe, Patterns: []*gojq.Pattern{{Name: "$fv#sep"}},
-		Right: jqPipe(jqCall("fv#join", sep), join)}
+// guardWithArg rewrites a call f(arg) whose check needs its input and its
+// argument as `arg as $fv#arg | check($fv#arg) | f($fv#arg)`: join's
+// separator sizes its result, contains' argument the comparisons.
+func guardWithArg(t *gojq.Term, check string) {
+	arg := jqCall("$fv#arg")
+	call := &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFunc, Func: &gojq.Func{Name: t.Func.Name, Args: []*gojq.Query{arg}}}}
+	q := &gojq.Query{Left: t.Func.Args[0], Op: gojq.OpPipe, Patterns: []*gojq.Pattern{{Name: "$fv#arg"}},
+		Right: jqPipe(jqCall(check, arg), call)}
 	*t = gojq.Term{Type: gojq.TermTypeQuery, Query: q, SuffixList: t.SuffixList}
 }
 
@@ -612,6 +613,7 @@ func (l jqLimits) functions() []gojq.CompilerOption {
 		check("fv#index", l.index),
 		check("fv#digits", digits),
 		gojq.WithFunction("fv#join", 1, 1, l.join),
+		gojq.WithFunction("fv#contains", 1, 1, containsWithin),
 		check("fv#deep", func(v any) error { return checkDepth(v, 0) }),
 		check("fv#path", l.path),
 		check("fv#paths", func(v any) error { return eachOf(v, l.path) }),
@@ -646,7 +648,8 @@ func bits(v any) int {
 }
 
 // maxDifference bounds the comparisons of an array difference, `a - b`,
-// which compares every element of a with every one of b in one step.
+// or of contains and inside, which compare every element of a with every
+// one of b in one step.
 const maxDifference = 50_000_000
 
 // arith checks the operands of `-`, `/` and `%`; it returns them as an
@@ -661,6 +664,17 @@ func (l jqLimits) arith(_ any, args []any) any {
 		return fmt.Errorf("a difference of %d by %d elements exceeds the limit of %d comparisons", len(a), len(b), maxDifference)
 	}
 	return args
+}
+
+// containsWithin checks contains and inside, which compare every element
+// of one array with every one of the other in one step.
+func containsWithin(v any, args []any) any {
+	a, okA := v.([]any)
+	b, okB := args[0].([]any)
+	if okA && okB && int64(len(a))*int64(len(b)) > maxDifference {
+		return fmt.Errorf("arrays of %d and %d elements compared exceed the limit of %d comparisons", len(a), len(b), maxDifference)
+	}
+	return v
 }
 
 // numbers checks the numbers of what fromjson read: none longer than an
