@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -56,7 +57,7 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, fault.ErrRateLimited):
 		return http.StatusTooManyRequests
-	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), eventlog.Unavailable(err):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/flowvault/flowvault/fault"
 )
 
@@ -52,3 +55,19 @@ func (e *ConflictError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrConflict) hold.
 func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// Unavailable reports an error of the connection to the NATS server, not
+// of the request: the server is out of reach (disconnected, reconnecting,
+// closing) or did not answer in time. The request may be sent again once
+// it is back; for a write, whether it was stored may be unknown (see the
+// executor's ambiguous).
+func Unavailable(err error) bool {
+	for _, e := range []error{nats.ErrConnectionClosed, nats.ErrConnectionReconnecting, nats.ErrConnectionDraining,
+		nats.ErrReconnectBufExceeded, nats.ErrNoServers, nats.ErrNoResponders, nats.ErrTimeout, nats.ErrDisconnected,
+		jetstream.ErrNoStreamResponse, ErrNoStorage} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
