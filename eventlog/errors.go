@@ -64,7 +64,7 @@ func (e *ConflictError) Unwrap() error { return ErrConflict }
 func Unavailable(err error) bool {
 	for _, e := range []error{nats.ErrConnectionClosed, nats.ErrConnectionReconnecting, nats.ErrConnectionDraining,
 		nats.ErrReconnectBufExceeded, nats.ErrNoServers, nats.ErrNoResponders, nats.ErrTimeout, nats.ErrDisconnected,
-		jetstream.ErrNoStreamResponse, ErrNoStorage} {
+		jetstream.ErrNoStreamResponse} {
 		if errors.Is(err, e) {
 			return true
 		}
