@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -310,11 +311,16 @@ func TestFailureWorkflowGetsSealedInput(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the failure workflow did not run")
 	}
-	_, list := e.do("GET", "/api/workflow/search?query=workflowType%20IN%20(sealed_cleanup)", nil)
+	// The engine started it, not this client: search sees it once the
+	// read model has applied its start.
 	var found conductor.SearchResult[conductor.WorkflowSummary]
-	if err := json.Unmarshal([]byte(list), &found); err != nil || len(found.Results) != 1 {
-		t.Fatalf("failure workflows: %v %s", err, list)
-	}
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		_, list := e.do("GET", "/api/workflow/search?query=workflowType%20IN%20(sealed_cleanup)", nil)
+		if err := json.Unmarshal([]byte(list), &found); err != nil || len(found.Results) != 1 {
+			return fmt.Errorf("failure workflows: %v %s", err, list)
+		}
+		return nil
+	})
 	fw := found.Results[0].WorkflowID
 	if view, _ := json.Marshal(e.workflow(fw)); strings.Contains(string(view), value) || strings.Contains(e.rawLog(fw), value) {
 		t.Fatalf("the failure workflow shows or logs the value: %s", view)
