@@ -481,13 +481,19 @@ func (l *Log) write(ctx context.Context, s Stream, msg *nats.Msg) (seq uint64, d
 // ambiguous (the write may have happened), so they are retried with the same
 // message id: the server recognises the retry and returns the original ack.
 func (l *Log) publish(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool, err error) {
+	return publishUntilAnswered(ctx, msg, l.request, l.logger)
+}
+
+// publishUntilAnswered is publish's retry policy, with send doing each
+// attempt.
+func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.Context, *nats.Msg) (uint64, bool, error), logger *slog.Logger) (seq uint64, dup bool, err error) {
 	backoff := 5 * time.Millisecond
 	// unknown is the error of an attempt that may have been stored: a
 	// later attempt's failure to be sent at all does not settle it.
 	var unknown error
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		seq, dup, err := l.request(pctx, msg)
+		seq, dup, err := send(pctx, msg)
 		cancel()
 		if err == nil {
 			return seq, dup, nil
@@ -522,7 +528,7 @@ func (l *Log) publish(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool,
 			}
 			return 0, false, err
 		}
-		l.logger.Warn("append retry", logkey.Subject, msg.Subject, logkey.Err, err)
+		logger.Warn("append retry", logkey.Subject, msg.Subject, logkey.Err, err)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
