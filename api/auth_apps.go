@@ -1,6 +1,8 @@
 package api
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/flowvault/flowvault/auth"
@@ -135,6 +137,10 @@ func (s *Server) updateApplication(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteApplication(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if err := s.mayActAs(r, id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if err := s.deps.Auth.DeleteApplication(r.Context(), id, principal(r)); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -183,9 +189,38 @@ func (s *Server) changeApplicationTags(remove bool) http.HandlerFunc {
 	}
 }
 
+// mayActAs refuses an act that gives the caller application id's powers,
+// or takes them from their holders (an access key made, paused or
+// deleted; the application deleted), unless the caller may give every role
+// the application holds: UPDATE on an application, which its creator,
+// APPLICATION_MANAGER and tag grants give, does not make an admin of who
+// mints a key for an ADMIN application.
+func (s *Server) mayActAs(r *http.Request, id string) error {
+	if s.deps.Insecure {
+		return nil
+	}
+	app, err := s.deps.Auth.Principal(r.Context(), auth.AppPrefix+id)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil // the store answers for a missing application
+	}
+	if err != nil {
+		return err
+	}
+	for _, role := range app.Roles {
+		if err := auth.CanAssignRole(caller(r), role); err != nil {
+			return fmt.Errorf("application %s holds role %s: %w", id, role, err)
+		}
+	}
+	return nil
+}
+
 // createAccessKey answers {"id","secret"}: the only time the secret is
 // ever shown.
 func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request) {
+	if err := s.mayActAs(r, r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	key, err := s.deps.Auth.CreateAccessKey(r.Context(), r.PathValue("id"), principal(r))
 	s.reply(w, r, key, err)
 }
@@ -196,11 +231,19 @@ func (s *Server) listAccessKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) toggleAccessKey(w http.ResponseWriter, r *http.Request) {
+	if err := s.mayActAs(r, r.PathValue("applicationId")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	key, err := s.deps.Auth.ToggleAccessKey(r.Context(), r.PathValue("applicationId"), r.PathValue("keyId"), principal(r))
 	s.reply(w, r, key, err)
 }
 
 func (s *Server) deleteAccessKey(w http.ResponseWriter, r *http.Request) {
+	if err := s.mayActAs(r, r.PathValue("applicationId")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if err := s.deps.Auth.DeleteAccessKey(r.Context(), r.PathValue("applicationId"), r.PathValue("keyId"), principal(r)); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -51,7 +51,9 @@ func (s *Server) execution(r *http.Request, id string, access auth.Access) (*eng
 }
 
 // hidden is the answer to a refused access on wf: the refusal when the
-// caller may see the execution, notFound when it may not.
+// caller may see the execution, notFound when it may not. Either way the
+// refusal is an audit fact: a 404 hides it from the caller, not from the
+// trail.
 func (s *Server) hidden(r *http.Request, wf *engine.Workflow, access auth.Access, refused, notFound error) error {
 	if !errors.Is(refused, fault.ErrForbidden) {
 		return refused
@@ -59,6 +61,7 @@ func (s *Server) hidden(r *http.Request, wf *engine.Workflow, access auth.Access
 	if access != auth.Read && s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Read) == nil {
 		return refused
 	}
+	s.recordDenied(r, refused)
 	return notFound
 }
 

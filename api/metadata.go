@@ -118,10 +118,42 @@ func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef
 	if err != nil {
 		return rev, err
 	}
+	if !rev.Exists {
+		if err := s.mayClaimWorkflowName(r, def.Name); err != nil {
+			return rev, err
+		}
+	}
 	if err := s.mayHandTasksTo(r, def); err != nil {
 		return rev, err
 	}
 	return rev, s.authorizeAll(r, auth.FailureWorkflowRequires(def))
+}
+
+// mayClaimWorkflowName refuses to create the definition of a workflow
+// name that executions other principals started carry: of an inline
+// definition, or of a definition since deleted. An execution belongs to
+// its workflow's name, and the creator of the name's definition reads and
+// operates every execution of it, input and output included. Admins and
+// holders of METADATA_MANAGEMENT may create any name; so may whoever
+// started every execution of it.
+func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
+	p := caller(r)
+	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) || s.deps.Search == nil {
+		return nil
+	}
+	q := "workflowType = " + queryString(name)
+	n, _, err := s.deps.Search.SearchWorkflows(r.Context(), query.Search{Query: q, Size: 0, Visible: func(_, createdBy string) bool {
+		return createdBy != p.ID
+	}})
+	if err != nil {
+		return fmt.Errorf("executions of %s: %w", name, err)
+	}
+	if n == 0 {
+		return nil
+	}
+	return &auth.ForbiddenError{Principal: p.ID, Access: auth.Create, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name},
+		Reason: "executions that other principals started carry that name, and its definition's creator would read and operate them: " +
+			"an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
 }
 
 // mayHandTasksTo refuses a workflow definition that hands tasks to workers

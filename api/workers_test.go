@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -385,5 +387,130 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 	admin = client{t, base, nodetest.AdminToken(t, cfg, base)}
 	if got := listed(t, admin, ""); got[revoked.User].RevokedAt == 0 || got[kept.User].RevokedAt != 0 {
 		t.Fatalf("listed %+v", got)
+	}
+}
+
+// Worker credentials are issued for their principal's rights at the time;
+// they must not outlive them. Every poll and take asks again what polling
+// over HTTP asks (the WORKER role, EXECUTE on the task type), and every
+// start published with them what starting over HTTP asks: a principal that
+// lost its grant, its role or itself takes no task, its secrets resolved,
+// and starts no workflow.
+func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
+	logger, logs := testutil.CapturingLogger()
+	n, base := nodetest.StartLogger(t, cfg, logger)
+	admin := client{t, base, nodetest.AdminToken(t, cfg, base)}
+	send(t, admin, "PUT", "/api/secrets/owner_key", "owner-secret-value-5f1c")
+
+	for _, tc := range []struct {
+		name string
+		lose func(appID, taskType string)
+		// mayStart: starting needs EXECUTE on the workflow, not the
+		// WORKER role.
+		mayStart bool
+	}{
+		{name: "grant revoked", lose: func(appID, taskType string) {
+			send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
+			send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "WORKFLOW_DEF", "flow_"+taskType, `["EXECUTE"]`))
+		}},
+		{name: "role removed", lose: func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID+"/roles/WORKER", "") }, mayStart: true},
+		{name: "application deleted", lose: func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID, "") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			taskType := strings.ReplaceAll(tc.name, " ", "_")
+			flow := "flow_" + taskType
+			send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"`+taskType+`"}]`)
+			send(t, admin, "POST", "/api/metadata/workflow", `{"name":"`+flow+`","tasks":[{"name":"`+taskType+`","taskReferenceName":"t",
+				"inputParameters":{"key":"${workflow.secrets.owner_key}"}}]}`)
+			appID, _, _, token := newApp(t, admin, "worker-"+taskType, "WORKER")
+			send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
+			send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "WORKFLOW_DEF", flow, `["EXECUTE"]`))
+			worker := client{t, base, token}
+			c := issue(t, worker, `{"taskTypes":["`+taskType+`"],"startWorkflows":["`+flow+`"]}`)
+			nc, err := workers.Connect(n.Log().ClientURL(), []byte(c.Creds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			poll := func() workers.PollReply {
+				t.Helper()
+				m, err := nc.Request(workers.PollSubject(taskType, ""), []byte(`{"workerId":"w","waitMs":5000}`), 20*time.Second)
+				if err != nil {
+					t.Fatalf("poll: %v", err)
+				}
+				r := decode[workers.PollReply](t, string(m.Data))
+				if r.Task != nil && m.Reply != "" {
+					if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return r
+			}
+
+			// While the rights hold, the credentials take a task.
+			send(t, admin, "POST", "/api/workflow/"+flow, `{}`)
+			if r := poll(); r.Task == nil {
+				t.Fatalf("no task for credentials with their rights: %+v", r.Error)
+			}
+
+			tc.lose(appID, taskType)
+			run := send(t, admin, "POST", "/api/workflow/"+flow, `{}`)
+			r := poll()
+			if r.Task != nil || r.Error == nil || r.Error.Code != workers.CodeForbidden {
+				t.Fatalf("poll after the rights went: a task %t, error %+v; want %s", r.Task != nil, r.Error, workers.CodeForbidden)
+			}
+			if strings.Contains(r.Error.Message, "owner-secret-value") {
+				t.Fatal("the refusal carries the secret")
+			}
+			wf := decode[map[string]any](t, send(t, admin, "GET", "/api/workflow/"+run, ""))
+			if task := wf["tasks"].([]any)[0].(map[string]any); task["status"] != "SCHEDULED" {
+				t.Fatalf("the refused poll's task is %v", task["status"])
+			}
+			// A take of the waiting task, as the dispatch protocol makes
+			// it, is refused the same way.
+			task := wf["tasks"].([]any)[0].(map[string]any)
+			take, _ := json.Marshal(workers.TakeRequest{TaskID: task["taskId"].(string), WorkflowInstanceID: run, WorkerID: "w"})
+			m, err := nc.Request(workers.TakeSubject(taskType), take, 20*time.Second)
+			if err != nil {
+				t.Fatalf("take: %v", err)
+			}
+			if tr := decode[workers.TakeReply](t, string(m.Data)); tr.Task != nil || tr.Error == nil || tr.Error.Code != workers.CodeForbidden {
+				t.Fatalf("take after the rights went: %s", m.Data)
+			}
+
+			// A start published with the credentials is refused, not run,
+			// unless its principal still may start the workflow.
+			ack, err := nc.Request(workers.StartSubject(flow, "app:"+appID), []byte(`{"input":{"n":1}}`), 20*time.Second)
+			if err != nil || !strings.Contains(string(ack.Data), `"seq"`) {
+				t.Fatalf("publish start: %v %s", err, ack.Data)
+			}
+			search := "/api/workflow/search?query=" + url.QueryEscape("workflowType = "+flow)
+			if tc.mayStart {
+				testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+					if found := send(t, admin, "GET", search, ""); !strings.Contains(found, `"totalHits":3`) {
+						return fmt.Errorf("the published start did not run: %s", found)
+					}
+					return nil
+				})
+				return
+			}
+			testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+				for _, line := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(line, "start command rejected") && strings.Contains(line, flow) {
+						return nil
+					}
+				}
+				return fmt.Errorf("the published start was not refused yet")
+			})
+			found := send(t, admin, "GET", search, "")
+			if !strings.Contains(found, `"totalHits":2`) {
+				t.Fatalf("published start ran: %s", found)
+			}
+		})
+	}
+	if strings.Contains(logs.String(), "owner-secret-value") {
+		t.Fatal("the secret reached the log")
 	}
 }

@@ -165,6 +165,7 @@ type Executor struct {
 	conform   Conformance
 	protector Protector
 	mayStart  StartCheck
+	mayTake   TakeCheck
 	// unrestricted tells the principals who may do anything (an admin).
 	unrestricted Unrestricted
 	polls        *poller

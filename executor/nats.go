@@ -60,6 +60,29 @@ type StartCheck func(ctx context.Context, principal string, req conductor.StartW
 // SUB_WORKFLOW's child, a START_WORKFLOW's), as its creator (before Start).
 func (e *Executor) SetStartCheck(c StartCheck) { e.mayStart = c }
 
+// TakeCheck reports (nil) whether the holder of the NATS credentials
+// taker (takerOf) may still take tasks of taskType: credentials are
+// issued for a principal's rights at the time, and must not outlive them.
+type TakeCheck func(ctx context.Context, taker, taskType string) error
+
+// SetTakeCheck installs the check of NATS polls and takes (before Start).
+// Without it, the NATS server's permissions alone decide.
+func (e *Executor) SetTakeCheck(c TakeCheck) { e.mayTake = c }
+
+// takerMay asks the TakeCheck about the sender of m, a worker request for
+// tasks of taskType. Requests from within the engines' account name no
+// taker and need no check.
+func (e *Executor) takerMay(ctx context.Context, m *nats.Msg, taskType string) *workers.Error {
+	taker := takerOf(m)
+	if e.mayTake == nil || taker == "" {
+		return nil
+	}
+	if err := e.mayTake(ctx, taker, taskType); err != nil {
+		return e.protocolError(err, "")
+	}
+	return nil
+}
+
 // Unrestricted reports whether principal may do anything (an admin):
 // joining those a workflow runs as, it would change no decision.
 type Unrestricted func(ctx context.Context, principal string) bool
@@ -286,6 +309,10 @@ func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollReq
 			defer end()
 			defer e.natsPolls.add(taskType, req.PollID, end)()
 		}
+		if refused := e.takerMay(ctx, m, taskType); refused != nil {
+			respond(m, answer(workers.PollReply{Error: refused}))
+			return
+		}
 		tasks, _, err := e.Poll(ctx, PollRequest{TaskType: taskType, Domain: req.Domain, WorkerID: req.WorkerID, Principal: takerOf(m),
 			Count: 1, Wait: wait})
 		switch {
@@ -346,6 +373,8 @@ func (e *Executor) protocolError(err error, taskID string) *workers.Error {
 		return &workers.Error{Code: workers.CodeNotFound, Message: err.Error()}
 	case errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrTooLarge):
 		return &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}
+	case errors.Is(err, fault.ErrForbidden):
+		return &workers.Error{Code: workers.CodeForbidden, Message: err.Error()}
 	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &workers.Error{Code: workers.CodeUnavailable, Message: err.Error()}
 	}
@@ -438,6 +467,9 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string
 	if late() {
 		// Its worker gave up while it waited for a slot: not made.
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "the take came after its worker's wait"}}
+	}
+	if refused := e.takerMay(ctx, m, taskType); refused != nil {
+		return workers.TakeReply{Error: refused}
 	}
 	// The subject names the queue: a worker allowed on one queue cannot take
 	// another queue's tasks.
@@ -578,7 +610,14 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		// again under another message id (or none) is the same start.
 		id = ""
 	}
-	_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID})
+	if len(tokens) == 2 && e.mayStart != nil {
+		// The producer's credentials were issued for its principal's
+		// rights at the time: the start needs them still, as over HTTP.
+		err = e.mayStart(ctx, req.CreatedBy, req)
+	}
+	if err == nil {
+		_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID})
+	}
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):
 		return nil // started now, or by an earlier delivery

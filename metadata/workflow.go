@@ -122,6 +122,34 @@ func (s *Store) GetWorkflowDef(ctx context.Context, name string, version *int) (
 	return parseWorkflow(d.JSON)
 }
 
+// WorkflowOwner returns the creator of workflow name's earliest stored
+// version: who owns the name. A new version's createdBy is whoever
+// registered it, which UPDATE allows; ownership (full access, every
+// execution) is not UPDATE's to pass on. Unknown names fail with
+// fault.ErrNotFound.
+func (s *Store) WorkflowOwner(_ context.Context, name string) (string, error) {
+	var first []byte
+	err := s.reader.Scan(workflowPrefix(name), func(_, v []byte) bool {
+		first = slices.Clone(v)
+		return false
+	})
+	if err != nil {
+		return "", err
+	}
+	if first == nil {
+		return "", WorkflowNotFound(name, nil)
+	}
+	d, _, err := decodeStored(first)
+	if err != nil {
+		return "", err
+	}
+	def, err := parseWorkflow(d.JSON)
+	if err != nil {
+		return "", err
+	}
+	return def.CreatedBy, nil
+}
+
 // ListWorkflowDefs returns every version of every workflow, sorted by
 // name, then version.
 func (s *Store) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error) {

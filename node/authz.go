@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
@@ -48,6 +50,47 @@ func (a workflowAuthorizer) Authorize(ctx context.Context, id string, access aut
 		return "", &auth.ForbiddenError{Principal: p.ID, Access: access, Target: t, Reason: d.Reason}
 	}
 	return d.Reason, nil
+}
+
+// issued reads what the read model knows of issued worker credentials;
+// *natsauth.Ledger implements it.
+type issued interface {
+	Get(user string) (natsauth.Issued, error)
+}
+
+// workerMayTake asks of the principal that NATS worker credentials were
+// issued to what polling over HTTP asks of a caller (api/authz.go
+// mayPoll): the WORKER role and EXECUTE on the task type. It is asked at
+// every poll and take, so that credentials outlive neither their
+// principal nor its rights. Credentials the ledger does not know were
+// made by this process for itself (a node's in-process workers) or issued
+// by another engine a moment ago, its rights checked then: they pass.
+func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, taker, taskType string) error {
+	user, ok := strings.CutPrefix(taker, "nats:")
+	if !ok || a.insecure {
+		return nil
+	}
+	c, err := ledger.Get(user)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("worker credentials %s: %v: %w", user, err, fault.ErrUnavailable)
+	}
+	target := auth.Target{Type: auth.TargetTaskDef, ID: taskType}
+	p, err := a.principals.Principal(ctx, c.IssuedBy)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		return &auth.ForbiddenError{Principal: c.IssuedBy, Access: auth.Execute, Target: target,
+			Reason: "the principal these worker credentials were issued to no longer exists"}
+	case err != nil:
+		return fmt.Errorf("authorize %s: %v: %w", target, err, fault.ErrUnavailable)
+	case !p.HasPermission(auth.PermPollTasks):
+		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Execute, Target: target,
+			Reason: "the principal these worker credentials were issued to no longer has the WORKER role"}
+	}
+	_, err = a.Authorize(ctx, p.ID, auth.Execute, target)
+	return err
 }
 
 // unrestricted reports whether principal id may do anything: an admin, or
@@ -128,10 +171,7 @@ func (d definitionTargets) CreatorOf(ctx context.Context, t auth.Target) (string
 			createdBy = def.CreatedBy
 		}
 	} else {
-		var def *conductor.WorkflowDef
-		if def, err = d.defs.GetWorkflowDef(ctx, t.ID, nil); err == nil {
-			createdBy = def.CreatedBy
-		}
+		createdBy, err = d.defs.WorkflowOwner(ctx, t.ID)
 	}
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
 		return "", nil

@@ -221,6 +221,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil
 	}
 	n.executor.SetStartCheck(mayStart)
+	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType string) error {
+		return authz.workerMayTake(ctx, n.workerCreds.ledger, taker, taskType)
+	})
 	n.executor.SetUnrestricted(authz.unrestricted)
 	n.executor.SetConformance(schemacheck.New(n.metadata))
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})

@@ -229,5 +229,6 @@ const (
 	CodeNotFound    = "not_found"   // no such workflow or task
 	CodeInvalid     = "invalid"     // the request is malformed
 	CodeUnavailable = "unavailable" // try again later
+	CodeForbidden   = "forbidden"   // the credentials' principal may no longer take tasks of this type
 	CodeInternal    = "internal"
 )

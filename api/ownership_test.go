@@ -1,0 +1,196 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+)
+
+// An execution belongs to its workflow's name, and the creator of the
+// name's definition reads and operates every execution of it. So a
+// principal may not create the definition of a name that executions others
+// started carry (of an inline definition, or of a definition since
+// deleted): it would take them over. Names only its own executions carry,
+// and free names, stay its to create; admins and metadata managers may
+// create any.
+func TestWorkflowNameTakeoverRefused(t *testing.T) {
+	t.Parallel()
+	admin, principal := securePrincipals(t)
+	_, alice := principal("alice", "USER")
+	_, bob := principal("bob", "USER")
+	_, meta := principal("meta", "METADATA_MANAGER")
+
+	inline := func(name string) string {
+		return fmt.Sprintf(`{"name":%q,"input":{"customer":"ACME-confidential"},"workflowDef":{"name":%q,"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}}`, name, name)
+	}
+	def := func(name string) string {
+		return fmt.Sprintf(`{"name":%q,"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`, name)
+	}
+	runs := map[string]string{}
+	for _, name := range []string{"inflow", "inflow_meta", "inflow_admin", "own_inline"} {
+		runs[name] = send(t, alice, "POST", "/api/workflow", inline(name))
+	}
+	// alice's registered definition, deleted by an admin after she ran it.
+	send(t, alice, "POST", "/api/metadata/workflow", def("payroll"))
+	runs["payroll"] = send(t, alice, "POST", "/api/workflow", `{"name":"payroll","input":{"salary":"123456"}}`)
+	send(t, admin, "DELETE", "/api/metadata/workflow/payroll/1", "")
+
+	for _, tc := range []struct {
+		name, workflow string
+		by             client
+		status         int
+	}{
+		{name: "another's inline runs", workflow: "inflow", by: bob, status: http.StatusForbidden},
+		{name: "another's runs of a deleted definition", workflow: "payroll", by: bob, status: http.StatusForbidden},
+		{name: "own inline runs", workflow: "own_inline", by: alice, status: http.StatusNoContent},
+		{name: "free name", workflow: "fresh", by: bob, status: http.StatusNoContent},
+		{name: "metadata manager", workflow: "inflow_meta", by: meta, status: http.StatusNoContent},
+		{name: "admin", workflow: "inflow_admin", by: admin, status: http.StatusNoContent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.by.do("POST", "/api/metadata/workflow", def(tc.workflow))
+			if r.status != tc.status {
+				t.Fatalf("register %s = %d %s, want %d", tc.workflow, r.status, r.body, tc.status)
+			}
+			if tc.status != http.StatusForbidden {
+				return
+			}
+			if !strings.Contains(r.body, "executions that other principals started") {
+				t.Fatalf("refusal %s does not say why", r.body)
+			}
+			if got := tc.by.do("GET", "/api/metadata/workflow/"+tc.workflow, ""); got.status == http.StatusOK {
+				t.Fatalf("refused definition stored: %s", got.body)
+			}
+			if run, ok := runs[tc.workflow]; ok {
+				if got := tc.by.do("GET", "/api/workflow/"+run, ""); got.status != http.StatusNotFound {
+					t.Fatalf("another's run reads %d %s", got.status, got.body)
+				}
+				if got := tc.by.do("DELETE", "/api/workflow/"+run, ""); got.status != http.StatusNotFound {
+					t.Fatalf("another's run terminated: %d %s", got.status, got.body)
+				}
+			}
+			body := send(t, tc.by, "GET", "/api/workflow/search?query="+strings.ReplaceAll("workflowType="+tc.workflow, "=", "%3D"), "")
+			if strings.Contains(body, "ACME") || strings.Contains(body, "123456") || !strings.Contains(body, `"totalHits":0`) {
+				t.Fatalf("search shows another's runs: %s", body)
+			}
+		})
+	}
+}
+
+// UPDATE on a workflow definition registers new versions; it does not
+// pass on the name's ownership. The first version's creator keeps full
+// access; who registered a later version has what it was granted.
+func TestDefinitionOwnerIsTheFirstVersionsCreator(t *testing.T) {
+	t.Parallel()
+	admin, principal := securePrincipals(t)
+	_, alice := principal("alice", "USER")
+	carlID, carl := principal("carl", "USER", "METADATA_API")
+
+	send(t, alice, "POST", "/api/metadata/workflow", `{"name":"cflow","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`)
+	run := send(t, alice, "POST", "/api/workflow/cflow", `{}`)
+	send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, carlID, "WORKFLOW_DEF", "cflow", `["UPDATE"]`))
+	send(t, carl, "POST", "/api/metadata/workflow", `{"name":"cflow","version":2,"tasks":[{"name":"w2","taskReferenceName":"w2","type":"WAIT"}]}`)
+
+	expectCalls(t, []expectedCall{
+		{"the updater may not start", carl, "POST", "/api/workflow/cflow", "{}", http.StatusForbidden},
+		{"the updater may not terminate the owner's run", carl, "DELETE", "/api/workflow/" + run, "", http.StatusForbidden},
+		{"the updater may not delete a version", carl, "DELETE", "/api/metadata/workflow/cflow/1", "", http.StatusForbidden},
+		{"the updater reads", carl, "GET", "/api/metadata/workflow/cflow", "", http.StatusOK},
+		{"the owner reads the new version", alice, "GET", "/api/metadata/workflow/cflow?version=2", "", http.StatusOK},
+		{"the owner starts", alice, "POST", "/api/workflow/cflow", "{}", http.StatusOK},
+	})
+	if status := decode[map[string]any](t, send(t, alice, "GET", "/api/workflow/"+run, ""))["status"]; status != "RUNNING" {
+		t.Fatalf("the owner's run is %v", status)
+	}
+}
+
+// An access key is its application's powers. Who may update an
+// application (its creator, APPLICATION_MANAGER, a tag grant) may make,
+// pause and delete its keys, and delete it, only if it could give every
+// role the application holds: else an application manager makes itself
+// an admin with a key of an admin application, or locks the admins out.
+func TestApplicationKeysNeedTheApplicationsRoles(t *testing.T) {
+	t.Parallel()
+	admin, principal := securePrincipals(t)
+	adminAppID, _ := principal("ops-admin", "ADMIN")
+	workerAppID, _ := principal("plain-worker", "WORKER")
+	_, manager := principal("manager", "APPLICATION_MANAGER")
+	_, creator := principal("creator", "USER", "APPLICATION_CREATOR")
+	own := decode[map[string]any](t, creator.must(http.StatusOK, "POST", "/api/applications", `{"name":"mine"}`))["id"].(string)
+	send(t, admin, "POST", "/api/applications/"+own+"/roles/WORKFLOW_MANAGER", "")
+	adminKey := decode[map[string]any](t, send(t, admin, "POST", "/api/applications/"+adminAppID+"/accessKeys", ""))["id"].(string)
+
+	expectCalls(t, []expectedCall{
+		{"manager mints a key of an admin application", manager, "POST", "/api/applications/" + adminAppID + "/accessKeys", "", http.StatusForbidden},
+		{"manager pauses an admin application's key", manager, "POST", "/api/applications/" + adminAppID + "/accessKeys/" + adminKey + "/status", "", http.StatusForbidden},
+		{"manager deletes an admin application's key", manager, "DELETE", "/api/applications/" + adminAppID + "/accessKeys/" + adminKey, "", http.StatusForbidden},
+		{"manager deletes an admin application", manager, "DELETE", "/api/applications/" + adminAppID, "", http.StatusForbidden},
+		{"creator mints a key after an admin gave a manager's role", creator, "POST", "/api/applications/" + own + "/accessKeys", "", http.StatusForbidden},
+		{"manager mints a key of a worker application", manager, "POST", "/api/applications/" + workerAppID + "/accessKeys", "", http.StatusOK},
+		{"admin mints a key of an admin application", admin, "POST", "/api/applications/" + adminAppID + "/accessKeys", "", http.StatusOK},
+	})
+	keys := send(t, admin, "GET", "/api/applications/"+adminAppID+"/accessKeys", "")
+	if !strings.Contains(keys, adminKey) || !strings.Contains(keys, `"ACTIVE"`) {
+		t.Fatalf("the admin application's key was changed: %s", keys)
+	}
+}
+
+// A refusal that answers 404, so that a caller cannot probe for ids, is
+// still a refusal: the audit trail records it.
+func TestHiddenRefusalsAreAudited(t *testing.T) {
+	t.Parallel()
+	admin, principal := securePrincipals(t)
+	_, alice := principal("alice", "USER")
+	bobID, bob := principal("bob", "USER")
+	run := send(t, alice, "POST", "/api/workflow", `{"name":"secretive","workflowDef":{"name":"secretive","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}}`)
+
+	bob.do("DELETE", "/api/workflow/"+run, "").expect(t, http.StatusNotFound)
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		trail := send(t, admin, "GET", "/api/audit?principal=app:"+bobID, "")
+		var res struct {
+			Entries []struct {
+				Action, Target string
+				Detail         map[string]string
+			}
+		}
+		if err := json.Unmarshal([]byte(trail), &res); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range res.Entries {
+			if e.Action == "access.deny" && e.Target == "WORKFLOW_DEF:secretive" && strings.Contains(e.Detail["path"], run) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no refusal of bob's terminate in %s", trail)
+	})
+}
+
+// expectedCall is a request whose status a test expects.
+type expectedCall struct {
+	name               string
+	by                 client
+	method, path, body string
+	status             int
+}
+
+// expectCalls makes each call, in order, as a subtest. A refusal must
+// carry no access key secret.
+func expectCalls(t *testing.T, calls []expectedCall) {
+	t.Helper()
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			r := c.by.do(c.method, c.path, c.body)
+			if r.status != c.status {
+				t.Fatalf("%s %s = %d %s, want %d", c.method, c.path, r.status, r.body, c.status)
+			}
+			if r.status == http.StatusForbidden && strings.Contains(r.body, `"secret"`) {
+				t.Fatalf("a refusal carries a key: %s", r.body)
+			}
+		})
+	}
+}
