@@ -308,3 +308,32 @@ func TestEventHandlerFailuresLogNoEventData(t *testing.T) {
 		t.Fatal("the log quotes the event's data")
 	}
 }
+
+// A subject longer than a NATS protocol line may carry would close the
+// connection it is sent on for good, and with it every engine's events
+// (and, sharing it, the log's appends): an EVENT task whose sink names one
+// fails alone, a handler listening to one is refused, and events flow on.
+// A handler written nats:<subject>:<queue>, as Conductor's NATS module
+// writes one, listens to the subject, where such a sink publishes.
+func TestEventSubjectsNATSCannotCarry(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	long := "orders." + strings.Repeat("x", 5000)
+	e.register(`{"name":"announce_any","tasks":[{"name":"a","taskReferenceName":"a","type":"EVENT","sink":"nats:${workflow.input.subj}",
+	  "inputParameters":{"orderId":"${workflow.input.orderId}"}}]}`,
+		`{"name":"marker","tasks":[{"name":"m","taskReferenceName":"m","type":"SET_VARIABLE","inputParameters":{"x":1}}]}`)
+	status, body := e.do("POST", "/api/event", `{"name":"too_long","event":"nats:`+long+`","active":true,
+	  "actions":[{"action":"start_workflow","start_workflow":{"name":"marker"}}]}`)
+	if status != http.StatusBadRequest || !strings.Contains(body, "at most 1024") {
+		t.Fatalf("a handler of a %d-byte subject: %d %.300s", len(long), status, body)
+	}
+	e.must(http.StatusNoContent, "POST", "/api/event", `{"name":"queued","event":"nats:orders.queued:billing","active":true,
+	  "actions":[{"action":"start_workflow","start_workflow":{"name":"marker","correlationId":"${orderId}"}}]}`)
+
+	failed := e.waitStatus(e.start("announce_any", map[string]any{"subj": long, "orderId": "o-long"}), conductor.WorkflowFailed)
+	if reason := taskByRef(failed, "a").ReasonForIncompletion; !strings.Contains(reason, "at most 1024") {
+		t.Fatalf("the EVENT task failed with %q", reason)
+	}
+	e.waitStatus(e.start("announce_any", map[string]any{"subj": "orders.queued:billing", "orderId": "o-after"}), conductor.WorkflowCompleted)
+	e.waitCorrelated("marker", "o-after")
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -283,5 +284,74 @@ func TestTimestampedWebhooks(t *testing.T) {
 	headers["X-Slack-Signature"] = "v0=" + sign("v0:"+now+":", event)
 	if status, out := e.deliver(slack.ID, headers, check); status != http.StatusUnauthorized {
 		t.Fatalf("a URL check signed for another body: %d %s", status, out)
+	}
+}
+
+// A WAIT_FOR_WEBHOOK's matches is compared as the workflow gave it: built
+// from masked input (maskedFields) or from a value the workflow sealed,
+// it meets the delivery that carries that value, though every read path
+// shows "***". A matches that is not an object takes no delivery, where
+// it took every one.
+func TestWebhookMatchesReadWhatTheWorkflowGave(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	token := e.plantSecret("hook_token", "hook-")
+	e.register(`{"name":"by_email","maskedFields":["email"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT_FOR_WEBHOOK",
+	   "inputParameters":{"matches":{"$.customer":"${workflow.input.email}"}}}],"outputParameters":{"got":"${w.output.n}"}}`,
+		`{"name":"by_secret","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT_FOR_WEBHOOK",
+	   "inputParameters":{"matches":{"$.customer":"${workflow.input.email}"},"_secrets":{"email":"${workflow.input.email}"}}}],
+	   "outputParameters":{"got":"${w.output.n}"}}`,
+		`{"name":"malformed","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT_FOR_WEBHOOK",
+	   "inputParameters":{"matches":"${workflow.input.m}"}}]}`)
+	hook := e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "crm", "verifier": "HEADER_BASED",
+		"headers":                         map[string]string{"X-Hook-Token": "${workflow.secrets.hook_token}"},
+		"receiverWorkflowNamesToVersions": map[string]int{"by_email": 1, "by_secret": 1, "malformed": 1}})
+	var c conductor.WebhookConfig
+	if err := json.Unmarshal([]byte(hook), &c); err != nil {
+		t.Fatal(err)
+	}
+	masked := e.start("by_email", map[string]any{"email": "ann@example.com"})
+	sealed := e.start("by_secret", map[string]any{"email": "bob@example.com"})
+	garbled := []string{e.start("malformed", map[string]any{"m": "garbage"}), e.start("malformed", map[string]any{"m": []any{"$.type", "x"}})}
+	for _, id := range append([]string{masked, sealed}, garbled...) {
+		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if w := taskByRef(e.workflow(id), "w"); w == nil || w.Status != conductor.TaskInProgress {
+				return fmt.Errorf("workflow %s does not wait for its webhook yet", id)
+			}
+			return nil
+		})
+	}
+	if shown := e.must(http.StatusOK, "GET", "/api/workflow/"+masked, nil); strings.Contains(shown, "ann@example.com") {
+		t.Fatalf("the masked address shows: %s", shown)
+	}
+
+	deliver := func(body string) []string {
+		t.Helper()
+		status, out := e.deliver(c.ID, map[string]string{"X-Hook-Token": token}, body)
+		var did struct{ CompletedTaskIDs []string }
+		if err := json.Unmarshal([]byte(out), &did); status != http.StatusOK || err != nil {
+			t.Fatalf("delivery %s: %d %s", body, status, out)
+		}
+		return did.CompletedTaskIDs
+	}
+	if done := deliver(`{"customer":"someone@example.com","n":0}`); len(done) != 0 {
+		t.Fatalf("a delivery that meets no matches completed %v", done)
+	}
+	if done := deliver(`{"customer":"ann@example.com","n":1}`); len(done) != 1 {
+		t.Fatalf("the masked address's delivery completed %v", done)
+	}
+	if done := deliver(`{"customer":"bob@example.com","n":2}`); len(done) != 1 {
+		t.Fatalf("the sealed address's delivery completed %v", done)
+	}
+	if wf := e.waitStatus(masked, conductor.WorkflowCompleted); wf.Output["got"] != float64(1) {
+		t.Fatalf("masked: output %v", wf.Output)
+	}
+	if wf := e.waitStatus(sealed, conductor.WorkflowCompleted); wf.Output["got"] != float64(2) {
+		t.Fatalf("sealed: output %v", wf.Output)
+	}
+	for _, id := range garbled {
+		if wf := e.workflow(id); wf.Status != conductor.WorkflowRunning {
+			t.Fatalf("a task whose matches is not an object took a delivery: %s", wf.Status)
+		}
 	}
 }

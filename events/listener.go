@@ -25,6 +25,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
 	"github.com/flowvault/flowvault/workers/system"
 )
 
@@ -84,10 +85,12 @@ const (
 // subscribes to subject, so that each event is handled once. One group
 // per subject: a message goes to one member of each group among all the
 // subscriptions it matches, and a subject can match several patterns
-// (ops.commands and ops.*), each with handlers of its own.
+// (ops.commands and ops.*), each with handlers of its own. The names
+// share a prefix of tokens that subscribers' credentials may not join
+// (workers.EventHandlerQueues).
 func QueueGroup(subject string) string {
 	sum := sha256.Sum256([]byte(subject))
-	return "flowvault-event-handlers-" + hex.EncodeToString(sum[:8])
+	return workers.EventHandlerQueues + "." + hex.EncodeToString(sum[:8])
 }
 
 const (
@@ -140,9 +143,17 @@ func (l *Listener) Sync(ctx context.Context) error {
 	}
 	bySubject := map[string][]*conductor.EventHandler{}
 	for _, h := range all {
-		if subj, ok := Subject(h.Event); ok && h.Active {
-			bySubject[subj] = append(bySubject[subj], h)
+		subj, ok := Subject(h.Event)
+		if !ok || !h.Active {
+			continue
 		}
+		if err := workers.CheckEventSubject(subj, true); err != nil {
+			// Saved before the check refused it: subscribing could close
+			// the connection every handler listens on.
+			l.logger.Warn("event handler not listened to", logkey.Handler, h.Name, logkey.Err, err)
+			continue
+		}
+		bySubject[subj] = append(bySubject[subj], h)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

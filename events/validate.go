@@ -23,9 +23,14 @@ import (
 const natsPrefix = "nats:"
 
 // Subject is the NATS subject (or pattern) event names, or false when it
-// is not a nats:<subject> event.
+// is not a nats:<subject> event. A queue group after it
+// (nats:<subject>:<queue>, as Conductor's NATS module writes one, and as
+// an EVENT task's sink may name it) says nothing here: the engines listen
+// in a group of their own.
 func Subject(event string) (string, bool) {
-	return strings.CutPrefix(event, natsPrefix)
+	subject, ok := strings.CutPrefix(event, natsPrefix)
+	subject, _, _ = strings.Cut(subject, ":")
+	return subject, ok
 }
 
 // evaluators are the condition languages Conductor names; all run as

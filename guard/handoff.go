@@ -73,6 +73,45 @@ func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task)
 	return out, r.refs, nil
 }
 
+// OpenInput returns t's input with the values its workflow sealed opened,
+// where they are and where the input refers to them (those of a
+// compacted workflow read "***"), and no secret or environment reference
+// resolved (each reads "***"): what the task holds, for the engine's own
+// comparisons (a WAIT_FOR_WEBHOOK's matches), never to be handed to
+// anyone.
+func (g *Guard) OpenInput(ctx context.Context, w *engine.Workflow, t *engine.Task) (map[string]any, error) {
+	var input any = t.Input
+	if !w.Unsealed && masking.HasSealed(t.Input) {
+		var err error
+		if input, err = masking.Open(input, g.opener(ctx, w)); err != nil {
+			return nil, fmt.Errorf("open the input of task %s: %w", t.Ref, err)
+		}
+	}
+	if len(t.Deferred) > 0 {
+		paths := make([]expr.Path, len(t.Deferred))
+		for i, p := range t.Deferred {
+			paths[i] = expr.Path(p)
+		}
+		var err error
+		r := sealedOnly{&resolver{g: g, ctx: ctx, w: w, memo: g.memoFor(w.ID)}}
+		if input, err = expr.ResolveDeferred(input, paths, r); err != nil {
+			return nil, fmt.Errorf("open the input of task %s: %w", t.Ref, err)
+		}
+	}
+	out, _ := input.(map[string]any)
+	return out, nil
+}
+
+// sealedOnly resolves the references to sealed values alone.
+type sealedOnly struct{ r *resolver }
+
+func (s sealedOnly) Resolve(body string) (any, error) {
+	if ref, ok := strings.CutPrefix(body, expr.SealedPrefix); ok {
+		return s.r.sealed(ref)
+	}
+	return masking.Mask, nil
+}
+
 // resolver resolves one task's deferred expressions as the workflow's
 // creator and records what it resolved.
 type resolver struct {

@@ -109,6 +109,9 @@ func (a *Authority) IssueWorker(spec WorkerSpec) (*Credentials, error) {
 		p.Pub.Allow.Add(workers.ProducerPermissions(spec.StartWorkflows, spec.Principal)...)
 		p.Sub.Allow.Add(wp.Subscribe...)
 		p.Sub.Allow.Add(spec.Subscribe...)
+		if len(spec.Subscribe) > 0 {
+			p.Sub.Deny.Add("> " + workers.EventHandlerQueues + ".>")
+		}
 		// A worker answers the engine's offers of tasks (the poll's
 		// reply carries a reply subject of its own), once each, and only
 		// messages delivered to it reach it: its inbox.

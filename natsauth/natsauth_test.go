@@ -325,6 +325,32 @@ func TestEventsReachOnlyGrantedSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused(t, sub, "billing.>")
+	// Nor may it join a queue group the engines' event handlers listen
+	// in, which would take a share of the events away from them. A group
+	// of its own it may.
+	handlers := workers.EventHandlerQueues + ".0123456789abcdef"
+	if _, err := sub.QueueSubscribeSync("orders.>", handlers); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.LastError(); !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), handlers) {
+		t.Fatalf("joining the handlers' queue group: last error %v, want a permissions violation for it", err)
+	}
+	team, err := sub.QueueSubscribeSync("orders.>", "billing-team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish("orders.shipped", []byte(`{"order":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := team.NextMsg(10 * time.Second); err != nil || string(m.Data) != `{"order":3}` {
+		t.Fatalf("the subscriber's own queue group got %v, %v", m, err)
+	}
 
 	wc, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}})
 	if err != nil {

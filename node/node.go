@@ -66,10 +66,12 @@ type Node struct {
 	env         *secrets.Env
 	auth        *authParts
 	workerCreds *workerCreds
-	audit       *audit.Recorder
-	httpSrv     *http.Server
-	ln          net.Listener
-	unlock      func()
+	// guard protects what the executor records and hands off.
+	guard   *guard.Guard
+	audit   *audit.Recorder
+	httpSrv *http.Server
+	ln      net.Listener
+	unlock  func()
 	// events is the connection EVENT tasks publish on (eventsConn);
 	// listener runs the event handlers, receiving on listenerConn.
 	events       *nats.Conn
@@ -199,6 +201,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg, Snapshots: n.executions})
 	authz := workflowAuthorizer{principals: n.auth.store, authz: n.auth.authorizer, insecure: cfg.Insecure}
 	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
+	n.guard = g
 	n.executor.SetHandOff(g)
 	n.executor.SetProtector(g)
 	// What the API asks of a start (api/authz.go mayStart), asked of the

@@ -359,6 +359,11 @@ type Engine interface {
 	Submit(ctx context.Context, wfID string, trig engine.Trigger, meta executor.Meta) (executor.Outcome, error)
 }
 
+// Inputs opens a task's input (*guard.Guard).
+type Inputs interface {
+	OpenInput(ctx context.Context, w *engine.Workflow, t *engine.Task) (map[string]any, error)
+}
+
 // Waiting lists WAIT_FOR_WEBHOOK tasks in progress (the executions read
 // model's task search): each once, all of them, and every one scheduled
 // before the call among them.
@@ -379,6 +384,11 @@ type Receiver struct {
 	Engine  Engine
 	Waiting Waiting
 	Audit   Audit
+	// Inputs, when set, opens what a waiting task's workflow sealed of its
+	// input: a matches condition built from masked or secret data (an
+	// e-mail address, say) is compared as the workflow gave it, not as
+	// the read model shows it ("***").
+	Inputs Inputs
 	// Deliveries, when set, counts deliveries by outcome (see
 	// DeliveriesCounter).
 	Deliveries *prometheus.CounterVec
@@ -533,10 +543,7 @@ func (r *Receiver) complete(ctx context.Context, owner string, receivers map[str
 	// being read.
 	var tasks []*conductor.Task
 	err := r.Waiting.WaitingForWebhook(ctx, func(t *conductor.Task) {
-		if _, ok := receivers[t.WorkflowType]; !ok {
-			return
-		}
-		if want, _ := t.InputData["matches"].(map[string]any); matches(want, payload) {
+		if _, ok := receivers[t.WorkflowType]; ok {
 			tasks = append(tasks, t)
 		}
 	})
@@ -546,7 +553,7 @@ func (r *Receiver) complete(ctx context.Context, owner string, receivers map[str
 	var done []string
 	var errs []error
 	for _, t := range tasks {
-		switch ok, err := r.completeTask(ctx, owner, receivers[t.WorkflowType], t, payload); {
+		switch ok, err := r.completeTask(ctx, owner, receivers[t.WorkflowType], t.WorkflowInstanceID, t.TaskID, payload); {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("task %s: %w", t.TaskID, err))
 		case ok:
@@ -556,10 +563,12 @@ func (r *Receiver) complete(ctx context.Context, owner string, receivers map[str
 	return done, errors.Join(errs...)
 }
 
-// completeTask completes t, unless its workflow runs a version other than
-// the receiving one (version 0: any).
-func (r *Receiver) completeTask(ctx context.Context, owner string, version int, t *conductor.Task, payload map[string]any) (bool, error) {
-	cur, err := r.Engine.Submit(ctx, t.WorkflowInstanceID, nil, executor.Meta{})
+// completeTask completes task taskID of workflow wfID if it still waits,
+// its workflow runs the receiving version (0: any) and the payload meets
+// its matches, read from the workflow's state: the read model shows
+// masked data as "***".
+func (r *Receiver) completeTask(ctx context.Context, owner string, version int, wfID, taskID string, payload map[string]any) (bool, error) {
+	cur, err := r.Engine.Submit(ctx, wfID, nil, executor.Meta{})
 	if err != nil {
 		return false, err
 	}
@@ -567,10 +576,35 @@ func (r *Receiver) completeTask(ctx context.Context, owner string, version int, 
 	if wf == nil || version > 0 && wf.Version != version {
 		return false, nil
 	}
+	t := wf.TaskByID(taskID)
+	if t == nil || t.Type != conductor.TaskTypeWaitForWebhook || t.Status != conductor.TaskInProgress {
+		return false, nil
+	}
+	input := t.Input
+	if r.Inputs != nil {
+		if input, err = r.Inputs.OpenInput(ctx, wf, t); err != nil {
+			return false, err
+		}
+	}
+	if !matchesTask(input, payload) {
+		return false, nil
+	}
 	if err := r.Authz.MayExecute(ctx, owner, wf); err != nil {
 		return false, err
 	}
-	out, err := r.Engine.Submit(ctx, wf.ID, engine.Result{Result: conductor.TaskResult{TaskID: t.TaskID, WorkflowInstanceID: wf.ID,
+	out, err := r.Engine.Submit(ctx, wf.ID, engine.Result{Result: conductor.TaskResult{TaskID: t.ID, WorkflowInstanceID: wf.ID,
 		Status: conductor.TaskCompleted, OutputData: payload}, By: owner}, executor.Meta{Principal: owner})
 	return err == nil && out.Appended, err
+}
+
+// matchesTask reports whether payload meets the matches of a task's
+// input. A task without them takes any delivery; one whose matches is not
+// an object (an expression that gave a string, say) takes none.
+func matchesTask(input, payload map[string]any) bool {
+	v, ok := input["matches"]
+	if !ok || v == nil {
+		return true
+	}
+	want, ok := v.(map[string]any)
+	return ok && matches(want, payload)
 }

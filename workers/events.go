@@ -12,6 +12,20 @@ import (
 // holds. CheckEventSubject refuses them, and more, before any publish.
 var EventPublisherDeny = []string{"fv.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>", "_INBOX.>"}
 
+// MaxEventSubject bounds a subject an EVENT task publishes on or an event
+// handler listens to, in bytes. The NATS server closes a connection whose
+// protocol line is past its max_control_line (4 KiB by default): one
+// publish on a longer subject would end every engine's events, and, on a
+// connection the log shares, its appends. NATS advises subjects far
+// shorter still.
+const MaxEventSubject = 1024
+
+// EventHandlerQueues starts the queue group names in which the engines'
+// event handlers listen (events.QueueGroup). Event subscribers'
+// credentials may not join those groups: a member would take a share of
+// the events away from the handlers.
+const EventHandlerQueues = "flowvault.handlers"
+
 // CheckEventSubject checks a subject an EVENT task publishes on or, with
 // wildcards, one an event subscriber's credentials allow: tokens of
 // printable characters, and nothing in flowvault's namespace (fv.…), the
@@ -21,6 +35,9 @@ var EventPublisherDeny = []string{"fv.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>", "_
 func CheckEventSubject(subject string, wildcards bool) error {
 	if subject == "" {
 		return errors.New("no subject")
+	}
+	if len(subject) > MaxEventSubject {
+		return fmt.Errorf("subject of %d bytes: at most %d", len(subject), MaxEventSubject)
 	}
 	toks := strings.Split(subject, ".")
 	for i, tok := range toks {

@@ -1,6 +1,7 @@
 package workers_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/flowvault/flowvault/workers"
@@ -36,10 +37,13 @@ func TestCheckEventSubject(t *testing.T) {
 		{"_INBOX.x", false, false},
 		{"_INBOX_UABC.>", true, false},
 		{"_R_.x", false, false},
+		{"orders." + strings.Repeat("x", workers.MaxEventSubject-7), false, true},
+		{"orders." + strings.Repeat("x", workers.MaxEventSubject-6), false, false},
+		{"orders." + strings.Repeat("x", 5000) + ".>", true, false},
 	} {
 		err := workers.CheckEventSubject(tt.subject, tt.wildcards)
 		if (err == nil) != tt.ok {
-			t.Errorf("CheckEventSubject(%q, %v) = %v, want ok %v", tt.subject, tt.wildcards, err, tt.ok)
+			t.Errorf("CheckEventSubject(%.40q, %v) = %.80v, want ok %v", tt.subject, tt.wildcards, err, tt.ok)
 		}
 	}
 }
