@@ -145,6 +145,13 @@ func Validate(def *conductor.WorkflowSchedule) error {
 	case r.Priority < 0 || r.Priority > 99:
 		ve.Add("startWorkflowRequest.priority", "%d: want 0-99", r.Priority)
 	}
+	if def.ScheduleStartTime < 0 {
+		ve.Add("scheduleStartTime", "%d: want epoch milliseconds, or 0 for none", def.ScheduleStartTime)
+	}
+	if def.ScheduleEndTime < 0 {
+		// Read as no end, it would run on forever.
+		ve.Add("scheduleEndTime", "%d: want epoch milliseconds, or 0 for none", def.ScheduleEndTime)
+	}
 	if def.ScheduleEndTime > 0 && def.ScheduleEndTime <= def.ScheduleStartTime {
 		ve.Add("scheduleEndTime", "ends before it starts")
 	}

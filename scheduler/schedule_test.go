@@ -159,17 +159,19 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mod := range map[string]func(*conductor.WorkflowSchedule){
-		"no name":      func(d *conductor.WorkflowSchedule) { d.Name = "" },
-		"5 fields":     func(d *conductor.WorkflowSchedule) { d.CronExpression = "* * * * *" },
-		"bad zone":     func(d *conductor.WorkflowSchedule) { d.ZoneID = "Mars/Olympus" },
-		"no workflow":  func(d *conductor.WorkflowSchedule) { d.StartWorkflowRequest = nil },
-		"ends earlier": func(d *conductor.WorkflowSchedule) { d.ScheduleStartTime, d.ScheduleEndTime = 10, 5 },
-		"reserved":     func(d *conductor.WorkflowSchedule) { d.Name = "tags" },
-		"slash":        func(d *conductor.WorkflowSchedule) { d.Name = "a/b" },
-		"dot dot":      func(d *conductor.WorkflowSchedule) { d.Name = ".." },
-		"space":        func(d *conductor.WorkflowSchedule) { d.Name = "with space" },
-		"local zone":   func(d *conductor.WorkflowSchedule) { d.ZoneID = "Local" },
-		"bad offset":   func(d *conductor.WorkflowSchedule) { d.ZoneID = "+25:00" },
+		"no name":        func(d *conductor.WorkflowSchedule) { d.Name = "" },
+		"5 fields":       func(d *conductor.WorkflowSchedule) { d.CronExpression = "* * * * *" },
+		"bad zone":       func(d *conductor.WorkflowSchedule) { d.ZoneID = "Mars/Olympus" },
+		"no workflow":    func(d *conductor.WorkflowSchedule) { d.StartWorkflowRequest = nil },
+		"ends earlier":   func(d *conductor.WorkflowSchedule) { d.ScheduleStartTime, d.ScheduleEndTime = 10, 5 },
+		"negative end":   func(d *conductor.WorkflowSchedule) { d.ScheduleStartTime, d.ScheduleEndTime = -5, -1 },
+		"negative start": func(d *conductor.WorkflowSchedule) { d.ScheduleStartTime = -1 },
+		"reserved":       func(d *conductor.WorkflowSchedule) { d.Name = "tags" },
+		"slash":          func(d *conductor.WorkflowSchedule) { d.Name = "a/b" },
+		"dot dot":        func(d *conductor.WorkflowSchedule) { d.Name = ".." },
+		"space":          func(d *conductor.WorkflowSchedule) { d.Name = "with space" },
+		"local zone":     func(d *conductor.WorkflowSchedule) { d.ZoneID = "Local" },
+		"bad offset":     func(d *conductor.WorkflowSchedule) { d.ZoneID = "+25:00" },
 		"priority 100": func(d *conductor.WorkflowSchedule) {
 			d.StartWorkflowRequest = &conductor.StartWorkflowRequest{Name: "wf", Priority: 100}
 		},
