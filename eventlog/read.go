@@ -3,6 +3,7 @@ package eventlog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -180,6 +181,42 @@ func (l *Log) StreamLastSeq(ctx context.Context, stream string) (uint64, error) 
 func (l *Log) StreamLastTime(ctx context.Context, stream string) (time.Time, error) {
 	st, err := l.streamState(ctx, stream)
 	return st.LastTime, err
+}
+
+// ErrLogLost is an event stream that no longer holds every record it
+// acknowledged.
+var ErrLogLost = errors.New("the event log lost acknowledged records")
+
+// CheckKept reports (ErrLogLost) an event stream that lacks records it
+// acknowledged. Event streams keep every record forever, so their
+// sequences run from 1 to the last without a gap; a store that lost part
+// of a block (a power cut under relaxed fsync, a damaged disk, a file
+// truncated) keeps counting where it was, and the lost sequences read as
+// deleted. Streams of other kinds have nothing to check.
+func (l *Log) CheckKept(ctx context.Context, stream string) error {
+	if s, ok := streamNamed(stream); !ok || s.Kind != EventStream {
+		return nil
+	}
+	st, err := l.streamState(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if st.LastSeq == 0 || st.FirstSeq == 1 && st.Msgs == st.LastSeq {
+		return nil
+	}
+	return fmt.Errorf("stream %s holds %d of the %d records it acknowledged: "+
+		"restore the data directory from a backup taken after the last acknowledged write: %w",
+		stream, st.Msgs, st.LastSeq, ErrLogLost)
+}
+
+// streamNamed returns the stream of flowvault's called name.
+func streamNamed(name string) (Stream, bool) {
+	for _, s := range AllStreams {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Stream{}, false
 }
 
 func (l *Log) streamState(ctx context.Context, stream string) (jetstream.StreamState, error) {

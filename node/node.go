@@ -81,7 +81,19 @@ type Node struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+	stopped  chan struct{} // closed when shutdown returned
+	stopping stopStep      // the part shutdown is stopping
 	stopErr  error
+}
+
+// stopStep names the part a shutdown is stopping.
+type stopStep struct{ atomic.Pointer[string] }
+
+func (s *stopStep) Load() string {
+	if p := s.Pointer.Load(); p != nil {
+		return *p
+	}
+	return "nothing yet"
 }
 
 // Start opens everything and starts serving. On error, whatever was opened
@@ -116,6 +128,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	mk, err := secrets.LoadMasterKey(cfg.MasterKeySource(), logger)
 	if err != nil {
 		return nil, err
+	}
+	// A taken port stops the server before it touches the data dir too: a
+	// first start that failed after it printed the bootstrap admin key
+	// would have shown the key only in the output of a failed run.
+	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
@@ -161,7 +179,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.projMetrics = projections.NewMetrics(reg)
-	metaRunner := n.startProjection(runCtx, eventlog.Metadata.Name, metadata.Projection{Notify: n.notifyListener})
+	metaRunner, err := n.startProjection(ctx, runCtx, eventlog.Metadata.Name, metadata.Projection{Notify: n.notifyListener})
+	if err != nil {
+		return nil, err
+	}
 	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger, ValidateWorkflow: engine.ValidateWorkflowDef,
 		ValidateEventHandler: events.Validate})
 	// Serve definitions only once the read model has caught up with the
@@ -169,7 +190,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, metaRunner); err != nil {
 		return nil, err
 	}
-	secRunner := n.startProjection(runCtx, eventlog.Secrets.Name, secrets.Projection{})
+	secRunner, err := n.startProjection(ctx, runCtx, eventlog.Secrets.Name, secrets.Projection{})
+	if err != nil {
+		return nil, err
+	}
 	n.secrets = secrets.New(n.log, n.store, secRunner, n.keys, secrets.Options{Logger: logger})
 	n.env = secrets.NewEnv(n.log, n.store, secRunner, secrets.Options{Logger: logger})
 	if err := catchUp(ctx, n.log, eventlog.Secrets.Name, secRunner); err != nil {
@@ -249,7 +273,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// registered: a replay without them would index no lease deadline of
 	// a system task a crash left running, and it would never run again.
 	execProj := executions.NewProjection()
-	execRunner := n.startProjection(runCtx, eventlog.Workflows.Name, execProj)
+	execRunner, err := n.startProjection(ctx, runCtx, eventlog.Workflows.Name, execProj)
+	if err != nil {
+		return nil, err
+	}
 	n.execRunner = execRunner
 	// Timers and recovery read the executions model: let it catch up first.
 	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
@@ -277,7 +304,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 		compactor.Run(runCtx)
 	}()
-	schedRunner := n.startProjection(runCtx, eventlog.Metadata.Name, scheduler.Projection{})
+	schedRunner, err := n.startProjection(ctx, runCtx, eventlog.Metadata.Name, scheduler.Projection{})
+	if err != nil {
+		return nil, err
+	}
 	n.schedules = scheduler.New(n.log, n.store, schedRunner, logger)
 	if err := catchUp(ctx, n.log, eventlog.Metadata.Name, schedRunner); err != nil {
 		return nil, err
@@ -333,9 +363,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			return nil
 		}}, {Name: "read models", Probe: n.readModelsHealthy}},
 	})
-	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
-	}
 	// A request body trickling in holds a connection and a handler: bodies
 	// are bounded in size, and in time too.
 	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
@@ -360,22 +387,27 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 
 // startProjection runs proj over stream until the node stops. Poison
 // records are parked, so one bad record cannot stop a read model.
-func (n *Node) startProjection(ctx context.Context, stream string, proj projections.Projection) *projections.Runner {
+func (n *Node) startProjection(ctx, runCtx context.Context, stream string, proj projections.Projection) (*projections.Runner, error) {
 	r := projections.NewRunner(n.log, n.store, proj, projections.RunnerConfig{
 		Stream:  stream,
 		Poison:  projections.Park,
 		Logger:  n.logger,
 		Metrics: n.projMetrics,
 	})
+	// Refused before anything is served: a read model that fails only
+	// once it runs would have the server answer, and write, meanwhile.
+	if err := r.Check(ctx); err != nil {
+		return nil, err
+	}
 	n.runners = append(n.runners, r)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := r.Run(ctx); err != nil {
+		if err := r.Run(runCtx); err != nil {
 			n.logger.Error("projection stopped", logkey.Projection, proj.Name(), logkey.Err, err)
 		}
 	}()
-	return r
+	return r, nil
 }
 
 // readModelStall is how long a read model may apply nothing while records
@@ -526,34 +558,60 @@ func (n *Node) Registry() *prometheus.Registry { return n.registry }
 // close Pebble and the embedded server. It is safe to call more than once.
 func (n *Node) Stop(ctx context.Context) error {
 	n.stopOnce.Do(func() {
-		var errs []error
-		if n.httpSrv != nil {
-			if err := n.httpSrv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-			}
-		}
-		if n.executor != nil {
-			n.executor.Stop()
-		}
-		for _, c := range []*nats.Conn{n.events, n.listenerConn} {
-			if c != nil && c != n.log.Conn() {
-				c.Close()
-			}
-		}
-		n.cancel()
-		n.wg.Wait()
-		if n.log != nil {
-			errs = append(errs, n.log.Close())
-		}
-		if n.store != nil {
-			errs = append(errs, n.store.Close())
-		}
-		if n.unlock != nil {
-			n.unlock()
-		}
-		n.stopErr = errors.Join(errs...)
+		n.stopped = make(chan struct{})
+		go func() {
+			defer close(n.stopped)
+			n.stopErr = n.shutdown(ctx)
+		}()
 	})
-	return n.stopErr
+	select {
+	case <-n.stopped:
+		return n.stopErr
+	case <-ctx.Done():
+		// What is left (a worker request that does not end, a disk that
+		// does not answer) goes with the process: every acknowledged
+		// write is in the log already.
+		return fmt.Errorf("shutdown: the budget ran out while stopping %s: %w", n.stopping.Load(), ctx.Err())
+	}
+}
+
+// shutdown stops everything Start opened, in order, and names the part it
+// is stopping for Stop to report.
+func (n *Node) shutdown(ctx context.Context) error {
+	var errs []error
+	step := func(part string) { n.stopping.Store(&part) }
+	if n.httpSrv != nil {
+		step("the HTTP server")
+		if err := n.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	} else if n.ln != nil {
+		n.ln.Close()
+	}
+	if n.executor != nil {
+		step("the executor")
+		n.executor.Stop()
+	}
+	for _, c := range []*nats.Conn{n.events, n.listenerConn} {
+		if c != nil && c != n.log.Conn() {
+			c.Close()
+		}
+	}
+	step("background work")
+	n.cancel()
+	n.wg.Wait()
+	if n.log != nil {
+		step("the event log")
+		errs = append(errs, n.log.Close())
+	}
+	if n.store != nil {
+		step("the read models' store")
+		errs = append(errs, n.store.Close())
+	}
+	if n.unlock != nil {
+		n.unlock()
+	}
+	return errors.Join(errs...)
 }
 
 // Run starts a node and serves until ctx is done, then stops it within the

@@ -34,7 +34,10 @@ func (n *Node) startWorkerCreds(ctx, runCtx context.Context) error {
 		c.gate = natsauth.NewGate(n.nats, n.log.EmbeddedServer(), c.ledger, n.logger)
 		proj.Notify = c.gate.Notify
 	}
-	c.runner = n.startProjection(runCtx, eventlog.Audit.Name, proj)
+	var err error
+	if c.runner, err = n.startProjection(ctx, runCtx, eventlog.Audit.Name, proj); err != nil {
+		return err
+	}
 	n.workerCreds = c
 	if err := catchUp(ctx, n.log, eventlog.Audit.Name, c.runner); err != nil {
 		return err

@@ -221,6 +221,41 @@ func (r *Runner) Stalled(ctx context.Context, d time.Duration) error {
 // stream.
 var ErrAheadOfLog = errors.New("read model ahead of the log")
 
+// Check reports whether the runner can follow its stream: the stream
+// holds every record it acknowledged (eventlog.ErrLogLost) and the read
+// model is not ahead of it (ErrAheadOfLog). Run checks the same; a server
+// asks before it serves anything.
+func (r *Runner) Check(ctx context.Context) error {
+	_, _, err := r.bounds(ctx)
+	return err
+}
+
+// bounds returns the checkpoint Run resumes after and the stream's last
+// sequence, or why the read model cannot follow the stream.
+func (r *Runner) bounds(ctx context.Context) (from, end uint64, err error) {
+	name := r.proj.Name()
+	if from, err = r.store.Checkpoint(name); err != nil {
+		return 0, 0, err
+	}
+	if err := r.log.CheckKept(ctx, r.cfg.Stream); err != nil {
+		return 0, 0, fmt.Errorf("projection %s: %w", name, err)
+	}
+	if end, err = r.log.StreamLastSeq(ctx, r.cfg.Stream); err != nil {
+		return 0, 0, fmt.Errorf("projection %s: %w", name, err)
+	}
+	// A read model never gets ahead of its log, unless the log lost what
+	// it had acknowledged: a backup restored under newer read models, an
+	// external server's data lost, relaxed fsync and a power cut. Followed
+	// from its checkpoint, it would skip the new records that reuse those
+	// sequences, and answer reads for them at once: it refuses instead.
+	if from > end {
+		return 0, 0, fmt.Errorf("projection %s has applied stream %s up to sequence %d, but the stream ends at %d: "+
+			"the log lost records the read model holds; rebuild the read models from the log "+
+			"(stop, delete the data directory's pebble directory, start): %w", name, r.cfg.Stream, from, end, ErrAheadOfLog)
+	}
+	return from, end, nil
+}
+
 // Run applies records until ctx is done (returning nil) or a failure stops
 // it. It resumes after the stored checkpoint.
 func (r *Runner) Run(ctx context.Context) (err error) {
@@ -231,23 +266,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		close(r.done)
 	}()
 	name := r.proj.Name()
-	from, err := r.store.Checkpoint(name)
+	from, end, err := r.bounds(ctx)
 	if err != nil {
 		return err
-	}
-	end, err := r.log.StreamLastSeq(ctx, r.cfg.Stream)
-	if err != nil {
-		return fmt.Errorf("projection %s: %w", name, err)
-	}
-	// A read model never gets ahead of its log, unless the log lost what
-	// it had acknowledged: a backup restored under newer read models, an
-	// external server's data lost, relaxed fsync and a power cut. Followed
-	// from its checkpoint, it would skip the new records that reuse those
-	// sequences, and answer reads for them at once: it refuses instead.
-	if from > end {
-		return fmt.Errorf("projection %s has applied stream %s up to sequence %d, but the stream ends at %d: "+
-			"the log lost records the read model holds; rebuild the read models from the log "+
-			"(stop, delete the data directory's pebble directory, start): %w", name, r.cfg.Stream, from, end, ErrAheadOfLog)
 	}
 	// How far behind a start finds it: nothing after a clean stop, what
 	// Pebble had not flushed after a crash (the store keeps no

@@ -2,6 +2,8 @@ package testutil
 
 import (
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -67,4 +69,37 @@ func OpenExternalLog(tb testing.TB, ns *server.Server) *eventlog.Log {
 	}
 	tb.Cleanup(func() { l.Close() })
 	return l
+}
+
+// StreamDir returns the directory where the embedded server that stores
+// under storeDir keeps stream.
+func StreamDir(tb testing.TB, storeDir, stream string) string {
+	tb.Helper()
+	dirs, err := filepath.Glob(filepath.Join(storeDir, "*", "*", "streams", stream))
+	if err != nil || len(dirs) != 1 {
+		tb.Fatalf("the directory of stream %s under %s: %v %v", stream, storeDir, dirs, err)
+	}
+	return dirs[0]
+}
+
+// CutLastBlock cuts the last message block of the stream in streamDir to
+// size bytes, or to half its size when size is negative: a store that
+// lost the end of what it wrote.
+func CutLastBlock(tb testing.TB, streamDir string, size int64) {
+	tb.Helper()
+	blocks, err := filepath.Glob(filepath.Join(streamDir, "msgs", "*.blk"))
+	if err != nil || len(blocks) == 0 {
+		tb.Fatalf("no block under %s: %v", streamDir, err)
+	}
+	last := blocks[len(blocks)-1]
+	if size < 0 {
+		st, err := os.Stat(last)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		size = st.Size() / 2
+	}
+	if err := os.Truncate(last, size); err != nil {
+		tb.Fatal(err)
+	}
 }
