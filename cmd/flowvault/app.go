@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/node"
 )
 
@@ -42,9 +44,16 @@ type roleList []string
 func (r *roleList) String() string { return strings.Join(*r, ",") }
 func (r *roleList) Set(v string) error {
 	for role := range strings.SplitSeq(v, ",") {
-		if role = strings.TrimSpace(role); role != "" {
-			*r = append(*r, strings.ToUpper(role))
+		role = strings.ToUpper(strings.TrimSpace(role))
+		if role == "" {
+			continue
 		}
+		// Refused before anything is made: a role the server refuses
+		// after the application was created left it half made.
+		if !slices.Contains(auth.Roles, role) {
+			return fmt.Errorf("unknown role %q: want one of %s", role, strings.Join(auth.Roles, ", "))
+		}
+		*r = append(*r, role)
 	}
 	return nil
 }
@@ -81,7 +90,12 @@ func appCommands(fs *flag.FlagSet) map[string]clientCommand {
 			}
 			for _, role := range roles {
 				if _, err := c.do(ctx, "POST", appPath(app.ID)+"/roles/"+url.PathEscape(role), "", nil); err != nil {
-					return fmt.Errorf("application %s created, role %s not given: %w", app.ID, role, err)
+					// Not left half made: an application without the roles
+					// asked for, and no key, is of use to no one.
+					if _, derr := c.do(ctx, "DELETE", appPath(app.ID), "", nil); derr != nil {
+						return fmt.Errorf("application %s created, role %s not given: %w (and not deleted again: %v)", app.ID, role, err, derr)
+					}
+					return fmt.Errorf("role %s not given, application not created: %w", role, err)
 				}
 			}
 			fmt.Fprintf(stdout, "created application %s (%s)\n", app.ID, printable(app.Name))

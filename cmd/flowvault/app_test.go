@@ -47,6 +47,13 @@ func TestAppAndGrantCLI(t *testing.T) {
 	if out := must(admin, "", "app", "list"); !strings.Contains(out, id+"\treader\tapp:") {
 		t.Fatalf("list: %q", out)
 	}
+	// An unknown role is refused before anything is made.
+	if out, errOut, code := as(admin, "", "app", "create", "half", "--role", "USER,NOSUCHROLE"); code == 0 || !strings.Contains(errOut, "unknown role") {
+		t.Fatalf("create with an unknown role: exit %d: %s%s", code, out, errOut)
+	}
+	if out := must(admin, "", "app", "list"); strings.Contains(out, "\thalf\t") {
+		t.Fatalf("an application was made with an unknown role: %q", out)
+	}
 
 	// Without a grant the application may not read the value; with one
 	// it may; withdrawn, it may not again.
@@ -111,7 +118,7 @@ func TestAppAndGrantCLI(t *testing.T) {
 		{[]string{"grant", "add", "team:x", "SECRET_NAME:db_password", "READ"}, 1, "want app:ID, user:ID, group:ID or role:NAME"},
 		{[]string{"grant", "add", "app:x", "db_password", "READ"}, 1, "want TYPE:ID"},
 		{[]string{"grant", "add", "app:x", "SECRET_NAME:db_password", "FLY"}, 1, "FLY"},
-		{[]string{"app", "create", "x", "--role", "EMPEROR"}, 1, "EMPEROR"},
+		{[]string{"app", "create", "x", "--role", "EMPEROR"}, 2, "EMPEROR"},
 		{[]string{"app", "delete", ".."}, 1, "not a name or id"},
 		{[]string{"app", "role", "x"}, 2, "wrong number of arguments"},
 	} {

@@ -173,6 +173,7 @@ func (c *connection) client(stderr io.Writer) (*apiClient, error) {
 		return nil, err
 	}
 	api.token, api.key, api.missing = creds.token, creds.key, creds.missing
+	api.notes = stderr
 	return api, nil
 }
 
@@ -256,6 +257,10 @@ type apiClient struct {
 	http    *http.Client
 	// wait sleeps before a retry, or returns ctx's error; tests replace it.
 	wait func(ctx context.Context, d time.Duration) error
+
+	// notes receives what is said about a command's output, not part of
+	// it (a page's count): stdout stays what scripts read.
+	notes io.Writer
 
 	key     *accessKey
 	missing string // no credentials were found: why, for a 401

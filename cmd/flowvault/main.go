@@ -69,7 +69,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			return exitCode(stderr, c.name, c.run(ctx, args[1:], stdout, stderr))
+			out := &outputWriter{w: stdout}
+			err := c.run(ctx, args[1:], out, stderr)
+			if err == nil && out.err != nil {
+				// An export cut short (a full disk) is a failure too.
+				err = fmt.Errorf("write output: %w", out.err)
+			}
+			return exitCode(stderr, c.name, err)
 		}
 	}
 	fmt.Fprintf(stderr, "flowvault: unknown command %q\n\n", args[0])
@@ -137,4 +143,20 @@ func parseErr(err error) error {
 		return err
 	}
 	return errUsage
+}
+
+// outputWriter keeps the first error of writes to a command's output,
+// which commands print to without looking at each write's error.
+type outputWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (o *outputWriter) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	o.err = err
+	return n, err
 }

@@ -404,3 +404,20 @@ func TestServerMutualTLS(t *testing.T) {
 	}
 	stopServer(t, p)
 }
+
+// failingWriter is a full disk.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// Output that could not be written is a failure, whichever command wrote
+// it: `flowvault audit > trail.txt` on a full disk must not exit 0 with
+// half an export.
+func TestUnwrittenOutputFails(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, failingWriter{}, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "write output") || !strings.Contains(stderr.String(), "no space left") {
+		t.Fatalf("version to a full disk: exit %d, stderr %q", code, stderr.String())
+	}
+}

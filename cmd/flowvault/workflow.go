@@ -328,8 +328,8 @@ func workflowSearch(ctx context.Context, c *apiClient, pos []string, size int, s
 		}
 		fmt.Fprintln(stdout, row(s.WorkflowID, fmt.Sprintf("%s v%d", s.WorkflowType, s.Version), s.Status, start))
 	}
-	if res.TotalHits > int64(len(res.Results)) {
-		fmt.Fprintf(stdout, "(%d of %d)\n", len(res.Results), res.TotalHits)
+	if res.TotalHits > int64(len(res.Results)) && c.notes != nil {
+		fmt.Fprintf(c.notes, "(%d of %d)\n", len(res.Results), res.TotalHits)
 	}
 	return nil
 }

@@ -62,6 +62,14 @@ func TestWorkflowCLI(t *testing.T) {
 	if out := must("", "workflow", "search", "correlationId = c-cli"); !strings.HasPrefix(out, id+"\tcli_gate v1\tRUNNING\t") {
 		t.Fatalf("search: %q", out)
 	}
+	// A page of more: stdout holds the rows alone, for scripts that read
+	// ids off it; the count goes to stderr.
+	second := strings.TrimSpace(must("", "workflow", "start", "cli_gate", "--correlation-id", "c-cli"))
+	if out, errOut, code := run("", "workflow", "search", "correlationId = c-cli", "--size", "1"); code != 0 ||
+		strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, second+"\t") || !strings.Contains(errOut, "(1 of 2)") {
+		t.Fatalf("search a page: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	must("", "workflow", "terminate", second)
 
 	for _, step := range []struct {
 		args   []string
