@@ -250,10 +250,10 @@ func TestRedactionOfEchoedValues(t *testing.T) {
 	}
 }
 
-// A SWITCH whose case value equals a secret the workflow resolved shows
-// "***" for it, as everything the workflow writes does, and still goes on
-// in the branch it took: not also into its default case once the next
-// decision reads the redacted output.
+// A SWITCH whose case value equals a secret the workflow resolved goes on
+// in the branch it took, and shows the case as the definition writes it:
+// text of the definition is not looked for (it once read "***", and the
+// next decision took the default case too).
 func TestSwitchOnAValueEqualToASecret(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -269,8 +269,10 @@ func TestSwitchOnAValueEqualToASecret(t *testing.T) {
 	e.work("deploy", 1, succeed)
 	id := e.start("routes", map[string]any{"env": "production-eu"})
 	wf := e.waitStatus(id, conductor.WorkflowCompleted)
-	if route := taskByRef(wf, "route"); route.OutputData["selectedCase"] != "***" {
-		t.Fatalf("the SWITCH's output %v: the case equal to the secret is not redacted", route.OutputData)
+	// The definition names the case: text anyone who reads the
+	// definition reads, not looked for (TestDefinitionTextIsNotRedacted).
+	if route := taskByRef(wf, "route"); route.OutputData["selectedCase"] != "production-eu" {
+		t.Fatalf("the SWITCH's output %v: the case the definition names is rewritten", route.OutputData)
 	}
 	if taskByRef(wf, "fallback") != nil || taskByRef(wf, "mark") == nil || wf.Variables["branch"] != "eu" {
 		t.Fatalf("tasks %v, variables %v: want the production-eu branch alone", refsOf(wf.Tasks), wf.Variables)
@@ -687,4 +689,40 @@ func (e *env) waitCompacted(id string) {
 		}
 		return fmt.Errorf("not compacted yet")
 	})
+}
+
+// What a workflow's definition holds is not secret from anyone who reads
+// the definition, so redaction does not rewrite it in what the workflow
+// stores: a secret's name an UPDATE_SECRET wrote and a later task reads,
+// a script's or a query's text equal to a field of a JSON secret, a
+// literal of the output. Rewritten, a task read another secret, or
+// computed another answer. The secrets' values still read "***".
+func TestDefinitionTextIsNotRedacted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	password := e.plantSecret("db_password_src", "pw-")
+	e.putSecret("dbcreds", `{"user":"postgres","password":"`+password+`","host":"localhost"}`)
+	e.putSecret("new_token_src", "token-value-8f3e1c2a")
+	e.register(`{"name":"rotate_then_use","tasks":[
+	  {"name":"upd","taskReferenceName":"upd","type":"UPDATE_SECRET",
+	   "inputParameters":{"_secrets":{"secretKey":"rotate_target","secretValue":"${workflow.secrets.new_token_src}"}}},
+	  {"name":"creds","taskReferenceName":"creds","type":"INLINE","inputParameters":{"evaluatorType":"javascript",
+	   "expression":"(function(){ return 'pw=' + $.pw + ' for ' + $.user; })()",
+	   "pw":"${workflow.secrets.dbcreds.password}","user":"${workflow.secrets.dbcreds.user}"}},
+	  {"name":"use","taskReferenceName":"use","type":"INLINE","inputParameters":{"evaluatorType":"javascript",
+	   "expression":"(function(){ return 'len ' + $.s.length + ' note: rotate_target done'; })()","s":"${workflow.secrets.rotate_target}"}},
+	  {"name":"count","taskReferenceName":"count","type":"JSON_JQ_TRANSFORM",
+	   "inputParameters":{"users":["postgres","alice","localhost"],"queryExpression":".users | map(select(. != \"postgres\")) | length"}}],
+	 "outputParameters":{"msg":"rotated rotate_target ok","echo":"${creds.output.result}","use":"${use.output.result}","count":"${count.output.result}"}}`)
+	wf := e.waitStatus(e.start("rotate_then_use", nil), conductor.WorkflowCompleted)
+	want := map[string]any{"msg": "rotated rotate_target ok", "echo": "pw=*** for postgres",
+		"use": "len 20 note: rotate_target done", "count": float64(2)}
+	for k, v := range want {
+		if wf.Output[k] != v {
+			t.Errorf("output %s = %v, want %v", k, wf.Output[k], v)
+		}
+	}
+	if view, _ := json.Marshal(wf); strings.Contains(string(view), password) || strings.Contains(string(view), "token-value-8f3e1c2a") {
+		t.Fatalf("a secret's value shows: %s", view)
+	}
 }

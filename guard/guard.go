@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -81,7 +82,18 @@ type memo struct {
 	// and version, until the decision's record seals them (see
 	// schemas.ResolvedRef.Sealed).
 	resolved map[secretVersion][]byte
-	// redactor looks for values[:covered]; get extends it when more came
+	// def is the workflow's definition JSON, names the secret names its
+	// UPDATE_SECRET tasks wrote: text that is not secret from anyone who
+	// reads the definition or the audit trail. A value found in either is
+	// not looked for: redacting it would rewrite the definition's own text
+	// in what the workflow stores (a script, a query, a reference to the
+	// secret by name, a header's "Bearer"), and change what it computes.
+	def   []byte
+	names [][]byte
+	// kept are the values of values[:scanned] that redaction looks for.
+	kept    [][]byte
+	scanned int
+	// redactor looks for kept[:covered]; get extends it when more came
 	// (masking.Redactor.SharedWith).
 	redactor *masking.Redactor
 	covered  int
@@ -178,10 +190,57 @@ func (m *memo) addSecret(v []byte) {
 func (m *memo) get() *masking.Redactor {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.redactor == nil || m.covered < len(m.values) {
-		m.redactor, m.covered = m.redactor.SharedWith(m.values, m.covered), len(m.values)
+	for ; m.scanned < len(m.values); m.scanned++ {
+		if v := m.values[m.scanned]; !m.public(v) {
+			m.kept = append(m.kept, v)
+		}
+	}
+	if m.redactor == nil || m.covered < len(m.kept) {
+		m.redactor, m.covered = m.redactor.SharedWith(m.kept, m.covered), len(m.kept)
 	}
 	return m.redactor
+}
+
+// public reports whether v is text of the definition, as written or
+// JSON-escaped, or a secret's name.
+func (m *memo) public(v []byte) bool {
+	if slices.ContainsFunc(m.names, func(n []byte) bool { return bytes.Equal(n, v) }) || bytes.Contains(m.def, v) {
+		return true
+	}
+	escaped, _ := json.Marshal(string(v))
+	escaped = escaped[1 : len(escaped)-1]
+	return !bytes.Equal(escaped, v) && bytes.Contains(m.def, escaped)
+}
+
+// useDefinition tells the memo the workflow's definition (a restart or
+// an upgrade may change it): what it holds is not looked for.
+func (m *memo) useDefinition(def []byte) {
+	if m == nil || len(def) == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if bytes.Equal(m.def, def) {
+		return
+	}
+	m.def = bytes.Clone(def)
+	m.forgetSearch()
+}
+
+// addName tells the memo a secret's name, which an UPDATE_SECRET holds
+// under _secrets beside the value: it is not looked for.
+func (m *memo) addName(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !slices.ContainsFunc(m.names, func(n []byte) bool { return string(n) == name }) {
+		m.names = append(m.names, []byte(name))
+		m.forgetSearch()
+	}
+}
+
+// forgetSearch has get choose the values to look for afresh.
+func (m *memo) forgetSearch() {
+	m.kept, m.scanned, m.redactor, m.covered = nil, 0, nil, 0
 }
 
 // maxMemos bounds the workflows whose redaction values are kept in memory.

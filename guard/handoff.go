@@ -55,6 +55,7 @@ func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task)
 		}
 	}
 	r := &resolver{g: g, ctx: ctx, w: w, memo: g.memoFor(w.ID), publishes: publishes}
+	r.memo.useDefinition(w.DefJSON)
 	if len(deferred) > 0 {
 		paths := make([]expr.Path, len(deferred))
 		for i, p := range deferred {

@@ -36,6 +36,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 		return dec, nil
 	}
 	m := g.memoFor(wfID)
+	m.useDefinition(definitionOf(before, events))
 	if before != nil {
 		if err := g.rebuild(ctx, before, m); err != nil {
 			return engine.Decision{}, err
@@ -269,6 +270,27 @@ func workflowOf(before *engine.Workflow, events []schemas.Event) (string, []stri
 		}
 	}
 	return "", nil
+}
+
+// definitionOf returns the JSON of the definition the workflow runs: the
+// state's, or the one a start or a reset records.
+func definitionOf(before *engine.Workflow, events []schemas.Event) []byte {
+	for _, ev := range events {
+		switch e := ev.(type) {
+		case *schemas.WorkflowStarted:
+			return e.Def
+		case *schemas.WorkflowReset:
+			if len(e.Def) > 0 {
+				return e.Def
+			}
+		case *schemas.WorkflowUpgraded:
+			return e.Def
+		}
+	}
+	if before != nil {
+		return before.DefJSON
+	}
+	return nil
 }
 
 // mayNameMaskedFields reports whether a definition's JSON may hold a
@@ -550,6 +572,11 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, !engine.SameMap(c.Input, e.Input) || !engine.SameMap(c.Variables, e.Variables), err
 	case *schemas.TaskScheduled:
 		c := *e
+		if e.Type == conductor.TaskTypeUpdateSecret {
+			if name, ok := updatedSecretName(e.Input); ok {
+				p.m.addName(name)
+			}
+		}
 		if c.Input, err = p.seal(taskPath(wf, e.TaskID, "input"), c.Input, nil); err != nil {
 			return nil, false, err
 		}
@@ -785,13 +812,14 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 	}
 	open := g.opener(ctx, w)
 	add := func(s string) { m.add([]byte(s)) }
-	collect := func(v map[string]any) {
+	collect := func(v map[string]any) map[string]any {
 		if !masking.HasSealed(v) {
-			return
+			return v
 		}
-		opened, err := masking.Open(v, open)
-		if err != nil {
-			return
+		o, err := masking.Open(v, open)
+		opened, _ := o.(map[string]any)
+		if err != nil || opened == nil {
+			return v
 		}
 		// Every value it sealed, wherever: under _secrets and _masked, a
 		// maskedFields field, a child's input resolved or sealed by its
@@ -802,15 +830,28 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 			}
 		})
 		eachText(opened, add, false)
+		return opened
 	}
 	collect(w.Input)
 	collect(w.Output)
 	collect(w.Variables)
 	for _, t := range w.Tasks {
-		collect(t.Input)
+		if in := collect(t.Input); t.Type == conductor.TaskTypeUpdateSecret {
+			if name, ok := updatedSecretName(in); ok {
+				m.addName(name)
+			}
+		}
 		collect(t.Output)
 	}
 	return nil
+}
+
+// updatedSecretName is the name of the secret an UPDATE_SECRET task's
+// input writes.
+func updatedSecretName(input map[string]any) (string, bool) {
+	block, _ := input[masking.KeySecrets].(map[string]any)
+	name, ok := block["secretKey"].(string)
+	return name, ok && name != ""
 }
 
 // eachLeaf calls fn for every value under a _secrets or _masked key (or
