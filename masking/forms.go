@@ -216,35 +216,6 @@ func base64Forms(enc *base64.Encoding, v []byte) []string {
 		if to > from {
 			out = append(out, e[from:to])
 		}
-		if k == 0 && enc == base64.StdEncoding {
-			out = append(out, wrappedForms(e[:to])...)
-		}
-	}
-	return out
-}
-
-// wrappedForms are e, the base64 of a value that starts the encoded data,
-// as the tools that wrap base64 in lines write it: MIME and Python's
-// base64.encodebytes and the base64 command (76 characters a line, \r\n
-// or \n), PEM and openssl (64). Long values are the ones base64'd most
-// (keys, service account files), and they are the ones that wrap.
-func wrappedForms(e string) []string {
-	var out []string
-	for _, w := range []struct {
-		width int
-		sep   string
-	}{{76, "\n"}, {76, "\r\n"}, {64, "\n"}} {
-		if len(e) <= w.width {
-			continue
-		}
-		var b strings.Builder
-		for i := 0; i < len(e); i += w.width {
-			if i > 0 {
-				b.WriteString(w.sep)
-			}
-			b.WriteString(e[i:min(i+w.width, len(e))])
-		}
-		out = append(out, b.String())
 	}
 	return out
 }

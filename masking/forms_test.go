@@ -61,25 +61,42 @@ func TestRedactOtherEncoders(t *testing.T) {
 	}
 }
 
-// A long value base64-encoded by a tool that wraps lines (MIME, Python's
-// base64.encodebytes, the base64 command, openssl, PEM) is redacted whole.
+// A value base64-encoded by a tool that wraps lines (MIME, Python's
+// base64.encodebytes, the base64 command, openssl, PEM) is redacted
+// whole, where the encoded data starts with it and where it lies
+// anywhere in it: behind a prefix of each length, a break falls at every
+// place of its form. Text around it, and lines of other data, are left
+// as they were.
 func TestRedactWrappedBase64(t *testing.T) {
-	value := make([]byte, 201)
+	value := make([]byte, 40)
 	rand.Read(value)
+	value = []byte(base64.RawURLEncoding.EncodeToString(value)) // printable, as a password is
 	r := NewRedactor(value)
-	e := base64.StdEncoding.EncodeToString(value)
-	wrap := func(width int, sep string) string {
+	wrap := func(e string, width int, sep string) string {
 		var lines []string
 		for i := 0; i < len(e); i += width {
 			lines = append(lines, e[i:min(i+width, len(e))])
 		}
 		return strings.Join(lines, sep) + sep
 	}
-	for name, encoded := range map[string]string{"base64, encodebytes": wrap(76, "\n"), "MIME": wrap(76, "\r\n"), "openssl, PEM": wrap(64, "\n")} {
-		got := r.String("-----BEGIN-----\n" + encoded + "-----END-----")
-		if strings.Contains(got, e[:20]) || !strings.Contains(got, "***") {
-			t.Errorf("%s: redacted to %q", name, got)
+	for prefix := 0; prefix < 80; prefix++ {
+		data := append([]byte(strings.Repeat("#", prefix)+"\nDB_PASSWORD="), value...)
+		data = append(data, "\nDB_HOST=db.internal\n"...)
+		e := base64.StdEncoding.EncodeToString(data)
+		for name, encoded := range map[string]string{"base64, encodebytes": wrap(e, 76, "\n"), "MIME": wrap(e, 76, "\r\n"),
+			"openssl, PEM": wrap(e, 64, "\n")} {
+			got := r.String("-----BEGIN-----\n" + encoded + "-----END-----")
+			unwrapped := strings.NewReplacer("\r", "", "\n", "").Replace(strings.TrimSuffix(strings.TrimPrefix(got, "-----BEGIN-----\n"), "-----END-----"))
+			leaked := slices.ContainsFunc(base64Forms(base64.StdEncoding, value), func(f string) bool { return strings.Contains(unwrapped, f) })
+			if !strings.Contains(got, "***") || leaked ||
+				!strings.HasPrefix(got, "-----BEGIN-----\n") || !strings.HasSuffix(got, "-----END-----") {
+				t.Fatalf("%s behind %d bytes: redacted to %q", name, prefix, got)
+			}
 		}
+	}
+	other := wrap(base64.StdEncoding.EncodeToString([]byte(strings.Repeat("unrelated data ", 20))), 76, "\n")
+	if got := r.String(other); got != other {
+		t.Fatalf("other data changed: %q", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package masking
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"maps"
@@ -29,6 +30,12 @@ type Redactor struct {
 	// numbers are the values that are JSON numbers: a number equal to one
 	// is redacted whole.
 	numbers map[string]bool
+	// wrapped are the values' base64 forms (the standard alphabet, each
+	// of the three alignments), looked for also across line breaks: the
+	// tools that wrap base64 in lines (MIME, the base64 command, Python's
+	// encodebytes: 76 characters; PEM and openssl: 64) break a value's
+	// form wherever its place in the encoded data puts it.
+	wrapped []string
 	// replacer is built on the first string that holds a needle: most
 	// strings hold none, and a strings.Replacer over many needles costs
 	// more to build, and allocates on every Replace, than a search.
@@ -96,6 +103,7 @@ func (r *Redactor) With(values ...[]byte) *Redactor {
 	out := &Redactor{}
 	if r != nil {
 		out.needles, out.search, out.numbers = slices.Clone(r.needles), slices.Clone(r.search), maps.Clone(r.numbers)
+		out.wrapped = slices.Clone(r.wrapped)
 	}
 	seen := make(map[string]bool, len(out.needles))
 	for _, n := range out.needles {
@@ -114,6 +122,11 @@ func (r *Redactor) With(values ...[]byte) *Redactor {
 		}
 		out.needles = append(out.needles, fresh...)
 		out.search = appendSearch(out.search, fresh)
+		for _, b := range base64Forms(base64.StdEncoding, v) {
+			if len(b) >= MinLength && !slices.Contains(out.wrapped, b) {
+				out.wrapped = append(out.wrapped, b)
+			}
+		}
 		if isNumber(v) {
 			if out.numbers == nil {
 				out.numbers = map[string]bool{}
@@ -237,10 +250,79 @@ func commonSuffix(a, b string) string {
 
 // replace redacts s.
 func (r *Redactor) replace(s string) string {
-	if !r.holds(s) {
+	if r.holds(s) {
+		s = r.replacerOnce().Replace(s)
+	}
+	if len(r.wrapped) > 0 && strings.ContainsAny(s, "\r\n") {
+		s = r.unwrap(s)
+	}
+	return s
+}
+
+// unwrap redacts the base64 forms of the values in s that line breaks
+// cut apart: s is read with the breaks that stand between two base64
+// characters taken out, and a form found so is masked where it lies in s,
+// its breaks included.
+func (r *Redactor) unwrap(s string) string {
+	joined := make([]byte, 0, len(s))
+	at := make([]int, 0, len(s)) // joined[i] is s[at[i]]
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\r' || c == '\n' {
+			if len(joined) > 0 && isBase64Byte(joined[len(joined)-1]) && nextIsBase64(s, i) {
+				continue
+			}
+		}
+		joined = append(joined, s[i])
+		at = append(at, i)
+	}
+	if len(joined) == len(s) {
+		return s // no line break within base64
+	}
+	js := string(joined)
+	var cuts [][2]int // ranges of s to mask
+	for _, w := range r.wrapped {
+		for from := 0; ; {
+			k := strings.Index(js[from:], w)
+			if k < 0 {
+				break
+			}
+			start, end := from+k, from+k+len(w)
+			cuts = append(cuts, [2]int{at[start], at[end-1] + 1})
+			from = end
+		}
+	}
+	if len(cuts) == 0 {
 		return s
 	}
-	return r.replacerOnce().Replace(s)
+	slices.SortFunc(cuts, func(a, b [2]int) int { return a[0] - b[0] })
+	var b strings.Builder
+	last := 0
+	for _, c := range cuts {
+		if c[0] < last { // overlaps the one before
+			last = max(last, c[1])
+			continue
+		}
+		b.WriteString(s[last:c[0]])
+		b.WriteString(Mask)
+		last = c[1]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// nextIsBase64 reports whether the first byte of s after i that is not a
+// line break is a base64 character.
+func nextIsBase64(s string, i int) bool {
+	for ; i < len(s); i++ {
+		if s[i] != '\r' && s[i] != '\n' {
+			return isBase64Byte(s[i])
+		}
+	}
+	return false
+}
+
+func isBase64Byte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '='
 }
 
 // replacerOnce returns the replacer, built on first use.
