@@ -248,6 +248,27 @@ func TestRedactionOfEchoedValues(t *testing.T) {
 	if strings.Contains(e.rawLog(id), "leaky-value") {
 		t.Fatal("the log holds the echoed value")
 	}
+
+	// A worker names itself, and may name itself with what it was given.
+	e.register(`{"name":"named","tasks":[{"name":"namer","taskReferenceName":"namer","inputParameters":{"s":"${workflow.secrets.leaky}"}}]}`)
+	id = e.start("named", nil)
+	var polled conductor.Task
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		body := e.must(http.StatusOK, "GET", "/api/tasks/poll/namer?workerid=w1", nil)
+		if body == "" {
+			return fmt.Errorf("no task yet")
+		}
+		return json.Unmarshal([]byte(body), &polled)
+	})
+	e.must(http.StatusOK, "POST", "/api/tasks", map[string]any{"taskId": polled.TaskID, "workflowInstanceId": id,
+		"status": "COMPLETED", "workerId": "worker-" + polled.InputData["s"].(string)})
+	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	if view, _ := json.Marshal(wf); strings.Contains(string(view), "leaky-value") || wf.Tasks[0].WorkerID != "worker-***" {
+		t.Fatalf("the worker's name shows the value: %s", view)
+	}
+	if strings.Contains(e.rawLog(id), "leaky-value") {
+		t.Fatal("the log holds the worker's name with the value")
+	}
 }
 
 // A SWITCH whose case value equals a secret the workflow resolved goes on

@@ -604,7 +604,9 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		}
 		c.Output = p.redactMap(c.Output)
 		c.Reason = p.m.get().String(c.Reason)
-		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason {
+		// A worker names itself: it may name itself with what it was given.
+		c.WorkerID = p.m.get().String(c.WorkerID)
+		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason && c.WorkerID == e.WorkerID {
 			return ev, false, nil
 		}
 		return &c, true, nil
@@ -662,11 +664,18 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, !engine.SameMap(c.Input, e.Input), err
 	case *schemas.TaskStarted:
 		refs, err := p.sealResolved(wf, e.Resolved)
-		if err != nil || refs == nil {
+		if err != nil {
 			return ev, false, err
 		}
+		worker := p.m.get().String(e.WorkerID)
+		if refs == nil && worker == e.WorkerID {
+			return ev, false, nil
+		}
 		c := *e
-		c.Resolved = refs
+		if refs != nil {
+			c.Resolved = refs
+		}
+		c.WorkerID = worker
 		return &c, true, nil
 	}
 	return ev, false, nil
