@@ -97,6 +97,34 @@ type Cond struct {
 	Kind   Kind
 	Op     Op
 	Values []any
+	// set holds the Values of a long IN or NOT IN list: a query of its
+	// 64 KiB may list thousands, each compared with every candidate.
+	set map[any]struct{}
+}
+
+// setFrom is the length of an IN list from which it is matched as a set.
+const setFrom = 16
+
+// contains reports whether v is one of c's values.
+func (c *Cond) contains(v any) bool {
+	if c.set != nil {
+		switch c.Values[0].(type) {
+		case string:
+			s, _ := v.(string)
+			v = s
+		case int64:
+			n, _ := v.(int64)
+			v = n
+		}
+		_, ok := c.set[v]
+		return ok
+	}
+	for _, x := range c.Values {
+		if compare(v, x) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Doc gives a document's field values: a string for String fields, an
@@ -186,14 +214,7 @@ func (c *Cond) match(d Doc) bool {
 	case IsNotNull:
 		return !isNull(v)
 	case In, NotIn:
-		found := false
-		for _, x := range c.Values {
-			if compare(v, x) == 0 {
-				found = true
-				break
-			}
-		}
-		return found == (c.Op == In)
+		return c.contains(v) == (c.Op == In)
 	case Between:
 		return compare(v, c.Values[0]) >= 0 && compare(v, c.Values[1]) <= 0
 	case StartsWith:
@@ -443,6 +464,12 @@ func (p *parser) comparison() (node, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if (c.Op == In || c.Op == NotIn) && len(c.Values) >= setFrom {
+		c.set = make(map[any]struct{}, len(c.Values))
+		for _, v := range c.Values {
+			c.set[v] = struct{}{}
+		}
 	}
 	return c, nil
 }

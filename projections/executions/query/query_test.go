@@ -42,6 +42,15 @@ func TestMatch(t *testing.T) {
 		{strings.Repeat("(", 32) + "status = RUNNING" + strings.Repeat(")", 32), true},
 		{strings.Repeat("status = FAILED OR ", 255) + "status = RUNNING", true},
 		{"status NOT IN (FAILED)", true},
+		// Long lists, matched as sets: the same answers.
+		{"status IN (" + strings.Repeat("FAILED,", 40) + "RUNNING)", true},
+		{"status IN (" + strings.Repeat("FAILED,", 40) + "COMPLETED)", false},
+		{"status NOT IN (" + strings.Repeat("FAILED,", 40) + "RUNNING)", false},
+		{"status NOT IN (" + strings.Repeat("FAILED,", 40) + "'')", true},
+		{"version IN (" + strings.Repeat("7,", 40) + "2)", true},
+		{"version IN (" + strings.Repeat("7,", 40) + "3)", false},
+		{"startTime IN (" + strings.Repeat("1,", 40) + "1732939000500)", true},
+		{"reasonForIncompletion IN (" + strings.Repeat("x,", 40) + "'')", true}, // null reads as ""
 		{"workflowType = order_flow AND status IN (RUNNING)", true},
 		{"workflowType = order_flow and status = FAILED", false},
 		{"workflowType = x OR status = RUNNING", true},
