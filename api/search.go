@@ -23,7 +23,7 @@ type Searcher interface {
 	SearchTasks(ctx context.Context, s query.Search) (int, []*conductor.Task, error)
 	// Correlated returns the workflows with a correlation id, removed and
 	// archived ones excluded.
-	Correlated(ctx context.Context, correlationID string) ([]*engine.Workflow, error)
+	Correlated(ctx context.Context, correlationID string, keep func(name, createdBy, status string) bool) ([]*engine.Workflow, error)
 }
 
 // Changes tells when workflows change in the executions read model. The

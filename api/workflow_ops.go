@@ -332,14 +332,18 @@ func (s *Server) correlatedWorkflows(ctx context.Context, cid string, names []st
 	if s.deps.Search == nil {
 		return nil, fault.NotFound("search is not available")
 	}
-	ws, err := s.deps.Search.Correlated(ctx, cid)
+	keep := func(name, createdBy, status string) bool {
+		return (len(names) == 0 || containsString(names, name)) && (closed || !conductor.WorkflowTerminal(status)) &&
+			(visible == nil || visible(name, createdBy))
+	}
+	ws, err := s.deps.Search.Correlated(ctx, cid, keep)
 	if err != nil {
 		return nil, err
 	}
 	out := []*conductor.Workflow{}
 	for _, wf := range ws {
-		if (len(names) == 0 || containsString(names, wf.Name)) && (closed || !wf.Terminal()) &&
-			(visible == nil || visible(wf.Name, wf.CreatedBy)) {
+		// Again on the state read: it may be newer than its summary.
+		if keep(wf.Name, wf.CreatedBy, wf.Status) {
 			out = append(out, wf.Conductor(tasks))
 		}
 	}
@@ -410,6 +414,9 @@ func (s *Server) writeCorrelated(w http.ResponseWriter, r *http.Request, cids, n
 	out := make(map[string][]*conductor.Workflow, len(cids))
 	visible := s.visibleExecutions(r)
 	for _, cid := range cids {
+		if _, done := out[cid]; done {
+			continue // listed twice: one answer
+		}
 		if out[cid], err = s.correlatedWorkflows(r.Context(), cid, names, visible, closed, tasks); err != nil {
 			s.writeError(w, r, err)
 			return

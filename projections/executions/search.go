@@ -409,8 +409,9 @@ func sortByTime[T any](hits []T, desc bool, key func(T) (int64, string)) {
 }
 
 // Correlated returns the workflows with a correlation id, oldest first,
-// removed and archived ones excluded.
-func (r *Reader) Correlated(ctx context.Context, correlationID string) ([]*engine.Workflow, error) {
+// removed and archived ones excluded; keep, when set, chooses among them
+// by their summaries before any is read whole.
+func (r *Reader) Correlated(ctx context.Context, correlationID string, keep func(name, createdBy, status string) bool) ([]*engine.Workflow, error) {
 	src := &source{prefixes: [][]byte{valuePrefix(prefixByCorr, correlationID)}, hi: math.MaxInt64 - 1}
 	var ids []string
 	if err := src.each(r, func(id string, _ int64, _ []byte) bool { ids = append(ids, id); return true }); err != nil {
@@ -419,6 +420,23 @@ func (r *Reader) Correlated(ctx context.Context, correlationID string) ([]*engin
 	slices.Reverse(ids)
 	out := make([]*engine.Workflow, 0, len(ids))
 	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		// The summary first: a correlation id thousands of workflows
+		// share is cheap to look up for one name or one caller's.
+		if keep != nil {
+			sum, err := r.summary(id)
+			if errors.Is(err, fault.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if !keep(sum.Name, sum.CreatedBy, sum.Status) {
+				continue
+			}
+		}
 		w, err := r.Workflow(ctx, id)
 		if errors.Is(err, fault.ErrNotFound) {
 			continue
