@@ -16,6 +16,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // Check is one named health check.
@@ -284,4 +285,28 @@ func writeRawArray(w http.ResponseWriter, elems []json.RawMessage) {
 		b = append(b, e...)
 	}
 	writeRawJSON(w, http.StatusOK, append(b, ']'))
+}
+
+// Starting answers every request while a server starts (its read models
+// replay the log): 503, retryable, and in Conductor's health shape on
+// /health, so that a probe tells a starting server from a dead one.
+func Starting() http.Handler {
+	const why = "starting: the read models are catching up with the log"
+	health, _ := json.Marshal(struct {
+		HealthResults           []healthResult `json:"healthResults"`
+		SuppressedHealthResults []healthResult `json:"suppressedHealthResults"`
+		Healthy                 bool           `json:"healthy"`
+	}{HealthResults: []healthResult{{Name: "start", Error: why}}, SuppressedHealthResults: []healthResult{}})
+	other, _ := json.Marshal(errorBody{ErrorResponse: conductor.ErrorResponse{Status: http.StatusServiceUnavailable, Message: why,
+		Instance: "flowvault", Retryable: true}})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if r.URL.Path == "/health" {
+			writeRawJSON(w, http.StatusServiceUnavailable, health)
+			return
+		}
+		writeRawJSON(w, http.StatusServiceUnavailable, other)
+	})
 }
