@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -302,7 +304,12 @@ func TestExecutionsRebuild(t *testing.T) {
 	e.register(threeGated)
 	// Archived, hard-removed (running), terminate-removed, restarted,
 	// rerun, skipped, variables, an idempotency key.
+	archivedTask := e.workflow(f.packs[0]).Tasks[0].TaskID
 	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+f.packs[0]+"/remove", nil)
+	// An archived workflow's tasks stay searchable, by id too.
+	if got := e.must(http.StatusOK, "GET", "/api/tasks/search?query="+url.QueryEscape(`taskId = "`+archivedTask+`"`), nil); !strings.Contains(got, `"totalHits":1`) {
+		t.Fatalf("task search by the id of an archived workflow's task: %s", got)
+	}
 	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+f.refunds[0]+"/remove?archiveWorkflow=false", nil)
 	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+f.refunds[1]+"/terminate-remove", nil)
 	e.must(http.StatusNoContent, "POST", "/api/workflow/"+f.packs[2]+"/restart", nil)

@@ -152,12 +152,22 @@ func (r *Reader) planTasks(ctx context.Context, q *query.Query) *source {
 	conds := q.Conjuncts()
 	if ids, _ := equalities(conds, "taskId"); ids != nil {
 		var wfIDs []string
+		resolved := true
 		for _, id := range ids {
-			if wf, err := r.TaskWorkflow(ctx, id); err == nil && !slices.Contains(wfIDs, wf) {
+			wf, err := r.TaskWorkflow(ctx, id)
+			if err != nil {
+				// Not indexed (the tasks of an archived workflow are
+				// not): the scan below finds it.
+				resolved = false
+				break
+			}
+			if !slices.Contains(wfIDs, wf) {
 				wfIDs = append(wfIDs, wf)
 			}
 		}
-		return &source{ids: wfIDs}
+		if resolved {
+			return &source{ids: wfIDs}
+		}
 	}
 	if ids, _ := equalities(conds, "workflowId"); ids != nil {
 		return &source{ids: ids}
