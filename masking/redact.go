@@ -266,14 +266,27 @@ func (r *Redactor) replace(s string) string {
 func (r *Redactor) unwrap(s string) string {
 	joined := make([]byte, 0, len(s))
 	at := make([]int, 0, len(s)) // joined[i] is s[at[i]]
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		if c := s[i]; c == '\r' || c == '\n' {
-			if len(joined) > 0 && isBase64Byte(joined[len(joined)-1]) && nextIsBase64(s, i) {
+			// A run of breaks is decided once: read through when base64
+			// stands on both sides of it.
+			end := i + 1
+			for end < len(s) && (s[end] == '\r' || s[end] == '\n') {
+				end++
+			}
+			if len(joined) > 0 && isBase64Byte(joined[len(joined)-1]) && end < len(s) && isBase64Byte(s[end]) {
+				i = end
 				continue
 			}
+			for ; i < end; i++ {
+				joined = append(joined, s[i])
+				at = append(at, i)
+			}
+			continue
 		}
 		joined = append(joined, s[i])
 		at = append(at, i)
+		i++
 	}
 	if len(joined) == len(s) {
 		return s // no line break within base64
@@ -308,17 +321,6 @@ func (r *Redactor) unwrap(s string) string {
 	}
 	b.WriteString(s[last:])
 	return b.String()
-}
-
-// nextIsBase64 reports whether the first byte of s after i that is not a
-// line break is a base64 character.
-func nextIsBase64(s string, i int) bool {
-	for ; i < len(s); i++ {
-		if s[i] != '\r' && s[i] != '\n' {
-			return isBase64Byte(s[i])
-		}
-	}
-	return false
 }
 
 func isBase64Byte(c byte) bool {
