@@ -88,7 +88,7 @@ func TestWorkflowNameTakeoverRefused(t *testing.T) {
 func TestDefinitionOwnerIsTheFirstVersionsCreator(t *testing.T) {
 	t.Parallel()
 	admin, principal := securePrincipals(t)
-	_, alice := principal("alice", "USER")
+	_, alice := principal("alice", "USER", "METADATA_API")
 	carlID, carl := principal("carl", "USER", "METADATA_API")
 
 	send(t, alice, "POST", "/api/metadata/workflow", `{"name":"cflow","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`)
@@ -107,6 +107,14 @@ func TestDefinitionOwnerIsTheFirstVersionsCreator(t *testing.T) {
 	if status := decode[map[string]any](t, send(t, alice, "GET", "/api/workflow/"+run, ""))["status"]; status != "RUNNING" {
 		t.Fatalf("the owner's run is %v", status)
 	}
+	// Nor is ownership passed on when the first version goes: the name's
+	// owner stays who registered it first.
+	send(t, alice, "DELETE", "/api/metadata/workflow/cflow/1", "")
+	expectCalls(t, []expectedCall{
+		{"the updater may not start, the first version gone", carl, "POST", "/api/workflow/cflow", "{}", http.StatusForbidden},
+		{"the updater may not terminate, the first version gone", carl, "DELETE", "/api/workflow/" + run, "", http.StatusForbidden},
+		{"the owner starts, the first version gone", alice, "POST", "/api/workflow/cflow", "{}", http.StatusOK},
+	})
 }
 
 // An access key is its application's powers. Who may update an

@@ -46,6 +46,7 @@ func SchemaSubject(name string) string { return schemaSubjectPrefix + eventlog.T
 //	h/<id>                           storedDef of a webhook (msgpack)
 //	j/<name>\x00<version uint32 BE>  storedDef of a schema (msgpack)
 //	g/<kind>/<name>                  []schemas.DefTag (msgpack)
+//	o/<name>                         a workflow name's owner: who registered its first version
 //	s/<subject>                      last sequence of subject (uint64 BE)
 //	u/<task>\x00<workflow>\x00<version uint32 BE>
 //	                                 taskUse: a workflow version names a task (msgpack)
@@ -62,6 +63,7 @@ const (
 	webhookKeyPrefix  = "h/"
 	schemaKeyPrefix   = "j/"
 	tagsKeyPrefix     = "g/"
+	ownerKeyPrefix    = "o/"
 	seqKeyPrefix      = "s/"
 	useKeyPrefix      = "u/"
 	usesOfKeyPrefix   = "v/"
@@ -129,6 +131,10 @@ func usesOfKey(workflow string, version int) []byte {
 }
 
 func tagsKey(kind Kind, name string) []byte { return []byte(tagsKeyPrefix + string(kind) + "/" + name) }
+
+// ownerKey holds who owns workflow name: who registered its first version
+// while it had none.
+func ownerKey(name string) []byte { return []byte(ownerKeyPrefix + name) }
 
 func seqKey(subject string) []byte { return []byte(seqKeyPrefix + subject) }
 

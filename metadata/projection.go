@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -196,9 +197,44 @@ func checkEvent(subject string, ev schemas.Event) error {
 
 func validVersion(v int) bool { return v >= 1 && v <= math.MaxInt32 }
 
+// claimOwner records by as the owner of workflow name when the name has
+// none: its first version. A name with versions but no owner was stored
+// before owners were: its earliest version's creator owns it.
+func claimOwner(kv kvWriter, name, by string) error {
+	if _, err := kv.Get(ownerKey(name)); err == nil || !errors.Is(err, projections.ErrNotFound) {
+		return err
+	}
+	owner, found, err := firstCreator(kv, name)
+	if err != nil {
+		return err
+	}
+	if !found {
+		owner = by
+	}
+	return kv.Set(ownerKey(name), []byte(owner))
+}
+
+// firstCreator returns the creator of workflow name's earliest stored
+// version.
+func firstCreator(r kvReader, name string) (string, bool, error) {
+	var first []byte
+	err := r.Scan(workflowPrefix(name), func(_, v []byte) bool {
+		first = bytes.Clone(v)
+		return false
+	})
+	if err != nil || first == nil {
+		return "", false, err
+	}
+	d, _, err := decodeStored(first)
+	return d.CreatedBy, err == nil, err
+}
+
 func applyEvent(kv kvWriter, ev schemas.Event) error {
 	switch e := ev.(type) {
 	case *schemas.WorkflowDefRegistered:
+		if err := claimOwner(kv, e.Name, e.By); err != nil {
+			return err
+		}
 		d, err := putDef(kv, workflowKey(e.Name, e.Version), e.Def, e.Time, e.By, intField(jsonVersion, int64(e.Version)))
 		if err != nil {
 			return err
@@ -213,6 +249,9 @@ func applyEvent(kv kvWriter, ev schemas.Event) error {
 		}
 		versions, err := workflowVersions(kv, e.Name)
 		if err != nil || len(versions) > 0 {
+			return err
+		}
+		if err := kv.Delete(ownerKey(e.Name)); err != nil {
 			return err
 		}
 		return kv.Delete(tagsKey(KindWorkflow, e.Name))

@@ -3,11 +3,13 @@ package metadata
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -122,32 +124,27 @@ func (s *Store) GetWorkflowDef(ctx context.Context, name string, version *int) (
 	return parseWorkflow(d.JSON)
 }
 
-// WorkflowOwner returns the creator of workflow name's earliest stored
-// version: who owns the name. A new version's createdBy is whoever
+// WorkflowOwner returns who owns workflow name: who registered its first
+// version, while it had none. A new version's createdBy is whoever
 // registered it, which UPDATE allows; ownership (full access, every
-// execution) is not UPDATE's to pass on. Unknown names fail with
+// execution) is not UPDATE's to pass on, nor is it passed to the next
+// version's creator when the first is deleted. Unknown names fail with
 // fault.ErrNotFound.
 func (s *Store) WorkflowOwner(_ context.Context, name string) (string, error) {
-	var first []byte
-	err := s.reader.Scan(workflowPrefix(name), func(_, v []byte) bool {
-		first = slices.Clone(v)
-		return false
-	})
+	if v, err := s.reader.Get(ownerKey(name)); err == nil {
+		return string(v), nil
+	} else if !errors.Is(err, projections.ErrNotFound) {
+		return "", err
+	}
+	// Stored before owners were, and not registered since.
+	owner, found, err := firstCreator(s.reader, name)
 	if err != nil {
 		return "", err
 	}
-	if first == nil {
+	if !found {
 		return "", WorkflowNotFound(name, nil)
 	}
-	d, _, err := decodeStored(first)
-	if err != nil {
-		return "", err
-	}
-	def, err := parseWorkflow(d.JSON)
-	if err != nil {
-		return "", err
-	}
-	return def.CreatedBy, nil
+	return owner, nil
 }
 
 // ListWorkflowDefs returns every version of every workflow, sorted by
