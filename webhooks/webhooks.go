@@ -34,8 +34,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -543,7 +545,7 @@ func (r *Receiver) complete(ctx context.Context, owner string, receivers map[str
 	// being read.
 	var tasks []*conductor.Task
 	err := r.Waiting.WaitingForWebhook(ctx, func(t *conductor.Task) {
-		if _, ok := receivers[t.WorkflowType]; ok {
+		if _, ok := receivers[t.WorkflowType]; ok && mayMatch(t.InputData, payload) {
 			tasks = append(tasks, t)
 		}
 	})
@@ -595,6 +597,41 @@ func (r *Receiver) completeTask(ctx context.Context, owner string, version int, 
 	out, err := r.Engine.Submit(ctx, wf.ID, engine.Result{Result: conductor.TaskResult{TaskID: t.ID, WorkflowInstanceID: wf.ID,
 		Status: conductor.TaskCompleted, OutputData: payload}, By: owner}, executor.Meta{Principal: owner})
 	return err == nil && out.Appended, err
+}
+
+// mayMatch reports whether payload may meet the matches of a task's
+// input as the search index holds it: where it shows masked or sealed
+// data ("***", a reference to a sealed value), only the workflow's state
+// can tell, and the task is read whole (completeTask); elsewhere the
+// index answers, and most waiting tasks are never read.
+func mayMatch(indexed, payload map[string]any) bool {
+	if hidden(indexed["matches"]) {
+		return true
+	}
+	return matchesTask(indexed, payload)
+}
+
+// hidden reports whether v holds a value a view does not show.
+func hidden(v any) bool {
+	switch x := v.(type) {
+	case *masking.Sealed:
+		return true
+	case string:
+		return x == masking.Mask || strings.Contains(x, "${"+expr.SealedPrefix)
+	case map[string]any:
+		for _, e := range x {
+			if hidden(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hidden(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // matchesTask reports whether payload meets the matches of a task's
