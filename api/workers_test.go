@@ -513,4 +513,21 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 	if strings.Contains(logs.String(), "owner-secret-value") {
 		t.Fatal("the secret reached the log")
 	}
+
+	// Credentials no ledger lists, which the node did not make for itself
+	// either (signed with the server's keys by hand, or recorded in a
+	// record parked as poison), take nothing.
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"unlisted"}]`)
+	unlisted, err := n.NATS().IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"unlisted"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := nodetest.Connect(t, n, unlisted)
+	m, err := nc.Request(workers.PollSubject("unlisted", ""), []byte(`{"workerId":"w","waitMs":200}`), 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decode[workers.PollReply](t, string(m.Data)); r.Error == nil || r.Error.Code != workers.CodeUnavailable {
+		t.Fatalf("a poll with unlisted credentials: %s", m.Data)
+	}
 }

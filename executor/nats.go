@@ -321,6 +321,12 @@ func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollReq
 		case len(tasks) == 0:
 			respond(m, answer(workers.PollReply{}))
 		default:
+			// Asked again: the rights may have gone during the wait.
+			if refused := e.takerMay(ctx, m, taskType); refused != nil {
+				e.giveBack(tasks[0].WorkflowInstanceID, tasks[0].TaskID, tasks[0].PollCount, "its taker's rights went while it waited: handed out again")
+				respond(m, answer(workers.PollReply{Error: refused}))
+				return
+			}
 			e.offer(m, tasks[0], answer)
 		}
 	})

@@ -220,10 +220,12 @@ func (m *memo) useDefinition(def []byte) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if bytes.Equal(m.def, def) {
+	// The definition's JSON is shared by the workflow's states, never
+	// changed: held, not copied, and most often the very same bytes.
+	if len(m.def) == len(def) && (&m.def[0] == &def[0] || bytes.Equal(m.def, def)) {
 		return
 	}
-	m.def = bytes.Clone(def)
+	m.def = def
 	m.forgetSearch()
 }
 

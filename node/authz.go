@@ -62,17 +62,22 @@ type issued interface {
 // issued to what polling over HTTP asks of a caller (api/authz.go
 // mayPoll): the WORKER role and EXECUTE on the task type. It is asked at
 // every poll and take, so that credentials outlive neither their
-// principal nor its rights. Credentials the ledger does not know were
-// made by this process for itself (a node's in-process workers) or issued
-// by another engine a moment ago, its rights checked then: they pass.
-func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, taker, taskType string) error {
+// principal nor its rights. Credentials the ledger does not know pass
+// when unlisted says so (the node made them for itself, or an external
+// server's operator issued them); others (issued by another engine a
+// moment ago, or recorded in a record parked as poison) are answered
+// unavailable, and the worker tries again.
+func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, unlisted func(user string) bool, taker, taskType string) error {
 	user, ok := strings.CutPrefix(taker, "nats:")
 	if !ok || a.insecure {
 		return nil
 	}
 	c, err := ledger.Get(user)
 	if errors.Is(err, fault.ErrNotFound) {
-		return nil
+		if unlisted(user) {
+			return nil
+		}
+		return fmt.Errorf("worker credentials %s are not known to this engine yet: %w", user, fault.ErrUnavailable)
 	}
 	if err != nil {
 		return fmt.Errorf("worker credentials %s: %v: %w", user, err, fault.ErrUnavailable)

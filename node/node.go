@@ -66,6 +66,9 @@ type Node struct {
 	env         *secrets.Env
 	auth        *authParts
 	workerCreds *workerCreds
+	// ownWorkers are the NATS users of the worker credentials this node
+	// made for itself (WorkerCredentials), which no ledger lists.
+	ownWorkers sync.Map
 	// guard protects what the executor records and hands off.
 	guard   *guard.Guard
 	audit   *audit.Recorder
@@ -249,7 +252,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	n.executor.SetStartCheck(mayStart)
 	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType string) error {
-		return authz.workerMayTake(ctx, n.workerCreds.ledger, taker, taskType)
+		return authz.workerMayTake(ctx, n.workerCreds.ledger, n.unlistedWorker, taker, taskType)
 	})
 	n.executor.SetUnrestricted(authz.unrestricted)
 	n.executor.SetConformance(schemacheck.New(n.metadata))
@@ -521,7 +524,23 @@ func (n *Node) WorkerCredentials(taskTypes ...string) (*natsauth.Credentials, er
 	if n.nats == nil {
 		return nil, errors.New("worker credentials: the node uses an external NATS server")
 	}
-	return n.nats.IssueWorker(natsauth.WorkerSpec{TaskTypes: taskTypes, Name: "in-process worker"})
+	c, err := n.nats.IssueWorker(natsauth.WorkerSpec{TaskTypes: taskTypes, Name: "in-process worker"})
+	if err == nil {
+		n.ownWorkers.Store(c.User, true)
+	}
+	return c, err
+}
+
+// unlistedWorker reports whether the NATS user of worker credentials the
+// ledger does not know may take tasks all the same: this node made them
+// for itself (WorkerCredentials), or the server is external, whose
+// operator issues the credentials.
+func (n *Node) unlistedWorker(user string) bool {
+	if n.nats == nil {
+		return true
+	}
+	_, own := n.ownWorkers.Load(user)
+	return own
 }
 
 // eventsConn is the connection EVENT tasks publish on: on the embedded

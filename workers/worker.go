@@ -141,6 +141,12 @@ func (w *Worker) slot(ctx, work context.Context) error {
 		t := next
 		if t == nil {
 			if t, err = w.poll(ctx, in); err != nil && ctx.Err() == nil {
+				if pe := (*Error)(nil); errors.As(err, &pe) && pe.Code == CodeForbidden {
+					// Polling again will not help: the credentials need
+					// their rights back, or new ones.
+					w.cfg.Logger.Warn("this worker may no longer take tasks of its type: stopping", logkey.Err, err)
+					return err
+				}
 				w.cfg.Logger.Debug("poll failed", logkey.Err, err)
 				sleep(ctx, backoff)
 				backoff = min(2*backoff, 5*time.Second)

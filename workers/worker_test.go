@@ -362,3 +362,29 @@ func TestWorkerTakesTheNextTaskWithTheResult(t *testing.T) {
 		t.Fatalf("OnResult saw %d answers with the next task in them: its input is resolved, never for a callback", n)
 	}
 }
+
+// A worker whose credentials' principal may no longer take its tasks is
+// told so (forbidden), and stops: Run returns the refusal, where other
+// errors have it poll again.
+func TestWorkerStopsWhenForbidden(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	nc := l.Conn()
+	const taskType = "revoked"
+	var polls atomic.Int32
+	standInEngine(t, nc, taskType, func() (workers.PollReply, bool) {
+		polls.Add(1)
+		return workers.PollReply{Error: &workers.Error{Code: workers.CodeForbidden, Message: "no longer has the WORKER role"}}, true
+	}, okResults)
+	_, done := runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second, Concurrency: 2})
+	select {
+	case err := <-done:
+		var pe *workers.Error
+		if !errors.As(err, &pe) || pe.Code != workers.CodeForbidden {
+			t.Fatalf("Run returned %v, want the refusal", err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the worker went on polling: %d polls", polls.Load())
+	}
+}
