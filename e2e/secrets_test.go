@@ -747,3 +747,55 @@ func TestDefinitionTextIsNotRedacted(t *testing.T) {
 		t.Fatalf("a secret's value shows: %s", view)
 	}
 }
+
+// An input the definition reads elsewhere too is kept as given in the
+// start's record; once it goes into a _secrets block it reads "***" in
+// every view, and compaction replaces it for good: in the read models,
+// and in what a restart hands out. A value that went into _masked stays,
+// as _masked data does.
+func TestCompactionDestroysValuesKeptAsGiven(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.CompactionDelay = 2 * time.Second
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	const kept, masked = "kept-value-Hq29xL7c", "masked-value-Rt84kW2p"
+	e.register(`{"name":"kept_wf","tasks":[
+	  {"name":"kg_plain","taskReferenceName":"k1","inputParameters":{"plain":"${workflow.input.k}","m":"${workflow.input.m}"}},
+	  {"name":"kg_secret","taskReferenceName":"k2","inputParameters":{"_secrets":{"pw":"${workflow.input.k}"},"_masked":{"m":"${workflow.input.m}"}}}]}`)
+	got := make(chan map[string]any, 4)
+	for _, name := range []string{"kg_plain", "kg_secret"} {
+		e.work(name, 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+			got <- task.InputData
+			return workers.Output{}, nil
+		})
+	}
+	id := e.start("kept_wf", map[string]any{"k": kept, "m": masked, "other": "stays-as-given"})
+	if in := <-got; in["plain"] != kept {
+		t.Fatalf("k1 got %v", in)
+	}
+	<-got
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	e.waitCompacted(id)
+
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/restart", nil)
+	if in := <-got; in["plain"] != masking.Mask || in["m"] != masked {
+		t.Fatalf("a restart after compaction handed k1 %v: want the value that went into _secrets destroyed, the _masked one kept", in)
+	}
+	in := <-got
+	if secrets, _ := in["_secrets"].(map[string]any); secrets["pw"] != masking.Mask {
+		t.Fatalf("a restart after compaction handed k2 %v", in)
+	}
+	if wf := e.waitStatus(id, conductor.WorkflowCompleted); wf.Input["other"] != "stays-as-given" {
+		t.Fatalf("input %v", wf.Input)
+	}
+	e.waitCompacted(id)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if dump := nodetest.Dump(t, cfg); strings.Contains(dump, kept) {
+		t.Fatal("the read models keep the value after compaction")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"unsafe"
 
 	"github.com/flowvault/flowvault/masking"
@@ -143,7 +144,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		}
 		w.SealsSecrets, w.SecretsKey = true, e.Key
 	case *schemas.ValuesMasked:
-		for _, p := range e.Paths {
+		for _, p := range slices.Concat(e.Paths, e.Shred, prefixed(shredPrefix, e.Shred)) {
 			if !slices.Contains(w.MaskedPaths, p) {
 				w.MaskedPaths = append(slices.Clip(w.MaskedPaths), p)
 			}
@@ -420,16 +421,59 @@ func applyCompacted(w *Workflow) {
 	w.Output, _ = shred(w.Output)
 	w.Variables, _ = shred(w.Variables)
 	w.Resolved, _ = shredRefs(w.Resolved)
+	w.Input = shredKept(w, "input", w.Input)
+	w.Variables = shredKept(w, "variables", w.Variables)
 	for i, t := range w.Tasks {
 		in, inShredded := shred(t.Input)
 		out, outShredded := shred(t.Output)
 		refs, refsShredded := shredRefs(t.Resolved)
-		if inShredded || outShredded || refsShredded {
+		keptIn, keptOut := shredKept(w, "task/"+t.ID+"/input", in), shredKept(w, "task/"+t.ID+"/output", out)
+		if inShredded || outShredded || refsShredded || !SameMap(keptIn, in) || !SameMap(keptOut, out) {
 			c := *t
-			c.Input, c.Output, c.Resolved = in, out, refs
+			c.Input, c.Output, c.Resolved = keptIn, keptOut, refs
 			w.Tasks[i] = &c
 		}
 	}
+}
+
+// shredPrefix marks the MaskedPaths whose values compaction replaces: a
+// value kept as written (a workflow input read elsewhere too) that also
+// went into a _secrets block (schemas.ValuesMasked.Shred).
+const shredPrefix = "shred:"
+
+// ShredPath is how MaskedPaths marks path for compaction to replace.
+func ShredPath(path string) string { return shredPrefix + path }
+
+func prefixed(prefix string, paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = prefix + p
+	}
+	return out
+}
+
+// shredKept replaces with "***" the top-level keys of m (at prefix) that
+// w's MaskedPaths mark for shredding. m is not changed: a copy is
+// returned when anything is replaced.
+func shredKept(w *Workflow, prefix string, m map[string]any) map[string]any {
+	var out map[string]any
+	for _, p := range w.MaskedPaths {
+		key, ok := strings.CutPrefix(p, shredPrefix+prefix+".")
+		if !ok {
+			continue
+		}
+		if v, present := m[key]; !present || v == masking.Mask {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(m)
+		}
+		out[key] = masking.Mask
+	}
+	if out == nil {
+		return m
+	}
+	return out
 }
 
 // shredRefs drops the sealed values of refs, which the destroyed key

@@ -79,14 +79,15 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 				return engine.Decision{}, fmt.Errorf("protect: %w", err)
 			}
 		}
-		paths := findValues(after, p.sealed)
+		paths := findValues(after, p.sealed, false)
 		for _, path := range p.collapsed {
 			if !slices.Contains(after.MaskedPaths, path) && !slices.Contains(paths, path) {
 				paths = append(paths, path)
 			}
 		}
-		if len(paths) > 0 {
-			out = append(out, &schemas.ValuesMasked{Paths: paths})
+		shred := findValues(after, p.sealedSecretValues, true)
+		if len(paths) > 0 || len(shred) > 0 {
+			out = append(out, &schemas.ValuesMasked{Paths: paths, Shred: shred})
 		}
 	}
 	switch {
@@ -320,6 +321,10 @@ type protection struct {
 	sealed [][]byte // plaintexts sealed in this pass
 	// sealedSecrets is set when this pass sealed under the secrets key.
 	sealedSecrets bool
+	// sealedSecretValues are the strings of sealed that went under
+	// _secrets: where the workflow stored them before, compaction replaces
+	// them too (schemas.ValuesMasked.Shred).
+	sealedSecretValues [][]byte
 	// bySealed maps the JSON of each value sealed in this pass to its sealed
 	// form: a later event of the same decision that copied the value (a task
 	// scheduled from the output that was just sealed) gets the sealed form
@@ -414,6 +419,10 @@ func (r sealRecorder) Seal(kind byte, path string, plain []byte) ([]byte, error)
 	ct, err := r.p.s.Seal(kind, path, plain)
 	if err == nil && kind == masking.KindSecrets {
 		r.p.sealedSecrets = true
+		var s string
+		if json.Unmarshal(*r.last, &s) == nil {
+			r.p.sealedSecretValues = append(r.p.sealedSecretValues, []byte(s))
+		}
 	}
 	if err == nil {
 		if r.p.bySealed == nil {
@@ -912,7 +921,14 @@ func eachText(v any, fn func(string), all bool) {
 // findValues returns the paths (see schemas.ValuesMasked) of top-level
 // values of the workflow's input, variables and task inputs and outputs
 // that are, or hold at any depth, a string equal to one of values.
-func findValues(w *engine.Workflow, values [][]byte) []string {
+func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
+	if len(values) == 0 {
+		return nil
+	}
+	marked := func(path string) bool { return slices.Contains(w.MaskedPaths, path) }
+	if shred {
+		marked = func(path string) bool { return slices.Contains(w.MaskedPaths, engine.ShredPath(path)) }
+	}
 	var out []string
 	holds := func(v any) bool {
 		found := false
@@ -926,7 +942,7 @@ func findValues(w *engine.Workflow, values [][]byte) []string {
 	}
 	match := func(prefix string, m map[string]any) {
 		for k, v := range m {
-			if path := prefix + "." + k; holds(v) && !slices.Contains(w.MaskedPaths, path) && !slices.Contains(out, path) {
+			if path := prefix + "." + k; holds(v) && !marked(path) && !slices.Contains(out, path) {
 				out = append(out, path)
 			}
 		}

@@ -241,6 +241,10 @@ func (*WorkflowCompacted) EventType() string { return "workflow.compacted" }
 // "variables.<key>" or "task/<task id>/<input|output>.<key>".
 type ValuesMasked struct {
 	Paths []string `msgpack:"paths"`
+	// Shred are those of Paths whose values went into a _secrets block:
+	// compaction replaces them with "***", as it destroys the block's.
+	// (A value that went into _masked stays, as _masked data does.)
+	Shred []string `msgpack:"shred,omitempty"`
 }
 
 func (*ValuesMasked) EventType() string { return "workflow.values_masked" }
