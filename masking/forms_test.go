@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 )
 
@@ -241,18 +240,13 @@ func TestNumberForms(t *testing.T) {
 
 // Reading base64 through line breaks stays linear: a text of a million
 // breaks between two base64 characters (a worker's output, a webhook's
-// payload) is read once, not once per break.
+// payload) is read once, not once per break, which would not finish
+// within the test binary's timeout. The text, holding no value, comes
+// back as it was.
 func TestUnwrapLongRunsOfBreaks(t *testing.T) {
 	r := NewRedactor([]byte("a-secret-value-0123"))
 	s := "a" + strings.Repeat("\n", 1<<20) + "b" + strings.Repeat("\r\nQUJD", 1<<17)
-	done := make(chan string, 1)
-	go func() { done <- r.String(s) }()
-	select {
-	case got := <-done:
-		if got != s {
-			t.Fatal("text without the value changed")
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("redacting 1.6 MB with a million line breaks took over a minute")
+	if got := r.String(s); got != s {
+		t.Fatal("text without the value changed")
 	}
 }
