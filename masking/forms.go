@@ -220,6 +220,30 @@ func base64Forms(enc *base64.Encoding, v []byte) []string {
 	return out
 }
 
+// base64Form is a value's standard base64 form at one alignment, and
+// whether the character before it (lead) and after it (trail) hold bits
+// of the value beside those of its neighbours in the encoded data.
+type base64Form struct {
+	form        string
+	lead, trail bool
+}
+
+// base64Edges returns the forms base64Forms returns for the standard
+// alphabet, with their edges.
+func base64Edges(v []byte) []base64Form {
+	var out []base64Form
+	for k := 0; k < 3; k++ {
+		buf := make([]byte, k+len(v))
+		copy(buf[k:], v)
+		e := base64.StdEncoding.EncodeToString(buf)
+		from, to := (8*k+5)/6, 8*(k+len(v))/6
+		if to > from {
+			out = append(out, base64Form{form: e[from:to], lead: 8*k%6 != 0, trail: 8*(k+len(v))%6 != 0})
+		}
+	}
+	return out
+}
+
 // NumberForms returns the ways number v (a json.Number, an int, int64 or
 // float64 as decoded JSON holds it) is written out, for redaction to look
 // for inside text: as v holds it, and as encoding/json and JavaScript write

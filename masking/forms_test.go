@@ -250,3 +250,34 @@ func TestUnwrapLongRunsOfBreaks(t *testing.T) {
 		t.Fatal("text without the value changed")
 	}
 }
+
+// A base64 form leaves no bit of the value at its edges: the characters
+// that hold some of the value's bits beside the neighbours' are masked
+// with it, whatever the value's place in the encoded data.
+func TestRedactBase64Edges(t *testing.T) {
+	value := make([]byte, 24)
+	rand.Read(value)
+	value = []byte(base64.RawURLEncoding.EncodeToString(value))
+	r := NewRedactor(value)
+	for _, prefix := range []string{"", "x", "xy", "xyz"} {
+		for _, suffix := range []string{"", "\n", "ab", "abc"} {
+			data := prefix + string(value) + suffix
+			e := base64.StdEncoding.EncodeToString([]byte(data))
+			got := r.String(e)
+			at := strings.Index(got, Mask)
+			if at < 0 || strings.Count(got, Mask) != 1 {
+				t.Fatalf("%q+value+%q: redacted to %q", prefix, suffix, got)
+			}
+			masked := len(e) - (len(got) - len(Mask)) // characters of e the mask stands for
+			if got[:at] != e[:at] || got[at+len(Mask):] != e[at+masked:] {
+				t.Fatalf("%q+value+%q: %q is not %q with one range masked", prefix, suffix, got, e)
+			}
+			// Every character holding a bit of the value is in the range.
+			first, last := 8*len(prefix)/6, (8*(len(prefix)+len(value))-1)/6
+			if first < at || last >= at+masked {
+				t.Errorf("%q+value+%q: characters %d..%d hold the value, %d..%d are masked: %q", prefix, suffix,
+					first, last, at, at+masked-1, got)
+			}
+		}
+	}
+}

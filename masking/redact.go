@@ -2,7 +2,6 @@ package masking
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"maps"
@@ -35,7 +34,7 @@ type Redactor struct {
 	// tools that wrap base64 in lines (MIME, the base64 command, Python's
 	// encodebytes: 76 characters; PEM and openssl: 64) break a value's
 	// form wherever its place in the encoded data puts it.
-	wrapped []string
+	wrapped []base64Form
 	// replacer is built on the first string that holds a needle: most
 	// strings hold none, and a strings.Replacer over many needles costs
 	// more to build, and allocates on every Replace, than a search.
@@ -122,8 +121,8 @@ func (r *Redactor) With(values ...[]byte) *Redactor {
 		}
 		out.needles = append(out.needles, fresh...)
 		out.search = appendSearch(out.search, fresh)
-		for _, b := range base64Forms(base64.StdEncoding, v) {
-			if len(b) >= MinLength && !slices.Contains(out.wrapped, b) {
+		for _, b := range base64Edges(v) {
+			if len(b.form) >= MinLength && !slices.Contains(out.wrapped, b) {
 				out.wrapped = append(out.wrapped, b)
 			}
 		}
@@ -250,20 +249,75 @@ func commonSuffix(a, b string) string {
 
 // replace redacts s.
 func (r *Redactor) replace(s string) string {
-	if r.holds(s) {
-		s = r.replacerOnce().Replace(s)
+	held := r.holds(s)
+	if len(r.wrapped) > 0 && (held || strings.ContainsAny(s, "\r\n")) {
+		s = r.redactBase64(s)
 	}
-	if len(r.wrapped) > 0 && strings.ContainsAny(s, "\r\n") {
-		s = r.unwrap(s)
+	if held {
+		s = r.replacerOnce().Replace(s)
 	}
 	return s
 }
 
-// unwrap redacts the base64 forms of the values in s that line breaks
-// cut apart: s is read with the breaks that stand between two base64
-// characters taken out, and a form found so is masked where it lies in s,
-// its breaks included.
-func (r *Redactor) unwrap(s string) string {
+// redactBase64 masks the base64 forms of the values in s with the
+// characters at their edges that hold bits of a value beside the
+// neighbours' (the form alone leaves them, a few of the value's bits
+// each), and reads through the line breaks that wrapped base64 puts
+// between two base64 characters: a form found so is masked where it lies
+// in s, its breaks included.
+func (r *Redactor) redactBase64(s string) string {
+	js, at := joinBase64Lines(s)
+	var cuts [][2]int // ranges of js to mask
+	for _, w := range r.wrapped {
+		for from := 0; ; {
+			k := strings.Index(js[from:], w.form)
+			if k < 0 {
+				break
+			}
+			start, end := from+k, from+k+len(w.form)
+			from = end
+			if w.lead && start > 0 && isBase64Byte(js[start-1]) {
+				start--
+			}
+			if w.trail && end < len(js) && isBase64Byte(js[end]) {
+				end++
+			}
+			cuts = append(cuts, [2]int{start, end})
+		}
+	}
+	if len(cuts) == 0 {
+		return s
+	}
+	place := func(i int) int { // where js[i] lies in s
+		if at == nil {
+			return i
+		}
+		return at[i]
+	}
+	slices.SortFunc(cuts, func(a, b [2]int) int { return a[0] - b[0] })
+	var b strings.Builder
+	last := 0 // in s
+	for _, c := range cuts {
+		from, to := place(c[0]), place(c[1]-1)+1
+		if from < last { // overlaps the one before
+			last = max(last, to)
+			continue
+		}
+		b.WriteString(s[last:from])
+		b.WriteString(Mask)
+		last = to
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// joinBase64Lines returns s without the runs of line breaks that stand
+// between two base64 characters, and where each of its bytes lies in s
+// (nil when it is s).
+func joinBase64Lines(s string) (string, []int) {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s, nil
+	}
 	joined := make([]byte, 0, len(s))
 	at := make([]int, 0, len(s)) // joined[i] is s[at[i]]
 	for i := 0; i < len(s); {
@@ -289,38 +343,9 @@ func (r *Redactor) unwrap(s string) string {
 		i++
 	}
 	if len(joined) == len(s) {
-		return s // no line break within base64
+		return s, nil
 	}
-	js := string(joined)
-	var cuts [][2]int // ranges of s to mask
-	for _, w := range r.wrapped {
-		for from := 0; ; {
-			k := strings.Index(js[from:], w)
-			if k < 0 {
-				break
-			}
-			start, end := from+k, from+k+len(w)
-			cuts = append(cuts, [2]int{at[start], at[end-1] + 1})
-			from = end
-		}
-	}
-	if len(cuts) == 0 {
-		return s
-	}
-	slices.SortFunc(cuts, func(a, b [2]int) int { return a[0] - b[0] })
-	var b strings.Builder
-	last := 0
-	for _, c := range cuts {
-		if c[0] < last { // overlaps the one before
-			last = max(last, c[1])
-			continue
-		}
-		b.WriteString(s[last:c[0]])
-		b.WriteString(Mask)
-		last = c[1]
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return string(joined), at
 }
 
 func isBase64Byte(c byte) bool {
