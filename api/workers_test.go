@@ -531,3 +531,49 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 		t.Fatalf("a poll with unlisted credentials: %s", m.Data)
 	}
 }
+
+// The NATS server decides what a connection may subscribe to when it
+// connects, so subscribe credentials, which only admins may hold, are
+// refused, and their connections closed, while their principal is no
+// admin; they work again once it is one.
+func TestSubscribeCredentialsFollowTheirPrincipalsRole(t *testing.T) {
+	t.Parallel()
+	n, base, adminToken := nodetest.StartSecure(t)
+	admin := client{t, base, adminToken}
+	appID, _, _, token := newApp(t, admin, "event-reader", "ADMIN")
+	creds := issue(t, client{t, base, token}, `{"subscribe":["orders.>"]}`).Creds
+	connect := func(opts ...nats.Option) (*nats.Conn, error) {
+		quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
+		return workers.Connect(n.Log().ClientURL(), []byte(creds), append(opts, nats.NoReconnect(), quiet)...)
+	}
+
+	closed := make(chan struct{})
+	nc, err := connect(nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	if err != nil {
+		t.Fatalf("subscribe credentials of an admin: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.SubscribeSync("orders.created"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	admin.must(200, "DELETE", "/api/applications/"+appID+"/roles/ADMIN", "")
+	<-closed // the test binary's timeout catches a connection left open
+	if nc, err := connect(); err == nil {
+		nc.Close()
+		t.Fatal("subscribe credentials of a principal that is no admin connected")
+	}
+
+	admin.must(200, "POST", "/api/applications/"+appID+"/roles/ADMIN", "")
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		nc, err := connect()
+		if err != nil {
+			return fmt.Errorf("subscribe credentials of an admin again: %w", err)
+		}
+		nc.Close()
+		return nil
+	})
+}

@@ -15,12 +15,25 @@ import (
 // applications (with their keys), users, groups, memberships and grants,
 // indexed by target and by subject. It is stateless; run it with a
 // projections.Runner over eventlog.Access.
-type Projection struct{}
+//
+// Notify, when set, is called after each commit (from the runner's
+// goroutine: it must not block), for what follows principals' rights
+// outside a request, such as the NATS server's subscribe credentials.
+type Projection struct {
+	Notify func()
+}
 
 var _ projections.Projection = Projection{}
 
 // Name implements projections.Projection.
 func (Projection) Name() string { return ProjectionName }
+
+// Committed implements projections.Committer.
+func (p Projection) Committed(uint64) {
+	if p.Notify != nil {
+		p.Notify()
+	}
+}
 
 // Apply implements projections.Projection. Every event of the record is
 // decoded and applied to the aggregate's stored state before anything is

@@ -17,13 +17,19 @@ import (
 // ledger's revocations: Sync opens the account (closed since the server
 // started) with the revocation list as the log has it, and each later
 // change replaces the list, which closes the revoked users' connections.
+//
+// The server decides what a connection may subscribe to when it
+// connects, so credentials that subscribe to events are also refused
+// while their principal may not hold them (Subscribers): a demoted admin's
+// subscriber is disconnected, and connects again if the role comes back.
 type Gate struct {
-	authority *Authority
-	ns        *server.Server
-	ledger    *Ledger
-	logger    *slog.Logger
-	now       func() time.Time
-	kick      chan struct{}
+	authority   *Authority
+	ns          *server.Server
+	ledger      *Ledger
+	subscribers Subscribers
+	logger      *slog.Logger
+	now         func() time.Time
+	kick        chan struct{}
 
 	mu      sync.Mutex
 	applied map[string]int64 // nil until the first Sync
@@ -38,14 +44,29 @@ func NewGate(a *Authority, ns *server.Server, ledger *Ledger, logger *slog.Logge
 		now: time.Now, kick: make(chan struct{}, 1)}
 }
 
+// Subscribers says whether a principal may still hold credentials that
+// subscribe to events (issuing them needs as much).
+type Subscribers interface {
+	MaySubscribe(ctx context.Context, principal string) (bool, error)
+}
+
+// RefuseSubscribersWithout makes Sync refuse subscribe credentials whose
+// principal s says no longer may hold them. Call Notify when its answers
+// may have changed. It must be called before Run.
+func (g *Gate) RefuseSubscribersWithout(s Subscribers) { g.subscribers = s }
+
 // Sync gives the server the ledger's revocation list now, if it changed
 // (the first call opens the workers account).
 func (g *Gate) Sync() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	revoked, err := g.ledger.Revoked(g.now())
+	now := g.now()
+	revoked, err := g.ledger.Revoked(now)
 	if err != nil {
 		return fmt.Errorf("revocation list: %w", err)
+	}
+	if err := g.refuseUnentitled(revoked, now); err != nil {
+		return err
 	}
 	if g.applied != nil && maps.Equal(g.applied, revoked) {
 		return nil
@@ -84,4 +105,29 @@ func (g *Gate) Run(ctx context.Context, interval time.Duration) {
 			g.logger.Error("revocation list not applied: revoked worker credentials may still connect", logkey.Err, err)
 		}
 	}
+}
+
+// refuseUnentitled adds to revoked the subscribe credentials whose
+// principal may no longer hold them.
+func (g *Gate) refuseUnentitled(revoked map[string]int64, now time.Time) error {
+	if g.subscribers == nil {
+		return nil
+	}
+	subscribing, err := g.ledger.List(func(c Issued) bool {
+		_, gone := revoked[c.User]
+		return len(c.Subscribe) > 0 && !gone && c.RevokedAt == 0 && !c.Expired(now)
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe credentials: %w", err)
+	}
+	for _, c := range subscribing {
+		ok, err := g.subscribers.MaySubscribe(context.Background(), c.IssuedBy)
+		if err != nil {
+			return fmt.Errorf("subscribe credentials %s: %w", c.User, err)
+		}
+		if !ok {
+			revoked[c.User] = c.refusedUntil()
+		}
+	}
+	return nil
 }

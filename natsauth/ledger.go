@@ -216,13 +216,18 @@ func (l *Ledger) Revoked(now time.Time) (map[string]int64, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case c.Expired(now):
-		case c.Expires == 0:
-			out[u] = math.MaxInt64
-		default:
-			out[u] = c.Expires / 1000
+		if !c.Expired(now) {
+			out[u] = c.refusedUntil()
 		}
 	}
 	return out, nil
+}
+
+// refusedUntil is the time up to which a revocation list refuses every
+// JWT of c's user (Unix seconds): its expiry, or forever.
+func (c Issued) refusedUntil() int64 {
+	if c.Expires == 0 {
+		return math.MaxInt64
+	}
+	return c.Expires / 1000
 }

@@ -32,7 +32,7 @@ type authParts struct {
 // the token service, and bootstraps a fresh server's admin key.
 // freshData says whether this start created the data directory.
 func (n *Node) startAuth(ctx, runCtx context.Context, freshData bool) (*authParts, error) {
-	runner, err := n.startProjection(ctx, runCtx, eventlog.Access.Name, auth.Projection{})
+	runner, err := n.startProjection(ctx, runCtx, eventlog.Access.Name, auth.Projection{Notify: n.notifyGate})
 	if err != nil {
 		return nil, err
 	}

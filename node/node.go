@@ -80,6 +80,9 @@ type Node struct {
 	events       *nats.Conn
 	listener     atomic.Pointer[events.Listener]
 	listenerConn *nats.Conn
+	// gate keeps the embedded NATS server's revocation list; the access
+	// read model, which starts first, tells it of changes in rights.
+	gate atomic.Pointer[natsauth.Gate]
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup

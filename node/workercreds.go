@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/projections"
 )
@@ -32,7 +34,9 @@ func (n *Node) startWorkerCreds(ctx, runCtx context.Context) error {
 	proj := natsauth.Projection{}
 	if n.nats != nil {
 		c.gate = natsauth.NewGate(n.nats, n.log.EmbeddedServer(), c.ledger, n.logger)
+		c.gate.RefuseSubscribersWithout(subscribers{principals: n.auth.store, insecure: n.cfg.Insecure})
 		proj.Notify = c.gate.Notify
+		n.gate.Store(c.gate)
 	}
 	var err error
 	if c.runner, err = n.startProjection(ctx, runCtx, eventlog.Audit.Name, proj); err != nil {
@@ -54,6 +58,35 @@ func (n *Node) startWorkerCreds(ctx, runCtx context.Context) error {
 		c.gate.Run(runCtx, pruneInterval)
 	}()
 	return nil
+}
+
+// notifyGate tells the gate, once there is one, that rights changed.
+func (n *Node) notifyGate() {
+	if g := n.gate.Load(); g != nil {
+		g.Notify()
+	}
+}
+
+// subscribers answers whether a principal may still hold credentials
+// that subscribe to events: an admin's (api/workers.go issues them to
+// admins alone).
+type subscribers struct {
+	principals principals
+	insecure   bool
+}
+
+func (s subscribers) MaySubscribe(ctx context.Context, principal string) (bool, error) {
+	if s.insecure {
+		return true, nil
+	}
+	p, err := s.principals.Principal(ctx, principal)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return p.IsAdmin(), nil
 }
 
 // credentialIssuer is what the API issues and revokes worker credentials
