@@ -472,7 +472,7 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 			// it, is refused the same way.
 			task := wf["tasks"].([]any)[0].(map[string]any)
 			take, _ := json.Marshal(workers.TakeRequest{TaskID: task["taskId"].(string), WorkflowInstanceID: run, WorkerID: "w"})
-			m, err := nc.Request(workers.TakeSubject(taskType), take, 20*time.Second)
+			m, err := nc.Request(workers.TakeSubject(taskType, ""), take, 20*time.Second)
 			if err != nil {
 				t.Fatalf("take: %v", err)
 			}

@@ -73,8 +73,8 @@ func TestTasksJustTakenOverNATSAreFound(t *testing.T) {
 	for n := range 5 {
 		id := e.start("fresh_hook", map[string]any{"n": n})
 		prep := e.workflow(id).Tasks[0]
-		request(workers.TakeSubject("fresh_prep"), workers.TakeRequest{TaskID: prep.TaskID, WorkflowInstanceID: id, WorkerID: "raw"})
-		request(workers.ResultSubject("fresh_prep"), conductor.TaskResult{TaskID: prep.TaskID, WorkflowInstanceID: id, Status: conductor.TaskCompleted})
+		request(workers.TakeSubject("fresh_prep", ""), workers.TakeRequest{TaskID: prep.TaskID, WorkflowInstanceID: id, WorkerID: "raw"})
+		request(workers.ResultSubject("fresh_prep", ""), conductor.TaskResult{TaskID: prep.TaskID, WorkflowInstanceID: id, Status: conductor.TaskCompleted})
 		status, body := e.deliver(c.ID, map[string]string{"X-Token": token}, fmt.Sprintf(`{"n":%d}`, n))
 		var did struct{ CompletedTaskIDs []string }
 		if err := json.Unmarshal([]byte(body), &did); status != http.StatusOK || err != nil || len(did.CompletedTaskIDs) != 1 {

@@ -95,7 +95,7 @@ func TestRateLimitPerFrequency(t *testing.T) {
 			}
 		}
 		body, _ := json.Marshal(workers.TakeRequest{TaskID: waiting.TaskID, WorkflowInstanceID: waiting.WorkflowInstanceID, WorkerID: "puller"})
-		reply, err := a.connect("rl_task").Request(workers.TakeSubject("rl_task"), body, 10*time.Second)
+		reply, err := a.connect("rl_task").Request(workers.TakeSubject("rl_task", ""), body, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -313,13 +313,13 @@ func TestWorkerProtocolBadInput(t *testing.T) {
 		body    any
 		code    string
 	}{
-		{"result not JSON", workers.ResultSubject("double"), "garbage", "invalid"},
-		{"result without ids", workers.ResultSubject("double"), map[string]any{"status": "COMPLETED"}, "invalid"},
-		{"result bad status", workers.ResultSubject("double"), map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "status": "BANANA"}, "invalid"},
-		{"result on another queue", workers.ResultSubject("triple"), map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "status": "COMPLETED"}, "not_found"},
-		{"take unknown task", workers.TakeSubject("double"), map[string]any{"taskId": "nope", "workflowInstanceId": id}, "not_found"},
-		{"take unknown workflow", workers.TakeSubject("double"), map[string]any{"taskId": "nope", "workflowInstanceId": "nope"}, "not_found"},
-		{"take garbage", workers.TakeSubject("double"), "[]", "invalid"},
+		{"result not JSON", workers.ResultSubject("double", ""), "garbage", "invalid"},
+		{"result without ids", workers.ResultSubject("double", ""), map[string]any{"status": "COMPLETED"}, "invalid"},
+		{"result bad status", workers.ResultSubject("double", ""), map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "status": "BANANA"}, "invalid"},
+		{"result on another queue", workers.ResultSubject("triple", ""), map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "status": "COMPLETED"}, "not_found"},
+		{"take unknown task", workers.TakeSubject("double", ""), map[string]any{"taskId": "nope", "workflowInstanceId": id}, "not_found"},
+		{"take unknown workflow", workers.TakeSubject("double", ""), map[string]any{"taskId": "nope", "workflowInstanceId": "nope"}, "not_found"},
+		{"take garbage", workers.TakeSubject("double", ""), "[]", "invalid"},
 	}
 	for _, tt := range tests {
 		reply := request(tt.subject, tt.body)
@@ -332,11 +332,11 @@ func TestWorkerProtocolBadInput(t *testing.T) {
 	// aimed at the workflow's own log, or at nobody.
 	take, _ := json.Marshal(map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "workerId": "aimer"})
 	for _, reply := range []string{"fv.wf." + id, ""} {
-		if err := nc.PublishMsg(&nats.Msg{Subject: workers.TakeSubject("double"), Reply: reply, Data: take}); err != nil {
+		if err := nc.PublishMsg(&nats.Msg{Subject: workers.TakeSubject("double", ""), Reply: reply, Data: take}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	request(workers.TakeSubject("double"), "[]") // a round trip after them
+	request(workers.TakeSubject("double", ""), "[]") // a round trip after them
 	if got := e.workflow(id).Tasks[0].Status; got != conductor.TaskScheduled {
 		t.Fatalf("task is %s after garbage, want SCHEDULED", got)
 	}

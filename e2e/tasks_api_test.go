@@ -513,7 +513,7 @@ func TestHTTPAndNATSShareTasks(t *testing.T) {
 		t.Fatal("HTTP poll got nothing")
 	}
 	body, _ := json.Marshal(workers.TakeRequest{TaskID: byHTTP[0].TaskID, WorkflowInstanceID: id, WorkerID: "nats-worker"})
-	m, err := nc.RequestWithContext(ctx, workers.TakeSubject("sh"), body)
+	m, err := nc.RequestWithContext(ctx, workers.TakeSubject("sh", ""), body)
 	if err != nil {
 		t.Fatal(err)
 	}

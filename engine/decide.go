@@ -180,7 +180,7 @@ func (d *decision) handle(t Trigger) error {
 		if t.HandBack {
 			return d.handBack(t.Result, t.Lease)
 		}
-		return d.result(t.Result, t.TaskType, t.By, t.Lease)
+		return d.result(t, t.Result)
 	case Tick:
 		d.tick()
 	case Reconcile:
@@ -221,7 +221,7 @@ func (d *decision) handle(t Trigger) error {
 		if d.w.Terminal() {
 			return fault.Conflict("workflow %s is %s", d.w.ID, d.w.Status)
 		}
-		d.runAs(t.By)
+		d.runAs(append([]string{t.By}, t.AlsoBy...)...)
 		d.emit(&schemas.VariablesUpdated{Variables: t.Variables, Time: d.now})
 	case Fail:
 		if !d.w.Terminal() {
@@ -284,8 +284,8 @@ func (d *decision) take(t Take) error {
 	if task == nil {
 		return fault.NotFound("task %s not found in workflow %s", t.TaskID, d.w.ID)
 	}
-	if t.TaskType != "" && task.Name != t.TaskType {
-		return fault.NotFound("task %s is not a %s task", t.TaskID, t.TaskType)
+	if t.TaskType != "" && !inQueue(task, t.TaskType, t.Domain) {
+		return fault.NotFound("task %s is not a task of queue %s", t.TaskID, queueName(t.TaskType, t.Domain))
 	}
 	if d.w.Terminal() || task.Status != conductor.TaskScheduled || task.IsWorkerTask() == t.System {
 		return ErrTaskGone
@@ -334,12 +334,28 @@ func (d *decision) handBack(r conductor.TaskResult, lease int) error {
 	return nil
 }
 
+// inQueue reports whether t is a task of the queue of taskType in domain
+// ("" for none).
+func inQueue(t *Task, taskType, domain string) bool {
+	return t.Name == taskType && t.Domain == domain
+}
+
+// queueName is a queue's name as Conductor gives it: the task type, or
+// "domain:type".
+func queueName(taskType, domain string) string {
+	if domain == "" {
+		return taskType
+	}
+	return domain + ":" + taskType
+}
+
 // MaxCallbackAfterSeconds bounds a result's callbackAfterSeconds: a year.
 // A larger one would overflow the time the task is due, which would wrap
 // round into the past and hand the task out again at once.
 const MaxCallbackAfterSeconds = 365 * 24 * 3600
 
-func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int) error {
+func (d *decision) result(trig Result, r conductor.TaskResult) error {
+	by, lease := trig.By, trig.Lease
 	if r.CallbackAfterSeconds < 0 || r.CallbackAfterSeconds > MaxCallbackAfterSeconds {
 		return fault.Invalid("callbackAfterSeconds %d: want 0 to %d (a year)", r.CallbackAfterSeconds, MaxCallbackAfterSeconds)
 	}
@@ -347,10 +363,11 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
 	}
-	// A worker reports on its own queue's tasks only: not on a WAIT or a
-	// system task that happens to share its name.
-	if taskType != "" && (t.Name != taskType || !t.IsWorkerTask()) {
-		return fault.NotFound("task %s is not a %s task", r.TaskID, taskType)
+	// A worker reports on its own queue's tasks only: not on another
+	// domain's, nor on a WAIT or a system task that happens to share its
+	// name.
+	if trig.TaskType != "" && (!inQueue(t, trig.TaskType, trig.Domain) || !t.IsWorkerTask()) {
+		return fault.NotFound("task %s is not a task of queue %s", r.TaskID, queueName(trig.TaskType, trig.Domain))
 	}
 	if d.w.Terminal() || !t.Active() {
 		// Late or repeated: its logs too (a worker re-sends a result
@@ -371,7 +388,7 @@ func (d *decision) result(r conductor.TaskResult, taskType, by string, lease int
 		d.reply = ResultReply{Ignored: true}
 		return nil
 	}
-	d.runAs(by)
+	d.runAs(append([]string{by}, trig.AlsoBy...)...)
 	// Capped here, not only by the API: NATS workers' results do not pass
 	// it, and results in flight together all pass its check.
 	if logs := CapLogs(t.ID, r.Logs, t); len(logs) > 0 {
@@ -507,7 +524,7 @@ func (d *decision) terminate(t Terminate) error {
 		// joining for good over a clean-up would refuse the owner's retry.
 		reason = d.w.Reason
 	case reason != "":
-		d.runAs(t.By) // the failure workflow and the parent read it
+		d.runAs(append([]string{t.By}, t.AlsoBy...)...) // the failure workflow and the parent read it
 	}
 	// A FAILED or TIMED_OUT workflow becomes TERMINATED, as in Conductor.
 	// Its failure workflow, if it started one, is not started again: the

@@ -26,12 +26,14 @@ type Start struct {
 }
 
 // Take hands a scheduled task to whoever runs it: a worker, or with System
-// an engine's system worker. TaskType, when set, must be the task's name:
-// a worker may only take tasks of the queue it was dispatched on.
+// an engine's system worker. TaskType, when set, names the queue the take
+// came from with Domain: they must be the task's name and domain, since a
+// worker may take only tasks of the queues its credentials reach.
 type Take struct {
 	TaskID   string
 	WorkerID string
 	TaskType string
+	Domain   string
 	System   bool
 	// HandOff is what preparing the task's input for the taker found: the
 	// values resolved into it (recorded on the TaskStarted event), or why it
@@ -52,13 +54,17 @@ type HandOff struct {
 type HandOffFailed struct{ TaskID, Reason string }
 
 // Result is a worker's (or an operator's) report on a task. TaskType, when
-// set, must be the task's name, as for Take.
+// set, names the queue the result came from with Domain, as for Take.
 type Result struct {
 	Result   conductor.TaskResult
 	TaskType string
+	Domain   string
 	// By is an operator who reported, not a worker of the task's type:
-	// the result is data of their own (see schemas.WorkflowRunAs).
-	By string
+	// the result is data of their own (see schemas.WorkflowRunAs). AlsoBy
+	// are others whose data it is too (an event handler's action carries
+	// the publishing workflow's and the handler's).
+	By     string
+	AlsoBy []string
 	// Lease, when set, is the task's PollCount at the take the result is
 	// about: a result about an earlier take is ignored (see
 	// workers.ResultRequest).
@@ -113,6 +119,7 @@ type Resume struct{}
 type Terminate struct {
 	Reason string
 	By     string
+	AlsoBy []string // as for Result
 	// TriggerFailureWorkflow starts the definition's failureWorkflow, as
 	// a failure would; by default a terminate does not (Conductor's and
 	// Orkes's default), nor does a parent's clean-up of its children.
@@ -209,6 +216,7 @@ func (Compact) triggerName() string { return "compact" }
 type SetVariables struct {
 	Variables map[string]any
 	By        string
+	AlsoBy    []string // as for Result
 }
 
 // Fail ends a running or paused workflow FAILED, with Reason and no

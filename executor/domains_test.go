@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -130,5 +131,66 @@ func TestActivityBounded(t *testing.T) {
 	a.polled("typ", "one-too-many", later)
 	if a.active("typ", "one-too-many", later) || len(a.seen) != maxPollRecords || !a.active("typ", "e0", later) {
 		t.Fatalf("past the bound with none stale: %d queues kept", len(a.seen))
+	}
+}
+
+// A take or a result names its queue in its subject, domain included,
+// which a worker's credentials allow or not: a task of a domain is taken
+// and reported on only through that domain's subjects, so that a worker
+// without the domain cannot take it by its id (which it may derive).
+func TestTakesAndResultsNameTheTasksDomain(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	def := mustDef(t, `{"name":"dom","tasks":[{"name":"dom_task","taskReferenceName":"t"}]}`)
+	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def,
+		TaskToDomain: map[string]string{"dom_task": "eu"}}, StartOptions{WorkflowID: "wf-dom"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.State(ctx, "wf-dom")
+	if err != nil || len(w.Tasks) != 1 || w.Tasks[0].Domain != "eu" {
+		t.Fatalf("workflow: %+v %v", w, err)
+	}
+	taskID := w.Tasks[0].ID
+	request := func(subject string, body any) []byte {
+		t.Helper()
+		data, _ := json.Marshal(body)
+		m, err := l.Conn().RequestWithContext(ctx, subject, data)
+		if err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+		return m.Data
+	}
+	take := workers.TakeRequest{TaskID: taskID, WorkflowInstanceID: "wf-dom", WorkerID: "w1"}
+	result := workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: "wf-dom", WorkerID: "w1",
+		Status: conductor.TaskCompleted}}
+
+	for _, refused := range []struct {
+		subject string
+		body    any
+	}{
+		{workers.TakeSubject("dom_task", ""), take},
+		{workers.TakeSubject("dom_task", "us"), take},
+		{workers.ResultSubject("dom_task", ""), result},
+	} {
+		var r struct{ Error *workers.Error }
+		if data := request(refused.subject, refused.body); json.Unmarshal(data, &r) != nil || r.Error == nil || r.Error.Code != workers.CodeNotFound {
+			t.Fatalf("%s of a task of domain eu: %s, want %s", refused.subject, data, workers.CodeNotFound)
+		}
+	}
+	if w, _ := e.State(ctx, "wf-dom"); w.Tasks[0].Status != conductor.TaskScheduled {
+		t.Fatalf("after the refused requests the task is %s", w.Tasks[0].Status)
+	}
+
+	var took workers.TakeReply
+	if data := request(workers.TakeSubject("dom_task", "eu"), take); json.Unmarshal(data, &took) != nil || took.Task == nil {
+		t.Fatalf("take on the domain's subject: %s", data)
+	}
+	var reported workers.ResultReply
+	if data := request(workers.ResultSubject("dom_task", "eu"), result); json.Unmarshal(data, &reported) != nil || !reported.OK {
+		t.Fatalf("result on the domain's subject: %s", data)
+	}
+	if w, _ := e.State(ctx, "wf-dom"); w.Status != conductor.WorkflowCompleted {
+		t.Fatalf("workflow %s after its task's result", w.Status)
 	}
 }

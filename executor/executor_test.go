@@ -466,7 +466,7 @@ func takeOver(ctx context.Context, t *testing.T, l *eventlog.Log, e *Executor, w
 		t.Fatalf("workflow %s: %v", wfID, err)
 	}
 	body, _ := json.Marshal(workers.TakeRequest{TaskID: w.Tasks[0].ID, WorkflowInstanceID: wfID, WorkerID: "w1"})
-	m, err := l.Conn().RequestWithContext(ctx, workers.TakeSubject(w.Tasks[0].Name), body)
+	m, err := l.Conn().RequestWithContext(ctx, workers.TakeSubject(w.Tasks[0].Name, ""), body)
 	if err != nil {
 		t.Fatalf("take: %v", err)
 	}

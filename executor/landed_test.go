@@ -130,7 +130,7 @@ func TestTakeStoredAfterItsTakerGaveUpIsPutBack(t *testing.T) {
 	takeCtx, giveUp := context.WithCancel(ctx)
 	defer giveUp()
 	lost.giveUp = giveUp
-	_, err = e.TakeTask(takeCtx, id, task.ID, task.Name, "w1", "")
+	_, _, err = e.take(takeCtx, id, task.ID, PollRequest{TaskType: task.Name, WorkerID: "w1"})
 	if err == nil {
 		t.Fatal("a take whose taker gave up answered as made")
 	}

@@ -124,7 +124,7 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 					reply = workers.TakeReply{Error: &workers.Error{Code: workers.CodeUnavailable,
 						Message: "the take waited too long for the engine to be made: its worker may have given up"}}
 				} else {
-					reply = handle(rctx, m, strings.TrimPrefix(m.Subject, prefix), arrived)
+					reply = handle(rctx, m, prefix, arrived)
 				}
 				if _, apart := reply.(answeredApart); apart {
 					return
@@ -270,7 +270,7 @@ func (e *Executor) handlePoll(m *nats.Msg) {
 		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "poll request is not a JSON object: " + err.Error()}})
 		return
 	}
-	taskType, domain, err := workers.ParsePollSubject(m.Subject)
+	taskType, domain, err := workers.ParseQueueSubject(workers.PollPrefix, m.Subject)
 	if err != nil {
 		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}})
 		return
@@ -388,14 +388,6 @@ func (e *Executor) protocolError(err error, taskID string) *workers.Error {
 	return &workers.Error{Code: workers.CodeInternal, Message: "internal error"}
 }
 
-// TakeTask hands a scheduled worker task to workerID: the executor side of
-// the NATS take request, sent as principal (see takerOf). The returned
-// task is IN_PROGRESS and carries its input as handed off.
-func (e *Executor) TakeTask(ctx context.Context, wfID, taskID, taskType, workerID, principal string) (*conductor.Task, error) {
-	task, _, err := e.take(ctx, wfID, taskID, PollRequest{TaskType: taskType, WorkerID: workerID, Principal: principal})
-	return task, err
-}
-
 // takerOf is who sent worker request m as the NATS server vouches for it:
 // "nats:" and the public key of the user whose credentials sent it, from
 // the Nats-Request-Info header the server sets on a request that crosses
@@ -454,12 +446,12 @@ func handedOff(out Outcome) (*conductor.Task, error) {
 // handed out again.
 const takeAnswerTrip = 100 * time.Millisecond
 
-func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string, arrived time.Time) any {
+func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, prefix string, arrived time.Time) any {
 	var req workers.TakeRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil || req.TaskID == "" || req.WorkflowInstanceID == "" {
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "take request needs taskId and workflowInstanceId"}}
 	}
-	taskType, err := eventlog.Untoken(typeToken)
+	taskType, domain, err := workers.ParseQueueSubject(prefix, m.Subject)
 	if err != nil {
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}}
 	}
@@ -478,8 +470,9 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, typeToken string
 		return workers.TakeReply{Error: refused}
 	}
 	// The subject names the queue: a worker allowed on one queue cannot take
-	// another queue's tasks.
-	task, err := e.TakeTask(ctx, req.WorkflowInstanceID, req.TaskID, taskType, req.WorkerID, takerOf(m))
+	// another queue's tasks, another domain's included.
+	task, _, err := e.take(ctx, req.WorkflowInstanceID, req.TaskID,
+		PollRequest{TaskType: taskType, Domain: domain, WorkerID: req.WorkerID, Principal: takerOf(m)})
 	if err != nil {
 		return workers.TakeReply{Error: e.protocolError(err, req.TaskID)}
 	}
@@ -500,7 +493,7 @@ func (e *Executor) ReportResult(ctx context.Context, res conductor.TaskResult, t
 	return e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType}, Meta{Principal: principal})
 }
 
-func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken string, _ time.Time) any {
+func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string, _ time.Time) any {
 	var req workers.ResultRequest
 	if err := conductor.Unmarshal(m.Data, &req); err != nil {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result is not a TaskResult JSON object: " + err.Error()}}
@@ -509,11 +502,12 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 	if res.TaskID == "" || res.WorkflowInstanceID == "" {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result needs taskId and workflowInstanceId"}}
 	}
-	taskType, err := eventlog.Untoken(typeToken)
+	taskType, domain, err := workers.ParseQueueSubject(prefix, m.Subject)
 	if err != nil {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}}
 	}
-	out, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType, Lease: req.Lease}, Meta{Principal: res.WorkerID})
+	out, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType, Domain: domain, Lease: req.Lease},
+		Meta{Principal: res.WorkerID})
 	if err != nil {
 		return workers.ResultReply{Error: e.protocolError(err, res.TaskID)}
 	}
@@ -526,11 +520,11 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, typeToken stri
 	// queue: one request and one answer fewer per task than a poll after
 	// the result. The answer says both.
 	next := *req.Next
-	if next.Domain != "" {
-		// The result's subject does not name a domain, so the worker's
-		// credentials say nothing of it.
+	if next.Domain != domain {
+		// The worker's credentials reach the queue the result's subject
+		// names, and say nothing of another.
 		recorded.Next = &workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid,
-			Message: fmt.Sprintf("a result waits only for tasks without domain: poll %s", workers.PollSubject(taskType, next.Domain))}}
+			Message: fmt.Sprintf("a result waits for tasks of its own queue: poll %s", workers.PollSubject(taskType, next.Domain))}}
 		return recorded
 	}
 	if next.WorkerID == "" {

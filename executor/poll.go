@@ -515,7 +515,7 @@ func (e *Executor) settle(ctx context.Context, m jetstream.Msg, d workers.Dispat
 
 // take is TakeTask that also returns the appended sequence.
 func (e *Executor) take(ctx context.Context, wfID, taskID string, req PollRequest) (*conductor.Task, uint64, error) {
-	out, err := e.Submit(ctx, wfID, engine.Take{TaskID: taskID, WorkerID: req.WorkerID, TaskType: req.TaskType},
+	out, err := e.Submit(ctx, wfID, engine.Take{TaskID: taskID, WorkerID: req.WorkerID, TaskType: req.TaskType, Domain: req.Domain},
 		Meta{Principal: cmp.Or(req.Principal, req.WorkerID)})
 	if err != nil {
 		return nil, 0, err

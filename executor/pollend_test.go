@@ -162,7 +162,7 @@ func TestTakeRecordedAfterItsWorkersWaitIsHandedBack(t *testing.T) {
 			}
 			taskID := w.Tasks[0].ID
 			body, _ := json.Marshal(workers.TakeRequest{TaskID: taskID, WorkflowInstanceID: id, WorkerID: "w1", WaitMs: tc.waitMs})
-			m, err := l.Conn().RequestWithContext(ctx, workers.TakeSubject("match_task"), body)
+			m, err := l.Conn().RequestWithContext(ctx, workers.TakeSubject("match_task", ""), body)
 			if err != nil {
 				t.Fatal(err)
 			}

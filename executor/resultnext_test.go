@@ -57,7 +57,7 @@ func reportWaiting(t *testing.T, nc *nats.Conn, task *conductor.Task, status str
 	}
 	body, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: task.TaskID,
 		WorkflowInstanceID: task.WorkflowInstanceID, WorkerID: task.WorkerID, Status: status}, Lease: task.PollCount, Next: next})
-	if err := nc.PublishRequest(workers.ResultSubject(task.TaskDefName), inbox, body); err != nil {
+	if err := nc.PublishRequest(workers.ResultSubject(task.TaskDefName, task.Domain), inbox, body); err != nil {
 		t.Fatal(err)
 	}
 	return answers
@@ -226,7 +226,7 @@ func TestResultWithoutReplyDoesNotWait(t *testing.T) {
 	body, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: a.TaskID,
 		WorkflowInstanceID: a.WorkflowInstanceID, WorkerID: a.WorkerID, Status: conductor.TaskCompleted},
 		Lease: a.PollCount, Next: &workers.PollRequest{WaitMs: 30000}})
-	if err := nc.Publish(workers.ResultSubject("match_task"), body); err != nil {
+	if err := nc.Publish(workers.ResultSubject("match_task", ""), body); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
@@ -242,7 +242,9 @@ func TestResultWithoutReplyDoesNotWait(t *testing.T) {
 
 // A domain's tasks are waited for on the poll subject that names the
 // domain, which a worker's credentials allow or not: a domain named only
-// in the body is refused, as is a result that would wait for one.
+// in the body is refused, as is a result that would wait for another
+// queue's task than its subject names. A result on the domain's subject
+// waits for the domain's next task.
 func TestPollDomainIsTheSubjects(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	e := startExecutor(t, l, nothingScheduled{}, Config{})
@@ -295,7 +297,14 @@ func TestPollDomainIsTheSubjects(t *testing.T) {
 	}
 
 	res, m := resultAnswer(ctx, t, reportWaiting(t, nc, r.Task, "", &workers.PollRequest{Domain: "eu", WaitMs: 20000}))
+	if !res.OK || res.Next == nil || res.Next.Task == nil || res.Next.Task.Domain != "eu" || res.Next.Task.ReferenceTaskName != "b" {
+		t.Fatalf("a result waiting for its domain's next task was answered %s, want ok and task b", m.Data)
+	}
+	if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
+		t.Fatal(err)
+	}
+	res, m = resultAnswer(ctx, t, reportWaiting(t, nc, res.Next.Task, "", &workers.PollRequest{WaitMs: 20000}))
 	if !res.OK || res.Next == nil || res.Next.Error == nil || res.Next.Error.Code != workers.CodeInvalid || m.Reply != "" {
-		t.Fatalf("a result waiting for a domain's task was answered %s, want ok and an invalid wait", m.Data)
+		t.Fatalf("a result waiting for another queue's task was answered %s, want ok and an invalid wait", m.Data)
 	}
 }

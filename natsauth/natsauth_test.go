@@ -190,10 +190,12 @@ func TestWorkerPermissions(t *testing.T) {
 	for _, tt := range []struct{ name, subject, body string }{
 		{"pull from type_b's queue", "$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH.fvq_type_b", `{"batch":1,"no_wait":true}`},
 		{"type_b's queue info", "$JS.API.CONSUMER.INFO.FV_DISPATCH.fvq_type_b", ""},
-		{"take a type_b task", workers.TakeSubject("type_b"), `{"taskId":"task-type_b"}`},
-		{"report a type_b result", workers.ResultSubject("type_b"), `{"taskId":"task-type_b"}`},
+		{"take a type_b task", workers.TakeSubject("type_b", ""), `{"taskId":"task-type_b"}`},
+		{"report a type_b result", workers.ResultSubject("type_b", ""), `{"taskId":"task-type_b"}`},
 		{"wait for a type_b task", workers.PollSubject("type_b", ""), `{}`},
 		{"wait for a type_a task of a domain it was not given", workers.PollSubject("type_a", "eu"), `{}`},
+		{"take a type_a task of that domain", workers.TakeSubject("type_a", "eu"), `{"taskId":"task-type_a"}`},
+		{"report a type_a result of that domain", workers.ResultSubject("type_a", "eu"), `{"taskId":"task-type_a"}`},
 		{"pull from type_a's queue of that domain", "$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH." + workers.ConsumerName("type_a", "eu"), `{"batch":1,"no_wait":true}`},
 		{"end a type_b poll", workers.PollEndSubject("type_b"), `{"pollId":"p1"}`},
 		{"workflow event stream info", "$JS.API.STREAM.INFO." + eventlog.Workflows.Name, ""},
@@ -225,7 +227,7 @@ func TestWorkerPermissions(t *testing.T) {
 		}
 		refused(t, nc, subject)
 	}
-	engine, err := s.log.Conn().Subscribe(workers.TakeSubject("type_a"), func(m *nats.Msg) { _ = m.Respond([]byte("marker")) })
+	engine, err := s.log.Conn().Subscribe(workers.TakeSubject("type_a", ""), func(m *nats.Msg) { _ = m.Respond([]byte("marker")) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +245,7 @@ func TestWorkerPermissions(t *testing.T) {
 	if _, err := s.log.JetStream().Publish(ctx, workers.DispatchSubject("type_b", ""), []byte(`{"taskId":"task-type_b-2"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := nc.Request(workers.TakeSubject("type_a"), []byte(`{}`), 10*time.Second); err != nil || string(m.Data) != "marker" {
+	if m, err := nc.Request(workers.TakeSubject("type_a", ""), []byte(`{}`), 10*time.Second); err != nil || string(m.Data) != "marker" {
 		t.Fatalf("the marker did not arrive: %v", err)
 	}
 	if len(stolen) != 0 {
@@ -362,7 +364,7 @@ func TestEventsReachOnlyGrantedSubscribers(t *testing.T) {
 	}
 	refused(t, worker, "orders.created")
 
-	for _, subject := range []string{workers.TakeSubject("type_a"), workers.StartSubject("w", "p"), "fv.wf.forged",
+	for _, subject := range []string{workers.TakeSubject("type_a", ""), workers.StartSubject("w", "p"), "fv.wf.forged",
 		"$JS.API.STREAM.NAMES", "$KV.FV_KEYS.x", "_INBOX.x"} {
 		if err := pub.Publish(subject, []byte(`{}`)); err != nil {
 			t.Fatal(err)
@@ -393,7 +395,7 @@ func TestEventsReachOnlyGrantedSubscribers(t *testing.T) {
 	if m, err := heard.NextMsg(10 * time.Second); err != nil || string(m.Data) != `{"order":2}` {
 		t.Fatalf("the listener got %v, %v", m, err)
 	}
-	for _, subject := range []string{workers.TakeSubject("type_a"), "fv.>", "$JS.API.>", "_INBOX.>"} {
+	for _, subject := range []string{workers.TakeSubject("type_a", ""), "fv.>", "$JS.API.>", "_INBOX.>"} {
 		if _, err := listener.SubscribeSync(subject); err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +473,7 @@ func TestWorkerRepliesReachNoStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc := s.connect(t, c)
-	engine, err := s.log.Conn().Subscribe(workers.TakeSubject("type_a"), func(m *nats.Msg) {
+	engine, err := s.log.Conn().Subscribe(workers.TakeSubject("type_a", ""), func(m *nats.Msg) {
 		_ = m.Respond([]byte(`{"task":{"inputData":{"token":"resolved-secret"}}}`))
 	})
 	if err != nil {
@@ -483,8 +485,8 @@ func TestWorkerRepliesReachNoStream(t *testing.T) {
 	}
 	const startAsAdmin = "fv.cmd.start.victim_wf.admin"
 	for _, aim := range []struct{ subject, body, reply string }{
-		{workers.TakeSubject("type_a"), `{"taskId":"t"}`, startAsAdmin},
-		{workers.TakeSubject("type_a"), `{"taskId":"t"}`, "fv.wf.victim"},
+		{workers.TakeSubject("type_a", ""), `{"taskId":"t"}`, startAsAdmin},
+		{workers.TakeSubject("type_a", ""), `{"taskId":"t"}`, "fv.wf.victim"},
 		{"$JS.API.CONSUMER.INFO.FV_DISPATCH." + workers.ConsumerName("type_a", ""), "", startAsAdmin},
 		{"$JS.API.CONSUMER.INFO.FV_DISPATCH." + workers.ConsumerName("type_a", ""), "", "fv.audit.forged"},
 		{"$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH." + workers.ConsumerName("type_a", ""), `{"batch":1,"no_wait":true}`, "fv.wf.victim"},
@@ -494,7 +496,7 @@ func TestWorkerRepliesReachNoStream(t *testing.T) {
 		}
 	}
 	// A round trip after them: their answers, if any, were sent before.
-	if _, err := nc.Request(workers.TakeSubject("type_a"), []byte(`{}`), 10*time.Second); err != nil {
+	if _, err := nc.Request(workers.TakeSubject("type_a", ""), []byte(`{}`), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []eventlog.Stream{eventlog.Commands, eventlog.Workflows, eventlog.Audit} {

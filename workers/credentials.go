@@ -31,9 +31,9 @@ type Permissions struct {
 }
 
 // WorkerPermissions is everything a worker of taskTypes needs of NATS
-// under the worker protocol, and nothing else: take and result requests
-// for those types; for each of their queues (the one without domain and
-// one per entry of domains), the poll subject and the info, next-message
+// under the worker protocol, and nothing else: poll ends for those types;
+// for each of their queues (the one without domain and one per entry of
+// domains), the take, poll and result subjects and the info, next-message
 // and acknowledgement subjects of its consumer on the dispatch stream; and
 // subscriptions under inboxPrefix.
 // Consumers are not created by workers (the engine does), streams are not
@@ -43,10 +43,10 @@ func WorkerPermissions(taskTypes, domains []string, inboxPrefix string) Permissi
 	stream := eventlog.Dispatch.Name
 	queues := append([]string{""}, domains...)
 	for _, t := range taskTypes {
-		p.Publish = append(p.Publish, TakeSubject(t), ResultSubject(t), PollEndSubject(t))
+		p.Publish = append(p.Publish, PollEndSubject(t))
 		for _, d := range queues {
 			c := ConsumerName(t, d)
-			p.Publish = append(p.Publish, PollSubject(t, d),
+			p.Publish = append(p.Publish, TakeSubject(t, d), PollSubject(t, d), ResultSubject(t, d),
 				"$JS.API.CONSUMER.INFO."+stream+"."+c,
 				"$JS.API.CONSUMER.MSG.NEXT."+stream+"."+c,
 				"$JS.ACK."+stream+"."+c+".>")

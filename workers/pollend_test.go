@@ -163,7 +163,7 @@ func TestWorkerEndsItsResultWaitWhenStopping(t *testing.T) {
 	standInEngine(t, nc, taskType, offerOnce(taskType), func(*testing.T, *nats.Conn, string) {})
 	waiting := make(chan *nats.Msg, 1) // the result request, held unanswered
 	waitID := make(chan string, 1)
-	results, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+	results, err := nc.Subscribe(workers.ResultSubject(taskType, ""), func(m *nats.Msg) {
 		var req workers.ResultRequest
 		if err := json.Unmarshal(m.Data, &req); err != nil || req.Next == nil || req.Next.PollID == "" {
 			t.Errorf("result %s: want one that waits under a poll id", m.Data)

@@ -62,34 +62,45 @@ func consumerToken(s string) string {
 	return strings.ReplaceAll(t, "@", "%40")
 }
 
-// TakeSubject is where a worker asks for a dispatched task of taskType.
-func TakeSubject(taskType string) string { return TakePrefix + eventlog.Token(taskType) }
+// The take, poll and result subjects name a queue: a task type and a
+// domain ("" for none), as a queue's consumer does, so that a worker's
+// credentials can allow it some domains' queues and not others.
+
+// TakeSubject is where a worker asks for a dispatched task of taskType in
+// domain.
+func TakeSubject(taskType, domain string) string { return queueSubject(TakePrefix, taskType, domain) }
 
 // PollSubject is where a worker waits at an engine for a task of taskType
-// in domain ("" for none). The domain is in the subject, as in a queue's
-// name, so that a worker's credentials can allow it some domains' queues
-// and not others.
-func PollSubject(taskType, domain string) string {
-	s := PollPrefix + eventlog.Token(taskType)
+// in domain.
+func PollSubject(taskType, domain string) string { return queueSubject(PollPrefix, taskType, domain) }
+
+// ResultSubject is where a worker reports on a task of taskType in domain.
+func ResultSubject(taskType, domain string) string {
+	return queueSubject(ResultPrefix, taskType, domain)
+}
+
+func queueSubject(prefix, taskType, domain string) string {
+	s := prefix + eventlog.Token(taskType)
 	if domain != "" {
 		s += "." + eventlog.Token(domain)
 	}
 	return s
 }
 
-// ParsePollSubject returns the task type and domain of a poll subject.
-func ParsePollSubject(subject string) (taskType, domain string, err error) {
-	rest, ok := strings.CutPrefix(subject, PollPrefix)
+// ParseQueueSubject returns the task type and domain of a take, poll or
+// result subject (prefix TakePrefix, PollPrefix or ResultPrefix).
+func ParseQueueSubject(prefix, subject string) (taskType, domain string, err error) {
+	rest, ok := strings.CutPrefix(subject, prefix)
 	if !ok {
-		return "", "", fmt.Errorf("%q is not a poll subject", subject)
+		return "", "", fmt.Errorf("%q is not under %s", subject, prefix)
 	}
 	typeTok, domainTok, withDomain := strings.Cut(rest, ".")
 	if taskType, err = eventlog.Untoken(typeTok); err != nil || taskType == "" {
-		return "", "", fmt.Errorf("%q: want %s<type>[.<domain>]", subject, PollPrefix)
+		return "", "", fmt.Errorf("%q: want %s<type>[.<domain>]", subject, prefix)
 	}
 	if withDomain {
 		if domain, err = eventlog.Untoken(domainTok); err != nil || domain == "" || strings.Contains(domainTok, ".") {
-			return "", "", fmt.Errorf("%q: want %s<type>[.<domain>]", subject, PollPrefix)
+			return "", "", fmt.Errorf("%q: want %s<type>[.<domain>]", subject, prefix)
 		}
 	}
 	return taskType, domain, nil
@@ -97,9 +108,6 @@ func ParsePollSubject(subject string) (taskType, domain string, err error) {
 
 // PollEndSubject is where a worker ends its polls of taskType early.
 func PollEndSubject(taskType string) string { return PollEndPrefix + eventlog.Token(taskType) }
-
-// ResultSubject is where a worker reports on a task of taskType.
-func ResultSubject(taskType string) string { return ResultPrefix + eventlog.Token(taskType) }
 
 // Dispatch is the body of a dispatch message: which task is available. It
 // carries no input: inputs (with secrets resolved) travel only in the reply
@@ -149,8 +157,8 @@ type TakeReply struct {
 type PollRequest struct {
 	WorkerID string `json:"workerId,omitempty"`
 	// Domain, if set, must be the poll subject's: a domain's queue is
-	// polled on fv.engine.poll.<type>.<domain>. A result's Next waits only
-	// for tasks without domain.
+	// polled on fv.engine.poll.<type>.<domain>. A result's Next waits for
+	// tasks of the result subject's queue.
 	Domain string `json:"domain,omitempty"`
 	WaitMs int64  `json:"waitMs,omitempty"`
 	PollID string `json:"pollId,omitempty"`
@@ -193,7 +201,7 @@ type ResultRequest struct {
 	conductor.TaskResult
 	Lease int `json:"lease,omitempty"`
 	// Next, if set, makes the request also a poll for the worker's next
-	// task of the same type, waited for once the result is recorded (its
+	// task of the same queue, waited for once the result is recorded (its
 	// WorkerID defaults to the result's). The request must then have a
 	// reply subject the worker listens on as on a poll's: the answer
 	// comes once, when the poll is answered, and may be an offer.

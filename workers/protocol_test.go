@@ -17,13 +17,13 @@ func TestPollSubjects(t *testing.T) {
 		{"with space", "*>"},
 	} {
 		subject := workers.PollSubject(tc.taskType, tc.domain)
-		typ, dom, err := workers.ParsePollSubject(subject)
+		typ, dom, err := workers.ParseQueueSubject(workers.PollPrefix, subject)
 		if err != nil || typ != tc.taskType || dom != tc.domain {
 			t.Errorf("ParsePollSubject(%q) = %q, %q, %v; want %q, %q", subject, typ, dom, err, tc.taskType, tc.domain)
 		}
 	}
 	for _, bad := range []string{"fv.engine.poll.", "fv.engine.poll.a.", "fv.engine.poll.a.b.c", "fv.engine.take.a", "fv.engine.poll.a.%zz"} {
-		if typ, dom, err := workers.ParsePollSubject(bad); err == nil {
+		if typ, dom, err := workers.ParseQueueSubject(workers.PollPrefix, bad); err == nil {
 			t.Errorf("ParsePollSubject(%q) = %q, %q; want an error", bad, typ, dom)
 		}
 	}

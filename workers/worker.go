@@ -379,7 +379,7 @@ func (w *Worker) extendLease(ctx context.Context, t *conductor.Task, every time.
 		WorkerID: w.cfg.WorkerID, Status: conductor.TaskInProgress, ExtendLease: true}, Lease: t.PollCount}
 	for {
 		var reply ResultReply
-		if err := w.request(ctx, ResultSubject(w.cfg.TaskType), extension, &reply); err != nil && ctx.Err() == nil {
+		if err := w.request(ctx, ResultSubject(w.cfg.TaskType, w.cfg.Domain), extension, &reply); err != nil && ctx.Err() == nil {
 			w.cfg.Logger.Warn("lease extension failed", logkey.TaskID, t.TaskID, logkey.Err, err)
 		}
 		select {
@@ -434,20 +434,19 @@ func (w *Worker) report(ctx, work context.Context, in *slotInbox, res conductor.
 
 // send sends one result request: while the worker runs (ctx is not done),
 // one that waits for the slot's next task and returns it if the answer
-// offers one; once it stops, or for a domain's tasks (a result waits only
-// for tasks without domain), a plain request.
+// offers one; once it stops, a plain request.
 func (w *Worker) send(ctx, work context.Context, in *slotInbox, req ResultRequest) (reply ResultReply, next *conductor.Task, err error) {
-	if ctx.Err() != nil || w.cfg.Domain != "" {
-		err = w.request(work, ResultSubject(w.cfg.TaskType), req, &reply)
+	if ctx.Err() != nil {
+		err = w.request(work, ResultSubject(w.cfg.TaskType, w.cfg.Domain), req, &reply)
 		return reply, nil, err
 	}
 	id := nuid.Next()
-	req.Next = &PollRequest{WaitMs: w.cfg.PollWait.Milliseconds(), PollID: id}
+	req.Next = &PollRequest{Domain: w.cfg.Domain, WaitMs: w.cfg.PollWait.Milliseconds(), PollID: id}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return reply, nil, err
 	}
-	m, err := w.await(ctx, in, ResultSubject(w.cfg.TaskType), body, id)
+	m, err := w.await(ctx, in, ResultSubject(w.cfg.TaskType, w.cfg.Domain), body, id)
 	if err != nil {
 		return reply, nil, err
 	}

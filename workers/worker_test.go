@@ -234,7 +234,7 @@ func offerOnce(taskType string) func() (workers.PollReply, bool) {
 // okResults answers every result of taskType "ok".
 func okResults(t *testing.T, nc *nats.Conn, taskType string) {
 	t.Helper()
-	sub, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(workers.ResultSubject(taskType, ""), func(m *nats.Msg) {
 		body, _ := json.Marshal(workers.ResultReply{OK: true})
 		_ = m.Respond(body)
 	})
@@ -254,7 +254,7 @@ func TestRefusedResultFailsTheTask(t *testing.T) {
 	nc := l.Conn()
 	const taskType = "too_big"
 	results := make(chan conductor.TaskResult, 4)
-	result, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+	result, err := nc.Subscribe(workers.ResultSubject(taskType, ""), func(m *nats.Msg) {
 		var res conductor.TaskResult
 		_ = json.Unmarshal(m.Data, &res)
 		reply := workers.ResultReply{OK: true}
@@ -307,7 +307,7 @@ func TestWorkerTakesTheNextTaskWithTheResult(t *testing.T) {
 	// The polls made before t2's result: after it, t2's result gets no
 	// task and the slot polls again.
 	var pollsBeforeLast atomic.Int32
-	sub, err := nc.Subscribe(workers.ResultSubject(taskType), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(workers.ResultSubject(taskType, ""), func(m *nats.Msg) {
 		var req workers.ResultRequest
 		_ = json.Unmarshal(m.Data, &req)
 		if req.TaskID != "t1" {
