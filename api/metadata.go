@@ -160,7 +160,9 @@ func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 // under the name of a task definition another principal created, which
 // the caller may not read: that principal may take those tasks, input
 // included, secrets resolved (see mayClaimTaskName, the same taking from
-// the other side: a name claimed before the workflow used it). A
+// the other side: a name claimed before the workflow used it). So does a
+// system task under such a name whose definition has an inputTemplate,
+// which adds to the task's input. A
 // definition created by an admin or a holder of METADATA_MANAGEMENT is
 // shared; so is any the caller may READ, knowing whose it is.
 func (s *Server) mayHandTasksTo(r *http.Request, def *conductor.WorkflowDef) error {
@@ -169,9 +171,6 @@ func (s *Server) mayHandTasksTo(r *http.Request, def *conductor.WorkflowDef) err
 		return nil
 	}
 	for _, n := range metadata.TaskNames(def) {
-		if !slices.ContainsFunc(n.Types, workerType) {
-			continue
-		}
 		td, err := s.deps.Metadata.GetTaskDef(r.Context(), n.Name)
 		if errors.Is(err, fault.ErrNotFound) {
 			continue
@@ -180,6 +179,11 @@ func (s *Server) mayHandTasksTo(r *http.Request, def *conductor.WorkflowDef) err
 			return err
 		}
 		if td.CreatedBy == "" || td.CreatedBy == p.ID {
+			continue
+		}
+		// A system task is not handed out, but its definition's
+		// inputTemplate adds to its input: an HTTP task's request.
+		if !slices.ContainsFunc(n.Types, workerType) && len(td.InputTemplate) == 0 {
 			continue
 		}
 		if s.deps.Auth != nil {
@@ -196,7 +200,7 @@ func (s *Server) mayHandTasksTo(r *http.Request, def *conductor.WorkflowDef) err
 		}
 		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Read, Target: auth.Target{Type: auth.TargetTaskDef, ID: n.Name},
 			Reason: "another principal created that task definition, and would take this workflow's " + n.Name +
-				" tasks, their input and resolved secrets included: READ on it is needed to hand them tasks"}
+				" tasks, their input and resolved secrets included, or add to their input: READ on it is needed to hand them tasks"}
 	}
 	return nil
 }
@@ -213,16 +217,17 @@ func (s *Server) mayWriteTaskDef(r *http.Request, name string) (metadata.Revisio
 }
 
 // mayClaimTaskName refuses to create the task definition of a name that
-// other principals' workflows hand to workers without a definition.
+// other principals' workflows use without a definition.
 //
-// Workflows may run SIMPLE tasks (any type the engine hands to workers)
-// that have no task definition. Workers take tasks by name, and the
-// creator of a task definition may take the tasks of its name (EXECUTE on
-// TASK_DEF:<name>), input included, secrets resolved. Creating the
-// definition of a name that someone else's workflow uses would hand its
-// creator that workflow's tasks. So a new name is refused, 403, when a
-// workflow definition that the caller neither created (that version) nor
-// may UPDATE has a worker task of that name; or when tasks of that name,
+// Workflows may run tasks that have no task definition. Workers take
+// tasks by name, and the creator of a task definition may take the tasks
+// of its name (EXECUTE on TASK_DEF:<name>), input included, secrets
+// resolved; and a definition's inputTemplate adds to the input of every
+// task of its name, a system task's too (an HTTP task's request).
+// Creating the definition of a name that someone else's workflow uses
+// would hand its creator that workflow's tasks. So a new name is refused,
+// 403, when a workflow definition that the caller neither created (that
+// version) nor may UPDATE has a task of that name; or when tasks of that name,
 // of executions the caller neither started nor may UPDATE the definition
 // of, are waiting for a worker or held by one (the executions of inline
 // definitions, of deleted versions, and dynamically named tasks, which no
@@ -246,9 +251,6 @@ func (s *Server) mayClaimTaskName(r *http.Request, name string) error {
 	var conflicts []string
 	mine := map[string]bool{} // workflows with a version the caller created that uses name
 	for _, u := range uses {
-		if !slices.ContainsFunc(u.Types, workerType) {
-			continue
-		}
 		if u.CreatedBy == p.ID {
 			mine[u.Workflow] = true
 			continue
@@ -367,12 +369,12 @@ func (s *Server) takeoverRefusal(r *http.Request, name string, conflicts []strin
 				}
 				list += fmt.Sprintf("%d you may not read", hidden)
 			}
-			parts = append(parts, fmt.Sprintf("task %s has no definition and is a worker task of workflow definitions of other principals that you may not update (%s)", name, list))
+			parts = append(parts, fmt.Sprintf("task %s has no definition and is a task of workflow definitions of other principals that you may not update (%s)", name, list))
 		}
 		if running {
 			parts = append(parts, fmt.Sprintf("tasks named %s of workflows other principals started are waiting for a worker or held by one", name))
 		}
-		return strings.Join(parts, "; ") + "; the creator of its definition could poll those tasks and receive their input, secrets resolved: " +
+		return strings.Join(parts, "; ") + "; the creator of its definition could poll those tasks and receive their input, secrets resolved, or add to their input: " +
 			"ask an admin or a holder of " + auth.PermMetadataManagement + " (role " + auth.RoleMetadataManager + ") to create it, " +
 			"or for UPDATE on those workflow definitions"
 	}

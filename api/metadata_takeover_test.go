@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -114,7 +115,9 @@ func TestTaskDefTakeoverRefused(t *testing.T) {
 		{name: "own running task", by: bob, method: "POST", body: `[{"name":"b_running"}]`, status: http.StatusNoContent},
 		{name: "unused name", by: bob, method: "POST", body: `[{"name":"unused"}]`, status: http.StatusNoContent},
 		{name: "unused name, PUT", by: bob, method: "PUT", body: `{"name":"unused_put"}`, status: http.StatusNoContent},
-		{name: "system task of that name", by: bob, method: "POST", body: `[{"name":"a_http"}]`, status: http.StatusNoContent},
+		// Its inputTemplate would add to the HTTP task's request.
+		{name: "system task of that name", by: bob, method: "POST", body: `[{"name":"a_http"}]`, status: http.StatusForbidden,
+			says: []string{"add to their input"}},
 		{name: "workflow the caller may update", by: dave, method: "POST", body: `[{"name":"a_shared"}]`, status: http.StatusNoContent},
 		{name: "admin", by: admin, method: "POST", body: `[{"name":"a_admin"}]`, status: http.StatusNoContent},
 		{name: "metadata manager", by: meta, method: "POST", body: `[{"name":"a_meta"}]`, status: http.StatusNoContent},
@@ -158,7 +161,8 @@ func TestWorkflowOnAnotherPrincipalsTaskNameRefused(t *testing.T) {
 	aliceID, alice := principal("alice", "USER")
 	_, bob := principal("bob", "USER")
 	_, meta := principal("meta", "METADATA_MANAGER")
-	send(t, bob, "POST", "/api/metadata/taskdefs", `[{"name":"send_email"},{"name":"granted"}]`)
+	send(t, bob, "POST", "/api/metadata/taskdefs", `[{"name":"send_email"},{"name":"granted"},
+		{"name":"templated","inputTemplate":{"http_request":{"uri":"http://127.0.0.1:9/bob"}}}]`)
 	send(t, meta, "POST", "/api/metadata/taskdefs", `[{"name":"shared_meta"}]`)
 	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"shared_admin"}]`)
 	send(t, alice, "POST", "/api/metadata/taskdefs", `[{"name":"alice_own"}]`)
@@ -178,6 +182,7 @@ func TestWorkflowOnAnotherPrincipalsTaskNameRefused(t *testing.T) {
 		{"made by an admin", "shared_admin", "SIMPLE", http.StatusNoContent},
 		{"own", "alice_own", "SIMPLE", http.StatusNoContent},
 		{"a system task of that name", "send_email", "HTTP", http.StatusNoContent},
+		{"a system task of that name, templated", "templated", "HTTP", http.StatusForbidden},
 		{"no definition", "free_name", "SIMPLE", http.StatusNoContent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,11 +198,12 @@ func TestWorkflowOnAnotherPrincipalsTaskNameRefused(t *testing.T) {
 				return
 			}
 			e := r.expectError(t, http.StatusForbidden, "")
-			if msg, _ := e["message"].(string); !strings.Contains(msg, "TASK_DEF:send_email") || !strings.Contains(msg, "another principal created") {
+			task := "TASK_DEF:" + cmp.Or(tc.task, "send_email")
+			if msg, _ := e["message"].(string); !strings.Contains(msg, task) || !strings.Contains(msg, "another principal created") {
 				t.Errorf("message %q", msg)
 			}
 			// Started inline, the same.
-			alice.do("POST", "/api/workflow", `{"name":"inline","workflowDef":`+def+`}`).expectError(t, http.StatusForbidden, "TASK_DEF:send_email")
+			alice.do("POST", "/api/workflow", `{"name":"inline","workflowDef":`+def+`}`).expectError(t, http.StatusForbidden, task)
 		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -244,6 +245,41 @@ func TestEventHandlerActsForPublisher(t *testing.T) {
 	e.waitStatus(as.start("shop_order", map[string]any{"orderId": "o-2"}), conductor.WorkflowCompleted)
 	if ship := e.workflow(e.waitCorrelated("ship", "o-2")); ship.CreatedBy != shop {
 		t.Fatalf("ship runs as %q, want the publisher %q", ship.CreatedBy, shop)
+	}
+}
+
+// A handler's action that gives a workflow data (completing its task,
+// setting its variables) gives it the data of every principal it acts
+// for: the publishing workflow's (its starter and its definition's
+// author) and the handler's. Each joins those the target runs as, so a
+// secret named by that data resolves only where every one of them may.
+func TestEventHandlerActionsJoinEveryPrincipal(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	owner, ownerToken := e.application("owner", "USER")
+	starter, starterToken := e.application("starter", "USER")
+	author, authorToken := e.application("author", "USER")
+	e.as(ownerToken).register(`{"name":"waiter","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`)
+	e.as(authorToken).register(`{"name":"publisher","tasks":[{"name":"e","taskReferenceName":"e","type":"EVENT","sink":"nats:ev.done",
+	  "inputParameters":{"wf":"${workflow.input.wf}","name":"team_token"}}]}`)
+	e.grant(starter, "WORKFLOW_DEF", "publisher", "EXECUTE")
+	e.grant(starter, "WORKFLOW_DEF", "waiter", "EXECUTE")
+	e.grant(author, "WORKFLOW_DEF", "waiter", "EXECUTE")
+	e.must(http.StatusNoContent, "POST", "/api/event", `[{"name":"done","event":"nats:ev.done","active":true,
+	  "actions":[{"action":"complete_task","complete_task":{"workflowId":"${wf}","taskRefName":"w","output":{"name":"${name}"}}},
+	             {"action":"update_workflow_variables","update_workflow_variables":{"workflowId":"${wf}","variables":{"v":1}}}]}]`)
+
+	waiter := e.as(ownerToken).start("waiter", nil)
+	e.waitStatus(e.as(starterToken).start("publisher", map[string]any{"wf": waiter}), conductor.WorkflowCompleted)
+	e.waitStatus(waiter, conductor.WorkflowCompleted)
+	joined := map[string]bool{}
+	for _, ev := range e.events(waiter) {
+		if r, ok := ev.(*schemas.WorkflowRunAs); ok {
+			joined[r.Principal] = true
+		}
+	}
+	if !joined[starter] || !joined[author] || joined[owner] {
+		t.Fatalf("the waiter runs as %v besides its owner %s, want the starter %s and the author %s", joined, owner, starter, author)
 	}
 }
 

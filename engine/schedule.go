@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -141,6 +142,19 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		maps.Copy(in, o.mergeInput)
 		ev.Input, ev.Deferred = in, deferred
 	}
+	if wt.TaskDefinition == nil && td != nil && ev.Status == conductor.TaskScheduled {
+		// A registered definition's template is code from its author, not
+		// the workflow's: what it reads beyond the workflow's plain data
+		// must be its author's to read.
+		references, sealed := templateReads(wt, eff.InputTemplate, ev.Input, ev.Deferred)
+		if sealed {
+			return d.scheduleFailed(wt, o, id, ref, fmt.Sprintf("the inputTemplate of task definition %s may not read the workflow's "+
+				"_secrets or _masked data: only the workflow's definition may", wt.Name))
+		}
+		if references {
+			d.runAs(cmp.Or(td.UpdatedBy, td.CreatedBy))
+		}
+	}
 	if ev.Status == conductor.TaskScheduled {
 		d.fromCache(wt, ev)
 	}
@@ -187,6 +201,36 @@ func (d *decision) evaluateInput(wt *conductor.WorkflowTask, eff conductor.Effec
 		}
 	}
 	return in, deferred, nil
+}
+
+// templateReads reports what the keys a registered definition's
+// inputTemplate gives a task (those its inputParameters leave out) read
+// beyond the workflow's plain data: secrets or environment values
+// (references, resolved at hand-off as whoever the workflow runs as), or
+// its _secrets or _masked data (sealed).
+func templateReads(wt *conductor.WorkflowTask, tmpl, in map[string]any, deferred [][]any) (references, sealed bool) {
+	fromTemplate := func(key any) bool {
+		k, ok := key.(string)
+		_, given := wt.InputParameters[k]
+		_, templated := tmpl[k]
+		return ok && templated && !given
+	}
+	for k, v := range in {
+		if fromTemplate(k) && masking.HasSealed(v) {
+			return references, true
+		}
+	}
+	for _, p := range deferred {
+		if len(p) == 0 || !fromTemplate(p[0]) {
+			continue
+		}
+		v, _ := expr.Path(p).In(in)
+		if text, _ := v.(string); strings.Contains(text, "${"+expr.SealedPrefix) {
+			return references, true
+		}
+		references = true
+	}
+	return references, false
 }
 
 // overInput is the input old with the keys of fresh replaced, and the

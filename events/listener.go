@@ -362,7 +362,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		}
 		reason := cmp.Or(d.TerminationReason, "terminated by event handler "+h.Name)
 		return l.submit(ctx, d.WorkflowID, as, func(*engine.Workflow) (engine.Trigger, error) {
-			return engine.Terminate{Reason: reason, By: principal}, nil
+			return engine.Terminate{Reason: reason, By: principal, AlsoBy: as[1:]}, nil
 		})
 	case conductor.ActionUpdateWorkflowVariables:
 		var d conductor.EventUpdateVariables
@@ -375,7 +375,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 			return fault.Invalid("appendArray is not supported: set the whole value")
 		}
 		return l.submit(ctx, d.WorkflowID, as, func(*engine.Workflow) (engine.Trigger, error) {
-			return engine.SetVariables{Variables: d.Variables, By: principal}, nil
+			return engine.SetVariables{Variables: d.Variables, By: principal, AlsoBy: as[1:]}, nil
 		})
 	}
 	return fmt.Errorf("unknown action %q", action)
@@ -404,7 +404,7 @@ func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails,
 			taskID = t.ID
 		}
 		return engine.Result{Result: conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
-			OutputData: d.Output}, By: as[0]}, nil
+			OutputData: d.Output}, By: as[0], AlsoBy: as[1:]}, nil
 	})
 }
 

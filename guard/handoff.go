@@ -265,12 +265,15 @@ func (r *resolver) env(ref string) (any, error) {
 	return pick([]byte(value), strings.TrimPrefix(path, "$."), "environment variable "+name)
 }
 
+// errNoName is a reference whose name, made of data, was empty or held a
+// brace, or was itself deferred (see expr.Evaluate): refused like a name
+// that is not there.
+var errNoName = fault.Invalid("a secret or environment reference whose name, made of data, is empty or holds a brace, " +
+	"or is itself a secret or environment value")
+
 // refuse records a reference that could not be resolved (the audit trail
 // tells an admin why: denied, or missing) and returns what the workflow is
 // told, which does not say which.
-// errNoName is a reference whose name, made of data, was empty or held a
-// brace (see expr.Evaluate): refused like a name that is not there.
-var errNoName = fault.Invalid("a secret or environment reference whose name, made of data, is empty or holds a brace")
 
 func (r *resolver) refuse(kind, name string, cause, told error) error {
 	r.refs = append(r.refs, schemas.ResolvedRef{Kind: kind, Name: name, Principal: r.principal(), Refused: cause.Error()})

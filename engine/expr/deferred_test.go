@@ -23,6 +23,11 @@ func TestEvaluateDeferred(t *testing.T) {
 		{"nested name", "${workflow.secrets.${workflow.input.name}}", "${workflow.secrets.db}", []Path{{}}},
 		{"nested name with field", "u=${workflow.secrets.${workflow.input.name}.user}", "u=${workflow.secrets.db.user}", []Path{{}}},
 		{"trimmed", "${ workflow.secrets.token }", "${workflow.secrets.token}", []Path{{}}},
+		// A name that is itself deferred is not known before the hand-off,
+		// which refuses a reference without a name.
+		{"name from an environment value", "Bearer ${workflow.secrets.${workflow.env.region}_key}", "Bearer ${workflow.secrets.}", []Path{{}}},
+		{"name from a secret", "${workflow.secrets.${workflow.secrets.token}}", "${workflow.secrets.}", []Path{{}}},
+		{"environment name from a secret", "${workflow.env.${workflow.secrets.token}}", "${workflow.env.}", []Path{{}}},
 		{"mixed with values", "${workflow.input.x}:${workflow.secrets.t}:${workflow.input.n}", "hello:${workflow.secrets.t}:42", []Path{{}}},
 		{
 			"nested in map",

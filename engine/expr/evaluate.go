@@ -232,7 +232,14 @@ const SealedPrefix = "sealed:"
 // and interpolated into the path; a blank path yields "" as in OSS.
 func (e *evaluator) expr(body []node) result {
 	text, ok := e.bodyText(body)
-	if !ok {
+	switch {
+	case !ok && namesDeferred(body):
+		// A secret or environment value named by another (its name is
+		// not known before the hand-off, which resolves one level):
+		// deferred without a name, which the hand-off refuses. Never a
+		// null.
+		return result{deferred: true, body: deferredNamespace(body)}
+	case !ok:
 		return result{}
 	}
 	text = strings.TrimSpace(text)

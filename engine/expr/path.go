@@ -10,6 +10,9 @@ import (
 // slice indices (int), from the root.
 type Path []any
 
+// In returns the value at p inside v, and whether there is one.
+func (p Path) In(v any) (any, bool) { return get(v, p) }
+
 // String renders p in JSONPath-like form relative to the template root:
 // `http_request.headers.Authorization`, `items[2]`, `headers['X Key']`. The
 // root itself is "".
