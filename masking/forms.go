@@ -175,12 +175,13 @@ type percentStyle struct {
 // !'()* that JavaScript's encodeURIComponent leaves alone, so that
 // p@ss w!rd is p%40ss+w%21rd to one and p%40ss%20w!rd to the other.
 var percentStyles = []percentStyle{
-	{"-_.~", "+"},         // Go's url.QueryEscape, Python's quote_plus, HTML forms
-	{"-_.~", "%20"},       // Python's quote(s, safe=""), Go's url.QueryEscape with + read as %20
-	{"-_.~/", "%20"},      // Python's quote(s)
-	{"-_.~$&+:=@", "%20"}, // Go's url.PathEscape
-	{"-_.!~*'()", "%20"},  // JavaScript's encodeURIComponent
-	{"-_.*", "+"},         // Java's URLEncoder
+	{"-_.~", "+"},            // Go's url.QueryEscape, Python's quote_plus, HTML forms
+	{"-_.~", "%20"},          // Python's quote(s, safe=""), Go's url.QueryEscape with + read as %20
+	{"-_.~/", "%20"},         // Python's quote(s)
+	{"-_.~$&+:=@", "%20"},    // Go's url.PathEscape
+	{"-_.~$&+,/:;=@", "%20"}, // Go's URL.EscapedPath: an HTTP task's request line
+	{"-_.!~*'()", "%20"},     // JavaScript's encodeURIComponent
+	{"-_.*", "+"},            // Java's URLEncoder
 }
 
 // encode returns s percent-encoded in style st, with hex's digits.

@@ -26,8 +26,9 @@ func TestRedactOtherEncoders(t *testing.T) {
 		symbols = `x7#K0!2mQ$9vL~4*(n)'`
 		control = "tab\there\x1fand-more"
 		deleted = "pw\x7fe3ad3be95f64dc0b"
+		phrase  = "correct horse, battery staple/x;y"
 	)
-	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control), []byte(deleted))
+	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control), []byte(deleted), []byte(phrase))
 	for _, tc := range []struct {
 		encoder, secret, encoded string
 	}{
@@ -43,6 +44,7 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"PHP json_encode JSON_UNESCAPED_UNICODE", unicode, `café\/naïve<b>&😀`},
 		{"Go url.QueryEscape", spaced, `p%40ss+w%21rd-1`},
 		{"Go url.PathEscape", spaced, `p@ss%20w%21rd-1`},
+		{"Go URL.EscapedPath (an HTTP task's request line)", phrase, `correct%20horse,%20battery%20staple/x;y`},
 		{"encodeURIComponent", spaced, `p%40ss%20w!rd-1`},
 		{"encodeURIComponent", symbols, `x7%23K0!2mQ%249vL~4*(n)'`},
 		{"encodeURIComponent", unicode, `caf%C3%A9%2Fna%C3%AFve%3Cb%3E%26%F0%9F%98%80`},
@@ -152,6 +154,7 @@ func TestFormsMatchGo(t *testing.T) {
 			{"json.Encoder without HTML escaping", jsonStyles[1].escape(s), strings.TrimSuffix(encoded.String(), "\n")[1 : encoded.Len()-2]},
 			{"url.QueryEscape", percentStyles[0].encode(s, upperHex), url.QueryEscape(s)},
 			{"url.PathEscape", percentStyles[3].encode(s, upperHex), url.PathEscape(s)},
+			{"URL.EscapedPath", percentStyles[4].encode(s, upperHex), (&url.URL{Path: s}).EscapedPath()},
 		} {
 			if tc.got != tc.want {
 				t.Errorf("%s of %q: %q, want %q", tc.name, s, tc.got, tc.want)
