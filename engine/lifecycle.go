@@ -2,6 +2,8 @@ package engine
 
 import (
 	"bytes"
+	"slices"
+
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -161,7 +163,7 @@ func (d *decision) retry(r Retry) error {
 		return fault.Conflict("workflow %s has no tasks to retry", d.w.ID)
 	}
 	retry := d.retriable()
-	if len(retry) == 0 && d.w.Status != conductor.WorkflowTimedOut {
+	if !slices.ContainsFunc(retry, retryable) && d.w.Status != conductor.WorkflowTimedOut {
 		return fault.Conflict("workflow %s has no retryable tasks", d.w.ID)
 	}
 	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
@@ -202,6 +204,19 @@ func (d *decision) retriable() []*Task {
 		}
 	}
 	return out
+}
+
+// retryable reports whether t, unsuccessful, makes its workflow one to
+// retry. A JOIN or loop canceled by the workflow's end is reopened with
+// the rest but does not count, as in Conductor: a workflow a TERMINATE
+// ended from inside a fork or a loop has nothing to retry, and a retry
+// would run on past it.
+func retryable(t *Task) bool {
+	switch t.Type {
+	case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin, conductor.TaskTypeDoWhile:
+		return t.Status != conductor.TaskCanceled
+	}
+	return true
 }
 
 // retryTask runs a task of a retried workflow again.

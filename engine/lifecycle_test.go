@@ -232,6 +232,41 @@ func TestRetryWorkflow(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 }
 
+// A TERMINATE that ended a workflow from inside a fork or a loop leaves
+// nothing to retry: the JOIN or the loop its end canceled is reopened by
+// a retry with the rest, but does not make one (Conductor's "no retryable
+// tasks"), or the retry would run on past the TERMINATE.
+func TestRetryAfterTerminateInside(t *testing.T) {
+	for _, tc := range []struct {
+		name, def string
+		run       func(h *harness)
+	}{
+		{"fork", `{"name":"f","tasks":[
+			{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+				[{"name":"a","taskReferenceName":"a"},{"name":"stop","taskReferenceName":"stop","type":"TERMINATE",
+				  "inputParameters":{"terminationStatus":"FAILED"}}],
+				[{"name":"c","taskReferenceName":"c"}]]},
+			{"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["stop","c"]},
+			{"name":"b","taskReferenceName":"b"}]}`,
+			func(h *harness) { h.complete("c", nil); h.complete("a", nil) }},
+		{"loop", `{"name":"l","tasks":[
+			{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"$.loop.iteration < 3","loopOver":[
+				{"name":"a","taskReferenceName":"a"},
+				{"name":"stop","taskReferenceName":"stop","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED"}}]},
+			{"name":"b","taskReferenceName":"b"}]}`,
+			func(h *harness) { h.complete("a__1", nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, nil)
+			tc.run(h)
+			h.wantStatus(conductor.WorkflowFailed)
+			_, err := h.try(engine.Retry{})
+			wantErr(t, err, fault.ErrConflict)
+			h.wantStatus(conductor.WorkflowFailed)
+		})
+	}
+}
+
 func TestRerun(t *testing.T) {
 	t.Run("from start with new input", func(t *testing.T) {
 		h := newHarness(t, threeSimple, map[string]any{"n": int64(1)})
