@@ -81,11 +81,21 @@ func (e *Executor) perform(effects []engine.Effect, rel *Related) {
 			}
 		}
 		for _, eff := range effects {
-			if _, system := eff.(engine.RunSystem); system {
-				e.launch(e.systemSem, eff, rel)
+			if run, system := eff.(engine.RunSystem); system {
+				sem := e.systemSem
+				if callsOut(run.TaskType) {
+					sem = e.callSem
+				}
+				e.launch(sem, eff, rel)
 			}
 		}
 	})
+}
+
+// callsOut reports whether system tasks of type typ wait on other systems
+// (an HTTP call may take minutes), and so run from a pool of their own.
+func callsOut(typ string) bool {
+	return typ == conductor.TaskTypeHTTP || typ == conductor.TaskTypeHTTPPoll
 }
 
 // launch waits for a slot of sem and runs eff in the background; rel, when

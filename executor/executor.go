@@ -159,8 +159,11 @@ type Executor struct {
 	workerSem chan struct{}
 	// systemSem bounds the system tasks run at once, apart from the other
 	// effects: three hundred slow HTTP calls must not hold up the
-	// dispatch of every other workflow's tasks.
+	// dispatch of every other workflow's tasks. callSem bounds those that
+	// wait on other systems (callsOut), apart from the rest: nor must they
+	// hold up every workflow's INLINE tasks, SWITCHes and loop conditions.
 	systemSem chan struct{}
+	callSem   chan struct{}
 	handOff   HandOff
 	conform   Conformance
 	protector Protector
@@ -193,7 +196,8 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	cfg.setDefaults()
 	e := &Executor{cfg: cfg, log: log, appender: log, defs: defs, sched: sched, metrics: newMetrics(cfg.Metrics),
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
-		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency)}
+		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency),
+		callSem: make(chan struct{}, cfg.EffectConcurrency)}
 	e.lanes = newLanes()
 	e.activity = newActivity()
 	e.limits = newLimits(log)

@@ -541,6 +541,41 @@ func TestDispatchDoesNotWaitForSystemTaskSlots(t *testing.T) {
 }
 
 // completes is a system task that completes at once.
+// Calls to other systems have slots of their own: HTTP tasks to a slow
+// service holding every one of them hold up no INLINE task.
+func TestScriptsDoNotWaitForCallSlots(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Shards: 1, EffectConcurrency: 2})
+	e.RegisterSystemTask(conductor.TaskTypeInline, completes{})
+	e.RegisterSystemTask(conductor.TaskTypeHTTP, completes{})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	for range cap(e.callSem) {
+		e.callSem <- struct{}{} // as slow HTTP calls would
+	}
+	defer func() {
+		for range cap(e.callSem) {
+			<-e.callSem
+		}
+	}()
+	startInline(ctx, t, e, "wf-script", `{"name":"script_flow","tasks":[
+	  {"name":"script","taskReferenceName":"script","type":"INLINE","inputParameters":{"evaluatorType":"javascript","expression":"1"}}]}`)
+	startInline(ctx, t, e, "wf-call", `{"name":"call_flow","tasks":[
+	  {"name":"call","taskReferenceName":"call","type":"HTTP","inputParameters":{"http_request":{"uri":"http://127.0.0.1:9/"}}}]}`)
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if w, err := e.State(ctx, "wf-script"); err != nil || w.Status != conductor.WorkflowCompleted {
+			return fmt.Errorf("the INLINE workflow is not completed: %v", err)
+		}
+		return nil
+	})
+	if w, err := e.State(ctx, "wf-call"); err != nil || w.Status != conductor.WorkflowRunning {
+		t.Fatalf("the HTTP workflow ran without a call slot: %v %v", w.Status, err)
+	}
+}
+
 type completes struct{}
 
 func (completes) Execute(context.Context, *conductor.Task) conductor.TaskResult {

@@ -143,9 +143,11 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: out}
 }
 
-// maxCallTimeout bounds a call's connection and read timeouts: the system
-// worker's run ends sooner anyway (within its lease).
-const maxCallTimeout = 5 * time.Minute
+// maxCallTimeout bounds a call's connection and read timeouts: the
+// engine ends a system task's run at three quarters of its five-minute
+// lease (225 s), and a call must end before that, its body read and its
+// result reported, for its timeout to be the one the task fails with.
+const maxCallTimeout = 3 * time.Minute
 
 // callTimeout is the call's timeout: connectionTimeOut plus readTimeOut
 // (ms), each set alone counting too; 60 s when neither is set.
