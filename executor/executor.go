@@ -443,17 +443,20 @@ func (s *shard) process(j *job) (Outcome, error) {
 	var matches []matched
 	defer func() { e.unmatch(matches) }()
 	fellBack := false // recorded in place of what the log refused
-	if take, ok := j.trig.(engine.Take); ok {
-		// Once per take, not per attempt: an attempt that loses a
-		// conflict has taken its place in the window all the same.
-		if err := e.admitTake(ctx, w, take, e.cfg.Now()); err != nil {
-			return Outcome{}, err
-		}
-	}
+	// A take is admitted once, not per attempt (an attempt that loses a
+	// conflict has taken its place in the window all the same), by the
+	// first attempt whose state shows its task waiting: a cached state
+	// may not show it scheduled yet.
+	admitted := false
 	for attempt := 1; ; attempt++ {
 		e.unmatch(matches)
 		matches = nil
 		now := e.cfg.Now()
+		if take, ok := j.trig.(engine.Take); ok && !admitted {
+			if admitted, err = e.admitTake(ctx, w, take, now); err != nil {
+				return Outcome{}, err
+			}
+		}
 		if res, ok := j.trig.(engine.Result); ok && e.conform != nil {
 			// Checked afresh on every attempt: the state may have moved.
 			if trig, err = e.checkResult(ctx, w, res); err != nil {

@@ -143,24 +143,25 @@ func (e *LimitedError) Error() string {
 func (e *LimitedError) Unwrap() error { return fault.ErrUnavailable }
 
 // admitTake applies the limits of the task take asks for, as state shows
-// it: a take of a task that is not waiting for one is left to the
-// decision to refuse, and costs no place.
-func (e *Executor) admitTake(ctx context.Context, state *engine.Workflow, take engine.Take, now time.Time) error {
-	err := e.admit(ctx, state, take, now)
-	if limited := (*LimitedError)(nil); errors.As(err, &limited) {
-		e.metrics.limited.WithLabelValues(limited.TaskType, limited.Limit).Inc()
-	}
-	return err
-}
-
-func (e *Executor) admit(ctx context.Context, state *engine.Workflow, take engine.Take, now time.Time) error {
+// it, and reports whether it did: a take of a task that state does not
+// show waiting for one is left to the decision (or to an attempt on a
+// fresher state) and costs no place.
+func (e *Executor) admitTake(ctx context.Context, state *engine.Workflow, take engine.Take, now time.Time) (applied bool, err error) {
 	if state == nil {
-		return nil
+		return false, nil
 	}
 	t := state.TaskByID(take.TaskID)
 	if t == nil || t.Status != conductor.TaskScheduled || !t.IsWorkerTask() {
-		return nil
+		return false, nil
 	}
+	err = e.admit(ctx, state, t, now)
+	if limited := (*LimitedError)(nil); errors.As(err, &limited) {
+		e.metrics.limited.WithLabelValues(limited.TaskType, limited.Limit).Inc()
+	}
+	return true, err
+}
+
+func (e *Executor) admit(ctx context.Context, state *engine.Workflow, t *engine.Task, now time.Time) error {
 	// The definition the task was scheduled with: inline in the
 	// workflow's, else the registered one (as it is now).
 	td := state.InlineTaskDef(t)

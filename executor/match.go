@@ -226,7 +226,7 @@ func (e *Executor) takeForWaiters(ctx context.Context, dec engine.Decision, now 
 			continue
 		}
 		trig := engine.Take{TaskID: d.TaskID, WorkerID: w.workerID, TaskType: d.TaskType, Domain: d.Domain}
-		if err := e.admitTake(ctx, dec.State, trig, now); err != nil {
+		if _, err := e.admitTake(ctx, dec.State, trig, now); err != nil {
 			// Rate limited (or the limit could not be read): the
 			// announcement waits in the queue for the window to move.
 			e.match.release(w)

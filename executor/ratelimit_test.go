@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -69,5 +70,38 @@ func TestRateLimiterWindow(t *testing.T) {
 		return r.admitRate(ctx, "burst", 5, time.Hour, at(2000))
 	}); got != 5 {
 		t.Fatalf("%d takes admitted at once, want 5", got)
+	}
+}
+
+// A take is admitted on the state that shows its task waiting: an engine
+// whose cached state predates the task (another engine scheduled it)
+// applies the limit all the same, on the state it reads afresh.
+func TestStaleCacheTakeIsAdmitted(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	a, b := startExecutor(t, l, nothingScheduled{}, Config{}), startExecutor(t, l, nothingScheduled{}, Config{})
+	const id = "wf-stale-rate"
+	startInline(ctx, t, a, id, `{"name":"rl","tasks":[
+	 {"name":"limited","taskReferenceName":"t1","taskDefinition":{"name":"limited","rateLimitPerFrequency":1,"rateLimitFrequencyInSeconds":600}},
+	 {"name":"limited","taskReferenceName":"t2","taskDefinition":{"name":"limited","rateLimitPerFrequency":1,"rateLimitFrequencyInSeconds":600}}]}`)
+	w, err := a.State(ctx, id) // a caches t1 scheduled
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1 := w.LatestByRef("t1")
+	if _, _, err := b.take(ctx, id, t1.ID, PollRequest{TaskType: "limited", WorkerID: "w-b"}); err != nil {
+		t.Fatalf("take t1: %v", err)
+	}
+	out, err := b.Submit(ctx, id, engine.Result{Result: conductor.TaskResult{TaskID: t1.ID, WorkflowInstanceID: id,
+		Status: conductor.TaskCompleted}, TaskType: "limited"}, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The window holds t1's take for ten minutes: t2's is refused on a,
+	// whose cache has not seen t2 scheduled.
+	_, _, err = a.take(ctx, id, out.State.LatestByRef("t2").ID, PollRequest{TaskType: "limited", WorkerID: "w-a"})
+	var limited *LimitedError
+	if !errors.As(err, &limited) {
+		t.Fatalf("take of t2 on the engine with a stale cache: %v, want rate limited", err)
 	}
 }
