@@ -87,8 +87,11 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		}
 		t.PollCount++
 		for _, ref := range e.Resolved {
-			if ref.Refused == "" { // a refusal is the log's audit record, not state
-				t.Resolved = append(slices.Clip(t.Resolved), ref)
+			// A refusal is the log's audit record, not state; a value
+			// resolved again (each take after a callback resolves the
+			// task's references anew) is named once.
+			if ref.Refused == "" {
+				t.Resolved = addRefs(t.Resolved, []schemas.ResolvedRef{ref})
 			}
 		}
 		if t.FirstStartTime == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/masking"
@@ -147,5 +148,29 @@ func TestEmbeddedSealedValue(t *testing.T) {
 	}
 	if engine.FindSealed(w, ref) != nil {
 		t.Fatal("FindSealed found a value compaction destroyed")
+	}
+}
+
+// A task taken again and again (its worker calls back) names each value
+// resolved into it once, not once per take: it would grow, with its
+// sealed copies, for as long as the worker calls back.
+func TestResolvedOncePerValue(t *testing.T) {
+	h := newHarness(t, `{"name":"cb","tasks":[{"name":"poller","taskReferenceName":"p"}]}`, nil)
+	ref := schemas.ResolvedRef{Kind: "secret", Name: "token", Version: 1, Principal: "app:tester", GrantedBy: "creator", Sealed: []byte("ciphertext")}
+	newer := ref
+	newer.Version = 2
+	for i := range 10 {
+		resolved := []schemas.ResolvedRef{ref}
+		if i >= 5 {
+			resolved = []schemas.ResolvedRef{newer} // the secret was rotated
+		}
+		task := h.task("p")
+		h.decide(engine.Take{TaskID: task.ID, WorkerID: "w1", HandOff: &engine.HandOff{Resolved: resolved}})
+		h.decide(engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: h.w.ID, WorkerID: "w1",
+			Status: conductor.TaskInProgress, CallbackAfterSeconds: 1}})
+		h.advance(2 * time.Second)
+	}
+	if got := h.task("p").Resolved; len(got) != 2 || got[0].Version != 1 || got[1].Version != 2 {
+		t.Fatalf("the task names %d resolved values (%+v), want each version once", len(got), got)
 	}
 }
