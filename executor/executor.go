@@ -345,6 +345,10 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 		return r.out, r.err
 	case <-ctx.Done():
 		return Outcome{}, ctx.Err()
+	case <-e.ctx.Done():
+		// Its shard may have stopped before it got to the job. Whether a
+		// decision it was making landed is for the log to tell.
+		return Outcome{}, fmt.Errorf("executor stopped: %w", fault.ErrUnavailable)
 	}
 }
 
