@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine/simulate"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -47,6 +48,10 @@ type Deps struct {
 	// Definitions finds the latest definition for restarts, and the
 	// definitions the test endpoint simulates.
 	Definitions DefinitionLookup
+	// Operators are the system task types POST /api/workflow/test runs
+	// for real (INLINE, JSON_JQ_TRANSFORM, script SWITCHes, DO_WHILE
+	// conditions), as Conductor's test does.
+	Operators map[string]simulate.Operator
 	// Schedules and NextFew serve /api/scheduler.
 	Schedules Schedules
 	NextFew   NextFewFunc

@@ -40,7 +40,7 @@ func (s *Server) testWorkflow(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	o := simulate.Options{CreatedBy: principal(r)}
+	o := simulate.Options{CreatedBy: principal(r), Operators: s.deps.Operators}
 	if s.deps.Definitions != nil {
 		o.Defs = readableDefs{s: s, r: r}
 	}

@@ -209,6 +209,28 @@ func TestWorkflowTestEndpoint(t *testing.T) {
 	if wf.Status != "COMPLETED" || len(wf.Tasks) != 1 || wf.Tasks[0].Status != "COMPLETED" {
 		t.Fatalf("unmocked: %s %v", wf.Status, refsOf(wf.Tasks))
 	}
+	// Operators run for real, as in Conductor's test: a script SWITCH
+	// picks its case, a loop runs until its condition says so, an INLINE
+	// computes; a mock, when given, still stands in for one.
+	scripts := `{"name":"sim_scripts","tasks":[
+	  {"name":"pick","taskReferenceName":"pick","type":"SWITCH","evaluatorType":"javascript","expression":"$.v > 10 ? 'big' : 'small'",
+	   "inputParameters":{"v":"${workflow.input.v}"},
+	   "decisionCases":{"big":[{"name":"setv","taskReferenceName":"setv","type":"SET_VARIABLE","inputParameters":{"size":"big"}}]},
+	   "defaultCase":[{"name":"setd","taskReferenceName":"setd","type":"SET_VARIABLE","inputParameters":{"size":"default"}}]},
+	  {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"$.loop.iteration < $.max",
+	   "inputParameters":{"max":"${workflow.input.max}"},
+	   "loopOver":[{"name":"double","taskReferenceName":"double","type":"INLINE",
+	     "inputParameters":{"evaluatorType":"javascript","expression":"$.i * 2","i":"${loop.output.iteration}"}}]},
+	  {"name":"mocked","taskReferenceName":"mocked","type":"INLINE","inputParameters":{"evaluatorType":"javascript","expression":"1"}}],
+	 "outputParameters":{"size":"${workflow.variables.size}","iterations":"${loop.output.iteration}","last":"${double.output.result}",
+	   "mocked":"${mocked.output.result}"}}`
+	e.decode(http.StatusOK, "POST", "/api/workflow/test", fmt.Sprintf(`{"name":"sim_scripts","workflowDef":%s,"input":{"v":20,"max":3},
+	  "taskRefToMockOutput":{"mocked":[{"status":"COMPLETED","output":{"result":"from the mock"}}]}}`, scripts), &wf)
+	want = map[string]any{"size": "big", "iterations": 3.0, "last": 6.0, "mocked": "from the mock"}
+	if wf.Status != "COMPLETED" || !reflect.DeepEqual(wf.Output, want) {
+		t.Fatalf("scripts: status %s (%s) output %#v tasks %v", wf.Status, wf.ReasonForIncompletion, wf.Output, refsOf(wf.Tasks))
+	}
+
 	// A terminal failure mock fails the workflow.
 	e.decode(http.StatusOK, "POST", "/api/workflow/test", `{"name":"mock_flow","taskRefToMockOutput":{"simple_ref":[{"status":"FAILED_WITH_TERMINAL_ERROR","output":{"e":1}}]}}`, &wf)
 	if wf.Status != "FAILED" || wf.Tasks[0].Status != "FAILED_WITH_TERMINAL_ERROR" {

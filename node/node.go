@@ -26,6 +26,7 @@ import (
 	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/engine/simulate"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/events"
 	"github.com/flowvault/flowvault/executor"
@@ -342,12 +343,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Executions:       n.executions,
 		ExecutionsWaiter: execRunner,
 		Definitions:      n.metadata,
-		Schedules:        n.schedules,
-		NextFew:          scheduler.NextFew,
-		Search:           n.executions,
-		Changes:          execProj,
-		Tasks:            n.executor,
-		TaskIndex:        foundTasks{n},
+		Operators: map[string]simulate.Operator{
+			conductor.TaskTypeInline: system.Inline{}, conductor.TaskTypeLambda: system.Inline{},
+			conductor.TaskTypeJSONJQ: system.JQ{}, conductor.TaskTypeSwitch: system.Switch{},
+			conductor.TaskTypeDecision: system.Switch{}, conductor.TaskTypeDoWhile: system.LoopCondition{},
+		},
+		Schedules: n.schedules,
+		NextFew:   scheduler.NextFew,
+		Search:    n.executions,
+		Changes:   execProj,
+		Tasks:     n.executor,
+		TaskIndex: foundTasks{n},
 
 		Secrets:     n.secrets,
 		Environment: n.env,

@@ -7,8 +7,12 @@
 //   - Tasks the decider completes itself run for real: SWITCH (value-param),
 //     FORK_JOIN and JOIN, SET_VARIABLE, TERMINATE, NOOP, and whatever other
 //     types the decider decides without a worker.
-//   - Worker tasks (SIMPLE and the like) and system-worker tasks (HTTP, and
-//     the other types an executor runs) are never executed: each attempt
+//   - Operators (Options.Operators: INLINE, JSON_JQ_TRANSFORM, a script
+//     SWITCH, a DO_WHILE's condition) run for real too, as Conductor's test
+//     runs them, unless a mock for the task is given. Their input is as
+//     scheduled: secret and environment references are not resolved.
+//   - Worker tasks (SIMPLE and the like) and other system-worker tasks
+//     (HTTP, and the other types an executor runs) are never executed: each attempt
 //     takes the next mock of taskRefToMockOutput[ref] (the reference name,
 //     or the name without a DO_WHILE __n suffix), in order, so a FAILED
 //     mock followed by a COMPLETED one exercises a retry. Retry and callback
@@ -40,9 +44,16 @@ type Definitions interface {
 	LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
 }
 
+// Operator runs a system task type in memory (executor.SystemTask).
+type Operator interface {
+	Execute(ctx context.Context, task *conductor.Task) conductor.TaskResult
+}
+
 // Options configure Run.
 type Options struct {
 	Defs Definitions
+	// Operators run the system task types they name for real.
+	Operators map[string]Operator
 	// TaskDef returns a registered task definition, or nil.
 	TaskDef   func(name string) *conductor.TaskDef
 	CreatedBy string
@@ -204,11 +215,21 @@ func (s *sim) execute(w *engine.Workflow, t *engine.Task) (*engine.Workflow, err
 	if m, ok := s.peek(t.Ref); ok && m.QueueWaitTime > 0 {
 		s.now = s.now.Add(time.Duration(m.QueueWaitTime) * time.Millisecond)
 	}
-	w, err := s.decide(w, engine.Take{TaskID: t.ID, WorkerID: WorkerID, System: !t.IsWorkerTask()})
+	op, operated := s.o.Operators[t.Type]
+	if _, mocked := s.peek(t.Ref); mocked || t.IsWorkerTask() {
+		operated = false
+	}
+	d, err := s.decision(w, engine.Take{TaskID: t.ID, WorkerID: WorkerID, System: !t.IsWorkerTask()})
 	if err != nil {
 		return nil, err
 	}
-	return s.report(w, w.TaskByID(t.ID))
+	taken, ok := d.Reply.(*engine.Task)
+	if !operated || !ok {
+		return s.report(d.State, d.State.TaskByID(t.ID))
+	}
+	res := op.Execute(s.ctx, taken.HandOffView(d.State))
+	res.TaskID, res.WorkflowInstanceID, res.WorkerID = t.ID, d.State.ID, WorkerID
+	return s.decide(d.State, engine.Result{Result: res})
 }
 
 // report answers a task with its next mock, or completes it.
@@ -279,17 +300,22 @@ func (s *sim) child(w *engine.Workflow, t *engine.Task) (*engine.Workflow, error
 }
 
 func (s *sim) decide(w *engine.Workflow, trig engine.Trigger) (*engine.Workflow, error) {
+	d, err := s.decision(w, trig)
+	return d.State, err
+}
+
+func (s *sim) decision(w *engine.Workflow, trig engine.Trigger) (engine.Decision, error) {
 	*s.steps++
 	d, err := engine.Decide(engine.Input{State: w, Trigger: trig, Now: s.now, TaskDef: s.o.TaskDef})
 	if err != nil {
-		return nil, err
+		return engine.Decision{}, err
 	}
 	for _, e := range d.Effects {
 		if sw, ok := e.(engine.StartWorkflow); ok && sw.ParentWorkflowID != "" {
 			s.starts[sw.WorkflowID] = sw
 		}
 	}
-	return d.State, nil
+	return d, nil
 }
 
 // peek returns the next mock of a task without using it up.
