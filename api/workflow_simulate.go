@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine/simulate"
@@ -58,13 +59,23 @@ func (s *Server) testWorkflow(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 	}
-	wf, err := simulate.Run(r.Context(), req, o)
+	// Scripts run for real: a loop of slow ones must not hold the server
+	// for as long as its steps allow.
+	ctx, cancel := context.WithTimeout(r.Context(), maxSimulation)
+	defer cancel()
+	wf, err := simulate.Run(ctx, req, o)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fault.Invalid("the test ran longer than %s: its scripts take too long", maxSimulation)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, wf.Conductor(true))
 }
+
+// maxSimulation bounds the time one test may run its scripts.
+const maxSimulation = 30 * time.Second
 
 // readableDefs looks up the definitions the caller may read; one it may
 // not reads as missing, so that names cannot be probed.
