@@ -228,8 +228,11 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 }
 
 // joins checks that every JOIN and EXCLUSIVE_JOIN waits only for tasks that
-// exist.
+// exist, and none inside a loop the join is not in: an iteration's task
+// is named ref__N, and the join would wait for ref for ever.
 func (v *validator) joins(path string, tasks []*conductor.WorkflowTask) {
+	loops := map[string][]string{}
+	loopsOf(tasks, nil, loops)
 	walk(tasks, path, func(p string, t *conductor.WorkflowTask) {
 		typ := t.TaskType()
 		if typ != conductor.TaskTypeJoin && typ != conductor.TaskTypeExclusiveJoin {
@@ -238,6 +241,14 @@ func (v *validator) joins(path string, tasks []*conductor.WorkflowTask) {
 		for j, ref := range t.JoinOn {
 			if _, ok := v.refs[ref]; !ok {
 				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, which is not a task of this workflow", typ, ref)
+				continue
+			}
+			for _, loop := range loops[ref] {
+				if !slices.Contains(loops[t.TaskReferenceName], loop) {
+					v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, a task of the DO_WHILE %q, which the %s is not in: "+
+						"it would wait for ever (each iteration's task is %s__N); join on the loop instead", typ, ref, loop, typ, ref)
+					break
+				}
 			}
 		}
 		for j, ref := range t.DefaultExclusiveJoinTask {
@@ -246,6 +257,27 @@ func (v *validator) joins(path string, tasks []*conductor.WorkflowTask) {
 			}
 		}
 	})
+}
+
+// loopsOf records in out, for each task reference under tasks, the
+// DO_WHILE tasks enclosing it (enclosing, then its own loops).
+func loopsOf(tasks []*conductor.WorkflowTask, enclosing []string, out map[string][]string) {
+	for _, t := range tasks {
+		if t == nil {
+			continue
+		}
+		out[t.TaskReferenceName] = enclosing
+		for _, c := range t.DecisionCases {
+			loopsOf(c, enclosing, out)
+		}
+		loopsOf(t.DefaultCase, enclosing, out)
+		for _, branch := range t.ForkTasks {
+			loopsOf(branch, enclosing, out)
+		}
+		if len(t.LoopOver) > 0 {
+			loopsOf(t.LoopOver, append(slices.Clip(enclosing), t.TaskReferenceName), out)
+		}
+	}
 }
 
 func walk(tasks []*conductor.WorkflowTask, path string, fn func(string, *conductor.WorkflowTask)) {

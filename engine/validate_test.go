@@ -23,6 +23,15 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"duplicate ref in a branch", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"r"},{"name":"s","taskReferenceName":"s","type":"SWITCH","expression":"k","decisionCases":{"x":[{"name":"b","taskReferenceName":"r"}]}}]}`, "tasks[1].decisionCases.x[0].taskReferenceName"},
 		{"fork without join", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]}]}`, "tasks[0]"},
 		{"join on unknown ref", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]},{"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","ghost"]}]}`, "tasks[1].joinOn[1]"},
+		{"join on a loop's task from outside it", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[
+		  [{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[{"name":"a","taskReferenceName":"a"}]}],
+		  [{"name":"c","taskReferenceName":"c"}]]},{"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","c"]}]}`, "tasks[1].joinOn[0]"},
+		{"join on the loop", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[
+		  [{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[{"name":"a","taskReferenceName":"a"}]}],
+		  [{"name":"c","taskReferenceName":"c"}]]},{"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["loop","c"]}]}`, ""},
+		{"join inside the loop", `{"name":"x","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[
+		  {"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}],[{"name":"c","taskReferenceName":"c"}]]},
+		  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","c"]}]}]}`, ""},
 		{"switch without expression", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SWITCH","evaluatorType":"value-param"}]}`, "tasks[0].expression"},
 		{"sub workflow without name", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{}}]}`, "tasks[0].subWorkflowParam.name"},
 		{"expression that cannot parse", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{"h":{"auth":"Bearer ${workflow.input.t"}}}]}`, "tasks[0].inputParameters.h.auth"},

@@ -7,6 +7,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,7 @@ type Node struct {
 	guard   *guard.Guard
 	audit   *audit.Recorder
 	httpSrv *http.Server
+	front   frontHandler
 	ln      net.Listener
 	unlock  func()
 	// events is the connection EVENT tasks publish on (eventsConn);
@@ -142,6 +144,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
+	// Served from the first moment, every request answered with a
+	// retryable 503 until the read models caught up: a probe tells a
+	// starting server from a dead one, and a client does not hang.
+	n.front.set(api.Starting())
+	n.serveHTTP(tlsConfig)
 	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -375,12 +382,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			return nil
 		}}, {Name: "read models", Probe: n.readModelsHealthy}},
 	})
-	// A request body trickling in holds a connection and a handler: bodies
-	// are bounded in size, and in time too.
-	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
-		IdleTimeout: 5 * time.Minute}
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
 	n.httpSrv.RegisterOnShutdown(n.executor.StopPolling)
+	n.front.set(handler)
+	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), logkey.URL, n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
+	return n, nil
+}
+
+// serveHTTP serves the front handler on the node's listener until the
+// node stops. A request body trickling in holds a connection and a
+// handler: bodies are bounded in size, and in time too.
+func (n *Node) serveHTTP(tlsConfig *tls.Config) {
+	n.httpSrv = &http.Server{Handler: &n.front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+		IdleTimeout: 5 * time.Minute}
 	serve := func() error { return n.httpSrv.Serve(n.ln) }
 	if tlsConfig != nil {
 		n.httpSrv.TLSConfig = tlsConfig
@@ -390,11 +404,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	go func() {
 		defer n.wg.Done()
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("http server stopped", logkey.Err, err)
+			n.logger.Error("http server stopped", logkey.Err, err)
 		}
 	}()
-	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), logkey.URL, n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
-	return n, nil
+}
+
+// frontHandler is the HTTP server's handler: the API once the node has
+// started, what answers meanwhile before.
+type frontHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (f *frontHandler) set(h http.Handler) { f.h.Store(&h) }
+
+func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*f.h.Load()).ServeHTTP(w, r)
 }
 
 // startProjection runs proj over stream until the node stops. Poison

@@ -138,3 +138,52 @@ func TestTakenHTTPAddressStopsTheStartFirst(t *testing.T) {
 		t.Fatal("the start that got through showed no bootstrap key")
 	}
 }
+
+// A starting server answers from the first moment: every request gets a
+// retryable 503 until it has started, so that a probe tells it from a
+// dead one and no client hangs. Here the start waits for a NATS server
+// that accepted the connection and says nothing.
+func TestStartingServerAnswers503(t *testing.T) {
+	t.Parallel()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	connected := make(chan net.Conn, 1)
+	go func() {
+		if c, err := silent.Accept(); err == nil {
+			connected <- c
+		}
+	}()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.HTTPAddr, cfg.NATSURL = addr, "nats://"+silent.Addr().String()
+	started := make(chan error, 1)
+	go func() {
+		n, err := node.Start(context.Background(), cfg, testutil.Logger(t))
+		if err == nil {
+			stop(t, n)
+		}
+		started <- err
+	}()
+	c := <-connected // the start waits for the silent server's answer
+	defer c.Close()
+	resp, err := http.Get("http://" + addr + "/health")
+	if err != nil {
+		t.Fatalf("the starting server does not answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("the starting server answered %d %v, want a retryable 503", resp.StatusCode, resp.Header)
+	}
+	if err := <-started; err == nil {
+		t.Fatal("started without a NATS server that answers")
+	}
+}
