@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"sync"
@@ -92,6 +93,24 @@ func (s *Server) mayPoll(r *http.Request, taskType string) error {
 				auth.RoleUnrestrictedWorker + " role, or a grant of EXECUTE on " + target.String()}
 	}
 	return err
+}
+
+// stillMayPoll asks again, for a poll that waited, what the poll asked
+// when it came (mayPoll), of its token as it is now: a key paused or
+// deleted, an application deleted, a role or a grant revoked during the
+// wait take nothing.
+func (s *Server) stillMayPoll(r *http.Request, taskType string) func(context.Context) error {
+	if s.deps.Insecure || s.deps.Tokens == nil {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		p, claims, err := s.deps.Tokens.Authenticate(ctx, r.Header.Get(AuthHeader))
+		if err != nil {
+			return err
+		}
+		now := r.WithContext(context.WithValue(auth.WithPrincipal(ctx, p), claimsKey{}, claims))
+		return s.mayPoll(now, taskType)
+	}
 }
 
 // unregisteredTaskType reports whether taskType is known to have no task

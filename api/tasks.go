@@ -116,6 +116,7 @@ func (s *Server) poll(r *http.Request, req executor.PollRequest) ([]*conductor.T
 	if err := s.mayPoll(r, req.TaskType); err != nil {
 		return nil, err
 	}
+	req.StillMay = s.stillMayPoll(r, req.TaskType)
 	tasks, seq, err := s.deps.Tasks.Poll(r.Context(), req)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -576,4 +577,64 @@ func TestSubscribeCredentialsFollowTheirPrincipalsRole(t *testing.T) {
 		nc.Close()
 		return nil
 	})
+}
+
+// A poll that waits is asked again, when a task comes for it, what it was
+// asked when it came: its token as it is now (its key, its application)
+// and its principal's role and grants. Rights revoked during the wait
+// take nothing: the poll is refused, and the task, its secret resolved for
+// nobody, waits for another worker.
+func TestWaitingPollFollowsRevokedRights(t *testing.T) {
+	t.Parallel()
+	_, base, adminToken := nodetest.StartSecure(t)
+	admin := client{t, base, adminToken}
+	send(t, admin, "PUT", "/api/secrets/api_key", "sk-live-waiting-poll-5e2d")
+	for _, tc := range []struct {
+		name string
+		lose func(appID, keyID, taskType string)
+	}{
+		{"application deleted", func(appID, _, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID, "") }},
+		{"key deleted", func(appID, keyID, _ string) {
+			send(t, admin, "DELETE", "/api/applications/"+appID+"/accessKeys/"+keyID, "")
+		}},
+		{"role removed", func(appID, _, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID+"/roles/WORKER", "") }},
+		{"grant revoked", func(appID, _, taskType string) {
+			send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			taskType := "waited_" + strings.ReplaceAll(tc.name, " ", "_")
+			send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"`+taskType+`"}]`)
+			send(t, admin, "POST", "/api/metadata/workflow", `{"name":"flow_`+taskType+`","tasks":[{"name":"`+taskType+`","taskReferenceName":"t",
+				"inputParameters":{"k":"${workflow.secrets.api_key}"}}]}`)
+			appID, keyID, _, token := newApp(t, admin, "poller-"+taskType, "WORKER")
+			send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
+
+			polled := make(chan response, 1)
+			go func() {
+				polled <- client{t, base, token}.do("GET", "/api/tasks/poll/"+taskType+"?workerid=w-"+taskType+"&timeout=20000", "")
+			}()
+			testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+				if data := send(t, admin, "GET", "/api/tasks/queue/polldata?taskType="+taskType, ""); !strings.Contains(data, "w-"+taskType) {
+					return errors.New("the poll does not wait yet")
+				}
+				return nil
+			})
+			tc.lose(appID, keyID, taskType)
+			run := send(t, admin, "POST", "/api/workflow/flow_"+taskType, `{}`)
+
+			r := <-polled
+			if r.status != http.StatusForbidden && r.status != http.StatusUnauthorized || strings.Contains(r.body, "sk-live") {
+				t.Fatalf("the waiting poll was answered %d %s, want a refusal", r.status, r.body)
+			}
+			testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+				wf := decode[map[string]any](t, send(t, admin, "GET", "/api/workflow/"+run, ""))
+				if task := wf["tasks"].([]any)[0].(map[string]any); task["status"] != "SCHEDULED" {
+					return fmt.Errorf("the refused poll's task is %v", task["status"])
+				}
+				return nil
+			})
+		})
+	}
 }

@@ -44,6 +44,11 @@ type PollRequest struct {
 	// Wait bounds how long to wait for the first task; 0 answers at once
 	// with what is queued.
 	Wait time.Duration
+	// StillMay, when set, asks again, once the poll got its tasks,
+	// whether its caller may still take them: rights revoked while it
+	// waited take nothing (the tasks go back to be handed out again, and
+	// Poll returns StillMay's error).
+	StillMay func(ctx context.Context) error
 }
 
 // PollData is the last time a worker polled a queue over HTTP
@@ -210,6 +215,14 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 		tasks, seq, pulled, gone, err = e.pollOnce(ctx, req)
 		if len(tasks) > 0 || pulled == 0 || gone < pulled || err != nil || time.Now().After(drainUntil) {
 			break
+		}
+	}
+	if len(tasks) > 0 && req.StillMay != nil {
+		if refused := req.StillMay(ctx); refused != nil {
+			for _, t := range tasks {
+				e.giveBack(t.WorkflowInstanceID, t.TaskID, t.PollCount, "its poller lost the right to take it while it polled: handed out again")
+			}
+			return []*conductor.Task{}, 0, refused
 		}
 	}
 	return nonNilTasks(tasks), seq, err
