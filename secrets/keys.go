@@ -160,21 +160,32 @@ func OpenKeys(ctx context.Context, js jetstream.JetStream, mk *MasterKey, o Keys
 	}
 	k.mk = mk
 	if stored == nil {
+		// Another engine that started at the same moment may store its
+		// keyring first: this one's is refused, and the stored one read.
 		if err := k.createKeyring(ctx); err != nil {
-			return nil, err
+			return nil, wrongMasterKey(err)
 		}
 		return k, nil
 	}
 	ring, err := openKeyring(mk, stored.Value())
 	if errors.Is(err, ErrWrongMasterKey) {
-		return nil, fmt.Errorf("the master key does not match the keyring stored in KV bucket %s (wrong $%s or --master-key-file?); refusing to use it, nothing was changed: %w",
-			KeyBucket, MasterKeyEnv, ErrWrongMasterKey)
+		return nil, wrongMasterKey(err)
 	}
 	if err != nil {
 		return nil, err
 	}
 	k.ring.Store(ring)
 	return k, nil
+}
+
+// wrongMasterKey says what an ErrWrongMasterKey means to whoever starts
+// the server; other errors are returned as they are.
+func wrongMasterKey(err error) error {
+	if !errors.Is(err, ErrWrongMasterKey) {
+		return err
+	}
+	return fmt.Errorf("the master key does not match the keyring stored in KV bucket %s (wrong $%s or --master-key-file?); refusing to use it, nothing was changed: %w",
+		KeyBucket, MasterKeyEnv, ErrWrongMasterKey)
 }
 
 // bucket is one KV bucket of the key store and its stream.
