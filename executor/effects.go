@@ -215,6 +215,17 @@ func (e *Executor) submitQuietly(ctx context.Context, wfID string, trig engine.T
 
 // runSystem claims a scheduled system task, runs it, and reports.
 func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
+	// Stop lets the runs under way finish and report (they are counted
+	// from before their take), and begins no new one: its task waits,
+	// SCHEDULED, for recovery or another engine.
+	e.lifeMu.Lock()
+	if e.stopped {
+		e.lifeMu.Unlock()
+		return nil
+	}
+	e.systemRuns.Add(1)
+	e.lifeMu.Unlock()
+	defer e.systemRuns.Done()
 	out, err := e.Submit(ctx, eff.WorkflowID, engine.Take{TaskID: eff.TaskID, WorkerID: "flowvault", System: true}, Meta{})
 	if errors.Is(err, engine.ErrTaskGone) {
 		return nil // another engine has it, or it was canceled

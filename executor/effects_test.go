@@ -183,3 +183,53 @@ func TestChildOfAParentThatMovedOnIsTerminated(t *testing.T) {
 		t.Fatalf("the late child: %+v, %v", c, err)
 	}
 }
+
+// blocks is a system task that runs until release is closed.
+type blocks struct {
+	running chan struct{}
+	release chan struct{}
+}
+
+func (b blocks) Execute(context.Context, *conductor.Task) conductor.TaskResult {
+	close(b.running)
+	<-b.release
+	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{"done": true}}
+}
+
+// Stop lets a system task under way (an HTTP call) finish and report: a
+// graceful restart leaves no task to wait out its five-minute lease and
+// run again.
+func TestStopLetsSystemTasksReport(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+	b := blocks{running: make(chan struct{}), release: make(chan struct{})}
+	e.RegisterSystemTask(conductor.TaskTypeHTTP, b)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	startInline(ctx, t, e, "wf-stop", `{"name":"stop_flow","tasks":[
+	  {"name":"call","taskReferenceName":"call","type":"HTTP","inputParameters":{"http_request":{"uri":"http://127.0.0.1:9/"}}}]}`)
+	<-b.running
+	stopped := make(chan struct{})
+	go func() {
+		e.Stop()
+		close(stopped)
+	}()
+	testutil.Eventually(t, 20*time.Second, time.Millisecond, func() error {
+		e.lifeMu.Lock()
+		defer e.lifeMu.Unlock()
+		if !e.stopped {
+			return errors.New("not stopping yet")
+		}
+		return nil
+	})
+	close(b.release) // the call ends while the executor stops
+	<-stopped
+
+	after := startExecutor(t, l, nothingScheduled{}, Config{})
+	w, err := after.State(ctx, "wf-stop")
+	if err != nil || w.Status != conductor.WorkflowCompleted || w.Tasks[0].Output["done"] != true {
+		t.Fatalf("after a stop during its call the workflow is %v (%v), want completed with the call's output", w.Status, err)
+	}
+}

@@ -184,6 +184,11 @@ type Executor struct {
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
+	// systemRuns counts the system tasks running; once stopped, none
+	// begins: Stop waits for those under way to report (within
+	// systemDrainWait), so that a graceful restart leaves no task to wait
+	// out its lease.
+	systemRuns sync.WaitGroup
 }
 
 // appender appends a decision's records.
@@ -302,10 +307,25 @@ func (e *Executor) Stop() {
 	e.lifeMu.Lock()
 	e.stopped = true
 	e.lifeMu.Unlock()
+	drained := make(chan struct{})
+	go func() {
+		e.systemRuns.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(systemDrainWait):
+	}
 	e.cancel()
 	e.disp.stop()
 	e.wg.Wait()
 }
+
+// systemDrainWait bounds how long Stop waits for the system tasks under
+// way (an HTTP call) to end and report: those that do not are cut short
+// and run again when their lease expires. It fits in a node's stop
+// budget.
+const systemDrainWait = 10 * time.Second
 
 // Submit runs trigger against workflow wfID and returns once the decision
 // is durably appended (or found to change nothing).
