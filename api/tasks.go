@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -190,8 +193,21 @@ func (s *Server) pollOne(w http.ResponseWriter, r *http.Request, taskType string
 // decodeResult reads a TaskResult body, and whose data it is (reporter).
 func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor.TaskResult, string, error) {
 	var res conductor.TaskResult
-	if err := decodeJSON(w, r, maxBodyBytes, &res); err != nil {
-		return res, "", err
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	switch {
+	case err != nil:
+		return res, "", fault.Invalid("read body: %v", err)
+	case len(body) > maxBodyBytes:
+		// Refused, it would be sent again and again (the SDKs retry), and
+		// the task run again into the same refusal after its response
+		// timeout: it fails for good, as a result the log cannot hold does.
+		if res, err = oversizedResult(io.MultiReader(bytes.NewReader(body), http.MaxBytesReader(w, r.Body, maxOversizedResult-maxBodyBytes))); err != nil {
+			return res, "", err
+		}
+	default:
+		if err := decodeBody(body, &res); err != nil {
+			return res, "", err
+		}
 	}
 	if res.TaskID == "" {
 		return res, "", fault.Invalid("taskId is required")
@@ -215,6 +231,65 @@ func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor
 	res.WorkflowInstanceID = wf.ID
 	by, err := s.reporter(r, wf, t)
 	return res, by, err
+}
+
+// maxOversizedResult bounds the body of a result read only for its ids,
+// because it is over maxBodyBytes: beyond it, the answer is 413.
+const maxOversizedResult = 32 << 20
+
+// oversizedResult reads the ids and the worker of a result whose body is
+// over maxBodyBytes, skipping the rest, and returns it failed for good,
+// without its output.
+func oversizedResult(body io.Reader) (conductor.TaskResult, error) {
+	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
+		ReasonForIncompletion: fmt.Sprintf("the engine refused the result: its body is over %d bytes", maxBodyBytes)}
+	dec := json.NewDecoder(body)
+	tooLarge := func(err error) error {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return fmt.Errorf("request body over %d bytes: %w", maxOversizedResult, fault.ErrTooLarge)
+		}
+		return fault.Invalid("malformed JSON body: %v", err)
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return res, tooLarge(cmp.Or(err, errors.New("not an object")))
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return res, tooLarge(err)
+		}
+		var into *string
+		switch key {
+		case "taskId":
+			into = &res.TaskID
+		case "workflowInstanceId":
+			into = &res.WorkflowInstanceID
+		case "workerId":
+			into = &res.WorkerID
+		}
+		if into != nil {
+			if err := dec.Decode(into); err != nil {
+				return res, tooLarge(err)
+			}
+			continue
+		}
+		for depth := 0; ; {
+			tok, err := dec.Token()
+			if err != nil {
+				return res, tooLarge(err)
+			}
+			switch tok {
+			case json.Delim('{'), json.Delim('['):
+				depth++
+			case json.Delim('}'), json.Delim(']'):
+				depth--
+			}
+			if depth == 0 {
+				break
+			}
+		}
+	}
+	return res, nil
 }
 
 func checkResultStatus(status string) error {

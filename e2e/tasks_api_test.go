@@ -825,3 +825,29 @@ func TestLongPollEndsOnShutdown(t *testing.T) {
 		t.Fatalf("the long poll answered %d %s", p.status, p.body)
 	}
 }
+
+// A result whose body is over the API's 8 MiB fails its task for good,
+// saying why, rather than being refused: refused, a worker would send it
+// again and again, and the task would run again into the same refusal
+// after its response timeout. Over 32 MiB, the body is refused (413).
+func TestOversizedResultFailsTheTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"big_out","tasks":[{"name":"big_task","taskReferenceName":"t"}]}`)
+	result := func(taskID, wfID string, size int) string {
+		return `{"outputData":{"blob":"` + strings.Repeat("x", size) + `","nested":[{"a":[1,{"b":"c"}]}]},"taskId":"` + taskID +
+			`","workflowInstanceId":"` + wfID + `","workerId":"w1","status":"COMPLETED"}`
+	}
+
+	id := e.start("big_out", nil)
+	task := e.pollBatch("big_task", "w1", 1, 10*time.Second, "")[0]
+	if status, body := e.do("POST", "/api/tasks", result(task.TaskID, id, 40<<20)); status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a 40 MiB result: %d %s, want 413", status, body)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks", result(task.TaskID, id, 9<<20))
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	got := wf.Tasks[0]
+	if got.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(got.ReasonForIncompletion, "its body is over") || len(got.OutputData) != 0 {
+		t.Fatalf("the task of an oversized result: %s %q %d output keys", got.Status, got.ReasonForIncompletion, len(got.OutputData))
+	}
+}
