@@ -215,11 +215,9 @@ func (e *Executor) submitQuietly(ctx context.Context, wfID string, trig engine.T
 
 // runSystem claims a scheduled system task, runs it, and reports.
 func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
-	// Stop lets the runs under way finish and report (they are counted
-	// from before their take), and begins no new one: its task waits,
-	// SCHEDULED, for recovery or another engine.
+	// Counted from before the take, for Drain to wait for.
 	e.lifeMu.Lock()
-	if e.stopped {
+	if e.draining {
 		e.lifeMu.Unlock()
 		return nil
 	}

@@ -196,9 +196,9 @@ func (b blocks) Execute(context.Context, *conductor.Task) conductor.TaskResult {
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{"done": true}}
 }
 
-// Stop lets a system task under way (an HTTP call) finish and report: a
-// graceful restart leaves no task to wait out its five-minute lease and
-// run again.
+// Drain lets a system task under way (an HTTP call) finish and report
+// before a Stop: a graceful restart leaves no task to wait out its
+// five-minute lease and run again.
 func TestStopLetsSystemTasksReport(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
@@ -213,18 +213,19 @@ func TestStopLetsSystemTasksReport(t *testing.T) {
 	<-b.running
 	stopped := make(chan struct{})
 	go func() {
+		e.Drain(ctx)
 		e.Stop()
 		close(stopped)
 	}()
 	testutil.Eventually(t, 20*time.Second, time.Millisecond, func() error {
 		e.lifeMu.Lock()
 		defer e.lifeMu.Unlock()
-		if !e.stopped {
-			return errors.New("not stopping yet")
+		if !e.draining {
+			return errors.New("not draining yet")
 		}
 		return nil
 	})
-	close(b.release) // the call ends while the executor stops
+	close(b.release) // the call ends while the executor drains
 	<-stopped
 
 	after := startExecutor(t, l, nothingScheduled{}, Config{})

@@ -184,11 +184,10 @@ type Executor struct {
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
-	// systemRuns counts the system tasks running; once stopped, none
-	// begins: Stop waits for those under way to report (within
-	// systemDrainWait), so that a graceful restart leaves no task to wait
-	// out its lease.
+	// systemRuns counts the system tasks running; once draining (under
+	// lifeMu), none begins, and Drain waits for those under way to report.
 	systemRuns sync.WaitGroup
+	draining   bool
 }
 
 // appender appends a decision's records.
@@ -305,7 +304,21 @@ func (e *Executor) afterReconnect(ctx context.Context) {
 // Stop stops accepting work and waits for in-flight decisions and effects.
 func (e *Executor) Stop() {
 	e.lifeMu.Lock()
-	e.stopped = true
+	e.stopped, e.draining = true, true
+	e.lifeMu.Unlock()
+	e.cancel()
+	e.disp.stop()
+	e.wg.Wait()
+}
+
+// Drain begins no new system task and waits, until ctx is done, for those
+// under way (an HTTP call) to end and report, before a Stop: a graceful
+// restart then leaves no task to wait out its lease and run again. A task
+// whose system task does not begin waits, scheduled, for recovery or
+// another engine.
+func (e *Executor) Drain(ctx context.Context) {
+	e.lifeMu.Lock()
+	e.draining = true
 	e.lifeMu.Unlock()
 	drained := make(chan struct{})
 	go func() {
@@ -314,18 +327,9 @@ func (e *Executor) Stop() {
 	}()
 	select {
 	case <-drained:
-	case <-time.After(systemDrainWait):
+	case <-ctx.Done():
 	}
-	e.cancel()
-	e.disp.stop()
-	e.wg.Wait()
 }
-
-// systemDrainWait bounds how long Stop waits for the system tasks under
-// way (an HTTP call) to end and report: those that do not are cut short
-// and run again when their lease expires. It fits in a node's stop
-// budget.
-const systemDrainWait = 10 * time.Second
 
 // Submit runs trigger against workflow wfID and returns once the decision
 // is durably appended (or found to change nothing).

@@ -625,6 +625,10 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 }
 
+// systemDrain bounds how long a shutdown waits for the system tasks under
+// way (an HTTP call) to end and report.
+const systemDrain = 10 * time.Second
+
 // shutdown stops everything Start opened, in order, and names the part it
 // is stopping for Stop to report.
 func (n *Node) shutdown(ctx context.Context) error {
@@ -640,6 +644,15 @@ func (n *Node) shutdown(ctx context.Context) error {
 	}
 	if n.executor != nil {
 		step("the executor")
+		// System tasks under way get half of what is left of the budget
+		// to end and report, at most systemDrain.
+		drain := systemDrain
+		if deadline, ok := ctx.Deadline(); ok {
+			drain = min(drain, time.Until(deadline)/2)
+		}
+		dctx, cancel := context.WithTimeout(ctx, drain)
+		n.executor.Drain(dctx)
+		cancel()
 		n.executor.Stop()
 	}
 	for _, c := range []*nats.Conn{n.events, n.listenerConn} {
