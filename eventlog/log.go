@@ -286,6 +286,9 @@ func (l *Log) createStreams(ctx context.Context) (batched []string, err error) {
 // request/reply and for their own consumers.
 func (l *Log) Conn() *nats.Conn { return l.nc }
 
+// MaxRecordBytes is the most bytes one appended record may hold.
+func (l *Log) MaxRecordBytes() int { return l.cfg.MaxRecordBytes }
+
 // JetStream returns the JetStream context the log uses.
 func (l *Log) JetStream() jetstream.JetStream { return l.js }
 

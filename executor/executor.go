@@ -541,14 +541,20 @@ func (s *shard) process(j *job) (Outcome, error) {
 			}
 		}
 		expected := seqOf(w)
-		envs, err := envelopes(dec.Events, j, expected, now)
-		if err != nil {
+		envs, err := envelopes(dec.Events, j, expected, now, e.log.MaxRecordBytes())
+		if err != nil && !errors.Is(err, eventlog.ErrTooLarge) {
 			return Outcome{}, err
 		}
-		takenBy(envs, matches)
-		var dup bool
-		recordID := envs[0].ID
-		seq, err := e.appender.Append(ctx, subject(j.wfID), envs, expected, eventlog.ReportDuplicate(&dup))
+		var (
+			dup      bool
+			seq      uint64
+			recordID string
+		)
+		if err == nil {
+			takenBy(envs, matches)
+			recordID = envs[0].ID
+			seq, err = e.appender.Append(ctx, subject(j.wfID), envs, expected, eventlog.ReportDuplicate(&dup))
+		}
 		if err != nil && ambiguous(err) && ctx.Err() == nil {
 			// A timeout or a lost connection says nothing of whether the
 			// record was stored. One that was is this request's answer:
@@ -787,13 +793,22 @@ func subject(wfID string) string { return "fv.wf." + eventlog.Token(wfID) }
 // envelopes wraps the decision's events. The record's id (its dedup id)
 // names the workflow, the expected sequence and the request, so a retried
 // append is recognised and two different decisions never collide.
-func envelopes(events []schemas.Event, j *job, expected uint64, now time.Time) ([]schemas.Envelope, error) {
+func envelopes(events []schemas.Event, j *job, expected uint64, now time.Time, limit int) ([]schemas.Envelope, error) {
 	recordID := engine.DeriveID(j.wfID, strconv.FormatUint(expected, 10), j.meta.RequestID)
 	envs := make([]schemas.Envelope, len(events))
+	size := 0
 	for i, ev := range events {
 		env, err := schemas.Default.Encode(ev)
 		if err != nil {
 			return nil, fmt.Errorf("workflow %s: %w", j.wfID, err)
+		}
+		// Refused as soon as the events encoded so far are over the
+		// log's limit: a fork whose hundreds of branches each copy a
+		// large input would otherwise be encoded whole, gigabytes, to be
+		// refused all the same.
+		if size += len(env.Data); size > limit {
+			return nil, fmt.Errorf("append %s: over %d bytes by its first %d events of %d: %w",
+				subject(j.wfID), limit, i+1, len(events), eventlog.ErrTooLarge)
 		}
 		env.ID = schemas.EventID(recordID, i)
 		env.Time, env.Principal = now.UnixNano(), j.meta.Principal

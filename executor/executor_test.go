@@ -431,7 +431,7 @@ func TestLostChildStartIsRecovered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	envs, err := envelopes(dec.Events, &job{wfID: parent, meta: Meta{RequestID: "lost"}}, 0, now)
+	envs, err := envelopes(dec.Events, &job{wfID: parent, meta: Meta{RequestID: "lost"}}, 0, now, l.MaxRecordBytes())
 	if err != nil {
 		t.Fatal(err)
 	}

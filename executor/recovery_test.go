@@ -75,7 +75,7 @@ func TestRecoveryPerformsTheEffectsOfAnEnd(t *testing.T) {
 	if failure == "" {
 		t.Fatalf("the terminate implies no failure workflow: %+v", dec.Effects)
 	}
-	envs, err := envelopes(dec.Events, &job{wfID: id, meta: Meta{RequestID: "terminate"}}, w.Seq, time.Now())
+	envs, err := envelopes(dec.Events, &job{wfID: id, meta: Meta{RequestID: "terminate"}}, w.Seq, time.Now(), l.MaxRecordBytes())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -254,4 +255,20 @@ func TestChildStartTheLogCannotHoldFailsItsTask(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A decision's events are refused as soon as those encoded are over the
+// log's limit, the rest never encoded: a fork whose hundreds of branches
+// each copy a large input would otherwise take gigabytes to be refused.
+// (Here the last event cannot be encoded at all: reaching it would fail
+// otherwise.)
+func TestEnvelopesStopAtTheLimit(t *testing.T) {
+	big := &schemas.TaskUpdated{TaskID: "t", Status: conductor.TaskCompleted, Output: map[string]any{"blob": strings.Repeat("x", 2048)}}
+	unencodable := &schemas.TaskUpdated{TaskID: "t", Status: conductor.TaskCompleted, Output: map[string]any{"c": make(chan int)}}
+	if _, err := envelopes([]schemas.Event{big, big, unencodable}, &job{wfID: "wf-big"}, 0, time.Now(), 3000); !errors.Is(err, eventlog.ErrTooLarge) {
+		t.Fatalf("events over the limit: %v, want too large", err)
+	}
+	if _, err := envelopes([]schemas.Event{big}, &job{wfID: "wf-big"}, 0, time.Now(), 3000); err != nil {
+		t.Fatalf("events under the limit: %v", err)
+	}
 }
