@@ -323,6 +323,11 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	if eff.Refused != "" {
 		return e.childFailed(ctx, eff, eff.Refused)
 	}
+	if ended, err := e.endedAncestor(ctx, eff.ParentWorkflowID); err != nil {
+		return err
+	} else if ended != nil {
+		return e.childFailed(ctx, eff, fmt.Sprintf("workflow %s, which its parent runs under, is %s: nothing starts under it", ended.ID, ended.Status))
+	}
 	req := conductor.StartWorkflowRequest{Name: eff.Name, Version: eff.Version, Input: eff.Input,
 		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
 	if len(eff.Def) > 0 {
@@ -374,6 +379,31 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		return e.childFailed(ctx, eff, err.Error())
 	}
 	return fmt.Errorf("start workflow %s: %w", eff.Name, err)
+}
+
+// endedAncestor returns the first workflow among parent and the workflows
+// it runs under, up to the top of its tree, that ended while the one below
+// it on the way was part of its tree (nil: none). A terminate of a tree's
+// root ends its children one level at a time, while a workflow that forks
+// copies of itself starts new ones as fast: refusing every start under an
+// ended ancestor stops the tree growing at once. A workflow an operator
+// ran again after its parent ended (which reopens the parent) is its own.
+func (e *Executor) endedAncestor(ctx context.Context, parent string) (*engine.Workflow, error) {
+	var below *engine.Workflow
+	for range engine.MaxDepth + 1 {
+		if parent == "" {
+			return nil, nil
+		}
+		w, err := e.State(ctx, parent)
+		if err != nil || w == nil {
+			return nil, err
+		}
+		if w.Terminal() && (below == nil || max(below.StartTime, below.ResetTime) < w.EndTime) {
+			return w, nil
+		}
+		below, parent = w, w.ParentWorkflowID
+	}
+	return nil, nil
 }
 
 // endIfOrphaned terminates the child eff started if its parent no longer

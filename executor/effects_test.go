@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,9 +139,8 @@ func TestFailureWorkflowThatCannotStartFreesItsSlot(t *testing.T) {
 	})
 }
 
-// A child started for a parent that no longer waits for it (the parent
-// was terminated while the start was under way, and its order to end the
-// child found no child yet) is terminated once it exists, instead of
+// A child whose start was under way when its parent was terminated (its
+// order to end the child found no child yet) does not start, instead of
 // running with nobody to report to. A child its parent waits for runs.
 func TestChildOfAParentThatMovedOnIsTerminated(t *testing.T) {
 	t.Parallel()
@@ -178,8 +178,10 @@ func TestChildOfAParentThatMovedOnIsTerminated(t *testing.T) {
 	if err := e.startWorkflowEffect(ctx, late); err != nil {
 		t.Fatal(err)
 	}
+	// Its parent has ended: it does not start (one that started
+	// meanwhile is terminated as soon as it exists).
 	c, err := e.State(ctx, "late-child")
-	if err != nil || c == nil || c.Status != conductor.WorkflowTerminated || !strings.Contains(c.Reason, "no longer waits") {
+	if err != nil || c != nil {
 		t.Fatalf("the late child: %+v, %v", c, err)
 	}
 }
@@ -232,5 +234,59 @@ func TestStopLetsSystemTasksReport(t *testing.T) {
 	w, err := after.State(ctx, "wf-stop")
 	if err != nil || w.Status != conductor.WorkflowCompleted || w.Tasks[0].Output["done"] != true {
 		t.Fatalf("after a stop during its call the workflow is %v (%v), want completed with the call's output", w.Status, err)
+	}
+}
+
+// Nothing starts under an ancestor that ended while the workflow below it
+// on the way was part of its tree: a workflow that forks copies of itself
+// stops growing as soon as its root is terminated, not one level at a
+// time. A workflow started under the ended one afterwards (an operator's
+// doing) starts its own children.
+func TestNothingStartsUnderAnEndedAncestor(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	tick := func() { mu.Lock(); clock = clock.Add(time.Second); mu.Unlock() }
+	e := startExecutor(t, l, nothingScheduled{}, Config{Now: now})
+	const waits = `{"name":"tree","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`
+	def := mustDef(t, waits)
+	start := func(id, parent string) {
+		t.Helper()
+		if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def},
+			StartOptions{WorkflowID: id, ParentWorkflowID: parent, ParentWorkflowTaskID: "task-of-" + parent}); err != nil {
+			t.Fatal(err)
+		}
+		tick()
+	}
+	start("root", "")
+	start("inside", "root")
+	if _, err := e.Submit(ctx, "root", engine.Terminate{Reason: "stop the tree"}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	tick()
+	start("revived", "root") // started under the ended root afterwards
+
+	for _, tc := range []struct {
+		parent  string
+		refused bool
+	}{
+		{"inside", true},
+		{"revived", false},
+	} {
+		child := "child-of-" + tc.parent
+		err := e.startWorkflowEffect(ctx, engine.StartWorkflow{WorkflowID: child, Name: def.Name, Def: json.RawMessage(waits),
+			ParentWorkflowID: tc.parent, ParentWorkflowTaskID: "task-of-" + tc.parent, Depth: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := e.State(ctx, child)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if started := w != nil; started == tc.refused {
+			t.Fatalf("a child under %s started: %t, want %t", tc.parent, started, !tc.refused)
+		}
 	}
 }
