@@ -244,8 +244,10 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 		// The run ends before the lease does, leaving the report time to
 		// get through: a task whose lease expires is run again.
 		runCtx, cancel := context.WithTimeout(ctx, systemRunTimeout)
+		e.running.add(eff.WorkflowID, eff.TaskID, cancel)
 		runCtx = WithWorkflowVersion(WithPrincipals(runCtx, out.State.Principals()), out.State.Version)
 		res = impl.Execute(runCtx, task)
+		e.running.remove(eff.WorkflowID, eff.TaskID)
 		cancel()
 		e.metrics.system.WithLabelValues(eff.TaskType, res.Status).Inc()
 	}
@@ -255,6 +257,47 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	// would be dropped, the task left to run again when its lease expires.
 	e.reportSystem(res, task.PollCount)
 	return nil
+}
+
+// runRegistry holds the system tasks this engine runs, by workflow: a
+// decision that leaves one no longer active (its workflow ended, a fork's
+// failure canceled it) ends its run, which would otherwise hold a slot (a
+// script's, for its whole budget, while others' scripts wait) for nothing.
+type runRegistry struct {
+	mu   sync.Mutex
+	runs map[string]map[string]context.CancelFunc // workflow → task → its run's cancel
+}
+
+func (r *runRegistry) add(wfID, taskID string, cancel context.CancelFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.runs == nil {
+		r.runs = map[string]map[string]context.CancelFunc{}
+	}
+	if r.runs[wfID] == nil {
+		r.runs[wfID] = map[string]context.CancelFunc{}
+	}
+	r.runs[wfID][taskID] = cancel
+}
+
+func (r *runRegistry) remove(wfID, taskID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.runs[wfID], taskID)
+	if len(r.runs[wfID]) == 0 {
+		delete(r.runs, wfID)
+	}
+}
+
+// endInactive ends the runs of w's tasks that w no longer has active.
+func (r *runRegistry) endInactive(w *engine.Workflow) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for taskID, cancel := range r.runs[w.ID] {
+		if t := w.TaskByID(taskID); t == nil || !t.Active() {
+			cancel()
+		}
+	}
 }
 
 // A system task's run and the report of its result both fit in

@@ -290,3 +290,35 @@ func TestNothingStartsUnderAnEndedAncestor(t *testing.T) {
 		}
 	}
 }
+
+// waitsForCancel is a system task that runs until its context ends.
+type waitsForCancel struct{ running, ended chan struct{} }
+
+func (w waitsForCancel) Execute(ctx context.Context, _ *conductor.Task) conductor.TaskResult {
+	close(w.running)
+	<-ctx.Done()
+	close(w.ended)
+	return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: ctx.Err().Error()}
+}
+
+// A system task whose workflow ends while it runs (a script that spins
+// for its whole budget, in a fork whose other branch failed) is stopped at
+// once: it would hold a script slot, for nothing, while others wait.
+func TestSystemTaskOfAnEndedWorkflowStops(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+	run := waitsForCancel{running: make(chan struct{}), ended: make(chan struct{})}
+	e.RegisterSystemTask(conductor.TaskTypeInline, run)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	startInline(ctx, t, e, "wf-spin", `{"name":"spin","tasks":[
+	  {"name":"spin","taskReferenceName":"spin","type":"INLINE","inputParameters":{"evaluatorType":"javascript","expression":"while(true){}"}}]}`)
+	<-run.running
+	if _, err := e.Submit(ctx, "wf-spin", engine.Terminate{Reason: "stop"}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	<-run.ended // the test binary's timeout catches a run left to its budget
+}

@@ -188,6 +188,7 @@ type Executor struct {
 	// lifeMu), none begins, and Drain waits for those under way to report.
 	systemRuns sync.WaitGroup
 	draining   bool
+	running    runRegistry
 }
 
 // appender appends a decision's records.
@@ -650,6 +651,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 		}
 		dec.State.Seq = seq
 		s.cache.put(j.wfID, dec.State)
+		e.running.endInactive(dec.State)
 		e.metrics.decisions.WithLabelValues(name, "appended").Inc()
 		if j.related != nil {
 			j.related.note(seq)
