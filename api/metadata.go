@@ -138,7 +138,8 @@ func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef
 // started every execution of it.
 func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 	p := caller(r)
-	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) || s.deps.Search == nil {
+	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) || s.deps.Search == nil ||
+		len(name) > metadata.MaxNameLen { // refused by validation, saying why
 		return nil
 	}
 	q := "workflowType = " + queryString(name)

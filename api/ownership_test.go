@@ -202,3 +202,17 @@ func expectCalls(t *testing.T, calls []expectedCall) {
 		})
 	}
 }
+
+// A name too long to register is refused by validation, saying so, before
+// anything looks it up: the answer does not echo a megabyte back.
+func TestOverlongWorkflowNameRefusedFirst(t *testing.T) {
+	t.Parallel()
+	_, principal := securePrincipals(t)
+	_, user := principal("long-namer", "USER")
+	name := strings.Repeat("n", 1<<20)
+	r := user.do("PUT", "/api/metadata/workflow", `[{"name":"`+name+`","tasks":[{"name":"a","taskReferenceName":"a"}]}]`)
+	r.expectError(t, http.StatusBadRequest, "")
+	if !strings.Contains(r.body, "must be at most 256 bytes") || len(r.body) > 4096 {
+		t.Fatalf("the refusal (%d bytes): %.300s", len(r.body), r.body)
+	}
+}
