@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,23 @@ func TestStatusOfUnavailable(t *testing.T) {
 	} {
 		if got := statusOf(tc.err); got != tc.want {
 			t.Errorf("statusOf(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestNesting(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want int
+	}{
+		{`{}`, 1},
+		{`{"a":[1,{"b":[]}]}`, 4},
+		{`{"a":"[[[[{{{{"}`, 1},
+		{`{"a":"\"[[[","b":["\\"]}`, 2},
+		{strings.Repeat("[", 300) + strings.Repeat("]", 300), 300},
+	} {
+		if got := nesting([]byte(tc.body)); got != tc.want {
+			t.Errorf("nesting(%.40s) = %d, want %d", tc.body, got, tc.want)
 		}
 	}
 }

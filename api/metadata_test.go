@@ -348,3 +348,17 @@ func TestNoRouteAnswersJSON(t *testing.T) {
 		})
 	}
 }
+
+// A definition nested deeper than the log could hold is refused before it
+// is decoded, whose time grows much faster than the depth.
+func TestDeeplyNestedDefinitionRefused(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	task := `{"name":"leaf","taskReferenceName":"leaf"}`
+	for i := range 300 {
+		task = fmt.Sprintf(`{"name":"s%d","taskReferenceName":"s%d","type":"SWITCH","evaluatorType":"value-param","expression":"x",
+			"inputParameters":{"x":"a"},"decisionCases":{"a":[%s]}}`, i, i, task)
+	}
+	admin.do("PUT", "/api/metadata/workflow", `[{"name":"deep","tasks":[`+task+`]}]`).expectError(t, http.StatusBadRequest, "nests deeper than 256")
+}
