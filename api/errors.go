@@ -172,7 +172,7 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, e
 	case err != nil:
 		return nil, fault.Invalid("read body: %v", err)
 	case nesting(body) > maxBodyNesting:
-		return nil, fault.Invalid("request body nests deeper than %d arrays and objects", maxBodyNesting)
+		return nil, fault.Invalid("request body nested too deep: more than %d arrays and objects", maxBodyNesting)
 	}
 	return body, nil
 }

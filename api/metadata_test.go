@@ -360,5 +360,5 @@ func TestDeeplyNestedDefinitionRefused(t *testing.T) {
 		task = fmt.Sprintf(`{"name":"s%d","taskReferenceName":"s%d","type":"SWITCH","evaluatorType":"value-param","expression":"x",
 			"inputParameters":{"x":"a"},"decisionCases":{"a":[%s]}}`, i, i, task)
 	}
-	admin.do("PUT", "/api/metadata/workflow", `[{"name":"deep","tasks":[`+task+`]}]`).expectError(t, http.StatusBadRequest, "nests deeper than 256")
+	admin.do("PUT", "/api/metadata/workflow", `[{"name":"deep","tasks":[`+task+`]}]`).expectError(t, http.StatusBadRequest, "nested too deep")
 }
