@@ -244,19 +244,19 @@ func oversizedResult(body io.Reader) (conductor.TaskResult, error) {
 	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
 		ReasonForIncompletion: fmt.Sprintf("the engine refused the result: its body is over %d bytes", maxBodyBytes)}
 	dec := json.NewDecoder(body)
-	tooLarge := func(err error) error {
+	refused := func(err error) error {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return fmt.Errorf("request body over %d bytes: %w", maxOversizedResult, fault.ErrTooLarge)
 		}
 		return fault.Invalid("malformed JSON body: %v", err)
 	}
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return res, tooLarge(cmp.Or(err, errors.New("not an object")))
+		return res, refused(cmp.Or(err, errors.New("not an object")))
 	}
 	for dec.More() {
 		key, err := dec.Token()
 		if err != nil {
-			return res, tooLarge(err)
+			return res, refused(err)
 		}
 		var into *string
 		switch key {
@@ -269,14 +269,14 @@ func oversizedResult(body io.Reader) (conductor.TaskResult, error) {
 		}
 		if into != nil {
 			if err := dec.Decode(into); err != nil {
-				return res, tooLarge(err)
+				return res, refused(err)
 			}
 			continue
 		}
 		for depth := 0; ; {
 			tok, err := dec.Token()
 			if err != nil {
-				return res, tooLarge(err)
+				return res, refused(err)
 			}
 			switch tok {
 			case json.Delim('{'), json.Delim('['):

@@ -142,10 +142,11 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		maps.Copy(in, o.mergeInput)
 		ev.Input, ev.Deferred = in, deferred
 	}
-	if wt.TaskDefinition == nil && td != nil && ev.Status == conductor.TaskScheduled {
-		// A registered definition's template is code from its author, not
-		// the workflow's: what it reads beyond the workflow's plain data
-		// must be its author's to read.
+	if wt.TaskDefinition == nil && td != nil && o.input == nil && ev.Status == conductor.TaskScheduled {
+		// A registered definition's template (evaluated here, unless the
+		// input was given) is code from its author, not the workflow's:
+		// what it reads beyond the workflow's plain data must be its
+		// author's to read.
 		references, sealed := templateReads(wt, eff.InputTemplate, ev.Input, ev.Deferred)
 		if sealed {
 			return d.scheduleFailed(wt, o, id, ref, fmt.Sprintf("the inputTemplate of task definition %s may not read the workflow's "+

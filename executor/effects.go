@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -264,11 +265,14 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 // failure canceled it) ends its run, which would otherwise hold a slot (a
 // script's, for its whole budget, while others' scripts wait) for nothing.
 type runRegistry struct {
+	// n counts the runs: every decision asks, and most engines run none.
+	n    atomic.Int64
 	mu   sync.Mutex
 	runs map[string]map[string]context.CancelFunc // workflow → task → its run's cancel
 }
 
 func (r *runRegistry) add(wfID, taskID string, cancel context.CancelFunc) {
+	r.n.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.runs == nil {
@@ -281,6 +285,7 @@ func (r *runRegistry) add(wfID, taskID string, cancel context.CancelFunc) {
 }
 
 func (r *runRegistry) remove(wfID, taskID string) {
+	r.n.Add(-1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.runs[wfID], taskID)
@@ -291,6 +296,9 @@ func (r *runRegistry) remove(wfID, taskID string) {
 
 // endInactive ends the runs of w's tasks that w no longer has active.
 func (r *runRegistry) endInactive(w *engine.Workflow) {
+	if r.n.Load() == 0 {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for taskID, cancel := range r.runs[w.ID] {
