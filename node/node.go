@@ -409,8 +409,8 @@ func (n *Node) serveHTTP(tlsConfig *tls.Config) {
 	}()
 }
 
-// frontHandler is the HTTP server's handler: the API once the node has
-// started, what answers meanwhile before.
+// frontHandler is the HTTP server's handler: api.Starting while the node
+// starts, the API once it has.
 type frontHandler struct{ h atomic.Pointer[http.Handler] }
 
 func (f *frontHandler) set(h http.Handler) { f.h.Store(&h) }
