@@ -282,20 +282,11 @@ func TestTokenBruteForceIsRateLimited(t *testing.T) {
 	// failed authentications from the client's address, never a secret.
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		trail := admin.must(200, "GET", "/api/audit", "")
-		var res struct {
-			Entries []struct {
-				Action, Target string
-				Detail         map[string]string
-			}
-		}
-		if err := json.Unmarshal([]byte(trail), &res); err != nil {
-			t.Fatal(err)
-		}
 		if strings.Contains(trail, guess) || strings.Contains(trail, secret) {
 			t.Fatal("a secret reached the audit trail")
 		}
 		var refusals, limits int
-		for _, e := range res.Entries {
+		for _, e := range auditEntries(t, trail) {
 			switch {
 			case e.Action == "token.refuse" && e.Target == "ACCESS_KEY:"+id && e.Detail["reason"] == "wrong access key secret" && e.Detail["addr"] == "127.0.0.1":
 				refusals++
@@ -490,4 +481,20 @@ func TestRouteTable(t *testing.T) {
 	if list := creator.must(200, "GET", "/api/applications", ""); !strings.Contains(list, owned.ID) || strings.Contains(list, other.ID) {
 		t.Fatalf("creator's application list = %s", list)
 	}
+}
+
+// auditEntry is an entry of GET /api/audit.
+type auditEntry struct {
+	Action, Target string
+	Detail         map[string]string
+}
+
+// auditEntries decodes the entries of an answer of GET /api/audit.
+func auditEntries(t *testing.T, trail string) []auditEntry {
+	t.Helper()
+	var res struct{ Entries []auditEntry }
+	if err := json.Unmarshal([]byte(trail), &res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Entries
 }

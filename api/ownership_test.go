@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -160,16 +159,7 @@ func TestHiddenRefusalsAreAudited(t *testing.T) {
 	bob.do("DELETE", "/api/workflow/"+run, "").expect(t, http.StatusNotFound)
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		trail := send(t, admin, "GET", "/api/audit?principal=app:"+bobID, "")
-		var res struct {
-			Entries []struct {
-				Action, Target string
-				Detail         map[string]string
-			}
-		}
-		if err := json.Unmarshal([]byte(trail), &res); err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range res.Entries {
+		for _, e := range auditEntries(t, trail) {
 			if e.Action == "access.deny" && e.Target == "WORKFLOW_DEF:secretive" && strings.Contains(e.Detail["path"], run) {
 				return nil
 			}
