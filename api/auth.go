@@ -100,8 +100,13 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 		s.writeError(w, r, err)
 		return nil, false
 	}
-	ctx = auth.WithPrincipal(ctx, p)
-	return r.WithContext(context.WithValue(ctx, claimsKey{}, claims)), true
+	return asCaller(ctx, r, p, claims), true
+}
+
+// asCaller is r with context ctx, made by principal p holding a token
+// with claims.
+func asCaller(ctx context.Context, r *http.Request, p auth.Principal, claims auth.Claims) *http.Request {
+	return r.WithContext(context.WithValue(auth.WithPrincipal(ctx, p), claimsKey{}, claims))
 }
 
 // caller is the request's authenticated principal.

@@ -108,8 +108,7 @@ func (s *Server) stillMayPoll(r *http.Request, taskType string) func(context.Con
 		if err != nil {
 			return err
 		}
-		now := r.WithContext(context.WithValue(auth.WithPrincipal(ctx, p), claimsKey{}, claims))
-		return s.mayPoll(now, taskType)
+		return s.mayPoll(asCaller(ctx, r, p, claims), taskType)
 	}
 }
 

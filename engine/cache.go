@@ -157,30 +157,10 @@ func (d *decision) fromCache(wt *conductor.WorkflowTask, ev *schemas.TaskSchedul
 // says so.
 func (d *decision) cache(t *Task, output map[string]any) {
 	wt := d.plan.config(t)
-	if wt == nil || !cachesOutput(wt, t.Type) || holdsMaskedKey(output) {
+	if wt == nil || !cachesOutput(wt, t.Type) || masking.HoldsMaskedKey(output) {
 		return
 	}
 	if key, ok := cacheKey(d.w, wt, t.Name, t.Input); ok {
 		d.effect(CacheOutput{Key: key, Output: output, ExpiresAt: d.now + int64(wt.CacheConfig.TTLInSecond)*1000})
 	}
-}
-
-// holdsMaskedKey reports whether v has a _secrets or _masked key at any
-// depth.
-func holdsMaskedKey(v any) bool {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if masking.IsMaskedKey(k) || holdsMaskedKey(e) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range x {
-			if holdsMaskedKey(e) {
-				return true
-			}
-		}
-	}
-	return false
 }

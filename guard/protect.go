@@ -354,7 +354,7 @@ func (p *protection) sealInput(path func() string, m map[string]any, fields []st
 		m = p.substitute(m).(map[string]any)
 	}
 	secrets, masked := secrecy.Fields(m)
-	if !hasMaskedKeys(m) && !hasAny(m, fields) && len(secrets) == 0 && len(masked) == 0 {
+	if !masking.HoldsMaskedKey(m) && !hasAny(m, fields) && len(secrets) == 0 && len(masked) == 0 {
 		return m, nil
 	}
 	var last []byte
@@ -745,7 +745,7 @@ func (p *protection) config(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, fmt.Errorf("task configuration: %w", err)
 	}
 	in, _ := cfg["inputParameters"].(map[string]any)
-	masked := in != nil && hasMaskedKeys(in)
+	masked := in != nil && masking.HoldsMaskedKey(in)
 	if masked {
 		cfg["inputParameters"] = masking.KeysMap(in)
 	}
@@ -754,24 +754,6 @@ func (p *protection) config(raw json.RawMessage) (json.RawMessage, error) {
 		return raw, nil
 	}
 	return json.Marshal(redacted)
-}
-
-func hasMaskedKeys(v any) bool {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if masking.IsMaskedKey(k) || hasMaskedKeys(e) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range x {
-			if hasMaskedKeys(e) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func hasAny(m map[string]any, keys []string) bool {

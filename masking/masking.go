@@ -29,6 +29,26 @@ const (
 // IsMaskedKey reports whether a map key hides its value.
 func IsMaskedKey(k string) bool { return k == KeySecrets || k == KeyMasked }
 
+// HoldsMaskedKey reports whether v has a _secrets or _masked key at any
+// depth.
+func HoldsMaskedKey(v any) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if IsMaskedKey(k) || HoldsMaskedKey(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if HoldsMaskedKey(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Keys returns a copy of v in which the value of every _secrets or _masked
 // key, at any depth, is "***". Maps and slices are copied; v is not changed.
 func Keys(v any) any {
