@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,14 +39,43 @@ type HTTP struct {
 }
 
 type httpRequest struct {
-	URI               string          `json:"uri"`
-	Method            string          `json:"method"`
-	Headers           map[string]any  `json:"headers"`
-	Body              json.RawMessage `json:"body"`
-	Accept            string          `json:"accept"`
-	ContentType       string          `json:"contentType"`
-	ConnectionTimeOut int64           `json:"connectionTimeOut"`
-	ReadTimeOut       int64           `json:"readTimeOut"`
+	URI         string          `json:"uri"`
+	Method      string          `json:"method"`
+	Headers     map[string]any  `json:"headers"`
+	Body        json.RawMessage `json:"body"`
+	Accept      string          `json:"accept"`
+	ContentType string          `json:"contentType"`
+	// Timeouts in milliseconds, read by timeoutMillis.
+	ConnectionTimeOut int64 `json:"-"`
+	ReadTimeOut       int64 `json:"-"`
+}
+
+// timeoutMillis reads a timeout in milliseconds. Conductor reads it into
+// an Integer with Jackson's coercions: workflows written for it pass
+// "5000" as often as 5000, and a fraction is cut to its whole part.
+func timeoutMillis(v any) (int64, error) {
+	var f float64
+	switch v := v.(type) {
+	case nil:
+		return 0, nil
+	case int64:
+		return max(v, 0), nil
+	case int:
+		return max(int64(v), 0), nil
+	case float64:
+		f = v
+	case string:
+		var err error
+		if f, err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+			return 0, errors.New("is not a number of milliseconds")
+		}
+	default:
+		return 0, errors.New("is not a number of milliseconds")
+	}
+	if math.IsNaN(f) {
+		return 0, errors.New("is not a number of milliseconds")
+	}
+	return int64(max(min(f, math.MaxInt64/2), 0)), nil
 }
 
 // Execute performs the call. A 2xx answer completes the task; any other
@@ -83,9 +114,11 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	for k, v := range req.Headers {
 		hreq.Header.Set(k, fmt.Sprint(v))
 	}
-	if req.Accept != "" {
-		hreq.Header.Set("Accept", req.Accept)
+	accept := req.Accept
+	if accept == "" {
+		accept = "application/json" // Conductor's default
 	}
+	hreq.Header.Set("Accept", accept)
 	if body != nil {
 		ct := req.ContentType
 		if ct == "" {
@@ -229,6 +262,14 @@ func parseHTTPRequest(input map[string]any) (*httpRequest, error) {
 	var req httpRequest
 	if err := json.Unmarshal(b, &req); err != nil {
 		return nil, fmt.Errorf("http_request: %v", err)
+	}
+	for _, f := range []struct {
+		key string
+		ms  *int64
+	}{{"connectionTimeOut", &req.ConnectionTimeOut}, {"readTimeOut", &req.ReadTimeOut}} {
+		if *f.ms, err = timeoutMillis(src[f.key]); err != nil {
+			return nil, fmt.Errorf("http_request.%s %v", f.key, err)
+		}
 	}
 	if req.URI == "" {
 		return nil, fmt.Errorf("http_request.uri %w", errMissingField)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers/system"
@@ -23,6 +24,8 @@ func TestHTTPTask(t *testing.T) {
 			w.Write([]byte(`{"method":"` + r.Method + `","auth":"` + r.Header.Get("Authorization") + `","body":` + string(body) + `,"n":9007199254740993}`))
 		case "/text":
 			w.Write([]byte("plain " + r.Header.Get("Content-Type")))
+		case "/accept":
+			w.Write([]byte(r.Header.Get("Accept")))
 		default:
 			http.Error(w, "nope", http.StatusTeapot)
 		}
@@ -68,6 +71,18 @@ func TestHTTPTask(t *testing.T) {
 			func(t *testing.T, res conductor.TaskResult) {
 				if res.OutputData["response"].(map[string]any)["statusCode"] != int64(200) {
 					t.Fatalf("result = %+v", res)
+				}
+			}},
+		{"accepts JSON by default, as Conductor", map[string]any{"uri": srv.URL + "/accept", "method": "GET"}, conductor.TaskCompleted,
+			func(t *testing.T, res conductor.TaskResult) {
+				if got := res.OutputData["response"].(map[string]any)["body"]; got != "application/json" {
+					t.Fatalf("Accept = %#v", got)
+				}
+			}},
+		{"accept", map[string]any{"uri": srv.URL + "/accept", "method": "GET", "accept": "text/csv"}, conductor.TaskCompleted,
+			func(t *testing.T, res conductor.TaskResult) {
+				if got := res.OutputData["response"].(map[string]any)["body"]; got != "text/csv" {
+					t.Fatalf("Accept = %#v", got)
 				}
 			}},
 		{"missing uri", map[string]any{"http_request": map[string]any{"method": "GET"}}, conductor.TaskFailed, nil},
@@ -153,6 +168,39 @@ func TestHTTPTimeouts(t *testing.T) {
 			InputData: map[string]any{"http_request": req}})
 		if res.Status != conductor.TaskCompleted {
 			t.Errorf("%v: %s %s", in, res.Status, res.ReasonForIncompletion)
+		}
+	}
+}
+
+// Timeouts given as strings count, as Conductor coerces them; one that is
+// not a number fails the task, naming it.
+func TestHTTPTimeoutsAsStrings(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer srv.Close()
+	tests := []struct {
+		timeouts   map[string]any
+		wantStatus string
+		wantReason string
+	}{
+		{map[string]any{"readTimeOut": "50"}, conductor.TaskFailed, "timed out"},
+		{map[string]any{"connectionTimeOut": " 20 ", "readTimeOut": 30.7}, conductor.TaskFailed, "timed out"},
+		{map[string]any{"readTimeOut": "soon"}, conductor.TaskFailedWithTerminalError, "http_request.readTimeOut is not a number of milliseconds"},
+		{map[string]any{"connectionTimeOut": true}, conductor.TaskFailedWithTerminalError, "http_request.connectionTimeOut is not a number of milliseconds"},
+	}
+	for _, tt := range tests {
+		req := map[string]any{"uri": srv.URL, "method": "GET"}
+		for k, v := range tt.timeouts {
+			req[k] = v
+		}
+		// Far longer than the timeouts given, far shorter than the 60 s
+		// default: a timeout ignored ends the call with this context.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		res := system.HTTP{}.Execute(ctx, &conductor.Task{TaskType: "HTTP", ReferenceTaskName: "call", InputData: map[string]any{"http_request": req}})
+		ended := ctx.Err()
+		cancel()
+		if res.Status != tt.wantStatus || !strings.Contains(res.ReasonForIncompletion, tt.wantReason) || ended != nil {
+			t.Errorf("%v: %s %q (the caller's context: %v), want %s %q", tt.timeouts, res.Status, res.ReasonForIncompletion, ended, tt.wantStatus, tt.wantReason)
 		}
 	}
 }
