@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/itchyny/gojq"
 
@@ -411,8 +412,10 @@ func compileJQ(src string, limits jqLimits) (*gojq.Code, error) {
 //     (an array holding one long string 1000 times);
 //   - regular expressions: subjects longer than maxArray/16 (a match
 //     object per character), maxArray for test (matching cannot be
-//     interrupted: 1e8 characters took 7.7 s); explode, split and indices
-//     of strings longer than maxArray, fromjson of texts that long.
+//     interrupted: 1e8 characters took 7.7 s); global matches whose
+//     matches times their subject's length exceed maxRegexWork (see
+//     guardRegex); explode, split and indices of strings longer than
+//     maxArray, fromjson of texts that long.
 //
 // The functions that check have names a query cannot spell (fv#…): a query
 // can neither call nor redefine them.
@@ -438,8 +441,6 @@ var jqGuards = func() map[string]jqGuard {
 		{jqGuard{input: "fv#digits"}, "tonumber/0"},
 		{jqGuard{input: "fv#chars"}, "test/1 test/2 explode/0 split/1 indices/1"},
 		{jqGuard{input: "fv#chars", output: "fv#numbers"}, "fromjson/0"},
-		{jqGuard{input: "fv#regexp"}, "match/1 match/2 capture/1 capture/2 scan/1 scan/2 splits/1 splits/2 " +
-			"split/2 sub/2 sub/3 gsub/2 gsub/3 _match/3"},
 	} {
 		for _, c := range strings.Fields(g.calls) {
 			m[c] = g.guard
@@ -525,6 +526,10 @@ func guardTerm(t *gojq.Term) {
 			guardWithArg(t, check)
 			return
 		}
+		if rx, ok := regexCalls[t.Func.Name+"/"+strconv.Itoa(len(t.Func.Args))]; ok {
+			guardRegex(t, rx)
+			return
+		}
 		g = jqGuards[t.Func.Name+"/"+strconv.Itoa(len(t.Func.Args))]
 		if g.args != "" {
 			for i, a := range t.Func.Args {
@@ -580,6 +585,105 @@ func guardInterpolation(s *gojq.String) {
 	}
 }
 
+// A regexCall is a call taking a regular expression: the positions of its
+// regular expression and flags among its arguments (-1: none), and
+// whether it matches globally whatever its flags.
+type regexCall struct {
+	re, flags int
+	global    bool
+}
+
+// regexCalls are jq's functions over regular expressions, but test (one
+// match at most) and split/1 (no regular expression).
+var regexCalls = map[string]regexCall{
+	"match/1": {0, -1, false}, "match/2": {0, 1, false}, "capture/1": {0, -1, false}, "capture/2": {0, 1, false},
+	"scan/1": {0, -1, true}, "scan/2": {0, 1, true}, "splits/1": {0, -1, true}, "splits/2": {0, 1, true},
+	"split/2": {0, 1, true}, "sub/2": {0, -1, false}, "sub/3": {0, 2, false}, "gsub/2": {0, -1, true},
+	"gsub/3": {0, 2, true}, "_match/3": {0, 1, false},
+}
+
+// guardRegex rewrites a call over a regular expression as
+// `re as $fv#re | flags as $fv#flags | fv#regex($fv#re; $fv#flags; global) | f($fv#re; …; $fv#flags)`,
+// binding its regular expression and flags in the order jq binds them, so
+// that the check sees the values the call will: gojq computes each match's
+// offset by counting from the subject's start, one step of Go no budget
+// interrupts (scan(".") of 250,000 characters took 124 s).
+func guardRegex(t *gojq.Term, rx regexCall) {
+	re, flags := jqCall("$fv#re"), jqCall("$fv#flags")
+	args := slices.Clone(t.Func.Args)
+	binds := []struct {
+		at   int
+		name string
+	}{{rx.re, "$fv#re"}, {rx.flags, "$fv#flags"}}
+	checkFlags := &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeNull}}
+	if rx.flags >= 0 {
+		checkFlags = flags
+		args[rx.flags] = flags
+	}
+	args[rx.re] = re
+	global := &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFalse}}
+	if rx.global {
+		global = &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeTrue}}
+	}
+	q := jqPipe(jqCall("fv#regex", re, checkFlags, global),
+		&gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFunc, Func: &gojq.Func{Name: t.Func.Name, Args: args}}})
+	for i := len(binds) - 1; i >= 0; i-- {
+		if b := binds[i]; b.at >= 0 {
+			q = &gojq.Query{Left: t.Func.Args[b.at], Op: gojq.OpPipe, Patterns: []*gojq.Pattern{{Name: b.name}}, Right: q}
+		}
+	}
+	*t = gojq.Term{Type: gojq.TermTypeQuery, Query: q, SuffixList: t.SuffixList}
+}
+
+// maxRegexWork bounds a global match's matches times its subject's length
+// in characters, times one more than its capture groups (gojq counts
+// from the start for each): 1<<29 is about 0.3 s on a machine where
+// scan(".") over 40,000 characters (1.6e9) took 0.9 s.
+const maxRegexWork = 1 << 29
+
+// regex checks a call over a regular expression before it runs: its
+// subject's length, and a global match's work. An argument the call would
+// refuse (not a string, an invalid expression) passes, for the call to
+// say what is wrong with it.
+func (l jqLimits) regex(v any, args []any) any {
+	s, ok := v.(string)
+	if !ok {
+		return v
+	}
+	if err := l.chars(s, l.maxArray/16); err != nil {
+		return err
+	}
+	re, flags := args[0], args[1]
+	if a, ok := re.([]any); ok && len(a) > 0 && flags == nil { // match(["re", "flags"])
+		re = a[0]
+		if len(a) > 1 {
+			flags = a[1]
+		}
+	}
+	pattern, ok := re.(string)
+	fl, _ := flags.(string)
+	if !ok || args[2] != true && !strings.ContainsRune(fl, 'g') {
+		return v
+	}
+	if strings.ContainsRune(fl, 'i') {
+		pattern = "(?i)" + pattern
+	}
+	if strings.ContainsRune(fl, 'm') {
+		pattern = "(?s)" + pattern
+	}
+	r, err := regexp.Compile(pattern)
+	if err != nil {
+		return v
+	}
+	matches := int64(len(r.FindAllStringIndex(s, -1)))
+	work := (matches + 1) * int64(utf8.RuneCountInString(s)) * int64(1+r.NumSubexp())
+	if work > maxRegexWork {
+		return fmt.Errorf("a global match of %d matches in a string of %d characters exceeds the limit of the work of %d (matches times characters times groups)",
+			matches, utf8.RuneCountInString(s), maxRegexWork)
+	}
+	return v
+}
+
 // guardWithArg rewrites a call f(arg) whose check needs its input and its
 // argument as `arg as $fv#arg | check($fv#arg) | f($fv#arg)`: join's
 // separator sizes its result, contains' argument the comparisons.
@@ -614,6 +718,7 @@ func (l jqLimits) functions() []gojq.CompilerOption {
 		check("fv#digits", digits),
 		gojq.WithFunction("fv#join", 1, 1, l.join),
 		gojq.WithFunction("fv#contains", 1, 1, containsWithin),
+		gojq.WithFunction("fv#regex", 3, 3, l.regex),
 		check("fv#deep", func(v any) error { return checkDepth(v, 0) }),
 		check("fv#path", l.path),
 		check("fv#paths", func(v any) error { return eachOf(v, l.path) }),
@@ -622,7 +727,6 @@ func (l jqLimits) functions() []gojq.CompilerOption {
 		check("fv#add", l.add),
 		check("fv#flatten", l.flatten),
 		check("fv#chars", func(v any) error { return l.chars(v, l.maxArray) }),
-		check("fv#regexp", func(v any) error { return l.chars(v, l.maxArray/16) }),
 	}
 }
 

@@ -117,6 +117,40 @@ func TestJQStaysWithinBudget(t *testing.T) {
 	})
 }
 
+// gojq counts each match's offset from the start of its subject, in one
+// step no budget interrupts: scan(".") over 250,000 characters held a core
+// for two minutes. A global match whose matches times its subject's length
+// is too much is refused before it runs; the guard binds the expression
+// and flags as jq does, so calls keep their meaning.
+func TestJQRegexWork(t *testing.T) {
+	t.Parallel()
+	const refused = "a global match of 200000 matches in a string of 200000 characters exceeds the limit"
+	long := map[string]any{"s": strings.Repeat("a", 200000), "lines": strings.Repeat(strings.Repeat("a", 19999)+"\n", 10)}
+	runJQCases(t, system.Budget{Time: 10 * time.Minute}, []jqCase{
+		{name: "scan", query: `.s | [scan(".")] | length`, input: long, fails: refused},
+		{name: "match global", query: `.s | [match("."; "g")] | length`, input: long, fails: refused},
+		{name: "match global, flags in an array", query: `.s | [match([".", "g"])] | length`, input: long, fails: refused},
+		{name: "capture global", query: `.s | [capture("(?<c>.)"; "g")] | length`, input: long, fails: "exceeds the limit"},
+		{name: "gsub", query: `.s | gsub("a"; "b") | length`, input: long, fails: refused},
+		{name: "sub global", query: `.s | sub("a"; "b"; "g") | length`, input: long, fails: refused},
+		{name: "splits", query: `.s | [splits("a")] | length`, input: long, fails: refused},
+		{name: "split by expression", query: `.s | split("a"; null) | length`, input: long, fails: refused},
+		{name: "_match", query: `.s | _match("."; "g"; false) | length`, input: long, fails: refused},
+		{name: "expression from a variable", query: `"." as $re | "g" as $g | .s | [match($re; $g)] | length`, input: long, fails: refused},
+		// Ordinary use.
+		{name: "few matches in a long string", query: `.lines | gsub("\n"; " ") | length`, input: long, results: []any{int64(200000)}},
+		{name: "one match in a long string", query: `.s | match("a+").length`, input: long, results: []any{int64(200000)}},
+		{name: "a test over a long string", query: `.s | test("b")`, input: long, results: []any{false}},
+		{name: "several expressions and flags", query: `"ab" | [match("a", "b"; "g", "") | .string]`, results: []any{[]any{"a", "a", "b", "b"}}},
+		{name: "several expressions, flags and replacements", query: `"aXbx" | [sub("x", "b"; "y", "z"; "g", "gi")]`,
+			results: []any{[]any{"aXby", "aXbz", "ayby", "azbz", "aXyx", "aXzx", "aXyx", "aXzx"}}},
+		{name: "a match's field", query: `"abc" | match("b").offset`, results: []any{int64(1)}},
+		{name: "splits", query: `"a,b" | [splits(",", "b")]`, results: []any{[]any{"a", "b", "a,", ""}}},
+		{name: "invalid expression", query: `"a" | [scan("(")]`, fails: "invalid regular expression"},
+		{name: "not a string", query: `1 | [scan(".")]`, fails: "cannot be applied to: number"},
+	})
+}
+
 // gojq's errors quote a preview of the values they are about, a prefix of
 // a secret that redaction cannot recognize: none is left in the reason.
 func TestJQErrorsShowNoValues(t *testing.T) {
