@@ -5,6 +5,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -152,6 +153,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 				w.MaskedPaths = append(slices.Clip(w.MaskedPaths), p)
 			}
 		}
+		maskTexts(w, e.Texts)
 	default:
 		switch ok, err := applyOperator(w, ev); {
 		case err != nil:
@@ -435,6 +437,49 @@ func applyCompacted(w *Workflow) {
 			c := *t
 			c.Input, c.Output, c.Resolved = keptIn, keptOut, refs
 			w.Tasks[i] = &c
+		}
+	}
+}
+
+// ReasonPath is the path (schemas.ValuesMasked.Texts) of a task's reason,
+// or, with no task, of the workflow's.
+func ReasonPath(taskID string) string {
+	if taskID == "" {
+		return "reason"
+	}
+	return "task/" + taskID + "/reason"
+}
+
+// LogPath is the path (schemas.ValuesMasked.Texts) of a task's n-th log
+// line.
+func LogPath(taskID string, n int) string { return "task/" + taskID + "/log/" + strconv.Itoa(n) }
+
+// maskTexts replaces the texts paths name with "***". A path this version
+// does not know (a later one's) is left alone.
+func maskTexts(w *Workflow, paths []string) {
+	for _, p := range paths {
+		if p == ReasonPath("") {
+			w.Reason = masking.Mask
+			continue
+		}
+		rest, ok := strings.CutPrefix(p, "task/")
+		if !ok {
+			continue
+		}
+		id, field, _ := strings.Cut(rest, "/")
+		if w.taskIndex(id) < 0 {
+			continue
+		}
+		switch line, isLog := strings.CutPrefix(field, "log/"); {
+		case field == "reason":
+			w.ownTask(id).Reason = masking.Mask
+		case isLog:
+			n, err := strconv.Atoi(line)
+			if t := w.Tasks[w.taskIndex(id)]; err == nil && n >= 0 && n < len(t.Logs) {
+				t = w.ownTask(id)
+				t.Logs = slices.Clone(t.Logs)
+				t.Logs[n].Log = masking.Mask
+			}
 		}
 	}
 }

@@ -57,13 +57,26 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 	}
 	out := make([]schemas.Event, 0, len(events))
 	changed := false
-	for _, ev := range events {
+	lastSealing := -1 // the last event that sealed values
+	for i, ev := range events {
+		n := len(p.sealed)
 		pev, c, err := p.event(ev)
 		if err != nil {
 			return engine.Decision{}, err
 		}
 		out = append(out, pev)
 		changed = changed || c
+		if len(p.sealed) > n {
+			lastSealing = i
+		}
+	}
+	// The events before it were redacted without the values it sealed:
+	// the log lines of a result, which the decider records before the
+	// result that seals the values its worker logged.
+	for i := range lastSealing {
+		if ev, c := p.redactAgain(out[i]); c {
+			out[i], changed = ev, true
+		}
 	}
 	if len(p.sealed) > 0 {
 		// Look for the sealed values where the workflow stored them before
@@ -86,8 +99,9 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			}
 		}
 		shred := findValues(after, p.sealedSecretValues, true)
-		if len(paths) > 0 || len(shred) > 0 {
-			out = append(out, &schemas.ValuesMasked{Paths: paths, Shred: shred})
+		texts := findTexts(after, p.m.get())
+		if len(paths) > 0 || len(shred) > 0 || len(texts) > 0 {
+			out = append(out, &schemas.ValuesMasked{Paths: paths, Shred: shred, Texts: texts})
 		}
 	}
 	switch {
@@ -690,6 +704,42 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 	return ev, false, nil
 }
 
+// redactAgain redacts the data and text of an event p.event has protected
+// with the redactor as it is now, which holds values sealed since.
+func (p *protection) redactAgain(ev schemas.Event) (schemas.Event, bool) {
+	r := p.m.get()
+	switch e := ev.(type) {
+	case *schemas.TaskLogged:
+		c := *e
+		c.Lines = make([]string, len(e.Lines))
+		for i, l := range e.Lines {
+			c.Lines[i] = r.String(l)
+		}
+		return &c, !slices.Equal(c.Lines, e.Lines)
+	case *schemas.TaskUpdated:
+		c := *e
+		c.Output, c.Reason, c.WorkerID = r.Map(e.Output), r.String(e.Reason), r.String(e.WorkerID)
+		return &c, !engine.SameMap(c.Output, e.Output) || c.Reason != e.Reason || c.WorkerID != e.WorkerID
+	case *schemas.TaskScheduled:
+		c := *e
+		c.Input, c.Output, c.Reason = r.Map(e.Input), r.Map(e.Output), r.String(e.Reason)
+		return &c, !engine.SameMap(c.Input, e.Input) || !engine.SameMap(c.Output, e.Output) || c.Reason != e.Reason
+	case *schemas.VariablesUpdated:
+		c := *e
+		c.Variables = r.Map(e.Variables)
+		return &c, !engine.SameMap(c.Variables, e.Variables)
+	case *schemas.WorkflowStatusChanged:
+		c := *e
+		c.Output, c.Reason = r.Map(e.Output), r.String(e.Reason)
+		return &c, !engine.SameMap(c.Output, e.Output) || c.Reason != e.Reason
+	case *schemas.TaskStarted:
+		c := *e
+		c.WorkerID = r.String(e.WorkerID)
+		return &c, c.WorkerID != e.WorkerID
+	}
+	return ev, false
+}
+
 // sealResolved returns refs with the values resolved for them sealed in
 // (nil if it sealed none). A memo rebuilt after a restart opens them: the
 // secret may be overwritten by then, and its old value's key destroyed,
@@ -898,6 +948,29 @@ func eachText(v any, fn func(string), all bool) {
 			fn(s)
 		}
 	}, all)
+}
+
+// findTexts returns the paths (see schemas.ValuesMasked.Texts) of the
+// workflow's reason and its tasks' reasons and log lines in which r finds
+// a value: written before the value was known to be secret (a failed
+// attempt's reason quoting what its retry returned under _secrets).
+func findTexts(w *engine.Workflow, r *masking.Redactor) []string {
+	var out []string
+	holds := func(s string) bool { return s != masking.Mask && r.String(s) != s }
+	if holds(w.Reason) {
+		out = append(out, engine.ReasonPath(""))
+	}
+	for _, t := range w.Tasks {
+		if holds(t.Reason) {
+			out = append(out, engine.ReasonPath(t.ID))
+		}
+		for i, l := range t.Logs {
+			if holds(l.Log) {
+				out = append(out, engine.LogPath(t.ID, i))
+			}
+		}
+	}
+	return out
 }
 
 // findValues returns the paths (see schemas.ValuesMasked) of top-level

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -446,7 +447,9 @@ func TestEndedWorkflowKeepsNoMemo(t *testing.T) {
 // applyAll folds events into a copy of w.
 func applyAll(t *testing.T, w *engine.Workflow, events ...schemas.Event) *engine.Workflow {
 	t.Helper()
-	w = w.Clone()
+	if w != nil {
+		w = w.Clone()
+	}
 	for _, ev := range events {
 		var err error
 		if w, err = engine.Apply(w, ev); err != nil {
@@ -454,4 +457,63 @@ func applyAll(t *testing.T, w *engine.Workflow, events ...schemas.Event) *engine
 		}
 	}
 	return w
+}
+
+// The decider records a result's log lines before the result: lines that
+// echo what the same result puts under _secrets are redacted too, in the
+// event the log holds, not only where the result's reason and output are.
+func TestResultLogsRedactedAgainstItsOwnSecrets(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "token-zzz-987654"
+	w := applyAll(t, nil,
+		&schemas.WorkflowStarted{WorkflowID: "wf-logs", Name: "w", Version: 1,
+			Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`)},
+		&schemas.TaskScheduled{TaskID: "t1", Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Time: 1},
+		&schemas.TaskStarted{TaskID: "t1", Time: 2})
+	dec, err := New(Config{Keys: keys}).Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskLogged{TaskID: "t1", Lines: []string{"issued " + value, "plain"}, Times: []int64{3, 3}},
+		&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Reason: "note " + value,
+			Output: map[string]any{"_secrets": map[string]any{"k": value}, "copy": value}, Time: 3},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := dec.Events[0].(*schemas.TaskLogged)
+	if !slices.Equal(logged.Lines, []string{"issued ***", "plain"}) {
+		t.Fatalf("log lines %q", logged.Lines)
+	}
+	if up := dec.Events[1].(*schemas.TaskUpdated); up.Reason != "note ***" || up.Output["copy"] != masking.Mask {
+		t.Fatalf("reason %q, output %v", up.Reason, up.Output)
+	}
+}
+
+// Reasons and log lines written before a value turned out to be secret (a
+// failed attempt quoting what its retry returns under _secrets) read "***"
+// from then on, in the state every read model folds.
+func TestLateSecretMaskedInReasonsAndLogs(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "fresh-secret-777777"
+	w := applyAll(t, nil,
+		&schemas.WorkflowStarted{WorkflowID: "wf-late-text", Name: "w", Version: 1,
+			Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`)},
+		&schemas.TaskScheduled{TaskID: "t1", Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Time: 1},
+		&schemas.TaskStarted{TaskID: "t1", Time: 2},
+		&schemas.TaskLogged{TaskID: "t1", Lines: []string{"plain", "fetched " + value}, Times: []int64{3, 3}},
+		&schemas.TaskUpdated{TaskID: "t1", Status: "FAILED", Reason: "login with " + value + " refused", Time: 4},
+		&schemas.TaskScheduled{TaskID: "t2", Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", RetryCount: 1, Time: 5},
+		&schemas.TaskStarted{TaskID: "t2", Time: 6})
+	dec, err := New(Config{Keys: keys}).Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskUpdated{TaskID: "t2", Status: "COMPLETED", Output: map[string]any{"_secrets": map[string]any{"token": value}}, Time: 7},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = applyAll(t, w, dec.Events...)
+	first := w.TaskByID("t1")
+	if first.Reason != masking.Mask || first.Logs[0].Log != "plain" || first.Logs[1].Log != masking.Mask {
+		t.Fatalf("reason %q, logs %+v", first.Reason, first.Logs)
+	}
+	if view := first.Conductor(w); view.ReasonForIncompletion != masking.Mask {
+		t.Fatalf("rendered reason %q", view.ReasonForIncompletion)
+	}
 }

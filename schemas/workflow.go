@@ -245,6 +245,11 @@ type ValuesMasked struct {
 	// compaction replaces them with "***", as it destroys the block's.
 	// (A value that went into _masked stays, as _masked data does.)
 	Shred []string `msgpack:"shred,omitempty"`
+	// Texts are the paths of reasons and log lines found to hold a value
+	// ("reason", "task/<id>/reason", "task/<id>/log/<n>"): each reads
+	// "***" from then on, in the state itself, since no expression needs
+	// it as written (engine.ReasonPath, engine.LogPath).
+	Texts []string `msgpack:"texts,omitempty"`
 }
 
 func (*ValuesMasked) EventType() string { return "workflow.values_masked" }
