@@ -423,17 +423,25 @@ var _ executor.Idempotency = (*Reader)(nil)
 // Workflow returns a workflow's state, or an error wrapping
 // fault.ErrNotFound.
 func (r *Reader) Workflow(_ context.Context, id string) (*engine.Workflow, error) {
+	w, _, err := r.workflowSized(id)
+	return w, err
+}
+
+// workflowSized is Workflow, with the size of what it read.
+func (r *Reader) workflowSized(id string) (w *engine.Workflow, size int, err error) {
 	scan := func(lower, upper []byte, fn func(key, value []byte) bool) error {
-		return r.r.ScanRange(lower, upper, false, fn)
+		return r.r.ScanRange(lower, upper, false, func(key, value []byte) bool {
+			size += len(key) + len(value)
+			return fn(key, value)
+		})
 	}
-	w, _, err := readState(scan, eventlog.Token(id))
-	if err != nil {
-		return nil, err
+	if w, _, err = readState(scan, eventlog.Token(id)); err != nil {
+		return nil, 0, err
 	}
 	if w == nil {
-		return nil, fault.NotFound("workflow %s not found", id)
+		return nil, 0, fault.NotFound("workflow %s not found", id)
 	}
-	return w, nil
+	return w, size, nil
 }
 
 // TaskWorkflow returns the id of the workflow a task belongs to.

@@ -110,13 +110,18 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 	if len(keys) == 0 || (len(keys) == 1 && keys[0].Field == "scheduledTime") {
 		sortByTime(hits, len(keys) == 0 || keys[0].Desc, func(h taskHit) (int64, string) { return h.scheduled, h.taskID })
 	} else {
+		// The sort's fields of each hit, not its workflow: hits may be
+		// many, their workflows large.
 		docs := make(map[string]query.Doc, len(hits))
 		for _, h := range hits {
+			vals := make(map[string]any, len(keys))
 			if w, t := c.task(ctx, h.wfID, h.taskID); t != nil {
-				docs[h.taskID] = taskDoc(w, t)
-			} else {
-				docs[h.taskID] = func(string) any { return nil }
+				doc := taskDoc(w, t)
+				for _, k := range keys {
+					vals[k.Field] = doc(k.Field)
+				}
 			}
+			docs[h.taskID] = func(name string) any { return vals[name] }
 		}
 		slices.SortStableFunc(hits, func(a, b taskHit) int {
 			switch {
@@ -240,25 +245,33 @@ func (r *Reader) taskCandidates(ctx context.Context, src *source, c *wfCache, fn
 	})
 }
 
-// wfCache keeps the workflows one search decoded.
+// wfCache keeps the workflows one search decoded, up to maxCachedBytes
+// of them as stored: the tasks of one workflow are often found apart (the
+// status index orders them by time), and each would decode it again.
 type wfCache struct {
-	r   *Reader
-	m   map[string]*engine.Workflow
-	err error
+	r     *Reader
+	m     map[string]*engine.Workflow
+	bytes int
+	err   error
 }
 
-func (c *wfCache) workflow(ctx context.Context, id string) *engine.Workflow {
+// maxCachedBytes bounds what one search keeps decoded, as stored: a
+// search by a caller who sees only some workflows reads every candidate.
+const maxCachedBytes = 8 << 20
+
+func (c *wfCache) workflow(_ context.Context, id string) *engine.Workflow {
 	if w, ok := c.m[id]; ok {
 		return w
 	}
-	w, err := c.r.Workflow(ctx, id)
+	w, size, err := c.r.workflowSized(id)
 	if err != nil && !errors.Is(err, fault.ErrNotFound) && c.err == nil {
 		c.err = err
 	}
-	if len(c.m) >= 4096 {
+	if c.bytes+size > maxCachedBytes {
 		clear(c.m)
+		c.bytes = 0
 	}
-	c.m[id] = w
+	c.m[id], c.bytes = w, c.bytes+size
 	return w
 }
 
