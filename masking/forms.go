@@ -36,10 +36,48 @@ func forms(v []byte) []string {
 			out = append(out, st.encode(s, upperHex), st.encode(s, lowerHex))
 		}
 	}
+	// A page or a document that quotes the value back (an error page
+	// naming the rejected token) escapes it as HTML or XML.
+	if strings.ContainsAny(s, htmlSpecial) {
+		for _, r := range htmlStyles {
+			out = append(out, r.Replace(s))
+		}
+	}
+	// A server that reads a header's bytes as ISO-8859-1 (as HTTP/1.1's
+	// first specification said, and Python's http.server does) echoes a
+	// non-ASCII value as the characters of its UTF-8 bytes.
+	if strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 }) {
+		out = append(out, latin1(v))
+	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		out = append(out, base64Forms(enc, v)...)
 	}
 	return out
+}
+
+// htmlSpecial are the characters HTML and XML escapers write as entities.
+const htmlSpecial = `&<>"'`
+
+// htmlStyles are the common HTML and XML escapers' ways, which differ in
+// the quotes: Go's html.EscapeString, Python's html.escape, PHP's
+// htmlspecialchars, XML's predefined entities, Java's escapeHtml4 (quotes
+// but not apostrophes) and text content escaped as little as it may be.
+var htmlStyles = []*strings.Replacer{
+	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;"),
+	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#x27;"),
+	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#039;"),
+	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;"),
+	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;"),
+	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;"),
+}
+
+// latin1 is v's bytes read as ISO-8859-1, each one character.
+func latin1(v []byte) string {
+	var b strings.Builder
+	for _, c := range v {
+		b.WriteRune(rune(c))
+	}
+	return b.String()
 }
 
 // jsonEscaped reports whether an encoder of jsonStyles writes r other

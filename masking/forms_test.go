@@ -52,6 +52,16 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"Java URLEncoder", symbols, `x7%23K0%212mQ%249vL%7E4*%28n%29%27`},
 		{"lower-case hex", unicode, `caf%c3%a9%2fna%c3%afve%3cb%3e%26%f0%9f%98%80`},
 		{"lower-case hex", symbols, `x7%23K0%212mQ%249vL~4%2a%28n%29%27`},
+		// An error page quoting the rejected value back.
+		{"Go html.EscapeString", quoted, `pa&#34;ss&amp;w0rd-xyz`},
+		{"Go html.EscapeString", symbols, `x7#K0!2mQ$9vL~4*(n)&#39;`},
+		{"Python html.escape", unicode, `café/naïve&lt;b&gt;&amp;😀`},
+		{"Python html.escape", symbols, `x7#K0!2mQ$9vL~4*(n)&#x27;`},
+		{"PHP htmlspecialchars", symbols, `x7#K0!2mQ$9vL~4*(n)&#039;`},
+		{"XML", symbols, `x7#K0!2mQ$9vL~4*(n)&apos;`},
+		{"Java escapeHtml4", quoted, `pa&quot;ss&amp;w0rd-xyz`},
+		// A header's UTF-8 bytes read as ISO-8859-1 (Python's http.server).
+		{"Latin-1 reading", unicode, "cafÃ©/naÃ¯ve<b>&ð"},
 	} {
 		text := `{"note":"sent ` + tc.encoded + ` upstream"}`
 		want := `{"note":"sent *** upstream"}`
