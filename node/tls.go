@@ -36,7 +36,7 @@ func (c Config) validateTLS() []error {
 		listeners = append(listeners, struct{ name, addr string }{"nats listen address", c.NATSListen})
 	}
 	for _, l := range listeners {
-		if host, _, err := net.SplitHostPort(l.addr); err == nil && !loopback(host) {
+		if host, _, err := net.SplitHostPort(l.addr); err == nil && !Loopback(host) {
 			errs = append(errs, fmt.Errorf("%s %q is not a loopback address: without TLS, tokens, secret values and the "+
 				"task inputs handed to workers would cross the network in the clear; give --tls-cert-file and --tls-key-file, "+
 				"or --insecure-plaintext to accept that", l.name, l.addr))
@@ -63,7 +63,7 @@ func plaintextServers(list string) []error {
 		if parsed.Scheme == "tls" {
 			return nil
 		}
-		if !loopback(parsed.Hostname()) {
+		if !Loopback(parsed.Hostname()) {
 			plain = append(plain, u)
 		}
 	}
@@ -75,10 +75,10 @@ func plaintextServers(list string) []error {
 	return errs
 }
 
-// loopback reports whether a listen host reaches this machine only. An
+// Loopback reports whether a host reaches this machine only. An
 // empty host listens on every interface; a name other than localhost
 // could resolve anywhere.
-func loopback(host string) bool {
+func Loopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -28,6 +28,9 @@ import (
 const clientUsage = `  --server URL     the flowvault server, http://host:port or https://… (default ` + defaultServer + `,
                    $FLOWVAULT_SERVER); redirects are never followed
   --key-file F     access key as JSON {"keyId","keySecret"}; the flag wins over every variable below
+  --insecure-plaintext
+                   send the access key and the API's data over plain http to a host other than
+                   this machine ($FLOWVAULT_INSECURE_PLAINTEXT); refused otherwise
   --tls-client-cert F, --tls-client-key F
                    PEM client certificate and key, for a server with --tls-client-ca-file
                    ($FLOWVAULT_TLS_CLIENT_CERT, $FLOWVAULT_TLS_CLIENT_KEY)
@@ -51,6 +54,8 @@ type connection struct {
 	// clientCert and clientKey are a client certificate's PEM files, for
 	// a server that asks for one (mutual TLS).
 	clientCert, clientKey string
+	// insecurePlaintext accepts plain http to a host beyond loopback.
+	insecurePlaintext bool
 }
 
 // clientCommand is one subcommand of a REST API client command.
@@ -131,6 +136,9 @@ func (c *connection) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.clientKey, "tls-client-key", c.clientKey, "PEM key of --tls-client-cert ($FLOWVAULT_TLS_CLIENT_KEY)")
 	fs.Func("key-file", "access key file, JSON {keyId, keySecret}; wins over $FLOWVAULT_TOKEN, $FLOWVAULT_KEY_ID and $FLOWVAULT_KEY_FILE",
 		func(s string) error { c.keyFile, c.keyFileGiven = s, true; return nil })
+	c.insecurePlaintext, _ = strconv.ParseBool(os.Getenv(envName("insecure-plaintext")))
+	fs.BoolVar(&c.insecurePlaintext, "insecure-plaintext", c.insecurePlaintext,
+		"send the access key and data over plain http beyond loopback ($FLOWVAULT_INSECURE_PLAINTEXT)")
 }
 
 // accessKey is the JSON of a key file (bootstrap-admin.json's format).
@@ -155,6 +163,13 @@ func (c *connection) client(stderr io.Writer) (*apiClient, error) {
 	api, err := newAPIClient(c.server)
 	if err != nil {
 		return nil, err
+	}
+	// The server refuses plain http beyond loopback unless told to accept
+	// it; the client, which sends the access key's secret and secret
+	// values, asks the same.
+	if u, _ := url.Parse(c.server); u.Scheme == "http" && !node.Loopback(u.Hostname()) && !c.insecurePlaintext {
+		return nil, fmt.Errorf("--server %s is plain http to a host other than this machine: the access key and "+
+			"the data sent would cross the network in the clear; use https://, or --insecure-plaintext to accept that", api.display)
 	}
 	if c.clientCert != "" || c.clientKey != "" {
 		if c.clientCert == "" || c.clientKey == "" {
@@ -198,6 +213,16 @@ func (c *connection) credentials(stderr io.Writer) (credentials, error) {
 		return keyFileCredentials(p, "$FLOWVAULT_KEY_FILE", stderr)
 	}
 	if _, err := os.Stat(defaultKeyFile); !errors.Is(err, fs.ErrNotExist) {
+		// Found, not named: in a directory others may write (a shared
+		// checkout, /tmp), a file planted there would sign the command
+		// in as whoever planted it, and its writes (a secret put) go to
+		// them. Only the user's own file is taken.
+		if info, err := os.Stat(defaultKeyFile); err == nil {
+			if uid, other := ownedByAnother(info); other {
+				return credentials{}, fmt.Errorf("the default key file %s belongs to another user (uid %d): it would sign in as "+
+					"whoever wrote it; name a key file with --key-file or $FLOWVAULT_KEY_FILE", defaultKeyFile, uid)
+			}
+		}
 		return keyFileCredentials(defaultKeyFile, "the default key file", stderr)
 	}
 	abs, err := filepath.Abs(defaultKeyFile)

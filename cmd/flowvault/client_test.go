@@ -262,3 +262,28 @@ func TestServerURL(t *testing.T) {
 		}
 	}
 }
+
+// Plain http to a host beyond loopback would carry the access key's
+// secret in the clear: refused unless --insecure-plaintext accepts it,
+// before anything is sent (192.0.2.1, TEST-NET-1, is never dialled).
+// 0.0.0.0 counts as beyond loopback, as it does for the server's
+// listeners, and reaches this machine when accepted.
+func TestPlainHTTPBeyondLoopbackRefused(t *testing.T) {
+	t.Parallel()
+	keyFile := testKeyFile(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--server", "http://192.0.2.1:1"}, "plain http to a host other than this machine"},
+		{[]string{"--server", "http://0.0.0.0:1"}, "plain http to a host other than this machine"},
+		{[]string{"--server", "http://[::1]:1"}, "connection refused"},
+		{[]string{"--server", "http://localhost:1"}, "connection refused"},
+		{[]string{"--server", "http://0.0.0.0:1", "--insecure-plaintext"}, "connection refused"},
+	} {
+		_, errOut, code := runCLI(append([]string{"secret", "list", "--key-file", keyFile}, tt.args...)...)
+		if code != 1 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%v: exit %d %q; want 1 mentioning %q", tt.args, code, errOut, tt.want)
+		}
+	}
+}
