@@ -394,7 +394,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 // handler: bodies are bounded in size, and in time too.
 func (n *Node) serveHTTP(tlsConfig *tls.Config) {
 	n.httpSrv = &http.Server{Handler: &n.front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
-		IdleTimeout: 5 * time.Minute}
+		IdleTimeout: 5 * time.Minute,
+		// What net/http reports (a refused TLS handshake, a handler's
+		// panic) goes where the server logs, in its format.
+		ErrorLog: slog.NewLogLogger(n.logger.With(logkey.Component, "http").Handler(), slog.LevelWarn)}
 	serve := func() error { return n.httpSrv.Serve(n.ln) }
 	if tlsConfig != nil {
 		n.httpSrv.TLSConfig = tlsConfig
@@ -690,7 +693,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	<-ctx.Done()
-	logger.Info("shutting down")
+	logger.Info("shutting down", logkey.Reason, context.Cause(ctx).Error())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := n.Stop(sctx); err != nil {

@@ -48,7 +48,12 @@ var commands = []command{
 func main() {
 	// A hang-up (the terminal closed) ends a command as Ctrl-C does: a
 	// server stops gracefully, a prompt gives the terminal its echo back.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// Unless it is ignored (nohup): asking for it would undo that.
+	signals := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		signals = append(signals, syscall.SIGHUP)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), signals...)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }

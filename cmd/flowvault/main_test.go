@@ -81,18 +81,25 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *serverProcess {
 // waitLog returns the first log line with the given message.
 func (p *serverProcess) waitLog(t *testing.T, msg string) map[string]any {
 	t.Helper()
+	return p.waitLogMatching(t, msg, func(m string) bool { return m == msg })
+}
+
+// waitLogMatching returns the first JSON log line whose message match
+// accepts; what describes the message it wants.
+func (p *serverProcess) waitLogMatching(t *testing.T, what string, match func(msg string) bool) map[string]any {
+	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {
 		select {
 		case m, ok := <-p.lines:
 			if !ok {
-				t.Fatalf("server exited before logging %q:\n%s", msg, p.all)
+				t.Fatalf("server exited before logging %q:\n%s", what, p.all)
 			}
-			if m["msg"] == msg {
+			if msg, _ := m["msg"].(string); match(msg) {
 				return m
 			}
 		case <-timeout:
-			t.Fatalf("no %q log line after 30s:\n%s", msg, p.all)
+			t.Fatalf("no %q log line after 30s:\n%s", what, p.all)
 		}
 	}
 }
@@ -402,6 +409,12 @@ func TestServerMutualTLS(t *testing.T) {
 			t.Errorf("%s: exit %d %q %q", tt.name, code, out, errOut)
 		}
 	}
+	// The handshakes refused are logged as the server logs, not in Go's
+	// log package's own format.
+	m := p.waitLogMatching(t, "http: TLS handshake error", func(msg string) bool { return strings.HasPrefix(msg, "http: TLS handshake error") })
+	if m["level"] != "WARN" || m["component"] != "http" {
+		t.Errorf("handshake error logged as %v", m)
+	}
 	stopServer(t, p)
 }
 
@@ -419,5 +432,34 @@ func TestUnwrittenOutputFails(t *testing.T) {
 	if code := run(context.Background(), []string{"version"}, failingWriter{}, &stderr); code != 1 ||
 		!strings.Contains(stderr.String(), "write output") || !strings.Contains(stderr.String(), "no space left") {
 		t.Fatalf("version to a full disk: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// Under nohup, which ignores hang-ups, the server keeps ignoring them: it
+// asked for SIGHUP, which undid nohup's, and stopped when its terminal
+// closed. The signal that stops it is the one its log names.
+func TestServerUnderNohupIgnoresHangUp(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	nohup, err := exec.LookPath("nohup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nohup, bin, "server", "--log-format", "json", "--data", filepath.Join(t.TempDir(), "data"),
+		"--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	cmd.Dir = t.TempDir() // where nohup may put nohup.out
+	p := startCmd(t, cmd)
+	p.waitLog(t, "flowvault listening")
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM} {
+		if err := p.cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := p.waitLog(t, "shutting down")["reason"]; got != "terminated signal received" {
+		t.Fatalf("stopped by %v, want SIGTERM", got)
+	}
+	p.waitLog(t, "stopped")
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.all)
 	}
 }
