@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/flowvault/flowvault/auth"
@@ -45,29 +46,39 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 	v := []byte(value)
 	defer clear(v)
 	// Checked on a revision, written on it alone (secrets.At): one that
-	// changed meanwhile (another UPDATE_SECRET of a fork's branch) is
-	// checked again on its new state, a few times.
+	// changed meanwhile (another UPDATE_SECRET of a fork's branch, or of
+	// another workflow) is checked again on its new state. Writers that
+	// meet win one at a time, so the others keep trying, spread apart,
+	// for as long as updateRetryBudget: the last write wins, as a task
+	// expects, where a REST client is told to send it again (409).
+	deadline := time.Now().Add(updateRetryBudget)
+	backoff := 10 * time.Millisecond
 	var err error
-	for attempt := 1; ; attempt++ {
+	for {
 		var res *conductor.TaskResult
 		if res, err = u.write(ctx, t, name, v, principals); res != nil {
 			return *res
 		}
-		if !errors.Is(err, fault.ErrConflict) || attempt == updateAttempts {
+		if !errors.Is(err, fault.ErrConflict) || time.Now().After(deadline) {
 			break
 		}
 		// The read model the check reads catches up with the change.
 		select {
-		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		case <-time.After(backoff/2 + rand.N(backoff)):
 		case <-ctx.Done():
+			err = ctx.Err()
 		}
+		if ctx.Err() != nil {
+			break
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 	return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: fmt.Sprintf("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)}
 }
 
-// updateAttempts bounds the writes an UPDATE_SECRET tries when the secret
-// keeps changing under it.
-const updateAttempts = 3
+// updateRetryBudget bounds how long an UPDATE_SECRET tries to write a
+// secret that keeps changing under it.
+const updateRetryBudget = 20 * time.Second
 
 // write checks access to secret name on its current revision and writes v
 // there. It returns the task's result when that is settled (a refusal, a

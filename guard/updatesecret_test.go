@@ -2,6 +2,7 @@ package guard
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -70,5 +71,44 @@ func TestUpdateSecretWritesAfterAConcurrentChange(t *testing.T) {
 	}
 	if got := string(v.Bytes()); got != "this-task-value" {
 		t.Fatalf("the secret holds %q, want the task's value", got)
+	}
+}
+
+// UPDATE_SECRETs of one secret at the same moment (a fork's branches,
+// workflows a schedule started) all write, the last one winning: each
+// retries for as long as others win before it. Three tries failed most
+// of ten.
+func TestUpdateSecretsAtOnceAllWrite(t *testing.T) {
+	ctx := testutil.Context(t, 60*time.Second)
+	l := testutil.OpenLog(t, "")
+	store := testutil.OpenStore(t)
+	runner := testutil.RunProjection(t, l, store, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
+	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := secrets.New(l, store, runner, keys, secrets.Options{Logger: testutil.Logger(t)})
+	const writers = 16
+	results := make([]conductor.TaskResult, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			task := &conductor.Task{ReferenceTaskName: fmt.Sprintf("u%d", i), InputData: map[string]any{
+				"_secrets": map[string]any{"secretKey": "shared", "secretValue": fmt.Sprintf("value-of-writer-%d", i)}}}
+			results[i] = UpdateSecret{Store: s, Authz: allowAll{}}.Execute(executor.WithPrincipals(ctx, []string{"admin"}), task)
+		})
+	}
+	wg.Wait()
+	for i, res := range results {
+		if res.Status != conductor.TaskCompleted {
+			t.Errorf("writer %d: %s %q", i, res.Status, res.ReasonForIncompletion)
+		}
+	}
+	_, served, err := s.Read(ctx, "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if served.Version != writers {
+		t.Fatalf("the secret is at version %d after %d writes", served.Version, writers)
 	}
 }
