@@ -51,9 +51,38 @@ func (te *tokenEndpoint) snapshot() (issued []string, refused int) {
 // schedule (made to fire every second) starts the workflow, which buys a
 // token with the long-lived key pair and stores it with UPDATE_SECRET, run
 // after run. No execution view shows the key pair or a token.
+//
+// Its owner is an admin, or a USER holding the grants its README lists, and
+// no more.
 func TestRotateSecretsExample(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	for _, tt := range []struct {
+		name  string
+		owner func(e *env) *env
+	}{
+		{"admin", func(e *env) *env { return e }},
+		{"the README's grants", func(e *env) *env {
+			app, token := e.application("rotator", "USER")
+			for _, g := range []struct{ target, id, access string }{
+				{"WORKFLOW_DEF", "update_rotate_secrets_tracker_app", "EXECUTE"},
+				{"ENV_VARIABLE", "token_endpoint", "READ"},
+				{"SECRET_NAME", "appKeyId", "READ"},
+				{"SECRET_NAME", "appKeySecret", "READ"},
+				{"SECRET_NAME", "my_secret_holding_a_token", "CREATE,UPDATE"},
+			} {
+				e.grant(app, g.target, g.id, strings.Split(g.access, ",")...)
+			}
+			return e.as(token)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			runRotateExample(t, newSecureEnv(t), tt.owner)
+		})
+	}
+}
+
+func runRotateExample(t *testing.T, e *env, owner func(e *env) *env) {
 	te := &tokenEndpoint{keyID: "app-key-id-7d41c9", keySecret: "app-key-secret-0b8e52f3"}
 	srv := httptest.NewServer(te)
 	defer srv.Close()
@@ -76,7 +105,7 @@ func TestRotateSecretsExample(t *testing.T) {
 	e.putSecret("appKeyId", te.keyID)
 	e.putSecret("appKeySecret", te.keySecret)
 	e.register(string(workflow))
-	e.must(http.StatusNoContent, "POST", "/api/scheduler/schedules", schedule)
+	owner(e).must(http.StatusNoContent, "POST", "/api/scheduler/schedules", schedule)
 
 	// Two rotations: the stored token is one the endpoint issued, and a
 	// later run replaces it.
