@@ -144,8 +144,15 @@ func syncDir(dir string) {
 	}
 }
 
-// dirExists reports whether dir exists (before the node creates it).
-func dirExists(dir string) bool {
-	_, err := os.Stat(dir)
+// emptyOrAbsent reports whether dir does not exist or holds nothing
+// (before the node writes to it).
+func emptyOrAbsent(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return errors.Is(err, fs.ErrNotExist) || err == nil && len(entries) == 0
+}
+
+// exists reports whether a file exists.
+func exists(path string) bool {
+	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)
 }

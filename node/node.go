@@ -130,9 +130,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 	// A data dir is fresh until its first start got through bootstrap: a
 	// first start that failed half-way (a port taken) leaves the dir, and
-	// the next one still owes the bootstrap key its file.
+	// the next one still owes the bootstrap key its file. An empty one is
+	// fresh too: systemd's StateDirectory, a container's volume, made for
+	// the server before its first start.
 	firstStart := filepath.Join(cfg.DataDir, firstStartFile)
-	freshData := !dirExists(cfg.DataDir) || dirExists(firstStart)
+	freshData := emptyOrAbsent(cfg.DataDir) || exists(firstStart)
 	// A bad master key stops the server before it touches the data dir.
 	mk, err := secrets.LoadMasterKey(cfg.MasterKeySource(), logger)
 	if err != nil {

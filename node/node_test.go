@@ -113,6 +113,40 @@ func TestFailedFirstStartStillWritesTheBootstrapFile(t *testing.T) {
 	}
 }
 
+// A data dir made empty for the server before its first start (systemd's
+// StateDirectory, a container's volume) is a fresh one: the bootstrap
+// admin key gets its file, which the banner alone would have left in a
+// journal. One that holds anything is not.
+func TestEmptyDataDirGetsTheBootstrapFile(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		contents bool
+		want     bool
+	}{{"empty", false, true}, {"holding a file", true, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
+			if err := os.Mkdir(cfg.DataDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if tt.contents {
+				if err := os.WriteFile(filepath.Join(cfg.DataDir, "README"), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := node.Start(context.Background(), cfg, testutil.Logger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop(t, n)
+			if _, err := os.Stat(filepath.Join(cfg.DataDir, node.BootstrapFile)); (err == nil) != tt.want {
+				t.Fatalf("bootstrap key file: %v, want it written: %v", err, tt.want)
+			}
+		})
+	}
+}
+
 // The stores are their owner's alone, also in a data dir that existed,
 // readable by others, before the first start.
 func TestStoresArePrivate(t *testing.T) {
