@@ -162,7 +162,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := projections.RemoveVerifyLeftovers(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("remove a verification's leftovers: %w", err)
 	}
-	stores := []string{cfg.PebbleDir()}
+	// The data dir too: in one others may write to, they could plant the
+	// token signing key (token.key) a server reads.
+	stores := []string{cfg.DataDir, cfg.PebbleDir()}
 	if cfg.NATSURL == "" {
 		stores = append(stores, cfg.Eventlog().StoreDir) // the embedded server's
 	}

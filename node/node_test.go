@@ -147,21 +147,21 @@ func TestEmptyDataDirGetsTheBootstrapFile(t *testing.T) {
 	}
 }
 
-// The stores are their owner's alone, also in a data dir that existed,
-// readable by others, before the first start.
+// The data dir and the stores are their owner's alone, also when the data
+// dir existed, open to others, before the first start.
 func TestStoresArePrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	for _, d := range []string{dir, filepath.Join(dir, "pebble")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o777); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(d, 0o755); err != nil {
+		if err := os.Chmod(d, 0o777); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cfg := nodetest.Config(dir)
 	nodetest.StartConfig(t, cfg)
-	for _, d := range []string{cfg.PebbleDir(), cfg.Eventlog().StoreDir} {
+	for _, d := range []string{dir, cfg.PebbleDir(), cfg.Eventlog().StoreDir} {
 		info, err := os.Stat(d)
 		if err != nil {
 			t.Fatal(err)
