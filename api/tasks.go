@@ -696,6 +696,19 @@ func (s *Server) queueSizes(w http.ResponseWriter, r *http.Request) {
 func (s *Server) allQueueSizes(verbose bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		queues, err := s.deps.Tasks.AllQueues(r.Context())
+		if err == nil {
+			// A queue exists for every defined task type, as in Conductor,
+			// not only for those with tasks since this engine started (the
+			// dispatch stream lives in memory).
+			var defs []*conductor.TaskDef
+			if defs, err = s.deps.Metadata.ListTaskDefs(r.Context()); err == nil {
+				for _, d := range defs {
+					if _, ok := queues[d.Name]; !ok {
+						queues[d.Name] = executor.QueueStats{TaskType: d.Name}
+					}
+				}
+			}
+		}
 		if visible := s.queueFilter(r); err == nil && visible != nil {
 			for name, q := range queues {
 				var ok bool

@@ -40,7 +40,7 @@ func TestQueueStatisticsShowOnlyReadableTypes(t *testing.T) {
 	t.Parallel()
 	_, base, token := nodetest.StartSecure(t)
 	admin := client{t, base, token}
-	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"q_a"},{"name":"q_b"}]`)
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"q_a"},{"name":"q_b"},{"name":"q_idle"}]`)
 	send(t, admin, "PUT", "/api/metadata/task/q_b/tags", `[{"key":"team","value":"b"}]`)
 	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"q_flow_a","tasks":[{"name":"q_a","taskReferenceName":"a"}]}`)
 	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"q_flow_b","tasks":[{"name":"q_b","taskReferenceName":"b"}]}`)
@@ -49,7 +49,7 @@ func TestQueueStatisticsShowOnlyReadableTypes(t *testing.T) {
 	send(t, admin, "POST", "/api/workflow", `{"name":"q_flow_b","taskToDomain":{"q_b":"blue"}}`)
 	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
 		all := decode[map[string]int64](t, send(t, admin, "GET", "/api/tasks/queue/all", ""))
-		if all["q_a"] != 1 || all["q_b"] != 1 || all["blue:q_b"] != 1 {
+		if all["q_a"] != 1 || all["q_b"] != 1 || all["blue:q_b"] != 1 || all["q_idle"] != 0 || len(all) != 4 {
 			return fmt.Errorf("queues %v", all)
 		}
 		return nil
@@ -79,7 +79,8 @@ func TestQueueStatisticsShowOnlyReadableTypes(t *testing.T) {
 		return names
 	}
 	type view struct{ sizes, all, pollData, pollDataB []string }
-	everything := view{sizes: []string{"q_a", "q_b"}, all: []string{"blue:q_b", "q_a", "q_b"},
+	// A defined type with no task yet has its queue too, as in Conductor.
+	everything := view{sizes: []string{"q_a", "q_b"}, all: []string{"blue:q_b", "q_a", "q_b", "q_idle"},
 		pollData: []string{"q_a", "q_b"}, pollDataB: []string{"q_b"}}
 	for _, tc := range []struct {
 		name  string
