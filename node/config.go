@@ -164,7 +164,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("record format %d: want 1..%d", c.RecordFormat, schemas.LatestRecordFormat))
 		ec.RecordFormat = schemas.LatestRecordFormat // reported above
 	}
-	if err := ec.Validate(); err != nil {
+	if natsErrs := c.validateNATS(); len(natsErrs) > 0 {
+		errs = append(errs, natsErrs...) // eventlog's check would repeat them in its own terms
+	} else if err := ec.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.MasterKeySource().Validate(); err != nil {
@@ -194,6 +196,25 @@ func (c Config) TuneRuntime() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(c.GCPercent)
 	}
+}
+
+// validateNATS checks the flags of an external NATS server, naming them:
+// the embedded server makes its own credentials and certificates.
+func (c Config) validateNATS() []error {
+	var errs []error
+	if c.NATSURL == "" {
+		for _, f := range []struct{ flag, value string }{{"--nats-creds", c.NATSCreds}, {"--nats-tls-cert", c.NATSTLSCert},
+			{"--nats-tls-key", c.NATSTLSKey}, {"--nats-ca", c.NATSCA}} {
+			if f.value != "" {
+				errs = append(errs, fmt.Errorf("%s is for an external NATS server (--nats); the embedded one makes its own", f.flag))
+			}
+		}
+		return errs
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		errs = append(errs, errors.New("give both --nats-tls-cert and --nats-tls-key, or neither"))
+	}
+	return errs
 }
 
 // MasterKeySource says where the master key comes from.

@@ -93,6 +93,34 @@ func TestValidateRecordFormat(t *testing.T) {
 	}
 }
 
+// The flags of an external NATS server, given without one or half, are
+// refused naming the flag, not in the event log's terms.
+func TestValidateNATSFlags(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		set  func(c *Config)
+		want string
+	}{
+		{"creds without --nats", func(c *Config) { c.NATSCreds = "w.creds" }, "--nats-creds is for an external NATS server (--nats)"},
+		{"certificate without --nats", func(c *Config) { c.NATSTLSCert = "c.pem" }, "--nats-tls-cert is for an external NATS server (--nats)"},
+		{"CA without --nats", func(c *Config) { c.NATSCA = "ca.pem" }, "--nats-ca is for an external NATS server (--nats)"},
+		{"certificate without key", func(c *Config) { c.NATSURL, c.NATSTLSCert = "tls://127.0.0.1:4222", "c.pem" },
+			"give both --nats-tls-cert and --nats-tls-key, or neither"},
+		{"external server", func(c *Config) { c.NATSURL, c.NATSCreds = "tls://127.0.0.1:4222", "w.creds" }, ""},
+	} {
+		c := DefaultConfig()
+		tt.set(&c)
+		err := c.Validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v; want valid", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "Options.Auth")):
+			t.Errorf("%s: %v; want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
 // Without a certificate, the API and the NATS listener serve plaintext:
 // tokens, secret values and task inputs cross them. Only loopback
 // addresses may, unless the operator says otherwise.
