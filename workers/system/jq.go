@@ -675,11 +675,15 @@ func (l jqLimits) regex(v any, args []any) any {
 	if err != nil {
 		return v
 	}
-	matches := int64(len(r.FindAllStringIndex(s, -1)))
-	work := (matches + 1) * int64(utf8.RuneCountInString(s)) * int64(1+r.NumSubexp())
-	if work > maxRegexWork {
-		return fmt.Errorf("a global match of %d matches in a string of %d characters exceeds the limit of the work of %d (matches times characters times groups)",
-			matches, utf8.RuneCountInString(s), maxRegexWork)
+	// Counted up to one past what the limit allows: the count itself
+	// allocates a pair of offsets per match.
+	chars := int64(utf8.RuneCountInString(s))
+	perMatch := max(chars*int64(1+r.NumSubexp()), 1)
+	allowed := maxRegexWork/perMatch - 1
+	matches := int64(len(r.FindAllStringIndex(s, int(min(allowed+1, chars+1)))))
+	if matches > allowed {
+		return fmt.Errorf("a global match of more than %d matches in a string of %d characters exceeds the limit of the work of %d (matches times characters times groups)",
+			allowed, chars, maxRegexWork)
 	}
 	return v
 }
