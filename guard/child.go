@@ -92,7 +92,9 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 		}
 		// Every string and number in it, a field of a JSON secret
 		// included: a task of the child may echo one field alone.
-		eachText(value, func(s string) { memo.add([]byte(s)) }, true)
+		// A whole JSON secret is a string: its fields are looked for too,
+		// as the parent's resolution looks for them (memo.addSecret).
+		eachText(value, func(s string) { memo.addSecret([]byte(s)) }, true)
 		purpose := "wf/" + childID + "/input." + p.String()
 		ct, err := child.Seal(kind, purpose, plain)
 		clear(plain)

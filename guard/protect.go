@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -35,6 +36,15 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 	if wfID == "" || schemas.OnlyCompaction(events) {
 		return dec, nil
 	}
+	if before != nil && before.Compacted && endsEnded(before, events) && slices.ContainsFunc(events, func(ev schemas.Event) bool {
+		_, logged := ev.(*schemas.TaskLogged)
+		return logged
+	}) {
+		// Its secrets key is destroyed: what its tasks were given can no
+		// longer be looked for, and a worker still running (the workflow
+		// was terminated under it) would write it in plaintext.
+		return engine.Decision{}, fault.Conflict("workflow %s has ended and its secrets were destroyed (compacted): its tasks take no more log lines", wfID)
+	}
 	m := g.memoFor(wfID)
 	m.useDefinition(definitionOf(before, events))
 	if before != nil {
@@ -42,7 +52,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			return engine.Decision{}, err
 		}
 	}
-	p := &protection{ctx: ctx, m: m, fields: fields, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
+	p := &protection{g: g, ctx: ctx, m: m, fields: fields, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
 	startSealed := startsSealed(events)
 	switch {
 	case before != nil && before.SealsSecrets && !before.Compacted:
@@ -328,6 +338,7 @@ func mayNameMaskedFields(def []byte) bool {
 
 // protection is one decision's protection pass.
 type protection struct {
+	g      *Guard
 	ctx    context.Context
 	s      sealer
 	m      *memo
@@ -752,7 +763,26 @@ func (p *protection) sealResolved(wf string, refs []schemas.ResolvedRef) ([]sche
 		}
 		v := p.m.resolvedValue(ref.Name, ref.Version)
 		if v == nil {
-			continue // memos were dropped since the hand-off: rebuilt from the current version
+			// The memo was dropped since the hand-off (the table filled
+			// up): the one rebuilt for this decision read the state
+			// before it, which names no such resolution, and is not
+			// rebuilt again. Look for the current version now, and
+			// seal it when it is the one the hand-off resolved.
+			if p.g == nil || p.g.cfg.Secrets == nil {
+				continue
+			}
+			cur, version, err := p.g.cfg.Secrets.Resolve(p.ctx, ref.Name)
+			if err != nil {
+				continue
+			}
+			p.m.addSecret(cur)
+			if version != ref.Version {
+				clear(cur)
+				continue
+			}
+			p.m.addResolved(ref.Name, ref.Version, cur)
+			v = p.m.resolvedValue(ref.Name, ref.Version)
+			clear(cur)
 		}
 		ct, err := p.s.Seal(masking.KindSecrets, resolvedPath(wf, ref), v)
 		if err != nil {
@@ -876,7 +906,9 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 		// parent (input.token).
 		sealedPaths(v, nil, func(p expr.Path, _ byte) {
 			if value, ok := getPath(opened, p); ok {
-				eachText(value, add, true)
+				// A JSON secret resolved whole into a child's input is
+				// a string: its fields are looked for too.
+				eachText(value, func(s string) { m.addSecret([]byte(s)) }, true)
 			}
 		})
 		eachText(opened, add, false)
