@@ -211,8 +211,11 @@ func (f fact) secretEntries() ([]Entry, bool) {
 	var e Entry
 	switch ev := f.ev.(type) {
 	case *schemas.SecretVersionPut:
+		// A version an UPDATE_SECRET wrote names its workflow and task, as
+		// a resolution does; one written through the API names neither.
 		e = f.entry(ActSecretPut, target(auth.TargetSecret, ev.Name), ev.By, map[string]string{
-			"version": strconv.Itoa(ev.Version), "fingerprint": ev.Fingerprint, "size": strconv.Itoa(ev.Size)})
+			"version": strconv.Itoa(ev.Version), "fingerprint": ev.Fingerprint, "size": strconv.Itoa(ev.Size),
+			"workflow": ev.WorkflowID, "task": ev.TaskID})
 	case *schemas.SecretDeleted:
 		e = f.entry(ActSecretDelete, target(auth.TargetSecret, ev.Name), ev.By, map[string]string{"version": strconv.Itoa(ev.Version)})
 	case *schemas.SecretTagsSet:
@@ -257,8 +260,10 @@ func (f fact) auditEntries() ([]Entry, bool) {
 		if ev.TargetType != "" {
 			t = target(ev.TargetType, ev.TargetID)
 		}
+		// A request's refusal says where it came from; a workflow's
+		// (UPDATE_SECRET), which task was refused.
 		e = f.entry(ActAccessDeny, t, ev.By, map[string]string{"access": ev.Access, "reason": ev.Reason,
-			"method": ev.Method, "path": ev.Path, "addr": ev.Addr})
+			"method": ev.Method, "path": ev.Path, "addr": ev.Addr, "workflow": ev.Workflow, "task": ev.Task})
 	case *schemas.WorkerCredentialsIssued:
 		expires := ""
 		if ev.Expires != 0 {

@@ -123,7 +123,9 @@ func (r *Recorder) Record(ctx context.Context, principal string, ev schemas.Even
 // Refused records a refused request (schemas.AuthFailed or
 // AccessDenied) from client address addr in the background, unless addr
 // or all clients together are over their limits or the queue is full:
-// then it is only counted. The count is appended (RefusalsDropped) ahead
+// then it is only counted. A refusal inside a workflow (an UPDATE_SECRET's)
+// has no client: addr is then a key that names the principal refused, and
+// no address can equal. The count is appended (RefusalsDropped) ahead
 // of the next refusal recorded, every FlushEvery, and when Run ends.
 func (r *Recorder) Refused(addr, principal string, ev schemas.Event) {
 	now := r.cfg.Now()

@@ -25,8 +25,9 @@ type Filter struct {
 	Secret string
 	// Env is Secret for an environment value.
 	Env string
-	// Workflow selects the resolutions of one workflow and the denied
-	// accesses to it.
+	// Workflow selects the resolutions of one workflow, the denied
+	// accesses to it, and the secrets its UPDATE_SECRET tasks wrote or
+	// were refused.
 	Workflow string
 	// From and To bound the entries' times: From <= time < To.
 	From, To time.Time
@@ -153,7 +154,10 @@ func (f Filter) subjects() []string {
 	const workflows = "fv.wf.>"
 	switch {
 	case f.Workflow != "":
-		return []string{"fv.wf." + eventlog.Token(f.Workflow), DeniedSubject(auth.TargetWorkflow, f.Workflow)}
+		// Its tasks' writes and refusals are on the secrets' subjects,
+		// which the entries' workflow detail picks out (match).
+		return []string{"fv.wf." + eventlog.Token(f.Workflow), DeniedSubject(auth.TargetWorkflow, f.Workflow),
+			"fv.secret.>", deniedPrefix + eventlog.Token(auth.TargetSecret) + ".>"}
 	case f.Secret != "":
 		return []string{secrets.SecretSubject(f.Secret), SecretSubject(f.Secret), DeniedSubject(auth.TargetSecret, f.Secret),
 			auth.GrantSubject(auth.Target{Type: auth.TargetSecret, ID: f.Secret}), workflows}
@@ -172,12 +176,24 @@ func (f Filter) match(e Entry) bool {
 		return false
 	case f.Env != "" && e.Target != target(auth.TargetEnvVariable, f.Env):
 		return false
+	case f.Workflow != "" && !f.ofWorkflow(e):
+		return false
 	case !f.From.IsZero() && e.Time.Before(f.From):
 		return false
 	case !f.To.IsZero() && !e.Time.Before(f.To):
 		return false
 	}
 	return true
+}
+
+// ofWorkflow reports whether e is about Filter.Workflow: read from its
+// own subject (a resolution names it, a principal joining it is its
+// target, as a denied access to it is), a secret one of its tasks wrote or
+// was refused (named in the detail), or a record of its subject the trail
+// could not read, which must not be hidden.
+func (f Filter) ofWorkflow(e Entry) bool {
+	return e.Detail["workflow"] == f.Workflow || e.Target == target(auth.TargetWorkflow, f.Workflow) ||
+		e.Action == ActUnreadable && e.Detail["subject"] == "fv.wf."+eventlog.Token(f.Workflow)
 }
 
 // wfTypes are the workflow events the trail shows (resolutions, and who a

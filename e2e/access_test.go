@@ -674,3 +674,79 @@ func TestTrailNamesWhoTookTheSecret(t *testing.T) {
 		t.Fatalf("the resolution's entry: %+v, want it taken by %s as worker host-7", en, wp)
 	}
 }
+
+// trail returns the audit trail's entries for query with action.
+func (e *env) trail(query, action string) []trailEntry {
+	e.t.Helper()
+	var trail struct{ Entries []trailEntry }
+	if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/audit?"+query, nil)), &trail); err != nil {
+		e.t.Fatal(err)
+	}
+	var out []trailEntry
+	for _, en := range trail.Entries {
+		if en.Action == action {
+			out = append(out, en)
+		}
+	}
+	return out
+}
+
+// The trail tells an UPDATE_SECRET's write from a write through the API
+// by the same principal: its secret.put names the workflow and task. A
+// refused UPDATE_SECRET is an access.deny naming the principal, the
+// secret, the workflow and the task, as a resolution refused is recorded.
+// The workflow's trail lists both; no entry holds a value.
+func TestUpdateSecretTrailNamesTheWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.putSecret("rotated_key", "first-value-a17c")
+	e.putSecret("guarded_key", "guarded-value-b28d")
+	e.register(`{"name":"rotate_trail","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
+	   "inputParameters":{"_secrets":{"secretKey":"${workflow.input.name}","secretValue":"${workflow.input.value}"}}}]}`)
+	rotator, token := e.application("rotator")
+	e.grant(rotator, "WORKFLOW_DEF", "rotate_trail", "EXECUTE")
+	e.grant(rotator, "SECRET_NAME", "rotated_key", "UPDATE")
+	asRotator := e.as(token)
+	asRotator.putSecret("rotated_key", "api-value-c39e")
+
+	id := asRotator.start("rotate_trail", map[string]any{"name": "rotated_key", "value": "task-value-d40f"})
+	set := taskByRef(e.waitStatus(id, conductor.WorkflowCompleted), "set")
+	puts := e.trail("secret=rotated_key", "secret.put")
+	if len(puts) != 3 {
+		t.Fatalf("%d secret.put entries, want 3: %+v", len(puts), puts)
+	}
+	if api := puts[1]; api.Principal != rotator || api.Detail["workflow"] != "" || api.Detail["task"] != "" {
+		t.Fatalf("the API's write: %+v", api)
+	}
+	if task := puts[2]; task.Principal != rotator || task.Detail["workflow"] != id || task.Detail["task"] != set.TaskID {
+		t.Fatalf("the task's write: %+v, want %s's with workflow %s task %s", task, rotator, id, set.TaskID)
+	}
+
+	id = asRotator.start("rotate_trail", map[string]any{"name": "guarded_key", "value": "stolen-value-e51a"})
+	set = taskByRef(e.waitStatus(id, conductor.WorkflowFailed), "set")
+	if !strings.Contains(set.ReasonForIncompletion, "403") {
+		t.Fatalf("set: %q, want a refusal", set.ReasonForIncompletion)
+	}
+	// Refusals are recorded in the background.
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		denied := e.trail("secret=guarded_key", "access.deny")
+		if len(denied) != 1 {
+			return fmt.Errorf("%d access.deny entries: %+v", len(denied), denied)
+		}
+		d := denied[0]
+		if d.Principal != rotator || d.Target != "SECRET_NAME:guarded_key" || d.Detail["access"] != "UPDATE" ||
+			d.Detail["workflow"] != id || d.Detail["task"] != set.TaskID {
+			t.Fatalf("the refusal: %+v, want %s refused UPDATE in workflow %s task %s", d, rotator, id, set.TaskID)
+		}
+		return nil
+	})
+	if denied := e.trail("workflow="+id, "access.deny"); len(denied) != 1 {
+		t.Fatalf("the workflow's trail has %d refusals: %+v", len(denied), denied)
+	}
+	if body := e.must(http.StatusOK, "GET", "/api/audit?limit=1000", nil); strings.Contains(body, "-value-") {
+		t.Fatalf("a value in the trail: %s", body)
+	}
+	if got := e.must(http.StatusOK, "GET", "/api/secrets/guarded_key", nil); got != "guarded-value-b28d" {
+		t.Fatalf("the refused write landed: %q", got)
+	}
+}

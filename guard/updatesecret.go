@@ -10,6 +10,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -20,15 +21,26 @@ type SecretWriter interface {
 	Revision(ctx context.Context, name string) (secrets.Revision, error)
 }
 
+// Refusals records refusals in the audit log in the background, within
+// its flood limits. *audit.Recorder implements it.
+type Refusals interface {
+	Refused(addr, principal string, ev schemas.Event)
+}
+
 // UpdateSecret is the UPDATE_SECRET system task (Orkes): input
 // {"_secrets":{"secretKey":…,"secretValue":…}} — sealed in the stored
 // input, opened at hand-off — creates or updates the secret as the
 // workflow's creator, who needs UPDATE on it (CREATE when it does not exist
 // yet). Missing fields or a refusal fail the task for good, and with it the
 // workflow. The task has no output.
+//
+// Its audit trail names the workflow and task: the version it writes
+// records them (secrets.ByTask), and a refusal is recorded in Refusals
+// as an API's 403 is, naming them in place of a request.
 type UpdateSecret struct {
-	Store SecretWriter
-	Authz Authorizer
+	Store    SecretWriter
+	Authz    Authorizer
+	Refusals Refusals // nil records no refusal
 }
 
 // Execute implements executor.SystemTask.
@@ -95,6 +107,7 @@ func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string,
 	// Every principal the workflow runs as must be allowed the write.
 	for _, principal := range principals {
 		if _, err := u.Authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetSecret, ID: name}); errors.Is(err, fault.ErrForbidden) {
+			u.recordRefusal(t, principal, access, name, err)
 			return terminal("UPDATE_SECRET %s: 403: %s may not %s secret %s", t.ReferenceTaskName, principalName(principal), access, name), nil
 		} else if err != nil {
 			return nil, err
@@ -102,7 +115,7 @@ func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string,
 	}
 	// Written as the workflow's creator (the first principal), who owns a
 	// secret it creates; the others were checked above.
-	_, err = u.Store.Put(ctx, name, v, principals[0], secrets.At(rev))
+	_, err = u.Store.Put(ctx, name, v, principals[0], secrets.At(rev), secrets.ByTask(t.WorkflowInstanceID, t.TaskID))
 	switch {
 	case err == nil:
 		return &conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{}}, nil
@@ -110,6 +123,42 @@ func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string,
 		return terminal("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err), nil
 	}
 	return nil, err
+}
+
+// refusalKeyPrefix keys the flood limit of a refusal inside a workflow,
+// which has no client address to be limited by: it is limited by the
+// principal refused, whose workflows could flood the log as one client's
+// requests could. The space keeps it apart from every address.
+const refusalKeyPrefix = "principal "
+
+// maxRefusalText bounds the workflow-controlled text (the secret's name,
+// which the input gives) a refusal's record keeps, as the API bounds a
+// request's path.
+const maxRefusalText = 256
+
+// recordRefusal records that principal may not write secret name (err,
+// the authorizer's refusal, says why) for task t of its workflow: the
+// audit entry an API's 403 gets, naming the workflow and task instead of
+// a request.
+func (u UpdateSecret) recordRefusal(t *conductor.Task, principal string, access auth.Access, name string, err error) {
+	if u.Refusals == nil {
+		return
+	}
+	reason := err.Error()
+	var fe *auth.ForbiddenError
+	if errors.As(err, &fe) {
+		reason = fe.Reason
+	}
+	u.Refusals.Refused(refusalKeyPrefix+principal, principal, &schemas.AccessDenied{
+		Access: string(access), TargetType: auth.TargetSecret, TargetID: boundedText(name), Reason: boundedText(reason),
+		Time: time.Now().UnixMilli(), By: principal, Workflow: t.WorkflowInstanceID, Task: t.TaskID})
+}
+
+func boundedText(s string) string {
+	if len(s) <= maxRefusalText {
+		return s
+	}
+	return s[:maxRefusalText] + "…"
 }
 
 // terminal is a failure no retry mends.

@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -110,5 +112,132 @@ func TestUpdateSecretsAtOnceAllWrite(t *testing.T) {
 	}
 	if served.Version != writers {
 		t.Fatalf("the secret is at version %d after %d writes", served.Version, writers)
+	}
+}
+
+// openStore is a secrets store on a fresh log.
+func openStore(t *testing.T, ctx context.Context) (*secrets.Store, *eventlog.Log) {
+	t.Helper()
+	l := testutil.OpenLog(t, "")
+	store := testutil.OpenStore(t)
+	runner := testutil.RunProjection(t, l, store, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
+	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secrets.New(l, store, runner, keys, secrets.Options{Logger: testutil.Logger(t)}), l
+}
+
+// The version an UPDATE_SECRET writes names its workflow and task, for
+// the audit trail to tell it from a write through the API by the same
+// principal; the record holds the value sealed only.
+func TestUpdateSecretRecordsItsTask(t *testing.T) {
+	ctx := testutil.Context(t, 60*time.Second)
+	s, l := openStore(t, ctx)
+	if _, err := s.Put(ctx, "rotated", []byte("api-value-4821"), "admin"); err != nil {
+		t.Fatal(err)
+	}
+	task := &conductor.Task{ReferenceTaskName: "rotate", WorkflowInstanceID: "wf-7", TaskID: "task-9", InputData: map[string]any{
+		"_secrets": map[string]any{"secretKey": "rotated", "secretValue": "task-value-7723"}}}
+	res := UpdateSecret{Store: s, Authz: allowAll{}}.Execute(executor.WithPrincipals(ctx, []string{"admin"}), task)
+	if res.Status != conductor.TaskCompleted {
+		t.Fatalf("UPDATE_SECRET: %s %q", res.Status, res.ReasonForIncompletion)
+	}
+	var puts []*schemas.SecretVersionPut
+	err := l.Scan(ctx, eventlog.ScanOptions{Subject: secrets.SecretSubject("rotated")}, func(rec eventlog.Record) error {
+		for _, env := range rec.Events {
+			if strings.Contains(string(env.Data), "value-") {
+				t.Errorf("a value in the log: %q", env.Data)
+			}
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				return err
+			}
+			if p, ok := ev.(*schemas.SecretVersionPut); ok {
+				puts = append(puts, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(puts) != 2 {
+		t.Fatalf("%d versions, want 2", len(puts))
+	}
+	if p := puts[0]; p.WorkflowID != "" || p.TaskID != "" {
+		t.Fatalf("the API's write names workflow %q task %q", p.WorkflowID, p.TaskID)
+	}
+	if p := puts[1]; p.WorkflowID != "wf-7" || p.TaskID != "task-9" || p.By != "admin" {
+		t.Fatalf("the task's write names workflow %q task %q by %q, want wf-7, task-9, admin", p.WorkflowID, p.TaskID, p.By)
+	}
+}
+
+// denyUpdate refuses UPDATE and CREATE on secrets to app:mallory.
+type denyUpdate struct{}
+
+func (denyUpdate) Authorize(_ context.Context, p string, access auth.Access, t auth.Target) (string, error) {
+	if p == "app:mallory" {
+		return "", &auth.ForbiddenError{Principal: p, Access: access, Target: t, Reason: "no grant"}
+	}
+	return "admin", nil
+}
+
+// refusals keeps what Refused was given.
+type refusals struct {
+	mu   sync.Mutex
+	keys []string
+	evs  []*schemas.AccessDenied
+}
+
+func (r *refusals) Refused(addr, principal string, ev schemas.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keys = append(r.keys, addr+"|"+principal)
+	r.evs = append(r.evs, ev.(*schemas.AccessDenied))
+}
+
+// A refused UPDATE_SECRET is recorded as an API's 403 is (through the
+// audit log's flood limits), naming the principal refused, the secret,
+// the access, the workflow and the task; never the value.
+func TestUpdateSecretRefusalIsRecorded(t *testing.T) {
+	ctx := testutil.Context(t, 60*time.Second)
+	s, _ := openStore(t, ctx)
+	if _, err := s.Put(ctx, "deploy_key", []byte("old-value-1234"), "admin"); err != nil {
+		t.Fatal(err)
+	}
+	rec := &refusals{}
+	task := &conductor.Task{ReferenceTaskName: "rotate", WorkflowInstanceID: "wf-7", TaskID: "task-9", InputData: map[string]any{
+		"_secrets": map[string]any{"secretKey": "deploy_key", "secretValue": "stolen-value-5678"}}}
+	// The workflow runs as its creator and one who joined it: the
+	// refusal names the latter.
+	res := UpdateSecret{Store: s, Authz: denyUpdate{}, Refusals: rec}.Execute(executor.WithPrincipals(ctx, []string{"admin", "app:mallory"}), task)
+	if res.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(res.ReasonForIncompletion, "403") {
+		t.Fatalf("UPDATE_SECRET refused: %s %q", res.Status, res.ReasonForIncompletion)
+	}
+	if len(rec.evs) != 1 {
+		t.Fatalf("%d refusals recorded, want 1", len(rec.evs))
+	}
+	want := schemas.AccessDenied{Access: "UPDATE", TargetType: auth.TargetSecret, TargetID: "deploy_key", Reason: "no grant",
+		By: "app:mallory", Workflow: "wf-7", Task: "task-9", Time: rec.evs[0].Time}
+	if got := *rec.evs[0]; got != want || got.Time == 0 {
+		t.Fatalf("refusal %+v, want %+v", got, want)
+	}
+	if rec.keys[0] != "principal app:mallory|app:mallory" {
+		t.Fatalf("refusal limited by %q", rec.keys[0])
+	}
+	if got := fmt.Sprintf("%+v", rec.evs[0]); strings.Contains(got, "stolen-value") {
+		t.Fatalf("the refusal holds the value: %s", got)
+	}
+	// Refused on a secret that does not exist yet: CREATE.
+	task.InputData = map[string]any{"_secrets": map[string]any{"secretKey": "fresh", "secretValue": "v-1"}}
+	UpdateSecret{Store: s, Authz: denyUpdate{}, Refusals: rec}.Execute(executor.WithPrincipals(ctx, []string{"app:mallory"}), task)
+	if len(rec.evs) != 2 || rec.evs[1].Access != "CREATE" || rec.evs[1].TargetID != "fresh" {
+		t.Fatalf("refusals %+v, want a second one of CREATE on fresh", rec.evs)
+	}
+	// Without an audit log, a refusal fails the task all the same.
+	res = UpdateSecret{Store: s, Authz: denyUpdate{}}.Execute(executor.WithPrincipals(ctx, []string{"app:mallory"}), task)
+	if res.Status != conductor.TaskFailedWithTerminalError {
+		t.Fatalf("refused without an audit log: %s", res.Status)
 	}
 }

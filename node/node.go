@@ -271,7 +271,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	})
 	n.executor.SetUnrestricted(authz.unrestricted)
 	n.executor.SetConformance(schemacheck.New(n.metadata))
-	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz})
+	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz, Refusals: n.audit})
 	n.executor.RegisterSystemTask(conductor.TaskTypeSetVariable, system.SetVariable{}) // only those with secret references
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTP, system.HTTP{})
 	n.executor.RegisterSystemTask(conductor.TaskTypeHTTPPoll, system.HTTPPoll{})

@@ -80,7 +80,10 @@ func (*AuthFailed) EventType() string { return TypeAuthFailed }
 
 // AccessDenied records a request refused with 403: an authenticated caller
 // that may not do what it asked. TargetType and TargetID name the target
-// when the decision was about one (empty otherwise).
+// when the decision was about one (empty otherwise). A refusal inside a
+// workflow (an UPDATE_SECRET its principal may not write) has no request:
+// Workflow and Task name the task refused instead of Method, Path and
+// Addr.
 type AccessDenied struct {
 	Access     string `msgpack:"acc,omitempty"`
 	TargetType string `msgpack:"tt,omitempty"`
@@ -91,6 +94,10 @@ type AccessDenied struct {
 	Addr       string `msgpack:"addr,omitempty"`
 	Time       int64  `msgpack:"ts"`
 	By         string `msgpack:"by,omitempty"`
+	// Workflow and Task were added to version 1 as optional fields:
+	// records written before them decode with both empty.
+	Workflow string `msgpack:"wf,omitempty"`
+	Task     string `msgpack:"task,omitempty"`
 }
 
 // EventType implements Event.

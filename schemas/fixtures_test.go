@@ -35,6 +35,21 @@ func secretEvents() []schemas.Event {
 	}
 }
 
+// auditEvents is one event of every audit fact type, as the fixture holds
+// them.
+func auditEvents() []schemas.Event {
+	return []schemas.Event{
+		&schemas.SecretRead{Name: "db", Version: 2, Fingerprint: "hmac-sha256:00ff", Addr: "10.0.0.1", Time: 1732939000000, By: "user:ada"},
+		&schemas.EnvRead{Name: "region", Addr: "10.0.0.1", Time: 1732939000001, By: "app:ci"},
+		&schemas.EnvListed{Names: []string{"region", "zone"}, Time: 1732939000002, By: "app:ci"},
+		&schemas.AuthFailed{Code: "INVALID_TOKEN", Reason: "bad signature", Method: "GET", Path: "/api/secrets", Addr: "10.0.0.2", Time: 1732939000003},
+		&schemas.AccessDenied{Access: "UPDATE", TargetType: "SECRET_NAME", TargetID: "db", Reason: "no grant", Method: "PUT",
+			Path: "/api/secrets/db", Addr: "10.0.0.3", Time: 1732939000004, By: "app:ci"},
+		&schemas.RefusalsDropped{Count: 7, Time: 1732939000005},
+		&schemas.KeyringRotated{Term: 2, Previous: 1, Rewrapped: 9, By: "root", Time: 1732939000006},
+	}
+}
+
 // Each fixture holds events written by schema version 1. They must decode
 // forever; regenerate one only with -update for a new fixture.
 func TestEventFixtures(t *testing.T) {
@@ -44,6 +59,7 @@ func TestEventFixtures(t *testing.T) {
 	}{
 		{"metadata_v1.record", metadataEvents},
 		{"secret_v1.record", secretEvents},
+		{"audit_v1.record", auditEvents},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			path := filepath.Join("testdata", tc.file)

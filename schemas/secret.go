@@ -49,6 +49,13 @@ type SecretVersionPut struct {
 	Size int    `msgpack:"size"`
 	Time int64  `msgpack:"ts"` // Unix milliseconds
 	By   string `msgpack:"by,omitempty"`
+	// WorkflowID and TaskID name the workflow task that wrote the version
+	// (UPDATE_SECRET), so that the audit trail tells a workflow's rotation
+	// from a write through the API by the same principal; both are empty
+	// for the latter. Added to version 1 as optional fields: records
+	// written before them decode with both empty.
+	WorkflowID string `msgpack:"wf,omitempty"`
+	TaskID     string `msgpack:"task,omitempty"`
 }
 
 // EventType implements Event.

@@ -153,6 +153,7 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, principal st
 	}
 	subject := SecretSubject(name)
 	fp := s.keys.Fingerprint(value)
+	o := collect(opts)
 	var pending, superseded string // data keys of the current attempt, of the version it replaces
 	_, err = s.w.update(ctx, subject, principal, func(v view) ([]schemas.Event, error) {
 		if pending != "" {
@@ -183,6 +184,7 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, principal st
 			Name: name, Version: version, KeyID: id,
 			Ciphertext:  dk.Seal(SecretPurpose(name, version), value),
 			Fingerprint: fp, Size: len(value), Time: s.w.millis(), By: principal,
+			WorkflowID: o.workflow, TaskID: o.task,
 		}}, nil
 	}, named("secret "+name, opts)...)
 	if err != nil {

@@ -87,10 +87,7 @@ func (w *writer) freshView(ctx context.Context, subject string) (view, error) {
 // update runs one write on subject and returns the sequence it appended
 // (0: nothing to do).
 func (w *writer) update(ctx context.Context, subject, principal string, decide func(view) ([]schemas.Event, error), opts ...WriteOption) (uint64, error) {
-	var o writeOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := collect(opts)
 	if o.at == nil {
 		return w.updater.Update(ctx, subject, principal, decide)
 	}
@@ -124,6 +121,16 @@ type WriteOption func(*writeOptions)
 type writeOptions struct {
 	at   *uint64
 	what string
+	// workflow and task name the workflow task that writes (ByTask).
+	workflow, task string
+}
+
+func collect(opts []WriteOption) writeOptions {
+	var o writeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // At makes a write apply only to the revision its access was checked
@@ -132,6 +139,13 @@ type writeOptions struct {
 // access its writer may not have: it fails with fault.ErrConflict instead.
 func At(rev Revision) WriteOption {
 	return func(o *writeOptions) { o.at = &rev.Seq }
+}
+
+// ByTask records on a secret's new version the workflow task that wrote
+// it (UPDATE_SECRET): the audit trail's secret.put entry names them,
+// where a write through the API by the same principal names neither.
+func ByTask(workflowID, taskID string) WriteOption {
+	return func(o *writeOptions) { o.workflow, o.task = workflowID, taskID }
 }
 
 // named names what a write changes, for its conflict.

@@ -29,7 +29,8 @@ filters (combined with AND):
   --principal P   entries whose actor is P (a user id, app:<id>)
   --secret S      entries about secret S (writes, reads, grants, resolutions)
   --env E         entries about environment value E
-  --workflow W    the resolutions of workflow W
+  --workflow W    entries about workflow W (resolutions, who joined it,
+                  secrets its UPDATE_SECRET tasks wrote or were refused)
   --from T        entries at or after T: RFC 3339, a date (2026-01-02),
                   Unix milliseconds, or a duration ago (90m, 24h, 7d)
   --to T          entries before T
