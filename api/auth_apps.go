@@ -114,6 +114,9 @@ func (s *Server) applicationByKey(w http.ResponseWriter, r *http.Request) {
 	if err == nil && !caller(r).HasPermission(auth.PermApplicationManagement) {
 		// Who may not read the application learns nothing about the key.
 		if aerr := s.authorize(r, auth.Read, appTarget(app.ID)); aerr != nil {
+			if errors.Is(aerr, fault.ErrForbidden) {
+				s.recordDenied(r, aerr) // hidden from the caller, not from the trail
+			}
 			err = fault.NotFound("Access key %s not found", r.PathValue("keyId"))
 		}
 	}

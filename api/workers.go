@@ -87,6 +87,9 @@ func (s *Server) revokeWorkerCredentials(w http.ResponseWriter, r *http.Request)
 	user := r.PathValue("user")
 	c, err := s.deps.WorkerCredentialsLedger.Get(user)
 	if err == nil && !s.mayManageCredentials(r, c) {
+		// Hidden from the caller, not from the trail.
+		s.recordDenied(r, fmt.Errorf("%s may not revoke worker credentials %s issued by another principal: %w",
+			principal(r), user, fault.ErrForbidden))
 		err = fault.NotFound("worker credentials %s not found", user)
 	}
 	if err != nil {

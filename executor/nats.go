@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -506,8 +507,17 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 	if err != nil {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: err.Error()}}
 	}
+	// A result is asked what a take asks (as an HTTP task update asks what
+	// a poll asks): credentials outlive their principal's rights, and a
+	// worker whose grant, role or application went must not complete
+	// (or fail) the tasks others took, with output of its choosing.
+	if refused := e.takerMay(ctx, m, taskType); refused != nil {
+		return workers.ResultReply{Error: refused}
+	}
 	out, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType, Domain: domain, Lease: req.Lease},
-		Meta{Principal: res.WorkerID})
+		// The credentials that sent it, where the server names them: the
+		// body's workerId is whatever the worker chose to write.
+		Meta{Principal: cmp.Or(takerOf(m), res.WorkerID)})
 	if err != nil {
 		return workers.ResultReply{Error: e.protocolError(err, res.TaskID)}
 	}
