@@ -160,3 +160,52 @@ func TestScheduleBadInput(t *testing.T) {
 		}
 	}
 }
+
+// A schedule whose start request carries an idempotency key starts one
+// workflow for the key, tick after tick: with FAIL every later tick is
+// recorded FAILED, saying why; with RETURN_EXISTING every tick records the
+// key's workflow.
+func TestScheduleIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	for _, strategy := range []string{conductor.IdempotencyFail, conductor.IdempotencyReturnExisting} {
+		t.Run(strategy, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.register(`{"name":"held","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+			e.must(http.StatusNoContent, "POST", "/api/scheduler/schedules", `{"name":"keyed","cronExpression":"* * * * * ?",`+
+				`"startWorkflowRequest":{"name":"held","idempotencyKey":"once","idempotencyStrategy":"`+strategy+`"}}`)
+			var ended []conductor.ScheduleExecution
+			testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+				ended = nil
+				for _, x := range e.scheduleExecutions().Results {
+					if x.State != "POLLED" {
+						ended = append(ended, x)
+					}
+				}
+				if len(ended) < 3 {
+					return fmt.Errorf("%d executions ended", len(ended))
+				}
+				return nil
+			})
+			runs := map[string]bool{}
+			for _, x := range ended {
+				switch {
+				case x.State == "EXECUTED":
+					runs[x.WorkflowID] = true
+				case strategy == conductor.IdempotencyFail && x.State == "FAILED" &&
+					strings.Contains(x.Reason, `idempotency key "once" exists`):
+				default:
+					t.Fatalf("execution %+v", x)
+				}
+			}
+			if len(runs) != 1 {
+				t.Fatalf("workflows %v started for one key, want one", runs)
+			}
+			for id := range runs {
+				if wf := e.workflow(id); wf.IdempotencyKey != "once" {
+					t.Fatalf("the key's workflow %+v", wf)
+				}
+			}
+		})
+	}
+}

@@ -17,7 +17,10 @@ import (
 
 // StartOptions are the parts of a start that do not come from the request.
 type StartOptions struct {
-	// WorkflowID to use; a new random id when empty.
+	// WorkflowID to use; a new random id when empty. With an idempotency
+	// key the key still decides whether the start goes ahead: WorkflowID
+	// is then the id it takes, and a key held by WorkflowID itself is a
+	// retry of this start (fault.ErrConflict, not ErrKeyHeld).
 	WorkflowID string
 	CreatedBy  string
 	// AlsoRunsAs are principals besides CreatedBy the workflow runs as:
@@ -39,11 +42,29 @@ type Idempotency interface {
 	LookupIdempotencyKey(ctx context.Context, name, key string) (wfID, status string, found bool, err error)
 }
 
+// ErrKeyHeld: a start its idempotency key's strategy (FAIL,
+// FAIL_ON_RUNNING) refused, because another workflow holds the key. Such
+// an error is a fault.ErrConflict too; a caller that names the workflow id
+// tells the two apart, since for it a conflict alone means its own start
+// landed already.
+var ErrKeyHeld = errors.New("idempotency key held")
+
+// keyHeld marks conflict as the refusal of an idempotency key's strategy;
+// it reads as conflict does.
+func keyHeld(conflict error) error { return &keyHeldError{conflict} }
+
+type keyHeldError struct{ conflict error }
+
+func (e *keyHeldError) Error() string   { return e.conflict.Error() }
+func (e *keyHeldError) Unwrap() []error { return []error{e.conflict, ErrKeyHeld} }
+
 // StartWorkflow starts a workflow from a Conductor StartWorkflowRequest:
 // the inline definition if given, else the registered one (latest version
 // unless one is named). It returns the workflow id and the appended
 // sequence. An unknown definition is fault.ErrNotFound; an existing id is
-// fault.ErrConflict.
+// fault.ErrConflict; a start its idempotency key refuses is ErrKeyHeld
+// (and fault.ErrConflict); with RETURN_EXISTING, the key's workflow id is
+// returned, with sequence 0 when it was looked up.
 func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o StartOptions) (string, uint64, error) {
 	if req.Priority < 0 || req.Priority > 99 {
 		return "", 0, fault.Invalid("start workflow %s: priority %d: want 0-99", req.Name, req.Priority)
@@ -86,10 +107,15 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		return "", 0, fault.Invalid("idempotencyStrategy %q: want FAIL, RETURN_EXISTING or FAIL_ON_RUNNING", req.IdempotencyStrategy)
 	}
 	id := o.WorkflowID
-	if req.IdempotencyKey != "" && id == "" {
+	if req.IdempotencyKey != "" {
 		existing, status, found, err := e.lookupIdempotency(ctx, def.Name, req.IdempotencyKey)
 		if err != nil {
 			return "", 0, err
+		}
+		if found && id != "" && existing == id {
+			// The caller's id is its request's: this is a retry of a start
+			// that landed, not a second start with the key.
+			return "", 0, fault.Conflict("workflow %s exists", id)
 		}
 		if found {
 			switch req.IdempotencyStrategy {
@@ -97,15 +123,18 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 				return existing, 0, nil
 			case conductor.IdempotencyFailOnRunning:
 				if !conductor.WorkflowTerminal(status) {
-					return "", 0, fault.Conflict("a workflow with idempotency key %q is %s", req.IdempotencyKey, status)
+					return "", 0, keyHeld(fault.Conflict("a workflow with idempotency key %q is %s", req.IdempotencyKey, status))
 				}
 			default:
 				// Not named: the caller may not be allowed to read it.
-				return "", 0, fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey)
+				return "", 0, keyHeld(fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey))
 			}
 		}
-		// Concurrent starts with one key derive one id: the log lets one win.
-		id = engine.DeriveID("idempotency", def.Name, req.IdempotencyKey, existing)
+		if id == "" {
+			// Concurrent starts with one key derive one id: the log lets
+			// one win.
+			id = engine.DeriveID("idempotency", def.Name, req.IdempotencyKey, existing)
+		}
 	}
 	if id == "" {
 		id = uuid.NewString()
@@ -113,7 +142,8 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	out, err := e.Submit(ctx, id, engine.Start{WorkflowID: id, Def: def, Request: req, CreatedBy: o.CreatedBy, AlsoRunsAs: o.AlsoRunsAs,
 		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Depth: o.Depth, Resolved: o.Resolved},
 		Meta{Principal: o.CreatedBy, RequestID: o.RequestID})
-	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {
+	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && o.WorkflowID == "" &&
+		req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {
 		// Another start with the key won the append: its record, the
 		// sequence the rejection was decided at, is what the caller's
 		// next read must see.

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"maps"
@@ -189,15 +190,29 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 		"_scheduledTime": at, "_executedTime": claimed, "_startedByScheduler": name, "_executionId": id})
 	err := f.mayStart(ctx, st)
 	refused := errors.Is(err, fault.ErrForbidden)
+	started := id
 	if err == nil {
-		_, _, err = f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: id,
+		started, _, err = f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: id,
 			CreatedBy: st.Owner(), RequestID: id})
 	}
 	now := f.store.now().UnixMilli()
 	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: now}
 	switch {
-	case err == nil, errors.Is(err, fault.ErrConflict):
-		// started now, or by an earlier attempt
+	case err == nil:
+		if started != id {
+			// RETURN_EXISTING: the run is the workflow that holds the
+			// request's idempotency key.
+			outcome.WorkflowID = started
+		}
+	case errors.Is(err, executor.ErrKeyHeld):
+		// FAIL or FAIL_ON_RUNNING: another workflow holds the request's
+		// idempotency key. Refused for good, as below; it is a conflict
+		// as well, which must not read as this claim's own start.
+		outcome.Failed, outcome.Reason = true, "idempotencyStrategy "+cmp.Or(req.IdempotencyStrategy, conductor.IdempotencyFail)+
+			": "+err.Error()
+	case errors.Is(err, fault.ErrConflict):
+		// started by an earlier attempt at this claim, or by another
+		// engine finishing it
 	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden),
 		errors.Is(err, fault.ErrTooLarge):
 		// Refused for good: tried again, the claim would stay pending,

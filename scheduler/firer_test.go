@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -596,5 +597,85 @@ func TestPausedScheduleHoldsItsClaim(t *testing.T) {
 	}
 	if err := f.fire(ctx, "h", c.ms); err != nil || len(starts.ids) != 1 || starts.ids[0] != workflowID("h", ms("2026-11-30T11:00:00Z")) {
 		t.Fatalf("fire after resume: %v, started %v", err, starts.ids)
+	}
+}
+
+// answering is a starter that answers every start with id (the id it was
+// asked for when empty) and err.
+type answering struct {
+	id    string
+	err   error
+	tries int
+}
+
+func (a *answering) StartWorkflow(_ context.Context, _ conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
+	a.tries++
+	if a.err != nil {
+		return "", 0, a.err
+	}
+	return cmp.Or(a.id, o.WorkflowID), 1, nil
+}
+
+// A schedule whose start request carries an idempotency key starts what
+// the key's strategy allows: a start the key refuses (FAIL) is recorded
+// FAILED, saying why, and the next tick fires; RETURN_EXISTING records the
+// key's workflow as the run. A conflict that is not the key's is the
+// claim's own start, landed before (a crash, or two engines finishing one
+// claim): the run is the claim's workflow, started once.
+func TestIdempotentScheduleRecordsTheKeysOutcome(t *testing.T) {
+	at := ms("2026-11-30T11:00:00Z")
+	held := fmt.Errorf("start: %w", errors.Join(fault.Conflict(`a workflow with idempotency key "nightly" exists`), executor.ErrKeyHeld))
+	tests := []struct {
+		name      string
+		strategy  string
+		starter   *answering
+		wantState string
+		wantWf    string
+		wantWhy   string
+	}{
+		{"refused by FAIL", conductor.IdempotencyFail, &answering{err: held}, "FAILED", "",
+			`idempotencyStrategy FAIL: start: a workflow with idempotency key "nightly" exists`},
+		{"refused, no strategy", "", &answering{err: held}, "FAILED", "", "idempotencyStrategy FAIL: "},
+		{"RETURN_EXISTING", conductor.IdempotencyReturnExisting, &answering{id: "earlier"}, "EXECUTED", "earlier", ""},
+		{"its own start landed", conductor.IdempotencyFail, &answering{err: fault.Conflict("workflow exists")}, "EXECUTED",
+			workflowID("h", at), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, c := newTestStore(t)
+			f := NewFirer(s, tt.starter, nil)
+			if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+				StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w", IdempotencyKey: "nightly",
+					IdempotencyStrategy: tt.strategy}}, "alice", nil); err != nil {
+				t.Fatal(err)
+			}
+			c.ms = at + 1
+			if err := f.fire(ctx, "h", c.ms); err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.load(ctx, "h")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Pending() || tt.starter.tries != 1 {
+				t.Fatalf("pending %v after %d tries", st.Pending(), tt.starter.tries)
+			}
+			testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+				xs, _, err := s.Executions(ctx, query.Search{Size: 10}, nil)
+				if err != nil {
+					return err
+				}
+				if len(xs) != 1 || xs[0].State != tt.wantState || xs[0].WorkflowID != tt.wantWf ||
+					!strings.HasPrefix(xs[0].Reason, tt.wantWhy) || xs[0].ExecutionID != workflowID("h", at) {
+					return fmt.Errorf("executions %+v", xs)
+				}
+				return nil
+			})
+			c.ms = ms("2026-11-30T12:00:01Z")
+			if err := f.fire(ctx, "h", c.ms); err != nil || tt.starter.tries != 2 {
+				t.Fatalf("the next tick: %v, %d tries", err, tt.starter.tries)
+			}
+		})
 	}
 }

@@ -134,6 +134,9 @@ func recordExecution(b *projections.Batch, token string, s *State, ev schemas.Ev
 			return err
 		}
 		x.State, x.Reason = "EXECUTED", e.Reason
+		if e.WorkflowID != "" {
+			x.WorkflowID = e.WorkflowID
+		}
 		if e.Failed {
 			x.State, x.WorkflowID = "FAILED", ""
 		}

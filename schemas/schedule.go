@@ -48,6 +48,10 @@ type ScheduleExecuted struct {
 	Failed        bool   `msgpack:"failed,omitempty"`
 	Reason        string `msgpack:"why,omitempty"`
 	Time          int64  `msgpack:"ts"`
+	// WorkflowID, when set, is the fire's workflow instead of the one its
+	// ScheduleFired named: the workflow holding the start request's
+	// idempotency key, with strategy RETURN_EXISTING.
+	WorkflowID string `msgpack:"wf,omitempty"`
 }
 
 func (*ScheduleExecuted) EventType() string { return "schedule.executed" }

@@ -1,0 +1,73 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// keyHolder is a read model in which one workflow holds every idempotency
+// key.
+type keyHolder struct {
+	nothingScheduled
+	id, status string
+}
+
+func (k keyHolder) LookupIdempotencyKey(context.Context, string, string) (string, string, bool, error) {
+	return k.id, k.status, k.id != "", nil
+}
+
+// A start that names its workflow id (a schedule's run) is still decided
+// by its idempotency key: the key's strategy refuses it, or answers the
+// key's workflow, or lets it take the id it names; and a key held by that
+// very id is a retry of the start, which is no refusal by the key.
+func TestIdempotencyKeyDecidesANamedStart(t *testing.T) {
+	tests := []struct {
+		name       string
+		holder     keyHolder
+		strategy   string
+		wantID     string
+		wantErr    error
+		notKeyHeld bool // the error is a conflict, but not ErrKeyHeld
+		started    bool // tick-2 exists afterwards
+	}{
+		{"key free", keyHolder{}, conductor.IdempotencyFail, "tick-2", nil, false, true},
+		{"held, FAIL", keyHolder{id: "tick-1", status: conductor.WorkflowRunning}, conductor.IdempotencyFail, "", ErrKeyHeld, false, false},
+		{"held, no strategy", keyHolder{id: "tick-1", status: conductor.WorkflowCompleted}, "", "", ErrKeyHeld, false, false},
+		{"held, RETURN_EXISTING", keyHolder{id: "tick-1", status: conductor.WorkflowRunning}, conductor.IdempotencyReturnExisting, "tick-1", nil, false, false},
+		{"held running, FAIL_ON_RUNNING", keyHolder{id: "tick-1", status: conductor.WorkflowRunning}, conductor.IdempotencyFailOnRunning, "", ErrKeyHeld, false, false},
+		{"held ended, FAIL_ON_RUNNING", keyHolder{id: "tick-1", status: conductor.WorkflowCompleted}, conductor.IdempotencyFailOnRunning, "tick-2", nil, false, true},
+		{"held by its own id, FAIL", keyHolder{id: "tick-2", status: conductor.WorkflowRunning}, conductor.IdempotencyFail, "", fault.ErrConflict, true, false},
+		{"held by its own id, RETURN_EXISTING", keyHolder{id: "tick-2", status: conductor.WorkflowRunning}, conductor.IdempotencyReturnExisting, "", fault.ErrConflict, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testutil.Context(t, 30*time.Second)
+			e := startExecutor(t, testutil.OpenLog(t, ""), tt.holder, Config{})
+			def := mustDef(t, `{"name":"keyed","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+			req := conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def, IdempotencyKey: "k", IdempotencyStrategy: tt.strategy}
+			id, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: "tick-2", RequestID: "tick-2"})
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) || id != tt.wantID {
+				t.Fatalf("start: %q, %v; want %q, %v", id, err, tt.wantID, tt.wantErr)
+			}
+			if tt.notKeyHeld && errors.Is(err, ErrKeyHeld) {
+				t.Fatalf("a retry of the start reads as the key's refusal: %v", err)
+			}
+			if errors.Is(err, ErrKeyHeld) && !errors.Is(err, fault.ErrConflict) {
+				t.Fatalf("the key's refusal is not a conflict: %v", err)
+			}
+			w, err := e.State(ctx, "tick-2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (w != nil) != tt.started {
+				t.Fatalf("tick-2 started: %v, want %v", w != nil, tt.started)
+			}
+		})
+	}
+}
