@@ -196,6 +196,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/scheduler/schedules/sched_open", "", all(denied, map[string]outcome{"admin": ok, "runner": ok})},
 		{"POST", "/api/scheduler/schedules", `{"name":"sched_new_%s","cronExpression":"0 0 0 1 1 ?","paused":true,"startWorkflowRequest":{"name":"wf_closed"}}`,
 			all(denied, map[string]outcome{"admin": ok})},
+		// The scheduler's admin switches act on every schedule: admins.
+		{"GET", "/api/scheduler/admin/pause", "", all(denied, map[string]outcome{"admin": ok})},
+		{"GET", "/api/scheduler/admin/resume", "", all(denied, map[string]outcome{"admin": ok})},
+		{"GET", "/api/scheduler/admin/requeue", "", all(denied, map[string]outcome{"admin": ok})},
 		// Access control itself: admins.
 		{"GET", "/api/users", "", all(denied, map[string]outcome{"admin": ok})},
 		{"POST", "/api/auth/authorization", `{"subject":{"type":"ROLE","id":"USER"},"target":{"type":"TAG","id":"x:y"},"access":["READ"]}`,

@@ -185,6 +185,38 @@ func TestSchedulePauseReason(t *testing.T) {
 	}
 }
 
+// The admin switches the JS SDK's pauseAllSchedules, resumeAllSchedules
+// and requeueAllExecutionRecords call answer maps, as Orkes's do: resuming
+// all resumes what pausing all paused, not a schedule paused on its own.
+func TestScheduleAdminSwitches(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"held","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	for _, name := range []string{"nightly", "weekly"} {
+		e.must(http.StatusNoContent, "POST", "/api/scheduler/schedules",
+			`{"name":"`+name+`","cronExpression":"0 0 0 * * ?","startWorkflowRequest":{"name":"held"}}`)
+	}
+	e.must(http.StatusOK, "GET", "/api/scheduler/schedules/weekly/pause?reason=maintenance", nil)
+	if out := e.must(http.StatusOK, "GET", "/api/scheduler/admin/pause", nil); out != `{"paused":1}` {
+		t.Fatalf("pause all answered %s", out)
+	}
+	if def := e.schedule("nightly"); !def.Paused || !strings.HasPrefix(def.PausedReason, "Paused by an admin") {
+		t.Fatalf("after pause all: paused %v, reason %q", def.Paused, def.PausedReason)
+	}
+	if out := e.must(http.StatusOK, "GET", "/api/scheduler/admin/resume", nil); out != `{"resumed":1}` {
+		t.Fatalf("resume all answered %s", out)
+	}
+	if def := e.schedule("nightly"); def.Paused {
+		t.Fatalf("after resume all: paused, reason %q", def.PausedReason)
+	}
+	if def := e.schedule("weekly"); !def.Paused || def.PausedReason != "maintenance" {
+		t.Fatalf("a schedule paused on its own: paused %v, reason %q", def.Paused, def.PausedReason)
+	}
+	if out := e.must(http.StatusOK, "GET", "/api/scheduler/admin/requeue", nil); out != "{}" {
+		t.Fatalf("requeue answered %s", out)
+	}
+}
+
 // A schedule whose definition was deleted under it records its runs
 // FAILED as not found, as Orkes does, and stays running: its owner did not
 // lose the right to start it, so it is no security pause.

@@ -331,6 +331,68 @@ func lookalike(r rune) rune {
 	return r
 }
 
+// AdminPauseReason is the pausedReason PauseAll gives the schedules it
+// pauses, and by which ResumeAll knows them.
+const AdminPauseReason = "Paused by an admin: all schedules paused (GET /api/scheduler/admin/pause)"
+
+// PauseAll pauses every schedule that runs, as Orkes's pauseAllSchedules
+// stops all scheduling. Orkes's switch is one server's; each of ours is
+// paused in the log instead, so that every engine stops firing it and it
+// stays paused across restarts. It returns how many it paused.
+func (s *Store) PauseAll(ctx context.Context, principal string) (int, error) {
+	return s.changeAll(ctx, principal, func(st *State) *schemas.SchedulePauseChanged {
+		if st.Def.Paused {
+			return nil
+		}
+		return &schemas.SchedulePauseChanged{Paused: true, Reason: AdminPauseReason, Time: s.now().UnixMilli(), By: principal}
+	})
+}
+
+// ResumeAll resumes the schedules PauseAll paused, and only those: a
+// schedule paused on its own, or by the firer for its owner's lost
+// right, stays paused, as it would under Orkes's switch. It returns how
+// many it resumed.
+func (s *Store) ResumeAll(ctx context.Context, principal string) (int, error) {
+	return s.changeAll(ctx, principal, func(st *State) *schemas.SchedulePauseChanged {
+		if !st.Def.Paused || st.Def.PausedReason != AdminPauseReason {
+			return nil
+		}
+		return &schemas.SchedulePauseChanged{Paused: false, Time: s.now().UnixMilli(), By: principal}
+	})
+}
+
+// changeAll appends change's event (nil: none) to every schedule the read
+// model lists, each decided on the schedule as its log has it.
+func (s *Store) changeAll(ctx context.Context, principal string, change func(*State) *schemas.SchedulePauseChanged) (int, error) {
+	list, err := s.List(ctx, "")
+	if err != nil {
+		return 0, fmt.Errorf("list schedules: %w", err)
+	}
+	n := 0
+	for _, def := range list {
+		changed := false
+		err := s.appendEvents(ctx, def.Name, principal, func(st *State) ([]schemas.Event, error) {
+			changed = false
+			if !exists(st) {
+				return nil, nil // deleted since the list
+			}
+			ev := change(st)
+			if ev == nil {
+				return nil, nil
+			}
+			changed = true
+			return []schemas.Event{ev}, nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("schedule %s: %w", def.Name, err)
+		}
+		if changed {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Tags returns a schedule's tags.
 func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
 	def, err := s.Get(ctx, name)

@@ -3,9 +3,11 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"maps"
 	"testing"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -66,5 +68,68 @@ func TestPauseReasonCannotPassForSecurityPause(t *testing.T) {
 				t.Fatalf("refused, yet paused %v with %q", st.Def.Paused, st.Def.PausedReason)
 			}
 		})
+	}
+}
+
+// Pausing all schedules pauses each that runs, in its own log, and
+// resuming all resumes those and only those: a schedule paused on its own,
+// or by the firer for a right its owner lost, stays paused.
+func TestPauseAllAndResumeAll(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t)
+	for _, name := range []string{"running", "held", "refused"} {
+		if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: name, CronExpression: "0 0 0 * * ?",
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetPaused(ctx, "held", true, "maintenance", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.load(ctx, "refused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.append(ctx, "refused", st.Seq, []schemas.Event{securityPause(errors.New("alice may not EXECUTE w"), 1)}); err != nil {
+		t.Fatal(err)
+	}
+	paused := func() map[string]string {
+		t.Helper()
+		out := map[string]string{}
+		for _, name := range []string{"running", "held", "refused"} {
+			st, err := s.load(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Def.Paused {
+				out[name] = st.Def.PausedReason
+			}
+		}
+		return out
+	}
+	before := paused()
+	if len(before) != 2 {
+		t.Fatalf("paused before %v, want held and refused", before)
+	}
+
+	n, err := s.PauseAll(ctx, "root")
+	if err != nil || n != 1 {
+		t.Fatalf("pause all: %d, %v; want the 1 running", n, err)
+	}
+	want := maps.Clone(before)
+	want["running"] = AdminPauseReason
+	if got := paused(); !maps.Equal(got, want) {
+		t.Fatalf("after pause all %v, want %v", got, want)
+	}
+	if n, err := s.PauseAll(ctx, "root"); err != nil || n != 0 {
+		t.Fatalf("pause all again: %d, %v; want none", n, err)
+	}
+
+	n, err = s.ResumeAll(ctx, "root")
+	if err != nil || n != 1 {
+		t.Fatalf("resume all: %d, %v; want the 1 it paused", n, err)
+	}
+	if got := paused(); !maps.Equal(got, before) {
+		t.Fatalf("after resume all %v, want as before %v", got, before)
 	}
 }
