@@ -141,6 +141,8 @@ func TestScheduleBadInput(t *testing.T) {
 		status                         int
 	}{
 		{"bad cron", "POST", "/api/scheduler/schedules", `{"name":"s","cronExpression":"* * * *","startWorkflowRequest":{"name":"w"}}`, "cronExpression", 400},
+		{"negative second", "POST", "/api/scheduler/schedules", `{"name":"s","cronExpression":"-1 * * * * *","startWorkflowRequest":{"name":"w"}}`,
+			`second \"-1\": -1 is not from 0 to 59`, 400},
 		{"bad zone", "POST", "/api/scheduler/schedules", `{"name":"s","cronExpression":"* * * * * ?","zoneId":"Nowhere/Zone","startWorkflowRequest":{"name":"w"}}`, "zoneId", 400},
 		{"no workflow", "POST", "/api/scheduler/schedules", `{"name":"s","cronExpression":"* * * * * ?"}`, "startWorkflowRequest", 400},
 		{"malformed", "POST", "/api/scheduler/schedules", `{"name":`, "malformed JSON", 400},

@@ -62,6 +62,23 @@ var cronMacros = map[string]string{
 	"@hourly":   "0 0 * * * *",
 }
 
+// timeFields are the fields robfig/cron reads, by their index among the
+// six, with the values each takes.
+var timeFields = []struct {
+	index  int
+	name   string
+	lo, hi int
+	names  map[string]int
+}{
+	{0, "second", 0, 59, nil},
+	{1, "minute", 0, 59, nil},
+	{2, "hour", 0, 23, nil},
+	{4, "month", 1, 12, monthNames},
+}
+
+var monthNames = map[string]int{"JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6,
+	"JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10, "NOV": 11, "DEC": 12}
+
 var timeParser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
 // parseCron parses a six-field expression or a macro.
@@ -78,14 +95,19 @@ func parseCron(expr string) (*cronSpec, error) {
 	if len(f) != 6 {
 		return nil, fmt.Errorf("%d fields, want 6: second minute hour day-of-month month day-of-week", len(f))
 	}
-	for i, name := range map[int]string{0: "second", 1: "minute", 2: "hour", 4: "month"} {
-		if strings.Contains(f[i], "?") {
-			return nil, fmt.Errorf("%s %q: ? stands for no specific value in the day fields only", name, f[i])
+	for _, tf := range timeFields {
+		if field := f[tf.index]; strings.Contains(field, "?") {
+			return nil, fmt.Errorf("%s %q: ? stands for no specific value in the day fields only", tf.name, field)
 		}
 	}
 	times, err := timeParser.Parse(strings.Join([]string{f[0], f[1], f[2], "*", f[4], "*"}, " "))
 	if err != nil {
-		return nil, err
+		// Told in the field's terms, not in robfig/cron's ("failed to
+		// parse int from : strconv.Atoi…" for -1).
+		if ferr := checkTimeFields(f); ferr != nil {
+			return nil, ferr
+		}
+		return nil, fmt.Errorf("second, minute, hour or month: %w", err)
 	}
 	dom, err := parseDayOfMonth(f[3])
 	if err != nil {
@@ -96,6 +118,36 @@ func parseCron(expr string) (*cronSpec, error) {
 		return nil, fmt.Errorf("day of week %q: %w", f[5], err)
 	}
 	return &cronSpec{times: times, dom: dom, dow: dow, wallClock: fixedValues(f[0]) && fixedValues(f[1]) && fixedValues(f[2])}, nil
+}
+
+// checkTimeFields reads the fields robfig/cron reads, of the six fields f
+// upper-cased, as this package reads the day fields. It refuses what
+// robfig/cron refuses, and also what it lets through: an empty value
+// ("1,,2", skipped) and a range from * ("*-5", read as *). Only a new
+// expression is held to the latter (see checkCron): one saved before
+// keeps firing as it did.
+func checkTimeFields(f []string) error {
+	for _, tf := range timeFields {
+		field := f[tf.index]
+		for part := range strings.SplitSeq(field, ",") {
+			if _, err := parseRange(part, tf.lo, tf.hi, tf.names); err != nil {
+				return fmt.Errorf("%s %q: %w", tf.name, field, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkCron parses a new expression, held to checkTimeFields.
+func checkCron(expr string) error {
+	if _, err := parseCron(expr); err != nil {
+		return err
+	}
+	expr = strings.TrimSpace(expr)
+	if m, ok := cronMacros[strings.ToLower(expr)]; ok {
+		expr = m
+	}
+	return checkTimeFields(strings.Fields(strings.ToUpper(expr)))
 }
 
 // fixedValues reports whether a time field is a value or a list of values:
@@ -482,6 +534,10 @@ func parseRange(part string, lo, hi int, names map[string]int) (uint64, error) {
 	from, to := lo, hi
 	if rng != "*" {
 		a, b, isRange := strings.Cut(rng, "-")
+		if a == "" && isRange {
+			// "-1" is a negative number, not a range without its start.
+			a, isRange = rng, false
+		}
 		var err error
 		if from, err = value(a, lo, hi, names); err != nil {
 			return 0, err
@@ -509,6 +565,9 @@ func parseRange(part string, lo, hi int, names map[string]int) (uint64, error) {
 func value(s string, lo, hi int, names map[string]int) (int, error) {
 	if n, ok := names[s]; ok {
 		return n, nil
+	}
+	if s == "" {
+		return 0, fmt.Errorf("a value is missing")
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil {

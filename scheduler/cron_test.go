@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +78,42 @@ func TestCronDialectRefuses(t *testing.T) {
 		if err == nil {
 			t.Errorf("%q: accepted", expr)
 		}
+	}
+}
+
+// A refused expression is told in its own terms: the field, its text and
+// what is wrong with it, never robfig/cron's internals; and what
+// robfig/cron would let through (an empty value, the end of "*-5") is
+// refused too.
+func TestCronErrorsNameTheField(t *testing.T) {
+	tests := []struct{ expr, want string }{
+		{"-1 * * * * *", `second "-1": -1 is not from 0 to 59`},
+		{"60 * * * * *", `second "60": 60 is not from 0 to 59`},
+		{"0 -5 * * * *", `minute "-5": -5 is not from 0 to 59`},
+		{"0 0 24 * * *", `hour "24": 24 is not from 0 to 23`},
+		{"0 0 1-x * * *", `hour "1-X": "X" is not a number`},
+		{"0 0 9 * 0 *", `month "0": 0 is not from 1 to 12`},
+		{"0 0 9 * DEC-JAN *", `month "DEC-JAN": DEC-JAN: range ends before it starts`},
+		{"*/0 * * * * *", `second "*/0": */0: step "0" is not a positive number`},
+		{"1,,2 * * * * *", `second "1,,2": a value is missing`},
+		{"0 *-5 * * * *", `minute "*-5": "*" is not a number`},
+	}
+	for _, tt := range tests {
+		err := Validate(&conductor.WorkflowSchedule{Name: "s", CronExpression: tt.expr,
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}})
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "strconv") {
+			t.Errorf("%q: %v; want it to say %s", tt.expr, err, tt.want)
+		}
+	}
+	// What robfig/cron reads as the names of months still reads.
+	if err := Validate(&conductor.WorkflowSchedule{Name: "s", CronExpression: "0 0 9 1 jan-dec/3 ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}); err != nil {
+		t.Errorf("months by name: %v", err)
+	}
+	// A schedule saved before with what is refused now fires as it did.
+	stored := &conductor.WorkflowSchedule{CronExpression: "0 1,,2 * * * *"}
+	if got, want := NextAfter(stored, ms("2026-11-30T10:01:30Z")), ms("2026-11-30T10:02:00Z"); got != want {
+		t.Errorf("stored %q: next %d, want %d", stored.CronExpression, got, want)
 	}
 }
 

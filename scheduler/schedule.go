@@ -132,6 +132,8 @@ func Validate(def *conductor.WorkflowSchedule) error {
 	}
 	if _, err := parse(def); err != nil {
 		ve.Add("cronExpression", "%v", err)
+	} else if err := checkCron(def.CronExpression); err != nil {
+		ve.Add("cronExpression", "cron expression %q: %v", def.CronExpression, err)
 	}
 	if _, err := loadZone(def.ZoneID); err != nil {
 		ve.Add("zoneId", "%v", err)
