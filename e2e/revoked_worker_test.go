@@ -14,6 +14,27 @@ import (
 	"github.com/flowvault/flowvault/workers"
 )
 
+// revokedWorker connects a worker of taskType whose principal then loses
+// everything: its grant, then its application. Its connection stays open.
+func (e *env) revokedWorker(taskType string) *nats.Conn {
+	e.t.Helper()
+	principal, token := e.application(taskType+"-worker", "WORKER")
+	e.grant(principal, "TASK_DEF", taskType, "EXECUTE")
+	var c struct{ Creds string }
+	if err := json.Unmarshal([]byte(e.as(token).must(http.StatusOK, "POST", "/api/workers/credentials",
+		map[string]any{"taskTypes": []string{taskType}, "name": principal})), &c); err != nil {
+		e.t.Fatal(err)
+	}
+	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(nc.Close)
+	e.revoke(principal, "TASK_DEF", taskType, "EXECUTE")
+	e.must(http.StatusOK, "DELETE", "/api/applications/"+principal[len("app:"):], nil)
+	return nc
+}
+
 // A NATS worker whose principal lost its rights takes nothing (the take
 // and poll ask again), and must not report results either: over HTTP the
 // same report is refused (mayUpdateTask asks mayPoll again).
@@ -21,21 +42,7 @@ func TestRevokedNATSWorkerReportsNoResult(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
 	e.register(`{"name":"r3_flow","tasks":[{"name":"r3_task","taskReferenceName":"t1"}],"outputParameters":{"o":"${t1.output.o}"}}`)
-	principal, token := e.application("r3-worker", "WORKER")
-	e.grant(principal, "TASK_DEF", "r3_task", "EXECUTE")
-	var c struct{ Creds string }
-	if err := json.Unmarshal([]byte(e.as(token).must(http.StatusOK, "POST", "/api/workers/credentials",
-		map[string]any{"taskTypes": []string{"r3_task"}, "name": principal})), &c); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	// The principal loses everything: its grant, then the application.
-	e.revoke(principal, "TASK_DEF", "r3_task", "EXECUTE")
-	e.must(http.StatusOK, "DELETE", "/api/applications/"+principal[len("app:"):], nil)
+	nc := e.revokedWorker("r3_task")
 
 	id := e.start("r3_flow", nil)
 	// A legitimate worker (the admin over HTTP) takes the task.
@@ -73,20 +80,7 @@ func TestRevokedNATSWorkerFailsNoQueuedTask(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
 	e.register(`{"name":"r3b_flow","tasks":[{"name":"r3b_task","taskReferenceName":"t1"}]}`)
-	principal, token := e.application("r3b-worker", "WORKER")
-	e.grant(principal, "TASK_DEF", "r3b_task", "EXECUTE")
-	var c struct{ Creds string }
-	if err := json.Unmarshal([]byte(e.as(token).must(http.StatusOK, "POST", "/api/workers/credentials",
-		map[string]any{"taskTypes": []string{"r3b_task"}, "name": principal})), &c); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	e.revoke(principal, "TASK_DEF", "r3b_task", "EXECUTE")
-	e.must(http.StatusOK, "DELETE", "/api/applications/"+principal[len("app:"):], nil)
+	nc := e.revokedWorker("r3b_task")
 
 	id := e.start("r3b_flow", nil)
 	next := "$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH." + workers.ConsumerName("r3b_task", "")

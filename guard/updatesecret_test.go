@@ -45,14 +45,7 @@ func (c *changedMeanwhile) Revision(ctx context.Context, name string) (secrets.R
 // checks again on the new state and writes, rather than failing the task.
 func TestUpdateSecretWritesAfterAConcurrentChange(t *testing.T) {
 	ctx := testutil.Context(t, 60*time.Second)
-	l := testutil.OpenLog(t, "")
-	store := testutil.OpenStore(t)
-	runner := testutil.RunProjection(t, l, store, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
-	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := secrets.New(l, store, runner, keys, secrets.Options{Logger: testutil.Logger(t)})
+	s, _ := openStore(t, ctx)
 	if _, err := s.Put(ctx, "rotated", []byte("first-value"), "admin"); err != nil {
 		t.Fatal(err)
 	}
@@ -82,14 +75,7 @@ func TestUpdateSecretWritesAfterAConcurrentChange(t *testing.T) {
 // of ten.
 func TestUpdateSecretsAtOnceAllWrite(t *testing.T) {
 	ctx := testutil.Context(t, 60*time.Second)
-	l := testutil.OpenLog(t, "")
-	store := testutil.OpenStore(t)
-	runner := testutil.RunProjection(t, l, store, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
-	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := secrets.New(l, store, runner, keys, secrets.Options{Logger: testutil.Logger(t)})
+	s, _ := openStore(t, ctx)
 	const writers = 16
 	results := make([]conductor.TaskResult, writers)
 	var wg sync.WaitGroup
