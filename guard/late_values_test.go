@@ -101,15 +101,7 @@ func TestMemoClearedBetweenHandOffAndTake(t *testing.T) {
 	ctx, keys := openKeys(t)
 	const secret = "resolved-token-3c9d1e"
 	src := &rotatingSecret{name: "token", value: secret, version: 1}
-	w, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-clear", Name: "w", Version: 1,
-		Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call"}]}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w, err = engine.Apply(w, &schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "SIMPLE", Status: "SCHEDULED",
-		Input: map[string]any{"auth": "Bearer ${workflow.secrets.token}"}, Deferred: [][]any{{"auth"}}, Time: 1}); err != nil {
-		t.Fatal(err)
-	}
+	w := callingWithToken(t, "wf-clear")
 	g := New(Config{Keys: keys, Secrets: src, Authz: allowAll{}})
 	_, refs, err := g.Prepare(ctx, w, w.Tasks[0])
 	if err != nil {

@@ -302,15 +302,7 @@ func TestRebuiltMemoFindsAnOverwrittenSecret(t *testing.T) {
 	ctx, keys := openKeys(t)
 	const old, rotated = "old-token-value-5f2c9e", "new-token-value-0b7d41"
 	src := &rotatingSecret{name: "token", value: old, version: 1}
-	w, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-rotated", Name: "w", Version: 1,
-		Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call"}]}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w, err = engine.Apply(w, &schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "SIMPLE", Status: "SCHEDULED",
-		Input: map[string]any{"auth": "Bearer ${workflow.secrets.token}"}, Deferred: [][]any{{"auth"}}, Time: 1}); err != nil {
-		t.Fatal(err)
-	}
+	w := callingWithToken(t, "wf-rotated")
 	live := New(Config{Keys: keys, Secrets: src, Authz: allowAll{}})
 	in, refs, err := live.Prepare(ctx, w, w.Tasks[0])
 	if err != nil || in["auth"] != "Bearer "+old {
@@ -442,6 +434,17 @@ func TestEndedWorkflowKeepsNoMemo(t *testing.T) {
 	if _, ok := g.memos[w.ID]; ok {
 		t.Fatal("a decision on an ended workflow left its memo behind")
 	}
+}
+
+// callingWithToken is workflow id with its task t1 scheduled, its input
+// referencing secret "token".
+func callingWithToken(t *testing.T, id string) *engine.Workflow {
+	t.Helper()
+	return applyAll(t, nil,
+		&schemas.WorkflowStarted{WorkflowID: id, Name: "w", Version: 1,
+			Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call"}]}`)},
+		&schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "SIMPLE", Status: "SCHEDULED",
+			Input: map[string]any{"auth": "Bearer ${workflow.secrets.token}"}, Deferred: [][]any{{"auth"}}, Time: 1})
 }
 
 // applyAll folds events into a copy of w.
