@@ -117,17 +117,6 @@ func (s *Server) recordRead(r *http.Request, ev schemas.Event) error {
 	return s.deps.Audit.Record(r.Context(), principal(r), ev)
 }
 
-// maxAuditText bounds the request-controlled text (paths, reasons that
-// quote a token's header) a refusal's record keeps.
-const maxAuditText = 256
-
-func bounded(s string) string {
-	if len(s) <= maxAuditText {
-		return s
-	}
-	return s[:maxAuditText] + "…"
-}
-
 // codeRateLimited is the code of a failed authentication that was not
 // even tried: the client was over the token endpoint's rate limits.
 const codeRateLimited = "RATE_LIMITED"
@@ -139,8 +128,8 @@ func (s *Server) recordAuthFailed(r *http.Request, err error) {
 	if s.deps.Audit == nil || status != http.StatusUnauthorized && status != http.StatusTooManyRequests {
 		return
 	}
-	ev := &schemas.AuthFailed{Code: auth.CodeInvalidToken, Reason: bounded(err.Error()), Method: r.Method,
-		Path: bounded(r.URL.Path), Addr: clientAddr(r), Time: time.Now().UnixMilli()}
+	ev := &schemas.AuthFailed{Code: auth.CodeInvalidToken, Reason: audit.Bounded(err.Error()), Method: r.Method,
+		Path: audit.Bounded(r.URL.Path), Addr: clientAddr(r), Time: time.Now().UnixMilli()}
 	var te *auth.TokenError
 	switch {
 	case errors.As(err, &te):
@@ -157,11 +146,11 @@ func (s *Server) recordDenied(r *http.Request, err error) {
 	if s.deps.Audit == nil {
 		return
 	}
-	ev := &schemas.AccessDenied{Reason: bounded(strings.TrimSuffix(err.Error(), ": "+fault.ErrForbidden.Error())), Method: r.Method, Path: bounded(r.URL.Path),
+	ev := &schemas.AccessDenied{Reason: audit.Bounded(strings.TrimSuffix(err.Error(), ": "+fault.ErrForbidden.Error())), Method: r.Method, Path: audit.Bounded(r.URL.Path),
 		Addr: clientAddr(r), Time: time.Now().UnixMilli(), By: principal(r)}
 	var fe *auth.ForbiddenError
 	if errors.As(err, &fe) {
-		ev.Access, ev.TargetType, ev.TargetID, ev.Reason = string(fe.Access), fe.Target.Type, bounded(fe.Target.ID), bounded(fe.Reason)
+		ev.Access, ev.TargetType, ev.TargetID, ev.Reason = string(fe.Access), fe.Target.Type, audit.Bounded(fe.Target.ID), audit.Bounded(fe.Reason)
 	}
 	s.deps.Audit.Refused(ev.Addr, ev.By, ev)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -138,6 +139,23 @@ func (r *Recorder) Refused(addr, principal string, ev schemas.Event) {
 	default:
 		r.drop()
 	}
+}
+
+// MaxText bounds the text a refusal's record keeps that its requester
+// controls (a path, a secret's name from a workflow's input, a reason that
+// quotes a token's header).
+const MaxText = 256
+
+// Bounded is s cut to MaxText bytes, at a character's boundary.
+func Bounded(s string) string {
+	if len(s) <= MaxText {
+		return s
+	}
+	cut := MaxText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func (r *Recorder) drop() {

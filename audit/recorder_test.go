@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
@@ -92,5 +94,24 @@ func TestRecorderRecordFailsClosed(t *testing.T) {
 	}
 	if want := []string{"fv.audit.secret.db audit.secret_read alice"}; !slices.Equal(log.recs, want) {
 		t.Fatalf("appended %q, want %q", log.recs, want)
+	}
+}
+
+// Text a refusal's record keeps is cut at MaxText bytes, never inside a
+// character: the record would hold invalid UTF-8.
+func TestBounded(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want string
+	}{
+		{"short", "short"},
+		{strings.Repeat("a", MaxText), strings.Repeat("a", MaxText)},
+		{strings.Repeat("a", MaxText+1), strings.Repeat("a", MaxText) + "…"},
+		{"a" + strings.Repeat("é", MaxText), "a" + strings.Repeat("é", (MaxText-1)/2) + "…"},
+	} {
+		if got := Bounded(tt.in); got != tt.want || !utf8.ValidString(got) {
+			t.Errorf("Bounded(%d bytes) = %d bytes %q", len(tt.in), len(got), got)
+		}
 	}
 }

@@ -65,27 +65,17 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 		// after it.
 		p.s.secretsKey = keyID(wfID, masking.KindSecrets)
 	}
-	out := make([]schemas.Event, 0, len(events))
+	// Every event is sealed before any is redacted: redaction looks for
+	// the values sealing adds to the memo.
+	out := slices.Clone(events)
 	changed := false
-	lastSealing := -1 // the last event that sealed values
-	for i, ev := range events {
-		n := len(p.sealed)
-		pev, c, err := p.event(ev)
-		if err != nil {
-			return engine.Decision{}, err
-		}
-		out = append(out, pev)
-		changed = changed || c
-		if len(p.sealed) > n {
-			lastSealing = i
-		}
-	}
-	// The events before it were redacted without the values it sealed:
-	// the log lines of a result, which the decider records before the
-	// result that seals the values its worker logged.
-	for i := range lastSealing {
-		if ev, c := p.redactAgain(out[i]); c {
-			out[i], changed = ev, true
+	for _, step := range []func(schemas.Event) (schemas.Event, bool, error){p.sealEvent, p.redactEvent} {
+		for i, ev := range out {
+			pev, c, err := step(ev)
+			if err != nil {
+				return engine.Decision{}, err
+			}
+			out[i], changed = pev, changed || c
 		}
 	}
 	if len(p.sealed) > 0 {
@@ -589,9 +579,10 @@ func taskPath(wf, taskID, field string) func() string {
 	return func() string { return wf + "/task/" + taskID + "/" + field }
 }
 
-// event protects one event, returning it as it is when nothing in it
-// changes (changed is false).
-func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, err error) {
+// sealEvent seals what one event holds under masked keys and fields, and the
+// values a hand-off resolved, returning the event as it is when nothing in
+// it changes (changed is false).
+func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed bool, err error) {
 	wf := "wf/" + p.s.wfID
 	switch e := ev.(type) {
 	case *schemas.WorkflowStarted:
@@ -620,14 +611,7 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 			return nil, false, err
 		}
 		c.Input, c.Deferred = p.deferSealed(c.Input, c.Deferred)
-		c.Input = p.redactMap(c.Input)
-		c.Output = p.redactMap(c.Output)
-		c.Reason = p.m.get().String(c.Reason)
-		if c.Config, err = p.config(c.Config); err != nil {
-			return nil, false, err
-		}
-		if engine.SameMap(c.Input, e.Input) && engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason &&
-			bytes.Equal(c.Config, e.Config) {
+		if engine.SameMap(c.Input, e.Input) && engine.SameMap(c.Output, e.Output) {
 			return ev, false, nil
 		}
 		return &c, true, nil
@@ -636,46 +620,19 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		if c.Output, err = p.seal(taskPath(wf, e.TaskID, "output"), c.Output, nil); err != nil {
 			return nil, false, err
 		}
-		c.Output = p.redactMap(c.Output)
-		c.Reason = p.m.get().String(c.Reason)
-		// A worker names itself: it may name itself with what it was given.
-		c.WorkerID = p.m.get().String(c.WorkerID)
-		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason && c.WorkerID == e.WorkerID {
-			return ev, false, nil
-		}
-		return &c, true, nil
-	case *schemas.TaskLogged:
-		c := *e
-		c.Lines = make([]string, len(e.Lines))
-		for i, l := range e.Lines {
-			c.Lines[i] = p.m.get().String(l)
-			changed = changed || c.Lines[i] != l
-		}
-		if !changed {
-			return ev, false, nil
-		}
-		return &c, true, nil
+		return &c, !engine.SameMap(c.Output, e.Output), nil
 	case *schemas.VariablesUpdated:
 		c := *e
 		if c.Variables, err = p.seal(wfPath(wf, "variables"), c.Variables, nil); err != nil {
 			return nil, false, err
 		}
-		c.Variables = p.redactMap(c.Variables)
-		if engine.SameMap(c.Variables, e.Variables) {
-			return ev, false, nil
-		}
-		return &c, true, nil
+		return &c, !engine.SameMap(c.Variables, e.Variables), nil
 	case *schemas.WorkflowStatusChanged:
 		c := *e
 		if c.Output, err = p.seal(wfPath(wf, "output"), c.Output, p.fields); err != nil {
 			return nil, false, err
 		}
-		c.Output = p.redactMap(c.Output)
-		c.Reason = p.m.get().String(c.Reason)
-		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason {
-			return ev, false, nil
-		}
-		return &c, true, nil
+		return &c, !engine.SameMap(c.Output, e.Output), nil
 	case *schemas.WorkflowReset:
 		def := e.Def
 		if len(def) == 0 && p.s.before != nil {
@@ -698,57 +655,85 @@ func (p *protection) event(ev schemas.Event) (out schemas.Event, changed bool, e
 		return &c, !engine.SameMap(c.Input, e.Input), err
 	case *schemas.TaskStarted:
 		refs, err := p.sealResolved(wf, e.Resolved)
-		if err != nil {
+		if err != nil || refs == nil {
 			return ev, false, err
 		}
-		worker := p.m.get().String(e.WorkerID)
-		if refs == nil && worker == e.WorkerID {
-			return ev, false, nil
-		}
 		c := *e
-		if refs != nil {
-			c.Resolved = refs
-		}
-		c.WorkerID = worker
+		c.Resolved = refs
 		return &c, true, nil
 	}
 	return ev, false, nil
 }
 
-// redactAgain redacts the data and text of an event p.event has protected
-// with the redactor as it is now, which holds values sealed since.
-func (p *protection) redactAgain(ev schemas.Event) (schemas.Event, bool) {
+// redactEvent replaces every value the memo holds, in every form redaction
+// knows, in the data and text of one sealed event, returning the event as
+// it is when nothing in it changes. It runs once every event of the
+// decision is sealed: an event must not keep a value a later one sealed
+// (a result's log lines, which the decider records before the result
+// whose _secrets they echo). A workflow's input is kept as written (see
+// sealInput); findValues masks its copies.
+func (p *protection) redactEvent(ev schemas.Event) (out schemas.Event, changed bool, err error) {
 	r := p.m.get()
 	switch e := ev.(type) {
-	case *schemas.TaskLogged:
-		c := *e
-		c.Lines = make([]string, len(e.Lines))
-		for i, l := range e.Lines {
-			c.Lines[i] = r.String(l)
-		}
-		return &c, !slices.Equal(c.Lines, e.Lines)
-	case *schemas.TaskUpdated:
-		c := *e
-		c.Output, c.Reason, c.WorkerID = r.Map(e.Output), r.String(e.Reason), r.String(e.WorkerID)
-		return &c, !engine.SameMap(c.Output, e.Output) || c.Reason != e.Reason || c.WorkerID != e.WorkerID
 	case *schemas.TaskScheduled:
 		c := *e
 		c.Input, c.Output, c.Reason = r.Map(e.Input), r.Map(e.Output), r.String(e.Reason)
-		return &c, !engine.SameMap(c.Input, e.Input) || !engine.SameMap(c.Output, e.Output) || c.Reason != e.Reason
+		if c.Config, err = p.config(c.Config); err != nil {
+			return nil, false, err
+		}
+		if engine.SameMap(c.Input, e.Input) && engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason &&
+			bytes.Equal(c.Config, e.Config) {
+			return ev, false, nil
+		}
+		return &c, true, nil
+	case *schemas.TaskUpdated:
+		c := *e
+		// A worker names itself: it may name itself with what it was given.
+		c.Output, c.Reason, c.WorkerID = r.Map(e.Output), r.String(e.Reason), r.String(e.WorkerID)
+		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason && c.WorkerID == e.WorkerID {
+			return ev, false, nil
+		}
+		return &c, true, nil
+	case *schemas.TaskLogged:
+		var lines []string
+		for i, l := range e.Lines {
+			if rl := r.String(l); rl != l {
+				if lines == nil {
+					lines = slices.Clone(e.Lines)
+				}
+				lines[i] = rl
+			}
+		}
+		if lines == nil {
+			return ev, false, nil
+		}
+		c := *e
+		c.Lines = lines
+		return &c, true, nil
 	case *schemas.VariablesUpdated:
 		c := *e
 		c.Variables = r.Map(e.Variables)
-		return &c, !engine.SameMap(c.Variables, e.Variables)
+		if engine.SameMap(c.Variables, e.Variables) {
+			return ev, false, nil
+		}
+		return &c, true, nil
 	case *schemas.WorkflowStatusChanged:
 		c := *e
 		c.Output, c.Reason = r.Map(e.Output), r.String(e.Reason)
-		return &c, !engine.SameMap(c.Output, e.Output) || c.Reason != e.Reason
+		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason {
+			return ev, false, nil
+		}
+		return &c, true, nil
 	case *schemas.TaskStarted:
+		worker := r.String(e.WorkerID)
+		if worker == e.WorkerID {
+			return ev, false, nil
+		}
 		c := *e
-		c.WorkerID = r.String(e.WorkerID)
-		return &c, c.WorkerID != e.WorkerID
+		c.WorkerID = worker
+		return &c, true, nil
 	}
-	return ev, false
+	return ev, false, nil
 }
 
 // sealResolved returns refs with the values resolved for them sealed in

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
@@ -131,11 +132,6 @@ func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string,
 // requests could. The space keeps it apart from every address.
 const refusalKeyPrefix = "principal "
 
-// maxRefusalText bounds the workflow-controlled text (the secret's name,
-// which the input gives) a refusal's record keeps, as the API bounds a
-// request's path.
-const maxRefusalText = 256
-
 // recordRefusal records that principal may not write secret name (err,
 // the authorizer's refusal, says why) for task t of its workflow: the
 // audit entry an API's 403 gets, naming the workflow and task instead of
@@ -150,15 +146,8 @@ func (u UpdateSecret) recordRefusal(t *conductor.Task, principal string, access 
 		reason = fe.Reason
 	}
 	u.Refusals.Refused(refusalKeyPrefix+principal, principal, &schemas.AccessDenied{
-		Access: string(access), TargetType: auth.TargetSecret, TargetID: boundedText(name), Reason: boundedText(reason),
+		Access: string(access), TargetType: auth.TargetSecret, TargetID: audit.Bounded(name), Reason: audit.Bounded(reason),
 		Time: time.Now().UnixMilli(), By: principal, Workflow: t.WorkflowInstanceID, Task: t.TaskID})
-}
-
-func boundedText(s string) string {
-	if len(s) <= maxRefusalText {
-		return s
-	}
-	return s[:maxRefusalText] + "…"
 }
 
 // terminal is a failure no retry mends.
