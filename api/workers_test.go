@@ -396,7 +396,9 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 // over HTTP asks (the WORKER role, EXECUTE on the task type), and every
 // start published with them what starting over HTTP asks: a principal that
 // lost its grant, its role or itself takes no task, its secrets resolved,
-// and starts no workflow.
+// and starts no workflow. Credentials whose principal is gone are
+// disconnected and refused: their connection would still fetch and
+// acknowledge the queue's announcements.
 func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 	t.Parallel()
 	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
@@ -411,13 +413,15 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 		// mayStart: starting needs EXECUTE on the workflow, not the
 		// WORKER role.
 		mayStart bool
+		// gone: the principal no longer exists.
+		gone bool
 	}{
 		{name: "grant revoked", lose: func(appID, taskType string) {
 			send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
 			send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "WORKFLOW_DEF", "flow_"+taskType, `["EXECUTE"]`))
 		}},
 		{name: "role removed", lose: func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID+"/roles/WORKER", "") }, mayStart: true},
-		{name: "application deleted", lose: func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID, "") }},
+		{name: "application deleted", lose: func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID, "") }, gone: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			taskType := strings.ReplaceAll(tc.name, " ", "_")
@@ -430,7 +434,12 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 			send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "WORKFLOW_DEF", flow, `["EXECUTE"]`))
 			worker := client{t, base, token}
 			c := issue(t, worker, `{"taskTypes":["`+taskType+`"],"startWorkflows":["`+flow+`"]}`)
-			nc, err := workers.Connect(n.Log().ClientURL(), []byte(c.Creds))
+			connect := func(opts ...nats.Option) (*nats.Conn, error) {
+				quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
+				return workers.Connect(n.Log().ClientURL(), []byte(c.Creds), append(opts, nats.NoReconnect(), quiet)...)
+			}
+			closed := make(chan struct{})
+			nc, err := connect(nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -458,6 +467,14 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 
 			tc.lose(appID, taskType)
 			run := send(t, admin, "POST", "/api/workflow/"+flow, `{}`)
+			if tc.gone {
+				<-closed // the test binary's timeout catches a connection left open
+				if nc, err := connect(); err == nil {
+					nc.Close()
+					t.Fatal("credentials of a deleted application connected")
+				}
+				return
+			}
 			r := poll()
 			if r.Task != nil || r.Error == nil || r.Error.Code != workers.CodeForbidden {
 				t.Fatalf("poll after the rights went: a task %t, error %+v; want %s", r.Task != nil, r.Error, workers.CodeForbidden)

@@ -20,16 +20,20 @@ import (
 //
 // The server decides what a connection may subscribe to when it
 // connects, so credentials that subscribe to events are also refused
-// while their principal may not hold them (Subscribers): a demoted admin's
-// subscriber is disconnected, and connects again if the role comes back.
+// while their principal may not hold them (Entitlements): a demoted
+// admin's subscriber is disconnected, and connects again if the role comes
+// back. Credentials whose principal no longer exists are refused too: the
+// engines refuse their takes and results, but the connection would still
+// fetch and acknowledge its queue's announcements, which a rightful
+// worker then waits for until they are sent again.
 type Gate struct {
-	authority   *Authority
-	ns          *server.Server
-	ledger      *Ledger
-	subscribers Subscribers
-	logger      *slog.Logger
-	now         func() time.Time
-	kick        chan struct{}
+	authority    *Authority
+	ns           *server.Server
+	ledger       *Ledger
+	entitlements Entitlements
+	logger       *slog.Logger
+	now          func() time.Time
+	kick         chan struct{}
 
 	mu      sync.Mutex
 	applied map[string]int64 // nil until the first Sync
@@ -44,16 +48,18 @@ func NewGate(a *Authority, ns *server.Server, ledger *Ledger, logger *slog.Logge
 		now: time.Now, kick: make(chan struct{}, 1)}
 }
 
-// Subscribers says whether a principal may still hold credentials that
-// subscribe to events (issuing them needs as much).
-type Subscribers interface {
+// Entitlements says what credentials a principal may still hold: any,
+// while it exists; credentials that subscribe to events, while it may be
+// issued them.
+type Entitlements interface {
+	Exists(ctx context.Context, principal string) (bool, error)
 	MaySubscribe(ctx context.Context, principal string) (bool, error)
 }
 
-// RefuseSubscribersWithout makes Sync refuse subscribe credentials whose
-// principal s says no longer may hold them. Call Notify when its answers
-// may have changed. It must be called before Run.
-func (g *Gate) RefuseSubscribersWithout(s Subscribers) { g.subscribers = s }
+// RefuseUnentitled makes Sync refuse the credentials e says their
+// principal may no longer hold. Call Notify when its answers may have
+// changed. It must be called before Run.
+func (g *Gate) RefuseUnentitled(e Entitlements) { g.entitlements = e }
 
 // Sync gives the server the ledger's revocation list now, if it changed
 // (the first call opens the workers account).
@@ -107,23 +113,27 @@ func (g *Gate) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// refuseUnentitled adds to revoked the subscribe credentials whose
-// principal may no longer hold them.
+// refuseUnentitled adds to revoked the credentials whose principal may no
+// longer hold them.
 func (g *Gate) refuseUnentitled(revoked map[string]int64, now time.Time) error {
-	if g.subscribers == nil {
+	if g.entitlements == nil {
 		return nil
 	}
-	subscribing, err := g.ledger.List(func(c Issued) bool {
+	active, err := g.ledger.List(func(c Issued) bool {
 		_, gone := revoked[c.User]
-		return len(c.Subscribe) > 0 && !gone && c.RevokedAt == 0 && !c.Expired(now)
+		return !gone && c.RevokedAt == 0 && !c.Expired(now)
 	})
 	if err != nil {
-		return fmt.Errorf("subscribe credentials: %w", err)
+		return fmt.Errorf("credentials: %w", err)
 	}
-	for _, c := range subscribing {
-		ok, err := g.subscribers.MaySubscribe(context.Background(), c.IssuedBy)
+	ctx := context.Background()
+	for _, c := range active {
+		ok, err := g.entitlements.Exists(ctx, c.IssuedBy)
+		if err == nil && ok && len(c.Subscribe) > 0 {
+			ok, err = g.entitlements.MaySubscribe(ctx, c.IssuedBy)
+		}
 		if err != nil {
-			return fmt.Errorf("subscribe credentials %s: %w", c.User, err)
+			return fmt.Errorf("credentials %s: %w", c.User, err)
 		}
 		if !ok {
 			revoked[c.User] = c.refusedUntil()

@@ -34,7 +34,7 @@ func (n *Node) startWorkerCreds(ctx, runCtx context.Context) error {
 	proj := natsauth.Projection{}
 	if n.nats != nil {
 		c.gate = natsauth.NewGate(n.nats, n.log.EmbeddedServer(), c.ledger, n.logger)
-		c.gate.RefuseSubscribersWithout(subscribers{principals: n.auth.store, insecure: n.cfg.Insecure})
+		c.gate.RefuseUnentitled(entitlements{principals: n.auth.store, insecure: n.cfg.Insecure})
 		proj.Notify = c.gate.Notify
 		n.gate.Store(c.gate)
 	}
@@ -67,19 +67,30 @@ func (n *Node) notifyGate() {
 	}
 }
 
-// subscribers answers whether a principal may still hold credentials
-// that subscribe to events: an admin's (api/workers.go issues them to
-// admins alone).
-type subscribers struct {
+// entitlements answers what credentials a principal may still hold: any
+// while it exists, and those that subscribe to events while it is an
+// admin (api/workers.go issues them to admins alone).
+type entitlements struct {
 	principals principals
 	insecure   bool
 }
 
-func (s subscribers) MaySubscribe(ctx context.Context, principal string) (bool, error) {
-	if s.insecure {
+func (e entitlements) Exists(ctx context.Context, principal string) (bool, error) {
+	if e.insecure {
 		return true, nil
 	}
-	p, err := s.principals.Principal(ctx, principal)
+	_, err := e.principals.Principal(ctx, principal)
+	if errors.Is(err, fault.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (e entitlements) MaySubscribe(ctx context.Context, principal string) (bool, error) {
+	if e.insecure {
+		return true, nil
+	}
+	p, err := e.principals.Principal(ctx, principal)
 	switch {
 	case errors.Is(err, fault.ErrNotFound):
 		return false, nil
