@@ -481,8 +481,6 @@ func (p *protection) substitute(v any) any {
 	return v
 }
 
-func (p *protection) redactMap(m map[string]any) map[string]any { return p.m.get().Map(m) }
-
 // deferSealed turns the copies of values sealed in this pass that a task's
 // input embeds in text ("Bearer <token>" from "Bearer
 // ${t.output._secrets.token}", scheduled by the decision that took in the
