@@ -3,6 +3,7 @@ package auth_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"slices"
 	"strings"
@@ -264,5 +265,62 @@ func TestProjectionRefusesMisplacedEvents(t *testing.T) {
 	err = r.Run(testutil.Context(t, 10*time.Second))
 	if !errors.Is(err, projections.ErrPoison) || !strings.Contains(err.Error(), "belongs on") {
 		t.Fatalf("run = %v", err)
+	}
+}
+
+// deleteOnly appends the deletion of a user or group alone, as a
+// deletion that failed before its grants and memberships went leaves it.
+func deleteOnly(t *testing.T, l *eventlog.Log, subject string, ev schemas.Event) {
+	t.Helper()
+	ctx := testutil.Context(t, 10*time.Second)
+	env, err := schemas.Default.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ID = rand.Text()
+	seq, err := l.LastSeq(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, subject, []schemas.Envelope{env}, seq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A user or group created again under a deleted one's id holds none of
+// its grants or members, also when the deletion stopped half-way (it
+// appends the deletion, then revokes grants and memberships apart).
+func TestRecreatedIDStartsClean(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	e := newEngine(t, l)
+	s, ctx := e.auth, testutil.Context(t, 60*time.Second)
+	target := auth.Target{Type: "SECRET_NAME", ID: "db"}
+	must[auth.User](t)(s.UpsertUser(ctx, "eve@x", auth.UserRequest{Name: "Eve"}, "root"))
+	must[auth.User](t)(s.UpsertUser(ctx, "bob@x", auth.UserRequest{Name: "Bob"}, "root"))
+	must[auth.Group](t)(s.UpsertGroup(ctx, "ops", auth.GroupRequest{Description: "ops"}, "root"))
+	if err := s.ChangeMembers(ctx, "ops", []string{"eve@x", "bob@x"}, false, "root"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []auth.Subject{{Type: auth.SubjectUser, ID: "eve@x"}, {Type: auth.SubjectGroup, ID: "ops"}} {
+		if err := s.Grant(ctx, auth.Grant{Subject: sub, Target: target, Access: []auth.Access{auth.Read}}, "root"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleteOnly(t, l, auth.GroupSubject("ops"), &schemas.GroupDeleted{ID: "ops", By: "root"})
+	deleteOnly(t, l, auth.UserSubject("eve@x"), &schemas.UserDeleted{ID: "eve@x", By: "root"})
+	e.caughtUp(t, l)
+
+	must[auth.User](t)(s.UpsertUser(ctx, "eve@x", auth.UserRequest{Name: "Another Eve"}, "root"))
+	must[auth.Group](t)(s.UpsertGroup(ctx, "ops", auth.GroupRequest{Description: "new ops"}, "root"))
+	for _, sub := range []auth.Subject{{Type: auth.SubjectUser, ID: "eve@x"}, {Type: auth.SubjectGroup, ID: "ops"}} {
+		if grants := must[[]auth.Grant](t)(s.GrantsTo(ctx, sub, "")); len(grants) != 0 {
+			t.Errorf("%s created again holds %v", sub.ID, grants)
+		}
+	}
+	for _, id := range []string{"eve@x", "bob@x"} {
+		if u := must[auth.User](t)(s.GetUser(ctx, id)); len(u.Groups) != 0 {
+			t.Errorf("%s is in %v after ops was created again", id, u.Groups)
+		}
 	}
 }

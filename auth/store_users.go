@@ -96,6 +96,9 @@ func (s *Store) UpsertUser(ctx context.Context, id string, req UserRequest, by s
 			return User{}, err
 		}
 	}
+	if err := s.startClean(ctx, Subject{Type: SubjectUser, ID: id}, by); err != nil {
+		return User{}, err
+	}
 	err = update(ctx, s, UserSubject(id), by, newUser, func(*userState) ([]schemas.Event, error) {
 		return []schemas.Event{&schemas.UserUpserted{ID: id, Name: req.Name, Roles: roles, Groups: groups, Time: s.millis(), By: by}}, nil
 	})
@@ -212,6 +215,9 @@ func (s *Store) UpsertGroup(ctx context.Context, id string, req GroupRequest, by
 		defaults = append(defaults, schemas.DefaultAccess{TargetType: tt, Access: accessStrings(parsed)})
 	}
 	sort.Slice(defaults, func(i, j int) bool { return defaults[i].TargetType < defaults[j].TargetType })
+	if err := s.startClean(ctx, Subject{Type: SubjectGroup, ID: id}, by); err != nil {
+		return Group{}, err
+	}
 	err = update(ctx, s, GroupSubject(id), by, newGroup, func(*groupState) ([]schemas.Event, error) {
 		return []schemas.Event{&schemas.GroupUpserted{ID: id, Description: req.Description, Roles: roles,
 			DefaultAccess: defaults, Time: s.millis(), By: by}}, nil
@@ -292,6 +298,36 @@ func (s *Store) DeleteGroup(ctx context.Context, id, by string) error {
 		return err
 	}
 	return s.RevokeAll(ctx, Subject{Type: SubjectGroup, ID: id}, "", by)
+}
+
+// startClean clears what a deleted user or group of sub's id left behind
+// before the id is created again: its deletion appends the deletion, then
+// revokes its grants and (a group) its members' memberships, each an
+// append of its own, and one that failed half-way would hand a new user
+// or group of the same id the old one's rights. Grants and memberships
+// need their subject to exist, so an id that does not exist holds only
+// leftovers. An existing one is left alone.
+func (s *Store) startClean(ctx context.Context, sub Subject, by string) error {
+	var err error
+	switch sub.Type {
+	case SubjectUser:
+		_, err = s.GetUser(ctx, sub.ID)
+	case SubjectGroup:
+		_, err = s.group(sub.ID)
+	}
+	if !errors.Is(err, fault.ErrNotFound) {
+		return err
+	}
+	if sub.Type == SubjectGroup {
+		members, err := s.memberIDs(sub.ID)
+		if err != nil {
+			return err
+		}
+		if err := s.setMembership(ctx, sub.ID, members, true, by); err != nil {
+			return err
+		}
+	}
+	return s.RevokeAll(ctx, sub, "", by)
 }
 
 // ChangeMembers adds users or applications ("app:<id>") to a group (or,
