@@ -156,6 +156,14 @@ func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, princ
 	}
 	clean := *def
 	clean.CreatedBy, clean.UpdatedBy, clean.CreateTime, clean.UpdatedTime, clean.PausedReason, clean.Tags = "", "", 0, 0, "", nil
+	if def.StartWorkflowRequest != nil {
+		// Its runs start as the principal that saves it, whatever the
+		// request says: a createdBy naming another (an admin) would read
+		// as though it ran as them.
+		req := *def.StartWorkflowRequest
+		req.CreatedBy = principal
+		clean.StartWorkflowRequest = &req
+	}
 	raw, err := json.Marshal(clean)
 	if err != nil {
 		return err

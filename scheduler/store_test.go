@@ -71,6 +71,28 @@ func TestPauseReasonCannotPassForSecurityPause(t *testing.T) {
 	}
 }
 
+// A schedule's start request names who its runs start as: the principal
+// that saved it, not whom the request claims.
+func TestSavedRequestNamesItsOwner(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t)
+	def := &conductor.WorkflowSchedule{Name: "claimed", CronExpression: "0 0 0 * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w", CreatedBy: "app:bootstrap-admin"}}
+	if err := s.Save(ctx, def, "app:alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.load(ctx, "claimed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Def.StartWorkflowRequest.CreatedBy; got != "app:alice" || st.Owner() != "app:alice" {
+		t.Fatalf("the saved request's createdBy %q, owner %q; want app:alice", got, st.Owner())
+	}
+	if def.StartWorkflowRequest.CreatedBy != "app:bootstrap-admin" {
+		t.Fatal("Save changed the caller's schedule")
+	}
+}
+
 // Pausing all schedules pauses each that runs, in its own log, and
 // resuming all resumes those and only those: a schedule paused on its own,
 // or by the firer for a right its owner lost, stays paused.
