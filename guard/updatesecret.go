@@ -2,6 +2,7 @@ package guard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -48,8 +49,11 @@ type UpdateSecret struct {
 func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult {
 	in, _ := t.InputData["_secrets"].(map[string]any)
 	name, _ := in["secretKey"].(string)
-	value, _ := in["secretValue"].(string)
-	if name == "" || value == "" {
+	value, err := secretValueOf(in["secretValue"])
+	switch {
+	case err != nil:
+		return *terminal("UPDATE_SECRET %s: _secrets.secretValue %v", t.ReferenceTaskName, err)
+	case name == "" || value == "":
 		return *terminal("UPDATE_SECRET %s needs _secrets.secretKey and _secrets.secretValue", t.ReferenceTaskName)
 	}
 	principals := executor.PrincipalsFrom(ctx)
@@ -66,7 +70,6 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 	// expects, where a REST client is told to send it again (409).
 	deadline := time.Now().Add(updateRetryBudget)
 	backoff := 10 * time.Millisecond
-	var err error
 	for {
 		var res *conductor.TaskResult
 		if res, err = u.write(ctx, t, name, v, principals); res != nil {
@@ -148,6 +151,34 @@ func (u UpdateSecret) recordRefusal(t *conductor.Task, principal string, access 
 	u.Refusals.Refused(refusalKeyPrefix+principal, principal, &schemas.AccessDenied{
 		Access: string(access), TargetType: auth.TargetSecret, TargetID: audit.Bounded(name), Reason: audit.Bounded(reason),
 		Time: time.Now().UnixMilli(), By: principal, Workflow: t.WorkflowInstanceID, Task: t.TaskID})
+}
+
+// secretValueOf is the text UPDATE_SECRET stores: a string as it is, a
+// number or a boolean as JSON writes it (Orkes reads the field into a
+// String, which Jackson coerces them to). An object or a list is refused
+// (its type named, never its content): which text of it was meant is
+// anyone's guess.
+func secretValueOf(v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	case bool, int64, float64, json.Number:
+		b, err := json.Marshal(v)
+		return string(b), err
+	}
+	return "", fmt.Errorf("is %s, not text", kindOf(v))
+}
+
+func kindOf(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	}
+	return fmt.Sprintf("a %T", v)
 }
 
 // terminal is a failure no retry mends.

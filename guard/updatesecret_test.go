@@ -227,3 +227,41 @@ func TestUpdateSecretRefusalIsRecorded(t *testing.T) {
 		t.Fatalf("refused without an audit log: %s", res.Status)
 	}
 }
+
+// A value that is not a string is stored as JSON writes it when it is a
+// number or a boolean, as Orkes coerces it; an object or a list fails the
+// task saying so, without quoting it; a missing field says it is missing.
+func TestUpdateSecretValueTypes(t *testing.T) {
+	ctx := testutil.Context(t, 60*time.Second)
+	s, _ := openStore(t, ctx)
+	for _, tt := range []struct {
+		value      any
+		wantStored string
+		wantReason string
+	}{
+		{"text-value", "text-value", ""},
+		{int64(123456), "123456", ""},
+		{true, "true", ""},
+		{map[string]any{"pw": "hunter22-inner"}, "", "_secrets.secretValue is an object, not text"},
+		{[]any{"hunter22-inner"}, "", "_secrets.secretValue is a list, not text"},
+		{nil, "", "needs _secrets.secretKey and _secrets.secretValue"},
+	} {
+		in := map[string]any{"secretKey": "typed"}
+		if tt.value != nil {
+			in["secretValue"] = tt.value
+		}
+		res := UpdateSecret{Store: s, Authz: allowAll{}}.Execute(executor.WithPrincipals(ctx, []string{"admin"}),
+			&conductor.Task{ReferenceTaskName: "set", InputData: map[string]any{"_secrets": in}})
+		if tt.wantReason != "" {
+			if res.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(res.ReasonForIncompletion, tt.wantReason) ||
+				strings.Contains(res.ReasonForIncompletion, "hunter22") {
+				t.Errorf("%v: %s %q, want failed with %q", tt.value, res.Status, res.ReasonForIncompletion, tt.wantReason)
+			}
+			continue
+		}
+		v, _, err := s.Read(ctx, "typed")
+		if res.Status != conductor.TaskCompleted || err != nil || string(v.Bytes()) != tt.wantStored {
+			t.Errorf("%v: %s %q, stored %v (%v), want %q", tt.value, res.Status, res.ReasonForIncompletion, v, err, tt.wantStored)
+		}
+	}
+}
