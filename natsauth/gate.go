@@ -48,12 +48,11 @@ func NewGate(a *Authority, ns *server.Server, ledger *Ledger, logger *slog.Logge
 		now: time.Now, kick: make(chan struct{}, 1)}
 }
 
-// Entitlements says what credentials a principal may still hold: any,
-// while it exists; credentials that subscribe to events, while it may be
-// issued them.
+// Entitlements says whether a principal may still hold credentials: any,
+// while it exists; with subscribe, those that subscribe to events, while
+// it may be issued them.
 type Entitlements interface {
-	Exists(ctx context.Context, principal string) (bool, error)
-	MaySubscribe(ctx context.Context, principal string) (bool, error)
+	MayHold(ctx context.Context, principal string, subscribe bool) (bool, error)
 }
 
 // RefuseUnentitled makes Sync refuse the credentials e says their
@@ -128,10 +127,7 @@ func (g *Gate) refuseUnentitled(revoked map[string]int64, now time.Time) error {
 	}
 	ctx := context.Background()
 	for _, c := range active {
-		ok, err := g.entitlements.Exists(ctx, c.IssuedBy)
-		if err == nil && ok && len(c.Subscribe) > 0 {
-			ok, err = g.entitlements.MaySubscribe(ctx, c.IssuedBy)
-		}
+		ok, err := g.entitlements.MayHold(ctx, c.IssuedBy, len(c.Subscribe) > 0)
 		if err != nil {
 			return fmt.Errorf("credentials %s: %w", c.User, err)
 		}

@@ -67,26 +67,15 @@ func (n *Node) notifyGate() {
 	}
 }
 
-// entitlements answers what credentials a principal may still hold: any
-// while it exists, and those that subscribe to events while it is an
+// entitlements answers whether a principal may still hold credentials:
+// any while it exists, and those that subscribe to events while it is an
 // admin (api/workers.go issues them to admins alone).
 type entitlements struct {
 	principals principals
 	insecure   bool
 }
 
-func (e entitlements) Exists(ctx context.Context, principal string) (bool, error) {
-	if e.insecure {
-		return true, nil
-	}
-	_, err := e.principals.Principal(ctx, principal)
-	if errors.Is(err, fault.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (e entitlements) MaySubscribe(ctx context.Context, principal string) (bool, error) {
+func (e entitlements) MayHold(ctx context.Context, principal string, subscribe bool) (bool, error) {
 	if e.insecure {
 		return true, nil
 	}
@@ -97,7 +86,7 @@ func (e entitlements) MaySubscribe(ctx context.Context, principal string) (bool,
 	case err != nil:
 		return false, err
 	}
-	return p.IsAdmin(), nil
+	return !subscribe || p.IsAdmin(), nil
 }
 
 // credentialIssuer is what the API issues and revokes worker credentials
