@@ -174,6 +174,10 @@ func TestInlineTaskDefinitionLimits(t *testing.T) {
 	if len(tasks) != 1 {
 		t.Fatalf("%d tasks handed out, want the inline definition's 1", len(tasks))
 	}
+	// The task shows the limit it is under, as Conductor's Task JSON does.
+	if got := tasks[0]; got.RateLimitPerFrequency != 1 || got.RateLimitFrequencyInSeconds != 3600 {
+		t.Fatalf("task shows rate limit %d per %d s, want 1 per 3600", got.RateLimitPerFrequency, got.RateLimitFrequencyInSeconds)
+	}
 }
 
 // A task definition's concurrentExecLimit holds across engines: of five

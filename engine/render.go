@@ -60,7 +60,8 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		CorrelationID: w.CorrelationID, RetryCount: t.RetryCount, Retried: t.Retried, RetriedTaskID: t.RetriedTaskID,
 		Seq: t.Seq, PollCount: t.PollCount, ScheduledTime: t.ScheduledTime, StartTime: t.StartTime, EndTime: t.EndTime,
 		UpdateTime: t.UpdateTime, FirstStartTime: t.FirstStartTime, CallbackAfterSeconds: t.CallbackAfterSeconds,
-		ResponseTimeoutSeconds: t.Policy.ResponseTimeoutSeconds, WorkerID: t.WorkerID, ReasonForIncompletion: t.Reason,
+		ResponseTimeoutSeconds: t.Policy.ResponseTimeoutSeconds, RateLimitPerFrequency: t.Policy.RateLimitPerFrequency,
+		RateLimitFrequencyInSeconds: t.Policy.RateLimitFrequencyInSeconds, WorkerID: t.WorkerID, ReasonForIncompletion: t.Reason,
 		Domain: t.Domain, Executed: conductor.TaskTerminal(t.Status), Iteration: t.Iteration, SubWorkflowID: t.SubWorkflowID,
 		ParentTaskID: t.ParentTaskID, WorkflowPriority: w.Priority, TaskDefinition: json.RawMessage(t.TaskDef),
 	}

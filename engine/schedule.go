@@ -329,6 +329,7 @@ func policyOf(e conductor.EffectiveTaskDef) schemas.TaskPolicy {
 		BackoffScaleFactor: e.BackoffScaleFactor, MaxRetryDelaySeconds: e.MaxRetryDelaySeconds, BackoffJitterMs: e.BackoffJitterMs,
 		TimeoutSeconds: e.TimeoutSeconds, TotalTimeoutSeconds: e.TotalTimeoutSeconds, TimeoutPolicy: e.TimeoutPolicy,
 		ResponseTimeoutSeconds: e.ResponseTimeoutSeconds, PollTimeoutSeconds: e.PollTimeoutSeconds,
+		RateLimitPerFrequency: e.RateLimitPerFrequency, RateLimitFrequencyInSeconds: e.RateLimitFrequencyInSeconds,
 	}
 }
 

@@ -17,7 +17,8 @@ func (p TaskPolicy) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
 	w.MapLen(0, p.RetryCount != 0, p.RetryLogic != "", p.RetryDelaySeconds != 0, p.BackoffScaleFactor != 0,
 		p.MaxRetryDelaySeconds != 0, p.BackoffJitterMs != 0, p.TimeoutSeconds != 0, p.TotalTimeoutSeconds != 0,
-		p.TimeoutPolicy != "", p.ResponseTimeoutSeconds != 0, p.PollTimeoutSeconds != 0)
+		p.TimeoutPolicy != "", p.ResponseTimeoutSeconds != 0, p.PollTimeoutSeconds != 0,
+		p.RateLimitPerFrequency != 0, p.RateLimitFrequencyInSeconds != 0)
 	w.Int("rc", p.RetryCount, true)
 	w.Str("rl", p.RetryLogic, true)
 	w.Int64("rd", p.RetryDelaySeconds, true)
@@ -29,6 +30,8 @@ func (p TaskPolicy) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Str("tp", p.TimeoutPolicy, true)
 	w.Int64("rto", p.ResponseTimeoutSeconds, true)
 	w.Int64("pto", p.PollTimeoutSeconds, true)
+	w.Int("rlp", p.RateLimitPerFrequency, true)
+	w.Int("rlf", p.RateLimitFrequencyInSeconds, true)
 	return w.Err()
 }
 

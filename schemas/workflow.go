@@ -46,6 +46,10 @@ type TaskPolicy struct {
 	TimeoutPolicy          string `msgpack:"tp,omitempty"`
 	ResponseTimeoutSeconds int64  `msgpack:"rto,omitempty"`
 	PollTimeoutSeconds     int64  `msgpack:"pto,omitempty"`
+	// Shown in the Task JSON; the limit itself is the definition's when
+	// the task is taken.
+	RateLimitPerFrequency       int `msgpack:"rlp,omitempty"`
+	RateLimitFrequencyInSeconds int `msgpack:"rlf,omitempty"`
 }
 
 // TaskScheduled adds a task instance to the workflow.

@@ -1,6 +1,7 @@
 package conductor
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -203,6 +204,10 @@ type EffectiveTaskDef struct {
 	ResponseTimeoutSeconds int64
 	PollTimeoutSeconds     int64
 	InputTemplate          map[string]any
+	// A task carries its definition's rate limit, as Conductor's Task
+	// JSON shows it; both 0 when there is none.
+	RateLimitPerFrequency       int
+	RateLimitFrequencyInSeconds int
 }
 
 // Conductor's TaskDef defaults (TaskDef.java).
@@ -250,6 +255,9 @@ func (d *TaskDef) Effective(system bool) EffectiveTaskDef {
 	e.MaxRetryDelaySeconds, e.BackoffJitterMs = d.MaxRetryDelaySeconds, d.BackoffJitterMs
 	e.TimeoutSeconds, e.TotalTimeoutSeconds = d.TimeoutSeconds, d.TotalTimeoutSeconds
 	e.InputTemplate = d.InputTemplate
+	if d.RateLimitPerFrequency > 0 {
+		e.RateLimitPerFrequency, e.RateLimitFrequencyInSeconds = d.RateLimitPerFrequency, cmp.Or(d.RateLimitFrequencyInSeconds, 1)
+	}
 	return e
 }
 
