@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
@@ -560,7 +561,54 @@ func TestRetries(t *testing.T) {
 				fw[0].Input["failureStatus"] != "FAILED" || fw[0].Input["orig"] != true || fw[0].Input["failureTaskId"] != h.task("t").ID {
 				t.Fatalf("failure workflow effect = %+v", fw)
 			}
+			// As Conductor: the failure workflow gets the failed one as
+			// every read shows it, and the failed one names it.
+			failed, _ := fw[0].Input["failedWorkflow"].(map[string]any)
+			if failed["workflowId"] != "wf-1" || failed["status"] != "FAILED" || len(failed["tasks"].([]any)) != 4 {
+				t.Fatalf("failedWorkflow = %v", failed)
+			}
+			if id := h.w.Output[engine.FailureWorkflowOutputKey]; id != fw[0].WorkflowID {
+				t.Fatalf("output names failure workflow %v, started %s", id, fw[0].WorkflowID)
+			}
 		})
+	}
+}
+
+// The failed workflow a failure workflow gets is the masked view: its
+// _secrets and _masked data read "***" there as in every read; one too
+// large for the log is left out (the failure workflow reads it by id).
+func TestFailedWorkflowIsMasked(t *testing.T) {
+	def := `{"name":"m","failureWorkflow":"cleanup","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b"}]}`
+	h := newHarness(t, def, map[string]any{"_masked": "card-4242"}, `{"name":"b","retryCount":0}`)
+	h.complete("a", map[string]any{"_secrets": map[string]any{"token": "tok-98f1"}, "plain": "p"})
+	h.report("b", conductor.TaskFailed, nil, "broken")
+	h.wantStatus(conductor.WorkflowFailed)
+	fw := effectsOf[engine.StartWorkflow](h.last)
+	if len(fw) != 1 {
+		t.Fatalf("starts %+v", fw)
+	}
+	failed, err := json.Marshal(fw[0].Input["failedWorkflow"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plain := range []string{"tok-98f1", "card-4242"} {
+		if strings.Contains(string(failed), plain) {
+			t.Fatalf("failedWorkflow shows %q: %s", plain, failed)
+		}
+	}
+	if !strings.Contains(string(failed), `"plain":"p"`) {
+		t.Fatalf("failedWorkflow lost the task's output: %s", failed)
+	}
+
+	big := strings.Repeat("x", 300<<10)
+	h = newHarness(t, def, nil, `{"name":"a","retryCount":0}`)
+	h.report("a", conductor.TaskFailed, map[string]any{"big": big}, "broken")
+	fw = effectsOf[engine.StartWorkflow](h.last)
+	if len(fw) != 1 || fw[0].Input["workflowId"] != h.w.ID {
+		t.Fatalf("starts %+v", fw)
+	}
+	if _, ok := fw[0].Input["failedWorkflow"]; ok {
+		t.Fatal("a failed workflow too large for the log was passed whole")
 	}
 }
 

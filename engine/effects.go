@@ -241,7 +241,7 @@ func terminalEffects(w *Workflow) []Effect {
 // workflow starts, if its definition names one.
 func failureWorkflow(w *Workflow) *StartWorkflow {
 	def, err := w.Def()
-	if err != nil || def.FailureWorkflow == "" || w.Status == conductor.WorkflowCompleted || w.NoFailureWorkflow {
+	if err != nil || !startsFailureWorkflow(def, w.Status, w.NoFailureWorkflow) {
 		return nil
 	}
 	input := copyMap(w.Input)
@@ -253,8 +253,39 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 			input["failureTaskId"] = t.ID
 		}
 	}
+	if failed := failedWorkflowView(w); failed != nil {
+		input["failedWorkflow"] = failed
+	}
 	depth, refused := startedBy(w)
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
 		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs,
 		Depth: depth, Refused: refused}
+}
+
+// startsFailureWorkflow reports whether a workflow of def that ends with
+// status starts def's failure workflow; refused: its end asked for none
+// (a terminate with triggerFailureWorkflow=false).
+func startsFailureWorkflow(def *conductor.WorkflowDef, status string, refused bool) bool {
+	return def.FailureWorkflow != "" && status != conductor.WorkflowCompleted && !refused
+}
+
+// maxFailedWorkflowJSON bounds the failed workflow a failure workflow gets
+// in its input (failedWorkflow): a larger one would make the start too
+// large for the log, and the failure workflow would not run at all. It
+// reads the workflow by its workflowId instead.
+const maxFailedWorkflowJSON = 256 << 10
+
+// failedWorkflowView is w as every read path shows it (masked), for its
+// failure workflow's input, as Conductor passes it; nil past
+// maxFailedWorkflowJSON.
+func failedWorkflowView(w *Workflow) map[string]any {
+	b, err := json.Marshal(w.Conductor(true))
+	if err != nil || len(b) > maxFailedWorkflowJSON {
+		return nil
+	}
+	var view map[string]any
+	if err := conductor.Unmarshal(b, &view); err != nil {
+		return nil
+	}
+	return view
 }

@@ -795,7 +795,8 @@ func TestRerunRestartsTheWorkflowTimeout(t *testing.T) {
 }
 
 // Fail, what an executor records when the log refuses a decision, ends a
-// running or paused workflow FAILED without output, cancelling what runs
+// running or paused workflow FAILED without output (but the failure
+// workflow's id), cancelling what runs
 // and starting the failure workflow; an ended workflow stays as it is.
 func TestFail(t *testing.T) {
 	def := `{"name":"f","failureWorkflow":"cleanup","outputParameters":{"o":"${a.output.x}"},
@@ -807,7 +808,8 @@ func TestFail(t *testing.T) {
 		}
 		d := h.decide(engine.Fail{Reason: "too large"})
 		h.wantStatus(conductor.WorkflowFailed)
-		if h.w.Reason != "too large" || len(h.w.Output) != 0 || h.task("a").Status != conductor.TaskCanceled {
+		if h.w.Reason != "too large" || len(h.w.Output) != 1 || h.w.Output[engine.FailureWorkflowOutputKey] == nil ||
+			h.task("a").Status != conductor.TaskCanceled {
 			t.Fatalf("reason %q, output %v, a %s", h.w.Reason, h.w.Output, h.task("a").Status)
 		}
 		if starts := effectsOf[engine.StartWorkflow](d); len(starts) != 1 || starts[0].Name != "cleanup" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 
 	"github.com/flowvault/flowvault/fault"
@@ -323,6 +324,10 @@ func canceledBy(status string) string { return "workflow " + status }
 
 // finish moves the workflow to a terminal status: cancels what is still
 // running, computes the output (unless given), and lists the consequences.
+// FailureWorkflowOutputKey names, in the output of a workflow that started
+// its failure workflow, that workflow's id.
+const FailureWorkflowOutputKey = "conductor.failure_workflow"
+
 func (d *decision) finish(status, reason string, output map[string]any) {
 	for _, t := range d.w.Tasks {
 		if t.Active() {
@@ -332,6 +337,11 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 	}
 	if output == nil {
 		output = d.workflowOutput()
+	}
+	if startsFailureWorkflow(d.plan.def, status, d.noFailureWorkflow) {
+		// As Conductor links a failed workflow to its failure workflow.
+		output = maps.Clone(output)
+		output[FailureWorkflowOutputKey] = failureWorkflowID(d.w)
 	}
 	ev := &schemas.WorkflowStatusChanged{Status: status, Reason: reason, Output: output, NoFailureWorkflow: d.noFailureWorkflow, Time: d.now}
 	if status == conductor.WorkflowFailed || status == conductor.WorkflowTimedOut {
