@@ -291,11 +291,13 @@ func TestWait(t *testing.T) {
 	external.complete("wait", map[string]any{"ok": true})
 	external.wantStatus(conductor.WorkflowCompleted)
 
-	for _, d := range []string{"soon", "5 monkeys", "5 ms", "10"} {
+	// A number is no duration (seconds? milliseconds?): it fails the task
+	// as the text "10" does, where it used to wait for ever.
+	for _, d := range []any{"soon", "5 monkeys", "5 ms", "10", 10, true} {
 		bad := newHarness(t, def, map[string]any{"d": d})
 		bad.wantTask("wait", conductor.TaskFailedWithTerminalError)
 		bad.wantStatus(conductor.WorkflowFailed)
-		if !strings.Contains(bad.w.Reason, d) {
+		if !strings.Contains(bad.w.Reason, fmt.Sprint(d)) {
 			t.Fatalf("reason %q does not name the bad duration", bad.w.Reason)
 		}
 	}
@@ -648,6 +650,22 @@ func TestTimeouts(t *testing.T) {
 		h.wantStatus(conductor.WorkflowTimedOut)
 		h.wantRefs("t")
 	})
+	// A WAIT named after a task definition times out by its timeoutSeconds
+	// before it wakes (or with no wake-up at all), as Conductor applies a
+	// definition to every task of its name.
+	for _, input := range []string{`{"duration":"1 hour"}`, `{}`} {
+		t.Run("WAIT "+input, func(t *testing.T) {
+			h := newHarness(t, `{"name":"w","tasks":[{"name":"wait_to","taskReferenceName":"w","type":"WAIT","inputParameters":`+input+`}]}`, nil,
+				`{"name":"wait_to","timeoutSeconds":2,"timeoutPolicy":"TIME_OUT_WF"}`)
+			if dl := engine.Deadlines(h.w); len(dl) == 0 || dl[0] != epoch.Add(2*time.Second).UnixMilli() {
+				t.Fatalf("deadlines %v", dl)
+			}
+			h.advance(2 * time.Second)
+			h.decide(engine.Tick{})
+			h.wantTask("w", conductor.TaskTimedOut)
+			h.wantStatus(conductor.WorkflowTimedOut)
+		})
+	}
 	t.Run("poll while paused", func(t *testing.T) {
 		// A paused workflow's tasks do not time out until it resumes.
 		h := newHarness(t, def, nil, `{"name":"t","retryCount":3,"pollTimeoutSeconds":60}`)

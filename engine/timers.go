@@ -64,6 +64,9 @@ func Deadlines(w *Workflow) []int64 {
 			}
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
 			add(t.AvailableAt)
+			if timesOut(t) && !paused {
+				add(t.StartTime + p.TimeoutSeconds*1000)
+			}
 		case !paused && w.Status == conductor.WorkflowRunning && w.awaitsIteration(t):
 			// A decision stopped between its iterations (see yieldAfter):
 			// the next one is due at once.
@@ -115,14 +118,16 @@ func leased(t *Task) bool {
 }
 
 // awaitsUpdate reports a task in progress that waits for an update from
-// outside: a HUMAN task, or a system task that its system worker let go
-// of (asyncComplete). Its task definition's timeoutSeconds applies, as
-// Conductor's decider applies it to every pending task.
+// outside or for its time: a HUMAN or WAIT task, or a system task that its
+// system worker let go of (asyncComplete). Its task definition's
+// timeoutSeconds applies, as Conductor's decider applies it to every
+// pending task.
 func awaitsUpdate(t *Task) bool {
 	if t.Status != conductor.TaskInProgress {
 		return false
 	}
-	return conductor.AwaitsOutside(t.Type) || runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
+	return conductor.AwaitsOutside(t.Type) || t.Type == conductor.TaskTypeWait ||
+		runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
 }
 
 // tick acts on every deadline that has passed.

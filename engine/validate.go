@@ -219,9 +219,13 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		if given(t.InputParameters["duration"]) && given(t.InputParameters["until"]) {
 			v.errs.Add(p+".inputParameters", "%v", errWaitBoth)
 		}
-		if d, ok := t.InputParameters["duration"].(string); ok && !strings.Contains(d, "${") {
-			if _, err := parseWaitDuration(d); err != nil {
-				v.errs.Add(p+".inputParameters.duration", "%v", err)
+		for _, key := range []string{"duration", "until"} {
+			s, err := waitSetting(t.InputParameters, key)
+			if err == nil && s != "" && !strings.Contains(s, "${") {
+				_, err = waitUntil(map[string]any{key: s}, 0)
+			}
+			if err != nil {
+				v.errs.Add(p+".inputParameters."+key, "%v", err)
 			}
 		}
 	}

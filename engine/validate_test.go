@@ -44,6 +44,8 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"cache without a time", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","cacheConfig":{"key":"k"}}]}`, "tasks[0].cacheConfig.ttlInSecond"},
 		{"wait both ways", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"2s","until":"2030-01-01"}}]}`, "tasks[0].inputParameters"},
 		{"bad wait duration", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"eventually"}}]}`, "tasks[0].inputParameters.duration"},
+		{"wait duration a number", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":2}}]}`, "tasks[0].inputParameters.duration"},
+		{"bad wait until", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"until":"2026-12-03T18:56:05Z"}}]}`, "tasks[0].inputParameters.until"},
 	}
 	for _, tt := range tests {
 		err := engine.ValidateWorkflowDef(parseDef(t, tt.def))

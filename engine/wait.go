@@ -17,21 +17,40 @@ func waitUntil(input map[string]any, now int64) (int64, error) {
 	if given(input["duration"]) && given(input["until"]) {
 		return 0, errWaitBoth
 	}
-	if s, ok := input["duration"].(string); ok && strings.TrimSpace(s) != "" {
+	if s, err := waitSetting(input, "duration"); s != "" || err != nil {
+		if err != nil {
+			return 0, err
+		}
 		d, err := parseWaitDuration(s)
 		if err != nil {
 			return 0, err
 		}
 		return now + d.Milliseconds(), nil
 	}
-	if s, ok := input["until"].(string); ok && strings.TrimSpace(s) != "" {
-		t, err := parseWaitDate(s)
-		if err != nil {
-			return 0, err
-		}
-		return t.UnixMilli(), nil
+	s, err := waitSetting(input, "until")
+	if s == "" || err != nil {
+		return 0, err
 	}
-	return 0, nil
+	t, err := parseWaitDate(s)
+	if err != nil {
+		return 0, err
+	}
+	return t.UnixMilli(), nil
+}
+
+// waitSetting is a WAIT's "duration" or "until", "" when not given. Both
+// are text, as Conductor reads them: a number (2, meant as seconds?) is
+// refused rather than read as no wait at all, which would wait forever.
+func waitSetting(input map[string]any, key string) (string, error) {
+	v := input[key]
+	if !given(v) {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("%s %v: want text, such as \"30s\" or \"2026-12-01 10:00 UTC\"", key, v)
+	}
+	return s, nil
 }
 
 // errWaitBoth refuses a WAIT that says both how long and until when, as
