@@ -80,7 +80,9 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		if t == nil {
 			return nil, fmt.Errorf("workflow %s: start of unknown task %s", w.ID, e.TaskID)
 		}
-		t.Status, t.WorkerID, t.UpdateTime = conductor.TaskInProgress, e.WorkerID, e.Time
+		// A callback asked for is over once the task is taken again
+		// (Conductor's poll clears it).
+		t.Status, t.WorkerID, t.UpdateTime, t.CallbackAfterSeconds = conductor.TaskInProgress, e.WorkerID, e.Time, 0
 		if t.StartTime == 0 {
 			// Taken again after a callback, or a loop once per condition
 			// check: it started once, and timeoutSeconds counts from then.

@@ -850,8 +850,12 @@ func TestCallbackAfterSeconds(t *testing.T) {
 	if len(effectsOf[engine.Dispatch](h.last)) != 1 {
 		t.Fatal("not dispatched after the callback delay")
 	}
-	if got := h.take("a_ref").PollCount; got != 2 {
-		t.Fatalf("poll count %d", got)
+	if a.CallbackAfterSeconds != 30 {
+		t.Fatalf("waiting for its callback, the task shows callbackAfterSeconds %d", a.CallbackAfterSeconds)
+	}
+	// Taken again, the callback is over, as Conductor's poll clears it.
+	if got := h.take("a_ref"); got.PollCount != 2 || got.CallbackAfterSeconds != 0 {
+		t.Fatalf("poll count %d, callbackAfterSeconds %d", got.PollCount, got.CallbackAfterSeconds)
 	}
 
 	// Out of range is refused, changing nothing: one that overflowed the

@@ -59,7 +59,7 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		InputData: nonNil(t.Input), OutputData: nonNil(t.Output), WorkflowInstanceID: w.ID, WorkflowType: w.Name,
 		CorrelationID: w.CorrelationID, RetryCount: t.RetryCount, Retried: t.Retried, RetriedTaskID: t.RetriedTaskID,
 		Seq: t.Seq, PollCount: t.PollCount, ScheduledTime: t.ScheduledTime, StartTime: t.StartTime, EndTime: t.EndTime,
-		UpdateTime: t.UpdateTime, FirstStartTime: t.FirstStartTime, CallbackAfterSeconds: t.CallbackAfterSeconds,
+		UpdateTime: t.UpdateTime, FirstStartTime: t.FirstStartTime, CallbackAfterSeconds: t.CallbackAfterSeconds, CallbackFromWorker: true,
 		ResponseTimeoutSeconds: t.Policy.ResponseTimeoutSeconds, RateLimitPerFrequency: t.Policy.RateLimitPerFrequency,
 		RateLimitFrequencyInSeconds: t.Policy.RateLimitFrequencyInSeconds, WorkerID: t.WorkerID, ReasonForIncompletion: t.Reason,
 		Domain: t.Domain, Executed: conductor.TaskTerminal(t.Status), Iteration: t.Iteration, SubWorkflowID: t.SubWorkflowID,
