@@ -6,6 +6,7 @@ import (
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -35,7 +36,14 @@ func (s *Server) signal(sync bool) http.HandlerFunc {
 			block, task, by, err = s.signalled(r, wfID)
 		}
 		if err == nil {
-			_, err = s.report(r, conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: block.ID, Status: status, OutputData: output}, by, false)
+			var out executor.Outcome
+			out, err = s.report(r, conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: block.ID, Status: status, OutputData: output}, by, false)
+			if reply, _ := out.Reply.(engine.ResultReply); err == nil && reply.Ignored {
+				// Another signal (or update) ended the task since it was
+				// looked up: this one changed nothing, and must not say
+				// it did.
+				err = fault.Conflict("task %s of workflow %s ended before this signal reached it; the signal changed nothing", task.Ref, block.ID)
+			}
 		}
 		if err != nil {
 			s.writeError(w, r, err)

@@ -712,6 +712,39 @@ func TestSignalAndUpdateState(t *testing.T) {
 		"taskResult": map[string]any{"status": "COMPLETED"}})
 }
 
+// Signals sent at once to a workflow waiting in one task: one completes
+// it, the others are refused (409), never answered 200 for a result the
+// engine ignored as late.
+func TestConcurrentSignalsOneWins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"one_gate","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"HUMAN"}]}`)
+	for round := range 20 {
+		id := e.start("one_gate", nil)
+		e.waitStatus(id, conductor.WorkflowRunning)
+		codes := make(chan int, 3)
+		for _, status := range []string{"COMPLETED", "FAILED", "COMPLETED"} {
+			go func() {
+				code, _ := e.do("POST", "/api/tasks/"+id+"/"+status+"/signal", map[string]any{"round": round})
+				codes <- code
+			}()
+		}
+		won := 0
+		for range 3 {
+			switch code := <-codes; code {
+			case http.StatusOK:
+				won++
+			case http.StatusConflict:
+			default:
+				t.Fatalf("round %d: a signal answered %d", round, code)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d signals answered 200, one task took one of them", round, won)
+		}
+	}
+}
+
 // A start with an idempotency key (in the body, or for the by-name starts
 // in X-Idempotency-key and X-on-conflict headers) follows its strategy on
 // the second start: FAIL refuses it, RETURN_EXISTING answers the first id,
