@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,31 @@ func TestIdempotencyKeyDecidesANamedStart(t *testing.T) {
 			}
 			if (w != nil) != tt.started {
 				t.Fatalf("tick-2 started: %v, want %v", w != nil, tt.started)
+			}
+		})
+	}
+}
+
+// A start that loses the append to another with its key, which the read
+// model did not show yet, is refused as the key's strategy refuses it,
+// without naming the winner's id (its caller may not read it).
+func TestIdempotencyKeyLosingStartNamesNoWorkflow(t *testing.T) {
+	for _, strategy := range []string{conductor.IdempotencyFail, conductor.IdempotencyFailOnRunning} {
+		t.Run(strategy, func(t *testing.T) {
+			ctx := testutil.Context(t, 30*time.Second)
+			e := startExecutor(t, testutil.OpenLog(t, ""), keyHolder{}, Config{})
+			def := mustDef(t, `{"name":"keyed","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+			req := conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def, IdempotencyKey: "k", IdempotencyStrategy: strategy}
+			winner, _, err := e.StartWorkflow(ctx, req, StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = e.StartWorkflow(ctx, req, StartOptions{})
+			if !errors.Is(err, ErrKeyHeld) || !errors.Is(err, fault.ErrConflict) {
+				t.Fatalf("second start: %v, want the key's refusal", err)
+			}
+			if strings.Contains(err.Error(), winner) {
+				t.Fatalf("the refusal names the winner: %v", err)
 			}
 		})
 	}

@@ -149,6 +149,11 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		// next read must see.
 		return id, out.Seq, nil
 	}
+	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && o.WorkflowID == "" {
+		// Another start with the key won the append: refused as the
+		// lookup above refuses it, without the winner's id.
+		return "", 0, keyHeld(fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey))
+	}
 	if err != nil {
 		return "", 0, err
 	}
