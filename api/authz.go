@@ -18,7 +18,8 @@ import (
 // The principal that started an execution has full access to it, and
 // WORKFLOW_MANAGEMENT (role WORKFLOW_MANAGER) to all of them. A worker
 // reaches a task through its type: the WORKER role (POLL_TASKS) and
-// EXECUTE on the task definition.
+// EXECUTE on the task definition, or, for a task in a domain's queue,
+// EXECUTE on that DOMAIN, which covers every type in it.
 //
 // For a caller without READ, an execution or task reads as not found with
 // the very answer a missing one gets: ids must not be probed for existence.
@@ -66,17 +67,19 @@ func (s *Server) hidden(r *http.Request, wf *engine.Workflow, access auth.Access
 	return notFound
 }
 
-// mayPoll reports (nil) whether the caller may take tasks of taskType:
-// tasks carry their input, secrets resolved.
+// mayPoll reports (nil) whether the caller may take tasks of taskType
+// from the queue of domain ("": the queue without domain): tasks carry
+// their input, secrets resolved. EXECUTE on the type reaches every queue
+// of it; EXECUTE on DOMAIN:<domain> every type's queue of that domain.
 //
 // A type without a definition (workflows may use unregistered SIMPLE
 // tasks) has no tags, no creator and no group default access: only
 // POLL_ANY_TASK (ADMIN, UNRESTRICTED_WORKER) or a grant of EXECUTE on
-// TASK_DEF:<type> itself, which only an admin can make, reaches it. In
-// particular the CREATE every USER holds on unused task names does not.
-// The refusal says so, since "no grant" reads as a missing grant on a
-// definition the caller cannot find.
-func (s *Server) mayPoll(r *http.Request, taskType string) error {
+// TASK_DEF:<type> itself, or on the domain, which only an admin can make,
+// reaches it. In particular the CREATE every USER holds on unused task
+// names does not. The refusal says so, since "no grant" reads as a
+// missing grant on a definition the caller cannot find.
+func (s *Server) mayPoll(r *http.Request, taskType, domain string) error {
 	if s.deps.Insecure {
 		return nil
 	}
@@ -85,12 +88,16 @@ func (s *Server) mayPoll(r *http.Request, taskType string) error {
 	if !p.HasPermission(auth.PermPollTasks) {
 		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Execute, Target: target, Reason: "polling needs the WORKER role"}
 	}
-	err := s.deps.Authorizer.Authorize(r.Context(), p, auth.Execute, auth.Resource{Target: target})
+	err := s.deps.Authorizer.Authorize(r.Context(), p, auth.Execute, auth.Resource{Target: target, Domain: domain})
 	var fe *auth.ForbiddenError
 	if errors.As(err, &fe) && s.unregisteredTaskType(r, taskType) {
+		granted := target.String()
+		if domain != "" {
+			granted += " or " + auth.Target{Type: auth.TargetDomain, ID: domain}.String()
+		}
 		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Execute, Target: target,
 			Reason: "task type " + taskType + " has no definition: polling an unregistered type needs the ADMIN or " +
-				auth.RoleUnrestrictedWorker + " role, or a grant of EXECUTE on " + target.String()}
+				auth.RoleUnrestrictedWorker + " role, or a grant of EXECUTE on " + granted}
 	}
 	return err
 }
@@ -99,7 +106,7 @@ func (s *Server) mayPoll(r *http.Request, taskType string) error {
 // when it came (mayPoll), of its token as it is now: a key paused or
 // deleted, an application deleted, a role or a grant revoked during the
 // wait take nothing.
-func (s *Server) stillMayPoll(r *http.Request, taskType string) func(context.Context) error {
+func (s *Server) stillMayPoll(r *http.Request, taskType, domain string) func(context.Context) error {
 	if s.deps.Insecure || s.deps.Tokens == nil {
 		return nil
 	}
@@ -108,7 +115,7 @@ func (s *Server) stillMayPoll(r *http.Request, taskType string) func(context.Con
 		if err != nil {
 			return err
 		}
-		return s.mayPoll(asCaller(ctx, r, p, claims), taskType)
+		return s.mayPoll(asCaller(ctx, r, p, claims), taskType, domain)
 	}
 }
 
@@ -131,13 +138,13 @@ func (s *Server) mayUpdateTask(r *http.Request, wf *engine.Workflow, t *engine.T
 }
 
 // reporter is whose data a report on task t of wf is, if it may be made:
-// "" for a worker of the task's type (trusted with the task: it takes its
+// "" for a worker of the task's queue (trusted with the task: it takes its
 // values), else the caller, an operator of the execution, whose data the
 // workflow then runs as too (engine.Result.By).
 func (s *Server) reporter(r *http.Request, wf *engine.Workflow, t *engine.Task) (string, error) {
 	// Only a task workers take has workers: a WAIT, HUMAN or released
 	// HTTP task is reported on by operators of the execution.
-	if t.IsWorkerTask() && s.mayPoll(r, t.Name) == nil {
+	if t.IsWorkerTask() && s.mayPoll(r, t.Name, t.Domain) == nil {
 		return "", nil
 	}
 	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Execute); err != nil {

@@ -97,6 +97,7 @@ func newAuthzWorld(t *testing.T) *authzWorld {
 		{"user", []string{"USER"}, nil},
 		{"runner", nil, []grant{{"WORKFLOW_DEF", "wf_open", `["READ","EXECUTE"]`}, {"WORKFLOW_SCHEDULE", "sched_open", `["READ"]`}}},
 		{"worker", []string{"WORKER"}, []grant{{"TASK_DEF", "task_a", `["EXECUTE"]`}}},
+		{"domain", []string{"WORKER"}, []grant{{"DOMAIN", "eu", `["EXECUTE"]`}}},
 		{"tagged", nil, []grant{{"TAG", "team:ops", `["READ"]`}}},
 		{"metadata", []string{"METADATA_MANAGER"}, nil},
 		{"manager", []string{"WORKFLOW_MANAGER"}, nil},
@@ -174,15 +175,27 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"PUT", "/api/workflow/" + w.runnerStart + "/resume", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": denied})},
 		{"PUT", "/api/workflow/" + w.shut + "/pause", "", all(hidden, map[string]outcome{"admin": ok, "manager": ok, "metadata": denied})},
 		{"GET", "/api/workflow/no-such-execution", "", all(hidden, nil)},
-		// Tasks: polling needs WORKER and EXECUTE on the type.
+		// Tasks: polling needs WORKER and EXECUTE on the type, or, in a
+		// domain's queue, on the domain (any type, that domain only).
 		{"GET", "/api/tasks/poll/task_a?timeout=0", "", all(denied, map[string]outcome{"admin": ok, "worker": ok})},
 		{"GET", "/api/tasks/poll/batch/task_b?timeout=0", "", all(denied, map[string]outcome{"admin": ok})},
+		{"GET", "/api/tasks/poll/task_a?timeout=0&domain=eu", "", all(denied, map[string]outcome{"admin": ok, "worker": ok, "domain": ok})},
+		{"GET", "/api/tasks/poll/batch/task_b?timeout=0&domain=eu", "", all(denied, map[string]outcome{"admin": ok, "domain": ok})},
+		{"GET", "/api/tasks/poll/batch/task_missing?timeout=0&domain=eu", "", all(denied, map[string]outcome{"admin": ok, "domain": ok})},
+		{"GET", "/api/tasks/poll/task_a?timeout=0&domain=us", "", all(denied, map[string]outcome{"admin": ok, "worker": ok})},
 		{"GET", "/api/tasks/queue/sizes?taskType=task_a", "", all(ok, map[string]outcome{"none": denied, "tagged": denied, "runner": denied})},
 		// NATS credentials take tasks as polling does: WORKER and EXECUTE
 		// on every type asked for (admins may ask for a type not yet defined).
 		{"POST", "/api/workers/credentials", `{"taskTypes":["task_a"]}`, all(denied, map[string]outcome{"admin": ok, "worker": ok})},
 		{"POST", "/api/workers/credentials", `{"taskTypes":["task_a","task_b"]}`, all(denied, map[string]outcome{"admin": ok})},
 		{"POST", "/api/workers/credentials", `{"taskTypes":["task_missing"]}`, all(denied, map[string]outcome{"admin": ok})},
+		// Credentials reach the queue without domain of each type unless
+		// domainsOnly: a DOMAIN grant allows those of its domain alone.
+		{"POST", "/api/workers/credentials", `{"taskTypes":["task_a"],"domains":["eu"]}`, all(denied, map[string]outcome{"admin": ok, "worker": ok})},
+		{"POST", "/api/workers/credentials", `{"taskTypes":["task_a","task_missing"],"domains":["eu"],"domainsOnly":true}`,
+			all(denied, map[string]outcome{"admin": ok, "domain": ok})},
+		{"POST", "/api/workers/credentials", `{"taskTypes":["task_a"],"domains":["eu","us"],"domainsOnly":true}`,
+			all(denied, map[string]outcome{"admin": ok, "worker": ok})},
 		// Secrets: READ by tag grant, CREATE by role permission.
 		{"GET", "/api/secrets/sec_open", "", all(denied, map[string]outcome{"admin": ok, "tagged": ok})},
 		{"GET", "/api/secrets/sec_closed", "", all(denied, map[string]outcome{"admin": ok, "member": ok})},

@@ -116,10 +116,10 @@ func pollParams(r *http.Request, taskType string) (executor.PollRequest, error) 
 // poll takes tasks for the request and waits (briefly) until the
 // executions model shows them taken.
 func (s *Server) poll(r *http.Request, req executor.PollRequest) ([]*conductor.Task, error) {
-	if err := s.mayPoll(r, req.TaskType); err != nil {
+	if err := s.mayPoll(r, req.TaskType, req.Domain); err != nil {
 		return nil, err
 	}
-	req.StillMay = s.stillMayPoll(r, req.TaskType)
+	req.StillMay = s.stillMayPoll(r, req.TaskType, req.Domain)
 	tasks, seq, err := s.deps.Tasks.Poll(r.Context(), req)
 	if err != nil {
 		return nil, err
@@ -536,11 +536,11 @@ func latestByRef(w *engine.Workflow, ref string) *engine.Task {
 	return w.LatestByRef(ref)
 }
 
-// readTask reads a task the caller may see: as a worker of its type, or a
+// readTask reads a task the caller may see: as a worker of its queue, or a
 // reader of its execution.
 func (s *Server) readTask(r *http.Request, taskID string) (*engine.Workflow, *engine.Task, error) {
 	wf, t, err := s.task(r.Context(), taskID)
-	if err != nil || t.IsWorkerTask() && s.mayPoll(r, t.Name) == nil {
+	if err != nil || t.IsWorkerTask() && s.mayPoll(r, t.Name, t.Domain) == nil {
 		return wf, t, err
 	}
 	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Read); err != nil {
@@ -806,8 +806,10 @@ func (s *Server) orRequeue(h http.HandlerFunc) http.HandlerFunc {
 // its second take is answered "task gone". It answers, as Conductor does,
 // the number of tasks found waiting, as text.
 //
-// It is for whoever may poll the type (it only fills that queue) or
-// operates every execution (WORKFLOW_MANAGEMENT).
+// It is for whoever may poll the type (it only fills its queues) in
+// every domain, its queue without domain asked for them (a DOMAIN grant
+// reaches one domain's queue), or operates every execution
+// (WORKFLOW_MANAGEMENT).
 func (s *Server) requeuePending(w http.ResponseWriter, r *http.Request, taskType string) {
 	err := s.mayRequeue(r, taskType)
 	var pending map[string]int
@@ -843,7 +845,7 @@ func (s *Server) mayRequeue(r *http.Request, taskType string) error {
 	if s.deps.Insecure || caller(r).HasPermission(auth.PermWorkflowManagement) {
 		return nil
 	}
-	return s.mayPoll(r, taskType)
+	return s.mayPoll(r, taskType, "")
 }
 
 // pendingTasks counts the SCHEDULED tasks of taskType per workflow, from

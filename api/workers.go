@@ -35,8 +35,9 @@ var (
 const maxCredentialsBody = 64 << 10
 
 func (s *Server) workerRoutes() {
-	// The handler decides per item: polling each task type (WORKER and
-	// EXECUTE on it), EXECUTE on each workflow to start.
+	// The handler decides per item: polling each queue of each task type
+	// (WORKER, and EXECUTE on the type or the queue's domain), EXECUTE on
+	// each workflow to start.
 	s.route("POST /api/workers/credentials", auth.Authenticated, s.issueWorkerCredentials)
 	// Whoever issued credentials, and admins, list and revoke them.
 	s.route("GET /api/workers/credentials", auth.Authenticated, s.listWorkerCredentials)
@@ -115,6 +116,7 @@ type workerCredentialsRequest struct {
 	TaskTypes        []string `json:"taskTypes"`
 	StartWorkflows   []string `json:"startWorkflows"`
 	Domains          []string `json:"domains"`
+	DomainsOnly      bool     `json:"domainsOnly"`
 	Subscribe        []string `json:"subscribe"`
 	Name             string   `json:"name"`
 	ExpiresInSeconds int64    `json:"expiresInSeconds"`
@@ -132,8 +134,10 @@ type workerCredentialsResponse struct {
 // what the worker protocol needs for those types, for a producer of the
 // requested workflows' start requests (as the caller), and for a
 // subscriber of the requested event subjects (admins only). The caller must be
-// allowed to poll every type over HTTP (mayPoll: the WORKER role and
-// EXECUTE on the TASK_DEF, which POLL_ANY_TASK gives on every type).
+// allowed to poll every queue the credentials reach over HTTP (mayPoll:
+// the WORKER role and EXECUTE on the TASK_DEF, which POLL_ANY_TASK gives
+// on every type, or on the queue's DOMAIN): the queue without domain of
+// every type, unless domainsOnly, and its queue in each domain.
 func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) {
 	if s.deps.WorkerCredentials == nil {
 		s.writeError(w, r, errExternalNATS)
@@ -144,7 +148,7 @@ func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) 
 		s.writeError(w, r, err)
 		return
 	}
-	spec := natsauth.WorkerSpec{TaskTypes: req.TaskTypes, Domains: req.Domains, Name: req.Name,
+	spec := natsauth.WorkerSpec{TaskTypes: req.TaskTypes, Domains: req.Domains, DomainsOnly: req.DomainsOnly, Name: req.Name,
 		StartWorkflows: req.StartWorkflows, Subscribe: req.Subscribe, Principal: principal(r)}
 	if err := spec.Validate(); err != nil {
 		s.writeError(w, r, err)
@@ -156,11 +160,19 @@ func (s *Server) issueWorkerCredentials(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	// The credentials take tasks (inputs, secrets resolved) exactly as
-	// polling does: the same decision, per type.
+	// polling does: the same decision, per queue. The right to a type's
+	// queue without domain is a right to the type, which reaches its
+	// queue in every domain too.
+	queues := []string{""}
+	if spec.DomainsOnly {
+		queues = spec.Domains
+	}
 	for _, t := range spec.TaskTypes {
-		if err := s.mayPoll(r, t); err != nil {
-			s.writeError(w, r, err)
-			return
+		for _, d := range queues {
+			if err := s.mayPoll(r, t, d); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 		}
 	}
 	// Workflows started by publishing run as the caller, as if it had

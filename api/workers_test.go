@@ -19,6 +19,7 @@ import (
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
 
@@ -654,4 +655,68 @@ func TestWaitingPollFollowsRevokedRights(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A principal whose right is a DOMAIN grant gets credentials for that
+// domain's queues alone (domainsOnly), works a task of the domain over
+// NATS with them, and loses it with the grant, over NATS and HTTP alike.
+func TestDomainGrantOverNATS(t *testing.T) {
+	t.Parallel()
+	n, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"dg_task"}]`)
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"dg_flow","tasks":[{"name":"dg_task","taskReferenceName":"t"}]}`)
+	appID, _, _, workerToken := newApp(t, admin, "eu-worker", "WORKER")
+	grant := fmt.Sprintf(grantTemplate, appID, "DOMAIN", "eu", `["EXECUTE"]`)
+	send(t, admin, "POST", "/api/auth/authorization", grant)
+	worker := client{t, base, workerToken}
+
+	// Without domainsOnly the credentials would reach the queue without
+	// domain too, which the grant does not cover.
+	worker.do("POST", "/api/workers/credentials", `{"taskTypes":["dg_task"],"domains":["eu"]}`).expect(t, http.StatusForbidden)
+	c := issue(t, worker, `{"taskTypes":["dg_task"],"domains":["eu"],"domainsOnly":true}`)
+	if got := listed(t, worker, "")[c.User]; !got.DomainsOnly || !slices.Equal(got.Domains, []string{"eu"}) {
+		t.Fatalf("listed %+v", got)
+	}
+	nc, err := workers.Connect(n.Log().ClientURL(), []byte(c.Creds), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	start := func() string {
+		return send(t, admin, "POST", "/api/workflow", `{"name":"dg_flow","taskToDomain":{"dg_task":"eu"}}`)
+	}
+	poll := func() (workers.PollReply, *nats.Msg) {
+		t.Helper()
+		m, err := nc.Request(workers.PollSubject("dg_task", "eu"), []byte(`{"workerId":"w","waitMs":5000}`), 20*time.Second)
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		return decode[workers.PollReply](t, string(m.Data)), m
+	}
+
+	id := start()
+	r, m := poll()
+	if r.Task == nil || r.Task.WorkflowInstanceID != id {
+		t.Fatalf("poll of eu: %s", m.Data)
+	}
+	if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: r.Task.TaskID, WorkflowInstanceID: id,
+		WorkerID: "w", Status: conductor.TaskCompleted}, Lease: r.Task.PollCount})
+	m, err = nc.Request(workers.ResultSubject("dg_task", "eu"), res, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr := decode[workers.ResultReply](t, string(m.Data)); !rr.OK || rr.Ignored {
+		t.Fatalf("result: %s", m.Data)
+	}
+
+	send(t, admin, "DELETE", "/api/auth/authorization", grant)
+	start()
+	if r, m := poll(); r.Task != nil || r.Error == nil || r.Error.Code != workers.CodeForbidden {
+		t.Fatalf("poll of eu after the revocation: %s", m.Data)
+	}
+	worker.do("GET", "/api/tasks/poll/dg_task?domain=eu&timeout=0", "").expect(t, http.StatusForbidden)
 }

@@ -265,12 +265,16 @@ func (f fact) auditEntries() ([]Entry, bool) {
 		e = f.entry(ActAccessDeny, t, ev.By, map[string]string{"access": ev.Access, "reason": ev.Reason,
 			"method": ev.Method, "path": ev.Path, "addr": ev.Addr, "workflow": ev.Workflow, "task": ev.Task})
 	case *schemas.WorkerCredentialsIssued:
-		expires := ""
+		expires, domainsOnly := "", ""
 		if ev.Expires != 0 {
 			expires = time.Unix(ev.Expires, 0).UTC().Format(time.RFC3339)
 		}
+		if ev.DomainsOnly {
+			domainsOnly = "true"
+		}
 		e = f.entry(ActNATSCredentials, target(TargetNATSUser, ev.User), ev.By, map[string]string{
-			"task_types": list(ev.TaskTypes), "domains": list(ev.Domains), "start_workflows": list(ev.StartWorkflows), "subscribe": list(ev.Subscribe),
+			"task_types": list(ev.TaskTypes), "domains": list(ev.Domains), "domains_only": domainsOnly,
+			"start_workflows": list(ev.StartWorkflows), "subscribe": list(ev.Subscribe),
 			"name": ev.Name, "expires": expires})
 	case *schemas.WorkerCredentialsRevoked:
 		e = f.entry(ActNATSRevoke, target(TargetNATSUser, ev.User), ev.By, nil)

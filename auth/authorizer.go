@@ -55,8 +55,8 @@ var (
 // Authorizer is the one place access decisions are made: REST handlers,
 // the CLI, secret resolution and task polling all ask it. It combines the
 // principal's roles, the grants of the auth read model (to the principal,
-// its groups and its roles; on the target and on each of its tags) and the
-// creator's rights.
+// its groups and its roles; on the target, on each of its tags and, for a
+// task in a domain's queue, on the domain) and the creator's rights.
 type Authorizer struct {
 	grants GrantSource
 
@@ -113,14 +113,22 @@ func (a *Authorizer) describe(ctx context.Context, res Resource) (Resource, erro
 	return res, nil
 }
 
-// relevantGrants are the grants on res's target and on each of its tags.
+// relevantGrants are the grants on res's target, on each of its tags and
+// on the domain of its queue.
 func (a *Authorizer) relevantGrants(ctx context.Context, res Resource) ([]Grant, error) {
 	grants, err := a.grants.GrantsOn(ctx, res.Target)
 	if err != nil {
 		return nil, err
 	}
+	covering := make([]Target, 0, len(res.Tags)+1)
 	for _, tag := range res.Tags {
-		tg, err := a.grants.GrantsOn(ctx, Target{Type: TargetTag, ID: tag})
+		covering = append(covering, Target{Type: TargetTag, ID: tag})
+	}
+	if d, ok := res.domain(); ok {
+		covering = append(covering, d)
+	}
+	for _, t := range covering {
+		tg, err := a.grants.GrantsOn(ctx, t)
 		if err != nil {
 			return nil, err
 		}

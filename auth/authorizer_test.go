@@ -60,3 +60,84 @@ func TestGroupDefaultAccess(t *testing.T) {
 		t.Errorf("after alice left eng, bob still reads her definition: %s", d.Reason)
 	}
 }
+
+// A DOMAIN grant reaches the Authorizer as every grant does: to a user,
+// to its group, to its role; it covers the tasks of the domain's queue
+// and no other, and its revocation counts from the next decision on. The
+// listing of what a subject holds shows it like any other grant.
+func TestDomainGrant(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	e := newEngine(t, l)
+	s, ctx := e.auth, testutil.Context(t, 30*time.Second)
+	must[auth.Group](t)(s.UpsertGroup(ctx, "eu-workers", auth.GroupRequest{}, "root"))
+	for _, u := range []struct {
+		id     string
+		roles  []string
+		groups []string
+	}{{"direct@x", nil, nil}, {"member@x", nil, []string{"eu-workers"}}, {"worker@x", []string{auth.RoleWorker}, nil}, {"other@x", nil, nil}} {
+		must[auth.User](t)(s.UpsertUser(ctx, u.id, auth.UserRequest{Name: u.id, Roles: u.roles, Groups: u.groups}, "root"))
+	}
+	eu := auth.Target{Type: auth.TargetDomain, ID: "eu"}
+	grants := []auth.Grant{
+		{Subject: auth.Subject{Type: auth.SubjectUser, ID: "direct@x"}, Target: eu, Access: []auth.Access{auth.Execute}},
+		{Subject: auth.Subject{Type: auth.SubjectGroup, ID: "eu-workers"}, Target: eu, Access: []auth.Access{auth.Execute}},
+		{Subject: auth.Subject{Type: auth.SubjectRole, ID: auth.RoleWorker}, Target: eu, Access: []auth.Access{auth.Execute}},
+	}
+	for _, g := range grants {
+		if err := s.Grant(ctx, g, "root"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.caughtUp(t, l)
+	a := auth.NewAuthorizer(s)
+	task := func(domain string) auth.Resource {
+		return auth.Resource{Target: auth.Target{Type: auth.TargetTaskDef, ID: "resize"}, Domain: domain}
+	}
+	check := func(t *testing.T, who string, res auth.Resource) auth.Decision {
+		t.Helper()
+		p := must[auth.Principal](t)(s.Principal(ctx, who))
+		d := a.Check(ctx, p, auth.Execute, res)
+		if d.Err != nil {
+			t.Fatalf("%s: %v", who, d.Err)
+		}
+		return d
+	}
+
+	for _, tc := range []struct {
+		name string
+		who  string
+		res  auth.Resource
+		want bool
+	}{
+		{"user's grant", "direct@x", task("eu"), true},
+		{"group's grant", "member@x", task("eu"), true},
+		{"role's grant", "worker@x", task("eu"), true},
+		{"no grant", "other@x", task("eu"), false},
+		{"not the queue without domain", "direct@x", task(""), false},
+		{"not another domain", "direct@x", task("us"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if d := check(t, tc.who, tc.res); d.Allowed != tc.want {
+				t.Errorf("allowed=%v (%s), want %v", d.Allowed, d.Reason, tc.want)
+			}
+		})
+	}
+
+	listed := must[[]auth.GrantedAccess](t)(a.GrantedAccess(ctx, []auth.Subject{grants[0].Subject}))
+	if len(listed) != 1 || listed[0].Target != eu || len(listed[0].Access) != 1 || listed[0].Access[0] != auth.Execute {
+		t.Errorf("granted access of direct@x: %+v", listed)
+	}
+
+	for _, g := range grants {
+		if err := s.Revoke(ctx, g, "root"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.caughtUp(t, l)
+	for _, who := range []string{"direct@x", "member@x", "worker@x"} {
+		if d := check(t, who, task("eu")); d.Allowed {
+			t.Errorf("%s still executes in eu after the revocation: %s", who, d.Reason)
+		}
+	}
+}

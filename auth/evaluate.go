@@ -8,6 +8,19 @@ type Resource struct {
 	Target  Target
 	Tags    []string // "key:value"
 	Creator string
+	// Domain is the task domain whose queue a task of a TASK_DEF target is
+	// polled, taken or reported on in ("" for the queue without domain,
+	// and for every question that is not about a queue): a DOMAIN grant
+	// of EXECUTE on it covers the task, whatever its type.
+	Domain string
+}
+
+// domain is the DOMAIN target whose grants cover res, if any.
+func (res Resource) domain() (Target, bool) {
+	if res.Target.Type != TargetTaskDef || res.Domain == "" {
+		return Target{}, false
+	}
+	return Target{Type: TargetDomain, ID: res.Domain}, true
 }
 
 // Decision is the outcome of an authorization check.
@@ -87,7 +100,8 @@ func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 		}
 		return false
 	}
-	var tagDecision *Decision
+	domain, inDomain := res.domain()
+	var covering *Decision // a tag's or the domain's: a direct grant comes first
 	for _, g := range grants {
 		if !holds(g.Subject) || !grantsAccess(g.Access, access) {
 			continue
@@ -95,12 +109,17 @@ func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 		switch {
 		case g.Target == res.Target:
 			return Decision{Allowed: true, Reason: "grant to " + g.Subject.String()}
-		case g.Target.Type == TargetTag && slices.Contains(res.Tags, g.Target.ID) && tagDecision == nil:
-			tagDecision = &Decision{Allowed: true, Reason: "tag " + g.Target.ID + " granted to " + g.Subject.String(), Tag: g.Target.ID}
+		case covering == nil && g.Target.Type == TargetTag && slices.Contains(res.Tags, g.Target.ID):
+			covering = &Decision{Allowed: true, Reason: "tag " + g.Target.ID + " granted to " + g.Subject.String(), Tag: g.Target.ID}
+		case covering == nil && inDomain && access == Execute && g.Target == domain:
+			covering = &Decision{Allowed: true, Reason: "domain " + domain.ID + " granted to " + g.Subject.String()}
 		}
 	}
-	if tagDecision != nil {
-		return *tagDecision
+	if covering != nil {
+		return *covering
+	}
+	if inDomain && access == Execute {
+		return Decision{Reason: "no grant of " + string(access) + " on " + res.Target.String() + " or " + domain.String()}
 	}
 	return Decision{Reason: "no grant of " + string(access) + " on " + res.Target.String()}
 }

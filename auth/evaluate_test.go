@@ -136,3 +136,50 @@ func TestApplicationsNeedMetadataAPI(t *testing.T) {
 		t.Errorf("a user who created a definition may update it without METADATA_API: %+v", d)
 	}
 }
+
+// A DOMAIN grant gives EXECUTE on every task type in the domain's queue,
+// to whoever holds the grant as every grant is held (itself, its groups,
+// its roles), and nothing else: not the queue without domain, not another
+// domain's, not READ of the definition.
+func TestDecideDomain(t *testing.T) {
+	eu := Target{Type: TargetDomain, ID: "eu"}
+	grants := []Grant{
+		{Subject: Subject{SubjectUser, "app:eu"}, Target: eu, Access: []Access{Execute}},
+		{Subject: Subject{SubjectGroup, "eu-workers"}, Target: eu, Access: []Access{Execute}},
+		{Subject: Subject{SubjectRole, RoleWorker}, Target: Target{TargetDomain, "shared"}, Access: []Access{Execute}},
+		{Subject: Subject{SubjectUser, "app:reader"}, Target: eu, Access: []Access{Read}},
+		{Subject: Subject{SubjectUser, "app:typed"}, Target: Target{TargetTaskDef, "resize"}, Access: []Access{Execute}},
+	}
+	task := func(typ, domain string) Resource {
+		return Resource{Target: Target{Type: TargetTaskDef, ID: typ}, Domain: domain}
+	}
+	tests := []struct {
+		name   string
+		p      Principal
+		access Access
+		res    Resource
+		want   bool
+	}{
+		{"any type in the domain", Principal{ID: "app:eu"}, Execute, task("resize", "eu"), true},
+		{"another type in the domain", Principal{ID: "app:eu"}, Execute, task("thumbnail", "eu"), true},
+		{"not the queue without domain", Principal{ID: "app:eu"}, Execute, task("resize", ""), false},
+		{"not another domain", Principal{ID: "app:eu"}, Execute, task("resize", "us"), false},
+		{"not read of the definition", Principal{ID: "app:eu"}, Read, task("resize", "eu"), false},
+		{"not update of the definition", Principal{ID: "app:eu"}, Update, task("resize", "eu"), false},
+		{"not a workflow named like the domain", Principal{ID: "app:eu"}, Execute,
+			Resource{Target: Target{TargetWorkflowDef, "resize"}, Domain: "eu"}, false},
+		{"through a group", Principal{ID: "app:member", Groups: []string{"eu-workers"}}, Execute, task("resize", "eu"), true},
+		{"through a role", Principal{ID: "app:any", Roles: []string{RoleWorker}}, Execute, task("resize", "shared"), true},
+		{"a role's domain only", Principal{ID: "app:any", Roles: []string{RoleWorker}}, Execute, task("resize", "eu"), false},
+		{"READ on a domain executes nothing", Principal{ID: "app:reader"}, Execute, task("resize", "eu"), false},
+		{"a type's grant reaches its domains", Principal{ID: "app:typed"}, Execute, task("resize", "us"), true},
+		{"a type's grant, not other types", Principal{ID: "app:typed"}, Execute, task("thumbnail", "us"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := Decide(tt.p, tt.access, tt.res, grants); d.Allowed != tt.want {
+				t.Errorf("%+v, want allowed=%v", d, tt.want)
+			}
+		})
+	}
+}

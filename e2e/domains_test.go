@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +79,56 @@ func TestTaskDomainFallbacks(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// An application whose only right to a task type is a DOMAIN grant works
+// the type's tasks in that domain over HTTP, polling and reporting as any
+// worker does, and is refused as Orkes refuses a worker without EXECUTE
+// (403) on the queue without domain and on another domain's; a result on
+// a task outside its domain reads as a missing task.
+func TestDomainGrantOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", []map[string]any{{"name": "dgh_task"}})
+	e.register(`{"name":"dgh_flow","version":1,"tasks":[{"name":"dgh_task","taskReferenceName":"t"}],"outputParameters":{"by":"${t.output.by}"}}`)
+	principal, token := e.application("dgh-eu-worker", "WORKER")
+	e.grant(principal, "DOMAIN", "eu", "EXECUTE")
+	w := e.as(token)
+	start := func(taskToDomain map[string]string) string {
+		t.Helper()
+		return e.must(http.StatusOK, "POST", "/api/workflow", map[string]any{"name": "dgh_flow", "taskToDomain": taskToDomain})
+	}
+	inEU, plain, inUS := start(map[string]string{"dgh_task": "eu"}), start(nil), start(map[string]string{"dgh_task": "us"})
+
+	var task conductor.Task
+	if err := json.Unmarshal([]byte(w.must(http.StatusOK, "GET", "/api/tasks/poll/dgh_task?domain=eu&workerid=eu-1&timeout=10000", nil)), &task); err != nil {
+		t.Fatal(err)
+	}
+	if task.WorkflowInstanceID != inEU || task.Domain != "eu" {
+		t.Fatalf("polled %+v, want the task of %s in eu", task, inEU)
+	}
+	w.must(http.StatusOK, "POST", "/api/tasks", conductor.TaskResult{TaskID: task.TaskID, WorkflowInstanceID: inEU, WorkerID: "eu-1",
+		Status: conductor.TaskCompleted, OutputData: map[string]any{"by": "eu"}})
+	if wf := e.waitStatus(inEU, conductor.WorkflowCompleted); wf.Output["by"] != "eu" {
+		t.Fatalf("output %v", wf.Output)
+	}
+
+	for _, path := range []string{
+		"/api/tasks/poll/dgh_task?workerid=eu-1&timeout=0",
+		"/api/tasks/poll/batch/dgh_task?workerid=eu-1&timeout=0",
+		"/api/tasks/poll/dgh_task?domain=us&workerid=eu-1&timeout=0",
+		"/api/tasks/poll/batch/dgh_task?domain=us&workerid=eu-1&timeout=0",
+	} {
+		if er := w.fails(http.StatusForbidden, "GET", path, nil); !strings.Contains(er.Message, principal) {
+			t.Errorf("GET %s: %q does not name the principal", path, er.Message)
+		}
+	}
+	for _, id := range []string{plain, inUS} {
+		other := taskByRef(e.workflow(id), "t")
+		if other.Status != conductor.TaskScheduled {
+			t.Fatalf("task of %s (domain %q) is %s after the refused polls", id, other.Domain, other.Status)
+		}
+		w.fails(http.StatusNotFound, "POST", "/api/tasks", conductor.TaskResult{TaskID: other.TaskID, WorkflowInstanceID: id,
+			WorkerID: "eu-1", Status: conductor.TaskCompleted})
+	}
 }

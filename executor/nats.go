@@ -62,23 +62,25 @@ type StartCheck func(ctx context.Context, principal string, req conductor.StartW
 func (e *Executor) SetStartCheck(c StartCheck) { e.mayStart = c }
 
 // TakeCheck reports (nil) whether the holder of the NATS credentials
-// taker (takerOf) may still take tasks of taskType: credentials are
-// issued for a principal's rights at the time, and must not outlive them.
-type TakeCheck func(ctx context.Context, taker, taskType string) error
+// taker (takerOf) may still take tasks of taskType from the queue of
+// domain ("": the queue without domain): credentials are issued for a
+// principal's rights at the time, and must not outlive them.
+type TakeCheck func(ctx context.Context, taker, taskType, domain string) error
 
 // SetTakeCheck installs the check of NATS polls and takes (before Start).
 // Without it, the NATS server's permissions alone decide.
 func (e *Executor) SetTakeCheck(c TakeCheck) { e.mayTake = c }
 
 // takerMay asks the TakeCheck about the sender of m, a worker request for
-// tasks of taskType. Requests from within the engines' account name no
-// taker and need no check.
-func (e *Executor) takerMay(ctx context.Context, m *nats.Msg, taskType string) *workers.Error {
+// tasks of taskType in the queue of domain (the request's subject's).
+// Requests from within the engines' account name no taker and need no
+// check.
+func (e *Executor) takerMay(ctx context.Context, m *nats.Msg, taskType, domain string) *workers.Error {
 	taker := takerOf(m)
 	if e.mayTake == nil || taker == "" {
 		return nil
 	}
-	if err := e.mayTake(ctx, taker, taskType); err != nil {
+	if err := e.mayTake(ctx, taker, taskType, domain); err != nil {
 		return e.protocolError(err, "")
 	}
 	return nil
@@ -310,7 +312,7 @@ func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollReq
 			defer end()
 			defer e.natsPolls.add(taskType, req.PollID, end)()
 		}
-		if refused := e.takerMay(ctx, m, taskType); refused != nil {
+		if refused := e.takerMay(ctx, m, taskType, req.Domain); refused != nil {
 			respond(m, answer(workers.PollReply{Error: refused}))
 			return
 		}
@@ -323,7 +325,7 @@ func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollReq
 			respond(m, answer(workers.PollReply{}))
 		default:
 			// Asked again: the rights may have gone during the wait.
-			if refused := e.takerMay(ctx, m, taskType); refused != nil {
+			if refused := e.takerMay(ctx, m, taskType, req.Domain); refused != nil {
 				e.giveBack(tasks[0].WorkflowInstanceID, tasks[0].TaskID, tasks[0].PollCount, "its taker's rights went while it waited: handed out again")
 				respond(m, answer(workers.PollReply{Error: refused}))
 				return
@@ -467,7 +469,7 @@ func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, prefix string, a
 		// Its worker gave up while it waited for a slot: not made.
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeUnavailable, Message: "the take came after its worker's wait"}}
 	}
-	if refused := e.takerMay(ctx, m, taskType); refused != nil {
+	if refused := e.takerMay(ctx, m, taskType, domain); refused != nil {
 		return workers.TakeReply{Error: refused}
 	}
 	// The subject names the queue: a worker allowed on one queue cannot take
@@ -511,7 +513,7 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 	// a poll asks): credentials outlive their principal's rights, and a
 	// worker whose grant, role or application went must not complete
 	// (or fail) the tasks others took, with output of its choosing.
-	if refused := e.takerMay(ctx, m, taskType); refused != nil {
+	if refused := e.takerMay(ctx, m, taskType, domain); refused != nil {
 		return workers.ResultReply{Error: refused}
 	}
 	out, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType, Domain: domain, Lease: req.Lease},

@@ -103,7 +103,7 @@ func (a *Authority) IssueWorker(spec WorkerSpec) (*Credentials, error) {
 		return nil, err
 	}
 	c, err := a.issue(a.workers, spec.Name, spec.Expires, func(user string) jwt.Permissions {
-		wp := workers.WorkerPermissions(spec.TaskTypes, spec.Domains, workers.InboxPrefix(user))
+		wp := workers.WorkerPermissions(spec.TaskTypes, spec.Queues(), workers.InboxPrefix(user))
 		var p jwt.Permissions
 		p.Pub.Allow.Add(wp.Publish...)
 		p.Pub.Allow.Add(workers.ProducerPermissions(spec.StartWorkflows, spec.Principal)...)

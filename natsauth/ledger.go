@@ -28,6 +28,7 @@ type Issued struct {
 	Name           string   `msgpack:"n,omitempty" json:"name,omitempty"`
 	TaskTypes      []string `msgpack:"types,omitempty" json:"taskTypes,omitempty"`
 	Domains        []string `msgpack:"domains,omitempty" json:"domains,omitempty"`
+	DomainsOnly    bool     `msgpack:"donly,omitempty" json:"domainsOnly,omitempty"`
 	StartWorkflows []string `msgpack:"start,omitempty" json:"startWorkflows,omitempty"`
 	Subscribe      []string `msgpack:"sub,omitempty" json:"subscribe,omitempty"`
 	IssuedBy       string   `msgpack:"by" json:"issuedBy"`
@@ -84,8 +85,8 @@ func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 		}
 		switch e := ev.(type) {
 		case *schemas.WorkerCredentialsIssued:
-			c := Issued{User: e.User, Name: e.Name, TaskTypes: e.TaskTypes, Domains: e.Domains, StartWorkflows: e.StartWorkflows,
-				Subscribe: e.Subscribe, IssuedBy: e.By, IssuedAt: e.Time, Expires: e.Expires * 1000}
+			c := Issued{User: e.User, Name: e.Name, TaskTypes: e.TaskTypes, Domains: e.Domains, DomainsOnly: e.DomainsOnly,
+				StartWorkflows: e.StartWorkflows, Subscribe: e.Subscribe, IssuedBy: e.By, IssuedAt: e.Time, Expires: e.Expires * 1000}
 			if old, err := getIssued(b, e.User); err == nil {
 				c.RevokedBy, c.RevokedAt = old.RevokedBy, old.RevokedAt
 			} else if !errors.Is(err, projections.ErrNotFound) {

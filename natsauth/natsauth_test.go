@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,6 +276,10 @@ func TestWorkerSpecValidate(t *testing.T) {
 		{"long type", natsauth.WorkerSpec{TaskTypes: []string{long}}, "taskTypes[0]"},
 		{"too many types", natsauth.WorkerSpec{TaskTypes: many}, "taskTypes"},
 		{"empty domain", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Domains: []string{""}}, "domains[0]"},
+		{"domains only", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Domains: []string{"d"}, DomainsOnly: true}, ""},
+		{"domains only without domains", natsauth.WorkerSpec{TaskTypes: []string{"a"}, DomainsOnly: true}, "domainsOnly"},
+		{"domains only without types", natsauth.WorkerSpec{StartWorkflows: []string{"w"}, Principal: "p", Domains: []string{"d"},
+			DomainsOnly: true}, "domainsOnly"},
 		{"long name", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Name: long}, "name"},
 		{"events only", natsauth.WorkerSpec{Subscribe: []string{"orders.>", "billing.*.eu"}}, ""},
 		{"every subject", natsauth.WorkerSpec{Subscribe: []string{"orders.>", ">"}}, "subscribe[1]"},
@@ -288,6 +293,27 @@ func TestWorkerSpecValidate(t *testing.T) {
 				t.Fatal(err)
 			case tt.field != "" && (err == nil || !strings.Contains(err.Error(), tt.field)):
 				t.Fatalf("error %v, want one about %s", err, tt.field)
+			}
+		})
+	}
+}
+
+// Credentials reach the queues without domain and their domains', or,
+// domainsOnly, their domains' alone.
+func TestWorkerSpecQueues(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		spec natsauth.WorkerSpec
+		want []string
+	}{
+		{"no domain", natsauth.WorkerSpec{TaskTypes: []string{"a"}}, []string{""}},
+		{"domains", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Domains: []string{"eu", "us"}}, []string{"", "eu", "us"}},
+		{"domains only", natsauth.WorkerSpec{TaskTypes: []string{"a"}, Domains: []string{"eu"}, DomainsOnly: true}, []string{"eu"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.spec.Queues(); !slices.Equal(got, tt.want) {
+				t.Errorf("queues %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -44,6 +44,10 @@ type WorkerSpec struct {
 	// Domains whose queues of those types it may pull from, besides the
 	// queues without domain.
 	Domains []string
+	// DomainsOnly leaves the queues without domain out: the credentials
+	// reach the Domains' queues alone (those of a principal whose right is
+	// a DOMAIN grant).
+	DomainsOnly bool
 	// Subscribe are the subjects, or patterns, of the events (EVENT
 	// tasks' sinks) the holder may receive (workers.CheckEventSubject).
 	Subscribe []string
@@ -95,10 +99,22 @@ func (s WorkerSpec) Validate() error {
 			ve.Add(fmt.Sprintf("domains[%d]", i), "a domain has 1 to %d characters", maxNameLen)
 		}
 	}
+	if s.DomainsOnly && (len(s.Domains) == 0 || len(s.TaskTypes) == 0) {
+		ve.Add("domainsOnly", "credentials for domains only need task types and domains")
+	}
 	if len(s.Name) > maxNameLen {
 		ve.Add("name", "at most %d characters", maxNameLen)
 	}
 	return ve.Err()
+}
+
+// Queues are the domains whose queues of s.TaskTypes the credentials
+// reach, "" naming the queue without domain.
+func (s WorkerSpec) Queues() []string {
+	if s.DomainsOnly {
+		return s.Domains
+	}
+	return append([]string{""}, s.Domains...)
 }
 
 // appender writes audit records; *eventlog.Log implements it.
@@ -158,8 +174,8 @@ func (i *Issuer) IssueWorker(ctx context.Context, by string, spec WorkerSpec, tt
 	if err != nil {
 		return nil, err
 	}
-	ev := &schemas.WorkerCredentialsIssued{User: c.User, Name: spec.Name, TaskTypes: spec.TaskTypes, Domains: spec.Domains, StartWorkflows: spec.StartWorkflows,
-		Subscribe: spec.Subscribe, Expires: spec.Expires.Unix(), By: by, Time: now.UnixMilli()}
+	ev := &schemas.WorkerCredentialsIssued{User: c.User, Name: spec.Name, TaskTypes: spec.TaskTypes, Domains: spec.Domains, DomainsOnly: spec.DomainsOnly,
+		StartWorkflows: spec.StartWorkflows, Subscribe: spec.Subscribe, Expires: spec.Expires.Unix(), By: by, Time: now.UnixMilli()}
 	if err := i.record(ctx, ev, now); err != nil {
 		return nil, err
 	}

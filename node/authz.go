@@ -42,17 +42,17 @@ func (a workflowAuthorizer) Authorize(ctx context.Context, id string, access aut
 	if err != nil {
 		return "", fmt.Errorf("authorize %s: %v: %w", t, err, fault.ErrUnavailable)
 	}
-	return a.decide(ctx, p, access, t)
+	return a.decide(ctx, p, access, auth.Resource{Target: t})
 }
 
-// decide asks the Authorizer whether p holds access on t.
-func (a workflowAuthorizer) decide(ctx context.Context, p auth.Principal, access auth.Access, t auth.Target) (string, error) {
-	d := a.authz.Check(ctx, p, access, auth.Resource{Target: t})
+// decide asks the Authorizer whether p holds access on res.
+func (a workflowAuthorizer) decide(ctx context.Context, p auth.Principal, access auth.Access, res auth.Resource) (string, error) {
+	d := a.authz.Check(ctx, p, access, res)
 	switch {
 	case d.Err != nil:
-		return "", fmt.Errorf("authorize %s: %v: %w", t, d.Err, fault.ErrUnavailable)
+		return "", fmt.Errorf("authorize %s: %v: %w", res.Target, d.Err, fault.ErrUnavailable)
 	case !d.Allowed:
-		return "", &auth.ForbiddenError{Principal: p.ID, Access: access, Target: t, Reason: d.Reason}
+		return "", &auth.ForbiddenError{Principal: p.ID, Access: access, Target: res.Target, Reason: d.Reason}
 	}
 	return d.Reason, nil
 }
@@ -65,14 +65,15 @@ type issued interface {
 
 // workerMayTake asks of the principal that NATS worker credentials were
 // issued to what polling over HTTP asks of a caller (api/authz.go
-// mayPoll): the WORKER role and EXECUTE on the task type. It is asked at
+// mayPoll): the WORKER role and EXECUTE on the task type or, for a task
+// in the queue of a domain, on the DOMAIN. It is asked at
 // every poll and take, so that credentials outlive neither their
 // principal nor its rights. Credentials the ledger does not know pass
 // when unlisted says so (the node made them for itself, or an external
 // server's operator issued them); others (issued by another engine a
 // moment ago, or recorded in a record parked as poison) are answered
 // unavailable, and the worker tries again.
-func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, unlisted func(user string) bool, taker, taskType string) error {
+func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, unlisted func(user string) bool, taker, taskType, domain string) error {
 	user, ok := strings.CutPrefix(taker, "nats:")
 	if !ok || a.insecure {
 		return nil
@@ -99,7 +100,7 @@ func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, un
 		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Execute, Target: target,
 			Reason: "the principal these worker credentials were issued to no longer has the WORKER role"}
 	}
-	_, err = a.decide(ctx, p, auth.Execute, target)
+	_, err = a.decide(ctx, p, auth.Execute, auth.Resource{Target: target, Domain: domain})
 	return err
 }
 

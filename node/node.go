@@ -266,8 +266,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil
 	}
 	n.executor.SetStartCheck(mayStart)
-	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType string) error {
-		return authz.workerMayTake(ctx, n.workerCreds.ledger, n.unlistedWorker, taker, taskType)
+	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType, domain string) error {
+		return authz.workerMayTake(ctx, n.workerCreds.ledger, n.unlistedWorker, taker, taskType, domain)
 	})
 	n.executor.SetUnrestricted(authz.unrestricted)
 	n.executor.SetConformance(schemacheck.New(n.metadata))

@@ -265,6 +265,8 @@ type WorkerCredentialsIssued struct {
 	Name      string   `msgpack:"n,omitempty"`
 	TaskTypes []string `msgpack:"types"`
 	Domains   []string `msgpack:"domains,omitempty"`
+	// DomainsOnly: the Domains' queues alone, not those without domain.
+	DomainsOnly bool `msgpack:"donly,omitempty"`
 	// StartWorkflows may be started by publishing, as By.
 	StartWorkflows []string `msgpack:"start,omitempty"`
 	// Subscribe are the event subjects the holder may receive.

@@ -32,16 +32,15 @@ type Permissions struct {
 
 // WorkerPermissions is everything a worker of taskTypes needs of NATS
 // under the worker protocol, and nothing else: poll ends for those types;
-// for each of their queues (the one without domain and one per entry of
-// domains), the take, poll and result subjects and the info, next-message
+// for each of their queues in domains ("" names the queue without
+// domain), the take, poll and result subjects and the info, next-message
 // and acknowledgement subjects of its consumer on the dispatch stream; and
 // subscriptions under inboxPrefix.
 // Consumers are not created by workers (the engine does), streams are not
 // readable, and other types' queues are out of reach.
-func WorkerPermissions(taskTypes, domains []string, inboxPrefix string) Permissions {
+func WorkerPermissions(taskTypes, queues []string, inboxPrefix string) Permissions {
 	var p Permissions
 	stream := eventlog.Dispatch.Name
-	queues := append([]string{""}, domains...)
 	for _, t := range taskTypes {
 		p.Publish = append(p.Publish, PollEndSubject(t))
 		for _, d := range queues {

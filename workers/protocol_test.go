@@ -32,7 +32,7 @@ func TestPollSubjects(t *testing.T) {
 // A worker's credentials allow polls of the queues they allow pulls from:
 // its types without domain, and in each of its domains; no other domain.
 func TestWorkerPermissionsPollTheirDomains(t *testing.T) {
-	p := workers.WorkerPermissions([]string{"resize"}, []string{"eu"}, "_INBOX_U1")
+	p := workers.WorkerPermissions([]string{"resize"}, []string{"", "eu"}, "_INBOX_U1")
 	for _, s := range []string{workers.PollSubject("resize", ""), workers.PollSubject("resize", "eu")} {
 		if !slices.Contains(p.Publish, s) {
 			t.Errorf("%s is not allowed", s)

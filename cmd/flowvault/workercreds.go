@@ -56,6 +56,8 @@ flags:
                      (one of --task-types, --start-workflows and
                      --subscribe is required)
   --domains d1,d2    task domains whose queues it may also pull from
+  --domains-only     only the domains' queues, not those without domain
+                     (what a DOMAIN grant allows)
   --name NAME        a name shown in NATS server monitoring
   --expires D        lifetime, e.g. 720h or 30d (default 30d, at most 365d)
   --out FILE         write the credentials to FILE (0600) instead of stdout
@@ -72,6 +74,7 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	fs.StringVar(&starts, "start-workflows", "", "workflows to start by publishing, comma-separated")
 	fs.StringVar(&subscribe, "subscribe", "", "event subjects to receive, comma-separated")
 	fs.StringVar(&domains, "domains", "", "task domains, comma-separated")
+	domainsOnly := fs.Bool("domains-only", false, "only the domains' queues")
 	fs.StringVar(&name, "name", "", "name of the NATS user")
 	fs.StringVar(&expires, "expires", "", "lifetime (e.g. 720h, 30d)")
 	fs.StringVar(&out, "out", "", "write to this file (0600) instead of stdout")
@@ -96,7 +99,8 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]any{"taskTypes": splitList(types), "startWorkflows": splitList(starts), "subscribe": splitList(subscribe), "domains": splitList(domains), "name": name,
+	body, _ := json.Marshal(map[string]any{"taskTypes": splitList(types), "startWorkflows": splitList(starts), "subscribe": splitList(subscribe), "domains": splitList(domains),
+		"domainsOnly": *domainsOnly, "name": name,
 		"expiresInSeconds": int64(ttl / time.Second)})
 	b, err := c.do(ctx, "POST", "/api/workers/credentials", "application/json", body)
 	if err != nil {

@@ -1,0 +1,89 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/natsauth"
+)
+
+type fakeLedger map[string]natsauth.Issued
+
+func (l fakeLedger) Get(user string) (natsauth.Issued, error) {
+	if c, ok := l[user]; ok {
+		return c, nil
+	}
+	return natsauth.Issued{}, fault.NotFound("worker credentials %s not found", user)
+}
+
+type fakePrincipals map[string]auth.Principal
+
+func (f fakePrincipals) Principal(_ context.Context, id string) (auth.Principal, error) {
+	if p, ok := f[id]; ok {
+		return p, nil
+	}
+	return auth.Principal{}, fault.NotFound("principal %s not found", id)
+}
+
+type fakeGrants []auth.Grant
+
+func (f fakeGrants) GrantsOn(_ context.Context, t auth.Target) ([]auth.Grant, error) {
+	var out []auth.Grant
+	for _, g := range f {
+		if g.Target == t {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+func (f fakeGrants) GrantsTo(context.Context, auth.Subject, string) ([]auth.Grant, error) {
+	return nil, errors.New("not asked")
+}
+
+// NATS worker credentials take, in the queue of a domain, what their
+// principal's DOMAIN grant covers, as an HTTP poll of that domain does:
+// every type of that domain's queue, never the queue without domain nor
+// another domain's.
+func TestWorkerMayTakeInDomain(t *testing.T) {
+	worker := func(id string) auth.Principal { return auth.Principal{ID: id, Roles: []string{auth.RoleWorker}} }
+	a := workflowAuthorizer{
+		principals: fakePrincipals{"app:eu": worker("app:eu"), "app:group": {ID: "app:group", Roles: []string{auth.RoleWorker},
+			Groups: []string{"eu-workers"}}, "app:norole": {ID: "app:norole"}},
+		authz: auth.NewAuthorizer(fakeGrants{
+			{Subject: auth.Subject{Type: auth.SubjectUser, ID: "app:eu"}, Target: auth.Target{Type: auth.TargetDomain, ID: "eu"},
+				Access: []auth.Access{auth.Execute}},
+			{Subject: auth.Subject{Type: auth.SubjectGroup, ID: "eu-workers"}, Target: auth.Target{Type: auth.TargetDomain, ID: "eu"},
+				Access: []auth.Access{auth.Execute}},
+			{Subject: auth.Subject{Type: auth.SubjectUser, ID: "app:norole"}, Target: auth.Target{Type: auth.TargetDomain, ID: "eu"},
+				Access: []auth.Access{auth.Execute}},
+		}),
+	}
+	ledger := fakeLedger{"UEU": {User: "UEU", IssuedBy: "app:eu"}, "UGROUP": {User: "UGROUP", IssuedBy: "app:group"},
+		"UNOROLE": {User: "UNOROLE", IssuedBy: "app:norole"}}
+	unlisted := func(string) bool { return false }
+	tests := []struct {
+		name           string
+		user, taskType string
+		domain         string
+		want           error // nil, or the fault it wraps
+	}{
+		{"a type in the domain", "UEU", "resize", "eu", nil},
+		{"another type in the domain", "UEU", "thumbnail", "eu", nil},
+		{"the queue without domain", "UEU", "resize", "", fault.ErrForbidden},
+		{"another domain", "UEU", "resize", "us", fault.ErrForbidden},
+		{"the grant of the principal's group", "UGROUP", "resize", "eu", nil},
+		{"the grant without the WORKER role", "UNOROLE", "resize", "eu", fault.ErrForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := a.workerMayTake(context.Background(), ledger, unlisted, "nats:"+tt.user, tt.taskType, tt.domain)
+			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
