@@ -713,6 +713,17 @@ func TestDomainGrantOverNATS(t *testing.T) {
 		t.Fatalf("result: %s", m.Data)
 	}
 
+	// The grant listings show it like any other grant.
+	for path, want := range map[string]string{
+		"/api/auth/authorization/DOMAIN/eu":                                    `{"EXECUTE":[{"type":"USER","id":"app:` + appID + `"}]}`,
+		"/api/auth/subjects/USER/app:" + appID + "/grants?resourceType=DOMAIN": `[{"target":{"type":"DOMAIN","id":"eu"},"access":["EXECUTE"]}]`,
+		"/api/users/app:" + appID + "/permissions":                             `{"grantedAccess":[{"target":{"type":"DOMAIN","id":"eu"},"access":["EXECUTE"]}]}`,
+	} {
+		if got := strings.TrimSpace(send(t, admin, "GET", path, "")); got != want {
+			t.Errorf("GET %s = %s, want %s", path, got, want)
+		}
+	}
+
 	send(t, admin, "DELETE", "/api/auth/authorization", grant)
 	start()
 	if r, m := poll(); r.Task != nil || r.Error == nil || r.Error.Code != workers.CodeForbidden {
