@@ -392,14 +392,13 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 	}
 }
 
-// Worker credentials are issued for their principal's rights at the time;
-// they must not outlive them. Every poll and take asks again what polling
-// over HTTP asks (the WORKER role, EXECUTE on the task type), and every
-// start published with them what starting over HTTP asks: a principal that
-// lost its grant, its role or itself takes no task, its secrets resolved,
-// and starts no workflow. Credentials whose principal is gone are
-// disconnected and refused: their connection would still fetch and
-// acknowledge the queue's announcements.
+// Worker credentials do not outlive their principal's rights: once it
+// loses its WORKER role or its grant on one of their types, or is gone,
+// their connections are closed and refused (they could otherwise drain
+// the type's queue of announcements that rightful workers then never
+// see), and they work again once the rights come back. The engines ask
+// the same of every poll, take and result (executor
+// TestTakeCheckRefusesTheSender), for the moment before the gate acts.
 func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 	t.Parallel()
 	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
@@ -409,20 +408,20 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 	send(t, admin, "PUT", "/api/secrets/owner_key", "owner-secret-value-5f1c")
 
 	for _, tc := range []struct {
-		name string
-		lose func(appID, taskType string)
-		// mayStart: starting needs EXECUTE on the workflow, not the
-		// WORKER role.
-		mayStart bool
-		// gone: the principal no longer exists.
-		gone bool
+		name         string
+		lose, regain func(appID, taskType string)
 	}{
-		{name: "grant revoked", lose: func(appID, taskType string) {
-			send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
-			send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "WORKFLOW_DEF", "flow_"+taskType, `["EXECUTE"]`))
-		}},
-		{name: "role removed", lose: func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID+"/roles/WORKER", "") }, mayStart: true},
-		{name: "application deleted", lose: func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID, "") }, gone: true},
+		{name: "grant revoked",
+			lose: func(appID, taskType string) {
+				send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
+			},
+			regain: func(appID, taskType string) {
+				send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
+			}},
+		{name: "role removed",
+			lose:   func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID+"/roles/WORKER", "") },
+			regain: func(appID, _ string) { send(t, admin, "POST", "/api/applications/"+appID+"/roles/WORKER", "") }},
+		{name: "application deleted", lose: func(appID, _ string) { send(t, admin, "DELETE", "/api/applications/"+appID, "") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			taskType := strings.ReplaceAll(tc.name, " ", "_")
@@ -432,20 +431,12 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 				"inputParameters":{"key":"${workflow.secrets.owner_key}"}}]}`)
 			appID, _, _, token := newApp(t, admin, "worker-"+taskType, "WORKER")
 			send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "TASK_DEF", taskType, `["EXECUTE"]`))
-			send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "WORKFLOW_DEF", flow, `["EXECUTE"]`))
-			worker := client{t, base, token}
-			c := issue(t, worker, `{"taskTypes":["`+taskType+`"],"startWorkflows":["`+flow+`"]}`)
+			c := issue(t, client{t, base, token}, `{"taskTypes":["`+taskType+`"]}`)
 			connect := func(opts ...nats.Option) (*nats.Conn, error) {
 				quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
 				return workers.Connect(n.Log().ClientURL(), []byte(c.Creds), append(opts, nats.NoReconnect(), quiet)...)
 			}
-			closed := make(chan struct{})
-			nc, err := connect(nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(nc.Close)
-			poll := func() workers.PollReply {
+			poll := func(nc *nats.Conn) workers.PollReply {
 				t.Helper()
 				m, err := nc.Request(workers.PollSubject(taskType, ""), []byte(`{"workerId":"w","waitMs":5000}`), 20*time.Second)
 				if err != nil {
@@ -459,78 +450,69 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 				}
 				return r
 			}
+			closed := make(chan struct{})
+			nc, err := connect(nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
 
 			// While the rights hold, the credentials take a task.
 			send(t, admin, "POST", "/api/workflow/"+flow, `{}`)
-			if r := poll(); r.Task == nil {
+			if r := poll(nc); r.Task == nil {
 				t.Fatalf("no task for credentials with their rights: %+v", r.Error)
 			}
 
 			tc.lose(appID, taskType)
-			run := send(t, admin, "POST", "/api/workflow/"+flow, `{}`)
-			if tc.gone {
-				<-closed // the test binary's timeout catches a connection left open
-				if nc, err := connect(); err == nil {
-					nc.Close()
-					t.Fatal("credentials of a deleted application connected")
-				}
+			<-closed // the test binary's timeout catches a connection left open
+			if nc, err := connect(); err == nil {
+				nc.Close()
+				t.Fatal("credentials beyond their principal's rights connected")
+			}
+			if tc.regain == nil {
 				return
 			}
-			r := poll()
-			if r.Task != nil || r.Error == nil || r.Error.Code != workers.CodeForbidden {
-				t.Fatalf("poll after the rights went: a task %t, error %+v; want %s", r.Task != nil, r.Error, workers.CodeForbidden)
-			}
-			if strings.Contains(r.Error.Message, "owner-secret-value") {
-				t.Fatal("the refusal carries the secret")
-			}
-			wf := decode[map[string]any](t, send(t, admin, "GET", "/api/workflow/"+run, ""))
-			if task := wf["tasks"].([]any)[0].(map[string]any); task["status"] != "SCHEDULED" {
-				t.Fatalf("the refused poll's task is %v", task["status"])
-			}
-			// A take of the waiting task, as the dispatch protocol makes
-			// it, is refused the same way.
-			task := wf["tasks"].([]any)[0].(map[string]any)
-			take, _ := json.Marshal(workers.TakeRequest{TaskID: task["taskId"].(string), WorkflowInstanceID: run, WorkerID: "w"})
-			m, err := nc.Request(workers.TakeSubject(taskType, ""), take, 20*time.Second)
-			if err != nil {
-				t.Fatalf("take: %v", err)
-			}
-			if tr := decode[workers.TakeReply](t, string(m.Data)); tr.Task != nil || tr.Error == nil || tr.Error.Code != workers.CodeForbidden {
-				t.Fatalf("take after the rights went: %s", m.Data)
-			}
-
-			// A start published with the credentials is refused, not run,
-			// unless its principal still may start the workflow.
-			ack, err := nc.Request(workers.StartSubject(flow, "app:"+appID), []byte(`{"input":{"n":1}}`), 20*time.Second)
-			if err != nil || !strings.Contains(string(ack.Data), `"seq"`) {
-				t.Fatalf("publish start: %v %s", err, ack.Data)
-			}
-			search := "/api/workflow/search?query=" + url.QueryEscape("workflowType = "+flow)
-			if tc.mayStart {
-				testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
-					if found := send(t, admin, "GET", search, ""); !strings.Contains(found, `"totalHits":3`) {
-						return fmt.Errorf("the published start did not run: %s", found)
-					}
-					return nil
-				})
-				return
-			}
+			tc.regain(appID, taskType)
+			var again *nats.Conn
 			testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
-				for _, line := range strings.Split(logs.String(), "\n") {
-					if strings.Contains(line, "start command rejected") && strings.Contains(line, flow) {
-						return nil
-					}
-				}
-				return fmt.Errorf("the published start was not refused yet")
+				again, err = connect()
+				return err
 			})
-			found := send(t, admin, "GET", search, "")
-			if !strings.Contains(found, `"totalHits":2`) {
-				t.Fatalf("published start ran: %s", found)
+			t.Cleanup(again.Close)
+			send(t, admin, "POST", "/api/workflow/"+flow, `{}`)
+			if r := poll(again); r.Task == nil {
+				t.Fatalf("no task for credentials whose rights came back: %+v", r.Error)
 			}
 		})
 	}
 	if strings.Contains(logs.String(), "owner-secret-value") {
 		t.Fatal("the secret reached the log")
+	}
+
+	// Credentials that only start workflows need no WORKER role: they stay
+	// connected, and a start their principal may no longer make is
+	// refused, not run.
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"flow_starter","tasks":[{"name":"noop","taskReferenceName":"n","type":"NOOP"}]}`)
+	appID, _, _, token := newApp(t, admin, "starter", "WORKER")
+	send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "WORKFLOW_DEF", "flow_starter", `["EXECUTE"]`))
+	starter, err := workers.Connect(n.Log().ClientURL(), []byte(issue(t, client{t, base, token}, `{"startWorkflows":["flow_starter"]}`).Creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(starter.Close)
+	send(t, admin, "DELETE", "/api/auth/authorization", fmt.Sprintf(grantTemplate, appID, "WORKFLOW_DEF", "flow_starter", `["EXECUTE"]`))
+	ack, err := starter.Request(workers.StartSubject("flow_starter", "app:"+appID), []byte(`{"input":{"n":1}}`), 20*time.Second)
+	if err != nil || !strings.Contains(string(ack.Data), `"seq"`) {
+		t.Fatalf("publish start: %v %s", err, ack.Data)
+	}
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if strings.Contains(logs.String(), "start command rejected") && strings.Contains(logs.String(), "flow_starter") {
+			return nil
+		}
+		return fmt.Errorf("the published start was not refused yet")
+	})
+	if found := send(t, admin, "GET", "/api/workflow/search?query="+url.QueryEscape("workflowType = flow_starter"), ""); !strings.Contains(found, `"totalHits":0`) {
+		t.Fatalf("published start ran: %s", found)
 	}
 
 	// Credentials no ledger lists, which the node did not make for itself
@@ -678,7 +660,9 @@ func TestDomainGrantOverNATS(t *testing.T) {
 	if got := listed(t, worker, "")[c.User]; !got.DomainsOnly || !slices.Equal(got.Domains, []string{"eu"}) {
 		t.Fatalf("listed %+v", got)
 	}
-	nc, err := workers.Connect(n.Log().ClientURL(), []byte(c.Creds), nats.NoReconnect())
+	closed := make(chan struct{})
+	nc, err := workers.Connect(n.Log().ClientURL(), []byte(c.Creds), nats.NoReconnect(),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -724,10 +708,10 @@ func TestDomainGrantOverNATS(t *testing.T) {
 		}
 	}
 
+	// Revoked, the credentials are beyond their principal's rights: their
+	// connection is closed (TestWorkerCredentialsFollowTheirPrincipalsRights).
 	send(t, admin, "DELETE", "/api/auth/authorization", grant)
+	<-closed // the test binary's timeout catches a connection left open
 	start()
-	if r, m := poll(); r.Task != nil || r.Error == nil || r.Error.Code != workers.CodeForbidden {
-		t.Fatalf("poll of eu after the revocation: %s", m.Data)
-	}
 	worker.do("GET", "/api/tasks/poll/dg_task?domain=eu&timeout=0", "").expect(t, http.StatusForbidden)
 }

@@ -15,9 +15,9 @@ import (
 )
 
 // revokedWorker connects a worker of taskType whose principal then loses
-// its grant on the type. The principal exists, so its connection stays
-// open (one whose principal is gone is closed: api
-// TestWorkerCredentialsFollowTheirPrincipalsRights).
+// its grant on the type, and returns once the server has closed the
+// connection: credentials beyond their principal's rights are refused
+// (api TestWorkerCredentialsFollowTheirPrincipalsRights).
 func (e *env) revokedWorker(taskType string) *nats.Conn {
 	e.t.Helper()
 	principal, token := e.application(taskType+"-worker", "WORKER")
@@ -27,82 +27,49 @@ func (e *env) revokedWorker(taskType string) *nats.Conn {
 		map[string]any{"taskTypes": []string{taskType}, "name": principal})), &c); err != nil {
 		e.t.Fatal(err)
 	}
-	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds))
+	closed := make(chan struct{})
+	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds), nats.NoReconnect(),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(nc.Close)
 	e.revoke(principal, "TASK_DEF", taskType, "EXECUTE")
+	<-closed // the test binary's timeout catches a connection left open
 	return nc
 }
 
-// A NATS worker whose principal lost its rights takes nothing (the take
-// and poll ask again), and must not report results either: over HTTP the
-// same report is refused (mayUpdateTask asks mayPoll again).
-func TestRevokedNATSWorkerReportsNoResult(t *testing.T) {
+// A NATS worker whose principal lost its grant can neither report on a
+// task nor drain the type's queue: its announcements were fetched and
+// acknowledged by such a worker, and rightful workers did not see them
+// until they were sent again, a day later. The task reaches the rightful
+// worker; the engine asks each take and result again too, for the moment
+// before the connection closes (executor TestTakeCheckRefusesTheSender).
+func TestRevokedNATSWorkerDrainsNoQueue(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
 	e.register(`{"name":"r3_flow","tasks":[{"name":"r3_task","taskReferenceName":"t1"}],"outputParameters":{"o":"${t1.output.o}"}}`)
 	nc := e.revokedWorker("r3_task")
 
 	id := e.start("r3_flow", nil)
+	next := "$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH." + workers.ConsumerName("r3_task", "")
+	if _, err := nc.Request(next, []byte(`{"batch":1,"expires":1000000000}`), 2*time.Second); err == nil {
+		t.Fatal("a worker without its grant fetched the queue")
+	}
+	body, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: "any", WorkflowInstanceID: id,
+		Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "sabotaged"}})
+	if _, err := nc.Request(workers.ResultSubject("r3_task", ""), body, 2*time.Second); err == nil {
+		t.Fatal("a worker without its grant reported a result")
+	}
 	// A legitimate worker (the admin over HTTP) takes the task.
-	var task conductor.Task
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		code, body := e.do("GET", "/api/tasks/poll/r3_task?workerid=legit", nil)
 		if code != http.StatusOK || body == "" {
 			return fmt.Errorf("poll: %d %s", code, body)
 		}
-		return json.Unmarshal([]byte(body), &task)
+		return nil
 	})
-	// The revoked worker reports on the task, naming someone else.
-	body, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: task.TaskID,
-		WorkflowInstanceID: id, Status: conductor.TaskCompleted, WorkerID: "app:bootstrap-admin",
-		OutputData: map[string]any{"o": "forged"}}})
-	msg, err := nc.Request(workers.ResultSubject("r3_task", ""), body, 5*time.Second)
-	if err != nil {
-		t.Fatalf("result: %v", err)
-	}
-	var reply workers.ResultReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		t.Fatal(err)
-	}
-	if wf := e.workflow(id); reply.OK || reply.Error == nil || reply.Error.Code != workers.CodeForbidden || wf.Status != conductor.WorkflowRunning {
-		t.Fatalf("a worker without its grant reported a result: reply %s, workflow %s output %v", msg.Data, wf.Status, wf.Output)
-	}
-}
-
-// The same worker needs no task id from elsewhere: its credentials still
-// fetch the queue's announcements, and it failed every new task of its
-// type before a worker with rights took it.
-func TestRevokedNATSWorkerFailsNoQueuedTask(t *testing.T) {
-	t.Parallel()
-	e := newSecureEnv(t)
-	e.register(`{"name":"r3b_flow","tasks":[{"name":"r3b_task","taskReferenceName":"t1"}]}`)
-	nc := e.revokedWorker("r3b_task")
-
-	id := e.start("r3b_flow", nil)
-	next := "$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH." + workers.ConsumerName("r3b_task", "")
-	msg, err := nc.Request(next, []byte(`{"batch":1,"expires":3000000000}`), 5*time.Second)
-	if err != nil {
-		t.Fatalf("fetch the announcement: %v", err)
-	}
-	var d workers.Dispatch
-	if err := json.Unmarshal(msg.Data, &d); err != nil || d.TaskID == "" {
-		t.Fatalf("dispatch %q: %v", msg.Data, err)
-	}
-	_ = msg.Ack()
-	body, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: d.TaskID,
-		WorkflowInstanceID: d.WorkflowInstanceID, Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "sabotaged"}})
-	res, err := nc.Request(workers.ResultSubject("r3b_task", ""), body, 5*time.Second)
-	if err != nil {
-		t.Fatalf("result: %v", err)
-	}
-	var reply workers.ResultReply
-	if err := json.Unmarshal(res.Data, &reply); err != nil {
-		t.Fatal(err)
-	}
-	if wf := e.workflow(id); reply.Error == nil || reply.Error.Code != workers.CodeForbidden || wf.Status != conductor.WorkflowRunning {
-		t.Fatalf("a worker without its grant failed a queued task: reply %s, workflow %s (%s)", res.Data, wf.Status, wf.ReasonForIncompletion)
+	if wf := e.workflow(id); wf.Status != conductor.WorkflowRunning || wf.Tasks[0].Status != conductor.TaskInProgress {
+		t.Fatalf("workflow %s, task %s", wf.Status, wf.Tasks[0].Status)
 	}
 }

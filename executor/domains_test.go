@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
@@ -192,5 +195,66 @@ func TestTakesAndResultsNameTheTasksDomain(t *testing.T) {
 	}
 	if w, _ := e.State(ctx, "wf-dom"); w.Status != conductor.WorkflowCompleted {
 		t.Fatalf("workflow %s after its task's result", w.Status)
+	}
+}
+
+// The TakeCheck is asked about the sender the server names of every poll,
+// take and result: a sender it refuses gets forbidden and changes nothing
+// (the gate closes such a connection too, a moment later).
+func TestTakeCheckRefusesTheSender(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+	e.SetTakeCheck(func(_ context.Context, taker, taskType, domain string) error {
+		if taker == "nats:UREVOKED" {
+			return fmt.Errorf("%s may not take %s@%s: %w", taker, taskType, domain, fault.ErrForbidden)
+		}
+		return nil
+	})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	startInline(ctx, t, e, "wf-tc", `{"name":"tc","tasks":[{"name":"tc_task","taskReferenceName":"t"}]}`)
+	w, err := e.State(ctx, "wf-tc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taskID := w.Tasks[0].ID
+	request := func(subject, user string, body any) *workers.Error {
+		t.Helper()
+		m := nats.NewMsg(subject)
+		m.Data, _ = json.Marshal(body)
+		m.Header.Set(requestInfoHeader, `{"acc":"AW","user":"`+user+`"}`)
+		reply, err := l.Conn().RequestMsgWithContext(ctx, m)
+		if err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+		var r struct{ Error *workers.Error }
+		if err := json.Unmarshal(reply.Data, &r); err != nil {
+			t.Fatalf("%s: %q", subject, reply.Data)
+		}
+		return r.Error
+	}
+	take := workers.TakeRequest{TaskID: taskID, WorkflowInstanceID: "wf-tc", WorkerID: "w"}
+	result := workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: "wf-tc",
+		Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "sabotaged"}}
+	for _, tc := range []struct {
+		subject string
+		body    any
+	}{
+		{workers.PollSubject("tc_task", ""), workers.PollRequest{WorkerID: "w", WaitMs: 200}},
+		{workers.TakeSubject("tc_task", ""), take},
+		{workers.ResultSubject("tc_task", ""), result},
+	} {
+		if got := request(tc.subject, "UREVOKED", tc.body); got == nil || got.Code != workers.CodeForbidden {
+			t.Fatalf("%s of a refused sender: %+v, want %s", tc.subject, got, workers.CodeForbidden)
+		}
+	}
+	if w, _ := e.State(ctx, "wf-tc"); w.Status != conductor.WorkflowRunning || w.Tasks[0].Status != conductor.TaskScheduled {
+		t.Fatalf("after refused requests: workflow %s, task %s", w.Status, w.Tasks[0].Status)
+	}
+	if got := request(workers.TakeSubject("tc_task", ""), "UALLOWED", take); got != nil {
+		t.Fatalf("take of an allowed sender: %+v", got)
 	}
 }

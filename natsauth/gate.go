@@ -18,13 +18,13 @@ import (
 // started) with the revocation list as the log has it, and each later
 // change replaces the list, which closes the revoked users' connections.
 //
-// The server decides what a connection may subscribe to when it
-// connects, so credentials that subscribe to events are also refused
-// while their principal may not hold them (Entitlements): a demoted
-// admin's subscriber is disconnected, and connects again if the role comes
-// back. Credentials whose principal no longer exists are refused too: the
-// engines refuse their takes and results, but the connection would still
-// fetch and acknowledge its queue's announcements, which a rightful
+// The server decides what a connection may do when it connects, so
+// credentials are also refused while their principal may not hold them
+// (Entitlements): a demoted admin's event subscriber, a worker whose
+// principal lost its role or a grant on one of its types, or is gone, is
+// disconnected, and connects again if the rights come back. The engines
+// refuse such a worker's takes and results too, but its connection would
+// still fetch and acknowledge its queue's announcements, which a rightful
 // worker then waits for until they are sent again.
 type Gate struct {
 	authority    *Authority
@@ -48,11 +48,10 @@ func NewGate(a *Authority, ns *server.Server, ledger *Ledger, logger *slog.Logge
 		now: time.Now, kick: make(chan struct{}, 1)}
 }
 
-// Entitlements says whether a principal may still hold credentials: any,
-// while it exists; with subscribe, those that subscribe to events, while
-// it may be issued them.
+// Entitlements says whether the principal credentials were issued to may
+// still hold them: they must not outlive its rights.
 type Entitlements interface {
-	MayHold(ctx context.Context, principal string, subscribe bool) (bool, error)
+	MayHold(ctx context.Context, c Issued) (bool, error)
 }
 
 // RefuseUnentitled makes Sync refuse the credentials e says their
@@ -127,7 +126,7 @@ func (g *Gate) refuseUnentitled(revoked map[string]int64, now time.Time) error {
 	}
 	ctx := context.Background()
 	for _, c := range active {
-		ok, err := g.entitlements.MayHold(ctx, c.IssuedBy, len(c.Subscribe) > 0)
+		ok, err := g.entitlements.MayHold(ctx, c)
 		if err != nil {
 			return fmt.Errorf("credentials %s: %w", c.User, err)
 		}

@@ -38,6 +38,10 @@ type Issued struct {
 	RevokedAt      int64    `msgpack:"rts,omitempty" json:"revokedAt,omitempty"` // Unix milliseconds
 }
 
+// Queues are the domains whose queues of c.TaskTypes the credentials
+// reach, "" naming the queue without domain.
+func (c Issued) Queues() []string { return queues(c.Domains, c.DomainsOnly) }
+
 // Expired reports whether the credentials no longer work at now anyway.
 func (c Issued) Expired(now time.Time) bool {
 	return c.Expires != 0 && c.Expires <= now.UnixMilli()

@@ -110,11 +110,13 @@ func (s WorkerSpec) Validate() error {
 
 // Queues are the domains whose queues of s.TaskTypes the credentials
 // reach, "" naming the queue without domain.
-func (s WorkerSpec) Queues() []string {
-	if s.DomainsOnly {
-		return s.Domains
+func (s WorkerSpec) Queues() []string { return queues(s.Domains, s.DomainsOnly) }
+
+func queues(domains []string, domainsOnly bool) []string {
+	if domainsOnly {
+		return domains
 	}
-	return append([]string{""}, s.Domains...)
+	return append([]string{""}, domains...)
 }
 
 // appender writes audit records; *eventlog.Log implements it.

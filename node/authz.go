@@ -88,11 +88,18 @@ func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, un
 	if err != nil {
 		return fmt.Errorf("worker credentials %s: %v: %w", user, err, fault.ErrUnavailable)
 	}
+	return a.holderMayTake(ctx, c.IssuedBy, taskType, domain)
+}
+
+// holderMayTake asks whether principal, which worker credentials were
+// issued to, may still take tasks of taskType in domain's queue: the
+// WORKER role and EXECUTE on the type or the domain.
+func (a workflowAuthorizer) holderMayTake(ctx context.Context, principal, taskType, domain string) error {
 	target := auth.Target{Type: auth.TargetTaskDef, ID: taskType}
-	p, err := a.principals.Principal(ctx, c.IssuedBy)
+	p, err := a.principals.Principal(ctx, principal)
 	switch {
 	case errors.Is(err, fault.ErrNotFound):
-		return &auth.ForbiddenError{Principal: c.IssuedBy, Access: auth.Execute, Target: target,
+		return &auth.ForbiddenError{Principal: principal, Access: auth.Execute, Target: target,
 			Reason: "the principal these worker credentials were issued to no longer exists"}
 	case err != nil:
 		return fmt.Errorf("authorize %s: %v: %w", target, err, fault.ErrUnavailable)

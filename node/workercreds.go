@@ -34,7 +34,8 @@ func (n *Node) startWorkerCreds(ctx, runCtx context.Context) error {
 	proj := natsauth.Projection{}
 	if n.nats != nil {
 		c.gate = natsauth.NewGate(n.nats, n.log.EmbeddedServer(), c.ledger, n.logger)
-		c.gate.RefuseUnentitled(entitlements{principals: n.auth.store, insecure: n.cfg.Insecure})
+		authz := workflowAuthorizer{principals: n.auth.store, authz: n.auth.authorizer, insecure: n.cfg.Insecure}
+		c.gate.RefuseUnentitled(entitlements{principals: n.auth.store, mayTake: authz.holderMayTake, insecure: n.cfg.Insecure})
 		proj.Notify = c.gate.Notify
 		n.gate.Store(c.gate)
 	}
@@ -68,25 +69,44 @@ func (n *Node) notifyGate() {
 }
 
 // entitlements answers whether a principal may still hold credentials:
-// any while it exists, and those that subscribe to events while it is an
-// admin (api/workers.go issues them to admins alone).
+// while it exists; those that subscribe to events while it is an admin
+// (api/workers.go issues them to admins alone); those that take tasks
+// while it may take every type they name in every queue they reach. Credentials beyond their
+// principal's rights are refused whole: the engines would refuse their
+// takes and results, but the connection could still fetch and
+// acknowledge the queue's announcements, which rightful workers would
+// then not see until they are sent again, hours later.
 type entitlements struct {
 	principals principals
+	mayTake    func(ctx context.Context, principal, taskType, domain string) error
 	insecure   bool
 }
 
-func (e entitlements) MayHold(ctx context.Context, principal string, subscribe bool) (bool, error) {
+func (e entitlements) MayHold(ctx context.Context, c natsauth.Issued) (bool, error) {
 	if e.insecure {
 		return true, nil
 	}
-	p, err := e.principals.Principal(ctx, principal)
+	p, err := e.principals.Principal(ctx, c.IssuedBy)
 	switch {
 	case errors.Is(err, fault.ErrNotFound):
 		return false, nil
 	case err != nil:
 		return false, err
+	case len(c.Subscribe) > 0 && !p.IsAdmin():
+		return false, nil
 	}
-	return !subscribe || p.IsAdmin(), nil
+	for _, taskType := range c.TaskTypes {
+		for _, domain := range c.Queues() {
+			err := e.mayTake(ctx, c.IssuedBy, taskType, domain)
+			switch {
+			case errors.Is(err, fault.ErrForbidden):
+				return false, nil
+			case err != nil:
+				return false, err
+			}
+		}
+	}
+	return true, nil
 }
 
 // credentialIssuer is what the API issues and revokes worker credentials
