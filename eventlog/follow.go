@@ -33,7 +33,7 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2048))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2048, 16<<20))
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}

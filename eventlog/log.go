@@ -520,6 +520,11 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 		} else if errors.Is(err, nats.ErrMaxPayload) {
 			return 0, false, fmt.Errorf("%w: %v", ErrTooLarge, err)
 		} else if !retryable(err) {
+			if unknown != nil {
+				// An earlier attempt may have been stored: a later one
+				// that failed (the connection closing) does not settle it.
+				return 0, false, fmt.Errorf("%w (later attempt: %v)", unknown, err)
+			}
 			return 0, false, err
 		}
 		if unknown == nil && !errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrNoResponders) {

@@ -39,6 +39,12 @@ func newRecord(stream, subject string, seq uint64, ts time.Time, msgID string, d
 // readBatch is how many messages one direct-get request asks for.
 const readBatch = 256
 
+// readBatchBytes bounds the bytes of one direct-get batch (the server
+// always sends at least one message). Without it the server stops only
+// past its max_pending (64 MiB), the very limit at which it closes the
+// connection as a slow consumer.
+const readBatchBytes = 8 << 20
+
 // ReadSubject returns the records on subject with a sequence greater than
 // after, in order. Poison messages are returned with Err set.
 func (l *Log) ReadSubject(ctx context.Context, subject string, after uint64) ([]Record, error) {
@@ -81,6 +87,8 @@ type directGetRequest struct {
 	NextFor string `json:"next_by_subj,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`
 	Batch   int    `json:"batch,omitempty"`
+	// MaxBytes bounds the bytes of a batch (0: the server's max_pending).
+	MaxBytes int `json:"max_bytes,omitempty"`
 	// StartTime, when set, replaces Seq: the first message stored at or
 	// after it.
 	StartTime *time.Time `json:"start_time,omitempty"`
@@ -89,6 +97,9 @@ type directGetRequest struct {
 // directBatch fetches up to r.Batch messages matching r with one request.
 // more reports whether the server has further matching messages.
 func (l *Log) directBatch(ctx context.Context, stream string, r directGetRequest) (recs []Record, more bool, err error) {
+	if r.Batch > 1 && r.MaxBytes == 0 {
+		r.MaxBytes = readBatchBytes
+	}
 	req, _ := json.Marshal(r)
 	inbox := l.nc.NewRespInbox()
 	sub, err := l.nc.SubscribeSync(inbox)
@@ -114,6 +125,9 @@ func (l *Log) directBatch(ctx context.Context, stream string, r directGetRequest
 		case "404": // nothing at or after seq on this subject
 			return recs, false, nil
 		case "204": // end of batch
+			if err := chained(m, recs); err != nil {
+				return nil, false, fmt.Errorf("direct get %s: %w", stream, err)
+			}
 			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
 			return recs, pending > 0, nil
 		case "408":
@@ -121,12 +135,39 @@ func (l *Log) directBatch(ctx context.Context, stream string, r directGetRequest
 		default:
 			return nil, false, fmt.Errorf("direct get %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
 		}
+		if err := chained(m, recs); err != nil {
+			return nil, false, fmt.Errorf("direct get %s: %w", stream, err)
+		}
 		rec, err := headerRecord(m)
 		if err != nil {
 			return nil, false, err
 		}
 		recs = append(recs, rec)
 	}
+}
+
+// chained checks that m follows the last of recs in its batch: the server
+// names, in each message of a batch and in its end, the sequence of the
+// message before (0 before the first). A reply lost on the way (the
+// connection dropped and came back mid-batch: the reply inbox is
+// subscribed again and gets the rest) would otherwise leave a silent gap.
+func chained(m *nats.Msg, recs []Record) error {
+	v := m.Header.Get(jetstream.LastSequenceHeader)
+	if v == "" {
+		return nil
+	}
+	prev, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("bad last sequence header %q", v)
+	}
+	var want uint64
+	if len(recs) > 0 {
+		want = recs[len(recs)-1].Seq
+	}
+	if prev != want {
+		return fmt.Errorf("batch lost the replies between sequences %d and %d", want, prev)
+	}
+	return nil
 }
 
 func headerRecord(m *nats.Msg) (Record, error) {
