@@ -96,6 +96,8 @@ const (
 	ActNATSRevoke = "nats.credentials.revoke"
 	// ActKeysRotate is a rotation of the keyring to a new master-key term.
 	ActKeysRotate = "keys.rotate"
+	// ActKeysRekey is the keyring sealed under a new master key.
+	ActKeysRekey = "keys.rekey"
 )
 
 // Target types the trail adds to Orkes's.
@@ -281,6 +283,9 @@ func (f fact) auditEntries() ([]Entry, bool) {
 	case *schemas.KeyringRotated:
 		e = f.entry(ActKeysRotate, target(TargetKeyring, strconv.Itoa(ev.Term)), ev.By, map[string]string{
 			"previous": strconv.Itoa(ev.Previous), "rewrapped": strconv.Itoa(ev.Rewrapped)})
+	case *schemas.KeyringRekeyed:
+		e = f.entry(ActKeysRekey, target(TargetKeyring, strconv.Itoa(ev.Term)), ev.By, map[string]string{
+			"master_key": ev.Key, "previous_master_key": ev.Previous})
 	case *schemas.RefusalsDropped:
 		e = f.entry(ActRefusalsDrop, "", "", map[string]string{"count": strconv.FormatUint(ev.Count, 10)})
 	default:

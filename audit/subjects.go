@@ -18,7 +18,8 @@ import (
 //	fv.audit.secret.<name>                a secret's value read through the API
 //	fv.audit.env.<name>                   an environment value read or listed
 //	fv.audit.dropped                      refusals not recorded (rate limits)
-//	fv.audit.keys                         the keyring rotated (flowvault keys rotate)
+//	fv.audit.keys                         the keyring rotated or sealed under a new master
+//	                                      key (flowvault keys rotate, flowvault keys rekey)
 const (
 	prefix            = "fv.audit."
 	authFailedSubject = prefix + "auth.failed"
@@ -30,6 +31,9 @@ const (
 	targetRequest     = "REQUEST"
 	allSubjects       = prefix + ">"
 )
+
+// KeysSubject is the subject of the keyring's facts (rotations, rekeys).
+const KeysSubject = keysSubject
 
 // SecretSubject is the subject of the audit facts about secret name.
 func SecretSubject(name string) string { return secretReadPrefix + eventlog.Token(name) }
@@ -64,7 +68,7 @@ func subjectOf(ev schemas.Event) string {
 		return droppedSubject
 	case *schemas.TokenRefused:
 		return auth.TokenAuditSubject
-	case *schemas.KeyringRotated:
+	case *schemas.KeyringRotated, *schemas.KeyringRekeyed:
 		return keysSubject
 	}
 	return ""

@@ -51,7 +51,7 @@ func OpenLog(ctx context.Context, cfg Config, mk *secrets.MasterKey, o eventlog.
 	}
 	l, err := eventlog.Open(ctx, ec, o)
 	if errors.Is(err, eventlog.ErrAccountMismatch) {
-		return nil, nil, nil, fmt.Errorf("the master key does not match the keyring stored in %s (wrong $%s or --master-key-file?); refusing to use it, nothing was changed: %w",
+		return nil, nil, nil, fmt.Errorf("the master key does not match the keyring stored in %s (wrong $%s or --master-key-file, or one that `flowvault keys rekey` replaced?); refusing to use it, nothing was changed: %w",
 			cfg.DataDir, secrets.MasterKeyEnv, errors.Join(secrets.ErrWrongMasterKey, err))
 	}
 	if err != nil {

@@ -154,6 +154,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if err := CheckRekeyPending(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if freshData {
 		if err := os.WriteFile(firstStart, nil, 0o600); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)

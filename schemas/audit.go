@@ -22,6 +22,7 @@ const (
 	TypeAccessDenied    = "audit.access_denied"
 	TypeRefusalsDropped = "audit.refusals_dropped"
 	TypeKeyringRotated  = "audit.keyring_rotated"
+	TypeKeyringRekeyed  = "audit.keyring_rekeyed"
 )
 
 // SecretRead records that a secret's value was returned through the API
@@ -129,8 +130,24 @@ type KeyringRotated struct {
 // EventType implements Event.
 func (*KeyringRotated) EventType() string { return TypeKeyringRotated }
 
+// KeyringRekeyed records that the keyring was sealed under a new master
+// key (`flowvault keys rekey`), and who ran the command (the operating
+// system's user). Master keys are named by their check values (the hex
+// of the 8-byte HMAC the sealed keyring carries in the clear), never
+// shown. Term is the keyring's active term, which a rekey keeps.
+type KeyringRekeyed struct {
+	Term     int    `msgpack:"term"`
+	Key      string `msgpack:"key"`
+	Previous string `msgpack:"prev"`
+	By       string `msgpack:"by"`
+	Time     int64  `msgpack:"ts"`
+}
+
+// EventType implements Event.
+func (*KeyringRekeyed) EventType() string { return TypeKeyringRekeyed }
+
 func init() {
-	for _, ev := range []Event{&SecretRead{}, &EnvRead{}, &EnvListed{}, &AuthFailed{}, &AccessDenied{}, &RefusalsDropped{}, &KeyringRotated{}} {
+	for _, ev := range []Event{&SecretRead{}, &EnvRead{}, &EnvListed{}, &AuthFailed{}, &AccessDenied{}, &RefusalsDropped{}, &KeyringRotated{}, &KeyringRekeyed{}} {
 		Default.Register(ev, 1)
 	}
 }

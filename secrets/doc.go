@@ -81,6 +81,12 @@
 // decrypt. Processes sharing the bucket reload the keyring when it changes
 // (WatchKeyring) or when they meet an unknown term.
 //
+// A rekey (Reseal, `flowvault keys rekey`) seals the keyring under a new
+// master key and securely erases the form sealed under the old one; the
+// terms, the data keys and the events stay. A process still holding the
+// old key keeps the keyring it has in memory but can load no later one,
+// and says so (WatchKeyring logs an error, reloads fail naming the cause).
+//
 // # Fingerprints
 //
 // Keyring.Fingerprint gives "hmac-sha256:<hex>" of a value under a key

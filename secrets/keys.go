@@ -184,9 +184,12 @@ func wrongMasterKey(err error) error {
 	if !errors.Is(err, ErrWrongMasterKey) {
 		return err
 	}
-	return fmt.Errorf("the master key does not match the keyring stored in KV bucket %s (wrong $%s or --master-key-file?); refusing to use it, nothing was changed: %w",
+	return fmt.Errorf("the master key does not match the keyring stored in KV bucket %s (wrong $%s or --master-key-file, or one that `flowvault keys rekey` replaced?); refusing to use it, nothing was changed: %w",
 		KeyBucket, MasterKeyEnv, ErrWrongMasterKey)
 }
+
+// mainBucketDescription describes KeyBucket's stream.
+const mainBucketDescription = "flowvault keys: the keyring sealed under the master key, data keys wrapped by the keyring"
 
 // bucket is one KV bucket of the key store and its stream.
 type bucket struct {
@@ -209,8 +212,7 @@ func (k *Keys) buckets() []bucket { return append([]bucket{k.main}, k.wf...) }
 // bind creates or updates the buckets' streams and binds to them.
 func (k *Keys) bind(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	var err error
-	if k.main, err = bindBucket(ctx, js, KeyBucket, replicas,
-		"flowvault keys: the keyring sealed under the master key, data keys wrapped by the keyring"); err != nil {
+	if k.main, err = bindBucket(ctx, js, KeyBucket, replicas, mainBucketDescription); err != nil {
 		return err
 	}
 	k.wf = make([]bucket, workflowKeyShards)
@@ -291,7 +293,7 @@ func (k *Keys) reload(ctx context.Context) error {
 	}
 	ring, err := openKeyring(k.mk, e.Value())
 	if err != nil {
-		return err
+		return errStaleMasterKey(err)
 	}
 	k.ring.Store(ring)
 	return nil
@@ -327,7 +329,15 @@ func (k *Keys) WatchKeyring(ctx context.Context) {
 				continue
 			}
 			k.reloadMu.Lock()
-			if ring, err := openKeyring(k.mk, e.Value()); err != nil {
+			if ring, err := openKeyring(k.mk, e.Value()); errors.Is(err, ErrWrongMasterKey) {
+				// A rekey changes no KEK term: the keyring in memory still
+				// wraps and unwraps what the store holds, so this process
+				// goes on with it, writing nothing the new key cannot open,
+				// but it can load no later keyring. Say so loudly.
+				k.logger.Error("the keyring was sealed under a new master key (flowvault keys rekey): this server still holds the old one; "+
+					"it keeps the keyring it has in memory but can load no later one (a rotation) and will refuse to start with the old key: restart it with the new master key",
+					logkey.Err, err)
+			} else if err != nil {
 				k.logger.Warn("cannot open the keyring another process stored", logkey.Err, err)
 			} else if ring.ActiveTerm() > k.Keyring().ActiveTerm() {
 				k.ring.Store(ring)

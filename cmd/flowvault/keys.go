@@ -27,30 +27,35 @@ commands:
   rotate   add a new key encryption key (KEK) term to the keyring, make it
            the active one and re-wrap every data key under it; events are
            not touched. Old terms stay and only decrypt.
+  rekey    change the master key: seal the keyring under a new master key
+           and erase the form sealed under the current one. The new key
+           comes from --new-master-key-file or $FLOWVAULT_NEW_MASTER_KEY
+           (never the command line); in dev mode, with neither, a new dev
+           key replaces <data>/master.key. On a data directory the
+           embedded NATS store moves to the new key's account: NATS
+           credentials issued before stop working. Interrupted, it leaves
+           the data dir refusing to start until it is run again.
   status   print the keyring's terms and how many data keys each wraps
 
-Both run against a stopped server's data directory (--data; the server
+All run against a stopped server's data directory (--data; the server
 holds a lock on it while it runs), or against an external NATS cluster
-(--nats), where running servers pick up the new keyring by themselves.
+(--nats), where running servers pick up a rotated keyring by themselves
+(after a rekey they must be restarted with the new key).
 The master key comes from $FLOWVAULT_MASTER_KEY or --master-key-file; a
 dev-mode data directory's own master.key is used when neither is set.
 
 flags:
 `
 
-func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, args, err := subcommand(args, keysUsage, stderr)
-	if err != nil {
-		return err
-	}
-	if sub != "rotate" && sub != "status" {
-		fmt.Fprintf(stderr, "flowvault keys: unknown command %q\n\n%s", sub, keysUsage)
-		return errUsage
-	}
+// offlineFlags parses the flags of a command that opens a stopped
+// server's data directory or an external NATS server: --data, --nats,
+// --nats-creds, --master-key-file (and $FLOWVAULT_MASTER_KEY), and the
+// command's own, which extra declares.
+func offlineFlags(name, usage string, args []string, stderr io.Writer, extra func(*flag.FlagSet, func(p *string, name, usage string))) (node.Config, error) {
 	cfg := node.DefaultConfig()
-	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, keysUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	str := func(p *string, name, usage string) {
 		if v, ok := os.LookupEnv(envName(name)); ok {
 			*p = v
@@ -61,26 +66,53 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	str(&cfg.NATSURL, "nats", "external NATS server URL(s) instead of the data directory's embedded store")
 	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
 	str(&cfg.MasterKeyFile, "master-key-file", "file holding the master key; or set $"+secrets.MasterKeyEnv)
+	if extra != nil {
+		extra(fs, str)
+	}
 	if v, set, err := masterKeyFromEnv(); err != nil {
-		return err
+		return cfg, err
 	} else if set {
 		cfg.MasterKey = v
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return err
+		return cfg, err
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "flowvault keys %s: unexpected argument %q\n", sub, pos[0])
-		return errUsage
+		fmt.Fprintf(stderr, "flowvault %s: unexpected argument %q\n", name, pos[0])
+		return cfg, errUsage
 	}
 	if err := checkMasterKeyFile(fs, cfg.MasterKeyFile); err != nil {
-		return err
+		return cfg, err
 	}
 	if err := cfg.MasterKeySource().Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub, args, err := subcommand(args, keysUsage, stderr)
+	if err != nil {
+		return err
+	}
+	if sub != "rotate" && sub != "status" && sub != "rekey" {
+		fmt.Fprintf(stderr, "flowvault keys: unknown command %q\n\n%s", sub, keysUsage)
+		return errUsage
+	}
+	var newKeyFile string
+	cfg, err := offlineFlags("keys "+sub, keysUsage, args, stderr, func(fs *flag.FlagSet, str func(*string, string, string)) {
+		if sub == "rekey" {
+			str(&newKeyFile, "new-master-key-file", "file holding the new master key (rekey); or set $"+newMasterKeyEnv)
+		}
+	})
+	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if sub == "rekey" {
+		return runRekey(ctx, cfg, newKeyFile, stdout, logger)
+	}
 	keys, log, closeAll, err := openOfflineKeys(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -132,6 +164,10 @@ func openOfflineKeys(ctx context.Context, cfg node.Config, logger *slog.Logger) 
 		}
 		if release, err = node.LockDataDir(cfg.DataDir); err != nil {
 			return nil, nil, nil, fmt.Errorf("%w: stop the server first", err)
+		}
+		if err := node.CheckRekeyPending(cfg.DataDir); err != nil {
+			release()
+			return nil, nil, nil, err
 		}
 		// Nothing but this process needs the server: no listener.
 		cfg.NATSListen = ""

@@ -40,7 +40,7 @@ var commands = []command{
 	{"webhook", "create, list and delete incoming webhooks (REST API client)", runWebhook},
 	{"schema", "save, list and delete the JSON Schemas definitions enforce (REST API client)", runSchema},
 	{"audit", "print the audit trail replayed from the log; --verify the read models", runAudit},
-	{"keys", "rotate the key encryption key, show the keyring", runKeys},
+	{"keys", "rotate the key encryption key, change the master key, show the keyring", runKeys},
 	{"worker-credentials", "NATS credentials for workers of given task types (REST API client)", runWorkerCredentials},
 	{"version", "print the version", runVersion},
 }
