@@ -41,6 +41,7 @@ var commands = []command{
 	{"schema", "save, list and delete the JSON Schemas definitions enforce (REST API client)", runSchema},
 	{"audit", "print the audit trail replayed from the log; --verify the read models", runAudit},
 	{"keys", "rotate the key encryption key, change the master key, show the keyring", runKeys},
+	{"admin", "recover admin access to a stopped server with the master key", runAdmin},
 	{"worker-credentials", "NATS credentials for workers of given task types (REST API client)", runWorkerCredentials},
 	{"version", "print the version", runVersion},
 }
