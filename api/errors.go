@@ -143,11 +143,22 @@ func decodeBody(body []byte, v any) error {
 	return nil
 }
 
+// atoi reads an integer query parameter as a body's integer field is
+// read: 2, or a whole number written 2.0 or 1e2.
+func atoi(v string) (int, error) {
+	n, err := conductor.ParseInt(v, strconv.IntSize)
+	return int(n), err
+}
+
 // jsonKind says what JSON value decodes into t.
 func jsonKind(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// A whole number written 2.0 or 1e2 is read as one; this is a
+		// fraction, or out of the field's range.
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.Bool:
 		return "true or false"

@@ -499,7 +499,7 @@ func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
 	var version *int
 	if q := r.URL.Query().Get("version"); q != "" {
-		v, err := strconv.Atoi(q)
+		v, err := atoi(q)
 		if err != nil {
 			s.writeError(w, r, fault.Invalid("version %q is not an integer", q))
 			return

@@ -207,8 +207,8 @@ func TestMetadataBadInput(t *testing.T) {
 	// A field of the wrong type is named by its JSON path, not by the Go
 	// type that decodes it.
 	for body, want := range map[string]string{
-		`[{"name":"a"},{"name":"b","retryCount":"two"}]`: `{"message":"must be a number, not a JSON string","path":"retryCount"}`,
-		`[{"name":"a","pollTimeoutSeconds":true}]`:       `{"message":"must be a number, not a JSON bool","path":"pollTimeoutSeconds"}`,
+		`[{"name":"a"},{"name":"b","retryCount":"two"}]`: `{"message":"must be an integer, not a JSON string","path":"retryCount"}`,
+		`[{"name":"a","pollTimeoutSeconds":true}]`:       `{"message":"must be an integer, not a JSON bool","path":"pollTimeoutSeconds"}`,
 	} {
 		e := do(t, "POST", td, body).expectError(t, http.StatusBadRequest, "Validation failed")
 		if got := mustJSON(t, e["validationErrors"]); !strings.Contains(got, want) || strings.Contains(got, "plain") {

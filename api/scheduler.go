@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/flowvault/flowvault/auth"
@@ -301,7 +300,7 @@ func int64Param(v string, def int64) (int64, error) {
 	if v == "" {
 		return def, nil
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	n, err := conductor.ParseInt(v, 64)
 	if err != nil {
 		return 0, fault.Invalid("%q is not an integer", v)
 	}

@@ -97,14 +97,14 @@ func pollParams(r *http.Request, taskType string) (executor.PollRequest, error) 
 		return req, fault.Invalid("workerid is longer than %d bytes", maxWorkerID)
 	}
 	if v := q.Get("count"); v != "" {
-		n, err := strconv.Atoi(v)
+		n, err := atoi(v)
 		if err != nil || n < 1 {
 			return req, fault.Invalid("count=%q: want an integer of at least 1 (at most %d are returned)", v, maxPollCount)
 		}
 		req.Count = min(n, maxPollCount)
 	}
 	if v := q.Get("timeout"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
+		n, err := conductor.ParseInt(v, 64)
 		if err != nil || n < 0 {
 			return req, fault.Invalid("timeout=%q: want milliseconds, an integer of at least 0 (at most %d are waited)", v, maxPollWait.Milliseconds())
 		}

@@ -166,7 +166,7 @@ func (s *Server) startWorkflowByName(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p := r.URL.Query().Get("priority"); p != "" {
-		n, err := strconv.Atoi(p)
+		n, err := atoi(p)
 		if err != nil || n < 0 || n > 99 {
 			s.writeError(w, r, fault.Invalid("priority %q: want an integer 0-99", p))
 			return
@@ -504,7 +504,7 @@ func versionParam(r *http.Request) (*int, error) {
 	if v == "" {
 		return nil, nil
 	}
-	n, err := strconv.Atoi(v)
+	n, err := atoi(v)
 	if err != nil {
 		return nil, fault.Invalid("version %q is not an integer", v)
 	}

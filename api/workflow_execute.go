@@ -49,7 +49,7 @@ func readExecuteParams(get func(string) string) (executeParams, error) {
 		}
 	}
 	if v := get("waitForSeconds"); v != "" {
-		n, err := strconv.Atoi(v)
+		n, err := atoi(v)
 		if err != nil || n < 0 {
 			return p, fault.Invalid("waitForSeconds=%q: want a non-negative integer", v)
 		}

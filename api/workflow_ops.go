@@ -482,7 +482,7 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 	if v == "" {
 		return def, nil
 	}
-	n, err := strconv.Atoi(v)
+	n, err := atoi(v)
 	if err != nil || n < lo || n > hi {
 		return 0, fault.Invalid("query parameter %s=%q: want an integer from %d to %d", name, v, lo, hi)
 	}

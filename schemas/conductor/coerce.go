@@ -1,20 +1,27 @@
 package conductor
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Conductor reads its JSON with Jackson, which coerces scalars by default:
 // "2" is read into a number field, 2 into a string field, "true" into a
-// boolean one. Clients rely on it (a version given as "2" from a form or a
-// shell script), so a body that fails to decode only because of such a
-// scalar is decoded again with the scalars its fields' types call for.
-// The first decode stays the only one for every well-typed body.
+// boolean one, and (ACCEPT_FLOAT_AS_INT) 2.0 or 1e2 into an integer one.
+// Clients rely on it (a version given as "2" from a form or a shell
+// script, a Python worker's 3600/2 sent as 1800.0), so a body that fails
+// to decode only because of such a scalar is decoded again with the
+// scalars its fields' types call for. The first decode stays the only one
+// for every well-typed body.
+//
+// A definition keeps the JSON it was decoded from (Raw) and serves it: it
+// keeps the coerced JSON, as Jackson writes back what it read, so that a
+// client reading it (a worker's SDK decoding a poll's workflowTask into
+// typed fields) gets the types Conductor's would.
 
 // coercible reports whether err is a scalar of the wrong type that
 // coercion may fix.
@@ -23,113 +30,329 @@ func coercible(err error) bool {
 	return errors.As(err, &te) && (te.Value == "string" || te.Value == "number" || strings.HasPrefix(te.Value, "number ") || te.Value == "bool")
 }
 
-// coerce returns data with the scalars a value of type t holds converted
-// to what its fields' types read, and whether it changed anything.
-func coerce(data []byte, t reflect.Type) ([]byte, bool) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var doc any
-	if dec.Decode(&doc) != nil {
-		return nil, false
-	}
-	out, changed := coerceValue(doc, t)
-	if !changed {
-		return nil, false
-	}
-	fixed, err := json.Marshal(out)
-	if err != nil {
-		return nil, false
-	}
-	return fixed, true
+// selfCoercing is implemented by the types that decode themselves with
+// unmarshalExact and keep their raw JSON: coerce reads into them as into
+// any struct, and coerced reports whether their own decoding coerced
+// anything (so that the value that holds them rewrites its raw JSON too).
+type selfCoercing interface {
+	coerced() bool
 }
 
-var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+var (
+	unmarshalerType  = reflect.TypeFor[json.Unmarshaler]()
+	selfCoercingType = reflect.TypeFor[selfCoercing]()
+	holdsSelfCache   sync.Map // reflect.Type -> bool
+	jsonFieldsCache  sync.Map // reflect.Type -> map[string]reflect.Type
+	errNotCoercible  = errors.New("not coercible")
+	coercedTrue      = []byte("true")
+	coercedFalse     = []byte("false")
+)
 
-func coerceValue(v any, t reflect.Type) (any, bool) {
-	for t.Kind() == reflect.Pointer {
+// coerce returns data with the scalars that a value of type t holds
+// converted to what its fields' types read, and whether it changed
+// anything. Only those scalars change: everything else, members t does not
+// know, their order and spacing included, is kept byte for byte.
+func coerce(data []byte, t reflect.Type) ([]byte, bool) {
+	c := coercer{data: data}
+	if c.value(t) != nil || !c.changed {
+		return nil, false
+	}
+	return append(c.out, data[c.last:]...), true
+}
+
+// coercer walks JSON text along a Go type, rewriting the scalars to
+// coerce. It reads text the decoder has already found well-formed; any
+// surprise stops it (errNotCoercible) and the decoder's error stands.
+type coercer struct {
+	data    []byte
+	pos     int
+	out     []byte // data[:last] with the replacements made
+	last    int
+	changed bool
+}
+
+func (c *coercer) replace(start, end int, with []byte) {
+	c.out = append(c.out, c.data[c.last:start]...)
+	c.out = append(c.out, with...)
+	c.last, c.changed = end, true
+}
+
+func (c *coercer) skipSpace() {
+	for c.pos < len(c.data) {
+		switch c.data[c.pos] {
+		case ' ', '\t', '\n', '\r':
+			c.pos++
+		default:
+			return
+		}
+	}
+}
+
+// target is what a value of type t is read as: nil for a value that is
+// kept as it is (untyped, or decoded by a method of its own).
+func target(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if reflect.PointerTo(t).Implements(unmarshalerType) {
-		// It decodes itself, coercing the same way (unmarshalExact).
-		return v, false
+	if t == nil || t.Kind() == reflect.Interface {
+		return nil
 	}
-	switch t.Kind() {
+	if reflect.PointerTo(t).Implements(unmarshalerType) && !reflect.PointerTo(t).Implements(selfCoercingType) {
+		return nil
+	}
+	return t
+}
+
+// value reads the value at c.pos into t, rewriting what t coerces.
+func (c *coercer) value(t reflect.Type) error {
+	t = target(t)
+	c.skipSpace()
+	if c.pos >= len(c.data) {
+		return errNotCoercible
+	}
+	switch b := c.data[c.pos]; {
+	case b == '{':
+		return c.object(t)
+	case b == '[':
+		return c.array(t)
+	case b == '"':
+		start := c.pos
+		end, err := c.stringEnd()
+		if err != nil {
+			return err
+		}
+		c.pos = end
+		if t == nil || !isScalarKind(t.Kind()) || t.Kind() == reflect.String {
+			return nil
+		}
+		var s string
+		if json.Unmarshal(c.data[start:end], &s) != nil {
+			return errNotCoercible
+		}
+		if with := fromString(strings.TrimSpace(s), t.Kind()); with != nil {
+			c.replace(start, end, with)
+		}
+		return nil
+	case b == '-' || b >= '0' && b <= '9':
+		start := c.pos
+		for c.pos < len(c.data) && strings.IndexByte("+-0123456789.eE", c.data[c.pos]) >= 0 {
+			c.pos++
+		}
+		lit := string(c.data[start:c.pos])
+		switch {
+		case t == nil:
+		case t.Kind() == reflect.String:
+			c.replace(start, c.pos, []byte(`"`+lit+`"`))
+		case isIntKind(t.Kind()):
+			if n, ok := wholeNumber(lit); ok && n != lit {
+				c.replace(start, c.pos, []byte(n))
+			}
+		}
+		return nil
+	default:
+		for _, lit := range [][]byte{coercedTrue, coercedFalse, []byte("null")} {
+			if len(c.data)-c.pos >= len(lit) && string(c.data[c.pos:c.pos+len(lit)]) == string(lit) {
+				start := c.pos
+				c.pos += len(lit)
+				if t != nil && t.Kind() == reflect.String && lit[0] != 'n' {
+					c.replace(start, c.pos, []byte(`"`+string(lit)+`"`))
+				}
+				return nil
+			}
+		}
+		return errNotCoercible
+	}
+}
+
+func (c *coercer) object(t reflect.Type) error {
+	var fields map[string]reflect.Type
+	var elem reflect.Type
+	switch {
+	case t == nil:
+	case t.Kind() == reflect.Struct:
+		fields = jsonFields(t)
+	case t.Kind() == reflect.Map:
+		elem = t.Elem()
+	}
+	c.pos++ // {
+	c.skipSpace()
+	if c.pos < len(c.data) && c.data[c.pos] == '}' {
+		c.pos++
+		return nil
+	}
+	for {
+		c.skipSpace()
+		if c.pos >= len(c.data) || c.data[c.pos] != '"' {
+			return errNotCoercible
+		}
+		start := c.pos
+		end, err := c.stringEnd()
+		if err != nil {
+			return err
+		}
+		c.pos = end
+		ft := elem
+		if fields != nil {
+			var key string
+			if json.Unmarshal(c.data[start:end], &key) != nil {
+				return errNotCoercible
+			}
+			var ok bool
+			if ft, ok = fields[key]; !ok {
+				ft = fields[strings.ToLower(key)]
+			}
+		}
+		c.skipSpace()
+		if c.pos >= len(c.data) || c.data[c.pos] != ':' {
+			return errNotCoercible
+		}
+		c.pos++
+		if err := c.value(ft); err != nil {
+			return err
+		}
+		c.skipSpace()
+		if c.pos >= len(c.data) {
+			return errNotCoercible
+		}
+		switch c.data[c.pos] {
+		case ',':
+			c.pos++
+		case '}':
+			c.pos++
+			return nil
+		default:
+			return errNotCoercible
+		}
+	}
+}
+
+func (c *coercer) array(t reflect.Type) error {
+	var elem reflect.Type
+	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+		elem = t.Elem()
+	}
+	c.pos++ // [
+	c.skipSpace()
+	if c.pos < len(c.data) && c.data[c.pos] == ']' {
+		c.pos++
+		return nil
+	}
+	for {
+		if err := c.value(elem); err != nil {
+			return err
+		}
+		c.skipSpace()
+		if c.pos >= len(c.data) {
+			return errNotCoercible
+		}
+		switch c.data[c.pos] {
+		case ',':
+			c.pos++
+		case ']':
+			c.pos++
+			return nil
+		default:
+			return errNotCoercible
+		}
+	}
+}
+
+// stringEnd returns the index just past the string that starts at c.pos.
+func (c *coercer) stringEnd() (int, error) {
+	for i := c.pos + 1; i < len(c.data); i++ {
+		switch c.data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, nil
+		}
+	}
+	return 0, errNotCoercible
+}
+
+func isIntKind(k reflect.Kind) bool {
+	switch k {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
-		if s, ok := v.(string); ok {
-			if _, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil {
-				return json.Number(strings.TrimSpace(s)), true
-			}
-		}
-	case reflect.Bool:
-		if s, ok := v.(string); ok {
-			switch strings.ToLower(strings.TrimSpace(s)) {
-			case "true":
-				return true, true
-			case "false":
-				return false, true
-			}
-		}
-	case reflect.String:
-		switch x := v.(type) {
-		case json.Number:
-			return string(x), true
-		case bool:
-			return strconv.FormatBool(x), true
-		}
-	case reflect.Slice, reflect.Array:
-		a, ok := v.([]any)
-		if !ok {
-			return v, false
-		}
-		changed := false
-		for i, e := range a {
-			var c bool
-			if a[i], c = coerceValue(e, t.Elem()); c {
-				changed = true
-			}
-		}
-		return a, changed
-	case reflect.Map:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return v, false
-		}
-		changed := false
-		for k, e := range m {
-			if n, c := coerceValue(e, t.Elem()); c {
-				m[k], changed = n, true
-			}
-		}
-		return m, changed
-	case reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return v, false
-		}
-		fields := jsonFields(t)
-		changed := false
-		for k, e := range m {
-			f, ok := fields[k]
-			if !ok {
-				f, ok = fields[strings.ToLower(k)]
-			}
-			if !ok {
-				continue
-			}
-			if n, c := coerceValue(e, f); c {
-				m[k], changed = n, true
-			}
-		}
-		return m, changed
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
 	}
-	return v, false
+	return false
+}
+
+func isScalarKind(k reflect.Kind) bool {
+	return isIntKind(k) || k == reflect.Float32 || k == reflect.Float64 || k == reflect.Bool || k == reflect.String
+}
+
+// fromString is the JSON a string s becomes in a field of kind k: a number
+// for a number field, true or false for a boolean one; nil when s is not
+// one.
+func fromString(s string, k reflect.Kind) []byte {
+	if k == reflect.Bool {
+		switch strings.ToLower(s) {
+		case "true":
+			return coercedTrue
+		case "false":
+			return coercedFalse
+		}
+		return nil
+	}
+	if !isNumber(s) {
+		return nil
+	}
+	if isIntKind(k) {
+		if n, ok := wholeNumber(s); ok {
+			return []byte(n)
+		}
+	}
+	return []byte(s)
+}
+
+// isNumber reports whether s is a JSON number.
+func isNumber(s string) bool {
+	return s != "" && (s[0] == '-' || s[0] >= '0' && s[0] <= '9') && json.Valid([]byte(s))
+}
+
+// wholeNumber returns the JSON number lit written as an integer when its
+// value is one (2.0 is 2, 1e2 is 100, -0.0 is 0); false when it has a
+// fraction, or is too large for any integer field (the decoder then
+// refuses it as it is). It is exact: it reads the digits, not a float64.
+func wholeNumber(lit string) (string, bool) {
+	neg := strings.HasPrefix(lit, "-")
+	mant, exp, hasExp := strings.Cut(strings.ToLower(strings.TrimPrefix(lit, "-")), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(intPart+frac, "0")
+	if digits == "" {
+		return "0", true
+	}
+	// The value is 0.digits × 10^point.
+	point := len(intPart) - (len(intPart+frac) - len(digits))
+	if hasExp {
+		e, err := strconv.Atoi(exp)
+		if err != nil || e > 40 || e < -40 {
+			return "", false
+		}
+		point += e
+	}
+	if point <= 0 || strings.TrimRight(digits[min(point, len(digits)):], "0") != "" {
+		return "", false
+	}
+	if point > 20 { // past any int64 or uint64
+		return "", false
+	}
+	n := digits[:min(point, len(digits))] + strings.Repeat("0", max(point-len(digits), 0))
+	if neg {
+		n = "-" + n
+	}
+	return n, true
 }
 
 // jsonFields maps the JSON names of t's fields, as given and lower-cased
 // (encoding/json matches keys without regard to case), to their types;
 // embedded structs' fields are promoted.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := jsonFieldsCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
 	out := map[string]reflect.Type{}
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
@@ -163,5 +386,97 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		}
 	}
 	add(t)
+	jsonFieldsCache.Store(t, out)
 	return out
+}
+
+// nestedCoerced reports whether a value that v holds decoded itself with
+// coercion (see selfCoercing). v is the value just decoded, not itself
+// one that reports.
+func nestedCoerced(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return false
+		}
+		if v.Type().Implements(selfCoercingType) {
+			return v.Interface().(selfCoercing).coerced()
+		}
+		return nestedCoerced(v.Elem())
+	case reflect.Struct:
+		if reflect.PointerTo(v.Type()).Implements(selfCoercingType) {
+			c := reflect.New(v.Type())
+			c.Elem().Set(v)
+			return c.Interface().(selfCoercing).coerced()
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() && holdsSelfCoercing(v.Field(i).Type()) && nestedCoerced(v.Field(i)) {
+				return true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if !holdsSelfCoercing(v.Type()) {
+			return false
+		}
+		for i := range v.Len() {
+			if nestedCoerced(v.Index(i)) {
+				return true
+			}
+		}
+	case reflect.Map:
+		if !holdsSelfCoercing(v.Type()) {
+			return false
+		}
+		for it := v.MapRange(); it.Next(); {
+			if nestedCoerced(it.Value()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// holdsSelfCoercing reports whether a value of type t may hold a
+// selfCoercing value.
+func holdsSelfCoercing(t reflect.Type) bool {
+	if b, ok := holdsSelfCache.Load(t); ok {
+		return b.(bool)
+	}
+	found := holdsSelf(t, map[reflect.Type]bool{})
+	holdsSelfCache.Store(t, found)
+	return found
+}
+
+func holdsSelf(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false // a recursive type: its other members decide
+	}
+	seen[t] = true
+	if t.Implements(selfCoercingType) || reflect.PointerTo(t).Implements(selfCoercingType) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+		return holdsSelf(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if t.Field(i).IsExported() && holdsSelf(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ParseInt reads a query parameter's integer as a body's integer field is
+// read: 2 or a whole number written 2.0 or 1e2.
+func ParseInt(s string, bitSize int) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, bitSize)
+	if err == nil || !isNumber(s) {
+		return n, err
+	}
+	if whole, ok := wholeNumber(s); ok {
+		return strconv.ParseInt(whole, 10, bitSize)
+	}
+	return n, err
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // WorkflowDef is a workflow definition (the blueprint). Raw keeps the JSON it
@@ -44,21 +43,27 @@ type WorkflowDef struct {
 	OutputSchema  *SchemaDef `json:"outputSchema,omitempty"`
 	EnforceSchema bool       `json:"enforceSchema,omitempty"`
 
-	// Raw is the JSON this definition was decoded from.
+	// Raw is the JSON this definition was decoded from, its scalars coerced
+	// (see coerce) when they were of the wrong type.
 	Raw json.RawMessage `json:"-"`
+	// wasCoerced: Raw is not the JSON as given.
+	wasCoerced bool
 }
 
 // UnmarshalJSON decodes the definition and keeps its raw JSON.
 func (d *WorkflowDef) UnmarshalJSON(b []byte) error {
 	type plain WorkflowDef
 	var p plain
-	if err := unmarshalExact(b, &p); err != nil {
+	raw, coerced, err := unmarshalExact(b, &p)
+	if err != nil {
 		return err
 	}
 	*d = WorkflowDef(p)
-	d.Raw = append(json.RawMessage(nil), b...)
+	d.Raw, d.wasCoerced = raw, coerced
 	return nil
 }
+
+func (d *WorkflowDef) coerced() bool { return d.wasCoerced }
 
 // IsRestartable reports the definition's restartable flag (default true).
 func (d *WorkflowDef) IsRestartable() bool { return d.Restartable == nil || *d.Restartable }
@@ -94,21 +99,27 @@ type WorkflowTask struct {
 	ScriptExpression               string                     `json:"scriptExpression,omitempty"`
 	CacheConfig                    *CacheConfig               `json:"cacheConfig,omitempty"`
 
-	// Raw is the JSON this task configuration was decoded from.
+	// Raw is the JSON this task configuration was decoded from, its scalars coerced
+	// (see coerce) when they were of the wrong type.
 	Raw json.RawMessage `json:"-"`
+	// wasCoerced: Raw is not the JSON as given.
+	wasCoerced bool
 }
 
 // UnmarshalJSON decodes the task configuration and keeps its raw JSON.
 func (t *WorkflowTask) UnmarshalJSON(b []byte) error {
 	type plain WorkflowTask
 	var p plain
-	if err := unmarshalExact(b, &p); err != nil {
+	raw, coerced, err := unmarshalExact(b, &p)
+	if err != nil {
 		return err
 	}
 	*t = WorkflowTask(p)
-	t.Raw = append(json.RawMessage(nil), b...)
+	t.Raw, t.wasCoerced = raw, coerced
 	return nil
 }
+
+func (t *WorkflowTask) coerced() bool { return t.wasCoerced }
 
 // MarshalJSON writes the raw configuration when there is one.
 func (t *WorkflowTask) MarshalJSON() ([]byte, error) {
@@ -174,21 +185,27 @@ type TaskDef struct {
 	OutputSchema  *SchemaDef `json:"outputSchema,omitempty"`
 	EnforceSchema bool       `json:"enforceSchema,omitempty"`
 
-	// Raw is the JSON this definition was decoded from.
+	// Raw is the JSON this definition was decoded from, its scalars coerced
+	// (see coerce) when they were of the wrong type.
 	Raw json.RawMessage `json:"-"`
+	// wasCoerced: Raw is not the JSON as given.
+	wasCoerced bool
 }
 
 // UnmarshalJSON decodes the definition and keeps its raw JSON.
 func (d *TaskDef) UnmarshalJSON(b []byte) error {
 	type plain TaskDef
 	var p plain
-	if err := unmarshalExact(b, &p); err != nil {
+	raw, coerced, err := unmarshalExact(b, &p)
+	if err != nil {
 		return err
 	}
 	*d = TaskDef(p)
-	d.Raw = append(json.RawMessage(nil), b...)
+	d.Raw, d.wasCoerced = raw, coerced
 	return nil
 }
+
+func (d *TaskDef) coerced() bool { return d.wasCoerced }
 
 // EffectiveTaskDef is a TaskDef with every default applied.
 type EffectiveTaskDef struct {
@@ -377,27 +394,6 @@ type CacheConfig struct {
 }
 
 // FlexInt is an integer a client may send as a JSON number or as a string
-// of digits (Orkes's examples show both).
+// of digits (Orkes's examples show both): the coercion every field of a
+// definition gets (see coerce) reads "2500" as 2500.
 type FlexInt int64
-
-// UnmarshalJSON accepts 2500 and "2500".
-func (n *FlexInt) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-		if err != nil {
-			return fmt.Errorf("not an integer: %q", s)
-		}
-		*n = FlexInt(v)
-		return nil
-	}
-	var v int64
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*n = FlexInt(v)
-	return nil
-}

@@ -22,21 +22,27 @@ type EventHandler struct {
 	CreateTime int64  `json:"createTime,omitempty"`
 	UpdateTime int64  `json:"updateTime,omitempty"`
 
-	// Raw is the JSON this handler was decoded from.
+	// Raw is the JSON this handler was decoded from, its scalars coerced
+	// (see coerce) when they were of the wrong type.
 	Raw json.RawMessage `json:"-"`
+	// wasCoerced: Raw is not the JSON as given.
+	wasCoerced bool
 }
 
 // UnmarshalJSON decodes the handler and keeps its raw JSON.
 func (h *EventHandler) UnmarshalJSON(b []byte) error {
 	type plain EventHandler
 	var p plain
-	if err := unmarshalExact(b, &p); err != nil {
+	raw, coerced, err := unmarshalExact(b, &p)
+	if err != nil {
 		return err
 	}
 	*h = EventHandler(p)
-	h.Raw = append(json.RawMessage(nil), b...)
+	h.Raw, h.wasCoerced = raw, coerced
 	return nil
 }
+
+func (h *EventHandler) coerced() bool { return h.wasCoerced }
 
 // Event handler actions (EventAction.Action).
 const (

@@ -63,13 +63,36 @@ func decodeNumbers(data []byte, v any, whole bool) error {
 // and the method decodes them itself, so the caller's UseNumber does not
 // reach it: without this, numbers in untyped fields (inputParameters,
 // inputTemplate, ...) would become float64 however the outer value was
-// decoded.
-func unmarshalExact(data []byte, v any) error {
-	if err := decodeCoercing(data, v, false); err != nil {
-		return err
+// decoded. It returns the JSON to keep: data, or data with its scalars
+// coerced when coercion changed any (its own, or that of a value it holds
+// that decoded itself), and whether it did.
+func unmarshalExact(data []byte, v any) (json.RawMessage, bool, error) {
+	err := decodeNumbers(data, v, false)
+	if err != nil && !coercible(err) {
+		return nil, false, err
+	}
+	if err == nil && !nestedCoerced(reflect.ValueOf(v)) {
+		normalizeValue(reflect.ValueOf(v))
+		return append(json.RawMessage(nil), data...), false, nil
+	}
+	fixed, ok := coerce(data, reflect.TypeOf(v))
+	switch {
+	case !ok && err != nil:
+		return nil, false, err
+	case !ok:
+		// A value it holds coerced, yet nothing here reads as coerced:
+		// keep the JSON as given rather than fail a good decode.
+		normalizeValue(reflect.ValueOf(v))
+		return append(json.RawMessage(nil), data...), false, nil
+	}
+	if err != nil {
+		reflect.ValueOf(v).Elem().SetZero() // the failed decode may have filled some of it
+		if err := decodeNumbers(fixed, v, false); err != nil {
+			return nil, false, err
+		}
 	}
 	normalizeValue(reflect.ValueOf(v))
-	return nil
+	return fixed, true, nil
 }
 
 // Normalize converts json.Number values inside an untyped JSON value, as

@@ -95,6 +95,132 @@ func TestScalarsCoerced(t *testing.T) {
 	}
 }
 
+// A definition keeps the JSON it serves: its scalars coerced when any
+// were of the wrong type, as Jackson writes back what it read (a worker's
+// SDK decodes a poll's workflowTask into typed fields), everything else
+// byte for byte (members flowvault does not model, order, spacing).
+func TestCoercedRawJSON(t *testing.T) {
+	t.Parallel()
+	raw := func(t *testing.T, v interface{ json.Unmarshaler }, in string) string {
+		t.Helper()
+		if err := conductor.Unmarshal([]byte(in), v); err != nil {
+			t.Fatal(err)
+		}
+		switch d := v.(type) {
+		case *conductor.WorkflowDef:
+			return string(d.Raw)
+		case *conductor.TaskDef:
+			return string(d.Raw)
+		case *conductor.EventHandler:
+			return string(d.Raw)
+		}
+		t.Fatalf("%T", v)
+		return ""
+	}
+	for _, tt := range []struct {
+		name, in, want string
+		v              func() interface{ json.Unmarshaler }
+	}{
+		{"workflow, well typed: as given", `{"name":"w", "x-custom":{"n":"1"},"version":1,"tasks":[{"name":"a","taskReferenceName":"a"}]}`,
+			`{"name":"w", "x-custom":{"n":"1"},"version":1,"tasks":[{"name":"a","taskReferenceName":"a"}]}`,
+			func() interface{ json.Unmarshaler } { return new(conductor.WorkflowDef) }},
+		{"workflow, its own scalars", `{"name":5,"version":"1","x":{"optional":"false"},"timeoutSeconds":"0","restartable":"TRUE","tasks":[]}`,
+			`{"name":"5","version":1,"x":{"optional":"false"},"timeoutSeconds":0,"restartable":true,"tasks":[]}`,
+			func() interface{ json.Unmarshaler } { return new(conductor.WorkflowDef) }},
+		{"workflow, a task's scalars only", `{"name":"qs","version":1,"tasks":[{"name":"qs_task","taskReferenceName":"q1","startDelay":"0","optional":"false","retryCount":"1","inputParameters":{"n":"1"}}],"timeoutSeconds":0}`,
+			`{"name":"qs","version":1,"tasks":[{"name":"qs_task","taskReferenceName":"q1","startDelay":0,"optional":false,"retryCount":1,"inputParameters":{"n":"1"}}],"timeoutSeconds":0}`,
+			func() interface{ json.Unmarshaler } { return new(conductor.WorkflowDef) }},
+		{"workflow, nested deep", `{"name":"w","tasks":[{"name":"s","taskReferenceName":"s","type":"SWITCH","decisionCases":{"a":[{"name":"t","taskReferenceName":"t","asyncComplete":"true","taskDefinition":{"name":"t","timeoutSeconds":"5"}}]},"cacheConfig":{"key":"k","ttlInSecond":"60"}}]}`,
+			`{"name":"w","tasks":[{"name":"s","taskReferenceName":"s","type":"SWITCH","decisionCases":{"a":[{"name":"t","taskReferenceName":"t","asyncComplete":true,"taskDefinition":{"name":"t","timeoutSeconds":5}}]},"cacheConfig":{"key":"k","ttlInSecond":60}}]}`,
+			func() interface{ json.Unmarshaler } { return new(conductor.WorkflowDef) }},
+		{"workflow, whole floats", `{"name":"w","version":2.0,"timeoutSeconds":1e2,"tasks":[{"name":"a","taskReferenceName":"a","startDelay":-0.0,"retryCount":3.000}]}`,
+			`{"name":"w","version":2,"timeoutSeconds":100,"tasks":[{"name":"a","taskReferenceName":"a","startDelay":0,"retryCount":3}]}`,
+			func() interface{ json.Unmarshaler } { return new(conductor.WorkflowDef) }},
+		{"task definition", `{"name":"t", "retryCount" : "2","timeoutSeconds":"60","description":7,"u":"\u00e9<"}`,
+			`{"name":"t", "retryCount" : 2,"timeoutSeconds":60,"description":"7","u":"\u00e9<"}`,
+			func() interface{ json.Unmarshaler } { return new(conductor.TaskDef) }},
+		{"event handler", `{"name":"h","event":"nats:x","active":"false","actions":[{"action":"complete_task","expandInlineJSON":"true","complete_task":{"n":"1"}}]}`,
+			`{"name":"h","event":"nats:x","active":false,"actions":[{"action":"complete_task","expandInlineJSON":true,"complete_task":{"n":"1"}}]}`,
+			func() interface{ json.Unmarshaler } { return new(conductor.EventHandler) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := raw(t, tt.v(), tt.in); got != tt.want {
+				t.Errorf("Raw = %s\nwant  %s", got, tt.want)
+			}
+		})
+	}
+
+	// A task configuration is served as its definition has it: a poll's
+	// workflowTask and the definition agree.
+	var wf conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"qs","tasks":[{"name":"q","taskReferenceName":"q1","optional":"false","retryCount":"1"}]}`), &wf); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := json.Marshal(wf.Tasks[0]); err != nil || string(b) != `{"name":"q","taskReferenceName":"q1","optional":false,"retryCount":1}` {
+		t.Errorf("workflowTask = %s, %v", b, err)
+	}
+	// What is read back reads the same, and is kept as it is.
+	var again conductor.WorkflowDef
+	if err := conductor.Unmarshal(wf.Raw, &again); err != nil || string(again.Raw) != string(wf.Raw) {
+		t.Errorf("read again: %s, %v", again.Raw, err)
+	}
+}
+
+// Jackson reads a number with no fraction into an integer field
+// (ACCEPT_FLOAT_AS_INT): 2.0 and 1e2 are 2 and 100, whether given as a
+// number or a string. A fraction, or a number no integer field holds,
+// stays refused.
+func TestWholeNumbersIntoIntegers(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want int64 // timeoutSeconds
+		ok   bool
+	}{
+		{`{"timeoutSeconds":60.0}`, 60, true},
+		{`{"timeoutSeconds":1e2}`, 100, true},
+		{`{"timeoutSeconds":1.5E1}`, 15, true},
+		{`{"timeoutSeconds":"60.0"}`, 60, true},
+		{`{"timeoutSeconds":-2.00}`, -2, true},
+		{`{"timeoutSeconds":0.0e5}`, 0, true},
+		{`{"timeoutSeconds":9223372036854775807.0}`, 9223372036854775807, true},
+		{`{"timeoutSeconds":1e-400}`, 0, false},
+		{`{"timeoutSeconds":60.5}`, 0, false},
+		{`{"timeoutSeconds":"60.5"}`, 0, false},
+		{`{"timeoutSeconds":1e19}`, 0, false},
+		{`{"timeoutSeconds":1e999999999999}`, 0, false},
+	} {
+		var td conductor.TaskDef
+		err := conductor.Unmarshal([]byte(`{"name":"t",`+tt.in[1:]), &td)
+		if (err == nil) != tt.ok || err == nil && td.TimeoutSeconds != tt.want {
+			t.Errorf("%s: timeoutSeconds %d, err %v; want %d, ok %v", tt.in, td.TimeoutSeconds, err, tt.want, tt.ok)
+		}
+	}
+	var res conductor.TaskResult
+	if err := conductor.Unmarshal([]byte(`{"taskId":"t","workflowInstanceId":"w","status":"IN_PROGRESS","callbackAfterSeconds":1800.0}`), &res); err != nil || res.CallbackAfterSeconds != 1800 {
+		t.Errorf("task result = %+v, %v", res, err)
+	}
+	var req conductor.StartWorkflowRequest
+	if err := conductor.Unmarshal([]byte(`{"name":"w","version":1.0,"priority":5e0}`), &req); err != nil || req.Version == nil || *req.Version != 1 || req.Priority != 5 {
+		t.Errorf("start request = %+v, %v", req, err)
+	}
+	var f struct {
+		F float64 `json:"f"`
+	}
+	if err := conductor.Unmarshal([]byte(`{"f":"2.5"}`), &f); err != nil || f.F != 2.5 {
+		t.Errorf("float field = %v, %v", f.F, err)
+	}
+	for _, tt := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{{"3", 3, true}, {"3.0", 3, true}, {"1e2", 100, true}, {"3.5", 0, false}, {"x", 0, false}, {"0x10", 0, false}, {"Inf", 0, false}} {
+		if n, err := conductor.ParseInt(tt.in, 64); (err == nil) != tt.ok || err == nil && n != tt.want {
+			t.Errorf("ParseInt(%q) = %d, %v", tt.in, n, err)
+		}
+	}
+}
+
 // A body is one JSON value: anything after it, a stray closing bracket
 // included, is refused.
 func TestUnmarshalTrailingData(t *testing.T) {
