@@ -76,7 +76,7 @@ type errorBody struct {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
 	body := errorBody{ErrorResponse: conductor.ErrorResponse{Status: status, Message: err.Error(), Instance: "flowvault",
-		Retryable: status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests}}
+		Retryable: status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests || errors.Is(err, fault.ErrStale)}}
 	var te *auth.TokenError
 	if errors.As(err, &te) {
 		body.Error = te.Code

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
@@ -410,6 +412,41 @@ func (s *Server) mayChangeDef(r *http.Request, kind metadata.Kind, name string, 
 	return rev, s.authorize(r, access(rev), auth.Target{Type: defTarget(kind), ID: name})
 }
 
+// staleAttempts bounds how many times a definition write is checked and
+// tried (retryStale).
+const staleAttempts = 16
+
+// retryStale runs write, which checks access on a definition's current
+// state and writes pinned to it (metadata.At), again while it is refused
+// because the definition changed in between (fault.ErrStale): each try
+// checks access on the state it writes to, so concurrent upserts of one
+// definition (SDK task handlers registering theirs as several workers
+// start) succeed, the last one written winning, as they do in Conductor.
+// Tries are bounded, a jittered pause growing between them; the last
+// refusal is answered 409, retryable.
+func retryStale(ctx context.Context, write func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := write()
+		if !errors.Is(err, fault.ErrStale) || attempt == staleAttempts || !staleBackoff(ctx, attempt) {
+			return err
+		}
+	}
+}
+
+// staleBackoff pauses before try attempt+1 of a stale write: a random
+// time up to 2 ms doubled per try (at most 128 ms), so that writers that
+// collided do not collide again. False when ctx ended first.
+func staleBackoff(ctx context.Context, attempt int) bool {
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(2*time.Millisecond) << min(attempt, 6))))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // always is an access whatever the revision.
 func always(a auth.Access) func(metadata.Revision) auth.Access {
 	return func(metadata.Revision) auth.Access { return a }
@@ -445,12 +482,14 @@ func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	rev, err := s.mayWriteWorkflowDef(r, &def)
+	err = retryStale(r.Context(), func() error {
+		rev, err := s.mayWriteWorkflowDef(r, &def)
+		if err != nil {
+			return err
+		}
+		return s.deps.Metadata.RegisterWorkflowDef(r.Context(), &def, overwrite, principal(r), metadata.At(rev))
+	})
 	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.deps.Metadata.RegisterWorkflowDef(r.Context(), &def, overwrite, principal(r), metadata.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -466,25 +505,58 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	// A bulk may hold several versions of one workflow: each is checked
 	// (its failureWorkflow too), and the name's first revision pins them
 	// all. A later check of the name read a state at least as new, so any
-	// change between the checks makes the writes conflict.
-	revs := map[string]metadata.Revision{}
-	for _, d := range defs {
-		if d == nil {
-			continue // the store reports it
+	// change between the checks makes the writes conflict. The
+	// definitions refused so are checked and written again, as a single
+	// registration is (retryStale); what still fails is reported.
+	resp := conductor.NewBulkResponse()
+	todo := defs
+	for attempt := 1; ; attempt++ {
+		revs := map[string]metadata.Revision{}
+		checked := todo[:0:0]
+		for _, d := range todo {
+			if d == nil {
+				checked = append(checked, d) // the store reports it
+				continue
+			}
+			rev, err := s.mayWriteWorkflowDef(r, d)
+			switch {
+			case err != nil && attempt == 1:
+				s.writeError(w, r, err)
+				return
+			case err != nil:
+				// Checked again on the state that changed: a refusal
+				// now is this definition's outcome alone, for others of
+				// the bulk may be written already.
+				if statusOf(err) == http.StatusForbidden {
+					s.recordDenied(r, err)
+				}
+				resp.BulkErrorResults[d.Name] = errorMessage(err)
+				continue
+			}
+			checked = append(checked, d)
+			if _, seen := revs[d.Name]; !seen {
+				revs[d.Name] = rev
+			}
 		}
-		rev, err := s.mayWriteWorkflowDef(r, d)
+		if todo = checked; len(todo) == 0 && attempt > 1 {
+			break // every one refused on its new state (the store refuses an empty bulk)
+		}
+		var stale []*conductor.WorkflowDef
+		part, err := s.deps.Metadata.PutWorkflowDefs(r.Context(), todo, principal(r), metadata.At(slices.Collect(maps.Values(revs))...),
+			metadata.OnStale(func(i int) { stale = append(stale, todo[i]) }))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if _, seen := revs[d.Name]; !seen {
-			revs[d.Name] = rev
+		resp.BulkSuccessfulResults = append(resp.BulkSuccessfulResults, part.BulkSuccessfulResults...)
+		maps.Copy(resp.BulkErrorResults, part.BulkErrorResults)
+		if len(stale) == 0 || attempt == staleAttempts || !staleBackoff(r.Context(), attempt) {
+			break
 		}
-	}
-	resp, err := s.deps.Metadata.PutWorkflowDefs(r.Context(), defs, principal(r), metadata.At(slices.Collect(maps.Values(revs))...))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+		for _, d := range stale {
+			delete(resp.BulkErrorResults, d.Name) // reported again if it fails again
+		}
+		todo = stale
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -521,18 +593,19 @@ func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteWorkflowDef(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	rev, err := s.mayChangeDef(r, metadata.KindWorkflow, name, always(auth.Delete))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	v := r.PathValue("version")
-	version, err := strconv.Atoi(v)
+	err := retryStale(r.Context(), func() error {
+		rev, err := s.mayChangeDef(r, metadata.KindWorkflow, name, always(auth.Delete))
+		if err != nil {
+			return err
+		}
+		version, err := strconv.Atoi(v)
+		if err != nil {
+			return fault.Invalid("version %q is not an integer", v)
+		}
+		return s.deps.Metadata.DeleteWorkflowDef(r.Context(), name, version, principal(r), metadata.At(rev))
+	})
 	if err != nil {
-		s.writeError(w, r, fault.Invalid("version %q is not an integer", v))
-		return
-	}
-	if err := s.deps.Metadata.DeleteWorkflowDef(r.Context(), name, version, principal(r), metadata.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -545,22 +618,27 @@ func (s *Server) registerTaskDefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	revs := map[string]metadata.Revision{} // one per name, as for workflows
-	for _, d := range defs {
-		if d == nil {
-			continue // the store reports it
+	// Sent again whole when it went stale: the definitions written
+	// before the refusal are written again, as a client resending the
+	// request would.
+	err := retryStale(r.Context(), func() error {
+		revs := map[string]metadata.Revision{} // one per name, as for workflows
+		for _, d := range defs {
+			if d == nil {
+				continue // the store reports it
+			}
+			if _, seen := revs[d.Name]; seen {
+				continue
+			}
+			rev, err := s.mayWriteTaskDef(r, d.Name)
+			if err != nil {
+				return err
+			}
+			revs[d.Name] = rev
 		}
-		if _, seen := revs[d.Name]; seen {
-			continue
-		}
-		rev, err := s.mayWriteTaskDef(r, d.Name)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		revs[d.Name] = rev
-	}
-	if err := s.deps.Metadata.RegisterTaskDefs(r.Context(), defs, principal(r), metadata.At(slices.Collect(maps.Values(revs))...)); err != nil {
+		return s.deps.Metadata.RegisterTaskDefs(r.Context(), defs, principal(r), metadata.At(slices.Collect(maps.Values(revs))...))
+	})
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -573,12 +651,14 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	rev, err := s.mayWriteTaskDef(r, def.Name)
+	err := retryStale(r.Context(), func() error {
+		rev, err := s.mayWriteTaskDef(r, def.Name)
+		if err != nil {
+			return err
+		}
+		return s.deps.Metadata.UpdateTaskDef(r.Context(), &def, principal(r), metadata.At(rev))
+	})
 	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.deps.Metadata.UpdateTaskDef(r.Context(), &def, principal(r), metadata.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -608,12 +688,14 @@ func (s *Server) getTaskDef(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteTaskDef(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	rev, err := s.mayChangeDef(r, metadata.KindTask, name, always(auth.Delete))
+	err := retryStale(r.Context(), func() error {
+		rev, err := s.mayChangeDef(r, metadata.KindTask, name, always(auth.Delete))
+		if err != nil {
+			return err
+		}
+		return s.deps.Metadata.DeleteTaskDef(r.Context(), name, principal(r), metadata.At(rev))
+	})
 	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.deps.Metadata.DeleteTaskDef(r.Context(), name, principal(r), metadata.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -641,18 +723,24 @@ func (s *Server) changeTags(kind metadata.Kind, change tagsFunc) http.HandlerFun
 		// Checked on this revision, applied to it alone: a tag may grant
 		// access, and must not land on a definition re-created by someone
 		// else, nor on one whose tags no longer grant this caller UPDATE.
+		// Checked again on the new state when it changed (retryStale).
 		name := r.PathValue("name")
-		rev, err := s.mayChangeDef(r, kind, name, always(auth.Update))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 		var tags tagList
-		if err := decodeJSON(w, r, maxMetadataBody, &tags); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := change(r.Context(), kind, name, tags, principal(r), metadata.At(rev)); err != nil {
+		read := false
+		err := retryStale(r.Context(), func() error {
+			rev, err := s.mayChangeDef(r, kind, name, always(auth.Update))
+			if err != nil {
+				return err
+			}
+			if !read {
+				if err := decodeJSON(w, r, maxMetadataBody, &tags); err != nil {
+					return err
+				}
+				read = true
+			}
+			return change(r.Context(), kind, name, tags, principal(r), metadata.At(rev))
+		})
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -3,11 +3,13 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,9 +170,11 @@ func newPinServer(t *testing.T) (*metadata.Store, *interleavedGrants, string) {
 
 // Every definition write applies to the definition its access was checked
 // on. Another writer that creates, re-creates or re-tags the definition
-// while the user's access is being checked makes the write a 409, and
-// leaves the other writer's definition as it was: without the pin the
-// user would overwrite, delete or re-tag a definition it may not change.
+// while the user's access is being checked makes the write stale: it is
+// checked again on the new state, where the user may not change the
+// other writer's definition (403), which stays as it was. Without the pin
+// the user would overwrite, delete or re-tag a definition it may not
+// change.
 func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 	t.Parallel()
 	md, grants, base := newPinServer(t)
@@ -250,7 +254,7 @@ func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 		setup              func() error
 		method, path, body string
 		meanwhile          func() error
-		// status is the answer (409, but for bulk writes, which report
+		// status is the answer (403, but for bulk writes, which report
 		// per name); intact checks the other writer's definition.
 		status int
 		intact func(t *testing.T) bool
@@ -258,7 +262,7 @@ func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 		{"register over a workflow created meanwhile", none,
 			"POST", "/api/metadata/workflow?overwrite=true", `{"name":"fresh_wf","description":"by user","tasks":[{"name":"a","taskReferenceName":"a"}]}`,
 			func() error { return registerWF("fresh_wf", pinAdmin) },
-			http.StatusConflict, func(t *testing.T) bool { return wfBy(t, "fresh_wf") == adminMade }},
+			http.StatusForbidden, func(t *testing.T) bool { return wfBy(t, "fresh_wf") == adminMade }},
 		{"bulk put over a workflow created meanwhile", none,
 			"PUT", "/api/metadata/workflow", `[{"name":"fresh_bulk","description":"by user","tasks":[{"name":"a","taskReferenceName":"a"}]}]`,
 			func() error { return registerWF("fresh_bulk", pinAdmin) },
@@ -266,27 +270,27 @@ func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 		{"delete of a workflow re-created meanwhile", func() error { return registerWF("own_wf", pinUser) },
 			"DELETE", "/api/metadata/workflow/own_wf/1", "",
 			func() error { return recreateWF("own_wf") },
-			http.StatusConflict, func(t *testing.T) bool { return wfBy(t, "own_wf") == adminMade }},
+			http.StatusForbidden, func(t *testing.T) bool { return wfBy(t, "own_wf") == adminMade }},
 		{"workflow tags set on a workflow re-tagged meanwhile", func() error { return registerWF("tagged_wf", pinAdmin, teamX) },
 			"PUT", "/api/metadata/workflow/tagged_wf/tags", `[{"key":"team","value":"x"},{"key":"owner","value":"user"}]`,
 			retag(metadata.KindWorkflow, "tagged_wf", teamY),
-			http.StatusConflict, tagged(metadata.KindWorkflow, "tagged_wf", teamY)},
+			http.StatusForbidden, tagged(metadata.KindWorkflow, "tagged_wf", teamY)},
 		{"upsert over a task created meanwhile", none,
 			"PUT", "/api/metadata/taskdefs", `{"name":"fresh_task","description":"by user"}`,
 			func() error { return registerTask("fresh_task", pinAdmin) },
-			http.StatusConflict, func(t *testing.T) bool { return taskBy(t, "fresh_task") == adminMade }},
+			http.StatusForbidden, func(t *testing.T) bool { return taskBy(t, "fresh_task") == adminMade }},
 		{"register over a task created meanwhile", none,
 			"POST", "/api/metadata/taskdefs", `[{"name":"fresh_tasks","description":"by user"}]`,
 			func() error { return registerTask("fresh_tasks", pinAdmin) },
-			http.StatusConflict, func(t *testing.T) bool { return taskBy(t, "fresh_tasks") == adminMade }},
+			http.StatusForbidden, func(t *testing.T) bool { return taskBy(t, "fresh_tasks") == adminMade }},
 		{"delete of a task re-created meanwhile", func() error { return registerTask("own_task", pinUser) },
 			"DELETE", "/api/metadata/taskdefs/own_task", "",
 			func() error { return recreateTask("own_task") },
-			http.StatusConflict, func(t *testing.T) bool { return taskBy(t, "own_task") == adminMade }},
+			http.StatusForbidden, func(t *testing.T) bool { return taskBy(t, "own_task") == adminMade }},
 		{"task tag added to a task re-tagged meanwhile", func() error { return registerTask("tagged_task", pinAdmin, teamX) },
 			"POST", "/api/metadata/task/tagged_task/tags", `{"key":"owner","value":"user"}`,
 			retag(metadata.KindTask, "tagged_task", teamY),
-			http.StatusConflict, tagged(metadata.KindTask, "tagged_task", teamY)},
+			http.StatusForbidden, tagged(metadata.KindTask, "tagged_task", teamY)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,13 +304,89 @@ func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 			if !grants.fired() {
 				t.Fatal("the request was never checked against the definition")
 			}
-			if got.status != tt.status || !strings.Contains(got.body, "changed while this request's access was being checked") {
-				t.Errorf("answer %d %s, want %d naming the change", got.status, got.body, tt.status)
+			if got.status != tt.status || !strings.Contains(got.body, "user@example.com may not") {
+				t.Errorf("answer %d %s, want %d refusing the user on the new state", got.status, got.body, tt.status)
 			}
 			if !tt.intact(t) {
 				t.Errorf("the user's write changed the definition another writer made meanwhile")
 			}
 		})
+	}
+}
+
+// A write gone stale is checked again on the new state and applied when
+// that state grants it, as a client sending it again would have it: the
+// definition was re-tagged meanwhile, and the user still holds UPDATE
+// through team:x. One that goes stale at every try is answered 409,
+// retryable: nothing was written, and the same request may succeed.
+func TestMetadataStaleWriteCheckedAgain(t *testing.T) {
+	t.Parallel()
+	md, grants, base := newPinServer(t)
+	ctx := testutil.Context(t, time.Minute)
+	user := client{t, base, "user-token"}
+	teamX := conductor.Tag{Key: "team", Value: "x"}
+	var changes atomic.Int64
+	retag := func(kind metadata.Kind, name string) error {
+		n := changes.Add(1)
+		return md.SetTags(ctx, kind, name, []conductor.Tag{teamX, {Key: "n", Value: fmt.Sprint(n)}}, pinAdmin)
+	}
+	for _, kind := range []metadata.Kind{metadata.KindTask, metadata.KindWorkflow} {
+		name := "again_" + string(kind)
+		put := func() response {
+			if kind == metadata.KindTask {
+				return user.do("PUT", "/api/metadata/taskdefs", `{"name":"`+name+`","description":"by user"}`)
+			}
+			return user.do("POST", "/api/metadata/workflow?overwrite=true", `{"name":"`+name+`","description":"by user","tasks":[{"name":"a","taskReferenceName":"a"}]}`)
+		}
+		description := func() string {
+			if kind == metadata.KindTask {
+				d, err := md.GetTaskDef(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d.Description
+			}
+			d, err := md.GetWorkflowDef(ctx, name, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d.Description
+		}
+		admin := client{t, base, "admin-token"}
+		if kind == metadata.KindTask {
+			admin.must(http.StatusNoContent, "PUT", "/api/metadata/taskdefs", `{"name":"`+name+`","description":"by admin"}`)
+		} else {
+			admin.must(http.StatusNoContent, "POST", "/api/metadata/workflow", `{"name":"`+name+`","description":"by admin","tasks":[{"name":"a","taskReferenceName":"a"}]}`)
+		}
+		admin.must(http.StatusNoContent, "PUT", "/api/metadata/"+map[metadata.Kind]string{metadata.KindTask: "task", metadata.KindWorkflow: "workflow"}[kind]+"/"+name+"/tags", `[{"key":"team","value":"x"}]`)
+
+		grants.arm(func() {
+			if err := retag(kind, name); err != nil {
+				t.Errorf("the change made meanwhile: %v", err)
+			}
+		})
+		put().expect(t, http.StatusNoContent)
+		if !grants.fired() {
+			t.Fatal("the request was never checked against the definition")
+		}
+		if got := description(); got != "by user" {
+			t.Errorf("%s: description %q after the user's write checked again", name, got)
+		}
+
+		// Changed meanwhile at every check.
+		var again func()
+		again = func() {
+			if err := retag(kind, name); err != nil {
+				t.Errorf("the change made meanwhile: %v", err)
+			}
+			grants.arm(again)
+		}
+		grants.arm(again)
+		e := put().expectError(t, http.StatusConflict, "changed while this request's access was being checked")
+		grants.arm(nil)
+		if e["retryable"] != true {
+			t.Errorf("%s: the stale write's answer is not retryable: %v", name, e)
+		}
 	}
 }
 

@@ -28,6 +28,10 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrRateLimited: the caller sent too many requests; retry later.
 	ErrRateLimited = errors.New("rate limited")
+	// ErrStale: a write checked on one state of its target found another
+	// when it applied, and wrote nothing; the same request, checked again,
+	// may succeed. It is a conflict: errors.Is(err, ErrConflict) holds.
+	ErrStale = errors.New("changed while checked")
 )
 
 // FieldError names one invalid field by its JSON path.
@@ -74,6 +78,15 @@ func NotFound(format string, args ...any) error { return kinded(ErrNotFound, for
 
 // Conflict returns an ErrConflict error with a message.
 func Conflict(format string, args ...any) error { return kinded(ErrConflict, format, args) }
+
+// Stale returns an ErrStale error (an ErrConflict too) with a message.
+func Stale(format string, args ...any) error {
+	return &staleError{kindError{msg: fmt.Sprintf(format, args...), kind: ErrConflict}}
+}
+
+type staleError struct{ kindError }
+
+func (e *staleError) Unwrap() []error { return []error{ErrConflict, ErrStale} }
 
 // kindError is a message of a kind: errors.Is finds the kind, and the
 // message reads without it ("workflow w1 not found", not "workflow w1 not

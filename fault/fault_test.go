@@ -25,3 +25,22 @@ func TestMessage(t *testing.T) {
 		}
 	}
 }
+
+// A stale write is a conflict a client may send again: both kinds hold,
+// and its message reads without them.
+func TestStale(t *testing.T) {
+	t.Parallel()
+	err := fmt.Errorf("write: %w", fault.Stale("definition %s changed", "w"))
+	if !errors.Is(err, fault.ErrConflict) || !errors.Is(err, fault.ErrStale) {
+		t.Errorf("%v is not both a conflict and stale", err)
+	}
+	if got := fault.Message(err); got != "write: definition w changed" {
+		t.Errorf("Message = %q", got)
+	}
+	if got := fault.Kind(err); got != "conflict" {
+		t.Errorf("Kind = %q", got)
+	}
+	if errors.Is(fault.Conflict("x"), fault.ErrStale) {
+		t.Errorf("a plain conflict is stale")
+	}
+}

@@ -54,6 +54,17 @@ type writeOptions struct {
 	// was checked at; nil when the write is not pinned.
 	checked map[string]uint64
 	what    map[string]string
+	// onStale is told the definitions of a bulk refused as changed
+	// while checked (fault.ErrStale), by their index in the bulk.
+	onStale func(i int)
+}
+
+// OnStale has a bulk registration (PutWorkflowDefs) report each definition
+// it refused because its name changed while its access was being checked
+// (fault.ErrStale), by its index in the bulk: the caller may check those
+// again and send them again.
+func OnStale(f func(i int)) WriteOption {
+	return func(o *writeOptions) { o.onStale = f }
 }
 
 // noRevision is a sequence no subject reaches: a write pinned to it always
@@ -134,7 +145,7 @@ func changedWhileChecked(what string) error {
 	if what == "" {
 		what = "the definition"
 	}
-	return fault.Conflict("%s changed while this request's access was being checked; nothing was written: send the request again", what)
+	return fault.Stale("%s changed while this request's access was being checked; nothing was written: send the request again", what)
 }
 
 // describe names a definition in messages.

@@ -64,8 +64,11 @@ func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowD
 	}
 	resp := conductor.NewBulkResponse()
 	o := writeOpts(opts)
-	for _, reg := range regs {
+	for i, reg := range regs {
 		if err := s.putWorkflow(ctx, reg, true, principal, o); err != nil {
+			if errors.Is(err, fault.ErrStale) && o.onStale != nil {
+				o.onStale(i)
+			}
 			resp.BulkErrorResults[reg.name] = fault.Message(err)
 			continue
 		}

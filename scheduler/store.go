@@ -171,7 +171,7 @@ func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, princ
 	now := s.now().UnixMilli()
 	return s.appendEvents(ctx, def.Name, principal, func(st *State) ([]schemas.Event, error) {
 		if !sameSchedule(st, checked) {
-			return nil, fault.Conflict("schedule %s changed while this request's access was checked: try again", def.Name)
+			return nil, fault.Stale("schedule %s changed while this request's access was checked: try again", def.Name)
 		}
 		evs := []schemas.Event{&schemas.ScheduleSaved{Def: raw, Time: now, By: principal}}
 		if len(def.Tags) > 0 {

@@ -100,7 +100,7 @@ func (w *writer) update(ctx context.Context, subject, principal string, decide f
 			return nil, err
 		}
 		if st.Seq != *o.at {
-			return nil, fault.Conflict("%s changed while the request was checked: send it again", o.what)
+			return nil, fault.Stale("%s changed while the request was checked: send it again", o.what)
 		}
 		return decide(v)
 	})
