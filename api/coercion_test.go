@@ -138,3 +138,45 @@ func TestWholeNumbersInIntegerFields(t *testing.T) {
 	}
 }
 
+// Tags are read as every body is: {"key":5} is the key "5", on every
+// resource that takes tags.
+func TestTagsCoerced(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"wf1","tasks":[{"name":"t","taskReferenceName":"t"}]}`)
+	send(t, admin, "PUT", "/api/metadata/taskdefs", `{"name":"t"}`)
+	send(t, admin, "PUT", "/api/secrets/s1", "v")
+	for _, tags := range []string{"/api/metadata/workflow/wf1/tags", "/api/metadata/task/t/tags", "/api/secrets/s1/tags"} {
+		t.Run(tags, func(t *testing.T) {
+			if strings.HasPrefix(tags, "/api/metadata/") { // secrets' tags are PUT only
+				send(t, admin, "POST", tags, `{"key":5,"value":true}`)
+				if got, want := send(t, admin, "GET", tags, ""), `[{"key":"5","value":"true"}]`; got != want {
+					t.Errorf("tags = %s, want %s", got, want)
+				}
+			}
+			send(t, admin, "PUT", tags, `[{"key":5,"value":true},{"key":"env","value":1.5}]`)
+			if got, want := send(t, admin, "GET", tags, ""), `[{"key":"5","value":"true"},{"key":"env","value":"1.5"}]`; got != want {
+				t.Errorf("tags = %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// A bulk operation on no workflows is refused, as Conductor's @NotEmpty
+// list refuses it: null and [] alike.
+func TestBulkWithoutIDsRefused(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	for _, path := range []string{"PUT /api/workflow/bulk/pause", "PUT /api/workflow/bulk/resume", "POST /api/workflow/bulk/terminate",
+		"POST /api/workflow/bulk/restart", "POST /api/workflow/bulk/retry", "POST /api/workflow/bulk/delete"} {
+		method, path, _ := strings.Cut(path, " ")
+		for _, body := range []string{`[]`, `null`} {
+			admin.do(method, path, body).expectError(t, http.StatusBadRequest, "WorkflowIds list cannot be null.")
+		}
+		if got := decode[conductor.BulkResponse](t, admin.must(http.StatusOK, method, path, `["nope"]`)); len(got.BulkErrorResults) != 1 {
+			t.Errorf("%s %s of an unknown id = %+v", method, path, got)
+		}
+	}
+}

@@ -775,7 +775,8 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// tagList decodes a Tag object or an array of tags.
+// tagList decodes a Tag object or an array of tags, its scalars coerced as
+// every body's are ({"key":5} is the key "5").
 type tagList []conductor.Tag
 
 func (l *tagList) UnmarshalJSON(b []byte) error {
@@ -785,14 +786,14 @@ func (l *tagList) UnmarshalJSON(b []byte) error {
 	}
 	if b[0] == '{' {
 		var t conductor.Tag
-		if err := json.Unmarshal(b, &t); err != nil {
+		if err := conductor.Unmarshal(b, &t); err != nil {
 			return err
 		}
 		*l = tagList{t}
 		return nil
 	}
 	var ts []conductor.Tag
-	if err := json.Unmarshal(b, &ts); err != nil {
+	if err := conductor.Unmarshal(b, &ts); err != nil {
 		return err
 	}
 	*l = ts

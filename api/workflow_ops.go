@@ -454,6 +454,11 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, trigger func(*http
 		s.writeError(w, r, err)
 		return
 	}
+	if len(ids) == 0 {
+		// Conductor's @NotEmpty on the list, null and [] alike.
+		s.writeError(w, r, fault.Invalid("WorkflowIds list cannot be null."))
+		return
+	}
 	if len(ids) > maxBulk {
 		s.writeError(w, r, fault.Invalid("%d workflow ids: at most %d at once", len(ids), maxBulk))
 		return
