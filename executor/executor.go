@@ -210,7 +210,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
 	e.match = newMatcher()
-	e.natsPolls.slots = make(chan struct{}, maxNATSPolls)
+	e.natsPolls.slots, e.natsPolls.perTaker = make(chan struct{}, maxNATSPolls), maxNATSPollsPerTaker
 	e.idle = make(chan func())
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e

@@ -165,6 +165,10 @@ func (e *Executor) unsubscribeAtStop(sub *nats.Subscription) {
 const (
 	// maxNATSPolls bounds the NATS polls an engine holds at once.
 	maxNATSPolls = 10000
+	// maxNATSPollsPerTaker bounds those of one worker's credentials: one
+	// holder cannot take every slot, and lock out every other type's
+	// workers.
+	maxNATSPollsPerTaker = maxNATSPolls / 2
 	// maxPollWait bounds a NATS poll's wait.
 	maxPollWait = 30 * time.Second
 )
@@ -202,27 +206,58 @@ func (e *Executor) servePolls() error {
 }
 
 // natsPolls are the NATS polls waiting at this engine: how many (slots,
-// at most maxNATSPolls), and those their workers may end early
-// (workers.PollEnd), by poll id.
+// at most maxNATSPolls; perTaker of one worker's credentials), and those
+// their workers may end early (workers.PollEnd), by poll id.
 type natsPolls struct {
-	slots chan struct{}
-	mu    sync.Mutex
-	polls map[string]waitingPoll
+	slots    chan struct{}
+	perTaker int
+	mu       sync.Mutex
+	polls    map[string]waitingPoll
+	byTaker  map[string]int
 }
 
-// hold takes one of the poll slots, if any is free.
-func (p *natsPolls) hold() bool {
+// hold takes one of the poll slots for taker (takerOf; "" for the
+// engines' own account, which only the total bounds), if any is free.
+func (p *natsPolls) hold(taker string) bool {
+	if taker != "" {
+		p.mu.Lock()
+		if p.byTaker[taker] >= p.perTaker {
+			p.mu.Unlock()
+			return false
+		}
+		if p.byTaker == nil {
+			p.byTaker = map[string]int{}
+		}
+		p.byTaker[taker]++
+		p.mu.Unlock()
+	}
 	select {
 	case p.slots <- struct{}{}:
 		return true
 	default:
+		p.forgetTaker(taker)
 		return false
 	}
 }
 
-func (p *natsPolls) release() { <-p.slots }
+func (p *natsPolls) release(taker string) {
+	<-p.slots
+	p.forgetTaker(taker)
+}
 
-// errTooManyPolls answers a poll beyond maxNATSPolls.
+func (p *natsPolls) forgetTaker(taker string) {
+	if taker == "" {
+		return
+	}
+	p.mu.Lock()
+	if p.byTaker[taker]--; p.byTaker[taker] <= 0 {
+		delete(p.byTaker, taker)
+	}
+	p.mu.Unlock()
+}
+
+// errTooManyPolls answers a poll beyond maxNATSPolls, or beyond its
+// credentials' share.
 var errTooManyPolls = &workers.Error{Code: workers.CodeUnavailable, Message: "too many polls wait at this engine"}
 
 type waitingPoll struct {
@@ -295,12 +330,13 @@ func (e *Executor) handlePoll(m *nats.Msg) {
 // runs in a goroutine of its own, on one of the poll slots; none free, it
 // answers at once that the engine is busy.
 func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollRequest, answer func(workers.PollReply) any) {
-	if !e.natsPolls.hold() {
+	taker := takerOf(m)
+	if !e.natsPolls.hold(taker) {
 		respond(m, answer(workers.PollReply{Error: errTooManyPolls}))
 		return
 	}
 	e.spawn(func() {
-		defer e.natsPolls.release()
+		defer e.natsPolls.release(taker)
 		wait := min(max(time.Duration(req.WaitMs)*time.Millisecond, 0), maxPollWait)
 		ctx, cancel := context.WithTimeout(e.ctx, wait+requestTimeout)
 		defer cancel()
