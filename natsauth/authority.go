@@ -334,7 +334,10 @@ func (a *Authority) issue(account nkeys.KeyPair, name string, expires time.Time,
 		uc.Expires = expires.Unix()
 	}
 	if perms != nil {
+		// Issued to others than the engines, which alone come without
+		// permissions: bounded, as no worker or event reader needs more.
 		uc.Permissions = perms(user)
+		uc.Limits.Subs = MaxClientSubscriptions
 	}
 	token, err := uc.Encode(account)
 	if err != nil {
@@ -343,6 +346,11 @@ func (a *Authority) issue(account nkeys.KeyPair, name string, expires time.Time,
 	}
 	return &Credentials{User: user, Expires: expires, jwt: token, kp: kp}, nil
 }
+
+// MaxClientSubscriptions bounds the subscriptions of one connection with
+// credentials the authority issued to a worker or event reader: a worker
+// needs a few (its inbox, its queues); 200,000 were accepted before.
+const MaxClientSubscriptions = 10000
 
 func (*Authority) String() string               { return redacted }
 func (*Authority) GoString() string             { return redacted }

@@ -258,6 +258,34 @@ func TestWorkerPermissions(t *testing.T) {
 	}
 }
 
+// A worker's connection holds at most MaxClientSubscriptions
+// subscriptions: the server refuses the next.
+func TestWorkerSubscriptionsBounded(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	c, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}, Name: "worker-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := s.connect(t, c, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	inbox := nc.NewRespInbox()
+	for i := range natsauth.MaxClientSubscriptions {
+		if _, err := nc.SubscribeSync(fmt.Sprintf("%s.%d", inbox, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil || nc.LastError() != nil {
+		t.Fatalf("within the bound: %v %v", err, nc.LastError())
+	}
+	if _, err := nc.SubscribeSync(inbox + ".one-more"); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	if err := nc.LastError(); err == nil || !strings.Contains(strings.ToLower(err.Error()), "maximum subscriptions") {
+		t.Fatalf("subscription past the bound: last error %v", err)
+	}
+}
+
 func TestWorkerSpecValidate(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", 257)
