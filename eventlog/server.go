@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/time/rate"
 
 	"github.com/flowvault/flowvault/internal/logkey"
 )
@@ -68,7 +71,7 @@ func startEmbedded(cfg Config, o Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	ns.SetLoggerV2(&natsLogger{l: logger.With(logkey.Component, "nats-server")}, false, false, false)
+	ns.SetLoggerV2(newNATSLogger(logger.With(logkey.Component, "nats-server")), false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
@@ -87,11 +90,39 @@ func portFree(host string, port int) error {
 }
 
 // natsLogger adapts nats-server's printf logger to slog.
-type natsLogger struct{ l *slog.Logger }
+type natsLogger struct {
+	l *slog.Logger
+	// authFailures bounds the lines of refused connections: anyone who
+	// reaches the port could otherwise fill the log with them, one a
+	// connection (2,000 in 1.5 s). Those left out are counted in the
+	// next line that is written.
+	authFailures *rate.Limiter
+	suppressed   atomic.Int64
+}
+
+func newNATSLogger(l *slog.Logger) *natsLogger {
+	return &natsLogger{l: l, authFailures: rate.NewLimiter(1, 10)}
+}
 
 func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Tracef(format string, v ...any)  {}
+
+func (n *natsLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if !strings.Contains(msg, "authentication error") {
+		n.l.Error(msg)
+		return
+	}
+	if !n.authFailures.Allow() {
+		n.suppressed.Add(1)
+		return
+	}
+	if left := n.suppressed.Swap(0); left > 0 {
+		n.l.Error(msg, logkey.Suppressed, left)
+		return
+	}
+	n.l.Error(msg)
+}

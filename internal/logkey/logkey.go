@@ -27,12 +27,13 @@ const (
 	Event      = "event"
 	KeyID      = "key_id" // an access key's id (never its secret)
 	Reason     = "reason"
-	User       = "user"    // a NATS user's public key (never its seed)
-	Account    = "account" // a NATS account's public key
-	Expires    = "expires" // when credentials stop working
-	Handler    = "handler" // an event handler's name
-	Action     = "action"  // an event handler's action
-	Index      = "index"   // a position in a list
-	Webhook    = "webhook" // an incoming webhook's id
-	Trigger    = "trigger" // what a workflow decision answered (engine.TriggerName)
+	User       = "user"       // a NATS user's public key (never its seed)
+	Account    = "account"    // a NATS account's public key
+	Expires    = "expires"    // when credentials stop working
+	Handler    = "handler"    // an event handler's name
+	Action     = "action"     // an event handler's action
+	Index      = "index"      // a position in a list
+	Webhook    = "webhook"    // an incoming webhook's id
+	Trigger    = "trigger"    // what a workflow decision answered (engine.TriggerName)
+	Suppressed = "suppressed" // like lines left out before this one
 )
