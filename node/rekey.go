@@ -83,6 +83,9 @@ type RekeyResult struct {
 	// Moved says that the embedded store moved to the new key's NATS
 	// account.
 	Moved bool
+	// Done says that the data was under the new key already, with no
+	// rekey under way: nothing was changed.
+	Done bool
 }
 
 // Rekey moves the data of cfg from master key oldMK to newMK, Vault's
@@ -136,6 +139,11 @@ func Rekey(ctx context.Context, cfg Config, oldMK, newMK *secrets.MasterKey, o R
 		case oldThere && newThere:
 			return RekeyResult{}, fmt.Errorf("%s holds JetStream data of both the current and the new master key's accounts (%s, %s): "+
 				"a server was started with the new key on a half-rekeyed store? Inspect it; nothing was changed", js, oldAcc, newAcc)
+		case newThere && !pending:
+			// A rekey to newMK finished before (its marker goes last):
+			// whatever oldMK is, there is nothing to do, and nothing to
+			// record.
+			return RekeyResult{Done: true}, nil
 		case newThere:
 			openWith = newMK // moved already: finish the rest
 		case oldThere:

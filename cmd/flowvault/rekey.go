@@ -137,6 +137,10 @@ func runRekey(ctx context.Context, cfg node.Config, newKeyFile string, stdout io
 	if err != nil {
 		return err
 	}
+	if res.Done {
+		fmt.Fprintf(stdout, "the data is under the new master key %s already, and no rekey is under way: nothing was changed\n", newMK.CheckValue())
+		return nil
+	}
 	verb := "sealed"
 	if res.Resumed {
 		verb = "finished sealing"

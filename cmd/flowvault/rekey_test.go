@@ -155,17 +155,23 @@ func TestKeysRekeyCLI(t *testing.T) {
 	if got := storeAccounts(t, data); !slicesEqual(got, moved) {
 		t.Fatalf("the refused start changed the store: %v, was %v", got, moved)
 	}
-	// Run again, it finds everything done, and records nothing more.
-	if out, errOut, code := cli(t, bin, []string{oldEnv}, nil, "keys", "rekey", "--data", data, "--new-master-key-file", newFile); code != 0 || !strings.Contains(out, "finished sealing the keyring") {
+	// Run again, from the old key or any other, it finds everything done,
+	// and changes and records nothing (also after a rotation, which is
+	// the keyring's last fact then).
+	if out, errOut, code := cli(t, bin, []string{oldEnv}, nil, "keys", "rekey", "--data", data, "--new-master-key-file", newFile); code != 0 || !strings.Contains(out, "nothing was changed") {
 		t.Fatalf("rekey again: %d %q %q", code, out, errOut)
-	}
-	trail := serveAndRead(t, bin, data, "FLOWVAULT_MASTER_KEY_FILE="+newFile)
-	if n := strings.Count(trail, " keys.rekey KEYRING:1 "); n != 1 || !strings.Contains(trail, " os:") {
-		t.Fatalf("audit after the rekey (%d rekeys):\n%s", n, trail)
 	}
 	// The new key rotates as the old one did.
 	if out, errOut, code := cli(t, bin, nil, nil, "keys", "rotate", "--data", data, "--master-key-file", newFile); code != 0 || !strings.Contains(out, "re-wrapped 2 data keys") {
 		t.Fatalf("rotate with the new key: %d %q %q", code, out, errOut)
+	}
+	otherEnv := masterKeyEnv(bytes.Repeat([]byte{9}, 32))
+	if out, errOut, code := cli(t, bin, []string{otherEnv}, nil, "keys", "rekey", "--data", data, "--new-master-key-file", newFile); code != 0 || !strings.Contains(out, "nothing was changed") {
+		t.Fatalf("rekey from a key that sealed nothing: %d %q %q", code, out, errOut)
+	}
+	trail := serveAndRead(t, bin, data, "FLOWVAULT_MASTER_KEY_FILE="+newFile)
+	if n := strings.Count(trail, " keys.rekey "); n != 1 || !strings.Contains(trail, " os:") {
+		t.Fatalf("audit after the rekey (%d rekeys):\n%s", n, trail)
 	}
 }
 
