@@ -210,18 +210,8 @@ func (c *coercer) object(t reflect.Type) error {
 		if err := c.value(ft); err != nil {
 			return err
 		}
-		c.skipSpace()
-		if c.pos >= len(c.data) {
-			return errNotCoercible
-		}
-		switch c.data[c.pos] {
-		case ',':
-			c.pos++
-		case '}':
-			c.pos++
-			return nil
-		default:
-			return errNotCoercible
+		if ended, err := c.separator('}'); ended || err != nil {
+			return err
 		}
 	}
 }
@@ -241,20 +231,28 @@ func (c *coercer) array(t reflect.Type) error {
 		if err := c.value(elem); err != nil {
 			return err
 		}
-		c.skipSpace()
-		if c.pos >= len(c.data) {
-			return errNotCoercible
-		}
-		switch c.data[c.pos] {
-		case ',':
-			c.pos++
-		case ']':
-			c.pos++
-			return nil
-		default:
-			return errNotCoercible
+		if ended, err := c.separator(']'); ended || err != nil {
+			return err
 		}
 	}
+}
+
+// separator reads past the ',' after a member or element, or past the
+// closing byte of its object or array (ended).
+func (c *coercer) separator(closing byte) (ended bool, err error) {
+	c.skipSpace()
+	if c.pos >= len(c.data) {
+		return false, errNotCoercible
+	}
+	switch c.data[c.pos] {
+	case ',':
+		c.pos++
+		return false, nil
+	case closing:
+		c.pos++
+		return true, nil
+	}
+	return false, errNotCoercible
 }
 
 // stringEnd returns the index just past the string that starts at c.pos.
