@@ -30,14 +30,7 @@ func TestAdminRecoverCLI(t *testing.T) {
 	taken := filepath.Join(outDir, "taken.json")
 	os.WriteFile(taken, []byte("keep me"), 0o600)
 
-	cmd := exec.Command(bin, "server", "--log-format", "json", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
-	cmd.Env = cleanEnv(keyEnv)
-	p := startCmd(t, cmd)
-	p.waitLog(t, "flowvault listening")
-	if _, errOut, code := cli(t, bin, []string{keyEnv}, nil, "admin", "recover", "--data", data, "--out", recovered); code != 1 || !strings.Contains(errOut, "in use by another flowvault process") {
-		t.Fatalf("recover while running: %d %q", code, errOut)
-	}
-	stopServer(t, p)
+	refusedWhileServing(t, bin, data, []string{keyEnv}, "admin", "recover", "--data", data, "--out", recovered)
 
 	for _, tt := range []struct {
 		name string
@@ -80,9 +73,9 @@ func TestAdminRecoverCLI(t *testing.T) {
 		t.Fatal("the secret was printed")
 	}
 
-	cmd = exec.Command(bin, "server", "--log-format", "json", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "server", "--log-format", "json", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
 	cmd.Env = cleanEnv(keyEnv)
-	p = startCmd(t, cmd)
+	p := startCmd(t, cmd)
 	server := "http://" + p.waitLog(t, "flowvault listening")["addr"].(string)
 	defer stopServer(t, p)
 	asRecovered := []string{"FLOWVAULT_KEY_FILE=" + recovered}

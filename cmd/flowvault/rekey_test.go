@@ -104,14 +104,7 @@ func TestKeysRekeyCLI(t *testing.T) {
 	newFile := writeKeyFile(t, newKey)
 	data := seedServer(t, bin, oldEnv)
 
-	cmd := exec.Command(bin, "server", "--log-format", "json", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
-	cmd.Env = cleanEnv(oldEnv)
-	p := startCmd(t, cmd)
-	p.waitLog(t, "flowvault listening")
-	if _, errOut, code := cli(t, bin, []string{oldEnv}, nil, "keys", "rekey", "--data", data, "--new-master-key-file", newFile); code != 1 || !strings.Contains(errOut, "in use by another flowvault process") {
-		t.Fatalf("rekey while running: %d %q", code, errOut)
-	}
-	stopServer(t, p)
+	refusedWhileServing(t, bin, data, []string{oldEnv}, "keys", "rekey", "--data", data, "--new-master-key-file", newFile)
 
 	accounts := storeAccounts(t, data)
 	for _, tt := range []struct {

@@ -39,6 +39,21 @@ func cli(t *testing.T, bin string, env []string, stdin []byte, args ...string) (
 	return o.String(), e.String(), code
 }
 
+// refusedWhileServing runs the offline command args on data while a
+// server started with env holds its lock: the command must refuse,
+// naming the lock.
+func refusedWhileServing(t *testing.T, bin, data string, env []string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin, "server", "--log-format", "json", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
+	cmd.Env = cleanEnv(env...)
+	p := startCmd(t, cmd)
+	p.waitLog(t, "flowvault listening")
+	if _, errOut, code := cli(t, bin, env, nil, args...); code != 1 || !strings.Contains(errOut, "in use by another flowvault process") {
+		t.Fatalf("%s while a server runs: %d %q", strings.Join(args, " "), code, errOut)
+	}
+	stopServer(t, p)
+}
+
 // cleanEnv is the test process's environment without the variables the
 // secret and keys commands read, plus extra.
 func cleanEnv(extra ...string) []string {
