@@ -190,8 +190,8 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, e
 
 // maxBodyNesting bounds how deep a request body nests, checked before it
 // is decoded: the log holds nothing deeper (its records nest a few levels
-// more), and decoding a definition takes time that grows much faster than
-// its depth (a SWITCH 300 deep took 25 s).
+// more), and a definition's tasks each decode their own JSON, so decoding
+// one costs its size times its depth.
 const maxBodyNesting = 256
 
 // nesting returns how deep the arrays and objects of JSON text b nest.
