@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Conductor reads its JSON with Jackson, which coerces scalars by default:
@@ -42,7 +44,7 @@ var (
 	unmarshalerType  = reflect.TypeFor[json.Unmarshaler]()
 	selfCoercingType = reflect.TypeFor[selfCoercing]()
 	holdsSelfCache   sync.Map // reflect.Type -> bool
-	jsonFieldsCache  sync.Map // reflect.Type -> map[string]reflect.Type
+	jsonFieldsCache  sync.Map // reflect.Type -> *fieldTypes
 	errNotCoercible  = errors.New("not coercible")
 	coercedTrue      = []byte("true")
 	coercedFalse     = []byte("false")
@@ -165,7 +167,7 @@ func (c *coercer) value(t reflect.Type) error {
 }
 
 func (c *coercer) object(t reflect.Type) error {
-	var fields map[string]reflect.Type
+	var fields *fieldTypes
 	var elem reflect.Type
 	switch {
 	case t == nil:
@@ -198,8 +200,8 @@ func (c *coercer) object(t reflect.Type) error {
 				return errNotCoercible
 			}
 			var ok bool
-			if ft, ok = fields[key]; !ok {
-				ft = fields[strings.ToLower(key)]
+			if ft, ok = fields.exact[key]; !ok {
+				ft = fields.folded[foldName(key)]
 			}
 		}
 		c.skipSpace()
@@ -344,14 +346,38 @@ func wholeNumber(lit string) (string, bool) {
 	return n, true
 }
 
-// jsonFields maps the JSON names of t's fields, as given and lower-cased
-// (encoding/json matches keys without regard to case), to their types;
-// embedded structs' fields are promoted.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	if m, ok := jsonFieldsCache.Load(t); ok {
-		return m.(map[string]reflect.Type)
+// fieldTypes maps the JSON names of a struct's fields to their types.
+type fieldTypes struct {
+	exact  map[string]reflect.Type
+	folded map[string]reflect.Type // by foldName; the first field wins
+}
+
+// foldName folds a JSON key as encoding/json does when no field's name is
+// the key exactly: ASCII letters to upper case, any other rune to the
+// upper case of its lower case ("defaultCaſe" is "DEFAULTCASE").
+func foldName(key string) string {
+	var b strings.Builder
+	b.Grow(len(key))
+	for _, r := range key {
+		if r < utf8.RuneSelf {
+			if 'a' <= r && r <= 'z' {
+				r -= 'a' - 'A'
+			}
+			b.WriteRune(r)
+			continue
+		}
+		b.WriteRune(unicode.ToUpper(unicode.ToLower(r)))
 	}
-	out := map[string]reflect.Type{}
+	return b.String()
+}
+
+// jsonFields maps the JSON names of t's fields to their types; embedded
+// structs' fields are promoted.
+func jsonFields(t reflect.Type) *fieldTypes {
+	if m, ok := jsonFieldsCache.Load(t); ok {
+		return m.(*fieldTypes)
+	}
+	out := &fieldTypes{exact: map[string]reflect.Type{}, folded: map[string]reflect.Type{}}
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
 		for i := range t.NumField() {
@@ -377,9 +403,9 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 			if name == "" {
 				name = f.Name
 			}
-			out[name] = f.Type
-			if _, taken := out[strings.ToLower(name)]; !taken {
-				out[strings.ToLower(name)] = f.Type
+			out.exact[name] = f.Type
+			if _, taken := out.folded[foldName(name)]; !taken {
+				out.folded[foldName(name)] = f.Type
 			}
 		}
 	}
