@@ -618,12 +618,15 @@ func (s *Server) registerTaskDefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Sent again whole when it went stale: the definitions written
-	// before the refusal are written again, as a client resending the
-	// request would.
+	// The store writes the definitions one at a time. One that went stale
+	// is checked again on its new state with those after it, not the
+	// ones already written; a refusal after some were written names them,
+	// since Conductor's answer has no room for a partial success.
+	written := 0 // defs[:written] are registered
 	err := retryStale(r.Context(), func() error {
+		todo := defs[written:]
 		revs := map[string]metadata.Revision{} // one per name, as for workflows
-		for _, d := range defs {
+		for _, d := range todo {
 			if d == nil {
 				continue // the store reports it
 			}
@@ -636,8 +639,20 @@ func (s *Server) registerTaskDefs(w http.ResponseWriter, r *http.Request) {
 			}
 			revs[d.Name] = rev
 		}
-		return s.deps.Metadata.RegisterTaskDefs(r.Context(), defs, principal(r), metadata.At(slices.Collect(maps.Values(revs))...))
+		from := written
+		return s.deps.Metadata.RegisterTaskDefs(r.Context(), todo, principal(r), metadata.At(slices.Collect(maps.Values(revs))...),
+			metadata.OnWritten(func(i int) { written = from + i + 1 }))
 	})
+	if err != nil && written > 0 {
+		var names []string
+		for _, d := range defs[:min(written, 10)] {
+			names = append(names, d.Name)
+		}
+		if written > len(names) {
+			names = append(names, fmt.Sprintf("and %d more", written-len(names)))
+		}
+		err = fmt.Errorf("%w (registered before it: %s)", err, strings.Join(names, ", "))
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -390,6 +390,43 @@ func TestMetadataStaleWriteCheckedAgain(t *testing.T) {
 	}
 }
 
+// POST /api/metadata/taskdefs writes its definitions one at a time. One
+// changed meanwhile by someone else is checked again on its new state with
+// those after it, not the ones already written; refused there, the answer
+// names the ones written before it, which stay.
+func TestTaskDefsBulkRefusedPartway(t *testing.T) {
+	t.Parallel()
+	md, grants, base := newPinServer(t)
+	ctx := testutil.Context(t, time.Minute)
+	user := client{t, base, "user-token"}
+	admin := client{t, base, "admin-token"}
+	for _, name := range []string{"part_a", "part_b"} {
+		admin.must(http.StatusNoContent, "PUT", "/api/metadata/taskdefs", `{"name":"`+name+`","description":"by admin"}`)
+		admin.must(http.StatusNoContent, "PUT", "/api/metadata/task/"+name+"/tags", `[{"key":"team","value":"x"}]`)
+	}
+	// The decision on part_a passes; during the one on part_b, after it
+	// read part_b's tags, the admin moves part_b to a team the user may
+	// not change.
+	grants.arm(func() {
+		grants.arm(func() {
+			if err := md.SetTags(ctx, metadata.KindTask, "part_b", []conductor.Tag{{Key: "team", Value: "y"}}, pinAdmin); err != nil {
+				t.Errorf("the change made meanwhile: %v", err)
+			}
+		})
+	})
+	user.do("POST", "/api/metadata/taskdefs", `[{"name":"part_a","description":"by user"},{"name":"part_b","description":"by user"}]`).
+		expectError(t, http.StatusForbidden, "(registered before it: part_a)")
+	for name, want := range map[string]string{"part_a": "by user", "part_b": "by admin"} {
+		d, err := md.GetTaskDef(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Description != want {
+			t.Errorf("%s: description %q, want %q", name, d.Description, want)
+		}
+	}
+}
+
 // GET /api/metadata/tags lists the tags of every definition the caller
 // may read, each once, sorted.
 func TestMetadataTagsListing(t *testing.T) {

@@ -57,6 +57,8 @@ type writeOptions struct {
 	// onStale is told the definitions of a bulk refused as changed
 	// while checked (fault.ErrStale), by their index in the bulk.
 	onStale func(i int)
+	// onWritten is told each definition of a bulk written, by its index.
+	onWritten func(i int)
 }
 
 // OnStale has a bulk registration (PutWorkflowDefs) report each definition
@@ -65,6 +67,13 @@ type writeOptions struct {
 // again and send them again.
 func OnStale(f func(i int)) WriteOption {
 	return func(o *writeOptions) { o.onStale = f }
+}
+
+// OnWritten has a bulk registration (RegisterTaskDefs), which writes its
+// definitions one at a time, report each it wrote, by its index in the
+// bulk: one refused after others were written leaves those written.
+func OnWritten(f func(i int)) WriteOption {
+	return func(o *writeOptions) { o.onWritten = f }
 }
 
 // noRevision is a sequence no subject reaches: a write pinned to it always

@@ -36,12 +36,15 @@ func (s *Store) RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef,
 		return err
 	}
 	o := writeOpts(opts)
-	for _, reg := range regs {
+	for i, reg := range regs {
 		if err := s.putTask(ctx, reg, principal, o); err != nil {
 			if errors.Is(err, fault.ErrConflict) {
 				return err // it names the definition
 			}
 			return fmt.Errorf("task definition %s: %w", reg.name, err)
+		}
+		if o.onWritten != nil {
+			o.onWritten(i)
 		}
 	}
 	return nil
