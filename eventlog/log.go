@@ -328,6 +328,22 @@ func (l *Log) ConnectInProcess(opts ...nats.Option) (*nats.Conn, error) {
 // external one.
 func (l *Log) EmbeddedServer() *server.Server { return l.ns }
 
+// StorageError returns the embedded server's JetStream health error: a
+// stream whose store failed a write (the disk full, the data directory
+// gone) keeps that error and neither stores nor acknowledges anything
+// until the server restarts, even once the disk has room again, so
+// appends to it time out. Nil when the store is healthy, or when the log
+// uses an external server (whose own health endpoint says so).
+func (l *Log) StorageError() error {
+	if l.ns == nil {
+		return nil
+	}
+	if h := l.ns.Healthz(nil); h.Error != "" {
+		return fmt.Errorf("embedded nats: %s (restart the server once the disk has room)", h.Error)
+	}
+	return nil
+}
+
 // ClientURL is the address workers and other processes connect to, with
 // credentials; "" for an embedded server that does not listen.
 func (l *Log) ClientURL() string {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -661,5 +663,50 @@ func TestAppendToAFullServer(t *testing.T) {
 	}
 	if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
 		t.Fatalf("append to a full server: %v", err)
+	}
+}
+
+// A stream whose store failed a write (here: its directory gone, as on a
+// disk that filled up) stores and acknowledges nothing more until the
+// server restarts; StorageError says so, for the health check.
+func TestStorageErrorAfterAFailedWrite(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l := testutil.OpenLog(t, dir)
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := l.StorageError(); err != nil {
+		t.Fatalf("a fresh store: %v", err)
+	}
+	seq, err := l.Append(ctx, "fv.wf.storage-error", notes(t, "a", 1), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, "fv.wf.storage-error", notes(t, "b", 1), seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(testutil.StreamDir(t, dir, "FV_WF"), "msgs")); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(l.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "FV_WF")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A secure delete rewrites the block through a new file: it fails.
+	if err := stream.SecureDeleteMsg(ctx, seq); err == nil {
+		t.Fatal("a secure delete in a removed directory succeeded")
+	}
+	// The next append is neither stored nor answered.
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := l.Append(actx, "fv.wf.storage-error-2", notes(t, "c", 1), 0); err == nil {
+		t.Fatal("an append to a stream that failed a write succeeded")
+	}
+	err = l.StorageError()
+	if err == nil || !strings.Contains(err.Error(), "FV_WF") {
+		t.Fatalf("StorageError after a failed write = %v; want the stream's write error", err)
 	}
 }

@@ -69,26 +69,44 @@ func (c *Compactor) Run(ctx context.Context) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	t := time.NewTicker(c.Interval)
-	defer t.Stop()
+	// wait grows while passes fail (the log out of storage, say), so that
+	// a log that refuses every write is not asked again four times a
+	// second, nor the failure logged each time.
+	wait := c.Interval
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 		// A full pass leaves more due (a backlog after a restart, a burst
 		// of ends): the next starts at once, not a tick later.
+		var failed bool
 		for {
 			n, more, err := c.Pass(ctx)
 			if err != nil && ctx.Err() == nil {
-				c.Logger.Warn("compaction pass failed", logkey.Err, err)
+				failed = true
+				c.Logger.Warn("compaction pass failed", logkey.Err, err, "retry_in", min(wait*2, maxPassBackoff))
 			}
 			if err != nil || !more || n == 0 {
 				break
 			}
 		}
+		if failed {
+			wait = min(wait*2, maxPassBackoff)
+		} else {
+			wait = c.Interval
+		}
 	}
+}
+
+// maxPassBackoff bounds the wait between failing passes.
+const maxPassBackoff = 30 * time.Second
+
+// unavailable reports whether err says the log takes no writes now (out
+// of storage, not answering): every other compaction would fail the same.
+func unavailable(err error) bool {
+	return errors.Is(err, fault.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }
 
 const (
@@ -117,6 +135,8 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 		mu  sync.Mutex
 		ids = c.unerased
 		wg  sync.WaitGroup
+		// stop is the first error saying the log takes no writes.
+		stop error
 	)
 	due := make(chan string)
 	for range min(compactors, len(ended)) {
@@ -124,7 +144,24 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 		go func() {
 			defer wg.Done()
 			for wfID := range due {
+				mu.Lock()
+				stopped := stop != nil
+				mu.Unlock()
+				if stopped {
+					continue
+				}
 				id, appended, err := c.compact(ctx, wfID)
+				if err != nil && unavailable(err) && ctx.Err() == nil {
+					// The log refuses writes: the rest of the pass would
+					// fail alike, each with its own line. Stop it; the
+					// pass's error says why, once.
+					mu.Lock()
+					if stop == nil {
+						stop = err
+					}
+					mu.Unlock()
+					continue
+				}
 				if err != nil {
 					if ctx.Err() == nil { // not the shutdown: the next pass retries it
 						c.Logger.Warn("compaction failed", logkey.WorkflowID, wfID, logkey.Err, err)
@@ -143,7 +180,10 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 		}()
 	}
 	for _, e := range ended {
-		if ctx.Err() != nil {
+		mu.Lock()
+		stopped := stop != nil
+		mu.Unlock()
+		if ctx.Err() != nil || stopped {
 			break
 		}
 		due <- e.WorkflowID
@@ -155,14 +195,18 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 	// at start-up erases such leftovers.
 	c.unerased = nil
 	more = len(ended) == passSize
+	if stop != nil {
+		more = false
+		stop = fmt.Errorf("the log takes no writes, pass stopped after %d of %d due workflows: %w", compacted, len(ended), stop)
+	}
 	if len(ids) == 0 {
-		return compacted, more, nil
+		return compacted, more, stop
 	}
 	if err := c.Keys.DestroyKeys(ctx, ids); err != nil {
 		c.unerased = ids
-		return 0, false, fmt.Errorf("erase the keys of %d compacted workflows: %w", len(ids), err)
+		return 0, false, errors.Join(stop, fmt.Errorf("erase the keys of %d compacted workflows: %w", len(ids), err))
 	}
-	return compacted, more, nil
+	return compacted, more, stop
 }
 
 // compact records workflow wfID as compacted and returns the id of the

@@ -1,14 +1,20 @@
 package guard
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/projections/executions"
 )
 
@@ -87,5 +93,52 @@ func TestCompactionPasses(t *testing.T) {
 	l.lags = true
 	if n, more, err := c.Pass(ctx); err != nil || n != 0 || !more {
 		t.Fatalf("a pass over a lagging list: %d compacted, more %v, %v; want none compacted", n, more, err)
+	}
+}
+
+// refusingLog is a compactionLog whose log takes no writes (out of
+// storage): every compaction fails as unavailable.
+type refusingLog struct {
+	*compactionLog
+	mu    sync.Mutex
+	calls int
+}
+
+func (l *refusingLog) Submit(_ context.Context, wfID string, _ engine.Trigger, _ executor.Meta) (executor.Outcome, error) {
+	l.mu.Lock()
+	l.calls++
+	l.mu.Unlock()
+	return executor.Outcome{}, fmt.Errorf("workflow %s: append: %w", wfID, eventlog.ErrNoStorage)
+}
+
+// A pass over a log out of storage stops at the first refusal instead of
+// trying (and logging) every due workflow, says why once, and the next
+// waits longer: a full disk is not also flooded with a line per workflow
+// four times a second.
+func TestCompactionStopsWhileTheLogRefusesWrites(t *testing.T) {
+	ctx := context.Background()
+	var logs bytes.Buffer
+	l := &refusingLog{compactionLog: newCompactionLog(passSize)}
+	c := &Compactor{Ended: l, Engine: l, Keys: l, Now: time.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	n, more, err := c.Pass(ctx)
+	if !errors.Is(err, fault.ErrUnavailable) || n != 0 || more {
+		t.Fatalf("pass over a full log: %d compacted, more %v, %v; want none, no more, unavailable", n, more, err)
+	}
+	if l.calls > compactors {
+		t.Fatalf("%d compactions tried of %d due; want the pass stopped at the first refusal (at most %d in flight)", l.calls, passSize, compactors)
+	}
+	if strings.Contains(logs.String(), "compaction failed") {
+		t.Fatalf("a line per refused workflow:\n%.500s", logs.String())
+	}
+
+	// Run backs off: over a second, a handful of passes, not four a second
+	// each trying every workflow.
+	logs.Reset()
+	c.Interval = 50 * time.Millisecond
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c.Run(rctx)
+	if passes := strings.Count(logs.String(), "compaction pass failed"); passes == 0 || passes > 5 {
+		t.Fatalf("%d failing passes in a second at a 50ms interval; want a few, backing off:\n%.1000s", passes, logs.String())
 	}
 }

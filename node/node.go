@@ -386,7 +386,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
 			}
-			return nil
+			return n.log.StorageError()
 		}}, {Name: "read models", Probe: n.readModelsHealthy}},
 	})
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
