@@ -35,8 +35,12 @@ var (
 	ErrInvalidSubject = errors.New("invalid subject")
 
 	// ErrNoStorage is returned when the NATS server has no room left for
-	// the record (JetStream's insufficient resources). Nothing was
-	// written; the server takes writes again once it has room.
+	// the record (JetStream's insufficient resources): nothing was
+	// written, and an embedded server, whose limit is set when it
+	// starts, takes writes again after a restart with more room. It is
+	// also wrapped into the ambiguous error of an append to a stream whose
+	// store failed a write (a full disk), which takes nothing until the
+	// server restarts.
 	ErrNoStorage = fmt.Errorf("the event log's server is out of storage: %w", fault.ErrUnavailable)
 )
 

@@ -344,6 +344,20 @@ func (l *Log) StorageError() error {
 	return nil
 }
 
+// streamWriteError returns the write error the embedded server keeps for
+// stream, if any (see StorageError).
+func (l *Log) streamWriteError(stream string) error {
+	if l.ns == nil {
+		return nil
+	}
+	for _, e := range l.ns.Healthz(&server.HealthzOptions{Details: true}).Errors {
+		if e.Type == server.HealthzErrorStream && e.Stream == stream && strings.Contains(e.Error, "write error") {
+			return fmt.Errorf("embedded nats: %s (restart the server once the disk has room)", e.Error)
+		}
+	}
+	return nil
+}
+
 // ClientURL is the address workers and other processes connect to, with
 // credentials; "" for an embedded server that does not listen.
 func (l *Log) ClientURL() string {
@@ -493,19 +507,22 @@ func (l *Log) write(ctx context.Context, s Stream, msg *nats.Msg) (seq uint64, d
 		}
 		defer release()
 	}
-	return l.publish(ctx, msg)
+	return l.publish(ctx, msg, func() error { return l.streamWriteError(s.Name) })
 }
 
 // publish sends msg until the server answers definitively. Timeouts are
 // ambiguous (the write may have happened), so they are retried with the same
 // message id: the server recognises the retry and returns the original ack.
-func (l *Log) publish(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool, err error) {
-	return publishUntilAnswered(ctx, msg, l.request, l.logger)
+func (l *Log) publish(ctx context.Context, msg *nats.Msg, broken func() error) (seq uint64, dup bool, err error) {
+	return publishUntilAnswered(ctx, msg, l.request, broken, l.logger)
 }
 
 // publishUntilAnswered is publish's retry policy, with send doing each
-// attempt.
-func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.Context, *nats.Msg) (uint64, bool, error), logger *slog.Logger) (seq uint64, dup bool, err error) {
+// attempt. broken, asked after an attempt that went unanswered, says why
+// the stream answers nothing: a stream whose store failed a write (a full
+// disk) neither stores nor answers until the server restarts, and trying
+// again for 40 s would only hide that.
+func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.Context, *nats.Msg) (uint64, bool, error), broken func() error, logger *slog.Logger) (seq uint64, dup bool, err error) {
 	backoff := 5 * time.Millisecond
 	// unknown is the error of an attempt that may have been stored: a
 	// later attempt's failure to be sent at all does not settle it.
@@ -545,6 +562,13 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 		}
 		if unknown == nil && !errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrNoResponders) {
 			unknown = err
+		}
+		if errors.Is(err, context.DeadlineExceeded) && broken != nil {
+			if werr := broken(); werr != nil {
+				// Still ambiguous: an earlier attempt may have been
+				// stored before the store failed.
+				return 0, false, fmt.Errorf("%w (%w: %v)", unknown, ErrNoStorage, werr)
+			}
 		}
 		if ctx.Err() != nil || attempt >= 8 {
 			if unknown != nil && errors.Is(err, nats.ErrReconnectBufExceeded) {

@@ -22,7 +22,7 @@ func TestTimeoutThenClosedKeepsTheTimeout(t *testing.T) {
 		}
 		return 0, false, nats.ErrConnectionClosed
 	}
-	_, _, err := publishUntilAnswered(context.Background(), nats.NewMsg("fv.test"), send, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, _, err := publishUntilAnswered(context.Background(), nats.NewMsg("fv.test"), send, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if !errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrConnectionClosed) {
 		t.Fatalf("publish error %v: want the earlier timeout (outcome unknown), not a plain %v", err, nats.ErrConnectionClosed)
 	}

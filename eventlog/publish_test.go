@@ -55,7 +55,7 @@ func TestPublishRetryPolicy(t *testing.T) {
 				return 42, false, nil
 			}
 			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-			seq, _, err := publishUntilAnswered(context.Background(), nats.NewMsg("fv.test"), send, logger)
+			seq, _, err := publishUntilAnswered(context.Background(), nats.NewMsg("fv.test"), send, nil, logger)
 			if attempts != tt.attempts {
 				t.Errorf("%d attempts, want %d", attempts, tt.attempts)
 			}
@@ -88,7 +88,7 @@ func TestPublishStopsWithItsContext(t *testing.T) {
 		}
 		return 0, false, nats.ErrTimeout
 	}
-	_, _, err := publishUntilAnswered(ctx, nats.NewMsg("fv.test"), send, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, _, err := publishUntilAnswered(ctx, nats.NewMsg("fv.test"), send, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || attempts != 2 {
 		t.Fatalf("publish = %v after %d attempts, want an error after 2", err, attempts)
 	}

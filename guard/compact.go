@@ -52,6 +52,8 @@ type Compactor struct {
 	Interval time.Duration
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// After waits between passes (time.After when nil).
+	After func(time.Duration) <-chan time.Time
 
 	// unerased are keys of compacted workflows whose erasure failed: the
 	// next pass tries again (a restart leaves them to Sweep).
@@ -69,6 +71,9 @@ func (c *Compactor) Run(ctx context.Context) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.After == nil {
+		c.After = time.After
+	}
 	// wait grows while passes fail (the log out of storage, say), so that
 	// a log that refuses every write is not asked again four times a
 	// second, nor the failure logged each time.
@@ -77,7 +82,7 @@ func (c *Compactor) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-c.After(wait):
 		}
 		// A full pass leaves more due (a backlog after a restart, a burst
 		// of ends): the next starts at once, not a tick later.
@@ -86,11 +91,14 @@ func (c *Compactor) Run(ctx context.Context) {
 			n, more, err := c.Pass(ctx)
 			if err != nil && ctx.Err() == nil {
 				failed = true
-				c.Logger.Warn("compaction pass failed", logkey.Err, err, "retry_in", min(wait*2, maxPassBackoff))
+				c.Logger.Warn("compaction pass failed", logkey.Err, err, logkey.Duration, min(wait*2, maxPassBackoff))
 			}
 			if err != nil || !more || n == 0 {
 				break
 			}
+		}
+		if ctx.Err() != nil {
+			return
 		}
 		if failed {
 			wait = min(wait*2, maxPassBackoff)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -131,14 +132,24 @@ func TestCompactionStopsWhileTheLogRefusesWrites(t *testing.T) {
 		t.Fatalf("a line per refused workflow:\n%.500s", logs.String())
 	}
 
-	// Run backs off: over a second, a handful of passes, not four a second
-	// each trying every workflow.
-	logs.Reset()
+	// Run backs off: each failing pass doubles the wait before the next,
+	// up to a bound, instead of trying every workflow four times a second.
 	c.Interval = 50 * time.Millisecond
-	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var waits []time.Duration
+	c.After = func(d time.Duration) <-chan time.Time {
+		if waits = append(waits, d); len(waits) == 12 {
+			cancel()
+		}
+		ready := make(chan time.Time, 1)
+		ready <- time.Time{}
+		return ready
+	}
 	c.Run(rctx)
-	if passes := strings.Count(logs.String(), "compaction pass failed"); passes == 0 || passes > 5 {
-		t.Fatalf("%d failing passes in a second at a 50ms interval; want a few, backing off:\n%.1000s", passes, logs.String())
+	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond,
+		1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond, 12800 * time.Millisecond, 25600 * time.Millisecond, 30 * time.Second, 30 * time.Second}
+	if !slices.Equal(waits, want) {
+		t.Errorf("waits between failing passes %v, want %v", waits, want)
 	}
 }
