@@ -115,7 +115,7 @@ func (s *Server) deliverWebhook(w http.ResponseWriter, r *http.Request) {
 		// A wrong signature is the sender's; a secret that cannot be read
 		// is the webhook's, for an operator to mend.
 		level := slog.LevelDebug
-		if err != webhooks.ErrUnverified {
+		if errors.Is(err, webhooks.ErrSecretUnreadable) {
 			level = slog.LevelWarn
 		}
 		s.deps.Logger.Log(r.Context(), level, "webhook delivery refused", logkey.Webhook, r.PathValue("id"), logkey.Err, err)

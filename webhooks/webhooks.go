@@ -48,6 +48,12 @@ import (
 // error Deliver returns wraps the cause, for the server's log.
 var ErrUnverified = fmt.Errorf("webhook delivery not verified: %w", fault.ErrUnauthorized)
 
+// ErrSecretUnreadable is wrapped, with ErrUnverified, by the error of a
+// delivery refused because the webhook's verifier secret could not be
+// read (as whoever saved it last): the webhook's fault, for an operator to
+// mend, where every other refusal is the sender's.
+var ErrSecretUnreadable = errors.New("the webhook's verifier secret cannot be read")
+
 const secretRefPrefix = "${workflow.secrets."
 
 // secretRef returns NAME of a value "${workflow.secrets.NAME}".
@@ -166,17 +172,19 @@ func verify(c *conductor.WebhookConfig, header http.Header, body []byte, now tim
 // report whether an HMAC-SHA256 keyed with c's secret, given what was
 // signed, matches.
 func signedAt(c *conductor.WebhookConfig, ts string, now time.Time, secret func(string) ([]byte, error), signed func(hash.Hash) bool) error {
-	name, _ := secretRef(c.SecretValue)
-	key, err := secret(name)
-	if err != nil {
-		return err
-	}
+	// The timestamp first: a delivery it refuses (anyone's, unsigned)
+	// reads no secret.
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
 		return ErrUnverified
 	}
 	if age := now.Sub(time.Unix(sec, 0)); age > signedAge || age < -signedAge {
 		return fmt.Errorf("%w: signed %s from the receiver's clock", ErrUnverified, age.Round(time.Second))
+	}
+	name, _ := secretRef(c.SecretValue)
+	key, err := secret(name)
+	if err != nil {
+		return err
 	}
 	if !signed(hmac.New(sha256.New, key)) {
 		return ErrUnverified
@@ -477,11 +485,11 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 	}()
 	secret := func(name string) ([]byte, error) {
 		if err := r.Authz.MayReadSecret(ctx, owner, name); err != nil {
-			return nil, fmt.Errorf("%w: webhook %s: its verifier's secret %s: %w", ErrUnverified, id, name, err)
+			return nil, fmt.Errorf("%w: %w: webhook %s: its verifier's secret %s: %w", ErrUnverified, ErrSecretUnreadable, id, name, err)
 		}
 		v, served, err := r.Secrets.Read(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("%w: webhook %s: its verifier's secret %s: %w", ErrUnverified, id, name, err)
+			return nil, fmt.Errorf("%w: %w: webhook %s: its verifier's secret %s: %w", ErrUnverified, ErrSecretUnreadable, id, name, err)
 		}
 		reads = append(reads, read{name, v, served})
 		return v.Bytes(), nil

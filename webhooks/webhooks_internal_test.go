@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -179,5 +181,56 @@ func TestMatches(t *testing.T) {
 		if got := matches(tc.want, payload); got != tc.ok {
 			t.Errorf("matches(%v) = %v, want %v", tc.want, got, tc.ok)
 		}
+	}
+}
+
+// A delivery whose timestamp is refused reads no secret: anyone can send
+// one, unsigned. Its refusal is the sender's, not the webhook's: only a
+// secret that cannot be read is ErrSecretUnreadable, which the server logs
+// as a warning (a sender could otherwise write warnings at will).
+func TestStaleTimestampReadsNoSecret(t *testing.T) {
+	now := time.Unix(1_790_000_000, 0)
+	reads := 0
+	secret := func(string) ([]byte, error) { reads++; return []byte("k"), nil }
+	stripe := &conductor.WebhookConfig{Verifier: "STRIPE", SecretValue: "${workflow.secrets.signing}"}
+	slack := &conductor.WebhookConfig{Verifier: "SLACK_BASED", SecretValue: "${workflow.secrets.signing}"}
+	for name, tc := range map[string]struct {
+		c *conductor.WebhookConfig
+		h http.Header
+	}{
+		"stripe, stale":        {stripe, http.Header{"Stripe-Signature": {"t=1,v1=00"}}},
+		"stripe, no timestamp": {stripe, http.Header{"Stripe-Signature": {"v1=00"}}},
+		"slack, stale":         {slack, http.Header{"X-Slack-Request-Timestamp": {"1"}, "X-Slack-Signature": {"v0=00"}}},
+		"slack, not a number":  {slack, http.Header{"X-Slack-Request-Timestamp": {"x"}, "X-Slack-Signature": {"v0=00"}}},
+	} {
+		err := verify(tc.c, tc.h, []byte(`{}`), now, secret)
+		if !errors.Is(err, ErrUnverified) || errors.Is(err, ErrSecretUnreadable) {
+			t.Errorf("%s: verify = %v, want ErrUnverified, not ErrSecretUnreadable", name, err)
+		}
+	}
+	if reads != 0 {
+		t.Errorf("refused timestamps read the secret %d times", reads)
+	}
+}
+
+type noSecrets struct{}
+
+func (noSecrets) MayReadSecret(context.Context, string, string) error {
+	return fault.ErrForbidden
+}
+func (noSecrets) MayStart(context.Context, string, conductor.StartWorkflowRequest) error { return nil }
+func (noSecrets) MayExecute(context.Context, string, *engine.Workflow) error             { return nil }
+
+type oneHook struct{ c *conductor.WebhookConfig }
+
+func (o oneHook) Webhook(context.Context, string) (*conductor.WebhookConfig, error) { return o.c, nil }
+
+// A secret the webhook's owner may not read is the webhook's fault.
+func TestUnreadableSecretIsTheWebhooks(t *testing.T) {
+	c := &conductor.WebhookConfig{ID: "h", Verifier: "HMAC_BASED", HeaderKey: "X-Sig", SecretValue: "${workflow.secrets.gone}", UpdatedBy: "u"}
+	r := &Receiver{Store: oneHook{c}, Authz: noSecrets{}}
+	_, err := r.Deliver(context.Background(), "h", http.Header{"X-Sig": {"00"}}, []byte(`{}`))
+	if !errors.Is(err, ErrUnverified) || !errors.Is(err, ErrSecretUnreadable) {
+		t.Fatalf("Deliver = %v, want ErrUnverified and ErrSecretUnreadable", err)
 	}
 }
