@@ -341,7 +341,10 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 			o.WorkflowID = engine.DeriveID("event", h.Name, msgID, strconv.Itoa(i))
 		}
 		_, _, err := l.cfg.Engine.StartWorkflow(ctx, req, o)
-		if errors.Is(err, fault.ErrConflict) && o.WorkflowID != "" {
+		if errors.Is(err, fault.ErrConflict) && !errors.Is(err, executor.ErrKeyHeld) && o.WorkflowID != "" {
+			// This event's own start, landed already. A start refused
+			// by the request's idempotency key (FAIL, FAIL_ON_RUNNING)
+			// is a conflict too, but a refusal, not a repeat.
 			return nil
 		}
 		return err
