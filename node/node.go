@@ -310,7 +310,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.executor.Start(ctx); err != nil {
 		return nil, err
 	}
-	actAs := eventAuthorizer{authz: authz, mayStart: mayStart}
+	// A start no request of its starter's asks for (a schedule's tick, an
+	// event handler's start_workflow) is asked what the API asks of one:
+	// an inline definition's tasks too (see mayHandTasks).
+	mayStartUnasked := func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+		if err := mayStart(ctx, principal, req); err != nil {
+			return err
+		}
+		return authz.mayHandTasks(ctx, n.metadata, principal, req.WorkflowDef)
+	}
+	actAs := eventAuthorizer{authz: authz, mayStart: mayStartUnasked}
 	if err := n.startEventHandlers(ctx, runCtx, actAs); err != nil {
 		return nil, err
 	}
@@ -334,7 +343,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.auth.authorizer.Register(auth.TargetWorkflowSchedule, scheduleTargets{n.schedules})
-	firer := scheduler.NewFirer(n.schedules, n.executor, mayStart)
+	firer := scheduler.NewFirer(n.schedules, n.executor, mayStartUnasked)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
