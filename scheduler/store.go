@@ -79,6 +79,19 @@ func (s *Store) fold(ctx context.Context, subject string) (*State, error) {
 		st = &c // Apply replaces what it changes, never writes through
 	}
 	s.mu.Unlock()
+	if st == nil {
+		// Not folded here yet (this engine's first look since it
+		// started, or since the cache was cleared): the read model holds
+		// the same fold up to a sequence, and only what the log has
+		// after it is read. A schedule appends two records a tick and its
+		// subject is never compacted: an every-second schedule's is
+		// 170,000 records a day, read whole in seconds, a month's in
+		// minutes, while the firer's scan waits.
+		var err error
+		if st, err = loadState(s.reader, strings.TrimPrefix(subject, subjectPrefix)); err != nil {
+			return nil, err
+		}
+	}
 	var after uint64
 	if st != nil {
 		after = st.Seq

@@ -3,10 +3,18 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"reflect"
 	"testing"
+	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -153,5 +161,80 @@ func TestPauseAllAndResumeAll(t *testing.T) {
 	}
 	if got := paused(); !maps.Equal(got, before) {
 		t.Fatalf("after resume all %v, want as before %v", got, before)
+	}
+}
+
+// A schedule this engine has not folded yet is folded from the read
+// model's state on, reading from the log only what the read model has not
+// applied: its subject grows by two records a tick, for ever, and read
+// from the start it held up the firer's first scan after a restart for
+// minutes (an every-second schedule's month). The result is the fold of
+// the whole subject.
+func TestColdFoldStartsFromTheReadModel(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	def := &conductor.WorkflowSchedule{Name: "tick", CronExpression: "* * * * * *", StartWorkflowRequest: &conductor.StartWorkflowRequest{
+		Name: "w", Input: map[string]any{"n": int64(1), "l": []any{"a", 1.5}}}}
+	if err := s.Save(ctx, def, "u", nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.load(ctx, "tick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := st.Seq
+	for range 5 {
+		c.ms += 1000
+		if seq, err = s.append(ctx, "tick", seq, []schemas.Event{&schemas.ScheduleFired{ScheduledTime: c.ms, WorkflowID: workflowID("tick", c.ms), Time: c.ms}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole, err := s.load(ctx, "tick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := eventlog.Token("tick")
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if rm, err := loadState(s.reader, token); err != nil || rm == nil || rm.Seq != seq {
+			return fmt.Errorf("read model at %v (%v), want %d", rm, err, seq)
+		}
+		return nil
+	})
+	// Seeded from the read model, and only its tail read: as the whole.
+	clear(s.folded)
+	c.ms += 1000
+	if seq, err = s.append(ctx, "tick", seq, []schemas.Event{&schemas.ScheduleExecuted{ScheduledTime: c.ms - 1000, Time: c.ms}}); err != nil {
+		t.Fatal(err)
+	}
+	whole.Executed, whole.Seq = true, seq
+	if got, err := s.load(ctx, "tick"); err != nil || !reflect.DeepEqual(*got, *whole) {
+		t.Fatalf("folded from the read model:\n%+v (%v)\nwant the whole subject's fold:\n%+v", got, err, whole)
+	}
+	// The read model's state is where the fold starts: a mark put there
+	// shows (the log alone would give 5 fires).
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if rm, err := loadState(s.reader, token); err != nil || rm == nil || rm.Seq != seq {
+			return fmt.Errorf("read model at %v (%v), want %d", rm, err, seq)
+		}
+		return nil
+	})
+	clear(s.folded)
+	err = s.pstore.Update(ProjectionName, func(b *projections.Batch) error {
+		rm, err := loadState(b, token)
+		if err != nil {
+			return err
+		}
+		rm.Fires = 1_000_000
+		v, err := msgpack.Marshal(rm)
+		if err != nil {
+			return err
+		}
+		return b.Set([]byte(keyState+token), v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.load(ctx, "tick"); err != nil || got.Fires < 1_000_000 {
+		t.Fatalf("fires %d (%v): the cold fold read the subject from its start", got.Fires, err)
 	}
 }
