@@ -159,22 +159,45 @@ func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 			"an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
 }
 
-// mayHandTasksTo refuses a workflow definition that hands tasks to workers
-// under the name of a task definition another principal created, which
-// the caller may not read: that principal may take those tasks, input
-// included, secrets resolved (see mayClaimTaskName, the same taking from
-// the other side: a name claimed before the workflow used it). So does a
-// system task under such a name whose definition has an inputTemplate,
-// which adds to the task's input. A
-// definition created by an admin or a holder of METADATA_MANAGEMENT is
-// shared; so is any the caller may READ, knowing whose it is.
+// mayHandTasksTo asks TaskHandOff.MayHandTasks for the caller of r.
 func (s *Server) mayHandTasksTo(r *http.Request, def *conductor.WorkflowDef) error {
-	p := caller(r)
-	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) {
+	if s.deps.Insecure {
+		return nil
+	}
+	return TaskHandOff{TaskDefs: s.deps.Metadata, Principals: s.deps.Auth, Authorizer: s.deps.Authorizer}.MayHandTasks(r.Context(), caller(r), def)
+}
+
+// TaskHandOff is what MayHandTasks reads.
+type TaskHandOff struct {
+	TaskDefs interface {
+		GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
+	}
+	// Principals tells the task definitions' creators (nil: none is
+	// taken for one who may share).
+	Principals interface {
+		Principal(ctx context.Context, id string) (auth.Principal, error)
+	}
+	Authorizer *auth.Authorizer
+}
+
+// MayHandTasks refuses a workflow definition that p would start or save
+// when it hands tasks to workers under the name of a task definition
+// another principal created, which p may not read: that principal may
+// take those tasks, input included, secrets resolved (see
+// mayClaimTaskName, the same taking from the other side: a name claimed
+// before the workflow used it). So does a system task under such a name
+// whose definition has an inputTemplate, which adds to the task's input.
+// A definition created by an admin or a holder of METADATA_MANAGEMENT is
+// shared; so is any p may READ, knowing whose it is. The node asks it of
+// the starts no request asks for (a schedule's tick, an event handler's
+// start_workflow): a task definition created between two ticks would
+// otherwise take every later tick's tasks.
+func (h TaskHandOff) MayHandTasks(ctx context.Context, p auth.Principal, def *conductor.WorkflowDef) error {
+	if def == nil || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) {
 		return nil
 	}
 	for _, n := range metadata.TaskNames(def) {
-		td, err := s.deps.Metadata.GetTaskDef(r.Context(), n.Name)
+		td, err := h.TaskDefs.GetTaskDef(ctx, n.Name)
 		if errors.Is(err, fault.ErrNotFound) {
 			continue
 		}
@@ -189,19 +212,20 @@ func (s *Server) mayHandTasksTo(r *http.Request, def *conductor.WorkflowDef) err
 		if !slices.ContainsFunc(n.Types, workerType) && len(td.InputTemplate) == 0 {
 			continue
 		}
-		if s.deps.Auth != nil {
-			owner, err := s.deps.Auth.Principal(r.Context(), td.CreatedBy)
+		if h.Principals != nil {
+			owner, err := h.Principals.Principal(ctx, td.CreatedBy)
 			if err == nil && (owner.IsAdmin() || owner.HasPermission(auth.PermMetadataManagement)) {
 				continue
 			}
 		}
-		switch err := s.authorize(r, auth.Read, auth.Target{Type: auth.TargetTaskDef, ID: n.Name}); {
+		target := auth.Target{Type: auth.TargetTaskDef, ID: n.Name}
+		switch err := h.Authorizer.Authorize(ctx, p, auth.Read, auth.Resource{Target: target}); {
 		case err == nil:
 			continue
 		case !errors.Is(err, fault.ErrForbidden):
 			return err
 		}
-		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Read, Target: auth.Target{Type: auth.TargetTaskDef, ID: n.Name},
+		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Read, Target: target,
 			Reason: "another principal created that task definition, and would take this workflow's " + n.Name +
 				" tasks, their input and resolved secrets included, or add to their input: READ on it is needed to hand them tasks"}
 	}

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
+	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/auth"
-	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/natsauth"
@@ -224,61 +223,20 @@ func (s scheduleTargets) CreatorOf(ctx context.Context, t auth.Target) (string, 
 	return def.CreatedBy, nil
 }
 
-// mayHandTasks asks, of an inline definition that owner starts without a
-// request of theirs (a schedule's tick), what the API asks of one started
-// or saved through it (api's mayHandTasksTo): that it hands no tasks to
-// workers under the name of a task definition another principal created,
-// which owner may not read, and runs no system task whose definition,
-// theirs, has an inputTemplate. Its creator would take those tasks, input
-// included, secrets resolved as owner's. A schedule's definition is
-// checked when it is saved, but it is stored in no definition that
-// creating a task definition is checked against (metadata.TaskUses), and
-// its runs are not always in progress: a task definition created between
-// two ticks would take every later tick's tasks.
-func (a workflowAuthorizer) mayHandTasks(ctx context.Context, tasks interface {
-	GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
-}, owner string, def *conductor.WorkflowDef) error {
+// mayHandTasks asks of an inline definition that owner starts without a
+// request of theirs (a schedule's tick, an event handler's start) what the
+// API asks of one started or saved through it (api.TaskHandOff).
+func (a workflowAuthorizer) mayHandTasks(ctx context.Context, tasks api.TaskHandOff, owner string, def *conductor.WorkflowDef) error {
 	if a.insecure || def == nil {
 		return nil
 	}
 	p, err := a.principals.Principal(ctx, owner)
+	if errors.Is(err, fault.ErrNotFound) {
+		return &auth.ForbiddenError{Principal: owner, Access: auth.Create, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: def.Name},
+			Reason: "the principal no longer exists"}
+	}
 	if err != nil {
-		if errors.Is(err, fault.ErrNotFound) {
-			return &auth.ForbiddenError{Principal: owner, Access: auth.Create, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: def.Name},
-				Reason: "the principal no longer exists"}
-		}
 		return fmt.Errorf("hand tasks of %s: %v: %w", def.Name, err, fault.ErrUnavailable)
 	}
-	if p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) {
-		return nil
-	}
-	for _, n := range metadata.TaskNames(def) {
-		td, err := tasks.GetTaskDef(ctx, n.Name)
-		if errors.Is(err, fault.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if td.CreatedBy == "" || td.CreatedBy == owner {
-			continue
-		}
-		if !slices.ContainsFunc(n.Types, func(typ string) bool { return (&engine.Task{Type: typ}).IsWorkerTask() }) && len(td.InputTemplate) == 0 {
-			continue
-		}
-		if creator, err := a.principals.Principal(ctx, td.CreatedBy); err == nil && (creator.IsAdmin() || creator.HasPermission(auth.PermMetadataManagement)) {
-			continue
-		}
-		target := auth.Target{Type: auth.TargetTaskDef, ID: n.Name}
-		switch _, err := a.decide(ctx, p, auth.Read, auth.Resource{Target: target}); {
-		case err == nil:
-			continue
-		case !errors.Is(err, fault.ErrForbidden):
-			return err
-		}
-		return &auth.ForbiddenError{Principal: owner, Access: auth.Read, Target: target,
-			Reason: "another principal created that task definition, and would take this workflow's " + n.Name +
-				" tasks, their input and resolved secrets included, or add to their input: READ on it is needed to hand them tasks"}
-	}
-	return nil
+	return tasks.MayHandTasks(ctx, p, def)
 }

@@ -317,7 +317,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		if err := mayStart(ctx, principal, req); err != nil {
 			return err
 		}
-		return authz.mayHandTasks(ctx, n.metadata, principal, req.WorkflowDef)
+		return authz.mayHandTasks(ctx, api.TaskHandOff{TaskDefs: n.metadata, Principals: n.auth.store, Authorizer: n.auth.authorizer}, principal, req.WorkflowDef)
 	}
 	actAs := eventAuthorizer{authz: authz, mayStart: mayStartUnasked}
 	if err := n.startEventHandlers(ctx, runCtx, actAs); err != nil {
