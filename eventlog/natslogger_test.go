@@ -9,8 +9,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Refused connections log a bounded number of lines: a flood of them
-// writes a burst, then counts those it left out in the next.
+// Refused connections, and messages a full disk refuses, log a bounded
+// number of lines: a flood of them writes a burst, then counts those it
+// left out in the next.
 func TestRefusedConnectionsLogBounded(t *testing.T) {
 	var logs bytes.Buffer
 	n := newNATSLogger(slog.New(slog.NewTextHandler(&logs, nil)))
@@ -23,6 +24,12 @@ func TestRefusedConnectionsLogBounded(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "something else") {
 		t.Fatal("another error was left out")
+	}
+	for range 1000 {
+		n.Errorf("JetStream failed to store a msg on stream '%s': %v", "$G > FV_WF", "write FV_WF/msgs/3.blk: no space left on device")
+	}
+	if got := strings.Count(logs.String(), "failed to store"); got < 1 || got > 20 {
+		t.Fatalf("%d lines for 1000 messages a full disk refused", got)
 	}
 	n.authFailures.SetLimit(rate.Inf) // as if time passed
 	n.Errorf("%s", "127.0.0.1:5001 - authentication error")

@@ -7,13 +7,12 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"golang.org/x/time/rate"
 
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/internal/ratelimit"
 )
 
 // recordHeaderRoom is what a record's headers may add to its payload.
@@ -94,14 +93,15 @@ type natsLogger struct {
 	l *slog.Logger
 	// authFailures bounds the lines of refused connections: anyone who
 	// reaches the port could otherwise fill the log with them, one a
-	// connection (2,000 in 1.5 s). Those left out are counted in the
-	// next line that is written.
-	authFailures *rate.Limiter
-	suppressed   atomic.Int64
+	// connection (2,000 in 1.5 s).
+	authFailures *ratelimit.Lines
+	// storeFailures bounds those of a store that fails its writes (a
+	// full disk): one for every message the stream is sent.
+	storeFailures *ratelimit.Lines
 }
 
 func newNATSLogger(l *slog.Logger) *natsLogger {
-	return &natsLogger{l: l, authFailures: rate.NewLimiter(1, 10)}
+	return &natsLogger{l: l, authFailures: ratelimit.NewLines(), storeFailures: ratelimit.NewLines()}
 }
 
 func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
@@ -112,17 +112,12 @@ func (n *natsLogger) Tracef(format string, v ...any)  {}
 
 func (n *natsLogger) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	if !strings.Contains(msg, "authentication error") {
+	switch {
+	case strings.Contains(msg, "authentication error"):
+		n.authFailures.Error(n.l, msg)
+	case strings.Contains(msg, "failed to store"):
+		n.storeFailures.Error(n.l, msg)
+	default:
 		n.l.Error(msg)
-		return
 	}
-	if !n.authFailures.Allow() {
-		n.suppressed.Add(1)
-		return
-	}
-	if left := n.suppressed.Swap(0); left > 0 {
-		n.l.Error(msg, logkey.Suppressed, left)
-		return
-	}
-	n.l.Error(msg)
 }

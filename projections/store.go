@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/internal/ratelimit"
 )
 
 // ErrNotFound is returned by reads of absent keys.
@@ -47,7 +48,7 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	opts := &pebble.Options{
-		Logger: pebbleLogger{o.Logger.With(logkey.Component, "pebble")},
+		Logger: pebbleLogger{o.Logger.With(logkey.Component, "pebble"), ratelimit.NewLines()},
 		FS:     o.FS,
 		// Read models rewrite a workflow's document on each of its records,
 		// seconds apart: in a large memtable the superseded versions die
@@ -248,10 +249,19 @@ func (s *Store) Dump(w io.Writer) error {
 	return it.Error()
 }
 
-type pebbleLogger struct{ l *slog.Logger }
+// pebbleLogger adapts Pebble's printf logger to slog. Its error lines
+// are bounded: Pebble retries a failing flush or compaction at once, and
+// logged each failure, hundreds a second on a full disk or a data
+// directory removed under it.
+type pebbleLogger struct {
+	l      *slog.Logger
+	errors *ratelimit.Lines
+}
 
-func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debug(fmt.Sprintf(format, args...)) }
-func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
+func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.errors.Error(p.l, fmt.Sprintf(format, args...))
+}
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	// Pebble calls Fatalf on invariant violations and expects no return.
 	p.l.Error(fmt.Sprintf(format, args...))
