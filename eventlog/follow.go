@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -14,8 +15,23 @@ import (
 // sequence it handled and follows again from there (projections store it in
 // the same batch as their data).
 type Follower struct {
+	l      *Log
 	stream string
 	it     jetstream.MessagesContext
+	// next carries what the iterator returns, read by pump: the
+	// iterator does not return while it makes its consumer again on a
+	// server that has not got the stream (one that came back without
+	// its data), and Next must return when the log is lost. It holds
+	// one record: the iterator bounds the bytes fetched ahead, and a
+	// catch-up is no slower for it (30,000 records in the same time).
+	next     chan delivered
+	done     chan struct{} // closed by Stop
+	stopOnce sync.Once
+}
+
+type delivered struct {
+	m   jetstream.Msg
+	err error
 }
 
 // Follow starts delivering the records of stream with a sequence greater
@@ -23,6 +39,9 @@ type Follower struct {
 func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Follower, error) {
 	if l.closed.Load() {
 		return nil, ErrClosed
+	}
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
@@ -37,20 +56,54 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}
-	return &Follower{stream: stream, it: it}, nil
+	f := &Follower{l: l, stream: stream, it: it, next: make(chan delivered, 1), done: make(chan struct{})}
+	go f.pump()
+	return f, nil
+}
+
+// pump reads the iterator until it fails or the follower stops.
+func (f *Follower) pump() {
+	for {
+		m, err := f.it.Next()
+		select {
+		case f.next <- delivered{m, err}:
+		case <-f.done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // Next blocks until the next record is available or ctx is done. pending is
 // the number of records in the stream after this one at the time it was
-// delivered: 0 means the follower has caught up.
+// delivered: 0 means the follower has caught up. Once the log is lost
+// (Log.Lost) it returns Log.Err.
 func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err error) {
-	m, err := f.it.Next(jetstream.NextContext(ctx))
+	var d delivered
+	select {
+	case d = <-f.next:
+	case <-ctx.Done():
+		return Record{}, 0, ctx.Err()
+	case <-f.l.lost.lost:
+		return Record{}, 0, fmt.Errorf("follow %s: %w", f.stream, f.l.Err())
+	case <-f.done:
+		return Record{}, 0, ErrClosed
+	}
+	m, err := d.m, d.err
 	if err != nil {
-		if ctx.Err() != nil {
-			return Record{}, 0, ctx.Err()
-		}
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			return Record{}, 0, ErrClosed
+		}
+		return Record{}, 0, fmt.Errorf("follow %s: %w", f.stream, err)
+	}
+	// A record delivered after a reconnection waits for the check that
+	// the server still holds what the log knew: it may be a record of a
+	// stream made again, reusing a sequence this follower is past.
+	if err := f.l.intact(ctx, false); err != nil {
+		if ctx.Err() != nil {
+			return Record{}, 0, ctx.Err()
 		}
 		return Record{}, 0, fmt.Errorf("follow %s: %w", f.stream, err)
 	}
@@ -58,9 +111,23 @@ func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err er
 	if err != nil {
 		return Record{}, 0, fmt.Errorf("follow %s: %w", f.stream, err)
 	}
-	rec = newRecord(f.stream, m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers().Get(jetstream.MsgIDHeader), m.Data())
+	msgID := m.Headers().Get(jetstream.MsgIDHeader)
+	f.l.saw(f.stream, md.Sequence.Stream, msgID)
+	rec = newRecord(f.stream, m.Subject(), md.Sequence.Stream, md.Timestamp, msgID, m.Data())
 	return rec, md.NumPending, nil
 }
 
-// Stop ends delivery and releases the server-side consumer.
-func (f *Follower) Stop() { f.it.Stop() }
+// Stop ends delivery and releases the server-side consumer. After the log
+// was lost it does not wait for that: the iterator may be making its
+// consumer again on a server without the stream, and does not stop before
+// its next attempt (up to 10 s later).
+func (f *Follower) Stop() {
+	f.stopOnce.Do(func() {
+		close(f.done)
+		if f.l.Err() != nil {
+			go f.it.Stop()
+			return
+		}
+		f.it.Stop()
+	})
+}

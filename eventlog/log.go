@@ -46,6 +46,9 @@ type Log struct {
 	restoring   sync.WaitGroup // restoreLoop, waited for by Close
 	hooksMu     sync.Mutex
 	onReconnect []func(context.Context)
+	// lost checks each reconnection's server for the data the log knew
+	// (lost.go).
+	lost lostState
 }
 
 // Options carries Open's collaborators. The zero value logs nowhere,
@@ -73,7 +76,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
-		reconnects: make(chan struct{}, 1), done: make(chan struct{})}
+		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState()}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -149,6 +152,10 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
+	if err := l.knowStreams(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
 	if !cfg.Embedded() {
 		l.logger.Warn("external nats: durability depends on the server's sync_interval; use 'always' and R3 in production", logkey.Addr, nc.ConnectedUrlRedacted())
 	}
@@ -184,10 +191,21 @@ func (l *Log) restoreLoop() {
 			return
 		case <-l.reconnects:
 		}
-		// A server that just came back may not serve JetStream yet.
+		// A server that just came back may not serve JetStream yet. One
+		// that came back without its data stops the log: its streams are
+		// not made again.
 		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-			_, err := l.createStreams(ctx)
+			checked := l.reconnections()
+			err := l.checkStreams(ctx)
+			if errors.Is(err, ErrLogLost) {
+				l.fail(err)
+				return
+			}
 			if err == nil {
+				_, err = l.createStreams(ctx)
+			}
+			if err == nil {
+				l.setVerified(checked)
 				break
 			}
 			l.logger.Warn("streams not restored after a reconnection; trying again", logkey.Err, err)
@@ -427,6 +445,11 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	if l.closed.Load() {
 		return 0, ErrClosed
 	}
+	// After a reconnection, nothing is written before the server is known
+	// to hold what the log acknowledged.
+	if err := l.intact(ctx, true); err != nil {
+		return 0, fmt.Errorf("append %s: %w", subject, err)
+	}
 	if len(events) == 0 {
 		return 0, fmt.Errorf("append %s: no events", subject)
 	}
@@ -470,6 +493,7 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	case err == nil:
 		l.metrics.appends.WithLabelValues("ok").Inc()
 		l.metrics.bytes.Add(float64(len(data)))
+		l.saw(stream.Name, seq, o.msgID)
 	case errors.Is(err, ErrConflict):
 		// A single server checks the expectation before the message id, so a
 		// retry of an append that succeeded looks like a conflict. The record
@@ -514,7 +538,17 @@ func (l *Log) write(ctx context.Context, s Stream, msg *nats.Msg) (seq uint64, d
 // ambiguous (the write may have happened), so they are retried with the same
 // message id: the server recognises the retry and returns the original ack.
 func (l *Log) publish(ctx context.Context, msg *nats.Msg, broken func() error) (seq uint64, dup bool, err error) {
-	return publishUntilAnswered(ctx, msg, l.request, broken, l.logger)
+	return publishUntilAnswered(ctx, msg, l.checkedRequest, broken, l.logger)
+}
+
+// checkedRequest is request once the streams are known to be intact: an
+// append tried again across a reconnection is not sent to a server that
+// came back without its data.
+func (l *Log) checkedRequest(ctx context.Context, msg *nats.Msg) (uint64, bool, error) {
+	if err := l.intact(ctx, true); err != nil {
+		return 0, false, err
+	}
+	return l.request(ctx, msg)
 }
 
 // publishUntilAnswered is publish's retry policy, with send doing each

@@ -242,6 +242,11 @@ func (l *Log) CheckKept(ctx context.Context, stream string) error {
 	if err != nil {
 		return err
 	}
+	return kept(stream, st)
+}
+
+// kept reports (ErrLogLost) an event stream whose state shows a gap.
+func kept(stream string, st jetstream.StreamState) error {
 	if st.LastSeq == 0 || st.FirstSeq == 1 && st.Msgs == st.LastSeq {
 		return nil
 	}
@@ -261,13 +266,9 @@ func streamNamed(name string) (Stream, bool) {
 }
 
 func (l *Log) streamState(ctx context.Context, stream string) (jetstream.StreamState, error) {
-	s, err := l.js.Stream(ctx, stream)
+	_, info, err := l.streamInfo(ctx, stream)
 	if err != nil {
-		return jetstream.StreamState{}, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return jetstream.StreamState{}, fmt.Errorf("stream %s: %w", stream, err)
+		return jetstream.StreamState{}, err
 	}
 	return info.State, nil
 }

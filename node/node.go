@@ -392,6 +392,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		WorkerCredentials:       n.credentialIssuer(),
 		WorkerCredentialsLedger: n.workerCreds.ledger,
 		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
+			if err := n.log.Err(); err != nil {
+				return err
+			}
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
 			}
@@ -708,16 +711,36 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	logger.Info("shutting down", logkey.Reason, context.Cause(ctx).Error())
+	var failure error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", logkey.Reason, context.Cause(ctx).Error())
+	case <-n.Failed():
+		// As at start: a log that lost acknowledged records is not
+		// served, nor written to.
+		failure = n.Err()
+		logger.Error("shutting down: the event log lost acknowledged records", logkey.Err, failure)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := n.Stop(sctx); err != nil {
-		return err
+		return errors.Join(failure, err)
+	}
+	if failure != nil {
+		return failure
 	}
 	logger.Info("stopped")
 	return nil
 }
+
+// Failed is closed when the node cannot go on: its event log's server
+// came back, after a reconnection, without records the node saw
+// acknowledged (eventlog.Log.Lost). Its log refuses appends and its read
+// models stop; Run stops the node then and returns Err.
+func (n *Node) Failed() <-chan struct{} { return n.log.Lost() }
+
+// Err is why the node failed (Failed), nil while it runs.
+func (n *Node) Err() error { return n.log.Err() }
 
 // privateDirs creates dirs, or restricts them, to their owner (0700). The
 // stores' files are created 0644: in a data dir that existed already,
