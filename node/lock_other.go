@@ -12,3 +12,12 @@ const LockFileName = "flowvault.lock"
 func LockDataDir(dir string) (release func(), err error) {
 	return func() {}, os.MkdirAll(dir, 0o700)
 }
+
+// fileID identifies the file a path names; this platform's is existence
+// alone.
+type fileID struct{}
+
+func idOf(path string) (fileID, error) {
+	_, err := os.Stat(path)
+	return fileID{}, err
+}

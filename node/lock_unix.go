@@ -67,3 +67,19 @@ func unlock(f *os.File) {
 	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	f.Close()
 }
+
+// fileID identifies the file a path names now: a path removed and made
+// again names another.
+type fileID struct{ dev, ino uint64 }
+
+func idOf(path string) (fileID, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileID{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, nil
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}, nil
+}

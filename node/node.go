@@ -87,6 +87,11 @@ type Node struct {
 	// read model, which starts first, tells it of changes in rights.
 	gate atomic.Pointer[natsauth.Gate]
 
+	// failed is closed, failure set, when the node cannot go on (Failed).
+	failed   chan struct{}
+	failOnce sync.Once
+	failure  error
+
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -117,7 +122,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, logger: logger, registry: reg, cancel: cancel}
+	n := &Node{cfg: cfg, logger: logger, registry: reg, cancel: cancel, failed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.Stop(context.Background())
@@ -154,6 +159,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	dataDir, err := newDataDirWatch(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		dataDir.run(runCtx, n.fail)
+	}()
 	if err := CheckRekeyPending(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -177,6 +191,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if n.log, mk, n.nats, err = OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger, Metrics: reg, TLS: tlsConfig}); err != nil {
 		return nil, err
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		select {
+		case <-n.log.Lost():
+			n.fail(n.log.Err())
+		case <-runCtx.Done():
+		}
+	}()
 	n.audit = audit.NewRecorder(n.log, audit.RecorderConfig{Logger: logger, Metrics: reg})
 	n.wg.Add(1)
 	go func() {
@@ -399,7 +422,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 				return errors.New("not connected to nats")
 			}
 			return n.log.StorageError()
-		}}, {Name: "read models", Probe: n.readModelsHealthy}},
+		}}, {Name: "read models", Probe: n.readModelsHealthy}, {Name: "data dir", Probe: func(context.Context) error {
+			return dataDir.check()
+		}}},
 	})
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
 	n.httpSrv.RegisterOnShutdown(n.executor.StopPolling)
@@ -691,7 +716,11 @@ func (n *Node) shutdown(ctx context.Context) error {
 	}
 	if n.store != nil {
 		step("the read models' store")
-		errs = append(errs, n.store.Close())
+		if errors.Is(n.Err(), ErrDataDirGone) {
+			errs = append(errs, n.store.Abandon())
+		} else {
+			errs = append(errs, n.store.Close())
+		}
 	}
 	if n.unlock != nil {
 		n.unlock()
@@ -716,10 +745,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	case <-ctx.Done():
 		logger.Info("shutting down", logkey.Reason, context.Cause(ctx).Error())
 	case <-n.Failed():
-		// As at start: a log that lost acknowledged records is not
-		// served, nor written to.
+		// As at start: a log that lost acknowledged records, or a data
+		// directory that is gone, is not served, nor written to.
 		failure = n.Err()
-		logger.Error("shutting down: the event log lost acknowledged records", logkey.Err, failure)
+		logger.Error("shutting down: the node cannot go on", logkey.Err, failure)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -735,12 +764,28 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // Failed is closed when the node cannot go on: its event log's server
 // came back, after a reconnection, without records the node saw
-// acknowledged (eventlog.Log.Lost). Its log refuses appends and its read
-// models stop; Run stops the node then and returns Err.
-func (n *Node) Failed() <-chan struct{} { return n.log.Lost() }
+// acknowledged (eventlog.Log.Lost: its log refuses appends and its read
+// models stop), or its data directory was removed or replaced
+// (ErrDataDirGone). Run stops the node then and returns Err.
+func (n *Node) Failed() <-chan struct{} { return n.failed }
 
 // Err is why the node failed (Failed), nil while it runs.
-func (n *Node) Err() error { return n.log.Err() }
+func (n *Node) Err() error {
+	select {
+	case <-n.failed:
+		return n.failure
+	default:
+		return nil
+	}
+}
+
+// fail records why the node cannot go on, the first time.
+func (n *Node) fail(err error) {
+	n.failOnce.Do(func() {
+		n.failure = err
+		close(n.failed)
+	})
+}
 
 // privateDirs creates dirs, or restricts them, to their owner (0700). The
 // stores' files are created 0644: in a data dir that existed already,

@@ -101,6 +101,13 @@ func (s *Store) Close() error {
 		s.db.Close()
 		return fmt.Errorf("flush pebble: %w", err)
 	}
+	return s.Abandon()
+}
+
+// Abandon closes the store without flushing it: its directory is gone,
+// and a flush into it would be tried again until the process ends. The
+// memtables are lost, as in a crash; replay makes them again.
+func (s *Store) Abandon() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close pebble: %w", err)
 	}
