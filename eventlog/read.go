@@ -217,6 +217,16 @@ func (l *Log) StreamLastSeq(ctx context.Context, stream string) (uint64, error) 
 	return st.LastSeq, err
 }
 
+// StreamCreated returns when a stream was made: a stream removed and
+// made again (a server that came back without its store) is another.
+func (l *Log) StreamCreated(ctx context.Context, stream string) (time.Time, error) {
+	_, info, err := l.streamInfo(ctx, stream)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return info.Created, nil
+}
+
 // StreamLastTime returns when the last message of a stream was stored
 // (the zero time if it is empty).
 func (l *Log) StreamLastTime(ctx context.Context, stream string) (time.Time, error) {

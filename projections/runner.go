@@ -253,6 +253,28 @@ func (r *Runner) bounds(ctx context.Context) (from, end uint64, err error) {
 			"the log lost records the read model holds; rebuild the read models from the log "+
 			"(stop, delete the data directory's pebble directory, start): %w", name, r.cfg.Stream, from, end, ErrAheadOfLog)
 	}
+	// Nor when the stream is not the one it followed: a server that lost
+	// its store makes the stream again, and other engines may have
+	// written past the checkpoint meanwhile, which the checks above
+	// cannot tell from records it never saw.
+	made, err := r.log.StreamCreated(ctx, r.cfg.Stream)
+	if err != nil {
+		return 0, 0, fmt.Errorf("projection %s: %w", name, err)
+	}
+	followed, known, err := r.store.streamMade(name)
+	switch {
+	case err != nil:
+		return 0, 0, err
+	case known && from > 0 && !followed.Equal(made):
+		return 0, 0, fmt.Errorf("projection %s has applied stream %s up to sequence %d of the stream made at %s, but the stream was made again at %s: "+
+			"the log lost records the read model holds; rebuild the read models from the log "+
+			"(stop, delete the data directory's pebble directory, start): %w", name, r.cfg.Stream, from,
+			followed.UTC().Format(time.RFC3339Nano), made.UTC().Format(time.RFC3339Nano), ErrAheadOfLog)
+	case !known || from == 0:
+		if err := r.store.setStreamMade(name, made); err != nil {
+			return 0, 0, err
+		}
+	}
 	return from, end, nil
 }
 

@@ -323,6 +323,49 @@ func TestReadModelAheadOfTheLogRefuses(t *testing.T) {
 	}
 }
 
+// Nor is a read model followed on a stream made again since it followed
+// it, when others wrote past its checkpoint meanwhile (an external server
+// that lost its store, several engines on it): the sequences it is past
+// hold records it never applied.
+func TestReadModelOfAnotherStreamRefuses(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	ctx := testutil.Context(t, time.Minute)
+	first := testutil.OpenLog(t, "")
+	last, _ := appendNotes(t, first, 1, 5)
+	r, stop := run(t, first, s, projections.RunnerConfig{})
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	again := testutil.OpenLog(t, "") // made again, and written past the checkpoint
+	appendNotes(t, again, 1, 12)
+	r = projections.NewRunner(again, s, noteProjection{}, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
+	if err := r.Check(ctx); !errors.Is(err, projections.ErrAheadOfLog) || !strings.Contains(err.Error(), "made again") {
+		t.Fatalf("Check = %v, want ErrAheadOfLog saying the stream was made again", err)
+	}
+
+	// The same stream, reopened, is followed on.
+	dir := t.TempDir()
+	s2 := openStore(t, t.TempDir())
+	defer s2.Close()
+	kept := testutil.OpenLog(t, dir)
+	last, _ = appendNotes(t, kept, 1, 3)
+	r, stop = run(t, kept, s2, projections.RunnerConfig{})
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	kept.Close()
+	reopened := testutil.OpenLog(t, dir)
+	r = projections.NewRunner(reopened, s2, noteProjection{}, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
+	if err := r.Check(ctx); err != nil {
+		t.Fatalf("the same stream reopened: %v", err)
+	}
+}
+
 // gated is noteProjection that applies nothing until open is closed: a
 // store that cannot write.
 type gated struct {

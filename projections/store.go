@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -24,6 +25,7 @@ var ErrNotFound = errors.New("not found")
 const (
 	dataPrefix       = "p/"
 	checkpointPrefix = "c/"
+	streamPrefix     = "s/" // when the stream a read model follows was made
 	parkedPrefix     = "x/"
 )
 
@@ -125,6 +127,31 @@ func (s *Store) Checkpoint(name string) (uint64, error) {
 	}
 	defer closer.Close()
 	return decodeSeq(v)
+}
+
+// streamMade returns when the stream projection name follows was made, as
+// recorded by setStreamMade, and whether it was.
+func (s *Store) streamMade(name string) (time.Time, bool, error) {
+	v, closer, err := s.db.Get([]byte(streamPrefix + name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("stream of %s: %w", name, err)
+	}
+	defer closer.Close()
+	ns, err := decodeSeq(v)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("stream of %s: %w", name, err)
+	}
+	return time.Unix(0, int64(ns)), true, nil
+}
+
+func (s *Store) setStreamMade(name string, made time.Time) error {
+	if err := s.db.Set([]byte(streamPrefix+name), encodeSeq(uint64(made.UnixNano())), pebble.NoSync); err != nil {
+		return fmt.Errorf("stream of %s: %w", name, err)
+	}
+	return nil
 }
 
 // Update runs fn on a batch of projection name's key space and commits

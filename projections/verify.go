@@ -211,10 +211,10 @@ func rebuildTo(ctx context.Context, log *eventlog.Log, dst *Store, proj Projecti
 }
 
 // keyRanges are the [lower, upper) ranges of projection name's keys: its
-// data, its checkpoint and its parked records.
+// data, its checkpoint, its parked records and its stream's creation.
 func keyRanges(name string) [][2][]byte {
-	data, parked, cp := []byte(dataPrefix+name+"/"), []byte(parkedPrefix+name+"/"), checkpointKey(name)
-	return [][2][]byte{{data, prefixEnd(data)}, {cp, append(bytes.Clone(cp), 0)}, {parked, prefixEnd(parked)}}
+	data, parked, cp, made := []byte(dataPrefix+name+"/"), []byte(parkedPrefix+name+"/"), checkpointKey(name), []byte(streamPrefix+name)
+	return [][2][]byte{{data, prefixEnd(data)}, {cp, append(bytes.Clone(cp), 0)}, {parked, prefixEnd(parked)}, {made, append(bytes.Clone(made), 0)}}
 }
 
 // diffRange merges the live and rebuilt keys of [lo, hi) in key order.
@@ -316,11 +316,12 @@ func owner(key []byte) string {
 			return name
 		}
 	}
-	name, _ := strings.CutPrefix(k, checkpointPrefix)
-	if name == k {
-		return ""
+	for _, p := range []string{checkpointPrefix, streamPrefix} {
+		if name, ok := strings.CutPrefix(k, p); ok {
+			return name
+		}
 	}
-	return name
+	return ""
 }
 
 // maxKeyShown bounds how much of a key a report prints.
