@@ -42,6 +42,13 @@ var (
 	// store failed a write (a full disk), which takes nothing until the
 	// server restarts.
 	ErrNoStorage = fmt.Errorf("the event log's server is out of storage: %w", fault.ErrUnavailable)
+
+	// ErrStoreFailed is wrapped, with ErrNoStorage, by the error of an
+	// append to a stream whose store failed a write after an attempt of
+	// it went unanswered: that attempt may have been stored before the
+	// store failed, so whether the record was stored is unknown (where
+	// ErrNoStorage alone says nothing was).
+	ErrStoreFailed = errors.New("the stream's store failed a write")
 )
 
 // ConflictError describes a failed optimistic-concurrency check.

@@ -601,7 +601,7 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 			if werr := broken(); werr != nil {
 				// Still ambiguous: an earlier attempt may have been
 				// stored before the store failed.
-				return 0, false, fmt.Errorf("%w (%w: %v)", unknown, ErrNoStorage, werr)
+				return 0, false, fmt.Errorf("%w (%w: %w: %v)", unknown, ErrNoStorage, ErrStoreFailed, werr)
 			}
 		}
 		if ctx.Err() != nil || attempt >= 8 {

@@ -29,8 +29,14 @@ const putBackWindow = time.Minute
 
 // ambiguous reports an append error that leaves open whether the record
 // was stored. A conflict or a record too large or too deep stores nothing,
-// nor does a publish while the connection is away (it is never sent).
+// nor does a publish while the connection is away (it is never sent), nor
+// one the server refused as out of storage; but an append that went
+// unanswered before its stream's store failed may have been stored
+// (eventlog.ErrStoreFailed, an ErrNoStorage too).
 func ambiguous(err error) bool {
+	if errors.Is(err, eventlog.ErrStoreFailed) {
+		return true
+	}
 	return !errors.Is(err, eventlog.ErrConflict) && !errors.Is(err, eventlog.ErrTooLarge) && !errors.Is(err, eventlog.ErrTooDeep) &&
 		!errors.Is(err, eventlog.ErrInvalidSubject) && !errors.Is(err, eventlog.ErrClosed) &&
 		!errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, eventlog.ErrNoStorage)

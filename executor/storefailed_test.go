@@ -1,0 +1,55 @@
+package executor
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// An append to a stream whose store failed a write fails with
+// ErrNoStorage once an attempt went unanswered, and eventlog says that
+// this is still ambiguous: the attempt may have been stored before the
+// store failed. The executor must treat it so (look for the record, put
+// back a take), not as a refusal that stored nothing.
+func TestAppendToAFailedStoreIsAmbiguous(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l := testutil.OpenLog(t, dir)
+	ctx := testutil.Context(t, 40*time.Second)
+	env := func(id string) []schemas.Envelope {
+		return []schemas.Envelope{testutil.NoteEnvelope(t, id, 0)}
+	}
+	seq, err := l.Append(ctx, "fv.wf.store-failed", env("a"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(testutil.StreamDir(t, dir, "FV_WF"), "msgs")); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(l.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "FV_WF")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SecureDeleteMsg(ctx, seq); err == nil {
+		t.Fatal("a secure delete in a removed directory succeeded")
+	}
+	_, err = l.Append(ctx, "fv.wf.store-failed-2", env("b"), 0)
+	if !errors.Is(err, eventlog.ErrNoStorage) {
+		t.Fatalf("append to a failed store: %v; want ErrNoStorage", err)
+	}
+	if !ambiguous(err) {
+		t.Fatalf("ambiguous(%v) = false: an attempt that went unanswered may have been stored", err)
+	}
+}
