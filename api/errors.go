@@ -130,6 +130,9 @@ func decodeBody(body []byte, v any) error {
 		return fault.Invalid("request body is empty")
 	}
 	if err := conductor.Unmarshal(body, v); err != nil {
+		if errors.Is(err, conductor.ErrNestedTooMuch) {
+			return fault.Invalid("%v", err)
+		}
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) && ute.Field != "" {
 			// A field of the wrong type names the field, not the Go type

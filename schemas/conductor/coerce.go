@@ -55,11 +55,20 @@ var (
 // anything. Only those scalars change: everything else, members t does not
 // know, their order and spacing included, is kept byte for byte.
 func coerce(data []byte, t reflect.Type) ([]byte, bool) {
+	out, changed, _ := coerceCounting(data, t)
+	return out, changed
+}
+
+// coerceCounting is coerce that also returns how many bytes of data the
+// values of self-decoding types (selfCoercing) hold, nested ones counted
+// again with each that holds them: what decoding data makes them read
+// and copy, each level on its own.
+func coerceCounting(data []byte, t reflect.Type) (out []byte, changed bool, selfBytes int) {
 	c := coercer{data: data}
 	if c.value(t) != nil || !c.changed {
-		return nil, false
+		return nil, false, c.selfBytes
 	}
-	return append(c.out, data[c.last:]...), true
+	return append(c.out, data[c.last:]...), true, c.selfBytes
 }
 
 // coercer walks JSON text along a Go type, rewriting the scalars to
@@ -71,6 +80,8 @@ type coercer struct {
 	out     []byte // data[:last] with the replacements made
 	last    int
 	changed bool
+	// selfBytes sums the lengths of the self-decoding values walked.
+	selfBytes int
 }
 
 func (c *coercer) replace(start, end int, with []byte) {
@@ -167,6 +178,10 @@ func (c *coercer) value(t reflect.Type) error {
 }
 
 func (c *coercer) object(t reflect.Type) error {
+	if t != nil && reflect.PointerTo(t).Implements(selfCoercingType) {
+		start := c.pos
+		defer func() { c.selfBytes += c.pos - start }()
+	}
 	var fields *fieldTypes
 	var elem reflect.Type
 	switch {
