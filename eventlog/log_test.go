@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -684,21 +682,7 @@ func TestStorageErrorAfterAFailedWrite(t *testing.T) {
 	if _, err := l.Append(ctx, "fv.wf.storage-error", notes(t, "b", 1), seq); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(filepath.Join(testutil.StreamDir(t, dir, "FV_WF"), "msgs")); err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(l.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, "FV_WF")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A secure delete rewrites the block through a new file: it fails.
-	if err := stream.SecureDeleteMsg(ctx, seq); err == nil {
-		t.Fatal("a secure delete in a removed directory succeeded")
-	}
+	testutil.FailStreamStore(t, l, dir, "FV_WF", seq)
 	// The next append is neither stored nor answered; once an attempt
 	// went unanswered it fails saying why, rather than trying again for
 	// 40 s. (The context would allow them all.)

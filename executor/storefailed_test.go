@@ -2,12 +2,8 @@ package executor
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -31,20 +27,7 @@ func TestAppendToAFailedStoreIsAmbiguous(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(filepath.Join(testutil.StreamDir(t, dir, "FV_WF"), "msgs")); err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(l.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, "FV_WF")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.SecureDeleteMsg(ctx, seq); err == nil {
-		t.Fatal("a secure delete in a removed directory succeeded")
-	}
+	testutil.FailStreamStore(t, l, dir, "FV_WF", seq)
 	_, err = l.Append(ctx, "fv.wf.store-failed-2", env("b"), 0)
 	if !errors.Is(err, eventlog.ErrNoStorage) {
 		t.Fatalf("append to a failed store: %v; want ErrNoStorage", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/eventlog"
 )
@@ -101,5 +102,29 @@ func CutLastBlock(tb testing.TB, streamDir string, size int64) {
 	}
 	if err := os.Truncate(last, size); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// FailStreamStore makes stream's store in log l (an embedded server under
+// dataDir) fail a write, as a full disk does: its block directory is
+// removed and a secure delete of seq, which rewrites the block through a
+// new file, fails. The stream then neither stores nor answers anything
+// until the server restarts.
+func FailStreamStore(tb testing.TB, l *eventlog.Log, dataDir, stream string, seq uint64) {
+	tb.Helper()
+	ctx := Context(tb, 30*time.Second)
+	if err := os.RemoveAll(filepath.Join(StreamDir(tb, dataDir, stream), "msgs")); err != nil {
+		tb.Fatal(err)
+	}
+	js, err := jetstream.New(l.Conn())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.SecureDeleteMsg(ctx, seq); err == nil {
+		tb.Fatal("a secure delete in a removed directory succeeded")
 	}
 }
