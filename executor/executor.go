@@ -65,6 +65,11 @@ type Config struct {
 	// offered to its poll: one that went away does not answer, and the
 	// task is handed out again after it.
 	OfferTimeout time.Duration
+	// QueueIdle is how long a queue's consumer on the dispatch stream may
+	// sit idle (nothing queued or awaiting an acknowledgement, no pull
+	// waiting, nothing delivered) before the engine deletes it; the next
+	// dispatch makes it again (see sweep.go).
+	QueueIdle time.Duration
 	// Snapshots, when set, gives a state to start from on a cache miss
 	// instead of folding the workflow's whole subject.
 	Snapshots Snapshots
@@ -101,6 +106,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OfferTimeout <= 0 {
 		c.OfferTimeout = 10 * time.Second
+	}
+	if c.QueueIdle <= 0 {
+		c.QueueIdle = 5 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -180,6 +188,9 @@ type Executor struct {
 	// idle hands work to goroutines waiting for it (spawn).
 	idle  chan func()
 	match *matcher
+	// queueDeleted, when set (tests), is called as a sweep deletes a
+	// queue's consumer, before the engine forgets it.
+	queueDeleted func(name string)
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -240,10 +251,19 @@ func (e *Executor) Start(ctx context.Context) error {
 		e.Stop()
 		return err
 	}
+	if err := e.listenForGoneQueues(); err != nil {
+		e.Stop()
+		return err
+	}
 	if err := e.disp.resetStaleQueues(ctx); err != nil {
 		e.Stop()
 		return err
 	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.sweepQueuesLoop(e.ctx)
+	}()
 	e.log.OnReconnect(e.afterReconnect)
 	if err := e.serveWorkers(ctx); err != nil {
 		e.Stop()

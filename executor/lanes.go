@@ -38,9 +38,9 @@ import (
 // Engines learn of a lane when they dispatch to it, from the consumers
 // that exist when they start, and from the notice an engine publishes
 // when it first uses one; until then an engine hands out the queue in the
-// consumer's order, which loses nothing. A lane stays known while the
-// engine runs: a pull of the queue costs a request more per priority in
-// use, none when workflows keep the default.
+// consumer's order, which loses nothing. A lane stays known until a sweep
+// deletes its consumer, idle (sweep.go): a pull of the queue costs a
+// request more per priority in use, none when workflows keep the default.
 
 const (
 	// lanePrefix starts a lane's subject: fv.taskp.<pp>.<type>[.<domain>].
@@ -106,6 +106,10 @@ func (l *lanes) remove(queue string, priority int) {
 	defer l.mu.Unlock()
 	ps := l.byQueue[queue]
 	if i, found := slices.BinarySearch(ps, priority); found {
+		if len(ps) == 1 {
+			delete(l.byQueue, queue)
+			return
+		}
 		l.byQueue[queue] = slices.Delete(slices.Clone(ps), i, i+1)
 	}
 }

@@ -66,6 +66,13 @@ func newMatcher() *matcher {
 	return &matcher{queues: map[string][]*waiter{}, feeders: map[string]bool{}}
 }
 
+// has reports whether a poll waits on queue.
+func (m *matcher) has(queue string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.queues[queue]) > 0
+}
+
 // waiting reports whether any poll waits.
 func (m *matcher) waiting() bool {
 	m.mu.Lock()

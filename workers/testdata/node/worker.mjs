@@ -77,7 +77,16 @@ async function takeTask() {
     }
   }
   for (;;) {
-    const m = await consumer.next({ expires: 5000 });
+    let m;
+    try {
+      m = await consumer.next({ expires: 5000 });
+      // Nothing came: is the consumer still there?
+      if (!m) await consumer.info();
+    } catch {
+      // The engine deleted the queue's consumer, idle: look it up again.
+      consumer = undefined;
+      return takeTask();
+    }
     if (!m) continue;
     const dispatch = m.json();
     const take = await request(`fv.engine.take.${type}`, {
