@@ -590,6 +590,10 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 			if unknown != nil {
 				// An earlier attempt may have been stored: a later one
 				// that failed (the connection closing) does not settle it.
+				// A log found lost says so all the same: its owner stops.
+				if errors.Is(err, ErrLogLost) {
+					return 0, false, fmt.Errorf("%w (later attempt: %w)", unknown, err)
+				}
 				return 0, false, fmt.Errorf("%w (later attempt: %v)", unknown, err)
 			}
 			return 0, false, err
