@@ -171,9 +171,13 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %v", fault.ErrUnavailable, err)
 }
 
+// A pull through a consumer handle this engine kept, of a consumer deleted
+// since (a sweep elsewhere, idle: sweep.go), is answered "no responders":
+// nothing listens on its subject any more.
 func consumerGone(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrStreamNotFound)
+		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, nats.ErrNoResponders)
 }
 
 func validQueue(taskType, domain string) error {

@@ -317,3 +317,40 @@ func TestQueueDeletedByOneEngineIsForgottenByTheOther(t *testing.T) {
 	startInDomain(ctx, t, b, "wf-on-b-again", "shared", 0)
 	pollOne(ctx, t, a, "shared", "wf-on-b-again")
 }
+
+// A queue's consumer deleted by another engine's sweep while this engine
+// still holds its handle (the notice not yet, or never, arrived): a pull
+// through the handle is answered "no responders". The poll forgets the
+// handle and answers what is queued (nothing), not 503; a lane's too.
+func TestPollOfAQueueDeletedUnnoticedAnswers(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	e := startExecutor(t, l, nothingScheduled{}, Config{QueueIdle: time.Hour})
+	stream, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		domain   string
+		priority int
+	}{{"plain", 0}, {"lane", 5}} {
+		startInDomain(ctx, t, e, "wf-"+c.domain, c.domain, c.priority)
+		pollOne(ctx, t, e, c.domain, "wf-"+c.domain)
+		queue := workers.ConsumerName("idle_task", c.domain)
+		names := []string{queue}
+		if c.priority != 0 {
+			names = append(names, laneConsumer(queue, c.priority))
+		}
+		for _, name := range names {
+			if err := stream.DeleteConsumer(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, wait := range []time.Duration{0, 200 * time.Millisecond} {
+			tasks, _, err := e.Poll(ctx, PollRequest{TaskType: "idle_task", Domain: c.domain, WorkerID: "w1", Count: 1, Wait: wait})
+			if err != nil || len(tasks) != 0 {
+				t.Fatalf("poll of %s's deleted queue (wait %v): %v, %v; want nothing, no error", c.domain, wait, tasks, err)
+			}
+		}
+	}
+}
