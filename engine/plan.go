@@ -81,7 +81,7 @@ func loopItemsSpec(wt *conductor.WorkflowTask) (any, bool) {
 // parseDef decodes a definition snapshot.
 func parseDef(raw []byte) (*conductor.WorkflowDef, error) {
 	var def conductor.WorkflowDef
-	if err := conductor.Unmarshal(raw, &def); err != nil {
+	if err := conductor.UnmarshalStored(raw, &def); err != nil {
 		return nil, fmt.Errorf("workflow definition: %w", err)
 	}
 	return &def, nil

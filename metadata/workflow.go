@@ -264,7 +264,7 @@ func WorkflowNotFound(name string, version *int) error {
 // parseWorkflow decodes stored JSON; the result's Raw is that JSON.
 func parseWorkflow(b []byte) (*conductor.WorkflowDef, error) {
 	var wf conductor.WorkflowDef
-	if err := conductor.Unmarshal(b, &wf); err != nil {
+	if err := conductor.UnmarshalStored(b, &wf); err != nil {
 		return nil, fmt.Errorf("parse stored workflow definition: %w", err)
 	}
 	return &wf, nil

@@ -17,7 +17,21 @@ import (
 // JSON numbers; decoding them as float64 would corrupt values above 2^53,
 // and a number that is an integer must stay one through msgpack.
 func Unmarshal(data []byte, v any) error {
-	if err := decodeCoercing(data, v, true); err != nil {
+	if err := decodeCoercing(data, v, true, MaxNestedBytes); err != nil {
+		return err
+	}
+	normalizeValue(reflect.ValueOf(v))
+	return nil
+}
+
+// UnmarshalStored is Unmarshal for JSON the server accepted and stored
+// itself (a workflow's definition snapshot, a registered definition): it is
+// not bounded by MaxNestedBytes, which applies where definitions come in.
+// A definition stored before the bound existed, or that the server's own
+// fields pushed over it, must still be read: a workflow whose definition
+// could not be decoded could not be terminated, nor its secrets shredded.
+func UnmarshalStored(data []byte, v any) error {
+	if err := decodeCoercing(data, v, true, 0); err != nil {
 		return err
 	}
 	normalizeValue(reflect.ValueOf(v))
@@ -49,12 +63,14 @@ var ErrNestedTooMuch = errors.New("definition nests too much data too deep")
 // definition costs to decode is its bytes counted once for each level
 // that holds them: bounded (ErrNestedTooMuch), since a 7 MB string under
 // 120 nested tasks took 12 s and 1.8 GB.
-func decodeCoercing(data []byte, v any, whole bool) error {
+//
+// maxNested is that bound (0: none).
+func decodeCoercing(data []byte, v any, whole bool, maxNested int) error {
 	if t := reflect.TypeOf(v); holdsSelfCoercing(t) {
 		fixed, changed, nested := coerceCounting(data, t)
-		if nested > MaxNestedBytes {
+		if maxNested > 0 && nested > maxNested {
 			return fmt.Errorf("%w: its definitions hold %d bytes counted once for each level of tasks that holds them, at most %d: "+
-				"keep large values out of deeply nested tasks (pass them as workflow input)", ErrNestedTooMuch, nested, MaxNestedBytes)
+				"keep large values out of deeply nested tasks (pass them as workflow input)", ErrNestedTooMuch, nested, maxNested)
 		}
 		if changed {
 			data = fixed
