@@ -102,16 +102,23 @@ func run(t testing.TB, l *eventlog.Log, s *projections.Store, cfg projections.Ru
 
 func appendNotes(t testing.TB, l *eventlog.Log, subjects, perSubject int) (last uint64, events int) {
 	t.Helper()
+	return appendNotesAs(t, l, "", subjects, perSubject)
+}
+
+// appendNotesAs is appendNotes by another engine: records of ids and on
+// subjects of their own, named after engine.
+func appendNotesAs(t testing.TB, l *eventlog.Log, engine string, subjects, perSubject int) (last uint64, events int) {
+	t.Helper()
 	ctx := testutil.Context(t, time.Minute)
 	for s := 0; s < subjects; s++ {
 		var seq uint64
 		for i := 0; i < perSubject; i++ {
 			evs := []schemas.Envelope{
-				testutil.NoteEnvelope(t, fmt.Sprintf("s%d-%d-a", s, i), i),
-				testutil.NoteEnvelope(t, fmt.Sprintf("s%d-%d-b", s, i), i),
+				testutil.NoteEnvelope(t, fmt.Sprintf("%ss%d-%d-a", engine, s, i), i),
+				testutil.NoteEnvelope(t, fmt.Sprintf("%ss%d-%d-b", engine, s, i), i),
 			}
 			var err error
-			if seq, err = l.Append(ctx, fmt.Sprintf("fv.wf.p%d", s), evs, seq); err != nil {
+			if seq, err = l.Append(ctx, fmt.Sprintf("fv.wf.%sp%d", engine, s), evs, seq); err != nil {
 				t.Fatal(err)
 			}
 			last, events = max(last, seq), events+2

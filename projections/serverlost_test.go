@@ -3,7 +3,6 @@ package projections_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +77,7 @@ func TestServerBackWithoutItsData(t *testing.T) {
 			// Another engine on the same server appends (on an empty
 			// server, from sequence 1 again).
 			other := testutil.OpenExternalLog(t, ns)
-			otherLast, otherEvents := appendOtherNotes(t, other, 3, 10)
+			otherLast, otherEvents := appendNotesAs(t, other, "other", 3, 10)
 			streamLast, _ := other.StreamLastSeq(ctx, eventlog.Workflows.Name)
 			t.Logf("the read model holds %s up to %d; after the restart, the stream ends at %d (%v)",
 				eventlog.Workflows.Name, last, streamLast, other.CheckKept(ctx, eventlog.Workflows.Name))
@@ -154,23 +153,4 @@ func waitStopped(t *testing.T, r *projections.Runner, d time.Duration) error {
 			t.Fatalf("the runner still runs %s after the server came back without its data", d)
 		}
 	}
-}
-
-// appendOtherNotes is appendNotes by another engine: records of their
-// own ids, on subjects of their own.
-func appendOtherNotes(t testing.TB, l *eventlog.Log, subjects, perSubject int) (last uint64, events int) {
-	t.Helper()
-	ctx := testutil.Context(t, time.Minute)
-	for s := 0; s < subjects; s++ {
-		var seq uint64
-		for i := 0; i < perSubject; i++ {
-			var err error
-			evs := []schemas.Envelope{testutil.NoteEnvelope(t, fmt.Sprintf("other%d-%d", s, i), i)}
-			if seq, err = l.Append(ctx, fmt.Sprintf("fv.wf.other%d", s), evs, seq); err != nil {
-				t.Fatal(err)
-			}
-			last, events = max(last, seq), events+1
-		}
-	}
-	return last, events
 }
