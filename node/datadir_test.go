@@ -46,17 +46,24 @@ func TestNodeFailsWhenItsDataDirGoes(t *testing.T) {
 			if err := tc.remove(dir); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case <-n.Failed():
-			case <-time.After(30 * time.Second):
-				t.Fatal("the node did not fail")
-			}
-			if err := n.Err(); !errors.Is(err, node.ErrDataDirGone) {
-				t.Fatalf("the node failed with %v, want ErrDataDirGone", err)
-			}
-			if code, body := get(t, base+"/health"); code == http.StatusOK || !strings.Contains(body, "data dir") {
-				t.Fatalf("health after: %d %s", code, body)
-			}
+			failedWith(t, n, base, node.ErrDataDirGone, "data dir")
 		})
+	}
+}
+
+// failedWith waits for n to fail with want, and its health check to say
+// so (healthSays in the answer).
+func failedWith(t *testing.T, n *node.Node, base string, want error, healthSays string) {
+	t.Helper()
+	select {
+	case <-n.Failed():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the node did not fail (want %v)", want)
+	}
+	if err := n.Err(); !errors.Is(err, want) {
+		t.Fatalf("the node failed with %v, want %v", err, want)
+	}
+	if code, body := get(t, base+"/health"); code == http.StatusOK || !strings.Contains(body, healthSays) {
+		t.Fatalf("health after the failure: %d %s", code, body)
 	}
 }

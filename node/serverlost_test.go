@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,17 +65,7 @@ func TestNodeOnAServerBackWithoutItsData(t *testing.T) {
 			}
 
 			testutil.RestartNATS(t, ns, t.TempDir())
-			select {
-			case <-n.Failed():
-			case <-time.After(30 * time.Second):
-				t.Fatal("the node did not fail on a server that came back without its data")
-			}
-			if err := n.Err(); !errors.Is(err, eventlog.ErrLogLost) {
-				t.Fatalf("the node failed with %v, want ErrLogLost", err)
-			}
-			if code, body := get(t, base+"/health"); code == http.StatusOK || !strings.Contains(body, "lost") {
-				t.Fatalf("health: %d %s", code, body)
-			}
+			failedWith(t, n, base, eventlog.ErrLogLost, "lost")
 			if code, body := start(100); code == http.StatusOK {
 				t.Fatalf("a start on a log that lost records: %d %s", code, body)
 			}
