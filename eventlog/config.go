@@ -46,6 +46,10 @@ type Config struct {
 
 	// StoreDir is where the embedded server keeps JetStream data.
 	StoreDir string
+	// MaxStore bounds the bytes the embedded server stores; past it,
+	// appends fail with ErrNoStorage. Zero: 75% of the disk space free
+	// when the server starts (nats-server's default).
+	MaxStore int64
 	// Listen is the embedded server's client address. Port 0 picks a free
 	// port. Empty: no listener, only this process's own connection reaches
 	// the server. A listening server requires Options.Auth.
@@ -91,6 +95,11 @@ func DefaultConfig() Config {
 	}
 }
 
+// minMaxStore is the smallest MaxStore: room for a few records of the
+// largest size, so that a typo (a count of gigabytes given as bytes)
+// refuses to start rather than refusing every write.
+const minMaxStore = 16 << 20
+
 // Embedded reports whether the configuration starts an in-process server.
 func (c Config) Embedded() bool { return c.URL == "" }
 
@@ -119,6 +128,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("eventlog: duplicate window %s: want at least 1s", c.DuplicateWindow)
 	case !c.RecordFormat.Valid():
 		return fmt.Errorf("eventlog: record format %d: want 1..%d", c.RecordFormat, schemas.LatestRecordFormat)
+	case c.MaxStore < 0:
+		return fmt.Errorf("eventlog: max store %d: want > 0, or 0 for 75%% of the free disk space", c.MaxStore)
+	case c.MaxStore > 0 && !c.Embedded():
+		return errors.New("eventlog: max store bounds the embedded server; an external server's limits are its own")
+	case c.MaxStore > 0 && c.MaxStore < minMaxStore:
+		return fmt.Errorf("eventlog: max store %d bytes: want at least %d (a few records of the largest size)", c.MaxStore, minMaxStore)
 	}
 	if !c.Embedded() {
 		return nil

@@ -554,6 +554,10 @@ func TestConfigValidate(t *testing.T) {
 		{"record format 1", mod(func(c *eventlog.Config) { c.RecordFormat = schemas.RecordFormat1 }), true},
 		{"no record format", mod(func(c *eventlog.Config) { c.RecordFormat = 0 }), false},
 		{"a record format this version does not write", mod(func(c *eventlog.Config) { c.RecordFormat = schemas.LatestRecordFormat + 1 }), false},
+		{"max store", mod(func(c *eventlog.Config) { c.MaxStore = 1 << 30 }), true},
+		{"negative max store", mod(func(c *eventlog.Config) { c.MaxStore = -1 }), false},
+		{"max store in gigabytes given as bytes", mod(func(c *eventlog.Config) { c.MaxStore = 20 }), false},
+		{"max store of an external server", mod(func(c *eventlog.Config) { c.URL, c.MaxStore = "nats://127.0.0.1:4222", 1<<30 }), false},
 	}
 	for _, tt := range tests {
 		if err := tt.cfg.Validate(); (err == nil) != tt.ok {
@@ -661,6 +665,37 @@ func TestAppendToAFullServer(t *testing.T) {
 	}
 	if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
 		t.Fatalf("append to a full server: %v", err)
+	}
+}
+
+// The embedded server stores no more than MaxStore: past it, appends
+// fail as on a full disk.
+func TestAppendPastMaxStore(t *testing.T) {
+	t.Parallel()
+	cfg := testutil.LogConfig(t.TempDir())
+	cfg.Fsync, cfg.MaxStore = eventlog.FsyncRelaxed, 16<<20
+	ctx := testutil.Context(t, 60*time.Second)
+	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	stored := 0
+	for ; stored < 1000; stored++ {
+		env, encErr := schemas.Default.Encode(&testutil.Note{Text: strings.Repeat("x", 64<<10)})
+		if encErr != nil {
+			t.Fatal(encErr)
+		}
+		env.ID = fmt.Sprintf("fill-%d", stored)
+		if _, err = l.Append(ctx, fmt.Sprintf("fv.wf.fill%d", stored), []schemas.Envelope{env}, 0); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, eventlog.ErrNoStorage) {
+		t.Fatalf("append %d of 64 KiB past a 16 MiB bound: %v; want ErrNoStorage", stored+1, err)
+	}
+	if stored < 128 {
+		t.Fatalf("refused after %d records of 64 KiB, under half the bound", stored)
 	}
 }
 

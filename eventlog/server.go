@@ -28,6 +28,7 @@ func startEmbedded(cfg Config, o Options) (*server.Server, error) {
 		ServerName:             cfg.Name,
 		JetStream:              true,
 		StoreDir:               cfg.StoreDir,
+		JetStreamMaxStore:      cfg.MaxStore,
 		MaxPayload:             int32(cfg.MaxRecordBytes + recordHeaderRoom),
 		NoSigs:                 true, // the process owns signal handling
 		DisableJetStreamBanner: true,

@@ -30,6 +30,9 @@ type Config struct {
 	HTTPAddr string
 	// NATSListen is the embedded NATS server's client address.
 	NATSListen string
+	// NATSMaxStore bounds the bytes the embedded NATS server stores
+	// (eventlog.Config.MaxStore); 0: 75% of the disk space free at start.
+	NATSMaxStore int64
 	// NATSURL connects to an external NATS server or cluster instead of
 	// starting one; NATSCreds authenticates to it.
 	NATSURL   string
@@ -211,6 +214,9 @@ func (c Config) validateNATS() []error {
 		}
 		return errs
 	}
+	if c.NATSMaxStore != 0 {
+		errs = append(errs, errors.New("--nats-max-store bounds the embedded NATS server; an external server's limits are set in its own configuration"))
+	}
 	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
 		errs = append(errs, errors.New("give both --nats-tls-cert and --nats-tls-key, or neither"))
 	}
@@ -230,6 +236,7 @@ func (c Config) Eventlog() eventlog.Config {
 	ec := eventlog.DefaultConfig()
 	ec.StoreDir = filepath.Join(c.DataDir, "nats")
 	ec.Listen = c.NATSListen
+	ec.MaxStore = c.NATSMaxStore
 	ec.URL = c.NATSURL
 	ec.CredsFile = c.NATSCreds
 	ec.ClientCertFile, ec.ClientKeyFile, ec.CAFile = c.NATSTLSCert, c.NATSTLSKey, c.NATSCA

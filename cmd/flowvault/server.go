@@ -66,6 +66,16 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 		env(name, fromEnv(p, name, strconv.Atoi))
 		fs.IntVar(p, name, *p, usage(name, text))
 	}
+	size := func(p *int64, name, text string) {
+		env(name, fromEnv(p, name, parseSize))
+		fs.Func(name, usage(name, text), func(v string) error {
+			n, err := parseSize(v)
+			if err == nil {
+				*p = n
+			}
+			return err
+		})
+	}
 	boolean := func(p *bool, name, text string) {
 		env(name, fromEnv(p, name, strconv.ParseBool))
 		fs.BoolVar(p, name, *p, usage(name, text))
@@ -73,6 +83,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	str(&cfg.DataDir, "data", "data directory: embedded NATS store and read models")
 	str(&cfg.HTTPAddr, "http", "HTTP listen address (REST API, console, /health, /metrics)")
 	str(&cfg.NATSListen, "nats-listen", "embedded NATS server client address")
+	size(&cfg.NATSMaxStore, "nats-max-store", "most the embedded NATS server stores (bytes, or 500MB, 20GiB...); default 75% of the disk space free at start")
 	str(&cfg.NATSURL, "nats", "external NATS server URL(s); disables the embedded server")
 	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
 	str(&cfg.NATSTLSCert, "nats-tls-cert", "PEM client certificate for a --nats server that verifies its clients")

@@ -104,6 +104,21 @@ func TestServerEnvErrors(t *testing.T) {
 			want: []string{"$FLOWVAULT_TOKEN_TTL", "$FLOWVAULT_GC_PERCENT"},
 		},
 		{
+			name: "a size without a number",
+			env:  map[string]string{"FLOWVAULT_NATS_MAX_STORE": "lots"},
+			want: []string{"$FLOWVAULT_NATS_MAX_STORE", `size "lots"`},
+		},
+		{
+			name: "a store bound too small to hold a record",
+			args: []string{"--nats-max-store", "20"},
+			want: []string{"max store 20 bytes"},
+		},
+		{
+			name: "a store bound for an external server",
+			args: []string{"--nats", "nats://127.0.0.1:4222", "--nats-max-store", "1GiB"},
+			want: []string{"--nats-max-store bounds the embedded NATS server"},
+		},
+		{
 			name:    "only the variables no flag replaces",
 			env:     map[string]string{"FLOWVAULT_TOKEN_TTL": "bogus", "FLOWVAULT_GC_PERCENT": "lots"},
 			args:    []string{"--gc-percent", "300"},
@@ -141,9 +156,10 @@ func TestServerEnvErrors(t *testing.T) {
 	}
 	// The flag's value is the one used.
 	t.Setenv("FLOWVAULT_TOKEN_TTL", "bogus")
-	cfg, err := serverConfig([]string{"--token-ttl", "2h"}, new(bytes.Buffer))
-	if err != nil || cfg.TokenTTL != 2*time.Hour {
-		t.Fatalf("token ttl %s, %v; want the flag's 2h", cfg.TokenTTL, err)
+	t.Setenv("FLOWVAULT_NATS_MAX_STORE", "1TB")
+	cfg, err := serverConfig([]string{"--token-ttl", "2h", "--nats-max-store", "20GiB"}, new(bytes.Buffer))
+	if err != nil || cfg.TokenTTL != 2*time.Hour || cfg.NATSMaxStore != 20<<30 {
+		t.Fatalf("token ttl %s, max store %d, %v; want the flags' 2h and 20GiB", cfg.TokenTTL, cfg.NATSMaxStore, err)
 	}
 }
 
@@ -189,3 +205,38 @@ func TestServerBlankMasterKeyFile(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want int64 // -1: refused
+	}{
+		{"0", 0},
+		{"1048576", 1 << 20},
+		{"500MB", 500e6},
+		{"500mb", 500e6},
+		{"20GiB", 20 << 30},
+		{"20 GiB", 20 << 30},
+		{"2T", 2e12},
+		{"3Ki", 3 << 10},
+		{"64B", 64},
+		{"", -1},
+		{"GiB", -1},
+		{"-1", -1},
+		{"1.5GB", -1},
+		{"20 gigabytes", -1},
+		{"9223372036854775807", 1<<63 - 1},
+		{"9223372036854775807KB", -1},
+		{"10000000TiB", -1},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		switch {
+		case tt.want < 0 && err == nil:
+			t.Errorf("parseSize(%q) = %d; want an error", tt.in, got)
+		case tt.want >= 0 && (err != nil || got != tt.want):
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
