@@ -112,6 +112,12 @@ type Listener struct {
 	kick   chan struct{}
 	runs   *prometheus.CounterVec
 
+	// syncing orders Syncs: each reads the handlers after the one
+	// before it applied what it read, so that a Sync of older handlers
+	// never lands after one of newer.
+	syncing sync.Mutex
+	// mu guards what receive reads; it is not held through a flush, so
+	// that events keep running while one waits.
 	mu       sync.Mutex
 	subs     map[string]*nats.Subscription
 	handlers map[string][]*conductor.EventHandler // active ones, by subject
@@ -137,6 +143,8 @@ func New(ctx context.Context, cfg Config) *Listener {
 // ones (and no others) before it returns: an event published afterwards
 // reaches them.
 func (l *Listener) Sync(ctx context.Context) error {
+	l.syncing.Lock()
+	defer l.syncing.Unlock()
 	all, err := l.cfg.Handlers.EventHandlers(ctx)
 	if err != nil {
 		return fmt.Errorf("event handlers: %w", err)
@@ -155,6 +163,20 @@ func (l *Listener) Sync(ctx context.Context) error {
 		}
 		bySubject[subj] = append(bySubject[subj], h)
 	}
+	if err := l.subscribe(bySubject); err != nil {
+		return err
+	}
+	if err := l.cfg.Conn.FlushTimeout(flushTimeout); err != nil {
+		return fmt.Errorf("subscribe to events: %w", err)
+	}
+	if err := l.cfg.Conn.LastError(); err != nil {
+		return fmt.Errorf("subscribe to events: %w", err)
+	}
+	return nil
+}
+
+// subscribe makes the listener's handlers and subscriptions bySubject's.
+func (l *Listener) subscribe(bySubject map[string][]*conductor.EventHandler) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.handlers = bySubject
@@ -175,12 +197,6 @@ func (l *Listener) Sync(ctx context.Context) error {
 			return fmt.Errorf("subscribe %s: %w", subj, err)
 		}
 		l.subs[subj] = sub
-	}
-	if err := l.cfg.Conn.FlushTimeout(flushTimeout); err != nil {
-		return fmt.Errorf("subscribe to events: %w", err)
-	}
-	if err := l.cfg.Conn.LastError(); err != nil {
-		return fmt.Errorf("subscribe to events: %w", err)
 	}
 	return nil
 }
