@@ -168,6 +168,25 @@ func Validate(def *conductor.WorkflowSchedule) error {
 	return ve.Err()
 }
 
+// checkFires refuses a schedule whose expression matches no time from now
+// (or its start) on: February 30th would be saved, never start anything
+// and never say why. Its end is not asked about: a schedule that ran its
+// course stops as it would have anyway.
+func checkFires(def *conductor.WorkflowSchedule, now time.Time) error {
+	tt, err := newTimetable(def)
+	if err != nil {
+		return err
+	}
+	from := max(now.UnixMilli(), def.ScheduleStartTime)
+	if tt.spec.Next(time.UnixMilli(from).In(tt.loc)).IsZero() {
+		ve := &fault.ValidationError{}
+		ve.Add("cronExpression", "cron expression %q matches no time in the %d years after %s: it would never fire",
+			def.CronExpression, cronSearchDays/366, time.UnixMilli(from).In(tt.loc).Format(time.RFC3339))
+		return ve.Err()
+	}
+	return nil
+}
+
 func validName(name string) bool {
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {

@@ -167,6 +167,9 @@ func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, princ
 	if err := Validate(def); err != nil {
 		return err
 	}
+	if err := checkFires(def, s.now()); err != nil {
+		return err
+	}
 	clean := *def
 	clean.CreatedBy, clean.UpdatedBy, clean.CreateTime, clean.UpdatedTime, clean.PausedReason, clean.Tags = "", "", 0, 0, "", nil
 	if def.StartWorkflowRequest != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +99,43 @@ func TestSavedRequestNamesItsOwner(t *testing.T) {
 	}
 	if def.StartWorkflowRequest.CreatedBy != "app:bootstrap-admin" {
 		t.Fatal("Save changed the caller's schedule")
+	}
+}
+
+// A schedule whose expression matches no time from its start on is
+// refused, naming the expression; one that fires rarely, or only after a
+// start years away, is saved.
+func TestScheduleThatNeverFiresRefused(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t)
+	tests := []struct {
+		cron  string
+		zone  string
+		start string
+		ok    bool
+	}{
+		{"0 0 0 30 2 *", "", "", false},         // February 30th
+		{"0 0 12 31 4,6,9,11 ?", "", "", false}, // the 31st of a 30-day month
+		{"0 0 0 29 2 ?", "", "", true},          // a leap day
+		{"0 0 0 29 2 MON", "Europe/Berlin", "", true},
+		{"0 0 0 L 2 ?", "", "", true},
+		{"0 0 0 30 2 *", "", "2031-01-01T00:00:00Z", false},
+		{"0 0 0 1 1 ?", "", "2040-06-01T00:00:00Z", true},
+	}
+	for i, tt := range tests {
+		def := &conductor.WorkflowSchedule{Name: fmt.Sprintf("s%d", i), CronExpression: tt.cron, ZoneID: tt.zone,
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}
+		if tt.start != "" {
+			def.ScheduleStartTime = ms(tt.start)
+		}
+		err := s.Save(ctx, def, "alice", nil)
+		var ve *fault.ValidationError
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("%q from %q: %v; want it saved", tt.cron, tt.start, err)
+		case !tt.ok && (!errors.As(err, &ve) || ve.Fields[0].Path != "cronExpression" || !strings.Contains(err.Error(), "never fire")):
+			t.Errorf("%q from %q: %v; want a validation error on cronExpression saying it never fires", tt.cron, tt.start, err)
+		}
 	}
 }
 
