@@ -151,6 +151,7 @@ func (d *decision) emit(ev schemas.Event) {
 	if d.fresh == nil {
 		d.fresh = fresh{}
 	}
+	announced := d.announcedUpdate(ev)
 	w, err := apply(d.w, ev, d.fresh)
 	if err != nil {
 		// The decider only emits events that fit the state it holds.
@@ -158,6 +159,28 @@ func (d *decision) emit(ev schemas.Event) {
 	}
 	d.w = w
 	d.events = append(d.events, ev)
+	if announced != nil {
+		if t := d.w.TaskByID(announced.ID); t == nil || t.Status != conductor.TaskScheduled {
+			d.effect(Withdraw{WorkflowID: d.w.ID, TaskID: announced.ID, TaskType: announced.Name, Domain: announced.Domain,
+				Priority: d.w.Priority, Since: announced.AvailableAt})
+		}
+	}
+}
+
+// announcedUpdate returns the task ev updates if it is a worker task
+// waiting for a worker, announced (available since before now): if the
+// update ends its wait other than by a take (a take is TaskStarted), its
+// announcement is withdrawn.
+func (d *decision) announcedUpdate(ev schemas.Event) *Task {
+	u, ok := ev.(*schemas.TaskUpdated)
+	if !ok || u.Status == conductor.TaskScheduled {
+		return nil
+	}
+	t := d.w.TaskByID(u.TaskID)
+	if t == nil || t.Status != conductor.TaskScheduled || t.AvailableAt > d.now || !t.IsWorkerTask() {
+		return nil
+	}
+	return t
 }
 
 func (d *decision) effect(e ...Effect) { d.effects = append(d.effects, e...) }

@@ -32,6 +32,23 @@ type Dispatch struct {
 	Priority int
 }
 
+// Withdraw takes back the announcement of a worker task that ended
+// without a worker taking it (its workflow ended, it timed out or was
+// canceled while SCHEDULED): its dispatch message would otherwise stay
+// queued, counted in the queue's size, until a poll drained it or the
+// stream's age limit. Best effort: a message left behind is answered
+// gone to whoever pulls it, as before.
+type Withdraw struct {
+	WorkflowID string
+	TaskID     string
+	TaskType   string
+	Domain     string
+	Priority   int
+	// Since is when the task became available (Dispatch.Attempt): its
+	// announcement was published at or after it.
+	Since int64
+}
+
 // RunSystem runs a system task (HTTP, INLINE, ...) in the engine.
 type RunSystem struct {
 	WorkflowID string
@@ -129,6 +146,7 @@ type CheckChild struct {
 
 func (Dispatch) effectName() string          { return "dispatch" }
 func (RunSystem) effectName() string         { return "run_system" }
+func (Withdraw) effectName() string          { return "withdraw" }
 func (StartWorkflow) effectName() string     { return "start_workflow" }
 func (NotifyParent) effectName() string      { return "notify_parent" }
 func (ReopenParent) effectName() string      { return "reopen_parent" }

@@ -200,6 +200,8 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 		return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{Reason: eff.Reason, UnlessResetAfter: eff.ParentEnded})
 	case engine.CacheOutput:
 		return e.outputs.put(ctx, eff)
+	case engine.Withdraw:
+		return e.withdraw(ctx, eff)
 	}
 	return fmt.Errorf("unknown effect %T", eff)
 }
@@ -559,6 +561,9 @@ type dispatcher struct {
 	// made is closed, and replaced, each time this engine makes a queue's
 	// consumer: feeders waiting for their queue to appear look again.
 	made chan struct{}
+	// withdrawn are the hand-offs of tasks that ended unpolled lately
+	// (withdraw.go): one dispatched late is not announced.
+	withdrawn *withdrawals
 }
 
 // dispatchAckWait is how long a worker may hold a dispatch message before
@@ -566,7 +571,7 @@ type dispatcher struct {
 const dispatchAckWait = 30 * time.Second
 
 func newDispatcher(log *eventlog.Log, logger *slog.Logger, lanes *lanes) *dispatcher {
-	return &dispatcher{log: log, logger: logger, lanes: lanes, queues: map[string]bool{}, made: make(chan struct{})}
+	return &dispatcher{log: log, logger: logger, lanes: lanes, queues: map[string]bool{}, made: make(chan struct{}), withdrawn: newWithdrawals()}
 }
 
 func (d *dispatcher) stop() {}
@@ -659,6 +664,10 @@ func (d *dispatcher) queueMade() <-chan struct{} {
 }
 
 func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
+	if d.checkWithdrawn(eff) {
+		// The task ended unpolled before its announcement went out.
+		return nil
+	}
 	if err := d.ensureQueue(ctx, eff.TaskType, eff.Domain); err != nil {
 		return err
 	}
@@ -679,6 +688,9 @@ func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 		return fmt.Errorf("dispatch %s: %w", eff.TaskID, err)
 	}
 	d.logger.Debug("task dispatched", logkey.WorkflowID, eff.WorkflowID, logkey.TaskID, eff.TaskID, logkey.Seq, seq, "duplicate", dup)
+	if d.withdrawnMeanwhile(ctx, eff, seq) {
+		return nil
+	}
 	if prioritized(eff.Priority) {
 		// After the queue's message, which alone loses nothing if this
 		// one is never written.
