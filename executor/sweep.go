@@ -29,7 +29,8 @@ import (
 // no poll waiting at this engine), forgets them, and tells the other
 // engines to forget them too. A queue idle so long that still holds
 // announcements has those whose task is gone (their workflows were
-// terminated before any worker polled) deleted from the stream, oldest
+// terminated before any worker polled, by an engine that died before it
+// withdrew their announcements: withdraw.go) deleted from the stream, oldest
 // first up to the first of a live task, as a poll would drain them: one
 // holding only such is idle too. The next dispatch makes the consumer again;
 // polls still make none.
