@@ -154,3 +154,28 @@ func TestTaskEndedByAnotherEngineLeavesTheQueue(t *testing.T) {
 	}
 	waitQueued(ctx, t, l2, e2, subject, "idle_task", 0)
 }
+
+// A retry of a task that timed out unpolled is a task of its own: its
+// announcement stays while the timed-out one's goes.
+func TestRetryOfWithdrawnTaskStaysQueued(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	keepBusy(ctx, t, e)
+	startInline(ctx, t, e, "wf-retry", `{"name":"retry_flow","tasks":[{"name":"idle_task","taskReferenceName":"a",
+ "taskDefinition":{"name":"idle_task","retryCount":1,"retryDelaySeconds":0,"timeoutPolicy":"RETRY","pollTimeoutSeconds":1,"responseTimeoutSeconds":1}}]}`)
+	subject := workers.DispatchSubject("idle_task", "")
+	waitQueued(ctx, t, l, e, subject, "idle_task", 1)
+	testutil.Eventually(t, 15*time.Second, 50*time.Millisecond, func() error {
+		out, err := e.Submit(ctx, "wf-retry", engine.Tick{}, Meta{})
+		if err != nil {
+			return err
+		}
+		if n := len(out.State.Tasks); n != 2 || out.State.Tasks[0].Status != conductor.TaskTimedOut {
+			return fmt.Errorf("%d tasks, the first %s", n, out.State.Tasks[0].Status)
+		}
+		return nil
+	})
+	waitQueued(ctx, t, l, e, subject, "idle_task", 1)
+	pollOne(ctx, t, e, "", "wf-retry")
+}
