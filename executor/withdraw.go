@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,10 +64,15 @@ const (
 	// dispatches performed late: longer than an effect waits for a slot.
 	withdrawnTTL = 10 * time.Minute
 	// withdrawSlack is how far before the task became available its
-	// announcement's time may be, by the server's clock.
+	// announcement's time may be, by an external server's clock. The
+	// embedded server's is the engine's: none.
 	withdrawSlack = 2 * time.Second
-	// withdrawBatch is how many messages one search request reads.
-	withdrawBatch = 256
+	// firstWithdrawBatch is how many messages a search's first request
+	// reads, doubling with each next up to withdrawBatch: the task is
+	// mostly among the first few announced from its time on, and a
+	// terminated backlog asks once for each of its tasks.
+	firstWithdrawBatch = 8
+	withdrawBatch      = 256
 	// maxWithdrawnKept bounds the withdrawals remembered.
 	maxWithdrawnKept = 100_000
 )
@@ -161,7 +167,10 @@ func (e *Executor) withdraw(ctx context.Context, eff engine.Withdraw) error {
 // holds one: searched from the time the task became available, then, if
 // not found, before it.
 func (d *dispatcher) withdrawFrom(ctx context.Context, subject string, eff engine.Withdraw) error {
-	since := time.UnixMilli(eff.Since).Add(-withdrawSlack)
+	since := time.UnixMilli(eff.Since)
+	if d.log.EmbeddedServer() == nil {
+		since = since.Add(-withdrawSlack)
+	}
 	found, from, err := d.searchAnnouncement(ctx, subject, eff, directGet{StartTime: &since}, 0)
 	if err != nil || found || from <= 1 {
 		return err
@@ -184,11 +193,12 @@ type directGet struct {
 // first that announces eff's task. first is the sequence of the first
 // message read (0 if none).
 func (d *dispatcher) searchAnnouncement(ctx context.Context, subject string, eff engine.Withdraw, req directGet, before uint64) (found bool, first uint64, err error) {
-	req.NextFor, req.Batch = subject, withdrawBatch
+	req.NextFor, req.Batch = subject, firstWithdrawBatch
+	idPrefix := eff.TaskID + ":"
 	for {
 		var last uint64
 		n, past := 0, false
-		err := d.directBatch(ctx, req, func(seq uint64, data []byte) bool {
+		err := d.directBatch(ctx, req, func(seq uint64, msgID string) bool {
 			if before > 0 && seq >= before {
 				past = true
 				return false
@@ -197,12 +207,10 @@ func (d *dispatcher) searchAnnouncement(ctx context.Context, subject string, eff
 				first = seq
 			}
 			last, n = seq, n+1
-			var a workers.Dispatch
-			if json.Unmarshal(data, &a) != nil || a.TaskID != eff.TaskID || a.WorkflowInstanceID != eff.WorkflowID {
-				return true
-			}
-			found = true
-			return false
+			// Task ids are unique: the message id, taskID:attempt[...],
+			// names the task without decoding the body.
+			found = strings.HasPrefix(msgID, idPrefix)
+			return !found
 		})
 		if err != nil {
 			return false, first, fmt.Errorf("withdraw task %s from %s: %w", eff.TaskID, subject, err)
@@ -210,10 +218,10 @@ func (d *dispatcher) searchAnnouncement(ctx context.Context, subject string, eff
 		if found {
 			return true, first, d.deleteAnnouncement(ctx, last)
 		}
-		if past || n < withdrawBatch {
+		if past || n < req.Batch {
 			return false, first, nil
 		}
-		req.Seq, req.StartTime = last+1, nil
+		req.Seq, req.StartTime, req.Batch = last+1, nil, min(2*req.Batch, withdrawBatch)
 	}
 }
 
@@ -229,8 +237,9 @@ func (d *dispatcher) deleteAnnouncement(ctx context.Context, seq uint64) error {
 }
 
 // directBatch sends a batched direct get and calls fn with each message
-// of the answer, in order, until fn returns false or the batch ends.
-func (d *dispatcher) directBatch(ctx context.Context, req directGet, fn func(seq uint64, data []byte) bool) error {
+// of the answer (its sequence and message id), in order, until fn returns
+// false or the batch ends.
+func (d *dispatcher) directBatch(ctx context.Context, req directGet, fn func(seq uint64, msgID string) bool) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
@@ -238,7 +247,10 @@ func (d *dispatcher) directBatch(ctx context.Context, req directGet, fn func(seq
 	}
 	nc := d.log.Conn()
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	// Room for a whole batch and its end: a synchronous subscription's
+	// channel, sized for 65,536 messages, cost more than the search.
+	answers := make(chan *nats.Msg, req.Batch+1)
+	sub, err := nc.ChanSubscribe(inbox, answers)
 	if err != nil {
 		return err
 	}
@@ -248,9 +260,11 @@ func (d *dispatcher) directBatch(ctx context.Context, req directGet, fn func(seq
 		return err
 	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return err
+		var m *nats.Msg
+		select {
+		case m = <-answers:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
@@ -263,7 +277,7 @@ func (d *dispatcher) directBatch(ctx context.Context, req directGet, fn func(seq
 		if err != nil {
 			return errors.New("direct get: a message without its sequence")
 		}
-		if !fn(seq, m.Data) {
+		if !fn(seq, m.Header.Get(jetstream.MsgIDHeader)) {
 			return nil
 		}
 	}
