@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -71,6 +72,10 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			// Past time.Duration's 106,751 days, every day there is.
+			if n > maxDaysAgo {
+				return time.UnixMilli(0).UTC(), nil
+			}
 			return now.Add(-time.Duration(n) * 24 * time.Hour).UTC(), nil
 		}
 	}
@@ -79,5 +84,8 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("%q is not a time: want RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), Unix milliseconds, or a duration ago (90m, 24h, 7d)", s)
 }
+
+// maxDaysAgo is the most days ago a time.Duration reaches.
+const maxDaysAgo = int(math.MaxInt64 / int64(24*time.Hour))
 
 func invalid(format string, args ...any) error { return fault.Invalid(format, args...) }

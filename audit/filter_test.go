@@ -26,6 +26,8 @@ func TestParseFilter(t *testing.T) {
 		{"from=1767225600000", Filter{From: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, ""},
 		{"from=90m&to=2d", Filter{}, "must be before"},
 		{"from=2d&to=90m", Filter{From: now.Add(-48 * time.Hour), To: now.Add(-90 * time.Minute)}, ""},
+		{"from=200000d", Filter{From: time.UnixMilli(0).UTC()}, ""}, // past time.Duration: not wrapped into the future
+		{"from=106751d", Filter{From: now.Add(-106751 * 24 * time.Hour)}, ""},
 		{"since=1h", Filter{}, `unknown filter "since"`},
 		{"secret=a&secret=b", Filter{}, "given 2 times"},
 		{"secret=a&env=b", Filter{}, "give one"},

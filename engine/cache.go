@@ -161,6 +161,6 @@ func (d *decision) cache(t *Task, output map[string]any) {
 		return
 	}
 	if key, ok := cacheKey(d.w, wt, t.Name, t.Input); ok {
-		d.effect(CacheOutput{Key: key, Output: output, ExpiresAt: d.now + int64(wt.CacheConfig.TTLInSecond)*1000})
+		d.effect(CacheOutput{Key: key, Output: output, ExpiresAt: afterSeconds(d.now, int64(wt.CacheConfig.TTLInSecond))})
 	}
 }

@@ -440,7 +440,7 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 			// between polls): back to the queue, handed off again after
 			// the callback delay, as a worker task is.
 			up.Status = conductor.TaskScheduled
-			up.AvailableAt = d.now + r.CallbackAfterSeconds*1000
+			up.AvailableAt = afterSeconds(d.now, r.CallbackAfterSeconds)
 		case leased(t):
 			// A system task done with its part (HTTP with asyncComplete):
 			// no engine holds it any more; an update from outside ends it.
@@ -452,7 +452,7 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 		case t.IsWorkerTask():
 			// Back to the queue, handed out again after the callback delay.
 			up.Status = conductor.TaskScheduled
-			up.AvailableAt = d.now + r.CallbackAfterSeconds*1000
+			up.AvailableAt = afterSeconds(d.now, r.CallbackAfterSeconds)
 		}
 		d.emit(up)
 		if t := d.w.TaskByID(r.TaskID); t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {

@@ -387,7 +387,7 @@ func (d *decision) failed(t *Task) {
 	if conductor.TaskRetriable(t.Status) && t.RetryCount < t.Policy.RetryCount && !d.totalTimeoutPassed(t) && !builtIn[t.Type] {
 		wt := d.plan.config(t)
 		if wt != nil {
-			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: d.now + retryDelay(t)*1000 + jitter(t.ID, t.Policy.BackoffJitterMs), parentTaskID: t.ParentTaskID})
+			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: afterSeconds(d.now+jitter(t.ID, t.Policy.BackoffJitterMs), retryDelay(t)), parentTaskID: t.ParentTaskID})
 			return
 		}
 	}
@@ -421,24 +421,32 @@ var builtIn = map[string]bool{
 }
 
 func (d *decision) totalTimeoutPassed(t *Task) bool {
-	return t.Policy.TotalTimeoutSeconds > 0 && d.now-t.FirstScheduled >= t.Policy.TotalTimeoutSeconds*1000
+	return t.Policy.TotalTimeoutSeconds > 0 && d.now >= afterSeconds(t.FirstScheduled, t.Policy.TotalTimeoutSeconds)
 }
 
 // retryDelay is the wait before retry number t.RetryCount+1, in seconds,
-// per the task's retry logic.
+// per the task's retry logic, at most maxDelaySeconds: a delay that
+// overflows waits as long as it can, as in Conductor, rather than
+// wrapping to none.
 func retryDelay(t *Task) int64 {
 	p := t.Policy
-	delay := p.RetryDelaySeconds
+	base := min(max(p.RetryDelaySeconds, 0), maxDelaySeconds)
+	delay := base
 	switch p.RetryLogic {
 	case conductor.RetryExponentialBackoff:
-		delay = p.RetryDelaySeconds << min(t.RetryCount, 30)
+		delay = min(base<<min(t.RetryCount, 31), maxDelaySeconds) // base < 2^31: no overflow
 	case conductor.RetryLinearBackoff:
-		delay = p.RetryDelaySeconds * max(p.BackoffScaleFactor, 1) * int64(t.RetryCount+1)
+		factor := min(max(p.BackoffScaleFactor, 1), maxDelaySeconds) * int64(t.RetryCount+1)
+		if base > 0 && factor > maxDelaySeconds/base {
+			delay = maxDelaySeconds
+		} else {
+			delay = base * factor
+		}
 	}
 	if p.MaxRetryDelaySeconds > 0 {
 		delay = min(delay, p.MaxRetryDelaySeconds)
 	}
-	return max(delay, 0)
+	return delay
 }
 
 // jitter derives a deterministic jitter in [0, maxMs) from a task id.

@@ -103,7 +103,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	}
 	ev.Policy = policyOf(eff)
 	ev.Domain = d.domainFor(wt.Name)
-	ev.AvailableAt = d.now + wt.StartDelay*1000
+	ev.AvailableAt = afterSeconds(d.now, wt.StartDelay)
 	if o.availableAt > 0 {
 		ev.AvailableAt = o.availableAt
 	}

@@ -29,7 +29,7 @@ func Deadlines(w *Workflow) []int64 {
 	}
 	var out []int64
 	add := func(t int64) {
-		if t > 0 {
+		if t > 0 && t != Never {
 			out = append(out, t)
 		}
 	}
@@ -37,7 +37,7 @@ func Deadlines(w *Workflow) []int64 {
 	// does nothing for) would stay due in the timer index for good. A
 	// paused workflow's time runs on, as in Conductor.
 	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
-		add(w.timeoutFrom() + def.TimeoutSeconds*1000)
+		add(afterSeconds(w.timeoutFrom(), def.TimeoutSeconds))
 	}
 	// A paused workflow's tasks do not time out (see tick).
 	paused := w.Status == conductor.WorkflowPaused
@@ -57,15 +57,15 @@ func Deadlines(w *Workflow) []int64 {
 				continue
 			}
 			if pollTimesOut(t) {
-				add(max(t.AvailableAt, t.ScheduledTime) + p.PollTimeoutSeconds*1000)
+				add(afterSeconds(max(t.AvailableAt, t.ScheduledTime), p.PollTimeoutSeconds))
 			}
 			if timesOut(t) {
-				add(t.StartTime + p.TimeoutSeconds*1000) // called back: still counting
+				add(afterSeconds(t.StartTime, p.TimeoutSeconds)) // called back: still counting
 			}
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
 			add(t.AvailableAt)
 			if timesOut(t) && !paused {
-				add(t.StartTime + p.TimeoutSeconds*1000)
+				add(afterSeconds(t.StartTime, p.TimeoutSeconds))
 			}
 		case !paused && w.Status == conductor.WorkflowRunning && w.awaitsIteration(t):
 			// A decision stopped between its iterations (see yieldAfter):
@@ -74,13 +74,13 @@ func Deadlines(w *Workflow) []int64 {
 		case t.Status == conductor.TaskInProgress && leased(t):
 			add(t.UpdateTime + SystemTaskLease.Milliseconds())
 		case awaitsUpdate(t) && timesOut(t) && !paused:
-			add(t.StartTime + p.TimeoutSeconds*1000)
+			add(afterSeconds(t.StartTime, p.TimeoutSeconds))
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
 			if p.ResponseTimeoutSeconds > 0 {
-				add(t.UpdateTime + p.ResponseTimeoutSeconds*1000)
+				add(afterSeconds(t.UpdateTime, p.ResponseTimeoutSeconds))
 			}
 			if timesOut(t) {
-				add(t.StartTime + p.TimeoutSeconds*1000)
+				add(afterSeconds(t.StartTime, p.TimeoutSeconds))
 			}
 		}
 	}
@@ -135,7 +135,7 @@ func (d *decision) tick() {
 	if d.w.Terminal() {
 		return
 	}
-	if d.plan.def.TimeoutSeconds > 0 && d.now >= d.w.timeoutFrom()+d.plan.def.TimeoutSeconds*1000 &&
+	if d.plan.def.TimeoutSeconds > 0 && d.now >= afterSeconds(d.w.timeoutFrom(), d.plan.def.TimeoutSeconds) &&
 		d.plan.def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
 		d.finish(conductor.WorkflowTimedOut, "workflow timed out", nil)
 		return
@@ -152,9 +152,9 @@ func (d *decision) tick() {
 			if t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {
 				d.effect(handOff(d.w, t)...)
 			}
-		case t.Status == conductor.TaskScheduled && timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+		case t.Status == conductor.TaskScheduled && timesOut(t) && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
 			d.timedOut(t, "task exceeded timeoutSeconds", false)
-		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= max(t.AvailableAt, t.ScheduledTime)+p.PollTimeoutSeconds*1000:
+		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= afterSeconds(max(t.AvailableAt, t.ScheduledTime), p.PollTimeoutSeconds):
 			d.timedOut(t, "task was not polled within pollTimeoutSeconds", false)
 		case t.Status == conductor.TaskScheduled && t.Type == conductor.TaskTypeSubWorkflow && t.AvailableAt <= d.now:
 			d.startDelayedChild(t)
@@ -178,13 +178,13 @@ func (d *decision) tick() {
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, LeaseExpired: true,
 				Reason: "system task lease expired", Time: d.now})
 			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
-		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
 			d.timedOut(t, "task exceeded timeoutSeconds", false)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			switch {
-			case timesOut(t) && d.now >= t.StartTime+p.TimeoutSeconds*1000:
+			case timesOut(t) && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
 				d.timedOut(t, "task exceeded timeoutSeconds", false)
-			case p.ResponseTimeoutSeconds > 0 && d.now >= t.UpdateTime+p.ResponseTimeoutSeconds*1000:
+			case p.ResponseTimeoutSeconds > 0 && d.now >= afterSeconds(t.UpdateTime, p.ResponseTimeoutSeconds):
 				d.timedOut(t, "worker did not respond within responseTimeoutSeconds", true)
 			}
 		}

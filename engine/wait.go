@@ -21,11 +21,11 @@ func waitUntil(input map[string]any, now int64) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		d, err := parseWaitDuration(s)
+		secs, err := parseWaitDuration(s)
 		if err != nil {
 			return 0, err
 		}
-		return now + d.Milliseconds(), nil
+		return afterSeconds(now, secs), nil
 	}
 	s, err := waitSetting(input, "until")
 	if s == "" || err != nil {
@@ -35,7 +35,9 @@ func waitUntil(input map[string]any, now int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return t.UnixMilli(), nil
+	// A time before 1970 (0026-12-01, a typo) has passed, as one in 2020
+	// has: 0 would read as no time at all, waiting for an update for good.
+	return max(t.UnixMilli(), 1), nil
 }
 
 // waitSetting is a WAIT's "duration" or "until", "" when not given. Both
@@ -66,14 +68,16 @@ func given(v any) bool { return v != nil && strings.TrimSpace(fmt.Sprint(v)) != 
 // parseWaitDuration checks.
 var durationPart = regexp.MustCompile(`(?i)(\d+)\s*(days|day|d|hours|hour|hrs|hr|h|minutes|minute|mins|min|m|seconds|second|secs|sec|s)`)
 
-// parseWaitDuration accepts Conductor's duration syntax (DateTimeUtils).
-func parseWaitDuration(s string) (time.Duration, error) {
+// parseWaitDuration accepts Conductor's duration syntax (DateTimeUtils),
+// and returns it in seconds, at most Never's: a duration past every
+// time.Duration (a thousand years) waits as long as it can.
+func parseWaitDuration(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	parts := durationPart.FindAllStringSubmatchIndex(s, -1)
 	if len(parts) == 0 {
 		return 0, fmt.Errorf("duration %q: want e.g. \"30s\", \"5 minutes\" or \"1 days 2 hours\"", s)
 	}
-	var total time.Duration
+	var total int64
 	covered := 0
 	for _, p := range parts {
 		if strings.TrimSpace(s[covered:p[0]]) != "" {
@@ -84,16 +88,16 @@ func parseWaitDuration(s string) (time.Duration, error) {
 		if err != nil || n > 1<<31 {
 			return 0, fmt.Errorf("duration %q: number out of range", s)
 		}
-		unit := time.Second
+		unit := int64(1)
 		switch u := strings.ToLower(s[p[4]:p[5]]); {
 		case strings.HasPrefix(u, "d"):
-			unit = 24 * time.Hour
+			unit = 24 * 3600
 		case strings.HasPrefix(u, "h"):
-			unit = time.Hour
+			unit = 3600
 		case strings.HasPrefix(u, "m"):
-			unit = time.Minute
+			unit = 60
 		}
-		total += time.Duration(n) * unit
+		total = min(total+n*unit, Never/1000) // n*unit < 2^48: no overflow
 	}
 	if strings.TrimSpace(s[covered:]) != "" {
 		return 0, fmt.Errorf("duration %q: unexpected %q", s, s[covered:])

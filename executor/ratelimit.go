@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"encoding/binary"
+	"math"
 	"slices"
 	"time"
 
@@ -26,7 +27,9 @@ func rateLimitOf(td *conductor.TaskDef) (n int, per time.Duration) {
 	if td.RateLimitFrequencyInSeconds > 0 {
 		f = td.RateLimitFrequencyInSeconds
 	}
-	return td.RateLimitPerFrequency, time.Duration(f) * time.Second
+	// A window past time.Duration's 292 years is as good as one that
+	// long; wrapped, it would be negative and limit nothing.
+	return td.RateLimitPerFrequency, time.Duration(min(f, int(math.MaxInt64/time.Second))) * time.Second
 }
 
 // admitRate records a take of taskType at now unless n takes are in the

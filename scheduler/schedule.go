@@ -147,12 +147,12 @@ func Validate(def *conductor.WorkflowSchedule) error {
 	case r.Priority < 0 || r.Priority > 99:
 		ve.Add("startWorkflowRequest.priority", "%d: want 0-99", r.Priority)
 	}
-	if def.ScheduleStartTime < 0 {
-		ve.Add("scheduleStartTime", "%d: want epoch milliseconds, or 0 for none", def.ScheduleStartTime)
+	if def.ScheduleStartTime < 0 || def.ScheduleStartTime > maxScheduleTime {
+		ve.Add("scheduleStartTime", "%d: want epoch milliseconds up to %d (9999-12-31), or 0 for none", def.ScheduleStartTime, int64(maxScheduleTime))
 	}
-	if def.ScheduleEndTime < 0 {
-		// Read as no end, it would run on forever.
-		ve.Add("scheduleEndTime", "%d: want epoch milliseconds, or 0 for none", def.ScheduleEndTime)
+	if def.ScheduleEndTime < 0 || def.ScheduleEndTime > maxScheduleTime {
+		// Read as no end, a negative one would run on forever.
+		ve.Add("scheduleEndTime", "%d: want epoch milliseconds up to %d (9999-12-31), or 0 for none", def.ScheduleEndTime, int64(maxScheduleTime))
 	}
 	if def.ScheduleEndTime > 0 && def.ScheduleEndTime <= def.ScheduleStartTime {
 		ve.Add("scheduleEndTime", "ends before it starts")
@@ -167,6 +167,11 @@ func Validate(def *conductor.WorkflowSchedule) error {
 	}
 	return ve.Err()
 }
+
+// maxScheduleTime is the last time (Unix ms) a schedule fires at or is
+// bounded by: 9999-12-31T23:59:59.999Z, the last a four-digit year
+// writes. Times past it overflow on the way to Unix ms.
+const maxScheduleTime = 253402300799999
 
 // checkFires refuses a schedule whose expression matches no time from now
 // (or its start) on: February 30th would be saved, never start anything
@@ -322,9 +327,12 @@ func newTimetable(def *conductor.WorkflowSchedule) (*timetable, error) {
 }
 
 // next returns the first fire time strictly after t (Unix ms), or 0.
+// One past maxScheduleTime is none: its Unix ms may have wrapped (a
+// schedule saved with a start near Long.MAX_VALUE before Validate
+// bounded it), and a time not after t would be found again for ever.
 func (tt *timetable) next(t int64) int64 {
 	next := tt.spec.Next(time.UnixMilli(max(t, tt.start-1)).In(tt.loc))
-	if next.IsZero() || (tt.end > 0 && next.UnixMilli() > tt.end) {
+	if next.IsZero() || next.After(time.UnixMilli(maxScheduleTime)) || (tt.end > 0 && next.UnixMilli() > tt.end) {
 		return 0
 	}
 	return next.UnixMilli()

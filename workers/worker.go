@@ -367,7 +367,9 @@ func (w *Worker) run(ctx context.Context, t *conductor.Task) (out Output, err er
 // of its response timeout, so that an extension may take as long as the
 // pause before it and still arrive in time.
 func leaseEvery(t *conductor.Task) time.Duration {
-	return max(time.Duration(t.ResponseTimeoutSeconds)*time.Second/2, 100*time.Millisecond)
+	// A timeout past time.Duration's 292 years would wrap; a day is
+	// often enough for any lease.
+	return max(time.Duration(min(t.ResponseTimeoutSeconds, 24*3600))*time.Second/2, 100*time.Millisecond)
 }
 
 // extendLease keeps the task ours while the handler runs: now, and then
