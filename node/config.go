@@ -61,6 +61,10 @@ type Config struct {
 	// stays readable (for retries and inspection) before its key is
 	// destroyed.
 	CompactionDelay time.Duration
+	// QueueIdle is how long a task queue may go unused (nothing queued,
+	// no poll) before the engine deletes its consumer, the server's
+	// memory of it (executor.Config.QueueIdle).
+	QueueIdle time.Duration
 	// MasterKey is the master key's base64 text ($FLOWVAULT_MASTER_KEY; no
 	// flag, so that it never shows on a command line). MasterKeyFile is a
 	// file holding it (--master-key-file). With neither, the server runs
@@ -125,6 +129,7 @@ func DefaultConfig() Config {
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
 		CompactionDelay: 5 * time.Second,
+		QueueIdle:       5 * time.Minute,
 		TokenTTL:        auth.DefaultTokenTTL,
 		GCPercent:       400,
 		Mlock:           string(harden.Auto),
@@ -148,6 +153,9 @@ func (c Config) Validate() error {
 	}
 	if c.CompactionDelay < 0 {
 		errs = append(errs, fmt.Errorf("compaction delay %s: want >= 0", c.CompactionDelay))
+	}
+	if c.QueueIdle < time.Second {
+		errs = append(errs, fmt.Errorf("queue idle %s: want at least 1s", c.QueueIdle))
 	}
 	if c.TokenTTL <= 0 || c.TokenTTL > auth.MaxTokenTTL {
 		errs = append(errs, fmt.Errorf("token ttl %s: want > 0 and at most %s", c.TokenTTL, auth.MaxTokenTTL))

@@ -114,6 +114,11 @@ func TestServerEnvErrors(t *testing.T) {
 			want: []string{"max store 20 bytes"},
 		},
 		{
+			name: "a queue that is deleted as soon as it is idle",
+			args: []string{"--queue-idle", "0s"},
+			want: []string{"queue idle 0s: want at least 1s"},
+		},
+		{
 			name: "a store bound for an external server",
 			args: []string{"--nats", "nats://127.0.0.1:4222", "--nats-max-store", "1GiB"},
 			want: []string{"--nats-max-store bounds the embedded NATS server"},
@@ -157,9 +162,11 @@ func TestServerEnvErrors(t *testing.T) {
 	// The flag's value is the one used.
 	t.Setenv("FLOWVAULT_TOKEN_TTL", "bogus")
 	t.Setenv("FLOWVAULT_NATS_MAX_STORE", "1TB")
+	t.Setenv("FLOWVAULT_QUEUE_IDLE", "30s")
 	cfg, err := serverConfig([]string{"--token-ttl", "2h", "--nats-max-store", "20GiB"}, new(bytes.Buffer))
-	if err != nil || cfg.TokenTTL != 2*time.Hour || cfg.NATSMaxStore != 20<<30 {
-		t.Fatalf("token ttl %s, max store %d, %v; want the flags' 2h and 20GiB", cfg.TokenTTL, cfg.NATSMaxStore, err)
+	if err != nil || cfg.TokenTTL != 2*time.Hour || cfg.NATSMaxStore != 20<<30 || cfg.QueueIdle != 30*time.Second {
+		t.Fatalf("token ttl %s, max store %d, queue idle %s, %v; want the flags' 2h and 20GiB, and the environment's 30s",
+			cfg.TokenTTL, cfg.NATSMaxStore, cfg.QueueIdle, err)
 	}
 }
 
