@@ -607,12 +607,48 @@ func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	b, err := defJSON(def.Raw, def)
+	s.writeDef(w, r, metadata.KindWorkflow, def.Raw, def)
+}
+
+// writeDef answers a definition as GET returns it (defJSON) and, asked
+// ?metadata=true as Orkes is, with its tags in "tags": the Go SDK's
+// GetTagsForWorkflowDef and GetTagsForTaskDef read them there, and call
+// no /tags endpoint.
+func (s *Server) writeDef(w http.ResponseWriter, r *http.Request, kind metadata.Kind, raw json.RawMessage, def any) {
+	b, err := defJSON(raw, def)
+	if err == nil && r.URL.Query().Get("metadata") == "true" {
+		var tags []conductor.Tag
+		if tags, err = s.deps.Metadata.GetTags(r.Context(), kind, r.PathValue("name")); err == nil {
+			b, err = withTags(b, tags)
+		}
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeRawJSON(w, http.StatusOK, b)
+}
+
+// withTags returns the JSON object def with "tags" set to tags, its other
+// members as they are (in order, as stored): a stored definition holds no
+// "tags" of its own, registration moves them apart.
+func withTags(def []byte, tags []conductor.Tag) ([]byte, error) {
+	if tags == nil {
+		tags = []conductor.Tag{}
+	}
+	tb, err := json.Marshal(tags)
+	if err != nil {
+		return nil, err
+	}
+	body := bytes.TrimSpace(def)
+	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
+		return nil, fmt.Errorf("definition is not a JSON object")
+	}
+	out := append([]byte(`{"tags":`), tb...)
+	if rest := bytes.TrimSpace(body[1:]); rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, body[1:]...), nil
 }
 
 func (s *Server) deleteWorkflowDef(w http.ResponseWriter, r *http.Request) {
@@ -717,12 +753,7 @@ func (s *Server) getTaskDef(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	b, err := defJSON(def.Raw, def)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeRawJSON(w, http.StatusOK, b)
+	s.writeDef(w, r, metadata.KindTask, def.Raw, def)
 }
 
 func (s *Server) deleteTaskDef(w http.ResponseWriter, r *http.Request) {

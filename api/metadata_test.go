@@ -301,9 +301,26 @@ func TestMetadataTagRoutes(t *testing.T) {
 		if got, want := do(t, "GET", tags, "").body, `[{"key":"a","value":"1"},{"key":"b","value":"2"}]`; got != want {
 			t.Fatalf("after set = %s, want %s", got, want)
 		}
+		// Orkes's ?metadata=true: the definition as stored, with its
+		// tags, which the Go SDK reads tags from.
+		def := strings.TrimSuffix(tags, "/tags")
+		if strings.Contains(def, "/task/") {
+			def = base + "/api/metadata/taskdefs/my_task"
+		}
+		plain := do(t, "GET", def, "").expect(t, http.StatusOK).body
+		if got, want := do(t, "GET", def+"?metadata=true", "").expect(t, http.StatusOK).body,
+			`{"tags":[{"key":"a","value":"1"},{"key":"b","value":"2"}],`+plain[1:]; got != want {
+			t.Fatalf("GET %s?metadata=true = %s, want %s", def, got, want)
+		}
+		if strings.Contains(plain, `"tags"`) {
+			t.Fatalf("GET %s without metadata=true = %s: want no tags", def, plain)
+		}
 		do(t, "PUT", tags, `[]`).expect(t, http.StatusNoContent)
 		if got := do(t, "GET", tags, "").body; got != "[]" {
 			t.Fatalf("after clearing = %s", got)
+		}
+		if got := do(t, "GET", def+"?metadata=true", "").body; !strings.HasPrefix(got, `{"tags":[],"`) {
+			t.Fatalf("GET %s?metadata=true with no tags = %s, want an empty list", def, got)
 		}
 		do(t, "POST", tags, `"team"`).expectError(t, http.StatusBadRequest, "malformed JSON")
 		do(t, "PUT", tags, `null`).expectError(t, http.StatusBadRequest, "malformed JSON")

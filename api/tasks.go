@@ -616,9 +616,15 @@ func logLine(r *http.Request, body []byte) (string, error) {
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
 		return string(body), nil
 	}
+	if text[0] != '"' {
+		// Not a JSON string: the line as sent. Conductor reads the body
+		// as a String whatever its content type, and the Go SDK's
+		// TaskClient.Log sends the raw line as application/json.
+		return string(body), nil
+	}
 	var line string
 	if err := json.Unmarshal(body, &line); err != nil {
-		return "", fault.Invalid(`the body must be the log line as a JSON string ("...") or text/plain: %v`, err)
+		return "", fault.Invalid(`the body is a malformed JSON string ("..."); send the line quoted, unquoted or as text/plain: %v`, err)
 	}
 	if line == "" {
 		return "", fault.Invalid("the log line is empty")
