@@ -1,7 +1,6 @@
 package metadata
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -198,35 +197,13 @@ func checkEvent(subject string, ev schemas.Event) error {
 func validVersion(v int) bool { return v >= 1 && v <= math.MaxInt32 }
 
 // claimOwner records by as the owner of workflow name when the name has
-// none: its first version. A name with versions but no owner was stored
-// before owners were: its earliest version's creator owns it.
+// none: its first version. (A read model from before owners were recorded
+// is in no layout, and rebuilt at start: see projections.Layouter.)
 func claimOwner(kv kvWriter, name, by string) error {
 	if _, err := kv.Get(ownerKey(name)); err == nil || !errors.Is(err, projections.ErrNotFound) {
 		return err
 	}
-	owner, found, err := firstCreator(kv, name)
-	if err != nil {
-		return err
-	}
-	if !found {
-		owner = by
-	}
-	return kv.Set(ownerKey(name), []byte(owner))
-}
-
-// firstCreator returns the creator of workflow name's earliest stored
-// version.
-func firstCreator(r kvReader, name string) (string, bool, error) {
-	var first []byte
-	err := r.Scan(workflowPrefix(name), func(_, v []byte) bool {
-		first = bytes.Clone(v)
-		return false
-	})
-	if err != nil || first == nil {
-		return "", false, err
-	}
-	d, _, err := decodeStored(first)
-	return d.CreatedBy, err == nil, err
+	return kv.Set(ownerKey(name), []byte(by))
 }
 
 func applyEvent(kv kvWriter, ev schemas.Event) error {

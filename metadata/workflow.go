@@ -134,20 +134,14 @@ func (s *Store) GetWorkflowDef(ctx context.Context, name string, version *int) (
 // version's creator when the first is deleted. Unknown names fail with
 // fault.ErrNotFound.
 func (s *Store) WorkflowOwner(_ context.Context, name string) (string, error) {
-	if v, err := s.reader.Get(ownerKey(name)); err == nil {
-		return string(v), nil
-	} else if !errors.Is(err, projections.ErrNotFound) {
-		return "", err
+	v, err := s.reader.Get(ownerKey(name))
+	if errors.Is(err, projections.ErrNotFound) {
+		return "", WorkflowNotFound(name, nil)
 	}
-	// Stored before owners were, and not registered since.
-	owner, found, err := firstCreator(s.reader, name)
 	if err != nil {
 		return "", err
 	}
-	if !found {
-		return "", WorkflowNotFound(name, nil)
-	}
-	return owner, nil
+	return string(v), nil
 }
 
 // ListWorkflowDefs returns every version of every workflow, sorted by

@@ -35,6 +35,28 @@ type Projection interface {
 	Apply(b *Batch, rec eventlog.Record) error
 }
 
+// Layouter is implemented by projections that say which layout (the
+// meaning of the keys and values they write) their read model is in. A
+// version that changes a projection's layout raises its number: a read
+// model found in an older layout, or in none (written before layouts were
+// recorded), is rebuilt from its stream at start, since reads of keys it
+// lacks would answer otherwise than a rebuild does; one in a newer layout
+// (a downgrade) is refused. A projection that is not a Layouter is in
+// layout 1.
+type Layouter interface {
+	Layout() int
+}
+
+func layoutOf(p Projection) int {
+	if l, ok := p.(Layouter); ok {
+		return l.Layout()
+	}
+	return 1
+}
+
+// ErrNewerLayout is a read model written by a newer version of flowvault.
+var ErrNewerLayout = errors.New("read model in a newer layout")
+
 // Resetter is implemented by projections that keep state in memory between
 // records: Run calls Reset before it resumes from the stored checkpoint.
 type Resetter interface {
@@ -234,6 +256,9 @@ func (r *Runner) Check(ctx context.Context) error {
 // sequence, or why the read model cannot follow the stream.
 func (r *Runner) bounds(ctx context.Context) (from, end uint64, err error) {
 	name := r.proj.Name()
+	if err := r.checkLayout(); err != nil {
+		return 0, 0, err
+	}
 	if from, err = r.store.Checkpoint(name); err != nil {
 		return 0, 0, err
 	}
@@ -276,6 +301,32 @@ func (r *Runner) bounds(ctx context.Context) (from, end uint64, err error) {
 		}
 	}
 	return from, end, nil
+}
+
+// checkLayout rebuilds a read model in an older layout (or none) than its
+// projection writes, and refuses one in a newer.
+func (r *Runner) checkLayout() error {
+	name, want := r.proj.Name(), layoutOf(r.proj)
+	have, known, err := r.store.layout(name)
+	switch {
+	case err != nil:
+		return err
+	case known && have == want:
+		return nil
+	case known && have > want:
+		return fmt.Errorf("projection %s: the read model was written in layout %d by a newer flowvault, and this version writes layout %d: "+
+			"start the newer version, or rebuild the read models from the log (stop, delete the data directory's pebble directory, start): %w",
+			name, have, want, ErrNewerLayout)
+	}
+	cp, err := r.store.Checkpoint(name)
+	if err != nil {
+		return err
+	}
+	if cp > 0 {
+		r.cfg.Logger.Info(fmt.Sprintf("read model rebuilds from the log: written in an older layout than this version's %d", want),
+			logkey.Projection, name, logkey.Layout, have, logkey.Seq, cp)
+	}
+	return r.store.resetTo(name, want)
 }
 
 // Run applies records until ctx is done (returning nil) or a failure stops

@@ -27,6 +27,7 @@ const (
 	checkpointPrefix = "c/"
 	streamPrefix     = "s/" // when the stream a read model follows was made
 	parkedPrefix     = "x/"
+	layoutPrefix     = "l/" // the layout a read model was written in (Layouter)
 )
 
 // Store is the Pebble database that holds every read model.
@@ -150,6 +151,46 @@ func (s *Store) streamMade(name string) (time.Time, bool, error) {
 func (s *Store) setStreamMade(name string, made time.Time) error {
 	if err := s.db.Set([]byte(streamPrefix+name), encodeSeq(uint64(made.UnixNano())), pebble.NoSync); err != nil {
 		return fmt.Errorf("stream of %s: %w", name, err)
+	}
+	return nil
+}
+
+// layout returns the layout projection name's read model was written in,
+// and whether one was recorded: a read model written before layouts were
+// recorded has none.
+func (s *Store) layout(name string) (int, bool, error) {
+	v, closer, err := s.db.Get([]byte(layoutPrefix + name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("layout of %s: %w", name, err)
+	}
+	defer closer.Close()
+	l, err := decodeSeq(v)
+	if err != nil {
+		return 0, false, fmt.Errorf("layout of %s: %w", name, err)
+	}
+	return int(l), true, nil
+}
+
+// resetTo deletes everything of projection name's read model (its data,
+// checkpoint, parked records and stream) and records layout, in one
+// batch: its runner replays the stream from the start. Lost in a crash
+// before the store flushed, it is made again at the next start.
+func (s *Store) resetTo(name string, layout int) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, r := range keyRanges(name) {
+		if err := b.DeleteRange(r[0], r[1], nil); err != nil {
+			return fmt.Errorf("reset %s: %w", name, err)
+		}
+	}
+	if err := b.Set([]byte(layoutPrefix+name), encodeSeq(uint64(layout)), nil); err != nil {
+		return fmt.Errorf("reset %s: %w", name, err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("reset %s: %w", name, err)
 	}
 	return nil
 }

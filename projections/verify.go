@@ -211,10 +211,15 @@ func rebuildTo(ctx context.Context, log *eventlog.Log, dst *Store, proj Projecti
 }
 
 // keyRanges are the [lower, upper) ranges of projection name's keys: its
-// data, its checkpoint, its parked records and its stream's creation.
+// data, its checkpoint, its parked records, its stream's creation and its
+// layout.
 func keyRanges(name string) [][2][]byte {
-	data, parked, cp, made := []byte(dataPrefix+name+"/"), []byte(parkedPrefix+name+"/"), checkpointKey(name), []byte(streamPrefix+name)
-	return [][2][]byte{{data, prefixEnd(data)}, {cp, append(bytes.Clone(cp), 0)}, {parked, prefixEnd(parked)}, {made, append(bytes.Clone(made), 0)}}
+	data, parked := []byte(dataPrefix+name+"/"), []byte(parkedPrefix+name+"/")
+	out := [][2][]byte{{data, prefixEnd(data)}, {parked, prefixEnd(parked)}}
+	for _, key := range [][]byte{checkpointKey(name), []byte(streamPrefix + name), []byte(layoutPrefix + name)} {
+		out = append(out, [2][]byte{key, append(bytes.Clone(key), 0)})
+	}
+	return out
 }
 
 // diffRange merges the live and rebuilt keys of [lo, hi) in key order.
@@ -316,7 +321,7 @@ func owner(key []byte) string {
 			return name
 		}
 	}
-	for _, p := range []string{checkpointPrefix, streamPrefix} {
+	for _, p := range []string{checkpointPrefix, streamPrefix, layoutPrefix} {
 		if name, ok := strings.CutPrefix(k, p); ok {
 			return name
 		}

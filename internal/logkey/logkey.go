@@ -36,4 +36,5 @@ const (
 	Webhook    = "webhook"    // an incoming webhook's id
 	Trigger    = "trigger"    // what a workflow decision answered (engine.TriggerName)
 	Suppressed = "suppressed" // like lines left out before this one
+	Layout     = "layout"     // the layout a read model was written in
 )
