@@ -611,7 +611,7 @@ func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeDef answers a definition as GET returns it (defJSON) and, asked
-// ?metadata=true as Orkes is, with its tags in "tags": the Go SDK's
+// ?metadata=true as Orkes is, with its tags in "tags": conductor-go's
 // GetTagsForWorkflowDef and GetTagsForTaskDef read them there, and call
 // no /tags endpoint.
 func (s *Server) writeDef(w http.ResponseWriter, r *http.Request, kind metadata.Kind, raw json.RawMessage, def any) {

@@ -618,7 +618,7 @@ func logLine(r *http.Request, body []byte) (string, error) {
 	}
 	if text[0] != '"' {
 		// Not a JSON string: the line as sent. Conductor reads the body
-		// as a String whatever its content type, and the Go SDK's
+		// as a String whatever its content type, and conductor-go's
 		// TaskClient.Log sends the raw line as application/json.
 		return string(body), nil
 	}

@@ -1,0 +1,136 @@
+package e2e_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/antihax/optional"
+	"github.com/conductor-sdk/conductor-go/sdk/client"
+	"github.com/conductor-sdk/conductor-go/sdk/model"
+	"github.com/conductor-sdk/conductor-go/sdk/settings"
+	"github.com/conductor-sdk/conductor-go/sdk/worker"
+	"github.com/conductor-sdk/conductor-go/sdk/workflow/executor"
+	"github.com/sirupsen/logrus"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+)
+
+// The published Go SDK (github.com/conductor-sdk/conductor-go v1.5.4),
+// unchanged, against a secure node with the bootstrap access key: its
+// secrets client stores and tags a secret; its metadata client registers
+// a workflow with tags and reads them back (?metadata=true); its task
+// runner works a task whose input references the secret, writes a log
+// line with its task client and returns a _secrets output; its executor
+// runs the workflow synchronously. The worker gets the value; every read
+// shows the reference or ***; the value is in no log line.
+func TestGoSDK(t *testing.T) {
+	t.Parallel()
+	logrus.SetLevel(logrus.WarnLevel)
+	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
+	logger, logs := testutil.CapturingLogger()
+	_, base := nodetest.StartLogger(t, cfg, logger)
+	keyID, secret := nodetest.BootstrapKey(t, cfg)
+	api := client.NewAPIClient(settings.NewAuthenticationSettings(keyID, secret), settings.NewHttpSettings(base+"/api"))
+	ctx := testutil.Context(t, 90*time.Second)
+	value := randomValue(t)
+
+	secrets := client.NewSecretsClient(api)
+	if _, _, err := secrets.PutSecret(ctx, value, "gosdk_token"); err != nil {
+		t.Fatalf("PutSecret: %v", err)
+	}
+	if got, _, err := secrets.GetSecret(ctx, "gosdk_token"); err != nil || got != value {
+		t.Fatalf("GetSecret = %q, %v; want the value put", got, err)
+	}
+	if _, err := secrets.PutTagForSecret(ctx, []model.Tag{{Key: "team", Value: "pay"}}, "gosdk_token"); err != nil {
+		t.Fatalf("PutTagForSecret: %v", err)
+	}
+	if tags, _, err := secrets.GetTags(ctx, "gosdk_token"); err != nil || len(tags) != 1 || tags[0].Key != "team" || tags[0].Value != "pay" {
+		t.Fatalf("GetTags = %+v, %v", tags, err)
+	}
+
+	metadata := client.NewMetadataClient(api)
+	if _, err := metadata.RegisterTaskDef(ctx, []model.TaskDef{{Name: "gosdk_task", TimeoutSeconds: 60, ResponseTimeoutSeconds: 30,
+		OwnerEmail: "dev@example.com"}}); err != nil {
+		t.Fatalf("RegisterTaskDef: %v", err)
+	}
+	def := model.WorkflowDef{Name: "gosdk_flow", Version: 1, OwnerEmail: "dev@example.com",
+		Tasks: []model.WorkflowTask{{Name: "gosdk_task", TaskReferenceName: "t", Type_: "SIMPLE",
+			InputParameters: map[string]interface{}{"token": "${workflow.secrets.gosdk_token}", "x": "${workflow.input.x}"}}},
+		OutputParameters: map[string]interface{}{"r": "${t.output.r}", "session": "${t.output._secrets.session}"}}
+	wantTags := []model.MetadataTag{{Key: "owner", Value: "payments"}}
+	if _, err := metadata.RegisterWorkflowDefWithTags(ctx, true, def, wantTags); err != nil {
+		t.Fatalf("RegisterWorkflowDefWithTags: %v", err)
+	}
+	if tags, err := metadata.GetTagsForWorkflowDef(ctx, "gosdk_flow"); err != nil || !reflect.DeepEqual(tags, wantTags) {
+		t.Fatalf("GetTagsForWorkflowDef = %+v, %v; want %+v", tags, err, wantTags)
+	}
+
+	tasks := client.NewTaskClient(api)
+	var mu sync.Mutex
+	var given []string
+	runner := worker.NewTaskRunnerWithApiClient(api)
+	if err := runner.StartWorker("gosdk_task", func(task *model.Task) (interface{}, error) {
+		mu.Lock()
+		given = append(given, task.InputData["token"].(string))
+		mu.Unlock()
+		if _, err := tasks.Log(context.Background(), "a line from the go sdk", task.TaskId); err != nil {
+			return nil, err
+		}
+		return map[string]interface{}{"r": "done-" + task.InputData["x"].(string),
+			"_secrets": map[string]interface{}{"session": "sess-" + task.TaskId}}, nil
+	}, 1, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		runner.Shutdown("gosdk_task")
+		runner.WaitWorkers()
+	})
+
+	run, err := executor.NewWorkflowExecutor(api).ExecuteWorkflow(&model.StartWorkflowRequest{Name: "gosdk_flow", Version: 1,
+		Input: map[string]interface{}{"x": "1"}}, "")
+	if err != nil {
+		t.Fatalf("ExecuteWorkflow: %v", err)
+	}
+	if run.Status != "COMPLETED" || run.Output["r"] != "done-1" || run.Output["session"] != "***" {
+		t.Fatalf("ExecuteWorkflow = %s with output %v; want COMPLETED, r done-1 and the session masked", run.Status, run.Output)
+	}
+	mu.Lock()
+	if len(given) != 1 || given[0] != value {
+		t.Fatalf("the worker was given %d tokens, want the secret's value once", len(given))
+	}
+	mu.Unlock()
+
+	w, _, err := client.NewWorkflowClient(api).GetExecutionStatus(ctx, run.WorkflowId,
+		&client.WorkflowResourceApiGetExecutionStatusOpts{IncludeTasks: optional.NewBool(true)})
+	if err != nil || len(w.Tasks) != 1 {
+		t.Fatalf("GetExecutionStatus = %d tasks, %v", len(w.Tasks), err)
+	}
+	task := w.Tasks[0]
+	if task.InputData["token"] != "${workflow.secrets.gosdk_token}" || task.OutputData["_secrets"] != "***" {
+		t.Fatalf("the task as read: input %v, output %v; want the reference and _secrets masked", task.InputData, task.OutputData)
+	}
+	lines, _, err := tasks.GetTaskLogs(ctx, task.TaskId)
+	if err != nil || len(lines) != 1 || lines[0].Log != "a line from the go sdk" {
+		t.Fatalf("GetTaskLogs = %+v, %v; want the worker's line as sent", lines, err)
+	}
+	if l := logs.String(); strings.Contains(l, value) || strings.Contains(l, secret) {
+		t.Fatal("the secret's value or the access key's secret was logged")
+	}
+}
+
+func randomValue(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "gosdk-" + hex.EncodeToString(b)
+}
