@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -53,11 +54,21 @@ func (c Issued) Expired(now time.Time) bool {
 // depends on the log alone, never on the clock: what has expired is
 // decided when it is read.
 //
-// Notify, when set, is called after each commit (from the runner's
-// goroutine: it must not block), so that the server's revocation list
-// follows revocations made through any engine.
+// A Projection made by NewProjection calls its notify after each commit
+// that applied credentials' facts (from the runner's goroutine: it must
+// not block), so that the server's revocation list follows revocations
+// made through any engine. Commits of the stream's other facts, a
+// secret's every resolution among them, call nothing: each call has the
+// gate read every credential issued.
 type Projection struct {
-	Notify func()
+	notify  func()
+	applied *atomic.Bool // set by Apply, taken by Committed
+}
+
+// NewProjection returns a Projection that calls notify after each
+// commit of credentials' facts.
+func NewProjection(notify func()) Projection {
+	return Projection{notify: notify, applied: new(atomic.Bool)}
 }
 
 var _ projections.Projection = Projection{}
@@ -67,17 +78,20 @@ func (Projection) Name() string { return ProjectionName }
 
 // Committed implements projections.Committer.
 func (p Projection) Committed(uint64) {
-	if p.Notify != nil {
-		p.Notify()
+	if p.notify != nil && p.applied.Swap(false) {
+		p.notify()
 	}
 }
 
 // Apply implements projections.Projection. A revocation of credentials
 // the model never saw issued is kept all the same: refusing a user costs
 // nothing, and its issuance may be in a record parked as poison.
-func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
+func (p Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 	if rec.Subject != AuditSubject {
 		return nil
+	}
+	if p.applied != nil {
+		p.applied.Store(true)
 	}
 	for _, env := range rec.Events {
 		if env.Type != schemas.TypeWorkerCredentialsIssued && env.Type != schemas.TypeWorkerCredentialsRevoked {

@@ -141,3 +141,32 @@ func TestLedgerRefusesCorruptRecords(t *testing.T) {
 		t.Fatalf("corrupt record: %v, want schemas.ErrCorrupt", err)
 	}
 }
+
+// The gate hears of commits that applied credentials' facts, and of no
+// other: every notice has it read every credential issued, and the audit
+// stream's other facts (a secret's every resolution) come far more often.
+func TestProjectionNotifiesOfCredentialsOnly(t *testing.T) {
+	t.Parallel()
+	store := testutil.OpenStore(t)
+	notices := 0
+	p := natsauth.NewProjection(func() { notices++ })
+	for i, tt := range []struct {
+		subject string
+		ev      schemas.Event
+		want    int
+	}{
+		{"fv.audit.secret.resolved", &schemas.TokenRefused{KeyID: "k", Reason: "x"}, 0},
+		{natsauth.AuditSubject, &schemas.WorkerCredentialsIssued{User: "UA", By: "app:a", TaskTypes: []string{"t"}, Time: 1}, 1},
+		{"fv.audit.auth.token", &schemas.TokenRefused{KeyID: "k", Reason: "x"}, 1},
+		{natsauth.AuditSubject, &schemas.WorkerCredentialsRevoked{User: "UA", By: "app:a", Time: 2}, 2},
+	} {
+		rec := testutil.Record(t, tt.subject, uint64(i+1), tt.ev)
+		if err := store.Update(natsauth.ProjectionName, func(b *projections.Batch) error { return p.Apply(b, rec) }); err != nil {
+			t.Fatal(err)
+		}
+		p.Committed(rec.Seq)
+		if notices != tt.want {
+			t.Fatalf("after a commit of %s: %d notices, want %d", tt.subject, notices, tt.want)
+		}
+	}
+}

@@ -36,7 +36,7 @@ func (n *Node) startWorkerCreds(ctx, runCtx context.Context) error {
 		c.gate = natsauth.NewGate(n.nats, n.log.EmbeddedServer(), c.ledger, n.logger)
 		authz := workflowAuthorizer{principals: n.auth.store, authz: n.auth.authorizer, insecure: n.cfg.Insecure}
 		c.gate.RefuseUnentitled(entitlements{principals: n.auth.store, mayTake: authz.holderMayTake, insecure: n.cfg.Insecure})
-		proj.Notify = c.gate.Notify
+		proj = natsauth.NewProjection(c.gate.Notify)
 		n.gate.Store(c.gate)
 	}
 	var err error
