@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -18,19 +19,29 @@ import (
 // Projection folds the FV_META stream into the metadata read model. It is
 // stateless; run it with a projections.Runner over eventlog.Metadata.
 //
-// Notify, when set, is called after each commit (from the runner's
-// goroutine: it must not block), so that what follows the definitions,
-// the event handlers' listener, hears of changes made through any engine.
+// A Projection made by NewProjection calls its notify after each commit
+// that applied an event handler's record (from the runner's goroutine: it
+// must not block), so that the event handlers' listener hears of changes
+// made through any engine. The stream's other records, a schedule's every
+// fire among them, call nothing: each call has the listener read every
+// handler and make a round trip to NATS.
 type Projection struct {
-	Notify func()
+	notify  func()
+	applied *atomic.Bool // set by Apply, taken by Committed
+}
+
+// NewProjection returns a Projection that calls notify after each commit
+// of an event handler's record.
+func NewProjection(notify func()) Projection {
+	return Projection{notify: notify, applied: new(atomic.Bool)}
 }
 
 var _ projections.Projection = Projection{}
 
 // Committed implements projections.Committer.
 func (p Projection) Committed(uint64) {
-	if p.Notify != nil {
-		p.Notify()
+	if p.notify != nil && p.applied.Swap(false) {
+		p.notify()
 	}
 }
 
@@ -45,9 +56,12 @@ func (Projection) Name() string { return ProjectionName }
 // The task-use index (see indexTaskUses) is kept with the definitions.
 // A read model that a version without it built gets it on the first
 // record applied after the upgrade, in that record's batch.
-func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
+func (p Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 	if err := applyRecord(b, rec); err != nil {
 		return err
+	}
+	if p.applied != nil && strings.HasPrefix(rec.Subject, eventSubjectPrefix) {
+		p.applied.Store(true)
 	}
 	return ensureTaskUses(b)
 }

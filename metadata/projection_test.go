@@ -167,3 +167,32 @@ func TestProjectionPoisonAndUnknown(t *testing.T) {
 		t.Fatalf("after repair: %v, %v", got, err)
 	}
 }
+
+// The event handlers' listener hears of commits that applied an event
+// handler's record, and of no other: every notice has it read every
+// handler, and a schedule's every fire is a record of the same stream.
+func TestProjectionNotifiesOfEventHandlersOnly(t *testing.T) {
+	t.Parallel()
+	store := testutil.OpenStore(t)
+	notices := 0
+	p := metadata.NewProjection(func() { notices++ })
+	for i, tt := range []struct {
+		subject string
+		ev      schemas.Event
+		want    int
+	}{
+		{metadata.WorkflowSubject("w"), &schemas.WorkflowDefRegistered{Name: "w", Version: 1, Def: []byte(`{"name":"w","tasks":[]}`), Time: 1}, 0},
+		{metadata.EventHandlerSubject("h"), &schemas.EventHandlerSaved{Name: "h", Def: []byte(`{"name":"h","event":"nats:a.b","actions":[]}`), Time: 2}, 1},
+		{metadata.TaskSubject("t"), &schemas.TaskDefRegistered{Name: "t", Def: []byte(`{"name":"t"}`), Time: 3}, 1},
+		{metadata.EventHandlerSubject("h"), &schemas.EventHandlerRemoved{Name: "h", Time: 4}, 2},
+	} {
+		rec := testutil.Record(t, tt.subject, uint64(i+1), tt.ev)
+		if err := store.Update(metadata.ProjectionName, func(b *projections.Batch) error { return p.Apply(b, rec) }); err != nil {
+			t.Fatal(err)
+		}
+		p.Committed(rec.Seq)
+		if notices != tt.want {
+			t.Fatalf("after a commit of %s: %d notices, want %d", tt.subject, notices, tt.want)
+		}
+	}
+}

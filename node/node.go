@@ -223,7 +223,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.projMetrics = projections.NewMetrics(reg)
-	metaRunner, err := n.startProjection(ctx, runCtx, eventlog.Metadata.Name, metadata.Projection{Notify: n.notifyListener})
+	metaRunner, err := n.startProjection(ctx, runCtx, eventlog.Metadata.Name, metadata.NewProjection(n.notifyListener))
 	if err != nil {
 		return nil, err
 	}
