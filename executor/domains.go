@@ -2,8 +2,11 @@ package executor
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/internal/logkey"
@@ -14,12 +17,14 @@ import (
 // A taskToDomain entry may list fallbacks ("d1,d2,NO_DOMAIN"): Conductor
 // puts the task in the first domain with active workers, those that polled
 // its queue within the last 10 seconds, else in the last one listed. A
-// queue's workers are seen two ways here: the HTTP polls this engine
-// serves, and the queue's consumer, whose pull requests waiting and last
-// delivery show the workers that pull it over NATS and the polls other
-// engines serve (each a pull of their own). Consumers are read only for
-// the decisions of workflows that list fallbacks, at most every
-// activityScanEvery, so that no one else pays for them.
+// queue's workers are seen three ways here: the polls this engine serves;
+// the polls other engines serve, which each tells the others of
+// (pollSeenSubject) at most every activeWindow/2 a queue, since a queue
+// with no consumer (none dispatched to it yet, or swept idle) shows
+// nothing of them; and the queue's consumer, whose pull requests waiting
+// and last delivery show the workers that pull it over NATS. Consumers
+// are read only for the decisions of workflows that list fallbacks, at
+// most every activityScanEvery, so that no one else pays for them.
 
 const (
 	// activeWindow is how recently a queue's workers must have polled to
@@ -28,23 +33,63 @@ const (
 	// activityScanEvery bounds how often an engine reads the queues'
 	// consumers.
 	activityScanEvery = 2 * time.Second
+	// pollSeenSubject is where an engine tells the others of a queue it
+	// serves polls of (core NATS, engines' account): the body is the
+	// queue's consumer name.
+	pollSeenSubject = "fv.engines.polled"
 )
 
 // activity knows when each queue's workers were last seen, by consumer
 // name.
 type activity struct {
-	mu      sync.Mutex
-	seen    map[string]time.Time
+	mu   sync.Mutex
+	seen map[string]time.Time
+	// told is when this engine last told the others of a queue's polls.
+	told    map[string]time.Time
 	scanned time.Time
 	// scanning serializes scans: a decision that finds one running waits
 	// for its answer instead of asking again.
 	scanning sync.Mutex
 }
 
-func newActivity() *activity { return &activity{seen: map[string]time.Time{}} }
+func newActivity() *activity {
+	return &activity{seen: map[string]time.Time{}, told: map[string]time.Time{}}
+}
 
-func (a *activity) polled(taskType, domain string, now time.Time) {
-	a.see(workers.ConsumerName(taskType, domain), now)
+// polled records a poll this engine serves, and returns the queue's
+// consumer name when the other engines are to be told of it.
+func (a *activity) polled(taskType, domain string, now time.Time) (tell string) {
+	consumer := workers.ConsumerName(taskType, domain)
+	a.see(consumer, now)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now.Sub(a.told[consumer]) < activeWindow/2 {
+		return ""
+	}
+	if _, known := a.told[consumer]; !known && len(a.told) >= maxPollRecords {
+		for c, t := range a.told {
+			if now.Sub(t) > activeWindow {
+				delete(a.told, c)
+			}
+		}
+		if len(a.told) >= maxPollRecords {
+			return ""
+		}
+	}
+	a.told[consumer] = now
+	return consumer
+}
+
+// listenForPolls records the polls other engines serve.
+func (e *Executor) listenForPolls() error {
+	sub, err := e.log.Conn().Subscribe(pollSeenSubject, func(m *nats.Msg) {
+		e.activity.see(string(m.Data), e.cfg.Now())
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", pollSeenSubject, err)
+	}
+	e.unsubscribeAtStop(sub)
+	return nil
 }
 
 func (a *activity) see(consumer string, at time.Time) {

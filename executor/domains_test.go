@@ -258,3 +258,35 @@ func TestTakeCheckRefusesTheSender(t *testing.T) {
 		t.Fatalf("take of an allowed sender: %+v", got)
 	}
 }
+
+// A poll one engine serves counts at the others, though the queue has no
+// consumer to show it (none dispatched to yet, or swept idle): a workflow
+// another engine starts puts its task in the polled domain.
+func TestFallbackDomainsFollowPollsAtOtherEngines(t *testing.T) {
+	ns := testutil.StartNATS(t, t.TempDir(), 0)
+	starter := startExecutor(t, testutil.OpenExternalLog(t, ns), nothingScheduled{}, Config{})
+	poller := startExecutor(t, testutil.OpenExternalLog(t, ns), nothingScheduled{}, Config{})
+	ctx := testutil.Context(t, 30*time.Second)
+	if _, _, err := poller.Poll(ctx, PollRequest{TaskType: "fd_task", Domain: "blue", WorkerID: "w", Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !starter.activity.active("fd_task", "blue", time.Now()) {
+			return errors.New("the starting engine has not seen blue's poll")
+		}
+		return nil
+	})
+	def := mustDef(t, `{"name":"fd","tasks":[{"name":"fd_task","taskReferenceName":"t"}]}`)
+	id, _, err := starter.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def,
+		TaskToDomain: map[string]string{"fd_task": "blue,NO_DOMAIN"}}, StartOptions{WorkflowID: "fd-other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := starter.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Tasks[0].Domain; got != "blue" {
+		t.Fatalf("domain %q, want blue, polled at the other engine", got)
+	}
+}

@@ -259,6 +259,10 @@ func (e *Executor) Start(ctx context.Context) error {
 		e.Stop()
 		return err
 	}
+	if err := e.listenForPolls(); err != nil {
+		e.Stop()
+		return err
+	}
 	if err := e.disp.resetStaleQueues(ctx); err != nil {
 		e.Stop()
 		return err

@@ -204,7 +204,11 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 	}
 	now := e.cfg.Now()
 	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, now.UnixMilli())
-	e.activity.polled(req.TaskType, req.Domain, now)
+	if consumer := e.activity.polled(req.TaskType, req.Domain, now); consumer != "" {
+		// Best effort: an engine that misses it reads the consumer, or
+		// hears of the next.
+		_ = e.log.Conn().Publish(pollSeenSubject, []byte(consumer))
+	}
 	// Messages whose task is gone (its workflow ended or was removed, it
 	// was taken through a priority lane's twin) answer nothing, and each
 	// pull acknowledges them away: pull again until a task comes or the
