@@ -564,6 +564,9 @@ type dispatcher struct {
 	// withdrawn are the hand-offs of tasks that ended unpolled lately
 	// (withdraw.go): one dispatched late is not announced.
 	withdrawn *withdrawals
+	// announced are the sequences of this engine's announcements by task,
+	// which a withdrawal here deletes without a search.
+	announced *announced
 }
 
 // dispatchAckWait is how long a worker may hold a dispatch message before
@@ -571,7 +574,8 @@ type dispatcher struct {
 const dispatchAckWait = 30 * time.Second
 
 func newDispatcher(log *eventlog.Log, logger *slog.Logger, lanes *lanes) *dispatcher {
-	return &dispatcher{log: log, logger: logger, lanes: lanes, queues: map[string]bool{}, made: make(chan struct{}), withdrawn: newWithdrawals()}
+	return &dispatcher{log: log, logger: logger, lanes: lanes, queues: map[string]bool{}, made: make(chan struct{}),
+		withdrawn: newWithdrawals(), announced: newAnnounced()}
 }
 
 func (d *dispatcher) stop() {}
@@ -691,10 +695,11 @@ func (d *dispatcher) dispatch(ctx context.Context, eff engine.Dispatch) error {
 	if d.withdrawnMeanwhile(ctx, eff, seq) {
 		return nil
 	}
+	d.announced.add(eff.TaskID, seq, time.Now())
 	if prioritized(eff.Priority) {
 		// After the queue's message, which alone loses nothing if this
 		// one is never written.
-		return d.announceInLane(ctx, eff.TaskType, eff.Domain, eff.Priority, body, id, seq)
+		return d.announceInLane(ctx, eff, body, id, seq)
 	}
 	return nil
 }

@@ -9,10 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/workers"
@@ -154,16 +156,18 @@ func (d *dispatcher) ensureLane(ctx context.Context, taskType, domain string, pr
 
 // announceInLane publishes a prioritized task's second announcement, on
 // its lane, naming the queue's message (twin) it repeats.
-func (d *dispatcher) announceInLane(ctx context.Context, taskType, domain string, priority int, body []byte, id string, twin uint64) error {
-	if err := d.ensureLane(ctx, taskType, domain, priority); err != nil {
+func (d *dispatcher) announceInLane(ctx context.Context, eff engine.Dispatch, body []byte, id string, twin uint64) error {
+	if err := d.ensureLane(ctx, eff.TaskType, eff.Domain, eff.Priority); err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: laneSubject(taskType, domain, priority), Data: body, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: laneSubject(eff.TaskType, eff.Domain, eff.Priority), Data: body, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, id+":lane")
 	msg.Header.Set(twinHeader, strconv.FormatUint(twin, 10))
-	if _, _, err := d.log.Publish(ctx, msg); err != nil {
-		return fmt.Errorf("announce in lane %02d: %w", priority, err)
+	seq, _, err := d.log.Publish(ctx, msg)
+	if err != nil {
+		return fmt.Errorf("announce in lane %02d: %w", eff.Priority, err)
 	}
+	d.announced.add(eff.TaskID, seq, time.Now())
 	return nil
 }
 

@@ -26,10 +26,15 @@ import (
 // ends it, it costs the server memory and counts in the queue's size.
 // The decision that ends such a task asks for its withdrawal
 // (engine.Withdraw), and the engine that performs it deletes the
-// announcement from the stream, found there rather than in any engine's
-// memory: the engine that published it may be another, or gone.
+// announcement from the stream, whichever engine published it, gone or
+// not.
 //
-// Finding it. A dispatch subject is a queue's, shared by all its tasks,
+// Finding it. The engine that announced the task knows its messages'
+// sequences (announced), and deletes them (each checked to be the task's:
+// an external server that lost the in-memory stream numbers others' with
+// the same sequences). Another engine, or one that restarted since,
+// searches (once it restarted, the tasks it announced again are known
+// again). A dispatch subject is a queue's, shared by all its tasks,
 // and the stream indexes messages by subject and time, not by task. The
 // announcement was published at or after the task became available
 // (engine.Withdraw.Since), so the search reads the queue's subject from
@@ -37,7 +42,9 @@ import (
 // server's), a batch of messages per request, until it meets the task;
 // only if it does not, the messages before that time. Tasks are mostly
 // announced in the order they become available: the search reads the few
-// announced about as early, not the whole queue.
+// announced about as early, not the whole queue. It deletes the first it
+// meets: a task announced twice (a requeue, a hand-off after an update
+// from outside) at another engine keeps its other announcement.
 //
 // Races. The announcement may not be published yet: the decision that
 // scheduled the task performs its dispatch in the background, as this one
@@ -75,6 +82,10 @@ const (
 	withdrawBatch      = 256
 	// maxWithdrawnKept bounds the withdrawals remembered.
 	maxWithdrawnKept = 100_000
+	// maxAnnouncedKept bounds the announcements remembered by task (about
+	// 100 bytes each): a task taken meanwhile is forgotten only as newer
+	// ones push it out.
+	maxAnnouncedKept = 100_000
 )
 
 // withdrawnKey names a task's hand-off: its id and attempt, as its
@@ -83,51 +94,127 @@ func withdrawnKey(taskID string, attempt int64) string {
 	return taskID + ":" + strconv.FormatInt(attempt, 10)
 }
 
-// withdrawals are the hand-offs withdrawn in the last withdrawnTTL.
-type withdrawals struct {
-	mu    sync.Mutex
-	at    map[string]time.Time
-	order []string // oldest first, for expiry
+// recent maps keys to values, forgetting the oldest first: past max keys,
+// and, by expire, those put longer ago than a limit. Its callers lock it.
+type recent[V any] struct {
+	m     map[string]recentEntry[V]
+	order []recentKey // oldest first from head; keys deleted since stay, skipped
+	head  int
+	max   int
 }
 
-func newWithdrawals() *withdrawals { return &withdrawals{at: map[string]time.Time{}} }
+type recentEntry[V any] struct {
+	v  V
+	at time.Time
+}
+
+type recentKey struct {
+	key string
+	at  time.Time
+}
+
+func newRecent[V any](max int) recent[V] { return recent[V]{m: map[string]recentEntry[V]{}, max: max} }
+
+func (r *recent[V]) get(key string) (V, bool) {
+	e, ok := r.m[key]
+	return e.v, ok
+}
+
+// put sets key's value; a key already held keeps its place and time.
+func (r *recent[V]) put(key string, v V, at time.Time) {
+	if e, ok := r.m[key]; ok {
+		r.m[key] = recentEntry[V]{v, e.at}
+		return
+	}
+	if len(r.m) >= r.max {
+		r.pop()
+	}
+	r.m[key] = recentEntry[V]{v, at}
+	r.order = append(r.order, recentKey{key, at})
+}
+
+func (r *recent[V]) delete(key string) { delete(r.m, key) }
+
+// expire forgets the keys put before limit.
+func (r *recent[V]) expire(limit time.Time) {
+	for r.head < len(r.order) && r.order[r.head].at.Before(limit) {
+		r.pop()
+	}
+}
+
+// pop forgets the oldest key still held, and the deleted ones before it.
+func (r *recent[V]) pop() {
+	for r.head < len(r.order) {
+		k := r.order[r.head]
+		r.order[r.head] = recentKey{}
+		r.head++
+		if e, ok := r.m[k.key]; ok && e.at.Equal(k.at) {
+			delete(r.m, k.key)
+			break
+		}
+	}
+	// The spent front is let go once it is half the slice: each key is
+	// copied at most once more, not once for each key put after it.
+	if r.head > len(r.order)/2 {
+		r.order = append(r.order[:0:0], r.order[r.head:]...)
+		r.head = 0
+	}
+}
+
+// withdrawals are the hand-offs withdrawn in the last withdrawnTTL.
+type withdrawals struct {
+	mu sync.Mutex
+	at recent[struct{}]
+}
+
+func newWithdrawals() *withdrawals { return &withdrawals{at: newRecent[struct{}](maxWithdrawnKept)} }
 
 func (w *withdrawals) add(key string, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.expire(now)
-	if _, ok := w.at[key]; ok {
-		return
-	}
-	if len(w.order) >= maxWithdrawnKept {
-		delete(w.at, w.order[0])
-		w.order = w.order[1:]
-	}
-	w.at[key] = now
-	w.order = append(w.order, key)
+	w.at.expire(now.Add(-withdrawnTTL))
+	w.at.put(key, struct{}{}, now)
 }
 
-// has reports whether key was withdrawn. An empty set answers without
-// taking the lock's cost beyond the lock itself: the dispatch path asks.
+// has reports whether key was withdrawn.
 func (w *withdrawals) has(key string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.at) == 0 {
+	if len(w.at.m) == 0 {
 		return false
 	}
-	_, ok := w.at[key]
+	_, ok := w.at.get(key)
 	return ok
 }
 
-func (w *withdrawals) expire(now time.Time) {
-	n := 0
-	for n < len(w.order) && now.Sub(w.at[w.order[n]]) > withdrawnTTL {
-		delete(w.at, w.order[n])
-		n++
-	}
-	if n > 0 {
-		w.order = append(w.order[:0:0], w.order[n:]...)
-	}
+// announced are the stream sequences of the announcements this engine
+// published lately, by task: the engine that announced a task withdraws
+// it without a search, the common case (one engine; an engine that
+// announced a backlog again at its start, each message at the old time
+// of its task's availability, which a search from that time would read
+// the whole queue to find), and withdraws every announcement of it (a
+// requeue's, an earlier hand-off's).
+type announced struct {
+	mu   sync.Mutex
+	seqs recent[[]uint64]
+}
+
+func newAnnounced() *announced { return &announced{seqs: newRecent[[]uint64](maxAnnouncedKept)} }
+
+func (a *announced) add(taskID string, seq uint64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seqs, _ := a.seqs.get(taskID)
+	a.seqs.put(taskID, append(seqs, seq), now)
+}
+
+// take returns and forgets the sequences of taskID's announcements.
+func (a *announced) take(taskID string) []uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seqs, _ := a.seqs.get(taskID)
+	a.seqs.delete(taskID)
+	return seqs
 }
 
 // listenForWithdrawals records the withdrawals other engines make.
@@ -150,17 +237,46 @@ func (e *Executor) withdraw(ctx context.Context, eff engine.Withdraw) error {
 	// Best effort: an engine that misses it and dispatches the task late
 	// leaves an announcement whose take is answered gone.
 	_ = e.log.Conn().Publish(withdrawnSubject, []byte(key))
-	subjects := []string{workers.DispatchSubject(eff.TaskType, eff.Domain)}
-	if prioritized(eff.Priority) {
-		subjects = append(subjects, laneSubject(eff.TaskType, eff.Domain, eff.Priority))
-	}
 	var errs []error
-	for _, subject := range subjects {
-		if err := e.disp.withdrawFrom(ctx, subject, eff); err != nil {
-			errs = append(errs, err)
+	if seqs := e.disp.announced.take(eff.TaskID); len(seqs) > 0 {
+		for _, seq := range seqs {
+			errs = append(errs, e.disp.deleteOwn(ctx, seq, eff.TaskID))
+		}
+	} else {
+		subjects := []string{workers.DispatchSubject(eff.TaskType, eff.Domain)}
+		if prioritized(eff.Priority) {
+			subjects = append(subjects, laneSubject(eff.TaskType, eff.Domain, eff.Priority))
+		}
+		for _, subject := range subjects {
+			errs = append(errs, e.disp.withdrawFrom(ctx, subject, eff))
 		}
 	}
-	return errors.Join(errs...)
+	// Best effort, and not tried again: a message left behind is drained
+	// by a poll, the idle sweep or the age limit.
+	if err := errors.Join(errs...); err != nil {
+		e.cfg.Logger.Debug("announcement of a task that ended unpolled not withdrawn", logkey.TaskID, eff.TaskID, logkey.Err, err)
+	}
+	return nil
+}
+
+// deleteOwn deletes the announcement of taskID at seq, if the message
+// there is one: a server that lost the in-memory stream made it again,
+// and its sequences now number other tasks' announcements.
+func (d *dispatcher) deleteOwn(ctx context.Context, seq uint64, taskID string) error {
+	stream, err := d.dispatchStream(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := stream.GetMsg(ctx, seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil // taken, or deleted already
+	case err != nil:
+		return fmt.Errorf("announcement %d: %w", seq, err)
+	case !strings.HasPrefix(m.Header.Get(jetstream.MsgIDHeader), taskID+":"):
+		return nil
+	}
+	return d.deleteAnnouncement(ctx, seq)
 }
 
 // withdrawFrom deletes eff's task's announcement on subject, if the stream
@@ -172,7 +288,9 @@ func (d *dispatcher) withdrawFrom(ctx context.Context, subject string, eff engin
 		since = since.Add(-withdrawSlack)
 	}
 	found, from, err := d.searchAnnouncement(ctx, subject, eff, directGet{StartTime: &since}, 0)
-	if err != nil || found || from <= 1 {
+	// from 0: nothing from that time on (an engine's clock ahead of the
+	// server's): the whole subject is searched.
+	if err != nil || found || from == 1 {
 		return err
 	}
 	_, _, err = d.searchAnnouncement(ctx, subject, eff, directGet{Seq: 1}, from)
@@ -240,11 +358,10 @@ func (d *dispatcher) deleteAnnouncement(ctx context.Context, seq uint64) error {
 // of the answer (its sequence and message id), in order, until fn returns
 // false or the batch ends.
 func (d *dispatcher) directBatch(ctx context.Context, req directGet, fn func(seq uint64, msgID string) bool) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+	// The server answers nothing at all when it cannot count what is
+	// pending: an effect's own deadline is minutes away.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	nc := d.log.Conn()
 	inbox := nc.NewInbox()
 	// Room for a whole batch and its end: a synchronous subscription's
