@@ -256,7 +256,8 @@ func (r *Runner) Check(ctx context.Context) error {
 // sequence, or why the read model cannot follow the stream.
 func (r *Runner) bounds(ctx context.Context) (from, end uint64, err error) {
 	name := r.proj.Name()
-	if err := r.checkLayout(); err != nil {
+	had, rebuild, err := r.checkLayout()
+	if err != nil {
 		return 0, 0, err
 	}
 	if from, err = r.store.Checkpoint(name); err != nil {
@@ -295,7 +296,21 @@ func (r *Runner) bounds(ctx context.Context) (from, end uint64, err error) {
 			"the log lost records the read model holds; rebuild the read models from the log "+
 			"(stop, delete the data directory's pebble directory, start): %w", name, r.cfg.Stream, from,
 			followed.UTC().Format(time.RFC3339Nano), made.UTC().Format(time.RFC3339Nano), ErrAheadOfLog)
-	case !known || from == 0:
+	}
+	// A read model in an older layout is rebuilt only once the checks
+	// above found the log holds what it applied: rebuilt on a log that
+	// lost records, it would be wiped, and the loss go unnoticed.
+	if rebuild {
+		if from > 0 {
+			r.cfg.Logger.Info(fmt.Sprintf("read model rebuilds from the log: written in an older layout than this version's %d", layoutOf(r.proj)),
+				logkey.Layout, had, logkey.Seq, from)
+		}
+		if err := r.store.resetTo(name, layoutOf(r.proj)); err != nil {
+			return 0, 0, err
+		}
+		from, known = 0, false
+	}
+	if !known || from == 0 {
 		if err := r.store.setStreamMade(name, made); err != nil {
 			return 0, 0, err
 		}
@@ -303,30 +318,23 @@ func (r *Runner) bounds(ctx context.Context) (from, end uint64, err error) {
 	return from, end, nil
 }
 
-// checkLayout rebuilds a read model in an older layout (or none) than its
-// projection writes, and refuses one in a newer.
-func (r *Runner) checkLayout() error {
+// checkLayout reports whether the read model is in an older layout (or
+// none) than its projection writes, and is to be rebuilt, and refuses
+// one in a newer.
+func (r *Runner) checkLayout() (had int, rebuild bool, err error) {
 	name, want := r.proj.Name(), layoutOf(r.proj)
 	have, known, err := r.store.layout(name)
 	switch {
 	case err != nil:
-		return err
+		return 0, false, err
 	case known && have == want:
-		return nil
+		return have, false, nil
 	case known && have > want:
-		return fmt.Errorf("projection %s: the read model was written in layout %d by a newer flowvault, and this version writes layout %d: "+
+		return have, false, fmt.Errorf("projection %s: the read model was written in layout %d by a newer flowvault, and this version writes layout %d: "+
 			"start the newer version, or rebuild the read models from the log (stop, delete the data directory's pebble directory, start): %w",
 			name, have, want, ErrNewerLayout)
 	}
-	cp, err := r.store.Checkpoint(name)
-	if err != nil {
-		return err
-	}
-	if cp > 0 {
-		r.cfg.Logger.Info(fmt.Sprintf("read model rebuilds from the log: written in an older layout than this version's %d", want),
-			logkey.Projection, name, logkey.Layout, have, logkey.Seq, cp)
-	}
-	return r.store.resetTo(name, want)
+	return have, true, nil
 }
 
 // Run applies records until ctx is done (returning nil) or a failure stops

@@ -190,8 +190,12 @@ func verifyOne(ctx context.Context, log *eventlog.Log, snap *Snapshot, rebuilt *
 
 // rebuildTo applies spec's stream to dst up to stream sequence upTo.
 func rebuildTo(ctx context.Context, log *eventlog.Log, dst *Store, proj Projection, spec Spec, upTo uint64) error {
+	r := NewRunner(log, dst, proj, RunnerConfig{Stream: spec.Stream, Poison: spec.Poison, StopAt: upTo})
 	if upTo == 0 {
-		return nil
+		// Nothing applied yet: the live store still holds what a start
+		// records of a read model (its layout, its stream's creation), and
+		// so must the rebuild, or a node whose stream is empty drifts.
+		return r.Check(ctx)
 	}
 	last, err := log.StreamLastSeq(ctx, spec.Stream)
 	if err != nil {
@@ -200,7 +204,6 @@ func rebuildTo(ctx context.Context, log *eventlog.Log, dst *Store, proj Projecti
 	if last < upTo {
 		return fmt.Errorf("the read model is ahead of the log: checkpoint %d, %s ends at %d", upTo, spec.Stream, last)
 	}
-	r := NewRunner(log, dst, proj, RunnerConfig{Stream: spec.Stream, Poison: spec.Poison, StopAt: upTo})
 	if err := r.Run(ctx); err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
