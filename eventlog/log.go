@@ -314,6 +314,11 @@ func (l *Log) JetStream() jetstream.JetStream { return l.js }
 // next to the log (key-value buckets) keeps as many.
 func (l *Log) Replicas() int { return l.cfg.Replicas }
 
+// MaxStore is the bound of the embedded server's store (Config.MaxStore;
+// 0: none set, or an external server). A stream or bucket with a size
+// limit reserves it against this bound when it is made.
+func (l *Log) MaxStore() int64 { return l.cfg.MaxStore }
+
 // Publish stores msg in the stream that takes its subject, once (a
 // retry with the same Nats-Msg-Id header is a duplicate), and returns its
 // sequence: jetstream's PublishMsg for messages that are not events (the

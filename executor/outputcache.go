@@ -30,6 +30,19 @@ const (
 	cacheMaxBytes = 256 << 20
 )
 
+// cacheBytes is the cache bucket's size limit under a store bounded to
+// maxStore bytes (0: unbounded): JetStream reserves a bucket's limit
+// against the bound when the bucket is made, and refuses one past what
+// is left ("insufficient storage resources"), for good. Under a small
+// bound (--nats-max-store) the cache takes at most a quarter of it, and
+// the log the rest.
+func cacheBytes(maxStore int64) int64 {
+	if maxStore > 0 {
+		return min(cacheMaxBytes, maxStore/4)
+	}
+	return cacheMaxBytes
+}
+
 // outputCache reads and writes the cache bucket.
 type outputCache struct {
 	log    *eventlog.Log
@@ -52,7 +65,7 @@ func (c *outputCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 		return c.kv, nil
 	}
 	kv, err := c.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cacheBucket,
-		Description: "tasks' cached outputs (cacheConfig)", History: 1, TTL: cacheMaxAge, MaxBytes: cacheMaxBytes,
+		Description: "tasks' cached outputs (cacheConfig)", History: 1, TTL: cacheMaxAge, MaxBytes: cacheBytes(c.log.MaxStore()),
 		Storage: jetstream.FileStorage, Replicas: c.log.Replicas()})
 	if err != nil {
 		return nil, fmt.Errorf("task output cache: %w", err)
