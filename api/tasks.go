@@ -624,7 +624,9 @@ func logLine(r *http.Request, body []byte) (string, error) {
 	}
 	var line string
 	if err := json.Unmarshal(body, &line); err != nil {
-		return "", fault.Invalid(`the body is a malformed JSON string ("..."); send the line quoted, unquoted or as text/plain: %v`, err)
+		// Not one JSON string either ("quoted" then more, a Windows
+		// path): the line as sent, as Conductor stores it.
+		return string(body), nil
 	}
 	if line == "" {
 		return "", fault.Invalid("the log line is empty")
