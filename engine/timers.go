@@ -22,7 +22,11 @@ const MaxLeaseExpiries = 3
 // iteration of a loop a decision left for the next one (Pending). The executions read model
 // indexes them; the executor ticks the workflow when one passes. A Tick
 // that finds nothing due changes nothing, so deadlines need no bookkeeping
-// of their own: they are a function of state.
+// of their own: they are a function of state. The executions read model
+// replaces a workflow's indexed deadlines by what this returns for its
+// state before and after each record: a version that changes what it
+// returns for a state changes that read model's layout
+// (projections.Layouter).
 func Deadlines(w *Workflow) []int64 {
 	if w.Terminal() {
 		return nil

@@ -174,8 +174,9 @@ func Validate(def *conductor.WorkflowSchedule) error {
 const maxScheduleTime = 253402300799999
 
 // checkFires refuses a schedule whose expression matches no time from now
-// (or its start) on: February 30th would be saved, never start anything
-// and never say why. Its end is not asked about: a schedule that ran its
+// (or its start) on, as far as Next looks (cronSearchDays days its other
+// fields allow): February 30th would be saved, never start anything and
+// never say why. Its end is not asked about: a schedule that ran its
 // course stops as it would have anyway.
 func checkFires(def *conductor.WorkflowSchedule, now time.Time) error {
 	tt, err := newTimetable(def)
@@ -185,8 +186,8 @@ func checkFires(def *conductor.WorkflowSchedule, now time.Time) error {
 	from := max(now.UnixMilli(), def.ScheduleStartTime)
 	if tt.spec.Next(time.UnixMilli(from).In(tt.loc)).IsZero() {
 		ve := &fault.ValidationError{}
-		ve.Add("cronExpression", "cron expression %q matches no time in the %d years after %s: it would never fire",
-			def.CronExpression, cronSearchDays/366, time.UnixMilli(from).In(tt.loc).Format(time.RFC3339))
+		ve.Add("cronExpression", "cron expression %q matches no time from %s on: it would never fire",
+			def.CronExpression, time.UnixMilli(from).In(tt.loc).Format(time.RFC3339))
 		return ve.Err()
 	}
 	return nil
