@@ -276,7 +276,11 @@ func (e *Executor) consumer(ctx context.Context, name string) (jetstream.Consume
 	if c != nil {
 		return c, nil
 	}
-	c, err := e.log.JetStream().Consumer(ctx, eventlog.Dispatch.Name, name)
+	// A request whose answer was lost (the server restarted under it)
+	// would hold a poll for the whole of its wait.
+	lctx, cancel := context.WithTimeout(ctx, consumerLookupTimeout)
+	defer cancel()
+	c, err := e.log.JetStream().Consumer(lctx, eventlog.Dispatch.Name, name)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +289,9 @@ func (e *Executor) consumer(ctx context.Context, name string) (jetstream.Consume
 	e.polls.mu.Unlock()
 	return c, nil
 }
+
+// consumerLookupTimeout bounds the lookup of a queue's consumer.
+const consumerLookupTimeout = 5 * time.Second
 
 func (e *Executor) forgetConsumer(name string) {
 	e.polls.mu.Lock()
