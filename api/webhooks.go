@@ -20,6 +20,8 @@ type Webhooks interface {
 	RemoveWebhook(ctx context.Context, id, principal string) error
 	Webhook(ctx context.Context, id string) (*conductor.WebhookConfig, error)
 	Webhooks(ctx context.Context) ([]*conductor.WebhookConfig, error)
+	AddWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string) error
+	DeleteWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string) error
 }
 
 // WebhookReceiver acts on deliveries (*webhooks.Receiver).
@@ -40,6 +42,9 @@ func (s *Server) webhookRoutes() {
 	s.route("GET /api/metadata/webhook/{id}", auth.Admin, s.getWebhook)
 	s.route("PUT /api/metadata/webhook/{id}", auth.Admin, s.saveWebhook(true))
 	s.route("DELETE /api/metadata/webhook/{id}", auth.Admin, s.removeWebhook)
+	s.route("GET /api/metadata/webhook/{id}/tags", auth.Admin, s.getWebhookTags)
+	s.route("PUT /api/metadata/webhook/{id}/tags", auth.Admin, s.changeWebhookTags(s.deps.Webhooks.AddWebhookTags))
+	s.route("DELETE /api/metadata/webhook/{id}/tags", auth.Admin, s.changeWebhookTags(s.deps.Webhooks.DeleteWebhookTags))
 	if s.deps.WebhookReceiver != nil {
 		s.route("POST /webhook/{id}", auth.Rule{Public: true}, s.deliverWebhook)
 	}
@@ -91,6 +96,36 @@ func (s *Server) saveWebhook(replace bool) http.HandlerFunc {
 			return
 		}
 		writeJSON(w, http.StatusOK, saved)
+	}
+}
+
+func (s *Server) getWebhookTags(w http.ResponseWriter, r *http.Request) {
+	c, err := s.deps.Webhooks.Webhook(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tags := c.Tags
+	if tags == nil {
+		tags = []conductor.Tag{}
+	}
+	writeJSON(w, http.StatusOK, tags)
+}
+
+// changeWebhookTags adds (PUT) or removes (DELETE) tags, a list or one,
+// as Orkes's webhook tags API and its SDKs send them.
+func (s *Server) changeWebhookTags(change func(ctx context.Context, id string, tags []conductor.Tag, principal string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var tags tagList
+		err := decodeJSON(w, r, maxMetadataBody, &tags)
+		if err == nil {
+			err = change(r.Context(), r.PathValue("id"), tags, principal(r))
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeNoContent(w)
 	}
 }
 

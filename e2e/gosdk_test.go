@@ -26,7 +26,8 @@ import (
 // The published Go SDK (github.com/conductor-sdk/conductor-go v1.5.4),
 // unchanged, against a secure node with the bootstrap access key: its
 // secrets client stores and tags a secret; its metadata client registers
-// a workflow with tags and reads them back (?metadata=true); its task
+// a workflow with tags and reads them back (?metadata=true); its webhooks
+// client makes a webhook and tags it; its task
 // runner works a task whose input references the secret, writes a log
 // line with its task client and returns a _secrets output; its executor
 // runs the workflow synchronously. The worker gets the value; every read
@@ -71,6 +72,20 @@ func TestGoSDK(t *testing.T) {
 	}
 	if tags, err := metadata.GetTagsForWorkflowDef(ctx, "gosdk_flow"); err != nil || !reflect.DeepEqual(tags, wantTags) {
 		t.Fatalf("GetTagsForWorkflowDef = %+v, %v; want %+v", tags, err, wantTags)
+	}
+
+	// The tag calls are the service's, not its client interface's.
+	webhooks := &client.WebhooksConfigResourceApiService{APIClient: api}
+	hook, _, err := webhooks.CreateWebhook(ctx, model.WebhookConfig{Name: "gosdk_hook", Verifier: "HEADER_BASED",
+		Headers: map[string]string{"X-Token": "${workflow.secrets.gosdk_token}"}, WorkflowsToStart: map[string]int32{"gosdk_flow": 1}})
+	if err != nil || hook.Id == "" {
+		t.Fatalf("CreateWebhook = %+v, %v", hook, err)
+	}
+	if _, err := webhooks.PutTagForWebhook(ctx, []model.Tag{{Key: "source", Value: "github"}}, hook.Id); err != nil {
+		t.Fatalf("PutTagForWebhook: %v", err)
+	}
+	if tags, _, err := webhooks.GetTagsForWebhook(ctx, hook.Id); err != nil || len(tags) != 1 || tags[0].Key != "source" || tags[0].Value != "github" {
+		t.Fatalf("GetTagsForWebhook = %+v, %v", tags, err)
 	}
 
 	tasks := client.NewTaskClient(api)

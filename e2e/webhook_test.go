@@ -82,6 +82,21 @@ func TestWebhooks(t *testing.T) {
 	if len(byHeader.ID) != 36 || byHeader.CreatedBy == "" || byHeader.Headers["X-Hook-Token"] != "${workflow.secrets.hook_token}" {
 		t.Fatalf("created %+v", byHeader)
 	}
+	// Orkes's webhook tags: PUT adds, DELETE removes, GET lists.
+	tags := "/api/metadata/webhook/" + byHeader.ID + "/tags"
+	if got := e.must(http.StatusOK, "GET", tags, nil); got != "[]" {
+		t.Fatalf("a new webhook's tags: %s", got)
+	}
+	e.must(http.StatusNoContent, "PUT", tags, []map[string]string{{"key": "team", "value": "hooks"}, {"key": "env", "value": "dev"}})
+	e.must(http.StatusNoContent, "PUT", tags, []map[string]string{{"key": "team", "value": "hooks"}})
+	e.must(http.StatusNoContent, "DELETE", tags, []map[string]string{{"key": "env", "value": "dev"}})
+	if got, want := e.must(http.StatusOK, "GET", tags, nil), `[{"key":"team","value":"hooks"}]`; got != want {
+		t.Fatalf("tags after adding two, one again, and removing one: %s, want %s", got, want)
+	}
+	if c := save(http.StatusOK, "GET", "/api/metadata/webhook/"+byHeader.ID, nil); len(c.Tags) != 1 || c.Headers["X-Hook-Token"] != byHeader.Headers["X-Hook-Token"] {
+		t.Fatalf("the webhook after tagging: %+v", c)
+	}
+	e.must(http.StatusNotFound, "PUT", "/api/metadata/webhook/nope/tags", []map[string]string{{"key": "k", "value": "v"}})
 
 	for _, c := range []struct {
 		header map[string]string
@@ -218,7 +233,8 @@ func TestWebhooks(t *testing.T) {
 			reads++
 		}
 	}
-	if saves != 4 || reads != 4 {
+	// Four saves, and two changes of tags (a PUT of tags it had is none).
+	if saves != 6 || reads != 4 {
 		t.Fatalf("trail: %d webhook saves, %d reads of the secret by webhooks", saves, reads)
 	}
 

@@ -139,30 +139,42 @@ func (s *Store) DeleteEventHandlerTags(ctx context.Context, name string, tags []
 }
 
 // changeEventHandlerTags saves the handler again with the tag set op
-// computes, unless it is the set the handler has. A handler keeps its
-// tags in its own JSON, as the client sent them: the rest of that JSON is
-// kept byte for byte.
+// computes (changeTagsOf).
 func (s *Store) changeEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
 	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
+	return s.changeTagsOf(ctx, EventHandlerSubject(name), eventHandlerKey(name), eventHandlerNotFound(name), tags, principal, op,
+		func(def []byte, now int64) schemas.Event {
+			return &schemas.EventHandlerSaved{Name: name, Def: def, Time: now, By: principal}
+		})
+}
+
+// changeTagsOf saves the definition at key (an event handler, a webhook,
+// which keep their tags in their own JSON, as the client sent them) again
+// with the tag set op computes, unless it is the set it has: the rest of
+// that JSON is kept byte for byte. saved makes the event that saves it.
+func (s *Store) changeTagsOf(ctx context.Context, subject string, key []byte, notFound error, tags []conductor.Tag, principal string,
+	op func(cur, given []schemas.DefTag) []schemas.DefTag, saved func(def []byte, now int64) schemas.Event) error {
 	ve := &fault.ValidationError{}
 	given := checkTags(ve, "", tags)
 	if err := ve.Err(); err != nil {
 		return err
 	}
-	return s.update(ctx, EventHandlerSubject(name), principal, writeOpts(nil), func(v view) ([]schemas.Event, error) {
-		d, exists, err := readDef(v.KV, eventHandlerKey(name))
+	return s.update(ctx, subject, principal, writeOpts(nil), func(v view) ([]schemas.Event, error) {
+		d, exists, err := readDef(v.KV, key)
 		if err != nil {
 			return nil, err
 		}
 		if !exists {
-			return nil, eventHandlerNotFound(name)
+			return nil, notFound
 		}
-		h, err := parseEventHandler(d.JSON)
-		if err != nil {
-			return nil, err
+		var stored struct {
+			Tags []conductor.Tag `json:"tags"`
 		}
-		cur := make([]schemas.DefTag, len(h.Tags))
-		for i, t := range h.Tags {
+		if err := json.Unmarshal(d.JSON, &stored); err != nil {
+			return nil, fmt.Errorf("%s: %w", subject, err)
+		}
+		cur := make([]schemas.DefTag, len(stored.Tags))
+		for i, t := range stored.Tags {
 			cur[i] = schemas.DefTag{Key: t.Key, Value: t.Value}
 		}
 		next := op(cur, given)
@@ -173,13 +185,13 @@ func (s *Store) changeEventHandlerTags(ctx context.Context, name string, tags []
 		if err != nil {
 			return nil, err
 		}
-		// The handler as its client sent it: what the server adds to the
-		// stored JSON, it adds again.
+		// The definition as its client sent it: what the server adds to
+		// the stored JSON, it adds again.
 		def, err := mergeObject(d.JSON, []field{{key: jsonTags, value: encoded}}, jsonCreateTime, jsonUpdateTime, jsonCreatedBy, jsonUpdatedBy)
 		if err != nil {
-			return nil, fmt.Errorf("event handler %s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", subject, err)
 		}
-		return []schemas.Event{&schemas.EventHandlerSaved{Name: name, Def: def, Time: s.millis(), By: principal}}, nil
+		return []schemas.Event{saved(def, s.millis())}, nil
 	})
 }
 

@@ -39,6 +39,28 @@ func (s *Store) RemoveWebhook(ctx context.Context, id, principal string) error {
 	})
 }
 
+// AddWebhookTags adds tags to webhook id (PUT
+// /api/metadata/webhook/{id}/tags, Orkes's); those it has are kept once.
+// Like any save of the webhook, it makes principal the one its deliveries
+// act as.
+func (s *Store) AddWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string) error {
+	return s.changeWebhookTags(ctx, id, tags, principal, withTags)
+}
+
+// DeleteWebhookTags removes tags from webhook id (DELETE
+// /api/metadata/webhook/{id}/tags); those it lacks are ignored.
+func (s *Store) DeleteWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string) error {
+	return s.changeWebhookTags(ctx, id, tags, principal, withoutTags)
+}
+
+func (s *Store) changeWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string,
+	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
+	return s.changeTagsOf(ctx, WebhookSubject(id), webhookKey(id), webhookNotFound(id), tags, principal, op,
+		func(def []byte, now int64) schemas.Event {
+			return &schemas.WebhookSaved{ID: id, Def: def, Time: now, By: principal}
+		})
+}
+
 // webhookPresence refuses to create webhook id if it exists, or to change
 // it if it does not.
 func webhookPresence(v view, id string, want bool) error {
