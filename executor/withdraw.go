@@ -126,7 +126,7 @@ func (r *recent[V]) put(key string, v V, at time.Time) {
 		r.m[key] = recentEntry[V]{v, e.at}
 		return
 	}
-	if len(r.m) >= r.max {
+	for len(r.m) >= r.max && r.head < len(r.order) {
 		r.pop()
 	}
 	r.m[key] = recentEntry[V]{v, at}
@@ -142,16 +142,14 @@ func (r *recent[V]) expire(limit time.Time) {
 	}
 }
 
-// pop forgets the oldest key still held, and the deleted ones before it.
+// pop forgets the oldest place in the order, and its key if the key was
+// put there and is still held (not deleted, nor deleted and put again).
 func (r *recent[V]) pop() {
-	for r.head < len(r.order) {
-		k := r.order[r.head]
-		r.order[r.head] = recentKey{}
-		r.head++
-		if e, ok := r.m[k.key]; ok && e.at.Equal(k.at) {
-			delete(r.m, k.key)
-			break
-		}
+	k := r.order[r.head]
+	r.order[r.head] = recentKey{}
+	r.head++
+	if e, ok := r.m[k.key]; ok && e.at.Equal(k.at) {
+		delete(r.m, k.key)
 	}
 	// The spent front is let go once it is half the slice: each key is
 	// copied at most once more, not once for each key put after it.

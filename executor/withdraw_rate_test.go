@@ -38,3 +38,29 @@ func TestWithdrawalsAtASteadyRate(t *testing.T) {
 		}
 	}
 }
+
+// A key deleted, or deleted and put again, does not take another key's
+// place: expiry forgets only keys put before its limit, and the bound
+// forgets the oldest still held.
+func TestRecentForgetsOnlyWhatItShould(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	r := newRecent[int](2)
+	r.put("a", 1, t0)
+	r.put("b", 2, t0.Add(2*time.Second))
+	r.delete("a")
+	r.expire(t0.Add(time.Second))
+	if _, ok := r.get("b"); !ok {
+		t.Fatal("expiry of a deleted key forgot the newer b")
+	}
+	r.put("a", 3, t0.Add(3*time.Second)) // again, after b
+	r.put("c", 4, t0.Add(4*time.Second)) // past the bound: b, the oldest held, goes
+	if _, ok := r.get("b"); ok {
+		t.Fatal("the bound kept b, the oldest")
+	}
+	if v, ok := r.get("a"); !ok || v != 3 {
+		t.Fatalf("a put again = %d, %v; want 3, kept", v, ok)
+	}
+	if v, ok := r.get("c"); !ok || v != 4 {
+		t.Fatalf("c = %d, %v", v, ok)
+	}
+}
