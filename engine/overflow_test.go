@@ -94,3 +94,15 @@ func TestWaitUntilBefore1970IsPast(t *testing.T) {
 		}
 	}
 }
+
+// A cached output's time to live past int64 milliseconds never ends: it
+// must not wrap to an expiry in the past, which no run would reuse.
+func TestHugeCacheTTLNeverExpires(t *testing.T) {
+	def := `{"name":"cached","tasks":[{"name":"fetch","taskReferenceName":"fetch",
+	  "cacheConfig":{"key":"k","ttlInSecond":9223372036854775807}}]}`
+	h := newHarness(t, def, nil)
+	h.complete("fetch", map[string]any{"body": "A"})
+	if stored := effectsOf[engine.CacheOutput](h.last); len(stored) != 1 || stored[0].ExpiresAt != engine.Never {
+		t.Fatalf("cache effects %+v, want one that never expires", stored)
+	}
+}
