@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -17,6 +18,7 @@ import (
 type Follower struct {
 	l      *Log
 	stream string
+	cons   jetstream.Consumer
 	it     jetstream.MessagesContext
 	// next carries what the iterator returns, read by pump: the
 	// iterator does not return while it makes its consumer again on a
@@ -43,7 +45,10 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	if err := l.Err(); err != nil {
 		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	// A follower that dies without Stop (its process killed) leaves its
+	// consumer on an external server until this passes without a pull:
+	// nats-server's default is 5 minutes, six consumers a restart.
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: followerInactive}
 	if after > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
@@ -56,7 +61,7 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}
-	f := &Follower{l: l, stream: stream, it: it, next: make(chan delivered, 1), done: make(chan struct{})}
+	f := &Follower{l: l, stream: stream, cons: cons, it: it, next: make(chan delivered, 1), done: make(chan struct{})}
 	go f.pump()
 	return f, nil
 }
@@ -117,10 +122,16 @@ func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err er
 	return rec, md.NumPending, nil
 }
 
-// Stop ends delivery and releases the server-side consumer. After the log
-// was lost it does not wait for that: the iterator may be making its
-// consumer again on a server without the stream, and does not stop before
-// its next attempt (up to 10 s later).
+// followerInactive is how long a follower's consumer outlives its last
+// pull. Its iterator always has a pull waiting: only a follower gone
+// without Stop lets it lapse.
+const followerInactive = time.Minute
+
+// Stop ends delivery and deletes the server-side consumer (the ordered
+// consumer's own Stop leaves it to lapse). After the log was lost it does
+// not wait for that: the iterator may be making its consumer again on a
+// server without the stream, and does not stop before its next attempt
+// (up to 10 s later).
 func (f *Follower) Stop() {
 	f.stopOnce.Do(func() {
 		close(f.done)
@@ -129,5 +140,20 @@ func (f *Follower) Stop() {
 			return
 		}
 		f.it.Stop()
+		if f.l.closed.Load() {
+			return
+		}
+		info := f.cons.CachedInfo()
+		if info == nil {
+			return // none made yet
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), followerDeleteTimeout)
+		defer cancel()
+		// Best effort: one left lapses after followerInactive.
+		_ = f.l.js.DeleteConsumer(ctx, f.stream, info.Name)
 	})
 }
+
+// followerDeleteTimeout bounds the deletion of a stopped follower's
+// consumer: a stop must not wait on a server out of reach.
+const followerDeleteTimeout = 2 * time.Second

@@ -520,7 +520,11 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	default:
 		l.metrics.appends.WithLabelValues("error").Inc()
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, nats.ErrReconnectBufExceeded):
+		// nats.go's words, with no buffer while reconnecting, read as load.
+		return 0, fmt.Errorf("append %s: the NATS server is out of reach, reconnecting: %w", subject, err)
+	case err != nil:
 		return 0, fmt.Errorf("append %s: %w", subject, err)
 	}
 	return seq, nil
