@@ -520,11 +520,7 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	default:
 		l.metrics.appends.WithLabelValues("error").Inc()
 	}
-	switch {
-	case errors.Is(err, nats.ErrReconnectBufExceeded):
-		// nats.go's words, with no buffer while reconnecting, read as load.
-		return 0, fmt.Errorf("append %s: the NATS server is out of reach, reconnecting: %w", subject, err)
-	case err != nil:
+	if err != nil {
 		return 0, fmt.Errorf("append %s: %w", subject, err)
 	}
 	return seq, nil
@@ -576,6 +572,11 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 		cancel()
 		if err == nil {
 			return seq, dup, nil
+		}
+		if errors.Is(err, nats.ErrReconnectBufExceeded) {
+			// nats.go's words, with no buffer while reconnecting, read as
+			// load.
+			err = fmt.Errorf("the NATS server is out of reach, reconnecting: %w", err)
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) {
