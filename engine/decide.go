@@ -285,7 +285,15 @@ func (d *decision) start(s Start) error {
 	if version == 0 {
 		version = 1
 	}
-	d.plan = newPlan(s.Def)
+	// The plan every later decision of the workflow reads, parsed from
+	// the JSON it records: the definition's other instances share it, and
+	// building it (reading the definition for what it seals) cost as much
+	// as the rest of a start.
+	p, err := plans.get(raw)
+	if err != nil {
+		return fault.Invalid("start %s: %v", s.WorkflowID, err)
+	}
+	d.plan = p
 	d.emit(&schemas.WorkflowStarted{
 		WorkflowID: s.WorkflowID, Name: s.Def.Name, Version: version, Def: raw, Input: input,
 		Variables: copyMap(s.Def.Variables), CorrelationID: s.Request.CorrelationID, Priority: s.Request.Priority,
@@ -295,10 +303,10 @@ func (d *decision) start(s Start) error {
 	})
 	d.w.plan = d.plan
 	d.runAs(s.AlsoRunsAs...)
-	if len(s.Def.Tasks) == 0 {
+	if len(p.def.Tasks) == 0 {
 		return nil
 	}
-	d.schedule(s.Def.Tasks[0], scheduleOpts{})
+	d.schedule(p.def.Tasks[0], scheduleOpts{})
 	return nil
 }
 
