@@ -125,11 +125,14 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) e
 }
 
 // decodeBody is decodeJSON of a body already read.
-func decodeBody(body []byte, v any) error {
+func decodeBody(body []byte, v any) error { return decodeBodyWith(conductor.Unmarshal, body, v) }
+
+// decodeBodyWith is decodeBody decoding with unmarshal.
+func decodeBodyWith(unmarshal func([]byte, any) error, body []byte, v any) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return fault.Invalid("request body is empty")
 	}
-	if err := conductor.Unmarshal(body, v); err != nil {
+	if err := unmarshal(body, v); err != nil {
 		if errors.Is(err, conductor.ErrNestedTooMuch) {
 			return fault.Invalid("%v", err)
 		}

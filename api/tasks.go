@@ -188,9 +188,9 @@ func (s *Server) pollOne(w http.ResponseWriter, r *http.Request, taskType string
 	}
 }
 
-// decodeResult reads a TaskResult body and checks what the engine cannot
-// check for a task that already finished.
-// decodeResult reads a TaskResult body, and whose data it is (reporter).
+// decodeResult reads a TaskResult body, checks what the engine cannot
+// check for a task that already finished, and says whose data it is
+// (reporter).
 func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor.TaskResult, string, error) {
 	var res conductor.TaskResult
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
@@ -205,7 +205,7 @@ func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor
 			return res, "", err
 		}
 	default:
-		if err := decodeBody(body, &res); err != nil {
+		if err := decodeBodyWith(conductor.UnmarshalNew, body, &res); err != nil {
 			return res, "", err
 		}
 	}

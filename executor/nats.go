@@ -534,7 +534,7 @@ func (e *Executor) ReportResult(ctx context.Context, res conductor.TaskResult, t
 
 func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string, _ time.Time) any {
 	var req workers.ResultRequest
-	if err := conductor.Unmarshal(m.Data, &req); err != nil {
+	if err := conductor.UnmarshalNew(m.Data, &req); err != nil {
 		return workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "result is not a TaskResult JSON object: " + err.Error()}}
 	}
 	res := req.TaskResult

@@ -9,6 +9,9 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Unmarshal decodes JSON into v like encoding/json, except that numbers in
@@ -23,6 +26,44 @@ func Unmarshal(data []byte, v any) error {
 	normalizeValue(reflect.ValueOf(v))
 	return nil
 }
+
+// UnmarshalNew is Unmarshal for v, a pointer to a zero value of a type
+// that holds no definitions: a task result, which every task's worker
+// sends. JSON that encoding/json/v2 reads exactly as Unmarshal would (its
+// members named exactly as fields are, each once, in valid UTF-8, its
+// scalars of the fields' types) is decoded by it, in less than half the
+// time and allocations; anything else is decoded by Unmarshal, which
+// folds the case of names, keeps the last of duplicates and coerces.
+func UnmarshalNew(data []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || holdsSelfCoercing(rv.Type()) {
+		return Unmarshal(data, v)
+	}
+	if jsonv2.Unmarshal(data, v, exactV2) == nil {
+		return nil
+	}
+	rv.Elem().SetZero() // the failed decode may have filled some of it
+	return Unmarshal(data, v)
+}
+
+// exactV2 has encoding/json/v2 refuse what it would read otherwise than
+// Unmarshal (a member named in another case, which encoding/json matches
+// to a field and v2 ignores, is one it does not know), and decode numbers
+// in untyped values as Normalize converts them.
+var exactV2 = jsonv2.JoinOptions(
+	jsonv2.RejectUnknownMembers(true),
+	jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, v *any) error {
+		if dec.PeekKind() != '0' {
+			return errors.ErrUnsupported // decoded as usual
+		}
+		n, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		*v = number(json.Number(n))
+		return nil
+	})),
+)
 
 // UnmarshalStored is Unmarshal for JSON the server accepted and stored
 // itself (a workflow's definition snapshot, a registered definition): it is
