@@ -112,10 +112,11 @@ type Listener struct {
 	kick   chan struct{}
 	runs   *prometheus.CounterVec
 
-	// syncing orders Syncs: each reads the handlers after the one
-	// before it applied what it read, so that a Sync of older handlers
-	// never lands after one of newer.
-	syncing sync.Mutex
+	// syncing orders Syncs (a semaphore of one, which a Sync whose
+	// context ends stops waiting for): each reads the handlers after the
+	// one before it applied what it read, so that a Sync of older
+	// handlers never lands after one of newer.
+	syncing chan struct{}
 	// mu guards what receive reads; it is not held through a flush, so
 	// that events keep running while one waits.
 	mu       sync.Mutex
@@ -136,15 +137,19 @@ func New(ctx context.Context, cfg Config) *Listener {
 		cfg.Metrics.MustRegister(runs)
 	}
 	return &Listener{cfg: cfg, ctx: ctx, logger: cfg.Logger.With(logkey.Component, "events"), kick: make(chan struct{}, 1),
-		runs: runs, subs: map[string]*nats.Subscription{}, handlers: map[string][]*conductor.EventHandler{}}
+		syncing: make(chan struct{}, 1), runs: runs, subs: map[string]*nats.Subscription{}, handlers: map[string][]*conductor.EventHandler{}}
 }
 
 // Sync reads the handlers and subscribes to the subjects of the active
 // ones (and no others) before it returns: an event published afterwards
 // reaches them.
 func (l *Listener) Sync(ctx context.Context) error {
-	l.syncing.Lock()
-	defer l.syncing.Unlock()
+	select {
+	case l.syncing <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("event handlers: %w", ctx.Err())
+	}
+	defer func() { <-l.syncing }()
 	all, err := l.cfg.Handlers.EventHandlers(ctx)
 	if err != nil {
 		return fmt.Errorf("event handlers: %w", err)

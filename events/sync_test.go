@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -76,5 +77,37 @@ func TestSyncsApplyInTheOrderTheyRead(t *testing.T) {
 	defer l.mu.Unlock()
 	if len(l.handlers["orders.new"]) != 1 || l.subs["orders.new"] == nil {
 		t.Fatalf("after both Syncs the listener has handlers %v and subscriptions %v; want the saved handler's", l.handlers, l.subs)
+	}
+}
+
+// A Sync waiting for another to finish gives up when its context ends: a
+// caller (the API answering a save) is not held by a read that hangs.
+func TestSyncWaitEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	ns := testutil.StartNATS(t, t.TempDir(), 0)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	handlers := &versionedHandlers{read: make(chan struct{}), release: make(chan struct{})}
+	l := New(context.Background(), Config{Handlers: handlers, Conn: nc})
+	first := make(chan error, 1)
+	go func() { first <- l.Sync(testutil.Context(t, 30*time.Second)) }()
+	<-handlers.read // the first Sync holds its turn, its read hanging
+
+	ctx, cancel := context.WithCancel(context.Background())
+	second := make(chan error, 1)
+	go func() { second <- l.Sync(ctx) }()
+	cancel()
+	if err := <-second; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a Sync whose context ended while it waited returned %v, want context.Canceled", err)
+	}
+	close(handlers.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(testutil.Context(t, 30*time.Second)); err != nil {
+		t.Fatalf("a Sync after the one that gave up: %v", err)
 	}
 }
