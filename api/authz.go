@@ -16,7 +16,9 @@ import (
 // definition: READ on the definition reads its executions, EXECUTE starts
 // them and operates on them (terminate, retry, complete a WAIT task...).
 // The principal that started an execution has full access to it, and
-// WORKFLOW_MANAGEMENT (role WORKFLOW_MANAGER) to all of them. A worker
+// WORKFLOW_MANAGEMENT (role WORKFLOW_MANAGER) to all of them; a role that
+// manages definitions (METADATA_MANAGER) reaches none of them through
+// the definitions (auth.Resource.Executions). A worker
 // reaches a task through its type: the WORKER role (POLL_TASKS) and
 // EXECUTE on the task definition, or, for a task in a domain's queue,
 // EXECUTE on that DOMAIN, which covers every type in it.
@@ -37,7 +39,7 @@ func (s *Server) mayExecution(r *http.Request, name, createdBy string, access au
 	if s.deps.Authorizer.Check(r.Context(), p, access, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflow, ID: name}}).Allowed {
 		return nil
 	}
-	return s.deps.Authorizer.Authorize(r.Context(), p, access, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name}})
+	return s.deps.Authorizer.Authorize(r.Context(), p, access, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name}, Executions: true})
 }
 
 // execution reads execution id for access by the caller.

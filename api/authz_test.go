@@ -166,14 +166,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/api/workflow/test", `{"name":"wf_closed"}`, all(hidden, map[string]outcome{"admin": ok, "metadata": ok, "manager": ok})},
 		{"POST", "/api/workflow/test", `{"name":"wf_sim","workflowDef":{"name":"wf_sim","tasks":[{"name":"task_a","taskReferenceName":"a"}]}}`,
 			all(denied, map[string]outcome{"admin": ok, "user": ok, "metadata": ok, "member": ok})},
-		// Executions: READ/EXECUTE through the definition, the creator, or
-		// WORKFLOW_MANAGEMENT; one the caller may not see is not found.
-		{"GET", "/api/workflow/" + w.open, "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": ok})},
-		{"GET", "/api/workflow/" + w.shut, "", all(hidden, map[string]outcome{"admin": ok, "manager": ok, "metadata": ok})},
-		{"GET", "/api/workflow/" + w.open + "/status", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": ok})},
-		{"PUT", "/api/workflow/" + w.runnerStart + "/pause", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": denied})},
-		{"PUT", "/api/workflow/" + w.runnerStart + "/resume", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok, "metadata": denied})},
-		{"PUT", "/api/workflow/" + w.shut + "/pause", "", all(hidden, map[string]outcome{"admin": ok, "manager": ok, "metadata": denied})},
+		// Executions: READ/EXECUTE through a grant on the definition, the
+		// creator, or WORKFLOW_MANAGEMENT; a role that manages definitions
+		// (METADATA_MANAGER) reaches none of the data their runs carry.
+		// One the caller may not see is not found.
+		{"GET", "/api/workflow/" + w.open, "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok})},
+		{"GET", "/api/workflow/" + w.shut, "", all(hidden, map[string]outcome{"admin": ok, "manager": ok})},
+		{"GET", "/api/workflow/" + w.open + "/status", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok})},
+		{"PUT", "/api/workflow/" + w.runnerStart + "/pause", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok})},
+		{"PUT", "/api/workflow/" + w.runnerStart + "/resume", "", all(hidden, map[string]outcome{"admin": ok, "runner": ok, "manager": ok})},
+		{"PUT", "/api/workflow/" + w.shut + "/pause", "", all(hidden, map[string]outcome{"admin": ok, "manager": ok})},
 		{"GET", "/api/workflow/no-such-execution", "", all(hidden, nil)},
 		// Tasks: polling needs WORKER and EXECUTE on the type, or, in a
 		// domain's queue, on the domain (any type, that domain only).

@@ -120,7 +120,8 @@ func TestQueueStatisticsShowOnlyReadableTypes(t *testing.T) {
 
 // Removing an execution needs DELETE on it, besides the EXECUTE any
 // operation needs: EXECUTE alone (a runner's grant) does not remove, nor
-// does METADATA_MANAGER's DELETE on every definition.
+// does METADATA_MANAGER's DELETE on every definition, which does not even
+// show it the execution.
 func TestRemoveNeedsDelete(t *testing.T) {
 	t.Parallel()
 	_, base, token := nodetest.StartSecure(t)
@@ -159,8 +160,8 @@ func TestRemoveNeedsDelete(t *testing.T) {
 		{"remover", "terminate-remove", false, http.StatusNoContent},
 		{"remover", "bulk", false, http.StatusNoContent},
 		{"deleter", "remove", false, http.StatusForbidden},
-		{"metadata", "remove", false, http.StatusForbidden},
-		{"metadata", "bulk", false, http.StatusForbidden},
+		{"metadata", "remove", false, http.StatusNotFound},
+		{"metadata", "bulk", false, -1}, // "not found"
 		{"manager", "terminate-remove", false, http.StatusNoContent},
 		{"admin", "remove", false, http.StatusNoContent},
 		{"stranger", "remove", false, http.StatusNotFound},

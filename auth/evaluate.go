@@ -13,6 +13,15 @@ type Resource struct {
 	// and for every question that is not about a queue): a DOMAIN grant
 	// of EXECUTE on it covers the task, whatever its type.
 	Domain string
+	// Executions asks about the executions of the WORKFLOW_DEF target, not
+	// the definition: the role permissions that manage or view definitions
+	// (METADATA_MANAGEMENT, METADATA_VIEW: role METADATA_MANAGER) do not
+	// reach the data the definition's runs carry. Reading every execution
+	// takes METADATA_VIEW with WORKFLOW_SEARCH (role USER_READ_ONLY);
+	// operating on them, WORKFLOW_MANAGEMENT, asked on the WORKFLOW
+	// target. Grants on the definition and its tags, and its creator's
+	// rights, reach its executions.
+	Executions bool
 }
 
 // domain is the DOMAIN target whose grants cover res, if any.
@@ -81,9 +90,16 @@ func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 		!slices.Contains(p.Roles, RoleMetadataAPI) && !p.HasPermission(PermMetadataManagement) {
 		return Decision{Reason: "an application needs the " + RoleMetadataAPI + " role to " + string(access) + " " + res.Target.String()}
 	}
-	for _, ra := range roleAccess[res.Target.Type] {
-		if p.HasPermission(ra.perm) && grantsAccess(ra.access, access) {
-			return Decision{Allowed: true, Reason: "role permission " + ra.perm}
+	switch {
+	case res.Executions:
+		if access == Read && p.HasPermission(PermMetadataView) && p.HasPermission(PermWorkflowSearch) {
+			return Decision{Allowed: true, Reason: "role permissions " + PermMetadataView + " and " + PermWorkflowSearch}
+		}
+	default:
+		for _, ra := range roleAccess[res.Target.Type] {
+			if p.HasPermission(ra.perm) && grantsAccess(ra.access, access) {
+				return Decision{Allowed: true, Reason: "role permission " + ra.perm}
+			}
 		}
 	}
 	if res.Creator != "" && res.Creator == p.ID {

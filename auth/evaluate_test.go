@@ -55,6 +55,7 @@ func TestDecide(t *testing.T) {
 // the access they name.
 func TestRoleAccess(t *testing.T) {
 	def := func(typ string) Resource { return Resource{Target: Target{Type: typ, ID: "x"}} }
+	runs := Resource{Target: Target{Type: TargetWorkflowDef, ID: "x"}, Executions: true}
 	tests := []struct {
 		role   string
 		access Access
@@ -76,6 +77,15 @@ func TestRoleAccess(t *testing.T) {
 		{RoleUnrestrictedWorker, Execute, def(TargetTaskDef), true},
 		{RoleApplicationCreator, Create, def(TargetApplication), true},
 		{RoleApplicationCreator, Read, def(TargetApplication), false},
+		// The executions of a definition: a role that manages or views
+		// definitions does not reach the data their runs carry.
+		{RoleMetadataManager, Read, runs, false},
+		{RoleMetadataManager, Delete, runs, false},
+		{RoleMetadataManager, Update, runs, false},
+		{RoleUserReadOnly, Read, runs, true},
+		{RoleUserReadOnly, Execute, runs, false},
+		{RoleUser, Read, runs, false},
+		{RoleWorkflowManager, Read, runs, true},
 	}
 	for _, tt := range tests {
 		d := Decide(Principal{ID: "p", Roles: []string{tt.role}}, tt.access, tt.res, nil)
