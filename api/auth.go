@@ -71,7 +71,10 @@ func isPublic(r *http.Request) bool {
 	if p != "/api" && !strings.HasPrefix(p, "/api/") {
 		return true // /health, /metrics, and later the console's assets
 	}
-	return (r.Method == http.MethodPost && p == "/api/token") || (r.Method == http.MethodGet && p == "/api/health")
+	// HEAD as GET: the mux serves it by the GET route, and a load
+	// balancer's health check may ask so.
+	return (r.Method == http.MethodPost && p == "/api/token") ||
+		((r.Method == http.MethodGet || r.Method == http.MethodHead) && p == "/api/health")
 }
 
 // authenticate puts the caller's principal into the request's context, or

@@ -114,6 +114,12 @@ func TestAuthBootstrapAndUserInfo(t *testing.T) {
 	}
 	anon.must(200, "GET", "/health", "")
 	anon.must(200, "GET", "/api/health", "")
+	if r := anon.do("HEAD", "/api/health", ""); r.status != http.StatusOK { // a load balancer's check
+		t.Fatalf("HEAD /api/health without a token: %d", r.status)
+	}
+	if r := anon.do("HEAD", "/api/metadata/workflow", ""); r.status != http.StatusUnauthorized {
+		t.Fatalf("HEAD of a route that needs a token, without one: %d", r.status)
+	}
 
 	// Secrets on disk are the owner's only.
 	for _, f := range []string{node.BootstrapFile, node.TokenKeyFile} {
