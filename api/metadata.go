@@ -433,7 +433,27 @@ func (s *Server) mayChangeDef(r *http.Request, kind metadata.Kind, name string, 
 	if err != nil {
 		return rev, err
 	}
-	return rev, s.authorize(r, access(rev), auth.Target{Type: defTarget(kind), ID: name})
+	target := auth.Target{Type: defTarget(kind), ID: name}
+	err = s.authorize(r, access(rev), target)
+	if rev.Exists && access(metadata.Revision{}) == auth.Create { // a registration
+		err = s.asIfFree(r, target, err)
+	}
+	return rev, err
+}
+
+// asIfFree answers refused, the refusal to register target over what
+// holds its name, as the registration of a free name would be answered
+// when that would be refused too and the caller may not read target: a
+// caller who may not read what holds a name learns from the refusal no
+// more than of a free one. The trail records the refusal as it was.
+func (s *Server) asIfFree(r *http.Request, target auth.Target, refused error) error {
+	if !errors.Is(refused, fault.ErrForbidden) || s.may(r, auth.Read, target) {
+		return refused
+	}
+	if asFree := s.authorize(r, auth.Create, target); asFree != nil {
+		return &refusal{msg: asFree.Error(), cause: refused}
+	}
+	return refused
 }
 
 // staleAttempts bounds how many times a definition write is checked and
@@ -492,7 +512,8 @@ func (s *Server) mayWrite(r *http.Request, targetType, name string, lookup error
 	case lookup != nil && !errors.Is(lookup, fault.ErrInvalid):
 		return lookup
 	}
-	return s.authorize(r, auth.Update, auth.Target{Type: targetType, ID: name})
+	target := auth.Target{Type: targetType, ID: name}
+	return s.asIfFree(r, target, s.authorize(r, auth.Update, target))
 }
 
 func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {

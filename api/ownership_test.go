@@ -206,3 +206,37 @@ func TestOverlongWorkflowNameRefusedFirst(t *testing.T) {
 		t.Fatalf("the refusal (%d bytes): %.300s", len(r.body), r.body)
 	}
 }
+
+// A caller who may neither read a definition nor create one learns from a
+// refused registration no more than of a free name: the refusal of a name
+// taken by a definition, task definition or schedule it may not read is
+// the refusal of a free one, its name aside.
+func TestRefusedRegistrationDoesNotTellTakenNames(t *testing.T) {
+	t.Parallel()
+	admin, principal := securePrincipals(t)
+	_, eve := principal("eve")
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"taken_flow","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`)
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"taken_task"}]`)
+	send(t, admin, "POST", "/api/scheduler/schedules",
+		`{"name":"taken_sched","cronExpression":"0 0 0 1 1 ?","paused":true,"startWorkflowRequest":{"name":"taken_flow"}}`)
+	for _, tc := range []struct{ path, body string }{
+		{"/api/metadata/workflow", `{"name":"%s","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`},
+		{"/api/metadata/workflow?overwrite=true", `{"name":"%s","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`},
+		{"/api/metadata/taskdefs", `[{"name":"%s"}]`},
+		{"/api/scheduler/schedules", `{"name":"%s","cronExpression":"0 0 0 1 1 ?","paused":true}`},
+	} {
+		path, _, _ := strings.Cut(tc.path, "?")
+		kind := path[strings.LastIndex(path, "/")+1:]
+		taken := map[string]string{"workflow": "taken_flow", "taskdefs": "taken_task", "schedules": "taken_sched"}[kind]
+		answer := func(name string) string {
+			r := eve.do("POST", tc.path, fmt.Sprintf(tc.body, name))
+			if r.status != http.StatusForbidden {
+				t.Fatalf("POST %s %s as eve = %d %s, want 403", tc.path, name, r.status, r.body)
+			}
+			return strings.ReplaceAll(r.body, name, "NAME")
+		}
+		if a, b := answer(taken), answer("free_"+taken); a != b {
+			t.Errorf("POST %s: a taken name is answered\n%s\nand a free one\n%s", tc.path, a, b)
+		}
+	}
+}
