@@ -44,7 +44,7 @@ func (j JQ) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult
 	limits := jqLimits{maxArray: maxArray, maxString: maxString}
 	code, err := compileJQ(src, limits)
 	if err != nil {
-		return scriptFailed(t, fmt.Errorf("queryExpression: %v", err))
+		return scriptFailed(t, errors.New(jqCompileText(err)))
 	}
 	// The query reads the task's whole input, queryExpression included,
 	// as Conductor's JsonJqTransform does (`.` shows it).
@@ -203,6 +203,25 @@ func fromJQ(v any) any {
 // the errors gojq wraps quote of their input (a JSON text's character, a
 // regular expression) to '***'. A value the query raised itself
 // (error(...)) is kept: it is whole, unless it is too large to show.
+// jqCompileText describes why a query does not compile without quoting it:
+// the query is the task's input with its secrets resolved, and gojq quotes
+// the token it stopped at or the name it did not know, which for a secret
+// holding a quote is the secret's tail (redaction knows whole values
+// only). It keeps where and what kind of error: the author has the query.
+func jqCompileText(err error) string {
+	var pe *gojq.ParseError
+	if errors.As(err, &pe) {
+		kind, _, _ := strings.Cut(pe.Error(), `"`)
+		return fmt.Sprintf("queryExpression does not parse: %s at byte %d", strings.TrimSpace(kind), pe.Offset)
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "queryExpression") { // gojq's, not compileJQ's own
+		kind, _, _ := strings.Cut(msg, ":")
+		return "queryExpression does not compile: " + kind
+	}
+	return msg
+}
+
 func jqErrorText(err error) string {
 	var raised gojq.ValueError
 	if errors.As(err, &raised) {

@@ -306,8 +306,13 @@ func TestJQ(t *testing.T) {
 		task *conductor.Task
 		want string
 	}{
-		{"syntax", jqTask(".a +", nil), "queryExpression"},
-		{"unknown function", jqTask("nope(1)", nil), "function not defined"},
+		{"syntax", jqTask(".a +", nil), "queryExpression does not parse: unexpected EOF at byte 4"},
+		{"unknown function", jqTask("nope(1)", nil), "queryExpression does not compile: function not defined"},
+		// The query is the task's input with its secrets resolved: an error
+		// quotes none of it, or a secret holding a quote shows its tail.
+		{"syntax error hides the query", jqTask(`.a == "pw"sk_live_51HxQzT8abcdefghij`, nil), "unexpected token at byte"},
+		{"unknown name hides the query", jqTask(`.a == "pw"|sk_live_51HxQzT8abcdefghij`, nil), "function not defined"},
+		{"unknown variable hides the query", jqTask(`.a == "pw"|$sk_live_51HxQzT8abcdefghij`, nil), "variable not defined"},
 		{"runtime error", jqTask(`error("bad input")`, nil), "bad input"},
 		{"type error", jqTask(".a.b", map[string]any{"a": "s"}), "expected an object"},
 		// A type error quotes a preview of the value, cut short: a prefix
