@@ -301,6 +301,15 @@ func TestWait(t *testing.T) {
 			t.Fatalf("reason %q does not name the bad duration", bad.w.Reason)
 		}
 	}
+	// The reason quotes the whole value, which the guard redacts when it
+	// is secret, and no part of it, which it would not find.
+	for d, at := range map[string]string{"k3Zq-xYw 5s": "byte 0", "5s k3Zq-xYw": "byte 2", "5s k3Zq 5m": "byte 2"} {
+		bad := newHarness(t, def, map[string]any{"d": d})
+		bad.wantTask("wait", conductor.TaskFailedWithTerminalError)
+		if strings.Count(bad.w.Reason, "k3Zq") != 1 || !strings.Contains(bad.w.Reason, "unexpected text at "+at) {
+			t.Errorf("%s: reason %q, want the value quoted once and %q", d, bad.w.Reason, at)
+		}
+	}
 }
 
 // A WAIT until a date reads its zone the same on every engine, whatever

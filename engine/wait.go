@@ -59,6 +59,11 @@ func waitSetting(input map[string]any, key string) (string, error) {
 // Conductor does, at registration and when they come from expressions.
 var errWaitBoth = errors.New("both duration and until are given: give only one")
 
+// errWaitUnexpected says where a duration stops parsing, not what is
+// there: the whole value is quoted, which redaction finds when it is
+// secret, but a part of it would pass unseen.
+var errWaitUnexpected = errors.New("unexpected text")
+
 // given reports whether a WAIT input is set: Conductor reads a blank one
 // as not set.
 func given(v any) bool { return v != nil && strings.TrimSpace(fmt.Sprint(v)) != "" }
@@ -81,7 +86,7 @@ func parseWaitDuration(s string) (int64, error) {
 	covered := 0
 	for _, p := range parts {
 		if strings.TrimSpace(s[covered:p[0]]) != "" {
-			return 0, fmt.Errorf("duration %q: unexpected %q", s, s[covered:p[0]])
+			return 0, fmt.Errorf("duration %q: %w at byte %d", s, errWaitUnexpected, covered)
 		}
 		covered = p[1]
 		n, err := strconv.ParseInt(s[p[2]:p[3]], 10, 64)
@@ -100,7 +105,7 @@ func parseWaitDuration(s string) (int64, error) {
 		total = min(total+n*unit, Never/1000) // n*unit < 2^48: no overflow
 	}
 	if strings.TrimSpace(s[covered:]) != "" {
-		return 0, fmt.Errorf("duration %q: unexpected %q", s, s[covered:])
+		return 0, fmt.Errorf("duration %q: %w at byte %d", s, errWaitUnexpected, covered)
 	}
 	return total, nil
 }
@@ -133,7 +138,7 @@ func parseWaitDate(s string) (time.Time, error) {
 		zone, _ := t.Zone()
 		offset, ok := zoneOffsets[strings.ToUpper(zone)]
 		if !ok {
-			return time.Time{}, fmt.Errorf("until %q: unknown zone %q: give an offset (\"yyyy-MM-dd HH:mm -0800\") or UTC", s, zone)
+			return time.Time{}, fmt.Errorf("until %q: unknown zone: give an offset (\"yyyy-MM-dd HH:mm -0800\") or UTC", s)
 		}
 		return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, time.FixedZone(zone, offset)), nil
 	}
