@@ -6,8 +6,10 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -62,6 +64,57 @@ func resolveDynamic(wt *conductor.WorkflowTask, input map[string]any) (*conducto
 	}, nil
 }
 
+// unsealedText reports whether s holds text that this decision's events
+// keep under a _secrets or _masked key: the guard seals those values
+// before the events are written, but a task's name, type and reference
+// name are written as given (a queue is named after its type). In a later
+// decision such a value is sealed, and no name can be made of it.
+func (d *decision) unsealedText(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, ev := range d.events {
+		var found bool
+		switch e := ev.(type) {
+		case *schemas.TaskUpdated:
+			found = maskedTextIn(e.Output, false, s)
+		case *schemas.TaskScheduled:
+			found = maskedTextIn(e.Input, false, s) || maskedTextIn(e.Output, false, s)
+		case *schemas.VariablesUpdated:
+			found = maskedTextIn(e.Variables, false, s)
+		case *schemas.WorkflowStarted:
+			found = maskedTextIn(e.Input, false, s) || maskedTextIn(e.Variables, false, s)
+		}
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// maskedTextIn reports whether v, under a _secrets or _masked key (or
+// anywhere, when masked), holds a string that s contains: one of at least
+// masking.MinLength bytes, or s itself.
+func maskedTextIn(v any, masked bool, s string) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if maskedTextIn(e, masked || masking.IsMaskedKey(k), s) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if maskedTextIn(e, masked, s) {
+				return true
+			}
+		}
+	case string:
+		return masked && x != "" && (x == s || len(x) >= masking.MinLength && strings.Contains(s, x))
+	}
+	return false
+}
+
 // configJSON encodes a task configuration for TaskScheduled.Config.
 func configJSON(wt *conductor.WorkflowTask) []byte {
 	b, err := json.Marshal(wt)
@@ -100,6 +153,9 @@ func (d *decision) forkSpec(wt *conductor.WorkflowTask, ref string, iteration in
 		switch {
 		case t == nil || t.TaskReferenceName == "":
 			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked task %d has no taskReferenceName", ref, i)
+		case d.unsealedText(t.Name) || d.unsealedText(t.TaskReferenceName):
+			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked task %d takes its name or reference name from the workflow's _secrets or _masked data, "+
+				"which a name would show in plain text", ref, i)
 		case t.Name == "":
 			return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: forked task %s has no name", ref, t.TaskReferenceName)
 		case containerTypes[t.TaskType()]:

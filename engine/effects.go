@@ -63,7 +63,10 @@ type StartWorkflow struct {
 	Name       string
 	Version    *int
 	Def        json.RawMessage // inline definition, if any
-	Input      map[string]any
+	// DefFromData: Def was built from the workflow's data (an expression
+	// gave it), not written in its definition.
+	DefFromData bool
+	Input       map[string]any
 	// InputDeferred are the paths of Input still holding secret or
 	// environment references: the executor resolves them (as CreatedBy) and
 	// seals the values into the child's input.
@@ -109,7 +112,7 @@ const MaxDepth = 100
 // refused if it is past MaxDepth.
 func startedBy(w *Workflow) (depth int, refused string) {
 	if w.Depth >= MaxDepth {
-		return w.Depth + 1, fmt.Sprintf("workflow %s is the %dth of a chain of workflows each started by the one before; the limit is %d",
+		return w.Depth + 1, fmt.Sprintf("workflow %s would start a workflow %d deep in a chain of workflows each started by the one before; the limit is %d",
 			w.ID, w.Depth+1, MaxDepth)
 	}
 	return w.Depth + 1, ""

@@ -77,6 +77,10 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 			in, _, err = d.evaluate(wt.InputParameters, id)
 		}
 		resolved, rerr := resolveDynamic(wt, in)
+		if rerr == nil && d.unsealedText(resolved.Name) {
+			rerr = fmt.Errorf("DYNAMIC %s takes its task name from the workflow's _secrets or _masked data, which a task's name "+
+				"(and its queue's) would show in plain text", wt.TaskReferenceName)
+		}
 		if err == nil && rerr == nil {
 			return d.schedule(resolved, o)
 		}
@@ -548,7 +552,7 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 			name = s
 		}
 	}
-	def, refused := childDef(w, t, p.WorkflowDefinition)
+	def, fromData, refused := childDef(w, t, p.WorkflowDefinition)
 	if refused != "" {
 		def, refused = nil, fmt.Sprintf("the definition of sub workflow %s comes from the workflow's data: %s", t.Ref, refused)
 	}
@@ -569,7 +573,7 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 		}
 	}
 	return StartWorkflow{Refused: refused,
-		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: def,
+		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: def, DefFromData: fromData,
 		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID, Depth: depth,
 	}
@@ -581,21 +585,21 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 // expression that evaluates to one (a definition built by an earlier task,
 // given in the input), as Conductor reads subWorkflowParam.workflowDefinition.
 // refused says why a definition from data may not run (see dataRefusal).
-func childDef(w *Workflow, t *Task, raw []byte) (def []byte, refused string) {
+func childDef(w *Workflow, t *Task, raw []byte) (def []byte, fromData bool, refused string) {
 	if def := inlineDef(raw); def != nil {
-		return def, ""
+		return def, false, ""
 	}
 	var s string
 	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil {
-		return nil, ""
+		return nil, false, ""
 	}
 	v, _, err := expr.Evaluate(s, &workflowDoc{w: w, taskID: t.ID})
 	if m, ok := v.(map[string]any); ok && err == nil {
 		if def, err := json.Marshal(m); err == nil {
-			return def, defRefusal(m, def)
+			return def, true, defRefusal(m, def)
 		}
 	}
-	return nil, ""
+	return nil, false, ""
 }
 
 // dataRefusal says why a task configuration that came from the workflow's
@@ -619,11 +623,15 @@ func dataRefusal(wt *conductor.WorkflowTask, in map[string]any, deferred [][]any
 }
 
 // defRefusal is dataRefusal for a whole definition built from data: no
-// expression in it may reference secrets or environment values, and no
-// task may be an UPDATE_SECRET.
+// expression in it may reference secrets or environment values, no task
+// may be an UPDATE_SECRET, and it may not hold the workflow's sealed data,
+// which a definition would carry in plain text.
 func defRefusal(def map[string]any, raw []byte) string {
 	if bytes.Contains(raw, []byte(`"`+conductor.TaskTypeUpdateSecret+`"`)) {
 		return "it may not hold an " + conductor.TaskTypeUpdateSecret + " task: only a definition may"
+	}
+	if masking.HasSealed(def) {
+		return "it may not hold the workflow's _secrets or _masked data: give them to the child in its input"
 	}
 	if _, deferred, _ := expr.Evaluate(def, expr.MapDoc{}); len(deferred) > 0 {
 		return "it may not reference secrets or environment values (${workflow.secrets...}, ${workflow.env...}): only a definition may"

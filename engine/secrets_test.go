@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -172,5 +173,48 @@ func TestResolvedOncePerValue(t *testing.T) {
 	}
 	if got := h.task("p").Resolved; len(got) != 2 || got[0].Version != 1 || got[1].Version != 2 {
 		t.Fatalf("the task names %d resolved values (%+v), want each version once", len(got), got)
+	}
+}
+
+// A task's name, type and reference name are written in plain text (a
+// queue is named after the type), so a DYNAMIC task or a dynamic fork may
+// not take them from _secrets or _masked data: in the decision that
+// receives the data it is still plain, and would be written as given.
+func TestNamesFromSealedData(t *testing.T) {
+	const value = "dyn-name-from-secrets-7c6b"
+	tests := []struct {
+		name, task string
+		output     map[string]any
+	}{
+		{"DYNAMIC name", `{"name":"d","taskReferenceName":"d","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"${a.output._secrets.n}"}}`,
+			map[string]any{"_secrets": map[string]any{"n": value}}},
+		{"DYNAMIC name embedding it", `{"name":"d","taskReferenceName":"d","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"run_${a.output._masked.n}"}}`,
+			map[string]any{"_masked": map[string]any{"n": value}}},
+		{"forked task's name", `{"name":"d","taskReferenceName":"d","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"ts","inputParameters":{"ts":[{"name":"${a.output._secrets.n}","taskReferenceName":"f"}]}},{"name":"j","taskReferenceName":"j","type":"JOIN"}`,
+			map[string]any{"_secrets": map[string]any{"n": value}}},
+		{"forked task's reference name", `{"name":"d","taskReferenceName":"d","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"ts","inputParameters":{"ts":"${a.output._secrets.ts}"}},{"name":"j","taskReferenceName":"j","type":"JOIN"}`,
+			map[string]any{"_secrets": map[string]any{"ts": []any{map[string]any{"name": "w", "taskReferenceName": value}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a"},`+tt.task+`]}`, nil)
+			d := h.complete("a", tt.output)
+			failed := h.wantTask("d", conductor.TaskFailedWithTerminalError)
+			if !strings.Contains(failed.Reason, "_secrets or _masked data") {
+				t.Errorf("reason %q, want it to say the name comes from sealed data", failed.Reason)
+			}
+			for _, ev := range d.Events {
+				if ts, ok := ev.(*schemas.TaskScheduled); ok && (strings.Contains(ts.Name+ts.Type+ts.Ref+ts.Reason, value) || bytes.Contains(ts.Config, []byte(value))) {
+					t.Errorf("task %s scheduled as %s (%s): its name holds the sealed value", ts.Ref, ts.Name, ts.Type)
+				}
+			}
+		})
+	}
+	// A name that only looks like a short _secrets value is a name.
+	h := newHarness(t, `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a"},
+	  {"name":"d","taskReferenceName":"d","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"send_${a.output.kind}"}}]}`, nil)
+	h.complete("a", map[string]any{"kind": "mail", "_secrets": map[string]any{"flag": "mail"}})
+	if got := h.wantTask("d", conductor.TaskScheduled); got.Name != "send_mail" {
+		t.Fatalf("DYNAMIC scheduled %s, want send_mail", got.Name)
 	}
 }

@@ -198,6 +198,15 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 				}
 				e.TaskToDomain = t2d
 			}
+			// A definition is written as given, in plain text: one built
+			// from data that a resolved or sealed value reached (a worker
+			// echoed its secret into the definition it returned) does not
+			// run, redacted or not. The definition's own text is not
+			// looked for (TestDefinitionTextIsNotRedacted).
+			if e.Refused == "" && e.DefFromData && r.String(string(e.Def)) != string(e.Def) {
+				e.Def, e.Refused = nil, "the definition of the workflow to start holds a value resolved from a secret or "+
+					"sealed by this workflow: give a child secrets in its input (under _secrets) or as ${workflow.secrets...} references, not in its definition"
+			}
 			in := e.Input
 			e.Input = redactOpen(r, in)
 			// A reference resolved when the child starts is a literal,
