@@ -364,6 +364,15 @@ func TestNoRouteAnswersJSON(t *testing.T) {
 			}
 		})
 	}
+	// A path of a hundred kilobytes is quoted cut short.
+	long := "/api/no/such/" + strings.Repeat("x", 100_000)
+	for _, path := range []string{long, "/api/workflow/a/b/" + long[5:], "/api/tasks/a/b" + long[4:]} {
+		r := call(t, nil, "GET", base+path, "", "")
+		r.expectError(t, http.StatusNotFound, "no endpoint GET /api/")
+		if len(r.body) > 1000 {
+			t.Errorf("GET %.40s…: %d bytes of error, want the path cut short", path, len(r.body))
+		}
+	}
 }
 
 // A definition nested deeper than the log could hold is refused before it

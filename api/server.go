@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine/simulate"
 	"github.com/flowvault/flowvault/fault"
@@ -186,10 +187,16 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, mux http.Handle
 	mux.ServeHTTP(probe, r)
 	if probe.status == http.StatusMethodNotAllowed {
 		w.Header()["Allow"] = probe.header["Allow"]
-		s.writeError(w, r, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, errMethodNotAllowed))
+		s.writeError(w, r, fmt.Errorf("%s %s: %w", r.Method, audit.Bounded(r.URL.Path), errMethodNotAllowed))
 		return
 	}
-	s.writeError(w, r, fault.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
+	s.noEndpoint(w, r)
+}
+
+// noEndpoint answers 404 for a path no endpoint serves. The path is
+// quoted cut short: a URL may be a megabyte long.
+func (s *Server) noEndpoint(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, fault.NotFound("no endpoint %s %s", r.Method, audit.Bounded(r.URL.Path)))
 }
 
 // notServed answers 404 for a path of Conductor's or Orkes's API whose
@@ -197,7 +204,7 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, mux http.Handle
 // otherwise take the path for something else.
 func (s *Server) notServed(feature string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, fault.NotFound("no endpoint %s %s: %s are not served", r.Method, r.URL.Path, feature))
+		s.writeError(w, r, fault.NotFound("no endpoint %s %s: %s are not served", r.Method, audit.Bounded(r.URL.Path), feature))
 	}
 }
 

@@ -166,7 +166,7 @@ func (s *Server) pollOrLogs(w http.ResponseWriter, r *http.Request) {
 	case second == "log":
 		s.getTaskLogs(w, r, first)
 	default:
-		s.writeError(w, r, fault.NotFound("no route for GET %s", r.URL.Path))
+		s.noEndpoint(w, r)
 	}
 }
 

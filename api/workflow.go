@@ -91,7 +91,7 @@ func (s *Server) routeWorkflows() {
 			r.SetPathValue("ref", c)
 			s.jumpToTask(w, r)
 		default:
-			s.writeError(w, r, fault.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
+			s.noEndpoint(w, r)
 		}
 	})
 	s.route("POST /api/workflow/test", auth.Authenticated, s.testWorkflow)
@@ -123,7 +123,7 @@ func (s *Server) pathPair(byFirst, bySecond map[string]http.HandlerFunc) http.Ha
 			h(w, r)
 			return
 		}
-		s.writeError(w, r, fault.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
+		s.noEndpoint(w, r)
 	}
 }
 
