@@ -193,16 +193,6 @@ func fromJQ(v any) any {
 	return v
 }
 
-// jqErrorText is the message of a query's error with no preview of a
-// value in it. gojq quotes a preview of the values an error is about, cut
-// after ~30 bytes (`expected an object but got: string ("sk_live_51HxQzT8
-// ...")`, `fromjson cannot be applied to "sk_live_51HxQzT8abcdefgh ...":
-// invalid character…`, `repeat string result too large: "…" * 1e+10`):
-// redaction finds a secret value whole, in any of its encodings, but not a
-// prefix of it. Each preview gives way to *** (`string (***)`), and what
-// the errors gojq wraps quote of their input (a JSON text's character, a
-// regular expression) to '***'. A value the query raised itself
-// (error(...)) is kept: it is whole, unless it is too large to show.
 // jqCompileText describes why a query does not compile without quoting it:
 // the query is the task's input with its secrets resolved, and gojq quotes
 // the token it stopped at or the name it did not know, which for a secret
@@ -222,6 +212,16 @@ func jqCompileText(err error) string {
 	return msg
 }
 
+// jqErrorText is the message of a query's error with no preview of a
+// value in it. gojq quotes a preview of the values an error is about, cut
+// after ~30 bytes (`expected an object but got: string ("sk_live_51HxQzT8
+// ...")`, `fromjson cannot be applied to "sk_live_51HxQzT8abcdefgh ...":
+// invalid character…`, `repeat string result too large: "…" * 1e+10`):
+// redaction finds a secret value whole, in any of its encodings, but not a
+// prefix of it. Each preview gives way to *** (`string (***)`), and what
+// the errors gojq wraps quote of their input (a JSON text's character, a
+// regular expression) to '***'. A value the query raised itself
+// (error(...)) is kept: it is whole, unless it is too large to show.
 func jqErrorText(err error) string {
 	var raised gojq.ValueError
 	if errors.As(err, &raised) {
