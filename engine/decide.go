@@ -96,6 +96,10 @@ type decision struct {
 	// noFailureWorkflow: the end this decision makes starts no failure
 	// workflow (an operator's terminate).
 	noFailureWorkflow bool
+	// masked are the strings under _secrets and _masked keys of the
+	// first maskedRead events (see unsealedText).
+	masked     []string
+	maskedRead int
 }
 
 // Decide computes what happens to a workflow when trigger arrives. It does

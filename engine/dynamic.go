@@ -73,46 +73,47 @@ func (d *decision) unsealedText(s string) bool {
 	if s == "" {
 		return false
 	}
-	for _, ev := range d.events {
-		var found bool
+	// Each event is read once a decision: a loop of DYNAMIC tasks asks
+	// for every iteration.
+	for _, ev := range d.events[d.maskedRead:] {
 		switch e := ev.(type) {
 		case *schemas.TaskUpdated:
-			found = maskedTextIn(e.Output, false, s)
+			d.masked = appendMaskedText(d.masked, e.Output, false)
 		case *schemas.TaskScheduled:
-			found = maskedTextIn(e.Input, false, s) || maskedTextIn(e.Output, false, s)
+			d.masked = appendMaskedText(appendMaskedText(d.masked, e.Input, false), e.Output, false)
 		case *schemas.VariablesUpdated:
-			found = maskedTextIn(e.Variables, false, s)
+			d.masked = appendMaskedText(d.masked, e.Variables, false)
 		case *schemas.WorkflowStarted:
-			found = maskedTextIn(e.Input, false, s) || maskedTextIn(e.Variables, false, s)
+			d.masked = appendMaskedText(appendMaskedText(d.masked, e.Input, false), e.Variables, false)
 		}
-		if found {
+	}
+	d.maskedRead = len(d.events)
+	for _, x := range d.masked {
+		if x == s || len(x) >= masking.MinLength && strings.Contains(s, x) {
 			return true
 		}
 	}
 	return false
 }
 
-// maskedTextIn reports whether v, under a _secrets or _masked key (or
-// anywhere, when masked), holds a string that s contains: one of at least
-// masking.MinLength bytes, or s itself.
-func maskedTextIn(v any, masked bool, s string) bool {
+// appendMaskedText appends the strings v holds under a _secrets or
+// _masked key (anywhere, when masked).
+func appendMaskedText(out []string, v any, masked bool) []string {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, e := range x {
-			if maskedTextIn(e, masked || masking.IsMaskedKey(k), s) {
-				return true
-			}
+			out = appendMaskedText(out, e, masked || masking.IsMaskedKey(k))
 		}
 	case []any:
 		for _, e := range x {
-			if maskedTextIn(e, masked, s) {
-				return true
-			}
+			out = appendMaskedText(out, e, masked)
 		}
 	case string:
-		return masked && x != "" && (x == s || len(x) >= masking.MinLength && strings.Contains(s, x))
+		if masked && x != "" {
+			out = append(out, x)
+		}
 	}
-	return false
+	return out
 }
 
 // configJSON encodes a task configuration for TaskScheduled.Config.
