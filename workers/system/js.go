@@ -1269,7 +1269,7 @@ func jsonLimit(text string, maxArray int64) string {
 
 func compileMessage(err error) string {
 	var se *goja.CompilerSyntaxError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) && !strings.HasPrefix(se.Error(), "SyntaxError") {
 		return "SyntaxError: " + se.Error()
 	}
 	return err.Error()
