@@ -50,6 +50,11 @@ type Config struct {
 	// appends fail with ErrNoStorage. Zero: 75% of the disk space free
 	// when the server starts (nats-server's default).
 	MaxStore int64
+	// MaxConns bounds the embedded server's client connections, the
+	// in-process ones included (server.Options.MaxConn); past it the
+	// server refuses a connection ("maximum connections exceeded"). Zero:
+	// nats-server's default, 64K.
+	MaxConns int
 	// Listen is the embedded server's client address. Port 0 picks a free
 	// port. Empty: no listener, only this process's own connection reaches
 	// the server. A listening server requires Options.Auth.
@@ -132,6 +137,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("eventlog: max store %d: want > 0, or 0 for 75%% of the free disk space", c.MaxStore)
 	case c.MaxStore > 0 && !c.Embedded():
 		return errors.New("eventlog: max store bounds the embedded server; an external server's limits are its own")
+	case c.MaxConns < 0:
+		return fmt.Errorf("eventlog: max conns %d: want > 0, or 0 for nats-server's default", c.MaxConns)
+	case c.MaxConns > 0 && !c.Embedded():
+		return errors.New("eventlog: max conns bounds the embedded server; an external server's limits are its own")
 	case c.MaxStore > 0 && c.MaxStore < minMaxStore:
 		return fmt.Errorf("eventlog: max store %d bytes: want at least %d (a few records of the largest size)", c.MaxStore, minMaxStore)
 	}

@@ -29,6 +29,7 @@ func startEmbedded(cfg Config, o Options) (*server.Server, error) {
 		JetStream:              true,
 		StoreDir:               cfg.StoreDir,
 		JetStreamMaxStore:      cfg.MaxStore,
+		MaxConn:                cfg.MaxConns,
 		MaxPayload:             int32(cfg.MaxRecordBytes + recordHeaderRoom),
 		NoSigs:                 true, // the process owns signal handling
 		DisableJetStreamBanner: true,

@@ -79,8 +79,11 @@ type Authority struct {
 	systemKey  string
 	systemJWT  string
 
-	mu       sync.Mutex
-	resolver *server.MemAccResolver
+	mu sync.Mutex
+	// workerConns bounds the workers account's connections once it is
+	// open (LimitWorkerConnections); 0: no bound of its own.
+	workerConns int64
+	resolver    *server.MemAccResolver
 }
 
 // New derives the operator and accounts from the master key and signs
@@ -171,7 +174,7 @@ func (a *Authority) sign(op, sys nkeys.KeyPair) error {
 	if a.accountJWT, err = ac.Encode(op); err != nil {
 		return fmt.Errorf("account jwt: %w", err)
 	}
-	if a.workersJWT, _, err = a.signWorkers(op, nil, false); err != nil {
+	if a.workersJWT, _, err = a.signWorkers(op, nil, false, 0); err != nil {
 		return err
 	}
 	sc := jwt.NewAccountClaims(a.systemKey)
@@ -184,14 +187,20 @@ func (a *Authority) sign(op, sys nkeys.KeyPair) error {
 }
 
 // signWorkers signs the workers account's JWT: closed (no connection
-// admitted) or open, refusing the users in revoked (public key: JWTs
-// issued up to that Unix second).
-func (a *Authority) signWorkers(op nkeys.KeyPair, revoked map[string]int64, open bool) (string, *jwt.AccountClaims, error) {
+// admitted) or open, to at most conns connections (0: no bound of the
+// account's), refusing the users in revoked (public key: JWTs issued up
+// to that Unix second).
+func (a *Authority) signWorkers(op nkeys.KeyPair, revoked map[string]int64, open bool, conns int64) (string, *jwt.AccountClaims, error) {
 	wc := jwt.NewAccountClaims(a.workersKey)
 	wc.Name = "flowvault-workers"
 	wc.Limits.DisallowBearer = true
-	if !open {
+	switch {
+	case !open:
 		wc.Limits.Conn = 0
+	case conns > 0:
+		// The engines connect to the server too (in-process ones count
+		// against its MaxConn): the workers must leave them room.
+		wc.Limits.Conn = conns
 	}
 	for _, svc := range workerServices {
 		wc.Imports.Add(&jwt.Import{Name: svc.name, Subject: jwt.Subject(svc.subject), Account: a.accountKey, Type: jwt.Service, Share: svc.share})
@@ -216,12 +225,12 @@ func (a *Authority) signWorkers(op nkeys.KeyPair, revoked map[string]int64, open
 // admitted from then on, except those of revoked users, and the live
 // connections of revoked users are closed. Each call replaces the list.
 func (a *Authority) Admit(ns *server.Server, revoked map[string]int64) error {
-	token, claims, err := a.signWorkers(a.op, revoked, true)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	token, claims, err := a.signWorkers(a.op, revoked, true, a.workerConns)
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.resolver == nil {
 		return errors.New("admit workers: the server was not configured by this authority")
 	}
@@ -234,6 +243,19 @@ func (a *Authority) Admit(ns *server.Server, revoked map[string]int64) error {
 	}
 	ns.UpdateAccountClaims(acc, claims)
 	return nil
+}
+
+// LimitWorkerConnections bounds the connections the workers account
+// admits, from the next Admit on, to n (0: no bound of the account's, only
+// the server's MaxConn). The server's MaxConn counts every connection, the
+// engines' too: a bound below it leaves the engines room to connect when
+// workers, or anyone who holds a worker's credentials, open as many as
+// they may. Past it the server refuses a worker's connection with
+// "maximum account active connections exceeded".
+func (a *Authority) LimitWorkerConnections(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.workerConns = int64(max(n, 0))
 }
 
 // workerServices are what the workers account imports from the flowvault

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/connlimit"
 	"github.com/flowvault/flowvault/internal/harden"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/secrets"
@@ -30,6 +31,17 @@ type Config struct {
 	HTTPAddr string
 	// NATSListen is the embedded NATS server's client address.
 	NATSListen string
+	// HTTPMaxConns bounds the connections the HTTP listener holds open;
+	// NATSMaxConns, the embedded NATS server's client connections
+	// (server.Options.MaxConn), of which the workers' account may hold
+	// nine in ten. Every connection is a file descriptor, shared with the
+	// stores, whose writes fail, until a restart, when none is left. 0:
+	// sized from RLIMIT_NOFILE (ConnBudget).
+	HTTPMaxConns int
+	NATSMaxConns int
+	// HTTPIdleTimeout is how long an HTTP keep-alive connection may wait
+	// for its next request.
+	HTTPIdleTimeout time.Duration
 	// NATSMaxStore bounds the bytes the embedded NATS server stores
 	// (eventlog.Config.MaxStore); 0: 75% of the disk space free at start.
 	NATSMaxStore int64
@@ -122,6 +134,7 @@ func DefaultConfig() Config {
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
 		NATSListen:      "127.0.0.1:4222",
+		HTTPIdleTimeout: 75 * time.Second,
 		Fsync:           string(eventlog.FsyncAlways),
 		GroupCommit:     true,
 		RecordFormat:    int(schemas.LatestRecordFormat),
@@ -150,6 +163,15 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	if c.HTTPMaxConns < 0 {
+		errs = append(errs, fmt.Errorf("http max conns %d: want > 0, or 0 to size it from the open files limit", c.HTTPMaxConns))
+	}
+	if c.NATSMaxConns < 0 {
+		errs = append(errs, fmt.Errorf("nats max conns %d: want > 0, or 0 to size it from the open files limit", c.NATSMaxConns))
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("http idle timeout %s: want > 0", c.HTTPIdleTimeout))
 	}
 	if c.CompactionDelay < 0 {
 		errs = append(errs, fmt.Errorf("compaction delay %s: want >= 0", c.CompactionDelay))
@@ -225,6 +247,9 @@ func (c Config) validateNATS() []error {
 	if c.NATSMaxStore != 0 {
 		errs = append(errs, errors.New("--nats-max-store bounds the embedded NATS server; an external server's limits are set in its own configuration"))
 	}
+	if c.NATSMaxConns != 0 {
+		errs = append(errs, errors.New("--nats-max-conns bounds the embedded NATS server; an external server's limits are set in its own configuration"))
+	}
 	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
 		errs = append(errs, errors.New("give both --nats-tls-cert and --nats-tls-key, or neither"))
 	}
@@ -245,6 +270,9 @@ func (c Config) Eventlog() eventlog.Config {
 	ec.StoreDir = filepath.Join(c.DataDir, "nats")
 	ec.Listen = c.NATSListen
 	ec.MaxStore = c.NATSMaxStore
+	if c.NATSURL == "" {
+		ec.MaxConns = c.ConnBudget().NATS
+	}
 	ec.URL = c.NATSURL
 	ec.CredsFile = c.NATSCreds
 	ec.ClientCertFile, ec.ClientKeyFile, ec.CAFile = c.NATSTLSCert, c.NATSTLSKey, c.NATSCA
@@ -252,6 +280,14 @@ func (c Config) Eventlog() eventlog.Config {
 	ec.GroupCommit = c.GroupCommit
 	ec.RecordFormat = schemas.RecordFormat(c.RecordFormat) // a byte: Validate checks it fits
 	return ec
+}
+
+// ConnBudget is how many connections the HTTP listener and the embedded
+// NATS server hold at most: HTTPMaxConns and NATSMaxConns, or, where they
+// are 0, what the process's open files limit leaves once the stores have
+// their reserve (connlimit.NewBudget).
+func (c Config) ConnBudget() connlimit.Budget {
+	return connlimit.NewBudget(connlimit.FileLimit(), c.HTTPMaxConns, c.NATSMaxConns)
 }
 
 // PebbleDir is where the read models live.

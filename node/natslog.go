@@ -47,6 +47,7 @@ func OpenLog(ctx context.Context, cfg Config, mk *secrets.MasterKey, o eventlog.
 		if authority, err = natsauth.New(mk); err != nil {
 			return nil, nil, nil, err
 		}
+		authority.LimitWorkerConnections(cfg.ConnBudget().Workers)
 		o.Auth = authority
 	}
 	l, err := eventlog.Open(ctx, ec, o)

@@ -33,7 +33,9 @@ import (
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/guard"
+	"github.com/flowvault/flowvault/internal/connlimit"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/internal/ratelimit"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/projections"
@@ -148,9 +150,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// A taken port stops the server before it touches the data dir too: a
 	// first start that failed after it printed the bootstrap admin key
 	// would have shown the key only in the output of a failed run.
-	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
+	n.ln = n.limitConns(ln, tlsConfig != nil)
 	// Served from the first moment, every request answered with a
 	// retryable 503 until the read models caught up: a probe tells a
 	// starting server from a dead one, and a client does not hang.
@@ -438,7 +442,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 // handler: bodies are bounded in size, and in time too.
 func (n *Node) serveHTTP(tlsConfig *tls.Config) {
 	n.httpSrv = &http.Server{Handler: &n.front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
-		IdleTimeout: 5 * time.Minute,
+		IdleTimeout: n.cfg.HTTPIdleTimeout,
 		// What net/http reports (a refused TLS handshake, a handler's
 		// panic) goes where the server logs, in its format.
 		ErrorLog: slog.NewLogLogger(n.logger.With(logkey.Component, "http").Handler(), slog.LevelWarn)}
@@ -454,6 +458,39 @@ func (n *Node) serveHTTP(tlsConfig *tls.Config) {
 			n.logger.Error("http server stopped", logkey.Err, err)
 		}
 	}()
+}
+
+// limitConns bounds the connections ln holds open to the HTTP share of
+// the node's connection budget (Config.ConnBudget), and counts them in
+// the node's metrics. A connection beyond it is answered 503 and closed at
+// once, over TLS closed without a word (plaintext would read as a broken
+// handshake): every connection is a file descriptor, which the stores
+// share, and a flood of idle ones once took the event log's last.
+func (n *Node) limitConns(ln net.Listener, tls bool) *connlimit.Listener {
+	b := n.cfg.ConnBudget()
+	if !b.Fits() {
+		n.logger.Warn("the connection bounds leave the stores few of the open files the process may hold: raise its limit (ulimit -n, systemd's LimitNOFILE) or lower --http-max-conns or --nats-max-conns",
+			"open_files_limit", b.Files, "http_max_conns", b.HTTP, "nats_max_conns", b.NATS)
+	}
+	refusal := connlimit.HTTPRefusal
+	if tls {
+		refusal = nil
+	}
+	lines := ratelimit.NewLines()
+	logger := n.logger.With(logkey.Component, "http")
+	var l *connlimit.Listener
+	l = connlimit.NewListener(ln, b.HTTP, refusal, func() {
+		lines.Error(logger, fmt.Sprintf("connection refused: %d are open, the most --http-max-conns allows", l.Max()))
+	})
+	n.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flowvault_http_connections_open", Help: "HTTP connections open."},
+			func() float64 { return float64(l.Open()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flowvault_http_connections_max", Help: "Most HTTP connections held open at once (--http-max-conns)."},
+			func() float64 { return float64(l.Max()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowvault_http_connections_refused_total", Help: "HTTP connections refused because --http-max-conns were open."},
+			func() float64 { return float64(l.Refused()) }),
+	)
+	return l
 }
 
 // frontHandler is the HTTP server's handler: api.Starting while the node

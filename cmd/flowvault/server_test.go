@@ -124,6 +124,16 @@ func TestServerEnvErrors(t *testing.T) {
 			want: []string{"--nats-max-store bounds the embedded NATS server"},
 		},
 		{
+			name: "a connection bound for an external server",
+			args: []string{"--nats", "nats://127.0.0.1:4222", "--nats-max-conns", "100"},
+			want: []string{"--nats-max-conns bounds the embedded NATS server"},
+		},
+		{
+			name: "negative connection bounds and no idle timeout",
+			env:  map[string]string{"FLOWVAULT_HTTP_MAX_CONNS": "-1", "FLOWVAULT_NATS_MAX_CONNS": "-2", "FLOWVAULT_HTTP_IDLE_TIMEOUT": "0s"},
+			want: []string{"http max conns -1", "nats max conns -2", "http idle timeout 0s"},
+		},
+		{
 			name:    "only the variables no flag replaces",
 			env:     map[string]string{"FLOWVAULT_TOKEN_TTL": "bogus", "FLOWVAULT_GC_PERCENT": "lots"},
 			args:    []string{"--gc-percent", "300"},
@@ -163,10 +173,20 @@ func TestServerEnvErrors(t *testing.T) {
 	t.Setenv("FLOWVAULT_TOKEN_TTL", "bogus")
 	t.Setenv("FLOWVAULT_NATS_MAX_STORE", "1TB")
 	t.Setenv("FLOWVAULT_QUEUE_IDLE", "30s")
-	cfg, err := serverConfig([]string{"--token-ttl", "2h", "--nats-max-store", "20GiB"}, new(bytes.Buffer))
+	t.Setenv("FLOWVAULT_HTTP_MAX_CONNS", "500")
+	t.Setenv("FLOWVAULT_NATS_MAX_CONNS", "600")
+	t.Setenv("FLOWVAULT_HTTP_IDLE_TIMEOUT", "bogus")
+	cfg, err := serverConfig([]string{"--token-ttl", "2h", "--nats-max-store", "20GiB", "--http-idle-timeout", "30s"}, new(bytes.Buffer))
 	if err != nil || cfg.TokenTTL != 2*time.Hour || cfg.NATSMaxStore != 20<<30 || cfg.QueueIdle != 30*time.Second {
 		t.Fatalf("token ttl %s, max store %d, queue idle %s, %v; want the flags' 2h and 20GiB, and the environment's 30s",
 			cfg.TokenTTL, cfg.NATSMaxStore, cfg.QueueIdle, err)
+	}
+	if cfg.HTTPMaxConns != 500 || cfg.NATSMaxConns != 600 || cfg.HTTPIdleTimeout != 30*time.Second {
+		t.Fatalf("http max conns %d, nats max conns %d, idle timeout %s; want the environment's 500 and 600, the flag's 30s",
+			cfg.HTTPMaxConns, cfg.NATSMaxConns, cfg.HTTPIdleTimeout)
+	}
+	if b := cfg.ConnBudget(); b.HTTP != 500 || b.NATS != 600 || cfg.Eventlog().MaxConns != 600 {
+		t.Fatalf("budget %+v, eventlog max conns %d; want the configured 500 and 600", b, cfg.Eventlog().MaxConns)
 	}
 }
 
