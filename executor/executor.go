@@ -177,6 +177,7 @@ type Executor struct {
 	protector Protector
 	mayStart  StartCheck
 	mayTake   TakeCheck
+	pollOwner PollOwner
 	// unrestricted tells the principals who may do anything (an admin).
 	unrestricted Unrestricted
 	polls        *poller
@@ -221,7 +222,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
 	e.match = newMatcher()
-	e.natsPolls.slots, e.natsPolls.perTaker = make(chan struct{}, maxNATSPolls), maxNATSPollsPerTaker
+	e.natsPolls.slots, e.natsPolls.perOwner = make(chan struct{}, maxNATSPolls), maxNATSPollsPerOwner
 	e.idle = make(chan func())
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e

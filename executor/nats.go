@@ -71,6 +71,23 @@ type TakeCheck func(ctx context.Context, taker, taskType, domain string) error
 // Without it, the NATS server's permissions alone decide.
 func (e *Executor) SetTakeCheck(c TakeCheck) { e.mayTake = c }
 
+// PollOwner names whom the poll slots a taker (takerOf) holds count
+// against: the principal its credentials were issued to, who may hold
+// many. "" or the taker itself when it is not known.
+type PollOwner func(taker string) string
+
+// SetPollOwner installs who owns a taker's poll slots (before Start).
+// Without it, each taker's credentials have a share of their own.
+func (e *Executor) SetPollOwner(o PollOwner) { e.pollOwner = o }
+
+// ownerOf is whose share of the poll slots taker's polls take.
+func (e *Executor) ownerOf(taker string) string {
+	if taker == "" || e.pollOwner == nil {
+		return taker
+	}
+	return cmp.Or(e.pollOwner(taker), taker)
+}
+
 // takerMay asks the TakeCheck about the sender of m, a worker request for
 // tasks of taskType in the queue of domain (the request's subject's).
 // Requests from within the engines' account name no taker and need no
@@ -165,10 +182,14 @@ func (e *Executor) unsubscribeAtStop(sub *nats.Subscription) {
 const (
 	// maxNATSPolls bounds the NATS polls an engine holds at once.
 	maxNATSPolls = 10000
-	// maxNATSPollsPerTaker bounds those of one worker's credentials: one
-	// holder cannot take every slot, and lock out every other type's
-	// workers.
-	maxNATSPollsPerTaker = maxNATSPolls / 2
+	// maxNATSPollsPerOwner bounds those of one principal's worker
+	// credentials (PollOwner), however many it was issued: one holder
+	// cannot take every slot and lock out every other principal's
+	// workers; ten must fill them all. A fleet under one principal still
+	// waits with a thousand polls at each engine (a thousand worker
+	// processes, each with one poll of its type waiting), and engines
+	// sharing the queue group share its polls.
+	maxNATSPollsPerOwner = maxNATSPolls / 10
 	// maxPollWait bounds a NATS poll's wait.
 	maxPollWait = 30 * time.Second
 )
@@ -206,58 +227,58 @@ func (e *Executor) servePolls() error {
 }
 
 // natsPolls are the NATS polls waiting at this engine: how many (slots,
-// at most maxNATSPolls; perTaker of one worker's credentials), and those
-// their workers may end early (workers.PollEnd), by poll id.
+// at most maxNATSPolls; perOwner of one principal's credentials), and
+// those their workers may end early (workers.PollEnd), by poll id.
 type natsPolls struct {
 	slots    chan struct{}
-	perTaker int
+	perOwner int
 	mu       sync.Mutex
 	polls    map[string]waitingPoll
-	byTaker  map[string]int
+	byOwner  map[string]int
 }
 
-// hold takes one of the poll slots for taker (takerOf; "" for the
-// engines' own account, which only the total bounds), if any is free.
-func (p *natsPolls) hold(taker string) bool {
-	if taker != "" {
+// hold takes one of the poll slots for owner (Executor.ownerOf; "" for
+// the engines' own account, which only the total bounds), if any is free.
+func (p *natsPolls) hold(owner string) bool {
+	if owner != "" {
 		p.mu.Lock()
-		if p.byTaker[taker] >= p.perTaker {
+		if p.byOwner[owner] >= p.perOwner {
 			p.mu.Unlock()
 			return false
 		}
-		if p.byTaker == nil {
-			p.byTaker = map[string]int{}
+		if p.byOwner == nil {
+			p.byOwner = map[string]int{}
 		}
-		p.byTaker[taker]++
+		p.byOwner[owner]++
 		p.mu.Unlock()
 	}
 	select {
 	case p.slots <- struct{}{}:
 		return true
 	default:
-		p.forgetTaker(taker)
+		p.forgetOwner(owner)
 		return false
 	}
 }
 
-func (p *natsPolls) release(taker string) {
+func (p *natsPolls) release(owner string) {
 	<-p.slots
-	p.forgetTaker(taker)
+	p.forgetOwner(owner)
 }
 
-func (p *natsPolls) forgetTaker(taker string) {
-	if taker == "" {
+func (p *natsPolls) forgetOwner(owner string) {
+	if owner == "" {
 		return
 	}
 	p.mu.Lock()
-	if p.byTaker[taker]--; p.byTaker[taker] <= 0 {
-		delete(p.byTaker, taker)
+	if p.byOwner[owner]--; p.byOwner[owner] <= 0 {
+		delete(p.byOwner, owner)
 	}
 	p.mu.Unlock()
 }
 
 // errTooManyPolls answers a poll beyond maxNATSPolls, or beyond its
-// credentials' share.
+// principal's share.
 var errTooManyPolls = &workers.Error{Code: workers.CodeUnavailable, Message: "too many polls wait at this engine"}
 
 type waitingPoll struct {
@@ -330,13 +351,13 @@ func (e *Executor) handlePoll(m *nats.Msg) {
 // runs in a goroutine of its own, on one of the poll slots; none free, it
 // answers at once that the engine is busy.
 func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollRequest, answer func(workers.PollReply) any) {
-	taker := takerOf(m)
-	if !e.natsPolls.hold(taker) {
+	owner := e.ownerOf(takerOf(m))
+	if !e.natsPolls.hold(owner) {
 		respond(m, answer(workers.PollReply{Error: errTooManyPolls}))
 		return
 	}
 	e.spawn(func() {
-		defer e.natsPolls.release(taker)
+		defer e.natsPolls.release(owner)
 		wait := min(max(time.Duration(req.WaitMs)*time.Millisecond, 0), maxPollWait)
 		ctx, cancel := context.WithTimeout(e.ctx, wait+requestTimeout)
 		defer cancel()

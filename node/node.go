@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -299,6 +300,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType, domain string) error {
 		return authz.workerMayTake(ctx, n.workerCreds.ledger, n.unlistedWorker, taker, taskType, domain)
 	})
+	n.executor.SetPollOwner(n.pollOwner)
 	n.executor.SetUnrestricted(authz.unrestricted)
 	n.executor.SetConformance(schemacheck.New(n.metadata))
 	n.executor.RegisterSystemTask(conductor.TaskTypeUpdateSecret, guard.UpdateSecret{Store: n.secrets, Authz: authz, Refusals: n.audit})
@@ -644,6 +646,22 @@ func (n *Node) WorkerCredentials(taskTypes ...string) (*natsauth.Credentials, er
 		n.ownWorkers.Store(c.User, true)
 	}
 	return c, err
+}
+
+// pollOwner is the principal worker credentials' user (the executor's
+// taker, "nats:" and the user's public key) was issued to, whose share of
+// an engine's poll slots every credentials of its hold together; "" when
+// the ledger does not know the user (the taker's own share then).
+func (n *Node) pollOwner(taker string) string {
+	user, ok := strings.CutPrefix(taker, "nats:")
+	if !ok {
+		return ""
+	}
+	c, err := n.workerCreds.ledger.Get(user)
+	if err != nil || c.IssuedBy == "" {
+		return ""
+	}
+	return "principal:" + c.IssuedBy
 }
 
 // unlistedWorker reports whether the NATS user of worker credentials the
