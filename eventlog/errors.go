@@ -43,7 +43,14 @@ var (
 	// server restarts.
 	ErrNoStorage = fmt.Errorf("the event log's server is out of storage: %w", fault.ErrUnavailable)
 
-	// ErrStoreFailed is wrapped, with ErrNoStorage, by the error of an
+	// ErrOutOfFiles takes ErrNoStorage's place in the error of an append
+	// to a stream whose store failed a write because the process had no
+	// file descriptor left (EMFILE, ENFILE), not because the disk was
+	// full: more disk space would not help. The store takes nothing until
+	// the server restarts all the same.
+	ErrOutOfFiles = fmt.Errorf("the event log's server ran out of open files: %w", fault.ErrUnavailable)
+
+	// ErrStoreFailed is wrapped, with ErrNoStorage or ErrOutOfFiles, by the error of an
 	// append to a stream whose store failed a write after an attempt of
 	// it went unanswered: that attempt may have been stored before the
 	// store failed, so whether the record was stored is unknown (where

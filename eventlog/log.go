@@ -362,9 +362,26 @@ func (l *Log) StorageError() error {
 		return nil
 	}
 	if h := l.ns.Healthz(nil); h.Error != "" {
-		return fmt.Errorf("embedded nats: %s (restart the server once the disk has room)", h.Error)
+		return fmt.Errorf("embedded nats: %s (%s)", h.Error, storeFailureHint(h.Error))
 	}
 	return nil
+}
+
+// storeFailureHint is what to do about a store's write error: the disk
+// full, or the process out of file descriptors (a flood of connections).
+func storeFailureHint(msg string) string {
+	if outOfFiles(msg) {
+		return "the process ran out of open files: restart the server, and raise its open files limit or lower its connection bounds"
+	}
+	return "restart the server once the disk has room"
+}
+
+// outOfFiles reports whether the text of a store's error is the process's
+// or the system's file descriptors running out: EMFILE ("too many open
+// files") or ENFILE ("too many open files in system"), which nats-server
+// reports only as text.
+func outOfFiles(msg string) bool {
+	return strings.Contains(msg, "too many open files")
 }
 
 // streamWriteError returns the write error the embedded server keeps for
@@ -375,7 +392,7 @@ func (l *Log) streamWriteError(stream string) error {
 	}
 	for _, e := range l.ns.Healthz(&server.HealthzOptions{Details: true}).Errors {
 		if e.Type == server.HealthzErrorStream && e.Stream == stream && strings.Contains(e.Error, "write error") {
-			return fmt.Errorf("embedded nats: %s (restart the server once the disk has room)", e.Error)
+			return fmt.Errorf("embedded nats: %s (%s)", e.Error, storeFailureHint(e.Error))
 		}
 	}
 	return nil
@@ -615,7 +632,11 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 			if werr := broken(); werr != nil {
 				// Still ambiguous: an earlier attempt may have been
 				// stored before the store failed.
-				return 0, false, fmt.Errorf("%w (%w: %w: %v)", unknown, ErrNoStorage, ErrStoreFailed, werr)
+				full := ErrNoStorage
+				if outOfFiles(werr.Error()) {
+					full = ErrOutOfFiles // more disk would not help
+				}
+				return 0, false, fmt.Errorf("%w (%w: %w: %v)", unknown, full, ErrStoreFailed, werr)
 			}
 		}
 		if ctx.Err() != nil || attempt >= 8 {

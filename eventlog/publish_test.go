@@ -23,12 +23,17 @@ func TestPublishRetryPolicy(t *testing.T) {
 	full := &jetstream.APIError{ErrorCode: jsErrCodeInsufficientResources, Description: "insufficient resources"}
 	refused := errors.New("nats: permissions violation")
 	notSent := nats.ErrReconnectBufExceeded
+	// Healthz's words (streamWriteError) for the two ways a store fails.
+	diskFull := errors.New("embedded nats: JetStream stream '$G > FV_WF' write error: write /data/nats/jetstream/FV_WF/msgs/1.blk: no space left on device")
+	noFiles := errors.New("embedded nats: JetStream stream '$G > FV_WF' write error: open /data/nats/jetstream/FV_WF/msgs/2.blk: too many open files")
 
 	tests := []struct {
 		name     string
 		answers  []error // one an attempt; past the end, the last again
 		wantSeq  uint64
+		broken   error // the store's write error, asked after an unanswered attempt
 		wantErr  error // errors.Is
+		alsoErr  error // errors.Is
 		notErr   error // !errors.Is
 		attempts int
 	}{
@@ -41,6 +46,10 @@ func TestPublishRetryPolicy(t *testing.T) {
 		{name: "conflict is final", answers: []error{conflict}, wantErr: ErrConflict, attempts: 1},
 		{name: "full server is final", answers: []error{full}, wantErr: ErrNoStorage, attempts: 1},
 		{name: "refusal is final", answers: []error{refused}, wantErr: refused, attempts: 1},
+		{name: "a store failed on a full disk", answers: []error{context.DeadlineExceeded}, broken: diskFull,
+			wantErr: ErrNoStorage, alsoErr: ErrStoreFailed, notErr: ErrOutOfFiles, attempts: 1},
+		{name: "a store failed out of file descriptors is not out of storage", answers: []error{context.DeadlineExceeded}, broken: noFiles,
+			wantErr: ErrOutOfFiles, alsoErr: ErrStoreFailed, notErr: ErrNoStorage, attempts: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,7 +64,11 @@ func TestPublishRetryPolicy(t *testing.T) {
 				return 42, false, nil
 			}
 			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-			seq, _, err := publishUntilAnswered(context.Background(), nats.NewMsg("fv.test"), send, nil, logger)
+			var broken func() error
+			if tt.broken != nil {
+				broken = func() error { return tt.broken }
+			}
+			seq, _, err := publishUntilAnswered(context.Background(), nats.NewMsg("fv.test"), send, broken, logger)
 			if attempts != tt.attempts {
 				t.Errorf("%d attempts, want %d", attempts, tt.attempts)
 			}
@@ -67,6 +80,9 @@ func TestPublishRetryPolicy(t *testing.T) {
 			}
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("publish error %v, want one that is %v", err, tt.wantErr)
+			}
+			if tt.alsoErr != nil && !errors.Is(err, tt.alsoErr) {
+				t.Fatalf("publish error %v, want one that is %v too", err, tt.alsoErr)
 			}
 			if tt.notErr != nil && errors.Is(err, tt.notErr) {
 				t.Fatalf("publish error %v is %v", err, tt.notErr)
