@@ -1,9 +1,13 @@
 package expr
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/flowvault/flowvault/fault"
 )
 
 // Doc is what expressions read: "workflow" and every task reference name are
@@ -36,16 +40,18 @@ func (d MapDoc) Lookup(name string) (any, bool) {
 // Such strings are in the deferred encoding (see ResolveDeferred), in which
 // data substituted around the expression can never become an expression.
 //
-// Evaluate returns an error (a PathError wrapping ErrSyntax) only for syntax
-// errors such as an unterminated "${"; a path that resolves to nothing
-// yields nil, as Conductor does.
+// Evaluate returns an error (a PathError wrapping ErrSyntax) for syntax
+// errors such as an unterminated "${", and one wrapping ErrTooLarge for a
+// result over DefaultLimit bytes (see EvaluateWithin); a path that resolves
+// to nothing yields nil, as Conductor does.
 func Evaluate(tmpl any, doc Doc) (value any, deferred []Path, err error) {
-	e := &evaluator{doc: doc}
-	v, err := e.value(tmpl)
-	if err != nil {
-		return nil, nil, err
-	}
-	return v, e.deferred, nil
+	return EvaluateWithin(tmpl, doc, DefaultLimit)
+}
+
+// EvaluateWithin is Evaluate with a result of at most limit bytes: see
+// Budget. A limit of zero or less means DefaultLimit.
+func EvaluateWithin(tmpl any, doc Doc, limit int) (value any, deferred []Path, err error) {
+	return NewBudget(limit).Evaluate(tmpl, doc)
 }
 
 // EvaluateShared is Evaluate for a caller that only reads the result: a
@@ -53,14 +59,75 @@ func Evaluate(tmpl any, doc Doc) (value any, deferred []Path, err error) {
 // document holds it, not a copy, and the result may share maps and slices
 // with the document. Reading one element of a long list (a DO_WHILE's
 // items, at every iteration) copied the whole list each time.
+//
+// A value shared counts against the limit as a copy would: encoded, it is
+// as large. Only a template that is one expression and nothing else is not
+// counted: its result is a value of the document itself, no larger than
+// the document, and measuring it would cost what copying it did.
 func EvaluateShared(tmpl any, doc Doc) (value any, deferred []Path, err error) {
-	e := &evaluator{doc: doc, shared: true}
+	return NewBudget(DefaultLimit).EvaluateShared(tmpl, doc)
+}
+
+// A Budget bounds what evaluations build together, in bytes of the JSON
+// their results encode to, counted while each is built: a template that
+// copies a value into many places (a hundred thousand keys of
+// "${workflow.input}", one string repeating it), or many templates that
+// each copy it, stop as soon as they pass the limit, with a PathError
+// naming the field reached that wraps ErrTooLarge, before more is built.
+// The count is a lower bound of the encoding (strings without their
+// escapes, at least a byte a number), so results that fit are never
+// refused. Each evaluation that succeeds takes what it counted from the
+// budget; one that fails takes nothing. A Budget is not safe for
+// concurrent use.
+type Budget struct {
+	limit, left int
+}
+
+// NewBudget returns a budget of limit bytes (DefaultLimit for zero or
+// less).
+func NewBudget(limit int) *Budget {
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	return &Budget{limit: limit, left: limit}
+}
+
+// Aside is a budget of what is left of b, whose evaluations b does not
+// count: for a value evaluated to be read, not kept.
+func (b *Budget) Aside() *Budget { return &Budget{limit: b.limit, left: b.left} }
+
+// Left is what the budget has not given yet.
+func (b *Budget) Left() int { return b.left }
+
+// Evaluate is the package's Evaluate within what is left of b.
+func (b *Budget) Evaluate(tmpl any, doc Doc) (value any, deferred []Path, err error) {
+	return b.evaluate(tmpl, doc, false)
+}
+
+// EvaluateShared is the package's EvaluateShared within what is left of b.
+func (b *Budget) EvaluateShared(tmpl any, doc Doc) (value any, deferred []Path, err error) {
+	return b.evaluate(tmpl, doc, true)
+}
+
+func (b *Budget) evaluate(tmpl any, doc Doc, shared bool) (any, []Path, error) {
+	e := &evaluator{doc: doc, shared: shared, limit: b.limit, left: b.left, room: b.left, pathRoom: b.left}
 	v, err := e.value(tmpl)
 	if err != nil {
 		return nil, nil, err
 	}
+	b.left = e.room
 	return v, e.deferred, nil
 }
+
+// DefaultLimit bounds what Evaluate and EvaluateShared build: 64 MiB, the
+// largest record the event log can be configured to hold
+// (eventlog.Config.MaxRecordBytes), so nothing larger could ever be
+// stored or handed to a worker. The engine passes its log's own limit.
+const DefaultLimit = 64 << 20
+
+// ErrTooLarge is wrapped by the error of an evaluation whose result passes
+// its limit. It wraps fault.ErrTooLarge.
+var ErrTooLarge = fmt.Errorf("expression result %w", fault.ErrTooLarge)
 
 // ValidateTemplate walks tmpl and returns one error per invalid string, each
 // naming its path relative to the template root (e.g.
@@ -93,7 +160,32 @@ type evaluator struct {
 	path     Path // of the value being evaluated; reused as a stack
 	deferred []Path
 	shared   bool // see EvaluateShared
+	limit    int  // bytes the results of a Budget may take as JSON
+	left     int  // bytes of limit left when this evaluation began
+	room     int  // bytes of limit not yet taken
+	pathRoom int  // bytes of limit the nested expressions' paths have not taken
+	over     bool // those paths passed the limit
 }
+
+// spend takes n bytes of the result from the room left, and reports
+// whether they fit.
+func (e *evaluator) spend(n int) bool {
+	e.room -= n
+	return e.room >= 0
+}
+
+// tooLarge is the error of a result that passed the limit, for the caller
+// to wrap in a PathError.
+func (e *evaluator) tooLarge() error {
+	if before := e.limit - e.left; before > 0 {
+		return fmt.Errorf("%w: with the %d bytes evaluated before it, the value evaluated up to this field passes %d bytes of JSON, the most they may take",
+			ErrTooLarge, before, e.limit)
+	}
+	return fmt.Errorf("%w: the value evaluated up to this field passes %d bytes of JSON, the most it may take", ErrTooLarge, e.limit)
+}
+
+// overAt is tooLarge at the current path.
+func (e *evaluator) overAt() error { return PathError{Path: e.path.String(), Err: e.tooLarge()} }
 
 // value evaluates one node of the template. Map keys are visited in sorted
 // order so that deferred paths and the reported error are deterministic.
@@ -104,6 +196,9 @@ func (e *evaluator) value(v any) (any, error) {
 		if err != nil {
 			return nil, PathError{Path: e.path.String(), Err: err}
 		}
+		if s, ok := out.(string); ok && !e.spend(len(s)+2) {
+			return nil, e.overAt()
+		}
 		if deferred {
 			e.deferred = append(e.deferred, append(Path{}, e.path...))
 		}
@@ -112,9 +207,17 @@ func (e *evaluator) value(v any) (any, error) {
 		if x == nil {
 			return x, nil
 		}
+		if !e.spend(1) { // "{" and "}" less a comma not written
+			return nil, e.overAt()
+		}
 		out := make(map[string]any, len(x))
 		for _, k := range slices.Sorted(maps.Keys(x)) {
 			e.path = append(e.path, k)
+			if !e.spend(len(k) + 4) { // "k": and a comma
+				err := e.overAt()
+				e.path = e.path[:len(e.path)-1]
+				return nil, err
+			}
 			v, err := e.value(x[k])
 			e.path = e.path[:len(e.path)-1]
 			if err != nil {
@@ -127,6 +230,9 @@ func (e *evaluator) value(v any) (any, error) {
 		if x == nil {
 			return x, nil
 		}
+		if !e.spend(1 + len(x)) { // "[", "]" and the commas
+			return nil, e.overAt()
+		}
 		out := make([]any, len(x))
 		for i, elem := range x {
 			e.path = append(e.path, i)
@@ -138,6 +244,9 @@ func (e *evaluator) value(v any) (any, error) {
 			out[i] = v
 		}
 		return out, nil
+	}
+	if !e.spend(scalarSize(v)) {
+		return nil, e.overAt()
 	}
 	return v, nil
 }
@@ -155,11 +264,29 @@ func (e *evaluator) str(s string) (any, bool, error) {
 	}
 	if len(nodes) == 1 && nodes[0].expr {
 		r := e.expr(nodes[0].body)
+		if e.over {
+			return nil, false, e.tooLarge()
+		}
 		if !r.deferred {
-			if e.shared {
-				return r.value, false, nil
+			var (
+				v  any = r.value
+				ok bool
+			)
+			switch {
+			case e.shared && len(e.path) == 0:
+				return v, false, nil // the document's own value: see EvaluateShared
+			case e.shared:
+				ok = e.measure(v)
+			default:
+				v, ok = e.copy(v)
 			}
-			return deepCopy(r.value), false, nil
+			if !ok {
+				return nil, false, e.tooLarge()
+			}
+			if s, isStr := v.(string); isStr {
+				e.room += len(s) + 2 // counted again by value, as any string
+			}
+			return v, false, nil
 		}
 		var w deferredWriter
 		w.expr(r.body)
@@ -182,6 +309,11 @@ func (e *evaluator) str(s string) (any, bool, error) {
 			anyDeferred = anyDeferred || results[i].deferred
 		}
 	}
+	if e.over {
+		return nil, false, e.tooLarge()
+	}
+	// The text is checked against the room left as it grows: a string
+	// repeating a large value is refused before it is whole.
 	if !anyDeferred {
 		var b strings.Builder
 		for i, n := range nodes {
@@ -189,6 +321,9 @@ func (e *evaluator) str(s string) (any, bool, error) {
 				b.WriteString(interpolate(results[i].value))
 			} else {
 				b.WriteString(n.text)
+			}
+			if b.Len() > e.room {
+				return nil, false, e.tooLarge()
 			}
 		}
 		return b.String(), false, nil
@@ -202,6 +337,9 @@ func (e *evaluator) str(s string) (any, bool, error) {
 			w.expr(results[i].body)
 		default:
 			w.literal(interpolate(results[i].value))
+		}
+		if w.b.Len() > e.room {
+			return nil, false, e.tooLarge()
 		}
 	}
 	return w.String(), true, nil
@@ -273,11 +411,18 @@ func (e *evaluator) bodyText(body []node) (string, bool) {
 			continue
 		}
 		r := e.expr(n.body)
-		if r.deferred {
+		if r.deferred || e.over {
 			return "", false
 		}
 		b.WriteString(interpolate(r.value))
+		if b.Len() > e.pathRoom {
+			e.over = true
+			return "", false
+		}
 	}
+	// Not part of the result, but built all the same: the paths made of
+	// values are bounded together as the result is.
+	e.pathRoom -= b.Len()
 	return b.String(), true
 }
 
@@ -302,4 +447,93 @@ func (e *evaluator) lookup(text string) any {
 		jp.walk(src, 1, &out)
 	}
 	return jp.result(out)
+}
+
+// scalarSize is at least the bytes v takes as JSON: a string without its
+// escapes, a number or a value that encodes itself at least one byte.
+func scalarSize(v any) int {
+	switch x := v.(type) {
+	case nil:
+		return 4
+	case string:
+		return len(x) + 2
+	case bool:
+		if x {
+			return 4
+		}
+		return 5
+	case json.Number:
+		return len(x)
+	}
+	return 1
+}
+
+// copy is deepCopy counting what the copy takes as JSON against the room
+// left; false as soon as it passes the limit, with the copy unfinished.
+func (e *evaluator) copy(v any) (any, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		if x == nil {
+			return x, e.spend(4)
+		}
+		if !e.spend(1) {
+			return nil, false
+		}
+		m := make(map[string]any, len(x))
+		for k, elem := range x {
+			if !e.spend(len(k) + 4) {
+				return nil, false
+			}
+			c, ok := e.copy(elem)
+			if !ok {
+				return nil, false
+			}
+			m[k] = c
+		}
+		return m, true
+	case []any:
+		if x == nil {
+			return x, e.spend(4)
+		}
+		if !e.spend(1 + len(x)) {
+			return nil, false
+		}
+		s := make([]any, len(x))
+		for i, elem := range x {
+			c, ok := e.copy(elem)
+			if !ok {
+				return nil, false
+			}
+			s[i] = c
+		}
+		return s, true
+	}
+	return v, e.spend(scalarSize(v))
+}
+
+// measure is copy without the copy, for a value shared.
+func (e *evaluator) measure(v any) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		if !e.spend(1) {
+			return false
+		}
+		for k, elem := range x {
+			if !e.spend(len(k)+4) || !e.measure(elem) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		if !e.spend(1 + len(x)) {
+			return false
+		}
+		for _, elem := range x {
+			if !e.measure(elem) {
+				return false
+			}
+		}
+		return true
+	}
+	return e.spend(scalarSize(v))
 }
