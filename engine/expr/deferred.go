@@ -164,18 +164,25 @@ type Resolver interface {
 // text is never scanned again. Errors from r, and a path that does not hold a
 // string, are returned as a PathError naming the path.
 //
+// What the resolved values add is bounded by DefaultLimit, counted as in
+// EvaluateWithin: a string repeating a reference to a large secret (a
+// stored input of a few megabytes of references to one 64 KiB value is
+// gigabytes resolved) is refused with a PathError wrapping ErrTooLarge as
+// soon as it passes the bound, before it is whole.
+//
 // An embedded expression that resolves to nil contributes "", as OSS
 // substituteSecrets does (Objects.toString(v, "")); elsewhere nil
 // interpolates as "null".
 func ResolveDeferred(value any, deferred []Path, r Resolver) (any, error) {
 	out := deepCopy(value)
+	e := &evaluator{limit: DefaultLimit, left: DefaultLimit, room: DefaultLimit}
 	for _, p := range deferred {
 		v, ok := get(value, p)
 		s, isStr := v.(string)
 		if !ok || !isStr {
 			return nil, PathError{Path: p.String(), Err: errors.New("no deferred string here")}
 		}
-		resolved, err := resolveString(s, r)
+		resolved, err := e.resolveString(s, r)
 		if err != nil {
 			return nil, PathError{Path: p.String(), Err: err}
 		}
@@ -184,7 +191,7 @@ func ResolveDeferred(value any, deferred []Path, r Resolver) (any, error) {
 	return out, nil
 }
 
-func resolveString(s string, r Resolver) (any, error) {
+func (e *evaluator) resolveString(s string, r Resolver) (any, error) {
 	pieces, err := decodeDeferred(s)
 	if err != nil {
 		return nil, err
@@ -194,7 +201,11 @@ func resolveString(s string, r Resolver) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("resolve %s: %w", pieces[0].text, err)
 		}
-		return deepCopy(v), nil
+		c, ok := e.copy(v)
+		if !ok {
+			return nil, e.tooLarge()
+		}
+		return c, nil
 	}
 	var b strings.Builder
 	for _, pc := range pieces {
@@ -209,7 +220,11 @@ func resolveString(s string, r Resolver) (any, error) {
 		if v != nil {
 			b.WriteString(interpolate(v))
 		}
+		if b.Len() > e.room {
+			return nil, e.tooLarge()
+		}
 	}
+	e.room -= b.Len()
 	return b.String(), nil
 }
 

@@ -197,3 +197,29 @@ func TestBudgetShared(t *testing.T) {
 		t.Fatalf("small one: %v, left %d of %d", err, b.Left(), left)
 	}
 }
+
+type repeatResolver string
+
+func (r repeatResolver) Resolve(string) (any, error) { return string(r), nil }
+
+// What references resolve to at hand-off is bounded too: a string of a
+// thousand references to one 64 KiB secret is refused past DefaultLimit,
+// naming its path; one value of that size is handed off.
+func TestResolveDeferredLimit(t *testing.T) {
+	secret := repeatResolver(strings.Repeat("s", 64<<10))
+	refs := DefaultLimit/len(secret) + 1
+	in := map[string]any{"a": "${workflow.secrets.one}", "b": map[string]any{"c": strings.Repeat("-${workflow.secrets.s}", refs)}}
+	paths := []Path{{"a"}, {"b", "c"}}
+	_, err := ResolveDeferred(in, paths, secret)
+	var pe PathError
+	if !errors.Is(err, ErrTooLarge) || !errors.As(err, &pe) || pe.Path != "b.c" {
+		t.Fatalf("got %v, want ErrTooLarge at b.c", err)
+	}
+	out, err := ResolveDeferred(in, paths[:1], secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.(map[string]any)["a"]; got != string(secret) {
+		t.Fatalf("a = %.20q…", got)
+	}
+}
