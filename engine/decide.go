@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -43,7 +44,19 @@ type Input struct {
 	// tell, which fails the decision (to be tried again). Nil: not
 	// checked.
 	CheckOutput func(def *conductor.WorkflowDef, output map[string]any) error
+	// MaxRecordBytes is the most one record of the workflow's log holds
+	// (0: DefaultMaxRecordBytes), and so the most one decision's events
+	// may. It bounds what the decision's evaluations of parameters (tasks'
+	// inputs, the workflow's output, a loop's items) build together: a
+	// template that copies its input a hundred thousand times, or a
+	// thousand branches that each copy it, fail the task that passes the
+	// bound instead of building gigabytes that no record could hold.
+	MaxRecordBytes int
 }
+
+// DefaultMaxRecordBytes is MaxRecordBytes when Input leaves it out: the
+// event log's default bound of a record, 8 MiB.
+const DefaultMaxRecordBytes = 8 << 20
 
 // Decision is the outcome of Decide.
 type Decision struct {
@@ -100,6 +113,21 @@ type decision struct {
 	// first maskedRead events (see unsealedText).
 	masked     []string
 	maskedRead int
+	// evaluations is what the decision's evaluations may still build (see
+	// Input.MaxRecordBytes); zero until the first.
+	evaluations expr.Budget
+}
+
+// budget is what the decision's evaluations share.
+func (d *decision) budget() *expr.Budget {
+	if d.evaluations == (expr.Budget{}) {
+		limit := d.in.MaxRecordBytes
+		if limit <= 0 {
+			limit = DefaultMaxRecordBytes
+		}
+		d.evaluations = *expr.NewBudget(limit)
+	}
+	return &d.evaluations
 }
 
 // Decide computes what happens to a workflow when trigger arrives. It does

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -122,7 +121,7 @@ func (d *decision) loopItems(wt *conductor.WorkflowTask, taskID string) (items [
 	// The list is only read, and the item an iteration takes joins the
 	// loop's output shared with the data it came from: a workflow's
 	// values are never changed in place (Apply replaces what it changes).
-	v, _, err := expr.EvaluateShared(spec, &workflowDoc{w: d.w, taskID: taskID, d: d})
+	v, _, err := d.budget().Aside().EvaluateShared(spec, &workflowDoc{w: d.w, taskID: taskID, d: d})
 	if err != nil {
 		return nil, true, fmt.Errorf("items: %v", err)
 	}
@@ -433,7 +432,7 @@ func (d *decision) loopConditionDoc(loop *Task) (map[string]any, [][]any) {
 	in, deferred := copyMap(loop.Input), loop.Deferred
 	if wt := d.plan.config(loop); wt != nil {
 		// Conductor evaluates the inputParameters again for each check.
-		if fresh, paths, err := d.evaluate(wt.InputParameters, loop.ID); err == nil {
+		if fresh, paths, err := d.evaluateAside(wt.InputParameters, loop.ID); err == nil {
 			in, deferred = fresh, paths
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -305,7 +306,11 @@ func (d *decision) done() bool {
 // FAILED when its definition enforces an outputSchema its output does not
 // conform to.
 func (d *decision) complete() error {
-	output := d.workflowOutput()
+	output, err := d.workflowOutput()
+	if errors.Is(err, expr.ErrTooLarge) {
+		d.finish(conductor.WorkflowFailed, fmt.Sprintf("outputParameters of workflow %s: %v", d.w.Name, err), map[string]any{})
+		return nil
+	}
 	if def := d.plan.def; d.in.CheckOutput != nil && def.EnforceSchema && def.OutputSchema != nil {
 		switch err := d.in.CheckOutput(def, output); {
 		case errors.Is(err, fault.ErrInvalid):
@@ -336,7 +341,7 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 		}
 	}
 	if output == nil {
-		output = d.workflowOutput()
+		output, _ = d.workflowOutput() // {} when its parameters fail
 	}
 	if startsFailureWorkflow(d.plan.def, status, d.noFailureWorkflow) {
 		// As Conductor links a failed workflow to its failure workflow.
@@ -359,18 +364,20 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 // workflowOutput evaluates outputParameters, or takes the output of the
 // last task in the list, as Conductor's decider does (the last one
 // scheduled: in a workflow ending in a DO_WHILE, the loop's last task).
-func (d *decision) workflowOutput() map[string]any {
+// Parameters that fail to evaluate yield {} and their error (one wrapping
+// expr.ErrTooLarge for an output over the bound of a record).
+func (d *decision) workflowOutput() (map[string]any, error) {
 	if len(d.plan.def.OutputParameters) > 0 {
 		out, _, err := d.evaluate(d.plan.def.OutputParameters, "")
 		if err == nil {
-			return out
+			return out, nil
 		}
-		return map[string]any{}
+		return map[string]any{}, err
 	}
 	if n := len(d.w.Tasks); n > 0 {
-		return copyMap(d.w.Tasks[n-1].Output)
+		return copyMap(d.w.Tasks[n-1].Output), nil
 	}
-	return map[string]any{}
+	return map[string]any{}, nil
 }
 
 // failed handles a task that just failed: retry it, let an optional task

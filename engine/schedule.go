@@ -74,7 +74,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		}
 		var err error
 		if in == nil {
-			in, _, err = d.evaluate(wt.InputParameters, id)
+			in, _, err = d.evaluateAside(wt.InputParameters, id)
 		}
 		resolved, rerr := resolveDynamic(wt, in)
 		if rerr == nil && d.unsealedText(resolved.Name) {
@@ -338,9 +338,22 @@ func policyOf(e conductor.EffectiveTaskDef) schemas.TaskPolicy {
 }
 
 // evaluate resolves a template against the workflow, for the task with id
-// taskID (${CPEWF_TASK_ID}).
+// taskID (${CPEWF_TASK_ID}), for a value the decision keeps (a task's
+// input, the workflow's output): what it builds counts against the
+// decision's budget (Input.MaxRecordBytes).
 func (d *decision) evaluate(tmpl any, taskID string) (map[string]any, [][]any, error) {
-	v, deferred, err := expr.Evaluate(tmpl, &workflowDoc{w: d.w, taskID: taskID, d: d})
+	return d.evaluateIn(d.budget(), tmpl, taskID)
+}
+
+// evaluateAside is evaluate for a value only read (a DYNAMIC task's input
+// before the task it names evaluates its own, a loop condition's): within
+// what is left of the decision's budget, and not counted against it.
+func (d *decision) evaluateAside(tmpl any, taskID string) (map[string]any, [][]any, error) {
+	return d.evaluateIn(d.budget().Aside(), tmpl, taskID)
+}
+
+func (d *decision) evaluateIn(b *expr.Budget, tmpl any, taskID string) (map[string]any, [][]any, error) {
+	v, deferred, err := b.Evaluate(tmpl, &workflowDoc{w: d.w, taskID: taskID, d: d})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -156,10 +156,11 @@ func (e *Executor) refreshActivity(ctx context.Context, now time.Time) {
 }
 
 // decisionInput is what a decision of trig on w decides with: the task
-// definitions, the tasks' output cache and, for a workflow that lists
-// fallback domains, the workers' activity read now.
+// definitions, the log's bound of a record, the tasks' output cache and,
+// for a workflow that lists fallback domains, the workers' activity read
+// now.
 func (e *Executor) decisionInput(ctx context.Context, w *engine.Workflow, trig engine.Trigger, now time.Time) engine.Input {
-	in := engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx),
+	in := engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx), MaxRecordBytes: e.log.MaxRecordBytes(),
 		CachedOutput: func(key string) (map[string]any, bool) { return e.outputs.get(ctx, key, now.UnixMilli()) }}
 	if e.conform != nil {
 		in.CheckOutput = func(def *conductor.WorkflowDef, output map[string]any) error {

@@ -279,7 +279,7 @@ func (e *Executor) decideTake(ctx context.Context, state *engine.Workflow, take 
 			return nil, nil, engine.Decision{}, false
 		}
 	}
-	td, err := engine.Decide(engine.Input{State: state, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx)})
+	td, err := engine.Decide(engine.Input{State: state, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx), MaxRecordBytes: e.log.MaxRecordBytes()})
 	if err != nil {
 		return nil, nil, engine.Decision{}, false
 	}

@@ -30,7 +30,8 @@ func nested(n int) any {
 // good, without the output, saying why, and the report succeeds: refused,
 // the task would wait for its response timeout and run again into the same
 // refusal. The record counts what the result leads to: b's input built
-// from a's output three times over.
+// from a's output twice over (three times would be over the bound of b's
+// evaluation, which fails b instead: see engine.Input.MaxRecordBytes).
 func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
 	ctx := testutil.Context(t, 60*time.Second)
 	l := openSmallLog(t)
@@ -38,7 +39,7 @@ func TestResultTheLogCannotHoldFailsTheTask(t *testing.T) {
 
 	const def = `{"name":"refused_result","tasks":[
 	  {"name":"refused_a","taskReferenceName":"a"},
-	  {"name":"refused_b","taskReferenceName":"b","inputParameters":{"x":"${a.output.blob}","y":"${a.output.blob}","z":"${a.output.blob}"}}]}`
+	  {"name":"refused_b","taskReferenceName":"b","inputParameters":{"x":"${a.output.blob}","y":"${a.output.blob}"}}]}`
 	tests := []struct {
 		name   string
 		output map[string]any
@@ -127,10 +128,12 @@ func mustState(t *testing.T, e *Executor, id string) *engine.Workflow {
 	return w
 }
 
-// A decision the log cannot hold that no result made (a timer's tick, a
-// resume, a child's end, each scheduling a task whose input copies a large
-// output three times) fails the workflow, saying why: tried again it
-// would be refused again, for ever, and the workflow wait for good.
+// A decision the log cannot hold that no result made (a timer's tick or a
+// resume, each scheduling a fork of many branches, a child's end copying
+// the child's large output into its task's output and twice into the next
+// task's input) fails the workflow, saying why: tried again it would be
+// refused again, for ever, and the workflow wait for good. (A task input
+// alone over the record's bound fails at its evaluation, before.)
 func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 	ctx := testutil.Context(t, 60*time.Second)
 	l := openSmallLog(t)
@@ -138,7 +141,13 @@ func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 	e := startExecutor(t, l, nothingScheduled{}, Config{Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
 
 	blob := strings.Repeat("x", smallRecord/3)
-	copies := `{"x":"${a.output.blob}","y":"${a.output.blob}","z":"${a.output.blob}"}`
+	branches, refs := make([]string, 150), make([]string, 150)
+	for i := range branches {
+		refs[i] = fmt.Sprintf(`"f%d"`, i)
+		branches[i] = fmt.Sprintf(`[{"name":"refused_f","taskReferenceName":"f%d"}]`, i)
+	}
+	fork := `{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[` + strings.Join(branches, ",") + `]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":[` + strings.Join(refs, ",") + `]}`
 	complete := func(t *testing.T, id string) {
 		t.Helper()
 		if err := completeA(ctx, t, l, e, id, map[string]any{"blob": blob}); err != nil {
@@ -148,11 +157,11 @@ func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 	tests := []struct {
 		name string
 		def  string
+		next string // the task the refused decision scheduled
 		run  func(t *testing.T, id string)
 	}{
 		{"tick", `{"name":"refused_tick","tasks":[{"name":"refused_a","taskReferenceName":"a"},
-		  {"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"1s"}},
-		  {"name":"refused_b","taskReferenceName":"b","inputParameters":` + copies + `}]}`,
+		  {"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"1s"}},` + fork + `]}`, "f0",
 			func(t *testing.T, id string) {
 				complete(t, id)
 				offset.Add(int64(time.Minute))
@@ -160,8 +169,7 @@ func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 					t.Fatalf("tick: %v", err)
 				}
 			}},
-		{"resume", `{"name":"refused_resume","tasks":[{"name":"refused_a","taskReferenceName":"a"},
-		  {"name":"refused_b","taskReferenceName":"b","inputParameters":` + copies + `}]}`,
+		{"resume", `{"name":"refused_resume","tasks":[{"name":"refused_a","taskReferenceName":"a"},` + fork + `]}`, "f0",
 			func(t *testing.T, id string) {
 				if _, err := e.Submit(ctx, id, engine.Pause{}, Meta{}); err != nil {
 					t.Fatalf("pause: %v", err)
@@ -174,7 +182,7 @@ func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 		{"child's end", `{"name":"refused_parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW",
 		  "subWorkflowParam":{"name":"refused_child","workflowDefinition":{"name":"refused_child","tasks":[{"name":"refused_a","taskReferenceName":"a"}],
 		    "outputParameters":{"blob":"${a.output.blob}"}}}},
-		  {"name":"refused_b","taskReferenceName":"b","inputParameters":{"x":"${sub.output.blob}","y":"${sub.output.blob}","z":"${sub.output.blob}"}}]}`,
+		  {"name":"refused_b","taskReferenceName":"b","inputParameters":{"x":"${sub.output.blob}","y":"${sub.output.blob}"}}]}`, "b",
 			func(t *testing.T, id string) {
 				var child string
 				testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
@@ -204,8 +212,8 @@ func TestDecisionTheLogCannotHoldFailsTheWorkflow(t *testing.T) {
 			if w.Status != conductor.WorkflowFailed || !strings.Contains(w.Reason, "refused the workflow's next record") || !strings.Contains(w.Reason, "too large") {
 				t.Fatalf("workflow %s (%q), want FAILED saying the log refused its record", w.Status, w.Reason)
 			}
-			if w.LatestByRef("b") != nil || len(w.Output) != 0 {
-				t.Fatalf("b %v, output %d keys: want no b, no output", w.LatestByRef("b"), len(w.Output))
+			if w.LatestByRef(tt.next) != nil || len(w.Output) != 0 {
+				t.Fatalf("%s %v, output %d keys: want no %s, no output", tt.next, w.LatestByRef(tt.next), len(w.Output), tt.next)
 			}
 		})
 	}
