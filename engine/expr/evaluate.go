@@ -318,6 +318,9 @@ func (e *evaluator) str(s string) (any, bool, error) {
 		var b strings.Builder
 		for i, n := range nodes {
 			if n.expr {
+				if !e.fits(results[i].value, e.room-b.Len()) {
+					return nil, false, e.tooLarge()
+				}
 				b.WriteString(interpolate(results[i].value))
 			} else {
 				b.WriteString(n.text)
@@ -335,6 +338,8 @@ func (e *evaluator) str(s string) (any, bool, error) {
 			w.literal(n.text)
 		case results[i].deferred:
 			w.expr(results[i].body)
+		case !e.fits(results[i].value, e.room-w.b.Len()):
+			return nil, false, e.tooLarge()
 		default:
 			w.literal(interpolate(results[i].value))
 		}
@@ -412,6 +417,10 @@ func (e *evaluator) bodyText(body []node) (string, bool) {
 		}
 		r := e.expr(n.body)
 		if r.deferred || e.over {
+			return "", false
+		}
+		if !e.fits(r.value, e.pathRoom-b.Len()) {
+			e.over = true
 			return "", false
 		}
 		b.WriteString(interpolate(r.value))
@@ -509,6 +518,24 @@ func (e *evaluator) copy(v any) (any, bool) {
 		return s, true
 	}
 	return v, e.spend(scalarSize(v))
+}
+
+// fits reports whether a map or list to be interpolated into text may fit
+// in room bytes, before it is encoded whole: a deep scan
+// (${workflow.input..*}) lists every subtree of a value, and its text
+// repeats the deepest ones as many times as they are deep. It takes
+// nothing from the evaluation's room: the text is counted as it is
+// written.
+func (e *evaluator) fits(v any, room int) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		saved := e.room
+		e.room = room
+		ok := e.measure(v)
+		e.room = saved
+		return ok
+	}
+	return true
 }
 
 // measure is copy without the copy, for a value shared.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -222,4 +223,43 @@ func TestResolveDeferredLimit(t *testing.T) {
 	if got := out.(map[string]any)["a"]; got != string(secret) {
 		t.Fatalf("a = %.20q…", got)
 	}
+}
+
+// A deep scan lists every subtree of a value: interpolated, a chain 200
+// levels deep over a 64 KiB string is 200 copies of it, 12.5 MiB, refused
+// before its text is made (the limit is checked on what the list may
+// take), not after: the evaluation allocates far less than the text.
+func TestEvaluateDeepScanInText(t *testing.T) {
+	var v any = strings.Repeat("x", 64<<10)
+	for range 200 {
+		v = map[string]any{"n": v}
+	}
+	doc := MapDoc{"workflow": map[string]any{"input": v}}
+	for i, tmpl := range []any{
+		map[string]any{"s": "scan: ${workflow.input..*}"},
+		map[string]any{"s": "scan: ${workflow.input..*} ${workflow.secrets.t}"},
+		map[string]any{"s": "${workflow.input.${workflow.input..*}}"},
+	} {
+		var err error
+		allocated := allocatedBy(func() { _, _, err = EvaluateWithin(tmpl, doc, 1<<20) })
+		var pe PathError
+		if !errors.Is(err, ErrTooLarge) || !errors.As(err, &pe) || pe.Path != "s" {
+			t.Fatalf("%d: got %v, want ErrTooLarge at s", i, err)
+		}
+		if allocated > 4<<20 {
+			t.Fatalf("%d: refused after allocating %d bytes", i, allocated)
+		}
+	}
+	if _, _, err := EvaluateWithin(map[string]any{"s": "scan: ${workflow.input..*}"}, doc, 16<<20); err != nil {
+		t.Fatalf("within 16 MiB: %v", err)
+	}
+}
+
+// allocatedBy is the bytes f allocates.
+func allocatedBy(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
