@@ -770,7 +770,7 @@ func TestTasksAPIBadInput(t *testing.T) {
 		{"log empty", "POST", "/api/tasks/" + task.TaskID + "/log", `""`, 400, "empty"},
 		{"poll data without type", "GET", "/api/tasks/queue/polldata", nil, 400, "taskType"},
 		{"queue size of a too long type", "GET", "/api/tasks/queue/sizes?taskType=" + long, nil, 400, "too long"},
-		{"unknown GET below /api/tasks", "GET", "/api/tasks/" + task.TaskID + "/nothing", nil, 404, "no route"},
+		{"unknown GET below /api/tasks", "GET", "/api/tasks/" + task.TaskID + "/nothing", nil, 404, "no endpoint GET /api/tasks/"},
 	}
 	for _, tt := range tests {
 		rp := e.call(tt.method, tt.path, tt.body, "")
