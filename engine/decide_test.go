@@ -1134,3 +1134,41 @@ func TestChainOfStartsEndsAtMaxDepth(t *testing.T) {
 		}
 	}
 }
+
+// A WAIT shows when it wakes as Conductor's Task JSON does: the seconds
+// to wait as callbackAfterSeconds, and the time as waitTimeout (Unix ms),
+// kept once it has woken; one waiting for an update alone shows neither.
+func TestWaitShowsWhenItWakes(t *testing.T) {
+	tests := []struct {
+		name      string
+		input     string
+		advance   time.Duration
+		wantAfter int64
+		wantAt    int64
+	}{
+		{"duration", `{"duration":"1 hours"}`, 0, 3600, epoch.Add(time.Hour).UnixMilli()},
+		{"duration, woken", `{"duration":"10s"}`, 10 * time.Second, 10, epoch.Add(10 * time.Second).UnixMilli()},
+		{"until, part of a second rounded up", `{"until":"2026-11-30 12:01 UTC"}`, 0, 60, epoch.Add(time.Minute).UnixMilli()},
+		{"until passed", `{"until":"2026-11-30 11:00 UTC"}`, 0, 0, epoch.Add(-time.Hour).UnixMilli()},
+		{"for an update", `{}`, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			def := `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":` + tt.input + `},{"name":"next","taskReferenceName":"next"}]}`
+			h := newHarness(t, def, nil)
+			if tt.advance > 0 {
+				h.advance(tt.advance)
+				h.decide(engine.Tick{})
+			}
+			view := h.task("wait").Conductor(h.w)
+			if view.CallbackAfterSeconds != tt.wantAfter || view.WaitTimeout != tt.wantAt {
+				t.Fatalf("%s %s: callbackAfterSeconds %d, waitTimeout %d; want %d, %d",
+					view.Status, tt.input, view.CallbackAfterSeconds, view.WaitTimeout, tt.wantAfter, tt.wantAt)
+			}
+			js, _ := json.Marshal(view)
+			if has := strings.Contains(string(js), `"waitTimeout"`); has != (tt.wantAt != 0) {
+				t.Fatalf("task JSON %s: waitTimeout present %v, want %v", js, has, tt.wantAt != 0)
+			}
+		})
+	}
+}

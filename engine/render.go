@@ -69,7 +69,10 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		out.Iteration = loopIteration(t)
 	}
 	out.LoopOverTask = t.Iteration > 0
-	if t.AvailableAt > t.ScheduledTime && t.Type != "WAIT" {
+	switch {
+	case t.Type == conductor.TaskTypeWait:
+		waitView(t, out)
+	case t.AvailableAt > t.ScheduledTime:
 		out.StartDelayInSeconds = (t.AvailableAt - t.ScheduledTime) / 1000
 	}
 	if t.StartTime > 0 && t.ScheduledTime > 0 {
@@ -81,6 +84,21 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		}
 	}
 	return out
+}
+
+// waitView shows when a WAIT with a duration or an until wakes as
+// Conductor's Wait does: waitTimeout the time (Unix ms), and
+// callbackAfterSeconds the seconds from its start to then, unless an
+// update set its own. A WAIT for an update alone (AvailableAt 0) or too long
+// to have a time (Never) shows neither.
+func waitView(t *Task, out *conductor.Task) {
+	if t.AvailableAt <= 0 || t.AvailableAt == Never {
+		return
+	}
+	out.WaitTimeout = t.AvailableAt
+	if out.CallbackAfterSeconds == 0 && t.AvailableAt > t.ScheduledTime {
+		out.CallbackAfterSeconds = (t.AvailableAt - t.ScheduledTime + 999) / 1000
+	}
 }
 
 // maskPaths masks the top-level keys of m that MaskedPaths names under

@@ -124,6 +124,7 @@ type Task struct {
 	FirstStartTime              int64           `json:"firstStartTime,omitempty"`
 	StartDelayInSeconds         int64           `json:"startDelayInSeconds"`
 	CallbackAfterSeconds        int64           `json:"callbackAfterSeconds"`
+	WaitTimeout                 int64           `json:"waitTimeout,omitempty"` // a WAIT's wake time (Unix ms), Conductor's TaskModel.waitTimeout
 	CallbackFromWorker          bool            `json:"callbackFromWorker"`
 	ResponseTimeoutSeconds      int64           `json:"responseTimeoutSeconds"`
 	RateLimitPerFrequency       int             `json:"rateLimitPerFrequency"`
