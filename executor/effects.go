@@ -426,9 +426,13 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		_, err := e.reportExisting(ctx, eff)
 		return err
 	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden),
-		errors.Is(err, fault.ErrTooLarge):
+		errors.Is(err, fault.ErrTooLarge), errors.Is(err, fault.ErrRateLimited):
 		// Refused for good: retried, the effect would hold its slot, and
-		// the parent wait, for ever.
+		// the parent wait, for ever. Over the quota on running workflows
+		// (ErrRateLimited) the child fails too: its task is FAILED, which
+		// the task's retries try again later, when the quota may have
+		// room; retried here, a forking tree's refused children would
+		// hold every effect slot until it had.
 		return e.childFailed(ctx, eff, err.Error())
 	}
 	return fmt.Errorf("start workflow %s: %w", eff.Name, err)

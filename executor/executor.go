@@ -70,6 +70,11 @@ type Config struct {
 	// waiting, nothing delivered) before the engine deletes it; the next
 	// dispatch makes it again (see sweep.go).
 	QueueIdle time.Duration
+	// MaxRunningWorkflows bounds the workflows one principal (their
+	// creator) has running, RUNNING or PAUSED: a start, restart, retry or
+	// rerun past it is refused with fault.ErrRateLimited. 0: no bound. It
+	// needs a Schedule that is a RunningCounter.
+	MaxRunningWorkflows int
 	// Snapshots, when set, gives a state to start from on a cache miss
 	// instead of folding the workflow's whole subject.
 	Snapshots Snapshots
@@ -201,6 +206,7 @@ type Executor struct {
 	systemRuns sync.WaitGroup
 	draining   bool
 	running    runRegistry
+	quota      *quota // nil: no quota
 }
 
 // appender appends a decision's records.
@@ -224,6 +230,9 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e.match = newMatcher()
 	e.natsPolls.slots, e.natsPolls.perOwner = make(chan struct{}, maxNATSPolls), maxNATSPollsPerOwner
 	e.idle = make(chan func())
+	if counter, ok := sched.(RunningCounter); ok {
+		e.quota = newQuota(cfg.MaxRunningWorkflows, counter)
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
 }
@@ -506,6 +515,14 @@ func (s *shard) process(j *job) (Outcome, error) {
 	// first attempt whose state shows its task waiting: a cached state
 	// may not show it scheduled yet.
 	admitted := false
+	// release gives back the place the quota reserved for a workflow this
+	// decision makes run, once (nil: none reserved).
+	var release func(seq uint64)
+	defer func() {
+		if release != nil {
+			release(0)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		e.unmatch(matches)
 		matches = nil
@@ -561,6 +578,30 @@ func (s *shard) process(j *job) (Outcome, error) {
 			e.metrics.decisions.WithLabelValues(name, "noop").Inc()
 			e.perform(dec.Effects, j.followed())
 			return Outcome{State: w, Seq: seqOf(w), Reply: dec.Reply}, nil
+		}
+		if release == nil && e.quota != nil && startsRunning(trig, w, dec.State) {
+			var refused error
+			release, refused = e.quota.admit(ctx, dec.State.CreatedBy)
+			if errors.Is(refused, fault.ErrRateLimited) && w == nil {
+				// A start is decided without reading its subject: the
+				// workflow may exist, and a repeated start is answered as
+				// one, over the quota or not.
+				existing, err := s.load(ctx, j.wfID)
+				if err != nil {
+					return Outcome{}, err
+				}
+				if existing != nil {
+					w, cached = existing, false
+					continue
+				}
+			}
+			if refused != nil {
+				if errors.Is(refused, fault.ErrRateLimited) {
+					e.metrics.quotaRefusals.Inc()
+				}
+				e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
+				return Outcome{State: w, Seq: seqOf(w)}, refused
+			}
 		}
 		if e.match.waiting() {
 			dec, matches = e.takeForWaiters(ctx, dec, now)
@@ -679,6 +720,10 @@ func (s *shard) process(j *job) (Outcome, error) {
 			return out, err
 		}
 		dec.State.Seq = seq
+		if release != nil {
+			release(seq)
+			release = nil
+		}
 		s.cache.put(j.wfID, dec.State)
 		e.running.endInactive(dec.State)
 		e.metrics.decisions.WithLabelValues(name, "appended").Inc()

@@ -13,6 +13,10 @@ type metrics struct {
 	system     *prometheus.CounterVec
 	limited    *prometheus.CounterVec
 	cache      *prometheus.CounterVec
+	// quotaRefusals counts, without naming whose, the workflows refused
+	// by the quota on a principal's running workflows: principals are
+	// too many for labels, and their names may be sensitive.
+	quotaRefusals prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,9 +62,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "task_cache_total",
 			Help: "Lookups in the tasks' output cache (hit, miss, error) and outputs stored (stored).",
 		}, []string{"result"}),
+		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "quota_refusals_total",
+			Help: "Starts, restarts, retries and reruns refused because their principal has --max-running-workflows running.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system, m.limited, m.cache)
+		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system, m.limited, m.cache,
+			m.quotaRefusals)
 	}
 	return m
 }

@@ -690,7 +690,12 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):
 		return nil // started now, or by an earlier delivery
-	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrTooLarge), errors.Is(err, fault.ErrForbidden):
+	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrTooLarge), errors.Is(err, fault.ErrForbidden),
+		errors.Is(err, fault.ErrRateLimited):
+		// Over the quota on running workflows (ErrRateLimited) too: a
+		// command delivered again until its principal's workflows end
+		// would cycle through the consumer every tenant's commands share,
+		// a warning at each delivery, for as long as they run.
 		e.cfg.Logger.Error("start command rejected", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
 		return fmt.Errorf("%w: %v", eventlog.ErrPoison, err)
 	}

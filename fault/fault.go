@@ -79,6 +79,9 @@ func NotFound(format string, args ...any) error { return kinded(ErrNotFound, for
 // Conflict returns an ErrConflict error with a message.
 func Conflict(format string, args ...any) error { return kinded(ErrConflict, format, args) }
 
+// RateLimited returns an ErrRateLimited error with a message.
+func RateLimited(format string, args ...any) error { return kinded(ErrRateLimited, format, args) }
+
 // Stale returns an ErrStale error (an ErrConflict too) with a message.
 func Stale(format string, args ...any) error {
 	return &staleError{kindError{msg: fmt.Sprintf(format, args...), kind: ErrConflict}}

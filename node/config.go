@@ -77,6 +77,11 @@ type Config struct {
 	// no poll) before the engine deletes its consumer, the server's
 	// memory of it (executor.Config.QueueIdle).
 	QueueIdle time.Duration
+	// MaxRunningWorkflows bounds the workflows one principal (their
+	// createdBy) has running or paused: past it, starts, sub-workflows,
+	// scheduled runs, restarts, retries and reruns are refused
+	// (executor.Config.MaxRunningWorkflows). 0: no bound.
+	MaxRunningWorkflows int
 	// MasterKey is the master key's base64 text ($FLOWVAULT_MASTER_KEY; no
 	// flag, so that it never shows on a command line). MasterKeyFile is a
 	// file holding it (--master-key-file). With neither, the server runs
@@ -128,24 +133,31 @@ type Config struct {
 	Version string
 }
 
+// DefaultMaxRunningWorkflows is the default quota on a principal's
+// running workflows: far above what one tenant runs by design, far
+// below the 2^100 workflows a definition that forks two sub-workflows
+// of itself would start before the depth bound stopped it.
+const DefaultMaxRunningWorkflows = 100_000
+
 // DefaultConfig is `flowvault server` with no flags and no environment.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:         "./data",
-		HTTPAddr:        "127.0.0.1:8080",
-		NATSListen:      "127.0.0.1:4222",
-		HTTPIdleTimeout: 75 * time.Second,
-		Fsync:           string(eventlog.FsyncAlways),
-		GroupCommit:     true,
-		RecordFormat:    int(schemas.LatestRecordFormat),
-		LogLevel:        "info",
-		LogFormat:       "text",
-		ShutdownTimeout: 15 * time.Second,
-		CompactionDelay: 5 * time.Second,
-		QueueIdle:       5 * time.Minute,
-		TokenTTL:        auth.DefaultTokenTTL,
-		GCPercent:       400,
-		Mlock:           string(harden.Auto),
+		DataDir:             "./data",
+		HTTPAddr:            "127.0.0.1:8080",
+		NATSListen:          "127.0.0.1:4222",
+		HTTPIdleTimeout:     75 * time.Second,
+		Fsync:               string(eventlog.FsyncAlways),
+		GroupCommit:         true,
+		RecordFormat:        int(schemas.LatestRecordFormat),
+		LogLevel:            "info",
+		LogFormat:           "text",
+		ShutdownTimeout:     15 * time.Second,
+		CompactionDelay:     5 * time.Second,
+		QueueIdle:           5 * time.Minute,
+		MaxRunningWorkflows: DefaultMaxRunningWorkflows,
+		TokenTTL:            auth.DefaultTokenTTL,
+		GCPercent:           400,
+		Mlock:               string(harden.Auto),
 	}
 }
 
@@ -178,6 +190,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueIdle < time.Second {
 		errs = append(errs, fmt.Errorf("queue idle %s: want at least 1s", c.QueueIdle))
+	}
+	if c.MaxRunningWorkflows < 0 {
+		errs = append(errs, fmt.Errorf("max running workflows %d: want > 0, or 0 for no quota", c.MaxRunningWorkflows))
 	}
 	if c.TokenTTL <= 0 || c.TokenTTL > auth.MaxTokenTTL {
 		errs = append(errs, fmt.Errorf("token ttl %s: want > 0 and at most %s", c.TokenTTL, auth.MaxTokenTTL))

@@ -271,7 +271,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		n.keys.WatchKeyring(runCtx)
 	}()
 	n.executions = executions.NewReader(n.store)
-	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg, Snapshots: n.executions, QueueIdle: cfg.QueueIdle})
+	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg, Snapshots: n.executions, QueueIdle: cfg.QueueIdle,
+		MaxRunningWorkflows: cfg.MaxRunningWorkflows})
 	authz := workflowAuthorizer{principals: n.auth.store, authz: n.auth.authorizer, insecure: cfg.Insecure}
 	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
 	n.guard = g

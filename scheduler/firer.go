@@ -214,9 +214,11 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 		// started by an earlier attempt at this claim, or by another
 		// engine finishing it
 	case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrInvalid), errors.Is(err, fault.ErrForbidden),
-		errors.Is(err, fault.ErrTooLarge):
+		errors.Is(err, fault.ErrTooLarge), errors.Is(err, fault.ErrRateLimited):
 		// Refused for good: tried again, the claim would stay pending,
-		// and no later tick would fire.
+		// and no later tick would fire. A run its owner's quota on
+		// running workflows refuses (ErrRateLimited) is such a run: the
+		// next tick tries again.
 		outcome.Failed, outcome.Reason = true, err.Error()
 	default:
 		return err // transient: the pending claim is retried on the next scan

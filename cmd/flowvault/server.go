@@ -103,6 +103,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	str(&cfg.LogFormat, "log-format", "text or json")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "graceful shutdown budget")
 	dur(&cfg.QueueIdle, "queue-idle", "how long a task queue may go unused (nothing queued, no poll) before the engine deletes its consumer")
+	integer(&cfg.MaxRunningWorkflows, "max-running-workflows", "most workflows one principal has running or paused; more starts, sub-workflows, restarts, retries and reruns are refused (0: no quota)")
 	dur(&cfg.CompactionDelay, "compaction-delay", "how long an ended workflow's _secrets data stays readable before its key is destroyed")
 	str(&cfg.MasterKeyFile, "master-key-file", "file holding the master key (base64 of 32 bytes); or set $"+secrets.MasterKeyEnv+"; with neither, dev mode generates <data>/master.key")
 	// The master key itself has no flag: a command line is visible to

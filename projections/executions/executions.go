@@ -40,7 +40,13 @@ const (
 	prefixLegacyList  = "k/" // k/<wf id> → end time (ms BE): the same, for removed workflows (whose state is gone) and as data dirs before e/ held it
 	prefixKeyHolder   = "x/" // x/<secrets key id> → workflow id
 	prefixEnded       = "z/" // z/<end ms BE><wf id> → "": ended with effects besides its parent's news (engine.HasTerminalEffects)
+	prefixRunningBy   = "q/" // q/<principal> → uint64 BE: how many of the workflows under r/ it created; absent for none
 )
+
+// layout is the read model's layout (projections.Layouter): 2 counts the
+// running workflows of each principal (q/), which a read model written
+// before lacks.
+const layout = 2
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
@@ -72,6 +78,9 @@ func NewProjection() *Projection {
 
 // Name implements projections.Projection.
 func (*Projection) Name() string { return Name }
+
+// Layout implements projections.Layouter.
+func (*Projection) Layout() int { return layout }
 
 // Reset forgets the in-memory states: the runner calls it before resuming
 // from its checkpoint, after which they may be ahead of the store.
@@ -309,6 +318,9 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 			return err
 		}
 	}
+	if err := countRunning(b, prev, w); err != nil {
+		return err
+	}
 	// The key names the workflow last started with it: a later record of
 	// an older one (a log line, its compaction) must not take it back.
 	if w.IdempotencyKey != "" && !prev.exists {
@@ -411,14 +423,16 @@ func idempotencyKey(name, key string) []byte {
 
 // Reader queries the executions read model.
 type Reader struct {
-	r projections.Reader
+	r     projections.Reader
+	store *projections.Store
 }
 
 // NewReader reads the executions projection of store.
-func NewReader(store *projections.Store) *Reader { return &Reader{r: store.Reader(Name)} }
+func NewReader(store *projections.Store) *Reader { return &Reader{r: store.Reader(Name), store: store} }
 
 var _ executor.Schedule = (*Reader)(nil)
 var _ executor.Idempotency = (*Reader)(nil)
+var _ executor.RunningCounter = (*Reader)(nil)
 
 // Workflow returns a workflow's state, or an error wrapping
 // fault.ErrNotFound.
@@ -483,6 +497,29 @@ func (r *Reader) ScheduledBefore(_ context.Context, before int64, fn func(wfID s
 	lower := valuePrefix(prefixTaskStat, conductor.TaskScheduled)
 	upper := binary.BigEndian.AppendUint64(slices.Clone(lower), uint64(max(before, 0))+1)
 	return r.r.ScanRange(lower, upper, false, func(_, wfID []byte) bool { return fn(string(wfID)) })
+}
+
+// RunningOf returns how many workflows created by principal have not
+// finished, and the stream sequence the read model had committed when
+// it was asked: the count holds every record up to it, and perhaps
+// some after.
+func (r *Reader) RunningOf(_ context.Context, principal string) (count int, asOf uint64, err error) {
+	// The checkpoint first: read after the count, it could name records
+	// the count does not hold yet.
+	if asOf, err = r.store.Checkpoint(Name); err != nil {
+		return 0, 0, err
+	}
+	v, err := r.r.Get(runningByKey(principal))
+	if errors.Is(err, projections.ErrNotFound) {
+		return 0, asOf, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("running workflows of a principal: %w", err)
+	}
+	if len(v) != 8 {
+		return 0, 0, fmt.Errorf("running workflows of a principal: a count of %d bytes", len(v))
+	}
+	return int(min(binary.BigEndian.Uint64(v), math.MaxInt32)), asOf, nil
 }
 
 // Running calls fn with the id of every workflow that has not finished.

@@ -111,12 +111,19 @@ func (f *fixture) decide(id string, trig engine.Trigger) {
 
 func (f *fixture) start(corr string) string {
 	f.t.Helper()
+	return f.startWith(corr, "")
+}
+
+// startWith starts a one_wait workflow with a correlation id, created by
+// principal.
+func (f *fixture) startWith(corr, principal string) string {
+	f.t.Helper()
 	var def conductor.WorkflowDef
 	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
 		f.t.Fatal(err)
 	}
 	id := uuid.NewString()
-	f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{CorrelationID: corr}})
+	f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{CorrelationID: corr}, CreatedBy: principal})
 	return id
 }
 

@@ -266,6 +266,11 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 			return err
 		}
 	}
+	if prev.running {
+		if err := addRunning(b, prev.summary.CreatedBy, -1); err != nil {
+			return err
+		}
+	}
 	keys := [][]byte{stateKey(token), defKey(token), inputKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
 	if prev.endedWithEffects {
 		keys = append(keys, endedKey(prev.endTime, w.ID))
