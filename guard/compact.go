@@ -237,6 +237,8 @@ func (c *Compactor) compact(ctx context.Context, wfID string) (keyID string, app
 type KeyLister interface {
 	DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error)
 	PooledKeyIDs(ctx context.Context) ([]string, error)
+	// EraseSuperseded erases the revisions a crash left behind a rewrite.
+	EraseSuperseded(ctx context.Context) (int, error)
 }
 
 // WorkflowState reads a workflow's state, finds which workflow a pooled
@@ -248,8 +250,14 @@ type WorkflowState interface {
 }
 
 // Sweep erases the secrets keys of workflows already compacted (a crash
-// between the event and the erasure) and returns how many it erased.
+// between the event and the erasure) and returns how many it erased. It
+// first erases what a crash left of a page's rewrite: the revision before
+// it, which holds the keys the rewrite zeroed, and which neither the
+// listings below nor any later compaction pass would name again.
 func (c *Compactor) Sweep(ctx context.Context, keys KeyLister, states WorkflowState) (int, error) {
+	if _, err := keys.EraseSuperseded(ctx); err != nil {
+		return 0, fmt.Errorf("erase superseded key revisions: %w", err)
+	}
 	var gone []string
 	// Keys named after their workflows.
 	named, err := keys.DataKeyIDs(ctx, "wf")

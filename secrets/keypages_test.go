@@ -672,3 +672,58 @@ func TestKeyCacheTombstonesAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A crash between a page's rewrite (a compaction's slot zeroed) and the
+// erasure of the revision it replaced leaves that revision, the destroyed
+// key in it, in the store's files; no read returns it and no listing names
+// the key again, so no later destruction would. EraseSuperseded, which the
+// start-up sweep runs, erases it, and nothing a live key needs.
+func TestEraseSupersededAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	l := testutil.OpenLog(t, dir)
+	ctx := testutil.Context(t, 60*time.Second)
+	k := mustOpenKeys(t, l, GenerateMasterKey())
+	ids, cts := newPooled(t, k, 4)
+	page, slot := mustPageOf(t, ids[1])
+	before := storedPage(t, k, page)
+
+	// destroySlots of ids[1], up to the crash: the page rewritten, the
+	// revision it replaced not erased yet.
+	raw, e, err := k.unwrapStored(ctx, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(raw[slot*KeySize : (slot+1)*KeySize])
+	wrapped := k.Keyring().Seal(dataKeyPurpose(page), raw)
+	wipe(raw)
+	if _, err := k.bucketFor(page).kv.Update(ctx, dataKeyPrefix+page, wrapped, e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if n := subjectCounts(t, l)[pageSubject(page)]; n != 2 {
+		t.Fatalf("%d revisions of the page after the crash, want 2", n)
+	}
+
+	// The restarted process: the key reads destroyed and is listed nowhere.
+	k2 := mustOpenKeys(t, l, k.mk)
+	checkDestroyed(t, k2, ids[1:2])
+	if slices.Contains(pooledIDsOf(t, k2, page), ids[1]) {
+		t.Fatalf("PooledKeyIDs lists the destroyed key %s", ids[1])
+	}
+	if n, err := k2.EraseSuperseded(ctx); err != nil || n != 1 {
+		t.Fatalf("EraseSuperseded = %d, %v; want 1 revision erased", n, err)
+	}
+	checkErased(t, l, before)
+	if n := subjectCounts(t, l)[pageSubject(page)]; n != 1 {
+		t.Fatalf("%d revisions of the page after the sweep, want 1", n)
+	}
+	kept := []string{ids[0], ids[2], ids[3]}
+	checkOpens(t, k2, kept, cts)
+	checkDestroyed(t, mustOpenKeys(t, l, k.mk), ids[1:2])
+	if n, err := k2.EraseSuperseded(ctx); err != nil || n != 0 {
+		t.Fatalf("EraseSuperseded again = %d, %v; want nothing to erase", n, err)
+	}
+	l.Close() // the store's files are complete once the server is down
+	if files := filesHolding(t, dir, before[5:]); len(files) != 0 {
+		t.Fatalf("the revision holding the destroyed key is still on disk in %v", files)
+	}
+}

@@ -569,6 +569,43 @@ func (b bucket) eachEntry(ctx context.Context, filter string, fn func(entry) err
 	return nil
 }
 
+// EraseSuperseded securely erases, in every bucket, each data key's (and
+// key page's) revisions older than its latest, and returns how many it
+// erased. Rewrites erase what they replace once the replacement is
+// durable; a crash between the two leaves the replaced revision, which no
+// read returns but the store's files keep: a page's revision holding keys
+// destroyed by a compaction, which no later listing names since the live
+// revision has them zeroed. None is needed: the latest revision holds
+// every key still alive. Run at start-up, it finishes such erasures.
+func (k *Keys) EraseSuperseded(ctx context.Context) (int, error) {
+	erased := 0
+	for _, b := range k.buckets() {
+		prefix := "$KV." + b.name + "."
+		info, err := b.stream.Info(ctx, jetstream.WithSubjectFilter(prefix+dataKeyPrefix+">"))
+		if err != nil {
+			return erased, fmt.Errorf("key bucket %s: %w", b.name, err)
+		}
+		for subj, revisions := range info.State.Subjects {
+			if revisions < 2 {
+				continue
+			}
+			m, err := b.stream.GetLastMsgForSubject(ctx, subj)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue // erased meanwhile
+			}
+			if err != nil {
+				return erased, fmt.Errorf("key bucket %s: %w", b.name, err)
+			}
+			n, err := k.erase(ctx, b, strings.TrimPrefix(subj, prefix), m.Sequence)
+			erased += n
+			if err != nil {
+				return erased, fmt.Errorf("erase superseded revisions of %s: %w", strings.TrimPrefix(subj, prefix+dataKeyPrefix), err)
+			}
+		}
+	}
+	return erased, nil
+}
+
 // erase securely deletes the revisions of key in b older than keep (keep
 // 0: all of them) and returns how many it deleted. Secure deletion
 // overwrites the message on disk.
