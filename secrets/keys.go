@@ -694,6 +694,13 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 	if err != nil {
 		return RotateResult{}, err
 	}
+	// A keyring an interrupted rotation left behind the current one is
+	// erased first: the update would make it a third revision, which the
+	// server drops without overwriting it, and a later rekey would leave
+	// it on disk sealed under the master key it replaces.
+	if _, err := k.erase(ctx, k.main, keyringKey, e.Revision()); err != nil {
+		return RotateResult{}, fmt.Errorf("erase superseded keyring: %w", err)
+	}
 	rev, err := k.main.kv.Update(ctx, keyringKey, blob, e.Revision())
 	if err != nil {
 		return RotateResult{}, fmt.Errorf("store rotated keyring (a concurrent rotation?): %w", err)

@@ -106,6 +106,12 @@ func Reseal(ctx context.Context, js jetstream.JetStream, oldMK, newMK *MasterKey
 	if err != nil {
 		return ResealResult{}, err
 	}
+	// An older keyring (an interrupted rotation's) goes first, as in
+	// Rotate: past the bucket's history the server would drop it without
+	// overwriting it, and the old master key would open it on disk.
+	if _, err := k.erase(ctx, main, keyringKey, e.Revision()); err != nil {
+		return ResealResult{}, fmt.Errorf("erase a superseded keyring: %w", err)
+	}
 	rev, err := main.kv.Update(ctx, keyringKey, blob, e.Revision())
 	if err != nil {
 		return ResealResult{}, fmt.Errorf("store the keyring sealed under the new master key (a concurrent rotation?): %w", err)

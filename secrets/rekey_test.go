@@ -2,10 +2,12 @@ package secrets
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 )
 
@@ -88,5 +90,71 @@ func TestReseal(t *testing.T) {
 	// again, and says why.
 	if err := k.reload(ctx); !errors.Is(err, ErrWrongMasterKey) || !bytes.Contains([]byte(err.Error()), []byte("flowvault keys rekey")) {
 		t.Fatalf("reload with the old key: %v", err)
+	}
+}
+
+// A rotation killed between storing the rotated keyring and erasing the
+// one it replaced leaves that one as the previous revision. The next
+// rotation or rekey stores a third revision: the one left behind must be
+// erased first, or the server drops it past the bucket's history without
+// overwriting it, and its bytes stay in the store's files, sealed under a
+// master key that a rekey was meant to make open nothing.
+func TestKeyringRewriteAfterAnInterruptedRotation(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		rewrite func(context.Context, *eventlog.Log, *Keys, *MasterKey) error
+	}{
+		{"rotate", func(ctx context.Context, _ *eventlog.Log, k *Keys, _ *MasterKey) error {
+			_, err := k.Rotate(ctx)
+			return err
+		}},
+		{"rekey", func(ctx context.Context, l *eventlog.Log, _ *Keys, mk *MasterKey) error {
+			_, err := Reseal(ctx, l.JetStream(), mk, GenerateMasterKey(), KeysOptions{Logger: testutil.Logger(t)}, nil)
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := testutil.OpenLog(t, dir)
+			ctx := testutil.Context(t, 60*time.Second)
+			mk := GenerateMasterKey()
+			k := mustOpenKeys(t, l, mk.Clone())
+			first, err := k.main.kv.Get(ctx, keyringKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Rotate up to the crash: the rotated keyring stored, the one
+			// it replaced not erased.
+			ring, err := openKeyring(mk, first.Value())
+			if err != nil {
+				t.Fatal(err)
+			}
+			next, err := ring.rotated(time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			blob, err := sealKeyring(mk, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := k.main.kv.Update(ctx, keyringKey, blob, first.Revision()); err != nil {
+				t.Fatal(err)
+			}
+			if n := subjectCounts(t, l)["$KV."+KeyBucket+"."+keyringKey]; n != 2 {
+				t.Fatalf("%d revisions of the keyring after the crash, want 2", n)
+			}
+			sealed := bytes.Clone(first.Value()[len(keyringMagic):])
+			if len(filesHolding(t, dir, sealed)) == 0 {
+				t.Fatal("the first keyring is not found in the store's files")
+			}
+
+			if err := tt.rewrite(ctx, l, mustOpenKeys(t, l, mk.Clone()), mk); err != nil {
+				t.Fatal(err)
+			}
+			l.Close() // the store's files are complete once the server is down
+			if files := filesHolding(t, dir, sealed); len(files) != 0 {
+				t.Fatalf("the keyring the interrupted rotation replaced is still on disk in %v", files)
+			}
+		})
 	}
 }
