@@ -37,7 +37,7 @@ commands:
   retry ID                        retry the last failed task of an ended workflow
   restart ID [--latest]           run an ended workflow again from its start (--latest: on the
                                   latest version of its definition)
-  rerun ID [--from-task TASK]     run an ended workflow again from a task (default: the start)
+  rerun ID [--from-task TASK_ID]  run an ended workflow again from a task (default: the start)
   upgrade ID [--version N]        move a running or paused workflow to another version of its
                                   definition (default: the latest); --input (or --input-file)
                                   replaces its input
