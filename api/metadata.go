@@ -135,14 +135,21 @@ func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef
 // name that executions other principals started carry: of an inline
 // definition, or of a definition since deleted. An execution belongs to
 // its workflow's name, and the creator of the name's definition reads and
-// operates every execution of it, input and output included. Admins and
-// holders of METADATA_MANAGEMENT may create any name; so may whoever
-// started every execution of it.
+// operates every execution of it, input and output included. Nor may it
+// create a name that another principal's definition names as its
+// failureWorkflow: that starts, unasked, whenever a run of it fails, with
+// the run's input (_secrets opened for its tasks) as the creator's data.
+// Admins and holders of METADATA_MANAGEMENT may create any name; so may
+// whoever started every execution of it and wrote every definition naming
+// it.
 func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 	p := caller(r)
-	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) || s.deps.Search == nil ||
+	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) ||
 		len(name) > metadata.MaxNameLen { // refused by validation, saying why
 		return nil
+	}
+	if err := s.mayClaimFailureWorkflow(r, p, name); err != nil || s.deps.Search == nil {
+		return err
 	}
 	q := "workflowType = " + queryString(name)
 	n, _, err := s.deps.Search.SearchWorkflows(r.Context(), query.Search{Query: q, Size: 0, Visible: func(_, createdBy string) bool {
@@ -157,6 +164,25 @@ func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 	return &auth.ForbiddenError{Principal: p.ID, Access: auth.Create, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name},
 		Reason: "executions that other principals started carry that name, and its definition's creator would read and operate them: " +
 			"an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
+}
+
+// mayClaimFailureWorkflow refuses p the name of a workflow that a
+// definition another principal wrote names as its failureWorkflow. The
+// refusal does not name that definition, which p may not be allowed to
+// read.
+func (s *Server) mayClaimFailureWorkflow(r *http.Request, p auth.Principal, name string) error {
+	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
+	if err != nil {
+		return fmt.Errorf("definitions naming %s as their failure workflow: %w", name, err)
+	}
+	for _, d := range defs {
+		if d.FailureWorkflow == name && (d.CreatedBy != p.ID || d.UpdatedBy != p.ID) {
+			return &auth.ForbiddenError{Principal: p.ID, Access: auth.Create, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name},
+				Reason: "a definition another principal wrote names it as its failureWorkflow, which would start as this definition " +
+					"with the input of that definition's failed runs: an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
+		}
+	}
+	return nil
 }
 
 // mayHandTasksTo asks TaskHandOff.MayHandTasks for the caller of r.

@@ -10,6 +10,35 @@ import (
 	"github.com/flowvault/flowvault/internal/testutil"
 )
 
+// nameClaim is a registration of a workflow name by a principal, and the
+// status it answers.
+type nameClaim struct {
+	name, workflow string
+	by             client
+	status         int
+}
+
+// register registers body as c.by and checks the answer; a refusal must
+// say why (it holds why) and store nothing the refused principal can read.
+// It returns the refusal, "" when c is none.
+func (c nameClaim) register(t *testing.T, body, why string) string {
+	t.Helper()
+	r := c.by.do("POST", "/api/metadata/workflow", body)
+	if r.status != c.status {
+		t.Fatalf("register %s = %d %s, want %d", c.workflow, r.status, r.body, c.status)
+	}
+	if c.status != http.StatusForbidden {
+		return ""
+	}
+	if !strings.Contains(r.body, why) {
+		t.Fatalf("refusal %s does not say why (%q)", r.body, why)
+	}
+	if got := c.by.do("GET", "/api/metadata/workflow/"+c.workflow, ""); got.status == http.StatusOK {
+		t.Fatalf("refused definition stored: %s", got.body)
+	}
+	return r.body
+}
+
 // An execution belongs to its workflow's name, and the creator of the
 // name's definition reads and operates every execution of it. So a
 // principal may not create the definition of a name that executions others
@@ -39,11 +68,7 @@ func TestWorkflowNameTakeoverRefused(t *testing.T) {
 	runs["payroll"] = send(t, alice, "POST", "/api/workflow", `{"name":"payroll","input":{"salary":"123456"}}`)
 	send(t, admin, "DELETE", "/api/metadata/workflow/payroll/1", "")
 
-	for _, tc := range []struct {
-		name, workflow string
-		by             client
-		status         int
-	}{
+	for _, tc := range []nameClaim{
 		{name: "another's inline runs", workflow: "inflow", by: bob, status: http.StatusForbidden},
 		{name: "another's runs of a deleted definition", workflow: "payroll", by: bob, status: http.StatusForbidden},
 		{name: "own inline runs", workflow: "own_inline", by: alice, status: http.StatusNoContent},
@@ -52,18 +77,8 @@ func TestWorkflowNameTakeoverRefused(t *testing.T) {
 		{name: "admin", workflow: "inflow_admin", by: admin, status: http.StatusNoContent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := tc.by.do("POST", "/api/metadata/workflow", def(tc.workflow))
-			if r.status != tc.status {
-				t.Fatalf("register %s = %d %s, want %d", tc.workflow, r.status, r.body, tc.status)
-			}
-			if tc.status != http.StatusForbidden {
+			if tc.register(t, def(tc.workflow), "executions that other principals started") == "" {
 				return
-			}
-			if !strings.Contains(r.body, "executions that other principals started") {
-				t.Fatalf("refusal %s does not say why", r.body)
-			}
-			if got := tc.by.do("GET", "/api/metadata/workflow/"+tc.workflow, ""); got.status == http.StatusOK {
-				t.Fatalf("refused definition stored: %s", got.body)
 			}
 			if run, ok := runs[tc.workflow]; ok {
 				if got := tc.by.do("GET", "/api/workflow/"+run, ""); got.status != http.StatusNotFound {
@@ -76,6 +91,49 @@ func TestWorkflowNameTakeoverRefused(t *testing.T) {
 			body := send(t, tc.by, "GET", "/api/workflow/search?query="+strings.ReplaceAll("workflowType="+tc.workflow, "=", "%3D"), "")
 			if strings.Contains(body, "ACME") || strings.Contains(body, "123456") || !strings.Contains(body, `"totalHits":0`) {
 				t.Fatalf("search shows another's runs: %s", body)
+			}
+		})
+	}
+}
+
+// A failure workflow starts, unasked, as the failed run's creator and with
+// its input, _secrets opened for its tasks. So a principal may not create
+// the definition of a name that another principal's definition names as
+// its failureWorkflow: it would receive those runs. Whoever wrote every
+// definition naming it, admins and metadata managers may.
+func TestFailureWorkflowNameTakeoverRefused(t *testing.T) {
+	t.Parallel()
+	admin, principal := securePrincipals(t)
+	_, alice := principal("alice", "USER", "METADATA_API")
+	_, bob := principal("bob", "USER")
+	_, meta := principal("meta", "METADATA_MANAGER")
+	def := func(name, failure string) string {
+		return fmt.Sprintf(`{"name":%q,"failureWorkflow":%q,"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`, name, failure)
+	}
+	for _, failure := range []string{"pay_cleanup", "pay_cleanup_meta", "pay_cleanup_admin"} {
+		send(t, admin, "POST", "/api/metadata/workflow", def("pay_"+failure, failure))
+	}
+	// alice's own pair, its failure workflow deleted since.
+	send(t, alice, "POST", "/api/metadata/workflow", def("own_cleanup", ""))
+	send(t, alice, "POST", "/api/metadata/workflow", def("own_pay", "own_cleanup"))
+	send(t, alice, "DELETE", "/api/metadata/workflow/own_cleanup/1", "")
+
+	for _, tc := range []nameClaim{
+		{name: "another's failure workflow", workflow: "pay_cleanup", by: bob, status: http.StatusForbidden},
+		{name: "own failure workflow", workflow: "own_cleanup", by: alice, status: http.StatusNoContent},
+		{name: "metadata manager", workflow: "pay_cleanup_meta", by: meta, status: http.StatusNoContent},
+		{name: "admin", workflow: "pay_cleanup_admin", by: admin, status: http.StatusNoContent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refusal := tc.register(t, def(tc.workflow, ""), "names it as its failureWorkflow")
+			if refusal == "" {
+				return
+			}
+			if strings.Contains(refusal, "pay_pay_cleanup") {
+				t.Fatalf("refusal %s names a definition the caller may not read", refusal)
+			}
+			if got := admin.do("GET", "/api/metadata/workflow/"+tc.workflow, ""); got.status == http.StatusOK {
+				t.Fatalf("refused definition stored: %s", got.body)
 			}
 		})
 	}
