@@ -28,7 +28,7 @@ func StartRequires(req conductor.StartWorkflowRequest, registered func(name stri
 
 // FailureWorkflowRequires is what choosing def's failureWorkflow asks of
 // def's author: EXECUTE on it, since it starts as the failed run's
-// creator without asking again.
+// creator without asking them (the author is asked again when it starts).
 func FailureWorkflowRequires(def *conductor.WorkflowDef) []Requirement {
 	if def == nil || def.FailureWorkflow == "" {
 		return nil

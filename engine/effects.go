@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 
@@ -77,6 +78,13 @@ type StartWorkflow struct {
 	// Failure marks a failure workflow: its definition's author chose it,
 	// and it starts whatever the failed run's creator may start.
 	Failure bool
+	// ChosenBy is, for a failure workflow, who chose it: the failed run's
+	// definition's author (who saved it last), else its creator: an
+	// inline definition's author. (Its sender writes an inline one's
+	// createdBy and updatedBy, and may name someone else, who is then
+	// asked instead; the sender was asked when it started.) It starts
+	// only while they may still start it.
+	ChosenBy string
 	// SecretsKey names the key that sealed the secrets among Input: the
 	// starting workflow's (Workflow.SecretsKey).
 	SecretsKey    string
@@ -279,7 +287,7 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 	}
 	depth, refused := startedBy(w)
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
-		Input: input, From: w.ID, Failure: true, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs,
+		Input: input, From: w.ID, Failure: true, ChosenBy: cmp.Or(def.UpdatedBy, def.CreatedBy, w.CreatedBy), SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs,
 		Depth: depth, Refused: refused}
 }
 

@@ -390,10 +390,18 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		}
 		req.WorkflowDef = &def
 	}
-	if e.mayStart != nil && !eff.Failure {
+	if e.mayStart != nil {
 		// A sub-workflow or START_WORKFLOW starts only what every principal
-		// its starter runs as may start through the API.
-		for _, p := range append([]string{eff.CreatedBy}, eff.AlsoRunsAs...) {
+		// its starter runs as may start through the API. A failure
+		// workflow does not ask the failed run's creator, for whom its
+		// definition's author chose it: it asks the author, as saving the
+		// definition did, again now (one who has lost EXECUTE on it, or no
+		// longer exists, starts nothing).
+		asked := append([]string{eff.CreatedBy}, eff.AlsoRunsAs...)
+		if eff.Failure {
+			asked = []string{eff.ChosenBy}
+		}
+		for _, p := range asked {
 			if err := e.mayStart(ctx, p, req); errors.Is(err, fault.ErrForbidden) || errors.Is(err, fault.ErrNotFound) {
 				return e.childFailed(ctx, eff, err.Error())
 			} else if err != nil {

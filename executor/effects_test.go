@@ -322,3 +322,86 @@ func TestSystemTaskOfAnEndedWorkflowStops(t *testing.T) {
 	}
 	<-run.ended // the test binary's timeout catches a run left to its budget
 }
+
+// A failure workflow starts without asking the failed run's creator, for
+// whom its definition's author chose it; the author is asked again when it
+// starts. One who has lost EXECUTE on it since (or no longer exists) starts
+// nothing, where one who still may starts it as before.
+func TestFailureWorkflowAsksItsChooserAgain(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	logger, logs := testutil.CapturingLogger()
+	e := New(l, cleanupDefinitions{}, nothingScheduled{}, Config{Logger: logger})
+	var mu sync.Mutex
+	asked := map[string][]string{} // failure workflow start checks by principal
+	e.SetStartCheck(func(_ context.Context, p string, req conductor.StartWorkflowRequest) error {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[p] = append(asked[p], req.Name)
+		if p == "lost_author" {
+			return fmt.Errorf("%s may not EXECUTE WORKFLOW_DEF:%s: %w", p, req.Name, fault.ErrForbidden)
+		}
+		return nil
+	})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	for _, tc := range []struct {
+		author string
+		starts bool
+	}{
+		{"kept_author", true},
+		{"lost_author", false},
+	} {
+		t.Run(tc.author, func(t *testing.T) {
+			id := "wf-chosen-by-" + tc.author
+			def := mustDef(t, `{"name":"chosen","version":1,"failureWorkflow":"cleanup","updatedBy":"`+tc.author+`",
+			  "tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
+			if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def},
+				StartOptions{WorkflowID: id, CreatedBy: "runner"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Submit(ctx, id, engine.Terminate{Reason: "stopped by the test", TriggerFailureWorkflow: true}, Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			failed, err := e.State(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fw, _ := failed.Output[engine.FailureWorkflowOutputKey].(string)
+			if fw == "" {
+				t.Fatalf("no failure workflow id in the output %v", failed.Output)
+			}
+			if tc.starts {
+				testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+					if w, err := e.State(ctx, fw); err != nil || w == nil {
+						return fmt.Errorf("failure workflow %s not started: %v", fw, err)
+					}
+					return nil
+				})
+			} else {
+				testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+					if !strings.Contains(logs.String(), "failure workflow could not start") || !strings.Contains(logs.String(), id) {
+						return errors.New("the refused failure workflow's start is not logged yet")
+					}
+					return nil
+				})
+				if w, err := e.State(ctx, fw); err != nil || w != nil {
+					t.Fatalf("failure workflow started for an author who lost the right: %v %v", w, err)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(asked[tc.author]) != 1 || asked[tc.author][0] != "cleanup" {
+				t.Fatalf("the author was asked %v", asked)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked["runner"]) != 0 {
+		t.Fatalf("the failed runs' creator was asked %v", asked["runner"])
+	}
+}
