@@ -136,9 +136,8 @@ func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef
 // definition, or of a definition since deleted. An execution belongs to
 // its workflow's name, and the creator of the name's definition reads and
 // operates every execution of it, input and output included. Nor may it
-// create a name that another principal's definition names as its
-// failureWorkflow: that starts, unasked, whenever a run of it fails, with
-// the run's input (_secrets opened for its tasks) as the creator's data.
+// create a name that another principal's definition starts by that name
+// (mayClaimStartedName).
 // Admins and holders of METADATA_MANAGEMENT may create any name; so may
 // whoever started every execution of it and wrote every definition naming
 // it.
@@ -148,7 +147,7 @@ func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 		len(name) > metadata.MaxNameLen { // refused by validation, saying why
 		return nil
 	}
-	if err := s.mayClaimFailureWorkflow(r, p, name); err != nil || s.deps.Search == nil {
+	if err := s.mayClaimStartedName(r, p, name); err != nil || s.deps.Search == nil {
 		return err
 	}
 	q := "workflowType = " + queryString(name)
@@ -166,20 +165,23 @@ func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 			"an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
 }
 
-// mayClaimFailureWorkflow refuses p the name of a workflow that a
-// definition another principal wrote names as its failureWorkflow. The
-// refusal does not name that definition, which p may not be allowed to
-// read.
-func (s *Server) mayClaimFailureWorkflow(r *http.Request, p auth.Principal, name string) error {
+// mayClaimStartedName refuses p the name of a workflow that a definition
+// another principal wrote starts by that name: its failureWorkflow, or a
+// SUB_WORKFLOW's or START_WORKFLOW's. The named workflow would start as
+// the new definition, with the data those runs hand it (_secrets opened
+// for its tasks), which the new definition's creator reads. The refusal does not name that definition, which p may not be
+// allowed to read.
+func (s *Server) mayClaimStartedName(r *http.Request, p auth.Principal, name string) error {
 	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
 	if err != nil {
-		return fmt.Errorf("definitions naming %s as their failure workflow: %w", name, err)
+		return fmt.Errorf("definitions starting %s: %w", name, err)
 	}
 	for _, d := range defs {
-		if d.FailureWorkflow == name && (d.CreatedBy != p.ID || d.UpdatedBy != p.ID) {
+		if (d.CreatedBy != p.ID || d.UpdatedBy != p.ID) && slices.Contains(metadata.StartedNames(d), name) {
 			return &auth.ForbiddenError{Principal: p.ID, Access: auth.Create, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name},
-				Reason: "a definition another principal wrote names it as its failureWorkflow, which would start as this definition " +
-					"with the input of that definition's failed runs: an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
+				Reason: "a definition another principal wrote starts a workflow by that name (its failureWorkflow, a SUB_WORKFLOW or a " +
+					"START_WORKFLOW), which would start as this definition with that definition's data: " +
+					"an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
 		}
 	}
 	return nil

@@ -97,11 +97,12 @@ func TestWorkflowNameTakeoverRefused(t *testing.T) {
 }
 
 // A failure workflow starts, unasked, as the failed run's creator and with
-// its input, _secrets opened for its tasks. So a principal may not create
-// the definition of a name that another principal's definition names as
-// its failureWorkflow: it would receive those runs. Whoever wrote every
-// definition naming it, admins and metadata managers may.
-func TestFailureWorkflowNameTakeoverRefused(t *testing.T) {
+// its input, _secrets opened for its tasks; a sub-workflow runs as its
+// parent's creator. So a principal may not create the definition of a name
+// that another principal's definition starts by that name: it would
+// receive those runs' data. Whoever wrote
+// every definition naming it, admins and metadata managers may.
+func TestStartedNameTakeoverRefused(t *testing.T) {
 	t.Parallel()
 	admin, principal := securePrincipals(t)
 	_, alice := principal("alice", "USER", "METADATA_API")
@@ -113,6 +114,18 @@ func TestFailureWorkflowNameTakeoverRefused(t *testing.T) {
 	for _, failure := range []string{"pay_cleanup", "pay_cleanup_meta", "pay_cleanup_admin"} {
 		send(t, admin, "POST", "/api/metadata/workflow", def("pay_"+failure, failure))
 	}
+	// Children started by a name the parent fixes, nested in a fork, a
+	// switch and an inline definition; and one named by an expression.
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"parent","tasks":[
+	 {"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[
+	  {"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_sub"}}]]},
+	 {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["s"]},
+	 {"name":"c","taskReferenceName":"c","type":"SWITCH","evaluatorType":"value-param","expression":"x","inputParameters":{"x":"a"},
+	  "decisionCases":{"a":[{"name":"st","taskReferenceName":"st","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"child_start"}}}]}},
+	 {"name":"i","taskReferenceName":"i","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"inline","workflowDefinition":{"name":"inline","tasks":[
+	  {"name":"n","taskReferenceName":"n","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_nested"}}]}}},
+	 {"name":"d","taskReferenceName":"d","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"${workflow.input.child}"}}]}`)
+	const why = "starts a workflow by that name"
 	// alice's own pair, its failure workflow deleted since.
 	send(t, alice, "POST", "/api/metadata/workflow", def("own_cleanup", ""))
 	send(t, alice, "POST", "/api/metadata/workflow", def("own_pay", "own_cleanup"))
@@ -123,13 +136,17 @@ func TestFailureWorkflowNameTakeoverRefused(t *testing.T) {
 		{name: "own failure workflow", workflow: "own_cleanup", by: alice, status: http.StatusNoContent},
 		{name: "metadata manager", workflow: "pay_cleanup_meta", by: meta, status: http.StatusNoContent},
 		{name: "admin", workflow: "pay_cleanup_admin", by: admin, status: http.StatusNoContent},
+		{name: "another's SUB_WORKFLOW child", workflow: "child_sub", by: bob, status: http.StatusForbidden},
+		{name: "another's START_WORKFLOW child", workflow: "child_start", by: bob, status: http.StatusForbidden},
+		{name: "another's inline definition's child", workflow: "child_nested", by: bob, status: http.StatusForbidden},
+		{name: "a name no definition fixes", workflow: "child_free", by: bob, status: http.StatusNoContent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			refusal := tc.register(t, def(tc.workflow, ""), "names it as its failureWorkflow")
+			refusal := tc.register(t, def(tc.workflow, ""), why)
 			if refusal == "" {
 				return
 			}
-			if strings.Contains(refusal, "pay_pay_cleanup") {
+			if strings.Contains(refusal, "pay_pay_cleanup") || strings.Contains(refusal, "parent") {
 				t.Fatalf("refusal %s names a definition the caller may not read", refusal)
 			}
 			if got := admin.do("GET", "/api/metadata/workflow/"+tc.workflow, ""); got.status == http.StatusOK {

@@ -286,12 +286,61 @@ func (w usesWalker) add(name, typ string) {
 	w[name][typ] = true
 }
 
-func (w usesWalker) tasks(ts []*conductor.WorkflowTask, depth int) {
+func (w usesWalker) tasks(ts []*conductor.WorkflowTask, depth int) { walkTasks(ts, depth, w.task) }
+
+// walkTasks calls fn with each task of ts and of the tasks they hold
+// (switch cases, fork branches, loop bodies, inline sub-workflow
+// definitions, one level deeper each, up to maxInlineDepth).
+func walkTasks(ts []*conductor.WorkflowTask, depth int, fn func(t *conductor.WorkflowTask, depth int)) {
 	for _, t := range ts {
-		if t != nil {
-			w.task(t, depth)
+		if t == nil {
+			continue
+		}
+		fn(t, depth)
+		for _, c := range t.DecisionCases {
+			walkTasks(c, depth, fn)
+		}
+		walkTasks(t.DefaultCase, depth, fn)
+		for _, branch := range t.ForkTasks {
+			walkTasks(branch, depth, fn)
+		}
+		walkTasks(t.LoopOver, depth, fn)
+		if p := t.SubWorkflowParam; p != nil && depth < maxInlineDepth && isObject(p.WorkflowDefinition) {
+			var sub conductor.WorkflowDef
+			if conductor.Unmarshal(p.WorkflowDefinition, &sub) == nil {
+				walkTasks(sub.Tasks, depth+1, fn)
+			}
 		}
 	}
+}
+
+// StartedNames returns the names of the registered workflows def starts
+// by a name it fixes: its failureWorkflow, and those of its SUB_WORKFLOW
+// and START_WORKFLOW tasks (inline definitions' included) that name a
+// registered definition rather than carry their own. A name given by an
+// expression is known at run time only, and is not among them.
+func StartedNames(def *conductor.WorkflowDef) []string {
+	names := map[string]bool{}
+	if def.FailureWorkflow != "" {
+		names[def.FailureWorkflow] = true
+	}
+	walkTasks(def.Tasks, 0, func(t *conductor.WorkflowTask, _ int) {
+		switch t.TaskType() {
+		case conductor.TaskTypeSubWorkflow:
+			if p := t.SubWorkflowParam; p != nil && len(p.WorkflowDefinition) == 0 {
+				if name, ok := constant(p.Name); ok && name != "" {
+					names[name] = true
+				}
+			}
+		case conductor.TaskTypeStartWorkflow:
+			if sw, ok := t.InputParameters["startWorkflow"].(map[string]any); ok {
+				if name, ok := constant(sw["name"]); ok && name != "" {
+					names[name] = true
+				}
+			}
+		}
+	})
+	return slices.Sorted(maps.Keys(names))
 }
 
 // task follows the engine (engine/schedule.go, engine/dynamic.go): a task
@@ -310,20 +359,6 @@ func (w usesWalker) task(t *conductor.WorkflowTask, depth int) {
 		}
 	case conductor.TaskTypeForkJoinDynamic:
 		w.dynamicFork(t, depth)
-	}
-	for _, c := range t.DecisionCases {
-		w.tasks(c, depth)
-	}
-	w.tasks(t.DefaultCase, depth)
-	for _, branch := range t.ForkTasks {
-		w.tasks(branch, depth)
-	}
-	w.tasks(t.LoopOver, depth)
-	if p := t.SubWorkflowParam; p != nil && depth < maxInlineDepth && isObject(p.WorkflowDefinition) {
-		var sub conductor.WorkflowDef
-		if conductor.Unmarshal(p.WorkflowDefinition, &sub) == nil {
-			w.tasks(sub.Tasks, depth+1)
-		}
 	}
 }
 
