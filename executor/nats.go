@@ -325,7 +325,8 @@ func respond(m *nats.Msg, reply any) {
 // when a task is taken for it or its wait runs out.
 func (e *Executor) handlePoll(m *nats.Msg) {
 	var req workers.PollRequest
-	if err := json.Unmarshal(m.Data, &req); err != nil {
+	// Read as a result's next is.
+	if err := conductor.UnmarshalNew(m.Data, &req); err != nil {
 		respond(m, workers.PollReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "poll request is not a JSON object: " + err.Error()}})
 		return
 	}
@@ -508,7 +509,13 @@ const takeAnswerTrip = 100 * time.Millisecond
 
 func (e *Executor) handleTake(ctx context.Context, m *nats.Msg, prefix string, arrived time.Time) any {
 	var req workers.TakeRequest
-	if err := json.Unmarshal(m.Data, &req); err != nil || req.TaskID == "" || req.WorkflowInstanceID == "" {
+	// Read as a result is: a waitMs of 10000.0 (Python's json.dumps of a
+	// float) is the number, and what cannot be read is named, not
+	// reported as missing ids.
+	if err := conductor.UnmarshalNew(m.Data, &req); err != nil {
+		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "take request is not a TakeRequest JSON object: " + err.Error()}}
+	}
+	if req.TaskID == "" || req.WorkflowInstanceID == "" {
 		return workers.TakeReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "take request needs taskId and workflowInstanceId"}}
 	}
 	taskType, domain, err := workers.ParseQueueSubject(prefix, m.Subject)
