@@ -1,6 +1,8 @@
 package e2e_test
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,6 +18,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -155,20 +158,18 @@ func TestQuotaStopsAForkingTree(t *testing.T) {
 	if found.TotalHits < quota {
 		t.Fatalf("the tree started %d workflows: it never reached the quota of %d", found.TotalHits, quota)
 	}
-	// At most quota ran at once: from each workflow's start and end, ends
-	// before starts at one millisecond (a start the end made room for).
-	type edge struct {
-		at    int64
-		delta int
-	}
-	var edges []edge
+	// At most quota ran at once, in the log's order: the engine admits a
+	// start only once its read model has folded the ends that make room
+	// for it, so those ends lie before it in the stream. (The times the
+	// workflows show are their decisions' clocks, read before the check.)
+	var edges []runEdge
 	refused := 0
 	for _, s := range found.Results {
 		wf := e.workflow(s.WorkflowID)
 		if wf.EndTime == 0 {
 			t.Fatalf("workflow %s of the tree has not ended", wf.WorkflowID)
 		}
-		edges = append(edges, edge{wf.StartTime, 1}, edge{wf.EndTime, -1})
+		edges = append(edges, e.runningEdges(s.WorkflowID)...)
 		for _, task := range wf.Tasks {
 			if strings.Contains(task.ReasonForIncompletion, fmt.Sprintf("the limit is %d (--max-running-workflows)", quota)) {
 				if task.Status != conductor.TaskFailed {
@@ -178,12 +179,7 @@ func TestQuotaStopsAForkingTree(t *testing.T) {
 			}
 		}
 	}
-	slices.SortFunc(edges, func(x, y edge) int {
-		if x.at != y.at {
-			return int(x.at - y.at)
-		}
-		return x.delta - y.delta
-	})
+	slices.SortStableFunc(edges, func(x, y runEdge) int { return cmp.Compare(x.seq, y.seq) })
 	running, most := 0, 0
 	for _, ed := range edges {
 		running += ed.delta
@@ -203,4 +199,44 @@ func TestQuotaStopsAForkingTree(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// runEdge is where in the log a workflow started (+1) or ended (-1).
+type runEdge struct {
+	seq   uint64
+	delta int
+}
+
+// runningEdges returns the stream sequences of the records that started
+// workflow id and that ended it.
+func (e *env) runningEdges(id string) []runEdge {
+	e.t.Helper()
+	recs, err := e.node.Log().ReadSubject(context.Background(), "fv.wf."+id, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []runEdge
+	started, ended := false, false
+	for _, r := range recs {
+		for _, env := range r.Events {
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			switch ev := ev.(type) {
+			case *schemas.WorkflowStarted:
+				if !started {
+					out, started = append(out, runEdge{r.Seq, 1}), true
+				}
+			case *schemas.WorkflowStatusChanged:
+				if started && !ended && conductor.WorkflowTerminal(ev.Status) {
+					out, ended = append(out, runEdge{r.Seq, -1}), true
+				}
+			}
+		}
+	}
+	if !started || !ended {
+		e.t.Fatalf("workflow %s: the log shows it started %t, ended %t", id, started, ended)
+	}
+	return out
 }
