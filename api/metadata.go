@@ -137,10 +137,9 @@ func (s *Server) mayWriteWorkflowDef(r *http.Request, def *conductor.WorkflowDef
 // its workflow's name, and the creator of the name's definition reads and
 // operates every execution of it, input and output included. Nor may it
 // create a name that another principal's definition starts by that name
-// (mayClaimStartedName).
-// Admins and holders of METADATA_MANAGEMENT may create any name; so may
-// whoever started every execution of it and wrote every definition naming
-// it.
+// (mayClaimStartedName). Admins and holders of METADATA_MANAGEMENT may
+// create any name; so may whoever started every execution of it and wrote
+// every definition naming it.
 func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 	p := caller(r)
 	if s.deps.Insecure || p.IsAdmin() || p.HasPermission(auth.PermMetadataManagement) ||
@@ -169,8 +168,8 @@ func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 // another principal wrote starts by that name: its failureWorkflow, or a
 // SUB_WORKFLOW's or START_WORKFLOW's. The named workflow would start as
 // the new definition, with the data those runs hand it (_secrets opened
-// for its tasks), which the new definition's creator reads. The refusal does not name that definition, which p may not be
-// allowed to read.
+// for its tasks), which the new definition's creator reads. The refusal
+// does not name that definition, which p may not be allowed to read.
 func (s *Server) mayClaimStartedName(r *http.Request, p auth.Principal, name string) error {
 	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
 	if err != nil {

@@ -123,7 +123,7 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 	 {"name":"c","taskReferenceName":"c","type":"SWITCH","evaluatorType":"value-param","expression":"x","inputParameters":{"x":"a"},
 	  "decisionCases":{"a":[{"name":"st","taskReferenceName":"st","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"child_start"}}}]}},
 	 {"name":"i","taskReferenceName":"i","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"inline","workflowDefinition":{"name":"inline","tasks":[
-	  {"name":"n","taskReferenceName":"n","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_nested"}}]}}},
+	  {"name":"n","taskReferenceName":"n","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_nested"}}],"failureWorkflow":"child_inline_failure"}}},
 	 {"name":"d","taskReferenceName":"d","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"${workflow.input.child}"}}]}`)
 	const why = "starts a workflow by that name"
 	// alice's own pair, its failure workflow deleted since.
@@ -139,6 +139,7 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 		{name: "another's SUB_WORKFLOW child", workflow: "child_sub", by: bob, status: http.StatusForbidden},
 		{name: "another's START_WORKFLOW child", workflow: "child_start", by: bob, status: http.StatusForbidden},
 		{name: "another's inline definition's child", workflow: "child_nested", by: bob, status: http.StatusForbidden},
+		{name: "another's inline definition's failure workflow", workflow: "child_inline_failure", by: bob, status: http.StatusForbidden},
 		{name: "a name no definition fixes", workflow: "child_free", by: bob, status: http.StatusNoContent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

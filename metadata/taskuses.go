@@ -316,8 +316,9 @@ func walkTasks(ts []*conductor.WorkflowTask, depth int, fn func(t *conductor.Wor
 
 // StartedNames returns the names of the registered workflows def starts
 // by a name it fixes: its failureWorkflow, and those of its SUB_WORKFLOW
-// and START_WORKFLOW tasks (inline definitions' included) that name a
-// registered definition rather than carry their own. A name given by an
+// and START_WORKFLOW tasks that name a registered definition rather than
+// carry their own (inline definitions' tasks and failureWorkflow
+// included). A name given by an
 // expression is known at run time only, and is not among them.
 func StartedNames(def *conductor.WorkflowDef) []string {
 	names := map[string]bool{}
@@ -327,9 +328,19 @@ func StartedNames(def *conductor.WorkflowDef) []string {
 	walkTasks(def.Tasks, 0, func(t *conductor.WorkflowTask, _ int) {
 		switch t.TaskType() {
 		case conductor.TaskTypeSubWorkflow:
-			if p := t.SubWorkflowParam; p != nil && len(p.WorkflowDefinition) == 0 {
+			p := t.SubWorkflowParam
+			switch {
+			case p == nil:
+			case len(p.WorkflowDefinition) == 0:
 				if name, ok := constant(p.Name); ok && name != "" {
 					names[name] = true
+				}
+			case isObject(p.WorkflowDefinition):
+				// An inline definition's own failureWorkflow gets the
+				// child's input, which this definition hands it.
+				var sub conductor.WorkflowDef
+				if conductor.Unmarshal(p.WorkflowDefinition, &sub) == nil && sub.FailureWorkflow != "" {
+					names[sub.FailureWorkflow] = true
 				}
 			}
 		case conductor.TaskTypeStartWorkflow:
