@@ -53,6 +53,7 @@ type Metadata interface {
 	ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error)
 	DeleteTaskDef(ctx context.Context, name string, principal string, opts ...metadata.WriteOption) error
 	TaskUses(ctx context.Context, name string) ([]metadata.TaskUse, error)
+	Starters(ctx context.Context, name string) ([]metadata.Starter, error)
 
 	GetTags(ctx context.Context, kind metadata.Kind, name string) ([]conductor.Tag, error)
 	ListTags(ctx context.Context) ([]metadata.TagSet, error)
@@ -171,12 +172,12 @@ func (s *Server) mayClaimWorkflowName(r *http.Request, name string) error {
 // for its tasks), which the new definition's creator reads. The refusal
 // does not name that definition, which p may not be allowed to read.
 func (s *Server) mayClaimStartedName(r *http.Request, p auth.Principal, name string) error {
-	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
+	starters, err := s.deps.Metadata.Starters(r.Context(), name)
 	if err != nil {
-		return fmt.Errorf("definitions starting %s: %w", name, err)
+		return err
 	}
-	for _, d := range defs {
-		if (d.CreatedBy != p.ID || d.UpdatedBy != p.ID) && slices.Contains(metadata.StartedNames(d), name) {
+	for _, st := range starters {
+		if st.CreatedBy != p.ID || st.UpdatedBy != p.ID {
 			return &auth.ForbiddenError{Principal: p.ID, Access: auth.Create, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name},
 				Reason: "a definition another principal wrote starts a workflow by that name (its failureWorkflow, a SUB_WORKFLOW or a " +
 					"START_WORKFLOW), which would start as this definition with that definition's data: " +

@@ -38,10 +38,12 @@
 // definition of a name someone else's workflows use. The index follows
 // the engine: tasks nested in SWITCH, FORK_JOIN and DO_WHILE, in inline
 // sub-workflow definitions, and the tasks that DYNAMIC and
-// FORK_JOIN_DYNAMIC name with constants. It is a function of the stored
-// definitions, built as they are applied; a read model built by a
-// flowvault without it is indexed in full with the first record applied
-// after the upgrade, and answers by reading every definition until then.
+// FORK_JOIN_DYNAMIC name with constants. A second index lists, per
+// workflow name, the versions that start a workflow by that name and who
+// wrote them (Starters), which the API asks before anyone else creates
+// that name's definition. Both are a function of the stored definitions,
+// built as they are applied; a read model built by a flowvault without
+// the second is in an older layout, and rebuilt from the log at start.
 //
 // # Stored JSON
 //

@@ -52,9 +52,12 @@ func SchemaSubject(name string) string { return schemaSubjectPrefix + eventlog.T
 //	                                 taskUse: a workflow version names a task (msgpack)
 //	v/<workflow>\x00<version uint32 BE>
 //	                                 []string: the task names its u/ keys hold (msgpack)
-//	x/task-uses                      present once the u/ and v/ keys cover every stored version
+//	n/<started>\x00<workflow>\x00<version uint32 BE>
+//	                                 writers: a workflow version starts a workflow by name (msgpack)
+//	m/<workflow>\x00<version uint32 BE>
+//	                                 []string: the workflow names its n/ keys hold (msgpack)
 //
-// Task names in u/ keys are names a task definition could have (see
+// Names in u/ and n/ keys are names a definition could have (see
 // checkName): no control character, so the 0x00 after one ends it.
 const (
 	workflowKeyPrefix = "w/"
@@ -65,9 +68,6 @@ const (
 	tagsKeyPrefix     = "g/"
 	ownerKeyPrefix    = "o/"
 	seqKeyPrefix      = "s/"
-	useKeyPrefix      = "u/"
-	usesOfKeyPrefix   = "v/"
-	usesIndexedKey    = "x/task-uses"
 )
 
 func workflowPrefix(name string) []byte {
@@ -101,33 +101,6 @@ func schemaPrefix(name string) []byte {
 
 func schemaKey(name string, version int) []byte {
 	return binary.BigEndian.AppendUint32(schemaPrefix(name), uint32(version))
-}
-
-// usePrefix is the prefix of the u/ keys of task name.
-func usePrefix(task string) []byte {
-	k := make([]byte, 0, len(useKeyPrefix)+len(task)+1)
-	return append(append(append(k, useKeyPrefix...), task...), 0)
-}
-
-// useKey is the u/ key of task name in a workflow version.
-func useKey(task, workflow string, version int) []byte {
-	k := append(usePrefix(task), workflow...)
-	return binary.BigEndian.AppendUint32(append(k, 0), uint32(version))
-}
-
-// parseUseKey splits the rest of a u/ key after usePrefix(task).
-func parseUseKey(rest []byte) (workflow string, version int, ok bool) {
-	if len(rest) < 5 || rest[len(rest)-5] != 0 {
-		return "", 0, false
-	}
-	return string(rest[:len(rest)-5]), int(binary.BigEndian.Uint32(rest[len(rest)-4:])), true
-}
-
-// usesOfKey is the v/ key of a workflow version.
-func usesOfKey(workflow string, version int) []byte {
-	k := make([]byte, 0, len(usesOfKeyPrefix)+len(workflow)+5)
-	k = append(append(append(k, usesOfKeyPrefix...), workflow...), 0)
-	return binary.BigEndian.AppendUint32(k, uint32(version))
 }
 
 func tagsKey(kind Kind, name string) []byte { return []byte(tagsKeyPrefix + string(kind) + "/" + name) }

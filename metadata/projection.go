@@ -53,9 +53,7 @@ func (Projection) Name() string { return ProjectionName }
 // this version does not know are ignored, so that a newer writer's
 // additions do not stop an older reader.
 //
-// The task-use index (see indexTaskUses) is kept with the definitions.
-// A read model that a version without it built gets it on the first
-// record applied after the upgrade, in that record's batch.
+// The reference indexes (see indexDef) are kept with the definitions.
 func (p Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 	if err := applyRecord(b, rec); err != nil {
 		return err
@@ -63,8 +61,13 @@ func (p Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 	if p.applied != nil && strings.HasPrefix(rec.Subject, eventSubjectPrefix) {
 		p.applied.Store(true)
 	}
-	return ensureTaskUses(b)
+	return nil
 }
+
+// Layout implements projections.Layouter: 2 indexes the workflows a
+// definition starts by name (Starters); a read model in layout 1, which
+// knew only the task uses, is rebuilt from the log.
+func (Projection) Layout() int { return 2 }
 
 // storedDef is the read model's value for one definition.
 type storedDef struct {
@@ -230,9 +233,9 @@ func applyEvent(kv kvWriter, ev schemas.Event) error {
 		if err != nil {
 			return err
 		}
-		return indexTaskUses(kv, e.Name, e.Version, d)
+		return indexDef(kv, e.Name, e.Version, d)
 	case *schemas.WorkflowDefRemoved:
-		if err := unindexTaskUses(kv, e.Name, e.Version); err != nil {
+		if err := unindexDef(kv, e.Name, e.Version); err != nil {
 			return err
 		}
 		if err := kv.Delete(workflowKey(e.Name, e.Version)); err != nil {

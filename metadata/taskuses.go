@@ -3,7 +3,6 @@ package metadata
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,11 +11,11 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/fault"
-	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
-// Task uses: which workflow definition versions name which tasks.
+// Task uses and starts: which workflow definition versions name which
+// tasks, and which start which workflows by name.
 //
 // A workflow may run a task that has no task definition: a SIMPLE task
 // runs on defaults. Workers take tasks by name, and the creator of a task
@@ -24,9 +23,12 @@ import (
 // definition of a name that other principals' workflows use takes their
 // tasks, input and resolved secrets included. The API refuses such a
 // creation; this index tells it, without reading every definition, which
-// workflow versions use a name and who created them.
+// workflow versions use a name and who created them. Likewise a
+// definition that starts a workflow by name (its failureWorkflow, a
+// SUB_WORKFLOW, a START_WORKFLOW) hands that workflow its data: the API
+// asks Starters before anyone else creates the definition of such a name.
 //
-// The index is a function of the stored definitions alone, so a read model
+// The indexes are a function of the stored definitions alone, so a read model
 // rebuilt from the log has the same one.
 
 // taskUse is the value of a u/ key: how one workflow version names a task.
@@ -59,200 +61,89 @@ func (s *Store) TaskUses(ctx context.Context, name string) ([]TaskUse, error) {
 	if !indexableName(name) {
 		return nil, nil // no task definition can have it
 	}
-	indexed, err := taskUsesIndexed(s.reader)
-	if err != nil {
-		return nil, fmt.Errorf("uses of task %s: %w", name, err)
-	}
-	if !indexed {
-		// Built by a version without the index, and given no record
-		// since: read the definitions themselves.
-		uses, err := scanTaskUses(ctx, s.reader, name)
-		if err != nil {
-			return nil, fmt.Errorf("uses of task %s: %w", name, err)
-		}
-		return uses, nil
-	}
 	var out []TaskUse
-	var decodeErr error
-	prefix := usePrefix(name)
-	err = s.reader.Scan(prefix, func(k, v []byte) bool {
-		wf, version, ok := parseUseKey(k[len(prefix):])
-		if !ok {
-			return true // not a key useKey writes
-		}
+	err := taskUseIndex.scan(s.reader, name, func(wf string, version int, v []byte) error {
 		var u taskUse
 		if err := msgpack.Unmarshal(v, &u); err != nil {
-			decodeErr = fmt.Errorf("decode use by %s version %d: %w", wf, version, err)
-			return false
+			return fmt.Errorf("decode use by %s version %d: %w", wf, version, err)
 		}
 		out = append(out, TaskUse{Workflow: wf, Version: version, Types: u.Types, CreatedBy: u.CreatedBy})
-		return true
+		return nil
 	})
-	if err == nil {
-		err = decodeErr
-	}
 	if err != nil {
 		return nil, fmt.Errorf("uses of task %s: %w", name, err)
 	}
 	return out, nil
 }
 
-// taskUsesIndexed reports whether r's u/ keys cover every stored version.
-func taskUsesIndexed(r kvReader) (bool, error) {
-	_, err := r.Get([]byte(usesIndexedKey))
-	if errors.Is(err, projections.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+// writers is the value of an n/ key: who wrote a workflow version that
+// starts a workflow by name.
+type writers struct {
+	CreatedBy string `msgpack:"c,omitempty"`
+	UpdatedBy string `msgpack:"u,omitempty"`
 }
 
-// scanTaskUses is TaskUses without the index: every stored version is
-// parsed.
-func scanTaskUses(ctx context.Context, r kvReader, name string) ([]TaskUse, error) {
-	var out []TaskUse
-	var ferr error
-	err := r.Scan([]byte(workflowKeyPrefix), func(k, v []byte) bool {
-		if ferr = ctx.Err(); ferr != nil {
-			return false
-		}
-		wf, version, ok := parseWorkflowKey(k)
-		if !ok {
-			return true
-		}
-		d, _, err := decodeStored(v)
-		if err != nil {
-			ferr = fmt.Errorf("workflow %s version %d: %w", wf, version, err)
-			return false
-		}
-		if types := taskUsesOf(d.JSON)[name]; len(types) > 0 {
-			out = append(out, TaskUse{Workflow: wf, Version: version, Types: types, CreatedBy: d.CreatedBy})
-		}
-		return true
-	})
-	if err == nil {
-		err = ferr
-	}
-	return out, err
+// Starter is a stored workflow definition version that starts a workflow
+// by one name (see StartedNames), and who wrote it.
+type Starter struct {
+	Workflow  string
+	Version   int
+	CreatedBy string
+	UpdatedBy string
 }
 
-// indexTaskUses records the tasks of workflow version d (just stored),
-// replacing what was recorded for the version before.
-func indexTaskUses(kv kvWriter, workflow string, version int, d storedDef) error {
-	return writeTaskUses(kv, workflow, version, d.CreatedBy, taskUsesOf(d.JSON))
-}
-
-// writeTaskUses records uses (see taskUsesOf) of a workflow version
-// created by createdBy, replacing what was recorded for it before.
-func writeTaskUses(kv kvWriter, workflow string, version int, createdBy string, uses map[string][]string) error {
-	if err := unindexTaskUses(kv, workflow, version); err != nil {
-		return err
+// Starters returns the stored workflow definition versions that start a
+// workflow named name (StartedNames), sorted by workflow name, then
+// version.
+func (s *Store) Starters(ctx context.Context, name string) ([]Starter, error) {
+	if !indexableName(name) {
+		return nil, nil // no workflow definition can have it
 	}
-	if len(uses) == 0 {
+	var out []Starter
+	err := startIndex.scan(s.reader, name, func(wf string, version int, v []byte) error {
+		var w writers
+		if err := msgpack.Unmarshal(v, &w); err != nil {
+			return fmt.Errorf("decode start by %s version %d: %w", wf, version, err)
+		}
+		out = append(out, Starter{Workflow: wf, Version: version, CreatedBy: w.CreatedBy, UpdatedBy: w.UpdatedBy})
 		return nil
-	}
-	names := slices.Sorted(maps.Keys(uses))
-	for _, n := range names {
-		v, err := msgpack.Marshal(&taskUse{Types: uses[n], CreatedBy: createdBy})
-		if err != nil {
-			return err
-		}
-		if err := kv.Set(useKey(n, workflow, version), v); err != nil {
-			return err
-		}
-	}
-	v, err := msgpack.Marshal(names)
-	if err != nil {
-		return err
-	}
-	return kv.Set(usesOfKey(workflow, version), v)
-}
-
-// unindexTaskUses removes what is recorded for a workflow version.
-func unindexTaskUses(kv kvWriter, workflow string, version int) error {
-	v, err := kv.Get(usesOfKey(workflow, version))
-	if errors.Is(err, projections.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var names []string
-	if err := msgpack.Unmarshal(v, &names); err != nil {
-		return fmt.Errorf("decode task uses of %s version %d: %w", workflow, version, err)
-	}
-	for _, n := range names {
-		if err := kv.Delete(useKey(n, workflow, version)); err != nil {
-			return err
-		}
-	}
-	return kv.Delete(usesOfKey(workflow, version))
-}
-
-// ensureTaskUses indexes every stored version unless the read model says
-// it has been. A read model built from the first record on is indexed
-// version by version and only gains the marker here; one built by an
-// earlier flowvault is indexed here in full, in the batch of the first
-// record applied after the upgrade. Either way the keys are the same.
-func ensureTaskUses(kv kvWriter) error {
-	indexed, err := taskUsesIndexed(kv)
-	if err != nil || indexed {
-		return err
-	}
-	type version struct {
-		name      string
-		version   int
-		createdBy string
-		uses      map[string][]string
-	}
-	var all []version
-	var derr error
-	err = kv.Scan([]byte(workflowKeyPrefix), func(k, v []byte) bool {
-		name, n, ok := parseWorkflowKey(k)
-		if !ok {
-			return true
-		}
-		d, _, err := decodeStored(v)
-		if err != nil {
-			derr = fmt.Errorf("workflow %s version %d: %w", name, n, err)
-			return false
-		}
-		all = append(all, version{name: name, version: n, createdBy: d.CreatedBy, uses: taskUsesOf(d.JSON)})
-		return true
 	})
-	if err == nil {
-		err = derr
-	}
 	if err != nil {
-		return fmt.Errorf("index task uses: %w", err)
+		return nil, fmt.Errorf("starters of workflow %s: %w", name, err)
 	}
-	for _, v := range all {
-		if err := writeTaskUses(kv, v.name, v.version, v.createdBy, v.uses); err != nil {
-			return fmt.Errorf("index task uses of %s version %d: %w", v.name, v.version, err)
+	return out, nil
+}
+
+// indexDef records the names workflow version d (just stored) refers to,
+// replacing what was recorded for the version before. A definition the
+// engine cannot parse runs nothing, and refers to none.
+func indexDef(kv kvWriter, workflow string, version int, d storedDef) error {
+	uses, starts := map[string]any{}, map[string]any{}
+	if def, err := parseWorkflow(d.JSON); err == nil {
+		for _, t := range TaskNames(def) {
+			uses[t.Name] = &taskUse{Types: t.Types, CreatedBy: d.CreatedBy}
+		}
+		for _, name := range StartedNames(def) {
+			starts[name] = &writers{CreatedBy: d.CreatedBy, UpdatedBy: d.UpdatedBy}
 		}
 	}
-	return kv.Set([]byte(usesIndexedKey), []byte{1})
+	if err := taskUseIndex.write(kv, workflow, version, uses); err != nil {
+		return err
+	}
+	return startIndex.write(kv, workflow, version, starts)
+}
+
+// unindexDef removes what is recorded for a workflow version.
+func unindexDef(kv kvWriter, workflow string, version int) error {
+	if err := taskUseIndex.remove(kv, workflow, version); err != nil {
+		return err
+	}
+	return startIndex.remove(kv, workflow, version)
 }
 
 // maxInlineDepth bounds how deep inline sub-workflow definitions are read
 // for their tasks.
 const maxInlineDepth = 32
-
-// taskUsesOf returns the names of the tasks a stored workflow definition
-// has (see TaskUses), each with its types, sorted. A definition the engine
-// cannot parse runs nothing, and has none.
-func taskUsesOf(defJSON []byte) map[string][]string {
-	def, err := parseWorkflow(defJSON)
-	if err != nil {
-		return nil
-	}
-	w := usesWalker{}
-	w.tasks(def.Tasks, 0)
-	out := make(map[string][]string, len(w))
-	for name, types := range w {
-		out[name] = slices.Sorted(maps.Keys(types))
-	}
-	return out
-}
 
 // TaskNames returns the names under which def hands out tasks (inline
 // sub-workflow definitions included, see TaskUses), each with its types,

@@ -11,7 +11,6 @@ import (
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections"
-	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // taskUses renders TaskUses(name) as "workflow@version[TYPES]by" strings.
@@ -147,65 +146,70 @@ func waitAll(tb testing.TB, l *eventlog.Log, r *projections.Runner) {
 	}
 }
 
-// A read model built by a flowvault without the index (here: the index
-// keys removed) answers by reading the definitions, and is indexed in
-// full with the next record it applies, to the keys a rebuild makes.
-func TestTaskUsesIndexedAfterUpgrade(t *testing.T) {
+// starters renders Starters(name) as "workflow@version:createdBy/updatedBy"
+// strings.
+func starters(tb testing.TB, md *metadata.Store, name string) []string {
+	tb.Helper()
+	sts, err := md.Starters(ctx(tb), name)
+	if err != nil {
+		tb.Fatalf("Starters(%s): %v", name, err)
+	}
+	out := make([]string, 0, len(sts))
+	for _, st := range sts {
+		out = append(out, st.Workflow+"@"+strconv.Itoa(st.Version)+":"+st.CreatedBy+"/"+st.UpdatedBy)
+	}
+	return out
+}
+
+// The start index finds each name a version starts by: its
+// failureWorkflow, a SUB_WORKFLOW's name (nested, and an inline
+// definition's failureWorkflow), a START_WORKFLOW's; with who created and
+// last wrote the version, which an overwrite by another changes; a
+// removal drops the version. A name given by an expression is not found.
+func TestStartersFollowVersions(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, nil, metadata.Options{})
 	c := ctx(t)
-	for _, d := range []struct{ js, by string }{
-		{`{"name":"a","tasks":[{"name":"x","taskReferenceName":"r"}]}`, "alice"},
-		{`{"name":"b","tasks":[{"name":"x","taskReferenceName":"r"},{"name":"y","taskReferenceName":"s"}]}`, "bob"},
+	const (
+		failing = `{"name":"w","version":1,"failureWorkflow":"cleanup","tasks":[{"name":"x","taskReferenceName":"r"}]}`
+		forking = `{"name":"v","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[
+			{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"cleanup"}},
+			{"name":"i","taskReferenceName":"i","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":
+				{"name":"inline","failureWorkflow":"audit","tasks":[{"name":"x","taskReferenceName":"x"}]}}},
+			{"name":"d","taskReferenceName":"d","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"${workflow.input.n}"}}]]},
+			{"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["s"]},
+			{"name":"st","taskReferenceName":"st","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"audit"}}}]}`
+		plain = `{"name":"w","version":1,"tasks":[{"name":"x","taskReferenceName":"r"}]}`
+	)
+	type step struct {
+		do   func() error
+		name string
+		want []string
+	}
+	for i, s := range []step{
+		{func() error { return n.md.RegisterWorkflowDef(c, wf(t, failing), false, "alice") }, "cleanup", []string{"w@1:alice/alice"}},
+		{func() error { return n.md.RegisterWorkflowDef(c, wf(t, forking), false, "bob") }, "cleanup", []string{"v@1:bob/bob", "w@1:alice/alice"}},
+		{func() error { return nil }, "audit", []string{"v@1:bob/bob"}},
+		{func() error { return nil }, "${workflow.input.n}", []string{}},
+		{func() error { return nil }, "inline", []string{}},
+		// Overwritten by carol, still naming it: alice created it, carol wrote it.
+		{func() error { return n.md.RegisterWorkflowDef(c, wf(t, failing), true, "carol") }, "cleanup", []string{"v@1:bob/bob", "w@1:alice/carol"}},
+		// Overwritten without it.
+		{func() error { return n.md.RegisterWorkflowDef(c, wf(t, plain), true, "carol") }, "cleanup", []string{"v@1:bob/bob"}},
+		{func() error { return n.md.DeleteWorkflowDef(c, "v", 1, "bob") }, "audit", []string{}},
+		{func() error { return nil }, "cleanup", []string{}},
 	} {
-		if err := n.md.RegisterWorkflowDef(c, wf(t, d.js), false, d.by); err != nil {
-			t.Fatal(err)
+		if err := s.do(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got := starters(t, n.md, s.name); !slices.Equal(got, s.want) {
+			t.Fatalf("step %d: Starters(%s) = %v, want %v", i, s.name, got, s.want)
 		}
 	}
 	n.caughtUp(t)
-	indexed := dump(t, n.store)
-	for _, k := range []string{`"p/metadata/u/x\x00a\x00\x00\x00\x00\x01"`, `"p/metadata/v/b\x00\x00\x00\x00\x01"`, `"p/metadata/x/task-uses"`} {
-		if !strings.Contains(indexed, k) {
-			t.Fatalf("read model lacks %s:\n%s", k, indexed)
-		}
-	}
-	err := n.store.Update(metadata.ProjectionName, func(b *projections.Batch) error {
-		var keys [][]byte
-		for _, p := range []string{"u/", "v/", "x/"} {
-			if err := b.Scan([]byte(p), func(k, _ []byte) bool {
-				keys = append(keys, slices.Clone(k))
-				return true
-			}); err != nil {
-				return err
-			}
-		}
-		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if old := dump(t, n.store); strings.Contains(old, "u/") || strings.Contains(old, "x/task-uses") {
-		t.Fatalf("index keys left:\n%s", old)
-	}
-	want := []string{"a@1[SIMPLE]alice", "b@1[SIMPLE]bob"}
-	if got := taskUses(t, n.md, "x"); !slices.Equal(got, want) {
-		t.Fatalf("without the index: TaskUses(x) = %v, want %v", got, want)
-	}
-	if err := n.md.RegisterTaskDefs(c, []*conductor.TaskDef{td(t, `{"name":"unrelated"}`)}, "carol"); err != nil {
-		t.Fatal(err)
-	}
-	n.caughtUp(t)
-	if got := taskUses(t, n.md, "x"); !slices.Equal(got, want) {
-		t.Fatalf("after the upgrade: TaskUses(x) = %v, want %v", got, want)
-	}
 	rebuilt := testutil.OpenStore(t)
 	waitAll(t, n.log, runProjection(t, n.log, rebuilt))
 	if before, after := dump(t, n.store), dump(t, rebuilt); before != after {
-		t.Fatalf("upgraded read model differs from a rebuild\nupgraded:\n%s\nrebuilt:\n%s", before, after)
+		t.Fatalf("rebuilt read model differs\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
