@@ -47,6 +47,7 @@ func freePort(t testing.TB) int {
 type serverProc struct {
 	t    testing.TB
 	args []string
+	env  []string // nil: the test's environment
 	cmd  *exec.Cmd
 	log  *os.File
 }
@@ -54,6 +55,7 @@ type serverProc struct {
 func (p *serverProc) start(base string) {
 	p.t.Helper()
 	p.cmd = exec.Command(p.args[0], p.args[1:]...)
+	p.cmd.Env = p.env
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
