@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 	"github.com/flowvault/flowvault/workers"
 )
 
@@ -35,6 +38,7 @@ func startCluster(t *testing.T, compactA, compactB time.Duration) *cluster {
 	bin := buildFlowvault(t)
 	cfgA := nodetest.Config(filepath.Join(t.TempDir(), "a"))
 	cfgA.CompactionDelay = compactA
+	cfgA.CompactionSweep = 2 * time.Second
 	a, baseA := nodetest.StartConfig(t, cfgA)
 	c, err := a.NATS().EngineCredentials()
 	if err != nil {
@@ -337,6 +341,63 @@ func TestClusterIdempotentStartEngineKilled(t *testing.T) {
 			if res.TotalHits != len(keys) {
 				return fmt.Errorf("%s: %d workflows of %d keys", e.base, res.TotalHits, len(keys))
 			}
+		}
+		return nil
+	})
+}
+
+// B compacts ended workflows (A's delay is too long to) and is killed in
+// the middle of a pass: the workflows it recorded as compacted lose their
+// keys all the same, with B down for good.
+func TestClusterCompactingEngineKilled(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, time.Hour, 10*time.Second)
+	c.a.register(`{"name":"sealed","tasks":[{"name":"mint","taskReferenceName":"mint"}]}`)
+	c.a.work("mint", 16, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"token": "sealed-" + task.TaskID}}}, nil
+	})
+	const n = 300
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = c.a.start("sealed", nil)
+	}
+	for _, id := range ids {
+		c.a.waitStatus(id, conductor.WorkflowCompleted)
+	}
+	compacted := func(id string) bool {
+		for _, ev := range c.a.events(id) {
+			if _, ok := ev.(*schemas.WorkflowCompacted); ok {
+				return true
+			}
+		}
+		return false
+	}
+	testutil.Eventually(t, 30*time.Second, time.Millisecond, func() error {
+		// The first to end is among the first of B's pass to compact.
+		if !compacted(ids[0]) {
+			return fmt.Errorf("workflow %s not compacted yet", ids[0])
+		}
+		return nil
+	})
+	c.p.kill()
+	keys := map[string]string{} // key → workflow, of the workflows B compacted
+	for _, id := range ids {
+		if compacted(id) {
+			keys[c.a.secretsKey(id)] = id
+		}
+	}
+	t.Logf("B compacted %d of %d workflows before it died", len(keys), n)
+	ctx := testutil.Context(t, 60*time.Second)
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		c.a.node.Keys().ClearCache()
+		left := 0
+		for key := range keys {
+			if _, err := c.a.node.Keys().DataKey(ctx, key); !errors.Is(err, secrets.ErrKeyDestroyed) {
+				left++
+			}
+		}
+		if left > 0 {
+			return fmt.Errorf("%d of %d compacted workflows keep their keys", left, len(keys))
 		}
 		return nil
 	})

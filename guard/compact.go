@@ -54,6 +54,14 @@ type Compactor struct {
 	Now      func() time.Time
 	// After waits between passes (time.After when nil).
 	After func(time.Duration) <-chan time.Time
+	// SweepEvery is how often Run sweeps for keys of compacted workflows
+	// that are still there (Sweep, with Listed and States; 0: never). An
+	// engine killed between a pass's compacted records and its erasure
+	// leaves those keys, and no other engine's pass lists the workflows
+	// again: without a sweep here they stay until an engine starts.
+	SweepEvery time.Duration
+	Listed     KeyLister
+	States     WorkflowState
 
 	// unerased are keys of compacted workflows whose erasure failed: the
 	// next pass tries again (a restart leaves them to Sweep).
@@ -78,11 +86,20 @@ func (c *Compactor) Run(ctx context.Context) {
 	// a log that refuses every write is not asked again four times a
 	// second, nor the failure logged each time.
 	wait := c.Interval
+	swept := c.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.After(wait):
+		}
+		if c.SweepEvery > 0 && c.Now().Sub(swept) >= c.SweepEvery {
+			swept = c.Now()
+			if erased, err := c.Sweep(ctx, c.Listed, c.States); err != nil && ctx.Err() == nil {
+				c.Logger.Warn("compaction sweep failed", logkey.Err, err)
+			} else if erased > 0 {
+				c.Logger.Info("erased keys of compacted workflows", logkey.Count, erased)
+			}
 		}
 		// A full pass leaves more due (a backlog after a restart, a burst
 		// of ends): the next starts at once, not a tick later.

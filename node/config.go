@@ -73,6 +73,11 @@ type Config struct {
 	// stays readable (for retries and inspection) before its key is
 	// destroyed.
 	CompactionDelay time.Duration
+	// CompactionSweep is how often the engine erases the keys of
+	// workflows compacted by an engine that died before erasing them
+	// (guard.Compactor.SweepEvery; 0: only at start). Not a flag: tests
+	// shorten it.
+	CompactionSweep time.Duration
 	// QueueIdle is how long a task queue may go unused (nothing queued,
 	// no poll) before the engine deletes its consumer, the server's
 	// memory of it (executor.Config.QueueIdle).
@@ -153,6 +158,7 @@ func DefaultConfig() Config {
 		LogFormat:           "text",
 		ShutdownTimeout:     15 * time.Second,
 		CompactionDelay:     5 * time.Second,
+		CompactionSweep:     10 * time.Minute,
 		QueueIdle:           5 * time.Minute,
 		MaxRunningWorkflows: DefaultMaxRunningWorkflows,
 		TokenTTL:            auth.DefaultTokenTTL,

@@ -353,7 +353,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.startEventHandlers(ctx, runCtx, actAs); err != nil {
 		return nil, err
 	}
-	compactor := &guard.Compactor{Ended: n.executions, Engine: n.executor, Keys: n.keys, Delay: cfg.CompactionDelay, Logger: logger}
+	compactor := &guard.Compactor{Ended: n.executions, Engine: n.executor, Keys: n.keys, Delay: cfg.CompactionDelay, Logger: logger,
+		SweepEvery: cfg.CompactionSweep, Listed: n.keys, States: n.executions}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
