@@ -55,13 +55,14 @@ type Compactor struct {
 	// After waits between passes (time.After when nil).
 	After func(time.Duration) <-chan time.Time
 	// SweepEvery is how often Run sweeps for keys of compacted workflows
-	// that are still there (Sweep, with Listed and States; 0: never). An
-	// engine killed between a pass's compacted records and its erasure
-	// leaves those keys, and no other engine's pass lists the workflows
-	// again: without a sweep here they stay until an engine starts.
+	// that are still there (Sweep; 0: never). An engine killed between a
+	// pass's compacted records and its erasure leaves those keys, and no
+	// other engine's pass lists the workflows again: without a sweep here
+	// they stay until an engine starts.
 	SweepEvery time.Duration
-	Listed     KeyLister
-	States     WorkflowState
+	// Listed and States are what Sweep reads.
+	Listed KeyLister
+	States WorkflowState
 
 	// unerased are keys of compacted workflows whose erasure failed: the
 	// next pass tries again (a restart leaves them to Sweep).
@@ -95,7 +96,7 @@ func (c *Compactor) Run(ctx context.Context) {
 		}
 		if c.SweepEvery > 0 && c.Now().Sub(swept) >= c.SweepEvery {
 			swept = c.Now()
-			if erased, err := c.Sweep(ctx, c.Listed, c.States); err != nil && ctx.Err() == nil {
+			if erased, err := c.Sweep(ctx); err != nil && ctx.Err() == nil {
 				c.Logger.Warn("compaction sweep failed", logkey.Err, err)
 			} else if erased > 0 {
 				c.Logger.Info("erased keys of compacted workflows", logkey.Count, erased)
@@ -271,7 +272,8 @@ type WorkflowState interface {
 // first erases what a crash left of a page's rewrite: the revision before
 // it, which holds the keys the rewrite zeroed, and which neither the
 // listings below nor any later compaction pass would name again.
-func (c *Compactor) Sweep(ctx context.Context, keys KeyLister, states WorkflowState) (int, error) {
+func (c *Compactor) Sweep(ctx context.Context) (int, error) {
+	keys, states := c.Listed, c.States
 	if _, err := keys.EraseSuperseded(ctx); err != nil {
 		return 0, fmt.Errorf("erase superseded key revisions: %w", err)
 	}

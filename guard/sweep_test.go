@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
 
@@ -60,8 +63,8 @@ func TestSweepErasesRevisionsACrashLeft(t *testing.T) {
 		t.Fatalf("the replaced revision before the sweep: %v", err)
 	}
 
-	c := &Compactor{Keys: keys}
-	if _, err := c.Sweep(ctx, keys, noWorkflows{}); err != nil {
+	c := &Compactor{Keys: keys, Listed: keys, States: noWorkflows{}}
+	if _, err := c.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := stream.GetMsg(ctx, old.Revision()); !errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -70,5 +73,53 @@ func TestSweepErasesRevisionsACrashLeft(t *testing.T) {
 	keys.ClearCache()
 	if _, err := keys.DataKey(ctx, dk.ID()); err != nil {
 		t.Fatalf("the live key after the sweep: %v", err)
+	}
+}
+
+// sweptKeys is a KeyLister and WorkflowState of one workflow, compacted,
+// whose key a dead engine left: it counts the listings.
+type sweptKeys struct {
+	noWorkflows
+	listings int
+}
+
+func (k *sweptKeys) DataKeyIDs(context.Context, string) (map[string]time.Time, error) {
+	k.listings++
+	return map[string]time.Time{"wf.left." + string(masking.KindSecrets): {}}, nil
+}
+func (*sweptKeys) PooledKeyIDs(context.Context) ([]string, error) { return nil, nil }
+func (*sweptKeys) EraseSuperseded(context.Context) (int, error)   { return 0, nil }
+func (*sweptKeys) Workflow(_ context.Context, id string) (*engine.Workflow, error) {
+	return &engine.Workflow{ID: id, Status: conductor.WorkflowCompleted, Compacted: true}, nil
+}
+
+// Run sweeps for keys of compacted workflows every SweepEvery, between its
+// passes: the key of a workflow another engine compacted and died before
+// erasing goes without an engine's start.
+func TestRunSweepsForKeysLeftBehind(t *testing.T) {
+	l := newCompactionLog(0)
+	keys := &sweptKeys{}
+	now := time.Unix(0, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ticks := 0
+	c := &Compactor{Ended: l, Engine: l, Keys: l, Listed: keys, States: keys, SweepEvery: 10 * time.Minute,
+		Interval: time.Minute, Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler),
+		After: func(time.Duration) <-chan time.Time {
+			// A tick a minute; the 25th ends the run.
+			if ticks++; ticks == 25 {
+				cancel()
+			}
+			now = now.Add(time.Minute)
+			ready := make(chan time.Time, 1)
+			ready <- now
+			return ready
+		}}
+	c.Run(ctx)
+	if keys.listings != 2 {
+		t.Errorf("%d sweeps in 24 minutes, want 2 (one every 10)", keys.listings)
+	}
+	if !l.destroyed["wf.left."+string(masking.KindSecrets)] {
+		t.Errorf("the key a dead engine left was not erased: destroyed %v", l.destroyed)
 	}
 }
