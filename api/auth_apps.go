@@ -63,7 +63,7 @@ func (s *Server) appSubResource(w http.ResponseWriter, r *http.Request) {
 	case sub == "accessKeys":
 		rule, h = appRule(auth.Read, "id"), s.listAccessKeys
 	default:
-		http.NotFound(w, r)
+		s.noEndpoint(w, r)
 		return
 	}
 	if err := s.enforce(r, rule); err != nil {

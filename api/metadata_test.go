@@ -347,6 +347,7 @@ func TestNoRouteAnswersJSON(t *testing.T) {
 	}{
 		{"GET", "/api/event/queue/config", http.StatusNotFound, ""},
 		{"GET", "/api/no/such/thing", http.StatusNotFound, ""},
+		{"GET", "/api/applications/some_app/nothing", http.StatusNotFound, ""},
 		{"POST", "/api/metadata/workflow/some_name", http.StatusMethodNotAllowed, "GET"},
 		{"PATCH", "/api/secrets/known", http.StatusMethodNotAllowed, "PUT"},
 		// Not a version to delete: Orkes's rate limits, not served.
@@ -366,7 +367,7 @@ func TestNoRouteAnswersJSON(t *testing.T) {
 	}
 	// A path of a hundred kilobytes is quoted cut short.
 	long := "/api/no/such/" + strings.Repeat("x", 100_000)
-	for _, path := range []string{long, "/api/workflow/a/b/" + long[5:], "/api/tasks/a/b" + long[4:]} {
+	for _, path := range []string{long, "/api/workflow/a/b/" + long[5:], "/api/tasks/a/b" + long[4:], "/api/applications/a/" + long[13:]} {
 		r := call(t, nil, "GET", base+path, "", "")
 		r.expectError(t, http.StatusNotFound, "no endpoint GET /api/")
 		if len(r.body) > 1000 {
