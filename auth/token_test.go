@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/base64"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,31 @@ func TestExpiryRoundsUp(t *testing.T) {
 			if _, err := s.Verify(tok); (err == nil) != tt.valid {
 				t.Errorf("issued %s, verified %s later: %v, want valid %v", issued.Format(time.StampMilli), tt.at, err, tt.valid)
 			}
+		}
+	}
+}
+
+// A requested lifetime is capped in milliseconds, before it is a
+// duration: one too long for nanoseconds gets the cap, not a wrapped one.
+func TestLifetime(t *testing.T) {
+	tk := &Tokens{ttl: DefaultTokenTTL}
+	for _, tt := range []struct {
+		ms   int64
+		want time.Duration
+	}{
+		{0, DefaultTokenTTL},
+		{-1, MaxTokenTTL},
+		{1, time.Second},
+		{90_000, 90 * time.Second},
+		{MaxTokenTTL.Milliseconds(), MaxTokenTTL},
+		{MaxTokenTTL.Milliseconds() + 1, MaxTokenTTL},
+		{math.MaxInt64 / 1_000_000, MaxTokenTTL},
+		{math.MaxInt64/1_000_000 + 1, MaxTokenTTL},
+		{1e16, MaxTokenTTL},
+		{math.MaxInt64, MaxTokenTTL},
+	} {
+		if got := tk.lifetime(tt.ms); got != tt.want {
+			t.Errorf("expiration %d ms: lifetime %s, want %s", tt.ms, got, tt.want)
 		}
 	}
 }

@@ -72,10 +72,13 @@ func (t *Tokens) lifetime(expirationMs int64) time.Duration {
 	switch {
 	case expirationMs == 0:
 		return t.ttl
-	case expirationMs < 0:
+	case expirationMs < 0, expirationMs > MaxTokenTTL.Milliseconds():
+		// Compared in milliseconds: past about 292 years, the duration in
+		// nanoseconds overflows (Long.MAX_VALUE, a client's "forever", made
+		// a one-second token).
 		return MaxTokenTTL
 	}
-	return max(time.Second, min(time.Duration(expirationMs)*time.Millisecond, MaxTokenTTL))
+	return max(time.Second, time.Duration(expirationMs)*time.Millisecond)
 }
 
 // ErrBadCredentials is what a client learns about a refused token request,
