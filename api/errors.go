@@ -57,7 +57,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, fault.ErrRateLimited):
 		return http.StatusTooManyRequests
-	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), eventlog.Unavailable(err):
+	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		eventlog.Unavailable(err):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -95,11 +96,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusForbidden {
 		s.recordDenied(r, err)
 	}
-	if status >= 500 {
+	switch {
+	case errors.Is(err, context.Canceled) && errors.Is(r.Context().Err(), context.Canceled):
+		// The client closed its connection while the request waited (a
+		// synchronous execution, a read of its own write): not the server's
+		// failure, and nobody reads the answer.
+		s.deps.Logger.Debug("request canceled by its client", logkey.Method, r.Method, logkey.Path, r.URL.Path)
+	case status >= 500:
 		s.deps.Logger.Error("request failed", logkey.Method, r.Method, logkey.Path, r.URL.Path, logkey.Err, err)
-		if status == http.StatusInternalServerError {
-			body.Message = "internal error"
-		}
+	}
+	if status == http.StatusInternalServerError {
+		body.Message = "internal error"
 	}
 	writeJSON(w, status, body)
 }
