@@ -142,7 +142,7 @@ func TestApplicationsAccessKeysAndTokens(t *testing.T) {
 		t.Fatalf("created %+v", app)
 	}
 	admin.must(200, "POST", "/api/applications/"+app.ID+"/roles/WORKER", "")
-	admin.do("POST", "/api/applications/"+app.ID+"/roles/NOPE", "").expectError(t, 400, "unknown role")
+	admin.do("POST", "/api/applications/"+app.ID+"/roles/NOPE", "").expectError(t, 400, `unknown role "NOPE": want one of ADMIN, USER, `)
 	admin.do("POST", "/api/applications/nope/roles/WORKER", "").expectError(t, 404, "Application nope not found")
 
 	created := admin.do("POST", "/api/applications/"+app.ID+"/accessKeys", "").expect(t, 200)

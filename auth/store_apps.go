@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -167,7 +168,7 @@ func (s *Store) ListApplications(ctx context.Context) ([]Application, error) {
 // check (CanAssignRole).
 func (s *Store) SetApplicationRole(ctx context.Context, id, role string, remove bool, by string) error {
 	if !slices.Contains(Roles, role) {
-		return fault.Invalid("unknown role %q: want one of %v", role, Roles)
+		return fault.Invalid("unknown role %q: want one of %s", role, strings.Join(Roles, ", "))
 	}
 	return s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
 		has := slices.Contains(a.Roles, role)
