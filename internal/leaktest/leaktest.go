@@ -127,6 +127,10 @@ func Forms(secret []byte) []Form {
 	add("go-quoted", []byte(q[1:len(q)-1]))
 	jj, _ := json.Marshal(string(j)) // JSON inside JSON (a log line quoting a JSON body)
 	add("json-in-json", jj[3:len(jj)-3])
+	jq, _ := json.Marshal(q) // a Go-quoted value inside JSON (an error's %q in a JSON log line or body)
+	add("go-quoted-in-json", jq[3:len(jq)-3])
+	qq := strconv.Quote(q) // a Go-quoted value quoted again (an error's %q in a text log line)
+	add("go-quoted-twice", []byte(qq[3:len(qq)-3]))
 	if len(secret) >= 24 {
 		add("raw-first-half", secret[:len(secret)/2])
 		add("raw-second-half", secret[len(secret)/2:])

@@ -21,16 +21,24 @@ func TestFindsEncodedForms(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&logLine, nil)).Info("request", "body", string(jsonBody))
 	var textLine bytes.Buffer
 	slog.New(slog.NewTextHandler(&textLine, nil)).Info("request", "v", string(secret))
+	// An error that quotes the value (%q), logged: JSON-escaped or quoted
+	// again around Go's escapes.
+	quoting := fmt.Errorf("token %q refused", secret)
+	var errJSON, errText bytes.Buffer
+	slog.New(slog.NewJSONHandler(&errJSON, nil)).Error("call failed", "err", quoting)
+	slog.New(slog.NewTextHandler(&errText, nil)).Error("call failed", "err", quoting)
 	cases := map[string][]byte{
-		"raw":          append([]byte("prefix "), append(secret, " suffix"...)...),
-		"hex":          []byte(hex.EncodeToString(append([]byte("x"), secret...))),
-		"query":        []byte("https://h/p?token=" + url.QueryEscape(string(secret)) + "&x=1"),
-		"path":         []byte("/api/" + url.PathEscape(string(secret))),
-		"json":         jsonBody,
-		"json-in-json": logLine.Bytes(),
-		"slog-text":    textLine.Bytes(),
-		"fmt-q":        []byte(fmt.Sprintf("%q", secret)),
-		"truncated":    secret[:20],
+		"raw":           append([]byte("prefix "), append(secret, " suffix"...)...),
+		"hex":           []byte(hex.EncodeToString(append([]byte("x"), secret...))),
+		"query":         []byte("https://h/p?token=" + url.QueryEscape(string(secret)) + "&x=1"),
+		"path":          []byte("/api/" + url.PathEscape(string(secret))),
+		"json":          jsonBody,
+		"json-in-json":  logLine.Bytes(),
+		"slog-text":     textLine.Bytes(),
+		"fmt-q":         []byte(fmt.Sprintf("%q", secret)),
+		"fmt-q-in-json": errJSON.Bytes(),
+		"fmt-q-in-text": errText.Bytes(),
+		"truncated":     secret[:20],
 	}
 	for off := 0; off < 3; off++ {
 		for _, suffix := range []string{"", "a", "ab", "abc"} {
