@@ -40,11 +40,25 @@ func (s *Server) eventRoutes() {
 		map[string]http.HandlerFunc{"handler": s.getEventHandler},
 		map[string]http.HandlerFunc{"tags": s.getEventHandlerTags}))
 	s.route("GET /api/event/{event}", auth.Admin, s.eventHandlersFor)
-	// Orkes's paths for event executions and messages, which are not
-	// served: not handlers of events named "execution" or "message".
-	s.route("GET /api/event/execution", auth.Admin, s.notServed("event executions"))
-	s.route("GET /api/event/message", auth.Admin, s.notServed("event messages"))
-	s.route("GET /api/event/message/{event}", auth.Admin, s.notServed("event messages"))
+	// Orkes's paths for event executions and messages, queue
+	// configuration and incoming events, which are not served: not
+	// handlers of events named "execution" or "message", and a POST is
+	// not answered 405 as if the SDK had used the wrong method of a path
+	// served for GET.
+	for _, p := range []struct{ pattern, feature string }{
+		{"GET /api/event/execution", "event executions"},
+		{"GET /api/event/execution/{name}", "event executions"},
+		{"GET /api/event/message", "event messages"},
+		{"GET /api/event/message/{event}", "event messages"},
+		{"GET /api/event/queue/config", "event queue configurations"},
+		{"GET /api/event/queue/config/{queueType}/{queueName}", "event queue configurations"},
+		{"PUT /api/event/queue/config/{queueType}/{queueName}", "event queue configurations"},
+		{"DELETE /api/event/queue/config/{queueType}/{queueName}", "event queue configurations"},
+		{"POST /api/event/queue/connectivity", "event queue connectivity tests"},
+		{"POST /api/event/handleIncomingEvent", "incoming events"},
+	} {
+		s.route(p.pattern, auth.Admin, s.notServed(p.feature))
+	}
 	s.route("DELETE /api/event/{name}", auth.Admin, s.removeEventHandler)
 	s.route("PUT /api/event/{name}/tags", auth.Admin, s.changeEventHandlerTags(s.deps.EventHandlers.AddEventHandlerTags))
 	s.route("DELETE /api/event/{name}/tags", auth.Admin, s.changeEventHandlerTags(s.deps.EventHandlers.DeleteEventHandlerTags))

@@ -186,10 +186,23 @@ func TestEventHandlerRoutes(t *testing.T) {
 		})
 	}
 	admin.do("GET", "/api/event/nats:orders.created?activeOnly=maybe", "").expectError(t, http.StatusBadRequest, "activeOnly")
-	// Orkes's paths of event executions and messages, not served, are not
-	// taken for handlers of an event of that name.
-	for _, path := range []string{"/api/event/execution", "/api/event/message?from=0", "/api/event/message/nats:orders.created"} {
-		admin.do("GET", path, "").expectError(t, http.StatusNotFound, "not served")
+	// Orkes's paths of event executions and messages, queue configuration
+	// and incoming events, not served, are not taken for handlers of an
+	// event of that name, nor answered 405 (the JavaScript SDK's
+	// EventClient calls each of them with these methods).
+	for _, tt := range []struct{ method, path string }{
+		{"GET", "/api/event/execution"},
+		{"GET", "/api/event/execution/eh_paid"},
+		{"GET", "/api/event/message?from=0"},
+		{"GET", "/api/event/message/nats:orders.created"},
+		{"GET", "/api/event/queue/config"},
+		{"GET", "/api/event/queue/config/sqs/orders"},
+		{"PUT", "/api/event/queue/config/sqs/orders"},
+		{"DELETE", "/api/event/queue/config/sqs/orders"},
+		{"POST", "/api/event/queue/connectivity"},
+		{"POST", "/api/event/handleIncomingEvent"},
+	} {
+		admin.do(tt.method, tt.path, "{}").expectError(t, http.StatusNotFound, "not served")
 	}
 
 	// PUT by another admin: the change shows, createdBy and createTime

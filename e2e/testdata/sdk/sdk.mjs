@@ -427,6 +427,19 @@ async function main() {
       await assert.rejects(events.getEventHandlerByName("sdk_bad"), /not found/);
       await assert.rejects(events.getEventHandlerByName("sdk_fine"), /not found/);
 
+      // Orkes's event executions, messages, queue configuration and
+      // incoming events are not served: each call fails saying so (not
+      // 405, as if the SDK had used the wrong method).
+      for (const call of [
+        () => events.getEventExecutions("sdk_on_order"),
+        () => events.getEventMessages("nats:sdk.orders"),
+        () => events.getAllQueueConfigs(),
+        () => events.testConnectivity({ sink: "nats:sdk.orders", input: {} }),
+        () => events.handleIncomingEvent({ event: "nats:sdk.orders" }),
+      ]) {
+        await assert.rejects(call(), /not served/, call.toString());
+      }
+
       // Tags: kept in the handler, the rest of it untouched.
       assert.deepEqual(await events.getTagsForEventHandler("sdk_on_order"), [{ key: "team", value: "sdk" }]);
       assert.deepEqual(await events.getTagsForEventHandler("sdk_on_paid"), []);
