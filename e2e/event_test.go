@@ -31,7 +31,9 @@ func TestEventTask(t *testing.T) {
 	  "inputParameters":{"order":"${workflow.input.order}","card":"${workflow.input._secrets.card}"}}],
 	  "outputParameters":{"sent":"${announce.output.event_produced}"}}`,
 		`{"name":"announce_token","tasks":[{"name":"announce","taskReferenceName":"announce","type":"EVENT",
-	  "sink":"nats:orders.eu","inputParameters":{"token":"${workflow.secrets.event_token}"}}]}`)
+	  "sink":"nats:orders.eu","inputParameters":{"token":"${workflow.secrets.event_token}"}}]}`,
+		`{"name":"announce_sealed_token","tasks":[{"name":"announce","taskReferenceName":"announce","type":"EVENT",
+	  "sink":"nats:orders.eu","inputParameters":{"_secrets":{"token":"${workflow.secrets.event_token}"}}}]}`)
 
 	_, userToken := e.application("not-an-admin", "USER")
 	if code, body := e.as(userToken).do("POST", "/api/workers/credentials", map[string]any{"subscribe": []string{"orders.>"}}); code != http.StatusForbidden {
@@ -84,6 +86,14 @@ func TestEventTask(t *testing.T) {
 	}
 	if refs := e.refusals(refused.WorkflowID); len(refs) != 1 || refs[0].Name != "event_token" {
 		t.Fatalf("the refusal's record: %+v", refs)
+	}
+	// The same reference inside a _secrets block, which an EVENT does not
+	// open, is refused saying so.
+	refused = e.waitStatus(e.start("announce_sealed_token", nil), conductor.WorkflowFailed)
+	task = taskByRef(refused, "announce")
+	if task.Status != conductor.TaskFailedWithTerminalError ||
+		!strings.Contains(task.ReasonForIncompletion, "_secrets.token refers to a secret, environment or sealed value inside sealed data") {
+		t.Fatalf("EVENT with a secret in _secrets: %s %q", task.Status, task.ReasonForIncompletion)
 	}
 
 	id := e.start("announce", map[string]any{"region": "eu", "order": 7, "_secrets": map[string]any{"card": card}})

@@ -67,6 +67,12 @@ func (g *Guard) Prepare(ctx context.Context, w *engine.Workflow, t *engine.Task)
 			if errors.As(err, &rerr) {
 				return nil, r.refs, rerr.err
 			}
+			var perr expr.PathError
+			if publishes && errors.As(err, &perr) && errors.Is(err, expr.ErrNoDeferredString) {
+				// Its sealed data stays sealed, the reference in it unread.
+				return nil, r.refs, fault.Invalid("task %s: %s refers to a secret, environment or sealed value inside sealed data (_secrets, _masked): "+
+					"an EVENT task publishes its input to every subscriber of its sink, and resolves no reference there", t.Ref, perr.Path)
+			}
 			return nil, r.refs, fault.Invalid("task %s: %v", t.Ref, err)
 		}
 	}

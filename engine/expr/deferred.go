@@ -150,6 +150,11 @@ func decodeDeferred(s string) ([]piece, error) {
 	return pieces, nil
 }
 
+// ErrNoDeferredString is a deferred path that does not hold a string in
+// the value given to ResolveDeferred: one inside data sealed since, not
+// opened for the resolution.
+var ErrNoDeferredString = errors.New("no deferred string here")
+
 // Resolver returns the value of a deferred expression body, e.g.
 // "workflow.secrets.db_creds.password" or "workflow.env.region".
 type Resolver interface {
@@ -180,7 +185,7 @@ func ResolveDeferred(value any, deferred []Path, r Resolver) (any, error) {
 		v, ok := get(value, p)
 		s, isStr := v.(string)
 		if !ok || !isStr {
-			return nil, PathError{Path: p.String(), Err: errors.New("no deferred string here")}
+			return nil, PathError{Path: p.String(), Err: ErrNoDeferredString}
 		}
 		resolved, err := e.resolveString(s, r)
 		if err != nil {
