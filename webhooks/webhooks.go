@@ -102,6 +102,22 @@ func Validate(c *conductor.WebhookConfig) error {
 	if len(c.WorkflowsToStart) == 0 && len(c.ReceiverWorkflowNamesToVersions) == 0 {
 		ve.Add("workflowsToStart", "name a workflow to start, or one whose WAIT_FOR_WEBHOOK tasks receive deliveries (receiverWorkflowNamesToVersions)")
 	}
+	// A blank name would fail every delivery's start; a negative version
+	// would be read as the latest (or any), which is 0's to say.
+	for _, f := range []struct {
+		field     string
+		workflows map[string]int
+	}{{"workflowsToStart", c.WorkflowsToStart}, {"receiverWorkflowNamesToVersions", c.ReceiverWorkflowNamesToVersions}} {
+		field, workflows := f.field, f.workflows
+		for _, name := range slices.Sorted(maps.Keys(workflows)) {
+			if strings.TrimSpace(name) == "" {
+				ve.Add(field, "a workflow name must not be empty")
+			}
+			if workflows[name] < 0 {
+				ve.Add(field+"."+name, "version %d: want 0 (the latest) or more", workflows[name])
+			}
+		}
+	}
 	return ve.Err()
 }
 

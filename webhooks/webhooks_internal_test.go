@@ -38,6 +38,12 @@ func TestValidate(t *testing.T) {
 		{"slack without its secret", conductor.WebhookConfig{Name: "h", Verifier: "SLACK_BASED", WorkflowsToStart: start}, "secretValue"},
 		{"no name", conductor.WebhookConfig{Verifier: "HMAC_BASED", HeaderKey: "X", SecretValue: "${workflow.secrets.tok}", WorkflowsToStart: start}, "name"},
 		{"no workflow", conductor.WebhookConfig{Name: "h", Verifier: "HMAC_BASED", HeaderKey: "X", SecretValue: "${workflow.secrets.tok}"}, "workflowsToStart"},
+		{"blank workflow name", conductor.WebhookConfig{Name: "h", Verifier: "HMAC_BASED", HeaderKey: "X", SecretValue: "${workflow.secrets.tok}",
+			WorkflowsToStart: map[string]int{" ": 0}}, "workflowsToStart"},
+		{"negative version", conductor.WebhookConfig{Name: "h", Verifier: "HMAC_BASED", HeaderKey: "X", SecretValue: "${workflow.secrets.tok}",
+			WorkflowsToStart: start, ReceiverWorkflowNamesToVersions: map[string]int{"flow": -1}}, "receiverWorkflowNamesToVersions.flow"},
+		{"latest version", conductor.WebhookConfig{Name: "h", Verifier: "HMAC_BASED", HeaderKey: "X", SecretValue: "${workflow.secrets.tok}",
+			WorkflowsToStart: map[string]int{"flow": 0}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Validate(&tc.c)
