@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -148,7 +147,7 @@ func decodeBodyWith(unmarshal func([]byte, any) error, body []byte, v any) error
 			// A field of the wrong type names the field, not the Go type
 			// that decodes it.
 			ve := &fault.ValidationError{}
-			ve.Add(ute.Field, "must be %s, not a JSON %s", jsonKind(ute.Type), ute.Value)
+			ve.Add(ute.Field, "must be %s, not a JSON %s", conductor.JSONKind(ute.Type), ute.Value)
 			return ve
 		}
 		return fault.Invalid("malformed JSON body: %v", err)
@@ -161,30 +160,6 @@ func decodeBodyWith(unmarshal func([]byte, any) error, body []byte, v any) error
 func atoi(v string) (int, error) {
 	n, err := conductor.ParseInt(v, strconv.IntSize)
 	return int(n), err
-}
-
-// jsonKind says what JSON value decodes into t.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		// A whole number written 2.0 or 1e2 is read as one; this is a
-		// fraction, or out of the field's range.
-		return "an integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.String:
-		return "a string"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Map, reflect.Struct:
-		return "an object"
-	case reflect.Pointer:
-		return jsonKind(t.Elem())
-	}
-	return t.String()
 }
 
 func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, error) {

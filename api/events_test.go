@@ -454,6 +454,8 @@ func TestEventHandlerBadInput(t *testing.T) {
 			status: 400, paths: []string{"[0].actions[0].update_workflow_variables.appendArray"}},
 		{name: "appendArray as a string", body: list(withAction("update_workflow_variables", map[string]any{"workflowId": "${wf}", "variables": map[string]any{"a": 1}, "appendArray": "true"})),
 			status: 400, paths: []string{"[0].actions[0].update_workflow_variables.appendArray"}},
+		{name: "a parameter of the wrong type", body: list(start(map[string]any{"name": "fulfil", "input": "text", "version": "${v}"})),
+			status: 400, paths: []string{"[0].actions[0].start_workflow.input"}},
 		{name: "condition does not compile", body: list(badHandler(map[string]any{"condition": "$.a >"})), status: 400, paths: []string{"[0].condition"}},
 		{name: "python", body: list(badHandler(map[string]any{"evaluatorType": "python", "condition": "$.a > 1"})), status: 400, paths: []string{"[0].evaluatorType"}},
 		{name: "secret in a parameter", body: list(start(map[string]any{"name": "fulfil", "input": map[string]any{"k": "${workflow.secrets.x}"}})),

@@ -6,6 +6,8 @@
 package events
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -96,6 +98,7 @@ func checkAction(ve *fault.ValidationError, path string, a conductor.EventAction
 		}
 		ve.Add(ppath, "%s needs %s", a.Action, strings.Join(want, ", or "))
 	}
+	checkTypes(ve, ppath, a.Action, params)
 	if v, set := params["appendArray"]; a.Action == conductor.ActionUpdateWorkflowVariables && set && v != nil && v != false && v != "false" {
 		// true, and anything that may read as true when the event arrives
 		// ("true", an expression): the action would set, not append.
@@ -111,6 +114,40 @@ func checkAction(ve *fault.ValidationError, path string, a conductor.EventAction
 			ve.Add(ppath+"."+p.String(), "secrets and environment values resolve inside a workflow, at hand-off: reference them in the workflow's definition, not in an event handler")
 		}
 	})
+}
+
+// paramTypes are what act decodes each action's evaluated parameters as.
+var paramTypes = map[string]func() any{
+	conductor.ActionStartWorkflow:           func() any { return new(conductor.StartWorkflowRequest) },
+	conductor.ActionCompleteTask:            func() any { return new(conductor.EventTaskDetails) },
+	conductor.ActionFailTask:                func() any { return new(conductor.EventTaskDetails) },
+	conductor.ActionTerminateWorkflow:       func() any { return new(conductor.EventTerminate) },
+	conductor.ActionUpdateWorkflowVariables: func() any { return new(conductor.EventUpdateVariables) },
+}
+
+// checkTypes refuses a parameter that no event can make readable: one
+// without an expression, whose value every event leaves as it is, of a
+// type its field does not take ("input": "text", "version": "abc").
+// Stored, it failed the action at every event, as invalid.
+func checkTypes(ve *fault.ValidationError, path, action string, params map[string]any) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		expression := false
+		walkStrings(params[k], nil, func(_ expr.Path, s string) { expression = expression || strings.Contains(s, "${") })
+		if expression {
+			continue
+		}
+		b, err := json.Marshal(map[string]any{k: params[k]})
+		if err == nil {
+			err = conductor.Unmarshal(b, paramTypes[action]())
+		}
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te):
+			ve.Add(path+"."+k, "must be %s, not a JSON %s", conductor.JSONKind(te.Type), te.Value)
+		case err != nil:
+			ve.Add(path+"."+k, "%v", err)
+		}
+	}
 }
 
 // walkStrings calls fn with the path and value of every string in v.

@@ -519,3 +519,28 @@ func ParseInt(s string, bitSize int) (int64, error) {
 	}
 	return n, err
 }
+
+// JSONKind says what JSON value decodes into t, for an error that
+// names a field of the wrong type (a *json.UnmarshalTypeError's).
+func JSONKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// A whole number written 2.0 or 1e2 is read as one; this is a
+		// fraction, or out of the field's range.
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return JSONKind(t.Elem())
+	}
+	return t.String()
+}
