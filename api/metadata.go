@@ -184,6 +184,40 @@ func (s *Server) mayClaimStartedName(r *http.Request, p auth.Principal, name str
 					"an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
 		}
 	}
+	// An event handler's start_workflow and an incoming webhook name
+	// workflows as a definition does: events and deliveries would reach
+	// this definition, readable as its creator.
+	var saved []string
+	if s.deps.EventHandlers != nil {
+		handlers, err := s.deps.EventHandlers.EventHandlers(r.Context())
+		if err != nil {
+			return fmt.Errorf("event handlers starting %s: %w", name, err)
+		}
+		for _, h := range handlers {
+			if (h.CreatedBy != p.ID || h.UpdatedBy != p.ID) && slices.Contains(metadata.HandlerStartedNames(h), name) {
+				saved = append(saved, "an event handler")
+				break
+			}
+		}
+	}
+	if s.deps.Webhooks != nil {
+		hooks, err := s.deps.Webhooks.Webhooks(r.Context())
+		if err != nil {
+			return fmt.Errorf("webhooks starting %s: %w", name, err)
+		}
+		for _, c := range hooks {
+			if (c.CreatedBy != p.ID || c.UpdatedBy != p.ID) && slices.Contains(metadata.WebhookStartedNames(c), name) {
+				saved = append(saved, "an incoming webhook")
+				break
+			}
+		}
+	}
+	if len(saved) > 0 {
+		return &auth.ForbiddenError{Principal: p.ID, Access: auth.Create, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name},
+			Reason: strings.Join(saved, " and ") + " another principal saved starts a workflow by that name, or completes its " +
+				"WAIT_FOR_WEBHOOK tasks, with the data of its events or deliveries, which this definition's creator would read: " +
+				"an admin or a holder of " + auth.PermMetadataManagement + " may create it"}
+	}
 	return nil
 }
 

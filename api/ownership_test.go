@@ -157,6 +157,42 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 	}
 }
 
+// An event handler's start_workflow and an incoming webhook name the
+// workflows their events and deliveries reach, as a definition names its
+// children: a principal that registered such a name first would read what
+// every event or delivery hands it (a webhook's payloads). So the names
+// they fix are refused to others than an admin or a metadata manager;
+// names an expression or an inline definition gives are not foreseen.
+func TestHandlerAndWebhookNameTakeoverRefused(t *testing.T) {
+	t.Parallel()
+	admin, principal := securePrincipals(t)
+	_, bob := principal("bob", "USER")
+	_, meta := principal("meta", "METADATA_MANAGER")
+	send(t, admin, "POST", "/api/event", `[{"name":"eh","event":"nats:orders.new","actions":[
+	 {"action":"start_workflow","start_workflow":{"name":"ev_child"}},
+	 {"action":"start_workflow","start_workflow":{"name":"${which}"}},
+	 {"action":"start_workflow","start_workflow":{"name":"ev_inline","workflowDef":{"name":"ev_inline","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}}},
+	 {"action":"complete_task","complete_task":{"workflowId":"${wf}","taskRefName":"ev_completed"}}]}]`)
+	send(t, admin, "POST", "/api/metadata/webhook", `{"name":"hook","verifier":"HMAC_BASED","headerKey":"X-Sig",
+	 "secretValue":"${workflow.secrets.hook_key}","workflowsToStart":{"hook_start":0,"hook_meta":0},"receiverWorkflowNamesToVersions":{"hook_recv":1}}`)
+	def := func(name string) string {
+		return fmt.Sprintf(`{"name":%q,"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`, name)
+	}
+	const why = "starts a workflow by that name"
+	for _, tc := range []nameClaim{
+		{name: "an event handler's start", workflow: "ev_child", by: bob, status: http.StatusForbidden},
+		{name: "a webhook's start", workflow: "hook_start", by: bob, status: http.StatusForbidden},
+		{name: "a webhook's receiver", workflow: "hook_recv", by: bob, status: http.StatusForbidden},
+		{name: "metadata manager", workflow: "hook_meta", by: meta, status: http.StatusNoContent},
+		{name: "an inline definition's name", workflow: "ev_inline", by: bob, status: http.StatusNoContent},
+		{name: "a task reference, not a start", workflow: "ev_completed", by: bob, status: http.StatusNoContent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.register(t, def(tc.workflow), why)
+		})
+	}
+}
+
 // UPDATE on a workflow definition registers new versions; it does not
 // pass on the name's ownership. The first version's creator keeps full
 // access; who registered a later version has what it was granted.

@@ -245,6 +245,32 @@ func StartedNames(def *conductor.WorkflowDef) []string {
 	return slices.Sorted(maps.Keys(names))
 }
 
+// HandlerStartedNames lists the workflows an event handler's actions start
+// by a registered definition's name: each start_workflow's, unless an
+// expression names it or it carries its definition inline.
+func HandlerStartedNames(h *conductor.EventHandler) []string {
+	names := map[string]bool{}
+	for _, a := range h.Actions {
+		if a.Action != conductor.ActionStartWorkflow || a.StartWorkflow["workflowDef"] != nil {
+			continue
+		}
+		if name, ok := constant(a.StartWorkflow["name"]); ok && name != "" {
+			names[name] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(names))
+}
+
+// WebhookStartedNames lists the workflows a webhook's deliveries reach by
+// name: those it starts and those whose WAIT_FOR_WEBHOOK tasks it
+// completes.
+func WebhookStartedNames(c *conductor.WebhookConfig) []string {
+	names := slices.Collect(maps.Keys(c.WorkflowsToStart))
+	names = slices.AppendSeq(names, maps.Keys(c.ReceiverWorkflowNamesToVersions))
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 // task follows the engine (engine/schedule.go, engine/dynamic.go): a task
 // is scheduled under its name, DYNAMIC schedules the task its input names
 // (SIMPLE unless a system type), FORK_JOIN_DYNAMIC the tasks its input
