@@ -17,7 +17,7 @@ import (
 
 // webhookReceiver takes deliveries to the webhooks of n's definitions.
 func (n *Node) webhookReceiver(authz eventAuthorizer) *webhooks.Receiver {
-	return &webhooks.Receiver{Store: n.metadata, Secrets: n.secrets, Authz: webhookAuthorizer{authz},
+	return &webhooks.Receiver{Store: n.metadata, Definitions: n.metadata, Secrets: n.secrets, Authz: webhookAuthorizer{authz},
 		Engine: n.executor, Waiting: waitingForWebhook{n.executions, n.catchUpExecutions}, Audit: webhookAudit{n.audit}, Inputs: n.guard,
 		Deliveries: webhooks.DeliveriesCounter(n.registry)}
 }

@@ -402,14 +402,25 @@ type Audit interface {
 	SecretReadForWebhook(ctx context.Context, webhookID, principal, name string, served secrets.Served) error
 }
 
+// Definitions finds a workflow's registered definition (*metadata.Store):
+// fault.ErrNotFound when its name has none.
+type Definitions interface {
+	GetWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
+}
+
 // Receiver handles deliveries.
 type Receiver struct {
-	Store   Store
-	Secrets Secrets
-	Authz   Authorizer
-	Engine  Engine
-	Waiting Waiting
-	Audit   Audit
+	Store Store
+	// Definitions, when set, limits the receiving workflows to names with
+	// a registered definition: a name without one is anyone's who may
+	// start an inline definition of it, and their WAIT_FOR_WEBHOOK tasks
+	// would take every delivery.
+	Definitions Definitions
+	Secrets     Secrets
+	Authz       Authorizer
+	Engine      Engine
+	Waiting     Waiting
+	Audit       Audit
 	// Inputs, when set, opens what a waiting task's workflow sealed of its
 	// input: a matches condition built from masked or secret data (an
 	// e-mail address, say) is compared as the workflow gave it, not as
@@ -565,6 +576,21 @@ func (r *Receiver) start(ctx context.Context, owner, name string, version int, p
 // complete completes, with the payload as output, each WAIT_FOR_WEBHOOK
 // task in progress of the receiving workflows whose matches it meets.
 func (r *Receiver) complete(ctx context.Context, owner string, receivers map[string]int, payload map[string]any) ([]string, error) {
+	if r.Definitions != nil {
+		registered := make(map[string]int, len(receivers))
+		for name, version := range receivers {
+			switch _, err := r.Definitions.GetWorkflowDef(ctx, name, nil); {
+			case err == nil:
+				registered[name] = version
+			case !errors.Is(err, fault.ErrNotFound):
+				return nil, fmt.Errorf("receiving workflow %s: %w", name, err)
+			}
+		}
+		receivers = registered
+		if len(receivers) == 0 {
+			return nil, nil
+		}
+	}
 	// All found before any is completed: a completion changes the index
 	// being read.
 	var tasks []*conductor.Task

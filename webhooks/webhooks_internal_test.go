@@ -7,13 +7,16 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -238,5 +241,61 @@ func TestUnreadableSecretIsTheWebhooks(t *testing.T) {
 	_, err := r.Deliver(context.Background(), "h", http.Header{"X-Sig": {"00"}}, []byte(`{}`))
 	if !errors.Is(err, ErrUnverified) || !errors.Is(err, ErrSecretUnreadable) {
 		t.Fatalf("Deliver = %v, want ErrUnverified and ErrSecretUnreadable", err)
+	}
+}
+
+// waitingWorkflows holds workflows of one WAIT_FOR_WEBHOOK task each, and
+// records the tasks completed.
+type waitingWorkflows struct {
+	wfs       map[string]*engine.Workflow
+	completed []string
+}
+
+func (w *waitingWorkflows) WaitingForWebhook(_ context.Context, fn func(*conductor.Task)) error {
+	for _, id := range slices.Sorted(maps.Keys(w.wfs)) {
+		wf := w.wfs[id]
+		fn(&conductor.Task{TaskID: wf.Tasks[0].ID, WorkflowInstanceID: wf.ID, WorkflowType: wf.Name, InputData: wf.Tasks[0].Input})
+	}
+	return nil
+}
+
+func (w *waitingWorkflows) StartWorkflow(context.Context, conductor.StartWorkflowRequest, executor.StartOptions) (string, uint64, error) {
+	return "", 0, errors.New("no starts here")
+}
+
+func (w *waitingWorkflows) Submit(_ context.Context, id string, trig engine.Trigger, _ executor.Meta) (executor.Outcome, error) {
+	if res, ok := trig.(engine.Result); ok {
+		w.completed = append(w.completed, res.Result.TaskID)
+		return executor.Outcome{State: w.wfs[id], Appended: true}, nil
+	}
+	return executor.Outcome{State: w.wfs[id]}, nil
+}
+
+type registeredNames []string
+
+func (r registeredNames) GetWorkflowDef(_ context.Context, name string, _ *int) (*conductor.WorkflowDef, error) {
+	if slices.Contains(r, name) {
+		return &conductor.WorkflowDef{Name: name}, nil
+	}
+	return nil, fault.NotFound("workflow %s not found", name)
+}
+
+// A workflow of a receiving name takes deliveries only where the name has
+// a registered definition: without one, anyone who may start an inline
+// definition of the name runs its workflows, and would receive every
+// delivery.
+func TestReceiversHaveRegisteredDefinitions(t *testing.T) {
+	waiting := func(id, name string) *engine.Workflow {
+		return &engine.Workflow{ID: id, Name: name, Version: 1, Tasks: []*engine.Task{{ID: id + "-w", Type: conductor.TaskTypeWaitForWebhook,
+			Status: conductor.TaskInProgress, Input: map[string]any{}}}}
+	}
+	e := &waitingWorkflows{wfs: map[string]*engine.Workflow{"a": waiting("a", "orders"), "b": waiting("b", "unregistered")}}
+	r := &Receiver{Definitions: registeredNames{"orders"}, Authz: noSecrets{}, Engine: e, Waiting: e}
+	done, err := r.complete(context.Background(), "app:admin", map[string]int{"orders": 0, "unregistered": 0}, map[string]any{"n": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(done, []string{"a-w"}) || !slices.Equal(e.completed, []string{"a-w"}) {
+		t.Fatalf("completed %v (submitted %v), want the registered workflow's task alone", done, e.completed)
 	}
 }
