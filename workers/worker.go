@@ -409,6 +409,18 @@ func (w *Worker) report(ctx, work context.Context, in *slotInbox, res conductor.
 		if err == nil && reply.Error == nil {
 			return next
 		}
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// The connection refuses to send a body over the server's
+			// max_payload, and would refuse it every time: the task would
+			// wait for its response timeout, then run again to the same
+			// end. It fails for good, as the engine fails a result too
+			// large for its log, without its output.
+			reason := fmt.Sprintf("the worker could not send the result: %v (the NATS server takes at most %d bytes)", err, w.nc.MaxPayload())
+			w.cfg.Logger.Error("result too large to send; reporting the task failed", logkey.TaskID, res.TaskID, logkey.Reason, reason)
+			res = conductor.TaskResult{TaskID: res.TaskID, WorkflowInstanceID: res.WorkflowInstanceID, WorkerID: res.WorkerID,
+				Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: reason}
+			continue
+		}
 		if err == nil && reply.Error.Code == CodeInvalid && res.Status != conductor.TaskFailed {
 			// The engine keeps nothing of a refused result (a bad status,
 			// say): the task would wait for its response timeout. It fails

@@ -155,10 +155,17 @@ func TestWorkerRefusesTheOfferOfAPollGivenUp(t *testing.T) {
 func runRecording(t *testing.T, ctx context.Context, nc *nats.Conn, cfg workers.WorkerConfig) (ran <-chan string, done <-chan error) {
 	t.Helper()
 	ids := make(chan string, 1)
-	w, err := workers.NewWorker(nc, cfg, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+	return ids, runWorker(t, ctx, nc, cfg, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		ids <- task.TaskID
 		return workers.Output{}, nil
 	})
+}
+
+// runWorker runs a worker with handler until the test ends; done reports
+// Run's return, should the worker give up.
+func runWorker(t *testing.T, ctx context.Context, nc *nats.Conn, cfg workers.WorkerConfig, handler workers.Handler) (done <-chan error) {
+	t.Helper()
+	w, err := workers.NewWorker(nc, cfg, handler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +176,7 @@ func runRecording(t *testing.T, ctx context.Context, nc *nats.Conn, cfg workers.
 		returned <- w.Run(wctx)
 	}()
 	t.Cleanup(func() { stop(); <-exited })
-	return ids, returned
+	return returned
 }
 
 // offerAnswer is a worker's answer to an offer of taskID.
@@ -244,45 +251,75 @@ func okResults(t *testing.T, nc *nats.Conn, taskType string) {
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
 
-// A result the engine refuses as invalid (a bad status, say) is
-// followed by a FAILED one that says why: the engine kept nothing, and the
-// task would otherwise wait for its response timeout.
-func TestRefusedResultFailsTheTask(t *testing.T) {
+// A result the engine cannot keep fails its task, saying why, without
+// its output; otherwise the task would wait for its response timeout. One
+// the engine refuses as invalid (a bad status, say; it kept nothing) is
+// followed by a FAILED one, to be retried. One over the NATS server's
+// max_payload cannot be sent at all, and never will be: it is followed by
+// a FAILED_WITH_TERMINAL_ERROR one instead of being sent again until the
+// worker gives up.
+func TestUnkeptResultFailsTheTask(t *testing.T) {
 	t.Parallel()
-	l := testutil.OpenLog(t, "")
-	ctx := testutil.Context(t, 30*time.Second)
-	nc := l.Conn()
-	const taskType = "too_big"
-	results := make(chan conductor.TaskResult, 4)
-	result, err := nc.Subscribe(workers.ResultSubject(taskType, ""), func(m *nats.Msg) {
-		var res conductor.TaskResult
-		_ = json.Unmarshal(m.Data, &res)
-		reply := workers.ResultReply{OK: true}
-		if len(results) == 0 {
-			reply = workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "record too large"}}
-		}
-		results <- res
-		body, _ := json.Marshal(reply)
-		_ = m.Respond(body)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer result.Unsubscribe()
-	standInEngine(t, nc, taskType, offerOnce(taskType), func(*testing.T, *nats.Conn, string) {})
-	runRecording(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second})
-	var got []conductor.TaskResult
-	for len(got) < 2 {
-		select {
-		case res := <-results:
-			got = append(got, res)
-		case <-ctx.Done():
-			t.Fatalf("results %+v: no second result after the refusal", got)
-		}
-	}
-	if got[0].Status != conductor.TaskCompleted || got[1].Status != conductor.TaskFailed ||
-		!strings.Contains(got[1].ReasonForIncompletion, "record too large") || len(got[1].OutputData) != 0 {
-		t.Fatalf("results %+v, want COMPLETED refused, then FAILED saying why", got)
+	for _, tt := range []struct {
+		name      string
+		refuse    bool // the engine refuses the first result as invalid
+		oversized bool // the handler's output is over the max payload
+		want      []string
+		reason    string
+	}{
+		{"refused as invalid", true, false, []string{conductor.TaskCompleted, conductor.TaskFailed}, "record too large"},
+		{"over max_payload", false, true, []string{conductor.TaskFailedWithTerminalError}, "maximum payload exceeded"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := testutil.OpenLog(t, "")
+			ctx := testutil.Context(t, 30*time.Second)
+			nc := l.Conn()
+			const taskType = "unkept"
+			results := make(chan conductor.TaskResult, 4)
+			result, err := nc.Subscribe(workers.ResultSubject(taskType, ""), func(m *nats.Msg) {
+				var res conductor.TaskResult
+				_ = json.Unmarshal(m.Data, &res)
+				reply := workers.ResultReply{OK: true}
+				if tt.refuse && len(results) == 0 {
+					reply = workers.ResultReply{Error: &workers.Error{Code: workers.CodeInvalid, Message: "record too large"}}
+				}
+				results <- res
+				body, _ := json.Marshal(reply)
+				_ = m.Respond(body)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer result.Unsubscribe()
+			standInEngine(t, nc, taskType, offerOnce(taskType), func(*testing.T, *nats.Conn, string) {})
+			output := map[string]any{"done": true}
+			if tt.oversized {
+				output["big"] = strings.Repeat("a", int(nc.MaxPayload()))
+			}
+			runWorker(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second},
+				func(context.Context, *conductor.Task) (workers.Output, error) {
+					return workers.Output{Data: output}, nil
+				})
+			var got []conductor.TaskResult
+			for len(got) < len(tt.want) {
+				select {
+				case res := <-results:
+					got = append(got, res)
+				case <-ctx.Done():
+					t.Fatalf("results %+v: want %v, the last saying why", got, tt.want)
+				}
+			}
+			last := got[len(got)-1]
+			for i, res := range got {
+				if res.TaskID != "t1" || res.Status != tt.want[i] {
+					t.Fatalf("results %+v: want %v", got, tt.want)
+				}
+			}
+			if !strings.Contains(last.ReasonForIncompletion, tt.reason) || len(last.OutputData) != 0 {
+				t.Fatalf("last result %+v: want no output and a reason saying %q", last, tt.reason)
+			}
+		})
 	}
 }
 
