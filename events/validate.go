@@ -99,6 +99,10 @@ func checkAction(ve *fault.ValidationError, path string, a conductor.EventAction
 		ve.Add(ppath, "%s needs %s", a.Action, strings.Join(want, ", or "))
 	}
 	checkTypes(ve, ppath, a.Action, params)
+	if s, ok := params["idempotencyStrategy"].(string); ok && a.Action == conductor.ActionStartWorkflow &&
+		!strings.Contains(s, "${") && !conductor.KnownIdempotencyStrategy(s) {
+		ve.Add(ppath+".idempotencyStrategy", "%q: %s", s, conductor.WantIdempotencyStrategy)
+	}
 	if v, set := params["appendArray"]; a.Action == conductor.ActionUpdateWorkflowVariables && set && v != nil && v != false && v != "false" {
 		// true, and anything that may read as true when the event arrives
 		// ("true", an expression): the action would set, not append.

@@ -101,10 +101,8 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if err := e.checkStartInput(ctx, def, req.Input); err != nil {
 		return "", 0, err
 	}
-	switch req.IdempotencyStrategy {
-	case "", conductor.IdempotencyFail, conductor.IdempotencyReturnExisting, conductor.IdempotencyFailOnRunning:
-	default:
-		return "", 0, fault.Invalid("idempotencyStrategy %q: want FAIL, RETURN_EXISTING or FAIL_ON_RUNNING", req.IdempotencyStrategy)
+	if !conductor.KnownIdempotencyStrategy(req.IdempotencyStrategy) {
+		return "", 0, fault.Invalid("idempotencyStrategy %q: %s", req.IdempotencyStrategy, conductor.WantIdempotencyStrategy)
 	}
 	id := o.WorkflowID
 	if req.IdempotencyKey != "" {

@@ -180,6 +180,9 @@ func TestValidate(t *testing.T) {
 		"priority -1": func(d *conductor.WorkflowSchedule) {
 			d.StartWorkflowRequest = &conductor.StartWorkflowRequest{Name: "wf", Priority: -1}
 		},
+		"unknown idempotencyStrategy": func(d *conductor.WorkflowSchedule) {
+			d.StartWorkflowRequest = &conductor.StartWorkflowRequest{Name: "wf", IdempotencyKey: "k", IdempotencyStrategy: "RETURN_EXISTNG"}
+		},
 	} {
 		d := ok
 		mod(&d)

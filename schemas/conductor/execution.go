@@ -23,6 +23,19 @@ const (
 	IdempotencyFailOnRunning  = "FAIL_ON_RUNNING"
 )
 
+// KnownIdempotencyStrategy reports whether a start request may name s
+// ("" is FAIL); WantIdempotencyStrategy says what a refusal wants.
+func KnownIdempotencyStrategy(s string) bool {
+	switch s {
+	case "", IdempotencyFail, IdempotencyReturnExisting, IdempotencyFailOnRunning:
+		return true
+	}
+	return false
+}
+
+// WantIdempotencyStrategy is what a refused idempotencyStrategy is told.
+const WantIdempotencyStrategy = "want FAIL, RETURN_EXISTING or FAIL_ON_RUNNING"
+
 // Workflow statuses.
 const (
 	WorkflowRunning    = "RUNNING"
