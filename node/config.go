@@ -27,7 +27,7 @@ type Config struct {
 	// DataDir holds everything the process writes: the embedded NATS store
 	// (DataDir/nats) and the read models (DataDir/pebble).
 	DataDir string
-	// HTTPAddr is the REST API, console, /health and /metrics address.
+	// HTTPAddr is the REST API, incoming webhooks, /health and /metrics address.
 	HTTPAddr string
 	// NATSListen is the embedded NATS server's client address.
 	NATSListen string

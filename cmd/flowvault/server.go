@@ -81,7 +81,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 		fs.BoolVar(p, name, *p, usage(name, text))
 	}
 	str(&cfg.DataDir, "data", "data directory: embedded NATS store and read models")
-	str(&cfg.HTTPAddr, "http", "HTTP listen address (REST API, console, /health, /metrics)")
+	str(&cfg.HTTPAddr, "http", "HTTP listen address (REST API, incoming webhooks, /health, /metrics)")
 	str(&cfg.NATSListen, "nats-listen", "embedded NATS server client address")
 	integer(&cfg.HTTPMaxConns, "http-max-conns", "most HTTP connections held open; more are answered 503 and closed (default: sized from the open files limit)")
 	dur(&cfg.HTTPIdleTimeout, "http-idle-timeout", "how long an HTTP keep-alive connection may wait for its next request")
