@@ -7,6 +7,7 @@ package connlimit
 
 import (
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,10 +32,16 @@ type Listener struct {
 }
 
 // HTTPRefusal is the answer of an HTTP listener that is full: a 503 its
-// client can tell apart from a dead server, and may retry.
-var HTTPRefusal = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
-	"Retry-After: 1\r\nConnection: close\r\nContent-Length: 53\r\n\r\n" +
-	"too many connections are open to this server; retry\n")
+// client can tell apart from a dead server, and may retry. Its length is
+// counted, not written by hand: one byte too many and clients read an
+// unexpected EOF instead of the 503.
+var HTTPRefusal = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n" +
+	"Retry-After: 1\r\nConnection: close\r\n" +
+	"Content-Length: " + strconv.Itoa(len(httpRefusalBody)) + "\r\n\r\n" + httpRefusalBody)
+
+const httpRefusalBody = "too many connections are open to this server; retry\n"
 
 // refusalWriteTimeout bounds the write of a refusal: it fits a fresh
 // socket's send buffer, so it never waits in practice, but the accept

@@ -1,9 +1,12 @@
 package connlimit_test
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -95,6 +98,38 @@ func TestListenerRefusesBeyondMax(t *testing.T) {
 
 // The budget leaves the stores their reserve, splits the rest, and takes
 // an operator's numbers as given; the workers leave the engines room.
+// The refusal of a full HTTP listener is an HTTP answer a client reads
+// whole, and carries the headers every answer of the API carries.
+func TestHTTPRefusalIsACompleteAnswer(t *testing.T) {
+	t.Parallel()
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(connlimit.HTTPRefusal)), nil)
+	if err != nil {
+		t.Fatalf("read the refusal as an HTTP answer: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read the refusal's body: %v", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", resp.StatusCode)
+	}
+	if int64(len(body)) != resp.ContentLength || len(body) == 0 {
+		t.Errorf("body of %d bytes, Content-Length %d", len(body), resp.ContentLength)
+	}
+	if !resp.Close {
+		t.Error("the refusal does not say Connection: close")
+	}
+	for _, h := range []struct{ name, want string }{
+		{"Retry-After", "1"},
+		{"Cache-Control", "no-store"},
+		{"X-Content-Type-Options", "nosniff"},
+	} {
+		if got := resp.Header.Get(h.name); got != h.want {
+			t.Errorf("%s: %q, want %q", h.name, got, h.want)
+		}
+	}
+}
+
 func TestNewBudget(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
