@@ -3,6 +3,8 @@ package expr
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -18,7 +20,13 @@ import (
 //	*  [*]                      every member value (in key order) or element
 //	..name  ..[0]  ..*          deep scan: the next step at every depth
 //	[?(<filter>)]               filter, see filter.go
-//	.length()                   size of the array or map (else null)
+//	.length()  .size()          size of the array or map (else null)
+//	.min() .max() .sum()        over the numbers of the array, as a double
+//	.avg() .stddev()            (null when it holds none); stddev is the
+//	                            population's, as Jayway computes it
+//
+// A function ends the path and applies to what the path before it
+// selects: the value of a definite path, the list of an indefinite one.
 //
 // A path is definite when every step selects at most one value; it then
 // yields that value or nil. Any other path yields a list, empty when nothing
@@ -26,6 +34,7 @@ import (
 // string) selects nothing. Other Jayway functions, "$" inside filters and
 // regular expressions are not supported: such a path fails to compile, and
 // the expression yields nil as a path Jayway cannot read does in Conductor.
+// See README.md, "Parameter expressions", for every difference from Jayway.
 
 type stepKind uint8
 
@@ -49,7 +58,25 @@ type step struct {
 type jsonPath struct {
 	steps    []step
 	definite bool
-	length   bool // ends in .length()
+	fn       string // the function the path ends in, "" for none
+}
+
+// functions are the Jayway functions a path may end in, by name; each
+// returns nil where Jayway's fails or returns null.
+var functions = map[string]func(any) any{
+	"length": size, "size": size,
+	"min": aggregate(func(ns []float64) float64 { return slices.Min(ns) }),
+	"max": aggregate(func(ns []float64) float64 { return slices.Max(ns) }),
+	"sum": aggregate(sum),
+	"avg": aggregate(func(ns []float64) float64 { return sum(ns) / float64(len(ns)) }),
+	"stddev": aggregate(func(ns []float64) float64 {
+		n, s := float64(len(ns)), sum(ns)
+		var sq float64
+		for _, x := range ns {
+			sq += x * x
+		}
+		return math.Sqrt(sq/n - s*s/n/n)
+	}),
 }
 
 var errPath = errors.New("invalid JSONPath")
@@ -77,8 +104,8 @@ func compilePath(s string, root byte) (*jsonPath, error) {
 			if p.i < len(s) && s[p.i] == '[' {
 				continue
 			}
-			if rest := s[p.i:]; rest == "length()" {
-				jp.length = true
+			if name, ok := strings.CutSuffix(s[p.i:], "()"); ok && functions[name] != nil {
+				jp.fn = name
 				p.i = len(s)
 				continue
 			}

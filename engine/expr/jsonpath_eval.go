@@ -25,16 +25,52 @@ func (jp *jsonPath) result(out []any) any {
 	case len(out) > 0:
 		v = out[0]
 	}
-	if jp.length {
-		switch x := v.(type) {
-		case []any:
-			return int64(len(x))
-		case map[string]any:
-			return int64(len(x))
-		}
-		return nil
+	if jp.fn != "" {
+		return functions[jp.fn](v)
 	}
 	return v
+}
+
+// size is Jayway's length() and size(): the length of an array or a map.
+func size(v any) any {
+	switch x := v.(type) {
+	case []any:
+		return int64(len(x))
+	case map[string]any:
+		return int64(len(x))
+	}
+	return nil
+}
+
+// aggregate makes a numeric function of Jayway's: fn of the numbers an
+// array holds (other elements are skipped), as a float64 as Jayway returns
+// a Double; nil for anything else or an array without numbers, where
+// Jayway fails.
+func aggregate(fn func([]float64) float64) func(any) any {
+	return func(v any) any {
+		a, ok := v.([]any)
+		if !ok {
+			return nil
+		}
+		var ns []float64
+		for _, e := range a {
+			if n, ok := toNumber(e); ok {
+				ns = append(ns, n.float())
+			}
+		}
+		if len(ns) == 0 {
+			return nil
+		}
+		return fn(ns)
+	}
+}
+
+func sum(ns []float64) float64 {
+	var s float64
+	for _, x := range ns {
+		s += x
+	}
+	return s
 }
 
 func (jp *jsonPath) walk(node any, i int, out *[]any) {

@@ -9,7 +9,7 @@ import (
 func TestCompilePathErrors(t *testing.T) {
 	for _, p := range []string{
 		"", "x", "$.", "$..", "$.a..", "$[", "$[1", "$['a", "$['a'", "$[a]", "$[1:2:3]", "$[x:]",
-		"$.a.sum()", "$.length().a", "$[?(@.a == )]", "$[?(@.a == 1]", "$[?(1)]", "$[?(@.a ==  'x)]",
+		"$.a.nosuch()", "$.a.sum(1)", "$.length().a", "$[?(@.a == )]", "$[?(@.a == 1]", "$[?(1)]", "$[?(@.a ==  'x)]",
 		"$[?(@.a =~ /x/)]", "$[?(@.a == $.b)]", "$[?((@.a)]", "$[?(@.a) @.b]", "$a",
 	} {
 		if _, err := compilePath(p, '$'); !errors.Is(err, errPath) {
