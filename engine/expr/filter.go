@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 )
 
 // Filters ([?(...)]) support a small, predictable subset of Jayway's
@@ -13,8 +14,10 @@ import (
 //	filter  := and ("||" and)*
 //	and     := primary ("&&" primary)*
 //	primary := "(" filter ")" | operand [op operand]
-//	operand := @-path | 'string' | "string" | number | true | false | null
-//	op      := == | != | < | <= | > | >=
+//	operand := @-path | literal | "[" literal ("," literal)* "]"
+//	literal := 'string' | "string" | number | true | false | null
+//	op      := == | != | < | <= | > | >= | in | nin | contains | size |
+//	           empty | anyof | noneof | subsetof
 //
 // A lone @-path tests that the path exists (its value may be null). Numbers
 // compare numerically whatever their Go type; strings compare bytewise; bools
@@ -22,6 +25,14 @@ import (
 // only != holds between them (Jayway's coercion of "1" to 1 is deliberately
 // not reproduced). Maps and lists are unequal to everything. A comparison
 // with a path that does not exist is false, whatever the operator.
+//
+// The word operators are Jayway's: "l in r" holds when list r has an
+// element equal to l, nin is its negation; "l contains r" when string l
+// contains string r or list l has an element equal to r; "l size n" when
+// the string, list or map l has n characters, elements or keys; "l empty
+// b" when whether l is empty is b; anyof, noneof and subsetof compare two
+// lists by their elements. Each is false where an operand is not of the
+// kind it needs. Jayway's =~ (Java regular expressions) is not supported.
 
 type filter interface {
 	match(cur any) bool
@@ -143,10 +154,21 @@ func (p *filterParser) primary(depth int) (filter, error) {
 	return cmpFilter{l: l, r: r, op: op}, nil
 }
 
+// wordOps are the operators written as words; each needs a space or the
+// start of its right operand after it.
+var wordOps = []string{"nin", "in", "contains", "size", "empty", "anyof", "noneof", "subsetof"}
+
 func (p *filterParser) op() string {
 	p.skipSpace()
 	for _, op := range []string{"==", "!=", "<=", ">=", "<", ">"} {
 		if strings.HasPrefix(p.s[p.i:], op) {
+			p.i += len(op)
+			return op
+		}
+	}
+	for _, op := range wordOps {
+		rest, ok := strings.CutPrefix(p.s[p.i:], op)
+		if ok && rest != "" && strings.IndexByte(" ['\"@", rest[0]) >= 0 {
 			p.i += len(op)
 			return op
 		}
@@ -168,14 +190,37 @@ func (p *filterParser) operand() (operand, error) {
 		jp, err := compilePath(p.s[p.i:end], '@')
 		p.i = end
 		return operand{path: jp}, err
-	case c == '\'' || c == '"':
+	case c == '[':
+		var list []any
+		p.i++
+		for !p.consume("]") {
+			if len(list) > 0 && !p.consume(",") {
+				return operand{}, fmt.Errorf("%w: expected \",\" or \"]\" in a filter's list", errPath)
+			}
+			o, err := p.operand()
+			if err != nil {
+				return operand{}, err
+			}
+			if o.path != nil {
+				return operand{}, fmt.Errorf("%w: a filter's list holds literals only", errPath)
+			}
+			list = append(list, o.lit)
+		}
+		return operand{lit: list}, nil
+	}
+	return p.literal()
+}
+
+// literal parses a string, number, boolean or null at p.i.
+func (p *filterParser) literal() (operand, error) {
+	if c := p.s[p.i]; c == '\'' || c == '"' {
 		pp := &pathParser{s: p.s, i: p.i}
 		s, err := pp.quoted()
 		p.i = pp.i
 		return operand{lit: s}, err
 	}
 	start := p.i
-	for p.i < len(p.s) && strings.IndexByte(" =!<>&|()", p.s[p.i]) < 0 {
+	for p.i < len(p.s) && strings.IndexByte(" =!<>&|(),]", p.s[p.i]) < 0 {
 		p.i++
 	}
 	word := p.s[start:p.i]
@@ -232,8 +277,51 @@ func (p *filterParser) skipSpace() {
 	}
 }
 
-// compare applies op to two JSON scalars, as described at the top of the file.
+// compare applies op to two JSON values, as described at the top of the
+// file.
 func compare(l, r any, op string) bool {
+	switch op {
+	case "in", "nin":
+		return holds(r, l) == (op == "in")
+	case "contains":
+		if s, ok := l.(string); ok {
+			sub, ok := r.(string)
+			return ok && strings.Contains(s, sub)
+		}
+		return holds(l, r)
+	case "size":
+		n, ok := toNumber(r)
+		if !ok {
+			return false
+		}
+		size, ok := sizeOf(l)
+		return ok && n.isInt && int64(size) == n.i
+	case "empty":
+		b, ok := r.(bool)
+		size, sized := sizeOf(l)
+		return ok && sized && (size == 0) == b
+	case "anyof", "noneof", "subsetof":
+		la, ok := l.([]any)
+		if !ok {
+			return false
+		}
+		if _, ok := r.([]any); !ok {
+			return false
+		}
+		n := 0
+		for _, e := range la {
+			if holds(r, e) {
+				n++
+			}
+		}
+		switch op {
+		case "anyof":
+			return n > 0
+		case "noneof":
+			return n == 0
+		}
+		return n == len(la)
+	}
 	switch l.(type) {
 	case bool, nil:
 		if op != "==" && op != "!=" {
@@ -284,6 +372,35 @@ func order(l, r any) (int, bool) {
 		if r == nil {
 			return 0, true
 		}
+	}
+	return 0, false
+}
+
+// holds reports whether list has an element equal to v (false when list
+// is not a list).
+func holds(list, v any) bool {
+	a, ok := list.([]any)
+	if !ok {
+		return false
+	}
+	for _, e := range a {
+		if c, ok := order(e, v); ok && c == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// sizeOf is the length of a string in characters, as Java counts them
+// (UTF-16 units), or of a list or map.
+func sizeOf(v any) (int, bool) {
+	switch x := v.(type) {
+	case string:
+		return len(utf16.Encode([]rune(x))), true
+	case []any:
+		return len(x), true
+	case map[string]any:
+		return len(x), true
 	}
 	return 0, false
 }

@@ -10,7 +10,7 @@ func TestCompilePathErrors(t *testing.T) {
 	for _, p := range []string{
 		"", "x", "$.", "$..", "$.a..", "$[", "$[1", "$['a", "$['a'", "$[a]", "$[1:2:3]", "$[x:]",
 		"$.a.nosuch()", "$.a.sum(1)", "$.length().a", "$[?(@.a == )]", "$[?(@.a == 1]", "$[?(1)]", "$[?(@.a ==  'x)]",
-		"$[?(@.a =~ /x/)]", "$[?(@.a == $.b)]", "$[?((@.a)]", "$[?(@.a) @.b]", "$a",
+		"$[?(@.a =~ /x/)]", "$[?(@.a in [1)]", "$[?(@.a in [@.b])]", "$[?(@.a in [1 2])]", "$[?(@.a == $.b)]", "$[?((@.a)]", "$[?(@.a) @.b]", "$a",
 	} {
 		if _, err := compilePath(p, '$'); !errors.Is(err, errPath) {
 			t.Errorf("compilePath(%q) = %v, want errPath", p, err)
