@@ -478,7 +478,7 @@ func parseDayOfWeek(field string) (dayOfWeek, error) {
 			if step, ok := strings.CutPrefix(part, "*/"); ok {
 				part = "1-7/" + step // the week runs from Monday
 			}
-			bits, err := parseRange(part, 0, 7, weekdayNames)
+			bits, err := parseRange(sundayFirst(part), 0, 7, weekdayNames)
 			if err != nil {
 				return w, err
 			}
@@ -490,6 +490,25 @@ func parseDayOfWeek(field string) (dayOfWeek, error) {
 		w.restricted = true
 	}
 	return w, nil
+}
+
+// sundayFirst reads Sunday at the start of a range as 0, not 7, as
+// Spring does: SUN-THU is a week from Sunday, SUN-SAT every day. Read as
+// 7, each ended before it started and was refused. SUN-SUN stays Sunday,
+// as it fired before: Spring reads it as every day.
+func sundayFirst(part string) string {
+	rng, step, stepped := strings.Cut(part, "/")
+	from, to, isRange := strings.Cut(rng, "-")
+	if n, err := value(from, 0, 7, weekdayNames); !isRange || err != nil || n != 7 {
+		return part
+	}
+	if n, err := value(to, 0, 7, weekdayNames); err == nil && n == 7 {
+		return part
+	}
+	if part = "0-" + to; stepped {
+		part += "/" + step
+	}
+	return part
 }
 
 // weekday reads one day of the week: a number from 0 to 7 or a name.
