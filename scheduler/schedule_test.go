@@ -323,3 +323,20 @@ func TestNextFewIncludesStartTime(t *testing.T) {
 		t.Fatalf("next few = %v, want %d and a day later", got, start)
 	}
 }
+
+// nextFewSchedules refuses what saving a schedule refuses, naming the
+// field as the save does, rather than listing times for it.
+func TestNextFewRefusesWhatSavingRefuses(t *testing.T) {
+	for _, tt := range []struct{ expr, want string }{
+		{"0 1,,2 * * * *", `minute "1,,2": a value is missing`},
+		{"0 *-5 * * * *", `minute "*-5": "*" is not a number`},
+		{"0 0 25 * * *", `hour "25": 25 is not from 0 to 23`},
+	} {
+		save := Validate(&conductor.WorkflowSchedule{Name: "s", CronExpression: tt.expr,
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}})
+		times, err := NextFew(tt.expr, 0, 0, 3)
+		if save == nil || err == nil || !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: next few %v, %v; save %v; want both refused saying %s", tt.expr, times, err, save, tt.want)
+		}
+	}
+}

@@ -544,6 +544,12 @@ func NextFew(cronExpr string, start, end int64, limit int) ([]int64, error) {
 	if _, err := parse(def); err != nil {
 		return nil, fault.Invalid("%v", err)
 	}
+	// What saving refuses is refused here too: a preview that lists
+	// times for an expression the save then refuses answers the
+	// question it is asked for wrongly.
+	if err := checkCron(cronExpr); err != nil {
+		return nil, fault.Invalid("cron expression %q: %v", cronExpr, err)
+	}
 	out := []int64{}
 	// NextAfter starts no earlier than the start time itself (a tick
 	// there fires): counting from max(start, now) would skip it.
