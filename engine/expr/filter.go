@@ -136,7 +136,7 @@ func (p *filterParser) primary(depth int) (filter, error) {
 		}
 		return f, nil
 	}
-	l, err := p.operand()
+	l, err := p.operand(depth)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (p *filterParser) primary(depth int) (filter, error) {
 		}
 		return existsFilter{l.path}, nil
 	}
-	r, err := p.operand()
+	r, err := p.operand(depth)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +176,9 @@ func (p *filterParser) op() string {
 	return ""
 }
 
-func (p *filterParser) operand() (operand, error) {
+// operand parses a path, a literal or a list of literals at p.i; depth
+// counts the parentheses and lists it is in.
+func (p *filterParser) operand(depth int) (operand, error) {
 	p.skipSpace()
 	if p.i >= len(p.s) {
 		return operand{}, fmt.Errorf("%w: filter ends early", errPath)
@@ -191,13 +193,19 @@ func (p *filterParser) operand() (operand, error) {
 		p.i = end
 		return operand{path: jp}, err
 	case c == '[':
+		// Bounded as parentheses are: each nested list is a call deeper,
+		// and a definition of a few megabytes of "[" overflowed the
+		// goroutine's stack, which ends the process.
+		if depth >= maxNesting {
+			return operand{}, fmt.Errorf("%w: filter nested too deeply", errPath)
+		}
 		var list []any
 		p.i++
 		for !p.consume("]") {
 			if len(list) > 0 && !p.consume(",") {
 				return operand{}, fmt.Errorf("%w: expected \",\" or \"]\" in a filter's list", errPath)
 			}
-			o, err := p.operand()
+			o, err := p.operand(depth + 1)
 			if err != nil {
 				return operand{}, err
 			}

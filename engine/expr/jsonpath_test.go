@@ -3,6 +3,7 @@ package expr
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -11,10 +12,23 @@ func TestCompilePathErrors(t *testing.T) {
 		"", "x", "$.", "$..", "$.a..", "$[", "$[1", "$['a", "$['a'", "$[a]", "$[1:2:3]", "$[x:]",
 		"$.a.nosuch()", "$.a.sum(1)", "$.length().a", "$[?(@.a == )]", "$[?(@.a == 1]", "$[?(1)]", "$[?(@.a ==  'x)]",
 		"$[?(@.a =~ /x/)]", "$[?(@.a in [1)]", "$[?(@.a in [@.b])]", "$[?(@.a in [1 2])]", "$[?(@.a == $.b)]", "$[?((@.a)]", "$[?(@.a) @.b]", "$a",
+		// Lists nest no deeper than parentheses: four million "[" (a
+		// definition under the API's 4 MiB) overflowed the stack, a
+		// fatal error that ended the server.
+		"$[?(@.a in " + strings.Repeat("[", 33) + strings.Repeat("]", 33) + ")]",
+		"$[?(@.a in " + strings.Repeat("[", 4<<20) + ")]",
 	} {
 		if _, err := compilePath(p, '$'); !errors.Is(err, errPath) {
 			t.Errorf("compilePath(%q) = %v, want errPath", p, err)
 		}
+	}
+}
+
+// A list nested as deep as parentheses may be still compiles.
+func TestCompilePathNestedList(t *testing.T) {
+	p := "$[?(@.a in " + strings.Repeat("[", 32) + strings.Repeat("]", 32) + ")]"
+	if _, err := compilePath(p, '$'); err != nil {
+		t.Errorf("compilePath(32 nested lists) = %v", err)
 	}
 }
 
