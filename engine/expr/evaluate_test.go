@@ -209,6 +209,41 @@ func TestEvaluateString(t *testing.T) {
 	}
 }
 
+// An aggregate is a JSON number or null: a NaN or an infinity in a task's
+// input failed the workflow and made it unreadable (500 encode response).
+func TestAggregateIsJSON(t *testing.T) {
+	doc := MapDoc{"workflow": map[string]any{"input": map[string]any{
+		"tenths": []any{0.1, 0.1, 0.1}, "sevens": []any{0.7, 0.7, 0.7, 0.7, 0.7},
+		"huge": []any{1e308, 1e308}, "wide": []any{1e200, -1e200},
+	}}}
+	tests := []struct {
+		tmpl string
+		want any
+	}{
+		{"${workflow.input.tenths.stddev()}", 0.0},
+		{"${workflow.input.sevens.stddev()}", 0.0},
+		{"${workflow.input.huge.sum()}", nil},
+		{"${workflow.input.huge.avg()}", nil},
+		{"${workflow.input.huge.max()}", 1e308},
+		{"${workflow.input.wide.stddev()}", nil},
+		{"s=${workflow.input.huge.sum()}", "s=null"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tmpl, func(t *testing.T) {
+			got, _, err := Evaluate(tt.tmpl, doc)
+			if err != nil {
+				t.Fatalf("Evaluate: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("Evaluate(%q) = %#v, want %#v", tt.tmpl, got, tt.want)
+			}
+			if _, err := json.Marshal(got); err != nil {
+				t.Errorf("Evaluate(%q) = %#v: %v", tt.tmpl, got, err)
+			}
+		})
+	}
+}
+
 // A secret or environment reference whose name, made of data, is empty
 // or holds a brace is deferred without a name, for the hand-off to refuse
 // (as it refuses a name that is not there): never a null.

@@ -22,8 +22,9 @@ import (
 //	[?(<filter>)]               filter, see filter.go
 //	.length()  .size()          size of the array or map (else null)
 //	.min() .max() .sum()        over the numbers of the array, as a double
-//	.avg() .stddev()            (null when it holds none); stddev is the
-//	                            population's, as Jayway computes it
+//	.avg() .stddev()            (null when it holds none or the result
+//	                            overflows); stddev is the population's,
+//	                            as Jayway computes it
 //
 // A function ends the path and applies to what the path before it
 // selects: the value of a definite path, the list of an indefinite one.
@@ -75,7 +76,10 @@ var functions = map[string]func(any) any{
 		for _, x := range ns {
 			sq += x * x
 		}
-		return math.Sqrt(sq/n - s*s/n/n)
+		// Jayway's formula, whose rounding makes the variance of equal
+		// numbers (0.1, 0.1, 0.1) a little below zero: its square root
+		// was NaN, which no JSON holds.
+		return math.Sqrt(max(0, sq/n-s*s/n/n))
 	}),
 }
 

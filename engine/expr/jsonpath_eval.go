@@ -2,6 +2,7 @@ package expr
 
 import (
 	"maps"
+	"math"
 	"slices"
 )
 
@@ -61,7 +62,12 @@ func aggregate(fn func([]float64) float64) func(any) any {
 		if len(ns) == 0 {
 			return nil
 		}
-		return fn(ns)
+		// An overflow (sum() of 1e308 and 1e308) is no JSON number: the
+		// value could be neither recorded nor served.
+		if r := fn(ns); !math.IsInf(r, 0) && !math.IsNaN(r) {
+			return r
+		}
+		return nil
 	}
 }
 
