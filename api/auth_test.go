@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -246,6 +249,12 @@ func TestTokenExpiry(t *testing.T) {
 func TestTokenBruteForceIsRateLimited(t *testing.T) {
 	t.Parallel()
 	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
+	// The failures' bucket refills once an hour, not once a second: a
+	// loaded machine (the race detector, parallel tests) checking a guess
+	// in more than a second refilled the default bucket as fast as the
+	// guesses emptied it, and no guess was ever limited.
+	cfg.TokenLimits = api.DefaultTokenLimits
+	cfg.TokenLimits.PerKey = rate.Every(time.Hour)
 	logger, logs := testutil.CapturingLogger()
 	_, base := nodetest.StartLogger(t, cfg, logger)
 	id, secret := nodetest.BootstrapKey(t, cfg)
@@ -271,8 +280,8 @@ func TestTokenBruteForceIsRateLimited(t *testing.T) {
 			t.Fatalf("guess %d: %d %s", i, r.status, r.body)
 		}
 	}
-	if limited.status != 429 || limited.header.Get("Retry-After") == "" {
-		t.Fatalf("no 429 with Retry-After after 60 wrong secrets: %+v", limited)
+	if limited.status != 429 || limited.header.Get("Retry-After") == "" || refused != cfg.TokenLimits.KeyBurst {
+		t.Fatalf("no 429 with Retry-After after %d wrong secrets (want %d): %+v", refused, cfg.TokenLimits.KeyBurst, limited)
 	}
 	limited.expectError(t, 429, "too many failed token requests")
 	out := logs.String()

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/connlimit"
@@ -95,6 +96,10 @@ type Config struct {
 	MasterKeyFile string
 	// TokenTTL is the default lifetime of tokens (POST /api/token).
 	TokenTTL time.Duration
+	// TokenLimits rate-limit POST /api/token (zero: api.DefaultTokenLimits).
+	// Not a flag: a test of the limits tightens them, so that it does not
+	// depend on sending guesses faster than the buckets refill.
+	TokenLimits api.TokenLimits
 	// Insecure (--insecure-dev) turns authentication off: every request
 	// acts as auth.Anonymous, an admin. Only for local experiments.
 	Insecure bool

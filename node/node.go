@@ -415,6 +415,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Tokens:      n.auth.tokens,
 		Authorizer:  n.auth.authorizer,
 		Insecure:    cfg.Insecure,
+		TokenLimits: cfg.TokenLimits,
 		Audit:       n.audit,
 		Trail:       audit.NewTrail(n.log),
 		Verifier:    verifier{n},
