@@ -453,7 +453,10 @@ func (n *Node) serveHTTP(tlsConfig *tls.Config) {
 		ErrorLog: slog.NewLogLogger(n.logger.With(logkey.Component, "http").Handler(), slog.LevelWarn)}
 	serve := func() error { return n.httpSrv.Serve(n.ln) }
 	if tlsConfig != nil {
-		n.httpSrv.TLSConfig = tlsConfig
+		// A copy of its own: ServeTLS adds HTTP/2's protocols to the
+		// configuration it is given, in its goroutine, while the start
+		// goes on to copy the original for the NATS listener.
+		n.httpSrv.TLSConfig = tlsConfig.Clone()
 		serve = func() error { return n.httpSrv.ServeTLS(n.ln, "", "") }
 	}
 	n.wg.Add(1)
