@@ -145,12 +145,6 @@ func TestClusterEngineKilledMidFlight(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	nc := c.a.connect("flaky", "after")
-	for _, tt := range []string{"flaky", "after"} {
-		runWorkerConfig(t, nc, workers.WorkerConfig{TaskType: tt, Concurrency: 8, WorkerID: "go-" + tt,
-			RequestTimeout: 2 * time.Second, OnResult: onResult}, handler)
-	}
-
 	const n = 120
 	ids := make([]string, n)
 	for i := range ids {
@@ -159,6 +153,15 @@ func TestClusterEngineKilledMidFlight(t *testing.T) {
 			e = c.b
 		}
 		ids[i] = e.start("kill_mid", map[string]any{"i": i})
+	}
+	// The workers start once every workflow has: started while the
+	// workflows were, on a slow machine (the race detector) they ran 328
+	// of the 360 tasks before the kill, and the 60 more awaited after it
+	// could never run.
+	nc := c.a.connect("flaky", "after")
+	for _, tt := range []string{"flaky", "after"} {
+		runWorkerConfig(t, nc, workers.WorkerConfig{TaskType: tt, Concurrency: 8, WorkerID: "go-" + tt,
+			RequestTimeout: 2 * time.Second, OnResult: onResult}, handler)
 	}
 	waitExecuted := func(k int) {
 		testutil.Eventually(t, 60*time.Second, 5*time.Millisecond, func() error {
