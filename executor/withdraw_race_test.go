@@ -102,7 +102,7 @@ func TestTerminateWhilePollingLosesNoTask(t *testing.T) {
 	var mu sync.Mutex
 	terminated := map[string]bool{}
 	got := map[string]int{}
-	var wg sync.WaitGroup
+	var wg, terminating sync.WaitGroup
 	stop := make(chan struct{})
 	for w := range 4 {
 		wg.Add(1)
@@ -133,7 +133,9 @@ func TestTerminateWhilePollingLosesNoTask(t *testing.T) {
 		id := fmt.Sprintf("wf-%d", i)
 		startInDomain(ctx, t, es[i%2], id, "", []int{0, 3, 7}[i%3])
 		if i%2 == 1 {
+			terminating.Add(1)
 			go func() {
+				defer terminating.Done()
 				// Terminated at the other engine, sometimes at once.
 				if i%4 == 1 {
 					time.Sleep(time.Duration(i%7) * time.Millisecond)
@@ -151,6 +153,9 @@ func TestTerminateWhilePollingLosesNoTask(t *testing.T) {
 			}()
 		}
 	}
+	// Every terminate answered before the tasks are counted: one still
+	// under way when the test ended met a stopped executor.
+	terminating.Wait()
 	testutil.Eventually(t, 60*time.Second, 200*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
