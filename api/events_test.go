@@ -456,6 +456,13 @@ func TestEventHandlerBadInput(t *testing.T) {
 			status: 400, paths: []string{"[0].actions[0].update_workflow_variables.appendArray"}},
 		{name: "a parameter of the wrong type", body: list(start(map[string]any{"name": "fulfil", "input": "text", "version": "${v}"})),
 			status: 400, paths: []string{"[0].actions[0].start_workflow.input"}},
+		{name: "an inline definition without tasks", body: list(start(map[string]any{"name": "fulfil", "workflowDef": map[string]any{"name": "fulfil", "tasks": []any{}}})),
+			status: 400, paths: []string{"[0].actions[0].start_workflow.workflowDef.tasks"}},
+		{name: "an inline definition's unknown task type", body: list(start(map[string]any{"name": "${which}", "workflowDef": map[string]any{
+			"tasks": []any{map[string]any{"name": "t", "taskReferenceName": "t", "type": "NO_SUCH_TYPE"}}}})),
+			status: 400, paths: []string{"[0].actions[0].start_workflow.workflowDef.tasks[0].type"}},
+		{name: "an inline definition that is text", body: list(start(map[string]any{"name": "fulfil", "workflowDef": "text"})),
+			status: 400, paths: []string{"[0].actions[0].start_workflow.workflowDef"}},
 		{name: "condition does not compile", body: list(badHandler(map[string]any{"condition": "$.a >"})), status: 400, paths: []string{"[0].condition"}},
 		{name: "python", body: list(badHandler(map[string]any{"evaluatorType": "python", "condition": "$.a > 1"})), status: 400, paths: []string{"[0].evaluatorType"}},
 		{name: "secret in a parameter", body: list(start(map[string]any{"name": "fulfil", "input": map[string]any{"k": "${workflow.secrets.x}"}})),

@@ -213,6 +213,30 @@ func TestEventHandlerActions(t *testing.T) {
 	}
 }
 
+// A start_workflow action's inline definition is the started workflow's:
+// its expressions read that workflow's input as it runs, not the event
+// (evaluated over the event, ${workflow.input.orderId} was null before
+// the workflow started).
+func TestEventHandlerInlineDefinitionKeepsItsExpressions(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/event", `[{"name":"inline_expr","event":"nats:inline.expr","active":true,
+	   "actions":[{"action":"start_workflow","start_workflow":{"name":"inline_expr_run","correlationId":"${orderId}","input":{"orderId":"${orderId}"},
+	     "workflowDef":{"tasks":[{"name":"note","taskReferenceName":"note","type":"SET_VARIABLE","inputParameters":{"seen":"${workflow.input.orderId}"}}],
+	       "outputParameters":{"order":"${workflow.input.orderId}","seen":"${workflow.variables.seen}"}}}}]}]`)
+	creds, err := e.node.NATS().EventPublisherCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodetest.Connect(t, e.node, creds).Publish("inline.expr", []byte(`{"orderId":"o-7"}`)); err != nil {
+		t.Fatal(err)
+	}
+	wf := e.waitStatus(e.waitCorrelated("inline_expr_run", "o-7"), conductor.WorkflowCompleted)
+	if wf.Output["order"] != "o-7" || wf.Output["seen"] != "o-7" {
+		t.Fatalf("output %v, want order and seen o-7", wf.Output)
+	}
+}
+
 // A handler acts for the workflow that published the event as well as
 // for its own principal: an admin's handler starts nothing that the
 // publisher may not start, and what it starts runs as the publisher, so

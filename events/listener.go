@@ -318,7 +318,7 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 		if a.ExpandInlineJSON {
 			doc = expandInlineJSON(payload).(map[string]any)
 		}
-		params, _, err := expr.Evaluate(a.Params(), expr.MapDoc(doc))
+		params, _, err := expr.Evaluate(a.EventParams(), expr.MapDoc(doc))
 		if err == nil {
 			// Validation requires the parameters, an object: a handler that
 			// lacks them anyway (one saved by a version that checked less) fails its action,
@@ -327,6 +327,9 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 			if !ok {
 				err = fault.Invalid("the %s action has no parameters", a.Action)
 			} else {
+				if def := a.Params()[conductor.InlineWorkflowDef]; def != nil {
+					p[conductor.InlineWorkflowDef] = def
+				}
 				err = l.act(ctx, h, i, a.Action, p, as, msgID)
 			}
 		}

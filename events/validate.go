@@ -98,6 +98,9 @@ func checkAction(ve *fault.ValidationError, path string, a conductor.EventAction
 		}
 		ve.Add(ppath, "%s needs %s", a.Action, strings.Join(want, ", or "))
 	}
+	// An inline definition is the started workflow's, checked as one
+	// when the handler is stored (metadata), not as event expressions.
+	params = a.EventParams()
 	checkTypes(ve, ppath, a.Action, params)
 	if s, ok := params["idempotencyStrategy"].(string); ok && a.Action == conductor.ActionStartWorkflow &&
 		!strings.Contains(s, "${") && !conductor.KnownIdempotencyStrategy(s) {

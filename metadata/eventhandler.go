@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
@@ -220,7 +221,36 @@ func (s *Store) prepareEventHandler(h *conductor.EventHandler, prefix string) (r
 			ve.Add(at(prefix, ""), "%v", err)
 		}
 	}
+	for i, a := range h.Actions {
+		if def := a.Params()[conductor.InlineWorkflowDef]; a.Action == conductor.ActionStartWorkflow && def != nil {
+			s.checkInlineDef(ve, at(prefix, fmt.Sprintf("actions[%d].%s.%s", i, a.Action, conductor.InlineWorkflowDef)), def, a.Params()["name"])
+		}
+	}
 	return registration{name: h.Name, raw: raw}, ve.Err()
+}
+
+// checkInlineDef validates the definition a start_workflow action starts
+// inline as a start's would be: stored unchecked, one without tasks
+// failed every event's start.
+func (s *Store) checkInlineDef(ve *fault.ValidationError, path string, v, name any) {
+	b, err := json.Marshal(v)
+	var def conductor.WorkflowDef
+	if err == nil {
+		err = conductor.Unmarshal(b, &def)
+	}
+	if err != nil {
+		ve.Add(path, "not a workflow definition: %v", err)
+		return
+	}
+	if n, ok := name.(string); ok && def.Name == "" {
+		def.Name = n // as the start takes it
+		if strings.Contains(n, "${") {
+			def.Name = "named_by_the_event" // any valid name stands in for the event's
+		}
+	}
+	if _, err := checkWorkflow(&def, path, s.opts.ValidateWorkflow, false); collect(ve, err) != nil {
+		ve.Add(path, "%v", err)
+	}
 }
 
 func eventHandlerExists(name string) error {

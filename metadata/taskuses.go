@@ -251,7 +251,7 @@ func StartedNames(def *conductor.WorkflowDef) []string {
 func HandlerStartedNames(h *conductor.EventHandler) []string {
 	names := map[string]bool{}
 	for _, a := range h.Actions {
-		if a.Action != conductor.ActionStartWorkflow || a.StartWorkflow["workflowDef"] != nil {
+		if a.Action != conductor.ActionStartWorkflow || a.StartWorkflow[conductor.InlineWorkflowDef] != nil {
 			continue
 		}
 		if name, ok := constant(a.StartWorkflow["name"]); ok && name != "" {

@@ -1,6 +1,9 @@
 package conductor
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"maps"
+)
 
 // EventHandler acts on the events that arrive on Event: when Condition
 // holds for an event's payload, each of Actions runs, its parameters'
@@ -87,6 +90,23 @@ func (a EventAction) Params() map[string]any {
 		return a.UpdateWorkflowVariables
 	}
 	return nil
+}
+
+// InlineWorkflowDef is the start_workflow parameter that holds the
+// started workflow's definition. Its expressions are that workflow's,
+// evaluated as it runs, not over the event.
+const InlineWorkflowDef = "workflowDef"
+
+// EventParams returns the parameters that are expressions over the
+// event: Params without a start_workflow's inline definition.
+func (a EventAction) EventParams() map[string]any {
+	params := a.Params()
+	if a.Action != ActionStartWorkflow || params[InlineWorkflowDef] == nil {
+		return params
+	}
+	params = maps.Clone(params)
+	delete(params, InlineWorkflowDef)
+	return params
 }
 
 // EventTaskDetails names the task that a complete_task or fail_task action
