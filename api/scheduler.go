@@ -52,6 +52,9 @@ func (s *Server) routeScheduler() {
 		if err == nil && def.StartWorkflowRequest != nil {
 			err = s.mayStart(r, *def.StartWorkflowRequest)
 		}
+		if err == nil && def.StartWorkflowRequest != nil && def.StartWorkflowRequest.WorkflowDef != nil {
+			err = s.checkInlineDef("startWorkflowRequest.workflowDef", def.StartWorkflowRequest)
+		}
 		if err == nil {
 			err = refuseMaskedFields(def.StartWorkflowRequest, s.maskedFields(r.Context(), def.StartWorkflowRequest))
 		}
@@ -314,4 +317,25 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// defChecker validates a definition that runs without being registered
+// (metadata.Store).
+type defChecker interface {
+	CheckWorkflowDef(def *conductor.WorkflowDef) error
+}
+
+// checkInlineDef validates the inline definition a stored request starts
+// (a schedule's) as the start would: saved unchecked, one without tasks
+// failed every run. Its paths are under path.
+func (s *Server) checkInlineDef(path string, req *conductor.StartWorkflowRequest) error {
+	c, ok := s.deps.Definitions.(defChecker)
+	if !ok {
+		return nil
+	}
+	def := *req.WorkflowDef
+	if def.Name == "" {
+		def.Name = req.Name // as the start takes it
+	}
+	return fault.Within(path, c.CheckWorkflowDef(&def))
 }

@@ -118,6 +118,25 @@ func TestScheduleWithInlineDefinitionRuns(t *testing.T) {
 	}
 }
 
+// A schedule's inline definition is checked when it is saved, as a
+// start's is: one without tasks or with an unknown task type was stored
+// and failed every run.
+func TestScheduleRefusesInvalidInlineDefinition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, tt := range []struct{ name, def, path string }{
+		{"no tasks", `{"name":"adhoc_bad","tasks":[]}`, "startWorkflowRequest.workflowDef.tasks"},
+		{"unknown type, named by the request", `{"tasks":[{"name":"t","taskReferenceName":"t","type":"NO_SUCH_TYPE"}]}`, "startWorkflowRequest.workflowDef.tasks[0].type"},
+	} {
+		status, out := e.do("POST", "/api/scheduler/schedules", `{"name":"adhoc_bad","cronExpression":"0 0 * * * ?",`+
+			`"startWorkflowRequest":{"name":"adhoc_bad","workflowDef":`+tt.def+`}}`)
+		if status != http.StatusBadRequest || !strings.Contains(out, `"path":"`+tt.path+`"`) {
+			t.Errorf("%s: %d %s; want 400 naming %s", tt.name, status, out, tt.path)
+		}
+	}
+	e.must(http.StatusNotFound, "GET", "/api/scheduler/schedules/adhoc_bad", nil)
+}
+
 // GET /api/scheduler/schedules/tags?tag=key:value lists the schedules
 // carrying the tag that the caller may read; "tags" is not a schedule.
 func TestSchedulesByTag(t *testing.T) {

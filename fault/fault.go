@@ -70,6 +70,24 @@ func (e *ValidationError) Err() error {
 	return e
 }
 
+// Within returns err with its fields' paths under prefix when it is a
+// *ValidationError (a definition checked where another document holds
+// it), and any other error as it is.
+func Within(prefix string, err error) error {
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	out := &ValidationError{Fields: make([]FieldError, len(ve.Fields))}
+	for i, f := range ve.Fields {
+		out.Fields[i] = FieldError{Path: prefix + "." + f.Path, Message: f.Message}
+		if f.Path == "" {
+			out.Fields[i].Path = prefix
+		}
+	}
+	return out
+}
+
 // Invalid returns an ErrInvalid error with a message.
 func Invalid(format string, args ...any) error { return kinded(ErrInvalid, format, args) }
 
