@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -38,6 +40,58 @@ func TestWaitSurvivesRestart(t *testing.T) {
 		t.Fatalf("nap %s ended %s (restart at %s), variables %v", nap.Status, time.UnixMilli(nap.EndTime), restarted, wf.Variables)
 	}
 	e2.must(http.StatusOK, "GET", "/health", nil)
+}
+
+// A response timeout that passes while the server is down is acted on
+// once after it restarts: the silent worker's task is TIMED_OUT with
+// Conductor's reason and retried once, the retry linked to it.
+func TestResponseTimeoutSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+		`[{"name":"silent","retryCount":1,"retryDelaySeconds":0,"responseTimeoutSeconds":2}]`)
+	e.register(`{"name":"silent_flow","tasks":[{"name":"silent","taskReferenceName":"s"}]}`)
+	id := e.start("silent_flow", nil)
+	var taken []*conductor.Task
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if taken = e.pollBatch("silent", "w1", 1, 100*time.Millisecond, ""); len(taken) != 1 {
+			return fmt.Errorf("polled %d tasks", len(taken))
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(time.UnixMilli(taken[0].UpdateTime).Add(2500 * time.Millisecond))) // the timeout passes while the server is down
+	restarted := time.Now()
+
+	n2, base2 := nodetest.StartConfig(t, cfg)
+	e2 := &env{t: t, node: n2, base: base2}
+	var wf *conductor.Workflow
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if wf = e2.workflow(id); len(wf.Tasks) < 2 {
+			return fmt.Errorf("%d tasks, want the timed-out one and its retry", len(wf.Tasks))
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // a second firing would show by now
+	wf = e2.workflow(id)
+	if len(wf.Tasks) != 2 || wf.Status != conductor.WorkflowRunning {
+		t.Fatalf("workflow %s with %d tasks, want RUNNING with 2", wf.Status, len(wf.Tasks))
+	}
+	first, retry := wf.Tasks[0], wf.Tasks[1]
+	if want := "responseTimeout: 2 exceeded for the taskId: " + first.TaskID + " with Task Definition: silent"; first.TaskID != taken[0].TaskID ||
+		first.Status != conductor.TaskTimedOut || first.ReasonForIncompletion != want || !first.Retried || time.UnixMilli(first.EndTime).Before(restarted) {
+		t.Fatalf("timed-out task %s %s %q retried=%v ended %s (restart at %s)", first.TaskID, first.Status, first.ReasonForIncompletion,
+			first.Retried, time.UnixMilli(first.EndTime), restarted)
+	}
+	if retry.Status != conductor.TaskScheduled || retry.RetryCount != 1 || retry.RetriedTaskID != first.TaskID || retry.Seq <= first.Seq {
+		t.Fatalf("retry %s retryCount %d retriedTaskId %q seq %d (first's %d)", retry.Status, retry.RetryCount, retry.RetriedTaskID, retry.Seq, first.Seq)
+	}
 }
 
 // Redaction after a restart still knows what the hand-off before it

@@ -1172,3 +1172,59 @@ func TestWaitShowsWhenItWakes(t *testing.T) {
 		})
 	}
 }
+
+// A timeout's reason is Conductor's (DeciderService), on the task and, for
+// a workflow timeout or a task's TIME_OUT_WF, on the workflow: failure
+// workflows and alerts written for Conductor match these words.
+func TestTimeoutReasons(t *testing.T) {
+	def := `{"name":"to","tasks":[{"name":"t","taskReferenceName":"t"}]}`
+	tests := []struct {
+		name    string
+		def     string
+		taskDef string
+		take    bool
+		wait    time.Duration
+		task    string // the timed-out task's reason ("": no task timed out)
+		wf      string // the workflow's
+		status  string
+	}{
+		{"task", def, `{"name":"t","retryCount":0,"timeoutSeconds":30,"responseTimeoutSeconds":30,"timeoutPolicy":"TIME_OUT_WF"}`, true, 31 * time.Second,
+			"Task timed out after 31 seconds. Timeout configured as 30 seconds. Timeout policy configured to TIME_OUT_WF",
+			"Task timed out after 31 seconds. Timeout configured as 30 seconds. Timeout policy configured to TIME_OUT_WF", conductor.WorkflowTimedOut},
+		{"poll", def, `{"name":"t","retryCount":3,"pollTimeoutSeconds":5}`, false, 5 * time.Second,
+			"Task poll timed out after 5 seconds. Poll timeout configured as 5 seconds. Timeout policy configured to TIME_OUT_WF",
+			"Task poll timed out after 5 seconds. Poll timeout configured as 5 seconds. Timeout policy configured to TIME_OUT_WF", conductor.WorkflowTimedOut},
+		{"poll RETRY", def, `{"name":"t","retryCount":1,"pollTimeoutSeconds":5,"timeoutPolicy":"RETRY"}`, false, 7 * time.Second,
+			"Task poll timed out after 7 seconds. Poll timeout configured as 5 seconds. Timeout policy configured to RETRY", "", conductor.WorkflowRunning},
+		{"response", def, `{"name":"t","retryCount":1,"responseTimeoutSeconds":10}`, true, 10 * time.Second,
+			"responseTimeout: 10 exceeded for the taskId: %s with Task Definition: t", "", conductor.WorkflowRunning},
+		{"workflow", `{"name":"to","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"t","taskReferenceName":"t"}]}`, "", false, 61 * time.Second,
+			"", "Workflow timed out after 61 seconds. Timeout configured as 60 seconds. Timeout policy configured to TIME_OUT_WF", conductor.WorkflowTimedOut},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var taskDefs []string
+			if tt.taskDef != "" {
+				taskDefs = append(taskDefs, tt.taskDef)
+			}
+			h := newHarness(t, tt.def, nil, taskDefs...)
+			id := h.task("t").ID
+			if tt.take {
+				h.take("t")
+			}
+			h.advance(tt.wait)
+			h.decide(engine.Tick{})
+			h.wantStatus(tt.status)
+			if want := strings.ReplaceAll(tt.wf, "%s", id); h.w.Reason != want {
+				t.Fatalf("workflow reason %q, want %q", h.w.Reason, want)
+			}
+			if tt.task == "" {
+				return
+			}
+			got := h.w.TaskByID(id)
+			if want := strings.ReplaceAll(tt.task, "%s", id); got.Status != conductor.TaskTimedOut || got.Reason != want {
+				t.Fatalf("task %s %q, want TIMED_OUT %q", got.Status, got.Reason, want)
+			}
+		})
+	}
+}

@@ -141,7 +141,8 @@ func (d *decision) tick() {
 	}
 	if d.plan.def.TimeoutSeconds > 0 && d.now >= afterSeconds(d.w.timeoutFrom(), d.plan.def.TimeoutSeconds) &&
 		d.plan.def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
-		d.finish(conductor.WorkflowTimedOut, "workflow timed out", nil)
+		d.finish(conductor.WorkflowTimedOut, fmt.Sprintf("Workflow timed out after %d seconds. Timeout configured as %d seconds. "+
+			"Timeout policy configured to %s", (d.now-d.w.timeoutFrom())/1000, d.plan.def.TimeoutSeconds, d.plan.def.TimeoutPolicy), nil)
 		return
 	}
 	// Conductor's decider returns for a paused workflow before it checks
@@ -157,9 +158,10 @@ func (d *decision) tick() {
 				d.effect(handOff(d.w, t)...)
 			}
 		case t.Status == conductor.TaskScheduled && timesOut(t) && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
-			d.timedOut(t, "task exceeded timeoutSeconds", false)
+			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= afterSeconds(max(t.AvailableAt, t.ScheduledTime), p.PollTimeoutSeconds):
-			d.timedOut(t, "task was not polled within pollTimeoutSeconds", false)
+			d.timedOut(t, fmt.Sprintf("Task poll timed out after %d seconds. Poll timeout configured as %d seconds. Timeout policy configured to %s",
+				(d.now-max(t.AvailableAt, t.ScheduledTime))/1000, p.PollTimeoutSeconds, p.TimeoutPolicy), false)
 		case t.Status == conductor.TaskScheduled && t.Type == conductor.TaskTypeSubWorkflow && t.AvailableAt <= d.now:
 			d.startDelayedChild(t)
 		case t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now:
@@ -183,16 +185,25 @@ func (d *decision) tick() {
 				Reason: "system task lease expired", Time: d.now})
 			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
 		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
-			d.timedOut(t, "task exceeded timeoutSeconds", false)
+			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			switch {
 			case timesOut(t) && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
-				d.timedOut(t, "task exceeded timeoutSeconds", false)
+				d.timedOut(t, d.taskTimeoutReason(t), false)
 			case p.ResponseTimeoutSeconds > 0 && d.now >= afterSeconds(t.UpdateTime, p.ResponseTimeoutSeconds):
-				d.timedOut(t, "worker did not respond within responseTimeoutSeconds", true)
+				d.timedOut(t, fmt.Sprintf("responseTimeout: %d exceeded for the taskId: %s with Task Definition: %s",
+					p.ResponseTimeoutSeconds, t.ID, t.Name), true)
 			}
 		}
 	}
+}
+
+// taskTimeoutReason is why t timed out by its timeoutSeconds, in
+// Conductor's words (DeciderService.checkTaskTimeout), which failure
+// workflows and alerts written for Conductor match.
+func (d *decision) taskTimeoutReason(t *Task) string {
+	return fmt.Sprintf("Task timed out after %d seconds. Timeout configured as %d seconds. Timeout policy configured to %s",
+		(d.now-t.StartTime)/1000, t.Policy.TimeoutSeconds, t.Policy.TimeoutPolicy)
 }
 
 // timedOut marks t TIMED_OUT and applies its timeout policy. A response
