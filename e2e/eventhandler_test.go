@@ -81,12 +81,19 @@ func TestEventHandlers(t *testing.T) {
 	if fulfil.Output["order"] != "o-big" || fulfil.Output["from"] != big.WorkflowID {
 		t.Fatalf("started with output %v, want the event's order and workflow (%s)", fulfil.Output, big.WorkflowID)
 	}
+	announce := taskByRef(big, "announce")
+	if fulfil.Input["conductor.event.name"] != "nats:orders.placed" || fulfil.Input["conductor.event.messageId"] != announce.TaskID {
+		t.Fatalf("started with input %v, want Conductor's conductor.event.name and .messageId (%s)", fulfil.Input, announce.TaskID)
+	}
 	if admin := e.workflow(small.WorkflowID).CreatedBy; fulfil.CreatedBy != admin || admin == "" {
 		t.Fatalf("started by %q, want the handler's admin %q", fulfil.CreatedBy, admin)
 	}
 	approved := e.waitStatus(waiter, conductor.WorkflowCompleted)
 	if paid, _ := approved.Output["paid"].(float64); paid != 500 {
 		t.Fatalf("the waiting task was completed with %v, want the big order's amount", approved.Output)
+	}
+	if out := taskByRef(approved, "wait_payment").OutputData; out["conductor.event.name"] != "nats:orders.placed" || out["conductor.event.messageId"] != announce.TaskID {
+		t.Fatalf("the waiting task's output %v lacks the event's name and message id", out)
 	}
 
 	// The engine's publisher sends the same event again (as after a crash
@@ -96,7 +103,6 @@ func TestEventHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := nodetest.Connect(t, e.node, pubCreds)
-	announce := taskByRef(big, "announce")
 	again := &nats.Msg{Subject: "orders.placed", Header: nats.Header{}}
 	again.Header.Set(nats.MsgIdHdr, announce.TaskID)
 	again.Data, _ = json.Marshal(map[string]any{"orderId": "o-big", "amount": 500, "waiter": waiter, "workflowInstanceId": big.WorkflowID})

@@ -354,6 +354,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 			return err
 		}
 		req.CreatedBy = ""
+		req.Input = eventMarked(req.Input, h.Event, msgID)
 		for _, p := range as {
 			if err := l.cfg.Authz.MayStart(ctx, p, req); err != nil {
 				return err
@@ -381,6 +382,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		if action == conductor.ActionFailTask {
 			status = conductor.TaskFailed
 		}
+		d.Output = eventMarked(d.Output, h.Event, msgID)
 		return l.updateTask(ctx, d, status, as)
 	case conductor.ActionTerminateWorkflow:
 		var d conductor.EventTerminate
@@ -406,6 +408,20 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		})
 	}
 	return fmt.Errorf("unknown action %q", action)
+}
+
+// eventMarked returns m with what Conductor adds to the data an event's
+// action writes (a started workflow's input, an updated task's output):
+// the handler's event and the event message's id, when it has one (an
+// EVENT task's event does: Nats-Msg-Id).
+func eventMarked(m map[string]any, event, msgID string) map[string]any {
+	out := make(map[string]any, len(m)+2)
+	maps.Copy(out, m)
+	out["conductor.event.name"] = event
+	if msgID != "" {
+		out["conductor.event.messageId"] = msgID
+	}
+	return out
 }
 
 // updateTask completes or fails the task d names.
