@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -414,8 +415,18 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 			eff.InputDeferred = append(eff.InputDeferred, slices.Clone(p[2:]))
 		}
 	}
+	// A request without a correlationId or taskToDomain takes its
+	// starter's, as Conductor's StartWorkflow does: the started workflow is
+	// found by the starter's correlation id and polled from its domains.
 	eff.CorrelationID, _ = sw["correlationId"].(string)
-	if t2d, ok := sw["taskToDomain"].(map[string]any); ok {
+	if strings.TrimSpace(eff.CorrelationID) == "" {
+		eff.CorrelationID = w.CorrelationID
+	}
+	if t2d, ok := sw["taskToDomain"].(map[string]any); !ok || len(t2d) == 0 {
+		if len(w.TaskToDomain) > 0 {
+			eff.TaskToDomain = maps.Clone(w.TaskToDomain)
+		}
+	} else {
 		eff.TaskToDomain = map[string]string{}
 		keys := make([]string, 0, len(t2d))
 		for k := range t2d {

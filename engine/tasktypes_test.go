@@ -647,6 +647,33 @@ func TestStartWorkflowTask(t *testing.T) {
 	h.wantStatus(conductor.WorkflowFailed)
 }
 
+// A START_WORKFLOW request without a correlationId or taskToDomain takes
+// its starter's, as Conductor's StartWorkflow does; one that names them
+// keeps its own.
+func TestStartWorkflowInheritsCorrelationAndDomains(t *testing.T) {
+	for _, c := range []struct {
+		name, request string
+		wantCorr      string
+		wantDomains   map[string]string
+	}{
+		{"neither", `{"name":"other"}`, "corr-1", map[string]string{"w": "dom1"}},
+		{"blank", `{"name":"other","correlationId":" ","taskToDomain":{}}`, "corr-1", map[string]string{"w": "dom1"}},
+		{"own", `{"name":"other","correlationId":"c-own","taskToDomain":{"x":"dom2"}}`, "c-own", map[string]string{"x": "dom2"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			def := parseDef(t, `{"name":"starter","tasks":[{"name":"start","taskReferenceName":"start","type":"START_WORKFLOW",
+			 "inputParameters":{"startWorkflow":`+c.request+`}}]}`)
+			h := newHarnessStart(t, engine.Start{WorkflowID: "wf-1", Def: def, CreatedBy: "app:tester",
+				Request: conductor.StartWorkflowRequest{CorrelationID: "corr-1", TaskToDomain: map[string]string{"w": "dom1"}}})
+			h.wantTask("start", conductor.TaskInProgress)
+			got := effectsOf[engine.StartWorkflow](h.last)
+			if len(got) != 1 || got[0].CorrelationID != c.wantCorr || !reflect.DeepEqual(got[0].TaskToDomain, c.wantDomains) {
+				t.Fatalf("start effects %+v\nwant correlationId %q, taskToDomain %v", got, c.wantCorr, c.wantDomains)
+			}
+		})
+	}
+}
+
 func TestExclusiveJoin(t *testing.T) {
 	def := `{"name":"ej","tasks":[
 	 {"name":"sw","taskReferenceName":"sw","type":"SWITCH","expression":"c","inputParameters":{"c":"${workflow.input.c}"},
