@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
@@ -278,12 +279,12 @@ func TestChildNeedsExecute(t *testing.T) {
 		if taskByRef(wf, "after") != nil {
 			t.Errorf("%s: the task after the failed start ran", name)
 		}
-		if sub.TaskType == "SUB_WORKFLOW" && sub.OutputData["subWorkflowId"] != nil {
+		if sub.OutputData["subWorkflowId"] != nil || sub.OutputData["workflowId"] != nil {
 			t.Errorf("%s: the output names a child that never started: %v", name, sub.OutputData)
 		}
 		child := sub.SubWorkflowID
-		if child == "" {
-			child, _ = sub.OutputData["workflowId"].(string)
+		if sub.TaskType == "START_WORKFLOW" {
+			child = engine.DeriveID(wf.WorkflowID, "start", sub.TaskID) // the id it would have had
 		}
 		if code, _ := e.do("GET", "/api/workflow/"+child, nil); child == "" || code != http.StatusNotFound {
 			t.Errorf("%s: the child %q exists (%d)", name, child, code)

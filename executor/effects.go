@@ -557,8 +557,14 @@ func (e *Executor) reportExisting(ctx context.Context, eff engine.StartWorkflow)
 // reportStart tells the START_WORKFLOW task waiting for eff whether the
 // workflow started.
 func (e *Executor) reportStart(ctx context.Context, eff engine.StartWorkflow, status, reason string) error {
+	var out map[string]any
+	if status == conductor.TaskCompleted {
+		// Only a workflow that started is named: the id of one that did
+		// not would answer 404 to whoever reads it from the output.
+		out = map[string]any{"workflowId": eff.WorkflowID}
+	}
 	return e.submitQuietly(ctx, eff.From, engine.Result{Result: conductor.TaskResult{TaskID: eff.StartTaskID, WorkflowInstanceID: eff.From,
-		Status: status, ReasonForIncompletion: reason, OutputData: map[string]any{"workflowId": eff.WorkflowID}}})
+		Status: status, ReasonForIncompletion: reason, OutputData: out}})
 }
 
 // dispatcher announces scheduled worker tasks on the FV_DISPATCH stream and

@@ -405,3 +405,45 @@ func TestFailureWorkflowAsksItsChooserAgain(t *testing.T) {
 		t.Fatalf("the failed runs' creator was asked %v", asked["runner"])
 	}
 }
+
+// A START_WORKFLOW whose workflow could not start fails without a
+// workflowId in its output, as Conductor's: the id it was to have names no
+// workflow, and a later task reading ${start.output.workflowId} would get
+// a 404 for it.
+func TestRefusedStartWorkflowNamesNoWorkflow(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{})
+	e.SetStartCheck(func(_ context.Context, p string, req conductor.StartWorkflowRequest) error {
+		return fmt.Errorf("%s may not EXECUTE WORKFLOW_DEF:%s: %w", p, req.Name, fault.ErrForbidden)
+	})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	def := mustDef(t, `{"name":"starter","version":1,"tasks":[{"name":"start","taskReferenceName":"start","type":"START_WORKFLOW",
+	  "inputParameters":{"startWorkflow":{"name":"forbidden_child"}}}]}`)
+	id := "wf-refused-start"
+	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def},
+		StartOptions{WorkflowID: id, CreatedBy: "runner"}); err != nil {
+		t.Fatal(err)
+	}
+	var start *engine.Task
+	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+		w, err := e.State(ctx, id)
+		if err != nil || w == nil {
+			return fmt.Errorf("workflow %s: %v", id, err)
+		}
+		if start = w.LatestByRef("start"); start == nil || start.Status != conductor.TaskFailed {
+			return fmt.Errorf("the START_WORKFLOW task is %+v, want it FAILED", start)
+		}
+		return nil
+	})
+	if !strings.Contains(start.Reason, "could not start") {
+		t.Fatalf("reason %q does not say the workflow could not start", start.Reason)
+	}
+	if id, ok := start.Output["workflowId"]; ok {
+		t.Fatalf("the failed START_WORKFLOW's output names workflow %v, which never started: %v", id, start.Output)
+	}
+}
