@@ -38,7 +38,7 @@ func init() {
 // ValidateWorkflowDef checks what the engine needs of a definition: known
 // task types, unique reference names, a JOIN after every fork, complete
 // SWITCH, SUB_WORKFLOW, DO_WHILE, INLINE, LAMBDA, JSON_JQ_TRANSFORM,
-// DYNAMIC, FORK_JOIN_DYNAMIC and START_WORKFLOW configurations, and
+// DYNAMIC, FORK_JOIN_DYNAMIC, START_WORKFLOW and TERMINATE configurations, and
 // expressions that parse. The error is a *fault.ValidationError naming each offending field
 // by its JSON path.
 func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
@@ -207,6 +207,21 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 			}
 		default:
 			v.errs.Add(p+".inputParameters.startWorkflow", "START_WORKFLOW needs inputParameters.startWorkflow {name, version, input, correlationId}")
+		}
+	case conductor.TaskTypeTerminate:
+		// As Conductor's registration refuses them: an optional TERMINATE
+		// would let its workflow run on past a failed end, and a literal
+		// status it does not know fails every run. One from an expression
+		// is checked when the task runs.
+		if t.Optional {
+			v.errs.Add(p+".optional", "a TERMINATE task cannot be optional")
+		}
+		switch s, ok := t.InputParameters["terminationStatus"].(string); {
+		case !ok || strings.TrimSpace(s) == "":
+			v.errs.Add(p+".inputParameters.terminationStatus", "TERMINATE needs inputParameters.terminationStatus: COMPLETED, FAILED or TERMINATED")
+		case strings.Contains(s, "${"):
+		case s != conductor.WorkflowCompleted && s != conductor.WorkflowFailed && s != conductor.WorkflowTerminated:
+			v.errs.Add(p+".inputParameters.terminationStatus", "%q is not a termination status: want COMPLETED, FAILED or TERMINATED", s)
 		}
 	case conductor.TaskTypeEvent:
 		if strings.TrimSpace(t.Sink) == "" {

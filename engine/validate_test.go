@@ -45,6 +45,11 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"wait both ways", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"2s","until":"2030-01-01"}}]}`, "tasks[0].inputParameters"},
 		{"bad wait duration", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":"eventually"}}]}`, "tasks[0].inputParameters.duration"},
 		{"wait duration a number", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"duration":2}}]}`, "tasks[0].inputParameters.duration"},
+		{"terminate", `{"name":"x","tasks":[{"name":"t","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"TERMINATED"}}]}`, ""},
+		{"terminate status from data", `{"name":"x","tasks":[{"name":"t","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"${workflow.input.s}"}}]}`, ""},
+		{"optional terminate", `{"name":"x","tasks":[{"name":"t","taskReferenceName":"t","type":"TERMINATE","optional":true,"inputParameters":{"terminationStatus":"COMPLETED"}}]}`, "tasks[0].optional"},
+		{"terminate without status", `{"name":"x","tasks":[{"name":"t","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"workflowOutput":{}}}]}`, "tasks[0].inputParameters.terminationStatus"},
+		{"terminate status unknown", `{"name":"x","tasks":[{"name":"t","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"DONE"}}]}`, "tasks[0].inputParameters.terminationStatus"},
 		{"bad wait until", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"until":"2026-12-03T18:56:05Z"}}]}`, "tasks[0].inputParameters.until"},
 	}
 	for _, tt := range tests {
