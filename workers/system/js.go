@@ -844,6 +844,12 @@ func jsError(err error) error {
 		}
 		return fmt.Errorf("script interrupted: %v", ie.Value())
 	case errors.As(err, &ex):
+		// The thrown value's text alone, as GraalJS words Conductor's
+		// (Error: boom, not goja's Error: boom at construct (native)): an
+		// error's text is what a workflow's later tasks match on.
+		if ex.Value() != nil {
+			return errors.New(ex.Value().String())
+		}
 		return errors.New(ex.Error())
 	}
 	return err

@@ -108,6 +108,19 @@ func TestInlineErrors(t *testing.T) {
 			t.Errorf("%s: output error %q", tt.name, e)
 		}
 	}
+	// A thrown value's text is the error, without where it was thrown,
+	// as GraalJS gives it to Conductor.
+	for _, tt := range []struct{ src, want string }{
+		{"throw new Error('boom')", "Error: boom"},
+		{"(function(){ throw new TypeError('bad ' + $.x) })()", "TypeError: bad 1"},
+		{"throw 'plain'", "plain"},
+		{"nope.x", "ReferenceError: nope is not defined"},
+	} {
+		res := system.Inline{}.Execute(context.Background(), inlineTask(tt.src, map[string]any{"x": int64(1)}))
+		if e, _ := res.OutputData["error"].(string); res.Status != conductor.TaskFailed || e != tt.want {
+			t.Errorf("%s: %s, error %q, want %q", tt.src, res.Status, e, tt.want)
+		}
+	}
 }
 
 // Runaway scripts fail their task within their budget; the process (this
