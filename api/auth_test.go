@@ -327,7 +327,7 @@ func TestGrantsGroupsAndTags(t *testing.T) {
 
 	// Unknown subjects: users, applications and groups are 404, roles 400.
 	grant("POST", `{"type":"user","id":"nobody@x"}`, appTarget("a"), `["READ"]`).expectError(t, 404, "User nobody@x not found")
-	grant("POST", `{"type":"USER","id":"app:nope"}`, appTarget("a"), `["READ"]`).expectError(t, 404, "app:nope")
+	grant("POST", `{"type":"USER","id":"app:nope"}`, appTarget("a"), `["READ"]`).expectError(t, 404, "Application nope not found: app:<id> takes the application's id")
 	grant("POST", `{"type":"GROUP","id":"ghosts"}`, appTarget("a"), `["READ"]`).expectError(t, 404, "Group ghosts not found")
 	grant("POST", `{"type":"ROLE","id":"WIZARD"}`, appTarget("a"), `["READ"]`).expectError(t, 400, "unknown role")
 	grant("POST", `{"type":"TEAM","id":"x"}`, appTarget("a"), `["READ"]`).expectError(t, 400, "subject type")

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -72,6 +73,12 @@ func (s *Store) checkSubjectExists(ctx context.Context, sub Subject) error {
 	switch sub.Type {
 	case SubjectUser:
 		_, err := s.GetUser(ctx, sub.ID)
+		if appID, ok := strings.CutPrefix(sub.ID, AppPrefix); ok && errors.Is(err, fault.ErrNotFound) {
+			// GetUser answers as Orkes's user API does ("User app:x not
+			// found"); a grant's subject is most often an application
+			// named by its name, where its id belongs.
+			return fault.NotFound("Application %s not found: app:<id> takes the application's id (as its creation printed it), not its name", appID)
+		}
 		return err
 	case SubjectGroup:
 		_, err := s.group(sub.ID)
