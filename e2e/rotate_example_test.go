@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -63,13 +64,7 @@ func TestRotateSecretsExample(t *testing.T) {
 		{"admin", func(e *env) *env { return e }},
 		{"the README's grants", func(e *env) *env {
 			app, token := e.application("rotator", "USER")
-			for _, g := range []struct{ target, id, access string }{
-				{"WORKFLOW_DEF", "update_rotate_secrets_tracker_app", "EXECUTE"},
-				{"ENV_VARIABLE", "token_endpoint", "READ"},
-				{"SECRET_NAME", "appKeyId", "READ"},
-				{"SECRET_NAME", "appKeySecret", "READ"},
-				{"SECRET_NAME", "my_secret_holding_a_token", "CREATE,UPDATE"},
-			} {
+			for _, g := range readmeGrants(t) {
 				e.grant(app, g.target, g.id, strings.Split(g.access, ",")...)
 			}
 			return e.as(token)
@@ -80,6 +75,24 @@ func TestRotateSecretsExample(t *testing.T) {
 			runRotateExample(t, newSecureEnv(t), tt.owner)
 		})
 	}
+}
+
+// readmeGrants reads the grant commands of the example's README, so that
+// the rights it tells a user to give are the ones the test gives.
+func readmeGrants(t *testing.T) []struct{ target, id, access string } {
+	t.Helper()
+	readme, err := os.ReadFile("../examples/rotate-secrets/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grants []struct{ target, id, access string }
+	for _, m := range regexp.MustCompile(`(?m)^bin/flowvault grant add \$rotator ([A-Z_]+):(\S+) (\S+)$`).FindAllStringSubmatch(string(readme), -1) {
+		grants = append(grants, struct{ target, id, access string }{m[1], m[2], m[3]})
+	}
+	if len(grants) == 0 {
+		t.Fatal("examples/rotate-secrets/README.md has no grant add $rotator lines")
+	}
+	return grants
 }
 
 func runRotateExample(t *testing.T, e *env, owner func(e *env) *env) {
