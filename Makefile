@@ -7,7 +7,7 @@ BIN      := bin/flowvault
 # Directories with npm test dependencies, pinned by their package-lock.json.
 NPM_DIRS := workers/testdata/node e2e/testdata/sdk
 
-.PHONY: run build test bench lint race clean npm-deps
+.PHONY: run build test bench lint race clean npm-deps help
 
 ## run: start a server on embedded defaults (NATS + Pebble under ./data, HTTP on 127.0.0.1:8080)
 run: build
@@ -43,5 +43,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+## clean: remove bin/
 clean:
 	rm -rf bin
+
+## help: list these targets
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
