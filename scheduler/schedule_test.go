@@ -311,6 +311,23 @@ func TestRecreatedScheduleCountsFromRecreation(t *testing.T) {
 	}
 }
 
+// An expression that matches no time (February 30th) is refused by
+// nextFewSchedules as the save refuses it, not answered with no times.
+func TestNextFewRefusesWhatNeverFires(t *testing.T) {
+	for _, tt := range []struct {
+		expr  string
+		start int64
+	}{
+		{"0 0 0 30 2 *", 0},
+		{"0 0 0 31 4 ?", ms("2100-01-01T00:00:00Z")},
+	} {
+		times, err := NextFew(tt.expr, tt.start, 0, 3)
+		if !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), "it would never fire") {
+			t.Errorf("%q: next few %v, %v; want refused as never firing", tt.expr, times, err)
+		}
+	}
+}
+
 // A tick exactly at a future start time fires, so it is among the next
 // few.
 func TestNextFewIncludesStartTime(t *testing.T) {

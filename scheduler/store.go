@@ -550,10 +550,14 @@ func NextFew(cronExpr string, start, end int64, limit int) ([]int64, error) {
 	if err := checkCron(cronExpr); err != nil {
 		return nil, fault.Invalid("cron expression %q: %v", cronExpr, err)
 	}
+	now := time.Now()
+	if err := checkFires(def, now); err != nil {
+		return nil, err
+	}
 	out := []int64{}
 	// NextAfter starts no earlier than the start time itself (a tick
 	// there fires): counting from max(start, now) would skip it.
-	t := time.Now().UnixMilli()
+	t := now.UnixMilli()
 	for len(out) < limit {
 		if t = NextAfter(def, t); t == 0 {
 			break
