@@ -413,6 +413,16 @@ func TestRerunFromChildTask(t *testing.T) {
 	wf := e.waitStatus(id, conductor.WorkflowCompleted)
 	child := taskByRef(wf, "sub").SubWorkflowID
 	two := taskByRef(e.workflow(child), "two").TaskID
+	// The workflowInput and correlationId of such a rerun are the parent's
+	// in Conductor: the child does not take them as its own, it refuses
+	// them, and nothing reruns.
+	for _, extra := range []map[string]any{{"workflowInput": map[string]any{"v": "parent's"}}, {"correlationId": "parent's"}} {
+		extra["reRunFromTaskId"] = two
+		e.fails(http.StatusBadRequest, "POST", "/api/workflow/"+id+"/rerun", extra)
+	}
+	if kid := e.workflow(child); kid.Status != conductor.WorkflowCompleted || len(kid.Input) != 0 || kid.CorrelationID != "" {
+		t.Fatalf("a refused rerun left the child %s, input %v, correlation id %q", kid.Status, kid.Input, kid.CorrelationID)
+	}
 	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": two})
 	e.waitStatus(child, conductor.WorkflowCompleted)
 	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {

@@ -57,6 +57,13 @@ func (d *decision) rerun(r Rerun) error {
 	if err := d.requireTerminal("rerun"); err != nil {
 		return err
 	}
+	if r.UpTo != "" && r.UpTo != d.w.ID && (r.Request.WorkflowInput != nil || r.Request.CorrelationID != "") {
+		// They are the input and correlation id of the workflow asked
+		// (Conductor's), not of this descendant holding the task; the
+		// ancestors rerun through it take nothing but the child's news.
+		return fault.Invalid("task %s is in sub-workflow %s of workflow %s: a rerun from it takes no workflowInput or correlationId (rerun %s itself, or the task without them)",
+			r.Request.ReRunFromTaskID, d.w.ID, r.UpTo, r.UpTo)
+	}
 	// A correlation id is data too: expressions and children read it.
 	if r.Request.WorkflowInput != nil || r.Request.TaskInput != nil || r.Request.CorrelationID != "" {
 		d.runAs(r.By)

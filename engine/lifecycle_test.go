@@ -523,6 +523,47 @@ func TestRerunThroughChild(t *testing.T) {
 	}
 }
 
+// A rerun asked of an ancestor from a task of its sub-workflow carries the
+// ancestor's workflowInput and correlationId (Conductor sets them on the
+// workflow asked, never on the child): the child holding the task refuses
+// them, unchanged, rather than take them as its own. Its task's input, and
+// a rerun asked of the child itself, are its own.
+func TestRerunThroughChildRefusesAncestorsData(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  conductor.RerunWorkflowRequest
+		upTo string
+		ok   bool
+	}{
+		{"workflowInput", conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"v": "new"}}, "grand-1", false},
+		{"correlationId", conductor.RerunWorkflowRequest{CorrelationID: "c2"}, "grand-1", false},
+		{"taskInput", conductor.RerunWorkflowRequest{TaskInput: map[string]any{"v": "new"}}, "grand-1", true},
+		{"asked of the child", conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"v": "new"}, CorrelationID: "c2"}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newHarness(t, `{"name":"kid","tasks":[{"name":"k1","taskReferenceName":"k1","inputParameters":{"v":"${workflow.input.v}"}}]}`,
+				map[string]any{"v": "old"})
+			c.w.ParentWorkflowID = "parent-1"
+			c.complete("k1", nil)
+			req := tc.req
+			req.ReRunFromTaskID = c.task("k1").ID
+			_, err := c.try(engine.Rerun{Request: req, UpTo: tc.upTo})
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("rerun: %v", err)
+				}
+				c.wantTask("k1", conductor.TaskScheduled)
+				return
+			}
+			wantErr(t, err, fault.ErrInvalid)
+			c.wantStatus(conductor.WorkflowCompleted)
+			if c.w.Input["v"] != "old" || c.w.CorrelationID != "corr-1" {
+				t.Fatalf("the refused rerun changed the child: input %v, correlation id %q", c.w.Input, c.w.CorrelationID)
+			}
+		})
+	}
+}
+
 // A reconcile for expired dispatches lists a task's dispatch in each pass
 // after its message expired — once per DispatchAge — and nothing else.
 func TestReconcileExpiredDispatches(t *testing.T) {
