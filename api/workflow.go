@@ -421,8 +421,10 @@ func (s *Server) parentOf(r *http.Request, id string) (*engine.Workflow, error) 
 // each ancestor up to id, whose SUB_WORKFLOW task waits for it again.
 func (s *Server) retryTarget(r *http.Request, id string) (string, error) {
 	wf, err := s.execution(r, id, auth.Execute)
-	if err != nil {
-		return "", err
+	if err != nil || !wf.Terminal() {
+		// One still running is not retried, nor its children (Conductor
+		// checks the workflow asked first): its own retry refuses it.
+		return id, err
 	}
 	for range maxRerunDepth {
 		t := wf.FirstFailed()
@@ -458,8 +460,10 @@ func (s *Server) retryTarget(r *http.Request, id string) (string, error) {
 // ancestors up to id from the SUB_WORKFLOW task that ran it.
 func (s *Server) rerunTarget(r *http.Request, id, taskID string) (string, error) {
 	wf, err := s.execution(r, id, auth.Execute)
-	if err != nil {
-		return "", err
+	if err != nil || !wf.Terminal() {
+		// As for a retry: the rerun of the workflow asked refuses it, and
+		// no child of it reruns behind a parent that would ignore it.
+		return id, err
 	}
 	var search func(w *engine.Workflow, depth int) (string, error)
 	search = func(w *engine.Workflow, depth int) (string, error) {
