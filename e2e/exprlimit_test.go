@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -44,5 +45,40 @@ func TestInputParametersOverTheRecordBound(t *testing.T) {
 
 	e.work("fan_step", 1, succeed)
 	other := e.start("fan_small", input)
+	e.waitStatus(other, conductor.WorkflowCompleted)
+}
+
+// A definition whose expression costs more than its input's size (deep
+// scans of deep scans over 250 nested maps, the deepest input the API
+// takes, 3 KiB: hours of CPU, and a list of matches past the memory) fails its task and workflow with a reason naming the
+// expression and the bound of steps; the engine goes on serving other
+// workflows.
+func TestExpressionOverTheSteps(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const hostile = "${workflow.input..*..*..*..*..x.length()}"
+	e.register(`{"name":"costly","version":1,"tasks":[{"name":"costly_step","taskReferenceName":"scan","type":"SIMPLE",
+		"inputParameters":{"n":"`+hostile+`"}}]}`,
+		`{"name":"cheap","version":1,"tasks":[{"name":"costly_step","taskReferenceName":"one","type":"SIMPLE",
+		"inputParameters":{"n":"${workflow.input..x.length()}"}}]}`)
+	var chain any = 0
+	for i := range 250 {
+		chain = map[string]any{"a": chain, "x": i}
+	}
+	input := map[string]any{"c": chain}
+	id := e.start("costly", input)
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	task := taskByRef(wf, "scan")
+	if task == nil || task.Status != conductor.TaskFailedWithTerminalError {
+		t.Fatalf("task: %+v", task)
+	}
+	for _, want := range []string{"input of scan: n", "expression evaluation too large", fmt.Sprintf("%q", hostile), fmt.Sprint(expr.MaxSteps)} {
+		if !strings.Contains(task.ReasonForIncompletion, want) || !strings.Contains(wf.ReasonForIncompletion, want) {
+			t.Fatalf("task's reason %q, workflow's %q: want %s in both", task.ReasonForIncompletion, wf.ReasonForIncompletion, want)
+		}
+	}
+
+	e.work("costly_step", 1, succeed)
+	other := e.start("cheap", input)
 	e.waitStatus(other, conductor.WorkflowCompleted)
 }

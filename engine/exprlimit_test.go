@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -124,5 +125,44 @@ func TestForkBranchesOverTheRecordBound(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Fatalf("no branch failed: %s", h.w.Reason)
+	}
+}
+
+// An expression whose work grows faster than its document (deep scans of
+// deep scans over 250 nested maps, the deepest input the API takes, 3 KiB:
+// hours of CPU, and a list of matches past the memory) fails its task, or the
+// workflow's outputParameters, with a reason naming the field, the
+// expression and the bound of steps, and so does the workflow; without
+// the bound the decision did not return.
+func TestEvaluationOverTheSteps(t *testing.T) {
+	const hostile = "${workflow.input..*..*..*..*..x.length()}"
+	var chain any = int64(0)
+	for i := range 250 {
+		chain = map[string]any{"a": chain, "x": int64(i)}
+	}
+	tests := []struct {
+		name, def, wantReason string
+	}{
+		{name: "SIMPLE input", wantReason: "input of ref: n: ",
+			def: `{"name":"costly","version":1,"tasks":[{"name":"step","taskReferenceName":"ref","type":"SIMPLE","inputParameters":{"n":"` + hostile + `"}}]}`},
+		{name: "outputParameters", wantReason: "outputParameters of workflow costly: n: ",
+			def: `{"name":"costly","version":1,"tasks":[{"name":"noop","taskReferenceName":"ref","type":"NOOP"}],"outputParameters":{"n":"` + hostile + `"}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{t: t, now: epoch, taskDefs: map[string]*conductor.TaskDef{}}
+			d, err := engine.Decide(h.input(engine.Start{WorkflowID: "wf-1", Def: parseDef(t, tc.def),
+				Request: conductor.StartWorkflowRequest{Input: map[string]any{"c": chain}}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.w = d.State
+			h.wantStatus(conductor.WorkflowFailed)
+			for _, want := range []string{tc.wantReason, "expression evaluation too large", fmt.Sprintf("%q", hostile), fmt.Sprint(expr.MaxSteps)} {
+				if !strings.Contains(h.w.Reason, want) {
+					t.Fatalf("reason %q, want %s in it", h.w.Reason, want)
+				}
+			}
+		})
 	}
 }

@@ -307,7 +307,7 @@ func (d *decision) done() bool {
 // conform to.
 func (d *decision) complete() error {
 	output, err := d.workflowOutput()
-	if errors.Is(err, expr.ErrTooLarge) {
+	if errors.Is(err, expr.ErrTooLarge) || errors.Is(err, expr.ErrTooCostly) {
 		d.finish(conductor.WorkflowFailed, fmt.Sprintf("outputParameters of workflow %s: %v", d.w.Name, err), map[string]any{})
 		return nil
 	}
@@ -365,7 +365,8 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 // last task in the list, as Conductor's decider does (the last one
 // scheduled: in a workflow ending in a DO_WHILE, the loop's last task).
 // Parameters that fail to evaluate yield {} and their error (one wrapping
-// expr.ErrTooLarge for an output over the bound of a record).
+// expr.ErrTooLarge for an output over the bound of a record,
+// expr.ErrTooCostly for expressions over the decision's steps).
 func (d *decision) workflowOutput() (map[string]any, error) {
 	if len(d.plan.def.OutputParameters) > 0 {
 		out, _, err := d.evaluate(d.plan.def.OutputParameters, "")

@@ -79,22 +79,29 @@ func EvaluateShared(tmpl any, doc Doc) (value any, deferred []Path, err error) {
 // refused. Each evaluation that succeeds takes what it counted from the
 // budget; one that fails takes nothing. A Budget is not safe for
 // concurrent use.
+//
+// A Budget bounds the work of its evaluations too, to MaxSteps together:
+// see MaxSteps and ErrTooCostly.
 type Budget struct {
 	limit, left int
+	work        *work
 }
 
 // NewBudget returns a budget of limit bytes (DefaultLimit for zero or
 // less).
-func NewBudget(limit int) *Budget {
+func NewBudget(limit int) *Budget { return newBudget(limit, MaxSteps) }
+
+func newBudget(limit, steps int) *Budget {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	return &Budget{limit: limit, left: limit}
+	return &Budget{limit: limit, left: limit, work: newWork(steps)}
 }
 
 // Aside is a budget of what is left of b, whose evaluations b does not
-// count: for a value evaluated to be read, not kept.
-func (b *Budget) Aside() *Budget { return &Budget{limit: b.limit, left: b.left} }
+// count: for a value evaluated to be read, not kept. Their steps are b's:
+// reading costs as much as keeping.
+func (b *Budget) Aside() *Budget { return &Budget{limit: b.limit, left: b.left, work: b.work} }
 
 // Left is what the budget has not given yet.
 func (b *Budget) Left() int { return b.left }
@@ -110,7 +117,11 @@ func (b *Budget) EvaluateShared(tmpl any, doc Doc) (value any, deferred []Path, 
 }
 
 func (b *Budget) evaluate(tmpl any, doc Doc, shared bool) (any, []Path, error) {
-	e := &evaluator{doc: doc, shared: shared, limit: b.limit, left: b.left, room: b.left, pathRoom: b.left}
+	if b.work == nil {
+		b.work = newWork(MaxSteps) // a Budget{}
+	}
+	e := &evaluator{doc: doc, shared: shared, limit: b.limit, left: b.left, room: b.left, pathRoom: b.left,
+		work: b.work, stepsBefore: b.work.limit - b.work.left}
 	v, err := e.value(tmpl)
 	if err != nil {
 		return nil, nil, err
@@ -165,6 +176,10 @@ type evaluator struct {
 	room     int  // bytes of limit not yet taken
 	pathRoom int  // bytes of limit the nested expressions' paths have not taken
 	over     bool // those paths passed the limit
+	// work counts the steps of the Budget's evaluations; stepsBefore is
+	// what those before this one took.
+	work        *work
+	stepsBefore int
 }
 
 // spend takes n bytes of the result from the room left, and reports
@@ -264,6 +279,9 @@ func (e *evaluator) str(s string) (any, bool, error) {
 	}
 	if len(nodes) == 1 && nodes[0].expr {
 		r := e.expr(nodes[0].body)
+		if e.work.spent() {
+			return nil, false, e.work.tooCostly(s, e.stepsBefore)
+		}
 		if e.over {
 			return nil, false, e.tooLarge()
 		}
@@ -308,6 +326,9 @@ func (e *evaluator) str(s string) (any, bool, error) {
 			}
 			anyDeferred = anyDeferred || results[i].deferred
 		}
+	}
+	if e.work.spent() {
+		return nil, false, e.work.tooCostly(s, e.stepsBefore)
 	}
 	if e.over {
 		return nil, false, e.tooLarge()
@@ -416,7 +437,7 @@ func (e *evaluator) bodyText(body []node) (string, bool) {
 			continue
 		}
 		r := e.expr(n.body)
-		if r.deferred || e.over {
+		if r.deferred || e.over || e.work.spent() {
 			return "", false
 		}
 		if !e.fits(r.value, e.pathRoom-b.Len()) {
@@ -453,9 +474,9 @@ func (e *evaluator) lookup(text string) any {
 	}
 	var out []any
 	if src, ok := e.doc.Lookup(first.names[0]); ok {
-		jp.walk(src, 1, &out)
+		jp.walk(src, 1, &out, e.work)
 	}
-	return jp.result(out)
+	return jp.result(out, e.work)
 }
 
 // scalarSize is at least the bytes v takes as JSON: a string without its

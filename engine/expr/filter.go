@@ -34,22 +34,24 @@ import (
 // lists by their elements. Each is false where an operand is not of the
 // kind it needs. Jayway's =~ (Java regular expressions) is not supported.
 
+// A filter's match takes its steps from w (see work), and is false once
+// w is spent.
 type filter interface {
-	match(cur any) bool
+	match(cur any, w *work) bool
 }
 
 type orFilter struct{ l, r filter }
 
-func (f orFilter) match(cur any) bool { return f.l.match(cur) || f.r.match(cur) }
+func (f orFilter) match(cur any, w *work) bool { return f.l.match(cur, w) || f.r.match(cur, w) }
 
 type andFilter struct{ l, r filter }
 
-func (f andFilter) match(cur any) bool { return f.l.match(cur) && f.r.match(cur) }
+func (f andFilter) match(cur any, w *work) bool { return f.l.match(cur, w) && f.r.match(cur, w) }
 
 type existsFilter struct{ path *jsonPath }
 
-func (f existsFilter) match(cur any) bool {
-	_, ok := f.path.eval(cur)
+func (f existsFilter) match(cur any, w *work) bool {
+	_, ok := f.path.eval(cur, w)
 	return ok
 }
 
@@ -58,16 +60,16 @@ type cmpFilter struct {
 	op   string
 }
 
-func (f cmpFilter) match(cur any) bool {
-	l, ok := f.l.value(cur)
+func (f cmpFilter) match(cur any, w *work) bool {
+	l, ok := f.l.value(cur, w)
 	if !ok {
 		return false
 	}
-	r, ok := f.r.value(cur)
+	r, ok := f.r.value(cur, w)
 	if !ok {
 		return false
 	}
-	return compare(l, r, f.op)
+	return compare(l, r, f.op, w)
 }
 
 // operand is a literal or, when path is set, a path relative to "@".
@@ -76,11 +78,11 @@ type operand struct {
 	lit  any
 }
 
-func (o operand) value(cur any) (any, bool) {
+func (o operand) value(cur any, w *work) (any, bool) {
 	if o.path == nil {
 		return o.lit, true
 	}
-	return o.path.eval(cur)
+	return o.path.eval(cur, w)
 }
 
 func compileFilter(s string) (filter, error) {
@@ -286,27 +288,31 @@ func (p *filterParser) skipSpace() {
 }
 
 // compare applies op to two JSON values, as described at the top of the
-// file.
-func compare(l, r any, op string) bool {
+// file, taking its steps from w: an element of a list compared, 32 bytes
+// of a string read. It is false once w is spent.
+func compare(l, r any, op string, w *work) bool {
+	if !w.take(1) {
+		return false
+	}
 	switch op {
 	case "in", "nin":
-		return holds(r, l) == (op == "in")
+		return holds(r, l, w) == (op == "in") && !w.spent()
 	case "contains":
 		if s, ok := l.(string); ok {
 			sub, ok := r.(string)
-			return ok && strings.Contains(s, sub)
+			return ok && w.text(s) && strings.Contains(s, sub)
 		}
-		return holds(l, r)
+		return holds(l, r, w)
 	case "size":
 		n, ok := toNumber(r)
 		if !ok {
 			return false
 		}
-		size, ok := sizeOf(l)
+		size, ok := sizeOf(l, w)
 		return ok && n.isInt && int64(size) == n.i
 	case "empty":
 		b, ok := r.(bool)
-		size, sized := sizeOf(l)
+		size, sized := sizeOf(l, w)
 		return ok && sized && (size == 0) == b
 	case "anyof", "noneof", "subsetof":
 		la, ok := l.([]any)
@@ -318,8 +324,11 @@ func compare(l, r any, op string) bool {
 		}
 		n := 0
 		for _, e := range la {
-			if holds(r, e) {
+			if holds(r, e, w) {
 				n++
+			}
+			if w.spent() {
+				return false
 			}
 		}
 		switch op {
@@ -335,6 +344,9 @@ func compare(l, r any, op string) bool {
 		if op != "==" && op != "!=" {
 			return false
 		}
+	}
+	if !w.compared(l, r) {
+		return false
 	}
 	c, ok := order(l, r)
 	if !ok {
@@ -385,13 +397,17 @@ func order(l, r any) (int, bool) {
 }
 
 // holds reports whether list has an element equal to v (false when list
-// is not a list).
-func holds(list, v any) bool {
+// is not a list), taking a step an element of list from w, all of them
+// before it looks.
+func holds(list, v any, w *work) bool {
 	a, ok := list.([]any)
-	if !ok {
+	if !ok || !w.take(len(a)) {
 		return false
 	}
 	for _, e := range a {
+		if !w.compared(e, v) {
+			return false
+		}
 		if c, ok := order(e, v); ok && c == 0 {
 			return true
 		}
@@ -400,11 +416,18 @@ func holds(list, v any) bool {
 }
 
 // sizeOf is the length of a string in characters, as Java counts them
-// (UTF-16 units), or of a list or map.
-func sizeOf(v any) (int, bool) {
+// (UTF-16 units), or of a list or map; a string's takes its steps from w.
+func sizeOf(v any, w *work) (int, bool) {
 	switch x := v.(type) {
 	case string:
-		return len(utf16.Encode([]rune(x))), true
+		if !w.text(x) {
+			return 0, false
+		}
+		n := 0
+		for _, r := range x {
+			n += utf16.RuneLen(r)
+		}
+		return n, true
 	case []any:
 		return len(x), true
 	case map[string]any:

@@ -1,21 +1,20 @@
 package expr
 
 import (
-	"maps"
 	"math"
 	"slices"
 )
 
 // eval applies the path to root and reports whether anything matched. The
 // value is not copied.
-func (jp *jsonPath) eval(root any) (any, bool) {
+func (jp *jsonPath) eval(root any, w *work) (any, bool) {
 	var out []any
-	jp.walk(root, 0, &out)
-	return jp.result(out), len(out) > 0
+	jp.walk(root, 0, &out, w)
+	return jp.result(out, w), len(out) > 0
 }
 
 // result turns the matches into the value Jayway returns for the path.
-func (jp *jsonPath) result(out []any) any {
+func (jp *jsonPath) result(out []any, w *work) any {
 	var v any
 	switch {
 	case !jp.definite:
@@ -27,6 +26,9 @@ func (jp *jsonPath) result(out []any) any {
 		v = out[0]
 	}
 	if jp.fn != "" {
+		if a, ok := v.([]any); ok && !w.take(len(a)) {
+			return nil // the evaluation fails: see work
+		}
 		return functions[jp.fn](v)
 	}
 	return v
@@ -79,7 +81,12 @@ func sum(ns []float64) float64 {
 	return s
 }
 
-func (jp *jsonPath) walk(node any, i int, out *[]any) {
+// walk applies step i and those after it at node; each node it is called
+// at takes a step of w, and it does nothing once w is spent.
+func (jp *jsonPath) walk(node any, i int, out *[]any, w *work) {
+	if !w.take(1) {
+		return
+	}
 	if i == len(jp.steps) {
 		*out = append(*out, node)
 		return
@@ -103,7 +110,7 @@ func (jp *jsonPath) walk(node any, i int, out *[]any) {
 		}
 		for _, n := range st.names {
 			if v, ok := m[n]; ok {
-				jp.walk(v, i+1, out)
+				jp.walk(v, i+1, out, w)
 			}
 		}
 	case stepIndex:
@@ -116,7 +123,7 @@ func (jp *jsonPath) walk(node any, i int, out *[]any) {
 				n += len(a)
 			}
 			if n >= 0 && n < len(a) {
-				jp.walk(a[n], i+1, out)
+				jp.walk(a[n], i+1, out, w)
 			}
 		}
 	case stepSlice:
@@ -125,23 +132,26 @@ func (jp *jsonPath) walk(node any, i int, out *[]any) {
 			return
 		}
 		from, to := bound(st.from, 0, len(a)), bound(st.to, len(a), len(a))
-		for j := from; j < to; j++ {
-			jp.walk(a[j], i+1, out)
+		for j := from; j < to && !w.spent(); j++ {
+			jp.walk(a[j], i+1, out, w)
 		}
 	case stepWildcard:
-		forEachChild(node, func(v any) { jp.walk(v, i+1, out) })
+		forEachChild(node, w, func(v any) { jp.walk(v, i+1, out, w) })
 	case stepScan:
-		jp.scan(node, i+1, out)
+		jp.scan(node, i+1, out, w)
 	case stepFilter:
 		switch x := node.(type) {
 		case map[string]any:
-			if st.filter.match(x) {
-				jp.walk(x, i+1, out)
+			if st.filter.match(x, w) {
+				jp.walk(x, i+1, out, w)
 			}
 		case []any:
 			for _, v := range x {
-				if st.filter.match(v) {
-					jp.walk(v, i+1, out)
+				if w.spent() {
+					return
+				}
+				if st.filter.match(v, w) {
+					jp.walk(v, i+1, out, w)
 				}
 			}
 		}
@@ -149,21 +159,41 @@ func (jp *jsonPath) walk(node any, i int, out *[]any) {
 }
 
 // scan applies step i at node and at every node below it.
-func (jp *jsonPath) scan(node any, i int, out *[]any) {
-	jp.walk(node, i, out)
-	forEachChild(node, func(v any) { jp.scan(v, i, out) })
+func (jp *jsonPath) scan(node any, i int, out *[]any, w *work) {
+	jp.walk(node, i, out, w)
+	forEachChild(node, w, func(v any) { jp.scan(v, i, out, w) })
 }
 
 // forEachChild visits the elements of an array, or the values of a map in
-// key order so that results are deterministic.
-func forEachChild(node any, fn func(any)) {
+// key order so that results are deterministic, until w is spent. A map
+// takes steps for what it costs beyond its values' visits: iterating it,
+// sorting its keys and reading each (a scan of a scan spends most of its
+// time there).
+func forEachChild(node any, w *work, fn func(any)) {
 	switch x := node.(type) {
 	case []any:
 		for _, v := range x {
+			if w.spent() {
+				return
+			}
 			fn(v)
 		}
 	case map[string]any:
-		for _, k := range slices.Sorted(maps.Keys(x)) {
+		if !w.take(4 + 2*len(x)) {
+			return
+		}
+		// A scan of a scan visits each map many times: sorting its keys
+		// in place of slices.Sorted's allocation halved the cost of a step.
+		var small [8]string
+		keys := small[:0]
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if w.spent() {
+				return
+			}
 			fn(x[k])
 		}
 	}

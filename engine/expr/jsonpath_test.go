@@ -77,7 +77,7 @@ func TestJSONPathEval(t *testing.T) {
 			t.Errorf("compilePath(%q): %v", tt.path, err)
 			continue
 		}
-		got, ok := jp.eval(root)
+		got, ok := jp.eval(root, newWork(MaxSteps))
 		if !reflect.DeepEqual(got, tt.want) || ok != tt.wantOK {
 			t.Errorf("%s = %#v, %v; want %#v, %v", tt.path, got, ok, tt.want, tt.wantOK)
 		}

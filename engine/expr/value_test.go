@@ -81,7 +81,7 @@ func TestCompare(t *testing.T) {
 		{map[string]any{}, map[string]any{}, "==", false},
 	}
 	for _, tt := range tests {
-		if got := compare(tt.l, tt.r, tt.op); got != tt.want {
+		if got := compare(tt.l, tt.r, tt.op, newWork(MaxSteps)); got != tt.want {
 			t.Errorf("compare(%#v %s %#v) = %v, want %v", tt.l, tt.op, tt.r, got, tt.want)
 		}
 	}
