@@ -131,6 +131,24 @@ func (r *recent[V]) put(key string, v V, at time.Time) {
 	}
 	r.m[key] = recentEntry[V]{v, at}
 	r.order = append(r.order, recentKey{key, at})
+	// Keys deleted keep their places, which only the bound or expiry
+	// pops: a map held under its bound by deletes (tasks withdrawn as
+	// fast as they are announced) would grow the order by a key each put,
+	// forever. Past twice the bound, the places of keys no longer held go.
+	if len(r.order)-r.head > 2*r.max {
+		r.compact()
+	}
+}
+
+// compact drops the places of keys deleted, or put again since.
+func (r *recent[V]) compact() {
+	kept := make([]recentKey, 0, len(r.m))
+	for _, k := range r.order[r.head:] {
+		if e, ok := r.m[k.key]; ok && e.at.Equal(k.at) {
+			kept = append(kept, k)
+		}
+	}
+	r.order, r.head = kept, 0
 }
 
 func (r *recent[V]) delete(key string) { delete(r.m, key) }

@@ -64,3 +64,33 @@ func TestRecentForgetsOnlyWhatItShould(t *testing.T) {
 		t.Fatalf("c = %d, %v", v, ok)
 	}
 }
+
+// Keys deleted as fast as they are put keep the map under its bound, so
+// neither the bound nor expiry pops their places: the order stays within
+// twice the bound instead of growing by a place each put (announced
+// tasks all withdrawn unpolled, a queue no worker serves).
+func TestRecentOrderBoundedUnderDeletes(t *testing.T) {
+	const max = 8
+	t0 := time.Unix(0, 0)
+	r := newRecent[int](max)
+	r.put("held", 0, t0)
+	for i := range 10_000 {
+		k := "k" + strconv.Itoa(i)
+		r.put(k, i, t0.Add(time.Duration(i)*time.Millisecond))
+		r.delete(k)
+		if n := len(r.order) - r.head; n > 2*max {
+			t.Fatalf("after %d puts and deletes the order holds %d places, want at most %d", i+1, n, 2*max)
+		}
+	}
+	if v, ok := r.get("held"); !ok || v != 0 {
+		t.Fatalf("held = %d, %v; want kept", v, ok)
+	}
+	r.put("late", 1, t0.Add(time.Hour))
+	r.expire(t0.Add(time.Second)) // held was put at t0: it goes, late stays
+	if _, ok := r.get("held"); ok {
+		t.Fatal("expiry kept held")
+	}
+	if _, ok := r.get("late"); !ok {
+		t.Fatal("expiry forgot late")
+	}
+}
