@@ -504,3 +504,57 @@ func TestChildOutputReachesItsParent(t *testing.T) {
 		}
 	}
 }
+
+// A failure workflow's failedWorkflow is the failed one as every read shows
+// it: a _secrets value its TERMINATE copied into the workflow's output
+// reads "***" there, whether the value was sealed by an earlier decision or
+// by the one that failed the workflow (which built the view before
+// sealing). The failure workflow's own input still carries the failed
+// one's _secrets to its tasks.
+func TestFailureWorkflowSeesCopiesMasked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const token, in = "terminate-copies-Ty7u8i9o", "failed-input-Rt5e4w3q"
+	e.register(`{"name":"fv_cleanup","tasks":[{"name":"fv_clean","taskReferenceName":"clean",
+	  "inputParameters":{"in":"${workflow.input._secrets.in}","fw":"${workflow.input.failedWorkflow}"}}]}`)
+	e.work("fv_fetch", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"x": token}}}, nil
+	})
+	got := make(chan map[string]any, 1)
+	e.work("fv_clean", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData
+		return workers.Output{}, nil
+	})
+	terminate := `{"name":"term","taskReferenceName":"term","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED",
+	  "workflowOutput":{"plain":"${fetch.output._secrets.x}"}}}`
+	for name, between := range map[string]string{
+		"same decision":    "",
+		"earlier decision": `{"name":"hold","taskReferenceName":"hold","type":"WAIT","inputParameters":{"duration":"1s"}},`,
+	} {
+		flow := "fv_fails_" + strings.ReplaceAll(name, " ", "_")
+		e.register(`{"name":"` + flow + `","failureWorkflow":"fv_cleanup","tasks":[
+		  {"name":"fv_fetch","taskReferenceName":"fetch"},` + between + terminate + `]}`)
+		id := e.start(flow, map[string]any{"_secrets": map[string]any{"in": in}})
+		var input map[string]any
+		select {
+		case input = <-got:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the failure workflow's task was not handed off", name)
+		}
+		if input["in"] != in {
+			t.Errorf("%s: the failure workflow's task got %v for the failed one's _secrets input", name, input["in"])
+		}
+		fw, _ := input["fw"].(map[string]any)
+		output, _ := fw["output"].(map[string]any)
+		if output["plain"] != masking.Mask {
+			t.Errorf("%s: failedWorkflow's output reads %v, want %q", name, output, masking.Mask)
+		}
+		js, _ := json.Marshal(fw)
+		if strings.Contains(string(js), token) {
+			t.Errorf("%s: the failure workflow's task got the value in failedWorkflow: %s", name, js)
+		}
+		if out := e.waitStatus(id, conductor.WorkflowFailed).Output; out["plain"] != masking.Mask {
+			t.Errorf("%s: the failed workflow's output reads %v", name, out)
+		}
+	}
+}

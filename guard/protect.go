@@ -182,6 +182,9 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 			set(i, e)
 		case engine.StartWorkflow:
 			if len(p.bySealed) > 0 {
+				if e.Failure {
+					e.Input = p.maskFailedView(e.Input, e.From)
+				}
 				e.Input = p.substitute(e.Input).(map[string]any)
 				if e.SecretsKey == "" && masking.HasSealed(e.Input) {
 					e.SecretsKey = p.s.secretsKey // taken in this decision
@@ -464,17 +467,23 @@ func (r sealRecorder) Open(kind byte, path string, ct []byte) ([]byte, error) {
 // substitute replaces values equal to one sealed in this pass with its
 // sealed form.
 func (p *protection) substitute(v any) any {
+	return p.replaceSealed(v, func(s *masking.Sealed) any { return s })
+}
+
+// replaceSealed replaces values equal to one sealed in this pass with what
+// with makes of its sealed form.
+func (p *protection) replaceSealed(v any, with func(*masking.Sealed) any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = p.substitute(e)
+			out[k] = p.replaceSealed(e, with)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = p.substitute(e)
+			out[i] = p.replaceSealed(e, with)
 		}
 		return out
 	case *masking.Sealed, nil:
@@ -485,9 +494,26 @@ func (p *protection) substitute(v any) any {
 		return v
 	}
 	if sealed, ok := p.bySealed[string(js)]; ok {
-		return sealed
+		return with(sealed)
 	}
 	return v
+}
+
+// maskFailedView masks, in a failure workflow's input, the values sealed in
+// this pass that the failed workflow's view (failedWorkflow) copies: the
+// decision that sealed them built the view from its state before sealing,
+// where a copy of a value (a TERMINATE's workflowOutput taking a _secrets
+// value) is still plaintext. Every read of the failed workflow shows the
+// copy "***", as the view shows a value sealed by an earlier decision: the
+// failure workflow's tasks get it so, not the value.
+func (p *protection) maskFailedView(in map[string]any, failedID string) map[string]any {
+	view, ok := in["failedWorkflow"].(map[string]any)
+	if !ok || view["workflowId"] != failedID {
+		return in // no view (too large): the key is the failed workflow's input
+	}
+	out := maps.Clone(in)
+	out["failedWorkflow"] = p.replaceSealed(view, func(*masking.Sealed) any { return masking.Mask })
+	return out
 }
 
 // deferSealed turns the copies of values sealed in this pass that a task's
