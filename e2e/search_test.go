@@ -147,6 +147,15 @@ func TestWorkflowSearch(t *testing.T) {
 		t.Errorf("status:ASC,startTime:DESC %v, want %v", got, want)
 	}
 
+	// A workflow that has not ended sorts after those that have, either
+	// way, as a missing endTime sorts in Conductor's index.
+	for _, dir := range []string{"ASC", "DESC"} {
+		got := summaryIDs(e.search("/api/workflow/search?sort=endTime:" + dir))
+		if len(got) != len(all) || !sameSet(got[:4], f.packs) || !reflect.DeepEqual(got[4:], reversed(f.refunds)) {
+			t.Errorf("endTime:%s %v: want the ended %v first, then the running newest first %v", dir, got, f.packs, reversed(f.refunds))
+		}
+	}
+
 	// Paging.
 	var paged []string
 	for start := 0; start < 10; start += 3 {

@@ -129,26 +129,60 @@ func ParseSort(params []string, schema Schema) ([]SortKey, error) {
 	return out, nil
 }
 
-// Less orders two documents by keys; ties keep their order.
-func Less(keys []SortKey, a, b Doc) bool {
+// Compare orders two documents by keys: negative when a comes first, 0
+// for a tie. A value a document lacks ("" text, a zero time) comes after
+// every value in either direction, as Elasticsearch sorts a field missing
+// from Conductor's index: a running workflow's endTime, a workflow
+// without a correlation id.
+func Compare(keys []SortKey, a, b Doc) int {
 	for _, k := range keys {
+		av, bv := a(k.Field), b(k.Field)
+		am, bm := k.missing(av), k.missing(bv)
 		var r int
-		if k.Kind == String {
-			as, _ := a(k.Field).(string)
-			bs, _ := b(k.Field).(string)
+		switch {
+		case am && bm:
+			continue
+		case am:
+			return 1
+		case bm:
+			return -1
+		case k.Kind == String:
+			as, _ := av.(string)
+			bs, _ := bv.(string)
 			r = strings.Compare(as, bs)
-		} else {
-			an, _ := a(k.Field).(int64)
-			bn, _ := b(k.Field).(int64)
+		default:
+			an, _ := av.(int64)
+			bn, _ := bv.(int64)
 			r = cmp.Compare(an, bn)
 		}
 		if r == 0 {
 			continue
 		}
-		return (r < 0) != k.Desc
+		if k.Desc {
+			return -r
+		}
+		return r
+	}
+	return 0
+}
+
+// missing reports whether v is no value of k's field. A number's 0 is a
+// value: Conductor's summaries always hold priority and executionTime.
+func (k SortKey) missing(v any) bool {
+	switch k.Kind {
+	case String:
+		s, _ := v.(string)
+		return s == ""
+	case Time:
+		n, _ := v.(int64)
+		return n == 0
 	}
 	return false
 }
+
+// Less reports whether a comes before b (see Compare); ties keep their
+// order.
+func Less(keys []SortKey, a, b Doc) bool { return Compare(keys, a, b) < 0 }
 
 // FreeText is a parsed freeText parameter: "" and "*" match everything,
 // anything else matches documents whose text contains it, ignoring case

@@ -171,6 +171,37 @@ func TestSort(t *testing.T) {
 	}
 }
 
+// A value a document lacks sorts after every value whichever the
+// direction, as a field missing from Conductor's index does; a number's 0
+// is a value.
+func TestSortMissingLast(t *testing.T) {
+	ended := doc{"workflowId": "w-1", "correlationId": "c-1", "startTime": int64(5), "version": int64(1)}
+	running := doc{"workflowId": "w-2", "startTime": int64(0), "correlationId": "", "version": int64(0)}
+	for _, tc := range []struct {
+		sort       string
+		endedFirst bool
+	}{
+		{"startTime:ASC", true},
+		{"startTime:DESC", true},
+		{"correlationId:ASC", true},
+		{"correlationId:DESC", true},
+		{"version:ASC", false},
+		{"version:DESC", true},
+	} {
+		keys, err := query.ParseSort([]string{tc.sort}, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := query.Less(keys, ended.get, running.get); got != tc.endedFirst || query.Less(keys, running.get, ended.get) == tc.endedFirst {
+			t.Errorf("%s: ended first %v, want %v", tc.sort, got, tc.endedFirst)
+		}
+	}
+	keys, _ := query.ParseSort([]string{"correlationId"}, schema)
+	if c := query.Compare(keys, running.get, doc{}.get); c != 0 {
+		t.Errorf("two documents without the field compare %d, want a tie", c)
+	}
+}
+
 func TestFreeText(t *testing.T) {
 	for _, tc := range []struct {
 		text string
