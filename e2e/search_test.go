@@ -156,6 +156,15 @@ func TestWorkflowSearch(t *testing.T) {
 		}
 	}
 
+	// Ties fall back to the default order, newest first, however the
+	// query lists its values.
+	for _, q := range []string{"status IN (COMPLETED, FAILED)", "status IN (FAILED, COMPLETED)"} {
+		want := summaryIDs(e.search("/api/workflow/search?query=" + urlEscape(q)))
+		if got := summaryIDs(e.search("/api/workflow/search?sort=workflowType:ASC&query=" + urlEscape(q))); len(want) != 4 || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s sorted by workflowType, all tied: %v, want newest first %v", q, got, want)
+		}
+	}
+
 	// Paging.
 	var paged []string
 	for start := 0; start < 10; start += 3 {
@@ -271,6 +280,20 @@ func TestTaskSearch(t *testing.T) {
 	for i := 1; i < len(byWF.Results); i++ {
 		if byWF.Results[i-1].WorkflowID > byWF.Results[i].WorkflowID {
 			t.Fatalf("not sorted by workflowId: %+v", byWF.Results)
+		}
+	}
+	// Ties fall back to the default order, newest scheduled first,
+	// however the query lists its values.
+	for _, q := range []string{"taskType = pack AND status IN (COMPLETED, FAILED)", "taskType = pack AND status IN (FAILED, COMPLETED)"} {
+		var want, got []string
+		for _, ts := range search(q, "", "").Results {
+			want = append(want, ts.TaskID)
+		}
+		for _, ts := range search(q, "", "workflowType:ASC").Results {
+			got = append(got, ts.TaskID)
+		}
+		if len(want) != 4 || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s sorted by workflowType, all tied: %v, want newest first %v", q, got, want)
 		}
 	}
 	newest := search("", "", "")

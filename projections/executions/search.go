@@ -175,15 +175,12 @@ func (r *Reader) workflowHits(ctx context.Context, s query.Search) ([]wfHit, err
 	if byStart {
 		sortByTime(hits, len(keys) == 0 || keys[0].Desc, func(h wfHit) (int64, string) { return h.start, h.id })
 	} else {
-		slices.SortStableFunc(hits, func(a, b wfHit) int {
-			switch {
-			case query.Less(keys, a.sum.field, b.sum.field):
-				return -1
-			case query.Less(keys, b.sum.field, a.sum.field):
-				return 1
-			}
-			return 0
-		})
+		// Ties fall back to the default order, newest first: the order
+		// candidates come in (one index value after another) would make
+		// a page depend on how the query was written.
+		keys = append(keys, query.SortKey{Field: "startTime", Kind: query.Time, Desc: true},
+			query.SortKey{Field: "workflowId", Kind: query.String, Desc: true})
+		slices.SortFunc(hits, func(a, b wfHit) int { return query.Compare(keys, a.sum.field, b.sum.field) })
 	}
 	return hits, nil
 }

@@ -110,6 +110,11 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 	if len(keys) == 0 || (len(keys) == 1 && keys[0].Field == "scheduledTime") {
 		sortByTime(hits, len(keys) == 0 || keys[0].Desc, func(h taskHit) (int64, string) { return h.scheduled, h.taskID })
 	} else {
+		// Ties fall back to the default order, newest scheduled first:
+		// the order candidates come in (one index value after another)
+		// would make a page depend on how the query was written.
+		keys = append(keys, query.SortKey{Field: "scheduledTime", Kind: query.Time, Desc: true},
+			query.SortKey{Field: "taskId", Kind: query.String, Desc: true})
 		// The sort's fields of each hit, not its workflow: hits may be
 		// many, their workflows large.
 		docs := make(map[string]query.Doc, len(hits))
@@ -123,15 +128,7 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 			}
 			docs[h.taskID] = func(name string) any { return vals[name] }
 		}
-		slices.SortStableFunc(hits, func(a, b taskHit) int {
-			switch {
-			case query.Less(keys, docs[a.taskID], docs[b.taskID]):
-				return -1
-			case query.Less(keys, docs[b.taskID], docs[a.taskID]):
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(hits, func(a, b taskHit) int { return query.Compare(keys, docs[a.taskID], docs[b.taskID]) })
 	}
 	page := pageOf(hits, s.Start, s.Size)
 	out := make([]*conductor.Task, 0, len(page))
