@@ -411,6 +411,10 @@ func (p *parser) comparison() (node, error) {
 		return nil, err
 	}
 	field, kind, ok := p.schema.lookup(ft.text)
+	if !ok && strings.EqualFold(ft.text, "NOT") {
+		p.pos--
+		return nil, p.errorf("NOT does not negate a comparison: use !=, NOT IN (...) or IS NULL")
+	}
 	if !ok {
 		p.pos--
 		return nil, p.errorf("unknown field %q (known: %s)", ft.text, strings.Join(p.schema.names(), ", "))

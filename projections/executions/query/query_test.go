@@ -123,6 +123,20 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// A refusal says what is wrong with the query.
+func TestParseErrorSays(t *testing.T) {
+	for _, tc := range []struct{ q, says string }{
+		{"NOT status = RUNNING", "NOT does not negate a comparison: use !=, NOT IN (...) or IS NULL"},
+		{"status = FAILED AND not (version = 2)", "NOT does not negate a comparison"},
+		{"colour = red", `unknown field "colour"`},
+		{"status = RUNNING)", `unexpected ")"`},
+	} {
+		if _, err := query.Parse(tc.q, schema); err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%q: err = %v, want it to say %q", tc.q, err, tc.says)
+		}
+	}
+}
+
 func TestConjuncts(t *testing.T) {
 	for _, tc := range []struct {
 		q    string
