@@ -122,14 +122,31 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer cancel()
 	if sub == "rotate" {
 		res, err := keys.Rotate(ctx)
-		if err != nil {
+		if err != nil && res.Term == 0 {
 			return err
 		}
-		fmt.Fprintf(stdout, "rotated the keyring to term %d (was %d); re-wrapped %d data keys\n", res.Term, res.Previous, res.Rewrapped)
+		if err == nil {
+			fmt.Fprintf(stdout, "rotated the keyring to term %d (was %d); re-wrapped %d data keys\n", res.Term, res.Previous, res.Rewrapped)
+		}
+		// A rotation stopped after it stored its keyring (interrupted, or
+		// a key it could not re-wrap) made the new term all the same: it
+		// is recorded, with the keys re-wrapped so far, on a context of
+		// its own, since an interrupt cancelled ctx.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer rcancel()
 		by := osUser()
-		if err := audit.NewRecorder(log, audit.RecorderConfig{Logger: logger}).Record(ctx, by, &schemas.KeyringRotated{
-			Term: int(res.Term), Previous: int(res.Previous), Rewrapped: res.Rewrapped, By: by, Time: time.Now().UnixMilli()}); err != nil {
-			return fmt.Errorf("the keyring is rotated, but the audit trail does not say so: %w", err)
+		aerr := audit.NewRecorder(log, audit.RecorderConfig{Logger: logger}).Record(rctx, by, &schemas.KeyringRotated{
+			Term: int(res.Term), Previous: int(res.Previous), Rewrapped: res.Rewrapped, By: by, Time: time.Now().UnixMilli()})
+		if err != nil {
+			recorded := "recorded in the audit trail"
+			if aerr != nil {
+				recorded = fmt.Sprintf("not recorded in the audit trail (%v)", aerr)
+			}
+			return fmt.Errorf("rotated the keyring to term %d (was %d), %s, but stopped after re-wrapping %d data keys: %w; "+
+				"the keys not re-wrapped yet stay readable under their old term: run `flowvault keys rotate` again to finish", res.Term, res.Previous, recorded, res.Rewrapped, err)
+		}
+		if aerr != nil {
+			return fmt.Errorf("the keyring is rotated, but the audit trail does not say so: %w", aerr)
 		}
 		return nil
 	}
