@@ -111,12 +111,18 @@ func ConnectOptions(creds []byte) ([]nats.Option, error) {
 }
 
 // Connect connects to NATS at url with worker credentials creds (see
-// ConnectOptions); opts come after, so they may add to them.
+// ConnectOptions), reconnecting for ever once connected; opts come after,
+// so they may add to them or override them (nats.MaxReconnects).
 func Connect(url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) {
 	copts, err := ConnectOptions(creds)
 	if err != nil {
 		return nil, err
 	}
+	// nats.go gives up after 60 attempts, 2 s apart: a server that takes
+	// longer to come back (a restart refuses workers until its read models
+	// have caught up) would leave the worker with a closed connection for
+	// good. A worker has nothing better to do than wait for its server.
+	copts = append(copts, nats.MaxReconnects(-1))
 	nc, err := nats.Connect(url, append(copts, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)

@@ -100,7 +100,12 @@ func NewWorker(nc *nats.Conn, cfg WorkerConfig, h Handler) (*Worker, error) {
 // Run takes and executes tasks until ctx is done. Then it stops taking
 // new tasks, ends the polls it has waiting at engines (for 2 s at most),
 // lets running handlers finish and reports their results, and returns.
-// Tasks it had not taken yet go to other workers.
+// Tasks it had not taken yet go to other workers. While the connection
+// reconnects (a server restart), Run waits for it; once it is closed (it
+// ran out of reconnection attempts, or was closed), Run lets running
+// handlers finish and returns an error wrapping nats.ErrConnectionClosed:
+// their results could not be sent, and their tasks go to other workers
+// after their response timeouts.
 func (w *Worker) Run(ctx context.Context) error {
 	// Handlers and result reports outlive ctx: a graceful stop finishes them.
 	work := context.WithoutCancel(ctx)
@@ -146,6 +151,13 @@ func (w *Worker) slot(ctx, work context.Context) error {
 					// their rights back, or new ones.
 					w.cfg.Logger.Warn("this worker may no longer take tasks of its type: stopping", logkey.Err, err)
 					return err
+				}
+				if w.nc.IsClosed() {
+					// The connection gave up reconnecting (its MaxReconnects
+					// ran out) or was closed: it never comes back, and a
+					// slot polling it would look alive and take nothing.
+					w.cfg.Logger.Error("the NATS connection is closed: stopping", logkey.Err, err)
+					return fmt.Errorf("worker %s: %w", w.cfg.TaskType, nats.ErrConnectionClosed)
 				}
 				w.cfg.Logger.Debug("poll failed", logkey.Err, err)
 				sleep(ctx, backoff)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -423,5 +426,165 @@ func TestWorkerStopsWhenForbidden(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatalf("the worker went on polling: %d polls", polls.Load())
+	}
+}
+
+// A worker whose connection closes for good (it ran out of reconnection
+// attempts) stops, Run returning nats.ErrConnectionClosed, instead of
+// polling a connection that never comes back: it looked alive and took no
+// task. A task it was running when the connection closed is finished
+// first.
+func TestWorkerStopsWhenItsConnectionCloses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		engine  bool // an engine offers a task, running when the connection closes
+		handled int32
+	}{
+		{name: "polling", engine: false, handled: 0},
+		{name: "running a task", engine: true, handled: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := testutil.OpenLog(t, "")
+			ctx := testutil.Context(t, 30*time.Second)
+			const taskType = "cut_off"
+			var polls atomic.Int32
+			offers := offerOnce(taskType)
+			standInEngine(t, l.Conn(), taskType, func() (workers.PollReply, bool) {
+				polls.Add(1)
+				if !tc.engine {
+					return workers.PollReply{}, false // holds the poll, as an engine with nothing queued
+				}
+				return offers()
+			}, okResults)
+			nc, err := l.ConnectInProcess()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			running, release := make(chan struct{}), make(chan struct{})
+			var handled atomic.Int32
+			done := runWorker(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second, RequestTimeout: time.Second, Concurrency: 2},
+				func(context.Context, *conductor.Task) (workers.Output, error) {
+					close(running)
+					<-release
+					handled.Add(1)
+					return workers.Output{}, nil
+				})
+			if tc.engine {
+				<-running
+			}
+			testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+				if polls.Load() < 2 {
+					return errors.New("the worker's slots are not polling yet")
+				}
+				return nil
+			})
+			nc.Close()
+			close(release)
+			select {
+			case err := <-done:
+				if !errors.Is(err, nats.ErrConnectionClosed) || handled.Load() != tc.handled {
+					t.Fatalf("Run returned %v with %d tasks handled, want the closed connection after %d", err, handled.Load(), tc.handled)
+				}
+			case <-ctx.Done():
+				t.Fatal("the worker went on polling a closed connection")
+			}
+		})
+	}
+}
+
+// Connect's connection reconnects for ever: nats.go's default gives up
+// after 60 attempts 2 s apart, shorter than a restart whose read models
+// take long to catch up, and leaves a worker without a connection for
+// good. An option given to Connect still wins.
+func TestConnectReconnectsForEver(t *testing.T) {
+	t.Parallel()
+	url := testutil.StartNATS(t, t.TempDir(), 0).ClientURL()
+	creds := userCreds(t)
+	for _, tc := range []struct {
+		name string
+		opts []nats.Option
+		want int
+	}{
+		{name: "default", want: -1},
+		{name: "caller's", opts: []nats.Option{nats.MaxReconnects(5)}, want: 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := workers.Connect(url, creds, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if nc.Opts.MaxReconnect != tc.want {
+				t.Fatalf("MaxReconnect = %d, want %d", nc.Opts.MaxReconnect, tc.want)
+			}
+		})
+	}
+}
+
+// userCreds is a .creds file of a new user signed by a new account (a test
+// server without authentication takes any).
+func userCreds(t *testing.T) []byte {
+	t.Helper()
+	account, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := user.PublicKey()
+	token, err := jwt.NewUserClaims(pub).Encode(account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	creds, err := jwt.FormatUserConfig(token, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return creds
+}
+
+// A handler that panics fails its task, the panic's value as the reason,
+// and the worker goes on: the slot takes its next task.
+func TestHandlerPanicFailsTheTask(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	const taskType = "panicky"
+	var offered atomic.Int32
+	standInEngine(t, l.Conn(), taskType, func() (workers.PollReply, bool) {
+		n := offered.Add(1)
+		if n > 2 {
+			return workers.PollReply{}, false
+		}
+		return workers.PollReply{Task: &conductor.Task{TaskID: "t" + strconv.Itoa(int(n)), WorkflowInstanceID: "wf1",
+			TaskType: taskType, Status: conductor.TaskInProgress}}, true
+	}, okResults)
+	results := make(chan conductor.TaskResult, 4)
+	cfg := workers.WorkerConfig{TaskType: taskType, PollWait: time.Second,
+		OnResult: func(res conductor.TaskResult, _ workers.ResultReply) { results <- res }}
+	runWorker(t, ctx, l.Conn(), cfg, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		if task.TaskID == "t1" {
+			panic("boom")
+		}
+		return workers.Output{}, nil
+	})
+	for _, want := range []struct{ id, status, reason string }{
+		{"t1", conductor.TaskFailed, "worker panic: boom"},
+		{"t2", conductor.TaskCompleted, ""},
+	} {
+		select {
+		case r := <-results:
+			if r.TaskID != want.id || r.Status != want.status || r.ReasonForIncompletion != want.reason {
+				t.Fatalf("result %s %s %q, want %s %s %q", r.TaskID, r.Status, r.ReasonForIncompletion, want.id, want.status, want.reason)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no result for %s", want.id)
+		}
 	}
 }
