@@ -56,10 +56,7 @@ func TestSDKAuthenticatesAndRefreshes(t *testing.T) {
 // JSON lines it printed, by their "step" field, and its whole output.
 func runSDKScript(t *testing.T, script string, env ...string) (map[string]map[string]any, []byte) {
 	t.Helper()
-	dir, _ := filepath.Abs(filepath.Join("testdata", "sdk"))
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@io-orkes", "conductor-javascript")); err != nil {
-		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
-	}
+	dir := npmDir(t, filepath.Join("testdata", "sdk"), "@io-orkes/conductor-javascript")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", script)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -232,3 +234,18 @@ func (c *counter) total() int {
 
 // succeed is a worker handler that completes each task with no output.
 func succeed(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil }
+
+// npmDir returns the absolute path of dir, a directory of npm test
+// dependencies, once its node_modules holds pkg: make test installs them
+// (npm ci) before the tests run.
+func npmDir(t testing.TB, dir, pkg string) string {
+	t.Helper()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(abs, "node_modules", pkg, "package.json")); err != nil {
+		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", abs)
+	}
+	return abs
+}

@@ -33,10 +33,7 @@ const doubleFlow = `{"name":"double_it","tasks":[{"name":"double","taskReference
 // waiting for tasks at an engine, and waiting for them with its results.
 func TestNodeWorker(t *testing.T) {
 	t.Parallel()
-	dir, _ := filepath.Abs(filepath.Join("..", "workers", "testdata", "node"))
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@nats-io", "jetstream")); err != nil {
-		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
-	}
+	dir := npmDir(t, filepath.Join("..", "workers", "testdata", "node"), "@nats-io/jetstream")
 	for _, mode := range []string{"take", "poll", "chain"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()

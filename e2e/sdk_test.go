@@ -24,10 +24,7 @@ import (
 // left behind.
 func TestConductorJavaScriptSDK(t *testing.T) {
 	t.Parallel()
-	dir, _ := filepath.Abs(filepath.Join("testdata", "sdk"))
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@io-orkes", "conductor-javascript", "package.json")); err != nil {
-		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
-	}
+	dir := npmDir(t, filepath.Join("testdata", "sdk"), "@io-orkes/conductor-javascript")
 	e := newEnv(t)
 	ctx := testutil.Context(t, 3*time.Minute)
 	cmd := exec.CommandContext(ctx, "node", "sdk.mjs")

@@ -152,10 +152,7 @@ func TestGoWorkersOutliveGracefulRestart(t *testing.T) {
 // apart), and it polls and completes the tasks scheduled after.
 func TestJavaScriptWorkersOutliveRestart(t *testing.T) {
 	t.Parallel()
-	dir, _ := filepath.Abs(filepath.Join("testdata", "sdk"))
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@io-orkes", "conductor-javascript", "package.json")); err != nil {
-		t.Fatalf("%s has no node_modules: run `npm ci` there (make test does)", dir)
-	}
+	dir := npmDir(t, filepath.Join("testdata", "sdk"), "@io-orkes/conductor-javascript")
 	r := startRestartable(t)
 	r.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"js_restart","responseTimeoutSeconds":600,"retryCount":0}]`)
 	r.register(`{"name":"js_restart_flow","tasks":[{"name":"js_restart","taskReferenceName":"j","inputParameters":{"hold":"${workflow.input.hold}"}}]}`)
