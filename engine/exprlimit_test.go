@@ -166,3 +166,37 @@ func TestEvaluationOverTheSteps(t *testing.T) {
 		})
 	}
 }
+
+// A loop the decider runs alone reads its items again at every iteration,
+// and a decision's expressions share one bound of steps: a decision that
+// has taken half of them starts no new iteration and the next goes on, as
+// after yieldAfter rounds, so that a loop whose items cost 90,000 steps a
+// reading (a filter over 30,000 orders) runs its 200 iterations to the
+// end. It failed at about the 110th, 'items: expression evaluation too
+// large', as no iteration alone does.
+func TestLoopSpreadsItsStepsOverDecisions(t *testing.T) {
+	orders := make([]any, 30000)
+	for i := range orders {
+		orders[i] = map[string]any{"id": int64(i), "open": i%150 == 0}
+	}
+	h := newHarness(t, `{"name":"each","version":1,"tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.orders[?(@.open == true)].id}",
+	  "loopOver":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"last":"${loop.output.loopItem}"}}]}]}`,
+		map[string]any{"orders": orders})
+	for range 20 {
+		if h.w.Status != conductor.WorkflowRunning {
+			break
+		}
+		if !engine.Pending(h.w) {
+			t.Fatalf("workflow running with no iteration pending: %v", h.refs())
+		}
+		h.decide(engine.Tick{})
+	}
+	h.wantStatus(conductor.WorkflowCompleted)
+	if got := h.wantTask("loop", conductor.TaskCompleted).Output["iteration"]; got != int64(200) {
+		t.Fatalf("loop ended at iteration %v, want 200", got)
+	}
+	if got := h.w.Variables["last"]; got != int64(29850) {
+		t.Fatalf("last item %v, want 29850", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -61,9 +62,12 @@ import (
 //
 // A loop whose body the decider runs alone (SET_VARIABLE, say) runs an
 // iteration every round or two of one decision. A decision that ran
-// yieldAfter rounds starts no new iteration: the loop waits at step 1 with
-// no task of its iteration yet, which Deadlines reports due at once and
-// Pending reports; the next decision (a Tick) goes on.
+// yieldAfter rounds, or whose expressions took half of expr.MaxSteps,
+// starts no new iteration: the loop waits at step 1 with no task of its
+// iteration yet, which Deadlines reports due at once and Pending reports;
+// the next decision (a Tick) goes on. The steps are the decision's, and
+// each iteration reads its items again: a loop over 20,000 items taken by
+// ${x[*].id} spent them all within 250 iterations and failed.
 //
 // The loop's status and output are the decider's: a report on the loop
 // from anyone but its condition's system worker (an operator's task
@@ -178,7 +182,7 @@ func (d *decision) advanceLoop(loop *Task) bool {
 	n := loopIteration(loop)
 	first := wt.LoopOver[0]
 	if d.latest(iterRef(first.TaskReferenceName, n)) == nil {
-		if d.rounds >= yieldAfter {
+		if d.rounds >= yieldAfter || d.budget().Steps() > expr.MaxSteps/2 {
 			return false // the next decision starts it (see yieldAfter)
 		}
 		d.schedule(first, scheduleOpts{iteration: n})

@@ -106,6 +106,16 @@ func (b *Budget) Aside() *Budget { return &Budget{limit: b.limit, left: b.left, 
 // Left is what the budget has not given yet.
 func (b *Budget) Left() int { return b.left }
 
+// Steps is what the evaluations of b and its Asides have taken of
+// MaxSteps, for a caller that can stop between evaluations and go on
+// later (a loop run by the decider alone).
+func (b *Budget) Steps() int {
+	if b.work == nil {
+		return 0
+	}
+	return b.work.limit - b.work.left
+}
+
 // Evaluate is the package's Evaluate within what is left of b.
 func (b *Budget) Evaluate(tmpl any, doc Doc) (value any, deferred []Path, err error) {
 	return b.evaluate(tmpl, doc, false)
