@@ -222,13 +222,16 @@ func TestEventHandlerActions(t *testing.T) {
 // A start_workflow action's inline definition is the started workflow's:
 // its expressions read that workflow's input as it runs, not the event
 // (evaluated over the event, ${workflow.input.orderId} was null before
-// the workflow started).
+// the workflow started). The conductor.event.* keys the server adds to
+// its input are not judged by an input schema that allows no other keys.
 func TestEventHandlerInlineDefinitionKeepsItsExpressions(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
 	e.must(http.StatusNoContent, "POST", "/api/event", `[{"name":"inline_expr","event":"nats:inline.expr","active":true,
 	   "actions":[{"action":"start_workflow","start_workflow":{"name":"inline_expr_run","correlationId":"${orderId}","input":{"orderId":"${orderId}"},
-	     "workflowDef":{"tasks":[{"name":"note","taskReferenceName":"note","type":"SET_VARIABLE","inputParameters":{"seen":"${workflow.input.orderId}"}}],
+	     "workflowDef":{"enforceSchema":true,"inputSchema":{"name":"inline_order","type":"JSON","data":{"type":"object",
+	         "properties":{"orderId":{"type":"string"}},"required":["orderId"],"additionalProperties":false}},
+	       "tasks":[{"name":"note","taskReferenceName":"note","type":"SET_VARIABLE","inputParameters":{"seen":"${workflow.input.orderId}"}}],
 	       "outputParameters":{"order":"${workflow.input.orderId}","seen":"${workflow.variables.seen}"}}}}]}]`)
 	creds, err := e.node.NATS().EventPublisherCredentials()
 	if err != nil {

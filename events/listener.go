@@ -354,13 +354,14 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 			return err
 		}
 		req.CreatedBy = ""
-		req.Input = eventMarked(req.Input, h.Event, msgID)
+		var added []string
+		req.Input, added = eventMarked(req.Input, h.Event, msgID)
 		for _, p := range as {
 			if err := l.cfg.Authz.MayStart(ctx, p, req); err != nil {
 				return err
 			}
 		}
-		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:]}
+		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added}
 		if msgID != "" {
 			// The same event published again starts nothing new.
 			o.WorkflowID = engine.DeriveID("event", h.Name, msgID, strconv.Itoa(i))
@@ -382,7 +383,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		if action == conductor.ActionFailTask {
 			status = conductor.TaskFailed
 		}
-		d.Output = eventMarked(d.Output, h.Event, msgID)
+		d.Output, _ = eventMarked(d.Output, h.Event, msgID)
 		return l.updateTask(ctx, d, status, as)
 	case conductor.ActionTerminateWorkflow:
 		var d conductor.EventTerminate
@@ -413,15 +414,17 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 // eventMarked returns m with what Conductor adds to the data an event's
 // action writes (a started workflow's input, an updated task's output):
 // the handler's event and the event message's id, when it has one (an
-// EVENT task's event does: Nats-Msg-Id).
-func eventMarked(m map[string]any, event, msgID string) map[string]any {
+// EVENT task's event does: Nats-Msg-Id). It returns the keys it set too.
+func eventMarked(m map[string]any, event, msgID string) (map[string]any, []string) {
 	out := make(map[string]any, len(m)+2)
 	maps.Copy(out, m)
-	out["conductor.event.name"] = event
+	added := []string{"conductor.event.name"}
+	out[added[0]] = event
 	if msgID != "" {
 		out["conductor.event.messageId"] = msgID
+		added = append(added, "conductor.event.messageId")
 	}
-	return out
+	return out, added
 }
 
 // updateTask completes or fails the task d names.

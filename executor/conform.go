@@ -27,13 +27,16 @@ func (e *Executor) SetConformance(c Conformance) { e.conform = c }
 // checkStartInput holds a start's input, with the definition's
 // inputTemplate filling what it lacks as the start will, to the
 // definition's inputSchema.
-func (e *Executor) checkStartInput(ctx context.Context, def *conductor.WorkflowDef, input map[string]any) error {
+func (e *Executor) checkStartInput(ctx context.Context, def *conductor.WorkflowDef, input map[string]any, added []string) error {
 	if e.conform == nil || !def.EnforceSchema || def.InputSchema == nil {
 		return nil
 	}
 	in := maps.Clone(input)
 	if in == nil {
 		in = map[string]any{}
+	}
+	for _, k := range added {
+		delete(in, k)
 	}
 	for k, v := range def.InputTemplate {
 		if _, ok := in[k]; !ok {

@@ -32,6 +32,10 @@ type StartOptions struct {
 	RequestID            string
 	// Resolved names values resolved into the request's input.
 	Resolved []schemas.ResolvedRef
+	// Added are input keys the server put in the request's input, not its
+	// sender (an event's conductor.event.name): the definition's input
+	// schema does not judge them, since its author cannot foresee them.
+	Added []string
 }
 
 // Idempotency finds the workflow last started with an idempotency key.
@@ -98,7 +102,7 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if len(def.Raw) == 0 {
 		return "", 0, fault.Invalid("start workflow %s: definition has no JSON", def.Name)
 	}
-	if err := e.checkStartInput(ctx, def, req.Input); err != nil {
+	if err := e.checkStartInput(ctx, def, req.Input, o.Added); err != nil {
 		return "", 0, err
 	}
 	if !conductor.KnownIdempotencyStrategy(req.IdempotencyStrategy) {
