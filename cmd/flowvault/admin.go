@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,7 +46,8 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if out == "" {
-		return errors.New("flowvault admin recover: --out is required: the file to write the new admin key to (- for standard output)")
+		fmt.Fprintln(stderr, "flowvault admin recover: --out is required: the file to write the new admin key to (- for standard output)")
+		return errUsage
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The keyring opens with the master key, or nothing happens.

@@ -259,6 +259,29 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 }
 
+// A command line that cannot run exits 2 before anything is opened or
+// sent, its message naming the mistake once: a missing required flag, an
+// argument where a command takes flags only.
+func TestCommandLineMistakes(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string
+		not  string
+	}{
+		{[]string{"admin", "recover", "--data", t.TempDir()}, "flowvault admin recover: --out is required", "flowvault admin: flowvault"},
+		{[]string{"worker-credentials", "lsit", "--task-types", "a"}, `unexpected argument "lsit"`, "is required"},
+		{[]string{"worker-credentials"}, "--task-types, --start-workflows or --subscribe is required", "unexpected argument"},
+	} {
+		_, errOut, code := runCLI(tt.args...)
+		// The first line says what is wrong; the usage may follow.
+		first, _, _ := strings.Cut(errOut, "\n")
+		if code != 2 || !strings.Contains(first, tt.want) || strings.Contains(first, tt.not) {
+			t.Errorf("%q: exit %d %q; want 2 mentioning %q, not %q", tt.args, code, first, tt.want, tt.not)
+		}
+	}
+}
+
 // The documented defaults: `make run` serves on 127.0.0.1:8080 with data in
 // ./data and embedded NATS on 127.0.0.1:4222, fully durable.
 func TestDefaults(t *testing.T) {

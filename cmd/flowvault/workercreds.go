@@ -82,8 +82,13 @@ func runWorkerCredentials(ctx context.Context, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 || types == "" && starts == "" && subscribe == "" {
-		fmt.Fprint(stderr, "flowvault worker-credentials: --task-types, --start-workflows or --subscribe is required, and there are no arguments\n\n"+workerCredsUsage)
+	switch {
+	case len(pos) > 0:
+		// A misspelt list or revoke lands here: name it, not the flags.
+		fmt.Fprintf(stderr, "flowvault worker-credentials: unexpected argument %q (the commands are list and revoke; issuing takes flags only)\n\n%s", pos[0], workerCredsUsage)
+		return errUsage
+	case types == "" && starts == "" && subscribe == "":
+		fmt.Fprint(stderr, "flowvault worker-credentials: --task-types, --start-workflows or --subscribe is required\n\n"+workerCredsUsage)
 		return errUsage
 	}
 	ttl, err := parseLifetime(expires)

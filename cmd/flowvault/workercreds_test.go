@@ -97,7 +97,7 @@ func TestWorkerCredentialsCLI(t *testing.T) {
 		{"no task types", []string{"worker-credentials"}, 2, "--task-types, --start-workflows or --subscribe is required"},
 		{"every subject", []string{"worker-credentials", "--subscribe", ">"}, 1, "subscribe[0]"},
 		{"only commas", []string{"worker-credentials", "--task-types", ",,"}, 1, "taskTypes"},
-		{"an argument", []string{"worker-credentials", "--task-types", "a", "extra"}, 2, "no arguments"},
+		{"an argument", []string{"worker-credentials", "--task-types", "a", "extra"}, 2, `unexpected argument "extra"`},
 		{"bad expiry", []string{"worker-credentials", "--task-types", "a", "--expires", "soon"}, 1, "want a duration"},
 		{"zero days", []string{"worker-credentials", "--task-types", "a", "--expires", "0d"}, 1, "want a duration"},
 		{"beyond a year", []string{"worker-credentials", "--task-types", "a", "--expires", "400d"}, 1, "expiresInSeconds"},
