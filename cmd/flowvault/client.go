@@ -154,6 +154,9 @@ type credentials struct {
 	token   string
 	key     *accessKey
 	missing string
+	// source says where token or key came from, for a 401: the
+	// environment or the default key file are easily forgotten.
+	source string
 }
 
 // client returns an apiClient for the connection's server, with its
@@ -187,7 +190,7 @@ func (c *connection) client(stderr io.Writer) (*apiClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	api.token, api.key, api.missing = creds.token, creds.key, creds.missing
+	api.token, api.key, api.missing, api.source = creds.token, creds.key, creds.missing, creds.source
 	api.notes = stderr
 	return api, nil
 }
@@ -200,12 +203,13 @@ func (c *connection) credentials(stderr io.Writer) (credentials, error) {
 		return keyFileCredentials(c.keyFile, "--key-file", stderr)
 	}
 	if t := os.Getenv(envName("token")); t != "" {
-		return credentials{token: t}, nil
+		return credentials{token: t, source: "the token is $FLOWVAULT_TOKEN's, which wins over every key but --key-file's: " +
+			"set a new one, or unset it to sign in with a key"}, nil
 	}
 	id, secret := os.Getenv(envName("key-id")), os.Getenv(envName("key-secret"))
 	switch {
 	case id != "" && secret != "":
-		return credentials{key: &accessKey{KeyID: id, KeySecret: secret}}, nil
+		return credentials{key: &accessKey{KeyID: id, KeySecret: secret}, source: "the key is $FLOWVAULT_KEY_ID's and $FLOWVAULT_KEY_SECRET's"}, nil
 	case id != "" || secret != "":
 		return credentials{}, errors.New("set both FLOWVAULT_KEY_ID and FLOWVAULT_KEY_SECRET")
 	}
@@ -244,6 +248,10 @@ func keyFileCredentials(path, source string, stderr io.Writer) (credentials, err
 	if err != nil {
 		return credentials{}, fmt.Errorf("key file: %w", err)
 	}
+	where := path
+	if source != "--key-file" {
+		where = source + " " + path
+	}
 	defer f.Close()
 	if info, err := f.Stat(); err == nil && sharedFile(info) {
 		fmt.Fprintf(stderr, "flowvault: warning: key file %s is readable by other users (mode %v); chmod 600 it\n", path, info.Mode().Perm())
@@ -257,7 +265,7 @@ func keyFileCredentials(path, source string, stderr io.Writer) (credentials, err
 	if err := json.Unmarshal(b, &key); err != nil || key.KeyID == "" || key.KeySecret == "" {
 		return credentials{}, fmt.Errorf("key file %s: want JSON {\"keyId\":…,\"keySecret\":…}", path)
 	}
-	return credentials{key: &key}, nil
+	return credentials{key: &key, source: "the key is from " + where}, nil
 }
 
 // sharedFile reports whether a file's group or other users may read it.
@@ -289,6 +297,7 @@ type apiClient struct {
 
 	key     *accessKey
 	missing string // no credentials were found: why, for a 401
+	source  string // where the credentials came from, for a 401
 	once    sync.Once
 	token   string
 	err     error
@@ -463,8 +472,13 @@ func (a *answer) result(c *apiClient) ([]byte, error) {
 			a.method, a.path, a.status, redactURL(loc), c.display)
 	}
 	err := a.statusError()
-	if a.status == http.StatusUnauthorized && c.missing != "" {
-		err = fmt.Errorf("%w; %s", err, c.missing)
+	if a.status == http.StatusUnauthorized {
+		switch {
+		case c.missing != "":
+			err = fmt.Errorf("%w; %s", err, c.missing)
+		case c.source != "":
+			err = fmt.Errorf("%w; %s", err, c.source)
+		}
 	}
 	return nil, err
 }

@@ -220,6 +220,49 @@ func TestNoCredentialsNamesTheSources(t *testing.T) {
 	}
 }
 
+// A refused token or key (401) comes with where it was taken from: a
+// variable set long ago, or the default key file of an older data
+// directory, wins silently otherwise. The refused secret is not repeated.
+// Not parallel: it sets the environment and the working directory.
+func TestRefusedCredentialsNameTheirSource(t *testing.T) {
+	srv := newFakeServer(t, nil)
+	wrongKey := filepath.Join(t.TempDir(), "wrong.json")
+	if err := os.WriteFile(wrongKey, []byte(`{"keyId":"k","keySecret":"old-secret"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"token", []string{"FLOWVAULT_TOKEN", "old-secret"}, nil, "the token is $FLOWVAULT_TOKEN's"},
+		{"key variables", []string{"FLOWVAULT_KEY_ID", "k", "FLOWVAULT_KEY_SECRET", "old-secret"}, nil, "the key is $FLOWVAULT_KEY_ID's"},
+		{"key file variable", []string{"FLOWVAULT_KEY_FILE", wrongKey}, nil, "the key is from $FLOWVAULT_KEY_FILE " + wrongKey},
+		{"default key file", nil, nil, "the key is from the default key file " + defaultKeyFile},
+		{"--key-file", nil, []string{"--key-file", wrongKey}, "the key is from " + wrongKey},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clearCredentialEnv(t)
+			for i := 0; i < len(tt.env); i += 2 {
+				t.Setenv(tt.env[i], tt.env[i+1])
+			}
+			dir := t.TempDir()
+			t.Chdir(dir)
+			if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(defaultKeyFile, []byte(`{"keyId":"k","keySecret":"old-secret"}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, errOut, code := runCLI(append([]string{"secret", "list", "--server", srv.URL}, tt.args...)...)
+			if code != 1 || !strings.Contains(errOut, "(HTTP 401); "+tt.want) || strings.Contains(errOut, "old-secret") {
+				t.Fatalf("exit %d %q; want 1 saying %q, without the secret", code, errOut, tt.want)
+			}
+		})
+	}
+}
+
 // A key file other users may read draws a warning, as a master key file
 // does; a private one does not.
 func TestKeyFileModeWarning(t *testing.T) {
