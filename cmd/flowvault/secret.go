@@ -29,11 +29,11 @@ const defaultServer = "http://127.0.0.1:8080"
 const secretUsage = `usage: flowvault secret <command> [flags]
 
 commands:
-  put NAME [--file F]            store a value, read from F or stdin (never from the command line);
-                                 a terminal takes one line typed without echo: a multi-line value
-                                 (a PEM key) must come from --file or a pipe, of which one trailing
-                                 newline (\n or \r\n) is dropped (end with two to keep one);
-                                 an empty value is refused
+  put NAME [--file F]            store a value, read from F or stdin (also F "-"), never from the
+                                 command line; a terminal takes one line typed without echo: a
+                                 multi-line value (a PEM key) must come from --file or a pipe, of
+                                 which one trailing newline (\n or \r\n) is dropped (end with two
+                                 to keep one); an empty value is refused
   get NAME [--show-value]        print the secret's metadata, or with --show-value its value
   list                           list the secrets and their tags
   delete NAME                    delete a secret
@@ -166,11 +166,13 @@ var errEmptyValue = errors.New("the value is empty: nothing was stored")
 // errNoValue is end of input (Ctrl-D) at the prompt.
 var errNoValue = errors.New("no value entered: nothing was stored")
 
-// readValue reads the value to put from file, or else from stdin.
+// readValue reads the value to put from file, or else (no file, or "-")
+// from stdin.
 func readValue(ctx context.Context, name, file string, stderr io.Writer) ([]byte, error) {
 	var value []byte
 	var err error
-	if file != "" {
+	// "-" is stdin, as FILE is in the other commands.
+	if file != "" && file != "-" {
 		value, err = readValueFile(file)
 	} else {
 		value, err = readStdinValue(ctx, name, stderr)

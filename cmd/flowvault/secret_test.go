@@ -442,9 +442,9 @@ func TestUntagWhatIsNotSet(t *testing.T) {
 	}
 }
 
-// A value from a pipe or a file loses one trailing line ending, as echo
-// and editors add one; a value of nothing else is refused. Not parallel:
-// it replaces stdin.
+// A value from a pipe or a file (stdin also as --file -) loses one
+// trailing line ending, as echo and editors add one; a value of nothing
+// else is refused. Not parallel: it replaces stdin.
 func TestReadValueTrimsOneNewline(t *testing.T) {
 	saved := stdin
 	t.Cleanup(func() { stdin = saved })
@@ -470,7 +470,7 @@ func TestReadValueTrimsOneNewline(t *testing.T) {
 		if err := os.WriteFile(file, []byte(tt.input), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		for _, from := range []string{"", file} {
+		for _, from := range []string{"", "-", file} {
 			stdin = strings.NewReader(tt.input)
 			got, err := readValue(context.Background(), "db", from, io.Discard)
 			if string(got) != tt.want || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
