@@ -25,17 +25,19 @@ commands:
            with mode 0600 (an existing file is not replaced; --out - prints
            it). The application's events name the operating system's user
            who ran it ("os:<user>"), so the audit trail shows the recovery.
-
-flags:
 `
 
+// adminCommandsUsage is admin's usage without a command, whose flags
+// recover -h lists.
+const adminCommandsUsage = adminUsage + "\nRun 'flowvault admin recover -h' for its flags.\n"
+
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, args, err := subcommand(args, adminUsage, stderr)
+	sub, args, err := subcommand(args, adminCommandsUsage, stderr)
 	if err != nil {
 		return err
 	}
 	if sub != "recover" {
-		fmt.Fprintf(stderr, "flowvault admin: unknown command %q\n\n%s", sub, adminUsage)
+		fmt.Fprintf(stderr, "flowvault admin: unknown command %q\n\n%s", sub, adminCommandsUsage)
 		return errUsage
 	}
 	var out string

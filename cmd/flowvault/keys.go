@@ -43,9 +43,11 @@ holds a lock on it while it runs), or against an external NATS cluster
 (after a rekey they must be restarted with the new key).
 The master key comes from $FLOWVAULT_MASTER_KEY or --master-key-file; a
 dev-mode data directory's own master.key is used when neither is set.
-
-flags:
 `
+
+// keysCommandsUsage is keys' usage without a command, whose flags depend
+// on the command.
+const keysCommandsUsage = keysUsage + "\nRun 'flowvault keys <command> -h' for a command's flags.\n"
 
 // offlineFlags parses the flags of a command that opens a stopped
 // server's data directory or an external NATS server: --data, --nats,
@@ -55,7 +57,7 @@ func offlineFlags(name, usage string, args []string, stderr io.Writer, extra fun
 	cfg := node.DefaultConfig()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nflags:\n"); fs.PrintDefaults() }
 	str := func(p *string, name, usage string) {
 		if v, ok := os.LookupEnv(envName(name)); ok {
 			*p = v
@@ -92,12 +94,12 @@ func offlineFlags(name, usage string, args []string, stderr io.Writer, extra fun
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, args, err := subcommand(args, keysUsage, stderr)
+	sub, args, err := subcommand(args, keysCommandsUsage, stderr)
 	if err != nil {
 		return err
 	}
 	if sub != "rotate" && sub != "status" && sub != "rekey" {
-		fmt.Fprintf(stderr, "flowvault keys: unknown command %q\n\n%s", sub, keysUsage)
+		fmt.Fprintf(stderr, "flowvault keys: unknown command %q\n\n%s", sub, keysCommandsUsage)
 		return errUsage
 	}
 	var newKeyFile string

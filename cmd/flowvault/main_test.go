@@ -282,6 +282,28 @@ func TestCommandLineMistakes(t *testing.T) {
 	}
 }
 
+// keys and admin, whose flags are each command's, list them under a
+// command's -h and point there without one: their usage ended in an empty
+// "flags:" heading.
+func TestOfflineCommandsHelp(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"keys", "-h"}, "Run 'flowvault keys <command> -h' for a command's flags."},
+		{[]string{"admin", "-h"}, "Run 'flowvault admin recover -h' for its flags."},
+		{[]string{"keys", "rotate", "-h"}, "flags:\n  -data string"},
+		{[]string{"keys", "rekey", "-h"}, "-new-master-key-file string"},
+		{[]string{"admin", "recover", "-h"}, "-out string"},
+	} {
+		out, errOut, code := runCLI(tt.args...)
+		if code != 0 || out != "" || !strings.Contains(errOut, tt.want) || strings.HasSuffix(errOut, "flags:\n") {
+			t.Errorf("%q: exit %d, stdout %q, stderr ending %q; want 0 and usage mentioning %q", tt.args, code, out, errOut[max(len(errOut)-200, 0):], tt.want)
+		}
+	}
+}
+
 // The documented defaults: `make run` serves on 127.0.0.1:8080 with data in
 // ./data and embedded NATS on 127.0.0.1:4222, fully durable.
 func TestDefaults(t *testing.T) {
