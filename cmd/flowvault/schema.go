@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -61,8 +60,8 @@ func schemaCommands(fs *flag.FlagSet) map[string]clientCommand {
 				return fmt.Errorf("read the schemas: %w", err)
 			}
 			b = bytes.TrimSpace(b)
-			if !json.Valid(b) {
-				return fmt.Errorf("%s is not JSON", pos[0])
+			if err := checkJSON(b, pos[0]); err != nil {
+				return err
 			}
 			if len(b) > 0 && b[0] == '{' {
 				b = append(append([]byte("["), b...), ']')

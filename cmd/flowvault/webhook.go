@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -37,8 +36,8 @@ func webhookCommands(*flag.FlagSet) map[string]clientCommand {
 		if err != nil {
 			return fmt.Errorf("read the configuration: %w", err)
 		}
-		if !json.Valid(b) {
-			return fmt.Errorf("%s is not JSON", file)
+		if err := checkJSON(b, file); err != nil {
+			return err
 		}
 		answer, err := c.do(ctx, method, p, "application/json", b)
 		if err != nil {

@@ -177,8 +177,8 @@ func workflowRegister(ctx context.Context, c *apiClient, pos []string, stdout io
 		return fmt.Errorf("read definitions: %w", err)
 	}
 	b = bytes.TrimSpace(b)
-	if !json.Valid(b) {
-		return fmt.Errorf("%s is not JSON", pos[0])
+	if err := checkJSON(b, pos[0]); err != nil {
+		return err
 	}
 	if len(b) > 0 && b[0] == '{' {
 		b = slices.Concat([]byte("["), b, []byte("]"))
@@ -208,6 +208,20 @@ func workflowRegister(ctx context.Context, c *apiClient, pos []string, stdout io
 // limit on a request body is lower still.
 const maxJSONFile = 16 << 20
 
+// checkJSON refuses what readJSONFile read of name unless it is JSON,
+// saying whether it was empty (a pipe that sent nothing, stdin not
+// redirected as meant) and naming stdin as such, not as "-".
+func checkJSON(b []byte, name string) error {
+	name = inputName(name)
+	switch {
+	case len(bytes.TrimSpace(b)) == 0:
+		return fmt.Errorf("%s is empty: want JSON", name)
+	case !json.Valid(b):
+		return fmt.Errorf("%s is not JSON", name)
+	}
+	return nil
+}
+
 // readJSONFile reads a file, or stdin for "-", refusing one over
 // maxJSONFile rather than sending it cut short.
 func readJSONFile(name string) ([]byte, error) {
@@ -222,9 +236,17 @@ func readJSONFile(name string) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r, maxJSONFile+1))
 	if err == nil && len(b) > maxJSONFile {
-		err = fmt.Errorf("%s is over %d MiB", name, maxJSONFile>>20)
+		err = fmt.Errorf("%s is over %d MiB", inputName(name), maxJSONFile>>20)
 	}
 	return b, err
+}
+
+// inputName is how messages name a file argument: "-" is stdin.
+func inputName(name string) string {
+	if name == "-" {
+		return "stdin"
+	}
+	return name
 }
 
 func workflowStart(ctx context.Context, c *apiClient, name string, version, priority int, input, inputFile, correlation string, stdout io.Writer) error {
