@@ -76,7 +76,14 @@ func TestAppAndGrantCLI(t *testing.T) {
 	if out := must(admin, "", "grant", "on", "SECRET_NAME:db_password"); out != "USER:app:"+id+"\tREAD\n" {
 		t.Fatalf("grant on: %q", out)
 	}
-	must(admin, "", "grant", "remove", "app:"+id, "SECRET_NAME:db_password", "READ")
+	// Withdrawing what a subject does not hold (a mistyped id, an access
+	// never granted) says so rather than that it withdrew it.
+	if out := must(admin, "", "grant", "remove", "app:"+id+"x", "SECRET_NAME:db_password", "READ"); out != "app:"+id+"x holds none of READ on SECRET_NAME:db_password by a grant of its own: nothing withdrawn\n" {
+		t.Fatalf("grant remove from a subject holding nothing: %q", out)
+	}
+	if out := must(admin, "", "grant", "remove", "app:"+id, "SECRET_NAME:db_password", "read,update"); out != "withdrew READ on SECRET_NAME:db_password from app:"+id+" (UPDATE was not held)\n" {
+		t.Fatalf("grant remove: %q", out)
+	}
 	if out, code := readValue(); code == 0 {
 		t.Fatalf("read after the grant was withdrawn: %q", out)
 	}
@@ -118,6 +125,7 @@ func TestAppAndGrantCLI(t *testing.T) {
 		{[]string{"grant", "add", "team:x", "SECRET_NAME:db_password", "READ"}, 1, "want app:ID, user:ID, group:ID or role:NAME"},
 		{[]string{"grant", "add", "app:x", "db_password", "READ"}, 1, "want TYPE:ID"},
 		{[]string{"grant", "add", "app:x", "SECRET_NAME:db_password", "FLY"}, 1, "FLY"},
+		{[]string{"grant", "remove", "app:x", "SECRET_NAME:db_password", "READ,FLY"}, 1, `access "FLY": want one of`},
 		{[]string{"app", "create", "x", "--role", "EMPEROR"}, 2, "EMPEROR"},
 		{[]string{"app", "delete", ".."}, 1, "not a name or id"},
 		{[]string{"app", "role", "x"}, 2, "wrong number of arguments"},

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/flowvault/flowvault/auth"
 )
 
 const grantUsage = `usage: flowvault grant <command> [flags]
@@ -66,7 +68,7 @@ func parseTarget(s string) (subjectRef, error) {
 }
 
 func grantCommands(*flag.FlagSet) map[string]clientCommand {
-	change := func(method, done string) clientCommand {
+	change := func(revoke bool) clientCommand {
 		return clientCommand{args: 3, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
 			sub, err := parseSubject(pos[0])
 			if err != nil {
@@ -78,21 +80,50 @@ func grantCommands(*flag.FlagSet) map[string]clientCommand {
 			}
 			var access []string
 			for a := range strings.SplitSeq(pos[2], ",") {
-				if a = strings.ToUpper(strings.TrimSpace(a)); a != "" {
-					access = append(access, a)
+				if a = strings.TrimSpace(a); a == "" {
+					continue
 				}
+				parsed, err := auth.ParseAccess(a)
+				if err != nil {
+					return err
+				}
+				access = append(access, string(parsed))
 			}
+			on := target.Type + ":" + target.ID
 			body, _ := json.Marshal(map[string]any{"subject": sub, "target": target, "access": access})
-			if _, err := c.do(ctx, method, "/api/auth/authorization", "application/json", body); err != nil {
+			if !revoke {
+				if _, err := c.do(ctx, "POST", "/api/auth/authorization", "application/json", body); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "granted %s on %s to %s\n", strings.Join(access, ","), on, pos[0])
+				return nil
+			}
+			// The API takes withdrawing what is not held as done, so a
+			// mistyped subject would read as a revocation that happened.
+			bySubject, err := grantsBySubject(ctx, c, target)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s %s on %s:%s to %s\n", done, strings.Join(access, ","), target.Type, target.ID, pos[0])
+			held := bySubject[sub.Type+":"+sub.ID]
+			withdrawn := slices.DeleteFunc(slices.Clone(access), func(a string) bool { return !slices.Contains(held, a) })
+			if len(withdrawn) == 0 {
+				fmt.Fprintf(stdout, "%s holds none of %s on %s by a grant of its own: nothing withdrawn\n", pos[0], strings.Join(access, ","), on)
+				return nil
+			}
+			if _, err := c.do(ctx, "DELETE", "/api/auth/authorization", "application/json", body); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "withdrew %s on %s from %s", strings.Join(withdrawn, ","), on, pos[0])
+			if notHeld := slices.DeleteFunc(access, func(a string) bool { return slices.Contains(held, a) }); len(notHeld) > 0 {
+				fmt.Fprintf(stdout, " (%s was not held)", strings.Join(notHeld, ","))
+			}
+			fmt.Fprintln(stdout)
 			return nil
 		}}
 	}
 	return map[string]clientCommand{
-		"add":    change("POST", "granted"),
-		"remove": change("DELETE", "withdrew"),
+		"add":    change(false),
+		"remove": change(true),
 		"list": {args: 1, run: func(ctx context.Context, c *apiClient, pos []string, stdout io.Writer) error {
 			sub, err := parseSubject(pos[0])
 			if err != nil {
@@ -115,8 +146,8 @@ func grantCommands(*flag.FlagSet) map[string]clientCommand {
 			if err != nil {
 				return err
 			}
-			var bySubject map[string][]string
-			if err := c.getJSON(ctx, "/api/auth/authorization/"+url.PathEscape(target.Type)+"/"+url.PathEscape(target.ID)+"?groupBy=subject", &bySubject); err != nil {
+			bySubject, err := grantsBySubject(ctx, c, target)
+			if err != nil {
 				return err
 			}
 			for _, s := range slices.Sorted(maps.Keys(bySubject)) {
@@ -125,4 +156,13 @@ func grantCommands(*flag.FlagSet) map[string]clientCommand {
 			return nil
 		}},
 	}
+}
+
+// grantsBySubject returns the grants on target by subject ("USER:jane" →
+// its accesses), those held by a grant of the subject's own: not through a
+// group, role or tag.
+func grantsBySubject(ctx context.Context, c *apiClient, target subjectRef) (map[string][]string, error) {
+	var bySubject map[string][]string
+	err := c.getJSON(ctx, "/api/auth/authorization/"+url.PathEscape(target.Type)+"/"+url.PathEscape(target.ID)+"?groupBy=subject", &bySubject)
+	return bySubject, err
 }
