@@ -475,18 +475,45 @@ func (e *evaluator) lookup(text string) any {
 		text = "$." + text
 	}
 	jp, err := compilePath(text, '$')
-	if err != nil || e.doc == nil || len(jp.steps) == 0 {
+	if err != nil {
 		return nil
+	}
+	e.work.doc, e.work.room, e.work.over = e.doc, e.room, false
+	v, _ := e.work.readRootOK(jp)
+	if e.work.over {
+		e.over = true
+	}
+	return v
+}
+
+// readRoot reads a path rooted at the document w.doc ('$' or '@', as
+// Jayway reads function arguments), nil where it cannot.
+func (w *work) readRoot(jp *jsonPath) any {
+	v, _ := w.readRootOK(jp)
+	return v
+}
+
+// readRootOK is readRoot reporting whether the path matched.
+func (w *work) readRootOK(jp *jsonPath) (any, bool) {
+	if w.doc == nil {
+		return nil, false
+	}
+	if len(jp.steps) == 0 {
+		if jp.fn == nil {
+			return nil, false // the sources cannot be enumerated
+		}
+		v, ok := jp.fn.call(rootModel{}, w)
+		return v, ok
 	}
 	first := jp.steps[0]
 	if first.kind != stepMember || len(first.names) != 1 {
-		return nil // the sources cannot be enumerated
+		return nil, false // the sources cannot be enumerated
 	}
 	var out []any
-	if src, ok := e.doc.Lookup(first.names[0]); ok {
-		jp.walk(src, 1, &out, e.work)
+	if src, ok := w.doc.Lookup(first.names[0]); ok {
+		jp.walk(src, 1, &out, w)
 	}
-	return jp.result(out, e.work)
+	return jp.result(out, w), len(out) > 0
 }
 
 // scalarSize is at least the bytes v takes as JSON: a string without its

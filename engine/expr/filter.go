@@ -3,6 +3,8 @@ package expr
 import (
 	"fmt"
 	"math"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -13,13 +15,16 @@ import (
 //
 //	filter  := and ("||" and)*
 //	and     := primary ("&&" primary)*
-//	primary := "(" filter ")" | operand [op operand]
-//	operand := @-path | literal | "[" literal ("," literal)* "]"
+//	primary := "(" filter ")" | "!" path | operand [op operand]
+//	operand := path | literal | "[" literal ("," literal)* "]" | /regexp/flags
+//	path    := @-path | $-path (from the document's root; either may end
+//	           in a function)
 //	literal := 'string' | "string" | number | true | false | null
-//	op      := == | != | < | <= | > | >= | in | nin | contains | size |
-//	           empty | anyof | noneof | subsetof
+//	op      := == | != | < | <= | > | >= | =~ | in | nin | contains |
+//	           size | empty | anyof | noneof | subsetof
 //
-// A lone @-path tests that the path exists (its value may be null). Numbers
+// A lone path tests that the path exists (its value may be null), and
+// "!" that it does not. Numbers
 // compare numerically whatever their Go type; strings compare bytewise; bools
 // and null support only == and !=. Values of different kinds are unequal, so
 // only != holds between them (Jayway's coercion of "1" to 1 is deliberately
@@ -32,7 +37,9 @@ import (
 // the string, list or map l has n characters, elements or keys; "l empty
 // b" when whether l is empty is b; anyof, noneof and subsetof compare two
 // lists by their elements. Each is false where an operand is not of the
-// kind it needs. Jayway's =~ (Java regular expressions) is not supported.
+// kind it needs. "l =~ /re/" holds when the regular expression matches the
+// whole of l (a string, number or boolean as written, or an element of a
+// list): see regexp.
 
 // A filter's match takes its steps from w (see work), and is false once
 // w is spent.
@@ -48,11 +55,15 @@ type andFilter struct{ l, r filter }
 
 func (f andFilter) match(cur any, w *work) bool { return f.l.match(cur, w) && f.r.match(cur, w) }
 
-type existsFilter struct{ path *jsonPath }
+// existsFilter tests that a path exists, or with not that it does not.
+type existsFilter struct {
+	o   operand
+	not bool
+}
 
 func (f existsFilter) match(cur any, w *work) bool {
-	_, ok := f.path.eval(cur, w)
-	return ok
+	_, ok := f.o.value(cur, w)
+	return ok != f.not && !w.spent()
 }
 
 type cmpFilter struct {
@@ -72,15 +83,23 @@ func (f cmpFilter) match(cur any, w *work) bool {
 	return compare(l, r, f.op, w)
 }
 
-// operand is a literal or, when path is set, a path relative to "@".
+// operand is a literal, a regular expression (=~'s) or, when path is set,
+// a path relative to "@", or to the document with root.
 type operand struct {
 	path *jsonPath
+	root bool
 	lit  any
+	re   *regexp.Regexp
 }
 
 func (o operand) value(cur any, w *work) (any, bool) {
-	if o.path == nil {
+	switch {
+	case o.re != nil:
+		return o.re, true
+	case o.path == nil:
 		return o.lit, true
+	case o.root:
+		return w.readRootOK(o.path)
 	}
 	return o.path.eval(cur, w)
 }
@@ -125,6 +144,17 @@ func (p *filterParser) and(depth int) (filter, error) {
 }
 
 func (p *filterParser) primary(depth int) (filter, error) {
+	if p.consume("!") {
+		// Jayway's "!" negates an existence test only: [?(!@.isbn)].
+		o, err := p.operand(depth)
+		if err != nil {
+			return nil, err
+		}
+		if o.path == nil {
+			return nil, fmt.Errorf("%w: \"!\" needs a path", errPath)
+		}
+		return existsFilter{o: o, not: true}, nil
+	}
 	if p.consume("(") {
 		if depth >= maxNesting {
 			return nil, fmt.Errorf("%w: filter nested too deeply", errPath)
@@ -147,11 +177,14 @@ func (p *filterParser) primary(depth int) (filter, error) {
 		if l.path == nil {
 			return nil, fmt.Errorf("%w: a literal needs a comparison", errPath)
 		}
-		return existsFilter{l.path}, nil
+		return existsFilter{o: l}, nil
 	}
 	r, err := p.operand(depth)
 	if err != nil {
 		return nil, err
+	}
+	if (l.re != nil || r.re != nil) != (op == "=~") || l.re != nil && r.re != nil {
+		return nil, fmt.Errorf("%w: =~ compares a value with one regular expression", errPath)
 	}
 	return cmpFilter{l: l, r: r, op: op}, nil
 }
@@ -162,7 +195,7 @@ var wordOps = []string{"nin", "in", "contains", "size", "empty", "anyof", "noneo
 
 func (p *filterParser) op() string {
 	p.skipSpace()
-	for _, op := range []string{"==", "!=", "<=", ">=", "<", ">"} {
+	for _, op := range []string{"==", "!=", "<=", ">=", "=~", "<", ">"} {
 		if strings.HasPrefix(p.s[p.i:], op) {
 			p.i += len(op)
 			return op
@@ -186,14 +219,16 @@ func (p *filterParser) operand(depth int) (operand, error) {
 		return operand{}, fmt.Errorf("%w: filter ends early", errPath)
 	}
 	switch c := p.s[p.i]; {
-	case c == '@':
+	case c == '@' || c == '$':
 		end, err := p.pathEnd()
 		if err != nil {
 			return operand{}, err
 		}
-		jp, err := compilePath(p.s[p.i:end], '@')
+		jp, err := compilePathAt(p.s[p.i:end], c, depth)
 		p.i = end
-		return operand{path: jp}, err
+		return operand{path: jp, root: c == '$'}, err
+	case c == '/':
+		return p.regexp()
 	case c == '[':
 		// Bounded as parentheses are: each nested list is a call deeper,
 		// and a definition of a few megabytes of "[" overflowed the
@@ -211,7 +246,7 @@ func (p *filterParser) operand(depth int) (operand, error) {
 			if err != nil {
 				return operand{}, err
 			}
-			if o.path != nil {
+			if o.path != nil || o.re != nil {
 				return operand{}, fmt.Errorf("%w: a filter's list holds literals only", errPath)
 			}
 			list = append(list, o.lit)
@@ -265,11 +300,85 @@ func (p *filterParser) pathEnd() (int, error) {
 			brackets++
 		case c == ']':
 			brackets--
+		case brackets == 0 && c == '.' && isCall(p.s[i+1:]):
+			// A function ends the path: its arguments hold anything.
+			end, err := closeParen(p.s, i+1+strings.IndexByte(p.s[i+1:], '('))
+			if err != nil {
+				return 0, err
+			}
+			return end, nil
 		case brackets == 0 && strings.IndexByte(" =!<>&|()", c) >= 0:
 			return i, nil
 		}
 	}
 	return len(p.s), nil
+}
+
+// closeParen returns the index just past the ")" that closes the "(" at
+// i, outside quotes.
+func closeParen(s string, i int) (int, error) {
+	depth := 0
+	for ; i < len(s); i++ {
+		switch s[i] {
+		case '\'', '"':
+			end, err := skipQuoted(s, i)
+			if err != nil {
+				return 0, err
+			}
+			i = end - 1
+		case '(':
+			depth++
+		case ')':
+			if depth--; depth == 0 {
+				return i + 1, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("%w: unterminated \"(\"", errPath)
+}
+
+// regexp parses Jayway's /pattern/flags at p.i. Java's matches() must
+// match the whole value, so the pattern is anchored. Of Java's flags, i,
+// m and s mean what they mean to Go; u (Unicode case) is Go's i already.
+// Go's syntax is RE2's: no backreferences nor lookaround, which fail to
+// compile as Jayway's other mistakes do.
+func (p *filterParser) regexp() (operand, error) {
+	end := -1
+	for i := p.i + 1; i < len(p.s); i++ {
+		if p.s[i] == '\\' {
+			i++
+			continue
+		}
+		if p.s[i] == '/' {
+			end = i
+			break
+		}
+	}
+	if end < 0 {
+		return operand{}, fmt.Errorf("%w: unterminated regular expression", errPath)
+	}
+	pattern := p.s[p.i+1 : end]
+	p.i = end + 1
+	var flags string
+	for ; p.i < len(p.s) && strings.IndexByte(" &|)", p.s[p.i]) < 0; p.i++ {
+		switch f := p.s[p.i]; f {
+		case 'i', 'm', 's':
+			if !strings.ContainsRune(flags, rune(f)) {
+				flags += string(f)
+			}
+		case 'u':
+		default:
+			return operand{}, fmt.Errorf("%w: unsupported regular expression flag %q", errPath, f)
+		}
+	}
+	if flags != "" {
+		flags = "(?" + flags + ")"
+	}
+	re, err := regexp.Compile(flags + `\A(?:` + pattern + `)\z`)
+	if err != nil {
+		return operand{}, fmt.Errorf("%w: bad regular expression: %w", errPath, err)
+	}
+	return operand{re: re}, nil
 }
 
 func (p *filterParser) consume(tok string) bool {
@@ -295,6 +404,8 @@ func compare(l, r any, op string, w *work) bool {
 		return false
 	}
 	switch op {
+	case "=~":
+		return matches(l, r, w)
 	case "in", "nin":
 		return holds(r, l, w) == (op == "in") && !w.spent()
 	case "contains":
@@ -367,6 +478,34 @@ func compare(l, r any, op string, w *work) bool {
 		return c >= 0
 	}
 	return false
+}
+
+// matches is Jayway's =~: the regular expression on one side matches the
+// whole text of the value on the other (a string, a number or a boolean
+// as written), or of one element of a list.
+func matches(l, r any, w *work) bool {
+	re, ok := r.(*regexp.Regexp)
+	if !ok {
+		re, l = l.(*regexp.Regexp), r
+	}
+	one := func(v any) bool {
+		switch v.(type) {
+		case string, bool:
+		default:
+			if _, ok := toNumber(v); !ok {
+				return false
+			}
+		}
+		s := interpolate(v)
+		return w.text(s) && re.MatchString(s)
+	}
+	if a, ok := l.([]any); ok {
+		if !w.take(len(a)) {
+			return false
+		}
+		return slices.ContainsFunc(a, one) && !w.spent()
+	}
+	return one(l)
 }
 
 // order compares two values of the same kind; values that cannot be ordered

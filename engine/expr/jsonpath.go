@@ -3,8 +3,6 @@ package expr
 import (
 	"errors"
 	"fmt"
-	"math"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -20,11 +18,7 @@ import (
 //	*  [*]                      every member value (in key order) or element
 //	..name  ..[0]  ..*          deep scan: the next step at every depth
 //	[?(<filter>)]               filter, see filter.go
-//	.length()  .size()          size of the array or map (else null)
-//	.min() .max() .sum()        over the numbers of the array, as a double
-//	.avg() .stddev()            (null when it holds none or the result
-//	                            overflows); stddev is the population's,
-//	                            as Jayway computes it
+//	.name(args)                 one of Jayway's functions: see functions.go
 //
 // A function ends the path and applies to what the path before it
 // selects: the value of a definite path, the list of an indefinite one.
@@ -32,9 +26,8 @@ import (
 // A path is definite when every step selects at most one value; it then
 // yields that value or nil. Any other path yields a list, empty when nothing
 // matched. Stepping into the wrong type (an index into a map, a member of a
-// string) selects nothing. Other Jayway functions, "$" inside filters and
-// regular expressions are not supported: such a path fails to compile, and
-// the expression yields nil as a path Jayway cannot read does in Conductor.
+// string) selects nothing. A path Jayway cannot read fails to compile, and
+// the expression yields nil as it does in Conductor.
 // See README.md, "Parameter expressions", for every difference from Jayway.
 
 type stepKind uint8
@@ -59,34 +52,17 @@ type step struct {
 type jsonPath struct {
 	steps    []step
 	definite bool
-	fn       string // the function the path ends in, "" for none
-}
-
-// functions are the Jayway functions a path may end in, by name; each
-// returns nil where Jayway's fails or returns null.
-var functions = map[string]func(any) any{
-	"length": size, "size": size,
-	"min": aggregate(func(ns []float64) float64 { return slices.Min(ns) }),
-	"max": aggregate(func(ns []float64) float64 { return slices.Max(ns) }),
-	"sum": aggregate(sum),
-	"avg": aggregate(func(ns []float64) float64 { return sum(ns) / float64(len(ns)) }),
-	"stddev": aggregate(func(ns []float64) float64 {
-		n, s := float64(len(ns)), sum(ns)
-		var sq float64
-		for _, x := range ns {
-			sq += x * x
-		}
-		// Jayway's formula, whose rounding makes the variance of equal
-		// numbers (0.1, 0.1, 0.1) a little below zero: its square root
-		// was NaN, which no JSON holds.
-		return math.Sqrt(max(0, sq/n-s*s/n/n))
-	}),
+	fn       *fnCall // the function the path ends in, if any
 }
 
 var errPath = errors.New("invalid JSONPath")
 
 // compilePath compiles a path that starts with root ('$' or '@').
-func compilePath(s string, root byte) (*jsonPath, error) {
+func compilePath(s string, root byte) (*jsonPath, error) { return compilePathAt(s, root, 0) }
+
+// compilePathAt is compilePath for a path that is an argument of depth
+// functions.
+func compilePathAt(s string, root byte, depth int) (*jsonPath, error) {
 	if s == "" || s[0] != root {
 		return nil, fmt.Errorf("%w: must start with %q", errPath, root)
 	}
@@ -108,8 +84,10 @@ func compilePath(s string, root byte) (*jsonPath, error) {
 			if p.i < len(s) && s[p.i] == '[' {
 				continue
 			}
-			if name, ok := strings.CutSuffix(s[p.i:], "()"); ok && functions[name] != nil {
-				jp.fn = name
+			if isCall(s[p.i:]) {
+				if jp.fn, err = compileCall(s, p.i, depth); err != nil {
+					return nil, err
+				}
 				p.i = len(s)
 				continue
 			}
@@ -137,6 +115,15 @@ func compilePath(s string, root byte) (*jsonPath, error) {
 		}
 	}
 	return jp, nil
+}
+
+// isCall reports whether s starts with a name and "(": a function.
+func isCall(s string) bool {
+	i := 0
+	for i < len(s) && (s[i] == '_' || 'a' <= s[i] && s[i] <= 'z' || 'A' <= s[i] && s[i] <= 'Z' || i > 0 && '0' <= s[i] && s[i] <= '9') {
+		i++
+	}
+	return i > 0 && i < len(s) && s[i] == '('
 }
 
 type pathParser struct {

@@ -1,9 +1,6 @@
 package expr
 
-import (
-	"math"
-	"slices"
-)
+import "slices"
 
 // eval applies the path to root and reports whether anything matched. The
 // value is not copied.
@@ -14,6 +11,10 @@ func (jp *jsonPath) eval(root any, w *work) (any, bool) {
 }
 
 // result turns the matches into the value Jayway returns for the path.
+// A function applies to what the path before it selects: the value of a
+// definite path (nil when there is none, as Jayway's read fails), the list
+// of an indefinite one. Jayway applies it to each match instead: see
+// README.md, "Parameter expressions".
 func (jp *jsonPath) result(out []any, w *work) any {
 	var v any
 	switch {
@@ -24,61 +25,14 @@ func (jp *jsonPath) result(out []any, w *work) any {
 		v = out
 	case len(out) > 0:
 		v = out[0]
-	}
-	if jp.fn != "" {
-		if a, ok := v.([]any); ok && !w.take(len(a)) {
-			return nil // the evaluation fails: see work
-		}
-		return functions[jp.fn](v)
-	}
-	return v
-}
-
-// size is Jayway's length() and size(): the length of an array or a map.
-func size(v any) any {
-	switch x := v.(type) {
-	case []any:
-		return int64(len(x))
-	case map[string]any:
-		return int64(len(x))
-	}
-	return nil
-}
-
-// aggregate makes a numeric function of Jayway's: fn of the numbers an
-// array holds (other elements are skipped), as a float64 as Jayway returns
-// a Double; nil for anything else or an array without numbers, where
-// Jayway fails.
-func aggregate(fn func([]float64) float64) func(any) any {
-	return func(v any) any {
-		a, ok := v.([]any)
-		if !ok {
-			return nil
-		}
-		var ns []float64
-		for _, e := range a {
-			if n, ok := toNumber(e); ok {
-				ns = append(ns, n.float())
-			}
-		}
-		if len(ns) == 0 {
-			return nil
-		}
-		// An overflow (sum() of 1e308 and 1e308) is no JSON number: the
-		// value could be neither recorded nor served.
-		if r := fn(ns); !math.IsInf(r, 0) && !math.IsNaN(r) {
-			return r
-		}
+	case jp.fn != nil:
 		return nil
 	}
-}
-
-func sum(ns []float64) float64 {
-	var s float64
-	for _, x := range ns {
-		s += x
+	if jp.fn != nil {
+		r, _ := jp.fn.call(v, w)
+		return r
 	}
-	return s
+	return v
 }
 
 // walk applies step i and those after it at node; each node it is called

@@ -26,8 +26,16 @@ const MaxSteps = 10_000_000
 var ErrTooCostly = fmt.Errorf("expression evaluation %w", fault.ErrTooLarge)
 
 // work counts what is left of the steps of a Budget and its Asides: what
-// an evaluation read and did not keep cost as much as what it kept.
-type work struct{ limit, left int }
+// an evaluation read and did not keep cost as much as what it kept. It
+// carries what else a path reads deep inside an evaluation: the document,
+// for the "$" paths of filters and function arguments, and the bytes a
+// function may build (room; over once it passed them).
+type work struct {
+	limit, left int
+	doc         Doc
+	room        int
+	over        bool
+}
 
 func newWork(limit int) *work { return &work{limit: limit, left: limit} }
 
