@@ -104,9 +104,11 @@ func (o operand) value(cur any, w *work) (any, bool) {
 	return o.path.eval(cur, w)
 }
 
-func compileFilter(s string) (filter, error) {
+// compileFilter compiles a filter's text, within depth filters, functions
+// and parentheses.
+func compileFilter(s string, depth int) (filter, error) {
 	p := &filterParser{s: s}
-	f, err := p.or(0)
+	f, err := p.or(depth)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +226,7 @@ func (p *filterParser) operand(depth int) (operand, error) {
 		if err != nil {
 			return operand{}, err
 		}
-		jp, err := compilePathAt(p.s[p.i:end], c, depth)
+		jp, err := compilePathAt(p.s[p.i:end], c, depth+1)
 		p.i = end
 		return operand{path: jp, root: c == '$'}, err
 	case c == '/':

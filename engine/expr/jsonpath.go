@@ -66,7 +66,7 @@ func compilePathAt(s string, root byte, depth int) (*jsonPath, error) {
 	if s == "" || s[0] != root {
 		return nil, fmt.Errorf("%w: must start with %q", errPath, root)
 	}
-	p := &pathParser{s: s, i: 1}
+	p := &pathParser{s: s, i: 1, depth: depth}
 	jp := &jsonPath{definite: true}
 	for p.i < len(s) {
 		var st step
@@ -127,8 +127,9 @@ func isCall(s string) bool {
 }
 
 type pathParser struct {
-	s string
-	i int
+	s     string
+	i     int
+	depth int // the filters and functions the path is within
 }
 
 // member parses a dot-notation step: a name or "*".
@@ -230,7 +231,14 @@ func (p *pathParser) filterStep() (step, error) {
 				depth--
 				continue
 			}
-			f, err := compileFilter(p.s[start:i])
+			// A filter's paths may hold filters of their own; each level
+			// counts, as nested parentheses and functions do, or a
+			// definition of "[?(@[?(@…" compiles in quadratic time and
+			// deep enough overflows the goroutine's stack.
+			if p.depth >= maxNesting {
+				return step{}, fmt.Errorf("%w: filter nested too deeply", errPath)
+			}
+			f, err := compileFilter(p.s[start:i], p.depth)
 			if err != nil {
 				return step{}, err
 			}

@@ -17,6 +17,10 @@ func TestCompilePathErrors(t *testing.T) {
 		// fatal error that ended the server.
 		"$[?(@.a in " + strings.Repeat("[", 33) + strings.Repeat("]", 33) + ")]",
 		"$[?(@.a in " + strings.Repeat("[", 4<<20) + ")]",
+		// Filters in a filter's paths count too: 2,000 of them compiled
+		// in quadratic time, and deeper ones overflowed the stack.
+		"$" + strings.Repeat("[?(@.b", 33) + " == 1" + strings.Repeat(")]", 33),
+		"$" + strings.Repeat("[?(@.b", 2000) + " == 1" + strings.Repeat(")]", 2000),
 	} {
 		if _, err := compilePath(p, '$'); !errors.Is(err, errPath) {
 			t.Errorf("compilePath(%q) = %v, want errPath", p, err)
