@@ -220,6 +220,9 @@ var percentStyles = []percentStyle{
 	{"-_.~$&+,/:;=@", "%20"}, // Go's URL.EscapedPath: an HTTP task's request line
 	{"-_.!~*'()", "%20"},     // JavaScript's encodeURIComponent
 	{"-_.*", "+"},            // Java's URLEncoder
+	// An HTTP task's query: only what may not stand in one is encoded
+	// (workers/system's escapeQuery).
+	{"-_.~!#$%&'()*+,/:;=?@[]", "%20"},
 }
 
 // encode returns s percent-encoded in style st, with hex's digits.

@@ -45,6 +45,8 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"Go url.QueryEscape", spaced, `p%40ss+w%21rd-1`},
 		{"Go url.PathEscape", spaced, `p@ss%20w%21rd-1`},
 		{"Go URL.EscapedPath (an HTTP task's request line)", phrase, `correct%20horse,%20battery%20staple/x;y`},
+		{"an HTTP task's query", spaced, `p@ss%20w!rd-1`},
+		{"an HTTP task's query", unicode, `caf%C3%A9/na%C3%AFve%3Cb%3E&%F0%9F%98%80`},
 		{"encodeURIComponent", spaced, `p%40ss%20w!rd-1`},
 		{"encodeURIComponent", symbols, `x7%23K0!2mQ%249vL~4*(n)'`},
 		{"encodeURIComponent", unicode, `caf%C3%A9%2Fna%C3%AFve%3Cb%3E%26%F0%9F%98%80`},

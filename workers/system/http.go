@@ -111,6 +111,7 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	if hreq.URL.Scheme != "http" && hreq.URL.Scheme != "https" || hreq.URL.Host == "" {
 		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: the uri must be an absolute http or https URL", t.ReferenceTaskName)
 	}
+	hreq.URL.RawQuery = escapeQuery(hreq.URL.RawQuery)
 	for k, v := range req.Headers {
 		hreq.Header.Set(k, fmt.Sprint(v))
 	}
@@ -324,6 +325,38 @@ func requestError(err error) string {
 		return "the uri is not a valid URL"
 	}
 	return "the method is not a valid HTTP method"
+}
+
+// escapeQuery percent-encodes the bytes a query may not hold as they are
+// (a space, non-ASCII, "<>\^`{|}), which Go sends unescaped: a uri built
+// as ?q=${workflow.input.name} with a space in the name would make an
+// invalid request line, which servers answer 400, where Conductor's
+// RestTemplate encodes it. Every other byte, a '%' included, stays as it
+// is, so that a query already encoded is sent unchanged. masking's
+// percentStyles hold this encoding, so that a server echoing the query
+// back has a secret in it redacted.
+func escapeQuery(q string) string {
+	if !strings.ContainsFunc(q, queryEscaped) {
+		return q
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; queryEscaped(rune(c)) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xF])
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// queryEscaped reports whether escapeQuery encodes r (a byte of the query:
+// ContainsFunc's U+FFFD for a byte that is not UTF-8 is non-ASCII too).
+func queryEscaped(r rune) bool {
+	return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"<>\^`+"`{|}", r)
 }
 
 // errTooManyRedirects ends a chain of same-host redirects.
