@@ -10,6 +10,11 @@ import (
 	"strings"
 )
 
+// Text is the text v contributes to a string with an embedded expression
+// ("id ${x}"): what Conductor's Objects.toString gives, maps and lists as
+// compact JSON.
+func Text(v any) string { return interpolate(v) }
+
 // interpolate returns the text a value contributes to a string with an
 // embedded expression. It follows OSS, which uses Java's Objects.toString:
 // strings as they are, null as "null", booleans as "true"/"false", integers

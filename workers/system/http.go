@@ -113,19 +113,27 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	}
 	hreq.URL.RawQuery = escapeQuery(hreq.URL.RawQuery)
 	for k, v := range req.Headers {
-		hreq.Header.Set(k, fmt.Sprint(v))
-	}
-	accept := req.Accept
-	if accept == "" {
-		accept = "application/json" // Conductor's default
-	}
-	hreq.Header.Set("Accept", accept)
-	if body != nil {
-		ct := req.ContentType
-		if ct == "" {
-			ct = "application/json"
+		if v == nil {
+			// Conductor sends no header for a null value (a ${...} of
+			// an input not given), where fmt.Sprint wrote "<nil>".
+			continue
 		}
-		hreq.Header.Set("Content-Type", ct)
+		hreq.Header.Set(k, expr.Text(v))
+	}
+	// accept and contentType win over headers of their names, which are
+	// kept when they are not given: the default replaced a Content-Type a
+	// definition wrote in headers, sending a form labelled as JSON.
+	setDefault := func(key, field string) {
+		switch {
+		case field != "":
+			hreq.Header.Set(key, field)
+		case hreq.Header.Get(key) == "":
+			hreq.Header.Set(key, "application/json") // Conductor's default
+		}
+	}
+	setDefault("Accept", req.Accept)
+	if body != nil {
+		setDefault("Content-Type", req.ContentType)
 	}
 	client := h.Client
 	if client == nil {

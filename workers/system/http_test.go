@@ -333,3 +333,54 @@ func TestHTTPQueryEscaping(t *testing.T) {
 		})
 	}
 }
+
+// post runs an HTTP task POSTing to uri with the request's other fields.
+func post(uri string, fields map[string]any) conductor.TaskResult {
+	req := map[string]any{"uri": uri, "method": "POST"}
+	for k, v := range fields {
+		req[k] = v
+	}
+	return system.HTTP{}.Execute(context.Background(), &conductor.Task{TaskType: "HTTP", ReferenceTaskName: "call",
+		InputData: map[string]any{"http_request": req}})
+}
+
+// Headers: a null value sends no header, as in Conductor; other values are
+// sent as their text in a string template; accept and contentType win over
+// headers of their names, which stand when they are not given.
+func TestHTTPHeaders(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"accept": r.Header.Values("Accept"), "contentType": r.Header.Values("Content-Type"),
+			"trace": r.Header.Values("X-Trace"), "amount": r.Header.Get("X-Amount"), "flag": r.Header.Get("X-Flag")})
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name    string
+		request map[string]any
+		want    map[string]any
+	}{
+		{"null value", map[string]any{"headers": map[string]any{"X-Trace": nil, "X-Amount": 1500000.5, "X-Flag": true}},
+			map[string]any{"trace": nil, "amount": "1500000.5", "flag": "true"}},
+		{"defaults", map[string]any{"body": "x"},
+			map[string]any{"accept": []any{"application/json"}, "contentType": []any{"application/json"}}},
+		{"headers of their names", map[string]any{"body": "a=1", "headers": map[string]any{"accept": "text/plain", "Content-Type": "application/x-www-form-urlencoded"}},
+			map[string]any{"accept": []any{"text/plain"}, "contentType": []any{"application/x-www-form-urlencoded"}}},
+		{"fields win", map[string]any{"body": "x", "accept": "text/csv", "contentType": "text/plain", "headers": map[string]any{"Accept": "text/html", "Content-Type": "text/html"}},
+			map[string]any{"accept": []any{"text/csv"}, "contentType": []any{"text/plain"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := post(srv.URL, tt.request)
+			if res.Status != conductor.TaskCompleted {
+				t.Fatalf("status = %s (%s)", res.Status, res.ReasonForIncompletion)
+			}
+			got := res.OutputData["response"].(map[string]any)["body"].(map[string]any)
+			for k, want := range tt.want {
+				if !reflect.DeepEqual(got[k], want) {
+					t.Errorf("%s = %#v, want %#v", k, got[k], want)
+				}
+			}
+		})
+	}
+}
