@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -95,13 +96,12 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	timeout := callTimeout(req)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	hasBody := len(req.Body) > 0 && string(req.Body) != "null"
+	header := requestHeader(req, hasBody)
 	var body io.Reader
-	if len(req.Body) > 0 && string(req.Body) != "null" {
-		var s string
-		if json.Unmarshal(req.Body, &s) == nil {
-			body = strings.NewReader(s) // a JSON string body is sent as text
-		} else {
-			body = bytes.NewReader(req.Body)
+	if hasBody {
+		if body, err = requestBody(req.Body, header.Get("Content-Type")); err != nil {
+			return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %v", t.ReferenceTaskName, err)
 		}
 	}
 	hreq, err := http.NewRequestWithContext(ctx, req.Method, req.URI, body)
@@ -112,29 +112,7 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: the uri must be an absolute http or https URL", t.ReferenceTaskName)
 	}
 	hreq.URL.RawQuery = escapeQuery(hreq.URL.RawQuery)
-	for k, v := range req.Headers {
-		if v == nil {
-			// Conductor sends no header for a null value (a ${...} of
-			// an input not given), where fmt.Sprint wrote "<nil>".
-			continue
-		}
-		hreq.Header.Set(k, expr.Text(v))
-	}
-	// accept and contentType win over headers of their names, which are
-	// kept when they are not given: the default replaced a Content-Type a
-	// definition wrote in headers, sending a form labelled as JSON.
-	setDefault := func(key, field string) {
-		switch {
-		case field != "":
-			hreq.Header.Set(key, field)
-		case hreq.Header.Get(key) == "":
-			hreq.Header.Set(key, "application/json") // Conductor's default
-		}
-	}
-	setDefault("Accept", req.Accept)
-	if body != nil {
-		setDefault("Content-Type", req.ContentType)
-	}
+	hreq.Header = header
 	client := h.Client
 	if client == nil {
 		client = &http.Client{Timeout: timeout, CheckRedirect: sameHostRedirects}
@@ -183,6 +161,70 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 		return conductor.TaskResult{Status: conductor.TaskInProgress, OutputData: out}
 	}
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: out}
+}
+
+// requestHeader is the request's headers: those headers gives, accept and
+// contentType set over them when given, and Conductor's application/json
+// when neither gives one (Content-Type only for a request with a body). A
+// header of headers used to be replaced by the default: a Content-Type
+// written there sent a form labelled as JSON.
+func requestHeader(req *httpRequest, hasBody bool) http.Header {
+	header := http.Header{}
+	for k, v := range req.Headers {
+		if v == nil {
+			// Conductor sends no header for a null value (a ${...} of
+			// an input not given), where fmt.Sprint wrote "<nil>".
+			continue
+		}
+		header.Set(k, expr.Text(v))
+	}
+	for _, f := range []struct{ key, field string }{{"Accept", req.Accept}, {"Content-Type", req.ContentType}} {
+		switch {
+		case f.key == "Content-Type" && !hasBody:
+			// Nothing to describe: only one headers gives is sent.
+		case f.field != "":
+			header.Set(f.key, f.field)
+		case header.Get(f.key) == "":
+			header.Set(f.key, "application/json") // Conductor's default
+		}
+	}
+	return header
+}
+
+// requestBody is what body sends: a JSON string as its text, an object
+// under a form's Content-Type as a form (Conductor refuses to send it;
+// sent as JSON, a server reads it as one field named after the whole
+// text), anything else as JSON.
+func requestBody(body json.RawMessage, contentType string) (io.Reader, error) {
+	var s string
+	if json.Unmarshal(body, &s) == nil {
+		return strings.NewReader(s), nil
+	}
+	if mt, _, _ := mime.ParseMediaType(contentType); mt != "application/x-www-form-urlencoded" || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+		return bytes.NewReader(body), nil
+	}
+	var fields map[string]any
+	if err := conductor.Unmarshal(body, &fields); err != nil {
+		return nil, errors.New("http_request.body is not a JSON object")
+	}
+	form := url.Values{}
+	for k, v := range fields {
+		vals, ok := v.([]any)
+		if !ok {
+			vals = []any{v}
+		}
+		for _, e := range vals {
+			switch e.(type) {
+			case nil:
+				// No field, as a null header sends none.
+			case map[string]any, []any:
+				return nil, errors.New("http_request.body: a form's values must be strings, numbers, booleans or lists of them")
+			default:
+				form.Add(k, expr.Text(e))
+			}
+		}
+	}
+	return strings.NewReader(form.Encode()), nil
 }
 
 // maxCallTimeout bounds a call's connection and read timeouts: the

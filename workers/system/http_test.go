@@ -362,6 +362,9 @@ func TestHTTPHeaders(t *testing.T) {
 	}{
 		{"null value", map[string]any{"headers": map[string]any{"X-Trace": nil, "X-Amount": 1500000.5, "X-Flag": true}},
 			map[string]any{"trace": nil, "amount": "1500000.5", "flag": "true"}},
+		{"no body", map[string]any{}, map[string]any{"contentType": nil}},
+		{"no body, a Content-Type header", map[string]any{"headers": map[string]any{"Content-Type": "text/plain"}},
+			map[string]any{"contentType": []any{"text/plain"}}},
 		{"defaults", map[string]any{"body": "x"},
 			map[string]any{"accept": []any{"application/json"}, "contentType": []any{"application/json"}}},
 		{"headers of their names", map[string]any{"body": "a=1", "headers": map[string]any{"accept": "text/plain", "Content-Type": "application/x-www-form-urlencoded"}},
@@ -380,6 +383,51 @@ func TestHTTPHeaders(t *testing.T) {
 				if !reflect.DeepEqual(got[k], want) {
 					t.Errorf("%s = %#v, want %#v", k, got[k], want)
 				}
+			}
+		})
+	}
+}
+
+// An object body under a form's Content-Type is sent as a form; it went as
+// JSON, which a server reads as one field named after the whole text.
+func TestHTTPFormBody(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"raw": string(raw), "contentType": r.Header.Get("Content-Type")})
+	}))
+	defer srv.Close()
+	form := map[string]any{"grant_type": "client_credentials", "scope": []any{"a b", "c&d"}, "n": int64(7), "x": 2.5, "ok": true, "none": nil}
+	tests := []struct {
+		name       string
+		request    map[string]any
+		wantStatus string
+		wantRaw    string
+	}{
+		{"contentType", map[string]any{"contentType": "application/x-www-form-urlencoded", "body": form}, conductor.TaskCompleted,
+			"grant_type=client_credentials&n=7&ok=true&scope=a+b&scope=c%26d&x=2.5"},
+		{"header with a charset", map[string]any{"headers": map[string]any{"content-type": "application/x-www-form-urlencoded; charset=utf-8"}, "body": form}, conductor.TaskCompleted,
+			"grant_type=client_credentials&n=7&ok=true&scope=a+b&scope=c%26d&x=2.5"},
+		{"a string is sent as it is", map[string]any{"contentType": "application/x-www-form-urlencoded", "body": "a=1&b=2"}, conductor.TaskCompleted, "a=1&b=2"},
+		{"an object under JSON", map[string]any{"body": map[string]any{"a": "1"}}, conductor.TaskCompleted, `{"a":"1"}`},
+		{"a nested object", map[string]any{"contentType": "application/x-www-form-urlencoded", "body": map[string]any{"a": map[string]any{"b": "1"}}},
+			conductor.TaskFailedWithTerminalError, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := post(srv.URL, tt.request)
+			if res.Status != tt.wantStatus {
+				t.Fatalf("status = %s (%s), want %s", res.Status, res.ReasonForIncompletion, tt.wantStatus)
+			}
+			if tt.wantStatus != conductor.TaskCompleted {
+				if !strings.Contains(res.ReasonForIncompletion, "a form's values must be strings, numbers, booleans or lists of them") {
+					t.Fatalf("reason = %q", res.ReasonForIncompletion)
+				}
+				return
+			}
+			if got := res.OutputData["response"].(map[string]any)["body"].(map[string]any)["raw"]; got != tt.wantRaw {
+				t.Errorf("body sent = %q, want %q", got, tt.wantRaw)
 			}
 		})
 	}
