@@ -113,6 +113,10 @@ type decision struct {
 	// first maskedRead events (see unsealedText).
 	masked     []string
 	maskedRead int
+	// maskedCases are the case texts of the values under _secrets and
+	// _masked keys of the first casesRead events (see sealedCase).
+	maskedCases []string
+	casesRead   int
 	// evaluations is what the decision's evaluations may still build (see
 	// Input.MaxRecordBytes); zero until the first.
 	evaluations expr.Budget
@@ -504,6 +508,9 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 			if wt := d.plan.config(t); wt != nil {
 				selected, _ := r.OutputData["selectedCase"].(string)
 				up.Case, up.CaseDefault = caseOf(wt, selected)
+				if caseFromSecret(t, wt) {
+					up.Output = maskCaseOutput(up.Output)
+				}
 			}
 		}
 		if t.Type == conductor.TaskTypeSetVariable {

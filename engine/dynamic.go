@@ -77,15 +77,8 @@ func (d *decision) unsealedText(s string) bool {
 	// Each event is read once a decision: a loop of DYNAMIC tasks asks
 	// for every iteration.
 	for _, ev := range d.events[d.maskedRead:] {
-		switch e := ev.(type) {
-		case *schemas.TaskUpdated:
-			d.masked = appendMaskedText(d.masked, e.Output, false)
-		case *schemas.TaskScheduled:
-			d.masked = appendMaskedText(appendMaskedText(d.masked, e.Input, false), e.Output, false)
-		case *schemas.VariablesUpdated:
-			d.masked = appendMaskedText(d.masked, e.Variables, false)
-		case *schemas.WorkflowStarted:
-			d.masked = appendMaskedText(appendMaskedText(d.masked, e.Input, false), e.Variables, false)
+		for _, m := range eventData(ev) {
+			d.masked = appendMasked(d.masked, m, false, nonEmptyString)
 		}
 	}
 	d.maskedRead = len(d.events)
@@ -97,24 +90,50 @@ func (d *decision) unsealedText(s string) bool {
 	return false
 }
 
-// appendMaskedText appends the strings v holds under a _secrets or
-// _masked key (anywhere, when masked).
-func appendMaskedText(out []string, v any, masked bool) []string {
+// eventData returns the data ev brings the workflow that the guard seals
+// where it sits under a _secrets or _masked key.
+func eventData(ev schemas.Event) []map[string]any {
+	switch e := ev.(type) {
+	case *schemas.TaskUpdated:
+		return []map[string]any{e.Output}
+	case *schemas.TaskScheduled:
+		return []map[string]any{e.Input, e.Output}
+	case *schemas.VariablesUpdated:
+		return []map[string]any{e.Variables}
+	case *schemas.WorkflowStarted:
+		return []map[string]any{e.Input, e.Variables}
+	}
+	return nil
+}
+
+// appendMasked appends what text makes of each leaf v holds under a
+// _secrets or _masked key (anywhere, when masked), where it makes any.
+func appendMasked(out []string, v any, masked bool, text func(any) (string, bool)) []string {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, e := range x {
-			out = appendMaskedText(out, e, masked || masking.IsMaskedKey(k))
+			out = appendMasked(out, e, masked || masking.IsMaskedKey(k), text)
 		}
+		return out
 	case []any:
 		for _, e := range x {
-			out = appendMaskedText(out, e, masked)
+			out = appendMasked(out, e, masked, text)
 		}
-	case string:
-		if masked && x != "" {
-			out = append(out, x)
-		}
+		return out
+	}
+	if !masked {
+		return out
+	}
+	if s, ok := text(v); ok {
+		out = append(out, s)
 	}
 	return out
+}
+
+// nonEmptyString is a leaf's text when it is a string, for appendMasked.
+func nonEmptyString(v any) (string, bool) {
+	s, ok := v.(string)
+	return s, ok && s != ""
 }
 
 // configJSON encodes a task configuration for TaskScheduled.Config.

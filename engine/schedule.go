@@ -377,21 +377,15 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 	switch ev.Type {
 	case conductor.TaskTypeSimple:
 	case conductor.TaskTypeSwitch, conductor.TaskTypeDecision:
-		script := false
-		switch {
-		case ev.Type == conductor.TaskTypeSwitch:
+		if ev.Type == conductor.TaskTypeSwitch {
 			switch wt.EvaluatorType {
-			case "", "value-param":
-			case "javascript", "graaljs":
-				script = true
+			case "", "value-param", "javascript", "graaljs":
 			default:
 				fail("SWITCH %s: evaluatorType %q is not supported: use value-param, javascript or graaljs", ev.Ref, wt.EvaluatorType)
 				return
 			}
-		case wt.CaseValueParam == "" && wt.CaseExpression != "":
-			script = true
 		}
-		if script {
+		if scriptCase(ev.Type, wt) {
 			// Script evaluators run in a system worker, which reports the
 			// selected case.
 			if !runsInSystemWorker(ev.Type) {
@@ -402,6 +396,14 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		param := wt.Expression
 		if ev.Type == conductor.TaskTypeDecision || param == "" {
 			param = wt.CaseValueParam
+		}
+		if d.sealedCase(ev.Input, ev.Deferred, param) {
+			// Decided at hand-off, where the value is opened (see
+			// sealedCase).
+			if !runsInSystemWorker(ev.Type) {
+				fail("%s %s: no system worker evaluates a case made of sealed data", ev.Type, ev.Ref)
+			}
+			break
 		}
 		c := conductor.SwitchCase(ev.Input[param])
 		ev.Status = conductor.TaskCompleted

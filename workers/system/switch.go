@@ -16,8 +16,10 @@ import (
 // caseExpression: JavaScript over `$`, the task input. The case is the
 // result's text ("true", "3", "null", the string itself); the task
 // completes with {"evaluationResult":[case],"selectedCase":case}, and the
-// engine runs the branch. (A value-param SWITCH is decided by the engine
-// itself and never reaches a system worker.)
+// engine runs the branch. A value-param SWITCH, and a DECISION's
+// caseValueParam, reach it only when their case value is sealed data or a
+// secret, opened in the input it is handed; the engine decides the others
+// itself.
 type Switch struct {
 	Budget Budget
 }
@@ -57,7 +59,11 @@ func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 		}
 		c = conductor.SwitchCase(v)
 	case cfg.EvaluatorType == "" || cfg.EvaluatorType == "value-param":
-		c = conductor.SwitchCase(t.InputData[cfg.Expression])
+		param := cfg.Expression
+		if param == "" {
+			param = cfg.CaseValueParam // as the engine reads it
+		}
+		c = conductor.SwitchCase(t.InputData[param])
 	default:
 		return scriptFailed(t, fmt.Errorf("evaluatorType %q is not supported", cfg.EvaluatorType))
 	}
