@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -916,5 +917,57 @@ func TestJumpToTask(t *testing.T) {
 	}
 	if wf := e.workflow(running); !slices.Equal(refsOf(wf.Tasks), []string{"g1:IN_PROGRESS"}) {
 		t.Fatalf("refused jumps changed the workflow: %v", refsOf(wf.Tasks))
+	}
+}
+
+// A workflow started without a correlationId reads ${workflow.correlationId}
+// as null, as Conductor does ("c-null" inside text), and one that is not a
+// child its parentWorkflowId; a child reads its parent's id and the
+// correlationId it inherits.
+func TestUnsetWorkflowFieldsAreNull(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const fields = `{"corr":"${workflow.correlationId}","label":"c-${workflow.correlationId}","parent":"${workflow.parentWorkflowId}"}`
+	e.register(`{"name":"nv_child","version":1,"tasks":[{"name":"seen","taskReferenceName":"seen","type":"SET_VARIABLE","inputParameters":`+fields+`}],
+	  "outputParameters":`+fields+`}`,
+		`{"name":"nv_parent","version":1,"tasks":[{"name":"seen","taskReferenceName":"seen","type":"SET_VARIABLE","inputParameters":`+fields+`},
+	  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"nv_child","version":1}}],
+	  "outputParameters":`+fields+`}`)
+	for _, tc := range []struct {
+		name, corr string
+		want       map[string]any
+	}{
+		{"no correlationId", "", map[string]any{"corr": nil, "label": "c-null", "parent": nil}},
+		{"a correlationId", "c-9", map[string]any{"corr": "c-9", "label": "c-c-9", "parent": nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := map[string]any{"name": "nv_parent"}
+			if tc.corr != "" {
+				start["correlationId"] = tc.corr
+			}
+			id := e.must(http.StatusOK, "POST", "/api/workflow", start)
+			wf := e.waitStatus(id, conductor.WorkflowCompleted)
+			// Decoded from the API's JSON: a null must be there, as null.
+			var raw struct {
+				Output map[string]any `json:"output"`
+				Tasks  []struct {
+					ReferenceTaskName string         `json:"referenceTaskName"`
+					InputData         map[string]any `json:"inputData"`
+					SubWorkflowID     string         `json:"subWorkflowId"`
+				} `json:"tasks"`
+			}
+			e.decode(http.StatusOK, "GET", "/api/workflow/"+id+"?includeTasks=true", nil, &raw)
+			if !reflect.DeepEqual(raw.Output, tc.want) || len(raw.Tasks) != 2 || !reflect.DeepEqual(raw.Tasks[0].InputData, tc.want) {
+				t.Fatalf("parent output %v, tasks %+v; want %v", raw.Output, raw.Tasks, tc.want)
+			}
+			child := taskByRef(wf, "sub").SubWorkflowID
+			wantChild := maps.Clone(tc.want)
+			wantChild["parent"] = id
+			e.waitStatus(child, conductor.WorkflowCompleted)
+			e.decode(http.StatusOK, "GET", "/api/workflow/"+child+"?includeTasks=true", nil, &raw)
+			if !reflect.DeepEqual(raw.Output, wantChild) || len(raw.Tasks) != 1 || !reflect.DeepEqual(raw.Tasks[0].InputData, wantChild) {
+				t.Fatalf("child output %v, tasks %+v; want %v", raw.Output, raw.Tasks, wantChild)
+			}
+		})
 	}
 }

@@ -1228,3 +1228,37 @@ func TestTimeoutReasons(t *testing.T) {
 		})
 	}
 }
+
+// A workflow started without a correlationId, or not as a child, gives its
+// tasks null for those fields, as Conductor does: "c-null" inside text,
+// and the task definition's inputTemplate value where one is given.
+func TestUnsetWorkflowFieldsAreNull(t *testing.T) {
+	const def = `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{
+		"corr":"${workflow.correlationId}","label":"c-${workflow.correlationId}","parent":"${workflow.parentWorkflowId}",
+		"parentTask":"${workflow.parentWorkflowTaskId}","reason":"${workflow.reasonForIncompletion}",
+		"fallback":"${workflow.correlationId}"}}]}`
+	var td conductor.TaskDef
+	if err := conductor.Unmarshal([]byte(`{"name":"a","inputTemplate":{"fallback":"none"}}`), &td); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		start engine.Start
+		want  map[string]any
+	}{
+		{"unset", engine.Start{},
+			map[string]any{"corr": nil, "label": "c-null", "parent": nil, "parentTask": nil, "reason": nil, "fallback": "none"}},
+		{"set", engine.Start{Request: conductor.StartWorkflowRequest{CorrelationID: "c-1"}, ParentWorkflowID: "p-1", ParentWorkflowTaskID: "pt-1"},
+			map[string]any{"corr": "c-1", "label": "c-c-1", "parent": "p-1", "parentTask": "pt-1", "reason": nil, "fallback": "c-1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{t: t, now: epoch, taskDefs: map[string]*conductor.TaskDef{"a": &td}}
+			start := tc.start
+			start.WorkflowID, start.Def, start.CreatedBy = "wf-1", parseDef(t, def), "app:tester"
+			h.decide(start)
+			if got := h.wantTask("a", conductor.TaskScheduled).Input; !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("input = %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}

@@ -59,10 +59,10 @@ func (d *workflowDoc) Lookup(name string) (any, bool) {
 	case "workflow":
 		return map[string]any{
 			"input": w.Input, "output": w.Output, "status": w.Status, "workflowId": w.ID,
-			"parentWorkflowId": w.ParentWorkflowID, "parentWorkflowTaskId": w.ParentWorkflowTaskID,
-			"workflowType": w.Name, "version": int64(w.Version), "correlationId": w.CorrelationID,
-			"reasonForIncompletion": w.Reason, "schemaVersion": int64(2), "variables": w.Variables,
-			"createTime": w.CreateTime, "priority": int64(w.Priority), "createdBy": w.CreatedBy,
+			"parentWorkflowId": orNull(w.ParentWorkflowID), "parentWorkflowTaskId": orNull(w.ParentWorkflowTaskID),
+			"workflowType": w.Name, "version": int64(w.Version), "correlationId": orNull(w.CorrelationID),
+			"reasonForIncompletion": orNull(w.Reason), "schemaVersion": int64(2), "variables": w.Variables,
+			"createTime": w.CreateTime, "priority": int64(w.Priority), "createdBy": orNull(w.CreatedBy),
 		}, true
 	case "CPEWF_TASK_ID":
 		return d.taskID, d.taskID != ""
@@ -98,6 +98,16 @@ func (d *workflowDoc) Lookup(name string) (any, bool) {
 		"reasonForIncompletion": t.Reason, "callbackAfterSeconds": t.CallbackAfterSeconds,
 		"workerId": t.WorkerID, "iteration": int64(iteration), "subWorkflowId": t.SubWorkflowID,
 	}, true
+}
+
+// orNull is a text field as Conductor's document holds it: a field the
+// workflow never set is null there (${workflow.correlationId} is null, and
+// "c-null" inside text), where the state keeps "".
+func orNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // taskTypeOf is Conductor's Task.taskType: the task name for SIMPLE tasks,

@@ -1,0 +1,82 @@
+package engine
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/flowvault/flowvault/engine/expr"
+)
+
+// Each ${workflow.X} is the value and JSON type of Conductor's
+// ParametersUtils document, whether the workflow set the field or not: a
+// text field never set is null (a whole-string expression yields null,
+// one inside text "null"), not "".
+func TestWorkflowFields(t *testing.T) {
+	unset := &Workflow{ID: "wf-1", Name: "orders", Version: 3, Status: "RUNNING", CreateTime: 1700000000000,
+		Input: map[string]any{}, Output: map[string]any{}, Variables: map[string]any{}}
+	set := &Workflow{ID: "wf-2", Name: "orders", Version: 4, Status: "FAILED", CreateTime: 1700000000001,
+		Input: map[string]any{"n": int64(1)}, Output: map[string]any{"o": true}, Variables: map[string]any{"v": "x"},
+		CorrelationID: "c-1", ParentWorkflowID: "parent-1", ParentWorkflowTaskID: "ptask-1", Reason: "boom",
+		CreatedBy: "user:ann", Priority: 7}
+	wantFields(t, "workflow", unset, set, []field{
+		{"input", map[string]any{}, map[string]any{"n": int64(1)}},
+		{"output", map[string]any{}, map[string]any{"o": true}},
+		{"status", "RUNNING", "FAILED"},
+		{"workflowId", "wf-1", "wf-2"},
+		{"parentWorkflowId", nil, "parent-1"},
+		{"parentWorkflowTaskId", nil, "ptask-1"},
+		{"workflowType", "orders", "orders"},
+		{"version", int64(3), int64(4)},
+		{"correlationId", nil, "c-1"},
+		{"reasonForIncompletion", nil, "boom"},
+		{"schemaVersion", int64(2), int64(2)},
+		{"variables", map[string]any{}, map[string]any{"v": "x"}},
+		// flowvault's own: Conductor's document has none of these (null).
+		{"createTime", int64(1700000000000), int64(1700000000001)},
+		{"priority", int64(0), int64(7)},
+		{"createdBy", nil, "user:ann"},
+		// Workflow fields Conductor's document leaves out.
+		{"startTime", nil, nil},
+		{"endTime", nil, nil},
+		{"updateTime", nil, nil},
+		{"taskToDomain", nil, nil},
+		{"ownerApp", nil, nil},
+		{"failedReferenceTaskNames", nil, nil},
+		{"workflowDefinition", nil, nil},
+	})
+}
+
+// field is a field of an expression source, its value in a workflow that
+// did not set it and in one that did.
+type field struct {
+	name       string
+	unset, set any
+}
+
+// wantFields checks each ${source.field} of unset and set, whole and, for
+// a text or null value, inside text.
+func wantFields(t *testing.T, source string, unset, set *Workflow, fields []field) {
+	t.Helper()
+	for _, f := range fields {
+		for _, c := range []struct {
+			name string
+			w    *Workflow
+			want any
+		}{{"unset", unset, f.unset}, {"set", set, f.set}} {
+			path := "${" + source + "." + f.name + "}"
+			got, _, err := expr.Evaluate(path, &workflowDoc{w: c.w})
+			if err != nil || !reflect.DeepEqual(got, c.want) {
+				t.Errorf("%s %s = %#v (%v), want %#v", c.name, path, got, err, c.want)
+			}
+			want := "x-null"
+			if s, ok := c.want.(string); ok {
+				want = "x-" + s
+			} else if c.want != nil {
+				continue
+			}
+			if got, _, err := expr.Evaluate("x-"+path, &workflowDoc{w: c.w}); err != nil || got != want {
+				t.Errorf("%s x-%s = %#v (%v), want %q", c.name, path, got, err, want)
+			}
+		}
+	}
+}
