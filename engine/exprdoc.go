@@ -92,16 +92,16 @@ func (d *workflowDoc) Lookup(name string) (any, bool) {
 	}
 	return map[string]any{
 		"input": t.Input, "output": t.Output, "taskType": taskTypeOf(t), "status": t.Status,
-		"referenceTaskName": t.Ref, "retryCount": int64(t.RetryCount), "correlationId": w.CorrelationID,
+		"referenceTaskName": t.Ref, "retryCount": int64(t.RetryCount), "correlationId": orNull(w.CorrelationID),
 		"pollCount": int64(t.PollCount), "taskDefName": t.Name, "scheduledTime": t.ScheduledTime,
 		"startTime": t.StartTime, "endTime": t.EndTime, "workflowInstanceId": w.ID, "taskId": t.ID,
-		"reasonForIncompletion": t.Reason, "callbackAfterSeconds": t.CallbackAfterSeconds,
-		"workerId": t.WorkerID, "iteration": int64(iteration), "subWorkflowId": t.SubWorkflowID,
+		"reasonForIncompletion": orNull(t.Reason), "callbackAfterSeconds": t.CallbackAfterSeconds,
+		"workerId": orNull(t.WorkerID), "iteration": int64(iteration), "subWorkflowId": orNull(t.SubWorkflowID),
 	}, true
 }
 
 // orNull is a text field as Conductor's document holds it: a field the
-// workflow never set is null there (${workflow.correlationId} is null, and
+// workflow or task never set is null there (${workflow.correlationId} is null, and
 // "c-null" inside text), where the state keeps "".
 func orNull(s string) any {
 	if s == "" {

@@ -46,6 +46,38 @@ func TestWorkflowFields(t *testing.T) {
 	})
 }
 
+// Each ${ref.X} is the value and JSON type of Conductor's document too: a
+// task not taken has no workerId, one that did not fail no
+// reasonForIncompletion, and its correlationId is its workflow's.
+func TestTaskFields(t *testing.T) {
+	unsetT := &Task{ID: "t-1", Ref: "a", Name: "a", Type: "SIMPLE", Status: "SCHEDULED", ScheduledTime: 5}
+	setT := &Task{ID: "t-2", Ref: "a", Name: "a", Type: "SUB_WORKFLOW", Status: "FAILED", ScheduledTime: 5, StartTime: 6,
+		EndTime: 7, RetryCount: 1, PollCount: 2, WorkerID: "w-1", Reason: "boom", CallbackAfterSeconds: 30, SubWorkflowID: "child-1"}
+	unset := &Workflow{ID: "wf-1", Tasks: []*Task{unsetT}}
+	set := &Workflow{ID: "wf-2", CorrelationID: "c-1", Tasks: []*Task{setT}}
+	wantFields(t, "a", unset, set, []field{
+		{"taskType", "a", "SUB_WORKFLOW"},
+		{"status", "SCHEDULED", "FAILED"},
+		{"referenceTaskName", "a", "a"},
+		{"retryCount", int64(0), int64(1)},
+		{"correlationId", nil, "c-1"},
+		{"pollCount", int64(0), int64(2)},
+		{"taskDefName", "a", "a"},
+		{"scheduledTime", int64(5), int64(5)},
+		{"startTime", int64(0), int64(6)},
+		{"endTime", int64(0), int64(7)},
+		{"workflowInstanceId", "wf-1", "wf-2"},
+		{"taskId", "t-1", "t-2"},
+		{"reasonForIncompletion", nil, "boom"},
+		{"callbackAfterSeconds", int64(0), int64(30)},
+		{"workerId", nil, "w-1"},
+		{"iteration", int64(0), int64(0)},
+		// flowvault's own: Conductor's document has no subWorkflowId.
+		{"subWorkflowId", nil, "child-1"},
+		{"domain", nil, nil},
+	})
+}
+
 // field is a field of an expression source, its value in a workflow that
 // did not set it and in one that did.
 type field struct {
