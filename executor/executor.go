@@ -727,6 +727,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 		s.cache.put(j.wfID, dec.State)
 		e.running.endInactive(dec.State)
 		e.metrics.decisions.WithLabelValues(name, "appended").Inc()
+		e.metrics.appended(dec.Events)
 		if j.related != nil {
 			j.related.note(seq)
 		}

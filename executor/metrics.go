@@ -1,6 +1,11 @@
 package executor
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
 
 type metrics struct {
 	decisions  *prometheus.CounterVec
@@ -17,13 +22,18 @@ type metrics struct {
 	// by the quota on a principal's running workflows: principals are
 	// too many for labels, and their names may be sensitive.
 	quotaRefusals prometheus.Counter
+	// started and ended count what the decisions this engine appended
+	// did to workflows; ended is labelled by the terminal status only (four
+	// values), never by workflow name: definitions are the users'.
+	started prometheus.Counter
+	ended   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "flowvault", Subsystem: "engine", Name: "decisions_total",
-			Help: "Decisions by trigger and outcome (appended, noop, rejected, error).",
+			Help: "Decisions by trigger and outcome (appended, duplicate, noop, rejected, error).",
 		}, []string{"trigger", "outcome"}),
 		decideDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "flowvault", Subsystem: "engine", Name: "decision_seconds",
@@ -66,10 +76,33 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "quota_refusals_total",
 			Help: "Starts, restarts, retries and reruns refused because their principal has --max-running-workflows running.",
 		}),
+		started: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "workflows_started_total",
+			Help: "Workflows started (sub-workflows and scheduled runs included; not restarts, retries or reruns).",
+		}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "workflows_ended_total",
+			Help: "Workflows that reached a terminal status (COMPLETED, FAILED, TIMED_OUT, TERMINATED), by that status; a workflow retried or restarted counts again when it ends again.",
+		}, []string{"status"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system, m.limited, m.cache,
-			m.quotaRefusals)
+			m.quotaRefusals, m.started, m.ended)
 	}
 	return m
+}
+
+// appended counts the workflow starts and ends among the events of a
+// decision the log stored.
+func (m *metrics) appended(events []schemas.Event) {
+	for _, ev := range events {
+		switch ev := ev.(type) {
+		case *schemas.WorkflowStarted:
+			m.started.Inc()
+		case *schemas.WorkflowStatusChanged:
+			if conductor.WorkflowTerminal(ev.Status) {
+				m.ended.WithLabelValues(ev.Status).Inc()
+			}
+		}
+	}
 }
