@@ -19,7 +19,7 @@ import (
 // /metrics after a workload is valid Prometheus text, every family
 // described and named by the conventions dashboards rely on, no label
 // value taken from what users name, and it tells how many workflows
-// started and ended how.
+// started and ended how, and how far each read model is behind its stream.
 func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
 	_, base := nodetest.Start(t)
@@ -95,6 +95,11 @@ func TestMetricsExposition(t *testing.T) {
 	for _, w := range want {
 		if got, ok := sample(families, w.name, w.labels); !ok || got != w.value {
 			t.Errorf("%s%v = %v (found %v), want %v", w.name, w.labels, got, ok, w.value)
+		}
+	}
+	for _, proj := range []string{"auth", "executions", "metadata", "natscreds", "schedules", "secrets"} {
+		if _, ok := sample(families, "flowvault_projection_lag_records", map[string]string{"projection": proj}); !ok {
+			t.Errorf("flowvault_projection_lag_records has no sample for read model %s", proj)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -437,6 +438,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	})
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
 	n.httpSrv.RegisterOnShutdown(n.executor.StopPolling)
+	// Every read model runs by now: the slice is not appended to again.
+	n.registry.MustRegister(newReadModelLag(slices.Clone(n.runners)))
 	n.front.set(handler)
 	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), logkey.URL, n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
 	return n, nil

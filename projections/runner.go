@@ -182,6 +182,19 @@ func (r *Runner) Checkpoint() uint64 {
 	return r.committed
 }
 
+// Name is the name of the runner's read model.
+func (r *Runner) Name() string { return r.proj.Name() }
+
+// Lag returns how many records of its stream the read model has yet to
+// apply.
+func (r *Runner) Lag(ctx context.Context) (uint64, error) {
+	last, err := r.log.StreamLastSeq(ctx, r.cfg.Stream)
+	if err != nil {
+		return 0, fmt.Errorf("read model %s: %w", r.proj.Name(), err)
+	}
+	return last - min(r.Checkpoint(), last), nil
+}
+
 // WaitFor blocks until the projection has committed stream sequence seq, ctx
 // is done, or the runner has stopped. Writers call it after an append so that
 // their next read sees their write.
@@ -223,7 +236,7 @@ func (r *Runner) Stalled(ctx context.Context, d time.Duration) error {
 	default:
 	}
 	r.mu.Lock()
-	committed, movedAt, idle := r.committed, r.movedAt, r.idle
+	movedAt, idle := r.movedAt, r.idle
 	if r.busyAt.After(movedAt) {
 		movedAt = r.busyAt // idle until then: nothing to apply
 	}
@@ -231,12 +244,12 @@ func (r *Runner) Stalled(ctx context.Context, d time.Duration) error {
 	if idle || movedAt.IsZero() || time.Since(movedAt) < d {
 		return nil
 	}
-	last, err := r.log.StreamLastSeq(ctx, r.cfg.Stream)
-	if err != nil || last <= committed {
+	behind, err := r.Lag(ctx)
+	if err != nil || behind == 0 {
 		return nil // the log's own check tells of a log out of reach
 	}
 	return fmt.Errorf("read model %s has applied nothing for %s, %d records behind its stream", r.proj.Name(),
-		time.Since(movedAt).Round(time.Second), last-committed)
+		time.Since(movedAt).Round(time.Second), behind)
 }
 
 // ErrAheadOfLog is a read model whose checkpoint lies past the end of its
