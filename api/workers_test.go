@@ -511,6 +511,12 @@ func TestWorkerCredentialsFollowTheirPrincipalsRights(t *testing.T) {
 		}
 		return fmt.Errorf("the published start was not refused yet")
 	})
+	// The producer's mistake, not the server's failure.
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "start command rejected") && !strings.Contains(line, `"level":"WARN"`) {
+			t.Errorf("a refused start command is logged at another level than warning: %s", line)
+		}
+	}
 	if found := send(t, admin, "GET", "/api/workflow/search?query="+url.QueryEscape("workflowType = flow_starter"), ""); !strings.Contains(found, `"totalHits":0`) {
 		t.Fatalf("published start ran: %s", found)
 	}

@@ -644,7 +644,7 @@ func (e *Executor) consumeStartCommands() error {
 func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) error {
 	var req conductor.StartWorkflowRequest
 	if err := conductor.Unmarshal(d.Data, &req); err != nil {
-		e.cfg.Logger.Error("start command is not a StartWorkflowRequest", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
+		e.cfg.Logger.Warn("start command is not a StartWorkflowRequest", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
 		return fmt.Errorf("%w: %v", eventlog.ErrPoison, err)
 	}
 	// fv.cmd.start.<workflow>: an engine's request, which names its
@@ -665,7 +665,7 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 	}
 	if len(tokens) == 2 && (req.Name != name || req.WorkflowDef != nil) {
 		// A producer may start only the workflows its credentials name.
-		e.cfg.Logger.Error("start command names another workflow than its subject", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq)
+		e.cfg.Logger.Warn("start command names another workflow than its subject", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq)
 		return fmt.Errorf("%w: request for %q on subject %s", eventlog.ErrPoison, req.Name, d.Subject)
 	}
 	msgID := ""
@@ -703,7 +703,8 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		// command delivered again until its principal's workflows end
 		// would cycle through the consumer every tenant's commands share,
 		// a warning at each delivery, for as long as they run.
-		e.cfg.Logger.Error("start command rejected", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
+		// The producer's mistake, not the server's: a warning.
+		e.cfg.Logger.Warn("start command rejected", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq, logkey.Err, err)
 		return fmt.Errorf("%w: %v", eventlog.ErrPoison, err)
 	}
 	e.cfg.Logger.Warn("start command failed; it will be delivered again", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq,
