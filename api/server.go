@@ -301,8 +301,10 @@ func writeRawArray(w http.ResponseWriter, elems []json.RawMessage) {
 
 // Starting answers every request while a server starts (its read models
 // replay the log): 503, retryable, and in Conductor's health shape on
-// /health, so that a probe tells a starting server from a dead one.
-func Starting() http.Handler {
+// /health, so that a probe tells a starting server from a dead one. GET
+// /metrics answers from metrics (when not nil) as it will once started: a
+// rebuild of the read models takes minutes, and its progress is theirs.
+func Starting(metrics prometheus.Gatherer) http.Handler {
 	const why = "starting: the read models are catching up with the log"
 	health, _ := json.Marshal(struct {
 		HealthResults           []healthResult `json:"healthResults"`
@@ -311,7 +313,15 @@ func Starting() http.Handler {
 	}{HealthResults: []healthResult{{Name: "start", Error: why}}, SuppressedHealthResults: []healthResult{}})
 	other, _ := json.Marshal(errorBody{ErrorResponse: conductor.ErrorResponse{Status: http.StatusServiceUnavailable, Message: why,
 		Instance: "flowvault", Retryable: true}})
+	var scrape http.Handler
+	if metrics != nil {
+		scrape = promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if scrape != nil && r.Method == http.MethodGet && r.URL.Path == "/metrics" {
+			scrape.ServeHTTP(w, r)
+			return
+		}
 		w.Header().Set("Retry-After", "1")
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")

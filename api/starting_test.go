@@ -5,7 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowvault/flowvault/api"
 )
@@ -15,7 +18,7 @@ import (
 // a probe tells it from a dead one (which refuses the connection).
 func TestStartingAnswers503(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(api.Starting())
+	srv := httptest.NewServer(api.Starting(nil))
 	defer srv.Close()
 	for _, tc := range []struct {
 		path  string
@@ -37,6 +40,43 @@ func TestStartingAnswers503(t *testing.T) {
 		if err := json.Unmarshal(body, &b); err != nil || resp.StatusCode != http.StatusServiceUnavailable || !tc.check(b) ||
 			resp.Header.Get("Retry-After") == "" || resp.Header.Get("Cache-Control") != "no-store" {
 			t.Fatalf("%s: %d %v %s (%v)", tc.path, resp.StatusCode, resp.Header, body, err)
+		}
+	}
+}
+
+// A starting server's /metrics answers as a started one's does: a rebuild
+// of the read models takes minutes, and their metrics tell how far it got.
+// Every other path is still refused.
+func TestStartingServesMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	applied := prometheus.NewCounter(prometheus.CounterOpts{Name: "starting_records_applied_total", Help: "Records applied."})
+	reg.MustRegister(applied)
+	applied.Add(7)
+	srv := httptest.NewServer(api.Starting(reg))
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{"GET", "/metrics", http.StatusOK, "starting_records_applied_total 7"},
+		{"POST", "/metrics", http.StatusServiceUnavailable, `"retryable":true`},
+		{"GET", "/metrics/x", http.StatusServiceUnavailable, `"retryable":true`},
+		{"GET", "/health", http.StatusServiceUnavailable, `"healthy":false`},
+	} {
+		req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.body) {
+			t.Errorf("%s %s = %d %.300s, want %d with %s", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body)
 		}
 	}
 }

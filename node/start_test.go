@@ -183,6 +183,10 @@ func TestStartingServerAnswers503(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("the starting server answered %d %v, want a retryable 503", resp.StatusCode, resp.Header)
 	}
+	// Its metrics answer meanwhile, as they will once it has started.
+	if code, body := get(t, "http://"+addr+"/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("the starting server's /metrics = %d %.300s, want its metrics", code, body)
+	}
 	if err := <-started; err == nil {
 		t.Fatal("started without a NATS server that answers")
 	}
