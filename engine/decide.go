@@ -196,7 +196,7 @@ func (d *decision) emit(ev schemas.Event) {
 	d.w = w
 	d.events = append(d.events, ev)
 	if announced != nil {
-		if t := d.w.TaskByID(announced.ID); t == nil || t.Status != conductor.TaskScheduled {
+		if t := d.w.task(announced.ID); t == nil || t.Status != conductor.TaskScheduled {
 			d.effect(Withdraw{WorkflowID: d.w.ID, TaskID: announced.ID, TaskType: announced.Name, Domain: announced.Domain,
 				Priority: d.w.Priority, Since: announced.AvailableAt})
 		}
@@ -212,7 +212,7 @@ func (d *decision) announcedUpdate(ev schemas.Event) *Task {
 	if !ok || u.Status == conductor.TaskScheduled {
 		return nil
 	}
-	t := d.w.TaskByID(u.TaskID)
+	t := d.w.task(u.TaskID)
 	if t == nil || t.Status != conductor.TaskScheduled || t.AvailableAt > d.now || !t.IsWorkerTask() {
 		return nil
 	}
@@ -287,7 +287,7 @@ func (d *decision) handle(t Trigger) error {
 			d.finish(conductor.WorkflowFailed, t.Reason, map[string]any{})
 		}
 	case AddLog:
-		task := d.w.TaskByID(t.TaskID)
+		task := d.w.task(t.TaskID)
 		if task == nil {
 			return fault.NotFound("task %s not found in workflow %s", t.TaskID, d.w.ID)
 		}
@@ -347,7 +347,7 @@ func (d *decision) start(s Start) error {
 }
 
 func (d *decision) take(t Take) error {
-	task := d.w.TaskByID(t.TaskID)
+	task := d.w.task(t.TaskID)
 	if task == nil {
 		return fault.NotFound("task %s not found in workflow %s", t.TaskID, d.w.ID)
 	}
@@ -368,11 +368,11 @@ func (d *decision) take(t Take) error {
 	if t.HandOff != nil && t.HandOff.Error != "" {
 		d.emit(&schemas.TaskUpdated{TaskID: task.ID, Status: conductor.TaskFailedWithTerminalError,
 			Reason: t.HandOff.Error, Time: d.now})
-		d.failed(d.w.TaskByID(task.ID))
+		d.failed(d.w.task(task.ID))
 		d.reply = HandOffFailed{TaskID: task.ID, Reason: t.HandOff.Error}
 		return nil
 	}
-	taken := *d.w.TaskByID(t.TaskID)
+	taken := *d.w.task(t.TaskID)
 	if taken.Type == conductor.TaskTypeDoWhile {
 		// The system worker evaluates the loop condition over this
 		// document (loop.go).
@@ -386,7 +386,7 @@ func (d *decision) take(t Take) error {
 // back to be handed out again now. A result or progress of that take
 // recorded first makes it late, and ignored.
 func (d *decision) handBack(r conductor.TaskResult, lease int) error {
-	t := d.w.TaskByID(r.TaskID)
+	t := d.w.task(r.TaskID)
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
 	}
@@ -397,7 +397,7 @@ func (d *decision) handBack(r conductor.TaskResult, lease int) error {
 	d.reply = ResultReply{}
 	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, Reason: r.ReasonForIncompletion,
 		AvailableAt: d.now, Time: d.now})
-	d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
+	d.effect(handOff(d.w, d.w.task(t.ID))...)
 	return nil
 }
 
@@ -426,7 +426,7 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 	if r.CallbackAfterSeconds < 0 || r.CallbackAfterSeconds > MaxCallbackAfterSeconds {
 		return fault.Invalid("callbackAfterSeconds %d: want 0 to %d (a year)", r.CallbackAfterSeconds, MaxCallbackAfterSeconds)
 	}
-	t := d.w.TaskByID(r.TaskID)
+	t := d.w.task(r.TaskID)
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
 	}
@@ -499,7 +499,7 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 			up.AvailableAt = afterSeconds(d.now, r.CallbackAfterSeconds)
 		}
 		d.emit(up)
-		if t := d.w.TaskByID(r.TaskID); t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {
+		if t := d.w.task(r.TaskID); t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {
 			d.effect(handOff(d.w, t)...)
 		}
 	case conductor.TaskCompleted:
@@ -517,7 +517,7 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 			if err := d.variablesFit(r.OutputData); err != nil {
 				up.Status, up.Reason = conductor.TaskFailedWithTerminalError, fmt.Sprintf("SET_VARIABLE %s: %v", t.Ref, err)
 				d.emit(up)
-				d.failed(d.w.TaskByID(t.ID))
+				d.failed(d.w.task(t.ID))
 				return nil
 			}
 		}
@@ -532,7 +532,7 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 			up.Reason = "task " + t.Ref + " failed"
 		}
 		d.emit(up)
-		d.failed(d.w.TaskByID(t.ID))
+		d.failed(d.w.task(t.ID))
 	default:
 		return invalidStatus(r.Status)
 	}

@@ -48,14 +48,7 @@ func BenchmarkDecideLongWorkflow(b *testing.B) {
 			benchResult(b, h, fmt.Sprintf("b%d", n-1))
 		})
 		b.Run(fmt.Sprintf("dynamicFork=%d", n), func(b *testing.B) {
-			tasks := make([]any, n)
-			for i := range tasks {
-				tasks[i] = map[string]any{"name": "step", "taskReferenceName": fmt.Sprintf("d%d", i)}
-			}
-			h := newHarness(b, `{"name":"dynfork","version":1,"tasks":[
-			 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
-			  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
-			 {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`, map[string]any{"tasks": tasks})
+			h := newHarness(b, benchForkDef, map[string]any{"tasks": dynamicForkTasks(n)})
 			for i := range n - 1 {
 				h.take(fmt.Sprintf("d%d", i))
 				h.complete(fmt.Sprintf("d%d", i), nil)
@@ -96,6 +89,22 @@ func BenchmarkDecideLongWorkflow(b *testing.B) {
 	}
 }
 
+// benchForkDef forks the SIMPLE tasks of its input's tasks and joins them
+// (dynamicForkTasks).
+const benchForkDef = `{"name":"dynfork","version":1,"tasks":[
+ {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+ {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`
+
+// dynamicForkTasks are n SIMPLE tasks d0 to d<n-1>.
+func dynamicForkTasks(n int) []any {
+	tasks := make([]any, n)
+	for i := range tasks {
+		tasks[i] = map[string]any{"name": "step", "taskReferenceName": fmt.Sprintf("d%d", i)}
+	}
+	return tasks
+}
+
 // benchResult decides, over and over, the completion of the task ref of
 // h's workflow, which must then complete.
 func benchResult(b *testing.B, h *harness, ref string) {
@@ -111,4 +120,60 @@ func benchResult(b *testing.B, h *harness, ref string) {
 			b.Fatalf("workflow %s after the last result", d.State.Status)
 		}
 	}
+}
+
+// BenchmarkDecideBigFork decides the result of the middle branch of a
+// FORK_JOIN_DYNAMIC of n SIMPLE branches, every branch taken and the
+// first half completed: a decision in the middle of a large fork, which
+// finds the branch by id, looks at the JOIN and at the branches still
+// running. It also asks Pending of the state that decision leaves, as the
+// executor does after each. Neither cost should grow much with n.
+//
+//	go test -run - -bench DecideBigFork ./engine
+func BenchmarkDecideBigFork(b *testing.B) {
+	for _, n := range []int{500, 5000} {
+		def, tasks := parseDef(b, benchForkDef), dynamicForkTasks(n)
+		// Decided without the harness's checks, which cost more than the
+		// decisions at this size.
+		w := decideOn(b, nil, engine.Start{WorkflowID: "wf-1", Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"tasks": tasks}}})
+		ids := make([]string, n)
+		for i := range n {
+			ids[i] = w.LatestByRef(fmt.Sprintf("d%d", i)).ID
+			w = decideOn(b, w, engine.Take{TaskID: ids[i], WorkerID: "w1"})
+		}
+		for i := range n / 2 {
+			w = decideOn(b, w, engine.Result{Result: conductor.TaskResult{TaskID: ids[i], WorkflowInstanceID: w.ID, Status: conductor.TaskCompleted}})
+		}
+		in := engine.Input{State: w, Now: epoch, Trigger: engine.Result{Result: conductor.TaskResult{TaskID: ids[n/2], WorkflowInstanceID: w.ID, Status: conductor.TaskCompleted}}}
+		var after *engine.Workflow
+		b.Run(fmt.Sprintf("result/dynamicFork=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				engine.Reown(w)
+				d, err := engine.Decide(in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(d.Events) != 1 {
+					b.Fatalf("%d events for a branch's result, want its update alone", len(d.Events))
+				}
+				after = d.State
+			}
+		})
+		b.Run(fmt.Sprintf("pending/dynamicFork=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if engine.Pending(after) {
+					b.Fatal("a fork of SIMPLE branches pending")
+				}
+			}
+		})
+	}
+}
+
+// decideOn decides trig on w and returns the state the decision leaves.
+func decideOn(b *testing.B, w *engine.Workflow, trig engine.Trigger) *engine.Workflow {
+	d, err := engine.Decide(engine.Input{State: w, Trigger: trig, Now: epoch})
+	if err != nil {
+		b.Fatalf("%T: %v", trig, err)
+	}
+	return d.State
 }

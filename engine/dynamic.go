@@ -530,7 +530,7 @@ func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 	default:
 		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskFailed, KeepOutput: true,
 			Reason: fmt.Sprintf("EXCLUSIVE_JOIN %s: task %s %s", ej.Ref, found.Ref, found.Status), Time: d.now})
-		d.failed(d.w.TaskByID(ej.ID))
+		d.failed(d.w.task(ej.ID))
 	}
 	return true
 }

@@ -86,7 +86,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 		d.reopened("")
 		return nil
 	}
-	from := d.w.TaskByID(r.ReRunFromTaskID)
+	from := d.w.task(r.ReRunFromTaskID)
 	if from == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.ReRunFromTaskID, d.w.ID)
 	}
@@ -94,7 +94,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	if wt == nil {
 		return fault.Invalid("task %s is not in the workflow's definition", r.ReRunFromTaskID)
 	}
-	if err := d.canRespawnForked(d.w.TaskByID(from.ParentTaskID)); err != nil {
+	if err := d.canRespawnForked(d.w.task(from.ParentTaskID)); err != nil {
 		return err
 	}
 	if r.TaskInput == nil {
@@ -122,7 +122,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	// previous run cannot be taken for the new one.
 	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, parentTaskID: from.ParentTaskID, child: child})
 	if from.ParentTaskID != "" {
-		d.respawnForked(d.w.TaskByID(from.ParentTaskID))
+		d.respawnForked(d.w.task(from.ParentTaskID))
 	}
 	// Work the workflow's end interrupted in other branches runs again:
 	// left canceled, it would fail the JOIN waiting for it.
@@ -241,7 +241,7 @@ func (d *decision) retryTask(t *Task) {
 		}
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: status, KeepOutput: true, Time: d.now})
 		if status == conductor.TaskScheduled {
-			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
+			d.effect(handOff(d.w, d.w.task(t.ID))...)
 		}
 		return
 	}
@@ -357,5 +357,5 @@ func (d *decision) childFinished(c ChildFinished) {
 		status = conductor.TaskCanceled
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: status, Output: output, Reason: reason, Time: d.now})
-	d.failed(d.w.TaskByID(t.ID))
+	d.failed(d.w.task(t.ID))
 }

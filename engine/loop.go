@@ -208,7 +208,7 @@ func (d *decision) advanceLoop(loop *Task) bool {
 		return true
 	}
 	d.updateLoop(loop, conductor.TaskScheduled, change)
-	d.effect(handOff(d.w, d.w.TaskByID(loop.ID))...)
+	d.effect(handOff(d.w, d.w.task(loop.ID))...)
 	return true
 }
 
@@ -249,8 +249,8 @@ func (d *decision) nextIteration(loop *Task, wt *conductor.WorkflowTask, change 
 	items, hasItems, err := d.loopItems(wt, loop.ID)
 	if err != nil {
 		d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: conductor.TaskFailedWithTerminalError,
-			Output: change.apply(d.w.TaskByID(loop.ID).Output), Reason: fmt.Sprintf("DO_WHILE %s: %v", loop.Ref, err), Time: d.now})
-		d.failed(d.w.TaskByID(loop.ID))
+			Output: change.apply(d.w.task(loop.ID).Output), Reason: fmt.Sprintf("DO_WHILE %s: %v", loop.Ref, err), Time: d.now})
+		d.failed(d.w.task(loop.ID))
 		return
 	}
 	if wt.LoopCondition == "" {
@@ -269,7 +269,7 @@ func (d *decision) nextIteration(loop *Task, wt *conductor.WorkflowTask, change 
 // every iteration's, and an event that carried it whole made a loop of n
 // iterations append O(n²) bytes to the log.
 func (d *decision) updateLoop(loop *Task, status string, change loopChange) {
-	cur := d.w.TaskByID(loop.ID).Output // as this decision left it
+	cur := d.w.task(loop.ID).Output // as this decision left it
 	set := map[string]any{}
 	for k, v := range change.set {
 		if old, ok := cur[k]; !ok || !SameValue(old, v) && !reflect.DeepEqual(old, v) {
@@ -327,7 +327,7 @@ func (d *decision) endLoop(loop *Task, r conductor.TaskResult) error {
 			reason = "DO_WHILE " + loop.Ref + ": loopCondition failed"
 		}
 		d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: r.Status, Output: out, Reason: reason, WorkerID: r.WorkerID, Time: d.now})
-		d.failed(d.w.TaskByID(loop.ID))
+		d.failed(d.w.task(loop.ID))
 	default:
 		return invalidStatus(r.Status)
 	}
@@ -584,7 +584,7 @@ func (d *decision) placeOf(t *Task) *node {
 		return n
 	}
 	if t.ParentTaskID != "" {
-		if p := d.w.TaskByID(t.ParentTaskID); p != nil {
+		if p := d.w.task(t.ParentTaskID); p != nil {
 			return d.plan.node(p.Ref)
 		}
 	}

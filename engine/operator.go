@@ -235,7 +235,7 @@ func (d *decision) jump(j Jump) error {
 		}
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCanceled, KeepOutput: true,
 			Reason: "jumped to " + j.Ref, Time: d.now})
-		if t := d.w.TaskByID(t.ID); t.Type == conductor.TaskTypeSubWorkflow && t.SubWorkflowID != "" {
+		if t := d.w.task(t.ID); t.Type == conductor.TaskTypeSubWorkflow && t.SubWorkflowID != "" {
 			d.effect(cancelChild(d.w, t))
 		}
 	}
@@ -267,7 +267,7 @@ func (d *decision) topIndex(t *Task) int {
 			}
 			return n.idx
 		}
-		if t = d.w.TaskByID(t.ParentTaskID); t == nil {
+		if t = d.w.task(t.ParentTaskID); t == nil {
 			return -1
 		}
 	}
@@ -348,7 +348,7 @@ func (d *decision) resetCallbacks() error {
 		}
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, AvailableAt: d.now, Time: d.now})
 		if d.w.Status == conductor.WorkflowRunning {
-			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
+			d.effect(handOff(d.w, d.w.task(t.ID))...)
 		}
 	}
 	return nil

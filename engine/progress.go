@@ -260,7 +260,7 @@ func (d *decision) evaluateJoin(join *Task) bool {
 		case t != nil && unsuccessful(t.Status) && !t.Held:
 			d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskFailed, KeepOutput: true,
 				Reason: fmt.Sprintf("JOIN %s: task %s %s", join.Ref, t.Ref, t.Status), Time: d.now})
-			d.failed(d.w.TaskByID(join.ID))
+			d.failed(d.w.task(join.ID))
 			return true
 		case t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t):
 			waiting = true

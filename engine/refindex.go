@@ -16,6 +16,7 @@ package engine
 type refIndex struct {
 	owner  *Workflow
 	latest map[string]int // reference name → index of its newest instance
+	byID   map[string]int // task id → index (see Workflow.taskIndex)
 	n      int            // the task list's first n tasks are indexed
 	lastID string         // the id of the n-th task when it was indexed
 	maxSeq int            // the highest Seq of the indexed tasks
@@ -54,10 +55,11 @@ func (w *Workflow) indexed() *refIndex {
 	// objects keeps the index across the copies Apply makes of the newest
 	// task, which a pointer check rebuilt every time.
 	if x.latest == nil || len(ts) < x.n || x.n > 0 && ts[x.n-1].ID != x.lastID {
-		x.latest, x.n, x.maxSeq = make(map[string]int, len(ts)), 0, 0
+		x.latest, x.byID, x.n, x.maxSeq = make(map[string]int, len(ts)), make(map[string]int, len(ts)), 0, 0
 	}
 	for ; x.n < len(ts); x.n++ {
 		x.latest[ts[x.n].Ref] = x.n
+		x.byID[ts[x.n].ID] = x.n
 		x.maxSeq = max(x.maxSeq, ts[x.n].Seq)
 	}
 	if x.n > 0 {

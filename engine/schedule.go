@@ -174,7 +174,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		ev.Output = childOutput(ev.SubWorkflowID)
 	}
 	d.emit(ev)
-	t := d.w.TaskByID(id)
+	t := d.w.task(id)
 	if keep {
 		// The child may have ended again already: ask.
 		d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: o.child})
@@ -269,7 +269,7 @@ func (d *decision) scheduleFailed(wt *conductor.WorkflowTask, o scheduleOpts, id
 	}
 	ev.Policy = policyOf(conductor.EffectiveTaskDef{})
 	d.emit(ev)
-	t := d.w.TaskByID(id)
+	t := d.w.task(id)
 	d.failed(t)
 	return t
 }
@@ -543,7 +543,7 @@ func (d *decision) startDelayedChild(t *Task) {
 	child := childID(d.w, t.ID)
 	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, Output: childOutput(child), MergeOutput: true,
 		SubWorkflowID: child, Time: d.now})
-	d.startChild(wt, d.w.TaskByID(t.ID))
+	d.startChild(wt, d.w.task(t.ID))
 }
 
 // childOutput is a SUB_WORKFLOW task's output while its child runs, and

@@ -196,20 +196,48 @@ func (w *Workflow) Holds(kind byte) bool {
 	return false
 }
 
-// TaskByID returns the task with the given id, or nil.
+// TaskByID returns the task with the given id, or nil. It only reads w,
+// which may be shared (the executor's cached state is read by many), so
+// it scans the list; Apply and the decider, which own the state they
+// change, look through its index (see task).
 func (w *Workflow) TaskByID(id string) *Task {
+	if i := w.scanIndex(id); i >= 0 {
+		return w.Tasks[i]
+	}
+	return nil
+}
+
+// task is TaskByID for the state a decision or Apply changes.
+func (w *Workflow) task(id string) *Task {
 	if i := w.taskIndex(id); i >= 0 {
 		return w.Tasks[i]
 	}
 	return nil
 }
 
-// taskIndex returns the index of the task with the given id, or -1. It
-// looks from both ends of the list at once: the tasks asked for are the
-// newest (a result, a take) or a container scheduled before them (the
-// DO_WHILE whose iterations follow it), and a scan from one end made
-// folding or deciding a long loop O(n²).
+// taskIndex returns the index of the task with the given id, or -1, for
+// the state a decision or Apply changes: through the state's index if it
+// owns one (a decision over more than scanBelow tasks built it; Apply
+// does not build one for a state that has none, a read model's, which
+// would pay for all of it to find one task). A result or a take for a
+// branch in the middle of a fork of thousands was found by a scan of
+// half the list, in the decision and again in Apply.
 func (w *Workflow) taskIndex(id string) int {
+	if x := w.refs; x != nil && x.owner == w && len(w.Tasks) > scanBelow {
+		if i, ok := w.indexed().byID[id]; ok {
+			return i
+		}
+		return -1
+	}
+	return w.scanIndex(id)
+}
+
+// scanIndex is taskIndex by a scan. It looks from both ends of the list at
+// once: the tasks asked for are the newest (a result, a take) or a
+// container scheduled before them (the DO_WHILE whose iterations follow
+// it), and a scan from one end made folding or deciding a long loop
+// O(n²).
+func (w *Workflow) scanIndex(id string) int {
 	for i, j := 0, len(w.Tasks)-1; i <= j; i, j = i+1, j-1 {
 		if w.Tasks[j].ID == id {
 			return j

@@ -177,13 +177,13 @@ func (d *decision) tick() {
 				d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskFailedWithTerminalError, KeepOutput: true, LeaseExpired: true,
 					Reason: fmt.Sprintf("system task lease expired %d times: the engines running it stopped without reporting (did it crash them?); not run again", MaxLeaseExpiries),
 					Time:   d.now})
-				d.failed(d.w.TaskByID(t.ID))
+				d.failed(d.w.task(t.ID))
 				continue
 			}
 			// The engine running it died: run it again.
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, LeaseExpired: true,
 				Reason: "system task lease expired", Time: d.now})
-			d.effect(handOff(d.w, d.w.TaskByID(t.ID))...)
+			d.effect(handOff(d.w, d.w.task(t.ID))...)
 		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
 			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
@@ -215,7 +215,7 @@ func (d *decision) timedOut(t *Task, reason string, alwaysRetry bool) {
 		return
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskTimedOut, KeepOutput: true, Reason: reason, Time: d.now})
-	t = d.w.TaskByID(t.ID)
+	t = d.w.task(t.ID)
 	if !alwaysRetry && policy == conductor.TimeoutPolicyTimeOutWF {
 		d.finish(conductor.WorkflowTimedOut, reason, nil)
 		return
