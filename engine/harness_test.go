@@ -109,6 +109,9 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 		if !reflect.DeepEqual(full.Events, d.Events) || !reflect.DeepEqual(full.Effects, d.Effects) {
 			h.t.Fatalf("%T: what the state kept of its tasks changed the decision:\nwith it:    %s\nwithout it: %s", trig, describe(d), describe(full))
 		}
+		if got, want := engine.Pending(d.State), engine.Pending(engine.Forgetful(d.State)); got != want {
+			h.t.Fatalf("%T: Pending %v with what the state kept of its tasks, %v without", trig, got, want)
+		}
 	}
 	if before != nil && len(d.Events) > 0 && before == d.State {
 		h.t.Fatal("Decide returned its input state after emitting events")

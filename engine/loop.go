@@ -387,7 +387,20 @@ func Pending(w *Workflow) bool {
 	if w.Status != conductor.WorkflowRunning {
 		return false
 	}
-	for _, t := range w.Tasks {
+	// A running loop is never settled: the tasks the state's sweep
+	// settled need no look (the executor asks after every decision, and a
+	// walk over every branch of a fork of thousands was one per result).
+	// The sweep is read, not brought up to date: w may be shared.
+	s, ts := w.sweep, w.Tasks
+	if s.next > len(ts) || s.next > 0 && ts[s.next-1].ID != s.lastID {
+		s = sweep{}
+	}
+	for _, i := range s.open {
+		if w.awaitsIteration(ts[i]) {
+			return true
+		}
+	}
+	for _, t := range ts[s.next:] {
 		if w.awaitsIteration(t) {
 			return true
 		}
