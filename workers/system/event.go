@@ -52,7 +52,10 @@ func (e Event) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRes
 	payload["workflowInstanceId"] = t.WorkflowInstanceID
 	payload["workflowType"] = t.WorkflowType
 	payload["workflowVersion"] = executor.WorkflowVersionFrom(ctx)
-	payload["correlationId"] = t.CorrelationID
+	payload["correlationId"] = nil // as Conductor's, for a workflow without one
+	if t.CorrelationID != "" {
+		payload["correlationId"] = t.CorrelationID
+	}
 	data, err := json.Marshal(payload)
 	if err != nil {
 		return failed(conductor.TaskFailedWithTerminalError, "EVENT task %s: encode the event: %v", t.ReferenceTaskName, err)

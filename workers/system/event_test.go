@@ -79,6 +79,17 @@ func TestEventPublishes(t *testing.T) {
 		t.Errorf("event with a large integer: %v %v", m, err)
 	}
 
+	// A workflow without a correlationId sends null, as Conductor does.
+	uncorrelated := eventTask(map[string]any{"sink": "nats:orders.created"})
+	uncorrelated.CorrelationID = ""
+	res = ev.Execute(ctx, uncorrelated)
+	if v, ok := res.OutputData["correlationId"]; !ok || v != nil {
+		t.Errorf("output correlationId of a workflow without one: %#v", res.OutputData["correlationId"])
+	}
+	if m, err := sub.NextMsg(10 * time.Second); err != nil || !strings.Contains(string(m.Data), `"correlationId":null`) {
+		t.Errorf("event of a workflow without a correlationId: %v %v", m, err)
+	}
+
 	res = ev.Execute(ctx, eventTask(map[string]any{"sink": "nats:orders.created", "asyncComplete": true}))
 	if res.Status != conductor.TaskInProgress {
 		t.Errorf("asyncComplete: %+v", res)
