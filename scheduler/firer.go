@@ -142,14 +142,12 @@ func (f *Firer) fire(ctx context.Context, name string, now int64) error {
 	if at == 0 {
 		return nil
 	}
-	// A definition not found is claimed all the same: the claim's start
-	// records the run FAILED, saying so.
-	if err := f.mayStart(ctx, st); err != nil && !errors.Is(err, fault.ErrNotFound) {
-		if !errors.Is(err, fault.ErrForbidden) {
-			return err
-		}
-		_, err := f.store.append(ctx, name, st.Seq, []schemas.Event{securityPause(err, now)})
-		return ignoreConflict(err)
+	// A definition not found, or a start the owner may no longer make, is
+	// claimed all the same: the claim's start asks again and records the
+	// run FAILED saying why (pausing the schedule for the latter), so
+	// that an executions search shows the tick that started nothing.
+	if err := f.mayStart(ctx, st); err != nil && !errors.Is(err, fault.ErrNotFound) && !errors.Is(err, fault.ErrForbidden) {
+		return err
 	}
 	seq, err := f.store.append(ctx, name, st.Seq, []schemas.Event{&schemas.ScheduleFired{
 		ScheduledTime: at, WorkflowID: workflowID(name, at), Time: now}})
@@ -227,8 +225,15 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 	if refused {
 		events = append(events, securityPause(err, now))
 	}
-	_, err = f.store.append(ctx, name, seq, events)
-	return ignoreConflict(err)
+	if _, err := f.store.append(ctx, name, seq, events); err != nil {
+		return ignoreConflict(err)
+	}
+	if refused {
+		// Nothing else tells an operator that a schedule stopped.
+		f.store.logger.Warn("schedule paused: its owner may no longer start its workflow", "schedule", name,
+			logkey.Principal, st.Owner(), logkey.Reason, outcome.Reason)
+	}
+	return nil
 }
 
 // scheduledInput is a schedule's input with what Orkes adds to each

@@ -334,51 +334,65 @@ func TestDeleteTakesExecutions(t *testing.T) {
 	})
 }
 
-// A claim whose start a crash interrupted is started later: by then its
-// owner may have lost the right to start it. The run fails and the
-// schedule pauses with a security error, as when the loss is found before
-// a claim.
-func TestPendingClaimAsksAgain(t *testing.T) {
-	ctx := context.Background()
-	s, c := newTestStore(t)
-	revoked := false
-	check := func(_ context.Context, owner string, _ conductor.StartWorkflowRequest) error {
-		if revoked {
-			return &auth.ForbiddenError{Principal: owner, Access: auth.Execute, Reason: "revoked"}
-		}
-		return nil
+// A schedule whose owner lost the right to start its workflow starts
+// nothing: the tick is recorded FAILED with the refusal, so that an
+// executions search shows it, and the schedule pauses with a security
+// error. So is a claim whose start a crash interrupted and which is
+// started after the loss.
+func TestRefusedOwnerRecordsTheRunAndPauses(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		pending bool // claimed before the loss
+	}{
+		{"due after the loss", false},
+		{"claimed before the loss", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, c := newTestStore(t)
+			revoked := false
+			check := func(_ context.Context, owner string, _ conductor.StartWorkflowRequest) error {
+				if revoked {
+					return &auth.ForbiddenError{Principal: owner, Access: auth.Execute, Reason: "revoked"}
+				}
+				return nil
+			}
+			starts := &started{}
+			f := NewFirer(s, starts, check)
+			if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+				StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+				t.Fatal(err)
+			}
+			at := ms("2026-11-30T11:00:00Z")
+			if tt.pending {
+				c.ms = at
+				claim(t, s, "h", at)
+			}
+			revoked = true
+			c.ms = ms("2026-11-30T11:05:00Z")
+			if err := f.fire(ctx, "h", c.ms); err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.load(ctx, "h")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(starts.ids) != 0 || st.Pending() || !st.Def.Paused || !strings.HasPrefix(st.Def.PausedReason, "Security Error") {
+				t.Fatalf("started %v; pending %v, paused %v (%q)", starts.ids, st.Pending(), st.Def.Paused, st.Def.PausedReason)
+			}
+			// The executions read model follows the log.
+			testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+				xs, _, err := s.Executions(ctx, query.Search{Query: "state = FAILED", Size: 10}, nil)
+				if err != nil {
+					return err
+				}
+				if len(xs) != 1 || xs[0].ScheduledTime != at || !strings.Contains(xs[0].Reason, "revoked") || xs[0].WorkflowID != "" {
+					return fmt.Errorf("failed executions %+v, want the 11:00 one saying why", xs)
+				}
+				return nil
+			})
+		})
 	}
-	starts := &started{}
-	f := NewFirer(s, starts, check)
-	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
-		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
-		t.Fatal(err)
-	}
-	c.ms = ms("2026-11-30T11:00:00Z")
-	claim(t, s, "h", c.ms)
-	revoked = true
-	c.ms = ms("2026-11-30T11:05:00Z")
-	if err := f.fire(ctx, "h", c.ms); err != nil {
-		t.Fatal(err)
-	}
-	st, err := s.load(ctx, "h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(starts.ids) != 0 || st.Pending() || !st.Def.Paused || !strings.HasPrefix(st.Def.PausedReason, "Security Error") {
-		t.Fatalf("started %v; pending %v, paused %v (%q)", starts.ids, st.Pending(), st.Def.Paused, st.Def.PausedReason)
-	}
-	// The executions read model follows the log.
-	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
-		xs, _, err := s.Executions(ctx, query.Search{Size: 10}, nil)
-		if err != nil {
-			return err
-		}
-		if len(xs) != 1 || xs[0].State != "FAILED" || !strings.Contains(xs[0].Reason, "revoked") {
-			return fmt.Errorf("executions %+v", xs)
-		}
-		return nil
-	})
 }
 
 // A schedule stored before input with _secrets or _masked was refused
