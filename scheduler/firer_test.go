@@ -693,3 +693,49 @@ func TestIdempotentScheduleRecordsTheKeysOutcome(t *testing.T) {
 		})
 	}
 }
+
+// A schedule's runs are of the workflow its request starts, an inline
+// definition's name being the one a start takes: its executions name it,
+// a search by it finds them and listing the schedules by it lists it.
+func TestExecutionsNameTheWorkflowStarted(t *testing.T) {
+	tests := []struct {
+		name string
+		req  conductor.StartWorkflowRequest
+		want string
+	}{
+		{"registered", conductor.StartWorkflowRequest{Name: "nightly"}, "nightly"},
+		{"inline", conductor.StartWorkflowRequest{WorkflowDef: &conductor.WorkflowDef{Name: "adhoc"}}, "adhoc"},
+		{"inline named twice", conductor.StartWorkflowRequest{Name: "other", WorkflowDef: &conductor.WorkflowDef{Name: "adhoc"}}, "adhoc"},
+		{"inline without a name", conductor.StartWorkflowRequest{Name: "nightly", WorkflowDef: &conductor.WorkflowDef{}}, "nightly"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, c := newTestStore(t)
+			f := NewFirer(s, &started{}, nil)
+			req := tt.req
+			if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+				StartWorkflowRequest: &req}, "alice", nil); err != nil {
+				t.Fatal(err)
+			}
+			c.ms = ms("2026-11-30T11:00:01Z")
+			if err := f.fire(ctx, "h", c.ms); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+				xs, total, err := s.Executions(ctx, query.Search{Query: "workflowName = " + tt.want, Size: 10}, nil)
+				if err != nil {
+					return err
+				}
+				if total != 1 || xs[0].WorkflowName != tt.want || xs[0].State != "EXECUTED" {
+					return fmt.Errorf("executions of %s: %+v", tt.want, xs)
+				}
+				return nil
+			})
+			list, err := s.List(ctx, tt.want)
+			if err != nil || len(list) != 1 || list[0].Name != "h" {
+				t.Fatalf("schedules starting %s: %v, %v", tt.want, list, err)
+			}
+		})
+	}
+}

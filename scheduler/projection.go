@@ -112,9 +112,7 @@ func recordExecution(b *projections.Batch, token string, s *State, ev schemas.Ev
 		at = e.ScheduledTime
 		x = conductor.ScheduleExecution{ExecutionID: e.WorkflowID, ScheduleName: s.Def.Name, ScheduledTime: at,
 			ExecutionTime: e.Time, WorkflowID: e.WorkflowID, State: "POLLED", ZoneID: s.Def.ZoneID, Request: s.Def.StartWorkflowRequest}
-		if r := s.Def.StartWorkflowRequest; r != nil {
-			x.WorkflowName = r.Name
-		}
+		x.WorkflowName = workflowName(s.Def.StartWorkflowRequest)
 		if s.Fires > ExecutionsKept {
 			if err := deleteOldestExecution(b, token); err != nil {
 				return err

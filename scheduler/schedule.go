@@ -196,6 +196,18 @@ func checkFires(def *conductor.WorkflowSchedule, now time.Time) error {
 	return nil
 }
 
+// workflowName is the name of the workflow r starts: an inline
+// definition's own, as the start takes it, else the request's.
+func workflowName(r *conductor.StartWorkflowRequest) string {
+	switch {
+	case r == nil:
+		return ""
+	case r.WorkflowDef != nil && r.WorkflowDef.Name != "":
+		return r.WorkflowDef.Name
+	}
+	return r.Name
+}
+
 func validName(name string) bool {
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {

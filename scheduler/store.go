@@ -244,8 +244,8 @@ func shownRequest(r *conductor.StartWorkflowRequest) *conductor.StartWorkflowReq
 	return &c
 }
 
-// List returns every schedule, or those starting workflowName.
-func (s *Store) List(_ context.Context, workflowName string) ([]*conductor.WorkflowSchedule, error) {
+// List returns every schedule, or those starting the workflow name.
+func (s *Store) List(_ context.Context, name string) ([]*conductor.WorkflowSchedule, error) {
 	out := []*conductor.WorkflowSchedule{}
 	var derr error
 	err := s.reader.Scan([]byte(keyState), func(_, v []byte) bool {
@@ -256,7 +256,7 @@ func (s *Store) List(_ context.Context, workflowName string) ([]*conductor.Workf
 		if st.Deleted {
 			return true
 		}
-		if workflowName == "" || (st.Def.StartWorkflowRequest != nil && st.Def.StartWorkflowRequest.Name == workflowName) {
+		if name == "" || workflowName(st.Def.StartWorkflowRequest) == name {
 			out = append(out, shown(st.Def))
 		}
 		return true
