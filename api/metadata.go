@@ -978,10 +978,21 @@ func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, def
 }
 
 // defJSON is a definition as GET returns it: the stored JSON, which keeps
-// fields flowvault does not model, or the struct's encoding without one.
+// fields flowvault does not model, or the struct's encoding without one,
+// with Conductor's defaults for the fields it lacks, as Conductor answers.
 func defJSON(raw json.RawMessage, def any) ([]byte, error) {
-	if len(raw) > 0 {
-		return raw, nil
+	if len(raw) == 0 {
+		b, err := json.Marshal(def)
+		if err != nil {
+			return nil, err
+		}
+		raw = b
 	}
-	return json.Marshal(def)
+	switch def.(type) {
+	case *conductor.WorkflowDef:
+		return conductor.WorkflowDefWithDefaults(raw), nil
+	case *conductor.TaskDef:
+		return conductor.TaskDefWithDefaults(raw), nil
+	}
+	return raw, nil
 }

@@ -27,7 +27,7 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 		FailedTaskNames: nonNilStrings(w.FailedTaskNames), ParentWorkflowID: w.ParentWorkflowID,
 		ParentWorkflowTaskID: w.ParentWorkflowTaskID, LastRetriedTime: w.LastRetriedTime,
 		StartTime: w.StartTime, EndTime: w.EndTime, CreateTime: w.CreateTime, UpdateTime: w.UpdateTime,
-		CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey, WorkflowDefinition: json.RawMessage(w.DefJSON),
+		CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey, WorkflowDefinition: conductor.WorkflowDefJSON(w.DefJSON),
 		Tasks: []*conductor.Task{}, History: []any{},
 	}
 	if out.TaskToDomain == nil {
@@ -63,7 +63,7 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		ResponseTimeoutSeconds: t.Policy.ResponseTimeoutSeconds, RateLimitPerFrequency: t.Policy.RateLimitPerFrequency,
 		RateLimitFrequencyInSeconds: t.Policy.RateLimitFrequencyInSeconds, WorkerID: t.WorkerID, ReasonForIncompletion: t.Reason,
 		Domain: t.Domain, Executed: conductor.TaskTerminal(t.Status), Iteration: t.Iteration, SubWorkflowID: t.SubWorkflowID,
-		ParentTaskID: t.ParentTaskID, WorkflowPriority: w.Priority, TaskDefinition: json.RawMessage(t.TaskDef),
+		ParentTaskID: t.ParentTaskID, WorkflowPriority: w.Priority, TaskDefinition: conductor.TaskDefJSON(t.TaskDef),
 	}
 	if t.Type == conductor.TaskTypeDoWhile {
 		out.Iteration = loopIteration(t)

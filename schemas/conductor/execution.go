@@ -1,7 +1,5 @@
 package conductor
 
-import "encoding/json"
-
 // StartWorkflowRequest starts a workflow (POST /api/workflow).
 type StartWorkflowRequest struct {
 	Name                string            `json:"name"`
@@ -109,51 +107,51 @@ type Workflow struct {
 	UpdateTime               int64             `json:"updateTime"`
 	CreatedBy                string            `json:"createdBy,omitempty"`
 	IdempotencyKey           string            `json:"idempotencyKey,omitempty"`
-	WorkflowDefinition       json.RawMessage   `json:"workflowDefinition,omitempty"`
+	WorkflowDefinition       WorkflowDefJSON   `json:"workflowDefinition,omitempty"`
 	History                  []any             `json:"history"`
 }
 
 // Task is a task execution as the API and the worker protocol show it.
 type Task struct {
-	TaskID                      string          `json:"taskId"`
-	TaskType                    string          `json:"taskType"`
-	TaskDefName                 string          `json:"taskDefName"`
-	ReferenceTaskName           string          `json:"referenceTaskName"`
-	Status                      string          `json:"status"`
-	InputData                   map[string]any  `json:"inputData"`
-	OutputData                  map[string]any  `json:"outputData"`
-	WorkflowInstanceID          string          `json:"workflowInstanceId"`
-	WorkflowType                string          `json:"workflowType"`
-	CorrelationID               string          `json:"correlationId,omitempty"`
-	RetryCount                  int             `json:"retryCount"`
-	Retried                     bool            `json:"retried"`
-	RetriedTaskID               string          `json:"retriedTaskId,omitempty"`
-	Seq                         int             `json:"seq"`
-	PollCount                   int             `json:"pollCount"`
-	ScheduledTime               int64           `json:"scheduledTime"`
-	StartTime                   int64           `json:"startTime"`
-	EndTime                     int64           `json:"endTime"`
-	UpdateTime                  int64           `json:"updateTime"`
-	FirstStartTime              int64           `json:"firstStartTime,omitempty"`
-	StartDelayInSeconds         int64           `json:"startDelayInSeconds"`
-	CallbackAfterSeconds        int64           `json:"callbackAfterSeconds"`
-	WaitTimeout                 int64           `json:"waitTimeout,omitempty"` // a WAIT's wake time (Unix ms), Conductor's TaskModel.waitTimeout
-	CallbackFromWorker          bool            `json:"callbackFromWorker"`
-	ResponseTimeoutSeconds      int64           `json:"responseTimeoutSeconds"`
-	RateLimitPerFrequency       int             `json:"rateLimitPerFrequency"`
-	RateLimitFrequencyInSeconds int             `json:"rateLimitFrequencyInSeconds"`
-	WorkerID                    string          `json:"workerId,omitempty"`
-	ReasonForIncompletion       string          `json:"reasonForIncompletion,omitempty"`
-	Domain                      string          `json:"domain,omitempty"`
-	Executed                    bool            `json:"executed"`
-	Iteration                   int             `json:"iteration"`
-	LoopOverTask                bool            `json:"loopOverTask"`
-	SubWorkflowID               string          `json:"subWorkflowId,omitempty"`
-	ParentTaskID                string          `json:"parentTaskId,omitempty"`
-	WorkflowPriority            int             `json:"workflowPriority"`
-	WorkflowTask                json.RawMessage `json:"workflowTask,omitempty"`
-	TaskDefinition              json.RawMessage `json:"taskDefinition,omitempty"`
-	QueueWaitTime               int64           `json:"queueWaitTime"`
+	TaskID                      string           `json:"taskId"`
+	TaskType                    string           `json:"taskType"`
+	TaskDefName                 string           `json:"taskDefName"`
+	ReferenceTaskName           string           `json:"referenceTaskName"`
+	Status                      string           `json:"status"`
+	InputData                   map[string]any   `json:"inputData"`
+	OutputData                  map[string]any   `json:"outputData"`
+	WorkflowInstanceID          string           `json:"workflowInstanceId"`
+	WorkflowType                string           `json:"workflowType"`
+	CorrelationID               string           `json:"correlationId,omitempty"`
+	RetryCount                  int              `json:"retryCount"`
+	Retried                     bool             `json:"retried"`
+	RetriedTaskID               string           `json:"retriedTaskId,omitempty"`
+	Seq                         int              `json:"seq"`
+	PollCount                   int              `json:"pollCount"`
+	ScheduledTime               int64            `json:"scheduledTime"`
+	StartTime                   int64            `json:"startTime"`
+	EndTime                     int64            `json:"endTime"`
+	UpdateTime                  int64            `json:"updateTime"`
+	FirstStartTime              int64            `json:"firstStartTime,omitempty"`
+	StartDelayInSeconds         int64            `json:"startDelayInSeconds"`
+	CallbackAfterSeconds        int64            `json:"callbackAfterSeconds"`
+	WaitTimeout                 int64            `json:"waitTimeout,omitempty"` // a WAIT's wake time (Unix ms), Conductor's TaskModel.waitTimeout
+	CallbackFromWorker          bool             `json:"callbackFromWorker"`
+	ResponseTimeoutSeconds      int64            `json:"responseTimeoutSeconds"`
+	RateLimitPerFrequency       int              `json:"rateLimitPerFrequency"`
+	RateLimitFrequencyInSeconds int              `json:"rateLimitFrequencyInSeconds"`
+	WorkerID                    string           `json:"workerId,omitempty"`
+	ReasonForIncompletion       string           `json:"reasonForIncompletion,omitempty"`
+	Domain                      string           `json:"domain,omitempty"`
+	Executed                    bool             `json:"executed"`
+	Iteration                   int              `json:"iteration"`
+	LoopOverTask                bool             `json:"loopOverTask"`
+	SubWorkflowID               string           `json:"subWorkflowId,omitempty"`
+	ParentTaskID                string           `json:"parentTaskId,omitempty"`
+	WorkflowPriority            int              `json:"workflowPriority"`
+	WorkflowTask                WorkflowTaskJSON `json:"workflowTask,omitempty"`
+	TaskDefinition              TaskDefJSON      `json:"taskDefinition,omitempty"`
+	QueueWaitTime               int64            `json:"queueWaitTime"`
 }
 
 // TaskResult is a worker's report on a task.

@@ -196,7 +196,7 @@ func TestRegexpOutOfTimeFailsTheScript(t *testing.T) {
 
 func TestSwitchScript(t *testing.T) {
 	t.Parallel()
-	cfg := func(js string) json.RawMessage { return json.RawMessage(js) }
+	cfg := func(js string) conductor.WorkflowTaskJSON { return conductor.WorkflowTaskJSON(js) }
 	tests := []struct {
 		name string
 		task *conductor.Task

@@ -136,6 +136,17 @@ async function main() {
     assert.equal(got.version, 1);
     assert.deepEqual(got.tasks[0].inputParameters, { x: "${workflow.input.x}" });
     await assert.rejects(metadata.getWorkflowDef("sdk_no_such_flow"), /No such workflow found by name: sdk_no_such_flow/);
+
+    // A minimal registration reads with Conductor's defaults, the fields
+    // the SDK's TaskDef and WorkflowDef types require among them.
+    await metadata.registerTask({ name: "sdk_minimal_task" });
+    const task = await metadata.getTask("sdk_minimal_task");
+    assert.deepEqual([task.timeoutSeconds, task.totalTimeoutSeconds, task.retryCount, task.retryLogic, task.responseTimeoutSeconds],
+      [0, 0, 3, "FIXED", 3600]);
+    await metadata.registerWorkflowDef({ name: "sdk_minimal_flow", tasks: [{ name: "sdk_minimal_task", taskReferenceName: "m" }] }, true);
+    const flow = await metadata.getWorkflowDef("sdk_minimal_flow");
+    assert.deepEqual([flow.timeoutSeconds, flow.timeoutPolicy, flow.restartable, flow.tasks[0].type, flow.tasks[0].optional],
+      [0, "ALERT_ONLY", true, "SIMPLE", false]);
   });
 
   // Workers: the legacy TaskManager (batch poll + update-v2).
