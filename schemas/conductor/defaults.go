@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -120,6 +121,49 @@ func withDefaults(in []byte, s *shape) []byte {
 	if len(in) == 0 {
 		return in
 	}
+	if len(in) > maxFilledKey {
+		return fill(in, s)
+	}
+	// Every task of a definition hands its workers the same configuration
+	// and definition, offer after offer: filled once, not per offer.
+	filledMu.Lock()
+	out, ok := filled[s][string(in)]
+	filledMu.Unlock()
+	if ok {
+		return out
+	}
+	out = fill(in, s)
+	out = out[:len(out):len(out)] // callers may append, never into the cache's
+	filledMu.Lock()
+	if filledCount >= maxFilled {
+		clear(filled)
+		filledCount = 0
+	}
+	if filled[s] == nil {
+		filled[s] = map[string][]byte{}
+	}
+	filled[s][string(in)] = out
+	filledCount++
+	filledMu.Unlock()
+	return out
+}
+
+// filled caches what withDefaults made of definitions of up to
+// maxFilledKey bytes, by shape, up to maxFilled of them (then it starts
+// over: definitions in use fill it again).
+var (
+	filledMu    sync.Mutex
+	filled      = map[*shape]map[string][]byte{}
+	filledCount int
+)
+
+const (
+	maxFilledKey = 16 << 10
+	maxFilled    = 2048
+)
+
+// fill is withDefaults without the cache.
+func fill(in []byte, s *shape) []byte {
 	f := &filler{in: in, dec: jsontext.NewDecoder(bytes.NewReader(in),
 		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))}
 	f.out = make([]byte, 0, len(in)+256)

@@ -3,6 +3,7 @@ package conductor
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -152,5 +153,24 @@ func TestDefinitionJSONFields(t *testing.T) {
 	}
 	if b, _ := json.Marshal(Task{}); string(b) == "" || json.Valid(b) == false {
 		t.Fatalf("a task without configuration: %s", b)
+	}
+}
+
+// A definition filled once is answered from the cache alike, however the
+// caller uses what it got.
+func TestDefaultsCachedAlike(t *testing.T) {
+	in := []byte(`{"name":"cached_task","taskReferenceName":"c"}`)
+	first := WorkflowTaskWithDefaults(in)
+	if want := string(fill(in, workflowTaskShape)); string(first) != want {
+		t.Fatalf("filled %s, want %s", first, want)
+	}
+	grown := append(first, `,"more":1`...)
+	grown[0] = '['
+	if again := WorkflowTaskWithDefaults(in); string(again) != string(fill(in, workflowTaskShape)) {
+		t.Errorf("after a caller changed its copy, the cache answers %s", again)
+	}
+	// The same bytes are another shape's too.
+	if td := TaskDefWithDefaults(in); string(td) == string(first) || !strings.Contains(string(td), `"retryCount":3`) {
+		t.Errorf("as a task definition: %s", td)
 	}
 }
