@@ -267,6 +267,12 @@ func (p *pathParser) skipSpace() {
 // quoted reads a '...' or "..." string at p.i; a backslash escapes the next
 // character.
 func (p *pathParser) quoted() (string, error) {
+	if p.i >= len(p.s) || p.s[p.i] != '\'' && p.s[p.i] != '"' {
+		// A list of names cut short (['a',) reached past the text: an
+		// index out of range, which ended the server when the decider
+		// evaluated it.
+		return "", fmt.Errorf("%w: expected a quoted name at offset %d", errPath, p.i)
+	}
 	end, err := skipQuoted(p.s, p.i)
 	if err != nil {
 		return "", err

@@ -12,6 +12,7 @@ func TestCompilePathErrors(t *testing.T) {
 		"", "x", "$.", "$..", "$.a..", "$[", "$[1", "$['a", "$['a'", "$[a]", "$[1:2:3]", "$[x:]",
 		"$.a.nosuch()", "$.a.length(1)", "$.a.index()", "$.a.concat(1,)", "$.a.concat(@.b", "$.a.concat(x)", "$.length().a", "$[?(@.a == )]", "$[?(@.a == 1]", "$[?(1)]", "$[?(@.a ==  'x)]",
 		"$[?(@.a =~ 'x')]", "$[?(@.a =~ /x)]", "$[?(@.a =~ /(?<=x)y/)]", "$[?(@.a =~ /x/z)]", "$[?(@.a == /x/)]", "$[?(!1)]", "$[?(@.a in [1)]", "$[?(@.a in [@.b])]", "$[?(@.a in [1 2])]", "$[?((@.a)]", "$[?(@.a) @.b]", "$a",
+		"$['a',", "$['a', ", "$['a', b]",
 		// Lists nest no deeper than parentheses: four million "[" (a
 		// definition under the API's 4 MiB) overflowed the stack, a
 		// fatal error that ended the server.
