@@ -503,6 +503,11 @@ func (w *work) readRootOK(jp *jsonPath) (any, bool) {
 			return nil, false // the sources cannot be enumerated
 		}
 		v, ok := jp.fn.call(rootModel{}, w)
+		if _, root := v.(rootModel); root {
+			// append() gives back what is not a list as it is: the
+			// model is no value a template may hold.
+			return nil, false
+		}
 		return v, ok
 	}
 	first := jp.steps[0]

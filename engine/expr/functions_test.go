@@ -52,6 +52,10 @@ func TestJaywayFunctionsAndFilters(t *testing.T) {
 		{"append a path", `${workflow.input.one.append($.workflow.input.n)}`, []any{"only", int64(3)}},
 		{"append to what is not a list", `${workflow.input.first.append("x")}`, "Ada"},
 		{"append leaves the document alone", `${workflow.input.one.length()}`, int64(1)},
+		// The root's model is no value: "$" cannot be enumerated.
+		{"append to the root", `${$.append("x")}`, nil},
+		{"append to the root, embedded", `x=${$.append("x")}`, "x=null"},
+		{"append the root's append", `${workflow.input.one.append($.append("x"))}`, []any{"only", nil}},
 		// first, last, index.
 		{"first", "${workflow.input.numbers.first()}", int64(1)},
 		{"last", "${workflow.input.numbers.last()}", int64(10)},
