@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,8 +90,21 @@ type operand struct {
 	path *jsonPath
 	root bool
 	lit  any
-	re   *regexp.Regexp
+	re   *pattern
 }
+
+// pattern is a compiled =~ regular expression. Matching a value costs its
+// length times the instructions the pattern runs per byte (up to insts):
+// a pattern of thousands of alternatives held a core for seconds over a
+// megabyte that 32-byte steps counted as 32,768.
+type pattern struct {
+	re    *regexp.Regexp
+	insts int
+}
+
+// instBytes is how many bytes times instructions of a match make a step:
+// about what one of the other steps costs.
+const instBytes = 512
 
 func (o operand) value(cur any, w *work) (any, bool) {
 	switch {
@@ -359,7 +373,7 @@ func (p *filterParser) regexp() (operand, error) {
 	if end < 0 {
 		return operand{}, fmt.Errorf("%w: unterminated regular expression", errPath)
 	}
-	pattern := p.s[p.i+1 : end]
+	body := p.s[p.i+1 : end]
 	p.i = end + 1
 	var flags string
 	for ; p.i < len(p.s) && strings.IndexByte(" &|)", p.s[p.i]) < 0; p.i++ {
@@ -376,11 +390,21 @@ func (p *filterParser) regexp() (operand, error) {
 	if flags != "" {
 		flags = "(?" + flags + ")"
 	}
-	re, err := regexp.Compile(flags + `\A(?:` + pattern + `)\z`)
+	src := flags + `\A(?:` + body + `)\z`
+	re, err := regexp.Compile(src)
 	if err != nil {
 		return operand{}, fmt.Errorf("%w: bad regular expression: %w", errPath, err)
 	}
-	return operand{re: re}, nil
+	// What regexp.Compile did once more, for the size of its program.
+	parsed, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return operand{}, fmt.Errorf("%w: bad regular expression: %w", errPath, err)
+	}
+	prog, err := syntax.Compile(parsed.Simplify())
+	if err != nil {
+		return operand{}, fmt.Errorf("%w: bad regular expression: %w", errPath, err)
+	}
+	return operand{re: &pattern{re: re, insts: len(prog.Inst)}}, nil
 }
 
 func (p *filterParser) consume(tok string) bool {
@@ -486,9 +510,9 @@ func compare(l, r any, op string, w *work) bool {
 // whole text of the value on the other (a string, a number or a boolean
 // as written), or of one element of a list.
 func matches(l, r any, w *work) bool {
-	re, ok := r.(*regexp.Regexp)
+	p, ok := r.(*pattern)
 	if !ok {
-		re, l = l.(*regexp.Regexp), r
+		p, l = l.(*pattern), r
 	}
 	one := func(v any) bool {
 		switch v.(type) {
@@ -499,7 +523,7 @@ func matches(l, r any, w *work) bool {
 			}
 		}
 		s := interpolate(v)
-		return w.text(s) && re.MatchString(s)
+		return w.text(s) && w.take(len(s)*p.insts/instBytes) && p.re.MatchString(s)
 	}
 	if a, ok := l.([]any); ok {
 		if !w.take(len(a)) {

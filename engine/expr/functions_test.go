@@ -2,6 +2,7 @@ package expr
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -108,11 +109,19 @@ func TestFunctionWorkBounded(t *testing.T) {
 	for i := range long {
 		long[i] = "abcdefgh"
 	}
-	doc := MapDoc{"workflow": map[string]any{"input": map[string]any{"l": long, "s": strings.Repeat("x", 1<<20)}}}
-	for _, tmpl := range []string{"${workflow.input.l.concat()}", "${workflow.input.l.append(1)}", "${$.max($.workflow.input.l)}"} {
+	doc := MapDoc{"workflow": map[string]any{"input": map[string]any{"l": long, "s": strings.Repeat("x", 1<<20),
+		"ls": []any{map[string]any{"s": strings.Repeat("ab", 1<<19)}}}}}
+	// A pattern's match runs its instructions over each byte: a megabyte
+	// is 32,768 steps to read, and a second of CPU for this one to match.
+	alts := make([]string, 300)
+	for i := range alts {
+		alts[i] = fmt.Sprintf("[a-c]%dy", i)
+	}
+	manyAlts := "${workflow.input.ls[?(@.s =~ /(?:" + strings.Join(alts, "|") + "|.)*z/)].s}"
+	for _, tmpl := range []string{"${workflow.input.l.concat()}", "${workflow.input.l.append(1)}", "${$.max($.workflow.input.l)}", manyAlts} {
 		b := newBudget(0, 100_000)
 		if _, _, err := b.Evaluate(tmpl, doc); !errors.Is(err, ErrTooCostly) {
-			t.Errorf("%s within 100,000 steps: %v, want ErrTooCostly", tmpl, err)
+			t.Errorf("%.100s within 100,000 steps: %v, want ErrTooCostly", tmpl, err)
 		}
 	}
 	args := strings.Repeat("$.workflow.input.s,", 99) + "$.workflow.input.s"
