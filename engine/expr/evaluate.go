@@ -478,6 +478,11 @@ func (e *evaluator) lookup(text string) any {
 	if err != nil {
 		return nil
 	}
+	// The path is compiled at every evaluation, and its patterns'
+	// compiling is work as matching them is.
+	if n := jp.patternInsts(); n > 0 && !e.work.take(n*compileStepsPerInst) {
+		return nil
+	}
 	e.work.doc, e.work.room, e.work.over = e.doc, e.room, false
 	v, _ := e.work.readRootOK(jp)
 	if e.work.over {

@@ -106,6 +106,55 @@ type pattern struct {
 // about what one of the other steps costs.
 const instBytes = 512
 
+// compileStepsPerInst is the steps of compiling a pattern, per instruction
+// of its program: one of 8,000 alternatives took a tenth of a second, and
+// a path's patterns are compiled at each evaluation of it.
+const compileStepsPerInst = 16
+
+// patternInsts returns the instructions of the patterns of jp's filters,
+// those of its functions' arguments included.
+func (jp *jsonPath) patternInsts() int {
+	n := 0
+	for _, st := range jp.steps {
+		if st.filter != nil {
+			n += filterInsts(st.filter)
+		}
+	}
+	if jp.fn != nil {
+		for _, a := range jp.fn.args {
+			if a.path != nil {
+				n += a.path.patternInsts()
+			}
+		}
+	}
+	return n
+}
+
+func filterInsts(f filter) int {
+	switch f := f.(type) {
+	case orFilter:
+		return filterInsts(f.l) + filterInsts(f.r)
+	case andFilter:
+		return filterInsts(f.l) + filterInsts(f.r)
+	case existsFilter:
+		return f.o.insts()
+	case cmpFilter:
+		return f.l.insts() + f.r.insts()
+	}
+	return 0
+}
+
+func (o operand) insts() int {
+	n := 0
+	if o.re != nil {
+		n += o.re.insts
+	}
+	if o.path != nil {
+		n += o.path.patternInsts()
+	}
+	return n
+}
+
 func (o operand) value(cur any, w *work) (any, bool) {
 	switch {
 	case o.re != nil:

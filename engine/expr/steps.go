@@ -11,7 +11,8 @@ import (
 // decision): values a path visits, maps it goes through (a few steps for
 // the map and two a key), elements a filter's operator or a function
 // goes through, a step per 32 bytes of text compared or measured, and
-// for a =~ match, per 512 bytes times the instructions of its pattern.
+// for a =~ match, per 512 bytes times the instructions of its pattern
+// (and 16 an instruction to compile it).
 // Input is bounded in bytes, not work: a deep scan of a deep scan
 // (${x..*..*..id}) visits a chain of maps once per level above each, two
 // lists compared by anyof cost the product of their sizes, so a document
