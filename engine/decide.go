@@ -3,7 +3,10 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/flowvault/flowvault/engine/expr"
@@ -15,6 +18,36 @@ import (
 // ErrTaskGone is returned for a Take of a task that is no longer waiting for
 // a worker: another worker took it, it was canceled, or it finished.
 var ErrTaskGone = errors.New("task is no longer available")
+
+// DeciderFault is a decision that panicked: a defect of the decider, which
+// the workflow's next trigger meets again until it is fixed.
+type DeciderFault struct {
+	// Panic says what failed: a runtime error's text, the decider's own
+	// message, or only the type of any other value, which could hold the
+	// workflow's data.
+	Panic string
+	// Stack is the panicking goroutine's stack (functions and lines).
+	Stack []byte
+}
+
+func newDeciderFault(p any) *DeciderFault {
+	f := &DeciderFault{Stack: debug.Stack()}
+	switch v := p.(type) {
+	case runtime.Error:
+		f.Panic = v.Error()
+	case string:
+		if strings.HasPrefix(v, "engine: ") {
+			f.Panic = v
+			break
+		}
+		f.Panic = "a panic of type string"
+	default:
+		f.Panic = fmt.Sprintf("a panic of type %T", p)
+	}
+	return f
+}
+
+func (f *DeciderFault) Error() string { return "the decider failed: " + f.Panic }
 
 // ErrTaskNotYet is returned for a Take of a task still waiting out a delay
 // (a retry's, a callback's) by this engine's clock. The engine that
@@ -137,8 +170,20 @@ func (d *decision) budget() *expr.Budget {
 // Decide computes what happens to a workflow when trigger arrives. It does
 // not change in.State. Errors wrap fault kinds: ErrNotFound (no such task),
 // ErrConflict (the trigger does not apply in the workflow's status),
-// ErrInvalid (a malformed trigger), or are ErrTaskGone.
-func Decide(in Input) (Decision, error) {
+// ErrInvalid (a malformed trigger), or are ErrTaskGone, or a *DeciderFault.
+func Decide(in Input) (dec Decision, err error) {
+	// A fault of the decider's own fails this decision, not the process:
+	// every engine that took the workflow up after a restart would fail on
+	// it again, and with it every other workflow it runs.
+	defer func() {
+		if p := recover(); p != nil {
+			dec, err = Decision{}, newDeciderFault(p)
+		}
+	}()
+	return decide(in)
+}
+
+func decide(in Input) (Decision, error) {
 	if in.TaskDef == nil {
 		in.TaskDef = func(string) *conductor.TaskDef { return nil }
 	}

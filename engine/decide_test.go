@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -1258,6 +1259,39 @@ func TestUnsetWorkflowFieldsAreNull(t *testing.T) {
 			h.decide(start)
 			if got := h.wantTask("a", conductor.TaskScheduled).Input; !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("input = %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A panic inside a decision (a defect of the decider; here, its task
+// definition lookup) fails that decision with a *DeciderFault instead of
+// ending the process, naming a runtime error but not any other value the
+// panic carried, which could be the workflow's data.
+func TestDecisionPanicFailsTheDecision(t *testing.T) {
+	def := parseDef(t, `{"name":"p","tasks":[{"name":"a","taskReferenceName":"a"}]}`)
+	for _, tc := range []struct {
+		name    string
+		panics  func()
+		want    string
+		notWant string
+	}{
+		{"runtime error", func() { var m map[string]int; m["x"] = 1 }, "assignment to entry in nil map", ""},
+		{"a value", func() { panic("s3cret-payload") }, "a panic of type string", "s3cret"},
+		{"an error", func() { panic(errors.New("s3cret-payload")) }, "a panic of type *errors.errorString", "s3cret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := engine.Decide(engine.Input{Now: epoch, Trigger: engine.Start{WorkflowID: "wf-1", Def: def, CreatedBy: "app:tester"},
+				TaskDef: func(string) *conductor.TaskDef { tc.panics(); return nil }})
+			var df *engine.DeciderFault
+			if !errors.As(err, &df) {
+				t.Fatalf("err = %v, want a *DeciderFault", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) || tc.notWant != "" && strings.Contains(err.Error(), tc.notWant) {
+				t.Errorf("err = %q, want it to say %q and not %q", err, tc.want, tc.notWant)
+			}
+			if !strings.Contains(string(df.Stack), "TestDecisionPanicFailsTheDecision") {
+				t.Errorf("stack does not show where it panicked:\n%s", df.Stack)
 			}
 		})
 	}

@@ -561,6 +561,10 @@ func (s *shard) process(j *job) (Outcome, error) {
 			continue
 		}
 		if err != nil {
+			if df := (*engine.DeciderFault)(nil); errors.As(err, &df) {
+				e.cfg.Logger.Error("decision failed on a defect of the decider", logkey.WorkflowID, j.wfID,
+					logkey.Trigger, name, logkey.Err, df.Panic, logkey.Stack, string(df.Stack))
+			}
 			e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
 			return Outcome{State: w, Seq: seqOf(w)}, err
 		}

@@ -37,4 +37,5 @@ const (
 	Trigger    = "trigger"    // what a workflow decision answered (engine.TriggerName)
 	Suppressed = "suppressed" // like lines left out before this one
 	Layout     = "layout"     // the layout a read model was written in
+	Stack      = "stack"      // a goroutine's stack: functions and lines, no values
 )
