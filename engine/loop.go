@@ -392,7 +392,7 @@ func Pending(w *Workflow) bool {
 	// walk over every branch of a fork of thousands was one per result).
 	// The sweep is read, not brought up to date: w may be shared.
 	s, ts := w.sweep, w.Tasks
-	if s.next > len(ts) || s.next > 0 && ts[s.next-1].ID != s.lastID {
+	if !s.fits(ts) {
 		s = sweep{}
 	}
 	for _, i := range s.open {

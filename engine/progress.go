@@ -86,10 +86,16 @@ func (w *Workflow) followSweep(ev schemas.Event) {
 	}
 }
 
+// fits reports whether s was made over ts as it is, or a list that ts
+// only adds to: one cut or replaced since makes its indices wrong.
+func (s sweep) fits(ts []*Task) bool {
+	return s.next <= len(ts) && (s.next == 0 || ts[s.next-1].ID == s.lastID)
+}
+
 // candidates are the indices, ascending, of the tasks a round looks at:
 // the open ones and those not looked at yet.
 func (s *sweep) candidates(ts []*Task) []int {
-	if s.next > len(ts) || s.next > 0 && ts[s.next-1].ID != s.lastID {
+	if !s.fits(ts) {
 		*s = sweep{} // the list was cut: look at everything again
 	}
 	out := slices.Clip(s.open)
