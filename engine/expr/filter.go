@@ -16,7 +16,7 @@ import (
 //
 //	filter  := and ("||" and)*
 //	and     := primary ("&&" primary)*
-//	primary := "(" filter ")" | "!" path | operand [op operand]
+//	primary := "(" filter ")" | "!" path | "!" primary | operand [op operand]
 //	operand := path | literal | "[" literal ("," literal)* "]" | /regexp/flags
 //	path    := @-path | $-path (from the document's root; either may end
 //	           in a function)
@@ -25,7 +25,8 @@ import (
 //	           size | empty | anyof | noneof | subsetof
 //
 // A lone path tests that the path exists (its value may be null), and
-// "!" that it does not. Numbers
+// "!" that it does not; "!" before anything else negates it, as Jayway's
+// does ([?(!(@.a == 1 || @.b))]). Numbers
 // compare numerically whatever their Go type; strings compare bytewise; bools
 // and null support only == and !=. Values of different kinds are unequal, so
 // only != holds between them (Jayway's coercion of "1" to 1 is deliberately
@@ -55,6 +56,11 @@ func (f orFilter) match(cur any, w *work) bool { return f.l.match(cur, w) || f.r
 type andFilter struct{ l, r filter }
 
 func (f andFilter) match(cur any, w *work) bool { return f.l.match(cur, w) && f.r.match(cur, w) }
+
+// notFilter negates f; a match that ran out of steps stays false.
+type notFilter struct{ f filter }
+
+func (f notFilter) match(cur any, w *work) bool { return !f.f.match(cur, w) && !w.spent() }
 
 // existsFilter tests that a path exists, or with not that it does not.
 type existsFilter struct {
@@ -136,6 +142,8 @@ func filterInsts(f filter) int {
 		return filterInsts(f.l) + filterInsts(f.r)
 	case andFilter:
 		return filterInsts(f.l) + filterInsts(f.r)
+	case notFilter:
+		return filterInsts(f.f)
 	case existsFilter:
 		return f.o.insts()
 	case cmpFilter:
@@ -210,7 +218,19 @@ func (p *filterParser) and(depth int) (filter, error) {
 
 func (p *filterParser) primary(depth int) (filter, error) {
 	if p.consume("!") {
-		// Jayway's "!" negates an existence test only: [?(!@.isbn)].
+		if p.skipSpace(); p.i < len(p.s) && p.s[p.i] != '@' && p.s[p.i] != '$' {
+			// Jayway's "!" before a parenthesis, a literal or another
+			// "!" negates what follows: [?(!(@.a == 1))].
+			if depth >= maxNesting {
+				return nil, fmt.Errorf("%w: filter nested too deeply", errPath)
+			}
+			f, err := p.primary(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			return notFilter{f}, nil
+		}
+		// Before a path, "!" is an existence test: [?(!@.isbn)].
 		o, err := p.operand(depth)
 		if err != nil {
 			return nil, err

@@ -83,6 +83,11 @@ func TestJaywayFunctionsAndFilters(t *testing.T) {
 		{"regex on a list", "${workflow.input.users[?(@.tags =~ /x/)].name}", []any{"ann"}},
 		{"regex on a missing key", "${workflow.input.users[?(@.email =~ /.*/)].name}", []any{"ann", "bob"}},
 		{"not exists", "${workflow.input.users[?(!@.email)].name}", []any{"cy"}},
+		// Jayway's "!" before anything but a path negates it.
+		{"negated group", "${workflow.input.users[?(!(@.age > 20 && @.tags.length() > 0))].name}", []any{"bob"}},
+		{"negated match", "${workflow.input.users[?(!(@.email =~ /.*@test\\.org/))].name}", []any{"ann", "cy"}},
+		{"double negation", "${workflow.input.users[?(!!(@.age < 18))].name}", []any{"bob"}},
+		{"negation binds tighter than &&", "${workflow.input.users[?(!(@.age < 18) && @.age < 40)].name}", []any{"ann"}},
 		{"root in a filter", "${workflow.input.users[?(@.age > $.workflow.input.min.length())].name}", []any{}},
 		{"root value in a filter", "${workflow.input.users[?(@.age < $.workflow.input.users[0].age)].name}", []any{"bob"}},
 		{"function in a filter", "${workflow.input.users[?(@.tags.length() >= 1)].name}", []any{"ann", "cy"}},

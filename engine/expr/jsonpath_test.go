@@ -22,6 +22,10 @@ func TestCompilePathErrors(t *testing.T) {
 		// in quadratic time, and deeper ones overflowed the stack.
 		"$" + strings.Repeat("[?(@.b", 33) + " == 1" + strings.Repeat(")]", 33),
 		"$" + strings.Repeat("[?(@.b", 2000) + " == 1" + strings.Repeat(")]", 2000),
+		// So do negations, each a call deeper.
+		"$[?(" + strings.Repeat("!", 40) + "(@.a))]",
+		"$[?(" + strings.Repeat("!", 4<<20) + "(@.a))]",
+		"$[?(!(@.a)]", "$[?(!)]",
 	} {
 		if _, err := compilePath(p, '$'); !errors.Is(err, errPath) {
 			t.Errorf("compilePath(%q) = %v, want errPath", p, err)
