@@ -337,10 +337,15 @@ func parseHTTPRequest(input map[string]any) (*httpRequest, error) {
 	return &req, nil
 }
 
-// decodeBody keeps a JSON response as JSON and anything else as text.
+// decodeBody keeps a JSON response as JSON and anything else as text; no
+// body is null, as RestTemplate gives Conductor's HTTP task (a 204, an
+// empty 200), not "".
 func decodeBody(raw []byte) any {
+	if len(raw) == 0 {
+		return nil
+	}
 	var v any
-	if len(raw) > 0 && conductor.Unmarshal(raw, &v) == nil {
+	if conductor.Unmarshal(raw, &v) == nil {
 		return v
 	}
 	return string(raw)

@@ -29,6 +29,8 @@ func TestHTTPTask(t *testing.T) {
 			w.Write([]byte("plain " + r.Header.Get("Content-Type")))
 		case "/accept":
 			w.Write([]byte(r.Header.Get("Accept")))
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
 		default:
 			http.Error(w, "nope", http.StatusTeapot)
 		}
@@ -86,6 +88,14 @@ func TestHTTPTask(t *testing.T) {
 			func(t *testing.T, res conductor.TaskResult) {
 				if got := res.OutputData["response"].(map[string]any)["body"]; got != "text/csv" {
 					t.Fatalf("Accept = %#v", got)
+				}
+			}},
+		// RestTemplate reads no body as null, and Conductor stores that.
+		{"no body reads null", map[string]any{"uri": srv.URL + "/empty", "method": "DELETE"}, conductor.TaskCompleted,
+			func(t *testing.T, res conductor.TaskResult) {
+				resp := res.OutputData["response"].(map[string]any)
+				if body, ok := resp["body"]; !ok || body != nil || resp["statusCode"] != int64(204) {
+					t.Fatalf("response = %#v, want statusCode 204 and body null", resp)
 				}
 			}},
 		{"missing uri", map[string]any{"http_request": map[string]any{"method": "GET"}}, conductor.TaskFailed, nil},
