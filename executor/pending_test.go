@@ -16,7 +16,9 @@ import (
 func TestLongDecidedLoopContinuesAtOnce(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	e := startExecutor(t, l, nothingScheduled{}, Config{TimerInterval: time.Hour})
-	ctx := testutil.Context(t, 30*time.Second)
+	// Far below the timer's hour, far above what 3,000 iterations take on
+	// a loaded machine under -race.
+	ctx := testutil.Context(t, 5*time.Minute)
 
 	const items = 3000
 	def := fmt.Sprintf(`{"name":"long_decided_loop","version":1,"tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE",
