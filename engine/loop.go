@@ -43,7 +43,8 @@ import (
 //     condition reads as `$` (loopConditionInput): the loop's
 //     inputParameters evaluated now, `$[loopRef]` = the loop's output and
 //     `$[childRef]` = each task output of iteration n (conductor-api.md
-//     §6.1). The document is a function of the state at the Take, so the
+//     §6.1), or of the newest iteration kept that ran it (earlierOutputs).
+//     The document is a function of the state at the Take, so the
 //     decision stays pure and replayable; it is not stored. While the
 //     condition runs the task is IN_PROGRESS with the entry "n" present;
 //     the system task lease applies (if the engine running it dies, Tick
@@ -455,10 +456,14 @@ func (d *decision) loopConditionDoc(loop *Task) (map[string]any, [][]any) {
 	}
 	in[loop.Ref] = copyMap(loop.Output)
 	data := map[string]bool{loop.Ref: true} // keys holding outputs: data, never expressions
-	if rec, ok := loop.Output[strconv.Itoa(loopIteration(loop))].(map[string]any); ok {
+	n := loopIteration(loop)
+	if rec, ok := loop.Output[strconv.Itoa(n)].(map[string]any); ok {
 		for ref, out := range rec {
 			in[ref], data[ref] = out, true
 		}
+	}
+	if wt := d.plan.config(loop); wt != nil {
+		earlierOutputs(loop, wt, n, in, data)
 	}
 	if idx, ok := loop.Output["loopIndex"]; ok {
 		if _, taken := in["item"]; !taken {
@@ -480,6 +485,35 @@ func (d *decision) loopConditionDoc(loop *Task) (map[string]any, [][]any) {
 		}
 	}
 	return in, kept
+}
+
+// earlierOutputs adds to a condition's document the tasks of the loop's
+// body that iteration n did not run (a SWITCH's branch not taken), each as
+// the newest iteration that ran it left it: Conductor gives the condition
+// every task of the body by its reference name, the newest of each, so
+// that a condition reading such a task ($.poll.status) goes on where it
+// threw a TypeError and failed the loop. The iterations' records hold
+// them; those keepLastN dropped are gone, as Conductor removes their
+// tasks. The look back stops once every task of the body is found.
+func earlierOutputs(loop *Task, wt *conductor.WorkflowTask, n int, in map[string]any, data map[string]bool) {
+	missing := map[string]bool{}
+	walk(wt.LoopOver, "", func(_ string, c *conductor.WorkflowTask) {
+		if !data[c.TaskReferenceName] {
+			missing[c.TaskReferenceName] = true
+		}
+	})
+	for k := n - 1; k >= 1 && len(missing) > 0; k-- {
+		rec, ok := loop.Output[strconv.Itoa(k)].(map[string]any)
+		if !ok {
+			break // keepLastN dropped this one and those before it
+		}
+		for ref := range missing {
+			if out, ok := rec[ref]; ok {
+				in[ref], data[ref] = out, true
+				delete(missing, ref)
+			}
+		}
+	}
 }
 
 // iterationTasks returns the tasks of iteration n of the loop placed at

@@ -257,3 +257,63 @@ func TestDoWhileDecidedBodyYields(t *testing.T) {
 		})
 	}
 }
+
+// A condition reads every task of the loop's body by its reference name,
+// as Conductor's DoWhile.evaluateCondition gives it the newest instance of
+// each: a task of a SWITCH branch the iteration did not take reads as the
+// last iteration that ran it left it, not undefined (where $.one.o threw
+// and failed the loop). What keepLastN dropped is gone, as Conductor
+// removes those tasks; an input parameter of the same name gives way to
+// the output, as to one of the iteration's own.
+func TestLoopConditionReadsEarlierIterations(t *testing.T) {
+	def := func(keep string) string {
+		if keep != "" {
+			keep = `"keepLastN":` + keep + `,`
+		}
+		return `{"name":"branchy","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[1,2,2,1],"loopCondition":"true",
+		  "inputParameters":{` + keep + `"two":"param"},
+		  "loopOver":[{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"i",
+		    "inputParameters":{"i":"${loop.output.loopItem}"},
+		    "decisionCases":{"1":[{"name":"one","taskReferenceName":"one"}],"2":[{"name":"two","taskReferenceName":"two"}]}}]}]}`
+	}
+	for _, tc := range []struct {
+		name string
+		keep string
+		// per iteration, the outputs the condition reads for one and two
+		// (nil: absent, or the input parameter for two)
+		one, two []any
+	}{
+		{"all iterations kept", "",
+			[]any{int64(1), int64(1), int64(1), int64(4)},
+			[]any{"param", int64(2), int64(3), int64(3)}},
+		{"keepLastN 1", "1",
+			[]any{int64(1), nil, nil, int64(4)},
+			[]any{"param", int64(2), int64(3), "param"}},
+		{"keepLastN 2", "2",
+			[]any{int64(1), int64(1), nil, int64(4)},
+			[]any{"param", int64(2), int64(3), int64(3)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def(tc.keep), nil)
+			for it, item := range []int{1, 2, 2, 1} {
+				ref := map[int]string{1: "one", 2: "two"}[item] + "__" + strconv.Itoa(it+1)
+				h.complete(ref, map[string]any{"n": int64(it + 1)})
+				doc := h.systemTake("loop").Input
+				for name, want := range map[string]any{"one": tc.one[it], "two": tc.two[it]} {
+					var got any
+					if out, ok := doc[name].(map[string]any); ok {
+						got = out["n"]
+					} else {
+						got = doc[name]
+					}
+					if !reflect.DeepEqual(got, want) {
+						t.Fatalf("iteration %d: the condition reads %s as %#v, want %#v (document %v)", it+1, name, doc[name], want, doc)
+					}
+				}
+				h.report("loop", conductor.TaskInProgress, nil, "")
+			}
+			h.wantTask("loop", conductor.TaskCompleted)
+			h.wantStatus(conductor.WorkflowCompleted)
+		})
+	}
+}
