@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +99,49 @@ func TestSealedSwitchRoutesAlike(t *testing.T) {
 		t.Errorf("a SWITCH on a secret: tasks %v, its output %v; want the gold case, reading ***", refsOf(wf.Tasks), taskByRef(wf, "sw").OutputData)
 	}
 	sc.Check(t)
+}
+
+// A SWITCH on text made of a _secrets value ("tier-${src.output._secrets.tier}")
+// is handed to its system worker whether the decision that sealed the
+// value schedules it or a later one does: it takes the case of the text
+// with the value, and its output reads "***", the value being too short
+// for redaction to look for. A TERMINATE whose status comes from sealed
+// data fails, naming the field, in either decision.
+func TestSealedTextAndEngineFieldsAlike(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sw := `{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"x",
+	  "inputParameters":{"x":"tier-${src.output._secrets.tier}"},
+	  "decisionCases":{"tier-gold":[{"name":"st_sink","taskReferenceName":"sw_gold"}]},
+	  "defaultCase":[{"name":"st_sink","taskReferenceName":"sw_other"}]}`
+	term := `{"name":"term","taskReferenceName":"term","type":"TERMINATE","inputParameters":{"terminationStatus":"${src.output._secrets.tier}"}}`
+	src := `{"name":"st_src","taskReferenceName":"src","inputParameters":{"tier":"${workflow.input.tier}"}}`
+	hold := `{"name":"hold","taskReferenceName":"hold","type":"WAIT","inputParameters":{"duration":"1s"}}`
+	e.register(
+		`{"name":"st_now","tasks":[`+src+`,`+sw+`]}`,
+		`{"name":"st_later","tasks":[`+src+`,`+hold+`,`+sw+`]}`,
+		`{"name":"st_term_now","tasks":[`+src+`,`+term+`]}`,
+		`{"name":"st_term_later","tasks":[`+src+`,`+hold+`,`+term+`]}`,
+	)
+	e.work("st_src", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"tier": task.InputData["tier"]}}}, nil
+	})
+	e.work("st_sink", 2, succeed)
+	for _, name := range []string{"st_now", "st_later"} {
+		wf := e.waitStatus(e.start(name, map[string]any{"tier": "gold"}), conductor.WorkflowCompleted)
+		got := taskByRef(wf, "sw")
+		if taskByRef(wf, "sw_gold") == nil || taskByRef(wf, "sw_other") != nil {
+			t.Errorf("%s: the SWITCH ran %v, want sw_gold (its output %v)", name, refsOf(wf.Tasks), got.OutputData)
+		}
+		if got.OutputData["selectedCase"] != masking.Mask || fmt.Sprint(got.OutputData["evaluationResult"]) != "[***]" {
+			t.Errorf("%s: the SWITCH's output %v, want its case read ***", name, got.OutputData)
+		}
+	}
+	for _, name := range []string{"st_term_now", "st_term_later"} {
+		wf := e.waitStatus(e.start(name, map[string]any{"tier": conductor.WorkflowCompleted}), conductor.WorkflowFailed)
+		got := taskByRef(wf, "term")
+		if got.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(got.ReasonForIncompletion, "terminationStatus is sealed data") {
+			t.Errorf("%s: TERMINATE %s (%q), want it failed naming terminationStatus", name, got.Status, got.ReasonForIncompletion)
+		}
+	}
 }

@@ -397,7 +397,13 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		if ev.Type == conductor.TaskTypeDecision || param == "" {
 			param = wt.CaseValueParam
 		}
-		if d.sealedCase(ev.Input, ev.Deferred, param) {
+		sealed, computed := d.sealedCase(wt, ev.Input, ev.Deferred, param, ev.TaskID)
+		if computed {
+			fail("%s %s: its case value (%s) is computed by a function from sealed data or a secret, "+
+				"which only a script sees opened: use a javascript evaluator", ev.Type, ev.Ref, param)
+			return
+		}
+		if sealed {
 			// Decided at hand-off, where the value is opened (see
 			// sealedCase).
 			if !runsInSystemWorker(ev.Type) {
@@ -424,6 +430,10 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop:
 		ev.Status = conductor.TaskCompleted
 	case conductor.TaskTypeTerminate:
+		if reason := d.readsSealed(ev, wt.InputParameters, "terminationStatus"); reason != "" {
+			fail("TERMINATE %s: %s", ev.Ref, reason)
+			return
+		}
 		// As Conductor's Terminate: the task's output is the workflow's
 		// output to be, and a status it does not know fails it.
 		switch status, _ := ev.Input["terminationStatus"].(string); status {
@@ -455,6 +465,10 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			fail("%v", err)
 		}
 	case conductor.TaskTypeWait:
+		if reason := d.readsSealed(ev, wt.InputParameters, "duration", "until"); reason != "" {
+			fail("WAIT %s: %s", ev.Ref, reason)
+			return
+		}
 		until, err := waitUntil(ev.Input, d.now)
 		if err != nil {
 			fail("WAIT %s: %v", ev.Ref, err)
@@ -472,6 +486,17 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		if wt.SubWorkflowParam == nil || (wt.SubWorkflowParam.Name == "" && len(wt.SubWorkflowParam.WorkflowDefinition) == 0) {
 			fail("SUB_WORKFLOW %s has no subWorkflowParam.name", ev.Ref)
 			return
+		}
+		p := wt.SubWorkflowParam
+		if reason := d.paramSealed(ev.TaskID, "subWorkflowParam.name", p.Name); reason != "" {
+			fail("SUB_WORKFLOW %s: %s", ev.Ref, reason)
+			return
+		}
+		if s, ok := p.Priority.(string); ok {
+			if reason := d.paramSealed(ev.TaskID, "subWorkflowParam.priority", s); reason != "" {
+				fail("SUB_WORKFLOW %s: %s", ev.Ref, reason)
+				return
+			}
 		}
 		if ev.AvailableAt > d.now {
 			return // a start or retry delay: the tick at AvailableAt starts it

@@ -1,10 +1,13 @@
 package engine
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -19,34 +22,125 @@ import (
 // task's output records the branch taken, not the value (maskCaseOutput).
 
 // sealedCase reports whether input[param], the case value of a SWITCH or
-// DECISION this decision schedules, is sealed data or is made of it.
-func (d *decision) sealedCase(input map[string]any, deferred [][]any, param string) bool {
-	for _, p := range deferred {
-		if len(p) > 0 && p[0] == param {
-			return true // a secret, or sealed data embedded in text
+// DECISION this decision schedules from configuration wt, is sealed data
+// or is made of it (see readSealed), and whether it is computed from it.
+func (d *decision) sealedCase(wt *conductor.WorkflowTask, input map[string]any, deferred [][]any, param, taskID string) (sealed, computed bool) {
+	r := d.readSealed(wt.InputParameters[param], input[param], slices.ContainsFunc(deferred, func(p []any) bool {
+		return len(p) > 0 && p[0] == param
+	}), taskID)
+	return r != plainRead, r == computedRead
+}
+
+// sealedRead is what a value the decider reads itself (a SWITCH's case, a
+// WAIT's duration, a sub-workflow's name) is made of.
+type sealedRead int
+
+const (
+	plainRead sealedRead = iota
+	// sealedDataRead: sealed data or a secret, whole or in text, which
+	// the decider sees only in the decision that seals it ("***" in every
+	// later one) and a hand-off opens.
+	sealedDataRead
+	// computedRead: computed by a function (sum(), concat(), ...) from
+	// sealed data, which nothing computes again with the value opened: the
+	// decision that seals the data computes it from the value, a later
+	// one from "***".
+	computedRead
+)
+
+// computingFuncs are the path functions whose result is computed from the
+// values they read; the others give a count, keys or the values
+// themselves (first(), append()), which stay sealed.
+var computingFuncs = map[string]bool{"min": true, "max": true, "sum": true, "avg": true, "stddev": true, "concat": true}
+
+// readSealed reports what v is made of, the value template tmpl gave in
+// this decision for the task taskID (deferred: it kept references for the
+// hand-off), alike in every decision: in the one that seals the data it
+// is plain, and is recognised by the values its events bring under
+// _secrets and _masked keys (a plain value equal to one counts too).
+func (d *decision) readSealed(tmpl, v any, deferred bool, taskID string) sealedRead {
+	s, isText := tmpl.(string)
+	if isText && !deferred && !strings.Contains(s, "${") {
+		return plainRead // the definition's text
+	}
+	r := &sealedReads{workflowDoc: &workflowDoc{w: d.w, taskID: taskID, d: d}, d: d}
+	if isText && (strings.Contains(s, "(") || len(d.decisionMasked()) > 0) {
+		// Evaluated again to see what it reads: text built in the
+		// sealing decision holds the value, and a function's result
+		// shows nothing of what it was computed from.
+		if _, _, err := d.budget().Aside().EvaluateShared(s, r); err != nil {
+			r.embedded, r.computed = false, false
 		}
 	}
-	v := input[param]
-	if masking.HasSealed(v) || masking.HoldsMaskedKey(v) {
-		return true // sealed by an earlier decision, or whole data holding a block
+	switch {
+	case r.computed:
+		return computedRead
+	case deferred || r.embedded || d.holdsSealed(v):
+		return sealedDataRead
 	}
-	// Sealed by the guard once this decision's events are: a value they
-	// bring under a _secrets or _masked key, or a copy of one. A plain
-	// value equal to one is handed off too, and its worker takes the same
-	// case the decider would.
+	return plainRead
+}
+
+// sealedReads is a workflow's document that notes what the decision
+// treats as sealed among the values an evaluation embeds in text and the
+// values its functions compute from.
+type sealedReads struct {
+	*workflowDoc
+	d                  *decision
+	embedded, computed bool
+}
+
+func (r *sealedReads) SealedRef(v any) (string, bool) {
+	ref, ok := r.workflowDoc.SealedRef(v)
+	if ok || r.d.holdsSealed(v) {
+		r.embedded = true
+	}
+	return ref, ok
+}
+
+func (r *sealedReads) FuncOver(name string, model any, args []any) {
+	if computingFuncs[name] && (r.d.holdsSealed(model) || slices.ContainsFunc(args, r.d.holdsSealed)) {
+		r.computed = true
+	}
+}
+
+// holdsSealed reports whether v is or holds sealed data: sealed by an
+// earlier decision, a whole block of it, or (sealed by the guard once this
+// decision's events are) a value they bring under a _secrets or _masked
+// key, or a copy of one. A plain value equal to one counts too, and the
+// hand-off gives it as it is.
+func (d *decision) holdsSealed(v any) bool {
+	if v == nil {
+		return false
+	}
+	if masking.HasSealed(v) || masking.HoldsMaskedKey(v) {
+		return true
+	}
+	masked := d.decisionMasked()
+	if len(masked) == 0 {
+		return false
+	}
+	leaves := appendMasked([]string{conductor.SwitchCase(v)}, v, true, func(v any) (string, bool) {
+		return conductor.SwitchCase(v), v != nil
+	})
+	for _, x := range masked {
+		if slices.Contains(leaves, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// decisionMasked returns the case texts of the values this decision's
+// events bring under _secrets and _masked keys, read once each.
+func (d *decision) decisionMasked() []string {
 	for _, ev := range d.events[d.casesRead:] {
 		for _, m := range eventData(ev) {
 			d.maskedCases = appendMasked(d.maskedCases, m, false, caseText)
 		}
 	}
 	d.casesRead = len(d.events)
-	c := conductor.SwitchCase(v)
-	for _, x := range d.maskedCases {
-		if x == c {
-			return true
-		}
-	}
-	return false
+	return d.maskedCases
 }
 
 // caseText is a leaf's case text (conductor.SwitchCase), for appendMasked.
@@ -98,4 +192,43 @@ func maskCaseOutput(out map[string]any) map[string]any {
 		c["evaluationResult"] = []any{masking.Mask}
 	}
 	return c
+}
+
+// readsSealed says why a task the decider runs itself may not run with
+// the input keys it reads, or "": a value sealed, made of sealed data or
+// a secret, or computed from them, which the decider would read as the
+// value in the decision that seals it and as "***" in every later one.
+// The reason names the key, never the value.
+func (d *decision) readsSealed(ev *schemas.TaskScheduled, tmpl map[string]any, keys ...string) string {
+	for _, k := range keys {
+		deferred := slices.ContainsFunc(ev.Deferred, func(p []any) bool { return len(p) > 0 && p[0] == k })
+		if r := d.readSealed(tmpl[k], ev.Input[k], deferred, ev.TaskID); r != plainRead {
+			return sealedReason(k, r)
+		}
+	}
+	return ""
+}
+
+// paramSealed is readsSealed for a field of a task's configuration that
+// the decider evaluates itself (a sub-workflow's name).
+func (d *decision) paramSealed(taskID, field, tmpl string) string {
+	if !strings.Contains(tmpl, "${") {
+		return ""
+	}
+	v, deferred, err := d.evaluateAside(map[string]any{"v": tmpl}, taskID)
+	if err != nil {
+		return "" // reported where the field is read
+	}
+	if r := d.readSealed(tmpl, v["v"], len(deferred) > 0, taskID); r != plainRead {
+		return sealedReason(field, r)
+	}
+	return ""
+}
+
+func sealedReason(field string, r sealedRead) string {
+	what := "is sealed data or a secret, or text made of them"
+	if r == computedRead {
+		what = "is computed by a function from sealed data or a secret"
+	}
+	return fmt.Sprintf("%s %s, which the engine does not read: give it as plain data", field, what)
 }

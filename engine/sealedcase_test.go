@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -37,7 +38,11 @@ func TestSealedSwitchDecidedAtHandOff(t *testing.T) {
 		{"copy in a variable, same decision", src + `,` + setv + `,` + sw("${workflow.variables.tier}"), "gold", true},
 		{"copy in a variable, later decision", src + `,` + setv + `,` + hold + `,` + sw("${workflow.variables.tier}"), sealed, true},
 		{"whole output, same decision", src + `,` + sw("${src.output}"), "gold", true},
+		{"embedded in text, same decision", src + `,` + sw("tier-${src.output._secrets.tier}"), "gold", true},
 		{"embedded in text, later decision", src + `,` + hold + `,` + sw("tier-${src.output._secrets.tier}"), sealed, true},
+		{"copy in a variable embedded in text, same decision", src + `,` + setv + `,` + sw("tier-${workflow.variables.tier}"), "gold", true},
+		{"DECISION on text, same decision", src + `,` + `{"name":"sw","taskReferenceName":"sw","type":"DECISION","caseValueParam":"x",
+		  "inputParameters":{"x":"tier-${src.output._secrets.tier}"},` + cases + `}`, "gold", true},
 		{"secret", src + `,` + sw("${workflow.secrets.tier}"), "gold", true},
 		{"DECISION", src + `,` + hold + `,` + `{"name":"sw","taskReferenceName":"sw","type":"DECISION","caseValueParam":"x",
 		  "inputParameters":{"x":"${src.output._secrets.tier}"},` + cases + `}`, sealed, true},
@@ -89,6 +94,125 @@ func TestScriptCaseOfSealedDataMasked(t *testing.T) {
 			h.system("sw", conductor.TaskCompleted, map[string]any{"evaluationResult": []any{"gold"}, "selectedCase": "gold"}, "")
 			wantOutput(t, h.wantTask("sw", conductor.TaskCompleted), map[string]any{"evaluationResult": []any{tc.want}, "selectedCase": tc.want})
 			h.wantTask("g", conductor.TaskScheduled)
+		})
+	}
+}
+
+// A function that computes from sealed data (sum(), concat(), ...) gives
+// the decider a result of the value in the decision that seals it, and of
+// "***" in every later one, and no hand-off computes it again: a SWITCH
+// whose case value is one fails, saying which, in every decision. A
+// function that counts (length()) reads the same in every decision and
+// is decided as any value.
+func TestSealedSwitchOnFunctionResult(t *testing.T) {
+	sealedLeaf := func(i int) *masking.Sealed {
+		return &masking.Sealed{Kind: masking.KindSecrets, Purpose: fmt.Sprintf("wf/wf-1/task/x/output._secrets.amounts[%d]", i), Ciphertext: []byte{1}}
+	}
+	for _, tc := range []struct {
+		name, fn string
+		later    bool
+		computed bool
+	}{
+		{"sum, same decision", "sum()", false, true},
+		{"sum, later decision", "sum()", true, true},
+		{"concat, same decision", "concat()", false, true},
+		{"concat, later decision", "concat()", true, true},
+		{"concat of an argument, same decision", "concat($.src.output._secrets.amounts[0])", false, true},
+		{"length, same decision", "length()", false, false},
+		{"length, later decision", "length()", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tasks := `{"name":"src","taskReferenceName":"src"},`
+			if tc.later {
+				tasks += `{"name":"hold","taskReferenceName":"hold","type":"WAIT"},`
+			}
+			tasks += `{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"x",
+			  "inputParameters":{"x":"${src.output._secrets.amounts.` + tc.fn + `}"},"decisionCases":{"2":[{"name":"g","taskReferenceName":"g"}]}}`
+			h := newHarness(t, `{"name":"sw","tasks":[`+tasks+`]}`, nil)
+			amounts := []any{"20", "10"}
+			if tc.later {
+				amounts = []any{sealedLeaf(0), sealedLeaf(1)}
+			}
+			h.complete("src", map[string]any{"_secrets": map[string]any{"amounts": amounts}})
+			if tc.later {
+				h.complete("hold", nil)
+			}
+			if !tc.computed {
+				wantOutput(t, h.wantTask("sw", conductor.TaskCompleted), map[string]any{"evaluationResult": []any{"2"}, "selectedCase": "2"})
+				return
+			}
+			sw := h.wantTask("sw", conductor.TaskFailedWithTerminalError)
+			if !strings.Contains(sw.Reason, "case value (x) is computed by a function from sealed data") {
+				t.Errorf("reason %q does not say the case value is computed from sealed data", sw.Reason)
+			}
+			h.wantStatus(conductor.WorkflowFailed)
+		})
+	}
+}
+
+// A WAIT's duration or until, a TERMINATE's terminationStatus and a
+// SUB_WORKFLOW's name, which the decider reads itself, taken from sealed
+// data (whole, in text, computed from it) or a secret fail the task with
+// a reason naming the field, not the value, in the decision that seals
+// the data as in a later one; plain values run.
+func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
+	sealedAs := func(key string) *masking.Sealed {
+		return &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/wf-1/task/x/output._secrets." + key, Ciphertext: []byte{1}}
+	}
+	wait := func(param string) string {
+		return `{"name":"w","taskReferenceName":"t","type":"WAIT","inputParameters":{"duration":"` + param + `"}}`
+	}
+	terminate := func(param string) string {
+		return `{"name":"term","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"` + param + `"}}`
+	}
+	sub := func(param string) string {
+		return `{"name":"child","taskReferenceName":"t","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"` + param + `","version":1}}`
+	}
+	const value = "COMPLETED" // a valid value of every field below but a name
+	for _, tc := range []struct {
+		name, task, field string
+		later             bool
+		fails             bool
+		plainStatus       string
+	}{
+		{"WAIT duration, same decision", wait("${src.output._secrets.v}"), "duration", false, true, ""},
+		{"WAIT duration, later decision", wait("${src.output._secrets.v}"), "duration", true, true, ""},
+		{"WAIT duration in text, same decision", wait("1${src.output._secrets.v}"), "duration", false, true, ""},
+		{"WAIT duration, a secret", wait("${workflow.secrets.wait}"), "duration", false, true, ""},
+		{"WAIT duration, plain", wait("${src.output.wait}"), "duration", false, false, conductor.TaskInProgress},
+		{"TERMINATE status, same decision", terminate("${src.output._secrets.v}"), "terminationStatus", false, true, ""},
+		{"TERMINATE status, later decision", terminate("${src.output._secrets.v}"), "terminationStatus", true, true, ""},
+		{"TERMINATE status, computed", terminate("${src.output._secrets.list.concat()}"), "terminationStatus", false, true, ""},
+		{"TERMINATE status, plain", terminate("${src.output.status}"), "terminationStatus", false, false, conductor.TaskCompleted},
+		{"SUB_WORKFLOW name, same decision", sub("${src.output._secrets.v}"), "subWorkflowParam.name", false, true, ""},
+		{"SUB_WORKFLOW name, later decision", sub("${src.output._secrets.v}"), "subWorkflowParam.name", true, true, ""},
+		{"SUB_WORKFLOW name, plain", sub("${src.output.status}"), "subWorkflowParam.name", false, false, conductor.TaskInProgress},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tasks := `{"name":"src","taskReferenceName":"src"},`
+			if tc.later {
+				tasks += `{"name":"hold","taskReferenceName":"hold","type":"WAIT"},`
+			}
+			h := newHarness(t, `{"name":"wf","tasks":[`+tasks+tc.task+`]}`, nil)
+			secrets := map[string]any{"v": value, "list": []any{"COMP", "LETED"}}
+			if tc.later {
+				secrets = map[string]any{"v": sealedAs("v"), "list": []any{sealedAs("list[0]"), sealedAs("list[1]")}}
+			}
+			// A plain value equal to one the decision seals would count
+			// as sealed: the plain ones differ.
+			h.complete("src", map[string]any{"_secrets": secrets, "wait": "7s", "status": conductor.WorkflowTerminated})
+			if tc.later {
+				h.complete("hold", nil)
+			}
+			if !tc.fails {
+				h.wantTask("t", tc.plainStatus)
+				return
+			}
+			task := h.wantTask("t", conductor.TaskFailedWithTerminalError)
+			if !strings.Contains(task.Reason, tc.field+" is ") || strings.Contains(task.Reason, value) {
+				t.Errorf("reason %q: want it to name %s and not hold the value", task.Reason, tc.field)
+			}
+			h.wantStatus(conductor.WorkflowFailed)
 		})
 	}
 }

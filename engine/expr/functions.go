@@ -29,6 +29,15 @@ import (
 // Each function's work is taken from the evaluation's steps: an element or
 // argument it reads, and 32 bytes of the text concat builds.
 
+// FuncDoc is a Doc told of each function a path applies, before it runs:
+// its name, the value it is applied to and its arguments' values. A
+// caller learns so whether a result was computed from values it holds
+// apart (sealed data, which the result would carry in another form).
+type FuncDoc interface {
+	Doc
+	FuncOver(name string, model any, args []any)
+}
+
 // fnCall is the function a path ends in and its arguments.
 type fnCall struct {
 	name string
@@ -100,6 +109,9 @@ func (c *fnCall) call(model any, w *work) (any, bool) {
 	// before it runs, and its arguments' elements by the function.
 	if a, ok := model.([]any); w.spent() || ok && !w.take(len(a)) {
 		return nil, false
+	}
+	if fd, ok := w.doc.(FuncDoc); ok {
+		fd.FuncOver(c.name, model, args)
 	}
 	return functions[c.name].fn(model, args, w)
 }
