@@ -3,6 +3,8 @@ package node_test
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -91,6 +93,10 @@ func TestMetricsExposition(t *testing.T) {
 		{"flowvault_engine_workflows_started_total", nil, 2},
 		{"flowvault_engine_workflows_ended_total", map[string]string{"status": "COMPLETED"}, 1},
 		{"flowvault_engine_workflows_ended_total", map[string]string{"status": "FAILED"}, 1},
+		{"flowvault_workflows_running", nil, 0},
+		{"flowvault_tasks_scheduled", nil, 0},
+		{"flowvault_timers_pending", nil, 0},
+		{"flowvault_compaction_backlog_workflows", nil, 0},
 	}
 	for _, w := range want {
 		if got, ok := sample(families, w.name, w.labels); !ok || got != w.value {
@@ -101,6 +107,77 @@ func TestMetricsExposition(t *testing.T) {
 		if _, ok := sample(families, "flowvault_projection_lag_records", map[string]string{"projection": proj}); !ok {
 			t.Errorf("flowvault_projection_lag_records has no sample for read model %s", proj)
 		}
+	}
+}
+
+// The load gauges count what the log holds: workflows left with their
+// task queued and no worker, their timeouts, and ended workflows whose
+// sealed secrets await compaction; they read the same after a restart
+// and after the read models are rebuilt from the log, when a count of
+// what happened since the start would read nothing.
+func TestLoadGaugesSurviveRestartAndRebuild(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.CompactionDelay = time.Hour // the ended workflows stay in the backlog
+	n, base := nodetest.StartConfig(t, cfg)
+	c := nodetest.Client{TB: t, Base: base}
+	c.Must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+		`[{"name":"load_work","retryCount":0,"responseTimeoutSeconds":60,"ownerEmail":"a@b.c"}]`)
+	c.Must(http.StatusNoContent, "POST", "/api/metadata/workflow", `{"name":"load_wf","version":1,"ownerEmail":"a@b.c","schemaVersion":2,
+		"timeoutSeconds":3600,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"load_work","taskReferenceName":"load_ref","type":"SIMPLE"}]}`)
+	var ids []string
+	for range 5 {
+		ids = append(ids, c.Must(http.StatusOK, "POST", "/api/workflow/load_wf", `{"_secrets":{"token":"load-secret-value"}}`))
+	}
+	// One completed, one terminated: both sealed a secret, so both await
+	// compaction; three wait for a worker.
+	task := c.Must(http.StatusOK, "GET", "/api/tasks/poll/load_work?workerid=load_worker", "")
+	done := field(t, task, "workflowInstanceId")
+	c.Must(http.StatusOK, "POST", "/api/tasks", fmt.Sprintf(`{"taskId":%q,"workflowInstanceId":%q,"status":"COMPLETED"}`, field(t, task, "taskId"), done))
+	terminated := ids[0]
+	if terminated == done {
+		terminated = ids[1]
+	}
+	c.Must(http.StatusNoContent, "DELETE", "/api/workflow/"+terminated, "")
+	for _, id := range []string{done, terminated} {
+		testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if got := field(t, c.Must(http.StatusOK, "GET", "/api/workflow/"+id+"?includeTasks=false", ""), "status"); got == "RUNNING" {
+				return fmt.Errorf("workflow %s still running", id)
+			}
+			return nil
+		})
+	}
+	want := map[string]float64{"flowvault_workflows_running": 3, "flowvault_tasks_scheduled": 3,
+		"flowvault_timers_pending": 3, "flowvault_compaction_backlog_workflows": 2}
+	check := func(step, base string) {
+		t.Helper()
+		_, body := nodetest.Client{TB: t, Base: base}.Do("GET", "/metrics", "")
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: /metrics is not Prometheus text: %v", step, err)
+		}
+		for name, v := range want {
+			if got, ok := sample(families, name, nil); !ok || got != v {
+				t.Errorf("%s: %s = %v (found %v), want %v", step, name, got, ok, v)
+			}
+		}
+		if strings.Contains(body, "load-secret-value") {
+			t.Errorf("%s: /metrics holds the secret value", step)
+		}
+	}
+	check("started", base)
+	stop(t, n)
+	for _, wipe := range []bool{false, true} {
+		step := map[bool]string{false: "restarted", true: "rebuilt"}[wipe]
+		if wipe {
+			if err := os.RemoveAll(cfg.PebbleDir()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, base := nodetest.StartConfig(t, cfg)
+		check(step, base)
+		stop(t, n)
 	}
 }
 

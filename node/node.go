@@ -440,7 +440,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)
 	n.httpSrv.RegisterOnShutdown(n.executor.StopPolling)
 	// Every read model runs by now: the slice is not appended to again.
-	n.registry.MustRegister(newReadModelLag(slices.Clone(n.runners)))
+	n.registry.MustRegister(newReadModelLag(slices.Clone(n.runners)), newLoadGauges(n.executions.Gauges))
 	n.front.set(handler)
 	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), logkey.URL, n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
 	return n, nil

@@ -41,12 +41,14 @@ const (
 	prefixKeyHolder   = "x/" // x/<secrets key id> → workflow id
 	prefixEnded       = "z/" // z/<end ms BE><wf id> → "": ended with effects besides its parent's news (engine.HasTerminalEffects)
 	prefixRunningBy   = "q/" // q/<principal> → uint64 BE: how many of the workflows under r/ it created; absent for none
+	// g/ → Gauges (gaugesKey)
 )
 
 // layout is the read model's layout (projections.Layouter): 2 counts the
 // running workflows of each principal (q/), which a read model written
-// before lacks.
-const layout = 2
+// before lacks; 3 the entries of the indexes an operator watches (g/, see
+// Gauges).
+const layout = 3
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
@@ -69,6 +71,8 @@ type Projection struct {
 	legacy  legacyState
 	// scratch holds the documents being written: the batch copies them.
 	scratch []byte
+	// delta is what the record being applied changed of the Gauges.
+	delta Gauges
 }
 
 // NewProjection returns the executions projection.
@@ -96,6 +100,12 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	if !ok {
 		return fmt.Errorf("subject %s: %w", rec.Subject, projections.ErrPoison)
 	}
+	p.delta = Gauges{}
+	defer func() {
+		if err == nil {
+			err = p.flushGauges(b)
+		}
+	}()
 	events := make([]schemas.Event, 0, len(rec.Events))
 	for _, env := range rec.Events {
 		ev, err := schemas.Default.Decode(env)
@@ -317,6 +327,7 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 		if err != nil {
 			return err
 		}
+		p.delta.Running += b2i(running) - b2i(prev.running)
 	}
 	if err := countRunning(b, prev, w); err != nil {
 		return err
@@ -329,7 +340,7 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 		}
 	}
 	deadlines := engine.Deadlines(w)
-	if err := replaceDeadlines(b, w.ID, prev.deadlines, deadlines); err != nil {
+	if err := p.replaceDeadlines(b, w.ID, prev.deadlines, deadlines); err != nil {
 		return err
 	}
 	r.deadlines, r.deadlinesKnown = deadlines, true
@@ -391,10 +402,12 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 // prev are the deadlines of the state before this record: the index holds
 // exactly those, since every record's deadlines are derived from its state
 // (engine.Deadlines), so nothing needs to be read back.
-func replaceDeadlines(b *projections.Batch, wfID string, prev, next []int64) error {
+func (p *Projection) replaceDeadlines(b *projections.Batch, wfID string, prev, next []int64) error {
 	if slices.Equal(prev, next) {
 		return nil
 	}
+	// Deadlines are distinct (engine.Deadlines): each is one entry.
+	p.delta.Timers += int64(len(next) - len(prev))
 	for _, at := range prev {
 		if !slices.Contains(next, at) {
 			if err := b.Delete(dueKey(at, wfID)); err != nil {
@@ -635,12 +648,15 @@ func (p *Projection) storeCompaction(b *projections.Batch, w *engine.Workflow, p
 			return err
 		}
 		// A data dir written before the time-ordered list may hold the
-		// workflow in the old one.
-		if err := p.unlistLegacy(b, w.ID); err != nil {
+		// workflow in the old one: on one list or the other, it leaves
+		// the backlog once.
+		if _, err := p.unlistLegacy(b, w.ID); err != nil {
 			return err
 		}
+		p.delta.Compaction--
 	}
 	if awaits && (!prev.awaitsCompaction || prev.endTime != w.EndTime) {
+		p.delta.Compaction++
 		return b.Set(compactionKey(w.EndTime, w.ID), nil)
 	}
 	return nil
@@ -712,7 +728,11 @@ func (p *Projection) compactedAfterRemoval(b *projections.Batch, token string) e
 	if err != nil {
 		return fmt.Errorf("subject token %s: %w", token, projections.ErrPoison)
 	}
-	return p.unlistLegacy(b, id)
+	unlisted, err := p.unlistLegacy(b, id)
+	if unlisted {
+		p.delta.Compaction--
+	}
+	return err
 }
 
 // legacyState is what the projection knows of the id-keyed compaction
@@ -727,10 +747,10 @@ const (
 	legacyMayHold                    // entries, or was not looked at since one was added
 )
 
-// unlistLegacy takes a workflow off the id-keyed compaction list. It
-// looks the entry up first: a tombstone for every compaction would make
-// each scan of that list step over them.
-func (p *Projection) unlistLegacy(b *projections.Batch, wfID string) error {
+// unlistLegacy takes a workflow off the id-keyed compaction list, and
+// reports whether it was on it. It looks the entry up first: a tombstone
+// for every compaction would make each scan of that list step over them.
+func (p *Projection) unlistLegacy(b *projections.Batch, wfID string) (bool, error) {
 	if p.legacy == legacyUnknown {
 		p.legacy = legacyEmpty
 		err := b.ScanRange(legacyListFirst, legacyListEnd, func(_, _ []byte) bool {
@@ -739,20 +759,20 @@ func (p *Projection) unlistLegacy(b *projections.Batch, wfID string) error {
 		})
 		if err != nil {
 			p.legacy = legacyUnknown
-			return err
+			return false, err
 		}
 	}
 	if p.legacy == legacyEmpty {
-		return nil
+		return false, nil
 	}
 	key := []byte(prefixLegacyList + wfID)
 	if _, err := b.Get(key); errors.Is(err, projections.ErrNotFound) {
-		return nil
+		return false, nil
 	} else if err != nil {
-		return err
+		return false, err
 	}
 	p.legacy = legacyUnknown // it may have been the last one
-	return b.Delete(key)
+	return true, b.Delete(key)
 }
 
 func compactionKey(endTime int64, wfID string) []byte {

@@ -159,6 +159,28 @@ func (f *fixture) indexedTasks(id string) []string {
 	return tasks
 }
 
+// rebuild folds the log into a new store, as a rebuild from the log
+// does, up to what the fixture's read model has applied.
+func (f *fixture) rebuild() *projections.Store {
+	f.t.Helper()
+	store := testutil.OpenStore(f.t)
+	r := projections.NewRunner(f.log, store, executions.NewProjection(),
+		projections.RunnerConfig{Stream: eventlog.Workflows.Name, Logger: testutil.Logger(f.t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	f.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.t.Errorf("rebuild: %v", err)
+		}
+	})
+	if err := r.WaitFor(testutil.Context(f.t, 10*time.Second), f.runner.Checkpoint()); err != nil {
+		f.t.Fatal(err)
+	}
+	return store
+}
+
 func (f *fixture) dump() []byte {
 	f.t.Helper()
 	var b bytes.Buffer
@@ -348,6 +370,7 @@ func TestLegacyCompactionList(t *testing.T) {
 	if got := awaiting(); len(got) != 0 {
 		t.Fatalf("after compacting both: %v", got)
 	}
+	f.checkGauges("both compacted", executions.Gauges{})
 }
 
 const twoWaits = `{"name":"two_waits","version":1,"tasks":[{"name":"gate1","taskReferenceName":"gate1","type":"WAIT"},

@@ -220,16 +220,19 @@ func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.
 			if err := b.Delete(entryOf(was).key(t.ID)); err != nil {
 				return err
 			}
+			p.delta.Scheduled -= scheduled(was)
 		}
 		if err := b.Set(now.key(t.ID), []byte(w.ID)); err != nil {
 			return err
 		}
+		p.delta.Scheduled += scheduled(t)
 	}
 	// Restart and rerun drop tasks: their entries and lookups go.
 	for _, t := range match.dropped(w.Tasks) {
 		if err := b.Delete(entryOf(t).key(t.ID)); err != nil {
 			return err
 		}
+		p.delta.Scheduled -= scheduled(t)
 		if err := b.Delete([]byte(prefixTask + t.ID)); err != nil {
 			return err
 		}
@@ -270,6 +273,7 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 		if err := addRunning(b, prev.summary.CreatedBy, -1); err != nil {
 			return err
 		}
+		p.delta.Running--
 	}
 	keys := [][]byte{stateKey(token), defKey(token), inputKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
 	if prev.endedWithEffects {
@@ -278,6 +282,7 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 	keys = append(keys, prev.summary.indexKeys()...)
 	for _, t := range prev.tasks {
 		keys = append(keys, []byte(prefixTask+t.ID), entryOf(t).key(t.ID))
+		p.delta.Scheduled -= scheduled(t)
 	}
 	// An idempotency key's entry stays: the next start with the key
 	// derives its id from the removed workflow's (whose events stay in
@@ -288,7 +293,7 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 		}
 	}
 	// An empty deadline list deletes the workflow's timers.
-	if err := replaceDeadlines(b, w.ID, prev.deadlines, nil); err != nil {
+	if err := p.replaceDeadlines(b, w.ID, prev.deadlines, nil); err != nil {
 		return err
 	}
 	return p.listRemoved(b, w)

@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"context"
 	"testing"
-	"time"
 
 	"github.com/flowvault/flowvault/engine"
-	"github.com/flowvault/flowvault/eventlog"
-	"github.com/flowvault/flowvault/internal/testutil"
-	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -82,21 +78,7 @@ func TestRunningByPrincipal(t *testing.T) {
 	}
 
 	// A rebuild from the log: a new store, folding every record.
-	rebuilt := testutil.OpenStore(t)
-	r := projections.NewRunner(f.log, rebuilt, executions.NewProjection(),
-		projections.RunnerConfig{Stream: eventlog.Workflows.Name, Logger: testutil.Logger(t)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("rebuild: %v", err)
-		}
-	}()
-	if err := r.WaitFor(testutil.Context(t, 10*time.Second), f.runner.Checkpoint()); err != nil {
-		t.Fatal(err)
-	}
+	rebuilt := f.rebuild()
 	if got := runningOf(t, executions.NewReader(rebuilt), "alice"); got != 1 {
 		t.Errorf("rebuilt: alice has %d running, want 1", got)
 	}
