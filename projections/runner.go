@@ -63,6 +63,14 @@ type Resetter interface {
 	Reset()
 }
 
+// Flusher is implemented by projections that gather what a batch's records
+// change in memory (counts) and write it once: the runner calls Flush
+// before each commit, with every record of the batch applied. A record
+// that fails its Apply must leave nothing for Flush.
+type Flusher interface {
+	Flush(b *Batch) error
+}
+
 // Committer is implemented by projections that tell readers about changes:
 // the runner calls Committed, from its goroutine, after each commit of the
 // projection's writes up to stream sequence seq.
@@ -469,6 +477,12 @@ func isPoison(err error) bool {
 // would halve the engine's throughput for nothing.
 func (r *Runner) commit(batch *Batch, seq uint64) error {
 	defer func() { batch.b = nil }()
+	if f, ok := r.proj.(Flusher); ok {
+		if err := f.Flush(batch); err != nil {
+			batch.b.Close()
+			return fmt.Errorf("projection %s flush at %d: %w", r.proj.Name(), seq, err)
+		}
+	}
 	if batch.b.Empty() && seq <= r.Checkpoint() {
 		return batch.b.Close()
 	}

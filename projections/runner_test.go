@@ -432,3 +432,75 @@ func TestStalled(t *testing.T) {
 		t.Fatalf("a stopped read model reported %v", err)
 	}
 }
+
+// flushingNotes is noteProjection keeping its count in memory between
+// commits: Flush writes it once a batch.
+type flushingNotes struct {
+	pending uint64
+	flushes int
+}
+
+func (*flushingNotes) Name() string { return "notes" }
+
+func (p *flushingNotes) Apply(b *projections.Batch, rec eventlog.Record) error {
+	for _, env := range rec.Events {
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			return err
+		}
+		if _, ok := ev.(*testutil.Note); !ok {
+			return fmt.Errorf("unexpected %T: %w", ev, projections.ErrPoison)
+		}
+	}
+	p.pending += uint64(len(rec.Events))
+	return nil
+}
+
+func (p *flushingNotes) Flush(b *projections.Batch) error {
+	if p.pending == 0 {
+		return nil
+	}
+	p.flushes++
+	var count uint64
+	if v, err := b.Get([]byte("count")); err == nil {
+		count = binary.BigEndian.Uint64(v)
+	} else if !errors.Is(err, projections.ErrNotFound) {
+		return err
+	}
+	count, p.pending = count+p.pending, 0
+	return b.Set([]byte("count"), binary.BigEndian.AppendUint64(nil, count))
+}
+
+// A Flusher's writes go into each commit with the records they sum up,
+// once a batch, and a poison record between them counts for nothing.
+func TestFlusherWritesOnceACommit(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	appendNotes(t, l, 2, 5)
+	publishPoison(t, l, "fv.wf.p0")
+	last, events := appendNotesAs(t, l, "x", 1, 3)
+
+	p := &flushingNotes{}
+	r := projections.NewRunner(l, s, p, projections.RunnerConfig{Stream: eventlog.Workflows.Name, MaxBatch: 4, Poison: projections.Park})
+	runCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(runCtx) }()
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := noteCount(t, s), uint64(2*5*2+events); got != want {
+		t.Fatalf("count = %d, want %d", got, want)
+	}
+	// 14 records, 4 a batch at most: at least 4 commits, and never a
+	// write per record.
+	if p.flushes < 4 || p.flushes >= 13 {
+		t.Fatalf("%d flushes for 13 good records in batches of 4", p.flushes)
+	}
+}

@@ -71,8 +71,9 @@ type Projection struct {
 	legacy  legacyState
 	// scratch holds the documents being written: the batch copies them.
 	scratch []byte
-	// delta is what the record being applied changed of the Gauges.
-	delta Gauges
+	// delta is what the record being applied changed of the Gauges,
+	// pending what the batch's records applied so far did (Flush).
+	delta, pending Gauges
 }
 
 // NewProjection returns the executions projection.
@@ -92,6 +93,7 @@ func (p *Projection) Reset() {
 	p.recent.clear()
 	clear(p.touched)
 	p.legacy = legacyUnknown
+	p.pending = Gauges{}
 }
 
 // Apply implements projections.Projection.
@@ -103,7 +105,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	p.delta = Gauges{}
 	defer func() {
 		if err == nil {
-			err = p.flushGauges(b)
+			p.pending = p.pending.add(p.delta)
 		}
 	}()
 	events := make([]schemas.Event, 0, len(rec.Events))

@@ -33,6 +33,8 @@ type Gauges struct {
 	Compaction int64
 }
 
+var _ projections.Flusher = (*Projection)(nil)
+
 const gaugesKey = "g/"
 
 const gaugesLen = 4 * 8
@@ -58,9 +60,11 @@ func decodeGauges(v []byte) (Gauges, error) {
 	return Gauges{Running: at(0), Scheduled: at(1), Timers: at(2), Compaction: at(3)}, nil
 }
 
-// flushGauges adds what the record changed to the stored counts.
-func (p *Projection) flushGauges(b *projections.Batch) error {
-	if p.delta == (Gauges{}) {
+// Flush adds what the batch's records changed to the stored counts, one
+// write a commit (projections.Flusher): a write a record put a version of
+// the key into the memtable for each.
+func (p *Projection) Flush(b *projections.Batch) error {
+	if p.pending == (Gauges{}) {
 		return nil
 	}
 	var g Gauges
@@ -74,7 +78,7 @@ func (p *Projection) flushGauges(b *projections.Batch) error {
 			return err
 		}
 	}
-	p.delta, g = Gauges{}, g.add(p.delta)
+	p.pending, g = Gauges{}, g.add(p.pending)
 	return b.Set([]byte(gaugesKey), g.encode())
 }
 
