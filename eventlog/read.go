@@ -55,20 +55,22 @@ func (l *Log) ReadSubject(ctx context.Context, subject string, after uint64) ([]
 	if !ok {
 		return nil, fmt.Errorf("read %s: %w", subject, ErrInvalidSubject)
 	}
+	next := after + 1
+	var out []Record
 	if after > 0 {
-		// Usually the caller is up to date. The last record is found by the
-		// subject index; a search for the next one reads a block's worth
-		// of other subjects' messages to find nothing.
-		last, err := l.LastSeq(ctx, subject)
+		// Usually the caller is up to date: the next record is asked for
+		// alone, without the subscription a batch takes (17 µs to find
+		// nothing, against 1.8 ms for a batch's request, behind a thousand
+		// other subjects' records).
+		first, found, err := l.nextRecord(ctx, s.Name, subject, next)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", subject, err)
 		}
-		if last <= after {
+		if !found {
 			return nil, nil
 		}
+		out, next = append(out, first), first.Seq+1
 	}
-	var out []Record
-	next := after + 1
 	for {
 		batch, more, err := l.directBatch(ctx, s.Name, directGetRequest{Seq: next, NextFor: subject, Batch: readBatch})
 		if err != nil {
@@ -209,6 +211,34 @@ func (l *Log) LastSeq(ctx context.Context, subject string) (uint64, error) {
 		return 0, fmt.Errorf("last %s: bad sequence header: %w", subject, err)
 	}
 	return seq, nil
+}
+
+// nextRecord returns the first record on subject at or after seq (found
+// false: none), with one direct get of one message: a reader up to date
+// gets a 404 and no payload. ReadSubject compared the subject's last
+// sequence instead (LastSeq), whose answer carries the last record whole:
+// a fork's, which holds every branch's task, a megabyte at a few thousand
+// branches, fetched again by each child that read its parent.
+func (l *Log) nextRecord(ctx context.Context, stream, subject string, seq uint64) (Record, bool, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	req, _ := json.Marshal(directGetRequest{Seq: seq, NextFor: subject})
+	m, err := l.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, req)
+	if err != nil {
+		return Record{}, false, err
+	}
+	switch m.Header.Get("Status") {
+	case "":
+	case "404":
+		return Record{}, false, nil
+	default:
+		return Record{}, false, fmt.Errorf("direct get %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+	rec, err := headerRecord(m)
+	return rec, err == nil, err
 }
 
 // StreamLastSeq returns the last sequence stored in a stream (0 if empty).
