@@ -222,6 +222,12 @@ func TestScheduleAdminSwitches(t *testing.T) {
 	if def := e.schedule("nightly"); !def.Paused || !strings.HasPrefix(def.PausedReason, "Paused by an admin") {
 		t.Fatalf("after pause all: paused %v, reason %q", def.Paused, def.PausedReason)
 	}
+	// Edited during the pause, sent back paused as read: still the admin's.
+	e.must(http.StatusNoContent, "POST", "/api/scheduler/schedules",
+		`{"name":"nightly","cronExpression":"0 0 1 * * ?","paused":true,"startWorkflowRequest":{"name":"held"}}`)
+	if def := e.schedule("nightly"); !def.Paused || !strings.HasPrefix(def.PausedReason, "Paused by an admin") || def.CronExpression != "0 0 1 * * ?" {
+		t.Fatalf("edited during pause all: cron %q paused %v, reason %q", def.CronExpression, def.Paused, def.PausedReason)
+	}
 	if out := e.must(http.StatusOK, "GET", "/api/scheduler/admin/resume", nil); out != `{"resumed":1}` {
 		t.Fatalf("resume all answered %s", out)
 	}

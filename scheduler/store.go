@@ -180,14 +180,24 @@ func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, princ
 		req.CreatedBy = principal
 		clean.StartWorkflowRequest = &req
 	}
-	raw, err := json.Marshal(clean)
-	if err != nil {
-		return err
-	}
 	now := s.now().UnixMilli()
 	return s.appendEvents(ctx, def.Name, principal, func(st *State) ([]schemas.Event, error) {
 		if !sameSchedule(st, checked) {
 			return nil, fault.Stale("schedule %s changed while this request's access was checked: try again", def.Name)
+		}
+		// A save says paused but no reason (Orkes's SaveScheduleRequest
+		// has none): one that leaves the schedule paused keeps why it
+		// was, so that a schedule edited during an admin's pause-all is
+		// resumed by the resume-all, and a security pause still says
+		// what it is. The event records the reason, so a replay folds
+		// what this write decided.
+		saved := clean
+		if exists(st) && st.Def.Paused && saved.Paused {
+			saved.PausedReason = st.Def.PausedReason
+		}
+		raw, err := json.Marshal(saved)
+		if err != nil {
+			return nil, err
 		}
 		evs := []schemas.Event{&schemas.ScheduleSaved{Def: raw, Time: now, By: principal}}
 		if len(def.Tags) > 0 {

@@ -276,3 +276,120 @@ func TestColdFoldStartsFromTheReadModel(t *testing.T) {
 		t.Fatalf("fires %d (%v): the cold fold read the subject from its start", got.Fires, err)
 	}
 }
+
+// A save carries paused but no reason (Orkes's SaveScheduleRequest): a
+// schedule saved as paused as it was keeps the reason it was paused for,
+// so that one edited during an admin's pause-all is still resumed by the
+// admin's resume-all; a save that pauses or resumes it says no reason.
+func TestSaveKeepsThePauseReason(t *testing.T) {
+	ctx := context.Background()
+	security := securityPause(errors.New("alice may not EXECUTE w"), 1).Reason
+	tests := []struct {
+		name        string
+		pause       func(s *Store) error // before the save; nil: running
+		savePaused  bool
+		wantReason  string // "" with wantPaused false: running
+		wantPaused  bool
+		resumedByRA bool // resume-all resumes it
+	}{
+		{name: "admin-paused, saved paused", pause: func(s *Store) error { _, err := s.PauseAll(ctx, "root"); return err },
+			savePaused: true, wantPaused: true, wantReason: AdminPauseReason, resumedByRA: true},
+		{name: "admin-paused, saved running", pause: func(s *Store) error { _, err := s.PauseAll(ctx, "root"); return err },
+			savePaused: false},
+		{name: "paused by its owner, saved paused", pause: func(s *Store) error { return s.SetPaused(ctx, "tick", true, "maintenance", "alice") },
+			savePaused: true, wantPaused: true, wantReason: "maintenance"},
+		{name: "security-paused, saved paused", pause: func(s *Store) error {
+			st, err := s.load(ctx, "tick")
+			if err != nil {
+				return err
+			}
+			_, err = s.append(ctx, "tick", st.Seq, []schemas.Event{securityPause(errors.New("alice may not EXECUTE w"), 1)})
+			return err
+		}, savePaused: true, wantPaused: true, wantReason: security},
+		{name: "running, saved paused", savePaused: true, wantPaused: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newTestStore(t)
+			def := func(cron string, paused bool) *conductor.WorkflowSchedule {
+				return &conductor.WorkflowSchedule{Name: "tick", CronExpression: cron, Paused: paused,
+					// a body read back and sent again names the reason; a save sets none
+					PausedReason:         "from the body",
+					StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}
+			}
+			if err := s.Save(ctx, def("0 0 0 * * ?", false), "alice", nil); err != nil {
+				t.Fatal(err)
+			}
+			if tt.pause != nil {
+				if err := tt.pause(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checked, err := s.load(ctx, "tick")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Save(ctx, def("0 0 12 * * ?", tt.savePaused), "bob", &checked.Def); err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.load(ctx, "tick")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Def.CronExpression != "0 0 12 * * ?" || st.Def.Paused != tt.wantPaused || st.Def.PausedReason != tt.wantReason {
+				t.Fatalf("saved: cron %q paused %v reason %q; want the new cron, paused %v reason %q",
+					st.Def.CronExpression, st.Def.Paused, st.Def.PausedReason, tt.wantPaused, tt.wantReason)
+			}
+			n, err := s.ResumeAll(ctx, "root")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resumed := n == 1; resumed != tt.resumedByRA {
+				t.Fatalf("resume all resumed %d, want it to resume the schedule: %v", n, tt.resumedByRA)
+			}
+		})
+	}
+}
+
+// A pause-all pauses each schedule in its own log, not the scheduler: a
+// schedule its owner resumes (or pauses again, with a reason of its own)
+// during it is theirs again, so that it runs (or stays paused) whatever
+// the admin's resume-all does.
+func TestOwnPauseOrResumeDuringPauseAll(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	for _, name := range []string{"resumed", "held", "left"} {
+		if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: name, CronExpression: "* * * * * ?",
+			StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.PauseAll(ctx, "root"); err != nil || n != 3 {
+		t.Fatalf("pause all: %d, %v; want 3", n, err)
+	}
+	if err := s.SetPaused(ctx, "resumed", false, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPaused(ctx, "held", true, "maintenance", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.load(ctx, "resumed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if due := st.Due(c.ms + 1000); st.Def.Paused || due == 0 {
+		t.Fatalf("resumed on its own during a pause-all: paused %v, due %d; want it to run", st.Def.Paused, due)
+	}
+	if n, err := s.ResumeAll(ctx, "root"); err != nil || n != 1 {
+		t.Fatalf("resume all: %d, %v; want only the 1 still paused by the admin", n, err)
+	}
+	for name, want := range map[string]bool{"resumed": false, "held": true, "left": false} {
+		st, err := s.load(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Def.Paused != want {
+			t.Errorf("%s after resume all: paused %v (reason %q), want %v", name, st.Def.Paused, st.Def.PausedReason, want)
+		}
+	}
+}
