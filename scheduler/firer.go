@@ -125,36 +125,73 @@ func (f *Firer) scan(ctx context.Context) {
 	}
 }
 
+// catchupPerScan is how many missed ticks a schedule that catches up
+// claims and starts in one scan at most: an hour's outage of an
+// every-second schedule is 3,600 ticks, which one a scan took 12 minutes
+// to run while its on-time ticks waited behind them; the bound keeps one
+// schedule's backlog from holding up the other schedules' ticks for long.
+const catchupPerScan = 100
+
 // fire claims the schedule's due time, if any, and starts its workflow; it
-// also finishes a claim whose start a crash interrupted.
+// also finishes a claim whose start a crash interrupted. A schedule that
+// catches up goes on to the next missed tick, up to catchupPerScan.
 func (f *Firer) fire(ctx context.Context, name string, now int64) error {
+	for range catchupPerScan {
+		more, err := f.fireOne(ctx, name, now)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// fireOne claims and starts one tick, or finishes a pending claim, and
+// reports whether another tick of the schedule is due by now.
+func (f *Firer) fireOne(ctx context.Context, name string, now int64) (more bool, err error) {
 	st, err := f.store.load(ctx, name)
 	if err != nil || !exists(st) {
-		return err
+		return false, err
 	}
 	if st.Pending() {
 		if st.Def.Paused {
-			return nil // a paused schedule starts nothing; resumed, it starts its claim
+			return false, nil // a paused schedule starts nothing; resumed, it starts its claim
 		}
-		return f.start(ctx, name, st, st.LastFired, st.LastClaimed, st.Seq)
+		if err := f.start(ctx, name, st, st.LastFired, st.LastClaimed, st.Seq); err != nil {
+			return false, err
+		}
+		return missedAfter(st, st.LastFired, now), nil
 	}
 	at := st.Due(now)
 	if at == 0 {
-		return nil
+		return false, nil
 	}
 	// A definition not found, or a start the owner may no longer make, is
 	// claimed all the same: the claim's start asks again and records the
 	// run FAILED saying why (pausing the schedule for the latter), so
 	// that an executions search shows the tick that started nothing.
 	if err := f.mayStart(ctx, st); err != nil && !errors.Is(err, fault.ErrNotFound) && !errors.Is(err, fault.ErrForbidden) {
-		return err
+		return false, err
 	}
 	seq, err := f.store.append(ctx, name, st.Seq, []schemas.Event{&schemas.ScheduleFired{
 		ScheduledTime: at, WorkflowID: workflowID(name, at), Time: now}})
 	if err != nil {
-		return ignoreConflict(err) // another engine claimed it
+		return false, ignoreConflict(err) // another engine claimed it
 	}
-	return f.start(ctx, name, st, at, now, seq)
+	if err := f.start(ctx, name, st, at, now, seq); err != nil {
+		return false, err
+	}
+	return missedAfter(st, at, now), nil
+}
+
+// missedAfter reports whether a schedule that catches up has a tick after
+// at that is due by now. The next fire of it folds the schedule again,
+// so a pause, an edit or a security pause since stops the run of ticks.
+func missedAfter(st *State, at, now int64) bool {
+	if !st.Def.RunCatchupScheduleInstances {
+		return false
+	}
+	next := NextAfter(&st.Def, at)
+	return next != 0 && next <= now
 }
 
 // mayStart asks whether the schedule's owner may start its workflow.

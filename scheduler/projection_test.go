@@ -193,7 +193,7 @@ func TestDueIndexSweepLeavesConsistentIndexAlone(t *testing.T) {
 	req := &conductor.StartWorkflowRequest{Name: "w"}
 	defs := []*conductor.WorkflowSchedule{
 		{Name: "plain", CronExpression: "0 0 12 * * ?", StartWorkflowRequest: req},
-		{Name: "catchup", CronExpression: "0 */10 * * * ?", RunCatchupScheduleInstances: true, StartWorkflowRequest: req},
+		{Name: "catchup", CronExpression: "0 * * * * ?", RunCatchupScheduleInstances: true, StartWorkflowRequest: req},
 		{Name: "zoned", CronExpression: "0 30 1 * * ?", ZoneID: "America/New_York", StartWorkflowRequest: req},
 		{Name: "ended", CronExpression: "0 0 12 * * ?", ScheduleEndTime: ms("2026-11-30T11:00:00Z"), StartWorkflowRequest: req},
 		{Name: "paused", CronExpression: "0 0 12 * * ?", StartWorkflowRequest: req},
@@ -210,7 +210,7 @@ func TestDueIndexSweepLeavesConsistentIndexAlone(t *testing.T) {
 	if err := s.Delete(ctx, "gone", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	c.ms = ms("2026-11-30T12:00:01Z") // catchup claims its first missed run, 10:10
+	c.ms = ms("2026-11-30T12:00:01Z") // catchup claims a scan's worth of its 120 missed runs, 10:01 to 11:40
 	for _, name := range []string{"plain", "catchup"} {
 		if err := f.fire(ctx, name, c.ms); err != nil {
 			t.Fatal(err)
@@ -221,7 +221,7 @@ func TestDueIndexSweepLeavesConsistentIndexAlone(t *testing.T) {
 		}
 	}
 	before := dueIndex(t, s)
-	want := []string{"catchup@2026-11-30T10:20:00Z", "zoned@2026-12-01T06:30:00Z", "plain@2026-12-01T12:00:00Z"}
+	want := []string{"catchup@2026-11-30T11:41:00Z", "zoned@2026-12-01T06:30:00Z", "plain@2026-12-01T12:00:00Z"}
 	if !slices.Equal(before, want) {
 		t.Fatalf("index %v, want %v", before, want)
 	}
