@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -105,6 +106,35 @@ func TestRedactSeveral(t *testing.T) {
 			if got := r.String(text); got != want {
 				t.Errorf("%s: String(%q) = %q, want %q", name, text, got, want)
 			}
+		}
+	}
+}
+
+// A redactor grown value by value holds the needles of one made at once,
+// each once, longest first: the merge of the new forms into the old keeps
+// the replacer's order.
+func TestRedactorGrownKeepsNeedleOrder(t *testing.T) {
+	values := [][]byte{[]byte("secret-one"), []byte(`p@ss w!rd&"é/Tr0ub4dor`), []byte("918273645501"),
+		[]byte("secret-one-longer"), []byte("c2VjcmV0LW9uZQ"), []byte("secret-one")}
+	whole := NewRedactor(values...)
+	grown := NewRedactor()
+	for _, v := range values {
+		grown = grown.With(v)
+	}
+	pairs := NewRedactor(values[:2]...).With(values[2:4]...).With(values[4:]...)
+	for name, r := range map[string]*Redactor{"whole": whole, "grown": grown, "pairs": pairs} {
+		want := slices.Clone(r.needles)
+		slices.SortFunc(want, func(a, b string) int {
+			if len(a) != len(b) {
+				return len(b) - len(a)
+			}
+			return strings.Compare(a, b)
+		})
+		if !slices.Equal(r.needles, want) || len(slices.Compact(want)) != len(r.needles) {
+			t.Errorf("%s: needles %q are not each once, longest first", name, r.needles)
+		}
+		if !slices.Equal(r.needles, whole.needles) {
+			t.Errorf("%s: needles %q, made at once %q", name, r.needles, whole.needles)
 		}
 	}
 }
