@@ -173,7 +173,7 @@ func (m *memo) resolvedValue(name string, version int) []byte {
 // their forms include the secret's own text (918273645501.0).
 func (m *memo) addSecret(v []byte) {
 	m.add(v)
-	if !json.Valid(v) {
+	if !mayBeJSON(v) || !json.Valid(v) {
 		return
 	}
 	var doc any
@@ -207,9 +207,19 @@ func (m *memo) public(v []byte) bool {
 	if slices.ContainsFunc(m.names, func(n []byte) bool { return bytes.Equal(n, v) }) || bytes.Contains(m.def, v) {
 		return true
 	}
+	if !needsJSONEscape(v) {
+		return false // its escaped form is v
+	}
 	escaped, _ := json.Marshal(string(v))
 	escaped = escaped[1 : len(escaped)-1]
 	return !bytes.Equal(escaped, v) && bytes.Contains(m.def, escaped)
+}
+
+// mayBeJSON reports whether v starts as a JSON value may: most secrets are
+// text that cannot, and json.Valid builds an error to say so.
+func mayBeJSON(v []byte) bool {
+	v = bytes.TrimLeft(v, " \t\n\r")
+	return len(v) > 0 && strings.IndexByte(`{["-0123456789tfn`, v[0]) >= 0
 }
 
 // useDefinition tells the memo the workflow's definition (a restart or
