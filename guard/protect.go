@@ -53,7 +53,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			return engine.Decision{}, err
 		}
 	}
-	p := &protection{g: g, ctx: ctx, m: m, fields: fields, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
+	p := &protection{g: g, ctx: ctx, m: m, fields: fields, wf: "wf/" + wfID, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
 	startSealed := startsSealed(events)
 	switch {
 	case before != nil && before.SealsSecrets && !before.Compacted:
@@ -346,6 +346,9 @@ type protection struct {
 	s      sealer
 	m      *memo
 	fields []string
+	// wf is the workflow's purpose prefix ("wf/<id>"), made once for the
+	// pass's events.
+	wf     string
 	sealed [][]byte // plaintexts sealed in this pass
 	// sealedSecrets is set when this pass sealed under the secrets key.
 	sealedSecrets bool
@@ -615,7 +618,7 @@ func taskPath(wf, taskID, field string) func() string {
 // values a hand-off resolved, returning the event as it is when nothing in
 // it changes (changed is false).
 func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed bool, err error) {
-	wf := "wf/" + p.s.wfID
+	wf := p.wf
 	switch e := ev.(type) {
 	case *schemas.WorkflowStarted:
 		c := *e
@@ -628,43 +631,54 @@ func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed boo
 		}
 		return &c, !engine.SameMap(c.Input, e.Input) || !engine.SameMap(c.Variables, e.Variables), err
 	case *schemas.TaskScheduled:
-		c := *e
 		if e.Type == conductor.TaskTypeUpdateSecret {
 			if name, ok := updatedSecretName(e.Input); ok {
 				p.m.addName(name)
 			}
 		}
-		if c.Input, err = p.seal(taskPath(wf, e.TaskID, "input"), c.Input, nil); err != nil {
+		input, err := p.seal(taskPath(wf, e.TaskID, "input"), e.Input, nil)
+		if err != nil {
 			return nil, false, err
 		}
 		// A task the engine completes as it schedules it has an output
 		// already: a loop's first loopItem, a dynamic fork's inputs.
-		if c.Output, err = p.seal(taskPath(wf, e.TaskID, "output"), c.Output, nil); err != nil {
+		output, err := p.seal(taskPath(wf, e.TaskID, "output"), e.Output, nil)
+		if err != nil {
 			return nil, false, err
 		}
-		c.Input, c.Deferred = p.deferSealed(c.Input, c.Deferred)
-		if engine.SameMap(c.Input, e.Input) && engine.SameMap(c.Output, e.Output) {
+		input, deferred := p.deferSealed(input, e.Deferred)
+		if engine.SameMap(input, e.Input) && engine.SameMap(output, e.Output) {
 			return ev, false, nil
 		}
+		c := *e
+		c.Input, c.Output, c.Deferred = input, output, deferred
 		return &c, true, nil
+	// An event is copied only when something in it changes: most change
+	// nothing, and a copy made up front escapes to the heap.
 	case *schemas.TaskUpdated:
-		c := *e
-		if c.Output, err = p.seal(taskPath(wf, e.TaskID, "output"), c.Output, nil); err != nil {
-			return nil, false, err
+		output, err := p.seal(taskPath(wf, e.TaskID, "output"), e.Output, nil)
+		if err != nil || engine.SameMap(output, e.Output) {
+			return ev, false, err
 		}
-		return &c, !engine.SameMap(c.Output, e.Output), nil
+		c := *e
+		c.Output = output
+		return &c, true, nil
 	case *schemas.VariablesUpdated:
-		c := *e
-		if c.Variables, err = p.seal(wfPath(wf, "variables"), c.Variables, nil); err != nil {
-			return nil, false, err
+		vars, err := p.seal(wfPath(wf, "variables"), e.Variables, nil)
+		if err != nil || engine.SameMap(vars, e.Variables) {
+			return ev, false, err
 		}
-		return &c, !engine.SameMap(c.Variables, e.Variables), nil
+		c := *e
+		c.Variables = vars
+		return &c, true, nil
 	case *schemas.WorkflowStatusChanged:
-		c := *e
-		if c.Output, err = p.seal(wfPath(wf, "output"), c.Output, p.fields); err != nil {
-			return nil, false, err
+		output, err := p.seal(wfPath(wf, "output"), e.Output, p.fields)
+		if err != nil || engine.SameMap(output, e.Output) {
+			return ev, false, err
 		}
-		return &c, !engine.SameMap(c.Output, e.Output), nil
+		c := *e
+		c.Output = output
+		return &c, true, nil
 	case *schemas.WorkflowReset:
 		def := e.Def
 		if len(def) == 0 && p.s.before != nil {
@@ -708,23 +722,26 @@ func (p *protection) redactEvent(ev schemas.Event) (out schemas.Event, changed b
 	r := p.m.get()
 	switch e := ev.(type) {
 	case *schemas.TaskScheduled:
-		c := *e
-		c.Input, c.Output, c.Reason = r.Map(e.Input), r.Map(e.Output), r.String(e.Reason)
-		if c.Config, err = p.config(c.Config); err != nil {
+		input, output, reason := r.Map(e.Input), r.Map(e.Output), r.String(e.Reason)
+		config, err := p.config(e.Config)
+		if err != nil {
 			return nil, false, err
 		}
-		if engine.SameMap(c.Input, e.Input) && engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason &&
-			bytes.Equal(c.Config, e.Config) {
+		if engine.SameMap(input, e.Input) && engine.SameMap(output, e.Output) && reason == e.Reason &&
+			bytes.Equal(config, e.Config) {
 			return ev, false, nil
 		}
+		c := *e
+		c.Input, c.Output, c.Reason, c.Config = input, output, reason, config
 		return &c, true, nil
 	case *schemas.TaskUpdated:
-		c := *e
 		// A worker names itself: it may name itself with what it was given.
-		c.Output, c.Reason, c.WorkerID = r.Map(e.Output), r.String(e.Reason), r.String(e.WorkerID)
-		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason && c.WorkerID == e.WorkerID {
+		output, reason, worker := r.Map(e.Output), r.String(e.Reason), r.String(e.WorkerID)
+		if engine.SameMap(output, e.Output) && reason == e.Reason && worker == e.WorkerID {
 			return ev, false, nil
 		}
+		c := *e
+		c.Output, c.Reason, c.WorkerID = output, reason, worker
 		return &c, true, nil
 	case *schemas.TaskLogged:
 		var lines []string
@@ -743,18 +760,20 @@ func (p *protection) redactEvent(ev schemas.Event) (out schemas.Event, changed b
 		c.Lines = lines
 		return &c, true, nil
 	case *schemas.VariablesUpdated:
-		c := *e
-		c.Variables = r.Map(e.Variables)
-		if engine.SameMap(c.Variables, e.Variables) {
+		vars := r.Map(e.Variables)
+		if engine.SameMap(vars, e.Variables) {
 			return ev, false, nil
 		}
+		c := *e
+		c.Variables = vars
 		return &c, true, nil
 	case *schemas.WorkflowStatusChanged:
-		c := *e
-		c.Output, c.Reason = r.Map(e.Output), r.String(e.Reason)
-		if engine.SameMap(c.Output, e.Output) && c.Reason == e.Reason {
+		output, reason := r.Map(e.Output), r.String(e.Reason)
+		if engine.SameMap(output, e.Output) && reason == e.Reason {
 			return ev, false, nil
 		}
+		c := *e
+		c.Output, c.Reason = output, reason
 		return &c, true, nil
 	case *schemas.TaskStarted:
 		worker := r.String(e.WorkerID)
@@ -1073,18 +1092,24 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 		}, true)
 		return found
 	}
-	match := func(prefix string, m map[string]any) {
+	// A path is made only for a value that holds one: a task's prefix
+	// for each task, twice a sealing decision, was most of the walk's
+	// garbage.
+	match := func(prefix, taskID, field string, m map[string]any) {
 		for k, v := range m {
-			if path := prefix + "." + k; holds(v) && !marked(path) && !slices.Contains(out, path) {
+			if !holds(v) {
+				continue
+			}
+			if path := prefix + taskID + field + "." + k; !marked(path) && !slices.Contains(out, path) {
 				out = append(out, path)
 			}
 		}
 	}
-	match("input", w.Input)
-	match("variables", w.Variables)
+	match("input", "", "", w.Input)
+	match("variables", "", "", w.Variables)
 	for _, t := range w.Tasks {
-		match("task/"+t.ID+"/input", t.Input)
-		match("task/"+t.ID+"/output", t.Output)
+		match("task/", t.ID, "/input", t.Input)
+		match("task/", t.ID, "/output", t.Output)
 	}
 	slices.Sort(out)
 	return out
