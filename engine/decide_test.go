@@ -171,6 +171,57 @@ func TestForkJoin(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 }
 
+// A JOIN that joins an optional task that failed (COMPLETED_WITH_ERRORS)
+// is COMPLETED_WITH_ERRORS itself once every task it joins ended, its
+// reason naming each such task, as Conductor's Join is; the workflow goes
+// on. A JOIN that joins that JOIN is COMPLETED: only optional tasks count.
+func TestJoinOfAFailedOptionalTask(t *testing.T) {
+	nested := `{"name":"fj","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	   [{"name":"f2","taskReferenceName":"f2","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a","optional":true}],[{"name":"c","taskReferenceName":"c"}]]},
+	    {"name":"inner","taskReferenceName":"inner","type":"JOIN","joinOn":["a","c"]}],
+	   [{"name":"b","taskReferenceName":"b"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["inner","b"]},
+	 {"name":"z","taskReferenceName":"z"}]}`
+	dynamic := `{"name":"dyn","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","optional":true,
+	  "inputParameters":{"forkTaskName":"a","forkTaskInputs":[{"n":1},{"n":2}]}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"},
+	 {"name":"z","taskReferenceName":"z"}]}`
+	for _, tc := range []struct {
+		name, def string
+		failed    string   // the optional task that fails
+		others    []string // the tasks that complete
+		join      string   // the JOIN that takes the errors
+		outer     string   // a JOIN that joins it, if any
+	}{
+		{"fork", nested, "a", []string{"c", "b"}, "inner", "join"},
+		{"dynamic fork", dynamic, "_a_0", []string{"_a_1"}, "join", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, nil, `{"name":"a","retryCount":0}`)
+			h.report(tc.failed, conductor.TaskFailed, map[string]any{"partial": true}, "boom")
+			h.wantTask(tc.failed, conductor.TaskCompletedWithErrors)
+			h.wantTask(tc.join, conductor.TaskInProgress) // the others are still running
+			for _, ref := range tc.others {
+				h.complete(ref, map[string]any{"ref": ref})
+			}
+			j := h.wantTask(tc.join, conductor.TaskCompletedWithErrors)
+			if want := "a/" + h.task(tc.failed).ID + " completed with errors"; j.Reason != want {
+				t.Fatalf("join reason %q, want %q", j.Reason, want)
+			}
+			if got := j.Output[tc.failed]; !reflect.DeepEqual(got, map[string]any{"partial": true}) {
+				t.Fatalf("join output of %s = %v", tc.failed, got)
+			}
+			if tc.outer != "" {
+				h.wantTask(tc.outer, conductor.TaskCompleted)
+			}
+			h.complete("z", nil)
+			h.wantStatus(conductor.WorkflowCompleted)
+		})
+	}
+}
+
 func TestForkBranchFailureFailsWorkflow(t *testing.T) {
 	h := newHarness(t, forkJoin, nil, `{"name":"b","retryCount":0}`)
 	h.report("b", conductor.TaskFailed, nil, "boom")

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
@@ -276,14 +277,34 @@ func (d *decision) evaluateJoin(join *Task) bool {
 		return false
 	}
 	out := make(map[string]any, len(refs))
+	var withErrors []string
 	for _, ref := range refs {
 		// Keyed by the joined task's reference name as it ran: inside a
 		// loop, with its iteration ("p__2"), as Conductor's Join does.
 		ref = iterRef(ref, join.Iteration)
-		out[ref] = d.latest(ref).Output
+		t := d.latest(ref)
+		out[ref] = t.Output
+		if t.Status == conductor.TaskCompletedWithErrors && d.optional(t) {
+			withErrors = append(withErrors, t.Name+"/"+t.ID)
+		}
+	}
+	// An optional task that failed makes the JOIN COMPLETED_WITH_ERRORS, as
+	// Conductor's Join does (its reason naming each such task): the JOIN's
+	// status tells what joined, without reading each branch. A JOIN that
+	// joins such a JOIN is COMPLETED: it is not optional itself.
+	if len(withErrors) > 0 {
+		d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskCompletedWithErrors, Output: out,
+			Reason: strings.Join(withErrors, " ") + " completed with errors", Time: d.now})
+		return true
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskCompleted, Output: out, Time: d.now})
 	return true
+}
+
+// optional reports whether t's configuration marks it optional.
+func (d *decision) optional(t *Task) bool {
+	wt := d.plan.config(t)
+	return wt != nil && wt.Optional
 }
 
 // joinRefs are the tasks a JOIN waits for (see evaluateJoin).
@@ -405,7 +426,7 @@ func (d *decision) failed(t *Task) {
 			return
 		}
 	}
-	if wt := d.plan.config(t); wt != nil && wt.Optional {
+	if d.optional(t) {
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompletedWithErrors, KeepOutput: true, Reason: t.Reason, Time: d.now})
 		return
 	}
