@@ -149,6 +149,14 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 			v.list(fmt.Sprintf("%s.decisionCases.%s", p, c), t.DecisionCases[c])
 		}
 		v.list(p+".defaultCase", t.DefaultCase)
+	case conductor.TaskTypeJoin:
+		// Orkes's join script decides when its JOIN ends; run without it,
+		// the JOIN would wait for every task it joins and end otherwise
+		// than the definition says, the branches and what follows alike.
+		if strings.TrimSpace(t.Expression) != "" {
+			v.errs.Add(p+".expression", "a JOIN's join script (Orkes) is not supported: a JOIN waits for every task of joinOn "+
+				"(after a FORK_JOIN_DYNAMIC, every task it forked); mark the tasks optional and decide after the JOIN")
+		}
 	case conductor.TaskTypeSubWorkflow:
 		if t.SubWorkflowParam == nil || (t.SubWorkflowParam.Name == "" && len(t.SubWorkflowParam.WorkflowDefinition) == 0) {
 			v.errs.Add(p+".subWorkflowParam.name", "SUB_WORKFLOW needs subWorkflowParam.name or an inline workflowDefinition")

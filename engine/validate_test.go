@@ -32,6 +32,8 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"join inside the loop", `{"name":"x","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[
 		  {"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}],[{"name":"c","taskReferenceName":"c"}]]},
 		  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","c"]}]}]}`, ""},
+		{"join script", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]},
+		  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a"],"evaluatorType":"js","expression":"(function(){ return true; })()"}]}`, "tasks[1].expression"},
 		{"switch without expression", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SWITCH","evaluatorType":"value-param"}]}`, "tasks[0].expression"},
 		{"sub workflow without name", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{}}]}`, "tasks[0].subWorkflowParam.name"},
 		{"expression that cannot parse", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{"h":{"auth":"Bearer ${workflow.input.t"}}}]}`, "tasks[0].inputParameters.h.auth"},
