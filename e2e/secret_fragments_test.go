@@ -54,8 +54,9 @@ func TestChildDefinitionFromDataHoldingASecret(t *testing.T) {
 // Error messages that quote part of a value: a secret holding a quote
 // breaks a JSON_JQ_TRANSFORM's query, whose parse error quoted the token
 // it stopped at, the secret's tail; a WAIT's duration from _secrets data
-// that does not parse quoted the part that did not. Redaction finds whole
-// values only: the messages now say where, not what.
+// that does not parse quoted the part that did not (such a duration now
+// fails before it is parsed: the engine does not read sealed data).
+// Redaction finds whole values only: the messages say where, not what.
 func TestErrorsQuoteNoPartOfASecret(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -73,7 +74,7 @@ func TestErrorsQuoteNoPartOfASecret(t *testing.T) {
 	})
 	for _, tt := range []struct{ wf, ref, part, reason string }{
 		{"jq_on_secret", "j", tail, "queryExpression does not parse: unexpected token at byte"},
-		{"wait_on_secret", "w", prefix, `duration "***": unexpected text at byte 0`},
+		{"wait_on_secret", "w", prefix, "WAIT w: duration is sealed data or a secret"},
 	} {
 		wf := e.waitStatus(e.start(tt.wf, nil), conductor.WorkflowFailed)
 		if reason := taskByRef(wf, tt.ref).ReasonForIncompletion; !strings.Contains(reason, tt.reason) {
