@@ -1048,6 +1048,48 @@ func TestSubWorkflowDefinitionFromExpression(t *testing.T) {
 	}
 }
 
+// subWorkflowParam.taskToDomain is evaluated as Conductor's
+// SubWorkflowTaskMapper evaluates it: a domain may come from the
+// workflow's data. What a domain may not be is refused, and the child is
+// not started.
+func TestSubWorkflowDomainsFromExpressions(t *testing.T) {
+	const def = `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid","taskToDomain":%s}}]}`
+	for _, tt := range []struct {
+		name, t2d   string
+		input       map[string]any
+		want        map[string]string
+		wantRefused string
+	}{
+		{"expression", `{"*":"${workflow.input.dom}","pay":"gold"}`, map[string]any{"dom": "blue"},
+			map[string]string{"*": "blue", "pay": "gold"}, ""},
+		{"embedded", `{"*":"${workflow.input.dom}-eu,NO_DOMAIN"}`, map[string]any{"dom": "blue"},
+			map[string]string{"*": "blue-eu,NO_DOMAIN"}, ""},
+		{"null is left out", `{"*":"${workflow.input.missing}","pay":"gold"}`, nil,
+			map[string]string{"pay": "gold"}, ""},
+		{"given empty", `{}`, nil, map[string]string{}, ""},
+		{"a secret", `{"*":"${workflow.secrets.dom}"}`, nil, nil, "may not reference secrets"},
+		{"an environment value", `{"*":"x-${workflow.env.dom}"}`, nil, nil, "may not reference secrets"},
+		{"not text", `{"*":"${workflow.input.dom}"}`, map[string]any{"dom": map[string]any{"a": "b"}}, nil, "want text"},
+	} {
+		h := newHarness(t, fmt.Sprintf(def, tt.t2d), tt.input)
+		starts := effectsOf[engine.StartWorkflow](h.last)
+		if len(starts) != 1 {
+			t.Fatalf("%s: starts %+v", tt.name, starts)
+		}
+		got := starts[0]
+		if tt.wantRefused != "" {
+			if !strings.Contains(got.Refused, tt.wantRefused) || !strings.Contains(got.Refused, `taskToDomain "*"`) {
+				t.Errorf("%s: refused %q, want it to say %q", tt.name, got.Refused, tt.wantRefused)
+			}
+			continue
+		}
+		if got.Refused != "" || !reflect.DeepEqual(got.TaskToDomain, tt.want) {
+			t.Errorf("%s: taskToDomain %v (refused %q), want %v", tt.name, got.TaskToDomain, got.Refused, tt.want)
+		}
+	}
+}
+
 // A result about an earlier take of a task (its lease, the take's
 // PollCount, is not the latest) is ignored, whatever worker id it names:
 // its worker put the task back with a callback, and a later take, maybe

@@ -582,7 +582,7 @@ func (d *decision) startChild(wt *conductor.WorkflowTask, t *Task) {
 // childStart is the start of SUB_WORKFLOW task t's child.
 func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow {
 	p := wt.SubWorkflowParam
-	t2d := p.TaskToDomain
+	t2d, domainRefused := childDomains(w, t, p.TaskToDomain)
 	if t2d == nil {
 		t2d = w.TaskToDomain
 	}
@@ -599,6 +599,9 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 	depth, tooDeep := startedBy(w)
 	if refused == "" {
 		refused = tooDeep
+	}
+	if refused == "" {
+		refused = domainRefused
 	}
 	// The parent's priority, unless the task sets one (Orkes).
 	priority := w.Priority
@@ -617,6 +620,35 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID, Depth: depth,
 	}
+}
+
+// childDomains is a SUB_WORKFLOW's subWorkflowParam.taskToDomain with its
+// expressions evaluated, as Conductor's SubWorkflowTaskMapper evaluates
+// it with the name ({"*": "${workflow.input.domain}"}); nil if the task
+// gives none. An entry whose value is null is left out (Conductor's
+// lookup of it finds nothing either). A domain names a queue and is shown
+// on every task sent to it, so one that references a secret or an
+// environment value (resolved only at hand-off), or that is not text, is
+// refused: the child does not start and the task fails saying why.
+func childDomains(w *Workflow, t *Task, t2d map[string]string) (map[string]string, string) {
+	if t2d == nil {
+		return nil, ""
+	}
+	out := make(map[string]string, len(t2d))
+	for k, v := range t2d {
+		val, deferred, err := expr.Evaluate(v, &workflowDoc{w: w, taskID: t.ID})
+		switch s, ok := val.(string); {
+		case err != nil:
+			return nil, fmt.Sprintf("sub workflow %s: subWorkflowParam.taskToDomain %q: %v", t.Ref, k, err)
+		case len(deferred) > 0:
+			return nil, fmt.Sprintf("sub workflow %s: subWorkflowParam.taskToDomain %q may not reference secrets or environment values", t.Ref, k)
+		case ok:
+			out[k] = s
+		case val != nil:
+			return nil, fmt.Sprintf("sub workflow %s: subWorkflowParam.taskToDomain %q: want text, not %T", t.Ref, k, val)
+		}
+	}
+	return out, ""
 }
 
 // inlineDef keeps a subWorkflowParam.workflowDefinition object; a string (an
