@@ -1048,6 +1048,34 @@ func TestSubWorkflowDefinitionFromExpression(t *testing.T) {
 	}
 }
 
+// A pause is the paused workflow's alone, as Conductor's pauseWorkflow:
+// the child runs on, and its end updates the SUB_WORKFLOW task, which the
+// parent acts on only when it is resumed.
+func TestPausedParentLeavesItsChild(t *testing.T) {
+	const def = `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid"}},{"name":"after","taskReferenceName":"after"}]}`
+	for _, tt := range []struct {
+		child, wantTask, wantStatus string
+		wantRefs                    []string
+	}{
+		{conductor.WorkflowCompleted, conductor.TaskCompleted, conductor.WorkflowRunning, []string{"child", "after"}},
+		{conductor.WorkflowFailed, conductor.TaskFailed, conductor.WorkflowFailed, []string{"child"}},
+	} {
+		h := newHarness(t, def, nil, `{"name":"child","retryCount":0}`)
+		child := h.wantTask("child", conductor.TaskInProgress).SubWorkflowID
+		if d := h.decide(engine.Pause{}); len(d.Effects) != 0 {
+			t.Fatalf("%s: the pause acted on the child: %s", tt.child, describe(d))
+		}
+		h.decide(engine.ChildFinished{ChildID: child, Status: tt.child, Reason: "kid broke"})
+		h.wantTask("child", tt.wantTask)
+		h.wantStatus(conductor.WorkflowPaused)
+		h.wantRefs("child")
+		h.decide(engine.Resume{})
+		h.wantStatus(tt.wantStatus)
+		h.wantRefs(tt.wantRefs...)
+	}
+}
+
 // subWorkflowParam.taskToDomain is evaluated as Conductor's
 // SubWorkflowTaskMapper evaluates it: a domain may come from the
 // workflow's data. What a domain may not be is refused, and the child is
