@@ -425,19 +425,30 @@ func TestSubWorkflow(t *testing.T) {
 		t.Fatal("late child news changed the parent")
 	}
 
+	// As Conductor's, a failed task's reason names the child, and the
+	// parent's says where to look.
 	f := newHarness(t, def, nil)
-	f.decide(engine.ChildFinished{ChildID: f.task("child").SubWorkflowID, Status: conductor.WorkflowFailed, Reason: "kid broke"})
+	kid := f.task("child").SubWorkflowID
+	f.decide(engine.ChildFinished{ChildID: kid, Name: "kid", Version: 2, Status: conductor.WorkflowFailed, Reason: "kid broke"})
 	f.wantStatus(conductor.WorkflowFailed)
-	if !strings.Contains(f.w.Reason, "kid broke") {
+	want := "Sub workflow kid.2/" + kid + " failure reason: kid broke"
+	if got := f.wantTask("child", conductor.TaskFailed).Reason; got != want {
+		t.Fatalf("task reason %q, want %q", got, want)
+	}
+	if !strings.Contains(f.w.Reason, want) {
 		t.Fatalf("reason %q", f.w.Reason)
 	}
 
 	// A terminated child cancels its task, which is not retried: the
 	// parent ends TERMINATED, as in Conductor.
 	term := newHarness(t, def, nil, `{"name":"child","retryCount":3}`)
-	term.decide(engine.ChildFinished{ChildID: term.task("child").SubWorkflowID, Status: conductor.WorkflowTerminated})
-	if canceled := term.wantTask("child", conductor.TaskCanceled); canceled.Output["subWorkflowId"] != canceled.SubWorkflowID {
+	term.decide(engine.ChildFinished{ChildID: term.task("child").SubWorkflowID, Name: "kid", Version: 2, Status: conductor.WorkflowTerminated})
+	canceled := term.wantTask("child", conductor.TaskCanceled)
+	if canceled.Output["subWorkflowId"] != canceled.SubWorkflowID {
 		t.Fatalf("canceled task's output %v", canceled.Output)
+	}
+	if want := "Sub workflow kid.2/" + canceled.SubWorkflowID + " failure reason: TERMINATED"; canceled.Reason != want {
+		t.Fatalf("canceled task's reason %q, want %q", canceled.Reason, want)
 	}
 	term.wantStatus(conductor.WorkflowTerminated)
 	term.wantRefs("child")
@@ -445,8 +456,8 @@ func TestSubWorkflow(t *testing.T) {
 	// A child that could not start is not there to name.
 	ns := newHarness(t, def, nil)
 	ns.decide(engine.ChildFinished{ChildID: ns.task("child").SubWorkflowID, Status: conductor.WorkflowFailed, Reason: "no such definition", NotStarted: true})
-	if failed := ns.wantTask("child", conductor.TaskFailed); failed.Output["subWorkflowId"] != nil {
-		t.Fatalf("the task of a child that never started has output %v", failed.Output)
+	if failed := ns.wantTask("child", conductor.TaskFailed); failed.Output["subWorkflowId"] != nil || failed.Reason != "no such definition" {
+		t.Fatalf("the task of a child that never started has output %v, reason %q", failed.Output, failed.Reason)
 	}
 }
 

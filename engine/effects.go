@@ -250,7 +250,7 @@ func terminalEffects(w *Workflow) []Effect {
 	var out []Effect
 	if w.ParentWorkflowID != "" {
 		out = append(out, NotifyParent{ParentWorkflowID: w.ParentWorkflowID, Child: ChildFinished{
-			ChildID: w.ID, Status: w.Status, Output: w.Output, Reason: w.Reason, RunsAs: w.AlsoRunsAs}})
+			ChildID: w.ID, Name: w.Name, Version: w.Version, Status: w.Status, Output: w.Output, Reason: w.Reason, RunsAs: w.AlsoRunsAs}})
 	}
 	if w.Status != conductor.WorkflowCompleted {
 		for _, t := range w.Tasks {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 
 	"github.com/flowvault/flowvault/fault"
@@ -344,8 +345,14 @@ func (d *decision) childFinished(c ChildFinished) {
 		return
 	}
 	reason := c.Reason
-	if reason == "" {
-		reason = "sub workflow " + c.ChildID + " " + c.Status
+	if !c.NotStarted {
+		// Conductor's SubWorkflow task names the child (its
+		// toShortString): the parent's reason, which is the task's, says
+		// which workflow to look into.
+		if reason == "" {
+			reason = c.Status
+		}
+		reason = fmt.Sprintf("Sub workflow %s.%d/%s failure reason: %s", c.Name, c.Version, c.ChildID, reason)
 	}
 	// As Conductor's SubWorkflow task: a terminated child cancels it (not
 	// retried; the parent ends TERMINATED), one timed out times it out.

@@ -177,6 +177,10 @@ type Rerun struct {
 // (Status FAILED with a Reason).
 type ChildFinished struct {
 	ChildID string
+	// Name and Version are the child's definition's, which a failed
+	// task's reason names.
+	Name    string
+	Version int
 	Status  string
 	Output  map[string]any
 	Reason  string

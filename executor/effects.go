@@ -505,7 +505,7 @@ func (e *Executor) reportChild(ctx context.Context, parent string, child *engine
 			return fmt.Errorf("open output of workflow %s: %w", child.ID, err)
 		}
 	}
-	return e.submitQuietly(ctx, parent, engine.ChildFinished{ChildID: child.ID, Status: child.Status,
+	return e.submitQuietly(ctx, parent, engine.ChildFinished{ChildID: child.ID, Name: child.Name, Version: child.Version, Status: child.Status,
 		Output: output, Reason: child.Reason, RunsAs: child.AlsoRunsAs})
 }
 

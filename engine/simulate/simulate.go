@@ -296,7 +296,7 @@ func (s *sim) child(w *engine.Workflow, t *engine.Task) (*engine.Workflow, error
 		s.stuck[t.ID] = true
 		return w, nil
 	}
-	return s.decide(w, engine.ChildFinished{ChildID: c.ID, Status: c.Status, Output: c.Output, Reason: c.Reason})
+	return s.decide(w, engine.ChildFinished{ChildID: c.ID, Name: c.Name, Version: c.Version, Status: c.Status, Output: c.Output, Reason: c.Reason})
 }
 
 func (s *sim) decide(w *engine.Workflow, trig engine.Trigger) (*engine.Workflow, error) {
