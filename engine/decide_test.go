@@ -1107,12 +1107,19 @@ func TestSubWorkflowDomainsFromExpressions(t *testing.T) {
 		{"null is left out", `{"*":"${workflow.input.missing}","pay":"gold"}`, nil,
 			map[string]string{"pay": "gold"}, ""},
 		{"given empty", `{}`, nil, map[string]string{}, ""},
-		{"a secret", `{"*":"${workflow.secrets.dom}"}`, nil, nil, "may not reference secrets"},
-		{"an environment value", `{"*":"x-${workflow.env.dom}"}`, nil, nil, "may not reference secrets"},
+		// Refused before the start: the engine does not read secrets.
+		{"a secret", `{"*":"${workflow.secrets.dom}"}`, nil, nil, "taskToDomain.* is sealed data or a secret"},
+		{"an environment value", `{"*":"x-${workflow.env.dom}"}`, nil, nil, "taskToDomain.* is sealed data or a secret"},
 		{"not text", `{"*":"${workflow.input.dom}"}`, map[string]any{"dom": map[string]any{"a": "b"}}, nil, "want text"},
 	} {
 		h := newHarness(t, fmt.Sprintf(def, tt.t2d), tt.input)
 		starts := effectsOf[engine.StartWorkflow](h.last)
+		if strings.Contains(tt.wantRefused, "sealed data") {
+			if task := h.wantTask("child", conductor.TaskFailedWithTerminalError); len(starts) != 0 || !strings.Contains(task.Reason, tt.wantRefused) {
+				t.Errorf("%s: starts %+v, reason %q, want no start and %q", tt.name, starts, task.Reason, tt.wantRefused)
+			}
+			continue
+		}
 		if len(starts) != 1 {
 			t.Fatalf("%s: starts %+v", tt.name, starts)
 		}

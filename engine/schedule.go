@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -498,6 +499,13 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 				return
 			}
 		}
+		// A domain names a queue and is shown on every task sent to it.
+		for _, k := range slices.Sorted(maps.Keys(p.TaskToDomain)) {
+			if reason := d.paramSealed(ev.TaskID, "subWorkflowParam.taskToDomain."+k, p.TaskToDomain[k]); reason != "" {
+				fail("SUB_WORKFLOW %s: %s", ev.Ref, reason)
+				return
+			}
+		}
 		if ev.AvailableAt > d.now {
 			return // a start or retry delay: the tick at AvailableAt starts it
 		}
@@ -635,8 +643,10 @@ func childDomains(w *Workflow, t *Task, t2d map[string]string) (map[string]strin
 		return nil, ""
 	}
 	out := make(map[string]string, len(t2d))
-	for k, v := range t2d {
-		val, deferred, err := expr.Evaluate(v, &workflowDoc{w: w, taskID: t.ID})
+	// In key order: the reason of the first entry refused is the
+	// decision's, the same at every replay.
+	for _, k := range slices.Sorted(maps.Keys(t2d)) {
+		val, deferred, err := expr.Evaluate(t2d[k], &workflowDoc{w: w, taskID: t.ID})
 		switch s, ok := val.(string); {
 		case err != nil:
 			return nil, fmt.Sprintf("sub workflow %s: subWorkflowParam.taskToDomain %q: %v", t.Ref, k, err)

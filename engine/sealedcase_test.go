@@ -168,6 +168,9 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 	sub := func(param string) string {
 		return `{"name":"child","taskReferenceName":"t","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"` + param + `","version":1}}`
 	}
+	subDomain := func(param string) string {
+		return `{"name":"child","taskReferenceName":"t","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid","version":1,"taskToDomain":{"*":"` + param + `"}}}`
+	}
 	const value = "COMPLETED" // a valid value of every field below but a name
 	for _, tc := range []struct {
 		name, task, field string
@@ -187,6 +190,9 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		{"SUB_WORKFLOW name, same decision", sub("${src.output._secrets.v}"), "subWorkflowParam.name", false, true, ""},
 		{"SUB_WORKFLOW name, later decision", sub("${src.output._secrets.v}"), "subWorkflowParam.name", true, true, ""},
 		{"SUB_WORKFLOW name, plain", sub("${src.output.status}"), "subWorkflowParam.name", false, false, conductor.TaskInProgress},
+		{"SUB_WORKFLOW domain, same decision", subDomain("${src.output._secrets.v}"), "subWorkflowParam.taskToDomain.*", false, true, ""},
+		{"SUB_WORKFLOW domain, later decision", subDomain("${src.output._secrets.v}"), "subWorkflowParam.taskToDomain.*", true, true, ""},
+		{"SUB_WORKFLOW domain, plain", subDomain("${src.output.status}"), "subWorkflowParam.taskToDomain.*", false, false, conductor.TaskInProgress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tasks := `{"name":"src","taskReferenceName":"src"},`
