@@ -400,7 +400,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		}
 		sealed, computed := d.sealedCase(wt, ev.Input, ev.Deferred, param, ev.TaskID)
 		if computed {
-			fail("%s %s: its case value (%s) is computed by a function from sealed data or a secret, "+
+			fail("%s %s: its case value (%s) is computed by a function or a filter from sealed data or a secret, "+
 				"which only a script sees opened: use a javascript evaluator", ev.Type, ev.Ref, param)
 			return
 		}

@@ -42,8 +42,8 @@ const (
 	// the decider sees only in the decision that seals it ("***" in every
 	// later one) and a hand-off opens.
 	sealedDataRead
-	// computedRead: computed by a function (sum(), concat(), ...) from
-	// sealed data, which nothing computes again with the value opened: the
+	// computedRead: computed by a function (sum(), concat(), ...) or a
+	// filter's comparison from sealed data, which nothing computes again with the value opened: the
 	// decision that seals the data computes it from the value, a later
 	// one from "***".
 	computedRead
@@ -101,6 +101,15 @@ func (r *sealedReads) SealedRef(v any) (string, bool) {
 
 func (r *sealedReads) FuncOver(name string, model any, args []any) {
 	if computingFuncs[name] && (r.d.holdsSealed(model) || slices.ContainsFunc(args, r.d.holdsSealed)) {
+		r.computed = true
+	}
+}
+
+// CompareOver notes a filter's comparison of sealed data: which elements
+// the filter keeps is decided by the value in the decision that seals it
+// and by "***" in a later one ([?(@.id == $.t.output._secrets.id)]).
+func (r *sealedReads) CompareOver(_ string, lv, rv any) {
+	if r.d.holdsSealed(lv) || r.d.holdsSealed(rv) {
 		r.computed = true
 	}
 }
@@ -278,7 +287,7 @@ func (d *decision) paramSealed(taskID, field, tmpl string) string {
 func sealedReason(field string, r sealedRead) string {
 	what := "is sealed data or a secret, or text made of them"
 	if r == computedRead {
-		what = "is computed by a function from sealed data or a secret"
+		what = "is computed by a function or a filter from sealed data or a secret"
 	}
 	return fmt.Sprintf("%s %s, which the engine does not read: give it as plain data", field, what)
 }

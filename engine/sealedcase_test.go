@@ -98,12 +98,12 @@ func TestScriptCaseOfSealedDataMasked(t *testing.T) {
 	}
 }
 
-// A function that computes from sealed data (sum(), concat(), ...) gives
-// the decider a result of the value in the decision that seals it, and of
-// "***" in every later one, and no hand-off computes it again: a SWITCH
-// whose case value is one fails, saying which, in every decision. A
-// function that counts (length()) reads the same in every decision and
-// is decided as any value.
+// A function that computes from sealed data (sum(), concat(), ...), or a
+// filter that compares it, gives the decider a result of the value in the
+// decision that seals it, and of "***" in every later one, and no
+// hand-off computes it again: a SWITCH whose case value is one fails,
+// saying which, in every decision. A function that counts (length())
+// reads the same in every decision and is decided as any value.
 func TestSealedSwitchOnFunctionResult(t *testing.T) {
 	sealedLeaf := func(i int) *masking.Sealed {
 		return &masking.Sealed{Kind: masking.KindSecrets, Purpose: fmt.Sprintf("wf/wf-1/task/x/output._secrets.amounts[%d]", i), Ciphertext: []byte{1}}
@@ -113,13 +113,20 @@ func TestSealedSwitchOnFunctionResult(t *testing.T) {
 		later    bool
 		computed bool
 	}{
-		{"sum, same decision", "sum()", false, true},
-		{"sum, later decision", "sum()", true, true},
-		{"concat, same decision", "concat()", false, true},
-		{"concat, later decision", "concat()", true, true},
-		{"concat of an argument, same decision", "concat($.src.output._secrets.amounts[0])", false, true},
-		{"length, same decision", "length()", false, false},
-		{"length, later decision", "length()", true, false},
+		{"sum, same decision", "_secrets.amounts.sum()", false, true},
+		{"sum, later decision", "_secrets.amounts.sum()", true, true},
+		{"concat, same decision", "_secrets.amounts.concat()", false, true},
+		{"concat, later decision", "_secrets.amounts.concat()", true, true},
+		{"concat of an argument, same decision", "_secrets.amounts.concat($.src.output._secrets.amounts[0])", false, true},
+		{"length, same decision", "_secrets.amounts.length()", false, false},
+		{"length, later decision", "_secrets.amounts.length()", true, false},
+		// A filter comparing sealed data keeps what the value or "***"
+		// decides.
+		{"filter on sealed data, same decision", "_secrets.amounts[?(@ > '15')]", false, true},
+		{"filter on sealed data, later decision", "_secrets.amounts[?(@ > '15')]", true, true},
+		{"filter against sealed data, same decision", "ids[?(@.id == $.src.output._secrets.amounts[0])].name.first()", false, true},
+		{"filter against sealed data, later decision", "ids[?(@.id == $.src.output._secrets.amounts[0])].name.first()", true, true},
+		{"filter on plain data", "ids[?(@.id == 'a1')].name.first()", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tasks := `{"name":"src","taskReferenceName":"src"},`
@@ -127,13 +134,14 @@ func TestSealedSwitchOnFunctionResult(t *testing.T) {
 				tasks += `{"name":"hold","taskReferenceName":"hold","type":"WAIT"},`
 			}
 			tasks += `{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"x",
-			  "inputParameters":{"x":"${src.output._secrets.amounts.` + tc.fn + `}"},"decisionCases":{"2":[{"name":"g","taskReferenceName":"g"}]}}`
+			  "inputParameters":{"x":"${src.output.` + tc.fn + `}"},"decisionCases":{"2":[{"name":"g","taskReferenceName":"g"}]}}`
 			h := newHarness(t, `{"name":"sw","tasks":[`+tasks+`]}`, nil)
 			amounts := []any{"20", "10"}
 			if tc.later {
 				amounts = []any{sealedLeaf(0), sealedLeaf(1)}
 			}
-			h.complete("src", map[string]any{"_secrets": map[string]any{"amounts": amounts}})
+			h.complete("src", map[string]any{"_secrets": map[string]any{"amounts": amounts},
+				"ids": []any{map[string]any{"id": "a1", "name": "2"}, map[string]any{"id": "b2", "name": "3"}}})
 			if tc.later {
 				h.complete("hold", nil)
 			}
@@ -142,7 +150,7 @@ func TestSealedSwitchOnFunctionResult(t *testing.T) {
 				return
 			}
 			sw := h.wantTask("sw", conductor.TaskFailedWithTerminalError)
-			if !strings.Contains(sw.Reason, "case value (x) is computed by a function from sealed data") {
+			if !strings.Contains(sw.Reason, "case value (x) is computed by a function or a filter from sealed data") {
 				t.Errorf("reason %q does not say the case value is computed from sealed data", sw.Reason)
 			}
 			h.wantStatus(conductor.WorkflowFailed)

@@ -87,6 +87,9 @@ func (f cmpFilter) match(cur any, w *work) bool {
 	if !ok {
 		return false
 	}
+	if fd, ok := w.doc.(FuncDoc); ok {
+		fd.CompareOver(f.op, l, r)
+	}
 	return compare(l, r, f.op, w)
 }
 

@@ -30,12 +30,15 @@ import (
 // argument it reads, and 32 bytes of the text concat builds.
 
 // FuncDoc is a Doc told of each function a path applies, before it runs:
-// its name, the value it is applied to and its arguments' values. A
+// its name, the value it is applied to and its arguments' values; and of
+// each comparison a filter makes: its operator and the values it
+// compares, from which the elements the filter keeps are computed. A
 // caller learns so whether a result was computed from values it holds
 // apart (sealed data, which the result would carry in another form).
 type FuncDoc interface {
 	Doc
 	FuncOver(name string, model any, args []any)
+	CompareOver(op string, l, r any)
 }
 
 // fnCall is the function a path ends in and its arguments.
