@@ -1435,3 +1435,17 @@ func TestDecisionPanicFailsTheDecision(t *testing.T) {
 		})
 	}
 }
+
+// Of several taskToDomain entries the child may not take, the refusal
+// names the same one in every decision: the first in key order.
+func TestSubWorkflowDomainRefusalIsDeterministic(t *testing.T) {
+	const def = `{"name":"parent","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid","taskToDomain":{"a":"${workflow.input.m}","b":"${workflow.input.m}","c":"${workflow.input.m}"}}}]}`
+	for range 20 {
+		h := newHarness(t, def, map[string]any{"m": map[string]any{"x": "y"}})
+		starts := effectsOf[engine.StartWorkflow](h.last)
+		if len(starts) != 1 || !strings.Contains(starts[0].Refused, `taskToDomain "a"`) {
+			t.Fatalf("starts %+v, want one refused naming entry \"a\"", starts)
+		}
+	}
+}
