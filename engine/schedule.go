@@ -462,10 +462,6 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			fail("%v", err)
 		}
 	case conductor.TaskTypeStartWorkflow:
-		if reason := d.startRequestSealed(ev, wt.InputParameters); reason != "" {
-			fail("START_WORKFLOW %s: %s", ev.Ref, reason)
-			return
-		}
 		if err := d.prepareStartWorkflow(ev); err != nil {
 			fail("%v", err)
 		}

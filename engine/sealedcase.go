@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -214,55 +213,6 @@ func (d *decision) readsSealed(ev *schemas.TaskScheduled, tmpl map[string]any, k
 		deferred := slices.ContainsFunc(ev.Deferred, func(p []any) bool { return len(p) > 0 && p[0] == k })
 		if r := d.readSealed(tmpl[k], ev.Input[k], deferred, ev.TaskID); r != plainRead {
 			return sealedReason(k, r)
-		}
-	}
-	return ""
-}
-
-// startRequestSealed is readsSealed for a START_WORKFLOW's startWorkflow
-// request: the fields the engine reads itself (name, version, priority,
-// correlationId, each taskToDomain entry) may not come from sealed data or
-// a secret, which the decision that seals the value would write in plain
-// into the started workflow's record, and a later one read as "***". Its
-// input may: that is sealed into the started workflow's input.
-func (d *decision) startRequestSealed(ev *schemas.TaskScheduled, tmpl map[string]any) string {
-	sw, _ := ev.Input["startWorkflow"].(map[string]any)
-	swTmpl, isMap := tmpl["startWorkflow"].(map[string]any)
-	field := func(path []string, t, v any) string {
-		deferred := slices.ContainsFunc(ev.Deferred, func(p []any) bool {
-			if len(p) < 2 || p[0] != "startWorkflow" {
-				return false
-			}
-			for i, k := range path {
-				if len(p) <= i+1 || p[i+1] != k {
-					return len(p) == i+1 // a reference to the whole of what holds the field
-				}
-			}
-			return true
-		})
-		if !isMap {
-			t = tmpl["startWorkflow"] // the request from one expression
-		}
-		if r := d.readSealed(t, v, deferred, ev.TaskID); r != plainRead {
-			return sealedReason("startWorkflow."+strings.Join(path, "."), r)
-		}
-		return ""
-	}
-	for _, f := range []string{"name", "version", "priority", "correlationId"} {
-		if reason := field([]string{f}, swTmpl[f], sw[f]); reason != "" {
-			return reason
-		}
-	}
-	domains, _ := sw["taskToDomain"].(map[string]any)
-	domainsTmpl, _ := swTmpl["taskToDomain"].(map[string]any)
-	if domainsTmpl == nil && swTmpl["taskToDomain"] != nil {
-		if reason := field([]string{"taskToDomain"}, swTmpl["taskToDomain"], sw["taskToDomain"]); reason != "" {
-			return reason
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(domains)) {
-		if reason := field([]string{"taskToDomain", k}, domainsTmpl[k], domains[k]); reason != "" {
-			return reason
 		}
 	}
 	return ""

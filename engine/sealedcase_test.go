@@ -179,18 +179,6 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 	subDomain := func(param string) string {
 		return `{"name":"child","taskReferenceName":"t","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid","version":1,"taskToDomain":{"*":"` + param + `"}}}`
 	}
-	start := func(field, param string) string {
-		req := `"name":"kid","input":{"k":"${src.output._secrets.v}"}`
-		switch field {
-		case "name":
-			req = `"name":"` + param + `"`
-		case "correlationId":
-			req += `,"correlationId":"` + param + `"`
-		case "taskToDomain":
-			req += `,"taskToDomain":{"*":"` + param + `"}`
-		}
-		return `{"name":"st","taskReferenceName":"t","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{` + req + `}}}`
-	}
 	const value = "COMPLETED" // a valid value of every field below but a name
 	for _, tc := range []struct {
 		name, task, field string
@@ -213,13 +201,6 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		{"SUB_WORKFLOW domain, same decision", subDomain("${src.output._secrets.v}"), "subWorkflowParam.taskToDomain.*", false, true, ""},
 		{"SUB_WORKFLOW domain, later decision", subDomain("${src.output._secrets.v}"), "subWorkflowParam.taskToDomain.*", true, true, ""},
 		{"SUB_WORKFLOW domain, plain", subDomain("${src.output.status}"), "subWorkflowParam.taskToDomain.*", false, false, conductor.TaskInProgress},
-		{"START_WORKFLOW name, same decision", start("name", "${src.output._secrets.v}"), "startWorkflow.name", false, true, ""},
-		{"START_WORKFLOW name, later decision", start("name", "${src.output._secrets.v}"), "startWorkflow.name", true, true, ""},
-		{"START_WORKFLOW correlationId in text", start("correlationId", "c-${src.output._secrets.v}"), "startWorkflow.correlationId", false, true, ""},
-		{"START_WORKFLOW correlationId, a secret", start("correlationId", "${workflow.secrets.c}"), "startWorkflow.correlationId", false, true, ""},
-		{"START_WORKFLOW domain, same decision", start("taskToDomain", "${src.output._secrets.v}"), "startWorkflow.taskToDomain.*", false, true, ""},
-		{"START_WORKFLOW domain, later decision", start("taskToDomain", "${src.output._secrets.v}"), "startWorkflow.taskToDomain.*", true, true, ""},
-		{"START_WORKFLOW, sealed data in its input", start("correlationId", "${src.output.status}"), "", false, false, conductor.TaskInProgress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tasks := `{"name":"src","taskReferenceName":"src"},`
