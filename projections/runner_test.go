@@ -504,3 +504,38 @@ func TestFlusherWritesOnceACommit(t *testing.T) {
 		t.Fatalf("%d flushes for 13 good records in batches of 4", p.flushes)
 	}
 }
+
+// ReaderAt reads one commit: its data and checkpoint stay as they were
+// while later commits land, so that a count read with it holds exactly
+// the records up to its checkpoint.
+func TestReaderAtReadsOneCommit(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	first, events := appendNotes(t, l, 1, 3)
+	r, stop := run(t, l, s, projections.RunnerConfig{})
+	if err := r.WaitFor(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	at, cp, release, err := s.ReaderAt("notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	last, _ := appendNotesAs(t, l, "x", 1, 3)
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := at.Get([]byte("count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := binary.BigEndian.Uint64(v); cp != first || got != uint64(events) {
+		t.Fatalf("ReaderAt: checkpoint %d count %d, want %d and %d (the later commits' %d events left out)", cp, got, first, events, noteCount(t, s)-uint64(events))
+	}
+}

@@ -119,7 +119,23 @@ func (s *Store) Abandon() error {
 
 // Checkpoint returns the last stream sequence projection name has committed.
 func (s *Store) Checkpoint(name string) (uint64, error) {
-	v, closer, err := s.db.Get(checkpointKey(name))
+	return checkpointIn(s.db, name)
+}
+
+// ReaderAt returns a reader over projection name's data as one commit
+// left it, with that commit's checkpoint: what it reads holds every record
+// up to the checkpoint and none after it. Close releases it.
+func (s *Store) ReaderAt(name string) (r Reader, checkpoint uint64, close func() error, err error) {
+	snap := s.db.NewSnapshot()
+	if checkpoint, err = checkpointIn(snap, name); err != nil {
+		snap.Close()
+		return Reader{}, 0, nil, err
+	}
+	return Reader{r: snap, prefix: []byte(dataPrefix + name + "/")}, checkpoint, snap.Close, nil
+}
+
+func checkpointIn(r pebble.Reader, name string) (uint64, error) {
+	v, closer, err := r.Get(checkpointKey(name))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}

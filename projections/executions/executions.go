@@ -519,12 +519,16 @@ func (r *Reader) ScheduledBefore(_ context.Context, before int64, fn func(wfID s
 // it was asked: the count holds every record up to it, and perhaps
 // some after.
 func (r *Reader) RunningOf(_ context.Context, principal string) (count int, asOf uint64, err error) {
-	// The checkpoint first: read after the count, it could name records
-	// the count does not hold yet.
-	if asOf, err = r.store.Checkpoint(Name); err != nil {
+	// The count and the checkpoint of one commit: read apart, a commit
+	// between them made the count hold starts after the checkpoint, which
+	// the quota counts again as its own not folded yet, and refused a
+	// start a place early.
+	at, asOf, release, err := r.store.ReaderAt(Name)
+	if err != nil {
 		return 0, 0, err
 	}
-	v, err := r.r.Get(runningByKey(principal))
+	defer release()
+	v, err := at.Get(runningByKey(principal))
 	if errors.Is(err, projections.ErrNotFound) {
 		return 0, asOf, nil
 	}
