@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -683,6 +684,38 @@ func TestFailedWorkflowIsMasked(t *testing.T) {
 	}
 	if _, ok := fw[0].Input["failedWorkflow"]; ok {
 		t.Fatal("a failed workflow too large for the log was passed whole")
+	}
+}
+
+// A failure workflow runs in the failed run's task domains, as Conductor
+// starts it with the failed workflow's taskToDomain: its tasks go to the
+// queues the domain's workers poll, however the run ended.
+func TestFailureWorkflowTakesTheFailedRunsDomains(t *testing.T) {
+	def := `{"name":"d","failureWorkflow":"cleanup","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF",
+	 "tasks":[{"name":"a","taskReferenceName":"a","retryCount":0}]}`
+	domains := map[string]string{"*": "blue", "notify": "green,NO_DOMAIN"}
+	for _, c := range []struct {
+		name string
+		end  func(h *harness)
+		want string
+	}{
+		{"failed", func(h *harness) { h.report("a", conductor.TaskFailed, nil, "broken") }, conductor.WorkflowFailed},
+		{"timed out", func(h *harness) { h.advance(time.Minute); h.decide(engine.Tick{}) }, conductor.WorkflowTimedOut},
+		{"terminated", func(h *harness) { h.decide(engine.Terminate{Reason: "stop", TriggerFailureWorkflow: true}) }, conductor.WorkflowTerminated},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarnessStart(t, engine.Start{WorkflowID: "wf-1", Def: parseDef(t, def), CreatedBy: "app:tester",
+				Request: conductor.StartWorkflowRequest{TaskToDomain: maps.Clone(domains)}})
+			c.end(h)
+			h.wantStatus(c.want)
+			fw := effectsOf[engine.StartWorkflow](h.last)
+			if len(fw) != 1 || fw[0].Name != "cleanup" {
+				t.Fatalf("%d failure workflow starts (want one of cleanup)", len(fw))
+			}
+			if !reflect.DeepEqual(fw[0].TaskToDomain, domains) {
+				t.Fatalf("failure workflow's taskToDomain %v, want %v", fw[0].TaskToDomain, domains)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -267,7 +268,9 @@ func terminalEffects(w *Workflow) []Effect {
 }
 
 // failureWorkflow is the failure workflow a failed, timed-out or terminated
-// workflow starts, if its definition names one.
+// workflow starts, if its definition names one: with the failed run's
+// correlationId and taskToDomain, as Conductor starts it, so that its
+// tasks go to the queues of the domains the failed run's went to.
 func failureWorkflow(w *Workflow) *StartWorkflow {
 	def, err := w.Def()
 	if err != nil || !startsFailureWorkflow(def, w.Status, w.NoFailureWorkflow) {
@@ -288,7 +291,7 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 	depth, refused := startedBy(w)
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
 		Input: input, From: w.ID, Failure: true, ChosenBy: cmp.Or(def.UpdatedBy, def.CreatedBy, w.CreatedBy), SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs,
-		Depth: depth, Refused: refused}
+		TaskToDomain: maps.Clone(w.TaskToDomain), Depth: depth, Refused: refused}
 }
 
 // startsFailureWorkflow reports whether a workflow of def that ends with
