@@ -310,6 +310,43 @@ func TestTerminateTask(t *testing.T) {
 	}
 }
 
+// The failureTaskId a failure workflow gets is the task that ended the
+// run, as Conductor's failedTaskId: a TERMINATE task's that ended it
+// FAILED or TERMINATED (no task failed), a failed task's; a run that timed
+// out names none.
+func TestFailureTaskIDIsTheTaskThatEndedTheRun(t *testing.T) {
+	def := `{"name":"f","failureWorkflow":"cleanup","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[
+	 {"name":"a","taskReferenceName":"a","retryCount":0},
+	 {"name":"stop","taskReferenceName":"stop","type":"TERMINATE","inputParameters":{"terminationStatus":"${workflow.input.status}"}}]}`
+	for _, c := range []struct {
+		name, status string
+		end          func(h *harness)
+		want         string // the reference name of the task named, "" for none
+	}{
+		{"TERMINATE FAILED", "FAILED", func(h *harness) { h.complete("a", nil) }, "stop"},
+		{"TERMINATE TERMINATED", "TERMINATED", func(h *harness) { h.complete("a", nil) }, "stop"},
+		{"task failed", "FAILED", func(h *harness) { h.report("a", conductor.TaskFailed, nil, "broken") }, "a"},
+		{"timed out", "FAILED", func(h *harness) { h.advance(time.Minute); h.decide(engine.Tick{}) }, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, def, map[string]any{"status": c.status})
+			h.advance(time.Second) // the run does not end when its first task starts
+			c.end(h)
+			fw := effectsOf[engine.StartWorkflow](h.last)
+			if len(fw) != 1 {
+				t.Fatalf("%d failure workflow starts, want 1 (workflow %s)", len(fw), h.w.Status)
+			}
+			got, named := fw[0].Input["failureTaskId"]
+			switch {
+			case c.want == "" && named:
+				t.Fatalf("failureTaskId %v, want none", got)
+			case c.want != "" && got != h.task(c.want).ID:
+				t.Fatalf("failureTaskId %v, want %s's %s", got, c.want, h.task(c.want).ID)
+			}
+		})
+	}
+}
+
 func TestWait(t *testing.T) {
 	def := `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"${workflow.input.d}"}},{"name":"next","taskReferenceName":"next"}]}`
 	tests := []struct {
