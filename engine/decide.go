@@ -348,6 +348,20 @@ func (d *decision) handle(t Trigger) error {
 	return nil
 }
 
+// StartInput is the input a workflow of def starts with: input, each key
+// of def's inputTemplate that it lacks or gives as null filled in, as
+// Conductor's getWorkflowInput fills it (Java's putIfAbsent replaces a
+// null). Conductor skips an empty input; flowvault fills that too.
+func StartInput(def *conductor.WorkflowDef, input map[string]any) map[string]any {
+	out := copyMap(input)
+	for k, v := range def.InputTemplate {
+		if given, ok := out[k]; !ok || given == nil {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 func (d *decision) start(s Start) error {
 	if s.Def == nil {
 		return fault.Invalid("start %s: no workflow definition", s.WorkflowID)
@@ -356,12 +370,7 @@ func (d *decision) start(s Start) error {
 	if len(raw) == 0 {
 		return fault.Invalid("start %s: definition has no JSON", s.WorkflowID)
 	}
-	input := copyMap(s.Request.Input)
-	for k, v := range s.Def.InputTemplate {
-		if _, ok := input[k]; !ok {
-			input[k] = v
-		}
-	}
+	input := StartInput(s.Def, s.Request.Input)
 	version := s.Def.Version
 	if version == 0 {
 		version = 1

@@ -347,6 +347,34 @@ func TestFailureTaskIDIsTheTaskThatEndedTheRun(t *testing.T) {
 	}
 }
 
+// A workflow definition's inputTemplate fills each key the start's input
+// lacks or gives as null, as Conductor's getWorkflowInput (putIfAbsent)
+// does; a value given, false or empty included, stays, and nothing is
+// merged below the top level.
+func TestWorkflowInputTemplate(t *testing.T) {
+	def := `{"name":"it","inputTemplate":{"region":"eu","retries":3,"opts":{"a":1}},"tasks":[{"name":"a","taskReferenceName":"a"}]}`
+	for _, c := range []struct {
+		name  string
+		input map[string]any
+		want  map[string]any
+	}{
+		{"none", nil, map[string]any{"region": "eu", "retries": int64(3), "opts": map[string]any{"a": int64(1)}}},
+		{"null", map[string]any{"region": nil, "retries": nil},
+			map[string]any{"region": "eu", "retries": int64(3), "opts": map[string]any{"a": int64(1)}}},
+		{"given", map[string]any{"region": "us", "retries": false, "opts": map[string]any{"b": int64(2)}, "x": "y"},
+			map[string]any{"region": "us", "retries": false, "opts": map[string]any{"b": int64(2)}, "x": "y"}},
+		{"empty", map[string]any{"region": "", "opts": map[string]any{}},
+			map[string]any{"region": "", "retries": int64(3), "opts": map[string]any{}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, def, c.input)
+			if !reflect.DeepEqual(h.w.Input, c.want) {
+				t.Fatalf("input %v, want %v", h.w.Input, c.want)
+			}
+		})
+	}
+}
+
 func TestWait(t *testing.T) {
 	def := `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT","inputParameters":{"duration":"${workflow.input.d}"}},{"name":"next","taskReferenceName":"next"}]}`
 	tests := []struct {

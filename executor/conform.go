@@ -32,17 +32,10 @@ func (e *Executor) checkStartInput(ctx context.Context, def *conductor.WorkflowD
 		return nil
 	}
 	in := maps.Clone(input)
-	if in == nil {
-		in = map[string]any{}
-	}
 	for _, k := range added {
 		delete(in, k)
 	}
-	for k, v := range def.InputTemplate {
-		if _, ok := in[k]; !ok {
-			in[k] = v
-		}
-	}
+	in = engine.StartInput(def, in)
 	if err := e.conform.Check(ctx, def.InputSchema, in); err != nil {
 		return fmt.Errorf("input of workflow %s %w", def.Name, err)
 	}
