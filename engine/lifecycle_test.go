@@ -174,11 +174,34 @@ func TestLifecyclePreconditions(t *testing.T) {
 	noRestart.complete("x", nil)
 	_, err = noRestart.try(engine.Restart{Def: parseDef(t, `{"name":"nr","version":3,"restartable":false,"tasks":[{"name":"x","taskReferenceName":"x"}]}`)})
 	wantErr(t, err, fault.ErrNotFound)
+	// As Conductor's: restartable false holds back a COMPLETED run only.
+	failed := newHarness(t, `{"name":"nr","restartable":false,"tasks":[{"name":"x","taskReferenceName":"x","retryCount":0}]}`, nil)
+	failed.report("x", conductor.TaskFailed, nil, "broken")
+	failed.wantStatus(conductor.WorkflowFailed)
+	failed.decide(engine.Restart{})
+	failed.wantStatus(conductor.WorkflowRunning)
 
 	completed := newHarness(t, `{"name":"one","tasks":[{"name":"x","taskReferenceName":"x"}]}`, nil)
 	completed.complete("x", nil)
 	_, err = completed.try(engine.Retry{})
 	wantErr(t, err, fault.ErrConflict)
+}
+
+// A restart starts the run's variables again from its definition's;
+// Conductor's restart keeps those the previous run set (README says so).
+func TestRestartStartsVariablesAgain(t *testing.T) {
+	h := newHarness(t, `{"name":"v","variables":{"n":0,"k":"kept"},"tasks":[{"name":"x","taskReferenceName":"x"},
+	 {"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"n":1,"extra":true}}]}`, nil)
+	h.complete("x", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+	if want := map[string]any{"n": int64(1), "k": "kept", "extra": true}; !reflect.DeepEqual(h.w.Variables, want) {
+		t.Fatalf("variables %v, want %v", h.w.Variables, want)
+	}
+	h.decide(engine.Restart{})
+	h.wantStatus(conductor.WorkflowRunning)
+	if want := map[string]any{"n": int64(0), "k": "kept"}; !reflect.DeepEqual(h.w.Variables, want) {
+		t.Fatalf("variables after restart %v, want %v", h.w.Variables, want)
+	}
 }
 
 func TestRestart(t *testing.T) {
