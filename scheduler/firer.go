@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"strings"
 	"time"
@@ -104,23 +105,25 @@ func (f *Firer) scan(ctx context.Context) {
 		return
 	}
 	seen := map[string]bool{}
+	var names []string
 	for _, d := range due {
-		name, err := eventlog.Untoken(d.token)
-		if err != nil {
-			continue
-		}
-		if !seen[d.token] {
+		if name, err := eventlog.Untoken(d.token); err == nil && !seen[d.token] {
 			seen[d.token] = true
-			if err := f.fire(ctx, name, now); err != nil && ctx.Err() == nil {
-				f.store.logger.Warn("schedule fire failed", "schedule", name, logkey.Err, err)
-			}
+			names = append(names, name)
 		}
+	}
+	if err := f.fire(ctx, now, names...); err != nil && ctx.Err() == nil {
+		f.store.logger.Warn("schedule fire failed", logkey.Err, err)
+	}
+	for _, d := range due {
 		// A key the schedule's next fire time no longer puts here would
 		// bring the schedule back at every scan, or never leave.
-		if d.at != 0 {
-			if err := f.store.checkDue(d.token, d.at); err != nil && ctx.Err() == nil {
-				f.store.logger.Warn("schedule due index check failed", "schedule", name, logkey.Err, err)
-			}
+		if d.at == 0 {
+			continue
+		}
+		if err := f.store.checkDue(d.token, d.at); err != nil && ctx.Err() == nil {
+			name, _ := eventlog.Untoken(d.token)
+			f.store.logger.Warn("schedule due index check failed", "schedule", name, logkey.Err, err)
 		}
 	}
 }
@@ -128,21 +131,33 @@ func (f *Firer) scan(ctx context.Context) {
 // catchupPerScan is how many missed ticks a schedule that catches up
 // claims and starts in one scan at most: an hour's outage of an
 // every-second schedule is 3,600 ticks, which one a scan took 12 minutes
-// to run while its on-time ticks waited behind them; the bound keeps one
-// schedule's backlog from holding up the other schedules' ticks for long.
+// to run; the bound keeps a scan short, so that the ticks of schedules
+// that come due meanwhile wait for the next scan only.
 const catchupPerScan = 100
 
-// fire claims the schedule's due time, if any, and starts its workflow; it
-// also finishes a claim whose start a crash interrupted. A schedule that
-// catches up goes on to the next missed tick, up to catchupPerScan.
-func (f *Firer) fire(ctx context.Context, name string, now int64) error {
+// fire claims the due tick of each named schedule and starts its workflow;
+// it also finishes a claim whose start a crash interrupted. Schedules that
+// catch up take turns, a tick each a round, up to catchupPerScan rounds:
+// one with an outage's backlog does not hold another's on-time tick behind
+// a hundred of its own. An error stops that schedule for this scan only.
+func (f *Firer) fire(ctx context.Context, now int64, names ...string) error {
+	var errs []error
 	for range catchupPerScan {
-		more, err := f.fireOne(ctx, name, now)
-		if err != nil || !more {
-			return err
+		more := names[:0:0]
+		for _, name := range names {
+			again, err := f.fireOne(ctx, name, now)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("schedule %s: %w", name, err))
+			} else if again {
+				more = append(more, name)
+			}
 		}
+		if len(more) == 0 {
+			break
+		}
+		names = more
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // fireOne claims and starts one tick, or finishes a pending claim, and

@@ -96,14 +96,14 @@ func TestRecreatedScheduleFiresAsNew(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.ms = ms("2026-11-30T10:00:33Z")
-		if err := f.fire(ctx, "tick", c.ms); err != nil {
+		if err := f.fire(ctx, c.ms, "tick"); err != nil {
 			t.Fatal(err)
 		}
 		if len(starts.ids) != 0 {
 			t.Fatalf("catch-up %v: before its first tick the re-created schedule started %v", catchUp, starts.ids)
 		}
 		c.ms = ms("2026-11-30T10:00:36Z")
-		if err := f.fire(ctx, "tick", c.ms); err != nil {
+		if err := f.fire(ctx, c.ms, "tick"); err != nil {
 			t.Fatal(err)
 		}
 		if want := workflowID("tick", ms("2026-11-30T10:00:35Z")); len(starts.ids) != 1 || starts.ids[0] != want {
@@ -125,7 +125,7 @@ func TestScheduledRunInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T11:00:02Z")
-	if err := f.fire(ctx, "nightly", c.ms); err != nil {
+	if err := f.fire(ctx, c.ms, "nightly"); err != nil {
 		t.Fatal(err)
 	}
 	if len(starts.reqs) != 1 {
@@ -144,7 +144,7 @@ func TestScheduledRunInput(t *testing.T) {
 	claim(t, s, "nightly", ms("2026-11-30T12:00:00Z"))
 	claimed := c.ms
 	c.ms = ms("2026-11-30T12:00:09Z")
-	if err := f.fire(ctx, "nightly", c.ms); err != nil {
+	if err := f.fire(ctx, c.ms, "nightly"); err != nil {
 		t.Fatal(err)
 	}
 	if in := starts.reqs[len(starts.reqs)-1].Input; in["_executedTime"] != claimed || in["_executionId"] != "mine" ||
@@ -175,7 +175,7 @@ func TestFirerChecksTheStartRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T11:00:01Z")
-	if err := f.fire(ctx, "inline", c.ms); err != nil {
+	if err := f.fire(ctx, c.ms, "inline"); err != nil {
 		t.Fatal(err)
 	}
 	// Asked before the claim and again before the start.
@@ -250,7 +250,7 @@ func TestSearchExecutions(t *testing.T) {
 	for _, at := range []string{"2026-11-30T11:00:01Z", "2026-11-30T12:00:01Z"} {
 		c.ms = ms(at)
 		for _, name := range []string{"alpha", "beta"} {
-			if err := f.fire(ctx, name, c.ms); err != nil {
+			if err := f.fire(ctx, c.ms, name); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -311,7 +311,7 @@ func TestDeleteTakesExecutions(t *testing.T) {
 	}
 	save("alice", "alice_wf")
 	c.ms = ms("2026-11-30T11:00:01Z")
-	if err := f.fire(ctx, "nightly", c.ms); err != nil {
+	if err := f.fire(ctx, c.ms, "nightly"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Delete(ctx, "nightly", "alice"); err != nil {
@@ -319,7 +319,7 @@ func TestDeleteTakesExecutions(t *testing.T) {
 	}
 	save("bob", "bob_wf")
 	c.ms = ms("2026-11-30T12:00:01Z")
-	if err := f.fire(ctx, "nightly", c.ms); err != nil {
+	if err := f.fire(ctx, c.ms, "nightly"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
@@ -370,7 +370,7 @@ func TestRefusedOwnerRecordsTheRunAndPauses(t *testing.T) {
 			}
 			revoked = true
 			c.ms = ms("2026-11-30T11:05:00Z")
-			if err := f.fire(ctx, "h", c.ms); err != nil {
+			if err := f.fire(ctx, c.ms, "h"); err != nil {
 				t.Fatal(err)
 			}
 			st, err := s.load(ctx, "h")
@@ -406,7 +406,7 @@ func TestStoredSecretInputReadsMasked(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T11:00:01Z")
-	if err := NewFirer(s, &started{}, nil).fire(ctx, "legacy", c.ms); err != nil {
+	if err := NewFirer(s, &started{}, nil).fire(ctx, c.ms, "legacy"); err != nil {
 		t.Fatal(err)
 	}
 	// Wait for the read model through a write that goes through it.
@@ -452,7 +452,7 @@ func TestFoldReadsOnlyNewRecords(t *testing.T) {
 	}
 	for range 3 {
 		c.ms += 1000
-		if err := f.fire(ctx, "often", c.ms); err != nil {
+		if err := f.fire(ctx, c.ms, "often"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -471,7 +471,7 @@ func TestFoldReadsOnlyNewRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ms += 1000
-	if err := f.fire(ctx, "often", c.ms); err != nil {
+	if err := f.fire(ctx, c.ms, "often"); err != nil {
 		t.Fatalf("fire after the first record is gone: %v", err)
 	}
 	if len(starts.ids) != 4 {
@@ -514,7 +514,7 @@ func TestFallBackNightRuns(t *testing.T) {
 			}
 			for _, at := range tt.scans {
 				c.ms = ms(at)
-				if err := f.fire(ctx, "night", c.ms); err != nil {
+				if err := f.fire(ctx, c.ms, "night"); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -564,7 +564,7 @@ func TestRefusedStartEndsTheClaim(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.ms = ms("2026-11-30T11:00:00Z")
-			err := f.fire(ctx, "h", c.ms)
+			err := f.fire(ctx, c.ms, "h")
 			if tt.pending != (err != nil) {
 				t.Fatalf("fire: %v", err)
 			}
@@ -579,7 +579,7 @@ func TestRefusedStartEndsTheClaim(t *testing.T) {
 				return
 			}
 			c.ms = ms("2026-11-30T12:00:00Z")
-			if err := f.fire(ctx, "h", c.ms); err != nil || starter.tries != 2 {
+			if err := f.fire(ctx, c.ms, "h"); err != nil || starter.tries != 2 {
 				t.Fatalf("the next tick: %v, %d tries", err, starter.tries)
 			}
 		})
@@ -603,13 +603,13 @@ func TestPausedScheduleHoldsItsClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T11:05:00Z")
-	if err := f.fire(ctx, "h", c.ms); err != nil || len(starts.ids) != 0 {
+	if err := f.fire(ctx, c.ms, "h"); err != nil || len(starts.ids) != 0 {
 		t.Fatalf("fire while paused: %v, started %v", err, starts.ids)
 	}
 	if err := s.SetPaused(ctx, "h", false, "", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.fire(ctx, "h", c.ms); err != nil || len(starts.ids) != 1 || starts.ids[0] != workflowID("h", ms("2026-11-30T11:00:00Z")) {
+	if err := f.fire(ctx, c.ms, "h"); err != nil || len(starts.ids) != 1 || starts.ids[0] != workflowID("h", ms("2026-11-30T11:00:00Z")) {
 		t.Fatalf("fire after resume: %v, started %v", err, starts.ids)
 	}
 }
@@ -665,7 +665,7 @@ func TestIdempotentScheduleRecordsTheKeysOutcome(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.ms = at + 1
-			if err := f.fire(ctx, "h", c.ms); err != nil {
+			if err := f.fire(ctx, c.ms, "h"); err != nil {
 				t.Fatal(err)
 			}
 			st, err := s.load(ctx, "h")
@@ -687,7 +687,7 @@ func TestIdempotentScheduleRecordsTheKeysOutcome(t *testing.T) {
 				return nil
 			})
 			c.ms = ms("2026-11-30T12:00:01Z")
-			if err := f.fire(ctx, "h", c.ms); err != nil || tt.starter.tries != 2 {
+			if err := f.fire(ctx, c.ms, "h"); err != nil || tt.starter.tries != 2 {
 				t.Fatalf("the next tick: %v, %d tries", err, tt.starter.tries)
 			}
 		})
@@ -719,7 +719,7 @@ func TestExecutionsNameTheWorkflowStarted(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.ms = ms("2026-11-30T11:00:01Z")
-			if err := f.fire(ctx, "h", c.ms); err != nil {
+			if err := f.fire(ctx, c.ms, "h"); err != nil {
 				t.Fatal(err)
 			}
 			testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
@@ -791,7 +791,7 @@ func TestCatchUpRunsMissedTicksInFewScans(t *testing.T) {
 		saved := c.ms
 		c.ms += missed*1000 + 500
 		for scan := 1; scan <= 3; scan++ {
-			if err := f.fire(ctx, "tick", c.ms); err != nil {
+			if err := f.fire(ctx, c.ms, "tick"); err != nil {
 				t.Fatal(err)
 			}
 			if got, want := len(claimedTimes(t, s, "tick")), min(missed, scan*catchupPerScan); got != want {
@@ -822,7 +822,7 @@ func TestCatchUpRunsMissedTicksInFewScans(t *testing.T) {
 			f := NewFirer(s, starts, nil)
 			wg.Go(func() {
 				for range 4 * missed { // bounded: an engine stuck behind the other fails the test
-					if err := f.fire(ctx, "tick", c.ms); err != nil {
+					if err := f.fire(ctx, c.ms, "tick"); err != nil {
 						errs <- err
 						return
 					}
@@ -856,4 +856,37 @@ func TestCatchUpRunsMissedTicksInFewScans(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Schedules that catch up take turns with the others in a scan: a tick
+// that came due on time is started after one tick of another schedule's
+// backlog, not after a hundred of them (about a second at the firer's
+// pace, in which the on-time run waited).
+func TestCatchUpTakesTurnsWithOnTimeTicks(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	starts := &started{}
+	f := NewFirer(s, starts, nil)
+	backlog := &conductor.WorkflowSchedule{Name: "backlog", CronExpression: "* * * * * ?", RunCatchupScheduleInstances: true,
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}
+	if err := s.Save(ctx, backlog, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.ms += 3 * catchupPerScan * 1000
+	onTime := &conductor.WorkflowSchedule{Name: "ontime", CronExpression: "0 * * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}
+	if err := s.Save(ctx, onTime, "bob", nil); err != nil {
+		t.Fatal(err)
+	}
+	next := NextAfter(onTime, c.ms)
+	c.ms = next + 500
+	f.scan(ctx)
+
+	at := slices.IndexFunc(starts.ids, func(id string) bool { return strings.HasPrefix(id, workflowID("ontime", next)) })
+	if at < 0 || at > 1 {
+		t.Fatalf("the on-time tick was start %d of %d, want one of the first two", at, len(starts.ids))
+	}
+	if got := len(claimedTimes(t, s, "backlog")); got != catchupPerScan {
+		t.Fatalf("the backlog claimed %d ticks in one scan, want %d", got, catchupPerScan)
+	}
 }

@@ -212,7 +212,7 @@ func TestDueIndexSweepLeavesConsistentIndexAlone(t *testing.T) {
 	}
 	c.ms = ms("2026-11-30T12:00:01Z") // catchup claims a scan's worth of its 120 missed runs, 10:01 to 11:40
 	for _, name := range []string{"plain", "catchup"} {
-		if err := f.fire(ctx, name, c.ms); err != nil {
+		if err := f.fire(ctx, c.ms, name); err != nil {
 			t.Fatal(err)
 		}
 		// Wait for the read model through a write that goes through it.
