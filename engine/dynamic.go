@@ -201,6 +201,12 @@ func listForkSpec(wt *conductor.WorkflowTask, ref string, input map[string]any) 
 	if wt.DynamicForkTasksParam == "" {
 		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s needs dynamicForkTasksParam (or input forkTaskName and forkTaskInputs)", ref)
 	}
+	// A missing list is not an empty one: an expression that finds nothing
+	// (a misspelt path) would fork nothing and go on as if every task had
+	// run. Conductor's mapper fails the workflow there too.
+	if input[wt.DynamicForkTasksParam] == nil {
+		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: input %q is null, want a list of workflow tasks (an empty list forks nothing)", ref, wt.DynamicForkTasksParam)
+	}
 	raw, err := json.Marshal(input[wt.DynamicForkTasksParam])
 	if err != nil {
 		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: input %q: %v", ref, wt.DynamicForkTasksParam, err)

@@ -517,6 +517,7 @@ func TestForkJoinDynamic(t *testing.T) {
 	// Bad lists fail the fork.
 	for name, bad := range map[string]any{
 		"not a list":    "x",
+		"null":          nil, // a path that finds nothing is not an empty list
 		"no reference":  []any{map[string]any{"name": "n"}},
 		"duplicate":     []any{map[string]any{"name": "n", "taskReferenceName": "r"}, map[string]any{"name": "n", "taskReferenceName": "r"}},
 		"definition":    []any{map[string]any{"name": "n", "taskReferenceName": "after"}},
