@@ -189,6 +189,13 @@ func TestJoinOfAFailedOptionalTask(t *testing.T) {
 	  "inputParameters":{"forkTaskName":"a","forkTaskInputs":[{"n":1},{"n":2}]}},
 	 {"name":"join","taskReferenceName":"join","type":"JOIN"},
 	 {"name":"z","taskReferenceName":"z"}]}`
+	// Conductor marks the tasks optional in the forkTaskInputs form alone;
+	// flowvault in both.
+	dynamicList := `{"name":"dynl","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","optional":true,"dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":[{"name":"a","taskReferenceName":"a1"},{"name":"a","taskReferenceName":"a2"}]}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"},
+	 {"name":"z","taskReferenceName":"z"}]}`
 	for _, tc := range []struct {
 		name, def string
 		failed    string   // the optional task that fails
@@ -198,6 +205,7 @@ func TestJoinOfAFailedOptionalTask(t *testing.T) {
 	}{
 		{"fork", nested, "a", []string{"c", "b"}, "inner", "join"},
 		{"dynamic fork", dynamic, "_a_0", []string{"_a_1"}, "join", ""},
+		{"dynamic fork of a task list", dynamicList, "a1", []string{"a2"}, "join", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.def, nil, `{"name":"a","retryCount":0}`)

@@ -451,6 +451,9 @@ func TestDynamic(t *testing.T) {
 	if wt := dyn.Conductor(h.w).WorkflowTask; !strings.Contains(string(wt), `"name":"resize"`) {
 		t.Fatalf("rendered configuration %s", wt)
 	}
+	if c := dyn.Conductor(h.w); c.TaskType != "resize" || c.TaskDefName != "resize" {
+		t.Fatalf("rendered taskType %q taskDefName %q, want Conductor's: the name", c.TaskType, c.TaskDefName)
+	}
 	// A retry keeps the resolved task.
 	h.report("dyn", conductor.TaskFailed, nil, "flaky")
 	retried := h.wantTask("dyn", conductor.TaskScheduled)
@@ -465,13 +468,20 @@ func TestDynamic(t *testing.T) {
 	// A system task type runs as that type.
 	h = newHarness(t, def, map[string]any{"task": "HTTP"})
 	dyn = h.wantTask("dyn", conductor.TaskScheduled)
-	if dyn.Type != conductor.TaskTypeHTTP {
-		t.Fatalf("type %s", dyn.Type)
+	if c := dyn.Conductor(h.w); dyn.Type != conductor.TaskTypeHTTP || c.TaskType != "HTTP" || c.TaskDefName != "HTTP" {
+		t.Fatalf("type %s, rendered taskType %q taskDefName %q", dyn.Type, c.TaskType, c.TaskDefName)
 	}
 	wantRunSystem(t, h.last, dyn)
 
+	// A name without a task definition waits for its workers.
+	h = newHarness(t, def, map[string]any{"task": "undefined_task"})
+	h.wantTask("dyn", conductor.TaskScheduled)
+	if ds := effectsOf[engine.Dispatch](h.last); len(ds) != 1 || ds[0].TaskType != "undefined_task" {
+		t.Fatalf("dispatch %+v", ds)
+	}
+
 	// No name: the task fails.
-	for _, task := range []any{nil, "", "FORK_JOIN"} {
+	for _, task := range []any{nil, "", int64(5), "FORK_JOIN", "DYNAMIC"} {
 		h = newHarness(t, def, map[string]any{"task": task})
 		h.wantTask("dyn", conductor.TaskFailedWithTerminalError)
 		h.wantStatus(conductor.WorkflowFailed)
@@ -509,9 +519,16 @@ func TestForkJoinDynamic(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 	h.wantRefs("fork", "img_1", "calc_1", "join", "after")
 
+	// No inputs map: each task runs with its own inputParameters (Conductor
+	// fails the workflow).
+	h = newHarness(t, dynForkDef, map[string]any{"tasks": tasks})
+	if in := h.wantTask("img_1", conductor.TaskScheduled).Input; !reflect.DeepEqual(in, map[string]any{"wf": "wf-1", "k": "own"}) {
+		t.Fatalf("img_1 input without an inputs map: %v", in)
+	}
+
 	// Nothing to fork: the JOIN completes at once.
 	h = newHarness(t, dynForkDef, map[string]any{"tasks": []any{}})
-	h.wantTask("join", conductor.TaskCompleted)
+	wantOutput(t, h.wantTask("join", conductor.TaskCompleted), map[string]any{})
 	h.wantTask("after", conductor.TaskScheduled)
 
 	// Bad lists fail the fork.
