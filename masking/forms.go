@@ -17,16 +17,15 @@ import (
 // With keeps one of each.
 func forms(v []byte) []string {
 	s := string(v)
-	out := []string{s}
-	if strings.ContainsFunc(s, jsonEscaped) {
-		for _, st := range jsonStyles {
-			f := st.escape(s)
-			out = append(out, f)
-			// Some encoders (.NET's System.Text.Json, Jackson for
-			// control characters) write \uXXXX with upper-case digits.
-			if u := upperUnicodeEscapes(f); u != f {
-				out = append(out, u)
-			}
+	out := appendJSONForms([]string{s}, s)
+	// A value that holds percent-escapes, written into an HTTP task's
+	// uri as it is, reaches the server decoded (ab%4Fcd as abOcd), which
+	// an answer quoting the path or the query back holds, as JSON if it
+	// is JSON.
+	if dec := percentDecode(s, false); dec != s {
+		out = appendJSONForms(append(out, dec), dec)
+		if plus := percentDecode(s, true); plus != dec {
+			out = appendJSONForms(append(out, plus), plus)
 		}
 	}
 	// RFC 3986 makes percent-encoding's hex digits case-insensitive, and
@@ -53,6 +52,60 @@ func forms(v []byte) []string {
 		out = append(out, base64Forms(enc, v)...)
 	}
 	return out
+}
+
+// appendJSONForms appends s as the encoders of jsonStyles write it, when
+// any writes it other than as it is.
+func appendJSONForms(out []string, s string) []string {
+	if !strings.ContainsFunc(s, jsonEscaped) {
+		return out
+	}
+	for _, st := range jsonStyles {
+		f := st.escape(s)
+		out = append(out, f)
+		// Some encoders (.NET's System.Text.Json, Jackson for control
+		// characters) write \uXXXX with upper-case digits.
+		if u := upperUnicodeEscapes(f); u != f {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// percentDecode returns s with its %XX escapes decoded, and '+' as a
+// space if plus (a query's decoders read it so). A '%' that does not
+// start an escape is kept, as Python's unquote keeps it (Go's refuses
+// the whole text).
+func percentDecode(s string, plus bool) string {
+	if !strings.Contains(s, "%") && !(plus && strings.Contains(s, "+")) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+		case c == '+' && plus:
+			b.WriteByte(' ')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // htmlSpecial are the characters HTML and XML escapers write as entities.

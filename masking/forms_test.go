@@ -27,8 +27,11 @@ func TestRedactOtherEncoders(t *testing.T) {
 		control = "tab\there\x1fand-more"
 		deleted = "pw\x7fe3ad3be95f64dc0b"
 		phrase  = "correct horse, battery staple/x;y"
+		escapes = "ab%4Fcd%2fx+y9%zz"
+		angled  = "pw%3Cx%3E-secret"
 	)
-	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control), []byte(deleted), []byte(phrase))
+	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control), []byte(deleted), []byte(phrase),
+		[]byte(escapes), []byte(angled))
 	for _, tc := range []struct {
 		encoder, secret, encoded string
 	}{
@@ -54,6 +57,11 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"Java URLEncoder", symbols, `x7%23K0%212mQ%249vL%7E4*%28n%29%27`},
 		{"lower-case hex", unicode, `caf%c3%a9%2fna%c3%afve%3cb%3e%26%f0%9f%98%80`},
 		{"lower-case hex", symbols, `x7%23K0%212mQ%249vL~4%2a%28n%29%27`},
+		// A server quoting back the path or query an HTTP task's uri
+		// sent it with the value as it is: decoded.
+		{"Go URL.Path, Python unquote", escapes, `abOcd/x+y9%zz`},
+		{"Go URL.Query, Python unquote_plus", escapes, `abOcd/x y9%zz`},
+		{"a decoded query as Go's json.Marshal writes it", angled, `pw\u003cx\u003e-secret`},
 		// An error page quoting the rejected value back.
 		{"Go html.EscapeString", quoted, `pa&#34;ss&amp;w0rd-xyz`},
 		{"Go html.EscapeString", symbols, `x7#K0!2mQ$9vL~4*(n)&#39;`},
