@@ -131,6 +131,10 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		if in, deferred, err := d.evaluateInput(wt, eff, id); err == nil {
 			ev.Input, ev.Deferred = overInput(r.Input, r.Deferred, in, deferred)
 		}
+		if key := d.computedInput(wt, eff, id); key != "" {
+			ev.Input, ev.Deferred = r.Input, r.Deferred
+			ev.Status, ev.Reason = conductor.TaskFailedWithTerminalError, computedInputReason(typ, ref, key)
+		}
 	case o.input != nil:
 		ev.Input, ev.Deferred = o.input, o.deferred
 	default:
@@ -143,6 +147,10 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 			if reason := dataRefusal(wt, in, deferred); reason != "" {
 				return d.scheduleFailed(wt, o, id, ref, fmt.Sprintf("task %s, configured by the workflow's data: %s", ref, reason))
 			}
+		}
+		if key := d.computedInput(wt, eff, id); key != "" {
+			ev.Status, ev.Reason = conductor.TaskFailedWithTerminalError, computedInputReason(typ, ref, key)
+			break
 		}
 		maps.Copy(in, o.mergeInput)
 		ev.Input, ev.Deferred = in, deferred
@@ -188,16 +196,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 // evaluateInput evaluates a task's inputParameters over its definition's
 // inputTemplate.
 func (d *decision) evaluateInput(wt *conductor.WorkflowTask, eff conductor.EffectiveTaskDef, id string) (map[string]any, [][]any, error) {
-	tmpl := map[string]any{}
-	maps.Copy(tmpl, eff.InputTemplate)
-	maps.Copy(tmpl, wt.InputParameters)
-	if wt.TaskType() == conductor.TaskTypeEvent && wt.Sink != "" {
-		// As Conductor does: the sink joins the input, where its
-		// expressions are evaluated and every view shows where the
-		// event went.
-		tmpl["sink"] = wt.Sink
-	}
-	in, deferred, err := d.evaluate(tmpl, id)
+	in, deferred, err := d.evaluate(inputTemplate(wt, eff), id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -207,6 +206,21 @@ func (d *decision) evaluateInput(wt *conductor.WorkflowTask, eff conductor.Effec
 		}
 	}
 	return in, deferred, nil
+}
+
+// inputTemplate is what a task's input is evaluated from: its
+// inputParameters over its definition's inputTemplate.
+func inputTemplate(wt *conductor.WorkflowTask, eff conductor.EffectiveTaskDef) map[string]any {
+	tmpl := map[string]any{}
+	maps.Copy(tmpl, eff.InputTemplate)
+	maps.Copy(tmpl, wt.InputParameters)
+	if wt.TaskType() == conductor.TaskTypeEvent && wt.Sink != "" {
+		// As Conductor does: the sink joins the input, where its
+		// expressions are evaluated and every view shows where the
+		// event went.
+		tmpl["sink"] = wt.Sink
+	}
+	return tmpl
 }
 
 // templateReads reports what the keys a registered definition's

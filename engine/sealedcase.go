@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -240,4 +241,61 @@ func sealedReason(field string, r sealedRead) string {
 		what = "is computed by a function or a filter from sealed data or a secret"
 	}
 	return fmt.Sprintf("%s %s, which the engine does not read: give it as plain data", field, what)
+}
+
+// computedInput names the first key, in key order, of a task's input
+// template (inputTemplate) whose value is computed by a function or a filter from
+// sealed data or a secret, or "". Nothing computes such a value again
+// with the data opened: the decision that seals the data computes it from
+// the value (and would store the result in plain text), a later one from
+// "***" (concat() gives "", a filter keeps nothing), so that the task
+// would be handed what timing chose. A SWITCH's or DECISION's case value
+// is left to prepare, which says so in a case's own words.
+func (d *decision) computedInput(wt *conductor.WorkflowTask, eff conductor.EffectiveTaskDef, taskID string) string {
+	if !callsFunction(wt.InputParameters) && !callsFunction(eff.InputTemplate) {
+		return "" // as most tasks: nothing computed
+	}
+	tmpl := inputTemplate(wt, eff)
+	skip := ""
+	if t := wt.TaskType(); (t == conductor.TaskTypeSwitch || t == conductor.TaskTypeDecision) && !scriptCase(t, wt) {
+		skip = wt.CaseValueParam
+		if t == conductor.TaskTypeSwitch && wt.Expression != "" {
+			skip = wt.Expression
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(tmpl)) {
+		if k == skip || !callsFunction(tmpl[k]) {
+			continue
+		}
+		r := &sealedReads{workflowDoc: &workflowDoc{w: d.w, taskID: taskID, d: d}, d: d}
+		if _, _, err := d.budget().Aside().EvaluateShared(tmpl[k], r); err == nil && r.computed {
+			return k
+		}
+	}
+	return ""
+}
+
+// callsFunction reports whether template v holds an expression that may
+// call a function or filter ("(" in it): only those compute a value.
+func callsFunction(v any) bool {
+	switch v := v.(type) {
+	case string:
+		i := strings.Index(v, "${")
+		return i >= 0 && strings.Contains(v[i:], "(")
+	case map[string]any:
+		for _, x := range v {
+			if callsFunction(x) {
+				return true
+			}
+		}
+	case []any:
+		return slices.ContainsFunc(v, callsFunction)
+	}
+	return false
+}
+
+func computedInputReason(typ, ref, key string) string {
+	return fmt.Sprintf("%s %s: input %s is computed by a function or a filter from sealed data or a secret, which the engine "+
+		"does not compute (it holds the data sealed): compute it where the values are handed over (in the task itself, an INLINE task's script)",
+		typ, ref, key)
 }

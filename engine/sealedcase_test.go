@@ -230,3 +230,63 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		})
 	}
 }
+
+// Any task's input computed by a function (concat(), sum(), ...) or a
+// filter's comparison from sealed data fails the task naming the key, in
+// the decision that seals the data (which computed it from the value, and
+// stored the result in plain text) as in a later one (from "***": concat()
+// gave "", a filter kept nothing). References to sealed data, and
+// functions that count or pick (length(), first()), are handed off as
+// before.
+func TestTaskInputComputedFromSealedDataFails(t *testing.T) {
+	sealedAs := func(key string) *masking.Sealed {
+		return &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/wf-1/task/x/output._secrets." + key, Ciphertext: []byte{1}}
+	}
+	for _, tc := range []struct {
+		name, param, key string // key: the one the reason names, "" when the task runs
+		later            bool
+	}{
+		{"concat, same decision", `"${src.output._secrets.list.concat()}"`, "p", false},
+		{"concat, later decision", `"${src.output._secrets.list.concat()}"`, "p", true},
+		{"filter, same decision", `"${src.output.users[?(@.id == $.src.output._secrets.id)].name.first()}"`, "p", false},
+		{"filter, later decision", `"${src.output.users[?(@.id == $.src.output._secrets.id)].name.first()}"`, "p", true},
+		{"nested, later decision", `{"body":{"all":"${src.output._secrets.list.concat()}"}}`, "p", true},
+		{"length", `"${src.output._secrets.list.length()}"`, "", true},
+		{"first", `"${src.output._secrets.list.first()}"`, "", true},
+		{"reference", `"${src.output._secrets.id}"`, "", true},
+		{"in text", `"id-${src.output._secrets.id}"`, "", true},
+		{"filter on plain data", `"${src.output.users[?(@.id == 'u-1')].name.first()}"`, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tasks := `{"name":"src","taskReferenceName":"src"},`
+			if tc.later {
+				tasks += `{"name":"hold","taskReferenceName":"hold","type":"WAIT"},`
+			}
+			tasks += `{"name":"w","taskReferenceName":"w","inputParameters":{"a":"plain","p":` + tc.param + `}}`
+			h := newHarness(t, `{"name":"wf","tasks":[`+tasks+`]}`, nil)
+			secrets := map[string]any{"id": "u-1-secret", "list": []any{"part-one", "part-two"}}
+			if tc.later {
+				secrets = map[string]any{"id": sealedAs("id"), "list": []any{sealedAs("list[0]"), sealedAs("list[1]")}}
+			}
+			h.complete("src", map[string]any{"_secrets": secrets,
+				"users": []any{map[string]any{"id": "u-1-secret", "name": "ann"}, map[string]any{"id": "u-1", "name": "bob"}}})
+			if tc.later {
+				h.complete("hold", nil)
+			}
+			if tc.key == "" {
+				h.wantTask("w", conductor.TaskScheduled)
+				return
+			}
+			task := h.wantTask("w", conductor.TaskFailedWithTerminalError)
+			if !strings.Contains(task.Reason, "input "+tc.key+" is computed by a function or a filter from sealed data") {
+				t.Errorf("reason %q does not name input %s", task.Reason, tc.key)
+			}
+			for _, v := range []string{"part-onepart-two", "ann"} {
+				if strings.Contains(fmt.Sprint(task.Input), v) {
+					t.Errorf("the failed task's input %v holds %q", task.Input, v)
+				}
+			}
+			h.wantStatus(conductor.WorkflowFailed)
+		})
+	}
+}
