@@ -445,7 +445,10 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 	case conductor.TaskTypeForkJoin, conductor.TaskTypeNoop:
 		ev.Status = conductor.TaskCompleted
 	case conductor.TaskTypeTerminate:
-		if reason := d.readsSealed(ev, wt.InputParameters, "terminationStatus"); reason != "" {
+		// The reason is the workflow's and its failure workflow's: the
+		// value in the decision that seals it, "***" or a reference's
+		// text in a later one.
+		if reason := d.readsSealed(ev, wt.InputParameters, "terminationStatus", "terminationReason"); reason != "" {
 			fail("TERMINATE %s: %s", ev.Ref, reason)
 			return
 		}

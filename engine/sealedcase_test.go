@@ -158,8 +158,8 @@ func TestSealedSwitchOnFunctionResult(t *testing.T) {
 	}
 }
 
-// A WAIT's duration or until, a TERMINATE's terminationStatus and a
-// SUB_WORKFLOW's name, which the decider reads itself, taken from sealed
+// A WAIT's duration or until, a TERMINATE's terminationStatus and
+// terminationReason and a SUB_WORKFLOW's name, which the decider reads itself, taken from sealed
 // data (whole, in text, computed from it) or a secret fail the task with
 // a reason naming the field, not the value, in the decision that seals
 // the data as in a later one; plain values run.
@@ -172,6 +172,9 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 	}
 	terminate := func(param string) string {
 		return `{"name":"term","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"` + param + `"}}`
+	}
+	reason := func(param string) string {
+		return `{"name":"term","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED","terminationReason":"` + param + `"}}`
 	}
 	sub := func(param string) string {
 		return `{"name":"child","taskReferenceName":"t","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"` + param + `","version":1}}`
@@ -195,6 +198,16 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		{"TERMINATE status, later decision", terminate("${src.output._secrets.v}"), "terminationStatus", true, true, ""},
 		{"TERMINATE status, computed", terminate("${src.output._secrets.list.concat()}"), "terminationStatus", false, true, ""},
 		{"TERMINATE status, plain", terminate("${src.output.status}"), "terminationStatus", false, false, conductor.TaskCompleted},
+		// The reason would be the workflow's (and its failure
+		// workflow's): the value, then "***" or a reference's text.
+		{"TERMINATE reason, same decision", reason("${src.output._secrets.v}"), "terminationReason", false, true, ""},
+		{"TERMINATE reason, later decision", reason("${src.output._secrets.v}"), "terminationReason", true, true, ""},
+		{"TERMINATE reason in text, same decision", reason("declined: ${src.output._secrets.v}"), "terminationReason", false, true, ""},
+		{"TERMINATE reason in text, later decision", reason("declined: ${src.output._secrets.v}"), "terminationReason", true, true, ""},
+		{"TERMINATE reason, a secret", reason("${workflow.secrets.why}"), "terminationReason", false, true, ""},
+		{"TERMINATE reason, computed", reason("${src.output._secrets.list.concat()}"), "terminationReason", true, true, ""},
+		{"TERMINATE reason, plain", reason("${src.output.status}"), "terminationReason", false, false, conductor.TaskCompleted},
+		{"TERMINATE reason, counted", reason("${src.output._secrets.list.length()} left"), "terminationReason", true, false, conductor.TaskCompleted},
 		{"SUB_WORKFLOW name, same decision", sub("${src.output._secrets.v}"), "subWorkflowParam.name", false, true, ""},
 		{"SUB_WORKFLOW name, later decision", sub("${src.output._secrets.v}"), "subWorkflowParam.name", true, true, ""},
 		{"SUB_WORKFLOW name, plain", sub("${src.output.status}"), "subWorkflowParam.name", false, false, conductor.TaskInProgress},
