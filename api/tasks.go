@@ -309,11 +309,12 @@ func checkResultStatus(status string) error {
 // makes that before the update answers (see waitRelated). A result for a
 // task or workflow that already finished changes nothing and succeeds
 // (Conductor ignores late updates).
-func (s *Server) report(r *http.Request, res conductor.TaskResult, by string, byWorker bool) (executor.Outcome, error) {
+func (s *Server) report(r *http.Request, trig engine.Result, byWorker bool) (executor.Outcome, error) {
+	res, by := trig.Result, trig.By
 	// Following costs a worker's result nothing unless its decision
 	// reaches another workflow (executor.Related counts only those
 	// effects), and whether it did is known only afterwards.
-	out, err := s.deps.Engine.Submit(r.Context(), res.WorkflowInstanceID, engine.Result{Result: res, By: by},
+	out, err := s.deps.Engine.Submit(r.Context(), res.WorkflowInstanceID, trig,
 		executor.Meta{Principal: principal(r), FollowRelated: true})
 	if err != nil {
 		return out, err
@@ -363,7 +364,7 @@ func (s *Server) waitRelatedBriefly(ctx context.Context, rel *executor.Related) 
 func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) {
 	res, by, err := s.decodeResult(w, r)
 	if err == nil {
-		_, err = s.report(r, res, by, true)
+		_, err = s.report(r, engine.Result{Result: res, By: by}, true)
 	}
 	if err != nil && !s.lateForRemoved(r, res, err) {
 		s.writeError(w, r, err)
@@ -412,7 +413,7 @@ func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
 	res, by, err := s.decodeResult(w, r)
 	var out executor.Outcome
 	if err == nil {
-		out, err = s.report(r, res, by, true)
+		out, err = s.report(r, engine.Result{Result: res, By: by}, true)
 	}
 	if err != nil && s.lateForRemoved(r, res, err) {
 		writeNoContent(w) // no next task from a removed workflow's queue position
@@ -446,9 +447,9 @@ func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
 
 // updateTaskByRef completes (or fails, or updates) the latest instance of
 // a task by its reference name, whatever its state: a SCHEDULED task no
-// worker polled, a WAIT task, an IN_PROGRESS one. The body is the output,
-// stored as given. It answers the task id as text, or with sync the
-// workflow.
+// worker polled, a WAIT task, an IN_PROGRESS one. The body is output, as
+// given, set over the task's (Conductor's and Orkes's merge it). It
+// answers the task id as text, or with sync the workflow.
 func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		wfID, ref, status := r.PathValue("workflowId"), r.PathValue("taskRefName"), r.PathValue("status")
@@ -472,8 +473,8 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 		}
 		var out executor.Outcome
 		if err == nil {
-			out, err = s.report(r, conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
-				OutputData: output, WorkerID: workerID}, by, false)
+			out, err = s.report(r, engine.Result{Result: conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
+				OutputData: output, WorkerID: workerID}, By: by, MergeOutput: true}, false)
 		}
 		if err != nil {
 			s.writeError(w, r, err)

@@ -37,7 +37,7 @@ func (s *Server) signal(sync bool) http.HandlerFunc {
 		}
 		if err == nil {
 			var out executor.Outcome
-			out, err = s.report(r, conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: block.ID, Status: status, OutputData: output}, by, false)
+			out, err = s.report(r, engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: block.ID, Status: status, OutputData: output}, By: by}, false)
 			if reply, _ := out.Reply.(engine.ResultReply); err == nil && reply.Ignored {
 				// Another signal (or update) ended the task since it was
 				// looked up: this one changed nothing, and must not say
@@ -120,7 +120,7 @@ func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
 		err = s.submit(r, id, engine.SetVariables{Variables: upd.Variables, By: principal(r)})
 	}
 	if err == nil && upd.TaskResult != nil {
-		_, err = s.report(r, res, by, false)
+		_, err = s.report(r, engine.Result{Result: res, By: by}, false)
 	}
 	if err == nil && upd.TaskResult == nil && len(upd.Variables) == 0 {
 		_, err = s.execution(r, id, auth.Execute)

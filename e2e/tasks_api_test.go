@@ -312,7 +312,7 @@ func TestTaskUpdateWhilePaused(t *testing.T) {
 }
 
 // Updating by reference name works for a SCHEDULED task nobody polled and
-// for a WAIT task; the body is stored as the output as given.
+// for a WAIT task; the body is output as given, set over the task's.
 func TestUpdateTaskByRefName(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -352,7 +352,8 @@ func TestUpdateTaskByRefName(t *testing.T) {
 	if waitTask.Status != conductor.TaskInProgress || !reflect.DeepEqual(waitTask.OutputData, map[string]any{"greet": "hi"}) {
 		t.Fatalf("WAIT after IN_PROGRESS update: %s %v", waitTask.Status, waitTask.OutputData)
 	}
-	// ... and /sync completes it, answering the workflow.
+	// ... and /sync completes it, answering the workflow: its output is
+	// set over the task's, as Conductor merges it.
 	rp = e.call("POST", "/api/tasks/"+id+"/w/COMPLETED/sync?workerid=operator", map[string]any{"answer": 42}, "")
 	e.expect(rp, http.StatusOK, "application/json")
 	var got conductor.Workflow
@@ -363,7 +364,7 @@ func TestUpdateTaskByRefName(t *testing.T) {
 		t.Fatalf("sync answered %s %s with %d tasks", got.WorkflowID, got.Status, len(got.Tasks))
 	}
 	wf = e.waitStatus(id, conductor.WorkflowCompleted)
-	want := map[string]any{"m": map[string]any{"outputData": map[string]any{"k": float64(1)}}, "w": map[string]any{"answer": float64(42)}}
+	want := map[string]any{"m": map[string]any{"outputData": map[string]any{"k": float64(1)}}, "w": map[string]any{"greet": "hi", "answer": float64(42)}}
 	if !reflect.DeepEqual(wf.Output, want) {
 		t.Fatalf("output %v, want %v", wf.Output, want)
 	}

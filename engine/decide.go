@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -526,8 +527,8 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 		return d.loopResult(t, r, by)
 	}
 	d.reply = ResultReply{}
-	up := &schemas.TaskUpdated{TaskID: t.ID, Status: r.Status, Output: r.OutputData, Reason: r.ReasonForIncompletion,
-		WorkerID: r.WorkerID, CallbackAfterSeconds: r.CallbackAfterSeconds, Time: d.now}
+	up := &schemas.TaskUpdated{TaskID: t.ID, Status: r.Status, Output: r.OutputData, MergeOutput: trig.MergeOutput,
+		Reason: r.ReasonForIncompletion, WorkerID: r.WorkerID, CallbackAfterSeconds: r.CallbackAfterSeconds, Time: d.now}
 	switch r.Status {
 	case conductor.TaskInProgress:
 		switch {
@@ -576,7 +577,11 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 			}
 		}
 		d.emit(up)
-		d.cache(t, r.OutputData)
+		cached := r.OutputData
+		if trig.MergeOutput {
+			cached = maps.Clone(d.w.task(t.ID).Output)
+		}
+		d.cache(t, cached)
 		if t.Type == conductor.TaskTypeSetVariable && len(r.OutputData) > 0 {
 			// A SET_VARIABLE whose values were resolved at hand-off.
 			d.emit(&schemas.VariablesUpdated{Variables: r.OutputData, Time: d.now})

@@ -1555,3 +1555,55 @@ func TestSubWorkflowDomainRefusalIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// An update by reference name (MergeOutput) sets its output over the
+// task's, as Conductor's does; a worker's result replaces it.
+func TestResultMergesOutputByReferenceName(t *testing.T) {
+	type update struct {
+		status string
+		output map[string]any
+		merge  bool
+	}
+	cases := []struct {
+		name    string
+		def     string
+		setup   func(*harness)
+		updates []update
+		want    map[string]any
+	}{
+		{"WAIT in progress then completed", `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"t","type":"WAIT"}]}`, nil,
+			[]update{{conductor.TaskInProgress, map[string]any{"greet": "hi"}, true}, {conductor.TaskCompleted, map[string]any{"answer": 42}, true}},
+			map[string]any{"greet": "hi", "answer": 42}},
+		{"a worker's progress then completed by reference name", `{"name":"w","tasks":[{"name":"job","taskReferenceName":"t"}]}`, func(h *harness) { h.take("t") },
+			[]update{{conductor.TaskInProgress, map[string]any{"a": 1, "b": 1}, false}, {conductor.TaskCompleted, map[string]any{"b": 2}, true}},
+			map[string]any{"a": 1, "b": 2}},
+		{"a worker's results replace", `{"name":"w","tasks":[{"name":"job","taskReferenceName":"t"}]}`, func(h *harness) { h.take("t") },
+			[]update{{conductor.TaskInProgress, map[string]any{"a": 1}, false}, {conductor.TaskCompleted, map[string]any{"b": 2}, false}},
+			map[string]any{"b": 2}},
+		{"failed by reference name", `{"name":"w","tasks":[{"name":"wait","taskReferenceName":"t","type":"WAIT"}]}`, nil,
+			[]update{{conductor.TaskInProgress, map[string]any{"a": 1}, true}, {conductor.TaskFailed, map[string]any{"why": "no"}, true}},
+			map[string]any{"a": 1, "why": "no"}},
+		{"HTTP with asyncComplete keeps its response", `{"name":"w","tasks":[{"name":"http_call","taskReferenceName":"t","type":"HTTP",
+		  "asyncComplete":true,"inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}]}`, func(h *harness) {
+			h.decide(engine.Take{TaskID: h.task("t").ID, WorkerID: "flowvault", System: true})
+			h.decide(engine.Result{Lease: 1, Result: conductor.TaskResult{TaskID: h.task("t").ID, Status: conductor.TaskInProgress,
+				WorkerID: "flowvault", OutputData: map[string]any{"response": "ok"}}})
+		}, []update{{conductor.TaskCompleted, map[string]any{"approved": true}, true}},
+			map[string]any{"response": "ok", "approved": true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, nil)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			for _, u := range tc.updates {
+				h.decide(engine.Result{Result: conductor.TaskResult{TaskID: h.task("t").ID, WorkflowInstanceID: h.w.ID,
+					Status: u.status, OutputData: u.output}, MergeOutput: u.merge})
+			}
+			if got := h.task("t").Output; !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("output %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -75,6 +75,12 @@ type Result struct {
 	// to be handed out again at once, a system task too. A loop's take is
 	// left to its lease.
 	HandBack bool
+	// MergeOutput sets the result's output over the task's, keeping its
+	// other keys, as Conductor's update by reference name does (it starts
+	// from the task's output): an operator's IN_PROGRESS then COMPLETED, or
+	// the completion of an HTTP task with asyncComplete, keeps what was
+	// there. A worker's result replaces the output, as in Conductor.
+	MergeOutput bool
 }
 
 // Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed
