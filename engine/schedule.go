@@ -211,9 +211,16 @@ func (d *decision) evaluateInput(wt *conductor.WorkflowTask, eff conductor.Effec
 // inputTemplate is what a task's input is evaluated from: its
 // inputParameters over its definition's inputTemplate.
 func inputTemplate(wt *conductor.WorkflowTask, eff conductor.EffectiveTaskDef) map[string]any {
-	tmpl := map[string]any{}
-	maps.Copy(tmpl, eff.InputTemplate)
+	tmpl := make(map[string]any, len(wt.InputParameters)+len(eff.InputTemplate))
 	maps.Copy(tmpl, wt.InputParameters)
+	for k, v := range eff.InputTemplate {
+		// Conductor merges the template with Java's putIfAbsent, which
+		// also fills a key given as null: SDKs that write every field
+		// send null for the ones not set.
+		if tmpl[k] == nil {
+			tmpl[k] = v
+		}
+	}
 	if wt.TaskType() == conductor.TaskTypeEvent && wt.Sink != "" {
 		// As Conductor does: the sink joins the input, where its
 		// expressions are evaluated and every view shows where the
@@ -224,16 +231,16 @@ func inputTemplate(wt *conductor.WorkflowTask, eff conductor.EffectiveTaskDef) m
 }
 
 // templateReads reports what the keys a registered definition's
-// inputTemplate gives a task (those its inputParameters leave out) read
+// inputTemplate gives a task (those its inputParameters leave out or give
+// as null) read
 // beyond the workflow's plain data: secrets or environment values
 // (references, resolved at hand-off as whoever the workflow runs as), or
 // its _secrets or _masked data (sealed).
 func templateReads(wt *conductor.WorkflowTask, tmpl, in map[string]any, deferred [][]any) (references, sealed bool) {
 	fromTemplate := func(key any) bool {
 		k, ok := key.(string)
-		_, given := wt.InputParameters[k]
 		_, templated := tmpl[k]
-		return ok && templated && !given
+		return ok && templated && wt.InputParameters[k] == nil
 	}
 	for k, v := range in {
 		if fromTemplate(k) && masking.HasSealed(v) {

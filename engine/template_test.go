@@ -14,11 +14,12 @@ import (
 // or environment values, its author joins those the workflow runs as (so
 // the reference resolves only if the author may read it too); it may not
 // read the workflow's _secrets or _masked data at all. What the task's
-// own inputParameters say stays the workflow's.
+// own inputParameters say stays the workflow's; a key they give as null
+// is the template's.
 func TestRegisteredTemplatesRunAsTheirAuthor(t *testing.T) {
 	const flow = `{"name":"f","tasks":[
 		{"name":"fetch","taskReferenceName":"fetch","inputParameters":{"_secrets":{"token":"${workflow.input.token}"}}},
-		{"name":"call","taskReferenceName":"call","inputParameters":{"given":"${workflow.secrets.mine}"}}]}`
+		{"name":"call","taskReferenceName":"call","inputParameters":{"given":"${workflow.secrets.mine}","unset":null}}]}`
 	for _, tc := range []struct {
 		name     string
 		template string
@@ -30,6 +31,9 @@ func TestRegisteredTemplatesRunAsTheirAuthor(t *testing.T) {
 		{name: "a secret embedded deep", template: `{"http_request":{"body":{"stolen":"x ${workflow.secrets.prod_api_key}"}}}`, joins: true},
 		{name: "an environment value", template: `{"region":"${workflow.env.region}"}`, joins: true},
 		{name: "a key the task gives itself", template: `{"given":"${workflow.secrets.prod_api_key}"}`},
+		{name: "a secret for a key the task gives as null", template: `{"unset":"${workflow.secrets.prod_api_key}"}`, joins: true},
+		{name: "another task's _secrets for a key the task gives as null", template: `{"unset":"${fetch.output._secrets.token}"}`,
+			fails: "may not read the workflow's _secrets"},
 		{name: "another task's _secrets", template: `{"t":"${fetch.output._secrets.token}"}`, fails: "may not read the workflow's _secrets"},
 		{name: "another task's _secrets embedded", template: `{"t":"Bearer ${fetch.output._secrets.token}"}`, fails: "may not read the workflow's _secrets"},
 	} {
@@ -51,6 +55,35 @@ func TestRegisteredTemplatesRunAsTheirAuthor(t *testing.T) {
 			}
 			if joined := slices.Contains(h.w.Principals(), "app:mallory"); joined != tc.joins {
 				t.Fatalf("the template's author among those the workflow runs as: %t, want %t (%v)", joined, tc.joins, h.w.Principals())
+			}
+		})
+	}
+}
+
+// A task definition's inputTemplate gives a task each key its
+// inputParameters leave out or give as null, evaluated, as Conductor's
+// getTaskInputV2 merges it (putIfAbsent, which fills a null too); a key
+// whose expression reads null takes the template's value as written,
+// as Conductor's does.
+func TestTaskInputTemplateFillsWhatTheTaskLacks(t *testing.T) {
+	const template = `{"name":"t","inputTemplate":{"region":"${workflow.input.region}","tier":"gold"}}`
+	for _, tc := range []struct {
+		name, params string
+		want         any
+	}{
+		{"absent", `{}`, "eu"},
+		{"null", `{"region":null}`, "eu"},
+		{"given", `{"region":"us"}`, "us"},
+		{"given empty", `{"region":""}`, ""},
+		{"given false", `{"region":false}`, false},
+		{"reads null", `{"region":"${workflow.input.missing}"}`, "${workflow.input.region}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, `{"name":"w","tasks":[{"name":"t","taskReferenceName":"t","inputParameters":`+tc.params+`}]}`,
+				map[string]any{"region": "eu"}, template)
+			in := h.wantTask("t", conductor.TaskScheduled).Input
+			if in["region"] != tc.want || in["tier"] != "gold" {
+				t.Fatalf("input %#v, want region %#v and tier gold", in, tc.want)
 			}
 		})
 	}
