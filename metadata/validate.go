@@ -201,6 +201,13 @@ func checkTaskDef(ve *fault.ValidationError, prefix string, def *conductor.TaskD
 	checkMinPtr(ve, at(prefix, "pollTimeoutSeconds"), def.PollTimeoutSeconds, 0)
 	checkMinPtr(ve, at(prefix, "backoffScaleFactor"), def.BackoffScaleFactor, 1)
 	checkMin(ve, at(prefix, "totalTimeoutSeconds"), def.TotalTimeoutSeconds, 0)
+	if def.TimeoutSeconds > 0 && def.TotalTimeoutSeconds > 0 && def.TimeoutSeconds > def.TotalTimeoutSeconds {
+		// Conductor's TaskTimeoutConstraint again: the attempts' budget
+		// would end before the first attempt could time out.
+		ve.Add(at(prefix, "timeoutSeconds"), "%d must be at most totalTimeoutSeconds (%d)", def.TimeoutSeconds, def.TotalTimeoutSeconds)
+	}
+	checkMin(ve, at(prefix, "maxRetryDelaySeconds"), def.MaxRetryDelaySeconds, 0)
+	checkMin(ve, at(prefix, "backoffJitterMs"), def.BackoffJitterMs, 0)
 	checkSchema(ve, at(prefix, "inputSchema"), def.InputSchema)
 	checkSchema(ve, at(prefix, "outputSchema"), def.OutputSchema)
 }

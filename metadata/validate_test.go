@@ -126,6 +126,9 @@ func TestTaskDefValidation(t *testing.T) {
 		{"negative pollTimeoutSeconds", `"pollTimeoutSeconds":-1`, "pollTimeoutSeconds"},
 		{"zero backoffScaleFactor", `"backoffScaleFactor":0`, "backoffScaleFactor"},
 		{"negative totalTimeoutSeconds", `"totalTimeoutSeconds":-1`, "totalTimeoutSeconds"},
+		{"timeoutSeconds past totalTimeoutSeconds", `"timeoutSeconds":1000,"totalTimeoutSeconds":900`, "timeoutSeconds"},
+		{"negative maxRetryDelaySeconds", `"maxRetryDelaySeconds":-1`, "maxRetryDelaySeconds"},
+		{"negative backoffJitterMs", `"backoffJitterMs":-1`, "backoffJitterMs"},
 		{"several", `"retryLogic":"NONE","retryCount":-3,"timeoutPolicy":"NEVER"`, "timeoutPolicy retryLogic retryCount"},
 		{"schema reading a file", `"inputSchema":{"name":"s","data":{"$ref":"file:///etc/hostname"}}`, "inputSchema"},
 	}
@@ -152,7 +155,11 @@ func TestTaskDefValidation(t *testing.T) {
 		`{"name":"v2","timeoutPolicy":"TIME_OUT_WF","retryLogic":"EXPONENTIAL_BACKOFF"}`,
 		`{"name":"v3","timeoutPolicy":"ALERT_ONLY","retryLogic":"LINEAR_BACKOFF","backoffScaleFactor":1}`,
 		`{"name":"v4","retryCount":0,"timeoutSeconds":0,"retryDelaySeconds":0,"responseTimeoutSeconds":1,"concurrentExecLimit":0,
-			"rateLimitPerFrequency":0,"rateLimitFrequencyInSeconds":0,"pollTimeoutSeconds":0,"totalTimeoutSeconds":0}`,
+			"rateLimitPerFrequency":0,"rateLimitFrequencyInSeconds":0,"pollTimeoutSeconds":0,"totalTimeoutSeconds":0,
+			"maxRetryDelaySeconds":0,"backoffJitterMs":0}`,
+		`{"name":"v6","timeoutSeconds":900,"totalTimeoutSeconds":900,"responseTimeoutSeconds":900}`,
+		`{"name":"v7","timeoutSeconds":1000,"totalTimeoutSeconds":0,"responseTimeoutSeconds":60}`,
+		`{"name":"v8","timeoutSeconds":0,"totalTimeoutSeconds":60}`,
 		`{"name":"v5","timeoutPolicy":"","retryLogic":"","retryCount":null,"responseTimeoutSeconds":null,"backoffScaleFactor":null}`,
 	}
 	defs := make([]*conductor.TaskDef, len(valid))
