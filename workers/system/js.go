@@ -425,6 +425,12 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 	// trampoline (below).
 	["toString", "toLocaleString", "valueOf", "__proto__"].forEach(function (k) { guard(Object.prototype, k); });
 	["then", "catch", "finally"].forEach(function (k) { guard(Promise.prototype, k); });
+	// goja's toLocaleString is toString, which reads a locale as a radix:
+	// (1234.5).toLocaleString('en-US') threw a RangeError. Scripts have no
+	// Intl, and ECMA-262 has an implementation without it ignore the
+	// locale and options, as goja's Date and String toLocale… methods do.
+	var numberToString = Number.prototype.toString;
+	replace(Number.prototype, "toLocaleString", function toLocaleString() { return apply(numberToString, this, []); });
 	guardAll(Number.prototype);
 	guard(Error.prototype, "toString");
 	guard(Date.prototype, "toJSON");

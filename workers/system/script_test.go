@@ -44,6 +44,11 @@ func TestInlineResults(t *testing.T) {
 		{"console is harmless", "console.log('x'); console.error('y'); 1", int64(1)},
 		{"no require", "typeof require + typeof process + typeof fetch + typeof ArrayBuffer + typeof Uint8Array", "undefinedundefinedundefinedundefinedundefined"},
 		{"statements", "var s = 0; for (var i = 0; i < 10; i++) { s += i } s", int64(45)},
+		// No Intl: a locale and options are ignored, as for dates and
+		// strings; goja read the locale as a radix and threw.
+		{"number toLocaleString with a locale", "(1234.5).toLocaleString('en-US') + ' ' + $.big.toLocaleString('de-DE', {maximumFractionDigits: 2})", "1234.5 1099511627776"},
+		{"number toLocaleString", "(-0.25).toLocaleString() + (7).toLocaleString(undefined)", "-0.257"},
+		{"number toLocaleString of a non-number", "try { Number.prototype.toLocaleString.call('1') } catch (e) { e.name }", "TypeError"},
 	}
 	for _, tt := range tests {
 		res := system.Inline{}.Execute(context.Background(), inlineTask(tt.expr, vars))
