@@ -42,7 +42,20 @@ func init() {
 // expressions that parse. The error is a *fault.ValidationError naming each offending field
 // by its JSON path.
 func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
-	v := &validator{refs: map[string]string{}, inLoop: map[string]bool{}, errs: &fault.ValidationError{}}
+	return ValidateWorkflowDefWith(def, nil)
+}
+
+// TaskTemplates returns the inputTemplate of the registered task
+// definition of a name, nil when there is none.
+type TaskTemplates func(name string) map[string]any
+
+// ValidateWorkflowDefWith is ValidateWorkflowDef reading the registered
+// task definitions' inputTemplate from templates (nil: none is read): a
+// task's input is its inputParameters over its definition's template, so
+// that, as in Conductor, a JSON_JQ_TRANSFORM's queryExpression (an INLINE's
+// expression, a LAMBDA's scriptExpression) may come from there.
+func ValidateWorkflowDefWith(def *conductor.WorkflowDef, templates TaskTemplates) error {
+	v := &validator{refs: map[string]string{}, inLoop: map[string]bool{}, errs: &fault.ValidationError{}, templates: templates}
 	// Registration checks names further (metadata); an inline definition
 	// is checked here alone. Names are joined with NUL into derived ids
 	// and index keys, where a control character would let two differ
@@ -64,9 +77,28 @@ func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
 }
 
 type validator struct {
-	refs   map[string]string // taskReferenceName → path where first defined
-	inLoop map[string]bool   // taskReferenceNames of the tasks of loops
-	errs   *fault.ValidationError
+	refs      map[string]string // taskReferenceName → path where first defined
+	inLoop    map[string]bool   // taskReferenceNames of the tasks of loops
+	errs      *fault.ValidationError
+	templates TaskTemplates
+}
+
+// inputText reports whether a task's input holds key as text that is not
+// blank: its inputParameters' value, or, where they give none (or null),
+// its task definition's inputTemplate's (the inline taskDefinition's, else
+// the registered one's), as the engine merges them.
+func (v *validator) inputText(t *conductor.WorkflowTask, key string) bool {
+	val := t.InputParameters[key]
+	if val == nil {
+		switch {
+		case t.TaskDefinition != nil:
+			val = t.TaskDefinition.InputTemplate[key]
+		case v.templates != nil:
+			val = v.templates(t.Name)[key]
+		}
+	}
+	s, ok := val.(string)
+	return ok && strings.TrimSpace(s) != ""
 }
 
 func join(base, sub string) string {
@@ -188,16 +220,16 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		})
 		v.list(p+".loopOver", t.LoopOver)
 	case conductor.TaskTypeInline:
-		if s, ok := t.InputParameters["expression"].(string); !ok || strings.TrimSpace(s) == "" {
-			v.errs.Add(p+".inputParameters.expression", "INLINE needs inputParameters.expression: the script to evaluate")
+		if !v.inputText(t, "expression") {
+			v.errs.Add(p+".inputParameters.expression", "INLINE needs inputParameters.expression (or its task definition's inputTemplate): the script to evaluate")
 		}
 	case conductor.TaskTypeLambda:
-		if s, ok := t.InputParameters["scriptExpression"].(string); (!ok || strings.TrimSpace(s) == "") && strings.TrimSpace(t.ScriptExpression) == "" {
-			v.errs.Add(p+".inputParameters.scriptExpression", "LAMBDA needs inputParameters.scriptExpression: the script to evaluate")
+		if !v.inputText(t, "scriptExpression") && strings.TrimSpace(t.ScriptExpression) == "" {
+			v.errs.Add(p+".inputParameters.scriptExpression", "LAMBDA needs inputParameters.scriptExpression (or its task definition's inputTemplate): the script to evaluate")
 		}
 	case conductor.TaskTypeJSONJQ:
-		if s, ok := t.InputParameters["queryExpression"].(string); !ok || strings.TrimSpace(s) == "" {
-			v.errs.Add(p+".inputParameters.queryExpression", "JSON_JQ_TRANSFORM needs inputParameters.queryExpression: the jq query")
+		if !v.inputText(t, "queryExpression") {
+			v.errs.Add(p+".inputParameters.queryExpression", "JSON_JQ_TRANSFORM needs inputParameters.queryExpression (or its task definition's inputTemplate): the jq query")
 		}
 	case conductor.TaskTypeDynamic:
 		if t.DynamicTaskNameParam == "" {

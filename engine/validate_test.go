@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 func TestValidateWorkflowDef(t *testing.T) {
@@ -86,5 +87,59 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "tasks[1].inputParameters.x") {
 		t.Fatalf("message %q lacks the path", err)
+	}
+}
+
+// A JSON_JQ_TRANSFORM's queryExpression, an INLINE's expression and a
+// LAMBDA's scriptExpression may come from the task definition's
+// inputTemplate, which the engine merges under the inputParameters, as
+// Conductor's registration reads it; such a definition was refused.
+func TestValidateScriptFromTaskTemplate(t *testing.T) {
+	registered := map[string]map[string]any{
+		"to_names": {"queryExpression": ".users | map(.name)"},
+		"sum":      {"evaluatorType": "graaljs", "expression": "$.a + $.b"},
+		"blank":    {"queryExpression": " "},
+	}
+	templates := func(name string) map[string]any { return registered[name] }
+	const jqPath = "tasks[0].inputParameters.queryExpression"
+	tests := []struct {
+		name, task string
+		path       string // the field the error must name ("" = valid)
+	}{
+		{"jq from a registered definition", `{"name":"to_names","taskReferenceName":"j","type":"JSON_JQ_TRANSFORM","inputParameters":{"users":"${workflow.input.users}"}}`, ""},
+		{"jq null over a registered definition", `{"name":"to_names","taskReferenceName":"j","type":"JSON_JQ_TRANSFORM","inputParameters":{"queryExpression":null}}`, ""},
+		{"jq from an inline definition", `{"name":"x","taskReferenceName":"j","type":"JSON_JQ_TRANSFORM","taskDefinition":{"name":"x","inputTemplate":{"queryExpression":"."}}}`, ""},
+		{"an inline definition stands for the registered one", `{"name":"to_names","taskReferenceName":"j","type":"JSON_JQ_TRANSFORM","taskDefinition":{"name":"to_names"}}`, jqPath},
+		{"blank in the template", `{"name":"blank","taskReferenceName":"j","type":"JSON_JQ_TRANSFORM"}`, jqPath},
+		{"blank over the template", `{"name":"to_names","taskReferenceName":"j","type":"JSON_JQ_TRANSFORM","inputParameters":{"queryExpression":""}}`, jqPath},
+		{"jq without a definition", `{"name":"none","taskReferenceName":"j","type":"JSON_JQ_TRANSFORM"}`, jqPath},
+		{"inline from a registered definition", `{"name":"sum","taskReferenceName":"i","type":"INLINE","inputParameters":{"a":1,"b":2}}`, ""},
+		{"inline without a definition", `{"name":"none","taskReferenceName":"i","type":"INLINE"}`, "tasks[0].inputParameters.expression"},
+		{"lambda from an inline definition", `{"name":"l","taskReferenceName":"l","type":"LAMBDA","taskDefinition":{"name":"l","inputTemplate":{"scriptExpression":"return 1"}}}`, ""},
+	}
+	for _, tt := range tests {
+		def := parseDef(t, `{"name":"v","tasks":[`+tt.task+`]}`)
+		err := engine.ValidateWorkflowDefWith(def, templates)
+		if tt.path == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tt.name, err)
+			}
+			continue
+		}
+		var ve *fault.ValidationError
+		if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Path != tt.path {
+			t.Errorf("%s: err = %v, want one naming %s", tt.name, err, tt.path)
+		}
+	}
+	// Without the registered definitions, only an inline one is read.
+	if err := engine.ValidateWorkflowDef(parseDef(t, `{"name":"v","tasks":[`+tests[0].task+`]}`)); err == nil {
+		t.Fatal("a query from a registered definition passed without the definitions")
+	}
+
+	// The template gives the task its query when it runs.
+	h := newHarness(t, `{"name":"v","tasks":[`+tests[0].task+`]}`, map[string]any{"users": []any{}},
+		`{"name":"to_names","inputTemplate":{"queryExpression":".users | map(.name)"}}`)
+	if got := h.wantTask("j", conductor.TaskScheduled).Input["queryExpression"]; got != ".users | map(.name)" {
+		t.Fatalf("queryExpression %v", got)
 	}
 }

@@ -234,7 +234,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err != nil {
 		return nil, err
 	}
-	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger, ValidateWorkflow: engine.ValidateWorkflowDef,
+	n.metadata = metadata.New(n.log, n.store, metaRunner, metadata.Options{Logger: logger,
+		ValidateWorkflow:     func(def *conductor.WorkflowDef) error { return engine.ValidateWorkflowDefWith(def, n.taskTemplate) },
 		ValidateEventHandler: events.Validate})
 	// Serve definitions only once the read model has caught up with the
 	// log (after a rebuild it starts from nothing).
@@ -444,6 +445,18 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.front.set(handler)
 	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), logkey.URL, n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
 	return n, nil
+}
+
+// taskTemplate is the inputTemplate of the registered task definition
+// name, which a definition's registration reads (engine.TaskTemplates).
+// One that cannot be read counts as none: the registration is refused if
+// it needed it.
+func (n *Node) taskTemplate(name string) map[string]any {
+	td, found, err := n.metadata.LookupTaskDef(context.Background(), name)
+	if err != nil || !found {
+		return nil
+	}
+	return td.InputTemplate
 }
 
 // serveHTTP serves the front handler on the node's listener until the

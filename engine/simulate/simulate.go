@@ -77,7 +77,7 @@ const WorkerID = "workflow-test"
 // unknown definition is fault.ErrNotFound, an invalid one or a malformed
 // mock fault.ErrInvalid.
 func Run(ctx context.Context, req conductor.WorkflowTestRequest, o Options) (*engine.Workflow, error) {
-	def, err := definition(ctx, o.Defs, req.StartWorkflowRequest)
+	def, err := definition(ctx, o, req.StartWorkflowRequest)
 	if err != nil {
 		return nil, err
 	}
@@ -89,12 +89,22 @@ func Run(ctx context.Context, req conductor.WorkflowTestRequest, o Options) (*en
 }
 
 // definition returns the inline definition or the registered one.
-func definition(ctx context.Context, defs Definitions, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+func definition(ctx context.Context, o Options, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	defs := o.Defs
 	if def := req.WorkflowDef; def != nil {
 		if def.Name == "" {
 			def.Name = req.Name
 		}
-		if err := engine.ValidateWorkflowDef(def); err != nil {
+		var templates engine.TaskTemplates
+		if o.TaskDef != nil {
+			templates = func(name string) map[string]any {
+				if td := o.TaskDef(name); td != nil {
+					return td.InputTemplate
+				}
+				return nil
+			}
+		}
+		if err := engine.ValidateWorkflowDefWith(def, templates); err != nil {
 			return nil, err
 		}
 		if len(def.Raw) == 0 {
@@ -280,7 +290,7 @@ func (s *sim) child(w *engine.Workflow, t *engine.Task) (*engine.Workflow, error
 			sreq.WorkflowDef = &def
 		}
 	}
-	def, err := definition(s.ctx, s.o.Defs, sreq)
+	def, err := definition(s.ctx, s.o, sreq)
 	if err != nil {
 		return nil, fmt.Errorf("sub workflow %s: %w", t.Ref, err)
 	}
