@@ -157,12 +157,14 @@ func (d *decision) decisionMasked() []string {
 func caseText(v any) (string, bool) { return conductor.SwitchCase(v), true }
 
 // scriptCase reports whether a SWITCH or DECISION of type typ takes its
-// case from a script (JavaScript), not from a value of its input.
+// case from a script (JavaScript), not from a value of its input. A
+// DECISION's caseExpression, when not blank, stands over its
+// caseValueParam, as in Conductor's DecisionTaskMapper.
 func scriptCase(typ string, wt *conductor.WorkflowTask) bool {
 	if typ == conductor.TaskTypeSwitch {
 		return wt.EvaluatorType == "javascript" || wt.EvaluatorType == "graaljs"
 	}
-	return wt.CaseValueParam == "" && wt.CaseExpression != ""
+	return conductor.DecisionScript(wt.CaseExpression)
 }
 
 // caseFromSecret reports whether a SWITCH or DECISION that a system worker

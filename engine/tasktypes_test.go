@@ -121,6 +121,15 @@ func TestScriptSwitch(t *testing.T) {
 	h = newHarness(t, bad, map[string]any{"n": int64(1)})
 	h.wantTask("route", conductor.TaskFailedWithTerminalError)
 	h.wantStatus(conductor.WorkflowFailed)
+
+	// A DECISION with a caseExpression takes its case from it, its
+	// caseValueParam notwithstanding, as Conductor's DecisionTaskMapper
+	// does; the value-param case ("8") went down the default case.
+	both := strings.Replace(def, `"caseExpression":`, `"caseValueParam":"n","caseExpression":`, 1)
+	h = newHarness(t, both, map[string]any{"n": int64(8)})
+	h.system("route", conductor.TaskCompleted, map[string]any{"evaluationResult": []any{"big"}, "selectedCase": "big"}, "")
+	h.complete("big", nil)
+	wantRunSystem(t, h.last, h.wantTask("dec", conductor.TaskScheduled))
 }
 
 // loopDef: a loop over two SIMPLE tasks, then a task reading the last

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // WorkflowDef is a workflow definition (the blueprint). Raw keeps the JSON it
@@ -376,6 +377,11 @@ func SwitchCase(v any) string {
 	}
 	return string(b)
 }
+
+// DecisionScript reports whether a DECISION with caseExpression takes its
+// case from that script: when it is not blank, whatever its
+// caseValueParam, as Conductor's DecisionTaskMapper reads them.
+func DecisionScript(caseExpression string) bool { return strings.TrimSpace(caseExpression) != "" }
 
 // AwaitsOutside reports a task type that is in progress from its start
 // until someone outside completes it: Conductor's HUMAN (a task update, a

@@ -217,6 +217,11 @@ func TestSwitchScript(t *testing.T) {
 			InputData: map[string]any{}}, "null"},
 		{"decision caseExpression", &conductor.Task{TaskType: "DECISION", WorkflowTask: cfg(`{"caseExpression":"$.n % 2 == 0 ? 'even' : 'odd'"}`),
 			InputData: map[string]any{"n": int64(3)}}, "odd"},
+		// As Conductor's DecisionTaskMapper: the expression first.
+		{"decision caseExpression and caseValueParam", &conductor.Task{TaskType: "DECISION", WorkflowTask: cfg(`{"caseValueParam":"n","caseExpression":"$.n % 2 == 0 ? 'even' : 'odd'"}`),
+			InputData: map[string]any{"n": int64(3)}}, "odd"},
+		{"decision caseValueParam", &conductor.Task{TaskType: "DECISION", WorkflowTask: cfg(`{"caseValueParam":"n","caseExpression":" "}`),
+			InputData: map[string]any{"n": int64(3)}}, "3"},
 		{"value-param", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
 			InputData: map[string]any{"c": "x"}}, "x"},
 	}

@@ -41,7 +41,7 @@ func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 	}
 	var c string
 	switch {
-	case t.TaskType == conductor.TaskTypeDecision && cfg.CaseValueParam == "" && cfg.CaseExpression != "":
+	case t.TaskType == conductor.TaskTypeDecision && conductor.DecisionScript(cfg.CaseExpression):
 		v, err := s.evaluate(ctx, cfg.CaseExpression, t.InputData)
 		if err != nil {
 			return scriptFailed(t, err)
