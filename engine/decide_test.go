@@ -104,6 +104,29 @@ func TestLateAndDuplicateResults(t *testing.T) {
 	wantErr(t, err, fault.ErrInvalid)
 }
 
+// A DECISION's output also holds Conductor's caseOutput, the case in a
+// list, which definitions written for Conductor read; a SWITCH's does not,
+// as Conductor's.
+func TestDecisionCaseOutput(t *testing.T) {
+	for _, typ := range []string{conductor.TaskTypeDecision, conductor.TaskTypeSwitch} {
+		h := newHarness(t, `{"name":"d","tasks":[
+		 {"name":"route","taskReferenceName":"route","type":"`+typ+`","caseValueParam":"c","expression":"c",
+		  "inputParameters":{"c":"${workflow.input.c}"},
+		  "decisionCases":{"a":[{"name":"x","taskReferenceName":"x"}]}},
+		 {"name":"after","taskReferenceName":"after","inputParameters":{"chose":"${route.output.caseOutput[0]}"}}]}`,
+			map[string]any{"c": "a"})
+		want := map[string]any{"evaluationResult": []any{"a"}, "selectedCase": "a"}
+		if typ == conductor.TaskTypeDecision {
+			want["caseOutput"] = []any{"a"}
+		}
+		wantOutput(t, h.wantTask("route", conductor.TaskCompleted), want)
+		h.complete("x", nil)
+		if got, want := h.wantTask("after", conductor.TaskScheduled).Input["chose"], want["caseOutput"]; (want == nil) != (got == nil) {
+			t.Fatalf("%s: after's input chose = %v", typ, got)
+		}
+	}
+}
+
 func TestSwitchValueParam(t *testing.T) {
 	def := `{"name":"sw","tasks":[
 	 {"name":"route","taskReferenceName":"route","type":"SWITCH","evaluatorType":"value-param","expression":"carrier",

@@ -435,7 +435,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		}
 		c := conductor.SwitchCase(ev.Input[param])
 		ev.Status = conductor.TaskCompleted
-		ev.Output = map[string]any{"evaluationResult": []any{c}, "selectedCase": c}
+		ev.Output = conductor.CaseOutput(ev.Type, c)
 		ev.Case, ev.CaseDefault = caseOf(wt, c)
 	case conductor.TaskTypeSetVariable:
 		if len(ev.Deferred) > 0 && runsInSystemWorker(conductor.TaskTypeSetVariable) {

@@ -193,7 +193,8 @@ func caseFromSecret(t *Task, wt *conductor.WorkflowTask) bool {
 func maskCaseOutput(out map[string]any) map[string]any {
 	_, sel := out["selectedCase"]
 	_, res := out["evaluationResult"]
-	if !sel && !res {
+	_, dec := out["caseOutput"]
+	if !sel && !res && !dec {
 		return out
 	}
 	c := copyMap(out)
@@ -202,6 +203,9 @@ func maskCaseOutput(out map[string]any) map[string]any {
 	}
 	if res {
 		c["evaluationResult"] = []any{masking.Mask}
+	}
+	if dec {
+		c["caseOutput"] = []any{masking.Mask}
 	}
 	return c
 }

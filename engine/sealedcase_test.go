@@ -62,8 +62,9 @@ func TestSealedSwitchDecidedAtHandOff(t *testing.T) {
 			h.wantTask("sw", conductor.TaskScheduled)
 			// Its system worker is handed the value opened, and reports
 			// its case.
-			h.system("sw", conductor.TaskCompleted, map[string]any{"evaluationResult": []any{"gold"}, "selectedCase": "gold"}, "")
-			wantOutput(t, h.wantTask("sw", conductor.TaskCompleted), map[string]any{"evaluationResult": []any{masking.Mask}, "selectedCase": masking.Mask})
+			typ := h.task("sw").Type
+			h.system("sw", conductor.TaskCompleted, conductor.CaseOutput(typ, "gold"), "")
+			wantOutput(t, h.wantTask("sw", conductor.TaskCompleted), conductor.CaseOutput(typ, masking.Mask))
 			h.wantTask("g", conductor.TaskScheduled)
 			for _, task := range h.w.Tasks {
 				if task.Ref == "m" || task.Ref == "o" {

@@ -378,6 +378,18 @@ func SwitchCase(v any) string {
 	return string(b)
 }
 
+// CaseOutput is the output of a SWITCH or DECISION that chose case c:
+// SWITCH's evaluationResult and selectedCase, and, for a DECISION, also
+// Conductor's DecisionTaskMapper's caseOutput, which definitions written
+// for it read (${decide.output.caseOutput[0]}).
+func CaseOutput(taskType, c string) map[string]any {
+	out := map[string]any{"evaluationResult": []any{c}, "selectedCase": c}
+	if taskType == TaskTypeDecision {
+		out["caseOutput"] = []any{c}
+	}
+	return out
+}
+
 // DecisionScript reports whether a DECISION with caseExpression takes its
 // case from that script: when it is not blank, whatever its
 // caseValueParam, as Conductor's DecisionTaskMapper reads them.

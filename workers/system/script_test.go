@@ -228,6 +228,9 @@ func TestSwitchScript(t *testing.T) {
 	for _, tt := range tests {
 		res := system.Switch{}.Execute(context.Background(), tt.task)
 		want := map[string]any{"evaluationResult": []any{tt.want}, "selectedCase": tt.want}
+		if tt.task.TaskType == conductor.TaskTypeDecision {
+			want["caseOutput"] = []any{tt.want} // Conductor's DecisionTaskMapper's
+		}
 		if res.Status != conductor.TaskCompleted || !reflect.DeepEqual(res.OutputData, want) {
 			t.Errorf("%s: %s %s %v", tt.name, res.Status, res.ReasonForIncompletion, res.OutputData)
 		}

@@ -15,7 +15,8 @@ import (
 // "javascript" or "graaljs" (expression) and of a DECISION with a
 // caseExpression: JavaScript over `$`, the task input. The case is the
 // result's text ("true", "3", "null", the string itself); the task
-// completes with {"evaluationResult":[case],"selectedCase":case}, and the
+// completes with {"evaluationResult":[case],"selectedCase":case} (a
+// DECISION also with Conductor's "caseOutput":[case]), and the
 // engine runs the branch. A value-param SWITCH, and a DECISION's
 // caseValueParam, reach it only when their case value is sealed data or a
 // secret, opened in the input it is handed; the engine decides the others
@@ -68,7 +69,7 @@ func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 		return scriptFailed(t, fmt.Errorf("evaluatorType %q is not supported", cfg.EvaluatorType))
 	}
 	return conductor.TaskResult{Status: conductor.TaskCompleted,
-		OutputData: map[string]any{"evaluationResult": []any{c}, "selectedCase": c}}
+		OutputData: conductor.CaseOutput(t.TaskType, c)}
 }
 
 func (s Switch) evaluate(ctx context.Context, src string, scope map[string]any) (any, error) {
