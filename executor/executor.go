@@ -833,7 +833,8 @@ func (e *Executor) prepareHandOff(ctx context.Context, w *engine.Workflow, take 
 }
 
 // protect lets the protector rewrite the decision's events and refolds the
-// state from the rewritten ones: the cache must hold what the log holds.
+// state from the rewritten ones (unless the protector folded them): the
+// cache must hold what the log holds.
 func (e *Executor) protect(ctx context.Context, w *engine.Workflow, dec engine.Decision) (engine.Decision, error) {
 	protected, err := e.protector.Protect(ctx, w, dec)
 	if err != nil {
@@ -842,6 +843,10 @@ func (e *Executor) protect(ctx context.Context, w *engine.Workflow, dec engine.D
 	events := protected.Events
 	dec.Effects = protected.Effects
 	if sameSlice(events, dec.Events) {
+		return dec, nil
+	}
+	if protected.State != nil && protected.State != dec.State {
+		dec.Events, dec.State = events, protected.State
 		return dec, nil
 	}
 	var state *engine.Workflow

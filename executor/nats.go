@@ -41,7 +41,11 @@ type HandOff interface {
 // events are the decision's, one for one and in order (each perhaps
 // rewritten), followed by any it adds. It returns the decision's events
 // slice itself, not a copy, when it changes none of them: the decision's
-// state then stands as it is.
+// state then stands as it is. When it changes them it may return, as
+// State, a state of its own that its events fold to from before (one it
+// folded to look into them): the executor keeps that one instead of
+// folding them again. The decision's State, returned as it is, says it
+// did not.
 type Protector interface {
 	Protect(ctx context.Context, before *engine.Workflow, dec engine.Decision) (engine.Decision, error)
 }

@@ -79,11 +79,14 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			out[i], changed = pev, changed || c
 		}
 	}
+	// after is the state out folds to, when this pass had to fold it:
+	// handed back, the executor does not fold the same events again.
+	var after *engine.Workflow
+	folded := 0
 	if len(p.sealed) > 0 {
 		// Look for the sealed values where the workflow stored them before
 		// anyone knew they were secret, this decision included (a start
 		// whose first task passes an input into _secrets).
-		var after *engine.Workflow
 		if before != nil {
 			after = before.Clone()
 		}
@@ -93,6 +96,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 				return engine.Decision{}, fmt.Errorf("protect: %w", err)
 			}
 		}
+		folded = len(out)
 		paths := findValues(after, p.sealed, false)
 		for _, path := range p.collapsed {
 			if !slices.Contains(after.MaskedPaths, path) && !slices.Contains(paths, path) {
@@ -111,6 +115,14 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 	case (before == nil || !before.SealsSecrets) && (p.sealedSecrets || startSealed):
 		out = append(out, &schemas.SecretsSealed{})
 	}
+	if after != nil {
+		var err error
+		for _, ev := range out[folded:] {
+			if after, err = engine.Apply(after, ev); err != nil {
+				return engine.Decision{}, fmt.Errorf("protect: %w", err)
+			}
+		}
+	}
 	effects, err := p.effects(dec.Effects)
 	if err != nil {
 		return engine.Decision{}, fmt.Errorf("protect effects: %w", err)
@@ -125,6 +137,9 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 	}
 	if changed || len(out) != len(events) {
 		dec.Events = out // else the executor keeps the decision's state
+		if after != nil {
+			dec.State = after
+		}
 	}
 	return dec, nil
 }

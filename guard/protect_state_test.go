@@ -1,0 +1,90 @@
+package guard
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// A decision that sealed has its events folded by Protect, to find where
+// the workflow stored the sealed values: that state is handed back, and
+// the executor keeps it instead of folding the same events again. It must
+// be what the recorded events fold to from the state before (the
+// executor's cache holds what the log holds), the events Protect adds
+// after folding (values_masked, secrets_sealed) included. A decision that
+// sealed nothing keeps the decision's own state, for the executor to fold.
+func TestProtectHandsBackTheStateItFolded(t *testing.T) {
+	ctx, keys := openKeys(t)
+	g := New(Config{Keys: keys})
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"w","version":1,"tasks":[
+ {"name":"a","taskReferenceName":"a","inputParameters":{"_secrets":{"token":"${workflow.input.token}"}}},
+ {"name":"b","taskReferenceName":"b","inputParameters":{"prev":"${a.output.v}"}},
+ {"name":"c","taskReferenceName":"c","inputParameters":{"prev":"${b.output.v}"}}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	result := func(ref string, out map[string]any) func(w *engine.Workflow) engine.Trigger {
+		return func(w *engine.Workflow) engine.Trigger {
+			return engine.Result{Result: conductor.TaskResult{WorkflowInstanceID: w.ID, TaskID: w.LatestByRef(ref).ID,
+				Status: conductor.TaskCompleted, OutputData: out}}
+		}
+	}
+	var w *engine.Workflow
+	for _, step := range []struct {
+		name    string
+		trigger func(w *engine.Workflow) engine.Trigger
+		folded  bool
+	}{
+		{"start copying an input into _secrets", func(*engine.Workflow) engine.Trigger {
+			return engine.Start{WorkflowID: "wf-state", Def: &def, CreatedBy: "user:t",
+				Request: conductor.StartWorkflowRequest{Name: "w", Input: map[string]any{"token": "input-token-5c1e9a"}}}
+		}, true},
+		// The session stored in plain text, which b's result seals below.
+		{"result echoing the input", result("a", map[string]any{"v": "session-77d2e0aa", "echo": "saw input-token-5c1e9a"}), false},
+		{"result under _secrets", result("b", map[string]any{"v": 1, "_secrets": map[string]any{"session": "session-77d2e0aa"}}), true},
+		{"plain result", result("c", map[string]any{"v": 2}), false},
+	} {
+		dec, err := engine.Decide(engine.Input{State: w, Trigger: step.trigger(w), Now: now})
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		decided := dec.State
+		if dec, err = g.Protect(ctx, w, dec); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if handed := dec.State != decided; handed != step.folded {
+			t.Fatalf("%s: state handed back %v, want %v", step.name, handed, step.folded)
+		}
+		var refolded *engine.Workflow
+		if w != nil {
+			refolded = w.Clone()
+		}
+		for _, ev := range dec.Events {
+			if refolded, err = engine.Apply(refolded, ev); err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+		}
+		if step.folded {
+			got, err := schemas.MarshalSorted(dec.State)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := schemas.MarshalSorted(refolded)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s: the state handed back is not what its %d events fold to", step.name, len(dec.Events))
+			}
+		}
+		w = refolded
+	}
+	if w.Status != conductor.WorkflowCompleted || !w.SealsSecrets || len(w.MaskedPaths) == 0 {
+		t.Fatalf("workflow %s, seals secrets %v, masked paths %v", w.Status, w.SealsSecrets, w.MaskedPaths)
+	}
+}
