@@ -428,13 +428,21 @@ func applyCompacted(w *Workflow) {
 	w.Output, _ = shred(w.Output)
 	w.Variables, _ = shred(w.Variables)
 	w.Resolved, _ = shredRefs(w.Resolved)
-	w.Input = shredKept(w, "input", w.Input)
-	w.Variables = shredKept(w, "variables", w.Variables)
+	// Most workflows mark nothing kept for shredding: no task's paths are
+	// made to look for it (two strings a task, a quarter of the fold).
+	kept := slices.ContainsFunc(w.MaskedPaths, func(p string) bool { return strings.HasPrefix(p, shredPrefix) })
+	if kept {
+		w.Input = shredKept(w, "input", w.Input)
+		w.Variables = shredKept(w, "variables", w.Variables)
+	}
 	for i, t := range w.Tasks {
 		in, inShredded := shred(t.Input)
 		out, outShredded := shred(t.Output)
 		refs, refsShredded := shredRefs(t.Resolved)
-		keptIn, keptOut := shredKept(w, "task/"+t.ID+"/input", in), shredKept(w, "task/"+t.ID+"/output", out)
+		keptIn, keptOut := in, out
+		if kept {
+			keptIn, keptOut = shredKept(w, "task/"+t.ID+"/input", in), shredKept(w, "task/"+t.ID+"/output", out)
+		}
 		if inShredded || outShredded || refsShredded || !SameMap(keptIn, in) || !SameMap(keptOut, out) {
 			c := *t
 			c.Input, c.Output, c.Resolved = keptIn, keptOut, refs

@@ -218,3 +218,31 @@ func TestNamesFromSealedData(t *testing.T) {
 		t.Fatalf("DYNAMIC scheduled %s, want send_mail", got.Name)
 	}
 }
+
+// BenchmarkApplyCompacted is the fold of a compaction record into the
+// state of one workflow of fvbench's secrets workload: three tasks, one
+// whose output holds a sealed session, one whose resolutions were sealed.
+// The executor and the executions read model each pay it once a workflow.
+//
+//	go test -run - -bench ApplyCompacted -benchmem ./engine
+func BenchmarkApplyCompacted(b *testing.B) {
+	h := newHarness(b, threeSimple, map[string]any{"i": 1})
+	sealed := func(p string) *masking.Sealed {
+		return &masking.Sealed{Kind: masking.KindSecrets, Purpose: p, Ciphertext: make([]byte, 48)}
+	}
+	h.complete("a_ref", map[string]any{"v": 1})
+	h.decide(engine.Take{TaskID: h.task("b_ref").ID, HandOff: &engine.HandOff{Resolved: []schemas.ResolvedRef{
+		{Kind: "secret", Name: "bench_user", Version: 1, Sealed: []byte("sealed-user")},
+		{Kind: "secret", Name: "bench_password", Version: 1, Sealed: []byte("sealed-password")}}}})
+	h.complete("b_ref", map[string]any{"v": 1, "_secrets": map[string]any{"session": sealed("session")}})
+	h.complete("c_ref", map[string]any{"v": 1})
+	if h.w.Status != conductor.WorkflowCompleted {
+		b.Fatalf("workflow %s", h.w.Status)
+	}
+	for b.Loop() {
+		w, err := engine.Apply(h.w.Clone(), &schemas.WorkflowCompacted{Time: 1})
+		if err != nil || !w.Compacted {
+			b.Fatal(w.Compacted, err)
+		}
+	}
+}
