@@ -321,6 +321,13 @@ func TestAwaitingCompaction(t *testing.T) {
 	if ended, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, 10); err != nil || len(ended) != 1 || ended[0].WorkflowID != later {
 		t.Fatalf("awaiting compaction after compacting %s: %+v, %v; want only %s", legacy, ended, err, later)
 	}
+	// The compaction changes nothing its summary holds, which stays as the
+	// end wrote it, found by the indexes as before.
+	for _, q := range []string{"workflowId = " + legacy, "status = COMPLETED AND workflowId = " + legacy} {
+		if got := f.search(q); !equal(got, []string{legacy}) {
+			t.Errorf("%q after the compaction = %v", q, got)
+		}
+	}
 }
 
 // A data dir written before the time-ordered compaction list keeps its

@@ -9,6 +9,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -74,4 +75,42 @@ func sequentialRecords(b *testing.B, def *conductor.WorkflowDef, n int, seq *uin
 		b.Fatalf("workflow %s after %d records", r.w.Status, len(r.recs))
 	}
 	return r.recs
+}
+
+// BenchmarkFoldCompaction folds the compaction record of a workflow of
+// fvbench's secrets workload (three tasks, the second's output holding a
+// sealed session) into the read model, which holds the workflow from its
+// earlier records, as it does for the compaction delay: what the read
+// model pays for a workflow's compaction (go test -run - -bench
+// FoldCompaction -benchmem ./projections/executions).
+func BenchmarkFoldCompaction(b *testing.B) {
+	store := testutil.OpenStore(b)
+	proj := executions.NewProjection()
+	def := parseDef(b, `{"name":"bench_secrets","version":1,"tasks":[
+	 {"name":"bench_a","taskReferenceName":"a","inputParameters":{"i":"${workflow.input.i}"}},
+	 {"name":"bench_b","taskReferenceName":"b","inputParameters":{"prev":"${a.output.v}"}},
+	 {"name":"bench_c","taskReferenceName":"c","inputParameters":{"prev":"${b.output.v}"}}]}`)
+	var seq uint64
+	for b.Loop() {
+		b.StopTimer()
+		r := newRecorder(b, &seq)
+		r.decide(engine.Start{WorkflowID: r.id, Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"i": 1}}})
+		for _, ref := range []string{"a", "b", "c"} {
+			task := r.w.LatestByRef(ref)
+			r.decide(engine.Take{TaskID: task.ID, WorkerID: "w", TaskType: task.Name})
+			out := map[string]any{"v": 1}
+			if ref == "b" {
+				out["_secrets"] = map[string]any{"session": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/" + r.id + "/session", Ciphertext: make([]byte, 60)}}
+			}
+			r.decide(engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: r.id, Status: conductor.TaskCompleted, OutputData: out}})
+		}
+		applyAll(b, store, proj, r.recs)
+		r.recs = r.recs[:0]
+		r.decide(engine.Compact{})
+		if len(r.recs) != 1 || !r.w.Compacted {
+			b.Fatalf("compaction recorded %d records", len(r.recs))
+		}
+		b.StartTimer()
+		applyAll(b, store, proj, r.recs)
+	}
 }

@@ -117,11 +117,9 @@ func workerLoopRecords(tb testing.TB, n int, seq *uint64) []eventlog.Record {
 	return r.recs
 }
 
-// fold applies recs to a fresh read model and returns its contents.
-func fold(tb testing.TB, recs []eventlog.Record) []byte {
+// applyAll applies recs to proj in one batch of store.
+func applyAll(tb testing.TB, store *projections.Store, proj *executions.Projection, recs []eventlog.Record) {
 	tb.Helper()
-	store := testutil.OpenStore(tb)
-	proj := executions.NewProjection()
 	err := store.Update(executions.Name, func(b *projections.Batch) error {
 		for _, rec := range recs {
 			if err := proj.Apply(b, rec); err != nil {
@@ -133,6 +131,13 @@ func fold(tb testing.TB, recs []eventlog.Record) []byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// fold applies recs to a fresh read model and returns its contents.
+func fold(tb testing.TB, recs []eventlog.Record) []byte {
+	tb.Helper()
+	store := testutil.OpenStore(tb)
+	applyAll(tb, store, executions.NewProjection(), recs)
 	var dump bytes.Buffer
 	if err := store.Dump(&dump); err != nil {
 		tb.Fatal(err)

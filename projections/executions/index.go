@@ -193,19 +193,23 @@ func entryOf(t *engine.Task) taskEntry { return taskEntry{t.Status, t.ScheduledT
 
 // storeIndexes updates the summary and the search indexes.
 func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.Workflow, prev before, match taskMatch) (err error) {
-	s := summaryOf(w)
-	if p.scratch, err = schemas.AppendSorted(p.scratch[:0], &s); err != nil {
-		return err
-	}
-	if err := b.Set([]byte(prefixSummary+token), p.scratch); err != nil {
-		return err
-	}
-	var old [][]byte
-	if prev.exists {
-		old = prev.summary.indexKeys()
-	}
-	if err := replaceKeys(b, old, s.indexKeys(), nil); err != nil {
-		return err
+	// A record that changes no field of the summary (a compaction, which
+	// every secrets workflow gets) leaves it and its index entries as the
+	// record before wrote them.
+	if s := summaryOf(w); !prev.exists || s != prev.summary {
+		if p.scratch, err = schemas.AppendSorted(p.scratch[:0], &s); err != nil {
+			return err
+		}
+		if err := b.Set([]byte(prefixSummary+token), p.scratch); err != nil {
+			return err
+		}
+		var old [][]byte
+		if prev.exists {
+			old = prev.summary.indexKeys()
+		}
+		if err := replaceKeys(b, old, s.indexKeys(), nil); err != nil {
+			return err
+		}
 	}
 	for i, t := range w.Tasks {
 		was := match.was(i, t)
