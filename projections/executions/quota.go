@@ -35,8 +35,12 @@ func countRunning(b *projections.Batch, prev before, w *engine.Workflow) error {
 	return nil
 }
 
-// addRunning adds delta to principal's count; a count of none is no key,
-// so that a principal who has nothing running leaves no trace.
+// addRunning adds delta to principal's count. A count of none stays a
+// key holding 0: deleted, it made each later read of the key (the next
+// start of a principal who runs one workflow at a time) step over every
+// version of it in the memtable, Pebble's iterator skipping a deleted
+// key's older versions one by one; a read of a key whose newest version
+// is set stops there.
 func addRunning(b *projections.Batch, principal string, delta int64) error {
 	key := runningByKey(principal)
 	var n uint64
@@ -56,9 +60,6 @@ func addRunning(b *projections.Batch, principal string, delta int64) error {
 		n = 0
 	} else {
 		n = uint64(int64(n) + delta)
-	}
-	if n == 0 {
-		return b.Delete(key)
 	}
 	return b.Set(key, binary.BigEndian.AppendUint64(nil, n))
 }
