@@ -168,6 +168,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		w.Unsealed = false
 	}
 	w.followSweep(ev)
+	w.followJoins(ev)
 	return w, nil
 }
 

@@ -224,6 +224,9 @@ func decide(in Input) (Decision, error) {
 		if x := d.w.refs; x != nil && x.owner == d.w && in.State.refs == x {
 			x.owner = in.State
 		}
+		if x := d.w.joins; x != nil && x.owner == d.w && in.State.joins == x {
+			x.owner = in.State
+		}
 	}
 	return Decision{Events: d.events, Effects: d.effects, State: state, Reply: d.reply}, nil
 }

@@ -177,3 +177,34 @@ func decideOn(b *testing.B, w *engine.Workflow, trig engine.Trigger) *engine.Wor
 	}
 	return d.State
 }
+
+// BenchmarkForkBranchEnds runs a whole FORK_JOIN_DYNAMIC of n SIMPLE
+// branches, each taken and completed in turn, through the decider as the
+// executor does (each decision on the state the one before left), and
+// reports the cost per branch: the JOIN is looked at on each of the 2n
+// decisions, and should cost each of them O(1) until the last.
+//
+//	go test -run - -bench ForkBranchEnds ./engine
+func BenchmarkForkBranchEnds(b *testing.B) {
+	for _, n := range []int{500, 5000} {
+		def, tasks := parseDef(b, benchForkDef), dynamicForkTasks(n)
+		b.Run(fmt.Sprintf("dynamicFork=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				w := decideOn(b, nil, engine.Start{WorkflowID: "wf-1", Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"tasks": tasks}}})
+				ids := map[string]string{}
+				for _, t := range w.Tasks {
+					ids[t.Ref] = t.ID
+				}
+				for i := range n {
+					id := ids[fmt.Sprintf("d%d", i)]
+					w = decideOn(b, w, engine.Take{TaskID: id, WorkerID: "w1"})
+					w = decideOn(b, w, engine.Result{Result: conductor.TaskResult{TaskID: id, WorkflowInstanceID: w.ID, Status: conductor.TaskCompleted}})
+				}
+				if w.Status != conductor.WorkflowCompleted {
+					b.Fatalf("workflow %s after the last branch", w.Status)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/branch")
+		})
+	}
+}

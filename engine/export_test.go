@@ -7,16 +7,20 @@ import "fmt"
 func IndexAlways() { scanBelow = 0 }
 
 // Forgetful returns a copy of w that has forgotten what earlier decisions
-// knew of its tasks (see sweep and refIndex): its next decision looks at
+// knew of its tasks (see sweep, refIndex and joinTally): its next decision looks at
 // every task and indexes them anew, as one on a state the executor loads
 // (from the read model or the log) does.
 func Forgetful(w *Workflow) *Workflow {
 	owned := w.refs != nil && w.refs.owner == w
+	counts := w.joins != nil && w.joins.owner == w
 	c := w.Clone()
 	if owned {
 		w.refs.owner = w // the copy forgets: w keeps its index
 	}
-	c.sweep, c.refs = sweep{}, nil
+	if counts {
+		w.joins.owner = w // and its join counts
+	}
+	c.sweep, c.refs, c.joins = sweep{}, nil, nil
 	return c
 }
 
@@ -25,9 +29,16 @@ func Forgetful(w *Workflow) *Workflow {
 // decides on the state each decision leaves. The decisions only grow
 // copies of w's task list, so the index fits w or, grown past it, is
 // rebuilt by its own check.
+//
+// Its join counts too: they hold what the decision applied to them, and
+// another decision on w applies the same again, which leaves them as
+// they are (a task counted as it is now is not counted again).
 func Reown(w *Workflow) {
 	if w.refs != nil {
 		w.refs.owner = w
+	}
+	if w.joins != nil {
+		w.joins.owner = w
 	}
 }
 
@@ -63,4 +74,33 @@ func IndexAgrees(w *Workflow) error {
 		return fmt.Errorf("index holds %d ids, the list %d tasks", got, want)
 	}
 	return nil
+}
+
+// JoinCountsAgree reports where the join counts w owns differ from a
+// count of its task list made now, and how many JOINs they count.
+func JoinCountsAgree(w *Workflow) (int, error) {
+	x := w.joins
+	if x == nil || x.owner != w {
+		return 0, nil
+	}
+	for ref, r := range x.refs {
+		t := w.LatestByRef(ref)
+		id := ""
+		if t != nil {
+			id = t.ID
+		}
+		if r.id != id || r.state != joinStateOf(t) {
+			return 0, fmt.Errorf("newest %s is %q (state %d), counted as %q (state %d)", ref, id, joinStateOf(t), r.id, r.state)
+		}
+	}
+	for join, c := range x.joins {
+		want := joinCount{refs: c.refs, iteration: c.iteration}
+		for _, ref := range c.refs {
+			want.add(joinStateOf(w.LatestByRef(iterRef(ref, c.iteration))), 1)
+		}
+		if c.wait != want.wait || c.fail != want.fail {
+			return 0, fmt.Errorf("JOIN %s counts %d waiting and %d failed, its tasks %d and %d", join, c.wait, c.fail, want.wait, want.fail)
+		}
+	}
+	return len(x.joins), nil
 }

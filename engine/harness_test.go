@@ -136,6 +136,9 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 		// decision's sweep, which a fold does not advance, and its index.
 		h.w = d.State
 		h.history = append(h.history, d.Events)
+		if _, err := engine.JoinCountsAgree(h.w); err != nil {
+			h.t.Fatalf("%T: %v", trig, err)
+		}
 	}
 	for _, eff := range d.Effects {
 		if c, ok := eff.(engine.CacheOutput); ok {

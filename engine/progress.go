@@ -257,9 +257,11 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	if !ok {
 		return false
 	}
-	// One pass over the tasks, each decision the JOIN is looked at (every
-	// branch's end, for a fork of thousands); the output is built once,
-	// when they have all succeeded.
+	if d.joinWaits(join, refs) {
+		return false
+	}
+	// Looked at whole only once its counts say it may go on: its output
+	// is built once, when they have all succeeded.
 	waiting := false
 	for _, ref := range refs {
 		t := d.latest(iterRef(ref, join.Iteration))

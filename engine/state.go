@@ -94,6 +94,9 @@ type Workflow struct {
 	// refs finds tasks by reference name, while this state owns it (see
 	// refIndex).
 	refs *refIndex
+	// joins counts what the JOINs wait for, while this state owns it (see
+	// joinTally).
+	joins *joinTally
 }
 
 // Task is one task instance of a workflow.
@@ -162,6 +165,11 @@ func (w *Workflow) Clone() *Workflow {
 		c.refs.owner = &c // the copy is the one that changes next
 	} else {
 		c.refs = nil
+	}
+	if w.joins != nil && w.joins.owner == w {
+		c.joins.owner = &c
+	} else {
+		c.joins = nil
 	}
 	c.Tasks = make([]*Task, len(w.Tasks))
 	copy(c.Tasks, w.Tasks)
