@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -206,5 +207,33 @@ func BenchmarkForkBranchEnds(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/branch")
 		})
+	}
+}
+
+// BenchmarkApplyMiddleBranch folds an update of the middle branch of a
+// FORK_JOIN_DYNAMIC of n SIMPLE branches into a state that scans for the
+// task and one that owns an index of its tasks (Workflow.OwnIndex), as
+// the read model's recent states of n >= 512 tasks do.
+//
+//	go test -run - -bench ApplyMiddleBranch ./engine
+func BenchmarkApplyMiddleBranch(b *testing.B) {
+	for _, n := range []int{500, 5000} {
+		def, tasks := parseDef(b, benchForkDef), dynamicForkTasks(n)
+		w := decideOn(b, nil, engine.Start{WorkflowID: "wf-1", Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"tasks": tasks}}})
+		mid := w.LatestByRef(fmt.Sprintf("d%d", n/2)).ID
+		for _, indexed := range []bool{false, true} {
+			state := engine.Forgetful(w)
+			if indexed {
+				state.OwnIndex()
+			}
+			ev := &schemas.TaskUpdated{TaskID: mid, Status: conductor.TaskInProgress, Time: epoch.UnixMilli()}
+			b.Run(fmt.Sprintf("indexed=%v/dynamicFork=%d", indexed, n), func(b *testing.B) {
+				for b.Loop() {
+					if _, err := engine.Apply(state, ev); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

@@ -39,6 +39,20 @@ func (d *decision) latest(ref string) *Task {
 	return nil
 }
 
+// OwnIndex makes w own an index of its tasks, through which Apply then
+// finds the task an event names (the index is built at the first lookup
+// past scanBelow tasks, and kept up to date by its own check) instead of
+// a scan that meets a branch in the middle of a fork after half the list.
+// It is for a state one goroutine folds record after record, as the
+// executions read model does its recent states: a state loaded to fold
+// one record would pay for all of the index to find one task. A Clone
+// takes the index over, as it does a decision's.
+func (w *Workflow) OwnIndex() {
+	if w.refs == nil || w.refs.owner != w {
+		w.refs = &refIndex{owner: w}
+	}
+}
+
 // indexed brings the state's index up to date with its task list and
 // returns it.
 func (w *Workflow) indexed() *refIndex {

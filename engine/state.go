@@ -225,11 +225,12 @@ func (w *Workflow) task(id string) *Task {
 
 // taskIndex returns the index of the task with the given id, or -1, for
 // the state a decision or Apply changes: through the state's index if it
-// owns one (a decision over more than scanBelow tasks built it; Apply
-// does not build one for a state that has none, a read model's, which
-// would pay for all of it to find one task). A result or a take for a
-// branch in the middle of a fork of thousands was found by a scan of
-// half the list, in the decision and again in Apply.
+// owns one (a decision over more than scanBelow tasks built it, or the
+// read model asked for one, see OwnIndex; Apply does not build one for
+// a state that has none, which would pay for all of it to find one
+// task). A result or a take for a branch in the middle of a fork of
+// thousands was found by a scan of half the list, in the decision and
+// again in Apply.
 func (w *Workflow) taskIndex(id string) int {
 	if x := w.refs; x != nil && x.owner == w && len(w.Tasks) > scanBelow {
 		if i, ok := w.indexed().byID[id]; ok {

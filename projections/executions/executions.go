@@ -144,6 +144,13 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		prev.deadlines = engine.Deadlines(w)
 	}
 	r.deadlinesKnown = false // until store computes those of the state after
+	if w != nil && len(w.Tasks) >= indexFrom {
+		// Only this goroutine folds it, record after record (see
+		// recentStates): each event's task is found through an index
+		// rather than a scan, which meets a branch in the middle of a
+		// fork after half the list.
+		w.OwnIndex()
+	}
 	if w, err = foldRecord(w, events); err != nil {
 		return fmt.Errorf("%w: %v", projections.ErrPoison, err)
 	}
@@ -155,6 +162,12 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	}
 	return err
 }
+
+// indexFrom is the task count from which a state the read model keeps
+// folds through an index of its tasks (engine.Workflow.OwnIndex). Below
+// it a scan costs little, less than an index's two maps would weigh on
+// each of the thousands of recent states.
+var indexFrom = 512
 
 // maxScratch bounds the buffer kept for the next record's documents.
 const maxScratch = 1 << 20

@@ -23,3 +23,12 @@ func foldPlain(w *engine.Workflow, events []schemas.Event) (*engine.Workflow, er
 	}
 	return w, nil
 }
+
+// IndexFrom has the projections fold states of n tasks or more through
+// an index of their tasks until restore (see indexFrom). Tests that use
+// it must not run in parallel.
+func IndexFrom(n int) (restore func()) {
+	was := indexFrom
+	indexFrom = n
+	return func() { indexFrom = was }
+}

@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
-	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -25,8 +23,6 @@ import (
 func BenchmarkFoldSequentialTasks(b *testing.B) {
 	for _, n := range []int{3, 30, 300} {
 		b.Run(fmt.Sprintf("tasks=%d", n), func(b *testing.B) {
-			store := testutil.OpenStore(b)
-			proj := executions.NewProjection()
 			var def conductor.WorkflowDef
 			tasks := make([]string, n)
 			for i := range tasks {
@@ -36,27 +32,10 @@ func BenchmarkFoldSequentialTasks(b *testing.B) {
 			if err := conductor.Unmarshal([]byte(js), &def); err != nil {
 				b.Fatal(err)
 			}
-			var seq uint64
-			records := 0
-			var folding time.Duration
-			for b.Loop() {
-				recs := sequentialRecords(b, &def, n, &seq)
-				records += len(recs)
-				start := time.Now()
-				err := store.Update(executions.Name, func(batch *projections.Batch) error {
-					for _, rec := range recs {
-						if err := proj.Apply(batch, rec); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				folding += time.Since(start)
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(folding.Nanoseconds())/float64(records), "ns/record")
+			benchFold(b, "record", func(seq *uint64) ([]eventlog.Record, int) {
+				recs := sequentialRecords(b, &def, n, seq)
+				return recs, len(recs)
+			})
 		})
 	}
 }
@@ -67,9 +46,7 @@ func sequentialRecords(b *testing.B, def *conductor.WorkflowDef, n int, seq *uin
 	r := newRecorder(b, seq)
 	r.decide(engine.Start{WorkflowID: r.id, Def: def})
 	for i := range n {
-		task := r.w.Tasks[i]
-		r.decide(engine.Take{TaskID: task.ID, WorkerID: "w", TaskType: "step"})
-		r.decide(engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: r.id, Status: conductor.TaskCompleted}})
+		r.work(r.w.Tasks[i].ID, nil)
 	}
 	if r.w.Status != conductor.WorkflowCompleted {
 		b.Fatalf("workflow %s after %d records", r.w.Status, len(r.recs))
@@ -112,5 +89,22 @@ func BenchmarkFoldCompaction(b *testing.B) {
 		}
 		b.StartTimer()
 		applyAll(b, store, proj, r.recs)
+	}
+}
+
+// BenchmarkFoldBigFork folds workflows of a FORK_JOIN_DYNAMIC of n SIMPLE
+// branches, each taken and completed in turn, into the read model: 2n+1
+// records a workflow, each naming one branch of the n (the JOIN's last
+// one all of them).
+//
+//	go test -run - -bench FoldBigFork ./projections/executions
+func BenchmarkFoldBigFork(b *testing.B) {
+	for _, n := range []int{500, 5000} {
+		b.Run(fmt.Sprintf("branches=%d", n), func(b *testing.B) {
+			benchFold(b, "record", func(seq *uint64) ([]eventlog.Record, int) {
+				recs := forkRecords(b, n, false, seq)
+				return recs, len(recs)
+			})
+		})
 	}
 }

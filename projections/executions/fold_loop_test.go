@@ -54,6 +54,13 @@ func (r *recorder) decide(trig engine.Trigger) {
 	r.recs = append(r.recs, eventlog.Record{Subject: "fv.wf." + eventlog.Token(r.id), Seq: *r.seq, Events: envs})
 }
 
+// work has a worker take task id and complete it with output.
+func (r *recorder) work(id string, output map[string]any) {
+	r.tb.Helper()
+	r.decide(engine.Take{TaskID: id, WorkerID: "w", TaskType: "step"})
+	r.decide(engine.Result{Result: conductor.TaskResult{TaskID: id, WorkflowInstanceID: r.id, Status: conductor.TaskCompleted, OutputData: output}})
+}
+
 func parseDef(tb testing.TB, js string) *conductor.WorkflowDef {
 	tb.Helper()
 	var def conductor.WorkflowDef
@@ -107,9 +114,7 @@ func workerLoopRecords(tb testing.TB, n int, seq *uint64) []eventlog.Record {
 		if step == nil {
 			tb.Fatalf("no step of iteration %d", i)
 		}
-		r.decide(engine.Take{TaskID: step.ID, WorkerID: "w", TaskType: "step"})
-		r.decide(engine.Result{Result: conductor.TaskResult{TaskID: step.ID, WorkflowInstanceID: r.id, Status: conductor.TaskCompleted,
-			OutputData: map[string]any{"n": int64(i)}}})
+		r.work(step.ID, map[string]any{"n": int64(i)})
 	}
 	if r.w.Status != conductor.WorkflowCompleted {
 		tb.Fatalf("worker loop %s after %d records", r.w.Status, len(r.recs))
@@ -120,17 +125,44 @@ func workerLoopRecords(tb testing.TB, n int, seq *uint64) []eventlog.Record {
 // applyAll applies recs to proj in one batch of store.
 func applyAll(tb testing.TB, store *projections.Store, proj *executions.Projection, recs []eventlog.Record) {
 	tb.Helper()
-	err := store.Update(executions.Name, func(b *projections.Batch) error {
+	foldTimed(tb, store, proj, recs)
+}
+
+// foldTimed applies recs to proj in one batch of store and returns how
+// long that took.
+func foldTimed(tb testing.TB, store *projections.Store, proj *executions.Projection, recs []eventlog.Record) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	err := store.Update(executions.Name, func(batch *projections.Batch) error {
 		for _, rec := range recs {
-			if err := proj.Apply(b, rec); err != nil {
+			if err := proj.Apply(batch, rec); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	took := time.Since(start)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return took
+}
+
+// benchFold folds, each round, the records record makes afresh into one
+// read model, and reports the folding's time per unit (record says how
+// many a round holds).
+func benchFold(b *testing.B, unit string, record func(seq *uint64) (recs []eventlog.Record, units int)) {
+	store := testutil.OpenStore(b)
+	proj := executions.NewProjection()
+	var seq uint64
+	units := 0
+	var folding time.Duration
+	for b.Loop() {
+		recs, n := record(&seq)
+		units += n
+		folding += foldTimed(b, store, proj, recs)
+	}
+	b.ReportMetric(float64(folding.Nanoseconds())/float64(units), "ns/"+unit)
 }
 
 // fold applies recs to a fresh read model and returns its contents.
@@ -161,13 +193,24 @@ func TestFoldReusingLoopOutputStoresTheSame(t *testing.T) {
 		all = append(all, recs...)
 	}
 	streams["both"] = all
+	sameFolds(t, streams, nil, executions.FoldPlainly, "with reuse", "with engine.Apply")
+}
+
+// sameFolds folds each stream into a fresh read model twice, under each
+// of two settings (a setter returns its restore; nil: as it is), and
+// fails where the two read models differ.
+func sameFolds(t *testing.T, streams map[string][]eventlog.Record, set, setRef func() (restore func()), what, ref string) {
+	t.Helper()
+	foldUnder := func(recs []eventlog.Record, set func() func()) []byte {
+		if set != nil {
+			defer set()()
+		}
+		return fold(t, recs)
+	}
 	for name, recs := range streams {
-		got := fold(t, recs)
-		restore := executions.FoldPlainly()
-		want := fold(t, recs)
-		restore()
+		got, want := foldUnder(recs, set), foldUnder(recs, setRef)
 		if !bytes.Equal(got, want) {
-			t.Errorf("%s: the read model folded with reuse differs from the one folded with engine.Apply (%d and %d bytes)", name, len(got), len(want))
+			t.Errorf("%s: the read model folded %s differs from the one folded %s (%d and %d bytes)", name, what, ref, len(got), len(want))
 		}
 		if len(got) == 0 {
 			t.Fatalf("%s: empty read model", name)
@@ -199,31 +242,5 @@ func BenchmarkFoldDecidedLoop(b *testing.B) {
 }
 
 func benchFoldDecidedLoop(b *testing.B, n int) {
-	{
-		{
-			store := testutil.OpenStore(b)
-			proj := executions.NewProjection()
-			var seq uint64
-			iterations := 0
-			var folding time.Duration
-			for b.Loop() {
-				recs := decidedLoopRecords(b, n, &seq)
-				start := time.Now()
-				err := store.Update(executions.Name, func(batch *projections.Batch) error {
-					for _, rec := range recs {
-						if err := proj.Apply(batch, rec); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				folding += time.Since(start)
-				if err != nil {
-					b.Fatal(err)
-				}
-				iterations += n
-			}
-			b.ReportMetric(float64(folding.Nanoseconds())/float64(iterations), "ns/iteration")
-		}
-	}
+	benchFold(b, "iteration", func(seq *uint64) ([]eventlog.Record, int) { return decidedLoopRecords(b, n, seq), n })
 }
