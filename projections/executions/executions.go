@@ -40,7 +40,7 @@ const (
 	prefixLegacyList  = "k/" // k/<wf id> → end time (ms BE): the same, for removed workflows (whose state is gone) and as data dirs before e/ held it
 	prefixKeyHolder   = "x/" // x/<secrets key id> → workflow id
 	prefixEnded       = "z/" // z/<end ms BE><wf id> → "": ended with effects besides its parent's news (engine.HasTerminalEffects)
-	prefixRunningBy   = "q/" // q/<principal> → uint64 BE: how many of the workflows under r/ it created; absent for none
+	prefixRunningBy   = "q/" // q/<principal> → uint64 BE: how many of the workflows under r/ it created (0 once none: see addRunning)
 	// g/ → Gauges (gaugesKey)
 )
 
