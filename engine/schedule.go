@@ -173,7 +173,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		d.fromCache(wt, ev)
 	}
 	if ev.Status == conductor.TaskScheduled {
-		d.prepare(wt, ev)
+		d.prepare(wt, eff, ev)
 	}
 	keep := o.child != "" && ev.Type == conductor.TaskTypeSubWorkflow && ev.SubWorkflowID != ""
 	if keep {
@@ -392,9 +392,18 @@ func (d *decision) evaluateIn(b *expr.Budget, tmpl any, taskID string) (map[stri
 
 // prepare sets the type-specific status and output of a task about to be
 // scheduled.
-func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled) {
+func (d *decision) prepare(wt *conductor.WorkflowTask, eff conductor.EffectiveTaskDef, ev *schemas.TaskScheduled) {
 	fail := func(format string, args ...any) {
 		ev.Status, ev.Reason = conductor.TaskFailedWithTerminalError, fmt.Sprintf(format, args...)
+	}
+	// tmpl is what the fields the decider reads were evaluated from: a
+	// key the task definition's inputTemplate gives (or fills, over a
+	// null) is read as its template says, as one of the inputParameters.
+	tmpl := func() map[string]any {
+		if len(eff.InputTemplate) == 0 {
+			return wt.InputParameters
+		}
+		return inputTemplate(wt, eff)
 	}
 	switch ev.Type {
 	case conductor.TaskTypeSimple:
@@ -419,7 +428,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		if ev.Type == conductor.TaskTypeDecision || param == "" {
 			param = wt.CaseValueParam
 		}
-		sealed, computed := d.sealedCase(wt, ev.Input, ev.Deferred, param, ev.TaskID)
+		sealed, computed := d.sealedCase(tmpl(), ev.Input, ev.Deferred, param, ev.TaskID)
 		if computed {
 			fail("%s %s: its case value (%s) is computed by a function or a filter from sealed data or a secret, "+
 				"which only a script sees opened: use a javascript evaluator", ev.Type, ev.Ref, param)
@@ -455,7 +464,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 		// The reason is the workflow's and its failure workflow's: the
 		// value in the decision that seals it, "***" or a reference's
 		// text in a later one.
-		if reason := d.readsSealed(ev, wt.InputParameters, "terminationStatus", "terminationReason"); reason != "" {
+		if reason := d.readsSealed(ev, tmpl(), "terminationStatus", "terminationReason"); reason != "" {
 			fail("TERMINATE %s: %s", ev.Ref, reason)
 			return
 		}
@@ -490,7 +499,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, ev *schemas.TaskScheduled
 			fail("%v", err)
 		}
 	case conductor.TaskTypeWait:
-		if reason := d.readsSealed(ev, wt.InputParameters, "duration", "until"); reason != "" {
+		if reason := d.readsSealed(ev, tmpl(), "duration", "until"); reason != "" {
 			fail("WAIT %s: %s", ev.Ref, reason)
 			return
 		}

@@ -23,10 +23,10 @@ import (
 // task's output records the branch taken, not the value (maskCaseOutput).
 
 // sealedCase reports whether input[param], the case value of a SWITCH or
-// DECISION this decision schedules from configuration wt, is sealed data
+// DECISION this decision schedules, evaluated from template tmpl, is sealed data
 // or is made of it (see readSealed), and whether it is computed from it.
-func (d *decision) sealedCase(wt *conductor.WorkflowTask, input map[string]any, deferred [][]any, param, taskID string) (sealed, computed bool) {
-	r := d.readSealed(wt.InputParameters[param], input[param], slices.ContainsFunc(deferred, func(p []any) bool {
+func (d *decision) sealedCase(tmpl, input map[string]any, deferred [][]any, param, taskID string) (sealed, computed bool) {
+	r := d.readSealed(tmpl[param], input[param], slices.ContainsFunc(deferred, func(p []any) bool {
 		return len(p) > 0 && p[0] == param
 	}), taskID)
 	return r != plainRead, r == computedRead

@@ -177,6 +177,12 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 	reason := func(param string) string {
 		return `{"name":"term","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED","terminationReason":"` + param + `"}}`
 	}
+	// The field from the task definition's inputTemplate, which fills a
+	// key the inputParameters lack or give as null.
+	templated := func(typ, given, field, param string) string {
+		return `{"name":"x","taskReferenceName":"t","type":"` + typ + `","inputParameters":{` + given + `},` +
+			`"taskDefinition":{"name":"x","inputTemplate":{"` + field + `":"` + param + `"}}}`
+	}
 	sub := func(param string) string {
 		return `{"name":"child","taskReferenceName":"t","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"` + param + `","version":1}}`
 	}
@@ -208,6 +214,10 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		{"TERMINATE reason, a secret", reason("${workflow.secrets.why}"), "terminationReason", false, true, ""},
 		{"TERMINATE reason, computed", reason("${src.output._secrets.list.concat()}"), "terminationReason", true, true, ""},
 		{"TERMINATE reason, plain", reason("${src.output.status}"), "terminationReason", false, false, conductor.TaskCompleted},
+		{"TERMINATE reason from the template, same decision", templated("TERMINATE", `"terminationStatus":"FAILED"`, "terminationReason", "declined: ${src.output._secrets.v}"), "terminationReason", false, true, ""},
+		{"TERMINATE reason from the template over null, same decision", templated("TERMINATE", `"terminationStatus":"FAILED","terminationReason":null`, "terminationReason", "declined: ${src.output._secrets.v}"), "terminationReason", false, true, ""},
+		{"TERMINATE reason from the template, plain", templated("TERMINATE", `"terminationStatus":"FAILED"`, "terminationReason", "declined: ${src.output.status}"), "terminationReason", false, false, conductor.TaskCompleted},
+		{"WAIT duration from the template in text, same decision", templated("WAIT", ``, "duration", "1${src.output._secrets.v}"), "duration", false, true, ""},
 		{"TERMINATE reason, counted", reason("${src.output._secrets.list.length()} left"), "terminationReason", true, false, conductor.TaskCompleted},
 		{"SUB_WORKFLOW name, same decision", sub("${src.output._secrets.v}"), "subWorkflowParam.name", false, true, ""},
 		{"SUB_WORKFLOW name, later decision", sub("${src.output._secrets.v}"), "subWorkflowParam.name", true, true, ""},
@@ -301,6 +311,31 @@ func TestTaskInputComputedFromSealedDataFails(t *testing.T) {
 				}
 			}
 			h.wantStatus(conductor.WorkflowFailed)
+		})
+	}
+}
+
+// A value-param SWITCH's case value that its task definition's
+// inputTemplate builds from sealed data is decided at hand-off, as one
+// its inputParameters build: the decider, reading the template's key as
+// plain, completed it with the value in plain text as its selectedCase.
+func TestSwitchCaseFromTemplateOfSealedData(t *testing.T) {
+	for _, tc := range []struct {
+		name, given string
+	}{
+		{"lacking", `{}`},
+		{"null", `{"k":null}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			task := `{"name":"sw","taskReferenceName":"t","type":"SWITCH","evaluatorType":"value-param","expression":"k",` +
+				`"inputParameters":` + tc.given + `,"taskDefinition":{"name":"sw","inputTemplate":{"k":"x-${src.output._secrets.v}"}},` +
+				`"decisionCases":{"x-TOPSECRETVALUE":[]},"defaultCase":[]}`
+			h := newHarness(t, `{"name":"wf","tasks":[{"name":"src","taskReferenceName":"src"},`+task+`]}`, nil)
+			h.complete("src", map[string]any{"_secrets": map[string]any{"v": "TOPSECRETVALUE"}})
+			sw := h.wantTask("t", conductor.TaskScheduled)
+			if strings.Contains(fmt.Sprint(sw.Output), "TOPSECRETVALUE") || sw.Case != "" {
+				t.Errorf("output %v, case %q: the decider chose the case from the value", sw.Output, sw.Case)
+			}
 		})
 	}
 }
