@@ -22,11 +22,14 @@ func forms(v []byte) []string {
 	// uri as it is, reaches the server decoded (ab%4Fcd as abOcd), which
 	// an answer quoting the path or the query back holds, as JSON if it
 	// is JSON.
-	if dec := percentDecode(s, false); dec != s {
+	// A query's decoders also read '+' as a space: a base64 value, which
+	// holds no escape, reaches the server so.
+	dec := percentDecode(s, false)
+	if dec != s {
 		out = appendJSONForms(append(out, dec), dec)
-		if plus := percentDecode(s, true); plus != dec {
-			out = appendJSONForms(append(out, plus), plus)
-		}
+	}
+	if plus := percentDecode(s, true); plus != s && plus != dec {
+		out = appendJSONForms(append(out, plus), plus)
 	}
 	// RFC 3986 makes percent-encoding's hex digits case-insensitive, and
 	// some encoders write them in lower case.

@@ -29,9 +29,10 @@ func TestRedactOtherEncoders(t *testing.T) {
 		phrase  = "correct horse, battery staple/x;y"
 		escapes = "ab%4Fcd%2fx+y9%zz"
 		angled  = "pw%3Cx%3E-secret"
+		plussed = "ab+cd/ef+gh9=="
 	)
 	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control), []byte(deleted), []byte(phrase),
-		[]byte(escapes), []byte(angled))
+		[]byte(escapes), []byte(angled), []byte(plussed))
 	for _, tc := range []struct {
 		encoder, secret, encoded string
 	}{
@@ -62,6 +63,9 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"Go URL.Path, Python unquote", escapes, `abOcd/x+y9%zz`},
 		{"Go URL.Query, Python unquote_plus", escapes, `abOcd/x y9%zz`},
 		{"a decoded query as Go's json.Marshal writes it", angled, `pw\u003cx\u003e-secret`},
+		// A base64 value, '+' and no escape, in a query: '+' reads as a
+		// space.
+		{"Go URL.Query, Python unquote_plus", plussed, `ab cd/ef gh9==`},
 		// An error page quoting the rejected value back.
 		{"Go html.EscapeString", quoted, `pa&#34;ss&amp;w0rd-xyz`},
 		{"Go html.EscapeString", symbols, `x7#K0!2mQ$9vL~4*(n)&#39;`},
