@@ -534,3 +534,23 @@ func TestSelfStartingDefinitionStopsAtMaxDepth(t *testing.T) {
 	}
 	e.waitStatus(id, conductor.WorkflowFailed)
 }
+
+// A SUB_WORKFLOW whose subWorkflowParam.version is 0 runs the child's
+// latest version, as one without a version does (Orkes's reading of 0).
+func TestSubWorkflowVersionZeroRunsTheLatest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	kid := `{"name":"kid_v","version":%d,"outputParameters":{"v":%d},
+	  "tasks":[{"name":"n","taskReferenceName":"n","type":"SET_VARIABLE","inputParameters":{"a":1}}]}`
+	e.register(fmt.Sprintf(kid, 1, 1), fmt.Sprintf(kid, 2, 2),
+		`{"name":"parent_v","tasks":[
+	  {"name":"zero","taskReferenceName":"zero","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid_v","version":0}},
+	  {"name":"none","taskReferenceName":"none","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid_v"}},
+	  {"name":"one","taskReferenceName":"one","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid_v","version":1}}],
+	 "outputParameters":{"zero":"${zero.output.v}","none":"${none.output.v}","one":"${one.output.v}"}}`)
+	wf := e.waitStatus(e.start("parent_v", nil), conductor.WorkflowCompleted)
+	want := map[string]any{"zero": float64(2), "none": float64(2), "one": float64(1)}
+	if !reflect.DeepEqual(wf.Output, want) {
+		t.Fatalf("output %v, want %v", wf.Output, want)
+	}
+}

@@ -656,8 +656,15 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 			refused = fmt.Sprintf("sub workflow %s: subWorkflowParam.priority %v: want an integer 0-99", t.Ref, p.Priority)
 		}
 	}
+	// Orkes runs the latest version for a version of 0 as for none;
+	// Conductor's lookup of version 0 finds nothing, so nothing that runs
+	// there changes.
+	version := p.Version
+	if version != nil && *version == 0 {
+		version = nil
+	}
 	return StartWorkflow{Refused: refused,
-		WorkflowID: t.SubWorkflowID, Name: name, Version: p.Version, Def: def, DefFromData: fromData,
+		WorkflowID: t.SubWorkflowID, Name: name, Version: version, Def: def, DefFromData: fromData,
 		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID, Depth: depth,
 	}
