@@ -317,3 +317,25 @@ func TestLoopConditionReadsEarlierIterations(t *testing.T) {
 		})
 	}
 }
+
+// A reference with an iteration's suffix (${a__1.output.v}) reads that
+// iteration's task, while the loop keeps it: Conductor keys a loop's tasks
+// by their reference without the suffix, so there it reads null, and
+// ${loop.output.1.a.v} is the reading both give. README says so.
+func TestIterationSuffixedReference(t *testing.T) {
+	def := `{"name":"iter","tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"$.loop['iteration'] < 2",
+	  "loopOver":[{"name":"a","taskReferenceName":"a"}]},
+	 {"name":"after","taskReferenceName":"after","inputParameters":{
+	  "first":"${a__1.output.v}","last":"${a.output.v}","record":"${loop.output.1.a.v}","none":"${a__3.output.v}"}}]}`
+	h := newHarness(t, def, nil)
+	h.complete("a__1", map[string]any{"v": "one"})
+	h.system("loop", conductor.TaskInProgress, nil, "")
+	h.complete("a__2", map[string]any{"v": "two"})
+	h.system("loop", conductor.TaskCompleted, nil, "")
+	got := h.wantTask("after", conductor.TaskScheduled).Input
+	want := map[string]any{"first": "one", "last": "two", "record": "one", "none": nil}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("input %v, want %v", got, want)
+	}
+}
