@@ -8,16 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/internal/leaktest"
-	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
-	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -121,27 +118,14 @@ func TestLeakShapes(t *testing.T) {
 		}
 	}
 
-	dir := filepath.Join(t.TempDir(), "data")
-	cfg := nodetest.Config(dir)
-	cfg.CompactionDelay = time.Second
-	logger, logs := testutil.CapturingLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n, err := node.Start(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			n.Stop(context.Background())
-		}
-	}()
+	n := startLeakNode(ctx, t, nil)
 	var rt http.RoundTripper = http.DefaultTransport
 	for _, sc := range scanners {
 		rt = scannerTransport{next: rt, sc: sc}
 	}
-	e := &env{t: t, node: n, base: "http://" + n.HTTPAddr(), client: &http.Client{Timeout: 30 * time.Second, Transport: rt}}
+	e := &env{t: t, node: n.Node, base: "http://" + n.HTTPAddr(), client: &http.Client{Timeout: 30 * time.Second, Transport: rt}}
 
 	remote := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -249,14 +233,8 @@ func TestLeakShapes(t *testing.T) {
 	for _, sc := range scanners {
 		sc.ScanStreams(t, js)
 	}
-	if err := n.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	stopped = true
+	n.stopAndScan(t, scanners...)
 	for i, sc := range scanners {
-		sc.Scan("log output", []byte(logs.String()))
-		sc.ScanDir(t, dir)
-		sc.ScanPebble(t, cfg.PebbleDir())
 		for _, h := range sc.Hits() {
 			t.Errorf("the %s value: %s", names[i], h)
 		}

@@ -49,28 +49,15 @@ func TestLeak(t *testing.T) {
 	data := leaktest.RandomSecret(32)
 	scSecret, scData := leaktest.New(secret), leaktest.New(data)
 
-	dir := filepath.Join(t.TempDir(), "data")
-	cfg := nodetest.Config(dir)
-	cfg.MasterKey = nil // dev mode: the master key file is in the scanned data dir
-	cfg.CompactionDelay = time.Second
-	logger, logs := testutil.CapturingLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n, err := node.Start(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			n.Stop(context.Background())
-		}
-	}()
+	// dev mode: the master key file is in the scanned data dir
+	n := startLeakNode(ctx, t, func(cfg *node.Config) { cfg.MasterKey = nil })
 	base := "http://" + n.HTTPAddr()
 	// Every response is scanned for both values; none is exempt.
 	client := scSecret.Client(func(*http.Request) bool { return false })
 	client.Transport = scannerTransport{next: client.Transport, sc: scData}
-	e := &env{t: t, node: n, base: base}
+	e := &env{t: t, node: n.Node, base: base}
 
 	var remoteMu sync.Mutex
 	var remoteAuth string
@@ -271,15 +258,7 @@ func TestLeak(t *testing.T) {
 	}
 	scKey := leaktest.New(wrapped)
 	scKey.ScanStreams(t, js)
-	if err := n.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	stopped = true
-	for _, sc := range []*leaktest.Scanner{scSecret, scData, scKey} {
-		sc.Scan("log output", []byte(logs.String()))
-		sc.ScanDir(t, dir)
-		sc.ScanPebble(t, cfg.PebbleDir())
-	}
+	n.stopAndScan(t, scSecret, scData, scKey)
 	t.Log("the secret")
 	scSecret.Check(t)
 	t.Log("the _secrets data")
@@ -312,4 +291,52 @@ func (s scannerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	s.sc.Scan("http "+r.Method+" "+r.URL.Path, body)
 	res.Body = io.NopCloser(strings.NewReader(string(body)))
 	return res, nil
+}
+
+// leakNode is a node a leak test searches: on a data dir of its own, with
+// a short compaction delay and its log captured.
+type leakNode struct {
+	*node.Node
+	cfg     node.Config
+	logs    *testutil.LogBuffer
+	stopped bool
+}
+
+// startLeakNode starts a leakNode, its configuration changed by adjust
+// (nil: as nodetest's); the test's end stops it unless stopAndScan did.
+func startLeakNode(ctx context.Context, t *testing.T, adjust func(*node.Config)) *leakNode {
+	t.Helper()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.CompactionDelay = time.Second
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	logger, logs := testutil.CapturingLogger()
+	n, err := node.Start(ctx, cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &leakNode{Node: n, cfg: cfg, logs: logs}
+	t.Cleanup(func() {
+		if !ln.stopped {
+			n.Stop(context.Background())
+		}
+	})
+	return ln
+}
+
+// stopAndScan stops the node and has each scanner search its log output,
+// every file of its data dir and every Pebble key and value: what only a
+// stopped node's files hold whole.
+func (ln *leakNode) stopAndScan(t *testing.T, scanners ...*leaktest.Scanner) {
+	t.Helper()
+	if err := ln.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln.stopped = true
+	for _, sc := range scanners {
+		sc.Scan("log output", []byte(ln.logs.String()))
+		sc.ScanDir(t, ln.cfg.DataDir)
+		sc.ScanPebble(t, ln.cfg.PebbleDir())
+	}
 }
