@@ -265,6 +265,33 @@ func TestForkBranchFailureFailsWorkflow(t *testing.T) {
 	}
 }
 
+// A JOIN that fails because a task it joins failed gives that task's
+// reason, as Conductor's Join does
+// (clients read it as the JOIN's reasonForIncompletion, and the
+// workflow's is the JOIN's). The JOIN meets such a task after a rerun that leaves it failed.
+func TestJoinFailsWithTheReasonOfWhatFailed(t *testing.T) {
+	for _, tc := range []struct{ name, reason, want string }{
+		{"reason", "boom", "boom"},
+		{"no reason", "", "task b1 failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, forkTwoSteps, nil)
+			h.complete("a1", nil)
+			h.report("b1", conductor.TaskFailedWithTerminalError, nil, tc.reason)
+			h.wantStatus(conductor.WorkflowFailed)
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a2").ID}})
+			h.wantTask("b1", conductor.TaskFailedWithTerminalError)
+			if j := h.wantTask("join", conductor.TaskFailed); j.Reason != tc.want {
+				t.Fatalf("join reason %q, want %q", j.Reason, tc.want)
+			}
+			h.wantStatus(conductor.WorkflowFailed)
+			if h.w.Reason != tc.want {
+				t.Fatalf("workflow reason %q, want %q", h.w.Reason, tc.want)
+			}
+		})
+	}
+}
+
 // Variables are bounded as Conductor bounds them: a SET_VARIABLE that
 // would take them over MaxVariablesBytes fails terminally and sets nothing.
 func TestSetVariableLimit(t *testing.T) {

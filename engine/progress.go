@@ -268,7 +268,7 @@ func (d *decision) evaluateJoin(join *Task) bool {
 		switch {
 		case t != nil && unsuccessful(t.Status) && !t.Held:
 			d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskFailed, KeepOutput: true,
-				Reason: fmt.Sprintf("JOIN %s: task %s %s", join.Ref, t.Ref, t.Status), Time: d.now})
+				Reason: d.joinFailure(join, refs), Time: d.now})
 			d.failed(d.w.task(join.ID))
 			return true
 		case t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t):
@@ -301,6 +301,29 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskCompleted, Output: out, Time: d.now})
 	return true
+}
+
+// joinFailure is the reason of a JOIN that fails: the reasons of the tasks
+// it joins that failed, in joinOn's order, as Conductor's Join gives them
+// (clients read the failed task's own words there, and the workflow's
+// reason is the JOIN's).
+func (d *decision) joinFailure(join *Task, refs []string) string {
+	var reasons []string
+	for _, ref := range refs {
+		if t := d.latest(iterRef(ref, join.Iteration)); t != nil && unsuccessful(t.Status) && !t.Held {
+			reasons = append(reasons, failureReason(t))
+		}
+	}
+	return strings.Join(reasons, " ")
+}
+
+// failureReason is what a task that failed says of its failure: its
+// reason, else its reference name and status.
+func failureReason(t *Task) string {
+	if t.Reason != "" {
+		return t.Reason
+	}
+	return fmt.Sprintf("task %s %s", t.Ref, t.Status)
 }
 
 // optional reports whether t's configuration marks it optional.
@@ -432,10 +455,7 @@ func (d *decision) failed(t *Task) {
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompletedWithErrors, KeepOutput: true, Reason: t.Reason, Time: d.now})
 		return
 	}
-	reason := t.Reason
-	if reason == "" {
-		reason = fmt.Sprintf("task %s %s", t.Ref, t.Status)
-	}
+	reason := failureReason(t)
 	// Conductor ends the workflow TIMED_OUT when the task that exhausted its
 	// retries timed out, whatever its policy, and TERMINATED when it was
 	// canceled (a terminated sub-workflow) (DeciderService.retry).
