@@ -161,7 +161,9 @@ type dynamicFork struct {
 func (d *decision) forkSpec(wt *conductor.WorkflowTask, ref string, iteration int, input map[string]any) (*dynamicFork, error) {
 	var f *dynamicFork
 	var err error
-	if list, ok := input["forkTaskInputs"].([]any); ok && wt.DynamicForkTasksParam == "" {
+	// Conductor's own examples of forkTaskInputs name a dynamicForkTasksParam
+	// their input does not hold: the list given wins, else forkTaskInputs.
+	if list, ok := input["forkTaskInputs"].([]any); ok && (wt.DynamicForkTasksParam == "" || input[wt.DynamicForkTasksParam] == nil) {
 		f, err = simpleForkSpec(wt, input, list)
 	} else {
 		f, err = listForkSpec(wt, ref, input)

@@ -579,6 +579,37 @@ func TestForkJoinDynamic(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 }
 
+// A FORK_JOIN_DYNAMIC with forkTaskInputs forks them when the input holds
+// no list under its dynamicForkTasksParam, as Conductor's documented
+// examples configure it ("dynamicForkTasksParam": "dynamicTasks" beside
+// forkTaskName and forkTaskInputs): Conductor reads forkTaskInputs first.
+// A list given there is forked instead (README).
+func TestForkTaskInputsBesideATaskListParam(t *testing.T) {
+	for _, tc := range []struct {
+		name, params string
+		want         []string
+	}{
+		{"no task list param", ``, []string{"_resize_0", "_resize_1"}},
+		{"param without a list", `"dynamicForkTasksParam":"dynamicTasks","dynamicForkTasksInputParamName":"dynamicTasksInput",`,
+			[]string{"_resize_0", "_resize_1"}},
+		{"param with a list", `"dynamicForkTasksParam":"tasks",`, []string{"listed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def := `{"name":"df","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC",` + tc.params + `
+			  "inputParameters":{"forkTaskName":"resize","forkTaskInputs":[{"w":1},"plain"],"tasks":[{"name":"resize","taskReferenceName":"listed"}]}},
+			 {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`
+			h := newHarness(t, def, nil)
+			h.wantTask("fork", conductor.TaskCompleted)
+			for _, ref := range tc.want {
+				h.complete(ref, nil)
+			}
+			h.wantTask("join", conductor.TaskCompleted)
+			h.wantRefs(append(append([]string{"fork"}, tc.want...), "join")...)
+			h.wantStatus(conductor.WorkflowCompleted)
+		})
+	}
+}
+
 func TestForkJoinDynamicInLoop(t *testing.T) {
 	def := `{"name":"loopfork","tasks":[
 	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[["a","b"],["c"]],
