@@ -47,7 +47,31 @@ func (t *Task) Conductor(w *Workflow) *conductor.Task {
 	out := t.HandOffView(w)
 	out.InputData = w.maskPaths("task/"+t.ID+"/input", masking.KeysMap(out.InputData))
 	out.OutputData = w.maskPaths("task/"+t.ID+"/output", masking.KeysMap(out.OutputData))
+	// A dynamic fork names what it forked in its input too, as Conductor's
+	// mapper records it and clients written for Conductor read it. The log
+	// keeps it in the output alone (expressions read
+	// ${fork.output.forkedTasks}); the input's list is the output's as
+	// shown, masked.
+	if forked, ok := out.OutputData["forkedTasks"]; ok && t.Type == conductor.TaskTypeForkJoinDynamic {
+		in := make(map[string]any, len(out.InputData)+1)
+		for k, v := range out.InputData {
+			in[k] = v
+		}
+		in["forkedTasks"] = forked
+		out.InputData = in
+	}
 	return out
+}
+
+// ShownType is the task's taskType and taskDefName as every view shows
+// them: Conductor's (Task.taskType is a worker task's name; a FORK_JOIN or
+// FORK_JOIN_DYNAMIC runs as a task of type and name FORK, as Conductor's
+// mappers make it). The state keeps the definition's type.
+func (t *Task) ShownType() (taskType, taskDefName string) {
+	if t.Type == conductor.TaskTypeForkJoin || t.Type == conductor.TaskTypeForkJoinDynamic {
+		return conductor.TaskTypeFork, conductor.TaskTypeFork
+	}
+	return taskTypeOf(t), t.Name
 }
 
 // HandOffView renders the task for whoever runs it: nothing is masked, and
@@ -55,7 +79,7 @@ func (t *Task) Conductor(w *Workflow) *conductor.Task {
 // resolves deferred expressions in this copy). Never show it to a reader.
 func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 	out := &conductor.Task{
-		TaskID: t.ID, TaskType: taskTypeOf(t), TaskDefName: t.Name, ReferenceTaskName: t.Ref, Status: t.Status,
+		TaskID: t.ID, ReferenceTaskName: t.Ref, Status: t.Status,
 		InputData: nonNil(t.Input), OutputData: nonNil(t.Output), WorkflowInstanceID: w.ID, WorkflowType: w.Name,
 		CorrelationID: w.CorrelationID, RetryCount: t.RetryCount, Retried: t.Retried, RetriedTaskID: t.RetriedTaskID,
 		Seq: t.Seq, PollCount: t.PollCount, ScheduledTime: t.ScheduledTime, StartTime: t.StartTime, EndTime: t.EndTime,
@@ -65,6 +89,7 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		Domain: t.Domain, Executed: conductor.TaskTerminal(t.Status), Iteration: t.Iteration, SubWorkflowID: t.SubWorkflowID,
 		ParentTaskID: t.ParentTaskID, WorkflowPriority: w.Priority, TaskDefinition: conductor.TaskDefJSON(t.TaskDef),
 	}
+	out.TaskType, out.TaskDefName = t.ShownType()
 	if t.Type == conductor.TaskTypeDoWhile {
 		out.Iteration = loopIteration(t)
 	}

@@ -610,6 +610,44 @@ func TestForkTaskInputsBesideATaskListParam(t *testing.T) {
 	}
 }
 
+// A fork renders as Conductor's mappers record it: type and name FORK, a
+// dynamic one with forkedTasks in its input, as its output shows them (a
+// reference name redaction replaced reads "***" in both); the state keeps
+// the fork's own type for the decider.
+func TestForkRendersAsConductorsFork(t *testing.T) {
+	list := map[string]any{"tasks": []any{map[string]any{"name": "w", "taskReferenceName": "w1"}, map[string]any{"name": "w", "taskReferenceName": "w2"}}}
+	for _, tc := range []struct {
+		name, def string
+		input     map[string]any
+		redacted  bool
+		forked    any // the input's forkedTasks; nil: none
+	}{
+		{"static", forkJoin, nil, false, nil},
+		{"dynamic", dynamicForkDef, list, false, []any{"w1", "w2"}},
+		{"dynamic, a reference redacted", dynamicForkDef, list, true, []any{"***", "w2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, tc.input)
+			if tc.redacted {
+				h.storedAs("fork", func(c *engine.Task) {
+					c.Output = map[string]any{"forkedTasks": []any{"***", "w2"}, "forkedTaskInputs": map[string]any{}}
+				})
+			}
+			fork := h.task("fork")
+			got := fork.Conductor(h.w)
+			if got.TaskType != "FORK" || got.TaskDefName != "FORK" || fork.Type == "FORK" {
+				t.Fatalf("taskType %q, taskDefName %q (state's type %q): want FORK shown, the state's kept", got.TaskType, got.TaskDefName, fork.Type)
+			}
+			if forked, ok := got.InputData["forkedTasks"]; !reflect.DeepEqual(forked, tc.forked) || ok != (tc.forked != nil) {
+				t.Fatalf("inputData %v: want forkedTasks %v", got.InputData, tc.forked)
+			}
+			if tc.forked != nil && (!reflect.DeepEqual(got.OutputData["forkedTasks"], tc.forked) || fork.Input["forkedTasks"] != nil) {
+				t.Fatalf("outputData %v, stored input %v: want the output as stored, the stored input without forkedTasks", got.OutputData, fork.Input)
+			}
+		})
+	}
+}
+
 func TestForkJoinDynamicInLoop(t *testing.T) {
 	def := `{"name":"loopfork","tasks":[
 	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[["a","b"],["c"]],

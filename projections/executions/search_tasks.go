@@ -29,12 +29,11 @@ func taskDoc(w *engine.Workflow, t *engine.Task) query.Doc {
 		case "taskId":
 			return t.ID
 		case "taskType":
-			if t.IsWorkerTask() {
-				return t.Name
-			}
-			return t.Type
+			typ, _ := t.ShownType()
+			return typ
 		case "taskDefName":
-			return t.Name
+			_, name := t.ShownType()
+			return name
 		case "taskRefName", "referenceTaskName", "taskReferenceName": // TaskSummary names it the last way
 			return t.Ref
 		case "status":

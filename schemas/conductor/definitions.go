@@ -301,6 +301,11 @@ func NewBulkResponse() *BulkResponse {
 	return &BulkResponse{BulkErrorResults: map[string]string{}, BulkSuccessfulResults: []string{}}
 }
 
+// TaskTypeFork is the type Conductor's mappers give the task a FORK_JOIN or
+// FORK_JOIN_DYNAMIC runs as, which its executions show; no definition
+// names it.
+const TaskTypeFork = "FORK"
+
 // Task types.
 const (
 	TaskTypeSimple          = "SIMPLE"
