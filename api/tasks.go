@@ -445,11 +445,16 @@ func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, next[0])
 }
 
-// updateTaskByRef completes (or fails, or updates) the latest instance of
-// a task by its reference name, whatever its state: a SCHEDULED task no
-// worker polled, a WAIT task, an IN_PROGRESS one. The body is output, as
-// given, set over the task's (Conductor's and Orkes's merge it). It
-// answers the task id as text, or with sync the workflow.
+// updateTaskByRef completes (or fails, or updates) the pending instance
+// of a task by its reference name: a SCHEDULED task no worker polled, a
+// WAIT task, an IN_PROGRESS one. As Conductor's, the result starts from
+// the task: the body is output, as given, set over the task's (Conductor
+// and Orkes merge it), and the task's reasonForIncompletion and
+// callbackAfterSeconds stay (a task waiting for its callback waits again
+// as long from now). It answers the task id as text, or with sync the
+// workflow. A reference with no pending instance (it never ran, or its
+// latest ended) answers 200 with no body, as Conductor's TaskService does,
+// and with sync 404, as its TaskResource does.
 func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		wfID, ref, status := r.PathValue("workflowId"), r.PathValue("taskRefName"), r.PathValue("status")
@@ -462,19 +467,31 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 		if err == nil {
 			output, err = readOutput(w, r)
 		}
-		var taskID, by string
+		var wf *engine.Workflow
+		var t *engine.Task
+		var by string
 		if err == nil {
-			taskID, by, err = s.updatableByRef(r, wfID, ref)
+			wf, t, by, err = s.updatableByRef(r, wfID, ref)
 		}
 		if err == nil && sync {
 			// The answer is the whole workflow: a worker may report on its
 			// task without being allowed to read the rest.
 			_, err = s.execution(r, wfID, auth.Read)
 		}
+		pending := t != nil && t.Active() && !wf.Terminal()
+		switch {
+		case err != nil:
+		case !pending && sync:
+			err = fault.NotFound("found no running task %s of workflow %s to update", ref, wfID)
+		case !pending:
+			writeText(w, http.StatusOK, "")
+			return
+		}
 		var out executor.Outcome
 		if err == nil {
-			out, err = s.report(r, engine.Result{Result: conductor.TaskResult{TaskID: taskID, WorkflowInstanceID: wfID, Status: status,
-				OutputData: output, WorkerID: workerID}, By: by, MergeOutput: true}, false)
+			out, err = s.report(r, engine.Result{Result: conductor.TaskResult{TaskID: t.ID, WorkflowInstanceID: wfID, Status: status,
+				OutputData: output, WorkerID: workerID, ReasonForIncompletion: t.Reason, CallbackAfterSeconds: t.CallbackAfterSeconds},
+				By: by, MergeOutput: true}, false)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -484,35 +501,36 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 			writeJSON(w, http.StatusOK, out.State.Conductor(true))
 			return
 		}
-		writeText(w, http.StatusOK, taskID)
+		writeText(w, http.StatusOK, t.ID)
 	}
 }
 
-// updatableByRef returns the id of the latest instance of task ref of
-// workflow wfID, which the caller must be allowed to report on, and whose
-// data a report is (reporter).
-func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (id, by string, err error) {
+// updatableByRef returns the latest instance of task ref of workflow
+// wfID, which the caller must be allowed to report on, with the workflow,
+// and whose data a report is (reporter). It returns no task, and no
+// error, when the workflow has none of that name and the caller may read
+// it.
+func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (wf *engine.Workflow, t *engine.Task, by string, err error) {
 	out, err := s.deps.Engine.Submit(r.Context(), wfID, nil, executor.Meta{})
 	if err != nil {
-		return "", "", err
+		return nil, nil, "", err
 	}
 	// To a caller who may not see the workflow, every answer is the same:
 	// it exists, or has such a task, tells something.
 	hidden := fault.NotFound("workflow %s not found", wfID)
 	switch t := latestByRef(out.State, ref); {
 	case out.State == nil:
-		return "", "", hidden
+		return nil, nil, "", hidden
 	case t == nil:
-		err = fault.NotFound("workflow %s has no task with reference name %q", wfID, ref)
 		if e := s.mayExecution(r, out.State.Name, out.State.CreatedBy, auth.Read); e != nil {
-			err = s.hidden(r, out.State, auth.Read, e, hidden)
+			return nil, nil, "", s.hidden(r, out.State, auth.Read, e, hidden)
 		}
-		return "", "", err
+		return out.State, nil, "", nil
 	default:
 		if by, err = s.reporter(r, out.State, t); errors.Is(err, fault.ErrNotFound) {
 			err = hidden
 		}
-		return t.ID, by, err
+		return out.State, t, by, err
 	}
 }
 

@@ -113,7 +113,14 @@ func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
 	var by string
 	if err == nil && upd.TaskResult != nil {
 		res = *upd.TaskResult
-		res.TaskID, by, err = s.updatableByRef(r, id, upd.TaskReferenceName)
+		var t *engine.Task
+		_, t, by, err = s.updatableByRef(r, id, upd.TaskReferenceName)
+		if err == nil && t == nil {
+			err = fault.NotFound("workflow %s has no task with reference name %q", id, upd.TaskReferenceName)
+		}
+		if t != nil {
+			res.TaskID = t.ID
+		}
 		res.WorkflowInstanceID = id
 	}
 	if err == nil && len(upd.Variables) > 0 {

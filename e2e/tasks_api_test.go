@@ -326,8 +326,19 @@ func TestUpdateTaskByRefName(t *testing.T) {
 	if scheduled.Status != conductor.TaskScheduled {
 		t.Fatalf("task is %s", scheduled.Status)
 	}
+	// A reference that has not run yet has no pending task: Conductor's
+	// TaskService answers 200 with no body, its /sync 404.
+	rp := e.call("POST", "/api/tasks/"+id+"/w/COMPLETED", map[string]any{"early": true}, "")
+	e.expect(rp, http.StatusOK, "text/plain")
+	if rp.body != "" {
+		t.Fatalf("by-ref update of a reference that never ran answered %q, want no body", rp.body)
+	}
+	rp = e.call("POST", "/api/tasks/"+id+"/w/COMPLETED/sync", map[string]any{"early": true}, "")
+	if rp.status != http.StatusNotFound || !strings.Contains(rp.body, "found no running task w of workflow "+id) {
+		t.Fatalf("sync by-ref update of a reference that never ran: %d %s, want 404", rp.status, rp.body)
+	}
 	// TaskClient.updateTaskResult sends the output wrapped: stored as given.
-	rp := e.call("POST", "/api/tasks/"+id+"/m/COMPLETED?workerid=operator", `{"outputData":{"k":1}}`, "")
+	rp = e.call("POST", "/api/tasks/"+id+"/m/COMPLETED?workerid=operator", `{"outputData":{"k":1}}`, "")
 	e.expect(rp, http.StatusOK, "text/plain")
 	if rp.body != scheduled.TaskID {
 		t.Fatalf("by-ref update answered %q, want %s", rp.body, scheduled.TaskID)
@@ -371,10 +382,55 @@ func TestUpdateTaskByRefName(t *testing.T) {
 	if m := taskByRef(wf, "m"); m.WorkerID != "operator" {
 		t.Fatalf("by-ref worker id %q", m.WorkerID)
 	}
-	// Late by-ref updates of finished tasks are accepted and change nothing.
-	e.expect(e.call("POST", "/api/tasks/"+id+"/m/FAILED", map[string]any{}, ""), http.StatusOK, "text/plain")
+	// Late by-ref updates of finished tasks find no pending task: 200
+	// with no body, 404 with sync, and nothing changes.
+	rp = e.call("POST", "/api/tasks/"+id+"/m/FAILED", map[string]any{}, "")
+	e.expect(rp, http.StatusOK, "text/plain")
+	if rp.body != "" {
+		t.Fatalf("late by-ref update answered %q, want no body", rp.body)
+	}
+	if rp = e.call("POST", "/api/tasks/"+id+"/m/FAILED/sync", map[string]any{}, ""); rp.status != http.StatusNotFound {
+		t.Fatalf("late sync by-ref update: %d %s, want 404", rp.status, rp.body)
+	}
 	if s := taskByRef(e.workflow(id), "m").Status; s != conductor.TaskCompleted {
 		t.Fatalf("late by-ref update made the task %s", s)
+	}
+}
+
+// An update by reference name starts from the pending task, as
+// Conductor's does (TaskResult(pending)): a worker's task waiting for its
+// callbackAfterSeconds waits again as long, and keeps the
+// reasonForIncompletion its worker gave, where the update is only output.
+func TestUpdateByRefKeepsCallbackAndReason(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"by_ref_cb","version":1,"tasks":[{"name":"cbw","taskReferenceName":"c"}]}`)
+	id := e.start("by_ref_cb", nil)
+	task := e.pollBatch("cbw", "w1", 1, 5*time.Second, "")[0]
+	e.expect(e.call("POST", "/api/tasks", map[string]any{"taskId": task.TaskID, "workflowInstanceId": id, "status": "IN_PROGRESS",
+		"callbackAfterSeconds": 600, "reasonForIncompletion": "waiting on the batch job", "outputData": map[string]any{"p": 1}, "workerId": "w1"}, ""),
+		http.StatusOK, "text/plain")
+	rp := e.call("POST", "/api/tasks/"+id+"/c/IN_PROGRESS", map[string]any{"note": "looked at"}, "")
+	e.expect(rp, http.StatusOK, "text/plain")
+	if rp.body != task.TaskID {
+		t.Fatalf("by-ref update answered %q, want %s", rp.body, task.TaskID)
+	}
+	got := decodeTask(t, e.must(http.StatusOK, "GET", "/api/tasks/"+task.TaskID, nil))
+	want := map[string]any{"p": float64(1), "note": "looked at"}
+	if got.Status != conductor.TaskScheduled || got.CallbackAfterSeconds != 600 || got.ReasonForIncompletion != "waiting on the batch job" ||
+		!reflect.DeepEqual(got.OutputData, want) {
+		t.Fatalf("after the by-ref update: %s, callbackAfterSeconds %d, reason %q, output %v; want SCHEDULED, 600, the worker's reason, %v",
+			got.Status, got.CallbackAfterSeconds, got.ReasonForIncompletion, got.OutputData, want)
+	}
+	// Still waiting for its callback: no worker is handed it.
+	if tasks := e.pollBatch("cbw", "w2", 1, 200*time.Millisecond, ""); len(tasks) != 0 {
+		t.Fatalf("the task waiting for its callback was handed out: %+v", tasks[0])
+	}
+	// Completed by reference name, it ends with the reason it had.
+	e.expect(e.call("POST", "/api/tasks/"+id+"/c/COMPLETED", map[string]any{"done": true}, ""), http.StatusOK, "text/plain")
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if c := taskByRef(wf, "c"); c.ReasonForIncompletion != "waiting on the batch job" || c.OutputData["done"] != true {
+		t.Fatalf("completed by reference name: reason %q, output %v", c.ReasonForIncompletion, c.OutputData)
 	}
 }
 
@@ -763,7 +819,7 @@ func TestTasksAPIBadInput(t *testing.T) {
 		{"by ref body not an object", "POST", "/api/tasks/" + id + "/first/COMPLETED", `[1,2]`, 400, "JSON object"},
 		{"by ref malformed body", "POST", "/api/tasks/" + id + "/first/COMPLETED", `{"a":`, 400, "JSON object"},
 		{"by ref unknown workflow", "POST", "/api/tasks/nowf/first/COMPLETED", `{}`, 404, "nowf"},
-		{"by ref unknown ref", "POST", "/api/tasks/" + id + "/nope/COMPLETED", `{}`, 404, "nope"},
+		{"by ref sync unknown ref", "POST", "/api/tasks/" + id + "/nope/COMPLETED/sync", `{}`, 404, "nope"},
 		{"by ref sync unknown workflow", "POST", "/api/tasks/nowf/first/COMPLETED/sync", `{}`, 404, "nowf"},
 		{"get unknown task", "GET", "/api/tasks/nope", nil, 404, "nope"},
 		{"logs of unknown task", "GET", "/api/tasks/nope/log", nil, 404, "nope"},
