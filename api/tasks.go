@@ -212,6 +212,11 @@ func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor
 	if res.TaskID == "" {
 		return res, "", fault.Invalid("taskId is required")
 	}
+	if res.ExtendLease && res.Status == "" {
+		// A heartbeat: Conductor reads extendLease before the status,
+		// which a lease extension need not give.
+		res.Status = conductor.TaskInProgress
+	}
 	if err := checkResultStatus(res.Status); err != nil {
 		return res, "", err
 	}
@@ -427,7 +432,9 @@ func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
 	if out.State != nil {
 		t = out.State.TaskByID(res.TaskID)
 	}
-	if t == nil || !t.IsWorkerTask() {
+	// A lease extension is no result: its worker still holds the task and
+	// asked for no other (Conductor's update-v2 answers 204 to it).
+	if t == nil || !t.IsWorkerTask() || res.ExtendLease {
 		writeNoContent(w)
 		return
 	}

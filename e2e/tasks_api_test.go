@@ -271,6 +271,46 @@ func TestLegacyUpdateAndExtendLease(t *testing.T) {
 	e.waitStatus(id, conductor.WorkflowCompleted)
 }
 
+// A lease extension through update-v2 hands out no next task, as
+// Conductor's answers 204 to it (its updateTask returns no task for a
+// lease extension): the worker holds the task it extends and asked for no
+// other. A lease extension may leave out the status, which Conductor does
+// not read for one.
+func TestLeaseExtensionIsNoResult(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"lease_v2","version":1,"tasks":[{"name":"lv2","taskReferenceName":"l"}]}`)
+	id := e.start("lease_v2", nil)
+	other := e.start("lease_v2", nil)
+	e.waitQueueSize("lv2", 2)
+	held := e.pollBatch("lv2", "w1", 1, 5*time.Second, "")[0]
+	rp := e.call("POST", "/api/tasks/update-v2", map[string]any{"taskId": held.TaskID, "workflowInstanceId": held.WorkflowInstanceID,
+		"status": "IN_PROGRESS", "extendLease": true, "workerId": "w1"}, "")
+	if rp.status != http.StatusNoContent {
+		t.Fatalf("update-v2 lease extension: %d %s, want 204 and no next task", rp.status, rp.body)
+	}
+	rp = e.call("POST", "/api/tasks", map[string]any{"taskId": held.TaskID, "workflowInstanceId": held.WorkflowInstanceID,
+		"extendLease": true, "workerId": "w1"}, "")
+	e.expect(rp, http.StatusOK, "text/plain")
+	if rp.body != held.TaskID {
+		t.Fatalf("lease extension without a status answered %q, want the task id", rp.body)
+	}
+	// The other workflow's task is still there for the next poll, and the
+	// extended one still held.
+	next := e.pollBatch("lv2", "w2", 1, 5*time.Second, "")
+	if len(next) != 1 || next[0].TaskID == held.TaskID {
+		t.Fatalf("after the lease extensions the next poll got %+v", next)
+	}
+	if got := decodeTask(t, e.must(http.StatusOK, "GET", "/api/tasks/"+held.TaskID, nil)); got.Status != conductor.TaskInProgress || got.WorkerID != "w1" {
+		t.Fatalf("the extended task is %s, held by %q", got.Status, got.WorkerID)
+	}
+	for _, wf := range []string{id, other} {
+		if got := e.workflow(wf); got.Status != conductor.WorkflowRunning || len(got.Tasks) != 1 {
+			t.Fatalf("workflow %s: %s with %d tasks", wf, got.Status, len(got.Tasks))
+		}
+	}
+}
+
 // A paused workflow's task can still be polled and completed; the workflow
 // schedules nothing new until it is resumed (Conductor's behaviour).
 func TestTaskUpdateWhilePaused(t *testing.T) {
