@@ -97,7 +97,12 @@ type memo struct {
 	// (masking.Redactor.SharedWith).
 	redactor *masking.Redactor
 	covered  int
-	built    bool // rebuilt from state at least once
+	// held are the shared redactors get was handed, the ones it grew from
+	// included, for drop to give back: kept while the workflow runs, they
+	// are shared with the workflows that resolve the same secrets; given
+	// back, the cache lets go of them with the last such workflow.
+	held  []*masking.Redactor
+	built bool // rebuilt from state at least once
 	// pending is a pooled key taken in epoch pendingEpoch of the workflow
 	// (see engine.Workflow.Epoch), perhaps not recorded.
 	pending      string
@@ -197,8 +202,35 @@ func (m *memo) get() *masking.Redactor {
 	}
 	if m.redactor == nil || m.covered < len(m.kept) {
 		m.redactor, m.covered = m.redactor.SharedWith(m.kept, m.covered), len(m.kept)
+		m.held = append(m.held, m.redactor)
 	}
 	return m.redactor
+}
+
+// release gives back the shared redactors the memo holds.
+func (m *memo) release() {
+	for _, r := range m.held {
+		r.Release()
+	}
+	m.held = nil
+}
+
+// drop lets go of the memo's plaintext when its workflow has ended: the
+// shared redactors it holds, and the bytes of the values it copied,
+// zeroed (the redactors' forms are strings, which Go cannot zero: they
+// go with the last reference to them). A memo dropped so is not used
+// again: a decision on its workflow rebuilds another.
+func (m *memo) drop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.release()
+	for _, v := range m.values {
+		clear(v)
+	}
+	for _, v := range m.resolved {
+		clear(v)
+	}
+	m.values, m.resolved, m.kept, m.scanned, m.redactor, m.covered = nil, nil, nil, 0, nil, 0
 }
 
 // public reports whether v is text of the definition, as written or
@@ -252,6 +284,7 @@ func (m *memo) addName(name string) {
 
 // forgetSearch has get choose the values to look for afresh.
 func (m *memo) forgetSearch() {
+	m.release()
 	m.kept, m.scanned, m.redactor, m.covered = nil, 0, nil, 0
 }
 
@@ -264,7 +297,15 @@ func (g *Guard) memoFor(wfID string) *memo {
 	m := g.memos[wfID]
 	if m == nil {
 		if len(g.memos) >= maxMemos {
-			clear(g.memos) // rebuilt from state on demand
+			// Rebuilt from state on demand. A memo may be in use by a
+			// decision on its workflow: its redactors are given back
+			// (they stay usable), its values are not zeroed.
+			for _, old := range g.memos {
+				old.mu.Lock()
+				old.release()
+				old.mu.Unlock()
+			}
+			clear(g.memos)
 		}
 		m = &memo{}
 		g.memos[wfID] = m
@@ -274,8 +315,12 @@ func (g *Guard) memoFor(wfID string) *memo {
 
 func (g *Guard) forget(wfID string) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	m := g.memos[wfID]
 	delete(g.memos, wfID)
+	g.mu.Unlock()
+	if m != nil {
+		m.drop()
+	}
 }
 
 // keyID names a workflow's data key of a sealing kind.

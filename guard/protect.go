@@ -32,9 +32,16 @@ import (
 func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine.Decision) (engine.Decision, error) {
 	events := dec.Events
 	wfID, fields := workflowOf(before, events)
-	// A compaction carries no data: rebuilding what redaction looks for
-	// (resolving the workflow's secrets again) would find nothing to do.
-	if wfID == "" || schemas.OnlyCompaction(events) {
+	if wfID == "" {
+		return dec, nil
+	}
+	if schemas.OnlyCompaction(events) {
+		// A compaction carries no data: rebuilding what redaction looks
+		// for (resolving the workflow's secrets again) would find nothing
+		// to do. A memo made since the workflow ended goes with its key:
+		// a failure workflow's or a START_WORKFLOW's input prepared after
+		// the end decision, a hand-off on a state that had not ended yet.
+		g.forget(wfID)
 		return dec, nil
 	}
 	if before != nil && before.Compacted && endsEnded(before, events) && slices.ContainsFunc(events, func(ev schemas.Event) bool {

@@ -436,6 +436,79 @@ func TestEndedWorkflowKeepsNoMemo(t *testing.T) {
 	}
 }
 
+// An ended workflow's values leave the process, not only its memo table:
+// the shared redactor built for them leaves the cache with the last
+// workflow that holds it, and the bytes the memo copied are zeroed. A memo
+// made after the end (a failure workflow's input prepared from the ended
+// parent's) goes at the workflow's compaction.
+func TestEndedWorkflowLetsGoOfItsValues(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "let-go-secret-5d1b"
+	start := func(id string) *engine.Workflow {
+		return applyAll(t, nil,
+			&schemas.WorkflowStarted{WorkflowID: id, Name: "w", Version: 1,
+				Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`)},
+			&schemas.TaskScheduled{TaskID: "t1", Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Time: 1},
+			&schemas.TaskStarted{TaskID: "t1", Time: 2, Resolved: []schemas.ResolvedRef{{Kind: "secret", Name: "token", Version: 1}}})
+	}
+	g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{"token": value}})
+	protect := func(w *engine.Workflow, events ...schemas.Event) *engine.Workflow {
+		t.Helper()
+		dec, err := g.Protect(ctx, w, engine.Decision{Events: events})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return applyAll(t, w, dec.Events...)
+	}
+	logLine := &schemas.TaskLogged{TaskID: "t1", Lines: []string{"sent " + value}, Times: []int64{3}}
+	end := []schemas.Event{&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Time: 4},
+		&schemas.WorkflowStatusChanged{Status: "COMPLETED", Time: 4}}
+	a, b := start("wf-let-go-a"), start("wf-let-go-b")
+	a, b = protect(a, logLine), protect(b, logLine)
+	memo := g.memos[a.ID]
+	shared, copied := memo.redactor, memo.values[0]
+	if g.memos[b.ID].redactor != shared {
+		t.Fatal("two workflows resolving the same secret do not share a redactor")
+	}
+	values := [][]byte{[]byte(value)}
+	isShared := func() bool {
+		r := masking.SharedRedactor(values)
+		r.Release()
+		return r == shared
+	}
+
+	protect(a, end...)
+	if !isShared() {
+		t.Fatal("a workflow's end took the redactor a running one holds out of the cache")
+	}
+	if string(copied) != strings.Repeat("\x00", len(value)) {
+		t.Fatalf("the ended workflow's memo kept %q", copied)
+	}
+	b = protect(b, end...)
+	if isShared() {
+		t.Fatal("the redactor stayed in the cache once every workflow holding it had ended")
+	}
+
+	// The failure workflow b starts once it has ended resolves its input
+	// as b's creator, into a memo of b's.
+	if _, _, err := g.PrepareChild(ctx, engine.StartWorkflow{WorkflowID: "wf-let-go-failure", From: b.ID, CreatedBy: "admin",
+		Input: map[string]any{"token": "${workflow.secrets.token}"}, InputDeferred: [][]any{{"token"}}}); err != nil {
+		t.Fatal(err)
+	}
+	late := g.memos[b.ID]
+	if late == nil || len(late.values) == 0 {
+		t.Fatal("preparing the failure workflow made no memo of the parent's (the test no longer shows the case)")
+	}
+	copied = late.values[0]
+	protect(b, &schemas.WorkflowCompacted{Time: 5})
+	if _, ok := g.memos[b.ID]; ok {
+		t.Fatal("a memo made after the end outlived the workflow's compaction")
+	}
+	if string(copied) != strings.Repeat("\x00", len(value)) {
+		t.Fatalf("the compacted workflow's memo kept %q", copied)
+	}
+}
+
 // callingWithToken is workflow id with its task t1 scheduled, its input
 // referencing secret "token".
 func callingWithToken(t *testing.T, id string) *engine.Workflow {

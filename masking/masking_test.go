@@ -237,3 +237,38 @@ func TestSharedRedactor(t *testing.T) {
 		t.Fatal("extending a shared redactor changed it")
 	}
 }
+
+// A shared redactor stays cached while someone holds it and leaves the
+// cache with its last holder: a workflow's values are not kept in the
+// process once nothing running needs them.
+func TestSharedRedactorRelease(t *testing.T) {
+	values := [][]byte{[]byte("released-secret-one"), []byte("released-secret-two")}
+	first := SharedRedactor(values)
+	second := SharedRedactor(values)
+	if second != first {
+		t.Fatal("the same values built a second redactor")
+	}
+	first.Release()
+	if third := SharedRedactor(values); third != first {
+		t.Fatal("a redactor still held left the cache")
+	} else {
+		third.Release()
+	}
+	second.Release()
+	again := SharedRedactor(values)
+	defer again.Release()
+	if again == first {
+		t.Fatal("a redactor nobody holds stayed in the cache")
+	}
+	if got := first.String("released-secret-one"); got != Mask {
+		t.Fatalf("a released redactor redacted %q", got)
+	}
+	// Releasing one that is not shared, or twice, changes nothing.
+	NewRedactor(values...).Release()
+	(*Redactor)(nil).Release()
+	first.Release()
+	if SharedRedactor(values) != again {
+		t.Fatal("a stale release dropped its successor")
+	}
+	again.Release()
+}

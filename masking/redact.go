@@ -40,6 +40,9 @@ type Redactor struct {
 	// more to build, and allocates on every Replace, than a search.
 	once     sync.Once
 	replacer *strings.Replacer
+	// key is the hash of the values a shared redactor was asked for
+	// (SharedWith), zero for one that is not shared.
+	key [sha256.Size]byte
 }
 
 // NewRedactor returns a redactor for values. Values shorter than MinLength
@@ -52,8 +55,9 @@ func NewRedactor(values ...[]byte) *Redactor {
 // for the same values, in the same order, shares: the workflows of one
 // definition resolve the same secrets, and building a redactor's forms
 // and search for each of them was most of what protecting their records
-// cost. Redactors are immutable; the cache holds at most maxShared, and
-// starts over when full.
+// cost. Redactors are immutable. The caller holds what it gets until it
+// calls Release: the cache keeps a redactor while someone holds it, at
+// most maxShared of them, and starts over when full.
 func SharedRedactor(values [][]byte) *Redactor {
 	return (*Redactor)(nil).SharedWith(values, 0)
 }
@@ -74,27 +78,61 @@ func (r *Redactor) SharedWith(values [][]byte, n int) *Redactor {
 	var key [sha256.Size]byte
 	h.Sum(key[:0])
 	shared.Lock()
-	found := shared.m[key]
-	shared.Unlock()
-	if found != nil {
-		return found
+	if e := shared.m[key]; e != nil {
+		e.holders++
+		shared.Unlock()
+		return e.r
 	}
-	found = r.With(values[n:]...)
+	shared.Unlock()
+	built := r.With(values[n:]...)
+	built.key = key
 	shared.Lock()
+	defer shared.Unlock()
+	if e := shared.m[key]; e != nil { // built meanwhile by another caller
+		e.holders++
+		return e.r
+	}
 	if len(shared.m) >= maxShared {
+		// Holders that never released (a memo table that started over)
+		// would otherwise keep the cache full for good.
 		clear(shared.m)
 	}
-	shared.m[key] = found
-	shared.Unlock()
-	return found
+	shared.m[key] = &sharedEntry{r: built, holders: 1}
+	return built
+}
+
+// Release gives back a redactor SharedWith or SharedRedactor handed out,
+// once for each time it was handed out. A redactor nobody holds leaves the
+// cache: what it looks for is a workflow's plaintext, which must not stay
+// in the process once no running workflow needs it (a compacted
+// workflow's values are to be gone for good). The redactor itself stays
+// usable by whoever still has it; it is the cache that lets go.
+func (r *Redactor) Release() {
+	if r == nil || r.key == ([sha256.Size]byte{}) {
+		return
+	}
+	shared.Lock()
+	defer shared.Unlock()
+	// Another redactor for the same values may have replaced it (the
+	// cache started over): that one is its holders'.
+	if e := shared.m[r.key]; e != nil && e.r == r {
+		if e.holders--; e.holders <= 0 {
+			delete(shared.m, r.key)
+		}
+	}
 }
 
 const maxShared = 1024
 
+type sharedEntry struct {
+	r       *Redactor
+	holders int
+}
+
 var shared = struct {
 	sync.Mutex
-	m map[[sha256.Size]byte]*Redactor
-}{m: map[[sha256.Size]byte]*Redactor{}}
+	m map[[sha256.Size]byte]*sharedEntry
+}{m: map[[sha256.Size]byte]*sharedEntry{}}
 
 // With returns a redactor for r's values and values: only the new values'
 // encodings are computed.
