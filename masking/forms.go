@@ -18,6 +18,22 @@ import (
 func forms(v []byte) []string {
 	s := string(v)
 	out := appendJSONForms([]string{s}, s)
+	// JSON text held in a JSON string (a log line quoting a request's
+	// JSON body, a document stored as a string field) escapes the
+	// value's escapes again: pa"ss is pa\\\"ss there. The encoder that
+	// wrote the text need not be the one that escapes it again (a Python
+	// worker logs the body Go wrote): every pair is looked for.
+	once := len(out)
+	for i, f := range out[1:once] {
+		if slices.Contains(out[1:1+i], f) {
+			continue // another encoder's form too
+		}
+		for _, st := range jsonStyles {
+			if d := st.escape(f); !slices.Contains(out[once:], d) {
+				out = append(out, d)
+			}
+		}
+	}
 	// A value that holds percent-escapes, written into an HTTP task's
 	// uri as it is, reaches the server decoded (ab%4Fcd as abOcd), which
 	// an answer quoting the path or the query back holds, as JSON if it

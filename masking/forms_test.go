@@ -98,6 +98,41 @@ func TestRedactOtherEncoders(t *testing.T) {
 	}
 }
 
+// JSON text held in a JSON string (a worker's JSON log line quoting the
+// JSON body it sent, a document stored as a string field) escapes a
+// value's escapes again; the two encoders need not be the same.
+func TestRedactJSONInJSON(t *testing.T) {
+	goHTML := func(s string) string { b, _ := json.Marshal(s); return string(b[1 : len(b)-1]) }
+	goPlain := func(s string) string {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(s)
+		return b.String()[1 : b.Len()-2]
+	}
+	encoders := []struct {
+		name   string
+		escape func(string) string
+	}{
+		{"json.Marshal", goHTML},
+		{"json.Encoder without HTML escaping", goPlain},
+		{"Python json.dumps", jsonStyles[3].escape},
+		{"PHP json_encode", jsonStyles[4].escape},
+	}
+	for _, secret := range []string{`pa"ss\w0rd-xyz`, `café/naïve<b>&😀`, "tab\there\x1fand-more", `ab+cd/ef+gh9==`} {
+		r := NewRedactor([]byte(secret))
+		for _, inner := range encoders {
+			for _, outer := range encoders {
+				text := `{"line":"` + outer.escape(`{"password":"`+inner.escape(secret)+`"}`) + `"}`
+				want := `{"line":"` + outer.escape(`{"password":"`) + Mask + outer.escape(`"}`) + `"}`
+				if got := r.String(text); got != want {
+					t.Errorf("%q, %s in %s: %s redacted to %s", secret, inner.name, outer.name, text, got)
+				}
+			}
+		}
+	}
+}
+
 // A value base64-encoded by a tool that wraps lines (MIME, Python's
 // base64.encodebytes, the base64 command, openssl, PEM) is redacted
 // whole, where the encoded data starts with it and where it lies
