@@ -270,6 +270,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		return
 	}
 	writeRawJSON(w, status, b)
+	// A polled task's answer holds its resolved input: written, the
+	// response's copy of it is not kept.
+	clear(b)
 }
 
 // writeRawJSON answers with b, which must be JSON. The explicit

@@ -157,6 +157,9 @@ func (e *Executor) serveWorkers(ctx context.Context) error {
 				if m.Reply != "" {
 					_ = m.Respond(body)
 				}
+				// A take's answer holds the task's resolved input: the
+				// connection has copied it, this copy goes now.
+				clear(body)
 			})
 		})
 		if err != nil {
@@ -323,6 +326,7 @@ func (p *natsPolls) end(taskType, id string) {
 func respond(m *nats.Msg, reply any) {
 	body, _ := json.Marshal(reply)
 	_ = m.Respond(body)
+	clear(body) // it may hold a task's resolved input (see handle)
 }
 
 // handlePoll answers a poll request m: once, in a goroutine of its own,
@@ -405,7 +409,9 @@ func (e *Executor) offer(m *nats.Msg, t *conductor.Task, answer func(workers.Pol
 	body, err := json.Marshal(answer(workers.PollReply{Task: t}))
 	if err == nil {
 		var ans *nats.Msg
-		if ans, err = e.log.Conn().Request(m.Reply, body, e.cfg.OfferTimeout); err == nil {
+		ans, err = e.log.Conn().Request(m.Reply, body, e.cfg.OfferTimeout)
+		clear(body) // the task's resolved input, which the connection copied
+		if err == nil {
 			if accepts(ans.Data) {
 				return
 			}

@@ -147,6 +147,8 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	}
 	response := map[string]any{"statusCode": int64(res.StatusCode), "reasonPhrase": http.StatusText(res.StatusCode),
 		"headers": headers, "body": decodeBody(raw)}
+	// An answer may echo what it was sent: decoded, the body is copied.
+	clear(raw)
 	out := map[string]any{"response": response}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		r := failed(conductor.TaskFailed, "HTTP task %s: %s answered %d", t.ReferenceTaskName, methodName(req.Method), res.StatusCode)
@@ -310,6 +312,7 @@ func parseHTTPRequest(input map[string]any) (*httpRequest, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(b) // the resolved input: req holds copies of what it needs
 	var req httpRequest
 	if err := json.Unmarshal(b, &req); err != nil {
 		return nil, fmt.Errorf("http_request: %v", err)
