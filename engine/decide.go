@@ -318,6 +318,8 @@ func (d *decision) handle(t Trigger) error {
 		d.childFinished(t)
 	case ChildReopened:
 		d.childReopened(t)
+	case ChildExisting:
+		d.childExisting(t)
 	case Compact:
 		switch {
 		case !d.w.Terminal() && !d.w.Removed:

@@ -101,6 +101,13 @@ type StartWorkflow struct {
 	// Depth is the started workflow's (schemas.WorkflowStarted): one more
 	// than its starter's.
 	Depth int
+	// IdempotencyKey and IdempotencyStrategy are a SUB_WORKFLOW's
+	// subWorkflowParam's (the key evaluated): the child starts as a
+	// start request with them does. With RETURN_EXISTING, a key another
+	// child of the same parent holds makes the task wait for that child
+	// instead (ChildExisting).
+	IdempotencyKey      string
+	IdempotencyStrategy string
 	// StartTaskID is the START_WORKFLOW task of From that waits for this
 	// start: the executor reports to it that the workflow started
 	// (COMPLETED) or could not (FAILED, with the reason).

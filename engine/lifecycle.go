@@ -324,18 +324,47 @@ func (d *decision) childReopened(c ChildReopened) {
 	d.reopened("")
 }
 
-// childFinished completes or fails the SUB_WORKFLOW task waiting for child.
-func (d *decision) childFinished(c ChildFinished) {
+// childExisting makes the SUB_WORKFLOW task whose child was not started,
+// its idempotency key held by another child of this workflow, wait for
+// that one; it may have ended already, so it is asked at once.
+func (d *decision) childExisting(c ChildExisting) {
 	var t *Task
 	for _, x := range d.w.Tasks {
 		if x.SubWorkflowID == c.ChildID && x.Active() {
 			t = x
 		}
 	}
-	if t == nil || d.w.Terminal() {
+	if t == nil || d.w.Terminal() || c.ExistingID == "" || c.ExistingID == c.ChildID {
+		return // late or duplicate news
+	}
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, Output: childOutput(c.ExistingID), MergeOutput: true,
+		SubWorkflowID: c.ExistingID, Time: d.now})
+	d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: c.ExistingID})
+}
+
+// childFinished completes or fails the SUB_WORKFLOW tasks waiting for
+// child: one, unless others wait for it as the workflow holding their
+// idempotency key (ChildExisting).
+func (d *decision) childFinished(c ChildFinished) {
+	var waiting []string
+	for _, x := range d.w.Tasks {
+		if x.SubWorkflowID == c.ChildID && x.Active() {
+			waiting = append(waiting, x.ID)
+		}
+	}
+	if len(waiting) == 0 || d.w.Terminal() {
 		return // late or duplicate news
 	}
 	d.runAs(c.RunsAs...)
+	for _, id := range waiting {
+		// A failure may have ended the workflow, which canceled the rest.
+		if t := d.w.task(id); t.Active() && !d.w.Terminal() {
+			d.childTaskFinished(t, c)
+		}
+	}
+}
+
+func (d *decision) childTaskFinished(t *Task, c ChildFinished) {
 	output := copyMap(c.Output)
 	if !c.NotStarted {
 		output["subWorkflowId"] = c.ChildID

@@ -526,6 +526,12 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, eff conductor.EffectiveTa
 			fail("SUB_WORKFLOW %s: %s", ev.Ref, reason)
 			return
 		}
+		// The key is the child's, shown and searched as its
+		// idempotencyKey, and a read model's index entry.
+		if reason := d.paramSealed(ev.TaskID, "subWorkflowParam.idempotencyKey", p.IdempotencyKey); reason != "" {
+			fail("SUB_WORKFLOW %s: %s", ev.Ref, reason)
+			return
+		}
 		if s, ok := p.Priority.(string); ok {
 			if reason := d.paramSealed(ev.TaskID, "subWorkflowParam.priority", s); reason != "" {
 				fail("SUB_WORKFLOW %s: %s", ev.Ref, reason)
@@ -656,6 +662,10 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 			refused = fmt.Sprintf("sub workflow %s: subWorkflowParam.priority %v: want an integer 0-99", t.Ref, p.Priority)
 		}
 	}
+	key, keyRefused := childKey(w, t, p.IdempotencyKey)
+	if refused == "" {
+		refused = keyRefused
+	}
 	// Orkes runs the latest version for a version of 0 as for none;
 	// Conductor's lookup of version 0 finds nothing, so nothing that runs
 	// there changes.
@@ -667,7 +677,42 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 		WorkflowID: t.SubWorkflowID, Name: name, Version: version, Def: def, DefFromData: fromData,
 		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID, Depth: depth,
+		IdempotencyKey: key, IdempotencyStrategy: p.IdempotencyStrategy,
 	}
+}
+
+// childKey is a SUB_WORKFLOW's subWorkflowParam.idempotencyKey with its
+// expressions evaluated ("" for none, or one that evaluates to null or
+// ""), and why it may not be the child's. A number or a boolean is its
+// JSON text (an order's id given as a number), as Jackson reads one into
+// Conductor's String key. The key is shown, searched and indexed in
+// plain text, so one that references a secret or an environment value,
+// or that is an object or a list, is refused: the child does not start
+// and the task fails saying why (one from sealed data failed the task
+// when it was scheduled).
+func childKey(w *Workflow, t *Task, tmpl string) (string, string) {
+	if tmpl == "" {
+		return "", ""
+	}
+	val, deferred, err := expr.Evaluate(tmpl, &workflowDoc{w: w, taskID: t.ID})
+	if err != nil {
+		return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey: %v", t.Ref, err)
+	}
+	if len(deferred) > 0 {
+		return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey may not reference secrets or environment values", t.Ref)
+	}
+	switch v := val.(type) {
+	case nil:
+		return "", ""
+	case string:
+		return v, ""
+	case bool, float64, int, int64, json.Number:
+		b, err := json.Marshal(v)
+		if err == nil {
+			return string(b), ""
+		}
+	}
+	return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey: want text or a number, not %T", t.Ref, val)
 }
 
 // childDomains is a SUB_WORKFLOW's subWorkflowParam.taskToDomain with its

@@ -198,6 +198,18 @@ type ChildFinished struct {
 	NotStarted bool
 }
 
+// ChildExisting reports that the start of a SUB_WORKFLOW task's child
+// (ChildID, the id the task gave it) found ExistingID holding its
+// idempotency key, with RETURN_EXISTING: the task waits for that workflow
+// instead, as a start request with the key is answered with it. The
+// executor sends it only for a workflow the same parent started (an
+// earlier instance of the task, before a retry or a restart), which
+// reports to the parent when it ends.
+type ChildExisting struct {
+	ChildID    string
+	ExistingID string
+}
+
 // ChildReopened reports that a SUB_WORKFLOW task's child runs again: an
 // operator retried, restarted or reran it. The parent's task waits for the
 // child again and, if the parent ended because of it, the parent resumes,
@@ -255,6 +267,7 @@ func (Retry) triggerName() string         { return "retry" }
 func (Rerun) triggerName() string         { return "rerun" }
 func (ChildFinished) triggerName() string { return "child_finished" }
 func (ChildReopened) triggerName() string { return "child_reopened" }
+func (ChildExisting) triggerName() string { return "child_existing" }
 func (SetVariables) triggerName() string  { return "set_variables" }
 func (AddLog) triggerName() string        { return "add_log" }
 func (Fail) triggerName() string          { return "fail" }

@@ -193,6 +193,9 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		if t.SubWorkflowParam == nil || (t.SubWorkflowParam.Name == "" && len(t.SubWorkflowParam.WorkflowDefinition) == 0) {
 			v.errs.Add(p+".subWorkflowParam.name", "SUB_WORKFLOW needs subWorkflowParam.name or an inline workflowDefinition")
 		}
+		if t.SubWorkflowParam != nil && !conductor.KnownIdempotencyStrategy(t.SubWorkflowParam.IdempotencyStrategy) {
+			v.errs.Add(p+".subWorkflowParam.idempotencyStrategy", "%q: %s", t.SubWorkflowParam.IdempotencyStrategy, conductor.WantIdempotencyStrategy)
+		}
 	case conductor.TaskTypeDoWhile:
 		if len(t.LoopOver) == 0 {
 			v.errs.Add(p+".loopOver", "DO_WHILE needs loopOver tasks")

@@ -382,7 +382,8 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		return e.childFailed(ctx, eff, fmt.Sprintf("workflow %s, which its parent runs under, is %s: nothing starts under it", ended.ID, ended.Status))
 	}
 	req := conductor.StartWorkflowRequest{Name: eff.Name, Version: eff.Version, Input: eff.Input,
-		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain}
+		CorrelationID: eff.CorrelationID, Priority: eff.Priority, TaskToDomain: eff.TaskToDomain,
+		IdempotencyKey: eff.IdempotencyKey, IdempotencyStrategy: eff.IdempotencyStrategy}
 	if len(eff.Def) > 0 {
 		var def conductor.WorkflowDef
 		if err := conductor.Unmarshal(eff.Def, &def); err != nil {
@@ -421,9 +422,16 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 			return err
 		}
 	}
-	_, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs,
+	id, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs,
 		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Depth: eff.Depth, Resolved: resolved})
 	switch {
+	case err == nil && id != eff.WorkflowID:
+		// RETURN_EXISTING answered with the workflow holding the key.
+		return e.existingChild(ctx, eff, id)
+	case errors.Is(err, ErrKeyHeld):
+		// Another workflow holds the key (FAIL, FAIL_ON_RUNNING): the
+		// task fails, as the start request is refused.
+		return e.childFailed(ctx, eff, err.Error())
 	case err == nil && eff.StartTaskID != "":
 		return e.reportStart(ctx, eff, conductor.TaskCompleted, "")
 	case err == nil && eff.ParentWorkflowID != "":
@@ -444,6 +452,27 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		return e.childFailed(ctx, eff, err.Error())
 	}
 	return fmt.Errorf("start workflow %s: %w", eff.Name, err)
+}
+
+// existingChild makes the task eff starts a child for wait for existing,
+// the workflow holding the child's idempotency key, if the same parent
+// started it (an earlier instance of the task, before a retry or a
+// restart): it reports to that parent when it ends, and its output is the
+// parent's to read. Any other workflow fails the task without being named:
+// it would never report to this parent, and may be another's to read.
+func (e *Executor) existingChild(ctx context.Context, eff engine.StartWorkflow, existing string) error {
+	if eff.ParentWorkflowID == "" {
+		return nil
+	}
+	w, err := e.State(ctx, existing)
+	if err != nil {
+		return err
+	}
+	if w == nil || w.ParentWorkflowID != eff.ParentWorkflowID {
+		return e.childFailed(ctx, eff, fmt.Sprintf("a workflow with idempotency key %q exists, which this workflow did not start: "+
+			"RETURN_EXISTING waits only for a sub workflow of the same parent", eff.IdempotencyKey))
+	}
+	return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildExisting{ChildID: eff.WorkflowID, ExistingID: existing})
 }
 
 // endedAncestor returns the first workflow among parent and the workflows

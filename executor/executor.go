@@ -1018,7 +1018,7 @@ func recordInstead(trig engine.Trigger, why error, fellBack bool) engine.Trigger
 		t.Result = conductor.TaskResult{TaskID: r.TaskID, WorkflowInstanceID: r.WorkflowInstanceID, WorkerID: r.WorkerID,
 			Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + why.Error()}
 		return t
-	case engine.Tick, engine.ChildFinished, engine.ChildReopened, engine.Resume, engine.Reconcile:
+	case engine.Tick, engine.ChildFinished, engine.ChildReopened, engine.ChildExisting, engine.Resume, engine.Reconcile:
 		return fail
 	}
 	return nil
