@@ -196,17 +196,25 @@ func BenchmarkForkBranchEnds(b *testing.B) {
 				for _, t := range w.Tasks {
 					ids[t.Ref] = t.ID
 				}
-				for i := range n {
-					id := ids[fmt.Sprintf("d%d", i)]
-					w = decideOn(b, w, engine.Take{TaskID: id, WorkerID: "w1"})
-					w = decideOn(b, w, engine.Result{Result: conductor.TaskResult{TaskID: id, WorkflowInstanceID: w.ID, Status: conductor.TaskCompleted}})
-				}
-				if w.Status != conductor.WorkflowCompleted {
-					b.Fatalf("workflow %s after the last branch", w.Status)
-				}
+				runThrough(b, w, n, func(_ *engine.Workflow, i int) string { return ids[fmt.Sprintf("d%d", i)] })
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/branch")
 		})
+	}
+}
+
+// runThrough takes and completes n tasks in turn, each decision on the
+// state the one before left (w first), as the executor decides: id names
+// the i-th task on the state the decisions so far left. The last must
+// complete the workflow.
+func runThrough(b *testing.B, w *engine.Workflow, n int, id func(w *engine.Workflow, i int) string) {
+	for i := range n {
+		tid := id(w, i)
+		w = decideOn(b, w, engine.Take{TaskID: tid, WorkerID: "w1"})
+		w = decideOn(b, w, engine.Result{Result: conductor.TaskResult{TaskID: tid, WorkflowInstanceID: w.ID, Status: conductor.TaskCompleted}})
+	}
+	if w.Status != conductor.WorkflowCompleted {
+		b.Fatalf("workflow %s after the last task", w.Status)
 	}
 }
 
@@ -233,6 +241,54 @@ func BenchmarkApplyMiddleBranch(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkTaskEnds runs a whole workflow through the decider as the
+// executor does (each decision on the state the one before left), each
+// task taken and completed in turn, and reports the cost per task: a row
+// of n SIMPLE tasks, and a DO_WHILE of n iterations of one SIMPLE task
+// (with keepLastN, and without, whose output keeps an entry per
+// iteration). Past the workflow's start, a task should cost about the
+// same at any n.
+//
+//	go test -run - -bench TaskEnds ./engine
+func BenchmarkTaskEnds(b *testing.B) {
+	loop := func(keep string) string {
+		return `{"name":"loop","version":1,"tasks":[
+		 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.items}",` + keep + `
+		  "loopOver":[{"name":"step","taskReferenceName":"step"}]}]}`
+	}
+	for _, n := range []int{500, 5000} {
+		tasks := make([]string, n)
+		items := make([]any, n)
+		for i := range tasks {
+			tasks[i] = fmt.Sprintf(`{"name":"step","taskReferenceName":"s%d"}`, i)
+			items[i] = int64(i)
+		}
+		for _, c := range []struct {
+			name, def string
+			ref       func(i int) string
+		}{
+			{"sequential", `{"name":"seq","version":1,"tasks":[` + strings.Join(tasks, ",") + `]}`, func(i int) string { return fmt.Sprintf("s%d", i) }},
+			{"loop", loop(""), func(i int) string { return fmt.Sprintf("step__%d", i+1) }},
+			{"loopKeepLast", loop(`"inputParameters":{"keepLastN":2},`), func(i int) string { return fmt.Sprintf("step__%d", i+1) }},
+		} {
+			def := parseDef(b, c.def)
+			b.Run(fmt.Sprintf("%s=%d", c.name, n), func(b *testing.B) {
+				for b.Loop() {
+					w := decideOn(b, nil, engine.Start{WorkflowID: "wf-1", Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"items": items}}})
+					runThrough(b, w, n, func(w *engine.Workflow, i int) string {
+						t := w.LatestByRef(c.ref(i))
+						if t == nil {
+							b.Fatalf("no task %s", c.ref(i))
+						}
+						return t.ID
+					})
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/task")
 			})
 		}
 	}
