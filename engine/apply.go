@@ -72,6 +72,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 	if w == nil {
 		return nil, fmt.Errorf("%s before workflow.started", ev.EventType())
 	}
+	wasQuiet := w.quietTouch(ev)
 	switch e := ev.(type) {
 	case *schemas.TaskScheduled:
 		applyScheduled(w, e)
@@ -167,7 +168,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 	if w.Unsealed && carriesSealed(ev) {
 		w.Unsealed = false
 	}
-	w.followSweep(ev)
+	w.followSweep(ev, wasQuiet)
 	w.followJoins(ev)
 	return w, nil
 }

@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // IndexAlways makes every decision find tasks by reference name through
 // its index, however few tasks the workflow has.
@@ -104,3 +107,34 @@ func JoinCountsAgree(w *Workflow) (int, error) {
 	}
 	return len(x.joins), nil
 }
+
+// SweepAgrees reports where the sweep w holds for its next decision
+// differs from a look at its task list made now: its open list ascending
+// and below where it stopped, and as many quiet tasks (running, not in
+// the open list) below it as it counts.
+func SweepAgrees(w *Workflow) error {
+	s := w.sweep
+	if !s.fits(w.Tasks) {
+		return nil // the next decision looks at every task
+	}
+	if !slices.IsSorted(s.open) || len(s.open) > 0 && s.open[len(s.open)-1] >= s.next {
+		return fmt.Errorf("open list %v past the %d tasks looked at or out of order", s.open, s.next)
+	}
+	n := 0
+	for i, t := range w.Tasks[:s.next] {
+		if !slices.Contains(s.open, i) && quiet(t) {
+			n++
+		}
+		if !slices.Contains(s.open, i) && t.Active() && !quiet(t) {
+			return fmt.Errorf("task %s (%s, %s) runs, neither open nor quiet", t.Ref, t.Type, t.Status)
+		}
+	}
+	if n != s.quiet {
+		return fmt.Errorf("%d quiet tasks, the sweep counts %d", n, s.quiet)
+	}
+	return nil
+}
+
+// SweepCounts returns how many tasks the sweep w holds keeps open and how
+// many it counts quiet.
+func SweepCounts(w *Workflow) (open, quiet int) { return len(w.sweep.open), w.sweep.quiet }

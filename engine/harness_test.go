@@ -139,6 +139,9 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 		if _, err := engine.JoinCountsAgree(h.w); err != nil {
 			h.t.Fatalf("%T: %v", trig, err)
 		}
+		if err := engine.SweepAgrees(h.w); err != nil {
+			h.t.Fatalf("%T: %v", trig, err)
+		}
 	}
 	for _, eff := range d.Effects {
 		if c, ok := eff.(engine.CacheOutput); ok {

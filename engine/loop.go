@@ -388,9 +388,10 @@ func Pending(w *Workflow) bool {
 	if w.Status != conductor.WorkflowRunning {
 		return false
 	}
-	// A running loop is never settled: the tasks the state's sweep
-	// settled need no look (the executor asks after every decision, and a
-	// walk over every branch of a fork of thousands was one per result).
+	// A running loop is never settled nor quiet: the tasks the sweep
+	// settled or counts quiet need no look (the executor asks after every
+	// decision, and a walk over every branch of a fork of thousands was
+	// one per result).
 	// The sweep is read, not brought up to date: w may be shared.
 	s, ts := w.sweep, w.Tasks
 	if !s.fits(ts) {

@@ -51,40 +51,98 @@ func (d *decision) progress() error {
 // n tasks O(n²): the sweep stays with the state the decision leaves, for
 // the next one, as long as the events folded into it since touch no task
 // it settled (followSweep).
+//
+// A task that runs (not ended) asks nothing of a round but a JOIN, a
+// DO_WHILE or an EXCLUSIVE_JOIN, which look at other tasks: the others
+// are quiet, left out of open and only counted, until an event changes
+// them (followSweep puts one back in open). Keeping every running branch
+// of a fork of thousands open made each decision, and Pending after it,
+// walk all of them.
 type sweep struct {
-	open   []int  // indices below next of the tasks not settled
+	open   []int  // indices below next of the tasks not settled, but the quiet ones
+	quiet  int    // the tasks below next, not in open, that have not ended
 	next   int    // the tasks from here on were not looked at
 	lastID string // the id of the task at next-1 then
 }
 
+// quiet reports whether a round leaves t as it is whatever the other
+// tasks do: it runs, and is not a task that waits on others.
+func quiet(t *Task) bool {
+	if !t.Active() {
+		return false
+	}
+	switch t.Type {
+	case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin, conductor.TaskTypeDoWhile:
+		return false
+	}
+	return true
+}
+
+// touchedBy returns the id of the task ev changes in place (none for an
+// event that appends a task alone or changes no task), and whether the
+// sweep may follow ev at all.
+func touchedBy(ev schemas.Event) (string, bool) {
+	switch e := ev.(type) {
+	case *schemas.TaskScheduled:
+		return e.RetriedTaskID, true // marked Retried
+	case *schemas.TaskStarted:
+		return e.TaskID, true
+	case *schemas.TaskUpdated:
+		return e.TaskID, true
+	case *schemas.TaskLogged, *schemas.VariablesUpdated, *schemas.ValuesMasked, *schemas.SecretsSealed, *schemas.WorkflowRunAs:
+		return "", true
+	}
+	return "", false
+}
+
+// quietTouch returns the index of the task ev changes if the sweep of w
+// counts it quiet, or -1: Apply asks before it applies ev, since the
+// task's status after says nothing of whether it was settled.
+func (w *Workflow) quietTouch(ev schemas.Event) int {
+	s := &w.sweep
+	if s.quiet == 0 {
+		return -1
+	}
+	id, _ := touchedBy(ev)
+	if id == "" {
+		return -1
+	}
+	if i := w.taskIndex(id); i >= 0 && i < s.next && quiet(w.Tasks[i]) && !slices.Contains(s.open, i) {
+		return i
+	}
+	return -1
+}
+
 // followSweep keeps the sweep of w across ev only if ev leaves the tasks
-// it settled as they were: it appends a task, changes an open one, or
-// touches no task at all. Whatever else happens (a task settled changes, a
-// reset, a removal, a pause or resume, the end), the next decision looks
-// at every task again, as every decision once did.
-func (w *Workflow) followSweep(ev schemas.Event) {
+// it settled as they were: it appends a task, changes an open or a quiet
+// one (wasQuiet, from quietTouch: its index, or -1), which is then open,
+// or touches no task at all. Whatever else happens (a task settled
+// changes, a reset, a removal, a pause or resume, the end), the next
+// decision looks at every task again, as every decision once did.
+func (w *Workflow) followSweep(ev schemas.Event, wasQuiet int) {
 	s := &w.sweep
 	if s.next == 0 {
 		return
 	}
-	var touched string
-	switch e := ev.(type) {
-	case *schemas.TaskScheduled:
-		touched = e.RetriedTaskID // marked Retried
-	case *schemas.TaskStarted:
-		touched = e.TaskID
-	case *schemas.TaskUpdated:
-		touched = e.TaskID
-	case *schemas.TaskLogged, *schemas.VariablesUpdated, *schemas.ValuesMasked, *schemas.SecretsSealed, *schemas.WorkflowRunAs:
-	default:
+	touched, ok := touchedBy(ev)
+	if !ok {
 		*s = sweep{}
+		return
 	}
 	if touched == "" {
 		return
 	}
-	if i := w.taskIndex(touched); i >= 0 && i < s.next && !slices.Contains(s.open, i) {
-		*s = sweep{}
+	i := w.taskIndex(touched)
+	if i < 0 || i >= s.next || slices.Contains(s.open, i) {
+		return
 	}
+	if i != wasQuiet {
+		*s = sweep{}
+		return
+	}
+	// A new list: states that share the old one by Clone stay apart.
+	at, _ := slices.BinarySearch(s.open, i)
+	s.open, s.quiet = slices.Insert(slices.Clip(s.open), at, i), s.quiet-1
 }
 
 // fits reports whether s was made over ts as it is, or a list that ts
@@ -112,6 +170,7 @@ func (s *sweep) candidates(ts []*Task) []int {
 func (d *decision) step() bool {
 	changed := false
 	cand := d.w.sweep.candidates(d.w.Tasks)
+	quiet0 := d.w.sweep.quiet
 	for _, i := range cand {
 		if d.w.Status != conductor.WorkflowRunning {
 			return changed
@@ -130,6 +189,7 @@ func (d *decision) step() bool {
 	// The candidates past the sweep, then every task scheduled meanwhile
 	// (by index: scheduling appends to d.w.Tasks).
 	var open []int
+	nquiet := quiet0 // left out of cand, and counted again below
 	visit := func(i int) bool {
 		t := d.w.Tasks[i]
 		waits := !t.Retried && conductor.TaskSuccessful(t.Status) && d.skipPending(t)
@@ -145,7 +205,10 @@ func (d *decision) step() bool {
 				changed = true
 			}
 		}
-		if waits || d.w.Tasks[i].Active() {
+		switch t := d.w.Tasks[i]; {
+		case quiet(t):
+			nquiet++
+		case waits || t.Active():
 			open = append(open, i)
 		}
 		return true
@@ -165,9 +228,16 @@ func (d *decision) step() bool {
 		}
 	}
 	n := len(d.w.Tasks)
-	d.w.sweep = sweep{open: open, next: n}
-	if n > 0 {
-		d.w.sweep.lastID = d.w.Tasks[n-1].ID
+	if d.w.sweep.quiet != quiet0 {
+		// An event of this round changed a quiet task, which cand left
+		// out (or one reset the sweep): the next round looks at every
+		// task.
+		d.w.sweep = sweep{}
+	} else {
+		d.w.sweep = sweep{open: open, quiet: nquiet, next: n}
+		if n > 0 {
+			d.w.sweep.lastID = d.w.Tasks[n-1].ID
+		}
 	}
 	// Loops last: an iteration has ended only once the successors of its
 	// finished tasks are scheduled. A running loop is open; what this
@@ -346,6 +416,20 @@ func (d *decision) joinRefs(join *Task) ([]string, bool) {
 
 // done reports whether nothing is left to run.
 func (d *decision) done() bool {
+	// Past the rounds the sweep has looked at every task: one that runs
+	// is open or quiet, and a row of thousands of ended tasks needs no
+	// walk.
+	if s, ts := d.w.sweep, d.w.Tasks; s.next == len(ts) && s.fits(ts) {
+		if s.quiet > 0 {
+			return false
+		}
+		for _, i := range s.open {
+			if ts[i].Active() {
+				return false
+			}
+		}
+		return true
+	}
 	for _, t := range d.w.Tasks {
 		if t.Active() {
 			return false
