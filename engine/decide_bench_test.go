@@ -133,15 +133,7 @@ func benchResult(b *testing.B, h *harness, ref string) {
 //	go test -run - -bench DecideBigFork ./engine
 func BenchmarkDecideBigFork(b *testing.B) {
 	for _, n := range []int{500, 5000} {
-		def, tasks := parseDef(b, benchForkDef), dynamicForkTasks(n)
-		// Decided without the harness's checks, which cost more than the
-		// decisions at this size.
-		w := decideOn(b, nil, engine.Start{WorkflowID: "wf-1", Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"tasks": tasks}}})
-		ids := make([]string, n)
-		for i := range n {
-			ids[i] = w.LatestByRef(fmt.Sprintf("d%d", i)).ID
-			w = decideOn(b, w, engine.Take{TaskID: ids[i], WorkerID: "w1"})
-		}
+		w, ids := takenFork(b, n)
 		for i := range n / 2 {
 			w = decideOn(b, w, engine.Result{Result: conductor.TaskResult{TaskID: ids[i], WorkflowInstanceID: w.ID, Status: conductor.TaskCompleted}})
 		}
@@ -168,6 +160,20 @@ func BenchmarkDecideBigFork(b *testing.B) {
 			}
 		})
 	}
+}
+
+// takenFork decides a FORK_JOIN_DYNAMIC of n SIMPLE branches d0 to
+// d<n-1> and the take of each, and returns the state the last take leaves
+// and the branches' ids. Decided without the harness's checks, which cost
+// more than the decisions at this size.
+func takenFork(b *testing.B, n int) (*engine.Workflow, []string) {
+	w := decideOn(b, nil, engine.Start{WorkflowID: "wf-1", Def: parseDef(b, benchForkDef), Request: conductor.StartWorkflowRequest{Input: map[string]any{"tasks": dynamicForkTasks(n)}}})
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = w.LatestByRef(fmt.Sprintf("d%d", i)).ID
+		w = decideOn(b, w, engine.Take{TaskID: ids[i], WorkerID: "w1"})
+	}
+	return w, ids
 }
 
 // decideOn decides trig on w and returns the state the decision leaves.
@@ -289,6 +295,32 @@ func BenchmarkTaskEnds(b *testing.B) {
 					})
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/task")
+			})
+		}
+	}
+}
+
+// BenchmarkTaskByID finds the middle branch of a FORK_JOIN_DYNAMIC of n
+// SIMPLE branches, all taken, on the state the last take left: by a scan
+// (TaskByID, for a state other goroutines read) and through the index
+// that state owns (TaskByIDDeciding, the executor's shard before its next
+// decision).
+//
+//	go test -run - -bench TaskByID ./engine
+func BenchmarkTaskByID(b *testing.B) {
+	for _, n := range []int{500, 5000} {
+		w, ids := takenFork(b, n)
+		mid := ids[n/2]
+		for _, c := range []struct {
+			name string
+			find func(string) *engine.Task
+		}{{"scan", w.TaskByID}, {"deciding", w.TaskByIDDeciding}} {
+			b.Run(fmt.Sprintf("%s/dynamicFork=%d", c.name, n), func(b *testing.B) {
+				for b.Loop() {
+					if c.find(mid) == nil {
+						b.Fatal("the middle branch not found")
+					}
+				}
 			})
 		}
 	}

@@ -138,3 +138,6 @@ func SweepAgrees(w *Workflow) error {
 // SweepCounts returns how many tasks the sweep w holds keeps open and how
 // many it counts quiet.
 func SweepCounts(w *Workflow) (open, quiet int) { return len(w.sweep.open), w.sweep.quiet }
+
+// OwnsIndex reports whether w owns an index of its tasks.
+func OwnsIndex(w *Workflow) bool { return w.refs != nil && w.refs.owner == w }

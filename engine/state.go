@@ -207,13 +207,24 @@ func (w *Workflow) Holds(kind byte) bool {
 // TaskByID returns the task with the given id, or nil. It only reads w,
 // which may be shared (the executor's cached state is read by many), so
 // it scans the list; Apply and the decider, which own the state they
-// change, look through its index (see task).
+// change, look through its index (see task), as does the goroutine that
+// decides on w (TaskByIDDeciding).
 func (w *Workflow) TaskByID(id string) *Task {
 	if i := w.scanIndex(id); i >= 0 {
 		return w.Tasks[i]
 	}
 	return nil
 }
+
+// TaskByIDDeciding is TaskByID for the goroutine that decides on w, and
+// only for it: through w's index while w owns one (the state a decision
+// left owns the index it built, until the next decision's Clone takes it
+// over), else by a scan. A lookup brings the index up to date, writing
+// its maps, so that no other goroutine may make one on the same state;
+// the executor's shard looks up the task of a take or a result on the
+// state it is about to decide on, where a scan met a branch in the middle
+// of a fork after half the list.
+func (w *Workflow) TaskByIDDeciding(id string) *Task { return w.task(id) }
 
 // task is TaskByID for the state a decision or Apply changes.
 func (w *Workflow) task(id string) *Task {

@@ -80,3 +80,36 @@ func TestTaskIndexFollowsEveryEvent(t *testing.T) {
 func result(h *harness, ref, status string) engine.Result {
 	return engine.Result{Result: conductor.TaskResult{TaskID: h.task(ref).ID, WorkflowInstanceID: h.w.ID, Status: status}}
 }
+
+// The executor's shard looks up the task of a take or a result on the
+// state the decision before left (TaskByIDDeciding), which owns the index
+// that decision built: it finds what a scan finds, on that state, on one
+// whose index the next decision's Clone took over, and on the clone.
+func TestTaskByIDDecidingFindsWhatAScanFinds(t *testing.T) {
+	const n = 40 // past the scan's bound, with the fork and the JOIN
+	h := newHarness(t, benchForkDef, map[string]any{"tasks": dynamicForkTasks(n)})
+	agree := func(step string, w *engine.Workflow) {
+		t.Helper()
+		for _, task := range w.Tasks {
+			if got := w.TaskByIDDeciding(task.ID); got != w.TaskByID(task.ID) {
+				t.Fatalf("%s: task %s (%s) found as %v", step, task.ID, task.Ref, got)
+			}
+		}
+		if got := w.TaskByIDDeciding("no-such-task"); got != nil {
+			t.Fatalf("%s: an unknown id found %s", step, got.Ref)
+		}
+	}
+	for i := range n {
+		ref := "d" + strconv.Itoa(i)
+		h.take(ref)
+		if !engine.OwnsIndex(h.w) {
+			t.Fatalf("after the take of %s the state owns no index", ref)
+		}
+		agree("after the take of "+ref, h.w)
+		before := h.w
+		h.complete(ref, nil)
+		agree("the state before the result of "+ref, before)
+		agree("after the result of "+ref, h.w)
+	}
+	h.wantStatus(conductor.WorkflowCompleted)
+}

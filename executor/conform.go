@@ -63,7 +63,7 @@ func (e *Executor) checkResult(ctx context.Context, w *engine.Workflow, r engine
 	if w == nil || r.Result.Status != conductor.TaskCompleted {
 		return r, nil
 	}
-	t := w.TaskByID(r.Result.TaskID)
+	t := w.TaskByIDDeciding(r.Result.TaskID)
 	if t == nil || !t.Active() {
 		return r, nil // the decision says why not
 	}

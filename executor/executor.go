@@ -812,7 +812,7 @@ func (e *Executor) prepareHandOff(ctx context.Context, w *engine.Workflow, take 
 	if w == nil {
 		return take, nil, nil
 	}
-	t := w.TaskByID(take.TaskID)
+	t := w.TaskByIDDeciding(take.TaskID)
 	if t == nil || t.Status != conductor.TaskScheduled {
 		return take, nil, nil // the decision says why not
 	}

@@ -150,7 +150,7 @@ func (e *Executor) admitTake(ctx context.Context, state *engine.Workflow, take e
 	if state == nil {
 		return false, nil
 	}
-	t := state.TaskByID(take.TaskID)
+	t := state.TaskByIDDeciding(take.TaskID)
 	if t == nil || t.Status != conductor.TaskScheduled || !t.IsWorkerTask() {
 		return false, nil
 	}

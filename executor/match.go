@@ -261,7 +261,7 @@ func (e *Executor) takeForWaiters(ctx context.Context, dec engine.Decision, now 
 // decision may announce a task twice (announcements are idempotent): the
 // second finds it taken.
 func takeable(state *engine.Workflow, taskID string, now time.Time) bool {
-	t := state.TaskByID(taskID)
+	t := state.TaskByIDDeciding(taskID)
 	return t != nil && t.Status == conductor.TaskScheduled && t.AvailableAt <= now.UnixMilli()
 }
 
