@@ -437,24 +437,30 @@ func TestChildRedactsSecretFields(t *testing.T) {
 
 // A workflow a START_WORKFLOW starts shows its correlation id and domains
 // in plain text, and search finds it by them: masked data given for them
-// reads "***" there, as in the task that started it.
+// fails the task naming the field, and nothing starts (it would have
+// started with "***" there, or the value in plain text).
 func TestStartedWorkflowHidesMaskedCorrelation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(`{"name":"mc_target","tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`,
-		`{"name":"mc_starter","maskedFields":["corr"],"tasks":[{"name":"sw","taskReferenceName":"sw","type":"START_WORKFLOW",
-		  "inputParameters":{"startWorkflow":{"name":"mc_target","correlationId":"${workflow.input._masked.c}","taskToDomain":{"g":"${workflow.input.corr}"}}}}]}`)
-	id := e.start("mc_starter", map[string]any{"_masked": map[string]any{"c": "masked-corr-value-77"}, "corr": "domain-secret-99"})
-	child, _ := taskByRef(e.waitStatus(id, conductor.WorkflowCompleted), "sw").OutputData["workflowId"].(string)
-	e.waitStatus(child, conductor.WorkflowRunning)
-	for _, path := range []string{"/api/workflow/" + child, "/api/workflow/search?query=" + url.QueryEscape(`workflowType = mc_target`)} {
-		out := e.must(http.StatusOK, "GET", path, nil)
-		if strings.Contains(out, "masked-corr-value-77") || strings.Contains(out, "domain-secret-99") {
-			t.Errorf("GET %s shows masked data: %s", path, out)
+		`{"name":"mc_corr","tasks":[{"name":"sw","taskReferenceName":"sw","type":"START_WORKFLOW",
+		  "inputParameters":{"startWorkflow":{"name":"mc_target","correlationId":"${workflow.input._masked.c}"}}}]}`,
+		`{"name":"mc_domain","tasks":[{"name":"sw","taskReferenceName":"sw","type":"START_WORKFLOW",
+		  "inputParameters":{"startWorkflow":{"name":"mc_target","taskToDomain":{"g":"${workflow.input._masked.d}"}}}}]}`)
+	for starter, field := range map[string]string{"mc_corr": "startWorkflow.correlationId", "mc_domain": "startWorkflow.taskToDomain.g"} {
+		id := e.start(starter, map[string]any{"_masked": map[string]any{"c": "masked-corr-value-77", "d": "domain-secret-99"}})
+		sw := taskByRef(e.waitStatus(id, conductor.WorkflowFailed), "sw")
+		if sw.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(sw.ReasonForIncompletion, field+" is sealed data") {
+			t.Errorf("%s: task %s %q, want it failed naming %s", starter, sw.Status, sw.ReasonForIncompletion, field)
+		}
+		for what, text := range map[string]string{"view": e.must(http.StatusOK, "GET", "/api/workflow/"+id, nil), "log": e.rawLog(id)} {
+			if strings.Contains(text, "masked-corr-value-77") || strings.Contains(text, "domain-secret-99") {
+				t.Errorf("%s: the starter's %s holds masked data: %s", starter, what, text)
+			}
 		}
 	}
-	if raw := e.rawLog(child); strings.Contains(raw, "masked-corr-value-77") || strings.Contains(raw, "domain-secret-99") {
-		t.Error("the started workflow's log holds masked data in plain text")
+	if body := e.must(http.StatusOK, "GET", "/api/workflow/search?query="+url.QueryEscape(`workflowType = mc_target`), nil); !strings.Contains(body, `"totalHits":0`) {
+		t.Errorf("a workflow started: %s", body)
 	}
 }
 

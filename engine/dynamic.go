@@ -392,11 +392,29 @@ func (d *decision) dynamicJoinRefs(join *Task) (refs []string, ok bool) {
 // prepareStartWorkflow readies a START_WORKFLOW task: the workflow it
 // starts gets an id derived from the task's, which the output carries
 // ({"workflowId": id}); the StartWorkflow effect starts it, and the task
-// waits IN_PROGRESS until the executor reports whether it did.
-func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled) error {
+// waits IN_PROGRESS until the executor reports whether it did. tmpl is
+// what the input was evaluated from.
+func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled, tmpl map[string]any) error {
 	sw, ok := ev.Input["startWorkflow"].(map[string]any)
 	if !ok {
 		return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow must be an object {name, version, input, correlationId}", ev.Ref)
+	}
+	// What the decider reads of the request to start it with (all but
+	// its input, which the start resolves and seals into the new
+	// workflow's) may not be sealed data: the decider would read the
+	// value when the data was sealed in this decision and "***" in any
+	// other, and the started workflow shows and indexes its correlation
+	// id and domains in plain text.
+	fields := [][]string{{"name"}, {"version"}, {"correlationId"}, {"priority"}}
+	if t2d, ok := sw["taskToDomain"].(map[string]any); ok {
+		for _, k := range slices.Sorted(maps.Keys(t2d)) {
+			fields = append(fields, []string{"taskToDomain", k})
+		}
+	}
+	for _, f := range fields {
+		if reason := d.readsSealedAt(ev, tmpl, append([]string{"startWorkflow"}, f...)...); reason != "" {
+			return fmt.Errorf("START_WORKFLOW %s: %s", ev.Ref, reason)
+		}
 	}
 	if name, _ := sw["name"].(string); name == "" {
 		return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.name is required", ev.Ref)

@@ -495,7 +495,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, eff conductor.EffectiveTa
 			fail("%v", err)
 		}
 	case conductor.TaskTypeStartWorkflow:
-		if err := d.prepareStartWorkflow(ev); err != nil {
+		if err := d.prepareStartWorkflow(ev, tmpl()); err != nil {
 			fail("%v", err)
 		}
 	case conductor.TaskTypeWait:

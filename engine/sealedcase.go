@@ -225,6 +225,34 @@ func (d *decision) readsSealed(ev *schemas.TaskScheduled, tmpl map[string]any, k
 	return ""
 }
 
+// readsSealedAt is readsSealed for the value at path in a task's input (a
+// START_WORKFLOW's startWorkflow.correlationId); the reason names the
+// path. Where the template gives the path's object whole from one
+// expression, the value alone tells what it holds.
+func (d *decision) readsSealedAt(ev *schemas.TaskScheduled, tmpl map[string]any, path ...string) string {
+	var t, v any = tmpl, ev.Input
+	for _, k := range path {
+		tm, _ := t.(map[string]any)
+		vm, _ := v.(map[string]any)
+		t, v = tm[k], vm[k]
+	}
+	deferred := slices.ContainsFunc(ev.Deferred, func(p []any) bool {
+		if len(p) < len(path) {
+			return false
+		}
+		for i, k := range path {
+			if p[i] != k {
+				return false
+			}
+		}
+		return true
+	})
+	if r := d.readSealed(t, v, deferred, ev.TaskID); r != plainRead {
+		return sealedReason(strings.Join(path, "."), r)
+	}
+	return ""
+}
+
 // paramSealed is readsSealed for a field of a task's configuration that
 // the decider evaluates itself (a sub-workflow's name).
 func (d *decision) paramSealed(taskID, field, tmpl string) string {

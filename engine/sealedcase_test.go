@@ -189,6 +189,9 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 	subDomain := func(param string) string {
 		return `{"name":"child","taskReferenceName":"t","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid","version":1,"taskToDomain":{"*":"` + param + `"}}}`
 	}
+	start := func(request string) string {
+		return `{"name":"start","taskReferenceName":"t","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{` + request + `}}}`
+	}
 	const value = "COMPLETED" // a valid value of every field below but a name
 	for _, tc := range []struct {
 		name, task, field string
@@ -225,6 +228,19 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		{"SUB_WORKFLOW domain, same decision", subDomain("${src.output._secrets.v}"), "subWorkflowParam.taskToDomain.*", false, true, ""},
 		{"SUB_WORKFLOW domain, later decision", subDomain("${src.output._secrets.v}"), "subWorkflowParam.taskToDomain.*", true, true, ""},
 		{"SUB_WORKFLOW domain, plain", subDomain("${src.output.status}"), "subWorkflowParam.taskToDomain.*", false, false, conductor.TaskInProgress},
+		// The started workflow shows and indexes its correlation id and
+		// domains; its input alone is resolved (and sealed) for it.
+		{"START_WORKFLOW correlationId, same decision", start(`"name":"kid","correlationId":"${src.output._secrets.v}"`), "startWorkflow.correlationId", false, true, ""},
+		{"START_WORKFLOW correlationId, later decision", start(`"name":"kid","correlationId":"${src.output._secrets.v}"`), "startWorkflow.correlationId", true, true, ""},
+		{"START_WORKFLOW correlationId in text, later decision", start(`"name":"kid","correlationId":"order-${src.output._secrets.v}"`), "startWorkflow.correlationId", true, true, ""},
+		{"START_WORKFLOW correlationId, a secret", start(`"name":"kid","correlationId":"${workflow.secrets.corr}"`), "startWorkflow.correlationId", false, true, ""},
+		{"START_WORKFLOW correlationId, plain", start(`"name":"kid","correlationId":"${src.output.status}"`), "", false, false, conductor.TaskInProgress},
+		{"START_WORKFLOW domain, same decision", start(`"name":"kid","taskToDomain":{"*":"${src.output._secrets.v}"}`), "startWorkflow.taskToDomain.*", false, true, ""},
+		{"START_WORKFLOW domain, later decision", start(`"name":"kid","taskToDomain":{"*":"${src.output._secrets.v}"}`), "startWorkflow.taskToDomain.*", true, true, ""},
+		{"START_WORKFLOW name, same decision", start(`"name":"${src.output._secrets.v}"`), "startWorkflow.name", false, true, ""},
+		{"START_WORKFLOW priority, same decision", start(`"name":"kid","priority":"${src.output._secrets.v}"`), "startWorkflow.priority", false, true, ""},
+		{"START_WORKFLOW version, later decision", start(`"name":"kid","version":"${src.output._secrets.v}"`), "startWorkflow.version", true, true, ""},
+		{"START_WORKFLOW input, later decision", start(`"name":"kid","input":{"x":"${src.output._secrets.v}"}`), "", true, false, conductor.TaskInProgress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tasks := `{"name":"src","taskReferenceName":"src"},`
