@@ -405,7 +405,7 @@ func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled, tmpl map[stri
 	// value when the data was sealed in this decision and "***" in any
 	// other, and the started workflow shows and indexes its correlation
 	// id and domains in plain text.
-	fields := [][]string{{"name"}, {"version"}, {"correlationId"}, {"priority"}}
+	fields := [][]string{{"name"}, {"version"}, {"correlationId"}, {"priority"}, {"idempotencyKey"}, {"idempotencyStrategy"}}
 	if t2d, ok := sw["taskToDomain"].(map[string]any); ok {
 		for _, k := range slices.Sorted(maps.Keys(t2d)) {
 			fields = append(fields, []string{"taskToDomain", k})
@@ -428,6 +428,15 @@ func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled, tmpl map[stri
 		if _, ok := priorityValue(p); !ok {
 			return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.priority %v: want an integer 0-99", ev.Ref, p)
 		}
+	}
+	// The key is the started workflow's, shown, searched and indexed in
+	// plain text: a secret or sealed data failed above.
+	if _, ok := keyText(sw["idempotencyKey"]); !ok {
+		return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.idempotencyKey: want text or a number, not %T", ev.Ref, sw["idempotencyKey"])
+	}
+	if s, ok := sw["idempotencyStrategy"].(string); (!ok && sw["idempotencyStrategy"] != nil) || !conductor.KnownIdempotencyStrategy(s) {
+		return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.idempotencyStrategy %v: %s", ev.Ref, sw["idempotencyStrategy"],
+			conductor.WantIdempotencyStrategy)
 	}
 	ev.Status = conductor.TaskInProgress
 	ev.Output = map[string]any{"workflowId": DeriveID(d.w.ID, "start", ev.TaskID)}
@@ -453,6 +462,9 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 	}
 	eff.Priority, _ = priorityValue(sw["priority"])
 	eff.Input, _ = sw["input"].(map[string]any)
+	// Orkes's: the workflow starts as a start request with them does.
+	eff.IdempotencyKey, _ = keyText(sw["idempotencyKey"])
+	eff.IdempotencyStrategy, _ = sw["idempotencyStrategy"].(string)
 	// Secret and environment references in the input resolve as the
 	// starter's, sealed into the new workflow's input, as a SUB_WORKFLOW's.
 	for _, p := range t.Deferred {

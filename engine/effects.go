@@ -102,10 +102,12 @@ type StartWorkflow struct {
 	// than its starter's.
 	Depth int
 	// IdempotencyKey and IdempotencyStrategy are a SUB_WORKFLOW's
-	// subWorkflowParam's (the key evaluated): the child starts as a
-	// start request with them does. With RETURN_EXISTING, a key another
-	// child of the same parent holds makes the task wait for that child
-	// instead (ChildExisting).
+	// subWorkflowParam's (the key evaluated), or a START_WORKFLOW's
+	// startWorkflow's: the workflow starts as a start request with them
+	// does. With RETURN_EXISTING, a key another child of the same parent
+	// holds makes the SUB_WORKFLOW task wait for that child instead
+	// (ChildExisting); the START_WORKFLOW task completes with the
+	// workflow holding the key, if its starter may read it.
 	IdempotencyKey      string
 	IdempotencyStrategy string
 	// StartTaskID is the START_WORKFLOW task of From that waits for this

@@ -701,18 +701,29 @@ func childKey(w *Workflow, t *Task, tmpl string) (string, string) {
 	if len(deferred) > 0 {
 		return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey may not reference secrets or environment values", t.Ref)
 	}
+	key, ok := keyText(val)
+	if !ok {
+		return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey: want text or a number, not %T", t.Ref, val)
+	}
+	return key, ""
+}
+
+// keyText is an evaluated idempotency key as the start takes it ("" for
+// null), and whether it may be one: text, or a number or a boolean as its
+// JSON text; not an object or a list.
+func keyText(val any) (string, bool) {
 	switch v := val.(type) {
 	case nil:
-		return "", ""
+		return "", true
 	case string:
-		return v, ""
+		return v, true
 	case bool, float64, int, int64, json.Number:
 		b, err := json.Marshal(v)
 		if err == nil {
-			return string(b), ""
+			return string(b), true
 		}
 	}
-	return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey: want text or a number, not %T", t.Ref, val)
+	return "", false
 }
 
 // childDomains is a SUB_WORKFLOW's subWorkflowParam.taskToDomain with its

@@ -244,6 +244,10 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 			if name, ok := sw["name"].(string); !ok || strings.TrimSpace(name) == "" {
 				v.errs.Add(p+".inputParameters.startWorkflow.name", "START_WORKFLOW needs the name of the workflow to start")
 			}
+			// One from an expression is checked when the task runs.
+			if s, ok := sw["idempotencyStrategy"].(string); ok && !strings.Contains(s, "${") && !conductor.KnownIdempotencyStrategy(s) {
+				v.errs.Add(p+".inputParameters.startWorkflow.idempotencyStrategy", "%q: %s", s, conductor.WantIdempotencyStrategy)
+			}
 		case string:
 			if !strings.Contains(sw, "${") {
 				v.errs.Add(p+".inputParameters.startWorkflow", "startWorkflow must be an object {name, version, input, correlationId}")

@@ -459,8 +459,12 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 // started it (an earlier instance of the task, before a retry or a
 // restart): it reports to that parent when it ends, and its output is the
 // parent's to read. Any other workflow fails the task without being named:
-// it would never report to this parent, and may be another's to read.
+// it would never report to this parent, and may be another's to read. A
+// START_WORKFLOW task completes with existing instead (existingStarted).
 func (e *Executor) existingChild(ctx context.Context, eff engine.StartWorkflow, existing string) error {
+	if eff.StartTaskID != "" {
+		return e.existingStarted(ctx, eff, existing)
+	}
 	if eff.ParentWorkflowID == "" {
 		return nil
 	}
@@ -473,6 +477,34 @@ func (e *Executor) existingChild(ctx context.Context, eff engine.StartWorkflow, 
 			"RETURN_EXISTING waits only for a sub workflow of the same parent", eff.IdempotencyKey))
 	}
 	return e.submitQuietly(ctx, eff.ParentWorkflowID, engine.ChildExisting{ChildID: eff.WorkflowID, ExistingID: existing})
+}
+
+// existingStarted completes the START_WORKFLOW task eff starts a workflow
+// for with existing, the workflow holding its idempotency key
+// (RETURN_EXISTING), as a start request is answered with it: only if
+// every principal the starter runs as may read it, since the task's output
+// is shown to the starter's readers and the key is often a business id
+// (an order number) that others can guess. Otherwise the task fails as
+// under FAIL, without naming it (POST /api/workflow answers 409 so).
+func (e *Executor) existingStarted(ctx context.Context, eff engine.StartWorkflow, existing string) error {
+	w, err := e.State(ctx, existing)
+	if err != nil {
+		return err
+	}
+	held := fmt.Sprintf("a workflow with idempotency key %q exists", eff.IdempotencyKey)
+	if w == nil {
+		return e.childFailed(ctx, eff, held)
+	}
+	if e.mayRead != nil {
+		for _, p := range append([]string{eff.CreatedBy}, eff.AlsoRunsAs...) {
+			if err := e.mayRead(ctx, p, w.Name, w.CreatedBy); errors.Is(err, fault.ErrForbidden) || errors.Is(err, fault.ErrNotFound) {
+				return e.childFailed(ctx, eff, held)
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+	return e.reportStarted(ctx, eff, existing)
 }
 
 // endedAncestor returns the first workflow among parent and the workflows
@@ -586,14 +618,20 @@ func (e *Executor) reportExisting(ctx context.Context, eff engine.StartWorkflow)
 // reportStart tells the START_WORKFLOW task waiting for eff whether the
 // workflow started.
 func (e *Executor) reportStart(ctx context.Context, eff engine.StartWorkflow, status, reason string) error {
-	var out map[string]any
 	if status == conductor.TaskCompleted {
-		// Only a workflow that started is named: the id of one that did
-		// not would answer 404 to whoever reads it from the output.
-		out = map[string]any{"workflowId": eff.WorkflowID}
+		return e.reportStarted(ctx, eff, eff.WorkflowID)
 	}
 	return e.submitQuietly(ctx, eff.From, engine.Result{Result: conductor.TaskResult{TaskID: eff.StartTaskID, WorkflowInstanceID: eff.From,
-		Status: status, ReasonForIncompletion: reason, OutputData: out}})
+		Status: status, ReasonForIncompletion: reason}})
+}
+
+// reportStarted completes the START_WORKFLOW task waiting for eff with
+// the workflow started, or found by its idempotency key. Only a workflow
+// that started is named: the id of one that did not would answer 404 to
+// whoever reads it from the output.
+func (e *Executor) reportStarted(ctx context.Context, eff engine.StartWorkflow, id string) error {
+	return e.submitQuietly(ctx, eff.From, engine.Result{Result: conductor.TaskResult{TaskID: eff.StartTaskID, WorkflowInstanceID: eff.From,
+		Status: conductor.TaskCompleted, OutputData: map[string]any{"workflowId": id}}})
 }
 
 // dispatcher announces scheduled worker tasks on the FV_DISPATCH stream and

@@ -181,6 +181,7 @@ type Executor struct {
 	conform   Conformance
 	protector Protector
 	mayStart  StartCheck
+	mayRead   ReadCheck
 	mayTake   TakeCheck
 	pollOwner PollOwner
 	// unrestricted tells the principals who may do anything (an admin).

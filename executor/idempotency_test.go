@@ -3,7 +3,10 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,5 +98,59 @@ func TestIdempotencyKeyLosingStartNamesNoWorkflow(t *testing.T) {
 				t.Fatalf("the refusal names the winner: %v", err)
 			}
 		})
+	}
+}
+
+// A START_WORKFLOW under RETURN_EXISTING completes with the workflow
+// holding its key only when its starter may read that workflow, as POST
+// /api/workflow answers with it only such a caller; for any other starter
+// the task fails as under FAIL, without naming it.
+func TestStartWorkflowReturnExistingAsksToRead(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 60*time.Second)
+	e := New(testutil.OpenLog(t, ""), cleanupDefinitions{}, keyHolder{id: "holder", status: conductor.WorkflowRunning}, Config{})
+	var mu sync.Mutex
+	var asked []string
+	e.SetReadCheck(func(_ context.Context, p, name, createdBy string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, p+" "+name+" "+createdBy)
+		if p == "outsider" {
+			return fmt.Errorf("%s may not READ WORKFLOW_DEF:%s: %w", p, name, fault.ErrForbidden)
+		}
+		return nil
+	})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: "cleanup"}, StartOptions{WorkflowID: "holder", CreatedBy: "owner"}); err != nil {
+		t.Fatal(err)
+	}
+	def := mustDef(t, `{"name":"starter","version":1,"tasks":[{"name":"start","taskReferenceName":"start","type":"START_WORKFLOW",
+	  "inputParameters":{"startWorkflow":{"name":"cleanup","idempotencyKey":"k","idempotencyStrategy":"RETURN_EXISTING"}}}]}`)
+	for _, tc := range []struct {
+		creator, status string
+	}{
+		{"insider", conductor.TaskCompleted},
+		{"outsider", conductor.TaskFailed},
+	} {
+		t.Run(tc.creator, func(t *testing.T) {
+			start := startTaskEnded(ctx, t, e, def, "wf-started-by-"+tc.creator, tc.creator)
+			switch {
+			case start.Status != tc.status:
+				t.Fatalf("task %s %q, want %s", start.Status, start.Reason, tc.status)
+			case tc.status == conductor.TaskCompleted && start.Output["workflowId"] != "holder":
+				t.Fatalf("output %v, want the holder's id", start.Output)
+			case tc.status == conductor.TaskFailed && (!strings.Contains(start.Reason, `a workflow with idempotency key "k" exists`) ||
+				strings.Contains(start.Reason, "holder") || start.Output["workflowId"] != nil):
+				t.Fatalf("reason %q, output %v: want the key's refusal, the holder not named", start.Reason, start.Output)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(asked, []string{"insider cleanup owner", "outsider cleanup owner"}) {
+		t.Fatalf("asked %v", asked)
 	}
 }

@@ -65,6 +65,17 @@ type StartCheck func(ctx context.Context, principal string, req conductor.StartW
 // SUB_WORKFLOW's child, a START_WORKFLOW's), as its creator (before Start).
 func (e *Executor) SetStartCheck(c StartCheck) { e.mayStart = c }
 
+// ReadCheck reports (nil) whether principal may read the executions of
+// workflow name that createdBy started, as the API requires of a caller
+// of GET /api/workflow/{id}.
+type ReadCheck func(ctx context.Context, principal, name, createdBy string) error
+
+// SetReadCheck installs the check of whether a START_WORKFLOW whose
+// idempotency key another workflow holds (RETURN_EXISTING) may be
+// answered with that workflow, as its starter (before Start). Without
+// it, every principal may read every workflow.
+func (e *Executor) SetReadCheck(c ReadCheck) { e.mayRead = c }
+
 // TakeCheck reports (nil) whether the holder of the NATS credentials
 // taker (takerOf) may still take tasks of taskType from the queue of
 // domain ("": the queue without domain): credentials are issued for a

@@ -58,6 +58,29 @@ func (a workflowAuthorizer) decide(ctx context.Context, p auth.Principal, access
 	return d.Reason, nil
 }
 
+// mayReadExecution asks of principal id what reading execution of
+// workflow name that createdBy started asks of a caller (api/authz.go
+// mayExecution): being its creator, READ on the WORKFLOW, or READ on the
+// executions of its WORKFLOW_DEF.
+func (a workflowAuthorizer) mayReadExecution(ctx context.Context, id, name, createdBy string) error {
+	if a.insecure || createdBy != "" && id == createdBy {
+		return nil
+	}
+	def := auth.Target{Type: auth.TargetWorkflowDef, ID: name}
+	p, err := a.principals.Principal(ctx, id)
+	if errors.Is(err, fault.ErrNotFound) {
+		return &auth.ForbiddenError{Principal: id, Access: auth.Read, Target: def, Reason: "the principal no longer exists"}
+	}
+	if err != nil {
+		return fmt.Errorf("authorize %s: %v: %w", def, err, fault.ErrUnavailable)
+	}
+	if a.authz.Check(ctx, p, auth.Read, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflow, ID: name}}).Allowed {
+		return nil
+	}
+	_, err = a.decide(ctx, p, auth.Read, auth.Resource{Target: def, Executions: true})
+	return err
+}
+
 // issued reads what the read model knows of issued worker credentials;
 // *natsauth.Ledger implements it.
 type issued interface {

@@ -301,6 +301,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil
 	}
 	n.executor.SetStartCheck(mayStart)
+	n.executor.SetReadCheck(authz.mayReadExecution)
 	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType, domain string) error {
 		return authz.workerMayTake(ctx, n.workerCreds.ledger, n.unlistedWorker, taker, taskType, domain)
 	})
