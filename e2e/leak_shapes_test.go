@@ -229,14 +229,5 @@ func TestLeakShapes(t *testing.T) {
 		e.must(http.StatusOK, "GET", "/api/tasks/"+tk.TaskID, nil)
 		e.must(http.StatusOK, "GET", "/api/tasks/"+tk.TaskID+"/log", nil)
 	}
-	js := n.Log().JetStream()
-	for _, sc := range scanners {
-		sc.ScanStreams(t, js)
-	}
-	n.stopAndScan(t, scanners...)
-	for i, sc := range scanners {
-		for _, h := range sc.Hits() {
-			t.Errorf("the %s value: %s", names[i], h)
-		}
-	}
+	n.scanEverything(t, scanners, names)
 }

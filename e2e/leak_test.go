@@ -340,3 +340,20 @@ func (ln *leakNode) stopAndScan(t *testing.T, scanners ...*leaktest.Scanner) {
 		sc.ScanPebble(t, ln.cfg.PebbleDir())
 	}
 }
+
+// scanEverything has each scanner search every stream's messages, then
+// stops the node for stopAndScan: each hit fails the test, naming the
+// value (names[i] is what scanners[i] looks for).
+func (ln *leakNode) scanEverything(t *testing.T, scanners []*leaktest.Scanner, names []string) {
+	t.Helper()
+	js := ln.Log().JetStream()
+	for _, sc := range scanners {
+		sc.ScanStreams(t, js)
+	}
+	ln.stopAndScan(t, scanners...)
+	for i, sc := range scanners {
+		for _, h := range sc.Hits() {
+			t.Errorf("the %s value: %s", names[i], h)
+		}
+	}
+}

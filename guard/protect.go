@@ -233,6 +233,20 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 				e.Def, e.Refused = nil, "the definition of the workflow to start holds a value resolved from a secret or "+
 					"sealed by this workflow: give a child secrets in its input (under _secrets) or as ${workflow.secrets...} references, not in its definition"
 			}
+			// The child shows, searches and indexes its idempotency key in
+			// plain text. The engine refuses a key from sealed data or a
+			// secret, but not one a resolved value reached in this very
+			// decision (a variable a SET_VARIABLE's result set from a
+			// secret), which its state holds before this pass redacts it:
+			// such a key is refused too, not stored as "***" (which every
+			// such child would share).
+			if e.IdempotencyKey != "" && p.plainText(r, e.IdempotencyKey) != e.IdempotencyKey {
+				e.IdempotencyKey = ""
+				if e.Refused == "" {
+					e.Refused = "subWorkflowParam.idempotencyKey holds a value resolved from a secret or sealed by this workflow, " +
+						"which the key would show in plain text: give it as plain data"
+				}
+			}
 			in := e.Input
 			e.Input = redactOpen(r, in)
 			// A reference resolved when the child starts is a literal,

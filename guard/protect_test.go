@@ -64,6 +64,54 @@ func TestProtectCopiesOnlyWhatItChanges(t *testing.T) {
 	}
 }
 
+// A child's idempotency key is shown, searched and indexed in plain text:
+// one a resolved value reached in the decision that starts the child (a
+// variable a SET_VARIABLE's result set from a secret, read before this
+// pass redacts it) is refused and dropped from the start, where a plain
+// key goes through as it is.
+func TestChildKeyFromAResolvedValueIsRefused(t *testing.T) {
+	const secret = "resolved-secret-value"
+	for _, tc := range []struct {
+		name, key, refused string
+		wantKey            string
+		wantRefused        bool
+	}{
+		{name: "plain", key: "order-17", wantKey: "order-17"},
+		{name: "the value", key: secret, wantRefused: true},
+		{name: "text holding it", key: "k-" + secret, wantRefused: true},
+		{name: "refused already", key: secret, refused: "no such definition", wantRefused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			g := New(Config{})
+			before, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-key", Name: "w", Version: 1,
+				Def: []byte(`{"name":"w","version":1,"tasks":[]}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.memoFor("wf-key").add([]byte(secret)) // as a hand-off resolving it does
+			eff := engine.StartWorkflow{WorkflowID: "kid", Name: "child", From: "wf-key", ParentWorkflowID: "wf-key",
+				IdempotencyKey: tc.key, IdempotencyStrategy: "FAIL", Refused: tc.refused}
+			dec, err := g.Protect(ctx, before, engine.Decision{
+				Events:  []schemas.Event{&schemas.VariablesUpdated{Variables: map[string]any{"v": secret}, Time: 1}},
+				Effects: []engine.Effect{eff}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := dec.Effects[0].(engine.StartWorkflow)
+			if got.IdempotencyKey != tc.wantKey || (got.Refused != "") != tc.wantRefused {
+				t.Fatalf("key %q, refused %q; want key %q, refused %v", got.IdempotencyKey, got.Refused, tc.wantKey, tc.wantRefused)
+			}
+			if tc.refused != "" && got.Refused != tc.refused {
+				t.Fatalf("refused %q, want the first reason %q kept", got.Refused, tc.refused)
+			}
+			if strings.Contains(got.Refused, secret) {
+				t.Fatalf("the refusal quotes the value: %q", got.Refused)
+			}
+		})
+	}
+}
+
 // A start is parsed for maskedFields only when its definition may name
 // them; the check must never miss a spelling encoding/json accepts.
 func TestMayNameMaskedFields(t *testing.T) {
