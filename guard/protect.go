@@ -242,8 +242,12 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 			// such child would share).
 			if e.IdempotencyKey != "" && p.plainText(r, e.IdempotencyKey) != e.IdempotencyKey {
 				e.IdempotencyKey = ""
+				field := "subWorkflowParam.idempotencyKey"
+				if e.StartTaskID != "" {
+					field = "startWorkflow.idempotencyKey"
+				}
 				if e.Refused == "" {
-					e.Refused = "subWorkflowParam.idempotencyKey holds a value resolved from a secret or sealed by this workflow, " +
+					e.Refused = field + " holds a value resolved from a secret or sealed by this workflow, " +
 						"which the key would show in plain text: give it as plain data"
 				}
 			}

@@ -73,6 +73,7 @@ func TestChildKeyFromAResolvedValueIsRefused(t *testing.T) {
 	const secret = "resolved-secret-value"
 	for _, tc := range []struct {
 		name, key, refused string
+		startTask          string // a START_WORKFLOW's, else a SUB_WORKFLOW's start
 		wantKey            string
 		wantRefused        bool
 	}{
@@ -80,6 +81,8 @@ func TestChildKeyFromAResolvedValueIsRefused(t *testing.T) {
 		{name: "the value", key: secret, wantRefused: true},
 		{name: "text holding it", key: "k-" + secret, wantRefused: true},
 		{name: "refused already", key: secret, refused: "no such definition", wantRefused: true},
+		{name: "START_WORKFLOW, the value", key: secret, startTask: "t-start", wantRefused: true},
+		{name: "START_WORKFLOW, plain", key: "order-17", startTask: "t-start", wantKey: "order-17"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -91,7 +94,7 @@ func TestChildKeyFromAResolvedValueIsRefused(t *testing.T) {
 			}
 			g.memoFor("wf-key").add([]byte(secret)) // as a hand-off resolving it does
 			eff := engine.StartWorkflow{WorkflowID: "kid", Name: "child", From: "wf-key", ParentWorkflowID: "wf-key",
-				IdempotencyKey: tc.key, IdempotencyStrategy: "FAIL", Refused: tc.refused}
+				IdempotencyKey: tc.key, IdempotencyStrategy: "FAIL", Refused: tc.refused, StartTaskID: tc.startTask}
 			dec, err := g.Protect(ctx, before, engine.Decision{
 				Events:  []schemas.Event{&schemas.VariablesUpdated{Variables: map[string]any{"v": secret}, Time: 1}},
 				Effects: []engine.Effect{eff}})
@@ -104,6 +107,9 @@ func TestChildKeyFromAResolvedValueIsRefused(t *testing.T) {
 			}
 			if tc.refused != "" && got.Refused != tc.refused {
 				t.Fatalf("refused %q, want the first reason %q kept", got.Refused, tc.refused)
+			}
+			if field := "subWorkflowParam."; tc.refused == "" && tc.wantRefused && tc.startTask != "" && strings.Contains(got.Refused, field) {
+				t.Fatalf("a START_WORKFLOW's refusal names %s: %q", field, got.Refused)
 			}
 			if strings.Contains(got.Refused, secret) {
 				t.Fatalf("the refusal quotes the value: %q", got.Refused)
