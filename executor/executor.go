@@ -613,6 +613,16 @@ func (s *shard) process(j *job) (Outcome, error) {
 		}
 		if e.protector != nil {
 			if dec, err = e.protect(ctx, w, dec); err != nil {
+				if instead := recordInstead(j.trig, err, fellBack); instead != nil && errors.Is(err, fault.ErrSecretInName) {
+					// Refused again, a worker's result would come back
+					// into the same refusal: what the trigger brought is
+					// dropped, as for a record too large.
+					e.cfg.Logger.Warn("decision would name a task with a secret value; recording a failure instead", logkey.WorkflowID, j.wfID,
+						logkey.Trigger, name)
+					j.trig = instead
+					trig, fellBack = instead, true
+					continue
+				}
 				return Outcome{}, err
 			}
 		}
@@ -991,7 +1001,8 @@ func unrecordable(err error) bool {
 }
 
 // recordInstead is what to record when the log refused trig's record for
-// what it holds (why), or nil to refuse trig:
+// what it holds, or the guard its decision for naming a task with a
+// secret value (why), or nil to refuse trig:
 //   - for a task's result too large, the task failed for good, saying
 //     why, without what the result carried (output, logs, reason), as
 //     Conductor fails a task whose output is over its payload limit; one
@@ -1006,7 +1017,11 @@ func unrecordable(err error) bool {
 //     removal, new variables, a log line), nothing: it is refused, and
 //     the caller may send less.
 func recordInstead(trig engine.Trigger, why error, fellBack bool) engine.Trigger {
-	fail := engine.Fail{Reason: "the event log refused the workflow's next record: " + why.Error()}
+	refused := "the event log refused the workflow's next record: "
+	if errors.Is(why, fault.ErrSecretInName) {
+		refused = "the engine refused the workflow's next decision: "
+	}
+	fail := engine.Fail{Reason: refused + why.Error()}
 	switch t := trig.(type) {
 	case engine.Result:
 		switch {

@@ -32,6 +32,12 @@ var (
 	// when it applied, and wrote nothing; the same request, checked again,
 	// may succeed. It is a conflict: errors.Is(err, ErrConflict) holds.
 	ErrStale = errors.New("changed while checked")
+	// ErrSecretInName: a decision would name a task (its name, reference
+	// name or domain, which are shown, searched and make its queue's
+	// subject) with a value resolved from a secret or sealed by its
+	// workflow; nothing of it was recorded. It is invalid: errors.Is(err,
+	// ErrInvalid) holds.
+	ErrSecretInName = errors.New("a task would be named with a secret value")
 )
 
 // FieldError names one invalid field by its JSON path.
@@ -99,6 +105,16 @@ func Conflict(format string, args ...any) error { return kinded(ErrConflict, for
 
 // RateLimited returns an ErrRateLimited error with a message.
 func RateLimited(format string, args ...any) error { return kinded(ErrRateLimited, format, args) }
+
+// SecretInName returns an ErrSecretInName error (an ErrInvalid too) with a
+// message, which must not quote the name.
+func SecretInName(format string, args ...any) error {
+	return &secretInNameError{kindError{msg: fmt.Sprintf(format, args...), kind: ErrInvalid}}
+}
+
+type secretInNameError struct{ kindError }
+
+func (e *secretInNameError) Unwrap() []error { return []error{ErrInvalid, ErrSecretInName} }
 
 // Stale returns an ErrStale error (an ErrConflict too) with a message.
 func Stale(format string, args ...any) error {

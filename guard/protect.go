@@ -762,6 +762,15 @@ func (p *protection) redactEvent(ev schemas.Event) (out schemas.Event, changed b
 	r := p.m.get()
 	switch e := ev.(type) {
 	case *schemas.TaskScheduled:
+		// A task's name, reference name and domain are how it runs (its
+		// queue, the subject its workers listen on) and are shown and
+		// searched as they are: made of a value this workflow resolved
+		// or sealed (a DYNAMIC task named after a worker's echo), they
+		// cannot be redacted, and the decision is not recorded.
+		if p.plainText(r, e.Name) != e.Name || p.plainText(r, e.Ref) != e.Ref || p.plainText(r, e.Domain) != e.Domain {
+			return nil, false, fault.SecretInName("a task this decision schedules would be named (its name, reference name or domain) "+
+				"with a value resolved from a secret or sealed by workflow %s: give task names as plain data", strings.TrimPrefix(p.wf, "wf/"))
+		}
 		input, output, reason := r.Map(e.Input), r.Map(e.Output), r.String(e.Reason)
 		config, err := p.config(e.Config)
 		if err != nil {
