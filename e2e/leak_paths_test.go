@@ -22,7 +22,7 @@ import (
 // The leak hunt over the paths a secret takes around a workflow's failure
 // and end. Workers echo two secrets (one plain, one with JSON's special
 // characters) into their failure reasons, outputs, log lines and JSON log
-// lines quoting JSON: a JOIN fails with the reasons of both branches
+// lines quoting JSON: a JOIN fails with the reason of a failed branch
 // (after a rerun), and its workflow's failure workflow is handed them; a
 // dynamic fork forks tasks given an echoed value, its forkedTasks shown
 // in its input; a worker's task waits IN_PROGRESS with a reason and a
@@ -141,7 +141,7 @@ func TestLeakAroundTheEnd(t *testing.T) {
 		  {"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"lk_child","idempotencyKey":"` + key + `","idempotencyStrategy":"RETURN_EXISTING"}}]}`)
 	}
 
-	// A JOIN failed by both branches, and the failure workflow handed its
+	// A JOIN failed by its branches, and the failure workflow handed its
 	// reason.
 	joinID := e.start("lk_join", nil)
 	jwf := e.waitStatus(joinID, conductor.WorkflowFailed)

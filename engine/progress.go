@@ -337,8 +337,11 @@ func (d *decision) evaluateJoin(join *Task) bool {
 		t := d.latest(iterRef(ref, join.Iteration))
 		switch {
 		case t != nil && unsuccessful(t.Status) && !t.Held:
+			// The first task of joinOn that failed gives its reason, as
+			// Conductor's Join does: clients read the failed task's own
+			// words there, and the workflow's reason is the JOIN's.
 			d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskFailed, KeepOutput: true,
-				Reason: d.joinFailure(join, refs), Time: d.now})
+				Reason: failureReason(t), Time: d.now})
 			d.failed(d.w.task(join.ID))
 			return true
 		case t == nil || !conductor.TaskSuccessful(t.Status) || d.skipPending(t):
@@ -371,20 +374,6 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskCompleted, Output: out, Time: d.now})
 	return true
-}
-
-// joinFailure is the reason of a JOIN that fails: the reasons of the tasks
-// it joins that failed, in joinOn's order, as Conductor's Join gives them
-// (clients read the failed task's own words there, and the workflow's
-// reason is the JOIN's).
-func (d *decision) joinFailure(join *Task, refs []string) string {
-	var reasons []string
-	for _, ref := range refs {
-		if t := d.latest(iterRef(ref, join.Iteration)); t != nil && unsuccessful(t.Status) && !t.Held {
-			reasons = append(reasons, failureReason(t))
-		}
-	}
-	return strings.Join(reasons, " ")
 }
 
 // failureReason is what a task that failed says of its failure: its
