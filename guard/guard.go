@@ -97,10 +97,11 @@ type memo struct {
 	// (masking.Redactor.SharedWith).
 	redactor *masking.Redactor
 	covered  int
-	// held are the shared redactors get was handed, the ones it grew from
-	// included, for drop to give back: kept while the workflow runs, they
-	// are shared with the workflows that resolve the same secrets; given
-	// back, the cache lets go of them with the last such workflow.
+	// held are the shared redactors get was handed, for drop to give
+	// back: the first and the latest (the ones between are given back as
+	// it grows). Kept while the workflow runs, they are shared with the
+	// workflows that resolve the same values; given back, the cache lets
+	// go of them with the last such workflow.
 	held  []*masking.Redactor
 	built bool // rebuilt from state at least once
 	// pending is a pooled key taken in epoch pendingEpoch of the workflow
@@ -203,6 +204,16 @@ func (m *memo) get() *masking.Redactor {
 	if m.redactor == nil || m.covered < len(m.kept) {
 		m.redactor, m.covered = m.redactor.SharedWith(m.kept, m.covered), len(m.kept)
 		m.held = append(m.held, m.redactor)
+		if n := len(m.held); n > 2 {
+			// The first (most often the secrets the workflow resolved,
+			// which its definition's other runs resolve too) is what
+			// other workflows share, and the latest is in use; the ones
+			// between, each a little larger, would pile up for the
+			// workflow's life: a loop sealing a new token each iteration
+			// would hold one redactor an iteration.
+			m.held[n-2].Release()
+			m.held = append(m.held[:n-2], m.redactor)
+		}
 	}
 	return m.redactor
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -646,4 +647,45 @@ func TestLateSecretMaskedInReasonsAndLogs(t *testing.T) {
 	if view := first.Conductor(w); view.ReasonForIncompletion != masking.Mask {
 		t.Fatalf("rendered reason %q", view.ReasonForIncompletion)
 	}
+}
+
+// A memo that grows (a loop sealing a new token each iteration) holds the
+// redactor it started with, which other workflows share, and its latest:
+// the ones between go back to the cache as it grows, instead of one a
+// value for the workflow's life.
+func TestGrowingMemoHoldsTheFirstAndTheLatestRedactor(t *testing.T) {
+	m := &memo{}
+	var built [][]byte
+	var grown []*masking.Redactor // after each value
+	for i := range 6 {
+		v := []byte(fmt.Sprintf("grown-memo-token-%02d-7f3a", i))
+		built = append(built, v)
+		m.add(v)
+		grown = append(grown, m.get())
+	}
+	if len(m.held) != 2 {
+		t.Fatalf("the memo holds %d redactors after growing 6 times; want the first and the latest", len(m.held))
+	}
+	first, latest := m.held[0], m.held[1]
+	if latest != m.redactor {
+		t.Fatal("the latest redactor held is not the one in use")
+	}
+	for n, want := range map[int]*masking.Redactor{1: first, 6: latest} {
+		r := masking.SharedRedactor(built[:n])
+		r.Release()
+		if r != want {
+			t.Errorf("the redactor of the first %d values left the cache while the memo holds it", n)
+		}
+	}
+	for n := 2; n < 6; n++ {
+		r := masking.SharedRedactor(built[:n])
+		r.Release()
+		if r == grown[n-1] {
+			t.Errorf("the redactor of the first %d values stayed in the cache: the memo did not give it back as it grew", n)
+		}
+	}
+	if got := latest.String("sent " + string(built[0]) + " " + string(built[5])); got != "sent *** ***" {
+		t.Fatalf("the latest redactor gave %q", got)
+	}
+	m.release()
 }
