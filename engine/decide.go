@@ -143,12 +143,14 @@ type decision struct {
 	// noFailureWorkflow: the end this decision makes starts no failure
 	// workflow (an operator's terminate).
 	noFailureWorkflow bool
-	// masked are the strings under _secrets and _masked keys of the
-	// first maskedRead events (see unsealedText).
+	// masked are the strings under _secrets and _masked keys, and in
+	// maskedFields fields of the input, of the first maskedRead events
+	// (see unsealedText).
 	masked     []string
 	maskedRead int
 	// maskedCases are the case texts of the values under _secrets and
-	// _masked keys of the first casesRead events (see sealedCase).
+	// _masked keys, and in maskedFields fields of the input, of the first
+	// casesRead events (see sealedCase).
 	maskedCases []string
 	casesRead   int
 	// evaluations is what the decision's evaluations may still build (see

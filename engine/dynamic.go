@@ -66,7 +66,7 @@ func resolveDynamic(wt *conductor.WorkflowTask, input map[string]any) (*conducto
 }
 
 // unsealedText reports whether s holds text that this decision's events
-// keep under a _secrets or _masked key: the guard seals those values
+// keep under a _secrets or _masked key (or in a maskedFields field): the guard seals those values
 // before the events are written, but a task's name, type and reference
 // name are written as given (a queue is named after its type). In a later
 // decision such a value is sealed, and no name can be made of it.
@@ -80,6 +80,7 @@ func (d *decision) unsealedText(s string) bool {
 		for _, m := range eventData(ev) {
 			d.masked = appendMasked(d.masked, m, false, nonEmptyString)
 		}
+		d.masked = d.appendMaskedFields(d.masked, ev, nonEmptyString)
 	}
 	d.maskedRead = len(d.events)
 	for _, x := range d.masked {
@@ -104,6 +105,36 @@ func eventData(ev schemas.Event) []map[string]any {
 		return []map[string]any{e.Input, e.Variables}
 	}
 	return nil
+}
+
+// appendMaskedFields appends what text makes of each leaf of the values
+// that ev, when it sets the workflow's input (a start, a rerun, an
+// upgrade), gives the fields the definition names in maskedFields: the
+// guard seals them as it seals _masked data, once the events are, and
+// this decision alone reads them plain.
+func (d *decision) appendMaskedFields(out []string, ev schemas.Event, text func(any) (string, bool)) []string {
+	var input map[string]any
+	switch e := ev.(type) {
+	case *schemas.WorkflowStarted:
+		input = e.Input
+	case *schemas.WorkflowReset:
+		input = e.Input
+	case *schemas.WorkflowUpgraded:
+		input = e.Input
+	}
+	if len(input) == 0 {
+		return out
+	}
+	def, err := d.w.Def()
+	if err != nil {
+		return out
+	}
+	for _, f := range def.MaskedFields {
+		if v, ok := input[f]; ok && v != nil {
+			out = appendMasked(out, v, true, text)
+		}
+	}
+	return out
 }
 
 // appendMasked appends what text makes of each leaf v holds under a

@@ -79,7 +79,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		}
 		resolved, rerr := resolveDynamic(wt, in)
 		if rerr == nil && d.unsealedText(resolved.Name) {
-			rerr = fmt.Errorf("DYNAMIC %s takes its task name from the workflow's _secrets or _masked data, which a task's name "+
+			rerr = fmt.Errorf("DYNAMIC %s takes its task name from the workflow's _secrets or _masked data (or a maskedFields field), which a task's name "+
 				"(and its queue's) would show in plain text", wt.TaskReferenceName)
 		}
 		if err == nil && rerr == nil {

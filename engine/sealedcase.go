@@ -117,7 +117,7 @@ func (r *sealedReads) CompareOver(_ string, lv, rv any) {
 // holdsSealed reports whether v is or holds sealed data: sealed by an
 // earlier decision, a whole block of it, or (sealed by the guard once this
 // decision's events are) a value they bring under a _secrets or _masked
-// key, or a copy of one. A plain value equal to one counts too, and the
+// key or in a maskedFields field of the input, or a copy of one. A plain value equal to one counts too, and the
 // hand-off gives it as it is.
 func (d *decision) holdsSealed(v any) bool {
 	if v == nil {
@@ -142,12 +142,14 @@ func (d *decision) holdsSealed(v any) bool {
 }
 
 // decisionMasked returns the case texts of the values this decision's
-// events bring under _secrets and _masked keys, read once each.
+// events bring under _secrets and _masked keys or in the input's
+// maskedFields fields, read once each.
 func (d *decision) decisionMasked() []string {
 	for _, ev := range d.events[d.casesRead:] {
 		for _, m := range eventData(ev) {
 			d.maskedCases = appendMasked(d.maskedCases, m, false, caseText)
 		}
+		d.maskedCases = d.appendMaskedFields(d.maskedCases, ev, caseText)
 	}
 	d.casesRead = len(d.events)
 	return d.maskedCases

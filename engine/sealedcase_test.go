@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -354,4 +355,75 @@ func TestSwitchCaseFromTemplateOfSealedData(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A field the definition names in maskedFields is sealed by the guard as
+// _masked data is, once the decision that brings it (the start, a rerun
+// with new input) is recorded: that decision alone reads it plain. What the
+// decider reads itself from it fails the task naming the field, and a case
+// from it goes to the SWITCH's system worker, as for _secrets data: the
+// value, too short here for redaction, would otherwise be the workflow's
+// reason, a started workflow's correlation id or a sub-workflow's name in
+// plain text.
+func TestEngineReadFieldFromMaskedFieldFails(t *testing.T) {
+	const card = "kid-1" // shorter than redaction looks for
+	terminate := func(reason string) string {
+		return `{"name":"term","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED","terminationReason":"` + reason + `"}}`
+	}
+	start := func(corr string) string {
+		return `{"name":"start","taskReferenceName":"t","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"kid","correlationId":"` + corr + `"}}}`
+	}
+	for _, tc := range []struct {
+		name, task string
+		rerun      bool   // the value comes with a rerun's new input
+		field      string // what the reason names; "" when the task goes on
+		status     string
+	}{
+		{"TERMINATE reason", terminate("${workflow.input.card}"), false, "terminationReason", conductor.TaskFailedWithTerminalError},
+		{"TERMINATE reason in text", terminate("declined ${workflow.input.card}"), false, "terminationReason", conductor.TaskFailedWithTerminalError},
+		{"TERMINATE reason, a rerun's input", terminate("declined ${workflow.input.card}"), true, "terminationReason", conductor.TaskFailedWithTerminalError},
+		{"TERMINATE reason, a field not masked", terminate("declined ${workflow.input.open}"), false, "", conductor.TaskCompleted},
+		{"START_WORKFLOW correlationId", start("c-${workflow.input.card}"), false, "startWorkflow.correlationId", conductor.TaskFailedWithTerminalError},
+		{"START_WORKFLOW correlationId, a field not masked", start("c-${workflow.input.open}"), false, "", conductor.TaskInProgress},
+		{"SUB_WORKFLOW name", `{"name":"child","taskReferenceName":"t","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"${workflow.input.card}","version":1}}`,
+			false, "subWorkflowParam.name", conductor.TaskFailedWithTerminalError},
+		{"WAIT duration", `{"name":"w","taskReferenceName":"t","type":"WAIT","inputParameters":{"duration":"${workflow.input.wait}"}}`,
+			false, "duration", conductor.TaskFailedWithTerminalError},
+		{"DYNAMIC name", `{"name":"d","taskReferenceName":"t","type":"DYNAMIC","dynamicTaskNameParam":"n","inputParameters":{"n":"${workflow.input.card}"}}`,
+			false, "DYNAMIC t takes its task name", conductor.TaskFailedWithTerminalError},
+		// Handed to the system worker, which gets the value opened.
+		{"SWITCH case", `{"name":"sw","taskReferenceName":"t","type":"SWITCH","evaluatorType":"value-param","expression":"c",` +
+			`"inputParameters":{"c":"${workflow.input.card}"},"decisionCases":{"` + card + `":[]}}`, false, "", conductor.TaskScheduled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def := `{"name":"wf","maskedFields":["card","wait"],"tasks":[` + tc.task + `]}`
+			input := map[string]any{"card": card, "wait": "7s", "open": "kid-2"}
+			if tc.rerun {
+				h := newHarness(t, def, map[string]any{"card": "x"})
+				h.wantStatus(conductor.WorkflowFailed)
+				h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{WorkflowInput: input}})
+				checkMaskedFieldRead(t, h, tc.field, tc.status, card)
+				return
+			}
+			checkMaskedFieldRead(t, newHarness(t, def, input), tc.field, tc.status, card)
+		})
+	}
+}
+
+func checkMaskedFieldRead(t *testing.T, h *harness, field, status, value string) {
+	t.Helper()
+	task := h.wantTask("t", status)
+	if field == "" {
+		if task.Case != "" {
+			t.Errorf("the decider chose case %q from the value", task.Case)
+		}
+		return
+	}
+	if !strings.Contains(task.Reason, field) || strings.Contains(task.Reason, value) {
+		t.Errorf("reason %q: want it to name %s and not hold the value", task.Reason, field)
+	}
+	if strings.Contains(h.w.Reason, value) {
+		t.Errorf("the workflow's reason %q holds the value", h.w.Reason)
+	}
+	h.wantStatus(conductor.WorkflowFailed)
 }
