@@ -66,10 +66,11 @@ func resolveDynamic(wt *conductor.WorkflowTask, input map[string]any) (*conducto
 }
 
 // unsealedText reports whether s holds text that this decision's events
-// keep under a _secrets or _masked key (or in a maskedFields field): the guard seals those values
-// before the events are written, but a task's name, type and reference
-// name are written as given (a queue is named after its type). In a later
-// decision such a value is sealed, and no name can be made of it.
+// keep under a _secrets or _masked key (or in a maskedFields field): the
+// guard seals those values before the events are written, but a task's
+// name, type and reference name are written as given (a queue is named
+// after its type). In a later decision such a value is sealed, and no
+// name can be made of it.
 func (d *decision) unsealedText(s string) bool {
 	if s == "" {
 		return false

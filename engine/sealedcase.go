@@ -117,8 +117,8 @@ func (r *sealedReads) CompareOver(_ string, lv, rv any) {
 // holdsSealed reports whether v is or holds sealed data: sealed by an
 // earlier decision, a whole block of it, or (sealed by the guard once this
 // decision's events are) a value they bring under a _secrets or _masked
-// key or in a maskedFields field of the input, or a copy of one. A plain value equal to one counts too, and the
-// hand-off gives it as it is.
+// key or in a maskedFields field of the input, or a copy of one. A plain
+// value equal to one counts too, and the hand-off gives it as it is.
 func (d *decision) holdsSealed(v any) bool {
 	if v == nil {
 		return false
