@@ -36,10 +36,11 @@ func (s *Server) mayExecution(r *http.Request, name, createdBy string, access au
 	if createdBy != "" && p.ID == createdBy {
 		return nil
 	}
-	if s.deps.Authorizer.Check(r.Context(), p, access, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflow, ID: name}}).Allowed {
+	workflow, definition := auth.ExecutionResources(name)
+	if s.deps.Authorizer.Check(r.Context(), p, access, workflow).Allowed {
 		return nil
 	}
-	return s.deps.Authorizer.Authorize(r.Context(), p, access, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name}, Executions: true})
+	return s.deps.Authorizer.Authorize(r.Context(), p, access, definition)
 }
 
 // execution reads execution id for access by the caller.

@@ -24,6 +24,17 @@ type Resource struct {
 	Executions bool
 }
 
+// ExecutionResources are what an access to an execution of workflow name
+// asks, besides being the execution's creator, in the order it is asked:
+// a grant on the WORKFLOW, then the executions of its WORKFLOW_DEF (whose
+// refusal is the one to report). Every reader of executions asks these,
+// so that a workflow's task (a START_WORKFLOW answered with an existing
+// workflow) reads by the rule the API does.
+func ExecutionResources(name string) (workflow, definition Resource) {
+	return Resource{Target: Target{Type: TargetWorkflow, ID: name}},
+		Resource{Target: Target{Type: TargetWorkflowDef, ID: name}, Executions: true}
+}
+
 // domain is the DOMAIN target whose grants cover res, if any.
 func (res Resource) domain() (Target, bool) {
 	if res.Target.Type != TargetTaskDef || res.Domain == "" {

@@ -60,24 +60,23 @@ func (a workflowAuthorizer) decide(ctx context.Context, p auth.Principal, access
 
 // mayReadExecution asks of principal id what reading execution of
 // workflow name that createdBy started asks of a caller (api/authz.go
-// mayExecution): being its creator, READ on the WORKFLOW, or READ on the
-// executions of its WORKFLOW_DEF.
+// mayExecution): being its creator, or READ on auth.ExecutionResources.
 func (a workflowAuthorizer) mayReadExecution(ctx context.Context, id, name, createdBy string) error {
 	if a.insecure || createdBy != "" && id == createdBy {
 		return nil
 	}
-	def := auth.Target{Type: auth.TargetWorkflowDef, ID: name}
+	workflow, definition := auth.ExecutionResources(name)
 	p, err := a.principals.Principal(ctx, id)
 	if errors.Is(err, fault.ErrNotFound) {
-		return &auth.ForbiddenError{Principal: id, Access: auth.Read, Target: def, Reason: "the principal no longer exists"}
+		return &auth.ForbiddenError{Principal: id, Access: auth.Read, Target: definition.Target, Reason: "the principal no longer exists"}
 	}
 	if err != nil {
-		return fmt.Errorf("authorize %s: %v: %w", def, err, fault.ErrUnavailable)
+		return fmt.Errorf("authorize %s: %v: %w", definition.Target, err, fault.ErrUnavailable)
 	}
-	if a.authz.Check(ctx, p, auth.Read, auth.Resource{Target: auth.Target{Type: auth.TargetWorkflow, ID: name}}).Allowed {
+	if a.authz.Check(ctx, p, auth.Read, workflow).Allowed {
 		return nil
 	}
-	_, err = a.decide(ctx, p, auth.Read, auth.Resource{Target: def, Executions: true})
+	_, err = a.decide(ctx, p, auth.Read, definition)
 	return err
 }
 
