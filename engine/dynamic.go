@@ -401,11 +401,11 @@ func (d *decision) canRespawnForked(fork *Task) error {
 // dynamicJoinRefs returns the tasks a JOIN that follows a FORK_JOIN_DYNAMIC
 // waits for: those the fork spawned. ok is false for other JOINs.
 func (d *decision) dynamicJoinRefs(join *Task) (refs []string, ok bool) {
-	n := d.plan.node(join.Ref)
-	if n == nil || n.idx == 0 || n.list[n.idx-1] == nil || n.list[n.idx-1].TaskType() != conductor.TaskTypeForkJoinDynamic {
+	forkRef, ok := dynamicForkBefore(d.plan, join)
+	if !ok {
 		return nil, false
 	}
-	fork := d.latest(iterRef(n.list[n.idx-1].TaskReferenceName, join.Iteration))
+	fork := d.latest(forkRef)
 	if fork == nil {
 		return nil, true
 	}
@@ -419,6 +419,62 @@ func (d *decision) dynamicJoinRefs(join *Task) (refs []string, ok bool) {
 		}
 	}
 	return refs, true
+}
+
+// dynamicForkBefore returns the reference name (with the JOIN's iteration)
+// of the FORK_JOIN_DYNAMIC a JOIN follows; ok is false for other JOINs.
+func dynamicForkBefore(p *plan, join *Task) (forkRef string, ok bool) {
+	n := p.node(join.Ref)
+	if n == nil || n.idx == 0 || n.list[n.idx-1] == nil || n.list[n.idx-1].TaskType() != conductor.TaskTypeForkJoinDynamic {
+		return "", false
+	}
+	return iterRef(n.list[n.idx-1].TaskReferenceName, join.Iteration), true
+}
+
+// joinInput is what Conductor's JoinTaskMapper, ForkJoinDynamicTaskMapper
+// and ExclusiveJoinTaskMapper put in a JOIN's or an EXCLUSIVE_JOIN's input,
+// which clients written for Conductor read (its UI draws a dynamic fork's
+// tasks from the JOIN's joinOn): joinOn, the definition's (after a
+// FORK_JOIN_DYNAMIC, the forkedTasks of the fork's output, as the fork
+// shows them), and an EXCLUSIVE_JOIN's defaultExclusiveJoinTask. The
+// state keeps neither: they are the definition's, and the fork's output.
+// latest finds a task by reference name. nil for other tasks.
+func (w *Workflow) joinInput(t *Task, latest func(string) *Task) map[string]any {
+	if t.Type != conductor.TaskTypeJoin && t.Type != conductor.TaskTypeExclusiveJoin {
+		return nil
+	}
+	p, err := w.planFor()
+	if err != nil {
+		return nil
+	}
+	wt := p.config(t)
+	if wt == nil {
+		return nil
+	}
+	in := map[string]any{"joinOn": stringsAny(wt.JoinOn)}
+	if t.Type == conductor.TaskTypeExclusiveJoin {
+		if wt.DefaultExclusiveJoinTask != nil {
+			in["defaultExclusiveJoinTask"] = stringsAny(wt.DefaultExclusiveJoinTask)
+		}
+		return in
+	}
+	if forkRef, ok := dynamicForkBefore(p, t); ok {
+		joinOn := []any{}
+		if fork := latest(forkRef); fork != nil {
+			list, _ := fork.Output["forkedTasks"].([]any)
+			joinOn = append(joinOn, list...)
+		}
+		in["joinOn"] = joinOn
+	}
+	return in
+}
+
+func stringsAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 // prepareStartWorkflow readies a START_WORKFLOW task: the workflow it

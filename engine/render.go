@@ -34,42 +34,153 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 		out.TaskToDomain = map[string]string{}
 	}
 	if includeTasks {
+		// What a fork's or a JOIN's view shows of other tasks is found in
+		// one pass, not a scan for each fork or JOIN of a loop's
+		// iterations.
+		forks := map[string]*Task{}
+		ids := map[string]bool{}
 		for _, t := range w.Tasks {
-			out.Tasks = append(out.Tasks, t.Conductor(w))
+			if t.Type == conductor.TaskTypeForkJoinDynamic {
+				forks[t.Ref] = t
+				ids[t.ID] = true
+			}
+		}
+		defs := w.forkedTaskDefs(ids)
+		rel := related{
+			fork:   func(ref string) *Task { return forks[ref] },
+			forked: func(fork *Task) []any { return defs[fork.ID] },
+		}
+		for _, t := range w.Tasks {
+			out.Tasks = append(out.Tasks, t.conductor(w, rel))
 		}
 	}
 	return out
+}
+
+// related finds what a task's view shows of other tasks: fork the latest
+// FORK_JOIN_DYNAMIC task of a reference name (see joinInput), forked the
+// forkedTaskDefs of a FORK_JOIN_DYNAMIC task.
+type related struct {
+	fork   func(ref string) *Task
+	forked func(fork *Task) []any
 }
 
 // Conductor renders the task as Conductor's Task JSON model, masked as
 // every read path shows it.
 func (t *Task) Conductor(w *Workflow) *conductor.Task {
+	return t.conductor(w, related{
+		fork:   w.LatestByRef,
+		forked: func(fork *Task) []any { return w.forkedTaskDefs(map[string]bool{fork.ID: true})[fork.ID] },
+	})
+}
+
+func (t *Task) conductor(w *Workflow, rel related) *conductor.Task {
 	out := t.HandOffView(w)
+	if in := w.joinInput(t, rel.fork); in != nil {
+		for k, v := range out.InputData {
+			if _, ok := in[k]; !ok {
+				in[k] = v
+			}
+		}
+		out.InputData = in
+	}
 	out.InputData = w.maskPaths("task/"+t.ID+"/input", masking.KeysMap(out.InputData))
 	out.OutputData = w.maskPaths("task/"+t.ID+"/output", masking.KeysMap(out.OutputData))
 	// A dynamic fork names what it forked in its input too, as Conductor's
-	// mapper records it and clients written for Conductor read it. The log
-	// keeps it in the output alone (expressions read
+	// mapper records it and clients written for Conductor read it (its UI
+	// draws the forked tasks from forkedTaskDefs). The log keeps the
+	// names in the output alone (expressions read
 	// ${fork.output.forkedTasks}); the input's list is the output's as
-	// shown, masked.
+	// shown, masked, and forkedTaskDefs each forked task's workflowTask
+	// as its own view shows it.
 	if forked, ok := out.OutputData["forkedTasks"]; ok && t.Type == conductor.TaskTypeForkJoinDynamic {
-		in := make(map[string]any, len(out.InputData)+1)
+		in := make(map[string]any, len(out.InputData)+2)
 		for k, v := range out.InputData {
 			in[k] = v
 		}
 		in["forkedTasks"] = forked
+		in["forkedTaskDefs"] = nonNilAny(rel.forked(t))
 		out.InputData = in
 	}
 	return out
 }
 
+// forkedTaskDefs returns, for each FORK_JOIN_DYNAMIC task whose id forks
+// holds, the configurations (workflowTask) of the tasks it forked, in the
+// order it forked them: Conductor's forkedTaskDefs. A forked task's retries
+// and reruns keep its parentTaskID, and the latest instance's is taken.
+func (w *Workflow) forkedTaskDefs(forks map[string]bool) map[string][]any {
+	if len(forks) == 0 {
+		return nil
+	}
+	p, err := w.planFor()
+	if err != nil {
+		return nil
+	}
+	type branch struct {
+		order []string
+		last  map[string]*Task
+	}
+	byFork := map[string]*branch{}
+	for _, t := range w.Tasks {
+		if t.ParentTaskID == "" || !forks[t.ParentTaskID] {
+			continue
+		}
+		b := byFork[t.ParentTaskID]
+		if b == nil {
+			b = &branch{last: map[string]*Task{}}
+			byFork[t.ParentTaskID] = b
+		}
+		if _, seen := b.last[t.Ref]; !seen {
+			b.order = append(b.order, t.Ref)
+		}
+		b.last[t.Ref] = t
+	}
+	out := make(map[string][]any, len(byFork))
+	for id, b := range byFork {
+		defs := make([]any, 0, len(b.order))
+		for _, ref := range b.order {
+			if wt := workflowTaskJSON(p, b.last[ref]); wt != nil {
+				defs = append(defs, wt)
+			}
+		}
+		out[id] = defs
+	}
+	return out
+}
+
+// workflowTaskJSON is the task's workflowTask as its view shows it.
+func workflowTaskJSON(p *plan, t *Task) conductor.WorkflowTaskJSON {
+	wt := p.config(t)
+	if wt == nil {
+		return nil
+	}
+	b, err := json.Marshal(wt)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func nonNilAny(s []any) []any {
+	if s == nil {
+		return []any{}
+	}
+	return s
+}
+
 // ShownType is the task's taskType and taskDefName as every view shows
-// them: Conductor's (Task.taskType is a worker task's name; a FORK_JOIN or
-// FORK_JOIN_DYNAMIC runs as a task of type and name FORK, as Conductor's
-// mappers make it). The state keeps the definition's type.
+// them: Conductor's (Task.taskType is
+// a worker task's name; a FORK_JOIN or FORK_JOIN_DYNAMIC runs as a task of
+// type and name FORK, and a JOIN or an EXCLUSIVE_JOIN is named after its
+// type, as Conductor's mappers make them). The state keeps the
+// definition's type and name.
 func (t *Task) ShownType() (taskType, taskDefName string) {
-	if t.Type == conductor.TaskTypeForkJoin || t.Type == conductor.TaskTypeForkJoinDynamic {
+	switch t.Type {
+	case conductor.TaskTypeForkJoin, conductor.TaskTypeForkJoinDynamic:
 		return conductor.TaskTypeFork, conductor.TaskTypeFork
+	case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
+		return t.Type, t.Type
 	}
 	return taskTypeOf(t), t.Name
 }
@@ -104,9 +215,7 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		out.QueueWaitTime = t.StartTime - t.ScheduledTime
 	}
 	if p, err := w.planFor(); err == nil {
-		if wt := p.config(t); wt != nil {
-			out.WorkflowTask, _ = json.Marshal(wt)
-		}
+		out.WorkflowTask = workflowTaskJSON(p, t)
 	}
 	return out
 }

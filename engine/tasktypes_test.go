@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"slices"
@@ -643,6 +644,125 @@ func TestForkRendersAsConductorsFork(t *testing.T) {
 			}
 			if tc.forked != nil && (!reflect.DeepEqual(got.OutputData["forkedTasks"], tc.forked) || fork.Input["forkedTasks"] != nil) {
 				t.Fatalf("outputData %v, stored input %v: want the output as stored, the stored input without forkedTasks", got.OutputData, fork.Input)
+			}
+		})
+	}
+}
+
+// A dynamic fork shows Conductor's forkedTaskDefs in its input, which
+// Conductor's UI draws the forked tasks from: the workflowTask of each
+// task it forked, in its order, as the task's own view shows it (a
+// retried task's latest instance), in the workflow's view and alone.
+func TestDynamicForkShowsForkedTaskDefs(t *testing.T) {
+	list := []any{map[string]any{"name": "w", "taskReferenceName": "w1", "inputParameters": map[string]any{"k": "v"}},
+		map[string]any{"name": "w", "taskReferenceName": "w2", "type": "WAIT"}}
+	for _, tc := range []struct {
+		name  string
+		tasks []any
+		retry bool
+		want  []string // the reference names of forkedTaskDefs
+	}{
+		{"forked", list, false, []string{"w1", "w2"}},
+		{"a forked task retried", list, true, []string{"w1", "w2"}},
+		{"nothing forked", []any{}, false, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, dynamicForkDef, map[string]any{"tasks": tc.tasks}, `{"name":"w","retryCount":1}`)
+			if tc.retry {
+				first := h.task("w1").ID
+				h.report("w1", conductor.TaskFailed, nil, "again")
+				if h.task("w1").ID == first {
+					t.Fatal("w1 was not retried")
+				}
+			}
+			fork := h.task("fork")
+			var whole *conductor.Task
+			for _, ct := range h.w.Conductor(true).Tasks {
+				if ct.TaskID == fork.ID {
+					whole = ct
+				}
+			}
+			for view, got := range map[string]*conductor.Task{"alone": fork.Conductor(h.w), "in the workflow": whole} {
+				defs, ok := got.InputData["forkedTaskDefs"].([]any)
+				if !ok || len(defs) != len(tc.want) {
+					t.Fatalf("%s: forkedTaskDefs %v, want %d", view, got.InputData["forkedTaskDefs"], len(tc.want))
+				}
+				for i, ref := range tc.want {
+					b, err := json.Marshal(defs[i])
+					if err != nil {
+						t.Fatal(err)
+					}
+					own, _ := json.Marshal(h.task(ref).Conductor(h.w).WorkflowTask)
+					var wt conductor.WorkflowTask
+					if err := json.Unmarshal(b, &wt); err != nil || wt.TaskReferenceName != ref || string(b) != string(own) {
+						t.Fatalf("%s: forkedTaskDefs[%d] %s (%v), want %s's workflowTask %s", view, i, b, err, ref, own)
+					}
+				}
+			}
+			if _, ok := fork.Input["forkedTaskDefs"]; ok {
+				t.Fatalf("stored input %v: forkedTaskDefs is the view's", fork.Input)
+			}
+		})
+	}
+}
+
+// A JOIN and an EXCLUSIVE_JOIN show what they wait for in their input,
+// and their type as their name, as Conductor's mappers make them (its UI
+// draws a dynamic fork's tasks from the JOIN's joinOn): the definition's
+// joinOn, after a FORK_JOIN_DYNAMIC the tasks it forked as the fork shows
+// them, and an EXCLUSIVE_JOIN's defaultExclusiveJoinTask. The stored input
+// stays empty.
+func TestJoinRendersAsConductorsJoin(t *testing.T) {
+	exclusive := func(defaults string) string {
+		return `{"name":"ej","tasks":[
+		 {"name":"sw","taskReferenceName":"sw","type":"SWITCH","expression":"c","inputParameters":{"c":"a"},
+		  "decisionCases":{"a":[{"name":"a","taskReferenceName":"a"}],"b":[{"name":"b","taskReferenceName":"b"}]}},
+		 {"name":"ej","taskReferenceName":"ej","type":"EXCLUSIVE_JOIN","joinOn":["a","b"]` + defaults + `}]}`
+	}
+	list := map[string]any{"tasks": []any{map[string]any{"name": "w", "taskReferenceName": "w1"}, map[string]any{"name": "w", "taskReferenceName": "w2"}}}
+	for _, tc := range []struct {
+		name, def, ref, typ string
+		input               map[string]any
+		redacted            bool
+		want                map[string]any
+	}{
+		{"static", forkJoin, "join", "JOIN", nil, false, map[string]any{"joinOn": []any{"a2", "b"}}},
+		{"dynamic", dynamicForkDef, "join", "JOIN", list, false, map[string]any{"joinOn": []any{"w1", "w2"}}},
+		{"dynamic, a reference redacted", dynamicForkDef, "join", "JOIN", list, true, map[string]any{"joinOn": []any{"***", "w2"}}},
+		{"dynamic, nothing forked", dynamicForkDef, "join", "JOIN", map[string]any{"tasks": []any{}}, false, map[string]any{"joinOn": []any{}}},
+		{"exclusive", exclusive(""), "ej", "EXCLUSIVE_JOIN", nil, false, map[string]any{"joinOn": []any{"a", "b"}}},
+		{"exclusive with defaults", exclusive(`,"defaultExclusiveJoinTask":["b"]`), "ej", "EXCLUSIVE_JOIN", nil, false,
+			map[string]any{"joinOn": []any{"a", "b"}, "defaultExclusiveJoinTask": []any{"b"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, tc.input)
+			if tc.redacted {
+				h.storedAs("fork", func(c *engine.Task) {
+					c.Output = map[string]any{"forkedTasks": []any{"***", "w2"}, "forkedTaskInputs": map[string]any{}}
+				})
+			}
+			if tc.typ == conductor.TaskTypeExclusiveJoin {
+				h.complete("a", nil)
+			}
+			join := h.task(tc.ref)
+			var whole *conductor.Task
+			for _, ct := range h.w.Conductor(true).Tasks {
+				if ct.TaskID == join.ID {
+					whole = ct
+				}
+			}
+			// The task alone (GET /api/tasks/{id}, a task search) and the
+			// workflow's list find the fork each their own way.
+			for view, got := range map[string]*conductor.Task{"alone": join.Conductor(h.w), "in the workflow": whole} {
+				if got.TaskType != tc.typ || got.TaskDefName != tc.typ {
+					t.Fatalf("%s: taskType %q, taskDefName %q: want %s", view, got.TaskType, got.TaskDefName, tc.typ)
+				}
+				if !reflect.DeepEqual(got.InputData, tc.want) {
+					t.Fatalf("%s: inputData %v, want %v", view, got.InputData, tc.want)
+				}
+			}
+			if len(join.Input) != 0 || join.Name != tc.ref {
+				t.Fatalf("stored input %v, name %q: want them as the definition gave them", join.Input, join.Name)
 			}
 		})
 	}
