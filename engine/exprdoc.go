@@ -90,14 +90,44 @@ func (d *workflowDoc) Lookup(name string) (any, bool) {
 	if t.Type == conductor.TaskTypeDoWhile {
 		iteration = loopIteration(t)
 	}
+	latest := w.LatestByRef
+	if d.d != nil {
+		latest = d.d.latest
+	}
+	taskType, taskDefName := t.ShownType()
 	return map[string]any{
-		"input": t.Input, "output": t.Output, "taskType": taskTypeOf(t), "status": t.Status,
+		"input": w.shownInput(t, latest), "output": t.Output, "taskType": taskType, "status": t.Status,
 		"referenceTaskName": t.Ref, "retryCount": int64(t.RetryCount), "correlationId": orNull(w.CorrelationID),
-		"pollCount": int64(t.PollCount), "taskDefName": t.Name, "scheduledTime": t.ScheduledTime,
+		"pollCount": int64(t.PollCount), "taskDefName": taskDefName, "scheduledTime": t.ScheduledTime,
 		"startTime": t.StartTime, "endTime": t.EndTime, "workflowInstanceId": w.ID, "taskId": t.ID,
 		"reasonForIncompletion": orNull(t.Reason), "callbackAfterSeconds": t.CallbackAfterSeconds,
 		"workerId": orNull(t.WorkerID), "iteration": int64(iteration), "subWorkflowId": orNull(t.SubWorkflowID),
 	}, true
+}
+
+// shownInput is the task's input as expressions read it: as its view shows
+// it, Conductor's (a JOIN's and an EXCLUSIVE_JOIN's joinOn, a dynamic
+// fork's forkedTasks, which the state keeps in its output), unmasked.
+// forkedTaskDefs, which a fork's view shows, is left out: finding the
+// forked tasks would take a pass over the workflow's at each read.
+func (w *Workflow) shownInput(t *Task, latest func(string) *Task) map[string]any {
+	if in := w.joinInput(t, latest); in != nil {
+		for k, v := range t.Input {
+			if _, ok := in[k]; !ok {
+				in[k] = v
+			}
+		}
+		return in
+	}
+	if forked, ok := t.Output["forkedTasks"]; ok && t.Type == conductor.TaskTypeForkJoinDynamic {
+		in := make(map[string]any, len(t.Input)+1)
+		for k, v := range t.Input {
+			in[k] = v
+		}
+		in["forkedTasks"] = forked
+		return in
+	}
+	return t.Input
 }
 
 // orNull is a text field as Conductor's document holds it: a field the

@@ -169,8 +169,8 @@ func nonNilAny(s []any) []any {
 	return s
 }
 
-// ShownType is the task's taskType and taskDefName as every view shows
-// them: Conductor's (Task.taskType is
+// ShownType is the task's taskType and taskDefName as every view and
+// expression (${fork.taskType}) shows them: Conductor's (Task.taskType is
 // a worker task's name; a FORK_JOIN or FORK_JOIN_DYNAMIC runs as a task of
 // type and name FORK, and a JOIN or an EXCLUSIVE_JOIN is named after its
 // type, as Conductor's mappers make them). The state keeps the

@@ -706,6 +706,56 @@ func TestDynamicForkShowsForkedTaskDefs(t *testing.T) {
 	}
 }
 
+// Expressions read a fork, a JOIN and an EXCLUSIVE_JOIN as their views
+// show them, as Conductor's ParametersUtils reads the tasks its mappers
+// made: ${fork.taskType} and ${fork.taskDefName} are FORK, a JOIN's are
+// JOIN, ${fork.input.forkedTasks} the tasks a dynamic fork forked and
+// ${join.input.joinOn} what the JOIN waits for.
+func TestExpressionsReadTasksAsShown(t *testing.T) {
+	read := `{"name":"after","taskReferenceName":"after","inputParameters":{
+	  "ft":"${fork.taskType}","fd":"${fork.taskDefName}","fi":"${fork.input.forkedTasks}",
+	  "jt":"${join.taskType}","jd":"${join.taskDefName}","jo":"${join.input.joinOn}","jx":"${join.input.joinOn.length()}"}}`
+	dynamic := `{"name":"d","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"},` + read + `]}`
+	static := `{"name":"s","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	   [{"name":"w","taskReferenceName":"w1"}],[{"name":"w","taskReferenceName":"w2"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["w1","w2"]},` + read + `]}`
+	exclusive := `{"name":"e","tasks":[
+	 {"name":"sw","taskReferenceName":"sw","type":"SWITCH","expression":"c","inputParameters":{"c":"a"},
+	  "decisionCases":{"a":[{"name":"w","taskReferenceName":"w1"}]}},
+	 {"name":"join","taskReferenceName":"join","type":"EXCLUSIVE_JOIN","joinOn":["w1"],"defaultExclusiveJoinTask":["w2"]},
+	 {"name":"after","taskReferenceName":"after","inputParameters":{"jt":"${join.taskType}","jd":"${join.taskDefName}",
+	  "jo":"${join.input.joinOn}","jdef":"${join.input.defaultExclusiveJoinTask}"}}]}`
+	tasks := []any{map[string]any{"name": "w", "taskReferenceName": "w1"}, map[string]any{"name": "w", "taskReferenceName": "w2"}}
+	refs := []any{"w1", "w2"}
+	for _, tc := range []struct {
+		name, def string
+		complete  []string
+		want      map[string]any
+	}{
+		{"dynamic fork", dynamic, []string{"w1", "w2"}, map[string]any{"ft": "FORK", "fd": "FORK", "fi": refs,
+			"jt": "JOIN", "jd": "JOIN", "jo": refs, "jx": int64(2)}},
+		{"static fork", static, []string{"w1", "w2"}, map[string]any{"ft": "FORK", "fd": "FORK", "fi": nil,
+			"jt": "JOIN", "jd": "JOIN", "jo": refs, "jx": int64(2)}},
+		{"exclusive join", exclusive, []string{"w1"}, map[string]any{"jt": "EXCLUSIVE_JOIN", "jd": "EXCLUSIVE_JOIN",
+			"jo": []any{"w1"}, "jdef": []any{"w2"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, map[string]any{"tasks": tasks})
+			for _, ref := range tc.complete {
+				h.complete(ref, nil)
+			}
+			got := h.wantTask("after", conductor.TaskScheduled).Input
+			for k, want := range tc.want {
+				if !reflect.DeepEqual(got[k], want) {
+					t.Errorf("%s = %#v, want %#v (input %v)", k, got[k], want, got)
+				}
+			}
+		})
+	}
+}
+
 // A JOIN and an EXCLUSIVE_JOIN show what they wait for in their input,
 // and their type as their name, as Conductor's mappers make them (its UI
 // draws a dynamic fork's tasks from the JOIN's joinOn): the definition's
