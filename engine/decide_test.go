@@ -265,24 +265,40 @@ func TestForkBranchFailureFailsWorkflow(t *testing.T) {
 	}
 }
 
-// A JOIN that fails because a task it joins failed gives that task's
-// reason, as Conductor's Join does
-// (clients read it as the JOIN's reasonForIncompletion, and the
-// workflow's is the JOIN's). The JOIN meets such a task after a rerun that leaves it failed.
+// A JOIN or an EXCLUSIVE_JOIN that fails because a task it joins failed
+// gives that task's reason, as Conductor's Join and ExclusiveJoin do
+// (clients read it as the join's reasonForIncompletion, and the
+// workflow's is the join's). The join meets such a task after a rerun
+// that leaves it failed.
 func TestJoinFailsWithTheReasonOfWhatFailed(t *testing.T) {
-	for _, tc := range []struct{ name, reason, want string }{
-		{"reason", "boom", "boom"},
-		{"no reason", "", "task b1 failed"},
+	exclusive := `{"name":"f","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	   [{"name":"a1","taskReferenceName":"a1"},{"name":"a2","taskReferenceName":"a2"}],
+	   [{"name":"b1","taskReferenceName":"b1"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a2"]},
+	 {"name":"ej","taskReferenceName":"ej","type":"EXCLUSIVE_JOIN","joinOn":["b1"]}]}`
+	for _, tc := range []struct {
+		name, def, join string
+		rerun           []string // completed after the rerun from a2
+		reason, want    string
+	}{
+		{"join", forkTwoSteps, "join", nil, "boom", "boom"},
+		{"join, no reason", forkTwoSteps, "join", nil, "", "task b1 failed"},
+		{"exclusive join", exclusive, "ej", []string{"a2"}, "card declined", "card declined"},
+		{"exclusive join, no reason", exclusive, "ej", []string{"a2"}, "", "task b1 failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, forkTwoSteps, nil)
+			h := newHarness(t, tc.def, nil)
 			h.complete("a1", nil)
 			h.report("b1", conductor.TaskFailedWithTerminalError, nil, tc.reason)
 			h.wantStatus(conductor.WorkflowFailed)
 			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a2").ID}})
+			for _, ref := range tc.rerun {
+				h.complete(ref, nil)
+			}
 			h.wantTask("b1", conductor.TaskFailedWithTerminalError)
-			if j := h.wantTask("join", conductor.TaskFailed); j.Reason != tc.want {
-				t.Fatalf("join reason %q, want %q", j.Reason, tc.want)
+			if j := h.wantTask(tc.join, conductor.TaskFailed); j.Reason != tc.want {
+				t.Fatalf("%s reason %q, want %q", tc.join, j.Reason, tc.want)
 			}
 			h.wantStatus(conductor.WorkflowFailed)
 			if h.w.Reason != tc.want {

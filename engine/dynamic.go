@@ -654,8 +654,10 @@ func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 	case conductor.TaskSuccessful(found.Status):
 		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskCompleted, Output: copyMap(found.Output), Time: d.now})
 	default:
+		// The task's own reason, as Conductor's ExclusiveJoin gives it
+		// (and a JOIN here): the workflow's reason is the EXCLUSIVE_JOIN's.
 		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskFailed, KeepOutput: true,
-			Reason: fmt.Sprintf("EXCLUSIVE_JOIN %s: task %s %s", ej.Ref, found.Ref, found.Status), Time: d.now})
+			Reason: failureReason(found), Time: d.now})
 		d.failed(d.w.task(ej.ID))
 	}
 	return true
