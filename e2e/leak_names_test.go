@@ -26,8 +26,7 @@ func TestTaskNamedWithASecretIsRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	n := startLeakNode(ctx, t, nil)
-	e := &env{t: t, node: n.Node, base: "http://" + n.HTTPAddr(),
-		client: &http.Client{Timeout: 30 * time.Second, Transport: scannerTransport{next: http.DefaultTransport, sc: scanners[0]}}}
+	e := n.env(t, scanners...)
 	e.putSecret("tok", tok)
 	e.work("ln_src", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		s := fmt.Sprint(task.InputData["s"])

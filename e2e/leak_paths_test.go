@@ -56,11 +56,7 @@ func TestLeakAroundTheEnd(t *testing.T) {
 	// Long enough for a retry and a rerun between an end and its
 	// compaction.
 	n := startLeakNode(ctx, t, func(cfg *node.Config) { cfg.CompactionDelay = 6 * time.Second })
-	var rt http.RoundTripper = http.DefaultTransport
-	for _, sc := range scanners {
-		rt = scannerTransport{next: rt, sc: sc}
-	}
-	e := &env{t: t, node: n.Node, base: "http://" + n.HTTPAddr(), client: &http.Client{Timeout: 30 * time.Second, Transport: rt}}
+	e := n.env(t, scanners...)
 	for k, v := range vals {
 		e.putSecret(k, v)
 	}

@@ -121,11 +121,7 @@ func TestLeakShapes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	n := startLeakNode(ctx, t, nil)
-	var rt http.RoundTripper = http.DefaultTransport
-	for _, sc := range scanners {
-		rt = scannerTransport{next: rt, sc: sc}
-	}
-	e := &env{t: t, node: n.Node, base: "http://" + n.HTTPAddr(), client: &http.Client{Timeout: 30 * time.Second, Transport: rt}}
+	e := n.env(t, scanners...)
 
 	remote := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

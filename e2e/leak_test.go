@@ -325,6 +325,16 @@ func startLeakNode(ctx context.Context, t *testing.T, adjust func(*node.Config))
 	return ln
 }
 
+// env is an env on the node whose client has each scanner search every
+// answer.
+func (ln *leakNode) env(t *testing.T, scanners ...*leaktest.Scanner) *env {
+	var rt http.RoundTripper = http.DefaultTransport
+	for _, sc := range scanners {
+		rt = scannerTransport{next: rt, sc: sc}
+	}
+	return &env{t: t, node: ln.Node, base: "http://" + ln.HTTPAddr(), client: &http.Client{Timeout: 30 * time.Second, Transport: rt}}
+}
+
 // stopAndScan stops the node and has each scanner search its log output,
 // every file of its data dir and every Pebble key and value: what only a
 // stopped node's files hold whole.

@@ -196,7 +196,7 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		Seq: t.Seq, PollCount: t.PollCount, ScheduledTime: t.ScheduledTime, StartTime: t.StartTime, EndTime: t.EndTime,
 		UpdateTime: t.UpdateTime, FirstStartTime: t.FirstStartTime, CallbackAfterSeconds: t.CallbackAfterSeconds, CallbackFromWorker: true,
 		ResponseTimeoutSeconds: t.Policy.ResponseTimeoutSeconds, RateLimitPerFrequency: t.Policy.RateLimitPerFrequency,
-		RateLimitFrequencyInSeconds: t.Policy.RateLimitFrequencyInSeconds, WorkerID: t.WorkerID, ReasonForIncompletion: t.Reason,
+		RateLimitFrequencyInSeconds: t.Policy.RateLimitFrequencyInSeconds, WorkerID: t.WorkerID, ReasonForIncompletion: t.ShownReason(),
 		Domain: t.Domain, Executed: conductor.TaskTerminal(t.Status), Iteration: t.Iteration, SubWorkflowID: t.SubWorkflowID,
 		ParentTaskID: t.ParentTaskID, WorkflowPriority: w.Priority, TaskDefinition: conductor.TaskDefJSON(t.TaskDef),
 	}
@@ -218,6 +218,21 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 		out.WorkflowTask = workflowTaskJSON(p, t)
 	}
 	return out
+}
+
+// ShownReason is the task's reasonForIncompletion as Conductor shows a
+// worker's: cut to conductor.MaxResultReason, as its TaskResult cuts it.
+// The state keeps it whole, and the cut is made here, on what the state
+// holds: a cut in the stored text could leave the first part of a value
+// that is redacted or masked only once whole (the guard's pass over a
+// decision, a value sealed later that the reason quoted), which nothing
+// would recognise afterwards. A system task's reason is the engine's,
+// which Conductor does not cut either.
+func (t *Task) ShownReason() string {
+	if !t.IsWorkerTask() {
+		return t.Reason
+	}
+	return conductor.CutReason(t.Reason)
 }
 
 // waitView shows when a WAIT with a duration or an until wakes as

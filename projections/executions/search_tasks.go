@@ -49,7 +49,7 @@ func taskDoc(w *engine.Workflow, t *engine.Task) query.Doc {
 		case "workerId":
 			return t.WorkerID
 		case "reasonForIncompletion":
-			return t.Reason
+			return t.ShownReason() // matched and sorted as shown, as Conductor indexes the cut text
 		case "retryCount":
 			return int64(t.RetryCount)
 		case "workflowPriority":

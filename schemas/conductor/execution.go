@@ -1,5 +1,7 @@
 package conductor
 
+import "unicode/utf16"
+
 // StartWorkflowRequest starts a workflow (POST /api/workflow).
 type StartWorkflowRequest struct {
 	Name                string            `json:"name"`
@@ -208,4 +210,30 @@ type ValidationError struct {
 	Path         string `json:"path"`
 	Message      string `json:"message"`
 	InvalidValue any    `json:"invalidValue,omitempty"`
+}
+
+// MaxResultReason is how much of a result's reasonForIncompletion a task
+// shows: Conductor's TaskResult keeps its first 500 characters, counted as
+// Java counts them, in UTF-16 code units.
+const MaxResultReason = 500
+
+// CutReason returns reason's first MaxResultReason UTF-16 code units. A
+// character that would not fit whole (the second half of a pair, which
+// Java's cut would split) is left out.
+func CutReason(reason string) string {
+	if len(reason) <= MaxResultReason {
+		return reason // no string holds more UTF-16 code units than bytes
+	}
+	units := 0
+	for i, r := range reason {
+		n := utf16.RuneLen(r)
+		if n < 0 {
+			n = 1 // an invalid byte, shown as U+FFFD
+		}
+		if units+n > MaxResultReason {
+			return reason[:i]
+		}
+		units += n
+	}
+	return reason
 }
