@@ -220,6 +220,13 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 	if t.FirstScheduled == 0 {
 		t.FirstScheduled = e.Time
 	}
+	if t.Status == conductor.TaskScheduled && t.AvailableAt > e.Time && t.AvailableAt != Never && t.IsWorkerTask() {
+		// A worker task that waits before it is handed out (a retry's
+		// delay, a startDelay) waits out a callbackAfterSeconds until it
+		// is taken, as Conductor's retry and mappers set it: it shows it,
+		// and a reset of the callbacks hands it out at once.
+		t.CallbackAfterSeconds = (t.AvailableAt - e.Time + 999) / 1000
+	}
 	if t.Status == conductor.TaskInProgress {
 		t.StartTime, t.FirstStartTime = e.Time, e.Time
 	}

@@ -341,3 +341,40 @@ func TestCachedOutput(t *testing.T) {
 		})
 	}
 }
+
+// A worker task that waits before it is handed out, a retry's delay or a
+// startDelay, waits out a callbackAfterSeconds until it is taken, as
+// Conductor's: it shows the wait, and a reset of the callbacks hands it
+// out at once.
+func TestDelayedTaskWaitsOutACallback(t *testing.T) {
+	for _, c := range []struct {
+		name, def, taskDef string
+		fail               bool // the delayed task is a's retry
+		wait               int64
+	}{
+		{"a retry's delay", `{"name":"d","tasks":[{"name":"a","taskReferenceName":"a"}]}`,
+			`{"name":"a","retryCount":1,"retryDelaySeconds":5}`, true, 5},
+		{"a startDelay", `{"name":"d","tasks":[{"name":"a","taskReferenceName":"a","startDelay":3}]}`,
+			`{"name":"a"}`, false, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.def, nil, c.taskDef)
+			if c.fail {
+				h.advance(time.Second)
+				h.take("a")
+				h.report("a", conductor.TaskFailed, nil, "boom")
+			}
+			a := h.wantTask("a", conductor.TaskScheduled)
+			if view := a.Conductor(h.w); view.CallbackAfterSeconds != c.wait || view.StartDelayInSeconds != c.wait {
+				t.Fatalf("waiting: callbackAfterSeconds %d, startDelayInSeconds %d; want %d", view.CallbackAfterSeconds, view.StartDelayInSeconds, c.wait)
+			}
+			d := h.decide(engine.ResetCallbacks{})
+			if a := h.task("a"); a.AvailableAt != h.now.UnixMilli() || a.CallbackAfterSeconds != 0 {
+				t.Fatalf("after reset: available %d (now %d), callback %d", a.AvailableAt, h.now.UnixMilli(), a.CallbackAfterSeconds)
+			}
+			if len(effectsOf[engine.Dispatch](d)) != 1 {
+				t.Fatalf("reset dispatched %v", d.Effects)
+			}
+		})
+	}
+}
