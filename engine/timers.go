@@ -23,73 +23,92 @@ const MaxLeaseExpiries = 3
 // indexes them; the executor ticks the workflow when one passes. A Tick
 // that finds nothing due changes nothing, so deadlines need no bookkeeping
 // of their own: they are a function of state. The executions read model
-// replaces a workflow's indexed deadlines by what this returns for its
-// state before and after each record: a version that changes what it
-// returns for a state changes that read model's layout
+// indexes what this returns for each state, counting it part by part
+// (WorkflowDeadlines, and TaskDeadlines of each task, which a record
+// changes only for the tasks it replaces or appends): a version that
+// changes what it returns for a state changes that read model's layout
 // (projections.Layouter).
 func Deadlines(w *Workflow) []int64 {
 	if w.Terminal() {
 		return nil
 	}
-	var out []int64
-	add := func(t int64) {
-		if t > 0 && t != Never {
-			out = append(out, t)
-		}
+	out := WorkflowDeadlines(w, nil)
+	for _, t := range w.Tasks {
+		out = TaskDeadlines(w, t, out)
 	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// WorkflowDeadlines appends to out the deadline of a running w's own (its
+// timeoutSeconds), if any: Deadlines is it and every task's TaskDeadlines.
+func WorkflowDeadlines(w *Workflow, out []int64) []int64 {
 	// Only deadlines a tick acts on: an alert-only timeout (which flowvault
 	// does nothing for) would stay due in the timer index for good. A
 	// paused workflow's time runs on, as in Conductor.
 	if def, err := w.Def(); err == nil && def.TimeoutSeconds > 0 && def.TimeoutPolicy == conductor.TimeoutPolicyTimeOutWF {
-		add(afterSeconds(w.timeoutFrom(), def.TimeoutSeconds))
+		out = addDeadline(out, afterSeconds(w.timeoutFrom(), def.TimeoutSeconds))
+	}
+	return out
+}
+
+// TaskDeadlines appends to out the deadlines t, a task of a running w,
+// needs, in no order. They are a function of t and of w's status, but
+// for a DO_WHILE, whose next iteration's due time depends on whether w
+// holds that iteration's first task.
+func TaskDeadlines(w *Workflow, t *Task, out []int64) []int64 {
+	// Most of a large workflow's tasks have ended: every case below is
+	// about a scheduled or running one.
+	if t.Status != conductor.TaskScheduled && t.Status != conductor.TaskInProgress {
+		return out
 	}
 	// A paused workflow's tasks do not time out (see tick).
 	paused := w.Status == conductor.WorkflowPaused
-	for _, t := range w.Tasks {
-		// Most of a large workflow's tasks have ended: every case below
-		// is about a scheduled or running one.
-		if t.Status != conductor.TaskScheduled && t.Status != conductor.TaskInProgress {
-			continue
+	p := &t.Policy
+	switch {
+	case t.Status == conductor.TaskScheduled:
+		if t.AvailableAt > t.ScheduledTime {
+			out = addDeadline(out, t.AvailableAt)
 		}
-		p := &t.Policy
-		switch {
-		case t.Status == conductor.TaskScheduled:
-			if t.AvailableAt > t.ScheduledTime {
-				add(t.AvailableAt)
-			}
-			if paused {
-				continue
-			}
-			if pollTimesOut(t) {
-				add(afterSeconds(max(t.AvailableAt, t.ScheduledTime), p.PollTimeoutSeconds))
-			}
-			if timesOut(t) {
-				add(afterSeconds(t.StartTime, p.TimeoutSeconds)) // called back: still counting
-			}
-		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
-			add(t.AvailableAt)
-			if timesOut(t) && !paused {
-				add(afterSeconds(t.StartTime, p.TimeoutSeconds))
-			}
-		case !paused && w.Status == conductor.WorkflowRunning && w.awaitsIteration(t):
-			// A decision stopped between its iterations (see yieldAfter):
-			// the next one is due at once.
-			add(t.UpdateTime)
-		case t.Status == conductor.TaskInProgress && leased(t):
-			add(t.UpdateTime + SystemTaskLease.Milliseconds())
-		case awaitsUpdate(t) && timesOut(t) && !paused:
-			add(afterSeconds(t.StartTime, p.TimeoutSeconds))
-		case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
-			if p.ResponseTimeoutSeconds > 0 {
-				add(afterSeconds(t.UpdateTime, p.ResponseTimeoutSeconds))
-			}
-			if timesOut(t) {
-				add(afterSeconds(t.StartTime, p.TimeoutSeconds))
-			}
+		if paused {
+			return out
+		}
+		if pollTimesOut(t) {
+			out = addDeadline(out, afterSeconds(max(t.AvailableAt, t.ScheduledTime), p.PollTimeoutSeconds))
+		}
+		if timesOut(t) {
+			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds)) // called back: still counting
+		}
+	case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
+		out = addDeadline(out, t.AvailableAt)
+		if timesOut(t) && !paused {
+			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
+		}
+	case !paused && w.Status == conductor.WorkflowRunning && w.awaitsIteration(t):
+		// A decision stopped between its iterations (see yieldAfter):
+		// the next one is due at once.
+		out = addDeadline(out, t.UpdateTime)
+	case t.Status == conductor.TaskInProgress && leased(t):
+		out = addDeadline(out, t.UpdateTime+SystemTaskLease.Milliseconds())
+	case awaitsUpdate(t) && timesOut(t) && !paused:
+		out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
+	case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
+		if p.ResponseTimeoutSeconds > 0 {
+			out = addDeadline(out, afterSeconds(t.UpdateTime, p.ResponseTimeoutSeconds))
+		}
+		if timesOut(t) {
+			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
+}
+
+// addDeadline appends t to out if it is a time a tick acts on.
+func addDeadline(out []int64, t int64) []int64 {
+	if t > 0 && t != Never {
+		return append(out, t)
+	}
+	return out
 }
 
 // timeoutFrom is when the workflow's timeoutSeconds started to count:

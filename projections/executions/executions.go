@@ -74,6 +74,8 @@ type Projection struct {
 	// delta is what the record being applied changed of the Gauges,
 	// pending what the batch's records applied so far did (Flush).
 	delta, pending Gauges
+	// timerChange is the record's change of its workflow's timers.
+	timerChange timerChange
 }
 
 // NewProjection returns the executions projection.
@@ -138,12 +140,10 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 		}
 	}()
 	prev := snapshot(w)
-	if r.deadlinesKnown {
-		prev.deadlines = r.deadlines
-	} else if w != nil {
-		prev.deadlines = engine.Deadlines(w)
+	if !r.timers.known && w != nil {
+		// What the index holds for the state loaded.
+		p.timerChange.buf = r.timers.recount(w, p.timerChange.buf)
 	}
-	r.deadlinesKnown = false // until store computes those of the state after
 	if w != nil && len(w.Tasks) >= indexFrom {
 		// Only this goroutine folds it, record after record (see
 		// recentStates): each event's task is found through an index
@@ -312,7 +312,7 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 		return err
 	}
 	if w.Removed && !w.Archived {
-		return p.removeAll(b, token, w, prev, r.tasks)
+		return p.removeAll(b, token, w, prev, r)
 	}
 	if err := p.storeState(b, token, w, r); err != nil {
 		return err
@@ -354,11 +354,9 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 			return err
 		}
 	}
-	deadlines := engine.Deadlines(w)
-	if err := p.replaceDeadlines(b, w.ID, prev.deadlines, deadlines); err != nil {
+	if err := p.storeTimers(b, w, match, &r.timers); err != nil {
 		return err
 	}
-	r.deadlines, r.deadlinesKnown = deadlines, true
 	return p.storeIndexes(b, token, w, prev, match)
 }
 
@@ -411,33 +409,6 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		return err
 	}
 	return b.Set(stateKey(token), p.scratch)
-}
-
-// replaceDeadlines replaces the workflow's entries in the deadline index.
-// prev are the deadlines of the state before this record: the index holds
-// exactly those, since every record's deadlines are derived from its state
-// (engine.Deadlines), so nothing needs to be read back.
-func (p *Projection) replaceDeadlines(b *projections.Batch, wfID string, prev, next []int64) error {
-	if slices.Equal(prev, next) {
-		return nil
-	}
-	// Deadlines are distinct (engine.Deadlines): each is one entry.
-	p.delta.Timers += int64(len(next) - len(prev))
-	for _, at := range prev {
-		if !slices.Contains(next, at) {
-			if err := b.Delete(dueKey(at, wfID)); err != nil {
-				return err
-			}
-		}
-	}
-	for _, at := range next {
-		if !slices.Contains(prev, at) {
-			if err := b.Set(dueKey(at, wfID), nil); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func dueKey(at int64, wfID string) []byte {
@@ -597,11 +568,8 @@ type recent struct {
 	input       map[string]any
 	inputStored bool
 	tasks       []*engine.Task
-	// deadlines are engine.Deadlines(w) once store computed them: the
-	// next record's snapshot starts from them instead of a pass over
-	// every task of the state.
-	deadlines      []int64
-	deadlinesKnown bool
+	// timers are w's deadlines as the index holds them.
+	timers timers
 }
 
 // recentStates is a bounded map of recently folded states. Only the

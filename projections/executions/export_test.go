@@ -32,3 +32,12 @@ func IndexFrom(n int) (restore func()) {
 	indexFrom = n
 	return func() { indexFrom = was }
 }
+
+// CheckTimers has Apply hand check, after every record, the deadlines it
+// counted for the state it folded (see timers), until restore. Tests that
+// use it must not run in parallel.
+func CheckTimers(check func(w *engine.Workflow, counted []int64)) (restore func()) {
+	was := checkTimers
+	checkTimers = check
+	return func() { checkTimers = was }
+}

@@ -121,8 +121,6 @@ type before struct {
 	// tasks are the state's tasks. Apply replaces a task it changes, so a
 	// task still in its place is as it was.
 	tasks []*engine.Task
-	// deadlines are the state's timer deadlines, which the index holds.
-	deadlines []int64
 	// awaitsCompaction: the state is on the compaction list.
 	awaitsCompaction bool
 	// endedWithEffects: the state is on the list recovery reads
@@ -266,9 +264,9 @@ func replaceKeys(b *projections.Batch, old, next [][]byte, value []byte) error {
 
 // removeAll deletes every document of a workflow removed without archive:
 // its state, summary, task lookups and every index entry. prev is the state
-// before the removal, stored its tasks as stored (see recent).
-func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before, stored []*engine.Task) error {
-	for i, t := range stored {
+// before the removal, r what was stored of it (see recent).
+func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Workflow, prev before, r *recent) error {
+	for i, t := range r.tasks {
 		if err := p.deleteTask(b, token, i, t); err != nil {
 			return err
 		}
@@ -296,8 +294,7 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 			return err
 		}
 	}
-	// An empty deadline list deletes the workflow's timers.
-	if err := p.replaceDeadlines(b, w.ID, prev.deadlines, nil); err != nil {
+	if err := p.dropTimers(b, w.ID, &r.timers); err != nil {
 		return err
 	}
 	return p.listRemoved(b, w)
