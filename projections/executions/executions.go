@@ -76,6 +76,8 @@ type Projection struct {
 	delta, pending Gauges
 	// timerChange is the record's change of its workflow's timers.
 	timerChange timerChange
+	// changed is the buffer of a record's taskMatch.
+	changed []int
 }
 
 // NewProjection returns the executions projection.
@@ -139,7 +141,7 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 			p.recent.put(token, r)
 		}
 	}()
-	prev := snapshot(w)
+	prev := snapshot(w, r)
 	if !r.timers.known && w != nil {
 		// What the index holds for the state loaded.
 		p.timerChange.buf = r.timers.recount(w, p.timerChange.buf)
@@ -314,22 +316,25 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 	if w.Removed && !w.Archived {
 		return p.removeAll(b, token, w, prev, r)
 	}
-	if err := p.storeState(b, token, w, r); err != nil {
+	match := matchTasks(prev.tasks, w.Tasks, p.changed)
+	p.changed = match.changed
+	if err := p.storeState(b, token, w, r, match); err != nil {
 		return err
 	}
-	archiving := w.Removed && !prev.removed
-	match := matchTasks(prev.tasks, w.Tasks)
-	for i, t := range w.Tasks {
-		known := match.was(i, t) != nil
-		switch {
-		case archiving:
-			// An archived workflow's tasks are no longer found by id.
-			err = b.Delete([]byte(prefixTask + t.ID))
-		case !known:
-			err = b.Set([]byte(prefixTask+t.ID), []byte(w.ID))
+	if w.Removed && !prev.removed {
+		// An archived workflow's tasks are no longer found by id.
+		for _, t := range w.Tasks {
+			if err := b.Delete([]byte(prefixTask + t.ID)); err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return err
+	} else {
+		for _, i := range match.changed {
+			if t := w.Tasks[i]; match.was(i, t) == nil {
+				if err := b.Set([]byte(prefixTask+t.ID), []byte(w.ID)); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if running := !w.Terminal(); running != prev.running || !prev.exists {
@@ -357,14 +362,31 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 	if err := p.storeTimers(b, w, match, &r.timers); err != nil {
 		return err
 	}
-	return p.storeIndexes(b, token, w, prev, match)
+	if err := p.storeIndexes(b, token, w, prev, match); err != nil {
+		return err
+	}
+	// Last: prev's tasks may be r's.
+	if r.exact && match.aligned {
+		for _, i := range match.changed {
+			if i < len(r.tasks) {
+				r.tasks[i] = w.Tasks[i]
+			} else {
+				r.tasks = append(r.tasks, w.Tasks[i])
+			}
+		}
+	} else {
+		r.tasks = append(r.tasks[:0], w.Tasks...)
+		r.exact = true
+	}
+	return nil
 }
 
 // storeState writes w's head, and its definition, input and those of its
 // tasks that changed since r's: Apply replaces what it changes (a map, a
 // task), so an input that is the same map and a task that is the same
-// object at the same index are as stored.
-func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Workflow, r *recent) (err error) {
+// object at the same index are as stored. match pairs w's tasks with
+// those before the record.
+func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Workflow, r *recent, match taskMatch) (err error) {
 	if !bytes.Equal(w.DefJSON, r.def) {
 		if err := b.Set(defKey(token), w.DefJSON); err != nil {
 			return err
@@ -380,13 +402,14 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		}
 		r.input, r.inputStored = w.Input, true
 	}
-	for i, t := range w.Tasks {
+	write := func(i int) error {
+		t := w.Tasks[i]
 		var was *engine.Task
 		if i < len(r.tasks) {
 			was = r.tasks[i]
 		}
 		if was == t {
-			continue
+			return nil
 		}
 		if p.scratch, err = schemas.AppendSorted(p.scratch[:0], withoutApart(t)); err != nil {
 			return err
@@ -394,8 +417,21 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		if err := b.Set(taskKey(token, i), p.scratch); err != nil {
 			return err
 		}
-		if err := p.storeEntries(b, token, i, was, t); err != nil {
-			return err
+		return p.storeEntries(b, token, i, was, t)
+	}
+	if r.exact && match.aligned {
+		// r's tasks are those before the record, in their places: the
+		// changed are those that differ.
+		for _, i := range match.changed {
+			if err := write(i); err != nil {
+				return err
+			}
+		}
+	} else {
+		for i := range w.Tasks {
+			if err := write(i); err != nil {
+				return err
+			}
 		}
 	}
 	// Restart and rerun drop tasks.
@@ -404,7 +440,6 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 			return err
 		}
 	}
-	r.tasks = append(r.tasks[:0], w.Tasks...)
 	if p.scratch, err = engine.AppendStateHead(p.scratch[:0], w); err != nil {
 		return err
 	}
@@ -568,6 +603,10 @@ type recent struct {
 	input       map[string]any
 	inputStored bool
 	tasks       []*engine.Task
+	// exact: tasks are the state's own list, as store leaves it (load's
+	// may mark tasks nil), so that the next record's snapshot shares it
+	// instead of copying it.
+	exact bool
 	// timers are w's deadlines as the index holds them.
 	timers timers
 }

@@ -1,12 +1,14 @@
 package executions_test
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -88,4 +90,39 @@ func TestFoldThroughAnIndexStoresTheSame(t *testing.T) {
 	indexed := func() func() { return executions.IndexFrom(0) }
 	scanned := func() func() { return executions.IndexFrom(math.MaxInt) }
 	sameFolds(t, streams, indexed, scanned, "through an index", "with scans")
+}
+
+// The read model writes, for a state it kept from the record before, the
+// tasks a record replaced or appended and their index entries, found by
+// their places; what it stores is what it stores for a state it loads
+// from the store at each record, whose every task it compares with what
+// was stored.
+func TestFoldOfTheChangedTasksStoresTheSame(t *testing.T) {
+	var seq uint64
+	streams := map[string][]eventlog.Record{
+		"fork, restarted and rerun": forkRecords(t, 80, true, &seq),
+		"loop with keepLastN":       keptLoopRecords(t, 30, &seq),
+		"worker loop":               workerLoopRecords(t, 30, &seq),
+		"decided loop":              decidedLoopRecords(t, 1200, &seq),
+	}
+	for name, recs := range streams {
+		if got, want := fold(t, recs), foldReloading(t, recs); !bytes.Equal(got, want) {
+			t.Errorf("%s: the read model folded with the state kept differs from the one folded with the state loaded at each record (%d and %d bytes)", name, len(got), len(want))
+		}
+	}
+}
+
+// foldReloading applies each of recs to a fresh read model in a batch of
+// its own, through a projection made for it, and returns the contents.
+func foldReloading(tb testing.TB, recs []eventlog.Record) []byte {
+	tb.Helper()
+	store := testutil.OpenStore(tb)
+	for _, rec := range recs {
+		applyAll(tb, store, executions.NewProjection(), []eventlog.Record{rec})
+	}
+	var dump bytes.Buffer
+	if err := store.Dump(&dump); err != nil {
+		tb.Fatal(err)
+	}
+	return dump.Bytes()
 }

@@ -130,12 +130,18 @@ type before struct {
 	secretsKey       string
 }
 
-func snapshot(w *engine.Workflow) before {
+// snapshot returns what the projection remembers of w before a record
+// folds into it; r is what it stored of w.
+func snapshot(w *engine.Workflow, r *recent) before {
 	if w == nil {
 		return before{}
 	}
+	tasks := r.tasks
+	if !r.exact {
+		tasks = slices.Clone(w.Tasks)
+	}
 	return before{exists: true, running: !w.Terminal(), removed: w.Removed, summary: summaryOf(w),
-		tasks: slices.Clone(w.Tasks), awaitsCompaction: w.AwaitsCompaction(),
+		tasks: tasks, awaitsCompaction: w.AwaitsCompaction(),
 		endedWithEffects: engine.HasTerminalEffects(w), endTime: w.EndTime, secretsKey: w.SecretsKey}
 }
 
@@ -148,17 +154,38 @@ type taskMatch struct {
 	before  []*engine.Task
 	aligned bool
 	byID    map[string]*engine.Task // when not aligned
+	// changed are the indexes of the tasks after that are not the task
+	// before them (Apply replaced or appended them), in order: those
+	// whose documents and index entries a record changes. A record
+	// changes a few tasks of a large workflow, and each of the passes
+	// that write them looked at every task.
+	changed []int
 }
 
-func matchTasks(before, after []*engine.Task) taskMatch {
-	m := taskMatch{before: before, aligned: len(after) >= len(before)}
+// matchTasks pairs after with before; changed is a buffer for the match's
+// changed.
+func matchTasks(before, after []*engine.Task, changed []int) taskMatch {
+	m := taskMatch{before: before, aligned: len(after) >= len(before), changed: changed[:0]}
 	for i := 0; m.aligned && i < len(before); i++ {
-		m.aligned = after[i] == before[i] || after[i].ID == before[i].ID
+		if after[i] != before[i] {
+			m.aligned = after[i].ID == before[i].ID
+			m.changed = append(m.changed, i)
+		}
 	}
-	if !m.aligned {
-		m.byID = make(map[string]*engine.Task, len(before))
-		for _, t := range before {
-			m.byID[t.ID] = t
+	if m.aligned {
+		for i := len(before); i < len(after); i++ {
+			m.changed = append(m.changed, i)
+		}
+		return m
+	}
+	m.byID = make(map[string]*engine.Task, len(before))
+	for _, t := range before {
+		m.byID[t.ID] = t
+	}
+	m.changed = m.changed[:0]
+	for i, t := range after {
+		if m.byID[t.ID] != t {
+			m.changed = append(m.changed, i)
 		}
 	}
 	return m
@@ -209,11 +236,9 @@ func (p *Projection) storeIndexes(b *projections.Batch, token string, w *engine.
 			return err
 		}
 	}
-	for i, t := range w.Tasks {
+	for _, i := range match.changed {
+		t := w.Tasks[i]
 		was := match.was(i, t)
-		if was == t {
-			continue
-		}
 		now := entryOf(t)
 		if was != nil {
 			if entryOf(was) == now {

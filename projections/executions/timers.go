@@ -133,11 +133,9 @@ func (p *Projection) storeTimers(b *projections.Batch, w *engine.Workflow, match
 		for _, at := range c.own {
 			c.add(ch, at, -1)
 		}
-		for i, t := range w.Tasks {
+		for _, i := range match.changed {
+			t := w.Tasks[i]
 			was := match.was(i, t)
-			if was == t {
-				continue
-			}
 			if t.Type == conductor.TaskTypeDoWhile {
 				if was == nil {
 					c.loops = append(c.loops, i)
