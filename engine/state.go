@@ -171,7 +171,10 @@ func (w *Workflow) Clone() *Workflow {
 	} else {
 		c.joins = nil
 	}
-	c.Tasks = make([]*Task, len(w.Tasks))
+	// Room for the one task most decisions that schedule schedule (the
+	// next in a row, a retry): appended past the copy's end, it copied
+	// the list a second time, into a larger one.
+	c.Tasks = make([]*Task, len(w.Tasks), len(w.Tasks)+1)
 	copy(c.Tasks, w.Tasks)
 	c.FailedTaskRefs = slices.Clone(w.FailedTaskRefs)
 	c.FailedTaskNames = slices.Clone(w.FailedTaskNames)
