@@ -1123,9 +1123,29 @@ func findTexts(w *engine.Workflow, r *masking.Redactor) []string {
 	return out
 }
 
+// configMayHold returns whether a task configuration's JSON holds one of
+// values as a JSON string's text.
+func configMayHold(values [][]byte) func([]byte) bool {
+	texts := make([][]byte, 0, len(values))
+	for _, v := range values {
+		if len(v) < masking.MinLength {
+			continue
+		}
+		js, err := json.Marshal(string(v))
+		if err != nil {
+			continue
+		}
+		texts = append(texts, js[1:len(js)-1])
+	}
+	return func(cfg []byte) bool {
+		return slices.ContainsFunc(texts, func(text []byte) bool { return bytes.Contains(cfg, text) })
+	}
+}
+
 // findValues returns the paths (see schemas.ValuesMasked) of top-level
 // values of the workflow's input, variables and task inputs and outputs
-// that are, or hold at any depth, a string equal to one of values.
+// (and run-time configurations' inputParameters) that are, or hold at any
+// depth, a string equal to one of values.
 func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 	if len(values) == 0 {
 		return nil
@@ -1160,9 +1180,28 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 	}
 	match("input", "", "", w.Input)
 	match("variables", "", "", w.Variables)
+	var inConfig func([]byte) bool // whether a configuration's JSON may hold a value
 	for _, t := range w.Tasks {
 		match("task/", t.ID, "/input", t.Input)
 		match("task/", t.ID, "/output", t.Output)
+		if len(t.Config) == 0 {
+			continue
+		}
+		// A dynamic fork's task shows its configuration, whose
+		// inputParameters are values (a planner's output, a resolved
+		// expression): decoded only when its JSON holds a value's.
+		if inConfig == nil {
+			inConfig = configMayHold(values)
+		}
+		if !inConfig(t.Config) {
+			continue
+		}
+		var cfg struct {
+			InputParameters map[string]any `json:"inputParameters"`
+		}
+		if conductor.Unmarshal(t.Config, &cfg) == nil {
+			match("task/", t.ID, engine.ConfigInputField, cfg.InputParameters)
+		}
 	}
 	slices.Sort(out)
 	return out

@@ -1,0 +1,80 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/leaktest"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// A dynamic fork's task is configured with values (its inputParameters,
+// from a list the fork's input builds or a worker's output gives), which
+// its workflowTask shows, and its fork's forkedTaskDefs. A value found to
+// be secret later (a workflow input a later task passes into _secrets) is
+// masked there once it is, as in the task's input: both showed it. One a
+// definition's maskedFields names is sealed from the start. Every REST
+// answer about the ended workflows is searched for the value: none holds
+// it.
+func TestLateSecretInAForkedTasksConfiguration(t *testing.T) {
+	t.Parallel()
+	pw := "pw-" + alnum(24)
+	sc := leaktest.New([]byte(pw))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	n := startLeakNode(ctx, t, nil)
+	e := n.env(t, sc)
+	// Until the workflow seals the value, it is data like any other.
+	raw := n.env(t)
+	e.work("lf_branch", 2, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"ok": true}}, nil
+	})
+	e.work("lf_src", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"tasks": []any{map[string]any{"name": "lf_branch", "taskReferenceName": "d1",
+			"inputParameters": map[string]any{"p": task.InputData["s"], "plain": "x"}}}}}, nil
+	})
+	const fork = `{"name":"df","taskReferenceName":"df","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","inputParameters":{"tasks":%s}},
+	  {"name":"dj","taskReferenceName":"dj","type":"JOIN"}`
+	const listed = `[{"name":"lf_branch","taskReferenceName":"d1","inputParameters":{"p":"${workflow.input.pw}","plain":"x"}}]`
+	const seal = `{"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"_secrets":{"v":"${workflow.input.pw}"}}}`
+	e.register(
+		`{"name":"lf_listed","tasks":[`+fmt.Sprintf(fork, listed)+`,`+seal+`]}`,
+		`{"name":"lf_planned","tasks":[{"name":"lf_src","taskReferenceName":"src","inputParameters":{"s":"${workflow.input.pw}"}},`+
+			fmt.Sprintf(fork, `"${src.output.tasks}"`)+`,`+seal+`]}`,
+		`{"name":"lf_masked","maskedFields":["pw"],"tasks":[`+fmt.Sprintf(fork, listed)+`]}`,
+	)
+	for _, name := range []string{"lf_listed", "lf_planned", "lf_masked"} {
+		wf := e.workflow(raw.waitStatus(raw.start(name, map[string]any{"pw": pw}), conductor.WorkflowCompleted).WorkflowID)
+		for _, tk := range wf.Tasks {
+			e.must(http.StatusOK, "GET", "/api/tasks/"+tk.TaskID, nil)
+		}
+		// Masked, the configuration keeps Conductor's shape.
+		var defs []struct {
+			Ref    string         `json:"taskReferenceName"`
+			Params map[string]any `json:"inputParameters"`
+		}
+		b, _ := json.Marshal(taskByRef(wf, "df").InputData["forkedTaskDefs"])
+		if err := json.Unmarshal(b, &defs); err != nil || len(defs) != 1 || defs[0].Ref != "d1" || defs[0].Params["plain"] != "x" {
+			t.Fatalf("%s: forkedTaskDefs %s (%v), want d1's workflowTask", name, b, err)
+		}
+		if name != "lf_masked" {
+			if p := defs[0].Params["p"]; p != masking.Mask {
+				t.Errorf("%s: forkedTaskDefs shows d1's inputParameter p as %d characters, want %q", name, len(fmt.Sprint(p)), masking.Mask)
+			}
+		}
+	}
+	e.must(http.StatusOK, "GET", "/api/workflow/search?freeText=*&size=100", nil)
+	e.must(http.StatusOK, "GET", "/api/tasks/search?freeText=*&size=100", nil)
+	for _, h := range sc.Hits() {
+		t.Errorf("the value: %s", h)
+	}
+	if sc.Scanned()["http"] == 0 {
+		t.Fatal("no answer was scanned")
+	}
+}
