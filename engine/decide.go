@@ -648,6 +648,9 @@ func (d *decision) terminate(t Terminate) error {
 	case conductor.WorkflowTerminated:
 		return nil
 	}
+	if t.UnlessEnded && d.w.Terminal() {
+		return fault.Conflict("workflow %s is %s: it ended before its clean-up", d.w.ID, d.w.Status)
+	}
 	if t.UnlessResetAfter > 0 && d.w.ResetTime > t.UnlessResetAfter {
 		return fault.Conflict("workflow %s was reset after the parent that terminates it ended", d.w.ID)
 	}

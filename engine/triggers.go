@@ -135,6 +135,14 @@ type Terminate struct {
 	// (an operator's doing: its parent no longer waits for it) and is left
 	// alone, however late recovery performs the clean-up again.
 	UnlessResetAfter int64
+	// UnlessEnded leaves a workflow that has ended as it ended
+	// (fault.ErrConflict): the clean-up of a child started for a parent
+	// that no longer waits for it, which may have ended, and told the
+	// parent, before the parent was looked at. Terminated, a FAILED child
+	// would read TERMINATED to whoever asks later: a retried parent task
+	// waiting for it under RETURN_EXISTING was canceled, its parent
+	// TERMINATED.
+	UnlessEnded bool
 }
 
 // Restart runs a terminal workflow again from the start. Def, when set, is

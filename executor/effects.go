@@ -549,7 +549,7 @@ func (e *Executor) endIfOrphaned(ctx context.Context, eff engine.StartWorkflow) 
 		}
 	}
 	return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{
-		Reason: "parent workflow " + parent.ID + " no longer waits for it"})
+		Reason: "parent workflow " + parent.ID + " no longer waits for it", UnlessEnded: true})
 }
 
 // reportChild tells parent how child ended, if it has: the parent may have

@@ -454,3 +454,32 @@ func startTaskEnded(ctx context.Context, t *testing.T, e *Executor, def *conduct
 	})
 	return start
 }
+
+// A child that ended as it started (a TERMINATE, before its parent was
+// looked at) keeps how it ended when its parent no longer waits for it:
+// terminated, a FAILED child read TERMINATED to whoever asked later, and
+// a retried parent task waiting for it as the holder of its idempotency
+// key (RETURN_EXISTING) was canceled, its parent TERMINATED.
+func TestEndedChildOfAParentThatMovedOnKeepsItsEnd(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	// A parent that runs, waiting for no such child (as one that moved on
+	// to a new child of its task does).
+	startInline(ctx, t, e, "parent", `{"name":"parent","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	def, _ := json.Marshal(mustDef(t, `{"name":"brief_child","version":1,"tasks":[{"name":"end","taskReferenceName":"end","type":"TERMINATE",
+	  "inputParameters":{"terminationStatus":"FAILED","terminationReason":"broken"}}]}`))
+	late := engine.StartWorkflow{WorkflowID: "brief-child", Name: "brief_child", Def: def, From: "parent",
+		ParentWorkflowID: "parent", ParentWorkflowTaskID: "no-such-task"}
+	if err := e.startWorkflowEffect(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.State(ctx, "brief-child")
+	if err != nil || c == nil {
+		t.Fatalf("the child that ended as it started: %v, %v", c, err)
+	}
+	if c.Status != conductor.WorkflowFailed || c.Reason != "broken" {
+		t.Fatalf("the child that ended as it started is %s (%q), want FAILED (broken)", c.Status, c.Reason)
+	}
+}
