@@ -314,8 +314,9 @@ func workflowRun(target, block *engine.Workflow, task *engine.Task, p executePar
 		}
 		return run
 	}
+	taskView := w.TaskViews()
 	for _, t := range w.Tasks {
-		run.Tasks = append(run.Tasks, t.Conductor(w))
+		run.Tasks = append(run.Tasks, taskView(t))
 	}
 	return run
 }

@@ -247,8 +247,9 @@ func (s *Server) workflowTasks(w http.ResponseWriter, r *http.Request) {
 		Results   []*conductor.Task `json:"results"`
 		Summary   map[string]int64  `json:"summary"`
 	}{TotalHits: int64(len(matched)), Results: []*conductor.Task{}, Summary: summary}
+	view := wf.TaskViews()
 	for i := start; i < len(matched) && i < start+count; i++ {
-		res.Results = append(res.Results, matched[i].Conductor(wf))
+		res.Results = append(res.Results, view(matched[i]))
 	}
 	writeJSON(w, http.StatusOK, res)
 }

@@ -35,10 +35,29 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 		out.TaskToDomain = map[string]string{}
 	}
 	if includeTasks {
-		// What a fork's or a JOIN's view shows of other tasks is found in
-		// one pass, not a scan for each fork or JOIN of a loop's
-		// iterations.
-		forks := map[string]*Task{}
+		view := w.TaskViews()
+		for _, t := range w.Tasks {
+			out.Tasks = append(out.Tasks, view(t))
+		}
+	}
+	return out
+}
+
+// TaskViews returns a function that renders tasks of w as Task.Conductor
+// does, for a reader that renders many of them (an execution's tasks, a
+// task search's freeText): what a fork's or a JOIN's view shows of other
+// tasks is found in one pass over w's tasks, made at the first view that
+// needs it, where Task.Conductor passes over them for each fork and JOIN,
+// which in a loop of dynamic forks made a view of every task quadratic.
+// It only reads w, which must not change while the function is used.
+func (w *Workflow) TaskViews() func(*Task) *conductor.Task {
+	var forks map[string]*Task
+	var defs func(fork *Task) []any
+	find := func() {
+		if forks != nil {
+			return
+		}
+		forks = map[string]*Task{}
 		ids := map[string]bool{}
 		for _, t := range w.Tasks {
 			if t.Type == conductor.TaskTypeForkJoinDynamic {
@@ -46,16 +65,13 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 				ids[t.ID] = true
 			}
 		}
-		defs := w.forkedTaskDefs(ids)
-		rel := related{
-			fork:   func(ref string) *Task { return forks[ref] },
-			forked: func(fork *Task) []any { return defs[fork.ID] },
-		}
-		for _, t := range w.Tasks {
-			out.Tasks = append(out.Tasks, t.conductor(w, rel))
-		}
+		defs = w.forkedTaskDefs(ids)
 	}
-	return out
+	rel := related{
+		fork:   func(ref string) *Task { find(); return forks[ref] },
+		forked: func(fork *Task) []any { find(); return defs(fork) },
+	}
+	return func(t *Task) *conductor.Task { return t.conductor(w, rel) }
 }
 
 // related finds what a task's view shows of other tasks: fork the latest
@@ -71,7 +87,7 @@ type related struct {
 func (t *Task) Conductor(w *Workflow) *conductor.Task {
 	return t.conductor(w, related{
 		fork:   w.LatestByRef,
-		forked: func(fork *Task) []any { return w.forkedTaskDefs(map[string]bool{fork.ID: true})[fork.ID] },
+		forked: func(fork *Task) []any { return w.forkedTaskDefs(map[string]bool{fork.ID: true})(fork) },
 	})
 }
 
@@ -107,17 +123,21 @@ func (t *Task) conductor(w *Workflow, rel related) *conductor.Task {
 	return out
 }
 
-// forkedTaskDefs returns, for each FORK_JOIN_DYNAMIC task whose id forks
-// holds, the configurations (workflowTask) of the tasks it forked, in the
-// order it forked them: Conductor's forkedTaskDefs. A forked task's retries
-// and reruns keep its parentTaskID, and the latest instance's is taken.
-func (w *Workflow) forkedTaskDefs(forks map[string]bool) map[string][]any {
+// forkedTaskDefs returns a function that gives, for each FORK_JOIN_DYNAMIC
+// task whose id forks holds, the configurations (workflowTask) of the
+// tasks it forked, in the order it forked them: Conductor's
+// forkedTaskDefs. A forked task's retries and reruns keep its
+// parentTaskID, and the latest instance's is taken. The forked tasks are
+// found in one pass, now; a fork's configurations are rendered when asked
+// for, a reader of one task's view asking for few of them.
+func (w *Workflow) forkedTaskDefs(forks map[string]bool) func(fork *Task) []any {
+	none := func(*Task) []any { return nil }
 	if len(forks) == 0 {
-		return nil
+		return none
 	}
 	p, err := w.planFor()
 	if err != nil {
-		return nil
+		return none
 	}
 	type branch struct {
 		order []string
@@ -138,17 +158,19 @@ func (w *Workflow) forkedTaskDefs(forks map[string]bool) map[string][]any {
 		}
 		b.last[t.Ref] = t
 	}
-	out := make(map[string][]any, len(byFork))
-	for id, b := range byFork {
+	return func(fork *Task) []any {
+		b := byFork[fork.ID]
+		if b == nil {
+			return nil
+		}
 		defs := make([]any, 0, len(b.order))
 		for _, ref := range b.order {
 			if wt := w.maskConfig(b.last[ref], workflowTaskJSON(p, b.last[ref])); wt != nil {
 				defs = append(defs, wt)
 			}
 		}
-		out[id] = defs
+		return defs
 	}
-	return out
 }
 
 // workflowTaskJSON is the task's workflowTask as its view shows it.

@@ -1289,3 +1289,61 @@ func TestTaskDomainFallbacks(t *testing.T) {
 		t.Fatalf("retry in domain %q, want blue", got)
 	}
 }
+
+// A reader that renders many tasks of a workflow (an execution's tasks, a
+// task search) renders each as its own view shows it: the forks, their
+// forked tasks and the JOINs of a loop's iterations, a forked task retried,
+// a JOIN and a fork rendered before or after the other.
+func TestTaskViewsShowWhatEachViewShows(t *testing.T) {
+	def := `{"name":"lf","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.items}",
+	  "loopOver":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	    "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	   {"name":"join","taskReferenceName":"join","type":"JOIN"}]},
+	 {"name":"ej","taskReferenceName":"ej","type":"EXCLUSIVE_JOIN","joinOn":["nothing"],"defaultExclusiveJoinTask":["w1"]}]}`
+	tasks := []any{map[string]any{"name": "w", "taskReferenceName": "w1", "inputParameters": map[string]any{"k": "v"}},
+		map[string]any{"name": "w", "taskReferenceName": "w2"}}
+	h := newHarness(t, def, map[string]any{"items": []any{"a", "b"}, "tasks": tasks}, `{"name":"w","retryCount":1}`)
+	h.report("w1__1", conductor.TaskFailed, nil, "again")
+	for _, ref := range []string{"w1__1", "w2__1", "w1__2", "w2__2"} {
+		h.complete(ref, map[string]any{"done": ref})
+	}
+	if len(h.w.Tasks) != 11 {
+		t.Fatalf("%d tasks: %v", len(h.w.Tasks), h.refs())
+	}
+	forward, backward := h.w.TaskViews(), h.w.TaskViews()
+	for i := range h.w.Tasks {
+		// The second renders the last task first: what it found for it
+		// serves every other.
+		j := len(h.w.Tasks) - 1 - i
+		for _, c := range []struct {
+			view func(*engine.Task) *conductor.Task
+			t    *engine.Task
+		}{{forward, h.w.Tasks[i]}, {backward, h.w.Tasks[j]}} {
+			want, err := json.Marshal(c.t.Conductor(h.w))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := json.Marshal(c.view(c.t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("%s: rendered among the others %s, alone %s", c.t.Ref, got, want)
+			}
+		}
+	}
+	for i, ct := range h.w.Conductor(true).Tasks {
+		got, _ := json.Marshal(ct)
+		want, _ := json.Marshal(h.w.Tasks[i].Conductor(h.w))
+		if string(got) != string(want) {
+			t.Errorf("%s: in the workflow's view %s, alone %s", ct.ReferenceTaskName, got, want)
+		}
+	}
+	fork := h.task("fork__2")
+	if defs, _ := forward(fork).InputData["forkedTaskDefs"].([]any); len(defs) != 2 {
+		t.Fatalf("fork__2 forkedTaskDefs %v", forward(fork).InputData["forkedTaskDefs"])
+	}
+	if joinOn, _ := forward(h.task("join__1")).InputData["joinOn"].([]any); len(joinOn) != 2 {
+		t.Fatalf("join__1 joinOn %v", forward(h.task("join__1")).InputData["joinOn"])
+	}
+}

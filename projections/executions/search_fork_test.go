@@ -2,6 +2,7 @@ package executions_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
@@ -42,5 +43,33 @@ func TestTaskSearchFindsAForkAsShown(t *testing.T) {
 		if tc.want > 0 && (tasks[0].TaskType != "FORK" || tasks[0].ReferenceTaskName != "fork") {
 			t.Fatalf("%s: found %+v", tc.query, tasks[0])
 		}
+	}
+}
+
+// A task search's freeText matches what each task's view shows, the views
+// of a workflow's tasks rendered together: a dynamic fork by the tasks it
+// forked, its JOIN by what it joins on, as the forked task by its name.
+func TestTaskSearchFreeTextFindsAForkAndItsJoinAsShown(t *testing.T) {
+	f := newFixture(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"dyn","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{Input: map[string]any{
+		"tasks": []any{map[string]any{"name": "step", "taskReferenceName": "branchref"}}}}})
+	_, tasks, err := f.reader.SearchTasks(context.Background(), query.Search{Query: "workflowId = " + id, FreeText: "branchref", Size: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []string
+	for _, ct := range tasks {
+		refs = append(refs, ct.ReferenceTaskName)
+	}
+	slices.Sort(refs)
+	if !slices.Equal(refs, []string{"branchref", "fork", "join"}) {
+		t.Fatalf("freeText found %v, want the forked task, the fork and the JOIN", refs)
 	}
 }

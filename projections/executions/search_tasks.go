@@ -86,7 +86,7 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 		return 0, nil, err
 	}
 	ft := query.ParseFreeText(s.FreeText)
-	c := &wfCache{r: r, m: map[string]*engine.Workflow{}}
+	c := &wfCache{r: r, m: map[string]*engine.Workflow{}, views: map[string]func(*engine.Task) *conductor.Task{}}
 	src := r.planTasks(ctx, q)
 	var hits []taskHit
 	err = r.taskCandidates(ctx, src, c, func(w *engine.Workflow, t *engine.Task, h taskHit) bool {
@@ -96,7 +96,7 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 					return true
 				}
 			}
-			if !q.Match(taskDoc(w, t)) || !freeTextTask(ft, w, t) || s.Visible != nil && !s.Visible(w.Name, w.CreatedBy) {
+			if !q.Match(taskDoc(w, t)) || !freeTextTask(ft, c, w, t) || s.Visible != nil && !s.Visible(w.Name, w.CreatedBy) {
 				return true
 			}
 		}
@@ -133,17 +133,18 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 	out := make([]*conductor.Task, 0, len(page))
 	for _, h := range page {
 		if w, t := c.task(ctx, h.wfID, h.taskID); t != nil {
-			out = append(out, t.Conductor(w))
+			out = append(out, c.view(w, t))
 		}
 	}
 	return len(hits), out, c.err
 }
 
-func freeTextTask(ft query.FreeText, w *engine.Workflow, t *engine.Task) bool {
+// freeTextTask reports whether t, a task of w, which c holds, matches ft.
+func freeTextTask(ft query.FreeText, c *wfCache, w *engine.Workflow, t *engine.Task) bool {
 	if ft.All() {
 		return true
 	}
-	view := t.Conductor(w) // masked: a search must not reveal secret values
+	view := c.view(w, t) // masked: a search must not reveal secret values
 	return ft.Match(t.ID, t.Name, t.Type, t.Ref, w.ID, w.Name, w.CorrelationID, searchable(view.InputData), searchable(view.OutputData))
 }
 
@@ -245,8 +246,10 @@ func (r *Reader) taskCandidates(ctx context.Context, src *source, c *wfCache, fn
 // of them as stored: the tasks of one workflow are often found apart (the
 // status index orders them by time), and each would decode it again.
 type wfCache struct {
-	r     *Reader
-	m     map[string]*engine.Workflow
+	r *Reader
+	m map[string]*engine.Workflow
+	// views render the tasks of the workflows m holds, by id (see view).
+	views map[string]func(*engine.Task) *conductor.Task
 	bytes int
 	err   error
 }
@@ -265,10 +268,23 @@ func (c *wfCache) workflow(_ context.Context, id string) *engine.Workflow {
 	}
 	if c.bytes+size > maxCachedBytes {
 		clear(c.m)
+		clear(c.views)
 		c.bytes = 0
 	}
 	c.m[id], c.bytes = w, c.bytes+size
 	return w
+}
+
+// view renders t, a task of w, which c holds: what a fork's or a JOIN's
+// view shows of other tasks is found once for w (engine's TaskViews), not
+// for each of its tasks a search renders.
+func (c *wfCache) view(w *engine.Workflow, t *engine.Task) *conductor.Task {
+	v, ok := c.views[w.ID]
+	if !ok {
+		v = w.TaskViews()
+		c.views[w.ID] = v
+	}
+	return v(t)
 }
 
 func (c *wfCache) task(ctx context.Context, wfID, taskID string) (*engine.Workflow, *engine.Task) {
