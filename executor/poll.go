@@ -317,6 +317,14 @@ func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jets
 			if attempt == 0 && len(msgs) == 0 {
 				continue
 			}
+			// Looked up again, the consumer exists, yet nothing answers
+			// its pulls: the NATS server lists a new consumer before it
+			// listens for its pulls (nats-server's addConsumer, then
+			// setLeader), and a dispatch is making the queue right now.
+			// Nothing can be pulled from it yet: as from an empty queue,
+			// which a waiting poll's feeder pulls again, not a 503.
+			e.cfg.Logger.Debug("queue consumer not answering pulls yet", logkey.TaskType, req.TaskType, logkey.Err, err)
+			err = nil
 		}
 		if err != nil && len(msgs) == 0 {
 			return nil, nil, unavailable(fmt.Errorf("poll %s: %w", workers.ConsumerName(req.TaskType, req.Domain), err))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/workers"
 )
 
 // running lists a fixed set of running workflows for recovery.
@@ -89,4 +90,41 @@ func TestPollsCreateNoQueue(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The NATS server makes a queue's consumer visible (a lookup finds it)
+// before it listens for the consumer's pulls: a poll in between, while
+// the first dispatch makes the queue, is answered "no responders" however
+// often it looks the consumer up again. Nothing can be pulled yet, so a
+// poll answers as from an empty queue, not 503, and a poll that waits
+// gets the task once the consumer answers. A mapping of the consumer's
+// pull subject to one nobody listens on holds the server in between.
+func TestPollOfAQueueNotListeningYet(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	e := startExecutor(t, l, nil, Config{})
+	ctx := testutil.Context(t, 60*time.Second)
+	name := workers.ConsumerName("match_task", "")
+	acc := l.EmbeddedServer().GlobalAccount()
+	pull := fmt.Sprintf("$JS.API.CONSUMER.MSG.NEXT.%s.%s", eventlog.Dispatch.Name, name)
+	if err := acc.AddMapping(pull, "fv.test.nobody"); err != nil {
+		t.Fatal(err)
+	}
+	const id = "wf-queue-not-listening"
+	startInline(ctx, t, e, id, twoTasks)
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		_, err := l.JetStream().Consumer(ctx, eventlog.Dispatch.Name, name)
+		return err
+	})
+
+	tasks, _, err := e.Poll(ctx, PollRequest{TaskType: "match_task", WorkerID: "w1", Count: 1})
+	if err != nil || len(tasks) != 0 {
+		t.Fatalf("poll of a queue not listening yet: %v, %v", tasks, err)
+	}
+
+	waiting := pollWaiting(ctx, t, e, "w1")
+	acc.RemoveMapping(pull)
+	got := answer(ctx, t, waiting)
+	if got.err != nil || len(got.tasks) != 1 || got.tasks[0].WorkflowInstanceID != id || got.tasks[0].ReferenceTaskName != "a" {
+		t.Fatalf("waiting poll: %v, %v", got.tasks, got.err)
+	}
 }
