@@ -317,6 +317,8 @@ func (e *Executor) fetchDispatches(ctx context.Context, req PollRequest) ([]jets
 			if attempt == 0 && len(msgs) == 0 {
 				continue
 			}
+		}
+		if err != nil && errors.Is(err, nats.ErrNoResponders) {
 			// Looked up again, the consumer exists, yet nothing answers
 			// its pulls: the NATS server lists a new consumer before it
 			// listens for its pulls (nats-server's addConsumer, then
