@@ -244,19 +244,20 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 	return out
 }
 
-// ShownReason is the task's reasonForIncompletion as Conductor shows a
-// worker's: cut to conductor.MaxResultReason, as its TaskResult cuts it.
-// The state keeps it whole, and the cut is made here, on what the state
-// holds: a cut in the stored text could leave the first part of a value
-// that is redacted or masked only once whole (the guard's pass over a
-// decision, a value sealed later that the reason quoted), which nothing
-// would recognise afterwards. A system task's reason is the engine's,
-// which Conductor does not cut either.
+// ShownReason is the task's reasonForIncompletion as Conductor shows one
+// given in a task result (a worker's, or an update of a WAIT, a HUMAN or a
+// WAIT_FOR_WEBHOOK task from outside): cut to conductor.MaxResultReason,
+// as its TaskResult cuts it. The state keeps it whole, and the cut is made
+// here, on what the state holds: a cut in the stored text could leave the
+// first part of a value that is redacted or masked only once whole (the
+// guard's pass over a decision, a value sealed later that the reason
+// quoted), which nothing would recognise afterwards. Another system
+// task's reason is the engine's, which Conductor does not cut either.
 func (t *Task) ShownReason() string {
-	if !t.IsWorkerTask() {
-		return t.Reason
+	if t.IsWorkerTask() || t.Type == conductor.TaskTypeWait || conductor.AwaitsOutside(t.Type) {
+		return conductor.CutReason(t.Reason)
 	}
-	return conductor.CutReason(t.Reason)
+	return t.Reason
 }
 
 // waitView shows when a WAIT with a duration or an until wakes as
