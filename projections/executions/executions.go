@@ -72,8 +72,10 @@ type Projection struct {
 	// scratch holds the documents being written: the batch copies them.
 	scratch []byte
 	// delta is what the record being applied changed of the Gauges,
-	// pending what the batch's records applied so far did (Flush).
+	// pending what the batch's records applied so far did (Flush), and
+	// counted whether any of them changed a count.
 	delta, pending Gauges
+	counted        bool
 	// timerChange is the record's change of its workflow's timers.
 	timerChange timerChange
 	// changed is the buffer of a record's taskMatch.
@@ -97,7 +99,7 @@ func (p *Projection) Reset() {
 	p.recent.clear()
 	clear(p.touched)
 	p.legacy = legacyUnknown
-	p.pending = Gauges{}
+	p.pending, p.counted = Gauges{}, false
 }
 
 // Apply implements projections.Projection.
@@ -108,8 +110,8 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	}
 	p.delta = Gauges{}
 	defer func() {
-		if err == nil {
-			p.pending = p.pending.add(p.delta)
+		if err == nil && p.delta != (Gauges{}) {
+			p.pending, p.counted = p.pending.add(p.delta), true
 		}
 	}()
 	events := make([]schemas.Event, 0, len(rec.Events))

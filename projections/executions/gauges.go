@@ -63,8 +63,16 @@ func decodeGauges(v []byte) (Gauges, error) {
 // Flush adds what the batch's records changed to the stored counts, one
 // write a commit (projections.Flusher): a write a record put a version of
 // the key into the memtable for each.
+//
+// A batch whose records changed the counts writes them even when the
+// changes add up to nothing (a workflow that started and ended in it): a
+// rebuild, which folds in one batch what the live runner folded in many,
+// must leave the key as the live runner did (`flowvault audit --verify`
+// compares them). A key at zero is kept, not deleted: a read of a key
+// whose newest version is a deletion steps over every older version in
+// the memtable (see addRunning).
 func (p *Projection) Flush(b *projections.Batch) error {
-	if p.pending == (Gauges{}) {
+	if !p.counted {
 		return nil
 	}
 	var g Gauges
@@ -78,14 +86,7 @@ func (p *Projection) Flush(b *projections.Batch) error {
 			return err
 		}
 	}
-	p.pending, g = Gauges{}, g.add(p.pending)
-	if g == (Gauges{}) {
-		// Zero is no key, as a rebuild that folds the records that
-		// raised and lowered the counts in one batch leaves it: the read
-		// model must not depend on how its records were batched (audit
-		// --verify compares it with a rebuild).
-		return b.Delete([]byte(gaugesKey))
-	}
+	p.pending, p.counted, g = Gauges{}, false, g.add(p.pending)
 	return b.Set([]byte(gaugesKey), g.encode())
 }
 
