@@ -70,8 +70,17 @@ func startCluster(t *testing.T, compactA, compactB time.Duration) *cluster {
 			t.Logf("engine B's warnings and errors:\n%s", strings.Join(keep, "\n"))
 		}
 	})
-	return &cluster{a: &env{t: t, node: a, base: baseA}, b: &env{t: t, base: baseB}, p: p}
+	return &cluster{a: &env{t: t, node: a, base: baseA, patience: killPatience},
+		b: &env{t: t, base: baseB, patience: killPatience, history: a}, p: p}
 }
+
+// killPatience bounds a wait for a workflow while engines are killed. A
+// task whose announcement B had pulled for a waiting poll when it died is
+// offered again only once the queue consumer's ack wait (30 s,
+// docs/worker-protocol.md) has passed, and a take B recorded and never
+// answered frees its task only at its response timeout: a workflow that
+// met either waits longer than a live cluster's 30 s.
+const killPatience = 90 * time.Second
 
 // restartB kills engine B with SIGKILL and starts it again on its data.
 func (c *cluster) restartB() {

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,10 +16,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -32,6 +36,11 @@ type env struct {
 	token string
 	// client sends the requests (nil: http.DefaultClient).
 	client *http.Client
+	// patience bounds waitStatus (0: 30 s).
+	patience time.Duration
+	// history, when set, reads the records of a workflow for the log of
+	// a waitStatus that failed (nil: node's, if any).
+	history *node.Node
 }
 
 func newEnv(t testing.TB) *env {
@@ -125,23 +134,82 @@ func (e *env) workflow(id string) *conductor.Workflow {
 func (e *env) waitStatus(id, status string) *conductor.Workflow {
 	e.t.Helper()
 	var wf *conductor.Workflow
-	testutil.Eventually(e.t, 30*time.Second, 20*time.Millisecond, func() error {
-		// A workflow started by an effect (a child, START_WORKFLOW) may not
-		// exist yet.
-		if status, body := e.do("GET", "/api/workflow/"+id, nil); status == http.StatusNotFound {
-			return fmt.Errorf("workflow %s does not exist yet: %s", id, body)
+	patience := cmp.Or(e.patience, 30*time.Second)
+	deadline := time.Now().Add(patience)
+	for {
+		err := e.hasStatus(id, status, &wf)
+		if err == nil {
+			return wf
 		}
-		wf = e.workflow(id)
-		if wf.Status != status {
-			var tasks []string
-			for _, t := range wf.Tasks {
-				tasks = append(tasks, fmt.Sprintf("%s:%s(polls %d, worker %q)", t.ReferenceTaskName, t.Status, t.PollCount, t.WorkerID))
+		if time.Now().After(deadline) {
+			e.logHistory(id)
+			e.t.Fatalf("condition not met after %s: %v", patience, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) hasStatus(id, status string, wf **conductor.Workflow) error {
+	// A workflow started by an effect (a child, START_WORKFLOW) may not
+	// exist yet.
+	if code, body := e.do("GET", "/api/workflow/"+id, nil); code == http.StatusNotFound {
+		return fmt.Errorf("workflow %s does not exist yet: %s", id, body)
+	}
+	*wf = e.workflow(id)
+	if (*wf).Status != status {
+		var tasks []string
+		for _, t := range (*wf).Tasks {
+			tasks = append(tasks, fmt.Sprintf("%s:%s(polls %d, worker %q)", t.ReferenceTaskName, t.Status, t.PollCount, t.WorkerID))
+		}
+		return fmt.Errorf("workflow %s is %s (%s), want %s; tasks %v", id, (*wf).Status, (*wf).ReasonForIncompletion, status, tasks)
+	}
+	return nil
+}
+
+// logHistory logs what a workflow that did not reach a status went
+// through, for whoever reads a failure that does not come again: its
+// records, event by event, and the task queues' consumers.
+func (e *env) logHistory(id string) {
+	n := cmp.Or(e.history, e.node)
+	if n == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := n.Log().ReadSubject(ctx, "fv.wf."+id, 0)
+	if err != nil {
+		e.t.Logf("history of %s: %v", id, err)
+		return
+	}
+	var b strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&b, "record %d at %s (%s):\n", r.Seq, r.Time.Format(time.RFC3339Nano), r.MsgID)
+		for _, env := range r.Events {
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				fmt.Fprintf(&b, "  %s: %v\n", env.Type, err)
+				continue
 			}
-			return fmt.Errorf("workflow %s is %s (%s), want %s; tasks %v", id, wf.Status, wf.ReasonForIncompletion, status, tasks)
+			j, _ := json.Marshal(ev)
+			fmt.Fprintf(&b, "  %s %s\n", env.Type, j)
 		}
-		return nil
-	})
-	return wf
+	}
+	js, err := jetstream.New(n.Log().Conn())
+	if err == nil {
+		var s jetstream.Stream
+		if s, err = js.Stream(ctx, eventlog.Dispatch.Name); err == nil {
+			lister := s.ListConsumers(ctx)
+			for ci := range lister.Info() {
+				fmt.Fprintf(&b, "queue %s: pending %d, ack pending %d, redelivered %d, waiting pulls %d\n",
+					ci.Name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting)
+			}
+			err = lister.Err()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(&b, "queues: %v\n", err)
+	}
+	e.t.Logf("history of workflow %s:\n%s", id, b.String())
 }
 
 func taskByRef(wf *conductor.Workflow, ref string) *conductor.Task {
