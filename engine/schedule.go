@@ -54,6 +54,11 @@ func runsInSystemWorker(typ string) bool {
 
 func isSystemType(typ string) bool { return runsInSystemWorker(typ) || decidedTypes[typ] }
 
+// HandsOffInput reports whether a task of typ is handed out with its input
+// (to a worker, or to a system worker in the engine) rather than decided
+// by the engine from it.
+func HandsOffInput(typ string) bool { return !decidedTypes[typ] }
+
 // KnownTaskType reports whether the engine can run tasks of typ.
 func KnownTaskType(typ string) bool { return typ == conductor.TaskTypeSimple || isSystemType(typ) }
 

@@ -78,6 +78,11 @@ func New(cfg Config) *Guard {
 type memo struct {
 	mu     sync.Mutex
 	values [][]byte
+	// kinds is the kind each text value the workflow sealed went under
+	// (KindSecrets over KindMasked): a task scheduled later that copies
+	// one as plain data gets the copy sealed under the same kind
+	// (protection.sealCopies).
+	kinds map[string]byte
 	// resolved are the secret values resolved for the workflow, by name
 	// and version, until the decision's record seals them (see
 	// schemas.ResolvedRef.Sealed).
@@ -146,6 +151,42 @@ func (m *memo) add(v []byte) {
 		}
 	}
 	m.values = append(m.values, append([]byte(nil), v...))
+}
+
+// addKind remembers that the workflow sealed text v under kind.
+func (m *memo) addKind(v string, kind byte) {
+	if len(v) < masking.MinLength {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.kinds == nil {
+		m.kinds = map[string]byte{}
+	}
+	if have, ok := m.kinds[v]; !ok || have != masking.KindSecrets {
+		m.kinds[v] = kind
+	}
+}
+
+// copyKind reports whether text holds a value the workflow sealed, and
+// the kind to seal it under: KindSecrets if any of them went under it. A
+// value the definition holds is public, as for redaction.
+func (m *memo) copyKind(text string) (kind byte, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for v, k := range m.kinds {
+		if kind != masking.KindSecrets && strings.Contains(text, v) && !m.public([]byte(v)) {
+			kind, ok = k, true
+		}
+	}
+	return kind, ok
+}
+
+// sealsAny reports whether the memo knows a value the workflow sealed.
+func (m *memo) sealsAny() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.kinds) > 0
 }
 
 type secretVersion struct {
@@ -241,7 +282,7 @@ func (m *memo) drop() {
 	for _, v := range m.resolved {
 		clear(v)
 	}
-	m.values, m.resolved, m.kept, m.scanned, m.redactor, m.covered = nil, nil, nil, 0, nil, 0
+	m.values, m.resolved, m.kinds, m.kept, m.scanned, m.redactor, m.covered = nil, nil, nil, nil, 0, nil, 0
 }
 
 // public reports whether v is text of the definition, as written or

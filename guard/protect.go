@@ -491,11 +491,16 @@ type sealRecorder struct {
 
 func (r sealRecorder) Seal(kind byte, path string, plain []byte) ([]byte, error) {
 	ct, err := r.p.s.Seal(kind, path, plain)
+	if err == nil {
+		if s, ok := jsonString(*r.last); ok {
+			r.p.m.addKind(s, kind)
+			if kind == masking.KindSecrets {
+				r.p.sealedSecretValues = append(r.p.sealedSecretValues, []byte(s))
+			}
+		}
+	}
 	if err == nil && kind == masking.KindSecrets {
 		r.p.sealedSecrets = true
-		if s, ok := jsonString(*r.last); ok {
-			r.p.sealedSecretValues = append(r.p.sealedSecretValues, []byte(s))
-		}
 	}
 	if err == nil {
 		if r.p.bySealed == nil {
@@ -650,6 +655,84 @@ func (p *protection) deferSealed(in map[string]any, deferred [][]any) (map[strin
 	return out.(map[string]any), deferred
 }
 
+// sealCopies seals, in the input of a task scheduled to be handed out,
+// each text that holds a value the workflow sealed in an earlier decision
+// (a workflow input kept as given that a task put in a _secrets block, read
+// again as plain data): whole, under the kind the value went under. Its
+// taker gets the text at hand-off, as a copy made in the decision that
+// sealed the value gets it (substitute, deferSealed), and as a poll
+// matched with the task in its scheduling decision got it before
+// protection; the record and every view hold it sealed. Redacted instead,
+// the taker got "***" or the value depending on which hand-off it went
+// by. Compaction destroys a copy sealed under _secrets, as the value.
+func (p *protection) sealCopies(path func() string, in map[string]any) (map[string]any, error) {
+	if in == nil || !p.m.sealsAny() {
+		return in, nil
+	}
+	var last []byte
+	rec := sealRecorder{p, &last}
+	var walk func(v any, at string) (any, bool, error)
+	walk = func(v any, at string) (any, bool, error) {
+		switch x := v.(type) {
+		case string:
+			kind, ok := p.m.copyKind(x)
+			if !ok {
+				return v, false, nil
+			}
+			plain, _ := json.Marshal(x)
+			last = append(last[:0], plain...)
+			ct, err := rec.Seal(kind, at, plain)
+			clear(plain)
+			if err != nil {
+				return nil, false, fmt.Errorf("seal %s: %w", at, err)
+			}
+			return &masking.Sealed{Kind: kind, Purpose: at, Ciphertext: ct}, true, nil
+		case map[string]any:
+			var out map[string]any
+			for k, e := range x {
+				ne, changed, err := walk(e, at+"."+k)
+				if err != nil {
+					return nil, false, err
+				}
+				if changed {
+					if out == nil {
+						out = maps.Clone(x)
+					}
+					out[k] = ne
+				}
+			}
+			if out == nil {
+				return x, false, nil
+			}
+			return out, true, nil
+		case []any:
+			var out []any
+			for i, e := range x {
+				ne, changed, err := walk(e, at+"["+strconv.Itoa(i)+"]")
+				if err != nil {
+					return nil, false, err
+				}
+				if changed {
+					if out == nil {
+						out = slices.Clone(x)
+					}
+					out[i] = ne
+				}
+			}
+			if out == nil {
+				return x, false, nil
+			}
+			return out, true, nil
+		}
+		return v, false, nil
+	}
+	out, _, err := walk(in, path())
+	if err != nil {
+		return nil, err
+	}
+	return out.(map[string]any), nil
+}
+
 // wfPath and taskPath name a workflow's or a task's field as a purpose to
 // seal under (see seal).
 func wfPath(wf, field string) func() string { return func() string { return wf + "/" + field } }
@@ -689,6 +772,11 @@ func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed boo
 		output, err := p.seal(taskPath(wf, e.TaskID, "output"), e.Output, nil)
 		if err != nil {
 			return nil, false, err
+		}
+		if engine.HandsOffInput(e.Type) {
+			if input, err = p.sealCopies(taskPath(wf, e.TaskID, "input"), input); err != nil {
+				return nil, false, err
+			}
 		}
 		input, deferred := p.deferSealed(input, e.Deferred)
 		if engine.SameMap(input, e.Input) && engine.SameMap(output, e.Output) {
@@ -1022,8 +1110,11 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 		// Every value it sealed, wherever: under _secrets and _masked, a
 		// maskedFields field, a child's input resolved or sealed by its
 		// parent (input.token).
-		sealedPaths(v, nil, func(p expr.Path, _ byte) {
+		sealedPaths(v, nil, func(p expr.Path, kind byte) {
 			if value, ok := getPath(opened, p); ok {
+				if s, text := value.(string); text {
+					m.addKind(s, kind)
+				}
 				// A JSON secret resolved whole into a child's input is
 				// a string: its fields are looked for too.
 				eachText(value, func(s string) { m.addSecret([]byte(s)) }, true)

@@ -689,3 +689,83 @@ func TestGrowingMemoHoldsTheFirstAndTheLatestRedactor(t *testing.T) {
 	}
 	m.release()
 }
+
+// A task scheduled after a decision sealed a value, whose input copies the
+// value as plain data (a workflow input kept as given, read again), gets
+// the copy sealed under the kind the value went under, whole text and
+// all: its taker opens it, whichever hand-off it goes by, and the record
+// holds no plaintext. A task the engine decides from its input (a WAIT)
+// keeps it redacted, as before: the engine does not read sealed data.
+func TestCopiesOfSealedValuesAreSealed(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const secret, masked = "kept-secret-Pq72mXa", "kept-masked-Lw39zNc"
+	for _, tc := range []struct {
+		name     string
+		rebuilt  bool // a restarted engine's guard decides the copy
+		taskType string
+		want     map[string]byte // key → kind sealed under; 0: redacted
+	}{
+		{"worker task", false, "SIMPLE", map[string]byte{"s": masking.KindSecrets, "m": masking.KindMasked, "text": masking.KindSecrets, "mtext": masking.KindMasked}},
+		{"worker task, memo rebuilt", true, "SIMPLE", map[string]byte{"s": masking.KindSecrets, "m": masking.KindMasked, "text": masking.KindSecrets, "mtext": masking.KindMasked}},
+		{"decided task", false, "WAIT", map[string]byte{"s": 0, "m": 0, "text": 0, "mtext": 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wfID := "wf-copies-" + strings.NewReplacer(" ", "-", ",", "").Replace(tc.name)
+			g := New(Config{Keys: keys})
+			start := &schemas.WorkflowStarted{WorkflowID: wfID, Name: "w", Version: 1,
+				Def:   []byte(`{"name":"w","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`),
+				Input: map[string]any{"s": secret, "m": masked}}
+			seal := &schemas.TaskScheduled{TaskID: "t1", Ref: "t1", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Time: 1,
+				Input: map[string]any{"_secrets": map[string]any{"s": secret}, "_masked": map[string]any{"m": masked}}}
+			w := protectAndFold(ctx, t, g, nil, start, seal)
+			if tc.rebuilt {
+				g = New(Config{Keys: keys})
+			}
+			copied := &schemas.TaskScheduled{TaskID: "t2", Ref: "t2", Name: "t2", Type: tc.taskType, Status: "SCHEDULED", Time: 2,
+				Input: map[string]any{"s": secret, "m": masked, "text": "Bearer " + secret + " for " + masked, "mtext": "mask " + masked, "plain": "stays-as-given"}}
+			w = protectAndFold(ctx, t, g, w, copied)
+			in := w.TaskByID("t2").Input
+			if in["plain"] != "stays-as-given" {
+				t.Errorf("plain data became %v", in["plain"])
+			}
+			opened, err := masking.Open(in, g.opener(ctx, w))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key, kind := range tc.want {
+				sealed, isSealed := in[key].(*masking.Sealed)
+				switch {
+				case kind == 0 && in[key] != masking.Mask && !strings.Contains(fmt.Sprint(in[key]), masking.Mask):
+					t.Errorf("%s = %v, want it redacted", key, in[key])
+				case kind == 0:
+				case !isSealed:
+					t.Errorf("%s = %v, want it sealed", key, in[key])
+				case sealed.Kind != kind:
+					t.Errorf("%s sealed under kind %c, want %c", key, sealed.Kind, kind)
+				case opened.(map[string]any)[key] != copied.Input[key]:
+					t.Errorf("%s opens as %v, want %v", key, opened.(map[string]any)[key], copied.Input[key])
+				}
+			}
+		})
+	}
+}
+
+// protectAndFold protects events as one decision of g on before and
+// returns the state they fold to.
+func protectAndFold(ctx context.Context, t *testing.T, g *Guard, before *engine.Workflow, events ...schemas.Event) *engine.Workflow {
+	t.Helper()
+	dec, err := g.Protect(ctx, before, engine.Decision{Events: events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := before
+	if w != nil {
+		w = w.Clone()
+	}
+	for _, ev := range dec.Events {
+		if w, err = engine.Apply(w, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
