@@ -448,13 +448,14 @@ func applyCompacted(w *Workflow) {
 		in, inShredded := shred(t.Input)
 		out, outShredded := shred(t.Output)
 		refs, refsShredded := shredRefs(t.Resolved)
-		keptIn, keptOut := in, out
+		keptIn, keptOut, cfg, cfgShredded := in, out, t.Config, false
 		if kept {
 			keptIn, keptOut = shredKept(w, "task/"+t.ID+"/input", in), shredKept(w, "task/"+t.ID+"/output", out)
+			cfg, cfgShredded = shredKeptConfig(w, t)
 		}
-		if inShredded || outShredded || refsShredded || !SameMap(keptIn, in) || !SameMap(keptOut, out) {
+		if inShredded || outShredded || refsShredded || cfgShredded || !SameMap(keptIn, in) || !SameMap(keptOut, out) {
 			c := *t
-			c.Input, c.Output, c.Resolved = keptIn, keptOut, refs
+			c.Input, c.Output, c.Resolved, c.Config = keptIn, keptOut, refs, cfg
 			w.Tasks[i] = &c
 		}
 	}
@@ -541,6 +542,35 @@ func shredKept(w *Workflow, prefix string, m map[string]any) map[string]any {
 		return m
 	}
 	return out
+}
+
+// shredKeptConfig returns t's run-time configuration (a dynamic fork's
+// task) with the inputParameters that w's MaskedPaths mark for shredding
+// replaced by "***", and whether any was: the state would otherwise keep
+// the value after compaction (the views mask it), and a retry would hand
+// it out again with the configuration.
+func shredKeptConfig(w *Workflow, t *Task) ([]byte, bool) {
+	if len(t.Config) == 0 {
+		return t.Config, false
+	}
+	prefix := "task/" + t.ID + ConfigInputField
+	if marked := shredPrefix + prefix + "."; !slices.ContainsFunc(w.MaskedPaths, func(p string) bool { return strings.HasPrefix(p, marked) }) {
+		return t.Config, false
+	}
+	var wt conductor.WorkflowTask
+	if conductor.Unmarshal(t.Config, &wt) != nil {
+		return t.Config, false // the guard marks only a configuration it read
+	}
+	in := shredKept(w, prefix, wt.InputParameters)
+	if SameMap(in, wt.InputParameters) {
+		return t.Config, false
+	}
+	// Written from its fields, not the JSON as given (Raw), which holds
+	// the value: in Conductor's shape, without what this version does not
+	// read.
+	wt.InputParameters, wt.Raw = in, nil
+	b := configJSON(&wt)
+	return b, b != nil
 }
 
 // shredRefs drops the sealed values of refs, which the destroyed key

@@ -85,6 +85,68 @@ func TestCompactionShreds(t *testing.T) {
 	}
 }
 
+// A value found to be secret after a dynamic fork's task was configured
+// with it is kept in the task's configuration, whose views mask it; when
+// it went into a _secrets block (marked for shredding), compaction
+// replaces it there with "***" for good, as in the task's input, and a
+// retry after it configures the task again with "***". One that went into
+// _masked stays.
+func TestCompactionShredsAForkedTasksConfiguration(t *testing.T) {
+	const pw = "pw-value-Zx81mQ4r"
+	// key is how the fork's list names d1's inputParameters: Conductor's
+	// JSON reads a member named in another case as the field.
+	def := func(key string) string {
+		return `{"name":"f","tasks":[{"name":"df","taskReferenceName":"df","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":[{"name":"b","taskReferenceName":"d1","` + key + `":{"p":"${workflow.input.pw}","plain":"x"}}]}},
+	  {"name":"dj","taskReferenceName":"dj","type":"JOIN"}]}`
+	}
+	configured := func(d1 string) []string { return []string{"input.pw", "task/" + d1 + engine.ConfigInputField + ".p"} }
+	for _, tc := range []struct {
+		name, key    string
+		paths, shred func(d1 string) []string
+		want         any // d1's configured p after compaction
+	}{
+		{"went into _secrets", "inputParameters", configured, configured, masking.Mask},
+		{"went into _secrets, named in another case", "InputParameters", configured, configured, masking.Mask},
+		{"went into _masked", "inputParameters", configured, func(string) []string { return nil }, pw},
+		{"another value went into _secrets", "inputParameters", func(string) []string { return []string{"input.other"} },
+			func(string) []string { return []string{"input.other"} }, pw},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def(tc.key), map[string]any{"pw": pw, "other": "other-value-Kd93"})
+			h.report("d1", conductor.TaskFailedWithTerminalError, nil, "no")
+			h.wantStatus(conductor.WorkflowFailed)
+			d1 := h.task("d1")
+			w, err := engine.Apply(h.w.Clone(), &schemas.ValuesMasked{Paths: tc.paths(d1.ID), Shred: tc.shred(d1.ID)})
+			if err == nil {
+				w, err = engine.Apply(w, &schemas.WorkflowCompacted{Time: 1})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cfg conductor.WorkflowTask
+			after := w.TaskByID(d1.ID)
+			if err := conductor.Unmarshal(after.Config, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.InputParameters["p"] != tc.want || cfg.InputParameters["plain"] != "x" || cfg.Name != "b" || cfg.TaskReferenceName != "d1" {
+				t.Fatalf("d1's configuration after compaction: %s", after.Config)
+			}
+			if (tc.want == masking.Mask) != (after != d1) {
+				t.Fatalf("d1 replaced by a copy: %v (the read model writes the tasks replaced)", after != d1)
+			}
+			if !bytes.Contains(d1.Config, []byte(pw)) {
+				t.Fatal("compaction changed the state before it")
+			}
+			h.w = w
+			h.decide(engine.Retry{})
+			if retried := h.wantTask("d1", conductor.TaskScheduled); bytes.Contains(retried.Config, []byte(pw)) != (tc.want == pw) {
+				t.Fatalf("the retry after compaction configured d1 with %s", retried.Config)
+			}
+		})
+	}
+}
+
 // A workflow is Unsealed until an event brings it a sealed value, and
 // stays unsealed no more once one came, even after compaction replaced it:
 // Holds, and the hand-off, skip looking only when nothing was ever sealed.
