@@ -608,7 +608,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 				return Outcome{State: w, Seq: seqOf(w)}, refused
 			}
 		}
-		if e.match.waiting() {
+		if e.match.waiting() && e.protector == nil {
 			dec, matches = e.takeForWaiters(ctx, dec, now)
 		}
 		if e.protector != nil {
@@ -624,6 +624,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 					continue
 				}
 				return Outcome{}, err
+			}
+			if e.match.waiting() {
+				dec, matches = e.takeProtected(ctx, dec, now)
 			}
 		}
 		expected := seqOf(w)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
@@ -255,6 +256,34 @@ func (e *Executor) takeForWaiters(ctx context.Context, dec engine.Decision, now 
 	}
 	dec.Effects = effects
 	return dec, out
+}
+
+// takeProtected is takeForWaiters on a decision the protector has
+// protected, whose takes it protects in turn: the takes are decided, and
+// their inputs prepared, on the state as it is stored, as a take from the
+// queue prepares its input. Prepared from the decision's state before
+// protection, a waiting poll got what protection then rewrote: a worker's
+// echo of a secret, or an encoded form of a value the decision sealed,
+// copied into the next task's input, in plain text where the queue's
+// taker got "***". When the takes cannot be protected, the tasks are
+// announced as the decision had them.
+func (e *Executor) takeProtected(ctx context.Context, dec engine.Decision, now time.Time) (engine.Decision, []matched) {
+	protected := dec.State
+	n := len(dec.Events)
+	taken, ms := e.takeForWaiters(ctx, dec, now)
+	if len(ms) == 0 {
+		return taken, nil
+	}
+	takes, err := e.protect(ctx, protected, engine.Decision{Events: taken.Events[n:], State: taken.State})
+	if err != nil {
+		e.cfg.Logger.Warn("protecting takes for waiting polls failed; announcing their tasks", logkey.WorkflowID, protected.ID, logkey.Err, err)
+		e.unmatch(ms)
+		return dec, nil
+	}
+	// Protection keeps the takes' events in place: ms still finds them.
+	taken.Events = append(taken.Events[:n:n], takes.Events...)
+	taken.State = takes.State
+	return taken, ms
 }
 
 // takeable reports whether taskID waits for a worker in state now. A
