@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -166,6 +168,28 @@ func (e *env) hasStatus(id, status string, wf **conductor.Workflow) error {
 	return nil
 }
 
+// sealedIn lists the paths of v's sealed values, with their kinds.
+func sealedIn(v any, at string) []string {
+	switch x := v.(type) {
+	case *masking.Sealed:
+		return []string{fmt.Sprintf("%s (%c)", at, x.Kind)}
+	case map[string]any:
+		var out []string
+		for k, e := range x {
+			out = append(out, sealedIn(e, at+"."+k)...)
+		}
+		slices.Sort(out)
+		return out
+	case []any:
+		var out []string
+		for i, e := range x {
+			out = append(out, sealedIn(e, fmt.Sprintf("%s[%d]", at, i))...)
+		}
+		return out
+	}
+	return nil
+}
+
 // logHistory logs what a workflow that did not reach a status went
 // through, for whoever reads a failure that does not come again: its
 // records, event by event, and the task queues' consumers.
@@ -192,6 +216,13 @@ func (e *env) logHistory(id string) {
 			}
 			j, _ := json.Marshal(ev)
 			fmt.Fprintf(&b, "  %s %s\n", env.Type, j)
+			if ts, ok := ev.(*schemas.TaskScheduled); ok {
+				// "***" in the JSON is either a sealed value or text
+				// redaction replaced: say which.
+				if sealed := sealedIn(ts.Input, "input"); len(sealed) > 0 {
+					fmt.Fprintf(&b, "    sealed: %s\n", strings.Join(sealed, ", "))
+				}
+			}
 		}
 	}
 	js, err := jetstream.New(n.Log().Conn())

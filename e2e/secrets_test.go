@@ -771,6 +771,11 @@ func TestCompactionDestroysValuesKeptAsGiven(t *testing.T) {
 		})
 	}
 	id := e.start("kept_wf", map[string]any{"k": kept, "m": masked, "other": "stays-as-given"})
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.logHistory(id) // seen to fail under load once, not since
+		}
+	})
 	if in := <-got; in["plain"] != kept {
 		t.Fatalf("k1 got %v", in)
 	}
