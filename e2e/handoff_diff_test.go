@@ -19,12 +19,13 @@ import (
 
 // A worker task reaches its worker by one of two hand-offs: a poll that
 // waits at the engine when the task is scheduled takes it in the
-// scheduling decision's record, its input prepared from that decision's
-// state before protection; a task nobody waits for is announced on its
-// queue and taken later, its input prepared from the stored (protected)
-// state. Each row runs its workflow once by each and compares what the
-// worker was handed (every field but the ids and times of the run): they
-// are equal, and the input is what the README promises.
+// scheduling decision's record; a task nobody waits for is announced on
+// its queue and taken later, from the stored state. Each row runs its
+// workflow once by each and compares what the worker was handed (every
+// field but the ids and times of the run): they are equal, and the input
+// is what the README promises. The first took its input from the
+// decision's state before protection, which handed out what protection
+// then redacted (the echo, variable and forms rows).
 func TestBothHandOffsHandTheSameTask(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -179,8 +180,13 @@ func TestBothHandOffsHandTheSameTask(t *testing.T) {
 				polled = make(chan []map[string]any, 1)
 				go func() { polled <- e.rawPoll(dst, "waiting-worker", 20*time.Second) }()
 				// The poll must wait at the engine before DST is
-				// scheduled: matchedTakes tells whether it did.
-				time.Sleep(500 * time.Millisecond)
+				// scheduled (matchedTakes tells whether it did).
+				testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+					if n := e.engineMetric("flowvault_engine_waiting_polls"); n != 1 {
+						return fmt.Errorf("%d polls wait at the engine, want 1", n)
+					}
+					return nil
+				})
 			}
 			var id string
 			if r.noSrc && !r.retry {
@@ -293,12 +299,16 @@ func (e *env) rawPoll(taskType, workerID string, wait time.Duration) []map[strin
 }
 
 // matchedTakes reads flowvault_engine_matched_takes_total.
-func (e *env) matchedTakes() int {
+func (e *env) matchedTakes() int { return e.engineMetric("flowvault_engine_matched_takes_total") }
+
+// engineMetric reads the value of the metric name (without labels) from
+// /metrics: 0 when it is not there yet.
+func (e *env) engineMetric(name string) int {
 	e.t.Helper()
 	var n int
 	testutil.Eventually(e.t, 5*time.Second, 50*time.Millisecond, func() error {
 		for line := range strings.SplitSeq(e.must(http.StatusOK, "GET", "/metrics", nil), "\n") {
-			if v, ok := strings.CutPrefix(line, "flowvault_engine_matched_takes_total "); ok {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
 				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 				n = int(f)
 				return err

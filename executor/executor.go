@@ -229,6 +229,12 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 	e.disp = newDispatcher(log, cfg.Logger, e.lanes)
 	e.polls = newPoller()
 	e.match = newMatcher()
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "waiting_polls",
+			Help: "Polls waiting at this engine for a task (NATS and HTTP long polls): the next task of their queues is taken for them as it is scheduled.",
+		}, func() float64 { return float64(e.match.count()) }))
+	}
 	e.natsPolls.slots, e.natsPolls.perOwner = make(chan struct{}, maxNATSPolls), maxNATSPollsPerOwner
 	e.idle = make(chan func())
 	if counter, ok := sched.(RunningCounter); ok {

@@ -74,6 +74,13 @@ func (m *matcher) has(queue string) bool {
 	return len(m.queues[queue]) > 0
 }
 
+// count returns the number of polls waiting.
+func (m *matcher) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
 // waiting reports whether any poll waits.
 func (m *matcher) waiting() bool {
 	m.mu.Lock()

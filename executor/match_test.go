@@ -79,12 +79,6 @@ func answer(ctx context.Context, t *testing.T, poll <-chan polled) polled {
 	}
 }
 
-func (m *matcher) count() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.n
-}
-
 // eventTypes lists the event types of each record of wfID's subject.
 func eventTypes(ctx context.Context, t *testing.T, l *eventlog.Log, wfID string) [][]string {
 	t.Helper()
