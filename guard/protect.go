@@ -660,11 +660,10 @@ func (p *protection) deferSealed(in map[string]any, deferred [][]any) (map[strin
 // (a workflow input kept as given that a task put in a _secrets block, read
 // again as plain data): whole, under the kind the value went under. Its
 // taker gets the text at hand-off, as a copy made in the decision that
-// sealed the value gets it (substitute, deferSealed), and as a poll
-// matched with the task in its scheduling decision got it before
-// protection; the record and every view hold it sealed. Redacted instead,
-// the taker got "***" or the value depending on which hand-off it went
-// by. Compaction destroys a copy sealed under _secrets, as the value.
+// sealed the value gets it (substitute, deferSealed); the record and every
+// view hold it sealed. Redacted instead, the taker got "***" for a value
+// the workflow was given as plain data. Compaction destroys a copy sealed
+// under _secrets, as the value.
 func (p *protection) sealCopies(path func() string, in map[string]any) (map[string]any, error) {
 	if in == nil || !p.m.sealsAny() {
 		return in, nil
