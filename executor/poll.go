@@ -217,7 +217,7 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 	// terminate return at once with nothing.
 	// Messages put back for later (a task over its limits, one announced
 	// by a clock ahead) end the pulls: they are not drained.
-	drainUntil := time.Now().Add(min(staleDrain, max(req.Wait, time.Second/10)))
+	drainUntil := time.Now().Add(min(staleDrain, max(req.Wait, minStaleDrain)))
 	for {
 		var pulled, gone int
 		tasks, seq, pulled, gone, err = e.pollOnce(ctx, req)
@@ -237,9 +237,18 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 }
 
 // staleDrain bounds the time one poll spends pulling messages whose tasks
-// are gone (a tenth of a second for one that asks not to wait, its wait
-// if shorter): a backlog larger than that is left to the next polls.
+// are gone (minStaleDrain for one that asks not to wait, its wait if
+// shorter and longer than that): a backlog larger than that is left to
+// the next polls.
 const staleDrain = 2 * time.Second
+
+// minStaleDrain is the drain of a poll that asks not to wait: a pull and
+// a take past each gone message. A tenth of a second was two or three of
+// them on a loaded machine, and a poll of a queue holding a task behind
+// two poisoned lane messages answered that it held none
+// (TestPriorityOrdersQueuedTasks/poisoned_lanes, under the whole e2e
+// suite at -test.parallel 24).
+const minStaleDrain = time.Second
 
 // pollOnce is one pull of Poll; pulled counts the messages it pulled, and
 // gone those whose task was gone (settled away, not put back).
