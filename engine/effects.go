@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -73,6 +74,11 @@ type StartWorkflow struct {
 	// environment references: the executor resolves them (as CreatedBy) and
 	// seals the values into the child's input.
 	InputDeferred [][]any
+	// Sealed are the sealed values of From that the texts at InputDeferred
+	// read ("Bearer ${sealed:REF}"), by REF: the preparation of the
+	// workflow opens them into the texts, and cannot look them up in From's
+	// state.
+	Sealed map[string]*masking.Sealed
 	// From is the workflow that starts this one, whose sealed values Input
 	// may hold: the parent, the failed workflow, the START_WORKFLOW's.
 	From string

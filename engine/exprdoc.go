@@ -53,6 +53,23 @@ func FindSealed(w *Workflow, ref string) *masking.Sealed {
 	return nil
 }
 
+// sealedReadsOf returns the sealed values of w that the texts at the
+// deferred paths of in read, by reference (StartWorkflow.Sealed), or nil.
+func sealedReadsOf(w *Workflow, in map[string]any, deferred [][]any) map[string]*masking.Sealed {
+	var out map[string]*masking.Sealed
+	for _, p := range deferred {
+		for _, ref := range expr.SealedRefs(in, expr.Path(p)) {
+			if s := FindSealed(w, ref); s != nil {
+				if out == nil {
+					out = map[string]*masking.Sealed{}
+				}
+				out[ref] = s
+			}
+		}
+	}
+	return out
+}
+
 func (d *workflowDoc) Lookup(name string) (any, bool) {
 	w := d.w
 	switch name {

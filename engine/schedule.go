@@ -680,7 +680,7 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 	}
 	return StartWorkflow{Refused: refused,
 		WorkflowID: t.SubWorkflowID, Name: name, Version: version, Def: def, DefFromData: fromData,
-		Input: t.Input, InputDeferred: t.Deferred, From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
+		Input: t.Input, InputDeferred: t.Deferred, Sealed: sealedReadsOf(w, t.Input, t.Deferred), From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID, Depth: depth,
 		IdempotencyKey: key, IdempotencyStrategy: p.IdempotencyStrategy,
 	}

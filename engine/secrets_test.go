@@ -308,3 +308,43 @@ func BenchmarkApplyCompacted(b *testing.B) {
 		}
 	}
 }
+
+// A workflow started with text made of a sealed value of its starter (a
+// SUB_WORKFLOW's input, a START_WORKFLOW's startWorkflow.input) is handed
+// the sealed value with the deferred read of it: its preparation opens it
+// into the text, and cannot find it in the starter's state. So is a
+// workflow started again from the stored state (recovery).
+func TestStartedWorkflowGetsTheSealedValuesItsTextReads(t *testing.T) {
+	in := `{"auth":"Bearer ${a_ref.output._secrets.token}","mixed":"${workflow.secrets.k}:${a_ref.output._secrets.token}","n":"${a_ref.output.id}"}`
+	for _, tc := range []struct{ name, task string }{
+		{"SUB_WORKFLOW", `{"name":"s","taskReferenceName":"s_ref","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"},"inputParameters":` + in + `}`},
+		{"START_WORKFLOW", `{"name":"s","taskReferenceName":"s_ref","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"kid","input":` + in + `}}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, `{"name":"e","tasks":[{"name":"a","taskReferenceName":"a_ref"},`+tc.task+`]}`, nil)
+			a := h.task("a_ref")
+			ref := "task/" + a.ID + "/output._secrets.token"
+			sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/wf-1/" + ref, Ciphertext: []byte{1}}
+			started := func(effs []engine.Effect) engine.StartWorkflow {
+				t.Helper()
+				for _, e := range effs {
+					if sw, ok := e.(engine.StartWorkflow); ok {
+						return sw
+					}
+				}
+				t.Fatalf("no start among %v", effs)
+				return engine.StartWorkflow{}
+			}
+			sw := started(h.complete("a_ref", map[string]any{"id": "x1", "_secrets": map[string]any{"token": sealed}}).Effects)
+			if sw.Input["auth"] != "Bearer ${sealed:"+ref+"}" || sw.Input["n"] != "x1" {
+				t.Fatalf("input %#v", sw.Input)
+			}
+			if len(sw.Sealed) != 1 || sw.Sealed[ref] != sealed {
+				t.Fatalf("handed %v, want %s", sw.Sealed, ref)
+			}
+			if again := started(engine.Effects(h.w, h.now.UnixMilli())); len(again.Sealed) != 1 || again.Sealed[ref] != sealed {
+				t.Fatalf("started again, handed %v", again.Sealed)
+			}
+		})
+	}
+}

@@ -63,7 +63,15 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 			return nil, nil, err
 		}
 	}
-	r := &resolver{g: g, ctx: ctx, w: parent, memo: g.memoFor(parentID)}
+	// Text made of the starter's sealed data reads it by reference
+	// ("Bearer ${sealed:task/…}"), handed over in eff.Sealed. A value
+	// resolved or opened into text is sealed with the text below, and the
+	// child's tasks may echo it alone: the child looks for it too.
+	memo := g.memoFor(childID)
+	r := &resolver{g: g, ctx: ctx, w: parent, memo: g.memoFor(parentID), given: eff.Sealed, child: memo}
+	if r.given == nil {
+		r.given = map[string]*masking.Sealed{} // the stub parent holds none
+	}
 	paths := make([]expr.Path, len(eff.InputDeferred))
 	for i, p := range eff.InputDeferred {
 		paths[i] = expr.Path(p)
@@ -80,7 +88,6 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 	}
 	out, _ := v.(map[string]any)
 	child := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: childID, secretsKey: keyID(childID, masking.KindSecrets), fresh: true}
-	memo := g.memoFor(childID)
 	seal := func(p expr.Path, kind byte) error {
 		value, ok := getPath(out, p)
 		if !ok {

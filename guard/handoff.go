@@ -130,6 +130,13 @@ type resolver struct {
 	// publishes is set for a task whose input is published, not handed
 	// to a worker: it resolves no secret.
 	publishes bool
+	// given, when set, holds the sealed values references read, by
+	// reference: w is a stub of a child's starter, whose state it lacks.
+	given map[string]*masking.Sealed
+	// child, when set, is the memo of the workflow whose input this
+	// resolves (not w's): it looks for every value resolved or opened,
+	// alone, as w's does (a task of the child may echo one).
+	child *memo
 }
 
 // resolveError carries a resolution failure through expr, which wraps it.
@@ -162,13 +169,19 @@ func (r *resolver) Resolve(body string) (any, error) {
 // A task that publishes its input gets the mask, and so does every task
 // once compaction has destroyed the value.
 func (r *resolver) sealed(ref string) (any, error) {
-	s := engine.FindSealed(r.w, ref)
+	s := r.given[ref]
+	if r.given == nil {
+		s = engine.FindSealed(r.w, ref)
+	}
 	if r.publishes || s == nil {
 		return masking.Mask, nil
 	}
 	v, err := masking.Open(s, r.g.opener(r.ctx, r.w))
 	if err != nil {
 		return nil, fault.Invalid("open %s: %v", ref, err)
+	}
+	if r.child != nil {
+		eachText(v, func(s string) { r.child.addSecret([]byte(s)) }, true)
 	}
 	return v, nil
 }
@@ -233,6 +246,9 @@ func (r *resolver) secret(ref string) (any, error) {
 	}
 	defer clear(value)
 	r.memo.addSecret(value)
+	if r.child != nil {
+		r.child.addSecret(value)
+	}
 	r.memo.addResolved(name, version, value)
 	r.refs = append(r.refs, schemas.ResolvedRef{Kind: "secret", Name: name, Version: version, Principal: r.principal(), GrantedBy: grantedBy})
 	return pick(value, path, "secret "+name)

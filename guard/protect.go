@@ -209,7 +209,18 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 					e.Input = p.maskFailedView(e.Input, e.From)
 				}
 				e.Input = p.substitute(e.Input).(map[string]any)
-				if e.SecretsKey == "" && masking.HasSealed(e.Input) {
+				if !e.Failure {
+					// Text made of a value sealed in this decision
+					// ("Bearer ${t.output._secrets.token}") reads it by
+					// reference, as the task's own record does, for the
+					// child's preparation to open: redacted, the child
+					// got "Bearer ***". A failure workflow's input is
+					// the failed run's view, not text its definition
+					// made.
+					e.Input, e.InputDeferred = p.deferSealed(e.Input, slices.Clip(e.InputDeferred))
+					e.Sealed = p.sealedReads(e.Input, e.InputDeferred, e.Sealed)
+				}
+				if e.SecretsKey == "" && (masking.HasSealed(e.Input) || len(e.Sealed) > 0) {
 					e.SecretsKey = p.s.secretsKey // taken in this decision
 				}
 			}
@@ -548,6 +559,33 @@ func (p *protection) replaceSealed(v any, with func(*masking.Sealed) any) any {
 		return with(sealed)
 	}
 	return v
+}
+
+// sealedReads adds to known the values sealed in this pass that the texts
+// at the deferred paths of in read (StartWorkflow.Sealed), returning a
+// copy when it adds any.
+func (p *protection) sealedReads(in map[string]any, deferred [][]any, known map[string]*masking.Sealed) map[string]*masking.Sealed {
+	byRef := map[string]*masking.Sealed{}
+	for _, sv := range p.bySealed {
+		if ref, ok := strings.CutPrefix(sv.Purpose, "wf/"+p.s.wfID+"/"); ok {
+			byRef[ref] = sv
+		}
+	}
+	out, copied := known, false
+	for _, path := range deferred {
+		for _, ref := range expr.SealedRefs(in, expr.Path(path)) {
+			sv, ok := byRef[ref]
+			if !ok || out[ref] != nil {
+				continue
+			}
+			if !copied {
+				out, copied = make(map[string]*masking.Sealed, len(known)+1), true
+				maps.Copy(out, known)
+			}
+			out[ref] = sv
+		}
+	}
+	return out
 }
 
 // maskFailedView masks, in a failure workflow's input, the values sealed in

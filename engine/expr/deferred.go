@@ -311,3 +311,26 @@ func DeferSealed(s string, encoded bool, value, ref string) (string, bool) {
 	}
 	return w.String(), true
 }
+
+// SealedRefs returns the REF of every deferred read of sealed data
+// ("${sealed:REF}") in the string at deferred path p of v, in order: a
+// workflow started with v is handed the sealed values they read, which it
+// cannot look up in its starter's state.
+func SealedRefs(v any, p Path) []string {
+	s, _ := p.In(v)
+	str, ok := s.(string)
+	if !ok || !strings.Contains(str, SealedPrefix) {
+		return nil
+	}
+	pieces, err := decodeDeferred(str)
+	if err != nil {
+		return nil
+	}
+	var refs []string
+	for _, pc := range pieces {
+		if ref, ok := strings.CutPrefix(pc.text, SealedPrefix); ok && pc.expr {
+			refs = append(refs, ref)
+		}
+	}
+	return refs
+}
