@@ -204,6 +204,10 @@ func started(s *schemas.WorkflowStarted) *Workflow {
 		TaskToDomain: s.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
 		ParentWorkflowTaskID: s.ParentWorkflowTaskID, Depth: s.Depth, IdempotencyKey: s.IdempotencyKey,
 		CreateTime: s.Time, StartTime: s.Time, UpdateTime: s.Time,
+		// What was resolved into a child's input, sealed there whole in
+		// text ("Bearer ${workflow.secrets.x}"): redaction looks for the
+		// values alone, also once rebuilt from the state.
+		Resolved: s.Resolved,
 	}
 }
 

@@ -78,9 +78,11 @@ type Workflow struct {
 	// field existed reads false: look.
 	Unsealed bool `msgpack:"unsealed,omitempty"`
 	// Resolved names what the tasks a restart, rerun or jump dropped had
-	// resolved at their hand-offs: a worker of the old run may still echo
-	// a value, and redaction looks for those values in what the workflow
-	// holds later (guard rebuilds its memo from these and the tasks').
+	// resolved at their hand-offs, and what was resolved into the input
+	// of a child at its start: a worker of the old run may still echo a
+	// value, a child's task a secret its input holds in text, and
+	// redaction looks for those values in what the workflow holds later
+	// (guard rebuilds its memo from these and the tasks').
 	Resolved []schemas.ResolvedRef `msgpack:"res,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
 	Seq uint64 `msgpack:"seq"`

@@ -167,3 +167,42 @@ func TestLogLineAfterCompactionRefused(t *testing.T) {
 		t.Fatalf("a log line after compaction: %v, %v", dec.Events, err)
 	}
 }
+
+// A child whose input text embeds a secret ("Bearer ${workflow.secrets.x}")
+// holds the text sealed whole; a task of the child that echoes the secret
+// alone has it redacted, also once the child's memo is rebuilt from its
+// state by another engine (or this one after a restart), which knows the
+// whole text only from the input: the start names what it resolved.
+func TestRebuiltChildLooksForASecretResolvedIntoText(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const secret = "child-text-secret-R7qw2"
+	src := fakeSecrets{"tok": secret}
+	g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: src})
+	in, refs, err := g.PrepareChild(ctx, engine.StartWorkflow{WorkflowID: "kid-text", From: "parent", CreatedBy: "admin",
+		Input: map[string]any{"auth": "Bearer ${workflow.secrets.tok}"}, InputDeferred: [][]any{{"auth"}}})
+	if err != nil || !masking.HasSealed(in) {
+		t.Fatalf("child input %v, %v", in, err)
+	}
+	start := &schemas.WorkflowStarted{WorkflowID: "kid-text", Name: "kid", Version: 1, Input: in, Resolved: refs, CreatedBy: "admin",
+		ParentWorkflowID: "parent",
+		Def:              []byte(`{"name":"kid","version":1,"tasks":[{"name":"w","taskReferenceName":"w","type":"SIMPLE"}]}`), Time: 1}
+	sched := &schemas.TaskScheduled{TaskID: "t1", Ref: "w", Name: "w", Type: "SIMPLE", Status: "SCHEDULED",
+		Input: map[string]any{"auth": "${workflow.input.auth}"}, Time: 1}
+	w := protectAndFold(ctx, t, g, nil, start, sched)
+	for _, tc := range []struct {
+		name string
+		g    *Guard
+	}{
+		{"the preparing engine", g},
+		{"another engine", New(Config{Keys: keys, Authz: allowAll{}, Secrets: src})},
+	} {
+		dec, err := tc.g.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+			&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: map[string]any{"echo": secret}, Time: 2}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != masking.Mask {
+			t.Errorf("%s: the child's echo of the secret is stored as %q", tc.name, got)
+		}
+	}
+}
