@@ -708,10 +708,17 @@ func (p *protection) sealCopies(path func() string, in map[string]any) (map[stri
 	}
 	var last []byte
 	rec := sealRecorder{p, &last}
+	// What redaction looks for holds every sealed value: a text it leaves
+	// alone holds none, and the values need not be looked for one by one
+	// (a loop that seals a value an iteration has one per iteration).
+	r := p.m.get()
 	var walk func(v any, at string) (any, bool, error)
 	walk = func(v any, at string) (any, bool, error) {
 		switch x := v.(type) {
 		case string:
+			if r.String(x) == x {
+				return v, false, nil
+			}
 			kind, ok := p.m.copyKind(x)
 			if !ok {
 				return v, false, nil
