@@ -305,17 +305,14 @@ func (e *env) matchedTakes() int { return e.engineMetric("flowvault_engine_match
 // /metrics: 0 when it is not there yet.
 func (e *env) engineMetric(name string) int {
 	e.t.Helper()
-	var n int
-	testutil.Eventually(e.t, 5*time.Second, 50*time.Millisecond, func() error {
-		for line := range strings.SplitSeq(e.must(http.StatusOK, "GET", "/metrics", nil), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				n = int(f)
-				return err
+	for line := range strings.SplitSeq(e.must(http.StatusOK, "GET", "/metrics", nil), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				e.t.Fatalf("metric %s: %v", line, err)
 			}
+			return int(f)
 		}
-		n = 0
-		return nil
-	})
-	return n
+	}
+	return 0
 }
