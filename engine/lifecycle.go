@@ -174,11 +174,29 @@ func (d *decision) retry(r Retry) error {
 	if !slices.ContainsFunc(retry, retryable) && d.w.Status != conductor.WorkflowTimedOut {
 		return fault.Conflict("workflow %s has no retryable tasks", d.w.ID)
 	}
+	if t := d.terminatedBy(); t != nil {
+		// What its end canceled in other branches would run again, and
+		// the workflow on past the TERMINATE: Conductor's decider ends it
+		// again at once, by the TERMINATE it finds.
+		return fault.Conflict("workflow %s was ended by TERMINATE task %s (%s): a retry would end it again; rerun it from a task before that one, or restart it",
+			d.w.ID, t.Ref, t.ID)
+	}
 	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
 	for _, t := range retry {
 		d.retryTask(t)
 	}
 	d.reopened("")
+	return nil
+}
+
+// terminatedBy returns the TERMINATE task that ended the workflow, if one
+// did.
+func (d *decision) terminatedBy() *Task {
+	for _, t := range d.w.Tasks {
+		if t.Type == conductor.TaskTypeTerminate && t.Status == conductor.TaskCompleted && !t.Retried {
+			return t
+		}
+	}
 	return nil
 }
 

@@ -258,20 +258,27 @@ func TestRetryWorkflow(t *testing.T) {
 // A TERMINATE that ended a workflow from inside a fork or a loop leaves
 // nothing to retry: the JOIN or the loop its end canceled is reopened by
 // a retry with the rest, but does not make one (Conductor's "no retryable
-// tasks"), or the retry would run on past the TERMINATE.
+// tasks"), nor does a task of another branch it canceled (Conductor's
+// decider would end the workflow again at once, by the TERMINATE), or the
+// retry would run on past the TERMINATE.
 func TestRetryAfterTerminateInside(t *testing.T) {
-	for _, tc := range []struct {
-		name, def string
-		run       func(h *harness)
-	}{
-		{"fork", `{"name":"f","tasks":[
+	const forkStop = `{"name":"f","tasks":[
 			{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
 				[{"name":"a","taskReferenceName":"a"},{"name":"stop","taskReferenceName":"stop","type":"TERMINATE",
 				  "inputParameters":{"terminationStatus":"FAILED"}}],
 				[{"name":"c","taskReferenceName":"c"}]]},
 			{"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["stop","c"]},
-			{"name":"b","taskReferenceName":"b"}]}`,
+			{"name":"b","taskReferenceName":"b"}]}`
+	for _, tc := range []struct {
+		name, def string
+		run       func(h *harness)
+	}{
+		{"fork", forkStop,
 			func(h *harness) { h.complete("c", nil); h.complete("a", nil) }},
+		// The TERMINATE's end canceled a task of another branch, which a
+		// retry used to run again, and the workflow on past the TERMINATE.
+		{"fork, another branch canceled", forkStop,
+			func(h *harness) { h.complete("a", nil); h.wantTask("c", conductor.TaskCanceled) }},
 		{"loop", `{"name":"l","tasks":[
 			{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"$.loop.iteration < 3","loopOver":[
 				{"name":"a","taskReferenceName":"a"},
