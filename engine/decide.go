@@ -156,6 +156,11 @@ type decision struct {
 	// evaluations is what the decision's evaluations may still build (see
 	// Input.MaxRecordBytes); zero until the first.
 	evaluations expr.Budget
+	// holding makes what ends the workflow from a task just scheduled
+	// wait in ends, by task id, until what is scheduled with it is (see
+	// hold).
+	holding bool
+	ends    []string
 }
 
 // budget is what the decision's evaluations share.

@@ -345,11 +345,18 @@ func (d *decision) spawnForked(wt *conductor.WorkflowTask, fork *Task) {
 	if err != nil {
 		return // prepareFork checked the same input
 	}
+	// The forked tasks and the JOIN are scheduled together, as Conductor's
+	// mapper makes them.
+	held := d.hold()
+	defer d.release(held)
 	for _, t := range f.tasks {
 		if d.w.Status != conductor.WorkflowRunning {
 			return
 		}
 		d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
+	}
+	if next, why, _ := d.plan.after(fork.Ref); why == endNone && next.TaskType() == conductor.TaskTypeJoin && !d.scheduledAfter(next.TaskReferenceName, fork) {
+		d.schedule(next, scheduleOpts{iteration: fork.Iteration})
 	}
 }
 

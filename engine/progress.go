@@ -194,15 +194,21 @@ func (d *decision) step() bool {
 		t := d.w.Tasks[i]
 		waits := !t.Retried && conductor.TaskSuccessful(t.Status) && d.skipPending(t)
 		if !t.Retried && conductor.TaskSuccessful(t.Status) && !waits {
+			// A fork's branches and its JOIN are scheduled together.
+			held := d.hold()
 			for _, wt := range d.successors(t) {
 				if d.w.Status != conductor.WorkflowRunning {
-					return false
+					break
 				}
 				if d.scheduledAfter(wt.TaskReferenceName, t) {
 					continue
 				}
 				d.schedule(wt, scheduleOpts{iteration: t.Iteration})
 				changed = true
+			}
+			d.release(held)
+			if d.w.Status != conductor.WorkflowRunning {
+				return false
 			}
 		}
 		switch t := d.w.Tasks[i]; {

@@ -297,7 +297,7 @@ func (d *decision) scheduleFailed(wt *conductor.WorkflowTask, o scheduleOpts, id
 	ev.Policy = policyOf(conductor.EffectiveTaskDef{})
 	d.emit(ev)
 	t := d.w.task(id)
-	d.failed(t)
+	d.ending(t)
 	return t
 }
 
@@ -584,7 +584,7 @@ func (d *decision) variablesFit(values map[string]any) error {
 func (d *decision) afterScheduled(wt *conductor.WorkflowTask, t *Task) {
 	switch {
 	case t.Status == conductor.TaskFailedWithTerminalError:
-		d.failed(t)
+		d.ending(t)
 		return
 	case t.Status == conductor.TaskScheduled:
 		if t.AvailableAt <= d.now {
@@ -598,7 +598,7 @@ func (d *decision) afterScheduled(wt *conductor.WorkflowTask, t *Task) {
 			d.emit(&schemas.VariablesUpdated{Variables: t.Input, Time: d.now})
 		}
 	case conductor.TaskTypeTerminate:
-		d.terminateTask(t)
+		d.ending(t)
 	case conductor.TaskTypeSubWorkflow:
 		d.startChild(wt, t)
 	case conductor.TaskTypeForkJoinDynamic:
@@ -608,6 +608,53 @@ func (d *decision) afterScheduled(wt *conductor.WorkflowTask, t *Task) {
 			d.effect(eff)
 		}
 	}
+}
+
+// hold makes the tasks scheduled from here on until release wait for
+// one another: what ends the workflow from one of them (a TERMINATE, a
+// task failed as it was scheduled) waits until they all are, as
+// Conductor's mappers make a fork's tasks and its JOIN before any runs.
+// Ended at once, the workflow left the branches after it and the JOIN
+// unscheduled, missing from the execution, where Conductor shows them
+// CANCELED. It reports whether this call holds (false inside another
+// hold, whose release acts for both).
+func (d *decision) hold() bool {
+	if d.holding {
+		return false
+	}
+	d.holding = true
+	return true
+}
+
+// release ends the workflow by the first held task that ends it, if held
+// is hold's report.
+func (d *decision) release(held bool) {
+	if !held {
+		return
+	}
+	d.holding = false
+	ends := d.ends
+	d.ends = nil
+	for _, id := range ends {
+		if d.w.Status != conductor.WorkflowRunning {
+			return
+		}
+		d.ending(d.w.task(id))
+	}
+}
+
+// ending ends the workflow by t, a TERMINATE or a task failed as it was
+// scheduled, or lets it wait for the hold's release.
+func (d *decision) ending(t *Task) {
+	if d.holding {
+		d.ends = append(d.ends, t.ID)
+		return
+	}
+	if t.Status == conductor.TaskFailedWithTerminalError {
+		d.failed(t)
+		return
+	}
+	d.terminateTask(t)
 }
 
 // startDelayedChild starts the child of a SUB_WORKFLOW task that waited

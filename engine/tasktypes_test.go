@@ -1347,3 +1347,71 @@ func TestTaskViewsShowWhatEachViewShows(t *testing.T) {
 		t.Fatalf("join__1 joinOn %v", forward(h.task("join__1")).InputData["joinOn"])
 	}
 }
+
+// A task that ends the workflow as soon as a fork schedules it (a
+// TERMINATE, a task failed as it is scheduled) first in a branch, or
+// among a dynamic fork's tasks, cancels the fork's other tasks and its
+// JOIN, as in Conductor, whose mappers make them all before any runs.
+// They used to be missing from the execution: the workflow ended before
+// they were scheduled.
+func TestWorkflowEndedAsAForkStartsCancelsTheRest(t *testing.T) {
+	const static = `{"name":"f","tasks":[
+		{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+			[{"name":"a","taskReferenceName":"a"}],
+			[FIRST],
+			[{"name":"c","taskReferenceName":"c"}]]},
+		{"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a","first","c"]},
+		{"name":"after","taskReferenceName":"after"}]}`
+	terminate := func(status string) string {
+		return `{"name":"first","taskReferenceName":"first","type":"TERMINATE","inputParameters":{"terminationStatus":"` + status +
+			`","workflowOutput":{"by":"first"}}}`
+	}
+	// A DYNAMIC task whose name its input does not give fails as it is
+	// scheduled.
+	const unnamed = `{"name":"first","taskReferenceName":"first","type":"DYNAMIC","dynamicTaskNameParam":"n","inputParameters":{"n":null}}`
+	for _, tc := range []struct {
+		name, def  string
+		input      map[string]any
+		status     string
+		first      string
+		refs, rest []string
+	}{
+		{name: "TERMINATE COMPLETED in a branch", def: strings.Replace(static, "FIRST", terminate("COMPLETED"), 1),
+			status: conductor.WorkflowCompleted, first: conductor.TaskCompleted,
+			refs: []string{"fork", "a", "first", "c", "join"}, rest: []string{"a", "c", "join"}},
+		{name: "TERMINATE FAILED in a branch", def: strings.Replace(static, "FIRST", terminate("FAILED"), 1),
+			status: conductor.WorkflowFailed, first: conductor.TaskCompleted,
+			refs: []string{"fork", "a", "first", "c", "join"}, rest: []string{"a", "c", "join"}},
+		{name: "a branch's task failed as scheduled", def: strings.Replace(static, "FIRST", unnamed, 1),
+			status: conductor.WorkflowFailed, first: conductor.TaskFailedWithTerminalError,
+			refs: []string{"fork", "a", "first", "c", "join"}, rest: []string{"a", "c", "join"}},
+		{name: "a dynamic fork's task failed as scheduled", def: dynForkDef,
+			input: map[string]any{"tasks": []any{
+				map[string]any{"name": "a", "taskReferenceName": "a"},
+				// The workflow's data may not reference secrets.
+				map[string]any{"name": "first", "taskReferenceName": "first", "inputParameters": map[string]any{"s": "${workflow.secrets.s}"}},
+				map[string]any{"name": "c", "taskReferenceName": "c"}}},
+			status: conductor.WorkflowFailed, first: conductor.TaskFailedWithTerminalError,
+			refs: []string{"fork", "a", "first", "c", "join"}, rest: []string{"a", "c", "join"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, tc.input)
+			h.wantStatus(tc.status)
+			h.wantRefs(tc.refs...)
+			h.wantTask("first", tc.first)
+			for _, ref := range tc.rest {
+				h.wantTask(ref, conductor.TaskCanceled)
+			}
+			if tc.first == conductor.TaskCompleted {
+				// The canceled tasks run again on a retry only if the
+				// workflow would not run on past the TERMINATE.
+				_, err := h.try(engine.Retry{})
+				wantErr(t, err, fault.ErrConflict)
+				h.wantStatus(tc.status)
+				if tc.status == conductor.WorkflowCompleted && !reflect.DeepEqual(h.w.Output, map[string]any{"by": "first"}) {
+					t.Fatalf("output = %v, want the TERMINATE's workflowOutput", h.w.Output)
+				}
+			}
+		})
+	}
+}
