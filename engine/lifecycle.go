@@ -314,6 +314,11 @@ func (d *decision) childReopened(c ChildReopened) {
 	if !unsuccessful(t.Status) {
 		return
 	}
+	if d.terminatedBy() != nil {
+		// As a retry of the parent is refused: it would run on past its
+		// TERMINATE.
+		return
+	}
 	if t.Status == conductor.TaskCanceled && t.Reason == canceledBy(d.w.Status) && c.ResetTime <= d.w.EndTime {
 		// The parent's own end canceled it (an operator's terminate, a
 		// timeout, another task's failure), not the child's: news of a

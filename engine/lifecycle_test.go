@@ -450,6 +450,23 @@ func TestChildReopened(t *testing.T) {
 	q.decide(engine.ChildReopened{ChildID: q.task("child").SubWorkflowID, ResetTime: q.w.EndTime + 1})
 	q.wantStatus(conductor.WorkflowRunning)
 	q.wantTask("child", conductor.TaskInProgress)
+
+	// Unless a TERMINATE ended the parent (canceling the child's task in
+	// another branch): reopened, it ran on past the TERMINATE, which a
+	// retry of the parent does not do either.
+	q = newHarness(t, `{"name":"parent","tasks":[
+	  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	    [{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}],
+	    [{"name":"side","taskReferenceName":"side"},{"name":"stop","taskReferenceName":"stop","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED"}}]]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["child","stop"]},
+	  {"name":"after","taskReferenceName":"after"}]}`, nil)
+	q.complete("side", nil)
+	q.wantStatus(conductor.WorkflowFailed)
+	q.wantTask("child", conductor.TaskCanceled)
+	if d := q.decide(engine.ChildReopened{ChildID: q.task("child").SubWorkflowID, ResetTime: q.w.EndTime + 1}); len(d.Events) != 0 {
+		t.Fatalf("the child's news reopened a parent a TERMINATE ended: %s", describe(d))
+	}
+	q.wantStatus(conductor.WorkflowFailed)
 }
 
 // A terminated parent's clean-up terminates its children, and recovery
