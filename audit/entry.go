@@ -186,6 +186,9 @@ func (f fact) resolutions(refs []schemas.ResolvedRef, base map[string]string) []
 	wf := f.workflow()
 	out := make([]Entry, 0, len(refs))
 	for _, ref := range refs {
+		if ref.Kind != "secret" && ref.Kind != "env" {
+			continue // a starter's sealed data opened for its child: no access to a secret or a variable
+		}
 		d := map[string]string{"workflow": wf, "granted_by": ref.GrantedBy, "reason": ref.Refused}
 		for k, v := range base {
 			d[k] = v

@@ -134,3 +134,28 @@ func TestTrailOfAWorkflowKeepsItsOwnSubject(t *testing.T) {
 		t.Fatalf("the workflow's trail: %v, want %v", actions, want)
 	}
 }
+
+// A child's start names the secrets resolved into its input and the
+// values of its parent's sealed data opened into it (sealed for its
+// memo): only the former are secret.resolve entries. The latter read no
+// secret, and named one after the parent's reference.
+func TestTrailOfAChildsStartListsItsSecretsAlone(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	appendEvent(t, l, "fv.wf."+eventlog.Token("kid-1"), "app:ci", &schemas.WorkflowStarted{WorkflowID: "kid-1", Name: "kid", Version: 1,
+		ParentWorkflowID: "wf-1", Time: 1, Resolved: []schemas.ResolvedRef{
+			{Kind: "secret", Name: "db", Version: 1, Principal: "app:ci", GrantedBy: "creator"},
+			{Kind: "_secrets", Name: "task/t1/output._secrets.token", Sealed: []byte{1}},
+			{Kind: "_masked", Name: "task/t1/output._masked.note", Sealed: []byte{2}}}})
+	res, err := NewTrail(l).Read(context.Background(), Filter{Workflow: "kid-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, e := range res.Entries {
+		targets = append(targets, e.Action+" "+e.Target)
+	}
+	if want := []string{ActSecretResolve + " SECRET_NAME:db"}; !slices.Equal(targets, want) {
+		t.Fatalf("the child's trail: %v, want %v", targets, want)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
@@ -221,6 +222,155 @@ func TestTextEmbeddingSealedDataReachesARetriedChild(t *testing.T) {
 		for _, token := range tokens {
 			if strings.Contains(view, token) || strings.Contains(records, token) {
 				t.Errorf("workflow %s holds %s (view or records)", wfID, token)
+			}
+		}
+	}
+}
+
+// A child's task that echoes alone a value of its parent's sealed data,
+// which the child's input holds in text sealed whole ("Bearer
+// ${src.output._secrets.token}"), has it redacted also when the node
+// restarted between the hand-off and the echo: the child's memo, rebuilt
+// from its state, knew the whole text alone, and the child's records and
+// read models held the echo in plain text. Text made of the parent's
+// _masked data alone is the child's _masked data: after the child's
+// compaction a restart of the child still hands it, where the _secrets
+// text reads "***".
+func TestRebuiltChildRedactsItsParentsSealedDataInText(t *testing.T) {
+	t.Parallel()
+	e, cfg := compactingNode(t, 2*time.Second)
+	const token, note = "rc-token-Wq83nB5x", "rc-masked-Tz46pK9d"
+	e.register(`{"name":"rc_child","tasks":[{"name":"rc_sink","taskReferenceName":"sink","inputParameters":{
+	  "auth":"${workflow.input.auth}","note":"${workflow.input.note}"}}]}`,
+		`{"name":"rc_parent","tasks":[{"name":"rc_src","taskReferenceName":"src"},
+		  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"rc_child"},
+		   "inputParameters":{"auth":"Bearer ${src.output._secrets.token}","note":"note ${src.output._masked.note}"}}]}`)
+	take := func(e *env, taskType string) *conductor.Task {
+		t.Helper()
+		var task *conductor.Task
+		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+			if tasks := e.pollBatch(taskType, "w1", 1, 100*time.Millisecond, ""); len(tasks) == 1 {
+				task = tasks[0]
+				return nil
+			}
+			return fmt.Errorf("no %s task", taskType)
+		})
+		return task
+	}
+	complete := func(e *env, task *conductor.Task, output map[string]any) {
+		t.Helper()
+		e.expect(e.call("POST", "/api/tasks", map[string]any{"taskId": task.TaskID, "workflowInstanceId": task.WorkflowInstanceID,
+			"status": "COMPLETED", "outputData": output}, "application/json"), http.StatusOK, "text/plain")
+	}
+	id := e.start("rc_parent", nil)
+	complete(e, take(e, "rc_src"), map[string]any{"_secrets": map[string]any{"token": token}, "_masked": map[string]any{"note": note}})
+	sink := take(e, "rc_sink")
+	if sink.InputData["auth"] != "Bearer "+token || sink.InputData["note"] != "note "+note {
+		t.Fatalf("the child's task got %v", sink.InputData)
+	}
+	child := sink.WorkflowInstanceID
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.node.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	n, base := nodetest.StartConfig(t, cfg)
+	e = &env{t: t, node: n, base: base}
+	complete(e, sink, map[string]any{"echo": token, "echoNote": note})
+	cw := e.waitStatus(child, conductor.WorkflowCompleted)
+	for k, v := range taskByRef(cw, "sink").OutputData {
+		if v != masking.Mask {
+			t.Errorf("after the restart the child's task's %s reads %v, want %s", k, v, masking.Mask)
+		}
+	}
+	e.waitStatus(id, conductor.WorkflowCompleted)
+
+	// Compacted: the _secrets text is gone, the _masked one stays.
+	e.waitCompacted(child)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+child+"/restart", nil)
+	again := take(e, "rc_sink")
+	if again.InputData["auth"] != masking.Mask || again.InputData["note"] != "note "+note {
+		t.Errorf("a restart of the child after its compaction handed its task %v, want auth %s and the _masked text", again.InputData, masking.Mask)
+	}
+	complete(e, again, map[string]any{"echoNote": note})
+	e.waitStatus(child, conductor.WorkflowCompleted)
+	e.waitStatus(id, conductor.WorkflowCompleted)
+
+	for _, wfID := range []string{id, child} {
+		view := e.must(http.StatusOK, "GET", "/api/workflow/"+wfID+"?includeTasks=true", nil)
+		records := e.rawLog(wfID)
+		for _, v := range []string{token, note} {
+			if strings.Contains(view, v) {
+				t.Errorf("workflow %s's view holds %s: %s", wfID, v, view)
+			}
+			if strings.Contains(records, v) {
+				t.Errorf("workflow %s's records hold %s", wfID, v)
+			}
+		}
+	}
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dump := nodetest.Dump(t, cfg)
+	for _, v := range []string{token, note} {
+		if strings.Contains(dump, v) {
+			t.Errorf("the read models hold %s", v)
+		}
+	}
+}
+
+// Text made of a parent's sealed data inside a _secrets block of its
+// SUB_WORKFLOW's input ("_secrets":{"auth":"Bearer
+// ${src.output._secrets.token}"}) reaches the child's task as the text
+// with the value, whether the decision that starts the child sealed the
+// value or an earlier one did: sealed once, not a ciphertext or a
+// reference to the parent's sealed value.
+func TestTextEmbeddingSealedDataInASecretsBlockReachesAChild(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"cs_child","tasks":[{"name":"cs_sink","taskReferenceName":"sink","inputParameters":{
+	  "k":"${workflow.input.k}","_secrets":{"auth":"${workflow.input._secrets.auth}"}}}]}`)
+	sub := `{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"cs_child"},
+	  "inputParameters":{"k":"${workflow.input.k}","_secrets":{"auth":"Bearer ${src.output._secrets.token}"}}}`
+	pause := `{"name":"pause","taskReferenceName":"pause","type":"WAIT","inputParameters":{"duration":"1 seconds"}},`
+	rows := map[string]string{"now": sub, "later": pause + sub}
+	for name, tasks := range rows {
+		e.register(`{"name":"cs_` + name + `","tasks":[{"name":"cs_src","taskReferenceName":"src","inputParameters":{"k":"${workflow.input.k}"}},` + tasks + `]}`)
+	}
+	token := func(k string) string { return "cs-token-" + k + "-Rn52vJ" }
+	e.work("cs_src", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		k, _ := task.InputData["k"].(string)
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"token": token(k)}}}, nil
+	})
+	got := make(chan map[string]any, len(rows))
+	e.work("cs_sink", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData
+		return workers.Output{}, nil
+	})
+	ids := map[string]string{}
+	for name := range rows {
+		ids[name] = e.start("cs_"+name, map[string]any{"k": name})
+	}
+	for range rows {
+		select {
+		case in := <-got:
+			k, _ := in["k"].(string)
+			if block, _ := in["_secrets"].(map[string]any); block["auth"] != "Bearer "+token(k) {
+				t.Errorf("%s: the child's task got %v, want _secrets.auth %q", k, in, "Bearer "+token(k))
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("no child's task ran")
+		}
+	}
+	for name, id := range ids {
+		parent := e.waitStatus(id, conductor.WorkflowCompleted)
+		child := taskByRef(parent, "sub").SubWorkflowID
+		e.waitStatus(child, conductor.WorkflowCompleted)
+		for _, wfID := range []string{id, child} {
+			view := e.must(http.StatusOK, "GET", "/api/workflow/"+wfID+"?includeTasks=true", nil)
+			if strings.Contains(view, token(name)) || strings.Contains(e.rawLog(wfID), token(name)) {
+				t.Errorf("%s: workflow %s holds the token (view or records)", name, wfID)
 			}
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
@@ -693,10 +694,17 @@ func TestInputCopiedIntoSecretsIsSealedAtStart(t *testing.T) {
 // compactingEnv is newEnv on a server that compacts ended workflows after
 // delay.
 func compactingEnv(t *testing.T, delay time.Duration) *env {
+	e, _ := compactingNode(t, delay)
+	return e
+}
+
+// compactingNode is compactingEnv, and the server's configuration (to
+// start it again, or read its data).
+func compactingNode(t *testing.T, delay time.Duration) (*env, node.Config) {
 	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
 	cfg.CompactionDelay = delay
 	n, base := nodetest.StartConfig(t, cfg)
-	return &env{t: t, node: n, base: base}
+	return &env{t: t, node: n, base: base}, cfg
 }
 
 // waitCompacted waits for the workflow's compaction to be recorded.
@@ -755,10 +763,8 @@ func TestDefinitionTextIsNotRedacted(t *testing.T) {
 // as _masked data does.
 func TestCompactionDestroysValuesKeptAsGiven(t *testing.T) {
 	t.Parallel()
-	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
-	cfg.CompactionDelay = 2 * time.Second
-	n, base := nodetest.StartConfig(t, cfg)
-	e := &env{t: t, node: n, base: base}
+	e, cfg := compactingNode(t, 2*time.Second)
+	n := e.node
 	const kept, masked = "kept-value-Hq29xL7c", "masked-value-Rt84kW2p"
 	e.register(`{"name":"kept_wf","tasks":[
 	  {"name":"kg_plain","taskReferenceName":"k1","inputParameters":{"plain":"${workflow.input.k}","m":"${workflow.input.m}"}},

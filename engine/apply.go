@@ -577,15 +577,19 @@ func shredKeptConfig(w *Workflow, t *Task) ([]byte, bool) {
 	return b, b != nil
 }
 
-// shredRefs drops the sealed values of refs, which the destroyed key
-// sealed.
+// shredRefs drops the sealed values of refs that the destroyed key
+// sealed: all but the starter's _masked data opened into a child's input,
+// sealed under the child's _masked key, which survives.
 func shredRefs(refs []schemas.ResolvedRef) ([]schemas.ResolvedRef, bool) {
-	if !slices.ContainsFunc(refs, func(r schemas.ResolvedRef) bool { return len(r.Sealed) > 0 }) {
+	shredded := func(r schemas.ResolvedRef) bool { return len(r.Sealed) > 0 && r.Kind != masking.KeyMasked }
+	if !slices.ContainsFunc(refs, shredded) {
 		return refs, false
 	}
 	out := slices.Clone(refs)
 	for i := range out {
-		out[i].Sealed = nil
+		if shredded(out[i]) {
+			out[i].Sealed = nil
+		}
 	}
 	return out, true
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/engine/expr"
@@ -68,14 +69,22 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 	// resolved or opened into text is sealed with the text below, and the
 	// child's tasks may echo it alone: the child looks for it too.
 	memo := g.memoFor(childID)
-	r := &resolver{g: g, ctx: ctx, w: parent, memo: g.memoFor(parentID), given: eff.Sealed, child: memo}
+	child := &sealer{ctx: ctx, keys: g.cfg.Keys, wfID: childID, secretsKey: keyID(childID, masking.KindSecrets), fresh: true}
+	r := &resolver{g: g, ctx: ctx, w: parent, memo: g.memoFor(parentID), given: eff.Sealed, child: memo, childSeal: child}
 	if r.given == nil {
 		r.given = map[string]*masking.Sealed{} // the stub parent holds none
 	}
 	paths := make([]expr.Path, len(eff.InputDeferred))
+	deferred := make(map[string]bool, len(paths))
 	for i, p := range eff.InputDeferred {
 		paths[i] = expr.Path(p)
-		kinds[paths[i].String()] = masking.KindSecrets
+		at := paths[i].String()
+		deferred[at] = true
+		// Text the starter sealed whole (in a _secrets or _masked block)
+		// takes the stronger of its block's kind and what it reads.
+		if kinds[at] != masking.KindSecrets {
+			kinds[at] = textKind(v, paths[i], r.given)
+		}
 	}
 	if len(paths) > 0 {
 		if v, err = expr.ResolveDeferred(v, paths, r); err != nil {
@@ -87,7 +96,6 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 		}
 	}
 	out, _ := v.(map[string]any)
-	child := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: childID, secretsKey: keyID(childID, masking.KindSecrets), fresh: true}
 	seal := func(p expr.Path, kind byte) error {
 		value, ok := getPath(out, p)
 		if !ok {
@@ -111,13 +119,15 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 		return setPath(out, p, &masking.Sealed{Kind: kind, Purpose: purpose, Ciphertext: ct})
 	}
 	for _, p := range paths {
-		if err := seal(p, masking.KindSecrets); err != nil {
+		if err := seal(p, kinds[p.String()]); err != nil {
 			return nil, nil, err
 		}
 	}
 	var sealErr error
 	sealedPaths(input, nil, func(p expr.Path, kind byte) {
-		if sealErr == nil {
+		// A deferred text the starter sealed is sealed above, once:
+		// sealed again, the child's task got the mask.
+		if sealErr == nil && !deferred[p.String()] {
 			sealErr = seal(p, kind)
 		}
 	})
@@ -125,6 +135,59 @@ func (g *Guard) PrepareChild(ctx context.Context, eff engine.StartWorkflow) (map
 		return nil, nil, sealErr
 	}
 	return out, r.refs, nil
+}
+
+// textKind is the kind a child's input text at deferred path p is sealed
+// under: _masked when every value it reads is the starter's _masked data,
+// which outlives the child's compaction as the starter's does; _secrets
+// when it reads a secret, an environment value or _secrets data (or a
+// value given is missing, which reads "***").
+func textKind(in any, p expr.Path, given map[string]*masking.Sealed) byte {
+	reads := expr.DeferredReads(in, p)
+	for _, body := range reads {
+		ref, ok := strings.CutPrefix(body, expr.SealedPrefix)
+		if s := given[ref]; !ok || s == nil || s.Kind != masking.KindMasked {
+			return masking.KindSecrets
+		}
+	}
+	if len(reads) == 0 {
+		return masking.KindSecrets
+	}
+	return masking.KindMasked
+}
+
+// openedKinds names the kinds of the starter's sealed data a child's start
+// records (schemas.ResolvedRef.Kind) by the block they come from.
+var openedKinds = map[string]byte{masking.KeySecrets: masking.KindSecrets, masking.KeyMasked: masking.KindMasked}
+
+// openedPath is what a value of its starter's sealed data opened into a
+// child's input text is sealed under, for the child's start to record.
+func openedPath(wf, ref string) string { return wf + "/opened/" + ref }
+
+// keepOpened records on the child's start a value of its starter's sealed
+// data the resolver opened into the child's input text, sealed under the
+// child's key of the value's kind: the text is sealed whole, and a memo
+// rebuilt from the child's state (another engine, a restart) looks for
+// the value alone only so. The child's compaction destroys a _secrets one.
+func (r *resolver) keepOpened(ref string, kind byte, v any) error {
+	name := masking.KeySecrets
+	if kind == masking.KindMasked {
+		name = masking.KeyMasked
+	}
+	if v == masking.Mask || slices.ContainsFunc(r.refs, func(o schemas.ResolvedRef) bool { return o.Kind == name && o.Name == ref }) {
+		return nil
+	}
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	ct, err := r.childSeal.Seal(kind, openedPath("wf/"+r.childSeal.wfID, ref), plain)
+	clear(plain)
+	if err != nil {
+		return fmt.Errorf("seal %s for the child's start: %w", ref, err)
+	}
+	r.refs = append(r.refs, schemas.ResolvedRef{Kind: name, Name: ref, Sealed: ct})
+	return nil
 }
 
 // sealedPaths calls fn with the path and kind of every sealed value in v.

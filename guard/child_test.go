@@ -2,8 +2,10 @@ package guard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
@@ -104,10 +106,7 @@ func TestChildGetsTextMadeOfSealedData(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{"plain": plain}})
 			parentID, childID := "wf-ct-"+strconv.FormatBool(tc.later), "kid-ct-"+strconv.FormatBool(tc.later)
-			w := protectAndFold(ctx, t, g, nil,
-				&schemas.WorkflowStarted{WorkflowID: parentID, Name: "w", Version: 1, CreatedBy: "admin",
-					Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"src","taskReferenceName":"src"}]}`)},
-				&schemas.TaskScheduled{TaskID: "t1", Ref: "src", Name: "src", Type: "SIMPLE", Status: conductor.TaskScheduled, Time: 1})
+			w := parentOfSrc(ctx, t, g, parentID)
 			done := &schemas.TaskUpdated{TaskID: "t1", Status: conductor.TaskCompleted, Time: 2,
 				Output: map[string]any{"_secrets": map[string]any{"token": token}}}
 			eff := engine.StartWorkflow{WorkflowID: childID, Name: "kid", From: parentID, ParentWorkflowID: parentID, CreatedBy: "admin",
@@ -153,4 +152,120 @@ func TestChildGetsTextMadeOfSealedData(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A child's input text made of its parent's sealed data ("Bearer
+// ${src.output._secrets.token}") is sealed whole; a task of the child that
+// echoes the value alone has it redacted also once the child's memo is
+// rebuilt from its state (another engine, a restart), which knows the
+// value only as its start records it: sealed under the child's key of the
+// value's kind, never in plain text. Text made of _masked data alone is
+// sealed as _masked, and what the child knows of it outlives the child's
+// compaction; a _secrets value goes with the child's secrets key.
+func TestRebuiltChildLooksForItsParentsSealedDataInText(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const token, note, plain = "parent-token-Vb82kQ", "parent-masked-Lp37sZ", "child-text-secret-Ew51"
+	for _, tc := range []struct {
+		name  string
+		later bool
+	}{{"sealed by the starting decision", false}, {"sealed by an earlier decision", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := fakeSecrets{"plain": plain}
+			g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: src})
+			parentID, childID := "wf-rc-"+strconv.FormatBool(tc.later), "kid-rc-"+strconv.FormatBool(tc.later)
+			w := parentOfSrc(ctx, t, g, parentID)
+			done := &schemas.TaskUpdated{TaskID: "t1", Status: conductor.TaskCompleted, Time: 2,
+				Output: map[string]any{"_secrets": map[string]any{"token": token}, "_masked": map[string]any{"note": note}}}
+			eff := engine.StartWorkflow{WorkflowID: childID, Name: "kid", From: parentID, ParentWorkflowID: parentID, CreatedBy: "admin",
+				Input:         map[string]any{"auth": "Bearer " + token, "note": "note " + note, "both": token + "/" + note, "mixed": "${workflow.secrets.plain}/" + note},
+				InputDeferred: [][]any{{"mixed"}}}
+			dec := engine.Decision{Events: []schemas.Event{done}, Effects: []engine.Effect{eff}}
+			if tc.later {
+				w = protectAndFold(ctx, t, g, w, done)
+				tok, msk := "${sealed:task/t1/output._secrets.token}", "${sealed:task/t1/output._masked.note}"
+				eff.Input = map[string]any{"auth": "Bearer " + tok, "note": "note " + msk, "both": tok + "/" + msk, "mixed": "${workflow.secrets.plain}/" + msk}
+				eff.InputDeferred = [][]any{{"auth"}, {"note"}, {"both"}, {"mixed"}}
+				eff.Sealed = map[string]*masking.Sealed{}
+				for _, ref := range []string{"task/t1/output._secrets.token", "task/t1/output._masked.note"} {
+					eff.Sealed[ref] = engine.FindSealed(w, ref)
+				}
+				eff.SecretsKey = w.SecretsKey
+				dec = engine.Decision{Effects: []engine.Effect{eff}}
+			}
+			protected, err := g.Protect(ctx, w, dec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, refs, err := g.PrepareChild(ctx, protected.Effects[0].(engine.StartWorkflow))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range map[string]byte{"auth": masking.KindSecrets, "note": masking.KindMasked, "both": masking.KindSecrets, "mixed": masking.KindSecrets} {
+				if s, _ := in[k].(*masking.Sealed); s == nil || s.Kind != want {
+					t.Errorf("the child's input %s is %#v, want it sealed as %c", k, in[k], want)
+				}
+			}
+			start := &schemas.WorkflowStarted{WorkflowID: childID, Name: "kid", Version: 1, Input: in, Resolved: refs, CreatedBy: "admin",
+				ParentWorkflowID: parentID,
+				Def:              []byte(`{"name":"kid","version":1,"tasks":[{"name":"w","taskReferenceName":"w","type":"SIMPLE"}]}`), Time: 1}
+			if js, _ := json.Marshal(start); strings.Contains(string(js), token) || strings.Contains(string(js), note) {
+				t.Fatalf("the child's start holds a value in plain text: %s", js)
+			}
+			sched := &schemas.TaskScheduled{TaskID: "c1", Ref: "w", Name: "w", Type: "SIMPLE", Status: "SCHEDULED",
+				Input: map[string]any{"auth": "${workflow.input.auth}"}, Time: 1}
+			child := protectAndFold(ctx, t, g, nil, start, sched)
+			echo := func(g *Guard, child *engine.Workflow, v string) any {
+				t.Helper()
+				dec, err := g.Protect(ctx, child, engine.Decision{Events: []schemas.Event{
+					&schemas.TaskUpdated{TaskID: "c1", Status: "COMPLETED", Output: map[string]any{"echo": "used " + v}, Time: 2}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return dec.Events[0].(*schemas.TaskUpdated).Output["echo"]
+			}
+			for what, g := range map[string]*Guard{"the preparing engine": g, "another engine": New(Config{Keys: keys, Authz: allowAll{}, Secrets: src})} {
+				for _, v := range []string{token, note, plain} {
+					if got := echo(g, child, v); got != "used ***" {
+						t.Errorf("%s: the child's echo of %s is stored as %q", what, v, got)
+					}
+				}
+			}
+
+			compacted, err := engine.Apply(child, &schemas.WorkflowCompacted{Time: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := keys.DestroyKey(ctx, secretsKeyOf(compacted)); err != nil {
+				t.Fatal(err)
+			}
+			for _, ref := range compacted.Resolved {
+				if kept := len(ref.Sealed) > 0; kept != (ref.Kind == masking.KeyMasked) {
+					t.Errorf("after compaction the child's start's %s %s keeps its sealed value: %v", ref.Kind, ref.Name, kept)
+				}
+			}
+			if got := echo(New(Config{Keys: keys, Authz: allowAll{}, Secrets: src}), compacted, note); got != "used ***" {
+				t.Errorf("after compaction another engine stores the child's echo of the _masked value as %q", got)
+			}
+			opened, err := masking.Open(compacted.Input, g.opener(ctx, compacted))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]any{"auth": masking.Mask, "note": "note " + note, "both": masking.Mask, "mixed": masking.Mask}
+			for k, v := range want {
+				if got := opened.(map[string]any)[k]; got != v {
+					t.Errorf("after compaction the child's input %s opens as %v, want %v", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+// parentOfSrc is workflow id, protected by g, with task t1 (src)
+// scheduled, whose output the tests' children read.
+func parentOfSrc(ctx context.Context, t *testing.T, g *Guard, id string) *engine.Workflow {
+	t.Helper()
+	return protectAndFold(ctx, t, g, nil,
+		&schemas.WorkflowStarted{WorkflowID: id, Name: "w", Version: 1, CreatedBy: "admin",
+			Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"src","taskReferenceName":"src"}]}`)},
+		&schemas.TaskScheduled{TaskID: "t1", Ref: "src", Name: "src", Type: "SIMPLE", Status: conductor.TaskScheduled, Time: 1})
 }

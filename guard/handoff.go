@@ -137,6 +137,9 @@ type resolver struct {
 	// resolves (not w's): it looks for every value resolved or opened,
 	// alone, as w's does (a task of the child may echo one).
 	child *memo
+	// childSeal seals for the child's start what it opens of the sealed
+	// data given (see keepOpened).
+	childSeal *sealer
 }
 
 // resolveError carries a resolution failure through expr, which wraps it.
@@ -182,6 +185,9 @@ func (r *resolver) sealed(ref string) (any, error) {
 	}
 	if r.child != nil {
 		eachText(v, func(s string) { r.child.addSecret([]byte(s)) }, true)
+		if err := r.keepOpened(ref, s.Kind, v); err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }

@@ -1110,9 +1110,22 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 		return nil
 	}
 	s := sealer{ctx: ctx, keys: g.cfg.Keys, wfID: w.ID, secretsKey: secretsKeyOf(w)}
+	open := g.opener(ctx, w)
 	opened, current := map[secretVersion]bool{}, map[string]bool{}
 	addRefs := func(refs []schemas.ResolvedRef) {
 		for _, ref := range refs {
+			if kind, ok := openedKinds[ref.Kind]; ok {
+				// The starter's sealed data opened into a child's input
+				// text (see keepOpened); gone with its key.
+				if len(ref.Sealed) == 0 {
+					continue
+				}
+				sv := &masking.Sealed{Kind: kind, Purpose: openedPath("wf/"+w.ID, ref.Name), Ciphertext: ref.Sealed}
+				if v, err := masking.Open(sv, open); err == nil {
+					eachText(v, func(s string) { m.addSecret([]byte(s)) }, true)
+				}
+				continue
+			}
 			sv := secretVersion{ref.Name, ref.Version}
 			if ref.Kind != "secret" || opened[sv] {
 				continue
@@ -1140,7 +1153,6 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 	for _, t := range w.Tasks {
 		addRefs(t.Resolved)
 	}
-	open := g.opener(ctx, w)
 	add := func(s string) { m.add([]byte(s)) }
 	collect := func(v map[string]any) map[string]any {
 		if !masking.HasSealed(v) {

@@ -106,7 +106,11 @@ type TaskStarted struct {
 
 // ResolvedRef names one value resolved at a hand-off.
 type ResolvedRef struct {
-	Kind      string `msgpack:"k"` // "secret" or "env"
+	// Kind is "secret" or "env"; on a child's start also "_secrets" or
+	// "_masked", a value of its starter's sealed data of that kind opened
+	// into its input text, Name the starter's reference to it (REF of
+	// ${sealed:REF}), Sealed the value under the child's key of the kind.
+	Kind      string `msgpack:"k"`
 	Name      string `msgpack:"n"`
 	Version   int    `msgpack:"v,omitempty"`
 	Principal string `msgpack:"p,omitempty"` // whose permission allowed it
@@ -118,7 +122,8 @@ type ResolvedRef struct {
 	// Sealed is the secret's value as resolved, sealed under the
 	// workflow's secrets key: what redaction looks for after a restart,
 	// when the secret may have been overwritten (and its old value's key
-	// destroyed) since. Compaction destroys it with the key.
+	// destroyed) since. Compaction destroys it with the key (a "_masked"
+	// one's survives, as _masked data does).
 	Sealed []byte `msgpack:"s,omitempty"`
 }
 

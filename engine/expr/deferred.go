@@ -317,20 +317,40 @@ func DeferSealed(s string, encoded bool, value, ref string) (string, bool) {
 // workflow started with v is handed the sealed values they read, which it
 // cannot look up in its starter's state.
 func SealedRefs(v any, p Path) []string {
+	if s, _ := p.In(v); !isStringWith(s, SealedPrefix) {
+		return nil
+	}
+	var refs []string
+	for _, body := range DeferredReads(v, p) {
+		if ref, ok := strings.CutPrefix(body, SealedPrefix); ok {
+			refs = append(refs, ref)
+		}
+	}
+	return refs
+}
+
+// DeferredReads returns the body of every deferred expression in the string at
+// deferred path p of v ("workflow.secrets.x", "sealed:REF"), in order.
+func DeferredReads(v any, p Path) []string {
 	s, _ := p.In(v)
 	str, ok := s.(string)
-	if !ok || !strings.Contains(str, SealedPrefix) {
+	if !ok {
 		return nil
 	}
 	pieces, err := decodeDeferred(str)
 	if err != nil {
 		return nil
 	}
-	var refs []string
+	var bodies []string
 	for _, pc := range pieces {
-		if ref, ok := strings.CutPrefix(pc.text, SealedPrefix); ok && pc.expr {
-			refs = append(refs, ref)
+		if pc.expr {
+			bodies = append(bodies, pc.text)
 		}
 	}
-	return refs
+	return bodies
+}
+
+func isStringWith(v any, sub string) bool {
+	s, ok := v.(string)
+	return ok && strings.Contains(s, sub)
 }
