@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/internal/leaktest"
+	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -18,17 +22,19 @@ import (
 // from a list the fork's input builds or a worker's output gives), which
 // its workflowTask shows, and its fork's forkedTaskDefs. A value found to
 // be secret later (a workflow input a later task passes into _secrets) is
-// masked there once it is, as in the task's input: both showed it. One a
-// definition's maskedFields names is sealed from the start. Every REST
-// answer about the ended workflows is searched for the value: none holds
-// it.
+// masked there once it is, as in the task's input: both showed it, and
+// wherever else in the configuration it sits (restOfConfig), whose shape
+// is kept, the value's strings reading "***". One a definition's
+// maskedFields names is sealed from the start. Compaction is held off, so
+// that what is read is the views' masking. Every REST answer about the
+// ended workflows is searched for the value: none holds it.
 func TestLateSecretInAForkedTasksConfiguration(t *testing.T) {
 	t.Parallel()
 	pw := "pw-" + alnum(24)
 	sc := leaktest.New([]byte(pw))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n := startLeakNode(ctx, t, nil)
+	n := startLeakNode(ctx, t, func(cfg *node.Config) { cfg.CompactionDelay = time.Hour })
 	e := n.env(t, sc)
 	// Until the workflow seals the value, it is data like any other.
 	raw := n.env(t)
@@ -53,6 +59,46 @@ func TestLateSecretInAForkedTasksConfiguration(t *testing.T) {
 		if name != "lf_masked" {
 			if p := defs[0].Params["p"]; p != masking.Mask {
 				t.Errorf("%s: forkedTaskDefs shows d1's inputParameter p as %d characters, want %q", name, len(fmt.Sprint(p)), masking.Mask)
+			}
+		}
+	}
+	names := registerLateSealedConfigs(t, e, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"ok": true}}, nil
+	})
+	for i, name := range names {
+		at := restOfConfig[i/2].at
+		wf := e.workflow(raw.waitStatus(raw.start(name, map[string]any{"pw": pw}), conductor.WorkflowCompleted).WorkflowID)
+		for _, tk := range wf.Tasks {
+			e.must(http.StatusOK, "GET", "/api/tasks/"+tk.TaskID, nil)
+		}
+		var defs []map[string]any
+		b, _ := json.Marshal(taskByRef(wf, "df").InputData["forkedTaskDefs"])
+		if err := json.Unmarshal(b, &defs); err != nil || len(defs) != 1 {
+			t.Fatalf("%s: forkedTaskDefs of %d characters (%v), want d1's workflowTask", name, len(b), err)
+		}
+		var own map[string]any
+		b, _ = json.Marshal(taskByRef(wf, "d1").WorkflowTask)
+		if err := json.Unmarshal(b, &own); err != nil {
+			t.Fatal(err)
+		}
+		for _, cfg := range []map[string]any{defs[0], own} {
+			in, _ := cfg["inputParameters"].(map[string]any)
+			if cfg["name"] != "lc_branch" || cfg["taskReferenceName"] != "d1" || in["plain"] != "x" {
+				t.Errorf("%s: a workflowTask of d1 lost its shape: name, reference name or inputParameters.plain changed", name)
+			}
+			switch got := at(cfg).(type) {
+			case string:
+				if got != masking.Mask {
+					t.Errorf("%s: d1's workflowTask shows the value's place as %d characters, want %q", name, len(got), masking.Mask)
+				}
+			case []any:
+				for _, s := range got {
+					if s != masking.Mask {
+						t.Errorf("%s: d1's workflowTask shows the value's place as %d characters, want %q", name, len(fmt.Sprint(s)), masking.Mask)
+					}
+				}
+			default:
+				t.Errorf("%s: d1's workflowTask shows the value's place as %T", name, got)
 			}
 		}
 	}
@@ -93,9 +139,11 @@ func registerLateSealedForks(e *env, branch workers.Handler) (forkOfListed strin
 // Compaction destroys for good a value that went into a _secrets block
 // after a dynamic fork's task was configured with it: the task's
 // workflowTask.inputParameters read "***" in the read models, as its input
-// does, not only in the views. The event log keeps the value as first
-// written (a documented limitation), so Pebble alone is searched. A
-// restart after compaction hands the forked task "***" for it.
+// does, not only in the views, and so does every other string of the
+// configuration that holds it (restOfConfig). The event log keeps the
+// value as first written (a documented limitation), so Pebble alone is
+// searched, every key and value and its dump. A restart after compaction
+// hands the forked task "***" for it.
 func TestCompactionDestroysALateSecretInAForkedTasksConfiguration(t *testing.T) {
 	t.Parallel()
 	pw := "pw-" + alnum(24)
@@ -126,6 +174,15 @@ func TestCompactionDestroysALateSecretInAForkedTasksConfiguration(t *testing.T) 
 		}
 		e.waitStatus(ids[1], conductor.WorkflowCompleted)
 	}
+	// Elsewhere in the configuration than its inputParameters.
+	names := registerLateSealedConfigs(t, e, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"ok": true}}, nil
+	})
+	for _, name := range names {
+		id := e.start(name, map[string]any{"pw": pw})
+		e.waitStatus(id, conductor.WorkflowCompleted)
+		e.waitCompacted(id)
+	}
 	if err := n.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -135,4 +192,79 @@ func TestCompactionDestroysALateSecretInAForkedTasksConfiguration(t *testing.T) 
 	for _, h := range sc.Hits() {
 		t.Errorf("the value after compaction: %s", h)
 	}
+	if dump := nodetest.Dump(t, n.cfg); strings.Contains(dump, pw) {
+		t.Error("the read models' dump holds the value after compaction")
+	}
+}
+
+// restOfConfig are places of a dynamic fork's task's configuration other
+// than its inputParameters where a planner may put a value v: its
+// description, its inline taskDefinition (whose inputTemplate gives the
+// task's input t), a field Conductor's model does not know (kept as
+// given), and inputParameters named in another case, which flowvault's
+// decoder reads as inputParameters (the task's input q). at is where each
+// shows v in the configuration.
+var restOfConfig = []struct {
+	name   string
+	config func(v any) map[string]any
+	at     func(cfg map[string]any) any
+}{
+	{"description", func(v any) map[string]any { return map[string]any{"description": v} },
+		func(cfg map[string]any) any { return cfg["description"] }},
+	{"taskDefinition", func(v any) map[string]any {
+		return map[string]any{"taskDefinition": map[string]any{"name": "lc_branch", "description": v, "inputTemplate": map[string]any{"t": v}}}
+	}, func(cfg map[string]any) any {
+		td, _ := cfg["taskDefinition"].(map[string]any)
+		tmpl, _ := td["inputTemplate"].(map[string]any)
+		return []any{td["description"], tmpl["t"]}
+	}},
+	{"unknown", func(v any) map[string]any { return map[string]any{"notes": map[string]any{"by": []any{"x", v}}} },
+		func(cfg map[string]any) any {
+			notes, _ := cfg["notes"].(map[string]any)
+			by, _ := notes["by"].([]any)
+			if len(by) != 2 || by[0] != "x" {
+				return by
+			}
+			return by[1]
+		}},
+	{"InputParameters", func(v any) map[string]any { return map[string]any{"InputParameters": map[string]any{"q": v}} },
+		func(cfg map[string]any) any { in, _ := cfg["InputParameters"].(map[string]any); return in["q"] }},
+}
+
+// registerLateSealedConfigs registers, for each of restOfConfig, the
+// workflows lc_<name>_listed and lc_<name>_planned, which configure a
+// dynamic fork's task d1 (of type lc_branch, run by branch) with the input
+// pw there, listed by the fork's input or planned by a worker's output,
+// and pass pw into _secrets after the fork's JOIN.
+func registerLateSealedConfigs(t *testing.T, e *env, branch workers.Handler) (names []string) {
+	configOf := func(where string, v any) map[string]any {
+		cfg := map[string]any{"name": "lc_branch", "taskReferenceName": "d1", "inputParameters": map[string]any{"plain": "x"}}
+		for _, p := range restOfConfig {
+			if p.name == where {
+				maps.Copy(cfg, p.config(v))
+			}
+		}
+		return cfg
+	}
+	e.work("lc_branch", 2, branch)
+	e.work("lc_src", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		where, _ := task.InputData["where"].(string)
+		return workers.Output{Data: map[string]any{"tasks": []any{configOf(where, task.InputData["s"])}}}, nil
+	})
+	const fork = `{"name":"df","taskReferenceName":"df","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","inputParameters":{"tasks":%s}},
+	  {"name":"dj","taskReferenceName":"dj","type":"JOIN"}`
+	const seal = `{"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"_secrets":{"v":"${workflow.input.pw}"}}}`
+	for _, p := range restOfConfig {
+		listed, err := json.Marshal([]any{configOf(p.name, "${workflow.input.pw}")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.register(
+			fmt.Sprintf(`{"name":"lc_%s_listed","tasks":[`+fork+`,`+seal+`]}`, p.name, listed),
+			fmt.Sprintf(`{"name":"lc_%s_planned","tasks":[{"name":"lc_src","taskReferenceName":"src","inputParameters":{"s":"${workflow.input.pw}","where":%q}},`+
+				fork+`,`+seal+`]}`, p.name, p.name, `"${src.output.tasks}"`),
+		)
+		names = append(names, "lc_"+p.name+"_listed", "lc_"+p.name+"_planned")
+	}
+	return names
 }

@@ -548,35 +548,6 @@ func shredKept(w *Workflow, prefix string, m map[string]any) map[string]any {
 	return out
 }
 
-// shredKeptConfig returns t's run-time configuration (a dynamic fork's
-// task) with the inputParameters that w's MaskedPaths mark for shredding
-// replaced by "***", and whether any was: the state would otherwise keep
-// the value after compaction (the views mask it), and a retry would hand
-// it out again with the configuration.
-func shredKeptConfig(w *Workflow, t *Task) ([]byte, bool) {
-	if len(t.Config) == 0 {
-		return t.Config, false
-	}
-	prefix := "task/" + t.ID + ConfigInputField
-	if marked := shredPrefix + prefix + "."; !slices.ContainsFunc(w.MaskedPaths, func(p string) bool { return strings.HasPrefix(p, marked) }) {
-		return t.Config, false
-	}
-	var wt conductor.WorkflowTask
-	if conductor.Unmarshal(t.Config, &wt) != nil {
-		return t.Config, false // the guard marks only a configuration it read
-	}
-	in := shredKept(w, prefix, wt.InputParameters)
-	if SameMap(in, wt.InputParameters) {
-		return t.Config, false
-	}
-	// Written from its fields, not the JSON as given (Raw), which holds
-	// the value: in Conductor's shape, without what this version does not
-	// read.
-	wt.InputParameters, wt.Raw = in, nil
-	b := configJSON(&wt)
-	return b, b != nil
-}
-
 // shredRefs drops the sealed values of refs that the destroyed key
 // sealed: all but the starter's _masked data opened into a child's input,
 // sealed under the child's _masked key, which survives.

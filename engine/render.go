@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/json"
-	"slices"
 	"strings"
 
 	"github.com/flowvault/flowvault/masking"
@@ -273,38 +272,6 @@ func waitView(t *Task, out *conductor.Task) {
 	if out.CallbackAfterSeconds == 0 && t.AvailableAt > t.ScheduledTime {
 		out.CallbackAfterSeconds = (t.AvailableAt - t.ScheduledTime + 999) / 1000
 	}
-}
-
-// ConfigInputField is the field (after "task/<id>") of the MaskedPaths
-// that name the inputParameters of a task configured at run time (a
-// dynamic fork's task): "task/<id>/workflowTask.inputParameters.<key>".
-// Its configuration holds values, as its input does, which a retry reads
-// again: the state keeps them, and its views (its workflowTask, its fork's
-// forkedTaskDefs) mask them.
-const ConfigInputField = "/workflowTask.inputParameters"
-
-// maskConfig is the task's configuration wt as a reader sees it: the
-// inputParameters that MaskedPaths names read "***". A configuration that
-// cannot be read back is not shown.
-func (w *Workflow) maskConfig(t *Task, wt conductor.WorkflowTaskJSON) conductor.WorkflowTaskJSON {
-	prefix := "task/" + t.ID + ConfigInputField
-	if len(t.Config) == 0 || len(wt) == 0 || !slices.ContainsFunc(w.MaskedPaths, func(p string) bool { return strings.HasPrefix(p, prefix+".") }) {
-		return wt
-	}
-	var cfg map[string]any
-	if conductor.Unmarshal(wt, &cfg) != nil {
-		return nil
-	}
-	in, _ := cfg["inputParameters"].(map[string]any)
-	if in == nil {
-		return wt
-	}
-	cfg["inputParameters"] = w.maskPaths(prefix, in)
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return nil
-	}
-	return b
 }
 
 // maskPaths masks the top-level keys of m that MaskedPaths names under

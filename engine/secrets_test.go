@@ -147,6 +147,103 @@ func TestCompactionShredsAForkedTasksConfiguration(t *testing.T) {
 	}
 }
 
+// What MaskedPaths name of a dynamic fork's task's configuration (see
+// engine.ConfigField) reads "***" in its views, its workflowTask and its
+// fork's forkedTaskDefs, wherever it sits: a top-level key of its
+// inputParameters (named in any case, as the decoder reads them), a string
+// at a JSON pointer (a description, an inline taskDefinition's template, a
+// field Conductor's model does not know, whose name holds "/" and "~"), or
+// the whole configuration, of which only its name, reference name and type
+// are left. Marked for shredding, compaction replaces it so in the state,
+// and a retry after it is configured so. The rest is kept as given, and a
+// path naming the task's name leaves it.
+func TestMaskedPathsOfAForkedTasksConfiguration(t *testing.T) {
+	const pw = "pw-value-Zx81mQ4r"
+	const def = `{"name":"f","tasks":[{"name":"df","taskReferenceName":"df","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":[{"name":"b","taskReferenceName":"d1","description":"${workflow.input.pw}",
+	    "inputParameters":{"p":"${workflow.input.pw}","plain":"x"},"InputParameters":{"q":"${workflow.input.pw}"},
+	    "taskDefinition":{"name":"b","inputTemplate":{"t":"${workflow.input.pw}","u":"kept"}},
+	    "notes":{"a/b~c":["x","${workflow.input.pw}"]}}]}},
+	  {"name":"dj","taskReferenceName":"dj","type":"JOIN"}]}`
+	each := func(d1 string) []string {
+		return []string{engine.ConfigPath(d1, "description"), engine.ConfigPath(d1, "taskDefinition", "inputTemplate", "t"),
+			engine.ConfigPath(d1, "notes", "a/b~c", "1"), engine.ConfigPath(d1, "name"),
+			"task/" + d1 + engine.ConfigInputField + ".p", "task/" + d1 + engine.ConfigInputField + ".q"}
+	}
+	whole := func(d1 string) []string { return []string{engine.ConfigPath(d1)} }
+	kept := func(t *testing.T, cfg map[string]any) {
+		t.Helper()
+		in, _ := cfg["inputParameters"].(map[string]any)
+		td, _ := cfg["taskDefinition"].(map[string]any)
+		tmpl, _ := td["inputTemplate"].(map[string]any)
+		notes, _ := cfg["notes"].(map[string]any)
+		if cfg["name"] != "b" || cfg["taskReferenceName"] != "d1" || in["plain"] != "x" || tmpl["u"] != "kept" ||
+			fmt.Sprint(notes["a/b~c"]) != "[x ***]" {
+			t.Errorf("configuration lost what it keeps: %v", cfg)
+		}
+	}
+	for _, tc := range []struct {
+		name          string
+		paths, shred  func(d1 string) []string
+		check         func(t *testing.T, cfg map[string]any) // the view's configuration
+		compactedHold bool                                   // the value is in the state after compaction
+	}{
+		{"each place", each, each, kept, false},
+		{"each place, went into _masked", each, func(string) []string { return nil }, kept, true},
+		{"whole", whole, whole, func(t *testing.T, cfg map[string]any) {
+			t.Helper()
+			if cfg["name"] != "b" || cfg["taskReferenceName"] != "d1" || cfg["description"] != nil || cfg["notes"] != nil || cfg["taskDefinition"] != nil {
+				t.Errorf("whole configuration masked as %v, want its names alone", cfg)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def, map[string]any{"pw": pw})
+			h.report("d1", conductor.TaskFailedWithTerminalError, nil, "no")
+			h.wantStatus(conductor.WorkflowFailed)
+			d1 := h.task("d1")
+			w, err := engine.Apply(h.w.Clone(), &schemas.ValuesMasked{Paths: tc.paths(d1.ID), Shred: tc.shred(d1.ID)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			own, _ := json.Marshal(w.TaskByID(d1.ID).Conductor(w).WorkflowTask)
+			defs, _ := json.Marshal(w.LatestByRef("df").Conductor(w).InputData["forkedTaskDefs"])
+			for _, view := range [][]byte{own, []byte(strings.TrimSuffix(strings.TrimPrefix(string(defs), "["), "]"))} {
+				var cfg map[string]any
+				if err := json.Unmarshal(view, &cfg); err != nil {
+					t.Fatalf("%s: %v", view, err)
+				}
+				if bytes.Contains(view, []byte(pw)) {
+					t.Errorf("a view shows the value: %s", view)
+				}
+				tc.check(t, cfg)
+			}
+			if w, err = engine.Apply(w, &schemas.WorkflowCompacted{Time: 1}); err != nil {
+				t.Fatal(err)
+			}
+			after := w.TaskByID(d1.ID)
+			if bytes.Contains(after.Config, []byte(pw)) != tc.compactedHold {
+				t.Fatalf("d1's configuration after compaction: %s", after.Config)
+			}
+			if !tc.compactedHold {
+				var cfg map[string]any
+				if err := json.Unmarshal(after.Config, &cfg); err != nil {
+					t.Fatal(err)
+				}
+				tc.check(t, cfg)
+			}
+			if !bytes.Contains(d1.Config, []byte(pw)) {
+				t.Fatal("compaction changed the state before it")
+			}
+			h.w = w
+			h.decide(engine.Retry{})
+			if retried := h.wantTask("d1", conductor.TaskScheduled); bytes.Contains(retried.Config, []byte(pw)) != tc.compactedHold {
+				t.Fatalf("the retry after compaction configured d1 with %s", retried.Config)
+			}
+		})
+	}
+}
+
 // A workflow is Unsealed until an event brings it a sealed value, and
 // stays unsealed no more once one came, even after compaction replaced it:
 // Holds, and the hand-off, skip looking only when nothing was ever sealed.

@@ -1289,10 +1289,95 @@ func configMayHold(values [][]byte) func([]byte) bool {
 	}
 }
 
+// configPaths returns the paths (see engine.ConfigField) of what cfg, the
+// configuration of a task id configured at run time, holds of values: the
+// top-level keys of its inputParameters, and the strings elsewhere in it,
+// that hold one at any depth, whole or within text (a planner may write it
+// into a description); the whole configuration when a member's name holds
+// one, for a path would spell it. The members the engine names the task by
+// (engine.ConfigNames) are left as given.
+func configPaths(id string, cfg map[string]any, values [][]byte) []string {
+	texts := make([]string, 0, len(values))
+	for _, v := range values {
+		if len(v) >= masking.MinLength {
+			texts = append(texts, string(v))
+		}
+	}
+	holds := func(s string) bool {
+		return len(s) >= masking.MinLength && slices.ContainsFunc(texts, func(v string) bool { return strings.Contains(s, v) })
+	}
+	var out []string
+	whole := false
+	// walk adds the strings v holds, at the pointer made of toks.
+	var walk func(v any, toks []string)
+	walk = func(v any, toks []string) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if holds(k) {
+					whole = true
+					return
+				}
+				walk(e, append(slices.Clip(toks), k))
+			}
+		case []any:
+			for i, e := range x {
+				walk(e, append(slices.Clip(toks), strconv.Itoa(i)))
+			}
+		case string:
+			if holds(x) {
+				out = append(out, engine.ConfigPath(id, toks...))
+			}
+		}
+	}
+	for k, v := range cfg {
+		in, isMap := v.(map[string]any)
+		switch {
+		case engine.ConfigNames(k):
+			continue
+		case holds(k):
+			whole = true
+		case isMap && engine.IsInputParameters(k):
+			for key, e := range in {
+				switch {
+				case holds(key):
+					whole = true
+				case holdsAny(e, holds):
+					out = append(out, "task/"+id+engine.ConfigInputField+"."+key)
+				}
+			}
+		default:
+			walk(v, []string{k})
+		}
+	}
+	if whole {
+		return []string{engine.ConfigPath(id)}
+	}
+	return out
+}
+
+// holdsAny reports whether v is, or holds at any depth, a string or a
+// member's name that holds says holds a value.
+func holdsAny(v any, holds func(string) bool) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if holds(k) || holdsAny(e, holds) {
+				return true
+			}
+		}
+	case []any:
+		return slices.ContainsFunc(x, func(e any) bool { return holdsAny(e, holds) })
+	case string:
+		return holds(x)
+	}
+	return false
+}
+
 // findValues returns the paths (see schemas.ValuesMasked) of top-level
 // values of the workflow's input, variables and task inputs and outputs
-// (and run-time configurations' inputParameters) that are, or hold at any
-// depth, a string equal to one of values.
+// that are, or hold at any depth, a string equal to one of values, and
+// those of what run-time configurations hold of them (configPaths).
 func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 	if len(values) == 0 {
 		return nil
@@ -1334,20 +1419,23 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 		if len(t.Config) == 0 {
 			continue
 		}
-		// A dynamic fork's task shows its configuration, whose
-		// inputParameters are values (a planner's output, a resolved
-		// expression): decoded only when its JSON holds a value's.
+		// A dynamic fork's task shows its configuration, which holds
+		// values anywhere (a planner's output, resolved expressions):
+		// decoded only when its JSON holds a value's text.
 		if inConfig == nil {
 			inConfig = configMayHold(values)
 		}
 		if !inConfig(t.Config) {
 			continue
 		}
-		var cfg struct {
-			InputParameters map[string]any `json:"inputParameters"`
+		var cfg map[string]any
+		if conductor.Unmarshal(t.Config, &cfg) != nil {
+			continue
 		}
-		if conductor.Unmarshal(t.Config, &cfg) == nil {
-			match("task/", t.ID, engine.ConfigInputField, cfg.InputParameters)
+		for _, path := range configPaths(t.ID, cfg, values) {
+			if !marked(path) && !slices.Contains(out, path) {
+				out = append(out, path)
+			}
 		}
 	}
 	slices.Sort(out)

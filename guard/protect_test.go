@@ -261,6 +261,78 @@ func TestLateSecretMaskedInVariables(t *testing.T) {
 	}
 }
 
+// A value found to be secret after a dynamic fork's task was configured
+// with it is marked wherever the configuration holds it, whole or within
+// text: a top-level key of its inputParameters (named in any case), a
+// string elsewhere by its JSON pointer, or, when a member's name holds it
+// (a path would spell it), the whole configuration. The task's name, which
+// the engine runs the task by and every view shows, is left. The views
+// then show no value, nor does the state after compaction.
+func TestLateSecretMarkedWhereAForkedTasksConfigurationHoldsIt(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "late-secret-value-91zz"
+	whole := []string{engine.ConfigPath("d1")}
+	for _, tc := range []struct {
+		name, config string // config's members besides name and taskReferenceName
+		want         []string
+	}{
+		{"description, within text", `"description":"token ` + value + `","inputParameters":{"plain":"x"}`,
+			[]string{engine.ConfigPath("d1", "description")}},
+		{"inputParameters, nested", `"inputParameters":{"p":{"deep":["` + value + `"]},"plain":"x"}`,
+			[]string{"task/d1" + engine.ConfigInputField + ".p"}},
+		{"inputParameters, a nested member's name", `"inputParameters":{"p":{"` + value + `":1},"plain":"x"}`,
+			[]string{"task/d1" + engine.ConfigInputField + ".p"}},
+		{"inputParameters in another case", `"InputParameters":{"q":"` + value + `"}`,
+			[]string{"task/d1" + engine.ConfigInputField + ".q"}},
+		{"inline taskDefinition", `"taskDefinition":{"name":"b","description":"` + value + `","inputTemplate":{"t":"` + value + `","u":"y"}}`,
+			[]string{engine.ConfigPath("d1", "taskDefinition", "description"), engine.ConfigPath("d1", "taskDefinition", "inputTemplate", "t")}},
+		{"unknown field, a name with / and ~", `"notes":{"a/b~c":["x","` + value + `"]}`, []string{engine.ConfigPath("d1", "notes", "a/b~c", "1")}},
+		{"a member's name", `"notes":{"` + value + `":"x"},"description":"` + value + `"`, whole},
+		{"an inputParameter's name", `"inputParameters":{"` + value + `":"x"}`, whole},
+		{"a top-level member's name", `"` + value + `":"x"`, whole},
+		{"the task's name", `"description":"plain"`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "b"
+			if tc.want == nil {
+				name = value
+			}
+			cfg := `{"name":"` + name + `","taskReferenceName":"d1",` + tc.config + `}`
+			w := applyAll(t, nil,
+				&schemas.WorkflowStarted{WorkflowID: "wf-cfg", Name: "w", Version: 1,
+					Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`), Input: map[string]any{"x": value}},
+				&schemas.TaskScheduled{TaskID: "d1", Ref: "d1", Name: name, Type: "SIMPLE", Status: "COMPLETED", Config: []byte(cfg), Time: 1})
+			dec, err := New(Config{Keys: keys}).Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.TaskScheduled{TaskID: "t1",
+				Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Input: map[string]any{"_secrets": map[string]any{"p": value}}, Time: 2}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w = applyAll(t, w, dec.Events...)
+			var got []string
+			for _, ev := range dec.Events {
+				if m, ok := ev.(*schemas.ValuesMasked); ok {
+					for _, p := range m.Shred {
+						if strings.HasPrefix(p, "task/d1/") {
+							got = append(got, p)
+						}
+					}
+				}
+			}
+			slices.Sort(tc.want)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("marked for shredding %q, want %q", got, tc.want)
+			}
+			view, _ := json.Marshal(w.TaskByID("d1").Conductor(w).WorkflowTask)
+			if tc.want != nil && strings.Contains(string(view), value) || !strings.Contains(string(view), `"taskReferenceName":"d1"`) {
+				t.Errorf("workflowTask %s", view)
+			}
+			if w = applyAll(t, w, &schemas.WorkflowCompacted{Time: 3}); tc.want != nil && bytes.Contains(w.TaskByID("d1").Config, []byte(value)) {
+				t.Errorf("configuration after compaction %s", w.TaskByID("d1").Config)
+			}
+		})
+	}
+}
+
 // fakeSecrets is a secret store of fixed values.
 type fakeSecrets map[string]string
 

@@ -247,7 +247,10 @@ func (*WorkflowCompacted) EventType() string { return "workflow.compacted" }
 // ValuesMasked marks places in the workflow that read as "***": data that
 // turned out to be secret after it was written (a workflow input later
 // passed into a _secrets block). Paths are "input.<key>",
-// "variables.<key>" or "task/<task id>/<input|output>.<key>".
+// "variables.<key>", "task/<task id>/<input|output>.<key>", or, in the
+// configuration of a task configured at run time,
+// "task/<task id>/workflowTask" followed by ".inputParameters.<key>", a
+// JSON pointer, or nothing (see engine.ConfigField).
 type ValuesMasked struct {
 	Paths []string `msgpack:"paths"`
 	// Shred are those of Paths whose values went into a _secrets block:
