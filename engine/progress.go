@@ -193,10 +193,15 @@ func (d *decision) step() bool {
 	visit := func(i int) bool {
 		t := d.w.Tasks[i]
 		waits := !t.Retried && conductor.TaskSuccessful(t.Status) && d.skipPending(t)
-		if !t.Retried && conductor.TaskSuccessful(t.Status) && !waits {
+		succeeded := !t.Retried && conductor.TaskSuccessful(t.Status) && !waits
+		if succeeded || d.endedPermissive(t) {
 			// A fork's branches and its JOIN are scheduled together.
 			held := d.hold()
-			for _, wt := range d.successors(t) {
+			next := d.successors
+			if !succeeded {
+				next = d.followers // a fork or a SWITCH that failed chose no branch
+			}
+			for _, wt := range next(t) {
 				if d.w.Status != conductor.WorkflowRunning {
 					break
 				}
@@ -307,6 +312,12 @@ func (d *decision) successors(t *Task) []*conductor.WorkflowTask {
 		}
 		return out
 	}
+	return d.followers(t)
+}
+
+// followers are the task configurations that follow t's place in the
+// definition.
+func (d *decision) followers(t *Task) []*conductor.WorkflowTask {
 	if next, why, _ := d.plan.after(t.Ref); why == endNone {
 		return []*conductor.WorkflowTask{next}
 	}
@@ -338,10 +349,14 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	}
 	// Looked at whole only once its counts say it may go on: its output
 	// is built once, when they have all succeeded.
-	waiting := false
+	waiting, permissive := false, false
 	for _, ref := range refs {
 		t := d.latest(iterRef(ref, join.Iteration))
 		switch {
+		case t != nil && d.endedPermissive(t):
+			// Conductor's Join waits for every task it joins before it
+			// fails for a permissive one.
+			permissive = true
 		case t != nil && unsuccessful(t.Status) && !t.Held:
 			// The first task of joinOn that failed gives its reason, as
 			// Conductor's Join does: clients read the failed task's own
@@ -356,6 +371,16 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	}
 	if waiting {
 		return false
+	}
+	if permissive {
+		for _, ref := range refs {
+			if t := d.latest(iterRef(ref, join.Iteration)); d.endedPermissive(t) {
+				d.emit(&schemas.TaskUpdated{TaskID: join.ID, Status: conductor.TaskFailed, KeepOutput: true,
+					Reason: failureReason(t), Time: d.now})
+				d.failed(d.w.task(join.ID))
+				return true
+			}
+		}
 	}
 	out := make(map[string]any, len(refs))
 	var withErrors []string
@@ -395,6 +420,24 @@ func failureReason(t *Task) string {
 func (d *decision) optional(t *Task) bool {
 	wt := d.plan.config(t)
 	return wt != nil && wt.Optional
+}
+
+// permissive reports whether t's configuration marks it permissive and
+// not optional (optional wins, as in Conductor), outside a DO_WHILE: a
+// loop's iteration ends only with its last task's success, so a failure
+// in its body ends the workflow as any task's does.
+func (d *decision) permissive(t *Task) bool {
+	if t.Iteration > 0 {
+		return false
+	}
+	wt := d.plan.config(t)
+	return wt != nil && wt.Permissive && !wt.Optional
+}
+
+// endedPermissive reports whether t is a permissive task that ended
+// unsuccessfully for good: its workflow went on past it.
+func (d *decision) endedPermissive(t *Task) bool {
+	return t != nil && !t.Retried && unsuccessful(t.Status) && !t.Held && d.permissive(t)
 }
 
 // joinRefs are the tasks a JOIN waits for (see evaluateJoin).
@@ -437,6 +480,14 @@ func (d *decision) done() bool {
 // FAILED when its definition enforces an outputSchema its output does not
 // conform to.
 func (d *decision) complete() error {
+	for _, t := range d.w.Tasks {
+		// Conductor's decider fails a workflow whose permissive task
+		// failed for good once it has nothing left to run.
+		if d.endedPermissive(t) {
+			d.finish(conductor.WorkflowFailed, failureReason(t), nil)
+			return nil
+		}
+	}
 	output, err := d.workflowOutput()
 	if errors.Is(err, expr.ErrTooLarge) || errors.Is(err, expr.ErrTooCostly) {
 		d.finish(conductor.WorkflowFailed, fmt.Sprintf("outputParameters of workflow %s: %v", d.w.Name, err), map[string]any{})
@@ -532,6 +583,16 @@ func (d *decision) failed(t *Task) {
 	}
 	if d.optional(t) {
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompletedWithErrors, KeepOutput: true, Reason: t.Reason, Time: d.now})
+		return
+	}
+	if d.permissive(t) {
+		// Conductor's permissive task: the workflow goes on past it, and
+		// fails once nothing is left to run (complete).
+		if t.Held {
+			// A failure the pause held back is recorded again, as an
+			// optional task's is, so that it counts as any other.
+			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: t.Status, KeepOutput: true, Reason: t.Reason, Time: d.now})
+		}
 		return
 	}
 	reason := failureReason(t)

@@ -77,6 +77,7 @@ type WorkflowTask struct {
 	Type                           string                     `json:"type,omitempty"`
 	InputParameters                map[string]any             `json:"inputParameters,omitempty"`
 	Optional                       bool                       `json:"optional,omitempty"`
+	Permissive                     bool                       `json:"permissive,omitempty"`
 	AsyncComplete                  bool                       `json:"asyncComplete,omitempty"`
 	StartDelay                     int64                      `json:"startDelay,omitempty"`
 	RetryCount                     *int                       `json:"retryCount,omitempty"`
