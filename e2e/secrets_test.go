@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -808,5 +809,70 @@ func TestCompactionDestroysValuesKeptAsGiven(t *testing.T) {
 	}
 	if dump := nodetest.Dump(t, cfg); strings.Contains(dump, kept) {
 		t.Fatal("the read models keep the value after compaction")
+	}
+}
+
+// A value kept as given whose key names it (equal, or within the key's
+// text) in the workflow's input, a task's output or the variables is
+// marked, once it goes into a _secrets block, by paths that do not spell
+// it: the whole input, output or variables. The views show it nowhere,
+// keys included; the log's ValuesMasked records do not spell it; and after
+// compaction the read models hold it nowhere (compaction destroys values,
+// a path naming it was kept).
+func TestCompactionDestroysALateSecretAKeyNames(t *testing.T) {
+	t.Parallel()
+	e, cfg := compactingNode(t, 2*time.Second)
+	n := e.node
+	const equal, within = "key-value-Zp31qW8e", "key-text-Lm47vB2n"
+	values := []string{equal, within}
+	e.register(`{"name":"keyname_wf","tasks":[
+	  {"name":"kn_plain","taskReferenceName":"k1","inputParameters":{"a":"${workflow.input.a}","b":"${workflow.input.b}"}},
+	  {"name":"kn_wait","taskReferenceName":"k3"},
+	  {"name":"kn_secret","taskReferenceName":"k2","inputParameters":{"_secrets":{"a":"${workflow.input.a}","b":"${workflow.input.b}"}}}]}`)
+	// k3 returns once the variables are set: k1's output and they hold
+	// the values, recorded by earlier decisions than the one that puts
+	// them in a _secrets block (which redacts what it records itself).
+	proceed := make(chan struct{})
+	e.work("kn_plain", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{equal: equal, "out " + within: within}}, nil
+	})
+	for _, name := range []string{"kn_wait", "kn_secret"} {
+		e.work(name, 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+			<-proceed
+			return workers.Output{}, nil
+		})
+	}
+	id := e.start("keyname_wf", map[string]any{"a": equal, "b": within, equal: equal, "in " + within: within})
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/state", map[string]any{
+		"variables": map[string]any{equal: equal, "v " + within: within}})
+	close(proceed)
+	spells := func(what, s string) {
+		t.Helper()
+		for _, v := range values {
+			if strings.Contains(s, v) {
+				t.Errorf("%s holds %s: %s", what, v, s)
+			}
+		}
+	}
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	view, _ := json.Marshal(wf)
+	spells("the view", string(view))
+	e.waitCompacted(id)
+	for _, ev := range e.events(id) {
+		if m, ok := ev.(*schemas.ValuesMasked); ok {
+			spells("a ValuesMasked record", strings.Join(slices.Concat(m.Paths, m.Shred), " "))
+		}
+	}
+	view, _ = json.Marshal(e.workflow(id))
+	spells("the view after compaction", string(view))
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values {
+		if strings.Contains(nodetest.Dump(t, cfg), v) {
+			t.Errorf("the read models keep %s after compaction", v)
+		}
 	}
 }

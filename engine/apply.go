@@ -525,11 +525,15 @@ func prefixed(prefix string, paths []string) []string {
 }
 
 // shredKept replaces with "***" the top-level keys of m (at prefix) that
-// w's MaskedPaths mark for shredding. m is not changed: a copy is
+// w's MaskedPaths mark for shredding, and empties m when they mark it
+// whole (a key's name holds the value). m is not changed: a copy is
 // returned when anything is replaced.
 func shredKept(w *Workflow, prefix string, m map[string]any) map[string]any {
 	var out map[string]any
 	for _, p := range w.MaskedPaths {
+		if p == shredPrefix+prefix && len(m) > 0 {
+			return map[string]any{}
+		}
 		key, ok := strings.CutPrefix(p, shredPrefix+prefix+".")
 		if !ok {
 			continue

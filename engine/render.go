@@ -275,9 +275,14 @@ func waitView(t *Task, out *conductor.Task) {
 }
 
 // maskPaths masks the top-level keys of m that MaskedPaths names under
-// prefix ("input", "task/<id>/output").
+// prefix ("input", "task/<id>/output"). prefix itself names the whole of
+// m, one of whose keys holds a value (see schemas.ValuesMasked): no key is
+// shown.
 func (w *Workflow) maskPaths(prefix string, m map[string]any) map[string]any {
 	for _, p := range w.MaskedPaths {
+		if p == prefix && m != nil {
+			return map[string]any{}
+		}
 		if key, ok := strings.CutPrefix(p, prefix+"."); ok {
 			if _, present := m[key]; present {
 				m[key] = masking.Mask

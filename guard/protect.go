@@ -1297,15 +1297,7 @@ func configMayHold(values [][]byte) func([]byte) bool {
 // one, for a path would spell it. The members the engine names the task by
 // (engine.ConfigNames) are left as given.
 func configPaths(id string, cfg map[string]any, values [][]byte) []string {
-	texts := make([]string, 0, len(values))
-	for _, v := range values {
-		if len(v) >= masking.MinLength {
-			texts = append(texts, string(v))
-		}
-	}
-	holds := func(s string) bool {
-		return len(s) >= masking.MinLength && slices.ContainsFunc(texts, func(v string) bool { return strings.Contains(s, v) })
-	}
+	holds := holdsText(values)
 	var out []string
 	whole := false
 	// walk adds the strings v holds, at the pointer made of toks.
@@ -1356,6 +1348,20 @@ func configPaths(id string, cfg map[string]any, values [][]byte) []string {
 	return out
 }
 
+// holdsText returns whether a text holds one of values, those redaction
+// looks for (masking.MinLength), whole or within it.
+func holdsText(values [][]byte) func(string) bool {
+	texts := make([]string, 0, len(values))
+	for _, v := range values {
+		if len(v) >= masking.MinLength {
+			texts = append(texts, string(v))
+		}
+	}
+	return func(s string) bool {
+		return len(s) >= masking.MinLength && slices.ContainsFunc(texts, func(v string) bool { return strings.Contains(s, v) })
+	}
+}
+
 // holdsAny reports whether v is, or holds at any depth, a string or a
 // member's name that holds says holds a value.
 func holdsAny(v any, holds func(string) bool) bool {
@@ -1376,8 +1382,13 @@ func holdsAny(v any, holds func(string) bool) bool {
 
 // findValues returns the paths (see schemas.ValuesMasked) of top-level
 // values of the workflow's input, variables and task inputs and outputs
-// that are, or hold at any depth, a string equal to one of values, and
-// those of what run-time configurations hold of them (configPaths).
+// that are, or hold at any depth, a string equal to one of values or a
+// member whose name holds one, and those of what run-time configurations
+// hold of them (configPaths). A path never spells a value: paths are
+// metadata, kept in the log, the state and the read models after
+// compaction. So a top-level key whose name holds one marks the whole of
+// the input, the variables, or the task's input or output it is in, by
+// its path without a key ("input", "task/<id>/output").
 func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 	if len(values) == 0 {
 		return nil
@@ -1387,27 +1398,47 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 		marked = func(path string) bool { return slices.Contains(w.MaskedPaths, engine.ShredPath(path)) }
 	}
 	var out []string
-	holds := func(v any) bool {
-		found := false
-		eachString(v, func(s string) {
-			if found || len(s) < masking.MinLength {
-				return
+	inName := holdsText(values)
+	var holds func(v any) bool
+	holds = func(v any) bool {
+		switch x := v.(type) {
+		case string:
+			return len(x) >= masking.MinLength && slices.ContainsFunc(values, func(val []byte) bool { return x == string(val) })
+		case map[string]any:
+			for k, e := range x {
+				if inName(k) || holds(e) {
+					return true
+				}
 			}
-			found = slices.ContainsFunc(values, func(val []byte) bool { return s == string(val) })
-		}, true)
-		return found
+		case []any:
+			return slices.ContainsFunc(x, holds)
+		}
+		return false
+	}
+	add := func(path string) {
+		if !marked(path) && !slices.Contains(out, path) {
+			out = append(out, path)
+		}
 	}
 	// A path is made only for a value that holds one: a task's prefix
 	// for each task, twice a sealing decision, was most of the walk's
 	// garbage.
 	match := func(prefix, taskID, field string, m map[string]any) {
+		var keys []string
 		for k, v := range m {
-			if !holds(v) {
-				continue
+			if inName(k) {
+				add(prefix + taskID + field)
+				return
 			}
-			if path := prefix + taskID + field + "." + k; !marked(path) && !slices.Contains(out, path) {
-				out = append(out, path)
+			if holds(v) {
+				keys = append(keys, k)
 			}
+		}
+		if len(keys) == 0 || marked(prefix+taskID+field) {
+			return
+		}
+		for _, k := range keys {
+			add(prefix + taskID + field + "." + k)
 		}
 	}
 	match("input", "", "", w.Input)
@@ -1433,9 +1464,7 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 			continue
 		}
 		for _, path := range configPaths(t.ID, cfg, values) {
-			if !marked(path) && !slices.Contains(out, path) {
-				out = append(out, path)
-			}
+			add(path)
 		}
 	}
 	slices.Sort(out)

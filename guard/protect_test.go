@@ -14,6 +14,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Protect hands back the decision's own events when it changes nothing,
@@ -840,4 +841,90 @@ func protectAndFold(ctx context.Context, t *testing.T, g *Guard, before *engine.
 		}
 	}
 	return w
+}
+
+// A value found to be secret later is marked where the workflow's data
+// holds it by paths that never spell it: MaskedPaths are metadata, kept in
+// the log's record, the state and the read models after compaction. A
+// top-level key that holds the value, equal or within text, whether its
+// own value holds it or not, marks the whole of the data it is in; a key
+// deeper down, as a string would, the top-level key above it. The views
+// then show the value nowhere, keys included, nor does the state after
+// compaction.
+func TestLateSecretMarkedByPathsThatDoNotSpellIt(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "late-secret-value-42kq"
+	for _, data := range []struct {
+		name string
+		path string // the whole of the data
+		with func(map[string]any) []schemas.Event
+	}{
+		{"input", "input", func(m map[string]any) []schemas.Event {
+			return []schemas.Event{&schemas.WorkflowStarted{WorkflowID: "wf-key", Name: "w", Version: 1,
+				Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`), Input: m}}
+		}},
+		{"variables", "variables", func(m map[string]any) []schemas.Event {
+			return []schemas.Event{&schemas.VariablesUpdated{Variables: m, Time: 1}}
+		}},
+		{"a task's input", "task/d1/input", func(m map[string]any) []schemas.Event {
+			return []schemas.Event{&schemas.TaskScheduled{TaskID: "d1", Ref: "d1", Name: "d", Type: "SIMPLE", Status: "SCHEDULED", Input: m, Time: 1}}
+		}},
+		{"a task's output", "task/d1/output", func(m map[string]any) []schemas.Event {
+			return []schemas.Event{&schemas.TaskScheduled{TaskID: "d1", Ref: "d1", Name: "d", Type: "SIMPLE", Status: "SCHEDULED", Time: 1},
+				&schemas.TaskUpdated{TaskID: "d1", Status: "COMPLETED", Output: m, Time: 1}}
+		}},
+	} {
+		for _, tc := range []struct {
+			name string
+			m    map[string]any
+			want string // after data.path: "" for the whole
+		}{
+			{"a key equal to the value", map[string]any{value: value, "other": "x"}, ""},
+			{"a key holding it within text", map[string]any{"key " + value: value}, ""},
+			{"a key holding it over plain data", map[string]any{"key-" + value: map[string]any{"p": "x"}}, ""},
+			{"a nested key", map[string]any{"p": map[string]any{"a": map[string]any{value: value}}, "other": "x"}, ".p"},
+			{"a nested key over plain data", map[string]any{"p": []any{map[string]any{"k-" + value: 1}}}, ".p"},
+			{"a value under a plain key", map[string]any{"p": value, "other": "x"}, ".p"},
+		} {
+			t.Run(data.name+", "+tc.name, func(t *testing.T) {
+				events := data.with(tc.m)
+				if _, ok := events[0].(*schemas.WorkflowStarted); !ok {
+					events = append([]schemas.Event{&schemas.WorkflowStarted{WorkflowID: "wf-key", Name: "w", Version: 1,
+						Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`)}}, events...)
+				}
+				w := applyAll(t, nil, events...)
+				dec, err := New(Config{Keys: keys}).Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.TaskScheduled{TaskID: "t1",
+					Ref: "t", Name: "t", Type: "SIMPLE", Status: "SCHEDULED", Input: map[string]any{"_secrets": map[string]any{"p": value}}, Time: 2}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var masked *schemas.ValuesMasked
+				for _, ev := range dec.Events {
+					if m, ok := ev.(*schemas.ValuesMasked); ok {
+						masked = m
+					}
+				}
+				if masked == nil {
+					t.Fatal("nothing marked")
+				}
+				want := []string{data.path + tc.want}
+				if !slices.Equal(masked.Paths, want) || !slices.Equal(masked.Shred, want) {
+					t.Fatalf("marked %q, for shredding %q, want %q", masked.Paths, masked.Shred, want)
+				}
+				w = applyAll(t, w, dec.Events...)
+				if view, _ := json.Marshal(w.Conductor(true)); strings.Contains(string(view), value) {
+					t.Errorf("view %s", view)
+				}
+				w = applyAll(t, w, &schemas.WorkflowCompacted{Time: 3})
+				if state, err := msgpack.Marshal(w); err != nil || bytes.Contains(state, []byte(value)) {
+					t.Errorf("state after compaction holds the value (%v)", err)
+				}
+				// A key marked alone leaves the others as given.
+				view, _ := json.Marshal(w.Conductor(true))
+				if strings.Contains(string(view), value) || tc.want != "" && tc.m["other"] != nil && !strings.Contains(string(view), `"other":"x"`) {
+					t.Errorf("view after compaction %s", view)
+				}
+			})
+		}
+	}
 }

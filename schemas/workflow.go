@@ -247,7 +247,9 @@ func (*WorkflowCompacted) EventType() string { return "workflow.compacted" }
 // ValuesMasked marks places in the workflow that read as "***": data that
 // turned out to be secret after it was written (a workflow input later
 // passed into a _secrets block). Paths are "input.<key>",
-// "variables.<key>", "task/<task id>/<input|output>.<key>", or, in the
+// "variables.<key>", "task/<task id>/<input|output>.<key>", the same
+// without ".<key>" for the whole of it when a top-level key's name holds
+// the value (a path never spells one), or, in the
 // configuration of a task configured at run time,
 // "task/<task id>/workflowTask" followed by ".inputParameters.<key>", a
 // JSON pointer, or nothing (see engine.ConfigField).
