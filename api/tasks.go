@@ -192,25 +192,32 @@ func (s *Server) pollOne(w http.ResponseWriter, r *http.Request, taskType string
 // check for a task that already finished, and says whose data it is
 // (reporter).
 func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor.TaskResult, string, error) {
+	res, by, _, err := s.decodeResultTask(w, r)
+	return res, by, err
+}
+
+// decodeResultTask is decodeResult, with the task as the executions model
+// shows it: nil when nothing was checked.
+func (s *Server) decodeResultTask(w http.ResponseWriter, r *http.Request) (conductor.TaskResult, string, *engine.Task, error) {
 	var res conductor.TaskResult
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	switch {
 	case err != nil:
-		return res, "", fault.Invalid("read body: %v", err)
+		return res, "", nil, fault.Invalid("read body: %v", err)
 	case len(body) > maxBodyBytes:
 		// Refused, it would be sent again and again (the SDKs retry), and
 		// the task run again into the same refusal after its response
 		// timeout: it fails for good, as a result the log cannot hold does.
 		if res, err = oversizedResult(io.MultiReader(bytes.NewReader(body), http.MaxBytesReader(w, r.Body, maxOversizedResult-maxBodyBytes))); err != nil {
-			return res, "", err
+			return res, "", nil, err
 		}
 	default:
 		if err := decodeBodyWith(conductor.UnmarshalNew, body, &res); err != nil {
-			return res, "", err
+			return res, "", nil, err
 		}
 	}
 	if res.TaskID == "" {
-		return res, "", fault.Invalid("taskId is required")
+		return res, "", nil, fault.Invalid("taskId is required")
 	}
 	if res.ExtendLease && res.Status == "" {
 		// A heartbeat: Conductor reads extendLease before the status,
@@ -218,24 +225,24 @@ func (s *Server) decodeResult(w http.ResponseWriter, r *http.Request) (conductor
 		res.Status = conductor.TaskInProgress
 	}
 	if err := checkResultStatus(res.Status); err != nil {
-		return res, "", err
+		return res, "", nil, err
 	}
 	if len(res.WorkerID) > maxWorkerID {
-		return res, "", fault.Invalid("workerId is longer than %d bytes", maxWorkerID)
+		return res, "", nil, fault.Invalid("workerId is longer than %d bytes", maxWorkerID)
 	}
 	if s.deps.Insecure && res.WorkflowInstanceID != "" {
-		return res, "", nil // nothing to check: the engine finds the task
+		return res, "", nil, nil // nothing to check: the engine finds the task
 	}
 	wf, t, err := s.task(r.Context(), res.TaskID)
 	if err != nil {
-		return res, "", err
+		return res, "", nil, err
 	}
 	if res.WorkflowInstanceID != "" && res.WorkflowInstanceID != wf.ID {
-		return res, "", fault.NotFound("task %s not found in workflow %s", res.TaskID, res.WorkflowInstanceID)
+		return res, "", nil, fault.NotFound("task %s not found in workflow %s", res.TaskID, res.WorkflowInstanceID)
 	}
 	res.WorkflowInstanceID = wf.ID
 	by, err := s.reporter(r, wf, t)
-	return res, by, err
+	return res, by, t, err
 }
 
 // maxOversizedResult bounds the body of a result read only for its ids,
@@ -315,12 +322,19 @@ func checkResultStatus(status string) error {
 // task or workflow that already finished changes nothing and succeeds
 // (Conductor ignores late updates).
 func (s *Server) report(r *http.Request, trig engine.Result, byWorker bool) (executor.Outcome, error) {
+	return s.reportPolling(r, trig, byWorker, nil)
+}
+
+// reportPolling is report with next, when set, the worker's poll for its
+// next task, waiting from before the result is decided (executor.Meta's
+// NextPoll): the caller ends Outcome.Next.
+func (s *Server) reportPolling(r *http.Request, trig engine.Result, byWorker bool, next *executor.PollRequest) (executor.Outcome, error) {
 	res, by := trig.Result, trig.By
 	// Following costs a worker's result nothing unless its decision
 	// reaches another workflow (executor.Related counts only those
 	// effects), and whether it did is known only afterwards.
 	out, err := s.deps.Engine.Submit(r.Context(), res.WorkflowInstanceID, trig,
-		executor.Meta{Principal: principal(r), FollowRelated: true})
+		executor.Meta{Principal: principal(r), FollowRelated: true, NextPoll: next})
 	if err != nil {
 		return out, err
 	}
@@ -413,12 +427,24 @@ func (s *Server) lateForRemoved(r *http.Request, res conductor.TaskResult, err e
 }
 
 // updateTaskV2 records a result, then hands the worker its next task of
-// the same type and domain if one is queued (see nextTaskWait), else 204.
+// the same type and domain: one the result's decision (or another)
+// scheduled while the worker's poll waited (see executor.AheadPoll), else
+// one queued (see nextTaskWait), else 204.
 func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
-	res, by, err := s.decodeResult(w, r)
+	res, by, known, err := s.decodeResultTask(w, r)
 	var out executor.Outcome
 	if err == nil {
-		out, err = s.report(r, engine.Result{Result: res, By: by}, true)
+		out, err = s.reportPolling(r, engine.Result{Result: res, By: by}, true, s.pollAhead(r, res, by, known))
+	}
+	var ahead *conductor.Task
+	if out.Next != nil {
+		var seq uint64
+		var aheadErr error
+		if ahead, seq, aheadErr = out.Next.End(r.Context(), err == nil); aheadErr != nil {
+			s.deps.Logger.Warn("update-v2: next task poll failed", logkey.Err, aheadErr)
+		} else if ahead != nil {
+			s.waitBriefly(r.Context(), seq)
+		}
 	}
 	if err != nil && s.lateForRemoved(r, res, err) {
 		writeNoContent(w) // no next task from a removed workflow's queue position
@@ -431,6 +457,10 @@ func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
 	var t *engine.Task
 	if out.State != nil {
 		t = out.State.TaskByID(res.TaskID)
+	}
+	if ahead != nil {
+		writeJSON(w, http.StatusOK, ahead)
+		return
 	}
 	// A lease extension is no result: its worker still holds the task and
 	// asked for no other (Conductor's update-v2 answers 204 to it).
@@ -539,6 +569,26 @@ func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (wf *engine.W
 		}
 		return out.State, t, by, err
 	}
+}
+
+// pollAhead is the poll for its next task a worker's update-v2 registers
+// before its result is decided, when it may poll the task's queue (known,
+// the task as read, is nil when nothing was checked: no authentication
+// asks); nil for an operator's result.
+func (s *Server) pollAhead(r *http.Request, res conductor.TaskResult, by string, known *engine.Task) *executor.PollRequest {
+	if by != "" || res.ExtendLease {
+		return nil
+	}
+	req := &executor.PollRequest{WorkerID: res.WorkerID, Principal: principal(r), Count: 1}
+	if known != nil {
+		if !known.IsWorkerTask() || s.mayPoll(r, known.Name, known.Domain) != nil {
+			return nil
+		}
+		req.StillMay = s.stillMayPoll(r, known.Name, known.Domain)
+	} else if !s.deps.Insecure {
+		return nil
+	}
+	return req
 }
 
 // nextTaskWait is how long update-v2 waits for a next task: not at all,

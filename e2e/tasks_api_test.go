@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -119,6 +121,37 @@ func (e *env) waitQueueSize(taskType string, want int64) {
 	})
 }
 
+// recordOf returns the ids of the tasks taken in the record of workflow
+// id that set task taskID to status.
+func (e *env) recordOf(id, taskID, status string) []string {
+	e.t.Helper()
+	recs, err := e.node.Log().ReadSubject(context.Background(), "fv.wf."+id, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range recs {
+		var taken []string
+		found := false
+		for _, env := range r.Events {
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			switch ev := ev.(type) {
+			case *schemas.TaskUpdated:
+				found = found || ev.TaskID == taskID && ev.Status == status
+			case *schemas.TaskStarted:
+				taken = append(taken, ev.TaskID)
+			}
+		}
+		if found {
+			return taken
+		}
+	}
+	e.t.Fatalf("no record of workflow %s sets task %s to %s", id, taskID, status)
+	return nil
+}
+
 const httpPairFlow = `{"name":"http_pair","version":1,"tasks":[
  {"name":"hw","taskReferenceName":"first","inputParameters":{"n":"${workflow.input.n}"}},
  {"name":"hw","taskReferenceName":"second","inputParameters":{"n":"${first.output.n}"}}],
@@ -190,6 +223,12 @@ func TestHTTPWorkerPollUpdateV2(t *testing.T) {
 	if second.ReferenceTaskName != "second" || second.Status != conductor.TaskInProgress || second.InputData["n"] != float64(21) ||
 		second.WorkerID != "w1" || second.ResponseTimeoutSeconds != 120 {
 		t.Fatalf("next task = %+v", second)
+	}
+	// The worker's poll waited while its result was decided: the record
+	// of the result took the next task for it. Polled after the result,
+	// it raced the task's announcement, and lost on a loaded machine.
+	if got := e.recordOf(id, first.TaskID, conductor.TaskCompleted); !slices.Contains(got, second.TaskID) {
+		t.Fatalf("the record of the first task's result took %v, want the second task %s", got, second.TaskID)
 	}
 	rp = e.call("POST", "/api/tasks/update-v2", map[string]any{"taskId": second.TaskID, "workflowInstanceId": id,
 		"status": "COMPLETED", "outputData": map[string]any{"n": 22}, "workerId": "w1"}, "")

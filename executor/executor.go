@@ -132,6 +132,11 @@ type Meta struct {
 	// in other workflows, for a caller that answers only once those are
 	// readable too (an operator's lifecycle request).
 	FollowRelated bool
+	// NextPoll, with a worker's result, is its poll for its next task of
+	// the result's task's queue (the executor fills in TaskType and
+	// Domain), waiting from before the result is decided: Outcome.Next
+	// (see AheadPoll).
+	NextPoll *PollRequest
 }
 
 // Outcome is what Submit returns.
@@ -149,6 +154,9 @@ type Outcome struct {
 	// Related, with Meta.FollowRelated, follows the decision's effects on
 	// other workflows; nil otherwise.
 	Related *Related
+	// Next is Meta.NextPoll's poll, nil when the result's task has no
+	// queue: the caller ends it.
+	Next *AheadPoll
 }
 
 // Executor is the command loop. Create with New, then Start.
@@ -414,11 +422,26 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 		}
 		return r.out, r.err
 	case <-ctx.Done():
+		if meta.NextPoll != nil {
+			e.spawn(func() { j.endAbandoned(e.ctx) })
+		}
 		return Outcome{}, ctx.Err()
 	case <-e.ctx.Done():
 		// Its shard may have stopped before it got to the job. Whether a
 		// decision it was making landed is for the log to tell.
 		return Outcome{}, fmt.Errorf("executor stopped: %w", fault.ErrUnavailable)
+	}
+}
+
+// endAbandoned ends the poll ahead of a job whose caller went away: a task
+// taken for it goes back.
+func (j *job) endAbandoned(stop context.Context) {
+	select {
+	case r := <-j.done:
+		if r.out.Next != nil {
+			_, _, _ = r.out.Next.End(j.ctx, false)
+		}
+	case <-stop.Done():
 	}
 }
 
@@ -445,6 +468,8 @@ type job struct {
 	// workflows: the caller's (Meta.FollowRelated), or that of the effect
 	// whose decision this is.
 	related *Related
+	// ahead is Meta.NextPoll's poll, once registered (Outcome.Next).
+	ahead *AheadPoll
 }
 
 // followed is what follows the effects of the job's decision: its related,
@@ -476,6 +501,13 @@ func (s *shard) run(ctx context.Context) {
 		select {
 		case j := <-s.in:
 			out, err := s.process(j)
+			if j.ahead != nil {
+				if err != nil {
+					_, _, _ = j.ahead.End(j.ctx, false)
+				} else {
+					out.Next = j.ahead
+				}
+			}
 			j.done <- jobResult{out, err}
 		case <-ctx.Done():
 			return
@@ -505,6 +537,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 	}
 	if j.trig == nil {
 		return Outcome{State: w, Seq: seqOf(w)}, nil
+	}
+	if j.meta.NextPoll != nil {
+		j.ahead = e.pollAheadOf(ctx, w, j.trig, *j.meta.NextPoll)
 	}
 	name := engine.TriggerName(j.trig)
 	start := time.Now()

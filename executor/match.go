@@ -52,6 +52,7 @@ type waiter struct {
 	ctx   context.Context
 	got   chan *takenTask // a claim's outcome: the task, or nil
 	state waiterState     // guarded by matcher.mu
+	ahead bool            // an AheadPoll's
 }
 
 // matcher keeps the polls waiting at this engine, by queue, oldest first.
@@ -59,6 +60,9 @@ type matcher struct {
 	mu     sync.Mutex
 	queues map[string][]*waiter
 	n      int // waiters in queues
+	// aheads are the waiters in queues that are polls ahead of a result
+	// (AheadPoll), which count wants left out.
+	aheads int
 	// feeders are the queues whose feeder runs (see Executor.feed).
 	feeders map[string]bool
 }
@@ -74,11 +78,12 @@ func (m *matcher) has(queue string) bool {
 	return len(m.queues[queue]) > 0
 }
 
-// count returns the number of polls waiting.
+// count returns the number of polls waiting, but for those ahead of a
+// result (see AheadPoll), which wait only while the result is decided.
 func (m *matcher) count() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.n
+	return m.n - m.aheads
 }
 
 // waiting reports whether any poll waits.
@@ -91,16 +96,45 @@ func (m *matcher) waiting() bool {
 // wait adds a waiter on queue for workerID. feed reports that the queue
 // has no feeder: the caller starts one.
 func (m *matcher) wait(ctx context.Context, queue, workerID, principal string) (w *waiter, feed bool) {
-	w = &waiter{queue: queue, workerID: workerID, principal: principal, ctx: ctx, got: make(chan *takenTask, 1)}
+	w = newWaiter(ctx, queue, workerID, principal)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.queues[queue] = append(m.queues[queue], w)
-	m.n++
+	m.push(w)
 	if !m.feeders[queue] {
 		m.feeders[queue] = true
 		feed = true
 	}
 	return w, feed
+}
+
+// waitAhead adds a waiter on queue for workerID that starts no feeder
+// (see AheadPoll): decisions, and a feeder other polls started, serve it.
+func (m *matcher) waitAhead(ctx context.Context, queue, workerID, principal string) *waiter {
+	w := newWaiter(ctx, queue, workerID, principal)
+	w.ahead = true
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.push(w)
+	return w
+}
+
+func newWaiter(ctx context.Context, queue, workerID, principal string) *waiter {
+	return &waiter{queue: queue, workerID: workerID, principal: principal, ctx: ctx, got: make(chan *takenTask, 1)}
+}
+
+// push adds w, last, to its queue's waiters; m.mu is held.
+func (m *matcher) push(w *waiter) {
+	m.queues[w.queue] = append(m.queues[w.queue], w)
+	m.counted(w, 1)
+}
+
+// counted counts w in (1) or out (-1) of the waiters in queues; m.mu is
+// held.
+func (m *matcher) counted(w *waiter, by int) {
+	m.n += by
+	if w.ahead {
+		m.aheads += by
+	}
 }
 
 // fed reports whether queue's feeder runs.
@@ -135,7 +169,7 @@ func (m *matcher) claim(queue string) *waiter {
 		w := ws[0]
 		ws[0] = nil
 		ws = ws[1:]
-		m.n--
+		m.counted(w, -1)
 		if w.ctx.Err() == nil {
 			w.state = claimed
 			m.store(queue, ws)
@@ -164,7 +198,7 @@ func (m *matcher) release(w *waiter) {
 	case claimed:
 		w.state = waiting
 		m.queues[w.queue] = append([]*waiter{w}, m.queues[w.queue]...)
-		m.n++
+		m.counted(w, 1)
 	case leaving:
 		w.state = gone
 		w.got <- nil
@@ -189,7 +223,7 @@ func (m *matcher) leave(w *waiter) *takenTask {
 		for i, x := range ws {
 			if x == w {
 				ws = append(ws[:i], ws[i+1:]...)
-				m.n--
+				m.counted(w, -1)
 				break
 			}
 		}

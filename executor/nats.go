@@ -601,15 +601,30 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 	if refused := e.takerMay(ctx, m, taskType, domain); refused != nil {
 		return workers.ResultReply{Error: refused}
 	}
-	out, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType, Domain: domain, Lease: req.Lease},
-		// The credentials that sent it, where the server names them: the
-		// body's workerId is whatever the worker chose to write.
-		Meta{Principal: cmp.Or(takerOf(m), res.WorkerID)})
+	// The credentials that sent it, where the server names them: the
+	// body's workerId is whatever the worker chose to write.
+	meta := Meta{Principal: cmp.Or(takerOf(m), res.WorkerID)}
+	if req.Next != nil && m.Reply != "" && req.Next.Domain == domain {
+		// Its poll waits from before the result is decided, which takes
+		// a task it schedules on the queue for it (see AheadPoll).
+		meta.NextPoll = &PollRequest{WorkerID: cmp.Or(req.Next.WorkerID, res.WorkerID), Principal: takerOf(m), Count: 1}
+	}
+	out, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType, Domain: domain, Lease: req.Lease}, meta)
 	if err != nil {
 		return workers.ResultReply{Error: e.protocolError(err, res.TaskID)}
 	}
 	reply, _ := out.Reply.(engine.ResultReply)
 	recorded := workers.ResultReply{OK: true, Ignored: reply.Ignored}
+	answer := func(r workers.PollReply) any {
+		recorded.Next = &r
+		return recorded
+	}
+	if out.Next != nil {
+		if t, _, _ := out.Next.End(ctx, true); t != nil {
+			e.spawn(func() { e.offer(m, t, answer) })
+			return answeredApart{}
+		}
+	}
 	if req.Next == nil || m.Reply == "" {
 		return recorded
 	}
@@ -627,10 +642,7 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 	if next.WorkerID == "" {
 		next.WorkerID = res.WorkerID
 	}
-	e.waitForTask(m, taskType, next, func(r workers.PollReply) any {
-		recorded.Next = &r
-		return recorded
-	})
+	e.waitForTask(m, taskType, next, answer)
 	return answeredApart{}
 }
 

@@ -202,13 +202,7 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 	if req.Count < 1 {
 		return nil, 0, fault.Invalid("count %d: want at least 1", req.Count)
 	}
-	now := e.cfg.Now()
-	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, now.UnixMilli())
-	if consumer := e.activity.polled(req.TaskType, req.Domain, now); consumer != "" {
-		// Best effort: an engine that misses it reads the consumer, or
-		// hears of the next.
-		_ = e.log.Conn().Publish(pollSeenSubject, []byte(consumer))
-	}
+	e.polled(req)
 	// Messages whose task is gone (its workflow ended or was removed, it
 	// was taken through a priority lane's twin) answer nothing, and each
 	// pull acknowledges them away: pull again until a task comes or the
@@ -234,6 +228,87 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 		}
 	}
 	return nonNilTasks(tasks), seq, err
+}
+
+// polled notes req's poll: its queue's poll data, and the activity that
+// keeps an idle queue's consumer.
+func (e *Executor) polled(req PollRequest) {
+	now := e.cfg.Now()
+	e.polls.record(pollKey{req.TaskType, req.Domain, req.WorkerID}, now.UnixMilli())
+	if consumer := e.activity.polled(req.TaskType, req.Domain, now); consumer != "" {
+		// Best effort: an engine that misses it reads the consumer, or
+		// hears of the next.
+		_ = e.log.Conn().Publish(pollSeenSubject, []byte(consumer))
+	}
+}
+
+// AheadPoll is a poll of one queue that waits at the engine while the
+// result that frees its worker is recorded (update-v2 asks for the next
+// task with a result). The decision that records the result takes the
+// task it schedules on the queue, if any, for the poll in its own record,
+// as for any poll waiting when a task is scheduled: its worker gets it
+// without an announcement, a take of its own, or a race with the
+// announcement's delivery, which a poll after the result waited out for a
+// tenth of a second and lost on a loaded machine (it answered no task).
+// Another decision may take a task for it first, or a queue's feeder
+// hand it a queued one, as for any waiting poll.
+type AheadPoll struct {
+	e   *Executor
+	w   *waiter
+	req PollRequest
+}
+
+// PollAhead starts req's poll ahead of the result its worker reports; End
+// ends it. It starts no feeder of its own: the tasks queued before the
+// result are a poll's after it (see Poll).
+func (e *Executor) PollAhead(ctx context.Context, req PollRequest) (*AheadPoll, error) {
+	if err := validQueue(req.TaskType, req.Domain); err != nil {
+		return nil, err
+	}
+	e.polled(req)
+	return &AheadPoll{e: e, req: req, w: e.match.waitAhead(ctx, workers.ConsumerName(req.TaskType, req.Domain), req.WorkerID, req.Principal)}, nil
+}
+
+// pollAheadOf starts req's poll ahead of trig, a worker's result, on
+// the queue of the task it reports in w: none for a lease extension, whose
+// worker keeps its task and asks for no other, or a task no worker takes.
+func (e *Executor) pollAheadOf(ctx context.Context, w *engine.Workflow, trig engine.Trigger, req PollRequest) *AheadPoll {
+	res, ok := trig.(engine.Result)
+	if !ok || w == nil || res.Result.ExtendLease {
+		return nil
+	}
+	t := w.TaskByID(res.Result.TaskID)
+	if t == nil || !t.IsWorkerTask() {
+		return nil
+	}
+	req.TaskType, req.Domain = t.Name, t.Domain
+	a, err := e.PollAhead(ctx, req)
+	if err != nil {
+		return nil
+	}
+	return a
+}
+
+// End ends the poll and returns the task taken for it, if any (waiting for
+// a take under way), with the sequence of the record that took it. With
+// keep false, as for a result that was refused, a task taken for it is
+// handed out again.
+func (a *AheadPoll) End(ctx context.Context, keep bool) (*conductor.Task, uint64, error) {
+	t := a.e.match.leave(a.w)
+	if t == nil {
+		return nil, 0, nil
+	}
+	if !keep || ctx.Err() != nil {
+		a.e.giveBack(t.task.WorkflowInstanceID, t.task.TaskID, t.task.PollCount, "its poll ended as it was taken: handed out again")
+		return nil, 0, ctx.Err()
+	}
+	if a.req.StillMay != nil {
+		if refused := a.req.StillMay(ctx); refused != nil {
+			a.e.giveBack(t.task.WorkflowInstanceID, t.task.TaskID, t.task.PollCount, "its poller lost the right to take it while it polled: handed out again")
+			return nil, 0, refused
+		}
+	}
+	return t.task, t.seq, nil
 }
 
 // staleDrain bounds the time one poll spends pulling messages whose tasks
