@@ -1,10 +1,14 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
@@ -48,6 +52,65 @@ func TestChildDefinitionFromDataHoldingASecret(t *testing.T) {
 				t.Error("the workflow's log records hold the secret in plaintext")
 			}
 		})
+	}
+}
+
+// A dynamic fork's task configured by data to read a secret is refused as
+// it is scheduled, and shown: GET /api/workflow/{id} lists it in its fork's
+// forkedTaskDefs with its configuration (the reference as text), and as its
+// own workflowTask, as it shows any forked task. A retry refuses it again,
+// for the same reason, and never hands it out: the secret shows nowhere.
+func TestForkedTaskRefusedAsScheduledIsShownAndRefusedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	secret := e.plantSecret("fork_tok", "ft-")
+	e.register(`{"name":"refused_fork","tasks":[
+	  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	   "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`)
+	config := map[string]any{"name": "use_tok", "taskReferenceName": "refused", "inputParameters": map[string]any{"t": "${workflow.secrets.fork_tok}"}}
+	id := e.start("refused_fork", map[string]any{"tasks": []any{map[string]any{"name": "other", "taskReferenceName": "other"}, config}})
+	wf := e.waitStatus(id, conductor.WorkflowFailed)
+	refused := taskByRef(wf, "refused")
+	if refused == nil || refused.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(refused.ReasonForIncompletion, "configured by the workflow's data") {
+		t.Fatalf("refused task %+v, want it FAILED_WITH_TERMINAL_ERROR, configured by data", refused)
+	}
+	var defs []map[string]any
+	b, _ := json.Marshal(taskByRef(wf, "fork").InputData["forkedTaskDefs"])
+	if err := json.Unmarshal(b, &defs); err != nil || len(defs) != 2 || defs[1]["taskReferenceName"] != "refused" {
+		t.Fatalf("forkedTaskDefs %s (%v), want other's and refused's workflowTask", b, err)
+	}
+	if params := defs[1]["inputParameters"]; !reflect.DeepEqual(params, config["inputParameters"]) {
+		t.Fatalf("forkedTaskDefs shows refused's inputParameters %v, want %v", params, config["inputParameters"])
+	}
+	if own, _ := json.Marshal(refused.WorkflowTask); !bytes.Contains(own, []byte(`"taskReferenceName":"refused"`)) {
+		t.Fatalf("refused's workflowTask %s", own)
+	}
+
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry", nil)
+	// The retry fails the workflow again as it runs: wait for its run of
+	// the task.
+	var runs []*conductor.Task
+	for deadline := time.Now().Add(30 * time.Second); len(runs) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the retry did not run refused again: %d runs", len(runs))
+		}
+		wf, runs = e.waitStatus(id, conductor.WorkflowFailed), nil
+		for _, tk := range wf.Tasks {
+			if tk.ReferenceTaskName == "refused" {
+				runs = append(runs, tk)
+			}
+		}
+	}
+	if last := runs[len(runs)-1]; len(runs) != 2 || last.Status != conductor.TaskFailedWithTerminalError ||
+		last.ReasonForIncompletion != refused.ReasonForIncompletion || last.PollCount != 0 || last.WorkerID != "" {
+		t.Fatalf("after the retry, refused ran %d times, the last %+v; want it refused again as the first", len(runs), last)
+	}
+	if view, _ := json.Marshal(wf); strings.Contains(string(view), secret) {
+		t.Errorf("the workflow's view holds the secret: %s", view)
+	}
+	if strings.Contains(e.rawLog(id), secret) {
+		t.Error("the workflow's log records hold the secret in plaintext")
 	}
 }
 

@@ -345,15 +345,22 @@ func (d *decision) spawnForked(wt *conductor.WorkflowTask, fork *Task) {
 	if err != nil {
 		return // prepareFork checked the same input
 	}
-	// The forked tasks and the JOIN are scheduled together, as Conductor's
-	// mapper makes them.
+	d.scheduleForked(fork, f, func(string) bool { return true })
+}
+
+// scheduleForked schedules the tasks of f that spawn picks, by reference
+// name, and the JOIN after fork unless it is scheduled already: together,
+// as Conductor's mapper makes them.
+func (d *decision) scheduleForked(fork *Task, f *dynamicFork, spawn func(ref string) bool) {
 	held := d.hold()
 	defer d.release(held)
 	for _, t := range f.tasks {
 		if d.w.Status != conductor.WorkflowRunning {
 			return
 		}
-		d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
+		if spawn(t.TaskReferenceName) {
+			d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
+		}
 	}
 	if next, why, _ := d.plan.after(fork.Ref); why == endNone && next.TaskType() == conductor.TaskTypeJoin && !d.scheduledAfter(next.TaskReferenceName, fork) {
 		d.schedule(next, scheduleOpts{iteration: fork.Iteration})
@@ -375,11 +382,7 @@ func (d *decision) respawnForked(fork *Task) {
 	if err != nil {
 		return
 	}
-	for _, t := range f.tasks {
-		if d.latest(iterRef(t.TaskReferenceName, fork.Iteration)) == nil {
-			d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
-		}
-	}
+	d.scheduleForked(fork, f, func(ref string) bool { return d.latest(iterRef(ref, fork.Iteration)) == nil })
 }
 
 // canRespawnForked refuses a rerun inside a FORK_JOIN_DYNAMIC, or from the

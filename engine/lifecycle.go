@@ -119,6 +119,8 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 			d.reopenLoop(loop, from.Iteration)
 		}
 	}
+	// What runs again is scheduled together, as by a retry.
+	held := d.hold()
 	// The task runs again under a new id, so that a late report from its
 	// previous run cannot be taken for the new one.
 	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, parentTaskID: from.ParentTaskID, child: child})
@@ -133,6 +135,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 		}
 	}
 	d.reopenJoins()
+	d.release(held)
 	d.reopened(upTo)
 	return nil
 }
@@ -182,9 +185,15 @@ func (d *decision) retry(r Retry) error {
 			d.w.ID, t.Ref, t.ID)
 	}
 	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
+	// The tasks run again together: one failed as it is scheduled (a
+	// dynamic fork's task refused again) ends the workflow once they all
+	// are, and its end cancels them; ended at once, it left those after
+	// it scheduled in an ended workflow.
+	held := d.hold()
 	for _, t := range retry {
 		d.retryTask(t)
 	}
+	d.release(held)
 	d.reopened("")
 	return nil
 }

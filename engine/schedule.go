@@ -121,6 +121,17 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		ev.AvailableAt = d.now // it waits for a child that runs again now
 	}
 
+	if o.parentTaskID != "" && (o.retryOf != nil || o.input != nil) {
+		// A dynamic fork's task (only those have a parent task) runs
+		// again (a retry, a rerun) with the input it kept, which
+		// dataRefusal judged when it was first scheduled: one it refused
+		// kept its references as text, their paths dropped, and the
+		// workflow's sealed data it read, which a hand-off opens. Its
+		// configuration, from data, is judged again, as it was then.
+		if reason := d.refusedAgain(wt, eff, id); reason != "" {
+			return d.scheduleFailed(wt, o, id, ref, fmt.Sprintf("task %s, configured by the workflow's data: %s", ref, reason))
+		}
+	}
 	switch {
 	case o.retryOf != nil:
 		r := o.retryOf
@@ -283,13 +294,22 @@ func overInput(old map[string]any, oldDeferred [][]any, fresh map[string]any, de
 }
 
 // scheduleFailed records a task that could not even be configured (a
-// DYNAMIC task naming no task): it fails at once.
+// DYNAMIC task naming no task) or may not run (see dataRefusal): it fails
+// at once. A configuration decided at run time is kept, as schedule keeps
+// it: a dynamic fork shows its tasks' (forkedTaskDefs), and a retry, an
+// optional task's pass and a rerun read it.
 func (d *decision) scheduleFailed(wt *conductor.WorkflowTask, o scheduleOpts, id, ref, reason string) *Task {
 	ev := &schemas.TaskScheduled{TaskID: id, Ref: ref, Name: wt.Name, Type: wt.TaskType(),
 		Status: conductor.TaskFailedWithTerminalError, Reason: reason, Seq: d.nextSeq(), Iteration: o.iteration,
 		ParentTaskID: o.parentTaskID, Input: o.input, Time: d.now}
+	if n := d.plan.nodes[wt.TaskReferenceName]; n == nil || n.wt != wt {
+		ev.Config = configJSON(wt)
+	}
 	if r := o.retryOf; r != nil {
 		ev.Input, ev.RetryCount, ev.RetriedTaskID, ev.FirstScheduled = r.Input, r.RetryCount+1, r.ID, r.FirstScheduled
+		if len(r.Config) > 0 {
+			ev.Config = r.Config
+		}
 	}
 	if ev.Input == nil {
 		ev.Input, _, _ = d.evaluate(wt.InputParameters, id)
@@ -850,6 +870,18 @@ func dataRefusal(wt *conductor.WorkflowTask, in map[string]any, deferred [][]any
 		return "its input may not read the workflow's _secrets or _masked data: only a definition may"
 	}
 	return ""
+}
+
+// refusedAgain is dataRefusal for a task configured by the workflow's
+// data that runs again, judged on its configuration evaluated anew (its
+// kept input may hold references as text), or what kept it from being
+// evaluated: it may not run unjudged.
+func (d *decision) refusedAgain(wt *conductor.WorkflowTask, eff conductor.EffectiveTaskDef, id string) string {
+	in, deferred, err := d.evaluateAside(inputTemplate(wt, eff), id)
+	if err != nil {
+		return fmt.Sprintf("its input: %v", err)
+	}
+	return dataRefusal(wt, in, deferred)
 }
 
 // defRefusal is dataRefusal for a whole definition built from data: no

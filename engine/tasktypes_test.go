@@ -11,6 +11,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -1411,6 +1412,147 @@ func TestWorkflowEndedAsAForkStartsCancelsTheRest(t *testing.T) {
 				if tc.status == conductor.WorkflowCompleted && !reflect.DeepEqual(h.w.Output, map[string]any{"by": "first"}) {
 					t.Fatalf("output = %v, want the TERMINATE's workflowOutput", h.w.Output)
 				}
+			}
+		})
+	}
+}
+
+// A dynamic fork's task refused as it is scheduled (its configuration,
+// from data, reaches secrets) keeps its configuration, as every forked
+// task does: the fork's forkedTaskDefs lists it and its own view shows
+// it (the references as text, never a value). Whatever runs it again (a
+// retry, a rerun from it or from another of the fork's tasks) refuses it
+// again for the same reason, never hands it out, and ends the workflow
+// once the rest is scheduled, which it cancels. A retry used to skip it
+// (no configuration) and fail the JOIN on it; with one, it would have
+// been handed out with its references as text; a rerun from another
+// forked task left the tasks after it scheduled, and handed out, in the
+// FAILED workflow.
+func TestForkedTaskRefusedAsScheduled(t *testing.T) {
+	sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1}}
+	for _, refusal := range []struct {
+		name   string
+		params map[string]any
+		input  map[string]any // the workflow's, beside the task list
+	}{
+		{name: "secret", params: map[string]any{"s": "${workflow.secrets.s}"}},
+		{name: "environment value", params: map[string]any{"s": "Bearer ${workflow.env.region}"}},
+		{name: "sealed data", params: map[string]any{"s": "${workflow.input._secrets.k}"},
+			input: map[string]any{"_secrets": map[string]any{"k": sealed}}},
+	} {
+		start := func(t *testing.T) *harness {
+			t.Helper()
+			in := map[string]any{"tasks": []any{
+				map[string]any{"name": "a", "taskReferenceName": "a"},
+				map[string]any{"name": "first", "taskReferenceName": "first", "inputParameters": refusal.params},
+				map[string]any{"name": "c", "taskReferenceName": "c"}}}
+			for k, v := range refusal.input {
+				in[k] = v
+			}
+			return newHarness(t, dynForkDef, in)
+		}
+		t.Run(refusal.name+", shown", func(t *testing.T) {
+			h := start(t)
+			h.wantStatus(conductor.WorkflowFailed)
+			first := h.wantTask("first", conductor.TaskFailedWithTerminalError)
+			if !strings.Contains(first.Reason, "configured by the workflow's data") {
+				t.Fatalf("reason %q", first.Reason)
+			}
+			view := h.task("fork").Conductor(h.w)
+			defs, _ := view.InputData["forkedTaskDefs"].([]any)
+			var refs []string
+			var shown any
+			for _, d := range defs {
+				var wt map[string]any
+				if err := json.Unmarshal(d.(conductor.WorkflowTaskJSON), &wt); err != nil {
+					t.Fatal(err)
+				}
+				refs = append(refs, wt["taskReferenceName"].(string))
+				if wt["taskReferenceName"] == "first" {
+					shown = wt["inputParameters"]
+				}
+			}
+			if !reflect.DeepEqual(refs, []string{"a", "first", "c"}) {
+				t.Fatalf("forkedTaskDefs lists %v, want [a first c]", refs)
+			}
+			if want := any(refusal.params); !reflect.DeepEqual(shown, want) {
+				t.Fatalf("forkedTaskDefs shows first's inputParameters %v, want %v", shown, want)
+			}
+			if own := first.Conductor(h.w).WorkflowTask; string(own) != string(defs[1].(conductor.WorkflowTaskJSON)) {
+				t.Fatalf("first's workflowTask %s, its fork shows %s", own, defs[1])
+			}
+		})
+		for _, again := range []struct {
+			name string
+			trig func(h *harness) engine.Trigger
+		}{
+			{"retry", func(*harness) engine.Trigger { return engine.Retry{} }},
+			{"rerun from it", func(h *harness) engine.Trigger {
+				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("first").ID}}
+			}},
+			{"rerun from it with an input", func(h *harness) engine.Trigger {
+				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("first").ID, TaskInput: map[string]any{"s": "plain"}}}
+			}},
+			{"rerun from the task before it", func(h *harness) engine.Trigger {
+				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID}}
+			}},
+		} {
+			t.Run(refusal.name+", "+again.name, func(t *testing.T) {
+				h := start(t)
+				reason := h.task("first").Reason
+				d := h.decide(again.trig(h))
+				for _, ev := range d.Events {
+					if s, ok := ev.(*schemas.TaskScheduled); ok && s.Ref == "first" && s.Status != conductor.TaskFailedWithTerminalError {
+						t.Fatalf("first scheduled %s with input %v", s.Status, s.Input)
+					}
+				}
+				h.wantStatus(conductor.WorkflowFailed)
+				if first := h.wantTask("first", conductor.TaskFailedWithTerminalError); first.Reason != reason {
+					t.Fatalf("refused again for %q, want %q", first.Reason, reason)
+				}
+				for _, ref := range []string{"a", "c", "join"} {
+					h.wantTask(ref, conductor.TaskCanceled)
+				}
+				for _, task := range h.w.Tasks {
+					if task.Active() {
+						t.Fatalf("%s %s in the %s workflow", task.Ref, task.Status, h.w.Status)
+					}
+				}
+			})
+		}
+	}
+}
+
+// An optional (or permissive) dynamic fork's task refused as it is
+// scheduled lets the JOIN go on, as that task's failure does otherwise:
+// optional, COMPLETED_WITH_ERRORS; permissive, left FAILED_WITH_TERMINAL_ERROR
+// while the rest runs, and the JOIN and the workflow then fail with its
+// reason. It used to fail the workflow at once, its configuration, which
+// says so, not kept.
+func TestOptionalForkedTaskRefusedAsScheduled(t *testing.T) {
+	for _, tc := range []struct {
+		flag, first, join, status string
+	}{
+		{"optional", conductor.TaskCompletedWithErrors, conductor.TaskCompletedWithErrors, conductor.WorkflowCompleted},
+		{"permissive", conductor.TaskFailedWithTerminalError, conductor.TaskFailed, conductor.WorkflowFailed},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			h := newHarness(t, dynForkDef, map[string]any{"tasks": []any{
+				map[string]any{"name": "a", "taskReferenceName": "a"},
+				map[string]any{"name": "first", "taskReferenceName": "first", tc.flag: true, "inputParameters": map[string]any{"s": "${workflow.secrets.s}"}}}})
+			h.wantStatus(conductor.WorkflowRunning)
+			first := h.wantTask("first", tc.first)
+			if !strings.Contains(first.Reason, "configured by the workflow's data") {
+				t.Fatalf("reason %q", first.Reason)
+			}
+			h.complete("a", nil)
+			h.wantTask("join", tc.join)
+			if tc.status == conductor.WorkflowCompleted {
+				h.complete("after", nil)
+			}
+			h.wantStatus(tc.status)
+			if tc.status == conductor.WorkflowFailed && h.w.Reason != first.Reason {
+				t.Fatalf("workflow failed for %q, want first's reason %q", h.w.Reason, first.Reason)
 			}
 		})
 	}
