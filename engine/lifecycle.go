@@ -283,7 +283,10 @@ func (d *decision) retryTask(t *Task) {
 // reopened tells the parent, if any, that this workflow runs again; upTo
 // is the ancestor a rerun through this workflow was asked of.
 func (d *decision) reopened(upTo string) {
-	if d.w.ParentWorkflowID == "" {
+	if d.w.ParentWorkflowID == "" || d.w.Status != conductor.WorkflowRunning {
+		// Ended again at once (a dynamic fork's task refused again): its
+		// end tells the parent, which a reopening after it would leave
+		// waiting for a child that has ended.
 		return
 	}
 	c := ChildReopened{ChildID: d.w.ID, RunsAs: d.w.AlsoRunsAs, ResetTime: d.w.ResetTime}

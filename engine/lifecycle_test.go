@@ -356,6 +356,33 @@ func TestDeadlinesOfTerminalWorkflow(t *testing.T) {
 	}
 }
 
+// A child whose retry or rerun ends it again at once (a dynamic fork's
+// task refused again) tells its parent it ended, not that it runs again:
+// told both, the parent heard the child run again after its end, and its
+// SUB_WORKFLOW task waited for a child that had ended.
+func TestChildEndedAgainDoesNotReopenItsParent(t *testing.T) {
+	in := map[string]any{"tasks": []any{
+		map[string]any{"name": "a", "taskReferenceName": "a"},
+		map[string]any{"name": "first", "taskReferenceName": "first", "inputParameters": map[string]any{"s": "${workflow.secrets.s}"}}}}
+	for _, op := range []engine.Trigger{engine.Retry{}, engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: "first"}}} {
+		c := newHarness(t, dynForkDef, in)
+		c.w.ParentWorkflowID = "parent-1"
+		c.wantStatus(conductor.WorkflowFailed)
+		if rerun, ok := op.(engine.Rerun); ok {
+			rerun.Request.ReRunFromTaskID = c.task("first").ID
+			op = rerun
+		}
+		d := c.decide(op)
+		c.wantStatus(conductor.WorkflowFailed)
+		if got := effectsOf[engine.ReopenParent](d); len(got) != 0 {
+			t.Fatalf("%T: a child ended again told its parent it runs again: %+v", op, got)
+		}
+		if got := effectsOf[engine.NotifyParent](d); len(got) != 1 || got[0].ParentWorkflowID != "parent-1" {
+			t.Fatalf("%T: parent effects %+v, want it told the child ended", op, got)
+		}
+	}
+}
+
 // A child that runs again (retried, restarted, rerun) tells its parent;
 // the parent's failed SUB_WORKFLOW task waits for it again, the parent
 // resumes, and the child's end completes it, as in Conductor.
