@@ -257,6 +257,11 @@ func TestAuthorizationFiltersLists(t *testing.T) {
 	if defs := runner.must(200, "GET", "/api/metadata/workflow", ""); !strings.Contains(defs, `"wf_open"`) || strings.Contains(defs, `"wf_closed"`) {
 		t.Fatalf("runner's definitions = %.500s", defs)
 	}
+	for _, path := range []string{"/api/metadata/workflow/names-and-versions", "/api/metadata/workflow/latest-versions"} {
+		if defs := runner.must(200, "GET", path, ""); !strings.Contains(defs, `"wf_open"`) || strings.Contains(defs, `"wf_closed"`) {
+			t.Fatalf("runner's %s = %.500s", path, defs)
+		}
+	}
 	var res conductor.SearchResult[conductor.WorkflowSummary]
 	if err := json.Unmarshal([]byte(runner.must(200, "GET", "/api/workflow/search?size=100", "")), &res); err != nil {
 		t.Fatal(err)

@@ -83,6 +83,11 @@ func (s *Server) metadataRoutes() {
 	s.route("PUT /api/metadata/workflow", auth.Authenticated, s.putWorkflowDefs)
 	s.route("GET /api/metadata/workflow", auth.Authenticated, s.listWorkflowDefs)
 	s.route("GET /api/metadata/workflow/{name}", on(wf, auth.Read), s.getWorkflowDef)
+	// Conductor OSS's summaries, which Conductor's UI lists definitions
+	// with; as routes of their own they shadow definitions of these names
+	// in GET /{name}, as in Conductor.
+	s.route("GET /api/metadata/workflow/names-and-versions", auth.Authenticated, s.workflowNamesAndVersions)
+	s.route("GET /api/metadata/workflow/latest-versions", auth.Authenticated, s.latestWorkflowDefs)
 	s.route("DELETE /api/metadata/workflow/{name}/{version}", auth.Authenticated, s.deleteWorkflowDef)
 	// Orkes's workflow rate limits are not served. Without these routes a
 	// DELETE would read "rate-limit" as a version; the SDKs read a 404 as
@@ -670,6 +675,50 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
+	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage) {
+		return auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw
+	})
+}
+
+// workflowDefSummary is Conductor's WorkflowDefSummary.
+type workflowDefSummary struct {
+	Name       string `json:"name"`
+	Version    int    `json:"version"`
+	CreateTime int64  `json:"createTime,omitempty"`
+}
+
+// workflowNamesAndVersions answers each workflow name the caller may read
+// with its versions, in order, as Conductor's names-and-versions does.
+func (s *Server) workflowNamesAndVersions(w http.ResponseWriter, r *http.Request) {
+	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := map[string][]workflowDefSummary{}
+	for _, d := range defs {
+		if _, seen := out[d.Name]; !seen && !s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}) {
+			continue
+		}
+		out[d.Name] = append(out[d.Name], workflowDefSummary{Name: d.Name, Version: d.Version, CreateTime: d.CreateTime})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// latestWorkflowDefs answers the latest version of each workflow the
+// caller may read, the one GET /{name} without a version returns.
+func (s *Server) latestWorkflowDefs(w http.ResponseWriter, r *http.Request) {
+	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
+	if err == nil {
+		// Sorted by name, then version: a name's last is its latest.
+		latest := defs[:0:0]
+		for i, d := range defs {
+			if i+1 == len(defs) || defs[i+1].Name != d.Name {
+				latest = append(latest, d)
+			}
+		}
+		defs = latest
+	}
 	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage) {
 		return auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw
 	})

@@ -161,6 +161,65 @@ func TestMetadataWorkflowRoutes(t *testing.T) {
 	do(t, "DELETE", api+"/"+url.PathEscape(odd)+"/1", "").expect(t, http.StatusNoContent)
 }
 
+// Conductor OSS's MetadataResource serves a workflow's names and versions
+// (GET /api/metadata/workflow/names-and-versions, Conductor's UI lists
+// definitions with it) and the latest version of each definition (GET
+// /api/metadata/workflow/latest-versions). Read as a definition's name,
+// both were answered 404.
+func TestMetadataWorkflowNamesAndLatestVersions(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	api := base + "/api/metadata/workflow"
+
+	// Before any definition: an empty object and an empty list.
+	if got := do(t, "GET", api+"/names-and-versions", "").expect(t, http.StatusOK).body; got != "{}" {
+		t.Fatalf("names-and-versions with no definitions = %s, want {}", got)
+	}
+	if got := do(t, "GET", api+"/latest-versions", "").expect(t, http.StatusOK).body; got != "[]" {
+		t.Fatalf("latest-versions with no definitions = %s, want []", got)
+	}
+
+	def := func(name string, version int, description string) string {
+		return fmt.Sprintf(`{"name":%q,"version":%d,"description":%q,"tasks":[{"name":"t","taskReferenceName":"t"}]}`, name, version, description)
+	}
+	for _, d := range []string{def("wf_b", 1, "b1"), def("wf_a", 3, "a3"), def("wf_a", 1, "a1"), def("wf_a", 2, "a2")} {
+		do(t, "POST", api, d).expect(t, http.StatusNoContent)
+	}
+	do(t, "DELETE", api+"/wf_a/2", "").expect(t, http.StatusNoContent)
+
+	versions := decode[map[string][]map[string]any](t, do(t, "GET", api+"/names-and-versions", "").expect(t, http.StatusOK).body)
+	if len(versions) != 2 {
+		t.Fatalf("names-and-versions = %v, want wf_a and wf_b", versions)
+	}
+	for name, want := range map[string][]float64{"wf_a": {1, 3}, "wf_b": {1}} {
+		got := versions[name]
+		if len(got) != len(want) {
+			t.Fatalf("names-and-versions[%s] = %v, want versions %v", name, got, want)
+		}
+		for i, s := range got {
+			if s["name"] != name || s["version"] != want[i] || len(s) != 3 {
+				t.Fatalf("names-and-versions[%s][%d] = %v, want {name %s, version %v, createTime}", name, i, s, name, want[i])
+			}
+			if ct, ok := s["createTime"].(float64); !ok || ct <= 0 {
+				t.Fatalf("names-and-versions[%s][%d].createTime = %v", name, i, s["createTime"])
+			}
+		}
+	}
+
+	latest := decode[[]map[string]any](t, do(t, "GET", api+"/latest-versions", "").expect(t, http.StatusOK).body)
+	var got []string
+	for _, d := range latest {
+		got = append(got, d["name"].(string)+"."+d["description"].(string))
+		// Each is the definition as GET returns it, defaults added.
+		if d["schemaVersion"] != 2.0 || d["tasks"] == nil {
+			t.Fatalf("latest-versions holds %v, want whole definitions with Conductor's defaults", d)
+		}
+	}
+	if strings.Join(got, " ") != "wf_a.a3 wf_b.b1" {
+		t.Fatalf("latest-versions = %v, want wf_a.a3 wf_b.b1", got)
+	}
+}
+
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
