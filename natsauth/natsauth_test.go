@@ -279,13 +279,15 @@ func TestWorkerSubscriptionsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := nc.Flush(); err != nil || nc.LastError() != nil {
+	// Flush's own 10 s ran out on a loaded machine (a full make test and
+	// more) before the server had taken them all in.
+	if err := nc.FlushTimeout(time.Minute); err != nil || nc.LastError() != nil {
 		t.Fatalf("within the bound: %v %v", err, nc.LastError())
 	}
 	if _, err := nc.SubscribeSync(inbox + ".one-more"); err != nil {
 		t.Fatal(err)
 	}
-	_ = nc.Flush()
+	_ = nc.FlushTimeout(time.Minute)
 	if err := nc.LastError(); err == nil || !strings.Contains(strings.ToLower(err.Error()), "maximum subscriptions") {
 		t.Fatalf("subscription past the bound: last error %v", err)
 	}
