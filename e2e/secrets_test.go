@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -45,15 +47,21 @@ func (e *env) putSecret(name, value string) {
 	}
 }
 
-// events reads every event of a workflow from the log.
-func (e *env) events(id string) []schemas.Event {
+// records reads every record of a workflow from the log.
+func (e *env) records(id string) []eventlog.Record {
 	e.t.Helper()
 	recs, err := e.node.Log().ReadSubject(context.Background(), "fv.wf."+id, 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return recs
+}
+
+// events reads every event of a workflow from the log.
+func (e *env) events(id string) []schemas.Event {
+	e.t.Helper()
 	var out []schemas.Event
-	for _, r := range recs {
+	for _, r := range e.records(id) {
 		for _, env := range r.Events {
 			ev, err := schemas.Default.Decode(env)
 			if err != nil {
@@ -875,4 +883,77 @@ func TestCompactionDestroysALateSecretAKeyNames(t *testing.T) {
 			t.Errorf("the read models keep %s after compaction", v)
 		}
 	}
+}
+
+// recordBytes returns the msgpack of every event of a workflow's records
+// as the log holds them: a sealed value's purpose is there in plain text,
+// which the events' JSON renders as "***".
+func (e *env) recordBytes(id string) []byte {
+	e.t.Helper()
+	var b []byte
+	for _, r := range e.records(id) {
+		for _, env := range r.Events {
+			b = append(b, env.Data...)
+		}
+	}
+	return b
+}
+
+// A worker that keys its output by the secrets it was given (under
+// _secrets, and under _masked, which compaction keeps) leaves them in no
+// record and no read model: not in the stored keys, which read "***",
+// nor in the purposes the sealed values are stored with, before
+// compaction and after.
+func TestSealedValuesKeyedByASecretLeaveItNowhere(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	cfg.CompactionDelay = time.Hour // compacted after the restart below
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	const tok, other = "purpose-tok-Rz84kQw2", "purpose-other-Gt51mVb7"
+	e.putSecret("purpose_tok", tok)
+	e.putSecret("purpose_other", other)
+	e.register(`{"name":"keyed_by_secret","tasks":[{"name":"keyed","taskReferenceName":"k",
+	  "inputParameters":{"tok":"${workflow.secrets.purpose_tok}","other":"${workflow.secrets.purpose_other}"}}]}`)
+	given := make(chan map[string]any, 1)
+	e.work("keyed", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		given <- task.InputData
+		v, _ := task.InputData["tok"].(string)
+		w, _ := task.InputData["other"].(string)
+		return workers.Output{Data: map[string]any{
+			"_secrets": map[string]any{v: v},
+			"_masked":  map[string]any{w: "masked-by-its-key"}}}, nil
+	})
+	id := e.start("keyed_by_secret", nil)
+	if in := <-given; in["tok"] != tok || in["other"] != other {
+		t.Fatalf("the worker was given %v", in)
+	}
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if out := taskByRef(wf, "k").OutputData; out["_secrets"] != masking.Mask || out["_masked"] != masking.Mask {
+		t.Fatalf("output %v", out)
+	}
+	nowhere := func(when string) {
+		t.Helper()
+		for _, v := range []string{tok, other} {
+			if bytes.Contains(e.recordBytes(id), []byte(v)) {
+				t.Errorf("the log's records hold %s %s", v, when)
+			}
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.node.Stop(sctx); err != nil {
+			t.Fatal(err)
+		}
+		dump := nodetest.Dump(t, cfg)
+		for _, v := range []string{tok, other} {
+			if strings.Contains(dump, v) {
+				t.Errorf("the read models hold %s %s", v, when)
+			}
+		}
+	}
+	nowhere("before compaction")
+	cfg.CompactionDelay = 0
+	e.node, e.base = nodetest.StartConfig(t, cfg)
+	e.waitCompacted(id)
+	nowhere("after compaction")
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,7 +61,8 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			return engine.Decision{}, err
 		}
 	}
-	p := &protection{g: g, ctx: ctx, m: m, fields: fields, wf: "wf/" + wfID, s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
+	p := &protection{g: g, ctx: ctx, m: m, fields: fields, wf: "wf/" + wfID, events: events,
+		s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: wfID, before: before, memo: m}}
 	startSealed := startsSealed(events)
 	switch {
 	case before != nil && before.SealsSecrets && !before.Compacted:
@@ -420,6 +422,12 @@ type protection struct {
 	// an object or a list: each reads "***" as a whole, as the _secrets
 	// block it goes to does.
 	collapsed []string
+	// events are the decision's events as given, which prescan reads.
+	events []schemas.Event
+	// prescanned: the memo knows every value this pass seals (prescan).
+	prescanned bool
+	// dry is set while prescan runs sealEvent for what it would seal.
+	dry bool
 }
 
 // seal seals m's masked keys and fields under the purpose path names.
@@ -443,6 +451,14 @@ func (p *protection) sealInput(path func() string, m map[string]any, fields []st
 	if !masking.HoldsMaskedKey(m) && !hasAny(m, fields) && len(secrets) == 0 && len(masked) == 0 {
 		return m, nil
 	}
+	if p.dry {
+		_, err := sealAll(drySealer{}, nil, "", m, fields, secrets, masked, p.know)
+		return m, err
+	}
+	names, err := p.prescan()
+	if err != nil {
+		return nil, err
+	}
 	var last []byte
 	rec := sealRecorder{p, &last}
 	found := func(plain []byte) {
@@ -460,16 +476,62 @@ func (p *protection) sealInput(path func() string, m map[string]any, fields []st
 			p.collapsed = append(p.collapsed, "input."+k)
 		}
 	}
-	where := path()
-	out, err := masking.SealFields(rec, where, m, fields, found)
+	out, err := sealAll(rec, names, path(), m, fields, secrets, masked, found)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sealAll seals what of m sealInput seals: masked keys, fields, and the
+// keys copied into _secrets and _masked blocks, with purposes naming keys
+// as names redacts them.
+func sealAll(s masking.Sealer, names *masking.Redactor, where string, m map[string]any, fields, secrets, masked []string, found func([]byte)) (map[string]any, error) {
+	out, err := masking.SealFields(s, names, where, m, fields, found)
 	if err == nil {
-		out, err = masking.SealTrees(rec, masking.KindSecrets, where, out, secrets, found)
+		out, err = masking.SealTrees(s, masking.KindSecrets, names, where, out, secrets, found)
 	}
 	if err == nil {
-		out, err = masking.SealTrees(rec, masking.KindMasked, where, out, masked, found)
+		out, err = masking.SealTrees(s, masking.KindMasked, names, where, out, masked, found)
 	}
 	return out, err
 }
+
+// prescan has the memo know, before this pass seals anything, every value
+// it will seal, in any of the decision's events, and returns what then
+// redacts them: a purpose is stored in plain text, and names a key that
+// holds such a value (a worker's output keyed by its secret, sealed in
+// the same block or by a later event) as the stored key reads once
+// redacted (see masking.KeyNames). It runs once a pass, and only in one
+// that seals: sealEvent runs dry on every event, sealing nothing.
+func (p *protection) prescan() (*masking.Redactor, error) {
+	if !p.prescanned {
+		p.prescanned, p.dry = true, true
+		defer func() { p.dry = false }()
+		for _, ev := range p.events {
+			if _, _, err := p.sealEvent(ev); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p.m.get(), nil
+}
+
+// know has the memo look for a value sealing finds (the found callback of
+// masking's sealing): the text of a string, the JSON of anything else.
+func (p *protection) know(plain []byte) {
+	if s, ok := jsonString(plain); ok {
+		p.m.add([]byte(s))
+	} else {
+		p.m.add(plain)
+	}
+}
+
+// drySealer seals nothing: prescan's sealing only finds values.
+type drySealer struct{}
+
+func (drySealer) Seal(byte, string, []byte) ([]byte, error) { return nil, nil }
+func (drySealer) Open(byte, string, []byte) ([]byte, error) { return nil, nil }
 
 // secrecyOf returns what of a workflow's input the definition def (its
 // JSON) copies into _secrets or _masked blocks.
@@ -703,7 +765,7 @@ func (p *protection) deferSealed(in map[string]any, deferred [][]any) (map[strin
 // the workflow was given as plain data. Compaction destroys a copy sealed
 // under _secrets, as the value.
 func (p *protection) sealCopies(path func() string, in map[string]any) (map[string]any, error) {
-	if in == nil || !p.m.sealsAny() {
+	if in == nil || !p.m.sealsAny() || p.dry {
 		return in, nil
 	}
 	var last []byte
@@ -712,8 +774,36 @@ func (p *protection) sealCopies(path func() string, in map[string]any) (map[stri
 	// alone holds none, and the values need not be looked for one by one
 	// (a loop that seals a value an iteration has one per iteration).
 	r := p.m.get()
-	var walk func(v any, at string) (any, bool, error)
-	walk = func(v any, at string) (any, bool, error) {
+	// at is the way from in to the value walked; its purpose is made only
+	// for a copy sealed (most inputs hold none), naming the keys as
+	// sealInput's purposes do (see prescan), each map's once: KeyNames
+	// numbers keys in map order.
+	var at []copyStep
+	var names map[uintptr]map[string]string
+	purpose := func(redact *masking.Redactor) string {
+		b := []byte(path())
+		for _, st := range at {
+			if st.in == nil {
+				b = append(strconv.AppendInt(append(b, '['), int64(st.i), 10), ']')
+				continue
+			}
+			name := st.key
+			if redact.String(name) != name {
+				id := reflect.ValueOf(st.in).Pointer()
+				if _, ok := names[id]; !ok {
+					if names == nil {
+						names = map[uintptr]map[string]string{}
+					}
+					names[id] = masking.KeyNames(redact, st.in)
+				}
+				name = names[id][name]
+			}
+			b = append(append(b, '.'), name...)
+		}
+		return string(b)
+	}
+	var walk func(v any) (any, bool, error)
+	walk = func(v any) (any, bool, error) {
 		switch x := v.(type) {
 		case string:
 			if r.String(x) == x {
@@ -723,18 +813,25 @@ func (p *protection) sealCopies(path func() string, in map[string]any) (map[stri
 			if !ok {
 				return v, false, nil
 			}
+			redact, err := p.prescan()
+			if err != nil {
+				return nil, false, err
+			}
+			where := purpose(redact)
 			plain, _ := json.Marshal(x)
 			last = append(last[:0], plain...)
-			ct, err := rec.Seal(kind, at, plain)
+			ct, err := rec.Seal(kind, where, plain)
 			clear(plain)
 			if err != nil {
-				return nil, false, fmt.Errorf("seal %s: %w", at, err)
+				return nil, false, fmt.Errorf("seal %s: %w", where, err)
 			}
-			return &masking.Sealed{Kind: kind, Purpose: at, Ciphertext: ct}, true, nil
+			return &masking.Sealed{Kind: kind, Purpose: where, Ciphertext: ct}, true, nil
 		case map[string]any:
 			var out map[string]any
 			for k, e := range x {
-				ne, changed, err := walk(e, at+"."+k)
+				at = append(at, copyStep{in: x, key: k})
+				ne, changed, err := walk(e)
+				at = at[:len(at)-1]
 				if err != nil {
 					return nil, false, err
 				}
@@ -752,7 +849,9 @@ func (p *protection) sealCopies(path func() string, in map[string]any) (map[stri
 		case []any:
 			var out []any
 			for i, e := range x {
-				ne, changed, err := walk(e, at+"["+strconv.Itoa(i)+"]")
+				at = append(at, copyStep{i: i})
+				ne, changed, err := walk(e)
+				at = at[:len(at)-1]
 				if err != nil {
 					return nil, false, err
 				}
@@ -770,11 +869,19 @@ func (p *protection) sealCopies(path func() string, in map[string]any) (map[stri
 		}
 		return v, false, nil
 	}
-	out, _, err := walk(in, path())
+	out, _, err := walk(in)
 	if err != nil {
 		return nil, err
 	}
 	return out.(map[string]any), nil
+}
+
+// copyStep is a step of sealCopies's way: key of map in, or index i of a
+// list (in nil).
+type copyStep struct {
+	in  map[string]any
+	key string
+	i   int
 }
 
 // wfPath and taskPath name a workflow's or a task's field as a purpose to
@@ -876,6 +983,9 @@ func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed boo
 		c.Input, err = p.sealInput(wfPath(wf, "input"), c.Input, p.fields, secrecy)
 		return &c, !engine.SameMap(c.Input, e.Input), err
 	case *schemas.TaskStarted:
+		if p.dry {
+			return ev, false, nil // a resolved value is known as it resolves
+		}
 		refs, err := p.sealResolved(wf, e.Resolved)
 		if err != nil || refs == nil {
 			return ev, false, err

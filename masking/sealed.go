@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -25,7 +26,9 @@ type Sealed struct {
 	Kind byte
 	// Purpose is where the value was sealed (workflow id and path). It is
 	// authenticated with the ciphertext: a value copied elsewhere in its
-	// workflow still opens, one moved to another workflow does not.
+	// workflow still opens, one moved to another workflow does not. It is
+	// stored in plain text: a key on the path that holds a value redaction
+	// looks for is named as redaction writes it (see KeyNames).
 	Purpose string
 	// Ciphertext is opaque to everything but the keyring.
 	Ciphertext []byte
@@ -86,19 +89,64 @@ type Sealer interface {
 
 // SealKeys returns a copy of v in which every leaf under a _secrets or
 // _masked key is sealed. path names v's place (e.g. "task/<id>/output"): it
-// is the base of each leaf's purpose. found receives each sealed leaf's
-// plaintext JSON, for redaction and fingerprints. Already sealed leaves are
-// kept as they are.
-func SealKeys(s Sealer, path string, v any, found func(plain []byte)) (any, error) {
-	return walkSeal(s, path, v, 0, found)
+// is the base of each leaf's purpose, which names the keys above the leaf
+// as redact redacts them (see KeyNames; nil: as they are). found receives
+// each sealed leaf's plaintext JSON, for redaction and fingerprints.
+// Already sealed leaves are kept as they are.
+func SealKeys(s Sealer, redact *Redactor, path string, v any, found func(plain []byte)) (any, error) {
+	return walkSeal(s, redact, path, v, 0, found)
 }
 
-func walkSeal(s Sealer, path string, v any, kind byte, found func([]byte)) (any, error) {
+// KeyNames returns what the keys of m that r redacts are named in the
+// purposes of the values sealed under them, by key; the others are named
+// as they are. A purpose is stored in plain text beside its ciphertext,
+// in the log for good: a key holding a value redaction looks for (a
+// worker's output keyed by its secret) is named as its stored copy reads,
+// "***", and numbered ("***#2") when another key of m is named so, for a
+// purpose names one value of its workflow. Numbers go in map order: an
+// order of the keys would tell how the values compare. nil when r
+// redacts none of them, as for most maps.
+func KeyNames(r *Redactor, m map[string]any) map[string]string {
+	if r.Empty() {
+		return nil
+	}
+	var names map[string]string
+	for k := range m {
+		if rk := r.String(k); rk != k {
+			if names == nil {
+				names = map[string]string{}
+			}
+			names[k] = rk
+		}
+	}
+	if names == nil {
+		return nil
+	}
+	taken := make(map[string]bool, len(names))
+	for k, base := range names {
+		name := base
+		for i := 2; taken[name] || keptAs(m, names, name); i++ {
+			name = base + "#" + strconv.Itoa(i)
+		}
+		taken[name], names[k] = true, name
+	}
+	return names
+}
+
+// keptAs reports whether a key of m that redaction leaves is name.
+func keptAs(m map[string]any, redacted map[string]string, name string) bool {
+	_, in := m[name]
+	_, rewritten := redacted[name]
+	return in && !rewritten
+}
+
+func walkSeal(s Sealer, redact *Redactor, path string, v any, kind byte, found func([]byte)) (any, error) {
 	switch x := v.(type) {
 	case *Sealed:
 		return x, nil
 	case map[string]any:
 		out := make(map[string]any, len(x))
+		names := KeyNames(redact, x)
 		for k, e := range x {
 			k2 := kind
 			switch k {
@@ -109,7 +157,11 @@ func walkSeal(s Sealer, path string, v any, kind byte, found func([]byte)) (any,
 					k2 = KindMasked
 				}
 			}
-			sealed, err := walkSeal(s, path+"."+k, e, k2, found)
+			name, renamed := names[k]
+			if !renamed {
+				name = k
+			}
+			sealed, err := walkSeal(s, redact, path+"."+name, e, k2, found)
 			if err != nil {
 				return nil, err
 			}
@@ -119,7 +171,7 @@ func walkSeal(s Sealer, path string, v any, kind byte, found func([]byte)) (any,
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			sealed, err := walkSeal(s, fmt.Sprintf("%s[%d]", path, i), e, kind, found)
+			sealed, err := walkSeal(s, redact, fmt.Sprintf("%s[%d]", path, i), e, kind, found)
 			if err != nil {
 				return nil, err
 			}
@@ -150,9 +202,9 @@ func sealLeaf(s Sealer, kind byte, path string, v any, found func([]byte)) (*Sea
 }
 
 // SealFields seals the named top-level fields of m (maskedFields) with the
-// masked key, and every _secrets/_masked leaf.
-func SealFields(s Sealer, path string, m map[string]any, fields []string, found func([]byte)) (map[string]any, error) {
-	v, err := SealKeys(s, path, m, found)
+// masked key, and every _secrets/_masked leaf (see SealKeys).
+func SealFields(s Sealer, redact *Redactor, path string, m map[string]any, fields []string, found func([]byte)) (map[string]any, error) {
+	v, err := SealKeys(s, redact, path, m, found)
 	if err != nil || v == nil {
 		return nil, err
 	}
@@ -175,18 +227,23 @@ func SealFields(s Sealer, path string, m map[string]any, fields []string, found 
 // SealTrees seals every leaf under the named top-level keys of m with the
 // key of kind, each on its own, so that a path into one still finds its
 // value (and out of m, not changed, into a copy). Leaves sealed already
-// are kept as they are.
-func SealTrees(s Sealer, kind byte, path string, m map[string]any, keys []string, found func([]byte)) (map[string]any, error) {
+// are kept as they are. Purposes name keys as SealKeys's do.
+func SealTrees(s Sealer, kind byte, redact *Redactor, path string, m map[string]any, keys []string, found func([]byte)) (map[string]any, error) {
 	if len(keys) == 0 {
 		return m, nil
 	}
 	out := maps.Clone(m)
+	names := KeyNames(redact, m)
 	for _, k := range keys {
 		e, ok := out[k]
 		if !ok {
 			continue
 		}
-		sealed, err := walkSeal(s, path+"."+k, e, kind, found)
+		name, renamed := names[k]
+		if !renamed {
+			name = k
+		}
+		sealed, err := walkSeal(s, redact, path+"."+name, e, kind, found)
 		if err != nil {
 			return nil, err
 		}

@@ -55,7 +55,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		"_masked":  map[string]any{"ssn": "123-45-6789", "_secrets": "inner"},
 	}
 	var found []string
-	sealed, err := SealKeys(s, "task/1/output", in, func(p []byte) { found = append(found, string(p)) })
+	sealed, err := SealKeys(s, nil, "task/1/output", in, func(p []byte) { found = append(found, string(p)) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func sameMap(a, b any) bool {
 
 func TestSealFields(t *testing.T) {
 	s := newGCMSealer(t)
-	out, err := SealFields(s, "wf/input", map[string]any{"card": "4111", "plain": "x"}, []string{"card", "missing"}, nil)
+	out, err := SealFields(s, nil, "wf/input", map[string]any{"card": "4111", "plain": "x"}, []string{"card", "missing"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestSealFields(t *testing.T) {
 func TestSealTrees(t *testing.T) {
 	s := newGCMSealer(t)
 	in := map[string]any{"creds": map[string]any{"user": "bob", "pins": []any{1234.0}}, "plain": "x"}
-	out, err := SealTrees(s, KindSecrets, "wf/input", in, []string{"creds", "missing"}, nil)
+	out, err := SealTrees(s, KindSecrets, nil, "wf/input", in, []string{"creds", "missing"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,5 +185,54 @@ func TestSealTrees(t *testing.T) {
 	}
 	if _, sealed := in["creds"].(map[string]any)["user"].(*Sealed); sealed {
 		t.Fatal("SealTrees changed its input")
+	}
+}
+
+// A purpose is stored in plain text: a key above a sealed leaf that holds
+// a value redaction looks for is named as redaction writes it, numbered
+// past the names other keys of its map go by, and every leaf still opens.
+func TestSealKeysNamesKeysAsRedacted(t *testing.T) {
+	s := newGCMSealer(t)
+	const v, w = "value-one-Xk28", "value-two-Pq71"
+	in := map[string]any{
+		"_secrets": map[string]any{v: "one", w: "two", "***": "three", "***#2": "four", "k " + v: "five"},
+		v:          map[string]any{"_masked": map[string]any{"a": "six"}},
+	}
+	out, err := SealKeys(s, NewRedactor([]byte(v), []byte(w)), "p", in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{} // purpose → the value it opens to
+	var walk func(any)
+	walk = func(x any) {
+		switch y := x.(type) {
+		case *Sealed:
+			plain, err := s.Open(y.Kind, y.Purpose, y.Ciphertext)
+			if err != nil {
+				t.Fatalf("%s: %v", y.Purpose, err)
+			}
+			if _, twice := got[y.Purpose]; twice {
+				t.Errorf("two values sealed under %s", y.Purpose)
+			}
+			got[y.Purpose] = string(plain)
+		case map[string]any:
+			for _, e := range y {
+				walk(e)
+			}
+		}
+	}
+	walk(out)
+	want := map[string]bool{"p._secrets.***": true, "p._secrets.***#2": true, "p._secrets.***#3": true, "p._secrets.***#4": true,
+		"p._secrets.k ***": true, "p.***._masked.a": true}
+	if len(got) != len(want) {
+		t.Fatalf("purposes %v, want %v", got, want)
+	}
+	for p, plain := range got {
+		if !want[p] || strings.Contains(p, v) || strings.Contains(p, w) {
+			t.Errorf("purpose %q (of %s)", p, plain)
+		}
+	}
+	if got["p._secrets.***"] != `"three"` || got["p._secrets.***#2"] != `"four"` || got["p._secrets.k ***"] != `"five"` {
+		t.Errorf("the keys redaction leaves are named as they are: %v", got)
 	}
 }
