@@ -157,6 +157,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 			}
 		}
 		maskTexts(w, e.Texts)
+		w.Resolved = addRefs(w.Resolved, e.Sealed)
 	default:
 		switch ok, err := applyOperator(w, ev); {
 		case err != nil:

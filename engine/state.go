@@ -79,10 +79,12 @@ type Workflow struct {
 	Unsealed bool `msgpack:"unsealed,omitempty"`
 	// Resolved names what the tasks a restart, rerun or jump dropped had
 	// resolved at their hand-offs, and what was resolved into the input
-	// of a child at its start: a worker of the old run may still echo a
-	// value, a child's task a secret its input holds in text, and
-	// redaction looks for those values in what the workflow holds later
-	// (guard rebuilds its memo from these and the tasks').
+	// of a child at its start, and the values found to be secret later
+	// (schemas.ValuesMasked.Sealed): a worker of the old run may still
+	// echo a value, a child's task a secret its input holds in text, the
+	// output copy an input kept as given, and redaction looks for those
+	// values in what the workflow holds later (guard rebuilds its memo
+	// from these and the tasks').
 	Resolved []schemas.ResolvedRef `msgpack:"res,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
 	Seq uint64 `msgpack:"seq"`

@@ -106,7 +106,12 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			}
 		}
 		folded = len(out)
-		paths := findValues(after, p.sealed, false)
+		found := findValues(after, p.sealed, false)
+		late, err := p.keepLate(after, found)
+		if err != nil {
+			return engine.Decision{}, err
+		}
+		paths := found
 		for _, path := range p.collapsed {
 			if !slices.Contains(after.MaskedPaths, path) && !slices.Contains(paths, path) {
 				paths = append(paths, path)
@@ -115,7 +120,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 		shred := findValues(after, p.sealedSecretValues, true)
 		texts := findTexts(after, p.m.get())
 		if len(paths) > 0 || len(shred) > 0 || len(texts) > 0 {
-			out = append(out, &schemas.ValuesMasked{Paths: paths, Shred: shred, Texts: texts})
+			out = append(out, &schemas.ValuesMasked{Paths: paths, Shred: shred, Texts: texts, Sealed: late})
 		}
 	}
 	switch {
@@ -1230,9 +1235,20 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 				if len(ref.Sealed) == 0 {
 					continue
 				}
-				sv := &masking.Sealed{Kind: kind, Purpose: openedPath("wf/"+w.ID, ref.Name), Ciphertext: ref.Sealed}
+				purpose, late := openedPath("wf/"+w.ID, ref.Name), isLateRef(ref.Name)
+				if late {
+					purpose = latePath("wf/"+w.ID, ref.Name)
+				}
+				sv := &masking.Sealed{Kind: kind, Purpose: purpose, Ciphertext: ref.Sealed}
 				if v, err := masking.Open(sv, open); err == nil {
-					eachText(v, func(s string) { m.addSecret([]byte(s)) }, true)
+					eachText(v, func(s string) {
+						m.addSecret([]byte(s))
+						if late {
+							// Its copies are sealed under its kind, as
+							// in the decision that found it.
+							m.addKind(s, kind)
+						}
+					}, true)
 				}
 				continue
 			}
@@ -1355,6 +1371,63 @@ func eachText(v any, fn func(string), all bool) {
 			fn(s)
 		}
 	}, all)
+}
+
+// latePrefix names the values found to be secret later that a
+// ValuesMasked record keeps sealed (schemas.ValuesMasked.Sealed).
+const latePrefix = "late/"
+
+func isLateRef(name string) bool { return strings.HasPrefix(name, latePrefix) }
+
+// latePath is what such a value is sealed under.
+func latePath(wf, name string) string { return wf + "/" + name }
+
+// keepLate seals, for the ValuesMasked record, each value of this pass
+// that paths (findValues's) found kept as given elsewhere in w. The memo
+// of a workflow is rebuilt from its state (by another engine, after a
+// restart) from what it holds sealed: once a jump, rerun or restart has
+// dropped the task whose _secrets block sealed the value, the value was
+// looked for nowhere, and the output the workflow ended with (its
+// outputParameters copying the input), or a later task's input, held it
+// in plain text.
+func (p *protection) keepLate(w *engine.Workflow, paths []string) ([]schemas.ResolvedRef, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	n := 0
+	for _, ref := range w.Resolved {
+		if isLateRef(ref.Name) {
+			n++
+		}
+	}
+	var out []schemas.ResolvedRef
+	var kept [][]byte
+	for _, v := range p.sealed {
+		if len(v) < masking.MinLength || slices.ContainsFunc(kept, func(k []byte) bool { return bytes.Equal(k, v) }) {
+			continue
+		}
+		// paths holds one of them: which, only when there are several.
+		if len(p.sealed) > 1 && len(findValues(w, [][]byte{v}, false)) == 0 {
+			continue
+		}
+		kind, block := masking.KindMasked, masking.KeyMasked
+		if slices.ContainsFunc(p.sealedSecretValues, func(s []byte) bool { return bytes.Equal(s, v) }) {
+			kind, block = masking.KindSecrets, masking.KeySecrets
+		}
+		name := latePrefix + strconv.Itoa(n+len(out))
+		plain, err := json.Marshal(string(v))
+		if err != nil {
+			return nil, err
+		}
+		ct, err := p.s.Seal(kind, latePath(p.wf, name), plain)
+		clear(plain)
+		if err != nil {
+			return nil, fmt.Errorf("seal a value found to be secret: %w", err)
+		}
+		kept = append(kept, v)
+		out = append(out, schemas.ResolvedRef{Kind: block, Name: name, Sealed: ct})
+	}
+	return out, nil
 }
 
 // findTexts returns the paths (see schemas.ValuesMasked.Texts) of the

@@ -264,6 +264,14 @@ type ValuesMasked struct {
 	// "***" from then on, in the state itself, since no expression needs
 	// it as written (engine.ReasonPath, engine.LogPath).
 	Texts []string `msgpack:"texts,omitempty"`
+	// Sealed holds each value found where Paths mark it, sealed under the
+	// workflow's key of the block it went into (Kind "_secrets" or
+	// "_masked", Name "late/<n>"): the state keeps it with Workflow's
+	// Resolved, so that redaction, rebuilt from the state, still looks
+	// for it once what sealed it is gone (a task a jump, rerun or restart
+	// dropped) and the places Paths mark still hold it as given.
+	// Compaction destroys a "_secrets" one with the key.
+	Sealed []ResolvedRef `msgpack:"sealed,omitempty"`
 }
 
 func (*ValuesMasked) EventType() string { return "workflow.values_masked" }
