@@ -262,6 +262,16 @@ func TestAuthorizationFiltersLists(t *testing.T) {
 			t.Fatalf("runner's %s = %.500s", path, defs)
 		}
 	}
+	// Orkes's filters select among what the caller may read.
+	for _, name := range []string{"wf_open", "wf_closed"} {
+		send(t, w.admin, "PUT", "/api/metadata/workflow/"+name+"/tags", `[{"key":"kind","value":"demo"}]`)
+	}
+	for _, q := range []string{"?name=wf_closed", "?name=wf_closed&metadata=true", "?tagKey=kind&tagValue=demo", "?tagKey=kind&short=true&metadata=true"} {
+		defs := runner.must(200, "GET", "/api/metadata/workflow"+q, "")
+		if strings.Contains(defs, `"wf_closed"`) || strings.Contains(q, "name=") != (defs == "[]") {
+			t.Fatalf("runner's definitions %s = %.500s", q, defs)
+		}
+	}
 	var res conductor.SearchResult[conductor.WorkflowSummary]
 	if err := json.Unmarshal([]byte(runner.must(200, "GET", "/api/workflow/search?size=100", "")), &res); err != nil {
 		t.Fatal(err)

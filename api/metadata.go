@@ -42,9 +42,10 @@ type Metadata interface {
 	Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error)
 
 	RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) error
-	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, principal string, opts ...metadata.WriteOption) (*conductor.BulkResponse, error)
+	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) (*conductor.BulkResponse, error)
 	GetWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
 	ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error)
+	FindWorkflowDefs(ctx context.Context, f metadata.WorkflowFilter) ([]*conductor.WorkflowDef, error)
 	DeleteWorkflowDef(ctx context.Context, name string, version int, principal string, opts ...metadata.WriteOption) error
 
 	RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
@@ -583,8 +584,22 @@ func (s *Server) mayWrite(r *http.Request, targetType, name string, lookup error
 	return s.asIfFree(r, target, s.authorize(r, auth.Update, target))
 }
 
+// versionFlags reads a registration's overwrite (def when absent) and
+// Orkes's newVersion, the latter as the write option it is.
+func versionFlags(r *http.Request, def bool) (overwrite bool, opts []metadata.WriteOption, err error) {
+	overwrite, err = queryBool(r, "overwrite", def)
+	if err != nil {
+		return false, nil, err
+	}
+	newVersion, err := queryBool(r, "newVersion", false)
+	if newVersion {
+		opts = append(opts, metadata.NewVersion())
+	}
+	return overwrite, opts, err
+}
+
 func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
-	overwrite, err := queryBool(r, "overwrite", false)
+	overwrite, opts, err := versionFlags(r, false)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -599,7 +614,7 @@ func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		return s.deps.Metadata.RegisterWorkflowDef(r.Context(), &def, overwrite, principal(r), metadata.At(rev))
+		return s.deps.Metadata.RegisterWorkflowDef(r.Context(), &def, overwrite, principal(r), append(opts, metadata.At(rev))...)
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -609,6 +624,11 @@ func (s *Server) registerWorkflowDef(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
+	overwrite, opts, err := versionFlags(r, true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	var defs []*conductor.WorkflowDef
 	if err := decodeJSON(w, r, maxMetadataBody, &defs); err != nil {
 		s.writeError(w, r, err)
@@ -654,8 +674,8 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 			break // every one refused on its new state (the store refuses an empty bulk)
 		}
 		var stale []*conductor.WorkflowDef
-		part, err := s.deps.Metadata.PutWorkflowDefs(r.Context(), todo, principal(r), metadata.At(slices.Collect(maps.Values(revs))...),
-			metadata.OnStale(func(i int) { stale = append(stale, todo[i]) }))
+		part, err := s.deps.Metadata.PutWorkflowDefs(r.Context(), todo, overwrite, principal(r), append(opts,
+			metadata.At(slices.Collect(maps.Values(revs))...), metadata.OnStale(func(i int) { stale = append(stale, todo[i]) }))...)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -673,10 +693,28 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// listWorkflowDefs answers the workflow definitions the caller may read,
+// with Orkes's parameters: name and tagKey/tagValue select (see
+// metadata.WorkflowFilter), short leaves tasks out, metadata adds tags.
+// access is not read: a listing needs READ whatever access it asks for.
 func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
-	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
-	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage) {
-		return auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw
+	q := r.URL.Query()
+	f := metadata.WorkflowFilter{Name: q.Get("name"), TagKey: q.Get("tagKey"), TagValue: q.Get("tagValue")}
+	var err error
+	if f.Short, err = queryBool(r, "short", false); err == nil {
+		f.Tags, err = queryBool(r, "metadata", false)
+	}
+	var defs []*conductor.WorkflowDef
+	if err == nil {
+		defs, err = s.deps.Metadata.FindWorkflowDefs(r.Context(), f)
+	}
+	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage, error) {
+		target := auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}
+		if !f.Tags {
+			return target, d.Raw, nil
+		}
+		raw, err := withTags(d.Raw, d.Tags)
+		return target, raw, err
 	})
 }
 
@@ -719,8 +757,8 @@ func (s *Server) latestWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 		}
 		defs = latest
 	}
-	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage) {
-		return auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw
+	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage, error) {
+		return auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw, nil
 	})
 }
 
@@ -874,8 +912,8 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 	defs, err := s.deps.Metadata.ListTaskDefs(r.Context())
-	writeReadable(s, w, r, defs, err, func(d *conductor.TaskDef) (auth.Target, json.RawMessage) {
-		return auth.Target{Type: auth.TargetTaskDef, ID: d.Name}, d.Raw
+	writeReadable(s, w, r, defs, err, func(d *conductor.TaskDef) (auth.Target, json.RawMessage, error) {
+		return auth.Target{Type: auth.TargetTaskDef, ID: d.Name}, d.Raw, nil
 	})
 }
 
@@ -1005,14 +1043,18 @@ func (l *tagList) UnmarshalJSON(b []byte) error {
 // writeReadable answers a listing of definitions with those the caller may
 // read, each as it was registered. describe names a definition's target
 // and its registered JSON.
-func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, defs []D, err error, describe func(D) (auth.Target, json.RawMessage)) {
+func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, defs []D, err error, describe func(D) (auth.Target, json.RawMessage, error)) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	raws := make([]json.RawMessage, 0, len(defs))
 	for _, d := range defs {
-		target, registered := describe(d)
+		target, registered, err := describe(d)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		if !s.may(r, auth.Read, target) {
 			continue
 		}

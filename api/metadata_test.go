@@ -220,6 +220,146 @@ func TestMetadataWorkflowNamesAndLatestVersions(t *testing.T) {
 	}
 }
 
+// Orkes's GET /api/metadata/workflow filters by name (every version of
+// that name, not of names it begins), by tag (a definition whose name
+// holds a tag of key tagKey and value tagValue, either alone matching any
+// other) and answers short=true with each definition's tasks left out and
+// metadata=true with its tags. All were ignored: every version of every
+// definition was listed.
+func TestMetadataWorkflowListFilters(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	api := base + "/api/metadata/workflow"
+	def := func(name string, version int) string {
+		return fmt.Sprintf(`{"name":%q,"version":%d,"tasks":[{"name":"t","taskReferenceName":"t"}]}`, name, version)
+	}
+	for _, d := range []string{def("wf_a", 1), def("wf_a", 2), def("wf_ab", 1), def("wf_b", 1), def("wf_c", 1)} {
+		do(t, "POST", api, d).expect(t, http.StatusNoContent)
+	}
+	do(t, "PUT", api+"/wf_a/tags", `[{"key":"team","value":"ops"},{"key":"tier","value":"gold"}]`).expect(t, http.StatusNoContent)
+	do(t, "PUT", api+"/wf_b/tags", `[{"key":"team","value":"dev"}]`).expect(t, http.StatusNoContent)
+	do(t, "PUT", api+"/wf_ab/tags", `[{"key":"env","value":"ops"}]`).expect(t, http.StatusNoContent)
+
+	tests := []struct {
+		query, want string
+	}{
+		{"", "wf_a.1 wf_a.2 wf_ab.1 wf_b.1 wf_c.1"},
+		{"?name=wf_a", "wf_a.1 wf_a.2"},
+		{"?name=wf_", ""},
+		{"?name=no_such_flow", ""},
+		{"?tagKey=team&tagValue=ops", "wf_a.1 wf_a.2"},
+		{"?tagKey=team", "wf_a.1 wf_a.2 wf_b.1"},
+		{"?tagValue=ops", "wf_a.1 wf_a.2 wf_ab.1"},
+		{"?tagKey=team&tagValue=gold", ""}, // one tag must hold both
+		{"?tagKey=nobody", ""},
+		{"?name=wf_b&tagKey=team&tagValue=ops", ""},
+		{"?name=wf_b&tagKey=team", "wf_b.1"},
+		{"?access=READ&metadata=false&tagKey=team&tagValue=ops", "wf_a.1 wf_a.2"}, // as the JS SDK's getAllWorkflows sends it
+		{"?short=true", "wf_a.1 wf_a.2 wf_ab.1 wf_b.1 wf_c.1"},
+		{"?short=false&name=wf_c", "wf_c.1"},
+	}
+	for _, tc := range tests {
+		list := decode[[]map[string]any](t, do(t, "GET", api+tc.query, "").expect(t, http.StatusOK).body)
+		var got []string
+		for _, d := range list {
+			got = append(got, fmt.Sprintf("%s.%v", d["name"], d["version"]))
+			tasks, _ := d["tasks"].([]any)
+			if short := strings.Contains(tc.query, "short=true"); short != (len(tasks) == 0) || d["tasks"] == nil {
+				t.Errorf("GET %s: %s has tasks %v", tc.query, got[len(got)-1], d["tasks"])
+			}
+			if d["schemaVersion"] != 2.0 {
+				t.Errorf("GET %s: %v lacks Conductor's defaults", tc.query, d)
+			}
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("GET %s = %q, want %q", tc.query, strings.Join(got, " "), tc.want)
+		}
+	}
+
+	list := decode[[]map[string]any](t, do(t, "GET", api+"?metadata=true", "").expect(t, http.StatusOK).body)
+	tags := map[string]string{}
+	for _, d := range list {
+		tags[fmt.Sprintf("%s.%v", d["name"], d["version"])] = mustJSON(t, d["tags"])
+	}
+	want := map[string]string{
+		"wf_a.1": `[{"key":"team","value":"ops"},{"key":"tier","value":"gold"}]`, "wf_a.2": `[{"key":"team","value":"ops"},{"key":"tier","value":"gold"}]`,
+		"wf_ab.1": `[{"key":"env","value":"ops"}]`, "wf_b.1": `[{"key":"team","value":"dev"}]`, "wf_c.1": `[]`,
+	}
+	if mustJSON(t, tags) != mustJSON(t, want) {
+		t.Errorf("GET ?metadata=true tags = %v, want %v", tags, want)
+	}
+	if body := do(t, "GET", api, "").body; strings.Contains(body, `"tags"`) {
+		t.Errorf("GET without metadata=true shows tags: %.300s", body)
+	}
+	do(t, "GET", api+"?short=maybe", "").expectError(t, http.StatusBadRequest, "short")
+}
+
+// Orkes's newVersion registers a definition as the version after its
+// name's latest, whatever version it names (POST, and each definition of
+// PUT); a name without versions gets the one it names. PUT's overwrite
+// (true unless given) leaves a version that exists as it is, reported per
+// definition as PUT reports what it could not store. Both flags were
+// ignored: POST ?newVersion=true with version 1 registered answered 409.
+func TestMetadataWorkflowNewVersion(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	api := base + "/api/metadata/workflow"
+	def := func(name, version, description string) string {
+		v := ""
+		if version != "" {
+			v = `"version":` + version + `,`
+		}
+		return fmt.Sprintf(`{"name":%q,%s"description":%q,"tasks":[{"name":"t","taskReferenceName":"t"}]}`, name, v, description)
+	}
+	versions := func(name string) string {
+		t.Helper()
+		var got []string
+		for _, d := range decode[[]map[string]any](t, do(t, "GET", api+"?name="+name, "").expect(t, http.StatusOK).body) {
+			got = append(got, fmt.Sprintf("%v:%v", d["version"], d["description"]))
+		}
+		return strings.Join(got, " ")
+	}
+
+	do(t, "POST", api, def("w", "1", "one")).expect(t, http.StatusNoContent)
+	steps := []struct {
+		method, query, body string
+		status              int
+		want                string // w's versions after it
+	}{
+		{"POST", "?newVersion=true", def("w", "1", "two"), http.StatusNoContent, "1:one 2:two"},
+		{"POST", "?newVersion=true&overwrite=false", def("w", "", "three"), http.StatusNoContent, "1:one 2:two 3:three"},
+		{"POST", "?newVersion=true", def("w", "9", "four"), http.StatusNoContent, "1:one 2:two 3:three 4:four"},
+		{"POST", "?newVersion=false", def("w", "1", "again"), http.StatusConflict, "1:one 2:two 3:three 4:four"},
+		{"PUT", "?newVersion=true", "[" + def("w", "1", "five") + "," + def("w", "1", "six") + "]", http.StatusOK,
+			"1:one 2:two 3:three 4:four 5:five 6:six"},
+		{"PUT", "", "[" + def("w", "1", "uno") + "]", http.StatusOK, "1:uno 2:two 3:three 4:four 5:five 6:six"},
+		{"PUT", "?overwrite=false", "[" + def("w", "2", "dos") + "]", http.StatusOK, "1:uno 2:two 3:three 4:four 5:five 6:six"},
+		{"PUT", "?overwrite=false", "[" + def("w", "7", "seven") + "]", http.StatusOK, "1:uno 2:two 3:three 4:four 5:five 6:six 7:seven"},
+	}
+	for _, s := range steps {
+		r := do(t, s.method, api+s.query, s.body)
+		if r.status != s.status {
+			t.Fatalf("%s %s %s = %d %s, want %d", s.method, s.query, s.body, r.status, r.body, s.status)
+		}
+		if got := versions("w"); got != s.want {
+			t.Fatalf("after %s %s %s: versions %s, want %s", s.method, s.query, s.body, got, s.want)
+		}
+	}
+	if got := do(t, "PUT", api+"?overwrite=false", "["+def("w", "2", "dos")+"]").body; got != `{"bulkErrorResults":{"w":"Workflow with w.2 already exists!"},"bulkSuccessfulResults":[]}` {
+		t.Fatalf("PUT ?overwrite=false of an existing version = %s", got)
+	}
+
+	// A name without versions gets the version it names, 1 when none.
+	do(t, "POST", api+"?newVersion=true", def("fresh", "", "f")).expect(t, http.StatusNoContent)
+	do(t, "PUT", api+"?newVersion=true", "["+def("fresh5", "5", "f")+"]").expect(t, http.StatusOK)
+	if got := versions("fresh") + "/" + versions("fresh5"); got != "1:f/5:f" {
+		t.Fatalf("new names registered with newVersion = %s, want 1:f/5:f", got)
+	}
+	do(t, "POST", api+"?newVersion=perhaps", def("w", "1", "x")).expectError(t, http.StatusBadRequest, "newVersion")
+	do(t, "PUT", api+"?newVersion=perhaps", "["+def("w", "1", "x")+"]").expectError(t, http.StatusBadRequest, "newVersion")
+	do(t, "PUT", api+"?overwrite=perhaps", "["+def("w", "1", "x")+"]").expectError(t, http.StatusBadRequest, "overwrite")
+}
+
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)

@@ -59,6 +59,18 @@ type writeOptions struct {
 	onStale func(i int)
 	// onWritten is told each definition of a bulk written, by its index.
 	onWritten func(i int)
+	// newVersion stores a workflow registration as its name's next version.
+	newVersion bool
+}
+
+// NewVersion has a workflow registration (RegisterWorkflowDef, each
+// definition of PutWorkflowDefs) store its definition as the version after
+// its name's latest, whatever version it names, as Orkes's newVersion
+// does; a name without versions gets the version it names. The version is
+// decided on the state the write applies to, so concurrent registrations
+// of one name get versions of their own.
+func NewVersion() WriteOption {
+	return func(o *writeOptions) { o.newVersion = true }
 }
 
 // OnStale has a bulk registration (PutWorkflowDefs) report each definition

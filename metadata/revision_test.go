@@ -95,7 +95,7 @@ func TestWritesApplyOnlyToTheCheckedRevision(t *testing.T) {
 			return n.md.RegisterWorkflowDef(c, wf(t, simpleWF(name, 1, "mallory")), true, "mallory", metadata.At(rev))
 		}},
 		{"put workflows", wfKind, true, func(name string, rev metadata.Revision) error {
-			resp, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF(name, 1, "mallory"))}, "mallory", metadata.At(rev))
+			resp, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF(name, 1, "mallory"))}, true, "mallory", metadata.At(rev))
 			if err != nil {
 				return err
 			}
@@ -202,7 +202,7 @@ func TestPinnedBulkFollowsItsOwnWrites(t *testing.T) {
 	c := ctx(t)
 	rev := revision(t, n, metadata.KindWorkflow, "multi")
 	resp, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF("multi", 1, "v1")), wf(t, simpleWF("multi", 2, "v2"))},
-		"alice", metadata.At(rev))
+		true, "alice", metadata.At(rev))
 	if err != nil || len(resp.BulkErrorResults) != 0 || len(resp.BulkSuccessfulResults) != 2 {
 		t.Fatalf("bulk = %+v, %v", resp, err)
 	}

@@ -251,6 +251,47 @@ func TestConcurrentOverwrites(t *testing.T) {
 	}
 }
 
+// Registrations of one name as new versions (Orkes's newVersion) through
+// two engines each get a version of their own, whatever version they name:
+// each decides it again after losing a race.
+func TestConcurrentNewVersions(t *testing.T) {
+	t.Parallel()
+	a := newNode(t, nil, metadata.Options{})
+	b := newNode(t, a.log, metadata.Options{})
+	c := ctx(t)
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		node := []*node{a, b}[i%2]
+		wg.Go(func() {
+			errs <- node.md.RegisterWorkflowDef(c, wf(t, simpleWF("nv", 1, fmt.Sprint(i))), false, "", metadata.NewVersion())
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.caughtUp(t)
+	b.caughtUp(t)
+	for _, node := range []*node{a, b} {
+		defs, err := node.md.FindWorkflowDefs(c, metadata.WorkflowFilter{Name: "nv"})
+		if err != nil || len(defs) != n {
+			t.Fatalf("versions of nv = %d, %v; want %d", len(defs), err, n)
+		}
+		seen := map[string]bool{}
+		for i, d := range defs {
+			if d.Version != i+1 || seen[d.Description] {
+				t.Fatalf("nv's definition %d is version %d, description %q (seen: %v)", i, d.Version, d.Description, seen[d.Description])
+			}
+			seen[d.Description] = true
+		}
+	}
+}
+
 func TestReadYourWrites(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, nil, metadata.Options{})

@@ -192,22 +192,22 @@ func TestBulkValidation(t *testing.T) {
 	c := ctx(t)
 	_, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{
 		wf(t, simpleWF("ok", 1, "")), wf(t, `{"name":"bad","tasks":[{"name":"t"}]}`), nil, wf(t, `{"name":"v","version":0}`),
-	}, "")
+	}, true, "")
 	if got, want := paths(t, err), "[1].tasks[0].taskReferenceName [2] [3].version [3].tasks"; got != want {
 		t.Fatalf("paths = %q, want %q", got, want)
 	}
 	if all, _ := n.md.ListWorkflowDefs(c); len(all) != 0 {
 		t.Fatalf("a partly invalid bulk request stored %d definitions", len(all))
 	}
-	if _, err := n.md.PutWorkflowDefs(c, nil, ""); !errors.Is(err, fault.ErrInvalid) {
+	if _, err := n.md.PutWorkflowDefs(c, nil, true, ""); !errors.Is(err, fault.ErrInvalid) {
 		t.Fatalf("empty list: %v", err)
 	}
-	resp, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF("x", 1, "")), wf(t, simpleWF("y", 1, ""))}, "")
+	resp, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF("x", 1, "")), wf(t, simpleWF("y", 1, ""))}, true, "")
 	if err != nil || strings.Join(resp.BulkSuccessfulResults, " ") != "x y" || len(resp.BulkErrorResults) != 0 {
 		t.Fatalf("bulk = %+v, %v", resp, err)
 	}
 	// PUT overwrites.
-	if _, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF("x", 1, "again"))}, ""); err != nil {
+	if _, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF("x", 1, "again"))}, true, ""); err != nil {
 		t.Fatal(err)
 	}
 
@@ -251,7 +251,7 @@ func TestValidateWorkflowHook(t *testing.T) {
 	if got := paths(t, n.md.RegisterWorkflowDef(c, wf(t, bad), false, "")); got != "tasks[0].type" {
 		t.Fatalf("paths = %q", got)
 	}
-	_, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF("h", 1, "")), wf(t, bad)}, "")
+	_, err := n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF("h", 1, "")), wf(t, bad)}, true, "")
 	if got := paths(t, err); got != "[1].tasks[0].type" {
 		t.Fatalf("bulk paths = %q", got)
 	}

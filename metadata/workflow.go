@@ -1,11 +1,14 @@
 package metadata
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
@@ -23,9 +26,10 @@ func (s *Store) CheckWorkflowDef(def *conductor.WorkflowDef) error {
 }
 
 // RegisterWorkflowDef creates version def.Version (1 when absent) of
-// workflow def.Name. When that version exists it is replaced if overwrite
-// is set, and the call fails with fault.ErrConflict otherwise. Invalid
-// definitions fail with a *fault.ValidationError naming JSON paths.
+// workflow def.Name, or with NewVersion the version after the latest.
+// When that version exists it is replaced if overwrite is set, and the
+// call fails with fault.ErrConflict otherwise. Invalid definitions fail
+// with a *fault.ValidationError naming JSON paths.
 // principal is who registers ("" when unknown); At pins the write to the
 // revision of def.Name that principal's access was checked on.
 //
@@ -39,14 +43,15 @@ func (s *Store) RegisterWorkflowDef(ctx context.Context, def *conductor.Workflow
 	return s.putWorkflow(ctx, reg, overwrite, principal, writeOpts(opts))
 }
 
-// PutWorkflowDefs creates or replaces each definition (PUT
-// /api/metadata/workflow). Every definition is validated first: one
-// invalid definition fails the call with a *fault.ValidationError whose
-// paths start with the definition's index ("[1].tasks[0].name") and
-// nothing is written. Failures to store are reported per name in the
+// PutWorkflowDefs creates each definition (PUT /api/metadata/workflow),
+// replacing a version that exists if overwrite is set; without it, that
+// definition fails with fault.ErrConflict. Every definition is validated
+// first: one invalid definition fails the call with a
+// *fault.ValidationError whose paths start with the definition's index
+// ("[1].tasks[0].name") and nothing is written. Failures to store are reported per name in the
 // response; a pinned write (At, one revision per name) whose name changed
 // since its check is such a failure.
-func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, principal string, opts ...WriteOption) (*conductor.BulkResponse, error) {
+func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, overwrite bool, principal string, opts ...WriteOption) (*conductor.BulkResponse, error) {
 	if len(defs) == 0 {
 		return nil, fault.Invalid("workflow definition list must not be empty")
 	}
@@ -65,7 +70,7 @@ func (s *Store) PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowD
 	resp := conductor.NewBulkResponse()
 	o := writeOpts(opts)
 	for i, reg := range regs {
-		if err := s.putWorkflow(ctx, reg, true, principal, o); err != nil {
+		if err := s.putWorkflow(ctx, reg, overwrite, principal, o); err != nil {
 			if errors.Is(err, fault.ErrStale) && o.onStale != nil {
 				o.onStale(i)
 			}
@@ -91,16 +96,37 @@ func collect(ve *fault.ValidationError, err error) error {
 
 func (s *Store) putWorkflow(ctx context.Context, reg registration, overwrite bool, principal string, o *writeOptions) error {
 	return s.update(ctx, WorkflowSubject(reg.name), principal, o, func(v view) ([]schemas.Event, error) {
-		_, exists, err := readDef(v.KV, workflowKey(reg.name, reg.version))
+		version := reg.version
+		if o.newVersion {
+			versions, err := workflowVersions(v.KV, reg.name)
+			if err != nil {
+				return nil, err
+			}
+			if len(versions) > 0 {
+				version = versions[len(versions)-1] + 1
+			}
+			if !validVersion(version) {
+				return nil, fault.Conflict("Workflow %s has version %d, the highest there may be", reg.name, version-1)
+			}
+		}
+		_, exists, err := readDef(v.KV, workflowKey(reg.name, version))
 		if err != nil {
 			return nil, err
 		}
 		if exists && !overwrite {
-			return nil, fault.Conflict("Workflow with %s.%d already exists!", reg.name, reg.version)
+			return nil, fault.Conflict("Workflow with %s.%d already exists!", reg.name, version)
+		}
+		raw := reg.raw
+		if version != reg.version {
+			// So that the log's record says which version it is, as the
+			// read model (which sets "version" from the event) does.
+			if raw, err = mergeObject(raw, []field{intField(jsonVersion, int64(version))}); err != nil {
+				return nil, fmt.Errorf("set version of workflow definition %s: %w", reg.name, err)
+			}
 		}
 		now := s.millis()
 		events := []schemas.Event{&schemas.WorkflowDefRegistered{
-			Name: reg.name, Version: reg.version, Def: reg.raw, Time: now, By: principal,
+			Name: reg.name, Version: version, Def: raw, Time: now, By: principal,
 		}}
 		tagEv, err := registrationTags(v, KindWorkflow, reg, now, principal)
 		if err != nil {
@@ -148,6 +174,117 @@ func (s *Store) WorkflowOwner(_ context.Context, name string) (string, error) {
 // name, then version.
 func (s *Store) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error) {
 	return listAll(s.reader, workflowKeyPrefix, "workflow definitions", parseWorkflow)
+}
+
+// WorkflowFilter selects and shapes what FindWorkflowDefs returns, as
+// Orkes's GET /api/metadata/workflow does. The zero filter selects every
+// version of every workflow, whole.
+type WorkflowFilter struct {
+	// Name, when set, selects the versions of that name alone.
+	Name string
+	// TagKey and TagValue, when either is set, select the workflows
+	// holding a tag of that key and that value (an unset one matches
+	// any): one tag must match both.
+	TagKey, TagValue string
+	// Short returns each definition without its tasks (an empty list).
+	Short bool
+	// Tags sets each definition's Tags to its name's tags ([] when it has
+	// none); its Raw stays as stored, which holds none.
+	Tags bool
+}
+
+func (f WorkflowFilter) byTag() bool { return f.TagKey != "" || f.TagValue != "" }
+
+// FindWorkflowDefs returns the versions of the workflows f selects, sorted
+// by name, then version. A name or a tag reads the definitions of the
+// names selected alone: a tag through the tag sets, not every definition.
+func (s *Store) FindWorkflowDefs(_ context.Context, f WorkflowFilter) ([]*conductor.WorkflowDef, error) {
+	prefixes := [][]byte{[]byte(workflowKeyPrefix)}
+	switch {
+	case f.Name != "":
+		prefixes = [][]byte{workflowPrefix(f.Name)}
+	case f.byTag():
+		names, err := s.taggedWorkflows(f.TagKey, f.TagValue)
+		if err != nil {
+			return nil, err
+		}
+		prefixes = prefixes[:0]
+		for _, n := range names {
+			prefixes = append(prefixes, workflowPrefix(n))
+		}
+	}
+	var stored []storedDef
+	for _, p := range prefixes {
+		var derr error
+		err := s.reader.Scan(p, func(_, v []byte) bool {
+			var d storedDef
+			d, _, derr = decodeStored(slices.Clone(v))
+			stored = append(stored, d)
+			return derr == nil
+		})
+		if err = cmp.Or(err, derr); err != nil {
+			return nil, fmt.Errorf("list workflow definitions: %w", err)
+		}
+	}
+	out := make([]*conductor.WorkflowDef, 0, len(stored))
+	var tags []schemas.DefTag
+	tagsOf := ""
+	for _, d := range stored {
+		def := d.JSON
+		if f.Short {
+			var err error
+			if def, err = mergeObject(def, []field{{key: "tasks", value: []byte("[]")}}); err != nil {
+				return nil, fmt.Errorf("shorten stored workflow definition: %w", err)
+			}
+		}
+		wf, err := parseWorkflow(def)
+		if err != nil {
+			return nil, err
+		}
+		if (f.Tags || f.byTag()) && tagsOf != wf.Name {
+			if tags, err = readTags(s.reader, KindWorkflow, wf.Name); err != nil {
+				return nil, fmt.Errorf("read tags of workflow %s: %w", wf.Name, err)
+			}
+			tagsOf = wf.Name
+		}
+		if f.byTag() && !hasTag(tags, f.TagKey, f.TagValue) {
+			continue // a name given, or tags changed since they were read
+		}
+		if f.Tags {
+			wf.Tags = conductorTags(tags)
+		}
+		out = append(out, wf)
+	}
+	return out, nil
+}
+
+// taggedWorkflows lists the workflow names holding a tag of key and value
+// ("" matching any), in order.
+func (s *Store) taggedWorkflows(key, value string) ([]string, error) {
+	prefix := tagsKey(KindWorkflow, "")
+	var names []string
+	var derr error
+	err := s.reader.Scan(prefix, func(k, v []byte) bool {
+		var tags []schemas.DefTag
+		if derr = msgpack.Unmarshal(v, &tags); derr != nil {
+			return false
+		}
+		if hasTag(tags, key, value) {
+			names = append(names, string(k[len(prefix):]))
+		}
+		return true
+	})
+	if err = cmp.Or(err, derr); err != nil {
+		return nil, fmt.Errorf("list workflow tags: %w", err)
+	}
+	return names, nil
+}
+
+// hasTag reports whether tags hold one of key and value ("" matching any).
+func hasTag(tags []schemas.DefTag, key, value string) bool {
+	return slices.ContainsFunc(tags, func(t schemas.DefTag) bool {
+		return (key == "" || t.Key == key) && (value == "" || t.Value == value)
+	})
 }
 
 // DeleteWorkflowDef removes one version of workflow name. Unknown names and

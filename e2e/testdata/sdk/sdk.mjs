@@ -137,6 +137,12 @@ async function main() {
     assert.deepEqual(got.tasks[0].inputParameters, { x: "${workflow.input.x}" });
     await assert.rejects(metadata.getWorkflowDef("sdk_no_such_flow"), /No such workflow found by name: sdk_no_such_flow/);
 
+    // The SDK's metadataResource.getAllWorkflows sends Orkes's tagKey,
+    // tagValue and metadata: only the definitions so tagged, with tags.
+    await metadata.addWorkflowTag({ key: "sdk", value: "listed" }, "sdk_fatal_flow");
+    const tagged = await client.metadataResource.getAllWorkflows("READ", true, "sdk", "listed");
+    assert.deepEqual(tagged.map((d) => [d.name, d.version, d.tags]), [["sdk_fatal_flow", 1, [{ key: "sdk", value: "listed" }]]]);
+
     // A minimal registration reads with Conductor's defaults, the fields
     // the SDK's TaskDef and WorkflowDef types require among them.
     await metadata.registerTask({ name: "sdk_minimal_task" });
