@@ -375,3 +375,58 @@ func TestTextEmbeddingSealedDataInASecretsBlockReachesAChild(t *testing.T) {
 		}
 	}
 }
+
+// Text made of a parent's sealed data inside a block the parent seals
+// ("_secrets":{"auth":"Bearer ${src.output._secrets.token}"}), scheduled by
+// a decision after the one that sealed the token, is stored sealed whole.
+// A rerun from the SUB_WORKFLOW task starts its new child from that
+// stored text, as recovery does after a crash between the parent's record
+// and the child's start: the child's task gets the text with the value,
+// as the first child's did, and no record or view holds it.
+func TestTextInASealedBlockReachesARerunsChild(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const token = "rb-token-Hs61pQ2w"
+	e.register(`{"name":"rb_child","tasks":[{"name":"rb_sink","taskReferenceName":"sink","inputParameters":{
+	  "_secrets":{"auth":"${workflow.input._secrets.auth}"}}}]}`,
+		`{"name":"rb_parent","tasks":[{"name":"rb_src","taskReferenceName":"src"},
+		  {"name":"pause","taskReferenceName":"pause","type":"WAIT","inputParameters":{"duration":"1 seconds"}},
+		  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"rb_child"},
+		   "inputParameters":{"_secrets":{"auth":"Bearer ${src.output._secrets.token}"}}}]}`)
+	e.work("rb_src", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"token": token}}}, nil
+	})
+	got := make(chan any, 4)
+	e.work("rb_sink", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		block, _ := task.InputData["_secrets"].(map[string]any)
+		got <- block["auth"]
+		return workers.Output{}, nil
+	})
+	next := func(what string) {
+		t.Helper()
+		select {
+		case auth := <-got:
+			if auth != "Bearer "+token {
+				t.Errorf("%s: the child's task got _secrets.auth %v, want %q", what, auth, "Bearer "+token)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no child's task ran", what)
+		}
+	}
+	id := e.start("rb_parent", nil)
+	next("the first child")
+	first := taskByRef(e.waitStatus(id, conductor.WorkflowCompleted), "sub")
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{ReRunFromTaskID: first.TaskID})
+	next("the rerun's child")
+	second := taskByRef(e.waitStatus(id, conductor.WorkflowCompleted), "sub")
+	if second.SubWorkflowID == first.SubWorkflowID {
+		t.Fatalf("the rerun started no new child: %s", second.SubWorkflowID)
+	}
+	for _, wfID := range []string{id, first.SubWorkflowID, second.SubWorkflowID} {
+		e.waitStatus(wfID, conductor.WorkflowCompleted)
+		view := e.must(http.StatusOK, "GET", "/api/workflow/"+wfID+"?includeTasks=true", nil)
+		if strings.Contains(view, token) || strings.Contains(e.rawLog(wfID), token) {
+			t.Errorf("workflow %s holds the token (view or records)", wfID)
+		}
+	}
+}

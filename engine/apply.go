@@ -215,7 +215,7 @@ func started(s *schemas.WorkflowStarted) *Workflow {
 func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 	t := &Task{
 		ID: e.TaskID, Ref: e.Ref, Name: e.Name, Type: e.Type, Status: e.Status, Seq: e.Seq,
-		Input: copyMap(e.Input), Deferred: e.Deferred, Output: copyMap(e.Output),
+		Input: copyMap(e.Input), Deferred: e.Deferred, SealedReads: e.SealedReads, Output: copyMap(e.Output),
 		RetryCount: e.RetryCount, RetriedTaskID: e.RetriedTaskID, Iteration: e.Iteration,
 		Domain: e.Domain, ScheduledTime: e.Time, FirstScheduled: e.FirstScheduled, AvailableAt: e.AvailableAt,
 		UpdateTime: e.Time, Policy: e.Policy, Config: e.Config, TaskDef: e.TaskDef,

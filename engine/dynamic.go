@@ -570,7 +570,7 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 			eff.InputDeferred = append(eff.InputDeferred, slices.Clone(p[2:]))
 		}
 	}
-	eff.Sealed = sealedReadsOf(w, eff.Input, eff.InputDeferred)
+	eff.Sealed = sealedReadsOf(w, eff.Input, eff.InputDeferred, t.SealedReads)
 	// A request without a correlationId or taskToDomain takes its
 	// starter's, as Conductor's StartWorkflow does: the started workflow is
 	// found by the starter's correlation id and polled from its domains.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/flowvault/flowvault/engine/expr"
@@ -55,15 +56,60 @@ func FindSealed(w *Workflow, ref string) *masking.Sealed {
 
 // sealedReadsOf returns the sealed values of w that the texts at the
 // deferred paths of in read, by reference (StartWorkflow.Sealed), or nil.
-func sealedReadsOf(w *Workflow, in map[string]any, deferred [][]any) map[string]*masking.Sealed {
+// A text the stored input holds sealed whole (in a _secrets or _masked
+// block) no longer shows them: what it reads is given by blockReads, the
+// task's SealedReads.
+func sealedReadsOf(w *Workflow, in map[string]any, deferred [][]any, blockReads []string) map[string]*masking.Sealed {
 	var out map[string]*masking.Sealed
+	add := func(ref string) {
+		if s := FindSealed(w, ref); s != nil {
+			if out == nil {
+				out = map[string]*masking.Sealed{}
+			}
+			out[ref] = s
+		}
+	}
 	for _, p := range deferred {
 		for _, ref := range expr.SealedRefs(in, expr.Path(p)) {
-			if s := FindSealed(w, ref); s != nil {
-				if out == nil {
-					out = map[string]*masking.Sealed{}
-				}
-				out[ref] = s
+			add(ref)
+		}
+	}
+	for _, ref := range blockReads {
+		add(ref)
+	}
+	return out
+}
+
+// blockReads returns the references to the workflow's sealed data
+// (${sealed:REF}) that the texts at the deferred paths of in inside a
+// _secrets or _masked block read (TaskScheduled.SealedReads): the guard
+// seals such a text whole, and a child started from the stored state
+// (recovery, a rerun) could not otherwise be handed the values it reads.
+// carried are the references of the instance whose input in keeps (a
+// retry's, a rerun's), whose texts are sealed already: they are kept
+// while such a text is.
+func blockReads(in map[string]any, deferred [][]any, carried []string) []string {
+	var out []string
+	keep := false
+	for _, p := range deferred {
+		if !slices.ContainsFunc(p, func(k any) bool { s, ok := k.(string); return ok && masking.IsMaskedKey(s) }) {
+			continue
+		}
+		v, _ := expr.Path(p).In(in)
+		if _, sealed := v.(*masking.Sealed); sealed {
+			keep = true
+			continue
+		}
+		for _, ref := range expr.SealedRefs(in, expr.Path(p)) {
+			if !slices.Contains(out, ref) {
+				out = append(out, ref)
+			}
+		}
+	}
+	if keep {
+		for _, ref := range carried {
+			if !slices.Contains(out, ref) {
+				out = append(out, ref)
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/masking"
 )
 
 // Each ${workflow.X} is the value and JSON type of Conductor's
@@ -110,5 +111,46 @@ func wantFields(t *testing.T, source string, unset, set *Workflow, fields []fiel
 				t.Errorf("%s x-%s = %#v (%v), want %q", c.name, path, got, err, want)
 			}
 		}
+	}
+}
+
+// A task's record names what the texts it holds sealed whole read of the
+// workflow's sealed data (TaskScheduled.SealedReads): the texts inside a
+// _secrets or _masked block, which the guard seals, and those an instance
+// whose input is kept carried while such a text still is sealed. Text
+// outside a block stays readable and is not named again.
+func TestBlockReads(t *testing.T) {
+	text := func(ref string) string {
+		s, ok := expr.DeferSealed("Bearer tok-123456789", false, "tok-123456789", ref)
+		if !ok {
+			t.Fatalf("no reference to %s", ref)
+		}
+		return s
+	}
+	sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/w/task/t2/input._secrets.auth"}
+	for _, tc := range []struct {
+		name     string
+		in       map[string]any
+		deferred [][]any
+		carried  []string
+		want     []string
+	}{
+		{"in a _secrets block", map[string]any{"_secrets": map[string]any{"auth": text("task/t1/output._secrets.a")}},
+			[][]any{{"_secrets", "auth"}}, nil, []string{"task/t1/output._secrets.a"}},
+		{"deeper, in a _masked block", map[string]any{"startWorkflow": map[string]any{"input": map[string]any{"_masked": map[string]any{"l": []any{text("input._secrets.b")}}}}},
+			[][]any{{"startWorkflow", "input", "_masked", "l", 0}}, nil, []string{"input._secrets.b"}},
+		{"outside a block", map[string]any{"auth": text("task/t1/output._secrets.a")}, [][]any{{"auth"}}, nil, nil},
+		{"each once", map[string]any{"_secrets": map[string]any{"a": text("input._secrets.b"), "b": text("input._secrets.b")}},
+			[][]any{{"_secrets", "a"}, {"_secrets", "b"}}, nil, []string{"input._secrets.b"}},
+		{"carried while sealed", map[string]any{"_secrets": map[string]any{"auth": sealed}},
+			[][]any{{"_secrets", "auth"}}, []string{"task/t1/output._secrets.a"}, []string{"task/t1/output._secrets.a"}},
+		{"not carried once evaluated again", map[string]any{"_secrets": map[string]any{"auth": text("input._secrets.b")}},
+			[][]any{{"_secrets", "auth"}}, []string{"task/t1/output._secrets.a"}, []string{"input._secrets.b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := blockReads(tc.in, tc.deferred, tc.carried); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("blockReads = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

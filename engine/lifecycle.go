@@ -106,9 +106,9 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	reset.KeepBeforeSeq = from.Seq
 	// A kept input keeps its secret references; a given one is data, handed
 	// over as it is.
-	input, deferred := from.Input, from.Deferred
+	input, deferred, sealedReads := from.Input, from.Deferred, from.SealedReads
 	if r.TaskInput != nil {
-		input, deferred = r.TaskInput, nil
+		input, deferred, sealedReads = r.TaskInput, nil, nil
 	}
 	ln := d.loopOf(from)
 	d.emit(reset)
@@ -123,7 +123,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	held := d.hold()
 	// The task runs again under a new id, so that a late report from its
 	// previous run cannot be taken for the new one.
-	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, parentTaskID: from.ParentTaskID, child: child})
+	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, sealedReads: sealedReads, parentTaskID: from.ParentTaskID, child: child})
 	if from.ParentTaskID != "" {
 		d.respawnForked(d.w.task(from.ParentTaskID))
 	}

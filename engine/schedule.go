@@ -30,6 +30,9 @@ type scheduleOpts struct {
 	// child, for a SUB_WORKFLOW, is a child that runs again (a rerun that
 	// went through it): the task waits for it instead of starting one.
 	child string
+	// sealedReads are the SealedReads of the instance whose input is
+	// kept (a rerun's).
+	sealedReads []string
 }
 
 // systemWorkerTypes run in the engine's system workers: they may do I/O or
@@ -198,6 +201,14 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	if ev.Type == conductor.TaskTypeSubWorkflow && ev.SubWorkflowID != "" {
 		ev.Output = childOutput(ev.SubWorkflowID)
 	}
+	// A text the guard seals whole no longer shows what it reads of the
+	// workflow's sealed data, which a child started from the stored
+	// state is handed: the record names it.
+	carried := o.sealedReads
+	if o.retryOf != nil {
+		carried = o.retryOf.SealedReads
+	}
+	ev.SealedReads = blockReads(ev.Input, ev.Deferred, carried)
 	d.emit(ev)
 	t := d.w.task(id)
 	if keep {
@@ -747,7 +758,7 @@ func childStart(w *Workflow, wt *conductor.WorkflowTask, t *Task) StartWorkflow 
 	}
 	return StartWorkflow{Refused: refused,
 		WorkflowID: t.SubWorkflowID, Name: name, Version: version, Def: def, DefFromData: fromData,
-		Input: t.Input, InputDeferred: t.Deferred, Sealed: sealedReadsOf(w, t.Input, t.Deferred), From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
+		Input: t.Input, InputDeferred: t.Deferred, Sealed: sealedReadsOf(w, t.Input, t.Deferred, t.SealedReads), From: w.ID, SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, Priority: priority, TaskToDomain: t2d,
 		CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs, ParentWorkflowID: w.ID, ParentWorkflowTaskID: t.ID, Depth: depth,
 		IdempotencyKey: key, IdempotencyStrategy: p.IdempotencyStrategy,
 	}

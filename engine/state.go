@@ -155,6 +155,9 @@ type Task struct {
 	// schemas.TaskScheduled); unset in states from before they were
 	// recorded, whose list is read from the output.
 	Forked []string `msgpack:"fork,omitempty"`
+	// SealedReads are schemas.TaskScheduled's: the references to the
+	// workflow's sealed data that texts Input holds sealed whole read.
+	SealedReads []string `msgpack:"srd,omitempty"`
 }
 
 // Terminal reports whether the workflow has finished.

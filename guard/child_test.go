@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/masking"
@@ -254,6 +255,122 @@ func TestRebuiltChildLooksForItsParentsSealedDataInText(t *testing.T) {
 			for k, v := range want {
 				if got := opened.(map[string]any)[k]; got != v {
 					t.Errorf("after compaction the child's input %s opens as %v, want %v", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+// Text made of a parent's sealed data inside a block the parent seals
+// ("_secrets": {"auth": "Bearer ${src.output._secrets.token}"}) is stored
+// sealed whole, where it no longer shows what it reads: a child started
+// from the parent's stored state (recovery after a crash between the
+// parent's record and the child's start, a rerun from the task) gets the
+// text with the value, as the child the deciding engine starts does, not
+// "Bearer ***". The parent's records name the value it reads, never hold
+// it.
+func TestChildStartedFromTheStoredStateGetsTextInASealedBlock(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const token = "stored-state-token-Qm27xV"
+	for _, tc := range []struct {
+		name, task string
+		rerun      bool
+	}{
+		{"SUB_WORKFLOW", `{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"},
+  "inputParameters":{"_secrets":{"auth":"Bearer ${src.output._secrets.token}"}}}`, true},
+		{"START_WORKFLOW", `{"name":"sub","taskReferenceName":"sub","type":"START_WORKFLOW",
+  "inputParameters":{"startWorkflow":{"name":"kid","input":{"_masked":{"auth":"Bearer ${src.output._secrets.token}"}}}}}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := New(Config{Keys: keys, Authz: allowAll{}})
+			var def conductor.WorkflowDef
+			if err := conductor.Unmarshal([]byte(`{"name":"w","version":1,"tasks":[{"name":"src","taskReferenceName":"src"},
+ {"name":"mid","taskReferenceName":"mid"},`+tc.task+`]}`), &def); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Unix(1_700_000_000, 0)
+			var w *engine.Workflow
+			var records []schemas.Event
+			step := func(tr engine.Trigger) engine.Decision {
+				t.Helper()
+				dec, err := engine.Decide(engine.Input{State: w, Trigger: tr, Now: now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dec, err = g.Protect(ctx, w, dec); err != nil {
+					t.Fatal(err)
+				}
+				var next *engine.Workflow
+				if w != nil {
+					next = w.Clone()
+				}
+				for _, ev := range dec.Events {
+					if next, err = engine.Apply(next, ev); err != nil {
+						t.Fatal(err)
+					}
+				}
+				w, records = next, append(records, dec.Events...)
+				return dec
+			}
+			result := func(ref string, out map[string]any) engine.Trigger {
+				return engine.Result{Result: conductor.TaskResult{WorkflowInstanceID: w.ID, TaskID: w.LatestByRef(ref).ID,
+					Status: conductor.TaskCompleted, OutputData: out}}
+			}
+			// The child's input as its start writes it, opened.
+			child := func(effs []engine.Effect) map[string]any {
+				t.Helper()
+				for _, eff := range effs {
+					if s, ok := eff.(engine.StartWorkflow); ok && !s.Failure {
+						in, _, err := g.PrepareChild(ctx, s)
+						if err != nil {
+							t.Fatal(err)
+						}
+						opened, err := masking.Open(in, g.opener(ctx, &engine.Workflow{ID: s.WorkflowID}))
+						if err != nil {
+							t.Fatal(err)
+						}
+						return opened.(map[string]any)
+					}
+				}
+				t.Fatalf("no child starts: %+v", effs)
+				return nil
+			}
+			auth := func(in map[string]any) any {
+				if tc.name == "START_WORKFLOW" {
+					block, _ := in[masking.KeyMasked].(map[string]any)
+					return block["auth"]
+				}
+				block, _ := in[masking.KeySecrets].(map[string]any)
+				return block["auth"]
+			}
+			check := func(how string, effs []engine.Effect) {
+				t.Helper()
+				if got := auth(child(effs)); got != "Bearer "+token {
+					t.Errorf("%s: the child's auth is %v, want %q", how, got, "Bearer "+token)
+				}
+			}
+			step(engine.Start{WorkflowID: "wf-stored-" + strings.ToLower(tc.name), Def: &def, CreatedBy: "admin",
+				Request: conductor.StartWorkflowRequest{Name: "w"}})
+			step(result("src", map[string]any{"_secrets": map[string]any{"token": token}}))
+			// Scheduled by a later decision, the text reads the sealed
+			// token by reference, and its block is sealed whole.
+			check("started by the deciding engine", step(result("mid", nil)).Effects)
+			check("started from the stored state", engine.Effects(w, now.UnixMilli()))
+			if tc.rerun {
+				subID := w.LatestByRef("sub").ID
+				step(engine.ChildFinished{ChildID: w.LatestByRef("sub").SubWorkflowID, Name: "kid", Version: 1,
+					Status: conductor.WorkflowFailed, Reason: "kid failed"})
+				check("rerun from the task", step(engine.Rerun{Request: conductor.RerunWorkflowRequest{
+					ReRunFromWorkflowID: w.ID, ReRunFromTaskID: subID}}).Effects)
+				check("rerun, started from the stored state", engine.Effects(w, now.UnixMilli()))
+			}
+			for _, ev := range records {
+				js, err := schemas.MarshalSorted(ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(string(js), token) {
+					t.Errorf("the parent's %s record holds the token: %s", ev.EventType(), js)
 				}
 			}
 		})

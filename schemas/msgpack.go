@@ -76,7 +76,7 @@ func (s *WorkflowStarted) EncodeMsgpack(e *msgpack.Encoder) error {
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (s *TaskScheduled) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
-	w.MapLen(8, len(s.Input) > 0, len(s.Deferred) > 0, s.RetryCount != 0, s.RetriedTaskID != "", s.Iteration != 0,
+	w.MapLen(8, len(s.Input) > 0, len(s.Deferred) > 0, len(s.SealedReads) > 0, s.RetryCount != 0, s.RetriedTaskID != "", s.Iteration != 0,
 		s.Domain != "", s.AvailableAt != 0, len(s.Config) > 0, len(s.TaskDef) > 0, s.SubWorkflowID != "",
 		s.ParentTaskID != "", len(s.Output) > 0, s.Case != "", s.CaseDefault, len(s.Forked) > 0, s.Reason != "", s.FirstScheduled != 0)
 	w.Str("id", s.TaskID, false)
@@ -87,6 +87,7 @@ func (s *TaskScheduled) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Int("seq", s.Seq, false)
 	w.Value("in", s.Input, len(s.Input) == 0)
 	w.Value("dfr", s.Deferred, len(s.Deferred) == 0)
+	w.Value("srd", s.SealedReads, len(s.SealedReads) == 0)
 	w.Int("retry", s.RetryCount, true)
 	w.Str("retried", s.RetriedTaskID, true)
 	w.Int("iter", s.Iteration, true)

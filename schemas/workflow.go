@@ -63,7 +63,14 @@ type TaskScheduled struct {
 	Input  map[string]any `msgpack:"in,omitempty"`
 	// Deferred lists the paths in Input of strings holding expressions that
 	// are resolved only at hand-off (secrets, environment).
-	Deferred      [][]any    `msgpack:"dfr,omitempty"`
+	Deferred [][]any `msgpack:"dfr,omitempty"`
+	// SealedReads are the references to the workflow's sealed data
+	// (${sealed:REF}) that the deferred texts of Input inside a _secrets or
+	// _masked block read. The record holds such a text sealed whole: a
+	// child started from the stored state (recovery, a rerun) is handed
+	// the values they name (engine.StartWorkflow.Sealed) by these, as the
+	// text can no longer be read for them. References, never values.
+	SealedReads   []string   `msgpack:"srd,omitempty"`
 	RetryCount    int        `msgpack:"retry,omitempty"`
 	RetriedTaskID string     `msgpack:"retried,omitempty"`
 	Iteration     int        `msgpack:"iter,omitempty"`
