@@ -2,6 +2,7 @@ package guard
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -53,9 +54,9 @@ func TestPurposesDoNotSpellAKeysValue(t *testing.T) {
 			opens: map[string]any{"plain-leaf-data": true}},
 		{name: "a plain key above the block", events: []schemas.Event{upd(map[string]any{resolved: map[string]any{"_secrets": map[string]any{"a": "plain-leaf-data"}}})},
 			opens: map[string]any{"plain-leaf-data": true}},
-		// The stored keys collapse into one "***" (redaction keeps one of
-		// them): the one kept opens.
-		{name: "two keys that read the same", events: []schemas.Event{upd(map[string]any{"_secrets": map[string]any{resolved: "leaf-data-one", other: "leaf-data-two"}})}},
+		// Stored as "***" and "***#2", each under its purpose's name.
+		{name: "two keys that read the same", events: []schemas.Event{upd(map[string]any{"_secrets": map[string]any{resolved: "leaf-data-one", other: "leaf-data-two"}})},
+			opens: map[string]any{"leaf-data-one": true, "leaf-data-two": true}},
 		{name: "a copy of a sealed value under a key equal to it",
 			earlier: []schemas.Event{upd(map[string]any{"_secrets": map[string]any{"tok": fresh}})},
 			events:  []schemas.Event{next("SIMPLE", map[string]any{"all": map[string]any{fresh: fresh, resolved: "Bearer " + fresh}})}},
@@ -103,10 +104,22 @@ func TestPurposesDoNotSpellAKeysValue(t *testing.T) {
 				}
 			}
 			w = applyAll(t, w, dec.Events...)
-			for _, data := range []map[string]any{w.TaskByID("t1").Output, taskInput(w, "t2")} {
+			for where, data := range map[string]map[string]any{"task/t1/output": w.TaskByID("t1").Output, "task/t2/input": taskInput(w, "t2")} {
 				sealedPaths(data, nil, func(p expr.Path, _ byte) {
 					s, _ := getPath(data, p)
 					purposes = append(purposes, s.(*masking.Sealed).Purpose)
+					// The purpose names the keys as the stored data does.
+					stored := "wf/" + id + "/" + where
+					for _, step := range p {
+						if k, ok := step.(string); ok {
+							stored += "." + k
+						} else {
+							stored += fmt.Sprintf("[%d]", step)
+						}
+					}
+					if s.(*masking.Sealed).Purpose != stored {
+						t.Errorf("the value stored at %s is sealed under %s", stored, s.(*masking.Sealed).Purpose)
+					}
 				})
 			}
 			seen := map[string]bool{}

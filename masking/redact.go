@@ -480,23 +480,34 @@ func (r *Redactor) value(v any) (any, bool) {
 		return v, false
 	case map[string]any:
 		var out map[string]any
+		// Keys are named as KeyNames names them: two keys that redact to
+		// the same text ({"<a>": 1, "<b>": 2}) are kept apart, as the
+		// purposes of the values sealed under them name them (one of
+		// them, with its value, was lost).
+		var names map[string]string
 		for k, e := range x {
-			rk, e2 := r.replace(k), e
-			changed := rk != k
+			if names == nil && r.replace(k) != k {
+				names = KeyNames(r, x)
+			}
 			if re, c := r.value(e); c {
-				e2, changed = re, true
-			}
-			if !changed {
-				continue
-			}
-			if out == nil {
-				out = make(map[string]any, len(x))
-				for k0, e0 := range x {
-					out[k0] = e0
+				if out == nil {
+					out = maps.Clone(x)
 				}
+				out[k] = re
 			}
-			delete(out, k)
-			out[rk] = e2
+		}
+		if names != nil {
+			if out == nil {
+				out = x
+			}
+			named := make(map[string]any, len(out))
+			for k, e := range out {
+				if name, ok := names[k]; ok {
+					k = name
+				}
+				named[k] = e
+			}
+			return named, true
 		}
 		if out == nil {
 			return x, false

@@ -1,6 +1,10 @@
 package masking
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -103,27 +107,43 @@ func SealKeys(s Sealer, redact *Redactor, path string, v any, found func(plain [
 // in the log for good: a key holding a value redaction looks for (a
 // worker's output keyed by its secret) is named as its stored copy reads,
 // "***", and numbered ("***#2") when another key of m is named so, for a
-// purpose names one value of its workflow. Numbers go in map order: an
-// order of the keys would tell how the values compare. nil when r
-// redacts none of them, as for most maps.
+// purpose names one value of its workflow. The redacted copy of m
+// (Redactor.Value) names them so too. Numbers go in the order of a hash
+// of the keys keyed anew by each process (nameOrder): the same keys are
+// named the same whenever asked in it, as a purpose, made before its
+// value is stored, and the stored key must agree, and the order tells
+// nothing of how the values compare, as the keys' own order would. nil
+// when r redacts none of them, as for most maps.
 func KeyNames(r *Redactor, m map[string]any) map[string]string {
 	if r.Empty() {
 		return nil
 	}
 	var names map[string]string
+	var keys []string
 	for k := range m {
 		if rk := r.String(k); rk != k {
 			if names == nil {
 				names = map[string]string{}
 			}
 			names[k] = rk
+			keys = append(keys, k)
 		}
 	}
 	if names == nil {
 		return nil
 	}
+	if len(keys) > 1 {
+		order := make(map[string][]byte, len(keys))
+		for _, k := range keys {
+			h := hmac.New(sha256.New, nameOrder[:])
+			h.Write([]byte(k))
+			order[k] = h.Sum(nil)
+		}
+		slices.SortFunc(keys, func(a, b string) int { return bytes.Compare(order[a], order[b]) })
+	}
 	taken := make(map[string]bool, len(names))
-	for k, base := range names {
+	for _, k := range keys {
+		base := names[k]
 		name := base
 		for i := 2; taken[name] || keptAs(m, names, name); i++ {
 			name = base + "#" + strconv.Itoa(i)
@@ -132,6 +152,12 @@ func KeyNames(r *Redactor, m map[string]any) map[string]string {
 	}
 	return names
 }
+
+// nameOrder keys the hash KeyNames orders keys by.
+var nameOrder = func() (k [32]byte) {
+	rand.Read(k[:]) // never fails (crypto/rand)
+	return k
+}()
 
 // keptAs reports whether a key of m that redaction leaves is name.
 func keptAs(m map[string]any, redacted map[string]string, name string) bool {

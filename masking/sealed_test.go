@@ -236,3 +236,68 @@ func TestSealKeysNamesKeysAsRedacted(t *testing.T) {
 		t.Errorf("the keys redaction leaves are named as they are: %v", got)
 	}
 }
+
+// Keys of one object that redact to the same text are kept apart in the
+// redacted copy, each with its value, named as the purposes of the values
+// sealed under them name them (KeyNames): a worker's output keyed by two
+// of its secrets lost one of them, and the name a value was stored under
+// was another than its purpose's. The names are the same whenever asked.
+func TestRedactKeepsKeysThatReadTheSameApart(t *testing.T) {
+	s := newGCMSealer(t)
+	var values [][]byte
+	block := map[string]any{"***": "kept-as-it-is", "plain": "plain-data"}
+	for i := range 8 {
+		v := fmt.Sprintf("key-secret-%d-Qp83xZ", i)
+		values = append(values, []byte(v))
+		block[v] = fmt.Sprintf("leaf-%d", i)
+	}
+	block["Bearer "+string(values[0])] = "leaf-in-text"
+	r := NewRedactor(values...)
+	in := map[string]any{"_secrets": block}
+	sealed, err := SealKeys(s, r, "p", in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		out := r.Map(sealed.(map[string]any))
+		got, ok := out["_secrets"].(map[string]any)
+		if !ok || len(got) != len(block) {
+			t.Fatalf("redacted %v, want %d keys", out, len(block))
+		}
+		opened := map[string]bool{}
+		for k, e := range got {
+			for _, v := range values {
+				if strings.Contains(k, string(v)) {
+					t.Errorf("stored key %q spells a value", k)
+				}
+			}
+			sv, ok := e.(*Sealed)
+			if !ok {
+				t.Fatalf("%s holds %v", k, e)
+			}
+			if want := "p._secrets." + k; sv.Purpose != want {
+				t.Errorf("the value stored under %q is sealed under %s", k, sv.Purpose)
+			}
+			plain, err := s.Open(sv.Kind, sv.Purpose, sv.Ciphertext)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opened[string(plain)] = true
+		}
+		for _, leaf := range block {
+			if js, _ := json.Marshal(leaf); !opened[string(js)] {
+				t.Errorf("%s is missing from %v", js, got)
+			}
+		}
+		if got["***"].(*Sealed).Purpose != "p._secrets.***" || got["plain"].(*Sealed).Purpose != "p._secrets.plain" {
+			t.Errorf("keys redaction leaves are renamed: %v", got)
+		}
+	}
+	plain := r.Map(map[string]any{string(values[0]): "a", string(values[1]): "b"})
+	if len(plain) != 2 || plain["***"] == plain["***#2"] {
+		t.Errorf("plain data redacted to %v", plain)
+	}
+	if !reflect.DeepEqual(KeyNames(r, block), KeyNames(r, block)) {
+		t.Error("KeyNames names a map's keys differently each time")
+	}
+}
