@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -932,28 +933,106 @@ func TestSealedValuesKeyedByASecretLeaveItNowhere(t *testing.T) {
 	if out := taskByRef(wf, "k").OutputData; out["_secrets"] != masking.Mask || out["_masked"] != masking.Mask {
 		t.Fatalf("output %v", out)
 	}
-	nowhere := func(when string) {
-		t.Helper()
-		for _, v := range []string{tok, other} {
-			if bytes.Contains(e.recordBytes(id), []byte(v)) {
-				t.Errorf("the log's records hold %s %s", v, when)
-			}
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := e.node.Stop(sctx); err != nil {
-			t.Fatal(err)
-		}
-		dump := nodetest.Dump(t, cfg)
-		for _, v := range []string{tok, other} {
-			if strings.Contains(dump, v) {
-				t.Errorf("the read models hold %s %s", v, when)
-			}
-		}
-	}
-	nowhere("before compaction")
+	e.heldNowhere(cfg, "before compaction", []string{tok, other}, id)
 	cfg.CompactionDelay = 0
 	e.node, e.base = nodetest.StartConfig(t, cfg)
 	e.waitCompacted(id)
-	nowhere("after compaction")
+	e.heldNowhere(cfg, "after compaction", []string{tok, other}, id)
+}
+
+// heldNowhere checks that no value of values is in the records of the
+// workflows ids, nor, once it stops e's node (started with cfg), in its
+// read models.
+func (e *env) heldNowhere(cfg node.Config, when string, values []string, ids ...string) {
+	e.t.Helper()
+	for _, id := range ids {
+		for _, v := range values {
+			if bytes.Contains(e.recordBytes(id), []byte(v)) {
+				e.t.Errorf("the log's records of %s hold %s %s", id, v, when)
+			}
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.node.Stop(sctx); err != nil {
+		e.t.Fatal(err)
+	}
+	dump := nodetest.Dump(e.t, cfg)
+	for _, v := range values {
+		if strings.Contains(dump, v) {
+			e.t.Errorf("the read models hold %s %s", v, when)
+		}
+	}
+}
+
+// A child that the decision taking in a worker's output keyed by its
+// secrets starts (a SUB_WORKFLOW or a START_WORKFLOW whose input copies
+// the output's _secrets and _masked blocks) gets the keys as its parent
+// stores them, "***": the decision computed the child's input from its
+// state before sealing, and the child's start record kept the keys as
+// given, in its input and in its values' purposes, and so did its read
+// models. The child's task gets the values under the keys a task of the
+// parent gets them under.
+func TestChildStartedWithKeysThatSpellASecretLeavesThemNowhere(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	const tok, other = "childkey-tok-Jw63pLx8", "childkey-other-Vc29nRq4"
+	e.putSecret("childkey_tok", tok)
+	e.putSecret("childkey_other", other)
+	const sinkInput = `{"row":"${workflow.input.row}","s":"${workflow.input._secrets}","m":"${workflow.input._masked}"}`
+	const childInput = `{"row":"${workflow.input.row}","_secrets":"${k.output._secrets}","_masked":"${k.output._masked}"}`
+	src := `{"name":"childkey_src","taskReferenceName":"k",
+	  "inputParameters":{"tok":"${workflow.secrets.childkey_tok}","other":"${workflow.secrets.childkey_other}"}}`
+	// The parent's own task reads the blocks as its child's does.
+	peer := `{"name":"childkey_sink","taskReferenceName":"peer",
+	  "inputParameters":{"row":"peer","s":"${k.output._secrets}","m":"${k.output._masked}"}}`
+	e.register(`{"name":"childkey_child","tasks":[{"name":"childkey_sink","taskReferenceName":"sink","inputParameters":`+sinkInput+`}]}`,
+		`{"name":"childkey_sub","tasks":[`+src+`,{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW",
+		  "subWorkflowParam":{"name":"childkey_child"},"inputParameters":`+childInput+`},`+peer+`]}`,
+		`{"name":"childkey_start","tasks":[`+src+`,{"name":"start","taskReferenceName":"start","type":"START_WORKFLOW",
+		  "inputParameters":{"startWorkflow":{"name":"childkey_child","input":`+childInput+`}}}]}`)
+	e.work("childkey_src", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		v, _ := task.InputData["tok"].(string)
+		w, _ := task.InputData["other"].(string)
+		return workers.Output{Data: map[string]any{
+			"_secrets": map[string]any{v: "childkey-leaf-secret"},
+			"_masked":  map[string]any{w: "childkey-leaf-masked"}}}, nil
+	})
+	got := make(chan map[string]any, 3)
+	e.work("childkey_sink", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData
+		return workers.Output{}, nil
+	})
+	sub := e.start("childkey_sub", map[string]any{"row": "sub"})
+	start := e.start("childkey_start", map[string]any{"row": "start"})
+	received := map[string]map[string]any{}
+	deadline := time.After(60 * time.Second)
+	for len(received) < 3 {
+		select {
+		case in := <-got:
+			received[fmt.Sprint(in["row"])] = in
+		case <-deadline:
+			t.Fatalf("the sinks got %v", received)
+		}
+	}
+	want := map[string]any{"s": map[string]any{masking.Mask: "childkey-leaf-secret"}, "m": map[string]any{masking.Mask: "childkey-leaf-masked"}}
+	for row, in := range received {
+		for k, v := range want {
+			if !reflect.DeepEqual(in[k], v) {
+				t.Errorf("the %s sink got %s = %v, want %v", row, k, in[k], v)
+			}
+		}
+	}
+	ids := []string{sub, start}
+	parent := e.waitStatus(sub, conductor.WorkflowCompleted)
+	ids = append(ids, taskByRef(parent, "sub").SubWorkflowID)
+	parent = e.waitStatus(start, conductor.WorkflowCompleted)
+	kid, _ := taskByRef(parent, "start").OutputData["workflowId"].(string)
+	ids = append(ids, kid)
+	for _, id := range ids {
+		e.waitStatus(id, conductor.WorkflowCompleted)
+	}
+	e.heldNowhere(cfg, "once they ended", []string{tok, other}, ids...)
 }

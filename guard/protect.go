@@ -273,14 +273,24 @@ func (p *protection) effects(effs []engine.Effect) ([]engine.Effect, error) {
 			e.Input = redactOpen(r, in)
 			// A reference resolved when the child starts is a literal,
 			// which redaction may match: a _secrets block of this
-			// workflow sealed the same literal.
-			for _, path := range e.InputDeferred {
+			// workflow sealed the same literal. Its path names the keys
+			// as redactOpen does.
+			deferred, renamed := e.InputDeferred, false
+			for j, path := range e.InputDeferred {
 				if v, ok := getPath(in, path); ok {
-					if err := setPath(e.Input, path, v); err != nil {
+					named := namedPath(r, in, path)
+					if err := setPath(e.Input, named, v); err != nil {
 						return nil, err
+					}
+					if !slices.Equal(named, path) {
+						if !renamed {
+							deferred, renamed = slices.Clone(e.InputDeferred), true
+						}
+						deferred[j] = named
 					}
 				}
 			}
+			e.InputDeferred = deferred
 			set(i, e)
 		}
 	}
@@ -308,34 +318,74 @@ func (p *protection) plainText(r *masking.Redactor, s string) string {
 	return r.String(s)
 }
 
-// redactOpen redacts m except under _secrets and _masked keys.
+// redactOpen redacts m except the values under _secrets and _masked keys,
+// which the receiving workflow seals. Keys are redacted there too, named
+// as masking.KeyNames names them, as this workflow's stored keys are: a
+// child started by the decision that took in {"_secrets": {"<token>":
+// …}} got the key as given, in its start's record and in the purposes
+// of its values.
 func redactOpen(r *masking.Redactor, m map[string]any) map[string]any {
+	return redactOpenMap(r, m, false)
+}
+
+// redactOpenMap is redactOpen of m, within a _secrets or _masked block
+// when masked.
+func redactOpenMap(r *masking.Redactor, m map[string]any, masked bool) map[string]any {
 	if m == nil {
 		return nil
 	}
+	names := masking.KeyNames(r, m)
 	out := make(map[string]any, len(m))
 	for k, v := range m {
-		if masking.IsMaskedKey(k) {
-			out[k] = v
-			continue
+		name, renamed := names[k]
+		if !renamed {
+			name = k
 		}
-		out[r.String(k)] = redactOpenValue(r, v)
+		out[name] = redactOpenValue(r, v, masked || masking.IsMaskedKey(k))
 	}
 	return out
 }
 
-func redactOpenValue(r *masking.Redactor, v any) any {
+func redactOpenValue(r *masking.Redactor, v any, masked bool) any {
 	switch x := v.(type) {
 	case map[string]any:
-		return redactOpen(r, x)
+		return redactOpenMap(r, x, masked)
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = redactOpenValue(r, e)
+			out[i] = redactOpenValue(r, e, masked)
 		}
 		return out
 	}
+	if masked {
+		return v
+	}
 	return r.Value(v) // a string, or a number equal to a value
+}
+
+// namedPath is path into m with its keys named as redactOpen names them,
+// path itself when it names none otherwise.
+func namedPath(r *masking.Redactor, m map[string]any, path []any) []any {
+	out, cloned := path, false
+	var v any = m
+	for i, step := range path {
+		switch x := v.(type) {
+		case map[string]any:
+			k, _ := step.(string)
+			if r.String(k) != k {
+				if !cloned {
+					out, cloned = slices.Clone(path), true
+				}
+				out[i] = masking.KeyNames(r, x)[k]
+			}
+			v = x[k]
+		case []any:
+			if n, ok := step.(int); ok && n >= 0 && n < len(x) {
+				v = x[n]
+			}
+		}
+	}
+	return out
 }
 
 // workflowOf finds the workflow the events belong to and its maskedFields.

@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -188,4 +190,117 @@ func taskInput(w *engine.Workflow, id string) map[string]any {
 		return t.Input
 	}
 	return nil
+}
+
+// A child started by the decision that seals a block keyed by a value its
+// parent resolved or sealed (a worker's output {"_secrets": {"<token>":
+// …}} that the child's input copies; the decision computed the input from
+// its state before sealing) gets the key as the parent stores it, "***"
+// ("***#2" for another such key of the object), as a child started by a
+// later decision, which copies the stored output, does: the child's start
+// record keeps its input as prepared, and its values' purposes named the
+// key too. Each value still opens under its key, the parent's and the
+// child's keys naming the same value; a text the child reads by reference
+// under such a key is still read.
+func TestChildStartDoesNotSpellAKeysValue(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const resolved, other, fresh = "kid-resolved-Tn52wQ", "kid-other-Yb37cM", "kid-fresh-Ks90dR"
+	spelled := []string{resolved, other, fresh}
+	block := func(kind string, kv ...string) map[string]any {
+		m := map[string]any{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return map[string]any{kind: m}
+	}
+	for _, tc := range []struct {
+		name  string
+		out   map[string]any // t1's output, which the decision takes in
+		start map[string]any // the child's input as the decision computed it
+		// opens is the child's input opened; nil: t1's output opened, as
+		// the parent stores it.
+		opens map[string]any
+	}{
+		{name: "a _secrets key equal to a resolved value, its value sealed by the decision",
+			out: block("_secrets", resolved, "x"), start: block("_secrets", resolved, "x")},
+		{name: "a _masked key equal to a resolved value",
+			out: block("_masked", resolved, "masked-leaf-data"), start: block("_masked", resolved, "masked-leaf-data")},
+		{name: "a key equal to a value the same block seals",
+			out: block("_secrets", fresh, "leaf-data", "tok", fresh), start: block("_secrets", fresh, "leaf-data", "tok", fresh)},
+		{name: "two keys that read the same",
+			out: block("_secrets", resolved, "leaf-one", other, "leaf-two"), start: block("_secrets", resolved, "leaf-one", other, "leaf-two")},
+		{name: "a block the decision does not seal",
+			start: block("_secrets", resolved, "kid-own-leaf"), opens: block("_secrets", "***", "kid-own-leaf")},
+		{name: "a key above the block",
+			start: map[string]any{resolved: block("_secrets", "a", "kid-own-leaf")},
+			opens: map[string]any{"***": block("_secrets", "a", "kid-own-leaf")}},
+		{name: "text reading a value sealed by the decision, under a key spelling another",
+			out: block("_secrets", "tok", fresh), start: block("_secrets", resolved, "Bearer "+fresh),
+			opens: block("_secrets", "***", "Bearer "+fresh)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{}})
+			parentID, childID := "wf-kidkeys", "kid-kidkeys"
+			w := parentOfSrc(ctx, t, g, parentID)
+			w = applyAll(t, w, &schemas.TaskStarted{TaskID: "t1", Time: 2})
+			g.memoFor(parentID).add([]byte(resolved)) // as a hand-off resolving them does
+			g.memoFor(parentID).add([]byte(other))
+			var events []schemas.Event
+			if tc.out != nil {
+				events = append(events, &schemas.TaskUpdated{TaskID: "t1", Status: conductor.TaskCompleted, Output: tc.out, Time: 3})
+			}
+			eff := engine.StartWorkflow{WorkflowID: childID, Name: "kid", From: parentID, ParentWorkflowID: parentID, CreatedBy: "admin",
+				Input: tc.start, InputDeferred: [][]any{}}
+			dec, err := g.Protect(ctx, w, engine.Decision{Events: events, Effects: []engine.Effect{eff}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w = applyAll(t, w, dec.Events...)
+			eff = dec.Effects[0].(engine.StartWorkflow)
+			in, refs, err := g.PrepareChild(ctx, eff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The child's start, as its log records it.
+			started, err := g.Protect(ctx, nil, engine.Decision{Events: []schemas.Event{
+				&schemas.WorkflowStarted{WorkflowID: childID, Name: "kid", Version: 1, Input: in, Resolved: refs, CreatedBy: "admin",
+					ParentWorkflowID: parentID, Def: []byte(`{"name":"kid","version":1,"tasks":[]}`), Time: 1}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := msgpack.Marshal([]any{eff.Input, eff.InputDeferred, started.Events})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for ref, s := range eff.Sealed {
+				b = append(append(b, ref...), s.Purpose...)
+			}
+			for _, v := range spelled {
+				if bytes.Contains(b, []byte(v)) {
+					t.Errorf("the child's start holds %s: %q", v, b)
+				}
+			}
+			child := applyAll(t, nil, started.Events...)
+			sealed := 0
+			sealedPaths(child.Input, nil, func(expr.Path, byte) { sealed++ })
+			if sealed == 0 {
+				t.Fatalf("the child's input %v holds nothing sealed", child.Input)
+			}
+			opened, err := masking.Open(child.Input, g.opener(ctx, child))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.opens
+			if want == nil {
+				o, err := masking.Open(w.TaskByID("t1").Output, g.opener(ctx, w))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = o.(map[string]any)
+			}
+			if !reflect.DeepEqual(opened, want) {
+				t.Errorf("the child's input opens to %v, want %v", opened, want)
+			}
+		})
+	}
 }
