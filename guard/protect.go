@@ -1077,12 +1077,23 @@ func (p *protection) redactEvent(ev schemas.Event) (out schemas.Event, changed b
 		if err != nil {
 			return nil, false, err
 		}
+		// A deferred text's path names the keys as the redacted input
+		// does: it spelled a key holding a value, and named no key of it.
+		deferred, renamed := e.Deferred, false
+		for i, path := range e.Deferred {
+			if named := namedPath(r, e.Input, path); !slices.Equal(named, path) {
+				if !renamed {
+					deferred, renamed = slices.Clone(e.Deferred), true
+				}
+				deferred[i] = named
+			}
+		}
 		if engine.SameMap(input, e.Input) && engine.SameMap(output, e.Output) && reason == e.Reason &&
-			bytes.Equal(config, e.Config) {
+			bytes.Equal(config, e.Config) && !renamed {
 			return ev, false, nil
 		}
 		c := *e
-		c.Input, c.Output, c.Reason, c.Config = input, output, reason, config
+		c.Input, c.Output, c.Reason, c.Config, c.Deferred = input, output, reason, config, deferred
 		return &c, true, nil
 	case *schemas.TaskUpdated:
 		// A worker names itself: it may name itself with what it was given.

@@ -66,6 +66,10 @@ func TestPurposesDoNotSpellAKeysValue(t *testing.T) {
 			events: []schemas.Event{upd(map[string]any{"_secrets": map[string]any{resolved: fresh}}),
 				next("WAIT", map[string]any{"auth": "Bearer " + fresh})},
 			opens: map[string]any{fresh: true}},
+		{name: "a copy in text of a sealed value under a key spelling another",
+			events: []schemas.Event{upd(map[string]any{"_secrets": map[string]any{"tok": fresh}}),
+				next("WAIT", map[string]any{"in": map[string]any{resolved: "Bearer " + fresh}})},
+			opens: map[string]any{fresh: true}},
 		{name: "a child's input text reading a value sealed under a key spelling another",
 			events: []schemas.Event{upd(map[string]any{"_secrets": map[string]any{resolved: fresh}})},
 			start:  map[string]any{"auth": "Bearer " + fresh},
@@ -155,6 +159,9 @@ func TestPurposesDoNotSpellAKeysValue(t *testing.T) {
 					t.Errorf("t2's input does not open: %v", err)
 				}
 				for _, d := range w.TaskByID("t2").Deferred {
+					if _, ok := getPath(in, expr.Path(d)); !ok {
+						t.Errorf("t2's input %v has nothing at its deferred path %v", in, d)
+					}
 					for _, ref := range expr.SealedRefs(in, expr.Path(d)) {
 						if engine.FindSealed(w, ref) == nil {
 							t.Errorf("t2's input reads %s, which the workflow does not hold", ref)
