@@ -440,7 +440,10 @@ func (s *Server) updateTaskV2(w http.ResponseWriter, r *http.Request) {
 	if out.Next != nil {
 		var seq uint64
 		var aheadErr error
-		if ahead, seq, aheadErr = out.Next.End(r.Context(), err == nil); aheadErr != nil {
+		ahead, seq, aheadErr = out.Next.End(r.Context(), err == nil)
+		if aheadErr != nil && r.Context().Err() == nil {
+			// A refusal (the caller's rights went while it waited), not
+			// its going away: the task went back either way.
 			s.deps.Logger.Warn("update-v2: next task poll failed", logkey.Err, aheadErr)
 		} else if ahead != nil {
 			s.waitBriefly(r.Context(), seq)
