@@ -272,6 +272,16 @@ func TestAuthorizationFiltersLists(t *testing.T) {
 			t.Fatalf("runner's definitions %s = %.500s", q, defs)
 		}
 	}
+	// worker may read task_a (EXECUTE), not task_b.
+	for _, name := range []string{"task_a", "task_b"} {
+		send(t, w.admin, "PUT", "/api/metadata/task/"+name+"/tags", `[{"key":"kind","value":"demo"}]`)
+	}
+	for _, q := range []string{"", "?tagKey=kind&tagValue=demo", "?tagValue=demo&metadata=true"} {
+		defs := w.principals["worker"].must(200, "GET", "/api/metadata/taskdefs"+q, "")
+		if !strings.Contains(defs, `"task_a"`) || strings.Contains(defs, `"task_b"`) || strings.Contains(q, "metadata=true") != strings.Contains(defs, `"kind"`) {
+			t.Fatalf("worker's task definitions %s = %.500s", q, defs)
+		}
+	}
 	var res conductor.SearchResult[conductor.WorkflowSummary]
 	if err := json.Unmarshal([]byte(runner.must(200, "GET", "/api/workflow/search?size=100", "")), &res); err != nil {
 		t.Fatal(err)

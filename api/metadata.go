@@ -52,6 +52,7 @@ type Metadata interface {
 	UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
 	GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
 	ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error)
+	FindTaskDefs(ctx context.Context, f metadata.TagFilter) ([]*conductor.TaskDef, error)
 	DeleteTaskDef(ctx context.Context, name string, principal string, opts ...metadata.WriteOption) error
 	TaskUses(ctx context.Context, name string) ([]metadata.TaskUse, error)
 	Starters(ctx context.Context, name string) ([]metadata.Starter, error)
@@ -698,24 +699,38 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 // metadata.WorkflowFilter), short leaves tasks out, metadata adds tags.
 // access is not read: a listing needs READ whatever access it asks for.
 func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f := metadata.WorkflowFilter{Name: q.Get("name"), TagKey: q.Get("tagKey"), TagValue: q.Get("tagValue")}
+	f := metadata.WorkflowFilter{Name: r.URL.Query().Get("name")}
 	var err error
-	if f.Short, err = queryBool(r, "short", false); err == nil {
-		f.Tags, err = queryBool(r, "metadata", false)
+	if f.TagFilter, err = tagFilter(r); err == nil {
+		f.Short, err = queryBool(r, "short", false)
 	}
 	var defs []*conductor.WorkflowDef
 	if err == nil {
 		defs, err = s.deps.Metadata.FindWorkflowDefs(r.Context(), f)
 	}
 	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage, error) {
-		target := auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}
-		if !f.Tags {
-			return target, d.Raw, nil
-		}
-		raw, err := withTags(d.Raw, d.Tags)
-		return target, raw, err
+		return listed(auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw, f.Tags, d.Tags)
 	})
+}
+
+// tagFilter reads the parameters Orkes's definition lists share: tagKey,
+// tagValue and metadata (see metadata.TagFilter).
+func tagFilter(r *http.Request) (metadata.TagFilter, error) {
+	q := r.URL.Query()
+	f := metadata.TagFilter{TagKey: q.Get("tagKey"), TagValue: q.Get("tagValue")}
+	var err error
+	f.Tags, err = queryBool(r, "metadata", false)
+	return f, err
+}
+
+// listed describes a definition of a listing for writeReadable: its
+// registered JSON, with tags when the listing asked for them.
+func listed(target auth.Target, raw json.RawMessage, asked bool, tags []conductor.Tag) (auth.Target, json.RawMessage, error) {
+	if !asked {
+		return target, raw, nil
+	}
+	b, err := withTags(raw, tags)
+	return target, b, err
 }
 
 // workflowDefSummary is Conductor's WorkflowDefSummary.
@@ -910,10 +925,17 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 	writeNoContent(w)
 }
 
+// listTaskDefs answers the task definitions the caller may read, with
+// Orkes's tagKey/tagValue and metadata as the workflow list reads them
+// (Orkes has no name or short here). access is not read, as there.
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
-	defs, err := s.deps.Metadata.ListTaskDefs(r.Context())
+	f, err := tagFilter(r)
+	var defs []*conductor.TaskDef
+	if err == nil {
+		defs, err = s.deps.Metadata.FindTaskDefs(r.Context(), f)
+	}
 	writeReadable(s, w, r, defs, err, func(d *conductor.TaskDef) (auth.Target, json.RawMessage, error) {
-		return auth.Target{Type: auth.TargetTaskDef, ID: d.Name}, d.Raw, nil
+		return listed(auth.Target{Type: auth.TargetTaskDef, ID: d.Name}, d.Raw, f.Tags, d.Tags)
 	})
 }
 

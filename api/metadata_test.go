@@ -294,6 +294,66 @@ func TestMetadataWorkflowListFilters(t *testing.T) {
 	do(t, "GET", api+"?short=maybe", "").expectError(t, http.StatusBadRequest, "short")
 }
 
+// Orkes's GET /api/metadata/taskdefs reads the workflow list's tagKey,
+// tagValue and metadata (it has no name or short): the JS SDK's
+// metadataResource.getTaskDefs sends all three and access. All were
+// ignored: every definition was listed, without tags.
+func TestMetadataTaskDefListFilters(t *testing.T) {
+	t.Parallel()
+	_, base := nodetest.Start(t)
+	api := base + "/api/metadata/taskdefs"
+	do(t, "POST", api, `[{"name":"t_a"},{"name":"t_ab"},{"name":"t_b"},{"name":"t_c"}]`).expect(t, http.StatusNoContent)
+	do(t, "PUT", base+"/api/metadata/task/t_a/tags", `[{"key":"team","value":"ops"},{"key":"tier","value":"gold"}]`).expect(t, http.StatusNoContent)
+	do(t, "PUT", base+"/api/metadata/task/t_b/tags", `[{"key":"team","value":"dev"}]`).expect(t, http.StatusNoContent)
+	do(t, "PUT", base+"/api/metadata/task/t_ab/tags", `[{"key":"env","value":"ops"}]`).expect(t, http.StatusNoContent)
+
+	tests := []struct {
+		query, want string
+	}{
+		{"", "t_a t_ab t_b t_c"},
+		{"?tagKey=team&tagValue=ops", "t_a"},
+		{"?tagKey=team", "t_a t_b"},
+		{"?tagValue=ops", "t_a t_ab"},
+		{"?tagKey=team&tagValue=gold", ""}, // one tag must hold both
+		{"?tagKey=nobody", ""},
+		{"?tagKey=t_a", ""},                                             // a name is no tag
+		{"?access=READ&metadata=false&tagKey=team&tagValue=ops", "t_a"}, // as the JS SDK's getTaskDefs sends it
+	}
+	for _, tc := range tests {
+		list := decode[[]map[string]any](t, do(t, "GET", api+tc.query, "").expect(t, http.StatusOK).body)
+		var got []string
+		for _, d := range list {
+			got = append(got, fmt.Sprint(d["name"]))
+			if d["retryLogic"] != "FIXED" {
+				t.Errorf("GET %s: %v lacks Conductor's defaults", tc.query, d)
+			}
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("GET %s = %q, want %q", tc.query, strings.Join(got, " "), tc.want)
+		}
+	}
+
+	for query, want := range map[string]map[string]string{
+		"?metadata=true": {
+			"t_a": `[{"key":"team","value":"ops"},{"key":"tier","value":"gold"}]`, "t_ab": `[{"key":"env","value":"ops"}]`,
+			"t_b": `[{"key":"team","value":"dev"}]`, "t_c": `[]`,
+		},
+		"?metadata=true&tagValue=ops": {"t_a": `[{"key":"team","value":"ops"},{"key":"tier","value":"gold"}]`, "t_ab": `[{"key":"env","value":"ops"}]`},
+	} {
+		tags := map[string]string{}
+		for _, d := range decode[[]map[string]any](t, do(t, "GET", api+query, "").expect(t, http.StatusOK).body) {
+			tags[fmt.Sprint(d["name"])] = mustJSON(t, d["tags"])
+		}
+		if mustJSON(t, tags) != mustJSON(t, want) {
+			t.Errorf("GET %s tags = %v, want %v", query, tags, want)
+		}
+	}
+	if body := do(t, "GET", api, "").body; strings.Contains(body, `"tags"`) {
+		t.Errorf("GET without metadata=true shows tags: %.300s", body)
+	}
+	do(t, "GET", api+"?metadata=maybe", "").expectError(t, http.StatusBadRequest, "metadata")
+}
+
 // Orkes's newVersion registers a definition as the version after its
 // name's latest, whatever version it names (POST, and each definition of
 // PUT); a name without versions gets the one it names. PUT's overwrite

@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -39,6 +40,81 @@ func conductorTags(tags []schemas.DefTag) []conductor.Tag {
 		out[i] = conductor.Tag{Key: t.Key, Value: t.Value}
 	}
 	return out
+}
+
+// TagFilter selects definitions by their name's tags and adds those tags,
+// as Orkes's GET /api/metadata/workflow and /taskdefs read tagKey,
+// tagValue and metadata. The zero filter selects every definition,
+// without tags.
+type TagFilter struct {
+	// TagKey and TagValue, when either is set, select the definitions
+	// whose name holds a tag of that key and that value (an unset one
+	// matches any): one tag must match both.
+	TagKey, TagValue string
+	// Tags sets each definition's Tags to its name's tags ([] when it has
+	// none); its Raw stays as stored, which holds none.
+	Tags bool
+}
+
+func (f TagFilter) byTag() bool { return f.TagKey != "" || f.TagValue != "" }
+
+// tagged lists the names of kind holding a tag f selects, in order.
+func (s *Store) tagged(kind Kind, f TagFilter) ([]string, error) {
+	prefix := tagsKey(kind, "")
+	var names []string
+	var derr error
+	err := s.reader.Scan(prefix, func(k, v []byte) bool {
+		var tags []schemas.DefTag
+		if derr = msgpack.Unmarshal(v, &tags); derr != nil {
+			return false
+		}
+		if hasTag(tags, f.TagKey, f.TagValue) {
+			names = append(names, string(k[len(prefix):]))
+		}
+		return true
+	})
+	if err = cmp.Or(err, derr); err != nil {
+		return nil, fmt.Errorf("list %s tags: %w", kind, err)
+	}
+	return names, nil
+}
+
+// hasTag reports whether tags hold one of key and value ("" matching any).
+func hasTag(tags []schemas.DefTag, key, value string) bool {
+	return slices.ContainsFunc(tags, func(t schemas.DefTag) bool {
+		return (key == "" || t.Key == key) && (value == "" || t.Value == value)
+	})
+}
+
+// withTagsOf applies f's tags to defs, sorted by name: it drops those
+// whose name holds no tag f selects (read by name, or whose tags changed
+// since the tag sets were read) and, asked for tags, sets each one's. of
+// gives a definition's name and its Tags.
+func withTagsOf[D any](r kvReader, kind Kind, f TagFilter, defs []D, of func(D) (string, *[]conductor.Tag)) ([]D, error) {
+	if !f.byTag() && !f.Tags {
+		return defs, nil
+	}
+	out := defs[:0]
+	var tags []schemas.DefTag
+	tagsOf := "" // no definition's name
+	for _, d := range defs {
+		name, dst := of(d)
+		if name != tagsOf {
+			var err error
+			if tags, err = readTags(r, kind, name); err != nil {
+				return nil, fmt.Errorf("read tags of %s %s: %w", kind, name, err)
+			}
+			tagsOf = name
+		}
+		if f.byTag() && !hasTag(tags, f.TagKey, f.TagValue) {
+			continue
+		}
+		if f.Tags {
+			*dst = conductorTags(tags)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // AddTags adds tags to a definition's tag set; tags it already has are

@@ -94,6 +94,42 @@ func (s *Store) ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error) 
 	return listAll(s.reader, taskKeyPrefix, "task definitions", parseTask)
 }
 
+// FindTaskDefs returns the task definitions f selects, sorted by name. A
+// tag reads the definitions of the names selected alone, through the tag
+// sets, not every definition.
+func (s *Store) FindTaskDefs(ctx context.Context, f TagFilter) ([]*conductor.TaskDef, error) {
+	if !f.byTag() {
+		defs, err := s.ListTaskDefs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return withTagsOf(s.reader, KindTask, f, defs, taskTags)
+	}
+	names, err := s.tagged(KindTask, f)
+	if err != nil {
+		return nil, err
+	}
+	defs := make([]*conductor.TaskDef, 0, len(names))
+	for _, n := range names {
+		// A key, not a prefix: t/<name> is also the start of longer names.
+		d, found, err := readDef(s.reader, taskKey(n))
+		if err != nil {
+			return nil, fmt.Errorf("read task definition %s: %w", n, err)
+		}
+		if !found {
+			continue // removed since its tags were read
+		}
+		td, err := parseTask(d.JSON)
+		if err != nil {
+			return nil, err
+		}
+		defs = append(defs, td)
+	}
+	return withTagsOf(s.reader, KindTask, f, defs, taskTags)
+}
+
+func taskTags(td *conductor.TaskDef) (string, *[]conductor.Tag) { return td.Name, &td.Tags }
+
 // DeleteTaskDef removes task definition name and its tags. An unknown name
 // fails with fault.ErrNotFound.
 func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string, opts ...WriteOption) error {

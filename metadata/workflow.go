@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/projections"
@@ -182,18 +180,10 @@ func (s *Store) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef,
 type WorkflowFilter struct {
 	// Name, when set, selects the versions of that name alone.
 	Name string
-	// TagKey and TagValue, when either is set, select the workflows
-	// holding a tag of that key and that value (an unset one matches
-	// any): one tag must match both.
-	TagKey, TagValue string
+	TagFilter
 	// Short returns each definition without its tasks (an empty list).
 	Short bool
-	// Tags sets each definition's Tags to its name's tags ([] when it has
-	// none); its Raw stays as stored, which holds none.
-	Tags bool
 }
-
-func (f WorkflowFilter) byTag() bool { return f.TagKey != "" || f.TagValue != "" }
 
 // FindWorkflowDefs returns the versions of the workflows f selects, sorted
 // by name, then version. A name or a tag reads the definitions of the
@@ -204,7 +194,7 @@ func (s *Store) FindWorkflowDefs(_ context.Context, f WorkflowFilter) ([]*conduc
 	case f.Name != "":
 		prefixes = [][]byte{workflowPrefix(f.Name)}
 	case f.byTag():
-		names, err := s.taggedWorkflows(f.TagKey, f.TagValue)
+		names, err := s.tagged(KindWorkflow, f.TagFilter)
 		if err != nil {
 			return nil, err
 		}
@@ -227,8 +217,6 @@ func (s *Store) FindWorkflowDefs(_ context.Context, f WorkflowFilter) ([]*conduc
 		}
 	}
 	out := make([]*conductor.WorkflowDef, 0, len(stored))
-	var tags []schemas.DefTag
-	tagsOf := ""
 	for _, d := range stored {
 		def := d.JSON
 		if f.Short {
@@ -241,49 +229,10 @@ func (s *Store) FindWorkflowDefs(_ context.Context, f WorkflowFilter) ([]*conduc
 		if err != nil {
 			return nil, err
 		}
-		if (f.Tags || f.byTag()) && tagsOf != wf.Name {
-			if tags, err = readTags(s.reader, KindWorkflow, wf.Name); err != nil {
-				return nil, fmt.Errorf("read tags of workflow %s: %w", wf.Name, err)
-			}
-			tagsOf = wf.Name
-		}
-		if f.byTag() && !hasTag(tags, f.TagKey, f.TagValue) {
-			continue // a name given, or tags changed since they were read
-		}
-		if f.Tags {
-			wf.Tags = conductorTags(tags)
-		}
 		out = append(out, wf)
 	}
-	return out, nil
-}
-
-// taggedWorkflows lists the workflow names holding a tag of key and value
-// ("" matching any), in order.
-func (s *Store) taggedWorkflows(key, value string) ([]string, error) {
-	prefix := tagsKey(KindWorkflow, "")
-	var names []string
-	var derr error
-	err := s.reader.Scan(prefix, func(k, v []byte) bool {
-		var tags []schemas.DefTag
-		if derr = msgpack.Unmarshal(v, &tags); derr != nil {
-			return false
-		}
-		if hasTag(tags, key, value) {
-			names = append(names, string(k[len(prefix):]))
-		}
-		return true
-	})
-	if err = cmp.Or(err, derr); err != nil {
-		return nil, fmt.Errorf("list workflow tags: %w", err)
-	}
-	return names, nil
-}
-
-// hasTag reports whether tags hold one of key and value ("" matching any).
-func hasTag(tags []schemas.DefTag, key, value string) bool {
-	return slices.ContainsFunc(tags, func(t schemas.DefTag) bool {
-		return (key == "" || t.Key == key) && (value == "" || t.Value == value)
+	return withTagsOf(s.reader, KindWorkflow, f.TagFilter, out, func(wf *conductor.WorkflowDef) (string, *[]conductor.Tag) {
+		return wf.Name, &wf.Tags
 	})
 }
 

@@ -142,6 +142,10 @@ async function main() {
     await metadata.addWorkflowTag({ key: "sdk", value: "listed" }, "sdk_fatal_flow");
     const tagged = await client.metadataResource.getAllWorkflows("READ", true, "sdk", "listed");
     assert.deepEqual(tagged.map((d) => [d.name, d.version, d.tags]), [["sdk_fatal_flow", 1, [{ key: "sdk", value: "listed" }]]]);
+    // And getTaskDefs the same three for task definitions.
+    await metadata.addTaskTag({ key: "sdk", value: "listed" }, "sdk_fatal");
+    const taggedTasks = await client.metadataResource.getTaskDefs("READ", true, "sdk", "listed");
+    assert.deepEqual(taggedTasks.map((d) => [d.name, d.tags]), [["sdk_fatal", [{ key: "sdk", value: "listed" }]]]);
 
     // A minimal registration reads with Conductor's defaults, the fields
     // the SDK's TaskDef and WorkflowDef types require among them.
