@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -211,18 +210,10 @@ type runEdge struct {
 // workflow id and that ended it.
 func (e *env) runningEdges(id string) []runEdge {
 	e.t.Helper()
-	recs, err := e.node.Log().ReadSubject(context.Background(), "fv.wf."+id, 0)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	var out []runEdge
 	started, ended := false, false
-	for _, r := range recs {
-		for _, env := range r.Events {
-			ev, err := schemas.Default.Decode(env)
-			if err != nil {
-				e.t.Fatal(err)
-			}
+	for _, r := range e.records(id) {
+		for _, ev := range e.recordEvents(r) {
 			switch ev := ev.(type) {
 			case *schemas.WorkflowStarted:
 				if !started {

@@ -63,13 +63,21 @@ func (e *env) events(id string) []schemas.Event {
 	e.t.Helper()
 	var out []schemas.Event
 	for _, r := range e.records(id) {
-		for _, env := range r.Events {
-			ev, err := schemas.Default.Decode(env)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			out = append(out, ev)
+		out = append(out, e.recordEvents(r)...)
+	}
+	return out
+}
+
+// recordEvents returns the events of record r.
+func (e *env) recordEvents(r eventlog.Record) []schemas.Event {
+	e.t.Helper()
+	out := make([]schemas.Event, 0, len(r.Events))
+	for _, env := range r.Events {
+		ev, err := schemas.Default.Decode(env)
+		if err != nil {
+			e.t.Fatal(err)
 		}
+		out = append(out, ev)
 	}
 	return out
 }

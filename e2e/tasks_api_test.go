@@ -125,18 +125,10 @@ func (e *env) waitQueueSize(taskType string, want int64) {
 // id that set task taskID to status.
 func (e *env) recordOf(id, taskID, status string) []string {
 	e.t.Helper()
-	recs, err := e.node.Log().ReadSubject(context.Background(), "fv.wf."+id, 0)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, r := range recs {
+	for _, r := range e.records(id) {
 		var taken []string
 		found := false
-		for _, env := range r.Events {
-			ev, err := schemas.Default.Decode(env)
-			if err != nil {
-				e.t.Fatal(err)
-			}
+		for _, ev := range e.recordEvents(r) {
 			switch ev := ev.(type) {
 			case *schemas.TaskUpdated:
 				found = found || ev.TaskID == taskID && ev.Status == status

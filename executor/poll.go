@@ -258,20 +258,11 @@ type AheadPoll struct {
 	req PollRequest
 }
 
-// PollAhead starts req's poll ahead of the result its worker reports; End
-// ends it. It starts no feeder of its own: the tasks queued before the
-// result are a poll's after it (see Poll).
-func (e *Executor) PollAhead(ctx context.Context, req PollRequest) (*AheadPoll, error) {
-	if err := validQueue(req.TaskType, req.Domain); err != nil {
-		return nil, err
-	}
-	e.polled(req)
-	return &AheadPoll{e: e, req: req, w: e.match.waitAhead(ctx, workers.ConsumerName(req.TaskType, req.Domain), req.WorkerID, req.Principal)}, nil
-}
-
 // pollAheadOf starts req's poll ahead of trig, a worker's result, on
-// the queue of the task it reports in w: none for a lease extension, whose
-// worker keeps its task and asks for no other, or a task no worker takes.
+// the queue of the task it reports in w (Outcome.Next; End ends it): none
+// for a lease extension, whose worker keeps its task and asks for no
+// other, or a task no worker takes. It starts no feeder of its own: the
+// tasks queued before the result are a poll's after it (see Poll).
 func (e *Executor) pollAheadOf(ctx context.Context, w *engine.Workflow, trig engine.Trigger, req PollRequest) *AheadPoll {
 	res, ok := trig.(engine.Result)
 	if !ok || w == nil || res.Result.ExtendLease {
@@ -282,11 +273,11 @@ func (e *Executor) pollAheadOf(ctx context.Context, w *engine.Workflow, trig eng
 		return nil
 	}
 	req.TaskType, req.Domain = t.Name, t.Domain
-	a, err := e.PollAhead(ctx, req)
-	if err != nil {
+	if validQueue(req.TaskType, req.Domain) != nil {
 		return nil
 	}
-	return a
+	e.polled(req)
+	return &AheadPoll{e: e, req: req, w: e.match.waitAhead(ctx, workers.ConsumerName(req.TaskType, req.Domain), req.WorkerID, req.Principal)}
 }
 
 // End ends the poll and returns the task taken for it, if any (waiting for
