@@ -35,7 +35,7 @@ func TestDefinitionsReadWithDefaults(t *testing.T) {
 
 	wantTaskDef := map[string]any{"retryCount": 3.0, "timeoutSeconds": 0.0, "totalTimeoutSeconds": 0.0, "retryLogic": "FIXED",
 		"retryDelaySeconds": 60.0, "timeoutPolicy": "TIME_OUT_WF", "responseTimeoutSeconds": 3600.0, "backoffScaleFactor": 1.0}
-	wantTask := map[string]any{"type": "SIMPLE", "optional": false, "asyncComplete": false, "startDelay": 0.0}
+	wantTask := map[string]any{"type": "SIMPLE", "optional": false, "asyncComplete": false, "permissive": false, "startDelay": 0.0}
 	wantWF := map[string]any{"timeoutSeconds": 0.0, "timeoutPolicy": "ALERT_ONLY", "restartable": true, "schemaVersion": 2.0}
 	check := func(what string, got map[string]any, want map[string]any) {
 		t.Helper()

@@ -75,6 +75,7 @@ var (
 		{key: "startDelay", value: "0"},
 		{key: "optional", value: "false"},
 		{key: "asyncComplete", value: "false"},
+		{key: "permissive", value: "false"},
 	}}
 	taskListShape    = &shape{kind: '[', elem: workflowTaskShape}
 	workflowDefShape = &shape{kind: '{', defaults: []defaultMember{

@@ -12,7 +12,7 @@ const (
 	taskDefDefaults = `"retryCount":3,"timeoutSeconds":0,"totalTimeoutSeconds":0,"inputKeys":[],"outputKeys":[],` +
 		`"timeoutPolicy":"TIME_OUT_WF","retryLogic":"FIXED","retryDelaySeconds":60,"responseTimeoutSeconds":3600,` +
 		`"inputTemplate":{},"rateLimitPerFrequency":0,"rateLimitFrequencyInSeconds":1,"backoffScaleFactor":1,"enforceSchema":false`
-	taskDefaults        = `"type":"SIMPLE","inputParameters":{},"startDelay":0,"optional":false,"asyncComplete":false`
+	taskDefaults        = `"type":"SIMPLE","inputParameters":{},"startDelay":0,"optional":false,"asyncComplete":false,"permissive":false`
 	workflowDefDefaults = `"inputParameters":[],"outputParameters":{},"schemaVersion":2,"restartable":true,` +
 		`"workflowStatusListenerEnabled":false,"timeoutPolicy":"ALERT_ONLY","timeoutSeconds":0,"variables":{},` +
 		`"inputTemplate":{},"metadata":{},"maskedFields":[]`
@@ -43,19 +43,19 @@ func TestWithDefaults(t *testing.T) {
 				`"defaultCase":[{"name":"y","taskReferenceName":"y"}],"forkTasks":[[{"name":"f","taskReferenceName":"f"}]],"loopOver":[{"name":"l","taskReferenceName":"l","type":"WAIT"}]}`,
 			`{"name":"s","taskReferenceName":"s","type":"SWITCH","decisionCases":{"a":[{"name":"x","taskReferenceName":"x","taskDefinition":{"name":"x",` + taskDefDefaults + `},` + taskDefaults + `}]},` +
 				`"defaultCase":[{"name":"y","taskReferenceName":"y",` + taskDefaults + `}],"forkTasks":[[{"name":"f","taskReferenceName":"f",` + taskDefaults + `}]],` +
-				`"loopOver":[{"name":"l","taskReferenceName":"l","type":"WAIT","inputParameters":{},"startDelay":0,"optional":false,"asyncComplete":false}],` +
-				`"inputParameters":{},"startDelay":0,"optional":false,"asyncComplete":false}`,
+				`"loopOver":[{"name":"l","taskReferenceName":"l","type":"WAIT","inputParameters":{},"startDelay":0,"optional":false,"asyncComplete":false,"permissive":false}],` +
+				`"inputParameters":{},"startDelay":0,"optional":false,"asyncComplete":false,"permissive":false}`,
 			WorkflowTaskWithDefaults},
 		{"task configuration, a task's inputParameters are its own",
 			`{"name":"a","taskReferenceName":"a","inputParameters":{"tasks":[{"name":"n"}],"optional":"x"}}`,
-			`{"name":"a","taskReferenceName":"a","inputParameters":{"tasks":[{"name":"n"}],"optional":"x"},"type":"SIMPLE","startDelay":0,"optional":false,"asyncComplete":false}`,
+			`{"name":"a","taskReferenceName":"a","inputParameters":{"tasks":[{"name":"n"}],"optional":"x"},"type":"SIMPLE","startDelay":0,"optional":false,"asyncComplete":false,"permissive":false}`,
 			WorkflowTaskWithDefaults},
 		{"workflow definition, minimal", `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a"}],"version":1}`,
 			`{"name":"w","tasks":[{"name":"a","taskReferenceName":"a",` + taskDefaults + `}],"version":1,` + workflowDefDefaults + `}`,
 			WorkflowDefWithDefaults},
 		{"workflow definition, whitespace and null members kept",
 			"{ \"name\" : \"w\" ,\n \"tasks\" : [ {\"name\":\"a\",\"taskReferenceName\":\"a\",\"type\":null} , null ] , \"restartable\": false, \"timeoutPolicy\": null }",
-			"{ \"name\" : \"w\" ,\n \"tasks\" : [ {\"name\":\"a\",\"taskReferenceName\":\"a\",\"type\":null,\"inputParameters\":{},\"startDelay\":0,\"optional\":false,\"asyncComplete\":false} , null ] , \"restartable\": false, \"timeoutPolicy\": null ," +
+			"{ \"name\" : \"w\" ,\n \"tasks\" : [ {\"name\":\"a\",\"taskReferenceName\":\"a\",\"type\":null,\"inputParameters\":{},\"startDelay\":0,\"optional\":false,\"asyncComplete\":false,\"permissive\":false} , null ] , \"restartable\": false, \"timeoutPolicy\": null ," +
 				`"inputParameters":[],"outputParameters":{},"schemaVersion":2,"workflowStatusListenerEnabled":false,"timeoutSeconds":0,"variables":{},"inputTemplate":{},"metadata":{},"maskedFields":[]}`,
 			WorkflowDefWithDefaults},
 		{"not an object: as it is", `[1,2]`, `[1,2]`, WorkflowDefWithDefaults},
