@@ -272,6 +272,23 @@ func TestAuthorizationFiltersLists(t *testing.T) {
 			t.Fatalf("runner's definitions %s = %.500s", q, defs)
 		}
 	}
+	// Orkes's access asks for more than READ, all of it.
+	// (A listing holds the name it wants, or is empty.)
+	for q, want := range map[string]string{"?access=EXECUTE": `"wf_open"`, "?access=READ&access=UPDATE": "", "?access=EXECUTE&name=wf_open&access=DELETE": ""} {
+		if defs := runner.must(200, "GET", "/api/metadata/workflow"+q, ""); (want == "") != (defs == "[]") || !strings.Contains(defs, want) || strings.Contains(defs, `"wf_closed"`) {
+			t.Fatalf("runner's definitions %s = %.500s, want %s", q, defs, want)
+		}
+	}
+	for q, want := range map[string]string{"?access=EXECUTE": `"task_a"`, "?access=DELETE": ""} {
+		if defs := w.principals["worker"].must(200, "GET", "/api/metadata/taskdefs"+q, ""); (want == "") != (defs == "[]") || !strings.Contains(defs, want) || strings.Contains(defs, `"task_b"`) {
+			t.Fatalf("worker's task definitions %s = %.500s, want %s", q, defs, want)
+		}
+	}
+	for _, path := range []string{"/api/metadata/workflow?access=OWN", "/api/metadata/taskdefs?access=read"} {
+		if got := runner.must(400, "GET", path, ""); !strings.Contains(got, "access") {
+			t.Fatalf("%s answered %s", path, got)
+		}
+	}
 	// worker may read task_a (EXECUTE), not task_b.
 	for _, name := range []string{"task_a", "task_b"} {
 		send(t, w.admin, "PUT", "/api/metadata/task/"+name+"/tags", `[{"key":"kind","value":"demo"}]`)

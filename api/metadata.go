@@ -696,8 +696,8 @@ func (s *Server) putWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 
 // listWorkflowDefs answers the workflow definitions the caller may read,
 // with Orkes's parameters: name and tagKey/tagValue select (see
-// metadata.WorkflowFilter), short leaves tasks out, metadata adds tags.
-// access is not read: a listing needs READ whatever access it asks for.
+// metadata.WorkflowFilter), short leaves tasks out, metadata adds tags,
+// access asks for more than READ (listAccess).
 func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	f := metadata.WorkflowFilter{Name: r.URL.Query().Get("name")}
 	var err error
@@ -926,8 +926,8 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 }
 
 // listTaskDefs answers the task definitions the caller may read, with
-// Orkes's tagKey/tagValue and metadata as the workflow list reads them
-// (Orkes has no name or short here). access is not read, as there.
+// Orkes's tagKey/tagValue, metadata and access as the workflow list reads
+// them (Orkes has no name or short here).
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 	f, err := tagFilter(r)
 	var defs []*conductor.TaskDef
@@ -1062,10 +1062,14 @@ func (l *tagList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// writeReadable answers a listing of definitions with those the caller may
-// read, each as it was registered. describe names a definition's target
-// and its registered JSON.
+// writeReadable answers a listing of definitions with those on which the
+// caller holds what listAccess asks, each as it was registered. describe
+// names a definition's target and its registered JSON.
 func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, defs []D, err error, describe func(D) (auth.Target, json.RawMessage, error)) {
+	var actions []auth.Access
+	if err == nil {
+		actions, err = listAccess(r)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -1077,7 +1081,7 @@ func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, def
 			s.writeError(w, r, err)
 			return
 		}
-		if !s.may(r, auth.Read, target) {
+		if !s.mayAll(r, actions, target) {
 			continue
 		}
 		raw, err := defJSON(registered, d)

@@ -191,35 +191,49 @@ func (s *Server) secretMetadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m)
 }
 
-// readableSecrets lists the secrets on which the caller holds READ and
-// every one of the access types in the query's repeatable "access"
-// parameter, sorted by name. READ always: a listing shows names and tags
-// (CREATE, which USER has on every name, would list them all).
-func (s *Server) readableSecrets(r *http.Request) ([]secrets.Meta, error) {
+// listAccess reads a listing's repeatable "access" parameter (Orkes's
+// secrets and definition lists): what the caller must hold on each entry
+// listed, all of it. READ always: a listing shows names and tags (CREATE,
+// which USER has on every name, would list them all).
+func listAccess(r *http.Request) ([]auth.Access, error) {
 	actions := []auth.Access{auth.Read}
-	if q := r.URL.Query()["access"]; len(q) > 0 {
-		for _, a := range q {
-			switch act := auth.Access(a); act {
-			case auth.Create, auth.Read, auth.Update, auth.Delete, auth.Execute:
-				actions = append(actions, act)
-			default:
-				return nil, fault.Invalid("access %q: want READ, CREATE, UPDATE, DELETE or EXECUTE", a)
-			}
+	for _, a := range r.URL.Query()["access"] {
+		switch act := auth.Access(a); act {
+		case auth.Create, auth.Read, auth.Update, auth.Delete, auth.Execute:
+			actions = append(actions, act)
+		default:
+			return nil, fault.Invalid("access %q: want READ, CREATE, UPDATE, DELETE or EXECUTE", a)
 		}
+	}
+	return actions, nil
+}
+
+// mayAll reports whether the caller holds every one of actions on t.
+func (s *Server) mayAll(r *http.Request, actions []auth.Access, t auth.Target) bool {
+	for _, a := range actions {
+		if !s.may(r, a, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// readableSecrets lists the secrets on which the caller holds what
+// listAccess asks, sorted by name.
+func (s *Server) readableSecrets(r *http.Request) ([]secrets.Meta, error) {
+	actions, err := listAccess(r)
+	if err != nil {
+		return nil, err
 	}
 	all, err := s.deps.Secrets.List(r.Context())
 	if err != nil {
 		return nil, err
 	}
 	out := make([]secrets.Meta, 0, len(all))
-next:
 	for _, m := range all {
-		for _, a := range actions {
-			if s.authorize(r, a, secretResource(m.Name)) != nil {
-				continue next
-			}
+		if s.mayAll(r, actions, secretResource(m.Name)) {
+			out = append(out, m)
 		}
-		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
