@@ -339,3 +339,104 @@ func TestIterationSuffixedReference(t *testing.T) {
 		t.Fatalf("input %v, want %v", got, want)
 	}
 }
+
+// A SUB_WORKFLOW inside a DO_WHILE starts a child of its own for every
+// iteration, the child's parent task being that iteration's instance; the
+// iteration's record and the condition read that child's output, and a
+// task after the loop the last one's. A child failing in an iteration
+// fails the workflow and cancels the loop; a retry of the workflow starts
+// a new child for that iteration, a retry of the child itself (its
+// news: ChildReopened) waits for the same one, and either way the loop
+// goes on from that iteration. With keepLastN the task of a dropped
+// iteration is gone, and late news of its child changes nothing.
+func TestSubWorkflowInsideLoop(t *testing.T) {
+	def := func(keep int) string {
+		return `{"name":"subs","tasks":[
+		 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"$.sub.result != 'r3'",
+		  "inputParameters":{"keepLastN":` + strconv.Itoa(keep) + `},"loopOver":[
+		   {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid","version":1},
+		    "inputParameters":{"i":"${loop.output.iteration}"}}]},
+		 {"name":"after","taskReferenceName":"after","inputParameters":{"last":"${sub.output.result}"}}]}`
+	}
+	for _, tc := range []struct {
+		name string
+		keep int
+		// recover, when set, brings the workflow back after the child of
+		// iteration 2 failed; newChild says whether it gets a new child.
+		recover  func(h *harness, failedChild string)
+		newChild bool
+	}{
+		{name: "children complete"},
+		{name: "keepLastN 1", keep: 1},
+		{name: "workflow retried", recover: func(h *harness, _ string) { h.decide(engine.Retry{}) }, newChild: true},
+		{name: "child retried", recover: func(h *harness, child string) {
+			h.decide(engine.ChildReopened{ChildID: child, ResetTime: h.now.UnixMilli() + 1})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def(tc.keep), nil)
+			children := map[string]bool{}
+			for it := 1; it <= 3; it++ {
+				ref := "sub__" + strconv.Itoa(it)
+				sub := h.wantTask(ref, conductor.TaskInProgress)
+				starts := effectsOf[engine.StartWorkflow](h.last)
+				if len(starts) != 1 || starts[0].WorkflowID != sub.SubWorkflowID || starts[0].ParentWorkflowTaskID != sub.ID ||
+					starts[0].Input["i"] != int64(it) {
+					t.Fatalf("iteration %d: start effects %+v for %s (%s)", it, starts, ref, sub.ID)
+				}
+				if children[sub.SubWorkflowID] {
+					t.Fatalf("iteration %d waits for the child %s of an earlier one", it, sub.SubWorkflowID)
+				}
+				children[sub.SubWorkflowID] = true
+				result := "r" + strconv.Itoa(it)
+				if it == 2 && tc.recover != nil {
+					failed := sub.SubWorkflowID
+					h.decide(engine.ChildFinished{ChildID: failed, Name: "kid", Version: 1, Status: conductor.WorkflowFailed, Reason: "kid broke"})
+					h.wantStatus(conductor.WorkflowFailed)
+					h.wantTask("loop", conductor.TaskCanceled)
+					tc.recover(h, failed)
+					h.wantStatus(conductor.WorkflowRunning)
+					h.wantTask("loop", conductor.TaskInProgress)
+					sub = h.wantTask(ref, conductor.TaskInProgress)
+					if got := sub.SubWorkflowID != failed; got != tc.newChild {
+						t.Fatalf("after recovery %s waits for %s (the failed child %s); want a new child: %v", ref, sub.SubWorkflowID, failed, tc.newChild)
+					}
+				}
+				h.decide(engine.ChildFinished{ChildID: sub.SubWorkflowID, Name: "kid", Version: 1, Status: conductor.WorkflowCompleted,
+					Output: map[string]any{"result": result}})
+				h.wantTask(ref, conductor.TaskCompleted)
+				rec, _ := h.task("loop").Output[strconv.Itoa(it)].(map[string]any)
+				if out, _ := rec["sub"].(map[string]any); out["result"] != result || out["subWorkflowId"] != sub.SubWorkflowID {
+					t.Fatalf("iteration %d record %v", it, rec)
+				}
+				taken := h.systemTake("loop")
+				if got, _ := taken.Input["sub"].(map[string]any); got["result"] != result {
+					t.Fatalf("iteration %d: the condition reads $.sub = %v", it, taken.Input["sub"])
+				}
+				verdict := conductor.TaskInProgress
+				if it == 3 {
+					verdict = conductor.TaskCompleted
+				}
+				h.report("loop", verdict, nil, "")
+			}
+			h.wantTask("loop", conductor.TaskCompleted)
+			if got := h.wantTask("after", conductor.TaskScheduled).Input["last"]; got != "r3" {
+				t.Fatalf("after reads the last child's result %v", got)
+			}
+			if tc.keep == 1 {
+				h.wantRefs("loop", "sub__3", "after")
+				for child := range children {
+					if child == h.task("sub__3").SubWorkflowID {
+						continue
+					}
+					d := h.decide(engine.ChildFinished{ChildID: child, Name: "kid", Version: 1, Status: conductor.WorkflowFailed, Reason: "late"})
+					if len(d.Events) != 0 || len(d.Effects) != 0 {
+						t.Fatalf("late news of a dropped iteration's child decided %s", describe(d))
+					}
+				}
+			}
+			h.complete("after", nil)
+			h.wantStatus(conductor.WorkflowCompleted)
+		})
+	}
+}
