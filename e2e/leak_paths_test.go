@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowvault/flowvault/internal/leaktest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/node"
@@ -44,12 +43,7 @@ func TestLeakAroundTheEnd(t *testing.T) {
 		"tok": "lk-" + alnum(24),
 		"jsn": `pa"ss\w0rd-` + alnum(16) + `</x>&é`,
 	}
-	var scanners []*leaktest.Scanner
-	var names []string
-	for k, v := range vals {
-		scanners = append(scanners, leaktest.New([]byte(v)))
-		names = append(names, k)
-	}
+	scanners, names := scannersOf(vals)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
