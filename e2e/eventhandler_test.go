@@ -64,7 +64,7 @@ func TestEventHandlers(t *testing.T) {
 	e.must(http.StatusNoContent, "POST", "/api/event", `[{"name":"big_orders","event":"nats:orders.placed","active":true,
 	  "condition":"$.amount > 100",
 	  "actions":[
-	    {"action":"start_workflow","start_workflow":{"name":"fulfil","correlationId":"${orderId}","input":{"orderId":"${orderId}","from":"${workflowInstanceId}"}}},
+	    {"action":"start_workflow","start_workflow":{"name":"fulfil","correlationId":"${orderId}","input":{"orderId":"${orderId}","from":"${workflowInstanceId}","event":"${$}"}}},
 	    {"action":"complete_task","complete_task":{"workflowId":"${waiter}","taskRefName":"wait_payment","output":{"paid":"${amount}"}}}]},
 	  {"name":"z_marker","event":"nats:orders.placed","active":true,
 	   "actions":[{"action":"start_workflow","start_workflow":{"name":"marker","correlationId":"${orderId}"}}]}]`)
@@ -80,6 +80,10 @@ func TestEventHandlers(t *testing.T) {
 	fulfil := e.waitStatus(e.waitCorrelated("fulfil", "o-big"), conductor.WorkflowCompleted)
 	if fulfil.Output["order"] != "o-big" || fulfil.Output["from"] != big.WorkflowID {
 		t.Fatalf("started with output %v, want the event's order and workflow (%s)", fulfil.Output, big.WorkflowID)
+	}
+	// "${$}" is the whole event, as Conductor's JSONPath reads it.
+	if ev, _ := fulfil.Input["event"].(map[string]any); ev["orderId"] != "o-big" || ev["workflowInstanceId"] != big.WorkflowID || ev["workflowType"] != "order_placed" {
+		t.Fatalf("started with the event %v, want the EVENT task's whole payload", fulfil.Input["event"])
 	}
 	announce := taskByRef(big, "announce")
 	if fulfil.Input["conductor.event.name"] != "nats:orders.placed" || fulfil.Input["conductor.event.messageId"] != announce.TaskID {

@@ -318,7 +318,7 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 		if a.ExpandInlineJSON {
 			doc = expandInlineJSON(payload).(map[string]any)
 		}
-		params, _, err := expr.Evaluate(a.EventParams(), expr.MapDoc(doc))
+		params, _, err := expr.Evaluate(a.EventParams(), expr.PayloadDoc(doc))
 		if err == nil {
 			// Validation requires the parameters, an object: a handler that
 			// lacks them anyway (one saved by a version that checked less) fails its action,

@@ -26,6 +26,27 @@ func (d MapDoc) Lookup(name string) (any, bool) {
 	return v, ok
 }
 
+// PayloadDoc is a Doc over one JSON object that may be read whole: an
+// event's payload, whose expressions name its members (${orderId}) and,
+// as Conductor's JSONPath reads them, the object itself (${$}, ${$..sku}).
+// A workflow's document is not one: its sources cannot be enumerated.
+type PayloadDoc map[string]any
+
+// Lookup returns d[name].
+func (d PayloadDoc) Lookup(name string) (any, bool) {
+	v, ok := d[name]
+	return v, ok
+}
+
+// root returns the object.
+func (d PayloadDoc) root() any { return map[string]any(d) }
+
+// wholeDoc is a Doc that paths from "$" read as one value (PayloadDoc).
+type wholeDoc interface {
+	Doc
+	root() any
+}
+
 // Evaluate resolves every ${...} in tmpl (recursively through maps and
 // slices, never in map keys) against doc and returns a new value; tmpl is not
 // modified, and every map and slice of the result is a fresh copy that the
@@ -502,6 +523,11 @@ func (w *work) readRoot(jp *jsonPath) any {
 func (w *work) readRootOK(jp *jsonPath) (any, bool) {
 	if w.doc == nil {
 		return nil, false
+	}
+	if d, ok := w.doc.(wholeDoc); ok {
+		var out []any
+		jp.walk(d.root(), 0, &out, w)
+		return jp.result(out, w), len(out) > 0
 	}
 	if len(jp.steps) == 0 {
 		if jp.fn == nil {

@@ -386,3 +386,46 @@ func mustJSON(t testing.TB, v any) string {
 	}
 	return string(b)
 }
+
+// A PayloadDoc is read whole from "$", as Conductor's JSONPath reads an
+// event: the object itself, a deep scan or wildcard from the root, a
+// filter comparing with a member of the root; the result is a copy. A
+// document of sources (a workflow's) still cannot be read so: "$" alone
+// is nil there.
+func TestPayloadDocReadsTheRoot(t *testing.T) {
+	payload := PayloadDoc{"id": "o-1", "limit": int64(5), "items": []any{
+		map[string]any{"sku": "a", "n": int64(3)}, map[string]any{"sku": "b", "n": int64(9)}}}
+	for _, tt := range []struct {
+		expr string
+		doc  Doc
+		want any
+	}{
+		{"${$}", payload, map[string]any(payload)},
+		{"${ $ }", payload, map[string]any(payload)},
+		{"${$.id}", payload, "o-1"},
+		{"${id}", payload, "o-1"},
+		{"${$..sku}", payload, []any{"a", "b"}},
+		{"${$.items[?(@.n > $.limit)].sku}", payload, []any{"b"}},
+		{"${$.length()}", payload, int64(3)},
+		{"${$}", MapDoc(payload), nil},
+		{"${$..sku}", MapDoc(payload), nil},
+		{"${$}", testDoc(), nil},
+	} {
+		got, _, err := Evaluate(tt.expr, tt.doc)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.expr, err)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s over %T = %#v, want %#v", tt.expr, tt.doc, got, tt.want)
+		}
+	}
+	got, _, _ := Evaluate("${$}", payload)
+	whole, ok := got.(map[string]any)
+	if !ok {
+		t.Fatalf("${$} = %#v, want the payload", got)
+	}
+	whole["items"].([]any)[0].(map[string]any)["sku"] = "changed"
+	if payload["items"].([]any)[0].(map[string]any)["sku"] != "a" {
+		t.Fatal("the result of ${$} shares the payload's values")
+	}
+}
