@@ -223,6 +223,7 @@ func decide(in Input) (Decision, error) {
 	if err := d.progress(); err != nil {
 		return Decision{}, err
 	}
+	d.effects = slices.DeleteFunc(d.effects, d.handsOutEnded)
 	state := d.w
 	if len(d.events) == 0 {
 		// Nothing changed: the state stays the caller's, and so does the
@@ -276,6 +277,24 @@ func (d *decision) announcedUpdate(ev schemas.Event) *Task {
 }
 
 func (d *decision) effect(e ...Effect) { d.effects = append(d.effects, e...) }
+
+// handsOutEnded reports whether eff hands out a task the decision went on
+// to end: a fork's tasks scheduled with the one that ends the workflow as
+// it starts (a TERMINATE, a task refused as scheduled), canceled in the
+// same decision. A worker offered one could only have its take refused.
+func (d *decision) handsOutEnded(eff Effect) bool {
+	var id string
+	switch e := eff.(type) {
+	case Dispatch:
+		id = e.TaskID
+	case RunSystem:
+		id = e.TaskID
+	default:
+		return false
+	}
+	t := d.w.task(id)
+	return t != nil && conductor.TaskTerminal(t.Status)
+}
 
 // runAs makes the workflow run as p too from here on, unless it does
 // already (or p is nobody: a trigger of the engine's own).

@@ -144,6 +144,17 @@ func (h *harness) try(trig engine.Trigger) (engine.Decision, error) {
 		}
 	}
 	for _, eff := range d.Effects {
+		// A task the decision ended is handed to nobody.
+		var handed string
+		switch e := eff.(type) {
+		case engine.Dispatch:
+			handed = e.TaskID
+		case engine.RunSystem:
+			handed = e.TaskID
+		}
+		if t := d.State.TaskByID(handed); handed != "" && t != nil && conductor.TaskTerminal(t.Status) {
+			h.t.Fatalf("%T: hands out task %s (%s), %s: %s", trig, t.Ref, handed, t.Status, describe(d))
+		}
 		if c, ok := eff.(engine.CacheOutput); ok {
 			if h.cached == nil {
 				h.cached = map[string]engine.CacheOutput{}
