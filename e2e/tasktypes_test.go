@@ -1,9 +1,13 @@
 package e2e_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -13,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -212,5 +217,60 @@ func TestHTTPAsyncComplete(t *testing.T) {
 	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/call/COMPLETED", map[string]any{"result": "done"})
 	if wf := e.waitStatus(id, conductor.WorkflowCompleted); wf.Output["r"] != "done" || calls.Load() != 1 {
 		t.Fatalf("output %v after %d calls", wf.Output, calls.Load())
+	}
+}
+
+// An HTTP task whose headers ask for gzip (as a request copied from
+// Postman does) stores the answer decoded, so that redaction finds a
+// secret the server echoes: stored as the compressed bytes' text, the
+// body was unreadable to expressions, and the log kept the echoed secret
+// gzipped, where redaction, looking for the value, never saw it.
+func TestHTTPCompressedAnswerIsStoredDecoded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const secret = "gz-api-key-5f0c2d9e7a"
+	e.putSecret("gz_api_key", secret)
+	remote := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			t.Errorf("Accept-Encoding = %q", r.Header.Get("Accept-Encoding"))
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		z := gzip.NewWriter(w)
+		json.NewEncoder(z).Encode(map[string]any{"key": r.Header.Get("X-Api-Key"), "ok": true})
+		z.Close()
+	}))
+	t.Cleanup(remote.Close)
+	e.register(`{"name":"gzip_call","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP",
+	  "inputParameters":{"http_request":{"uri":"` + remote.URL + `","method":"GET",
+	    "headers":{"Accept-Encoding":"gzip, deflate, br","X-Api-Key":"${workflow.secrets.gz_api_key}"}}}}],
+	 "outputParameters":{"ok":"${call.output.response.body.ok}"}}`)
+	id := e.start("gzip_call", nil)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if wf.Output["ok"] != true {
+		t.Errorf("output = %v, want ok true read from the decoded body", wf.Output)
+	}
+	if body, _ := taskByRef(wf, "call").OutputData["response"].(map[string]any)["body"].(map[string]any); body["key"] != "***" || len(body) != 2 {
+		t.Errorf("body = %#v", body)
+	}
+	for _, r := range e.records(id) {
+		for _, ev := range e.recordEvents(r) {
+			u, ok := ev.(*schemas.TaskUpdated)
+			if !ok {
+				continue
+			}
+			resp, _ := u.Output["response"].(map[string]any)
+			s, ok := resp["body"].(string)
+			if !ok {
+				continue
+			}
+			z, err := gzip.NewReader(strings.NewReader(s))
+			if err != nil {
+				continue
+			}
+			if plain, _ := io.ReadAll(z); bytes.Contains(plain, []byte(secret)) {
+				t.Errorf("record %d holds the secret gzipped: %q", r.Seq, plain)
+			}
+		}
 	}
 }

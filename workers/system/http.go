@@ -6,7 +6,11 @@
 package system
 
 import (
+	"bufio"
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -19,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -126,7 +131,11 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 	if limit <= 0 {
 		limit = 4 << 20
 	}
-	raw, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
+	body, decoded, err := decodedBody(res)
+	var raw []byte
+	if err == nil {
+		raw, err = io.ReadAll(io.LimitReader(body, limit+1))
+	}
 	if err != nil {
 		return failed(conductor.TaskFailed, "HTTP task %s: reading the response: %s", t.ReferenceTaskName, transportError(err))
 	}
@@ -136,6 +145,12 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 		// task whose output is over its payload limit.
 		return failed(conductor.TaskFailedWithTerminalError, "HTTP task %s: %s answered with a response body over the limit of %d bytes",
 			t.ReferenceTaskName, methodName(req.Method), limit)
+	}
+	if decoded {
+		// They described the body as sent, not as stored, and Go's own
+		// decoding and Conductor's client both drop them.
+		res.Header.Del("Content-Encoding")
+		res.Header.Del("Content-Length")
 	}
 	headers := map[string]any{}
 	for k, v := range res.Header {
@@ -417,6 +432,102 @@ func queryEscaped(r rune) bool {
 	return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"<>\^`+"`{|}", r)
 }
 
+// decodedBody is the response's body decoded as its Content-Encoding
+// says, and whether there was any decoding to do. Go decodes a gzip body
+// only when it asked for one itself; a task whose headers ask
+// (Accept-Encoding, as a request copied from a browser or Postman sends
+// it) got the compressed bytes, stored as the body's text, where
+// Conductor's client (Apache HttpClient) decodes gzip and deflate
+// whoever asked. As there, another coding fails the call: its bytes are
+// not the body. The size limit applies to the decoded body, which the
+// caller reads through its LimitReader, so a small body that inflates
+// to gigabytes stops at the limit.
+func decodedBody(res *http.Response) (io.Reader, bool, error) {
+	var codings []string
+	for _, v := range res.Header.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" && c != "identity" {
+				codings = append(codings, c)
+			}
+		}
+	}
+	if len(codings) == 0 || res.Uncompressed {
+		return res.Body, false, nil
+	}
+	src := &sourceBody{r: bufio.NewReader(res.Body)}
+	if _, err := src.r.Peek(1); err == io.EOF {
+		return src.r, false, nil // no body to decode: a HEAD's, a 204's
+	}
+	var r io.Reader = src
+	// The codings are listed in the order they were applied.
+	for _, c := range slices.Backward(codings) {
+		var err error
+		switch c {
+		case "gzip", "x-gzip":
+			r, err = gzip.NewReader(r)
+		case "deflate":
+			r, err = inflater(r)
+		default:
+			return nil, false, errUnknownEncoding
+		}
+		if err != nil {
+			return nil, false, src.decodeError(err)
+		}
+	}
+	return &decodingBody{r: r, src: src}, true, nil
+}
+
+// inflater reads deflate as HTTP means it, zlib's format, or as servers
+// also send it, the raw stream, as Apache HttpClient accepts both.
+func inflater(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+		return zlib.NewReader(br)
+	}
+	return flate.NewReader(br), nil
+}
+
+// sourceBody keeps the error reading the response itself, so that an
+// error of the decoding above it is told apart from the transport's.
+type sourceBody struct {
+	r   *bufio.Reader
+	err error
+}
+
+func (s *sourceBody) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+// decodeError is err as the decoding's fault unless the body's transport
+// failed: a truncated stream's io.ErrUnexpectedEOF, a corrupt one's own
+// error, never text taken from the body.
+func (s *sourceBody) decodeError(err error) error {
+	if err == nil || err == io.EOF || s.err != nil {
+		return err
+	}
+	return errBodyEncoding
+}
+
+// decodingBody reads a decoded body, its errors told apart by src.
+type decodingBody struct {
+	r   io.Reader
+	src *sourceBody
+}
+
+func (d *decodingBody) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	return n, d.src.decodeError(err)
+}
+
+var (
+	errUnknownEncoding = errors.New("the response has a Content-Encoding other than gzip or deflate (send Accept-Encoding: gzip, or none)")
+	errBodyEncoding    = errors.New("the response body does not decode as its Content-Encoding says")
+)
+
 // errTooManyRedirects ends a chain of same-host redirects.
 var errTooManyRedirects = errors.New("stopped after 10 redirects")
 
@@ -428,6 +539,10 @@ func transportError(err error) string {
 	switch {
 	case errors.Is(err, errTooManyRedirects):
 		return errTooManyRedirects.Error()
+	case errors.Is(err, errUnknownEncoding):
+		return errUnknownEncoding.Error()
+	case errors.Is(err, errBodyEncoding):
+		return errBodyEncoding.Error()
 	case errors.Is(err, context.DeadlineExceeded), os.IsTimeout(err):
 		return "timed out"
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:

@@ -1,6 +1,10 @@
 package system_test
 
 import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"encoding/json"
 	"io"
@@ -438,6 +442,110 @@ func TestHTTPFormBody(t *testing.T) {
 			}
 			if got := res.OutputData["response"].(map[string]any)["body"].(map[string]any)["raw"]; got != tt.wantRaw {
 				t.Errorf("body sent = %q, want %q", got, tt.wantRaw)
+			}
+		})
+	}
+}
+
+// A body the server compressed because the task's headers asked for it
+// (Accept-Encoding, as a request copied from a browser or Postman sends
+// it) is read decoded, as Conductor's HTTP client (Apache HttpClient)
+// reads it: Go decodes only what it asked for itself, and the compressed
+// bytes were stored as the body's text. An encoding neither knows fails
+// the call, as it fails Conductor's.
+func TestHTTPContentEncoding(t *testing.T) {
+	t.Parallel()
+	const doc = `{"ok":true,"items":[1,2,3]}`
+	deflated := func(raw bool) []byte {
+		var b bytes.Buffer
+		if raw {
+			w, _ := flate.NewWriter(&b, flate.DefaultCompression)
+			w.Write([]byte(doc))
+			w.Close()
+		} else {
+			w := zlib.NewWriter(&b)
+			w.Write([]byte(doc))
+			w.Close()
+		}
+		return b.Bytes()
+	}
+	gzipped := func(s string) []byte {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		w.Write([]byte(s))
+		w.Close()
+		return b.Bytes()
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := r.URL.Query().Get("enc")
+		var body []byte
+		switch enc {
+		case "gzip", "x-gzip", "GZIP":
+			body = gzipped(doc)
+		case "deflate":
+			body = deflated(false)
+		case "raw-deflate":
+			enc, body = "deflate", deflated(true)
+		case "bomb":
+			enc, body = "gzip", gzipped(strings.Repeat("0", 1<<20))
+		case "corrupt":
+			enc, body = "gzip", gzipped(doc)[:12]
+		case "br":
+			body = []byte{0x1b, 0x1a, 0x00, 0xf8}
+		case "none":
+			enc, body = "gzip", nil
+		default:
+			body = []byte(doc)
+		}
+		if enc != "" {
+			w.Header().Set("Content-Encoding", enc)
+		}
+		w.Write(body)
+	}))
+	defer srv.Close()
+	want := map[string]any{"ok": true, "items": []any{int64(1), int64(2), int64(3)}}
+	tests := []struct {
+		name, enc, method string
+		wantStatus        string
+		wantBody          any
+		wantReason        string
+	}{
+		{"gzip", "gzip", "GET", conductor.TaskCompleted, want, ""},
+		{"x-gzip", "x-gzip", "GET", conductor.TaskCompleted, want, ""},
+		{"coding names are case-insensitive", "GZIP", "GET", conductor.TaskCompleted, want, ""},
+		{"deflate (zlib)", "deflate", "GET", conductor.TaskCompleted, want, ""},
+		{"deflate without zlib's wrapping", "raw-deflate", "GET", conductor.TaskCompleted, want, ""},
+		{"identity", "identity", "GET", conductor.TaskCompleted, want, ""},
+		{"no body", "none", "HEAD", conductor.TaskCompleted, nil, ""},
+		{"over the limit once decoded", "bomb", "GET", conductor.TaskFailedWithTerminalError, nil, "over the limit"},
+		{"corrupt", "corrupt", "GET", conductor.TaskFailed, nil, "does not decode as its Content-Encoding says"},
+		{"an encoding neither reads", "br", "GET", conductor.TaskFailed, nil, "Content-Encoding other than gzip or deflate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := system.HTTP{MaxResponseBytes: 64 << 10}.Execute(context.Background(), &conductor.Task{TaskType: "HTTP", ReferenceTaskName: "call",
+				InputData: map[string]any{"http_request": map[string]any{"uri": srv.URL + "/?enc=" + tt.enc, "method": tt.method,
+					"headers": map[string]any{"Accept-Encoding": "gzip, deflate, br"}}}})
+			if res.Status != tt.wantStatus {
+				t.Fatalf("status = %s (%s), want %s", res.Status, res.ReasonForIncompletion, tt.wantStatus)
+			}
+			if tt.wantStatus != conductor.TaskCompleted {
+				if !strings.Contains(res.ReasonForIncompletion, tt.wantReason) {
+					t.Fatalf("reason = %q, want %q in it", res.ReasonForIncompletion, tt.wantReason)
+				}
+				return
+			}
+			resp := res.OutputData["response"].(map[string]any)
+			if !reflect.DeepEqual(resp["body"], tt.wantBody) {
+				t.Errorf("body = %#v, want %#v", resp["body"], tt.wantBody)
+			}
+			// The headers describe the body as stored, as Go's own
+			// decoding and Apache HttpClient's leave them; with no body
+			// nothing was decoded.
+			headers := resp["headers"].(map[string]any)
+			if tt.enc != "identity" && tt.wantBody != nil && (headers["Content-Encoding"] != nil || headers["Content-Length"] != nil) {
+				t.Errorf("headers = %v: Content-Encoding and Content-Length describe the compressed body", headers)
 			}
 		})
 	}
