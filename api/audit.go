@@ -141,7 +141,7 @@ func (s *Server) recordAuthFailed(r *http.Request, err error) {
 }
 
 // recordDenied records a 403, naming the target when the decision was
-// about one.
+// about one, and the workflow and task when it was about an execution.
 func (s *Server) recordDenied(r *http.Request, err error) {
 	if s.deps.Audit == nil {
 		return
@@ -151,6 +151,10 @@ func (s *Server) recordDenied(r *http.Request, err error) {
 	var fe *auth.ForbiddenError
 	if errors.As(err, &fe) {
 		ev.Access, ev.TargetType, ev.TargetID, ev.Reason = string(fe.Access), fe.Target.Type, audit.Bounded(fe.Target.ID), audit.Bounded(fe.Reason)
+	}
+	var er *executionRefusal
+	if errors.As(err, &er) {
+		ev.Workflow, ev.Task = audit.Bounded(er.workflow), audit.Bounded(er.task)
 	}
 	s.deps.Audit.Refused(ev.Addr, ev.By, ev)
 }

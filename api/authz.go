@@ -50,25 +50,36 @@ func (s *Server) execution(r *http.Request, id string, access auth.Access) (*eng
 		return nil, err
 	}
 	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, access); err != nil {
-		return nil, s.hidden(r, wf, access, err, fault.NotFound("workflow %s not found", id))
+		return nil, s.hidden(r, wf, "", access, err, fault.NotFound("workflow %s not found", id))
 	}
 	return wf, nil
 }
 
-// hidden is the answer to a refused access on wf: the refusal when the
-// caller may see the execution, notFound when it may not. Either way the
-// refusal is an audit fact: a 404 hides it from the caller, not from the
-// trail.
-func (s *Server) hidden(r *http.Request, wf *engine.Workflow, access auth.Access, refused, notFound error) error {
+// hidden is the answer to a refused access on wf (on its task taskID,
+// when not ""): the refusal when the caller may see the execution,
+// notFound when it may not. Either way the refusal is an audit fact: a
+// 404 hides it from the caller, not from the trail, where it names the
+// workflow and task, since the definition it names is every run's.
+func (s *Server) hidden(r *http.Request, wf *engine.Workflow, taskID string, access auth.Access, refused, notFound error) error {
 	if !errors.Is(refused, fault.ErrForbidden) {
 		return refused
 	}
+	refused = &executionRefusal{error: refused, workflow: wf.ID, task: taskID}
 	if access != auth.Read && s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Read) == nil {
 		return refused
 	}
 	s.recordDenied(r, refused)
 	return notFound
 }
+
+// executionRefusal is a refusal of access to an execution, or to one of
+// its tasks: its audit record names them (GET /api/audit?workflow=).
+type executionRefusal struct {
+	error
+	workflow, task string
+}
+
+func (e *executionRefusal) Unwrap() error { return e.error }
 
 // mayPoll reports (nil) whether the caller may take tasks of taskType
 // from the queue of domain ("": the queue without domain): tasks carry
@@ -151,7 +162,7 @@ func (s *Server) reporter(r *http.Request, wf *engine.Workflow, t *engine.Task) 
 		return "", nil
 	}
 	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Execute); err != nil {
-		return "", s.hidden(r, wf, auth.Execute, err, fault.NotFound("task %s not found", t.ID))
+		return "", s.hidden(r, wf, t.ID, auth.Execute, err, fault.NotFound("task %s not found", t.ID))
 	}
 	return principal(r), nil
 }

@@ -563,7 +563,7 @@ func (s *Server) updatableByRef(r *http.Request, wfID, ref string) (wf *engine.W
 		return nil, nil, "", hidden
 	case t == nil:
 		if e := s.mayExecution(r, out.State.Name, out.State.CreatedBy, auth.Read); e != nil {
-			return nil, nil, "", s.hidden(r, out.State, auth.Read, e, hidden)
+			return nil, nil, "", s.hidden(r, out.State, "", auth.Read, e, hidden)
 		}
 		return out.State, nil, "", nil
 	default:
@@ -623,7 +623,7 @@ func (s *Server) readTask(r *http.Request, taskID string) (*engine.Workflow, *en
 		return wf, t, err
 	}
 	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, auth.Read); err != nil {
-		return nil, nil, s.hidden(r, wf, auth.Read, err, fault.NotFound("task %s not found", taskID))
+		return nil, nil, s.hidden(r, wf, taskID, auth.Read, err, fault.NotFound("task %s not found", taskID))
 	}
 	return wf, t, nil
 }

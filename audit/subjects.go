@@ -13,8 +13,10 @@ import (
 //	fv.audit.auth.token                   token issued or refused (package auth)
 //	fv.audit.auth.nats                    NATS worker credentials issued (package natsauth)
 //	fv.audit.auth.failed                  401: a request's token was refused
-//	fv.audit.denied.<targetType>.<id>     403 about a target (REQUEST.<path> when none), or
-//	                                      an UPDATE_SECRET refused (SECRET_NAME.<name>)
+//	fv.audit.denied.<targetType>.<id>     403 about a target (REQUEST.<path> when none; an
+//	                                      execution's: WORKFLOW_DEF.<name>, naming the
+//	                                      workflow), or an UPDATE_SECRET refused
+//	                                      (SECRET_NAME.<name>)
 //	fv.audit.secret.<name>                a secret's value read through the API
 //	fv.audit.env.<name>                   an environment value read or listed
 //	fv.audit.dropped                      refusals not recorded (rate limits)

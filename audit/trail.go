@@ -25,9 +25,9 @@ type Filter struct {
 	Secret string
 	// Env is Secret for an environment value.
 	Env string
-	// Workflow selects the resolutions of one workflow, the denied
-	// accesses to it, and the secrets its UPDATE_SECRET tasks wrote or
-	// were refused.
+	// Workflow selects the resolutions of one workflow, who joined those
+	// it runs as, the accesses to it or its tasks refused through the
+	// API, and the secrets its UPDATE_SECRET tasks wrote or were refused.
 	Workflow string
 	// From and To bound the entries' times: From <= time < To.
 	From, To time.Time
@@ -154,10 +154,12 @@ func (f Filter) subjects() []string {
 	const workflows = "fv.wf.>"
 	switch {
 	case f.Workflow != "":
-		// Its tasks' writes and refusals are on the secrets' subjects,
-		// which the entries' workflow detail picks out (match).
-		return []string{"fv.wf." + eventlog.Token(f.Workflow), DeniedSubject(auth.TargetWorkflow, f.Workflow),
-			"fv.secret.>", deniedPrefix + eventlog.Token(auth.TargetSecret) + ".>"}
+		// Its tasks' writes and refusals are on the secrets' subjects, and
+		// the accesses to it refused on its definition's (what the grant
+		// would be on), which the entries' workflow detail picks out
+		// (match).
+		return []string{"fv.wf." + eventlog.Token(f.Workflow), "fv.secret.>",
+			deniedPrefix + eventlog.Token(auth.TargetSecret) + ".>", deniedPrefix + eventlog.Token(auth.TargetWorkflowDef) + ".>"}
 	case f.Secret != "":
 		return []string{secrets.SecretSubject(f.Secret), SecretSubject(f.Secret), DeniedSubject(auth.TargetSecret, f.Secret),
 			auth.GrantSubject(auth.Target{Type: auth.TargetSecret, ID: f.Secret}), workflows}
@@ -188,8 +190,8 @@ func (f Filter) match(e Entry) bool {
 
 // ofWorkflow reports whether e is about Filter.Workflow: read from its
 // own subject (a resolution names it, a principal joining it is its
-// target, as a denied access to it is), a secret one of its tasks wrote or
-// was refused (named in the detail), or a record of its subject the trail
+// target), a secret one of its tasks wrote or was refused or an access to
+// it refused (named in the detail), or a record of its subject the trail
 // could not read, which must not be hidden.
 func (f Filter) ofWorkflow(e Entry) bool {
 	return e.Detail["workflow"] == f.Workflow || e.Target == target(auth.TargetWorkflow, f.Workflow) ||

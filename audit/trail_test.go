@@ -27,6 +27,18 @@ func appendEvent(t *testing.T, l *eventlog.Log, subject, principal string, ev sc
 	}
 }
 
+// recordRefusals appends refusals as Recorder.Refused does, without its
+// queue.
+func recordRefusals(t *testing.T, l *eventlog.Log, evs ...*schemas.AccessDenied) {
+	t.Helper()
+	r := NewRecorder(l, RecorderConfig{})
+	for _, ev := range evs {
+		if err := r.Record(context.Background(), ev.By, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // read returns the trail's entries for f with action.
 func read(t *testing.T, trail *Trail, f Filter, action string) []Entry {
 	t.Helper()
@@ -84,17 +96,10 @@ func TestTrailNamesTheTaskThatWroteASecret(t *testing.T) {
 func TestTrailNamesTheTaskRefused(t *testing.T) {
 	t.Parallel()
 	l := testutil.OpenLog(t, "")
-	// Appended as Refused appends them, without its queue.
-	r := NewRecorder(l, RecorderConfig{})
-	for _, ev := range []*schemas.AccessDenied{
-		{Access: "UPDATE", TargetType: "SECRET_NAME", TargetID: "db", Reason: "no grant", Method: "PUT", Path: "/api/secrets/db",
+	recordRefusals(t, l,
+		&schemas.AccessDenied{Access: "UPDATE", TargetType: "SECRET_NAME", TargetID: "db", Reason: "no grant", Method: "PUT", Path: "/api/secrets/db",
 			Addr: "10.0.0.1", Time: 1, By: "app:ci"},
-		{Access: "UPDATE", TargetType: "SECRET_NAME", TargetID: "db", Reason: "no grant", Time: 2, By: "app:ci", Workflow: "wf-1", Task: "task-1"},
-	} {
-		if err := r.Record(context.Background(), ev.By, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+		&schemas.AccessDenied{Access: "UPDATE", TargetType: "SECRET_NAME", TargetID: "db", Reason: "no grant", Time: 2, By: "app:ci", Workflow: "wf-1", Task: "task-1"})
 	trail := NewTrail(l)
 	denied := read(t, trail, Filter{Secret: "db"}, ActAccessDeny)
 	if len(denied) != 2 {
@@ -110,6 +115,27 @@ func TestTrailNamesTheTaskRefused(t *testing.T) {
 	got := read(t, trail, Filter{Workflow: "wf-1"}, ActAccessDeny)
 	if len(got) != 1 || got[0].Detail["task"] != "task-1" {
 		t.Fatalf("the workflow's trail has refusals %+v, want the task's alone", got)
+	}
+}
+
+// An access to an execution refused through the API names the definition
+// whose grant was missing, and the workflow (and task): the workflow's
+// trail lists it, another workflow's of the same definition does not.
+func TestTrailOfAWorkflowListsTheAccessesRefused(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	snooped := func(path, workflow, task string) *schemas.AccessDenied {
+		return &schemas.AccessDenied{Access: "READ", TargetType: "WORKFLOW_DEF", TargetID: "orders", Reason: "no grant", Method: "GET",
+			Path: path, Time: 1, By: "app:snoop", Workflow: workflow, Task: task}
+	}
+	recordRefusals(t, l, snooped("/api/workflow/wf-1", "wf-1", ""), snooped("/api/tasks/task-2", "wf-2", "task-2"),
+		snooped("/api/metadata/workflow/orders", "", ""))
+	trail := NewTrail(l)
+	for _, tc := range []struct{ workflow, path, task string }{{"wf-1", "/api/workflow/wf-1", ""}, {"wf-2", "/api/tasks/task-2", "task-2"}} {
+		got := read(t, trail, Filter{Workflow: tc.workflow}, ActAccessDeny)
+		if len(got) != 1 || got[0].Target != "WORKFLOW_DEF:orders" || got[0].Detail["path"] != tc.path || got[0].Detail["task"] != tc.task {
+			t.Fatalf("%s's trail has refusals %+v, want the one of %s", tc.workflow, got, tc.path)
+		}
 	}
 }
 

@@ -751,3 +751,45 @@ func TestUpdateSecretTrailNamesTheWorkflow(t *testing.T) {
 		t.Fatalf("the refused write landed: %q", got)
 	}
 }
+
+// A refused access to an execution is in that workflow's trail: a read
+// answered 404 (the workflow, one of its tasks) and an operation answered
+// 403 to a caller who may read it are access.deny entries naming the
+// definition whose grant was missing, the workflow and, for a task, the
+// task, so that GET /api/audit?workflow=<id> answers who was refused it.
+func TestRefusedAccessToAnExecutionIsInItsTrail(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"private_flow","tasks":[{"name":"private_task","taskReferenceName":"held","type":"SIMPLE"}]}`)
+	id := e.start("private_flow", nil)
+	held := taskByRef(e.waitStatus(id, conductor.WorkflowRunning), "held")
+	outsider, outsiderToken := e.application("outsider")
+	reader, readerToken := e.application("reader")
+	e.grant(reader, "WORKFLOW_DEF", "private_flow", "READ")
+
+	asOutsider, asReader := e.as(outsiderToken), e.as(readerToken)
+	asOutsider.must(http.StatusNotFound, "GET", "/api/workflow/"+id, nil)
+	asOutsider.must(http.StatusNotFound, "GET", "/api/tasks/"+held.TaskID, nil)
+	asReader.must(http.StatusForbidden, "PUT", "/api/workflow/"+id+"/pause", nil)
+
+	type refusal struct{ principal, access, task string }
+	want := []refusal{{outsider, "READ", ""}, {outsider, "READ", held.TaskID}, {reader, "EXECUTE", ""}}
+	// Refusals are recorded in the background.
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		denied := e.trail("workflow="+id, "access.deny")
+		var got []refusal
+		for _, d := range denied {
+			if d.Target != "WORKFLOW_DEF:private_flow" || d.Detail["workflow"] != id {
+				return fmt.Errorf("a refusal in %s's trail: %+v", id, d)
+			}
+			got = append(got, refusal{d.Principal, d.Detail["access"], d.Detail["task"]})
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("the workflow's refusals: %+v, want %+v", got, want)
+		}
+		return nil
+	})
+	if denied := e.trail("workflow=no-such-workflow", "access.deny"); len(denied) != 0 {
+		t.Fatalf("another workflow's trail lists %+v", denied)
+	}
+}
