@@ -246,26 +246,9 @@ func TestRebuiltChildRedactsItsParentsSealedDataInText(t *testing.T) {
 		`{"name":"rc_parent","tasks":[{"name":"rc_src","taskReferenceName":"src"},
 		  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"rc_child"},
 		   "inputParameters":{"auth":"Bearer ${src.output._secrets.token}","note":"note ${src.output._masked.note}"}}]}`)
-	take := func(e *env, taskType string) *conductor.Task {
-		t.Helper()
-		var task *conductor.Task
-		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
-			if tasks := e.pollBatch(taskType, "w1", 1, 100*time.Millisecond, ""); len(tasks) == 1 {
-				task = tasks[0]
-				return nil
-			}
-			return fmt.Errorf("no %s task", taskType)
-		})
-		return task
-	}
-	complete := func(e *env, task *conductor.Task, output map[string]any) {
-		t.Helper()
-		e.expect(e.call("POST", "/api/tasks", map[string]any{"taskId": task.TaskID, "workflowInstanceId": task.WorkflowInstanceID,
-			"status": "COMPLETED", "outputData": output}, "application/json"), http.StatusOK, "text/plain")
-	}
 	id := e.start("rc_parent", nil)
-	complete(e, take(e, "rc_src"), map[string]any{"_secrets": map[string]any{"token": token}, "_masked": map[string]any{"note": note}})
-	sink := take(e, "rc_sink")
+	e.completeTask(e.takeOne("rc_src"), map[string]any{"_secrets": map[string]any{"token": token}, "_masked": map[string]any{"note": note}})
+	sink := e.takeOne("rc_sink")
 	if sink.InputData["auth"] != "Bearer "+token || sink.InputData["note"] != "note "+note {
 		t.Fatalf("the child's task got %v", sink.InputData)
 	}
@@ -284,7 +267,7 @@ func TestRebuiltChildRedactsItsParentsSealedDataInText(t *testing.T) {
 
 	n, base := nodetest.StartConfig(t, cfg)
 	e = &env{t: t, node: n, base: base}
-	complete(e, sink, map[string]any{"echo": token, "echoNote": note})
+	e.completeTask(sink, map[string]any{"echo": token, "echoNote": note})
 	cw := e.waitStatus(child, conductor.WorkflowCompleted)
 	for k, v := range taskByRef(cw, "sink").OutputData {
 		if v != masking.Mask {
@@ -296,11 +279,11 @@ func TestRebuiltChildRedactsItsParentsSealedDataInText(t *testing.T) {
 	// Compacted: the _secrets text is gone, the _masked one stays.
 	e.waitCompacted(child)
 	e.must(http.StatusNoContent, "POST", "/api/workflow/"+child+"/restart", nil)
-	again := take(e, "rc_sink")
+	again := e.takeOne("rc_sink")
 	if again.InputData["auth"] != masking.Mask || again.InputData["note"] != "note "+note {
 		t.Errorf("a restart of the child after its compaction handed its task %v, want auth %s and the _masked text", again.InputData, masking.Mask)
 	}
-	complete(e, again, map[string]any{"echoNote": note})
+	e.completeTask(again, map[string]any{"echoNote": note})
 	e.waitStatus(child, conductor.WorkflowCompleted)
 	e.waitStatus(id, conductor.WorkflowCompleted)
 

@@ -243,6 +243,27 @@ func (e *env) logHistory(id string) {
 	e.t.Logf("history of workflow %s:\n%s", id, b.String())
 }
 
+// takeOne polls until it takes a task of taskType.
+func (e *env) takeOne(taskType string) *conductor.Task {
+	e.t.Helper()
+	var task *conductor.Task
+	testutil.Eventually(e.t, 30*time.Second, 10*time.Millisecond, func() error {
+		if tasks := e.pollBatch(taskType, "w1", 1, 100*time.Millisecond, ""); len(tasks) == 1 {
+			task = tasks[0]
+			return nil
+		}
+		return fmt.Errorf("no %s task", taskType)
+	})
+	return task
+}
+
+// completeTask reports a task taken by takeOne COMPLETED with output.
+func (e *env) completeTask(task *conductor.Task, output map[string]any) {
+	e.t.Helper()
+	e.expect(e.call("POST", "/api/tasks", map[string]any{"taskId": task.TaskID, "workflowInstanceId": task.WorkflowInstanceID,
+		"status": "COMPLETED", "outputData": output}, "application/json"), http.StatusOK, "text/plain")
+}
+
 func taskByRef(wf *conductor.Workflow, ref string) *conductor.Task {
 	var found *conductor.Task
 	for _, t := range wf.Tasks {

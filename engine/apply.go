@@ -447,6 +447,7 @@ func applyCompacted(w *Workflow) {
 	kept := slices.ContainsFunc(w.MaskedPaths, func(p string) bool { return strings.HasPrefix(p, shredPrefix) })
 	if kept {
 		w.Input = shredKept(w, "input", w.Input)
+		w.Output = shredKept(w, "output", w.Output)
 		w.Variables = shredKept(w, "variables", w.Variables)
 	}
 	for i, t := range w.Tasks {

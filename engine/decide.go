@@ -346,6 +346,15 @@ func (d *decision) handle(t Trigger) error {
 		d.childReopened(t)
 	case ChildExisting:
 		d.childExisting(t)
+	case ValuesFound:
+		// Recorded on an ended workflow too: its views and read models
+		// still show what it holds.
+		if t.Masked != nil {
+			d.emit(t.Masked)
+			if t.Key != nil {
+				d.emit(t.Key)
+			}
+		}
 	case Compact:
 		switch {
 		case !d.w.Terminal() && !d.w.Removed:

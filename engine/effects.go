@@ -7,6 +7,7 @@ import (
 	"maps"
 
 	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -170,6 +171,18 @@ type CheckChild struct {
 	ParentWorkflowID string
 	ChildID          string
 }
+
+// LookFor tells WorkflowID, a child of From, of values From found to be
+// secret after the child got them (see ValuesFound): the child masks them
+// where it holds them, and tells its own children.
+type LookFor struct {
+	WorkflowID string
+	From       string
+	SecretsKey string
+	Sealed     []schemas.ResolvedRef
+}
+
+func (LookFor) effectName() string { return "look_for" }
 
 func (Dispatch) effectName() string          { return "dispatch" }
 func (RunSystem) effectName() string         { return "run_system" }

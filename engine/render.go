@@ -21,7 +21,7 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 	out := &conductor.Workflow{
 		WorkflowID: w.ID, WorkflowName: w.Name, WorkflowVersion: w.Version, Status: w.Status,
 		Input:  w.maskPaths("input", masking.Fields(nonNil(w.Input), fields)),
-		Output: masking.Fields(nonNil(w.Output), fields), Variables: w.maskPaths("variables", masking.KeysMap(nonNil(w.Variables))),
+		Output: w.maskPaths("output", masking.Fields(nonNil(w.Output), fields)), Variables: w.maskPaths("variables", masking.KeysMap(nonNil(w.Variables))),
 		CorrelationID: w.CorrelationID, Priority: w.Priority, TaskToDomain: w.TaskToDomain,
 		ReasonForIncompletion: w.Reason, FailedReferenceTaskNames: nonNilStrings(w.FailedTaskRefs),
 		FailedTaskNames: nonNilStrings(w.FailedTaskNames), ParentWorkflowID: w.ParentWorkflowID,

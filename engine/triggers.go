@@ -241,6 +241,24 @@ type Compact struct{}
 
 func (Compact) triggerName() string { return "compact" }
 
+// ValuesFound tells a workflow that the workflow that started it (From, a
+// SUB_WORKFLOW's parent, or further up) found values to be secret after
+// handing them over (schemas.ValuesMasked.Sealed): its own records, views
+// and read models hold them as given. Sealed are From's records of the
+// values, sealed under From's keys (SecretsKey its secrets key), never in
+// plain text. The executor's preparation (executor.ValuesFinder) looks for
+// them in the workflow and sets Masked, and Key when it took a secrets
+// key to seal them under: the decision records them as they are.
+type ValuesFound struct {
+	From       string
+	SecretsKey string
+	Sealed     []schemas.ResolvedRef
+	Masked     *schemas.ValuesMasked
+	Key        *schemas.SecretsSealed
+}
+
+func (ValuesFound) triggerName() string { return "values_found" }
+
 // SetVariables merges values into the workflow's variables; By, who asked,
 // is who the workflow runs as from then on.
 type SetVariables struct {

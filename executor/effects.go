@@ -190,6 +190,8 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 		return e.reportChild(ctx, eff.ParentWorkflowID, child)
 	case engine.ReopenParent:
 		return e.submitQuietly(ctx, eff.ParentWorkflowID, eff.Child)
+	case engine.LookFor:
+		return e.submitQuietly(ctx, eff.WorkflowID, engine.ValuesFound{From: eff.From, SecretsKey: eff.SecretsKey, Sealed: eff.Sealed})
 	case engine.CheckChild:
 		child, err := e.State(ctx, eff.ChildID)
 		if err != nil || child == nil {

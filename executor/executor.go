@@ -591,6 +591,13 @@ func (s *shard) process(j *job) (Outcome, error) {
 				return Outcome{}, err
 			}
 		}
+		if found, ok := j.trig.(engine.ValuesFound); ok && w != nil {
+			if finder, ok := e.protector.(ValuesFinder); ok {
+				if trig, err = finder.FindValues(ctx, w, found); err != nil {
+					return Outcome{}, fmt.Errorf("workflow %s: look for values found secret by %s: %w", j.wfID, found.From, err)
+				}
+			}
+		}
 		dec, err := engine.Decide(e.decisionInput(ctx, w, trig, now))
 		if err != nil && cached {
 			// A rejection must not rest on a stale state: a worker's take

@@ -50,6 +50,16 @@ type Protector interface {
 	Protect(ctx context.Context, before *engine.Workflow, dec engine.Decision) (engine.Decision, error)
 }
 
+// ValuesFinder prepares a ValuesFound trigger on w, the state it is
+// decided on: it opens the values another workflow found to be secret
+// late, looks for them in w and sets the trigger's record of where w holds
+// them (with the values sealed under w's own key). Run again on every
+// attempt, as a hand-off's preparation is: a lost conflict decides again
+// on a newer state.
+type ValuesFinder interface {
+	FindValues(ctx context.Context, w *engine.Workflow, found engine.ValuesFound) (engine.ValuesFound, error)
+}
+
 // SetHandOff installs the hand-off preparation (before Start).
 func (e *Executor) SetHandOff(h HandOff) { e.handOff = h }
 

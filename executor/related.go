@@ -93,11 +93,12 @@ func (r *Related) Wait(ctx context.Context) (uint64, error) {
 
 // reachesOthers reports the effects that change a related workflow: the
 // starts, ends and reopenings, and CheckChild, which brings a parent news
-// of its child. Dispatches and system tasks are a workflow's own
+// of its child, and LookFor, which masks in a child what its parent found
+// to be secret. Dispatches and system tasks are a workflow's own
 // progress, not a consequence of an operator's write on its relatives.
 func reachesOthers(eff engine.Effect) bool {
 	switch eff.(type) {
-	case engine.StartWorkflow, engine.NotifyParent, engine.ReopenParent, engine.TerminateWorkflow, engine.CheckChild:
+	case engine.StartWorkflow, engine.NotifyParent, engine.ReopenParent, engine.TerminateWorkflow, engine.CheckChild, engine.LookFor:
 		return true
 	}
 	return false

@@ -142,6 +142,8 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 		return engine.Decision{}, fmt.Errorf("protect effects: %w", err)
 	}
 	dec.Effects = effects
+	state := cmp.Or(after, dec.State, before) // the engine's folded events as given
+	dec.Effects = append(dec.Effects, lookFor(state, out)...)
 	if endsEnded(before, out) {
 		// What redaction looks for is plaintext, or derived from it: an
 		// ended workflow's goes now, not when the memo table fills. A
@@ -1625,7 +1627,7 @@ func holdsAny(v any, holds func(string) bool) bool {
 }
 
 // findValues returns the paths (see schemas.ValuesMasked) of top-level
-// values of the workflow's input, variables and task inputs and outputs
+// values of the workflow's input, output, variables and task inputs and outputs
 // that are, or hold at any depth, a string equal to one of values or a
 // member whose name holds one, and those of what run-time configurations
 // hold of them (configPaths). A path never spells a value: paths are
@@ -1686,6 +1688,9 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 		}
 	}
 	match("input", "", "", w.Input)
+	// The output of a workflow that ended before it was told of the value
+	// (a child whose parent found it): one written since is redacted.
+	match("output", "", "", w.Output)
 	match("variables", "", "", w.Variables)
 	var inConfig func([]byte) bool // whether a configuration's JSON may hold a value
 	for _, t := range w.Tasks {

@@ -253,7 +253,7 @@ func (*WorkflowCompacted) EventType() string { return "workflow.compacted" }
 
 // ValuesMasked marks places in the workflow that read as "***": data that
 // turned out to be secret after it was written (a workflow input later
-// passed into a _secrets block). Paths are "input.<key>",
+// passed into a _secrets block). Paths are "input.<key>", "output.<key>",
 // "variables.<key>", "task/<task id>/<input|output>.<key>", the same
 // without ".<key>" for the whole of it when a top-level key's name holds
 // the value (a path never spells one), or, in the

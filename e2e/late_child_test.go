@@ -1,0 +1,179 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// A parent that finds a value to be secret after its SUB_WORKFLOW handed
+// it to a child as plain data (a later task outputs it under _secrets or
+// _masked, or reads the earlier task's output into a _secrets block) masks
+// it in the child and the child's own child too, running or ended: the
+// child's input, its tasks' inputs and outputs, its output, in the
+// execution, its status, the searches. They showed it in plain text while
+// the parent's read "***", and after compaction the read models kept it
+// (a _secrets one is replaced there, in the children as in the parent).
+func TestLateSecretReachesTheChildren(t *testing.T) {
+	t.Parallel()
+	e, cfg := compactingNode(t, 3*time.Second)
+	n := e.node
+	e.work("lc_echo", 4, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"v": task.InputData["v"]}}, nil
+	})
+	const (
+		echo  = `{"name":"lc_echo","taskReferenceName":"echo","inputParameters":{"v":"${workflow.input.v}"}}`
+		grand = `{"name":"grand","taskReferenceName":"grand","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"lc_grand"},"inputParameters":{"v":"${workflow.input.v}"}}`
+		wait  = `{"name":"hold","taskReferenceName":"hold","type":"WAIT"}`
+		out   = `"outputParameters":{"v":"${echo.output.v}"}`
+	)
+	e.register(`{"name":"lc_grand","tasks":[`+echo+`],`+out+`}`,
+		`{"name":"lc_child_running","tasks":[`+echo+`,`+grand+`,`+wait+`],`+out+`}`,
+		`{"name":"lc_child_ended","tasks":[`+echo+`,`+grand+`],`+out+`}`)
+	type row struct {
+		name    string
+		running bool   // the child still runs when the parent finds the value
+		seal    string // b's inputParameters
+		output  func(v string) map[string]any
+		shred   bool // it went into _secrets: compaction replaces it
+	}
+	secretsOut := func(v string) map[string]any { return map[string]any{"_secrets": map[string]any{"t": v}} }
+	maskedOut := func(v string) map[string]any { return map[string]any{"_masked": map[string]any{"t": v}} }
+	none := func(string) map[string]any { return map[string]any{} }
+	const readIn = `{"_secrets":{"t":"${a.output.tok}"}}`
+	rows := []row{
+		{name: "running_output", running: true, seal: `{}`, output: secretsOut, shred: true},
+		{name: "running_input", running: true, seal: readIn, output: none, shred: true},
+		{name: "ended_output", seal: `{}`, output: secretsOut, shred: true},
+		{name: "ended_input", seal: readIn, output: none, shred: true},
+		{name: "ended_masked", seal: `{}`, output: maskedOut},
+	}
+	values := map[string]string{}
+	for _, r := range rows {
+		values[r.name] = "late-child-" + alnum(16)
+		src := `{"name":"lc_src_` + r.name + `","taskReferenceName":"a"}`
+		gate := `{"name":"gate","taskReferenceName":"gate","type":"WAIT"}`
+		b := `{"name":"lc_seal_` + r.name + `","taskReferenceName":"b","inputParameters":` + r.seal + `}`
+		child := `"lc_child_ended"`
+		if r.running {
+			child = `"lc_child_running"`
+		}
+		c := `{"name":"c","taskReferenceName":"c","type":"SUB_WORKFLOW","subWorkflowParam":{"name":` + child + `},"inputParameters":{"v":"${a.output.tok}"}}`
+		tasks := src + `,` + c + `,` + gate + `,` + b
+		if r.running {
+			tasks = src + `,{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[` + c + `],[` + gate + `,` + b + `]]},
+			  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["c","b"]}`
+		}
+		e.register(`{"name":"lc_` + r.name + `","tasks":[` + tasks + `]}`)
+	}
+	// shows lists the read paths of the workflows that show v.
+	shows := func(e *env, v string, ids ...string) []string {
+		var out []string
+		for _, id := range ids {
+			for _, path := range []string{"/api/workflow/" + id + "?includeTasks=true",
+				"/api/workflow/" + id + "/status?includeOutput=true&includeVariables=true",
+				"/api/workflow/search?freeText=" + id + "&size=10", "/api/workflow/search-v2?freeText=" + id + "&size=10"} {
+				if body := e.must(http.StatusOK, "GET", path, nil); strings.Contains(body, v) {
+					out = append(out, fmt.Sprintf("GET %s: %.300s", path, body[strings.Index(body, v)-min(200, strings.Index(body, v)):]))
+				}
+			}
+		}
+		if body := e.must(http.StatusOK, "GET", "/api/tasks/search?freeText=*&size=200", nil); strings.Contains(body, v) {
+			out = append(out, fmt.Sprintf("GET /api/tasks/search: %.300s", body[strings.Index(body, v)-min(200, strings.Index(body, v)):]))
+		}
+		return out
+	}
+	t.Run("rows", func(t *testing.T) {
+		for _, r := range rows {
+			t.Run(r.name, func(t *testing.T) {
+				t.Parallel()
+				e := &env{t: t, node: n, base: e.base}
+				v := values[r.name]
+				id := e.start("lc_"+r.name, nil)
+				e.completeTask(e.takeOne("lc_src_"+r.name), map[string]any{"tok": v})
+				// get reads a workflow that an effect may not have started yet.
+				get := func(id string) (*conductor.Workflow, error) {
+					code, body := e.do("GET", "/api/workflow/"+id+"?includeTasks=true", nil)
+					if code != http.StatusOK {
+						return nil, fmt.Errorf("GET workflow %s: %d", id, code)
+					}
+					var wf conductor.Workflow
+					return &wf, json.Unmarshal([]byte(body), &wf)
+				}
+				var child, grandchild string
+				testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+					c := taskByRef(e.workflow(id), "c")
+					if c == nil || c.SubWorkflowID == "" {
+						return fmt.Errorf("no child yet")
+					}
+					child = c.SubWorkflowID
+					cw, err := get(child)
+					if err != nil {
+						return err
+					}
+					g := taskByRef(cw, "grand")
+					if g == nil || g.SubWorkflowID == "" {
+						return fmt.Errorf("no grandchild yet")
+					}
+					grandchild = g.SubWorkflowID
+					if gw, err := get(grandchild); err != nil || gw.Status != conductor.WorkflowCompleted {
+						return fmt.Errorf("the grandchild has not ended (%v)", err)
+					}
+					if h := taskByRef(cw, "hold"); r.running && (h == nil || h.Status != conductor.TaskInProgress) {
+						return fmt.Errorf("the child does not wait yet")
+					}
+					if !r.running && cw.Status != conductor.WorkflowCompleted {
+						return fmt.Errorf("the child is %s", cw.Status)
+					}
+					return nil
+				})
+				if got := shows(e, v, child, grandchild); len(got) == 0 {
+					t.Fatal("the child shows no value before the parent finds it secret: the test tests nothing")
+				}
+				e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
+				e.completeTask(e.takeOne("lc_seal_"+r.name), r.output(v))
+				testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+					if got := shows(e, v, id, child, grandchild); len(got) > 0 {
+						return fmt.Errorf("%d read paths show the value: %s", len(got), strings.Join(got, "\n"))
+					}
+					return nil
+				})
+				if r.running {
+					// What the child writes after it knows the value is
+					// redacted, as the parent's writes are.
+					e.must(http.StatusOK, "POST", "/api/tasks/"+child+"/hold/COMPLETED", map[string]any{"echo": v})
+				}
+				e.waitStatus(child, conductor.WorkflowCompleted)
+				e.waitStatus(id, conductor.WorkflowCompleted)
+				if !r.shred {
+					return // nothing to compact: _masked data stays
+				}
+				for _, wf := range []string{id, child, grandchild} {
+					e.waitCompacted(wf)
+				}
+				for _, got := range shows(e, v, id, child, grandchild) {
+					t.Errorf("after compaction %s", got)
+				}
+			})
+		}
+	})
+	dump := stopForDump(t, n, cfg)
+	for _, r := range rows {
+		if !r.shred {
+			continue
+		}
+		for _, l := range dump {
+			if strings.Contains(l, values[r.name]) {
+				t.Errorf("%s: the read models keep the value after compaction: %.300q", r.name, l)
+			}
+		}
+	}
+}
