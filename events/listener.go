@@ -300,7 +300,12 @@ func actingAs(h *conductor.EventHandler, publisher []string) []string {
 func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subject, msgID string, payload map[string]any, publisher []string) {
 	logger := l.logger.With(logkey.Handler, h.Name, logkey.Subject, subject)
 	if strings.TrimSpace(h.Condition) != "" {
-		ok, err := system.Condition(ctx, l.cfg.Budget, h.Condition, payload)
+		// Conductor's DefaultEventProcessor reads every condition over the
+		// payload with JSON held in strings expanded (jsonUtils.expand),
+		// whatever the actions' expandInlineJSON: "$.detail.n > 1" holds
+		// of {"detail": "{\"n\":3}"}.
+		scope := expandInlineJSON(payload).(map[string]any)
+		ok, err := system.Condition(ctx, l.cfg.Budget, h.Condition, scope)
 		if err != nil {
 			l.runs.WithLabelValues("", outcomeConditionErr).Inc()
 			logger.Warn("event handler condition failed: no action runs", logkey.Reason, failure(err))
