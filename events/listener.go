@@ -388,7 +388,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		if action == conductor.ActionFailTask {
 			status = conductor.TaskFailed
 		}
-		d.Output, _ = eventMarked(d.Output, h.Event, msgID)
+		d.Output = taskOutput(params, d.Output, h.Event, msgID)
 		return l.updateTask(ctx, d, status, as)
 	case conductor.ActionTerminateWorkflow:
 		var d conductor.EventTerminate
@@ -430,6 +430,26 @@ func eventMarked(m map[string]any, event, msgID string) (map[string]any, []strin
 		added = append(added, "conductor.event.messageId")
 	}
 	return out, added
+}
+
+// taskNaming are the parameters by which a complete_task or fail_task
+// action names its task.
+var taskNaming = []string{"workflowId", "taskId", "taskRefName"}
+
+// taskOutput is the output a complete_task or fail_task action gives its
+// task, as Conductor's SimpleActionProcessor builds it: the task as the
+// action named it (params, evaluated: null where it named none), then the
+// action's output over those keys, then eventMarked's. A workflow reads
+// ${wait.output.workflowId} after an event completed wait, as it does in
+// Conductor.
+func taskOutput(params, output map[string]any, event, msgID string) map[string]any {
+	out := make(map[string]any, len(taskNaming)+len(output))
+	for _, k := range taskNaming {
+		out[k] = params[k]
+	}
+	maps.Copy(out, output)
+	out, _ = eventMarked(out, event, msgID)
+	return out
 }
 
 // updateTask completes or fails the task d names.

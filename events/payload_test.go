@@ -70,3 +70,95 @@ func TestActionParametersReadTheWholePayload(t *testing.T) {
 		})
 	}
 }
+
+// taskEngine holds one workflow, wf-1 with the task t-1 (wait), and
+// records the results it is given.
+type taskEngine struct {
+	results []conductor.TaskResult
+}
+
+func (e *taskEngine) StartWorkflow(context.Context, conductor.StartWorkflowRequest, executor.StartOptions) (string, uint64, error) {
+	return "", 0, fault.Invalid("no starts here")
+}
+
+func (e *taskEngine) Submit(_ context.Context, id string, trig engine.Trigger, _ executor.Meta) (executor.Outcome, error) {
+	if id != "wf-1" {
+		return executor.Outcome{}, nil
+	}
+	if r, ok := trig.(engine.Result); ok {
+		e.results = append(e.results, r.Result)
+	}
+	return executor.Outcome{State: &engine.Workflow{ID: "wf-1", CreatedBy: "app:shop", Tasks: []*engine.Task{{ID: "t-1", Ref: "wait"}}}}, nil
+}
+
+type oneTask struct{}
+
+func (oneTask) TaskWorkflow(_ context.Context, taskID string) (string, error) {
+	if taskID == "t-1" {
+		return "wf-1", nil
+	}
+	return "", fault.NotFound("task %s not found", taskID)
+}
+
+// A task that a complete_task or fail_task action updates has the output
+// Conductor's SimpleActionProcessor gives it: workflowId, taskId and
+// taskRefName as the action names them (null where it names none), the
+// action's output over them, then the event's name and message id over
+// all. It had the action's output and the event's keys only, so that
+// ${wait.output.workflowId} read null.
+func TestTaskActionOutput(t *testing.T) {
+	t.Parallel()
+	payload := `{"wf": "wf-1", "task": "t-1", "amount": 150}`
+	for _, tt := range []struct {
+		name   string
+		action string
+		params map[string]any
+		status string
+		want   map[string]any
+	}{
+		{"by reference name", conductor.ActionCompleteTask,
+			map[string]any{"workflowId": "${wf}", "taskRefName": "wait", "output": map[string]any{"paid": "${amount}"}},
+			conductor.TaskCompleted,
+			map[string]any{"workflowId": "wf-1", "taskId": nil, "taskRefName": "wait", "paid": int64(150)}},
+		{"by task id", conductor.ActionCompleteTask,
+			map[string]any{"taskId": "${task}", "output": map[string]any{"paid": true}},
+			conductor.TaskCompleted,
+			map[string]any{"workflowId": nil, "taskId": "t-1", "taskRefName": nil, "paid": true}},
+		{"without output", conductor.ActionFailTask,
+			map[string]any{"workflowId": "wf-1", "taskRefName": "wait"},
+			conductor.TaskFailed,
+			map[string]any{"workflowId": "wf-1", "taskId": nil, "taskRefName": "wait"}},
+		{"the output over the names, the event over the output", conductor.ActionFailTask,
+			map[string]any{"workflowId": "wf-1", "taskRefName": "wait",
+				"output": map[string]any{"workflowId": "mine", "taskRefName": nil, "conductor.event.name": "mine"}},
+			conductor.TaskFailed,
+			map[string]any{"workflowId": "mine", "taskId": nil, "taskRefName": nil}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eng := &taskEngine{}
+			a := conductor.EventAction{Action: tt.action}
+			if tt.action == conductor.ActionCompleteTask {
+				a.CompleteTask = tt.params
+			} else {
+				a.FailTask = tt.params
+			}
+			h := &conductor.EventHandler{Name: "h", Event: "nats:payments.done", CreatedBy: "app:admin", Actions: []conductor.EventAction{a}}
+			deliver(listening(h, Config{Engine: eng, Tasks: oneTask{}}), "payments.done", payload, "m-1")
+			if len(eng.results) != 1 {
+				t.Fatalf("%d results, want 1", len(eng.results))
+			}
+			r := eng.results[0]
+			if r.TaskID != "t-1" || r.WorkflowInstanceID != "wf-1" || r.Status != tt.status {
+				t.Fatalf("updated %s of %s to %s, want t-1 of wf-1 to %s", r.TaskID, r.WorkflowInstanceID, r.Status, tt.status)
+			}
+			want := map[string]any{"conductor.event.name": "nats:payments.done", "conductor.event.messageId": "m-1"}
+			for k, v := range tt.want {
+				want[k] = v
+			}
+			if !reflect.DeepEqual(r.OutputData, want) {
+				t.Fatalf("output %#v\nwant %#v", r.OutputData, want)
+			}
+		})
+	}
+}
