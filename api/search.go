@@ -139,7 +139,7 @@ func workflowSummary(w *engine.Workflow) conductor.WorkflowSummary {
 		Status: w.Status, Input: in, Output: out, ReasonForIncompletion: w.Reason,
 		FailedReferenceTaskNames: strings.Join(w.FailedTaskRefs, ","), FailedTaskNames: w.FailedTaskNames,
 		Priority: w.Priority, TaskToDomain: w.TaskToDomain, CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey,
-		InputSize: int64(len(in)), OutputSize: int64(len(out)),
+		Event: w.Event, InputSize: int64(len(in)), OutputSize: int64(len(out)),
 	}
 	if s.FailedTaskNames == nil {
 		s.FailedTaskNames = []string{}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -84,6 +85,21 @@ func TestEventHandlers(t *testing.T) {
 	// "${$}" is the whole event, as Conductor's JSONPath reads it.
 	if ev, _ := fulfil.Input["event"].(map[string]any); ev["orderId"] != "o-big" || ev["workflowInstanceId"] != big.WorkflowID || ev["workflowType"] != "order_placed" {
 		t.Fatalf("started with the event %v, want the EVENT task's whole payload", fulfil.Input["event"])
+	}
+	// Conductor's Workflow.event and WorkflowSummary.event: the handler's
+	// event; a client's start has none.
+	if fulfil.Event != "nats:orders.placed" || big.Event != "" {
+		t.Fatalf("the started workflow shows the event %q, the client's %q: want the handler's and none", fulfil.Event, big.Event)
+	}
+	for id, want := range map[string]string{fulfil.WorkflowID: "nats:orders.placed", big.WorkflowID: ""} {
+		var found conductor.SearchResult[conductor.WorkflowSummary]
+		q := "/api/workflow/search?query=" + url.QueryEscape("workflowId = "+id)
+		if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", q, nil)), &found); err != nil {
+			t.Fatal(err)
+		}
+		if len(found.Results) != 1 || found.Results[0].Event != want {
+			t.Fatalf("search for %s found %+v, want it with the event %q", id, found.Results, want)
+		}
 	}
 	announce := taskByRef(big, "announce")
 	if fulfil.Input["conductor.event.name"] != "nats:orders.placed" || fulfil.Input["conductor.event.messageId"] != announce.TaskID {

@@ -204,7 +204,7 @@ func started(s *schemas.WorkflowStarted) *Workflow {
 		Variables: copyMap(s.Variables), CorrelationID: s.CorrelationID, Priority: s.Priority,
 		TaskToDomain: s.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
 		ParentWorkflowTaskID: s.ParentWorkflowTaskID, Depth: s.Depth, IdempotencyKey: s.IdempotencyKey,
-		CreateTime: s.Time, StartTime: s.Time, UpdateTime: s.Time,
+		Event: s.Event, CreateTime: s.Time, StartTime: s.Time, UpdateTime: s.Time,
 		// What was resolved into a child's input, sealed there whole in
 		// text ("Bearer ${workflow.secrets.x}"): redaction looks for the
 		// values alone, also once rebuilt from the state.

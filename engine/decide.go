@@ -430,7 +430,7 @@ func (d *decision) start(s Start) error {
 		Variables: copyMap(s.Def.Variables), CorrelationID: s.Request.CorrelationID, Priority: s.Request.Priority,
 		TaskToDomain: s.Request.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
 		ParentWorkflowTaskID: s.ParentWorkflowTaskID, Depth: s.Depth, IdempotencyKey: s.Request.IdempotencyKey, Time: d.now,
-		Resolved: s.Resolved,
+		Resolved: s.Resolved, Event: s.Event,
 	})
 	d.w.plan = d.plan
 	d.runAs(s.AlsoRunsAs...)

@@ -90,7 +90,8 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", len(w.AlsoRunsAs) > 0,
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.Depth != 0, w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
-		w.ResetTime != 0, w.NoFailureWorkflow, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0)
+		w.ResetTime != 0, w.NoFailureWorkflow, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0,
+		w.Event != "")
 	f.Str("id", w.ID, false)
 	f.Str("name", w.Name, false)
 	f.Int("ver", w.Version, false)
@@ -130,6 +131,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Value("masked", w.MaskedPaths, len(w.MaskedPaths) == 0)
 	f.Bool("unsealed", w.Unsealed)
 	f.Value("res", w.Resolved, len(w.Resolved) == 0)
+	f.Str("event", w.Event, true)
 	f.Uint64("seq", w.Seq, false)
 	return f.Err()
 }

@@ -27,7 +27,7 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 		FailedTaskNames: nonNilStrings(w.FailedTaskNames), ParentWorkflowID: w.ParentWorkflowID,
 		ParentWorkflowTaskID: w.ParentWorkflowTaskID, LastRetriedTime: w.LastRetriedTime,
 		StartTime: w.StartTime, EndTime: w.EndTime, CreateTime: w.CreateTime, UpdateTime: w.UpdateTime,
-		CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey, WorkflowDefinition: conductor.WorkflowDefJSON(w.DefJSON),
+		CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey, Event: w.Event, WorkflowDefinition: conductor.WorkflowDefJSON(w.DefJSON),
 		Tasks: []*conductor.Task{}, History: []any{},
 	}
 	if out.TaskToDomain == nil {

@@ -86,6 +86,9 @@ type Workflow struct {
 	// values in what the workflow holds later (guard rebuilds its memo
 	// from these and the tasks').
 	Resolved []schemas.ResolvedRef `msgpack:"res,omitempty"`
+	// Event is the event whose handler started the workflow (see
+	// schemas.WorkflowStarted); restarts, retries and reruns keep it.
+	Event string `msgpack:"event,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
 	Seq uint64 `msgpack:"seq"`
 

@@ -23,6 +23,9 @@ type Start struct {
 	Depth                int // see schemas.WorkflowStarted
 	// Resolved names values resolved into Request.Input at a hand-off.
 	Resolved []schemas.ResolvedRef
+	// Event is the event of the handler that starts the workflow, if one
+	// does (schemas.WorkflowStarted).
+	Event string
 }
 
 // Take hands a scheduled task to whoever runs it: a worker, or with System

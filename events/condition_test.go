@@ -60,13 +60,16 @@ func listening(h *conductor.EventHandler, cfg Config) *Listener {
 	return l
 }
 
-// deliver hands l one event, payload on subject, with the message id
-// msgID when it is not empty, as its subscription would.
+// deliver hands l one event, payload published on subject, with the
+// message id msgID when it is not empty, as its subscriptions would (a
+// pattern's gets the subject that matched it).
 func deliver(l *Listener, subject, payload, msgID string) {
 	m := nats.NewMsg(subject)
 	m.Data = []byte(payload)
 	if msgID != "" {
 		m.Header.Set(nats.MsgIdHdr, msgID)
 	}
-	l.receive(subject, m)
+	for subscribed := range l.handlers {
+		l.receive(subscribed, m)
+	}
 }

@@ -366,7 +366,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 				return err
 			}
 		}
-		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added}
+		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added, Event: h.Event}
 		if msgID != "" {
 			// The same event published again starts nothing new.
 			o.WorkflowID = engine.DeriveID("event", h.Name, msgID, strconv.Itoa(i))

@@ -13,13 +13,16 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
-// startEngine records the requests it is asked to start.
+// startEngine records the requests it is asked to start, and their
+// options.
 type startEngine struct {
 	started []conductor.StartWorkflowRequest
+	options []executor.StartOptions
 }
 
 func (e *startEngine) StartWorkflow(_ context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
 	e.started = append(e.started, req)
+	e.options = append(e.options, o)
 	return o.WorkflowID, 1, nil
 }
 

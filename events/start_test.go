@@ -62,3 +62,29 @@ func TestStartRefusedByIdempotencyKeyFails(t *testing.T) {
 		t.Fatalf("ran %v, failed %v: want 1 and 1 (the second start was refused by its key)", ran, failed)
 	}
 }
+
+// A workflow a start_workflow action starts is started with the handler's
+// event, which it shows as Conductor's Workflow.event: the handler's, a
+// pattern as written, not the subject the message came on.
+func TestStartCarriesTheHandlersEvent(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, event, subject string }{
+		{"a subject", "nats:orders.placed", "orders.placed"},
+		{"a pattern", "nats:orders.>", "orders.placed"},
+		{"with a queue", "nats:orders.placed:workers", "orders.placed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eng := &startEngine{}
+			h := &conductor.EventHandler{Name: "h", Event: tt.event, CreatedBy: "app:admin", Actions: []conductor.EventAction{{
+				Action: conductor.ActionStartWorkflow, StartWorkflow: map[string]any{"name": "target"}}}}
+			deliver(listening(h, Config{Engine: eng}), tt.subject, `{}`, "")
+			if len(eng.options) != 1 {
+				t.Fatalf("%d starts, want 1", len(eng.options))
+			}
+			if got := eng.options[0].Event; got != tt.event {
+				t.Fatalf("started with the event %q, want the handler's %q", got, tt.event)
+			}
+		})
+	}
+}

@@ -36,6 +36,9 @@ type StartOptions struct {
 	// sender (an event's conductor.event.name): the definition's input
 	// schema does not judge them, since its author cannot foresee them.
 	Added []string
+	// Event is the event of the handler whose action starts the workflow
+	// (engine.Start).
+	Event string
 }
 
 // Idempotency finds the workflow last started with an idempotency key.
@@ -142,7 +145,8 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		id = uuid.NewString()
 	}
 	out, err := e.Submit(ctx, id, engine.Start{WorkflowID: id, Def: def, Request: req, CreatedBy: o.CreatedBy, AlsoRunsAs: o.AlsoRunsAs,
-		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Depth: o.Depth, Resolved: o.Resolved},
+		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Depth: o.Depth, Resolved: o.Resolved,
+		Event: o.Event},
 		Meta{Principal: o.CreatedBy, RequestID: o.RequestID})
 	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && o.WorkflowID == "" &&
 		req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {

@@ -27,6 +27,11 @@ type WorkflowStarted struct {
 	// Resolved lists what was resolved into the input of a child workflow
 	// (its parent's SUB_WORKFLOW input): sealed in Input, named here.
 	Resolved []ResolvedRef `msgpack:"res,omitempty"`
+	// Event is the event of the handler whose start_workflow action
+	// started the workflow (nats:orders.placed), Conductor's
+	// Workflow.event; empty for every other start, and in records written
+	// before the field existed.
+	Event string `msgpack:"event,omitempty"`
 }
 
 func (*WorkflowStarted) EventType() string { return "workflow.started" }

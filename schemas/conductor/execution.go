@@ -102,15 +102,17 @@ type Workflow struct {
 	ParentWorkflowID         string            `json:"parentWorkflowId,omitempty"`
 	ParentWorkflowTaskID     string            `json:"parentWorkflowTaskId,omitempty"`
 	ReRunFromWorkflowID      string            `json:"reRunFromWorkflowId,omitempty"`
-	LastRetriedTime          int64             `json:"lastRetriedTime,omitempty"`
-	StartTime                int64             `json:"startTime"`
-	EndTime                  int64             `json:"endTime,omitempty"`
-	CreateTime               int64             `json:"createTime"`
-	UpdateTime               int64             `json:"updateTime"`
-	CreatedBy                string            `json:"createdBy,omitempty"`
-	IdempotencyKey           string            `json:"idempotencyKey,omitempty"`
-	WorkflowDefinition       WorkflowDefJSON   `json:"workflowDefinition,omitempty"`
-	History                  []any             `json:"history"`
+	// Event is the event whose handler started the workflow.
+	Event              string          `json:"event,omitempty"`
+	LastRetriedTime    int64           `json:"lastRetriedTime,omitempty"`
+	StartTime          int64           `json:"startTime"`
+	EndTime            int64           `json:"endTime,omitempty"`
+	CreateTime         int64           `json:"createTime"`
+	UpdateTime         int64           `json:"updateTime"`
+	CreatedBy          string          `json:"createdBy,omitempty"`
+	IdempotencyKey     string          `json:"idempotencyKey,omitempty"`
+	WorkflowDefinition WorkflowDefJSON `json:"workflowDefinition,omitempty"`
+	History            []any           `json:"history"`
 }
 
 // Task is a task execution as the API and the worker protocol show it.
