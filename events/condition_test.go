@@ -73,3 +73,42 @@ func deliver(l *Listener, subject, payload, msgID string) {
 		l.receive(subscribed, m)
 	}
 }
+
+// A value-param condition names a top-level member of the event, which
+// holds when that member is true or a number above 0, as Conductor's
+// ValueParamEvaluator and ScriptEvaluator.toBoolean read it (over the
+// expanded event). Such a handler was refused.
+func TestValueParamCondition(t *testing.T) {
+	t.Parallel()
+	payload := `{"approved": true, "rejected": false, "count": 2, "none": 0, "ratio": 0.5, "text": "yes",
+		"nested": {"ok": true}, "an odd key!": 1}`
+	for _, tt := range []struct {
+		condition string
+		starts    bool
+	}{
+		{"approved", true},
+		{"rejected", false},
+		{"count", true},
+		{"none", false},
+		{"ratio", true},
+		{"text", false},      // neither a boolean nor a number
+		{"nested.ok", false}, // a member's name, not a path
+		{"missing", false},
+		{"an odd key!", true}, // not JavaScript: a name
+	} {
+		t.Run(tt.condition, func(t *testing.T) {
+			t.Parallel()
+			h := &conductor.EventHandler{Name: "h", Event: "nats:orders.new", CreatedBy: "app:admin",
+				EvaluatorType: "value-param", Condition: tt.condition,
+				Actions: []conductor.EventAction{{Action: conductor.ActionStartWorkflow, StartWorkflow: map[string]any{"name": "target"}}}}
+			if err := Validate(h); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			eng := &startEngine{}
+			deliver(listening(h, Config{Engine: eng}), "orders.new", payload, "")
+			if got := len(eng.started) == 1; got != tt.starts {
+				t.Fatalf("value-param %q: started %d workflows, want the condition to read %v", tt.condition, len(eng.started), tt.starts)
+			}
+		})
+	}
+}

@@ -305,7 +305,13 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 		// whatever the actions' expandInlineJSON: "$.detail.n > 1" holds
 		// of {"detail": "{\"n\":3}"}.
 		scope := expandInlineJSON(payload).(map[string]any)
-		ok, err := system.Condition(ctx, l.cfg.Budget, h.Condition, scope)
+		var ok bool
+		var err error
+		if h.EvaluatorType == valueParam {
+			ok = system.ScriptBool(scope[h.Condition])
+		} else {
+			ok, err = system.Condition(ctx, l.cfg.Budget, h.Condition, scope)
+		}
 		if err != nil {
 			l.runs.WithLabelValues("", outcomeConditionErr).Inc()
 			logger.Warn("event handler condition failed: no action runs", logkey.Reason, failure(err))

@@ -35,9 +35,15 @@ func Subject(event string) (string, bool) {
 	return subject, ok
 }
 
-// evaluators are the condition languages Conductor names; all run as
-// JavaScript here, as the JavaScript SWITCH does.
-var evaluators = []string{"", "javascript", "graaljs"}
+// evaluators are the condition languages Conductor names: javascript and
+// graaljs run as JavaScript here, as the JavaScript SWITCH does;
+// value-param names a member of the event (valueParam).
+var evaluators = []string{"", "javascript", "graaljs", valueParam}
+
+// valueParam is Conductor's ValueParamEvaluator: the condition is the name
+// of a top-level member of the event, which holds when that member is
+// true or a number above 0 (ScriptEvaluator.toBoolean).
+const valueParam = "value-param"
 
 // Validate reports every problem with h that would stop it from running:
 // an event flowvault cannot receive, a condition that does not compile,
@@ -51,9 +57,9 @@ func Validate(h *conductor.EventHandler) error {
 		ve.Add("event", "%v", err)
 	}
 	if !slices.Contains(evaluators, h.EvaluatorType) {
-		ve.Add("evaluatorType", "unknown evaluatorType %q: want javascript or graaljs", h.EvaluatorType)
+		ve.Add("evaluatorType", "unknown evaluatorType %q: want javascript, graaljs or value-param", h.EvaluatorType)
 	}
-	if strings.TrimSpace(h.Condition) != "" {
+	if strings.TrimSpace(h.Condition) != "" && h.EvaluatorType != valueParam {
 		if err := system.CheckScript(h.Condition); err != nil {
 			ve.Add("condition", "%v", err)
 		}

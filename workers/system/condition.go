@@ -13,6 +13,21 @@ func CheckScript(src string) error {
 	return err
 }
 
+// ScriptBool reads v, a condition's value, as Conductor's
+// ScriptEvaluator.toBoolean does: true, or a number above zero; any other
+// value is false.
+func ScriptBool(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case int64:
+		return x > 0
+	case float64:
+		return x > 0
+	}
+	return false
+}
+
 // Condition evaluates src with `$` bound to scope, under b, and reports
 // whether its value is truthy as a DO_WHILE's loopCondition reads it (an
 // event handler's condition).

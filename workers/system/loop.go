@@ -117,13 +117,5 @@ func scriptBool(v goja.Value) bool {
 	if v == nil {
 		return false
 	}
-	switch x := v.Export().(type) {
-	case bool:
-		return x
-	case int64:
-		return x > 0
-	case float64:
-		return x > 0
-	}
-	return false
+	return ScriptBool(v.Export())
 }
