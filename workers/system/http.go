@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/text/encoding/ianaindex"
+
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -160,10 +162,12 @@ func (h HTTP) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResu
 		}
 		headers[k] = vals
 	}
+	text := inCharset(raw, res.Header.Get("Content-Type"))
 	response := map[string]any{"statusCode": int64(res.StatusCode), "reasonPhrase": http.StatusText(res.StatusCode),
-		"headers": headers, "body": decodeBody(raw)}
+		"headers": headers, "body": decodeBody(text)}
 	// An answer may echo what it was sent: decoded, the body is copied.
 	clear(raw)
+	clear(text)
 	out := map[string]any{"response": response}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		r := failed(conductor.TaskFailed, "HTTP task %s: %s answered %d", t.ReferenceTaskName, methodName(req.Method), res.StatusCode)
@@ -367,6 +371,32 @@ func decodeBody(raw []byte) any {
 		return v
 	}
 	return string(raw)
+}
+
+// inCharset is raw read from the charset contentType names, as UTF-8, as
+// Conductor's client (Spring's StringHttpMessageConverter) reads a body
+// by its charset: a Latin-1 "caf\xe9" was stored as invalid UTF-8, and
+// read "caf\ufffd" in every view. UTF-8, no charset or one it does not
+// know leave raw as it is.
+func inCharset(raw []byte, contentType string) []byte {
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil || len(raw) == 0 {
+		return raw
+	}
+	switch cs := strings.ToLower(strings.TrimSpace(params["charset"])); cs {
+	case "", "utf-8", "utf8", "us-ascii":
+		return raw
+	default:
+		enc, err := ianaindex.IANA.Encoding(cs)
+		if err != nil || enc == nil {
+			return raw
+		}
+		out, err := enc.NewDecoder().Bytes(raw)
+		if err != nil {
+			return raw
+		}
+		return out
+	}
 }
 
 func failed(status, format string, args ...any) conductor.TaskResult {

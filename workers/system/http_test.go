@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -546,6 +547,42 @@ func TestHTTPContentEncoding(t *testing.T) {
 			headers := resp["headers"].(map[string]any)
 			if tt.enc != "identity" && tt.wantBody != nil && (headers["Content-Encoding"] != nil || headers["Content-Length"] != nil) {
 				t.Errorf("headers = %v: Content-Encoding and Content-Length describe the compressed body", headers)
+			}
+		})
+	}
+}
+
+// A body in a charset other than UTF-8 is stored as UTF-8, read by the
+// charset its Content-Type names, as Conductor's client reads it: a
+// Latin-1 "caf\xe9" was stored as invalid UTF-8 ("caf\ufffd" in views).
+func TestHTTPResponseCharset(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", r.URL.Query().Get("type"))
+		w.Write([]byte(r.URL.Query().Get("body")))
+	}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		name, contentType, body string
+		want                    any
+	}{
+		{"Latin-1 text", "text/plain; charset=ISO-8859-1", "caf\xe9", "café"},
+		{"Latin-1 JSON", "application/json;charset=iso-8859-1", `{"n":"caf` + "\xe9" + `"}`, map[string]any{"n": "café"}},
+		{"windows-1252", "text/plain; charset=windows-1252", "\x80 5", "€ 5"},
+		{"UTF-16 with its mark", "text/plain; charset=utf-16", "\xff\xfeh\x00i\x00", "hi"},
+		{"UTF-8", "text/plain; charset=utf-8", "café", "café"},
+		{"no charset", "text/plain", "café", "café"},
+		{"a charset nobody knows", "text/plain; charset=x-unknown", "caf\xe9", "caf\xe9"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := system.HTTP{}.Execute(context.Background(), &conductor.Task{TaskType: "HTTP", ReferenceTaskName: "call",
+				InputData: map[string]any{"http_request": map[string]any{"method": "GET",
+					"uri": srv.URL + "/?" + url.Values{"type": {tt.contentType}, "body": {tt.body}}.Encode()}}})
+			if res.Status != conductor.TaskCompleted {
+				t.Fatalf("status = %s (%s)", res.Status, res.ReasonForIncompletion)
+			}
+			if got := res.OutputData["response"].(map[string]any)["body"]; !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("body = %#v, want %#v", got, tt.want)
 			}
 		})
 	}
