@@ -448,7 +448,7 @@ func (s *Server) routeBulk() {
 }
 
 // bulk runs one trigger against each workflow id of the body and reports
-// each outcome in a BulkResponse.
+// each outcome in a BulkResponse; each refusal is in the audit trail.
 func (s *Server) bulk(w http.ResponseWriter, r *http.Request, trigger func(*http.Request) (engine.Trigger, error)) {
 	var ids []string
 	if err := decodeJSON(w, r, maxBodyBytes, &ids); err != nil {
@@ -474,6 +474,12 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, trigger func(*http
 			err = s.submit(r, id, trig)
 		}
 		if err != nil {
+			if statusOf(err) == http.StatusForbidden {
+				// Answered in the body, not by writeError, it is still a
+				// refusal the trail records, as that of one workflow's
+				// operation (a 404 was recorded where it was hidden).
+				s.recordDenied(r, err)
+			}
 			res.BulkErrorResults[id] = errorMessage(err)
 			continue
 		}

@@ -793,3 +793,55 @@ func TestRefusedAccessToAnExecutionIsInItsTrail(t *testing.T) {
 		t.Fatalf("another workflow's trail lists %+v", denied)
 	}
 }
+
+// A bulk operation's refusals are in the trail as those of one
+// workflow's operations are: a caller that may read a workflow but not
+// operate on it, answered in bulkErrorResults, is an access.deny naming
+// the workflow and the access it lacked, for each bulk operation.
+func TestBulkRefusalsAreInTheTrail(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"bulk_flow","tasks":[{"name":"bulk_task","taskReferenceName":"held","type":"SIMPLE"}]}`)
+	id := e.start("bulk_flow", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	reader, readerToken := e.application("reader")
+	e.grant(reader, "WORKFLOW_DEF", "bulk_flow", "READ")
+	asReader := e.as(readerToken)
+
+	type refusal struct{ path, access string }
+	var want []refusal
+	for _, op := range []struct{ method, path, access string }{
+		{"PUT", "/api/workflow/bulk/pause", "EXECUTE"},
+		{"PUT", "/api/workflow/bulk/resume", "EXECUTE"},
+		{"POST", "/api/workflow/bulk/terminate", "EXECUTE"},
+		{"POST", "/api/workflow/bulk/restart", "EXECUTE"},
+		{"POST", "/api/workflow/bulk/restart?useLatestDefinitions=true", "EXECUTE"},
+		{"POST", "/api/workflow/bulk/retry", "EXECUTE"},
+		{"POST", "/api/workflow/bulk/delete", "DELETE"},
+	} {
+		var res conductor.BulkResponse
+		if err := json.Unmarshal([]byte(asReader.must(http.StatusOK, op.method, op.path, []string{id})), &res); err != nil {
+			t.Fatal(err)
+		}
+		if _, refused := res.BulkErrorResults[id]; !refused || len(res.BulkSuccessfulResults) != 0 {
+			t.Fatalf("%s %s: %+v, want %s refused", op.method, op.path, res, id)
+		}
+		path, _, _ := strings.Cut(op.path, "?")
+		want = append(want, refusal{path, op.access})
+	}
+	// Refusals are recorded in the background.
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		var got []refusal
+		for _, d := range e.trail("workflow="+id, "access.deny") {
+			if d.Principal != reader || d.Target != "WORKFLOW_DEF:bulk_flow" || d.Detail["workflow"] != id {
+				return fmt.Errorf("a refusal in %s's trail: %+v", id, d)
+			}
+			got = append(got, refusal{d.Detail["path"], d.Detail["access"]})
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("the workflow's refusals: %+v, want %+v", got, want)
+		}
+		return nil
+	})
+	e.waitStatus(id, conductor.WorkflowRunning)
+}
