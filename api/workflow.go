@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -442,10 +441,12 @@ func (s *Server) retryTarget(r *http.Request, id string) (string, error) {
 			break
 		}
 		// A child the caller may not execute is not retried, nor replaced
-		// by a new one behind the caller's back: refused.
+		// by a new one behind the caller's back: refused. The answer does
+		// not name the child, which the caller may not see; the trail
+		// does, with the access missing on its definition.
 		if err := s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute); err != nil {
 			if errors.Is(err, fault.ErrForbidden) {
-				return "", fmt.Errorf("retry of workflow %s into its failed sub-workflow: %w", id, fault.ErrForbidden)
+				return "", &executionRefusal{error: uniformRefusal(err, "retry of workflow %s into its failed sub-workflow", id), workflow: child.ID}
 			}
 			return "", err
 		}
@@ -465,9 +466,24 @@ func (s *Server) rerunTarget(r *http.Request, id, taskID string) (string, error)
 		// no child of it reruns behind a parent that would ignore it.
 		return id, err
 	}
-	var search func(w *engine.Workflow, depth int) (string, error)
-	search = func(w *engine.Workflow, depth int) (string, error) {
+	// refused is the refusal of the sub-workflow the caller may not
+	// execute that holds the task, or holds the workflow that does (which
+	// a rerun would rerun from its SUB_WORKFLOW task), once found there.
+	var refused *executionRefusal
+	// search looks for the task in w and its sub-workflows; above is the
+	// refusal of w or of an ancestor, nil while the caller may execute
+	// them. Below a refusal the task is looked for only to tell whether
+	// the caller was refused it.
+	var search func(w *engine.Workflow, depth int, above *executionRefusal) (string, error)
+	search = func(w *engine.Workflow, depth int, above *executionRefusal) (string, error) {
 		if w.TaskByID(taskID) != nil {
+			if above != nil {
+				if above.workflow == w.ID {
+					above.task = taskID
+				}
+				refused = above
+				return "", nil
+			}
 			return w.ID, nil
 		}
 		if depth == maxRerunDepth {
@@ -484,18 +500,26 @@ func (s *Server) rerunTarget(r *http.Request, id, taskID string) (string, error)
 			if err != nil {
 				return "", err
 			}
-			if err := s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute); errors.Is(err, fault.ErrForbidden) {
-				continue // not searched: the rerun answers as if the task were not there
-			} else if err != nil {
-				return "", err
+			below := above
+			if below == nil {
+				if err := s.mayExecution(r, child.Name, child.CreatedBy, auth.Execute); errors.Is(err, fault.ErrForbidden) {
+					below = &executionRefusal{error: err, workflow: child.ID}
+				} else if err != nil {
+					return "", err
+				}
 			}
-			if found, err := search(child, depth+1); found != "" || err != nil {
+			if found, err := search(child, depth+1, below); found != "" || err != nil || refused != nil {
 				return found, err
 			}
 		}
 		return "", nil
 	}
-	found, err := search(wf, 0)
+	found, err := search(wf, 0, nil)
+	if err == nil && refused != nil {
+		// The rerun answers as if the task were not there (the caller
+		// may not see the child); the trail records whom it was refused.
+		s.recordDenied(r, refused)
+	}
 	if err == nil && found == "" {
 		found = id // the decision says the task is not there
 	}

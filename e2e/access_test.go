@@ -845,3 +845,69 @@ func TestBulkRefusalsAreInTheTrail(t *testing.T) {
 	})
 	e.waitStatus(id, conductor.WorkflowRunning)
 }
+
+// A retry or rerun refused on a sub-workflow the caller may not execute is
+// in that sub-workflow's trail: access.deny on its definition, naming it
+// and, for a rerun from one of its own tasks, the task. A rerun from a
+// task below it is refused on it too (it would rerun it); one from a task
+// found nowhere refused nothing and leaves no record.
+func TestChildRefusalsAreInTheChildsTrail(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"leaf_work","retryCount":0}]`)
+	e.register(`{"name":"open_leaf","tasks":[{"name":"leaf_work","taskReferenceName":"w"}]}`,
+		`{"name":"guarded_mid","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"open_leaf"}}]}`,
+		`{"name":"open_top","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"guarded_mid"}}]}`)
+	e.work("leaf_work", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{}, errors.New("always breaks")
+	})
+	runner, token := e.application("runner", "USER")
+	for _, def := range []string{"open_top", "open_leaf"} {
+		e.grant(runner, "WORKFLOW_DEF", def, "READ", "EXECUTE")
+	}
+	top := e.start("open_top", nil)
+	mid := taskByRef(e.waitStatus(top, conductor.WorkflowFailed), "sub").SubWorkflowID
+	midSub := taskByRef(e.waitStatus(mid, conductor.WorkflowFailed), "sub")
+	leafTask := taskByRef(e.waitStatus(midSub.SubWorkflowID, conductor.WorkflowFailed), "w").TaskID
+
+	as := e.as(token)
+	type refusal struct{ path, task string }
+	var want []refusal
+	for _, rq := range []struct {
+		path   string
+		body   any
+		status int
+		want   *refusal
+	}{
+		{"/api/workflow/" + top + "/rerun", map[string]any{"reRunFromTaskId": midSub.TaskID}, http.StatusNotFound, &refusal{"/api/workflow/" + top + "/rerun", midSub.TaskID}},
+		{"/api/workflow/" + top + "/rerun", map[string]any{"reRunFromTaskId": leafTask}, http.StatusNotFound, &refusal{"/api/workflow/" + top + "/rerun", ""}},
+		{"/api/workflow/" + top + "/rerun", map[string]any{"reRunFromTaskId": "no-such-task"}, http.StatusNotFound, nil},
+		{"/api/workflow/" + top + "/retry?resumeSubworkflowTasks=true", nil, http.StatusForbidden, &refusal{"/api/workflow/" + top + "/retry", ""}},
+	} {
+		if code, body := as.do("POST", rq.path, rq.body); code != rq.status || strings.Contains(body, mid) {
+			t.Fatalf("POST %s %v: %d %s, want %d", rq.path, rq.body, code, body, rq.status)
+		}
+		if rq.want != nil {
+			want = append(want, *rq.want)
+		}
+	}
+	// Refusals are recorded in the background.
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		var got []refusal
+		for _, d := range e.trail("workflow="+mid, "access.deny") {
+			if d.Principal != runner || d.Target != "WORKFLOW_DEF:guarded_mid" || d.Detail["access"] != "EXECUTE" || d.Detail["workflow"] != mid {
+				return fmt.Errorf("a refusal in %s's trail: %+v", mid, d)
+			}
+			got = append(got, refusal{d.Detail["path"], d.Detail["task"]})
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("the sub-workflow's refusals: %+v, want %+v", got, want)
+		}
+		return nil
+	})
+	for _, id := range []string{top, midSub.SubWorkflowID} {
+		if denied := e.trail("workflow="+id, "access.deny"); len(denied) != 0 {
+			t.Fatalf("%s's trail lists %+v", id, denied)
+		}
+	}
+}
