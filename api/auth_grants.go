@@ -24,7 +24,7 @@ func (s *Server) grantRoutes() {
 		{"DELETE /api/auth/authorization", grantAdmin, s.changeGrant(true)},
 		{"GET /api/auth/authorization/{type}/{id}", grantAdmin, s.targetGrants},
 		{"GET /api/auth/subjects/{subjectType}/{subjectId}/grants",
-			auth.Rule{AnyPermission: []string{auth.PermAuthorization}, SelfParam: "subjectId"}, s.subjectGrants},
+			auth.Rule{AnyPermission: []string{auth.PermAuthorization}, SelfParam: "subjectId", SubjectTypeParam: "subjectType"}, s.subjectGrants},
 		{"DELETE /api/auth/subjects/{subjectType}/{subjectId}/grants", grantAdmin, s.revokeSubjectGrants},
 	} {
 		s.route(rt.pattern, rt.rule, rt.h)

@@ -498,6 +498,41 @@ func TestRouteTable(t *testing.T) {
 	}
 }
 
+// A caller lists its own grants without AUTHORIZATION_MANAGEMENT, as the
+// USER subject of its id (an application's "app:<id>"), but not those of a
+// group or role whose id is its own: they are not its record.
+func TestSubjectGrantsOfItsOwnIDAreAUsers(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	id, _, _, listerTok := newApp(t, admin, "lister")
+	lister, self := client{t, base, listerTok}, "app:"+id
+	admin.must(200, "PUT", "/api/groups/"+self, `{"description":"named like an application"}`)
+	for subject, tag := range map[string]string{"USER": "own:grant", "GROUP": "group:grant"} {
+		admin.must(200, "POST", "/api/auth/authorization",
+			`{"subject":{"type":"`+subject+`","id":"`+self+`"},"target":{"type":"TAG","id":"`+tag+`"},"access":["READ"]}`)
+	}
+	for _, tc := range []struct {
+		subjectType string
+		status      int
+		want        string
+	}{
+		{"USER", 200, "own:grant"},
+		{"user", 200, "own:grant"},
+		{"GROUP", 403, ""},
+		{"group", 403, ""},
+		{"ROLE", 403, ""},
+	} {
+		r := lister.do("GET", "/api/auth/subjects/"+tc.subjectType+"/"+self+"/grants", "")
+		if r.status != tc.status || !strings.Contains(r.body, tc.want) || strings.Contains(r.body, "group:grant") {
+			t.Errorf("%s %s's grants, asked by %s = %d %s, want %d", tc.subjectType, self, self, r.status, r.body, tc.status)
+		}
+	}
+	if got := admin.must(200, "GET", "/api/auth/subjects/GROUP/"+self+"/grants", ""); !strings.Contains(got, "group:grant") {
+		t.Fatalf("the group's grants, asked by an admin = %s", got)
+	}
+}
+
 // auditEntry is an entry of GET /api/audit.
 type auditEntry struct {
 	Action, Target string

@@ -16,14 +16,18 @@ import (
 // type TargetType whose id is the path wildcard TargetParam (with the
 // Authorizer's grant, tag and creator rules); or when neither is set
 // (any authenticated caller). SelfParam lets a caller through on its own
-// record (the wildcard equals its principal id).
+// record (the wildcard equals its principal id). With SubjectTypeParam,
+// the wildcard naming the subject type SelfParam's id goes with, the
+// record is its own only as a USER subject (an application's included,
+// "app:<id>"): a group or role is nobody's own, whatever its id.
 type Rule struct {
-	Public        bool
-	AnyPermission []string
-	Access        Access
-	TargetType    string
-	TargetParam   string
-	SelfParam     string
+	Public           bool
+	AnyPermission    []string
+	Access           Access
+	TargetType       string
+	TargetParam      string
+	SelfParam        string
+	SubjectTypeParam string
 }
 
 // Admin is the rule of admin-only routes.
@@ -46,7 +50,7 @@ func (a *Authorizer) Enforce(ctx context.Context, p Principal, rule Rule, pathVa
 			return nil
 		}
 	}
-	if rule.SelfParam != "" && pathValue(rule.SelfParam) == p.ID {
+	if rule.SelfParam != "" && pathValue(rule.SelfParam) == p.ID && ownSubjectType(rule, pathValue) {
 		return nil
 	}
 	if rule.Access != "" {
@@ -54,6 +58,17 @@ func (a *Authorizer) Enforce(ctx context.Context, p Principal, rule Rule, pathVa
 		return a.Authorize(ctx, p, rule.Access, res)
 	}
 	return fmt.Errorf("%s may not do this: it needs one of the permissions %v: %w", p.ID, rule.AnyPermission, fault.ErrForbidden)
+}
+
+// ownSubjectType reports whether the subject type of rule's path, if it
+// has one, is one a caller may be: read as the handler reads it
+// (NormalizeSubject), so that "user" counts and a group never does.
+func ownSubjectType(rule Rule, pathValue func(string) string) bool {
+	if rule.SubjectTypeParam == "" {
+		return true
+	}
+	sub, err := NormalizeSubject(Subject{Type: pathValue(rule.SubjectTypeParam), ID: pathValue(rule.SelfParam)})
+	return err == nil && sub.Type == SubjectUser
 }
 
 type principalKey struct{}
