@@ -3,12 +3,15 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -41,10 +44,16 @@ func (s *Server) routeSearch() {
 	if s.deps.Search == nil {
 		return
 	}
-	s.route("GET /api/workflow/search", auth.Authenticated, s.searchWorkflows(false))
-	s.route("GET /api/workflow/search-v2", auth.Authenticated, s.searchWorkflows(true))
+	s.route("GET /api/workflow/search", auth.Authenticated, s.searchWorkflows(false, s.deps.Search.SearchWorkflows))
+	s.route("GET /api/workflow/search-v2", auth.Authenticated, s.searchWorkflows(true, s.deps.Search.SearchWorkflows))
 	s.route("GET /api/tasks/search", auth.Authenticated, s.searchTasks(false))
 	s.route("GET /api/tasks/search-v2", auth.Authenticated, s.searchTasks(true))
+	if s.deps.Executions != nil {
+		// Without these the paths read as workflow ids: "workflow
+		// search-by-tasks not found".
+		s.route("GET /api/workflow/search-by-tasks", auth.Authenticated, s.searchWorkflows(false, s.workflowsByTasks))
+		s.route("GET /api/workflow/search-by-tasks-v2", auth.Authenticated, s.searchWorkflows(true, s.workflowsByTasks))
+	}
 }
 
 // searchParams reads start, size, sort, freeText and query. Negative
@@ -68,8 +77,9 @@ func searchRequest(q, sort string) query.Search {
 }
 
 // searchWorkflows answers with WorkflowSummary results, or with full
-// Workflow objects (tasks included) for search-v2.
-func (s *Server) searchWorkflows(full bool) http.HandlerFunc {
+// Workflow objects (tasks included) for search-v2, of the workflows
+// search finds.
+func (s *Server) searchWorkflows(full bool, search func(context.Context, query.Search) (int, []*engine.Workflow, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req, err := searchParams(r)
 		if err != nil {
@@ -77,7 +87,7 @@ func (s *Server) searchWorkflows(full bool) http.HandlerFunc {
 			return
 		}
 		req.Visible = s.visibleExecutions(r)
-		total, ws, err := s.deps.Search.SearchWorkflows(r.Context(), req)
+		total, ws, err := search(r.Context(), req)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -96,6 +106,39 @@ func (s *Server) searchWorkflows(full bool) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+// workflowsByTasks is Conductor's search-by-tasks: the query pages
+// through tasks, and each task found stands for its workflow, once, in the
+// order of the tasks. As in Conductor, the total counts tasks, less the
+// tasks of the page that added no workflow (a second task of one, or one
+// whose workflow is gone).
+func (s *Server) workflowsByTasks(ctx context.Context, req query.Search) (int, []*engine.Workflow, error) {
+	total, tasks, err := s.deps.Search.SearchTasks(ctx, req)
+	if err != nil {
+		return 0, nil, err
+	}
+	var ws []*engine.Workflow
+	seen := map[string]bool{}
+	for _, t := range tasks {
+		id := t.WorkflowInstanceID
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		wf, err := s.deps.Executions.Workflow(ctx, id)
+		if errors.Is(err, fault.ErrNotFound) {
+			continue // removed since the task was indexed
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("search by tasks: workflow %s: %w", id, err)
+		}
+		if req.Visible != nil && !req.Visible(wf.Name, wf.CreatedBy) {
+			continue
+		}
+		ws = append(ws, wf)
+	}
+	return total - (len(tasks) - len(ws)), ws, nil
 }
 
 // searchTasks answers with TaskSummary results, or full Task objects for

@@ -32,7 +32,8 @@ import (
 // text and as a map key. While a task holds the workflow, after its end
 // and after its compaction, the pending tasks of a type
 // (/api/admin/task), the queues and their poll data, the running and
-// correlated lists, the task searches (v1 and v2), each task and its log,
+// correlated lists, the task searches (v1 and v2) and the workflow
+// searches by tasks, each task and its log,
 // the event handlers, the schedule executions, the audit trail and
 // /metrics are read; then every REST response, the log output, every
 // stream's messages, every file of the data dir and every Pebble key and
@@ -140,8 +141,8 @@ func TestLeakOnReadPaths(t *testing.T) {
 	paths := []string{
 		"/api/workflow/" + id + "?includeTasks=true", "/api/workflow/" + id + "/status?includeOutput=true&includeVariables=true",
 		"/api/workflow/search?freeText=*&size=100", "/api/workflow/search-v2?freeText=*", "/api/tasks/search?freeText=*&size=100",
-		"/api/tasks/search-v2?freeText=*&size=100",
-		"/api/workflow/" + id + "/tasks", "/api/admin/task/hk_hold", "/api/tasks/queue/all/verbose", "/api/tasks/queue/polldata/all",
+		"/api/tasks/search-v2?freeText=*&size=100", "/api/workflow/search-by-tasks?freeText=*&size=100",
+		"/api/workflow/search-by-tasks-v2?freeText=*&size=100", "/api/workflow/" + id + "/tasks", "/api/admin/task/hk_hold", "/api/tasks/queue/all/verbose", "/api/tasks/queue/polldata/all",
 		"/api/tasks/queue/polldata?taskType=hk_hold", "/api/tasks/queue/sizes?taskType=hk_hold",
 		"/api/workflow/running/hk_main", "/api/workflow/hk_evtwf/correlated/hk?includeClosed=true&includeTasks=true",
 		"/api/event", "/api/audit", "/metrics", "/api/scheduler/search/executions",
