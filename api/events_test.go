@@ -201,6 +201,10 @@ func TestEventHandlerRoutes(t *testing.T) {
 		{"DELETE", "/api/event/queue/config/sqs/orders"},
 		{"POST", "/api/event/queue/connectivity"},
 		{"POST", "/api/event/handleIncomingEvent"},
+		// Conductor's external payload storage, which the SDKs' legacy
+		// clients ask for: not taken for a workflow or a task id.
+		{"GET", "/api/workflow/externalstoragelocation?path=p&operation=READ&payloadType=WORKFLOW_INPUT"},
+		{"GET", "/api/tasks/externalstoragelocation?path=p&operation=READ&payloadType=TASK_OUTPUT"},
 	} {
 		admin.do(tt.method, tt.path, "{}").expectError(t, http.StatusNotFound, "not served")
 	}

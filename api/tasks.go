@@ -76,6 +76,7 @@ func (s *Server) taskRoutes() {
 	s.route("POST /api/tasks/{workflowId}/{status}/signal", auth.Authenticated, s.orRequeue(s.signal(false)))
 	s.route("POST /api/tasks/{workflowId}/{status}/signal/sync", auth.Authenticated, s.signal(true))
 	s.route("GET /api/tasks/{taskId}", auth.Authenticated, s.getTask)
+	s.route("GET /api/tasks/externalstoragelocation", auth.Authenticated, s.notServed("external payload storage locations"))
 	s.route("POST /api/tasks/{taskId}/log", auth.Authenticated, s.addTaskLog)
 	// Queue statistics name task types and count tasks: for those who see
 	// definitions, executions or queues anyway, and of those only the

@@ -46,6 +46,9 @@ func (s *Server) routeWorkflows() {
 	s.route("POST /api/workflow", auth.Authenticated, s.startWorkflow)
 	s.route("POST /api/workflow/{name}", auth.Authenticated, s.startWorkflowByName)
 	s.route("GET /api/workflow/{id}", auth.Authenticated, s.getWorkflow)
+	// Conductor's external payload storage (the SDKs' legacy
+	// getExternalStorageLocation); the path read as a workflow id.
+	s.route("GET /api/workflow/externalstoragelocation", auth.Authenticated, s.notServed("external payload storage locations"))
 	s.route("DELETE /api/workflow/{id}", auth.Authenticated, s.lifecycle(terminateTrigger))
 	// Conductor has both /{id}/status and /running/{name}, /{id}/restart
 	// and /execute/{name}: overlapping patterns Go's mux refuses. One
