@@ -103,7 +103,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errUsage
 	}
 	var newKeyFile string
+	var flags *flag.FlagSet
 	cfg, err := offlineFlags("keys "+sub, keysUsage, args, stderr, func(fs *flag.FlagSet, str func(*string, string, string)) {
+		flags = fs
 		if sub == "rekey" {
 			str(&newKeyFile, "new-master-key-file", "file holding the new master key (rekey); or set $"+newMasterKeyEnv)
 		}
@@ -113,6 +115,12 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if sub == "rekey" {
+		// Left blank, the new key of a dev-mode data dir would be a new
+		// dev key: the old one erased and every worker's credentials
+		// voided for a key no one asked for.
+		if err := checkKeyFile(flags, "new-master-key-file", newKeyFile, "the new master key", "a new dev key (dev mode only)"); err != nil {
+			return err
+		}
 		return runRekey(ctx, cfg, newKeyFile, stdout, logger)
 	}
 	keys, log, closeAll, err := openOfflineKeys(ctx, cfg, logger)

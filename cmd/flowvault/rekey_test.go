@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // writeKeyFile writes a master key file (0600) holding key's base64.
@@ -267,6 +270,50 @@ func TestKeysRekeyCrash(t *testing.T) {
 			trail := serveAndRead(t, bin, data, serveEnv...)
 			if n := strings.Count(trail, " keys.rekey KEYRING:1 "); n != 1 {
 				t.Fatalf("%d rekeys in the audit trail:\n%s", n, trail)
+			}
+		})
+	}
+}
+
+// A new master key file that the flag or its variable names but leaves
+// blank is refused before anything is touched, as a blank
+// --master-key-file is: on a dev-mode data dir it was taken for no new
+// key at all, and the rekey went ahead under a new dev key, erasing the
+// one in master.key and moving the store to another NATS account, which
+// voids every worker's credentials. Not parallel: it sets the
+// environment.
+func TestKeysRekeyBlankNewKeyFile(t *testing.T) {
+	mk := bytes.Repeat([]byte{7}, 32)
+	data := filepath.Join(t.TempDir(), "data")
+	log, closeLog := openDataDir(t, data, mk)
+	key, _ := secrets.ParseMasterKey(base64.StdEncoding.EncodeToString(mk))
+	if _, err := secrets.OpenKeys(context.Background(), log.JetStream(), key, secrets.KeysOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	closeLog()
+	devFile := filepath.Join(data, secrets.DevKeyFileName)
+	devKey := []byte(base64.StdEncoding.EncodeToString(mk) + "\n")
+	if err := os.WriteFile(devFile, devKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	accounts := storeAccounts(t, data)
+
+	t.Setenv(secrets.MasterKeyEnv, "")
+	os.Unsetenv(secrets.MasterKeyEnv)
+	t.Setenv(newMasterKeyEnv, "")
+	os.Unsetenv(newMasterKeyEnv)
+	for _, tt := range blankFileCases("new-master-key-file") {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.setEnv(t)
+			out, errOut, code := runCLI(append([]string{"keys", "rekey", "--data", data}, tt.args...)...)
+			if code != 1 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 mentioning %q", code, out, errOut, tt.want)
+			}
+			if got, err := os.ReadFile(devFile); err != nil || !bytes.Equal(got, devKey) {
+				t.Fatalf("%s after the refused rekey: %v, changed: %v", secrets.DevKeyFileName, err, !bytes.Equal(got, devKey))
+			}
+			if got := storeAccounts(t, data); !slicesEqual(got, accounts) {
+				t.Fatalf("the refused rekey moved the store: %v, was %v", got, accounts)
 			}
 		})
 	}

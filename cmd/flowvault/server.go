@@ -203,16 +203,24 @@ func masterKeyFromEnv() (v secrets.Value, set bool, err error) {
 // its variable names but leaves blank, for the reason masterKeyFromEnv
 // refuses a blank key: dev mode would seal secrets under a generated key.
 func checkMasterKeyFile(fs *flag.FlagSet, path string) error {
+	return checkKeyFile(fs, "master-key-file", path, "the master key", "dev mode")
+}
+
+// checkKeyFile refuses a key file that the flag name or its variable
+// names but leaves blank: a variable expanded from nothing is a slip, not
+// a request for what leaving the flag out does (without), which puts the
+// data under a key nobody meant to use.
+func checkKeyFile(fs *flag.FlagSet, name, path, key, without string) error {
 	if strings.TrimSpace(path) != "" {
 		return nil
 	}
 	given := false
-	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "master-key-file" })
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
 	if given {
-		return errors.New("--master-key-file is empty: name the file holding the master key, or leave the flag out for dev mode")
+		return fmt.Errorf("--%s is empty: name the file holding %s, or leave the flag out for %s", name, key, without)
 	}
-	if _, set := os.LookupEnv(envName("master-key-file")); set {
-		return fmt.Errorf("$%s is set but empty: name the file holding the master key, or unset it for dev mode", envName("master-key-file"))
+	if _, set := os.LookupEnv(envName(name)); set {
+		return fmt.Errorf("$%s is set but empty: name the file holding %s, or unset it for %s", envName(name), key, without)
 	}
 	return nil
 }

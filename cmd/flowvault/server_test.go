@@ -198,24 +198,9 @@ func TestServerBlankMasterKeyFile(t *testing.T) {
 	safeListeners(t)
 	t.Setenv(secrets.MasterKeyEnv, "")
 	os.Unsetenv(secrets.MasterKeyEnv)
-	for _, tt := range []struct {
-		name string
-		env  *string // $FLOWVAULT_MASTER_KEY_FILE; nil for unset
-		args []string
-		want string
-	}{
-		{"empty variable", ptr(""), nil, "$FLOWVAULT_MASTER_KEY_FILE is set but empty"},
-		{"blank variable", ptr(" "), nil, "$FLOWVAULT_MASTER_KEY_FILE is set but empty"},
-		{"empty flag", nil, []string{"--master-key-file", ""}, "--master-key-file is empty"},
-		{"empty flag over a variable", ptr("/some/key"), []string{"--master-key-file="}, "--master-key-file is empty"},
-	} {
+	for _, tt := range blankFileCases("master-key-file") {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(envName("master-key-file"), "")
-			if tt.env == nil {
-				os.Unsetenv(envName("master-key-file"))
-			} else {
-				t.Setenv(envName("master-key-file"), *tt.env)
-			}
+			tt.setEnv(t)
 			data := filepath.Join(t.TempDir(), "data")
 			for _, cmd := range [][]string{{"server"}, {"keys", "status"}} {
 				var stdout, stderr bytes.Buffer
@@ -232,6 +217,38 @@ func TestServerBlankMasterKeyFile(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// blankFileCase names a key file blank on the command line or in the
+// environment, and the refusal it should meet.
+type blankFileCase struct {
+	name string
+	flag string
+	env  *string // the flag's variable; nil for unset
+	args []string
+	want string
+}
+
+// blankFileCases are the ways to leave the key file of flag blank.
+func blankFileCases(flag string) []blankFileCase {
+	v := "$" + envName(flag) + " is set but empty"
+	return []blankFileCase{
+		{"empty variable", flag, ptr(""), nil, v},
+		{"blank variable", flag, ptr(" "), nil, v},
+		{"empty flag", flag, nil, []string{"--" + flag, ""}, "--" + flag + " is empty"},
+		{"empty flag over a variable", flag, ptr("/some/key"), []string{"--" + flag + "="}, "--" + flag + " is empty"},
+	}
+}
+
+// setEnv sets or unsets the flag's variable for the rest of the test.
+func (c blankFileCase) setEnv(t *testing.T) {
+	t.Helper()
+	t.Setenv(envName(c.flag), "")
+	if c.env == nil {
+		os.Unsetenv(envName(c.flag))
+	} else {
+		t.Setenv(envName(c.flag), *c.env)
+	}
+}
 
 func TestParseSize(t *testing.T) {
 	t.Parallel()
