@@ -190,8 +190,9 @@ func (c Config) Validate() error {
 	if c.HTTPMaxConns < 0 {
 		errs = append(errs, fmt.Errorf("http max conns %d: want > 0, or 0 to size it from the open files limit", c.HTTPMaxConns))
 	}
-	if c.NATSMaxConns < 0 {
-		errs = append(errs, fmt.Errorf("nats max conns %d: want > 0, or 0 to size it from the open files limit", c.NATSMaxConns))
+	if c.NATSMaxConns < 0 || c.NATSMaxConns > 0 && c.NATSMaxConns < connlimit.MinNATS {
+		errs = append(errs, fmt.Errorf("nats max conns %d: want at least %d (the engines' own room and a worker's), or 0 to size it from the open files limit",
+			c.NATSMaxConns, connlimit.MinNATS))
 	}
 	if c.HTTPIdleTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("http idle timeout %s: want > 0", c.HTTPIdleTimeout))

@@ -134,6 +134,13 @@ func TestServerEnvErrors(t *testing.T) {
 			want: []string{"http max conns -1", "nats max conns -2", "http idle timeout 0s"},
 		},
 		{
+			// The server holds three itself: with one or two it failed to
+			// start with "read/write on closed pipe", its admin key printed.
+			name: "a connection bound below the engines' room",
+			args: []string{"--nats-max-conns", "2"},
+			want: []string{"nats max conns 2: want at least 33"},
+		},
+		{
 			name:    "only the variables no flag replaces",
 			env:     map[string]string{"FLOWVAULT_TOKEN_TTL": "bogus", "FLOWVAULT_GC_PERCENT": "lots"},
 			args:    []string{"--gc-percent", "300"},

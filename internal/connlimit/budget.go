@@ -38,6 +38,11 @@ const (
 	// workers for the engines, whose own, reconnecting, must not be
 	// refused (ten percent when that is more).
 	minEngineRoom = 32
+	// MinNATS is the least bound of the embedded NATS server's
+	// connections an operator may give: the engines' room and one
+	// worker's. The server itself holds three; below it, it could not
+	// start.
+	MinNATS = minEngineRoom + 1
 )
 
 // NewBudget splits files descriptors: the stores' reserve first, half of
