@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -74,23 +75,7 @@ func TestLateSecretReachesTheChildren(t *testing.T) {
 		}
 		e.register(`{"name":"lc_` + r.name + `","tasks":[` + tasks + `]}`)
 	}
-	// shows lists the read paths of the workflows that show v.
-	shows := func(e *env, v string, ids ...string) []string {
-		var out []string
-		for _, id := range ids {
-			for _, path := range []string{"/api/workflow/" + id + "?includeTasks=true",
-				"/api/workflow/" + id + "/status?includeOutput=true&includeVariables=true",
-				"/api/workflow/search?freeText=" + id + "&size=10", "/api/workflow/search-v2?freeText=" + id + "&size=10"} {
-				if body := e.must(http.StatusOK, "GET", path, nil); strings.Contains(body, v) {
-					out = append(out, fmt.Sprintf("GET %s: %.300s", path, body[strings.Index(body, v)-min(200, strings.Index(body, v)):]))
-				}
-			}
-		}
-		if body := e.must(http.StatusOK, "GET", "/api/tasks/search?freeText=*&size=200", nil); strings.Contains(body, v) {
-			out = append(out, fmt.Sprintf("GET /api/tasks/search: %.300s", body[strings.Index(body, v)-min(200, strings.Index(body, v)):]))
-		}
-		return out
-	}
+	shows := func(e *env, v string, ids ...string) []string { return showing(e, []string{v}, ids) }
 	t.Run("rows", func(t *testing.T) {
 		for _, r := range rows {
 			t.Run(r.name, func(t *testing.T) {
@@ -174,6 +159,105 @@ func TestLateSecretReachesTheChildren(t *testing.T) {
 			if strings.Contains(l, values[r.name]) {
 				t.Errorf("%s: the read models keep the value after compaction: %.300q", r.name, l)
 			}
+		}
+	}
+}
+
+// showing lists the read paths of workflows ids (the execution with its
+// tasks, its status, both searches), the task search and extra that show
+// one of needles.
+func showing(e *env, needles, ids []string, extra ...string) []string {
+	var out []string
+	look := func(path string) {
+		body := e.must(http.StatusOK, "GET", path, nil)
+		for _, s := range needles {
+			if i := strings.Index(body, s); i >= 0 {
+				out = append(out, fmt.Sprintf("GET %s: %.300s", path, body[i-min(200, i):]))
+			}
+		}
+	}
+	for _, id := range ids {
+		for _, path := range []string{"/api/workflow/" + id + "?includeTasks=true",
+			"/api/workflow/" + id + "/status?includeOutput=true&includeVariables=true",
+			"/api/workflow/search?freeText=" + id + "&size=10", "/api/workflow/search-v2?freeText=" + id + "&size=10"} {
+			look(path)
+		}
+	}
+	for _, path := range append([]string{"/api/tasks/search?freeText=*&size=200"}, extra...) {
+		look(path)
+	}
+	return out
+}
+
+// A value found to be secret later (a task reads an earlier task's output
+// into a _secrets block) is masked where the workflow wrote it inside
+// longer text before anyone knew, as redaction masks it in what is
+// written after: the workflow's input ("the token will be V"), the
+// earlier task's output ("got V", and "Basic <base64 of svc:V>", a form
+// redaction looks for), a variable ("Bearer V"), a SUB_WORKFLOW's input
+// built as text, the child's input, its task's input and output and its
+// output, and the parent's copy of that output, in every view and after
+// compaction in the read models. Only strings equal to the value were
+// masked: text holding it stayed in plain text everywhere, in the parent
+// and the child. The log line posted before is masked too.
+func TestLateSecretInText(t *testing.T) {
+	t.Parallel()
+	e, cfg := compactingNode(t, 3*time.Second)
+	n := e.node
+	e.work("lt_echo", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"v": "echo: " + fmt.Sprint(task.InputData["v"])}}, nil
+	})
+	e.work("lt_seal", 2, succeed)
+	e.register(`{"name":"lt_child","tasks":[{"name":"lt_echo","taskReferenceName":"echo","inputParameters":{"v":"${workflow.input.h}"}}],
+	  "outputParameters":{"v":"${echo.output.v}"}}`,
+		`{"name":"lt_parent","tasks":[
+	  {"name":"lt_src","taskReferenceName":"a"},
+	  {"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"bearer":"Bearer ${a.output.tok}"}},
+	  {"name":"c","taskReferenceName":"c","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"lt_child"},
+	   "inputParameters":{"h":"Bearer ${a.output.tok}","url":"https://example.com/cb?k=${a.output.tok}"}},
+	  {"name":"gate","taskReferenceName":"gate","type":"WAIT"},
+	  {"name":"lt_seal","taskReferenceName":"b","inputParameters":{"_secrets":{"t":"${a.output.tok}"}}}],
+	  "outputParameters":{"msg":"${a.output.msg}"}}`)
+	v := "late-text-" + alnum(16)
+	basic := base64.StdEncoding.EncodeToString([]byte("svc:" + v))
+	id := e.start("lt_parent", map[string]any{"note": "the token will be " + v})
+	a := e.takeOne("lt_src")
+	e.must(http.StatusNoContent, "POST", "/api/tasks/"+a.TaskID+"/log", "logged "+v)
+	e.completeTask(a, map[string]any{"tok": v, "msg": "got " + v, "auth": "Basic " + basic})
+	var child string
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		wf := e.workflow(id)
+		c, g := taskByRef(wf, "c"), taskByRef(wf, "gate")
+		if c == nil || c.Status != conductor.TaskCompleted || g == nil || g.Status != conductor.TaskInProgress {
+			return fmt.Errorf("the child has not ended yet")
+		}
+		child = c.SubWorkflowID
+		return nil
+	})
+	// shows lists the read paths that show the value, plain or in its
+	// base64 form.
+	shows := func(ids ...string) []string {
+		return showing(e, []string{v, basic}, ids, "/api/tasks/"+a.TaskID+"/log")
+	}
+	if got := shows(id, child); len(got) == 0 {
+		t.Fatal("nothing shows the value before it is found secret: the test tests nothing")
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if got := shows(id, child); len(got) > 0 {
+			return fmt.Errorf("%d read paths show the value: %s", len(got), strings.Join(got, "\n"))
+		}
+		return nil
+	})
+	e.waitCompacted(id)
+	e.waitCompacted(child)
+	for _, got := range shows(id, child) {
+		t.Errorf("after compaction %s", got)
+	}
+	for _, l := range stopForDump(t, n, cfg) {
+		if strings.Contains(l, v) || strings.Contains(l, basic) {
+			t.Errorf("the read models keep the value after compaction: %.300q", l)
 		}
 	}
 }

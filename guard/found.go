@@ -73,12 +73,12 @@ func (g *Guard) FindValues(ctx context.Context, w *engine.Workflow, found engine
 	if w.SealsSecrets {
 		p.s.secretsKey = secretsKeyOf(w)
 	}
-	paths := findValues(w, values, false)
+	paths := findValues(w, values, false, m.get())
 	late, err := p.keepLate(w, paths)
 	if err != nil {
 		return found, err
 	}
-	shred := findValues(w, secretValues, true)
+	shred := findValues(w, secretValues, true, m.get())
 	texts := findTexts(w, m.get())
 	if len(paths) == 0 && len(shred) == 0 && len(texts) == 0 {
 		if w.Terminal() {

@@ -106,7 +106,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			}
 		}
 		folded = len(out)
-		found := findValues(after, p.sealed, false)
+		found := findValues(after, p.sealed, false, p.m.get())
 		late, err := p.keepLate(after, found)
 		if err != nil {
 			return engine.Decision{}, err
@@ -117,7 +117,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 				paths = append(paths, path)
 			}
 		}
-		shred := findValues(after, p.sealedSecretValues, true)
+		shred := findValues(after, p.sealedSecretValues, true, p.m.get())
 		texts := findTexts(after, p.m.get())
 		if len(paths) > 0 || len(shred) > 0 || len(texts) > 0 {
 			out = append(out, &schemas.ValuesMasked{Paths: paths, Shred: shred, Texts: texts, Sealed: late})
@@ -1470,7 +1470,7 @@ func (p *protection) keepLate(w *engine.Workflow, paths []string) ([]schemas.Res
 			continue
 		}
 		// paths holds one of them: which, only when there are several.
-		if len(p.sealed) > 1 && len(findValues(w, [][]byte{v}, false)) == 0 {
+		if len(p.sealed) > 1 && len(findValues(w, [][]byte{v}, false, p.m.get())) == 0 {
 			continue
 		}
 		kind, block := masking.KindMasked, masking.KeyMasked
@@ -1628,14 +1628,16 @@ func holdsAny(v any, holds func(string) bool) bool {
 
 // findValues returns the paths (see schemas.ValuesMasked) of top-level
 // values of the workflow's input, output, variables and task inputs and outputs
-// that are, or hold at any depth, a string equal to one of values or a
-// member whose name holds one, and those of what run-time configurations
-// hold of them (configPaths). A path never spells a value: paths are
-// metadata, kept in the log, the state and the read models after
-// compaction. So a top-level key whose name holds one marks the whole of
-// the input, the variables, or the task's input or output it is in, by
-// its path without a key ("input", "task/<id>/output").
-func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
+// that are, or hold at any depth, a string equal to one of values, a text
+// holding one (textFinder), or a member whose name holds one, and those of
+// what run-time configurations hold of them (configPaths). A path never
+// spells a value: paths are metadata, kept in the log, the state and the
+// read models after compaction. So a top-level key whose name holds one
+// marks the whole of the input, the variables, or the task's input or
+// output it is in, by its path without a key ("input", "task/<id>/output").
+// known is the workflow's redactor (its memo's), which looks for values
+// among others.
+func findValues(w *engine.Workflow, values [][]byte, shred bool, known *masking.Redactor) []string {
 	if len(values) == 0 {
 		return nil
 	}
@@ -1644,15 +1646,15 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 		marked = func(path string) bool { return slices.Contains(w.MaskedPaths, engine.ShredPath(path)) }
 	}
 	var out []string
-	inName := holdsText(values)
+	text := textFinder{values: values, known: known}
 	var holds func(v any) bool
 	holds = func(v any) bool {
 		switch x := v.(type) {
 		case string:
-			return len(x) >= masking.MinLength && slices.ContainsFunc(values, func(val []byte) bool { return x == string(val) })
+			return text.holds(x)
 		case map[string]any:
 			for k, e := range x {
-				if inName(k) || holds(e) {
+				if text.holds(k) || holds(e) {
 					return true
 				}
 			}
@@ -1672,7 +1674,7 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 	match := func(prefix, taskID, field string, m map[string]any) {
 		var keys []string
 		for k, v := range m {
-			if inName(k) {
+			if text.holds(k) {
 				add(prefix + taskID + field)
 				return
 			}
@@ -1718,4 +1720,38 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// textFinder reports whether a text is or holds one of values, plain or
+// in a form redaction looks for (masking.Redactor: JSON-escaped,
+// URL-encoded, base64; a value shorter than masking.MinLength is not
+// looked for): a value written before it was known to be secret is marked
+// where redaction would have masked it ("Bearer <v>", "Basic <base64 of
+// user:v>"). known, the workflow's redactor, looks for values among others
+// and is built already: a text it leaves as it is holds no form of them,
+// and a decision that finds no value builds no redactor of its own (the
+// one of values alone, which says whether a text known redacts holds one
+// of them, is built for the first such text).
+type textFinder struct {
+	values [][]byte
+	known  *masking.Redactor
+	r      *masking.Redactor // of values, built on first use
+}
+
+func (f *textFinder) holds(s string) bool {
+	if len(s) < masking.MinLength || s == masking.Mask {
+		return false
+	}
+	// Plain, also a value known does not look for (one the definition
+	// shows, see memo.public), as a string equal to it always was.
+	if slices.ContainsFunc(f.values, func(v []byte) bool { return len(v) >= masking.MinLength && strings.Contains(s, string(v)) }) {
+		return true
+	}
+	if f.known != nil && f.known.String(s) == s {
+		return false
+	}
+	if f.r == nil {
+		f.r = masking.NewRedactor(f.values...)
+	}
+	return f.r.String(s) != s
 }
