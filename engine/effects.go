@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
@@ -184,6 +185,26 @@ type LookFor struct {
 
 func (LookFor) effectName() string { return "look_for" }
 
+// TellChildren returns the LookFor effects that tell each SUB_WORKFLOW
+// child of w, running or ended, of refs, the values w found to be secret
+// late (schemas.ValuesMasked.Sealed).
+func TellChildren(w *Workflow, refs []schemas.ResolvedRef) []Effect {
+	if w == nil || len(refs) == 0 {
+		return nil
+	}
+	var out []Effect
+	var told []string
+	for _, t := range w.Tasks {
+		if t.Type != conductor.TaskTypeSubWorkflow || t.SubWorkflowID == "" || slices.Contains(told, t.SubWorkflowID) ||
+			t.SubWorkflowID == w.ID {
+			continue
+		}
+		told = append(told, t.SubWorkflowID)
+		out = append(out, LookFor{WorkflowID: t.SubWorkflowID, From: w.ID, SecretsKey: w.SecretsKey, Sealed: refs})
+	}
+	return out
+}
+
 func (Dispatch) effectName() string          { return "dispatch" }
 func (RunSystem) effectName() string         { return "run_system" }
 func (Withdraw) effectName() string          { return "withdraw" }
@@ -228,6 +249,7 @@ func Effects(w *Workflow, now int64) []Effect {
 			}
 		}
 	}
+	out = append(out, tellLate(w)...)
 	switch {
 	case w.Terminal():
 		out = append(out, terminalEffects(w)...)
@@ -237,6 +259,24 @@ func Effects(w *Workflow, now int64) []Effect {
 			ResetTime: w.ResetTime}})
 	}
 	return out
+}
+
+// tellLate tells w's children again of the values w found to be secret
+// late: they may never have been told (w's engine stopped between the
+// record and its LookFor). Told again, a child that masks them records
+// nothing. A compacted workflow's _secrets ones are destroyed, and its
+// children were told long before.
+func tellLate(w *Workflow) []Effect {
+	if w.Compacted || w.Removed {
+		return nil
+	}
+	var late []schemas.ResolvedRef
+	for _, ref := range w.Resolved {
+		if schemas.IsLateRef(ref.Name) && len(ref.Sealed) > 0 {
+			late = append(late, ref)
+		}
+	}
+	return TellChildren(w, late)
 }
 
 // cancelChild ends the child of t, a SUB_WORKFLOW task canceled while its
@@ -260,13 +300,15 @@ func handOff(w *Workflow, t *Task) []Effect {
 
 // HasTerminalEffects reports whether w ended with consequences besides
 // telling its parent (whose own recovery asks a child it waits for): a
-// failure workflow to start, children to terminate. Recovery performs them
-// again for workflows that ended shortly before the log's last record.
+// failure workflow to start, children to terminate, children to tell of
+// values found to be secret late (the decision that found them often ends
+// the workflow). Recovery performs them again for workflows that ended
+// shortly before the log's last record.
 func HasTerminalEffects(w *Workflow) bool {
 	if w == nil || !w.Terminal() {
 		return false
 	}
-	for _, eff := range terminalEffects(w) {
+	for _, eff := range append(terminalEffects(w), tellLate(w)...) {
 		if _, parent := eff.(NotifyParent); !parent {
 			return true
 		}

@@ -8,7 +8,6 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
-	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // FindValues implements executor.ValuesFinder. A child got the values its
@@ -115,18 +114,5 @@ func lookFor(w *engine.Workflow, events []schemas.Event) []engine.Effect {
 			}
 		}
 	}
-	if len(refs) == 0 {
-		return nil
-	}
-	var out []engine.Effect
-	var told []string
-	for _, t := range w.Tasks {
-		if t.Type != conductor.TaskTypeSubWorkflow || t.SubWorkflowID == "" || slices.Contains(told, t.SubWorkflowID) ||
-			t.SubWorkflowID == w.ID {
-			continue
-		}
-		told = append(told, t.SubWorkflowID)
-		out = append(out, engine.LookFor{WorkflowID: t.SubWorkflowID, From: w.ID, SecretsKey: secretsKeyOf(w), Sealed: refs})
-	}
-	return out
+	return engine.TellChildren(w, refs)
 }

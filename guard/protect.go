@@ -1438,9 +1438,9 @@ func eachText(v any, fn func(string), all bool) {
 
 // latePrefix names the values found to be secret later that a
 // ValuesMasked record keeps sealed (schemas.ValuesMasked.Sealed).
-const latePrefix = "late/"
+const latePrefix = schemas.LateRefPrefix
 
-func isLateRef(name string) bool { return strings.HasPrefix(name, latePrefix) }
+func isLateRef(name string) bool { return schemas.IsLateRef(name) }
 
 // latePath is what such a value is sealed under.
 func latePath(wf, name string) string { return wf + "/" + name }

@@ -1,5 +1,7 @@
 package schemas
 
+import "strings"
+
 // Workflow events live on the subject fv.wf.<workflowId>. A workflow's state
 // is the fold of these events (engine.Apply); the decider emits them
 // (engine.Decide). Times are Unix milliseconds, as in Conductor's JSON.
@@ -287,6 +289,14 @@ type ValuesMasked struct {
 }
 
 func (*ValuesMasked) EventType() string { return "workflow.values_masked" }
+
+// LateRefPrefix starts the names of ValuesMasked.Sealed's values ("late/<n>")
+// among a workflow's resolved references.
+const LateRefPrefix = "late/"
+
+// IsLateRef reports whether a resolved reference's name is one of
+// ValuesMasked.Sealed's.
+func IsLateRef(name string) bool { return strings.HasPrefix(name, LateRefPrefix) }
 
 // OnlyCompaction reports whether events are one decision's compaction and
 // nothing else: they carry no data, and apply to a workflow whose state a
