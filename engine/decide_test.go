@@ -788,6 +788,62 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// totalTimeoutSeconds is a budget for all of a task's attempts, counted
+// from when its first attempt was scheduled: a failure (or a timeout with
+// the RETRY policy) once it has passed is not retried, retries left or
+// not. A retry does not start the budget again.
+func TestTotalTimeoutStopsRetries(t *testing.T) {
+	def := `{"name":"tt","tasks":[{"name":"t","taskReferenceName":"t"},{"name":"u","taskReferenceName":"u"}]}`
+	taskDef := `{"name":"t","retryCount":5,"retryDelaySeconds":0,"totalTimeoutSeconds":100,"timeoutSeconds":60,"responseTimeoutSeconds":60,"timeoutPolicy":"RETRY"}`
+	fail := func(h *harness) { h.take("t"); h.report("t", conductor.TaskFailed, nil, "flaky") }
+	timeOut := func(h *harness) { h.take("t"); h.advance(60 * time.Second); h.decide(engine.Tick{}) }
+	tests := []struct {
+		name string
+		// waits are the times before each attempt ends (by end); none:
+		// two attempts, each ending as it times out.
+		waits    []time.Duration
+		end      func(*harness)
+		retried  int    // instances retried
+		workflow string // the workflow's status after the last attempt
+	}{
+		{"failures within the budget", []time.Duration{10 * time.Second, 80 * time.Second}, fail, 2, conductor.WorkflowRunning},
+		{"failure as the budget runs out", []time.Duration{100 * time.Second}, fail, 0, conductor.WorkflowFailed},
+		// The retry was scheduled 10 s in: counted from it, 95 s more
+		// would be within the budget.
+		{"retry's failure past the first's budget", []time.Duration{10 * time.Second, 95 * time.Second}, fail, 1, conductor.WorkflowFailed},
+		{"timeouts", nil, timeOut, 1, conductor.WorkflowTimedOut},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, def, nil, taskDef)
+			first := h.task("t").ScheduledTime
+			attempts := len(tt.waits)
+			if attempts == 0 {
+				attempts = 2 // 60 s each: the second ends past the 100 s budget
+			}
+			for i := range attempts {
+				if i < len(tt.waits) {
+					h.advance(tt.waits[i])
+				}
+				tt.end(h)
+			}
+			h.wantStatus(tt.workflow)
+			retried := 0
+			for _, x := range h.w.Tasks {
+				if x.Ref == "t" && x.Retried {
+					retried++
+				}
+				if x.Ref == "t" && x.FirstScheduled != first {
+					t.Fatalf("attempt %d: first scheduled %d, want the first attempt's %d", x.RetryCount, x.FirstScheduled, first)
+				}
+			}
+			if retried != tt.retried {
+				t.Fatalf("%d attempts retried, want %d; tasks %v", retried, tt.retried, h.refs())
+			}
+		})
+	}
+}
+
 // The failed workflow a failure workflow gets is the masked view: its
 // _secrets and _masked data read "***" there as in every read; one too
 // large for the log is left out (the failure workflow reads it by id).
