@@ -614,6 +614,11 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 	// The credentials that sent it, where the server names them: the
 	// body's workerId is whatever the worker chose to write.
 	meta := Meta{Principal: cmp.Or(takerOf(m), res.WorkerID)}
+	if req.Next != nil && req.Next.Domain == "" {
+		// Read as a poll's body is: without a domain, it waits for the
+		// queue its subject names, a domain's included.
+		req.Next.Domain = domain
+	}
 	if req.Next != nil && m.Reply != "" && req.Next.Domain == domain {
 		// Its poll waits from before the result is decided, which takes
 		// a task it schedules on the queue for it (see AheadPoll).

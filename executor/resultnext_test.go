@@ -242,29 +242,14 @@ func TestResultWithoutReplyDoesNotWait(t *testing.T) {
 
 // A domain's tasks are waited for on the poll subject that names the
 // domain, which a worker's credentials allow or not: a domain named only
-// in the body is refused, as is a result that would wait for another
-// queue's task than its subject names. A result on the domain's subject
-// waits for the domain's next task.
+// in the body is refused. (A result's next: TestResultNextWaitsForItsSubjectsDomain.)
 func TestPollDomainIsTheSubjects(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	e := startExecutor(t, l, nothingScheduled{}, Config{})
 	ctx := testutil.Context(t, 30*time.Second)
 	nc := l.Conn()
-	poll := func(subject string, req workers.PollRequest) *nats.Subscription {
-		t.Helper()
-		inbox := nc.NewInbox()
-		answers, err := nc.SubscribeSync(inbox)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := json.Marshal(req)
-		if err := nc.PublishRequest(subject, inbox, body); err != nil {
-			t.Fatal(err)
-		}
-		return answers
-	}
 
-	m, err := poll(workers.PollSubject("match_task", ""), workers.PollRequest{Domain: "eu", WaitMs: 20000}).NextMsgWithContext(ctx)
+	m, err := pollRequest(t, nc, workers.PollSubject("match_task", ""), workers.PollRequest{Domain: "eu", WaitMs: 20000}).NextMsgWithContext(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,9 +257,32 @@ func TestPollDomainIsTheSubjects(t *testing.T) {
 	if err := json.Unmarshal(m.Data, &r); err != nil || r.Error == nil || r.Error.Code != workers.CodeInvalid {
 		t.Fatalf("a domain named in the body only was answered %s, want invalid", m.Data)
 	}
+	takenInDomain(ctx, t, e, nc, "wf-eu")
+}
 
+// pollRequest publishes a poll request req on subject and returns the
+// inbox its answer comes to.
+func pollRequest(t *testing.T, nc *nats.Conn, subject string, req workers.PollRequest) *nats.Subscription {
+	t.Helper()
+	inbox := nc.NewInbox()
+	answers, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(req)
+	if err := nc.PublishRequest(subject, inbox, body); err != nil {
+		t.Fatal(err)
+	}
+	return answers
+}
+
+// takenInDomain starts workflow id of twoTasks with match_task in domain
+// eu, whose first task a NATS poll on the domain's subject takes and
+// accepts for worker w-eu; it returns the task.
+func takenInDomain(ctx context.Context, t *testing.T, e *Executor, nc *nats.Conn, id string) *conductor.Task {
+	t.Helper()
 	waiting := e.match.count()
-	answers := poll(workers.PollSubject("match_task", "eu"), workers.PollRequest{WorkerID: "w-eu", WaitMs: 20000})
+	answers := pollRequest(t, nc, workers.PollSubject("match_task", "eu"), workers.PollRequest{WorkerID: "w-eu", WaitMs: 20000})
 	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if e.match.count() <= waiting {
 			return errors.New("the domain's poll does not wait yet")
@@ -283,28 +291,67 @@ func TestPollDomainIsTheSubjects(t *testing.T) {
 	})
 	def := mustDef(t, twoTasks)
 	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def,
-		TaskToDomain: map[string]string{"match_task": "eu"}}, StartOptions{WorkflowID: "wf-eu"}); err != nil {
+		TaskToDomain: map[string]string{"match_task": "eu"}}, StartOptions{WorkflowID: id}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err = answers.NextMsgWithContext(ctx); err != nil {
+	m, err := answers.NextMsgWithContext(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
+	var r workers.PollReply
 	if err := json.Unmarshal(m.Data, &r); err != nil || r.Task == nil || r.Task.Domain != "eu" {
 		t.Fatalf("the domain's poll was answered %s, want its task", m.Data)
 	}
 	if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
 		t.Fatal(err)
 	}
+	return r.Task
+}
 
-	res, m := resultAnswer(ctx, t, reportWaiting(t, nc, r.Task, "", &workers.PollRequest{Domain: "eu", WaitMs: 20000}))
-	if !res.OK || res.Next == nil || res.Next.Task == nil || res.Next.Task.Domain != "eu" || res.Next.Task.ReferenceTaskName != "b" {
-		t.Fatalf("a result waiting for its domain's next task was answered %s, want ok and task b", m.Data)
-	}
-	if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
-		t.Fatal(err)
-	}
-	res, m = resultAnswer(ctx, t, reportWaiting(t, nc, res.Next.Task, "", &workers.PollRequest{WaitMs: 20000}))
-	if !res.OK || res.Next == nil || res.Next.Error == nil || res.Next.Error.Code != workers.CodeInvalid || m.Reply != "" {
-		t.Fatalf("a result waiting for another queue's task was answered %s, want ok and an invalid wait", m.Data)
+// A result's next is a poll's body, and reads as one: a domain it names
+// must be the result subject's, and without one it waits for the queue
+// the subject names, a domain's included, taking the next task in the
+// result's own record. A worker written from the protocol page (the Node
+// test worker's next is {"waitMs":5000}) would otherwise be told invalid
+// after every result of a domain's task.
+func TestResultNextWaitsForItsSubjectsDomain(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		domain  string // next's domain
+		invalid bool
+	}{
+		{name: "none named", domain: ""},
+		{name: "the subject's", domain: "eu"},
+		{name: "another", domain: "us", invalid: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := testutil.OpenLog(t, "")
+			e := startExecutor(t, l, nothingScheduled{}, Config{})
+			ctx := testutil.Context(t, 30*time.Second)
+			nc := l.Conn()
+			const id = "wf-next-eu"
+			a := takenInDomain(ctx, t, e, nc, id)
+
+			res, m := resultAnswer(ctx, t, reportWaiting(t, nc, a, "", &workers.PollRequest{Domain: tc.domain, WaitMs: 20000}))
+			if tc.invalid {
+				if !res.OK || res.Next == nil || res.Next.Error == nil || res.Next.Error.Code != workers.CodeInvalid || m.Reply != "" {
+					t.Fatalf("a result waiting for another domain's task was answered %s, want ok and an invalid wait", m.Data)
+				}
+				return
+			}
+			if !res.OK || res.Next == nil || res.Next.Task == nil || res.Next.Task.Domain != "eu" || res.Next.Task.ReferenceTaskName != "b" ||
+				res.Next.Task.WorkerID != "w-eu" || m.Reply == "" {
+				t.Fatalf("a result on the domain's subject waiting with next domain %q was answered %s, want ok and an offer of b", tc.domain, m.Data)
+			}
+			if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
+				t.Fatal(err)
+			}
+			if types := eventTypes(ctx, t, l, id); len(types) != 2 {
+				t.Fatalf("records %v: want the start's and the result's, which takes b", types)
+			}
+			if n := dispatched(ctx, t, l); n != 0 {
+				t.Fatalf("%d announcements published: b was not taken in the result's record", n)
+			}
+		})
 	}
 }
