@@ -73,7 +73,9 @@ func (e *Executor) perform(effects []engine.Effect, rel *Related) {
 			rel.add(n)
 		}
 	}
+	e.effects.Add(1) // from a shard: Stop waits for the shards first
 	e.spawn(func() {
+		defer e.effects.Done()
 		// System tasks last: their pool may be full for minutes, and the
 		// decision's other effects need not wait for it.
 		for _, eff := range effects {
@@ -105,7 +107,20 @@ func (e *Executor) launch(sem chan struct{}, eff engine.Effect, rel *Related) {
 	if !reachesOthers(eff) {
 		rel = nil
 	}
-	ran := e.onSlotOf(sem, 5*time.Minute, func(ctx context.Context) {
+	// Stop waits for a decision's effects, but for its system tasks,
+	// which Drain waits for (an HTTP call may take minutes) and Stop
+	// ends. The count goes up while perform's holds it above zero.
+	_, system := eff.(engine.RunSystem)
+	onSlot := e.onEffectSlot
+	if system {
+		onSlot = e.onSlotOf
+	} else {
+		e.effects.Add(1)
+	}
+	ran := onSlot(sem, 5*time.Minute, func(ctx context.Context) {
+		if !system {
+			defer e.effects.Done()
+		}
 		if rel != nil {
 			defer rel.done()
 			ctx = withRelated(ctx, rel)
@@ -116,7 +131,9 @@ func (e *Executor) launch(sem chan struct{}, eff engine.Effect, rel *Related) {
 		backoff := 100 * time.Millisecond
 		for {
 			err := e.performOne(ctx, eff)
-			if err == nil || ctx.Err() != nil {
+			if err == nil || ctx.Err() != nil || e.ctx.Err() != nil {
+				// Stopping, an effect that needs a decision is refused
+				// for good: left to recovery, not retried.
 				return
 			}
 			e.metrics.effects.WithLabelValues(engine.EffectName(eff)).Inc()
@@ -129,9 +146,19 @@ func (e *Executor) launch(sem chan struct{}, eff engine.Effect, rel *Related) {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 	})
+	if !ran && !system {
+		e.effects.Done()
+	}
 	if !ran && rel != nil {
 		rel.done()
 	}
+}
+
+// onEffectSlot is onSlotOf for a decision's effect: it waits for its slot,
+// and runs, while Stop waits for the effects (effCtx), not only until the
+// executor stops.
+func (e *Executor) onEffectSlot(sem chan struct{}, timeout time.Duration, fn func(ctx context.Context)) bool {
+	return e.onSlotWhile(e.effCtx, sem, timeout, fn)
 }
 
 // onSlot runs fn in the background once one of the EffectConcurrency
@@ -144,14 +171,19 @@ func (e *Executor) onSlot(timeout time.Duration, fn func(ctx context.Context)) b
 
 // onSlotOf is onSlot with the slots of sem.
 func (e *Executor) onSlotOf(sem chan struct{}, timeout time.Duration, fn func(ctx context.Context)) bool {
+	return e.onSlotWhile(e.ctx, sem, timeout, fn)
+}
+
+// onSlotWhile is onSlotOf until life ends.
+func (e *Executor) onSlotWhile(life context.Context, sem chan struct{}, timeout time.Duration, fn func(ctx context.Context)) bool {
 	select {
 	case sem <- struct{}{}:
-	case <-e.ctx.Done():
+	case <-life.Done():
 		return false
 	}
 	e.spawn(func() {
 		defer func() { <-sem }()
-		ctx, cancel := context.WithTimeout(e.ctx, timeout)
+		ctx, cancel := context.WithTimeout(life, timeout)
 		defer cancel()
 		fn(ctx)
 	})

@@ -210,6 +210,13 @@ type Executor struct {
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
+	// effCtx is the context of the decisions' effects: Stop ends it only
+	// once the shards have stopped and the effects they set off are done
+	// (effects counts them), or after stopGrace.
+	effCtx    context.Context
+	effCancel context.CancelFunc
+	effects   sync.WaitGroup
+	shardsRun sync.WaitGroup
 	// systemRuns counts the system tasks running; once draining (under
 	// lifeMu), none begins, and Drain waits for those under way to report.
 	systemRuns sync.WaitGroup
@@ -249,6 +256,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 		e.quota = newQuota(cfg.MaxRunningWorkflows, counter)
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.effCtx, e.effCancel = context.WithCancel(context.Background())
 	return e
 }
 
@@ -265,8 +273,10 @@ func (e *Executor) Start(ctx context.Context) error {
 		s := &shard{e: e, in: make(chan *job, 64), cache: newCache(e.cfg.CacheSize)}
 		e.shards[i] = s
 		e.wg.Add(1)
+		e.shardsRun.Add(1)
 		go func() {
 			defer e.wg.Done()
+			defer e.shardsRun.Done()
 			s.run(e.ctx)
 		}()
 	}
@@ -361,9 +371,30 @@ func (e *Executor) Stop() {
 	e.stopped, e.draining = true, true
 	e.lifeMu.Unlock()
 	e.cancel()
+	// A decision appended is answered as done: what it set off (a task's
+	// announcement, above all) is performed before the engine goes.
+	// Recovery would perform it at the next start of this engine, but
+	// the others recover nothing, and a task appended SCHEDULED and never
+	// announced waits for the periodic pass (DispatchAge) or a requeue.
+	e.shardsRun.Wait()
+	effectsDone := make(chan struct{})
+	go func() {
+		e.effects.Wait()
+		close(effectsDone)
+	}()
+	select {
+	case <-effectsDone:
+	case <-time.After(stopGrace):
+		e.cfg.Logger.Warn("stopping with effects of decisions not performed; recovery performs them at the next start")
+	}
+	e.effCancel()
 	e.disp.stop()
 	e.wg.Wait()
 }
+
+// stopGrace bounds how long Stop waits for the effects of the decisions
+// made to be performed.
+const stopGrace = 10 * time.Second
 
 // Drain begins no new system task and waits, until ctx is done, for those
 // under way (an HTTP call) to end and report, before a Stop: a graceful
