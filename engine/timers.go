@@ -53,9 +53,11 @@ func WorkflowDeadlines(w *Workflow, out []int64) []int64 {
 }
 
 // TaskDeadlines appends to out the deadlines t, a task of a running w,
-// needs, in no order. They are a function of t and of w's status, but
-// for a DO_WHILE, whose next iteration's due time depends on whether w
-// holds that iteration's first task.
+// needs, in no order. They are a function of t and of w's status (and,
+// for a SUB_WORKFLOW, of w's LastRetriedTime, which only a retry changes,
+// and it changes the status too), but for a DO_WHILE, whose next
+// iteration's due time depends on whether w holds that iteration's first
+// task.
 func TaskDeadlines(w *Workflow, t *Task, out []int64) []int64 {
 	// Most of a large workflow's tasks have ended: every case below is
 	// about a scheduled or running one.
@@ -91,7 +93,7 @@ func TaskDeadlines(w *Workflow, t *Task, out []int64) []int64 {
 	case t.Status == conductor.TaskInProgress && leased(t):
 		out = addDeadline(out, t.UpdateTime+SystemTaskLease.Milliseconds())
 	case awaitsUpdate(t) && timesOut(t) && !paused:
-		out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
+		out = addDeadline(out, afterSeconds(timeoutStart(w, t), p.TimeoutSeconds))
 	case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
 		if p.ResponseTimeoutSeconds > 0 {
 			out = addDeadline(out, afterSeconds(t.UpdateTime, p.ResponseTimeoutSeconds))
@@ -141,16 +143,32 @@ func leased(t *Task) bool {
 }
 
 // awaitsUpdate reports a task in progress that waits for an update from
-// outside or for its time: a HUMAN or WAIT task, or a system task that its
-// system worker let go of (asyncComplete). Its task definition's
-// timeoutSeconds applies, as Conductor's decider applies it to every
-// pending task.
+// outside or for its time: a HUMAN or WAIT task, a SUB_WORKFLOW waiting
+// for its child, or a system task that its system worker let go of
+// (asyncComplete). Its task definition's timeoutSeconds applies, as
+// Conductor's decider applies it to every pending task.
 func awaitsUpdate(t *Task) bool {
 	if t.Status != conductor.TaskInProgress {
 		return false
 	}
-	return conductor.AwaitsOutside(t.Type) || t.Type == conductor.TaskTypeWait ||
+	return conductor.AwaitsOutside(t.Type) || t.Type == conductor.TaskTypeWait || t.Type == conductor.TaskTypeSubWorkflow ||
 		runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
+}
+
+// timeoutStart is when t's timeoutSeconds started to count: its start,
+// or, for a SUB_WORKFLOW task its workflow's retry reopened for a child an
+// operator ran again (childReopened; the only task a retry reopens that a
+// timeout applies to), that retry, which gives the workflow its whole
+// timeoutSeconds again: counted from its first start, the task would time
+// out at once and leave the child it waits for again behind. A task
+// scheduled since started after the retry, so this is its start. The
+// retry changes the workflow's status, so the executions read model counts
+// every task's deadlines anew (see TaskDeadlines).
+func timeoutStart(w *Workflow, t *Task) int64 {
+	if t.Type == conductor.TaskTypeSubWorkflow {
+		return max(t.StartTime, w.LastRetriedTime)
+	}
+	return t.StartTime
 }
 
 // tick acts on every deadline that has passed.
@@ -203,7 +221,12 @@ func (d *decision) tick() {
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, LeaseExpired: true,
 				Reason: "system task lease expired", Time: d.now})
 			d.effect(handOff(d.w, d.w.task(t.ID))...)
-		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
+		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= afterSeconds(timeoutStart(d.w, t), p.TimeoutSeconds):
+			// A SUB_WORKFLOW's child is left to run, as Conductor leaves
+			// it (only a CANCELED task's child is terminated): the task
+			// is TIMED_OUT, so the parent's end cancels nothing of it,
+			// and a retry starts a new child; the old one's end is news
+			// no task waits for.
 			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			switch {
@@ -222,7 +245,7 @@ func (d *decision) tick() {
 // workflows and alerts written for Conductor match.
 func (d *decision) taskTimeoutReason(t *Task) string {
 	return fmt.Sprintf("Task timed out after %d seconds. Timeout configured as %d seconds. Timeout policy configured to %s",
-		(d.now-t.StartTime)/1000, t.Policy.TimeoutSeconds, t.Policy.TimeoutPolicy)
+		(d.now-timeoutStart(d.w, t))/1000, t.Policy.TimeoutSeconds, t.Policy.TimeoutPolicy)
 }
 
 // timedOut marks t TIMED_OUT and applies its timeout policy. A response
