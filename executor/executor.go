@@ -200,6 +200,7 @@ type Executor struct {
 	outputs      *outputCache
 	activity     *activity
 	natsPolls    natsPolls
+	handOuts     handOuts
 	// idle hands work to goroutines waiting for it (spawn).
 	idle  chan func()
 	match *matcher
@@ -370,6 +371,17 @@ func (e *Executor) Stop() {
 	e.lifeMu.Lock()
 	e.stopped, e.draining = true, true
 	e.lifeMu.Unlock()
+	// The hand-outs to NATS workers end first, while decisions are still
+	// made: the polls waiting answer now, and a task offered that its
+	// worker does not accept (it stops too, or died) is handed back. Once
+	// cancelled, the hand-back would be refused, and the task held for its
+	// response timeout by a worker that never got it.
+	e.StopPolling()
+	select {
+	case <-e.handOuts.stop():
+	case <-time.After(e.cfg.OfferTimeout + handBackGrace):
+		e.cfg.Logger.Warn("stopping with offers to workers not settled; their tasks wait for their leases")
+	}
 	e.cancel()
 	// A decision appended is answered as done: what it set off (a task's
 	// announcement, above all) is performed before the engine goes.
@@ -391,6 +403,10 @@ func (e *Executor) Stop() {
 	e.disp.stop()
 	e.wg.Wait()
 }
+
+// handBackGrace is what Stop allows, beyond an offer's timeout, for the
+// hand-back of a task offered and not accepted.
+const handBackGrace = 5 * time.Second
 
 // stopGrace bounds how long Stop waits for the effects of the decisions
 // made to be performed.

@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
@@ -111,13 +112,83 @@ func (e *Executor) putBack(wfID string, expected uint64, made stamp, taskID stri
 }
 
 // giveBack puts a task taken for a worker that never got it (it did not
-// accept the offer) back in its queue, in the background.
+// accept the offer) back in its queue, in the background. It is counted
+// among the hand-outs from its call: one whose caller is counted too is
+// decided before Stop cancels the executor, which would refuse it.
 func (e *Executor) giveBack(wfID, taskID string, lease int, reason string) {
+	e.handOuts.begin()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.onSlot(putBackWindow, func(ctx context.Context) { e.handBack(ctx, wfID, taskID, lease, reason) })
+		ran := e.onSlot(putBackWindow, func(ctx context.Context) {
+			defer e.handOuts.end()
+			e.handBack(ctx, wfID, taskID, lease, reason)
+		})
+		if !ran {
+			e.handOuts.end()
+			e.cfg.Logger.Error("a task its taker does not have was not handed back: the engine stopped; it waits for its lease",
+				logkey.WorkflowID, wfID, logkey.TaskID, taskID, logkey.Reason, reason)
+		}
 	}()
+}
+
+// handOuts counts the hand-outs to NATS workers under way (polls waiting,
+// offers, the hand-backs of offers not accepted), which Stop lets end
+// before it cancels the executor: a hand-back is a decision, which a
+// stopped executor refuses, and a task taken for a worker that never got
+// it stayed IN_PROGRESS for its response timeout. Once stopping, no new
+// hand-out opens (open).
+type handOuts struct {
+	mu       sync.Mutex
+	n        int
+	stopping bool
+	idle     chan struct{} // closed once n is 0 while stopping
+}
+
+// begin counts a hand-out that its caller's count covers, or that may
+// come too late (see giveBack).
+func (h *handOuts) begin() {
+	h.mu.Lock()
+	h.n++
+	h.mu.Unlock()
+}
+
+// open counts a new hand-out unless the executor is stopping: one counted
+// before Stop began holds it back.
+func (h *handOuts) open() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopping {
+		return false
+	}
+	h.n++
+	return true
+}
+
+func (h *handOuts) end() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n--; h.n == 0 && h.idle != nil {
+		close(h.idle)
+		h.idle = nil
+	}
+}
+
+// stop opens no more hand-outs and returns a channel closed once those
+// under way have ended.
+func (h *handOuts) stop() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopping = true
+	done := make(chan struct{})
+	if h.n == 0 {
+		close(done)
+		return done
+	}
+	if h.idle == nil {
+		h.idle = make(chan struct{})
+	}
+	return h.idle
 }
 
 // handBack ends the take numbered lease of a task, whose taker does not

@@ -309,6 +309,11 @@ func (p *natsPolls) forgetOwner(owner string) {
 // principal's share.
 var errTooManyPolls = &workers.Error{Code: workers.CodeUnavailable, Message: "too many polls wait at this engine"}
 
+// errStopping answers a poll that comes as the engine stops: it would
+// take a task that the engine could not hand back if the worker does not
+// accept it.
+var errStopping = &workers.Error{Code: workers.CodeUnavailable, Message: "the engine is stopping"}
+
 type waitingPoll struct {
 	taskType string
 	end      context.CancelFunc
@@ -381,12 +386,18 @@ func (e *Executor) handlePoll(m *nats.Msg) {
 // runs in a goroutine of its own, on one of the poll slots; none free, it
 // answers at once that the engine is busy.
 func (e *Executor) waitForTask(m *nats.Msg, taskType string, req workers.PollRequest, answer func(workers.PollReply) any) {
+	if !e.handOuts.open() {
+		respond(m, answer(workers.PollReply{Error: errStopping}))
+		return
+	}
 	owner := e.ownerOf(takerOf(m))
 	if !e.natsPolls.hold(owner) {
+		e.handOuts.end()
 		respond(m, answer(workers.PollReply{Error: errTooManyPolls}))
 		return
 	}
 	e.spawn(func() {
+		defer e.handOuts.end()
 		defer e.natsPolls.release(owner)
 		wait := min(max(time.Duration(req.WaitMs)*time.Millisecond, 0), maxPollWait)
 		ctx, cancel := context.WithTimeout(e.ctx, wait+requestTimeout)
@@ -619,9 +630,11 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 		// queue its subject names, a domain's included.
 		req.Next.Domain = domain
 	}
-	if req.Next != nil && m.Reply != "" && req.Next.Domain == domain {
+	if req.Next != nil && m.Reply != "" && req.Next.Domain == domain && e.handOuts.open() {
 		// Its poll waits from before the result is decided, which takes
-		// a task it schedules on the queue for it (see AheadPoll).
+		// a task it schedules on the queue for it (see AheadPoll). As a
+		// hand-out, it holds Stop back until its offer is settled.
+		defer e.handOuts.end()
 		meta.NextPoll = &PollRequest{WorkerID: cmp.Or(req.Next.WorkerID, res.WorkerID), Principal: takerOf(m), Count: 1}
 	}
 	out, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, TaskType: taskType, Domain: domain, Lease: req.Lease}, meta)
@@ -636,7 +649,11 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 	}
 	if out.Next != nil {
 		if t, _, _ := out.Next.End(ctx, true); t != nil {
-			e.spawn(func() { e.offer(m, t, answer) })
+			e.handOuts.begin()
+			e.spawn(func() {
+				defer e.handOuts.end()
+				e.offer(m, t, answer)
+			})
 			return answeredApart{}
 		}
 	}

@@ -25,21 +25,37 @@ func takenByPoll(t *testing.T, id, def string) (context.Context, *Executor, *nat
 	l := testutil.OpenLog(t, "")
 	e := startExecutor(t, l, nothingScheduled{}, Config{})
 	ctx := testutil.Context(t, 30*time.Second)
-	nc := l.Conn()
+	return ctx, e, l.Conn(), acceptedByPoll(ctx, t, e, l.Conn(), id, def)
+}
+
+// acceptedByPoll starts workflow id (of def) on e, whose first task a NATS
+// poll takes and accepts; it returns the task, taken.
+func acceptedByPoll(ctx context.Context, t *testing.T, e *Executor, nc *nats.Conn, id, def string) *conductor.Task {
+	t.Helper()
 	answers := natsPollWaiting(t, nc, e, "poll-"+id)
 	startInline(ctx, t, e, id, def)
-	m, err := answers.NextMsgWithContext(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r workers.PollReply
-	if err := json.Unmarshal(m.Data, &r); err != nil || r.Task == nil {
+	r, m := offerIn(ctx, t, answers)
+	if r.Task == nil {
 		t.Fatalf("poll answered %s, want an offer", m.Data)
 	}
 	if err := m.Respond([]byte(workers.AcceptOffer)); err != nil {
 		t.Fatal(err)
 	}
-	return ctx, e, nc, r.Task
+	return r.Task
+}
+
+// offerIn reads the answer to a poll, leaving an offer unanswered.
+func offerIn(ctx context.Context, t *testing.T, answers *nats.Subscription) (workers.PollReply, *nats.Msg) {
+	t.Helper()
+	m, err := answers.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r workers.PollReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		t.Fatalf("poll answered %q: %v", m.Data, err)
+	}
+	return r, m
 }
 
 // reportWaiting reports task COMPLETED (or status, when set) with a result
