@@ -625,6 +625,12 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 	// The credentials that sent it, where the server names them: the
 	// body's workerId is whatever the worker chose to write.
 	meta := Meta{Principal: cmp.Or(takerOf(m), res.WorkerID)}
+	if res.ExtendLease {
+		// Its worker keeps its task and asks for no other, as update-v2
+		// with extendLease polls nothing: a next task would be held
+		// unstarted while the first runs.
+		req.Next = nil
+	}
 	if req.Next != nil && req.Next.Domain == "" {
 		// Read as a poll's body is: without a domain, it waits for the
 		// queue its subject names, a domain's included.

@@ -371,3 +371,33 @@ func TestResultNextWaitsForItsSubjectsDomain(t *testing.T) {
 		})
 	}
 }
+
+// A lease extension that carries next takes no task: its worker keeps the
+// one it holds and asked for no other, as update-v2 with extendLease
+// answers 204 and polls nothing. It took the task queued behind, which the
+// worker, still busy, would have held unstarted (or refused).
+func TestLeaseExtensionTakesNoNextTask(t *testing.T) {
+	ctx, e, nc, a := takenByPoll(t, "wf-ext", oneTask)
+	startInline(ctx, t, e, "wf-ext-2", oneTask)
+
+	inbox := nc.NewInbox()
+	answers, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(workers.ResultRequest{TaskResult: conductor.TaskResult{TaskID: a.TaskID, WorkflowInstanceID: a.WorkflowInstanceID,
+		WorkerID: a.WorkerID, Status: conductor.TaskInProgress, ExtendLease: true}, Lease: a.PollCount, Next: &workers.PollRequest{WaitMs: 2000}})
+	if err := nc.PublishRequest(workers.ResultSubject(a.TaskDefName, a.Domain), inbox, body); err != nil {
+		t.Fatal(err)
+	}
+	r, m := resultAnswer(ctx, t, answers)
+	if !r.OK || r.Error != nil || r.Next != nil || m.Reply != "" {
+		t.Fatalf("lease extension answered %s (reply %q), want ok and no next", m.Data, m.Reply)
+	}
+	if status, _, _ := taskState(ctx, t, e, "wf-ext", "a"); status != conductor.TaskInProgress {
+		t.Fatalf("the extended task is %s, want IN_PROGRESS", status)
+	}
+	if status, _, _ := taskState(ctx, t, e, "wf-ext-2", "a"); status != conductor.TaskScheduled {
+		t.Fatalf("the task queued behind is %s after the extension, want SCHEDULED", status)
+	}
+}
