@@ -367,7 +367,19 @@ func (e *Executor) afterReconnect(ctx context.Context) {
 }
 
 // Stop stops accepting work and waits for in-flight decisions and effects.
-func (e *Executor) Stop() {
+func (e *Executor) Stop() { e.StopWithin(context.Background()) }
+
+// StopWithin is Stop within ctx, a shutdown's budget: the waits for the
+// offers to settle (at most half of what is left of it) and for the
+// effects of the decisions made end with it too. What they leave, a task
+// offered to a worker that did not answer, an effect not performed, waits
+// for its lease or for recovery, as after a crash; a node whose budget ran
+// out would not close its stores.
+func (e *Executor) StopWithin(ctx context.Context) {
+	offers := e.cfg.OfferTimeout + handBackGrace
+	if deadline, ok := ctx.Deadline(); ok {
+		offers = min(offers, time.Until(deadline)/2)
+	}
 	e.lifeMu.Lock()
 	e.stopped, e.draining = true, true
 	e.lifeMu.Unlock()
@@ -379,7 +391,9 @@ func (e *Executor) Stop() {
 	e.StopPolling()
 	select {
 	case <-e.handOuts.stop():
-	case <-time.After(e.cfg.OfferTimeout + handBackGrace):
+	case <-ctx.Done():
+		e.cfg.Logger.Warn("stopping with offers to workers not settled; their tasks wait for their leases")
+	case <-time.After(offers):
 		e.cfg.Logger.Warn("stopping with offers to workers not settled; their tasks wait for their leases")
 	}
 	e.cancel()
@@ -396,6 +410,8 @@ func (e *Executor) Stop() {
 	}()
 	select {
 	case <-effectsDone:
+	case <-ctx.Done():
+		e.cfg.Logger.Warn("stopping with effects of decisions not performed; recovery performs them at the next start")
 	case <-time.After(stopGrace):
 		e.cfg.Logger.Warn("stopping with effects of decisions not performed; recovery performs them at the next start")
 	}

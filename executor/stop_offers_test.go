@@ -61,3 +61,28 @@ func TestOffersOutstandingAtStopAreHandedBack(t *testing.T) {
 		})
 	}
 }
+
+// Stop within a shutdown's budget waits for no offer past it: a budget
+// already spent leaves the task offered to a worker that never answers
+// IN_PROGRESS (its lease, or recovery, hands it out again), and Stop
+// returns, where it waited for the offer's timeout and the hand-back,
+// and the node's shutdown ran out of budget before it closed its stores.
+func TestStopWithinASpentBudgetLeavesTheOffer(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	const id = "wf-stop-offer-budget"
+	b := startExecutor(t, l, nothingScheduled{}, Config{OfferTimeout: time.Second})
+	answers := natsPollWaiting(t, l.Conn(), b, "poll-"+id)
+	startInline(ctx, t, b, id, oneTask)
+	if r, m := offerIn(ctx, t, answers); r.Task == nil {
+		t.Fatalf("the poll was answered %s, want an offer", m.Data)
+	}
+	spent, cancel := context.WithCancel(ctx)
+	cancel()
+	b.StopWithin(spent)
+
+	a := startExecutor(t, l, nothingScheduled{}, Config{})
+	if status, _, _ := taskState(ctx, t, a, id, "a"); status != conductor.TaskInProgress {
+		t.Fatalf("a is %s after a stop whose budget was spent, want IN_PROGRESS (left to its lease)", status)
+	}
+}

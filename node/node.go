@@ -779,7 +779,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 		dctx, cancel := context.WithTimeout(ctx, drain)
 		n.executor.Drain(dctx)
 		cancel()
-		n.executor.Stop()
+		n.executor.StopWithin(ctx)
 	}
 	for _, c := range []*nats.Conn{n.events, n.listenerConn} {
 		if c != nil && c != n.log.Conn() {
