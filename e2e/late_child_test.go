@@ -261,3 +261,47 @@ func TestLateSecretInText(t *testing.T) {
 		}
 	}
 }
+
+// A workflow a START_WORKFLOW task started is told of a value its starter
+// found to be secret after handing it over, as a SUB_WORKFLOW child is:
+// its input and what its task echoed read "***" in every view. It was
+// left showing the value: only SUB_WORKFLOW children were told.
+func TestLateSecretReachesAStartedWorkflow(t *testing.T) {
+	t.Parallel()
+	e, _ := compactingNode(t, time.Hour)
+	e.work("lsw_echo", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"v": task.InputData["v"]}}, nil
+	})
+	e.work("lsw_seal", 2, succeed)
+	e.register(`{"name":"lsw_started","tasks":[{"name":"lsw_echo","taskReferenceName":"echo","inputParameters":{"v":"${workflow.input.v}"}}],
+	  "outputParameters":{"v":"${echo.output.v}"}}`,
+		`{"name":"lsw_parent","tasks":[
+	  {"name":"lsw_src","taskReferenceName":"a"},
+	  {"name":"sw","taskReferenceName":"sw","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"lsw_started","input":{"v":"${a.output.tok}"}}}},
+	  {"name":"gate","taskReferenceName":"gate","type":"WAIT"},
+	  {"name":"lsw_seal","taskReferenceName":"b","inputParameters":{"_secrets":{"t":"${a.output.tok}"}}}]}`)
+	v := "late-started-" + alnum(16)
+	id := e.start("lsw_parent", nil)
+	e.completeTask(e.takeOne("lsw_src"), map[string]any{"tok": v})
+	var started string
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		sw := taskByRef(e.workflow(id), "sw")
+		if sw == nil || sw.Status != conductor.TaskCompleted {
+			return fmt.Errorf("the workflow has not been started yet")
+		}
+		started, _ = sw.OutputData["workflowId"].(string)
+		return nil
+	})
+	e.waitStatus(started, conductor.WorkflowCompleted)
+	if got := showing(e, []string{v}, []string{started}); len(got) == 0 {
+		t.Fatal("the started workflow shows no value before it is found secret: the test tests nothing")
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if got := showing(e, []string{v}, []string{id, started}); len(got) > 0 {
+			return fmt.Errorf("%d read paths show the value: %s", len(got), strings.Join(got, "\n"))
+		}
+		return nil
+	})
+}

@@ -185,9 +185,11 @@ type LookFor struct {
 
 func (LookFor) effectName() string { return "look_for" }
 
-// TellChildren returns the LookFor effects that tell each SUB_WORKFLOW
-// child of w, running or ended, of refs, the values w found to be secret
-// late (schemas.ValuesMasked.Sealed).
+// TellChildren returns the LookFor effects that tell each workflow w
+// started, running or ended, of refs, the values w found to be secret
+// late (schemas.ValuesMasked.Sealed): its SUB_WORKFLOW children and the
+// workflows its START_WORKFLOW tasks started, whose input may hold them
+// as given.
 func TellChildren(w *Workflow, refs []schemas.ResolvedRef) []Effect {
 	if w == nil || len(refs) == 0 {
 		return nil
@@ -195,12 +197,18 @@ func TellChildren(w *Workflow, refs []schemas.ResolvedRef) []Effect {
 	var out []Effect
 	var told []string
 	for _, t := range w.Tasks {
-		if t.Type != conductor.TaskTypeSubWorkflow || t.SubWorkflowID == "" || slices.Contains(told, t.SubWorkflowID) ||
-			t.SubWorkflowID == w.ID {
+		var id string
+		switch t.Type {
+		case conductor.TaskTypeSubWorkflow:
+			id = t.SubWorkflowID
+		case conductor.TaskTypeStartWorkflow:
+			id, _ = t.Output["workflowId"].(string)
+		}
+		if id == "" || id == w.ID || slices.Contains(told, id) {
 			continue
 		}
-		told = append(told, t.SubWorkflowID)
-		out = append(out, LookFor{WorkflowID: t.SubWorkflowID, From: w.ID, SecretsKey: w.SecretsKey, Sealed: refs})
+		told = append(told, id)
+		out = append(out, LookFor{WorkflowID: id, From: w.ID, SecretsKey: w.SecretsKey, Sealed: refs})
 	}
 	return out
 }
