@@ -389,11 +389,7 @@ func (e *Executor) StopWithin(ctx context.Context) {
 	// cancelled, the hand-back would be refused, and the task held for its
 	// response timeout by a worker that never got it.
 	e.StopPolling()
-	select {
-	case <-e.handOuts.stop():
-	case <-ctx.Done():
-		e.cfg.Logger.Warn("stopping with offers to workers not settled; their tasks wait for their leases")
-	case <-time.After(offers):
+	if !doneWithin(ctx, offers, e.handOuts.stop()) {
 		e.cfg.Logger.Warn("stopping with offers to workers not settled; their tasks wait for their leases")
 	}
 	e.cancel()
@@ -408,16 +404,30 @@ func (e *Executor) StopWithin(ctx context.Context) {
 		e.effects.Wait()
 		close(effectsDone)
 	}()
-	select {
-	case <-effectsDone:
-	case <-ctx.Done():
-		e.cfg.Logger.Warn("stopping with effects of decisions not performed; recovery performs them at the next start")
-	case <-time.After(stopGrace):
+	if !doneWithin(ctx, stopGrace, effectsDone) {
 		e.cfg.Logger.Warn("stopping with effects of decisions not performed; recovery performs them at the next start")
 	}
 	e.effCancel()
 	e.disp.stop()
 	e.wg.Wait()
+}
+
+// doneWithin waits for done, at most d and until ctx ends, and reports
+// whether it came.
+func doneWithin(ctx context.Context, d time.Duration, done <-chan struct{}) bool {
+	select {
+	case <-done: // already, whatever ctx
+		return true
+	default:
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // handBackGrace is what Stop allows, beyond an offer's timeout, for the
