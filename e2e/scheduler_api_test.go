@@ -273,3 +273,52 @@ func TestScheduleOfADeletedDefinition(t *testing.T) {
 		t.Fatalf("the run failed with %q, want the definition named not found", failed.Reason)
 	}
 }
+
+// The keys the scheduler adds to a run's input (_scheduledTime,
+// _executedTime, _startedByScheduler, _executionId) are not judged by the
+// definition's enforced inputSchema, as the keys an event's start adds
+// are not: its author cannot list them, and a schema that allows no other
+// keys failed every run. The schedule's own input is judged as any
+// start's, a key it sets among those included.
+func TestScheduledRunsOfAnEnforcedInputSchema(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"strict_in","enforceSchema":true,"inputSchema":{"name":"strict_in","type":"JSON","data":{"type":"object",
+	    "properties":{"region":{"type":"string"}},"additionalProperties":false}},
+	  "tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	tests := []struct {
+		name, input, want string
+	}{
+		{"conforming", `{"region":"eu"}`, "EXECUTED"},
+		{"a key the schema refuses", `{"region":"eu","extra":1}`, "FAILED"},
+		{"an added key the input sets", `{"region":"eu","_executionId":"mine"}`, "FAILED"},
+	}
+	for i, tt := range tests {
+		e.must(http.StatusNoContent, "POST", "/api/scheduler/schedules", fmt.Sprintf(
+			`{"name":"strict%d","cronExpression":"* * * * * ?","startWorkflowRequest":{"name":"strict_in","input":%s}}`, i, tt.input))
+	}
+	outcome := map[string]conductor.ScheduleExecution{}
+	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		for _, x := range e.scheduleExecutions().Results {
+			if _, seen := outcome[x.ScheduleName]; !seen && x.State != "POLLED" {
+				outcome[x.ScheduleName] = x
+			}
+		}
+		if len(outcome) < len(tests) {
+			return fmt.Errorf("%d of %d schedules ran", len(outcome), len(tests))
+		}
+		return nil
+	})
+	for i, tt := range tests {
+		x := outcome[fmt.Sprintf("strict%d", i)]
+		if x.State != tt.want {
+			t.Errorf("%s: the run is %s (%q), want %s", tt.name, x.State, x.Reason, tt.want)
+			continue
+		}
+		if x.State == "EXECUTED" {
+			if wf := e.workflow(x.WorkflowID); wf.Input["_startedByScheduler"] != "strict0" || wf.Input["region"] != "eu" {
+				t.Errorf("%s: the run's input %v, want the schedule's and the scheduler's keys", tt.name, wf.Input)
+			}
+		}
+	}
+}

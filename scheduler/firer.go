@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -236,14 +237,15 @@ const systemPrincipal = "flowvault"
 func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed int64, seq uint64) error {
 	id := workflowID(name, at)
 	req := *st.Def.StartWorkflowRequest
-	req.Input = scheduledInput(req.Input, map[string]any{
+	var added []string
+	req.Input, added = scheduledInput(req.Input, map[string]any{
 		"_scheduledTime": at, "_executedTime": claimed, "_startedByScheduler": name, "_executionId": id})
 	err := f.mayStart(ctx, st)
 	refused := errors.Is(err, fault.ErrForbidden)
 	started := id
 	if err == nil {
 		started, _, err = f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: id,
-			CreatedBy: st.Owner(), RequestID: id})
+			CreatedBy: st.Owner(), RequestID: id, Added: added})
 	}
 	now := f.store.now().UnixMilli()
 	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: now}
@@ -291,11 +293,21 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 // scheduledInput is a schedule's input with what Orkes adds to each
 // scheduled run's (the fire time, the claim time, the schedule and the
 // execution record); a key the schedule's input sets keeps its value.
-func scheduledInput(input, added map[string]any) map[string]any {
+// It also returns the keys it added, which the definition's enforced
+// inputSchema does not judge: its author cannot list them, and a schema
+// allowing no other keys failed every run. A key the input set is the
+// schedule's, judged as any start's.
+func scheduledInput(input, added map[string]any) (map[string]any, []string) {
 	out := make(map[string]any, len(input)+len(added))
 	maps.Copy(out, added)
 	maps.Copy(out, input)
-	return out
+	var keys []string
+	for _, k := range slices.Sorted(maps.Keys(added)) {
+		if _, set := input[k]; !set {
+			keys = append(keys, k)
+		}
+	}
+	return out, keys
 }
 
 func ignoreConflict(err error) error {

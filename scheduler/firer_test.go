@@ -25,15 +25,16 @@ import (
 
 // started records the starts a firer makes.
 type started struct {
-	mu   sync.Mutex
-	reqs []conductor.StartWorkflowRequest
-	ids  []string
+	mu    sync.Mutex
+	reqs  []conductor.StartWorkflowRequest
+	ids   []string
+	added [][]string
 }
 
 func (s *started) StartWorkflow(_ context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.reqs, s.ids = append(s.reqs, req), append(s.ids, o.WorkflowID)
+	s.reqs, s.ids, s.added = append(s.reqs, req), append(s.ids, o.WorkflowID), append(s.added, o.Added)
 	return o.WorkflowID, 1, nil
 }
 
@@ -113,7 +114,9 @@ func TestRecreatedScheduleFiresAsNew(t *testing.T) {
 }
 
 // A scheduled run's input carries what Orkes adds to it, and what the
-// schedule's own input says wins.
+// schedule's own input says wins. The start is told which keys the
+// scheduler added, so that an enforced inputSchema judges only the
+// schedule's own.
 func TestScheduledRunInput(t *testing.T) {
 	ctx := context.Background()
 	s, c := newTestStore(t)
@@ -136,6 +139,9 @@ func TestScheduledRunInput(t *testing.T) {
 		"_executedTime": c.ms, "_startedByScheduler": "nightly"})
 	if string(got) != string(want) {
 		t.Fatalf("input %s, want %s", got, want)
+	}
+	if want := []string{"_executedTime", "_scheduledTime", "_startedByScheduler"}; !slices.Equal(starts.added[0], want) {
+		t.Fatalf("the start was told the scheduler added %v, want %v (_executionId is the schedule's input's)", starts.added[0], want)
 	}
 	if def.StartWorkflowRequest.Input["_scheduledTime"] != nil {
 		t.Fatal("the firer changed the schedule's input")
