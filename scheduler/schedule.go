@@ -13,6 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// A region's rules come with the binary: a host without a zoneinfo
+	// database (a scratch or distroless image) would refuse every
+	// schedule's region zoneId and leave the ones saved elsewhere unfired.
+	_ "time/tzdata"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
