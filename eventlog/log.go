@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,7 +92,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
-			l.logger.Info("nats reconnected", logkey.Addr, c.ConnectedUrlRedacted())
+			l.logger.Info("nats reconnected", logkey.Addr, withoutUserinfo(c.ConnectedUrl()))
 			select {
 			case l.reconnects <- struct{}{}:
 			default: // a restore is due already
@@ -157,7 +158,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		return nil, err
 	}
 	if !cfg.Embedded() {
-		l.logger.Warn("external nats: durability depends on the server's sync_interval; use 'always' and R3 in production", logkey.Addr, nc.ConnectedUrlRedacted())
+		l.logger.Warn("external nats: durability depends on the server's sync_interval; use 'always' and R3 in production", logkey.Addr, withoutUserinfo(nc.ConnectedUrl()))
 	}
 	l.restoring.Add(1)
 	go l.restoreLoop()
@@ -399,7 +400,9 @@ func (l *Log) streamWriteError(stream string) error {
 }
 
 // ClientURL is the address workers and other processes connect to, with
-// credentials; "" for an embedded server that does not listen.
+// credentials of their own; "" for an embedded server that does not
+// listen. An external server's is without the userinfo of the URL the
+// engine connected with (see withoutUserinfo).
 func (l *Log) ClientURL() string {
 	switch {
 	case l.ns != nil && l.cfg.Listen == "":
@@ -407,7 +410,23 @@ func (l *Log) ClientURL() string {
 	case l.ns != nil:
 		return l.ns.ClientURL()
 	}
-	return l.nc.ConnectedUrl()
+	return withoutUserinfo(l.nc.ConnectedUrl())
+}
+
+// withoutUserinfo is a server's URL without its userinfo, which holds the
+// engine's credentials when the URL carries them (nats://user:password@host,
+// or nats://token@host): nats.go's ConnectedUrlRedacted hides a password
+// but not a token, which sits where a user name does.
+func withoutUserinfo(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		if i := strings.LastIndex(s, "@"); i >= 0 {
+			return s[i+1:]
+		}
+		return s
+	}
+	u.User = nil
+	return u.String()
 }
 
 // Close drains the connection, which waits for in-flight publishes, and

@@ -145,6 +145,11 @@ func TestValidatePlaintextBeyondLoopback(t *testing.T) {
 		{"external nats on loopback", func(c *Config) { c.NATSURL = "nats://127.0.0.1:4222" }, ""},
 		{"external nats in plaintext", func(c *Config) { c.NATSURL = "nats://nats.internal:4222" }, `nats server "nats://nats.internal:4222" is neither`},
 		{"external nats without scheme", func(c *Config) { c.NATSURL = "nats.internal:4222" }, `nats server "nats://nats.internal:4222" is neither`},
+		// The error names the server without the engine's credentials.
+		{"external nats in plaintext, with a password", func(c *Config) { c.NATSURL = "nats://fv:url-secret@nats.internal:4222" },
+			`nats server "nats://nats.internal:4222" is neither`},
+		{"external nats in plaintext, with a token", func(c *Config) { c.NATSURL = "url-secret@nats.internal:4222" },
+			`nats server "nats://nats.internal:4222" is neither`},
 		// nats.go speaks TLS with every server of a list that names one tls://.
 		{"a cluster named with tls:// once", func(c *Config) { c.NATSURL = "nats://a.internal:4222, tls://b.internal:4222" }, ""},
 		{"a cluster in plaintext", func(c *Config) { c.NATSURL = "nats://127.0.0.1:4222,nats://b.internal:4222" }, `"nats://b.internal:4222"`},
@@ -170,6 +175,8 @@ func TestValidatePlaintextBeyondLoopback(t *testing.T) {
 			t.Errorf("%s: %v; want an error containing %q", tt.name, err, tt.want)
 		case tt.want != "" && !strings.Contains(err.Error(), "--insecure-plaintext") && !strings.Contains(err.Error(), "--tls-cert-file"):
 			t.Errorf("%s: %v; want the way out named", tt.name, err)
+		case err != nil && strings.Contains(err.Error(), "url-secret"):
+			t.Errorf("%s: %v; holds the URL's credentials", tt.name, err)
 		}
 	}
 }

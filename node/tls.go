@@ -64,7 +64,9 @@ func plaintextServers(list string) []error {
 			return nil
 		}
 		if !Loopback(parsed.Hostname()) {
-			plain = append(plain, u)
+			// Named without its userinfo: the engine's password or token.
+			parsed.User = nil
+			plain = append(plain, parsed.String())
 		}
 	}
 	var errs []error
