@@ -168,7 +168,7 @@ func (s *Server) awaitBlocking(ctx context.Context, id string, refs []string, ti
 	stop := func() {}
 	defer func() { stop() }()
 	for {
-		tree, err := s.workflowTree(ctx, id)
+		tree, unstarted, err := s.workflowTree(ctx, id)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -177,10 +177,14 @@ func (s *Server) awaitBlocking(ctx context.Context, id string, refs []string, ti
 		if done || remaining <= 0 {
 			return tree[0], block, task, nil
 		}
-		ids := make([]string, len(tree))
-		for i, w := range tree {
-			ids[i] = w.ID
+		// A child's start changes nothing of its parent (the SUB_WORKFLOW
+		// task names the child when it is scheduled): only a watch of the
+		// child itself wakes the wait when it starts.
+		ids := make([]string, 0, len(tree)+len(unstarted))
+		for _, w := range tree {
+			ids = append(ids, w.ID)
 		}
+		ids = append(ids, unstarted...)
 		if s.deps.Changes != nil && !slices.Equal(ids, watched) {
 			// Watch first, then read again: a change between the read
 			// above and the watch is not missed.
@@ -208,13 +212,15 @@ func (s *Server) awaitBlocking(ctx context.Context, id string, refs []string, ti
 }
 
 // workflowTree reads a workflow and, recursively, the sub-workflows its
-// SUB_WORKFLOW tasks started (within maxTreeDepth and maxTreeSize).
-func (s *Server) workflowTree(ctx context.Context, id string) ([]*engine.Workflow, error) {
+// SUB_WORKFLOW tasks started (within maxTreeDepth and maxTreeSize). It
+// also returns the ids of the children those tasks name that it could not
+// read: not started yet, or removed.
+func (s *Server) workflowTree(ctx context.Context, id string) (tree []*engine.Workflow, unstarted []string, err error) {
 	root, err := s.deps.Executions.Workflow(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	tree := []*engine.Workflow{root}
+	tree = []*engine.Workflow{root}
 	depth := map[string]int{root.ID: 0}
 	for i := 0; i < len(tree) && len(tree) < maxTreeSize; i++ {
 		w := tree[i]
@@ -230,13 +236,14 @@ func (s *Server) workflowTree(ctx context.Context, id string) ([]*engine.Workflo
 			}
 			child, err := s.deps.Executions.Workflow(ctx, t.SubWorkflowID)
 			if err != nil {
-				continue // not started yet, or removed
+				unstarted = append(unstarted, t.SubWorkflowID)
+				continue
 			}
 			depth[child.ID] = depth[w.ID] + 1
 			tree = append(tree, child)
 		}
 	}
-	return tree, nil
+	return tree, unstarted, nil
 }
 
 // blocked reports whether a synchronous execution stops waiting: the

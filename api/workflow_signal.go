@@ -63,7 +63,7 @@ func (s *Server) signalled(r *http.Request, wfID string) (*engine.Workflow, *eng
 	if _, err := s.execution(r, wfID, auth.Execute); err != nil {
 		return nil, nil, "", err
 	}
-	tree, err := s.workflowTree(r.Context(), wfID)
+	tree, _, err := s.workflowTree(r.Context(), wfID)
 	if err != nil {
 		return nil, nil, "", err
 	}
