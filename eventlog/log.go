@@ -91,6 +91,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 				l.logger.Warn("nats disconnected", logkey.Err, err)
 			}
 		}),
+		l.asyncErrors(),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			l.logger.Info("nats reconnected", logkey.Addr, withoutUserinfo(c.ConnectedUrl()))
 			select {
@@ -333,6 +334,19 @@ func (l *Log) Publish(ctx context.Context, msg *nats.Msg) (seq uint64, duplicate
 	return l.request(ctx, msg)
 }
 
+// asyncErrors sends a connection's asynchronous errors (a slow consumer,
+// a permissions violation) to the log: without a handler nats.go writes
+// them to stderr as plain text, outside --log-format.
+func (l *Log) asyncErrors() nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			l.logger.Warn("nats error", logkey.Subject, sub.Subject, logkey.Err, err)
+			return
+		}
+		l.logger.Warn("nats error", logkey.Err, err)
+	})
+}
+
 // ConnectInProcess opens another connection to the embedded server,
 // without a TCP hop, with opts (credentials, for one). The caller closes
 // it before the log.
@@ -340,7 +354,7 @@ func (l *Log) ConnectInProcess(opts ...nats.Option) (*nats.Conn, error) {
 	if l.ns == nil {
 		return nil, errors.New("connect in process: the log uses an external NATS server")
 	}
-	opts = append([]nats.Option{nats.InProcessServer(l.ns), nats.Name(l.cfg.Name)}, opts...)
+	opts = append([]nats.Option{nats.InProcessServer(l.ns), nats.Name(l.cfg.Name), l.asyncErrors()}, opts...)
 	nc, err := nats.Connect(strings.Replace(l.ns.ClientURL(), "tls://", "nats://", 1), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect in process: %w", err)
