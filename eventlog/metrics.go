@@ -15,7 +15,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "flowvault", Subsystem: "eventlog", Name: "appends_total",
-			Help: "Appends by result: ok, duplicate, conflict, too_large, error.",
+			Help: "Appends by result: ok, duplicate, conflict, too_large, too_deep, error.",
 		}, []string{"result"}),
 		appendDur: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "flowvault", Subsystem: "eventlog", Name: "append_seconds",

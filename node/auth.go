@@ -70,7 +70,8 @@ func (n *Node) startAuth(ctx, runCtx context.Context, freshData bool) (*authPart
 
 // announceBootstrap prints the bootstrap admin key once, in a banner on
 // BootstrapOutput (not through the logger: the secret must not reach log
-// aggregation), and in dev mode also writes it to BootstrapFile (0600).
+// aggregation), and on a fresh data directory or with --dev also writes
+// it to BootstrapFile (0600).
 func (n *Node) announceBootstrap(key auth.NewAccessKey, writeFile bool) error {
 	out := n.cfg.BootstrapOutput
 	if out == nil {
@@ -86,7 +87,7 @@ func (n *Node) announceBootstrap(key auth.NewAccessKey, writeFile bool) error {
 		"  secret now: it is kept only as a hash and will not be shown again.\n",
 		auth.BootstrapAppID, key.ID, key.Secret)
 	if writeFile {
-		fmt.Fprintf(out, "  Dev mode: also written to %s (mode 0600).\n", path)
+		fmt.Fprintf(out, "  Also written to %s (mode 0600), which the CLI reads.\n", path)
 	}
 	fmt.Fprintf(out, "============================================================================\n\n")
 	n.logger.Warn("created the bootstrap admin application; its key was printed once", "application", auth.BootstrapAppID)

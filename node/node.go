@@ -444,7 +444,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// Every read model runs by now: the slice is not appended to again.
 	n.registry.MustRegister(newReadModelLag(slices.Clone(n.runners)), newLoadGauges(n.executions.Gauges))
 	n.front.set(handler)
-	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), logkey.URL, n.URL(), "nats", n.log.ClientURL(), logkey.Dir, cfg.DataDir)
+	logger.Info("flowvault listening", logkey.Addr, n.HTTPAddr(), logkey.URL, n.URL(), logkey.NATS, n.log.ClientURL(), logkey.Dir, cfg.DataDir)
 	return n, nil
 }
 

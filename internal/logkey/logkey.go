@@ -38,4 +38,5 @@ const (
 	Suppressed = "suppressed" // like lines left out before this one
 	Layout     = "layout"     // the layout a read model was written in
 	Stack      = "stack"      // a goroutine's stack: functions and lines, no values
+	NATS       = "nats"       // the NATS server a node uses, without credentials
 )
