@@ -137,6 +137,15 @@ func TestSchemaEnforcement(t *testing.T) {
 	if wf.ReasonForIncompletion != `output of workflow schema_out does not conform to schema receipt version 1: at /: missing "receiptId"` || wf.Output["total"] != float64(3) {
 		t.Fatalf("workflow output refused with %q, output %v", wf.ReasonForIncompletion, wf.Output)
 	}
+	// So is a TERMINATE's workflowOutput, which completes the workflow
+	// with it.
+	e.register(`{"name":"schema_term","version":1,"enforceSchema":true,"outputSchema":{"name":"receipt"},
+	  "tasks":[{"name":"end","taskReferenceName":"end","type":"TERMINATE",
+	    "inputParameters":{"terminationStatus":"COMPLETED","workflowOutput":{"total":"${workflow.input.total}"}}}]}`)
+	wf = e.waitStatus(e.start("schema_term", map[string]any{"total": 4}), "FAILED")
+	if wf.ReasonForIncompletion != `output of workflow schema_term does not conform to schema receipt version 1: at /: missing "receiptId"` || wf.Output["total"] != float64(4) {
+		t.Fatalf("a TERMINATE's output refused with %q, output %v", wf.ReasonForIncompletion, wf.Output)
+	}
 
 	// A definition naming a schema that is gone refuses to start.
 	user.must(http.StatusForbidden, "DELETE", "/api/schema/order/1", nil)

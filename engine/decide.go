@@ -161,6 +161,9 @@ type decision struct {
 	// hold).
 	holding bool
 	ends    []string
+	// failure fails the decision, to be tried again: a check that could
+	// not tell, met where no error is returned (a TERMINATE's output).
+	failure error
 }
 
 // budget is what the decision's evaluations share.
@@ -222,6 +225,9 @@ func decide(in Input) (Decision, error) {
 	}
 	if err := d.progress(); err != nil {
 		return Decision{}, err
+	}
+	if d.failure != nil {
+		return Decision{}, d.failure
 	}
 	d.effects = slices.DeleteFunc(d.effects, d.handsOutEnded)
 	state := d.w

@@ -30,6 +30,9 @@ func (d *decision) progress() error {
 		}
 		changed := d.step()
 		d.removeTrimmed()
+		if d.failure != nil {
+			return d.failure
+		}
 		if !changed {
 			break
 		}
@@ -493,17 +496,33 @@ func (d *decision) complete() error {
 		d.finish(conductor.WorkflowFailed, fmt.Sprintf("outputParameters of workflow %s: %v", d.w.Name, err), map[string]any{})
 		return nil
 	}
-	if def := d.plan.def; d.in.CheckOutput != nil && def.EnforceSchema && def.OutputSchema != nil {
-		switch err := d.in.CheckOutput(def, output); {
-		case errors.Is(err, fault.ErrInvalid):
-			d.finish(conductor.WorkflowFailed, fmt.Sprintf("output of workflow %s %v", d.w.Name, err), output)
-			return nil
-		case err != nil:
-			return fmt.Errorf("check output of workflow %s: %w", d.w.ID, err)
-		}
+	switch refusal, err := d.outputRefusal(output); {
+	case err != nil:
+		return err
+	case refusal != "":
+		d.finish(conductor.WorkflowFailed, refusal, output)
+		return nil
 	}
 	d.finish(conductor.WorkflowCompleted, "", output)
 	return nil
+}
+
+// outputRefusal holds output, with which the workflow would complete, to
+// the outputSchema its definition enforces: "" when it conforms (or none
+// is enforced), else the reason the workflow fails instead. An error is a
+// check that could not tell, which fails the decision.
+func (d *decision) outputRefusal(output map[string]any) (string, error) {
+	def := d.plan.def
+	if d.in.CheckOutput == nil || !def.EnforceSchema || def.OutputSchema == nil {
+		return "", nil
+	}
+	switch err := d.in.CheckOutput(def, output); {
+	case errors.Is(err, fault.ErrInvalid):
+		return fmt.Sprintf("output of workflow %s %v", d.w.Name, err), nil
+	case err != nil:
+		return "", fmt.Errorf("check output of workflow %s: %w", d.w.ID, err)
+	}
+	return "", nil
 }
 
 // canceledBy is the reason of a task its workflow's end canceled.

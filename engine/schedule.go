@@ -925,12 +925,25 @@ func inlineDef(raw []byte) []byte {
 	return nil
 }
 
-// terminateTask ends the workflow as a TERMINATE task says.
+// terminateTask ends the workflow as a TERMINATE task says. One that
+// completes it is held to the definition's outputSchema, as the workflow's
+// last task is: its workflowOutput is the workflow's output, which those
+// who read it (a parent, a caller of execute) trust the schema with.
 func (d *decision) terminateTask(t *Task) {
 	status, _ := t.Input["terminationStatus"].(string)
 	reason, _ := t.Input["terminationReason"].(string)
+	output := copyMap(t.Output)
+	if status == conductor.WorkflowCompleted {
+		switch refusal, err := d.outputRefusal(output); {
+		case err != nil:
+			d.failure = err
+			return
+		case refusal != "":
+			status, reason = conductor.WorkflowFailed, refusal
+		}
+	}
 	if reason == "" && status != conductor.WorkflowCompleted {
 		reason = fmt.Sprintf("Workflow is %s by TERMINATE task: %s", status, t.ID)
 	}
-	d.finish(status, reason, copyMap(t.Output))
+	d.finish(status, reason, output)
 }
