@@ -27,9 +27,7 @@ func TestLateSecretReachesTheChildren(t *testing.T) {
 	t.Parallel()
 	e, cfg := compactingNode(t, 3*time.Second)
 	n := e.node
-	e.work("lc_echo", 4, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
-		return workers.Output{Data: map[string]any{"v": task.InputData["v"]}}, nil
-	})
+	e.work("lc_echo", 4, echoV)
 	const (
 		echo  = `{"name":"lc_echo","taskReferenceName":"echo","inputParameters":{"v":"${workflow.input.v}"}}`
 		grand = `{"name":"grand","taskReferenceName":"grand","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"lc_grand"},"inputParameters":{"v":"${workflow.input.v}"}}`
@@ -125,12 +123,7 @@ func TestLateSecretReachesTheChildren(t *testing.T) {
 				}
 				e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
 				e.completeTask(e.takeOne("lc_seal_"+r.name), r.output(v))
-				testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
-					if got := shows(e, v, id, child, grandchild); len(got) > 0 {
-						return fmt.Errorf("%d read paths show the value: %s", len(got), strings.Join(got, "\n"))
-					}
-					return nil
-				})
+				waitUnshown(t, func() []string { return shows(e, v, id, child, grandchild) })
 				if r.running {
 					// What the child writes after it knows the value is
 					// redacted, as the parent's writes are.
@@ -189,6 +182,22 @@ func showing(e *env, needles, ids []string, extra ...string) []string {
 	return out
 }
 
+// waitUnshown waits until shows lists no read path showing the value.
+func waitUnshown(t *testing.T, shows func() []string) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if got := shows(); len(got) > 0 {
+			return fmt.Errorf("%d read paths show the value: %s", len(got), strings.Join(got, "\n"))
+		}
+		return nil
+	})
+}
+
+// echoV is a worker that outputs the v it is given.
+func echoV(_ context.Context, task *conductor.Task) (workers.Output, error) {
+	return workers.Output{Data: map[string]any{"v": task.InputData["v"]}}, nil
+}
+
 // A value found to be secret later (a task reads an earlier task's output
 // into a _secrets block) is masked where the workflow wrote it inside
 // longer text before anyone knew, as redaction masks it in what is
@@ -244,12 +253,7 @@ func TestLateSecretInText(t *testing.T) {
 	}
 	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
 	e.waitStatus(id, conductor.WorkflowCompleted)
-	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
-		if got := shows(id, child); len(got) > 0 {
-			return fmt.Errorf("%d read paths show the value: %s", len(got), strings.Join(got, "\n"))
-		}
-		return nil
-	})
+	waitUnshown(t, func() []string { return shows(id, child) })
 	e.waitCompacted(id)
 	e.waitCompacted(child)
 	for _, got := range shows(id, child) {
@@ -269,9 +273,7 @@ func TestLateSecretInText(t *testing.T) {
 func TestLateSecretReachesAStartedWorkflow(t *testing.T) {
 	t.Parallel()
 	e, _ := compactingNode(t, time.Hour)
-	e.work("lsw_echo", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
-		return workers.Output{Data: map[string]any{"v": task.InputData["v"]}}, nil
-	})
+	e.work("lsw_echo", 2, echoV)
 	e.work("lsw_seal", 2, succeed)
 	e.register(`{"name":"lsw_started","tasks":[{"name":"lsw_echo","taskReferenceName":"echo","inputParameters":{"v":"${workflow.input.v}"}}],
 	  "outputParameters":{"v":"${echo.output.v}"}}`,
@@ -298,10 +300,162 @@ func TestLateSecretReachesAStartedWorkflow(t *testing.T) {
 	}
 	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
 	e.waitStatus(id, conductor.WorkflowCompleted)
-	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
-		if got := showing(e, []string{v}, []string{id, started}); len(got) > 0 {
-			return fmt.Errorf("%d read paths show the value: %s", len(got), strings.Join(got, "\n"))
+	waitUnshown(t, func() []string { return showing(e, []string{v}, []string{id, started}) })
+}
+
+// A failure workflow gets the failed workflow's input, which may hold a
+// value the failed workflow finds to be secret late. Found before the
+// end, or by the decision that ends it, the failure workflow's input
+// reads "***" there as it starts (its start is redacted as the failed
+// workflow's writes are). Found after the end, the failure workflow
+// already holds it as given: a workflow whose starter finds the value
+// after it failed (its SUB_WORKFLOW parent, told as children are), or
+// one that finds it itself once retried. The failure workflow is told as
+// a child is: its input, its task's echo and its output read "***" in
+// every view. They showed the value: failure workflows were not told.
+// After compaction the read models hold it nowhere.
+func TestLateSecretReachesAFailureWorkflow(t *testing.T) {
+	t.Parallel()
+	e, cfg := compactingNode(t, 2*time.Second)
+	n := e.node
+	e.work("lf_echo", 4, echoV)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+		`[{"name":"lf_fail","retryCount":0},{"name":"lf_seal","retryCount":0},{"name":"lf_src","retryCount":0}]`)
+	// The failure workflow holds on until the test lets it end, so that
+	// it is not compacted (which destroys its secrets key) before it is
+	// told.
+	e.register(`{"name":"lf_failure","tasks":[
+	  {"name":"lf_echo","taskReferenceName":"echo","inputParameters":{"v":"${workflow.input.v}"}},
+	  {"name":"hold","taskReferenceName":"hold","type":"WAIT"}],
+	  "outputParameters":{"v":"${echo.output.v}"}}`)
+	const (
+		fail     = `{"name":"lf_fail","taskReferenceName":"fail","inputParameters":{"v":"${workflow.input.v}"}}`
+		sealIn   = `{"name":"lf_seal","taskReferenceName":"seal","inputParameters":{"_secrets":{"t":"${workflow.input.v}"}}}`
+		failure  = `"failureWorkflow":"lf_failure",`
+		outputIn = `"outputParameters":{"v":"${workflow.input.v}"}`
+	)
+	e.register(
+		`{"name":"lf_before",`+failure+`"tasks":[`+sealIn+`,`+fail+`],`+outputIn+`}`,
+		`{"name":"lf_ending",`+failure+`"tasks":[`+fail+`],`+outputIn+`}`,
+		`{"name":"lf_child",`+failure+`"tasks":[`+fail+`],`+outputIn+`}`,
+		`{"name":"lf_parent","tasks":[
+		  {"name":"lf_src","taskReferenceName":"a"},
+		  {"name":"c","taskReferenceName":"c","type":"SUB_WORKFLOW","optional":true,"subWorkflowParam":{"name":"lf_child"},
+		   "inputParameters":{"v":"${a.output.tok}"}},
+		  {"name":"gate","taskReferenceName":"gate","type":"WAIT"},
+		  {"name":"lf_seal","taskReferenceName":"seal","inputParameters":{"_secrets":{"t":"${a.output.tok}"}}}]}`,
+		`{"name":"lf_retried",`+failure+`"tasks":[`+fail+`,`+sealIn+`],`+outputIn+`}`,
+	)
+	// failTask fails the next lf_fail task, with output.
+	failTask := func(e *env, output map[string]any) {
+		task := e.takeOne("lf_fail")
+		e.must(http.StatusOK, "POST", "/api/tasks", map[string]any{"taskId": task.TaskID, "workflowInstanceId": task.WorkflowInstanceID,
+			"status": "FAILED", "reasonForIncompletion": "refused", "outputData": output})
+	}
+	// failureOf waits for the failure workflow of the failed workflow id
+	// to echo its input and hold.
+	failureOf := func(e *env, id string) string {
+		wf := e.waitStatus(id, conductor.WorkflowFailed)
+		fw, _ := wf.Output["conductor.failure_workflow"].(string)
+		if fw == "" {
+			t.Fatalf("%s started no failure workflow: output %v", id, wf.Output)
 		}
-		return nil
+		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if code, body := e.do("GET", "/api/workflow/"+fw, nil); code != http.StatusOK {
+				return fmt.Errorf("the failure workflow %s does not exist yet: %d %s", fw, code, body)
+			}
+			if h := taskByRef(e.workflow(fw), "hold"); h == nil || h.Status != conductor.TaskInProgress {
+				return fmt.Errorf("the failure workflow %s does not hold yet", fw)
+			}
+			return nil
+		})
+		return fw
+	}
+	type row struct {
+		name string
+		// run fails a workflow holding v and finds v to be secret, before,
+		// as or after it ends; it returns the workflows that held v, the
+		// failure workflow first.
+		run func(e *env, v string) []string
+	}
+	rows := []row{
+		{"found before the end", func(e *env, v string) []string {
+			id := e.start("lf_before", map[string]any{"v": v})
+			e.completeTask(e.takeOne("lf_seal"), nil)
+			failTask(e, nil)
+			return []string{failureOf(e, id), id}
+		}},
+		{"found by the decision that ends it", func(e *env, v string) []string {
+			id := e.start("lf_ending", map[string]any{"v": v})
+			failTask(e, map[string]any{"_secrets": map[string]any{"t": v}})
+			return []string{failureOf(e, id), id}
+		}},
+		{"found by its parent after its end", func(e *env, v string) []string {
+			id := e.start("lf_parent", nil)
+			e.completeTask(e.takeOne("lf_src"), map[string]any{"tok": v})
+			failTask(e, nil)
+			var child string
+			testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+				wf := e.workflow(id)
+				c, g := taskByRef(wf, "c"), taskByRef(wf, "gate")
+				if c == nil || g == nil || g.Status != conductor.TaskInProgress {
+					return fmt.Errorf("the parent does not wait yet")
+				}
+				child = c.SubWorkflowID
+				return nil
+			})
+			fw := failureOf(e, child)
+			if got := showing(e, []string{v}, []string{fw}); len(got) == 0 {
+				t.Fatal("the failure workflow shows no value before it is found secret: the test tests nothing")
+			}
+			e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
+			e.completeTask(e.takeOne("lf_seal"), nil)
+			e.waitStatus(id, conductor.WorkflowCompleted)
+			return []string{fw, child, id}
+		}},
+		{"found by itself once retried", func(e *env, v string) []string {
+			id := e.start("lf_retried", map[string]any{"v": v})
+			failTask(e, nil)
+			fw := failureOf(e, id)
+			if got := showing(e, []string{v}, []string{fw}); len(got) == 0 {
+				t.Fatal("the failure workflow shows no value before it is found secret: the test tests nothing")
+			}
+			e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry", nil)
+			e.completeTask(e.takeOne("lf_fail"), nil)
+			e.completeTask(e.takeOne("lf_seal"), nil)
+			e.waitStatus(id, conductor.WorkflowCompleted)
+			return []string{fw, id}
+		}},
+	}
+	values := map[string]string{}
+	for _, r := range rows {
+		values[r.name] = "late-failure-" + alnum(16)
+	}
+	t.Run("rows", func(t *testing.T) {
+		for _, r := range rows {
+			t.Run(r.name, func(t *testing.T) {
+				t.Parallel()
+				e := &env{t: t, node: n, base: e.base}
+				v := values[r.name]
+				ids := r.run(e, v)
+				waitUnshown(t, func() []string { return showing(e, []string{v}, ids) })
+				e.must(http.StatusOK, "POST", "/api/tasks/"+ids[0]+"/hold/COMPLETED", nil)
+				e.waitStatus(ids[0], conductor.WorkflowCompleted)
+				for _, id := range ids {
+					e.waitCompacted(id)
+				}
+				for _, got := range showing(e, []string{v}, ids) {
+					t.Errorf("after compaction %s", got)
+				}
+			})
+		}
 	})
+	dump := stopForDump(t, n, cfg)
+	for name, v := range values {
+		for _, l := range dump {
+			if strings.Contains(l, v) {
+				t.Errorf("%s: the read models keep the value after compaction: %.300q", name, l)
+			}
+		}
+	}
 }

@@ -36,9 +36,7 @@ func TestLateSecretInTheWorkflowsOutput(t *testing.T) {
 	// wo_echo returns what it is given as v; wo_fail fails quoting it.
 	e.work("wo_plain", 2, succeed)
 	e.work("wo_seal", 2, succeed)
-	e.work("wo_echo", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
-		return workers.Output{Data: map[string]any{"v": task.InputData["v"]}}, nil
-	})
+	e.work("wo_echo", 2, echoV)
 	e.work("wo_fail", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		return workers.Output{}, fmt.Errorf("refused %v", task.InputData["v"])
 	})

@@ -173,7 +173,8 @@ type CheckChild struct {
 	ChildID          string
 }
 
-// LookFor tells WorkflowID, a child of From, of values From found to be
+// LookFor tells WorkflowID, a workflow From started (a child, a
+// START_WORKFLOW's, its failure workflow), of values From found to be
 // secret after the child got them (see ValuesFound): the child masks them
 // where it holds them, and tells its own children.
 type LookFor struct {
@@ -187,30 +188,52 @@ func (LookFor) effectName() string { return "look_for" }
 
 // TellChildren returns the LookFor effects that tell each workflow w
 // started, running or ended, of refs, the values w found to be secret
-// late (schemas.ValuesMasked.Sealed): its SUB_WORKFLOW children and the
-// workflows its START_WORKFLOW tasks started, whose input may hold them
-// as given.
+// late (schemas.ValuesMasked.Sealed): its SUB_WORKFLOW children, the
+// workflows its START_WORKFLOW tasks started and its failure workflows,
+// whose input may hold them as given. A failure workflow that never
+// started (its definition missing) is not found, which telling ignores.
 func TellChildren(w *Workflow, refs []schemas.ResolvedRef) []Effect {
 	if w == nil || len(refs) == 0 {
 		return nil
 	}
 	var out []Effect
 	var told []string
-	for _, t := range w.Tasks {
-		var id string
-		switch t.Type {
-		case conductor.TaskTypeSubWorkflow:
-			id = t.SubWorkflowID
-		case conductor.TaskTypeStartWorkflow:
-			id, _ = t.Output["workflowId"].(string)
-		}
+	tell := func(id string) {
 		if id == "" || id == w.ID || slices.Contains(told, id) {
-			continue
+			return
 		}
 		told = append(told, id)
 		out = append(out, LookFor{WorkflowID: id, From: w.ID, SecretsKey: w.SecretsKey, Sealed: refs})
 	}
+	for _, t := range w.Tasks {
+		switch t.Type {
+		case conductor.TaskTypeSubWorkflow:
+			tell(t.SubWorkflowID)
+		case conductor.TaskTypeStartWorkflow:
+			id, _ := t.Output["workflowId"].(string)
+			tell(id)
+		}
+	}
+	for _, id := range w.FailureWorkflows {
+		tell(id)
+	}
+	if fw := failureWorkflowOf(w); fw != "" {
+		// A state folded before FailureWorkflows was kept.
+		tell(fw)
+	}
 	return out
+}
+
+// failureWorkflowOf is the id of the failure workflow w's end started,
+// if it ended and started one.
+func failureWorkflowOf(w *Workflow) string {
+	if !w.Terminal() {
+		return ""
+	}
+	if def, err := w.Def(); err != nil || !startsFailureWorkflow(def, w.Status, w.NoFailureWorkflow) {
+		return ""
+	}
+	return failureWorkflowID(w)
 }
 
 func (Dispatch) effectName() string          { return "dispatch" }

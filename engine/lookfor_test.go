@@ -65,3 +65,88 @@ func TestRecoveryTellsTheChildrenOfLateValues(t *testing.T) {
 		})
 	}
 }
+
+// A workflow's failure workflows got its input as given, and are told of
+// the values it found to be secret late as its children are, by the
+// decision that finds them (TellChildren, which the guard's LookFor
+// shares) and by recovery: found after its end (its starter told it), or
+// by a later run (a retry), whose failed runs' failure workflows are gone
+// from its output. Nobody is told of a failure workflow its end did not
+// start, nor of one its outputParameters name.
+func TestFailureWorkflowsAreToldOfLateValues(t *testing.T) {
+	late := []schemas.ResolvedRef{{Kind: "_secrets", Name: "late/0", Sealed: []byte{1, 2, 3}}}
+	const def = `{"name":"w","failureWorkflow":"fw","tasks":[{"name":"x","taskReferenceName":"x"}]}`
+	fail := func(h *harness) string {
+		h.report("x", conductor.TaskFailedWithTerminalError, nil, "refused")
+		h.wantStatus(conductor.WorkflowFailed)
+		fw, _ := h.w.Output[engine.FailureWorkflowOutputKey].(string)
+		if fw == "" {
+			t.Fatalf("no failure workflow: output %v", h.w.Output)
+		}
+		return fw
+	}
+	for _, tc := range []struct {
+		name string
+		def  string
+		run  func(h *harness) (told []string)
+	}{
+		{"failed", def, func(h *harness) []string { return []string{fail(h)} }},
+		{"failed, then retried", def, func(h *harness) []string {
+			fw := fail(h)
+			h.decide(engine.Retry{})
+			h.wantStatus(conductor.WorkflowRunning)
+			return []string{fw}
+		}},
+		{"failed twice", def, func(h *harness) []string {
+			first := fail(h)
+			h.decide(engine.Retry{})
+			second := fail(h)
+			if first == second {
+				t.Fatalf("both runs started failure workflow %s", first)
+			}
+			return []string{first, second}
+		}},
+		{"failed, then terminated", def, func(h *harness) []string {
+			fw := fail(h)
+			h.decide(engine.Terminate{Reason: "stop"})
+			h.wantStatus(conductor.WorkflowTerminated)
+			return []string{fw}
+		}},
+		{"a state kept before the list", def, func(h *harness) []string {
+			fw := fail(h)
+			h.w = h.w.Clone()
+			h.w.FailureWorkflows = nil
+			return []string{fw}
+		}},
+		{"terminated without one", def, func(h *harness) []string {
+			h.decide(engine.Terminate{Reason: "stop"})
+			h.wantStatus(conductor.WorkflowTerminated)
+			return nil
+		}},
+		{"completed, its output naming one", `{"name":"w","failureWorkflow":"fw","tasks":[{"name":"x","taskReferenceName":"x"}],
+		  "outputParameters":{"conductor.failure_workflow":"someone-else"}}`, func(h *harness) []string {
+			h.complete("x", nil)
+			h.wantStatus(conductor.WorkflowCompleted)
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, map[string]any{"v": "late-value"})
+			told := tc.run(h)
+			h.decide(engine.ValuesFound{From: "starter", Masked: &schemas.ValuesMasked{Paths: []string{"input.v"}, Sealed: late}})
+			var want []engine.LookFor
+			for _, id := range told {
+				want = append(want, engine.LookFor{WorkflowID: id, From: h.w.ID, SecretsKey: h.w.SecretsKey, Sealed: late})
+			}
+			if got := effectsOf[engine.LookFor](engine.Decision{Effects: engine.TellChildren(h.w, late)}); !reflect.DeepEqual(got, want) {
+				t.Fatalf("told %+v, want %+v", got, want)
+			}
+			if h.w.Terminal() && engine.HasTerminalEffects(h.w) != (len(want) > 0) {
+				t.Fatalf("on recovery's list of ended workflows: %v, want %v", !(len(want) > 0), len(want) > 0)
+			}
+			if got := effectsOf[engine.LookFor](h.decide(engine.Reconcile{})); !reflect.DeepEqual(got, want) {
+				t.Fatalf("recovery tells %+v, want %+v", got, want)
+			}
+		})
+	}
+}

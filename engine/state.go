@@ -44,6 +44,12 @@ type Workflow struct {
 	// NoFailureWorkflow: the workflow ended without starting its
 	// failureWorkflow (see schemas.WorkflowStatusChanged).
 	NoFailureWorkflow bool `msgpack:"nofw,omitempty"`
+	// FailureWorkflows are the failure workflows its ends started, of
+	// this run and the runs before a restart, rerun or retry: each got
+	// the input as given, and is told of values found to be secret later
+	// as a child is (see TellChildren). A retry clears the output that
+	// named the last one.
+	FailureWorkflows []string `msgpack:"fws,omitempty"`
 	// ResetTime is when the last restart, retry or rerun happened.
 	ResetTime int64   `msgpack:"rst,omitempty"`
 	Tasks     []*Task `msgpack:"tasks"`

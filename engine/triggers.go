@@ -245,7 +245,8 @@ type Compact struct{}
 func (Compact) triggerName() string { return "compact" }
 
 // ValuesFound tells a workflow that the workflow that started it (From, a
-// SUB_WORKFLOW's parent, or further up) found values to be secret after
+// SUB_WORKFLOW's parent, or further up, a START_WORKFLOW's starter, the
+// workflow whose failure workflow it is) found values to be secret after
 // handing them over (schemas.ValuesMasked.Sealed): its own records, views
 // and read models hold them as given. Sealed are From's records of the
 // values, sealed under From's keys (SecretsKey its secrets key), never in
