@@ -316,13 +316,8 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 	switch {
 	case conductor.WorkflowTerminal(e.Status):
 		w.EndTime, w.Reason, w.NoFailureWorkflow = e.Time, e.Reason, e.NoFailureWorkflow
-		if def, err := w.Def(); err == nil && startsFailureWorkflow(def, e.Status, e.NoFailureWorkflow) {
-			// Derived as the decision that ended it derived it, not read
-			// from the output, which outputParameters may also name.
-			id := failureWorkflowID(w)
-			if !slices.Contains(w.FailureWorkflows, id) {
-				w.FailureWorkflows = append(slices.Clip(w.FailureWorkflows), id)
-			}
+		if id := failureWorkflowOf(w); id != "" && !slices.Contains(w.FailureWorkflows, id) {
+			w.FailureWorkflows = append(slices.Clip(w.FailureWorkflows), id)
 		}
 		w.Output = copyMap(e.Output)
 		w.FailedTaskRefs, w.FailedTaskNames = e.FailedTaskRefs, e.FailedTaskNames

@@ -225,10 +225,12 @@ func TellChildren(w *Workflow, refs []schemas.ResolvedRef) []Effect {
 }
 
 // failureWorkflowOf is the id of the failure workflow w's end started,
-// if it ended and started one.
+// if it ended and started one: derived as the decision that ended it
+// derived it, not read from the output, which outputParameters may also
+// name.
 func failureWorkflowOf(w *Workflow) string {
-	if !w.Terminal() {
-		return ""
+	if !w.Terminal() || w.Status == conductor.WorkflowCompleted || w.NoFailureWorkflow {
+		return "" // without reading the definition
 	}
 	if def, err := w.Def(); err != nil || !startsFailureWorkflow(def, w.Status, w.NoFailureWorkflow) {
 		return ""
