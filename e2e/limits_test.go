@@ -302,3 +302,47 @@ func TestLimitsSurviveRestart(t *testing.T) {
 		}
 	}
 }
+
+// Tasks a limit holds back stay in their queue's size, as Conductor's
+// postponed messages do: a poll past the limit pulled their announcements
+// and was refused their takes, and the announcements wait to be offered
+// again (delivered, not acknowledged), which a size of only those not
+// yet delivered left out: 0 with three tasks SCHEDULED, for anyone who
+// sizes a worker pool by it.
+func TestLimitedTasksStayInTheQueueSize(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, limit string }{
+		{"rate", `"rateLimitPerFrequency":2,"rateLimitFrequencyInSeconds":3600`},
+		{"concurrency", `"concurrentExecLimit":2`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			typ := "ls_" + tt.name
+			e := newEnv(t)
+			e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+				fmt.Sprintf(`[{"name":"%s",%s,"responseTimeoutSeconds":3600}]`, typ, tt.limit))
+			e.register(fmt.Sprintf(`{"name":"%s_flow","version":1,"tasks":[{"name":"%s","taskReferenceName":"t"}]}`, typ, typ))
+			for range 5 {
+				e.start(typ+"_flow", nil)
+			}
+			e.waitQueueSize(typ, 5)
+			if got := e.pollBatch(typ, "w", 5, 100*time.Millisecond, ""); len(got) != 2 {
+				t.Fatalf("%d tasks handed out, want 2", len(got))
+			}
+			testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+				var all map[string]int64
+				if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/queue/all", nil)), &all); err != nil {
+					return err
+				}
+				var verbose map[string]map[string]map[string]int64
+				if err := json.Unmarshal([]byte(e.must(http.StatusOK, "GET", "/api/tasks/queue/all/verbose", nil)), &verbose); err != nil {
+					return err
+				}
+				if size := e.queueSize(typ); size != 3 || all[typ] != 3 || verbose[typ]["a"]["size"] != 3 {
+					return fmt.Errorf("queue sizes %d, all %d, verbose %v; want 3 held back by the limit", size, all[typ], verbose[typ])
+				}
+				return nil
+			})
+		})
+	}
+}

@@ -659,12 +659,23 @@ func (e *Executor) queueSize(ctx context.Context, name string) (int64, error) {
 	if err != nil {
 		return 0, unavailable(fmt.Errorf("queue %s: %w", name, err))
 	}
-	return int64(c.CachedInfo().NumPending), nil
+	return untaken(c.CachedInfo()), nil
+}
+
+// untaken counts a queue's announcements whose tasks no worker has taken:
+// those not delivered yet, and those delivered and not acknowledged,
+// which are being taken or wait to be offered again (a take refused by a
+// limit of the task's definition, or unanswered: their NAK keeps them
+// delivered), as Conductor counts its postponed messages in a queue's
+// size.
+func untaken(info *jetstream.ConsumerInfo) int64 {
+	return int64(info.NumPending) + int64(info.NumAckPending)
 }
 
 // QueueStats counts a queue's announced tasks: those no worker has taken
-// (Size) and those delivered to a worker that has not yet answered
-// (Unacked). TaskType and Domain name the queue, which callers filter on:
+// (Size), and of those the ones delivered and not yet acknowledged
+// (Unacked: being taken, or refused and waiting to be offered again).
+// TaskType and Domain name the queue, which callers filter on:
 // the "domain:type" key alone is ambiguous when either contains a colon.
 type QueueStats struct {
 	Size, Unacked    int64
@@ -697,7 +708,7 @@ func (e *Executor) AllQueues(ctx context.Context) (map[string]QueueStats, error)
 			}
 			key = dom + ":" + typ
 		}
-		out[key] = QueueStats{Size: int64(info.NumPending), Unacked: int64(info.NumAckPending), TaskType: typ, Domain: dom}
+		out[key] = QueueStats{Size: untaken(info), Unacked: int64(info.NumAckPending), TaskType: typ, Domain: dom}
 	}
 	if err := lister.Err(); err != nil {
 		return nil, unavailable(err)
