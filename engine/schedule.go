@@ -115,7 +115,11 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 		eff.RetryCount = *wt.RetryCount
 	}
 	ev.Policy = policyOf(eff)
-	ev.Domain = d.domainFor(wt.Name)
+	if !isSystemType(typ) {
+		// As Conductor's setTaskDomains: a system task runs in the
+		// engine, from no worker's queue, and has no domain.
+		ev.Domain = d.domainFor(wt.Name)
+	}
 	ev.AvailableAt = afterSeconds(d.now, wt.StartDelay)
 	if o.availableAt > 0 {
 		ev.AvailableAt = o.availableAt

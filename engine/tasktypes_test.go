@@ -1291,6 +1291,29 @@ func TestTaskDomainFallbacks(t *testing.T) {
 	}
 }
 
+// A system task has no domain, as Conductor's setTaskDomains gives none:
+// it runs in the engine, from no worker's queue. "*" and an entry naming
+// it leave it without one; the worker task beside it gets its domain.
+func TestSystemTasksHaveNoDomain(t *testing.T) {
+	def := `{"name":"d","tasks":[{"name":"setv","taskReferenceName":"setv","type":"SET_VARIABLE","inputParameters":{"x":1}},
+	  {"name":"a","taskReferenceName":"a"},{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`
+	for _, t2d := range []map[string]string{{"*": "blue"}, {"*": "blue", "setv": "green", "hold": "green"}} {
+		h := &harness{t: t, now: epoch, taskDefs: map[string]*conductor.TaskDef{}, active: map[string]bool{}}
+		h.decide(engine.Start{WorkflowID: "wf-1", Def: parseDef(t, def), CreatedBy: "app:tester",
+			Request: conductor.StartWorkflowRequest{TaskToDomain: t2d}})
+		if got := h.wantTask("setv", conductor.TaskCompleted).Domain; got != "" {
+			t.Errorf("%v: SET_VARIABLE in domain %q", t2d, got)
+		}
+		if got := h.wantTask("a", conductor.TaskScheduled).Domain; got != "blue" {
+			t.Errorf("%v: the worker task in domain %q, want blue", t2d, got)
+		}
+		h.complete("a", nil)
+		if got := h.wantTask("hold", conductor.TaskInProgress).Domain; got != "" {
+			t.Errorf("%v: WAIT in domain %q", t2d, got)
+		}
+	}
+}
+
 // A reader that renders many tasks of a workflow (an execution's tasks, a
 // task search) renders each as its own view shows it: the forks, their
 // forked tasks and the JOINs of a loop's iterations, a forked task retried,
