@@ -142,9 +142,13 @@ func TestWorkflowSearch(t *testing.T) {
 	if got := summaryIDs(e.search("/api/workflow/search?sort=workflowId:DESC")); !reflect.DeepEqual(got, byID) {
 		t.Errorf("workflowId:DESC %v, want %v", got, byID)
 	}
-	got := summaryIDs(e.search("/api/workflow/search?sort=status:ASC,startTime:DESC&query=" + urlEscape("workflowType = pack_flow")))
-	if want := []string{f.packs[3], f.packs[1], f.packs[2], f.packs[0]}; !reflect.DeepEqual(got, want) {
-		t.Errorf("status:ASC,startTime:DESC %v, want %v", got, want)
+	// Several keys: "|" separates them as Conductor's server splits its
+	// sort parameter; commas too.
+	for _, sort := range []string{"status:ASC,startTime:DESC", "status:ASC|startTime:DESC"} {
+		got := summaryIDs(e.search("/api/workflow/search?sort=" + urlEscape(sort) + "&query=" + urlEscape("workflowType = pack_flow")))
+		if want := []string{f.packs[3], f.packs[1], f.packs[2], f.packs[0]}; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s %v, want %v", sort, got, want)
+		}
 	}
 
 	// A workflow that has not ended sorts after those that have, either
@@ -281,6 +285,16 @@ func TestTaskSearch(t *testing.T) {
 		if byWF.Results[i-1].WorkflowID > byWF.Results[i].WorkflowID {
 			t.Fatalf("not sorted by workflowId: %+v", byWF.Results)
 		}
+	}
+	// Several keys, separated by "|" as in Conductor: the WAIT tasks,
+	// still in progress, after the completed SET_VARIABLE tasks, each
+	// kind oldest first.
+	var keyed []string
+	for _, ts := range search("workflowType = refund_flow", "", "status:ASC|scheduledTime:ASC").Results {
+		keyed = append(keyed, ts.TaskType+"/"+ts.CorrelationID)
+	}
+	if want := []string{"SET_VARIABLE/ref-1", "SET_VARIABLE/ref-2", "SET_VARIABLE/ref-3", "WAIT/ref-1", "WAIT/ref-2", "WAIT/ref-3"}; !reflect.DeepEqual(keyed, want) {
+		t.Errorf("status:ASC|scheduledTime:ASC %v, want %v", keyed, want)
 	}
 	// Ties fall back to the default order, newest scheduled first,
 	// however the query lists its values.

@@ -101,11 +101,13 @@ type SortKey struct {
 }
 
 // ParseSort reads sort parameters: each is "field", "field:ASC" or
-// "field:DESC", and one parameter may list several, separated by commas.
+// "field:DESC", and one parameter may list several, separated by "|" (as
+// Conductor's server splits its sort parameter) or by commas (as Spring
+// joins a repeated one).
 func ParseSort(params []string, schema Schema) ([]SortKey, error) {
 	var out []SortKey
 	for _, p := range params {
-		for _, part := range strings.Split(p, ",") {
+		for _, part := range strings.FieldsFunc(p, func(r rune) bool { return r == ',' || r == '|' }) {
 			part = strings.TrimSpace(part)
 			if part == "" {
 				continue

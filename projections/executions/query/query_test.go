@@ -185,6 +185,28 @@ func TestSort(t *testing.T) {
 	}
 }
 
+// Several keys in one parameter are separated by "|", as Conductor's
+// server splits its sort parameter (a Conductor client's
+// "status:ASC|startTime:DESC"), or by commas, as Spring joins a repeated
+// parameter; either way, or both, they read the same keys.
+func TestSortSeparators(t *testing.T) {
+	want := []query.SortKey{{Field: "status"}, {Field: "startTime", Kind: query.Time, Desc: true}, {Field: "version", Kind: query.Number}}
+	for _, params := range [][]string{
+		{"status:ASC|startTime:DESC|version"},
+		{"status:ASC,startTime:DESC,version"},
+		{"status:ASC | startTime:DESC,version:ASC|"},
+		{"status|startTime:DESC", "version"},
+	} {
+		keys, err := query.ParseSort(params, schema)
+		if err != nil || !reflect.DeepEqual(keys, want) {
+			t.Errorf("%q: keys %+v, err %v; want %+v", params, keys, err, want)
+		}
+	}
+	if _, err := query.ParseSort([]string{"status:ASC|colour:DESC"}, schema); !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), `unknown field "colour"`) {
+		t.Errorf("an unknown field after |: err = %v", err)
+	}
+}
+
 // A value a document lacks sorts after every value whichever the
 // direction, as a field missing from Conductor's index does; a number's 0
 // is a value.
