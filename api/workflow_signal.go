@@ -88,6 +88,11 @@ type workflowStateUpdate struct {
 // updateState is POST /api/workflow/{id}/state: it sets variables, reports
 // a result for the latest instance of a task by its reference name, then
 // waits (waitUntilTaskRef, waitForSeconds) as a synchronous execution does.
+// Variables and result are one decision (engine.Result.Variables): an
+// update refused for any part of it (a callbackAfterSeconds out of range,
+// a DO_WHILE whose body runs, a record too large) changes nothing, and one
+// for a task that has ended is refused (409, as a signal is) rather than
+// answered 200 for a result the engine ignored.
 func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	p, err := readExecuteParams(r.URL.Query().Get)
@@ -103,40 +108,65 @@ func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
 	}
 	// The answer is the workflow: whoever may only report on one of its
 	// tasks (a worker) may not read it all. Checked before anything
-	// changes.
+	// changes, as is the right to set its variables, or (with neither
+	// variables nor a result) to move it at all.
 	if err == nil {
 		_, err = s.execution(r, id, auth.Read)
 	}
-	// The task is found before anything changes: an unknown reference
-	// leaves the variables as they were.
-	var res conductor.TaskResult
-	var by string
-	if err == nil && upd.TaskResult != nil {
-		res = *upd.TaskResult
-		var t *engine.Task
-		_, t, by, err = s.updatableByRef(r, id, upd.TaskReferenceName)
-		if err == nil && t == nil {
-			err = fault.NotFound("workflow %s has no task with reference name %q", id, upd.TaskReferenceName)
-		}
-		if t != nil {
-			res.TaskID = t.ID
-		}
-		res.WorkflowInstanceID = id
-	}
-	if err == nil && len(upd.Variables) > 0 {
-		err = s.submit(r, id, engine.SetVariables{Variables: upd.Variables, By: principal(r)})
-	}
-	if err == nil && upd.TaskResult != nil {
-		_, err = s.report(r, engine.Result{Result: res, By: by}, false)
-	}
-	if err == nil && upd.TaskResult == nil && len(upd.Variables) == 0 {
+	if err == nil && (len(upd.Variables) > 0 || upd.TaskResult == nil) {
 		_, err = s.execution(r, id, auth.Execute)
+	}
+	switch {
+	case err != nil:
+	case upd.TaskResult != nil:
+		err = s.updateTaskState(r, id, upd)
+	case len(upd.Variables) > 0:
+		err = s.submit(r, id, engine.SetVariables{Variables: upd.Variables, By: principal(r)})
 	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.answerRun(w, r, id, p)
+}
+
+// updateTaskState reports upd's result, with its variables, on the latest
+// instance of its task in workflow id.
+func (s *Server) updateTaskState(r *http.Request, id string, upd workflowStateUpdate) error {
+	_, t, by, err := s.updatableByRef(r, id, upd.TaskReferenceName)
+	if err == nil && t == nil {
+		err = fault.NotFound("workflow %s has no task with reference name %q", id, upd.TaskReferenceName)
+	}
+	if err != nil {
+		return err
+	}
+	res := *upd.TaskResult
+	res.TaskID, res.WorkflowInstanceID = t.ID, id
+	trig := engine.Result{Result: res, By: by, Variables: upd.Variables}
+	if len(upd.Variables) > 0 {
+		// The variables are the caller's data, whoever the result's is
+		// (a worker of the task reports as itself).
+		trig.AlsoBy = []string{principal(r)}
+	}
+	out, err := s.report(r, trig, false)
+	if reply, _ := out.Reply.(engine.ResultReply); err == nil && reply.Ignored {
+		return ignoredUpdate(out.State, id, t)
+	}
+	return err
+}
+
+// ignoredUpdate is the refusal of a state update whose result the engine
+// ignored, changing nothing (its variables neither): w is the workflow as
+// the decision found it, t the task the update named.
+func ignoredUpdate(w *engine.Workflow, id string, t *engine.Task) error {
+	if w != nil {
+		if now := w.TaskByID(t.ID); w.Terminal() {
+			return fault.Conflict("workflow %s is %s: the update changed nothing", id, w.Status)
+		} else if now != nil && !now.Active() {
+			return fault.Conflict("task %s of workflow %s is %s: the update changed nothing", t.Ref, id, now.Status)
+		}
+	}
+	return fault.Conflict("task %s of workflow %s took no such result (progress of a DO_WHILE is its condition's to report, a task's is its current worker's): the update changed nothing", t.Ref, id)
 }
 
 // answerRun waits for workflow id as p says and answers its WorkflowRun.

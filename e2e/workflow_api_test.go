@@ -710,6 +710,75 @@ func TestSignalAndUpdateState(t *testing.T) {
 		"taskResult": map[string]any{"status": "COMPLETED"}})
 }
 
+// An updateState the engine refuses, for any part of it, changes nothing:
+// its variables and its result are one decision, so a result refused
+// after the variables were set (a callbackAfterSeconds out of range, a
+// DO_WHILE whose body runs) no longer leaves them set. One for a task or
+// workflow that has ended is refused (409), as a signal is, instead of
+// answering 200 for a result the engine ignored.
+func TestStateUpdateRefusedChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"su_gate","version":1,"tasks":[{"name":"h","taskReferenceName":"h","type":"HUMAN"},
+	  {"name":"later","taskReferenceName":"later","type":"WAIT"}],"outputParameters":{"x":"${workflow.variables.x}"}}`,
+		`{"name":"su_loop","version":1,"tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false",
+	  "loopOver":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}]}`)
+	statuses := func(wf *conductor.Workflow) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s:", wf.Status)
+		for _, t := range wf.Tasks {
+			fmt.Fprintf(&b, " %s=%s", t.ReferenceTaskName, t.Status)
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name   string
+		def    string
+		setup  func(id string)
+		ref    string
+		result map[string]any
+		want   int
+	}{
+		{name: "taken", def: "su_gate", ref: "h", result: map[string]any{"status": "COMPLETED"}, want: http.StatusOK},
+		{name: "callbackAfterSeconds out of range", def: "su_gate", ref: "h",
+			result: map[string]any{"status": "COMPLETED", "callbackAfterSeconds": -5}, want: http.StatusBadRequest},
+		{name: "unknown status", def: "su_gate", ref: "h", result: map[string]any{"status": "DONE"}, want: http.StatusBadRequest},
+		{name: "unknown reference", def: "su_gate", ref: "nope", result: map[string]any{"status": "COMPLETED"}, want: http.StatusNotFound},
+		{name: "task ended", def: "su_gate", ref: "h", result: map[string]any{"status": "FAILED"}, want: http.StatusConflict,
+			setup: func(id string) { e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal", map[string]any{}) }},
+		{name: "workflow ended", def: "su_gate", ref: "h", result: map[string]any{"status": "COMPLETED"}, want: http.StatusConflict,
+			setup: func(id string) { e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"?reason=stop", nil) }},
+		{name: "DO_WHILE whose body runs", def: "su_loop", ref: "loop", result: map[string]any{"status": "COMPLETED"}, want: http.StatusConflict},
+		{name: "DO_WHILE progress", def: "su_loop", ref: "loop", result: map[string]any{"status": "IN_PROGRESS"}, want: http.StatusConflict},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := e.start(tt.def, nil)
+			e.waitStatus(id, conductor.WorkflowRunning)
+			if tt.setup != nil {
+				tt.setup(id)
+			}
+			before := statuses(e.workflow(id))
+			status, body := e.do("POST", "/api/workflow/"+id+"/state?requestId=r1&waitForSeconds=0", map[string]any{
+				"variables": map[string]any{"x": 1}, "taskReferenceName": tt.ref, "taskResult": tt.result})
+			if status != tt.want {
+				t.Fatalf("state update = %d %s, want %d", status, body, tt.want)
+			}
+			wf := e.workflow(id)
+			if tt.want == http.StatusOK {
+				if wf.Variables["x"] != float64(1) || taskNamed(wf.Tasks, tt.ref).Status != "COMPLETED" {
+					t.Fatalf("taken: variables %v, %s", wf.Variables, statuses(wf))
+				}
+				return
+			}
+			if _, set := wf.Variables["x"]; set || statuses(wf) != before {
+				t.Fatalf("refused (%d %s), the update still changed the workflow: variables %v, %s (was %s)",
+					status, body, wf.Variables, statuses(wf), before)
+			}
+		})
+	}
+}
+
 // Signals sent at once to a workflow waiting in one task: one completes
 // it, the others are refused (409), never answered 200 for a result the
 // engine ignored as late.

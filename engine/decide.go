@@ -549,6 +549,10 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 		d.reply = ResultReply{Ignored: true}
 		return nil
 	}
+	if loopIgnores(t, r, by) {
+		d.reply = ResultReply{Ignored: true}
+		return nil
+	}
 	if r.Status == conductor.TaskInProgress && r.WorkerID != "" && t.WorkerID != "" && r.WorkerID != t.WorkerID {
 		// Progress from a worker that no longer holds the task (its
 		// callback put the task back in the queue, another took it): it
@@ -570,9 +574,10 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 		d.emit(&schemas.TaskLogged{TaskID: t.ID, Lines: lines, Times: times})
 	}
 	if t.Type == conductor.TaskTypeDoWhile {
-		return d.loopResult(t, r, by)
+		return d.loopResult(t, r, by, trig.Variables)
 	}
 	d.reply = ResultReply{}
+	d.resultVariables(trig.Variables)
 	up := &schemas.TaskUpdated{TaskID: t.ID, Status: r.Status, Output: r.OutputData, MergeOutput: trig.MergeOutput,
 		Reason: r.ReasonForIncompletion, WorkerID: r.WorkerID, CallbackAfterSeconds: r.CallbackAfterSeconds, Time: d.now}
 	switch r.Status {
@@ -642,6 +647,16 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 		return invalidStatus(r.Status)
 	}
 	return nil
+}
+
+// resultVariables sets the variables a result carries (Result.Variables),
+// once the result is known to be recorded: before the task's update, so
+// that what the update sets off (the next task's input, the workflow's
+// output) reads them.
+func (d *decision) resultVariables(vars map[string]any) {
+	if len(vars) > 0 {
+		d.emit(&schemas.VariablesUpdated{Variables: vars, Time: d.now})
+	}
 }
 
 func invalidStatus(s string) error {

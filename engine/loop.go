@@ -343,16 +343,15 @@ func (d *decision) endLoop(loop *Task, r conductor.TaskResult) error {
 // update too, and leaves the body running for a loop that has ended, its
 // output replaced by the update's (the iterations' records gone): here it
 // is refused, saying why. Progress (IN_PROGRESS) is the condition's to
-// report: from anyone else it is ignored, as before.
-func (d *decision) loopResult(loop *Task, r conductor.TaskResult, by string) error {
-	if loop.Status == conductor.TaskInProgress && loopRecorded(loop) && by == "" {
+// report: from anyone else it is ignored (see loopIgnores). Variables, the
+// result's (Result.Variables), are set only with a report that is taken.
+func (d *decision) loopResult(loop *Task, r conductor.TaskResult, by string, vars map[string]any) error {
+	if conditionReport(loop, by) {
 		d.reply = ResultReply{}
+		d.resultVariables(vars)
 		return d.loopVerdict(loop, r)
 	}
 	switch r.Status {
-	case conductor.TaskInProgress:
-		d.reply = ResultReply{Ignored: true}
-		return nil
 	case conductor.TaskCompleted, conductor.TaskFailed, conductor.TaskFailedWithTerminalError:
 	default:
 		return invalidStatus(r.Status)
@@ -362,7 +361,23 @@ func (d *decision) loopResult(loop *Task, r conductor.TaskResult, by string) err
 			loop.ID, loop.Ref, loopIteration(loop), t.Ref, t.Status)
 	}
 	d.reply = ResultReply{}
+	d.resultVariables(vars)
 	return d.endLoop(loop, r)
+}
+
+// conditionReport reports whether a report by by on loop is its
+// condition's: the system worker's (no operator), while the condition
+// runs.
+func conditionReport(loop *Task, by string) bool {
+	return loop.Status == conductor.TaskInProgress && loopRecorded(loop) && by == ""
+}
+
+// loopIgnores reports whether a report on loop changes nothing: progress
+// from anyone but its condition. Ignored before anything of the report is
+// recorded (its logs, its sender), as a late result is: an updateState
+// that carries it is refused as having changed nothing.
+func loopIgnores(loop *Task, r conductor.TaskResult, by string) bool {
+	return loop.Type == conductor.TaskTypeDoWhile && r.Status == conductor.TaskInProgress && !conditionReport(loop, by)
 }
 
 // runningBody returns a task of the loop's current iteration that has not

@@ -84,6 +84,12 @@ type Result struct {
 	// the completion of an HTTP task with asyncComplete, keeps what was
 	// there. A worker's result replaces the output, as in Conductor.
 	MergeOutput bool
+	// Variables, when set, are merged into the workflow's variables by
+	// the decision that records the result, before it (Orkes's
+	// updateState): one record, so that a result refused or ignored sets
+	// none of them. Their sender, whose data they are, is By or among
+	// AlsoBy.
+	Variables map[string]any
 }
 
 // Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed

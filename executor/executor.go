@@ -1131,7 +1131,9 @@ func unrecordable(err error) bool {
 //     why, without what the result carried (output, logs, reason), as
 //     Conductor fails a task whose output is over its payload limit; one
 //     nested too deep is refused as invalid, as Conductor's JSON parser
-//     refuses it, and its sender may send it flatter;
+//     refuses it, and its sender may send it flatter; one that carries
+//     variables (updateState) is refused too: failing the task without
+//     them would apply half of it, and its sender may send less;
 //   - for what moves the workflow on with data it holds already (a tick
 //     that schedules a task whose input is built from a large output, a
 //     child's end, a resume), or a result whose failure was refused as
@@ -1151,7 +1153,7 @@ func recordInstead(trig engine.Trigger, why error, fellBack bool) engine.Trigger
 		switch {
 		case fellBack:
 			return fail
-		case errors.Is(why, eventlog.ErrTooDeep):
+		case errors.Is(why, eventlog.ErrTooDeep), len(t.Variables) > 0:
 			return nil
 		}
 		r := t.Result

@@ -280,3 +280,39 @@ func TestEnvelopesStopAtTheLimit(t *testing.T) {
 		t.Fatalf("events under the limit: %v", err)
 	}
 }
+
+// A state update (a result with variables, Orkes's updateState) the log
+// cannot hold is refused whole, whichever part is large, and the workflow
+// stays as it was: failing the task without the variables, as a worker's
+// result alone would, would apply half of the update.
+func TestStateUpdateTheLogCannotHoldIsRefused(t *testing.T) {
+	ctx := testutil.Context(t, 60*time.Second)
+	l := openSmallLog(t)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	blob := strings.Repeat("x", 2*smallRecord)
+	tests := []struct {
+		name      string
+		variables map[string]any
+		output    map[string]any
+	}{
+		{"variables over the limit", map[string]any{"blob": blob}, map[string]any{"o": 1}},
+		{"output over the limit", map[string]any{"v": 1}, map[string]any{"blob": blob}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("wf-refused-state-%d", i)
+			startInline(ctx, t, e, id, `{"name":"refused_state","tasks":[{"name":"refused_a","taskReferenceName":"a"},{"name":"refused_b","taskReferenceName":"b"}]}`)
+			res := conductor.TaskResult{TaskID: mustState(t, e, id).LatestByRef("a").ID, WorkflowInstanceID: id,
+				Status: conductor.TaskCompleted, OutputData: tt.output}
+			_, err := e.Submit(ctx, id, engine.Result{Result: res, By: "user:op", Variables: tt.variables}, Meta{})
+			if !errors.Is(err, fault.ErrTooLarge) {
+				t.Fatalf("state update: %v, want too large", err)
+			}
+			w := mustState(t, e, id)
+			if a := w.LatestByRef("a"); w.Status != conductor.WorkflowRunning || a.Status != conductor.TaskScheduled || len(w.Variables) != 0 {
+				t.Fatalf("workflow %s (%q), a %s (%q), variables %d: want it RUNNING as before, without variables",
+					w.Status, w.Reason, a.Status, a.Reason, len(w.Variables))
+			}
+		})
+	}
+}
