@@ -92,6 +92,9 @@ func TaskDeadlines(w *Workflow, t *Task, out []int64) []int64 {
 		out = addDeadline(out, t.UpdateTime)
 	case t.Status == conductor.TaskInProgress && leased(t):
 		out = addDeadline(out, t.UpdateTime+SystemTaskLease.Milliseconds())
+		if heldTimesOut(t) && !paused {
+			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
+		}
 	case awaitsUpdate(t) && timesOut(t) && !paused:
 		out = addDeadline(out, afterSeconds(timeoutStart(w, t), p.TimeoutSeconds))
 	case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
@@ -141,6 +144,16 @@ func leased(t *Task) bool {
 	}
 	return runsInSystemWorker(t.Type) && t.WorkerID != ""
 }
+
+// heldTimesOut reports whether the timeoutSeconds of t, held by an
+// engine's system worker (leased), applies while it runs: Conductor's
+// decider times out a system task under way as any pending task, and an
+// HTTP call's own timeouts (up to 3 minutes) or the lease (5) would
+// otherwise let it overrun a shorter one. A DO_WHILE is held only while
+// its condition runs: a timeout counted from the loop's start must not
+// depend on whether it falls in that moment (a loop's, like a JOIN's, is
+// not applied; README, Retries and timeouts).
+func heldTimesOut(t *Task) bool { return t.Type != conductor.TaskTypeDoWhile && timesOut(t) }
 
 // awaitsUpdate reports a task in progress that waits for an update from
 // outside or for its time: a HUMAN or WAIT task, a SUB_WORKFLOW waiting
@@ -205,6 +218,12 @@ func (d *decision) tick() {
 			d.effect(handOff(d.w, t)...)
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait && t.AvailableAt > 0 && d.now >= t.AvailableAt:
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompleted, KeepOutput: true, Time: d.now})
+		case t.Status == conductor.TaskInProgress && leased(t) && heldTimesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
+			// Before the lease: a task that ran out of time is not run
+			// again. The run under way ends as the task is no longer
+			// active (the executor's runRegistry), and its result, if it
+			// comes, is late news.
+			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskInProgress && leased(t) && d.now >= t.UpdateTime+SystemTaskLease.Milliseconds():
 			if t.LeaseExpiries+1 >= MaxLeaseExpiries {
 				// Engines die running it, one after another: most likely

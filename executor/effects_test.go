@@ -301,19 +301,27 @@ func (w waitsForCancel) Execute(ctx context.Context, _ *conductor.Task) conducto
 	return conductor.TaskResult{Status: conductor.TaskFailed, ReasonForIncompletion: ctx.Err().Error()}
 }
 
-// A system task whose workflow ends while it runs (a script that spins
-// for its whole budget, in a fork whose other branch failed) is stopped at
-// once: it would hold a script slot, for nothing, while others wait.
-func TestSystemTaskOfAnEndedWorkflowStops(t *testing.T) {
+// runUntilCanceled starts an executor, on clock now, whose INLINE tasks
+// run until their context ends.
+func runUntilCanceled(t *testing.T, now func() time.Time) (context.Context, *Executor, waitsForCancel) {
+	t.Helper()
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
-	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Now: now})
 	run := waitsForCancel{running: make(chan struct{}), ended: make(chan struct{})}
 	e.RegisterSystemTask(conductor.TaskTypeInline, run)
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Stop)
+	return ctx, e, run
+}
+
+// A system task whose workflow ends while it runs (a script that spins
+// for its whole budget, in a fork whose other branch failed) is stopped at
+// once: it would hold a script slot, for nothing, while others wait.
+func TestSystemTaskOfAnEndedWorkflowStops(t *testing.T) {
+	ctx, e, run := runUntilCanceled(t, nil)
 	startInline(ctx, t, e, "wf-spin", `{"name":"spin","tasks":[
 	  {"name":"spin","taskReferenceName":"spin","type":"INLINE","inputParameters":{"evaluatorType":"javascript","expression":"while(true){}"}}]}`)
 	<-run.running
@@ -481,5 +489,34 @@ func TestEndedChildOfAParentThatMovedOnKeepsItsEnd(t *testing.T) {
 	}
 	if c.Status != conductor.WorkflowFailed || c.Reason != "broken" {
 		t.Fatalf("the child that ended as it started is %s (%q), want FAILED (broken)", c.Status, c.Reason)
+	}
+}
+
+// A system task that runs past its task definition's timeoutSeconds (an
+// HTTP call whose own timeouts are longer) is stopped by the tick that
+// times it out: the task is no longer active, and the workflow is
+// TIMED_OUT, not held until the run gives up or its lease expires.
+func TestSystemTaskPastItsTimeoutStops(t *testing.T) {
+	var offset atomic.Int64 // how far the test moved the executor's clock
+	ctx, e, run := runUntilCanceled(t, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	startInline(ctx, t, e, "wf-overrun", `{"name":"overrun","tasks":[
+	  {"name":"slow","taskReferenceName":"slow","type":"INLINE","inputParameters":{"evaluatorType":"javascript","expression":"1"},
+	   "taskDefinition":{"name":"slow","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","responseTimeoutSeconds":30}}]}`)
+	<-run.running
+	offset.Store(int64(61 * time.Second))
+	if _, err := e.Submit(ctx, "wf-overrun", engine.Tick{}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-run.ended:
+	case <-ctx.Done():
+		t.Fatal("the run went on past its task's timeout")
+	}
+	w, err := e.State(ctx, "wf-overrun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Status != conductor.WorkflowTimedOut || w.Tasks[0].Status != conductor.TaskTimedOut {
+		t.Fatalf("workflow %s (%s), task %s", w.Status, w.Reason, w.Tasks[0].Status)
 	}
 }
