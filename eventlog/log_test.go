@@ -114,6 +114,31 @@ func TestReadSubjectManyBatches(t *testing.T) {
 	}
 }
 
+// FirstRecord reads a subject's first record alone, past other
+// subjects' records before and between, and finds none on an empty one.
+func TestFirstRecord(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	if _, err := l.Append(ctx, "fv.wf.other", notes(t, "o", 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	var err error
+	for i := range 3 {
+		if seq, err = l.Append(ctx, "fv.wf.first", notes(t, fmt.Sprintf("f%d", i), 2), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, found, err := l.FirstRecord(ctx, "fv.wf.first")
+	if err != nil || !found || rec.Subject != "fv.wf.first" || len(rec.Events) != 2 || rec.Events[0].ID != "f0-0" {
+		t.Fatalf("first record: %+v, %v, %v", rec, found, err)
+	}
+	if _, found, err := l.FirstRecord(ctx, "fv.wf.none"); err != nil || found {
+		t.Fatalf("empty subject: found %v, %v", found, err)
+	}
+}
+
 func TestAppendConflict(t *testing.T) {
 	t.Parallel()
 	l := testutil.OpenLog(t, "")

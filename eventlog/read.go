@@ -84,6 +84,23 @@ func (l *Log) ReadSubject(ctx context.Context, subject string, after uint64) ([]
 	}
 }
 
+// FirstRecord returns the first record on subject (found false: none),
+// with one direct get: what started an aggregate, without reading the
+// rest of it.
+func (l *Log) FirstRecord(ctx context.Context, subject string) (rec Record, found bool, err error) {
+	if l.closed.Load() {
+		return Record{}, false, ErrClosed
+	}
+	s, ok := streamFor(subject)
+	if !ok {
+		return Record{}, false, fmt.Errorf("read %s: %w", subject, ErrInvalidSubject)
+	}
+	if rec, found, err = l.nextRecord(ctx, s.Name, subject, 1); err != nil {
+		return Record{}, false, fmt.Errorf("read %s: %w", subject, err)
+	}
+	return rec, found, nil
+}
+
 type directGetRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	NextFor string `json:"next_by_subj,omitempty"`

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
 )
 
 // keyHolder is a read model in which one workflow holds every idempotency
@@ -152,5 +156,91 @@ func TestStartWorkflowReturnExistingAsksToRead(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(asked, []string{"insider cleanup owner", "outsider cleanup owner"}) {
 		t.Fatalf("asked %v", asked)
+	}
+}
+
+// movingHolder is a read model whose idempotency keys are all held by
+// the workflow the test says, as it says (found false: removed).
+type movingHolder struct {
+	nothingScheduled
+	mu         sync.Mutex
+	id, status string
+	found      bool
+}
+
+func (m *movingHolder) LookupIdempotencyKey(context.Context, string, string) (string, string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.id, m.status, m.found, nil
+}
+
+func (m *movingHolder) set(id, status string, found bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.id, m.status, m.found = id, status, found
+}
+
+// A start command with an idempotency key delivered again (its ack was
+// lost, its engine died before acking) or published again under the same
+// message id is the start it made, even once the workflow it started has
+// ended (FAIL_ON_RUNNING would let the key start another) or was removed
+// (any strategy would): it starts nothing more. Another message, or the
+// same message id from another creator, is another start, which the key's
+// strategy decides.
+func TestStartCommandAgainIsTheStartItMade(t *testing.T) {
+	def := json.RawMessage(`{"name":"keyed","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	tests := []struct {
+		name     string
+		strategy string
+		ended    bool // the first workflow ended (else it was removed)
+		msgID    string
+		creator  string
+		started  bool // the second delivery starts a workflow
+	}{
+		{"again, ended, FAIL_ON_RUNNING", conductor.IdempotencyFailOnRunning, true, "m-1", "alice", false},
+		{"again, removed, FAIL", conductor.IdempotencyFail, false, "m-1", "alice", false},
+		{"again, removed, FAIL_ON_RUNNING", conductor.IdempotencyFailOnRunning, false, "m-1", "alice", false},
+		{"again, removed, RETURN_EXISTING", conductor.IdempotencyReturnExisting, false, "m-1", "alice", false},
+		{"another message, ended, FAIL_ON_RUNNING", conductor.IdempotencyFailOnRunning, true, "m-2", "alice", true},
+		{"another message, removed, FAIL", conductor.IdempotencyFail, false, "m-2", "alice", true},
+		{"another creator's, ended, FAIL_ON_RUNNING", conductor.IdempotencyFailOnRunning, true, "m-1", "bob", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testutil.Context(t, 30*time.Second)
+			holder := &movingHolder{}
+			e := startExecutor(t, testutil.OpenLog(t, ""), holder, Config{})
+			deliver := func(msgID, creator string, seq uint64) error {
+				body, err := json.Marshal(map[string]any{"workflowDef": def, "createdBy": creator,
+					"idempotencyKey": "k", "idempotencyStrategy": tt.strategy})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return e.handleStartCommand(ctx, eventlog.Delivery{Subject: workers.StartCommandPrefix + "keyed", Data: body,
+					Header: map[string][]string{"Nats-Msg-Id": {msgID}}, StreamSeq: seq})
+			}
+			if err := deliver("m-1", "alice", 1); err != nil {
+				t.Fatal(err)
+			}
+			first := engine.DeriveID("idempotency", "keyed", "k", "")
+			if w, err := e.State(ctx, first); err != nil || w == nil {
+				t.Fatalf("the first start: %v, %v", w, err)
+			}
+			holder.set(first, conductor.WorkflowCompleted, tt.ended)
+			seq := uint64(1)
+			if tt.msgID != "m-1" {
+				seq = 2
+			}
+			if err := deliver(tt.msgID, tt.creator, seq); err != nil {
+				t.Fatalf("second delivery: %v", err)
+			}
+			w, err := e.State(ctx, engine.DeriveID("idempotency", "keyed", "k", first))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (w != nil) != tt.started {
+				t.Fatalf("a second workflow started: %v, want %v", w != nil, tt.started)
+			}
+		})
 	}
 }

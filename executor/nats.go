@@ -755,6 +755,8 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 	if req.IdempotencyKey != "" {
 		// The key decides, as through the API: a request published
 		// again under another message id (or none) is the same start.
+		// The same message again is the start it made (RequestID), even
+		// once its workflow ended and the key would start another.
 		id = ""
 	}
 	if len(tokens) == 2 && e.mayStart != nil {

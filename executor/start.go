@@ -29,7 +29,12 @@ type StartOptions struct {
 	ParentWorkflowID     string
 	ParentWorkflowTaskID string
 	Depth                int // see schemas.WorkflowStarted
-	RequestID            string
+	// RequestID identifies the request. With an idempotency key and no
+	// WorkflowID, a key held by a workflow this request started (its
+	// start record names the request and CreatedBy) is a retry of this
+	// start (fault.ErrConflict), also once that workflow has ended or
+	// was removed.
+	RequestID string
 	// Resolved names values resolved into the request's input.
 	Resolved []schemas.ResolvedRef
 	// Added are input keys the server put in the request's input, not its
@@ -135,6 +140,18 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 				return "", 0, keyHeld(fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey))
 			}
 		}
+		if id == "" && existing != "" && o.RequestID != "" {
+			// The key's workflow, ended or removed, may be this request's
+			// own start (a start command delivered again): a retry, not
+			// a second start with the key.
+			own, err := e.startedBy(ctx, existing, o)
+			if err != nil {
+				return "", 0, err
+			}
+			if own {
+				return "", 0, fault.Conflict("workflow %s exists", existing)
+			}
+		}
 		if id == "" {
 			// Concurrent starts with one key derive one id: the log lets
 			// one win.
@@ -164,6 +181,22 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		return "", 0, err
 	}
 	return id, out.Seq, nil
+}
+
+// startedBy reports whether workflow wfID was started by the request o
+// describes: its start record carries the request's id and its creator.
+// The workflow's read model does not keep them; the log does, also once
+// the workflow is removed.
+func (e *Executor) startedBy(ctx context.Context, wfID string, o StartOptions) (bool, error) {
+	rec, found, err := e.log.FirstRecord(ctx, subject(wfID))
+	if err != nil {
+		return false, fmt.Errorf("start record of workflow %s: %w", wfID, err)
+	}
+	if !found || rec.Err != nil || len(rec.Events) == 0 {
+		return false, nil
+	}
+	env := rec.Events[0]
+	return env.CausationID == o.RequestID && env.Principal == o.CreatedBy, nil
 }
 
 func (e *Executor) lookupIdempotency(ctx context.Context, name, key string) (string, string, bool, error) {
