@@ -56,10 +56,11 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []*conductor.WebhookConfig{}
+	shown := make([]*conductor.WebhookConfig, 0, len(list))
+	for _, c := range list {
+		shown = append(shown, webhooks.Shown(c))
 	}
-	writeJSON(w, http.StatusOK, list)
+	writeJSON(w, http.StatusOK, shown)
 }
 
 func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +69,7 @@ func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, webhooks.Shown(c))
 }
 
 // saveWebhook creates a webhook under a new id and answers it as stored,
@@ -95,7 +96,7 @@ func (s *Server) saveWebhook(replace bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, saved)
+		writeJSON(w, http.StatusOK, webhooks.Shown(saved))
 	}
 }
 

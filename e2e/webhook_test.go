@@ -159,6 +159,10 @@ func TestWebhooks(t *testing.T) {
 		{"name": "literal", "verifier": "HEADER_BASED", "headers": map[string]string{"X-Token": token}, "workflowsToStart": map[string]int{"hook_started": 1}},
 		{"name": "slack", "verifier": "SLACK_BASED", "workflowsToStart": map[string]int{"hook_started": 1}},
 		{"name": "nothing", "verifier": "HMAC_BASED", "headerKey": "X-Sig", "secretValue": "${workflow.secrets.hook_token}"},
+		// secretKey, which nothing reads, takes a reference too: a secret
+		// pasted there is not stored, nor shown back.
+		{"name": "pasted", "verifier": "HMAC_BASED", "headerKey": "X-Sig", "secretKey": token, "secretValue": "${workflow.secrets.hook_token}",
+			"workflowsToStart": map[string]int{"hook_started": 1}},
 		{"verifier": "HMAC_BASED", "headerKey": "X-Sig", "secretValue": "${workflow.secrets.hook_token}", "workflowsToStart": map[string]int{"hook_started": 1}},
 	} {
 		status, body := e.do("POST", "/api/metadata/webhook", bad)
@@ -368,6 +372,64 @@ func TestWebhookMatchesReadWhatTheWorkflowGave(t *testing.T) {
 	for _, id := range garbled {
 		if wf := e.workflow(id); wf.Status != conductor.WorkflowRunning {
 			t.Fatalf("a task whose matches is not an object took a delivery: %s", wf.Status)
+		}
+	}
+}
+
+// A delivery reports the WAIT_FOR_WEBHOOK tasks it completed, and only
+// those: one whose task definition enforces an outputSchema the payload
+// does not conform to is FAILED by it, and the delivery, answered 200
+// without it, is counted partly done; a conforming payload completes the
+// next workflow's task.
+func TestWebhookReportsOnlyTasksItCompleted(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	token := e.plantSecret("hook_token", "hook-")
+	e.must(http.StatusNoContent, "POST", "/api/schema", []any{map[string]any{"name": "hook_out", "type": "JSON",
+		"data": map[string]any{"type": "object", "required": []string{"must"}}}})
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", []any{map[string]any{"name": "hookw", "retryCount": 0,
+		"responseTimeoutSeconds": 30, "outputSchema": map[string]any{"name": "hook_out"}, "enforceSchema": true}})
+	e.register(`{"name":"hook_checked","version":1,"tasks":[{"name":"hookw","taskReferenceName":"w","type":"WAIT_FOR_WEBHOOK",
+	   "inputParameters":{"matches":{"$.order":"${workflow.input.order}"}}}]}`)
+	var hook conductor.WebhookConfig
+	mustJSON(t, e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "checked", "verifier": "HEADER_BASED",
+		"headers":                         map[string]string{"X-Hook-Token": "${workflow.secrets.hook_token}"},
+		"receiverWorkflowNamesToVersions": map[string]int{"hook_checked": 1}}), &hook)
+	refused := e.start("hook_checked", map[string]any{"order": "a"})
+	taken := e.start("hook_checked", map[string]any{"order": "b"})
+	for _, id := range []string{refused, taken} {
+		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if w := taskByRef(e.workflow(id), "w"); w == nil || w.Status != conductor.TaskInProgress {
+				return fmt.Errorf("workflow %s does not wait for its webhook yet", id)
+			}
+			return nil
+		})
+	}
+
+	deliver := func(body string) []string {
+		t.Helper()
+		status, out := e.deliver(hook.ID, map[string]string{"X-Hook-Token": token}, body)
+		var did struct{ WorkflowIDs, CompletedTaskIDs []string }
+		if err := json.Unmarshal([]byte(out), &did); status != http.StatusOK || err != nil {
+			t.Fatalf("delivery %s: %d %s", body, status, out)
+		}
+		return did.CompletedTaskIDs
+	}
+	if done := deliver(`{"order":"a","other":1}`); len(done) != 0 {
+		t.Fatalf("a payload the task's outputSchema refuses: completed %v", done)
+	}
+	wf := e.waitStatus(refused, conductor.WorkflowFailed)
+	if w := taskByRef(wf, "w"); w.Status != conductor.TaskFailed || !strings.Contains(w.ReasonForIncompletion, `does not conform to schema hook_out`) {
+		t.Fatalf("the refused task: %s %q", w.Status, w.ReasonForIncompletion)
+	}
+	done := deliver(`{"order":"b","must":true}`)
+	wf = e.waitStatus(taken, conductor.WorkflowCompleted)
+	if w := taskByRef(wf, "w"); len(done) != 1 || done[0] != w.TaskID {
+		t.Fatalf("a conforming payload completed %v, want [%s]", done, w.TaskID)
+	}
+	for outcome, want := range map[string]float64{"done": 1, "partial": 1} {
+		if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_webhook_deliveries_total", map[string]string{"outcome": outcome}); got != want {
+			t.Errorf("deliveries_total{outcome=%q} = %v, want %v", outcome, got, want)
 		}
 	}
 }

@@ -79,6 +79,12 @@ func Validate(c *conductor.WebhookConfig) error {
 			ve.Add(path, "must be a reference to a secret, ${workflow.secrets.NAME}: store the value with PUT /api/secrets/NAME")
 		}
 	}
+	// Orkes gives secretKey no meaning flowvault serves, and nothing reads
+	// it; held to what the secret fields are, a secret pasted there is
+	// refused rather than kept in the log and shown on every read.
+	if c.SecretKey != "" {
+		ref("secretKey", c.SecretKey)
+	}
 	switch c.Verifier {
 	case conductor.VerifierHeaderBased:
 		if len(c.Headers) == 0 {
@@ -121,6 +127,28 @@ func Validate(c *conductor.WebhookConfig) error {
 	return ve.Err()
 }
 
+// Shown is c as the API answers it: a field that should hold a secret's
+// reference and holds something else (a secretKey saved before Validate
+// checked it) shows as masking.Mask, so that a secret pasted there is not
+// read back.
+func Shown(c *conductor.WebhookConfig) *conductor.WebhookConfig {
+	out := *c
+	mask := func(v string) string {
+		if _, ok := secretRef(v); v == "" || ok {
+			return v
+		}
+		return masking.Mask
+	}
+	out.SecretKey, out.SecretValue = mask(c.SecretKey), mask(c.SecretValue)
+	if c.Headers != nil {
+		out.Headers = make(map[string]string, len(c.Headers))
+		for k, v := range c.Headers {
+			out.Headers[k] = mask(v)
+		}
+	}
+	return &out
+}
+
 const servedVerifiers = "HEADER_BASED, HMAC_BASED, SIGNATURE_BASED, STRIPE or SLACK_BASED"
 
 // signedAge bounds how far a signed timestamp (Stripe's, Slack's) may be
@@ -133,13 +161,27 @@ const signedAge = 5 * time.Minute
 func verify(c *conductor.WebhookConfig, header http.Header, body []byte, now time.Time, secret func(name string) ([]byte, error)) error {
 	switch c.Verifier {
 	case conductor.VerifierHeaderBased:
-		for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
-			if err := headerEquals(header.Values(k), c.Headers[k], secret); err != nil {
+		// Every header there first, as signedAt checks the timestamp: a
+		// delivery without them (anyone's) reads no secret.
+		keys := slices.Sorted(maps.Keys(c.Headers))
+		for _, k := range keys {
+			if len(header.Values(k)) != 1 {
+				return ErrUnverified
+			}
+		}
+		for _, k := range keys {
+			if err := headerEquals(header.Get(k), c.Headers[k], secret); err != nil {
 				return err
 			}
 		}
 		return nil
 	case conductor.VerifierHMACBased, conductor.VerifierSignatureBased:
+		// The signature first: one that is missing, or is no SHA-256
+		// digest, reads no secret.
+		sigs := signatureDigests(header.Get(c.HeaderKey))
+		if len(sigs) == 0 {
+			return ErrUnverified
+		}
 		name, _ := secretRef(c.SecretValue)
 		key, err := secret(name)
 		if err != nil {
@@ -147,7 +189,8 @@ func verify(c *conductor.WebhookConfig, header http.Header, body []byte, now tim
 		}
 		mac := hmac.New(sha256.New, key)
 		mac.Write(body)
-		if signatureMatches(header.Get(c.HeaderKey), mac.Sum(nil)) {
+		sum := mac.Sum(nil)
+		if slices.ContainsFunc(sigs, func(sig []byte) bool { return hmac.Equal(sig, sum) }) {
 			return nil
 		}
 		return ErrUnverified
@@ -214,34 +257,35 @@ func hexMatches(sig string, sum []byte) bool {
 	return err == nil && hmac.Equal(got, sum)
 }
 
-func headerEquals(got []string, want string, secret func(string) ([]byte, error)) error {
+func headerEquals(got, want string, secret func(string) ([]byte, error)) error {
 	name, _ := secretRef(want)
 	value, err := secret(name)
 	if err != nil {
 		return err
 	}
-	if len(got) != 1 {
-		return ErrUnverified
-	}
 	// Digests of equal length, compared in constant time: a comparison of
 	// the values themselves would end sooner for a wrong length.
-	a, b := sha256.Sum256([]byte(got[0])), sha256.Sum256(value)
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256(value)
 	if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
 		return ErrUnverified
 	}
 	return nil
 }
 
-// signatureMatches compares a signature header with sum: hex ("sha256="
-// before it, as GitHub sends it, or not) or standard base64.
-func signatureMatches(sig string, sum []byte) bool {
+// signatureDigests reads a signature header as the SHA-256 digests it may
+// carry: hex ("sha256=" before it, as GitHub sends it, or not) or
+// standard base64; none when it is neither.
+func signatureDigests(sig string) [][]byte {
 	sig = strings.TrimSpace(sig)
 	sig, _ = strings.CutPrefix(sig, "sha256=")
-	if got, err := hex.DecodeString(sig); err == nil && hmac.Equal(got, sum) {
-		return true
+	var out [][]byte
+	if got, err := hex.DecodeString(sig); err == nil && len(got) == sha256.Size {
+		out = append(out, got)
 	}
-	got, err := base64.StdEncoding.DecodeString(sig)
-	return err == nil && hmac.Equal(got, sum)
+	if got, err := base64.StdEncoding.DecodeString(sig); err == nil && len(got) == sha256.Size {
+		out = append(out, got)
+	}
+	return out
 }
 
 // matches reports whether payload meets every condition of want: a JSON
@@ -447,6 +491,7 @@ const (
 	OutcomeUnverified = "unverified" // refused by the verifier
 	OutcomeInvalid    = "invalid"    // not a JSON object
 	OutcomeUnknown    = "unknown"    // no such webhook
+	OutcomeError      = "error"      // none of it done: the server failed (the webhook or the audit trail)
 )
 
 // DeliveriesCounter is flowvault_webhook_deliveries_total, registered
@@ -454,7 +499,7 @@ const (
 func DeliveriesCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "flowvault", Subsystem: "webhook", Name: "deliveries_total",
-		Help: "Incoming webhook deliveries by outcome (done, partial, unverified, invalid, unknown).",
+		Help: "Incoming webhook deliveries by outcome (done, partial, unverified, invalid, unknown, error).",
 	}, []string{"outcome"})
 	reg.MustRegister(c)
 	return c
@@ -483,6 +528,11 @@ func (r *Receiver) Deliver(ctx context.Context, id string, header http.Header, b
 			outcome = OutcomeUnknown
 		case errors.Is(err, fault.ErrInvalid) && out == nil:
 			outcome = OutcomeInvalid
+		case err != nil && out == nil:
+			// Nothing was started or completed (the audit trail refused
+			// the secret's read, say): answered with the error, for the
+			// sender to try again.
+			outcome = OutcomeError
 		case err != nil:
 			outcome = OutcomePartial
 		}
@@ -532,7 +582,7 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 			break
 		}
 		if err := r.Audit.SecretReadForWebhook(ctx, id, owner, rd.name, rd.served); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("webhook %s: record the read of its verifier's secret: %w", id, err)
 		}
 	}
 	var payload map[string]any
@@ -646,7 +696,18 @@ func (r *Receiver) completeTask(ctx context.Context, owner string, version int, 
 	}
 	out, err := r.Engine.Submit(ctx, wf.ID, engine.Result{Result: conductor.TaskResult{TaskID: t.ID, WorkflowInstanceID: wf.ID,
 		Status: conductor.TaskCompleted, OutputData: payload}, By: owner}, executor.Meta{Principal: owner})
-	return err == nil && out.Appended, err
+	if err != nil || !out.Appended {
+		return false, err
+	}
+	// The result asked for COMPLETED; what the task became is the
+	// state's to say: an output its definition's outputSchema refuses
+	// fails it instead.
+	if out.State != nil {
+		if after := out.State.TaskByID(t.ID); after != nil && after.Status != conductor.TaskCompleted {
+			return false, fmt.Errorf("workflow %s: the delivery left its task %s, not COMPLETED (its reasonForIncompletion says why)", wf.ID, after.Status)
+		}
+	}
+	return true, nil
 }
 
 // mayMatch reports whether payload may meet the matches of a task's

@@ -1,24 +1,31 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 func TestValidate(t *testing.T) {
@@ -47,6 +54,13 @@ func TestValidate(t *testing.T) {
 			WorkflowsToStart: start, ReceiverWorkflowNamesToVersions: map[string]int{"flow": -1}}, "receiverWorkflowNamesToVersions.flow"},
 		{"latest version", conductor.WebhookConfig{Name: "h", Verifier: "HMAC_BASED", HeaderKey: "X", SecretValue: "${workflow.secrets.tok}",
 			WorkflowsToStart: map[string]int{"flow": 0}}, ""},
+		// secretKey, which nothing reads, is held to what secretValue is.
+		{"literal secretKey", conductor.WebhookConfig{Name: "h", Verifier: "HMAC_BASED", HeaderKey: "X", SecretKey: "whsec_pasted",
+			SecretValue: "${workflow.secrets.tok}", WorkflowsToStart: start}, "secretKey"},
+		{"literal secretKey, header verifier", conductor.WebhookConfig{Name: "h", Verifier: "HEADER_BASED", SecretKey: "whsec_pasted",
+			Headers: map[string]string{"X-T": "${workflow.secrets.tok}"}, WorkflowsToStart: start}, "secretKey"},
+		{"secretKey a reference", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretKey: "${workflow.secrets.other}",
+			SecretValue: "${workflow.secrets.tok}", WorkflowsToStart: start}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Validate(&tc.c)
@@ -56,6 +70,8 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			case tc.bad != "" && (!errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Path != tc.bad):
 				t.Fatalf("error %v, want one naming %s", err, tc.bad)
+			case err != nil && strings.Contains(err.Error(), "pasted"):
+				t.Fatalf("the refusal quotes the value: %v", err)
 			}
 		})
 	}
@@ -193,32 +209,49 @@ func TestMatches(t *testing.T) {
 	}
 }
 
-// A delivery whose timestamp is refused reads no secret: anyone can send
-// one, unsigned. Its refusal is the sender's, not the webhook's: only a
-// secret that cannot be read is ErrSecretUnreadable, which the server logs
-// as a warning (a sender could otherwise write warnings at will).
-func TestStaleTimestampReadsNoSecret(t *testing.T) {
+// A delivery refused by what any sender can send unsigned (a stale
+// timestamp, a header missing or twice, a signature that is no SHA-256
+// digest) reads no secret: each read decrypts it. Its refusal is the
+// sender's, not the webhook's: only a secret that cannot be read is
+// ErrSecretUnreadable, which the server logs as a warning (a sender could
+// otherwise write warnings at will).
+func TestUnsignedDeliveryReadsNoSecret(t *testing.T) {
 	now := time.Unix(1_790_000_000, 0)
-	reads := 0
-	secret := func(string) ([]byte, error) { reads++; return []byte("k"), nil }
 	stripe := &conductor.WebhookConfig{Verifier: "STRIPE", SecretValue: "${workflow.secrets.signing}"}
 	slack := &conductor.WebhookConfig{Verifier: "SLACK_BASED", SecretValue: "${workflow.secrets.signing}"}
-	for name, tc := range map[string]struct {
-		c *conductor.WebhookConfig
-		h http.Header
+	headers := &conductor.WebhookConfig{Verifier: "HEADER_BASED", Headers: map[string]string{"X-A": "${workflow.secrets.a}", "X-B": "${workflow.secrets.b}"}}
+	hmacCfg := &conductor.WebhookConfig{Verifier: "HMAC_BASED", HeaderKey: "X-Sig", SecretValue: "${workflow.secrets.signing}"}
+	signature := &conductor.WebhookConfig{Verifier: "SIGNATURE_BASED", HeaderKey: "X-Sig", SecretValue: "${workflow.secrets.signing}"}
+	for _, tc := range []struct {
+		name string
+		c    *conductor.WebhookConfig
+		h    http.Header
 	}{
-		"stripe, stale":        {stripe, http.Header{"Stripe-Signature": {"t=1,v1=00"}}},
-		"stripe, no timestamp": {stripe, http.Header{"Stripe-Signature": {"v1=00"}}},
-		"slack, stale":         {slack, http.Header{"X-Slack-Request-Timestamp": {"1"}, "X-Slack-Signature": {"v0=00"}}},
-		"slack, not a number":  {slack, http.Header{"X-Slack-Request-Timestamp": {"x"}, "X-Slack-Signature": {"v0=00"}}},
+		{"stripe, stale", stripe, http.Header{"Stripe-Signature": {"t=1,v1=00"}}},
+		{"stripe, no timestamp", stripe, http.Header{"Stripe-Signature": {"v1=00"}}},
+		{"slack, stale", slack, http.Header{"X-Slack-Request-Timestamp": {"1"}, "X-Slack-Signature": {"v0=00"}}},
+		{"slack, not a number", slack, http.Header{"X-Slack-Request-Timestamp": {"x"}, "X-Slack-Signature": {"v0=00"}}},
+		{"headers, none", headers, http.Header{}},
+		{"headers, the second missing", headers, http.Header{"X-A": {"v"}}},
+		{"headers, the first missing", headers, http.Header{"X-B": {"v"}}},
+		{"headers, one twice", headers, http.Header{"X-A": {"v"}, "X-B": {"v", "v"}}},
+		{"hmac, no signature", hmacCfg, http.Header{}},
+		{"hmac, empty signature", hmacCfg, http.Header{"X-Sig": {"sha256="}}},
+		{"hmac, not hex or base64", hmacCfg, http.Header{"X-Sig": {"sha256=zz"}}},
+		{"hmac, too short a digest", hmacCfg, http.Header{"X-Sig": {"sha256=" + strings.Repeat("ab", 31)}}},
+		{"signature, no signature", signature, http.Header{"Other": {"x"}}},
 	} {
-		err := verify(tc.c, tc.h, []byte(`{}`), now, secret)
-		if !errors.Is(err, ErrUnverified) || errors.Is(err, ErrSecretUnreadable) {
-			t.Errorf("%s: verify = %v, want ErrUnverified, not ErrSecretUnreadable", name, err)
-		}
-	}
-	if reads != 0 {
-		t.Errorf("refused timestamps read the secret %d times", reads)
+		t.Run(tc.name, func(t *testing.T) {
+			reads := 0
+			secret := func(string) ([]byte, error) { reads++; return []byte("k"), nil }
+			err := verify(tc.c, tc.h, []byte(`{}`), now, secret)
+			if !errors.Is(err, ErrUnverified) || errors.Is(err, ErrSecretUnreadable) {
+				t.Errorf("verify = %v, want ErrUnverified, not ErrSecretUnreadable", err)
+			}
+			if reads != 0 {
+				t.Errorf("read the secret %d times", reads)
+			}
+		})
 	}
 }
 
@@ -238,7 +271,7 @@ func (o oneHook) Webhook(context.Context, string) (*conductor.WebhookConfig, err
 func TestUnreadableSecretIsTheWebhooks(t *testing.T) {
 	c := &conductor.WebhookConfig{ID: "h", Verifier: "HMAC_BASED", HeaderKey: "X-Sig", SecretValue: "${workflow.secrets.gone}", UpdatedBy: "u"}
 	r := &Receiver{Store: oneHook{c}, Authz: noSecrets{}}
-	_, err := r.Deliver(context.Background(), "h", http.Header{"X-Sig": {"00"}}, []byte(`{}`))
+	_, err := r.Deliver(context.Background(), "h", http.Header{"X-Sig": {strings.Repeat("00", sha256.Size)}}, []byte(`{}`))
 	if !errors.Is(err, ErrUnverified) || !errors.Is(err, ErrSecretUnreadable) {
 		t.Fatalf("Deliver = %v, want ErrUnverified and ErrSecretUnreadable", err)
 	}
@@ -249,6 +282,8 @@ func TestUnreadableSecretIsTheWebhooks(t *testing.T) {
 type waitingWorkflows struct {
 	wfs       map[string]*engine.Workflow
 	completed []string
+	// after is the status a result leaves its task in ("": COMPLETED).
+	after string
 }
 
 func (w *waitingWorkflows) WaitingForWebhook(_ context.Context, fn func(*conductor.Task)) error {
@@ -266,7 +301,15 @@ func (w *waitingWorkflows) StartWorkflow(context.Context, conductor.StartWorkflo
 func (w *waitingWorkflows) Submit(_ context.Context, id string, trig engine.Trigger, _ executor.Meta) (executor.Outcome, error) {
 	if res, ok := trig.(engine.Result); ok {
 		w.completed = append(w.completed, res.Result.TaskID)
-		return executor.Outcome{State: w.wfs[id], Appended: true}, nil
+		state := w.wfs[id].Clone()
+		for i, t := range state.Tasks {
+			if t.ID == res.Result.TaskID {
+				decided := *t
+				decided.Status = cmp.Or(w.after, conductor.TaskCompleted)
+				state.Tasks[i] = &decided
+			}
+		}
+		return executor.Outcome{State: state, Appended: true}, nil
 	}
 	return executor.Outcome{State: w.wfs[id]}, nil
 }
@@ -297,5 +340,98 @@ func TestReceiversHaveRegisteredDefinitions(t *testing.T) {
 	}
 	if !slices.Equal(done, []string{"a-w"}) || !slices.Equal(e.completed, []string{"a-w"}) {
 		t.Fatalf("completed %v (submitted %v), want the registered workflow's task alone", done, e.completed)
+	}
+}
+
+// A webhook is answered with every field that must name a secret and
+// does not (a secretKey saved before Validate checked it) masked, and the
+// stored configuration is left as it is.
+func TestShown(t *testing.T) {
+	c := &conductor.WebhookConfig{ID: "h", Name: "h", Verifier: "HEADER_BASED", SecretKey: "whsec_pasted", SecretValue: "${workflow.secrets.tok}",
+		Headers: map[string]string{"X-A": "${workflow.secrets.a}", "X-B": "pasted-too"}, HeaderKey: "X-Sig"}
+	got := Shown(c)
+	want := conductor.WebhookConfig{ID: "h", Name: "h", Verifier: "HEADER_BASED", SecretKey: "***", SecretValue: "${workflow.secrets.tok}",
+		Headers: map[string]string{"X-A": "${workflow.secrets.a}", "X-B": "***"}, HeaderKey: "X-Sig"}
+	if !reflect.DeepEqual(*got, want) {
+		t.Fatalf("Shown = %+v, want %+v", *got, want)
+	}
+	if c.SecretKey != "whsec_pasted" || c.Headers["X-B"] != "pasted-too" {
+		t.Fatalf("Shown changed the stored configuration: %+v", c)
+	}
+	if empty := Shown(&conductor.WebhookConfig{Name: "e"}); empty.SecretKey != "" || empty.SecretValue != "" || empty.Headers != nil {
+		t.Fatalf("Shown of a configuration without secrets: %+v", empty)
+	}
+}
+
+type allowAll struct{}
+
+func (allowAll) MayReadSecret(context.Context, string, string) error                    { return nil }
+func (allowAll) MayStart(context.Context, string, conductor.StartWorkflowRequest) error { return nil }
+func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error             { return nil }
+
+type oneSecret []byte
+
+func (s oneSecret) Read(context.Context, string) (secrets.Value, secrets.Served, error) {
+	return secrets.Value(slices.Clone(s)), secrets.Served{}, nil
+}
+
+type failingAudit struct{}
+
+func (failingAudit) SecretReadForWebhook(context.Context, string, string, string, secrets.Served) error {
+	return fmt.Errorf("audit log: %w", fault.ErrUnavailable)
+}
+
+// A verified delivery whose secret's read the audit trail cannot record
+// does nothing, and is counted as the server's failure, not as a delivery
+// partly done.
+func TestUnrecordedReadIsAnError(t *testing.T) {
+	c := &conductor.WebhookConfig{ID: "h", Verifier: "HEADER_BASED", Headers: map[string]string{"X-Token": "${workflow.secrets.tok}"},
+		WorkflowsToStart: map[string]int{"flow": 0}, UpdatedBy: "u"}
+	e := &waitingWorkflows{}
+	reg := prometheus.NewRegistry()
+	r := &Receiver{Store: oneHook{c}, Authz: allowAll{}, Secrets: oneSecret("s3cret-token"), Audit: failingAudit{}, Engine: e, Waiting: e,
+		Deliveries: DeliveriesCounter(reg)}
+	out, err := r.Deliver(context.Background(), "h", http.Header{"X-Token": {"s3cret-token"}}, []byte(`{"n":1}`))
+	if out != nil || !errors.Is(err, fault.ErrUnavailable) || errors.Is(err, ErrUnverified) || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Deliver = %+v, %v; want nothing done and the audit trail's error", out, err)
+	}
+	for outcome, want := range map[string]float64{OutcomeError: 1, OutcomePartial: 0, OutcomeDone: 0} {
+		if got := testutil.MetricValue(t, reg, "flowvault_webhook_deliveries_total", map[string]string{"outcome": outcome}); got != want {
+			t.Errorf("deliveries_total{outcome=%q} = %v, want %v", outcome, got, want)
+		}
+	}
+}
+
+// A task whose completion the state shows not COMPLETED (its
+// definition's outputSchema refused the payload, and failed it) is not
+// reported as completed, and the delivery is counted partly done.
+func TestOnlyCompletedTasksAreReported(t *testing.T) {
+	waiting := func(id string) *engine.Workflow {
+		return &engine.Workflow{ID: id, Name: "orders", Version: 1, Tasks: []*engine.Task{{ID: id + "-w", Type: conductor.TaskTypeWaitForWebhook,
+			Status: conductor.TaskInProgress, Input: map[string]any{}}}}
+	}
+	for _, tc := range []struct {
+		name    string
+		after   string // the task's status once the result is decided
+		done    []string
+		outcome string
+	}{
+		{"completed", conductor.TaskCompleted, []string{"a-w"}, OutcomeDone},
+		{"failed by its output schema", conductor.TaskFailed, []string{}, OutcomePartial},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &waitingWorkflows{wfs: map[string]*engine.Workflow{"a": waiting("a")}, after: tc.after}
+			reg := prometheus.NewRegistry()
+			c := &conductor.WebhookConfig{ID: "h", Verifier: "HEADER_BASED", Headers: map[string]string{"X-Token": "${workflow.secrets.tok}"},
+				ReceiverWorkflowNamesToVersions: map[string]int{"orders": 0}, UpdatedBy: "u"}
+			r := &Receiver{Store: oneHook{c}, Authz: allowAll{}, Secrets: oneSecret("tok"), Engine: e, Waiting: e, Deliveries: DeliveriesCounter(reg)}
+			out, err := r.Deliver(context.Background(), "h", http.Header{"X-Token": {"tok"}}, []byte(`{"n":1}`))
+			if out == nil || !slices.Equal(out.Completed, tc.done) || (err != nil) != (tc.outcome == OutcomePartial) {
+				t.Fatalf("Deliver = %+v, %v; want completed %v", out, err, tc.done)
+			}
+			if got := testutil.MetricValue(t, reg, "flowvault_webhook_deliveries_total", map[string]string{"outcome": tc.outcome}); got != 1 {
+				t.Errorf("deliveries_total{outcome=%q} = %v, want 1", tc.outcome, got)
+			}
+		})
 	}
 }
