@@ -199,7 +199,10 @@ func (d *decision) tick() {
 	// its tasks' timeouts: they wait for resume (and count from where
 	// they began, so a long pause times them out then).
 	paused := d.w.Status == conductor.WorkflowPaused
-	for i := 0; i < len(d.w.Tasks) && !d.w.Terminal(); i++ {
+	// Only the tasks there before the tick: one it schedules (a retry of
+	// a task it timed out) is handed off as it is scheduled, and a second
+	// hand-off would only be refused.
+	for i, n := 0, len(d.w.Tasks); i < min(n, len(d.w.Tasks)) && !d.w.Terminal(); i++ {
 		t := d.w.Tasks[i]
 		p := t.Policy
 		switch {
