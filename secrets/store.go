@@ -219,7 +219,9 @@ func (s *Store) destroy(ctx context.Context, id string) {
 
 // Resolve implements Source. It reads the read model and, when that does
 // not know the secret, the log: another process may have stored it a
-// moment ago.
+// moment ago. A version another process replaced is read from the log
+// too, unless the secret's creator or tags changed meanwhile (see
+// sameAccess): that fails with fault.ErrStale.
 func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
 	if err := CheckSecretName(name); err != nil {
 		return nil, 0, err
@@ -254,6 +256,10 @@ func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
 	if errors.Is(err, ErrKeyDestroyed) && !v.FromLog {
 		// Another process replaced or deleted the secret after this read
 		// model's state: read the log.
+		checked, _, rerr := readSecret(v.KV, name)
+		if rerr != nil {
+			return nil, 0, rerr
+		}
 		if v, err = s.w.logView(ctx, subject); err != nil {
 			return nil, 0, err
 		}
@@ -263,12 +269,29 @@ func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
 		if !found {
 			return nil, 0, secretNotFound(name)
 		}
+		now, _, rerr := readSecret(v.KV, name)
+		if rerr != nil {
+			return nil, 0, rerr
+		}
+		if !sameAccess(checked, now) {
+			return nil, 0, fault.Stale("secret %s was changed by another server (created again or retagged) since this one's read model, which its access is checked on: try again", name)
+		}
 		value, err = s.open(ctx, name, c)
 	}
 	if err != nil {
 		return nil, 0, err
 	}
 	return value, c.Version, nil
+}
+
+// sameAccess reports whether two states of a secret grant the same
+// access: a caller's access is checked on the read model (the
+// authorizer reads a secret's creator and tags there, Owner and Tags),
+// so a value read from the log instead is served only when the log's
+// state has the creator and tags that check saw. Grants by name hold
+// whatever the state.
+func sameAccess(checked, now storedSecret) bool {
+	return checked.CreatedBy == now.CreatedBy && tagsEqual(checked.Tags, now.Tags)
 }
 
 func (s *Store) open(ctx context.Context, name string, c storedCipher) ([]byte, error) {

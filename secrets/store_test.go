@@ -638,3 +638,72 @@ func TestResolveFollowsOtherProcesses(t *testing.T) {
 		}
 	}
 }
+
+// A process whose read model lags reads the log when the key of the
+// version its read model names was destroyed. The access to a secret was
+// checked on that read model (its creator, its tags), so the log's state
+// is served only when it grants the same: a secret deleted and created
+// again by another principal, or retagged, since then, is refused as a
+// change (fault.ErrStale, which the API answers 409 and a hand-off tries
+// again), where its value was returned to a caller checked against the
+// old one's creator or tags.
+func TestLogFallbackServesOnlyTheAccessChecked(t *testing.T) {
+	userTag := []conductor.Tag{{Key: "team", Value: "x"}}
+	recreate := func(by string) func(context.Context, *Store) error {
+		return func(ctx context.Context, s *Store) error {
+			if err := s.Delete(ctx, "db", "app:admin"); err != nil {
+				return err
+			}
+			_, err := s.Put(ctx, "db", []byte("admins-value-77"), by)
+			return err
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		after func(ctx context.Context, s *Store) error // by another process
+		serve bool
+	}{
+		{"updated by its creator", func(ctx context.Context, s *Store) error {
+			_, err := s.Put(ctx, "db", []byte("users-value-2"), "app:user")
+			return err
+		}, true},
+		{"updated by another", func(ctx context.Context, s *Store) error {
+			_, err := s.Put(ctx, "db", []byte("users-value-2"), "app:admin")
+			return err
+		}, true},
+		{"deleted and created again by another", recreate("app:admin"), false},
+		{"deleted and created again by its creator, untagged", recreate("app:user"), false},
+		{"untagged and updated", func(ctx context.Context, s *Store) error {
+			if err := s.DeleteTags(ctx, "db", userTag, "app:admin"); err != nil {
+				return err
+			}
+			_, err := s.Put(ctx, "db", []byte("admins-value-77"), "app:admin")
+			return err
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newProc(t, nil, nil, false)
+			ctx := testutil.Context(t, 30*time.Second)
+			if _, err := a.s.Put(ctx, "db", []byte("users-value-1"), "app:user"); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.s.PutTags(ctx, "db", userTag, "app:user"); err != nil {
+				t.Fatal(err)
+			}
+			stale := newProc(t, a.log, a.keys.mk, true)
+			catchUpOnce(t, stale, a.runner.Checkpoint())
+			if err := tc.after(ctx, a.s); err != nil {
+				t.Fatal(err)
+			}
+			v, ver, err := stale.s.Resolve(ctx, "db")
+			switch {
+			case tc.serve && (err != nil || !strings.HasPrefix(string(v), "users-value-2")):
+				t.Fatalf("stale read model: v%d %v, want the creator's second value", ver, err)
+			case !tc.serve && bytes.Contains(v, []byte("admins-value")):
+				t.Fatalf("stale read model served version %d, whose access it never saw", ver)
+			case !tc.serve && !errors.Is(err, fault.ErrStale):
+				t.Fatalf("stale read model: v%d %v, want fault.ErrStale", ver, err)
+			}
+		})
+	}
+}
