@@ -1,14 +1,18 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine/simulate"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -41,7 +45,9 @@ func (s *Server) testWorkflow(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	o := simulate.Options{CreatedBy: principal(r), Operators: s.deps.Operators}
+	var hidden [][]byte
+	o := simulate.Options{CreatedBy: principal(r), Operators: s.deps.Operators,
+		Hide: func(plain []byte) { hidden = append(hidden, plain) }}
 	if s.deps.Definitions != nil {
 		o.Defs = readableDefs{s: s, r: r}
 	}
@@ -67,11 +73,36 @@ func (s *Server) testWorkflow(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fault.Invalid("the test ran longer than %s: its scripts take too long", maxSimulation)
 	}
+	var view any
+	if err == nil {
+		view, err = redactedView(wf.Conductor(true), masking.NewRedactor(hidden...))
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, wf.Conductor(true))
+	writeJSON(w, http.StatusOK, view)
+}
+
+// redactedView is view with the values r redacts read as "***", as a run's
+// views show the values it sealed wherever the run copied them: the
+// simulation seals nothing, and a mock's _secrets value copied into a
+// variable, the output or another task's input was shown as it is.
+func redactedView(view *conductor.Workflow, r *masking.Redactor) (any, error) {
+	if r.Empty() {
+		return view, nil
+	}
+	b, err := json.Marshal(view)
+	if err != nil {
+		return nil, fmt.Errorf("render the simulation: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("render the simulation: %w", err)
+	}
+	return r.Value(doc), nil
 }
 
 // maxSimulation bounds the time one test may run its scripts.

@@ -24,10 +24,14 @@
 //     its definition if it names one) and the child's end becomes the task's.
 //   - Nothing is appended, dispatched or started: failure workflows and
 //     START_WORKFLOW targets are not run.
+//   - Nothing is sealed either: Options.Hide is handed the values a run
+//     would seal, for the view of the simulation to show as "***"
+//     wherever they went.
 package simulate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -36,6 +40,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -59,6 +64,15 @@ type Options struct {
 	CreatedBy string
 	// Now is the virtual clock's start.
 	Now time.Time
+	// Hide, when set, is handed each value a run of the workflow (or of
+	// a simulated sub-workflow) would seal: every leaf under a _secrets
+	// or _masked key of its input, its tasks' inputs and outputs and its
+	// output, and the input fields its definition masks or copies into
+	// such a block; a string as its text, anything else as its JSON. A
+	// run's views show those as "***" wherever they went (redaction), and
+	// the simulation's must too: it copies them as they are into
+	// variables, outputs and other tasks' inputs.
+	Hide func(plain []byte)
 }
 
 const (
@@ -137,6 +151,17 @@ type sim struct {
 }
 
 func (s *sim) run(def *conductor.WorkflowDef, req conductor.WorkflowTestRequest, id, parentID, parentTaskID string, depth int) (*engine.Workflow, error) {
+	w, err := s.simulate(def, req, id, parentID, parentTaskID, depth)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.hide(w); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (s *sim) simulate(def *conductor.WorkflowDef, req conductor.WorkflowTestRequest, id, parentID, parentTaskID string, depth int) (*engine.Workflow, error) {
 	s.mocks, s.subs, s.depth = req.TaskRefToMockOutput, req.SubWorkflowTestRequest, depth
 	s.starts, s.stuck = map[string]engine.StartWorkflow{}, map[string]bool{}
 	start := engine.Start{WorkflowID: id, Def: def, Request: req.StartWorkflowRequest, CreatedBy: s.o.CreatedBy,
@@ -308,6 +333,58 @@ func (s *sim) child(w *engine.Workflow, t *engine.Task) (*engine.Workflow, error
 	}
 	return s.decide(w, engine.ChildFinished{ChildID: c.ID, Name: c.Name, Version: c.Version, Status: c.Status, Output: c.Output, Reason: c.Reason})
 }
+
+// hide hands Options.Hide what a run of w would have sealed (see there).
+// w holds it all when it ends: its tasks' inputs and outputs, retried
+// ones included.
+func (s *sim) hide(w *engine.Workflow) error {
+	if s.o.Hide == nil {
+		return nil
+	}
+	found := func(plain []byte) {
+		var text string
+		if json.Unmarshal(plain, &text) == nil {
+			plain = []byte(text)
+		}
+		s.o.Hide(plain)
+	}
+	var fields []string
+	if def, err := w.Def(); err == nil {
+		fields = def.MaskedFields
+	}
+	secrecy, err := engine.SecretInput(w.DefJSON)
+	if err != nil {
+		return fmt.Errorf("simulate %s: %w", w.Name, err)
+	}
+	secrets, masked := secrecy.Fields(w.Input)
+	in, err := masking.SealFields(noSealer{}, nil, "", w.Input, fields, found)
+	if err == nil {
+		in, err = masking.SealTrees(noSealer{}, masking.KindSecrets, nil, "", in, secrets, found)
+	}
+	if err == nil {
+		_, err = masking.SealTrees(noSealer{}, masking.KindMasked, nil, "", in, masked, found)
+	}
+	if err == nil {
+		_, err = masking.SealFields(noSealer{}, nil, "", w.Output, fields, found)
+	}
+	for _, t := range w.Tasks {
+		for _, m := range []map[string]any{t.Input, t.Output} {
+			if err == nil {
+				_, err = masking.SealKeys(noSealer{}, nil, "", m, found)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("simulate %s: %w", w.Name, err)
+	}
+	return nil
+}
+
+// noSealer seals nothing: hide only finds what would be sealed.
+type noSealer struct{}
+
+func (noSealer) Seal(byte, string, []byte) ([]byte, error) { return nil, nil }
+func (noSealer) Open(byte, string, []byte) ([]byte, error) { return nil, nil }
 
 func (s *sim) decide(w *engine.Workflow, trig engine.Trigger) (*engine.Workflow, error) {
 	d, err := s.decision(w, trig)

@@ -105,3 +105,53 @@ func TestLongDecidedLoop(t *testing.T) {
 		}
 	}
 }
+
+// Options.Hide is handed each value a run would seal, wherever the
+// simulation found it: a mock's _secrets and _masked values (of a
+// simulated child's task too, which its parent sees only through the
+// child's output), the input's, its maskedFields and the input fields the
+// definition copies into a _secrets block, a number as its JSON. Plain
+// data, and values the simulation never meets, are not.
+func TestHideIsHandedWhatARunSeals(t *testing.T) {
+	reg := defs{
+		"kid": `{"name":"kid","tasks":[{"name":"kw","taskReferenceName":"kw"}],"outputParameters":{"k":"${kw.output._secrets.k}"}}`,
+		"hider": `{"name":"hider","maskedFields":["card"],"tasks":[
+		  {"name":"m","taskReferenceName":"m","inputParameters":{"_secrets":{"t":"${workflow.input.tok}"}}},
+		  {"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"v":"${m.output._secrets.v}","n":"${m.output._masked.n}"}},
+		  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}],
+		 "outputParameters":{"v":"${m.output._secrets.v}","k":"${sub.output.k}"}}`,
+	}
+	var r conductor.WorkflowTestRequest
+	req := `{"name":"hider","input":{"tok":"input-copied","card":"masked-field","_secrets":{"i":"input-secret"},"plain":"plain-input"},
+	  "taskRefToMockOutput":{"m":[{"status":"COMPLETED","output":{"_secrets":{"v":"mock-secret"},"_masked":{"n":123456789},"o":"plain-output"}}]},
+	  "subWorkflowTestRequest":{"sub":{"taskRefToMockOutput":{"kw":[{"status":"COMPLETED","output":{"_secrets":{"k":"child-secret"}}}]}}}}`
+	if err := conductor.Unmarshal([]byte(req), &r); err != nil {
+		t.Fatal(err)
+	}
+	hidden := map[string]bool{}
+	w, err := simulate.Run(context.Background(), r, simulate.Options{Defs: reg, Now: time.UnixMilli(1_800_000_000_000),
+		Hide: func(plain []byte) { hidden[string(plain)] = true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Status != conductor.WorkflowCompleted || w.Output["k"] != "child-secret" {
+		t.Fatalf("status %s output %v: the values did not go where the test looks", w.Status, w.Output)
+	}
+	for _, tc := range []struct {
+		value  string
+		hidden bool
+	}{
+		{"mock-secret", true},
+		{"123456789", true},
+		{"child-secret", true},
+		{"input-secret", true},
+		{"masked-field", true},
+		{"input-copied", true},
+		{"plain-input", false},
+		{"plain-output", false},
+	} {
+		if hidden[tc.value] != tc.hidden {
+			t.Errorf("%s: hidden %v, want %v (hidden: %v)", tc.value, hidden[tc.value], tc.hidden, hidden)
+		}
+	}
+}
