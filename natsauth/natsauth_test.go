@@ -76,6 +76,9 @@ func refused(t *testing.T, nc *nats.Conn, subject string) {
 // connect connects to s's server with c.
 func (s *server) connect(t *testing.T, c *natsauth.Credentials, opts ...nats.Option) *nats.Conn {
 	t.Helper()
+	// nats.go's 2 s to connect is short on a loaded machine (the whole
+	// suite on two cores): a handshake read timed out there.
+	opts = append([]nats.Option{nats.Timeout(15 * time.Second)}, opts...)
 	nc, err := nats.Connect(s.log.ClientURL(), append(c.Options(), opts...)...)
 	if err != nil {
 		t.Fatal(err)
