@@ -287,14 +287,7 @@ func TestLimitsSurviveRestart(t *testing.T) {
 			t.Fatalf("%s: %d tasks went out, want 1", typ, got)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	n2, base2 := nodetest.StartConfig(t, cfg)
-	e2 := &env{t: t, node: n2, base: base2}
+	e2 := restartNode(t, n, cfg)
 	for _, typ := range types {
 		waitQueueSize(t, e2, typ, 1) // recovery announced the one still SCHEDULED
 		if got := poll(e2, typ) + poll(e2, typ); got != 0 {

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -125,14 +127,7 @@ func TestRedactionSurvivesRestart(t *testing.T) {
 			if tc.overwrite {
 				e.putSecret("db", `{"user":"app","password":"rotated-password-Qm27"}`)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := n.Stop(ctx); err != nil {
-				t.Fatal(err)
-			}
-
-			n2, base2 := nodetest.StartConfig(t, cfg)
-			e2 := &env{t: t, node: n2, base: base2}
+			e2 := restartNode(t, n, cfg)
 			e2.expect(e2.call("POST", "/api/tasks", map[string]any{"taskId": task.TaskID, "workflowInstanceId": id,
 				"status": "COMPLETED", "outputData": map[string]any{"echo": "the password is " + password}}, "application/json"),
 				http.StatusOK, "text/plain")
@@ -145,4 +140,58 @@ func TestRedactionSurvivesRestart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A task whose secret and environment references sit in lists is handed
+// them resolved after a restart, as before it: the paths of its
+// references are read back from the log, where msgpack decodes a list
+// index as the smallest integer type that holds it, and the task failed
+// for good ("l[1]: no deferred string here") when a worker took it.
+func TestListReferencesResolveAfterRestart(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	const secret = "list-secret-Vb7kQ2"
+	e.putSecret("lr_tok", secret)
+	e.must(http.StatusOK, "PUT", "/api/environment/lr_region", "eu-west-1")
+	e.register(`{"name":"list_refs","tasks":[{"name":"list_refs","taskReferenceName":"lr","inputParameters":{
+	  "args":["--token","${workflow.secrets.lr_tok}"],
+	  "env":["a","${workflow.env.lr_region}"],
+	  "headers":[{"name":"Authorization","value":"Bearer ${workflow.secrets.lr_tok}"}],
+	  "plain":"${workflow.env.lr_region}"}}]}`)
+	id := e.start("list_refs", nil)
+	e2 := restartNode(t, n, cfg)
+	var taken []*conductor.Task
+	testutil.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if taken = e2.pollBatch("list_refs", "w1", 1, 100*time.Millisecond, ""); len(taken) != 1 {
+			wf := e2.workflow(id)
+			return fmt.Errorf("polled %d tasks; workflow %s %q", len(taken), wf.Status, wf.ReasonForIncompletion)
+		}
+		return nil
+	})
+	want := map[string]any{
+		"args":    []any{"--token", secret},
+		"env":     []any{"a", "eu-west-1"},
+		"headers": []any{map[string]any{"name": "Authorization", "value": "Bearer " + secret}},
+		"plain":   "eu-west-1",
+	}
+	for k, v := range want {
+		if got := taken[0].InputData[k]; !reflect.DeepEqual(got, v) {
+			t.Errorf("input %s = %#v, want %#v", k, got, v)
+		}
+	}
+}
+
+// restartNode stops n and starts a node again on the data directory of
+// cfg, as a server restarted.
+func restartNode(t *testing.T, n *node.Node, cfg node.Config) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n2, base2 := nodetest.StartConfig(t, cfg)
+	return &env{t: t, node: n2, base: base2}
 }

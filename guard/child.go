@@ -217,14 +217,13 @@ func getPath(v any, p expr.Path) (any, bool) {
 			if v, ok = m[s]; !ok {
 				return nil, false
 			}
-		case int:
+		default:
+			i, isIndex := expr.Index(s)
 			l, ok := v.([]any)
-			if !ok || s < 0 || s >= len(l) {
+			if !isIndex || !ok || i < 0 || i >= len(l) {
 				return nil, false
 			}
-			v = l[s]
-		default:
-			return nil, false
+			v = l[i]
 		}
 	}
 	return v, true
@@ -245,12 +244,13 @@ func setPath(root map[string]any, p expr.Path, value any) error {
 			return fmt.Errorf("%s: not an object", p)
 		}
 		m[s] = value
-	case int:
+	default:
+		i, isIndex := expr.Index(s)
 		l, ok := parent.([]any)
-		if !ok || s >= len(l) {
+		if !isIndex || !ok || i < 0 || i >= len(l) {
 			return fmt.Errorf("%s: not an index", p)
 		}
-		l[s] = value
+		l[i] = value
 	}
 	return nil
 }

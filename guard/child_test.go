@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -385,4 +386,42 @@ func parentOfSrc(ctx context.Context, t *testing.T, g *Guard, id string) *engine
 		&schemas.WorkflowStarted{WorkflowID: id, Name: "w", Version: 1, CreatedBy: "admin",
 			Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"src","taskReferenceName":"src"}]}`)},
 		&schemas.TaskScheduled{TaskID: "t1", Ref: "src", Name: "src", Type: "SIMPLE", Status: conductor.TaskScheduled, Time: 1})
+}
+
+// A child started from its starter's stored state (recovery, a rerun)
+// gets the paths of its input's references as the log decodes them, a
+// list index as the smallest integer type that holds it: a reference in
+// a list still resolves, and its value is sealed under the child's key
+// where it sits. The resolution failed ("no deferred string here"), and
+// the sealing, looking the path up by int alone, would have left the
+// value in plain text in the child's input.
+func TestChildInputReferenceInAList(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const secret = "child-list-secret-Jm4q"
+	for _, step := range []any{1, int8(1), uint8(1), int64(1)} {
+		t.Run(fmt.Sprintf("%T", step), func(t *testing.T) {
+			g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{"tok": secret}})
+			childID := fmt.Sprintf("kid-list-%T", step)
+			in, _, err := g.PrepareChild(ctx, engine.StartWorkflow{WorkflowID: childID, From: "parent", CreatedBy: "admin",
+				Input:         map[string]any{"args": []any{"--token", "${workflow.secrets.tok}"}},
+				InputDeferred: [][]any{{"args", step}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			args, _ := in["args"].([]any)
+			if len(args) != 2 || args[0] != "--token" {
+				t.Fatalf("child input %v", in)
+			}
+			if _, sealed := args[1].(*masking.Sealed); !sealed {
+				t.Fatalf("args[1] is %#v, want it sealed under the child's key", args[1])
+			}
+			opened, err := masking.Open(in, g.opener(ctx, &engine.Workflow{ID: childID}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := opened.(map[string]any)["args"].([]any)[1]; got != secret {
+				t.Fatalf("args[1] opens to %v", got)
+			}
+		})
+	}
 }

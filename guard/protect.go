@@ -382,7 +382,7 @@ func namedPath(r *masking.Redactor, m map[string]any, path []any) []any {
 			}
 			v = x[k]
 		case []any:
-			if n, ok := step.(int); ok && n >= 0 && n < len(x) {
+			if n, ok := expr.Index(step); ok && n >= 0 && n < len(x) {
 				v = x[n]
 			}
 		}

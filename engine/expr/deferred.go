@@ -3,6 +3,8 @@ package expr
 import (
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
 	"strings"
 	"unicode"
 )
@@ -246,7 +248,7 @@ func get(v any, p Path) (any, bool) {
 				return nil, false
 			}
 		case []any:
-			i, ok := k.(int)
+			i, ok := Index(k)
 			if !ok || i < 0 || i >= len(c) {
 				return nil, false
 			}
@@ -269,9 +271,27 @@ func set(v any, p Path, x any) any {
 	case map[string]any:
 		c[p[len(p)-1].(string)] = x
 	case []any:
-		c[p[len(p)-1].(int)] = x
+		i, _ := Index(p[len(p)-1])
+		c[i] = x
 	}
 	return v
+}
+
+// Index is a path's step into a list as an int. A path read back from the
+// log or a state snapshot has its indices decoded by msgpack as the
+// smallest integer type that holds them (int8 for 0, uint16 for 300), not
+// as the int Evaluate wrote.
+func Index(step any) (int, bool) {
+	if i, ok := step.(int); ok {
+		return i, true
+	}
+	switch v := reflect.ValueOf(step); {
+	case v.CanInt():
+		return int(v.Int()), true
+	case v.CanUint() && v.Uint() <= math.MaxInt:
+		return int(v.Uint()), true
+	}
+	return 0, false
 }
 
 // DeferSealed rewrites s, a string of a task's input (in the deferred

@@ -162,6 +162,50 @@ func TestResolveDeferredOnlyGivenPaths(t *testing.T) {
 	}
 }
 
+// A path read back from the log or a state snapshot has its list indices
+// decoded by msgpack as the smallest integer type that holds them, not as
+// the int Evaluate wrote: each still reaches its element (a task whose
+// reference sat in a list failed "no deferred string here" when handed
+// off after a restart).
+func TestResolveDeferredDecodedIndices(t *testing.T) {
+	long := make([]any, 301)
+	long[300] = "x ${workflow.secrets.t}"
+	value := map[string]any{"l": []any{"a", "${workflow.secrets.t}"}, "long": long,
+		"nested": []any{map[string]any{"h": []any{"Bearer ${workflow.secrets.t}"}}}}
+	tests := []struct {
+		name string
+		path Path
+		want any
+	}{
+		{"int", Path{"l", 1}, "tok"},
+		{"int8", Path{"l", int8(1)}, "tok"},
+		{"int16", Path{"l", int16(1)}, "tok"},
+		{"int32", Path{"l", int32(1)}, "tok"},
+		{"int64", Path{"l", int64(1)}, "tok"},
+		{"uint8", Path{"l", uint8(1)}, "tok"},
+		{"uint16 past a byte", Path{"long", uint16(300)}, "x tok"},
+		{"uint32", Path{"l", uint32(1)}, "tok"},
+		{"uint64", Path{"l", uint64(1)}, "tok"},
+		{"nested", Path{"nested", int8(0), "h", int8(0)}, "Bearer tok"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ResolveDeferred(value, []Path{tt.path}, newResolver())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, _ := tt.path.In(got); v != tt.want {
+				t.Errorf("%s reads %#v, want %#v", tt.path, v, tt.want)
+			}
+		})
+	}
+	for _, step := range []any{-1, int8(-1), 2, uint8(2), "1", 1.0} {
+		if _, err := ResolveDeferred(value, []Path{{"l", step}}, newResolver()); !errors.Is(err, ErrNoDeferredString) {
+			t.Errorf("step %#v: err = %v, want ErrNoDeferredString", step, err)
+		}
+	}
+}
+
 func TestResolveDeferredErrors(t *testing.T) {
 	value := map[string]any{
 		"h":    map[string]any{"Authorization": "Bearer ${workflow.secrets.missing}"},
