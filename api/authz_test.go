@@ -3,18 +3,26 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // outcome is what a request got: through access control (to be judged on
@@ -569,5 +577,181 @@ func TestWriteCheckedOnTheStateItChanges(t *testing.T) {
 	}
 	if r := user.do("GET", "/api/secrets/shared_name", ""); r.status != http.StatusForbidden || strings.Contains(r.body, "admins-value-77") {
 		t.Errorf("the user reads the admin's secret: %d %s", r.status, r.body)
+	}
+}
+
+// secretSource tells the Authorizer the creators and tags of secrets and
+// environment values from one engine's read model, as the node wires it.
+type secretSource struct {
+	s   *secrets.Store
+	env *secrets.Env
+}
+
+func (src secretSource) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
+	var owner string
+	var err error
+	if t.Type == auth.TargetSecret {
+		owner, _, err = src.s.Owner(ctx, t.ID)
+	} else {
+		owner, _, err = src.env.Owner(ctx, t.ID)
+	}
+	return owner, err
+}
+
+func (src secretSource) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	if t.Type == auth.TargetEnvVariable {
+		return tagStrings(src.env.Tags(ctx, t.ID))
+	}
+	return tagStrings(src.s.Tags(ctx, t.ID))
+}
+
+// secretsEngine is one engine's secrets over a shared log: its own read
+// model and key cache.
+type secretsEngine struct {
+	pebble *projections.Store
+	s      *secrets.Store
+	env    *secrets.Env
+}
+
+// newSecretsEngine opens an engine on l. running: its read model follows
+// the log (and its writes wait for it); otherwise it stays as catchUp
+// leaves it, as on an engine whose read model lags.
+func newSecretsEngine(t *testing.T, l *eventlog.Log, mk *secrets.MasterKey, running bool) (*secretsEngine, *projections.Runner) {
+	t.Helper()
+	keys, err := secrets.OpenKeys(testutil.Context(t, 30*time.Second), l.JetStream(), mk, secrets.KeysOptions{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &secretsEngine{pebble: testutil.OpenStore(t)}
+	var runner *projections.Runner
+	var w secrets.Waiter
+	if running {
+		runner = testutil.RunProjection(t, l, e.pebble, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
+		w = runner
+	}
+	opts := secrets.Options{Logger: testutil.Logger(t)}
+	e.s, e.env = secrets.New(l, e.pebble, w, keys, opts), secrets.NewEnv(l, e.pebble, w, opts)
+	return e, runner
+}
+
+// catchUp runs the engine's read model until it has applied seq, then
+// stops it.
+func (e *secretsEngine) catchUp(t *testing.T, l *eventlog.Log, seq uint64) {
+	t.Helper()
+	testutil.CatchUpOnce(t, l, e.pebble, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name}, seq)
+}
+
+// serve serves the secrets and environment API of e, with the real
+// Authorizer reading e's read model. The user holds role USER and no
+// grant: it may delete what it created, and nothing the admin did.
+func (e *secretsEngine) serve(t *testing.T) string {
+	t.Helper()
+	authz := auth.NewAuthorizer(&interleavedGrants{}) // no grants, nothing armed
+	authz.Register(auth.TargetSecret, secretSource{e.s, e.env})
+	authz.Register(auth.TargetEnvVariable, secretSource{e.s, e.env})
+	srv := httptest.NewServer(api.New(api.Deps{
+		Logger:      testutil.Logger(t),
+		Secrets:     e.s,
+		Environment: e.env,
+		Authorizer:  authz,
+		Tokens: tokenPrincipals{
+			"user-token": {ID: pinUser, Roles: []string{auth.RoleUser}},
+		},
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// A DELETE applies to the secret or environment value its access was
+// checked on. On an engine whose read model lags, the user is allowed to
+// delete as the creator of the value that read model holds; another
+// engine deleted it meanwhile and the admin created the name again. The
+// DELETE is refused as stale (409, retryable) and the admin's value stays:
+// it was deleted, and a secret's data key destroyed for good, as the
+// engine decided again on the log's state; an environment value's DELETE
+// answered the admin's value. Nothing changed meanwhile, the DELETE goes
+// through.
+func TestDeleteAppliesToTheCheckedValue(t *testing.T) {
+	t.Parallel()
+	const usersValue, adminsValue = "users-value-1", "admins-value-77"
+	type kind struct {
+		name, path string
+		put        func(ctx context.Context, e *secretsEngine, value, by string) error
+		del        func(ctx context.Context, e *secretsEngine) error
+		get        func(ctx context.Context, e *secretsEngine) (string, error)
+	}
+	kinds := []kind{{
+		name: "secret", path: "/api/secrets/db",
+		put: func(ctx context.Context, e *secretsEngine, value, by string) error {
+			_, err := e.s.Put(ctx, "db", []byte(value), by)
+			return err
+		},
+		del: func(ctx context.Context, e *secretsEngine) error { return e.s.Delete(ctx, "db", pinAdmin) },
+		get: func(ctx context.Context, e *secretsEngine) (string, error) {
+			v, _, err := e.s.Resolve(ctx, "db")
+			return string(v), err
+		},
+	}, {
+		name: "environment value", path: "/api/environment/db",
+		put: func(ctx context.Context, e *secretsEngine, value, by string) error {
+			return e.env.Put(ctx, "db", value, by)
+		},
+		del: func(ctx context.Context, e *secretsEngine) error {
+			_, err := e.env.Delete(ctx, "db", pinAdmin)
+			return err
+		},
+		get: func(ctx context.Context, e *secretsEngine) (string, error) { return e.env.Get(ctx, "db") },
+	}}
+	for _, k := range kinds {
+		for _, tc := range []struct {
+			name      string
+			recreated bool
+		}{
+			{"unchanged", false},
+			{"deleted and created again by the admin", true},
+		} {
+			t.Run(k.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				ctx := testutil.Context(t, time.Minute)
+				l := testutil.OpenLog(t, "")
+				mk := secrets.GenerateMasterKey()
+				fresh, runner := newSecretsEngine(t, l, mk, true)
+				if err := k.put(ctx, fresh, usersValue, pinUser); err != nil {
+					t.Fatal(err)
+				}
+				stale, _ := newSecretsEngine(t, l, mk, false)
+				stale.catchUp(t, l, runner.Checkpoint())
+				if tc.recreated {
+					if err := k.del(ctx, fresh); err != nil {
+						t.Fatal(err)
+					}
+					if err := k.put(ctx, fresh, adminsValue, pinAdmin); err != nil {
+						t.Fatal(err)
+					}
+				}
+
+				got := client{t, stale.serve(t), "user-token"}.do("DELETE", k.path, "")
+				if strings.Contains(got.body, adminsValue) {
+					t.Fatalf("DELETE answered the admin's value: %d %s", got.status, got.body)
+				}
+				v, err := k.get(ctx, fresh)
+				if !tc.recreated {
+					if got.status != http.StatusOK || !errors.Is(err, fault.ErrNotFound) {
+						t.Fatalf("DELETE of the user's own value: %d %s; afterwards %q %v", got.status, got.body, v, err)
+					}
+					return
+				}
+				var body struct {
+					Retryable bool `json:"retryable"`
+				}
+				_ = json.Unmarshal([]byte(got.body), &body)
+				if got.status != http.StatusConflict || !body.Retryable {
+					t.Errorf("DELETE checked on the user's value, of the admin's: %d %s, want 409 retryable", got.status, got.body)
+				}
+				if err != nil || v != adminsValue {
+					t.Errorf("the admin's value after the user's DELETE: %q %v", v, err)
+				}
+			})
+		}
 	}
 }

@@ -20,7 +20,7 @@ type Environment interface {
 	Put(ctx context.Context, name, value, principal string, opts ...secrets.WriteOption) error
 	Revision(ctx context.Context, name string) (secrets.Revision, error)
 	Get(ctx context.Context, name string) (string, error)
-	Delete(ctx context.Context, name, principal string) (string, error)
+	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) (string, error)
 	List(ctx context.Context) ([]secrets.EnvVar, error)
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
@@ -122,6 +122,15 @@ func (s *Server) getEnv(w http.ResponseWriter, r *http.Request) {
 // concurrent one) leaves a read recorded that returned nothing, which
 // errs on the safe side.
 func (s *Server) deleteEnv(w http.ResponseWriter, r *http.Request) {
+	// Checked on this revision, applied to it alone (secrets.At): on an
+	// engine whose read model lags, a caller allowed as the old value's
+	// creator must not delete, and be answered with, the value someone
+	// else created since.
+	rev, err := s.deps.Environment.Revision(r.Context(), r.PathValue("key"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	name, err := s.checkEnvRequest(r, auth.Delete)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -136,7 +145,7 @@ func (s *Server) deleteEnv(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	old, err := s.deps.Environment.Delete(r.Context(), name, principal(r))
+	old, err := s.deps.Environment.Delete(r.Context(), name, principal(r), secrets.At(rev))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

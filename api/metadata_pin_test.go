@@ -101,7 +101,12 @@ func kindOf(t auth.Target) metadata.Kind {
 }
 
 func (d definitionSource) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
-	tags, err := d.md.GetTags(ctx, kindOf(t), t.ID)
+	return tagStrings(d.md.GetTags(ctx, kindOf(t), t.ID))
+}
+
+// tagStrings renders tags as the Authorizer compares them, "key:value";
+// a target not found has none.
+func tagStrings(tags []conductor.Tag, err error) ([]string, error) {
 	if errors.Is(err, fault.ErrNotFound) {
 		return nil, nil
 	}

@@ -26,7 +26,7 @@ type Secrets interface {
 	Exists(ctx context.Context, name string) (bool, error)
 	Metadata(ctx context.Context, name string) (*secrets.Meta, error)
 	List(ctx context.Context) ([]secrets.Meta, error)
-	Delete(ctx context.Context, name, principal string) error
+	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) error
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
@@ -144,12 +144,21 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
 // deleteSecret deletes a secret. An unknown key is 404 (Orkes answers
 // 500; every SDK tolerates an error here).
 func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	// Checked on this revision, applied to it alone (secrets.At): on an
+	// engine whose read model lags, a caller allowed as the old secret's
+	// creator must not delete, and destroy the key of, the secret someone
+	// else created since.
+	rev, err := s.deps.Secrets.Revision(r.Context(), r.PathValue("key"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	name, err := s.checkSecretRequest(r, auth.Delete)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.deps.Secrets.Delete(r.Context(), name, principal(r)); err != nil {
+	if err := s.deps.Secrets.Delete(r.Context(), name, principal(r), secrets.At(rev)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

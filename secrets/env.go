@@ -110,7 +110,7 @@ func (e *Env) Lookup(ctx context.Context, name string) (string, bool, error) {
 }
 
 // Delete deletes environment value name and returns the value it had.
-func (e *Env) Delete(ctx context.Context, name, principal string) (string, error) {
+func (e *Env) Delete(ctx context.Context, name, principal string, opts ...WriteOption) (string, error) {
 	if err := CheckEnvName(name); err != nil {
 		return "", err
 	}
@@ -125,8 +125,12 @@ func (e *Env) Delete(ctx context.Context, name, principal string) (string, error
 		}
 		old = cur.Value
 		return []schemas.Event{&schemas.EnvValueDeleted{Name: name, Time: e.w.millis(), By: principal}}, nil
-	})
-	return old, err
+	}, named("environment variable "+name, opts)...)
+	if err != nil {
+		// old may hold what a decide that lost its race read.
+		return "", err
+	}
+	return old, nil
 }
 
 // List returns every environment value, sorted by name.

@@ -408,7 +408,7 @@ func (s *Store) Names(ctx context.Context) ([]string, error) {
 
 // Delete deletes secret name: a SecretDeleted event, then its data key is
 // destroyed. An unknown name fails with fault.ErrNotFound.
-func (s *Store) Delete(ctx context.Context, name, principal string) error {
+func (s *Store) Delete(ctx context.Context, name, principal string, opts ...WriteOption) error {
 	if err := CheckSecretName(name); err != nil {
 		return err
 	}
@@ -428,7 +428,7 @@ func (s *Store) Delete(ctx context.Context, name, principal string) error {
 		}
 		keyID = c.KeyID
 		return []schemas.Event{&schemas.SecretDeleted{Name: name, Version: st.LastVersion, Time: s.w.millis(), By: principal}}, nil
-	})
+	}, named("secret "+name, opts)...)
 	if err != nil {
 		return err
 	}

@@ -362,18 +362,7 @@ func TestOtherProcessReadsTheLog(t *testing.T) {
 // catchUpOnce runs p's projection until it has applied seq, then stops it.
 func catchUpOnce(t *testing.T, p *proc, seq uint64) {
 	t.Helper()
-	r := projections.NewRunner(p.log, p.pebble, Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	err := r.WaitFor(testutil.Context(t, 10*time.Second), seq)
-	cancel()
-	if rerr := <-done; rerr != nil {
-		t.Fatal(rerr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.CatchUpOnce(t, p.log, p.pebble, Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name}, seq)
 }
 
 // Processes racing to put one name all succeed with distinct versions, and
@@ -703,6 +692,77 @@ func TestLogFallbackServesOnlyTheAccessChecked(t *testing.T) {
 				t.Fatalf("stale read model served version %d, whose access it never saw", ver)
 			case !tc.serve && !errors.Is(err, fault.ErrStale):
 				t.Fatalf("stale read model: v%d %v, want fault.ErrStale", ver, err)
+			}
+		})
+	}
+}
+
+// A delete pinned to the revision its access was checked on (At) applies
+// to that revision only. On a process whose read model lags, a secret or
+// environment value deleted and created again by another principal since
+// is refused as stale: deciding again on the log's state, the delete took
+// the new one (and destroyed its data key), and an environment value's
+// delete returned the new value.
+func TestDeleteAppliesOnlyToTheCheckedRevision(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		revision func(ctx context.Context, p *proc) (Revision, error)
+		put      func(ctx context.Context, p *proc, value, by string) error
+		del      func(ctx context.Context, p *proc, by string, opts ...WriteOption) (string, error)
+		get      func(ctx context.Context, p *proc) (string, error)
+	}{
+		{"secret",
+			func(ctx context.Context, p *proc) (Revision, error) { return p.s.Revision(ctx, "db") },
+			func(ctx context.Context, p *proc, value, by string) error {
+				_, err := p.s.Put(ctx, "db", []byte(value), by)
+				return err
+			},
+			func(ctx context.Context, p *proc, by string, opts ...WriteOption) (string, error) {
+				return "", p.s.Delete(ctx, "db", by, opts...)
+			},
+			func(ctx context.Context, p *proc) (string, error) {
+				v, _, err := p.s.Resolve(ctx, "db")
+				return string(v), err
+			}},
+		{"environment value",
+			func(ctx context.Context, p *proc) (Revision, error) { return p.env.Revision(ctx, "db") },
+			func(ctx context.Context, p *proc, value, by string) error { return p.env.Put(ctx, "db", value, by) },
+			func(ctx context.Context, p *proc, by string, opts ...WriteOption) (string, error) {
+				return p.env.Delete(ctx, "db", by, opts...)
+			},
+			func(ctx context.Context, p *proc) (string, error) { return p.env.Get(ctx, "db") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newProc(t, nil, nil, false)
+			ctx := testutil.Context(t, 30*time.Second)
+			if err := tc.put(ctx, a, "users-value-1", "app:user"); err != nil {
+				t.Fatal(err)
+			}
+			stale := newProc(t, a.log, a.keys.mk, true)
+			catchUpOnce(t, stale, a.runner.Checkpoint())
+			rev, err := tc.revision(ctx, stale)
+			if err != nil || !rev.Exists {
+				t.Fatalf("revision %+v, %v", rev, err)
+			}
+			if _, err := tc.del(ctx, a, "app:admin"); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.put(ctx, a, "admins-value-77", "app:admin"); err != nil {
+				t.Fatal(err)
+			}
+			old, err := tc.del(ctx, stale, "app:user", At(rev))
+			if !errors.Is(err, fault.ErrStale) || old != "" {
+				t.Errorf("delete checked on the user's value: %q %v, want nothing and fault.ErrStale", old, err)
+			}
+			if v, err := tc.get(ctx, a); err != nil || v != "admins-value-77" {
+				t.Errorf("the admin's value after the stale delete: %q %v", v, err)
+			}
+			// Checked on the current revision, it goes through.
+			if rev, err = tc.revision(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tc.del(ctx, a, "app:admin", At(rev)); err != nil {
+				t.Errorf("delete on the current revision: %v", err)
 			}
 		})
 	}

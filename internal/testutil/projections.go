@@ -3,6 +3,7 @@ package testutil
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/projections"
@@ -54,4 +55,22 @@ func RunProjection(tb testing.TB, l *eventlog.Log, store *projections.Store, pro
 		}
 	})
 	return r
+}
+
+// CatchUpOnce runs proj over cfg.Stream into store until it has applied
+// seq, then stops it: the read model of an engine that lags from then on.
+func CatchUpOnce(tb testing.TB, l *eventlog.Log, store *projections.Store, proj projections.Projection, cfg projections.RunnerConfig, seq uint64) {
+	tb.Helper()
+	r := projections.NewRunner(l, store, proj, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	err := r.WaitFor(Context(tb, 10*time.Second), seq)
+	cancel()
+	if rerr := <-done; rerr != nil {
+		tb.Fatal(rerr)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
 }
