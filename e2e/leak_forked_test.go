@@ -7,11 +7,13 @@ import (
 	"maps"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/internal/leaktest"
 	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -267,4 +269,105 @@ func registerLateSealedConfigs(t *testing.T, e *env, branch workers.Handler) (na
 		names = append(names, "lc_"+p.name+"_listed", "lc_"+p.name+"_planned")
 	}
 	return names
+}
+
+// The secret and environment references a definition writes into a
+// FORK_JOIN_DYNAMIC's inputs for its tasks, by reference name or as
+// forkTaskInputs, reach the forked tasks' worker resolved, as any task's
+// do, and again when a rerun forks them from the fork's stored input; they
+// used to reach it as their text, and the workflow completed with that.
+// The tasks' stored inputs keep the references, the worker's
+// echo of the secret reads "***", and no REST answer, stream message, log
+// line, file or Pebble value holds the secret.
+func TestForkedInputsResolveTheirReferences(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n := startLeakNode(ctx, t, nil)
+	secret := "fork-secret-" + alnum(20)
+	sc := leaktest.New([]byte(secret))
+	e := n.env(t, sc)
+	e.putSecret("fr_tok", secret)
+	e.must(http.StatusOK, "PUT", "/api/environment/fr_region", "eu-west-1")
+
+	var mu sync.Mutex
+	received := map[string]string{} // by workflow id and reference name: the input, as JSON
+	e.work("fr_w", 4, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		b, _ := json.Marshal(task.InputData)
+		mu.Lock()
+		received[task.WorkflowInstanceID+"/"+task.ReferenceTaskName] = string(b)
+		mu.Unlock()
+		return workers.Output{Data: map[string]any{"echo": task.InputData}}, nil
+	})
+	e.register(
+		`{"name":"fr_byref","tasks":[
+		  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","dynamicForkTasksInputParamName":"ins",
+		   "inputParameters":{"tasks":[{"name":"fr_w","taskReferenceName":"d1"},{"name":"fr_w","taskReferenceName":"d2"}],
+		     "ins":{"d1":{"s":"${workflow.secrets.fr_tok}","r":"${workflow.env.fr_region}","h":["Bearer ${workflow.secrets.fr_tok}"]},
+		       "d2":{"r":"at ${workflow.env.fr_region}","_secrets":{"k":"key ${workflow.secrets.fr_tok}"}}}}},
+		  {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`,
+		`{"name":"fr_list","tasks":[
+		  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC",
+		   "inputParameters":{"forkTaskName":"fr_w","forkTaskInputs":[{"s":"${workflow.secrets.fr_tok}","r":"${workflow.env.fr_region}"},"${workflow.env.fr_region}"]}},
+		  {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`,
+	)
+	check := func(name, id string, want map[string]string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		for ref, w := range want {
+			if got := received[id+"/"+ref]; got != w {
+				// The secret in the message would be found by the scan.
+				t.Errorf("%s: the worker was handed %d bytes for %s, not the input resolved (%d bytes)", name, len(got), ref, len(w))
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		want map[string]string // by reference name: the input the worker is handed, as JSON
+	}{
+		{"fr_byref", map[string]string{
+			"d1": `{"h":["Bearer ` + secret + `"],"r":"eu-west-1","s":"` + secret + `"}`,
+			"d2": `{"_secrets":{"k":"key ` + secret + `"},"r":"at eu-west-1"}`,
+		}},
+		{"fr_list", map[string]string{
+			"_fr_w_0": `{"__index":0,"r":"eu-west-1","s":"` + secret + `"}`,
+			"_fr_w_1": `{"__index":1,"input":"eu-west-1"}`,
+		}},
+	} {
+		id := e.start(tc.name, nil)
+		wf := e.waitStatus(id, conductor.WorkflowCompleted)
+		check(tc.name, id, tc.want)
+		// Forked again from the fork's stored input, its _secrets block
+		// sealed.
+		mu.Lock()
+		clear(received)
+		mu.Unlock()
+		e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": taskByRef(wf, "fork").TaskID})
+		testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(received) < len(tc.want) {
+				return fmt.Errorf("%s: the worker was handed %d tasks since the rerun, want %d", tc.name, len(received), len(tc.want))
+			}
+			return nil
+		})
+		wf = e.waitStatus(id, conductor.WorkflowCompleted)
+		check(tc.name+", rerun from the fork", id, tc.want)
+		for ref := range tc.want {
+			task := taskByRef(wf, ref)
+			if task == nil {
+				t.Fatalf("%s: no task %s", tc.name, ref)
+			}
+			if ref == "d1" || ref == "_fr_w_0" {
+				if s := task.InputData["s"]; s != "${workflow.secrets.fr_tok}" {
+					t.Errorf("%s: %s's input shows s as %v, want the reference", tc.name, ref, s)
+				}
+				if echo, _ := task.OutputData["echo"].(map[string]any); echo["s"] != masking.Mask || echo["r"] != "eu-west-1" {
+					t.Errorf("%s: %s's output shows the echo %v, want s %q and r the value", tc.name, ref, echo, masking.Mask)
+				}
+			}
+		}
+	}
+	n.scanEverything(t, []*leaktest.Scanner{sc}, []string{"fr_tok"})
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +25,8 @@ import (
 // lines quoting JSON: a JOIN fails with the reason of a failed branch
 // (after a rerun), and its workflow's failure workflow is handed them; a
 // dynamic fork forks tasks given an echoed value, its forkedTasks shown
-// in its input; a worker's task waits IN_PROGRESS with a reason and a
+// in its input, and another a secret its definition gives the task, which
+// the task is handed and echoes; a worker's task waits IN_PROGRESS with a reason and a
 // callback, its lease is extended with another reason and an operator
 // updates it by reference name; SUB_WORKFLOWs take their idempotencyKey
 // from an echoed value, a task's input, a variable set from a secret in
@@ -76,8 +78,15 @@ func TestLeakAroundTheEnd(t *testing.T) {
 		reason, _ := echoed(fmt.Sprint(task.InputData["s"]))
 		return workers.Output{}, fmt.Errorf("%s: %w", reason, workers.ErrTerminal)
 	})
+	// handed is what lk_echo was handed as "s", by workflow and reference
+	// name.
+	var handedMu sync.Mutex
+	handed := map[string]string{}
 	e.work("lk_echo", 4, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		s := fmt.Sprint(task.InputData["s"])
+		handedMu.Lock()
+		handed[task.WorkflowInstanceID+"/"+task.ReferenceTaskName] = s
+		handedMu.Unlock()
 		_, logs := echoed(s)
 		return workers.Output{Data: map[string]any{"echo": s, "in": task.InputData}, Logs: logs}, nil
 	})
@@ -161,6 +170,14 @@ func TestLeakAroundTheEnd(t *testing.T) {
 	dynID := e.start("lk_dyn", nil)
 	if df := taskByRef(e.waitStatus(dynID, conductor.WorkflowCompleted), "df"); df == nil || fmt.Sprint(df.InputData["forkedTasks"]) != "[d1 d2]" {
 		t.Errorf("the dynamic fork: %+v", df)
+	}
+	// The secret the definition gives df2's first task is handed to it
+	// resolved.
+	handedMu.Lock()
+	got := handed[dynID+"/_lk_echo_0"]
+	handedMu.Unlock()
+	if got != vals["jsn"] {
+		t.Errorf("df2's task _lk_echo_0 was handed %d bytes, not the jsn secret", len(got))
 	}
 
 	// A task waiting for its callback, with a reason: its lease extended

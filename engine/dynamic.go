@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
@@ -181,6 +182,55 @@ func configJSON(wt *conductor.WorkflowTask) []byte {
 type dynamicFork struct {
 	tasks  []*conductor.WorkflowTask
 	inputs map[string]map[string]any // by reference name
+	// from is the key of the fork's input the inputs were read from: a
+	// map by reference name or, indexed, forkTaskInputs, whose element i
+	// is the input of tasks[i], as {"input": element} where wrapped[i].
+	from    string
+	indexed bool
+	wrapped []bool
+}
+
+// deferred returns, by reference name, the paths in a task's input of the
+// secret and environment references (and reads of sealed data in text) it
+// takes from the fork's input, given the fork's paths (Task.Deferred): the
+// definition wrote them there, and a forked task is handed them resolved
+// as any task is. The fork's paths read back from the log or a snapshot
+// have their list indices decoded as any integer type (expr.Index).
+func (f *dynamicFork) deferred(deferred [][]any) map[string][][]any {
+	var out map[string][][]any
+	for _, p := range deferred {
+		if f.from == "" || len(p) < 2 || p[0] != f.from {
+			continue
+		}
+		var ref string
+		var at []any
+		if f.indexed {
+			i, ok := expr.Index(p[1])
+			if !ok || i < 0 || i >= len(f.tasks) {
+				continue
+			}
+			ref = f.tasks[i].TaskReferenceName
+			switch {
+			case f.wrapped[i]:
+				at = append([]any{"input"}, p[2:]...)
+			case len(p) < 3 || p[2] == "__index":
+				continue // the index is set over it
+			default:
+				at = slices.Clone(p[2:])
+			}
+		} else {
+			ref, _ = p[1].(string)
+			if len(p) < 3 || f.inputs[ref] == nil {
+				continue
+			}
+			at = slices.Clone(p[2:])
+		}
+		if out == nil {
+			out = map[string][][]any{}
+		}
+		out[ref] = append(out[ref], at)
+	}
+	return out
 }
 
 // forkSpec reads the tasks a FORK_JOIN_DYNAMIC spawns from its input:
@@ -249,7 +299,7 @@ func listForkSpec(wt *conductor.WorkflowTask, ref string, input map[string]any) 
 	if err := conductor.Unmarshal(raw, &tasks); err != nil {
 		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s: input %q is not a list of workflow tasks: %v", ref, wt.DynamicForkTasksParam, err)
 	}
-	f := &dynamicFork{tasks: tasks, inputs: map[string]map[string]any{}}
+	f := &dynamicFork{tasks: tasks, inputs: map[string]map[string]any{}, from: wt.DynamicForkTasksInputParamName}
 	if wt.DynamicForkTasksInputParamName == "" {
 		return f, nil
 	}
@@ -282,10 +332,12 @@ func simpleForkSpec(wt *conductor.WorkflowTask, input map[string]any, list []any
 	if typ == "" {
 		typ = conductor.TaskTypeSimple
 	}
-	f := &dynamicFork{inputs: map[string]map[string]any{}}
+	f := &dynamicFork{inputs: map[string]map[string]any{}, from: "forkTaskInputs", indexed: true}
 	for i, el := range list {
 		in := map[string]any{}
-		if m, ok := el.(map[string]any); ok {
+		m, ok := el.(map[string]any)
+		f.wrapped = append(f.wrapped, !ok)
+		if ok {
 			for k, v := range m {
 				in[k] = v
 			}
@@ -354,12 +406,14 @@ func (d *decision) spawnForked(wt *conductor.WorkflowTask, fork *Task) {
 func (d *decision) scheduleForked(fork *Task, f *dynamicFork, spawn func(ref string) bool) {
 	held := d.hold()
 	defer d.release(held)
+	deferred := f.deferred(fork.Deferred)
 	for _, t := range f.tasks {
 		if d.w.Status != conductor.WorkflowRunning {
 			return
 		}
 		if spawn(t.TaskReferenceName) {
-			d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, mergeInput: f.inputs[t.TaskReferenceName], fromData: true})
+			d.schedule(t, scheduleOpts{iteration: fork.Iteration, parentTaskID: fork.ID, fromData: true,
+				mergeInput: f.inputs[t.TaskReferenceName], mergeDeferred: deferred[t.TaskReferenceName]})
 		}
 	}
 	if next, why, _ := d.plan.after(fork.Ref); why == endNone && next.TaskType() == conductor.TaskTypeJoin && !d.scheduledAfter(next.TaskReferenceName, fork) {

@@ -22,6 +22,9 @@ type scheduleOpts struct {
 	input      map[string]any // explicit input: a rerun's (kept or given)
 	deferred   [][]any        // the paths of input holding secret or environment references
 	mergeInput map[string]any // set on top of the evaluated input (dynamic fork inputs)
+	// mergeDeferred are the paths of mergeInput holding secret or
+	// environment references.
+	mergeDeferred [][]any
 	// fromData marks a configuration that came from the workflow's data
 	// (a dynamic fork's tasks, from a worker's output): see dataRefusal.
 	fromData     bool
@@ -175,8 +178,10 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 			ev.Status, ev.Reason = conductor.TaskFailedWithTerminalError, computedInputReason(typ, ref, key)
 			break
 		}
-		maps.Copy(in, o.mergeInput)
 		ev.Input, ev.Deferred = in, deferred
+		if o.mergeInput != nil {
+			ev.Input, ev.Deferred = overInput(in, deferred, o.mergeInput, o.mergeDeferred)
+		}
 	}
 	if wt.TaskDefinition == nil && td != nil && o.input == nil && ev.Status == conductor.TaskScheduled {
 		// A registered definition's template (evaluated here, unless the

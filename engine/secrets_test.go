@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Every read view masks _secrets, _masked, maskedFields and values found to
@@ -442,6 +444,93 @@ func TestStartedWorkflowGetsTheSealedValuesItsTextReads(t *testing.T) {
 			if again := started(engine.Effects(h.w, h.now.UnixMilli())); len(again.Sealed) != 1 || again.Sealed[ref] != sealed {
 				t.Fatalf("started again, handed %v", again.Sealed)
 			}
+		})
+	}
+}
+
+// mapResolver resolves the deferred expressions it names.
+type mapResolver map[string]any
+
+func (r mapResolver) Resolve(body string) (any, error) {
+	if v, ok := r[body]; ok {
+		return v, nil
+	}
+	return nil, fmt.Errorf("no %s", body)
+}
+
+// The secret and environment references (and reads of sealed data in
+// text) that a definition writes into a FORK_JOIN_DYNAMIC's inputs for its
+// tasks, by reference name or as forkTaskInputs, are handed to each task
+// resolved, as any task's: its input keeps them with their paths, under
+// the key they are given as ({"input": element}), one its own
+// inputParameters also set and "__index" aside. They used to reach the
+// task as their text, "$${" and all. A rerun from the fork, of the state
+// read back from the log (its paths' list indices decoded as int8), forks
+// them alike.
+func TestForkedInputsKeepTheirReferences(t *testing.T) {
+	const token = "token-value-Qm27xL"
+	for _, tc := range []struct {
+		name, fork string
+		want       map[string]string // by reference name: the input handed off, as JSON
+	}{
+		{"by reference name", `"dynamicForkTasksParam":"tasks","dynamicForkTasksInputParamName":"ins","inputParameters":{
+		   "tasks":[{"name":"w","taskReferenceName":"d1","inputParameters":{"own":"o","s":"mine"}},{"name":"w","taskReferenceName":"d2"}],
+		   "ins":{"d1":{"s":"${workflow.secrets.tok}","l":["a","at ${workflow.env.region} $${x}"],"auth":"Bearer ${a.output._secrets.token}"},
+		     "d2":{"p":"${workflow.input.p}","e":{"r":"${workflow.env.region}"}}}}`,
+			map[string]string{
+				"d1": `{"auth":"Bearer ` + token + `","l":["a","at eu-west-1 ${x}"],"own":"o","s":"tok-value"}`,
+				"d2": `{"e":{"r":"eu-west-1"},"p":"plain $${y}"}`,
+			}},
+		{"forkTaskInputs", `"inputParameters":{"forkTaskName":"w","forkTaskInputs":[
+		   {"s":"${workflow.secrets.tok}","__index":"${workflow.env.region}"},"${workflow.env.region}",["x","${workflow.secrets.tok}"],
+		   {"input":"${workflow.input.p}","auth":"Bearer ${a.output._secrets.token}"}]}`,
+			map[string]string{
+				"_w_0": `{"__index":0,"s":"tok-value"}`,
+				"_w_1": `{"__index":1,"input":"eu-west-1"}`,
+				"_w_2": `{"__index":2,"input":["x","tok-value"]}`,
+				"_w_3": `{"__index":3,"auth":"Bearer ` + token + `","input":"plain $${y}"}`,
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def := `{"name":"f","tasks":[{"name":"a","taskReferenceName":"a"},
+			  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN_DYNAMIC",` + tc.fork + `},
+			  {"name":"join","taskReferenceName":"join","type":"JOIN"}]}`
+			h := newHarness(t, def, map[string]any{"p": "plain $${y}"})
+			a := h.task("a")
+			sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/wf-1/task/" + a.ID + "/output._secrets.token", Ciphertext: []byte{1}}
+			h.complete("a", map[string]any{"_secrets": map[string]any{"token": sealed}})
+			r := mapResolver{"workflow.secrets.tok": "tok-value", "workflow.env.region": "eu-west-1",
+				"sealed:task/" + a.ID + "/output._secrets.token": token}
+			handed := func(when string) {
+				t.Helper()
+				for ref, want := range tc.want {
+					task := h.wantTask(ref, conductor.TaskScheduled)
+					paths := make([]expr.Path, len(task.Deferred))
+					for i, p := range task.Deferred {
+						paths[i] = p
+					}
+					in, err := expr.ResolveDeferred(task.Input, paths, r)
+					if err != nil {
+						t.Fatalf("%s: %s: %v", when, ref, err)
+					}
+					if got, _ := json.Marshal(in); string(got) != want {
+						t.Errorf("%s: %s is handed %s, want %s", when, ref, got, want)
+					}
+				}
+			}
+			handed("forked")
+			h.decide(engine.Terminate{})
+			stored, err := schemas.MarshalSorted(h.w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back engine.Workflow
+			if err := msgpack.Unmarshal(stored, &back); err != nil {
+				t.Fatal(err)
+			}
+			h.w = &back
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("fork").ID}})
+			handed("rerun from the fork, read back")
 		})
 	}
 }
