@@ -137,7 +137,7 @@ func TestErrorsQuoteNoPartOfASecret(t *testing.T) {
 	})
 	for _, tt := range []struct{ wf, ref, part, reason string }{
 		{"jq_on_secret", "j", tail, "queryExpression does not parse: unexpected token at byte"},
-		{"wait_on_secret", "w", prefix, "WAIT w: duration is sealed data or a secret"},
+		{"wait_on_secret", "w", prefix, "WAIT w: duration is sealed data, a secret or an environment value"},
 	} {
 		wf := e.waitStatus(e.start(tt.wf, nil), conductor.WorkflowFailed)
 		if reason := taskByRef(wf, tt.ref).ReasonForIncompletion; !strings.Contains(reason, tt.reason) {

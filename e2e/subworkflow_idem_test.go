@@ -91,7 +91,7 @@ func TestSubWorkflowIdempotencyKeyFromASecret(t *testing.T) {
 	  "subWorkflowParam":{"name":"idem_kid","idempotencyKey":"${workflow.secrets.idem_key}"}}]}`)
 	id := e.waitStatus(e.start("idem_secret", nil), conductor.WorkflowFailed).WorkflowID
 	body := e.must(http.StatusOK, "GET", "/api/workflow/"+id+"?includeTasks=true", nil)
-	if !strings.Contains(body, "subWorkflowParam.idempotencyKey is sealed data or a secret") || strings.Contains(body, value) {
+	if !strings.Contains(body, "subWorkflowParam.idempotencyKey is sealed data, a secret or an environment value") || strings.Contains(body, value) {
 		t.Fatalf("workflow %s", body)
 	}
 	if body := e.must(http.StatusOK, "GET", "/api/workflow/search?query=workflowType%3Didem_kid", nil); !strings.Contains(body, `"totalHits":0`) {

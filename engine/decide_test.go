@@ -1336,8 +1336,8 @@ func TestSubWorkflowDomainsFromExpressions(t *testing.T) {
 			map[string]string{"pay": "gold"}, ""},
 		{"given empty", `{}`, nil, map[string]string{}, ""},
 		// Refused before the start: the engine does not read secrets.
-		{"a secret", `{"*":"${workflow.secrets.dom}"}`, nil, nil, "taskToDomain.* is sealed data or a secret"},
-		{"an environment value", `{"*":"x-${workflow.env.dom}"}`, nil, nil, "taskToDomain.* is sealed data or a secret"},
+		{"a secret", `{"*":"${workflow.secrets.dom}"}`, nil, nil, "taskToDomain.* is sealed data, a secret or an environment value"},
+		{"an environment value", `{"*":"x-${workflow.env.dom}"}`, nil, nil, "taskToDomain.* is sealed data, a secret or an environment value"},
 		{"not text", `{"*":"${workflow.input.dom}"}`, map[string]any{"dom": map[string]any{"a": "b"}}, nil, "want text"},
 	} {
 		h := newHarness(t, fmt.Sprintf(def, tt.t2d), tt.input)

@@ -272,7 +272,7 @@ func (d *decision) paramSealed(taskID, field, tmpl string) string {
 }
 
 func sealedReason(field string, r sealedRead) string {
-	what := "is sealed data or a secret, or text made of them"
+	what := "is sealed data, a secret or an environment value, or text made of them"
 	if r == computedRead {
 		what = "is computed by a function or a filter from sealed data or a secret"
 	}

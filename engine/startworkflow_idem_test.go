@@ -26,9 +26,9 @@ func TestStartWorkflowIdempotencyKeyGoesWithTheStart(t *testing.T) {
 		{"number", "${workflow.input.id}", "", "7", ""},
 		{"null", "${workflow.input.missing}", "FAIL", "", ""},
 		{"strategy from an expression", "order", "${src.output.how}", "order", ""},
-		{"a secret", "${workflow.secrets.k}", "FAIL", "", "startWorkflow.idempotencyKey is sealed data or a secret"},
-		{"sealed data", "${src.output._secrets.k}", "FAIL", "", "startWorkflow.idempotencyKey is sealed data or a secret"},
-		{"sealed data in text", "order-${src.output._secrets.k}", "FAIL", "", "startWorkflow.idempotencyKey is sealed data or a secret"},
+		{"a secret", "${workflow.secrets.k}", "FAIL", "", "startWorkflow.idempotencyKey is sealed data, a secret or an environment value"},
+		{"sealed data", "${src.output._secrets.k}", "FAIL", "", "startWorkflow.idempotencyKey is sealed data, a secret or an environment value"},
+		{"sealed data in text", "order-${src.output._secrets.k}", "FAIL", "", "startWorkflow.idempotencyKey is sealed data, a secret or an environment value"},
 		{"an object", "${workflow.input.obj}", "FAIL", "", "startWorkflow.idempotencyKey: want text or a number"},
 		{"an unknown strategy", "order", "${src.output.bad}", "", "startWorkflow.idempotencyStrategy RETURN_LATEST: want FAIL, RETURN_EXISTING or FAIL_ON_RUNNING"},
 	} {

@@ -23,7 +23,7 @@ func TestSubWorkflowIdempotencyKeyGoesWithTheStart(t *testing.T) {
 		{"expression", "order-${workflow.input.id}", "order-7", ""},
 		{"null", "${workflow.input.missing}", "", ""},
 		{"number", "${workflow.input.id}", "7", ""},
-		{"secret", "${workflow.secrets.k}", "", "subWorkflowParam.idempotencyKey is sealed data or a secret"},
+		{"secret", "${workflow.secrets.k}", "", "subWorkflowParam.idempotencyKey is sealed data, a secret or an environment value"},
 		{"not text", "${workflow.input.obj}", "", "subWorkflowParam.idempotencyKey: want text or a number"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
