@@ -431,10 +431,12 @@ func TestLateSecretReachesAFailureWorkflow(t *testing.T) {
 	for _, r := range rows {
 		values[r.name] = "late-failure-" + alnum(16)
 	}
+	// One row at a time: the rows share their task types (lf_fail,
+	// lf_seal), and a row taking another's task failed it with its own
+	// value, or with none.
 	t.Run("rows", func(t *testing.T) {
 		for _, r := range rows {
 			t.Run(r.name, func(t *testing.T) {
-				t.Parallel()
 				e := &env{t: t, node: n, base: e.base}
 				v := values[r.name]
 				ids := r.run(e, v)
