@@ -106,6 +106,10 @@ func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
 	if err == nil && upd.TaskResult != nil {
 		err = checkResultStatus(upd.TaskResult.Status)
 	}
+	if err == nil && upd.TaskResult != nil && len(upd.TaskResult.WorkerID) > maxWorkerID {
+		// As every other result's: the id is stored with the task.
+		err = fault.Invalid("workerId is longer than %d bytes", maxWorkerID)
+	}
 	// The answer is the workflow: whoever may only report on one of its
 	// tasks (a worker) may not read it all. Checked before anything
 	// changes, as is the right to set its variables, or (with neither

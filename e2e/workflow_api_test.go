@@ -743,6 +743,8 @@ func TestStateUpdateRefusedChangesNothing(t *testing.T) {
 		{name: "callbackAfterSeconds out of range", def: "su_gate", ref: "h",
 			result: map[string]any{"status": "COMPLETED", "callbackAfterSeconds": -5}, want: http.StatusBadRequest},
 		{name: "unknown status", def: "su_gate", ref: "h", result: map[string]any{"status": "DONE"}, want: http.StatusBadRequest},
+		{name: "workerId too long", def: "su_gate", ref: "h",
+			result: map[string]any{"status": "COMPLETED", "workerId": strings.Repeat("w", 257)}, want: http.StatusBadRequest},
 		{name: "unknown reference", def: "su_gate", ref: "nope", result: map[string]any{"status": "COMPLETED"}, want: http.StatusNotFound},
 		{name: "task ended", def: "su_gate", ref: "h", result: map[string]any{"status": "FAILED"}, want: http.StatusConflict,
 			setup: func(id string) { e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/COMPLETED/signal", map[string]any{}) }},
