@@ -509,7 +509,7 @@ func (p *protection) sealInput(path func() string, m map[string]any, fields []st
 		return m, nil
 	}
 	if p.dry {
-		_, err := sealAll(drySealer{}, nil, "", m, fields, secrets, masked, p.know)
+		_, err := masking.SealInput(masking.DrySealer{}, nil, "", m, fields, secrets, masked, p.know)
 		return m, err
 	}
 	names, err := p.prescan()
@@ -533,25 +533,11 @@ func (p *protection) sealInput(path func() string, m map[string]any, fields []st
 			p.collapsed = append(p.collapsed, "input."+k)
 		}
 	}
-	out, err := sealAll(rec, names, path(), m, fields, secrets, masked, found)
+	out, err := masking.SealInput(rec, names, path(), m, fields, secrets, masked, found)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
-}
-
-// sealAll seals what of m sealInput seals: masked keys, fields, and the
-// keys copied into _secrets and _masked blocks, with purposes naming keys
-// as names redacts them.
-func sealAll(s masking.Sealer, names *masking.Redactor, where string, m map[string]any, fields, secrets, masked []string, found func([]byte)) (map[string]any, error) {
-	out, err := masking.SealFields(s, names, where, m, fields, found)
-	if err == nil {
-		out, err = masking.SealTrees(s, masking.KindSecrets, names, where, out, secrets, found)
-	}
-	if err == nil {
-		out, err = masking.SealTrees(s, masking.KindMasked, names, where, out, masked, found)
-	}
-	return out, err
 }
 
 // prescan has the memo know, before this pass seals anything, every value
@@ -583,12 +569,6 @@ func (p *protection) know(plain []byte) {
 		p.m.add(plain)
 	}
 }
-
-// drySealer seals nothing: prescan's sealing only finds values.
-type drySealer struct{}
-
-func (drySealer) Seal(byte, string, []byte) ([]byte, error) { return nil, nil }
-func (drySealer) Open(byte, string, []byte) ([]byte, error) { return nil, nil }
 
 // secrecyOf returns what of a workflow's input the definition def (its
 // JSON) copies into _secrets or _masked blocks.

@@ -396,3 +396,25 @@ func Shred(v any, kind byte) (out any, shredded bool) {
 	}
 	return v, false
 }
+
+// SealInput seals what of a workflow's input m a run seals: the masked
+// fields, and the keys its definition copies into _secrets and _masked
+// blocks (secrets, masked), with purposes naming keys as names redacts
+// them.
+func SealInput(s Sealer, names *Redactor, where string, m map[string]any, fields, secrets, masked []string, found func([]byte)) (map[string]any, error) {
+	out, err := SealFields(s, names, where, m, fields, found)
+	if err == nil {
+		out, err = SealTrees(s, KindSecrets, names, where, out, secrets, found)
+	}
+	if err == nil {
+		out, err = SealTrees(s, KindMasked, names, where, out, masked, found)
+	}
+	return out, err
+}
+
+// DrySealer seals nothing: a pass with it only finds, through found, the
+// values a real one would seal.
+type DrySealer struct{}
+
+func (DrySealer) Seal(byte, string, []byte) ([]byte, error) { return nil, nil }
+func (DrySealer) Open(byte, string, []byte) ([]byte, error) { return nil, nil }

@@ -357,20 +357,14 @@ func (s *sim) hide(w *engine.Workflow) error {
 		return fmt.Errorf("simulate %s: %w", w.Name, err)
 	}
 	secrets, masked := secrecy.Fields(w.Input)
-	in, err := masking.SealFields(noSealer{}, nil, "", w.Input, fields, found)
+	_, err = masking.SealInput(masking.DrySealer{}, nil, "", w.Input, fields, secrets, masked, found)
 	if err == nil {
-		in, err = masking.SealTrees(noSealer{}, masking.KindSecrets, nil, "", in, secrets, found)
-	}
-	if err == nil {
-		_, err = masking.SealTrees(noSealer{}, masking.KindMasked, nil, "", in, masked, found)
-	}
-	if err == nil {
-		_, err = masking.SealFields(noSealer{}, nil, "", w.Output, fields, found)
+		_, err = masking.SealFields(masking.DrySealer{}, nil, "", w.Output, fields, found)
 	}
 	for _, t := range w.Tasks {
 		for _, m := range []map[string]any{t.Input, t.Output} {
 			if err == nil {
-				_, err = masking.SealKeys(noSealer{}, nil, "", m, found)
+				_, err = masking.SealKeys(masking.DrySealer{}, nil, "", m, found)
 			}
 		}
 	}
@@ -379,12 +373,6 @@ func (s *sim) hide(w *engine.Workflow) error {
 	}
 	return nil
 }
-
-// noSealer seals nothing: hide only finds what would be sealed.
-type noSealer struct{}
-
-func (noSealer) Seal(byte, string, []byte) ([]byte, error) { return nil, nil }
-func (noSealer) Open(byte, string, []byte) ([]byte, error) { return nil, nil }
 
 func (s *sim) decide(w *engine.Workflow, trig engine.Trigger) (*engine.Workflow, error) {
 	d, err := s.decision(w, trig)
