@@ -148,11 +148,15 @@ func Validate(def *conductor.WorkflowSchedule) error {
 	case r.Name == "" && r.WorkflowDef.Name == "":
 		// Access to start it is asked of this name.
 		ve.Add("startWorkflowRequest.workflowDef.name", "an inline definition needs a name")
-	case r.Priority < 0 || r.Priority > 99:
-		ve.Add("startWorkflowRequest.priority", "%d: want 0-99", r.Priority)
-	case !conductor.KnownIdempotencyStrategy(r.IdempotencyStrategy):
-		// Saved, every run would be recorded failed for it.
-		ve.Add("startWorkflowRequest.idempotencyStrategy", "%q: %s", r.IdempotencyStrategy, conductor.WantIdempotencyStrategy)
+	}
+	if r := def.StartWorkflowRequest; r != nil {
+		if r.Priority < 0 || r.Priority > 99 {
+			ve.Add("startWorkflowRequest.priority", "%d: want 0-99", r.Priority)
+		}
+		if !conductor.KnownIdempotencyStrategy(r.IdempotencyStrategy) {
+			// Saved, every run would be recorded failed for it.
+			ve.Add("startWorkflowRequest.idempotencyStrategy", "%q: %s", r.IdempotencyStrategy, conductor.WantIdempotencyStrategy)
+		}
 	}
 	if def.ScheduleStartTime < 0 || def.ScheduleStartTime > maxScheduleTime {
 		ve.Add("scheduleStartTime", "%d: want epoch milliseconds up to %d (9999-12-31), or 0 for none", def.ScheduleStartTime, int64(maxScheduleTime))

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +190,26 @@ func TestValidate(t *testing.T) {
 		if Validate(&d) == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// Every field a request gets wrong is named in one answer, as Conductor's
+// validation lists all its violations: a client fixing one at a time
+// should not be sent back for the next.
+func TestValidateNamesEveryWrongField(t *testing.T) {
+	def := conductor.WorkflowSchedule{Name: "s", CronExpression: "0 * * * * ?", ScheduleEndTime: -1,
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "wf", Priority: 100, IdempotencyKey: "k", IdempotencyStrategy: "RETURN_EXISTNG"}}
+	var ve *fault.ValidationError
+	if err := Validate(&def); !errors.As(err, &ve) {
+		t.Fatalf("Validate: %v, want a validation error", err)
+	}
+	var got []string
+	for _, f := range ve.Fields {
+		got = append(got, f.Path)
+	}
+	want := []string{"startWorkflowRequest.priority", "startWorkflowRequest.idempotencyStrategy", "scheduleEndTime"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("fields %q, want %q", got, want)
 	}
 }
 
