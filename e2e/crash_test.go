@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -60,17 +61,29 @@ func (p *serverProc) start(base string) {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	testutil.Eventually(p.t, 30*time.Second, 50*time.Millisecond, func() error {
+	// A starved machine (the whole suite in parallel) has been seen to
+	// take over 30 s; what the server said is kept for when it never gets
+	// there.
+	ok := false
+	defer func() {
+		if !ok {
+			b, _ := os.ReadFile(p.log.Name())
+			p.t.Logf("server log, last 4 KiB:\n%s", b[max(0, len(b)-4096):])
+		}
+	}()
+	testutil.Eventually(p.t, 90*time.Second, 50*time.Millisecond, func() error {
 		res, err := http.Get(base + "/health")
 		if err != nil {
 			return err
 		}
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 2048))
 		res.Body.Close()
 		if res.StatusCode != 200 {
-			return fmt.Errorf("health %d", res.StatusCode)
+			return fmt.Errorf("health %d: %s", res.StatusCode, body)
 		}
 		return nil
 	})
+	ok = true
 }
 
 func (p *serverProc) kill() {
