@@ -274,3 +274,51 @@ func TestHTTPCompressedAnswerIsStoredDecoded(t *testing.T) {
 		}
 	}
 }
+
+// A JOIN whose branches never end, and a DO_WHILE whose body never does,
+// are held to their task definition's timeoutSeconds on the embedded
+// server, as Conductor's decider holds every pending task with a
+// definition: each is TIMED_OUT with Conductor's reason, its workflow
+// (TIME_OUT_WF) too, and the tasks it waited for are canceled. Before, the
+// JOIN waited for ever.
+func TestControlTasksTimeOut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+		`[{"name":"ct_join","timeoutSeconds":2,"timeoutPolicy":"TIME_OUT_WF","responseTimeoutSeconds":1},
+		  {"name":"ct_loop","timeoutSeconds":2,"timeoutPolicy":"RETRY","retryCount":2,"responseTimeoutSeconds":1}]`)
+	e.register(`{"name":"ct_join_flow","tasks":[
+	    {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"ct_p","taskReferenceName":"p"}],[{"name":"ct_q","taskReferenceName":"q"}]]},
+	    {"name":"ct_join","taskReferenceName":"join","type":"JOIN","joinOn":["p","q"]}]}`,
+		`{"name":"ct_loop_flow","tasks":[{"name":"ct_loop","taskReferenceName":"loop","type":"DO_WHILE",
+	    "loopCondition":"$.loop['iteration'] < 3","loopOver":[{"name":"ct_body","taskReferenceName":"body"}]}]}`)
+	for _, tc := range []struct {
+		flow, ref, policy string
+		waitedFor         []string
+	}{
+		{"ct_join_flow", "join", "TIME_OUT_WF", []string{"p", "q"}},
+		{"ct_loop_flow", "loop", "RETRY", []string{"body__1"}},
+	} {
+		wf := e.waitStatus(e.start(tc.flow, nil), conductor.WorkflowTimedOut)
+		held := taskByRef(wf, tc.ref)
+		if held.Status != conductor.TaskTimedOut || !strings.HasPrefix(held.ReasonForIncompletion, "Task timed out after ") ||
+			!strings.HasSuffix(held.ReasonForIncompletion, "Timeout configured as 2 seconds. Timeout policy configured to "+tc.policy) ||
+			wf.ReasonForIncompletion != held.ReasonForIncompletion {
+			t.Fatalf("%s: %s %s (%q), workflow's reason %q", tc.flow, tc.ref, held.Status, held.ReasonForIncompletion, wf.ReasonForIncompletion)
+		}
+		for _, ref := range tc.waitedFor {
+			if task := taskByRef(wf, ref); task.Status != conductor.TaskCanceled {
+				t.Fatalf("%s: %s %s, want CANCELED", tc.flow, ref, task.Status)
+			}
+		}
+		n := 0
+		for _, task := range wf.Tasks {
+			if task.ReferenceTaskName == tc.ref {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%s: %d instances of %s: a built-in task is never retried", tc.flow, n, tc.ref)
+		}
+	}
+}

@@ -21,17 +21,14 @@ import (
 // call's own timeouts and the 5-minute lease bounded it.
 func TestHeldSystemTaskTimesOut(t *testing.T) {
 	lease := engine.SystemTaskLease
-	reason := func(after, timeout int, policy string) string {
-		return fmt.Sprintf("Task timed out after %d seconds. Timeout configured as %d seconds. Timeout policy configured to %s",
-			after, timeout, policy)
-	}
+	reason := timeoutReason
 	httpTask := func(inline string) string {
 		return `{"name":"h","tasks":[{"name":"http_call","taskReferenceName":"call","type":"HTTP",
 		  "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}` + inline + `}]}`
 	}
 	// taskDef is the definition of a task named name (http_call if empty).
 	taskDef := func(name string, timeout int, policy, more string) string {
-		return fmt.Sprintf(`{"name":%q,"timeoutSeconds":%d,"timeoutPolicy":%q,"responseTimeoutSeconds":1%s}`, cmp.Or(name, "http_call"), timeout, policy, more)
+		return timeoutTaskDef(cmp.Or(name, "http_call"), timeout, policy, more)
 	}
 	inline := `{"name":"h","tasks":[{"name":"script","taskReferenceName":"call","type":"INLINE",
 	  "inputParameters":{"evaluatorType":"graaljs","expression":"1"}}]}`
@@ -128,4 +125,180 @@ func TestHeldSystemTaskTimesOut(t *testing.T) {
 			h.wantStatus(conductor.WorkflowCompleted)
 		})
 	}
+}
+
+// timeoutReason is a task's reason for its timeoutSeconds, Conductor's.
+func timeoutReason(after, timeout int, policy string) string {
+	return fmt.Sprintf("Task timed out after %d seconds. Timeout configured as %d seconds. Timeout policy configured to %s",
+		after, timeout, policy)
+}
+
+// timeoutTaskDef is the definition of a task named name with a
+// timeoutSeconds, a timeoutPolicy and more fields.
+func timeoutTaskDef(name string, timeout int, policy, more string) string {
+	return fmt.Sprintf(`{"name":%q,"timeoutSeconds":%d,"timeoutPolicy":%q,"responseTimeoutSeconds":1%s}`, name, timeout, policy, more)
+}
+
+// TestPendingControlTaskTimesOut pins that a JOIN, a DO_WHILE and a
+// START_WORKFLOW are held to their task definition's timeoutSeconds (a
+// definition registered under the task's name, or an inline
+// taskDefinition), counted from their start, as Conductor's decider holds
+// every pending task with a definition (DeciderService.checkTaskTimeout):
+// under TIME_OUT_WF the workflow times out; a JOIN or DO_WHILE under RETRY
+// is TIMED_OUT and, built in, never retried, so the workflow times out,
+// unless it is optional (COMPLETED_WITH_ERRORS, the workflow goes on); a
+// START_WORKFLOW under RETRY starts again. A DO_WHILE is held while its
+// body runs and while its condition does. ALERT_ONLY does nothing, a
+// paused workflow's task waits for resume, and the definition's
+// responseTimeoutSeconds does not apply (Conductor's response timeout
+// spares them: see README, Retries and timeouts). Before, a JOIN waited
+// for ever past its timeout, and a loop's applied only while its condition
+// waited to be handed out.
+func TestPendingControlTaskTimesOut(t *testing.T) {
+	reason, taskDef := timeoutReason, timeoutTaskDef
+	join := func(more string) string {
+		return `{"name":"j","tasks":[
+		  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"p","taskReferenceName":"p"}],[{"name":"q","taskReferenceName":"q"}]]},
+		  {"name":"join_all","taskReferenceName":"join","type":"JOIN","joinOn":["p","q"]` + more + `},
+		  {"name":"after","taskReferenceName":"after"}]}`
+	}
+	loop := `{"name":"l","tasks":[{"name":"looping","taskReferenceName":"loop","type":"DO_WHILE",
+	  "loopCondition":"$.loop['iteration'] < 3","loopOver":[{"name":"b","taskReferenceName":"b"}]}]}`
+	starter := `{"name":"s","tasks":[{"name":"starter","taskReferenceName":"start","type":"START_WORKFLOW",
+	  "inputParameters":{"startWorkflow":{"name":"other","version":1}}}]}`
+	for _, tc := range []struct {
+		name     string
+		def      string
+		taskDefs []string
+		// ref is the task held to its timeout.
+		ref string
+		// at brings the task where it is held, from its start.
+		at func(h *harness)
+		// pause pauses the workflow then.
+		pause bool
+		// after is how long after the task's start the tick comes.
+		after time.Duration
+		// due: the timeout is among the workflow's deadlines.
+		due bool
+		// state and reason are the task's after the tick, status the
+		// workflow's.
+		state, reason, status string
+		// next is a task the workflow went on to, SCHEDULED.
+		next string
+		// restarted: a new instance of the task starts its workflow again.
+		restarted bool
+	}{
+		{name: "a JOIN, TIME_OUT_WF", def: join(""), taskDefs: []string{taskDef("join_all", 60, "TIME_OUT_WF", "")}, ref: "join",
+			after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "TIME_OUT_WF"), status: conductor.WorkflowTimedOut},
+		{name: "a JOIN, not before its time nor by its response timeout", def: join(""), taskDefs: []string{taskDef("join_all", 60, "TIME_OUT_WF", "")},
+			ref: "join", after: 59 * time.Second, due: true, state: conductor.TaskInProgress, status: conductor.WorkflowRunning},
+		{name: "a JOIN's inline taskDefinition", def: join(`,"taskDefinition":` + taskDef("join_all", 30, "TIME_OUT_WF", "")), ref: "join",
+			after: 31 * time.Second, due: true, state: conductor.TaskTimedOut, reason: reason(31, 30, "TIME_OUT_WF"), status: conductor.WorkflowTimedOut},
+		{name: "a JOIN under RETRY is not retried", def: join(""), taskDefs: []string{taskDef("join_all", 60, "RETRY", `,"retryCount":2,"retryDelaySeconds":0`)},
+			ref: "join", after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowTimedOut},
+		{name: "an optional JOIN under RETRY lets the workflow go on", def: join(`,"optional":true`),
+			taskDefs: []string{taskDef("join_all", 60, "RETRY", `,"retryCount":2,"retryDelaySeconds":0`)}, ref: "join", after: time.Minute, due: true,
+			state: conductor.TaskCompletedWithErrors, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowRunning, next: "after"},
+		{name: "a JOIN under ALERT_ONLY", def: join(""), taskDefs: []string{taskDef("join_all", 60, "ALERT_ONLY", "")}, ref: "join",
+			after: time.Hour, state: conductor.TaskInProgress, status: conductor.WorkflowRunning},
+		{name: "a paused workflow's JOIN waits for resume", def: join(""), taskDefs: []string{taskDef("join_all", 60, "TIME_OUT_WF", "")}, ref: "join",
+			pause: true, after: time.Hour, state: conductor.TaskInProgress, status: conductor.WorkflowPaused},
+		{name: "a DO_WHILE while its body runs", def: loop, taskDefs: []string{taskDef("looping", 60, "TIME_OUT_WF", "")}, ref: "loop",
+			after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "TIME_OUT_WF"), status: conductor.WorkflowTimedOut},
+		{name: "a DO_WHILE while its condition runs", def: loop, taskDefs: []string{taskDef("looping", 60, "RETRY", "")}, ref: "loop",
+			at: func(h *harness) {
+				h.advance(10 * time.Second)
+				h.complete("b__1", nil)
+				h.systemTake("loop")
+			},
+			after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowTimedOut},
+		{name: "a DO_WHILE in its second iteration", def: loop, taskDefs: []string{taskDef("looping", 60, "TIME_OUT_WF", "")}, ref: "loop",
+			at: func(h *harness) {
+				h.complete("b__1", nil)
+				h.system("loop", conductor.TaskInProgress, nil, "")
+				h.wantTask("b__2", conductor.TaskScheduled)
+			},
+			after: 61 * time.Second, due: true, state: conductor.TaskTimedOut, reason: reason(61, 60, "TIME_OUT_WF"), status: conductor.WorkflowTimedOut},
+		{name: "a START_WORKFLOW waiting for its start", def: starter, taskDefs: []string{taskDef("starter", 10, "TIME_OUT_WF", "")}, ref: "start",
+			after: 10 * time.Second, due: true, state: conductor.TaskTimedOut, reason: reason(10, 10, "TIME_OUT_WF"), status: conductor.WorkflowTimedOut},
+		{name: "a START_WORKFLOW under RETRY starts again", def: starter,
+			taskDefs: []string{taskDef("starter", 10, "RETRY", `,"retryCount":1,"retryDelaySeconds":0`)}, ref: "start", after: 10 * time.Second, due: true,
+			state: conductor.TaskTimedOut, reason: reason(10, 10, "RETRY"), status: conductor.WorkflowRunning, restarted: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, nil, tc.taskDefs...)
+			held := h.task(tc.ref)
+			started := time.UnixMilli(held.StartTime)
+			if held.StartTime == 0 {
+				t.Fatalf("%s not started: %+v", tc.ref, held)
+			}
+			if tc.at != nil {
+				tc.at(h)
+			}
+			if tc.pause {
+				h.decide(engine.Pause{})
+			}
+			h.now = started.Add(tc.after)
+			deadline := started.Add(time.Duration(policyTimeout(h, tc.ref)) * time.Second).UnixMilli()
+			if got := slices.Contains(engine.Deadlines(h.w), deadline); got != tc.due {
+				t.Fatalf("timeout among the deadlines %v: %v, want %v", engine.Deadlines(h.w), got, tc.due)
+			}
+			d := h.decide(engine.Tick{})
+			first := h.w.TaskByID(held.ID)
+			if first.Status != tc.state || first.Reason != tc.reason {
+				t.Fatalf("%s %s (%q), want %s (%q); tasks %v", tc.ref, first.Status, first.Reason, tc.state, tc.reason, h.refs())
+			}
+			h.wantStatus(tc.status)
+			if tc.status == conductor.WorkflowTimedOut && h.w.Reason != tc.reason {
+				t.Fatalf("workflow reason %q, want the task's %q", h.w.Reason, tc.reason)
+			}
+			if tc.next != "" {
+				// The branches the JOIN gave up on end as news no task
+				// waits for; the workflow ends with the task after it.
+				h.wantTask(tc.next, conductor.TaskScheduled)
+				h.complete("p", nil)
+				h.complete("q", nil)
+				h.wantTask(tc.ref, tc.state)
+				h.complete(tc.next, nil)
+				h.wantStatus(conductor.WorkflowCompleted)
+			}
+			// A built-in control task is never retried; a START_WORKFLOW
+			// under RETRY is, and its new instance starts a new workflow.
+			instances := 0
+			for _, x := range h.w.Tasks {
+				if x.Ref == tc.ref {
+					instances++
+				}
+			}
+			starts := effectsOf[engine.StartWorkflow](d)
+			if want := map[bool]int{true: 2, false: 1}[tc.restarted]; instances != want || len(starts) != want-1 {
+				t.Fatalf("%d instances of %s, starts %+v, want %d; tasks %v", instances, tc.ref, starts, want, h.refs())
+			}
+			if tc.restarted {
+				again := h.task(tc.ref)
+				if again.Status != conductor.TaskInProgress || again.RetryCount != 1 || starts[0].StartTaskID != again.ID ||
+					starts[0].WorkflowID == first.Output["workflowId"] {
+					t.Fatalf("new instance %+v, start %+v", again, starts[0])
+				}
+			}
+			if tc.ref != "start" || tc.state == conductor.TaskInProgress {
+				return
+			}
+			// The start under way reports: late news, changing nothing.
+			before := h.w.Status
+			d, err := h.try(engine.Result{Result: conductor.TaskResult{TaskID: held.ID, WorkflowInstanceID: h.w.ID,
+				Status: conductor.TaskCompleted, OutputData: map[string]any{"workflowId": first.Output["workflowId"]}}})
+			if r, ok := d.Reply.(engine.ResultReply); err == nil && (!ok || !r.Ignored || len(d.Events) != 0) {
+				t.Fatalf("the late start's report was taken: reply %+v, events %s", d.Reply, describe(d))
+			}
+			if h.w.TaskByID(held.ID).Status != tc.state || h.w.Status != before {
+				t.Fatalf("after the late start's report: task %s, workflow %s", h.w.TaskByID(held.ID).Status, h.w.Status)
+			}
+		})
+	}
+}
+
+// policyTimeout is the timeoutSeconds task ref was scheduled under.
+func policyTimeout(h *harness, ref string) int64 {
+	return int64(h.task(ref).Policy.TimeoutSeconds)
 }

@@ -92,7 +92,7 @@ func TaskDeadlines(w *Workflow, t *Task, out []int64) []int64 {
 		out = addDeadline(out, t.UpdateTime)
 	case t.Status == conductor.TaskInProgress && leased(t):
 		out = addDeadline(out, t.UpdateTime+SystemTaskLease.Milliseconds())
-		if heldTimesOut(t) && !paused {
+		if timesOut(t) && !paused {
 			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
 		}
 	case awaitsUpdate(t) && timesOut(t) && !paused:
@@ -145,27 +145,27 @@ func leased(t *Task) bool {
 	return runsInSystemWorker(t.Type) && t.WorkerID != ""
 }
 
-// heldTimesOut reports whether the timeoutSeconds of t, held by an
-// engine's system worker (leased), applies while it runs: Conductor's
-// decider times out a system task under way as any pending task, and an
-// HTTP call's own timeouts (up to 3 minutes) or the lease (5) would
-// otherwise let it overrun a shorter one. A DO_WHILE is held only while
-// its condition runs: a timeout counted from the loop's start must not
-// depend on whether it falls in that moment (a loop's, like a JOIN's, is
-// not applied; README, Retries and timeouts).
-func heldTimesOut(t *Task) bool { return t.Type != conductor.TaskTypeDoWhile && timesOut(t) }
-
-// awaitsUpdate reports a task in progress that waits for an update from
-// outside or for its time: a HUMAN or WAIT task, a SUB_WORKFLOW waiting
-// for its child, or a system task that its system worker let go of
+// awaitsUpdate reports a task in progress that no engine holds and that
+// waits for something else or for its time: a HUMAN or WAIT task, a
+// SUB_WORKFLOW waiting for its child, a JOIN for the tasks it joins, a
+// DO_WHILE for its iteration's tasks, a START_WORKFLOW for its workflow's
+// start, or a system task that its system worker let go of
 // (asyncComplete). Its task definition's timeoutSeconds applies, as
-// Conductor's decider applies it to every pending task.
+// Conductor's decider applies it to every pending task with a definition
+// (DeciderService.checkTaskTimeout), built-in control tasks included.
+// (Held by an engine, a task is leased: its timeoutSeconds applies there.)
 func awaitsUpdate(t *Task) bool {
 	if t.Status != conductor.TaskInProgress {
 		return false
 	}
-	return conductor.AwaitsOutside(t.Type) || t.Type == conductor.TaskTypeWait || t.Type == conductor.TaskTypeSubWorkflow ||
-		runsInSystemWorker(t.Type) && t.Type != conductor.TaskTypeDoWhile && !leased(t)
+	switch t.Type {
+	case conductor.TaskTypeWait, conductor.TaskTypeSubWorkflow, conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin,
+		conductor.TaskTypeStartWorkflow:
+		return true
+	case conductor.TaskTypeDoWhile:
+		return !leased(t)
+	}
+	return conductor.AwaitsOutside(t.Type) || runsInSystemWorker(t.Type) && !leased(t)
 }
 
 // timeoutStart is when t's timeoutSeconds started to count: its start,
@@ -221,7 +221,7 @@ func (d *decision) tick() {
 			d.effect(handOff(d.w, t)...)
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait && t.AvailableAt > 0 && d.now >= t.AvailableAt:
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompleted, KeepOutput: true, Time: d.now})
-		case t.Status == conductor.TaskInProgress && leased(t) && heldTimesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
+		case t.Status == conductor.TaskInProgress && leased(t) && timesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
 			// Before the lease: a task that ran out of time is not run
 			// again. The run under way ends as the task is no longer
 			// active (the executor's runRegistry), and its result, if it
