@@ -896,6 +896,53 @@ func TestIdempotentStart(t *testing.T) {
 	}
 }
 
+// The workflow an idempotency key names is the one last started with it,
+// but an older one runs with the key again once restarted: FAIL_ON_RUNNING
+// refuses a start while any workflow with the key runs or is paused, and
+// FAIL while one exists, also once the key's last workflow was removed.
+func TestIdempotentStartSeesEveryRunningWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow)
+	start := func(strategy string) (int, string) {
+		return e.do("POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", IdempotencyKey: "order-7", IdempotencyStrategy: strategy})
+	}
+	end := func(id string) {
+		e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id, nil)
+		e.waitStatus(id, conductor.WorkflowTerminated)
+	}
+	first := e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", IdempotencyKey: "order-7",
+		IdempotencyStrategy: "FAIL_ON_RUNNING"})
+	end(first)
+	second := e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", IdempotencyKey: "order-7",
+		IdempotencyStrategy: "FAIL_ON_RUNNING"})
+	end(second)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+first+"/restart", nil)
+	e.waitStatus(first, conductor.WorkflowRunning)
+	for _, tc := range []struct {
+		step, strategy, want string
+	}{
+		{"restarted", "FAIL_ON_RUNNING", `a workflow with idempotency key \"order-7\" is RUNNING`},
+		{"paused", "FAIL_ON_RUNNING", `a workflow with idempotency key \"order-7\" is PAUSED`},
+		{"the key's last removed", "FAIL", `a workflow with idempotency key \"order-7\" exists`},
+	} {
+		switch tc.step {
+		case "paused":
+			e.must(http.StatusNoContent, "PUT", "/api/workflow/"+first+"/pause", nil)
+			e.waitStatus(first, conductor.WorkflowPaused)
+		case "the key's last removed":
+			e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+second+"/remove?archiveWorkflow=false", nil)
+		}
+		if code, body := start(tc.strategy); code != http.StatusConflict || !strings.Contains(body, tc.want) || strings.Contains(body, first) {
+			t.Fatalf("%s: a %s start answered %d %s, want 409 %s (naming no workflow)", tc.step, tc.strategy, code, body, tc.want)
+		}
+	}
+	end(first)
+	if code, body := start("FAIL_ON_RUNNING"); code != http.StatusOK || body == first || body == second {
+		t.Fatalf("once none runs: %d %s, want a new workflow", code, body)
+	}
+}
+
 // An upgrade moves a running workflow to another version of its
 // definition: the new tasks before the one it waits in are skipped with
 // the output given, and the rest runs as the new version says.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +29,17 @@ type keyHolder struct {
 
 func (k keyHolder) LookupIdempotencyKey(context.Context, string, string) (string, string, bool, error) {
 	return k.id, k.status, k.id != "", nil
+}
+
+// startKeyed starts a workflow that waits, with idempotency key "k" and
+// strategy, on an executor reading sched.
+func startKeyed(ctx context.Context, t *testing.T, sched Schedule, strategy string, o StartOptions) (*Executor, string, error) {
+	t.Helper()
+	e := startExecutor(t, testutil.OpenLog(t, ""), sched, Config{})
+	def := mustDef(t, `{"name":"keyed","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	req := conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def, IdempotencyKey: "k", IdempotencyStrategy: strategy}
+	id, _, err := e.StartWorkflow(ctx, req, o)
+	return e, id, err
 }
 
 // A start that names its workflow id (a schedule's run) is still decided
@@ -56,10 +68,7 @@ func TestIdempotencyKeyDecidesANamedStart(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testutil.Context(t, 30*time.Second)
-			e := startExecutor(t, testutil.OpenLog(t, ""), tt.holder, Config{})
-			def := mustDef(t, `{"name":"keyed","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
-			req := conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def, IdempotencyKey: "k", IdempotencyStrategy: tt.strategy}
-			id, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: "tick-2", RequestID: "tick-2"})
+			e, id, err := startKeyed(ctx, t, tt.holder, tt.strategy, StartOptions{WorkflowID: "tick-2", RequestID: "tick-2"})
 			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) || id != tt.wantID {
 				t.Fatalf("start: %q, %v; want %q, %v", id, err, tt.wantID, tt.wantErr)
 			}
@@ -240,6 +249,71 @@ func TestStartCommandAgainIsTheStartItMade(t *testing.T) {
 			}
 			if (w != nil) != tt.started {
 				t.Fatalf("a second workflow started: %v, want %v", w != nil, tt.started)
+			}
+		})
+	}
+}
+
+// keyRunners is a read model in which one workflow holds every
+// idempotency key (found false: it was removed) and others run with it.
+type keyRunners struct {
+	nothingScheduled
+	holder, status string
+	found          bool
+	running        map[string]string // workflow id → status
+}
+
+func (k keyRunners) LookupIdempotencyKey(context.Context, string, string) (string, string, bool, error) {
+	return k.holder, k.status, k.found, nil
+}
+
+func (k keyRunners) RunningWithIdempotencyKey(_ context.Context, _, _ string, fn func(wfID, status string) bool) error {
+	for _, id := range slices.Sorted(maps.Keys(k.running)) {
+		if !fn(id, k.running[id]) {
+			break
+		}
+	}
+	return nil
+}
+
+// A key's holder is the workflow last started with it, but an older one
+// runs with it again once restarted or retried: FAIL_ON_RUNNING refuses a
+// start while any workflow with the key runs, as FAIL does once the
+// holder was removed, while the workflow the start names is no other.
+func TestIdempotencyKeyRunningOlderWorkflow(t *testing.T) {
+	older := map[string]string{"older": conductor.WorkflowRunning}
+	tests := []struct {
+		name       string
+		read       keyRunners
+		strategy   string
+		named      string // the start's own workflow id
+		wantErr    error
+		wantReason string
+		wantID     string
+	}{
+		{"holder ended, older running, FAIL_ON_RUNNING", keyRunners{holder: "last", status: conductor.WorkflowCompleted, found: true, running: older},
+			conductor.IdempotencyFailOnRunning, "", ErrKeyHeld, `a workflow with idempotency key "k" is RUNNING`, ""},
+		{"holder ended, older paused, FAIL_ON_RUNNING", keyRunners{holder: "last", status: conductor.WorkflowTerminated, found: true,
+			running: map[string]string{"older": conductor.WorkflowPaused}}, conductor.IdempotencyFailOnRunning, "", ErrKeyHeld, `a workflow with idempotency key "k" is PAUSED`, ""},
+		{"holder removed, older running, FAIL_ON_RUNNING", keyRunners{holder: "last", running: older},
+			conductor.IdempotencyFailOnRunning, "", ErrKeyHeld, `a workflow with idempotency key "k" is RUNNING`, ""},
+		{"holder removed, older running, FAIL", keyRunners{holder: "last", running: older},
+			conductor.IdempotencyFail, "", ErrKeyHeld, `a workflow with idempotency key "k" exists`, ""},
+		{"holder ended, none running, FAIL_ON_RUNNING", keyRunners{holder: "last", status: conductor.WorkflowCompleted, found: true},
+			conductor.IdempotencyFailOnRunning, "", nil, "", engine.DeriveID("idempotency", "keyed", "k", "last")},
+		{"holder ended, the named start running, FAIL_ON_RUNNING", keyRunners{holder: "last", status: conductor.WorkflowCompleted, found: true,
+			running: map[string]string{"tick-2": conductor.WorkflowRunning}}, conductor.IdempotencyFailOnRunning, "tick-2", nil, "", "tick-2"},
+		{"holder ended, older running, RETURN_EXISTING", keyRunners{holder: "last", status: conductor.WorkflowCompleted, found: true, running: older},
+			conductor.IdempotencyReturnExisting, "", nil, "", "last"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, id, err := startKeyed(testutil.Context(t, 30*time.Second), t, tt.read, tt.strategy, StartOptions{WorkflowID: tt.named})
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) || id != tt.wantID {
+				t.Fatalf("start: %q, %v; want %q, %v", id, err, tt.wantID, tt.wantErr)
+			}
+			if err != nil && (err.Error() != tt.wantReason || !errors.Is(err, fault.ErrConflict)) {
+				t.Fatalf("refused with %q, want the conflict %q (naming no workflow)", err, tt.wantReason)
 			}
 		})
 	}

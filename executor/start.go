@@ -54,6 +54,15 @@ type Idempotency interface {
 	LookupIdempotencyKey(ctx context.Context, name, key string) (wfID, status string, found bool, err error)
 }
 
+// KeyRunners finds the workflows that run with an idempotency key, which
+// the key's last holder alone does not tell: a restart, retry or rerun
+// runs again a workflow that had ended before another took its key.
+type KeyRunners interface {
+	// RunningWithIdempotencyKey calls fn with each RUNNING or PAUSED
+	// workflow started with key, and its status, until fn returns false.
+	RunningWithIdempotencyKey(ctx context.Context, name, key string, fn func(wfID, status string) bool) error
+}
+
 // ErrKeyHeld: a start its idempotency key's strategy (FAIL,
 // FAIL_ON_RUNNING) refused, because another workflow holds the key. Such
 // an error is a fault.ErrConflict too; a caller that names the workflow id
@@ -152,6 +161,21 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 				return "", 0, fault.Conflict("workflow %s exists", existing)
 			}
 		}
+		if req.IdempotencyStrategy == conductor.IdempotencyFailOnRunning ||
+			!found && existing != "" && req.IdempotencyStrategy != conductor.IdempotencyReturnExisting {
+			// The key's holder has ended or is gone; an older workflow
+			// with the key may run again all the same.
+			runner, status, err := e.runningWithKey(ctx, def.Name, req.IdempotencyKey, o.WorkflowID)
+			if err != nil {
+				return "", 0, err
+			}
+			if runner != "" && req.IdempotencyStrategy == conductor.IdempotencyFailOnRunning {
+				return "", 0, keyHeld(fault.Conflict("a workflow with idempotency key %q is %s", req.IdempotencyKey, status))
+			}
+			if runner != "" {
+				return "", 0, keyHeld(fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey))
+			}
+		}
 		if id == "" {
 			// Concurrent starts with one key derive one id: the log lets
 			// one win.
@@ -209,6 +233,26 @@ func (e *Executor) lookupIdempotency(ctx context.Context, name, key string) (str
 		return "", "", false, fmt.Errorf("idempotency key %q: %w", key, err)
 	}
 	return id, status, found, nil
+}
+
+// runningWithKey returns a workflow other than self that runs with key,
+// and its status; none without a read model that lists them.
+func (e *Executor) runningWithKey(ctx context.Context, name, key, self string) (wfID, status string, err error) {
+	runners, ok := e.sched.(KeyRunners)
+	if !ok {
+		return "", "", nil
+	}
+	err = runners.RunningWithIdempotencyKey(ctx, name, key, func(id, st string) bool {
+		if id == self {
+			return true
+		}
+		wfID, status = id, st
+		return false
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("idempotency key %q: running workflows: %w", key, err)
+	}
+	return wfID, status, nil
 }
 
 // authorOf is who saved registered definition def last, when its

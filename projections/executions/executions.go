@@ -6,6 +6,7 @@ package executions
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -41,14 +42,15 @@ const (
 	prefixKeyHolder   = "x/" // x/<secrets key id> → workflow id
 	prefixEnded       = "z/" // z/<end ms BE><wf id> → "": ended with effects besides its parent's news (engine.HasTerminalEffects)
 	prefixRunningBy   = "q/" // q/<principal> → uint64 BE: how many of the workflows under r/ it created (0 once none: see addRunning)
+	prefixKeyRunning  = "j/" // j/<name>\x00<len key uvarint><key><wf id> → "": the workflows under r/ started with an idempotency key
 	// g/ → Gauges (gaugesKey)
 )
 
 // layout is the read model's layout (projections.Layouter): 2 counts the
 // running workflows of each principal (q/), which a read model written
 // before lacks; 3 the entries of the indexes an operator watches (g/, see
-// Gauges).
-const layout = 3
+// Gauges); 4 lists the running workflows of each idempotency key (j/).
+const layout = 4
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
@@ -340,16 +342,17 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 		}
 	}
 	if running := !w.Terminal(); running != prev.running || !prev.exists {
-		key := []byte(prefixRunning + w.ID)
-		if running {
-			err = b.Set(key, nil)
-		} else {
-			err = b.Delete(key)
-		}
-		if err != nil {
+		if err := listed(b, []byte(prefixRunning+w.ID), running); err != nil {
 			return err
 		}
 		p.delta.Running += b2i(running) - b2i(prev.running)
+		// Every one that runs, not only the key's last: a restart or retry
+		// runs an older one again.
+		if w.IdempotencyKey != "" {
+			if err := listed(b, keyRunningKey(w.Name, w.IdempotencyKey, w.ID), running); err != nil {
+				return err
+			}
+		}
 	}
 	if err := countRunning(b, prev, w); err != nil {
 		return err
@@ -457,6 +460,26 @@ func idempotencyKey(name, key string) []byte {
 	return []byte(prefixIdempotency + name + "\x00" + key)
 }
 
+// listed sets key, an entry of a list, or deletes it.
+func listed(b *projections.Batch, key []byte, in bool) error {
+	if in {
+		return b.Set(key, nil)
+	}
+	return b.Delete(key)
+}
+
+// keyRunningPrefix is where the running workflows of an idempotency key
+// are listed: the key's length first, so that no key's entries fall under
+// another's that it begins with.
+func keyRunningPrefix(name, key string) []byte {
+	k := binary.AppendUvarint([]byte(prefixKeyRunning+name+"\x00"), uint64(len(key)))
+	return append(k, key...)
+}
+
+func keyRunningKey(name, key, wfID string) []byte {
+	return append(keyRunningPrefix(name, key), wfID...)
+}
+
 // Reader queries the executions read model.
 type Reader struct {
 	r     projections.Reader
@@ -468,6 +491,7 @@ func NewReader(store *projections.Store) *Reader { return &Reader{r: store.Reade
 
 var _ executor.Schedule = (*Reader)(nil)
 var _ executor.Idempotency = (*Reader)(nil)
+var _ executor.KeyRunners = (*Reader)(nil)
 var _ executor.RunningCounter = (*Reader)(nil)
 
 // Workflow returns a workflow's state, or an error wrapping
@@ -592,6 +616,21 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 		status = conductor.WorkflowRunning
 	}
 	return w.ID, status, true, nil
+}
+
+// RunningWithIdempotencyKey implements executor.KeyRunners.
+func (r *Reader) RunningWithIdempotencyKey(_ context.Context, name, key string, fn func(wfID, status string) bool) error {
+	prefix := keyRunningPrefix(name, key)
+	var err error
+	scanErr := r.r.Scan(prefix, func(k, _ []byte) bool {
+		id := string(k[len(prefix):])
+		var s *Summary
+		if s, err = r.summary(id); err != nil {
+			return false
+		}
+		return fn(id, cmp.Or(s.Status, conductor.WorkflowRunning))
+	})
+	return cmp.Or(scanErr, err)
 }
 
 // recent is a state the projection folded, and what the keys beside its

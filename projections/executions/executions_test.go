@@ -837,3 +837,56 @@ func TestSearchListsEachWorkflowOnceInStartOrder(t *testing.T) {
 		}
 	}
 }
+
+// keyRunners lists the workflows reader says run with an idempotency key
+// of one_wait, and their status.
+func keyRunners(t *testing.T, reader *executions.Reader, key string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	err := reader.RunningWithIdempotencyKey(context.Background(), "one_wait", key, func(id, status string) bool {
+		got[id] = status
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// Every workflow started with an idempotency key is listed under it while
+// it runs or is paused, the key's last or not (a restart runs an older one
+// again), and no longer once it ends or is removed; a key that begins
+// with another is not that key. A rebuild from the log lists the same.
+func TestRunningWithIdempotencyKey(t *testing.T) {
+	f := newFixture(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
+		t.Fatal(err)
+	}
+	start := func(key string) string {
+		id := uuid.NewString()
+		f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{IdempotencyKey: key}})
+		return id
+	}
+	a, b, other := start("k"), start("k"), start("k\x00b")
+	check := func(step string, want map[string]string) {
+		t.Helper()
+		if got := keyRunners(t, f.reader, "k"); !maps.Equal(got, want) {
+			t.Fatalf("%s: running with the key: %v, want %v", step, got, want)
+		}
+	}
+	check("started", map[string]string{a: conductor.WorkflowRunning, b: conductor.WorkflowRunning})
+	f.decide(a, engine.Terminate{Reason: "x"})
+	f.decide(b, engine.Pause{})
+	check("a ended, b paused", map[string]string{b: conductor.WorkflowPaused})
+	f.decide(b, engine.Remove{})
+	check("b removed", map[string]string{})
+	f.decide(a, engine.Restart{})
+	check("a restarted", map[string]string{a: conductor.WorkflowRunning})
+	if got := keyRunners(t, executions.NewReader(f.rebuild()), "k"); !maps.Equal(got, map[string]string{a: conductor.WorkflowRunning}) {
+		t.Fatalf("rebuilt: %v", got)
+	}
+	if got := keyRunners(t, f.reader, "k\x00b"); !maps.Equal(got, map[string]string{other: conductor.WorkflowRunning}) {
+		t.Fatalf("the other key: %v", got)
+	}
+}
