@@ -419,7 +419,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			continue // redelivered after a consumer reset
 		}
 		if r.cfg.StopAt > 0 && rec.Seq > r.cfg.StopAt {
-			return r.commit(batch, last) // StopAt itself is not in the stream
+			return r.commit(batch, last, n) // StopAt itself is not in the stream
 		}
 		applyErr := rec.Err
 		if applyErr == nil {
@@ -433,7 +433,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			r.cfg.Metrics.poison(name)
 			r.cfg.Logger.Error("poison record", logkey.Stream, rec.Stream, logkey.Subject, rec.Subject, logkey.Seq, rec.Seq, logkey.Err, applyErr)
 			if r.cfg.Poison == Halt {
-				if err := r.commit(batch, last); err != nil {
+				if err := r.commit(batch, last, n); err != nil {
 					return err
 				}
 				return fmt.Errorf("projection %s halted at %s #%d: %w", name, rec.Subject, rec.Seq, applyErr)
@@ -447,10 +447,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		n++
 		stop := r.cfg.StopAt > 0 && rec.Seq >= r.cfg.StopAt
 		if pending == 0 || n >= r.cfg.MaxBatch || stop {
-			if err := r.commit(batch, last); err != nil {
+			if err := r.commit(batch, last, n); err != nil {
 				return err
 			}
-			r.cfg.Metrics.applied(name, n)
 			n = 0
 			if pending == 0 {
 				r.mu.Lock()
@@ -474,8 +473,9 @@ func isPoison(err error) bool {
 // it flushed, a prefix of the committed batches: the read model can come
 // back behind the log (and catches up by replay), never ahead of it and
 // never half-applied. The log is the durable copy; an fsync per commit
-// would halve the engine's throughput for nothing.
-func (r *Runner) commit(batch *Batch, seq uint64) error {
+// would halve the engine's throughput for nothing. The n records of the
+// batch are counted here, by every commit: a halt's, a StopAt's.
+func (r *Runner) commit(batch *Batch, seq uint64, n int) error {
 	defer func() { batch.b = nil }()
 	if f, ok := r.proj.(Flusher); ok {
 		if err := f.Flush(batch); err != nil {
@@ -495,6 +495,9 @@ func (r *Runner) commit(batch *Batch, seq uint64) error {
 		return fmt.Errorf("projection %s commit at %d: %w", r.proj.Name(), seq, err)
 	}
 	batch.b.Close()
+	// Counted before WaitFor may return: whoever waited for a record sees
+	// it counted.
+	r.cfg.Metrics.applied(r.proj.Name(), n)
 	r.setCommitted(seq)
 	if c, ok := r.proj.(Committer); ok {
 		c.Committed(seq)

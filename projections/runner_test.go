@@ -234,7 +234,10 @@ func TestPoisonRecord(t *testing.T) {
 	for _, policy := range []struct {
 		name   string
 		policy projections.PoisonPolicy
-	}{{"park", projections.Park}, {"halt", projections.Halt}} {
+		// applied is what records_applied_total counts: a halt's commit
+		// of the records before the poison one counts them too.
+		applied float64
+	}{{"park", projections.Park, 5}, {"halt", projections.Halt, 3}} {
 		t.Run(policy.name, func(t *testing.T) {
 			t.Parallel()
 			l := testutil.OpenLog(t, "")
@@ -281,6 +284,9 @@ func TestPoisonRecord(t *testing.T) {
 			}
 			if got := testutil.MetricValue(t, reg, "flowvault_projection_poison_records_total", map[string]string{"projection": "notes"}); got != 1 {
 				t.Fatalf("poison metric = %v, want 1", got)
+			}
+			if got := testutil.MetricValue(t, reg, "flowvault_projection_records_applied_total", map[string]string{"projection": "notes"}); got != policy.applied {
+				t.Fatalf("records applied = %v, want %v", got, policy.applied)
 			}
 			if !strings.Contains(logs.String(), `"msg":"poison record"`) || !strings.Contains(logs.String(), fmt.Sprintf(`"seq":%d`, bad)) {
 				t.Fatalf("no poison log line for seq %d in:\n%s", bad, logs.String())
