@@ -20,6 +20,7 @@ var TaskFields = query.Schema{
 	"domain": query.String, "workerId": query.String, "reasonForIncompletion": query.String,
 	"retryCount": query.Number, "workflowPriority": query.Number,
 	"scheduledTime": query.Time, "startTime": query.Time, "updateTime": query.Time, "endTime": query.Time,
+	"executionTime": query.Number, "queueWaitTime": query.Number,
 }
 
 // taskDoc is the query.Doc of a task.
@@ -62,6 +63,16 @@ func taskDoc(w *engine.Workflow, t *engine.Task) query.Doc {
 			return t.UpdateTime
 		case "endTime":
 			return t.EndTime
+		case "executionTime": // as the TaskSummary shows it: 0 until the task ran and ended
+			if t.EndTime > 0 && t.StartTime > 0 {
+				return t.EndTime - t.StartTime
+			}
+			return int64(0)
+		case "queueWaitTime": // as the task's view shows it: 0 until it started
+			if t.StartTime > 0 && t.ScheduledTime > 0 {
+				return t.StartTime - t.ScheduledTime
+			}
+			return int64(0)
 		}
 		return nil
 	}
