@@ -24,6 +24,9 @@ type Searcher interface {
 	SearchWorkflows(ctx context.Context, s query.Search) (int, []*engine.Workflow, error)
 	SearchWorkflowIDs(ctx context.Context, s query.Search) ([]string, error)
 	SearchTasks(ctx context.Context, s query.Search) (int, []*conductor.Task, error)
+	// SearchTaskWorkflowIDs returns the workflow id of each task that
+	// matches, all of them in one search.
+	SearchTaskWorkflowIDs(ctx context.Context, s query.Search) ([]string, error)
 	// Correlated returns the workflows with a correlation id, removed and
 	// archived ones excluded.
 	Correlated(ctx context.Context, correlationID string, keep func(name, createdBy, status string) bool) ([]*engine.Workflow, error)

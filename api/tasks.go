@@ -937,26 +937,21 @@ func (s *Server) mayRequeue(r *http.Request, taskType string) error {
 }
 
 // pendingTasks counts the SCHEDULED tasks of taskType per workflow, from
-// the search index.
+// the search index, in one search: pages by offset stopped at a page
+// shortened by a workflow removed meanwhile, and skipped the tasks that
+// moved up over the tasks of a page before that left the search.
 func (s *Server) pendingTasks(ctx context.Context, taskType string) (map[string]int, error) {
 	if s.deps.Search == nil {
 		return nil, fault.NotFound("requeue needs task search, which this server does not serve")
 	}
 	q := "taskType = " + quote(taskType) + " AND status = " + conductor.TaskScheduled
-	byWorkflow := map[string]int{}
-	for start := 0; ; {
-		req := searchRequest(q, "scheduledTime:ASC")
-		req.Start = start
-		_, tasks, err := s.deps.Search.SearchTasks(ctx, req)
-		if err != nil {
-			return nil, fmt.Errorf("requeue %s: find pending tasks: %w", taskType, err)
-		}
-		for _, t := range tasks {
-			byWorkflow[t.WorkflowInstanceID]++
-		}
-		if len(tasks) < req.Size {
-			return byWorkflow, nil
-		}
-		start += len(tasks)
+	ids, err := s.deps.Search.SearchTaskWorkflowIDs(ctx, searchRequest(q, "scheduledTime:ASC"))
+	if err != nil {
+		return nil, fmt.Errorf("requeue %s: find pending tasks: %w", taskType, err)
 	}
+	byWorkflow := map[string]int{}
+	for _, id := range ids {
+		byWorkflow[id]++
+	}
+	return byWorkflow, nil
 }

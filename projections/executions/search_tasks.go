@@ -88,16 +88,55 @@ type taskHit struct {
 // them s selects, newest scheduled first unless s sorts otherwise. Tasks
 // of removed workflows are not found; those of archived ones are.
 func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*conductor.Task, error) {
-	q, err := query.Parse(s.Query, TaskFields)
+	c := newWfCache(r)
+	hits, err := r.taskHits(ctx, s, c)
 	if err != nil {
 		return 0, nil, err
+	}
+	page := pageOf(hits, s.Start, s.Size)
+	out := make([]*conductor.Task, 0, len(page))
+	for _, h := range page {
+		if w, t := c.task(ctx, h.wfID, h.taskID); t != nil {
+			out = append(out, c.view(w, t))
+		}
+	}
+	return len(hits), out, c.err
+}
+
+// SearchTaskWorkflowIDs returns the workflow id of every task that
+// matches s (up to MaxScan candidates), in s's order: a workflow with
+// several such tasks is listed for each. One search finds them all, where
+// paging through SearchTasks would skip tasks that pages before moved
+// (a workflow removed, a task that changed) and read every candidate
+// again for each page.
+func (r *Reader) SearchTaskWorkflowIDs(ctx context.Context, s query.Search) ([]string, error) {
+	c := newWfCache(r)
+	hits, err := r.taskHits(ctx, s, c)
+	if err == nil {
+		err = c.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = h.wfID
+	}
+	return ids, nil
+}
+
+// taskHits returns the tasks that match s, in s's order, reading them
+// through c.
+func (r *Reader) taskHits(ctx context.Context, s query.Search, c *wfCache) ([]taskHit, error) {
+	q, err := query.Parse(s.Query, TaskFields)
+	if err != nil {
+		return nil, err
 	}
 	keys, err := query.ParseSort(s.Sort, TaskFields)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	ft := query.ParseFreeText(s.FreeText)
-	c := &wfCache{r: r, m: map[string]*engine.Workflow{}, views: map[string]func(*engine.Task) *conductor.Task{}}
 	src := r.planTasks(ctx, q)
 	var hits []taskHit
 	err = r.taskCandidates(ctx, src, c, func(w *engine.Workflow, t *engine.Task, h taskHit) bool {
@@ -115,7 +154,7 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 		return true
 	})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	if len(keys) == 0 || (len(keys) == 1 && keys[0].Field == "scheduledTime") {
 		sortByTime(hits, len(keys) == 0 || keys[0].Desc, func(h taskHit) (int64, string) { return h.scheduled, h.taskID })
@@ -140,14 +179,7 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 		}
 		slices.SortFunc(hits, func(a, b taskHit) int { return query.Compare(keys, docs[a.taskID], docs[b.taskID]) })
 	}
-	page := pageOf(hits, s.Start, s.Size)
-	out := make([]*conductor.Task, 0, len(page))
-	for _, h := range page {
-		if w, t := c.task(ctx, h.wfID, h.taskID); t != nil {
-			out = append(out, c.view(w, t))
-		}
-	}
-	return len(hits), out, c.err
+	return hits, nil
 }
 
 // freeTextTask reports whether t, a task of w, which c holds, matches ft.
@@ -268,6 +300,10 @@ type wfCache struct {
 // maxCachedBytes bounds what one search keeps decoded, as stored: a
 // search by a caller who sees only some workflows reads every candidate.
 const maxCachedBytes = 8 << 20
+
+func newWfCache(r *Reader) *wfCache {
+	return &wfCache{r: r, m: map[string]*engine.Workflow{}, views: map[string]func(*engine.Task) *conductor.Task{}}
+}
 
 func (c *wfCache) workflow(_ context.Context, id string) *engine.Workflow {
 	if w, ok := c.m[id]; ok {

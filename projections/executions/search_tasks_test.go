@@ -70,3 +70,28 @@ func TestTaskSearchByExecutionAndQueueWaitTime(t *testing.T) {
 		}
 	}
 }
+
+// SearchTaskWorkflowIDs lists the workflow of each task that matches, in
+// the search's order, all of them at once: a workflow twice for two of
+// its tasks, a removed workflow not at all.
+func TestSearchTaskWorkflowIDs(t *testing.T) {
+	f := newFixture(t)
+	one := parseDef(t, `{"name":"one_rq","tasks":[{"name":"rq","taskReferenceName":"a"}]}`)
+	two := parseDef(t, `{"name":"two_rq","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"rq","taskReferenceName":"a"}],[{"name":"rq","taskReferenceName":"b"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a","b"]}]}`)
+	start := func(def *conductor.WorkflowDef) string {
+		id := uuid.NewString()
+		f.decide(id, engine.Start{WorkflowID: id, Def: def})
+		return id
+	}
+	first, forked, removed := start(one), start(two), start(one)
+	f.decide(removed, engine.Remove{Terminate: true})
+	ids, err := f.reader.SearchTaskWorkflowIDs(context.Background(), query.Search{Query: "taskType = rq AND status = SCHEDULED", Sort: []string{"scheduledTime:ASC"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{first, forked, forked}; !slices.Equal(ids, want) {
+		t.Fatalf("found %v, want %v", ids, want)
+	}
+}
