@@ -3,12 +3,14 @@ package workers
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/logkey"
 )
 
 // inboxBase starts every worker's inbox prefix. It differs from the NATS
@@ -111,8 +113,10 @@ func ConnectOptions(creds []byte) ([]nats.Option, error) {
 }
 
 // Connect connects to NATS at url with worker credentials creds (see
-// ConnectOptions), reconnecting for ever once connected; opts come after,
-// so they may add to them or override them (nats.MaxReconnects).
+// ConnectOptions), reconnecting for ever once connected, and logs the
+// connection's asynchronous errors (a permissions violation, a slow
+// consumer) through slog.Default(); opts come after, so they may add to
+// them or override them (nats.MaxReconnects, nats.ErrorHandler).
 func Connect(url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) {
 	copts, err := ConnectOptions(creds)
 	if err != nil {
@@ -122,12 +126,25 @@ func Connect(url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) 
 	// longer to come back (a restart refuses workers until its read models
 	// have caught up) would leave the worker with a closed connection for
 	// good. A worker has nothing better to do than wait for its server.
-	copts = append(copts, nats.MaxReconnects(-1))
+	// nats.go's own error handler writes to stderr, past the program's
+	// logger and its format.
+	copts = append(copts, nats.MaxReconnects(-1), nats.ErrorHandler(logAsyncError))
 	nc, err := nats.Connect(url, append(copts, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// logAsyncError logs an asynchronous error of a worker's connection. The
+// default logger is read at each error: a program may set it after it
+// connected.
+func logAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	args := []any{logkey.Component, "worker", logkey.Err, err}
+	if sub != nil {
+		args = append(args, logkey.Subject, sub.Subject)
+	}
+	slog.Default().Error("NATS connection error", args...)
 }
 
 // checkInbox refuses a connection whose flowvault worker credentials allow
