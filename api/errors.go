@@ -73,7 +73,20 @@ type errorBody struct {
 
 // writeError answers with Conductor's error body. Server errors are logged
 // and answered with a generic message: their text may name internals.
+// A 503 says why (the NATS server out of reach, a read model behind), for
+// its caller to judge when to try again.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	s.answerError(w, r, err, false)
+}
+
+// writePublicError is writeError for a caller nobody authenticated (a
+// webhook's sender): a 503 too is answered with a generic message, since
+// its text names internals as a 500's does, and the log alone says why.
+func (s *Server) writePublicError(w http.ResponseWriter, r *http.Request, err error) {
+	s.answerError(w, r, err, true)
+}
+
+func (s *Server) answerError(w http.ResponseWriter, r *http.Request, err error, public bool) {
 	status := statusOf(err)
 	body := errorBody{ErrorResponse: conductor.ErrorResponse{Status: status, Message: err.Error(), Instance: "flowvault",
 		Retryable: status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests || errors.Is(err, fault.ErrStale)}}
@@ -104,8 +117,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		s.deps.Logger.Error("request failed", logkey.Method, r.Method, logkey.Path, r.URL.Path, logkey.Err, err)
 	}
-	if status == http.StatusInternalServerError {
+	switch {
+	case status == http.StatusInternalServerError:
 		body.Message = "internal error"
+	case public && status >= 500:
+		body.Message = strings.ToLower(http.StatusText(status))
 	}
 	writeJSON(w, status, body)
 }

@@ -139,7 +139,8 @@ func (s *Server) removeWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // deliverWebhook takes a delivery. A refused one is answered 401 and
-// nothing more; why it was refused goes to the log.
+// nothing more; why it was refused goes to the log, as why the server
+// failed one does (answered 5xx with a generic message).
 func (s *Server) deliverWebhook(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r, maxWebhookBody)
 	var out *webhooks.Delivered
@@ -157,7 +158,7 @@ func (s *Server) deliverWebhook(w http.ResponseWriter, r *http.Request) {
 		s.deps.Logger.Log(r.Context(), level, "webhook delivery refused", logkey.Webhook, r.PathValue("id"), logkey.Err, err)
 		s.writeError(w, r, webhooks.ErrUnverified)
 	case err != nil && out == nil:
-		s.writeError(w, r, err)
+		s.writePublicError(w, r, err)
 	default:
 		if err != nil {
 			// What it did is done; what it could not do is the server's

@@ -1,0 +1,69 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/webhooks"
+)
+
+// failingReceiver fails every delivery with err.
+type failingReceiver struct{ err error }
+
+func (f failingReceiver) Deliver(context.Context, string, http.Header, []byte) (*webhooks.Delivered, error) {
+	return nil, f.err
+}
+
+// A delivery the server failed is answered with a generic message, a 503
+// as a 500: its sender is nobody the server knows, and the error's text
+// names internals (streams, subjects, what the NATS server answered); the
+// server's log has it, with the webhook's path. A sender's own mistake is
+// still answered with what it was.
+func TestWebhookServerErrorsAnswerGenerically(t *testing.T) {
+	t.Parallel()
+	const detail = "stream FV_AUDIT: nats: timeout"
+	for _, tc := range []struct {
+		name      string
+		err       error
+		status    int
+		message   string
+		retryable bool
+	}{
+		{"internal", fmt.Errorf("webhook w1: record the read of its verifier's secret: %s", detail), http.StatusInternalServerError, "internal error", false},
+		{"unavailable", fmt.Errorf("webhook w1: read: %w: %s", fault.ErrUnavailable, detail), http.StatusServiceUnavailable, "service unavailable", true},
+		{"not found", fault.NotFound("webhook w1 not found"), http.StatusNotFound, "webhook w1 not found", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			logger, logs := testutil.CapturingLogger()
+			s := &Server{deps: Deps{WebhookReceiver: failingReceiver{tc.err}, Logger: logger}}
+			req := httptest.NewRequest(http.MethodPost, "/webhook/w1", strings.NewReader(`{"a":1}`))
+			req.SetPathValue("id", "w1")
+			rec := httptest.NewRecorder()
+			s.deliverWebhook(rec, req)
+			var body errorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tc.status || body.Message != tc.message || body.Retryable != tc.retryable {
+				t.Fatalf("answered %d %s, want %d %q (retryable %v)", rec.Code, rec.Body, tc.status, tc.message, tc.retryable)
+			}
+			if tc.status < 500 {
+				return
+			}
+			if strings.Contains(rec.Body.String(), "FV_AUDIT") {
+				t.Fatalf("the answer names internals: %s", rec.Body)
+			}
+			if !strings.Contains(logs.String(), detail) || !strings.Contains(logs.String(), "/webhook/w1") {
+				t.Fatalf("the log lacks the error or the webhook: %s", logs)
+			}
+		})
+	}
+}
