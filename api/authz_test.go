@@ -734,6 +734,15 @@ func TestDeleteAppliesToTheCheckedValue(t *testing.T) {
 				if strings.Contains(got.body, adminsValue) {
 					t.Fatalf("DELETE answered the admin's value: %d %s", got.status, got.body)
 				}
+				// The fresh engine reads its own read model, which applies
+				// the stale engine's DELETE when it gets there.
+				last, err := l.StreamLastSeq(ctx, eventlog.Secrets.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := runner.WaitFor(ctx, last); err != nil {
+					t.Fatal(err)
+				}
 				v, err := k.get(ctx, fresh)
 				if !tc.recreated {
 					if got.status != http.StatusOK || !errors.Is(err, fault.ErrNotFound) {
