@@ -247,10 +247,10 @@ func (s *Server) workflowTree(ctx context.Context, id string) (tree []*engine.Wo
 }
 
 // blocked reports whether a synchronous execution stops waiting: the
-// target (tree[0]) is terminal, a task named in refs has finished, or a
-// running workflow of the tree waits in a WAIT, HUMAN or WAIT_FOR_WEBHOOK
-// task. It returns
-// that task and its workflow.
+// target (tree[0]) is terminal, a task named in refs has finished, a
+// workflow of the tree that has not ended waits in a WAIT, HUMAN or
+// WAIT_FOR_WEBHOOK task, or a pause holds the target (see held). It
+// returns the task that stopped it, if one did, and its workflow.
 func blocked(tree []*engine.Workflow, refs []string) (*engine.Workflow, *engine.Task, bool) {
 	for _, w := range tree {
 		for _, t := range w.Tasks {
@@ -262,8 +262,60 @@ func blocked(tree []*engine.Workflow, refs []string) (*engine.Workflow, *engine.
 	if tree[0].Terminal() {
 		return nil, nil, true
 	}
-	w, t := waitingTask(tree)
-	return w, t, t != nil
+	if w, t := waitingTask(tree); t != nil {
+		return w, t, true
+	}
+	return nil, nil, held(tree, refs)
+}
+
+// held reports whether a pause holds the target where it is: it is
+// PAUSED, or it runs only control tasks (JOIN, DO_WHILE) and SUB_WORKFLOW
+// tasks whose children are held so. A paused workflow schedules nothing
+// until an operator resumes it, so a wait that sat out waitForSeconds
+// would answer the same state, later: Conductor waits it out and answers
+// that state with signalTimeout set. A task named in refs that has not
+// ended keeps the wait going: a paused workflow still takes its worker's
+// result.
+func held(tree []*engine.Workflow, refs []string) bool {
+	byID := make(map[string]*engine.Workflow, len(tree))
+	for _, w := range tree {
+		byID[w.ID] = w
+		for _, t := range w.Tasks {
+			if len(refs) > 0 && t.Active() && !t.Retried && containsString(refs, t.Ref) {
+				return false
+			}
+		}
+	}
+	return heldAt(tree[0], byID)
+}
+
+// passiveTypes are the tasks that move only when other tasks of their
+// workflow do.
+var passiveTypes = map[string]bool{conductor.TaskTypeJoin: true, conductor.TaskTypeExclusiveJoin: true, conductor.TaskTypeDoWhile: true}
+
+func heldAt(w *engine.Workflow, byID map[string]*engine.Workflow) bool {
+	if w.Terminal() {
+		return false
+	}
+	paused := w.Status == conductor.WorkflowPaused
+	children := false
+	for _, t := range w.Tasks {
+		switch {
+		case !t.Active() || t.Retried:
+		case t.Type == conductor.TaskTypeSubWorkflow:
+			// A child not read (not started yet, or past the tree's
+			// bounds) may still move.
+			child := byID[t.SubWorkflowID]
+			if child == nil || !heldAt(child, byID) {
+				return false
+			}
+			children = true
+		case paused || passiveTypes[t.Type]:
+		default:
+			return false
+		}
+	}
+	return paused || children
 }
 
 // waitingTask returns the first task of a running workflow of the tree
@@ -287,15 +339,21 @@ func waitingTask(tree []*engine.Workflow) (*engine.Workflow, *engine.Task) {
 // task in a workflow the caller may not read (a sub-workflow of a
 // definition it has no access to) answers as the target workflow does.
 func (s *Server) visibleRun(r *http.Request, target, block *engine.Workflow, task *engine.Task, p executeParams) conductor.WorkflowRun {
+	// Known before the task is hidden: a task hidden did stop the wait.
+	unsettled := task == nil && !target.Terminal()
 	if block != nil && block.ID != target.ID && s.mayExecution(r, block.Name, block.CreatedBy, auth.Read) != nil {
 		block, task = nil, nil
 	}
-	return workflowRun(target, block, task, p)
+	run := workflowRun(target, block, task, p)
+	run.SignalTimeout = unsettled
+	return run
 }
 
 // workflowRun renders the result of a synchronous execution per its
 // return strategy. Without a blocking task, every strategy answers with
-// the target workflow.
+// the target workflow. The task strategies answer Conductor's TaskRun:
+// the task's output (BLOCKING_TASK_INPUT too), its workerId as createdBy,
+// its startTime as createTime, its workflow's priority and name.
 func workflowRun(target, block *engine.Workflow, task *engine.Task, p executeParams) conductor.WorkflowRun {
 	strategy := p.strategy
 	w := target
@@ -313,12 +371,10 @@ func workflowRun(target, block *engine.Workflow, task *engine.Task, p executePar
 	if strategy == conductor.ReturnBlockingTask || strategy == conductor.ReturnBlockingTaskInput {
 		ct := task.Conductor(block)
 		run.WorkflowID, run.CorrelationID, run.Status = block.ID, block.CorrelationID, task.Status
-		run.Input, run.Output, run.Variables, run.Tasks = ct.InputData, ct.OutputData, nil, nil
-		run.TaskID, run.TaskType, run.TaskDefName, run.ReferenceTaskName, run.RetryCount = ct.TaskID, ct.TaskType, ct.TaskDefName, ct.ReferenceTaskName, ct.RetryCount
-		run.UpdateTime = task.UpdateTime
-		if strategy == conductor.ReturnBlockingTaskInput {
-			run.Output = map[string]any{}
-		}
+		run.Input, run.Output, run.Variables, run.Tasks = nonNilMap(ct.InputData), nonNilMap(ct.OutputData), nil, nil
+		run.TaskID, run.TaskType, run.TaskDefName, run.ReferenceTaskName = ct.TaskID, ct.TaskType, ct.TaskDefName, ct.ReferenceTaskName
+		run.RetryCount, run.WorkflowType, run.Priority = &ct.RetryCount, ct.WorkflowType, ct.WorkflowPriority
+		run.CreatedBy, run.CreateTime, run.UpdateTime = ct.WorkerID, ct.StartTime, ct.UpdateTime
 		return run
 	}
 	taskView := w.TaskViews()

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -96,5 +98,120 @@ func TestExecuteWatchesTheChildItWaitsFor(t *testing.T) {
 	a := <-answers
 	if a.err != nil || a.block == nil || a.block.ID != "child" || a.task == nil || a.task.Ref != "gate" {
 		t.Fatalf("answered block %v, task %v, err %v; want the child's WAIT", a.block, a.task, a.err)
+	}
+}
+
+// A pause holds a synchronous wait's target where it is: the wait stops
+// at once with what it read, where it waited out waitForSeconds (up to
+// ten minutes) for a state no wait could see change. A child the target
+// waits for held so holds it too; anything that can still move (a
+// running task, a child not read, a task named in waitUntilTaskRef that
+// has not ended) keeps the wait going.
+func TestBlockedStopsWhereAPauseHolds(t *testing.T) {
+	t.Parallel()
+	task := func(ref, typ, status string) *engine.Task {
+		return &engine.Task{ID: ref, Ref: ref, Type: typ, Status: status}
+	}
+	sub := func(ref, child, status string) *engine.Task {
+		st := task(ref, conductor.TaskTypeSubWorkflow, status)
+		st.SubWorkflowID = child
+		return st
+	}
+	wf := func(id, status string, tasks ...*engine.Task) *engine.Workflow {
+		return &engine.Workflow{ID: id, Status: status, Tasks: tasks}
+	}
+	const (
+		running = conductor.WorkflowRunning
+		paused  = conductor.WorkflowPaused
+	)
+	signalled := task("gate", conductor.TaskTypeWait, conductor.TaskCompleted)
+	tests := []struct {
+		name string
+		tree []*engine.Workflow
+		refs []string
+		want bool
+	}{
+		{"paused, its WAIT signalled", []*engine.Workflow{wf("t", paused, signalled)}, nil, true},
+		{"paused, a worker task scheduled", []*engine.Workflow{wf("t", paused, signalled, task("w", "work", conductor.TaskScheduled))}, nil, true},
+		{"paused, the task waited for still running", []*engine.Workflow{wf("t", paused, task("w", "work", conductor.TaskInProgress))}, []string{"w"}, false},
+		{"paused, another task waited for", []*engine.Workflow{wf("t", paused, task("w", "work", conductor.TaskInProgress))}, []string{"other"}, true},
+		{"running into a paused child", []*engine.Workflow{wf("t", running, sub("s", "c", conductor.TaskInProgress)), wf("c", paused, signalled)}, nil, true},
+		{"a fork's paused children and its JOIN", []*engine.Workflow{
+			wf("t", running, task("fork", conductor.TaskTypeForkJoin, conductor.TaskCompleted), sub("s1", "c1", conductor.TaskInProgress),
+				sub("s2", "c2", conductor.TaskInProgress), task("join", conductor.TaskTypeJoin, conductor.TaskInProgress)),
+			wf("c1", paused, signalled), wf("c2", paused)}, nil, true},
+		{"a paused child and a task of the target running", []*engine.Workflow{
+			wf("t", running, sub("s", "c", conductor.TaskInProgress), task("w", "work", conductor.TaskInProgress)), wf("c", paused)}, nil, false},
+		{"a paused child and a running one", []*engine.Workflow{
+			wf("t", running, sub("s1", "c1", conductor.TaskInProgress), sub("s2", "c2", conductor.TaskInProgress)),
+			wf("c1", paused), wf("c2", running, task("w", "work", conductor.TaskInProgress))}, nil, false},
+		{"paused, its child running", []*engine.Workflow{
+			wf("t", paused, sub("s", "c", conductor.TaskInProgress)), wf("c", running, task("w", "work", conductor.TaskInProgress))}, nil, false},
+		{"a child not read yet", []*engine.Workflow{wf("t", running, sub("s", "c", conductor.TaskInProgress))}, nil, false},
+		{"running a worker task", []*engine.Workflow{wf("t", running, task("w", "work", conductor.TaskInProgress))}, nil, false},
+		{"running, no task open", []*engine.Workflow{wf("t", running, signalled)}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			block, task, done := blocked(tt.tree, tt.refs)
+			if done != tt.want || block != nil || task != nil {
+				t.Fatalf("blocked = %v, %v, %v; want %v and no task", block, task, done, tt.want)
+			}
+		})
+	}
+}
+
+// The task strategies answer Conductor's TaskRun, as its SDKs decode it:
+// the blocking task's output (BLOCKING_TASK_INPUT's too, which answered
+// {}), its workerId as createdBy and its startTime as createTime (they
+// were the target workflow's), its own workflow's priority and name, and
+// a retryCount even when 0 (the Java SDK's getBlockingTask unboxes it).
+// The workflow strategies name no task.
+func TestBlockingTaskAnswersConductorsTaskRun(t *testing.T) {
+	t.Parallel()
+	target := &engine.Workflow{ID: "parent", Name: "parent_flow", Status: conductor.WorkflowRunning, Priority: 2, CreatedBy: "alice", CreateTime: 1000, UpdateTime: 1100}
+	block := &engine.Workflow{ID: "child", Name: "child_flow", Status: conductor.WorkflowRunning, Priority: 7, CreatedBy: "alice", CreateTime: 2000, UpdateTime: 2100}
+	gate := &engine.Task{ID: "gate-id", Ref: "gate", Name: "gate", Type: conductor.TaskTypeHuman, Status: conductor.TaskInProgress,
+		Input: map[string]any{"ask": "ok?"}, Output: map[string]any{"seen": true}, WorkerID: "ops-7", ScheduledTime: 2990, StartTime: 3000, UpdateTime: 3100}
+	block.Tasks = []*engine.Task{gate}
+	target.Tasks = []*engine.Task{{ID: "sub-id", Ref: "sub", Name: "sub", Type: conductor.TaskTypeSubWorkflow, Status: conductor.TaskInProgress, SubWorkflowID: "child"}}
+
+	tests := []struct {
+		strategy string
+		want     map[string]any
+		absent   []string
+	}{
+		{conductor.ReturnBlockingTask, map[string]any{"workflowId": "child", "status": "IN_PROGRESS", "taskId": "gate-id", "taskType": "HUMAN",
+			"referenceTaskName": "gate", "retryCount": 0.0, "workflowType": "child_flow", "priority": 7.0, "createdBy": "ops-7",
+			"createTime": 3000.0, "updateTime": 3100.0, "input": map[string]any{"ask": "ok?"}, "output": map[string]any{"seen": true},
+			"targetWorkflowId": "parent"}, []string{"tasks", "variables"}},
+		{conductor.ReturnBlockingTaskInput, map[string]any{"workflowId": "child", "taskId": "gate-id", "retryCount": 0.0, "workflowType": "child_flow",
+			"priority": 7.0, "createdBy": "ops-7", "createTime": 3000.0, "input": map[string]any{"ask": "ok?"}, "output": map[string]any{"seen": true}}, nil},
+		{conductor.ReturnBlockingWorkflow, map[string]any{"workflowId": "child", "priority": 7.0, "createdBy": "alice", "createTime": 2000.0},
+			[]string{"taskId", "retryCount", "workflowType"}},
+		{conductor.ReturnTargetWorkflow, map[string]any{"workflowId": "parent", "priority": 2.0, "createdBy": "alice", "createTime": 1000.0},
+			[]string{"taskId", "retryCount", "workflowType"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.strategy, func(t *testing.T) {
+			b, err := json.Marshal(workflowRun(target, block, gate, executeParams{strategy: tt.strategy}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range tt.want {
+				if !reflect.DeepEqual(got[k], want) {
+					t.Errorf("%s = %v, want %v", k, got[k], want)
+				}
+			}
+			for _, k := range tt.absent {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s = %v, want none", k, got[k])
+				}
+			}
+		})
 	}
 }

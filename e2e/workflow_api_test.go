@@ -814,6 +814,97 @@ func TestConcurrentSignalsOneWins(t *testing.T) {
 	}
 }
 
+// A synchronous wait on a paused workflow answers at once, with the
+// state the signal (or the pause) left: a paused workflow schedules
+// nothing until an operator resumes it, and the wait sat out its
+// waitForSeconds (up to ten minutes) for a state that could not change.
+// The answer is Conductor's once its wait ran out: the target's state,
+// signalTimeout set. So for a signal into a child its parent waits for,
+// paused, and for an execution paused while it waits for a worker.
+func TestSynchronousWaitOnAPause(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(waitFlow,
+		`{"name":"held_child","version":1,"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"},
+		  {"name":"after","taskReferenceName":"after","type":"SET_VARIABLE","inputParameters":{"stage":"done"}}]}`,
+		`{"name":"held_parent","version":1,"tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"held_child"}}]}`,
+		`{"name":"held_work","version":1,"tasks":[{"name":"held_w","taskReferenceName":"w","type":"SIMPLE"},{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
+	// A wait the pause does not end runs out of this client's patience,
+	// far short of waitForSeconds, instead of the test's.
+	answer := func(path string, body any) (conductor.WorkflowRun, error) {
+		var run conductor.WorkflowRun
+		js, _ := json.Marshal(body)
+		res, err := (&http.Client{Timeout: time.Minute}).Post(e.base+path, "application/json", strings.NewReader(string(js)))
+		if err != nil {
+			return run, fmt.Errorf("POST %s: %w: the wait did not end on the pause", path, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK || json.Unmarshal(b, &run) != nil {
+			return run, fmt.Errorf("POST %s = %d %s", path, res.StatusCode, b)
+		}
+		return run, nil
+	}
+
+	t.Run("signal", func(t *testing.T) {
+		id := e.start("wait_flow", nil)
+		e.waitStatus(id, conductor.WorkflowRunning)
+		e.must(http.StatusNoContent, "PUT", "/api/workflow/"+id+"/pause", nil)
+		run, err := answer("/api/tasks/"+id+"/COMPLETED/signal/sync?waitForSeconds=600&returnStrategy=BLOCKING_TASK", map[string]any{"a": 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.ResponseType != "TARGET_WORKFLOW" || run.Status != "PAUSED" || !run.SignalTimeout ||
+			taskNamed(run.Tasks, "gate").Status != "COMPLETED" || taskNamed(run.Tasks, "gate").OutputData["a"] != float64(1) {
+			t.Fatalf("signal answered %+v", run)
+		}
+	})
+	t.Run("signal into a paused child", func(t *testing.T) {
+		parent := e.start("held_parent", nil)
+		child := ""
+		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+			if child = taskByRef(e.workflow(parent), "sub").SubWorkflowID; child == "" {
+				return fmt.Errorf("no child yet")
+			}
+			if _, body := e.do("GET", "/api/workflow/"+child, nil); !strings.Contains(body, `"status":"IN_PROGRESS"`) {
+				return fmt.Errorf("child not waiting yet: %s", body)
+			}
+			return nil
+		})
+		e.must(http.StatusNoContent, "PUT", "/api/workflow/"+child+"/pause", nil)
+		run, err := answer("/api/tasks/"+parent+"/COMPLETED/signal/sync?waitForSeconds=600", map[string]any{"c": 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.WorkflowID != parent || run.Status != "RUNNING" || !run.SignalTimeout {
+			t.Fatalf("signal answered %+v", run)
+		}
+		if wf := e.workflow(child); wf.Status != conductor.WorkflowPaused || taskByRef(wf, "gate").Status != "COMPLETED" || len(wf.Tasks) != 1 {
+			t.Fatalf("child %s with %d tasks after the signal", wf.Status, len(wf.Tasks))
+		}
+	})
+	t.Run("execute", func(t *testing.T) {
+		type result struct {
+			run conductor.WorkflowRun
+			err error
+		}
+		runs := make(chan result, 1)
+		go func() {
+			run, err := answer("/api/workflow/execute/held_work/1?waitForSeconds=600", map[string]any{})
+			runs <- result{run, err}
+		}()
+		task := e.takeOne("held_w")
+		e.must(http.StatusNoContent, "PUT", "/api/workflow/"+task.WorkflowInstanceID+"/pause", nil)
+		r := <-runs
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if run := r.run; run.WorkflowID != task.WorkflowInstanceID || run.Status != "PAUSED" || !run.SignalTimeout {
+			t.Fatalf("execute answered %+v", run)
+		}
+	})
+}
+
 // A start with an idempotency key (in the body, or for the by-name starts
 // in X-Idempotency-key and X-on-conflict headers) follows its strategy on
 // the second start: FAIL refuses it, RETURN_EXISTING answers the first id,

@@ -68,7 +68,9 @@ const (
 
 // WorkflowRun is the answer of POST /api/workflow/execute (Orkes'
 // SignalResponse): the workflow's state when execution stopped blocking,
-// or, for the task strategies, the blocking task's.
+// or, for the task strategies, the blocking task's (Conductor's TaskRun:
+// createdBy is its workerId, createTime its startTime, priority and
+// workflowType its workflow's, output its output).
 type WorkflowRun struct {
 	ResponseType         string         `json:"responseType"`
 	TargetWorkflowID     string         `json:"targetWorkflowId"`
@@ -85,12 +87,18 @@ type WorkflowRun struct {
 	CreateTime           int64          `json:"createTime,omitempty"`
 	UpdateTime           int64          `json:"updateTime,omitempty"`
 	CreatedBy            string         `json:"createdBy,omitempty"`
-	// The blocking task, for the task strategies.
+	// SignalTimeout: the wait ended with the target neither ended nor
+	// blocked in a task (Conductor's flag for a wait that ran out).
+	SignalTimeout bool `json:"signalTimeout"`
+	// The blocking task, for the task strategies. RetryCount is set for
+	// them alone, and then always: the Java SDK's getBlockingTask unboxes
+	// it into an int.
 	TaskID            string `json:"taskId,omitempty"`
 	TaskType          string `json:"taskType,omitempty"`
 	TaskDefName       string `json:"taskDefName,omitempty"`
 	ReferenceTaskName string `json:"referenceTaskName,omitempty"`
-	RetryCount        int    `json:"retryCount,omitempty"`
+	RetryCount        *int   `json:"retryCount,omitempty"`
+	WorkflowType      string `json:"workflowType,omitempty"`
 }
 
 // TaskMock is one mocked execution of a task in a WorkflowTestRequest.
