@@ -22,7 +22,7 @@ const maxTagsBody = 1 << 20
 type Secrets interface {
 	Put(ctx context.Context, name string, value []byte, principal string, opts ...secrets.WriteOption) (int, error)
 	Revision(ctx context.Context, name string) (secrets.Revision, error)
-	Read(ctx context.Context, name string) (secrets.Value, secrets.Served, error)
+	Read(ctx context.Context, name string, rev secrets.Revision) (secrets.Value, secrets.Served, error)
 	Exists(ctx context.Context, name string) (bool, error)
 	Metadata(ctx context.Context, name string) (*secrets.Meta, error)
 	List(ctx context.Context) ([]secrets.Meta, error)
@@ -122,12 +122,21 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
 // fingerprint, never the value) is appended first: a read that cannot be
 // recorded is not served (503).
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
+	// Checked on this revision, and the value served is its (secrets.
+	// ResolveAt): one created again or untagged between the check and the
+	// read is refused as stale, not served to a caller allowed on the old
+	// one.
+	rev, err := s.deps.Secrets.Revision(r.Context(), r.PathValue("key"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	name, err := s.checkSecretRequest(r, auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	value, served, err := s.deps.Secrets.Read(r.Context(), name)
+	value, served, err := s.deps.Secrets.Read(r.Context(), name, rev)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -230,6 +230,10 @@ func (r *resolver) secret(ref string) (any, error) {
 		refused := fault.Invalid("secret %s is not resolved for an EVENT task: it publishes its input to every subscriber of its sink", name)
 		return nil, r.refuse("secret", name, refused, refused)
 	}
+	// Read before the check and resolved at it (ResolveAt): a secret
+	// created again or untagged meanwhile is not served on the old one's
+	// check.
+	rev, revErr := r.g.cfg.Secrets.Revision(r.ctx, name)
 	grantedBy, who, err := r.authorize(auth.Target{Type: auth.TargetSecret, ID: name})
 	if who == "" {
 		who = r.w.CreatedBy
@@ -240,10 +244,16 @@ func (r *resolver) secret(ref string) (any, error) {
 	if errors.Is(err, fault.ErrForbidden) {
 		return nil, r.refuse("secret", name, err, denied())
 	}
+	if err == nil {
+		err = revErr
+	}
+	if errors.Is(err, fault.ErrInvalid) {
+		return nil, r.refuse("secret", name, err, denied())
+	}
 	if err != nil {
 		return nil, err
 	}
-	value, version, err := r.g.cfg.Secrets.Resolve(r.ctx, name)
+	value, version, err := r.g.cfg.Secrets.ResolveAt(r.ctx, name, rev)
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
 		return nil, r.refuse("secret", name, err, denied())
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // A whole JSON secret resolved into a child's input: a task of the child
@@ -44,6 +45,16 @@ func (f *versionedSecrets) Resolve(_ context.Context, name string) ([]byte, int,
 	}
 	return []byte(v), f.ver[name], nil
 }
+
+// Revision and ResolveAt: its values change under no access check.
+func (f *versionedSecrets) Revision(context.Context, string) (secrets.Revision, error) {
+	return secrets.Revision{}, nil
+}
+
+func (f *versionedSecrets) ResolveAt(ctx context.Context, name string, _ secrets.Revision) ([]byte, int, error) {
+	return f.Resolve(ctx, name)
+}
+
 func (f *versionedSecrets) Exists(_ context.Context, name string) (bool, error) {
 	_, ok := f.vals[name]
 	return ok, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/secrets"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -345,6 +346,15 @@ func (f fakeSecrets) Resolve(_ context.Context, name string) ([]byte, int, error
 	return []byte(v), 1, nil
 }
 
+// Revision and ResolveAt: its values change under no access check.
+func (f fakeSecrets) Revision(context.Context, string) (secrets.Revision, error) {
+	return secrets.Revision{}, nil
+}
+
+func (f fakeSecrets) ResolveAt(ctx context.Context, name string, _ secrets.Revision) ([]byte, int, error) {
+	return f.Resolve(ctx, name)
+}
+
 func (f fakeSecrets) Exists(_ context.Context, name string) (bool, error) {
 	_, ok := f[name]
 	return ok, nil
@@ -415,6 +425,15 @@ func (r *rotatingSecret) Resolve(_ context.Context, name string) ([]byte, int, e
 		return nil, 0, fault.NotFound("secret %s not found", name)
 	}
 	return []byte(r.value), r.version, nil
+}
+
+// Revision and ResolveAt: its values change under no access check.
+func (r *rotatingSecret) Revision(context.Context, string) (secrets.Revision, error) {
+	return secrets.Revision{}, nil
+}
+
+func (r *rotatingSecret) ResolveAt(ctx context.Context, name string, _ secrets.Revision) ([]byte, int, error) {
+	return r.Resolve(ctx, name)
 }
 
 func (r *rotatingSecret) Exists(_ context.Context, name string) (bool, error) {

@@ -60,7 +60,7 @@ func TestUpdateSecretWritesAfterAConcurrentChange(t *testing.T) {
 	if res.Status != conductor.TaskCompleted {
 		t.Fatalf("UPDATE_SECRET after a concurrent change: %s %q", res.Status, res.ReasonForIncompletion)
 	}
-	v, _, err := s.Read(ctx, "rotated")
+	v, err := s.Get(ctx, "rotated")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +92,12 @@ func TestUpdateSecretsAtOnceAllWrite(t *testing.T) {
 			t.Errorf("writer %d: %s %q", i, res.Status, res.ReasonForIncompletion)
 		}
 	}
-	_, served, err := s.Read(ctx, "shared")
+	_, version, err := s.Resolve(ctx, "shared")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if served.Version != writers {
-		t.Fatalf("the secret is at version %d after %d writes", served.Version, writers)
+	if version != writers {
+		t.Fatalf("the secret is at version %d after %d writes", version, writers)
 	}
 }
 
@@ -259,7 +259,7 @@ func TestUpdateSecretValueTypes(t *testing.T) {
 			}
 			continue
 		}
-		v, _, err := s.Read(ctx, "typed")
+		v, err := s.Get(ctx, "typed")
 		if res.Status != conductor.TaskCompleted || err != nil || string(v.Bytes()) != tt.wantStored {
 			t.Errorf("%v: %s %q, stored %v (%v), want %q", tt.value, res.Status, res.ReasonForIncompletion, v, err, tt.wantStored)
 		}

@@ -96,11 +96,14 @@
 //
 // # For secret resolution
 //
-// Resolution at task hand-off calls Source (*Store): Resolve(ctx, name)
-// returns the current value (the caller wipes it) and its version, or an
-// error wrapping fault.ErrNotFound that names the secret; Exists. Before
-// resolving it asks the Authorizer whether the workflow's principal may
-// ActionRead Resource{ResourceSecret, name}. ${workflow.env.NAME} calls
+// Resolution at task hand-off calls Source (*Store): Revision(ctx, name),
+// then, once the Authorizer has allowed the workflow's principal to
+// ActionRead Resource{ResourceSecret, name}, ResolveAt(ctx, name, rev)
+// returns that revision's value (the caller wipes it) and its version,
+// fault.ErrStale when the secret changed between the check and the read
+// (check again), or an error wrapping fault.ErrNotFound that names the
+// secret; Exists. Resolve(ctx, name) reads the current value, for what
+// is served to no one (redaction). ${workflow.env.NAME} calls
 // EnvSource (*Env): Lookup(ctx, name). Both read their read model and
 // fall back to the log when a name is not there yet, so a value stored a
 // moment ago by another process is found.

@@ -30,6 +30,14 @@ type Source interface {
 	// that names the secret; an invalid name with fault.ErrInvalid.
 	// Errors never contain the value.
 	Resolve(ctx context.Context, name string) (value []byte, version int, err error)
+	// Revision is secret name's revision as access checks read it: taken
+	// before a principal's access is checked, it ties the value served to
+	// what the check saw (ResolveAt).
+	Revision(ctx context.Context, name string) (Revision, error)
+	// ResolveAt is Resolve for a principal whose access was checked on
+	// rev. A secret changed since (written, deleted, retagged) fails with
+	// fault.ErrStale: checked again, it may be served.
+	ResolveAt(ctx context.Context, name string, rev Revision) (value []byte, version int, err error)
 	// Exists reports whether secret name has a value.
 	Exists(ctx context.Context, name string) (bool, error)
 }
@@ -65,30 +73,37 @@ type checkpointer interface{ Checkpoint() uint64 }
 type cipherCache struct {
 	mu sync.Mutex
 	at uint64
-	m  map[string]storedCipher
+	m  map[string]cachedCipher
+}
+
+// cachedCipher is a ciphertext with the sequence of its subject's state
+// it was read at, which a checked resolution compares with its revision.
+type cachedCipher struct {
+	c   storedCipher
+	seq uint64
 }
 
 const cipherCacheSize = 1024
 
-func (c *cipherCache) get(name string, at uint64) (storedCipher, bool) {
+func (c *cipherCache) get(name string, at uint64) (cachedCipher, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if at == 0 || at != c.at {
-		return storedCipher{}, false
+		return cachedCipher{}, false
 	}
 	e, ok := c.m[name]
 	return e, ok
 }
 
 // put keeps e, read from the read model at position at.
-func (c *cipherCache) put(name string, e storedCipher, at uint64) {
+func (c *cipherCache) put(name string, e cachedCipher, at uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if at == 0 {
 		return
 	}
 	if at != c.at || len(c.m) >= cipherCacheSize {
-		c.at, c.m = at, map[string]storedCipher{}
+		c.at, c.m = at, map[string]cachedCipher{}
 	}
 	c.m[name] = e
 }
@@ -221,59 +236,95 @@ func (s *Store) destroy(ctx context.Context, id string) {
 // not know the secret, the log: another process may have stored it a
 // moment ago. A version another process replaced is read from the log
 // too, unless the secret's creator or tags changed meanwhile (see
-// sameAccess): that fails with fault.ErrStale.
+// sameAccess): that fails with fault.ErrStale. It serves whatever is
+// current, checked against nothing: a value served to a principal goes
+// through ResolveAt.
 func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
+	return s.resolve(ctx, name, nil)
+}
+
+// ResolveAt implements Source. Access was checked on the read model (the
+// authorizer reads a secret's creator and tags there) after rev was read:
+// the value is read from the read model only while its state is still
+// rev's, so that a secret created again, retagged or untagged between the
+// check and the read is not served to a principal checked on the old
+// one; the log fallbacks of Resolve hold on that state.
+func (s *Store) ResolveAt(ctx context.Context, name string, rev Revision) ([]byte, int, error) {
+	return s.resolve(ctx, name, &rev.Seq)
+}
+
+// resolve is Resolve, and with checked ResolveAt of the revision at that
+// sequence.
+func (s *Store) resolve(ctx context.Context, name string, checked *uint64) ([]byte, int, error) {
 	if err := CheckSecretName(name); err != nil {
 		return nil, 0, err
 	}
+	subject := SecretSubject(name)
 	at := s.readModelAt()
-	if c, ok := s.ciphers.get(name, at); ok {
-		if value, err := s.open(ctx, name, c); err == nil {
-			return value, c.Version, nil
+	if e, ok := s.ciphers.get(name, at); ok {
+		use := checked == nil
+		if !use && e.seq == *checked {
+			// The position is published after the read model commits:
+			// a commit of a moment ago, which the check may have read,
+			// shows in the subject's sequence alone.
+			cur, err := readSubject(s.w.reader, subject)
+			use = err == nil && cur.Seq == *checked
+		}
+		if use {
+			if value, err := s.open(ctx, name, e.c); err == nil {
+				return value, e.c.Version, nil
+			}
 		}
 	}
-	subject := SecretSubject(name)
 	v, err := s.w.projectionView(subject)
 	if err != nil {
 		return nil, 0, err
 	}
 	c, found, err := readCipher(v.KV, name)
-	if err == nil && found {
-		s.ciphers.put(name, c, at)
-	}
-	if err == nil && !found {
-		if v, err = s.w.freshView(ctx, subject); err == nil {
-			c, found, err = readCipher(v.KV, name)
-		}
-	}
 	if err != nil {
 		return nil, 0, err
 	}
+	// The read model's state of the secret, as an access check read it.
+	st, _, err := readSecret(v.KV, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The reader is the live read model, not a snapshot: read between two
+	// reads of the subject's sequence that agree, the cipher and state are
+	// that sequence's. A checked revision was read before the check, so a
+	// sequence that is still the revision's after these reads is also the
+	// one the check read.
+	after, err := readSubject(v.KV, subject)
+	if err != nil {
+		return nil, 0, err
+	}
+	if checked != nil && after.Seq != *checked {
+		return nil, 0, fault.Stale("secret %s changed while access to it was checked: try again", name)
+	}
+	if found && after.Seq == v.Seq {
+		s.ciphers.put(name, cachedCipher{c: c, seq: v.Seq}, at)
+	}
 	if !found {
-		return nil, 0, secretNotFound(name)
+		// Not in the read model when access was checked: the check saw
+		// no creator and no tags, so only grants that hold whatever the
+		// state (by name, by role) let it through, and the log's value
+		// may be served.
+		if v, c, err = s.currentCipher(ctx, name, s.w.freshView); err != nil {
+			return nil, 0, err
+		}
 	}
 	value, err := s.open(ctx, name, c)
 	if errors.Is(err, ErrKeyDestroyed) && !v.FromLog {
 		// Another process replaced or deleted the secret after this read
 		// model's state: read the log.
-		checked, _, rerr := readSecret(v.KV, name)
-		if rerr != nil {
-			return nil, 0, rerr
-		}
-		if v, err = s.w.logView(ctx, subject); err != nil {
+		if v, c, err = s.currentCipher(ctx, name, s.w.logView); err != nil {
 			return nil, 0, err
-		}
-		if c, found, err = readCipher(v.KV, name); err != nil {
-			return nil, 0, err
-		}
-		if !found {
-			return nil, 0, secretNotFound(name)
 		}
 		now, _, rerr := readSecret(v.KV, name)
 		if rerr != nil {
 			return nil, 0, rerr
 		}
-		if !sameAccess(checked, now) {
+		if !sameAccess(st, now) {
 			return nil, 0, fault.Stale("secret %s was changed by another server (created again or retagged) since this one's read model, which its access is checked on: try again", name)
 		}
 		value, err = s.open(ctx, name, c)
@@ -282,6 +333,20 @@ func (s *Store) Resolve(ctx context.Context, name string) ([]byte, int, error) {
 		return nil, 0, err
 	}
 	return value, c.Version, nil
+}
+
+// currentCipher reads secret name's ciphertext from the view read gives,
+// failing with fault.ErrNotFound when it has none.
+func (s *Store) currentCipher(ctx context.Context, name string, read func(context.Context, string) (view, error)) (view, storedCipher, error) {
+	v, err := read(ctx, SecretSubject(name))
+	if err != nil {
+		return view{}, storedCipher{}, err
+	}
+	c, found, err := readCipher(v.KV, name)
+	if err == nil && !found {
+		err = secretNotFound(name)
+	}
+	return v, c, err
 }
 
 // sameAccess reports whether two states of a secret grant the same
@@ -320,10 +385,11 @@ type Served struct {
 	Fingerprint string
 }
 
-// Read is Get for GET /api/secrets/{key}: it also says which version it
+// Read is Get for GET /api/secrets/{key}, of the revision the caller's
+// access was checked on (see ResolveAt): it also says which version it
 // returned, for the read's audit record.
-func (s *Store) Read(ctx context.Context, name string) (Value, Served, error) {
-	v, version, err := s.Resolve(ctx, name)
+func (s *Store) Read(ctx context.Context, name string, rev Revision) (Value, Served, error) {
+	v, version, err := s.ResolveAt(ctx, name, rev)
 	if err != nil {
 		return nil, Served{}, err
 	}

@@ -767,3 +767,72 @@ func TestDeleteAppliesOnlyToTheCheckedRevision(t *testing.T) {
 		})
 	}
 }
+
+// ResolveAt serves the revision access was checked on. On one process, a
+// secret changed between the check (after Revision) and the read is
+// refused as stale, retryably, rather than served: created again by
+// another principal, its value would reach a principal allowed as the
+// old one's creator; untagged, one allowed by the tag. Unchanged, or
+// checked again, it is served, from the read model and from its cache.
+func TestResolveAtServesTheCheckedRevision(t *testing.T) {
+	userTag := []conductor.Tag{{Key: "team", Value: "x"}}
+	for _, tc := range []struct {
+		name    string
+		between func(ctx context.Context, s *Store) error
+	}{
+		{"unchanged", nil},
+		{"untagged", func(ctx context.Context, s *Store) error { return s.DeleteTags(ctx, "db", userTag, "app:admin") }},
+		{"deleted and created again by another", func(ctx context.Context, s *Store) error {
+			if err := s.Delete(ctx, "db", "app:admin"); err != nil {
+				return err
+			}
+			_, err := s.Put(ctx, "db", []byte("admins-value-77"), "app:admin")
+			return err
+		}},
+		{"updated", func(ctx context.Context, s *Store) error {
+			_, err := s.Put(ctx, "db", []byte("admins-value-77"), "app:admin")
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProc(t, nil, nil, false)
+			ctx := testutil.Context(t, 30*time.Second)
+			if _, err := p.s.Put(ctx, "db", []byte("users-value-1"), "app:user"); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.s.PutTags(ctx, "db", userTag, "app:user"); err != nil {
+				t.Fatal(err)
+			}
+			// Cached, as a resolution of a moment ago leaves it.
+			if _, _, err := p.s.Resolve(ctx, "db"); err != nil {
+				t.Fatal(err)
+			}
+			rev, err := p.s.Revision(ctx, "db")
+			if err != nil || !rev.Exists {
+				t.Fatalf("revision %+v, %v", rev, err)
+			}
+			if tc.between == nil {
+				for range 2 { // from the read model, then from the cache
+					if v, ver, err := p.s.ResolveAt(ctx, "db", rev); err != nil || string(v) != "users-value-1" || ver != 1 {
+						t.Fatalf("unchanged: %q v%d %v", v, ver, err)
+					}
+				}
+				return
+			}
+			if err := tc.between(ctx, p.s); err != nil {
+				t.Fatal(err)
+			}
+			v, ver, err := p.s.ResolveAt(ctx, "db", rev)
+			if !errors.Is(err, fault.ErrStale) || v != nil {
+				t.Fatalf("checked before it was %s: %q v%d %v, want nothing and fault.ErrStale", tc.name, v, ver, err)
+			}
+			// Checked again, on the revision it has now.
+			if rev, err = p.s.Revision(ctx, "db"); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := p.s.ResolveAt(ctx, "db", rev); err != nil {
+				t.Fatalf("checked on the current revision: %v", err)
+			}
+		})
+	}
+}

@@ -409,11 +409,17 @@ type Store interface {
 	Webhook(ctx context.Context, id string) (*conductor.WebhookConfig, error)
 }
 
-// Secrets reads a secret's value (*secrets.Store), and says which
-// version it read, for the audit record.
+// Secrets reads a secret's value (*secrets.Store) at the revision its
+// reader's access was checked on, and says which version it read, for the
+// audit record.
 type Secrets interface {
-	Read(ctx context.Context, name string) (secrets.Value, secrets.Served, error)
+	Revision(ctx context.Context, name string) (secrets.Revision, error)
+	Read(ctx context.Context, name string, rev secrets.Revision) (secrets.Value, secrets.Served, error)
 }
+
+// staleReads bounds how often a verifier's secret is checked and read
+// again when it changed between the two (fault.ErrStale).
+const staleReads = 3
 
 // Authorizer decides, when a delivery comes, what whoever saved the
 // webhook last may do: a grant revoked since counts.
@@ -561,15 +567,30 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 		}
 	}()
 	secret := func(name string) ([]byte, error) {
-		if err := r.Authz.MayReadSecret(ctx, owner, name); err != nil {
-			return nil, fmt.Errorf("%w: %w: webhook %s: its verifier's secret %s: %w", ErrUnverified, ErrSecretUnreadable, id, name, err)
+		unreadable := func(err error) error {
+			return fmt.Errorf("%w: %w: webhook %s: its verifier's secret %s: %w", ErrUnverified, ErrSecretUnreadable, id, name, err)
 		}
-		v, served, err := r.Secrets.Read(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w: webhook %s: its verifier's secret %s: %w", ErrUnverified, ErrSecretUnreadable, id, name, err)
+		for attempt := 1; ; attempt++ {
+			// Read on the revision the check saw (secrets.ResolveAt):
+			// a secret created again or untagged meanwhile is checked
+			// again, not read on the old one's check.
+			rev, err := r.Secrets.Revision(ctx, name)
+			if err != nil {
+				return nil, unreadable(err)
+			}
+			if err := r.Authz.MayReadSecret(ctx, owner, name); err != nil {
+				return nil, unreadable(err)
+			}
+			v, served, err := r.Secrets.Read(ctx, name, rev)
+			if errors.Is(err, fault.ErrStale) && attempt < staleReads {
+				continue
+			}
+			if err != nil {
+				return nil, unreadable(err)
+			}
+			reads = append(reads, read{name, v, served})
+			return v.Bytes(), nil
 		}
-		reads = append(reads, read{name, v, served})
-		return v.Bytes(), nil
 	}
 	if err := verify(c, header, body, r.now(), secret); err != nil {
 		return nil, err

@@ -270,7 +270,7 @@ func (o oneHook) Webhook(context.Context, string) (*conductor.WebhookConfig, err
 // A secret the webhook's owner may not read is the webhook's fault.
 func TestUnreadableSecretIsTheWebhooks(t *testing.T) {
 	c := &conductor.WebhookConfig{ID: "h", Verifier: "HMAC_BASED", HeaderKey: "X-Sig", SecretValue: "${workflow.secrets.gone}", UpdatedBy: "u"}
-	r := &Receiver{Store: oneHook{c}, Authz: noSecrets{}}
+	r := &Receiver{Store: oneHook{c}, Authz: noSecrets{}, Secrets: oneSecret("never-read")}
 	_, err := r.Deliver(context.Background(), "h", http.Header{"X-Sig": {strings.Repeat("00", sha256.Size)}}, []byte(`{}`))
 	if !errors.Is(err, ErrUnverified) || !errors.Is(err, ErrSecretUnreadable) {
 		t.Fatalf("Deliver = %v, want ErrUnverified and ErrSecretUnreadable", err)
@@ -371,7 +371,11 @@ func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error     
 
 type oneSecret []byte
 
-func (s oneSecret) Read(context.Context, string) (secrets.Value, secrets.Served, error) {
+func (s oneSecret) Revision(context.Context, string) (secrets.Revision, error) {
+	return secrets.Revision{Exists: true}, nil
+}
+
+func (s oneSecret) Read(context.Context, string, secrets.Revision) (secrets.Value, secrets.Served, error) {
 	return secrets.Value(slices.Clone(s)), secrets.Served{}, nil
 }
 
