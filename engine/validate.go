@@ -70,7 +70,7 @@ func ValidateWorkflowDefWith(def *conductor.WorkflowDef, templates TaskTemplates
 			v.errs.Add(v.refs[ref]+".taskReferenceName", "%q reads as iteration %s of %q, a task of a DO_WHILE: pick another name", ref, ref[len(base)+2:], base)
 		}
 	}
-	for _, pe := range expr.ValidateTemplate(def.OutputParameters) {
+	for _, pe := range templateErrors(def.OutputParameters) {
 		v.errs.Add(join("outputParameters", pe.Path), "%v", pe.Err)
 	}
 	return v.errs.Err()
@@ -134,7 +134,7 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 			v.refs[t.TaskReferenceName] = p
 		}
 	}
-	for _, pe := range expr.ValidateTemplate(t.InputParameters) {
+	for _, pe := range templateErrors(t.InputParameters) {
 		v.errs.Add(join(p+".inputParameters", pe.Path), "%v", pe.Err)
 	}
 	if c := t.CacheConfig; c != nil {
@@ -208,7 +208,7 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 			switch x := items.(type) {
 			case []any:
 			case string:
-				for _, pe := range expr.ValidateTemplate(map[string]any{"items": x}) {
+				for _, pe := range templateErrors(map[string]any{"items": x}) {
 					v.errs.Add(p+".items", "%v", pe.Err)
 				}
 			default:
@@ -274,7 +274,7 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		if strings.TrimSpace(t.Sink) == "" {
 			v.errs.Add(p+".sink", "an EVENT task needs a sink: nats:<subject>")
 		}
-		for _, pe := range expr.ValidateTemplate(map[string]any{"sink": t.Sink}) {
+		for _, pe := range templateErrors(map[string]any{"sink": t.Sink}) {
 			v.errs.Add(p+".sink", "%v", pe.Err)
 		}
 	case conductor.TaskTypeWait:
@@ -362,4 +362,11 @@ func walk(tasks []*conductor.WorkflowTask, path string, fn func(string, *conduct
 		}
 		walk(t.LoopOver, p+".loopOver", fn)
 	}
+}
+
+// templateErrors are the errors of a template the engine evaluates:
+// syntax, and secrets or environment values read where they would read
+// null (expr.MisplacedDeferred).
+func templateErrors(tmpl any) []expr.PathError {
+	return append(expr.ValidateTemplate(tmpl), expr.MisplacedDeferred(tmpl)...)
 }

@@ -54,6 +54,19 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"terminate without status", `{"name":"x","tasks":[{"name":"t","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"workflowOutput":{}}}]}`, "tasks[0].inputParameters.terminationStatus"},
 		{"terminate status unknown", `{"name":"x","tasks":[{"name":"t","taskReferenceName":"t","type":"TERMINATE","inputParameters":{"terminationStatus":"DONE"}}]}`, "tasks[0].inputParameters.terminationStatus"},
 		{"bad wait until", `{"name":"x","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT","inputParameters":{"until":"2026-12-03T18:56:05Z"}}]}`, "tasks[0].inputParameters.until"},
+		// A secret or environment value read where the engine evaluates
+		// the expression reads null (see expr.MisplacedDeferred); a
+		// reference of its own is resolved at hand-off.
+		{"environment value", withInput("${workflow.env.region}"), ""},
+		{"function of an environment value", withInput("${workflow.env.regions.length()}"), ""},
+		{"secret named by data", withInput("Bearer ${workflow.secrets.${workflow.input.n}}"), ""},
+		{"concat of the document", withInput("${$.concat($.workflow.input.a, '-')}"), ""},
+		{"concat of an environment value", withInput("${$.concat($.workflow.env.region, '-')}"), "tasks[0].inputParameters.x"},
+		{"concat of a secret", withInput("${$.concat('k-', $.workflow.secrets.tok)}"), "tasks[0].inputParameters.x"},
+		{"filter on an environment value", withInput("${workflow.input.users[?(@.region == $.workflow.env.region)].name}"), "tasks[0].inputParameters.x"},
+		{"environment value nested", withInput("${workflow.input.${workflow.env.key}}"), "tasks[0].inputParameters.x"},
+		{"secret in outputParameters", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"outputParameters":{"o":"${$.workflow.secrets.s}"}}`, "outputParameters.o"},
+		{"environment value in items", `{"name":"x","tasks":[{"name":"l","taskReferenceName":"l","type":"DO_WHILE","items":"${$.workflow.env.list}","loopOver":[{"name":"a","taskReferenceName":"a"}]}]}`, "tasks[0].items"},
 	}
 	for _, tt := range tests {
 		err := engine.ValidateWorkflowDef(parseDef(t, tt.def))
@@ -142,4 +155,9 @@ func TestValidateScriptFromTaskTemplate(t *testing.T) {
 	if got := h.wantTask("j", conductor.TaskScheduled).Input["queryExpression"]; got != ".users | map(.name)" {
 		t.Fatalf("queryExpression %v", got)
 	}
+}
+
+// withInput is a definition of one task whose input x is expression.
+func withInput(expression string) string {
+	return `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{"x":"` + strings.ReplaceAll(expression, `"`, `\"`) + `"}}]}`
 }

@@ -176,13 +176,22 @@ var ErrTooLarge = fmt.Errorf("expression result %w", fault.ErrTooLarge)
 // `http_request.headers.Authorization` or `items[2]`), in key order.
 func ValidateTemplate(tmpl any) []PathError {
 	var errs []PathError
+	eachString(tmpl, func(s string, p Path) {
+		if err := Validate(s); err != nil {
+			errs = append(errs, PathError{Path: p.String(), Err: err})
+		}
+	})
+	return errs
+}
+
+// eachString calls fn with every string of tmpl and its path, in key
+// order.
+func eachString(tmpl any, fn func(s string, p Path)) {
 	var walk func(v any, p Path)
 	walk = func(v any, p Path) {
 		switch x := v.(type) {
 		case string:
-			if err := Validate(x); err != nil {
-				errs = append(errs, PathError{Path: p.String(), Err: err})
-			}
+			fn(x, p)
 		case map[string]any:
 			for _, k := range slices.Sorted(maps.Keys(x)) {
 				walk(x[k], append(p, k))
@@ -194,7 +203,6 @@ func ValidateTemplate(tmpl any) []PathError {
 		}
 	}
 	walk(tmpl, nil)
-	return errs
 }
 
 type evaluator struct {
