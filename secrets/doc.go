@@ -72,8 +72,11 @@
 // be decrypted again from the store, and delete destroys the last one. (A
 // workflow that was handed the value keeps it sealed under its own key,
 // for redaction, until its compaction: see guard.) Version numbers
-// never go back, not even after a delete. Keys of attempts that lost a
-// race, or whose destruction failed, are removed by SweepKeys.
+// never go back, not even after a delete. A put destroys the keys of its
+// attempts that lost a race, and of one refused (a stale revision, an
+// invalid value), before it returns; keys whose destruction failed, and
+// those of a put whose outcome is unknown (a timeout), are removed by
+// SweepKeys.
 //
 // Rotation (Keys.Rotate, `flowvault keys rotate`) adds a KEK term, makes
 // it active and re-wraps every data key under it; events are untouched

@@ -216,10 +216,14 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, principal st
 
 // definitelyNotWritten reports whether a failed write certainly appended
 // nothing. Other failures (timeouts, a read model that lags) may have
-// appended, so their data keys must stay.
+// appended, so their data keys must stay. A conflict (fault.ErrStale
+// among them: a write At a revision the log has passed) is a decision's
+// refusal: the append is the last step of an attempt, and an attempt
+// decided again follows one whose append the log refused.
 func definitelyNotWritten(err error) bool {
 	return errors.Is(err, fault.ErrInvalid) || errors.Is(err, fault.ErrNotFound) ||
-		errors.Is(err, fault.ErrTooLarge) || errors.Is(err, fault.ErrForbidden)
+		errors.Is(err, fault.ErrTooLarge) || errors.Is(err, fault.ErrForbidden) ||
+		errors.Is(err, fault.ErrConflict)
 }
 
 // destroy destroys a data key as cleanup: a failure is logged, and the

@@ -836,3 +836,44 @@ func TestResolveAtServesTheCheckedRevision(t *testing.T) {
 		})
 	}
 }
+
+// A put refused as stale (At) after it lost a race destroys the data key
+// it made for the attempt that lost at once: nothing holds it, and it
+// waited for the hourly sweep. On a process whose read model lags, the put
+// is decided on the checked revision, made a key, lost to the other
+// process's write, and was refused on the log's state.
+func TestStalePutLeavesNoKey(t *testing.T) {
+	a := newProc(t, nil, nil, false)
+	ctx := testutil.Context(t, 30*time.Second)
+	if _, err := a.s.Put(ctx, "db", []byte("value-1"), "app:user"); err != nil {
+		t.Fatal(err)
+	}
+	stale := newProc(t, a.log, a.keys.mk, true)
+	catchUpOnce(t, stale, a.runner.Checkpoint())
+	rev, err := stale.s.Revision(ctx, "db")
+	if err != nil || !rev.Exists {
+		t.Fatalf("revision %+v, %v", rev, err)
+	}
+	if _, err := a.s.Put(ctx, "db", []byte("value-2"), "app:admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stale.s.Put(ctx, "db", []byte("value-3"), "app:user", At(rev)); !errors.Is(err, fault.ErrStale) {
+		t.Fatalf("put on the checked revision: %v, want fault.ErrStale", err)
+	}
+	cur, found, err := readCipher(a.s.w.reader, "db")
+	if err != nil || !found {
+		t.Fatalf("current version: %v %v", found, err)
+	}
+	stored, err := a.keys.DataKeyIDs(ctx, "secret.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range stored {
+		if id != cur.KeyID {
+			t.Errorf("data key %s is left after the stale put (the current version's is %s)", id, cur.KeyID)
+		}
+	}
+	if v, _, err := a.s.Resolve(ctx, "db"); err != nil || string(v) != "value-2" {
+		t.Fatalf("after the stale put: %q %v", v, err)
+	}
+}
