@@ -2,9 +2,11 @@ package e2e_test
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -81,4 +83,31 @@ func TestExpressionOverTheSteps(t *testing.T) {
 	e.work("costly_step", 1, succeed)
 	other := e.start("cheap", input)
 	e.waitStatus(other, conductor.WorkflowCompleted)
+}
+
+// Variables a caller sets over HTTP (the variables update, updateState's
+// variables) are bounded as a SET_VARIABLE's are: over 256 KiB together,
+// the request answers 413 naming the limit and changes nothing, and the
+// workflow's SET_VARIABLE still runs. Taken, they failed it.
+func TestCallersVariablesOverTheLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"vars_big","tasks":[{"name":"h","taskReferenceName":"h","type":"HUMAN"},
+	  {"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"n":1}}]}`)
+	id := e.start("vars_big", nil)
+	big := `{"v":"` + strings.Repeat("x", engine.MaxVariablesBytes) + `"}`
+	for path, body := range map[string]string{
+		"/api/workflow/" + id + "/variables":              big,
+		"/api/workflow/" + id + "/state?waitForSeconds=0": `{"taskReferenceName":"h","taskResult":{"status":"COMPLETED"},"variables":` + big + `}`,
+	} {
+		status, out := e.do("POST", path, body)
+		if status != http.StatusRequestEntityTooLarge || !strings.Contains(out, fmt.Sprint(engine.MaxVariablesBytes)) {
+			t.Fatalf("POST %s with %d bytes of variables: %d %.300s, want 413 naming the limit", path, len(big), status, out)
+		}
+	}
+	if wf := e.workflow(id); len(wf.Variables) != 0 || taskByRef(wf, "h").Status != conductor.TaskInProgress {
+		t.Fatalf("refused requests changed the workflow: %d variables, h %s", len(wf.Variables), taskByRef(wf, "h").Status)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/h/COMPLETED", `{}`)
+	e.waitStatus(id, conductor.WorkflowCompleted)
 }

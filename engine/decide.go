@@ -372,6 +372,9 @@ func (d *decision) handle(t Trigger) error {
 		if d.w.Terminal() {
 			return fault.Conflict("workflow %s is %s", d.w.ID, d.w.Status)
 		}
+		if err := d.callersVariablesFit(t.Variables); err != nil {
+			return err
+		}
 		d.runAs(append([]string{t.By}, t.AlsoBy...)...)
 		d.emit(&schemas.VariablesUpdated{Variables: t.Variables, Time: d.now})
 	case Fail:
@@ -553,6 +556,9 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 		d.reply = ResultReply{Ignored: true}
 		return nil
 	}
+	if err := d.callersVariablesFit(trig.Variables); err != nil {
+		return err
+	}
 	if r.Status == conductor.TaskInProgress && r.WorkerID != "" && t.WorkerID != "" && r.WorkerID != t.WorkerID {
 		// Progress from a worker that no longer holds the task (its
 		// callback put the task back in the queue, another took it): it
@@ -645,6 +651,20 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 		d.failed(d.w.task(t.ID))
 	default:
 		return invalidStatus(r.Status)
+	}
+	return nil
+}
+
+// callersVariablesFit refuses variables a caller sends (a variables
+// update, a result's) that would take the workflow's over
+// MaxVariablesBytes: taken, they would fail every later SET_VARIABLE of
+// the workflow, however small; refused, the caller may send less.
+func (d *decision) callersVariablesFit(vars map[string]any) error {
+	if len(vars) == 0 {
+		return nil
+	}
+	if err := d.variablesFit(vars); err != nil {
+		return fmt.Errorf("workflow %s: %v: %w", d.w.ID, err, fault.ErrTooLarge)
 	}
 	return nil
 }

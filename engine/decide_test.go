@@ -324,6 +324,51 @@ func TestSetVariableLimit(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 }
 
+// Variables set by a caller (the variables update, a result's variables,
+// as updateState sends them) are bounded as SET_VARIABLE's are: over
+// MaxVariablesBytes together with those set before, the request is
+// refused as too large, naming the limit, and changes nothing. Taken, they
+// failed every later SET_VARIABLE of the workflow, however small.
+func TestCallersVariablesLimit(t *testing.T) {
+	def := `{"name":"cv","tasks":[{"name":"w","taskReferenceName":"w"},
+	  {"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"n":1}}]}`
+	set := func(h *harness, vars map[string]any) error {
+		_, err := h.try(engine.SetVariables{Variables: vars, By: "app:tester"})
+		return err
+	}
+	result := func(h *harness, vars map[string]any) error {
+		w := h.task("w")
+		if w.Status == conductor.TaskScheduled {
+			w = h.take("w")
+		}
+		_, err := h.try(engine.Result{Result: conductor.TaskResult{TaskID: w.ID, WorkflowInstanceID: h.w.ID, Status: conductor.TaskCompleted},
+			TaskType: "w", By: "app:tester", Variables: vars})
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		send func(*harness, map[string]any) error
+	}{{"variables update", set}, {"result's variables", result}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def, nil)
+			h.decide(engine.SetVariables{Variables: map[string]any{"a": strings.Repeat("x", engine.MaxVariablesBytes/2)}, By: "app:tester"})
+			err := tc.send(h, map[string]any{"b": strings.Repeat("y", engine.MaxVariablesBytes/2)})
+			if !errors.Is(err, fault.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(engine.MaxVariablesBytes)) {
+				t.Fatalf("variables over the limit: %v, want too large naming %d", err, engine.MaxVariablesBytes)
+			}
+			if _, ok := h.w.Variables["b"]; ok {
+				t.Fatal("the refused variables were set")
+			}
+			if w := h.task("w"); conductor.TaskTerminal(w.Status) {
+				t.Fatalf("the refused request ended task w: %s", w.Status)
+			}
+			if err := tc.send(h, map[string]any{"b": strings.Repeat("y", engine.MaxVariablesBytes/2-100)}); err != nil {
+				t.Fatalf("variables within the limit: %v", err)
+			}
+		})
+	}
+}
+
 func TestSetVariableAndTerminate(t *testing.T) {
 	def := `{"name":"vars","variables":{"count":1},"tasks":[
 	 {"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"count":"${workflow.input.n}","who":"me"}},
