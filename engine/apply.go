@@ -139,6 +139,8 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		if err := applyRemoved(w, e); err != nil {
 			return nil, err
 		}
+	case *schemas.WorkflowAdmitted:
+		w.Queued = false
 	case *schemas.WorkflowRunAs:
 		if e.Principal != w.CreatedBy && !slices.Contains(w.AlsoRunsAs, e.Principal) {
 			w.AlsoRunsAs = append(slices.Clip(w.AlsoRunsAs), e.Principal)
@@ -208,7 +210,8 @@ func started(s *schemas.WorkflowStarted) *Workflow {
 		// What was resolved into a child's input, sealed there whole in
 		// text ("Bearer ${workflow.secrets.x}"): redaction looks for the
 		// values alone, also once rebuilt from the state.
-		Resolved: s.Resolved,
+		Resolved:    s.Resolved,
+		RateLimited: s.RateLimited, RateLimitKey: s.RateLimitKey, Queued: s.Queued,
 	}
 }
 
@@ -328,6 +331,9 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 
 func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	w.Epoch, w.RerunUpTo = w.Epoch+1, e.RerunUpTo
+	// A reset runs the workflow's tasks at once: the executor gave it a
+	// place first, or refused it.
+	w.Queued = false
 	for i, t := range w.Tasks {
 		if t.Held {
 			// A new run: a failure held back in the old one is not its own

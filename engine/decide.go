@@ -313,6 +313,13 @@ func (d *decision) runAs(p ...string) {
 }
 
 func (d *decision) handle(t Trigger) error {
+	if d.w.Queued {
+		switch t.(type) {
+		case Jump, SkipTask, Upgrade:
+			// Each would run tasks of a workflow that has no place yet.
+			return fault.Conflict("workflow %s is queued by its definition's rateLimitConfig: it has no task yet", d.w.ID)
+		}
+	}
 	switch t := t.(type) {
 	case Take:
 		return d.take(t)
@@ -334,6 +341,8 @@ func (d *decision) handle(t Trigger) error {
 				d.effect(eff)
 			}
 		}
+	case Admit:
+		d.admit()
 	case Pause:
 		return d.pause()
 	case Resume:
@@ -440,10 +449,11 @@ func (d *decision) start(s Start) error {
 		TaskToDomain: s.Request.TaskToDomain, CreatedBy: s.CreatedBy, ParentWorkflowID: s.ParentWorkflowID,
 		ParentWorkflowTaskID: s.ParentWorkflowTaskID, Depth: s.Depth, IdempotencyKey: s.Request.IdempotencyKey, Time: d.now,
 		Resolved: s.Resolved, Event: s.Event,
+		RateLimited: s.RateLimit != nil, RateLimitKey: s.RateLimit.key(), Queued: s.RateLimit != nil && s.Queued,
 	})
 	d.w.plan = d.plan
 	d.runAs(s.AlsoRunsAs...)
-	if len(p.def.Tasks) == 0 {
+	if len(p.def.Tasks) == 0 || d.w.Queued {
 		return nil
 	}
 	d.schedule(p.def.Tasks[0], scheduleOpts{})

@@ -91,7 +91,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.Depth != 0, w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
 		w.ResetTime != 0, w.NoFailureWorkflow, len(w.FailureWorkflows) > 0, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0,
-		w.Event != "")
+		w.Event != "", w.RateLimited, w.RateLimitKey != "", w.Queued)
 	f.Str("id", w.ID, false)
 	f.Str("name", w.Name, false)
 	f.Int("ver", w.Version, false)
@@ -133,6 +133,9 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Bool("unsealed", w.Unsealed)
 	f.Value("res", w.Resolved, len(w.Resolved) == 0)
 	f.Str("event", w.Event, true)
+	f.Bool("rl", w.RateLimited)
+	f.Str("rlk", w.RateLimitKey, true)
+	f.Bool("queued", w.Queued)
 	f.Uint64("seq", w.Seq, false)
 	return f.Err()
 }

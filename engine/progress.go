@@ -17,7 +17,8 @@ import (
 // progress schedules whatever the current state makes due: successors of
 // finished tasks, joins whose branches are done, and the workflow's own end.
 func (d *decision) progress() error {
-	if d.w == nil || d.w.Removed {
+	if d.w == nil || d.w.Removed || d.w.Queued {
+		// A queued workflow has no task yet, and is not done for it.
 		return nil
 	}
 	for d.rounds = 0; ; d.rounds++ {

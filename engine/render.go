@@ -28,6 +28,7 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 		ParentWorkflowTaskID: w.ParentWorkflowTaskID, LastRetriedTime: w.LastRetriedTime,
 		StartTime: w.StartTime, EndTime: w.EndTime, CreateTime: w.CreateTime, UpdateTime: w.UpdateTime,
 		CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey, Event: w.Event, WorkflowDefinition: conductor.WorkflowDefJSON(w.DefJSON),
+		RateLimitKey: w.RateLimitKey, RateLimited: w.Queued,
 		Tasks: []*conductor.Task{}, History: []any{},
 	}
 	if out.TaskToDomain == nil {

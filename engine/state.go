@@ -95,6 +95,12 @@ type Workflow struct {
 	// Event is the event whose handler started the workflow (see
 	// schemas.WorkflowStarted); restarts, retries and reruns keep it.
 	Event string `msgpack:"event,omitempty"`
+	// RateLimited, RateLimitKey and Queued are the start's (see
+	// schemas.WorkflowStarted); Queued is cleared by WorkflowAdmitted and
+	// by a reset.
+	RateLimited  bool   `msgpack:"rl,omitempty"`
+	RateLimitKey string `msgpack:"rlk,omitempty"`
+	Queued       bool   `msgpack:"queued,omitempty"`
 	// Seq is the log sequence of the last record folded into this state.
 	Seq uint64 `msgpack:"seq"`
 

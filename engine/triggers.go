@@ -26,7 +26,17 @@ type Start struct {
 	// Event is the event of the handler that starts the workflow, if one
 	// does (schemas.WorkflowStarted).
 	Event string
+	// RateLimit is the limit of Def's rateLimitConfig on this start (see
+	// RateLimitOf), nil without one; Queued, that its place was not free:
+	// the workflow starts without tasks, until Admit.
+	RateLimit *RateLimit
+	Queued    bool
 }
+
+// Admit schedules the first tasks of a workflow its definition's
+// rateLimitConfig queued, once the executor gave it a place. On a
+// workflow that is not queued it changes nothing.
+type Admit struct{}
 
 // Take hands a scheduled task to whoever runs it: a worker, or with System
 // an engine's system worker. TaskType, when set, names the queue the take
@@ -291,6 +301,7 @@ type AddLog struct {
 }
 
 func (Start) triggerName() string         { return "start" }
+func (Admit) triggerName() string         { return "admit" }
 func (Take) triggerName() string          { return "take" }
 func (Result) triggerName() string        { return "result" }
 func (Tick) triggerName() string          { return "tick" }

@@ -73,6 +73,11 @@ func ValidateWorkflowDefWith(def *conductor.WorkflowDef, templates TaskTemplates
 	for _, pe := range templateErrors(def.OutputParameters) {
 		v.errs.Add(join("outputParameters", pe.Path), "%v", pe.Err)
 	}
+	// What a start without input shows already: a limit that is no
+	// number, a key that reads a secret or an environment value.
+	if _, err := RateLimitOf(def, conductor.StartWorkflowRequest{}); err != nil {
+		v.errs.Add("rateLimitConfig", "%v", strings.TrimPrefix(err.Error(), "invalid: "))
+	}
 	return v.errs.Err()
 }
 

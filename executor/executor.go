@@ -308,6 +308,11 @@ func (e *Executor) Start(ctx context.Context) error {
 		defer e.wg.Done()
 		e.sweepQueuesLoop(e.ctx)
 	}()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.sweepLinesLoop(e.ctx)
+	}()
 	e.log.OnReconnect(e.afterReconnect)
 	if err := e.serveWorkers(ctx); err != nil {
 		e.Stop()
@@ -638,6 +643,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			release(0)
 		}
 	}()
+	// replaced: the rate limit of the workflow's definition gave it its
+	// place back, for a reset that makes it run again.
+	replaced := false
 	for attempt := 1; ; attempt++ {
 		e.unmatch(matches)
 		matches = nil
@@ -728,6 +736,14 @@ func (s *shard) process(j *job) (Outcome, error) {
 				e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
 				return Outcome{State: w, Seq: seqOf(w)}, refused
 			}
+		}
+		if !replaced && w != nil && w.RateLimited && startsRunning(trig, w, dec.State) {
+			// Once: the place is the workflow's, whichever attempt appends.
+			if err := e.placeReopen(ctx, w); err != nil {
+				e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
+				return Outcome{State: w, Seq: seqOf(w)}, err
+			}
+			replaced = true
 		}
 		if e.match.waiting() && e.protector == nil {
 			dec, matches = e.takeForWaiters(ctx, dec, now)
@@ -864,6 +880,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			release = nil
 		}
 		s.cache.put(j.wfID, dec.State)
+		if dec.State.RateLimited && dec.State.Terminal() && (w == nil || !w.Terminal()) {
+			e.freePlaceLater(dec.State)
+		}
 		e.running.endInactive(dec.State)
 		e.metrics.decisions.WithLabelValues(name, "appended").Inc()
 		e.metrics.appended(dec.Events)

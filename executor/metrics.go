@@ -27,6 +27,9 @@ type metrics struct {
 	// values), never by workflow name: definitions are the users'.
 	started prometheus.Counter
 	ended   *prometheus.CounterVec
+	// wfQueued counts the starts queued by their definition's
+	// rateLimitConfig (not labelled by name, as above).
+	wfQueued prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -84,10 +87,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "workflows_ended_total",
 			Help: "Workflows that reached a terminal status (COMPLETED, FAILED, TIMED_OUT, TERMINATED), by that status; a workflow retried or restarted counts again when it ends again.",
 		}, []string{"status"}),
+		wfQueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "workflows_queued_total",
+			Help: "Workflow starts queued by their definition's rateLimitConfig: recorded RUNNING without tasks until a place is free.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system, m.limited, m.cache,
-			m.quotaRefusals, m.started, m.ended)
+			m.quotaRefusals, m.started, m.ended, m.wfQueued)
 	}
 	return m
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -185,10 +186,28 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if id == "" {
 		id = uuid.NewString()
 	}
+	rl, err := engine.RateLimitOf(def, req)
+	if err != nil {
+		return "", 0, fmt.Errorf("start workflow %s: %w", def.Name, err)
+	}
+	queued := false
+	if rl != nil {
+		if queued, err = e.placeStart(ctx, def.Name, rl, id); err != nil {
+			return "", 0, fmt.Errorf("start workflow %s: %w", def.Name, err)
+		}
+	}
 	out, err := e.Submit(ctx, id, engine.Start{WorkflowID: id, Def: def, Request: req, CreatedBy: o.CreatedBy, AlsoRunsAs: o.AlsoRunsAs,
 		ParentWorkflowID: o.ParentWorkflowID, ParentWorkflowTaskID: o.ParentWorkflowTaskID, Depth: o.Depth, Resolved: o.Resolved,
-		Event: o.Event},
+		Event: o.Event, RateLimit: rl, Queued: queued},
 		Meta{Principal: o.CreatedBy, RequestID: o.RequestID})
+	if err != nil && rl != nil && !errors.Is(err, fault.ErrConflict) && !ambiguous(err) {
+		// Refused: its place goes on now rather than once the sweep finds
+		// no such workflow. (A conflict is a start of this id recorded
+		// before, whose place it is.)
+		if ferr := e.freePlace(ctx, def.Name, rl.Key, id); ferr != nil {
+			e.cfg.Logger.Warn("giving a refused start's rate limit place on failed", logkey.WorkflowID, id, logkey.Err, ferr)
+		}
+	}
 	if errors.Is(err, fault.ErrConflict) && req.IdempotencyKey != "" && o.WorkflowID == "" &&
 		req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {
 		// Another start with the key won the append: its record, the

@@ -56,7 +56,13 @@ const maxSweepEvery = 30 * time.Second
 // sweepQueuesLoop sweeps the idle queues every QueueIdle/2, at most
 // maxSweepEvery apart.
 func (e *Executor) sweepQueuesLoop(ctx context.Context) {
-	t := time.NewTicker(max(min(e.cfg.QueueIdle/2, maxSweepEvery), time.Millisecond))
+	e.every(ctx, max(min(e.cfg.QueueIdle/2, maxSweepEvery), time.Millisecond), "idle queues not swept", e.sweepQueues)
+}
+
+// every runs pass each interval until ctx ends, logging its failures as
+// failed.
+func (e *Executor) every(ctx context.Context, interval time.Duration, failed string, pass func(context.Context) error) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -64,8 +70,8 @@ func (e *Executor) sweepQueuesLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := e.sweepQueues(ctx); err != nil && ctx.Err() == nil {
-			e.cfg.Logger.Warn("idle queues not swept", logkey.Err, err)
+		if err := pass(ctx); err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Warn(failed, logkey.Err, err)
 		}
 	}
 }

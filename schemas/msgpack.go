@@ -54,7 +54,7 @@ func (s *WorkflowStarted) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
 	w.MapLen(5, len(s.Input) > 0, len(s.Variables) > 0, s.CorrelationID != "", s.Priority != 0, len(s.TaskToDomain) > 0,
 		s.CreatedBy != "", s.ParentWorkflowID != "", s.ParentWorkflowTaskID != "", s.Depth != 0, s.IdempotencyKey != "", len(s.Resolved) > 0,
-		s.Event != "")
+		s.Event != "", s.RateLimited, s.RateLimitKey != "", s.Queued)
 	w.Str("id", s.WorkflowID, false)
 	w.Str("name", s.Name, false)
 	w.Int("ver", s.Version, false)
@@ -72,6 +72,9 @@ func (s *WorkflowStarted) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Int64("ts", s.Time, false)
 	w.Value("res", s.Resolved, len(s.Resolved) == 0)
 	w.Str("event", s.Event, true)
+	w.Bool("rl", s.RateLimited)
+	w.Str("rlk", s.RateLimitKey, true)
+	w.Bool("queued", s.Queued)
 	return w.Err()
 }
 

@@ -34,9 +34,24 @@ type WorkflowStarted struct {
 	// Workflow.event; empty for every other start, and in records written
 	// before the field existed.
 	Event string `msgpack:"event,omitempty"`
+	// RateLimited: the definition's rateLimitConfig limits the workflow,
+	// under RateLimitKey (its rateLimitKey evaluated; empty for a config
+	// without one). Queued: its place was not free at the start, and its
+	// first tasks wait for a WorkflowAdmitted.
+	RateLimited  bool   `msgpack:"rl,omitempty"`
+	RateLimitKey string `msgpack:"rlk,omitempty"`
+	Queued       bool   `msgpack:"queued,omitempty"`
 }
 
 func (*WorkflowStarted) EventType() string { return "workflow.started" }
+
+// WorkflowAdmitted records that a workflow queued by its definition's
+// rateLimitConfig got its place: its first tasks are scheduled with it.
+type WorkflowAdmitted struct {
+	Time int64 `msgpack:"ts"`
+}
+
+func (*WorkflowAdmitted) EventType() string { return "workflow.admitted" }
 
 // TaskPolicy is the retry and timeout configuration a task runs under: its
 // task definition's effective values when it was scheduled, so that retries
@@ -331,7 +346,7 @@ const (
 func init() {
 	for _, e := range []Event{&WorkflowStarted{}, &TaskScheduled{}, &TaskStarted{}, &TaskUpdated{}, &TaskLogged{},
 		&VariablesUpdated{}, &WorkflowStatusChanged{}, &WorkflowReset{}, &WorkflowCompacted{}, &ValuesMasked{}, &SecretsSealed{},
-		&WorkflowRunAs{}} {
+		&WorkflowRunAs{}, &WorkflowAdmitted{}} {
 		Default.Register(e, 1)
 	}
 }

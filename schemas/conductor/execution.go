@@ -103,14 +103,18 @@ type Workflow struct {
 	ParentWorkflowTaskID     string            `json:"parentWorkflowTaskId,omitempty"`
 	ReRunFromWorkflowID      string            `json:"reRunFromWorkflowId,omitempty"`
 	// Event is the event whose handler started the workflow.
-	Event              string          `json:"event,omitempty"`
-	LastRetriedTime    int64           `json:"lastRetriedTime,omitempty"`
-	StartTime          int64           `json:"startTime"`
-	EndTime            int64           `json:"endTime,omitempty"`
-	CreateTime         int64           `json:"createTime"`
-	UpdateTime         int64           `json:"updateTime"`
-	CreatedBy          string          `json:"createdBy,omitempty"`
-	IdempotencyKey     string          `json:"idempotencyKey,omitempty"`
+	Event           string `json:"event,omitempty"`
+	LastRetriedTime int64  `json:"lastRetriedTime,omitempty"`
+	StartTime       int64  `json:"startTime"`
+	EndTime         int64  `json:"endTime,omitempty"`
+	CreateTime      int64  `json:"createTime"`
+	UpdateTime      int64  `json:"updateTime"`
+	CreatedBy       string `json:"createdBy,omitempty"`
+	IdempotencyKey  string `json:"idempotencyKey,omitempty"`
+	// RateLimitKey is the key its definition's rateLimitConfig limits it
+	// under; RateLimited, that it waits for its place, without tasks.
+	RateLimitKey       string          `json:"rateLimitKey,omitempty"`
+	RateLimited        bool            `json:"rateLimited,omitempty"`
 	WorkflowDefinition WorkflowDefJSON `json:"workflowDefinition,omitempty"`
 	History            []any           `json:"history"`
 }

@@ -1,0 +1,207 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
+)
+
+// gateWorker runs a task type's worker whose tasks wait at a gate, and
+// counts how many are IN_PROGRESS at the worker at once.
+type gateWorker struct {
+	mu        sync.Mutex
+	cur, peak int
+	gate      chan struct{}
+	once      sync.Once
+}
+
+// newGateWorker's gate opens at the latest when the test ends, before
+// the workers registered before it stop: they wait for their tasks.
+func newGateWorker(t testing.TB) *gateWorker {
+	g := &gateWorker{gate: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gateWorker) open() { g.once.Do(func() { close(g.gate) }) }
+
+func (g *gateWorker) handle(ctx context.Context, _ *conductor.Task) (workers.Output, error) {
+	g.mu.Lock()
+	g.cur++
+	g.peak = max(g.peak, g.cur)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.cur--
+		g.mu.Unlock()
+	}()
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return workers.Output{}, ctx.Err()
+	}
+	return workers.Output{}, nil
+}
+
+func (g *gateWorker) counts() (cur, peak int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cur, g.peak
+}
+
+// waitRunning waits until n tasks are IN_PROGRESS at the worker.
+func (g *gateWorker) waitRunning(t *testing.T, n int) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if cur, _ := g.counts(); cur != n {
+			return fmt.Errorf("%d tasks in progress at the worker, want %d", cur, n)
+		}
+		return nil
+	})
+}
+
+const rateLimited = `{"name":"rl_flow","rateLimitConfig":{"rateLimitKey":"${workflow.correlationId}","concurrentExecLimit":2},
+ "tasks":[{"name":"rl_work","taskReferenceName":"w"},{"name":"rl_after","taskReferenceName":"a"}]}`
+
+// rateLimitedWork registers rl_flow and runs its workers on e, rl_work's
+// at a gate.
+func rateLimitedWork(e *env) *gateWorker {
+	e.register(rateLimited)
+	var g *gateWorker
+	e.work("rl_work", 10, func(ctx context.Context, task *conductor.Task) (workers.Output, error) { return g.handle(ctx, task) })
+	e.work("rl_after", 10, succeed)
+	g = newGateWorker(e.t)
+	return g
+}
+
+func (e *env) startCorrelated(name, corr string) string {
+	e.t.Helper()
+	return e.must(http.StatusOK, "POST", "/api/workflow", map[string]any{"name": name, "correlationId": corr})
+}
+
+// A definition's rateLimitConfig holds across two engines on one NATS
+// server: of five workflows with one correlation id, started through
+// either, at most two do work at any time; the others read RUNNING,
+// rateLimited, without tasks, until a place is free, and all five
+// complete. Another correlation id has places of its own, and a workflow
+// without one is not limited.
+func TestWorkflowRateLimitAcrossEngines(t *testing.T) {
+	t.Parallel()
+	a, baseA := nodetest.Start(t)
+	b, baseB := nodetest.StartConfig(t, nodetest.JoinConfig(t, a, filepath.Join(t.TempDir(), "b")))
+	ea, eb := &env{t: t, node: a, base: baseA}, &env{t: t, node: b, base: baseB}
+	g := rateLimitedWork(ea)
+
+	var ids []string
+	for i := range 5 {
+		e := ea
+		if i%2 == 1 {
+			e = eb
+		}
+		ids = append(ids, e.startCorrelated("rl_flow", "tenant-1"))
+	}
+	g.waitRunning(t, 2)
+	queued := 0
+	for i, id := range ids {
+		e := ea // the engine that started it: the other's read model may lag
+		if i%2 == 1 {
+			e = eb
+		}
+		wf := e.workflow(id)
+		if wf.Status != conductor.WorkflowRunning {
+			t.Fatalf("workflow %s is %s", id, wf.Status)
+		}
+		if len(wf.Tasks) == 0 {
+			queued++
+			if !wf.RateLimited || wf.RateLimitKey != "tenant-1" {
+				t.Fatalf("queued workflow %s: rateLimited %v, rateLimitKey %q", id, wf.RateLimited, wf.RateLimitKey)
+			}
+		}
+	}
+	if queued != 3 {
+		t.Fatalf("%d workflows without tasks, want 3 queued", queued)
+	}
+	other := eb.startCorrelated("rl_flow", "tenant-2")
+	free := ea.startCorrelated("rl_flow", "")
+	g.waitRunning(t, 4)
+	if wf := ea.workflow(free); wf.RateLimited || wf.RateLimitKey != "" {
+		t.Fatalf("workflow without a correlation id: rateLimited %v, rateLimitKey %q", wf.RateLimited, wf.RateLimitKey)
+	}
+
+	g.open()
+	for i, id := range append(ids, other, free) {
+		e := ea
+		if i%2 == 0 {
+			e = eb
+		}
+		e.waitStatus(id, conductor.WorkflowCompleted)
+	}
+	if _, peak := g.counts(); peak != 4 {
+		// tenant-1's two, tenant-2's and the unlimited one.
+		t.Fatalf("at most %d tasks in progress at once, want 4", peak)
+	}
+}
+
+// Five workflows of one key with a limit of two: never more than two at
+// the worker at once, and all complete.
+func TestWorkflowRateLimitOfTwo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	g := rateLimitedWork(e)
+	var ids []string
+	for range 5 {
+		ids = append(ids, e.startCorrelated("rl_flow", "k"))
+	}
+	g.waitRunning(t, 2)
+	g.open()
+	for _, id := range ids {
+		e.waitStatus(id, conductor.WorkflowCompleted)
+	}
+	if _, peak := g.counts(); peak != 2 {
+		t.Fatalf("at most %d tasks in progress at once, want 2", peak)
+	}
+}
+
+// Queued workflows survive a restart of the server: the place of the one
+// that ends after it goes to the next, in the order they started.
+func TestWorkflowRateLimitSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	e.register(`{"name":"rl_one","rateLimitConfig":{"concurrentExecLimit":1},"tasks":[{"name":"rl_one_work","taskReferenceName":"w"}]}`)
+	first := e.start("rl_one", nil)
+	second := e.start("rl_one", nil)
+	third := e.start("rl_one", nil)
+	task := e.takeOne("rl_one_work")
+	if task.WorkflowInstanceID != first {
+		t.Fatalf("took a task of %s, want the first workflow's", task.WorkflowInstanceID)
+	}
+	e = restartNode(t, n, cfg)
+	for _, id := range []string{second, third} {
+		if wf := e.workflow(id); len(wf.Tasks) != 0 || !wf.RateLimited {
+			t.Fatalf("workflow %s after the restart: %d tasks, rateLimited %v", id, len(wf.Tasks), wf.RateLimited)
+		}
+	}
+	e.completeTask(task, nil)
+	e.waitStatus(first, conductor.WorkflowCompleted)
+	next := e.takeOne("rl_one_work")
+	if next.WorkflowInstanceID != second {
+		t.Fatalf("took a task of %s, want the second workflow's", next.WorkflowInstanceID)
+	}
+	if wf := e.workflow(third); len(wf.Tasks) != 0 {
+		t.Fatalf("third workflow has %d tasks while the second runs", len(wf.Tasks))
+	}
+	e.completeTask(next, nil)
+	e.completeTask(e.takeOne("rl_one_work"), nil)
+	e.waitStatus(third, conductor.WorkflowCompleted)
+}

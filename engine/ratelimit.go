@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// RateLimit is what a workflow definition's rateLimitConfig (Orkes's
+// workflow rate limit) asks of one start: at most Limit workflows of the
+// definition's name running under Key, the others queued.
+type RateLimit struct {
+	Limit int
+	Key   string
+}
+
+func (r *RateLimit) key() string {
+	if r == nil {
+		return ""
+	}
+	return r.Key
+}
+
+// sealedMark stands for the data of a start's input no key may read: the
+// fields maskedFields names and whatever is under _secrets or _masked.
+const sealedMark = "\uf8ffsealed\uf8ff" // private use: no encoding escapes it
+
+// RateLimitOf returns the limit def's rateLimitConfig puts on a start of
+// req, nil for none: no config, a concurrentExecLimit of 0 or less, or a
+// rateLimitKey that reads as empty text (Orkes leaves a workflow without
+// a correlation id unlimited under "${workflow.correlationId}"). A config
+// without rateLimitKey limits the definition's workflows together.
+//
+// The key is text with expressions of the start: ${workflow.correlationId},
+// ${workflow.input.…}, ${workflow.workflowType}, ${workflow.version}. The
+// executor keeps it, and it shows in the execution: one that reads a
+// secret, an environment value, a masked field or sealed data is refused
+// (fault.ErrInvalid), as is a config Orkes's model cannot hold.
+func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest) (*RateLimit, error) {
+	cfg := def.RateLimitConfig
+	if cfg == nil {
+		return nil, nil
+	}
+	limit, err := configLimit(cfg["concurrentExecLimit"])
+	if err != nil || limit <= 0 {
+		return nil, err
+	}
+	tmpl, ok := cfg["rateLimitKey"].(string)
+	if !ok && cfg["rateLimitKey"] != nil {
+		return nil, fault.Invalid("rateLimitConfig.rateLimitKey: want text")
+	}
+	if tmpl == "" {
+		return &RateLimit{Limit: limit}, nil
+	}
+	version := def.Version
+	if version == 0 {
+		version = 1
+	}
+	doc := expr.MapDoc{"workflow": map[string]any{
+		"correlationId": req.CorrelationID,
+		"input":         markSealed(StartInput(def, req.Input), def.MaskedFields, false),
+		"workflowType":  def.Name,
+		"version":       version,
+	}}
+	v, deferred, err := expr.Evaluate(tmpl, doc)
+	if err != nil {
+		return nil, fault.Invalid("rateLimitConfig.rateLimitKey: %v", err)
+	}
+	key := expr.Text(v)
+	if v == nil {
+		key = ""
+	}
+	if len(deferred) > 0 || masking.HasSealed(v) || strings.Contains(key, sealedMark) {
+		return nil, fault.Invalid("rateLimitConfig.rateLimitKey reads a secret, an environment value, a masked field or sealed data: the key is kept and shown")
+	}
+	switch v.(type) {
+	case map[string]any, []any:
+		return nil, fault.Invalid("rateLimitConfig.rateLimitKey: reads an object or a list, want text")
+	}
+	if key == "" {
+		return nil, nil
+	}
+	return &RateLimit{Limit: limit, Key: key}, nil
+}
+
+// configLimit reads concurrentExecLimit as Orkes's model holds it: an
+// int32 (JSON gives a float64; 0 when absent).
+func configLimit(v any) (int, error) {
+	var f float64
+	switch n := v.(type) {
+	case nil:
+		return 0, nil
+	case float64:
+		f = n
+	case int:
+		f = float64(n)
+	case int64:
+		f = float64(n)
+	case json.Number:
+		var err error
+		if f, err = n.Float64(); err != nil {
+			return 0, fault.Invalid("rateLimitConfig.concurrentExecLimit: %q is not a number", n)
+		}
+	case string:
+		var err error
+		if f, err = strconv.ParseFloat(n, 64); err != nil {
+			return 0, fault.Invalid("rateLimitConfig.concurrentExecLimit: %q is not a number", n)
+		}
+	default:
+		return 0, fault.Invalid("rateLimitConfig.concurrentExecLimit: want a number")
+	}
+	if f != math.Trunc(f) || f > math.MaxInt32 || f < math.MinInt32 {
+		return 0, fault.Invalid("rateLimitConfig.concurrentExecLimit: %v is not a 32-bit integer", f)
+	}
+	return int(f), nil
+}
+
+// markSealed copies v with sealedMark in place of what a rate limit key
+// must not read: the top-level fields masked names, and everything under
+// a _secrets or _masked key at any depth.
+// Below a hidden key, every leaf is the mark, so that a path into it
+// reads the mark too, not nothing.
+func markSealed(v any, masked []string, under bool) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			hide := under || masking.IsMaskedKey(k) || slices.Contains(masked, k)
+			out[k] = markSealed(e, nil, hide)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = markSealed(e, nil, under)
+		}
+		return out
+	}
+	if under {
+		return sealedMark
+	}
+	return v
+}
+
+// admit schedules the first tasks of a workflow queued by its rate limit.
+func (d *decision) admit() {
+	if !d.w.Queued || d.w.Terminal() {
+		return
+	}
+	d.emit(&schemas.WorkflowAdmitted{Time: d.now})
+	if tasks := d.plan.def.Tasks; len(tasks) > 0 {
+		d.schedule(tasks[0], scheduleOpts{})
+	}
+}
