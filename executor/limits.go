@@ -42,6 +42,25 @@ type limits struct {
 	// checked is when this engine last checked a task type's holders
 	// against the log (concurrency.go).
 	checked map[string]time.Time
+	// purged is when this engine last purged the bucket's deletion
+	// markers (markersDue).
+	purged time.Time
+}
+
+// markersEvery is how often an engine purges the deletion markers of the
+// workflow rate limits' emptied lines.
+const markersEvery = 10 * time.Minute
+
+// markersDue reports whether the deletion markers are due a purge, and
+// if so counts it as done.
+func (l *limits) markersDue(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.purged) < markersEvery {
+		return false
+	}
+	l.purged = now
+	return true
 }
 
 func newLimits(log *eventlog.Log) *limits { return &limits{log: log, checked: map[string]time.Time{}} }
@@ -80,7 +99,8 @@ func (l *limits) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 // cas runs change on the value of key (nil when it has none) and writes
 // what it returns, until the write wins a compare and set: a lost round
 // is another engine's write, and change runs again on what it wrote.
-// change refuses with an error, or writes nothing by returning nil.
+// change refuses with an error, writes nothing by returning nil, or
+// deletes the key by returning removeEntry.
 func (l *limits) cas(ctx context.Context, key, what string, change func(old []byte) ([]byte, error)) error {
 	kv, err := l.bucket(ctx)
 	if err != nil {
@@ -103,9 +123,14 @@ func (l *limits) cas(ctx context.Context, key, what string, change func(old []by
 		if err != nil || next == nil {
 			return err
 		}
-		if rev == 0 {
+		switch {
+		case len(next) == 0 && rev == 0:
+			return nil
+		case len(next) == 0:
+			err = kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		case rev == 0:
 			_, err = kv.Create(ctx, key, next)
-		} else {
+		default:
 			_, err = kv.Update(ctx, key, next, rev)
 		}
 		if err == nil {
@@ -117,6 +142,9 @@ func (l *limits) cas(ctx context.Context, key, what string, change func(old []by
 	}
 	return fmt.Errorf("%w: %s: too many engines taking at once", fault.ErrUnavailable, what)
 }
+
+// removeEntry, returned by a cas change, deletes the key.
+var removeEntry = []byte{}
 
 // limitKey is a task type's key of one kind: task names may hold what
 // keys may not.

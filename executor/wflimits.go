@@ -67,6 +67,16 @@ func decodeLine(old []byte) wfLine {
 	return l
 }
 
+// encode is the line's entry, or removeEntry for a line nobody is in:
+// keys that name a value of each start (a correlation id) would
+// otherwise pile up, every one of them read by each sweep.
+func (l *wfLine) encode() ([]byte, error) {
+	if len(l.Holders) == 0 && len(l.Queue) == 0 {
+		return removeEntry, nil
+	}
+	return json.Marshal(l)
+}
+
 func (l *wfLine) has(wfID string) (held, queued bool) {
 	is := func(p wfPlace) bool { return p.W == wfID }
 	return slices.ContainsFunc(l.Holders, is), slices.ContainsFunc(l.Queue, is)
@@ -222,7 +232,7 @@ func (e *Executor) freePlace(ctx context.Context, name, rlKey, wfID string) erro
 		}
 		l.drop(wfID)
 		promoted = l.promote(e.cfg.Now())
-		return json.Marshal(l)
+		return l.encode()
 	})
 	if err != nil {
 		return err
@@ -269,6 +279,13 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if e.limits.markersDue(e.cfg.Now()) {
+		// An emptied line leaves a deletion marker, which the listing
+		// below reads as well: those older than half an hour go.
+		if err := kv.PurgeDeletes(ctx); err != nil {
+			return fmt.Errorf("%w: workflow rate limits: purge emptied lines: %v", fault.ErrUnavailable, err)
+		}
+	}
 	keys, err := kv.ListKeysFiltered(ctx, "w.*")
 	if err != nil {
 		return fmt.Errorf("%w: workflow rate limits: %v", fault.ErrUnavailable, err)
@@ -285,14 +302,14 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 			l := decodeLine(old)
 			admit = nil
 			if len(l.Holders) == 0 && len(l.Queue) == 0 {
-				return nil, nil
+				return removeEntry, nil
 			}
 			waiting, err := e.check(ctx, &l, now)
 			if err != nil {
 				return nil, err
 			}
 			admit = append(waiting, l.promote(now)...)
-			next, err := json.Marshal(l)
+			next, err := l.encode()
 			if err != nil || bytes.Equal(next, old) {
 				return nil, err // unchanged: no write
 			}

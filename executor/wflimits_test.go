@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/internal/testutil"
 )
 
 // A line gives free places to the workflows queued longest, never more
@@ -45,5 +48,56 @@ func TestLineKeyIsADigest(t *testing.T) {
 	}
 	if lineKey("orders", "a\x00b") == lineKey("orders\x00a", "b") || k == lineKey("orders", "tenant-acm") {
 		t.Fatal("distinct lines share a key")
+	}
+}
+
+// A line nobody is in any more is deleted: lines keyed by a value of each
+// start (a correlation id) would otherwise pile up in the bucket, each
+// read by every engine's sweep every second.
+func TestEmptiedLineIsDeleted(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	e := startExecutor(t, testutil.OpenLog(t, ""), nothingScheduled{}, Config{})
+	rl := &engine.RateLimit{Limit: 1, Key: "order-7"}
+	for _, id := range []string{"w1", "w2"} {
+		if _, err := e.placeStart(ctx, "n", rl, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv, err := e.limits.bucket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := func() []string {
+		t.Helper()
+		keys, err := kv.ListKeysFiltered(ctx, "w.*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for k := range keys.Keys() {
+			out = append(out, k)
+		}
+		return out
+	}
+	for i, id := range []string{"w1", "w2"} {
+		if got := lines(); len(got) != 1 {
+			t.Fatalf("before %s's end: lines %q, want one", id, got)
+		}
+		if err := e.freePlace(ctx, "n", rl.Key, id); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if _, err := kv.Get(ctx, lineKey("n", rl.Key)); err != nil {
+				t.Fatalf("w2 queued behind w1: its line is gone (%v)", err)
+			}
+		}
+	}
+	if got := lines(); len(got) != 0 {
+		t.Fatalf("lines %q after every workflow of the line ended, want none", got)
+	}
+	// A line emptied meanwhile is no obstacle to the next start.
+	if queued, err := e.placeStart(ctx, "n", rl, "w3"); err != nil || queued {
+		t.Fatalf("start after the line emptied: queued %v, %v", queued, err)
 	}
 }
