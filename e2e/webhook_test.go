@@ -433,3 +433,90 @@ func TestWebhookReportsOnlyTasksItCompleted(t *testing.T) {
 		}
 	}
 }
+
+// Orkes's idempotency entries of workflowsToStart: the key, read from each
+// delivery's payload, makes a delivery sent again start nothing new;
+// RETURN_EXISTING answers the workflow the first started, FAIL (the
+// default) refuses the start. Another payload's key starts another.
+func TestWebhookIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	token := e.plantSecret("hook_token", "hook-")
+	e.register(`{"name":"hook_once","version":1,"tasks":[{"name":"s","taskReferenceName":"s","type":"SET_VARIABLE",
+	   "inputParameters":{"id":"${workflow.input.id}"}}]}`,
+		`{"name":"hook_fail","version":1,"tasks":[{"name":"s","taskReferenceName":"s","type":"SET_VARIABLE",
+	   "inputParameters":{"id":"${workflow.input.id}"}}]}`)
+	save := func(workflowsToStart string) (conductor.WebhookConfig, map[string]any) {
+		t.Helper()
+		out := e.must(http.StatusOK, "POST", "/api/metadata/webhook", `{"name":"once","verifier":"HEADER_BASED",
+			"headers":{"X-Hook-Token":"${workflow.secrets.hook_token}"},"workflowsToStart":`+workflowsToStart+`}`)
+		var c conductor.WebhookConfig
+		var raw struct{ WorkflowsToStart map[string]any }
+		mustJSON(t, out, &c)
+		mustJSON(t, out, &raw)
+		// Read back as Orkes shows it, once saved too.
+		var again struct{ WorkflowsToStart map[string]any }
+		mustJSON(t, e.must(http.StatusOK, "GET", "/api/metadata/webhook/"+c.ID, nil), &again)
+		if fmt.Sprint(again.WorkflowsToStart) != fmt.Sprint(raw.WorkflowsToStart) {
+			t.Fatalf("read back %v, saved %v", again.WorkflowsToStart, raw.WorkflowsToStart)
+		}
+		return c, raw.WorkflowsToStart
+	}
+	deliver := func(hook, body string) []string {
+		t.Helper()
+		status, out := e.deliver(hook, map[string]string{"X-Hook-Token": token}, body)
+		var did struct{ WorkflowIDs []string }
+		if err := json.Unmarshal([]byte(out), &did); status != http.StatusOK || err != nil {
+			t.Fatalf("delivery %s: %d %s", body, status, out)
+		}
+		return did.WorkflowIDs
+	}
+
+	returning, shown := save(`{"hook_once":1,"idempotencyKey":"${workflow.input.id}","idempotencyStrategy":"RETURN_EXISTING"}`)
+	if want := `map[hook_once:1 idempotencyKey:${workflow.input.id} idempotencyStrategy:RETURN_EXISTING]`; fmt.Sprint(shown) != want {
+		t.Fatalf("answered workflowsToStart %v, want %s", shown, want)
+	}
+	first := deliver(returning.ID, `{"id":"evt_1"}`)
+	again := deliver(returning.ID, `{"id":"evt_1"}`)
+	other := deliver(returning.ID, `{"id":"evt_2"}`)
+	if len(first) != 1 || len(again) != 1 || again[0] != first[0] || len(other) != 1 || other[0] == first[0] {
+		t.Fatalf("RETURN_EXISTING: started %v, then %v for the same payload, %v for another", first, again, other)
+	}
+	for id, key := range map[string]string{first[0]: "evt_1", other[0]: "evt_2"} {
+		if wf := e.waitStatus(id, conductor.WorkflowCompleted); wf.IdempotencyKey != key {
+			t.Fatalf("workflow %s: idempotency key %q, want %q", id, wf.IdempotencyKey, key)
+		}
+	}
+
+	failing, _ := save(`{"hook_fail":0,"idempotencyKey":"order-${workflow.input.id}"}`)
+	first = deliver(failing.ID, `{"id":"evt_1"}`)
+	again = deliver(failing.ID, `{"id":"evt_1"}`)
+	other = deliver(failing.ID, `{"id":"evt_2"}`)
+	if len(first) != 1 || len(again) != 0 || len(other) != 1 || other[0] == first[0] {
+		t.Fatalf("FAIL: started %v, then %v for the same payload, %v for another", first, again, other)
+	}
+	if wf := e.waitStatus(first[0], conductor.WorkflowCompleted); wf.IdempotencyKey != "order-evt_1" {
+		t.Fatalf("workflow %s: idempotency key %q", first[0], wf.IdempotencyKey)
+	}
+	// Refused as any start a delivery makes is: answered with what it did
+	// (nothing), counted partly done, and the server's log says why.
+	for outcome, want := range map[string]float64{"done": 5, "partial": 1} {
+		if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_webhook_deliveries_total", map[string]string{"outcome": outcome}); got != want {
+			t.Errorf("deliveries_total{outcome=%q} = %v, want %v", outcome, got, want)
+		}
+	}
+
+	// A key is stored and shown as text: one that reads a secret, or a
+	// strategy Orkes does not have, is refused when saved.
+	for _, bad := range []string{
+		`{"hook_once":1,"idempotencyKey":"${workflow.input.id}-${workflow.secrets.hook_token}"}`,
+		`{"hook_once":1,"idempotencyKey":"${workflow.env.region}"}`,
+		`{"hook_once":1,"idempotencyKey":"${workflow.input.id}","idempotencyStrategy":"RETURN_EXISTNG"}`,
+	} {
+		out := e.must(http.StatusBadRequest, "POST", "/api/metadata/webhook", `{"name":"bad","verifier":"HEADER_BASED",
+			"headers":{"X-Hook-Token":"${workflow.secrets.hook_token}"},"workflowsToStart":`+bad+`}`)
+		if !strings.Contains(out, "workflowsToStart.idempotency") || strings.Contains(out, token) {
+			t.Fatalf("saving %s: %s", bad, out)
+		}
+	}
+}

@@ -583,7 +583,7 @@ func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled, tmpl map[stri
 	}
 	// The key is the started workflow's, shown, searched and indexed in
 	// plain text: a secret or sealed data failed above.
-	if _, ok := keyText(sw["idempotencyKey"]); !ok {
+	if _, ok := KeyText(sw["idempotencyKey"]); !ok {
 		return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.idempotencyKey: want text or a number, not %T", ev.Ref, sw["idempotencyKey"])
 	}
 	if s, ok := sw["idempotencyStrategy"].(string); (!ok && sw["idempotencyStrategy"] != nil) || !conductor.KnownIdempotencyStrategy(s) {
@@ -615,7 +615,7 @@ func startWorkflowOf(w *Workflow, t *Task) (StartWorkflow, bool) {
 	eff.Priority, _ = priorityValue(sw["priority"])
 	eff.Input, _ = sw["input"].(map[string]any)
 	// Orkes's: the workflow starts as a start request with them does.
-	eff.IdempotencyKey, _ = keyText(sw["idempotencyKey"])
+	eff.IdempotencyKey, _ = KeyText(sw["idempotencyKey"])
 	eff.IdempotencyStrategy, _ = sw["idempotencyStrategy"].(string)
 	// Secret and environment references in the input resolve as the
 	// starter's, sealed into the new workflow's input, as a SUB_WORKFLOW's.

@@ -793,17 +793,18 @@ func childKey(w *Workflow, t *Task, tmpl string) (string, string) {
 	if len(deferred) > 0 {
 		return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey may not reference secrets or environment values", t.Ref)
 	}
-	key, ok := keyText(val)
+	key, ok := KeyText(val)
 	if !ok {
 		return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey: want text or a number, not %T", t.Ref, val)
 	}
 	return key, ""
 }
 
-// keyText is an evaluated idempotency key as the start takes it ("" for
+// KeyText is an evaluated idempotency key as the start takes it ("" for
 // null), and whether it may be one: text, or a number or a boolean as its
-// JSON text; not an object or a list.
-func keyText(val any) (string, bool) {
+// JSON text; not an object or a list. An incoming webhook's key is read
+// so too.
+func KeyText(val any) (string, bool) {
 	switch v := val.(type) {
 	case nil:
 		return "", true

@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas"
@@ -29,6 +30,10 @@ type webhookAuthorizer struct{ eventAuthorizer }
 func (a webhookAuthorizer) MayReadSecret(ctx context.Context, principal, name string) error {
 	_, err := a.authz.Authorize(ctx, principal, auth.Read, auth.Target{Type: auth.TargetSecret, ID: name})
 	return err
+}
+
+func (a webhookAuthorizer) MayRead(ctx context.Context, principal string, wf *engine.Workflow) error {
+	return a.mayExecution(ctx, principal, wf, auth.Read)
 }
 
 // waitingPage is how many waiting tasks one search of a delivery reads.

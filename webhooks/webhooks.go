@@ -105,6 +105,23 @@ func Validate(c *conductor.WebhookConfig) error {
 	default:
 		ve.Add("verifier", "%s is not served: %s", c.Verifier, servedVerifiers)
 	}
+	if !conductor.KnownIdempotencyStrategy(c.IdempotencyStrategy) {
+		ve.Add("workflowsToStart.idempotencyStrategy", "%q: %s", c.IdempotencyStrategy, conductor.WantIdempotencyStrategy)
+	}
+	if c.IdempotencyKey != "" {
+		const keyPath = "workflowsToStart.idempotencyKey"
+		if len(c.WorkflowsToStart) == 0 {
+			ve.Add(keyPath, "keys the starts of workflowsToStart: name a workflow there")
+		}
+		// The key is stored and shown as text, and each workflow it starts
+		// shows what it read: a secret or an environment value there
+		// would be shown too.
+		if err := expr.Validate(c.IdempotencyKey); err != nil {
+			ve.Add(keyPath, "%v", err)
+		} else if _, deferred, err := expr.Evaluate(c.IdempotencyKey, expr.MapDoc{}); err == nil && len(deferred) > 0 {
+			ve.Add(keyPath, "may not reference secrets or environment values: the key is shown as text; build it from the payload, ${workflow.input.id}")
+		}
+	}
 	if len(c.WorkflowsToStart) == 0 && len(c.ReceiverWorkflowNamesToVersions) == 0 {
 		ve.Add("workflowsToStart", "name a workflow to start, or one whose WAIT_FOR_WEBHOOK tasks receive deliveries (receiverWorkflowNamesToVersions)")
 	}
@@ -427,6 +444,9 @@ type Authorizer interface {
 	MayReadSecret(ctx context.Context, principal, name string) error
 	MayStart(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error
 	MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error
+	// MayRead: a delivery answers the workflow its idempotency key found
+	// (RETURN_EXISTING) only if principal may read it.
+	MayRead(ctx context.Context, principal string, wf *engine.Workflow) error
 }
 
 // Engine starts workflows and completes tasks (*executor.Executor).
@@ -616,13 +636,20 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 		return out, nil
 	}
 	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(c.WorkflowsToStart)) {
-		wfID, err := r.start(ctx, owner, name, c.WorkflowsToStart[name], payload)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("start %s: %w", name, err))
-			continue
+	key, err := idempotencyKey(c, payload)
+	if err != nil {
+		// Started without it, a delivery sent again would start them
+		// again.
+		errs = append(errs, fmt.Errorf("start %s: %w", strings.Join(slices.Sorted(maps.Keys(c.WorkflowsToStart)), ", "), err))
+	} else {
+		for _, name := range slices.Sorted(maps.Keys(c.WorkflowsToStart)) {
+			wfID, err := r.start(ctx, owner, name, c.WorkflowsToStart[name], key, c.IdempotencyStrategy, payload)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("start %s: %w", name, err))
+				continue
+			}
+			out.Started = append(out.Started, wfID)
 		}
-		out.Started = append(out.Started, wfID)
 	}
 	if len(c.ReceiverWorkflowNamesToVersions) > 0 {
 		done, err := r.complete(ctx, owner, c.ReceiverWorkflowNamesToVersions, payload)
@@ -632,16 +659,55 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 	return out, errors.Join(errs...)
 }
 
-func (r *Receiver) start(ctx context.Context, owner, name string, version int, payload map[string]any) (string, error) {
+// idempotencyKey is c's idempotency key for a delivery of payload, read
+// as Orkes reads it, with workflow.input the payload; "" (no key) when c
+// has none or it reads as null or "".
+func idempotencyKey(c *conductor.WebhookConfig, payload map[string]any) (string, error) {
+	if c.IdempotencyKey == "" {
+		return "", nil
+	}
+	val, deferred, err := expr.Evaluate(c.IdempotencyKey, expr.MapDoc{"workflow": map[string]any{"input": payload}})
+	if err != nil {
+		return "", fault.Invalid("workflowsToStart.idempotencyKey: %v", err)
+	}
+	if len(deferred) > 0 {
+		// Validate refuses such a key; one built from the payload can
+		// still name a secret (${workflow.secrets.${workflow.input.n}}).
+		return "", fault.Invalid("workflowsToStart.idempotencyKey may not reference secrets or environment values")
+	}
+	key, ok := engine.KeyText(val)
+	if !ok {
+		return "", fault.Invalid("workflowsToStart.idempotencyKey: want text or a number, not %T", val)
+	}
+	return key, nil
+}
+
+func (r *Receiver) start(ctx context.Context, owner, name string, version int, key, strategy string, payload map[string]any) (string, error) {
 	req := conductor.StartWorkflowRequest{Name: name, Input: payload}
 	if version > 0 {
 		req.Version = &version
+	}
+	if key != "" {
+		req.IdempotencyKey, req.IdempotencyStrategy = key, strategy
 	}
 	if err := r.Authz.MayStart(ctx, owner, req); err != nil {
 		return "", err
 	}
 	id, _, err := r.Engine.StartWorkflow(ctx, req, executor.StartOptions{CreatedBy: owner})
-	return id, err
+	if err != nil || key == "" || strategy != conductor.IdempotencyReturnExisting {
+		return id, err
+	}
+	// The workflow the key found may be another starter's (the key is
+	// shared by every start of the name): answered, as the API answers
+	// its caller, only when whoever the delivery acts as may read it.
+	cur, err := r.Engine.Submit(ctx, id, nil, executor.Meta{})
+	if err != nil && !errors.Is(err, fault.ErrNotFound) {
+		return "", fmt.Errorf("workflow %s, found by its idempotency key: %w", id, err)
+	}
+	if err != nil || cur.State == nil || r.Authz.MayRead(ctx, owner, cur.State) != nil {
+		return "", fault.Conflict("a workflow with idempotency key %q exists", key)
+	}
+	return id, nil
 }
 
 // complete completes, with the payload as output, each WAIT_FOR_WEBHOOK

@@ -61,6 +61,21 @@ func TestValidate(t *testing.T) {
 			Headers: map[string]string{"X-T": "${workflow.secrets.tok}"}, WorkflowsToStart: start}, "secretKey"},
 		{"secretKey a reference", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretKey: "${workflow.secrets.other}",
 			SecretValue: "${workflow.secrets.tok}", WorkflowsToStart: start}, ""},
+		// Orkes's idempotency entries of workflowsToStart.
+		{"idempotency", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretValue: "${workflow.secrets.tok}", WorkflowsToStart: start,
+			IdempotencyKey: "${workflow.input.id}", IdempotencyStrategy: "RETURN_EXISTING"}, ""},
+		{"idempotency key, FAIL by default", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretValue: "${workflow.secrets.tok}",
+			WorkflowsToStart: start, IdempotencyKey: "order-${workflow.input.order.id}"}, ""},
+		{"unknown idempotency strategy", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretValue: "${workflow.secrets.tok}",
+			WorkflowsToStart: start, IdempotencyKey: "${workflow.input.id}", IdempotencyStrategy: "RETURN_EXISTNG"}, "workflowsToStart.idempotencyStrategy"},
+		{"idempotency key reads a secret", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretValue: "${workflow.secrets.tok}",
+			WorkflowsToStart: start, IdempotencyKey: "${workflow.input.id}-${workflow.secrets.pasted}"}, "workflowsToStart.idempotencyKey"},
+		{"idempotency key reads an environment value", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretValue: "${workflow.secrets.tok}",
+			WorkflowsToStart: start, IdempotencyKey: "${ workflow.env.pasted}"}, "workflowsToStart.idempotencyKey"},
+		{"idempotency key's syntax", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretValue: "${workflow.secrets.tok}",
+			WorkflowsToStart: start, IdempotencyKey: "${workflow.input.id"}, "workflowsToStart.idempotencyKey"},
+		{"idempotency key without a start", conductor.WebhookConfig{Name: "h", Verifier: "STRIPE", SecretValue: "${workflow.secrets.tok}",
+			ReceiverWorkflowNamesToVersions: start, IdempotencyKey: "${workflow.input.id}"}, "workflowsToStart.idempotencyKey"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Validate(&tc.c)
@@ -262,6 +277,7 @@ func (noSecrets) MayReadSecret(context.Context, string, string) error {
 }
 func (noSecrets) MayStart(context.Context, string, conductor.StartWorkflowRequest) error { return nil }
 func (noSecrets) MayExecute(context.Context, string, *engine.Workflow) error             { return nil }
+func (noSecrets) MayRead(context.Context, string, *engine.Workflow) error                { return nil }
 
 type oneHook struct{ c *conductor.WebhookConfig }
 
@@ -368,6 +384,7 @@ type allowAll struct{}
 func (allowAll) MayReadSecret(context.Context, string, string) error                    { return nil }
 func (allowAll) MayStart(context.Context, string, conductor.StartWorkflowRequest) error { return nil }
 func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error             { return nil }
+func (allowAll) MayRead(context.Context, string, *engine.Workflow) error                { return nil }
 
 type oneSecret []byte
 
@@ -438,4 +455,123 @@ func TestOnlyCompletedTasksAreReported(t *testing.T) {
 			}
 		})
 	}
+}
+
+// starts records the start requests a delivery makes, and answers each
+// with its name, or with the error err gives.
+type starts struct {
+	waitingWorkflows
+	reqs []conductor.StartWorkflowRequest
+	err  func(req conductor.StartWorkflowRequest) error
+}
+
+func (s *starts) StartWorkflow(_ context.Context, req conductor.StartWorkflowRequest, _ executor.StartOptions) (string, uint64, error) {
+	s.reqs = append(s.reqs, req)
+	if s.err != nil {
+		if err := s.err(req); err != nil {
+			return "", 0, err
+		}
+	}
+	return "wf-" + req.Name, 1, nil
+}
+
+// A webhook's idempotency key is read from each delivery, with
+// workflow.input the payload, and every start of the delivery carries it
+// and the strategy; one that reads as nothing starts without a key, one
+// that cannot be a key starts nothing.
+func TestDeliveryIdempotencyKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, key, body string
+		want            string // the key the starts carry; "-": none start
+	}{
+		{"an id", "${workflow.input.id}", `{"id":"evt_1"}`, "evt_1"},
+		{"in text", "order-${workflow.input.order.id}", `{"order":{"id":7}}`, "order-7"},
+		{"a number", "${workflow.input.n}", `{"n":42}`, "42"},
+		{"absent", "${workflow.input.id}", `{"n":1}`, ""},
+		{"empty", "${workflow.input.id}", `{"id":""}`, ""},
+		{"an object", "${workflow.input.order}", `{"order":{"id":7}}`, "-"},
+		{"a secret named by the payload", "${workflow.secrets.${workflow.input.n}}", `{"n":"db"}`, "-"},
+		{"none", "", `{"id":"evt_1"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &conductor.WebhookConfig{ID: "h", Verifier: "HEADER_BASED", Headers: map[string]string{"X-Token": "${workflow.secrets.tok}"},
+				WorkflowsToStart: map[string]int{"a": 0, "b": 2}, IdempotencyKey: tc.key, IdempotencyStrategy: conductor.IdempotencyFail, UpdatedBy: "u"}
+			e := &starts{}
+			reg := prometheus.NewRegistry()
+			r := &Receiver{Store: oneHook{c}, Authz: allowAll{}, Secrets: oneSecret("tok"), Engine: e, Waiting: e, Deliveries: DeliveriesCounter(reg)}
+			out, err := r.Deliver(context.Background(), "h", http.Header{"X-Token": {"tok"}}, []byte(tc.body))
+			if tc.want == "-" {
+				if out == nil || len(out.Started) != 0 || len(e.reqs) != 0 || !errors.Is(err, fault.ErrInvalid) ||
+					!strings.Contains(err.Error(), "idempotencyKey") || strings.Contains(err.Error(), "db") {
+					t.Fatalf("Deliver = %+v, %v (started %d); want no starts and the key's refusal", out, err, len(e.reqs))
+				}
+				if got := testutil.MetricValue(t, reg, "flowvault_webhook_deliveries_total", map[string]string{"outcome": OutcomePartial}); got != 1 {
+					t.Errorf("deliveries_total{outcome=partial} = %v, want 1", got)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(out.Started, []string{"wf-a", "wf-b"}) || len(e.reqs) != 2 {
+				t.Fatalf("Deliver = %+v, %v; want both started", out, err)
+			}
+			for _, req := range e.reqs {
+				wantStrategy := conductor.IdempotencyFail
+				if tc.want == "" {
+					wantStrategy = ""
+				}
+				if req.IdempotencyKey != tc.want || req.IdempotencyStrategy != wantStrategy {
+					t.Errorf("start %s: key %q, strategy %q; want %q, %q", req.Name, req.IdempotencyKey, req.IdempotencyStrategy, tc.want, wantStrategy)
+				}
+			}
+		})
+	}
+}
+
+// readNone refuses every read of a workflow.
+type readNone struct{ allowAll }
+
+func (readNone) MayRead(context.Context, string, *engine.Workflow) error { return fault.ErrForbidden }
+
+// A RETURN_EXISTING delivery answers the workflow its key found only if
+// whoever the delivery acts as may read it (the key is shared by every
+// starter of the name), as the API answers its caller; a FAIL's refusal
+// is the delivery's error, as any start's refusal is.
+func TestDeliveryFoundByItsKey(t *testing.T) {
+	found := &engine.Workflow{ID: "wf-found", Name: "a", CreatedBy: "someone"}
+	for _, tc := range []struct {
+		name     string
+		strategy string
+		authz    Authorizer
+		err      error // the start's
+		started  []string
+		refusal  string // in the delivery's error; "" for none
+	}{
+		{"returned", conductor.IdempotencyReturnExisting, allowAll{}, nil, []string{"wf-found"}, ""},
+		{"returned, not readable", conductor.IdempotencyReturnExisting, readNone{}, nil, []string{}, `start a: a workflow with idempotency key "evt_1" exists`},
+		{"refused", conductor.IdempotencyFail, allowAll{}, executor.ErrKeyHeld, []string{}, "start a: " + executor.ErrKeyHeld.Error()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &conductor.WebhookConfig{ID: "h", Verifier: "HEADER_BASED", Headers: map[string]string{"X-Token": "${workflow.secrets.tok}"},
+				WorkflowsToStart: map[string]int{"a": 0}, IdempotencyKey: "${workflow.input.id}", IdempotencyStrategy: tc.strategy, UpdatedBy: "u"}
+			e := &starts{waitingWorkflows: waitingWorkflows{wfs: map[string]*engine.Workflow{"wf-found": found}}}
+			e.err = func(conductor.StartWorkflowRequest) error { return tc.err }
+			r := &Receiver{Store: oneHook{c}, Authz: tc.authz, Secrets: oneSecret("tok"), Engine: foundEngine{e}, Waiting: e}
+			out, err := r.Deliver(context.Background(), "h", http.Header{"X-Token": {"tok"}}, []byte(`{"id":"evt_1"}`))
+			if out == nil || !slices.Equal(out.Started, tc.started) {
+				t.Fatalf("Deliver = %+v, %v; want started %v", out, err, tc.started)
+			}
+			if (tc.refusal == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.refusal) {
+				t.Fatalf("Deliver's error %v, want %q", err, tc.refusal)
+			}
+		})
+	}
+}
+
+// foundEngine answers a start with the workflow the key found.
+type foundEngine struct{ *starts }
+
+func (f foundEngine) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
+	if _, _, err := f.starts.StartWorkflow(ctx, req, o); err != nil {
+		return "", 0, err
+	}
+	return "wf-found", 0, nil
 }
