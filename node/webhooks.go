@@ -8,7 +8,6 @@ import (
 	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
-	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -36,55 +35,41 @@ func (a webhookAuthorizer) MayRead(ctx context.Context, principal string, wf *en
 	return a.mayExecution(ctx, principal, wf, auth.Read)
 }
 
-// waitingPage is how many waiting tasks one search of a delivery reads.
-const waitingPage = 500
-
 // waitingForWebhook finds the WAIT_FOR_WEBHOOK tasks in progress in the
 // executions' task index, once it has applied what the log held when a
 // delivery came: the record that scheduled a task (a worker's result, whose
 // answer does not wait for the read models) may be a moment older than
 // the delivery it waits for.
 type waitingForWebhook struct {
-	r       *executions.Reader
+	r       taskSearch
 	catchUp func(context.Context) error
 }
 
-// WaitingForWebhook calls fn with each waiting task once, oldest first. It
-// pages by scheduled time rather than by offset, so that tasks completed
-// meanwhile (and leaving the index) make it skip none.
+// taskSearch is the executions read model's task search
+// (*executions.Reader).
+type taskSearch interface {
+	EachTask(ctx context.Context, s query.Search, fn func(*conductor.Task) bool) error
+}
+
+// WaitingForWebhook calls fn with each waiting task once, oldest first,
+// all found by one search: pages of a search stopped at a page shortened
+// by a workflow removed while it was read, and skipped the tasks that a
+// removal between pages moved up (tasks scheduled in one millisecond,
+// paged by offset, as a dynamic fork schedules them).
 func (w waitingForWebhook) WaitingForWebhook(ctx context.Context, fn func(*conductor.Task)) error {
 	if err := w.catchUp(ctx); err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	var from int64
-	start := 0 // within the tasks scheduled at from or later: for pages of one millisecond's tasks, all seen
-	for {
-		_, tasks, err := w.r.SearchTasks(ctx, query.Search{
-			Query: fmt.Sprintf("taskType = %s AND status IN (%s) AND scheduledTime >= %d",
-				conductor.TaskTypeWaitForWebhook, conductor.TaskInProgress, from),
-			Sort: []string{"scheduledTime:ASC"}, Start: start, Size: waitingPage})
-		if err != nil {
-			return err
-		}
-		fresh := 0
-		for _, t := range tasks {
-			if seen[t.TaskID] {
-				continue
-			}
-			seen[t.TaskID] = true
-			fresh++
-			fn(t)
-		}
-		if len(tasks) < waitingPage {
-			return nil
-		}
-		if last := tasks[len(tasks)-1].ScheduledTime; fresh > 0 && last > from {
-			from, start = last, 0
-		} else {
-			start += waitingPage
-		}
+	err := w.r.EachTask(ctx, query.Search{
+		Query: fmt.Sprintf("taskType = %s AND status IN (%s)", conductor.TaskTypeWaitForWebhook, conductor.TaskInProgress),
+		Sort:  []string{"scheduledTime:ASC"}}, func(t *conductor.Task) bool {
+		fn(t)
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("find the tasks waiting for a webhook: %w", err)
 	}
+	return nil
 }
 
 // webhookAudit records each read of a verifier's secret, as the API

@@ -125,6 +125,40 @@ func (r *Reader) SearchTaskWorkflowIDs(ctx context.Context, s query.Search) ([]s
 	return ids, nil
 }
 
+// EachTask calls fn with each task that matches s (up to MaxScan
+// candidates), in s's order, until fn returns false; s's Start and Size
+// are not used. One search finds them all, where pages through
+// SearchTasks by offset would end at a page shortened by a workflow
+// removed while it was read (its tasks counted, not listed) and skip the
+// tasks that a removal between pages moved up. A task whose workflow was
+// removed by the time it is read is left out.
+func (r *Reader) EachTask(ctx context.Context, s query.Search, fn func(*conductor.Task) bool) error {
+	c := newWfCache(r)
+	hits, err := r.taskHits(ctx, s, c)
+	if err == nil {
+		err = c.err
+	}
+	if err != nil {
+		return err
+	}
+	for _, h := range hits {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w, t := c.task(ctx, h.wfID, h.taskID)
+		if c.err != nil {
+			return c.err
+		}
+		if t == nil || w.Removed && !w.Archived {
+			continue
+		}
+		if !fn(c.view(w, t)) {
+			return nil
+		}
+	}
+	return nil
+}
+
 // taskHits returns the tasks that match s, in s's order, reading them
 // through c.
 func (r *Reader) taskHits(ctx context.Context, s query.Search, c *wfCache) ([]taskHit, error) {

@@ -71,13 +71,14 @@ func TestTaskSearchByExecutionAndQueueWaitTime(t *testing.T) {
 	}
 }
 
-// SearchTaskWorkflowIDs lists the workflow of each task that matches, in
-// the search's order, all of them at once: a workflow twice for two of
-// its tasks, a removed workflow not at all.
-func TestSearchTaskWorkflowIDs(t *testing.T) {
-	f := newFixture(t)
-	one := parseDef(t, `{"name":"one_rq","tasks":[{"name":"rq","taskReferenceName":"a"}]}`)
-	two := parseDef(t, `{"name":"two_rq","tasks":[
+// startScheduling starts, one after the other, a workflow that schedules
+// a task rq, one that schedules two in a fork, one that schedules one and
+// is removed, and more that schedule one each: their ids, but the
+// removed one's.
+func (f *fixture) startScheduling(more int) (first, forked string, rest []string) {
+	f.t.Helper()
+	one := parseDef(f.t, `{"name":"one_rq","tasks":[{"name":"rq","taskReferenceName":"a"}]}`)
+	two := parseDef(f.t, `{"name":"two_rq","tasks":[
 	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"rq","taskReferenceName":"a"}],[{"name":"rq","taskReferenceName":"b"}]]},
 	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a","b"]}]}`)
 	start := func(def *conductor.WorkflowDef) string {
@@ -85,13 +86,58 @@ func TestSearchTaskWorkflowIDs(t *testing.T) {
 		f.decide(id, engine.Start{WorkflowID: id, Def: def})
 		return id
 	}
-	first, forked, removed := start(one), start(two), start(one)
-	f.decide(removed, engine.Remove{Terminate: true})
+	first, forked = start(one), start(two)
+	f.decide(start(one), engine.Remove{Terminate: true})
+	for range more {
+		rest = append(rest, start(one))
+	}
+	return first, forked, rest
+}
+
+// SearchTaskWorkflowIDs lists the workflow of each task that matches, in
+// the search's order, all of them at once: a workflow twice for two of
+// its tasks, a removed workflow not at all.
+func TestSearchTaskWorkflowIDs(t *testing.T) {
+	f := newFixture(t)
+	first, forked, _ := f.startScheduling(0)
 	ids, err := f.reader.SearchTaskWorkflowIDs(context.Background(), query.Search{Query: "taskType = rq AND status = SCHEDULED", Sort: []string{"scheduledTime:ASC"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{first, forked, forked}; !slices.Equal(ids, want) {
 		t.Fatalf("found %v, want %v", ids, want)
+	}
+}
+
+// EachTask calls back with every task that matches, in the search's order,
+// all of them from one search (its Start and Size page nothing), a
+// workflow's twice for two of its tasks, a removed workflow's none, until
+// the callback says stop.
+func TestEachTask(t *testing.T) {
+	f := newFixture(t)
+	first, forked, more := f.startScheduling(1)
+	last := more[0]
+	s := query.Search{Query: "taskType = rq AND status = SCHEDULED", Sort: []string{"scheduledTime:ASC"}, Start: 1, Size: 1}
+	for _, tc := range []struct {
+		stopAfter int
+		want      []string
+	}{
+		{0, []string{first, forked, forked, last}},
+		{2, []string{first, forked}},
+	} {
+		var got []string
+		err := f.reader.EachTask(context.Background(), s, func(task *conductor.Task) bool {
+			if task.TaskDefName != "rq" || task.Status != conductor.TaskScheduled {
+				t.Errorf("found task %s %s", task.TaskDefName, task.Status)
+			}
+			got = append(got, task.WorkflowInstanceID)
+			return tc.stopAfter == 0 || len(got) < tc.stopAfter
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Fatalf("stopping after %d: found %v, want %v", tc.stopAfter, got, tc.want)
+		}
 	}
 }
