@@ -100,7 +100,10 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 				logkey.Reason, te.Code, logkey.Addr, clientAddr(r))
 		}
 		s.recordAuthFailed(r, err)
-		s.writeError(w, r, err)
+		// The caller is nobody the server knows yet: a failure of the
+		// server's (the access keys' read model out of reach) is answered
+		// with a generic message, as to a webhook's sender.
+		s.writePublicError(w, r, err)
 		return nil, false
 	}
 	return asCaller(ctx, r, p, claims), true

@@ -46,22 +46,24 @@ type generateTokenRequest struct {
 
 // issueToken is POST /api/token: 200 {"token":"<JWT>"}, 401 with a plain
 // Conductor error body for credentials that are not accepted, 429 with
-// Retry-After past the rate limits.
+// Retry-After past the rate limits. Its caller is nobody the server
+// knows yet: a failure of the server's is answered with a generic message
+// (writePublicError), the log saying why.
 func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 	if s.deps.Tokens == nil || s.deps.Insecure {
 		// Conductor OSS has no /api/token: on this 404 the SDKs carry on
 		// without authentication, which is what --insecure-dev offers.
-		s.writeError(w, r, fault.NotFound("token endpoint not enabled: authentication is off"))
+		s.writePublicError(w, r, fault.NotFound("token endpoint not enabled: authentication is off"))
 		return
 	}
 	addr := clientAddr(r)
 	var req generateTokenRequest
 	if err := decodeJSON(w, r, maxTokenBody, &req); err != nil {
-		s.writeError(w, r, err)
+		s.writePublicError(w, r, err)
 		return
 	}
 	if req.KeyID == "" || req.KeySecret == "" || len(req.KeyID) > 256 || len(req.KeySecret) > 1024 {
-		s.writeError(w, r, fault.Invalid("keyId and keySecret are required"))
+		s.writePublicError(w, r, fault.Invalid("keyId and keySecret are required"))
 		return
 	}
 	keyID := req.KeyID
@@ -71,14 +73,18 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 	if err := s.tokenLimiter.allow(addr, keyID, time.Now()); err != nil {
 		s.deps.Logger.Warn("token requests rate limited", logkey.KeyID, keyID, logkey.Addr, addr, logkey.Err, err)
 		s.recordAuthFailed(r, err)
-		s.writeError(w, r, err)
+		s.writePublicError(w, r, err)
 		return
 	}
 	token, err := s.deps.Tokens.Issue(r.Context(), req.KeyID, req.KeySecret, req.Expiration, addr)
 	if errors.Is(err, fault.ErrUnauthorized) {
 		s.tokenLimiter.failed(addr, keyID, time.Now())
 	}
-	s.reply(w, r, map[string]string{"token": token}, err)
+	if err != nil {
+		s.writePublicError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": token})
 }
 
 // clientAddr is the request's peer address without the port. Forwarding
