@@ -662,6 +662,38 @@ func (e *secretsEngine) serve(t *testing.T) string {
 	return srv.URL
 }
 
+// valueKind is a secret or an environment value named "db" of an engine,
+// as the tests of the API's checked reads and deletes write and read it.
+type valueKind struct {
+	name, path string
+	put        func(ctx context.Context, e *secretsEngine, value, by string) error
+	del        func(ctx context.Context, e *secretsEngine) error
+	get        func(ctx context.Context, e *secretsEngine) (string, error)
+}
+
+var valueKinds = []valueKind{{
+	name: "secret", path: "/api/secrets/db",
+	put: func(ctx context.Context, e *secretsEngine, value, by string) error {
+		_, err := e.s.Put(ctx, "db", []byte(value), by)
+		return err
+	},
+	del: func(ctx context.Context, e *secretsEngine) error { return e.s.Delete(ctx, "db", pinAdmin) },
+	get: func(ctx context.Context, e *secretsEngine) (string, error) {
+		v, _, err := e.s.Resolve(ctx, "db")
+		return string(v), err
+	},
+}, {
+	name: "environment value", path: "/api/environment/db",
+	put: func(ctx context.Context, e *secretsEngine, value, by string) error {
+		return e.env.Put(ctx, "db", value, by)
+	},
+	del: func(ctx context.Context, e *secretsEngine) error {
+		_, err := e.env.Delete(ctx, "db", pinAdmin)
+		return err
+	},
+	get: func(ctx context.Context, e *secretsEngine) (string, error) { return e.env.Get(ctx, "db") },
+}}
+
 // A DELETE applies to the secret or environment value its access was
 // checked on. On an engine whose read model lags, the user is allowed to
 // delete as the creator of the value that read model holds; another
@@ -674,35 +706,7 @@ func (e *secretsEngine) serve(t *testing.T) string {
 func TestDeleteAppliesToTheCheckedValue(t *testing.T) {
 	t.Parallel()
 	const usersValue, adminsValue = "users-value-1", "admins-value-77"
-	type kind struct {
-		name, path string
-		put        func(ctx context.Context, e *secretsEngine, value, by string) error
-		del        func(ctx context.Context, e *secretsEngine) error
-		get        func(ctx context.Context, e *secretsEngine) (string, error)
-	}
-	kinds := []kind{{
-		name: "secret", path: "/api/secrets/db",
-		put: func(ctx context.Context, e *secretsEngine, value, by string) error {
-			_, err := e.s.Put(ctx, "db", []byte(value), by)
-			return err
-		},
-		del: func(ctx context.Context, e *secretsEngine) error { return e.s.Delete(ctx, "db", pinAdmin) },
-		get: func(ctx context.Context, e *secretsEngine) (string, error) {
-			v, _, err := e.s.Resolve(ctx, "db")
-			return string(v), err
-		},
-	}, {
-		name: "environment value", path: "/api/environment/db",
-		put: func(ctx context.Context, e *secretsEngine, value, by string) error {
-			return e.env.Put(ctx, "db", value, by)
-		},
-		del: func(ctx context.Context, e *secretsEngine) error {
-			_, err := e.env.Delete(ctx, "db", pinAdmin)
-			return err
-		},
-		get: func(ctx context.Context, e *secretsEngine) (string, error) { return e.env.Get(ctx, "db") },
-	}}
-	for _, k := range kinds {
+	for _, k := range valueKinds {
 		for _, tc := range []struct {
 			name      string
 			recreated bool

@@ -20,6 +20,7 @@ type Environment interface {
 	Put(ctx context.Context, name, value, principal string, opts ...secrets.WriteOption) error
 	Revision(ctx context.Context, name string) (secrets.Revision, error)
 	Get(ctx context.Context, name string) (string, error)
+	GetAt(ctx context.Context, name string, rev secrets.Revision) (string, error)
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) (string, error)
 	List(ctx context.Context) ([]secrets.EnvVar, error)
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
@@ -99,12 +100,21 @@ func (s *Server) putEnv(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getEnv(w http.ResponseWriter, r *http.Request) {
+	// Checked on this revision, and the value served is its (secrets.
+	// Env.LookupAt): one set again by another principal or untagged
+	// between the check and the read is refused as stale (409, retryable),
+	// not served to a caller allowed on the old one.
+	rev, err := s.deps.Environment.Revision(r.Context(), r.PathValue("key"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	name, err := s.checkEnvRequest(r, auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	v, err := s.deps.Environment.Get(r.Context(), name)
+	v, err := s.deps.Environment.GetAt(r.Context(), name, rev)
 	if err == nil {
 		err = s.recordRead(r, &schemas.EnvRead{Name: name, Addr: clientAddr(r), Time: time.Now().UnixMilli(), By: principal(r)})
 	}

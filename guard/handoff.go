@@ -276,14 +276,22 @@ func (r *resolver) env(ref string) (any, error) {
 	if name == "" {
 		return nil, r.refuse("env", name, errNoName, errNoName)
 	}
+	// Read before the check and looked up at it (LookupAt): tag grants
+	// apply to environment values too, so one set again by another
+	// principal or untagged meanwhile is not served on the old one's
+	// check.
+	rev, revErr := r.g.cfg.Env.Revision(r.ctx, name)
 	grantedBy, who, err := r.authorize(auth.Target{Type: auth.TargetEnvVariable, ID: name})
 	if errors.Is(err, fault.ErrForbidden) {
 		return nil, r.refuse("env", name, err, fmt.Errorf("environment variable %s not found or not readable by %s: %w", name, principalName(who), fault.ErrForbidden))
 	}
+	if err == nil {
+		err = revErr
+	}
 	if err != nil {
 		return nil, err
 	}
-	value, ok, err := r.g.cfg.Env.Lookup(r.ctx, name)
+	value, ok, err := r.g.cfg.Env.LookupAt(r.ctx, name, rev)
 	if err != nil {
 		return nil, err
 	}

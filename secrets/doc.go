@@ -107,9 +107,11 @@
 // (check again), or an error wrapping fault.ErrNotFound that names the
 // secret; Exists. Resolve(ctx, name) reads the current value, for what
 // is served to no one (redaction). ${workflow.env.NAME} calls
-// EnvSource (*Env): Lookup(ctx, name). Both read their read model and
-// fall back to the log when a name is not there yet, so a value stored a
-// moment ago by another process is found.
+// EnvSource (*Env) the same way: Revision(ctx, name), the check, then
+// LookupAt(ctx, name, rev), fault.ErrStale when the value changed in
+// between. Both read their read model and fall back to the log when a
+// name is not there yet, so a value stored a moment ago by another
+// process is found.
 //
 // # Hygiene
 //

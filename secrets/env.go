@@ -16,9 +16,15 @@ import (
 // it. Environment values are flowvault's own store (/api/environment), never
 // the server process's environment.
 type EnvSource interface {
-	// Lookup returns environment value name; found is false when it does
-	// not exist.
-	Lookup(ctx context.Context, name string) (value string, found bool, err error)
+	// Revision is environment value name's revision as access checks read
+	// it: taken before a principal's access is checked, it ties the value
+	// served to what the check saw (LookupAt).
+	Revision(ctx context.Context, name string) (Revision, error)
+	// LookupAt returns environment value name, as of rev, for a principal
+	// whose access was checked on rev; found is false when it does not
+	// exist. A value changed since (set, deleted, retagged) fails with
+	// fault.ErrStale: checked again, it may be served.
+	LookupAt(ctx context.Context, name string, rev Revision) (value string, found bool, err error)
 }
 
 var _ EnvSource = (*Env)(nil)
@@ -90,18 +96,67 @@ func (e *Env) Get(ctx context.Context, name string) (string, error) {
 	return v, nil
 }
 
-// Lookup implements EnvSource. It reads the read model and, when that does
-// not know the name, the log (another process may have set it a moment
-// ago).
+// GetAt is Get for a caller whose access was checked on rev (see
+// LookupAt).
+func (e *Env) GetAt(ctx context.Context, name string, rev Revision) (string, error) {
+	v, found, err := e.LookupAt(ctx, name, rev)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", envNotFound(name)
+	}
+	return v, nil
+}
+
+// Lookup reads the read model and, when that does not know the name, the
+// log (another process may have set it a moment ago). It serves whatever
+// is current, checked against nothing: a value served to a principal goes
+// through LookupAt.
 func (e *Env) Lookup(ctx context.Context, name string) (string, bool, error) {
+	return e.lookup(ctx, name, nil)
+}
+
+// LookupAt implements EnvSource. Access was checked on the read model (the
+// authorizer reads a value's creator and tags there) after rev was read:
+// the value is served only while its state is still rev's, so that one
+// set again by another principal, retagged or untagged between the check
+// and the read is not served to a principal checked on the old one.
+func (e *Env) LookupAt(ctx context.Context, name string, rev Revision) (string, bool, error) {
+	return e.lookup(ctx, name, &rev.Seq)
+}
+
+// lookup is Lookup, and with checked LookupAt of the revision at that
+// sequence.
+func (e *Env) lookup(ctx context.Context, name string, checked *uint64) (string, bool, error) {
 	if err := CheckEnvName(name); err != nil {
 		return "", false, err
 	}
+	subject := EnvSubject(name)
 	v, found, err := readEnv(e.w.reader, name)
-	if err != nil || found {
-		return v.Value, found, err
+	if err != nil {
+		return "", false, err
 	}
-	fresh, err := e.w.freshView(ctx, EnvSubject(name))
+	if checked != nil {
+		// The reader is the live read model: a value read before a read
+		// of the subject's sequence that is still the revision's (read
+		// before the check) is the one the check read.
+		after, err := readSubject(e.w.reader, subject)
+		if err != nil {
+			return "", false, err
+		}
+		if after.Seq != *checked {
+			return "", false, fault.Stale("environment variable %s changed while access to it was checked: try again", name)
+		}
+	}
+	if found {
+		return v.Value, true, nil
+	}
+	// Not in the read model when access was checked: the check saw no
+	// creator and no tags, so only grants that hold whatever the state
+	// (by name, by role) let it through, and the log's value may be
+	// served.
+	fresh, err := e.w.freshView(ctx, subject)
 	if err != nil {
 		return "", false, err
 	}

@@ -768,75 +768,6 @@ func TestDeleteAppliesOnlyToTheCheckedRevision(t *testing.T) {
 	}
 }
 
-// ResolveAt serves the revision access was checked on. On one process, a
-// secret changed between the check (after Revision) and the read is
-// refused as stale, retryably, rather than served: created again by
-// another principal, its value would reach a principal allowed as the
-// old one's creator; untagged, one allowed by the tag. Unchanged, or
-// checked again, it is served, from the read model and from its cache.
-func TestResolveAtServesTheCheckedRevision(t *testing.T) {
-	userTag := []conductor.Tag{{Key: "team", Value: "x"}}
-	for _, tc := range []struct {
-		name    string
-		between func(ctx context.Context, s *Store) error
-	}{
-		{"unchanged", nil},
-		{"untagged", func(ctx context.Context, s *Store) error { return s.DeleteTags(ctx, "db", userTag, "app:admin") }},
-		{"deleted and created again by another", func(ctx context.Context, s *Store) error {
-			if err := s.Delete(ctx, "db", "app:admin"); err != nil {
-				return err
-			}
-			_, err := s.Put(ctx, "db", []byte("admins-value-77"), "app:admin")
-			return err
-		}},
-		{"updated", func(ctx context.Context, s *Store) error {
-			_, err := s.Put(ctx, "db", []byte("admins-value-77"), "app:admin")
-			return err
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := newProc(t, nil, nil, false)
-			ctx := testutil.Context(t, 30*time.Second)
-			if _, err := p.s.Put(ctx, "db", []byte("users-value-1"), "app:user"); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.s.PutTags(ctx, "db", userTag, "app:user"); err != nil {
-				t.Fatal(err)
-			}
-			// Cached, as a resolution of a moment ago leaves it.
-			if _, _, err := p.s.Resolve(ctx, "db"); err != nil {
-				t.Fatal(err)
-			}
-			rev, err := p.s.Revision(ctx, "db")
-			if err != nil || !rev.Exists {
-				t.Fatalf("revision %+v, %v", rev, err)
-			}
-			if tc.between == nil {
-				for range 2 { // from the read model, then from the cache
-					if v, ver, err := p.s.ResolveAt(ctx, "db", rev); err != nil || string(v) != "users-value-1" || ver != 1 {
-						t.Fatalf("unchanged: %q v%d %v", v, ver, err)
-					}
-				}
-				return
-			}
-			if err := tc.between(ctx, p.s); err != nil {
-				t.Fatal(err)
-			}
-			v, ver, err := p.s.ResolveAt(ctx, "db", rev)
-			if !errors.Is(err, fault.ErrStale) || v != nil {
-				t.Fatalf("checked before it was %s: %q v%d %v, want nothing and fault.ErrStale", tc.name, v, ver, err)
-			}
-			// Checked again, on the revision it has now.
-			if rev, err = p.s.Revision(ctx, "db"); err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := p.s.ResolveAt(ctx, "db", rev); err != nil {
-				t.Fatalf("checked on the current revision: %v", err)
-			}
-		})
-	}
-}
-
 // A put refused as stale (At) after it lost a race destroys the data key
 // it made for the attempt that lost at once: nothing holds it, and it
 // waited for the hourly sweep. On a process whose read model lags, the put
@@ -875,5 +806,134 @@ func TestStalePutLeavesNoKey(t *testing.T) {
 	}
 	if v, _, err := a.s.Resolve(ctx, "db"); err != nil || string(v) != "value-2" {
 		t.Fatalf("after the stale put: %q %v", v, err)
+	}
+}
+
+// checkedKind is a secret or an environment value, named "db", as the
+// tests of reads at a checked revision write and read it.
+type checkedKind struct {
+	name    string
+	put     func(ctx context.Context, p *proc, value, by string) error
+	untag   func(ctx context.Context, p *proc, tags []conductor.Tag, by string) error
+	tag     func(ctx context.Context, p *proc, tags []conductor.Tag, by string) error
+	del     func(ctx context.Context, p *proc, by string) error
+	rev     func(ctx context.Context, p *proc) (Revision, error)
+	current func(ctx context.Context, p *proc) error // a read of a moment ago
+	// readAt is ResolveAt, or LookupAt ("" and version 0 for nothing).
+	readAt  func(ctx context.Context, p *proc, rev Revision) (string, int, error)
+	version int // what readAt reads of the value put first
+}
+
+var checkedKinds = []checkedKind{{
+	name: "secret",
+	put: func(ctx context.Context, p *proc, value, by string) error {
+		_, err := p.s.Put(ctx, "db", []byte(value), by)
+		return err
+	},
+	tag: func(ctx context.Context, p *proc, tags []conductor.Tag, by string) error {
+		return p.s.PutTags(ctx, "db", tags, by)
+	},
+	untag: func(ctx context.Context, p *proc, tags []conductor.Tag, by string) error {
+		return p.s.DeleteTags(ctx, "db", tags, by)
+	},
+	del: func(ctx context.Context, p *proc, by string) error { return p.s.Delete(ctx, "db", by) },
+	rev: func(ctx context.Context, p *proc) (Revision, error) { return p.s.Revision(ctx, "db") },
+	current: func(ctx context.Context, p *proc) error {
+		_, _, err := p.s.Resolve(ctx, "db") // cached, as a resolution leaves it
+		return err
+	},
+	readAt: func(ctx context.Context, p *proc, rev Revision) (string, int, error) {
+		v, ver, err := p.s.ResolveAt(ctx, "db", rev)
+		return string(v), ver, err
+	},
+	version: 1,
+}, {
+	name: "environment value",
+	put:  func(ctx context.Context, p *proc, value, by string) error { return p.env.Put(ctx, "db", value, by) },
+	tag: func(ctx context.Context, p *proc, tags []conductor.Tag, by string) error {
+		return p.env.PutTags(ctx, "db", tags, by)
+	},
+	untag: func(ctx context.Context, p *proc, tags []conductor.Tag, by string) error {
+		return p.env.DeleteTags(ctx, "db", tags, by)
+	},
+	del: func(ctx context.Context, p *proc, by string) error {
+		_, err := p.env.Delete(ctx, "db", by)
+		return err
+	},
+	rev: func(ctx context.Context, p *proc) (Revision, error) { return p.env.Revision(ctx, "db") },
+	current: func(ctx context.Context, p *proc) error {
+		_, _, err := p.env.Lookup(ctx, "db")
+		return err
+	},
+	readAt: func(ctx context.Context, p *proc, rev Revision) (string, int, error) {
+		v, _, err := p.env.LookupAt(ctx, "db", rev)
+		return v, 0, err
+	},
+}}
+
+// ResolveAt serves the revision access was checked on, and LookupAt an
+// environment value's (tag grants apply to them too). On one process, a
+// value changed between the check (after Revision) and the read is
+// refused as stale, retryably, rather than served: created again by
+// another principal, it would reach a principal allowed as the old one's
+// creator; untagged, one allowed by the tag. Unchanged, or checked again,
+// it is served, from the read model and from a secret's cache.
+func TestResolveAtServesTheCheckedRevision(t *testing.T) {
+	userTag := []conductor.Tag{{Key: "team", Value: "x"}}
+	for _, k := range checkedKinds {
+		for _, tc := range []struct {
+			name    string
+			between func(ctx context.Context, p *proc) error
+		}{
+			{"unchanged", nil},
+			{"untagged", func(ctx context.Context, p *proc) error { return k.untag(ctx, p, userTag, "app:admin") }},
+			{"deleted and created again by another", func(ctx context.Context, p *proc) error {
+				if err := k.del(ctx, p, "app:admin"); err != nil {
+					return err
+				}
+				return k.put(ctx, p, "admins-value-77", "app:admin")
+			}},
+			{"updated", func(ctx context.Context, p *proc) error { return k.put(ctx, p, "admins-value-77", "app:admin") }},
+		} {
+			t.Run(k.name+"/"+tc.name, func(t *testing.T) {
+				p := newProc(t, nil, nil, false)
+				ctx := testutil.Context(t, 30*time.Second)
+				if err := k.put(ctx, p, "users-value-1", "app:user"); err != nil {
+					t.Fatal(err)
+				}
+				if err := k.tag(ctx, p, userTag, "app:user"); err != nil {
+					t.Fatal(err)
+				}
+				if err := k.current(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+				rev, err := k.rev(ctx, p)
+				if err != nil || !rev.Exists {
+					t.Fatalf("revision %+v, %v", rev, err)
+				}
+				if tc.between == nil {
+					for range 2 { // from the read model, then from a cache
+						if v, ver, err := k.readAt(ctx, p, rev); err != nil || v != "users-value-1" || ver != k.version {
+							t.Fatalf("unchanged: %q v%d %v", v, ver, err)
+						}
+					}
+					return
+				}
+				if err := tc.between(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+				v, ver, err := k.readAt(ctx, p, rev)
+				if !errors.Is(err, fault.ErrStale) || v != "" {
+					t.Fatalf("checked before it was %s: %q v%d %v, want nothing and fault.ErrStale", tc.name, v, ver, err)
+				}
+				// Checked again, on the revision it has now.
+				if rev, err = k.rev(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := k.readAt(ctx, p, rev); err != nil {
+					t.Fatalf("checked on the current revision: %v", err)
+				}
+			})
+		}
 	}
 }
