@@ -31,8 +31,9 @@ import (
 // updates it by reference name; SUB_WORKFLOWs take their idempotencyKey
 // from an echoed value, a task's input, a variable set from a secret in
 // the same decision, a secret, sealed data and expressions on them (a
-// key a secret reached fails the task), and their name from such a
-// variable. A workflow resolving the same secret holds its task while
+// key a secret reached fails the task; one reading a secret as a
+// function's argument is refused at registration), and their name from
+// such a variable. A workflow resolving the same secret holds its task while
 // those run and end, and fails after. A workflow is terminated under a
 // worker that then logs and fails, retried and rerun after its end but
 // before its compaction, restarted after it. Every REST response, the log
@@ -129,15 +130,23 @@ func TestLeakAroundTheEnd(t *testing.T) {
 		"secret":   "k-${workflow.secrets.tok}",
 		"sealed":   "${src.output._secrets.v}",
 		"concat":   "${$.concat('k-', $.src.input.s)}",
-		"concat2":  "${$.concat('k-', $.workflow.secrets.tok)}",
 		"fwdinput": "${fwd.input.s}",
 	}
-	for k, key := range keys {
-		e.register(`{"name":"lk_sub_` + k + `","tasks":[
+	subKeyed := func(k, key string) string {
+		return `{"name":"lk_sub_` + k + `","tasks":[
 		  {"name":"lk_src","taskReferenceName":"src","inputParameters":` + secretIn("tok") + `},
 		  {"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"v":"${workflow.secrets.tok}"}},
 		  {"name":"fwd","taskReferenceName":"fwd","type":"SET_VARIABLE","inputParameters":{"s":"${src.output._secrets.v}"}},
-		  {"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"lk_child","idempotencyKey":"` + key + `","idempotencyStrategy":"RETURN_EXISTING"}}]}`)
+		  {"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"lk_child","idempotencyKey":"` + key + `","idempotencyStrategy":"RETURN_EXISTING"}}]}`
+	}
+	for k, key := range keys {
+		e.register(subKeyed(k, key))
+	}
+	// A secret read as a function's argument reads null there (the key
+	// was "k-", every run's): refused at registration.
+	if out := e.must(http.StatusBadRequest, "POST", "/api/metadata/workflow?overwrite=true",
+		subKeyed("concat2", "${$.concat('k-', $.workflow.secrets.tok)}")); !strings.Contains(out, "subWorkflowParam.idempotencyKey") {
+		t.Errorf("a key concatenating a secret refused with %s, not naming the field", out)
 	}
 
 	// A JOIN failed by its branches, and the failure workflow handed its

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -201,6 +202,11 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 		if t.SubWorkflowParam != nil && !conductor.KnownIdempotencyStrategy(t.SubWorkflowParam.IdempotencyStrategy) {
 			v.errs.Add(p+".subWorkflowParam.idempotencyStrategy", "%q: %s", t.SubWorkflowParam.IdempotencyStrategy, conductor.WantIdempotencyStrategy)
 		}
+		if t.SubWorkflowParam != nil {
+			for _, pe := range expr.MisplacedDeferred(subWorkflowExpressions(t.SubWorkflowParam)) {
+				v.errs.Add(join(p+".subWorkflowParam", pe.Path), "%v", pe.Err)
+			}
+		}
 	case conductor.TaskTypeDoWhile:
 		if len(t.LoopOver) == 0 {
 			v.errs.Add(p+".loopOver", "DO_WHILE needs loopOver tasks")
@@ -374,4 +380,31 @@ func walk(tasks []*conductor.WorkflowTask, path string, fn func(string, *conduct
 // null (expr.MisplacedDeferred).
 func templateErrors(tmpl any) []expr.PathError {
 	return append(expr.ValidateTemplate(tmpl), expr.MisplacedDeferred(tmpl)...)
+}
+
+// subWorkflowExpressions are the fields of a SUB_WORKFLOW's
+// subWorkflowParam that the engine evaluates itself when it starts the
+// child (see childStart), by their JSON names: there, as in
+// inputParameters, a secret or environment value read from the document
+// reads null (a key of "k-" for ${$.concat('k-', $.workflow.secrets.tok)},
+// shared by every run).
+func subWorkflowExpressions(sp *conductor.SubWorkflowParams) map[string]any {
+	m := map[string]any{"name": sp.Name, "idempotencyKey": sp.IdempotencyKey}
+	if s, ok := sp.Priority.(string); ok {
+		m["priority"] = s
+	}
+	if len(sp.TaskToDomain) > 0 {
+		t2d := make(map[string]any, len(sp.TaskToDomain))
+		for k, d := range sp.TaskToDomain {
+			t2d[k] = d
+		}
+		m["taskToDomain"] = t2d
+	}
+	// An inline definition is checked when its child starts; one given
+	// as an expression is evaluated here.
+	var def string
+	if json.Unmarshal(sp.WorkflowDefinition, &def) == nil {
+		m["workflowDefinition"] = def
+	}
+	return m
 }

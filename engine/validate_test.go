@@ -67,6 +67,20 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"environment value nested", withInput("${workflow.input.${workflow.env.key}}"), "tasks[0].inputParameters.x"},
 		{"secret in outputParameters", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"outputParameters":{"o":"${$.workflow.secrets.s}"}}`, "outputParameters.o"},
 		{"environment value in items", `{"name":"x","tasks":[{"name":"l","taskReferenceName":"l","type":"DO_WHILE","items":"${$.workflow.env.list}","loopOver":[{"name":"a","taskReferenceName":"a"}]}]}`, "tasks[0].items"},
+		// The fields of a subWorkflowParam the engine evaluates as it
+		// starts the child.
+		{"sub workflow keyed on the document", withSub(`"idempotencyKey":"${$.concat('k-', $.workflow.input.id)}"`), ""},
+		{"sub workflow keyed on a secret's reference", withSub(`"idempotencyKey":"k-${workflow.secrets.tok}"`), ""}, // refused as the task runs
+		{"sub workflow keyed on a concat of a secret", withSub(`"idempotencyKey":"${$.concat('k-', $.workflow.secrets.tok)}"`), "tasks[0].subWorkflowParam.idempotencyKey"},
+		{"sub workflow named by an environment value's path", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"${$.workflow.env.child}"}}]}`, "tasks[0].subWorkflowParam.name"},
+		{"sub workflow prioritized by an environment value nested", withSub(`"priority":"${workflow.input.${workflow.env.p}}"`), "tasks[0].subWorkflowParam.priority"},
+		{"sub workflow priority a number", withSub(`"priority":5`), ""},
+		{"sub workflow domain filtered on a secret", withSub(`"taskToDomain":{"*":"${workflow.input.d[?(@ == $.workflow.secrets.d)]}"}`), "tasks[0].subWorkflowParam.taskToDomain['*']"},
+		{"sub workflow domain of the document", withSub(`"taskToDomain":{"*":"${workflow.input.domain}"}`), ""},
+		{"sub workflow definition read as a path", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":"${$.workflow.env.def}"}}]}`, "tasks[0].subWorkflowParam.workflowDefinition"},
+		{"sub workflow definition from data", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":"${workflow.input.def}"}}]}`, ""},
+		// START_WORKFLOW's request is in its inputParameters.
+		{"start workflow input of a concat of a secret", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"c","input":{"k":"${$.concat('k-', $.workflow.secrets.tok)}"}}}}]}`, "tasks[0].inputParameters.startWorkflow.input.k"},
 	}
 	for _, tt := range tests {
 		err := engine.ValidateWorkflowDef(parseDef(t, tt.def))
@@ -160,4 +174,10 @@ func TestValidateScriptFromTaskTemplate(t *testing.T) {
 // withInput is a definition of one task whose input x is expression.
 func withInput(expression string) string {
 	return `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{"x":"` + strings.ReplaceAll(expression, `"`, `\"`) + `"}}]}`
+}
+
+// withSub is a definition of one SUB_WORKFLOW whose subWorkflowParam has
+// the name "c" and fields (JSON members).
+func withSub(fields string) string {
+	return `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"c",` + fields + `}}]}`
 }

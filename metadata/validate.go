@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemacheck"
 	"github.com/flowvault/flowvault/schemas"
@@ -175,7 +176,8 @@ var (
 )
 
 // checkTaskDef checks a task definition's policies and numbers against
-// what Conductor accepts. The engine would otherwise run a misspelt policy
+// what Conductor accepts, and its inputTemplate's reads of secrets and
+// environment values. The engine would otherwise run a misspelt policy
 // as another one (a timeoutPolicy of "TIMEOUT_WF" retries the task instead
 // of timing the workflow out) and a negative count or timeout as whatever
 // its arithmetic makes of it. Absent fields stay valid: defaults apply.
@@ -210,6 +212,13 @@ func checkTaskDef(ve *fault.ValidationError, prefix string, def *conductor.TaskD
 	checkMin(ve, at(prefix, "backoffJitterMs"), def.BackoffJitterMs, 0)
 	checkSchema(ve, at(prefix, "inputSchema"), def.InputSchema)
 	checkSchema(ve, at(prefix, "outputSchema"), def.OutputSchema)
+	// A task's input is evaluated over this template as over its
+	// inputParameters, where the engine refuses a secret or environment
+	// value read from the document: it reads null, and the key falls back
+	// to the template's text.
+	for _, pe := range expr.MisplacedDeferred(def.InputTemplate) {
+		ve.Add(at(at(prefix, "inputTemplate"), pe.Path), "%v", pe.Err)
+	}
 }
 
 // checkSchema requires a schema a definition names to have a name, or

@@ -66,6 +66,8 @@ func TestWorkflowValidation(t *testing.T) {
 			"tasks[0].forkTasks[0][0].startDelay tasks[0].forkTasks[0][0].retryCount"},
 		{"inline task definition", `{"name":"w","tasks":[{"name":"t","taskReferenceName":"r","taskDefinition":{"name":"t","retryLogic":"EXPONENTIAL"}}]}`,
 			"tasks[0].taskDefinition.retryLogic"},
+		{"inline task definition's inputTemplate", `{"name":"w","tasks":[{"name":"t","taskReferenceName":"r","taskDefinition":{"name":"t","inputTemplate":{"k":"${workflow.input.${workflow.env.key}}"}}}]}`,
+			"tasks[0].taskDefinition.inputTemplate.k"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,6 +133,11 @@ func TestTaskDefValidation(t *testing.T) {
 		{"negative backoffJitterMs", `"backoffJitterMs":-1`, "backoffJitterMs"},
 		{"several", `"retryLogic":"NONE","retryCount":-3,"timeoutPolicy":"NEVER"`, "timeoutPolicy retryLogic retryCount"},
 		{"schema reading a file", `"inputSchema":{"name":"s","data":{"$ref":"file:///etc/hostname"}}`, "inputSchema"},
+		// The engine evaluates a task's input over its inputTemplate,
+		// where a secret or environment value read from the document
+		// reads null (expr.MisplacedDeferred).
+		{"inputTemplate reading a secret as a path", `"inputTemplate":{"k":"${$.workflow.secrets.tok}"}`, "inputTemplate.k"},
+		{"inputTemplate concat of an environment value", `"inputTemplate":{"h":{"a":"${$.concat('k-', $.workflow.env.region)}"}}`, "inputTemplate.h.a"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,6 +168,7 @@ func TestTaskDefValidation(t *testing.T) {
 		`{"name":"v7","timeoutSeconds":1000,"totalTimeoutSeconds":0,"responseTimeoutSeconds":60}`,
 		`{"name":"v8","timeoutSeconds":0,"totalTimeoutSeconds":60}`,
 		`{"name":"v5","timeoutPolicy":"","retryLogic":"","retryCount":null,"responseTimeoutSeconds":null,"backoffScaleFactor":null}`,
+		`{"name":"v9","inputTemplate":{"k":"${workflow.secrets.tok}","r":"${workflow.env.region}","c":"${$.concat('k-', $.workflow.input.id)}"}}`,
 	}
 	defs := make([]*conductor.TaskDef, len(valid))
 	for i, js := range valid {
