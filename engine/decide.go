@@ -711,6 +711,7 @@ func (d *decision) resume() error {
 	d.emit(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowRunning, Time: d.now})
 	// Hand out what was scheduled before the pause.
 	d.effect(Effects(d.w, d.now)...)
+	d.scheduleAdmitted()
 	// Then act on the failures the pause held back (see failed), not on
 	// older ones a rerun kept.
 	for i := 0; i < len(d.w.Tasks) && !d.w.Terminal(); i++ {

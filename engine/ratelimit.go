@@ -156,7 +156,20 @@ func (d *decision) admit() {
 		return
 	}
 	d.emit(&schemas.WorkflowAdmitted{Time: d.now})
-	if tasks := d.plan.def.Tasks; len(tasks) > 0 {
+	if d.w.Status == conductor.WorkflowPaused {
+		// It takes its place, as a paused workflow keeps one, but nothing
+		// is scheduled for a paused workflow: resume schedules its first
+		// tasks (scheduleAdmitted).
+		return
+	}
+	d.scheduleAdmitted()
+}
+
+// scheduleAdmitted schedules the first tasks of a workflow admitted
+// while paused: the only running workflow without a task whose
+// definition has some.
+func (d *decision) scheduleAdmitted() {
+	if tasks := d.plan.def.Tasks; len(tasks) > 0 && len(d.w.Tasks) == 0 && !d.w.Queued {
 		d.schedule(tasks[0], scheduleOpts{})
 	}
 }

@@ -151,3 +151,36 @@ func TestRateLimitConfigValidated(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A queued workflow paused keeps its turn: admitted while paused, it
+// takes its place, but nothing is scheduled (a system task would run)
+// until it is resumed, which schedules its first task once.
+func TestQueuedWorkflowAdmittedWhilePaused(t *testing.T) {
+	t.Parallel()
+	for _, first := range []string{
+		`{"name":"a","taskReferenceName":"a","type":"SIMPLE"}`,
+		`{"name":"a","taskReferenceName":"a","type":"INLINE","inputParameters":{"evaluatorType":"graaljs","expression":"1"}}`,
+	} {
+		def := parseDef(t, `{"name":"rl","rateLimitConfig":{"concurrentExecLimit":1},"tasks":[`+first+`]}`)
+		h := newHarnessStart(t, engine.Start{WorkflowID: "wf-p", Def: def, CreatedBy: "app:tester",
+			RateLimit: &engine.RateLimit{Limit: 1, Key: "k"}, Queued: true})
+		h.decide(engine.Pause{})
+		d := h.decide(engine.Admit{})
+		h.wantStatus(conductor.WorkflowPaused)
+		h.wantRefs()
+		if len(d.Effects) != 0 {
+			t.Fatalf("admit while paused: %s", describe(d))
+		}
+		if c := h.w.Conductor(true); c.RateLimited {
+			t.Fatal("a workflow admitted while paused still reads rateLimited")
+		}
+		h.decide(engine.Resume{})
+		h.wantStatus(conductor.WorkflowRunning)
+		h.wantRefs("a")
+		if d := h.decide(engine.Pause{}); len(d.Events) != 1 {
+			t.Fatalf("pause: %s", describe(d))
+		}
+		h.decide(engine.Resume{})
+		h.wantRefs("a") // once
+	}
+}
