@@ -205,3 +205,28 @@ func TestWorkflowRateLimitSurvivesRestart(t *testing.T) {
 	e.completeTask(e.takeOne("rl_one_work"), nil)
 	e.waitStatus(third, conductor.WorkflowCompleted)
 }
+
+// A workflow removed without being terminated (DELETE
+// /api/workflow/{id}/remove?archiveWorkflow=false) never ends: its place
+// goes on all the same, and a queued one removed leaves the queue, so
+// the next one queued runs.
+func TestWorkflowRateLimitPlaceOfRemovedWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"rl_rm","rateLimitConfig":{"concurrentExecLimit":1},"tasks":[{"name":"rl_rm_work","taskReferenceName":"w"}]}`)
+	holder := e.start("rl_rm", nil)
+	queued := e.start("rl_rm", nil)
+	next := e.start("rl_rm", nil)
+	if task := e.takeOne("rl_rm_work"); task.WorkflowInstanceID != holder {
+		t.Fatalf("took a task of %s, want the first workflow's", task.WorkflowInstanceID)
+	}
+	for _, id := range []string{holder, queued} {
+		e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"/remove?archiveWorkflow=false", nil)
+	}
+	task := e.takeOne("rl_rm_work")
+	if task.WorkflowInstanceID != next {
+		t.Fatalf("took a task of %s, want the third workflow's", task.WorkflowInstanceID)
+	}
+	e.completeTask(task, nil)
+	e.waitStatus(next, conductor.WorkflowCompleted)
+}

@@ -880,7 +880,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 			release = nil
 		}
 		s.cache.put(j.wfID, dec.State)
-		if dec.State.RateLimited && dec.State.Terminal() && (w == nil || !w.Terminal()) {
+		if dec.State.RateLimited && leftLine(dec.State) && (w == nil || !leftLine(w)) {
 			e.freePlaceLater(dec.State)
 		}
 		e.running.endInactive(dec.State)

@@ -143,7 +143,9 @@ func (e *Executor) lineStateOf(ctx context.Context, p wfPlace, now time.Time) (l
 	switch {
 	case w == nil && now.UnixMilli()-p.At < takeGrace.Milliseconds():
 		return lineRunning, nil // its start may still be on its way to the log
-	case w == nil || w.Terminal():
+	case w == nil || leftLine(w):
+		// A workflow removed while it ran (or queued) never ends: no
+		// record of it will give its place on.
 		return lineGone, nil
 	case w.Queued:
 		return lineWaiting, nil
@@ -322,3 +324,8 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 	}
 	return nil
 }
+
+// leftLine reports whether w needs no place in its rate limit's line any
+// more: it ended, or was removed without ending (a removal of a running
+// workflow does not terminate it).
+func leftLine(w *engine.Workflow) bool { return w.Terminal() || w.Removed }
