@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -229,4 +230,28 @@ func TestWorkflowRateLimitPlaceOfRemovedWorkflow(t *testing.T) {
 	}
 	e.completeTask(task, nil)
 	e.waitStatus(next, conductor.WorkflowCompleted)
+}
+
+// A definition registered again with a higher concurrentExecLimit lets
+// the workflows queued already run, without waiting for another start
+// to bring the new limit.
+func TestWorkflowRateLimitRaisedWhileQueued(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	def := `{"name":"rl_up","rateLimitConfig":{"concurrentExecLimit":%d},"tasks":[{"name":"rl_up_work","taskReferenceName":"w"}]}`
+	e.register(fmt.Sprintf(def, 1))
+	var ids []string
+	for range 3 {
+		ids = append(ids, e.start("rl_up", nil))
+	}
+	e.takeOne("rl_up_work")
+	e.must(http.StatusOK, "PUT", "/api/metadata/workflow", []json.RawMessage{json.RawMessage(fmt.Sprintf(def, 3))})
+	for _, id := range ids[1:] {
+		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+			if wf := e.workflow(id); len(wf.Tasks) == 0 {
+				return fmt.Errorf("workflow %s is still queued", id)
+			}
+			return nil
+		})
+	}
 }

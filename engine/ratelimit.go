@@ -91,6 +91,16 @@ func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest)
 	return &RateLimit{Limit: limit, Key: key}, nil
 }
 
+// ConcurrentExecLimit is def's rateLimitConfig's concurrentExecLimit, 0
+// for none (or one no start could use).
+func ConcurrentExecLimit(def *conductor.WorkflowDef) int {
+	n, err := configLimit(def.RateLimitConfig["concurrentExecLimit"])
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // configLimit reads concurrentExecLimit as Orkes's model holds it: an
 // int32 (JSON gives a float64; 0 when absent).
 func configLimit(v any) (int, error) {

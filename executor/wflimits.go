@@ -17,6 +17,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // A workflow definition's rateLimitConfig (Orkes's workflow rate limit):
@@ -37,8 +38,11 @@ import (
 
 // wfLine is a line's entry.
 type wfLine struct {
-	// Limit is the concurrentExecLimit of the line's latest start.
-	Limit   int       `json:"l"`
+	// Limit is the concurrentExecLimit of the line's latest start, or of
+	// its definition as registered now (see sweepLines).
+	Limit int `json:"l"`
+	// Name is the definition's, for the sweep to read its limit.
+	Name    string    `json:"n,omitempty"`
 	Holders []wfPlace `json:"h,omitempty"`
 	Queue   []wfPlace `json:"q,omitempty"`
 }
@@ -167,7 +171,7 @@ func (e *Executor) placeStart(ctx context.Context, name string, rl *engine.RateL
 			queued = q
 			return nil, nil // a start again of one placed
 		}
-		l.Limit = rl.Limit
+		l.Limit, l.Name = rl.Limit, name
 		if len(l.Holders) >= l.Limit && len(l.Queue) == 0 {
 			// Behind others, it waits anyway: the sweep checks for them.
 			if _, err := e.check(ctx, &l, now); err != nil {
@@ -297,6 +301,7 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 	for key := range keys.Keys() {
 		all = append(all, key)
 	}
+	limits := map[string]int{}
 	for _, key := range all {
 		var admit []string
 		err := e.limits.cas(ctx, key, "workflow rate limit", func(old []byte) ([]byte, error) {
@@ -305,6 +310,16 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 			admit = nil
 			if len(l.Holders) == 0 && len(l.Queue) == 0 {
 				return removeEntry, nil
+			}
+			if len(l.Queue) > 0 && l.Name != "" {
+				// A definition registered again with another limit
+				// applies to those queued already, not only once the
+				// next start writes it.
+				if limit, err := e.registeredLimit(ctx, l.Name, limits); err != nil {
+					return nil, err
+				} else if limit > 0 {
+					l.Limit = limit
+				}
 			}
 			waiting, err := e.check(ctx, &l, now)
 			if err != nil {
@@ -329,3 +344,22 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 // more: it ended, or was removed without ending (a removal of a running
 // workflow does not terminate it).
 func leftLine(w *engine.Workflow) bool { return w.Terminal() || w.Removed }
+
+// registeredLimit is the concurrentExecLimit of the latest registered
+// definition called name, 0 when there is none or it sets none (the
+// line's own limit stands: its queued workflows still wait for a place),
+// looked up once per sweep.
+func (e *Executor) registeredLimit(ctx context.Context, name string, seen map[string]int) (int, error) {
+	if limit, ok := seen[name]; ok || e.defs == nil {
+		return limit, nil
+	}
+	def, err := e.defs.LookupWorkflowDef(ctx, name, nil)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		def = &conductor.WorkflowDef{}
+	case err != nil:
+		return 0, fmt.Errorf("workflow rate limit of %s: %w", name, err)
+	}
+	seen[name] = engine.ConcurrentExecLimit(def)
+	return seen[name], nil
+}
