@@ -78,7 +78,7 @@ func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest)
 	if v == nil {
 		key = ""
 	}
-	if len(deferred) > 0 || masking.HasSealed(v) || strings.Contains(key, sealedMark) {
+	if len(deferred) > 0 || ReadsSealed(v) {
 		return nil, fault.Invalid("rateLimitConfig.rateLimitKey reads a secret, an environment value, a masked field or sealed data: the key is kept and shown")
 	}
 	switch v.(type) {
@@ -138,6 +138,19 @@ func configLimit(v any) (int, error) {
 // a _secrets or _masked key at any depth.
 // Below a hidden key, every leaf is the mark, so that a path into it
 // reads the mark too, not nothing.
+// MarkSealed is input with what a workflow would seal of it (the fields
+// masked names, whatever is under _secrets or _masked) replaced by a
+// mark, for a key read from a start's input that is kept and shown as
+// text: ReadsSealed tells whether such a key read any of it.
+func MarkSealed(input map[string]any, masked []string) any { return markSealed(input, masked, false) }
+
+// ReadsSealed reports whether v, read from what MarkSealed returned, read
+// data a workflow would seal.
+func ReadsSealed(v any) bool {
+	s, _ := v.(string)
+	return masking.HasSealed(v) || strings.Contains(s, sealedMark)
+}
+
 func markSealed(v any, masked []string, under bool) any {
 	switch x := v.(type) {
 	case map[string]any:

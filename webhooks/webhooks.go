@@ -666,7 +666,7 @@ func idempotencyKey(c *conductor.WebhookConfig, payload map[string]any) (string,
 	if c.IdempotencyKey == "" {
 		return "", nil
 	}
-	val, deferred, err := expr.Evaluate(c.IdempotencyKey, expr.MapDoc{"workflow": map[string]any{"input": payload}})
+	val, deferred, err := expr.Evaluate(c.IdempotencyKey, expr.MapDoc{"workflow": map[string]any{"input": engine.MarkSealed(payload, nil)}})
 	if err != nil {
 		return "", fault.Invalid("workflowsToStart.idempotencyKey: %v", err)
 	}
@@ -674,6 +674,11 @@ func idempotencyKey(c *conductor.WebhookConfig, payload map[string]any) (string,
 		// Validate refuses such a key; one built from the payload can
 		// still name a secret (${workflow.secrets.${workflow.input.n}}).
 		return "", fault.Invalid("workflowsToStart.idempotencyKey may not reference secrets or environment values")
+	}
+	if engine.ReadsSealed(val) {
+		// The workflows started seal it; the key, kept in their start
+		// records and shown, would not.
+		return "", fault.Invalid("workflowsToStart.idempotencyKey may not read the payload's _secrets or _masked data: the key is shown as text")
 	}
 	key, ok := engine.KeyText(val)
 	if !ok {

@@ -491,6 +491,9 @@ func TestDeliveryIdempotencyKey(t *testing.T) {
 		{"empty", "${workflow.input.id}", `{"id":""}`, ""},
 		{"an object", "${workflow.input.order}", `{"order":{"id":7}}`, "-"},
 		{"a secret named by the payload", "${workflow.secrets.${workflow.input.n}}", `{"n":"db"}`, "-"},
+		{"sealed data", "${workflow.input._secrets.token}", `{"_secrets":{"token":"db-token-value"}}`, "-"},
+		{"masked data in text", "k-${workflow.input._masked.pin}", `{"_masked":{"pin":"db-pin-4321"}}`, "-"},
+		{"beside sealed data", "${workflow.input.id}", `{"id":"evt_2","_secrets":{"token":"db-token-value"}}`, "evt_2"},
 		{"none", "", `{"id":"evt_1"}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
