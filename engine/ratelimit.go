@@ -74,15 +74,13 @@ func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest)
 	if err != nil {
 		return nil, fault.Invalid("rateLimitConfig.rateLimitKey: %v", err)
 	}
-	key := expr.Text(v)
-	if v == nil {
-		key = ""
-	}
 	if len(deferred) > 0 || ReadsSealed(v) {
 		return nil, fault.Invalid("rateLimitConfig.rateLimitKey reads a secret, an environment value, a masked field or sealed data: the key is kept and shown")
 	}
-	switch v.(type) {
-	case map[string]any, []any:
+	// As an idempotency key is read: a number as its JSON text (1, not
+	// the 1.0 of a double interpolated into text).
+	key, ok := KeyText(v)
+	if !ok {
 		return nil, fault.Invalid("rateLimitConfig.rateLimitKey: reads an object or a list, want text")
 	}
 	if key == "" {
