@@ -23,6 +23,7 @@ type Environment interface {
 	GetAt(ctx context.Context, name string, rev secrets.Revision) (string, error)
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) (string, error)
 	List(ctx context.Context) ([]secrets.EnvVar, error)
+	VarAt(ctx context.Context, name string, rev secrets.Revision) (secrets.EnvVar, error)
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
@@ -172,8 +173,13 @@ func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]secrets.EnvVar, 0, len(all))
 	names := make([]string, 0, len(all))
-	for _, v := range all {
-		if s.authorize(r, auth.Read, envResource(v.Name)) == nil {
+	for _, listed := range all {
+		v, ok, err := s.readableEnv(r, listed.Name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if ok {
 			out, names = append(out, v), append(names, v.Name)
 		}
 	}
@@ -184,4 +190,44 @@ func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// envListTries bounds how often a listing checks a value changed while
+// it was checked before it answers 409 (retryable).
+const envListTries = 3
+
+// readableEnv is environment value name as the caller may list it, and
+// false when it may not or the value is gone. The value listed is the
+// revision the caller's access was checked on (Env.Revision before the
+// check, VarAt after it), as GET /api/environment/{key} serves it: a
+// listing's scan, taken before any check, may hold a value deleted and
+// set again by someone else since, and the check then reads the new one.
+// A value changed while it was checked is checked again.
+func (s *Server) readableEnv(r *http.Request, name string) (secrets.EnvVar, bool, error) {
+	var err error
+	for range envListTries {
+		var rev secrets.Revision
+		if rev, err = s.deps.Environment.Revision(r.Context(), name); err != nil {
+			return secrets.EnvVar{}, false, err
+		}
+		if !rev.Exists {
+			return secrets.EnvVar{}, false, nil
+		}
+		// Refused for any reason, the value is left out of the listing,
+		// as before.
+		if s.authorize(r, auth.Read, envResource(name)) != nil {
+			return secrets.EnvVar{}, false, nil
+		}
+		var v secrets.EnvVar
+		v, err = s.deps.Environment.VarAt(r.Context(), name, rev)
+		switch {
+		case err == nil:
+			return v, true, nil
+		case errors.Is(err, fault.ErrNotFound):
+			return secrets.EnvVar{}, false, nil
+		case !errors.Is(err, fault.ErrStale):
+			return secrets.EnvVar{}, false, err
+		}
+	}
+	return secrets.EnvVar{}, false, err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -94,6 +95,96 @@ func TestSecretReadServesTheCheckedSecret(t *testing.T) {
 			}
 			if got = user.do("GET", k.path, ""); got.status != http.StatusForbidden || strings.Contains(got.body, "admins-value") {
 				t.Fatalf("GET checked on the admin's %s: %d %s, want 403", k.name, got.status, got.body)
+			}
+		})
+	}
+}
+
+// changedDuringCheck tells the Authorizer the creators and tags of one
+// engine's values, as secretSource does; someone changes them once, as
+// the first check reads the creator: before it is read, or after (the
+// check has passed, on the old value).
+type changedDuringCheck struct {
+	secretSource
+	once      sync.Once
+	afterRead bool
+	change    func()
+}
+
+func (c *changedDuringCheck) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
+	if !c.afterRead {
+		c.once.Do(c.change)
+	}
+	owner, err := c.secretSource.CreatorOf(ctx, t)
+	if c.afterRead {
+		c.once.Do(c.change)
+	}
+	return owner, err
+}
+
+// GET /api/environment lists each value at the revision the caller's
+// access was checked on. The listing's scan read one value of "db"; while
+// the user's access to it is checked, it is deleted and set again by
+// someone else, before the check reads the new value's creator or after
+// it read the old one's. The user is listed its own value, never the
+// admin's, and is not listed the admin's value its own was replaced with.
+func TestEnvironmentListServesTheCheckedValues(t *testing.T) {
+	t.Parallel()
+	const usersValue, adminsValue = "users-value-1", "admins-value-77"
+	for _, tc := range []struct {
+		name         string
+		before, by   string   // the value the scan reads, and who set it
+		after, newBy string   // the value set during the check ("": none)
+		afterRead    bool     // set once the check read the old creator
+		want         []string // what may be listed of "db" ("": nothing)
+	}{
+		{name: "unchanged", before: usersValue, by: pinUser, want: []string{usersValue}},
+		{name: "the admin's replaced by the user's", before: adminsValue, by: pinAdmin, after: usersValue, newBy: pinUser, want: []string{usersValue}},
+		{name: "the user's replaced by the admin's", before: usersValue, by: pinUser, after: adminsValue, newBy: pinAdmin, want: []string{""}},
+		// Checked on its own value, the user may be listed it, as it was.
+		{name: "the user's replaced by the admin's after the check", before: usersValue, by: pinUser, after: adminsValue, newBy: pinAdmin, afterRead: true,
+			want: []string{"", usersValue}},
+		{name: "the admin's replaced by the user's after the check", before: adminsValue, by: pinAdmin, after: usersValue, newBy: pinUser, afterRead: true,
+			want: []string{""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testutil.Context(t, time.Minute)
+			e, _ := newSecretsEngine(t, testutil.OpenLog(t, ""), secrets.GenerateMasterKey(), true)
+			if err := e.env.Put(ctx, "db", tc.before, tc.by); err != nil {
+				t.Fatal(err)
+			}
+			src := &changedDuringCheck{secretSource: secretSource{e.s, e.env}, afterRead: tc.afterRead, change: func() {
+				if tc.after == "" {
+					return
+				}
+				if _, err := e.env.Delete(ctx, "db", tc.newBy); err != nil {
+					t.Error(err)
+				}
+				if err := e.env.Put(ctx, "db", tc.after, tc.newBy); err != nil {
+					t.Error(err)
+				}
+			}}
+			authz := auth.NewAuthorizer(&interleavedGrants{})
+			authz.Register(auth.TargetEnvVariable, src)
+			srv := httptest.NewServer(api.New(api.Deps{
+				Logger: testutil.Logger(t), Environment: e.env, Authorizer: authz,
+				Tokens: tokenPrincipals{"user-token": {ID: pinUser, Roles: []string{auth.RoleUser}}},
+			}))
+			t.Cleanup(srv.Close)
+
+			got := client{t, srv.URL, "user-token"}.do("GET", "/api/environment", "")
+			var listed []secrets.EnvVar
+			if err := json.Unmarshal([]byte(got.body), &listed); got.status != http.StatusOK || err != nil {
+				t.Fatalf("GET /api/environment: %d %s (%v)", got.status, got.body, err)
+			}
+			var values []string
+			for _, v := range listed {
+				values = append(values, v.Value)
+			}
+			db := strings.Join(values, ",")
+			if len(values) > 1 || !slices.Contains(tc.want, db) {
+				t.Fatalf("listed %q, want one of %q", values, tc.want)
 			}
 		})
 	}

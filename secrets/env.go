@@ -109,6 +109,34 @@ func (e *Env) GetAt(ctx context.Context, name string, rev Revision) (string, err
 	return v, nil
 }
 
+// VarAt is environment value name with its tags, as GET /api/environment
+// lists it, for a caller whose access was checked on rev: read from the
+// read model only while the value's state is still rev's, as LookupAt
+// serves it, and fault.ErrStale otherwise. A value the read model does
+// not hold is fault.ErrNotFound: a listing is of the read model.
+func (e *Env) VarAt(_ context.Context, name string, rev Revision) (EnvVar, error) {
+	if err := CheckEnvName(name); err != nil {
+		return EnvVar{}, err
+	}
+	v, found, err := readEnv(e.w.reader, name)
+	if err != nil {
+		return EnvVar{}, err
+	}
+	// The reader is the live read model: the value was read before a
+	// sequence that is still the revision's, read before the check.
+	after, err := readSubject(e.w.reader, EnvSubject(name))
+	if err != nil {
+		return EnvVar{}, err
+	}
+	if after.Seq != rev.Seq {
+		return EnvVar{}, fault.Stale("environment variable %s changed while access to it was checked: try again", name)
+	}
+	if !found {
+		return EnvVar{}, envNotFound(name)
+	}
+	return EnvVar{Name: name, Value: v.Value, Tags: toConductorTags(v.Tags)}, nil
+}
+
 // Lookup reads the read model and, when that does not know the name, the
 // log (another process may have set it a moment ago). It serves whatever
 // is current, checked against nothing: a value served to a principal goes
@@ -188,7 +216,8 @@ func (e *Env) Delete(ctx context.Context, name, principal string, opts ...WriteO
 	return old, nil
 }
 
-// List returns every environment value, sorted by name.
+// List returns every environment value, sorted by name, checked against
+// nothing: values listed to a principal go through VarAt.
 func (e *Env) List(ctx context.Context) ([]EnvVar, error) {
 	out := []EnvVar{}
 	var derr error
