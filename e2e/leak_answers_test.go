@@ -50,14 +50,7 @@ func TestLeakOnAnswersOfChanges(t *testing.T) {
 	e.putSecret("tok", vals["tok"])
 	hooktok := "hooktok-" + alnum(20)
 	e.putSecret("hooktok", hooktok)
-	// expect checks that each path ran as planned: the hunt tests
-	// nothing otherwise.
-	expect := func(what string, status int, body string, want int) {
-		t.Helper()
-		if status != want {
-			t.Errorf("%s: %d %.300s, want %d", what, status, body, want)
-		}
-	}
+	expect := expectStatus(t)
 	e.work("ls_echo", 4, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
 		s := fmt.Sprint(task.InputData["s"])
 		return workers.Output{Data: map[string]any{"echo": s, "_secrets": map[string]any{"v": vals["data"]}}}, nil
@@ -163,4 +156,15 @@ func TestLeakOnAnswersOfChanges(t *testing.T) {
 		e.do("GET", "/api/workflow/"+id+"?includeTasks=true", nil)
 	}
 	n.scanEverything(t, scanners, names)
+}
+
+// expectStatus returns a check that each path a hunt drives ran as
+// planned (answered want): the hunt tests nothing otherwise.
+func expectStatus(t *testing.T) func(what string, status int, body string, want int) {
+	return func(what string, status int, body string, want int) {
+		t.Helper()
+		if status != want {
+			t.Errorf("%s: %d %.300s, want %d", what, status, body, want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -64,9 +65,18 @@ func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest)
 	if version == 0 {
 		version = 1
 	}
+	input := StartInput(def, req.Input)
+	raw, err := json.Marshal(def)
+	if err != nil {
+		return nil, fmt.Errorf("rateLimitConfig: %w", err)
+	}
+	// An input the definition copies into a _secrets or _masked block is
+	// secret, sealed at the start or once the task that takes it is
+	// scheduled: for a queued start, after the key is recorded.
+	hidden := slices.Concat(def.MaskedFields, secrecyOf(raw).sealedKeys(input))
 	doc := expr.MapDoc{"workflow": map[string]any{
 		"correlationId": req.CorrelationID,
-		"input":         markSealed(StartInput(def, req.Input), def.MaskedFields, false),
+		"input":         markSealed(input, hidden, false),
 		"workflowType":  def.Name,
 		"version":       version,
 	}}

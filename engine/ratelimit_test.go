@@ -53,6 +53,13 @@ func TestRateLimitOf(t *testing.T) {
 			input: map[string]any{"a": map[string]any{"_secrets": map[string]any{"k": "v"}}}, invalid: true},
 		{name: "_masked whole", config: `{"rateLimitKey":"x${workflow.input._masked}","concurrentExecLimit":1}`,
 			input: map[string]any{"_masked": map[string]any{"k": "v"}}, invalid: true},
+		// Read elsewhere too (by the key), they are sealed once the task
+		// that takes them is scheduled: a queued start's key was
+		// recorded before.
+		{name: "an input a task takes under _secrets", config: `{"rateLimitKey":"${workflow.input.pin}","concurrentExecLimit":1}`,
+			input: map[string]any{"pin": "p-123456"}, invalid: true},
+		{name: "an input a task takes under _masked", config: `{"rateLimitKey":"k-${workflow.input.note}","concurrentExecLimit":1}`,
+			input: map[string]any{"note": "n-123456"}, invalid: true},
 		{name: "an object", config: `{"rateLimitKey":"${workflow.input.o}","concurrentExecLimit":1}`,
 			input: map[string]any{"o": map[string]any{"k": "v"}}, invalid: true},
 		{name: "limit not a number", config: `{"rateLimitKey":"k","concurrentExecLimit":"many"}`, invalid: true},
@@ -60,7 +67,8 @@ func TestRateLimitOf(t *testing.T) {
 		{name: "key not text", config: `{"rateLimitKey":5,"concurrentExecLimit":1}`, invalid: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			js := `{"name":"rl","version":3,"maskedFields":["card"],"inputTemplate":{"region":"eu"},"tasks":[{"name":"t","taskReferenceName":"t"}]`
+			js := `{"name":"rl","version":3,"maskedFields":["card"],"inputTemplate":{"region":"eu"},"tasks":[{"name":"t","taskReferenceName":"t"},` +
+				`{"name":"u","taskReferenceName":"u","inputParameters":{"_secrets":{"p":"${workflow.input.pin}"},"_masked":{"n":"${workflow.input.note}"}}}]`
 			if tt.config != "" {
 				js += `,"rateLimitConfig":` + tt.config
 			}

@@ -57,6 +57,19 @@ func (s InputSecrecy) present(input map[string]any, keys expr.Keys, except []str
 	return out
 }
 
+// sealedKeys returns the keys of input that the definition copies into a
+// _secrets or _masked block, read elsewhere or not: their values are
+// secret wherever the workflow puts them, however Fields seals them.
+func (s InputSecrecy) sealedKeys(input map[string]any) []string {
+	var out []string
+	for k := range input {
+		if s.secrets.All || s.masked.All || slices.Contains(s.secrets.Names, k) || slices.Contains(s.masked.Names, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // SecretInput returns the InputSecrecy of the definition def holds (its
 // JSON).
 func SecretInput(def []byte) (InputSecrecy, error) {

@@ -1044,6 +1044,21 @@ func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed boo
 func (p *protection) redactEvent(ev schemas.Event) (out schemas.Event, changed bool, err error) {
 	r := p.m.get()
 	switch e := ev.(type) {
+	case *schemas.WorkflowStarted:
+		// The start's idempotency key and rate limit key are kept in its
+		// record, shown, searched and indexed in plain text, and match
+		// other starts as they are: one holding a value this start seals
+		// (a webhook's key read from a payload field its workflow names
+		// in maskedFields or copies into a _secrets block, a key equal to
+		// its own _secrets data) cannot be redacted, which would key
+		// every such start "***", and is refused.
+		for _, k := range []struct{ field, key string }{{"idempotencyKey", e.IdempotencyKey}, {"rateLimitConfig.rateLimitKey", e.RateLimitKey}} {
+			if p.plainText(r, k.key) != k.key {
+				return nil, false, fault.Invalid("start workflow %s: its %s holds a value the workflow seals (maskedFields, _secrets or _masked data) "+
+					"or resolved from a secret, which the key would keep and show in plain text: give it as plain data", e.Name, k.field)
+			}
+		}
+		return ev, false, nil
 	case *schemas.TaskScheduled:
 		// A task's name, reference name and domain are how it runs (its
 		// queue, the subject its workers listen on) and are shown and
