@@ -101,6 +101,11 @@ func (e *Executor) stillHolds(ctx context.Context, h holder, now time.Time) (boo
 	if err != nil {
 		return false, err
 	}
+	if w != nil && w.Removed {
+		// Removed without being terminated, its tasks read as they were,
+		// and no record of it will end them: a take of it is refused too.
+		return false, nil
+	}
 	var t *engine.Task
 	if w != nil {
 		t = w.TaskByID(h.Task)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/internal/testutil"
 )
 
@@ -131,5 +132,44 @@ func TestLimitsBucketOnDisk(t *testing.T) {
 		t.Fatal(err)
 	} else if _, err := kv2.Get(ctx, "c.kept"); err != nil {
 		t.Fatalf("a second engine's bind lost the state: %v", err)
+	}
+}
+
+// A task IN_PROGRESS in a workflow removed without being terminated
+// (DELETE /api/workflow/{id}/remove?archiveWorkflow=false) gives its
+// place on: the workflow never ends, and its task reads IN_PROGRESS for
+// good. One still running, or terminated as it is removed, as before.
+func TestConcurrencyPlaceOfRemovedWorkflow(t *testing.T) {
+	const def = `{"name":"cl_rm","tasks":[{"name":"cl_rm_task","taskReferenceName":"t",
+	  "taskDefinition":{"name":"cl_rm_task","concurrentExecLimit":1,"responseTimeoutSeconds":3600}}]}`
+	for _, tc := range []struct {
+		name   string
+		remove *engine.Remove // of the holder's workflow; nil: none
+		taken  bool           // the next workflow's task
+	}{
+		{name: "running", taken: false},
+		{name: "removed", remove: &engine.Remove{}, taken: true},
+		{name: "removed and terminated", remove: &engine.Remove{Terminate: true}, taken: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := testutil.OpenLog(t, "")
+			e := startExecutor(t, l, nothingScheduled{}, Config{})
+			ctx := testutil.Context(t, 30*time.Second)
+			startInline(ctx, t, e, "wf-holder", def)
+			if reply := takeOver(ctx, t, l, e, "wf-holder"); reply.Error != nil || reply.Task == nil {
+				t.Fatalf("first take: %+v", reply.Error)
+			}
+			if tc.remove != nil {
+				if _, err := e.Submit(ctx, "wf-holder", *tc.remove, Meta{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			startInline(ctx, t, e, "wf-next", def)
+			reply := takeOver(ctx, t, l, e, "wf-next")
+			if taken := reply.Error == nil && reply.Task != nil; taken != tc.taken {
+				t.Fatalf("next workflow's task taken %v (%+v), want %v", taken, reply.Error, tc.taken)
+			}
+		})
 	}
 }
