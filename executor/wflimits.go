@@ -248,14 +248,18 @@ func (e *Executor) freePlace(ctx context.Context, name, rlKey, wfID string) erro
 }
 
 // freePlaceLater is freePlace in the background: the shard that decided
-// the end is the caller, and the admissions are decided on others.
+// the end is the caller, and the admissions are decided on others. The
+// wait for a slot is in the background too: what holds the slots may be
+// waiting for that shard (see perform).
 func (e *Executor) freePlaceLater(w *engine.Workflow) {
 	name, key, id := w.Name, w.RateLimitKey, w.ID
-	e.onSlot(time.Minute, func(ctx context.Context) {
-		if err := e.freePlace(ctx, name, key, id); err != nil && ctx.Err() == nil {
-			// The sweep gives the place on.
-			e.cfg.Logger.Warn("giving a workflow's rate limit place on failed", logkey.WorkflowID, id, logkey.Err, err)
-		}
+	e.spawn(func() {
+		e.onSlot(time.Minute, func(ctx context.Context) {
+			if err := e.freePlace(ctx, name, key, id); err != nil && ctx.Err() == nil {
+				// The sweep gives the place on.
+				e.cfg.Logger.Warn("giving a workflow's rate limit place on failed", logkey.WorkflowID, id, logkey.Err, err)
+			}
+		})
 	})
 }
 

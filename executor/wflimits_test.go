@@ -1,8 +1,10 @@
 package executor
 
 import (
+	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,5 +101,41 @@ func TestEmptiedLineIsDeleted(t *testing.T) {
 	// A line emptied meanwhile is no obstacle to the next start.
 	if queued, err := e.placeStart(ctx, "n", rl, "w3"); err != nil || queued {
 		t.Fatalf("start after the line emptied: queued %v, %v", queued, err)
+	}
+}
+
+// holdSlots takes every effect slot of e until the test ends, or until
+// the function it returns is called: what e does on a slot waits.
+func holdSlots(t *testing.T, e *Executor) (release func()) {
+	t.Helper()
+	for range cap(e.sem) {
+		e.sem <- struct{}{}
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			for range cap(e.sem) {
+				<-e.sem
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// A rate-limited workflow's end is decided, and answered, while every
+// effect slot is busy: the shard does not wait for one to give the place
+// on (what holds them may be waiting for that shard).
+func TestRateLimitedEndDoesNotWaitForEffectSlots(t *testing.T) {
+	t.Parallel()
+	e := startExecutor(t, testutil.OpenLog(t, ""), nothingScheduled{}, Config{Shards: 1, EffectConcurrency: 2})
+	ctx := testutil.Context(t, 30*time.Second)
+	startInline(ctx, t, e, "wf-rl-end", `{"name":"rl_end","rateLimitConfig":{"concurrentExecLimit":1},
+	  "tasks":[{"name":"rl_end_task","taskReferenceName":"t"}]}`)
+	holdSlots(t, e)
+	reqCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := e.Submit(reqCtx, "wf-rl-end", engine.Terminate{Reason: "enough"}, Meta{}); err != nil {
+		t.Fatalf("terminate while effect slots are busy: %v", err)
 	}
 }
