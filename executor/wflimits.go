@@ -51,6 +51,10 @@ type wfLine struct {
 type wfPlace struct {
 	W  string `json:"w"`
 	At int64  `json:"at"`
+	// Re is the log sequence of the ended state a restart, retry or
+	// rerun gave the place back to, at At: until its record shows, the
+	// log reads the workflow ended.
+	Re uint64 `json:"re,omitempty"`
 }
 
 // wfSweepEvery is how often an engine looks at every line with a queue.
@@ -144,17 +148,25 @@ func (e *Executor) lineStateOf(ctx context.Context, p wfPlace, now time.Time) (l
 	if err != nil {
 		return 0, fmt.Errorf("%w: workflow rate limit: %v", fault.ErrUnavailable, err)
 	}
+	return placeState(p, w, now), nil
+}
+
+// placeState is what w, as the log has it now (nil: not in it), says of
+// its place p.
+func placeState(p wfPlace, w *engine.Workflow, now time.Time) lineState {
 	switch {
 	case w == nil && now.UnixMilli()-p.At < takeGrace.Milliseconds():
-		return lineRunning, nil // its start may still be on its way to the log
+		return lineRunning // its start may still be on its way to the log
+	case w != nil && p.Re >= w.Seq && now.UnixMilli()-p.At < takeGrace.Milliseconds():
+		return lineRunning // so may the record that makes it run again
 	case w == nil || leftLine(w):
 		// A workflow removed while it ran (or queued) never ends: no
 		// record of it will give its place on.
-		return lineGone, nil
+		return lineGone
 	case w.Queued:
-		return lineWaiting, nil
+		return lineWaiting
 	}
-	return lineRunning, nil
+	return lineRunning
 }
 
 // placeStart gives workflow wfID of definition name a place in its line,
@@ -205,8 +217,14 @@ func (e *Executor) placeReopen(ctx context.Context, w *engine.Workflow) error {
 	return e.limits.cas(ctx, key, "workflow rate limit of "+w.Name, func(old []byte) ([]byte, error) {
 		now := e.cfg.Now()
 		l := decodeLine(old)
-		if held, _ := l.has(w.ID); held {
-			return nil, nil
+		if i := slices.IndexFunc(l.Holders, func(p wfPlace) bool { return p.W == w.ID }); i >= 0 {
+			// Its end's place may be given on meanwhile, in the
+			// background: the mark keeps it.
+			if l.Holders[i].Re >= w.Seq {
+				return nil, nil
+			}
+			l.Holders[i].Re, l.Holders[i].At = w.Seq, now.UnixMilli()
+			return json.Marshal(l)
 		}
 		// A line is written by the workflow's start: one without a limit
 		// is none this engine can read, and lets one run.
@@ -221,23 +239,39 @@ func (e *Executor) placeReopen(ctx context.Context, w *engine.Workflow) error {
 				w.ID, l.Limit)
 		}
 		l.drop(w.ID)
-		l.Holders = append(l.Holders, wfPlace{W: w.ID, At: now.UnixMilli()})
+		l.Holders = append(l.Holders, wfPlace{W: w.ID, At: now.UnixMilli(), Re: w.Seq})
 		return json.Marshal(l)
 	})
 }
 
-// freePlace takes workflow wfID, ended, out of its line, and admits
-// those its place goes to.
+// freePlace takes workflow wfID, ended or never recorded, out of its
+// line, and admits those its place goes to. A place it holds is kept if
+// the log says it needs it again: a restart, retry or rerun after its end
+// keeps the place it held, and one given on as well would let the next
+// workflow run beside it, one over the limit.
 func (e *Executor) freePlace(ctx context.Context, name, rlKey, wfID string) error {
 	var promoted []string
 	err := e.limits.cas(ctx, lineKey(name, rlKey), "workflow rate limit of "+name, func(old []byte) ([]byte, error) {
+		now := e.cfg.Now()
 		l := decodeLine(old)
-		if held, queued := l.has(wfID); !held && !queued {
-			promoted = nil
+		promoted = nil
+		i := slices.IndexFunc(l.Holders, func(p wfPlace) bool { return p.W == wfID })
+		if _, queued := l.has(wfID); i < 0 && !queued {
 			return nil, nil
 		}
+		if i >= 0 {
+			// A start refused is not in the log, and its place goes on
+			// now rather than once it is too old to be on its way.
+			w, err := e.current(ctx, wfID)
+			if err != nil {
+				return nil, fmt.Errorf("%w: workflow rate limit: %v", fault.ErrUnavailable, err)
+			}
+			if w != nil && placeState(l.Holders[i], w, now) != lineGone {
+				return nil, nil
+			}
+		}
 		l.drop(wfID)
-		promoted = l.promote(e.cfg.Now())
+		promoted = l.promote(now)
 		return l.encode()
 	})
 	if err != nil {

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // A line gives free places to the workflows queued longest, never more
@@ -137,5 +140,133 @@ func TestRateLimitedEndDoesNotWaitForEffectSlots(t *testing.T) {
 	defer cancel()
 	if _, err := e.Submit(reqCtx, "wf-rl-end", engine.Terminate{Reason: "enough"}, Meta{}); err != nil {
 		t.Fatalf("terminate while effect slots are busy: %v", err)
+	}
+}
+
+// beforeAppend runs fn once before the first append to subject: what
+// another engine does while a decision's record is on its way.
+type beforeAppend struct {
+	log     *eventlog.Log
+	mu      sync.Mutex
+	subject string
+	fn      func()
+}
+
+func (b *beforeAppend) Append(ctx context.Context, subj string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	b.mu.Lock()
+	fn := b.fn
+	if subj == b.subject {
+		b.fn = nil
+	} else {
+		fn = nil
+	}
+	b.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return b.log.Append(ctx, subj, envs, expected, opts...)
+}
+
+// A workflow retried after its end keeps the place it held when its
+// end's place is given on (in the background) after the retry, whether
+// the retry's record is in the log by then or on its way: the place was
+// given on, the next workflow admitted and the retried one ran beside it,
+// one over the limit.
+func TestRetriedWorkflowKeepsItsPlace(t *testing.T) {
+	const def = `{"name":"rl_retry","rateLimitConfig":{"concurrentExecLimit":1},"tasks":[{"name":"rl_retry_task","taskReferenceName":"t"}]}`
+	for _, tc := range []struct {
+		name   string
+		during bool // the free runs while the retry's record is on its way
+	}{
+		{name: "retry recorded"},
+		{name: "retry on its way", during: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := testutil.OpenLog(t, "")
+			hook := &beforeAppend{log: l}
+			e := startAppendingThrough(t, l, hook, nil)
+			ctx := testutil.Context(t, 30*time.Second)
+			startInline(ctx, t, e, "wf-a", def)
+			startInline(ctx, t, e, "wf-b", def)
+			// The end's own free waits for a slot until the retry is
+			// under way; then the test runs one where it means to (the
+			// end's own, running too, runs no sooner).
+			release := holdSlots(t, e)
+			if _, err := e.Submit(ctx, "wf-a", engine.Terminate{Reason: "try again"}, Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			var freeErr error
+			free := func() {
+				release()
+				freeErr = e.freePlace(ctx, "rl_retry", "", "wf-a")
+			}
+			if tc.during {
+				hook.mu.Lock()
+				hook.subject, hook.fn = subject("wf-a"), free
+				hook.mu.Unlock()
+			}
+			if _, err := e.Submit(ctx, "wf-a", engine.Retry{}, Meta{}); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if !tc.during {
+				free()
+			}
+			if freeErr != nil {
+				t.Fatal(freeErr)
+			}
+			kv, err := e.limits.bucket(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry, err := kv.Get(ctx, lineKey("rl_retry", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := decodeLine(entry.Value())
+			if held, _ := line.has("wf-a"); !held || len(line.Holders) != 1 {
+				t.Fatalf("holders %v, want the retried wf-a's alone", line.Holders)
+			}
+			if _, queued := line.has("wf-b"); !queued {
+				t.Fatalf("queue %v, want wf-b still in it", line.Queue)
+			}
+		})
+	}
+}
+
+// What the log says of a place: a workflow whose restart, retry or rerun
+// gave its place back (Re) holds it while that record may be on its way,
+// not for good if it never shows.
+func TestPlaceState(t *testing.T) {
+	t.Parallel()
+	now := time.UnixMilli(10_000_000)
+	recent, old := now.UnixMilli()-1, now.Add(-takeGrace).UnixMilli()
+	ended := &engine.Workflow{Seq: 7}
+	ended.Status = conductor.WorkflowFailed
+	running := &engine.Workflow{Seq: 8}
+	running.Status = conductor.WorkflowRunning
+	removed := running.Clone()
+	removed.Removed = true
+	queued := running.Clone()
+	queued.Queued = true
+	for _, tc := range []struct {
+		name string
+		p    wfPlace
+		w    *engine.Workflow
+		want lineState
+	}{
+		{"start on its way", wfPlace{At: recent}, nil, lineRunning},
+		{"never recorded", wfPlace{At: old}, nil, lineGone},
+		{"ended", wfPlace{At: recent}, ended, lineGone},
+		{"run again on its way", wfPlace{At: recent, Re: 7}, ended, lineRunning},
+		{"run again never recorded", wfPlace{At: old, Re: 7}, ended, lineGone},
+		{"ended again since", wfPlace{At: recent, Re: 6}, ended, lineGone},
+		{"running", wfPlace{At: old, Re: 7}, running, lineRunning},
+		{"removed", wfPlace{At: recent, Re: 7}, removed, lineGone},
+		{"admission not recorded", wfPlace{At: old}, queued, lineWaiting},
+	} {
+		if got := placeState(tc.p, tc.w, now); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
