@@ -66,14 +66,22 @@ func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest)
 		version = 1
 	}
 	input := StartInput(def, req.Input)
-	raw, err := json.Marshal(def)
-	if err != nil {
-		return nil, fmt.Errorf("rateLimitConfig: %w", err)
+	raw := def.Raw
+	if len(raw) == 0 {
+		var err error
+		if raw, err = json.Marshal(def); err != nil {
+			return nil, fmt.Errorf("rateLimitConfig: %w", err)
+		}
 	}
 	// An input the definition copies into a _secrets or _masked block is
 	// secret, sealed at the start or once the task that takes it is
-	// scheduled: for a queued start, after the key is recorded.
-	hidden := slices.Concat(def.MaskedFields, secrecyOf(raw).sealedKeys(input))
+	// scheduled: for a queued start, after the key is recorded. The plan
+	// the start builds anyway knows which (read once per definition).
+	secrecy, err := SecretInput(raw)
+	if err != nil {
+		return nil, fault.Invalid("rateLimitConfig: %v", err)
+	}
+	hidden := slices.Concat(def.MaskedFields, secrecy.sealedKeys(input))
 	doc := expr.MapDoc{"workflow": map[string]any{
 		"correlationId": req.CorrelationID,
 		"input":         markSealed(input, hidden, false),
