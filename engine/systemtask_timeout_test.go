@@ -139,21 +139,22 @@ func timeoutTaskDef(name string, timeout int, policy, more string) string {
 	return fmt.Sprintf(`{"name":%q,"timeoutSeconds":%d,"timeoutPolicy":%q,"responseTimeoutSeconds":1%s}`, name, timeout, policy, more)
 }
 
-// TestPendingControlTaskTimesOut pins that a JOIN, a DO_WHILE and a
-// START_WORKFLOW are held to their task definition's timeoutSeconds (a
-// definition registered under the task's name, or an inline
-// taskDefinition), counted from their start, as Conductor's decider holds
-// every pending task with a definition (DeciderService.checkTaskTimeout):
-// under TIME_OUT_WF the workflow times out; a JOIN or DO_WHILE under RETRY
-// is TIMED_OUT and, built in, never retried, so the workflow times out,
-// unless it is optional (COMPLETED_WITH_ERRORS, the workflow goes on); a
-// START_WORKFLOW under RETRY starts again. A DO_WHILE is held while its
-// body runs and while its condition does. ALERT_ONLY does nothing, a
-// paused workflow's task waits for resume, and the definition's
-// responseTimeoutSeconds does not apply (Conductor's response timeout
-// spares them: see README, Retries and timeouts). Before, a JOIN waited
-// for ever past its timeout, and a loop's applied only while its condition
-// waited to be handed out.
+// TestPendingControlTaskTimesOut pins that a JOIN, an EXCLUSIVE_JOIN, a
+// DO_WHILE and a START_WORKFLOW are held to their task definition's
+// timeoutSeconds (a definition registered under the task's name, or an
+// inline taskDefinition), counted from their start, as Conductor's decider
+// holds every pending task with a definition
+// (DeciderService.checkTaskTimeout): under TIME_OUT_WF the workflow times
+// out; a JOIN or DO_WHILE under RETRY is TIMED_OUT and, built in, never
+// retried, so the workflow times out, unless it is optional
+// (COMPLETED_WITH_ERRORS, the workflow goes on); a START_WORKFLOW under
+// RETRY starts again. A DO_WHILE is held while its body runs and while its
+// condition does, and what runs of its body when it times out is canceled
+// by the workflow's end. ALERT_ONLY does nothing, a paused workflow's task
+// waits for resume, and the definition's responseTimeoutSeconds does not
+// apply (Conductor's response timeout spares them: see README, Retries and
+// timeouts). Before, a JOIN waited for ever past its timeout, and a loop's
+// applied only while its condition waited to be handed out.
 func TestPendingControlTaskTimesOut(t *testing.T) {
 	reason, taskDef := timeoutReason, timeoutTaskDef
 	join := func(more string) string {
@@ -164,6 +165,17 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 	}
 	loop := `{"name":"l","tasks":[{"name":"looping","taskReferenceName":"loop","type":"DO_WHILE",
 	  "loopCondition":"$.loop['iteration'] < 3","loopOver":[{"name":"b","taskReferenceName":"b"}]}]}`
+	// The EXCLUSIVE_JOIN is scheduled once the JOIN on p completes, and
+	// waits for q.
+	exclusive := func(more string) string {
+		return `{"name":"e","tasks":[
+		  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"p","taskReferenceName":"p"}],[{"name":"q","taskReferenceName":"q"}]]},
+		  {"name":"join_p","taskReferenceName":"join","type":"JOIN","joinOn":["p"]},
+		  {"name":"join_one","taskReferenceName":"ej","type":"EXCLUSIVE_JOIN","joinOn":["q"]` + more + `},
+		  {"name":"after","taskReferenceName":"after"}]}`
+	}
+	completeP := func(h *harness) { h.complete("p", nil) }
+	takeBody := func(h *harness) { h.take("b__1") }
 	starter := `{"name":"s","tasks":[{"name":"starter","taskReferenceName":"start","type":"START_WORKFLOW",
 	  "inputParameters":{"startWorkflow":{"name":"other","version":1}}}]}`
 	for _, tc := range []struct {
@@ -172,7 +184,7 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 		taskDefs []string
 		// ref is the task held to its timeout.
 		ref string
-		// at brings the task where it is held, from its start.
+		// at brings the task where it is held, from the workflow's start.
 		at func(h *harness)
 		// pause pauses the workflow then.
 		pause bool
@@ -183,8 +195,14 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 		// state and reason are the task's after the tick, status the
 		// workflow's.
 		state, reason, status string
-		// next is a task the workflow went on to, SCHEDULED.
+		// next is a task the workflow went on to, SCHEDULED; ends are the
+		// tasks that end after it, in another branch.
 		next string
+		ends []string
+		// canceled are the tasks of a loop's iteration the timeout
+		// canceled, with that reason.
+		canceled []string
+		why      string
 		// restarted: a new instance of the task starts its workflow again.
 		restarted bool
 	}{
@@ -198,13 +216,24 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 			ref: "join", after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowTimedOut},
 		{name: "an optional JOIN under RETRY lets the workflow go on", def: join(`,"optional":true`),
 			taskDefs: []string{taskDef("join_all", 60, "RETRY", `,"retryCount":2,"retryDelaySeconds":0`)}, ref: "join", after: time.Minute, due: true,
-			state: conductor.TaskCompletedWithErrors, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowRunning, next: "after"},
+			state: conductor.TaskCompletedWithErrors, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowRunning, next: "after", ends: []string{"p", "q"}},
+		{name: "an EXCLUSIVE_JOIN, TIME_OUT_WF", def: exclusive(""), taskDefs: []string{taskDef("join_one", 60, "TIME_OUT_WF", "")}, ref: "ej",
+			at: completeP, after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "TIME_OUT_WF"), status: conductor.WorkflowTimedOut},
+		{name: "an EXCLUSIVE_JOIN, not before its time", def: exclusive(""), taskDefs: []string{taskDef("join_one", 60, "TIME_OUT_WF", "")}, ref: "ej",
+			at: completeP, after: 59 * time.Second, due: true, state: conductor.TaskInProgress, status: conductor.WorkflowRunning},
+		{name: "an optional EXCLUSIVE_JOIN under RETRY lets the workflow go on", def: exclusive(`,"optional":true`),
+			taskDefs: []string{taskDef("join_one", 60, "RETRY", `,"retryCount":2,"retryDelaySeconds":0`)}, ref: "ej", at: completeP, after: time.Minute, due: true,
+			state: conductor.TaskCompletedWithErrors, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowRunning, next: "after", ends: []string{"q"}},
 		{name: "a JOIN under ALERT_ONLY", def: join(""), taskDefs: []string{taskDef("join_all", 60, "ALERT_ONLY", "")}, ref: "join",
 			after: time.Hour, state: conductor.TaskInProgress, status: conductor.WorkflowRunning},
 		{name: "a paused workflow's JOIN waits for resume", def: join(""), taskDefs: []string{taskDef("join_all", 60, "TIME_OUT_WF", "")}, ref: "join",
 			pause: true, after: time.Hour, state: conductor.TaskInProgress, status: conductor.WorkflowPaused},
 		{name: "a DO_WHILE while its body runs", def: loop, taskDefs: []string{taskDef("looping", 60, "TIME_OUT_WF", "")}, ref: "loop",
-			after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "TIME_OUT_WF"), status: conductor.WorkflowTimedOut},
+			after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "TIME_OUT_WF"), status: conductor.WorkflowTimedOut,
+			canceled: []string{"b__1"}, why: "workflow TIMED_OUT"},
+		{name: "a DO_WHILE under RETRY while its body runs", def: loop, taskDefs: []string{taskDef("looping", 60, "RETRY", "")}, ref: "loop",
+			at: takeBody, after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowTimedOut,
+			canceled: []string{"b__1"}, why: "workflow TIMED_OUT"},
 		{name: "a DO_WHILE while its condition runs", def: loop, taskDefs: []string{taskDef("looping", 60, "RETRY", "")}, ref: "loop",
 			at: func(h *harness) {
 				h.advance(10 * time.Second)
@@ -227,13 +256,13 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.def, nil, tc.taskDefs...)
+			if tc.at != nil {
+				tc.at(h)
+			}
 			held := h.task(tc.ref)
 			started := time.UnixMilli(held.StartTime)
 			if held.StartTime == 0 {
 				t.Fatalf("%s not started: %+v", tc.ref, held)
-			}
-			if tc.at != nil {
-				tc.at(h)
 			}
 			if tc.pause {
 				h.decide(engine.Pause{})
@@ -252,12 +281,37 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 			if tc.status == conductor.WorkflowTimedOut && h.w.Reason != tc.reason {
 				t.Fatalf("workflow reason %q, want the task's %q", h.w.Reason, tc.reason)
 			}
+			// What a loop's iteration left running ended with the loop:
+			// the workflow went on, or ended, without it.
+			for _, ref := range tc.canceled {
+				if c := h.wantTask(ref, conductor.TaskCanceled); c.Reason != tc.why {
+					t.Fatalf("%s canceled as %q, want %q", ref, c.Reason, tc.why)
+				}
+			}
+			for _, x := range h.w.Tasks {
+				if x.Iteration > 0 && x.Active() && conductor.TaskTerminal(tc.state) {
+					t.Fatalf("%s %s after its loop ended; tasks %v", x.Ref, x.Status, h.refs())
+				}
+			}
+			if tc.status == conductor.WorkflowRunning {
+				// Its worker's late report changes nothing: the next step
+				// of the iteration is not scheduled.
+				for _, ref := range tc.canceled {
+					before := len(h.w.Tasks)
+					d, _ := h.try(engine.Result{Result: conductor.TaskResult{TaskID: h.task(ref).ID, WorkflowInstanceID: h.w.ID,
+						Status: conductor.TaskCompleted}})
+					if len(d.Events) != 0 || len(h.w.Tasks) != before {
+						t.Fatalf("the late report of %s was taken: events %s; tasks %v", ref, describe(d), h.refs())
+					}
+				}
+			}
 			if tc.next != "" {
 				// The branches the JOIN gave up on end as news no task
 				// waits for; the workflow ends with the task after it.
 				h.wantTask(tc.next, conductor.TaskScheduled)
-				h.complete("p", nil)
-				h.complete("q", nil)
+				for _, ref := range tc.ends {
+					h.complete(ref, nil)
+				}
 				h.wantTask(tc.ref, tc.state)
 				h.complete(tc.next, nil)
 				h.wantStatus(conductor.WorkflowCompleted)
