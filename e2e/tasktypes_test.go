@@ -280,7 +280,11 @@ func TestHTTPCompressedAnswerIsStoredDecoded(t *testing.T) {
 // server, as Conductor's decider holds every pending task with a
 // definition: each is TIMED_OUT with Conductor's reason, its workflow
 // (TIME_OUT_WF) too, and the tasks it waited for are canceled. Before, the
-// JOIN waited for ever.
+// JOIN waited for ever. An optional DO_WHILE that times out cancels the
+// body task a worker holds, and the workflow completes with the task after
+// the loop: the worker's late report changes nothing. Before, the body ran
+// on, its report scheduled the next step of the ended loop, and the
+// workflow waited for them.
 func TestControlTasksTimeOut(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -320,5 +324,27 @@ func TestControlTasksTimeOut(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("%s: %d instances of %s: a built-in task is never retried", tc.flow, n, tc.ref)
 		}
+	}
+
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+		`[{"name":"ct_optional_loop","timeoutSeconds":2,"timeoutPolicy":"RETRY","responseTimeoutSeconds":1}]`)
+	e.register(`{"name":"ct_optional_loop_flow","tasks":[{"name":"ct_optional_loop","taskReferenceName":"loop","type":"DO_WHILE","optional":true,
+	    "loopCondition":"$.loop['iteration'] < 3","loopOver":[{"name":"ct_step1","taskReferenceName":"step1"},{"name":"ct_step2","taskReferenceName":"step2"}]},
+	    {"name":"ct_after","taskReferenceName":"after"}]}`)
+	id := e.start("ct_optional_loop_flow", nil)
+	held := e.takeOne("ct_step1")
+	after := e.takeOne("ct_after") // scheduled once the loop timed out
+	// The late report: refused or ignored, it schedules nothing.
+	e.do("POST", "/api/tasks", map[string]any{"taskId": held.TaskID, "workflowInstanceId": id, "status": "COMPLETED"})
+	e.completeTask(after, nil)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if loop := taskByRef(wf, "loop"); loop.Status != conductor.TaskCompletedWithErrors {
+		t.Fatalf("the optional loop %s (%q)", loop.Status, loop.ReasonForIncompletion)
+	}
+	if step := taskByRef(wf, "step1__1"); step.Status != conductor.TaskCanceled || step.ReasonForIncompletion != "DO_WHILE loop timed out" {
+		t.Fatalf("the body task %s (%q), want CANCELED", step.Status, step.ReasonForIncompletion)
+	}
+	if step := taskByRef(wf, "step2__1"); step != nil {
+		t.Fatalf("the ended loop's next step was scheduled: %s", step.Status)
 	}
 }

@@ -130,7 +130,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	// Work the workflow's end interrupted in other branches runs again:
 	// left canceled, it would fail the JOIN waiting for it.
 	for i := 0; i < len(d.w.Tasks) && d.w.Tasks[i].Seq < from.Seq; i++ {
-		if t := d.w.Tasks[i]; t.Status == conductor.TaskCanceled && !t.Retried && t.Type != conductor.TaskTypeJoin {
+		if t := d.w.Tasks[i]; t.Status == conductor.TaskCanceled && !t.Retried && t.Type != conductor.TaskTypeJoin && !d.abandoned(t) {
 			d.retryTask(t)
 		}
 	}
@@ -234,7 +234,7 @@ func parentMovedOn(parent, child *Workflow) bool {
 func (d *decision) retriable() []*Task {
 	var out []*Task
 	for _, t := range d.w.Tasks {
-		if !t.Retried && unsuccessful(t.Status) {
+		if !t.Retried && unsuccessful(t.Status) && !d.abandoned(t) {
 			out = append(out, t)
 		}
 	}
@@ -339,8 +339,8 @@ func (d *decision) childReopened(c ChildReopened) {
 		// which reopens its parents, as Conductor's does.
 		return
 	}
-	if wt := d.plan.config(t); wt == nil || wt.Optional {
-		return // an optional task's failure did not stop the parent
+	if wt := d.plan.config(t); wt == nil || wt.Optional || d.abandoned(t) {
+		return // an optional task's failure did not stop the parent, nor did the end of a loop's iteration it gave up on
 	}
 	d.runAs(c.RunsAs...)
 	var others []*Task

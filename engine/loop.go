@@ -372,6 +372,50 @@ func conditionReport(loop *Task, by string) bool {
 	return loop.Status == conductor.TaskInProgress && loopRecorded(loop) && by == ""
 }
 
+// abandonIteration cancels what still runs of the iteration of loop, a
+// DO_WHILE that timed out, when its workflow goes on past it (the loop is
+// optional or permissive). Left running, its body went on after the loop
+// had ended: each task that ended scheduled the next of the iteration,
+// whose outputs no loop recorded and whose failure still failed the
+// workflow, and the workflow could not complete before them. Conductor
+// leaves them so (its decider schedules a loopOver task's successor
+// whatever the loop's status); a loop's end while its body runs is what
+// loopResult refuses an operator for. A workflow that ends cancels them
+// itself (finish), and its retry runs them again with the loop.
+func (d *decision) abandonIteration(loop *Task) {
+	ln := d.plan.node(loop.Ref)
+	if ln == nil || d.w.Status != conductor.WorkflowRunning || !conductor.TaskTerminal(loop.Status) {
+		return
+	}
+	for _, t := range d.iterationTasks(loop, ln, loopIteration(loop)) {
+		if !t.Active() {
+			continue
+		}
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCanceled, KeepOutput: true,
+			Reason: "DO_WHILE " + loop.Ref + " timed out", Time: d.now})
+		if t := d.w.task(t.ID); t.Type == conductor.TaskTypeSubWorkflow && t.SubWorkflowID != "" {
+			d.effect(cancelChild(d.w, t))
+		}
+	}
+}
+
+// abandoned reports whether t is a task of an iteration its loop gave up
+// on (abandonIteration): unsuccessful, in a loop that ended successfully
+// (an optional loop that timed out is COMPLETED_WITH_ERRORS). A retry or
+// a rerun past it does not run it again, nor does its child's retry
+// reopen it: no loop waits for it, and the workflow went on past the loop.
+func (d *decision) abandoned(t *Task) bool {
+	if t.Iteration == 0 || !unsuccessful(t.Status) {
+		return false
+	}
+	ln := d.loopOf(t)
+	if ln == nil {
+		return false
+	}
+	loop := d.latest(ln.wt.TaskReferenceName)
+	return loop != nil && conductor.TaskSuccessful(loop.Status)
+}
+
 // loopIgnores reports whether a report on loop changes nothing: progress
 // from anyone but its condition. Ignored before anything of the report is
 // recorded (its logs, its sender), as a late result is: an updateState

@@ -149,12 +149,15 @@ func timeoutTaskDef(name string, timeout int, policy, more string) string {
 // retried, so the workflow times out, unless it is optional
 // (COMPLETED_WITH_ERRORS, the workflow goes on); a START_WORKFLOW under
 // RETRY starts again. A DO_WHILE is held while its body runs and while its
-// condition does, and what runs of its body when it times out is canceled
-// by the workflow's end. ALERT_ONLY does nothing, a paused workflow's task
-// waits for resume, and the definition's responseTimeoutSeconds does not
-// apply (Conductor's response timeout spares them: see README, Retries and
-// timeouts). Before, a JOIN waited for ever past its timeout, and a loop's
-// applied only while its condition waited to be handed out.
+// condition does; what runs of its body when it times out is canceled, by
+// the workflow's end or, for an optional loop the workflow goes on past, at
+// once (before, it ran on, the rest of its iteration scheduled after it,
+// and the workflow waited for it). ALERT_ONLY does nothing, a paused
+// workflow's task waits for resume, and the definition's
+// responseTimeoutSeconds does not apply (Conductor's response timeout
+// spares them: see README, Retries and timeouts). Before, a JOIN waited for
+// ever past its timeout, and a loop's applied only while its condition
+// waited to be handed out.
 func TestPendingControlTaskTimesOut(t *testing.T) {
 	reason, taskDef := timeoutReason, timeoutTaskDef
 	join := func(more string) string {
@@ -165,6 +168,10 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 	}
 	loop := `{"name":"l","tasks":[{"name":"looping","taskReferenceName":"loop","type":"DO_WHILE",
 	  "loopCondition":"$.loop['iteration'] < 3","loopOver":[{"name":"b","taskReferenceName":"b"}]}]}`
+	// An optional loop of two steps, a task after it.
+	optionalLoop := `{"name":"l","tasks":[{"name":"looping","taskReferenceName":"loop","type":"DO_WHILE","optional":true,
+	  "loopCondition":"$.loop['iteration'] < 3","loopOver":[{"name":"b","taskReferenceName":"b"},{"name":"c","taskReferenceName":"c"}]},
+	  {"name":"after","taskReferenceName":"after"}]}`
 	// The EXCLUSIVE_JOIN is scheduled once the JOIN on p completes, and
 	// waits for q.
 	exclusive := func(more string) string {
@@ -234,6 +241,19 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 		{name: "a DO_WHILE under RETRY while its body runs", def: loop, taskDefs: []string{taskDef("looping", 60, "RETRY", "")}, ref: "loop",
 			at: takeBody, after: time.Minute, due: true, state: conductor.TaskTimedOut, reason: reason(60, 60, "RETRY"), status: conductor.WorkflowTimedOut,
 			canceled: []string{"b__1"}, why: "workflow TIMED_OUT"},
+		{name: "an optional DO_WHILE's body is canceled and the workflow goes on", def: optionalLoop, taskDefs: []string{taskDef("looping", 60, "RETRY", "")},
+			ref: "loop", at: takeBody, after: time.Minute, due: true, state: conductor.TaskCompletedWithErrors, reason: reason(60, 60, "RETRY"),
+			status: conductor.WorkflowRunning, next: "after", canceled: []string{"b__1"}, why: "DO_WHILE loop timed out"},
+		{name: "an optional DO_WHILE's scheduled body is canceled", def: optionalLoop, taskDefs: []string{taskDef("looping", 60, "RETRY", "")},
+			ref: "loop", after: time.Minute, due: true, state: conductor.TaskCompletedWithErrors, reason: reason(60, 60, "RETRY"),
+			status: conductor.WorkflowRunning, next: "after", canceled: []string{"b__1"}, why: "DO_WHILE loop timed out"},
+		{name: "an optional DO_WHILE in its second step", def: optionalLoop, taskDefs: []string{taskDef("looping", 60, "RETRY", "")}, ref: "loop",
+			at: func(h *harness) {
+				h.complete("b__1", nil)
+				h.take("c__1")
+			},
+			after: time.Minute, due: true, state: conductor.TaskCompletedWithErrors, reason: reason(60, 60, "RETRY"),
+			status: conductor.WorkflowRunning, next: "after", canceled: []string{"c__1"}, why: "DO_WHILE loop timed out"},
 		{name: "a DO_WHILE while its condition runs", def: loop, taskDefs: []string{taskDef("looping", 60, "RETRY", "")}, ref: "loop",
 			at: func(h *harness) {
 				h.advance(10 * time.Second)
@@ -355,4 +375,87 @@ func TestPendingControlTaskTimesOut(t *testing.T) {
 // policyTimeout is the timeoutSeconds task ref was scheduled under.
 func policyTimeout(h *harness, ref string) int64 {
 	return int64(h.task(ref).Policy.TimeoutSeconds)
+}
+
+// TestTimedOutLoopsIterationStaysEnded pins what becomes of the iteration
+// an optional DO_WHILE gave up on as it timed out (its running tasks
+// canceled, the workflow gone on past the loop): a retry of the workflow,
+// or a rerun from a task after the loop, does not run them again, since
+// no loop waits for them, and a SUB_WORKFLOW among them has its child
+// terminated, whose retry does not reopen the task. A permissive loop's
+// iteration is canceled too, but the loop, TIMED_OUT, is run again by a
+// retry, and its iteration with it.
+func TestTimedOutLoopsIterationStaysEnded(t *testing.T) {
+	def := func(more string, body string) string {
+		return `{"name":"l","tasks":[{"name":"looping","taskReferenceName":"loop","type":"DO_WHILE"` + more + `,
+		  "loopCondition":"$.loop['iteration'] < 3","loopOver":[` + body + `]},
+		  {"name":"after","taskReferenceName":"after"}]}`
+	}
+	steps := `{"name":"b","taskReferenceName":"b"},{"name":"c","taskReferenceName":"c"}`
+	child := `{"name":"kid","taskReferenceName":"b","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}`
+	defs := []string{timeoutTaskDef("looping", 60, "RETRY", ""), `{"name":"after","retryCount":0}`}
+	for _, tc := range []struct {
+		name, def string
+		// again runs the ended workflow again.
+		again func(h *harness)
+		// rerun: the iteration runs again, in the loop reopened.
+		rerun bool
+	}{
+		{name: "retry", def: def(`,"optional":true`, steps), again: func(h *harness) { h.decide(engine.Retry{}) }},
+		{name: "rerun from the task after the loop", def: def(`,"optional":true`, steps), again: func(h *harness) {
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("after").ID}})
+		}},
+		{name: "a permissive loop's retry", def: def(`,"permissive":true`, steps), again: func(h *harness) { h.decide(engine.Retry{}) }, rerun: true},
+		{name: "a child's retry", def: def(`,"optional":true`, child), again: func(h *harness) {
+			if d := h.decide(engine.ChildReopened{ChildID: h.task("b__1").SubWorkflowID}); len(d.Events) != 0 {
+				t.Fatalf("the child's retry reopened its task: %s", describe(d))
+			}
+			h.decide(engine.Retry{})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.def, nil, defs...)
+			body := h.task("b__1")
+			if body.Type != conductor.TaskTypeSubWorkflow {
+				h.take("b__1")
+			}
+			h.now = time.UnixMilli(h.task("loop").StartTime).Add(time.Minute)
+			d := h.decide(engine.Tick{})
+			h.wantTask("b__1", conductor.TaskCanceled)
+			h.wantStatus(conductor.WorkflowRunning)
+			if body.SubWorkflowID != "" {
+				if got := effectsOf[engine.TerminateWorkflow](d); len(got) != 1 || got[0].WorkflowID != body.SubWorkflowID {
+					t.Fatalf("terminate effects %+v, want the child %s terminated", got, body.SubWorkflowID)
+				}
+				// Recovery terminates it again, in case that was lost.
+				if got := effectsOf[engine.TerminateWorkflow](h.decide(engine.Reconcile{})); len(got) != 1 || got[0].WorkflowID != body.SubWorkflowID {
+					t.Fatalf("recovery's terminate effects %+v", got)
+				}
+			}
+			h.report("after", conductor.TaskFailed, nil, "down")
+			h.wantStatus(conductor.WorkflowFailed)
+			tc.again(h)
+			h.wantStatus(conductor.WorkflowRunning)
+			instances := 0
+			for _, x := range h.w.Tasks {
+				if x.Ref == "b__1" {
+					instances++
+				}
+			}
+			if !tc.rerun {
+				if instances != 1 {
+					t.Fatalf("the canceled iteration ran again: tasks %v", h.refs())
+				}
+				h.wantTask("after", conductor.TaskScheduled)
+				h.complete("after", nil)
+				h.wantStatus(conductor.WorkflowCompleted)
+				return
+			}
+			if instances != 2 {
+				t.Fatalf("the permissive loop's iteration did not run again: tasks %v", h.refs())
+			}
+			h.wantTask("loop", conductor.TaskInProgress)
+			h.wantTask("b__1", conductor.TaskScheduled)
+		})
+	}
 }

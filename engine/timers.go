@@ -285,4 +285,7 @@ func (d *decision) timedOut(t *Task, reason string, alwaysRetry bool) {
 		return
 	}
 	d.failed(t)
+	if t.Type == conductor.TaskTypeDoWhile {
+		d.abandonIteration(d.w.task(t.ID))
+	}
 }
