@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -756,7 +757,7 @@ func (s *Server) queueFilter(r *http.Request) func(taskType string) (bool, error
 // queueSizes answers {type: tasks waiting} for each taskType parameter
 // the caller may see; the others are left out, as if not asked for.
 func (s *Server) queueSizes(w http.ResponseWriter, r *http.Request) {
-	types := r.URL.Query()["taskType"]
+	types := listParam(r.URL.Query(), "taskType")
 	if visible := s.queueFilter(r); visible != nil {
 		var shown []string
 		for _, typ := range types {
@@ -777,6 +778,23 @@ func (s *Server) queueSizes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, sizes)
+}
+
+// listParam reads a query parameter Conductor binds to a List<String>
+// (Spring's @RequestParam): repeated (?taskType=A&taskType=B), or a
+// single value Spring splits at its commas and trims (?taskType=A, B).
+// conductor-go's TaskClient.Size sends the one value it is given, so
+// several types come as "A,B".
+func listParam(q url.Values, key string) []string {
+	vs := q[key]
+	if len(vs) != 1 {
+		return vs
+	}
+	parts := strings.Split(vs[0], ",")
+	for i, p := range parts {
+		parts[i] = strings.TrimSpace(p)
+	}
+	return parts
 }
 
 // allQueueSizes answers every queue's size, or, verbose, Conductor's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -148,4 +149,58 @@ func randomValue(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return "gosdk-" + hex.EncodeToString(b)
+}
+
+// conductor-go's TaskClient.Size sends its taskType as the one value it
+// is given, so several task types go as "A,B", which Conductor (a Spring
+// List<String> parameter) splits at the commas and trims. The value was
+// read as one task type named "A,B": {"gosdk_qa,gosdk_qb":0}.
+func TestGoSDKQueueSizes(t *testing.T) {
+	t.Parallel()
+	logrus.SetLevel(logrus.WarnLevel)
+	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
+	_, base := nodetest.StartConfig(t, cfg)
+	keyID, secret := nodetest.BootstrapKey(t, cfg)
+	api := client.NewAPIClient(settings.NewAuthenticationSettings(keyID, secret), settings.NewHttpSettings(base+"/api"))
+	ctx := testutil.Context(t, 60*time.Second)
+
+	metadata := client.NewMetadataClient(api)
+	def := model.WorkflowDef{Name: "gosdk_sizes", Version: 1, OwnerEmail: "dev@example.com", Tasks: []model.WorkflowTask{
+		{Name: "gosdk_qa", TaskReferenceName: "a", Type_: "SIMPLE"},
+	}}
+	if _, err := metadata.RegisterWorkflowDef(ctx, true, def); err != nil {
+		t.Fatalf("RegisterWorkflowDef: %v", err)
+	}
+	workflows := client.NewWorkflowClient(api)
+	for range 2 {
+		if _, _, err := workflows.StartWorkflowWithRequest(ctx, model.StartWorkflowRequest{Name: "gosdk_sizes", Version: 1}); err != nil {
+			t.Fatalf("StartWorkflowWithRequest: %v", err)
+		}
+	}
+	tasks := client.NewTaskClient(api)
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		sizes, _, err := tasks.Size(ctx, &client.TaskResourceApiSizeOpts{TaskType: optional.NewInterface("gosdk_qa")})
+		if err != nil || sizes["gosdk_qa"] != 2 {
+			return fmt.Errorf("Size(gosdk_qa) = %v, %v; want 2 queued", sizes, err)
+		}
+		return nil
+	})
+
+	for _, tc := range []struct {
+		name     string
+		taskType interface{}
+		want     map[string]int32
+	}{
+		{"one type", "gosdk_qa", map[string]int32{"gosdk_qa": 2}},
+		{"types separated by commas", "gosdk_qa,gosdk_qb", map[string]int32{"gosdk_qa": 2, "gosdk_qb": 0}},
+		{"spaces after the commas", "gosdk_qa, gosdk_qb", map[string]int32{"gosdk_qa": 2, "gosdk_qb": 0}},
+		{"a list of one", []string{"gosdk_qa"}, map[string]int32{"gosdk_qa": 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sizes, _, err := tasks.Size(ctx, &client.TaskResourceApiSizeOpts{TaskType: optional.NewInterface(tc.taskType)})
+			if err != nil || !reflect.DeepEqual(sizes, tc.want) {
+				t.Fatalf("Size(%v) = %v, %v; want %v", tc.taskType, sizes, err, tc.want)
+			}
+		})
+	}
 }
