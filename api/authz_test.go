@@ -282,7 +282,8 @@ func TestAuthorizationFiltersLists(t *testing.T) {
 	}
 	// Orkes's access asks for more than READ, all of it.
 	// (A listing holds the name it wants, or is empty.)
-	for q, want := range map[string]string{"?access=EXECUTE": `"wf_open"`, "?access=READ&access=UPDATE": "", "?access=EXECUTE&name=wf_open&access=DELETE": ""} {
+	for q, want := range map[string]string{"?access=EXECUTE": `"wf_open"`, "?access=READ&access=UPDATE": "", "?access=EXECUTE&name=wf_open&access=DELETE": "",
+		"?access=READ,EXECUTE": `"wf_open"`, "?access=EXECUTE,%20DELETE": ""} { // one value listing several, as Spring binds a List
 		if defs := runner.must(200, "GET", "/api/metadata/workflow"+q, ""); (want == "") != (defs == "[]") || !strings.Contains(defs, want) || strings.Contains(defs, `"wf_closed"`) {
 			t.Fatalf("runner's definitions %s = %.500s, want %s", q, defs, want)
 		}

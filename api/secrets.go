@@ -209,13 +209,13 @@ func (s *Server) secretMetadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m)
 }
 
-// listAccess reads a listing's repeatable "access" parameter (Orkes's
+// listAccess reads a listing's "access" parameter (Orkes's
 // secrets and definition lists): what the caller must hold on each entry
 // listed, all of it. READ always: a listing shows names and tags (CREATE,
 // which USER has on every name, would list them all).
 func listAccess(r *http.Request) ([]auth.Access, error) {
 	actions := []auth.Access{auth.Read}
-	for _, a := range r.URL.Query()["access"] {
+	for _, a := range listParam(r.URL.Query(), "access") {
 		switch act := auth.Access(a); act {
 		case auth.Create, auth.Read, auth.Update, auth.Delete, auth.Execute:
 			actions = append(actions, act)
