@@ -463,7 +463,8 @@ func TestSimulationShowsOnlyReadableDefinitions(t *testing.T) {
 
 // A synchronous answer (updateState, a signal) shows a blocking
 // sub-workflow only to a caller who may read it; to another it answers as
-// the target workflow.
+// when nothing blocks: the strategy asked for, with the target workflow
+// or (the task strategies) no task.
 func TestSyncAnswerHidesUnreadableChild(t *testing.T) {
 	t.Parallel()
 	_, base, token := nodetest.StartSecure(t)
@@ -490,11 +491,12 @@ func TestSyncAnswerHidesUnreadableChild(t *testing.T) {
 		}
 		return nil
 	})
-	for _, strategy := range []string{"BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT"} {
+	for _, strategy := range []string{"BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT", "BLOCKING_TASK_LIST"} {
 		mine := send(t, runner, "POST", "/api/workflow/"+parent+"/state?returnStrategy="+strategy, `{}`)
 		// The parent's own task names its child, as every read of it does.
 		if strings.Contains(mine, `"workflowId":"`+child) || strings.Contains(mine, "child-only-data-55") ||
-			!strings.Contains(mine, `"responseType":"TARGET_WORKFLOW"`) {
+			!strings.Contains(mine, `"responseType":"`+strategy+`"`) || strings.Contains(mine, `"blockingTaskId"`) ||
+			(strategy != "BLOCKING_WORKFLOW" && strings.Contains(mine, `"taskId"`)) {
 			t.Errorf("%s as runner: %s", strategy, mine)
 		}
 		if all := send(t, admin, "POST", "/api/workflow/"+parent+"/state?returnStrategy="+strategy, `{}`); !strings.Contains(all, `"workflowId":"`+child) {

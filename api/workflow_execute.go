@@ -63,10 +63,11 @@ func readExecuteParams(get func(string) string) (executeParams, error) {
 	}
 	if v := get("returnStrategy"); v != "" {
 		switch v = strings.ToUpper(v); v {
-		case conductor.ReturnTargetWorkflow, conductor.ReturnBlockingWorkflow, conductor.ReturnBlockingTask, conductor.ReturnBlockingTaskInput:
+		case conductor.ReturnTargetWorkflow, conductor.ReturnBlockingWorkflow, conductor.ReturnBlockingTask, conductor.ReturnBlockingTaskInput,
+			conductor.ReturnBlockingTaskList:
 			p.strategy = v
 		default:
-			return p, fault.Invalid("returnStrategy=%q: want TARGET_WORKFLOW, BLOCKING_WORKFLOW, BLOCKING_TASK or BLOCKING_TASK_INPUT", v)
+			return p, fault.Invalid("returnStrategy=%q: want TARGET_WORKFLOW, BLOCKING_WORKFLOW, BLOCKING_TASK, BLOCKING_TASK_INPUT or BLOCKING_TASK_LIST", v)
 		}
 	}
 	if p.requestID == "" {
@@ -337,7 +338,7 @@ func waitingTask(tree []*engine.Workflow) (*engine.Workflow, *engine.Task) {
 
 // visibleRun renders a synchronous execution for the caller: a blocking
 // task in a workflow the caller may not read (a sub-workflow of a
-// definition it has no access to) answers as the target workflow does.
+// definition it has no access to) answers as if none blocked.
 func (s *Server) visibleRun(r *http.Request, target, block *engine.Workflow, task *engine.Task, p executeParams) conductor.WorkflowRun {
 	// Known before the task is hidden: a task hidden did stop the wait.
 	unsettled := task == nil && !target.Terminal()
@@ -350,33 +351,57 @@ func (s *Server) visibleRun(r *http.Request, target, block *engine.Workflow, tas
 }
 
 // workflowRun renders the result of a synchronous execution per its
-// return strategy. Without a blocking task, every strategy answers with
-// the target workflow. The task strategies answer Conductor's TaskRun:
-// the task's output (BLOCKING_TASK_INPUT too), its workerId as createdBy,
-// its startTime as createTime, its workflow's priority and name.
+// return strategy, which is always the answer's responseType, as in
+// Conductor's NotificationResult. Without a blocking task the workflow
+// strategies answer the target workflow, and the task strategies the
+// target's identity and state with no task: Conductor's server renders
+// no TaskRun then (a null its reactive answer fails on), and its Java
+// SDK reads a task strategy's answer without taskId (or, for the list,
+// without tasks) as "nothing blocks". The task strategies answer
+// Conductor's TaskRun: the task's input and output, its workerId as
+// createdBy, its startTime as createTime, its workflow's priority and
+// name; BLOCKING_TASK_LIST the task as every read of its workflow shows
+// it, in tasks.
 func workflowRun(target, block *engine.Workflow, task *engine.Task, p executeParams) conductor.WorkflowRun {
-	strategy := p.strategy
+	taskStrategy := p.strategy == conductor.ReturnBlockingTask || p.strategy == conductor.ReturnBlockingTaskInput ||
+		p.strategy == conductor.ReturnBlockingTaskList
 	w := target
-	switch {
-	case task == nil:
-		strategy = conductor.ReturnTargetWorkflow
-	case strategy == conductor.ReturnBlockingWorkflow:
+	if task != nil && p.strategy == conductor.ReturnBlockingWorkflow {
 		w = block
 	}
 	view := w.Conductor(false) // masked as every view is
-	run := conductor.WorkflowRun{ResponseType: strategy, TargetWorkflowID: target.ID, TargetWorkflowStatus: target.Status,
+	targetView := view
+	if w != target {
+		targetView = target.Conductor(false)
+	}
+	run := conductor.WorkflowRun{ResponseType: p.strategy, TargetWorkflowID: target.ID, TargetWorkflowStatus: target.Status,
 		RequestID: p.requestID, WorkflowID: w.ID, CorrelationID: w.CorrelationID, Input: view.Input,
 		Output: view.Output, Status: w.Status, Variables: view.Variables, Priority: w.Priority,
-		CreateTime: w.CreateTime, UpdateTime: w.UpdateTime, CreatedBy: w.CreatedBy, Tasks: []*conductor.Task{}}
-	if strategy == conductor.ReturnBlockingTask || strategy == conductor.ReturnBlockingTaskInput {
+		CreateTime: w.CreateTime, UpdateTime: w.UpdateTime, CreatedBy: w.CreatedBy,
+		TargetWorkflowVariables: targetView.Variables}
+	switch {
+	case taskStrategy && task == nil:
+		return run
+	case p.strategy == conductor.ReturnBlockingTaskList:
+		ct := block.TaskViews()(task)
+		run.WorkflowID, run.CorrelationID, run.Status, run.Priority = block.ID, block.CorrelationID, task.Status, block.Priority
+		run.Input, run.Output, run.Variables = nonNilMap(ct.InputData), nonNilMap(ct.OutputData), nil
+		run.CreateTime, run.UpdateTime, run.CreatedBy = 0, 0, ""
+		run.Tasks = []*conductor.Task{ct}
+		return run
+	case taskStrategy:
 		ct := task.Conductor(block)
 		run.WorkflowID, run.CorrelationID, run.Status = block.ID, block.CorrelationID, task.Status
-		run.Input, run.Output, run.Variables, run.Tasks = nonNilMap(ct.InputData), nonNilMap(ct.OutputData), nil, nil
+		run.Input, run.Output, run.Variables = nonNilMap(ct.InputData), nonNilMap(ct.OutputData), nil
 		run.TaskID, run.TaskType, run.TaskDefName, run.ReferenceTaskName = ct.TaskID, ct.TaskType, ct.TaskDefName, ct.ReferenceTaskName
 		run.RetryCount, run.WorkflowType, run.Priority = &ct.RetryCount, ct.WorkflowType, ct.WorkflowPriority
+		run.RetriedTaskID, run.ReasonForIncompletion = ct.RetriedTaskID, ct.ReasonForIncompletion
 		run.CreatedBy, run.CreateTime, run.UpdateTime = ct.WorkerID, ct.StartTime, ct.UpdateTime
 		return run
+	case task != nil && p.strategy == conductor.ReturnBlockingWorkflow:
+		run.BlockingTaskID, run.BlockingTaskReferenceName = task.ID, task.Ref
 	}
+	run.Tasks = []*conductor.Task{}
 	taskView := w.TaskViews()
 	for _, t := range w.Tasks {
 		run.Tasks = append(run.Tasks, taskView(t))

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"slices"
 	"sync"
@@ -164,15 +165,22 @@ func TestBlockedStopsWhereAPauseHolds(t *testing.T) {
 // The task strategies answer Conductor's TaskRun, as its SDKs decode it:
 // the blocking task's output (BLOCKING_TASK_INPUT's too, which answered
 // {}), its workerId as createdBy and its startTime as createTime (they
-// were the target workflow's), its own workflow's priority and name, and
-// a retryCount even when 0 (the Java SDK's getBlockingTask unboxes it).
-// The workflow strategies name no task.
+// were the target workflow's), its own workflow's priority and name, a
+// retryCount even when 0 (the Java SDK's getBlockingTask unboxes it), and
+// the retriedTaskId and reasonForIncompletion OSS's TaskRun carries (they
+// were left out). BLOCKING_TASK_LIST (refused with a 400) answers the task
+// in tasks instead of the flattened fields. BLOCKING_WORKFLOW names the
+// task of its tasks that blocks (blockingTaskId, which the Java SDK's
+// hasBlockingTask reads), every strategy the target's variables
+// (targetWorkflowVariables); neither was answered.
 func TestBlockingTaskAnswersConductorsTaskRun(t *testing.T) {
 	t.Parallel()
-	target := &engine.Workflow{ID: "parent", Name: "parent_flow", Status: conductor.WorkflowRunning, Priority: 2, CreatedBy: "alice", CreateTime: 1000, UpdateTime: 1100}
+	target := &engine.Workflow{ID: "parent", Name: "parent_flow", Status: conductor.WorkflowRunning, Priority: 2, CreatedBy: "alice", CreateTime: 1000, UpdateTime: 1100,
+		Variables: map[string]any{"stage": "p"}}
 	block := &engine.Workflow{ID: "child", Name: "child_flow", Status: conductor.WorkflowRunning, Priority: 7, CreatedBy: "alice", CreateTime: 2000, UpdateTime: 2100}
 	gate := &engine.Task{ID: "gate-id", Ref: "gate", Name: "gate", Type: conductor.TaskTypeHuman, Status: conductor.TaskInProgress,
-		Input: map[string]any{"ask": "ok?"}, Output: map[string]any{"seen": true}, WorkerID: "ops-7", ScheduledTime: 2990, StartTime: 3000, UpdateTime: 3100}
+		Input: map[string]any{"ask": "ok?"}, Output: map[string]any{"seen": true}, WorkerID: "ops-7", ScheduledTime: 2990, StartTime: 3000, UpdateTime: 3100,
+		RetryCount: 1, RetriedTaskID: "gate-0", Reason: "no answer in time"}
 	block.Tasks = []*engine.Task{gate}
 	target.Tasks = []*engine.Task{{ID: "sub-id", Ref: "sub", Name: "sub", Type: conductor.TaskTypeSubWorkflow, Status: conductor.TaskInProgress, SubWorkflowID: "child"}}
 
@@ -182,15 +190,23 @@ func TestBlockingTaskAnswersConductorsTaskRun(t *testing.T) {
 		absent   []string
 	}{
 		{conductor.ReturnBlockingTask, map[string]any{"workflowId": "child", "status": "IN_PROGRESS", "taskId": "gate-id", "taskType": "HUMAN",
-			"referenceTaskName": "gate", "retryCount": 0.0, "workflowType": "child_flow", "priority": 7.0, "createdBy": "ops-7",
+			"referenceTaskName": "gate", "retryCount": 1.0, "workflowType": "child_flow", "priority": 7.0, "createdBy": "ops-7",
 			"createTime": 3000.0, "updateTime": 3100.0, "input": map[string]any{"ask": "ok?"}, "output": map[string]any{"seen": true},
-			"targetWorkflowId": "parent"}, []string{"tasks", "variables"}},
-		{conductor.ReturnBlockingTaskInput, map[string]any{"workflowId": "child", "taskId": "gate-id", "retryCount": 0.0, "workflowType": "child_flow",
-			"priority": 7.0, "createdBy": "ops-7", "createTime": 3000.0, "input": map[string]any{"ask": "ok?"}, "output": map[string]any{"seen": true}}, nil},
-		{conductor.ReturnBlockingWorkflow, map[string]any{"workflowId": "child", "priority": 7.0, "createdBy": "alice", "createTime": 2000.0},
-			[]string{"taskId", "retryCount", "workflowType"}},
-		{conductor.ReturnTargetWorkflow, map[string]any{"workflowId": "parent", "priority": 2.0, "createdBy": "alice", "createTime": 1000.0},
-			[]string{"taskId", "retryCount", "workflowType"}},
+			"targetWorkflowId": "parent", "retriedTaskId": "gate-0", "reasonForIncompletion": "no answer in time",
+			"targetWorkflowVariables": map[string]any{"stage": "p"}}, []string{"tasks", "variables", "blockingTaskId"}},
+		{conductor.ReturnBlockingTaskInput, map[string]any{"workflowId": "child", "taskId": "gate-id", "retryCount": 1.0, "workflowType": "child_flow",
+			"priority": 7.0, "createdBy": "ops-7", "createTime": 3000.0, "input": map[string]any{"ask": "ok?"}, "output": map[string]any{"seen": true},
+			"retriedTaskId": "gate-0", "reasonForIncompletion": "no answer in time"}, nil},
+		{conductor.ReturnBlockingTaskList, map[string]any{"responseType": "BLOCKING_TASK_LIST", "workflowId": "child", "status": "IN_PROGRESS",
+			"priority": 7.0, "input": map[string]any{"ask": "ok?"}, "output": map[string]any{"seen": true}, "targetWorkflowId": "parent",
+			"targetWorkflowVariables": map[string]any{"stage": "p"}},
+			[]string{"taskId", "taskType", "referenceTaskName", "retryCount", "workflowType", "createdBy", "createTime", "variables", "blockingTaskId"}},
+		{conductor.ReturnBlockingWorkflow, map[string]any{"workflowId": "child", "priority": 7.0, "createdBy": "alice", "createTime": 2000.0,
+			"blockingTaskId": "gate-id", "blockingTaskReferenceName": "gate", "targetWorkflowVariables": map[string]any{"stage": "p"}},
+			[]string{"taskId", "retryCount", "workflowType", "retriedTaskId"}},
+		{conductor.ReturnTargetWorkflow, map[string]any{"workflowId": "parent", "priority": 2.0, "createdBy": "alice", "createTime": 1000.0,
+			"targetWorkflowVariables": map[string]any{"stage": "p"}},
+			[]string{"taskId", "retryCount", "workflowType", "blockingTaskId", "blockingTaskReferenceName"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.strategy, func(t *testing.T) {
@@ -211,6 +227,101 @@ func TestBlockingTaskAnswersConductorsTaskRun(t *testing.T) {
 				if _, ok := got[k]; ok {
 					t.Errorf("%s = %v, want none", k, got[k])
 				}
+			}
+			if tt.strategy == conductor.ReturnBlockingTaskList {
+				tasks, _ := got["tasks"].([]any)
+				if len(tasks) != 1 {
+					t.Fatalf("tasks = %v, want the blocking task alone", got["tasks"])
+				}
+				task := tasks[0].(map[string]any)
+				for k, want := range map[string]any{"taskId": "gate-id", "referenceTaskName": "gate", "taskType": "HUMAN", "status": "IN_PROGRESS",
+					"retryCount": 1.0, "retriedTaskId": "gate-0", "workerId": "ops-7", "workflowInstanceId": "child", "inputData": map[string]any{"ask": "ok?"}} {
+					if !reflect.DeepEqual(task[k], want) {
+						t.Errorf("tasks[0].%s = %v, want %v", k, task[k], want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A wait that ended with no blocking task (it ran out, or the target
+// ended) answers the strategy asked for, as Conductor's NotificationResult
+// does: the workflow strategies the target workflow, the task strategies
+// no task (no taskId, no tasks: the Java SDK's hasBlockingTask is false
+// and getBlockingTask null) and the target's identity. It answered
+// TARGET_WORKFLOW with the target's tasks, which the SDKs' getBlockingTask
+// and getTaskInput refuse ("Response type TARGET_WORKFLOW does not contain
+// task details").
+func TestNoBlockingTaskAnswersTheStrategyAsked(t *testing.T) {
+	t.Parallel()
+	target := &engine.Workflow{ID: "parent", Name: "parent_flow", Status: conductor.WorkflowRunning, Priority: 2, CreatedBy: "alice", CreateTime: 1000,
+		Input: map[string]any{"in": 1.0}, Variables: map[string]any{"stage": "p"}}
+	target.Tasks = []*engine.Task{{ID: "w-id", Ref: "w", Name: "w", Type: conductor.TaskTypeSimple, Status: conductor.TaskScheduled}}
+	for _, strategy := range []string{conductor.ReturnTargetWorkflow, conductor.ReturnBlockingWorkflow, conductor.ReturnBlockingTask,
+		conductor.ReturnBlockingTaskInput, conductor.ReturnBlockingTaskList} {
+		t.Run(strategy, func(t *testing.T) {
+			b, err := json.Marshal(workflowRun(target, nil, nil, executeParams{strategy: strategy, requestID: "r"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range map[string]any{"responseType": strategy, "workflowId": "parent", "targetWorkflowId": "parent", "status": "RUNNING",
+				"requestId": "r", "input": map[string]any{"in": 1.0}, "targetWorkflowVariables": map[string]any{"stage": "p"}} {
+				if !reflect.DeepEqual(got[k], want) {
+					t.Errorf("%s = %v, want %v", k, got[k], want)
+				}
+			}
+			for _, k := range []string{"taskId", "referenceTaskName", "retryCount", "blockingTaskId"} {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s = %v, want none", k, got[k])
+				}
+			}
+			tasks, _ := got["tasks"].([]any)
+			workflowStrategy := strategy == conductor.ReturnTargetWorkflow || strategy == conductor.ReturnBlockingWorkflow
+			if workflowStrategy != (len(tasks) == 1) {
+				t.Errorf("tasks = %v", got["tasks"])
+			}
+		})
+	}
+}
+
+// Every return strategy Conductor's SDKs send is taken, in any case;
+// BLOCKING_TASK_LIST (the Java SDK's) was refused with a 400.
+func TestReadExecuteParamsStrategies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in, want string
+		invalid  bool
+	}{
+		{"", conductor.ReturnTargetWorkflow, false},
+		{"TARGET_WORKFLOW", conductor.ReturnTargetWorkflow, false},
+		{"BLOCKING_WORKFLOW", conductor.ReturnBlockingWorkflow, false},
+		{"BLOCKING_TASK", conductor.ReturnBlockingTask, false},
+		{"BLOCKING_TASK_INPUT", conductor.ReturnBlockingTaskInput, false},
+		{"BLOCKING_TASK_LIST", conductor.ReturnBlockingTaskList, false},
+		{"blocking_task_list", conductor.ReturnBlockingTaskList, false},
+		{"ALL_BLOCKING_TASKS", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			p, err := readExecuteParams(func(k string) string {
+				if k == "returnStrategy" {
+					return tt.in
+				}
+				return ""
+			})
+			if tt.invalid {
+				if !errors.Is(err, fault.ErrInvalid) {
+					t.Fatalf("err = %v, want invalid", err)
+				}
+				return
+			}
+			if err != nil || p.strategy != tt.want {
+				t.Fatalf("strategy = %q, %v; want %q", p.strategy, err, tt.want)
 			}
 		})
 	}

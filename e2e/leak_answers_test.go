@@ -17,17 +17,17 @@ import (
 // secret, values a worker, a signal, a state update, a task update by
 // reference and a webhook delivery put under _secrets, and a value a
 // simulation's mock holds under _secrets. Synchronous executions under
-// each returnStrategy (BLOCKING_TASK_INPUT: a HUMAN task's input holds
-// the secret, a _secrets block of it and copies of _secrets values),
-// signal/sync, updateState refused (400) and again once its task ended
-// (409), a task update by reference (sync, and again: 404), a signal to an
-// ended workflow, results whose reason and logs quote their own _secrets
-// value, POST /api/workflow/test copying a mock's _secrets value into a
-// variable, the output, an INLINE script and another task's input, and a
-// webhook delivery whose workflow puts its payload under _secrets: every
-// answer, the log, every stream, file and Pebble key and value is
-// searched for each value, and none holds one. The simulation showed the
-// mock's value as it is, where a run shows "***".
+// each returnStrategy (BLOCKING_TASK_INPUT and BLOCKING_TASK_LIST: a HUMAN
+// task's input holds the secret, a _secrets block of it and copies of
+// _secrets values), signal/sync, updateState refused (400) and again once
+// its task ended (409), a task update by reference (sync, and again: 404),
+// a signal to an ended workflow, results whose reason and logs quote their
+// own _secrets value, POST /api/workflow/test copying a mock's _secrets
+// value into a variable, the output, an INLINE script and another task's
+// input, and a webhook delivery whose workflow puts its payload under
+// _secrets: every answer, the log, every stream, file and Pebble key and
+// value is searched for each value, and none holds one. The simulation
+// showed the mock's value as it is, where a run shows "***".
 func TestLeakOnAnswersOfChanges(t *testing.T) {
 	t.Parallel()
 	vals := map[string]string{
@@ -63,7 +63,7 @@ func TestLeakOnAnswersOfChanges(t *testing.T) {
 	  {"name":"w3","taskReferenceName":"w3","type":"HUMAN","inputParameters":{"d":"${w2.output._secrets.y}"}}],
 	  "outputParameters":{"d":"${a.output._secrets.v}","x":"${h.output._secrets.x}","y":"${w2.output._secrets.y}"}}`)
 	var ids []string
-	for _, strat := range []string{"TARGET_WORKFLOW", "BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT"} {
+	for _, strat := range []string{"TARGET_WORKFLOW", "BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT", "BLOCKING_TASK_LIST"} {
 		st, body := e.do("POST", "/api/workflow/execute/ls_main/1?waitForSeconds=10&returnStrategy="+strat,
 			map[string]any{"input": map[string]any{"_secrets": map[string]any{"i": vals["sig"]}}})
 		expect("execute "+strat, st, body, 200)
@@ -72,8 +72,8 @@ func TestLeakOnAnswersOfChanges(t *testing.T) {
 			ids = append(ids, body[i+20:i+56])
 		}
 	}
-	if len(ids) != 4 {
-		t.Fatalf("started %d workflows, want 4", len(ids))
+	if len(ids) != 5 {
+		t.Fatalf("started %d workflows, want 5", len(ids))
 	}
 	id := ids[0]
 	st, body := e.do("POST", "/api/tasks/"+id+"/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK_INPUT", map[string]any{"_secrets": map[string]any{"x": vals["sig"]}, "p": 1})

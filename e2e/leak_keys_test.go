@@ -17,8 +17,8 @@ import (
 // added alongside: a webhook's idempotency key read from a payload field
 // its workflow copies into a _secrets block or names in maskedFields, a
 // workflow rate limit key read from an input a task takes under _secrets
-// (or from a correlation id it takes so), BLOCKING_TASK and
-// BLOCKING_TASK_INPUT answers of execute, updateState and signal/sync on a
+// (or from a correlation id it takes so), BLOCKING_TASK,
+// BLOCKING_TASK_INPUT and BLOCKING_TASK_LIST answers of execute, updateState and signal/sync on a
 // HUMAN task whose output holds _secrets data and a copy of it, the
 // variables limit's refusal (413) of variables holding _secrets data, a
 // registration refused for misplaced secret and environment references,
@@ -106,7 +106,7 @@ func TestLeakOnStartKeys(t *testing.T) {
 	// BLOCKING_TASK answers of a HUMAN task holding _secrets output.
 	e.register(`{"name":"lt_bt","tasks":[{"name":"h","taskReferenceName":"h","type":"HUMAN","inputParameters":{"s":"${workflow.secrets.tok}"}},
 	  {"name":"h2","taskReferenceName":"h2","type":"HUMAN","inputParameters":{"d":"${h.output._secrets.x}"}}]}`)
-	for _, strat := range []string{"BLOCKING_TASK", "BLOCKING_TASK_INPUT"} {
+	for _, strat := range []string{"BLOCKING_TASK", "BLOCKING_TASK_INPUT", "BLOCKING_TASK_LIST"} {
 		st, body = e.do("POST", "/api/workflow/execute/lt_bt/1?waitForSeconds=10&returnStrategy="+strat, map[string]any{"input": map[string]any{}})
 		expect("execute "+strat, st, body, 200)
 		i := strings.Index(body, `"targetWorkflowId":"`)

@@ -81,6 +81,24 @@ func TestExecuteSync(t *testing.T) {
 	if blocking.ResponseType != "BLOCKING_TASK" || blocking.ReferenceTaskName != "gate" || blocking.TaskType != "WAIT" || blocking.TaskID == "" || blocking.Status != "IN_PROGRESS" {
 		t.Fatalf("blocking task run = %+v", blocking)
 	}
+	// BLOCKING_TASK_LIST (the Java SDK's) answers it in tasks.
+	var list conductor.WorkflowRun
+	e.decode(http.StatusOK, "POST", "/api/workflow/execute/wait_flow/1?returnStrategy=BLOCKING_TASK_LIST", conductor.StartWorkflowRequest{}, &list)
+	if list.ResponseType != "BLOCKING_TASK_LIST" || list.TaskID != "" || len(list.Tasks) != 1 || list.Tasks[0].ReferenceTaskName != "gate" ||
+		list.Tasks[0].TaskType != "WAIT" || list.Tasks[0].Status != "IN_PROGRESS" || list.Tasks[0].WorkflowInstanceID != list.WorkflowID {
+		t.Fatalf("blocking task list run = %+v", list)
+	}
+	// A wait that runs out with no task blocking answers the strategy
+	// asked for and no task, not TARGET_WORKFLOW: the SDKs' getBlockingTask
+	// refuses that answer.
+	for _, strategy := range []string{"BLOCKING_TASK", "BLOCKING_TASK_INPUT", "BLOCKING_TASK_LIST"} {
+		var none conductor.WorkflowRun
+		e.decode(http.StatusOK, "POST", "/api/workflow/execute/two_simple/1?waitForSeconds=1&returnStrategy="+strategy, map[string]any{"input": map[string]any{"x": "n"}}, &none)
+		if none.ResponseType != strategy || !none.SignalTimeout || none.TaskID != "" || none.RetryCount != nil || len(none.Tasks) != 0 ||
+			none.WorkflowID == "" || none.WorkflowID != none.TargetWorkflowID || none.Status != "RUNNING" || none.Input["x"] != "n" {
+			t.Fatalf("%s ran out: %+v", strategy, none)
+		}
+	}
 
 	// waitUntilTaskRef: return when first_ref is done, not when the wait
 	// runs out (the second task has no worker: the run stays RUNNING
@@ -854,9 +872,11 @@ func TestSynchronousWaitOnAPause(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if run.ResponseType != "TARGET_WORKFLOW" || run.Status != "PAUSED" || !run.SignalTimeout ||
-			taskNamed(run.Tasks, "gate").Status != "COMPLETED" || taskNamed(run.Tasks, "gate").OutputData["a"] != float64(1) {
+		if run.ResponseType != "BLOCKING_TASK" || run.TaskID != "" || run.WorkflowID != id || run.Status != "PAUSED" || !run.SignalTimeout {
 			t.Fatalf("signal answered %+v", run)
+		}
+		if gate := taskByRef(e.workflow(id), "gate"); gate.Status != "COMPLETED" || gate.OutputData["a"] != float64(1) {
+			t.Fatalf("gate %s %v after the signal", gate.Status, gate.OutputData)
 		}
 	})
 	t.Run("signal into a paused child", func(t *testing.T) {

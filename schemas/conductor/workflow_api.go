@@ -64,13 +64,20 @@ const (
 	ReturnBlockingWorkflow  = "BLOCKING_WORKFLOW"
 	ReturnBlockingTask      = "BLOCKING_TASK"
 	ReturnBlockingTaskInput = "BLOCKING_TASK_INPUT"
+	// ReturnBlockingTaskList answers the blocking task as BLOCKING_TASK
+	// does, but as a Task in tasks instead of the flattened TaskRun
+	// fields (the Conductor Java SDK's ReturnStrategy).
+	ReturnBlockingTaskList = "BLOCKING_TASK_LIST"
 )
 
 // WorkflowRun is the answer of POST /api/workflow/execute (Orkes'
 // SignalResponse): the workflow's state when execution stopped blocking,
 // or, for the task strategies, the blocking task's (Conductor's TaskRun:
 // createdBy is its workerId, createTime its startTime, priority and
-// workflowType its workflow's, output its output).
+// workflowType its workflow's, output its output). ResponseType is always
+// the strategy asked for, as Conductor's NotificationResult answers it:
+// with no blocking task, a task strategy names none (no taskId, no tasks)
+// and the rest describes the target.
 type WorkflowRun struct {
 	ResponseType         string         `json:"responseType"`
 	TargetWorkflowID     string         `json:"targetWorkflowId"`
@@ -90,6 +97,13 @@ type WorkflowRun struct {
 	// SignalTimeout: the wait ended with the target neither ended nor
 	// blocked in a task (Conductor's flag for a wait that ran out).
 	SignalTimeout bool `json:"signalTimeout"`
+	// TargetWorkflowVariables are the target's variables, for every
+	// strategy (the Java SDK's SignalResponse).
+	TargetWorkflowVariables map[string]any `json:"targetWorkflowVariables,omitempty"`
+	// BlockingTaskID and BlockingTaskReferenceName name, for
+	// BLOCKING_WORKFLOW alone, the task of Tasks that blocks.
+	BlockingTaskID            string `json:"blockingTaskId,omitempty"`
+	BlockingTaskReferenceName string `json:"blockingTaskReferenceName,omitempty"`
 	// The blocking task, for the task strategies. RetryCount is set for
 	// them alone, and then always: the Java SDK's getBlockingTask unboxes
 	// it into an int.
@@ -99,6 +113,9 @@ type WorkflowRun struct {
 	ReferenceTaskName string `json:"referenceTaskName,omitempty"`
 	RetryCount        *int   `json:"retryCount,omitempty"`
 	WorkflowType      string `json:"workflowType,omitempty"`
+	// RetriedTaskID and ReasonForIncompletion complete Conductor's TaskRun.
+	RetriedTaskID         string `json:"retriedTaskId,omitempty"`
+	ReasonForIncompletion string `json:"reasonForIncompletion,omitempty"`
 }
 
 // TaskMock is one mocked execution of a task in a WorkflowTestRequest.
