@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/flowvault/flowvault/audit"
 	"github.com/flowvault/flowvault/auth"
@@ -127,7 +128,7 @@ func New(deps Deps) *Server {
 	s.routeScheduler()
 	s.taskRoutes()
 	if deps.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
+		s.mux.Handle("GET /metrics", metricsHandler(deps.Gatherer, s.writePublicError))
 	}
 	if deps.Metadata != nil {
 		s.metadataRoutes()
@@ -302,12 +303,30 @@ func writeRawArray(w http.ResponseWriter, elems []json.RawMessage) {
 	writeRawJSON(w, http.StatusOK, append(b, ']'))
 }
 
+// metricsHandler serves what g gathers in Prometheus's formats. A
+// gathering that fails is answered by fail (a generic 500, the error
+// logged), not as promhttp answers it, with the error's text: that names
+// internals (a file a collector read, a collector's defect) to whoever
+// may scrape, and /metrics asks for no token.
+func metricsHandler(g prometheus.Gatherer, fail func(http.ResponseWriter, *http.Request, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mfs, err := g.Gather()
+		if err != nil {
+			fail(w, r, fmt.Errorf("gather metrics: %w", err))
+			return
+		}
+		gathered := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return mfs, nil })
+		promhttp.HandlerFor(gathered, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	})
+}
+
 // Starting answers every request while a server starts (its read models
 // replay the log): 503, retryable, and in Conductor's health shape on
 // /health, so that a probe tells a starting server from a dead one. GET
 // /metrics answers from metrics (when not nil) as it will once started: a
-// rebuild of the read models takes minutes, and its progress is theirs.
-func Starting(metrics prometheus.Gatherer) http.Handler {
+// rebuild of the read models takes minutes, and its progress is theirs. A
+// scrape that fails is logged to logger (nil: not logged).
+func Starting(metrics prometheus.Gatherer, logger *slog.Logger) http.Handler {
 	const why = "starting: the read models are catching up with the log"
 	health, _ := json.Marshal(struct {
 		HealthResults           []healthResult `json:"healthResults"`
@@ -318,7 +337,11 @@ func Starting(metrics prometheus.Gatherer) http.Handler {
 		Instance: "flowvault", Retryable: true}})
 	var scrape http.Handler
 	if metrics != nil {
-		scrape = promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
+		// A failed scrape is answered as a started server answers it.
+		scrape = metricsHandler(metrics, (&Server{deps: Deps{Logger: logger}}).writePublicError)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if scrape != nil && r.Method == http.MethodGet && r.URL.Path == "/metrics" {

@@ -2,15 +2,19 @@ package api_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/flowvault/flowvault/api"
+	"github.com/flowvault/flowvault/internal/testutil"
 )
 
 // A starting server answers at once, before its read models caught up:
@@ -18,7 +22,7 @@ import (
 // a probe tells it from a dead one (which refuses the connection).
 func TestStartingAnswers503(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(api.Starting(nil))
+	srv := httptest.NewServer(api.Starting(nil, nil))
 	defer srv.Close()
 	for _, tc := range []struct {
 		path  string
@@ -53,7 +57,7 @@ func TestStartingServesMetrics(t *testing.T) {
 	applied := prometheus.NewCounter(prometheus.CounterOpts{Name: "starting_records_applied_total", Help: "Records applied."})
 	reg.MustRegister(applied)
 	applied.Add(7)
-	srv := httptest.NewServer(api.Starting(reg))
+	srv := httptest.NewServer(api.Starting(reg, testutil.Logger(t)))
 	defer srv.Close()
 	for _, tc := range []struct {
 		method, path string
@@ -78,5 +82,45 @@ func TestStartingServesMetrics(t *testing.T) {
 		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.body) {
 			t.Errorf("%s %s = %d %.300s, want %d with %s", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body)
 		}
+	}
+}
+
+// A scrape whose gathering fails is answered 500 with a generic body, the
+// error (which names a file here) in the server's log alone: /metrics
+// asks for no token. A started server and a starting one answer alike.
+func TestFailedScrapeAnswersGenerically(t *testing.T) {
+	t.Parallel()
+	const cause = "open /var/lib/flowvault/data/proc-stat: permission denied"
+	failing := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return nil, errors.New(cause) })
+	for _, tc := range []struct {
+		name  string
+		serve func(*slog.Logger) http.Handler
+	}{
+		{"started", func(l *slog.Logger) http.Handler { return api.New(api.Deps{Logger: l, Gatherer: failing}) }},
+		{"starting", func(l *slog.Logger) http.Handler { return api.Starting(failing, l) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			logger, logs := testutil.CapturingLogger()
+			srv := httptest.NewServer(tc.serve(logger))
+			defer srv.Close()
+			resp, err := http.Get(srv.URL + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var b struct {
+				Status  int    `json:"status"`
+				Message string `json:"message"`
+			}
+			if err := json.Unmarshal(body, &b); err != nil || resp.StatusCode != http.StatusInternalServerError ||
+				b.Status != http.StatusInternalServerError || b.Message != "internal error" || strings.Contains(string(body), "/var/lib") {
+				t.Fatalf("GET /metrics = %d %s (%v), want 500 with a generic message", resp.StatusCode, body, err)
+			}
+			if !strings.Contains(logs.String(), cause) {
+				t.Fatalf("the cause is not logged: %s", logs)
+			}
+		})
 	}
 }

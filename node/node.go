@@ -161,7 +161,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// retryable 503 until the read models caught up: a probe tells a
 	// starting server from a dead one, and a client does not hang.
 	// /metrics answers meanwhile, showing the read models catch up.
-	n.front.set(api.Starting(reg))
+	n.front.set(api.Starting(reg, logger))
 	n.serveHTTP(tlsConfig)
 	if n.unlock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
