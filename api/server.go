@@ -240,7 +240,12 @@ type healthResult struct {
 	Error   string `json:"errorMessage,omitempty"`
 }
 
-// health answers in Conductor's shape, which readiness scripts parse.
+// health answers in Conductor's shape, which readiness scripts parse, and
+// 503 when a probe fails, which load balancers read. /health asks for no
+// token: a failed probe's error, which may name the data dir, a stream or
+// the NATS server, is logged, and answered only to an administrator (a
+// valid ADMIN token, or --insecure-dev); anyone else reads which probe
+// failed.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -249,19 +254,45 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		SuppressedHealthResults []healthResult `json:"suppressedHealthResults"`
 		Healthy                 bool           `json:"healthy"`
 	}{HealthResults: []healthResult{}, SuppressedHealthResults: []healthResult{}, Healthy: true}
-	for _, c := range s.deps.Checks {
+	errs := make([]error, len(s.deps.Checks))
+	for i, c := range s.deps.Checks {
 		res := healthResult{Name: c.Name, Healthy: true}
-		if err := c.Probe(ctx); err != nil {
-			res.Healthy, res.Error, body.Healthy = false, err.Error(), false
-			s.deps.Logger.Warn("health check failed", logkey.Component, c.Name, logkey.Err, err)
+		if errs[i] = c.Probe(ctx); errs[i] != nil {
+			res.Healthy, body.Healthy = false, false
+			s.deps.Logger.Warn("health check failed", logkey.Component, c.Name, logkey.Err, errs[i])
 		}
 		body.HealthResults = append(body.HealthResults, res)
 	}
 	status := http.StatusOK
 	if !body.Healthy {
 		status = http.StatusServiceUnavailable
+		if s.healthDetailFor(r) {
+			for i, err := range errs {
+				if err != nil {
+					body.HealthResults[i].Error = err.Error()
+				}
+			}
+		}
 	}
 	writeJSON(w, status, body)
+}
+
+// healthDetailFor reports whether the caller of /health is shown why a
+// probe failed: an administrator. A token that does not authenticate is
+// no reason to answer otherwise than without one: the status is what a
+// load balancer reads.
+func (s *Server) healthDetailFor(r *http.Request) bool {
+	if s.deps.Insecure {
+		return true
+	}
+	token := r.Header.Get(AuthHeader)
+	if token == "" || s.deps.Tokens == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	p, _, err := s.deps.Tokens.Authenticate(ctx, token)
+	return err == nil && p.IsAdmin()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
