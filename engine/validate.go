@@ -41,7 +41,8 @@ func init() {
 // SWITCH, SUB_WORKFLOW, DO_WHILE, INLINE, LAMBDA, JSON_JQ_TRANSFORM,
 // DYNAMIC, FORK_JOIN_DYNAMIC, START_WORKFLOW and TERMINATE configurations, and
 // expressions that parse. The error is a *fault.ValidationError naming each offending field
-// by its JSON path.
+// by its JSON path; a definition valid but for variables over
+// MaxVariablesBytes fails with fault.ErrTooLarge, naming the field.
 func ValidateWorkflowDef(def *conductor.WorkflowDef) error {
 	return ValidateWorkflowDefWith(def, nil)
 }
@@ -79,7 +80,28 @@ func ValidateWorkflowDefWith(def *conductor.WorkflowDef, templates TaskTemplates
 	if _, err := RateLimitOf(def, conductor.StartWorkflowRequest{}); err != nil {
 		v.errs.Add("rateLimitConfig", "%v", strings.TrimPrefix(err.Error(), "invalid: "))
 	}
-	return v.errs.Err()
+	if err := v.errs.Err(); err != nil {
+		return err
+	}
+	return definedVariablesFit(def.Variables)
+}
+
+// definedVariablesFit refuses the variables of a definition, which each
+// of its workflows starts with, over MaxVariablesBytes: every SET_VARIABLE
+// of such a workflow would fail, however small, as variables a caller
+// sends that take a workflow's over the limit are refused (ErrTooLarge).
+func definedVariablesFit(vars map[string]any) error {
+	if len(vars) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(vars)
+	if err != nil {
+		return fault.Invalid("variables: %v", err)
+	}
+	if len(b) > MaxVariablesBytes {
+		return fmt.Errorf("variables: %d bytes as JSON, over the %d-byte limit of a workflow's variables: %w", len(b), MaxVariablesBytes, fault.ErrTooLarge)
+	}
+	return nil
 }
 
 type validator struct {

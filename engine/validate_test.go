@@ -181,3 +181,35 @@ func withInput(expression string) string {
 func withSub(fields string) string {
 	return `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"c",` + fields + `}}]}`
 }
+
+// A definition's variables, which each of its workflows starts with, are
+// held to the limit a SET_VARIABLE and a caller's variables are: over it,
+// every SET_VARIABLE of its workflows would fail. The refusal is a size
+// limit's (413 over HTTP, as a caller's variables get), naming the field.
+func TestDefinitionVariablesLimit(t *testing.T) {
+	t.Parallel()
+	// {"v":"…"} takes 8 bytes besides the text.
+	sized := func(n int) string {
+		return `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"variables":{"v":"` + strings.Repeat("x", n-8) + `"}}`
+	}
+	for _, tc := range []struct {
+		name    string
+		def     string
+		refused bool
+	}{
+		{"none", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}]}`, false},
+		{"at the limit", sized(engine.MaxVariablesBytes), false},
+		{"a byte over", sized(engine.MaxVariablesBytes + 1), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := engine.ValidateWorkflowDef(parseDef(t, tc.def))
+			switch {
+			case !tc.refused && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.refused && (!errors.Is(err, fault.ErrTooLarge) || errors.Is(err, fault.ErrInvalid) ||
+				!strings.HasPrefix(err.Error(), "variables: ")):
+				t.Fatalf("err = %v, want too large, naming variables", err)
+			}
+		})
+	}
+}

@@ -180,6 +180,9 @@ func (s *Store) changeTags(ctx context.Context, kind Kind, name string, tags []c
 		if slices.Equal(cur, next) {
 			return nil, nil
 		}
+		if err := tagsFit("", fmt.Sprintf("%s definition %s", kind, name), cur, next); err != nil {
+			return nil, err
+		}
 		return []schemas.Event{&schemas.DefTagsSet{Kind: string(kind), Name: name, Tags: next, Time: s.millis(), By: principal}}, nil
 	})
 }
@@ -203,6 +206,9 @@ func registrationTags(v view, kind Kind, reg registration, now int64, principal 
 	}
 	if slices.Equal(cur, next) {
 		return nil, nil
+	}
+	if err := tagsFit(jsonTags, fmt.Sprintf("%s definition %s", kind, reg.name), cur, next); err != nil {
+		return nil, err
 	}
 	return &schemas.DefTagsSet{Kind: string(kind), Name: reg.name, Tags: next, Time: now, By: principal}, nil
 }

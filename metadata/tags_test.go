@@ -1,8 +1,10 @@
 package metadata_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/flowvault/flowvault/fault"
@@ -115,5 +117,87 @@ func TestTagErrors(t *testing.T) {
 	// Nothing was appended for refused changes.
 	if seq, err := n.log.LastSeq(c, metadata.TaskSubject("unknown")); err != nil || seq != 0 {
 		t.Fatalf("refused tag changes appended: %d, %v", seq, err)
+	}
+}
+
+// A workflow or task definition's name holds at most MaxTags tags, as a
+// secret does: a registration carrying more, or adding past the limit
+// (overwriteTags false), and a tag change taking the set over it are
+// refused, naming the field, and change nothing.
+func TestTagLimit(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	// tags is count tags, k<from>:v on, as JSON.
+	tags := func(from, count int) string {
+		out := make([]string, count)
+		for i := range out {
+			out[i] = fmt.Sprintf(`{"key":"k%d","value":"v"}`, from+i)
+		}
+		return "[" + strings.Join(out, ",") + "]"
+	}
+	tagList := func(from, count int) []conductor.Tag {
+		var out []conductor.Tag
+		if err := json.Unmarshal([]byte(tags(from, count)), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	kinds := []struct {
+		kind     metadata.Kind
+		register func(name, tagFields string) error
+	}{
+		{metadata.KindWorkflow, func(name, tagFields string) error {
+			return n.md.RegisterWorkflowDef(c, wf(t, `{"name":"`+name+`","tasks":[{"name":"t","taskReferenceName":"r"}],`+tagFields+`}`), true, "")
+		}},
+		{metadata.KindTask, func(name, tagFields string) error {
+			return n.md.UpdateTaskDef(c, td(t, `{"name":"`+name+`","timeoutSeconds":1,`+tagFields+`}`), "")
+		}},
+	}
+	for _, k := range kinds {
+		for _, tc := range []struct {
+			name    string
+			change  func(name string) error
+			refused bool
+			path    string // of the refusal
+		}{
+			{"registered again with MaxTags tags", func(name string) error {
+				return k.register(name, `"tags":`+tags(1, metadata.MaxTags))
+			}, false, ""},
+			{"registered with one tag added that it has", func(name string) error {
+				return k.register(name, `"overwriteTags":false,"tags":`+tags(0, 1))
+			}, false, ""},
+			{"registered with one more", func(name string) error {
+				return k.register(name, `"tags":`+tags(0, metadata.MaxTags+1))
+			}, true, "tags"},
+			{"registered with one more tag added", func(name string) error {
+				return k.register(name, `"overwriteTags":false,"tags":`+tags(metadata.MaxTags, 1))
+			}, true, "tags"},
+			{"one more tag added", func(name string) error {
+				return n.md.AddTags(c, k.kind, name, tagList(metadata.MaxTags, 1), "")
+			}, true, ""},
+			{"one more tag set", func(name string) error {
+				return n.md.SetTags(c, k.kind, name, tagList(0, metadata.MaxTags+1), "")
+			}, true, ""},
+		} {
+			t.Run(string(k.kind)+"/"+tc.name, func(t *testing.T) {
+				name := strings.ReplaceAll(string(k.kind)+" "+tc.name, " ", "-")
+				if err := k.register(name, `"tags":`+tags(0, metadata.MaxTags)); err != nil {
+					t.Fatal(err)
+				}
+				err := tc.change(name)
+				var ve *fault.ValidationError
+				switch {
+				case !tc.refused && err != nil:
+					t.Fatalf("refused: %v", err)
+				case tc.refused && (!errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Path != tc.path ||
+					!strings.Contains(ve.Fields[0].Message, fmt.Sprintf("at most %d", metadata.MaxTags))):
+					t.Fatalf("err = %v, want a validation error at %q naming the limit", err, tc.path)
+				}
+				if got, err := n.md.GetTags(c, k.kind, name); err != nil || len(got) != metadata.MaxTags {
+					t.Fatalf("%d tags (%v), want %d", len(got), err, metadata.MaxTags)
+				}
+			})
+		}
 	}
 }

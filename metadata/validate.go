@@ -22,6 +22,10 @@ import (
 // tokens and Pebble keys; Conductor itself sets no limit.
 const MaxNameLen = 256
 
+// MaxTags bounds a name's tag set, as secrets.MaxTags bounds a secret's:
+// every access decision on the name reads the grants on each of its tags.
+const MaxTags = 100
+
 // registration is a validated definition, ready to become events.
 type registration struct {
 	name    string
@@ -315,7 +319,8 @@ func prepareTags(ve *fault.ValidationError, prefix string, tags []conductor.Tag,
 	return checkTags(ve, at(prefix, jsonTags), tags), overwrite
 }
 
-// checkTags converts tags, dropping repeats, and requires a key of each.
+// checkTags converts tags, dropping repeats, and requires a key of each
+// and at most MaxTags of them.
 func checkTags(ve *fault.ValidationError, path string, tags []conductor.Tag) []schemas.DefTag {
 	out := make([]schemas.DefTag, 0, len(tags))
 	for i, t := range tags {
@@ -325,11 +330,26 @@ func checkTags(ve *fault.ValidationError, path string, tags []conductor.Tag) []s
 		}
 		out = addTag(out, schemas.DefTag{Key: t.Key, Value: t.Value})
 	}
+	if len(out) > MaxTags {
+		ve.Add(path, "%d tags; at most %d are allowed", len(out), MaxTags)
+	}
 	return out
 }
 
+// tagsFit refuses a change that takes a tag set (at path) over MaxTags.
+// One that grew over it before the limit may still lose tags.
+func tagsFit(path, what string, cur, next []schemas.DefTag) error {
+	if len(next) <= MaxTags || len(next) <= len(cur) {
+		return nil
+	}
+	ve := &fault.ValidationError{}
+	ve.Add(path, "%s would have %d tags; at most %d are allowed", what, len(next), MaxTags)
+	return ve
+}
+
 // prefixed places the errors of the engine's validation hook under prefix.
-// Errors other than a *fault.ValidationError become ErrInvalid.
+// Errors other than a *fault.ValidationError become ErrInvalid, but for
+// one of a size limit (ErrTooLarge), answered as its limit is elsewhere.
 func prefixed(prefix string, err error) error {
 	var ve *fault.ValidationError
 	if errors.As(err, &ve) {
@@ -343,7 +363,7 @@ func prefixed(prefix string, err error) error {
 	if prefix != "" {
 		err = fmt.Errorf("%s: %w", prefix, err)
 	}
-	if errors.Is(err, fault.ErrInvalid) {
+	if errors.Is(err, fault.ErrInvalid) || errors.Is(err, fault.ErrTooLarge) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", fault.ErrInvalid, err)

@@ -2,6 +2,7 @@ package metadata_test
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -251,6 +252,9 @@ func TestValidateWorkflowHook(t *testing.T) {
 		if def.Description == "plain" {
 			return errors.New("plain error")
 		}
+		if def.Description == "large" {
+			return fmt.Errorf("variables: too many bytes: %w", fault.ErrTooLarge)
+		}
 		return nil
 	}
 	n := newNode(t, nil, metadata.Options{ValidateWorkflow: hook})
@@ -265,6 +269,12 @@ func TestValidateWorkflowHook(t *testing.T) {
 	}
 	if err := n.md.RegisterWorkflowDef(c, wf(t, simpleWF("h", 1, "plain")), false, ""); !errors.Is(err, fault.ErrInvalid) {
 		t.Fatalf("plain hook error: %v", err)
+	}
+	// A size limit's refusal stays one (413 over HTTP), in a list under
+	// the definition's index.
+	_, err = n.md.PutWorkflowDefs(c, []*conductor.WorkflowDef{wf(t, simpleWF("h", 1, "")), wf(t, simpleWF("h", 2, "large"))}, true, "")
+	if !errors.Is(err, fault.ErrTooLarge) || errors.Is(err, fault.ErrInvalid) || !strings.HasPrefix(err.Error(), "[1]: variables: ") {
+		t.Fatalf("too large hook error: %v", err)
 	}
 	// Definitions that fail the basic checks never reach the hook.
 	before := calls
