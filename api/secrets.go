@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/flowvault/flowvault/auth"
@@ -25,7 +24,8 @@ type Secrets interface {
 	Read(ctx context.Context, name string, rev secrets.Revision) (secrets.Value, secrets.Served, error)
 	Exists(ctx context.Context, name string) (bool, error)
 	Metadata(ctx context.Context, name string) (*secrets.Meta, error)
-	List(ctx context.Context) ([]secrets.Meta, error)
+	Names(ctx context.Context) ([]string, error)
+	TagsAt(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error)
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) error
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
@@ -236,43 +236,35 @@ func (s *Server) mayAll(r *http.Request, actions []auth.Access, t auth.Target) b
 	return true
 }
 
-// readableSecrets lists the secrets on which the caller holds what
-// listAccess asks, sorted by name.
-func (s *Server) readableSecrets(r *http.Request) ([]secrets.Meta, error) {
+// readableSecrets lists the names of the secrets on which the caller
+// holds what listAccess asks, sorted. The check comes first: nothing of
+// a secret but its name is read for a caller who may not see it.
+func (s *Server) readableSecrets(r *http.Request) ([]string, error) {
 	actions, err := listAccess(r)
 	if err != nil {
 		return nil, err
 	}
-	all, err := s.deps.Secrets.List(r.Context())
+	all, err := s.deps.Secrets.Names(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	out := make([]secrets.Meta, 0, len(all))
-	for _, m := range all {
-		if s.mayAll(r, actions, secretResource(m.Name)) {
-			out = append(out, m)
+	out := make([]string, 0, len(all))
+	for _, name := range all {
+		if s.mayAll(r, actions, secretResource(name)) {
+			out = append(out, name)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
-}
-
-func names(metas []secrets.Meta) []string {
-	out := make([]string, len(metas))
-	for i, m := range metas {
-		out[i] = m.Name
-	}
-	return out
 }
 
 // listSecretNames: GET /api/secrets, the names the caller may access.
 func (s *Server) listSecretNames(w http.ResponseWriter, r *http.Request) {
-	metas, err := s.readableSecrets(r)
+	names, err := s.readableSecrets(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, names(metas))
+	writeJSON(w, http.StatusOK, names)
 }
 
 // listAllSecretNames: POST /api/secrets. Orkes lists every secret here, for
@@ -291,16 +283,58 @@ type extendedSecret struct {
 
 // listSecretsWithTags: GET /api/secrets-v2 and /api/secrets/v2.
 func (s *Server) listSecretsWithTags(w http.ResponseWriter, r *http.Request) {
-	metas, err := s.readableSecrets(r)
+	actions, err := listAccess(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]extendedSecret, len(metas))
-	for i, m := range metas {
-		out[i] = extendedSecret{Name: m.Name, Tags: m.Tags}
+	all, err := s.deps.Secrets.Names(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]extendedSecret, 0, len(all))
+	for _, name := range all {
+		tags, ok, err := s.listedSecretTags(r, actions, name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if ok {
+			out = append(out, extendedSecret{Name: name, Tags: tags})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// listedSecretTags is the tags of secret name as the caller may list
+// them, and false when it may not or the secret is gone. They are read
+// after the check, at the revision it was made on (Revision before it,
+// TagsAt after it), as readableEnv reads a value: a secret deleted and
+// created again, or retagged, by someone else while it was checked is
+// checked again.
+func (s *Server) listedSecretTags(r *http.Request, actions []auth.Access, name string) ([]conductor.Tag, bool, error) {
+	var err error
+	for range envListTries {
+		var rev secrets.Revision
+		if rev, err = s.deps.Secrets.Revision(r.Context(), name); err != nil {
+			return nil, false, err
+		}
+		if !rev.Exists || !s.mayAll(r, actions, secretResource(name)) {
+			return nil, false, nil
+		}
+		var tags []conductor.Tag
+		tags, err = s.deps.Secrets.TagsAt(r.Context(), name, rev)
+		switch {
+		case err == nil:
+			return tags, true, nil
+		case errors.Is(err, fault.ErrNotFound):
+			return nil, false, nil
+		case !errors.Is(err, fault.ErrStale):
+			return nil, false, err
+		}
+	}
+	return nil, false, err
 }
 
 // clearSecretCache: the local cache is the data keys held in memory; there

@@ -463,17 +463,46 @@ func (s *Store) List(ctx context.Context) ([]Meta, error) {
 	return out, nil
 }
 
-// Names returns the name of every secret, sorted.
-func (s *Store) Names(ctx context.Context) ([]string, error) {
-	metas, err := s.List(ctx)
+// Names returns the name of every secret, sorted, from the keys alone:
+// a listing checks access on each name before it reads anything of the
+// secret (TagsAt).
+func (s *Store) Names(_ context.Context) ([]string, error) {
+	var names []string
+	err := s.w.reader.Scan([]byte(secretKeyPrefix), func(k, _ []byte) bool {
+		names = append(names, string(k[len(secretKeyPrefix):]))
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list secret names: %w", err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// TagsAt is the tags of secret name, as GET /api/secrets-v2 lists them,
+// for a caller whose access was checked on rev: read from the read model
+// only while the secret's state is still rev's, and fault.ErrStale
+// otherwise (see Env.VarAt). A secret the read model does not hold is
+// fault.ErrNotFound.
+func (s *Store) TagsAt(_ context.Context, name string, rev Revision) ([]conductor.Tag, error) {
+	if err := CheckSecretName(name); err != nil {
+		return nil, err
+	}
+	st, found, err := readSecret(s.w.reader, name)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(metas))
-	for i, m := range metas {
-		names[i] = m.Name
+	after, err := readSubject(s.w.reader, SecretSubject(name))
+	if err != nil {
+		return nil, err
 	}
-	return names, nil
+	if after.Seq != rev.Seq {
+		return nil, fault.Stale("secret %s changed while access to it was checked: try again", name)
+	}
+	if !found {
+		return nil, secretNotFound(name)
+	}
+	return toConductorTags(st.Tags), nil
 }
 
 // Delete deletes secret name: a SecretDeleted event, then its data key is
