@@ -1014,19 +1014,8 @@ func TestIdempotentStart(t *testing.T) {
 func TestIdempotentStartSeesEveryRunningWorkflow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(waitFlow)
-	start := func(strategy string) (int, string) {
-		return e.do("POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", IdempotencyKey: "order-7", IdempotencyStrategy: strategy})
-	}
-	end := func(id string) {
-		e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id, nil)
-		e.waitStatus(id, conductor.WorkflowTerminated)
-	}
-	first := e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", IdempotencyKey: "order-7",
-		IdempotencyStrategy: "FAIL_ON_RUNNING"})
-	end(first)
-	second := e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", IdempotencyKey: "order-7",
-		IdempotencyStrategy: "FAIL_ON_RUNNING"})
+	start, end, first := keyedWaitFlows(e, "order-7")
+	second := e.mustStart(start("FAIL_ON_RUNNING"))
 	end(second)
 	e.must(http.StatusNoContent, "POST", "/api/workflow/"+first+"/restart", nil)
 	e.waitStatus(first, conductor.WorkflowRunning)
@@ -1051,6 +1040,75 @@ func TestIdempotentStartSeesEveryRunningWorkflow(t *testing.T) {
 	end(first)
 	if code, body := start("FAIL_ON_RUNNING"); code != http.StatusOK || body == first || body == second {
 		t.Fatalf("once none runs: %d %s, want a new workflow", code, body)
+	}
+}
+
+// keyedWaitFlows registers wait_flow and returns a start of it with
+// idempotency key and a strategy, a terminate that waits for its end, and
+// the id of a first workflow with the key, started under FAIL_ON_RUNNING
+// and ended.
+func keyedWaitFlows(e *env, key string) (start func(strategy string) (int, string), end func(id string), first string) {
+	e.t.Helper()
+	e.register(waitFlow)
+	start = func(strategy string) (int, string) {
+		return e.do("POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "wait_flow", IdempotencyKey: key, IdempotencyStrategy: strategy})
+	}
+	end = func(id string) {
+		e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id, nil)
+		e.waitStatus(id, conductor.WorkflowTerminated)
+	}
+	first = e.mustStart(start("FAIL_ON_RUNNING"))
+	end(first)
+	return start, end, first
+}
+
+// mustStart is the id a start answered, which must be 200.
+func (e *env) mustStart(code int, id string) string {
+	e.t.Helper()
+	if code != http.StatusOK {
+		e.t.Fatalf("start answered %d %s, want 200", code, id)
+	}
+	return id
+}
+
+// The workflows of an idempotency key beyond its last one: a restart or
+// retry of an ended one is refused while another with the key runs, as a
+// FAIL_ON_RUNNING start is; RETURN_EXISTING answers the one that runs, not
+// the key's last one that ended; and once the last one was removed, FAIL
+// refuses a start while an older one with the key is there, ended or not,
+// as Orkes's FAIL refuses while any workflow with the key exists, and
+// RETURN_EXISTING answers that one.
+func TestIdempotencyKeyBeyondItsLastWorkflow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	start, end, first := keyedWaitFlows(e, "order-8")
+	second := e.mustStart(start("FAIL_ON_RUNNING"))
+	for _, op := range []string{"restart", "retry"} {
+		code, body := e.do("POST", "/api/workflow/"+first+"/"+op, nil)
+		if want := `a workflow with idempotency key \"order-8\" is RUNNING`; code != http.StatusConflict || !strings.Contains(body, want) || strings.Contains(body, second) {
+			t.Fatalf("%s of the ended one while another runs with its key: %d %s, want 409 %s (naming no workflow)", op, code, body, want)
+		}
+	}
+	if wf := e.workflow(first); wf.Status != conductor.WorkflowTerminated {
+		t.Fatalf("refused, the ended one is %s", wf.Status)
+	}
+	end(second)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+first+"/restart", nil)
+	e.waitStatus(first, conductor.WorkflowRunning)
+	if code, body := start("RETURN_EXISTING"); code != http.StatusOK || body != first {
+		t.Fatalf("RETURN_EXISTING with the older one running, the last ended: %d %s, want the running one %s (the last is %s)", code, body, first, second)
+	}
+	end(first)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+second+"/remove?archiveWorkflow=false", nil)
+	if code, body := start("FAIL"); code != http.StatusConflict || !strings.Contains(body, `a workflow with idempotency key \"order-8\" exists`) || strings.Contains(body, first) {
+		t.Fatalf("FAIL with the last removed and an older one ended: %d %s, want 409 (naming no workflow)", code, body)
+	}
+	if code, body := start("RETURN_EXISTING"); code != http.StatusOK || body != first {
+		t.Fatalf("RETURN_EXISTING with the last removed and an older one ended: %d %s, want %s", code, body, first)
+	}
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+first+"/remove?archiveWorkflow=false", nil)
+	if code, body := start("FAIL"); code != http.StatusOK || body == first || body == second {
+		t.Fatalf("FAIL once none is there: %d %s, want a new workflow", code, body)
 	}
 }
 

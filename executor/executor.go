@@ -646,6 +646,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 	// replaced: the rate limit of the workflow's definition gave it its
 	// place back, for a reset that makes it run again.
 	replaced := false
+	// keyChecked: no other workflow ran with the idempotency key of the
+	// workflow this decision makes run again.
+	keyChecked := false
 	for attempt := 1; ; attempt++ {
 		e.unmatch(matches)
 		matches = nil
@@ -712,6 +715,20 @@ func (s *shard) process(j *job) (Outcome, error) {
 			e.metrics.decisions.WithLabelValues(name, "noop").Inc()
 			e.perform(dec.Effects, j.followed())
 			return Outcome{State: w, Seq: seqOf(w), Reply: dec.Reply}, nil
+		}
+		if !keyChecked && reopens(trig) && w != nil && w.IdempotencyKey != "" && startsRunning(trig, w, dec.State) {
+			// A restart, retry or rerun starts the workflow again, which
+			// its key refuses while another workflow with it runs, as it
+			// refuses a FAIL_ON_RUNNING start: two would run with it.
+			runner, status, err := e.runningWithKey(ctx, w.Name, w.IdempotencyKey, w.ID)
+			if err != nil {
+				return Outcome{}, err
+			}
+			if runner != "" {
+				e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
+				return Outcome{State: w, Seq: seqOf(w)}, keyHeld(fault.Conflict("a workflow with idempotency key %q is %s", w.IdempotencyKey, status))
+			}
+			keyChecked = true
 		}
 		if release == nil && e.quota != nil && startsRunning(trig, w, dec.State) {
 			var refused error

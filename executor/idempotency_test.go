@@ -255,12 +255,14 @@ func TestStartCommandAgainIsTheStartItMade(t *testing.T) {
 }
 
 // keyRunners is a read model in which one workflow holds every
-// idempotency key (found false: it was removed) and others run with it.
+// idempotency key (found false: it was removed) and others run with it or
+// ended.
 type keyRunners struct {
 	nothingScheduled
 	holder, status string
 	found          bool
 	running        map[string]string // workflow id → status
+	ended          map[string]int64  // workflow id → start time
 }
 
 func (k keyRunners) LookupIdempotencyKey(context.Context, string, string) (string, string, bool, error) {
@@ -276,12 +278,32 @@ func (k keyRunners) RunningWithIdempotencyKey(_ context.Context, _, _ string, fn
 	return nil
 }
 
+// WithIdempotencyKey lists the ended ones first: a running one is
+// preferred wherever it is listed.
+func (k keyRunners) WithIdempotencyKey(_ context.Context, _, _ string, fn func(wfID, status string, startTime int64) bool) error {
+	for _, id := range slices.Sorted(maps.Keys(k.ended)) {
+		if !fn(id, conductor.WorkflowCompleted, k.ended[id]) {
+			return nil
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(k.running)) {
+		if !fn(id, k.running[id], 1) {
+			break
+		}
+	}
+	return nil
+}
+
 // A key's holder is the workflow last started with it, but an older one
 // runs with it again once restarted or retried: FAIL_ON_RUNNING refuses a
-// start while any workflow with the key runs, as FAIL does once the
-// holder was removed, while the workflow the start names is no other.
+// start while any workflow with the key runs, and RETURN_EXISTING answers
+// that one. Once the holder was removed, an older one with the key, ended
+// or not, is what FAIL refuses a start for (Orkes's FAIL: no workflow with
+// the key, running or completed) and RETURN_EXISTING answers (one that
+// runs, else the last started). The workflow the start names is no other.
 func TestIdempotencyKeyRunningOlderWorkflow(t *testing.T) {
 	older := map[string]string{"older": conductor.WorkflowRunning}
+	olderEnded := map[string]int64{"older": 5}
 	tests := []struct {
 		name       string
 		read       keyRunners
@@ -299,11 +321,29 @@ func TestIdempotencyKeyRunningOlderWorkflow(t *testing.T) {
 			conductor.IdempotencyFailOnRunning, "", ErrKeyHeld, `a workflow with idempotency key "k" is RUNNING`, ""},
 		{"holder removed, older running, FAIL", keyRunners{holder: "last", running: older},
 			conductor.IdempotencyFail, "", ErrKeyHeld, `a workflow with idempotency key "k" exists`, ""},
+		{"holder removed, older ended, FAIL", keyRunners{holder: "last", ended: olderEnded},
+			conductor.IdempotencyFail, "", ErrKeyHeld, `a workflow with idempotency key "k" exists`, ""},
+		{"holder removed, older ended, FAIL_ON_RUNNING", keyRunners{holder: "last", ended: olderEnded},
+			conductor.IdempotencyFailOnRunning, "", nil, "", engine.DeriveID("idempotency", "keyed", "k", "last")},
+		{"holder removed, none left, FAIL", keyRunners{holder: "last"},
+			conductor.IdempotencyFail, "", nil, "", engine.DeriveID("idempotency", "keyed", "k", "last")},
+		{"holder removed, only the named start left, FAIL", keyRunners{holder: "last", ended: map[string]int64{"tick-2": 5}},
+			conductor.IdempotencyFail, "tick-2", nil, "", "tick-2"},
+		{"holder removed, older ended, RETURN_EXISTING", keyRunners{holder: "last", ended: olderEnded},
+			conductor.IdempotencyReturnExisting, "", nil, "", "older"},
+		{"holder removed, two ended, RETURN_EXISTING", keyRunners{holder: "last", ended: map[string]int64{"first": 9, "older": 5}},
+			conductor.IdempotencyReturnExisting, "", nil, "", "first"},
+		{"holder removed, one ended and one running, RETURN_EXISTING", keyRunners{holder: "last", ended: map[string]int64{"first": 9},
+			running: older}, conductor.IdempotencyReturnExisting, "", nil, "", "older"},
 		{"holder ended, none running, FAIL_ON_RUNNING", keyRunners{holder: "last", status: conductor.WorkflowCompleted, found: true},
 			conductor.IdempotencyFailOnRunning, "", nil, "", engine.DeriveID("idempotency", "keyed", "k", "last")},
 		{"holder ended, the named start running, FAIL_ON_RUNNING", keyRunners{holder: "last", status: conductor.WorkflowCompleted, found: true,
 			running: map[string]string{"tick-2": conductor.WorkflowRunning}}, conductor.IdempotencyFailOnRunning, "tick-2", nil, "", "tick-2"},
 		{"holder ended, older running, RETURN_EXISTING", keyRunners{holder: "last", status: conductor.WorkflowCompleted, found: true, running: older},
+			conductor.IdempotencyReturnExisting, "", nil, "", "older"},
+		{"holder ended, none running, RETURN_EXISTING", keyRunners{holder: "last", status: conductor.WorkflowCompleted, found: true,
+			ended: olderEnded}, conductor.IdempotencyReturnExisting, "", nil, "", "last"},
+		{"holder running, older running, RETURN_EXISTING", keyRunners{holder: "last", status: conductor.WorkflowRunning, found: true, running: older},
 			conductor.IdempotencyReturnExisting, "", nil, "", "last"},
 	}
 	for _, tt := range tests {
@@ -314,6 +354,49 @@ func TestIdempotencyKeyRunningOlderWorkflow(t *testing.T) {
 			}
 			if err != nil && (err.Error() != tt.wantReason || !errors.Is(err, fault.ErrConflict)) {
 				t.Fatalf("refused with %q, want the conflict %q (naming no workflow)", err, tt.wantReason)
+			}
+		})
+	}
+}
+
+// An operator's restart, retry or rerun of an ended workflow is refused
+// while another workflow with its idempotency key runs, as a
+// FAIL_ON_RUNNING start is (409, naming no workflow): the two would run
+// with one key. Once none runs, it goes ahead.
+func TestReopenRefusedWhileAnotherRunsWithTheKey(t *testing.T) {
+	tests := []struct {
+		name string
+		trig engine.Trigger
+	}{
+		{"restart", engine.Restart{}},
+		{"retry", engine.Retry{}},
+		{"rerun", engine.Rerun{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testutil.Context(t, 30*time.Second)
+			read := keyRunners{running: map[string]string{}}
+			e, id, err := startKeyed(ctx, t, read, conductor.IdempotencyFailOnRunning, StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Submit(ctx, id, engine.Terminate{Reason: "stopped by the test"}, Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			read.running["other"] = conductor.WorkflowPaused
+			_, err = e.Submit(ctx, id, tt.trig, Meta{})
+			if want := `a workflow with idempotency key "k" is PAUSED`; !errors.Is(err, ErrKeyHeld) || !errors.Is(err, fault.ErrConflict) || err.Error() != want {
+				t.Fatalf("%s while another runs with the key: %v, want the conflict %q", tt.name, err, want)
+			}
+			if w, err := e.State(ctx, id); err != nil || w == nil || w.Status != conductor.WorkflowTerminated {
+				t.Fatalf("refused, the workflow is %v (%v), want it TERMINATED still", w, err)
+			}
+			delete(read.running, "other")
+			if _, err := e.Submit(ctx, id, tt.trig, Meta{}); err != nil {
+				t.Fatalf("%s once none runs: %v", tt.name, err)
+			}
+			if w, err := e.State(ctx, id); err != nil || w == nil || w.Status != conductor.WorkflowRunning {
+				t.Fatalf("%s: the workflow is %v (%v), want it RUNNING", tt.name, w, err)
 			}
 		})
 	}

@@ -121,3 +121,12 @@ func startsRunning(trig engine.Trigger, w, after *engine.Workflow) bool {
 	}
 	return false
 }
+
+// reopens: trig makes an ended workflow run again at an operator's word.
+func reopens(trig engine.Trigger) bool {
+	switch trig.(type) {
+	case engine.Restart, engine.Retry, engine.Rerun:
+		return true
+	}
+	return false
+}

@@ -64,6 +64,16 @@ type KeyRunners interface {
 	RunningWithIdempotencyKey(ctx context.Context, name, key string, fn func(wfID, status string) bool) error
 }
 
+// KeyHolders finds every workflow started with an idempotency key that
+// was not removed, ended or not: once the key's last workflow was removed,
+// an older one is what FAIL refuses a start for and RETURN_EXISTING
+// answers, as Orkes's FAIL refuses while any workflow with the key exists.
+type KeyHolders interface {
+	// WithIdempotencyKey calls fn with each such workflow, its status and
+	// its start time, until fn returns false.
+	WithIdempotencyKey(ctx context.Context, name, key string, fn func(wfID, status string, startTime int64) bool) error
+}
+
 // ErrKeyHeld: a start its idempotency key's strategy (FAIL,
 // FAIL_ON_RUNNING) refused, because another workflow holds the key. Such
 // an error is a fault.ErrConflict too; a caller that names the workflow id
@@ -140,6 +150,15 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		if found {
 			switch req.IdempotencyStrategy {
 			case conductor.IdempotencyReturnExisting:
+				if conductor.WorkflowTerminal(status) {
+					// An older workflow with the key may run again (a
+					// restart, a retry): the key's work is that one's now.
+					runner, _, err := e.runningWithKey(ctx, def.Name, req.IdempotencyKey, id)
+					if err != nil {
+						return "", 0, err
+					}
+					existing = cmp.Or(runner, existing)
+				}
 				return existing, 0, nil
 			case conductor.IdempotencyFailOnRunning:
 				if !conductor.WorkflowTerminal(status) {
@@ -162,18 +181,28 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 				return "", 0, fault.Conflict("workflow %s exists", existing)
 			}
 		}
-		if req.IdempotencyStrategy == conductor.IdempotencyFailOnRunning ||
-			!found && existing != "" && req.IdempotencyStrategy != conductor.IdempotencyReturnExisting {
+		switch {
+		case req.IdempotencyStrategy == conductor.IdempotencyFailOnRunning:
 			// The key's holder has ended or is gone; an older workflow
 			// with the key may run again all the same.
 			runner, status, err := e.runningWithKey(ctx, def.Name, req.IdempotencyKey, o.WorkflowID)
 			if err != nil {
 				return "", 0, err
 			}
-			if runner != "" && req.IdempotencyStrategy == conductor.IdempotencyFailOnRunning {
+			if runner != "" {
 				return "", 0, keyHeld(fault.Conflict("a workflow with idempotency key %q is %s", req.IdempotencyKey, status))
 			}
-			if runner != "" {
+		case !found && existing != "":
+			// The key's last workflow was removed; an older one with the
+			// key may still be there.
+			kept, err := e.keptWithKey(ctx, def.Name, req.IdempotencyKey, o.WorkflowID)
+			if err != nil {
+				return "", 0, err
+			}
+			if kept != "" && req.IdempotencyStrategy == conductor.IdempotencyReturnExisting {
+				return kept, 0, nil
+			}
+			if kept != "" {
 				return "", 0, keyHeld(fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey))
 			}
 		}
@@ -272,6 +301,35 @@ func (e *Executor) runningWithKey(ctx context.Context, name, key, self string) (
 		return "", "", fmt.Errorf("idempotency key %q: running workflows: %w", key, err)
 	}
 	return wfID, status, nil
+}
+
+// keptWithKey returns a workflow other than self started with key and not
+// removed: one that runs, else the one started last; none without a read
+// model that lists them.
+func (e *Executor) keptWithKey(ctx context.Context, name, key, self string) (string, error) {
+	holders, ok := e.sched.(KeyHolders)
+	if !ok {
+		return "", nil
+	}
+	var kept string
+	var keptStart int64
+	err := holders.WithIdempotencyKey(ctx, name, key, func(id, status string, startTime int64) bool {
+		if id == self {
+			return true
+		}
+		if !conductor.WorkflowTerminal(status) {
+			kept = id
+			return false
+		}
+		if kept == "" || startTime > keptStart {
+			kept, keptStart = id, startTime
+		}
+		return true
+	})
+	if err != nil {
+		return "", fmt.Errorf("idempotency key %q: workflows: %w", key, err)
+	}
+	return kept, nil
 }
 
 // authorOf is who saved registered definition def last, when its

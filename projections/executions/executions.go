@@ -43,14 +43,16 @@ const (
 	prefixEnded       = "z/" // z/<end ms BE><wf id> → "": ended with effects besides its parent's news (engine.HasTerminalEffects)
 	prefixRunningBy   = "q/" // q/<principal> → uint64 BE: how many of the workflows under r/ it created (0 once none: see addRunning)
 	prefixKeyRunning  = "j/" // j/<name>\x00<len key uvarint><key><wf id> → "": the workflows under r/ started with an idempotency key
+	prefixKeyKept     = "h/" // h/<name>\x00<len key uvarint><key><wf id> → "": every workflow started with an idempotency key, until removed without archive
 	// g/ → Gauges (gaugesKey)
 )
 
 // layout is the read model's layout (projections.Layouter): 2 counts the
 // running workflows of each principal (q/), which a read model written
 // before lacks; 3 the entries of the indexes an operator watches (g/, see
-// Gauges); 4 lists the running workflows of each idempotency key (j/).
-const layout = 4
+// Gauges); 4 lists the running workflows of each idempotency key (j/); 5
+// every workflow of each key, ended ones too (h/).
+const layout = 5
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
@@ -359,8 +361,13 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 	}
 	// The key names the workflow last started with it: a later record of
 	// an older one (a log line, its compaction) must not take it back.
+	// The list keeps the older ones, which FAIL still refuses a start for
+	// once the last was removed.
 	if w.IdempotencyKey != "" && !prev.exists {
 		if err := b.Set(idempotencyKey(w.Name, w.IdempotencyKey), []byte(w.ID)); err != nil {
+			return err
+		}
+		if err := b.Set(keyListKey(prefixKeyKept, w.Name, w.IdempotencyKey, w.ID), nil); err != nil {
 			return err
 		}
 	}
@@ -468,16 +475,20 @@ func listed(b *projections.Batch, key []byte, in bool) error {
 	return b.Delete(key)
 }
 
-// keyRunningPrefix is where the running workflows of an idempotency key
-// are listed: the key's length first, so that no key's entries fall under
-// another's that it begins with.
-func keyRunningPrefix(name, key string) []byte {
-	k := binary.AppendUvarint([]byte(prefixKeyRunning+name+"\x00"), uint64(len(key)))
+// keyListPrefix is where a list of the workflows of an idempotency key
+// (prefixKeyRunning, prefixKeyKept) holds them: the key's length first, so
+// that no key's entries fall under another's that it begins with.
+func keyListPrefix(list, name, key string) []byte {
+	k := binary.AppendUvarint([]byte(list+name+"\x00"), uint64(len(key)))
 	return append(k, key...)
 }
 
+func keyListKey(list, name, key, wfID string) []byte {
+	return append(keyListPrefix(list, name, key), wfID...)
+}
+
 func keyRunningKey(name, key, wfID string) []byte {
-	return append(keyRunningPrefix(name, key), wfID...)
+	return keyListKey(prefixKeyRunning, name, key, wfID)
 }
 
 // Reader queries the executions read model.
@@ -492,6 +503,7 @@ func NewReader(store *projections.Store) *Reader { return &Reader{r: store.Reade
 var _ executor.Schedule = (*Reader)(nil)
 var _ executor.Idempotency = (*Reader)(nil)
 var _ executor.KeyRunners = (*Reader)(nil)
+var _ executor.KeyHolders = (*Reader)(nil)
 var _ executor.RunningCounter = (*Reader)(nil)
 
 // Workflow returns a workflow's state, or an error wrapping
@@ -620,15 +632,26 @@ func (r *Reader) LookupIdempotencyKey(ctx context.Context, name, key string) (st
 
 // RunningWithIdempotencyKey implements executor.KeyRunners.
 func (r *Reader) RunningWithIdempotencyKey(_ context.Context, name, key string, fn func(wfID, status string) bool) error {
-	prefix := keyRunningPrefix(name, key)
+	return r.eachWithKey(prefixKeyRunning, name, key, func(s *Summary) bool { return fn(s.ID, s.Status) })
+}
+
+// WithIdempotencyKey implements executor.KeyHolders.
+func (r *Reader) WithIdempotencyKey(_ context.Context, name, key string, fn func(wfID, status string, startTime int64) bool) error {
+	return r.eachWithKey(prefixKeyKept, name, key, func(s *Summary) bool { return fn(s.ID, s.Status, s.StartTime) })
+}
+
+// eachWithKey calls fn with the summary of each workflow of key that list
+// holds (its status never empty) until fn returns false.
+func (r *Reader) eachWithKey(list, name, key string, fn func(*Summary) bool) error {
+	prefix := keyListPrefix(list, name, key)
 	var err error
 	scanErr := r.r.Scan(prefix, func(k, _ []byte) bool {
-		id := string(k[len(prefix):])
 		var s *Summary
-		if s, err = r.summary(id); err != nil {
+		if s, err = r.summary(string(k[len(prefix):])); err != nil {
 			return false
 		}
-		return fn(id, cmp.Or(s.Status, conductor.WorkflowRunning))
+		s.Status = cmp.Or(s.Status, conductor.WorkflowRunning)
+		return fn(s)
 	})
 	return cmp.Or(scanErr, err)
 }

@@ -853,21 +853,46 @@ func keyRunners(t *testing.T, reader *executions.Reader, key string) map[string]
 	return got
 }
 
+// keyHolders lists the workflows reader says were started with an
+// idempotency key of one_wait and not removed, and their status.
+func keyHolders(t *testing.T, reader *executions.Reader, key string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	err := reader.WithIdempotencyKey(context.Background(), "one_wait", key, func(id, status string, startTime int64) bool {
+		if startTime == 0 {
+			t.Errorf("workflow %s listed without its start time", id)
+		}
+		got[id] = status
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// keyedStarts returns a function that starts a one_wait workflow with an
+// idempotency key in f and returns its id.
+func keyedStarts(t *testing.T, f *fixture) func(key string) string {
+	t.Helper()
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
+		t.Fatal(err)
+	}
+	return func(key string) string {
+		id := uuid.NewString()
+		f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{IdempotencyKey: key}})
+		return id
+	}
+}
+
 // Every workflow started with an idempotency key is listed under it while
 // it runs or is paused, the key's last or not (a restart runs an older one
 // again), and no longer once it ends or is removed; a key that begins
 // with another is not that key. A rebuild from the log lists the same.
 func TestRunningWithIdempotencyKey(t *testing.T) {
 	f := newFixture(t)
-	var def conductor.WorkflowDef
-	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
-		t.Fatal(err)
-	}
-	start := func(key string) string {
-		id := uuid.NewString()
-		f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{IdempotencyKey: key}})
-		return id
-	}
+	start := keyedStarts(t, f)
 	a, b, other := start("k"), start("k"), start("k\x00b")
 	check := func(step string, want map[string]string) {
 		t.Helper()
@@ -887,6 +912,38 @@ func TestRunningWithIdempotencyKey(t *testing.T) {
 		t.Fatalf("rebuilt: %v", got)
 	}
 	if got := keyRunners(t, f.reader, "k\x00b"); !maps.Equal(got, map[string]string{other: conductor.WorkflowRunning}) {
+		t.Fatalf("the other key: %v", got)
+	}
+}
+
+// Every workflow started with an idempotency key is listed under it, ended
+// or not, until it is removed without archive: the key's last one removed,
+// FAIL still refuses a start while an older one is there.
+func TestWithIdempotencyKey(t *testing.T) {
+	f := newFixture(t)
+	start := keyedStarts(t, f)
+	a, b, c, other := start("k"), start("k"), start("k"), start("k\x00b")
+	start("")
+	check := func(step string, want map[string]string) {
+		t.Helper()
+		if got := keyHolders(t, f.reader, "k"); !maps.Equal(got, want) {
+			t.Fatalf("%s: workflows with the key: %v, want %v", step, got, want)
+		}
+	}
+	check("started", map[string]string{a: conductor.WorkflowRunning, b: conductor.WorkflowRunning, c: conductor.WorkflowRunning})
+	f.decide(a, engine.Terminate{Reason: "x"})
+	f.decide(b, engine.Terminate{Reason: "x"})
+	f.decide(c, engine.Pause{})
+	check("a and b ended, c paused", map[string]string{a: conductor.WorkflowTerminated, b: conductor.WorkflowTerminated, c: conductor.WorkflowPaused})
+	f.decide(c, engine.Remove{})
+	f.decide(b, engine.Remove{Archive: true})
+	check("c removed, b archived", map[string]string{a: conductor.WorkflowTerminated, b: conductor.WorkflowTerminated})
+	f.decide(a, engine.Restart{})
+	check("a restarted", map[string]string{a: conductor.WorkflowRunning, b: conductor.WorkflowTerminated})
+	if got := keyHolders(t, executions.NewReader(f.rebuild()), "k"); !maps.Equal(got, map[string]string{a: conductor.WorkflowRunning, b: conductor.WorkflowTerminated}) {
+		t.Fatalf("rebuilt: %v", got)
+	}
+	if got := keyHolders(t, f.reader, "k\x00b"); !maps.Equal(got, map[string]string{other: conductor.WorkflowRunning}) {
 		t.Fatalf("the other key: %v", got)
 	}
 }

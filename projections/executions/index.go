@@ -306,8 +306,11 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 	if prev.endedWithEffects {
 		keys = append(keys, endedKey(prev.endTime, w.ID))
 	}
-	if prev.running && prev.summary.IdempotencyKey != "" {
-		keys = append(keys, keyRunningKey(prev.summary.Name, prev.summary.IdempotencyKey, w.ID))
+	if prev.summary.IdempotencyKey != "" {
+		keys = append(keys, keyListKey(prefixKeyKept, prev.summary.Name, prev.summary.IdempotencyKey, w.ID))
+		if prev.running {
+			keys = append(keys, keyRunningKey(prev.summary.Name, prev.summary.IdempotencyKey, w.ID))
+		}
 	}
 	keys = append(keys, prev.summary.indexKeys()...)
 	for _, t := range prev.tasks {
