@@ -43,12 +43,7 @@ func TestWebhookServerErrorsAnswerGenerically(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			logger, logs := testutil.CapturingLogger()
-			s := &Server{deps: Deps{WebhookReceiver: failingReceiver{tc.err}, Logger: logger}}
-			req := httptest.NewRequest(http.MethodPost, "/webhook/w1", strings.NewReader(`{"a":1}`))
-			req.SetPathValue("id", "w1")
-			rec := httptest.NewRecorder()
-			s.deliverWebhook(rec, req)
+			rec, logs := deliverTo(failingReceiver{tc.err})
 			var body errorBody
 			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 				t.Fatal(err)
@@ -135,4 +130,41 @@ func TestUnauthenticatedServerErrorsAnswerGenerically(t *testing.T) {
 			}
 		})
 	}
+}
+
+// partReceiver answers every delivery with what it did and err.
+type partReceiver struct{ err error }
+
+func (p partReceiver) Deliver(context.Context, string, http.Header, []byte) (*webhooks.Delivered, error) {
+	return &webhooks.Delivered{Started: []string{}, Completed: []string{}}, p.err
+}
+
+// A delivery whose starts its idempotency key refused is a sender's retry
+// coming to what the key is there for: logged at INFO, where a delivery
+// that could not do something is a WARN. Both are answered 200 with what
+// they did.
+func TestDuplicateWebhookDeliveryIsNoWarning(t *testing.T) {
+	t.Parallel()
+	logged := map[string]error{
+		`"level":"INFO"`: fmt.Errorf("%w: start a: a workflow with idempotency key \"k\" exists", webhooks.ErrDuplicate),
+		`"level":"WARN"`: fmt.Errorf("start a: %w", fault.ErrForbidden),
+	}
+	for level, err := range logged {
+		rec, logs := deliverTo(partReceiver{err})
+		if rec.Code != http.StatusOK || !strings.Contains(logs.String(), level) || !strings.Contains(logs.String(), "start a: ") {
+			t.Errorf("%v: answered %d, logged %s; want 200, logged at %s with the error", err, rec.Code, logs, level)
+		}
+	}
+}
+
+// deliverTo delivers {"a":1} to webhook w1 of a server whose receiver is
+// r, and returns the answer and what the server logged.
+func deliverTo(r WebhookReceiver) (*httptest.ResponseRecorder, *testutil.LogBuffer) {
+	logger, logs := testutil.CapturingLogger()
+	s := &Server{deps: Deps{WebhookReceiver: r, Logger: logger}}
+	req := httptest.NewRequest(http.MethodPost, "/webhook/w1", strings.NewReader(`{"a":1}`))
+	req.SetPathValue("id", "w1")
+	rec := httptest.NewRecorder()
+	s.deliverWebhook(rec, req)
+	return rec, logs
 }

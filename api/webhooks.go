@@ -160,7 +160,12 @@ func (s *Server) deliverWebhook(w http.ResponseWriter, r *http.Request) {
 	case err != nil && out == nil:
 		s.writePublicError(w, r, err)
 	default:
-		if err != nil {
+		switch {
+		case errors.Is(err, webhooks.ErrDuplicate):
+			// A sender's retried delivery: its workflows were started by
+			// the first, as the idempotency key is there to ensure.
+			s.deps.Logger.Info("webhook delivery was a duplicate", logkey.Webhook, r.PathValue("id"), logkey.Err, err)
+		case err != nil:
 			// What it did is done; what it could not do is the server's
 			// to report, not the sender's to retry.
 			s.deps.Logger.Warn("webhook delivery partly failed", logkey.Webhook, r.PathValue("id"), logkey.Err, err)

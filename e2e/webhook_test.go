@@ -499,8 +499,9 @@ func TestWebhookIdempotencyKey(t *testing.T) {
 		t.Fatalf("workflow %s: idempotency key %q", first[0], wf.IdempotencyKey)
 	}
 	// Refused as any start a delivery makes is: answered with what it did
-	// (nothing), counted partly done, and the server's log says why.
-	for outcome, want := range map[string]float64{"done": 5, "partial": 1} {
+	// (nothing), and the server's log says why; counted a duplicate, what
+	// a sender's retry is expected to come to, not partly done.
+	for outcome, want := range map[string]float64{"done": 5, "duplicate": 1, "partial": 0} {
 		if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_webhook_deliveries_total", map[string]string{"outcome": outcome}); got != want {
 			t.Errorf("deliveries_total{outcome=%q} = %v, want %v", outcome, got, want)
 		}

@@ -54,6 +54,13 @@ var ErrUnverified = fmt.Errorf("webhook delivery not verified: %w", fault.ErrUna
 // mend, where every other refusal is the sender's.
 var ErrSecretUnreadable = errors.New("the webhook's verifier secret cannot be read")
 
+// ErrDuplicate is wrapped by the error of a delivery whose only starts
+// not made are those its idempotency key refused, a workflow with the key
+// being there already (FAIL, FAIL_ON_RUNNING, or RETURN_EXISTING's
+// workflow not readable by whoever the delivery acts as): what a sender's
+// retried delivery is expected to come to, not a failure.
+var ErrDuplicate = errors.New("webhook delivery already handled")
+
 const secretRefPrefix = "${workflow.secrets."
 
 // secretRef returns NAME of a value "${workflow.secrets.NAME}".
@@ -514,6 +521,7 @@ func (r *Receiver) now() time.Time {
 const (
 	OutcomeDone       = "done"       // verified, and all of it done
 	OutcomePartial    = "partial"    // verified, some of it not done
+	OutcomeDuplicate  = "duplicate"  // verified, its starts refused by their idempotency key (ErrDuplicate), the rest done
 	OutcomeUnverified = "unverified" // refused by the verifier
 	OutcomeInvalid    = "invalid"    // not a JSON object
 	OutcomeUnknown    = "unknown"    // no such webhook
@@ -525,7 +533,7 @@ const (
 func DeliveriesCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "flowvault", Subsystem: "webhook", Name: "deliveries_total",
-		Help: "Incoming webhook deliveries by outcome (done, partial, unverified, invalid, unknown, error).",
+		Help: "Incoming webhook deliveries by outcome (done, duplicate, partial, unverified, invalid, unknown, error).",
 	}, []string{"outcome"})
 	reg.MustRegister(c)
 	return c
@@ -559,6 +567,8 @@ func (r *Receiver) Deliver(ctx context.Context, id string, header http.Header, b
 			// the secret's read, say): answered with the error, for the
 			// sender to try again.
 			outcome = OutcomeError
+		case errors.Is(err, ErrDuplicate):
+			outcome = OutcomeDuplicate
 		case err != nil:
 			outcome = OutcomePartial
 		}
@@ -636,6 +646,9 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 		return out, nil
 	}
 	var errs []error
+	// duplicates are the starts the key refused: a workflow with it is
+	// there already.
+	duplicates := 0
 	key, err := idempotencyKey(c, payload)
 	if err != nil {
 		// Started without it, a delivery sent again would start them
@@ -645,6 +658,9 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 		for _, name := range slices.Sorted(maps.Keys(c.WorkflowsToStart)) {
 			wfID, err := r.start(ctx, owner, name, c.WorkflowsToStart[name], key, c.IdempotencyStrategy, payload)
 			if err != nil {
+				if key != "" && errors.Is(err, executor.ErrKeyHeld) {
+					duplicates++
+				}
 				errs = append(errs, fmt.Errorf("start %s: %w", name, err))
 				continue
 			}
@@ -654,7 +670,12 @@ func (r *Receiver) deliver(ctx context.Context, id string, header http.Header, b
 	if len(c.ReceiverWorkflowNamesToVersions) > 0 {
 		done, err := r.complete(ctx, owner, c.ReceiverWorkflowNamesToVersions, payload)
 		out.Completed = append(out.Completed, done...)
-		errs = append(errs, err)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if duplicates > 0 && duplicates == len(errs) {
+		return out, fmt.Errorf("%w: %w", ErrDuplicate, errors.Join(errs...))
 	}
 	return out, errors.Join(errs...)
 }
@@ -710,10 +731,17 @@ func (r *Receiver) start(ctx context.Context, owner, name string, version int, k
 		return "", fmt.Errorf("workflow %s, found by its idempotency key: %w", id, err)
 	}
 	if err != nil || cur.State == nil || r.Authz.MayRead(ctx, owner, cur.State) != nil {
-		return "", fault.Conflict("a workflow with idempotency key %q exists", key)
+		return "", keyRefused{fault.Conflict("a workflow with idempotency key %q exists", key)}
 	}
 	return id, nil
 }
+
+// keyRefused is a start refused by its idempotency key, as the engine's
+// refusal is (executor.ErrKeyHeld); it reads as its conflict does.
+type keyRefused struct{ conflict error }
+
+func (e keyRefused) Error() string   { return e.conflict.Error() }
+func (e keyRefused) Unwrap() []error { return []error{e.conflict, executor.ErrKeyHeld} }
 
 // complete completes, with the payload as output, each WAIT_FOR_WEBHOOK
 // task in progress of the receiving workflows whose matches it meets.

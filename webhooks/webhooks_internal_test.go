@@ -537,33 +537,58 @@ func (readNone) MayRead(context.Context, string, *engine.Workflow) error { retur
 // A RETURN_EXISTING delivery answers the workflow its key found only if
 // whoever the delivery acts as may read it (the key is shared by every
 // starter of the name), as the API answers its caller; a FAIL's refusal
-// is the delivery's error, as any start's refusal is.
+// is the delivery's error, as any start's refusal is. A delivery whose
+// only starts not made are those its key refused is a duplicate (a
+// sender's retry), counted apart from one that failed (partial).
 func TestDeliveryFoundByItsKey(t *testing.T) {
 	found := &engine.Workflow{ID: "wf-found", Name: "a", CreatedBy: "someone"}
 	for _, tc := range []struct {
 		name     string
 		strategy string
 		authz    Authorizer
-		err      error // the start's
+		errs     map[string]error // each start's, by workflow name ("a" alone when none)
 		started  []string
 		refusal  string // in the delivery's error; "" for none
+		outcome  string
 	}{
-		{"returned", conductor.IdempotencyReturnExisting, allowAll{}, nil, []string{"wf-found"}, ""},
-		{"returned, not readable", conductor.IdempotencyReturnExisting, readNone{}, nil, []string{}, `start a: a workflow with idempotency key "evt_1" exists`},
-		{"refused", conductor.IdempotencyFail, allowAll{}, executor.ErrKeyHeld, []string{}, "start a: " + executor.ErrKeyHeld.Error()},
+		{"returned", conductor.IdempotencyReturnExisting, allowAll{}, nil, []string{"wf-found"}, "", OutcomeDone},
+		{"returned, not readable", conductor.IdempotencyReturnExisting, readNone{}, nil, []string{},
+			`start a: a workflow with idempotency key "evt_1" exists`, OutcomeDuplicate},
+		{"refused", conductor.IdempotencyFail, allowAll{}, map[string]error{"a": executor.ErrKeyHeld}, []string{},
+			"start a: " + executor.ErrKeyHeld.Error(), OutcomeDuplicate},
+		{"refused, FAIL_ON_RUNNING", conductor.IdempotencyFailOnRunning, allowAll{}, map[string]error{"a": executor.ErrKeyHeld}, []string{},
+			"start a: " + executor.ErrKeyHeld.Error(), OutcomeDuplicate},
+		{"one refused, one started", conductor.IdempotencyFail, allowAll{}, map[string]error{"a": executor.ErrKeyHeld, "b": nil},
+			[]string{"wf-found"}, "start a: " + executor.ErrKeyHeld.Error(), OutcomeDuplicate},
+		{"failed", conductor.IdempotencyFail, allowAll{}, map[string]error{"a": fault.ErrForbidden}, []string{},
+			"start a: " + fault.ErrForbidden.Error(), OutcomePartial},
+		{"one refused, one failed", conductor.IdempotencyFail, allowAll{}, map[string]error{"a": executor.ErrKeyHeld, "b": fault.ErrForbidden},
+			[]string{}, "start b: " + fault.ErrForbidden.Error(), OutcomePartial},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			toStart := map[string]int{"a": 0}
+			for name := range tc.errs {
+				toStart[name] = 0
+			}
 			c := &conductor.WebhookConfig{ID: "h", Verifier: "HEADER_BASED", Headers: map[string]string{"X-Token": "${workflow.secrets.tok}"},
-				WorkflowsToStart: map[string]int{"a": 0}, IdempotencyKey: "${workflow.input.id}", IdempotencyStrategy: tc.strategy, UpdatedBy: "u"}
+				WorkflowsToStart: toStart, IdempotencyKey: "${workflow.input.id}", IdempotencyStrategy: tc.strategy, UpdatedBy: "u"}
 			e := &starts{waitingWorkflows: waitingWorkflows{wfs: map[string]*engine.Workflow{"wf-found": found}}}
-			e.err = func(conductor.StartWorkflowRequest) error { return tc.err }
-			r := &Receiver{Store: oneHook{c}, Authz: tc.authz, Secrets: oneSecret("tok"), Engine: foundEngine{e}, Waiting: e}
+			e.err = func(req conductor.StartWorkflowRequest) error { return tc.errs[req.Name] }
+			reg := prometheus.NewRegistry()
+			r := &Receiver{Store: oneHook{c}, Authz: tc.authz, Secrets: oneSecret("tok"), Engine: foundEngine{e}, Waiting: e,
+				Deliveries: DeliveriesCounter(reg)}
 			out, err := r.Deliver(context.Background(), "h", http.Header{"X-Token": {"tok"}}, []byte(`{"id":"evt_1"}`))
 			if out == nil || !slices.Equal(out.Started, tc.started) {
 				t.Fatalf("Deliver = %+v, %v; want started %v", out, err, tc.started)
 			}
 			if (tc.refusal == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.refusal) {
 				t.Fatalf("Deliver's error %v, want %q", err, tc.refusal)
+			}
+			if errors.Is(err, ErrDuplicate) != (tc.outcome == OutcomeDuplicate) {
+				t.Errorf("Deliver's error %v: a duplicate %v, want %v", err, errors.Is(err, ErrDuplicate), tc.outcome == OutcomeDuplicate)
+			}
+			if got := testutil.MetricValue(t, reg, "flowvault_webhook_deliveries_total", map[string]string{"outcome": tc.outcome}); got != 1 {
+				t.Errorf("deliveries_total{outcome=%s} = %v, want 1", tc.outcome, got)
 			}
 		})
 	}
