@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +45,34 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// serverSetup is what a serverProc runs on: the binary, a data dir, free
+// ports and a log file.
+type serverSetup struct {
+	bin, data, base    string
+	httpPort, natsPort int
+	log                *os.File
+}
+
+func newServerSetup(t testing.TB) *serverSetup {
+	t.Helper()
+	s := &serverSetup{bin: buildFlowvault(t), httpPort: freePort(t), natsPort: freePort(t)}
+	dir := t.TempDir()
+	s.data = filepath.Join(dir, "data")
+	s.base = "http://127.0.0.1:" + strconv.Itoa(s.httpPort)
+	var err error
+	if s.log, err = os.Create(filepath.Join(dir, "server.log")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.log.Close() })
+	return s
+}
+
+// args runs the server on s with JSON logs and the flags extra.
+func (s *serverSetup) args(extra ...string) []string {
+	return append([]string{s.bin, "server", "--data", s.data, "--http", "127.0.0.1:" + strconv.Itoa(s.httpPort),
+		"--nats-listen", "127.0.0.1:" + strconv.Itoa(s.natsPort), "--log-format", "json"}, extra...)
+}
+
 // serverProc runs `flowvault server` as a child process.
 type serverProc struct {
 	t    testing.TB
@@ -55,12 +84,7 @@ type serverProc struct {
 
 func (p *serverProc) start(base string) {
 	p.t.Helper()
-	p.cmd = exec.Command(p.args[0], p.args[1:]...)
-	p.cmd.Env = p.env
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
+	p.launch()
 	// A starved machine (the whole suite in parallel) has been seen to
 	// take over 30 s; what the server said is kept for when it never gets
 	// there.
@@ -86,6 +110,29 @@ func (p *serverProc) start(base string) {
 	ok = true
 }
 
+// launch starts the process and returns at once: for a test that acts
+// while the server is still starting.
+func (p *serverProc) launch() {
+	p.t.Helper()
+	p.cmd = exec.Command(p.args[0], p.args[1:]...)
+	p.cmd.Env = p.env
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// stop asks the server to shut down (SIGTERM) and waits until it has.
+func (p *serverProc) stop() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		p.t.Fatalf("server stopped: %v", err)
+	}
+}
+
 func (p *serverProc) kill() {
 	_ = p.cmd.Process.Kill() // SIGKILL
 	_ = p.cmd.Wait()
@@ -96,18 +143,10 @@ func (p *serverProc) kill() {
 // the final state, and no task runs again after its result was acknowledged.
 func TestCrashWithWorkflowsInFlight(t *testing.T) {
 	t.Parallel()
-	bin := buildFlowvault(t)
-	dir := t.TempDir()
-	httpPort, natsPort := freePort(t), freePort(t)
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
-	p := &serverProc{t: t, log: logFile, args: []string{bin, "server", "--data", filepath.Join(dir, "data"),
-		"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort), "--log-format", "json", "--log-level", "debug",
-		"--insecure-dev"}} // this test is about crashes, not authentication
+	s := newServerSetup(t)
+	base, logFile, natsPort := s.base, s.log, s.natsPort
+	p := &serverProc{t: t, log: logFile, args: s.args("--log-level", "debug",
+		"--insecure-dev")} // this test is about crashes, not authentication
 	p.start(base)
 	t.Cleanup(p.kill)
 	var stuck = "no workflow is stuck"
