@@ -21,6 +21,7 @@ import (
 type SecretWriter interface {
 	Put(ctx context.Context, name string, value []byte, principal string, opts ...secrets.WriteOption) (int, error)
 	Revision(ctx context.Context, name string) (secrets.Revision, error)
+	WrittenByTask(ctx context.Context, name, wfID, taskID string) (version int, found bool, err error)
 }
 
 // Refusals records refusals in the audit log in the background, within
@@ -100,6 +101,17 @@ const updateRetryBudget = 20 * time.Second
 // there. It returns the task's result when that is settled (a refusal, a
 // value the store refuses), or the write's error.
 func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string, v []byte, principals []string) (*conductor.TaskResult, error) {
+	// A run again of a task that wrote already (its engine died before
+	// the result was recorded, or the write's answer was lost) is done:
+	// another version would be a duplicate, and would overwrite what was
+	// written since.
+	if t.TaskID != "" {
+		if _, done, err := u.Store.WrittenByTask(ctx, name, t.WorkflowInstanceID, t.TaskID); err != nil && !errors.Is(err, fault.ErrInvalid) {
+			return nil, err
+		} else if done {
+			return &conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{}}, nil
+		}
+	}
 	rev, err := u.Store.Revision(ctx, name)
 	if err != nil && !errors.Is(err, fault.ErrInvalid) {
 		return nil, err

@@ -85,6 +85,11 @@ type VersionInfo struct {
 	By          string `msgpack:"by,omitempty" json:"by"`
 	Fingerprint string `msgpack:"fp" json:"fingerprint"`
 	Size        int    `msgpack:"size" json:"size"`
+	// WorkflowID and TaskID name the UPDATE_SECRET that wrote it: a task
+	// run again after its engine died (its lease expired) finds its own
+	// write (WrittenByTask) rather than making another version.
+	WorkflowID string `msgpack:"wf,omitempty" json:"-"`
+	TaskID     string `msgpack:"task,omitempty" json:"-"`
 }
 
 // storedEnv is an environment value.
@@ -234,7 +239,8 @@ func applyEvent(kv kvWriter, ev schemas.Event, st *subjectState) error {
 			return err
 		}
 		st.LastVersion = max(st.LastVersion, e.Version)
-		return setMsgpack(kv, versionKey(e.Name, e.Version), &VersionInfo{Version: e.Version, Time: e.Time, By: e.By, Fingerprint: e.Fingerprint, Size: e.Size})
+		return setMsgpack(kv, versionKey(e.Name, e.Version), &VersionInfo{Version: e.Version, Time: e.Time, By: e.By, Fingerprint: e.Fingerprint, Size: e.Size,
+			WorkflowID: e.WorkflowID, TaskID: e.TaskID})
 	case *schemas.SecretDeleted:
 		var keys [][]byte
 		err := kv.Scan(versionPrefix(e.Name), func(k, _ []byte) bool {

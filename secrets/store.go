@@ -214,6 +214,29 @@ func (s *Store) Put(ctx context.Context, name string, value []byte, principal st
 	return version, nil
 }
 
+// WrittenByTask reports whether a live version of secret name was written
+// by task taskID of workflow wfID (ByTask), and which. It reads the log
+// when the read model lags it.
+func (s *Store) WrittenByTask(ctx context.Context, name, wfID, taskID string) (version int, found bool, err error) {
+	if err := CheckSecretName(name); err != nil {
+		return 0, false, err
+	}
+	v, err := s.w.freshView(ctx, SecretSubject(name))
+	if err != nil {
+		return 0, false, err
+	}
+	versions, err := readVersions(v.KV, name)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, vi := range versions {
+		if vi.TaskID == taskID && vi.WorkflowID == wfID {
+			return vi.Version, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
 // definitelyNotWritten reports whether a failed write certainly appended
 // nothing. Other failures (timeouts, a read model that lags) may have
 // appended, so their data keys must stay. A conflict (fault.ErrStale
