@@ -130,7 +130,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	// Work the workflow's end interrupted in other branches runs again:
 	// left canceled, it would fail the JOIN waiting for it.
 	for i := 0; i < len(d.w.Tasks) && d.w.Tasks[i].Seq < from.Seq; i++ {
-		if t := d.w.Tasks[i]; t.Status == conductor.TaskCanceled && !t.Retried && t.Type != conductor.TaskTypeJoin && !d.abandoned(t) {
+		if t := d.w.Tasks[i]; t.Status == conductor.TaskCanceled && !t.Retried && t.Type != conductor.TaskTypeJoin && !d.passedOver(t) {
 			d.retryTask(t)
 		}
 	}
@@ -146,7 +146,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 // so a rerun from one of those keeps it ended.
 func (d *decision) reopenJoins() {
 	for _, t := range d.w.Tasks {
-		if t.Type != conductor.TaskTypeJoin || t.Retried || !conductor.TaskTerminal(t.Status) {
+		if t.Type != conductor.TaskTypeJoin || t.Retried || !conductor.TaskTerminal(t.Status) || d.passedOver(t) {
 			continue
 		}
 		refs, ok := d.joinRefs(t)
@@ -230,15 +230,24 @@ func parentMovedOn(parent, child *Workflow) bool {
 }
 
 // retriable returns the tasks a retry runs again: the failed, timed-out
-// and canceled ones not retried already.
+// and canceled ones not retried already, but for those the workflow went
+// on past (passedOver).
 func (d *decision) retriable() []*Task {
 	var out []*Task
 	for _, t := range d.w.Tasks {
-		if !t.Retried && unsuccessful(t.Status) && !d.abandoned(t) {
+		if !t.Retried && unsuccessful(t.Status) && !d.passedOver(t) {
 			out = append(out, t)
 		}
 	}
 	return out
+}
+
+// passedOver reports whether t, unsuccessful, is work the workflow went on
+// past without it: an iteration its loop gave up on (abandoned) or a task
+// a jump canceled (jumpedOver). Nothing waits for it: a retry, a rerun
+// from a later task and its child's retry leave it ended.
+func (d *decision) passedOver(t *Task) bool {
+	return jumpedOver(t) || d.abandoned(t)
 }
 
 // retryable reports whether t, unsuccessful, makes its workflow one to
@@ -339,8 +348,8 @@ func (d *decision) childReopened(c ChildReopened) {
 		// which reopens its parents, as Conductor's does.
 		return
 	}
-	if wt := d.plan.config(t); wt == nil || wt.Optional || d.abandoned(t) {
-		return // an optional task's failure did not stop the parent, nor did the end of a loop's iteration it gave up on
+	if wt := d.plan.config(t); wt == nil || wt.Optional || d.passedOver(t) {
+		return // an optional task's failure did not stop the parent, nor did the end of what it went on past
 	}
 	d.runAs(c.RunsAs...)
 	var others []*Task

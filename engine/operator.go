@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
@@ -234,7 +235,7 @@ func (d *decision) jump(j Jump) error {
 			continue
 		}
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCanceled, KeepOutput: true,
-			Reason: "jumped to " + j.Ref, Time: d.now})
+			Reason: jumpedReason + j.Ref, Time: d.now})
 		if t := d.w.task(t.ID); t.Type == conductor.TaskTypeSubWorkflow && t.SubWorkflowID != "" {
 			d.effect(cancelChild(d.w, t))
 		}
@@ -254,6 +255,21 @@ func (d *decision) jump(j Jump) error {
 	}
 	d.schedule(n.wt, opts)
 	return nil
+}
+
+// jumpedReason begins the reason of a task a jump canceled; jumpedOver
+// reads it back.
+const jumpedReason = "jumped to "
+
+// jumpedOver reports whether t is a task a jump canceled that the workflow
+// went on past: a jump back drops what it cancels (and a rerun or restart
+// from before t drops t), so one still held was passed over by a jump
+// forward. A retry or a rerun from a later task does not run it again,
+// nor does its child's retry reopen it: nothing waits for it, as nothing
+// waits for the tasks the jump passed over without running them. Orkes's
+// retry runs the last failed task, not what a jump left behind.
+func jumpedOver(t *Task) bool {
+	return t.Status == conductor.TaskCanceled && strings.HasPrefix(t.Reason, jumpedReason)
 }
 
 // topIndex is the index in the definition's top-level list of the task

@@ -378,3 +378,161 @@ func TestDelayedTaskWaitsOutACallback(t *testing.T) {
 		})
 	}
 }
+
+// TestJumpedOverTasksStayEnded pins what becomes of the tasks a jump
+// forward canceled (a SUB_WORKFLOW's child terminated), the workflow gone
+// on past them: its retry runs again only what failed after the jump (as
+// Orkes's retry runs the last failed task), a rerun from the jump's target
+// does not run them again, and the child's retry does not reopen its
+// SUB_WORKFLOW task, whether the workflow still runs or has ended.
+func TestJumpedOverTasksStayEnded(t *testing.T) {
+	def := func(first string) string {
+		return `{"name":"j","tasks":[` + first + `,{"name":"mid","taskReferenceName":"mid"},{"name":"after","taskReferenceName":"after"}]}`
+	}
+	kid := `{"name":"kid","taskReferenceName":"first","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}`
+	shapes := []struct {
+		name, def string
+		// child is the SUB_WORKFLOW task the jump canceled, if any.
+		child string
+		// canceled are the tasks the jump canceled.
+		canceled []string
+	}{
+		{name: "a SUB_WORKFLOW", def: def(kid), child: "first", canceled: []string{"first"}},
+		{name: "a worker's task", def: def(`{"name":"first","taskReferenceName":"first"}`), canceled: []string{"first"}},
+		{name: "a fork", def: def(`{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[` + kid + `],[{"name":"b","taskReferenceName":"b"}]]},
+		  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["first","b"]}`), child: "first", canceled: []string{"first", "b", "join"}},
+		{name: "a DO_WHILE", def: def(`{"name":"looping","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"$.loop['iteration'] < 3","loopOver":[` + kid + `]}`),
+			child: "first__1", canceled: []string{"loop", "first__1"}},
+	}
+	fail := func(h *harness) {
+		h.report("after", conductor.TaskFailed, nil, "down")
+		h.wantStatus(conductor.WorkflowFailed)
+	}
+	reopen := func(h *harness, ref string) {
+		if d := h.decide(engine.ChildReopened{ChildID: h.task(ref).SubWorkflowID, ResetTime: h.now.UnixMilli()}); len(d.Events) != 0 {
+			h.t.Fatalf("the child's retry changed the parent: %s", describe(d))
+		}
+	}
+	ops := []struct {
+		name      string
+		needChild bool
+		// again acts on the workflow once it jumped; ended: it leaves it
+		// ended. added is how many tasks it adds (a retry's new instance).
+		again func(h *harness, child string)
+		ended bool
+		added int
+	}{
+		{name: "the child's retry while the workflow runs", needChild: true, again: func(h *harness, child string) { reopen(h, child) }},
+		{name: "the child's retry once the workflow failed", needChild: true, ended: true, again: func(h *harness, child string) {
+			fail(h)
+			reopen(h, child)
+		}},
+		{name: "retry", added: 1, again: func(h *harness, _ string) {
+			fail(h)
+			h.decide(engine.Retry{})
+		}},
+		{name: "rerun from the jump's target", again: func(h *harness, _ string) {
+			fail(h)
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("after").ID}})
+		}},
+	}
+	for _, shape := range shapes {
+		for _, op := range ops {
+			if op.needChild && shape.child == "" {
+				continue
+			}
+			t.Run(shape.name+"/"+op.name, func(t *testing.T) {
+				h := newHarness(t, shape.def, nil, `{"name":"after","retryCount":0}`)
+				if shape.child == "" {
+					h.take("first")
+				}
+				h.decide(engine.Jump{Ref: "after"})
+				for _, ref := range shape.canceled {
+					h.wantTask(ref, conductor.TaskCanceled)
+				}
+				h.wantTask("after", conductor.TaskScheduled)
+				before := len(h.w.Tasks)
+				op.again(h, shape.child)
+				for _, ref := range shape.canceled {
+					if x := h.wantTask(ref, conductor.TaskCanceled); x.Retried {
+						t.Fatalf("task %s the jump canceled was run again: tasks %v", ref, h.refs())
+					}
+				}
+				if op.ended {
+					h.wantStatus(conductor.WorkflowFailed)
+					// A retry with resumeSubworkflowTasks looks here for
+					// the child to retry: not the one the jump terminated.
+					if f := h.w.FirstFailed(); f == nil || f.Ref != "after" {
+						t.Fatalf("first failed task %+v, want after", f)
+					}
+					return
+				}
+				h.wantStatus(conductor.WorkflowRunning)
+				if len(h.w.Tasks) != before+op.added {
+					t.Fatalf("tasks %v: more run again than the one that failed", h.refs())
+				}
+				h.wantTask("after", conductor.TaskScheduled)
+				h.complete("after", nil)
+				h.wantStatus(conductor.WorkflowCompleted)
+			})
+		}
+	}
+
+	// A rerun from the task the jump canceled runs it again, with what
+	// follows it, as any rerun does.
+	h := newHarness(t, def(kid), nil, `{"name":"after","retryCount":0}`)
+	h.decide(engine.Jump{Ref: "after"})
+	fail(h)
+	h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("first").ID}})
+	h.wantRefs("first")
+	if got := effectsOf[engine.StartWorkflow](h.last); len(got) != 1 {
+		t.Fatalf("the rerun from the jumped task started children %+v, want one", got)
+	}
+}
+
+// A task skipped before the workflow reaches it never runs: a SUB_WORKFLOW
+// skipped starts no child (skip refuses a task already scheduled, so it
+// never ends one), and a retry or a rerun from a later task leaves it
+// SKIPPED, running again only what failed.
+func TestSkippedTaskStaysSkipped(t *testing.T) {
+	def := `{"name":"s","tasks":[{"name":"a","taskReferenceName":"a"},
+	  {"name":"kid","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}},
+	  {"name":"after","taskReferenceName":"after"}]}`
+	for _, tc := range []struct {
+		name  string
+		again func(h *harness)
+	}{
+		{"retry", func(h *harness) { h.decide(engine.Retry{}) }},
+		{"rerun from the task after it", func(h *harness) {
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("after").ID}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def, nil, `{"name":"after","retryCount":0}`)
+			h.decide(engine.SkipTask{Ref: "sub"})
+			if _, err := h.try(engine.SkipTask{Ref: "a"}); !errorsIs(err, fault.ErrConflict) {
+				t.Fatalf("skip of a scheduled task: %v", err)
+			}
+			h.complete("a", nil)
+			h.wantTask("sub", conductor.TaskSkipped)
+			h.report("after", conductor.TaskFailed, nil, "down")
+			h.wantStatus(conductor.WorkflowFailed)
+			if f := h.w.FirstFailed(); f == nil || f.Ref != "after" {
+				t.Fatalf("first failed task %+v, want after", f)
+			}
+			tc.again(h)
+			h.wantStatus(conductor.WorkflowRunning)
+			if s := h.wantTask("sub", conductor.TaskSkipped); s.SubWorkflowID != "" {
+				t.Fatalf("the skipped SUB_WORKFLOW ran child %s", s.SubWorkflowID)
+			}
+			h.wantTask("after", conductor.TaskScheduled)
+			h.complete("after", nil)
+			h.wantStatus(conductor.WorkflowCompleted)
+			for _, x := range h.w.Tasks {
+				if x.Ref == "sub" && x.Status != conductor.TaskSkipped {
+					t.Fatalf("tasks %v: the skipped task ran", h.refs())
+				}
+			}
+		})
+	}
+}

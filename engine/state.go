@@ -314,10 +314,14 @@ func (w *Workflow) Principals() []string {
 
 // FirstFailed returns the first task that ended unsuccessfully and was not
 // retried since, or nil: where a retry with resumeSubworkflowTasks looks
-// for the failed child to retry instead.
+// for the failed child to retry instead. A task the workflow went on past
+// (a jump canceled it, or its loop gave up on its iteration) is not one: a
+// retry leaves it ended, and its child's retry would not reopen it.
 func (w *Workflow) FirstFailed() *Task {
+	d := &decision{w: w}
+	d.plan, _ = w.planFor() // nil for a definition that does not parse: no loop to look into
 	for _, t := range w.Tasks {
-		if !t.Retried && unsuccessful(t.Status) {
+		if !t.Retried && unsuccessful(t.Status) && !jumpedOver(t) && (d.plan == nil || !d.abandoned(t)) {
 			return t
 		}
 	}

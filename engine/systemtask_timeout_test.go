@@ -393,6 +393,9 @@ func TestTimedOutLoopsIterationStaysEnded(t *testing.T) {
 	}
 	steps := `{"name":"b","taskReferenceName":"b"},{"name":"c","taskReferenceName":"c"}`
 	child := `{"name":"kid","taskReferenceName":"b","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}`
+	// A fork whose JOIN the loop's timeout cancels with its branches.
+	fork := `{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[[{"name":"b","taskReferenceName":"b"}],[{"name":"c","taskReferenceName":"c"}]]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["b","c"]}`
 	defs := []string{timeoutTaskDef("looping", 60, "RETRY", ""), `{"name":"after","retryCount":0}`}
 	for _, tc := range []struct {
 		name, def string
@@ -403,6 +406,9 @@ func TestTimedOutLoopsIterationStaysEnded(t *testing.T) {
 	}{
 		{name: "retry", def: def(`,"optional":true`, steps), again: func(h *harness) { h.decide(engine.Retry{}) }},
 		{name: "rerun from the task after the loop", def: def(`,"optional":true`, steps), again: func(h *harness) {
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("after").ID}})
+		}},
+		{name: "rerun from the task after a loop of a fork", def: def(`,"optional":true`, fork), again: func(h *harness) {
 			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("after").ID}})
 		}},
 		{name: "a permissive loop's retry", def: def(`,"permissive":true`, steps), again: func(h *harness) { h.decide(engine.Retry{}) }, rerun: true},
@@ -434,6 +440,11 @@ func TestTimedOutLoopsIterationStaysEnded(t *testing.T) {
 			}
 			h.report("after", conductor.TaskFailed, nil, "down")
 			h.wantStatus(conductor.WorkflowFailed)
+			// A retry with resumeSubworkflowTasks looks here for the child
+			// to retry: not one of the iteration given up on.
+			if f := h.w.FirstFailed(); !tc.rerun && (f == nil || f.Ref != "after") {
+				t.Fatalf("first failed task %+v, want after", f)
+			}
 			tc.again(h)
 			h.wantStatus(conductor.WorkflowRunning)
 			instances := 0
