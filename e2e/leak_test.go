@@ -325,6 +325,39 @@ func startLeakNode(ctx context.Context, t *testing.T, adjust func(*node.Config))
 	return ln
 }
 
+// hunt is a leakNode searched for a random value of each of a test's
+// names, and an env on it whose answers are searched for them.
+type hunt struct {
+	*leakNode
+	e        *env
+	vals     map[string]string
+	scanners []*leaktest.Scanner
+	names    []string
+}
+
+// startHunt starts a hunt of a value for each of names (the name's first
+// two letters and 30 random ones), the secret tok holding vals["tok"]
+// when tok is one of them; the node lives until the test's end or scan.
+func startHunt(t *testing.T, names ...string) *hunt {
+	t.Helper()
+	vals := map[string]string{}
+	for _, name := range names {
+		vals[name] = name[:2] + alnum(30)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel) // after the node's stop, registered later
+	h := &hunt{leakNode: startLeakNode(ctx, t, nil), vals: vals}
+	h.scanners, h.names = scannersOf(vals)
+	h.e = h.env(t, h.scanners...)
+	if tok, ok := vals["tok"]; ok {
+		h.e.putSecret("tok", tok)
+	}
+	return h
+}
+
+// scan searches everything for each value (scanEverything).
+func (h *hunt) scan(t *testing.T) { h.scanEverything(t, h.scanners, h.names) }
+
 // env is an env on the node whose client has each scanner search every
 // answer.
 func (ln *leakNode) env(t *testing.T, scanners ...*leaktest.Scanner) *env {
