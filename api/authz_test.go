@@ -373,6 +373,8 @@ func TestSelfAssignedMetadataAPI(t *testing.T) {
 		{"POST", "/api/metadata/workflow?overwrite=true", `{"name":"payout","version":1,"tasks":[{"name":"other","taskReferenceName":"o"}]}`},
 		{"PUT", "/api/metadata/workflow", `[{"name":"payout","version":1,"tasks":[{"name":"other","taskReferenceName":"o"}]}]`},
 		{"DELETE", "/api/metadata/workflow/payout/1", ""},
+		{"PUT", "/api/metadata/workflow/payout/rateLimit", `{"concurrentExecLimit":1}`},
+		{"DELETE", "/api/metadata/workflow/payout/rate-limit", ""},
 		{"DELETE", "/api/metadata/taskdefs/charge", ""},
 		{"PUT", "/api/metadata/taskdefs", `{"name":"charge","retryCount":0}`},
 		{"GET", "/api/metadata/workflow/payout", ""},
@@ -384,6 +386,7 @@ func TestSelfAssignedMetadataAPI(t *testing.T) {
 	// What it creates, it may change.
 	send(t, app, "POST", "/api/metadata/workflow", `{"name":"own_flow","tasks":[{"name":"charge","taskReferenceName":"c"}]}`)
 	send(t, app, "POST", "/api/metadata/workflow?overwrite=true", `{"name":"own_flow","version":1,"description":"changed","tasks":[{"name":"charge","taskReferenceName":"c"}]}`)
+	send(t, app, "PUT", "/api/metadata/workflow/own_flow/rateLimit", `{"concurrentExecLimit":1}`)
 }
 
 // A listing of secrets needs READ on each, whatever other access it asks

@@ -47,6 +47,7 @@ type Metadata interface {
 	ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error)
 	FindWorkflowDefs(ctx context.Context, f metadata.WorkflowFilter) ([]*conductor.WorkflowDef, error)
 	DeleteWorkflowDef(ctx context.Context, name string, version int, principal string, opts ...metadata.WriteOption) error
+	SetWorkflowRateLimit(ctx context.Context, name string, version *int, cfg map[string]any, principal string, opts ...metadata.WriteOption) error
 
 	RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
 	UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
@@ -91,11 +92,14 @@ func (s *Server) metadataRoutes() {
 	s.route("GET /api/metadata/workflow/names-and-versions", auth.Authenticated, s.workflowNamesAndVersions)
 	s.route("GET /api/metadata/workflow/latest-versions", auth.Authenticated, s.latestWorkflowDefs)
 	s.route("DELETE /api/metadata/workflow/{name}/{version}", auth.Authenticated, s.deleteWorkflowDef)
-	// Orkes's workflow rate limits are not served. Without these routes a
-	// DELETE would read "rate-limit" as a version; the SDKs read a 404 as
-	// "no limit set".
-	for _, method := range []string{"GET", "PUT", "POST", "DELETE"} {
-		s.route(method+" /api/metadata/workflow/{name}/rate-limit", auth.Authenticated, s.notServed("workflow rate limits"))
+	// Orkes's workflow rate limit, the definition's rateLimitConfig: the
+	// reference spells the path rateLimit, the JavaScript SDK rate-limit.
+	// Without these routes a DELETE would read either as a version.
+	for _, path := range []string{"/api/metadata/workflow/{name}/rateLimit", "/api/metadata/workflow/{name}/rate-limit"} {
+		s.route("GET "+path, on(wf, auth.Read), s.getWorkflowRateLimit)
+		s.route("PUT "+path, auth.Authenticated, s.setWorkflowRateLimit)
+		s.route("POST "+path, auth.Authenticated, s.setWorkflowRateLimit)
+		s.route("DELETE "+path, auth.Authenticated, s.setWorkflowRateLimit)
 	}
 
 	s.route("POST /api/metadata/taskdefs", auth.Authenticated, s.registerTaskDefs)
@@ -855,6 +859,79 @@ func (s *Server) deleteWorkflowDef(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeNoContent(w)
+}
+
+// getWorkflowRateLimit answers the definition's rateLimitConfig, 404 when
+// it holds none: the JavaScript SDK reads a 404 as "no limit set". The
+// SDKs name no version: the latest's config is the one the lines of the
+// name's workflows follow.
+func (s *Server) getWorkflowRateLimit(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	version, err := versionParam(r)
+	var def *conductor.WorkflowDef
+	if err == nil {
+		def, err = s.deps.Metadata.GetWorkflowDef(r.Context(), name, version)
+	}
+	if err == nil && def.RateLimitConfig == nil {
+		err = fault.NotFound("workflow %s has no rateLimitConfig", name)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, def.RateLimitConfig)
+}
+
+// setWorkflowRateLimit sets (PUT, POST) or removes (DELETE) the
+// definition's rateLimitConfig: a change of the definition, which needs
+// UPDATE on it, checked on the revision the change is written to, as a
+// tag's is. The body is Orkes's RateLimitConfig, {rateLimitKey,
+// concurrentExecLimit}; the JavaScript SDK's type also spells the limit
+// concurrentExecutionLimit. Nothing else of it is kept.
+func (s *Server) setWorkflowRateLimit(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	version, err := versionParam(r)
+	var cfg map[string]any
+	if err == nil && r.Method != http.MethodDelete {
+		cfg, err = readRateLimitConfig(w, r)
+	}
+	if err == nil {
+		err = retryStale(r.Context(), func() error {
+			rev, err := s.mayChangeDef(r, metadata.KindWorkflow, name, always(auth.Update))
+			if err != nil {
+				return err
+			}
+			return s.deps.Metadata.SetWorkflowRateLimit(r.Context(), name, version, cfg, principal(r), metadata.At(rev))
+		})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeNoContent(w)
+}
+
+// readRateLimitConfig reads a rate limit request's body as the
+// rateLimitConfig a definition holds.
+func readRateLimitConfig(w http.ResponseWriter, r *http.Request) (map[string]any, error) {
+	var body map[string]any
+	if err := decodeJSON(w, r, maxMetadataBody, &body); err != nil {
+		return nil, err
+	}
+	limit, ok := body["concurrentExecLimit"]
+	if !ok {
+		limit, ok = body["concurrentExecutionLimit"]
+	}
+	if !ok || limit == nil {
+		ve := &fault.ValidationError{}
+		ve.Add("concurrentExecLimit", "must be set")
+		return nil, ve
+	}
+	cfg := map[string]any{"concurrentExecLimit": limit}
+	if key, ok := body["rateLimitKey"]; ok && key != nil {
+		cfg["rateLimitKey"] = key
+	}
+	return cfg, nil
 }
 
 func (s *Server) registerTaskDefs(w http.ResponseWriter, r *http.Request) {

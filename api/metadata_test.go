@@ -609,9 +609,6 @@ func TestNoRouteAnswersJSON(t *testing.T) {
 		{"GET", "/api/applications/some_app/nothing", http.StatusNotFound, ""},
 		{"POST", "/api/metadata/workflow/some_name", http.StatusMethodNotAllowed, "GET"},
 		{"PATCH", "/api/secrets/known", http.StatusMethodNotAllowed, "PUT"},
-		// Not a version to delete: Orkes's rate limits, not served.
-		{"DELETE", "/api/metadata/workflow/some_name/rate-limit", http.StatusNotFound, ""},
-		{"GET", "/api/metadata/workflow/some_name/rate-limit", http.StatusNotFound, ""},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			r := call(t, nil, tt.method, base+tt.path, "application/json", "{}")

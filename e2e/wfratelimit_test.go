@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -253,5 +254,76 @@ func TestWorkflowRateLimitRaisedWhileQueued(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// Orkes's rate limit resource changes the definition's rateLimitConfig as
+// a registration does: a limit raised through it lets the workflows
+// queued already run, and once it is removed a start is not limited.
+func TestWorkflowRateLimitSetThroughResource(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"rl_res","tasks":[{"name":"rl_res_work","taskReferenceName":"w"}]}`)
+	e.must(http.StatusNoContent, "PUT", "/api/metadata/workflow/rl_res/rateLimit", map[string]any{"concurrentExecLimit": 1})
+	var ids []string
+	for range 3 {
+		ids = append(ids, e.start("rl_res", nil))
+	}
+	for _, id := range ids[1:] {
+		if wf := e.workflow(id); !wf.RateLimited || len(wf.Tasks) > 0 {
+			t.Fatalf("workflow %s: rateLimited %v with %d tasks, want it queued", id, wf.RateLimited, len(wf.Tasks))
+		}
+	}
+	e.must(http.StatusNoContent, "PUT", "/api/metadata/workflow/rl_res/rate-limit", map[string]any{"concurrentExecLimit": 3})
+	for _, id := range ids[1:] {
+		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+			if wf := e.workflow(id); len(wf.Tasks) == 0 {
+				return fmt.Errorf("workflow %s is still queued", id)
+			}
+			return nil
+		})
+	}
+	e.must(http.StatusNoContent, "DELETE", "/api/metadata/workflow/rl_res/rateLimit", nil)
+	if wf := e.workflow(e.start("rl_res", nil)); wf.RateLimited || wf.RateLimitKey != "" || len(wf.Tasks) == 0 {
+		t.Fatalf("a start after the removal: rateLimited %v, key %q, %d tasks", wf.RateLimited, wf.RateLimitKey, len(wf.Tasks))
+	}
+}
+
+// A rate limit key longer than engine.MaxRateLimitKeyLen bytes refuses
+// the start (400, naming the field, not quoting the key): it would be
+// kept in the start's record, shown and indexed.
+func TestWorkflowRateLimitKeyIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"rl_long","rateLimitConfig":{"rateLimitKey":"${workflow.correlationId}","concurrentExecLimit":1},` +
+		`"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	e.startCorrelated("rl_long", strings.Repeat("c", 256))
+	status, body := e.do("POST", "/api/workflow", map[string]any{"name": "rl_long", "correlationId": strings.Repeat("d", 257)})
+	if status != http.StatusBadRequest || !strings.Contains(body, "rateLimitConfig.rateLimitKey") || strings.Contains(body, "ddd") {
+		t.Fatalf("start with a 257-byte key: %d %s, want 400 naming the field", status, body)
+	}
+}
+
+// A start of an inline definition of a registered name is limited by the
+// registered definition's rateLimitConfig, which its line follows: an
+// inline definition without one, or with a higher limit (which the line
+// took as its own), started past the line.
+func TestInlineDefinitionKeepsTheRegisteredRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const tasks = `"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]`
+	e.register(`{"name":"rl_inline","rateLimitConfig":{"concurrentExecLimit":1},` + tasks + `}`)
+	first := e.start("rl_inline", nil)
+	if wf := e.workflow(first); len(wf.Tasks) == 0 {
+		t.Fatalf("first workflow queued: %+v", wf)
+	}
+	for _, tt := range []struct{ name, def string }{
+		{"without a config", `{"name":"rl_inline",` + tasks + `}`},
+		{"with a higher limit", `{"name":"rl_inline","rateLimitConfig":{"concurrentExecLimit":10},` + tasks + `}`},
+	} {
+		id := e.must(http.StatusOK, "POST", "/api/workflow", map[string]any{"name": "rl_inline", "workflowDef": json.RawMessage(tt.def)})
+		if wf := e.workflow(id); !wf.RateLimited || len(wf.Tasks) > 0 {
+			t.Errorf("inline definition %s: rateLimited %v with %d tasks, want it queued behind %s", tt.name, wf.RateLimited, len(wf.Tasks), first)
+		}
 	}
 }

@@ -46,7 +46,14 @@ const sealedMark = "\uf8ffsealed\uf8ff" // private use: no encoding escapes it
 // secret, an environment value, a masked field or sealed data is refused
 // (fault.ErrInvalid), as is a config Orkes's model cannot hold.
 func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest) (*RateLimit, error) {
-	cfg := def.RateLimitConfig
+	return RateLimitUnder(def.RateLimitConfig, def, req)
+}
+
+// RateLimitUnder is RateLimitOf with cfg in place of def's own
+// rateLimitConfig: that of the registered definition of def's name, for a
+// start of an inline definition (see executor.StartWorkflow). The key
+// reads def's start, and what def seals of it, for def is what runs.
+func RateLimitUnder(cfg map[string]any, def *conductor.WorkflowDef, req conductor.StartWorkflowRequest) (*RateLimit, error) {
 	if cfg == nil {
 		return nil, nil
 	}
@@ -104,8 +111,19 @@ func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest)
 	if key == "" {
 		return nil, nil
 	}
+	if len(key) > MaxRateLimitKeyLen {
+		// Not quoted: it is the start's data, and long.
+		return nil, fault.Invalid("rateLimitConfig.rateLimitKey: reads %d bytes, at most %d", len(key), MaxRateLimitKeyLen)
+	}
 	return &RateLimit{Limit: limit, Key: key}, nil
 }
+
+// MaxRateLimitKeyLen bounds a workflow rate limit key, in bytes. The key
+// names a group of a definition's workflows as the definition's name names
+// them all, and is bounded as names are (metadata.MaxNameLen): it is kept
+// in each start's record and the workflow's read model, shown by the
+// execution and indexed for search, on every start.
+const MaxRateLimitKeyLen = 256
 
 // ConcurrentExecLimit is def's rateLimitConfig's concurrentExecLimit, 0
 // for none (or one no start could use).

@@ -65,6 +65,11 @@ func TestRateLimitOf(t *testing.T) {
 		{name: "limit not a number", config: `{"rateLimitKey":"k","concurrentExecLimit":"many"}`, invalid: true},
 		{name: "limit not an integer", config: `{"rateLimitKey":"k","concurrentExecLimit":1.5}`, invalid: true},
 		{name: "key not text", config: `{"rateLimitKey":5,"concurrentExecLimit":1}`, invalid: true},
+		{name: "key at the bound", config: `{"rateLimitKey":"k-${workflow.correlationId}","concurrentExecLimit":1}`,
+			corr: strings.Repeat("c", engine.MaxRateLimitKeyLen-2), want: &engine.RateLimit{Limit: 1, Key: "k-" + strings.Repeat("c", engine.MaxRateLimitKeyLen-2)}},
+		{name: "key over the bound", config: `{"rateLimitKey":"k-${workflow.correlationId}","concurrentExecLimit":1}`,
+			corr: strings.Repeat("c", engine.MaxRateLimitKeyLen-1), invalid: true},
+		{name: "literal key over the bound", config: `{"rateLimitKey":"` + strings.Repeat("k", engine.MaxRateLimitKeyLen+1) + `","concurrentExecLimit":1}`, invalid: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			js := `{"name":"rl","version":3,"maskedFields":["card"],"inputTemplate":{"region":"eu"},"tasks":[{"name":"t","taskReferenceName":"t"},` +

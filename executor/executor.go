@@ -23,6 +23,8 @@ import (
 
 // Definitions looks up registered definitions.
 type Definitions interface {
+	// LookupWorkflowDef fails with fault.ErrNotFound for a name or version
+	// not registered: a start of an inline definition looks its name up.
 	LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
 	LookupTaskDef(ctx context.Context, name string) (*conductor.TaskDef, bool, error)
 	// CheckWorkflowDef validates an inline definition as registration

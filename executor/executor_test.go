@@ -14,6 +14,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -24,8 +25,8 @@ import (
 // and SIMPLE tasks run on defaults.
 type noDefinitions struct{}
 
-func (noDefinitions) LookupWorkflowDef(context.Context, string, *int) (*conductor.WorkflowDef, error) {
-	return nil, errors.New("no stored definitions here")
+func (noDefinitions) LookupWorkflowDef(_ context.Context, name string, _ *int) (*conductor.WorkflowDef, error) {
+	return nil, fault.NotFound("workflow definition %s not found: no stored definitions here", name)
 }
 
 func (noDefinitions) LookupTaskDef(context.Context, string) (*conductor.TaskDef, bool, error) {

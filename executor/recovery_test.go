@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -16,7 +17,7 @@ type cleanupDefinitions struct{ noDefinitions }
 
 func (cleanupDefinitions) LookupWorkflowDef(_ context.Context, name string, _ *int) (*conductor.WorkflowDef, error) {
 	if name != "cleanup" {
-		return nil, errors.New("no such definition")
+		return nil, fault.NotFound("workflow definition %s not found", name)
 	}
 	def := &conductor.WorkflowDef{}
 	err := conductor.Unmarshal([]byte(`{"name":"cleanup","version":1,"tasks":[{"name":"cleanup_task","taskReferenceName":"c"}]}`), def)

@@ -215,7 +215,7 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if id == "" {
 		id = uuid.NewString()
 	}
-	rl, err := engine.RateLimitOf(def, req)
+	rl, err := e.rateLimit(ctx, def, req)
 	if err != nil {
 		return "", 0, fmt.Errorf("start workflow %s: %w", def.Name, err)
 	}
@@ -253,6 +253,26 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		return "", 0, err
 	}
 	return id, out.Seq, nil
+}
+
+// rateLimit is the limit a start of def puts it under. The line is the
+// definition name's: a start of an inline definition of a registered name
+// is limited by the registered definition's rateLimitConfig (its latest
+// version's, which the line follows), not by its own, for an inline
+// definition would otherwise change the limit of the name's line for
+// every workflow in it, or start past it without a config.
+func (e *Executor) rateLimit(ctx context.Context, def *conductor.WorkflowDef, req conductor.StartWorkflowRequest) (*engine.RateLimit, error) {
+	if req.WorkflowDef == nil || e.defs == nil {
+		return engine.RateLimitOf(def, req)
+	}
+	reg, err := e.defs.LookupWorkflowDef(ctx, def.Name, nil)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		return engine.RateLimitOf(def, req)
+	case err != nil:
+		return nil, fmt.Errorf("rate limit of %s: %w", def.Name, err)
+	}
+	return engine.RateLimitUnder(reg.RateLimitConfig, def, req)
 }
 
 // startedBy reports whether workflow wfID was started by the request o

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -134,6 +135,64 @@ func (s *Store) putWorkflow(ctx context.Context, reg registration, overwrite boo
 			events = append(events, tagEv)
 		}
 		return events, nil
+	})
+}
+
+// jsonRateLimitConfig is the key of a definition SetWorkflowRateLimit changes.
+const jsonRateLimitConfig = "rateLimitConfig"
+
+// SetWorkflowRateLimit sets the rateLimitConfig of version *version of
+// workflow name (its latest when nil) to cfg, or removes it when cfg is
+// nil: Orkes's PUT and DELETE /api/metadata/workflow/{name}/rateLimit.
+// The change is a registration of the definition so changed, validated as
+// one and recorded as one, so that the log says who changed the limit and
+// the lines of the name's workflows follow it as they follow any
+// re-registration. Removing a config the definition does not hold writes
+// nothing. Unknown names and versions fail with fault.ErrNotFound.
+func (s *Store) SetWorkflowRateLimit(ctx context.Context, name string, version *int, cfg map[string]any, principal string, opts ...WriteOption) error {
+	var set []field
+	if cfg != nil {
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			return fault.Invalid("rateLimitConfig: %v", err)
+		}
+		set = []field{{key: jsonRateLimitConfig, value: b}}
+	}
+	return s.update(ctx, WorkflowSubject(name), principal, writeOpts(opts), func(v view) ([]schemas.Event, error) {
+		d, found, err := findWorkflow(v.KV, name, version)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, WorkflowNotFound(name, version)
+		}
+		cur, err := parseWorkflow(d.JSON)
+		if err != nil {
+			return nil, err
+		}
+		if cfg == nil && cur.RateLimitConfig == nil {
+			return nil, nil
+		}
+		// The read model's own keys are set again from the event.
+		drop := []string{jsonCreateTime, jsonUpdateTime, jsonCreatedBy, jsonUpdatedBy}
+		if cfg == nil {
+			drop = append(drop, jsonRateLimitConfig)
+		}
+		raw, err := mergeObject(d.JSON, set, drop...)
+		if err != nil {
+			return nil, fmt.Errorf("rate limit of workflow definition %s: %w", name, err)
+		}
+		next, err := parseWorkflow(raw)
+		if err != nil {
+			return nil, err
+		}
+		reg, err := prepareWorkflow(next, "", s.opts.ValidateWorkflow)
+		if err != nil {
+			return nil, err
+		}
+		return []schemas.Event{&schemas.WorkflowDefRegistered{
+			Name: reg.name, Version: reg.version, Def: reg.raw, Time: s.millis(), By: principal,
+		}}, nil
 	})
 }
 
