@@ -22,7 +22,7 @@ type Environment interface {
 	Get(ctx context.Context, name string) (string, error)
 	GetAt(ctx context.Context, name string, rev secrets.Revision) (string, error)
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) (string, error)
-	List(ctx context.Context) ([]secrets.EnvVar, error)
+	Names(ctx context.Context) ([]string, error)
 	VarAt(ctx context.Context, name string, rev secrets.Revision) (secrets.EnvVar, error)
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
@@ -164,17 +164,19 @@ func (s *Server) deleteEnv(w http.ResponseWriter, r *http.Request) {
 	writeValue(w, []byte(old))
 }
 
-// listEnv answers [{name, value, tags}] for the values the caller may read.
+// listEnv answers [{name, value, tags}] for the values the caller may
+// read. It starts from the names alone: a value and its tags are read
+// only once the caller's access to it was checked (readableEnv).
 func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
-	all, err := s.deps.Environment.List(r.Context())
+	all, err := s.deps.Environment.Names(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	out := make([]secrets.EnvVar, 0, len(all))
 	names := make([]string, 0, len(all))
-	for _, listed := range all {
-		v, ok, err := s.readableEnv(r, listed.Name)
+	for _, name := range all {
+		v, ok, err := s.readableEnv(r, name)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -199,10 +201,10 @@ const envListTries = 3
 // readableEnv is environment value name as the caller may list it, and
 // false when it may not or the value is gone. The value listed is the
 // revision the caller's access was checked on (Env.Revision before the
-// check, VarAt after it), as GET /api/environment/{key} serves it: a
-// listing's scan, taken before any check, may hold a value deleted and
-// set again by someone else since, and the check then reads the new one.
-// A value changed while it was checked is checked again.
+// check, VarAt after it), as GET /api/environment/{key} serves it: the
+// check reads whatever value holds the name then, and one deleted and set
+// again by someone else, or retagged, while it was checked is checked
+// again. Nothing of the value is read before the check.
 func (s *Server) readableEnv(r *http.Request, name string) (secrets.EnvVar, bool, error) {
 	var err error
 	for range envListTries {

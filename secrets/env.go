@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -216,8 +217,19 @@ func (e *Env) Delete(ctx context.Context, name, principal string, opts ...WriteO
 	return old, nil
 }
 
+// Names returns the name of every environment value, sorted, from the
+// keys alone: a listing checks access on each name before it reads the
+// value (VarAt).
+func (e *Env) Names(_ context.Context) ([]string, error) {
+	names, err := scanNames(e.w.reader, envKeyPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list environment variable names: %w", err)
+	}
+	return names, nil
+}
+
 // List returns every environment value, sorted by name, checked against
-// nothing: values listed to a principal go through VarAt.
+// nothing: values listed to a principal go through Names, then VarAt.
 func (e *Env) List(ctx context.Context) ([]EnvVar, error) {
 	out := []EnvVar{}
 	var derr error

@@ -490,13 +490,23 @@ func (s *Store) List(ctx context.Context) ([]Meta, error) {
 // a listing checks access on each name before it reads anything of the
 // secret (TagsAt).
 func (s *Store) Names(_ context.Context) ([]string, error) {
+	names, err := scanNames(s.w.reader, secretKeyPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list secret names: %w", err)
+	}
+	return names, nil
+}
+
+// scanNames returns the names of the read model's keys under prefix,
+// sorted, from the keys alone: nothing stored under them is decoded.
+func scanNames(r kvReader, prefix string) ([]string, error) {
 	var names []string
-	err := s.w.reader.Scan([]byte(secretKeyPrefix), func(k, _ []byte) bool {
-		names = append(names, string(k[len(secretKeyPrefix):]))
+	err := r.Scan([]byte(prefix), func(k, _ []byte) bool {
+		names = append(names, string(k[len(prefix):]))
 		return true
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list secret names: %w", err)
+		return nil, err
 	}
 	sort.Strings(names)
 	return names, nil
