@@ -64,10 +64,10 @@ func readExecuteParams(get func(string) string) (executeParams, error) {
 	if v := get("returnStrategy"); v != "" {
 		switch v = strings.ToUpper(v); v {
 		case conductor.ReturnTargetWorkflow, conductor.ReturnBlockingWorkflow, conductor.ReturnBlockingTask, conductor.ReturnBlockingTaskInput,
-			conductor.ReturnBlockingTaskList:
+			conductor.ReturnBlockingTaskList, conductor.ReturnTargetWorkflowOutput:
 			p.strategy = v
 		default:
-			return p, fault.Invalid("returnStrategy=%q: want TARGET_WORKFLOW, BLOCKING_WORKFLOW, BLOCKING_TASK, BLOCKING_TASK_INPUT or BLOCKING_TASK_LIST", v)
+			return p, fault.Invalid("returnStrategy=%q: want TARGET_WORKFLOW, TARGET_WORKFLOW_OUTPUT, BLOCKING_WORKFLOW, BLOCKING_TASK, BLOCKING_TASK_INPUT or BLOCKING_TASK_LIST", v)
 		}
 	}
 	if p.requestID == "" {
@@ -338,16 +338,38 @@ func waitingTask(tree []*engine.Workflow) (*engine.Workflow, *engine.Task) {
 
 // visibleRun renders a synchronous execution for the caller: a blocking
 // task in a workflow the caller may not read (a sub-workflow of a
-// definition it has no access to) answers as if none blocked.
-func (s *Server) visibleRun(r *http.Request, target, block *engine.Workflow, task *engine.Task, p executeParams) conductor.WorkflowRun {
+// definition it has no access to) answers as if none blocked. It is a
+// conductor.WorkflowRun, or for TARGET_WORKFLOW_OUTPUT a
+// conductor.OutputOnlyRun.
+func (s *Server) visibleRun(r *http.Request, target, block *engine.Workflow, task *engine.Task, p executeParams) any {
 	// Known before the task is hidden: a task hidden did stop the wait.
 	unsettled := task == nil && !target.Terminal()
+	if p.strategy == conductor.ReturnTargetWorkflowOutput {
+		run := outputOnlyRun(target, p)
+		run.SignalTimeout = unsettled
+		return run
+	}
 	if block != nil && block.ID != target.ID && s.mayExecution(r, block.Name, block.CreatedBy, auth.Read) != nil {
 		block, task = nil, nil
 	}
 	run := workflowRun(target, block, task, p)
 	run.SignalTimeout = unsettled
 	return run
+}
+
+// outputOnlyRun renders the target of a synchronous execution as
+// TARGET_WORKFLOW_OUTPUT answers it, as Conductor's NotificationResult
+// does whether a task blocks or not: its identity, input and output.
+func outputOnlyRun(target *engine.Workflow, p executeParams) conductor.OutputOnlyRun {
+	return conductor.OutputOnlyRun{SignalResponse: signalResponse(target, target, target.Conductor(false), p)}
+}
+
+// signalResponse is what every answer of a synchronous execution holds:
+// workflow w's identity, and its input and output as view (w's masked
+// view, as every view is) shows them, and target's state.
+func signalResponse(target, w *engine.Workflow, view *conductor.Workflow, p executeParams) conductor.SignalResponse {
+	return conductor.SignalResponse{ResponseType: p.strategy, TargetWorkflowID: target.ID, TargetWorkflowStatus: target.Status,
+		RequestID: p.requestID, WorkflowID: w.ID, CorrelationID: w.CorrelationID, Input: view.Input, Output: view.Output}
 }
 
 // workflowRun renders the result of a synchronous execution per its
@@ -374,10 +396,8 @@ func workflowRun(target, block *engine.Workflow, task *engine.Task, p executePar
 	if w != target {
 		targetView = target.Conductor(false)
 	}
-	run := conductor.WorkflowRun{ResponseType: p.strategy, TargetWorkflowID: target.ID, TargetWorkflowStatus: target.Status,
-		RequestID: p.requestID, WorkflowID: w.ID, CorrelationID: w.CorrelationID, Input: view.Input,
-		Output: view.Output, Status: w.Status, Variables: view.Variables, Priority: w.Priority,
-		CreateTime: w.CreateTime, UpdateTime: w.UpdateTime, CreatedBy: w.CreatedBy,
+	run := conductor.WorkflowRun{SignalResponse: signalResponse(target, w, view, p), Status: w.Status, Variables: view.Variables,
+		Priority: w.Priority, CreateTime: w.CreateTime, UpdateTime: w.UpdateTime, CreatedBy: w.CreatedBy,
 		TargetWorkflowVariables: targetView.Variables}
 	switch {
 	case taskStrategy && task == nil:

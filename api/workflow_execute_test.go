@@ -290,7 +290,8 @@ func TestNoBlockingTaskAnswersTheStrategyAsked(t *testing.T) {
 }
 
 // Every return strategy Conductor's SDKs send is taken, in any case;
-// BLOCKING_TASK_LIST (the Java SDK's) was refused with a 400.
+// BLOCKING_TASK_LIST (the Java SDK's) and TARGET_WORKFLOW_OUTPUT (Conductor
+// OSS's) were refused with a 400.
 func TestReadExecuteParamsStrategies(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -304,6 +305,8 @@ func TestReadExecuteParamsStrategies(t *testing.T) {
 		{"BLOCKING_TASK_INPUT", conductor.ReturnBlockingTaskInput, false},
 		{"BLOCKING_TASK_LIST", conductor.ReturnBlockingTaskList, false},
 		{"blocking_task_list", conductor.ReturnBlockingTaskList, false},
+		{"TARGET_WORKFLOW_OUTPUT", conductor.ReturnTargetWorkflowOutput, false},
+		{"target_workflow_output", conductor.ReturnTargetWorkflowOutput, false},
 		{"ALL_BLOCKING_TASKS", "", true},
 	}
 	for _, tt := range tests {

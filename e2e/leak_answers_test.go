@@ -63,7 +63,7 @@ func TestLeakOnAnswersOfChanges(t *testing.T) {
 	  {"name":"w3","taskReferenceName":"w3","type":"HUMAN","inputParameters":{"d":"${w2.output._secrets.y}"}}],
 	  "outputParameters":{"d":"${a.output._secrets.v}","x":"${h.output._secrets.x}","y":"${w2.output._secrets.y}"}}`)
 	var ids []string
-	for _, strat := range []string{"TARGET_WORKFLOW", "BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT", "BLOCKING_TASK_LIST"} {
+	for _, strat := range []string{"TARGET_WORKFLOW", "BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT", "BLOCKING_TASK_LIST", "TARGET_WORKFLOW_OUTPUT"} {
 		st, body := e.do("POST", "/api/workflow/execute/ls_main/1?waitForSeconds=10&returnStrategy="+strat,
 			map[string]any{"input": map[string]any{"_secrets": map[string]any{"i": vals["sig"]}}})
 		expect("execute "+strat, st, body, 200)
@@ -72,8 +72,8 @@ func TestLeakOnAnswersOfChanges(t *testing.T) {
 			ids = append(ids, body[i+20:i+56])
 		}
 	}
-	if len(ids) != 5 {
-		t.Fatalf("started %d workflows, want 5", len(ids))
+	if len(ids) != 6 {
+		t.Fatalf("started %d workflows, want 6", len(ids))
 	}
 	id := ids[0]
 	st, body := e.do("POST", "/api/tasks/"+id+"/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK_INPUT", map[string]any{"_secrets": map[string]any{"x": vals["sig"]}, "p": 1})

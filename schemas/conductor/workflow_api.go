@@ -68,7 +68,35 @@ const (
 	// does, but as a Task in tasks instead of the flattened TaskRun
 	// fields (the Conductor Java SDK's ReturnStrategy).
 	ReturnBlockingTaskList = "BLOCKING_TASK_LIST"
+	// ReturnTargetWorkflowOutput answers the target workflow's identity,
+	// input and output alone, whatever blocks (Conductor OSS's
+	// OutputOnlyRun): an OutputOnlyRun, not a WorkflowRun.
+	ReturnTargetWorkflowOutput = "TARGET_WORKFLOW_OUTPUT"
 )
+
+// SignalResponse is what every synchronous answer holds (Conductor's
+// SignalResponse).
+type SignalResponse struct {
+	ResponseType         string         `json:"responseType"`
+	TargetWorkflowID     string         `json:"targetWorkflowId"`
+	TargetWorkflowStatus string         `json:"targetWorkflowStatus"`
+	RequestID            string         `json:"requestId"`
+	WorkflowID           string         `json:"workflowId"`
+	CorrelationID        string         `json:"correlationId,omitempty"`
+	Input                map[string]any `json:"input"`
+	Output               map[string]any `json:"output"`
+	// SignalTimeout: the wait ended with the target neither ended nor
+	// blocked in a task (Conductor's flag for a wait that ran out).
+	SignalTimeout bool `json:"signalTimeout"`
+}
+
+// OutputOnlyRun is the answer of a synchronous execution, signal or state
+// update asked for TARGET_WORKFLOW_OUTPUT: the SignalResponse of the
+// target workflow (its input and output masked as every view is), and
+// nothing of its tasks, variables or what blocks.
+type OutputOnlyRun struct {
+	SignalResponse
+}
 
 // WorkflowRun is the answer of POST /api/workflow/execute (Orkes'
 // SignalResponse): the workflow's state when execution stopped blocking,
@@ -79,24 +107,14 @@ const (
 // with no blocking task, a task strategy names none (no taskId, no tasks)
 // and the rest describes the target.
 type WorkflowRun struct {
-	ResponseType         string         `json:"responseType"`
-	TargetWorkflowID     string         `json:"targetWorkflowId"`
-	TargetWorkflowStatus string         `json:"targetWorkflowStatus"`
-	RequestID            string         `json:"requestId"`
-	WorkflowID           string         `json:"workflowId"`
-	CorrelationID        string         `json:"correlationId,omitempty"`
-	Input                map[string]any `json:"input"`
-	Output               map[string]any `json:"output"`
-	Status               string         `json:"status"`
-	Tasks                []*Task        `json:"tasks,omitempty"`
-	Variables            map[string]any `json:"variables,omitempty"`
-	Priority             int            `json:"priority"`
-	CreateTime           int64          `json:"createTime,omitempty"`
-	UpdateTime           int64          `json:"updateTime,omitempty"`
-	CreatedBy            string         `json:"createdBy,omitempty"`
-	// SignalTimeout: the wait ended with the target neither ended nor
-	// blocked in a task (Conductor's flag for a wait that ran out).
-	SignalTimeout bool `json:"signalTimeout"`
+	SignalResponse
+	Status     string         `json:"status"`
+	Tasks      []*Task        `json:"tasks,omitempty"`
+	Variables  map[string]any `json:"variables,omitempty"`
+	Priority   int            `json:"priority"`
+	CreateTime int64          `json:"createTime,omitempty"`
+	UpdateTime int64          `json:"updateTime,omitempty"`
+	CreatedBy  string         `json:"createdBy,omitempty"`
 	// TargetWorkflowVariables are the target's variables, for every
 	// strategy (the Java SDK's SignalResponse).
 	TargetWorkflowVariables map[string]any `json:"targetWorkflowVariables,omitempty"`
