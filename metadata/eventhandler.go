@@ -143,7 +143,7 @@ func (s *Store) DeleteEventHandlerTags(ctx context.Context, name string, tags []
 // computes (changeTagsOf).
 func (s *Store) changeEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
 	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
-	return s.changeTagsOf(ctx, EventHandlerSubject(name), eventHandlerKey(name), eventHandlerNotFound(name), tags, principal, op,
+	return s.changeTagsOf(ctx, "event handler "+name, EventHandlerSubject(name), eventHandlerKey(name), eventHandlerNotFound(name), tags, principal, op,
 		func(def []byte, now int64) schemas.Event {
 			return &schemas.EventHandlerSaved{Name: name, Def: def, Time: now, By: principal}
 		})
@@ -152,8 +152,10 @@ func (s *Store) changeEventHandlerTags(ctx context.Context, name string, tags []
 // changeTagsOf saves the definition at key (an event handler, a webhook,
 // which keep their tags in their own JSON, as the client sent them) again
 // with the tag set op computes, unless it is the set it has: the rest of
-// that JSON is kept byte for byte. saved makes the event that saves it.
-func (s *Store) changeTagsOf(ctx context.Context, subject string, key []byte, notFound error, tags []conductor.Tag, principal string,
+// that JSON is kept byte for byte. The set is held to MaxTags, as a
+// definition name's is; what names the definition in a refusal. saved
+// makes the event that saves it.
+func (s *Store) changeTagsOf(ctx context.Context, what, subject string, key []byte, notFound error, tags []conductor.Tag, principal string,
 	op func(cur, given []schemas.DefTag) []schemas.DefTag, saved func(def []byte, now int64) schemas.Event) error {
 	ve := &fault.ValidationError{}
 	given := checkTags(ve, "", tags)
@@ -182,6 +184,9 @@ func (s *Store) changeTagsOf(ctx context.Context, subject string, key []byte, no
 		if slices.Equal(cur, next) {
 			return nil, nil
 		}
+		if err := tagsFit("", what, cur, next); err != nil {
+			return nil, err
+		}
 		encoded, err := json.Marshal(conductorTags(next))
 		if err != nil {
 			return nil, err
@@ -209,6 +214,9 @@ func (s *Store) prepareEventHandler(h *conductor.EventHandler, prefix string) (r
 	}
 	ve := &fault.ValidationError{}
 	checkName(ve, at(prefix, "name"), h.Name)
+	// Kept in the handler's JSON as sent, its tags are held to what a
+	// tag change of it (changeTagsOf) and a definition's are.
+	checkTags(ve, at(prefix, jsonTags), h.Tags)
 	if s.opts.ValidateEventHandler != nil {
 		err := s.opts.ValidateEventHandler(h)
 		var hv *fault.ValidationError

@@ -201,3 +201,123 @@ func TestTagLimit(t *testing.T) {
 		}
 	}
 }
+
+// An event handler's and a webhook's tags, kept in their own JSON, are
+// held to what a definition name's are, and every tag's key and value to
+// MaxTagLen bytes, as a secret's: a registration over either limit (400
+// naming tags) and a tag change over it are refused and change nothing.
+// Neither had a limit, nor had a definition's tags a length limit.
+func TestTagLimitsOfEveryHolder(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	// tags is count tags k<i>:v; long makes the first one's key (or
+	// value) size bytes.
+	tags := func(count int, long string, size int) []conductor.Tag {
+		out := make([]conductor.Tag, count)
+		for i := range out {
+			out[i] = conductor.Tag{Key: fmt.Sprintf("k%d", i), Value: "v"}
+		}
+		switch long {
+		case "key":
+			out[0].Key = strings.Repeat("k", size)
+		case "value":
+			out[0].Value = strings.Repeat("v", size)
+		}
+		return out
+	}
+	holders := []struct {
+		name string
+		// create makes name with tags; register saves it again with them.
+		create, register func(name string, tags []conductor.Tag) error
+		add              func(name string, tags []conductor.Tag) error
+		get              func(name string) ([]conductor.Tag, error)
+	}{
+		{"workflow", func(name string, tags []conductor.Tag) error {
+			d := wf(t, `{"name":"`+name+`","tasks":[{"name":"t","taskReferenceName":"r"}]}`)
+			d.Tags = tags
+			return n.md.RegisterWorkflowDef(c, d, true, "")
+		}, nil, func(name string, tags []conductor.Tag) error {
+			return n.md.AddTags(c, metadata.KindWorkflow, name, tags, "")
+		}, func(name string) ([]conductor.Tag, error) { return n.md.GetTags(c, metadata.KindWorkflow, name) }},
+		{"task", func(name string, tags []conductor.Tag) error {
+			d := td(t, `{"name":"`+name+`","timeoutSeconds":1}`)
+			d.Tags = tags
+			return n.md.UpdateTaskDef(c, d, "")
+		}, nil, func(name string, tags []conductor.Tag) error {
+			return n.md.AddTags(c, metadata.KindTask, name, tags, "")
+		}, func(name string) ([]conductor.Tag, error) { return n.md.GetTags(c, metadata.KindTask, name) }},
+		{"event handler", func(name string, tags []conductor.Tag) error {
+			return n.md.AddEventHandlers(c, []*conductor.EventHandler{{Name: name, Event: "nats:x", Tags: tags}}, "")
+		}, func(name string, tags []conductor.Tag) error {
+			return n.md.UpdateEventHandler(c, &conductor.EventHandler{Name: name, Event: "nats:x", Tags: tags}, "")
+		}, func(name string, tags []conductor.Tag) error {
+			return n.md.AddEventHandlerTags(c, name, tags, "")
+		}, func(name string) ([]conductor.Tag, error) { return n.md.EventHandlerTags(c, name) }},
+		{"webhook", func(name string, tags []conductor.Tag) error {
+			return n.md.SaveWebhook(c, &conductor.WebhookConfig{ID: name, Name: name, Tags: tags}, "", false)
+		}, func(name string, tags []conductor.Tag) error {
+			return n.md.SaveWebhook(c, &conductor.WebhookConfig{ID: name, Name: name, Tags: tags}, "", true)
+		}, func(name string, tags []conductor.Tag) error {
+			return n.md.AddWebhookTags(c, name, tags, "")
+		}, func(name string) ([]conductor.Tag, error) {
+			w, err := n.md.Webhook(c, name)
+			if err != nil {
+				return nil, err
+			}
+			return w.Tags, nil
+		}},
+	}
+	for _, h := range holders {
+		if h.register == nil {
+			h.register = h.create // a definition's registration replaces it
+		}
+		for _, tc := range []struct {
+			name   string
+			change func(name string) error
+			path   string // of the refusal; "-": none
+		}{
+			{"registered again with the longest key and value", func(name string) error {
+				return h.register(name, tags(metadata.MaxTags, "key", metadata.MaxTagLen))
+			}, "-"},
+			{"registered again with one tag more", func(name string) error {
+				return h.register(name, tags(metadata.MaxTags+1, "", 0))
+			}, "tags"},
+			{"registered again with a key too long", func(name string) error {
+				return h.register(name, tags(1, "key", metadata.MaxTagLen+1))
+			}, "tags[0]"},
+			{"registered again with a value too long", func(name string) error {
+				return h.register(name, tags(1, "value", metadata.MaxTagLen+1))
+			}, "tags[0]"},
+			{"one tag more added", func(name string) error {
+				return h.add(name, []conductor.Tag{{Key: "more", Value: "v"}})
+			}, ""},
+			{"a value too long added", func(name string) error {
+				return h.add(name, tags(1, "value", metadata.MaxTagLen+1))
+			}, "[0]"},
+		} {
+			t.Run(h.name+"/"+tc.name, func(t *testing.T) {
+				name := strings.ReplaceAll(h.name+" "+tc.name, " ", "_")
+				if err := h.create(name, tags(metadata.MaxTags, "", 0)); err != nil {
+					t.Fatal(err)
+				}
+				err := tc.change(name)
+				var ve *fault.ValidationError
+				switch {
+				case tc.path == "-" && err != nil:
+					t.Fatalf("refused: %v", err)
+				case tc.path != "-" && (!errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Path != tc.path ||
+					!strings.Contains(ve.Fields[0].Message, "at most")):
+					t.Fatalf("err = %v, want a validation error at %q naming the limit", err, tc.path)
+				}
+				got, err := h.get(name)
+				if err != nil || len(got) != metadata.MaxTags {
+					t.Fatalf("%d tags (%v), want %d", len(got), err, metadata.MaxTags)
+				}
+				if tc.path != "-" && len(got[0].Key) != 2 {
+					t.Fatalf("the refused change was applied: first tag %.20s…", got[0].Key)
+				}
+			})
+		}
+	}
+}

@@ -26,6 +26,11 @@ const MaxNameLen = 256
 // every access decision on the name reads the grants on each of its tags.
 const MaxTags = 100
 
+// MaxTagLen bounds a tag's key and its value, in bytes, as
+// secrets.MaxTagLen bounds a secret's: each is kept in the log, the read
+// model and every decision's grant lookup.
+const MaxTagLen = 1024
+
 // registration is a validated definition, ready to become events.
 type registration struct {
 	name    string
@@ -319,16 +324,19 @@ func prepareTags(ve *fault.ValidationError, prefix string, tags []conductor.Tag,
 	return checkTags(ve, at(prefix, jsonTags), tags), overwrite
 }
 
-// checkTags converts tags, dropping repeats, and requires a key of each
-// and at most MaxTags of them.
+// checkTags converts tags, dropping repeats, and requires a key of each,
+// keys and values of at most MaxTagLen bytes and at most MaxTags tags.
 func checkTags(ve *fault.ValidationError, path string, tags []conductor.Tag) []schemas.DefTag {
 	out := make([]schemas.DefTag, 0, len(tags))
 	for i, t := range tags {
-		if t.Key == "" {
+		switch {
+		case t.Key == "":
 			ve.Add(fmt.Sprintf("%s[%d].key", path, i), "must not be empty")
-			continue
+		case len(t.Key) > MaxTagLen || len(t.Value) > MaxTagLen:
+			ve.Add(fmt.Sprintf("%s[%d]", path, i), "key and value must be at most %d bytes", MaxTagLen)
+		default:
+			out = addTag(out, schemas.DefTag{Key: t.Key, Value: t.Value})
 		}
-		out = addTag(out, schemas.DefTag{Key: t.Key, Value: t.Value})
 	}
 	if len(out) > MaxTags {
 		ve.Add(path, "%d tags; at most %d are allowed", len(out), MaxTags)

@@ -12,9 +12,15 @@ import (
 
 // SaveWebhook stores webhook cfg under cfg.ID: a new one (POST
 // /api/metadata/webhook), or, with replace, one that exists (PUT). The
-// caller validates it (webhooks.Validate); the read model adds who saved
-// it and when.
+// caller validates it (webhooks.Validate); its tags are held here to what
+// a tag change of it (changeTagsOf) and a definition's are. The read
+// model adds who saved it and when.
 func (s *Store) SaveWebhook(ctx context.Context, cfg *conductor.WebhookConfig, principal string, replace bool) error {
+	ve := &fault.ValidationError{}
+	checkTags(ve, jsonTags, cfg.Tags)
+	if err := ve.Err(); err != nil {
+		return err
+	}
 	c := *cfg
 	c.CreatedBy, c.UpdatedBy, c.CreateTime, c.UpdateTime = "", "", 0, 0
 	raw, err := json.Marshal(&c)
@@ -55,7 +61,7 @@ func (s *Store) DeleteWebhookTags(ctx context.Context, id string, tags []conduct
 
 func (s *Store) changeWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string,
 	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
-	return s.changeTagsOf(ctx, WebhookSubject(id), webhookKey(id), webhookNotFound(id), tags, principal, op,
+	return s.changeTagsOf(ctx, "webhook "+id, WebhookSubject(id), webhookKey(id), webhookNotFound(id), tags, principal, op,
 		func(def []byte, now int64) schemas.Event {
 			return &schemas.WebhookSaved{ID: id, Def: def, Time: now, By: principal}
 		})
