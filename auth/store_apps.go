@@ -11,6 +11,7 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -199,14 +200,22 @@ func (s *Store) ApplicationTags(ctx context.Context, id string) ([]conductor.Tag
 }
 
 // ChangeApplicationTags adds tags to (or, with remove, removes them from)
-// an application's tag set.
+// an application's tag set, held to what every holder's is (taglimit); a
+// key is an identifier besides.
 func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string) error {
-	given := make([]schemas.DefTag, 0, len(tags))
+	ve := &fault.ValidationError{}
+	checked := taglimit.Check(ve, "", tags)
+	if err := ve.Err(); err != nil {
+		return err
+	}
 	for i, t := range tags {
 		if err := checkID(fmt.Sprintf("tags[%d].key", i), t.Key); err != nil {
 			return err
 		}
-		given = append(given, schemas.DefTag{Key: t.Key, Value: t.Value})
+	}
+	given := make([]schemas.DefTag, len(checked))
+	for i, t := range checked {
+		given[i] = schemas.DefTag{Key: t.Key, Value: t.Value}
 	}
 	return s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
 		next := slices.Clone(a.Tags)
@@ -219,6 +228,9 @@ func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []con
 		}
 		if slices.Equal(next, a.Tags) {
 			return nil, nil
+		}
+		if err := taglimit.Fit("", "application "+id, len(a.Tags), len(next)); err != nil {
+			return nil, err
 		}
 		return []schemas.Event{&schemas.ApplicationTagsSet{ID: id, Tags: next, Time: s.millis(), By: by}}, nil
 	})

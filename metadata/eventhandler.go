@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -184,7 +185,7 @@ func (s *Store) changeTagsOf(ctx context.Context, what, subject string, key []by
 		if slices.Equal(cur, next) {
 			return nil, nil
 		}
-		if err := tagsFit("", what, cur, next); err != nil {
+		if err := taglimit.Fit("", what, len(cur), len(next)); err != nil {
 			return nil, err
 		}
 		encoded, err := json.Marshal(conductorTags(next))

@@ -10,6 +10,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -180,7 +181,7 @@ func (s *Store) changeTags(ctx context.Context, kind Kind, name string, tags []c
 		if slices.Equal(cur, next) {
 			return nil, nil
 		}
-		if err := tagsFit("", fmt.Sprintf("%s definition %s", kind, name), cur, next); err != nil {
+		if err := taglimit.Fit("", fmt.Sprintf("%s definition %s", kind, name), len(cur), len(next)); err != nil {
 			return nil, err
 		}
 		return []schemas.Event{&schemas.DefTagsSet{Kind: string(kind), Name: name, Tags: next, Time: s.millis(), By: principal}}, nil
@@ -207,7 +208,7 @@ func registrationTags(v view, kind Kind, reg registration, now int64, principal 
 	if slices.Equal(cur, next) {
 		return nil, nil
 	}
-	if err := tagsFit(jsonTags, fmt.Sprintf("%s definition %s", kind, reg.name), cur, next); err != nil {
+	if err := taglimit.Fit(jsonTags, fmt.Sprintf("%s definition %s", kind, reg.name), len(cur), len(next)); err != nil {
 		return nil, err
 	}
 	return &schemas.DefTagsSet{Kind: string(kind), Name: reg.name, Tags: next, Time: now, By: principal}, nil

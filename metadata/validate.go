@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/schemacheck"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -22,14 +23,12 @@ import (
 // tokens and Pebble keys; Conductor itself sets no limit.
 const MaxNameLen = 256
 
-// MaxTags bounds a name's tag set, as secrets.MaxTags bounds a secret's:
-// every access decision on the name reads the grants on each of its tags.
-const MaxTags = 100
-
-// MaxTagLen bounds a tag's key and its value, in bytes, as
-// secrets.MaxTagLen bounds a secret's: each is kept in the log, the read
-// model and every decision's grant lookup.
-const MaxTagLen = 1024
+// MaxTags bounds a name's tag set and MaxTagLen a tag's key and its value,
+// in bytes: the limits every holder of tags keeps to (see taglimit).
+const (
+	MaxTags   = taglimit.Max
+	MaxTagLen = taglimit.MaxLen
+)
 
 // registration is a validated definition, ready to become events.
 type registration struct {
@@ -324,35 +323,14 @@ func prepareTags(ve *fault.ValidationError, prefix string, tags []conductor.Tag,
 	return checkTags(ve, at(prefix, jsonTags), tags), overwrite
 }
 
-// checkTags converts tags, dropping repeats, and requires a key of each,
-// keys and values of at most MaxTagLen bytes and at most MaxTags tags.
+// checkTags converts tags (see taglimit.Check).
 func checkTags(ve *fault.ValidationError, path string, tags []conductor.Tag) []schemas.DefTag {
-	out := make([]schemas.DefTag, 0, len(tags))
-	for i, t := range tags {
-		switch {
-		case t.Key == "":
-			ve.Add(fmt.Sprintf("%s[%d].key", path, i), "must not be empty")
-		case len(t.Key) > MaxTagLen || len(t.Value) > MaxTagLen:
-			ve.Add(fmt.Sprintf("%s[%d]", path, i), "key and value must be at most %d bytes", MaxTagLen)
-		default:
-			out = addTag(out, schemas.DefTag{Key: t.Key, Value: t.Value})
-		}
-	}
-	if len(out) > MaxTags {
-		ve.Add(path, "%d tags; at most %d are allowed", len(out), MaxTags)
+	checked := taglimit.Check(ve, path, tags)
+	out := make([]schemas.DefTag, len(checked))
+	for i, t := range checked {
+		out[i] = schemas.DefTag{Key: t.Key, Value: t.Value}
 	}
 	return out
-}
-
-// tagsFit refuses a change that takes a tag set (at path) over MaxTags.
-// One that grew over it before the limit may still lose tags.
-func tagsFit(path, what string, cur, next []schemas.DefTag) error {
-	if len(next) <= MaxTags || len(next) <= len(cur) {
-		return nil
-	}
-	ve := &fault.ValidationError{}
-	ve.Add(path, "%s would have %d tags; at most %d are allowed", what, len(next), MaxTags)
-	return ve
 }
 
 // prefixed places the errors of the engine's validation hook under prefix.

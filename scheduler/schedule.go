@@ -20,6 +20,7 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -122,7 +123,15 @@ func (s *State) Pending() bool {
 
 // Validate checks a schedule request.
 func Validate(def *conductor.WorkflowSchedule) error {
+	_, err := validate(def)
+	return err
+}
+
+// validate is Validate, returning the schedule's tags as taglimit.Check
+// keeps them: its tags are held to what every holder's are.
+func validate(def *conductor.WorkflowSchedule) ([]conductor.Tag, error) {
 	ve := &fault.ValidationError{}
+	tags := taglimit.Check(ve, "tags", def.Tags)
 	switch {
 	case def.Name == "":
 		ve.Add("name", "name is required")
@@ -176,7 +185,7 @@ func Validate(def *conductor.WorkflowSchedule) error {
 				"store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
 		}
 	}
-	return ve.Err()
+	return tags, ve.Err()
 }
 
 // maxScheduleTime is the last time (Unix ms) a schedule fires at or is

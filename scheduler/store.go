@@ -21,6 +21,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions/query"
@@ -164,7 +165,8 @@ func exists(st *State) bool { return st != nil && !st.Deleted }
 // lag the log, and the access a schedule grants follows its creator and
 // tags.
 func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string, checked *conductor.WorkflowSchedule) error {
-	if err := Validate(def); err != nil {
+	tags, err := validate(def)
+	if err != nil {
 		return err
 	}
 	if err := checkFires(def, s.now()); err != nil {
@@ -200,8 +202,8 @@ func (s *Store) Save(ctx context.Context, def *conductor.WorkflowSchedule, princ
 			return nil, err
 		}
 		evs := []schemas.Event{&schemas.ScheduleSaved{Def: raw, Time: now, By: principal}}
-		if len(def.Tags) > 0 {
-			evs = append(evs, tagsEvent(def.Tags, now, principal))
+		if len(tags) > 0 {
+			evs = append(evs, tagsEvent(tags, now, principal))
 		}
 		return evs, nil
 	})
@@ -439,8 +441,14 @@ func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) 
 	return def.Tags, nil
 }
 
-// ChangeTags adds (merging by key) or removes tags.
+// ChangeTags adds (merging by key) or removes tags, held to what every
+// holder's are (taglimit).
 func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error {
+	ve := &fault.ValidationError{}
+	tags = taglimit.Check(ve, "", tags)
+	if err := ve.Err(); err != nil {
+		return err
+	}
 	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
 		if err := s.mustExist(name)(st); err != nil {
 			return nil, err
@@ -466,6 +474,9 @@ func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Ta
 		next := make([]conductor.Tag, 0, len(keys))
 		for _, k := range keys {
 			next = append(next, conductor.Tag{Key: k, Value: merged[k]})
+		}
+		if err := taglimit.Fit("", "schedule "+name, len(st.Def.Tags), len(next)); err != nil {
+			return nil, err
 		}
 		return []schemas.Event{tagsEvent(next, s.now().UnixMilli(), principal)}, nil
 	})

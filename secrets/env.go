@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -290,8 +291,8 @@ func (e *Env) changeTags(ctx context.Context, name string, tags []conductor.Tag,
 			return nil, envNotFound(name)
 		}
 		next := op(cur.Tags, given)
-		if len(next) > MaxTags {
-			return nil, fault.Invalid("environment variable %s would have %d tags; at most %d are allowed", name, len(next), MaxTags)
+		if err := taglimit.Fit("", "environment variable "+name, len(cur.Tags), len(next)); err != nil {
+			return nil, err
 		}
 		if tagsEqual(cur.Tags, next) {
 			return nil, nil

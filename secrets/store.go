@@ -16,6 +16,7 @@ import (
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -612,8 +613,8 @@ func (s *Store) changeTags(ctx context.Context, name string, tags []conductor.Ta
 			return nil, secretNotFound(name)
 		}
 		next := op(st.Tags, given)
-		if len(next) > MaxTags {
-			return nil, fault.Invalid("secret %s would have %d tags; at most %d are allowed", name, len(next), MaxTags)
+		if err := taglimit.Fit("", "secret "+name, len(st.Tags), len(next)); err != nil {
+			return nil, err
 		}
 		if tagsEqual(st.Tags, next) {
 			return nil, nil

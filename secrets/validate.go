@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -15,10 +16,11 @@ const (
 	MaxNameLen = 256
 	// MaxValueLen bounds a value, in bytes (Orkes: 65,535 characters).
 	MaxValueLen = 65535
-	// MaxTags bounds the tags of one secret or environment value.
-	MaxTags = 100
-	// MaxTagLen bounds a tag's key and its value, in bytes.
-	MaxTagLen = 1024
+	// MaxTags bounds the tags of one secret or environment value, and
+	// MaxTagLen a tag's key and its value, in bytes: the limits every
+	// holder of tags keeps to (see taglimit).
+	MaxTags   = taglimit.Max
+	MaxTagLen = taglimit.MaxLen
 )
 
 // NameRule is the rule every name must follow, as error messages state it.
@@ -83,25 +85,14 @@ func CheckValue(kind string, v []byte) error {
 	return nil
 }
 
-// checkTags validates tags from a request and converts them.
+// checkTags validates tags from a request (see taglimit.Check) and
+// converts them.
 func checkTags(tags []conductor.Tag) ([]schemas.SecretTag, error) {
 	ve := &fault.ValidationError{}
-	if len(tags) > MaxTags {
-		ve.Add("", "%d tags; at most %d are allowed", len(tags), MaxTags)
-		return nil, ve
-	}
-	out := make([]schemas.SecretTag, 0, len(tags))
-	for i, t := range tags {
-		switch {
-		case t.Key == "":
-			ve.Add(fmt.Sprintf("[%d].key", i), "must not be empty")
-		case len(t.Key) > MaxTagLen || len(t.Value) > MaxTagLen:
-			ve.Add(fmt.Sprintf("[%d]", i), "key and value must be at most %d bytes", MaxTagLen)
-		case !utf8.ValidString(t.Key) || !utf8.ValidString(t.Value):
-			ve.Add(fmt.Sprintf("[%d]", i), "key and value must be UTF-8")
-		default:
-			out = append(out, schemas.SecretTag{Key: t.Key, Value: t.Value})
-		}
+	checked := taglimit.Check(ve, "", tags)
+	out := make([]schemas.SecretTag, len(checked))
+	for i, t := range checked {
+		out[i] = schemas.SecretTag{Key: t.Key, Value: t.Value}
 	}
 	return out, ve.Err()
 }

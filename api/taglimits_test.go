@@ -1,0 +1,135 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/taglimit"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// A schedule's, a secret's, an environment value's and an application's
+// tags are held to the limits a definition's, an event handler's and a
+// webhook's are (metadata's TestTagLimitsOfEveryHolder): a schedule saved
+// with 101 tags or a key or value of 1,025 bytes (400 naming tags), and a
+// tag change that takes a holder past 100 tags or carries a value too
+// long (400), are refused and change nothing; 100 tags of 1,024-byte keys
+// and values are taken, as are 100 tags sent twice each (kept once).
+// Schedules had no limit (and kept repeats), applications no count or
+// value limit.
+func TestTagLimitsOverHTTP(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	// done sends a request that must succeed and answers its body.
+	done := func(c nodetest.Client, method, path, body string) string {
+		c.TB.Helper()
+		status, out := c.Do(method, path, body)
+		if status/100 != 2 {
+			c.TB.Fatalf("%s %s = %d %.300s", method, path, status, out)
+		}
+		return out
+	}
+	// tags is count tags k<i>:v as JSON; long ("key" or "value") makes
+	// the first one's key or value size bytes.
+	tags := func(count int, long string, size int) string {
+		out := make([]string, count)
+		for i := range out {
+			out[i] = fmt.Sprintf(`{"key":"k%d","value":"v"}`, i)
+		}
+		if long != "" {
+			first := map[string]string{"key": "k0", "value": "v", long: strings.Repeat(long[:1], size)}
+			out[0] = fmt.Sprintf(`{"key":%q,"value":%q}`, first["key"], first["value"])
+		}
+		return "[" + strings.Join(out, ",") + "]"
+	}
+	// twice is the JSON array tags with each tag repeated.
+	twice := func(tags string) string { return strings.TrimSuffix(tags, "]") + "," + strings.TrimPrefix(tags, "[") }
+	schedule := func(name, tags string) string {
+		return `{"name":"` + name + `","cronExpression":"0 0 0 * * ?","startWorkflowRequest":{"name":"w"},"tags":` + tags + `}`
+	}
+	holders := []struct {
+		name string
+		// create makes a holder with tags and answers the path of its
+		// tags; register, when the holder has one, saves it again with
+		// them.
+		create   func(c nodetest.Client, name, tags string) string
+		register func(c nodetest.Client, name, tags string) (int, string)
+	}{
+		{"schedule", func(c nodetest.Client, name, tags string) string {
+			done(c, "POST", "/api/scheduler/schedules", schedule(name, tags))
+			return "/api/scheduler/schedules/" + name + "/tags"
+		}, func(c nodetest.Client, name, tags string) (int, string) {
+			return c.Do("POST", "/api/scheduler/schedules", schedule(name, tags))
+		}},
+		{"secret", func(c nodetest.Client, name, tags string) string {
+			done(c, "PUT", "/api/secrets/"+name, `"value"`)
+			done(c, "PUT", "/api/secrets/"+name+"/tags", tags)
+			return "/api/secrets/" + name + "/tags"
+		}, nil},
+		{"environment value", func(c nodetest.Client, name, tags string) string {
+			done(c, "PUT", "/api/environment/"+name, `"value"`)
+			done(c, "PUT", "/api/environment/"+name+"/tags", tags)
+			return "/api/environment/" + name + "/tags"
+		}, nil},
+		{"application", func(c nodetest.Client, name, tags string) string {
+			var app struct{ ID string }
+			if err := json.Unmarshal([]byte(done(c, "POST", "/api/applications", `{"name":"`+name+`"}`)), &app); err != nil {
+				t.Fatal(err)
+			}
+			done(c, "PUT", "/api/applications/"+app.ID+"/tags", tags)
+			return "/api/applications/" + app.ID + "/tags"
+		}, nil},
+	}
+	for _, h := range holders {
+		for _, tc := range []struct {
+			name     string
+			register bool   // a registration, not a tag change
+			tags     string // sent
+			says     string // of the refusal; "": none
+		}{
+			{"registered again with the longest key and value", true, tags(taglimit.Max, "key", taglimit.MaxLen), ""},
+			{"registered again with one tag more", true, tags(taglimit.Max+1, "", 0), `"tags","message":"101 tags; at most 100`},
+			{"registered again with a key too long", true, tags(1, "key", taglimit.MaxLen+1), `"tags[0]","message":"key and value must be at most 1024 bytes`},
+			{"registered again with each tag twice", true, twice(tags(taglimit.Max, "", 0)), ""},
+			{"one tag more added", false, `[{"key":"more","value":"v"}]`, `would have 101 tags; at most 100`},
+			{"a value too long added", false, tags(1, "value", taglimit.MaxLen+1), `key and value must be at most 1024 bytes`},
+		} {
+			if tc.register && h.register == nil {
+				continue
+			}
+			t.Run(h.name+"/"+tc.name, func(t *testing.T) {
+				c := nodetest.Client{TB: t, Base: base, Token: token}
+				name := strings.ReplaceAll(h.name+" "+tc.name, " ", "_")
+				path := h.create(c, name, tags(taglimit.Max, "", 0))
+				status, body := 0, ""
+				if tc.register {
+					status, body = h.register(c, name, tc.tags)
+				} else {
+					status, body = c.Do("PUT", path, tc.tags)
+				}
+				switch {
+				case tc.says == "" && status/100 != 2:
+					t.Fatalf("refused: %d %.300s", status, body)
+				case tc.says != "" && (status != http.StatusBadRequest || !strings.Contains(body, tc.says)):
+					t.Fatalf("%d %.300s, want 400 saying %s", status, body, tc.says)
+				}
+				var got []conductor.Tag
+				if err := json.Unmarshal([]byte(done(c, "GET", path, "")), &got); err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != taglimit.Max {
+					t.Fatalf("%d tags, want %d", len(got), taglimit.Max)
+				}
+				for _, tag := range got {
+					if tc.says != "" && (len(tag.Key) > 3 || len(tag.Value) > 1) {
+						t.Fatalf("the refused change was applied: tag %.20s…:%.20s…", tag.Key, tag.Value)
+					}
+				}
+			})
+		}
+	}
+}

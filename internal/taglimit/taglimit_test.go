@@ -1,0 +1,75 @@
+package taglimit_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/taglimit"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// Check keeps each tag once, key and value only, and names every tag it
+// refuses and a set over the limit; Fit refuses growing past the limit
+// only.
+func TestCheckAndFit(t *testing.T) {
+	t.Parallel()
+	many := func(n int) []conductor.Tag {
+		out := make([]conductor.Tag, n)
+		for i := range out {
+			out[i] = conductor.Tag{Key: fmt.Sprintf("k%d", i), Value: "v"}
+		}
+		return out
+	}
+	long := strings.Repeat("x", taglimit.MaxLen)
+	for _, tc := range []struct {
+		name  string
+		tags  []conductor.Tag
+		kept  int
+		paths []string
+	}{
+		{"none", nil, 0, nil},
+		{"longest", []conductor.Tag{{Key: long, Value: long}}, 1, nil},
+		{"repeats and types dropped", []conductor.Tag{{Key: "a", Value: "1", Type: "t"}, {Key: "a", Value: "1"}, {Key: "a", Value: "2"}}, 2, nil},
+		{"the most, each twice", append(many(taglimit.Max), many(taglimit.Max)...), taglimit.Max, nil},
+		{"one too many", many(taglimit.Max + 1), taglimit.Max + 1, []string{"tags"}},
+		{"no key", []conductor.Tag{{Value: "v"}}, 0, []string{"tags[0].key"}},
+		{"key too long", []conductor.Tag{{Key: "a"}, {Key: long + "x"}}, 1, []string{"tags[1]"}},
+		{"value too long", []conductor.Tag{{Key: "a", Value: long + "x"}}, 0, []string{"tags[0]"}},
+		{"not UTF-8", []conductor.Tag{{Key: "a", Value: "\xff"}}, 0, []string{"tags[0]"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ve := &fault.ValidationError{}
+			kept := taglimit.Check(ve, "tags", tc.tags)
+			var paths []string
+			for _, f := range ve.Fields {
+				paths = append(paths, f.Path)
+			}
+			if len(kept) != tc.kept || fmt.Sprint(paths) != fmt.Sprint(tc.paths) {
+				t.Fatalf("kept %d, refused at %v; want %d, %v", len(kept), paths, tc.kept, tc.paths)
+			}
+			for _, k := range kept {
+				if k.Type != "" {
+					t.Fatalf("kept %+v with its type", k)
+				}
+			}
+		})
+	}
+	for _, tc := range []struct {
+		cur, next int
+		refused   bool
+	}{
+		{0, taglimit.Max, false},
+		{taglimit.Max, taglimit.Max + 1, true},
+		{0, taglimit.Max + 1, true},
+		{taglimit.Max + 5, taglimit.Max + 2, false}, // over it before the limit: may still lose tags
+	} {
+		err := taglimit.Fit("tags", "x", tc.cur, tc.next)
+		var ve *fault.ValidationError
+		if refused := errors.As(err, &ve); refused != tc.refused || refused && ve.Fields[0].Path != "tags" {
+			t.Errorf("Fit(%d, %d) = %v, want refused %v", tc.cur, tc.next, err, tc.refused)
+		}
+	}
+}
