@@ -128,3 +128,20 @@ func FailStreamStore(tb testing.TB, l *eventlog.Log, dataDir, stream string, seq
 		tb.Fatal("a secure delete in a removed directory succeeded")
 	}
 }
+
+// WorkflowsInLog counts the workflows log l holds, one subject each in
+// its workflows stream: a workflow started twice under two ids counts
+// two.
+func WorkflowsInLog(tb testing.TB, l *eventlog.Log) int {
+	tb.Helper()
+	ctx := Context(tb, 30*time.Second)
+	s, err := l.JetStream().Stream(ctx, eventlog.Workflows.Name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(eventlog.Workflows.Subjects[0]))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return len(info.State.Subjects)
+}
