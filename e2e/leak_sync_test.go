@@ -23,8 +23,9 @@ import (
 // read through the TaskRun's reasonForIncompletion, and its retry
 // (retriedTaskId); a restart refused by its idempotency key (409) and
 // starts refused by a held key, of workflows holding _secrets input;
-// children's idempotency keys read from variables set from sealed data
-// and from sealed data (refused or not, kept in the h/ index); a
+// children's idempotency keys and rate limit keys read from variables
+// set from sealed data and from sealed data (each refused, naming its
+// field); a
 // webhook delivery sent again (a duplicate, logged at INFO) with a
 // _secrets payload; an optional DO_WHILE whose timeout cancels its
 // iteration's child holding the secret; a registration and an inline
@@ -156,6 +157,7 @@ func TestLeakOnSyncAnswersAndKeys(t *testing.T) {
 	// child's record and in the read model's list of each key's
 	// workflows (h/).
 	e.register(`{"name":"lq_key_child","tasks":[{"name":"lq_echo","taskReferenceName":"a"}]}`,
+		`{"name":"lq_key_rl","rateLimitConfig":{"rateLimitKey":"${workflow.input.t}","concurrentExecLimit":5},"tasks":[{"name":"lq_echo","taskReferenceName":"a"}]}`,
 		`{"name":"lq_keys","maskedFields":["mk"],"tasks":[
 	  {"name":"lq_echo","taskReferenceName":"a"},
 	  {"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"vs":"`+sec+`","vd":"${a.output._secrets.v}","vm":"${workflow.input.mk}"}},
@@ -165,13 +167,23 @@ func TestLeakOnSyncAnswersAndKeys(t *testing.T) {
 	  {"name":"st","taskReferenceName":"k4","type":"START_WORKFLOW","optional":true,"inputParameters":{"startWorkflow":{"name":"lq_key_child","idempotencyKey":"${workflow.variables.vs}"}}},
 	  {"name":"st","taskReferenceName":"k5","type":"START_WORKFLOW","optional":true,"inputParameters":{"startWorkflow":{"name":"lq_key_child","idempotencyKey":"${a.output._secrets.v}"}}},
 	  {"name":"st","taskReferenceName":"k6","type":"START_WORKFLOW","optional":true,"inputParameters":{"startWorkflow":{"name":"lq_key_child","idempotencyKey":"${workflow.input.mk}"}}},
-	  {"name":"st","taskReferenceName":"k7","type":"START_WORKFLOW","optional":true,"inputParameters":{"startWorkflow":{"name":"lq_key_child","idempotencyKey":"pre-${workflow.variables.vd}"}}}]}`)
+	  {"name":"st","taskReferenceName":"k7","type":"START_WORKFLOW","optional":true,"inputParameters":{"startWorkflow":{"name":"lq_key_child","idempotencyKey":"pre-${workflow.variables.vd}"}}},
+	  {"name":"sub","taskReferenceName":"k8","type":"SUB_WORKFLOW","optional":true,"subWorkflowParam":{"name":"lq_key_rl"},"inputParameters":{"t":"${workflow.variables.vm}"}},
+	  {"name":"st","taskReferenceName":"k9","type":"START_WORKFLOW","optional":true,"inputParameters":{"startWorkflow":{"name":"lq_key_rl","input":{"t":"r-${workflow.variables.vs}"}}}}]}`)
 	kid := e.start("lq_keys", map[string]any{"mk": vals["mk"]})
 	kwf := e.waitStatus(kid, conductor.WorkflowCompleted)
 	ids = append(ids, kid)
-	for _, ref := range []string{"k1", "k5", "k6"} {
-		if tk := taskByRef(kwf, ref); tk.Status != conductor.TaskCompletedWithErrors {
-			t.Errorf("%s, its key read from a secret or sealed data, is %s (%q), want refused", ref, tk.Status, tk.ReasonForIncompletion)
+	// Every one is refused, naming its field: those read from variables
+	// holding "***" (every key but k1's read in a later decision than
+	// the one setting them) started their children keyed "***", "k-***"
+	// or "pre-***", which every such child shared.
+	for ref, field := range map[string]string{"k1": "subWorkflowParam.idempotencyKey", "k2": "subWorkflowParam.idempotencyKey",
+		"k3": "subWorkflowParam.idempotencyKey", "k4": "startWorkflow.idempotencyKey", "k5": "startWorkflow.idempotencyKey",
+		"k6": "startWorkflow.idempotencyKey", "k7": "startWorkflow.idempotencyKey",
+		"k8": "rateLimitConfig.rateLimitKey", "k9": "rateLimitConfig.rateLimitKey"} {
+		tk := taskByRef(kwf, ref)
+		if tk.Status != conductor.TaskCompletedWithErrors || !strings.Contains(tk.ReasonForIncompletion, field) {
+			t.Errorf("%s, its key read from a secret or sealed data, is %s (%q), want refused naming %s", ref, tk.Status, tk.ReasonForIncompletion, field)
 		}
 	}
 	for _, tk := range kwf.Tasks {

@@ -568,6 +568,12 @@ func (d *decision) prepareStartWorkflow(ev *schemas.TaskScheduled, tmpl map[stri
 			return fmt.Errorf("START_WORKFLOW %s: %s", ev.Ref, reason)
 		}
 	}
+	// Nor a value redacted into a variable or an output, which the key
+	// would keep as "***" (see readsRedacted).
+	swTmpl, _ := tmpl["startWorkflow"].(map[string]any) // nil: read whole from data
+	if readsRedacted(d.w, d, ev.TaskID, swTmpl["idempotencyKey"], sw["idempotencyKey"]) {
+		return fmt.Errorf("START_WORKFLOW %s: %s", ev.Ref, redactedKeyReason("startWorkflow.idempotencyKey"))
+	}
 	if name, _ := sw["name"].(string); name == "" {
 		return fmt.Errorf("START_WORKFLOW %s: inputParameters.startWorkflow.name is required", ev.Ref)
 	}

@@ -46,14 +46,21 @@ const sealedMark = "\uf8ffsealed\uf8ff" // private use: no encoding escapes it
 // secret, an environment value, a masked field or sealed data is refused
 // (fault.ErrInvalid), as is a config Orkes's model cannot hold.
 func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest) (*RateLimit, error) {
-	return RateLimitUnder(def.RateLimitConfig, def, req)
+	return RateLimitUnder(def.RateLimitConfig, def, req, false)
 }
 
 // RateLimitUnder is RateLimitOf with cfg in place of def's own
 // rateLimitConfig: that of the registered definition of def's name, for a
 // start of an inline definition (see executor.StartWorkflow). The key
 // reads def's start, and what def seals of it, for def is what runs.
-func RateLimitUnder(cfg map[string]any, def *conductor.WorkflowDef, req conductor.StartWorkflowRequest) (*RateLimit, error) {
+//
+// fromWorkflow tells a start a workflow's task asks for (a SUB_WORKFLOW's
+// child, a START_WORKFLOW's), whose input and correlation id its starter
+// made of its own data: there, "***" is what redaction left of a value
+// (a variable set from a secret, from _secrets data or from a masked
+// field), and a key that reads it is refused as one that reads sealed
+// data, never kept as "***", a line every such start would share.
+func RateLimitUnder(cfg map[string]any, def *conductor.WorkflowDef, req conductor.StartWorkflowRequest, fromWorkflow bool) (*RateLimit, error) {
 	if cfg == nil {
 		return nil, nil
 	}
@@ -89,9 +96,13 @@ func RateLimitUnder(cfg map[string]any, def *conductor.WorkflowDef, req conducto
 		return nil, fault.Invalid("rateLimitConfig: %v", err)
 	}
 	hidden := slices.Concat(def.MaskedFields, secrecy.sealedKeys(input))
+	correlationID := req.CorrelationID
+	if fromWorkflow && strings.Contains(correlationID, masking.Mask) {
+		correlationID = sealedMark
+	}
 	doc := expr.MapDoc{"workflow": map[string]any{
-		"correlationId": req.CorrelationID,
-		"input":         markSealed(input, hidden, false),
+		"correlationId": correlationID,
+		"input":         markSealed(input, hidden, false, fromWorkflow),
 		"workflowType":  def.Name,
 		"version":       version,
 	}}
@@ -100,7 +111,8 @@ func RateLimitUnder(cfg map[string]any, def *conductor.WorkflowDef, req conducto
 		return nil, fault.Invalid("rateLimitConfig.rateLimitKey: %v", err)
 	}
 	if len(deferred) > 0 || ReadsSealed(v) {
-		return nil, fault.Invalid("rateLimitConfig.rateLimitKey reads a secret, an environment value, a masked field or sealed data: the key is kept and shown")
+		return nil, fault.Invalid("rateLimitConfig.rateLimitKey reads a secret, an environment value, a masked field or sealed data " +
+			"(or, for a workflow a task starts, a value its starter kept as \"***\"): the key is kept and shown")
 	}
 	// As an idempotency key is read: a number as its JSON text (1, not
 	// the 1.0 of a double interpolated into text).
@@ -167,16 +179,13 @@ func configLimit(v any) (int, error) {
 	return int(f), nil
 }
 
-// markSealed copies v with sealedMark in place of what a rate limit key
-// must not read: the top-level fields masked names, and everything under
-// a _secrets or _masked key at any depth.
-// Below a hidden key, every leaf is the mark, so that a path into it
-// reads the mark too, not nothing.
 // MarkSealed is input with what a workflow would seal of it (the fields
 // masked names, whatever is under _secrets or _masked) replaced by a
 // mark, for a key read from a start's input that is kept and shown as
 // text: ReadsSealed tells whether such a key read any of it.
-func MarkSealed(input map[string]any, masked []string) any { return markSealed(input, masked, false) }
+func MarkSealed(input map[string]any, masked []string) any {
+	return markSealed(input, masked, false, false)
+}
 
 // ReadsSealed reports whether v, read from what MarkSealed returned, read
 // data a workflow would seal.
@@ -185,21 +194,31 @@ func ReadsSealed(v any) bool {
 	return masking.HasSealed(v) || strings.Contains(s, sealedMark)
 }
 
-func markSealed(v any, masked []string, under bool) any {
+// markSealed copies v with sealedMark in place of what a rate limit key
+// must not read: the top-level fields masked names, and everything under
+// a _secrets or _masked key at any depth; with redacted, text holding
+// "***" too (see RateLimitUnder's fromWorkflow). Below a hidden key,
+// every leaf is the mark, so that a path into it reads the mark too, not
+// nothing.
+func markSealed(v any, masked []string, under, redacted bool) any {
 	switch x := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
 			hide := under || masking.IsMaskedKey(k) || slices.Contains(masked, k)
-			out[k] = markSealed(e, nil, hide)
+			out[k] = markSealed(e, nil, hide, redacted)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = markSealed(e, nil, under)
+			out[i] = markSealed(e, nil, under, redacted)
 		}
 		return out
+	case string:
+		if redacted && strings.Contains(x, masking.Mask) {
+			return sealedMark
+		}
 	}
 	if under {
 		return sealedMark

@@ -23,6 +23,7 @@ func TestRateLimitOf(t *testing.T) {
 		corr         string
 		want         *engine.RateLimit
 		invalid      bool
+		fromWorkflow bool // a SUB_WORKFLOW's or START_WORKFLOW's start
 	}{
 		{name: "none", config: ``},
 		{name: "no limit", config: `{"rateLimitKey":"k"}`},
@@ -69,6 +70,19 @@ func TestRateLimitOf(t *testing.T) {
 			corr: strings.Repeat("c", engine.MaxRateLimitKeyLen-2), want: &engine.RateLimit{Limit: 1, Key: "k-" + strings.Repeat("c", engine.MaxRateLimitKeyLen-2)}},
 		{name: "key over the bound", config: `{"rateLimitKey":"k-${workflow.correlationId}","concurrentExecLimit":1}`,
 			corr: strings.Repeat("c", engine.MaxRateLimitKeyLen-1), invalid: true},
+		// A child's input and correlation id are its starter's data,
+		// where "***" is a value redacted (a variable set from a
+		// secret): keyed so, every such child shared one line.
+		{name: "a child's input redacted", config: `{"rateLimitKey":"${workflow.input.tenant}","concurrentExecLimit":1}`,
+			input: map[string]any{"tenant": "***"}, fromWorkflow: true, invalid: true},
+		{name: "a child's input holding a redaction", config: `{"rateLimitKey":"t-${workflow.input.a.tenant}","concurrentExecLimit":1}`,
+			input: map[string]any{"a": map[string]any{"tenant": "Bearer ***"}}, fromWorkflow: true, invalid: true},
+		{name: "a child's correlation id redacted", config: `{"rateLimitKey":"${workflow.correlationId}","concurrentExecLimit":1}`,
+			corr: "c-***", fromWorkflow: true, invalid: true},
+		{name: "a child's plain input", config: `{"rateLimitKey":"***-${workflow.input.tenant}","concurrentExecLimit":1}`,
+			input: map[string]any{"tenant": "acme", "other": "***"}, fromWorkflow: true, want: &engine.RateLimit{Limit: 1, Key: "***-acme"}},
+		{name: "a caller's ***", config: `{"rateLimitKey":"${workflow.input.tenant}","concurrentExecLimit":1}`,
+			input: map[string]any{"tenant": "***"}, want: &engine.RateLimit{Limit: 1, Key: "***"}},
 		{name: "literal key over the bound", config: `{"rateLimitKey":"` + strings.Repeat("k", engine.MaxRateLimitKeyLen+1) + `","concurrentExecLimit":1}`, invalid: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,7 +91,11 @@ func TestRateLimitOf(t *testing.T) {
 			if tt.config != "" {
 				js += `,"rateLimitConfig":` + tt.config
 			}
-			got, err := engine.RateLimitOf(parseDef(t, js+`}`), conductor.StartWorkflowRequest{Input: tt.input, CorrelationID: tt.corr})
+			def, req := parseDef(t, js+`}`), conductor.StartWorkflowRequest{Input: tt.input, CorrelationID: tt.corr}
+			got, err := engine.RateLimitOf(def, req)
+			if tt.fromWorkflow {
+				got, err = engine.RateLimitUnder(def.RateLimitConfig, def, req, true)
+			}
 			if tt.invalid {
 				wantErr(t, err, fault.ErrInvalid)
 				return

@@ -577,6 +577,10 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, eff conductor.EffectiveTa
 			fail("SUB_WORKFLOW %s: %s", ev.Ref, reason)
 			return
 		}
+		if readsRedacted(d.w, d, ev.TaskID, p.IdempotencyKey, nil) {
+			fail("SUB_WORKFLOW %s: %s", ev.Ref, redactedKeyReason("subWorkflowParam.idempotencyKey"))
+			return
+		}
 		if s, ok := p.Priority.(string); ok {
 			if reason := d.paramSealed(ev.TaskID, "subWorkflowParam.priority", s); reason != "" {
 				fail("SUB_WORKFLOW %s: %s", ev.Ref, reason)
@@ -792,6 +796,11 @@ func childKey(w *Workflow, t *Task, tmpl string) (string, string) {
 	}
 	if len(deferred) > 0 {
 		return "", fmt.Sprintf("sub workflow %s: subWorkflowParam.idempotencyKey may not reference secrets or environment values", t.Ref)
+	}
+	// Read again at the start, which a delay may put decisions after the
+	// task's: what the key reads may have been redacted since.
+	if readsRedacted(w, nil, t.ID, tmpl, nil) {
+		return "", fmt.Sprintf("sub workflow %s: %s", t.Ref, redactedKeyReason("subWorkflowParam.idempotencyKey"))
 	}
 	key, ok := KeyText(val)
 	if !ok {

@@ -45,6 +45,11 @@ type StartOptions struct {
 	// Event is the event of the handler whose action starts the workflow
 	// (engine.Start).
 	Event string
+	// FromWorkflow is set for a start a workflow's task asks for (a
+	// SUB_WORKFLOW's, a START_WORKFLOW's): its input and correlation id
+	// are the starter's data, where "***" is a redacted value, which its
+	// rate limit key may not read (engine.RateLimitUnder).
+	FromWorkflow bool
 }
 
 // Idempotency finds the workflow last started with an idempotency key.
@@ -215,7 +220,7 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if id == "" {
 		id = uuid.NewString()
 	}
-	rl, err := e.rateLimit(ctx, def, req)
+	rl, err := e.rateLimit(ctx, def, req, o.FromWorkflow)
 	if err != nil {
 		return "", 0, fmt.Errorf("start workflow %s: %w", def.Name, err)
 	}
@@ -261,18 +266,18 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 // version's, which the line follows), not by its own, for an inline
 // definition would otherwise change the limit of the name's line for
 // every workflow in it, or start past it without a config.
-func (e *Executor) rateLimit(ctx context.Context, def *conductor.WorkflowDef, req conductor.StartWorkflowRequest) (*engine.RateLimit, error) {
+func (e *Executor) rateLimit(ctx context.Context, def *conductor.WorkflowDef, req conductor.StartWorkflowRequest, fromWorkflow bool) (*engine.RateLimit, error) {
 	if req.WorkflowDef == nil || e.defs == nil {
-		return engine.RateLimitOf(def, req)
+		return engine.RateLimitUnder(def.RateLimitConfig, def, req, fromWorkflow)
 	}
 	reg, err := e.defs.LookupWorkflowDef(ctx, def.Name, nil)
 	switch {
 	case errors.Is(err, fault.ErrNotFound):
-		return engine.RateLimitOf(def, req)
+		return engine.RateLimitUnder(def.RateLimitConfig, def, req, fromWorkflow)
 	case err != nil:
 		return nil, fmt.Errorf("rate limit of %s: %w", def.Name, err)
 	}
-	return engine.RateLimitUnder(reg.RateLimitConfig, def, req)
+	return engine.RateLimitUnder(reg.RateLimitConfig, def, req, fromWorkflow)
 }
 
 // startedBy reports whether workflow wfID was started by the request o
