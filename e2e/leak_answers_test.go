@@ -30,24 +30,8 @@ import (
 // showed the mock's value as it is, where a run shows "***".
 func TestLeakOnAnswersOfChanges(t *testing.T) {
 	t.Parallel()
-	vals := map[string]string{
-		"tok":   "tk" + alnum(30),
-		"data":  "dt" + alnum(30),
-		"sig":   "sg" + alnum(30),
-		"upd":   "up" + alnum(30),
-		"vars":  "vr" + alnum(30),
-		"rsync": "rs" + alnum(30),
-		"sim":   "sm" + alnum(30),
-		"hook":  "hk" + alnum(30),
-		"own":   "ow" + alnum(30),
-		"own2":  "oo" + alnum(30),
-	}
-	scanners, names := scannersOf(vals)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	n := startLeakNode(ctx, t, nil)
-	e := n.env(t, scanners...)
-	e.putSecret("tok", vals["tok"])
+	h := startHunt(t, "tok", "data", "sig", "upd", "vars", "rsync", "sim", "hook", "own", "own2")
+	e, vals := h.e, h.vals
 	hooktok := "hooktok-" + alnum(20)
 	e.putSecret("hooktok", hooktok)
 	expect := expectStatus(t)
@@ -155,7 +139,7 @@ func TestLeakOnAnswersOfChanges(t *testing.T) {
 	for _, id := range ids {
 		e.do("GET", "/api/workflow/"+id+"?includeTasks=true", nil)
 	}
-	n.scanEverything(t, scanners, names)
+	h.scan(t)
 }
 
 // expectStatus returns a check that each path a hunt drives ran as

@@ -31,21 +31,8 @@ import (
 func TestLeakOnStartKeys(t *testing.T) {
 	t.Parallel()
 	envValue := "ev" + alnum(30) // environment values are no secret: not looked for everywhere
-	vals := map[string]string{
-		"tok":     "tk" + alnum(30),
-		"hooksec": "hs" + alnum(30),
-		"hookmsk": "hm" + alnum(30),
-		"rlkey":   "rl" + alnum(30),
-		"bt":      "bt" + alnum(30),
-		"vars":    "va" + alnum(30),
-		"srch":    "sr" + alnum(30),
-	}
-	scanners, names := scannersOf(vals)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	n := startLeakNode(ctx, t, nil)
-	e := n.env(t, scanners...)
-	e.putSecret("tok", vals["tok"])
+	h := startHunt(t, "tok", "hooksec", "hookmsk", "rlkey", "bt", "vars", "srch")
+	e, vals := h.e, h.vals
 	e.must(http.StatusOK, "PUT", "/api/environment/lt_env", envValue)
 	hooktok := "hooktok-" + alnum(20)
 	e.putSecret("hooktok", hooktok)
@@ -162,5 +149,5 @@ func TestLeakOnStartKeys(t *testing.T) {
 	}
 	e.must(http.StatusOK, "GET", "/metrics", nil)
 	e.must(http.StatusOK, "GET", "/api/audit", nil)
-	n.scanEverything(t, scanners, names)
+	h.scan(t)
 }
