@@ -386,11 +386,8 @@ func (s *Server) retryWorkflow(w http.ResponseWriter, r *http.Request) {
 	if err == nil && resume {
 		target, err = s.retryTarget(r, target)
 	}
-	trig := engine.Retry{}
-	if err == nil && !ifParentRetried {
-		trig.RefuseIfParentRetried = true
-		trig.Parent, err = s.parentOf(r, target)
-	}
+	// The executor reads the parent the retry is decided with.
+	trig := engine.Retry{RefuseIfParentRetried: !ifParentRetried}
 	if err == nil {
 		err = s.submit(r, target, trig)
 	}
@@ -399,22 +396,6 @@ func (s *Server) retryWorkflow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeNoContent(w)
-}
-
-// parentOf is the parent of workflow id as the read model shows it, nil
-// for a workflow without one (or whose parent is gone): what the decider
-// needs to tell whether the parent has moved on from id. Access to id is
-// checked by the submit that follows.
-func (s *Server) parentOf(r *http.Request, id string) (*engine.Workflow, error) {
-	wf, err := s.deps.Executions.Workflow(r.Context(), id)
-	if err != nil || wf.ParentWorkflowID == "" {
-		return nil, nil // the retry's own lookup reports a missing workflow
-	}
-	parent, err := s.deps.Executions.Workflow(r.Context(), wf.ParentWorkflowID)
-	if errors.Is(err, fault.ErrNotFound) {
-		return nil, nil
-	}
-	return parent, err
 }
 
 // retryTarget finds the workflow a retry of id with resumeSubworkflowTasks

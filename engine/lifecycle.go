@@ -35,6 +35,9 @@ func (d *decision) restart(r Restart) error {
 	if err := d.requireTerminal("restarted"); err != nil {
 		return err
 	}
+	if err := refuseJumpedChild(r.Parent, d.w.ID, "restart"); err != nil {
+		return err
+	}
 	def := d.plan.def
 	if r.Def != nil {
 		def = r.Def // useLatestDefinitions: the definition it will run
@@ -56,6 +59,18 @@ func (d *decision) restart(r Restart) error {
 
 func (d *decision) rerun(r Rerun) error {
 	if err := d.requireTerminal("rerun"); err != nil {
+		return err
+	}
+	// The workflow asked is checked, not this descendant of it holding the
+	// task: a rerun asked of an ancestor reruns each workflow up to it from
+	// the SUB_WORKFLOW task that ran the child, as a rerun from that task
+	// would, jumped over or not (a rerun from the task a jump passed over
+	// runs it again, as any rerun does).
+	asked := d.w.ID
+	if r.UpTo != "" {
+		asked = r.UpTo
+	}
+	if err := refuseJumpedChild(r.Parent, asked, "rerun"); err != nil {
 		return err
 	}
 	if r.UpTo != "" && r.UpTo != d.w.ID && (r.Request.WorkflowInput != nil || r.Request.CorrelationID != "") {
@@ -166,6 +181,9 @@ func (d *decision) retry(r Retry) error {
 	if err := d.requireTerminal("retried"); err != nil {
 		return err
 	}
+	if err := refuseJumpedChild(r.Parent, d.w.ID, "retry"); err != nil {
+		return err
+	}
 	if r.RefuseIfParentRetried && parentMovedOn(r.Parent, d.w) {
 		return fault.Conflict("workflow %s is a sub-workflow its parent %s no longer waits for (the parent was retried, rerun or restarted since, with a new child), and retryIfRetriedByParent is false",
 			d.w.ID, d.w.ParentWorkflowID)
@@ -227,6 +245,32 @@ func parentMovedOn(parent, child *Workflow) bool {
 		}
 	}
 	return t == nil || t.Retried
+}
+
+// refuseJumpedChild refuses the retry, restart or rerun (op) of workflow
+// asked when it is the child of a SUB_WORKFLOW task of parent that a jump
+// passed over (and terminated it): the parent went on past that task and
+// ignores the child's news (childReopened), so the child would run for
+// nothing, its output read by nobody. Refused rather than run on its own
+// as the child of a parent that moved on with a new one is: that parent's
+// retry replaced the child, while a jump left the work undone, and the
+// way to have it done is the parent's rerun from that task. The lookup is
+// parentMovedOn's: by the child the task waits for, its latest instance.
+func refuseJumpedChild(parent *Workflow, asked, op string) error {
+	if parent == nil {
+		return nil
+	}
+	var t *Task
+	for _, x := range parent.Tasks {
+		if x.SubWorkflowID == asked {
+			t = x
+		}
+	}
+	if t == nil || !jumpedOver(t) {
+		return nil
+	}
+	return fault.Conflict("workflow %s is the sub-workflow of task %s (%s) of workflow %s, which a jump passed over (%s): the parent went on past it and would not wait for a %s of it; rerun %s from that task instead",
+		asked, t.Ref, t.ID, parent.ID, t.Reason, op, parent.ID)
 }
 
 // retriable returns the tasks a retry runs again: the failed, timed-out

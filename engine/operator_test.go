@@ -384,7 +384,9 @@ func TestDelayedTaskWaitsOutACallback(t *testing.T) {
 // on past them: its retry runs again only what failed after the jump (as
 // Orkes's retry runs the last failed task), a rerun from the jump's target
 // does not run them again, and the child's retry does not reopen its
-// SUB_WORKFLOW task, whether the workflow still runs or has ended.
+// SUB_WORKFLOW task, whether the workflow still runs or has ended. The
+// child's retry, restart or rerun, decided with its parent as the
+// executor reads it, is refused: it would run for nothing.
 func TestJumpedOverTasksStayEnded(t *testing.T) {
 	def := func(first string) string {
 		return `{"name":"j","tasks":[` + first + `,{"name":"mid","taskReferenceName":"mid"},{"name":"after","taskReferenceName":"after"}]}`
@@ -413,6 +415,19 @@ func TestJumpedOverTasksStayEnded(t *testing.T) {
 			h.t.Fatalf("the child's retry changed the parent: %s", describe(d))
 		}
 	}
+	// refused decides trig for the child the jump terminated (ref's),
+	// with the parent as it is, and wants it refused.
+	kidDef := `{"name":"kid","tasks":[{"name":"k","taskReferenceName":"k"}]}`
+	refused := func(h *harness, ref string, trig func(c *harness) engine.Trigger) {
+		h.t.Helper()
+		c := newHarness(h.t, kidDef, nil)
+		c.w.ID, c.w.ParentWorkflowID = h.task(ref).SubWorkflowID, h.w.ID
+		c.decide(engine.Terminate{Reason: "jumped"})
+		if _, err := c.try(trig(c)); !errorsIs(err, fault.ErrConflict) || !strings.Contains(err.Error(), "a jump passed over") {
+			h.t.Fatalf("the jumped child's %s: %v, want refused", engine.TriggerName(trig(c)), err)
+		}
+		c.wantStatus(conductor.WorkflowTerminated)
+	}
 	ops := []struct {
 		name      string
 		needChild bool
@@ -426,6 +441,26 @@ func TestJumpedOverTasksStayEnded(t *testing.T) {
 		{name: "the child's retry once the workflow failed", needChild: true, ended: true, again: func(h *harness, child string) {
 			fail(h)
 			reopen(h, child)
+		}},
+		{name: "the child's own retry is refused", needChild: true, again: func(h *harness, child string) {
+			refused(h, child, func(*harness) engine.Trigger { return engine.Retry{Parent: h.w} })
+		}},
+		{name: "the child's own restart is refused", needChild: true, again: func(h *harness, child string) {
+			refused(h, child, func(*harness) engine.Trigger { return engine.Restart{Parent: h.w} })
+		}},
+		{name: "the child's own rerun is refused once the workflow failed", needChild: true, ended: true, again: func(h *harness, child string) {
+			fail(h)
+			refused(h, child, func(c *harness) engine.Trigger {
+				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k").ID}, Parent: h.w}
+			})
+		}},
+		{name: "a rerun asked of the child from a task of its own child is refused", needChild: true, again: func(h *harness, child string) {
+			refused(h, child, func(c *harness) engine.Trigger {
+				// c stands for the grandchild holding the task.
+				asked := c.w.ID
+				c.w.ID = "grandkid"
+				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k").ID}, UpTo: asked, Parent: h.w}
+			})
 		}},
 		{name: "retry", added: 1, again: func(h *harness, _ string) {
 			fail(h)
@@ -487,6 +522,33 @@ func TestJumpedOverTasksStayEnded(t *testing.T) {
 	h.wantRefs("first")
 	if got := effectsOf[engine.StartWorkflow](h.last); len(got) != 1 {
 		t.Fatalf("the rerun from the jumped task started children %+v, want one", got)
+	}
+
+	// A rerun asked of the workflow from a task of the child the jump
+	// terminated is, as in Conductor, its rerun from the SUB_WORKFLOW task
+	// that ran the child, waiting for that child again: as a rerun from
+	// the jumped task itself, it runs it again. The child holding the task
+	// is asked nothing of its own (its parent has no parent), so it is not
+	// refused.
+	h = newHarness(t, def(kid), nil, `{"name":"after","retryCount":0}`)
+	h.decide(engine.Jump{Ref: "after"})
+	fail(h)
+	jumped := h.task("first").SubWorkflowID
+	c := newHarness(t, kidDef, nil)
+	c.w.ID, c.w.ParentWorkflowID = jumped, h.w.ID
+	c.decide(engine.Terminate{Reason: "jumped"})
+	c.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k").ID}, UpTo: h.w.ID})
+	c.wantStatus(conductor.WorkflowRunning)
+	h.decide(engine.ChildReopened{ChildID: jumped, RerunUpTo: h.w.ID, ResetTime: c.w.ResetTime})
+	h.wantRefs("first")
+	if first := h.wantTask("first", conductor.TaskInProgress); first.SubWorkflowID != jumped {
+		t.Fatalf("the rerun through the child waits for %s, want %s", first.SubWorkflowID, jumped)
+	}
+	// The SUB_WORKFLOW task waits for it again: its news counts, and its
+	// retry is no longer refused.
+	c.decide(engine.Terminate{Reason: "again"})
+	if _, err := c.try(engine.Retry{Parent: h.w}); err != nil {
+		t.Fatalf("the retry of a child its parent reran through: %v", err)
 	}
 }
 

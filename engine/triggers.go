@@ -173,6 +173,9 @@ type Restart struct {
 	// with new data does, and as Author, who saved that definition.
 	By     string
 	Author string
+	// Parent is the workflow's parent as the caller read it: a restart of
+	// a sub-workflow its parent jumped past is refused (see Retry.Parent).
+	Parent *Workflow
 }
 
 // Retry reschedules the failed tasks of a terminal workflow. A failed
@@ -187,10 +190,13 @@ type Restart struct {
 type Retry struct {
 	// RefuseIfParentRetried is Orkes's retryIfRetriedByParent=false: the
 	// retry of such a sub-workflow is refused (fault.ErrConflict) instead.
+	RefuseIfParentRetried bool
 	// Parent is the parent's state as the caller read it (the engine
 	// decides for one workflow at a time); without it, nothing is refused.
-	RefuseIfParentRetried bool
-	Parent                *Workflow
+	// The retry of a sub-workflow whose SUB_WORKFLOW task a jump passed
+	// over is always refused: the parent went on past that task and would
+	// ignore the child's news, so the child would run for nothing.
+	Parent *Workflow
 }
 
 // Rerun runs a terminal workflow again from the start or from a task.
@@ -203,6 +209,10 @@ type Rerun struct {
 	UpTo string
 	// By is who asked: a rerun with new input runs as them.
 	By string
+	// Parent is the parent of the workflow asked (UpTo when set) as the
+	// caller read it: the rerun of a sub-workflow its parent jumped past
+	// is refused (see Retry.Parent).
+	Parent *Workflow
 }
 
 // ChildFinished reports that a SUB_WORKFLOW task's child reached a terminal

@@ -471,17 +471,32 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 	if meta.RequestID == "" {
 		meta.RequestID = uuid.NewString()
 	}
+	var err error
 	switch t := trig.(type) {
 	case engine.Restart:
 		if t.Def != nil {
 			t.Author = e.authorOf(ctx, t.Def)
-			trig = t
 		}
+		t.Parent, err = e.parentOf(ctx, wfID)
+		trig = t
+	case engine.Retry:
+		t.Parent, err = e.parentOf(ctx, wfID)
+		trig = t
+	case engine.Rerun:
+		asked := wfID
+		if t.UpTo != "" {
+			asked = t.UpTo
+		}
+		t.Parent, err = e.parentOf(ctx, asked)
+		trig = t
 	case engine.Upgrade:
 		if t.Def != nil {
 			t.Author = e.authorOf(ctx, t.Def)
 			trig = t
 		}
+	}
+	if err != nil {
+		return Outcome{}, err
 	}
 	j := &job{ctx: ctx, wfID: wfID, trig: trig, meta: meta, done: make(chan jobResult, 1), related: relatedFrom(ctx)}
 	if meta.FollowRelated && j.related == nil {
@@ -511,6 +526,23 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 		// decision it was making landed is for the log to tell.
 		return Outcome{}, fmt.Errorf("executor stopped: %w", fault.ErrUnavailable)
 	}
+}
+
+// parentOf is the parent of workflow id, nil for a workflow without one
+// (or whose parent is gone): a retry, restart or rerun of id is decided
+// with it (engine.Retry.Parent). Read here, before the decision, not in
+// it: the shard deciding for id may be the parent's, which cannot answer
+// while it decides.
+func (e *Executor) parentOf(ctx context.Context, id string) (*engine.Workflow, error) {
+	w, err := e.State(ctx, id)
+	if err != nil || w == nil || w.ParentWorkflowID == "" {
+		return nil, err
+	}
+	parent, err := e.State(ctx, w.ParentWorkflowID)
+	if err != nil {
+		return nil, fmt.Errorf("workflow %s: read its parent %s: %w", id, w.ParentWorkflowID, err)
+	}
+	return parent, nil
 }
 
 // endAbandoned ends the poll ahead of a job whose caller went away: a task

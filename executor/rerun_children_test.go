@@ -2,11 +2,13 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -112,5 +114,83 @@ func TestChildStartRunAgainStartsOne(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// The retry, restart or rerun of a sub-workflow its parent jumped past
+// (the jump terminated it) is refused: the parent went on past the
+// SUB_WORKFLOW task and ignores the child's news, so the child would run
+// for nothing. The executor reads the parent the decision needs, so a
+// caller that passes none (the API, a bulk operation) is refused too; a
+// rerun asked of the parent from the child's task runs the parent again
+// from that task, as a rerun from the task itself does.
+func TestJumpedChildIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 60*time.Second)
+	e := startExecutor(t, testutil.OpenLog(t, ""), nothingScheduled{}, Config{})
+	startInline(ctx, t, e, "parent", `{"name":"p_jump","version":1,"tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid","workflowDefinition":{"name":"kid","version":1,"tasks":[{"name":"kid_task","taskReferenceName":"c"}]}}},
+	  {"name":"after","taskReferenceName":"after"}]}`)
+	state := func(id string) *engine.Workflow {
+		t.Helper()
+		w, err := e.State(ctx, id)
+		if err != nil || w == nil {
+			t.Fatalf("workflow %s: %v", id, err)
+		}
+		return w
+	}
+	// The child starts as an effect of the parent's start: wait for it.
+	var kid string
+	for kid == "" || state(kid).Status != conductor.WorkflowRunning {
+		if ctx.Err() != nil {
+			t.Fatal("the child did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+		if c := state("parent").LatestByRef("child"); c != nil {
+			kid = c.SubWorkflowID
+		}
+	}
+	out, err := e.Submit(ctx, "parent", engine.Jump{Ref: "after"}, Meta{FollowRelated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Related.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(kid).Status; got != conductor.WorkflowTerminated {
+		t.Fatalf("the jumped child is %s, want TERMINATED", got)
+	}
+	for _, trig := range []engine.Trigger{
+		engine.Retry{},
+		engine.Restart{},
+		engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: state(kid).LatestByRef("c").ID}},
+		engine.Rerun{},
+	} {
+		if _, err := e.Submit(ctx, kid, trig, Meta{}); !errors.Is(err, fault.ErrConflict) {
+			t.Errorf("%s of the jumped child: %v, want refused", engine.TriggerName(trig), err)
+		}
+	}
+	if got := state(kid).Status; got != conductor.WorkflowTerminated {
+		t.Fatalf("the jumped child is %s after the refusals, want TERMINATED", got)
+	}
+
+	// Asked of the parent, once it has failed, from the child's task: the
+	// child reruns, and the parent from its SUB_WORKFLOW task.
+	after := state("parent").LatestByRef("after")
+	if _, err := e.Submit(ctx, "parent", engine.Result{Result: conductor.TaskResult{WorkflowInstanceID: "parent", TaskID: after.ID,
+		Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "down"}}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = e.Submit(ctx, kid, engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: state(kid).LatestByRef("c").ID}, UpTo: "parent"},
+		Meta{FollowRelated: true})
+	if err != nil {
+		t.Fatalf("rerun of the parent through its jumped child: %v", err)
+	}
+	if _, err := out.Related.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := state("parent")
+	if c := p.LatestByRef("child"); p.Status != conductor.WorkflowRunning || c.Status != conductor.TaskInProgress || c.SubWorkflowID != kid {
+		t.Fatalf("the parent is %s, its task %s waiting for %s; want RUNNING, IN_PROGRESS, %s", p.Status, c.Status, c.SubWorkflowID, kid)
 	}
 }
