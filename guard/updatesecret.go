@@ -104,7 +104,8 @@ func (u UpdateSecret) write(ctx context.Context, t *conductor.Task, name string,
 	// A run again of a task that wrote already (its engine died before
 	// the result was recorded, or the write's answer was lost) is done:
 	// another version would be a duplicate, and would overwrite what was
-	// written since.
+	// written since, or create again a secret deleted since (its write
+	// counts when its version is gone: see WrittenByTask).
 	if t.TaskID != "" {
 		if _, done, err := u.Store.WrittenByTask(ctx, name, t.WorkflowInstanceID, t.TaskID); err != nil && !errors.Is(err, fault.ErrInvalid) {
 			return nil, err

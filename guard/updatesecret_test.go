@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -303,5 +304,44 @@ func TestUpdateSecretRunAgainWritesOnce(t *testing.T) {
 				t.Errorf("secret at version %d with %d versions, want %d", m.Version, len(m.Versions), tc.wantVersions)
 			}
 		})
+	}
+}
+
+// An UPDATE_SECRET run again after it wrote and a user then deleted the
+// secret completes without writing: the task did write, and the delete
+// came after. Before, run again it found no live version of its own and
+// created the deleted secret anew.
+func TestUpdateSecretRunAgainAfterADeleteCreatesNothing(t *testing.T) {
+	ctx := testutil.Context(t, 60*time.Second)
+	s, l := openStore(t, ctx)
+	task := &conductor.Task{ReferenceTaskName: "rotate", WorkflowInstanceID: "wf-7", TaskID: "task-9", InputData: map[string]any{
+		"_secrets": map[string]any{"secretKey": "rotated", "secretValue": "task-value-7723"}}}
+	run := func() {
+		t.Helper()
+		res := UpdateSecret{Store: s, Authz: allowAll{}}.Execute(executor.WithPrincipals(ctx, []string{"admin"}), task)
+		if res.Status != conductor.TaskCompleted {
+			t.Fatalf("UPDATE_SECRET: %s %q", res.Status, res.ReasonForIncompletion)
+		}
+	}
+	run()
+	if err := s.Delete(ctx, "rotated", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if ok, err := s.Exists(ctx, "rotated"); ok || err != nil {
+		t.Errorf("the deleted secret exists again (%v)", err)
+	}
+	recs, err := l.ReadSubject(ctx, secrets.SecretSubject("rotated"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, r := range recs {
+		for _, e := range r.Events {
+			types = append(types, e.Type)
+		}
+	}
+	if want := []string{schemas.TypeSecretVersionPut, schemas.TypeSecretDeleted}; !slices.Equal(types, want) {
+		t.Errorf("the secret's log holds %v, want %v", types, want)
 	}
 }

@@ -62,7 +62,9 @@
 // returns them to anyone who may list them). One projection (Projection,
 // "secrets") folds both into Pebble: metadata (name, tags, version,
 // created/updated by and at, fingerprint, a version list for audit), the
-// current version's ciphertext and data key id, and environment values.
+// current version's ciphertext and data key id, the version each workflow
+// task wrote (kept after a delete, for an UPDATE_SECRET run again), and
+// environment values.
 // The read model never holds a secret value.
 //
 // # Versions and keys

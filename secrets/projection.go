@@ -37,12 +37,17 @@ func EnvSubject(name string) string { return envSubjectPrefix + eventlog.Token(n
 //	v/<name>\x00<version u32 BE> VersionInfo of every live version
 //	e/<name>                     storedEnv
 //	q/<subject>                  subjectState: last sequence, last version
+//	t/<name>\x00<len(wf) uvarint><wf><task>
+//	                             taskWrite: the version a workflow task wrote
+//
+// A t/ entry outlives its version: a delete keeps it (see applyEvent).
 const (
 	secretKeyPrefix  = "s/"
 	cipherKeyPrefix  = "c/"
 	versionKeyPrefix = "v/"
 	envKeyPrefix     = "e/"
 	subjectKeyPrefix = "q/"
+	taskKeyPrefix    = "t/"
 )
 
 func secretKey(name string) []byte { return []byte(secretKeyPrefix + name) }
@@ -56,6 +61,15 @@ func versionPrefix(name string) []byte {
 
 func versionKey(name string, v int) []byte {
 	return binary.BigEndian.AppendUint32(versionPrefix(name), uint32(v))
+}
+
+// taskKey is the key of what task taskID of workflow wfID wrote of secret
+// name. The workflow id is length-prefixed: ids are the engine's, but one
+// holding a 0x00 must not make two tasks' keys meet.
+func taskKey(name, wfID, taskID string) []byte {
+	k := append([]byte(taskKeyPrefix+name), 0)
+	k = binary.AppendUvarint(k, uint64(len(wfID)))
+	return append(append(k, wfID...), taskID...)
 }
 
 // storedSecret is a secret's metadata. It holds no value.
@@ -85,11 +99,12 @@ type VersionInfo struct {
 	By          string `msgpack:"by,omitempty" json:"by"`
 	Fingerprint string `msgpack:"fp" json:"fingerprint"`
 	Size        int    `msgpack:"size" json:"size"`
-	// WorkflowID and TaskID name the UPDATE_SECRET that wrote it: a task
-	// run again after its engine died (its lease expired) finds its own
-	// write (WrittenByTask) rather than making another version.
-	WorkflowID string `msgpack:"wf,omitempty" json:"-"`
-	TaskID     string `msgpack:"task,omitempty" json:"-"`
+}
+
+// taskWrite is the version of a secret a workflow task wrote (ByTask),
+// for WrittenByTask to read in one lookup rather than among every version.
+type taskWrite struct {
+	Version int `msgpack:"ver"`
 }
 
 // storedEnv is an environment value.
@@ -118,6 +133,13 @@ var _ projections.Projection = Projection{}
 
 // Name implements projections.Projection.
 func (Projection) Name() string { return ProjectionName }
+
+// Layout implements projections.Layouter: 2 indexes the version each
+// workflow task wrote (t/, WrittenByTask) and no longer names the task in
+// each version (v/); a read model in layout 1, which found a task's
+// version only by reading them all, is rebuilt from the log, which
+// indexes the versions written before the upgrade.
+func (Projection) Layout() int { return 2 }
 
 // Apply implements projections.Projection. Undecodable records and events
 // that do not belong on their subject are poison; unknown event types are
@@ -239,9 +261,16 @@ func applyEvent(kv kvWriter, ev schemas.Event, st *subjectState) error {
 			return err
 		}
 		st.LastVersion = max(st.LastVersion, e.Version)
-		return setMsgpack(kv, versionKey(e.Name, e.Version), &VersionInfo{Version: e.Version, Time: e.Time, By: e.By, Fingerprint: e.Fingerprint, Size: e.Size,
-			WorkflowID: e.WorkflowID, TaskID: e.TaskID})
+		if err := setMsgpack(kv, versionKey(e.Name, e.Version), &VersionInfo{Version: e.Version, Time: e.Time, By: e.By, Fingerprint: e.Fingerprint, Size: e.Size}); err != nil {
+			return err
+		}
+		return indexTaskWrite(kv, e)
 	case *schemas.SecretDeleted:
+		// The versions go, their t/ entries stay: a task that wrote a
+		// version still wrote it once the secret is deleted, and run
+		// again (its engine died before its result was recorded) it must
+		// not create the secret a user deleted since. The entries grow as
+		// the log does, one per task's write, and a rebuild makes the same.
 		var keys [][]byte
 		err := kv.Scan(versionPrefix(e.Name), func(k, _ []byte) bool {
 			keys = append(keys, bytes.Clone(k))
@@ -286,6 +315,30 @@ func applyEvent(kv kvWriter, ev schemas.Event, st *subjectState) error {
 		return setMsgpack(kv, envKey(e.Name), &v)
 	}
 	return nil
+}
+
+// indexTaskWrite records which version the workflow task that put e
+// wrote. A task's first version is kept: the log of a version before
+// WrittenByTask may hold two by one task run again, and the first was its
+// outcome.
+func indexTaskWrite(kv kvWriter, e *schemas.SecretVersionPut) error {
+	if e.TaskID == "" {
+		return nil // written through the API
+	}
+	key := taskKey(e.Name, e.WorkflowID, e.TaskID)
+	var w taskWrite
+	if found, err := getMsgpack(kv, key, &w); err != nil || found {
+		return err
+	}
+	return setMsgpack(kv, key, &taskWrite{Version: e.Version})
+}
+
+// readTaskWrite returns the version task taskID of workflow wfID wrote
+// of secret name, deleted since or not.
+func readTaskWrite(r kvReader, name, wfID, taskID string) (int, bool, error) {
+	var w taskWrite
+	found, err := getMsgpack(r, taskKey(name, wfID, taskID), &w)
+	return w.Version, found, err
 }
 
 func setMsgpack(kv kvWriter, key []byte, v any) error {

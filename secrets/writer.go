@@ -24,7 +24,7 @@ var _ Waiter = (*projections.Runner)(nil)
 // the reads that must see the latest write.
 type writer struct {
 	log     *eventlog.Log
-	reader  projections.Reader
+	reader  kvReader
 	logger  *slog.Logger
 	now     func() time.Time
 	updater *projections.Updater[kvReader]
