@@ -54,9 +54,10 @@ func RateLimitOf(def *conductor.WorkflowDef, req conductor.StartWorkflowRequest)
 // start of an inline definition (see executor.StartWorkflow). The key
 // reads def's start, and what def seals of it, for def is what runs.
 //
-// fromWorkflow tells a start a workflow's task asks for (a SUB_WORKFLOW's
-// child, a START_WORKFLOW's), whose input and correlation id its starter
-// made of its own data: there, "***" is what redaction left of a value
+// fromWorkflow tells a start a workflow asks for (a SUB_WORKFLOW's
+// child, a START_WORKFLOW's, a failure workflow, whose input is the
+// failed run's view and reason), whose input and correlation id its
+// starter made of its own data: there, "***" is what redaction left of a value
 // (a variable set from a secret, from _secrets data or from a masked
 // field), and a key that reads it is refused as one that reads sealed
 // data, never kept as "***", a line every such start would share.
@@ -112,7 +113,7 @@ func RateLimitUnder(cfg map[string]any, def *conductor.WorkflowDef, req conducto
 	}
 	if len(deferred) > 0 || ReadsSealed(v) {
 		return nil, fault.Invalid("rateLimitConfig.rateLimitKey reads a secret, an environment value, a masked field or sealed data " +
-			"(or, for a workflow a task starts, a value its starter kept as \"***\"): the key is kept and shown")
+			"(or, for a workflow another starts, a value its starter kept as \"***\"): the key is kept and shown")
 	}
 	// As an idempotency key is read: a number as its JSON text (1, not
 	// the 1.0 of a double interpolated into text).

@@ -458,7 +458,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	}
 	id, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs,
 		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Depth: eff.Depth, Resolved: resolved,
-		FromWorkflow: !eff.Failure})
+		FromWorkflow: true})
 	switch {
 	case err == nil && id != eff.WorkflowID:
 		// RETURN_EXISTING answered with the workflow holding the key.

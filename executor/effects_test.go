@@ -371,17 +371,7 @@ func TestFailureWorkflowAsksItsChooserAgain(t *testing.T) {
 				StartOptions{WorkflowID: id, CreatedBy: "runner"}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.Submit(ctx, id, engine.Terminate{Reason: "stopped by the test", TriggerFailureWorkflow: true}, Meta{}); err != nil {
-				t.Fatal(err)
-			}
-			failed, err := e.State(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fw, _ := failed.Output[engine.FailureWorkflowOutputKey].(string)
-			if fw == "" {
-				t.Fatalf("no failure workflow id in the output %v", failed.Output)
-			}
+			fw := terminateIntoFailureWorkflow(ctx, t, e, id)
 			if tc.starts {
 				testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
 					if w, err := e.State(ctx, fw); err != nil || w == nil {
@@ -518,5 +508,116 @@ func TestSystemTaskPastItsTimeoutStops(t *testing.T) {
 	}
 	if w.Status != conductor.WorkflowTimedOut || w.Tasks[0].Status != conductor.TaskTimedOut {
 		t.Fatalf("workflow %s (%s), task %s", w.Status, w.Reason, w.Tasks[0].Status)
+	}
+}
+
+// terminateIntoFailureWorkflow terminates workflow id, starting its
+// failure workflow, and returns the failure workflow's id.
+func terminateIntoFailureWorkflow(ctx context.Context, t *testing.T, e *Executor, id string) string {
+	t.Helper()
+	if _, err := e.Submit(ctx, id, engine.Terminate{Reason: "stopped by the test", TriggerFailureWorkflow: true}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	failed, err := e.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, _ := failed.Output[engine.FailureWorkflowOutputKey].(string)
+	if fw == "" {
+		t.Fatalf("no failure workflow id in the output %v", failed.Output)
+	}
+	return fw
+}
+
+// rateLimitedFailureDefs holds failure workflow definitions by name.
+type rateLimitedFailureDefs struct {
+	noDefinitions
+	defs map[string]string
+}
+
+func (d rateLimitedFailureDefs) LookupWorkflowDef(_ context.Context, name string, _ *int) (*conductor.WorkflowDef, error) {
+	js, ok := d.defs[name]
+	if !ok {
+		return nil, fault.NotFound("workflow definition %s not found", name)
+	}
+	def := &conductor.WorkflowDef{}
+	err := conductor.Unmarshal([]byte(js), def)
+	return def, err
+}
+
+// A failure workflow's input and correlation id are the failed run's
+// data (its view, reason and correlation id), where "***" is a value
+// redacted (a variable set from a secret): its rate limit key may not
+// read one, as a SUB_WORKFLOW's or START_WORKFLOW's child's may not. Such
+// failure workflows started keyed "***" (or "c-***"), a line every
+// failure workflow so keyed shared. A key read from plain data goes on.
+func TestFailureWorkflowRateLimitKeyReadingARedactedValueIsRefused(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 60*time.Second)
+	logger, logs := testutil.CapturingLogger()
+	fwDef := func(name, key string) string {
+		return `{"name":"` + name + `","version":1,"rateLimitConfig":{"rateLimitKey":"` + key + `","concurrentExecLimit":1},
+		  "tasks":[{"name":"fw_task","taskReferenceName":"f"}]}`
+	}
+	defs := rateLimitedFailureDefs{defs: map[string]string{
+		"fw_var":   fwDef("fw_var", "${workflow.input.failedWorkflow.variables.v}"),
+		"fw_text":  fwDef("fw_text", "t-${workflow.input.failedWorkflow.variables.v}"),
+		"fw_corr":  fwDef("fw_corr", "${workflow.correlationId}"),
+		"fw_plain": fwDef("fw_plain", "***-${workflow.input.failedWorkflow.variables.id}"),
+	}}
+	e := New(l, defs, nothingScheduled{}, Config{Logger: logger})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	for _, tc := range []struct {
+		fw, corr string
+		wantKey  string // "": refused
+	}{
+		{fw: "fw_var"},
+		{fw: "fw_text"},
+		{fw: "fw_corr", corr: "c-***"},
+		{fw: "fw_plain", wantKey: "***-o-7"},
+	} {
+		t.Run(tc.fw, func(t *testing.T) {
+			id := "wf-failing-into-" + tc.fw
+			def := mustDef(t, `{"name":"failing_`+tc.fw+`","version":1,"failureWorkflow":"`+tc.fw+`",
+			  "tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
+			if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def, CorrelationID: tc.corr},
+				StartOptions{WorkflowID: id, CreatedBy: "runner"}); err != nil {
+				t.Fatal(err)
+			}
+			// What a SET_VARIABLE from a secret leaves in the state.
+			if _, err := e.Submit(ctx, id, engine.SetVariables{Variables: map[string]any{"v": "***", "id": "o-7"}, By: "runner"}, Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			fw := terminateIntoFailureWorkflow(ctx, t, e, id)
+			// Started, or its refusal logged: whichever comes first.
+			var started *engine.Workflow
+			refused := func() string {
+				for _, line := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(line, "failure workflow could not start") && strings.Contains(line, id) {
+						return line
+					}
+				}
+				return ""
+			}
+			testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+				var err error
+				if started, err = e.State(ctx, fw); err != nil || started != nil || refused() != "" {
+					return err
+				}
+				return fmt.Errorf("failure workflow %s neither started nor refused", fw)
+			})
+			switch {
+			case tc.wantKey == "" && started != nil:
+				t.Fatalf("failure workflow started keyed %q, want refused", started.RateLimitKey)
+			case tc.wantKey == "" && !strings.Contains(refused(), "rateLimitConfig.rateLimitKey"):
+				t.Fatalf("refused without naming rateLimitConfig.rateLimitKey: %s", refused())
+			case tc.wantKey != "" && (started == nil || started.RateLimitKey != tc.wantKey):
+				t.Fatalf("failure workflow %+v, want one keyed %q", started, tc.wantKey)
+			}
+		})
 	}
 }

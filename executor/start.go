@@ -45,10 +45,12 @@ type StartOptions struct {
 	// Event is the event of the handler whose action starts the workflow
 	// (engine.Start).
 	Event string
-	// FromWorkflow is set for a start a workflow's task asks for (a
-	// SUB_WORKFLOW's, a START_WORKFLOW's): its input and correlation id
-	// are the starter's data, where "***" is a redacted value, which its
-	// rate limit key may not read (engine.RateLimitUnder).
+	// FromWorkflow is set for a start a workflow asks for (a
+	// SUB_WORKFLOW's, a START_WORKFLOW's, a failure workflow's): its
+	// input and correlation id are the starter's data (a failure
+	// workflow's, the failed run's view, reason and correlation id),
+	// where "***" is a redacted value, which its rate limit key may not
+	// read (engine.RateLimitUnder).
 	FromWorkflow bool
 }
 
