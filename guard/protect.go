@@ -1045,17 +1045,21 @@ func (p *protection) redactEvent(ev schemas.Event) (out schemas.Event, changed b
 	r := p.m.get()
 	switch e := ev.(type) {
 	case *schemas.WorkflowStarted:
-		// The start's idempotency key and rate limit key are kept in its
-		// record, shown, searched and indexed in plain text, and match
-		// other starts as they are: one holding a value this start seals
-		// (a webhook's key read from a payload field its workflow names
-		// in maskedFields or copies into a _secrets block, a key equal to
-		// its own _secrets data) cannot be redacted, which would key
-		// every such start "***", and is refused.
-		for _, k := range []struct{ field, key string }{{"idempotencyKey", e.IdempotencyKey}, {"rateLimitConfig.rateLimitKey", e.RateLimitKey}} {
+		// The start's idempotency key, rate limit key and correlation id
+		// are kept in its record, shown, searched and indexed in plain
+		// text, and match other starts (and correlated searches) as they
+		// are: one holding a value this start seals (a webhook's key read
+		// from a payload field its workflow names in maskedFields or
+		// copies into a _secrets block, a key or correlation id equal to
+		// its own _secrets data) cannot be redacted, which would key or
+		// correlate every such start "***", and is refused. Looked for as
+		// redaction looks elsewhere: whole at any length, within text
+		// from masking.MinLength.
+		for _, k := range []struct{ field, key string }{{"idempotencyKey", e.IdempotencyKey},
+			{"rateLimitConfig.rateLimitKey", e.RateLimitKey}, {"correlationId", e.CorrelationID}} {
 			if p.plainText(r, k.key) != k.key {
 				return nil, false, fault.Invalid("start workflow %s: its %s holds a value the workflow seals (maskedFields, _secrets or _masked data) "+
-					"or resolved from a secret, which the key would keep and show in plain text: give it as plain data", e.Name, k.field)
+					"or resolved from a secret, which the start would keep and show in plain text: give it as plain data", e.Name, k.field)
 			}
 		}
 		return ev, false, nil

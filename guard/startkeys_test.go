@@ -33,18 +33,27 @@ func TestStartKeysHoldingSealedValuesAreRefused(t *testing.T) {
 		rlKey   string
 		first   bool // the start schedules firstTask
 		refused string
+		corr    string
 	}{
-		{"idempotency key of an input the definition copies into _secrets", copies, map[string]any{"tok": value}, value, "", false, "idempotencyKey"},
-		{"idempotency key of a masked field", masks, map[string]any{"tok": value}, value, "", false, "idempotencyKey"},
-		{"idempotency key holding one in text", masks, map[string]any{"tok": value}, "order-" + value, "", false, "idempotencyKey"},
-		{"idempotency key of its own _secrets data", plain, map[string]any{"_secrets": map[string]any{"x": value}}, value, "", false, "idempotencyKey"},
-		{"rate limit key of what its first task takes under _secrets", plain, map[string]any{"k": value}, "", value, true, "rateLimitConfig.rateLimitKey"},
-		{"rate limit key of a masked field", masks, map[string]any{"tok": value}, "", value, false, "rateLimitConfig.rateLimitKey"},
-		{"plain keys", copies, map[string]any{"tok": value, "id": "evt_1"}, "evt_1", "evt_1", false, ""},
+		{"idempotency key of an input the definition copies into _secrets", copies, map[string]any{"tok": value}, value, "", false, "idempotencyKey", ""},
+		{"idempotency key of a masked field", masks, map[string]any{"tok": value}, value, "", false, "idempotencyKey", ""},
+		{"idempotency key holding one in text", masks, map[string]any{"tok": value}, "order-" + value, "", false, "idempotencyKey", ""},
+		{"idempotency key of its own _secrets data", plain, map[string]any{"_secrets": map[string]any{"x": value}}, value, "", false, "idempotencyKey", ""},
+		{"rate limit key of what its first task takes under _secrets", plain, map[string]any{"k": value}, "", value, true, "rateLimitConfig.rateLimitKey", ""},
+		{"rate limit key of a masked field", masks, map[string]any{"tok": value}, "", value, false, "rateLimitConfig.rateLimitKey", ""},
+		{"plain keys", copies, map[string]any{"tok": value, "id": "evt_1"}, "evt_1", "evt_1", false, "", "evt_1"},
+		// The correlation id is kept, shown, searched and indexed as the
+		// keys are: it showed the value beside an input reading "***".
+		{"correlation id of its own _secrets data", plain, map[string]any{"_secrets": map[string]any{"x": value}}, "", "", false, "correlationId", value},
+		{"correlation id holding one in text", plain, map[string]any{"_secrets": map[string]any{"x": value}}, "", "", false, "correlationId", "order-" + value},
+		{"correlation id of a short _secrets value", plain, map[string]any{"_secrets": map[string]any{"x": "pin9"}}, "", "", false, "correlationId", "pin9"},
+		{"correlation id of a masked field", masks, map[string]any{"tok": value}, "", "", false, "correlationId", value},
+		{"correlation id of an input the definition copies into _secrets", copies, map[string]any{"tok": value}, "", "", false, "correlationId", value},
+		{"plain correlation id holding a short _secrets value", plain, map[string]any{"_secrets": map[string]any{"x": "pin9"}}, "", "", false, "", "order-pin9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := &schemas.WorkflowStarted{WorkflowID: "wf-keys", Name: "w", Version: 1, Def: []byte(tc.def), Input: tc.input,
-				IdempotencyKey: tc.idem, RateLimited: tc.rlKey != "", RateLimitKey: tc.rlKey, CreatedBy: "admin"}
+				IdempotencyKey: tc.idem, RateLimited: tc.rlKey != "", RateLimitKey: tc.rlKey, CorrelationID: tc.corr, CreatedBy: "admin"}
 			events := []schemas.Event{start}
 			if tc.first {
 				events = append(events, firstTask)
@@ -55,12 +64,13 @@ func TestStartKeysHoldingSealedValuesAreRefused(t *testing.T) {
 					t.Fatalf("refused: %v", err)
 				}
 				w := applyAll(t, nil, dec.Events...)
-				if w.IdempotencyKey != tc.idem || w.RateLimitKey != tc.rlKey {
-					t.Fatalf("keys %q, %q, want %q, %q", w.IdempotencyKey, w.RateLimitKey, tc.idem, tc.rlKey)
+				if w.IdempotencyKey != tc.idem || w.RateLimitKey != tc.rlKey || w.CorrelationID != tc.corr {
+					t.Fatalf("keys %q, %q, correlation id %q, want %q, %q, %q", w.IdempotencyKey, w.RateLimitKey, w.CorrelationID, tc.idem, tc.rlKey, tc.corr)
 				}
 				return
 			}
-			if !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), tc.refused) || strings.Contains(err.Error(), value) {
+			if !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), tc.refused) || strings.Contains(err.Error(), value) ||
+				strings.Contains(err.Error(), "pin9") {
 				t.Fatalf("error %v, want one naming %s, not the value", err, tc.refused)
 			}
 		})
