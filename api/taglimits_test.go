@@ -1,15 +1,23 @@
 package api_test
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/taglimit"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/scheduler"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // A schedule's, a secret's, an environment value's and an application's
@@ -131,5 +139,106 @@ func TestTagLimitsOverHTTP(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A tag stored before the limits (a key of 2,000 bytes, appended to the
+// log as such a write appended it) is removed by naming it exactly: only
+// additions are held to the limits; a schedule's removal was refused (400,
+// key too long) and the tag could not go. A tag change that changes
+// nothing appends nothing: a schedule's subject got a record for each PUT
+// of the tags it had.
+func TestTagRemovalAndNoOpOverHTTP(t *testing.T) {
+	t.Parallel()
+	n, base, token := nodetest.StartSecure(t)
+	ctx := testutil.Context(t, time.Minute)
+	// done sends a request that must succeed, for the test or subtest t.
+	done := func(t *testing.T, method, path, body string) string {
+		t.Helper()
+		status, out := nodetest.Client{TB: t, Base: base, Token: token}.Do(method, path, body)
+		if status/100 != 2 {
+			t.Fatalf("%s %s = %d %.300s", method, path, status, out)
+		}
+		return out
+	}
+	old := schemas.DefTag{Key: strings.Repeat("k", 2*taglimit.MaxLen), Value: "v"}
+	oldSecret := schemas.SecretTag(old)
+	holders := []struct {
+		name string
+		// create makes the holder and answers its tags' path and subject.
+		create func(t *testing.T, name string) (path, subject string)
+		// stored is the event a write made before the limits.
+		stored func(name, id string) schemas.Event
+	}{
+		{"schedule", func(t *testing.T, name string) (string, string) {
+			done(t, "POST", "/api/scheduler/schedules", `{"name":"`+name+`","cronExpression":"0 0 0 * * ?","startWorkflowRequest":{"name":"w"}}`)
+			return "/api/scheduler/schedules/" + name + "/tags", scheduler.Subject(name)
+		}, func(string, string) schemas.Event { return &schemas.ScheduleTagsSet{Tags: []schemas.DefTag{old}} }},
+		{"secret", func(t *testing.T, name string) (string, string) {
+			done(t, "PUT", "/api/secrets/"+name, `"value"`)
+			return "/api/secrets/" + name + "/tags", secrets.SecretSubject(name)
+		}, func(name, _ string) schemas.Event {
+			return &schemas.SecretTagsSet{Name: name, Tags: []schemas.SecretTag{oldSecret}}
+		}},
+		{"environment value", func(t *testing.T, name string) (string, string) {
+			done(t, "PUT", "/api/environment/"+name, `"value"`)
+			return "/api/environment/" + name + "/tags", secrets.EnvSubject(name)
+		}, func(name, _ string) schemas.Event {
+			return &schemas.EnvTagsSet{Name: name, Tags: []schemas.SecretTag{oldSecret}}
+		}},
+		{"application", func(t *testing.T, name string) (string, string) {
+			var app struct{ ID string }
+			if err := json.Unmarshal([]byte(done(t, "POST", "/api/applications", `{"name":"`+name+`"}`)), &app); err != nil {
+				t.Fatal(err)
+			}
+			return "/api/applications/" + app.ID + "/tags", auth.AppSubject(app.ID)
+		}, func(_, id string) schemas.Event {
+			return &schemas.ApplicationTagsSet{ID: id, Tags: []schemas.DefTag{old}}
+		}},
+		{"workflow", func(t *testing.T, name string) (string, string) {
+			done(t, "PUT", "/api/metadata/workflow", `[{"name":"`+name+`","tasks":[{"name":"t","taskReferenceName":"r"}]}]`)
+			return "/api/metadata/workflow/" + name + "/tags", metadata.WorkflowSubject(name)
+		}, func(name, _ string) schemas.Event {
+			return &schemas.DefTagsSet{Kind: schemas.DefKindWorkflow, Name: name, Tags: []schemas.DefTag{old}}
+		}},
+	}
+	records := func(t *testing.T, subject string) int {
+		t.Helper()
+		recs, err := n.Log().ReadSubject(ctx, subject, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(recs)
+	}
+	for _, h := range holders {
+		t.Run(h.name, func(t *testing.T) {
+			name := "tagends_" + strings.ReplaceAll(h.name, " ", "_")
+			path, subject := h.create(t, name)
+			id := strings.TrimSuffix(strings.TrimPrefix(path, "/api/applications/"), "/tags")
+			env, err := schemas.Default.Encode(h.stored(name, id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.ID = rand.Text()
+			last, err := n.Log().LastSeq(ctx, subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.Log().Append(ctx, subject, []schemas.Envelope{env}, last); err != nil {
+				t.Fatal(err)
+			}
+			oldJSON, _ := json.Marshal([]conductor.Tag{{Key: old.Key, Value: old.Value}})
+			done(t, "DELETE", path, string(oldJSON))
+			if got := done(t, "GET", path, ""); got != "[]" {
+				t.Fatalf("tags after removing the old one: %.100s", got)
+			}
+
+			done(t, "PUT", path, `[{"key":"team","value":"a"}]`)
+			before := records(t, subject)
+			done(t, "PUT", path, `[{"key":"team","value":"a"}]`)
+			if after := records(t, subject); after != before {
+				t.Fatalf("the same tags PUT again appended %d records", after-before)
+			}
+		})
 	}
 }

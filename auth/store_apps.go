@@ -201,16 +201,20 @@ func (s *Store) ApplicationTags(ctx context.Context, id string) ([]conductor.Tag
 
 // ChangeApplicationTags adds tags to (or, with remove, removes them from)
 // an application's tag set, held to what every holder's is (taglimit); a
-// key is an identifier besides.
+// key is an identifier besides. A removal's tags are taken as sent
+// (taglimit.Removal): one stored before the limits may still go.
 func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string) error {
-	ve := &fault.ValidationError{}
-	checked := taglimit.Check(ve, "", tags)
-	if err := ve.Err(); err != nil {
-		return err
-	}
-	for i, t := range tags {
-		if err := checkID(fmt.Sprintf("tags[%d].key", i), t.Key); err != nil {
+	checked := taglimit.Removal(tags)
+	if !remove {
+		ve := &fault.ValidationError{}
+		checked = taglimit.Check(ve, "", tags)
+		if err := ve.Err(); err != nil {
 			return err
+		}
+		for i, t := range tags {
+			if err := checkID(fmt.Sprintf("tags[%d].key", i), t.Key); err != nil {
+				return err
+			}
 		}
 	}
 	given := make([]schemas.DefTag, len(checked))

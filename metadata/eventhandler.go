@@ -131,20 +131,20 @@ func (s *Store) EventHandlerTags(ctx context.Context, name string) ([]conductor.
 // AddEventHandlerTags adds tags to event handler name (PUT
 // /api/event/{name}/tags); those it has are kept once.
 func (s *Store) AddEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
-	return s.changeEventHandlerTags(ctx, name, tags, principal, withTags)
+	return s.changeEventHandlerTags(ctx, name, tags, principal, false, withTags)
 }
 
 // DeleteEventHandlerTags removes tags from event handler name (DELETE
 // /api/event/{name}/tags); those it lacks are ignored.
 func (s *Store) DeleteEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string) error {
-	return s.changeEventHandlerTags(ctx, name, tags, principal, withoutTags)
+	return s.changeEventHandlerTags(ctx, name, tags, principal, true, withoutTags)
 }
 
 // changeEventHandlerTags saves the handler again with the tag set op
 // computes (changeTagsOf).
 func (s *Store) changeEventHandlerTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
-	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
-	return s.changeTagsOf(ctx, "event handler "+name, EventHandlerSubject(name), eventHandlerKey(name), eventHandlerNotFound(name), tags, principal, op,
+	removal bool, op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
+	return s.changeTagsOf(ctx, "event handler "+name, EventHandlerSubject(name), eventHandlerKey(name), eventHandlerNotFound(name), tags, principal, removal, op,
 		func(def []byte, now int64) schemas.Event {
 			return &schemas.EventHandlerSaved{Name: name, Def: def, Time: now, By: principal}
 		})
@@ -154,13 +154,13 @@ func (s *Store) changeEventHandlerTags(ctx context.Context, name string, tags []
 // which keep their tags in their own JSON, as the client sent them) again
 // with the tag set op computes, unless it is the set it has: the rest of
 // that JSON is kept byte for byte. The set is held to MaxTags, as a
-// definition name's is; what names the definition in a refusal. saved
-// makes the event that saves it.
+// definition name's is; what names the definition in a refusal. A
+// removal's tags are taken as sent (givenTags). saved makes the event
+// that saves it.
 func (s *Store) changeTagsOf(ctx context.Context, what, subject string, key []byte, notFound error, tags []conductor.Tag, principal string,
-	op func(cur, given []schemas.DefTag) []schemas.DefTag, saved func(def []byte, now int64) schemas.Event) error {
-	ve := &fault.ValidationError{}
-	given := checkTags(ve, "", tags)
-	if err := ve.Err(); err != nil {
+	removal bool, op func(cur, given []schemas.DefTag) []schemas.DefTag, saved func(def []byte, now int64) schemas.Event) error {
+	given, err := givenTags(tags, removal)
+	if err != nil {
 		return err
 	}
 	return s.update(ctx, subject, principal, writeOpts(nil), func(v view) ([]schemas.Event, error) {
@@ -215,9 +215,20 @@ func (s *Store) prepareEventHandler(h *conductor.EventHandler, prefix string) (r
 	}
 	ve := &fault.ValidationError{}
 	checkName(ve, at(prefix, "name"), h.Name)
-	// Kept in the handler's JSON as sent, its tags are held to what a
-	// tag change of it (changeTagsOf) and a definition's are.
-	checkTags(ve, at(prefix, jsonTags), h.Tags)
+	// Kept in the handler's JSON, its tags are held to what a tag change
+	// of it (changeTagsOf) and a definition's are, and kept as checkTags
+	// keeps them: a tag's deprecated type (any length) and repeats
+	// (any number) are not.
+	tags := checkTags(ve, at(prefix, jsonTags), h.Tags)
+	if h.Tags != nil && len(ve.Fields) == 0 {
+		encoded, err := json.Marshal(conductorTags(tags))
+		if err == nil {
+			raw, err = mergeObject(raw, []field{{key: jsonTags, value: encoded}})
+		}
+		if err != nil {
+			return registration{}, fmt.Errorf("event handler %s: %w", h.Name, err)
+		}
+	}
 	if s.opts.ValidateEventHandler != nil {
 		err := s.opts.ValidateEventHandler(h)
 		var hv *fault.ValidationError

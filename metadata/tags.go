@@ -121,7 +121,7 @@ func withTagsOf[D any](r kvReader, kind Kind, f TagFilter, defs []D, of func(D) 
 // AddTags adds tags to a definition's tag set; tags it already has are
 // kept once. A tag is a key/value pair and a key may carry several values.
 func (s *Store) AddTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return s.changeTags(ctx, kind, name, tags, principal, opts, withTags)
+	return s.changeTags(ctx, kind, name, tags, principal, opts, false, withTags)
 }
 
 // withTags is cur with the tags of given it lacks.
@@ -140,7 +140,7 @@ func withoutTags(cur, given []schemas.DefTag) []schemas.DefTag {
 
 // SetTags replaces a definition's tag set with tags.
 func (s *Store) SetTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return s.changeTags(ctx, kind, name, tags, principal, opts, func(_, given []schemas.DefTag) []schemas.DefTag {
+	return s.changeTags(ctx, kind, name, tags, principal, opts, false, func(_, given []schemas.DefTag) []schemas.DefTag {
 		return given
 	})
 }
@@ -148,21 +148,21 @@ func (s *Store) SetTags(ctx context.Context, kind Kind, name string, tags []cond
 // DeleteTags removes tags (matching key and value) from a definition's tag
 // set. Tags it does not have are ignored.
 func (s *Store) DeleteTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return s.changeTags(ctx, kind, name, tags, principal, opts, withoutTags)
+	return s.changeTags(ctx, kind, name, tags, principal, opts, true, withoutTags)
 }
 
 // changeTags appends the tag set that op computes from the current set and
 // the given tags, unless it equals the current set. The definition must
 // exist. A tag grants access: a write pinned by At must not tag a
-// definition other than the one its access was checked on.
+// definition other than the one its access was checked on. A removal's
+// tags are taken as sent (givenTags).
 func (s *Store) changeTags(ctx context.Context, kind Kind, name string, tags []conductor.Tag, principal string, opts []WriteOption,
-	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
+	removal bool, op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
 	if err := checkKind(kind); err != nil {
 		return err
 	}
-	ve := &fault.ValidationError{}
-	given := checkTags(ve, "", tags)
-	if err := ve.Err(); err != nil {
+	given, err := givenTags(tags, removal)
+	if err != nil {
 		return err
 	}
 	return s.update(ctx, subjectOf(kind, name), principal, writeOpts(opts), func(v view) ([]schemas.Event, error) {
@@ -186,6 +186,18 @@ func (s *Store) changeTags(ctx context.Context, kind Kind, name string, tags []c
 		}
 		return []schemas.Event{&schemas.DefTagsSet{Kind: string(kind), Name: name, Tags: next, Time: s.millis(), By: principal}}, nil
 	})
+}
+
+// givenTags is the tags of a tag change: an addition's held to the limits
+// (checkTags), a removal's as sent (taglimit.Removal), so that a tag
+// stored before the limits may still be removed by naming it.
+func givenTags(tags []conductor.Tag, removal bool) ([]schemas.DefTag, error) {
+	if removal {
+		return defTags(taglimit.Removal(tags)), nil
+	}
+	ve := &fault.ValidationError{}
+	given := checkTags(ve, "", tags)
+	return given, ve.Err()
 }
 
 // registrationTags is the DefTagsSet event for the tags a registration

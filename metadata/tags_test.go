@@ -321,3 +321,43 @@ func TestTagLimitsOfEveryHolder(t *testing.T) {
 		}
 	}
 }
+
+// An event handler and a webhook keep their tags in their own JSON; they
+// keep them as every holder does, key and value once: a tag's deprecated
+// type (of any length) and repeats (any number of them) were stored as
+// sent, past the limits.
+func TestTagTypesAndRepeatsAreNotKept(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	sent := []conductor.Tag{{Key: "a", Value: "1", Type: strings.Repeat("t", 2*metadata.MaxTagLen)}, {Key: "a", Value: "1"}, {Key: "a", Value: "1"}}
+	for _, tc := range []struct {
+		name string
+		save func(name string) error
+		get  func(name string) ([]conductor.Tag, error)
+	}{
+		{"event handler", func(name string) error {
+			return n.md.AddEventHandlers(c, []*conductor.EventHandler{{Name: name, Event: "nats:x", Tags: sent}}, "")
+		}, func(name string) ([]conductor.Tag, error) { return n.md.EventHandlerTags(c, name) }},
+		{"webhook", func(name string) error {
+			return n.md.SaveWebhook(c, &conductor.WebhookConfig{ID: name, Name: name, Tags: sent}, "", false)
+		}, func(name string) ([]conductor.Tag, error) {
+			w, err := n.md.Webhook(c, name)
+			if err != nil {
+				return nil, err
+			}
+			return w.Tags, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := strings.ReplaceAll("types "+tc.name, " ", "_")
+			if err := tc.save(name); err != nil {
+				t.Fatal(err)
+			}
+			got, err := tc.get(name)
+			if err != nil || fmt.Sprint(got) != fmt.Sprint([]conductor.Tag{{Key: "a", Value: "1"}}) {
+				t.Fatalf("tags %.80v (%v), want [a:1] alone, without its type", got, err)
+			}
+		})
+	}
+}

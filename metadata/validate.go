@@ -325,9 +325,12 @@ func prepareTags(ve *fault.ValidationError, prefix string, tags []conductor.Tag,
 
 // checkTags converts tags (see taglimit.Check).
 func checkTags(ve *fault.ValidationError, path string, tags []conductor.Tag) []schemas.DefTag {
-	checked := taglimit.Check(ve, path, tags)
-	out := make([]schemas.DefTag, len(checked))
-	for i, t := range checked {
+	return defTags(taglimit.Check(ve, path, tags))
+}
+
+func defTags(tags []conductor.Tag) []schemas.DefTag {
+	out := make([]schemas.DefTag, len(tags))
+	for i, t := range tags {
 		out[i] = schemas.DefTag{Key: t.Key, Value: t.Value}
 	}
 	return out

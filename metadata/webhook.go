@@ -13,15 +13,19 @@ import (
 // SaveWebhook stores webhook cfg under cfg.ID: a new one (POST
 // /api/metadata/webhook), or, with replace, one that exists (PUT). The
 // caller validates it (webhooks.Validate); its tags are held here to what
-// a tag change of it (changeTagsOf) and a definition's are. The read
-// model adds who saved it and when.
+// a tag change of it (changeTagsOf) and a definition's are, and kept as
+// checkTags keeps them (key and value, once). The read model adds who
+// saved it and when.
 func (s *Store) SaveWebhook(ctx context.Context, cfg *conductor.WebhookConfig, principal string, replace bool) error {
 	ve := &fault.ValidationError{}
-	checkTags(ve, jsonTags, cfg.Tags)
+	tags := checkTags(ve, jsonTags, cfg.Tags)
 	if err := ve.Err(); err != nil {
 		return err
 	}
 	c := *cfg
+	if c.Tags != nil {
+		c.Tags = conductorTags(tags)
+	}
 	c.CreatedBy, c.UpdatedBy, c.CreateTime, c.UpdateTime = "", "", 0, 0
 	raw, err := json.Marshal(&c)
 	if err != nil {
@@ -50,18 +54,18 @@ func (s *Store) RemoveWebhook(ctx context.Context, id, principal string) error {
 // Like any save of the webhook, it makes principal the one its deliveries
 // act as.
 func (s *Store) AddWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string) error {
-	return s.changeWebhookTags(ctx, id, tags, principal, withTags)
+	return s.changeWebhookTags(ctx, id, tags, principal, false, withTags)
 }
 
 // DeleteWebhookTags removes tags from webhook id (DELETE
 // /api/metadata/webhook/{id}/tags); those it lacks are ignored.
 func (s *Store) DeleteWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string) error {
-	return s.changeWebhookTags(ctx, id, tags, principal, withoutTags)
+	return s.changeWebhookTags(ctx, id, tags, principal, true, withoutTags)
 }
 
 func (s *Store) changeWebhookTags(ctx context.Context, id string, tags []conductor.Tag, principal string,
-	op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
-	return s.changeTagsOf(ctx, "webhook "+id, WebhookSubject(id), webhookKey(id), webhookNotFound(id), tags, principal, op,
+	removal bool, op func(cur, given []schemas.DefTag) []schemas.DefTag) error {
+	return s.changeTagsOf(ctx, "webhook "+id, WebhookSubject(id), webhookKey(id), webhookNotFound(id), tags, principal, removal, op,
 		func(def []byte, now int64) schemas.Event {
 			return &schemas.WebhookSaved{ID: id, Def: def, Time: now, By: principal}
 		})

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -444,10 +445,14 @@ func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) 
 // ChangeTags adds (merging by key) or removes tags, held to what every
 // holder's are (taglimit).
 func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error {
-	ve := &fault.ValidationError{}
-	tags = taglimit.Check(ve, "", tags)
-	if err := ve.Err(); err != nil {
-		return err
+	if remove {
+		tags = taglimit.Removal(tags)
+	} else {
+		ve := &fault.ValidationError{}
+		tags = taglimit.Check(ve, "", tags)
+		if err := ve.Err(); err != nil {
+			return err
+		}
 	}
 	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
 		if err := s.mustExist(name)(st); err != nil {
@@ -475,11 +480,27 @@ func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Ta
 		for _, k := range keys {
 			next = append(next, conductor.Tag{Key: k, Value: merged[k]})
 		}
+		if sameTags(st.Def.Tags, next) {
+			return nil, nil // a record saying nothing new
+		}
 		if err := taglimit.Fit("", "schedule "+name, len(st.Def.Tags), len(next)); err != nil {
 			return nil, err
 		}
 		return []schemas.Event{tagsEvent(next, s.now().UnixMilli(), principal)}, nil
 	})
+}
+
+// sameTags reports whether cur, in the order a save kept it, holds the
+// tags of next (sorted by key) and no others.
+func sameTags(cur, next []conductor.Tag) bool {
+	if len(cur) != len(next) {
+		return false
+	}
+	sorted := slices.Clone(cur)
+	slices.SortFunc(sorted, func(a, b conductor.Tag) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.Value, b.Value))
+	})
+	return slices.Equal(sorted, next)
 }
 
 // ExecutionFields are the fields an executions search may query and sort

@@ -265,20 +265,20 @@ func (e *Env) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
 
 // PutTags adds tags; a tag whose key exists replaces that tag's value.
 func (e *Env) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return e.changeTags(ctx, name, tags, principal, upsertTags, opts)
+	return e.changeTags(ctx, name, tags, principal, false, upsertTags, opts)
 }
 
 // DeleteTags removes the tags matching one of tags by key and value.
 func (e *Env) DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return e.changeTags(ctx, name, tags, principal, removeTags, opts)
+	return e.changeTags(ctx, name, tags, principal, true, removeTags, opts)
 }
 
 func (e *Env) changeTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
-	op func(cur, given []schemas.SecretTag) []schemas.SecretTag, opts []WriteOption) error {
+	removal bool, op func(cur, given []schemas.SecretTag) []schemas.SecretTag, opts []WriteOption) error {
 	if err := CheckEnvName(name); err != nil {
 		return err
 	}
-	given, err := checkTags(tags)
+	given, err := givenTags(tags, removal)
 	if err != nil {
 		return err
 	}

@@ -585,20 +585,20 @@ func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) 
 // PutTags adds tags to secret name; a tag whose key the secret has
 // replaces that tag's value.
 func (s *Store) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return s.changeTags(ctx, name, tags, principal, upsertTags, opts)
+	return s.changeTags(ctx, name, tags, principal, false, upsertTags, opts)
 }
 
 // DeleteTags removes the tags matching one of tags by key and value.
 func (s *Store) DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
-	return s.changeTags(ctx, name, tags, principal, removeTags, opts)
+	return s.changeTags(ctx, name, tags, principal, true, removeTags, opts)
 }
 
 func (s *Store) changeTags(ctx context.Context, name string, tags []conductor.Tag, principal string,
-	op func(cur, given []schemas.SecretTag) []schemas.SecretTag, opts []WriteOption) error {
+	removal bool, op func(cur, given []schemas.SecretTag) []schemas.SecretTag, opts []WriteOption) error {
 	if err := CheckSecretName(name); err != nil {
 		return err
 	}
-	given, err := checkTags(tags)
+	given, err := givenTags(tags, removal)
 	if err != nil {
 		return err
 	}

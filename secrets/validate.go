@@ -97,6 +97,21 @@ func checkTags(tags []conductor.Tag) ([]schemas.SecretTag, error) {
 	return out, ve.Err()
 }
 
+// givenTags is the tags of a tag change: an addition's checked
+// (checkTags), a removal's as sent (taglimit.Removal), so that a tag
+// stored before the limits may still be removed by naming it.
+func givenTags(tags []conductor.Tag, removal bool) ([]schemas.SecretTag, error) {
+	if !removal {
+		return checkTags(tags)
+	}
+	given := taglimit.Removal(tags)
+	out := make([]schemas.SecretTag, len(given))
+	for i, t := range given {
+		out[i] = schemas.SecretTag{Key: t.Key, Value: t.Value}
+	}
+	return out, nil
+}
+
 // upsertTags adds given to cur; a tag whose key cur has replaces its value
 // (Orkes: "If a tag with the same key already exists, this operation will
 // update its value"). Order is first insertion.

@@ -48,6 +48,20 @@ func Check(ve *fault.ValidationError, path string, tags []conductor.Tag) []condu
 	return out
 }
 
+// Removal is the tags a removal names, key and value only, without
+// repeats, as sent: only additions are held to the limits, so that a tag
+// stored before them (a key of 2,000 bytes) may still be removed by
+// naming it exactly. A tag the holder lacks removes nothing.
+func Removal(tags []conductor.Tag) []conductor.Tag {
+	out := make([]conductor.Tag, 0, len(tags))
+	for _, t := range tags {
+		if kv := (conductor.Tag{Key: t.Key, Value: t.Value}); !slices.Contains(out, kv) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // Fit refuses a change that takes what's tag set (at path) from cur tags
 // to next, over Max. One that grew over it before the limit may still
 // lose tags.

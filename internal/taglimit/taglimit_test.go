@@ -73,3 +73,15 @@ func TestCheckAndFit(t *testing.T) {
 		}
 	}
 }
+
+// Removal takes the tags to remove as sent, refusing none: a tag stored
+// before the limits may still be named.
+func TestRemoval(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", taglimit.MaxLen+1)
+	got := taglimit.Removal([]conductor.Tag{{Key: long, Value: "\xff", Type: "t"}, {Key: long, Value: "\xff"}, {Value: "v"}})
+	want := []conductor.Tag{{Key: long, Value: "\xff"}, {Value: "v"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Removal = %.60v, want %.60v", got, want)
+	}
+}
