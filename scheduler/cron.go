@@ -549,6 +549,10 @@ func parseRange(part string, lo, hi int, names map[string]int) (uint64, error) {
 		if step, err = strconv.Atoi(stepText); err != nil || step < 1 {
 			return 0, fmt.Errorf("%s: step %q is not a positive number", part, stepText)
 		}
+		// A step past the field's span covers its start alone; unbounded,
+		// from+step wrapped negative ("1/9223372036854775807") and the
+		// shift below panicked.
+		step = min(step, hi-lo+1)
 	}
 	from, to := lo, hi
 	if rng != "*" {

@@ -45,6 +45,12 @@ func TestCronDialect(t *testing.T) {
 		{"@weekly", "2026-11-30T10:00:00Z", "2026-12-06T00:00:00Z"},
 		{"@HOURLY", "2026-11-30T10:00:00Z", "2026-11-30T11:00:00Z"},
 		{"0 0 9 30 2 ?", "2026-11-30T10:00:00Z", ""},
+		// A step past every value covers the start alone: one past the
+		// largest int wrapped negative and the parse panicked.
+		{"0 0 9 2/9223372036854775807 * ?", "2026-11-30T10:00:00Z", "2026-12-02T09:00:00Z"},
+		{"0 0 9 ? * 2/9223372036854775807", "2026-11-30T10:00:00Z", "2026-12-01T09:00:00Z"},
+		{"0 0 9 ? * */9223372036854775807", "2026-11-30T10:00:00Z", "2026-12-07T09:00:00Z"},
+		{"5/9223372036854775807 0 9 * * ?", "2026-11-30T10:00:00Z", "2026-12-01T09:00:05Z"},
 	}
 	for _, tt := range tests {
 		def := conductor.WorkflowSchedule{CronExpression: tt.expr}
