@@ -558,6 +558,12 @@ func TestWaitUntil(t *testing.T) {
 		"2026-12-01 10:00 PST":   time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC),
 		"2026-12-01 10:00 CEST":  time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC),
 		"2026-12-01 10:00 +0530": time.Date(2026, 12, 1, 4, 30, 0, 0, time.UTC),
+		// Offsets of under a day's hours, which Go's zone layout took
+		// for names: "unknown zone".
+		"2026-12-01 10:00 +0000": time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		"2026-12-01 10:00 -0000": time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		"2026-12-01 10:00 +0015": time.Date(2026, 12, 1, 9, 45, 0, 0, time.UTC),
+		"2026-12-01 10:00 -0010": time.Date(2026, 12, 1, 10, 10, 0, 0, time.UTC),
 		"2026-12-01 10:00":       time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
 		"2026-12-02":             time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC),
 	} {

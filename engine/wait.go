@@ -136,6 +136,12 @@ func parseWaitDate(s string) (time.Time, error) {
 			return t, nil
 		}
 		zone, _ := t.Zone()
+		if strings.HasPrefix(zone, "+") || strings.HasPrefix(zone, "-") {
+			// Go reads "+0000" to "+0024" (and "-00nn") as a zone named
+			// like tzdata's "+03", not as the offset the next layout
+			// reads: refused as an unknown zone, "+0000" among them.
+			continue
+		}
 		offset, ok := zoneOffsets[strings.ToUpper(zone)]
 		if !ok {
 			return time.Time{}, fmt.Errorf("until %q: unknown zone: give an offset (\"yyyy-MM-dd HH:mm -0800\") or UTC", s)
