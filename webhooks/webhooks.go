@@ -390,11 +390,13 @@ func lookup(doc any, path string) (any, bool) {
 		var key string
 		switch {
 		case strings.HasPrefix(rest, "['"):
-			end := strings.Index(rest, "']")
+			// The closing quote is looked for after the opening one: in
+			// "[']" they overlap, and the key sliced [2:1] panicked.
+			end := strings.Index(rest[2:], "']")
 			if end < 0 {
 				return nil, false
 			}
-			key, rest = rest[2:end], rest[end+2:]
+			key, rest = rest[2:2+end], rest[2+end+2:]
 		case strings.HasPrefix(rest, "["):
 			end := strings.Index(rest, "]")
 			if end < 0 {

@@ -205,6 +205,10 @@ func TestMatches(t *testing.T) {
 		{map[string]any{"$.list[2]": "x"}, false},
 		{map[string]any{"event.type": "push"}, false},
 		{map[string]any{"$['event'": "push"}, false},
+		// Quotes that overlap the brackets: the key was sliced [2:1].
+		{map[string]any{"$[']": "push"}, false},
+		{map[string]any{"$.event[']": "push"}, false},
+		{map[string]any{"$['']": "push"}, false},
 		// Integers by their exact value: 2^53+1 is not 2^53, though
 		// float64 holds both as 2^53.
 		{map[string]any{"$.order.id": int64(9007199254740993)}, true},
