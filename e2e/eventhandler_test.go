@@ -49,7 +49,7 @@ func (e *env) waitCorrelated(name, corr string) string {
 // whose condition holds starts a workflow with the event's data and
 // completes a task another workflow waits in, as the admin who saved it;
 // one whose condition fails does nothing. The same event published again
-// starts nothing new, an event that is not JSON or names a workflow that
+// runs no action again (counted as duplicates), an event that is not JSON or names a workflow that
 // does not exist runs nothing and stops nothing, and a handler whose
 // principal lost the right to start runs nothing.
 func TestEventHandlers(t *testing.T) {
@@ -163,10 +163,12 @@ func TestEventHandlers(t *testing.T) {
 		action, outcome string
 		want            float64
 	}{
-		{"", "event_refused", 2},        // not JSON; a workflow that does not exist
-		{"", "condition_false", 3},      // o-small, o-last, o-ops
-		{"start_workflow", "failed", 1}, // m_ops
-		{"complete_task", "ran", 2},     // o-big, and again (a late update is no error)
+		{"", "event_refused", 2},           // not JSON; a workflow that does not exist
+		{"", "condition_false", 3},         // o-small, o-last, o-ops
+		{"start_workflow", "failed", 1},    // m_ops
+		{"complete_task", "ran", 1},        // o-big
+		{"complete_task", "duplicate", 1},  // o-big again
+		{"start_workflow", "duplicate", 2}, // o-big again: big_orders's and z_marker's
 	} {
 		if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_event_handler_runs_total",
 			map[string]string{"action": m.action, "outcome": m.outcome}); got != m.want {

@@ -70,6 +70,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, when set, registers flowvault_event_handler_runs_total.
 	Metrics prometheus.Registerer
+	// Seen, when set, runs each action of a handler once per event
+	// message id, whichever engine receives the event and however often
+	// (see handle). Without it, or for an event without a message id,
+	// every delivery runs the actions.
+	Seen *Seen
 }
 
 // Outcomes of a handler on one event (the runs metric's outcome label).
@@ -79,6 +84,7 @@ const (
 	outcomeNotMet       = "condition_false"
 	outcomeConditionErr = "condition_error"
 	outcomeRefused      = "event_refused" // not JSON, or from an unknown workflow
+	outcomeDuplicate    = "duplicate"     // the action ran on this event already (Config.Seen)
 )
 
 // QueueGroup is the queue group in which every engine's listener
@@ -102,9 +108,10 @@ const (
 
 // Listener subscribes to the subjects of the active event handlers and
 // runs their actions. An event reaches one engine's listener (a queue
-// group): at most once, as core NATS delivers; a start it repeats (an
-// engine published again after a crash, with the same message id) starts
-// no second workflow.
+// group): at most once, as core NATS delivers; an event published again
+// with the same message id (an engine published again after a crash)
+// runs no action again (Config.Seen), and its start starts no second
+// workflow either way.
 type Listener struct {
 	cfg    Config
 	ctx    context.Context
@@ -131,7 +138,7 @@ func New(ctx context.Context, cfg Config) *Listener {
 	}
 	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "flowvault", Subsystem: "event_handler", Name: "runs_total",
-		Help: "Event handler outcomes: per action (ran, failed), per handler (condition_false, condition_error), per event (event_refused).",
+		Help: "Event handler outcomes: per action (ran, failed, duplicate), per handler (condition_false, condition_error), per event (event_refused).",
 	}, []string{"action", "outcome"})
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(runs)
@@ -325,6 +332,12 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 	}
 	as := actingAs(h, publisher)
 	for i, a := range h.Actions {
+		claim, first := l.claim(ctx, logger, h.Name, msgID, i, a.Action)
+		if !first {
+			l.runs.WithLabelValues(a.Action, outcomeDuplicate).Inc()
+			logger.Info("event handler action skipped: it ran on this event already", logkey.Action, a.Action, logkey.Index, i)
+			continue
+		}
 		doc := payload
 		if a.ExpandInlineJSON {
 			doc = expandInlineJSON(payload).(map[string]any)
@@ -347,11 +360,62 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 		if err != nil {
 			l.runs.WithLabelValues(a.Action, outcomeFailed).Inc()
 			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as, logkey.Reason, failure(err))
+			if claim != "" && transient(err) {
+				l.release(ctx, logger, claim, a.Action, i)
+			}
 			continue
 		}
 		l.runs.WithLabelValues(a.Action, outcomeRan).Inc()
 		logger.Debug("event handler action ran", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as)
 	}
+}
+
+// claim records that action i of handler runs on the event msgID, and
+// reports whether it is to run: not when it ran (or runs) on an event of
+// that message id already. It returns the key it recorded, or "" when it
+// recorded none: no Seen, no message id (an event published by hand,
+// which nothing can tell from another), or a bucket that cannot be
+// written, when the action runs anyway, as it did before there was one
+// (core NATS delivers an event once: skipping it would lose it).
+func (l *Listener) claim(ctx context.Context, logger *slog.Logger, handler, msgID string, i int, action string) (key string, run bool) {
+	if l.cfg.Seen == nil || msgID == "" {
+		return "", true
+	}
+	key = seenKey(handler, msgID, i)
+	first, err := l.cfg.Seen.claim(ctx, key)
+	if err != nil {
+		logger.Warn("event handler action runs unrecorded: an event published again may run it again",
+			logkey.Action, action, logkey.Index, i, logkey.Reason, failure(err))
+		return "", true
+	}
+	return key, first
+}
+
+// release forgets the claim key of an action that failed for a reason
+// that may pass, so that the event published again runs it again, as
+// Conductor removes the execution of an action that failed so. One that
+// failed for good (not found, forbidden, invalid, a conflict) keeps its
+// claim: run again later it could act on what came since (a task of the
+// same reference name a rerun scheduled).
+func (l *Listener) release(ctx context.Context, logger *slog.Logger, key, action string, i int) {
+	// The action's time may be what ran out.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+	defer cancel()
+	if err := l.cfg.Seen.release(ctx, key); err != nil {
+		logger.Warn("event handler action's claim kept: the event published again will not run it", logkey.Action, action, logkey.Index, i, logkey.Reason, failure(err))
+	}
+}
+
+// transient reports whether an action's failure may pass: the engine was
+// unavailable or busy, its time ran out, a write found its workflow
+// changed, or a failure of no known kind.
+func transient(err error) bool {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, fault.ErrUnavailable), errors.Is(err, fault.ErrRateLimited), errors.Is(err, fault.ErrStale):
+		return true
+	}
+	return fault.Kind(err) == "internal error"
 }
 
 // act runs action i of h with its evaluated params, for the principals

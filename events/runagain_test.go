@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -39,6 +40,25 @@ func (noDeadlines) ScheduledBefore(context.Context, int64, func(string) bool) er
 	return nil
 }
 
+// startWaiting returns an executor on a log of its own, which runs the
+// workflow id of the definition name (waitingDefinitions': it waits in
+// w), started by app:shop.
+func startWaiting(t *testing.T, name, id string) (*eventlog.Log, *executor.Executor) {
+	t.Helper()
+	ctx := testutil.Context(t, 30*time.Second)
+	l := testutil.OpenLog(t, "")
+	e := executor.New(l, waitingDefinitions{}, noDeadlines{}, executor.Config{Logger: testutil.Logger(t)})
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: name},
+		executor.StartOptions{WorkflowID: id, CreatedBy: "app:shop"}); err != nil {
+		t.Fatal(err)
+	}
+	return l, e
+}
+
 // An EVENT run again with the same task id (its engine died before its
 // result was recorded; the lease expired) publishes its event again,
 // under the same message id: a start_workflow handler starts no second
@@ -47,16 +67,7 @@ func (noDeadlines) ScheduledBefore(context.Context, int64, func(string) bool) er
 func TestEventPublishedAgainStartsOneWorkflow(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 30*time.Second)
-	l := testutil.OpenLog(t, "")
-	e := executor.New(l, waitingDefinitions{}, noDeadlines{}, executor.Config{Logger: testutil.Logger(t)})
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Stop)
-	if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: "publisher"},
-		executor.StartOptions{WorkflowID: "wf-pub", CreatedBy: "app:shop"}); err != nil {
-		t.Fatal(err)
-	}
+	l, e := startWaiting(t, "publisher", "wf-pub")
 	h := &conductor.EventHandler{Name: "on_order", Event: "nats:orders.created", CreatedBy: "app:admin", Active: true,
 		Actions: []conductor.EventAction{{Action: conductor.ActionStartWorkflow, StartWorkflow: map[string]any{"name": "fulfil"}}}}
 	lis := listening(h, Config{Engine: e})

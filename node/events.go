@@ -27,9 +27,15 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz eventAuthor
 		}
 		n.listenerConn = conn
 	}
+	// In the log's account, shared by every engine, whatever account the
+	// events come in.
+	seen, err := events.OpenSeen(ctx, n.log.JetStream(), n.log.Replicas())
+	if err != nil {
+		return err
+	}
 	l := events.New(runCtx, events.Config{Handlers: n.metadata, Conn: conn, Engine: n.executor,
 		Authz: authz, Tasks: foundTasks{n}, Logger: n.logger,
-		Metrics: n.registry})
+		Metrics: n.registry, Seen: seen})
 	// From here on, every change to the definitions syncs it; the first
 	// sync reads what changed before.
 	n.listener.Store(l)
