@@ -327,3 +327,97 @@ func TestInlineDefinitionKeepsTheRegisteredRateLimit(t *testing.T) {
 		}
 	}
 }
+
+// rlSub is a SUB_WORKFLOW task of def's name (an inline definition when
+// def is set) giving its child depth.
+func rlSub(ref, name, depth, def string) string {
+	inline := ""
+	if def != "" {
+		inline = `,"workflowDefinition":` + def
+	}
+	return `{"name":"` + name + `","taskReferenceName":"` + ref + `","type":"SUB_WORKFLOW","inputParameters":{"depth":"` + depth + `"},
+	  "subWorkflowParam":{"name":"` + name + `"` + inline + `}}`
+}
+
+// rlNest is a definition that runs cases[depth] (a task) by its input's
+// depth, and its leaf task otherwise.
+func rlNest(name, config, leaf string, cases map[string]string) string {
+	var dc []string
+	for depth, task := range cases {
+		dc = append(dc, `"`+depth+`":[`+task+`]`)
+	}
+	return `{"name":"` + name + `"` + config + `,"tasks":[{"name":"nest","taskReferenceName":"nest","type":"SWITCH",
+	  "evaluatorType":"value-param","expression":"depth","inputParameters":{"depth":"${workflow.input.depth}"},
+	  "decisionCases":{` + strings.Join(dc, ",") + `},"defaultCase":[{"name":"` + leaf + `","taskReferenceName":"leaf"}]}]}`
+}
+
+// A rate-limited workflow's sub-workflows of its own line (the same
+// definition, or an inline one of its name, or one a workflow of another
+// definition under it starts, with the same key) run on the place it
+// holds: they are part of the work it was admitted with. They queued
+// behind it while it waited for them, for ever: with a limit of 1 the
+// first child, with a limit of 2 the grandchild. A sibling started from
+// outside still waits for a place, and never runs beside them over the
+// limit: at most limit leaves are at the worker at once.
+func TestSubWorkflowOfItsOwnRateLimitLineRunsOnItsAncestorsPlace(t *testing.T) {
+	t.Parallel()
+	top := newEnv(t)
+	for _, tc := range []struct {
+		name  string
+		defs  []string
+		start string // started with depth "2"; siblings with depth "0"
+		limit int
+	}{{
+		name: "itself, limit 1, two levels",
+		defs: []string{rlNest("rl_self", `,"rateLimitConfig":{"concurrentExecLimit":1}`, "rl_self_leaf", map[string]string{
+			"2": rlSub("child", "rl_self", "1", ""), "1": rlSub("grandchild", "rl_self", "0", "")})},
+		start: "rl_self", limit: 1,
+	}, {
+		name: "itself by key, limit 2, three levels",
+		defs: []string{rlNest("rl_self2", `,"rateLimitConfig":{"rateLimitKey":"${workflow.correlationId}","concurrentExecLimit":2}`, "rl_self2_leaf",
+			map[string]string{"2": rlSub("child", "rl_self2", "1", ""), "1": rlSub("grandchild", "rl_self2", "0x", ""),
+				"0x": rlSub("greatgrandchild", "rl_self2", "0", "")})},
+		start: "rl_self2", limit: 2,
+	}, {
+		name: "an inline definition of its name",
+		defs: []string{rlNest("rl_inl", `,"rateLimitConfig":{"concurrentExecLimit":1}`, "rl_inl_leaf", map[string]string{
+			"2": rlSub("child", "rl_inl", "1", `{"name":"rl_inl","tasks":[{"name":"rl_inl_leaf","taskReferenceName":"leaf"}]}`)})},
+		start: "rl_inl", limit: 1,
+	}, {
+		name: "through another definition",
+		defs: []string{
+			rlNest("rl_a", `,"rateLimitConfig":{"concurrentExecLimit":1}`, "rl_a_leaf", map[string]string{"2": rlSub("b", "rl_b", "1", "")}),
+			rlNest("rl_b", `,"rateLimitConfig":{"concurrentExecLimit":1}`, "rl_b_leaf", map[string]string{"1": rlSub("a", "rl_a", "0", "")}),
+		},
+		start: "rl_a", limit: 1,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &env{t: t, node: top.node, base: top.base}
+			e.register(tc.defs...)
+			g := newGateWorker(t)
+			e.work(tc.start+"_leaf", 10, g.handle)
+			start := func(depth string) string {
+				return e.must(http.StatusOK, "POST", "/api/workflow", map[string]any{"name": tc.start, "correlationId": "tenant-1",
+					"input": map[string]any{"depth": depth}})
+			}
+			root := start("2")
+			g.waitRunning(t, 1) // the deepest one's leaf
+			var siblings []string
+			for range tc.limit {
+				siblings = append(siblings, start("0"))
+			}
+			g.waitRunning(t, tc.limit)
+			last := siblings[len(siblings)-1]
+			if wf := e.workflow(last); wf.Status != conductor.WorkflowRunning || !wf.RateLimited || len(wf.Tasks) != 0 {
+				t.Fatalf("sibling %s: %s, rateLimited %v, %d tasks; want it queued", last, wf.Status, wf.RateLimited, len(wf.Tasks))
+			}
+			g.open()
+			for _, id := range append([]string{root}, siblings...) {
+				e.waitStatus(id, conductor.WorkflowCompleted)
+			}
+			if _, peak := g.counts(); peak != tc.limit {
+				t.Fatalf("at most %d leaves at the worker at once, want %d", peak, tc.limit)
+			}
+		})
+	}
+}

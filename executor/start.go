@@ -226,6 +226,23 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	if err != nil {
 		return "", 0, fmt.Errorf("start workflow %s: %w", def.Name, err)
 	}
+	if rl != nil && o.ParentWorkflowID != "" {
+		// A SUB_WORKFLOW's child of a line one of its ancestors holds a
+		// place in would queue behind the workflow that waits for it: with
+		// places enough for every level but one, for good. It is part of
+		// the work that ancestor was admitted with, and runs on its place,
+		// unlimited itself, rather than failing its task: a limit spaces
+		// trees out, and a tree that nests itself would never run (Orkes
+		// documents neither). A START_WORKFLOW's or a failure workflow's
+		// starter waits for nothing: they queue.
+		on, err := e.onAncestorsPlace(ctx, def.Name, rl.Key, o.ParentWorkflowID)
+		if err != nil {
+			return "", 0, fmt.Errorf("start workflow %s: %w", def.Name, err)
+		}
+		if on {
+			rl = nil
+		}
+	}
 	queued := false
 	if rl != nil {
 		if queued, err = e.placeStart(ctx, def.Name, rl, id); err != nil {

@@ -209,6 +209,33 @@ func (e *Executor) placeStart(ctx context.Context, name string, rl *engine.RateL
 	return queued, nil
 }
 
+// onAncestorsPlace reports whether parent, or a workflow it runs under up
+// to the top of its tree, is admitted in the line of definition name
+// under key and has not left it: what a sub-workflow of that line would
+// wait for is then its own tree's end. The tree is read from the log, not
+// from the engine that started it, so every engine decides alike; a
+// workflow that ran on its ancestor's place is not limited itself, and
+// the walk goes on past it to the one that holds the place.
+func (e *Executor) onAncestorsPlace(ctx context.Context, name, key, parent string) (bool, error) {
+	for range engine.MaxDepth + 1 {
+		if parent == "" {
+			return false, nil
+		}
+		w, err := e.current(ctx, parent)
+		if err != nil {
+			return false, fmt.Errorf("%w: workflow rate limit: ancestors: %v", fault.ErrUnavailable, err)
+		}
+		if w == nil {
+			return false, nil
+		}
+		if w.RateLimited && !w.Queued && !leftLine(w) && w.Name == name && w.RateLimitKey == key {
+			return true, nil
+		}
+		parent = w.ParentWorkflowID
+	}
+	return false, nil
+}
+
 // placeReopen gives an ended workflow that a restart, retry or rerun
 // makes run again its place back, or refuses it: such a workflow cannot
 // wait for one without tasks.

@@ -270,3 +270,63 @@ func TestPlaceState(t *testing.T) {
 		}
 	}
 }
+
+// A start under a parent runs on a place of its line only if a workflow
+// it runs under holds one, as the log has it: its parent, or one further
+// up past a workflow of another definition. The parent's line must be its
+// own (name and key), and the one holding it admitted and not ended; a
+// start without a parent, its sibling, queues. Every such child queued
+// behind the workflow that waited for it.
+func TestSubWorkflowRunsOnItsAncestorsPlace(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	e := startExecutor(t, testutil.OpenLog(t, ""), nothingScheduled{}, Config{})
+	const (
+		limited = `{"name":"rl_tree","rateLimitConfig":{"rateLimitKey":"${workflow.correlationId}","concurrentExecLimit":1},
+		  "tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`
+		other = `{"name":"rl_other","tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`
+	)
+	start := func(t *testing.T, id, defJSON, corr, parent string) *engine.Workflow {
+		t.Helper()
+		def := mustDef(t, defJSON)
+		if _, _, err := e.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: def.Name, WorkflowDef: def, CorrelationID: corr},
+			StartOptions{WorkflowID: id, ParentWorkflowID: parent}); err != nil {
+			t.Fatal(err)
+		}
+		w, err := e.State(ctx, id)
+		if err != nil || w == nil {
+			t.Fatalf("state of %s: %v, %v", id, w, err)
+		}
+		return w
+	}
+	if w := start(t, "holder", limited, "k", ""); w.Queued {
+		t.Fatal("the first workflow of the line queued")
+	}
+	if w := start(t, "queued-parent", limited, "k", ""); !w.Queued {
+		t.Fatal("the second workflow of the line did not queue")
+	}
+	start(t, "ended", limited, "k2", "")
+	if _, err := e.Submit(ctx, "ended", engine.Terminate{Reason: "done"}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, "middle", other, "k", "holder")
+	for _, tc := range []struct {
+		name, id, corr, parent  string
+		wantLimited, wantQueued bool
+	}{
+		{name: "child of the holder", id: "c1", corr: "k", parent: "holder"},
+		{name: "grandchild through another definition", id: "c2", corr: "k", parent: "middle"},
+		{name: "sibling", id: "c3", corr: "k", wantLimited: true, wantQueued: true},
+		{name: "child of the holder under another key", id: "c4", corr: "k3", parent: "holder", wantLimited: true},
+		{name: "child of a queued workflow", id: "c5", corr: "k", parent: "queued-parent", wantLimited: true, wantQueued: true},
+		{name: "child of an ended holder", id: "c6", corr: "k2", parent: "ended", wantLimited: true},
+		{name: "child of no workflow", id: "c7", corr: "k", parent: "nobody", wantLimited: true, wantQueued: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := start(t, tc.id, limited, tc.corr, tc.parent)
+			if w.RateLimited != tc.wantLimited || w.Queued != tc.wantQueued {
+				t.Fatalf("rateLimited %v, queued %v; want %v, %v", w.RateLimited, w.Queued, tc.wantLimited, tc.wantQueued)
+			}
+		})
+	}
+}
