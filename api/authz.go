@@ -45,7 +45,22 @@ func (s *Server) mayExecution(r *http.Request, name, createdBy string, access au
 
 // execution reads execution id for access by the caller.
 func (s *Server) execution(r *http.Request, id string, access auth.Access) (*engine.Workflow, error) {
-	wf, err := s.deps.Executions.Workflow(r.Context(), id)
+	return s.readExecution(r, id, access, s.deps.Executions.Workflow)
+}
+
+// executionHead is execution without the workflow's tasks (Tasks nil),
+// for a caller that shows or checks none of them: a polled status reads
+// the same few keys at any size of workflow.
+func (s *Server) executionHead(r *http.Request, id string, access auth.Access) (*engine.Workflow, error) {
+	read := s.deps.Executions.Workflow
+	if heads, ok := s.deps.Executions.(ExecutionHeads); ok {
+		read = heads.WorkflowHead
+	}
+	return s.readExecution(r, id, access, read)
+}
+
+func (s *Server) readExecution(r *http.Request, id string, access auth.Access, read func(context.Context, string) (*engine.Workflow, error)) (*engine.Workflow, error) {
+	wf, err := read(r.Context(), id)
 	if err != nil {
 		return nil, err
 	}

@@ -518,7 +518,7 @@ func (s *Server) updateTaskByRef(sync bool) http.HandlerFunc {
 		if err == nil && sync {
 			// The answer is the whole workflow: a worker may report on its
 			// task without being allowed to read the rest.
-			_, err = s.execution(r, wfID, auth.Read)
+			_, err = s.executionHead(r, wfID, auth.Read)
 		}
 		pending := t != nil && t.Active() && !wf.Terminal()
 		switch {

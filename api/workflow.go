@@ -29,6 +29,13 @@ type Executions interface {
 	Workflow(ctx context.Context, id string) (*engine.Workflow, error)
 }
 
+// ExecutionHeads is an Executions that reads a workflow without its tasks
+// (executions.Reader.WorkflowHead) in a few keys, where Workflow reads
+// every task: what the views without tasks and the access checks read.
+type ExecutionHeads interface {
+	WorkflowHead(ctx context.Context, id string) (*engine.Workflow, error)
+}
+
 // Waiter blocks until a read model has applied a log sequence.
 type Waiter interface {
 	WaitFor(ctx context.Context, seq uint64) error
@@ -207,7 +214,7 @@ func (s *Server) startAsCaller(r *http.Request, req conductor.StartWorkflowReque
 		return "", err
 	}
 	if req.IdempotencyKey != "" {
-		if _, err := s.execution(r, id, auth.Read); err != nil {
+		if _, err := s.executionHead(r, id, auth.Read); err != nil {
 			return "", fault.Conflict("a workflow with idempotency key %q exists", req.IdempotencyKey)
 		}
 	}
@@ -228,7 +235,11 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	wf, err := s.execution(r, r.PathValue("id"), auth.Read)
+	read := s.execution
+	if !include {
+		read = s.executionHead
+	}
+	wf, err := read(r, r.PathValue("id"), auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -247,7 +258,7 @@ func (s *Server) getWorkflowStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	wf, err := s.execution(r, r.PathValue("id"), auth.Read)
+	wf, err := s.executionHead(r, r.PathValue("id"), auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -283,7 +294,7 @@ func (s *Server) lifecycle(trigger func(*http.Request) (engine.Trigger, error)) 
 // must be allowed to EXECUTE, and returns once the caller's next read sees
 // it: in the workflow, and in the workflows it reaches (see waitRelated).
 func (s *Server) submit(r *http.Request, id string, trig engine.Trigger) error {
-	if _, err := s.execution(r, id, auth.Execute); err != nil {
+	if _, err := s.executionHead(r, id, auth.Execute); err != nil {
 		return err
 	}
 	out, err := s.deps.Engine.Submit(r.Context(), id, trig, executor.Meta{Principal: principal(r), FollowRelated: true})

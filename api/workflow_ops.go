@@ -19,7 +19,7 @@ import (
 // submitState runs a trigger, waits until the read model shows it, and
 // answers with the workflow's JSON.
 func (s *Server) submitState(w http.ResponseWriter, r *http.Request, id string, trig engine.Trigger) {
-	if _, err := s.execution(r, id, auth.Execute); err != nil {
+	if _, err := s.executionHead(r, id, auth.Execute); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -84,7 +84,7 @@ func (s *Server) upgradeWorkflow(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) upgradeTrigger(r *http.Request, req conductor.UpgradeWorkflowRequest) (engine.Upgrade, error) {
 	// Access first: the lookup's answer names the definition.
-	if _, err := s.execution(r, r.PathValue("id"), auth.Execute); err != nil {
+	if _, err := s.executionHead(r, r.PathValue("id"), auth.Execute); err != nil {
 		return engine.Upgrade{}, err
 	}
 	if s.deps.Definitions == nil {
@@ -158,7 +158,7 @@ func skipFromQuery(r *http.Request, req *conductor.SkipTaskRequest) error {
 // executions it may not operate on. DELETE is checked here, EXECUTE by
 // submit, which runs it as any operator's trigger.
 func (s *Server) submitRemove(r *http.Request, id string, trig engine.Remove) error {
-	if _, err := s.execution(r, id, auth.Delete); err != nil {
+	if _, err := s.executionHead(r, id, auth.Delete); err != nil {
 		return err
 	}
 	return s.submit(r, id, trig)

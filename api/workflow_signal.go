@@ -60,7 +60,7 @@ func (s *Server) signal(sync bool) http.HandlerFunc {
 // signalled returns the task a signal of wfID completes, its workflow,
 // and whose data the signal is (reporter).
 func (s *Server) signalled(r *http.Request, wfID string) (*engine.Workflow, *engine.Task, string, error) {
-	if _, err := s.execution(r, wfID, auth.Execute); err != nil {
+	if _, err := s.executionHead(r, wfID, auth.Execute); err != nil {
 		return nil, nil, "", err
 	}
 	tree, _, err := s.workflowTree(r.Context(), wfID)
@@ -115,10 +115,10 @@ func (s *Server) updateState(w http.ResponseWriter, r *http.Request) {
 	// changes, as is the right to set its variables, or (with neither
 	// variables nor a result) to move it at all.
 	if err == nil {
-		_, err = s.execution(r, id, auth.Read)
+		_, err = s.executionHead(r, id, auth.Read)
 	}
 	if err == nil && (len(upd.Variables) > 0 || upd.TaskResult == nil) {
-		_, err = s.execution(r, id, auth.Execute)
+		_, err = s.executionHead(r, id, auth.Execute)
 	}
 	switch {
 	case err != nil:

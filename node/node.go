@@ -104,6 +104,11 @@ type Node struct {
 	stopErr  error
 }
 
+// The API reads the views without tasks, and checks access, through the
+// read model's head reads (api.ExecutionHeads): without them it would read
+// every task of a workflow for them.
+var _ api.ExecutionHeads = (*executions.Reader)(nil)
+
 // stopStep names the part a shutdown is stopping.
 type stopStep struct{ atomic.Pointer[string] }
 

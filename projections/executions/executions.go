@@ -241,10 +241,21 @@ type inside struct {
 // readState reads a workflow's state with scan, or nil if the workflow is
 // not stored.
 func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) error, token string) (w *engine.Workflow, in inside, err error) {
+	return readParts(scan, token, true)
+}
+
+// readParts is readState; without withTasks it reads the head, the
+// definition and the input alone, leaving Tasks nil: the tasks' keys sort
+// after those (taskKey), so the scan ends before the first of them.
+func readParts(scan func(lower, upper []byte, fn func(key, value []byte) bool) error, token string, withTasks bool) (w *engine.Workflow, in inside, err error) {
 	head := stateKey(token)
 	def, input, tasks := defKey(token), inputKey(token), taskKey(token, 0)[:len(head)+2]
+	upper := append(head[:len(head):len(head)], 1)
+	if !withTasks {
+		upper = tasks
+	}
 	var decodeErr error
-	err = scan(head, append(head[:len(head):len(head)], 1), func(key, value []byte) bool {
+	err = scan(head, upper, func(key, value []byte) bool {
 		switch {
 		case bytes.Equal(key, head):
 			w = new(engine.Workflow)
@@ -295,6 +306,11 @@ func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) e
 	}
 	if err != nil {
 		return nil, inside{}, err
+	}
+	if w != nil && !withTasks {
+		// An earlier layout kept the tasks in the head: a head read
+		// shows none whatever the layout.
+		w.Tasks = nil
 	}
 	return w, in, nil
 }
@@ -513,21 +529,41 @@ func (r *Reader) Workflow(_ context.Context, id string) (*engine.Workflow, error
 	return w, err
 }
 
+// WorkflowHead returns a workflow's state without its tasks (Tasks nil),
+// or an error wrapping fault.ErrNotFound: all that a view without tasks
+// shows (GET /api/workflow/{id}?includeTasks=false, its status) or an
+// access check reads. It reads three keys where Workflow reads every
+// task, so that a client polling a workflow of thousands of tasks until
+// it ends costs what polling one of a few does, not the workflow's size at
+// every poll.
+func (r *Reader) WorkflowHead(_ context.Context, id string) (*engine.Workflow, error) {
+	w, _, _, err := r.workflowParts(id, false)
+	return w, err
+}
+
 // workflowSized is Workflow, with the size of what it read.
 func (r *Reader) workflowSized(id string) (w *engine.Workflow, size int, err error) {
+	w, size, _, err = r.workflowParts(id, true)
+	return w, size, err
+}
+
+// workflowParts reads a workflow (without its tasks unless withTasks),
+// with the size of what it read and its count of keys.
+func (r *Reader) workflowParts(id string, withTasks bool) (w *engine.Workflow, size, keys int, err error) {
 	scan := func(lower, upper []byte, fn func(key, value []byte) bool) error {
 		return r.r.ScanRange(lower, upper, false, func(key, value []byte) bool {
 			size += len(key) + len(value)
+			keys++
 			return fn(key, value)
 		})
 	}
-	if w, _, err = readState(scan, eventlog.Token(id)); err != nil {
-		return nil, 0, err
+	if w, _, err = readParts(scan, eventlog.Token(id), withTasks); err != nil {
+		return nil, 0, 0, err
 	}
 	if w == nil {
-		return nil, 0, fault.NotFound("workflow %s not found", id)
+		return nil, 0, 0, fault.NotFound("workflow %s not found", id)
 	}
-	return w, size, nil
+	return w, size, keys, nil
 }
 
 // TaskWorkflow returns the id of the workflow a task belongs to.

@@ -41,3 +41,10 @@ func CheckTimers(check func(w *engine.Workflow, counted []int64)) (restore func(
 	checkTimers = check
 	return func() { checkTimers = was }
 }
+
+// KeysRead returns how many keys of the read model reading workflow id
+// took: by Workflow (withTasks) or by WorkflowHead.
+func KeysRead(r *Reader, id string, withTasks bool) (int, error) {
+	_, _, keys, err := r.workflowParts(id, withTasks)
+	return keys, err
+}
