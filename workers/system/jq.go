@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"reflect"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -431,10 +432,11 @@ func compileJQ(src string, limits jqLimits) (*gojq.Code, error) {
 //     (an array holding one long string 1000 times);
 //   - regular expressions: subjects longer than maxArray/16 (a match
 //     object per character), maxArray for test (matching cannot be
-//     interrupted: 1e8 characters took 7.7 s); global matches whose
-//     matches times their subject's length exceed maxRegexWork (see
-//     guardRegex); explode, split and indices of strings longer than
-//     maxArray, fromjson of texts that long.
+//     interrupted: 1e8 characters took 7.7 s); matches whose subject's
+//     bytes times their expression's instructions exceed maxRegexSteps;
+//     global matches whose matches times their subject's length exceed
+//     maxRegexWork (see guardRegex); explode, split and indices of
+//     strings longer than maxArray, fromjson of texts that long.
 //
 // The functions that check have names a query cannot spell (fv#…): a query
 // can neither call nor redefine them.
@@ -458,7 +460,7 @@ var jqGuards = func() map[string]jqGuard {
 		{jqGuard{input: "fv#add"}, "add/0"},
 		{jqGuard{input: "fv#flatten"}, "flatten/0 flatten/1"},
 		{jqGuard{input: "fv#digits"}, "tonumber/0"},
-		{jqGuard{input: "fv#chars"}, "test/1 test/2 explode/0 split/1 indices/1"},
+		{jqGuard{input: "fv#chars"}, "explode/0 split/1 indices/1"},
 		{jqGuard{input: "fv#chars", output: "fv#numbers"}, "fromjson/0"},
 	} {
 		for _, c := range strings.Fields(g.calls) {
@@ -605,24 +607,33 @@ func guardInterpolation(s *gojq.String) {
 }
 
 // A regexCall is a call taking a regular expression: the positions of its
-// regular expression and flags among its arguments (-1: none), and
-// whether it matches globally whatever its flags.
+// regular expression and flags among its arguments (-1: none), and what
+// it matches: regexTest, a yes or no; regexOne, one match object (or
+// every match with the flag g); regexGlobal, every match whatever its
+// flags.
 type regexCall struct {
 	re, flags int
-	global    bool
+	kind      string
 }
 
-// regexCalls are jq's functions over regular expressions, but test (one
-// match at most) and split/1 (no regular expression).
+const (
+	regexTest   = "test"
+	regexOne    = "one"
+	regexGlobal = "global"
+)
+
+// regexCalls are jq's functions over regular expressions, but split/1
+// (no regular expression).
 var regexCalls = map[string]regexCall{
-	"match/1": {0, -1, false}, "match/2": {0, 1, false}, "capture/1": {0, -1, false}, "capture/2": {0, 1, false},
-	"scan/1": {0, -1, true}, "scan/2": {0, 1, true}, "splits/1": {0, -1, true}, "splits/2": {0, 1, true},
-	"split/2": {0, 1, true}, "sub/2": {0, -1, false}, "sub/3": {0, 2, false}, "gsub/2": {0, -1, true},
-	"gsub/3": {0, 2, true}, "_match/3": {0, 1, false},
+	"test/1": {0, -1, regexTest}, "test/2": {0, 1, regexTest},
+	"match/1": {0, -1, regexOne}, "match/2": {0, 1, regexOne}, "capture/1": {0, -1, regexOne}, "capture/2": {0, 1, regexOne},
+	"scan/1": {0, -1, regexGlobal}, "scan/2": {0, 1, regexGlobal}, "splits/1": {0, -1, regexGlobal}, "splits/2": {0, 1, regexGlobal},
+	"split/2": {0, 1, regexGlobal}, "sub/2": {0, -1, regexOne}, "sub/3": {0, 2, regexOne}, "gsub/2": {0, -1, regexGlobal},
+	"gsub/3": {0, 2, regexGlobal}, "_match/3": {0, 1, regexOne},
 }
 
 // guardRegex rewrites a call over a regular expression as
-// `re as $fv#re | flags as $fv#flags | fv#regex($fv#re; $fv#flags; global) | f($fv#re; …; $fv#flags)`,
+// `re as $fv#re | flags as $fv#flags | fv#regex($fv#re; $fv#flags; kind) | f($fv#re; …; $fv#flags)`,
 // binding its regular expression and flags in the order jq binds them, so
 // that the check sees the values the call will: gojq computes each match's
 // offset by counting from the subject's start, one step of Go no budget
@@ -640,11 +651,8 @@ func guardRegex(t *gojq.Term, rx regexCall) {
 		args[rx.flags] = flags
 	}
 	args[rx.re] = re
-	global := &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFalse}}
-	if rx.global {
-		global = &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeTrue}}
-	}
-	q := jqPipe(jqCall("fv#regex", re, checkFlags, global),
+	kind := &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeString, Str: &gojq.String{Str: rx.kind}}}
+	q := jqPipe(jqCall("fv#regex", re, checkFlags, kind),
 		&gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFunc, Func: &gojq.Func{Name: t.Func.Name, Args: args}}})
 	for i := len(binds) - 1; i >= 0; i-- {
 		if b := binds[i]; b.at >= 0 {
@@ -660,16 +668,28 @@ func guardRegex(t *gojq.Term, rx regexCall) {
 // scan(".") over 40,000 characters (1.6e9) took 0.9 s.
 const maxRegexWork = 1 << 29
 
+// maxRegexSteps bounds the steps of one match: its subject's bytes times
+// its regular expression's instructions, each of which Go's matcher may
+// take at every byte. One match is one step of Go that no budget
+// interrupts: test("[ab]{1000}c") over 1,000,000 characters took 19 s
+// under a budget of 200 ms. 1<<25 is about 0.5 s at its worst.
+const maxRegexSteps = 1 << 25
+
 // regex checks a call over a regular expression before it runs: its
-// subject's length, and a global match's work. An argument the call would
-// refuse (not a string, an invalid expression) passes, for the call to
-// say what is wrong with it.
+// subject's length, a match's steps, and a global match's work. An
+// argument the call would refuse (not a string, an invalid expression)
+// passes, for the call to say what is wrong with it.
 func (l jqLimits) regex(v any, args []any) any {
 	s, ok := v.(string)
 	if !ok {
 		return v
 	}
-	if err := l.chars(s, l.maxArray/16); err != nil {
+	kind, _ := args[2].(string)
+	limit := l.maxArray / 16 // a match object per character
+	if kind == regexTest {
+		limit = l.maxArray
+	}
+	if err := l.chars(s, limit); err != nil {
 		return err
 	}
 	re, flags := args[0], args[1]
@@ -681,7 +701,7 @@ func (l jqLimits) regex(v any, args []any) any {
 	}
 	pattern, ok := re.(string)
 	fl, _ := flags.(string)
-	if !ok || args[2] != true && !strings.ContainsRune(fl, 'g') {
+	if !ok {
 		return v
 	}
 	if strings.ContainsRune(fl, 'i') {
@@ -689,6 +709,17 @@ func (l jqLimits) regex(v any, args []any) any {
 	}
 	if strings.ContainsRune(fl, 'm') {
 		pattern = "(?s)" + pattern
+	}
+	insts, ok := regexInsts(pattern)
+	if !ok {
+		return v
+	}
+	if int64(len(s))*insts > maxRegexSteps {
+		return fmt.Errorf("a match in a string of %d bytes with a regular expression of %d instructions exceeds the limit of %d steps (bytes times instructions)",
+			len(s), insts, maxRegexSteps)
+	}
+	if kind != regexGlobal && !strings.ContainsRune(fl, 'g') {
+		return v
 	}
 	r, err := regexp.Compile(pattern)
 	if err != nil {
@@ -1074,4 +1105,18 @@ func intDigits(i int) int {
 		n++
 	}
 	return n
+}
+
+// regexInsts is the size of the program Go's matcher runs for pattern,
+// as regexp.Compile builds it; false if pattern does not compile.
+func regexInsts(pattern string) (int64, bool) {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return 0, false
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0, false
+	}
+	return int64(len(prog.Inst)), true
 }

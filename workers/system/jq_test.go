@@ -59,6 +59,12 @@ func TestJQStaysWithinBudget(t *testing.T) {
 		{name: "regular expression over a long string", query: `.s | test("(a*)*b")`, input: long, fails: "exceeds the limit of 1048576 for this function"},
 		{name: "matches of a long string", query: `.s[:100000] | [match("a"; "g")] | length`, input: long, fails: "exceeds the limit of 65536 for this function"},
 		{name: "explode of a long string", query: `.s | explode | length`, input: long, fails: "exceeds the limit"},
+		// One match runs its expression's instructions at every byte, in
+		// one step of Go: 1,003 instructions over 200,000 bytes took 2 s.
+		{name: "large expression tested over a long string", query: `.s[:200000] | test("[ab]{1000}c")`, input: long, fails: "exceeds the limit of 33554432 steps"},
+		{name: "large expression matched over a long string", query: `.s[:60000] | [match("[ab]{1000}c"; "g")] | length`, input: long, fails: "exceeds the limit of 33554432 steps"},
+		{name: "large expression substituted in a long string", query: `.s[:60000] | sub("[ab]{1000}c"; "x") | length`, input: long, fails: "exceeds the limit of 33554432 steps"},
+		{name: "small expression tested over a long string", query: `.s[:1000000] | test("^(a|b)+$")`, input: long, results: []any{true}},
 		{name: "deep value compared", query: `reduce range(2000) as $i (0; [.]) | . == .`, fails: "value nested more than 1000 levels deep"},
 		{name: "deep object", query: `reduce range(2000) as $i (0; {a: .}) | tojson`, fails: "value nested more than 1000 levels deep"},
 		{name: "deep value through to_entries", query: `reduce range(2000) as $i ({}; {a: .} | to_entries | .[0])`, fails: "value nested more than 1000 levels deep"},
