@@ -50,6 +50,11 @@ type Config struct {
 	// starting one; NATSCreds authenticates to it.
 	NATSURL   string
 	NATSCreds string
+	// NATSReplicas is how many copies the streams and key-value buckets
+	// keep on an external cluster (3 on a 3-node cluster); the embedded
+	// server is one node and keeps 1. It is applied at every start, so it
+	// also scales existing streams.
+	NATSReplicas int
 	// NATSTLSCert and NATSTLSKey are the client certificate shown to an
 	// external server that verifies its clients; NATSCA, the CA that
 	// signed the server's certificate, when the system's roots do not
@@ -155,6 +160,7 @@ func DefaultConfig() Config {
 		DataDir:             "./data",
 		HTTPAddr:            "127.0.0.1:8080",
 		NATSListen:          "127.0.0.1:4222",
+		NATSReplicas:        1,
 		HTTPIdleTimeout:     75 * time.Second,
 		Fsync:               string(eventlog.FsyncAlways),
 		GroupCommit:         true,
@@ -269,7 +275,13 @@ func (c Config) validateNATS() []error {
 				errs = append(errs, fmt.Errorf("%s is for an external NATS server (--nats); the embedded one makes its own", f.flag))
 			}
 		}
+		if c.NATSReplicas != 1 {
+			errs = append(errs, errors.New("--nats-replicas is for an external NATS cluster (--nats); the embedded server keeps one copy"))
+		}
 		return errs
+	}
+	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
+		errs = append(errs, fmt.Errorf("--nats-replicas %d: want 1..5", c.NATSReplicas))
 	}
 	if c.NATSMaxStore != 0 {
 		errs = append(errs, errors.New("--nats-max-store bounds the embedded NATS server; an external server's limits are set in its own configuration"))
@@ -302,6 +314,7 @@ func (c Config) Eventlog() eventlog.Config {
 	}
 	ec.URL = c.NATSURL
 	ec.CredsFile = c.NATSCreds
+	ec.Replicas = c.NATSReplicas
 	ec.ClientCertFile, ec.ClientKeyFile, ec.CAFile = c.NATSTLSCert, c.NATSTLSKey, c.NATSCA
 	ec.Fsync = eventlog.FsyncMode(c.Fsync)
 	ec.GroupCommit = c.GroupCommit

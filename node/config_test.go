@@ -108,6 +108,10 @@ func TestValidateNATSFlags(t *testing.T) {
 		{"certificate without key", func(c *Config) { c.NATSURL, c.NATSTLSCert = "tls://127.0.0.1:4222", "c.pem" },
 			"give both --nats-tls-cert and --nats-tls-key, or neither"},
 		{"external server", func(c *Config) { c.NATSURL, c.NATSCreds = "tls://127.0.0.1:4222", "w.creds" }, ""},
+		{"replicas without --nats", func(c *Config) { c.NATSReplicas = 3 }, "--nats-replicas is for an external NATS cluster (--nats); the embedded server keeps one copy"},
+		{"no replicas", func(c *Config) { c.NATSURL, c.NATSReplicas = "nats://127.0.0.1:4222", 0 }, "--nats-replicas 0: want 1..5"},
+		{"six replicas", func(c *Config) { c.NATSURL, c.NATSReplicas = "nats://127.0.0.1:4222", 6 }, "--nats-replicas 6: want 1..5"},
+		{"three replicas", func(c *Config) { c.NATSURL, c.NATSReplicas = "nats://127.0.0.1:4222", 3 }, ""},
 	} {
 		c := DefaultConfig()
 		tt.set(&c)
@@ -177,6 +181,31 @@ func TestValidatePlaintextBeyondLoopback(t *testing.T) {
 			t.Errorf("%s: %v; want the way out named", tt.name, err)
 		case err != nil && strings.Contains(err.Error(), "url-secret"):
 			t.Errorf("%s: %v; holds the URL's credentials", tt.name, err)
+		}
+	}
+}
+
+// The streams and buckets of a cluster keep as many copies as
+// --nats-replicas says: before it, every one was R1 on any cluster, and an
+// operator's R3 streams were scaled down to R1 at start.
+func TestEventlogReplicas(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		set  func(c *Config)
+		want int
+	}{
+		{"embedded", func(*Config) {}, 1},
+		{"external, default", func(c *Config) { c.NATSURL = "nats://127.0.0.1:4222" }, 1},
+		{"external, three", func(c *Config) { c.NATSURL, c.NATSReplicas = "nats://127.0.0.1:4222", 3 }, 3},
+	} {
+		c := DefaultConfig()
+		tt.set(&c)
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := c.Eventlog().Replicas; got != tt.want {
+			t.Errorf("%s: the event log keeps %d replicas; want %d", tt.name, got, tt.want)
 		}
 	}
 }

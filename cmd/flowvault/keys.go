@@ -67,6 +67,10 @@ func offlineFlags(name, usage string, args []string, stderr io.Writer, extra fun
 	str(&cfg.DataDir, "data", "the (stopped) server's data directory")
 	str(&cfg.NATSURL, "nats", "external NATS server URL(s) instead of the data directory's embedded store")
 	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
+	// The command makes sure of the streams and buckets it opens, at the
+	// server's replicas: at 1 it would scale a cluster's R3 ones down.
+	replicas := strconv.Itoa(cfg.NATSReplicas)
+	str(&replicas, "nats-replicas", "copies each stream and bucket keeps on the --nats cluster, as the servers' --nats-replicas")
 	str(&cfg.MasterKeyFile, "master-key-file", "file holding the master key; or set $"+secrets.MasterKeyEnv)
 	if extra != nil {
 		extra(fs, str)
@@ -83,6 +87,12 @@ func offlineFlags(name, usage string, args []string, stderr io.Writer, extra fun
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "flowvault %s: unexpected argument %q\n", name, pos[0])
 		return cfg, errUsage
+	}
+	if cfg.NATSReplicas, err = strconv.Atoi(replicas); err != nil || cfg.NATSReplicas < 1 || cfg.NATSReplicas > 5 {
+		return cfg, fmt.Errorf("--nats-replicas %q: want 1..5", replicas)
+	}
+	if cfg.NATSURL == "" && cfg.NATSReplicas != 1 {
+		return cfg, errors.New("--nats-replicas is for an external NATS cluster (--nats); the embedded server keeps one copy")
 	}
 	if err := checkMasterKeyFile(fs, cfg.MasterKeyFile); err != nil {
 		return cfg, err

@@ -89,6 +89,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	size(&cfg.NATSMaxStore, "nats-max-store", "most the embedded NATS server stores (bytes, or 500MB, 20GiB...); default 75% of the disk space free at start")
 	str(&cfg.NATSURL, "nats", "external NATS server URL(s); disables the embedded server")
 	str(&cfg.NATSCreds, "nats-creds", "credentials file for --nats")
+	integer(&cfg.NATSReplicas, "nats-replicas", "copies each stream and bucket keeps on the --nats cluster (3 on a 3-node cluster)")
 	str(&cfg.NATSTLSCert, "nats-tls-cert", "PEM client certificate for a --nats server that verifies its clients")
 	str(&cfg.NATSTLSKey, "nats-tls-key", "PEM key of --nats-tls-cert")
 	str(&cfg.NATSCA, "nats-ca", "PEM CA certificate(s) of the --nats server's certificate (default: the system's roots)")
