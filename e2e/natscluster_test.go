@@ -17,6 +17,7 @@ import (
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // natsCluster is three nats-servers in the test's process, routed to each
@@ -182,6 +183,9 @@ func TestNATSClusterStreamsKeepReplicas(t *testing.T) {
 	var seen []string
 	for info := range l.Info() {
 		seen = append(seen, fmt.Sprintf("%s R%d %s peers=%d", info.Config.Name, info.Config.Replicas, info.Config.Storage, 1+len(info.Cluster.Replicas)))
+		if strings.HasPrefix(info.Config.Name, "KV_"+secrets.KeyBucket) && info.Config.AllowDirect {
+			t.Errorf("%s: followers answer direct gets, and may not have a key just created yet", info.Config.Name)
+		}
 	}
 	if l.Err() != nil {
 		t.Fatal(l.Err())

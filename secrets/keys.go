@@ -241,9 +241,13 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, name string, replic
 		Storage:           jetstream.FileStorage,
 		Replicas:          replicas,
 		AllowRollup:       true,
-		AllowDirect:       true,
-		Duplicates:        2 * time.Minute,
-		Discard:           jetstream.DiscardNew,
+		// Every replica answers a direct get, a follower before it has
+		// applied the newest writes: on a cluster, a key another engine
+		// just created would read as not found, that is destroyed. Reads
+		// there go to the leader.
+		AllowDirect: replicas == 1,
+		Duplicates:  2 * time.Minute,
+		Discard:     jetstream.DiscardNew,
 	})
 	if err != nil {
 		return bucket{}, fmt.Errorf("key bucket %s: %w", name, err)
