@@ -174,15 +174,26 @@ func manageWorkerCredentials(ctx context.Context, sub string, args []string, std
 		return err
 	}
 	for _, cr := range list {
-		allows := slices.Concat(cr.TaskTypes, prefixed("start:", cr.StartWorkflows), prefixed("subscribe:", cr.Subscribe))
-		revoked := "-"
-		if cr.RevokedAt != 0 {
-			revoked = "revoked " + time.UnixMilli(cr.RevokedAt).UTC().Format(time.RFC3339) + " by " + printable(cr.RevokedBy)
-		}
-		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\texpires %s\t%s\n", cr.User, printable(cmp.Or(cr.Name, "-")), printable(strings.Join(allows, ",")),
-			printable(cr.IssuedBy), time.UnixMilli(cr.Expires).UTC().Format(time.RFC3339), revoked)
+		fmt.Fprintln(stdout, issuedLine(cr))
 	}
 	return nil
+}
+
+// issuedLine is one line of worker-credentials list. What the credentials
+// allow names their domains, and "domains-only" when they reach no queue
+// without domain: without them, credentials for domain eu's queue alone
+// read as credentials for the type's every queue.
+func issuedLine(cr natsauth.Issued) string {
+	allows := slices.Concat(cr.TaskTypes, prefixed("domain:", cr.Domains), prefixed("start:", cr.StartWorkflows), prefixed("subscribe:", cr.Subscribe))
+	if cr.DomainsOnly {
+		allows = append(allows, "domains-only")
+	}
+	revoked := "-"
+	if cr.RevokedAt != 0 {
+		revoked = "revoked " + time.UnixMilli(cr.RevokedAt).UTC().Format(time.RFC3339) + " by " + printable(cr.RevokedBy)
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\texpires %s\t%s", cr.User, printable(cmp.Or(cr.Name, "-")), printable(strings.Join(allows, ",")),
+		printable(cr.IssuedBy), time.UnixMilli(cr.Expires).UTC().Format(time.RFC3339), revoked)
 }
 
 // prefixed is each of list with prefix.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/workers"
 )
 
@@ -178,5 +179,37 @@ func TestWorkerCredentialsOutRefused(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(existing); string(b) != "an admin's key" {
 		t.Fatalf("the existing file now holds %q", b)
+	}
+}
+
+// list says what each credentials allow, their domains included: a line
+// for domain eu's queue alone read as one for the type's every queue.
+func TestIssuedLine(t *testing.T) {
+	t.Parallel()
+	const user = "UAB"
+	expires := time.Date(2027, 1, 5, 0, 0, 0, 0, time.UTC).UnixMilli()
+	for _, tt := range []struct {
+		name string
+		cr   natsauth.Issued
+		want string
+	}{
+		{"types", natsauth.Issued{TaskTypes: []string{"resize", "thumb"}, Name: "img"},
+			"UAB\timg\tresize,thumb\tapp:a\texpires 2027-01-05T00:00:00Z\t-"},
+		{"domains", natsauth.Issued{TaskTypes: []string{"resize"}, Domains: []string{"eu", "us"}},
+			"UAB\t-\tresize,domain:eu,domain:us\tapp:a\texpires 2027-01-05T00:00:00Z\t-"},
+		{"domains only", natsauth.Issued{TaskTypes: []string{"resize"}, Domains: []string{"eu"}, DomainsOnly: true},
+			"UAB\t-\tresize,domain:eu,domains-only\tapp:a\texpires 2027-01-05T00:00:00Z\t-"},
+		{"starts and events", natsauth.Issued{StartWorkflows: []string{"wf"}, Subscribe: []string{"orders.>"}},
+			"UAB\t-\tstart:wf,subscribe:orders.>\tapp:a\texpires 2027-01-05T00:00:00Z\t-"},
+		{"revoked", natsauth.Issued{TaskTypes: []string{"resize"}, RevokedAt: expires, RevokedBy: "app:b"},
+			"UAB\t-\tresize\tapp:a\texpires 2027-01-05T00:00:00Z\trevoked 2027-01-05T00:00:00Z by app:b"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cr := tt.cr
+			cr.User, cr.IssuedBy, cr.Expires = user, "app:a", expires
+			if got := issuedLine(cr); got != tt.want {
+				t.Errorf("issuedLine = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
