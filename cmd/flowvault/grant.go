@@ -25,7 +25,8 @@ commands:
 
 SUBJECT is app:ID, user:ID, group:ID or role:NAME. TARGET is TYPE:ID, such as
 SECRET_NAME:db_password, TAG:env:prod (every secret, definition... tagged env=prod),
-WORKFLOW_DEF:order_flow, TASK_DEF:charge, ENV_VARIABLE:region, WORKFLOW_SCHEDULE:nightly.
+WORKFLOW_DEF:order_flow, TASK_DEF:charge, ENV_VARIABLE:region, WORKFLOW_SCHEDULE:nightly,
+DOMAIN:eu (every task type in domain eu's queue).
 
 flags of every command:
 ` + clientUsage
