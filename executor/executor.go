@@ -77,6 +77,12 @@ type Config struct {
 	// rerun past it is refused with fault.ErrRateLimited. 0: no bound. It
 	// needs a Schedule that is a RunningCounter.
 	MaxRunningWorkflows int
+	// KeyCatchUpWait bounds how long a check of an idempotency key waits
+	// for the read model to catch up with the log (see SetCatchUp), the
+	// request's context bounding it too: past it the check is refused
+	// with fault.ErrUnavailable rather than decided on what may be stale
+	// (a read model rebuilding). Default 5 s.
+	KeyCatchUpWait time.Duration
 	// Snapshots, when set, gives a state to start from on a cache miss
 	// instead of folding the workflow's whole subject.
 	Snapshots Snapshots
@@ -116,6 +122,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueIdle <= 0 {
 		c.QueueIdle = 5 * time.Minute
+	}
+	if c.KeyCatchUpWait <= 0 {
+		c.KeyCatchUpWait = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -196,6 +205,7 @@ type Executor struct {
 	pollOwner PollOwner
 	// unrestricted tells the principals who may do anything (an admin).
 	unrestricted Unrestricted
+	catchUp      CatchUp
 	polls        *poller
 	lanes        *lanes
 	limits       *limits
@@ -754,6 +764,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			// A restart, retry or rerun starts the workflow again, which
 			// its key refuses while another workflow with it runs, as it
 			// refuses a FAIL_ON_RUNNING start: two would run with it.
+			if err := e.keysCaughtUp(ctx); err != nil {
+				return Outcome{}, fmt.Errorf("workflow %s: %w", w.ID, err)
+			}
 			runner, status, err := e.runningWithKey(ctx, w.Name, w.IdempotencyKey, w.ID)
 			if err != nil {
 				return Outcome{}, err

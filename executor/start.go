@@ -145,6 +145,9 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 	}
 	id := o.WorkflowID
 	if req.IdempotencyKey != "" {
+		if err := e.keysCaughtUp(ctx); err != nil {
+			return "", 0, fmt.Errorf("start workflow %s: %w", def.Name, err)
+		}
 		existing, status, found, err := e.lookupIdempotency(ctx, def.Name, req.IdempotencyKey)
 		if err != nil {
 			return "", 0, err
@@ -325,6 +328,33 @@ func (e *Executor) lookupIdempotency(ctx context.Context, name, key string) (str
 		return "", "", false, fmt.Errorf("idempotency key %q: %w", key, err)
 	}
 	return id, status, found, nil
+}
+
+// CatchUp waits until the read model the Schedule reads has applied every
+// record the workflows' stream held when it was called.
+type CatchUp func(ctx context.Context) error
+
+// SetCatchUp installs the wait that the checks of an idempotency key make
+// before they read the key's workflows (before Start). An answered start,
+// restart, retry or rerun waits only for its own engine's read model, and
+// not for what it sets off; a check that read a model short of it would
+// let a second workflow run with the key. Without it, the checks read the
+// model as it is.
+func (e *Executor) SetCatchUp(c CatchUp) { e.catchUp = c }
+
+// keysCaughtUp makes the key's workflows, as the read model lists them
+// next, include every one the log held when it was called. Only keyed
+// starts and reopens of keyed workflows wait for it.
+func (e *Executor) keysCaughtUp(ctx context.Context) error {
+	if e.catchUp == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.KeyCatchUpWait)
+	defer cancel()
+	if err := e.catchUp(ctx); err != nil {
+		return fmt.Errorf("idempotency key: the workflows read model is behind the log, try again: %v: %w", err, fault.ErrUnavailable)
+	}
+	return nil
 }
 
 // runningWithKey returns a workflow other than self that runs with key,

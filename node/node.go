@@ -338,6 +338,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.execRunner = execRunner
+	n.executor.SetCatchUp(n.catchUpExecutions)
 	// Timers and recovery read the executions model: let it catch up first.
 	if err := catchUp(ctx, n.log, eventlog.Workflows.Name, execRunner); err != nil {
 		return nil, err
