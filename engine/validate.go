@@ -398,10 +398,12 @@ func walk(tasks []*conductor.WorkflowTask, path string, fn func(string, *conduct
 }
 
 // templateErrors are the errors of a template the engine evaluates:
-// syntax, and secrets or environment values read where they would read
-// null (expr.MisplacedDeferred).
+// syntax, secrets or environment values read where they would read null
+// (expr.MisplacedDeferred), and ones read by a name none can have
+// (expr.ImpossibleNames).
 func templateErrors(tmpl any) []expr.PathError {
-	return append(expr.ValidateTemplate(tmpl), expr.MisplacedDeferred(tmpl)...)
+	errs := append(expr.ValidateTemplate(tmpl), expr.MisplacedDeferred(tmpl)...)
+	return append(errs, expr.ImpossibleNames(tmpl)...)
 }
 
 // subWorkflowExpressions are the fields of a SUB_WORKFLOW's

@@ -67,6 +67,25 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"environment value nested", withInput("${workflow.input.${workflow.env.key}}"), "tasks[0].inputParameters.x"},
 		{"secret in outputParameters", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"outputParameters":{"o":"${$.workflow.secrets.s}"}}`, "outputParameters.o"},
 		{"environment value in items", `{"name":"x","tasks":[{"name":"l","taskReferenceName":"l","type":"DO_WHILE","items":"${$.workflow.env.list}","loopOver":[{"name":"a","taskReferenceName":"a"}]}]}`, "tasks[0].items"},
+		// A name spelled in the definition that no secret or environment
+		// value can have (secrets.NameRule) fails every run at the
+		// hand-off; one made of data is judged there.
+		{"secret name with a space", withInput("${workflow.secrets.a b}"), "tasks[0].inputParameters.x"},
+		{"secret name with a space in text", withInput("Bearer ${workflow.secrets.tok} ${workflow.secrets.a b}"), "tasks[0].inputParameters.x"},
+		{"secret name in unicode", withInput("${workflow.secrets.clé}"), "tasks[0].inputParameters.x"},
+		{"secret name empty", withInput("${workflow.secrets.}"), "tasks[0].inputParameters.x"},
+		{"secret name empty before a field", withInput("${workflow.secrets..password}"), "tasks[0].inputParameters.x"},
+		{"secret name with a slash", withInput("${workflow.secrets.db/prod}"), "tasks[0].inputParameters.x"},
+		{"secret name of 257 characters", withInput("${workflow.secrets." + strings.Repeat("k", 257) + "}"), "tasks[0].inputParameters.x"},
+		{"secret name in outputParameters", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"outputParameters":{"o":"${workflow.secrets.a b}"}}`, "outputParameters.o"},
+		{"environment value name with a space", withInput("${workflow.env.my region}"), "tasks[0].inputParameters.x"},
+		{"environment value name in unicode", withInput("${workflow.env.région}"), "tasks[0].inputParameters.x"},
+		{"environment value name empty", withInput("${workflow.env.}"), "tasks[0].inputParameters.x"},
+		{"secret field after a dot", withInput("${workflow.secrets.a.b}"), ""},
+		{"secret name spaced in its braces", withInput("${ workflow.secrets.db_creds-2 }"), ""},
+		{"secret name of 256 characters", withInput("${workflow.secrets." + strings.Repeat("k", 256) + "}"), ""},
+		{"environment value field after a dot", withInput("${workflow.env.region.name}"), ""},
+		{"secret name made of data with a space", withInput("${workflow.secrets.${workflow.input.n}}-${workflow.env.${workflow.input.e}}"), ""},
 		// The fields of a subWorkflowParam the engine evaluates as it
 		// starts the child.
 		{"sub workflow keyed on the document", withSub(`"idempotencyKey":"${$.concat('k-', $.workflow.input.id)}"`), ""},

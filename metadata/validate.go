@@ -222,9 +222,9 @@ func checkTaskDef(ve *fault.ValidationError, prefix string, def *conductor.TaskD
 	checkSchema(ve, at(prefix, "outputSchema"), def.OutputSchema)
 	// A task's input is evaluated over this template as over its
 	// inputParameters, where the engine refuses a secret or environment
-	// value read from the document: it reads null, and the key falls back
-	// to the template's text.
-	for _, pe := range expr.MisplacedDeferred(def.InputTemplate) {
+	// value read from the document (it reads null, and the key falls back
+	// to the template's text) or by a name none can have.
+	for _, pe := range append(expr.MisplacedDeferred(def.InputTemplate), expr.ImpossibleNames(def.InputTemplate)...) {
 		ve.Add(at(at(prefix, "inputTemplate"), pe.Path), "%v", pe.Err)
 	}
 }

@@ -139,6 +139,9 @@ func TestTaskDefValidation(t *testing.T) {
 		// reads null (expr.MisplacedDeferred).
 		{"inputTemplate reading a secret as a path", `"inputTemplate":{"k":"${$.workflow.secrets.tok}"}`, "inputTemplate.k"},
 		{"inputTemplate concat of an environment value", `"inputTemplate":{"h":{"a":"${$.concat('k-', $.workflow.env.region)}"}}`, "inputTemplate.h.a"},
+		// Or by a name no secret or environment value can have.
+		{"inputTemplate reading a secret no secret can be", `"inputTemplate":{"k":"Bearer ${workflow.secrets.a b}"}`, "inputTemplate.k"},
+		{"inputTemplate reading an environment value by an empty name", `"inputTemplate":{"k":"${workflow.env.}"}`, "inputTemplate.k"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/valuename"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 )
@@ -223,11 +224,11 @@ func checkEvent(subject string, ev schemas.Event) error {
 		if e.Version < 1 || e.KeyID == "" || len(e.Ciphertext) == 0 {
 			return poison("secret version %d without key or ciphertext", e.Version)
 		}
-		name, want, nameErr = e.Name, SecretSubject(e.Name), checkName("secret", e.Name)
+		name, want, nameErr = e.Name, SecretSubject(e.Name), valuename.Check("secret", e.Name)
 	case *schemas.SecretDeleted:
-		name, want, nameErr = e.Name, SecretSubject(e.Name), checkName("secret", e.Name)
+		name, want, nameErr = e.Name, SecretSubject(e.Name), valuename.Check("secret", e.Name)
 	case *schemas.SecretTagsSet:
-		name, want, nameErr = e.Name, SecretSubject(e.Name), checkName("secret", e.Name)
+		name, want, nameErr = e.Name, SecretSubject(e.Name), valuename.Check("secret", e.Name)
 	case *schemas.EnvValuePut:
 		name, want, nameErr = e.Name, EnvSubject(e.Name), CheckEnvName(e.Name)
 	case *schemas.EnvValueDeleted:
@@ -238,7 +239,7 @@ func checkEvent(subject string, ev schemas.Event) error {
 		return poison("unexpected event %T", ev)
 	}
 	if nameErr != nil || subject != want {
-		return poison("name %q does not belong on subject %s", shorten(name), subject)
+		return poison("name %q does not belong on subject %s", valuename.Shorten(name), subject)
 	}
 	return nil
 }

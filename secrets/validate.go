@@ -6,6 +6,7 @@ import (
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/taglimit"
+	"github.com/flowvault/flowvault/internal/valuename"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -13,7 +14,7 @@ import (
 // Limits of names, values and tags.
 const (
 	// MaxNameLen bounds a secret or environment value name, in bytes.
-	MaxNameLen = 256
+	MaxNameLen = valuename.MaxLen
 	// MaxValueLen bounds a value, in bytes (Orkes: 65,535 characters).
 	MaxValueLen = 65535
 	// MaxTags bounds the tags of one secret or environment value, and
@@ -24,7 +25,7 @@ const (
 )
 
 // NameRule is the rule every name must follow, as error messages state it.
-const NameRule = "[a-zA-Z0-9_-]+ (letters, digits, '_' and '-'; no dots, spaces or slashes), at most 256 characters"
+const NameRule = valuename.Rule
 
 // reservedNames are secret names that GET routes of the REST API shadow
 // (GET /api/secrets/v2 lists secrets, it does not read a secret "v2").
@@ -37,7 +38,7 @@ var reservedNames = map[string]string{
 // CheckSecretName reports whether name can name a secret. The error wraps
 // fault.ErrInvalid and states the rule.
 func CheckSecretName(name string) error {
-	if err := checkName("secret", name); err != nil {
+	if err := valuename.Check("secret", name); err != nil {
 		return err
 	}
 	if route, ok := reservedNames[name]; ok {
@@ -47,30 +48,7 @@ func CheckSecretName(name string) error {
 }
 
 // CheckEnvName reports whether name can name an environment value.
-func CheckEnvName(name string) error { return checkName("environment variable", name) }
-
-func checkName(kind, name string) error {
-	if name == "" {
-		return fault.Invalid("%s name is empty: it must match %s", kind, NameRule)
-	}
-	if len(name) > MaxNameLen {
-		return fault.Invalid("%s name is %d characters: it must match %s", kind, len(name), NameRule)
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return fault.Invalid("%s name %q is invalid: it must match %s", kind, shorten(name), NameRule)
-		}
-	}
-	return nil
-}
-
-// shorten keeps error messages short when a name is long.
-func shorten(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return s[:64] + "…"
-}
+func CheckEnvName(name string) error { return valuename.Check("environment variable", name) }
 
 // CheckValue reports whether v can be stored as a secret or environment
 // value: at most MaxValueLen bytes of UTF-8 text (JSON is text). Errors

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/flowvault/flowvault/internal/valuename"
 )
 
 // ErrDeferredInPath is wrapped by the errors of MisplacedDeferred.
@@ -21,6 +23,20 @@ var ErrDeferredInPath = errors.New("reads a secret or environment value where th
 // ${workflow.secrets.X} or ${workflow.env.X} of their own): it would read
 // null. A string that does not parse is left to ValidateTemplate.
 func MisplacedDeferred(tmpl any) []PathError {
+	return expressionErrors(tmpl, func(body []node) error {
+		if what := misplaced(body); what != "" {
+			return fmt.Errorf("%w: %s, which reads null there "+
+				"(secrets and environment values are resolved at hand-off, from a ${workflow.secrets.NAME} or ${workflow.env.NAME} of their own: "+
+				"pass one as a parameter of its own and compute from it in the task)", ErrDeferredInPath, what)
+		}
+		return nil
+	})
+}
+
+// expressionErrors walks tmpl as ValidateTemplate does and returns, per
+// string that parses, the first error check finds in the bodies of its
+// expressions (not those nested in them), in order.
+func expressionErrors(tmpl any, check func(body []node) error) []PathError {
 	var errs []PathError
 	eachString(tmpl, func(s string, p Path) {
 		if !hasExpr(s) {
@@ -34,15 +50,45 @@ func MisplacedDeferred(tmpl any) []PathError {
 			if !n.expr {
 				continue
 			}
-			if what := misplaced(n.body); what != "" {
-				errs = append(errs, PathError{Path: p.String(), Err: fmt.Errorf("%w: %s, which reads null there "+
-					"(secrets and environment values are resolved at hand-off, from a ${workflow.secrets.NAME} or ${workflow.env.NAME} of their own: "+
-					"pass one as a parameter of its own and compute from it in the task)", ErrDeferredInPath, what)})
+			if err := check(n.body); err != nil {
+				errs = append(errs, PathError{Path: p.String(), Err: err})
 				return
 			}
 		}
 	})
 	return errs
+}
+
+// ErrImpossibleName is wrapped by the errors of ImpossibleNames.
+var ErrImpossibleName = errors.New("can never resolve")
+
+// ImpossibleNames walks tmpl as ValidateTemplate does and returns one
+// error per string holding a reference to a secret or an environment
+// value by a name the template spells itself (${workflow.secrets.NAME},
+// ${workflow.env.NAME.field}) that none can have (valuename.Check): every
+// run would fail at the hand-off, where the name is first looked up. The
+// name is the reference's text up to its first dot, as the hand-off reads
+// it; what follows is a path into the value. A name made at run time
+// (${workflow.secrets.${workflow.input.n}}) is known only at the hand-off,
+// which judges it; a reference nested in another expression is
+// MisplacedDeferred's. Nothing is resolved.
+func ImpossibleNames(tmpl any) []PathError {
+	return expressionErrors(tmpl, func(body []node) error {
+		if len(body) != 1 || !namesDeferred(body) {
+			return nil
+		}
+		// As evaluator.expr reads it.
+		text := strings.TrimSpace(body[0].text)
+		ns, kind, ref := "secrets", "secret", strings.TrimPrefix(text, secretsPrefix)
+		if r, ok := strings.CutPrefix(text, envPrefix); ok {
+			ns, kind, ref = "env", "environment variable", r
+		}
+		name, _, _ := strings.Cut(ref, ".")
+		if err := valuename.Check(kind, name); err != nil {
+			return fmt.Errorf("${workflow.%s.%s} %w: %w", ns, valuename.Shorten(name), ErrImpossibleName, err)
+		}
+		return nil
+	})
 }
 
 // misplaced describes the first misplaced read of a secret or environment
