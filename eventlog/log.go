@@ -50,6 +50,12 @@ type Log struct {
 	// lost checks each reconnection's server for the data the log knew
 	// (lost.go).
 	lost lostState
+	// directAPI prefixes direct gets: "$JS.API.DIRECT.GET.", or in a test
+	// a stand-in for a follower that lags.
+	directAPI string
+	// leaderReads: direct gets may be answered by a follower (replicas >
+	// 1), so reads that answer without appending end at the leader (read.go).
+	leaderReads bool
 }
 
 // Options carries Open's collaborators. The zero value logs nowhere,
@@ -77,7 +83,8 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
-		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState()}
+		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState(),
+		directAPI: directGetAPI, leaderReads: cfg.Replicas > 1}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),

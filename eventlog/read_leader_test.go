@@ -1,0 +1,194 @@
+package eventlog_test
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// lagFollower answers the direct gets sent to prefix as a follower that
+// has applied the stream up to sequence upTo and no further: it passes
+// each on to the server's direct get and withholds every message past
+// upTo, ending the answer there as a replica that has nothing more would.
+func lagFollower(t *testing.T, nc *nats.Conn, prefix string, upTo *atomic.Uint64) {
+	t.Helper()
+	sub, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
+		go func() {
+			inbox := nc.NewRespInbox()
+			replies, err := nc.SubscribeSync(inbox)
+			if err != nil {
+				return
+			}
+			defer replies.Unsubscribe()
+			if err := nc.PublishRequest(eventlog.DirectGetAPI+strings.TrimPrefix(m.Subject, prefix), inbox, m.Data); err != nil {
+				return
+			}
+			var last uint64
+			sent := 0
+			for {
+				r, err := replies.NextMsg(5 * time.Second)
+				if err != nil {
+					return
+				}
+				seq, _ := strconv.ParseUint(r.Header.Get(jetstream.SequenceHeader), 10, 64)
+				if r.Header.Get("Status") != "" || seq <= upTo.Load() {
+					_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: r.Header, Data: r.Data})
+					// A batch's messages name what is pending; a single
+					// get's answer is one message.
+					if r.Header.Get("Status") != "" || r.Header.Get("Nats-Num-Pending") == "" {
+						return
+					}
+					last, sent = seq, sent+1
+					continue
+				}
+				end := nats.NewMsg(m.Reply)
+				if sent == 0 {
+					end.Header.Set("Status", "404")
+				} else {
+					end.Header.Set("Status", "204")
+					end.Header.Set("Nats-Num-Pending", "0")
+					end.Header.Set(jetstream.LastSequenceHeader, strconv.FormatUint(last, 10))
+				}
+				_ = nc.PublishMsg(end)
+				return
+			}
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+}
+
+// On a cluster a follower answers direct gets, maybe before it applied the
+// newest acknowledged records: a subject's reads end at the stream's
+// leader, and return every record acknowledged before them however far
+// behind the answering replica is.
+func TestReadsCatchUpWithTheLeader(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	var upTo atomic.Uint64
+	lagFollower(t, l.Conn(), "lag.DIRECT.GET.", &upTo)
+	eventlog.LagDirectGets(l, "lag.DIRECT.GET.")
+
+	const subj = "fv.wf.lagged"
+	var seqs []uint64
+	for i := range 6 {
+		env, err := schemas.Default.Encode(&testutil.Note{Text: "x", N: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.ID = fmt.Sprintf("note-%d", i)
+		var last uint64
+		if len(seqs) > 0 {
+			last = seqs[len(seqs)-1]
+		}
+		seq, err := l.Append(ctx, subj, []schemas.Envelope{env}, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+		env.ID = fmt.Sprintf("other-%d", i)
+		if _, err := l.Append(ctx, fmt.Sprintf("fv.wf.other-%d", i), []schemas.Envelope{env}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, lag := range []struct {
+		name string
+		upTo uint64
+	}{
+		{"follower has none of the subject", 0},
+		{"follower has half of it", seqs[2]},
+		{"follower has all but the last", seqs[4]},
+		{"follower is current", seqs[5]},
+	} {
+		t.Run(lag.name, func(t *testing.T) {
+			upTo.Store(lag.upTo)
+			for _, after := range []int{-1, 0, 3, 5} {
+				var from uint64
+				want := seqs
+				if after >= 0 {
+					from, want = seqs[after], seqs[after+1:]
+				}
+				recs, err := l.ReadSubject(ctx, subj, from)
+				if err != nil {
+					t.Fatalf("read after %d: %v", from, err)
+				}
+				var got []uint64
+				for _, r := range recs {
+					got = append(got, r.Seq)
+					if r.Err != nil || len(r.Events) != 1 || !strings.HasPrefix(r.MsgID, "note-") || r.Subject != subj || r.Stream != "FV_WF" || r.Time.IsZero() {
+						t.Errorf("read after %d: record %d %+v", from, r.Seq, r)
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("read after %d: sequences %v, want %v", from, got, want)
+				}
+			}
+			first, found, err := l.FirstRecord(ctx, subj)
+			if err != nil || !found || first.Seq != seqs[0] || len(first.Events) != 1 {
+				t.Errorf("first record: #%d found %v, %v; want #%d", first.Seq, found, err, seqs[0])
+			}
+			if last, err := l.LastSeq(ctx, subj); err != nil || last != seqs[5] {
+				t.Errorf("last sequence %d, %v; want %d", last, err, seqs[5])
+			}
+			if _, found, err := l.FirstRecord(ctx, "fv.wf.never"); err != nil || found {
+				t.Errorf("first record of an empty subject: found %v, %v", found, err)
+			}
+			if last, err := l.LastSeq(ctx, "fv.wf.never"); err != nil || last != 0 {
+				t.Errorf("last sequence of an empty subject: %d, %v", last, err)
+			}
+		})
+	}
+}
+
+// A single server answers direct gets itself, always current: its reads
+// ask no leader.
+func TestSingleServerReadsAskNoLeader(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	var asked atomic.Int64
+	sub, err := l.Conn().Subscribe("$JS.API.STREAM.MSG.GET.>", func(*nats.Msg) { asked.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	env, err := schemas.Default.Encode(&testutil.Note{Text: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ID = "one"
+	seq, err := l.Append(ctx, "fv.wf.single", []schemas.Envelope{env}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []uint64{0, seq} {
+		if _, err := l.ReadSubject(ctx, "fv.wf.single", after); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := l.FirstRecord(ctx, "fv.wf.none"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.LastSeq(ctx, "fv.wf.single"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("%d requests to a stream leader on a single server", n)
+	}
+}
