@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -487,17 +488,13 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 		if t.Def != nil {
 			t.Author = e.authorOf(ctx, t.Def)
 		}
-		t.Parent, err = e.parentOf(ctx, wfID)
+		t.Parent, err = e.reopening(ctx, wfID, wfID)
 		trig = t
 	case engine.Retry:
-		t.Parent, err = e.parentOf(ctx, wfID)
+		t.Parent, err = e.reopening(ctx, wfID, wfID)
 		trig = t
 	case engine.Rerun:
-		asked := wfID
-		if t.UpTo != "" {
-			asked = t.UpTo
-		}
-		t.Parent, err = e.parentOf(ctx, asked)
+		t.Parent, err = e.reopening(ctx, wfID, cmp.Or(t.UpTo, wfID))
 		trig = t
 	case engine.Upgrade:
 		if t.Def != nil {
@@ -538,19 +535,36 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 	}
 }
 
-// parentOf is the parent of workflow id, nil for a workflow without one
-// (or whose parent is gone): a retry, restart or rerun of id is decided
-// with it (engine.Retry.Parent). Read here, before the decision, not in
-// it: the shard deciding for id may be the parent's, which cannot answer
-// while it decides.
-func (e *Executor) parentOf(ctx context.Context, id string) (*engine.Workflow, error) {
-	w, err := e.State(ctx, id)
-	if err != nil || w == nil || w.ParentWorkflowID == "" {
+// reopening readies a restart, retry or rerun of workflow wfID, asked of
+// workflow asked (a rerun's UpTo, else wfID), before a shard decides it.
+// It returns asked's parent, nil for a workflow without one (or whose
+// parent is gone), which the decision is made with (engine.Retry.Parent).
+// For a workflow with an idempotency key it waits until the read model
+// the key's check reads has applied the log (keysCaughtUp). Both are done
+// here, not in the decision: the shard deciding for wfID may be the
+// parent's, which cannot answer while it decides, and a wait there would
+// hold up every workflow the shard decides.
+func (e *Executor) reopening(ctx context.Context, wfID, asked string) (*engine.Workflow, error) {
+	w, err := e.State(ctx, wfID)
+	if err != nil {
 		return nil, err
+	}
+	if w != nil && w.IdempotencyKey != "" {
+		if err := e.keysCaughtUp(ctx); err != nil {
+			return nil, fmt.Errorf("workflow %s: %w", wfID, err)
+		}
+	}
+	if asked != wfID {
+		if w, err = e.State(ctx, asked); err != nil {
+			return nil, err
+		}
+	}
+	if w == nil || w.ParentWorkflowID == "" {
+		return nil, nil
 	}
 	parent, err := e.State(ctx, w.ParentWorkflowID)
 	if err != nil {
-		return nil, fmt.Errorf("workflow %s: read its parent %s: %w", id, w.ParentWorkflowID, err)
+		return nil, fmt.Errorf("workflow %s: read its parent %s: %w", asked, w.ParentWorkflowID, err)
 	}
 	return parent, nil
 }
@@ -763,10 +777,8 @@ func (s *shard) process(j *job) (Outcome, error) {
 		if !keyChecked && reopens(trig) && w != nil && w.IdempotencyKey != "" && startsRunning(trig, w, dec.State) {
 			// A restart, retry or rerun starts the workflow again, which
 			// its key refuses while another workflow with it runs, as it
-			// refuses a FAIL_ON_RUNNING start: two would run with it.
-			if err := e.keysCaughtUp(ctx); err != nil {
-				return Outcome{}, fmt.Errorf("workflow %s: %w", w.ID, err)
-			}
+			// refuses a FAIL_ON_RUNNING start: two would run with it. The
+			// read model it reads has caught up with the log (reopening).
 			runner, status, err := e.runningWithKey(ctx, w.Name, w.IdempotencyKey, w.ID)
 			if err != nil {
 				return Outcome{}, err
