@@ -53,6 +53,9 @@ func TestLeakOnSealedCorrelationIDs(t *testing.T) {
 		if !strings.Contains(body, c.field) {
 			t.Errorf("%s: refused %s, want it naming %s", c.what, body, c.field)
 		}
+		if !strings.Contains(body, `"message":"start workflow `+c.req.Name+`: its `+c.field) {
+			t.Errorf("%s: refused %s, want the guard's words alone", c.what, body)
+		}
 	}
 	// The start by name, its correlation id in the query.
 	st, body := e.do("POST", "/api/workflow/sc_plain?correlationId="+url.QueryEscape(vals["qcorr"]),

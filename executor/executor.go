@@ -1067,7 +1067,14 @@ func (e *Executor) prepareHandOff(ctx context.Context, w *engine.Workflow, take 
 // cache must hold what the log holds.
 func (e *Executor) protect(ctx context.Context, w *engine.Workflow, dec engine.Decision) (engine.Decision, error) {
 	protected, err := e.protector.Protect(ctx, w, dec)
-	if err != nil {
+	switch {
+	case err == nil:
+	case fault.Refused(err):
+		// A refusal is the caller's to read as the protector worded it
+		// (the field, the rule): a prefix of ours would only name our
+		// internals in the answer.
+		return engine.Decision{}, err
+	default:
 		return engine.Decision{}, fmt.Errorf("protect events: %w", err)
 	}
 	events := protected.Events

@@ -155,6 +155,18 @@ func Kind(err error) string {
 	return "internal error"
 }
 
+// Refused reports whether err refuses the request as its sender made it
+// (invalid, forbidden, conflicting, not found, too large, over a limit),
+// rather than failing for a reason of the server's own.
+func Refused(err error) bool {
+	for _, k := range kinds {
+		if k != ErrUnavailable && errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
+}
+
 // Message is err's text as a client may read it where an error is reported
 // among other outcomes (a bulk response): an error of a known kind says
 // what went wrong; any other is internal, and its text may name internals

@@ -44,3 +44,25 @@ func TestStale(t *testing.T) {
 		t.Errorf("a plain conflict is stale")
 	}
 }
+
+// A refusal is what the sender can mend; a server's own failure, a 503
+// included, is not.
+func TestRefused(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{fault.Invalid("start workflow w: its correlationId holds a sealed value"), true},
+		{fmt.Errorf("start: %w", fault.Stale("definition w changed")), true},
+		{fault.SecretInName("a task would be named with a value"), true},
+		{fault.RateLimited("too many"), true},
+		{fmt.Errorf("seal: %w", fault.ErrForbidden), true},
+		{fmt.Errorf("seal: %w", fault.ErrUnavailable), false},
+		{errors.New("seal: nats: timeout"), false},
+	} {
+		if got := fault.Refused(tt.err); got != tt.want {
+			t.Errorf("Refused(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
