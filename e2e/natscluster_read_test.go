@@ -89,6 +89,14 @@ func check(ctx context.Context, t *testing.T, w, r *eventlog.Log, subj string) b
 		if last, err := r.LastSeq(ctx, subj); err != nil || last != seq {
 			problems = append(problems, fmt.Sprintf("last sequence %d, %v", last, err))
 		}
+		var scanned []uint64
+		err = r.Scan(ctx, eventlog.ScanOptions{Subject: subj}, func(rec eventlog.Record) error {
+			scanned = append(scanned, rec.Seq)
+			return nil
+		})
+		if err != nil || len(scanned) != 1 || scanned[0] != seq {
+			problems = append(problems, fmt.Sprintf("scan: sequences %v, %v", scanned, err))
+		}
 		env.ID = subj + "-2"
 		seq2, err := w.Append(ctx, subj, []schemas.Envelope{env}, seq)
 		if err != nil {

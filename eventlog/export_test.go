@@ -1,8 +1,13 @@
 package eventlog
 
+import "context"
+
 // LagDirectGets sends l's direct gets to prefix (a stand-in for a follower
 // that lags) and makes its reads end at the leader, as on a cluster.
 func LagDirectGets(l *Log, prefix string) { l.directAPI, l.leaderReads = prefix, true }
 
 // DirectGetAPI is the subject prefix direct gets are sent to.
 const DirectGetAPI = directGetAPI
+
+// CheckStreams runs the check of l's event streams a reconnection runs.
+func CheckStreams(ctx context.Context, l *Log) error { return l.checkStreams(ctx) }

@@ -72,19 +72,18 @@ func (l *Log) knowStreams(ctx context.Context) error {
 		if s.Kind != EventStream {
 			continue
 		}
-		st, info, err := l.streamInfo(ctx, s.Name)
+		_, info, err := l.streamInfo(ctx, s.Name)
 		if err != nil {
 			return err
 		}
 		k := &knownStream{created: info.Created}
 		if last := info.State.LastSeq; last > 0 {
-			m, err := st.GetMsg(ctx, last)
+			rec, found, err := l.recordAt(ctx, s.Name, last)
 			switch {
-			case errors.Is(err, jetstream.ErrMsgNotFound): // lost: CheckKept tells
 			case err != nil:
 				return fmt.Errorf("stream %s: %w", s.Name, err)
-			default:
-				k.seq, k.msgID = last, m.Header.Get(jetstream.MsgIDHeader)
+			case found: // else lost: CheckKept tells
+				k.seq, k.msgID = last, rec.MsgID
 			}
 		}
 		l.lost.known[s.Name] = k
@@ -120,7 +119,7 @@ func (l *Log) checkStreams(ctx context.Context) error {
 		k.mu.Lock()
 		seen, msgID := k.seq, k.msgID
 		k.mu.Unlock()
-		st, info, err := l.streamInfo(ctx, s.Name)
+		_, info, err := l.streamInfo(ctx, s.Name)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			return fmt.Errorf("stream %s is gone from the NATS server, which had acknowledged records up to sequence %d: "+
@@ -141,17 +140,20 @@ func (l *Log) checkStreams(ctx context.Context) error {
 		if seen == 0 {
 			continue
 		}
-		m, err := st.GetMsg(ctx, seen)
+		// On a cluster the leader is asked: the server reconnected to may
+		// be a follower that has not applied the last record yet, which
+		// is not a lost one.
+		rec, found, err := l.recordAt(ctx, s.Name, seen)
 		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			return fmt.Errorf("stream %s no longer holds the record it acknowledged at sequence %d: "+
-				"the NATS server came back without its last records: %w", s.Name, seen, ErrLogLost)
 		case err != nil:
 			return fmt.Errorf("stream %s: %w", s.Name, err)
-		case m.Header.Get(jetstream.MsgIDHeader) != msgID:
+		case !found:
+			return fmt.Errorf("stream %s no longer holds the record it acknowledged at sequence %d: "+
+				"the NATS server came back without its last records: %w", s.Name, seen, ErrLogLost)
+		case rec.MsgID != msgID:
 			return fmt.Errorf("stream %s holds another record at sequence %d than the one it acknowledged there (id %q, not %q): "+
 				"the NATS server came back without its last records, and took others in their place: %w",
-				s.Name, seen, m.Header.Get(jetstream.MsgIDHeader), msgID, ErrLogLost)
+				s.Name, seen, rec.MsgID, msgID, ErrLogLost)
 		}
 	}
 	return nil

@@ -293,12 +293,28 @@ func (l *Log) leaderLast(ctx context.Context, stream, subject string, seq uint64
 // a fork's, which holds every branch's task, a megabyte at a few thousand
 // branches, fetched again by each child that read its parent.
 func (l *Log) nextRecord(ctx context.Context, stream, subject string, seq uint64) (Record, bool, error) {
+	return l.directOne(ctx, stream, directGetRequest{Seq: seq, NextFor: subject})
+}
+
+// recordAt returns the record at seq of stream (found false: none there).
+// On a cluster the leader answers: a follower's "none" may be a record it
+// has not applied yet.
+func (l *Log) recordAt(ctx context.Context, stream string, seq uint64) (Record, bool, error) {
+	if l.leaderReads {
+		return l.leaderGet(ctx, stream, directGetRequest{Seq: seq})
+	}
+	return l.directOne(ctx, stream, directGetRequest{Seq: seq})
+}
+
+// directOne returns the one message r selects (found false: none), with
+// one direct get.
+func (l *Log) directOne(ctx context.Context, stream string, r directGetRequest) (Record, bool, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	req, _ := json.Marshal(directGetRequest{Seq: seq, NextFor: subject})
+	req, _ := json.Marshal(r)
 	m, err := l.nc.RequestWithContext(ctx, l.directAPI+stream, req)
 	if err != nil {
 		return Record{}, false, err

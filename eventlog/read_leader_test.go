@@ -185,10 +185,97 @@ func TestSingleServerReadsAskNoLeader(t *testing.T) {
 	if _, err := l.LastSeq(ctx, "fv.wf.single"); err != nil {
 		t.Fatal(err)
 	}
+	if err := l.Scan(ctx, eventlog.ScanOptions{Subject: "fv.wf.>"}, func(eventlog.Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if n := asked.Load(); n != 0 {
 		t.Errorf("%d requests to a stream leader on a single server", n)
+	}
+}
+
+// A scan on a cluster (the audit trail's listings) ends at the leader
+// too: every record acknowledged before it is listed, from the start or
+// from a time, however far behind the answering replica is.
+func TestScanCatchesUpWithTheLeader(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	var upTo atomic.Uint64
+	lagFollower(t, l.Conn(), "lag.DIRECT.GET.", &upTo)
+	eventlog.LagDirectGets(l, "lag.DIRECT.GET.")
+
+	var seqs []uint64
+	for i := range 6 {
+		env, err := schemas.Default.Encode(&testutil.Note{Text: "x", N: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.ID = fmt.Sprintf("scan-%d", i)
+		seq, err := l.Append(ctx, fmt.Sprintf("fv.wf.scan-%d", i), []schemas.Envelope{env}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	for _, lag := range []struct {
+		name string
+		upTo uint64
+	}{
+		{"follower has none of them", 0},
+		{"follower has half of them", seqs[2]},
+		{"follower has all but the last", seqs[4]},
+		{"follower is current", seqs[5]},
+	} {
+		t.Run(lag.name, func(t *testing.T) {
+			upTo.Store(lag.upTo)
+			for _, o := range []eventlog.ScanOptions{
+				{Subject: "fv.wf.>"},
+				{Subject: "fv.wf.>", Since: time.Now().Add(-time.Hour)},
+				{Subject: "fv.wf.scan-5"},
+			} {
+				var got []uint64
+				err := l.Scan(ctx, o, func(r eventlog.Record) error {
+					got = append(got, r.Seq)
+					if r.Err != nil || !strings.HasPrefix(r.MsgID, "scan-") {
+						t.Errorf("scan %s: record %d %+v", o.Subject, r.Seq, r)
+					}
+					return nil
+				})
+				want := seqs
+				if o.Subject == "fv.wf.scan-5" {
+					want = seqs[5:]
+				}
+				if err != nil || !slices.Equal(got, want) {
+					t.Errorf("scan %s since %v: sequences %v, %v; want %v", o.Subject, o.Since, got, err, want)
+				}
+			}
+		})
+	}
+}
+
+// A reconnection checks that the server still holds the last record the
+// log saw. On a cluster the server may be a follower that has not applied
+// it yet: that record is not lost, and the log goes on (without asking the
+// leader it stopped for good, ErrLogLost).
+func TestReconnectionCheckAsksTheLeader(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	var upTo atomic.Uint64
+	lagFollower(t, l.Conn(), "lag.DIRECT.GET.", &upTo)
+	env, err := schemas.Default.Encode(&testutil.Note{Text: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ID = "seen"
+	seq, err := l.Append(ctx, "fv.wf.seen", []schemas.Envelope{env}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upTo.Store(seq - 1)
+	eventlog.LagDirectGets(l, "lag.DIRECT.GET.")
+	if err := eventlog.CheckStreams(ctx, l); err != nil {
+		t.Fatalf("a follower behind the last record seen: %v", err)
 	}
 }

@@ -41,6 +41,23 @@ func (l *Log) Scan(ctx context.Context, o ScanOptions, fn func(Record) error) er
 		if err != nil {
 			return fmt.Errorf("scan %s: %w", o.Subject, err)
 		}
+		if !more && l.leaderReads {
+			// The replica that answered may not have applied the newest
+			// acknowledged records: the leader names the first one past
+			// those read, and the scan goes on from it until the leader
+			// has nothing more (as ReadSubject does).
+			tail := directGetRequest{Seq: req.Seq, NextFor: o.Subject, StartTime: req.StartTime}
+			if len(batch) > 0 {
+				tail = directGetRequest{Seq: batch[len(batch)-1].Seq + 1, NextFor: o.Subject}
+			}
+			rec, found, err := l.leaderGet(ctx, s.Name, tail)
+			if err != nil {
+				return fmt.Errorf("scan %s: %w", o.Subject, err)
+			}
+			if found {
+				batch, more = append(batch, rec), true
+			}
+		}
 		for _, rec := range batch {
 			if o.UpTo > 0 && rec.Seq > o.UpTo {
 				return nil
