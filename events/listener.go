@@ -38,6 +38,9 @@ type Handlers interface {
 type Engine interface {
 	StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error)
 	Submit(ctx context.Context, wfID string, trig engine.Trigger, meta executor.Meta) (executor.Outcome, error)
+	// Decided reports whether workflow wfID's log holds a decision of the
+	// request requestID (executor.Meta's RequestID).
+	Decided(ctx context.Context, wfID, requestID string) (bool, error)
 }
 
 // Authorizer decides whether each principal an action acts for (see
@@ -71,9 +74,10 @@ type Config struct {
 	// Metrics, when set, registers flowvault_event_handler_runs_total.
 	Metrics prometheus.Registerer
 	// Seen, when set, runs each action of a handler once per event
-	// message id, whichever engine receives the event and however often
-	// (see handle). Without it, or for an event without a message id,
-	// every delivery runs the actions.
+	// message id, whichever engine receives the event and however often,
+	// and has a copy of the event past ClaimLease finish an action whose
+	// engine died running it (see handle). Without it, or for an event
+	// without a message id, every delivery runs the actions.
 	Seen *Seen
 }
 
@@ -84,7 +88,7 @@ const (
 	outcomeNotMet       = "condition_false"
 	outcomeConditionErr = "condition_error"
 	outcomeRefused      = "event_refused" // not JSON, or from an unknown workflow
-	outcomeDuplicate    = "duplicate"     // the action ran on this event already (Config.Seen)
+	outcomeDuplicate    = "duplicate"     // the action ran, or runs elsewhere, on this event already (Config.Seen)
 )
 
 // QueueGroup is the queue group in which every engine's listener
@@ -110,8 +114,8 @@ const (
 // runs their actions. An event reaches one engine's listener (a queue
 // group): at most once, as core NATS delivers; an event published again
 // with the same message id (an engine published again after a crash)
-// runs no action again (Config.Seen), and its start starts no second
-// workflow either way.
+// runs no action again (Config.Seen), but one that an engine which died
+// left unfinished, and its start starts no second workflow either way.
 type Listener struct {
 	cfg    Config
 	ctx    context.Context
@@ -332,11 +336,21 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 	}
 	as := actingAs(h, publisher)
 	for i, a := range h.Actions {
-		claim, first := l.claim(ctx, logger, h.Name, msgID, i, a.Action)
-		if !first {
+		c, found := l.claim(ctx, logger, h.Name, msgID, i, a.Action)
+		switch found {
+		case claimRan:
 			l.runs.WithLabelValues(a.Action, outcomeDuplicate).Inc()
 			logger.Info("event handler action skipped: it ran on this event already", logkey.Action, a.Action, logkey.Index, i)
 			continue
+		case claimElsewhere:
+			// Another copy of the event, on another engine, runs this
+			// action: the ones after it are that engine's too, so that
+			// they land in the order the handler gives them.
+			for j, rest := range h.Actions[i:] {
+				l.runs.WithLabelValues(rest.Action, outcomeDuplicate).Inc()
+				logger.Info("event handler action skipped: another engine runs this event's", logkey.Action, rest.Action, logkey.Index, i+j)
+			}
+			return
 		}
 		doc := payload
 		if a.ExpandInlineJSON {
@@ -354,55 +368,73 @@ func (l *Listener) handle(ctx context.Context, h *conductor.EventHandler, subjec
 				if def := a.Params()[conductor.InlineWorkflowDef]; def != nil {
 					p[conductor.InlineWorkflowDef] = def
 				}
-				err = l.act(ctx, h, i, a.Action, p, as, msgID)
+				err = l.act(ctx, h, i, a.Action, p, as, msgID, c.resumed)
 			}
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, errLanded):
+			l.runs.WithLabelValues(a.Action, outcomeDuplicate).Inc()
+			logger.Info("event handler action skipped: the run it took over had landed", logkey.Action, a.Action, logkey.Index, i)
+		case err != nil:
 			l.runs.WithLabelValues(a.Action, outcomeFailed).Inc()
 			logger.Warn("event handler action failed", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as, logkey.Reason, failure(err))
-			if claim != "" && transient(err) {
-				l.release(ctx, logger, claim, a.Action, i)
+			if transient(err) {
+				l.end(ctx, logger, c, claimRetry, a.Action, i)
+				continue
 			}
-			continue
+		default:
+			l.runs.WithLabelValues(a.Action, outcomeRan).Inc()
+			logger.Debug("event handler action ran", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as)
 		}
-		l.runs.WithLabelValues(a.Action, outcomeRan).Inc()
-		logger.Debug("event handler action ran", logkey.Action, a.Action, logkey.Index, i, logkey.Principal, as)
+		l.end(ctx, logger, c, claimDone, a.Action, i)
 	}
 }
 
-// claim records that action i of handler runs on the event msgID, and
-// reports whether it is to run: not when it ran (or runs) on an event of
-// that message id already. It returns the key it recorded, or "" when it
-// recorded none: no Seen, no message id (an event published by hand,
-// which nothing can tell from another), or a bucket that cannot be
-// written, when the action runs anyway, as it did before there was one
-// (core NATS delivers an event once: skipping it would lose it).
-func (l *Listener) claim(ctx context.Context, logger *slog.Logger, handler, msgID string, i int, action string) (key string, run bool) {
+// errLanded: an action whose claim was taken over (its engine died
+// running it, or it failed in a way that may pass) had its decision
+// recorded already.
+var errLanded = errors.New("the action's decision is recorded already")
+
+// claim takes the claim of action i of handler on the event msgID, and
+// reports what it found: claimHeld to run it. It holds no key (the action
+// runs unrecorded) without Seen, without a message id (an event
+// published by hand, which nothing can tell from another), or with a
+// bucket that cannot be written, when the action runs anyway, as it did
+// before there was one (core NATS delivers an event once: skipping it
+// would lose it).
+func (l *Listener) claim(ctx context.Context, logger *slog.Logger, handler, msgID string, i int, action string) (claim, claimed) {
 	if l.cfg.Seen == nil || msgID == "" {
-		return "", true
+		return claim{}, claimHeld
 	}
-	key = seenKey(handler, msgID, i)
-	first, err := l.cfg.Seen.claim(ctx, key)
+	c, found, err := l.cfg.Seen.claim(ctx, seenKey(handler, msgID, i))
 	if err != nil {
 		logger.Warn("event handler action runs unrecorded: an event published again may run it again",
 			logkey.Action, action, logkey.Index, i, logkey.Reason, failure(err))
-		return "", true
+		return claim{}, claimHeld
 	}
-	return key, first
+	if c.resumed {
+		logger.Info("event handler action taken over: its run before ended unfinished", logkey.Action, action, logkey.Index, i)
+	}
+	return c, found
 }
 
-// release forgets the claim key of an action that failed for a reason
-// that may pass, so that the event published again runs it again, as
-// Conductor removes the execution of an action that failed so. One that
-// failed for good (not found, forbidden, invalid, a conflict) keeps its
-// claim: run again later it could act on what came since (a task of the
-// same reference name a rerun scheduled).
-func (l *Listener) release(ctx context.Context, logger *slog.Logger, key, action string, i int) {
+// end records how the action of claim c ended: claimDone when it ran or
+// failed for good (run again later it could act on what came since: a
+// task of the same reference name a rerun scheduled), claimRetry when it
+// failed in a way that may pass, so that the event published again runs
+// it again, as Conductor removes the execution of an action that failed
+// so. A claim whose end is not recorded stays running, and is taken over
+// once its lease passes.
+func (l *Listener) end(ctx context.Context, logger *slog.Logger, c claim, how []byte, action string, i int) {
+	if c.key == "" {
+		return
+	}
 	// The action's time may be what ran out.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
 	defer cancel()
-	if err := l.cfg.Seen.release(ctx, key); err != nil {
-		logger.Warn("event handler action's claim kept: the event published again will not run it", logkey.Action, action, logkey.Index, i, logkey.Reason, failure(err))
+	if err := l.cfg.Seen.end(ctx, c, how); err != nil {
+		logger.Warn("event handler action's end unrecorded: a copy of the event past its lease looks whether it landed",
+			logkey.Action, action, logkey.Index, i, logkey.Reason, failure(err))
 	}
 }
 
@@ -419,9 +451,15 @@ func transient(err error) bool {
 }
 
 // act runs action i of h with its evaluated params, for the principals
-// as (actingAs).
-func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, action string, params map[string]any, as []string, msgID string) error {
+// as (actingAs). An action on a running workflow is decided as a request
+// of its own (actionRequest): resumed, it returns errLanded when that
+// request's decision is recorded already.
+func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, action string, params map[string]any, as []string, msgID string, resumed bool) error {
 	principal := as[0]
+	request := actionRequest{resumed: resumed}
+	if msgID != "" {
+		request.id = "event." + seenKey(h.Name, msgID, i)
+	}
 	switch action {
 	case conductor.ActionStartWorkflow:
 		var req conductor.StartWorkflowRequest
@@ -459,14 +497,14 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 			status = conductor.TaskFailed
 		}
 		d.Output = taskOutput(params, d.Output, h.Event, msgID)
-		return l.updateTask(ctx, d, status, as)
+		return l.updateTask(ctx, d, status, as, request)
 	case conductor.ActionTerminateWorkflow:
 		var d conductor.EventTerminate
 		if err := decode(params, &d); err != nil {
 			return err
 		}
 		reason := cmp.Or(d.TerminationReason, "terminated by event handler "+h.Name)
-		return l.submit(ctx, d.WorkflowID, as, func(*engine.Workflow) (engine.Trigger, error) {
+		return l.submit(ctx, d.WorkflowID, as, request, func(*engine.Workflow) (engine.Trigger, error) {
 			return engine.Terminate{Reason: reason, By: principal, AlsoBy: as[1:]}, nil
 		})
 	case conductor.ActionUpdateWorkflowVariables:
@@ -479,7 +517,7 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 			// read as true. Setting instead would lose the values there.
 			return fault.Invalid("appendArray is not supported: set the whole value")
 		}
-		return l.submit(ctx, d.WorkflowID, as, func(*engine.Workflow) (engine.Trigger, error) {
+		return l.submit(ctx, d.WorkflowID, as, request, func(*engine.Workflow) (engine.Trigger, error) {
 			return engine.SetVariables{Variables: d.Variables, By: principal, AlsoBy: as[1:]}, nil
 		})
 	}
@@ -523,7 +561,7 @@ func taskOutput(params, output map[string]any, event, msgID string) map[string]a
 }
 
 // updateTask completes or fails the task d names.
-func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails, status string, as []string) error {
+func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails, status string, as []string, req actionRequest) error {
 	wfID := d.WorkflowID
 	if wfID == "" {
 		if l.cfg.Tasks == nil {
@@ -535,7 +573,7 @@ func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails,
 		}
 		wfID = id
 	}
-	return l.submit(ctx, wfID, as, func(w *engine.Workflow) (engine.Trigger, error) {
+	return l.submit(ctx, wfID, as, req, func(w *engine.Workflow) (engine.Trigger, error) {
 		taskID := d.TaskID
 		if taskID == "" {
 			t := w.LatestByRef(d.TaskRefName)
@@ -549,9 +587,24 @@ func (l *Listener) updateTask(ctx context.Context, d conductor.EventTaskDetails,
 	})
 }
 
+// actionRequest is the request an action on a running workflow is
+// decided as.
+type actionRequest struct {
+	// id names the handler, the event's message id and the action (a
+	// hash, as its claim's key): every run of the action on this event
+	// is this request. "" for an event without a message id.
+	id string
+	// resumed: the action ran before on this event, unfinished (its
+	// engine died, or it failed in a way that may pass).
+	resumed bool
+}
+
 // submit runs the trigger that trig makes of workflow wfID's state, once
-// every principal of as may act on it.
-func (l *Listener) submit(ctx context.Context, wfID string, as []string, trig func(*engine.Workflow) (engine.Trigger, error)) error {
+// every principal of as may act on it, and unless it is resumed and its
+// decision landed before: the state now may hold what came since (a task
+// of the same reference name a rerun scheduled, a restart), which the
+// action run again would act on.
+func (l *Listener) submit(ctx context.Context, wfID string, as []string, req actionRequest, trig func(*engine.Workflow) (engine.Trigger, error)) error {
 	if wfID == "" {
 		return fault.Invalid("no workflowId")
 	}
@@ -562,6 +615,15 @@ func (l *Listener) submit(ctx context.Context, wfID string, as []string, trig fu
 	if out.State == nil {
 		return fault.NotFound("workflow %s not found", wfID)
 	}
+	if req.resumed && req.id != "" {
+		landed, err := l.cfg.Engine.Decided(ctx, wfID, req.id)
+		if err != nil {
+			return err
+		}
+		if landed {
+			return errLanded
+		}
+	}
 	for _, p := range as {
 		if err := l.cfg.Authz.MayExecute(ctx, p, out.State); err != nil {
 			return err
@@ -571,7 +633,7 @@ func (l *Listener) submit(ctx context.Context, wfID string, as []string, trig fu
 	if err != nil {
 		return err
 	}
-	_, err = l.cfg.Engine.Submit(ctx, wfID, t, executor.Meta{Principal: as[0]})
+	_, err = l.cfg.Engine.Submit(ctx, wfID, t, executor.Meta{Principal: as[0], RequestID: req.id})
 	return err
 }
 

@@ -13,9 +13,16 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
+// noDecisions is the Decided of an engine that no action was run on
+// before: no request's decision is in its log.
+type noDecisions struct{}
+
+func (noDecisions) Decided(context.Context, string, string) (bool, error) { return false, nil }
+
 // startEngine records the requests it is asked to start, and their
 // options.
 type startEngine struct {
+	noDecisions
 	started []conductor.StartWorkflowRequest
 	options []executor.StartOptions
 }
@@ -77,6 +84,7 @@ func TestActionParametersReadTheWholePayload(t *testing.T) {
 // taskEngine holds one workflow, wf-1 with the task t-1 (wait), and
 // records the results it is given.
 type taskEngine struct {
+	noDecisions
 	results []conductor.TaskResult
 }
 

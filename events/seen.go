@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,9 +17,9 @@ import (
 // a handler, shared by every engine on the server, so that an event
 // published again under its message id (an EVENT task run again after
 // its lease ran out: minutes later, on any engine) runs no action twice.
-// A key holds nothing: its name is a hash of the handler's name and the
-// message id (either may hold what keys refuse), and the action's
-// position.
+// A key's name is a hash of the handler's name and the message id (either
+// may hold what keys refuse) and the action's position; its value says
+// whether the action runs, ran or is to run again, nothing of the event.
 const SeenBucket = "FV_EVENT_SEEN"
 
 // SeenFor is how long a key is kept: far past the latest an EVENT task
@@ -26,9 +27,32 @@ const SeenBucket = "FV_EVENT_SEEN"
 // times), short enough that the bucket holds a day's events at most.
 const SeenFor = 24 * time.Hour
 
+// ClaimLease is how long an action's claim keeps other engines from
+// running it while its engine runs it: past it, the engine is taken to
+// have died, and a copy of the event that comes then (an EVENT task run
+// again once its 5-minute lease ran out) takes the claim over. A live
+// engine's claim ends well before: its actions have actionTimeout, the
+// claim's end flushTimeout more, and an append given up on may still be
+// stored for about a minute (eventlog's retries). Nothing extends it.
+const ClaimLease = 2 * time.Minute
+
+// What a key's value says of its action. A key written by an engine
+// before this version holds nothing: the action ran or runs, as done.
+var (
+	// claimRuns: an engine runs it, since the entry's time.
+	claimRuns = []byte("runs")
+	// claimDone: it ran, or failed for good.
+	claimDone = []byte("done")
+	// claimRetry: it failed in a way that may pass; the next copy of the
+	// event runs it.
+	claimRetry = []byte("retry")
+)
+
 // Seen records which actions of which handlers ran on which events.
 type Seen struct {
-	kv jetstream.KeyValue
+	kv    jetstream.KeyValue
+	lease time.Duration
+	now   func() time.Time
 }
 
 // OpenSeen creates or opens SeenBucket in js, kept on disk as the log is
@@ -40,7 +64,7 @@ func OpenSeen(ctx context.Context, js jetstream.JetStream, replicas int) (*Seen,
 	if err != nil {
 		return nil, fmt.Errorf("event handlers' bucket: %w", err)
 	}
-	return &Seen{kv: kv}, nil
+	return &Seen{kv: kv, lease: ClaimLease, now: time.Now}, nil
 }
 
 // seenKey names action i of handler on the event with message id msgID.
@@ -51,24 +75,72 @@ func seenKey(handler, msgID string, i int) string {
 	return hex.EncodeToString(sum[:]) + "." + strconv.Itoa(i)
 }
 
-// claim records key and reports whether this call did: false when it was
-// there already (an engine ran, or runs, the action on this event).
-func (s *Seen) claim(ctx context.Context, key string) (bool, error) {
-	_, err := s.kv.Create(ctx, key, nil)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("claim an event's action: %w", err)
-	}
-	return true, nil
+// claimed is what claim found of an action.
+type claimed int
+
+const (
+	claimHeld      claimed = iota // this call holds the claim: run the action
+	claimRan                      // it ran (or failed for good) already
+	claimElsewhere                // another engine runs it, within the lease
+)
+
+// claim is an action's claim that this engine holds.
+type claim struct {
+	key string // "" for none (the action runs unrecorded)
+	rev uint64
+	// resumed: taken over from an engine that died running the action,
+	// or from a run that failed in a way that may pass. Its decision may
+	// have landed: whoever takes it looks first.
+	resumed bool
 }
 
-// release removes key, so that the event published again runs the action
-// again.
-func (s *Seen) release(ctx context.Context, key string) error {
-	if err := s.kv.Delete(ctx, key); err != nil {
-		return fmt.Errorf("release an event's action: %w", err)
+// claim takes key for this engine: when it is new, when its action
+// failed in a way that may pass, or when the engine that runs it claimed
+// it longer than the lease ago. A compare-and-set on the revision read
+// makes one engine of those that try at once the taker.
+func (s *Seen) claim(ctx context.Context, key string) (claim, claimed, error) {
+	// A key deleted or expired between the tries is created again; an
+	// engine of an older version deletes the claims of actions that
+	// failed in a way that may pass.
+	for range 3 {
+		rev, err := s.kv.Create(ctx, key, claimRuns)
+		if err == nil {
+			return claim{key: key, rev: rev}, claimHeld, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return claim{}, 0, fmt.Errorf("claim an event's action: %w", err)
+		}
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return claim{}, 0, fmt.Errorf("read an event's action's claim: %w", err)
+		}
+		switch v := e.Value(); {
+		case bytes.Equal(v, claimRetry):
+		case bytes.Equal(v, claimRuns) && s.now().Sub(e.Created()) >= s.lease:
+		case bytes.Equal(v, claimRuns):
+			return claim{}, claimElsewhere, nil
+		default:
+			return claim{}, claimRan, nil
+		}
+		rev, err = s.kv.Update(ctx, key, claimRuns, e.Revision())
+		if err == nil {
+			return claim{key: key, rev: rev, resumed: true}, claimHeld, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return claim{}, 0, fmt.Errorf("take over an event's action's claim: %w", err)
+		}
+	}
+	return claim{}, 0, fmt.Errorf("claim an event's action: its claim changed on every try")
+}
+
+// end records how c's action ended (claimDone, claimRetry), unless
+// another engine took the claim over since.
+func (s *Seen) end(ctx context.Context, c claim, how []byte) error {
+	if _, err := s.kv.Update(ctx, c.key, how, c.rev); err != nil {
+		return fmt.Errorf("end an event's action's claim: %w", err)
 	}
 	return nil
 }

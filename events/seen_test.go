@@ -90,21 +90,14 @@ func TestEventPublishedAgainRunsNoActionAgain(t *testing.T) {
 			t.Parallel()
 			ctx := testutil.Context(t, 30*time.Second)
 			l, e := startWaiting(t, "waiter", "wf-1")
-			h := &conductor.EventHandler{Name: "on paid.*", Event: "nats:payments.done", CreatedBy: "app:shop", Active: true,
-				Actions: []conductor.EventAction{
-					{Action: conductor.ActionUpdateWorkflowVariables,
-						UpdateWorkflowVariables: map[string]any{"workflowId": "${wf}", "variables": map[string]any{"paid": "${amount}"}}},
-					{Action: conductor.ActionCompleteTask,
-						CompleteTask: map[string]any{"workflowId": "${wf}", "taskRefName": "w"}},
-				}}
-			const event = `{"wf": "wf-1", "amount": 150}`
+			h := paidHandler("on paid.*")
 			first := listening(h, Config{Engine: e, Seen: openSeen(t, l)})
 			second := first
 			if tt.twoEngines {
 				second = listening(h, Config{Engine: e, Seen: openSeen(t, l)})
 			}
 
-			deliver(first, "payments.done", event, tt.first)
+			deliver(first, "payments.done", paidEvent, tt.first)
 			w, err := e.State(ctx, "wf-1")
 			if err != nil {
 				t.Fatal(err)
@@ -125,7 +118,7 @@ func TestEventPublishedAgainRunsNoActionAgain(t *testing.T) {
 				t.Fatalf("after the rerun, w is %+v; want it in progress", rerun)
 			}
 
-			deliver(second, "payments.done", event, tt.again)
+			deliver(second, "payments.done", paidEvent, tt.again)
 			if w, err = e.State(ctx, "wf-1"); err != nil {
 				t.Fatal(err)
 			}
@@ -155,6 +148,7 @@ func TestEventPublishedAgainRunsNoActionAgain(t *testing.T) {
 // flakyEngine fails each start with the errors in fail, in turn, then
 // starts.
 type flakyEngine struct {
+	noDecisions
 	fail   []error
 	starts int
 }
@@ -240,4 +234,49 @@ func TestSeenKeys(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A claim is held by one engine at a time: new, an action whose run
+// failed in a way that may pass, or one whose engine claimed it more than
+// ClaimLease ago (then it is the taker's from the takeover on); an action
+// that ran, and a claim an engine of the version before wrote (an empty
+// value: ran or runs), are not run again.
+func TestClaimStates(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	l := testutil.OpenLog(t, "")
+	now, later := openSeen(t, l), openSeen(t, l)
+	later.now = func() time.Time { return time.Now().Add(ClaimLease) }
+	want := func(s *Seen, key string, found claimed, resumed bool) claim {
+		t.Helper()
+		c, got, err := s.claim(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != found || c.resumed != resumed {
+			t.Fatalf("claim of %s: %v (resumed %v), want %v (resumed %v)", key, got, c.resumed, found, resumed)
+		}
+		return c
+	}
+	c := want(now, "a", claimHeld, false)
+	want(now, "a", claimElsewhere, false)
+	taken := want(later, "a", claimHeld, true)
+	// Taken over now: the lease counts from the takeover.
+	want(now, "a", claimElsewhere, false)
+	if err := now.end(ctx, c, claimDone); err == nil {
+		t.Fatal("the engine the claim was taken from ended it")
+	}
+	if err := later.end(ctx, taken, claimRetry); err != nil {
+		t.Fatal(err)
+	}
+	c = want(now, "a", claimHeld, true)
+	if err := now.end(ctx, c, claimDone); err != nil {
+		t.Fatal(err)
+	}
+	want(later, "a", claimRan, false)
+
+	if _, err := now.kv.Create(ctx, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	want(later, "b", claimRan, false)
 }

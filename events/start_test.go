@@ -16,7 +16,10 @@ import (
 
 // keyEngine refuses every start after the first as a held idempotency key
 // does (executor.ErrKeyHeld, a fault.ErrConflict too).
-type keyEngine struct{ starts int }
+type keyEngine struct {
+	noDecisions
+	starts int
+}
 
 func (e *keyEngine) StartWorkflow(_ context.Context, _ conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
 	e.starts++

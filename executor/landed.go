@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -227,4 +228,24 @@ func (e *Executor) awaitRecord(ctx context.Context, wfID string, after uint64, m
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Decided reports whether workflow wfID's log holds a decision of the
+// request requestID (Meta.RequestID), made on any engine: a caller that
+// takes a request over from an engine that died submitting it learns
+// whether that submit landed. It reads the workflow's whole log: for the
+// rare caller that needs it, not for a request's every run.
+func (e *Executor) Decided(ctx context.Context, wfID, requestID string) (bool, error) {
+	recs, err := e.log.ReadSubject(ctx, subject(wfID), 0)
+	if err != nil {
+		return false, fmt.Errorf("records of workflow %s: %w", wfID, err)
+	}
+	for _, r := range recs {
+		for _, env := range r.Events {
+			if env.CausationID == requestID {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
