@@ -63,7 +63,7 @@ func (s *Server) verifyAndRepair(w http.ResponseWriter, r *http.Request) {
 	err := s.redecide(r, id, true)
 	var wf *engine.Workflow
 	if err == nil {
-		wf, err = s.execution(r, id, auth.Read)
+		wf, err = s.executionHead(r, id, auth.Read)
 	}
 	if err != nil {
 		s.writeError(w, r, err)

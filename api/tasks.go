@@ -630,12 +630,23 @@ func (s *Server) readTask(r *http.Request, taskID string) (*engine.Workflow, *en
 	return wf, t, nil
 }
 
-// task reads a task and its workflow from the executions model.
+// task reads a task and its workflow from the executions model: the
+// workflow's head alone (Tasks nil) where the model reads one task
+// (ExecutionTasks), so that a worker's result in a workflow of thousands of
+// tasks reads one of them, not all.
 func (s *Server) task(ctx context.Context, taskID string) (*engine.Workflow, *engine.Task, error) {
 	wfID, err := s.deps.TaskIndex.TaskWorkflow(ctx, taskID)
 	if err != nil {
 		return nil, nil, err
 	}
+	if tasks, ok := s.deps.Executions.(ExecutionTasks); ok {
+		return tasks.WorkflowTask(ctx, wfID, taskID)
+	}
+	return s.wholeTask(ctx, wfID, taskID)
+}
+
+// wholeTask reads task taskID and every task of its workflow wfID.
+func (s *Server) wholeTask(ctx context.Context, wfID, taskID string) (*engine.Workflow, *engine.Task, error) {
 	wf, err := s.deps.Executions.Workflow(ctx, wfID)
 	if err != nil {
 		return nil, nil, err
@@ -649,6 +660,9 @@ func (s *Server) task(ctx context.Context, taskID string) (*engine.Workflow, *en
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 	wf, t, err := s.readTask(r, r.PathValue("taskId"))
+	if err == nil && wf.Tasks == nil && t.ViewReadsOtherTasks() {
+		wf, t, err = s.wholeTask(r.Context(), wf.ID, t.ID)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -36,6 +36,14 @@ type ExecutionHeads interface {
 	WorkflowHead(ctx context.Context, id string) (*engine.Workflow, error)
 }
 
+// ExecutionTasks is an Executions that reads one task of a workflow with
+// the workflow's head (executions.Reader.WorkflowTask: Tasks nil) in a few
+// keys, where Workflow reads every task: what a worker's result, a task's
+// log and most views of one task read.
+type ExecutionTasks interface {
+	WorkflowTask(ctx context.Context, wfID, taskID string) (*engine.Workflow, *engine.Task, error)
+}
+
 // Waiter blocks until a read model has applied a log sequence.
 type Waiter interface {
 	WaitFor(ctx context.Context, seq uint64) error
@@ -342,7 +350,7 @@ func (s *Server) restartTrigger(r *http.Request) (engine.Trigger, error) {
 		return engine.Restart{}, err
 	}
 	// Access first: the lookup's answer names the definition.
-	wf, err := s.execution(r, r.PathValue("id"), auth.Execute)
+	wf, err := s.executionHead(r, r.PathValue("id"), auth.Execute)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -79,6 +80,43 @@ func TestViewsWithoutTasksReadTheHead(t *testing.T) {
 			}
 			if !strings.Contains(rec.Body.String(), `"RUNNING"`) {
 				t.Errorf("the answer has no status: %s", rec.Body)
+			}
+		})
+	}
+}
+
+// submitNothing answers every submission with nothing done.
+type submitNothing struct{ Engine }
+
+func (submitNothing) Submit(context.Context, string, engine.Trigger, executor.Meta) (executor.Outcome, error) {
+	return executor.Outcome{}, nil
+}
+
+// The operations that check access and read the workflow's status or
+// name alone read its head: a restart with the latest definition (which
+// looks the definition up by the workflow's name) and verifyAndRepair
+// (which answers whether the workflow still runs) read every task.
+func TestOperationsOnTheHeadReadTheHead(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/api/workflow/wf1/restart?useLatestDefinitions=true", http.StatusNotFound}, // no definitions served
+		{"/api/admin/consistency/verifyAndRepair/wf1", http.StatusOK},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			t.Parallel()
+			m := &headModel{wf: &engine.Workflow{ID: "wf1", Name: "w", Status: conductor.WorkflowRunning,
+				Tasks: []*engine.Task{{ID: "t1", Ref: "a", Type: conductor.TaskTypeSimple, Status: conductor.TaskInProgress}}}}
+			s := New(Deps{Engine: submitNothing{}, Executions: m, Insecure: true, Logger: testutil.Logger(t)})
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, tc.path, nil))
+			if rec.Code != tc.code {
+				t.Fatalf("%d %s; want %d", rec.Code, rec.Body, tc.code)
+			}
+			if m.whole != 0 || m.heads == 0 {
+				t.Errorf("read the whole workflow %d times and the head %d times; want the head alone", m.whole, m.heads)
 			}
 		})
 	}

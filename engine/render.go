@@ -91,6 +91,16 @@ func (t *Task) Conductor(w *Workflow) *conductor.Task {
 	})
 }
 
+// ViewReadsOtherTasks reports whether t's view (Conductor) shows what
+// other tasks of its workflow hold: a JOIN's joinOn after a dynamic fork
+// (the fork's forkedTasks), a FORK_JOIN_DYNAMIC's forkedTaskDefs (its
+// branches'). Every other task's view reads only the task and what w holds
+// besides its tasks, so that a reader of one task may render it with its
+// workflow's head.
+func (t *Task) ViewReadsOtherTasks() bool {
+	return t.Type == conductor.TaskTypeJoin || t.Type == conductor.TaskTypeForkJoinDynamic
+}
+
 func (t *Task) conductor(w *Workflow, rel related) *conductor.Task {
 	out := t.HandOffView(w)
 	out.WorkflowTask = w.maskConfig(t, out.WorkflowTask)

@@ -33,7 +33,7 @@ const Name = "executions"
 // Key layout, inside the projection's key space.
 const (
 	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without definition, input and tasks; beside it (see stateKey) those
-	prefixTask        = "t/" // t/<task id> → workflow id
+	prefixTask        = "t/" // t/<task id> → the task's index in its workflow (uint32 BE, see taskKey), then the workflow id
 	prefixDue         = "d/" // d/<ms BE><wf id> → ""
 	prefixRunning     = "r/" // r/<wf id> → ""
 	prefixIdempotency = "i/" // i/<name>\x00<key> → workflow id
@@ -51,8 +51,9 @@ const (
 // running workflows of each principal (q/), which a read model written
 // before lacks; 3 the entries of the indexes an operator watches (g/, see
 // Gauges); 4 lists the running workflows of each idempotency key (j/); 5
-// every workflow of each key, ended ones too (h/).
-const layout = 5
+// every workflow of each key, ended ones too (h/); 6 the index of each
+// task in its workflow's list in its lookup (t/, see taskLookup).
+const layout = 6
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
@@ -231,6 +232,48 @@ func taskKey(token string, i int) []byte {
 	return binary.BigEndian.AppendUint32([]byte(prefixWorkflow+token+"\x00t"), uint32(i))
 }
 
+// taskLookup is the value of a task's lookup (t/): its index in the list
+// of workflow wfID, where its key is (taskKey), then wfID. A task read by
+// id reads that key and its workflow's head, not every task before it.
+func taskLookup(wfID string, i int) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(i)), wfID...)
+}
+
+// parseTaskLookup reads a value taskLookup made.
+func parseTaskLookup(v []byte) (wfID string, i int, err error) {
+	if len(v) < 4 {
+		return "", 0, fmt.Errorf("task lookup of %d bytes", len(v))
+	}
+	return string(v[4:]), int(binary.BigEndian.Uint32(v)), nil
+}
+
+// storeLookups writes the lookup of each task of w that is new or moved
+// in the list since before. A record appends tasks, and replaces them in
+// their places, but for those that drop tasks (a restart, a rerun, a loop's
+// iterations past keepLastN): the tasks after those move up, and their
+// keys are written again anyway (storeState).
+func storeLookups(b *projections.Batch, w *engine.Workflow, before []*engine.Task, match taskMatch) error {
+	set := func(i int) error { return b.Set([]byte(prefixTask+w.Tasks[i].ID), taskLookup(w.ID, i)) }
+	if match.aligned {
+		for _, i := range match.changed {
+			if i >= len(before) {
+				if err := set(i); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for i, t := range w.Tasks {
+		if i >= len(before) || before[i].ID != t.ID {
+			if err := set(i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // inside says which parts of a state an earlier layout kept in its head,
 // and which tasks it stored with the output entries now stored apart.
 type inside struct {
@@ -276,22 +319,15 @@ func readParts(scan func(lower, upper []byte, fn func(key, value []byte) bool) e
 				decodeErr = fmt.Errorf("output entry of task %x stored after task %d", key[len(tasks):len(tasks)+4], len(w.Tasks)-1)
 				return false
 			}
-			t := w.Tasks[len(w.Tasks)-1]
-			var v any
-			if decodeErr = msgpack.Unmarshal(value, &v); decodeErr != nil {
-				return false
-			}
-			if t.Output == nil {
-				t.Output = map[string]any{}
-			}
-			t.Output[string(key[len(tasks)+4:])] = v
+			decodeErr = addEntry(w.Tasks[len(w.Tasks)-1], key[len(tasks)+4:], value)
+			return decodeErr == nil
 		case bytes.HasPrefix(key, tasks) && !in.tasks:
 			if len(key) != len(tasks)+4 || binary.BigEndian.Uint32(key[len(tasks):]) != uint32(len(w.Tasks)) {
 				decodeErr = fmt.Errorf("task %d stored under %x", len(w.Tasks), key[len(tasks):])
 				return false
 			}
-			t := new(engine.Task)
-			if decodeErr = msgpack.Unmarshal(value, t); decodeErr != nil {
+			var t *engine.Task
+			if t, decodeErr = decodeTask(value); decodeErr != nil {
 				return false
 			}
 			if holdsApart(t) {
@@ -313,6 +349,52 @@ func readParts(scan func(lower, upper []byte, fn func(key, value []byte) bool) e
 		w.Tasks = nil
 	}
 	return w, in, nil
+}
+
+func decodeTask(value []byte) (*engine.Task, error) {
+	t := new(engine.Task)
+	if err := msgpack.Unmarshal(value, t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// addEntry adds an output entry stored apart (entryKey) to t's output.
+func addEntry(t *engine.Task, name, value []byte) error {
+	var v any
+	if err := msgpack.Unmarshal(value, &v); err != nil {
+		return err
+	}
+	if t.Output == nil {
+		t.Output = map[string]any{}
+	}
+	t.Output[string(name)] = v
+	return nil
+}
+
+// readTaskAt reads the i-th task of a workflow with scan, with the output
+// entries stored apart beside it, or nil if there is none.
+func readTaskAt(scan func(lower, upper []byte, fn func(key, value []byte) bool) error, token string, i int) (t *engine.Task, err error) {
+	key := taskKey(token, i)
+	var decodeErr error
+	err = scan(key, taskKey(token, i+1), func(k, value []byte) bool {
+		switch {
+		case len(k) == len(key):
+			t, decodeErr = decodeTask(value)
+		case t == nil:
+			decodeErr = fmt.Errorf("output entry %q of task %d stored without it", k[len(key):], i)
+		default:
+			decodeErr = addEntry(t, k[len(key):], value)
+		}
+		return decodeErr == nil
+	})
+	if err == nil && decodeErr != nil {
+		err = fmt.Errorf("stored workflow %s: %w", token, decodeErr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // deleteTask deletes the i-th task, t as stored (nil: stored whole).
@@ -350,14 +432,8 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 				return err
 			}
 		}
-	} else {
-		for _, i := range match.changed {
-			if t := w.Tasks[i]; match.was(i, t) == nil {
-				if err := b.Set([]byte(prefixTask+t.ID), []byte(w.ID)); err != nil {
-					return err
-				}
-			}
-		}
+	} else if err := storeLookups(b, w, prev.tasks, match); err != nil {
+		return err
 	}
 	if running := !w.Terminal(); running != prev.running || !prev.exists {
 		if err := listed(b, []byte(prefixRunning+w.ID), running); err != nil {
@@ -568,11 +644,89 @@ func (r *Reader) workflowParts(id string, withTasks bool) (w *engine.Workflow, s
 
 // TaskWorkflow returns the id of the workflow a task belongs to.
 func (r *Reader) TaskWorkflow(_ context.Context, taskID string) (string, error) {
-	v, err := r.r.Get([]byte(prefixTask + taskID))
+	wfID, _, err := taskLookupIn(r.r, taskID)
+	return wfID, err
+}
+
+func taskLookupIn(r projections.Reader, taskID string) (wfID string, i int, err error) {
+	v, err := r.Get([]byte(prefixTask + taskID))
 	if errors.Is(err, projections.ErrNotFound) {
-		return "", fault.NotFound("task %s not found", taskID)
+		return "", 0, fault.NotFound("task %s not found", taskID)
 	}
-	return string(v), err
+	if err != nil {
+		return "", 0, err
+	}
+	if wfID, i, err = parseTaskLookup(v); err != nil {
+		return "", 0, fmt.Errorf("task %s: %w", taskID, err)
+	}
+	return wfID, i, nil
+}
+
+// WorkflowTask returns task taskID of workflow wfID, and the workflow
+// without its tasks (Tasks nil, as WorkflowHead reads it), or an error
+// wrapping fault.ErrNotFound: the workflow's ("workflow %s not found") or
+// the task's ("task %s not found"), as Workflow and a look for the task in
+// its list answer. It reads the head's three keys and the task's (with
+// the output entries stored beside it) where Workflow reads every task,
+// so that a worker's result, a task's log or a view of one task costs
+// what it does in a workflow of a few tasks. Its reads are of one
+// snapshot of the read model.
+func (r *Reader) WorkflowTask(_ context.Context, wfID, taskID string) (*engine.Workflow, *engine.Task, error) {
+	w, t, _, _, err := r.workflowTask(wfID, taskID)
+	return w, t, err
+}
+
+// workflowTask is WorkflowTask, with the count of the workflow's keys it
+// read, and whether it found the task where its lookup says (direct),
+// without reading the workflow's list.
+func (r *Reader) workflowTask(wfID, taskID string) (w *engine.Workflow, t *engine.Task, keys int, direct bool, err error) {
+	at, _, release, err := r.store.ReaderAt(Name)
+	if err != nil {
+		return nil, nil, 0, false, err
+	}
+	defer release()
+	scan := func(lower, upper []byte, fn func(key, value []byte) bool) error {
+		return at.ScanRange(lower, upper, false, func(key, value []byte) bool {
+			keys++
+			return fn(key, value)
+		})
+	}
+	token := eventlog.Token(wfID)
+	w, in, err := readParts(scan, token, false)
+	if err != nil {
+		return nil, nil, keys, false, err
+	}
+	if w == nil {
+		return nil, nil, keys, false, fault.NotFound("workflow %s not found", wfID)
+	}
+	listedIn, i, err := taskLookupIn(at, taskID)
+	if err != nil && !errors.Is(err, fault.ErrNotFound) {
+		return nil, nil, keys, false, err
+	}
+	if err == nil && listedIn == wfID && !in.tasks {
+		if t, err = readTaskAt(scan, token, i); err != nil {
+			return nil, nil, keys, false, err
+		}
+		if t != nil && t.ID == taskID {
+			return w, t, keys, true, nil
+		}
+	}
+	// Not where the lookup says (a task of another workflow, one the
+	// workflow's reset dropped, a head of an earlier layout that holds
+	// the tasks): the workflow's list answers, as it does for Workflow's
+	// reader.
+	whole, _, err := readParts(scan, token, true)
+	if err != nil {
+		return nil, nil, keys, false, err
+	}
+	if whole == nil {
+		return nil, nil, keys, false, fault.NotFound("workflow %s not found", wfID)
+	}
+	if t = whole.TaskByID(taskID); t == nil {
+		return nil, nil, keys, false, fault.NotFound("task %s not found", taskID)
+	}
+	whole.Tasks = nil
+	return whole, t, keys, false, nil
 }
 
 // Due implements executor.Schedule.

@@ -48,3 +48,11 @@ func KeysRead(r *Reader, id string, withTasks bool) (int, error) {
 	_, _, keys, err := r.workflowParts(id, withTasks)
 	return keys, err
 }
+
+// TaskKeysRead returns how many keys of workflow wfID reading its task
+// taskID by WorkflowTask took, and whether the task was where its lookup
+// says (else the workflow's list was read).
+func TaskKeysRead(r *Reader, wfID, taskID string) (keys int, direct bool, err error) {
+	_, _, keys, direct, err = r.workflowTask(wfID, taskID)
+	return keys, direct, err
+}

@@ -2,6 +2,7 @@ package executions_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -98,6 +99,22 @@ func decidedLoopRecords(tb testing.TB, n int, seq *uint64) []eventlog.Record {
 		tb.Fatalf("decided loop %s after %d records", r.w.Status, len(r.recs))
 	}
 	return r.recs
+}
+
+// storedLoop folds decidedLoopRecords of n items into a store of its own,
+// and returns its reader, the workflow's id and the workflow as stored.
+func storedLoop(t *testing.T, n int, seq *uint64) (*executions.Reader, string, *engine.Workflow) {
+	t.Helper()
+	recs := decidedLoopRecords(t, n, seq)
+	store := testutil.OpenStore(t)
+	applyAll(t, store, executions.NewProjection(), recs)
+	r := executions.NewReader(store)
+	id := recs[0].Subject[len("fv.wf."):]
+	whole, err := r.Workflow(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, id, whole
 }
 
 // workerLoopRecords records a DO_WHILE over n items whose body a worker

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/fault"
-	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections/executions"
 )
 
@@ -27,15 +26,7 @@ func TestWorkflowHeadReadsNoTask(t *testing.T) {
 		{"decided loop of 1,500", 1500},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			recs := decidedLoopRecords(t, tc.iters, &seq)
-			store := testutil.OpenStore(t)
-			applyAll(t, store, executions.NewProjection(), recs)
-			r := executions.NewReader(store)
-			id := recs[0].Subject[len("fv.wf."):]
-			whole, err := r.Workflow(context.Background(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, id, whole := storedLoop(t, tc.iters, &seq)
 			head, err := r.WorkflowHead(context.Background(), id)
 			if err != nil {
 				t.Fatal(err)
