@@ -401,12 +401,17 @@ func (s *Server) retryWorkflow(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		ifParentRetried, err = queryBool(r, "retryIfRetriedByParent", true)
 	}
-	target := r.PathValue("id")
+	id := r.PathValue("id")
+	target := id
 	if err == nil && resume {
-		target, err = s.retryTarget(r, target)
+		target, err = s.retryTarget(r, id)
 	}
-	// The executor reads the parent the retry is decided with.
+	// The executor reads the ancestors the retry is decided with; the
+	// workflow asked is the one they are checked for.
 	trig := engine.Retry{RefuseIfParentRetried: !ifParentRetried}
+	if target != id {
+		trig.UpTo = id
+	}
 	if err == nil {
 		err = s.submit(r, target, trig)
 	}

@@ -2,8 +2,11 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,4 +121,164 @@ func TestRetryAndRerunIntoChildOfUnendedParent(t *testing.T) {
 		t.Fatalf("a refused rerun left the child %s with %d tasks", k.Status, len(k.Tasks))
 	}
 	e.waitStatus(id, conductor.WorkflowRunning)
+}
+
+// What a parent went on past stays ended however deep it is asked for:
+// a retry, restart or rerun of a workflow is refused (409) when it, or an
+// ancestor its reopening would run again, is the child of a SUB_WORKFLOW
+// task its parent went on past (a jump passed over it, or its DO_WHILE
+// gave up on its iteration), as that child's own is. The parent ignores
+// its news, so the work would run for nothing. A grandchild of a jumped
+// task is refused, and so is the jumped child's retry with
+// resumeSubworkflowTasks, which retries the grandchild; the same shape
+// whose top workflow an operator terminated is retried through, each
+// workflow running again. retryIfRetriedByParent=false with
+// resumeSubworkflowTasks looks at the parent of the workflow asked, not of
+// the descendant it retries.
+func TestRetriesOfWhatAParentWentOnPast(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"po_leaf","tasks":[{"name":"h","taskReferenceName":"h","type":"HUMAN"}]}`,
+		`{"name":"po_mid","tasks":[{"name":"leaf","taskReferenceName":"leaf","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"po_leaf"}}]}`,
+		`{"name":"po_top","tasks":[{"name":"mid","taskReferenceName":"mid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"po_mid"}},
+		  {"name":"after","taskReferenceName":"after","type":"HUMAN"}]}`)
+	childOf := func(id, ref string) string {
+		var kid string
+		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+			sub := taskByRef(e.workflow(id), ref)
+			if sub == nil || sub.SubWorkflowID == "" {
+				return fmt.Errorf("workflow %s has no child at %s yet", id, ref)
+			}
+			kid = sub.SubWorkflowID
+			return nil
+		})
+		e.waitStatus(kid, conductor.WorkflowRunning)
+		return kid
+	}
+	// line starts po_top and returns it, its child and its grandchild,
+	// each running.
+	line := func() (top, mid, leaf string) {
+		top = e.start("po_top", nil)
+		mid = childOf(top, "mid")
+		return top, mid, childOf(mid, "leaf")
+	}
+
+	// Each on a line of its own, jumped past: one taken would reopen it.
+	for _, c := range []struct {
+		name string
+		// grandchild: asked of the grandchild, else of the child.
+		grandchild   bool
+		path, ending string
+		body         any
+	}{
+		{"the jumped child's retry", false, "/retry", "would not wait for a retry of it", nil},
+		{"the jumped child's retry into its grandchild", false, "/retry?resumeSubworkflowTasks=true", "would not wait for a retry of it", nil},
+		{"the grandchild's retry", true, "/retry", "run again by a retry of workflow %s below it", nil},
+		{"the grandchild's restart", true, "/restart", "run again by a restart of workflow %s below it", nil},
+		{"the grandchild's rerun", true, "/rerun", "run again by a rerun of workflow %s below it", map[string]any{}},
+	} {
+		top, mid, leaf := line()
+		e.must(http.StatusOK, "POST", "/api/workflow/"+top+"/jump/after", nil)
+		e.waitStatus(mid, conductor.WorkflowTerminated)
+		e.waitStatus(leaf, conductor.WorkflowTerminated)
+		asked := mid
+		ending := c.ending
+		if c.grandchild {
+			asked, ending = leaf, fmt.Sprintf(c.ending, leaf)
+		}
+		status, got := e.refusal("POST", "/api/workflow/"+asked+c.path, c.body)
+		if want := "workflow " + mid + " is the sub-workflow of task mid "; status != http.StatusConflict || !strings.Contains(got, want) ||
+			!strings.Contains(got, "which a jump passed over (jumped to after)") || !strings.Contains(got, ending) ||
+			!strings.HasSuffix(got, "rerun "+top+" from that task instead") {
+			t.Errorf("%s: %d %q, want 409 naming the jumped task", c.name, status, got)
+			continue
+		}
+		for _, id := range []string{mid, leaf} {
+			if wf := e.workflow(id); wf.Status != conductor.WorkflowTerminated || len(wf.Tasks) != 1 {
+				t.Errorf("%s: workflow %s is %s with %d tasks after the refusal, want TERMINATED with 1", c.name, id, wf.Status, len(wf.Tasks))
+			}
+		}
+	}
+
+	// An operator's terminate: each workflow waits for its child again.
+	top, mid, leaf := line()
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+top, nil)
+	e.waitStatus(mid, conductor.WorkflowTerminated)
+	e.waitStatus(leaf, conductor.WorkflowTerminated)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+leaf+"/retry", nil)
+	for _, id := range []string{leaf, mid, top} {
+		e.waitStatus(id, conductor.WorkflowRunning)
+	}
+
+	// retryIfRetriedByParent=false with resumeSubworkflowTasks is about
+	// the workflow asked: its parent, retried with a new child, refuses
+	// it, though the grandchild retried has a parent that waits for it.
+	top, mid, leaf = line()
+	e.must(http.StatusOK, "POST", "/api/tasks/"+leaf+"/h/FAILED", map[string]any{})
+	e.waitStatus(top, conductor.WorkflowFailed)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+top+"/retry", nil)
+	e.waitStatus(top, conductor.WorkflowRunning)
+	status, got := e.refusal("POST", "/api/workflow/"+mid+"/retry?resumeSubworkflowTasks=true&retryIfRetriedByParent=false", nil)
+	if want := "workflow " + mid + " is a sub-workflow its parent " + top + " no longer waits for"; status != http.StatusConflict || !strings.HasPrefix(got, want) {
+		t.Errorf("retry into the grandchild of a child its parent moved on from: %d %q, want 409: %s", status, got, want)
+	}
+	for _, id := range []string{mid, leaf} {
+		if wf := e.workflow(id); wf.Status != conductor.WorkflowFailed {
+			t.Errorf("workflow %s is %s after the refusal, want FAILED", id, wf.Status)
+		}
+	}
+}
+
+// A DO_WHILE that timed out and was optional gave up on its iteration:
+// the workflow went on past it. The child of that iteration's
+// SUB_WORKFLOW task, terminated, is not retried, restarted or rerun
+// (409): nothing waits for it.
+func TestRetryOfAnAbandonedIterationsChild(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
+		`[{"name":"po_loop","timeoutSeconds":2,"timeoutPolicy":"RETRY","responseTimeoutSeconds":1}]`)
+	e.register(`{"name":"po_iter","tasks":[{"name":"h","taskReferenceName":"h","type":"HUMAN"}]}`,
+		`{"name":"po_loop_flow","tasks":[{"name":"po_loop","taskReferenceName":"loop","type":"DO_WHILE","optional":true,"loopCondition":"$.loop['iteration'] < 3",
+		    "loopOver":[{"name":"sub","taskReferenceName":"lsub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"po_iter"}}]},
+		  {"name":"after","taskReferenceName":"after","type":"HUMAN"}]}`)
+	id := e.start("po_loop_flow", nil)
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if taskByRef(e.workflow(id), "after") == nil {
+			return errors.New("the loop has not timed out")
+		}
+		return nil
+	})
+	kid := taskByRef(e.workflow(id), "lsub__1").SubWorkflowID
+	e.waitStatus(kid, conductor.WorkflowTerminated)
+	for _, c := range []struct {
+		op, path string
+		body     any
+	}{
+		{"retry", "/retry", nil},
+		{"restart", "/restart", nil},
+		{"rerun", "/rerun", map[string]any{}},
+	} {
+		status, got := e.refusal("POST", "/api/workflow/"+kid+c.path, c.body)
+		if want := "workflow " + kid + " is the sub-workflow of task lsub__1 "; status != http.StatusConflict || !strings.Contains(got, want) ||
+			!strings.Contains(got, "which its DO_WHILE loop gave up on in iteration 1") ||
+			!strings.Contains(got, "would not wait for a "+c.op+" of it; rerun "+id+" from that task instead") {
+			t.Errorf("%s: %d %q, want 409 naming the iteration given up on", c.op, status, got)
+		}
+	}
+	if wf := e.workflow(kid); wf.Status != conductor.WorkflowTerminated || len(wf.Tasks) != 1 {
+		t.Errorf("the child is %s with %d tasks after the refusals, want TERMINATED with 1", wf.Status, len(wf.Tasks))
+	}
+	e.waitStatus(id, conductor.WorkflowRunning)
+}
+
+// refusal sends a request and returns its status and the message of the
+// error it answers ("" if none): unlike fails, a request taken does not end
+// the test, so that each of a table's rows reports.
+func (e *env) refusal(method, path string, body any) (int, string) {
+	e.t.Helper()
+	status, out := e.do(method, path, body)
+	var er conductor.ErrorResponse
+	_ = json.Unmarshal([]byte(out), &er)
+	return status, er.Message
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -35,7 +36,7 @@ func (d *decision) restart(r Restart) error {
 	if err := d.requireTerminal("restarted"); err != nil {
 		return err
 	}
-	if err := refuseJumpedChild(r.Parent, d.w.ID, "restart"); err != nil {
+	if err := d.refuseUnwaited(r.Ancestors, d.w.ID, "restart", false); err != nil {
 		return err
 	}
 	def := d.plan.def
@@ -61,16 +62,12 @@ func (d *decision) rerun(r Rerun) error {
 	if err := d.requireTerminal("rerun"); err != nil {
 		return err
 	}
-	// The workflow asked is checked, not this descendant of it holding the
-	// task: a rerun asked of an ancestor reruns each workflow up to it from
-	// the SUB_WORKFLOW task that ran the child, as a rerun from that task
-	// would, jumped over or not (a rerun from the task a jump passed over
-	// runs it again, as any rerun does).
-	asked := d.w.ID
-	if r.UpTo != "" {
-		asked = r.UpTo
-	}
-	if err := refuseJumpedChild(r.Parent, asked, "rerun"); err != nil {
+	// Checked from the workflow asked up, not from this descendant of it
+	// holding the task: a rerun asked of an ancestor reruns each workflow
+	// up to it from the SUB_WORKFLOW task that ran the child, as a rerun
+	// from that task would, jumped over or not (a rerun from the task a
+	// jump passed over runs it again, as any rerun does).
+	if err := d.refuseUnwaited(r.Ancestors, cmp.Or(r.UpTo, d.w.ID), "rerun", true); err != nil {
 		return err
 	}
 	if r.UpTo != "" && r.UpTo != d.w.ID && (r.Request.WorkflowInput != nil || r.Request.CorrelationID != "") {
@@ -181,12 +178,13 @@ func (d *decision) retry(r Retry) error {
 	if err := d.requireTerminal("retried"); err != nil {
 		return err
 	}
-	if err := refuseJumpedChild(r.Parent, d.w.ID, "retry"); err != nil {
+	asked := cmp.Or(r.UpTo, d.w.ID)
+	if err := d.refuseUnwaited(r.Ancestors, asked, "retry", false); err != nil {
 		return err
 	}
-	if r.RefuseIfParentRetried && parentMovedOn(r.Parent, d.w) {
+	if w, parent := lineageOf(d.w, r.Ancestors, asked); r.RefuseIfParentRetried && parentMovedOn(parent, w) {
 		return fault.Conflict("workflow %s is a sub-workflow its parent %s no longer waits for (the parent was retried, rerun or restarted since, with a new child), and retryIfRetriedByParent is false",
-			d.w.ID, d.w.ParentWorkflowID)
+			w.ID, w.ParentWorkflowID)
 	}
 	if len(d.w.Tasks) == 0 {
 		return fault.Conflict("workflow %s has no tasks to retry", d.w.ID)
@@ -235,42 +233,109 @@ func (d *decision) terminatedBy() *Task {
 // resumeSubworkflowTasks), or reran through it (a new instance of the task
 // for the same child), still waits for it.
 func parentMovedOn(parent, child *Workflow) bool {
-	if parent == nil || child.ParentWorkflowID == "" || parent.ID != child.ParentWorkflowID {
+	if parent == nil || child == nil || child.ParentWorkflowID == "" || parent.ID != child.ParentWorkflowID {
 		return false
 	}
-	var t *Task
-	for _, x := range parent.Tasks {
-		if x.SubWorkflowID == child.ID {
-			t = x
-		}
-	}
+	t := parent.taskRunning(child.ID)
 	return t == nil || t.Retried
 }
 
-// refuseJumpedChild refuses the retry, restart or rerun (op) of workflow
-// asked when it is the child of a SUB_WORKFLOW task of parent that a jump
-// passed over (and terminated it): the parent went on past that task and
-// ignores the child's news (childReopened), so the child would run for
-// nothing, its output read by nobody. Refused rather than run on its own
-// as the child of a parent that moved on with a new one is: that parent's
-// retry replaced the child, while a jump left the work undone, and the
-// way to have it done is the parent's rerun from that task. The lookup is
-// parentMovedOn's: by the child the task waits for, its latest instance.
-func refuseJumpedChild(parent *Workflow, asked, op string) error {
-	if parent == nil {
-		return nil
-	}
+// taskRunning returns the latest SUB_WORKFLOW task that ran child, or nil:
+// the one that waits for its news.
+func (w *Workflow) taskRunning(child string) *Task {
 	var t *Task
-	for _, x := range parent.Tasks {
-		if x.SubWorkflowID == asked {
+	for _, x := range w.Tasks {
+		if x.SubWorkflowID == child {
 			t = x
 		}
 	}
-	if t == nil || !jumpedOver(t) {
-		return nil
+	return t
+}
+
+// lineageOf returns the workflow id among w and its ancestors (parent
+// first, as Retry.Ancestors) and its parent, each nil when not read.
+func lineageOf(w *Workflow, ancestors []*Workflow, id string) (*Workflow, *Workflow) {
+	line := append([]*Workflow{w}, ancestors...)
+	for i, x := range line {
+		if x == nil {
+			break
+		}
+		if x.ID == id {
+			if i+1 < len(line) {
+				return x, line[i+1]
+			}
+			return x, nil
+		}
 	}
-	return fault.Conflict("workflow %s is the sub-workflow of task %s (%s) of workflow %s, which a jump passed over (%s): the parent went on past it and would not wait for a %s of it; rerun %s from that task instead",
-		asked, t.Ref, t.ID, parent.ID, t.Reason, op, parent.ID)
+	return nil, nil
+}
+
+// refuseUnwaited refuses the retry, restart or rerun (op) of the workflow
+// asked, decided for this one (itself or a descendant of it), when a
+// workflow it would run again is the child of a SUB_WORKFLOW task its
+// parent went on past (passedOver: a jump passed over it, or its DO_WHILE
+// gave up on its iteration): that parent ignores the child's news
+// (childReopened), so the child, and what runs again below it, would run
+// for nothing, their output read by nobody. The workflows run again are
+// this one and each ancestor its news reopens, as childReopened decides
+// with the ancestors as read; a rerun reruns each up to the workflow
+// asked (rerun), whose own parent is the first checked. Refused rather
+// than run on its own as the child of a parent that moved on with a new
+// one is: that parent's retry replaced the child, while the parent went on
+// past this one with its work undone, and the way to have it done is the
+// parent's rerun from that task.
+func (d *decision) refuseUnwaited(ancestors []*Workflow, asked, op string, rerun bool) error {
+	child := d.w
+	news := ChildReopened{ChildID: child.ID, ResetTime: d.now}
+	if rerun && asked != child.ID {
+		news.RerunUpTo = asked
+	}
+	reached := asked == child.ID // the walk has reached the workflow asked
+	for _, p := range ancestors {
+		if p == nil || p.ID != child.ParentWorkflowID {
+			return nil
+		}
+		pd := &decision{w: p, now: d.now}
+		pd.plan, _ = p.planFor() // nil: not a definition it can act on, it ignores the news
+		if t := p.taskRunning(child.ID); t != nil && news.RerunUpTo == "" && (jumpedOver(t) || pd.plan != nil && pd.abandoned(t)) {
+			by := d.w.ID
+			if reached {
+				by = asked
+			}
+			return passedOverRefusal(pd, t, child.ID, by, op)
+		}
+		if pd.plan == nil || pd.reopens(news) == nil {
+			return nil
+		}
+		if p.ID == asked {
+			news.RerunUpTo, reached = "", true
+		}
+		child = p
+		news.ChildID = p.ID
+		if !p.Terminal() {
+			news.ResetTime = p.ResetTime // reopened without a reset
+		}
+	}
+	return nil
+}
+
+// passedOverRefusal is the refusal of the op of workflow by that would run
+// child again, the child of p's task t that p went on past.
+func passedOverRefusal(p *decision, t *Task, child, by, op string) error {
+	how := "a jump passed over"
+	if !jumpedOver(t) {
+		loop := "loop"
+		if ln := p.loopOf(t); ln != nil {
+			loop = ln.wt.TaskReferenceName
+		}
+		how = fmt.Sprintf("its DO_WHILE %s gave up on in iteration %d", loop, t.Iteration)
+	}
+	if child == by {
+		return fault.Conflict("workflow %s is the sub-workflow of task %s (%s) of workflow %s, which %s (%s): the parent went on past it and would not wait for a %s of it; rerun %s from that task instead",
+			child, t.Ref, t.ID, p.w.ID, how, t.Reason, op, p.w.ID)
+	}
+	return fault.Conflict("workflow %s is the sub-workflow of task %s (%s) of workflow %s, which %s (%s): the parent went on past it and would not wait for it, run again by a %s of workflow %s below it; rerun %s from that task instead",
+		child, t.Ref, t.ID, p.w.ID, how, t.Reason, op, by, p.w.ID)
 }
 
 // retriable returns the tasks a retry runs again: the failed, timed-out
@@ -350,52 +415,20 @@ func (d *decision) reopened(upTo string) {
 }
 
 // childReopened makes the SUB_WORKFLOW task whose child runs again wait
-// for it: the task the child's failure failed (its latest instance, not
-// retried since, not optional) goes back IN_PROGRESS, and a parent that
-// ended because of it runs again, its other failed work retried as by a
-// retry. Anything else is news the parent has already acted on.
+// for it (reopens): the task the child's failure failed goes back
+// IN_PROGRESS, and a parent that ended because of it runs again, its
+// other failed work retried as by a retry; a rerun asked of an ancestor
+// that went through the child reruns from that task.
 func (d *decision) childReopened(c ChildReopened) {
-	var t *Task
-	for _, x := range d.w.Tasks {
-		if x.SubWorkflowID == c.ChildID {
-			t = x
-		}
-	}
-	if t == nil || t.Retried || t.Active() {
+	t := d.reopens(c)
+	if t == nil {
 		return
-	}
-	if c.RerunUpTo != "" {
-		// A rerun asked of an ancestor went through the child: rerun from
-		// the task that ran it.
-		if d.w.Terminal() {
-			d.runAs(c.RunsAs...)
-			_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID}, c.ChildID, c.RerunUpTo)
-		}
-		return
-	}
-	if d.w.Status == conductor.WorkflowCompleted {
-		return
-	}
-	if !unsuccessful(t.Status) {
-		return
-	}
-	if d.terminatedBy() != nil {
-		// As a retry of the parent is refused: it would run on past its
-		// TERMINATE.
-		return
-	}
-	if t.Status == conductor.TaskCanceled && t.Reason == canceledBy(d.w.Status) && c.ResetTime <= d.w.EndTime {
-		// The parent's own end canceled it (an operator's terminate, a
-		// timeout, another task's failure), not the child's: news of a
-		// reset from before that end (recovery sends it again) must not
-		// undo it. A child reset since was an operator's explicit doing,
-		// which reopens its parents, as Conductor's does.
-		return
-	}
-	if wt := d.plan.config(t); wt == nil || wt.Optional || d.passedOver(t) {
-		return // an optional task's failure did not stop the parent, nor did the end of what it went on past
 	}
 	d.runAs(c.RunsAs...)
+	if c.RerunUpTo != "" {
+		_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID}, c.ChildID, c.RerunUpTo)
+		return
+	}
 	var others []*Task
 	if d.w.Terminal() {
 		others = d.retriable()
@@ -410,6 +443,48 @@ func (d *decision) childReopened(c ChildReopened) {
 	// The child may have ended again before this: ask.
 	d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: c.ChildID})
 	d.reopened("")
+}
+
+// reopens returns the SUB_WORKFLOW task that news of its child running
+// again (c) makes wait again (childReopened), nil when it changes nothing:
+// the task that ran the child (its latest instance, not retried since),
+// ended unsuccessfully and not optional, of a parent the child's failure
+// ended or holds up. Anything else is news the parent has already acted
+// on. refuseUnwaited asks it too, so that a refusal follows what the
+// parents would do.
+func (d *decision) reopens(c ChildReopened) *Task {
+	t := d.w.taskRunning(c.ChildID)
+	if t == nil || t.Retried || t.Active() {
+		return nil
+	}
+	if c.RerunUpTo != "" {
+		// A rerun asked of an ancestor went through the child: the
+		// parent reruns from the task that ran it.
+		if !d.w.Terminal() {
+			return nil
+		}
+		return t
+	}
+	if d.w.Status == conductor.WorkflowCompleted || !unsuccessful(t.Status) {
+		return nil
+	}
+	if d.terminatedBy() != nil {
+		// As a retry of the parent is refused: it would run on past its
+		// TERMINATE.
+		return nil
+	}
+	if t.Status == conductor.TaskCanceled && t.Reason == canceledBy(d.w.Status) && c.ResetTime <= d.w.EndTime {
+		// The parent's own end canceled it (an operator's terminate, a
+		// timeout, another task's failure), not the child's: news of a
+		// reset from before that end (recovery sends it again) must not
+		// undo it. A child reset since was an operator's explicit doing,
+		// which reopens its parents, as Conductor's does.
+		return nil
+	}
+	if wt := d.plan.config(t); wt == nil || wt.Optional || d.passedOver(t) {
+		return nil // an optional task's failure did not stop the parent, nor did the end of what it went on past
+	}
+	return t
 }
 
 // childExisting makes the SUB_WORKFLOW task whose child was not started,

@@ -443,23 +443,26 @@ func TestJumpedOverTasksStayEnded(t *testing.T) {
 			reopen(h, child)
 		}},
 		{name: "the child's own retry is refused", needChild: true, again: func(h *harness, child string) {
-			refused(h, child, func(*harness) engine.Trigger { return engine.Retry{Parent: h.w} })
+			refused(h, child, func(*harness) engine.Trigger { return engine.Retry{Ancestors: []*engine.Workflow{h.w}} })
 		}},
 		{name: "the child's own restart is refused", needChild: true, again: func(h *harness, child string) {
-			refused(h, child, func(*harness) engine.Trigger { return engine.Restart{Parent: h.w} })
+			refused(h, child, func(*harness) engine.Trigger { return engine.Restart{Ancestors: []*engine.Workflow{h.w}} })
 		}},
 		{name: "the child's own rerun is refused once the workflow failed", needChild: true, ended: true, again: func(h *harness, child string) {
 			fail(h)
 			refused(h, child, func(c *harness) engine.Trigger {
-				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k").ID}, Parent: h.w}
+				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k").ID}, Ancestors: []*engine.Workflow{h.w}}
 			})
 		}},
 		{name: "a rerun asked of the child from a task of its own child is refused", needChild: true, again: func(h *harness, child string) {
 			refused(h, child, func(c *harness) engine.Trigger {
-				// c stands for the grandchild holding the task.
-				asked := c.w.ID
-				c.w.ID = "grandkid"
-				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k").ID}, UpTo: asked, Parent: h.w}
+				// c stands for the grandchild holding the task, kid for
+				// the child asked, whose task k ran it.
+				kid, k := *c.w, *c.task("k")
+				k.SubWorkflowID = "grandkid"
+				kid.Tasks = []*engine.Task{&k}
+				c.w.ID, c.w.ParentWorkflowID = "grandkid", kid.ID
+				return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k").ID}, UpTo: kid.ID, Ancestors: []*engine.Workflow{&kid, h.w}}
 			})
 		}},
 		{name: "retry", added: 1, again: func(h *harness, _ string) {
@@ -547,8 +550,115 @@ func TestJumpedOverTasksStayEnded(t *testing.T) {
 	// The SUB_WORKFLOW task waits for it again: its news counts, and its
 	// retry is no longer refused.
 	c.decide(engine.Terminate{Reason: "again"})
-	if _, err := c.try(engine.Retry{Parent: h.w}); err != nil {
+	if _, err := c.try(engine.Retry{Ancestors: []*engine.Workflow{h.w}}); err != nil {
 		t.Fatalf("the retry of a child its parent reran through: %v", err)
+	}
+}
+
+// A retry, restart or rerun, decided for a grandchild with its ancestors
+// as the executor reads them, is refused when a workflow it would run
+// again is the child of a task its parent went on past: the grandchild
+// whose parent a jump passed over, and the jumped child's retry with
+// resumeSubworkflowTasks (decided for the grandchild, asked of the child).
+// The same line whose top an operator terminated is retried through, and a
+// rerun asked of the top from the grandchild's task reruns each from its
+// SUB_WORKFLOW task, as a rerun from the jumped task does. With
+// retryIfRetriedByParent=false, a retry into the grandchild is refused by
+// the parent of the workflow asked, which moved on from it.
+func TestRefusedForWhatAnAncestorWentOnPast(t *testing.T) {
+	const (
+		topDef  = `{"name":"top","tasks":[{"name":"mid","taskReferenceName":"mid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"mid"}},{"name":"after","taskReferenceName":"after"}]}`
+		midDef  = `{"name":"mid","tasks":[{"name":"leaf","taskReferenceName":"leaf","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"leaf"}}]}`
+		leafDef = `{"name":"leaf","tasks":[{"name":"k","taskReferenceName":"k"}]}`
+	)
+	// line is a top workflow, its child and its grandchild, decided each
+	// on its own as the executor does.
+	type line struct{ top, mid, leaf *harness }
+	child := func(p *harness, ref, def string) *harness {
+		sub := p.task(ref)
+		return newHarnessStart(t, engine.Start{WorkflowID: sub.SubWorkflowID, Def: parseDef(t, def), CreatedBy: "app:tester",
+			ParentWorkflowID: p.w.ID, ParentWorkflowTaskID: sub.ID})
+	}
+	// ended terminates the child and grandchild, as the top's jump or end
+	// does.
+	ended := func(l line) {
+		l.mid.decide(engine.Terminate{Reason: "parent ended"})
+		l.leaf.decide(engine.Terminate{Reason: "parent ended"})
+	}
+	jumped := func(l line) {
+		l.top.decide(engine.Jump{Ref: "after"})
+		ended(l)
+	}
+	failed := func(l line) {
+		l.leaf.report("k", conductor.TaskFailedWithTerminalError, nil, "down")
+		l.mid.decide(engine.ChildFinished{ChildID: l.leaf.w.ID, Status: conductor.WorkflowFailed, Reason: "down"})
+		l.top.decide(engine.ChildFinished{ChildID: l.mid.w.ID, Status: conductor.WorkflowFailed, Reason: "down"})
+		l.top.wantStatus(conductor.WorkflowFailed)
+	}
+	for _, tc := range []struct {
+		name   string
+		before func(l line)
+		// trig is decided for the grandchild.
+		trig func(l line, ancestors []*engine.Workflow) engine.Trigger
+		// refused is what the refusal, which begins with the child's
+		// id, says, %s the grandchild's id ("": taken).
+		refused string
+	}{
+		{"the grandchild's retry", jumped, func(_ line, a []*engine.Workflow) engine.Trigger { return engine.Retry{Ancestors: a} },
+			"which a jump passed over (jumped to after): the parent went on past it and would not wait for it, run again by a retry of workflow %s below it"},
+		{"the grandchild's restart", jumped, func(_ line, a []*engine.Workflow) engine.Trigger { return engine.Restart{Ancestors: a} },
+			"run again by a restart of workflow %s below it"},
+		{"the grandchild's rerun", jumped, func(_ line, a []*engine.Workflow) engine.Trigger { return engine.Rerun{Ancestors: a} },
+			"run again by a rerun of workflow %s below it"},
+		{"the jumped child's retry into its grandchild", jumped, func(l line, a []*engine.Workflow) engine.Trigger {
+			return engine.Retry{UpTo: l.mid.w.ID, Ancestors: a}
+		}, "which a jump passed over (jumped to after): the parent went on past it and would not wait for a retry of it; rerun"},
+		{"the jumped child's rerun from its grandchild's task", jumped, func(l line, a []*engine.Workflow) engine.Trigger {
+			return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: l.leaf.task("k").ID}, UpTo: l.mid.w.ID, Ancestors: a}
+		}, "would not wait for a rerun of it"},
+		{"the top's rerun from its grandchild's task", func(l line) {
+			jumped(l)
+			l.top.report("after", conductor.TaskFailedWithTerminalError, nil, "down")
+		}, func(l line, a []*engine.Workflow) engine.Trigger {
+			return engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: l.leaf.task("k").ID}, UpTo: l.top.w.ID, Ancestors: a}
+		}, ""},
+		{"the grandchild's retry once an operator terminated the top", func(l line) {
+			l.top.decide(engine.Terminate{Reason: "stop"})
+			ended(l)
+		}, func(_ line, a []*engine.Workflow) engine.Trigger { return engine.Retry{Ancestors: a} }, ""},
+		{"retryIfRetriedByParent=false, into the grandchild of a parent that moved on", func(l line) {
+			failed(l)
+			l.top.decide(engine.Retry{})
+		}, func(l line, a []*engine.Workflow) engine.Trigger {
+			return engine.Retry{UpTo: l.mid.w.ID, RefuseIfParentRetried: true, Ancestors: a}
+		}, "is a sub-workflow its parent wf-1 no longer waits for"},
+		{"retryIfRetriedByParent=false, into the grandchild of a parent that waits", failed, func(l line, a []*engine.Workflow) engine.Trigger {
+			return engine.Retry{UpTo: l.mid.w.ID, RefuseIfParentRetried: true, Ancestors: a}
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			top := newHarness(t, topDef, nil)
+			mid := child(top, "mid", midDef)
+			l := line{top, mid, child(mid, "leaf", leafDef)}
+			tc.before(l)
+			// Later than the ends: an operator's doing.
+			l.leaf.advance(time.Second)
+			ancestors := []*engine.Workflow{l.mid.w, l.top.w}
+			before := l.leaf.w.Status
+			_, err := l.leaf.try(tc.trig(l, ancestors))
+			if tc.refused == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				l.leaf.wantStatus(conductor.WorkflowRunning)
+				return
+			}
+			want := strings.ReplaceAll(tc.refused, "%s", l.leaf.w.ID)
+			if !errorsIs(err, fault.ErrConflict) || !strings.HasPrefix(err.Error(), "workflow "+l.mid.w.ID+" ") || !strings.Contains(err.Error(), want) {
+				t.Fatalf("got %v, want refused naming workflow %s: %s", err, l.mid.w.ID, want)
+			}
+			l.leaf.wantStatus(before)
+		})
 	}
 }
 

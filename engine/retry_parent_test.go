@@ -48,7 +48,7 @@ func TestRetryIfRetriedByParent(t *testing.T) {
 
 			retry := engine.Retry{RefuseIfParentRetried: tc.refuse}
 			if tc.passParent {
-				retry.Parent = p.w
+				retry.Ancestors = []*engine.Workflow{p.w}
 			}
 			d, err := c.try(retry)
 			if tc.wantRefused {

@@ -173,9 +173,9 @@ type Restart struct {
 	// with new data does, and as Author, who saved that definition.
 	By     string
 	Author string
-	// Parent is the workflow's parent as the caller read it: a restart of
-	// a sub-workflow its parent jumped past is refused (see Retry.Parent).
-	Parent *Workflow
+	// Ancestors are the workflow's as the caller read them: a restart
+	// that would run for nothing is refused (see Retry.Ancestors).
+	Ancestors []*Workflow
 }
 
 // Retry reschedules the failed tasks of a terminal workflow. A failed
@@ -189,14 +189,22 @@ type Restart struct {
 // ChildFinished), as Orkes does by default.
 type Retry struct {
 	// RefuseIfParentRetried is Orkes's retryIfRetriedByParent=false: the
-	// retry of such a sub-workflow is refused (fault.ErrConflict) instead.
+	// retry of such a sub-workflow is refused (fault.ErrConflict) instead:
+	// of the workflow asked (UpTo when set), whose parent it is about.
 	RefuseIfParentRetried bool
-	// Parent is the parent's state as the caller read it (the engine
-	// decides for one workflow at a time); without it, nothing is refused.
-	// The retry of a sub-workflow whose SUB_WORKFLOW task a jump passed
-	// over is always refused: the parent went on past that task and would
-	// ignore the child's news, so the child would run for nothing.
-	Parent *Workflow
+	// UpTo, when set, is the ancestor the retry was asked of: with
+	// resumeSubworkflowTasks the API retries its failed descendant
+	// instead, whose retry reopens each workflow up to it.
+	UpTo string
+	// Ancestors are the workflow's parent, its parent's parent and so on,
+	// as the caller read them (the engine decides for one workflow at a
+	// time); without them, nothing is refused. A retry is always refused
+	// when a workflow it would run again, this one or an ancestor its
+	// reopening reaches (see childReopened), is the child of a
+	// SUB_WORKFLOW task its parent went on past (a jump passed over it,
+	// or its DO_WHILE gave up on its iteration): that parent ignores the
+	// child's news, so the work would run for nothing.
+	Ancestors []*Workflow
 }
 
 // Rerun runs a terminal workflow again from the start or from a task.
@@ -209,10 +217,11 @@ type Rerun struct {
 	UpTo string
 	// By is who asked: a rerun with new input runs as them.
 	By string
-	// Parent is the parent of the workflow asked (UpTo when set) as the
-	// caller read it: the rerun of a sub-workflow its parent jumped past
-	// is refused (see Retry.Parent).
-	Parent *Workflow
+	// Ancestors are the workflow's as the caller read them: a rerun that
+	// would run for nothing is refused (see Retry.Ancestors), checked from
+	// the workflow asked (UpTo when set) up; those below it rerun from
+	// their SUB_WORKFLOW tasks, passed over or not.
+	Ancestors []*Workflow
 }
 
 // ChildFinished reports that a SUB_WORKFLOW task's child reached a terminal

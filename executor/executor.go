@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -488,13 +487,13 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 		if t.Def != nil {
 			t.Author = e.authorOf(ctx, t.Def)
 		}
-		t.Parent, err = e.reopening(ctx, wfID, wfID)
+		t.Ancestors, err = e.reopening(ctx, wfID)
 		trig = t
 	case engine.Retry:
-		t.Parent, err = e.reopening(ctx, wfID, wfID)
+		t.Ancestors, err = e.reopening(ctx, wfID)
 		trig = t
 	case engine.Rerun:
-		t.Parent, err = e.reopening(ctx, wfID, cmp.Or(t.UpTo, wfID))
+		t.Ancestors, err = e.reopening(ctx, wfID)
 		trig = t
 	case engine.Upgrade:
 		if t.Def != nil {
@@ -535,16 +534,18 @@ func (e *Executor) Submit(ctx context.Context, wfID string, trig engine.Trigger,
 	}
 }
 
-// reopening readies a restart, retry or rerun of workflow wfID, asked of
-// workflow asked (a rerun's UpTo, else wfID), before a shard decides it.
-// It returns asked's parent, nil for a workflow without one (or whose
-// parent is gone), which the decision is made with (engine.Retry.Parent).
-// For a workflow with an idempotency key it waits until the read model
-// the key's check reads has applied the log (keysCaughtUp). Both are done
-// here, not in the decision: the shard deciding for wfID may be the
-// parent's, which cannot answer while it decides, and a wait there would
-// hold up every workflow the shard decides.
-func (e *Executor) reopening(ctx context.Context, wfID, asked string) (*engine.Workflow, error) {
+// reopening readies a restart, retry or rerun of workflow wfID before a
+// shard decides it. It returns wfID's ancestors, its parent first, which
+// the decision is made with (engine.Retry.Ancestors): the workflow may run
+// again in a parent, or a parent's parent, that went on past it, which the
+// decision walks up to. The line ends at a workflow without a parent (or
+// whose parent is gone). For a workflow with an idempotency key it waits
+// until the read model the key's check reads has applied the log
+// (keysCaughtUp). Both are done here, not in the decision: the shard
+// deciding for wfID may be an ancestor's, which cannot answer while it
+// decides, and a wait there would hold up every workflow the shard
+// decides.
+func (e *Executor) reopening(ctx context.Context, wfID string) ([]*engine.Workflow, error) {
 	w, err := e.State(ctx, wfID)
 	if err != nil {
 		return nil, err
@@ -554,19 +555,19 @@ func (e *Executor) reopening(ctx context.Context, wfID, asked string) (*engine.W
 			return nil, fmt.Errorf("workflow %s: %w", wfID, err)
 		}
 	}
-	if asked != wfID {
-		if w, err = e.State(ctx, asked); err != nil {
-			return nil, err
+	var line []*engine.Workflow
+	// Bounded as the chain of workflows that start one another is.
+	for w != nil && w.ParentWorkflowID != "" && len(line) <= engine.MaxDepth {
+		parent, err := e.State(ctx, w.ParentWorkflowID)
+		if err != nil {
+			return nil, fmt.Errorf("workflow %s: read its parent %s: %w", w.ID, w.ParentWorkflowID, err)
 		}
+		if parent != nil {
+			line = append(line, parent)
+		}
+		w = parent
 	}
-	if w == nil || w.ParentWorkflowID == "" {
-		return nil, nil
-	}
-	parent, err := e.State(ctx, w.ParentWorkflowID)
-	if err != nil {
-		return nil, fmt.Errorf("workflow %s: read its parent %s: %w", asked, w.ParentWorkflowID, err)
-	}
-	return parent, nil
+	return line, nil
 }
 
 // endAbandoned ends the poll ahead of a job whose caller went away: a task

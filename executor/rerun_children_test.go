@@ -120,7 +120,7 @@ func TestChildStartRunAgainStartsOne(t *testing.T) {
 // The retry, restart or rerun of a sub-workflow its parent jumped past
 // (the jump terminated it) is refused: the parent went on past the
 // SUB_WORKFLOW task and ignores the child's news, so the child would run
-// for nothing. The executor reads the parent the decision needs, so a
+// for nothing. The executor reads the ancestors the decision needs, so a
 // caller that passes none (the API, a bulk operation) is refused too; a
 // rerun asked of the parent from the child's task runs the parent again
 // from that task, as a rerun from the task itself does.
