@@ -24,6 +24,7 @@ import (
 // completes, every result a worker was told was stored is the task's
 // output, no task runs again after its result was acknowledged, and a
 // secret put before the shutdown resolves at either engine's hand-off.
+// Then both engines stop within nodetest's budget.
 func TestNATSClusterFailover(t *testing.T) {
 	c := startNATSCluster(t)
 	a, _ := c.startNode(0, 3, nil)
@@ -141,10 +142,11 @@ func TestNATSClusterFailover(t *testing.T) {
 		e.waitStatus(id, conductor.WorkflowCompleted)
 	}
 
-	// The engines stop within a production budget while the workers still
-	// poll, as in a rolling restart after the failover.
+	// The engines stop within nodetest's budget while the workers still
+	// poll, as in a rolling restart after the failover: nothing is left
+	// to wait for, not even a request whose answer went with server 0.
 	for name, n := range map[string]*node.Node{"A": a, "B": b} {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), n.Config().ShutdownTimeout)
 		began := time.Now()
 		if err := n.Stop(ctx); err != nil {
 			t.Errorf("stop engine %s: %v", name, err)

@@ -55,7 +55,13 @@ type Subscription struct {
 func (s *Subscription) Stop() { s.cc.Stop() }
 
 // EnsureConsumer creates or updates a durable consumer. It is idempotent.
+// The server's answer is waited for at most consumerTimeout, whatever ctx
+// allows.
 func (l *Log) EnsureConsumer(ctx context.Context, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	// An answer lost with the server that would give it never comes (see
+	// publishTimeout); a creation tried again is a no-op.
+	ctx, cancel := context.WithTimeout(ctx, consumerTimeout)
+	defer cancel()
 	cc := jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
 		FilterSubject: cfg.Filter,
@@ -70,6 +76,11 @@ func (l *Log) EnsureConsumer(ctx context.Context, cfg ConsumerConfig) (jetstream
 	}
 	return cons, nil
 }
+
+// consumerTimeout bounds the wait for the answer to a consumer's creation,
+// which on a cluster the meta leader proposes and the stream's leader
+// applies: longer than an append's.
+const consumerTimeout = 10 * time.Second
 
 // Subscribe runs handle for messages of a durable consumer until the
 // Subscription is stopped. Handlers run one at a time per subscription.

@@ -332,14 +332,23 @@ func (l *Log) MaxStore() int64 { return l.cfg.MaxStore }
 // retry with the same Nats-Msg-Id header is a duplicate), and returns its
 // sequence: jetstream's PublishMsg for messages that are not events (the
 // dispatch announcements), reading the acknowledgement as appends do.
+// The acknowledgement is waited for at most publishTimeout, whatever
+// ctx allows.
 func (l *Log) Publish(ctx context.Context, msg *nats.Msg) (seq uint64, duplicate bool, err error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
 	return l.request(ctx, msg)
 }
+
+// publishTimeout bounds the wait for one publish's acknowledgement, as
+// for each attempt of an append. An acknowledgement lost with the server
+// that would send it (a stream leader, or the server the connection was
+// on, gone in a failover: nats.go does not fail the requests under way
+// when it reconnects) never comes: bound only by its caller's deadline,
+// an executor's dispatch waited out the 5 minutes an effect may take, its
+// retry and its task's announcement with it, and held a node's stop for
+// its whole grace for effects (10 s).
+const publishTimeout = 5 * time.Second
 
 // asyncErrors sends a connection's asynchronous errors (a slow consumer,
 // a permissions violation) to the log: without a handler nats.go writes
@@ -624,7 +633,7 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 	// later attempt's failure to be sent at all does not settle it.
 	var unknown error
 	for attempt := 1; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		seq, dup, err := send(pctx, msg)
 		cancel()
 		if err == nil {
