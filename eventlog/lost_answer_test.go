@@ -25,6 +25,21 @@ func TestLostAnswersEndBeforeTheCallersDeadline(t *testing.T) {
 			_, _, err := l.Publish(ctx, nats.NewMsg("lost.publish"))
 			return err
 		}},
+		{name: "read", call: func(ctx context.Context, l *Log) error {
+			l.directAPI = "lost.direct."
+			_, err := l.ReadSubject(ctx, "fv.wf.lost", 0)
+			return err
+		}},
+		{name: "last", call: func(ctx context.Context, l *Log) error {
+			l.directAPI = "lost.direct."
+			_, err := l.LastSeq(ctx, "fv.wf.lost")
+			return err
+		}},
+		{name: "record", call: func(ctx context.Context, l *Log) error {
+			l.directAPI = "lost.direct."
+			_, _, err := l.recordAt(ctx, Workflows.Name, 1)
+			return err
+		}},
 		{name: "consumer", call: func(ctx context.Context, l *Log) error {
 			// The JetStream API behind a prefix that nothing answers.
 			js, err := jetstream.NewWithAPIPrefix(l.nc, "lost.API")

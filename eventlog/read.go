@@ -49,6 +49,13 @@ const readBatch = 256
 // connection as a slow consumer.
 const readBatchBytes = 8 << 20
 
+// readTimeout bounds the wait for one read request's answer (a batch's
+// whole answer), whatever its caller's deadline: an answer lost with the
+// server that would give it (see publishTimeout) never comes, and a
+// caller with minutes to spare (an executor's effect) waited them out.
+// A read of many batches asks each with its own bound.
+const readTimeout = 10 * time.Second
+
 // ReadSubject returns the records on subject with a sequence greater than
 // after, in order. Poison messages are returned with Err set.
 func (l *Log) ReadSubject(ctx context.Context, subject string, after uint64) ([]Record, error) {
@@ -163,11 +170,8 @@ func (l *Log) directBatch(ctx context.Context, stream string, r directGetRequest
 	if err := l.nc.PublishRequest(l.directAPI+stream, inbox, req); err != nil {
 		return nil, false, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
@@ -241,11 +245,8 @@ func (l *Log) LastSeq(ctx context.Context, subject string) (uint64, error) {
 	if !ok {
 		return 0, fmt.Errorf("last %s: %w", subject, ErrInvalidSubject)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
 	m, err := l.nc.RequestWithContext(ctx, l.directAPI+s.Name+"."+subject, nil)
 	if err != nil {
 		return 0, fmt.Errorf("last %s: %w", subject, err)
@@ -309,11 +310,8 @@ func (l *Log) recordAt(ctx context.Context, stream string, seq uint64) (Record, 
 // directOne returns the one message r selects (found false: none), with
 // one direct get.
 func (l *Log) directOne(ctx context.Context, stream string, r directGetRequest) (Record, bool, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
 	req, _ := json.Marshal(r)
 	m, err := l.nc.RequestWithContext(ctx, l.directAPI+stream, req)
 	if err != nil {
@@ -429,11 +427,8 @@ type msgGetResponse struct {
 
 // leaderGet asks the stream's leader for the one message r selects.
 func (l *Log) leaderGet(ctx context.Context, stream string, r directGetRequest) (Record, bool, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
 	req, _ := json.Marshal(r)
 	m, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
