@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -168,6 +169,9 @@ type Runner struct {
 	busyAt    time.Time     // when the last wait ended
 	done      chan struct{} // closed when Run returns
 	runErr    error
+	// gen is a sequence lock over the runner's writes to its key space
+	// (see Generation): odd while one is under way.
+	gen atomic.Uint64
 }
 
 // NewRunner returns a runner for proj over cfg.Stream.
@@ -192,6 +196,23 @@ func (r *Runner) Checkpoint() uint64 {
 
 // Name is the name of the runner's read model.
 func (r *Runner) Name() string { return r.proj.Name() }
+
+// Generation counts the runner's writes to its read model's key space,
+// odd while one is under way. Reads made between two calls that return the
+// same even number saw the key space as one commit left it, and nothing
+// changed it in between: a reader can keep what it read, for as long as
+// the number stays, without reading the store again to find out whether
+// it moved. Checkpoint cannot tell that: it moves after a commit, whose
+// writes are read before it does. Writes through Store.Update are not
+// counted.
+func (r *Runner) Generation() uint64 { return r.gen.Load() }
+
+// writing runs fn, which writes to the key space, with the generation odd.
+func (r *Runner) writing(fn func() error) error {
+	r.gen.Add(1)
+	defer r.gen.Add(1)
+	return fn()
+}
 
 // Lag returns how many records of its stream the read model has yet to
 // apply.
@@ -326,7 +347,7 @@ func (r *Runner) bounds(ctx context.Context) (from, end uint64, err error) {
 			r.cfg.Logger.Info(fmt.Sprintf("read model rebuilds from the log: written in an older layout than this version's %d", layoutOf(r.proj)),
 				logkey.Layout, had, logkey.Seq, from)
 		}
-		if err := r.store.resetTo(name, layoutOf(r.proj)); err != nil {
+		if err := r.writing(func() error { return r.store.resetTo(name, layoutOf(r.proj)) }); err != nil {
 			return 0, 0, err
 		}
 		from, known = 0, false
@@ -490,7 +511,10 @@ func (r *Runner) commit(batch *Batch, seq uint64, n int) error {
 		batch.b.Close()
 		return err
 	}
-	if err := batch.b.Commit(pebble.NoSync); err != nil {
+	r.gen.Add(1)
+	err := batch.b.Commit(pebble.NoSync)
+	r.gen.Add(1)
+	if err != nil {
 		batch.b.Close()
 		return fmt.Errorf("projection %s commit at %d: %w", r.proj.Name(), seq, err)
 	}

@@ -545,3 +545,65 @@ func TestReaderAtReadsOneCommit(t *testing.T) {
 		t.Fatalf("ReaderAt: checkpoint %d count %d, want %d and %d (the later commits' %d events left out)", cp, got, first, events, noteCount(t, s)-uint64(events))
 	}
 }
+
+// generationNotes records the runner's generation just before each commit
+// (Flush) and just after it (Committed).
+type generationNotes struct {
+	noteProjection
+	r      func() *projections.Runner
+	mu     sync.Mutex
+	before []uint64
+	after  []uint64
+}
+
+func (p *generationNotes) Flush(*projections.Batch) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.before = append(p.before, p.r().Generation())
+	return nil
+}
+
+func (p *generationNotes) Committed(uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.after = append(p.after, p.r().Generation())
+}
+
+// Each commit moves the generation, by one as its write starts and one as
+// it ends: a reader that sees the same even generation before and after
+// its reads (the secrets store's cache) read no commit's writes halfway,
+// and missed none.
+func TestGenerationMovesWithEveryCommit(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	s := openStore(t, t.TempDir())
+	p := &generationNotes{}
+	r := projections.NewRunner(l, s, p, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
+	p.r = func() *projections.Runner { return r }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for i := range 3 {
+		last, _ := appendNotes(t, l, 1, 1)
+		if err := r.WaitFor(testutil.Context(t, 30*time.Second), last); err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		before, after := p.before, p.after
+		p.mu.Unlock()
+		if len(after) == 0 || len(before) != len(after) {
+			t.Fatalf("append %d: generations before commits %v, after %v", i, before, after)
+		}
+		for j := range after {
+			if before[j]%2 != 0 || after[j] != before[j]+2 {
+				t.Fatalf("append %d: commit %d moved the generation from %d to %d, want an even one to the next even", i, j, before[j], after[j])
+			}
+			if j > 0 && before[j] != after[j-1] {
+				t.Fatalf("append %d: the generation moved from %d to %d between commits", i, after[j-1], before[j])
+			}
+		}
+		if g := r.Generation(); g != after[len(after)-1] {
+			t.Fatalf("append %d: generation %d after the last commit, %d now", i, after[len(after)-1], g)
+		}
+	}
+}

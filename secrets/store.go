@@ -58,23 +58,31 @@ type Options struct {
 type Store struct {
 	w    *writer
 	keys *Keys
-	// readModelAt is the read model's position, 0 when unknown.
-	readModelAt func() uint64
-	ciphers     cipherCache
+	// generation is the read model's generation (projections.Runner's),
+	// plus 2 so that 0 never names one; odd (never stable) when unknown.
+	generation func() uint64
+	ciphers    cipherCache
 }
 
-// checkpointer is a read model runner that tells how far it has applied
-// its stream (projections.Runner).
-type checkpointer interface{ Checkpoint() uint64 }
+// generationer is a read model runner that counts its writes
+// (projections.Runner.Generation).
+type generationer interface{ Generation() uint64 }
+
+// stable reports whether generation gen names a read model that no write
+// is changing.
+func stable(gen uint64) bool { return gen != 0 && gen%2 == 0 }
 
 // cipherCache keeps the current ciphertexts Resolve read from the read
-// model while the read model applies nothing: every task that takes a
-// secret would otherwise cost two reads of it. Ciphertexts only; values
-// are opened on each resolution.
+// model, with their subjects' sequences, while the read model's generation
+// stays: every task that takes a secret would otherwise cost three reads
+// of it (the revision its access check is tied to, the state after the
+// check, the ciphertext), in a store whose memtable the executions read
+// model keeps large. Ciphertexts only; values are opened on each
+// resolution.
 type cipherCache struct {
-	mu sync.Mutex
-	at uint64
-	m  map[string]cachedCipher
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]cachedCipher
 }
 
 // cachedCipher is a ciphertext with the sequence of its subject's state
@@ -86,25 +94,28 @@ type cachedCipher struct {
 
 const cipherCacheSize = 1024
 
-func (c *cipherCache) get(name string, at uint64) (cachedCipher, bool) {
+// get returns name's ciphertext as the read model holds it in generation
+// gen.
+func (c *cipherCache) get(name string, gen uint64) (cachedCipher, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if at == 0 || at != c.at {
+	if !stable(gen) || gen != c.gen {
 		return cachedCipher{}, false
 	}
 	e, ok := c.m[name]
 	return e, ok
 }
 
-// put keeps e, read from the read model at position at.
-func (c *cipherCache) put(name string, e cachedCipher, at uint64) {
+// put keeps e, read from the read model in generation gen: read between
+// two looks at the generation that both saw gen.
+func (c *cipherCache) put(name string, e cachedCipher, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if at == 0 {
+	if !stable(gen) {
 		return
 	}
-	if at != c.at || len(c.m) >= cipherCacheSize {
-		c.at, c.m = at, map[string]cachedCipher{}
+	if gen != c.gen || len(c.m) >= cipherCacheSize {
+		c.gen, c.m = gen, map[string]cachedCipher{}
 	}
 	c.m[name] = e
 }
@@ -114,10 +125,9 @@ func (c *cipherCache) put(name string, e cachedCipher, at uint64) {
 // Projection over eventlog.Secrets); writes wait for it so that a caller
 // reads its own writes.
 func New(log *eventlog.Log, store *projections.Store, waiter Waiter, keys *Keys, opts Options) *Store {
-	s := &Store{w: newWriter(log, store, waiter, opts.Logger), keys: keys, readModelAt: func() uint64 { return 0 }}
-	if r, ok := waiter.(checkpointer); ok {
-		// Offset by one, so that 0 keeps meaning "unknown".
-		s.readModelAt = func() uint64 { return r.Checkpoint() + 1 }
+	s := &Store{w: newWriter(log, store, waiter, opts.Logger), keys: keys, generation: func() uint64 { return 1 }}
+	if r, ok := waiter.(generationer); ok {
+		s.generation = func() uint64 { return r.Generation() + 2 }
 	}
 	return s
 }
@@ -286,17 +296,13 @@ func (s *Store) resolve(ctx context.Context, name string, checked *uint64) ([]by
 		return nil, 0, err
 	}
 	subject := SecretSubject(name)
-	at := s.readModelAt()
-	if e, ok := s.ciphers.get(name, at); ok {
-		use := checked == nil
-		if !use && e.seq == *checked {
-			// The position is published after the read model commits:
-			// a commit of a moment ago, which the check may have read,
-			// shows in the subject's sequence alone.
-			cur, err := readSubject(s.w.reader, subject)
-			use = err == nil && cur.Seq == *checked
-		}
-		if use {
+	gen := s.generation()
+	if e, ok := s.ciphers.get(name, gen); ok {
+		// A cached entry is the read model's state now: a write to it
+		// would have moved the generation. A subject whose sequence is
+		// still the checked revision's has not changed since it was
+		// read, so the check read this state too.
+		if checked == nil || e.seq == *checked {
 			if value, err := s.open(ctx, name, e.c); err == nil {
 				return value, e.c.Version, nil
 			}
@@ -327,8 +333,8 @@ func (s *Store) resolve(ctx context.Context, name string, checked *uint64) ([]by
 	if checked != nil && after.Seq != *checked {
 		return nil, 0, fault.Stale("secret %s changed while access to it was checked: try again", name)
 	}
-	if found && after.Seq == v.Seq {
-		s.ciphers.put(name, cachedCipher{c: c, seq: v.Seq}, at)
+	if found && after.Seq == v.Seq && s.generation() == gen {
+		s.ciphers.put(name, cachedCipher{c: c, seq: v.Seq}, gen)
 	}
 	if !found {
 		// Not in the read model when access was checked: the check saw
@@ -627,6 +633,12 @@ func (s *Store) changeTags(ctx context.Context, name string, tags []conductor.Ta
 func (s *Store) Revision(_ context.Context, name string) (Revision, error) {
 	if err := CheckSecretName(name); err != nil {
 		return Revision{}, err
+	}
+	if e, ok := s.ciphers.get(name, s.generation()); ok {
+		// The read model's state now (see resolve). A secret with a
+		// ciphertext has a value: applyEvent writes and deletes the two
+		// together.
+		return Revision{Seq: e.seq, Exists: true}, nil
 	}
 	return s.w.revision(SecretSubject(name), func(r kvReader) (bool, error) {
 		_, found, err := readSecret(r, name)
