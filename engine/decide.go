@@ -330,6 +330,8 @@ func (d *decision) handle(t Trigger) error {
 		return d.result(t, t.Result)
 	case Tick:
 		d.tick()
+	case Reclaim:
+		return d.reclaim(t)
 	case Reconcile:
 		for _, eff := range Effects(d.w, d.now) {
 			dis, ok := eff.(Dispatch)

@@ -1780,3 +1780,97 @@ func TestResultMergesOutputByReferenceName(t *testing.T) {
 		})
 	}
 }
+
+// A restarted engine takes back at once the system tasks its dead process
+// held (Reclaim): what the lease's expiry does, without its 5 minutes,
+// and only under the take the engine saw; a task another holder took, one
+// reported, or one released is left to its holder.
+func TestReclaimRunsTheTaskAgainAsTheLeaseWould(t *testing.T) {
+	const def = `{"name":"h","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP",
+	  "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}]}`
+	const dead = "flowvault/engine-a/boot-1"
+	tests := []struct {
+		name    string
+		taskDef string // none when empty
+		holder  string // the take's
+		setup   func(h *harness)
+		ask     string // the Reclaim's holder
+		gone    bool
+		// timedOut: the task ran out of its timeoutSeconds meanwhile; it
+		// times out, as the tick due then would, rather than run again.
+		timedOut bool
+	}{
+		{name: "held by the dead process", holder: dead, ask: dead},
+		{name: "past its timeout", taskDef: `{"name":"call","timeoutSeconds":10,"timeoutPolicy":"TIME_OUT_WF"}`, holder: dead, ask: dead,
+			timedOut: true, setup: func(h *harness) { h.advance(10 * time.Second) }},
+		{name: "held by another", holder: "flowvault/engine-b/boot-9", ask: dead, gone: true},
+		{name: "held by an older version's take", holder: "flowvault", ask: dead, gone: true},
+		{name: "no holder named", holder: dead, ask: "", gone: true},
+		{name: "reported before the death", holder: dead, ask: dead, gone: true, setup: func(h *harness) {
+			h.complete("call", map[string]any{"done": true})
+		}},
+		{name: "released (asyncComplete)", holder: dead, ask: dead, gone: true, setup: func(h *harness) {
+			h.decide(engine.Result{Lease: 1, Result: conductor.TaskResult{TaskID: h.task("call").ID, Status: conductor.TaskInProgress, WorkerID: dead}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var taskDefs []string
+			if tt.taskDef != "" {
+				taskDefs = append(taskDefs, tt.taskDef)
+			}
+			h := newHarness(t, def, nil, taskDefs...)
+			id := h.task("call").ID
+			h.decide(engine.Take{TaskID: id, WorkerID: tt.holder, System: true})
+			if tt.setup != nil {
+				tt.setup(h)
+			}
+			before := *h.task("call")
+			d, err := h.try(engine.Reclaim{TaskID: id, Holder: tt.ask})
+			if tt.gone {
+				if !errorsIs(err, engine.ErrTaskGone) {
+					t.Fatalf("reclaim: %v, want ErrTaskGone", err)
+				}
+				if after := h.task("call"); after.Status != before.Status || after.WorkerID != before.WorkerID {
+					t.Fatalf("task went from %s held by %q to %s held by %q", before.Status, before.WorkerID, after.Status, after.WorkerID)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.timedOut {
+				if len(effectsOf[engine.RunSystem](d)) != 0 {
+					t.Fatalf("a task past its timeout run again: %v", d.Effects)
+				}
+				h.wantTask("call", conductor.TaskTimedOut)
+				h.wantStatus(conductor.WorkflowTimedOut)
+				return
+			}
+			call := h.wantTask("call", conductor.TaskScheduled)
+			if call.LeaseExpiries != 1 {
+				t.Fatalf("lease expiries %d, want 1", call.LeaseExpiries)
+			}
+			if runs := effectsOf[engine.RunSystem](d); len(runs) != 1 || runs[0].TaskID != id {
+				t.Fatalf("reclaimed task not handed off again: %v", d.Effects)
+			}
+		})
+	}
+}
+
+// Reclaims count as lease expiries: a task that kills every engine that
+// runs it fails for good after MaxLeaseExpiries, restarts or not.
+func TestReclaimedTaskThatKeepsKillingFails(t *testing.T) {
+	h := newHarness(t, `{"name":"h","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP",
+	  "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}]}`, nil, `{"name":"call","retryCount":3}`)
+	for i := 1; i <= engine.MaxLeaseExpiries; i++ {
+		holder := fmt.Sprintf("flowvault/engine-a/boot-%d", i)
+		h.decide(engine.Take{TaskID: h.task("call").ID, WorkerID: holder, System: true})
+		h.decide(engine.Reclaim{TaskID: h.task("call").ID, Holder: holder})
+	}
+	call := h.wantTask("call", conductor.TaskFailedWithTerminalError)
+	if !strings.Contains(call.Reason, "lease expired 3 times") {
+		t.Fatalf("reason %q", call.Reason)
+	}
+	h.wantStatus(conductor.WorkflowFailed)
+}

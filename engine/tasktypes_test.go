@@ -1580,3 +1580,23 @@ func TestOptionalForkedTaskRefusedAsScheduled(t *testing.T) {
 		})
 	}
 }
+
+// A loop's condition that an engine's dead process was evaluating is
+// taken back (Reclaim) as its lease's end would take it; while its body
+// runs the loop is the decider's, whoever took its last condition, and
+// there is nothing to take back.
+func TestDoWhileConditionReclaimed(t *testing.T) {
+	h := newHarness(t, loopDef, map[string]any{"max": int64(5)})
+	h.complete("a__1", nil)
+	h.complete("b__1", map[string]any{"more": true})
+	const dead, next = "flowvault/engine-a/boot-1", "flowvault/engine-a/boot-2"
+	h.decide(engine.Take{TaskID: h.task("loop").ID, WorkerID: dead, System: true})
+	d := h.decide(engine.Reclaim{TaskID: h.task("loop").ID, Holder: dead})
+	wantRunSystem(t, d, h.wantTask("loop", conductor.TaskScheduled))
+	h.decide(engine.Take{TaskID: h.task("loop").ID, WorkerID: next, System: true})
+	h.report("loop", conductor.TaskInProgress, nil, "")
+	h.wantTask("a__2", conductor.TaskScheduled)
+	if _, err := h.try(engine.Reclaim{TaskID: h.task("loop").ID, Holder: h.task("loop").WorkerID}); !errorsIs(err, engine.ErrTaskGone) {
+		t.Fatalf("a loop whose body runs taken back: %v", err)
+	}
+}

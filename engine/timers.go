@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -228,21 +229,7 @@ func (d *decision) tick() {
 			// comes, is late news.
 			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskInProgress && leased(t) && d.now >= t.UpdateTime+SystemTaskLease.Milliseconds():
-			if t.LeaseExpiries+1 >= MaxLeaseExpiries {
-				// Engines die running it, one after another: most likely
-				// it is what kills them (a script that overflows the
-				// stack or memory), and running it again would kill the
-				// next one.
-				d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskFailedWithTerminalError, KeepOutput: true, LeaseExpired: true,
-					Reason: fmt.Sprintf("system task lease expired %d times: the engines running it stopped without reporting (did it crash them?); not run again", MaxLeaseExpiries),
-					Time:   d.now})
-				d.failed(d.w.task(t.ID))
-				continue
-			}
-			// The engine running it died: run it again.
-			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, LeaseExpired: true,
-				Reason: "system task lease expired", Time: d.now})
-			d.effect(handOff(d.w, d.w.task(t.ID))...)
+			d.leaseExpired(t)
 		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= afterSeconds(timeoutStart(d.w, t), p.TimeoutSeconds):
 			// A SUB_WORKFLOW's child is left to run, as Conductor leaves
 			// it (only a CANCELED task's child is terminated): the task
@@ -260,6 +247,48 @@ func (d *decision) tick() {
 			}
 		}
 	}
+}
+
+// leaseExpired runs again t, a leased task whose engine died running it,
+// or fails it for good once engines died running it MaxLeaseExpiries
+// times.
+func (d *decision) leaseExpired(t *Task) {
+	if t.LeaseExpiries+1 >= MaxLeaseExpiries {
+		// Engines die running it, one after another: most likely it is
+		// what kills them (a script that overflows the stack or memory),
+		// and running it again would kill the next one.
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskFailedWithTerminalError, KeepOutput: true, LeaseExpired: true,
+			Reason: fmt.Sprintf("system task lease expired %d times: the engines running it stopped without reporting (did it crash them?); not run again", MaxLeaseExpiries),
+			Time:   d.now})
+		d.failed(d.w.task(t.ID))
+		return
+	}
+	// The engine running it died: run it again.
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskScheduled, KeepOutput: true, LeaseExpired: true,
+		Reason: "system task lease expired", Time: d.now})
+	d.effect(handOff(d.w, d.w.task(t.ID))...)
+}
+
+// reclaim takes back at once a leased task its holder's process left
+// when it died (see Reclaim): what the lease's expiry would do 5 minutes
+// on. A task that ran out of time meanwhile times out, as a tick would
+// find it, rather than run again.
+func (d *decision) reclaim(r Reclaim) error {
+	t := d.w.task(r.TaskID)
+	if t == nil {
+		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
+	}
+	// Only the take the caller saw: one since (by another engine, after
+	// the lease expired anyway) is that engine's, alive or not.
+	if d.w.Terminal() || t.Status != conductor.TaskInProgress || !leased(t) || r.Holder == "" || t.WorkerID != r.Holder {
+		return ErrTaskGone
+	}
+	if timesOut(t) && d.w.Status != conductor.WorkflowPaused && d.now >= afterSeconds(t.StartTime, t.Policy.TimeoutSeconds) {
+		d.timedOut(t, d.taskTimeoutReason(t), false)
+		return nil
+	}
+	d.leaseExpired(t)
+	return nil
 }
 
 // taskTimeoutReason is why t timed out by its timeoutSeconds, in

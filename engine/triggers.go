@@ -107,6 +107,17 @@ type Result struct {
 // one (Pending).
 type Tick struct{}
 
+// Reclaim takes back at once a system task that an engine's earlier
+// process (incarnation) held when it died, as the task's lease would 5
+// minutes on (SystemTaskLease): only the engine itself knows that its
+// earlier process is gone, the lease being a function of state. Holder is
+// the take's WorkerID as the engine read it; a task no longer held under
+// it (reported, released, taken again since) is ErrTaskGone.
+type Reclaim struct {
+	TaskID string
+	Holder string
+}
+
 // Reconcile changes nothing (but for going on with work a decision left for
 // the next, see Pending); its decision lists the effects the current state
 // implies, for recovery after a crash. With DispatchAge set (ms) it
@@ -324,6 +335,7 @@ func (Admit) triggerName() string         { return "admit" }
 func (Take) triggerName() string          { return "take" }
 func (Result) triggerName() string        { return "result" }
 func (Tick) triggerName() string          { return "tick" }
+func (Reclaim) triggerName() string       { return "reclaim" }
 func (Reconcile) triggerName() string     { return "reconcile" }
 func (Pause) triggerName() string         { return "pause" }
 func (Resume) triggerName() string        { return "resume" }
