@@ -261,7 +261,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	e.systemRuns.Add(1)
 	e.lifeMu.Unlock()
 	defer e.systemRuns.Done()
-	out, err := e.Submit(ctx, eff.WorkflowID, engine.Take{TaskID: eff.TaskID, WorkerID: "flowvault", System: true}, Meta{})
+	out, err := e.Submit(ctx, eff.WorkflowID, engine.Take{TaskID: eff.TaskID, WorkerID: e.holder, System: true}, Meta{})
 	if errors.Is(err, engine.ErrTaskGone) {
 		return nil // another engine has it, or it was canceled
 	}
@@ -288,7 +288,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 		cancel()
 		e.metrics.system.WithLabelValues(eff.TaskType, res.Status).Inc()
 	}
-	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, "flowvault"
+	res.TaskID, res.WorkflowInstanceID, res.WorkerID = eff.TaskID, eff.WorkflowID, e.holder
 	// From here on nothing is retried through the effect: its take would
 	// answer "task gone" (the task is ours, IN_PROGRESS) and the result
 	// would be dropped, the task left to run again when its lease expires.

@@ -83,6 +83,13 @@ type Config struct {
 	// with fault.ErrUnavailable rather than decided on what may be stale
 	// (a read model rebuilding). Default 5 s.
 	KeyCatchUpWait time.Duration
+	// EngineID names the engine across its restarts (node: the data dir's
+	// engine.id). Its system tasks' takes name it and the process's boot
+	// (see holder): at start, the engine takes back at once those its
+	// earlier processes held, which would otherwise wait out
+	// engine.SystemTaskLease. Empty: takes name no engine, and nothing is
+	// taken back.
+	EngineID string
 	// Snapshots, when set, gives a state to start from on a cache miss
 	// instead of folding the workflow's whole subject.
 	Snapshots Snapshots
@@ -184,8 +191,10 @@ type Executor struct {
 	shards   []*shard
 	disp     *dispatcher
 	system   map[string]SystemTask
-	sched    Schedule
-	sem      chan struct{}
+	// holder is the WorkerID this process's system task takes record.
+	holder string
+	sched  Schedule
+	sem    chan struct{}
 	// workerSem bounds the worker requests served at once: a pool apart
 	// from effects, whose system tasks may hold a slot for minutes.
 	workerSem chan struct{}
@@ -250,6 +259,7 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
 		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency),
 		callSem: make(chan struct{}, cfg.EffectConcurrency)}
+	e.holder = systemHolder(cfg.EngineID, uuid.NewString())
 	e.lanes = newLanes()
 	e.activity = newActivity()
 	e.limits = newLimits(log)
@@ -346,6 +356,7 @@ func (e *Executor) Start(ctx context.Context) error {
 		}()
 		go func() {
 			defer e.wg.Done()
+			e.reclaim(e.ctx)
 			e.recover(e.ctx, engine.Reconcile{})
 		}()
 		go func() {

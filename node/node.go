@@ -200,6 +200,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := privateDirs(stores...); err != nil {
 		return nil, err
 	}
+	engineID, err := loadEngineID(cfg.DataDir, logger)
+	if err != nil {
+		return nil, err
+	}
 	if n.log, mk, n.nats, err = OpenLog(ctx, cfg, mk, eventlog.Options{Logger: logger, Metrics: reg, TLS: tlsConfig}); err != nil {
 		return nil, err
 	}
@@ -280,7 +284,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}()
 	n.executions = executions.NewReader(n.store)
 	n.executor = executor.New(n.log, n.metadata, n.executions, executor.Config{Logger: logger, Metrics: reg, Snapshots: n.executions, QueueIdle: cfg.QueueIdle,
-		MaxRunningWorkflows: cfg.MaxRunningWorkflows})
+		MaxRunningWorkflows: cfg.MaxRunningWorkflows, EngineID: engineID})
 	authz := workflowAuthorizer{principals: n.auth.store, authz: n.auth.authorizer, insecure: cfg.Insecure}
 	g := guard.New(guard.Config{Secrets: n.secrets, Env: n.env, Authz: authz, Keys: n.keys, Logger: logger})
 	n.guard = g

@@ -1,0 +1,62 @@
+package node
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/flowvault/flowvault/internal/logkey"
+)
+
+// EngineIDFileName is the file in the data directory that names the
+// engine across its restarts: its system tasks' takes record it (with the
+// process's own random id), and a restarted engine takes back at once the
+// tasks its earlier process held when it died, which otherwise wait out
+// their 5-minute lease (executor.Config.EngineID). The data directory's
+// lock keeps two processes from sharing it; a copy of the directory
+// started while the original runs would share it too, and take back the
+// original's tasks, running them again as an expired lease does.
+const EngineIDFileName = "engine.id"
+
+// loadEngineID returns the engine id kept in dir, made (random, mode 0600) at the first start. A file that holds no id (edited,
+// truncated) is replaced: a new id only leaves the tasks of the earlier
+// process to their lease. dir must be locked (LockDataDir).
+func loadEngineID(dir string, logger *slog.Logger) (string, error) {
+	path := filepath.Join(dir, EngineIDFileName)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && validEngineID(string(b)):
+		return string(b), nil
+	case err == nil:
+		logger.Warn("the engine id file holds no engine id; writing a new one", logkey.Path, path)
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("engine id: %w", err)
+	}
+	id := rand.Text() // 26 base32 characters, 130 bits
+	// Written aside and renamed: a crash mid-write leaves no half id.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id), 0o600); err != nil {
+		return "", fmt.Errorf("engine id: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("engine id: %w", err)
+	}
+	return id, nil
+}
+
+// validEngineID reports whether s is an id loadEngineID makes.
+func validEngineID(s string) bool {
+	if len(s) != 26 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
+}
