@@ -139,10 +139,13 @@ var (
 	lineTime  = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z `)
 	tokenID   = regexp.MustCompile(`token_id=\S+`)
 	expiresAt = regexp.MustCompile(`expires=\S+`)
+	// A system task's worker names the engine and its process.
+	engineWorker = regexp.MustCompile(`worker=flowvault/[A-Z2-7]{26}/[0-9a-f-]{36}`)
 )
 
 // normalize replaces what is random in a trail: times, token ids and
-// expiries, and the ids and fingerprints the scenario noted.
+// expiries, the engine and process of a system task's worker, and the ids
+// and fingerprints the scenario noted.
 func (s *auditScenario) normalize(out string) string {
 	if out == "" {
 		return ""
@@ -152,6 +155,7 @@ func (s *auditScenario) normalize(out string) string {
 		l = lineTime.ReplaceAllString(l, "T ")
 		l = tokenID.ReplaceAllString(l, "token_id=<jti>")
 		l = expiresAt.ReplaceAllString(l, "expires=<exp>")
+		l = engineWorker.ReplaceAllString(l, "worker=flowvault/<engine>/<boot>")
 		for v, name := range s.names {
 			l = strings.ReplaceAll(l, v, name)
 		}
@@ -178,10 +182,10 @@ T app:bootstrap-admin secret.tags SECRET_NAME:db tags="env=prod"
 T app:bootstrap-admin workflowdef.register WORKFLOW_DEF:audit_flow version=1
 T app:<app> token.issue ACCESS_KEY:<app-key> addr=127.0.0.1 expires=<exp> token_id=<jti>
 T app:<app> secret.read SECRET_NAME:db addr=127.0.0.1 fingerprint=<fp> version=1
-T app:<app> secret.resolve SECRET_NAME:db fingerprint=<fp> granted_by="tag env:prod granted to USER:app:<app>" task=<wf1>-task version=1 worker=flowvault workflow=<wf1>
+T app:<app> secret.resolve SECRET_NAME:db fingerprint=<fp> granted_by="tag env:prod granted to USER:app:<app>" task=<wf1>-task version=1 worker=flowvault/<engine>/<boot> workflow=<wf1>
 T app:bootstrap-admin access.revoke TAG:env:prod revoked=READ subject=USER:app:<app>
 T app:<app> access.deny SECRET_NAME:db access=READ addr=127.0.0.1 method=GET path=/api/secrets/db reason="no grant of READ on SECRET_NAME:db"
-T app:<app> secret.resolve_refused SECRET_NAME:db reason="app:<app> may not READ SECRET_NAME:db (no grant of READ on SECRET_NAME:db)" task=<wf2>-task worker=flowvault workflow=<wf2>
+T app:<app> secret.resolve_refused SECRET_NAME:db reason="app:<app> may not READ SECRET_NAME:db (no grant of READ on SECRET_NAME:db)" task=<wf2>-task worker=flowvault/<engine>/<boot> workflow=<wf2>
 T - token.refuse ACCESS_KEY:<app-key> addr=127.0.0.1 reason="wrong access key secret"
 T - auth.fail REQUEST:/api/secrets/db addr=127.0.0.1 code=INVALID_TOKEN method=GET reason="malformed token header"
 T app:bootstrap-admin env.put ENV_VARIABLE:region size=9
