@@ -85,11 +85,14 @@ type Config struct {
 	KeyCatchUpWait time.Duration
 	// EngineID names the engine across its restarts (node: the data dir's
 	// engine.id). Its system tasks' takes name it and the process's boot
-	// (see holder): at start, the engine takes back at once those its
-	// earlier processes held, which would otherwise wait out
-	// engine.SystemTaskLease. Empty: takes name no engine, and nothing is
-	// taken back.
+	// (see systemHolder); an engine asks its earlier processes still
+	// present whether they listen (presence.go), and takes back at once
+	// the tasks of those that do not. Empty: a random one, a new engine
+	// at each start.
 	EngineID string
+	// PresenceTTL is how long a process's presence outlives its last
+	// heartbeat (DefaultPresenceTTL); engines on one log must agree on it.
+	PresenceTTL time.Duration
 	// Snapshots, when set, gives a state to start from on a cache miss
 	// instead of folding the workflow's whole subject.
 	Snapshots Snapshots
@@ -129,6 +132,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueIdle <= 0 {
 		c.QueueIdle = 5 * time.Minute
+	}
+	if c.PresenceTTL <= 0 {
+		c.PresenceTTL = DefaultPresenceTTL
+	}
+	if c.EngineID == "" {
+		c.EngineID = uuid.NewString()
 	}
 	if c.KeyCatchUpWait <= 0 {
 		c.KeyCatchUpWait = 5 * time.Second
@@ -191,10 +200,16 @@ type Executor struct {
 	shards   []*shard
 	disp     *dispatcher
 	system   map[string]SystemTask
-	// holder is the WorkerID this process's system task takes record.
-	holder string
-	sched  Schedule
-	sem    chan struct{}
+	// boot names this process; holder is the WorkerID its system task
+	// takes record; presence is its presence among the engines'.
+	boot     string
+	holder   string
+	presence *presence
+	// scanned, when set (tests), is called as a scan for the tasks of
+	// processes no longer present ends, with how many it took back.
+	scanned func(n int)
+	sched   Schedule
+	sem     chan struct{}
 	// workerSem bounds the worker requests served at once: a pool apart
 	// from effects, whose system tasks may hold a slot for minutes.
 	workerSem chan struct{}
@@ -259,7 +274,8 @@ func New(log *eventlog.Log, defs Definitions, sched Schedule, cfg Config) *Execu
 		system: map[string]SystemTask{}, sem: make(chan struct{}, cfg.EffectConcurrency),
 		workerSem: make(chan struct{}, cfg.EffectConcurrency), systemSem: make(chan struct{}, cfg.EffectConcurrency),
 		callSem: make(chan struct{}, cfg.EffectConcurrency)}
-	e.holder = systemHolder(cfg.EngineID, uuid.NewString())
+	e.boot = uuid.NewString()
+	e.holder = systemHolder(cfg.EngineID, e.boot)
 	e.lanes = newLanes()
 	e.activity = newActivity()
 	e.limits = newLimits(log)
@@ -303,6 +319,16 @@ func (e *Executor) Start(ctx context.Context) error {
 			s.run(e.ctx)
 		}()
 	}
+	// Before any take.
+	if err := e.announce(ctx); err != nil {
+		e.Stop()
+		return err
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.presenceLoop(e.ctx)
+	}()
 	// Before the consumers are read, so that no lane created meanwhile
 	// goes unnoticed.
 	if err := e.listenForLanes(); err != nil {
@@ -356,7 +382,6 @@ func (e *Executor) Start(ctx context.Context) error {
 		}()
 		go func() {
 			defer e.wg.Done()
-			e.reclaim(e.ctx)
 			e.recover(e.ctx, engine.Reconcile{})
 		}()
 		go func() {
@@ -388,6 +413,9 @@ func (e *Executor) afterReconnect(ctx context.Context) {
 	e.polls.mu.Unlock()
 	if err := e.disp.resetStaleQueues(ctx); err != nil {
 		e.cfg.Logger.Warn("queues not reset after a reconnection", logkey.Err, err)
+	}
+	if e.presence != nil {
+		e.presence.rescan.Store(true)
 	}
 	if e.sched != nil {
 		e.recover(e.ctx, engine.Reconcile{})
@@ -438,6 +466,7 @@ func (e *Executor) StopWithin(ctx context.Context) {
 	e.effCancel()
 	e.disp.stop()
 	e.wg.Wait()
+	e.withdrawPresence()
 }
 
 // doneWithin waits for done, at most d and until ctx ends, and reports

@@ -15,9 +15,13 @@ type metrics struct {
 	dispatches prometheus.Counter
 	matched    prometheus.Counter
 	ticks      prometheus.Counter
-	system     *prometheus.CounterVec
-	limited    *prometheus.CounterVec
-	cache      *prometheus.CounterVec
+	// reclaimed counts the system tasks taken back from processes no
+	// longer present; reclaimScans the scans for them that ended.
+	reclaimed    prometheus.Counter
+	reclaimScans prometheus.Counter
+	system       *prometheus.CounterVec
+	limited      *prometheus.CounterVec
+	cache        *prometheus.CounterVec
 	// quotaRefusals counts, without naming whose, the workflows refused
 	// by the quota on a principal's running workflows: principals are
 	// too many for labels, and their names may be sensitive.
@@ -63,6 +67,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "timer_ticks_total",
 			Help: "Workflows ticked because a deadline passed.",
 		}),
+		reclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "system_tasks_reclaimed_total",
+			Help: "System tasks taken back, before their lease's end, from engine processes no longer present.",
+		}),
+		reclaimScans: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "reclaim_scans_total",
+			Help: "Scans of the workflows due within the system task lease for the tasks of engine processes no longer present (at start, and when a process vanishes).",
+		}),
 		system: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "flowvault", Subsystem: "engine", Name: "system_tasks_total",
 			Help: "System tasks this engine ran (HTTP calls, events published, scripts), by type and the status they ended with.",
@@ -93,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.system, m.limited, m.cache,
+		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.reclaimed, m.reclaimScans, m.system, m.limited, m.cache,
 			m.quotaRefusals, m.started, m.ended, m.wfQueued)
 	}
 	return m

@@ -3,7 +3,6 @@ package executor
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
@@ -12,13 +11,9 @@ import (
 )
 
 // systemHolder is the WorkerID a system task's take records: the engine
-// and the process (boot) that took it, so that the engine, restarted,
-// tells its own dead process's takes from another engine's. Without an
-// engine id, the name older versions recorded.
+// and the process (boot) that took it, whose presence (presence.go)
+// tells other engines whether it still runs the task.
 func systemHolder(engineID, boot string) string {
-	if engineID == "" {
-		return "flowvault"
-	}
 	return "flowvault/" + engineID + "/" + boot
 }
 
@@ -27,51 +22,64 @@ func systemHolder(engineID, boot string) string {
 // made before now, by a clock that may have been stepped back since.
 const reclaimSlack = time.Minute
 
-// reclaim takes back at once the system tasks this engine's earlier
-// processes held when they died (engine.Reclaim), which would otherwise
-// wait out their lease. Those tasks are leased, so the deadline index
-// holds their lease's end, within SystemTaskLease of now: only the
-// workflows due by then are read. A take by another engine, alive or not,
-// is left to its lease. It returns how many tasks it took back.
-func (e *Executor) reclaim(ctx context.Context) int {
-	if e.cfg.EngineID == "" || e.sched == nil {
-		return 0
-	}
-	prefix := systemHolder(e.cfg.EngineID, "")
+// reclaim takes back at once the system tasks held by processes no
+// longer present (engine.Reclaim), which would otherwise wait out their
+// lease. Those tasks are leased, so the deadline index holds their
+// lease's end, within SystemTaskLease of now: only the workflows due by
+// then are read, at most scanBudget of them from after on. present is
+// the listing of the processes present. It returns where the next pass
+// goes on, and whether there is more to read.
+func (e *Executor) reclaim(ctx context.Context, present map[string]bool, after Due) (Due, bool) {
 	until := e.cfg.Now().Add(engine.SystemTaskLease + reclaimSlack).UnixMilli()
-	const page = 10000
+	gone := map[string]bool{} // by boot, asked once a pass
 	seen := map[string]bool{}
-	n := 0
-	var after Due
+	n, read := 0, 0
 	for {
-		due, err := e.sched.Due(ctx, until, after, page)
+		limit := min(scanBudget-read, 1000)
+		if limit == 0 {
+			e.tookBack(n)
+			return after, true
+		}
+		due, err := e.sched.Due(ctx, until, after, limit)
 		if err != nil {
 			if ctx.Err() == nil {
-				e.cfg.Logger.Warn("scan for the system tasks of an earlier process failed; they wait for their lease", logkey.Err, err)
+				e.cfg.Logger.Warn("scan for the system tasks of engine processes no longer present failed; it goes on at the next heartbeat", logkey.Err, err)
 			}
-			return n
+			e.tookBack(n)
+			return after, true
 		}
+		read += len(due)
 		for _, d := range due {
 			if seen[d.WorkflowID] {
 				continue
 			}
 			seen[d.WorkflowID] = true
-			n += e.reclaimIn(ctx, d.WorkflowID, prefix)
+			n += e.reclaimIn(ctx, d.WorkflowID, present, gone)
 		}
-		if len(due) < page {
+		if len(due) < limit {
 			break
 		}
 		after = due[len(due)-1]
 	}
-	if n > 0 {
-		e.cfg.Logger.Info("took back the system tasks an earlier process of this engine held", logkey.Count, n)
+	e.tookBack(n)
+	e.metrics.reclaimScans.Inc()
+	if e.scanned != nil {
+		e.scanned(n)
 	}
-	return n
+	return Due{}, false
 }
 
-// reclaimIn takes back wfID's tasks held under prefix by a process other
-// than this one.
-func (e *Executor) reclaimIn(ctx context.Context, wfID, prefix string) int {
+// tookBack counts and logs the n tasks a pass took back.
+func (e *Executor) tookBack(n int) {
+	if n > 0 {
+		e.metrics.reclaimed.Add(float64(n))
+		e.cfg.Logger.Info("took back the system tasks of engine processes no longer present", logkey.Count, n)
+	}
+}
+
+// reclaimIn takes back wfID's tasks held by processes that are gone
+// (processGone), gone caching the answers by boot.
+func (e *Executor) reclaimIn(ctx context.Context, wfID string, present, gone map[string]bool) int {
 	w, err := e.State(ctx, wfID)
 	if err != nil || w == nil || w.Terminal() {
 		if err != nil && !expected(err) && ctx.Err() == nil {
@@ -81,15 +89,29 @@ func (e *Executor) reclaimIn(ctx context.Context, wfID, prefix string) int {
 	}
 	n := 0
 	for _, t := range w.Tasks {
-		if t.Status != conductor.TaskInProgress || !strings.HasPrefix(t.WorkerID, prefix) || t.WorkerID == e.holder {
+		if t.Status != conductor.TaskInProgress || t.WorkerID == e.holder {
 			continue
 		}
+		engineID, boot, ok := parseHolder(t.WorkerID)
+		if !ok {
+			continue
+		}
+		g, asked := gone[boot]
+		if !asked {
+			g = e.processGone(ctx, present, engineID, boot)
+			gone[boot] = g
+		}
+		if !g {
+			continue
+		}
+		// Decided once however many engines ask: the first takes it back,
+		// and the others find it no longer held under that take.
 		_, err := e.Submit(ctx, wfID, engine.Reclaim{TaskID: t.ID, Holder: t.WorkerID}, Meta{})
 		switch {
 		case err == nil:
 			n++
 		case errors.Is(err, engine.ErrTaskGone), expected(err):
-			// Reported, released or taken again since it was read.
+			// Reported, released or taken back since it was read.
 		default:
 			e.cfg.Logger.Warn("reclaim failed; the task waits for its lease", logkey.WorkflowID, wfID, logkey.TaskID, t.ID, logkey.Err, err)
 		}

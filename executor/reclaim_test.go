@@ -53,31 +53,43 @@ func (c completesBy) Execute(context.Context, *conductor.Task) conductor.TaskRes
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{"by": string(c)}}
 }
 
-// An engine killed while it ran a system task left it IN_PROGRESS under a
-// lease that ends 5 minutes after the take (engine.SystemTaskLease): the
-// same engine, restarted (its engine id again, a new process), takes it
-// back at once and runs it; another engine's restart, or an engine
-// without an id (whose takes name no process), leaves it to its holder.
-// The restarted engine's timers see no deadline before the lease's end,
-// 5 minutes away, and the test's deadline is well inside that: the
-// completion is the reclaim's.
-func TestRestartedEngineTakesBackItsSystemTasks(t *testing.T) {
+// An engine process killed while it ran a system task left it
+// IN_PROGRESS under a lease that ends 5 minutes after the take
+// (engine.SystemTaskLease); the killed process's presence outlives it by
+// up to its TTL. The same engine, restarted (its engine id again, a new
+// process), finds its earlier process still present, asks it, gets "no
+// responders", and takes the task back at once. Another engine leaves a
+// process that is present alone, as a copy of the engine's data
+// directory (its engine id) leaves the original that runs: only once the
+// killed process's presence runs out does an engine alive all along take
+// the task back, and when several do, it is taken back once. In the cases
+// whose TTL is an hour, no presence runs out during the test: a take-back
+// is the probe's; in those where nothing is taken, the live engines' scan
+// at their start is over when the task is read.
+func TestEnginesTakeBackTheSystemTasksOfProcessesGone(t *testing.T) {
 	tests := []struct {
-		name          string
-		dead, started string // engine ids
-		reclaimed     bool
+		name      string
+		dead      string   // the engine id of the process that takes the task
+		live      []string // the engine ids of the engines that look
+		ttl       time.Duration
+		kill      bool // the process that took the task is killed
+		liveFirst bool // the live engines start before the kill
+		reclaimed bool
 	}{
-		{name: "the same engine restarted", dead: "engine-a", started: "engine-a", reclaimed: true},
-		{name: "another engine started", dead: "engine-b", started: "engine-a"},
-		{name: "engines without an id", dead: "", started: ""},
-		{name: "an engine without an id died", dead: "", started: "engine-a"},
+		{name: "the same engine restarted", dead: "engine-a", live: []string{"engine-a"}, ttl: time.Hour, kill: true, reclaimed: true},
+		{name: "a copy of its data directory next to the process", dead: "engine-a", live: []string{"engine-a"}, ttl: time.Hour},
+		{name: "another engine next to the process", dead: "engine-b", live: []string{"engine-a"}, ttl: time.Hour},
+		{name: "another engine, the process killed, its presence not run out", dead: "engine-b", live: []string{"engine-a"}, ttl: time.Hour, kill: true},
+		{name: "another engine alive all along, the presence run out", dead: "engine-b", live: []string{"engine-a"}, ttl: time.Second, kill: true, liveFirst: true, reclaimed: true},
+		{name: "three engines racing", dead: "engine-d", live: []string{"engine-a", "engine-b", "engine-c"}, ttl: time.Second, kill: true, liveFirst: true, reclaimed: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := testutil.OpenLog(t, "")
+			ns := testutil.StartNATS(t, t.TempDir(), 0)
+			deadLog := testutil.OpenExternalLog(t, ns)
 			ctx := testutil.Context(t, 30*time.Second)
 			const id = "wf-held"
-			dead := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), EngineID: tt.dead})
+			dead := New(deadLog, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), EngineID: tt.dead, PresenceTTL: tt.ttl})
 			run := holds{started: make(chan struct{}, 1), release: make(chan struct{})}
 			dead.RegisterSystemTask(conductor.TaskTypeInline, run)
 			if err := dead.Start(ctx); err != nil {
@@ -98,54 +110,129 @@ func TestRestartedEngineTakesBackItsSystemTasks(t *testing.T) {
 				t.Fatal(err)
 			}
 			held := w.LatestByRef("script")
-			if held.Status != conductor.TaskInProgress || held.WorkerID != dead.holder {
+			if held.Status != conductor.TaskInProgress || held.WorkerID != dead.holder || !strings.HasPrefix(held.WorkerID, "flowvault/"+tt.dead+"/") {
 				t.Fatalf("task %s held by %q, want IN_PROGRESS held by %q", held.Status, held.WorkerID, dead.holder)
 			}
-			if tt.dead != "" && !strings.HasPrefix(held.WorkerID, "flowvault/"+tt.dead+"/") {
-				t.Fatalf("the take names %q, not engine %s", held.WorkerID, tt.dead)
-			}
 
-			// The dead process is left as it is: it reports nothing.
 			sched := &leaseDue{wfID: id, at: taken.Add(engine.SystemTaskLease).UnixMilli(), recovered: make(chan struct{})}
-			next := New(l, noDefinitions{}, sched, Config{Logger: testutil.Logger(t), EngineID: tt.started})
-			next.RegisterSystemTask(conductor.TaskTypeInline, completesBy("the restarted process"))
-			if err := next.Start(ctx); err != nil {
-				t.Fatal(err)
+			var live []*Executor
+			scanned := make(chan struct{}, len(tt.live))
+			startLive := func() {
+				for _, engineID := range tt.live {
+					l := testutil.OpenExternalLog(t, ns)
+					e := New(l, noDefinitions{}, sched, Config{Logger: testutil.Logger(t), EngineID: engineID, PresenceTTL: tt.ttl})
+					e.RegisterSystemTask(conductor.TaskTypeInline, completesBy("a live engine"))
+					var once sync.Once
+					e.scanned = func(int) { once.Do(func() { scanned <- struct{}{} }) }
+					if err := e.Start(ctx); err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(e.Stop)
+					live = append(live, e)
+				}
 			}
-			t.Cleanup(next.Stop)
-			select {
-			case <-sched.recovered:
-			case <-ctx.Done():
-				t.Fatal("recovery never ran")
+			if tt.liveFirst {
+				startLive()
+			}
+			if tt.kill {
+				// Its connection closes, as a killed process's does; the
+				// process reports nothing.
+				deadLog.Conn().Close()
+			}
+			if !tt.liveFirst {
+				startLive()
 			}
 			if !tt.reclaimed {
-				w, err := next.State(ctx, id)
+				for range tt.live {
+					select {
+					case <-scanned:
+					case <-ctx.Done():
+						t.Fatal("a live engine never scanned")
+					}
+				}
+				w, err := live[0].State(ctx, id)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if task := w.LatestByRef("script"); task.Status != conductor.TaskInProgress || task.WorkerID != dead.holder {
-					t.Fatalf("another's task taken back: %s held by %q", task.Status, task.WorkerID)
+					t.Fatalf("a task taken back from a process present: %s held by %q", task.Status, task.WorkerID)
 				}
 				return
 			}
 			for {
-				w, err := next.State(ctx, id)
+				w, err := live[0].State(ctx, id)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if w.Status == conductor.WorkflowCompleted {
 					task := w.LatestByRef("script")
-					if task.Output["by"] != "the restarted process" || task.LeaseExpiries != 1 {
+					if task.Output["by"] != "a live engine" || task.LeaseExpiries != 1 {
 						t.Fatalf("completed by %v after %d lease expiries", task.Output["by"], task.LeaseExpiries)
 					}
 					return
 				}
 				select {
 				case <-ctx.Done():
-					t.Fatalf("the restarted engine did not take back its task: workflow %s, task %s", w.Status, w.LatestByRef("script").Status)
+					t.Fatalf("the task of a process gone was not taken back: workflow %s, task %s", w.Status, w.LatestByRef("script").Status)
 				case <-time.After(20 * time.Millisecond):
 				}
 			}
 		})
+	}
+}
+
+// A take's holder names the engine and the process; older versions' and
+// workers' own names name no process, and are never asked after.
+func TestParseHolder(t *testing.T) {
+	tests := []struct {
+		holder, engineID, boot string
+		ok                     bool
+	}{
+		{holder: systemHolder("ENGINEID", "0b6f4a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"), engineID: "ENGINEID", boot: "0b6f4a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", ok: true},
+		{holder: "flowvault"},
+		{holder: "flowvault/"},
+		{holder: "flowvault/engine"},
+		{holder: "flowvault//boot"},
+		{holder: "flowvault/engine/"},
+		{holder: "flowvault/engine/a.b"}, // no key of the bucket, no token of a subject
+		{holder: "flowvault/engine/a/b"}, // nor this
+		{holder: "flowvault/engine/a>"},  // nor this
+		{holder: "worker-1/engine/boot"}, // a worker's name
+		{holder: "flowvault/engine/" + strings.Repeat("b", 65)},
+	}
+	for _, tt := range tests {
+		engineID, boot, ok := parseHolder(tt.holder)
+		if engineID != tt.engineID || boot != tt.boot || ok != tt.ok {
+			t.Errorf("parseHolder(%q) = %q, %q, %v; want %q, %q, %v", tt.holder, engineID, boot, ok, tt.engineID, tt.boot, tt.ok)
+		}
+	}
+}
+
+// A scan is due when a process listed before is missing from the listing
+// now; one that appeared, or none that changed, asks for nothing.
+func TestVanished(t *testing.T) {
+	set := func(boots ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, b := range boots {
+			m[b] = true
+		}
+		return m
+	}
+	tests := []struct {
+		name          string
+		seen, present map[string]bool
+		want          bool
+	}{
+		{name: "nothing listed before", seen: nil, present: set("a")},
+		{name: "the same", seen: set("a", "b"), present: set("a", "b")},
+		{name: "one started", seen: set("a"), present: set("a", "b")},
+		{name: "one gone", seen: set("a", "b"), present: set("a"), want: true},
+		{name: "one gone, another started", seen: set("a", "b"), present: set("a", "c"), want: true},
+		{name: "all gone", seen: set("a"), present: set(), want: true},
+	}
+	for _, tt := range tests {
+		if got := vanished(tt.seen, tt.present); got != tt.want {
+			t.Errorf("%s: vanished = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

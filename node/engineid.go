@@ -14,17 +14,18 @@ import (
 
 // EngineIDFileName is the file in the data directory that names the
 // engine across its restarts: its system tasks' takes record it (with the
-// process's own random id), and a restarted engine takes back at once the
-// tasks its earlier process held when it died, which otherwise wait out
-// their 5-minute lease (executor.Config.EngineID). The data directory's
-// lock keeps two processes from sharing it; a copy of the directory
-// started while the original runs would share it too, and take back the
-// original's tasks, running them again as an expired lease does.
+// process's own random id), and a restarted engine asks its earlier
+// processes still present on NATS whether they run, taking back at once
+// the tasks of those that do not (executor.Config.EngineID): without it,
+// they wait for the dead process's presence to run out. A copy of the
+// directory started while the original runs shares the id, and finds the
+// original answering: it takes nothing back from it.
 const EngineIDFileName = "engine.id"
 
-// loadEngineID returns the engine id kept in dir, made (random, mode 0600) at the first start. A file that holds no id (edited,
-// truncated) is replaced: a new id only leaves the tasks of the earlier
-// process to their lease. dir must be locked (LockDataDir).
+// loadEngineID returns the engine id kept in dir, made (random, mode
+// 0600) at the first start. A file that holds no id (edited, truncated)
+// is replaced: a new id only leaves the tasks of the earlier process to
+// its presence's end. dir must be locked (LockDataDir).
 func loadEngineID(dir string, logger *slog.Logger) (string, error) {
 	path := filepath.Join(dir, EngineIDFileName)
 	b, err := os.ReadFile(path)

@@ -1,0 +1,304 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/internal/logkey"
+)
+
+// Whether the process that holds a system task is alive is a question
+// the NATS system answers, not a file: each engine process (boot)
+// announces itself with a key of its own in presenceBucket, written
+// before it takes any task and refreshed every heartbeat. The bucket's
+// TTL, which the NATS server applies by its own clock (no engine's
+// clock, skewed or stepped, counts), removes the key of a process that
+// stopped refreshing it; a clean stop deletes it. A task held by a
+// process whose key is gone is taken back by any live engine
+// (engine.Reclaim); one held by a process whose key is there is left to
+// it, whatever engine id it shares. Takes recorded by older versions
+// ("flowvault") name no process, and wait for their lease.
+
+// presenceBucket is the key-value bucket of the engine processes
+// running: one key each, its boot id, whose value is the holder name its
+// takes record.
+const presenceBucket = "FV_ENGINES"
+
+// DefaultPresenceTTL is how long a process's presence outlives its last
+// heartbeat (Config.PresenceTTL): how long a process paused (a stopped
+// VM, a debugger), or cut from NATS, keeps its system tasks, and how long
+// the tasks of one that died wait at most, after their take, for
+// another engine, well inside engine.SystemTaskLease.
+const DefaultPresenceTTL = 30 * time.Second
+
+// heartbeats is how many heartbeats a process sends within the TTL: five
+// may fail or come late before its presence lapses.
+const heartbeats = 6
+
+// aliveSubjectPrefix, followed by a boot id, is where that process
+// answers (core NATS, engines' account): a restarted engine asks its
+// earlier processes still present, and "no responders", the NATS
+// server's word that no connection listens, tells the one that died
+// from a copy of its data directory that runs.
+const aliveSubjectPrefix = "fv.engines.alive."
+
+// probeTimeout bounds the wait for an answer: a process that does not
+// answer in time is taken as present (paused, slow), and its presence's
+// TTL decides.
+const probeTimeout = 2 * time.Second
+
+// scanBudget bounds the workflows one pass reads; a scan that has more
+// goes on at the next heartbeat.
+const scanBudget = 2000
+
+// presence is this process's presence and what it last saw of the
+// others'.
+type presence struct {
+	kv  jetstream.KeyValue
+	sub *nats.Subscription
+	rev uint64 // the revision of this process's key
+	// seen holds the processes present at the last listing: one missing
+	// from the next has died or stopped, and a scan is due.
+	seen map[string]bool
+	// scanning: a scan is under way, at after in the due index.
+	scanning bool
+	after    Due
+	// rescan asks for a scan at the next heartbeat (a reconnection: what
+	// vanished meanwhile went unseen).
+	rescan    atomic.Bool
+	withdrawn atomic.Bool
+}
+
+// parseHolder returns the engine id and the boot a system take's holder
+// names (systemHolder); ok is false for a holder that names no process
+// (older versions' "flowvault", a worker's own name).
+func parseHolder(holder string) (engineID, boot string, ok bool) {
+	rest, found := strings.CutPrefix(holder, "flowvault/")
+	if !found {
+		return "", "", false
+	}
+	engineID, boot, found = strings.Cut(rest, "/")
+	if !found || engineID == "" || !validBoot(boot) {
+		return "", "", false
+	}
+	return engineID, boot, true
+}
+
+// validBoot reports whether boot can be a key of presenceBucket and a
+// token of a subject.
+func validBoot(boot string) bool {
+	if boot == "" || len(boot) > 64 {
+		return false
+	}
+	for _, c := range boot {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// vanished reports whether a process of seen is missing from present.
+func vanished(seen, present map[string]bool) bool {
+	for boot := range seen {
+		if !present[boot] {
+			return true
+		}
+	}
+	return false
+}
+
+// announce opens the bucket, writes this process's presence and answers
+// on its alive subject, before the engine takes any task: a take whose
+// holder another engine finds absent would be taken back.
+func (e *Executor) announce(ctx context.Context) error {
+	kv, err := e.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: presenceBucket,
+		Description: "engine processes running: a key each, gone when its heartbeats stop",
+		History:     1, TTL: e.cfg.PresenceTTL, Storage: jetstream.FileStorage, Replicas: e.log.Replicas()})
+	if err != nil {
+		return fmt.Errorf("engines' presence bucket: %w", err)
+	}
+	sub, err := e.log.Conn().Subscribe(aliveSubjectPrefix+e.boot, func(m *nats.Msg) { _ = m.Respond(nil) })
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", aliveSubjectPrefix+e.boot, err)
+	}
+	rev, err := kv.Create(ctx, e.boot, []byte(e.holder))
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("announce this engine's process: %w", err)
+	}
+	e.presence = &presence{kv: kv, sub: sub, rev: rev, scanning: true}
+	return nil
+}
+
+// heartbeat refreshes this process's presence. A key that is gone (the
+// process was paused, or cut from NATS, past the TTL) is written again:
+// the tasks it ran may have been taken back meanwhile, and their results
+// here will be ignored, as an expired lease's are.
+func (e *Executor) heartbeat(ctx context.Context) {
+	p := e.presence
+	rev, err := p.kv.Update(ctx, e.boot, []byte(e.holder), p.rev)
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		rev, err = p.kv.Create(ctx, e.boot, []byte(e.holder))
+		if err == nil {
+			e.cfg.Logger.Warn("this engine's presence had lapsed (paused or cut from NATS longer than its TTL); other engines may have taken back its system tasks, whose results here are then ignored",
+				logkey.Duration, e.cfg.PresenceTTL)
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			e.cfg.Logger.Warn("this engine's presence not refreshed", logkey.Err, err)
+		}
+		return
+	}
+	p.rev = rev
+}
+
+// withdrawPresence deletes this process's presence at a clean stop: what it
+// still holds, nothing runs any longer, and other engines take it back
+// at once.
+func (e *Executor) withdrawPresence() {
+	p := e.presence
+	if p == nil || p.withdrawn.Swap(true) {
+		return
+	}
+	_ = p.sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	if err := p.kv.Delete(ctx, e.boot); err != nil {
+		e.cfg.Logger.Warn("this engine's presence not withdrawn; other engines wait for its TTL", logkey.Err, err)
+	}
+}
+
+// presenceLoop takes back at once the tasks of processes no longer
+// present, then refreshes this process's presence every heartbeat, and
+// takes back the tasks of those that vanished since the last.
+func (e *Executor) presenceLoop(ctx context.Context) {
+	e.presencePass(ctx)
+	e.every(ctx, e.cfg.PresenceTTL/heartbeats, "", func(ctx context.Context) error {
+		e.heartbeat(ctx)
+		e.presencePass(ctx)
+		return nil // each logs its own failures
+	})
+}
+
+// presencePass lists the processes present and, when one vanished since
+// the last listing (or a scan is under way, or asked for), scans for the
+// tasks of those absent.
+func (e *Executor) presencePass(ctx context.Context) {
+	p := e.presence
+	present, err := e.listPresent(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.cfg.Logger.Warn("engines' presence not listed; their tasks wait for the next heartbeat", logkey.Err, err)
+		}
+		return
+	}
+	if vanished(p.seen, present) || p.rescan.Swap(false) {
+		p.scanning, p.after = true, Due{} // from the start: what is due moved on
+	}
+	p.seen = present
+	if !p.scanning || e.sched == nil {
+		p.scanning = false
+		return
+	}
+	p.after, p.scanning = e.reclaim(ctx, present, p.after)
+}
+
+// listPresent returns the boots of the processes present.
+func (e *Executor) listPresent(ctx context.Context) (map[string]bool, error) {
+	l, err := e.presence.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = l.Stop() }()
+	present := map[string]bool{}
+	for k := range l.Keys() {
+		present[k] = true
+	}
+	return present, ctx.Err()
+}
+
+// processGone reports whether the process boot of engine engineID is
+// gone: absent from the bucket as its stream's leader has it, or, for
+// an earlier process of this engine still present (a restart before its
+// TTL ran out), with no connection listening on its alive subject. A
+// process of another engine is present until its TTL runs out: "no
+// responders" is also what a live process whose connection flaps gets,
+// and only this engine's earlier processes are likely to have died
+// while present. Anything unsure (an error, no answer) is present.
+func (e *Executor) processGone(ctx context.Context, listed map[string]bool, engineID, boot string) bool {
+	if !listed[boot] {
+		// Listed absent: asked again, of the leader, since a process that
+		// started after the listing may have taken the task since.
+		present, err := e.presentNow(ctx, boot)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.cfg.Logger.Warn("engine process's presence not read; its tasks wait", logkey.Err, err)
+			}
+			return false
+		}
+		if !present {
+			return true
+		}
+	}
+	if engineID != e.cfg.EngineID {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	_, err := e.log.Conn().RequestWithContext(pctx, aliveSubjectPrefix+boot, nil)
+	return errors.Is(err, nats.ErrNoResponders)
+}
+
+// presentNow reads boot's key from the bucket's stream leader: a direct
+// get (kv.Get) may be answered by a replica behind it, which may not
+// have the key of a process that just started.
+func (e *Executor) presentNow(ctx context.Context, boot string) (bool, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + presenceBucket + "." + boot})
+	if err != nil {
+		return false, err
+	}
+	m, err := e.log.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+presenceBucket, req)
+	if err != nil {
+		return false, err
+	}
+	var resp struct {
+		Error *struct {
+			ErrCode     jetstream.ErrorCode `json:"err_code"`
+			Description string              `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Hdrs []byte `json:"hdrs"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return false, fmt.Errorf("engine presence: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == jetstream.JSErrCodeMessageNotFound:
+		return false, nil
+	case resp.Error != nil:
+		return false, fmt.Errorf("engine presence: %s", resp.Error.Description)
+	case resp.Message == nil:
+		return false, errors.New("engine presence: empty answer")
+	}
+	if len(resp.Message.Hdrs) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
+		if err != nil {
+			return false, fmt.Errorf("engine presence: %w", err)
+		}
+		if h.Get("KV-Operation") != "" { // deleted at a clean stop, or purged
+			return false, nil
+		}
+	}
+	return true, nil
+}
