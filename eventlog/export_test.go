@@ -11,3 +11,11 @@ const DirectGetAPI = directGetAPI
 
 // CheckStreams runs the check of l's event streams a reconnection runs.
 func CheckStreams(ctx context.Context, l *Log) error { return l.checkStreams(ctx) }
+
+// LeaderGetsTo sends l's gets at a stream's leader to prefix (a stand-in
+// for the leader) and makes its reads end at the leader, as on a cluster.
+func LeaderGetsTo(l *Log, prefix string) { l.leaderAPI, l.leaderReads = prefix, true }
+
+// LeaderGetAPI is the subject prefix gets at a stream's leader are sent
+// to.
+const LeaderGetAPI = leaderGetAPI

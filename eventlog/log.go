@@ -53,6 +53,10 @@ type Log struct {
 	// directAPI prefixes direct gets: "$JS.API.DIRECT.GET.", or in a test
 	// a stand-in for a follower that lags.
 	directAPI string
+	// leaderAPI prefixes the gets only a stream's leader answers:
+	// "$JS.API.STREAM.MSG.GET.", or in a test a stand-in for a leader
+	// that died with a request.
+	leaderAPI string
 	// leaderReads: direct gets may be answered by a follower (replicas >
 	// 1), so reads that answer without appending end at the leader (read.go).
 	leaderReads bool
@@ -84,7 +88,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	}
 	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
 		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState(),
-		directAPI: directGetAPI, leaderReads: cfg.Replicas > 1}
+		directAPI: directGetAPI, leaderAPI: leaderGetAPI, leaderReads: cfg.Replicas > 1}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),

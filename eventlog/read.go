@@ -410,6 +410,35 @@ func (l *Log) leaderNext(ctx context.Context, stream, subject string, seq uint64
 	return l.leaderGet(ctx, stream, directGetRequest{Seq: seq, NextFor: subject})
 }
 
+// askLeader sends req to subject, again every leaderAskEvery until an
+// answer comes (the first, to any of the requests) or ctx ends.
+func (l *Log) askLeader(ctx context.Context, subject string, req []byte) (*nats.Msg, error) {
+	inbox := l.nc.NewRespInbox()
+	sub, err := l.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	for {
+		if err := l.nc.PublishRequest(subject, inbox, req); err != nil {
+			return nil, err
+		}
+		actx, cancel := context.WithTimeout(ctx, leaderAskEvery)
+		m, err := sub.NextMsgWithContext(actx)
+		cancel()
+		switch {
+		case err == nil && len(m.Data) == 0 && m.Header.Get("Status") == "503":
+			return nil, nats.ErrNoResponders
+		case err == nil:
+			return m, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case !errors.Is(err, context.DeadlineExceeded):
+			return nil, err
+		}
+	}
+}
+
 // msgGetResponse is the answer of STREAM.MSG.GET.
 type msgGetResponse struct {
 	Message *struct {
@@ -425,12 +454,26 @@ type msgGetResponse struct {
 	} `json:"error"`
 }
 
+// leaderGetAPI is the subject prefix of the gets only a stream's leader
+// answers.
+const leaderGetAPI = "$JS.API.STREAM.MSG.GET."
+
+// leaderAskEvery is how long a get at a stream's leader waits for its
+// answer before it is sent again. A leader that crashed takes the
+// requests sent to it along, and its followers neither answer them nor,
+// until their election timeout (4 to 9 s), know it is gone: a request
+// sent then is never answered, while the leader elected meanwhile
+// answers the same request at once. Waited for alone, it held a timer's
+// tick or a schedule's fire for the whole readTimeout, seconds past the
+// election. A get is a read: asked twice, it is answered twice.
+const leaderAskEvery = time.Second
+
 // leaderGet asks the stream's leader for the one message r selects.
 func (l *Log) leaderGet(ctx context.Context, stream string, r directGetRequest) (Record, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	req, _ := json.Marshal(r)
-	m, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	m, err := l.askLeader(ctx, l.leaderAPI+stream, req)
 	if err != nil {
 		return Record{}, false, fmt.Errorf("leader get %s: %w", stream, err)
 	}

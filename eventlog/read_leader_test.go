@@ -279,3 +279,68 @@ func TestReconnectionCheckAsksTheLeader(t *testing.T) {
 		t.Fatalf("a follower behind the last record seen: %v", err)
 	}
 }
+
+// A get sent to a stream's leader as it crashed is never answered: the
+// followers do not answer it, and for seconds (their election timeout)
+// do not know the leader is gone. The read asks again, and the leader
+// elected meanwhile answers. Waiting for the lost request's answer held
+// every tick and schedule fire of a crashed leader's failover for the
+// whole read timeout (10 s) past the election, which took 7 s.
+func TestLeaderGetLostWithItsLeaderIsAskedAgain(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, time.Minute)
+	const subj = "fv.wf.leader-lost"
+	first, err := l.Append(ctx, subj, []schemas.Envelope{testutil.NoteEnvelope(t, "note-0", 0)}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := l.Append(ctx, subj, []schemas.Envelope{testutil.NoteEnvelope(t, "note-1", 1)}, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := []uint64{first, second}
+
+	// The stand-in drops every other request, the first of each get (its
+	// leader died with it), and passes the others on to the server.
+	nc := l.Conn()
+	var asked atomic.Int32
+	sub, err := nc.Subscribe("lost.MSG.GET.>", func(m *nats.Msg) {
+		if asked.Add(1)%2 == 1 {
+			return
+		}
+		_ = nc.PublishRequest(eventlog.LeaderGetAPI+strings.TrimPrefix(m.Subject, "lost.MSG.GET."), m.Reply, m.Data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	eventlog.LeaderGetsTo(l, "lost.MSG.GET.")
+
+	for _, tt := range []struct {
+		name  string
+		after uint64
+		want  []uint64
+	}{
+		{"the next record", seqs[0], seqs[1:]},
+		{"nothing past the last", seqs[1], nil},
+		{"a whole subject", 0, seqs},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := asked.Load()
+			recs, err := l.ReadSubject(ctx, subj, tt.after)
+			if err != nil {
+				t.Fatalf("read after %d: %v", tt.after, err)
+			}
+			var got []uint64
+			for _, r := range recs {
+				got = append(got, r.Seq)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("read after %d: %v, want %v", tt.after, got, tt.want)
+			}
+			if asked.Load()-before < 2 {
+				t.Errorf("the leader was asked %d times, want the lost request and another", asked.Load()-before)
+			}
+		})
+	}
+}
