@@ -145,7 +145,13 @@ func TestNATSClusterFailover(t *testing.T) {
 	// The engines stop within nodetest's budget while the workers still
 	// poll, as in a rolling restart after the failover: nothing is left
 	// to wait for, not even a request whose answer went with server 0.
-	for name, n := range map[string]*node.Node{"A": a, "B": b} {
+	stopWithinBudget(t, map[string]*node.Node{"A": a, "B": b})
+}
+
+// stopWithinBudget stops each engine within its ShutdownTimeout.
+func stopWithinBudget(t *testing.T, engines map[string]*node.Node) {
+	t.Helper()
+	for name, n := range engines {
 		ctx, cancel := context.WithTimeout(context.Background(), n.Config().ShutdownTimeout)
 		began := time.Now()
 		if err := n.Stop(ctx); err != nil {
@@ -176,7 +182,7 @@ func (e *env) startRetrying(req conductor.StartWorkflowRequest) string {
 func (c *natsCluster) leadAll(i int) {
 	c.t.Helper()
 	nc := c.conn((i+1)%len(c.servers), clusterEngineUser, clusterEnginePass)
-	name := c.servers[i].Name()
+	name := c.name(i)
 	for _, s := range eventlog.AllStreams {
 		testutil.Eventually(c.t, 30*time.Second, 200*time.Millisecond, func() error {
 			if c.leaderOf(s.Name) == i {

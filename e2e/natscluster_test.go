@@ -2,11 +2,15 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,8 +30,17 @@ import (
 // flowvault's own holding the engines' user and a workers' user.
 type natsCluster struct {
 	t       testing.TB
-	servers []*server.Server
+	servers []*server.Server // nil for the server run as a process
 	dirs    []string
+	// proc is the index of the server run as a child process (-1: none):
+	// kill ends it with SIGKILL, a crash, where an in-process server's
+	// Shutdown first hands its raft leaderships over.
+	proc     int
+	procCmd  *exec.Cmd
+	procURL  string
+	procDone chan struct{} // closed once the process has exited
+	apiMu    sync.Mutex
+	api      jetstream.JetStream // leaderOf's questions about the process
 }
 
 const (
@@ -64,12 +77,20 @@ system_account: SYS
 
 func startNATSCluster(t testing.TB) *natsCluster {
 	t.Helper()
+	return startNATSClusterProc(t, -1)
+}
+
+// startNATSClusterProc is startNATSCluster with server proc run as a
+// child process, a nats-server built from the module's version (-1:
+// none).
+func startNATSClusterProc(t testing.TB, proc int) *natsCluster {
+	t.Helper()
 	const n = 3
 	ports := make([]int, n)
 	for i := range ports {
 		ports[i] = freePort(t)
 	}
-	c := &natsCluster{t: t}
+	c := &natsCluster{t: t, proc: proc}
 	for i := range n {
 		var routes []string
 		for j, p := range ports {
@@ -79,8 +100,14 @@ func startNATSCluster(t testing.TB) *natsCluster {
 		}
 		dir := t.TempDir()
 		conf := filepath.Join(dir, "server.conf")
-		text := fmt.Sprintf(natsClusterConf, fmt.Sprintf("s%d", i), filepath.Join(dir, "js"), ports[i], strings.Join(routes, ", "),
+		text := fmt.Sprintf(natsClusterConf, c.name(i), filepath.Join(dir, "js"), ports[i], strings.Join(routes, ", "),
 			clusterEngineUser, clusterEnginePass, clusterWorkerUser, clusterWorkerPass)
+		if i == proc {
+			c.startProc(conf, text)
+			c.servers = append(c.servers, nil)
+			c.dirs = append(c.dirs, filepath.Join(dir, "js"))
+			continue
+		}
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -102,19 +129,34 @@ func startNATSCluster(t testing.TB) *natsCluster {
 	}
 	t.Cleanup(func() {
 		for _, s := range c.servers {
-			s.Shutdown()
-			s.WaitForShutdown()
+			if s != nil {
+				s.Shutdown()
+				s.WaitForShutdown()
+			}
 		}
 	})
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
 		leaders := 0
 		for i, s := range c.servers {
+			if s == nil {
+				continue
+			}
 			if !s.JetStreamIsCurrent() {
 				return fmt.Errorf("server %d's JetStream is not current", i)
 			}
 			if s.JetStreamIsLeader() {
 				leaders++
 			}
+		}
+		if leaders == 0 && proc >= 0 {
+			// The process may lead the meta group: an answer from the
+			// JetStream API says there is a leader.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if _, err := c.jsAPI().AccountInfo(ctx); err != nil {
+				return fmt.Errorf("no meta leader: %w", err)
+			}
+			leaders = 1
 		}
 		if leaders != 1 {
 			return fmt.Errorf("%d meta leaders", leaders)
@@ -124,9 +166,91 @@ func startNATSCluster(t testing.TB) *natsCluster {
 	return c
 }
 
+// startProc runs a server as a child process with the configuration text
+// (its client port fixed, to know its URL), and waits until it takes
+// connections.
+func (c *natsCluster) startProc(conf, text string) {
+	c.t.Helper()
+	port := freePort(c.t)
+	text = strings.Replace(text, "listen: 127.0.0.1:-1", fmt.Sprintf("listen: 127.0.0.1:%d", port), 1)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	bin := buildNATSServer(c.t)
+	logf, err := os.Create(filepath.Join(filepath.Dir(conf), "server.log"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { logf.Close() })
+	c.procCmd = exec.Command(bin, "-c", conf)
+	c.procCmd.Stdout, c.procCmd.Stderr = logf, logf
+	if err := c.procCmd.Start(); err != nil {
+		c.t.Fatalf("nats server process: %v", err)
+	}
+	c.procDone = make(chan struct{})
+	go func() {
+		_ = c.procCmd.Wait()
+		close(c.procDone)
+	}()
+	c.t.Cleanup(func() { c.kill() })
+	c.procURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	testutil.Eventually(c.t, 20*time.Second, 50*time.Millisecond, func() error {
+		nc, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err != nil {
+			return err
+		}
+		return nc.Close()
+	})
+}
+
+// kill ends the server run as a process with SIGKILL, and waits until it
+// has exited.
+func (c *natsCluster) kill() {
+	if c.procCmd == nil {
+		return
+	}
+	_ = c.procCmd.Process.Kill()
+	<-c.procDone
+}
+
+// buildNATSServer compiles the module's nats-server into a temporary
+// directory.
+func buildNATSServer(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// jsAPI is a JetStream client on an in-process server, for what only the
+// API tells of the server run as a process.
+func (c *natsCluster) jsAPI() jetstream.JetStream {
+	c.apiMu.Lock()
+	defer c.apiMu.Unlock()
+	if c.api == nil {
+		i := (c.proc + 1) % len(c.servers)
+		nc, err := nats.Connect(c.servers[i].ClientURL(), nats.UserInfo(clusterEngineUser, clusterEnginePass), nats.MaxReconnects(-1))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.t.Cleanup(nc.Close)
+		if c.api, err = jetstream.New(nc); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return c.api
+}
+
 // url is server i's client URL, with user's password.
 func (c *natsCluster) url(i int, user, pass string) string {
-	u, err := url.Parse(c.servers[i].ClientURL())
+	addr := c.procURL
+	if i != c.proc {
+		addr = c.servers[i].ClientURL()
+	}
+	u, err := url.Parse(addr)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -161,12 +285,32 @@ func (c *natsCluster) startNode(i, replicas int, tweak func(*node.Config)) (*nod
 // leaderOf is the index of the server leading stream, or -1.
 func (c *natsCluster) leaderOf(stream string) int {
 	for i, s := range c.servers {
-		if s.Running() && s.JetStreamIsStreamLeader("FLOWVAULT", stream) {
+		if s != nil && s.Running() && s.JetStreamIsStreamLeader("FLOWVAULT", stream) {
 			return i
 		}
 	}
+	if c.proc < 0 {
+		return -1
+	}
+	select {
+	case <-c.procDone:
+		return -1
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := c.jsAPI().Stream(ctx, stream)
+	if err != nil {
+		return -1
+	}
+	if info := s.CachedInfo(); info.Cluster != nil && info.Cluster.Leader == c.name(c.proc) {
+		return c.proc
+	}
 	return -1
 }
+
+// name is server i's server_name.
+func (c *natsCluster) name(i int) string { return fmt.Sprintf("s%d", i) }
 
 // Every stream and bucket a node creates on a cluster keeps the replicas
 // it was given.
@@ -198,4 +342,35 @@ func TestNATSClusterStreamsKeepReplicas(t *testing.T) {
 	if len(seen) < 8 {
 		t.Errorf("streams:\n%s", strings.Join(seen, "\n"))
 	}
+}
+
+// leadMeta moves the JetStream meta group's leadership, which creates
+// consumers and streams, to server i.
+func (c *natsCluster) leadMeta(i int) {
+	c.t.Helper()
+	nc := c.conn((i+1)%len(c.servers), "sys", "sys")
+	req, _ := json.Marshal(map[string]any{"placement": map[string]any{"preferred": c.name(i)}})
+	testutil.Eventually(c.t, 30*time.Second, 200*time.Millisecond, func() error {
+		leader := -1
+		for j, s := range c.servers {
+			if s != nil && s.JetStreamIsLeader() {
+				leader = j
+			}
+		}
+		if leader < 0 && (c.servers[i] == nil || c.servers[i].JetStreamIsLeader()) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if _, err := c.jsAPI().AccountInfo(ctx); err == nil {
+				return nil // led by the process, which is server i
+			}
+		}
+		if leader == i {
+			return nil
+		}
+		m, err := nc.Request("$JS.API.META.LEADER.STEPDOWN", req, 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("meta step down: %w", err)
+		}
+		return fmt.Errorf("meta led by server %d after a step down (%s)", leader, m.Data)
+	})
 }
