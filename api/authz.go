@@ -64,10 +64,19 @@ func (s *Server) readExecution(r *http.Request, id string, access auth.Access, r
 	if err != nil {
 		return nil, err
 	}
-	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, access); err != nil {
-		return nil, s.hidden(r, wf, "", access, err, fault.NotFound("workflow %s not found", id))
+	if err := s.checkExecution(r, wf, id, access); err != nil {
+		return nil, err
 	}
 	return wf, nil
+}
+
+// checkExecution is readExecution's check of the caller's access to wf,
+// workflow id, for a reader that read it otherwise.
+func (s *Server) checkExecution(r *http.Request, wf *engine.Workflow, id string, access auth.Access) error {
+	if err := s.mayExecution(r, wf.Name, wf.CreatedBy, access); err != nil {
+		return s.hidden(r, wf, "", access, err, fault.NotFound("workflow %s not found", id))
+	}
+	return nil
 }
 
 // hidden is the answer to a refused access on wf (on its task taskID,

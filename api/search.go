@@ -54,8 +54,8 @@ func (s *Server) routeSearch() {
 	if s.deps.Executions != nil {
 		// Without these the paths read as workflow ids: "workflow
 		// search-by-tasks not found".
-		s.route("GET /api/workflow/search-by-tasks", auth.Authenticated, s.searchWorkflows(false, s.workflowsByTasks))
-		s.route("GET /api/workflow/search-by-tasks-v2", auth.Authenticated, s.searchWorkflows(true, s.workflowsByTasks))
+		s.route("GET /api/workflow/search-by-tasks", auth.Authenticated, s.searchWorkflows(false, s.workflowsByTasks(false)))
+		s.route("GET /api/workflow/search-by-tasks-v2", auth.Authenticated, s.searchWorkflows(true, s.workflowsByTasks(true)))
 	}
 }
 
@@ -111,37 +111,67 @@ func (s *Server) searchWorkflows(full bool, search func(context.Context, query.S
 	}
 }
 
+// TaskPages is a Searcher that finds the workflows of a page of tasks
+// without rendering the tasks (executions.Reader.SearchTaskPage): the
+// workflow id of each task of the page, as SearchTasks would list it.
+type TaskPages interface {
+	SearchTaskPage(ctx context.Context, s query.Search) (int, []string, error)
+}
+
 // workflowsByTasks is Conductor's search-by-tasks: the query pages
 // through tasks, and each task found stands for its workflow, once, in the
 // order of the tasks. As in Conductor, the total counts tasks, less the
 // tasks of the page that added no workflow (a second task of one, or one
-// whose workflow is gone).
-func (s *Server) workflowsByTasks(ctx context.Context, req query.Search) (int, []*engine.Workflow, error) {
+// whose workflow is gone). The summaries (not full) show no task: they
+// read the workflows' heads where the model reads them apart.
+func (s *Server) workflowsByTasks(full bool) func(context.Context, query.Search) (int, []*engine.Workflow, error) {
+	return func(ctx context.Context, req query.Search) (int, []*engine.Workflow, error) {
+		total, ids, err := s.taskPageWorkflows(ctx, req)
+		if err != nil {
+			return 0, nil, err
+		}
+		read := s.deps.Executions.Workflow
+		if heads, ok := s.deps.Executions.(ExecutionHeads); ok && !full {
+			read = heads.WorkflowHead
+		}
+		var ws []*engine.Workflow
+		seen := map[string]bool{}
+		for _, id := range ids {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			wf, err := read(ctx, id)
+			if errors.Is(err, fault.ErrNotFound) {
+				continue // removed since the task was indexed
+			}
+			if err != nil {
+				return 0, nil, fmt.Errorf("search by tasks: workflow %s: %w", id, err)
+			}
+			if req.Visible != nil && !req.Visible(wf.Name, wf.CreatedBy) {
+				continue
+			}
+			ws = append(ws, wf)
+		}
+		return total - (len(ids) - len(ws)), ws, nil
+	}
+}
+
+// taskPageWorkflows returns the number of tasks req finds and the
+// workflow id of each task of its page.
+func (s *Server) taskPageWorkflows(ctx context.Context, req query.Search) (int, []string, error) {
+	if pages, ok := s.deps.Search.(TaskPages); ok {
+		return pages.SearchTaskPage(ctx, req)
+	}
 	total, tasks, err := s.deps.Search.SearchTasks(ctx, req)
 	if err != nil {
 		return 0, nil, err
 	}
-	var ws []*engine.Workflow
-	seen := map[string]bool{}
-	for _, t := range tasks {
-		id := t.WorkflowInstanceID
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		wf, err := s.deps.Executions.Workflow(ctx, id)
-		if errors.Is(err, fault.ErrNotFound) {
-			continue // removed since the task was indexed
-		}
-		if err != nil {
-			return 0, nil, fmt.Errorf("search by tasks: workflow %s: %w", id, err)
-		}
-		if req.Visible != nil && !req.Visible(wf.Name, wf.CreatedBy) {
-			continue
-		}
-		ws = append(ws, wf)
+	ids := make([]string, len(tasks))
+	for i, t := range tasks {
+		ids[i] = t.WorkflowInstanceID
 	}
-	return total - (len(tasks) - len(ws)), ws, nil
+	return total, ids, nil
 }
 
 // searchTasks answers with TaskSummary results, or full Task objects for

@@ -44,6 +44,16 @@ type ExecutionTasks interface {
 	WorkflowTask(ctx context.Context, wfID, taskID string) (*engine.Workflow, *engine.Task, error)
 }
 
+// ExecutionTaskPages is an Executions that reads a page of a workflow's
+// tasks (executions.Reader.WorkflowTaskPage): the workflow's head (Tasks
+// nil), how many of its tasks have each status, how many match, and the
+// count of those that match from start on, where Workflow reads every
+// task of a loop of thousands of iterations to show 15 of them.
+type ExecutionTaskPages interface {
+	WorkflowTaskPage(ctx context.Context, id string, match func(status string) bool, start, count int) (
+		head *engine.Workflow, summary map[string]int64, matched int, page []*engine.Task, err error)
+}
+
 // Waiter blocks until a read model has applied a log sequence.
 type Waiter interface {
 	WaitFor(ctx context.Context, seq uint64) error

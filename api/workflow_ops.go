@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -225,33 +226,66 @@ func (s *Server) workflowTasks(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	wf, err := s.execution(r, r.PathValue("id"), auth.Read)
+	var statuses []string
+	for _, v := range r.URL.Query()["status"] {
+		statuses = append(statuses, strings.Split(v, ",")...)
+	}
+	match := func(status string) bool { return len(statuses) == 0 || containsFold(statuses, status) }
+	res, err := s.taskPage(r, r.PathValue("id"), match, start, count)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var statuses []string
-	for _, v := range r.URL.Query()["status"] {
-		statuses = append(statuses, strings.Split(v, ",")...)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// taskPageResult is the answer to GET /api/workflow/{id}/tasks.
+type taskPageResult struct {
+	TotalHits int64             `json:"totalHits"`
+	Results   []*conductor.Task `json:"results"`
+	Summary   map[string]int64  `json:"summary"`
+}
+
+// taskPage reads the page of workflow id's tasks that match, from start
+// on: the page's tasks alone where the model reads them so
+// (ExecutionTaskPages), else, or when a task of the page shows others in
+// its view (a JOIN after a dynamic fork, the fork), every task.
+func (s *Server) taskPage(r *http.Request, id string, match func(string) bool, start, count int) (*taskPageResult, error) {
+	if pages, ok := s.deps.Executions.(ExecutionTaskPages); ok {
+		head, summary, matched, tasks, err := pages.WorkflowTaskPage(r.Context(), id, match, start, count)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkExecution(r, head, id, auth.Read); err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(tasks, (*engine.Task).ViewReadsOtherTasks) {
+			res := &taskPageResult{TotalHits: int64(matched), Results: []*conductor.Task{}, Summary: summary}
+			view := head.TaskViews()
+			for _, t := range tasks {
+				res.Results = append(res.Results, view(t))
+			}
+			return res, nil
+		}
+	}
+	wf, err := s.execution(r, id, auth.Read)
+	if err != nil {
+		return nil, err
 	}
 	summary := map[string]int64{}
 	var matched []*engine.Task
 	for _, t := range wf.Tasks {
 		summary[t.Status]++
-		if len(statuses) == 0 || containsFold(statuses, t.Status) {
+		if match(t.Status) {
 			matched = append(matched, t)
 		}
 	}
-	res := struct {
-		TotalHits int64             `json:"totalHits"`
-		Results   []*conductor.Task `json:"results"`
-		Summary   map[string]int64  `json:"summary"`
-	}{TotalHits: int64(len(matched)), Results: []*conductor.Task{}, Summary: summary}
+	res := &taskPageResult{TotalHits: int64(len(matched)), Results: []*conductor.Task{}, Summary: summary}
 	view := wf.TaskViews()
 	for i := start; i < len(matched) && i < start+count; i++ {
 		res.Results = append(res.Results, view(matched[i]))
 	}
-	writeJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
 func containsFold(list []string, s string) bool {

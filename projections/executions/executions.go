@@ -32,7 +32,7 @@ const Name = "executions"
 
 // Key layout, inside the projection's key space.
 const (
-	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without definition, input and tasks; beside it (see stateKey) those
+	prefixWorkflow    = "w/" // w/<wf token> → msgpack engine.Workflow without definition, input and tasks; beside it (see stateKey) those, and the tasks' statuses (statusKey)
 	prefixTask        = "t/" // t/<task id> → the task's index in its workflow (uint32 BE, see taskKey), then the workflow id
 	prefixDue         = "d/" // d/<ms BE><wf id> → ""
 	prefixRunning     = "r/" // r/<wf id> → ""
@@ -52,8 +52,9 @@ const (
 // before lacks; 3 the entries of the indexes an operator watches (g/, see
 // Gauges); 4 lists the running workflows of each idempotency key (j/); 5
 // every workflow of each key, ended ones too (h/); 6 the index of each
-// task in its workflow's list in its lookup (t/, see taskLookup).
-const layout = 6
+// task in its workflow's list in its lookup (t/, see taskLookup); 7 the
+// statuses of each workflow's tasks beside them (see statusKey).
+const layout = 7
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
@@ -85,6 +86,8 @@ type Projection struct {
 	timerChange timerChange
 	// changed is the buffer of a record's taskMatch.
 	changed []int
+	// statuses are the chunks of task statuses a record changes.
+	statuses statusChunks
 }
 
 // NewProjection returns the executions projection.
@@ -218,9 +221,10 @@ func load(b *projections.Batch, token string) (*recent, error) {
 
 // A workflow's state is stored as its head, its definition, its input and
 // each of its tasks (with a DO_WHILE's iteration entries beside it, see
-// entryKey), under keys that start with the head's. Tokens hold no control
-// characters, so no other workflow's key falls between them: one scan
-// reads them all from one snapshot, in this order.
+// entryKey), then its tasks' statuses (statusKey), under keys that start
+// with the head's. Tokens hold no control characters, so no other
+// workflow's key falls between them: one scan reads them all from one
+// snapshot, in this order.
 func stateKey(token string) []byte { return []byte(prefixWorkflow + token) }
 
 func defKey(token string) []byte { return []byte(prefixWorkflow + token + "\x00def") }
@@ -293,7 +297,7 @@ func readState(scan func(lower, upper []byte, fn func(key, value []byte) bool) e
 func readParts(scan func(lower, upper []byte, fn func(key, value []byte) bool) error, token string, withTasks bool) (w *engine.Workflow, in inside, err error) {
 	head := stateKey(token)
 	def, input, tasks := defKey(token), inputKey(token), taskKey(token, 0)[:len(head)+2]
-	upper := append(head[:len(head):len(head)], 1)
+	upper := endOfTasks(token)
 	if !withTasks {
 		upper = tasks
 	}
@@ -491,6 +495,7 @@ func (p *Projection) store(b *projections.Batch, token string, w *engine.Workflo
 // object at the same index are as stored. match pairs w's tasks with
 // those before the record.
 func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Workflow, r *recent, match taskMatch) (err error) {
+	p.statuses = p.statuses[:0]
 	if !bytes.Equal(w.DefJSON, r.def) {
 		if err := b.Set(defKey(token), w.DefJSON); err != nil {
 			return err
@@ -521,6 +526,9 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		if err := b.Set(taskKey(token, i), p.scratch); err != nil {
 			return err
 		}
+		if was == nil || was.Status != t.Status {
+			p.statuses.touch(i)
+		}
 		return p.storeEntries(b, token, i, was, t)
 	}
 	if r.exact && match.aligned {
@@ -543,6 +551,9 @@ func (p *Projection) storeState(b *projections.Batch, token string, w *engine.Wo
 		if err := p.deleteTask(b, token, i, r.tasks[i]); err != nil {
 			return err
 		}
+	}
+	if err := p.storeStatuses(b, token, w, len(r.tasks), p.statuses); err != nil {
+		return err
 	}
 	if p.scratch, err = engine.AppendStateHead(p.scratch[:0], w); err != nil {
 		return err
@@ -587,6 +598,10 @@ func keyRunningKey(name, key, wfID string) []byte {
 type Reader struct {
 	r     projections.Reader
 	store *projections.Store
+	// wholeTasks has a task search read every task of the workflows it
+	// finds tasks of, as it did before tasks were read alone: the
+	// reference the tests compare its answers with.
+	wholeTasks bool
 }
 
 // NewReader reads the executions projection of store.
@@ -601,7 +616,7 @@ var _ executor.RunningCounter = (*Reader)(nil)
 // Workflow returns a workflow's state, or an error wrapping
 // fault.ErrNotFound.
 func (r *Reader) Workflow(_ context.Context, id string) (*engine.Workflow, error) {
-	w, _, err := r.workflowSized(id)
+	w, _, _, err := r.workflowParts(id, true)
 	return w, err
 }
 
@@ -617,23 +632,22 @@ func (r *Reader) WorkflowHead(_ context.Context, id string) (*engine.Workflow, e
 	return w, err
 }
 
-// workflowSized is Workflow, with the size of what it read.
-func (r *Reader) workflowSized(id string) (w *engine.Workflow, size int, err error) {
-	w, size, _, err = r.workflowParts(id, true)
-	return w, size, err
+// countingScan returns a scan of r's keys in order that adds the size of
+// what it reads to *size and the count of its keys to *keys.
+func countingScan(r projections.Reader, size, keys *int) func(lower, upper []byte, fn func(key, value []byte) bool) error {
+	return func(lower, upper []byte, fn func(key, value []byte) bool) error {
+		return r.ScanRange(lower, upper, false, func(key, value []byte) bool {
+			*size += len(key) + len(value)
+			*keys++
+			return fn(key, value)
+		})
+	}
 }
 
 // workflowParts reads a workflow (without its tasks unless withTasks),
 // with the size of what it read and its count of keys.
 func (r *Reader) workflowParts(id string, withTasks bool) (w *engine.Workflow, size, keys int, err error) {
-	scan := func(lower, upper []byte, fn func(key, value []byte) bool) error {
-		return r.r.ScanRange(lower, upper, false, func(key, value []byte) bool {
-			size += len(key) + len(value)
-			keys++
-			return fn(key, value)
-		})
-	}
-	if w, _, err = readParts(scan, eventlog.Token(id), withTasks); err != nil {
+	if w, _, err = readParts(countingScan(r.r, &size, &keys), eventlog.Token(id), withTasks); err != nil {
 		return nil, 0, 0, err
 	}
 	if w == nil {
@@ -685,12 +699,7 @@ func (r *Reader) workflowTask(wfID, taskID string) (w *engine.Workflow, t *engin
 		return nil, nil, 0, false, err
 	}
 	defer release()
-	scan := func(lower, upper []byte, fn func(key, value []byte) bool) error {
-		return at.ScanRange(lower, upper, false, func(key, value []byte) bool {
-			keys++
-			return fn(key, value)
-		})
-	}
+	scan := countingScan(at, new(int), &keys)
 	token := eventlog.Token(wfID)
 	w, in, err := readParts(scan, token, false)
 	if err != nil {

@@ -1,7 +1,10 @@
 package executions
 
 import (
+	"context"
+
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas"
 )
 
@@ -55,4 +58,37 @@ func KeysRead(r *Reader, id string, withTasks bool) (int, error) {
 func TaskKeysRead(r *Reader, wfID, taskID string) (keys int, direct bool, err error) {
 	_, _, keys, direct, err = r.workflowTask(wfID, taskID)
 	return keys, direct, err
+}
+
+// PageKeysRead returns how many keys of workflow id reading a page of its
+// tasks by WorkflowTaskPage took.
+func PageKeysRead(r *Reader, id string, match func(string) bool, start, count int) (int, error) {
+	_, _, _, _, keys, err := r.workflowTaskPage(id, match, start, count)
+	return keys, err
+}
+
+// WholeTaskReads returns a reader of r's store whose task searches read
+// every task of the workflows they find tasks of, as they did before a
+// task was read alone: the answers the searches must give.
+func WholeTaskReads(r *Reader) *Reader {
+	return &Reader{r: r.r, store: r.store, wholeTasks: true}
+}
+
+// TaskSearchKeysRead returns how many keys of workflows SearchTasks took
+// to answer s.
+func TaskSearchKeysRead(r *Reader, s query.Search) (int, error) {
+	_, c, err := r.searchPage(context.Background(), s, func(c *wfCache, w *engine.Workflow, t *engine.Task) { c.view(w, t) })
+	if c == nil {
+		return 0, err
+	}
+	return c.keys, err
+}
+
+// ReadWholeUpTo has task searches read whole the workflows of up to n
+// tasks until restore (see readWholeUpTo). Tests that use it must not run
+// in parallel.
+func ReadWholeUpTo(n int) (restore func()) {
+	was := readWholeUpTo
+	readWholeUpTo = n
+	return func() { readWholeUpTo = was }
 }

@@ -103,7 +103,7 @@ func decidedLoopRecords(tb testing.TB, n int, seq *uint64) []eventlog.Record {
 
 // storedLoop folds decidedLoopRecords of n items into a store of its own,
 // and returns its reader, the workflow's id and the workflow as stored.
-func storedLoop(t *testing.T, n int, seq *uint64) (*executions.Reader, string, *engine.Workflow) {
+func storedLoop(t testing.TB, n int, seq *uint64) (*executions.Reader, string, *engine.Workflow) {
 	t.Helper()
 	recs := decidedLoopRecords(t, n, seq)
 	store := testutil.OpenStore(t)

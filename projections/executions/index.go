@@ -296,6 +296,9 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 			return err
 		}
 	}
+	if err := deleteStatuses(b, token, len(r.tasks)); err != nil {
+		return err
+	}
 	if prev.running {
 		if err := addRunning(b, prev.summary.CreatedBy, -1); err != nil {
 			return err

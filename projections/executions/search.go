@@ -228,7 +228,10 @@ func (r *Reader) summary(id string) (*Summary, error) {
 // source is where a search finds its candidates: listed ids, or index
 // prefixes followed by a big-endian time, scanned within [lo, hi].
 type source struct {
-	ids      []string
+	ids []string
+	// tasks are the tasks the query names by id, of workflows ids, read
+	// alone (see taskCandidates).
+	tasks    []taskHit
 	prefixes [][]byte
 	lo, hi   int64
 	// covered is true when every candidate matches the query: the index

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -88,19 +89,43 @@ type taskHit struct {
 // them s selects, newest scheduled first unless s sorts otherwise. Tasks
 // of removed workflows are not found; those of archived ones are.
 func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*conductor.Task, error) {
-	c := newWfCache(r)
-	hits, err := r.taskHits(ctx, s, c)
+	out := []*conductor.Task{}
+	total, _, err := r.searchPage(ctx, s, func(c *wfCache, w *engine.Workflow, t *engine.Task) {
+		out = append(out, c.view(w, t))
+	})
+	return total, out, err
+}
+
+// searchPage finds the tasks that match s, in one snapshot of the read
+// model, and calls fn with each task of the page s selects that it reads
+// (with its workflow, whole or its head, see wfCache.task) in the page's
+// order: it returns how many match and the cache it read them through.
+func (r *Reader) searchPage(ctx context.Context, s query.Search, fn func(c *wfCache, w *engine.Workflow, t *engine.Task)) (int, *wfCache, error) {
+	r, release, err := r.snapshot()
 	if err != nil {
 		return 0, nil, err
 	}
-	page := pageOf(hits, s.Start, s.Size)
-	out := make([]*conductor.Task, 0, len(page))
-	for _, h := range page {
+	defer release()
+	c := newWfCache(r)
+	hits, err := r.taskHits(ctx, s, c)
+	if err != nil {
+		return 0, c, err
+	}
+	for _, h := range pageOf(hits, s.Start, s.Size) {
 		if w, t := c.task(ctx, h.wfID, h.taskID); t != nil {
-			out = append(out, c.view(w, t))
+			fn(c, w, t)
 		}
 	}
-	return len(hits), out, c.err
+	return len(hits), c, c.err
+}
+
+// SearchTaskPage is SearchTasks answering with the workflow id of each
+// task of the page rather than its view: what a search of workflows by
+// their tasks (/api/workflow/search-by-tasks) reads of the tasks it finds.
+func (r *Reader) SearchTaskPage(ctx context.Context, s query.Search) (int, []string, error) {
+	ids := []string{}
+	total, _, err := r.searchPage(ctx, s, func(_ *wfCache, w *engine.Workflow, _ *engine.Task) { ids = append(ids, w.ID) })
+	return total, ids, err
 }
 
 // SearchTaskWorkflowIDs returns the workflow id of every task that
@@ -110,6 +135,11 @@ func (r *Reader) SearchTasks(ctx context.Context, s query.Search) (int, []*condu
 // (a workflow removed, a task that changed) and read every candidate
 // again for each page.
 func (r *Reader) SearchTaskWorkflowIDs(ctx context.Context, s query.Search) ([]string, error) {
+	r, release, err := r.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	c := newWfCache(r)
 	hits, err := r.taskHits(ctx, s, c)
 	if err == nil {
@@ -133,6 +163,11 @@ func (r *Reader) SearchTaskWorkflowIDs(ctx context.Context, s query.Search) ([]s
 // tasks that a removal between pages moved up. A task whose workflow was
 // removed by the time it is read is left out.
 func (r *Reader) EachTask(ctx context.Context, s query.Search, fn func(*conductor.Task) bool) error {
+	r, release, err := r.snapshot()
+	if err != nil {
+		return err
+	}
+	defer release()
 	c := newWfCache(r)
 	hits, err := r.taskHits(ctx, s, c)
 	if err == nil {
@@ -231,6 +266,7 @@ func (r *Reader) planTasks(ctx context.Context, q *query.Query) *source {
 	conds := q.Conjuncts()
 	if ids, _ := equalities(conds, "taskId"); ids != nil {
 		var wfIDs []string
+		var tasks []taskHit
 		resolved := true
 		for _, id := range ids {
 			wf, err := r.TaskWorkflow(ctx, id)
@@ -243,9 +279,15 @@ func (r *Reader) planTasks(ctx context.Context, q *query.Query) *source {
 			if !slices.Contains(wfIDs, wf) {
 				wfIDs = append(wfIDs, wf)
 			}
+			if !slices.ContainsFunc(tasks, func(h taskHit) bool { return h.taskID == id }) {
+				tasks = append(tasks, taskHit{wfID: wf, taskID: id})
+			}
 		}
 		if resolved {
-			return &source{ids: wfIDs}
+			if r.wholeTasks {
+				return &source{ids: wfIDs}
+			}
+			return &source{ids: wfIDs, tasks: tasks}
 		}
 	}
 	if ids, _ := equalities(conds, "workflowId"); ids != nil {
@@ -299,6 +341,23 @@ func (r *Reader) taskCandidates(ctx context.Context, src *source, c *wfCache, fn
 		return err
 	}
 	seen := 0
+	if src.tasks != nil {
+		// Tasks by id: each with its workflow's head, not every task of
+		// the workflow.
+		for _, h := range src.tasks {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			w, t := c.task(ctx, h.wfID, h.taskID)
+			if t == nil || (w.Removed && !w.Archived) {
+				continue
+			}
+			if seen++; seen > MaxScan || !fn(w, t, taskHit{wfID: w.ID, taskID: t.ID, scheduled: t.ScheduledTime}) {
+				return nil
+			}
+		}
+		return nil
+	}
 	return src.each(r, func(wfID string, _ int64, _ []byte) bool {
 		if ctx.Err() != nil {
 			return false
@@ -321,14 +380,28 @@ func (r *Reader) taskCandidates(ctx context.Context, src *source, c *wfCache, fn
 
 // wfCache keeps the workflows one search decoded, up to maxCachedBytes
 // of them as stored: the tasks of one workflow are often found apart (the
-// status index orders them by time), and each would decode it again.
+// status index orders them by time), and each would decode it again. A
+// task found by id (its lookup, t/) is read alone, with its workflow's
+// head, which the cache keeps: a search that finds a few tasks of a loop
+// of thousands of iterations decodes those, not the loop. The reader is
+// of one snapshot of the read model (Reader.snapshot), so that a head
+// read once agrees with every task read after it: a view of a task masks
+// what its workflow's head says to mask.
 type wfCache struct {
 	r *Reader
 	m map[string]*engine.Workflow
+	// heads are the workflows whose tasks were read alone, without their
+	// tasks (Tasks nil), with their counts of tasks; nil for one not
+	// stored.
+	heads map[string]headCount
+	// alone counts the tasks of each workflow read alone.
+	alone map[string]int
 	// views render the tasks of the workflows m holds, by id (see view).
 	views map[string]func(*engine.Task) *conductor.Task
 	bytes int
-	err   error
+	// keys counts the keys of workflows read.
+	keys int
+	err  error
 }
 
 // maxCachedBytes bounds what one search keeps decoded, as stored: a
@@ -336,30 +409,108 @@ type wfCache struct {
 const maxCachedBytes = 8 << 20
 
 func newWfCache(r *Reader) *wfCache {
-	return &wfCache{r: r, m: map[string]*engine.Workflow{}, views: map[string]func(*engine.Task) *conductor.Task{}}
+	return &wfCache{r: r, m: map[string]*engine.Workflow{}, heads: map[string]headCount{}, alone: map[string]int{},
+		views: map[string]func(*engine.Task) *conductor.Task{}}
+}
+
+// keep notes size bytes more kept, forgetting what was kept before when
+// they pass maxCachedBytes.
+func (c *wfCache) keep(size int) {
+	if c.bytes+size > maxCachedBytes {
+		clear(c.m)
+		clear(c.heads)
+		clear(c.views)
+		c.bytes = 0
+	}
+	c.bytes += size
+}
+
+func (c *wfCache) fail(err error) {
+	if err != nil && !errors.Is(err, fault.ErrNotFound) && c.err == nil {
+		c.err = err
+	}
 }
 
 func (c *wfCache) workflow(_ context.Context, id string) *engine.Workflow {
 	if w, ok := c.m[id]; ok {
 		return w
 	}
-	w, size, err := c.r.workflowSized(id)
-	if err != nil && !errors.Is(err, fault.ErrNotFound) && c.err == nil {
-		c.err = err
-	}
-	if c.bytes+size > maxCachedBytes {
-		clear(c.m)
-		clear(c.views)
-		c.bytes = 0
-	}
-	c.m[id], c.bytes = w, c.bytes+size
+	w, size, keys, err := c.r.workflowParts(id, true)
+	c.fail(err)
+	c.keep(size)
+	c.keys += keys
+	c.m[id] = w
 	return w
+}
+
+// head returns workflow id without its tasks, and its count of tasks.
+func (c *wfCache) head(id string) (*engine.Workflow, int) {
+	if h, ok := c.heads[id]; ok {
+		return h.w, h.tasks
+	}
+	w, tasks, size, keys, err := c.r.countedHead(id)
+	c.fail(err)
+	c.keep(size)
+	c.keys += keys
+	c.heads[id] = headCount{w, tasks}
+	return w, tasks
+}
+
+type headCount struct {
+	w     *engine.Workflow
+	tasks int
+}
+
+// readWholeUpTo is the count of tasks up to which a workflow is read
+// whole rather than its tasks alone: a search that finds most tasks of a
+// workflow of a few (a status and a task type, say) reads each of them
+// once either way, and one scan of a few keys costs less than a lookup
+// and a scan for each.
+var readWholeUpTo = 64
+
+// readWholeFrom is the share of a workflow's tasks (1/readWholeFrom) read
+// alone after which a search reads the rest of them from the whole
+// workflow: a query the status index does not cover (a status and a task
+// type) may find most tasks of a loop, each read alone then costing more
+// than one scan of them all.
+const readWholeFrom = 8
+
+// countedHead reads workflow id without its tasks (as WorkflowHead), and
+// counts its tasks (their statuses), with the size and count of the keys
+// read.
+func (r *Reader) countedHead(id string) (w *engine.Workflow, tasks, size, keys int, err error) {
+	scan := countingScan(r.r, &size, &keys)
+	token := eventlog.Token(id)
+	w, _, err = readParts(scan, token, false)
+	if err != nil || w == nil {
+		if err == nil {
+			err = fault.NotFound("workflow %s not found", id)
+		}
+		return nil, 0, size, keys, err
+	}
+	statuses, err := readStatuses(scan, token)
+	if err != nil {
+		return nil, 0, size, keys, err
+	}
+	return w, len(statuses), size, keys, nil
 }
 
 // view renders t, a task of w, which c holds: what a fork's or a JOIN's
 // view shows of other tasks is found once for w (engine's TaskViews), not
-// for each of its tasks a search renders.
+// for each of its tasks a search renders. A task read alone, with its
+// workflow's head, renders with the head but for those views, which read
+// the whole workflow.
 func (c *wfCache) view(w *engine.Workflow, t *engine.Task) *conductor.Task {
+	if w.Tasks == nil {
+		if !t.ViewReadsOtherTasks() {
+			return t.Conductor(w)
+		}
+		whole := c.workflow(context.Background(), w.ID)
+		if whole == nil || whole.TaskByID(t.ID) == nil {
+			return t.Conductor(w) // not reached: the head and the task are of the snapshot the whole is
+		}
+		w, t = whole, whole.TaskByID(t.ID)
+	}
 	v, ok := c.views[w.ID]
 	if !ok {
 		v = w.TaskViews()
@@ -368,10 +519,69 @@ func (c *wfCache) view(w *engine.Workflow, t *engine.Task) *conductor.Task {
 	return v(t)
 }
 
+// task returns task taskID of workflow wfID and the workflow: whole when
+// c holds it, the workflow has few tasks (readWholeUpTo) or the search
+// read many of them already (readWholeFrom), else its head, the task read
+// alone where its lookup says, else (a task not indexed by id: an
+// archived workflow's; an earlier layout's head that holds the tasks) the
+// whole workflow.
 func (c *wfCache) task(ctx context.Context, wfID, taskID string) (*engine.Workflow, *engine.Task) {
+	if w, ok := c.m[wfID]; ok || c.r.wholeTasks {
+		if !ok {
+			w = c.workflow(ctx, wfID)
+		}
+		if w == nil {
+			return nil, nil
+		}
+		return w, w.TaskByID(taskID)
+	}
+	head, tasks := c.head(wfID)
+	if head == nil {
+		return nil, nil
+	}
+	if head.Tasks != nil {
+		return head, head.TaskByID(taskID)
+	}
+	if tasks > readWholeUpTo && c.alone[wfID] <= tasks/readWholeFrom {
+		c.alone[wfID]++
+		t, size, keys, err := c.r.listedTask(wfID, taskID)
+		c.fail(err)
+		c.keys += keys
+		if t != nil {
+			c.keep(size)
+			return head, t
+		}
+	}
 	w := c.workflow(ctx, wfID)
 	if w == nil {
 		return nil, nil
 	}
 	return w, w.TaskByID(taskID)
+}
+
+// listedTask reads task taskID of workflow wfID where its lookup says,
+// with the size and the count of the workflow's keys read, or nil if it
+// is not there.
+func (r *Reader) listedTask(wfID, taskID string) (t *engine.Task, size, keys int, err error) {
+	listedIn, i, err := taskLookupIn(r.r, taskID)
+	if err != nil || listedIn != wfID {
+		if errors.Is(err, fault.ErrNotFound) {
+			err = nil
+		}
+		return nil, 0, 0, err
+	}
+	if t, err = readTaskAt(countingScan(r.r, &size, &keys), eventlog.Token(wfID), i); err != nil || t == nil || t.ID != taskID {
+		return nil, size, keys, err
+	}
+	return t, size, keys, nil
+}
+
+// snapshot returns a reader of one snapshot of the read model, and its
+// release.
+func (r *Reader) snapshot() (*Reader, func(), error) {
+	at, _, release, err := r.store.ReaderAt(Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Reader{r: at, store: r.store, wholeTasks: r.wholeTasks}, func() { _ = release() }, nil
 }

@@ -92,13 +92,7 @@ func TestWorkflowTaskAnswersAsTheWorkflow(t *testing.T) {
 		}},
 		{"compacted", func(t *testing.T) (*recorder, []string) {
 			r := start(t, oneWait, nil)
-			sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1, 2, 3}}
-			r.decide(engine.Result{Result: conductor.TaskResult{TaskID: r.w.Tasks[0].ID, WorkflowInstanceID: r.id,
-				Status: conductor.TaskCompleted, OutputData: map[string]any{"_secrets": sealed, "plain": "p"}}})
-			r.decide(engine.Compact{})
-			if !r.w.Compacted {
-				t.Fatal("not compacted")
-			}
+			r.sealAndCompact()
 			return r, nil
 		}},
 		{"loop with keepLastN", func(t *testing.T) (*recorder, []string) {
@@ -230,4 +224,17 @@ func notIn(ids []string, w *engine.Workflow) []string {
 		}
 	}
 	return out
+}
+
+// sealAndCompact completes the workflow's first task with an output whose
+// _secrets are sealed, and compacts the workflow.
+func (r *recorder) sealAndCompact() {
+	r.tb.Helper()
+	sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1, 2, 3}}
+	r.decide(engine.Result{Result: conductor.TaskResult{TaskID: r.w.Tasks[0].ID, WorkflowInstanceID: r.id,
+		Status: conductor.TaskCompleted, OutputData: map[string]any{"_secrets": sealed, "plain": "p"}}})
+	r.decide(engine.Compact{})
+	if !r.w.Compacted {
+		r.tb.Fatal("not compacted")
+	}
 }
