@@ -136,7 +136,11 @@ func failoverTimers(t *testing.T, c *natsCluster, down func()) {
 	silentIDs := start("tw_silent", none)
 	taken := 0
 	testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
-		taken += len(eb.pollBatch("tw_silent", "silent-taker", k-taken, 100*time.Millisecond, ""))
+		got, err := eb.pollBatchRetryable("tw_silent", "silent-taker", k-taken, 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		taken += len(got)
 		if taken < k {
 			return fmt.Errorf("%d silent tasks taken", taken)
 		}

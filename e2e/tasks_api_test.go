@@ -102,6 +102,20 @@ func (e *env) pollBatch(taskType, workerID string, count int, timeout time.Durat
 	return decodeTasks(e.t, rp.body)
 }
 
+// pollBatchRetryable is pollBatch that returns a retryable 503 (a queue's
+// consumer not made in time on a loaded cluster, say) as an error to try
+// again on, as a worker would, instead of failing the test.
+func (e *env) pollBatchRetryable(taskType, workerID string, count int, timeout time.Duration) ([]*conductor.Task, error) {
+	e.t.Helper()
+	q := url.Values{"workerid": {workerID}, "count": {fmt.Sprint(count)}, "timeout": {fmt.Sprint(timeout.Milliseconds())}}
+	rp := e.call("GET", "/api/tasks/poll/batch/"+url.PathEscape(taskType)+"?"+q.Encode(), nil, "")
+	if rp.status == http.StatusServiceUnavailable && strings.Contains(rp.body, `"retryable":true`) {
+		return nil, fmt.Errorf("poll: %s", rp.body)
+	}
+	e.expect(rp, http.StatusOK, "application/json")
+	return decodeTasks(e.t, rp.body), nil
+}
+
 func (e *env) queueSize(taskType string) int64 {
 	e.t.Helper()
 	var sizes map[string]int64
