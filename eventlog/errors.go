@@ -89,3 +89,17 @@ func Unavailable(err error) bool {
 	}
 	return false
 }
+
+// NoStorage returns err as an ErrNoStorage when it is JetStream's refusal
+// of a write for want of storage (insufficient resources), as a key-value
+// bucket's write answers at the server's limit; any other error as it is.
+// Appends say so themselves (publishUntilAnswered); a bucket's write did
+// not, and the API answered it as an internal error (500, not retryable)
+// where nothing was written and the client may try again.
+func NoStorage(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeInsufficientResources {
+		return fmt.Errorf("%w: %s", ErrNoStorage, apiErr.Description)
+	}
+	return err
+}

@@ -725,16 +725,7 @@ func TestAppendWhileDisconnectedIsNotSentLater(t *testing.T) {
 func TestAppendToAFullServer(t *testing.T) {
 	ns := testutil.StartNATS(t, t.TempDir(), 0, func(o *server.Options) { o.JetStreamMaxStore = 1 << 20 })
 	l := testutil.OpenExternalLog(t, ns)
-	ctx := testutil.Context(t, 30*time.Second)
-	var err error
-	for i := 0; i < 100 && err == nil; i++ {
-		env, encErr := schemas.Default.Encode(&testutil.Note{Text: strings.Repeat("x", 64<<10)})
-		if encErr != nil {
-			t.Fatal(encErr)
-		}
-		env.ID = fmt.Sprintf("fill-%d", i)
-		_, err = l.Append(ctx, fmt.Sprintf("fv.wf.fill%d", i), []schemas.Envelope{env}, 0)
-	}
+	err := testutil.FillLog(t, l)
 	if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
 		t.Fatalf("append to a full server: %v", err)
 	}

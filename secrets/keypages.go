@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/eventlog"
 )
 
 // Pooled keys. A workflow that seals a secret needs a data key of its own,
@@ -96,7 +98,7 @@ func (k *Keys) newPage(ctx context.Context) error {
 	wrapped := k.Keyring().Seal(dataKeyPurpose(page), raw)
 	if _, err := k.bucketFor(page).kv.Create(ctx, dataKeyPrefix+page, wrapped); err != nil {
 		wipe(raw)
-		return fmt.Errorf("store key page %s: %w", page, err)
+		return fmt.Errorf("store key page %s: %w", page, eventlog.NoStorage(err))
 	}
 	k.pool.page, k.pool.raw, k.pool.next = page, raw, 0
 	return nil

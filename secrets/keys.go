@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/logkey"
 )
 
@@ -393,7 +394,7 @@ func (k *Keys) NewDataKey(ctx context.Context, id string) (*DataKey, error) {
 	}
 	wrapped := k.Keyring().Seal(dataKeyPurpose(id), raw)
 	if _, err := k.bucketFor(id).kv.Create(ctx, dataKeyPrefix+id, wrapped); err != nil {
-		return nil, fmt.Errorf("store data key %s: %w", id, err)
+		return nil, fmt.Errorf("store data key %s: %w", id, eventlog.NoStorage(err))
 	}
 	dk := &DataKey{id: id, aead: aead}
 	k.cache.put(id, dk) // a new id: never destroyed

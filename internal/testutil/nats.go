@@ -1,10 +1,12 @@
 package testutil
 
 import (
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/schemas"
 )
 
 // StartNATS runs a standalone JetStream server storing under dir, on
@@ -144,4 +147,23 @@ func WorkflowsInLog(tb testing.TB, l *eventlog.Log) int {
 		tb.Fatal(err)
 	}
 	return len(info.State.Subjects)
+}
+
+// FillLog appends records of 64 KiB to l, each on a subject of its own,
+// until an append fails (at most 100), and returns that failure: on a
+// server whose store is bounded (JetStreamMaxStore), ErrNoStorage.
+func FillLog(tb testing.TB, l *eventlog.Log) error {
+	tb.Helper()
+	ctx := Context(tb, 30*time.Second)
+	for i := range 100 {
+		env, err := schemas.Default.Encode(&Note{Text: strings.Repeat("x", 64<<10)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		env.ID = fmt.Sprintf("fill-%d", i)
+		if _, err := l.Append(ctx, fmt.Sprintf("fv.wf.fill%d", i), []schemas.Envelope{env}, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
