@@ -33,6 +33,7 @@ const (
 // Store is the Pebble database that holds every read model.
 type Store struct {
 	db *pebble.DB
+	fs *backoffFS
 }
 
 // StoreOptions configures OpenStore.
@@ -50,9 +51,10 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	fs := newBackoffFS(cmp.Or[vfs.FS](o.FS, vfs.Default))
 	opts := &pebble.Options{
 		Logger: pebbleLogger{o.Logger.With(logkey.Component, "pebble"), ratelimit.NewLines()},
-		FS:     o.FS,
+		FS:     fs,
 		// Read models rewrite a workflow's document on each of its records,
 		// seconds apart: in a large memtable the superseded versions die
 		// before they are flushed, instead of being compacted level after
@@ -94,15 +96,25 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, fs: fs}, nil
 }
 
 // Close flushes the memtables, so that a clean restart replays nothing,
-// and closes the database.
+// and closes the database. A flush that fails (the disk full) is not
+// waited for: Pebble would try it again until the process ends, and a
+// stop ran out its whole budget at 100% CPU. The memtables are then lost,
+// as in a crash, and replay makes them again at the next start.
 func (s *Store) Close() error {
-	if err := s.db.Flush(); err != nil {
+	failed := s.fs.failures()
+	flushed, err := s.db.AsyncFlush()
+	if err != nil {
 		s.db.Close()
 		return fmt.Errorf("flush pebble: %w", err)
+	}
+	select {
+	case <-flushed:
+	case <-failed:
+		return errors.Join(errors.New("flush pebble: a write failed (see the log): the read models replay what they had not flushed at the next start"), s.Abandon())
 	}
 	return s.Abandon()
 }
