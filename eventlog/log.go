@@ -689,7 +689,11 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 				if outOfFiles(werr.Error()) {
 					full = ErrOutOfFiles // more disk would not help
 				}
-				return 0, false, fmt.Errorf("%w (%w: %w: %v)", unknown, full, ErrStoreFailed, werr)
+				// The store's own words stay out: they name the account
+				// and a file under the data dir, and reach every caller's
+				// 503; the server's log and the health probe (to an
+				// administrator) have them.
+				return 0, false, fmt.Errorf("%w (%w: %w)", unknown, full, ErrStoreFailed)
 			}
 		}
 		if ctx.Err() != nil || attempt >= 8 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -86,6 +87,10 @@ func TestPublishRetryPolicy(t *testing.T) {
 			}
 			if tt.notErr != nil && errors.Is(err, tt.notErr) {
 				t.Fatalf("publish error %v is %v", err, tt.notErr)
+			}
+			// Every caller reads it in a 503: no account, no path.
+			if tt.broken != nil && (strings.Contains(err.Error(), "$G") || strings.Contains(err.Error(), "/data/")) {
+				t.Fatalf("publish error %q quotes the store's write error", err)
 			}
 		})
 	}
