@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -22,36 +21,80 @@ type pubAck struct {
 }
 
 // request publishes msg and waits for the stream's acknowledgement, like
-// jetstream's PublishMsg but for how it reads the answer (see parsePubAck).
-// A refusal is a *jetstream.APIError.
+// jetstream's PublishMsg but for how it reads the answer (see parsePubAck),
+// and for sending msg again, when it carries a Nats-Msg-Id, every
+// resendEvery it goes unanswered (see resendEvery): the first answer to
+// any of the sends is its answer. A refusal is a *jetstream.APIError.
 func (l *Log) request(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool, err error) {
-	resp, err := l.nc.RequestMsgWithContext(ctx, msg)
-	// No responders is a stream without a leader for a moment (an
-	// election): wait as jetstream's PublishMsg does.
-	for r := 0; errors.Is(err, nats.ErrNoResponders) && r < jetstream.DefaultPubRetryAttempts; r++ {
+	reply, answers, done := l.replies.Load().open()
+	defer done()
+	// A copy: the caller's message is sent as it is again by a later
+	// attempt, under another reply subject.
+	m := &nats.Msg{Subject: l.publishPrefix + msg.Subject, Reply: reply, Header: msg.Header, Data: msg.Data}
+	if err := l.nc.PublishMsg(m); err != nil {
+		return 0, false, err
+	}
+	// Without an id a message goes again only once the server said nobody
+	// took it: its sends are not told apart.
+	again := l.resend && msg.Header.Get(jetstream.MsgIDHeader) != ""
+	sent, nobody := 1, 0
+	next := time.NewTimer(resendEvery)
+	defer next.Stop()
+	if !again {
+		next.Stop()
+	}
+	for {
 		select {
 		case <-ctx.Done():
-		case <-time.After(jetstream.DefaultPubRetryWait):
+			return 0, false, ctx.Err()
+		case resp, ok := <-answers:
+			if !ok {
+				return 0, false, nats.ErrConnectionClosed
+			}
+			if noResponders(resp) {
+				// A stream without a leader for a moment (an election):
+				// sent again shortly, as jetstream's PublishMsg does, to be
+				// stored as soon as a leader is elected. Given up only when
+				// no send may have reached a leader.
+				nobody++
+				if nobody == sent && nobody > jetstream.DefaultPubRetryAttempts {
+					return 0, false, jetstream.ErrNoStreamResponse
+				}
+				if nobody == sent || again {
+					next.Reset(jetstream.DefaultPubRetryWait)
+				}
+				continue
+			}
+			ack, err := parsePubAck(resp.Data)
+			if err != nil {
+				return 0, false, err
+			}
+			if ack.Error != nil {
+				if sent > 1 && ack.Error.ErrorCode == jsErrCodeDuplicateInProcess {
+					// A repeat of a send the leader is storing: the
+					// first's acknowledgement comes here too.
+					continue
+				}
+				return 0, false, fmt.Errorf("nats: %w", ack.Error)
+			}
+			if ack.Stream == "" {
+				return 0, false, jetstream.ErrInvalidJSAck
+			}
+			return ack.Seq, ack.Duplicate, nil
+		case <-next.C:
+			// Not to a server reconnected to before its streams are known
+			// to hold what the log acknowledged (checkedRequest), nor while
+			// the connection is away: tried again shortly.
+			if !l.verified() || l.nc.PublishMsg(m) != nil {
+				next.Reset(jetstream.DefaultPubRetryWait)
+				continue
+			}
+			sent++
+			if again {
+				next.Reset(resendEvery)
+			}
 		}
-		resp, err = l.nc.RequestMsgWithContext(ctx, msg)
 	}
-	if errors.Is(err, nats.ErrNoResponders) {
-		return 0, false, jetstream.ErrNoStreamResponse
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	ack, err := parsePubAck(resp.Data)
-	if err != nil {
-		return 0, false, err
-	}
-	if ack.Error != nil {
-		return 0, false, fmt.Errorf("nats: %w", ack.Error)
-	}
-	if ack.Stream == "" {
-		return 0, false, jetstream.ErrInvalidJSAck
-	}
-	return ack.Seq, ack.Duplicate, nil
 }
 
 // parsePubAck reads an acknowledgement. Every append waits for one, and

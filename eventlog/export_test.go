@@ -19,3 +19,8 @@ func LeaderGetsTo(l *Log, prefix string) { l.leaderAPI, l.leaderReads = prefix, 
 // LeaderGetAPI is the subject prefix gets at a stream's leader are sent
 // to.
 const LeaderGetAPI = leaderGetAPI
+
+// PublishesTo sends l's publishes to prefix+subject (a stand-in for the
+// stream's leader) and has them sent again while unanswered, as on a
+// cluster.
+func PublishesTo(l *Log, prefix string) { l.publishPrefix, l.resend = prefix, true }

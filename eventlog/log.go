@@ -60,6 +60,16 @@ type Log struct {
 	// leaderReads: direct gets may be answered by a follower (replicas >
 	// 1), so reads that answer without appending end at the leader (read.go).
 	leaderReads bool
+	// replies routes the answers to publishes (resend.go).
+	replies atomic.Pointer[replies]
+	// resend: a publish unanswered is sent again every resendEvery. Not
+	// to this process's own server alone (embedded, one replica), which
+	// loses no request while it runs: sent again, a slow append would
+	// only load the server that is slow.
+	resend bool
+	// publishPrefix prefixes the subjects of publishes: "", or in a test
+	// a stand-in for a stream leader that died with a publish.
+	publishPrefix string
 }
 
 // Options carries Open's collaborators. The zero value logs nowhere,
@@ -88,7 +98,8 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	}
 	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
 		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState(),
-		directAPI: directGetAPI, leaderAPI: leaderGetAPI, leaderReads: cfg.Replicas > 1}
+		directAPI: directGetAPI, leaderAPI: leaderGetAPI, leaderReads: cfg.Replicas > 1,
+		resend: cfg.Replicas > 1 || !cfg.Embedded()}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -103,6 +114,11 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 			}
 		}),
 		l.asyncErrors(),
+		nats.ClosedHandler(func(*nats.Conn) {
+			if r := l.replies.Load(); r != nil {
+				r.close()
+			}
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			l.logger.Info("nats reconnected", logkey.Addr, withoutUserinfo(c.ConnectedUrl()))
 			select {
@@ -151,6 +167,12 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		return nil, fmt.Errorf("connect nats: %w", err)
 	}
 	l.nc = nc
+	r, err := newReplies(nc)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("subscribe to publish replies: %w", err)
+	}
+	l.replies.Store(r)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		l.Close()

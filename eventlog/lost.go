@@ -189,6 +189,14 @@ func (l *Log) setVerified(n uint64) {
 // to): nats.go counts one before it reads anything on a new connection.
 func (l *Log) reconnections() uint64 { return l.nc.Stats().Reconnects }
 
+// verified reports whether the streams were found intact since the last
+// reconnection, without waiting for a check under way.
+func (l *Log) verified() bool {
+	l.lost.mu.Lock()
+	defer l.lost.mu.Unlock()
+	return l.lost.err == nil && l.reconnections() <= l.lost.verified
+}
+
 // intact returns nil once the streams have been checked since the last
 // reconnection, waiting for the check while it is under way, and
 // ErrLogLost when the check found the server without its data. With
