@@ -20,6 +20,13 @@ func LeaderGetsTo(l *Log, prefix string) { l.leaderAPI, l.leaderReads = prefix, 
 // to.
 const LeaderGetAPI = leaderGetAPI
 
+// StreamInfoTo sends l's stream info requests to prefix (a stand-in for
+// the stream's leader).
+func StreamInfoTo(l *Log, prefix string) { l.infoAPI = prefix }
+
+// StreamInfoAPI is the subject prefix stream info requests are sent to.
+const StreamInfoAPI = streamInfoAPI
+
 // PublishesTo sends l's publishes to prefix+subject (a stand-in for the
 // stream's leader) and has them sent again while unanswered, as on a
 // cluster.

@@ -60,6 +60,9 @@ type Log struct {
 	// leaderReads: direct gets may be answered by a follower (replicas >
 	// 1), so reads that answer without appending end at the leader (read.go).
 	leaderReads bool
+	// infoAPI prefixes stream info requests: "$JS.API.STREAM.INFO.", or
+	// in a test a stand-in for a leader that died with a request.
+	infoAPI string
 	// replies routes the answers to publishes (resend.go).
 	replies atomic.Pointer[replies]
 	// resend: a publish unanswered is sent again every resendEvery. Not
@@ -99,7 +102,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
 		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState(),
 		directAPI: directGetAPI, leaderAPI: leaderGetAPI, leaderReads: cfg.Replicas > 1,
-		resend: cfg.Replicas > 1 || !cfg.Embedded()}
+		infoAPI: streamInfoAPI, resend: cfg.Replicas > 1 || !cfg.Embedded()}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),

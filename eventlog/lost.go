@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -72,7 +73,7 @@ func (l *Log) knowStreams(ctx context.Context) error {
 		if s.Kind != EventStream {
 			continue
 		}
-		_, info, err := l.streamInfo(ctx, s.Name)
+		info, err := l.streamInfo(ctx, s.Name)
 		if err != nil {
 			return err
 		}
@@ -119,7 +120,7 @@ func (l *Log) checkStreams(ctx context.Context) error {
 		k.mu.Lock()
 		seen, msgID := k.seq, k.msgID
 		k.mu.Unlock()
-		_, info, err := l.streamInfo(ctx, s.Name)
+		info, err := l.streamInfo(ctx, s.Name)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			return fmt.Errorf("stream %s is gone from the NATS server, which had acknowledged records up to sequence %d: "+
@@ -237,14 +238,37 @@ func (l *Log) intact(ctx context.Context, failFast bool) error {
 // checked after a reconnection.
 const checkWait = 5 * time.Second
 
-func (l *Log) streamInfo(ctx context.Context, stream string) (jetstream.Stream, *jetstream.StreamInfo, error) {
-	s, err := l.js.Stream(ctx, stream)
+// streamInfoAPI is the subject prefix of stream info requests.
+const streamInfoAPI = "$JS.API.STREAM.INFO."
+
+// streamInfo asks the stream's leader for its info, again every
+// leaderAskEvery until answered (askLeader), within readTimeout: a
+// request sent while a leader that crashed is still taken for the leader
+// is answered by nobody, and the streams' check after a reconnection
+// waited for it its whole 5 s, twice, where the leader was elected within
+// 7 s; appends waited for that check meanwhile (intact). An info is a
+// read: asked twice, it is answered twice.
+func (l *Log) streamInfo(ctx context.Context, stream string) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	m, err := l.askLeader(ctx, l.infoAPI+stream, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("stream %s: %w", stream, err)
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stream %s: %w", stream, err)
+	var resp struct {
+		*jetstream.StreamInfo
+		Error *jetstream.APIError `json:"error"`
 	}
-	return s, info, nil
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, fmt.Errorf("stream %s: bad info: %w", stream, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound:
+		return nil, fmt.Errorf("stream %s: %w", stream, jetstream.ErrStreamNotFound)
+	case resp.Error != nil:
+		return nil, fmt.Errorf("stream %s: %w", stream, resp.Error)
+	case resp.StreamInfo == nil:
+		return nil, fmt.Errorf("stream %s: %w", stream, jetstream.ErrInvalidJetStreamResponse)
+	}
+	return resp.StreamInfo, nil
 }

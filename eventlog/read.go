@@ -337,7 +337,7 @@ func (l *Log) StreamLastSeq(ctx context.Context, stream string) (uint64, error) 
 // StreamCreated returns when a stream was made: a stream removed and
 // made again (a server that came back without its store) is another.
 func (l *Log) StreamCreated(ctx context.Context, stream string) (time.Time, error) {
-	_, info, err := l.streamInfo(ctx, stream)
+	info, err := l.streamInfo(ctx, stream)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -393,7 +393,7 @@ func streamNamed(name string) (Stream, bool) {
 }
 
 func (l *Log) streamState(ctx context.Context, stream string) (jetstream.StreamState, error) {
-	_, info, err := l.streamInfo(ctx, stream)
+	info, err := l.streamInfo(ctx, stream)
 	if err != nil {
 		return jetstream.StreamState{}, err
 	}
