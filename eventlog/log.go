@@ -40,6 +40,10 @@ type Log struct {
 	// committers batch the appends of each event stream that takes atomic
 	// batches, in FsyncAlways mode (see commit.go).
 	committers map[string]*committer
+	// storeFailed marks each stream whose store was found failed a write
+	// (streamWriteError): an append to it asks again before it sends,
+	// rather than waiting out a publish nobody answers.
+	storeFailed map[string]*atomic.Bool
 	// reconnects carries the connection's reconnections to restore, which
 	// makes sure of the streams again and then runs onReconnect.
 	reconnects  chan struct{}
@@ -102,7 +106,10 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
 		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState(),
 		directAPI: directGetAPI, leaderAPI: leaderGetAPI, leaderReads: cfg.Replicas > 1,
-		infoAPI: streamInfoAPI, resend: cfg.Replicas > 1 || !cfg.Embedded()}
+		infoAPI: streamInfoAPI, resend: cfg.Replicas > 1 || !cfg.Embedded(), storeFailed: map[string]*atomic.Bool{}}
+	for _, s := range AllStreams {
+		l.storeFailed[s.Name] = new(atomic.Bool)
+	}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -624,6 +631,9 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 // write appends msg as part of a batch where its stream gathers them, and
 // alone otherwise.
 func (l *Log) write(ctx context.Context, s Stream, msg *nats.Msg) (seq uint64, dup bool, err error) {
+	if err := l.knownFailed(s.Name); err != nil {
+		return 0, false, err
+	}
 	if c := l.committers[s.Name]; c != nil {
 		seq, written, release, err := c.append(ctx, msg)
 		if err != nil || written {
@@ -631,7 +641,56 @@ func (l *Log) write(ctx context.Context, s Stream, msg *nats.Msg) (seq uint64, d
 		}
 		defer release()
 	}
-	return l.publish(ctx, msg, func() error { return l.streamWriteError(s.Name) })
+	seq, dup, err = l.publish(ctx, msg, func() error { return l.storeWriteError(s.Name) })
+	if errors.Is(err, ErrStoreFailed) {
+		// Which stream, for the operator; the store's own words stay out
+		// (storeFull).
+		err = fmt.Errorf("%w (stream %s)", err, s.Name)
+	}
+	return seq, dup, err
+}
+
+// storeWriteError is streamWriteError, remembered for the next appends to
+// stream (knownFailed).
+func (l *Log) storeWriteError(stream string) error {
+	werr := l.streamWriteError(stream)
+	if f := l.storeFailed[stream]; f != nil {
+		f.Store(werr != nil)
+	}
+	return werr
+}
+
+// knownFailed refuses an append to a stream whose store failed a write, at
+// once and before anything is sent: the server would neither store it nor
+// answer, and the append would wait out a publish timeout for the same
+// error. A stream not known to have failed costs a flag's load. One that
+// did is asked about again each time: nats-server never clears a stream's
+// write error (stream.werr, the filestore's werr), but a stream made anew
+// (the server restarted, the stream deleted and created again) has none
+// and is written to again.
+func (l *Log) knownFailed(stream string) error {
+	if f := l.storeFailed[stream]; f == nil || !f.Load() {
+		return nil
+	}
+	werr := l.storeWriteError(stream)
+	if werr == nil {
+		return nil
+	}
+	// Not ErrStoreFailed: nothing was sent, so nothing was stored.
+	return fmt.Errorf("%w: stream %s failed a write and stores nothing until the server restarts", storeFull(werr), stream)
+}
+
+// storeFull is the error a store's write error werr means for an append:
+// ErrOutOfFiles when the process ran out of file descriptors (more disk
+// would not help), ErrNoStorage otherwise. Its own words stay out: they
+// name the account and a file under the data dir, and reach every
+// caller's 503; the server's log and the health probe (to an
+// administrator) have them.
+func storeFull(werr error) error {
+	if outOfFiles(werr.Error()) {
+		return ErrOutOfFiles
+	}
+	return ErrNoStorage
 }
 
 // publish sends msg until the server answers definitively. Timeouts are
@@ -710,15 +769,7 @@ func publishUntilAnswered(ctx context.Context, msg *nats.Msg, send func(context.
 			if werr := broken(); werr != nil {
 				// Still ambiguous: an earlier attempt may have been
 				// stored before the store failed.
-				full := ErrNoStorage
-				if outOfFiles(werr.Error()) {
-					full = ErrOutOfFiles // more disk would not help
-				}
-				// The store's own words stay out: they name the account
-				// and a file under the data dir, and reach every caller's
-				// 503; the server's log and the health probe (to an
-				// administrator) have them.
-				return 0, false, fmt.Errorf("%w (%w: %w)", unknown, full, ErrStoreFailed)
+				return 0, false, fmt.Errorf("%w (%w: %w)", unknown, storeFull(werr), ErrStoreFailed)
 			}
 		}
 		if ctx.Err() != nil || attempt >= 8 {

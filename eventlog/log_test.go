@@ -796,3 +796,74 @@ func TestStorageErrorAfterAFailedWrite(t *testing.T) {
 		t.Fatalf("StorageError after a failed write = %v; want the stream's write error", err)
 	}
 }
+
+// Once an append found a stream's store failed, the next ones to it are
+// refused at once, sent to no one, and say that nothing was stored (not
+// ErrStoreFailed, whose outcome is unknown); without it each waited out
+// one unanswered publish. A stream made anew, which nats-server keeps no
+// write error for, is written to again.
+func TestAppendToAFailedStoreIsRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l := testutil.OpenLog(t, dir)
+	ctx := testutil.Context(t, 40*time.Second)
+	seq, err := l.Append(ctx, "fv.wf.failed-store", notes(t, "a", 1), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.JetStream().Stream(ctx, eventlog.Workflows.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	testutil.FailStreamStore(t, l, dir, eventlog.Workflows.Name, seq)
+	if _, err := l.Append(ctx, "fv.wf.failed-store-1", notes(t, "b", 1), 0); !errors.Is(err, eventlog.ErrStoreFailed) {
+		t.Fatalf("the first append after the failure: %v; want ErrStoreFailed (it was sent, unanswered)", err)
+	}
+
+	watch, err := l.ConnectInProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	sent, err := watch.SubscribeSync("fv.wf.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		_, err := l.Append(ctx, fmt.Sprintf("fv.wf.failed-store-%d", i+2), notes(t, fmt.Sprintf("c%d", i), 1), 0)
+		if !errors.Is(err, eventlog.ErrNoStorage) || errors.Is(err, eventlog.ErrStoreFailed) || !strings.Contains(err.Error(), "FV_WF") {
+			t.Fatalf("append %d to a store known failed: %v; want ErrNoStorage, not ErrStoreFailed, naming the stream", i+2, err)
+		}
+		if strings.Contains(err.Error(), "$G") || strings.Contains(err.Error(), dir) {
+			t.Fatalf("append %d: %q quotes the store's write error", i+2, err)
+		}
+	}
+	if err := l.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := sent.Pending(); n != 0 {
+		t.Fatalf("%d appends to a store known failed were sent", n)
+	}
+
+	// The stream made anew, as a restart does.
+	if err := l.JetStream().DeleteStream(ctx, eventlog.Workflows.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.JetStream().CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	seq, err = l.Append(ctx, "fv.wf.failed-store-again", notes(t, "d", 1), 0)
+	if err != nil {
+		t.Fatalf("an append to the stream made anew: %v", err)
+	}
+	if recs, err := l.ReadSubject(ctx, "fv.wf.failed-store-again", 0); err != nil || len(recs) != 1 || recs[0].Seq != seq {
+		t.Fatalf("the stream made anew holds %v (%v), want the append at %d", recs, err, seq)
+	}
+}
