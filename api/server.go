@@ -27,6 +27,12 @@ type Check struct {
 	Name string
 	// Probe returns nil when the component is healthy.
 	Probe func(context.Context) error
+	// Suppressed reports the probe in suppressedHealthResults, where
+	// Conductor keeps the indicators that do not count towards the
+	// answer: its failure is shown (and logged) but /health still says
+	// healthy, with 200, for a condition an orchestrator's restart or
+	// rerouting would only make worse.
+	Suppressed bool
 }
 
 // Deps are the collaborators the HTTP surface needs. Routes whose
@@ -245,7 +251,8 @@ type healthResult struct {
 // token: a failed probe's error, which may name the data dir, a stream or
 // the NATS server, is logged, and answered only to an administrator (a
 // valid ADMIN token, or --insecure-dev); anyone else reads which probe
-// failed.
+// failed. A suppressed probe (Check.Suppressed) that fails is shown so,
+// with its error to an administrator, and fails nothing.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -254,24 +261,37 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		SuppressedHealthResults []healthResult `json:"suppressedHealthResults"`
 		Healthy                 bool           `json:"healthy"`
 	}{HealthResults: []healthResult{}, SuppressedHealthResults: []healthResult{}, Healthy: true}
-	errs := make([]error, len(s.deps.Checks))
-	for i, c := range s.deps.Checks {
+	// failed are the results whose probe failed, by list and place.
+	type failure struct {
+		results *[]healthResult
+		i       int
+		err     error
+	}
+	var failed []failure
+	for _, c := range s.deps.Checks {
 		res := healthResult{Name: c.Name, Healthy: true}
-		if errs[i] = c.Probe(ctx); errs[i] != nil {
-			res.Healthy, body.Healthy = false, false
-			s.deps.Logger.Warn("health check failed", logkey.Component, c.Name, logkey.Err, errs[i])
+		err := c.Probe(ctx)
+		if err != nil {
+			res.Healthy = false
+			body.Healthy = body.Healthy && c.Suppressed
+			s.deps.Logger.Warn("health check failed", logkey.Component, c.Name, logkey.Err, err)
 		}
-		body.HealthResults = append(body.HealthResults, res)
+		results := &body.HealthResults
+		if c.Suppressed {
+			results = &body.SuppressedHealthResults
+		}
+		*results = append(*results, res)
+		if err != nil {
+			failed = append(failed, failure{results, len(*results) - 1, err})
+		}
 	}
 	status := http.StatusOK
 	if !body.Healthy {
 		status = http.StatusServiceUnavailable
-		if s.healthDetailFor(r) {
-			for i, err := range errs {
-				if err != nil {
-					body.HealthResults[i].Error = err.Error()
-				}
-			}
+	}
+	if len(failed) > 0 && s.healthDetailFor(r) {
+		for _, f := range failed {
+			(*f.results)[f.i].Error = f.err.Error()
 		}
 	}
 	writeJSON(w, status, body)

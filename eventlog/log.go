@@ -434,6 +434,29 @@ func (l *Log) StorageError() error {
 	return nil
 }
 
+// StoreFull returns an error when the embedded server's store holds more
+// than its bound (Config.MaxStore, by default 75% of the disk space free
+// at its start), as nats-server itself decides, before each write, to
+// refuse it (insufficient resources): every append then fails with
+// ErrNoStorage, until retention frees some (a task output cache's entry
+// expiring) or a restart gives it more room. A restart alone does not:
+// nats-server keeps a dynamic bound where it was, adding back what its
+// streams hold. Nil when the store has room, or when the log uses an
+// external server, whose own monitoring tells.
+func (l *Log) StoreFull() error {
+	if l.ns == nil {
+		return nil
+	}
+	jsz, err := l.ns.Jsz(nil)
+	if err != nil || jsz.Disabled {
+		return nil // StorageError and the appends tell
+	}
+	if used, bound := jsz.Store, jsz.Config.MaxStore; bound > 0 && used > uint64(bound) {
+		return fmt.Errorf("embedded nats: the store holds %d bytes, over its bound of %d: writes are refused until it has room (restart it with more disk or a higher bound)", used, bound)
+	}
+	return nil
+}
+
 // storeFailureHint is what to do about a store's write error: the disk
 // full, or the process out of file descriptors (a flood of connections).
 func storeFailureHint(msg string) string {

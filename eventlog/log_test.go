@@ -743,6 +743,9 @@ func TestAppendPastMaxStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	if err := l.StoreFull(); err != nil {
+		t.Fatalf("StoreFull of an empty store: %v", err)
+	}
 	stored := 0
 	for ; stored < 1000; stored++ {
 		env, encErr := schemas.Default.Encode(&testutil.Note{Text: strings.Repeat("x", 64<<10)})
@@ -759,6 +762,9 @@ func TestAppendPastMaxStore(t *testing.T) {
 	}
 	if stored < 128 {
 		t.Fatalf("refused after %d records of 64 KiB, under half the bound", stored)
+	}
+	if err := l.StoreFull(); err == nil || !strings.Contains(err.Error(), "over its bound of 16777216") {
+		t.Fatalf("StoreFull at the bound = %v; want it over its bound", err)
 	}
 }
 

@@ -447,6 +447,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			return n.log.StorageError()
 		}}, {Name: "read models", Probe: n.readModelsHealthy}, {Name: "data dir", Probe: func(context.Context) error {
 			return dataDir.check()
+		}}, {Name: "storage", Suppressed: true, Probe: func(context.Context) error {
+			// Suppressed: writes are refused at the store's bound, but
+			// reads are served, and a restart without more room comes
+			// back at the same bound (an orchestrator's liveness restart
+			// would loop, replaying the read models each time, and a
+			// readiness failure would take the reads away too).
+			return n.log.StoreFull()
 		}}},
 	})
 	n.httpSrv.RegisterOnShutdown(handler.Shutdown)

@@ -150,12 +150,13 @@ func WorkflowsInLog(tb testing.TB, l *eventlog.Log) int {
 }
 
 // FillLog appends records of 64 KiB to l, each on a subject of its own,
-// until an append fails (at most 100), and returns that failure: on a
-// server whose store is bounded (JetStreamMaxStore), ErrNoStorage.
+// until an append fails (at most 400, 25 MiB), and returns that failure:
+// on a server whose store is bounded (JetStreamMaxStore, or an embedded
+// log's smallest MaxStore, 16 MiB), ErrNoStorage.
 func FillLog(tb testing.TB, l *eventlog.Log) error {
 	tb.Helper()
-	ctx := Context(tb, 30*time.Second)
-	for i := range 100 {
+	ctx := Context(tb, 60*time.Second)
+	for i := range 400 {
 		env, err := schemas.Default.Encode(&Note{Text: strings.Repeat("x", 64<<10)})
 		if err != nil {
 			tb.Fatal(err)
