@@ -117,10 +117,7 @@ func (g *Gate) refuseUnentitled(revoked map[string]int64, now time.Time) error {
 	if g.entitlements == nil {
 		return nil
 	}
-	active, err := g.ledger.List(func(c Issued) bool {
-		_, gone := revoked[c.User]
-		return !gone && c.RevokedAt == 0 && !c.Expired(now)
-	})
+	active, err := g.ledger.Unrevoked(now)
 	if err != nil {
 		return fmt.Errorf("credentials: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -59,7 +60,7 @@ func (c Issued) Expired(now time.Time) bool {
 // not block), so that the server's revocation list follows revocations
 // made through any engine. Commits of the stream's other facts, a
 // secret's every resolution among them, call nothing: each call has the
-// gate read every credential issued.
+// gate read every credential that still works.
 type Projection struct {
 	notify  func()
 	applied *atomic.Bool // set by Apply, taken by Committed
@@ -71,7 +72,10 @@ func NewProjection(notify func()) Projection {
 	return Projection{notify: notify, applied: new(atomic.Bool)}
 }
 
-var _ projections.Projection = Projection{}
+var (
+	_ projections.Projection = Projection{}
+	_ projections.Layouter   = Projection{}
+)
 
 // Name implements projections.Projection.
 func (Projection) Name() string { return ProjectionName }
@@ -105,29 +109,30 @@ func (p Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 		case *schemas.WorkerCredentialsIssued:
 			c := Issued{User: e.User, Name: e.Name, TaskTypes: e.TaskTypes, Domains: e.Domains, DomainsOnly: e.DomainsOnly,
 				StartWorkflows: e.StartWorkflows, Subscribe: e.Subscribe, IssuedBy: e.By, IssuedAt: e.Time, Expires: e.Expires * 1000}
-			if old, err := getIssued(b, e.User); err == nil {
+			old, err := getIssued(b, e.User)
+			had := err == nil
+			if had {
 				c.RevokedBy, c.RevokedAt = old.RevokedBy, old.RevokedAt
 			} else if !errors.Is(err, projections.ErrNotFound) {
 				return err
 			}
-			if err := putIssued(b, c); err != nil {
+			if err := putIssued(b, old, had, c); err != nil {
 				return err
 			}
 		case *schemas.WorkerCredentialsRevoked:
-			c, err := getIssued(b, e.User)
+			old, err := getIssued(b, e.User)
+			had := err == nil
 			if errors.Is(err, projections.ErrNotFound) {
-				c = Issued{User: e.User}
+				old = Issued{User: e.User}
 			} else if err != nil {
 				return err
 			}
-			if c.RevokedAt != 0 {
+			if old.RevokedAt != 0 {
 				continue // the first revocation stands
 			}
+			c := old
 			c.RevokedBy, c.RevokedAt = e.By, e.Time
-			if err := putIssued(b, c); err != nil {
-				return err
-			}
-			if err := b.Set(revokedKey(e.User), nil); err != nil {
+			if err := putIssued(b, old, had, c); err != nil {
 				return err
 			}
 		}
@@ -135,15 +140,60 @@ func (p Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 	return nil
 }
 
-// Keys: one entry per user, and an index of the revoked ones, which the
-// server's revocation list is built from at every change.
+// layout is the read model's layout (projections.Layouter): 2 indexes
+// the credentials by expiry, the revoked apart from the others, so that
+// a sync of the revocation list reads the credentials that still work,
+// not every one ever issued; layout 1 indexed the revoked by user alone.
+const layout = 2
+
+// Layout implements projections.Layouter.
+func (Projection) Layout() int { return layout }
+
+// Keys: one entry per user, and an index of the users by expiry, the
+// revoked ones (from which the server's revocation list is built at
+// every change) apart from the others (whose principals' rights each
+// change is checked against). An index key is its prefix, the expiry
+// in Unix milliseconds as 16 hex digits (never: all f), "/" and the user.
 const (
-	issuedPrefix  = "u/"
-	revokedPrefix = "r/"
+	issuedPrefix    = "u/"
+	revokedPrefix   = "r/"
+	unrevokedPrefix = "a/"
 )
 
-func issuedKey(user string) []byte  { return []byte(issuedPrefix + user) }
-func revokedKey(user string) []byte { return []byte(revokedPrefix + user) }
+func issuedKey(user string) []byte { return []byte(issuedPrefix + user) }
+
+// indexKey is c's key in the index by expiry.
+func indexKey(c Issued) []byte {
+	prefix := unrevokedPrefix
+	if c.RevokedAt != 0 {
+		prefix = revokedPrefix
+	}
+	return []byte(prefix + expiryHex(c.Expires) + "/" + c.User)
+}
+
+// expiryHex orders expiries as the index keys do: 0 (never) last, and a
+// negative one (expired anyway) first.
+func expiryHex(ms int64) string {
+	switch {
+	case ms == 0:
+		return fmt.Sprintf("%016x", uint64(math.MaxUint64))
+	case ms < 0:
+		ms = 0
+	}
+	return fmt.Sprintf("%016x", uint64(ms))
+}
+
+// expiryHexLen is the length of an index key's expiry and the "/" after
+// it.
+const expiryHexLen = 16 + 1
+
+// liveRange bounds the keys of the index under prefix whose credentials
+// still work at now: those expiring after it.
+func liveRange(prefix string, now time.Time) (lower, upper []byte) {
+	lower = []byte(prefix + expiryHex(max(now.UnixMilli(), 0)+1))
+	upper = []byte(strings.TrimSuffix(prefix, "/") + "0") // '0' follows '/'
+	return lower, upper
+}
 
 type kvReader interface {
 	Get(key []byte) ([]byte, error)
@@ -161,12 +211,25 @@ func getIssued(kv kvReader, user string) (Issued, error) {
 	return c, nil
 }
 
-func putIssued(b *projections.Batch, c Issued) error {
+// putIssued stores c, whose earlier version was old if had, and moves
+// its index entry where its expiry and revocation put it.
+func putIssued(b *projections.Batch, old Issued, had bool, c Issued) error {
 	v, err := msgpack.Marshal(&c)
 	if err != nil {
 		return err
 	}
-	return b.Set(issuedKey(c.User), v)
+	if err := b.Set(issuedKey(c.User), v); err != nil {
+		return err
+	}
+	key := indexKey(c)
+	if had {
+		if was := indexKey(old); string(was) != string(key) {
+			if err := b.Delete(was); err != nil {
+				return err
+			}
+		}
+	}
+	return b.Set(key, nil)
 }
 
 // Ledger reads the worker credentials read model.
@@ -219,25 +282,51 @@ func (l *Ledger) List(keep func(Issued) bool) ([]Issued, error) {
 // to which the server refuses JWTs issued for it (Unix seconds). That is
 // the credentials' expiry, so that every JWT of the user is refused
 // whatever the clock of the engine that issued it said: a user key is
-// never issued twice. Expired credentials need no entry.
+// never issued twice. Expired credentials need no entry, and are not
+// read: the index holds the expiry.
 func (l *Ledger) Revoked(now time.Time) (map[string]int64, error) {
+	out := map[string]int64{}
+	var ferr error
+	lower, upper := liveRange(revokedPrefix, now)
+	err := l.r.ScanRange(lower, upper, false, func(key, _ []byte) bool {
+		rest := string(key[len(revokedPrefix):])
+		var ms uint64
+		if ms, ferr = strconv.ParseUint(rest[:expiryHexLen-1], 16, 64); ferr != nil {
+			ferr = fmt.Errorf("revoked worker credentials index %q: %w", key, ferr)
+			return false
+		}
+		c := Issued{Expires: int64(ms)}
+		if ms == math.MaxUint64 {
+			c.Expires = 0
+		}
+		out[rest[expiryHexLen:]] = c.refusedUntil()
+		return true
+	})
+	if err = errors.Join(err, ferr); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Unrevoked returns the credentials not revoked that still work at now,
+// in no particular order.
+func (l *Ledger) Unrevoked(now time.Time) ([]Issued, error) {
 	var users []string
-	err := l.r.Scan([]byte(revokedPrefix), func(key, _ []byte) bool {
-		users = append(users, strings.TrimPrefix(string(key), revokedPrefix))
+	lower, upper := liveRange(unrevokedPrefix, now)
+	err := l.r.ScanRange(lower, upper, false, func(key, _ []byte) bool {
+		users = append(users, string(key[len(unrevokedPrefix)+expiryHexLen:]))
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]int64, len(users))
+	out := make([]Issued, 0, len(users))
 	for _, u := range users {
 		c, err := getIssued(l.r, u)
 		if err != nil {
 			return nil, err
 		}
-		if !c.Expired(now) {
-			out[u] = c.refusedUntil()
-		}
+		out = append(out, c)
 	}
 	return out, nil
 }

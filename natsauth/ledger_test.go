@@ -34,28 +34,45 @@ func TestLedger(t *testing.T) {
 		subject string // of every record; AuditSubject when empty
 		listed  []string
 		revoked map[string]int64
+		// unrevoked: the users whose credentials still work, not revoked
+		unrevoked []string
 	}{
 		{name: "issued", records: [][]schemas.Event{{issued("UA", "app:a", now.Unix()+hour)}},
-			listed: []string{"UA"}, revoked: map[string]int64{}},
+			listed: []string{"UA"}, revoked: map[string]int64{}, unrevoked: []string{"UA"}},
 		{name: "revoked until its expiry", records: [][]schemas.Event{
 			{issued("UA", "app:a", now.Unix()+hour), issued("UB", "app:a", now.Unix()+hour)},
 			{revoked("UA", "app:b", now.UnixMilli())}},
-			listed: []string{"UA", "UB"}, revoked: map[string]int64{"UA": now.Unix() + hour}},
+			listed: []string{"UA", "UB"}, revoked: map[string]int64{"UA": now.Unix() + hour}, unrevoked: []string{"UB"}},
 		{name: "expired ones leave the list", records: [][]schemas.Event{
 			{issued("UA", "app:a", now.Unix())}, {revoked("UA", "app:a", now.UnixMilli()-10)}},
 			listed: []string{"UA"}, revoked: map[string]int64{}},
+		{name: "expired at now, a second before or after", records: [][]schemas.Event{
+			{issued("UA", "app:a", now.Unix()), issued("UB", "app:a", now.Unix()-1), issued("UC", "app:a", now.Unix()+1)},
+			{issued("UD", "app:a", now.Unix()-1), issued("UE", "app:a", now.Unix()+1), issued("UF", "app:a", 0)},
+			{revoked("UD", "app:a", 1), revoked("UE", "app:a", 1), revoked("UF", "app:a", 1)}},
+			listed: []string{"UA", "UB", "UC", "UD", "UE", "UF"}, revoked: map[string]int64{"UE": now.Unix() + 1, "UF": math.MaxInt64},
+			unrevoked: []string{"UC"}},
+		{name: "never expires", records: [][]schemas.Event{{issued("UA", "app:a", 0)}},
+			listed: []string{"UA"}, revoked: map[string]int64{}, unrevoked: []string{"UA"}},
 		{name: "revoked without issuance: every JWT refused, not listed", records: [][]schemas.Event{
 			{revoked("UX", "app:a", now.UnixMilli())}},
 			revoked: map[string]int64{"UX": math.MaxInt64}},
 		{name: "issuance after its revocation keeps it", records: [][]schemas.Event{
 			{revoked("UA", "app:a", now.UnixMilli())}, {issued("UA", "app:a", now.Unix()+hour)}},
 			listed: []string{"UA"}, revoked: map[string]int64{"UA": now.Unix() + hour}},
+		{name: "issuance after its revocation, expired", records: [][]schemas.Event{
+			{revoked("UA", "app:a", now.UnixMilli())}, {issued("UA", "app:a", now.Unix()-1)}},
+			listed: []string{"UA"}, revoked: map[string]int64{}},
+		{name: "revoked twice, issued twice: one entry", records: [][]schemas.Event{
+			{issued("UA", "app:a", now.Unix()+hour)}, {revoked("UA", "app:a", now.UnixMilli())},
+			{revoked("UA", "app:b", now.UnixMilli()+1)}, {issued("UA", "app:a", now.Unix()+hour)}},
+			listed: []string{"UA"}, revoked: map[string]int64{"UA": now.Unix() + hour}},
 		{name: "other subjects are not the ledger's", subject: "fv.audit.auth.token", records: [][]schemas.Event{
 			{issued("UA", "app:a", now.Unix()+hour)}, {revoked("UA", "app:a", now.UnixMilli())}},
 			revoked: map[string]int64{}},
 		{name: "other facts on the subject are skipped", records: [][]schemas.Event{
 			{&schemas.TokenRefused{KeyID: "k", Reason: "x"}, issued("UA", "app:a", now.Unix()+hour)}},
-			listed: []string{"UA"}, revoked: map[string]int64{}},
+			listed: []string{"UA"}, revoked: map[string]int64{}, unrevoked: []string{"UA"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -89,6 +106,21 @@ func TestLedger(t *testing.T) {
 			}
 			if !maps.Equal(got, tt.revoked) {
 				t.Fatalf("revocation list %v, want %v", got, tt.revoked)
+			}
+			live, err := l.Unrevoked(now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			users = nil
+			for _, c := range live {
+				if c.RevokedAt != 0 || c.Expired(now) || c.IssuedAt == 0 {
+					t.Fatalf("unrevoked %+v", c)
+				}
+				users = append(users, c.User)
+			}
+			slices.Sort(users)
+			if !slices.Equal(users, tt.unrevoked) {
+				t.Fatalf("unrevoked %v, want %v", users, tt.unrevoked)
 			}
 		})
 	}
