@@ -2,6 +2,7 @@ package executor
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,29 +79,78 @@ type pollKey struct{ taskType, domain, workerID string }
 type poller struct {
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer
-	polls     map[pollKey]int64
-	stop      chan struct{}
-	stopOnce  sync.Once
+	polls     map[pollKey]*pollRecord
+	// byAge orders polls by last poll, so that a new worker's poll on a
+	// full record forgets the oldest without reading all of them: a
+	// worker whose id changes, a pod named anew at each restart, makes
+	// every poll of its a new record.
+	byAge    pollHeap
+	recorded uint64
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 func newPoller() *poller {
-	return &poller{consumers: map[string]jetstream.Consumer{}, polls: map[pollKey]int64{}, stop: make(chan struct{})}
+	return &poller{consumers: map[string]jetstream.Consumer{}, polls: map[pollKey]*pollRecord{}, stop: make(chan struct{})}
 }
 
 func (p *poller) record(k pollKey, now int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.polls[k]; !ok && len(p.polls) >= maxPollRecords {
-		var oldest pollKey
-		first := true
-		for k, t := range p.polls {
-			if first || t < p.polls[oldest] {
-				oldest, first = k, false
-			}
-		}
-		delete(p.polls, oldest)
+	p.recorded++
+	if r, ok := p.polls[k]; ok {
+		r.at, r.order = now, p.recorded
+		heap.Fix(&p.byAge, r.index)
+		return
 	}
-	p.polls[k] = now
+	var r *pollRecord
+	if len(p.polls) >= maxPollRecords {
+		r = heap.Pop(&p.byAge).(*pollRecord)
+		delete(p.polls, r.key)
+	} else {
+		r = new(pollRecord)
+	}
+	*r = pollRecord{key: k, at: now, order: p.recorded}
+	heap.Push(&p.byAge, r)
+	p.polls[k] = r
+}
+
+// pollRecord is a worker's last poll of a queue: at, in Unix
+// milliseconds.
+type pollRecord struct {
+	key   pollKey
+	at    int64
+	order uint64 // when it was recorded, among polls of the same at
+	index int    // in poller.byAge
+}
+
+// pollHeap is a heap of poll records, the oldest first: the earliest
+// last poll, and of equal ones the first recorded.
+type pollHeap []*pollRecord
+
+func (h pollHeap) Len() int { return len(h) }
+
+func (h pollHeap) Less(i, j int) bool {
+	return cmp.Or(cmp.Compare(h[i].at, h[j].at), cmp.Compare(h[i].order, h[j].order)) < 0
+}
+
+func (h pollHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+
+func (h *pollHeap) Push(x any) {
+	r := x.(*pollRecord)
+	r.index = len(*h)
+	*h = append(*h, r)
+}
+
+func (h *pollHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return r
 }
 
 // PollData lists the last HTTP poll of each worker on the queues of
@@ -110,9 +160,9 @@ func (p *poller) record(k pollKey, now int64) {
 func (e *Executor) PollData(taskType string) []PollData {
 	e.polls.mu.Lock()
 	out := make([]PollData, 0)
-	for k, t := range e.polls.polls {
+	for k, r := range e.polls.polls {
 		if taskType == "" || k.taskType == taskType {
-			out = append(out, PollData{QueueName: k.taskType, Domain: k.domain, WorkerID: k.workerID, LastPollTime: t})
+			out = append(out, PollData{QueueName: k.taskType, Domain: k.domain, WorkerID: k.workerID, LastPollTime: r.at})
 		}
 	}
 	e.polls.mu.Unlock()
