@@ -73,13 +73,17 @@ func refused(t *testing.T, nc *nats.Conn, subject string) {
 	}
 }
 
+// patient gives a connection more than nats.go's 2 s to connect, short on
+// a loaded machine (the whole suite on two cores): a handshake read timed
+// out there, where a refusal or an admission was expected.
+func patient(opts ...nats.Option) []nats.Option {
+	return append([]nats.Option{nats.Timeout(15 * time.Second)}, opts...)
+}
+
 // connect connects to s's server with c.
 func (s *server) connect(t *testing.T, c *natsauth.Credentials, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	// nats.go's 2 s to connect is short on a loaded machine (the whole
-	// suite on two cores): a handshake read timed out there.
-	opts = append([]nats.Option{nats.Timeout(15 * time.Second)}, opts...)
-	nc, err := nats.Connect(s.log.ClientURL(), append(c.Options(), opts...)...)
+	nc, err := nats.Connect(s.log.ClientURL(), patient(append(c.Options(), opts...)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +139,7 @@ func TestAnonymousAndForgedConnectionsRefused(t *testing.T) {
 		{"worker credentials", valid.Options(), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			nc, err := nats.Connect(s.log.ClientURL(), append(tt.opts, nats.NoReconnect())...)
+			nc, err := nats.Connect(s.log.ClientURL(), patient(append(tt.opts, nats.NoReconnect())...)...)
 			if err == nil {
 				defer nc.Close()
 			}

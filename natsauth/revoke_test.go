@@ -22,7 +22,7 @@ func TestWorkersAccountClosedUntilAdmitted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nc, err := nats.Connect(l.ClientURL(), append(w.Options(), nats.NoReconnect())...); err == nil {
+	if nc, err := nats.Connect(l.ClientURL(), patient(append(w.Options(), nats.NoReconnect())...)...); err == nil {
 		nc.Close()
 		t.Fatal("a worker connected before the workers account was admitted")
 	} else if !strings.Contains(err.Error(), "maximum account active connections") {
@@ -32,7 +32,7 @@ func TestWorkersAccountClosedUntilAdmitted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(l.ClientURL(), engine.Options()...)
+	nc, err := nats.Connect(l.ClientURL(), patient(engine.Options()...)...)
 	if err != nil {
 		t.Fatalf("engine refused: %v", err)
 	}
@@ -41,7 +41,7 @@ func TestWorkersAccountClosedUntilAdmitted(t *testing.T) {
 	if err := a.Admit(l.EmbeddedServer(), nil); err != nil {
 		t.Fatal(err)
 	}
-	nc, err = nats.Connect(l.ClientURL(), w.Options()...)
+	nc, err = nats.Connect(l.ClientURL(), patient(w.Options()...)...)
 	if err != nil {
 		t.Fatalf("worker refused after admission: %v", err)
 	}
@@ -80,7 +80,7 @@ func TestRevocationClosesAndRefuses(t *testing.T) {
 	if err := stays.Flush(); err != nil {
 		t.Fatalf("another user's connection: %v", err)
 	}
-	if nc, err := nats.Connect(s.log.ClientURL(), append(revoked.Options(), nats.NoReconnect())...); err == nil {
+	if nc, err := nats.Connect(s.log.ClientURL(), patient(append(revoked.Options(), nats.NoReconnect())...)...); err == nil {
 		nc.Close()
 		t.Fatal("a revoked user connected")
 	} else if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization") {
