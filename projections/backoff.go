@@ -113,8 +113,11 @@ func (f *backoffFile) WriteAt(p []byte, off int64) (int, error) {
 	return n, f.wrote(err)
 }
 
+// Preallocate's failure is no failed write: Pebble ignores it (an
+// advisory fallocate, which some file systems do not support), and counted
+// it would hold every new file of such a disk for a second.
 func (f *backoffFile) Preallocate(off, length int64) error {
-	return f.wrote(f.File.Preallocate(off, length))
+	return f.File.Preallocate(off, length)
 }
 
 func (f *backoffFile) Sync() error { return f.synced(f.File.Sync()) }

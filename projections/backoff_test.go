@@ -112,3 +112,39 @@ func TestFailedFlushBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A preallocation refused (a file system without fallocate) is not a
+// failed write: Pebble goes on without it, and so do the next files.
+func TestRefusedPreallocationIsNoFailure(t *testing.T) {
+	waited := false
+	backoffSleep = func(time.Duration) { waited = true }
+	t.Cleanup(func() { backoffSleep = time.Sleep })
+	refuse := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFilePreallocate {
+			return errorfs.ErrInjected
+		}
+		return nil
+	})
+	fs := newBackoffFS(errorfs.Wrap(vfs.NewMem(), refuse))
+	for i := range 2 {
+		f, err := fs.Create(fmt.Sprintf("%06d.sst", i), vfs.WriteCategoryUnspecified)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Preallocate(0, 4096); err == nil {
+			t.Fatal("the injected preallocation failure did not come")
+		}
+		if _, err := f.Write([]byte("table")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if waited {
+		t.Fatal("a file after a refused preallocation waited as after a failed write")
+	}
+}
