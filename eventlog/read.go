@@ -411,30 +411,32 @@ func (l *Log) leaderNext(ctx context.Context, stream, subject string, seq uint64
 }
 
 // askLeader sends req to subject, again every leaderAskEvery until an
-// answer comes (the first, to any of the requests) or ctx ends.
+// answer comes (the first, to any of the requests) or ctx ends. The
+// answers come through the log's reply subscription (replies), as its
+// publishes' do: a subscription of its own for each request cost every
+// read on a cluster a subscribe and an unsubscribe at the server.
 func (l *Log) askLeader(ctx context.Context, subject string, req []byte) (*nats.Msg, error) {
-	inbox := l.nc.NewRespInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, err
-	}
-	defer sub.Unsubscribe()
+	reply, answers, done := l.replies.Load().open()
+	defer done()
+	next := time.NewTimer(leaderAskEvery)
+	defer next.Stop()
 	for {
-		if err := l.nc.PublishRequest(subject, inbox, req); err != nil {
+		if err := l.nc.PublishRequest(subject, reply, req); err != nil {
 			return nil, err
 		}
-		actx, cancel := context.WithTimeout(ctx, leaderAskEvery)
-		m, err := sub.NextMsgWithContext(actx)
-		cancel()
-		switch {
-		case err == nil && len(m.Data) == 0 && m.Header.Get("Status") == "503":
-			return nil, nats.ErrNoResponders
-		case err == nil:
-			return m, nil
-		case ctx.Err() != nil:
+		next.Reset(leaderAskEvery)
+		select {
+		case <-ctx.Done():
 			return nil, ctx.Err()
-		case !errors.Is(err, context.DeadlineExceeded):
-			return nil, err
+		case m, ok := <-answers:
+			switch {
+			case !ok:
+				return nil, nats.ErrConnectionClosed
+			case noResponders(m):
+				return nil, nats.ErrNoResponders
+			}
+			return m, nil
+		case <-next.C:
 		}
 	}
 }
