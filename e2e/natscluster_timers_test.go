@@ -136,7 +136,7 @@ func failoverTimers(t *testing.T, c *natsCluster, down func()) {
 	silentIDs := start("tw_silent", none)
 	taken := 0
 	testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
-		got, err := eb.pollBatchRetryable("tw_silent", "silent-taker", k-taken, 100*time.Millisecond)
+		got, err := eb.pollBatchRetryable("tw_silent", "silent-taker", k-taken, 100*time.Millisecond, "")
 		if err != nil {
 			return err
 		}

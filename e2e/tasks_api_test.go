@@ -93,21 +93,22 @@ func decodeTask(t testing.TB, body string) *conductor.Task {
 // pollBatch polls once and returns the tasks handed out.
 func (e *env) pollBatch(taskType, workerID string, count int, timeout time.Duration, domain string) []*conductor.Task {
 	e.t.Helper()
-	q := url.Values{"workerid": {workerID}, "count": {fmt.Sprint(count)}, "timeout": {fmt.Sprint(timeout.Milliseconds())}}
-	if domain != "" {
-		q.Set("domain", domain)
+	tasks, err := e.pollBatchRetryable(taskType, workerID, count, timeout, domain)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	rp := e.call("GET", "/api/tasks/poll/batch/"+url.PathEscape(taskType)+"?"+q.Encode(), nil, "")
-	e.expect(rp, http.StatusOK, "application/json")
-	return decodeTasks(e.t, rp.body)
+	return tasks
 }
 
 // pollBatchRetryable is pollBatch that returns a retryable 503 (a queue's
 // consumer not made in time on a loaded cluster, say) as an error to try
 // again on, as a worker would, instead of failing the test.
-func (e *env) pollBatchRetryable(taskType, workerID string, count int, timeout time.Duration) ([]*conductor.Task, error) {
+func (e *env) pollBatchRetryable(taskType, workerID string, count int, timeout time.Duration, domain string) ([]*conductor.Task, error) {
 	e.t.Helper()
 	q := url.Values{"workerid": {workerID}, "count": {fmt.Sprint(count)}, "timeout": {fmt.Sprint(timeout.Milliseconds())}}
+	if domain != "" {
+		q.Set("domain", domain)
+	}
 	rp := e.call("GET", "/api/tasks/poll/batch/"+url.PathEscape(taskType)+"?"+q.Encode(), nil, "")
 	if rp.status == http.StatusServiceUnavailable && strings.Contains(rp.body, `"retryable":true`) {
 		return nil, fmt.Errorf("poll: %s", rp.body)
