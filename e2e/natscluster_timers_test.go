@@ -294,6 +294,13 @@ func failoverTimers(t *testing.T, c *natsCluster, down func()) {
 		if xa.TotalHits != xb.TotalHits {
 			return fmt.Errorf("A lists %d executions, B %d", xa.TotalHits, xb.TotalHits)
 		}
+		// A fire claimed as the pause came (POLLED) is recorded EXECUTED
+		// once its start lands.
+		for _, ex := range xb.Results {
+			if ex.State == "POLLED" {
+				return fmt.Errorf("fire time %d still POLLED", ex.ScheduledTime)
+			}
+		}
 		x = xb
 		return nil
 	})
