@@ -109,14 +109,42 @@ type Node struct {
 // every task of a workflow for them.
 var _ api.ExecutionHeads = (*executions.Reader)(nil)
 
-// stopStep names the part a shutdown is stopping.
-type stopStep struct{ atomic.Pointer[string] }
+// stopStep names the part a shutdown is stopping, and how long each part
+// took: a budget that ran out says where it went.
+type stopStep struct {
+	mu    sync.Mutex
+	parts []string
+	began []time.Time
+}
 
-func (s *stopStep) Load() string {
-	if p := s.Pointer.Load(); p != nil {
-		return *p
+// enter records that the shutdown is now stopping part.
+func (s *stopStep) enter(part string) {
+	s.mu.Lock()
+	s.parts, s.began = append(s.parts, part), append(s.began, time.Now())
+	s.mu.Unlock()
+}
+
+// String is the part being stopped, how long it has taken, and what the
+// parts before it took: "the event log (9.2s; the HTTP server 0s, the
+// executor 0.8s)".
+func (s *stopStep) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := len(s.parts) - 1
+	if last < 0 {
+		return "nothing yet"
 	}
-	return "nothing yet"
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s", s.parts[last], time.Since(s.began[last]).Round(100*time.Millisecond))
+	for i := range last {
+		sep := ", "
+		if i == 0 {
+			sep = "; "
+		}
+		fmt.Fprintf(&b, "%s%s %s", sep, s.parts[i], s.began[i+1].Sub(s.began[i]).Round(100*time.Millisecond))
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 // Start opens everything and starts serving. On error, whatever was opened
@@ -769,7 +797,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		// What is left (a worker request that does not end, a disk that
 		// does not answer) goes with the process: every acknowledged
 		// write is in the log already.
-		return fmt.Errorf("shutdown: the budget ran out while stopping %s: %w", n.stopping.Load(), ctx.Err())
+		return fmt.Errorf("shutdown: the budget ran out while stopping %s: %w", &n.stopping, ctx.Err())
 	}
 }
 
@@ -781,7 +809,7 @@ const systemDrain = 10 * time.Second
 // is stopping for Stop to report.
 func (n *Node) shutdown(ctx context.Context) error {
 	var errs []error
-	step := func(part string) { n.stopping.Store(&part) }
+	step := n.stopping.enter
 	if n.httpSrv != nil {
 		step("the HTTP server")
 		if err := n.httpSrv.Shutdown(ctx); err != nil {
@@ -791,7 +819,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 		n.ln.Close()
 	}
 	if n.executor != nil {
-		step("the executor")
+		step("the system tasks under way")
 		// System tasks under way get half of what is left of the budget
 		// to end and report, at most systemDrain.
 		drain := systemDrain
@@ -801,6 +829,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 		dctx, cancel := context.WithTimeout(ctx, drain)
 		n.executor.Drain(dctx)
 		cancel()
+		step("the executor")
 		n.executor.StopWithin(ctx)
 	}
 	for _, c := range []*nats.Conn{n.events, n.listenerConn} {
