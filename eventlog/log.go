@@ -424,15 +424,39 @@ func (l *Log) EmbeddedServer() *server.Server { return l.ns }
 // until the server restarts, even once the disk has room again, so
 // appends to it time out. Nil when the store is healthy, or when the log
 // uses an external server (whose own health endpoint says so).
-func (l *Log) StorageError() error {
+//
+// nats-server's health check says a stream "could not be recovered" while
+// it is being made too (its directory is there before the stream is), so
+// that making any bucket would fail a probe; such an error counts only
+// once it outlasts creationGrace, asked again until then (or until ctx
+// ends).
+func (l *Log) StorageError(ctx context.Context) error {
 	if l.ns == nil {
 		return nil
 	}
-	if h := l.ns.Healthz(nil); h.Error != "" {
-		return fmt.Errorf("embedded nats: %s (%s)", h.Error, storeFailureHint(h.Error))
+	deadline := time.Now().Add(creationGrace)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		h := l.ns.Healthz(nil)
+		if h.Error == "" {
+			return nil
+		}
+		err := fmt.Errorf("embedded nats: %s (%s)", h.Error, storeFailureHint(h.Error))
+		if !strings.Contains(h.Error, "could not be recovered") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
 	}
-	return nil
 }
+
+// creationGrace bounds how long StorageError takes a stream the server
+// cannot find for one being made: on a loaded machine, making a file
+// stream (its directory, its metadata, their syncs) has taken most of a
+// second.
+const creationGrace = 2 * time.Second
 
 // StoreFull returns an error when the embedded server's store holds more
 // than its bound (Config.MaxStore, by default 75% of the disk space free

@@ -776,7 +776,7 @@ func TestStorageErrorAfterAFailedWrite(t *testing.T) {
 	dir := t.TempDir()
 	l := testutil.OpenLog(t, dir)
 	ctx := testutil.Context(t, 40*time.Second)
-	if err := l.StorageError(); err != nil {
+	if err := l.StorageError(ctx); err != nil {
 		t.Fatalf("a fresh store: %v", err)
 	}
 	seq, err := l.Append(ctx, "fv.wf.storage-error", notes(t, "a", 1), 0)
@@ -797,9 +797,43 @@ func TestStorageErrorAfterAFailedWrite(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("the append tried until the test's deadline")
 	}
-	err = l.StorageError()
+	err = l.StorageError(ctx)
 	if err == nil || !strings.Contains(err.Error(), "FV_WF") {
 		t.Fatalf("StorageError after a failed write = %v; want the stream's write error", err)
+	}
+}
+
+// nats-server's health check reports each stream being made as one that
+// "could not be recovered" (its directory is there before the stream);
+// StorageError, which /health asks, does not take that for a failed
+// store: a health probe while a bucket was made answered 503.
+func TestStorageErrorWhileStreamsAreMade(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, t.TempDir())
+	ctx := testutil.Context(t, 60*time.Second)
+	made := make(chan error, 1)
+	go func() {
+		for i := range 20 {
+			cfg := jetstream.KeyValueConfig{Bucket: fmt.Sprintf("MADE_%d", i), Storage: jetstream.FileStorage}
+			if _, err := l.JetStream().CreateKeyValue(ctx, cfg); err != nil {
+				made <- err
+				return
+			}
+		}
+		made <- nil
+	}()
+	for probes := 1; ; probes++ {
+		if err := l.StorageError(ctx); err != nil {
+			t.Fatalf("probe %d, while buckets are made: %v", probes, err)
+		}
+		select {
+		case err := <-made:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
 	}
 }
 

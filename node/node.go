@@ -465,14 +465,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 
 		WorkerCredentials:       n.credentialIssuer(),
 		WorkerCredentialsLedger: n.workerCreds.ledger,
-		Checks: []api.Check{{Name: "nats", Probe: func(context.Context) error {
+		Checks: []api.Check{{Name: "nats", Probe: func(ctx context.Context) error {
 			if err := n.log.Err(); err != nil {
 				return err
 			}
 			if !n.log.Conn().IsConnected() {
 				return errors.New("not connected to nats")
 			}
-			return n.log.StorageError()
+			return n.log.StorageError(ctx)
 		}}, {Name: "read models", Probe: n.readModelsHealthy}, {Name: "data dir", Probe: func(context.Context) error {
 			return dataDir.check()
 		}}, {Name: "storage", Suppressed: true, Probe: func(context.Context) error {
