@@ -259,10 +259,20 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 		return nil
 	}
 	e.systemRuns.Add(1)
+	e.holding++
 	e.lifeMu.Unlock()
 	defer e.systemRuns.Done()
+	held := true // until the log says otherwise
+	defer func() {
+		if !held {
+			e.lifeMu.Lock()
+			e.holding--
+			e.lifeMu.Unlock()
+		}
+	}()
 	out, err := e.Submit(ctx, eff.WorkflowID, engine.Take{TaskID: eff.TaskID, WorkerID: e.holder, System: true}, Meta{})
 	if errors.Is(err, engine.ErrTaskGone) {
+		held = false
 		return nil // another engine has it, or it was canceled
 	}
 	if err != nil {
@@ -270,6 +280,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	}
 	task, err := handedOff(out)
 	if errors.Is(err, ErrHandOffFailed) {
+		held = false
 		return nil // the task failed in the take's decision
 	}
 	if err != nil {
@@ -292,7 +303,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	// From here on nothing is retried through the effect: its take would
 	// answer "task gone" (the task is ours, IN_PROGRESS) and the result
 	// would be dropped, the task left to run again when its lease expires.
-	e.reportSystem(res, task.PollCount)
+	held = !e.reportSystem(res, task.PollCount)
 	return nil
 }
 
@@ -358,8 +369,10 @@ const (
 // systemReportTimeout: one that never gets through leaves the task to its
 // lease. A result refused as invalid (a bad status) would be refused
 // however often it is sent: the task fails instead, for good, saying why,
-// as the executor fails a task whose result the log cannot hold.
-func (e *Executor) reportSystem(res conductor.TaskResult, lease int) {
+// as the executor fails a task whose result the log cannot hold. It
+// reports whether the task is no longer this engine's: its result
+// recorded (or ignored, late), or the task gone from its workflow.
+func (e *Executor) reportSystem(res conductor.TaskResult, lease int) bool {
 	ctx, cancel := context.WithTimeout(e.ctx, systemReportTimeout)
 	defer cancel()
 	log := e.cfg.Logger.With(logkey.WorkflowID, res.WorkflowInstanceID, logkey.TaskID, res.TaskID)
@@ -369,7 +382,7 @@ func (e *Executor) reportSystem(res conductor.TaskResult, lease int) {
 		_, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, Lease: lease}, Meta{})
 		switch {
 		case err == nil:
-			return
+			return true
 		case errors.Is(err, fault.ErrInvalid) && !refused:
 			log.Warn("system task result refused; reporting the task failed", logkey.Status, res.Status, logkey.Err, err)
 			res = conductor.TaskResult{TaskID: res.TaskID, WorkflowInstanceID: res.WorkflowInstanceID, WorkerID: res.WorkerID,
@@ -381,12 +394,12 @@ func (e *Executor) reportSystem(res conductor.TaskResult, lease int) {
 			// Refused again, or the workflow no longer has the task: no
 			// retry will record it.
 			log.Error("system task result not recorded", logkey.Status, res.Status, logkey.Err, err)
-			return
+			return errors.Is(err, fault.ErrNotFound)
 		}
 		if ctx.Err() != nil {
 			log.Error("system task result not recorded; the task runs again when its lease expires",
 				"attempts", attempt, logkey.Err, err)
-			return
+			return false
 		}
 		log.Warn("system task result not recorded yet, retrying", "attempt", attempt, logkey.Err, err)
 		select {

@@ -208,8 +208,11 @@ type Executor struct {
 	// scanned, when set (tests), is called as a scan for the tasks of
 	// processes no longer present ends, with how many it took back.
 	scanned func(n int)
-	sched   Schedule
-	sem     chan struct{}
+	// passed, when set (tests), is called as a presence pass ends, with
+	// the processes it listed.
+	passed func(present map[string]bool)
+	sched  Schedule
+	sem    chan struct{}
 	// workerSem bounds the worker requests served at once: a pool apart
 	// from effects, whose system tasks may hold a slot for minutes.
 	workerSem chan struct{}
@@ -258,8 +261,14 @@ type Executor struct {
 	// lifeMu), none begins, and Drain waits for those under way to report.
 	systemRuns sync.WaitGroup
 	draining   bool
-	running    runRegistry
-	quota      *quota // nil: no quota
+	// holding counts, under lifeMu, the system takes of this process whose
+	// task it may still hold: from before the take until the log has the
+	// result, or refused the take. One whose outcome is unknown (an
+	// error, a report that did not get through) stays counted: only a
+	// process that holds nothing says so as it stops (withdrawPresence).
+	holding int
+	running runRegistry
+	quota   *quota // nil: no quota
 }
 
 // appender appends a decision's records.

@@ -73,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		reclaimScans: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "flowvault", Subsystem: "engine", Name: "reclaim_scans_total",
-			Help: "Scans of the workflows due within the system task lease for the tasks of engine processes no longer present (at start, and when a process vanishes).",
+			Help: "Scans of the workflows due within the system task lease for the tasks of engine processes no longer present (at start, and when a process vanishes unless its clean stop said it held none).",
 		}),
 		system: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "flowvault", Subsystem: "engine", Name: "system_tasks_total",

@@ -26,6 +26,17 @@ import (
 // (engine.Reclaim); one held by a process whose key is there is left to
 // it, whatever engine id it shares. Takes recorded by older versions
 // ("flowvault") name no process, and wait for their lease.
+//
+// The wire: the key is the process's boot id, its value the holder name
+// its takes record (systemHolder). A clean stop deletes the key with a
+// KV delete marker (header KV-Operation: DEL) that carries, when the
+// process holds no system task (none taken and not yet reported, and no
+// take can follow: it drains first), the header Fv-Held: none. Another
+// engine that finds a process gone reads the key's last message from the
+// leader: a marker saying so spares it the scan for that process's
+// tasks; anything else (a plain delete, a key that lapsed by its TTL,
+// the marker itself aged out, an error) has it scan. The marker carries
+// the process's word only: older versions ignore it, and scan.
 
 // presenceBucket is the key-value bucket of the engine processes
 // running: one key each, its boot id, whose value is the holder name its
@@ -54,6 +65,10 @@ const aliveSubjectPrefix = "fv.engines.alive."
 // answer in time is taken as present (paused, slow), and its presence's
 // TTL decides.
 const probeTimeout = 2 * time.Second
+
+// heldHeader, set to "none" on a clean stop's delete marker, says the
+// process held no system task (see above).
+const heldHeader = "Fv-Held"
 
 // scanBudget bounds the workflows one pass reads; a scan that has more
 // goes on at the next heartbeat.
@@ -106,14 +121,16 @@ func validBoot(boot string) bool {
 	return true
 }
 
-// vanished reports whether a process of seen is missing from present.
-func vanished(seen, present map[string]bool) bool {
+// departed returns the processes of seen missing from present, but for
+// self: a process never takes back its own tasks.
+func departed(seen, present map[string]bool, self string) []string {
+	var gone []string
 	for boot := range seen {
-		if !present[boot] {
-			return true
+		if !present[boot] && boot != self {
+			gone = append(gone, boot)
 		}
 	}
-	return false
+	return gone
 }
 
 // announce opens the bucket, writes this process's presence and answers
@@ -164,16 +181,27 @@ func (e *Executor) heartbeat(ctx context.Context) {
 
 // withdrawPresence deletes this process's presence at a clean stop: what it
 // still holds, nothing runs any longer, and other engines take it back
-// at once.
+// at once. A process that holds nothing says so (heldHeader), and the
+// others skip the scan. It is called once the stop drains (draining): no
+// take follows the count read here.
 func (e *Executor) withdrawPresence() {
 	p := e.presence
 	if p == nil || p.withdrawn.Swap(true) {
 		return
 	}
 	_ = p.sub.Unsubscribe()
+	e.lifeMu.Lock()
+	heldNothing := e.draining && e.holding == 0
+	e.lifeMu.Unlock()
+	// kv.Delete takes no header: the marker is published as it would.
+	m := nats.NewMsg("$KV." + presenceBucket + "." + e.boot)
+	m.Header.Set("KV-Operation", "DEL")
+	if heldNothing {
+		m.Header.Set(heldHeader, "none")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	if err := p.kv.Delete(ctx, e.boot); err != nil {
+	if _, err := e.log.JetStream().PublishMsg(ctx, m); err != nil {
 		e.cfg.Logger.Warn("this engine's presence not withdrawn; other engines wait for its TTL", logkey.Err, err)
 	}
 }
@@ -191,8 +219,8 @@ func (e *Executor) presenceLoop(ctx context.Context) {
 }
 
 // presencePass lists the processes present and, when one vanished since
-// the last listing (or a scan is under way, or asked for), scans for the
-// tasks of those absent.
+// the last listing without saying it held nothing (or a scan is under
+// way, or asked for), scans for the tasks of those absent.
 func (e *Executor) presencePass(ctx context.Context) {
 	p := e.presence
 	present, err := e.listPresent(ctx)
@@ -202,15 +230,34 @@ func (e *Executor) presencePass(ctx context.Context) {
 		}
 		return
 	}
-	if vanished(p.seen, present) || p.rescan.Swap(false) {
+	rescan := p.rescan.Swap(false)
+	if gone := departed(p.seen, present, e.boot); rescan || len(gone) > 0 && !e.leftNothing(ctx, gone) {
 		p.scanning, p.after = true, Due{} // from the start: what is due moved on
 	}
 	p.seen = present
-	if !p.scanning || e.sched == nil {
+	if p.scanning && e.sched != nil {
+		p.after, p.scanning = e.reclaim(ctx, present, p.after)
+	} else {
 		p.scanning = false
-		return
 	}
-	p.after, p.scanning = e.reclaim(ctx, present, p.after)
+	if e.passed != nil {
+		e.passed(present)
+	}
+}
+
+// leftNothing reports whether every process of gone said, as it stopped,
+// that it held no system task. Unsure is no.
+func (e *Executor) leftNothing(ctx context.Context, gone []string) bool {
+	for _, boot := range gone {
+		present, heldNothing, err := e.presentNow(ctx, boot)
+		if err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Warn("engine process's withdrawal not read; its tasks are looked for", logkey.Err, err)
+		}
+		if err != nil || present || !heldNothing {
+			return false
+		}
+	}
+	return true
 }
 
 // listPresent returns the boots of the processes present.
@@ -239,7 +286,7 @@ func (e *Executor) processGone(ctx context.Context, listed map[string]bool, engi
 	if !listed[boot] {
 		// Listed absent: asked again, of the leader, since a process that
 		// started after the listing may have taken the task since.
-		present, err := e.presentNow(ctx, boot)
+		present, _, err := e.presentNow(ctx, boot)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.cfg.Logger.Warn("engine process's presence not read; its tasks wait", logkey.Err, err)
@@ -261,15 +308,16 @@ func (e *Executor) processGone(ctx context.Context, listed map[string]bool, engi
 
 // presentNow reads boot's key from the bucket's stream leader: a direct
 // get (kv.Get) may be answered by a replica behind it, which may not
-// have the key of a process that just started.
-func (e *Executor) presentNow(ctx context.Context, boot string) (bool, error) {
+// have the key of a process that just started. A process absent whose
+// clean stop said it held no system task is heldNothing.
+func (e *Executor) presentNow(ctx context.Context, boot string) (present, heldNothing bool, err error) {
 	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + presenceBucket + "." + boot})
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	m, err := e.log.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+presenceBucket, req)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	var resp struct {
 		Error *struct {
@@ -281,24 +329,24 @@ func (e *Executor) presentNow(ctx context.Context, boot string) (bool, error) {
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return false, fmt.Errorf("engine presence: %w", err)
+		return false, false, fmt.Errorf("engine presence: %w", err)
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrCode == jetstream.JSErrCodeMessageNotFound:
-		return false, nil
+		return false, false, nil // lapsed, or its marker aged out
 	case resp.Error != nil:
-		return false, fmt.Errorf("engine presence: %s", resp.Error.Description)
+		return false, false, fmt.Errorf("engine presence: %s", resp.Error.Description)
 	case resp.Message == nil:
-		return false, errors.New("engine presence: empty answer")
+		return false, false, errors.New("engine presence: empty answer")
 	}
 	if len(resp.Message.Hdrs) > 0 {
 		h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
 		if err != nil {
-			return false, fmt.Errorf("engine presence: %w", err)
+			return false, false, fmt.Errorf("engine presence: %w", err)
 		}
 		if h.Get("KV-Operation") != "" { // deleted at a clean stop, or purged
-			return false, nil
+			return false, h.Get("KV-Operation") == "DEL" && h.Get(heldHeader) == "none", nil
 		}
 	}
-	return true, nil
+	return true, false, nil
 }

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -209,8 +210,10 @@ func TestParseHolder(t *testing.T) {
 }
 
 // A scan is due when a process listed before is missing from the listing
-// now; one that appeared, or none that changed, asks for nothing.
-func TestVanished(t *testing.T) {
+// now; one that appeared, or none that changed, asks for nothing, and
+// this process's own key missing (lapsed) asks for nothing either: it
+// never takes back its own tasks.
+func TestDeparted(t *testing.T) {
 	set := func(boots ...string) map[string]bool {
 		m := map[string]bool{}
 		for _, b := range boots {
@@ -221,18 +224,22 @@ func TestVanished(t *testing.T) {
 	tests := []struct {
 		name          string
 		seen, present map[string]bool
-		want          bool
+		want          []string
 	}{
 		{name: "nothing listed before", seen: nil, present: set("a")},
 		{name: "the same", seen: set("a", "b"), present: set("a", "b")},
 		{name: "one started", seen: set("a"), present: set("a", "b")},
-		{name: "one gone", seen: set("a", "b"), present: set("a"), want: true},
-		{name: "one gone, another started", seen: set("a", "b"), present: set("a", "c"), want: true},
-		{name: "all gone", seen: set("a"), present: set(), want: true},
+		{name: "one gone", seen: set("a", "b"), present: set("a"), want: []string{"b"}},
+		{name: "one gone, another started", seen: set("a", "b"), present: set("a", "c"), want: []string{"b"}},
+		{name: "all gone", seen: set("a", "b"), present: set(), want: []string{"a", "b"}},
+		{name: "this process's own key lapsed", seen: set("self", "a"), present: set("a")},
+		{name: "its own and another's", seen: set("self", "a"), present: set(), want: []string{"a"}},
 	}
 	for _, tt := range tests {
-		if got := vanished(tt.seen, tt.present); got != tt.want {
-			t.Errorf("%s: vanished = %v, want %v", tt.name, got, tt.want)
+		got := departed(tt.seen, tt.present, "self")
+		slices.Sort(got)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: departed = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
