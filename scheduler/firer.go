@@ -279,8 +279,8 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 	if refused {
 		events = append(events, securityPause(err, now))
 	}
-	if _, err := f.store.append(ctx, name, seq, events); err != nil {
-		return ignoreConflict(err)
+	if err := f.recordOutcome(ctx, name, at, seq, events); err != nil {
+		return err
 	}
 	if refused {
 		// Nothing else tells an operator that a schedule stopped.
@@ -289,6 +289,31 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 	}
 	return nil
 }
+
+// recordOutcome appends the outcome of the claim of fire time at, made at
+// sequence seq. A write that came between the claim and its outcome (a
+// pause, an edit, tags) is no other outcome: the outcome goes after it.
+// Left unrecorded, the run of a schedule paused as it fired read POLLED
+// for as long as the pause lasted, though its workflow ran. Another
+// engine's outcome of the claim ends it.
+func (f *Firer) recordOutcome(ctx context.Context, name string, at int64, seq uint64, events []schemas.Event) error {
+	for range outcomeAttempts {
+		_, err := f.store.append(ctx, name, seq, events)
+		if !errors.Is(err, eventlog.ErrConflict) {
+			return ignoreConflict(err)
+		}
+		st, err := f.store.load(ctx, name)
+		if err != nil || !exists(st) || !st.Pending() || st.LastFired != at {
+			return err
+		}
+		seq = st.Seq
+	}
+	return nil // still contended: the claim, pending, is finished by a later scan
+}
+
+// outcomeAttempts bounds recordOutcome's appends on a schedule written
+// to meanwhile.
+const outcomeAttempts = 5
 
 // scheduledInput is a schedule's input with what Orkes adds to each
 // scheduled run's (the fire time, the claim time, the schedule and the

@@ -620,6 +620,46 @@ func TestPausedScheduleHoldsItsClaim(t *testing.T) {
 	}
 }
 
+// pausing is a starter that starts the workflow and, before it answers,
+// pauses the schedule: the pause lands between the claim and its outcome.
+type pausing struct {
+	started
+	store *Store
+}
+
+func (p *pausing) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
+	if err := p.store.SetPaused(ctx, "h", true, "", "alice"); err != nil {
+		return "", 0, err
+	}
+	return p.started.StartWorkflow(ctx, req, o)
+}
+
+// A schedule paused while a tick's workflow starts records the run
+// EXECUTED all the same: the outcome's append met the pause's record,
+// and the run read POLLED for as long as the pause lasted (make test's
+// failover test paused the schedule as it fired).
+func TestPauseAsItFiresRecordsTheRun(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	starter := &pausing{store: s}
+	f := NewFirer(s, starter, nil)
+	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:00Z")
+	if err := f.fire(ctx, c.ms, "h"); err != nil || len(starter.ids) != 1 {
+		t.Fatalf("fire: %v, started %v", err, starter.ids)
+	}
+	st, err := s.load(ctx, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Def.Paused || st.Pending() {
+		t.Fatalf("paused %v, claim pending %v; want paused with the run recorded", st.Def.Paused, st.Pending())
+	}
+}
+
 // answering is a starter that answers every start with id (the id it was
 // asked for when empty) and err.
 type answering struct {
