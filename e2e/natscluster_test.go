@@ -30,7 +30,8 @@ import (
 // flowvault's own holding the engines' user and a workers' user.
 type natsCluster struct {
 	t       testing.TB
-	servers []*server.Server // nil for the server run as a process
+	servers []*server.Server  // nil for the server run as a process
+	opts    []*server.Options // each in-process server's, for restart
 	dirs    []string
 	// proc is the index of the server run as a child process (-1: none):
 	// kill ends it with SIGKILL, a crash, where an in-process server's
@@ -104,7 +105,7 @@ func startNATSClusterProc(t testing.TB, proc int) *natsCluster {
 			clusterEngineUser, clusterEnginePass, clusterWorkerUser, clusterWorkerPass)
 		if i == proc {
 			c.startProc(conf, text)
-			c.servers = append(c.servers, nil)
+			c.servers, c.opts = append(c.servers, nil), append(c.opts, nil)
 			c.dirs = append(c.dirs, filepath.Join(dir, "js"))
 			continue
 		}
@@ -116,15 +117,8 @@ func startNATSClusterProc(t testing.TB, proc int) *natsCluster {
 			t.Fatalf("nats config: %v", err)
 		}
 		opts.NoLog, opts.NoSigs = true, true
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatalf("nats server %d: %v", i, err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("nats server %d not ready", i)
-		}
-		c.servers = append(c.servers, s)
+		c.opts = append(c.opts, opts)
+		c.servers = append(c.servers, c.run(i))
 		c.dirs = append(c.dirs, filepath.Join(dir, "js"))
 	}
 	t.Cleanup(func() {
@@ -164,6 +158,21 @@ func startNATSClusterProc(t testing.TB, proc int) *natsCluster {
 		return nil
 	})
 	return c
+}
+
+// run starts in-process server i with its options, and waits until it
+// takes connections.
+func (c *natsCluster) run(i int) *server.Server {
+	c.t.Helper()
+	s, err := server.NewServer(c.opts[i].Clone())
+	if err != nil {
+		c.t.Fatalf("nats server %d: %v", i, err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		c.t.Fatalf("nats server %d not ready", i)
+	}
+	return s
 }
 
 // startProc runs a server as a child process with the configuration text

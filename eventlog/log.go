@@ -193,7 +193,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		l.Close()
 		return nil, fmt.Errorf("server max_payload %d is below max record bytes %d", max, cfg.MaxRecordBytes)
 	}
-	if err := l.ensureStreams(ctx); err != nil {
+	if err := l.ensureStreamsWhileForming(ctx); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -304,6 +304,45 @@ func (l *Log) ensureStreams(ctx context.Context) error {
 		l.committers[name] = newCommitter(name, l.nc, l.logger, l.metrics.batchSize)
 	}
 	return nil
+}
+
+// ensureStreamsWhileForming is ensureStreams, tried again while the
+// cluster is still forming (until ctx ends): engines started with their
+// NATS servers, or a server that restarted, find a meta leader that
+// places no replicated stream until it hears from enough peers ("no
+// suitable peers for placement, peer offline") or none yet. A start
+// that failed then had the engine exit, although the same request
+// succeeds seconds later.
+func (l *Log) ensureStreamsWhileForming(ctx context.Context) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		// A cluster without a meta leader may answer nothing at all: each
+		// attempt asks anew after formingAttempt.
+		actx, cancel := context.WithTimeout(ctx, formingAttempt)
+		err := l.ensureStreams(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !clusterForming(err) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		l.logger.Warn("streams not made yet: the NATS cluster is not ready; trying again", logkey.Err, err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// formingAttempt bounds one attempt of ensureStreamsWhileForming.
+const formingAttempt = 5 * time.Second
+
+// clusterForming reports whether err is a JetStream cluster's answer
+// while it forms: no peers to place a stream on, or no meta leader.
+func clusterForming(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jsErrCodeNoPeers || apiErr.ErrorCode == jsErrCodeClusterNotAvailable
+	}
+	return errors.Is(err, nats.ErrNoResponders)
 }
 
 // createStreams creates or updates the streams, and returns those whose
@@ -857,6 +896,11 @@ const (
 	jsErrCodeMessageTooLarge    jetstream.ErrorCode = 10054
 	// Insufficient resources: the server's storage is full.
 	jsErrCodeInsufficientResources jetstream.ErrorCode = 10023
+	// A cluster that cannot place a stream's replicas: too few peers
+	// known, or offline.
+	jsErrCodeNoPeers jetstream.ErrorCode = 10005
+	// A cluster without a meta leader.
+	jsErrCodeClusterNotAvailable jetstream.ErrorCode = 10008
 )
 
 func retryable(err error) bool {
