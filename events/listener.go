@@ -185,10 +185,28 @@ func (l *Listener) Sync(ctx context.Context) error {
 	if err := l.cfg.Conn.FlushTimeout(flushTimeout); err != nil {
 		return fmt.Errorf("subscribe to events: %w", err)
 	}
-	if err := l.cfg.Conn.LastError(); err != nil {
+	if err := l.cfg.Conn.LastError(); err != nil && refusesOneOf(err, bySubject) {
 		return fmt.Errorf("subscribe to events: %w", err)
 	}
 	return nil
+}
+
+// refusesOneOf reports whether err, a connection's last error, is the
+// server's refusal of a subscription to one of the subjects. Any other
+// (a slow consumer, a refusal of a subject no longer listened to) stays
+// the connection's until another replaces it: each Sync after it, at a
+// node's start or a handler's save, failed, on a connection that had
+// only dropped a burst's excess.
+func refusesOneOf(err error, bySubject map[string][]*conductor.EventHandler) bool {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return false
+	}
+	for subj := range bySubject {
+		if strings.Contains(err.Error(), `Subscription to "`+subj+`"`) {
+			return true
+		}
+	}
+	return false
 }
 
 // subscribe makes the listener's handlers and subscriptions bySubject's.
