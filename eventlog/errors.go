@@ -40,8 +40,9 @@ var (
 	// starts, takes writes again after a restart with more room. It is
 	// also wrapped into the ambiguous error of an append to a stream whose
 	// store failed a write (a full disk), which takes nothing until the
-	// server restarts, and returned alone, at once, for the appends to
-	// that stream after it: nothing of them is sent.
+	// server restarts, or an embedded one's store restarts once the disk
+	// has room (recover.go), and returned alone, at once, for the appends
+	// to that stream after it: nothing of them is sent.
 	ErrNoStorage = fmt.Errorf("the event log's server is out of storage: %w", fault.ErrUnavailable)
 
 	// ErrOutOfFiles takes ErrNoStorage's place in the error of an append

@@ -44,6 +44,13 @@ type Log struct {
 	// (streamWriteError): an append to it asks again before it sends,
 	// rather than waiting out a publish nobody answers.
 	storeFailed map[string]*atomic.Bool
+	// jsConfig is the embedded server's JetStream configuration as it
+	// started (its bound on the store computed), which a restart of its
+	// store takes again (recover.go); nil for an external server.
+	jsConfig *server.JetStreamConfig
+	// storeRestarts counts the store's restarts (recover.go), each one
+	// checked as a reconnection is (reconnections).
+	storeRestarts atomic.Uint64
 	// reconnects carries the connection's reconnections to restore, which
 	// makes sure of the streams again and then runs onReconnect.
 	reconnects  chan struct{}
@@ -131,10 +138,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			l.logger.Info("nats reconnected", logkey.Addr, withoutUserinfo(c.ConnectedUrl()))
-			select {
-			case l.reconnects <- struct{}{}:
-			default: // a restore is due already
-			}
+			l.signalRestore()
 		}),
 	}
 	switch {
@@ -156,6 +160,9 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 		ns, err := l.startEmbedded(o)
 		if err != nil {
 			return nil, err
+		}
+		if o.Metrics != nil {
+			o.Metrics.MustRegister(storeUsage{l})
 		}
 		// The engine talks to its own server without a TCP hop, and so
 		// without TLS: the URL (tls:// when clients must use TLS) only
@@ -206,6 +213,10 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	}
 	l.restoring.Add(1)
 	go l.restoreLoop()
+	if l.recovers() {
+		l.restoring.Add(1)
+		go l.watchStore()
+	}
 	return l, nil
 }
 
@@ -282,6 +293,7 @@ func (l *Log) startEmbedded(o Options) (*server.Server, error) {
 		return nil, err
 	}
 	l.ns = ns
+	l.jsConfig = ns.JetStreamConfig()
 	addr := l.ClientURL()
 	if addr == "" {
 		addr = "in-process only"
@@ -460,9 +472,10 @@ func (l *Log) EmbeddedServer() *server.Server { return l.ns }
 // StorageError returns the embedded server's JetStream health error: a
 // stream whose store failed a write (the disk full, the data directory
 // gone) keeps that error and neither stores nor acknowledges anything
-// until the server restarts, even once the disk has room again, so
-// appends to it time out. Nil when the store is healthy, or when the log
-// uses an external server (whose own health endpoint says so).
+// until the server restarts, or, for a full disk, until the log restarts
+// the store once the disk has room again (recover.go), so appends to it
+// fail. Nil when the store is healthy, or when the log uses an external
+// server (whose own health endpoint says so).
 //
 // nats-server's health check says a stream "could not be recovered" while
 // it is being made too (its directory is there before the stream is), so
@@ -479,7 +492,7 @@ func (l *Log) StorageError(ctx context.Context) error {
 		if h.Error == "" {
 			return nil
 		}
-		err := fmt.Errorf("embedded nats: %s (%s)", h.Error, storeFailureHint(h.Error))
+		err := fmt.Errorf("embedded nats: %s (%s)", h.Error, l.storeFailureHint(h.Error))
 		if !strings.Contains(h.Error, "could not be recovered") || time.Now().After(deadline) {
 			return err
 		}
@@ -522,9 +535,12 @@ func (l *Log) StoreFull() error {
 
 // storeFailureHint is what to do about a store's write error: the disk
 // full, or the process out of file descriptors (a flood of connections).
-func storeFailureHint(msg string) string {
-	if outOfFiles(msg) {
+func (l *Log) storeFailureHint(msg string) string {
+	switch {
+	case outOfFiles(msg):
 		return "the process ran out of open files: restart the server, and raise its open files limit or lower its connection bounds"
+	case l.recovers() && outOfSpace(msg):
+		return "it restarts by itself once the disk has room"
 	}
 	return "restart the server once the disk has room"
 }
@@ -545,7 +561,7 @@ func (l *Log) streamWriteError(stream string) error {
 	}
 	for _, e := range l.ns.Healthz(&server.HealthzOptions{Details: true}).Errors {
 		if e.Type == server.HealthzErrorStream && e.Stream == stream && strings.Contains(e.Error, "write error") {
-			return fmt.Errorf("embedded nats: %s (%s)", e.Error, storeFailureHint(e.Error))
+			return fmt.Errorf("embedded nats: %s (%s)", e.Error, l.storeFailureHint(e.Error))
 		}
 	}
 	return nil
@@ -752,8 +768,8 @@ func (l *Log) storeWriteError(stream string) error {
 // error. A stream not known to have failed costs a flag's load. One that
 // did is asked about again each time: nats-server never clears a stream's
 // write error (stream.werr, the filestore's werr), but a stream made anew
-// (the server restarted, the stream deleted and created again) has none
-// and is written to again.
+// (the server or its store restarted, the stream deleted and created
+// again) has none and is written to again.
 func (l *Log) knownFailed(stream string) error {
 	if f := l.storeFailed[stream]; f == nil || !f.Load() {
 		return nil
@@ -763,7 +779,11 @@ func (l *Log) knownFailed(stream string) error {
 		return nil
 	}
 	// Not ErrStoreFailed: nothing was sent, so nothing was stored.
-	return fmt.Errorf("%w: stream %s failed a write and stores nothing until the server restarts", storeFull(werr), stream)
+	until := "the server restarts"
+	if l.recovers() && outOfSpace(werr.Error()) {
+		until = "its disk has room again"
+	}
+	return fmt.Errorf("%w: stream %s failed a write and stores nothing until %s", storeFull(werr), stream, until)
 }
 
 // storeFull is the error a store's write error werr means for an append:

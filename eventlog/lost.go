@@ -188,7 +188,9 @@ func (l *Log) setVerified(n uint64) {
 
 // reconnections is how often the connection has reconnected (or tried
 // to): nats.go counts one before it reads anything on a new connection.
-func (l *Log) reconnections() uint64 { return l.nc.Stats().Reconnects }
+// A restart of the embedded server's store (recover.go) counts as one:
+// its streams are checked the same way.
+func (l *Log) reconnections() uint64 { return l.nc.Stats().Reconnects + l.storeRestarts.Load() }
 
 // verified reports whether the streams were found intact since the last
 // reconnection, without waiting for a check under way.

@@ -39,4 +39,6 @@ const (
 	Layout     = "layout"     // the layout a read model was written in
 	Stack      = "stack"      // a goroutine's stack: functions and lines, no values
 	NATS       = "nats"       // the NATS server a node uses, without credentials
+	Free       = "free"       // bytes free on a file system
+	Need       = "need"       // bytes a file system must have free
 )

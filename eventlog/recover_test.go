@@ -1,0 +1,149 @@
+//go:build linux
+
+package eventlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// A stream whose store failed a write on a full disk takes appends again
+// once the disk has room, without a restart of the process: the log
+// restarts the embedded server's store from its files, checks its streams
+// as after a reconnection (the records acknowledged before are there),
+// makes FV_DISPATCH again and runs the OnReconnect hooks, and counts the
+// restart. A key-value bucket that failed with it takes puts again too.
+func TestStoreRestartsOnceTheDiskHasRoom(t *testing.T) {
+	disk, child := testutil.SmallDisk(t, 32<<20)
+	if !child {
+		return
+	}
+	reg := prometheus.NewRegistry()
+	l, err := eventlog.Open(testutil.Context(t, 30*time.Second), testutil.LogConfig(filepath.Join(disk, "nats")),
+		eventlog.Options{Logger: testutil.Logger(t), Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var hooks atomic.Int32
+	l.OnReconnect(func(context.Context) { hooks.Add(1) })
+	ctx := testutil.Context(t, 4*time.Minute)
+
+	acked := map[string]uint64{}
+	appendOne := func(i int) error {
+		env, err := schemas.Default.Encode(&testutil.Note{Text: strings.Repeat("x", 4<<10), N: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.ID = fmt.Sprintf("rec-%d", i)
+		subject := fmt.Sprintf("fv.wf.rec%d", i)
+		seq, err := l.Append(ctx, subject, []schemas.Envelope{env}, 0)
+		if err == nil {
+			acked[subject] = seq
+		}
+		return err
+	}
+	for i := range 5 {
+		if err := appendOne(i); err != nil {
+			t.Fatalf("append %d with room: %v", i, err)
+		}
+	}
+	if got := testutil.MetricValue(t, reg, "flowvault_eventlog_store_bytes", nil); got <= 0 {
+		t.Errorf("flowvault_eventlog_store_bytes = %v with 5 records stored", got)
+	}
+	if got := testutil.MetricValue(t, reg, "flowvault_eventlog_store_max_bytes", nil); got <= 0 {
+		t.Errorf("flowvault_eventlog_store_max_bytes = %v", got)
+	}
+
+	// A key-value bucket's stream fails and comes back with the others.
+	kv, err := l.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "recover"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "before", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+
+	filler := filepath.Join(disk, "filler")
+	testutil.FillDisk(t, filler, 64<<10)
+	i := 5
+	for ; ; i++ {
+		if i == 1000 {
+			t.Fatal("1000 appends on a full disk and none refused")
+		}
+		err := appendOne(i)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
+			t.Fatalf("append %d on a full disk: %v; want ErrNoStorage, unavailable", i, err)
+		}
+		break
+	}
+	for j := 0; ; j++ {
+		if j == 100 {
+			t.Fatal("100 puts to a bucket on a full disk and none refused")
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := kv.Put(pctx, fmt.Sprintf("full%d", j), []byte(strings.Repeat("v", 4<<10)))
+		cancel()
+		if err != nil {
+			break
+		}
+	}
+	if err := l.StorageError(ctx); err == nil || !strings.Contains(err.Error(), "it restarts by itself once the disk has room") {
+		t.Fatalf("StorageError on a full disk = %v; want the write error, saying it restarts by itself", err)
+	}
+	if err := appendOne(i + 1); !errors.Is(err, eventlog.ErrNoStorage) || !strings.Contains(err.Error(), "until its disk has room again") {
+		t.Fatalf("an append to the failed stream: %v; want ErrNoStorage, until the disk has room", err)
+	}
+	if got := testutil.MetricValue(t, reg, "flowvault_eventlog_store_restarts_total", nil); got != 0 {
+		t.Fatalf("store restarts while the disk is full: %v", got)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 2*time.Minute, 200*time.Millisecond, func() error {
+		return appendOne(i + 2)
+	})
+	if err := l.StorageError(ctx); err != nil {
+		t.Errorf("StorageError once the store restarted: %v", err)
+	}
+	if _, err := kv.Put(ctx, "after", []byte("taken")); err != nil {
+		t.Errorf("a put to the bucket once the store restarted: %v", err)
+	}
+	if e, err := kv.Get(ctx, "before"); err != nil || string(e.Value()) != "kept" {
+		t.Errorf("the bucket's entry put before the disk filled: %v", err)
+	}
+	if got := testutil.MetricValue(t, reg, "flowvault_eventlog_store_restarts_total", nil); got != 1 {
+		t.Errorf("flowvault_eventlog_store_restarts_total = %v, want 1", got)
+	}
+	if got := hooks.Load(); got != 1 {
+		t.Errorf("the OnReconnect hooks ran %d times after the store's restart, want 1", got)
+	}
+	if _, err := l.JetStream().Stream(ctx, eventlog.Dispatch.Name); err != nil {
+		t.Errorf("%s, kept in memory, after the store's restart: %v", eventlog.Dispatch.Name, err)
+	}
+	for subject, seq := range acked {
+		recs, err := l.ReadSubject(ctx, subject, 0)
+		if err != nil || len(recs) != 1 || recs[0].Seq != seq {
+			t.Errorf("%s, acknowledged at %d: %d records (%v)", subject, seq, len(recs), err)
+		}
+	}
+}
