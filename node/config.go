@@ -84,6 +84,10 @@ type Config struct {
 	// (guard.Compactor.SweepEvery; 0: only at start). Not a flag: tests
 	// shorten it.
 	CompactionSweep time.Duration
+	// PebbleMemTableSize replaces the read models' memtable size
+	// (projections.StoreOptions.MemTableSize; 0: its 64 MiB). Not a flag:
+	// a test makes it small to see flushes meet a full disk.
+	PebbleMemTableSize uint64
 	// QueueIdle is how long a task queue may go unused (nothing queued,
 	// no poll) before the engine deletes its consumer, the server's
 	// memory of it (executor.Config.QueueIdle).

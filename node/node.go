@@ -263,7 +263,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		logger.Warn("a dev-mode master key file is still in the data dir while a master key is configured: "+
 			"anyone who can read it can decrypt every secret; remove it once the server runs", logkey.Path, cfg.DevKeyFile())
 	}
-	if n.store, err = projections.OpenStore(cfg.PebbleDir(), projections.StoreOptions{Logger: logger}); err != nil {
+	if n.store, err = projections.OpenStore(cfg.PebbleDir(), projections.StoreOptions{Logger: logger, MemTableSize: cfg.PebbleMemTableSize}); err != nil {
 		return nil, err
 	}
 	n.projMetrics = projections.NewMetrics(reg)
