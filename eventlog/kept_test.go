@@ -1,52 +1,33 @@
-package eventlog_test
+package eventlog
 
 import (
 	"errors"
-	"fmt"
 	"testing"
-	"time"
 
-	"github.com/flowvault/flowvault/eventlog"
-	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// A store that lost part of an event stream (a power cut under relaxed
-// fsync, a damaged disk, a truncated file) keeps counting where it was:
-// the stream's last sequence stays, the lost records read as deleted.
-// CheckKept tells such a stream apart from one that holds every record.
-func TestCheckKeptFindsLostRecords(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		size int64 // what is left of the last block; negative: half
+func TestKeptTakesAGapForLostRecords(t *testing.T) {
+	tests := []struct {
+		name    string
+		st      jetstream.StreamState
+		refused bool // the stream's first writes refused on a full disk
+		lost    bool
 	}{
-		{"tail of the last block", -1},
-		{"the whole block", 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			ctx := testutil.Context(t, 60*time.Second)
-			l := testutil.OpenLog(t, dir)
-			for i := 0; i < 200; i++ {
-				if _, err := l.Append(ctx, fmt.Sprintf("fv.wf.kept-%d", i), notes(t, fmt.Sprintf("e%d", i), 1), 0); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := l.CheckKept(ctx, eventlog.Workflows.Name); err != nil {
-				t.Fatalf("an intact stream: %v", err)
-			}
-			l.Close()
-
-			testutil.CutLastBlock(t, testutil.StreamDir(t, testutil.LogConfig(dir).StoreDir, eventlog.Workflows.Name), tc.size)
-
-			l = testutil.OpenLog(t, dir)
-			err := l.CheckKept(ctx, eventlog.Workflows.Name)
-			if !errors.Is(err, eventlog.ErrLogLost) {
-				t.Fatalf("a stream that lost records: %v, want ErrLogLost", err)
-			}
-			if err := l.CheckKept(ctx, eventlog.Metadata.Name); err != nil {
-				t.Fatalf("a stream that lost nothing: %v", err)
+		{"empty", jetstream.StreamState{}, false, false},
+		{"from 1 without a gap", jetstream.StreamState{FirstSeq: 1, LastSeq: 5, Msgs: 5}, false, false},
+		{"a gap in the middle", jetstream.StreamState{FirstSeq: 1, LastSeq: 5, Msgs: 4}, false, true},
+		{"its first record gone", jetstream.StreamState{FirstSeq: 2, LastSeq: 5, Msgs: 4}, false, true},
+		{"its only record gone", jetstream.StreamState{FirstSeq: 2, LastSeq: 1}, false, true},
+		{"first write refused, nothing since", jetstream.StreamState{FirstSeq: 2, LastSeq: 1}, true, false},
+		{"first writes refused, records since", jetstream.StreamState{FirstSeq: 3, LastSeq: 7, Msgs: 5}, true, false},
+		{"first writes refused, a gap since", jetstream.StreamState{FirstSeq: 3, LastSeq: 7, Msgs: 4}, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := kept("FV_WF", tt.st, tt.refused)
+			if lost := errors.Is(err, ErrLogLost); lost != tt.lost || (err != nil) != lost {
+				t.Fatalf("kept(%+v, refused %v) = %v; want lost %v", tt.st, tt.refused, err, tt.lost)
 			}
 		})
 	}

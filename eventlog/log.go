@@ -48,6 +48,10 @@ type Log struct {
 	// started (its bound on the store computed), which a restart of its
 	// store takes again (recover.go); nil for an external server.
 	jsConfig *server.JetStreamConfig
+	// holes names the event streams whose first sequences writes refused
+	// on a full disk may have taken (holes.go); nil for an external
+	// server.
+	holes *holes
 	// storeRestarts counts the store's restarts (recover.go), each one
 	// checked as a reconnection is (reconnections).
 	storeRestarts atomic.Uint64
@@ -294,6 +298,10 @@ func (l *Log) startEmbedded(o Options) (*server.Server, error) {
 	}
 	l.ns = ns
 	l.jsConfig = ns.JetStreamConfig()
+	if l.holes, err = openHoles(l.cfg.StoreDir); err != nil {
+		l.shutdownServer()
+		return nil, err
+	}
 	addr := l.ClientURL()
 	if addr == "" {
 		addr = "in-process only"
@@ -616,6 +624,7 @@ func (l *Log) Close() error {
 		l.nc.Close()
 	}
 	l.shutdownServer()
+	l.holes.close()
 	return nil
 }
 
@@ -759,7 +768,30 @@ func (l *Log) storeWriteError(stream string) error {
 	if f := l.storeFailed[stream]; f != nil {
 		f.Store(werr != nil)
 	}
+	if werr != nil && outOfSpace(werr.Error()) {
+		l.refusedForSpace(stream)
+	}
 	return werr
+}
+
+// refusedForSpace notes a write to stream refused for want of disk space:
+// before the log acknowledged any record of it, the sequence it may have
+// taken is no record lost (holes.go).
+func (l *Log) refusedForSpace(stream string) {
+	k := l.lost.known[stream]
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	seen := k.seq
+	k.mu.Unlock()
+	if seen != 0 {
+		return
+	}
+	if err := l.holes.add(stream); err != nil {
+		l.logger.Warn("a stream's write refused on a full disk not noted; its first sequence may read as a record lost",
+			logkey.Stream, stream, logkey.Err, err)
+	}
 }
 
 // knownFailed refuses an append to a stream whose store failed a write, at

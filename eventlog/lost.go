@@ -135,7 +135,7 @@ func (l *Log) checkStreams(ctx context.Context) error {
 			return fmt.Errorf("stream %s ends at sequence %d, but had acknowledged records up to %d: "+
 				"the NATS server came back without its last records: %w", s.Name, info.State.LastSeq, seen, ErrLogLost)
 		}
-		if err := kept(s.Name, info.State); err != nil {
+		if err := kept(s.Name, info.State, l.holes.has(s.Name)); err != nil {
 			return err
 		}
 		if seen == 0 {

@@ -369,12 +369,18 @@ func (l *Log) CheckKept(ctx context.Context, stream string) error {
 	if err != nil {
 		return err
 	}
-	return kept(stream, st)
+	return kept(stream, st, l.holes.has(stream))
 }
 
-// kept reports (ErrLogLost) an event stream whose state shows a gap.
-func kept(stream string, st jetstream.StreamState) error {
+// kept reports (ErrLogLost) an event stream whose state shows a gap. One
+// whose first writes were refused on a full disk before any of its
+// records was acknowledged (refused, holes.go) may begin after the
+// sequences they took.
+func kept(stream string, st jetstream.StreamState, refused bool) error {
 	if st.LastSeq == 0 || st.FirstSeq == 1 && st.Msgs == st.LastSeq {
+		return nil
+	}
+	if refused && st.Msgs == st.LastSeq+1-st.FirstSeq {
 		return nil
 	}
 	return fmt.Errorf("stream %s holds %d of the %d records it acknowledged: "+

@@ -118,6 +118,9 @@ func (l *Log) watchStore() {
 		case <-tick.C:
 		}
 		streams, down := l.storeFailures()
+		for _, s := range streams {
+			l.refusedForSpace(s)
+		}
 		if len(streams) == 0 && !down {
 			if failed = false; time.Since(lastRestart) > storeSettled {
 				backoff = storeCheckEvery

@@ -147,3 +147,72 @@ func TestStoreRestartsOnceTheDiskHasRoom(t *testing.T) {
 		}
 	}
 }
+
+// A stream whose first write the server refused on a full disk comes back
+// beginning at sequence 2: the refused write took 1. The log acknowledged
+// nothing of it, so nothing is lost, and it goes on once the disk has
+// room, and opens again after a restart, where the check of its streams
+// stopped it (and, at the next start, refused it, telling the operator to
+// restore a backup).
+func TestFirstWriteRefusedOnAFullDiskLosesNothing(t *testing.T) {
+	disk, child := testutil.SmallDisk(t, 32<<20)
+	if !child {
+		return
+	}
+	cfg := testutil.LogConfig(filepath.Join(disk, "nats"))
+	open := func() *eventlog.Log {
+		l, err := eventlog.Open(testutil.Context(t, 30*time.Second), cfg, eventlog.Options{Logger: testutil.Logger(t)})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		return l
+	}
+	l := open()
+	ctx := testutil.Context(t, 4*time.Minute)
+	appendOne := func(l *eventlog.Log, i int) (uint64, error) {
+		env, err := schemas.Default.Encode(&testutil.Note{Text: "first", N: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.ID = fmt.Sprintf("first-%d", i)
+		return l.Append(ctx, fmt.Sprintf("fv.wf.first%d", i), []schemas.Envelope{env}, 0)
+	}
+
+	filler := filepath.Join(disk, "filler")
+	testutil.FillDisk(t, filler, 0)
+	if _, err := appendOne(l, 0); !errors.Is(err, eventlog.ErrNoStorage) {
+		t.Fatalf("the first append, on a full disk: %v; want ErrNoStorage", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	testutil.Eventually(t, 2*time.Minute, 200*time.Millisecond, func() error {
+		var err error
+		seq, err = appendOne(l, 1)
+		if errors.Is(err, eventlog.ErrLogLost) {
+			t.Fatalf("the log stopped once the disk had room: %v", err)
+		}
+		return err
+	})
+	if err := l.Err(); err != nil {
+		t.Fatalf("the log once the disk had room: %v", err)
+	}
+	if seq < 2 {
+		t.Fatalf("the append after the disk had room took sequence %d: the refused write took none, and this test shows nothing", seq)
+	}
+	l.Close()
+
+	l = open()
+	defer l.Close()
+	if err := l.CheckKept(ctx, eventlog.Workflows.Name); err != nil {
+		t.Fatalf("the stream after a restart: %v", err)
+	}
+	recs, err := l.ReadSubject(ctx, "fv.wf.first1", 0)
+	if err != nil || len(recs) != 1 || recs[0].Seq != seq {
+		t.Fatalf("the record acknowledged at %d after a restart: %d records (%v)", seq, len(recs), err)
+	}
+	if _, err := appendOne(l, 2); err != nil {
+		t.Fatalf("an append after the restart: %v", err)
+	}
+}
