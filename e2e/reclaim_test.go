@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -102,8 +103,19 @@ func TestLiveEngineTakesBackTheSystemTaskOfAKilledOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := taskByRef(eb.workflow(id), "call")
-	if held.Status != conductor.TaskInProgress || !strings.HasPrefix(held.WorkerID, "flowvault/"+string(engineA)+"/") {
+	// B reads its own read model, which may not hold A's take yet.
+	var held *conductor.Task
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		var wf *conductor.Workflow
+		if err := eb.hasStatus(id, conductor.WorkflowRunning, &wf); err != nil {
+			return err
+		}
+		if held = taskByRef(wf, "call"); held.Status != conductor.TaskInProgress {
+			return fmt.Errorf("task %s at B", held.Status)
+		}
+		return nil
+	})
+	if !strings.HasPrefix(held.WorkerID, "flowvault/"+string(engineA)+"/") {
 		t.Fatalf("task %s held by %q, not by engine A (%s)", held.Status, held.WorkerID, engineA)
 	}
 
