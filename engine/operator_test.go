@@ -708,3 +708,30 @@ func TestSkippedTaskStaysSkipped(t *testing.T) {
 		})
 	}
 }
+
+// A fork is not skipped: its branches would never run, and its JOIN,
+// reached next, would wait for them for good (FuzzLifecycle found the
+// workflow stuck). Its branches' tasks may be, and the JOIN joins them.
+func TestSkipForkRefused(t *testing.T) {
+	const def = `{"name":"f","tasks":[{"name":"first","taskReferenceName":"first"},
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	   [{"name":"a","taskReferenceName":"a"}],[{"name":"b","taskReferenceName":"b"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a","b"]},
+	 {"name":"dyn","taskReferenceName":"dyn","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
+	 {"name":"djoin","taskReferenceName":"djoin","type":"JOIN"}]}`
+	for _, ref := range []string{"fork", "dyn"} {
+		h := newHarness(t, def, map[string]any{"tasks": []any{}})
+		d, err := h.try(engine.SkipTask{Ref: ref})
+		wantErr(t, err, fault.ErrInvalid)
+		if len(d.Events) > 0 {
+			t.Fatalf("skip of %s refused with events", ref)
+		}
+	}
+	h := newHarness(t, def, map[string]any{"tasks": []any{}})
+	h.decide(engine.SkipTask{Ref: "a"})
+	h.decide(engine.SkipTask{Ref: "b"})
+	h.complete("first", nil)
+	h.wantTask("join", conductor.TaskCompleted)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
