@@ -148,8 +148,40 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	}
 	d.reopenJoins()
 	d.release(held)
+	d.failKept(from.Seq)
 	d.reopened(upTo)
 	return nil
+}
+
+// failKept acts again on the failures a rerun from the task numbered seq
+// kept that nothing else acts on: a task of another branch that failed
+// before the task its JOIN joins (a JOIN or EXCLUSIVE_JOIN that joins it,
+// scheduled or still to come, fails by it itself, and a dynamic fork's
+// JOIN joins every task it forked). Left as they were, the JOIN waited
+// for good for the branch's later task, never scheduled. Conductor's
+// decider finds such a task failed and not yet executed and handles it
+// as a failure: retried if it has retries left (a failure a pause held
+// back), else the workflow fails again.
+func (d *decision) failKept(seq int) {
+	joined := map[string]bool{}
+	for _, n := range d.plan.nodes {
+		if typ := n.wt.TaskType(); typ == conductor.TaskTypeJoin || typ == conductor.TaskTypeExclusiveJoin {
+			for _, ref := range n.wt.JoinOn {
+				joined[ref] = true
+			}
+		}
+	}
+	for i := 0; i < len(d.w.Tasks) && d.w.Status == conductor.WorkflowRunning; i++ {
+		t := d.w.Tasks[i]
+		if t.Seq >= seq || t.Retried || !unsuccessful(t.Status) || t.Status == conductor.TaskCanceled || t.ParentTaskID != "" ||
+			t.Type == conductor.TaskTypeJoin || t.Type == conductor.TaskTypeExclusiveJoin || d.passedOver(t) {
+			continue
+		}
+		if wt := d.plan.config(t); wt == nil || joined[wt.TaskReferenceName] {
+			continue
+		}
+		d.failed(t)
+	}
 }
 
 // reopenJoins makes a JOIN the rerun kept wait again when a task it joins

@@ -935,3 +935,44 @@ func TestFail(t *testing.T) {
 		}
 	}
 }
+
+// A rerun from one branch acts again on a failure it keeps in another
+// branch before the task the JOIN joins, as Conductor's decider does with
+// a failed task not yet executed: left as it was, the JOIN waited for good
+// for the branch's later task, never scheduled (FuzzLifecycle found it).
+// Exhausted, the failure fails the workflow again; one a pause held back
+// is retried, and the workflow runs to its end.
+func TestRerunActsOnFailuresKeptInOtherBranches(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fail    func(h *harness)
+		want    string // the workflow's status after the rerun
+		wantA   string // a's, the newest instance
+		then    []string
+		wantEnd string
+	}{
+		{"exhausted", func(h *harness) {
+			h.report("a", conductor.TaskFailedWithTerminalError, nil, "a broke")
+		}, conductor.WorkflowFailed, conductor.TaskFailedWithTerminalError, nil, conductor.WorkflowFailed},
+		{"held by a pause", func(h *harness) {
+			h.decide(engine.Pause{})
+			h.report("a", conductor.TaskFailed, nil, "a broke")
+			h.decide(engine.Terminate{Reason: "operator"})
+		}, conductor.WorkflowRunning, conductor.TaskScheduled, []string{"a", "a2", "b", "z"}, conductor.WorkflowCompleted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, forkJoin, nil, `{"name":"a","retryCount":1}`)
+			tc.fail(h)
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("b").ID}})
+			h.wantStatus(tc.want)
+			h.wantTask("a", tc.wantA)
+			for _, ref := range tc.then {
+				h.complete(ref, nil)
+			}
+			h.wantStatus(tc.wantEnd)
+			if tc.wantEnd == conductor.WorkflowFailed && h.w.Reason != "a broke" {
+				t.Fatalf("reason %q, want a's", h.w.Reason)
+			}
+		})
+	}
+}
