@@ -140,9 +140,15 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 		d.respawnForked(d.w.task(from.ParentTaskID))
 	}
 	// Work the workflow's end interrupted in other branches runs again:
-	// left canceled, it would fail the JOIN waiting for it.
+	// left canceled, it would fail the JOIN waiting for it. So does a
+	// task whose retry the rerun removed (scheduled after the task rerun
+	// from): marked retried, with nothing newer of it, it was acted on by
+	// nobody, and the JOIN waited for good for the branch past it, or
+	// failed by it.
 	for i := 0; i < len(d.w.Tasks) && d.w.Tasks[i].Seq < from.Seq; i++ {
-		if t := d.w.Tasks[i]; t.Status == conductor.TaskCanceled && !t.Retried && t.Type != conductor.TaskTypeJoin && !d.passedOver(t) {
+		t := d.w.Tasks[i]
+		dropped := t.Retried && d.latest(t.Ref) == t
+		if (t.Status == conductor.TaskCanceled && !t.Retried || dropped) && t.Type != conductor.TaskTypeJoin && !d.passedOver(t) {
 			d.retryTask(t)
 		}
 	}

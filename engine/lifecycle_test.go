@@ -976,3 +976,46 @@ func TestRerunActsOnFailuresKeptInOtherBranches(t *testing.T) {
 		})
 	}
 }
+
+// A rerun that removes the retry of a task it keeps in another branch
+// (the retry was scheduled after the task rerun from) runs that task
+// again, as it runs again what the workflow's end canceled there: kept
+// marked retried with nothing newer of it, the task was acted on by
+// nobody, and the JOIN waited for good for the branch past it, or failed
+// by it (FuzzLifecycle found the workflow stuck).
+func TestRerunRunsAgainTheRetryItRemoved(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failed   string // retried, its retry scheduled after the task rerun from
+		from     string
+		then     []string
+		retryDef string
+	}{
+		// a1 is not joined: the JOIN waited for a2, never scheduled.
+		{"not joined", "a1", "b1", []string{"a1", "a2", "b1", "after"}, `{"name":"a1","retryCount":1}`},
+		// b1 is joined: the JOIN failed by it, its retry gone.
+		{"joined", "b1", "a2", []string{"a2", "b1", "after"}, `{"name":"b1","retryCount":1}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, forkTwoSteps, nil, tc.retryDef)
+			if tc.failed == "b1" {
+				h.complete("a1", nil)
+			}
+			first := h.task(tc.failed)
+			h.report(tc.failed, conductor.TaskFailed, nil, "flaky")
+			if retry := h.wantTask(tc.failed, conductor.TaskScheduled); retry.ID == first.ID {
+				t.Fatalf("%s not retried", tc.failed)
+			}
+			h.decide(engine.Terminate{Reason: "operator"})
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task(tc.from).ID}})
+			h.wantStatus(conductor.WorkflowRunning)
+			if again := h.wantTask(tc.failed, conductor.TaskScheduled); again.RetriedTaskID != first.ID {
+				t.Fatalf("%s runs again as %s, a retry of %q, want of %s", tc.failed, again.ID, again.RetriedTaskID, first.ID)
+			}
+			for _, ref := range tc.then {
+				h.complete(ref, nil)
+			}
+			h.wantStatus(conductor.WorkflowCompleted)
+		})
+	}
+}
