@@ -227,6 +227,12 @@ func (d *decision) jump(j Jump) error {
 	if n.parent != nil {
 		return fault.Invalid("task %s is inside %s: a workflow jumps only to a task of its top-level list", j.Ref, n.parent.wt.TaskReferenceName)
 	}
+	if typ := n.wt.TaskType(); typ == conductor.TaskTypeJoin || typ == conductor.TaskTypeExclusiveJoin {
+		// It would wait for its fork's branches, which the jump cancels
+		// or drops and nothing runs again: for good.
+		return fault.Invalid("task %s is a %s: a jump to it would leave it waiting for good for the branches of its fork, which the jump does not run; jump to the fork, or to the task after the %s",
+			j.Ref, typ, typ)
+	}
 	if len(j.Input) > 0 {
 		d.runAs(j.By)
 	}

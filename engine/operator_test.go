@@ -235,6 +235,9 @@ func TestJump(t *testing.T) {
 	}{
 		{"unknown task", "nope", fault.ErrInvalid},
 		{"inside a fork", "a2", fault.ErrInvalid},
+		// It would wait for good for the branches the jump cancels
+		// (FuzzLifecycle found the workflow stuck).
+		{"to a JOIN", "join", fault.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, forkJoin, nil)
