@@ -330,8 +330,10 @@ func (d *decision) skipPending(t *Task) bool {
 	return t.Status == conductor.TaskSkipped && !d.reached(t, 0)
 }
 
-// reached reports whether a succeeded task leads to t (through other
-// reached SKIPPED tasks).
+// reached reports whether a task that led on leads to t (through other
+// reached SKIPPED tasks): one that succeeded, or a permissive one that
+// failed, after which its branch goes on as well (left out, the SKIPPED
+// task after it was never reached, and the JOIN waited for it for good).
 func (d *decision) reached(t *Task, depth int) bool {
 	if t.Status != conductor.TaskSkipped {
 		return true
@@ -340,7 +342,7 @@ func (d *decision) reached(t *Task, depth int) bool {
 		return false
 	}
 	for _, p := range d.w.Tasks {
-		if p == t || p.Retried || !conductor.TaskSuccessful(p.Status) {
+		if p == t || p.Retried || !conductor.TaskSuccessful(p.Status) && !d.endedPermissive(p) {
 			continue
 		}
 		for _, wt := range d.successors(p) {

@@ -57,6 +57,24 @@ func TestPermissiveTaskFailure(t *testing.T) {
 		h.wantStatus(conductor.WorkflowCompleted)
 		h.wantRefs("a", "b", "a")
 	})
+	// The task after a permissive one was skipped before it ended: the
+	// skip counts once the permissive task ends, failed, as once it
+	// succeeds (FuzzLifecycle found the JOIN waiting for it for good).
+	t.Run("failed before a skipped task", func(t *testing.T) {
+		h := newHarness(t, `{"name":"p","tasks":[
+		 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+		   [{"name":"a","taskReferenceName":"a","permissive":true},{"name":"w","taskReferenceName":"w","type":"WAIT"}],
+		   [{"name":"c","taskReferenceName":"c"}]]},
+		 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["w","c"]}]}`, nil, `{"name":"a","retryCount":0}`)
+		h.decide(engine.SkipTask{Ref: "w"})
+		h.complete("c", nil)
+		h.report("a", conductor.TaskFailedWithTerminalError, nil, "boom")
+		h.wantTask("w", conductor.TaskSkipped)
+		h.wantStatus(conductor.WorkflowFailed)
+		if h.w.Reason != "boom" {
+			t.Fatalf("reason %q, want the permissive task's", h.w.Reason)
+		}
+	})
 	t.Run("failed while paused", func(t *testing.T) {
 		h := newHarness(t, seq, nil, `{"name":"a","retryCount":0}`)
 		h.decide(engine.Pause{})
