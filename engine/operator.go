@@ -306,11 +306,16 @@ func (d *decision) skipTask(s SkipTask) error {
 			return fault.Invalid("task %s is inside the DO_WHILE %s and cannot be skipped", s.Ref, p.wt.TaskReferenceName)
 		}
 	}
-	if typ := n.wt.TaskType(); typ == conductor.TaskTypeForkJoin || typ == conductor.TaskTypeForkJoinDynamic {
+	switch typ := n.wt.TaskType(); typ {
+	case conductor.TaskTypeForkJoin, conductor.TaskTypeForkJoinDynamic:
 		// Skipped, its branches never run, and its JOIN, which the flow
 		// reaches next, waited for them for good (as Conductor's does).
 		return fault.Invalid("task %s is a %s and cannot be skipped: its JOIN would wait for branches that never run; skip the tasks of its branches instead",
 			s.Ref, typ)
+	case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
+		// Skipped, the flow went on past it while its branches ran, and a
+		// rerun or retry that reopened it left it waiting for good.
+		return fault.Invalid("task %s is a %s and cannot be skipped: skip the tasks of its fork's branches instead", s.Ref, typ)
 	}
 	if d.latest(s.Ref) != nil {
 		return fault.Conflict("task %s of workflow %s is already scheduled and cannot be skipped", s.Ref, d.w.ID)

@@ -714,7 +714,10 @@ func TestSkippedTaskStaysSkipped(t *testing.T) {
 
 // A fork is not skipped: its branches would never run, and its JOIN,
 // reached next, would wait for them for good (FuzzLifecycle found the
-// workflow stuck). Its branches' tasks may be, and the JOIN joins them.
+// workflow stuck). Nor is a JOIN: the flow went on past it while its
+// branches ran, and a rerun that reopened it left it waiting for good
+// (FuzzLifecycle again). Its branches' tasks may be, and the JOIN joins
+// them.
 func TestSkipForkRefused(t *testing.T) {
 	const def = `{"name":"f","tasks":[{"name":"first","taskReferenceName":"first"},
 	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
@@ -723,7 +726,7 @@ func TestSkipForkRefused(t *testing.T) {
 	 {"name":"dyn","taskReferenceName":"dyn","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
 	  "inputParameters":{"tasks":"${workflow.input.tasks}"}},
 	 {"name":"djoin","taskReferenceName":"djoin","type":"JOIN"}]}`
-	for _, ref := range []string{"fork", "dyn"} {
+	for _, ref := range []string{"fork", "dyn", "join", "djoin"} {
 		h := newHarness(t, def, map[string]any{"tasks": []any{}})
 		d, err := h.try(engine.SkipTask{Ref: ref})
 		wantErr(t, err, fault.ErrInvalid)
