@@ -506,7 +506,7 @@ func (d *decision) handBack(r conductor.TaskResult, lease int) error {
 	if t == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.TaskID, d.w.ID)
 	}
-	if d.w.Terminal() || t.Status != conductor.TaskInProgress || t.PollCount != lease || t.Type == conductor.TaskTypeDoWhile {
+	if d.w.Terminal() || t.Status != conductor.TaskInProgress || lease < 1 || t.PollCount != lease || t.Type == conductor.TaskTypeDoWhile {
 		d.reply = ResultReply{Ignored: true}
 		return nil
 	}

@@ -1512,6 +1512,14 @@ func TestHandBack(t *testing.T) {
 		taken := h.systemTake("loop") // to evaluate its condition
 		ignored(t, handBack(h, "loop", taken.PollCount))
 	})
+	// A task in progress that no take holds (a JOIN waiting) has no take
+	// to give back: put back to SCHEDULED, nothing would take it again.
+	t.Run("never taken", func(t *testing.T) {
+		h := newHarness(t, `{"name":"f","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+		  [{"name":"a","taskReferenceName":"a"}]]},{"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a"]}]}`, nil)
+		h.wantTask("join", conductor.TaskInProgress)
+		ignored(t, handBack(h, "join", 0))
+	})
 }
 
 // A chain of workflows each started by the one before ends at
