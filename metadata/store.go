@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
@@ -56,6 +57,10 @@ type Store struct {
 	// waiter cannot tell (see New).
 	readModelAt func() uint64
 	updater     *projections.Updater[kvReader]
+	// absent holds when the log last confirmed that a task definition
+	// the read model lacks does not exist (LookupTaskDef).
+	absentMu sync.Mutex
+	absent   map[string]time.Time
 }
 
 // New returns a Store that appends to log and reads the metadata read model

@@ -348,10 +348,10 @@ func TestLogFallback(t *testing.T) {
 	}
 	_, err = stale.md.LookupWorkflowDef(c, "fb", ptr(3))
 	mustNotFound(t, err)
-	// Task definitions come from the read model only (see LookupTaskDef):
-	// a stale one does not have it yet.
-	if _, found, err := stale.md.LookupTaskDef(c, "fb_task"); err != nil || found {
-		t.Fatalf("lookup task on a stale read model = %v, %v", found, err)
+	// So are task definitions (a retry on the defaults, a minute apart,
+	// where the definition registered on another engine says 3 s).
+	if d, found, err := stale.md.LookupTaskDef(c, "fb_task"); err != nil || !found || *d.RetryCount != 7 {
+		t.Fatalf("lookup task on a stale read model = %v, %v, %v", d, found, err)
 	}
 	if _, found, err := stale.md.LookupTaskDef(c, "unregistered"); err != nil || found {
 		t.Fatalf("lookup of an unregistered task = %v, %v", found, err)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -149,7 +151,7 @@ func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string
 // log fallback of LookupWorkflowDef. An unregistered task is not an error
 // (Conductor runs SIMPLE tasks without a definition): found is false. The
 // returned definition is shared: callers must not modify it.
-func (s *Store) LookupTaskDef(_ context.Context, name string) (*conductor.TaskDef, bool, error) {
+func (s *Store) LookupTaskDef(ctx context.Context, name string) (*conductor.TaskDef, bool, error) {
 	subject := TaskSubject(name)
 	key := cacheKey{task: true, name: name}
 	// Read before the read model, so that what is read is at least as new.
@@ -166,15 +168,32 @@ func (s *Store) LookupTaskDef(_ context.Context, name string) (*conductor.TaskDe
 		s.cache.put(key, e)
 		return e.td, e.td != nil, nil
 	}
-	// Unlike workflow definitions, a task definition is not looked up in the
-	// log when the read model lacks it: most SIMPLE tasks have none, this is
-	// the engine's hot path, and a definition registered on another node a
-	// moment ago only changes the retry and timeout defaults of tasks
-	// scheduled before this node applies it. Absence is cached until the
-	// subject changes.
+	// A task definition the read model lacks is looked up in the log, as a
+	// workflow definition is, but at most once every absentRecheck for a
+	// name: most SIMPLE tasks have none, and this is the engine's hot
+	// path. Without it, a definition registered on another engine was
+	// left out of every task this one scheduled until its read model
+	// applied it, seconds when it lagged (a failover test's retries ran
+	// on the defaults, a minute apart where their definition said 3 s).
+	// Absence is cached until the subject changes.
 	d, found, err := readDef(v.KV, taskKey(name))
 	if err != nil {
 		return nil, false, err
+	}
+	if !found && s.absenceDue(name) {
+		lv, err := s.logView(ctx, subject)
+		if err != nil {
+			return nil, false, err
+		}
+		if d, found, err = readDef(lv.KV, taskKey(name)); err != nil {
+			return nil, false, err
+		}
+		if found {
+			v = lv
+			s.logger.Debug("definition read from the log ahead of the read model", logkey.Subject, subject, logkey.Seq, v.Seq)
+		} else {
+			s.absenceConfirmed(name)
+		}
 	}
 	if !found {
 		s.cache.put(key, cacheEntry{seq: v.Seq, at: at})
@@ -187,6 +206,32 @@ func (s *Store) LookupTaskDef(_ context.Context, name string) (*conductor.TaskDe
 	s.cache.put(key, cacheEntry{seq: v.Seq, at: at, td: td})
 	return td, true, nil
 }
+
+// absentRecheck is how long the log's word that a task definition does
+// not exist holds before LookupTaskDef asks it again.
+const absentRecheck = time.Second
+
+// absenceDue reports whether the log is to be asked whether task
+// definition name exists.
+func (s *Store) absenceDue(name string) bool {
+	s.absentMu.Lock()
+	defer s.absentMu.Unlock()
+	at, ok := s.absent[name]
+	return !ok || s.now().Sub(at) >= absentRecheck
+}
+
+// absenceConfirmed records that the log holds no task definition name.
+func (s *Store) absenceConfirmed(name string) {
+	s.absentMu.Lock()
+	defer s.absentMu.Unlock()
+	if s.absent == nil || len(s.absent) >= maxAbsent {
+		s.absent = map[string]time.Time{} // task types are few; names made up are not
+	}
+	s.absent[name] = s.now()
+}
+
+// maxAbsent bounds the names absent holds.
+const maxAbsent = 4096
 
 func taskNotFound(name string) error {
 	return fault.NotFound("No such taskType found by name: %s", name)
