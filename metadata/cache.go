@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"sync"
+	"time"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -28,6 +29,10 @@ type cacheEntry struct {
 	at uint64
 	wf *conductor.WorkflowDef
 	td *conductor.TaskDef
+	// checked is when the log last said that a task definition the read
+	// model lacks does not exist (LookupTaskDef): the entry answers "none"
+	// for absentRecheck after it.
+	checked time.Time
 }
 
 // defCache holds parsed definitions so that the engine's hot path does not

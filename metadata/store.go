@@ -3,7 +3,6 @@ package metadata
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
@@ -40,6 +39,8 @@ type Options struct {
 	// event handler that is saved (its event, condition and actions), with
 	// the same error contract.
 	ValidateEventHandler func(*conductor.EventHandler) error
+	// Now is the store's clock; nil is time.Now. Tests move it.
+	Now func() time.Time
 }
 
 // Store registers, serves and removes workflow and task definitions and
@@ -57,10 +58,6 @@ type Store struct {
 	// waiter cannot tell (see New).
 	readModelAt func() uint64
 	updater     *projections.Updater[kvReader]
-	// absent holds when the log last confirmed that a task definition
-	// the read model lacks does not exist (LookupTaskDef).
-	absentMu sync.Mutex
-	absent   map[string]time.Time
 }
 
 // New returns a Store that appends to log and reads the metadata read model
@@ -71,13 +68,16 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Option
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Store{
 		log:    log,
 		reader: store.Reader(ProjectionName),
 		waiter: waiter,
 		opts:   opts,
 		logger: opts.Logger.With(logkey.Component, "metadata"),
-		now:    time.Now,
+		now:    opts.Now,
 		cache:  newDefCache(defCacheSize),
 	}
 	s.updater = projections.NewUpdater(projections.Updater[kvReader]{Log: log, Waiter: waiter, Logger: s.logger, Now: s.now,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -379,6 +380,37 @@ func TestLogFallback(t *testing.T) {
 	mustNotFound(t, err)
 	if tags, err := a.md.GetTags(c, metadata.KindTask, "fb_task"); err != nil || len(tags) != 1 {
 		t.Fatalf("tags = %v, %v", tags, err)
+	}
+}
+
+// A task definition the read model lacks is asked of the log; the log's
+// "none" holds for a second, then the log is asked again: a definition
+// registered meanwhile on another engine is found, whether or not this
+// engine had looked the name up before (a cached "none" hid it until the
+// read model applied it).
+func TestTaskDefAbsenceIsAskedAgain(t *testing.T) {
+	t.Parallel()
+	a := newNode(t, nil, metadata.Options{})
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	stale := &node{log: a.log, store: testutil.OpenStore(t)}
+	stale.md = metadata.New(a.log, stale.store, nil, metadata.Options{Logger: testutil.Logger(t), Now: clock})
+	c := ctx(t)
+	if _, found, err := stale.md.LookupTaskDef(c, "late"); err != nil || found {
+		t.Fatalf("lookup before it is registered = %v, %v", found, err)
+	}
+	if err := a.md.UpdateTaskDef(c, td(t, `{"name":"late","retryCount":1}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := stale.md.LookupTaskDef(c, "late"); err != nil || found {
+		t.Fatalf("lookup within a second of the log's none = %v, %v; want the cached none", found, err)
+	}
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	if d, found, err := stale.md.LookupTaskDef(c, "late"); err != nil || !found || *d.RetryCount != 1 {
+		t.Fatalf("lookup a second later = %v, %v, %v; want the definition from the log", d, found, err)
 	}
 }
 

@@ -154,33 +154,34 @@ func (s *Store) DeleteTaskDef(ctx context.Context, name string, principal string
 func (s *Store) LookupTaskDef(ctx context.Context, name string) (*conductor.TaskDef, bool, error) {
 	subject := TaskSubject(name)
 	key := cacheKey{task: true, name: name}
+	now := s.now()
 	// Read before the read model, so that what is read is at least as new.
 	at := s.readModelAt()
-	if e, ok := s.cache.unchanged(key, at); ok {
+	if e, ok := s.cache.unchanged(key, at); ok && e.current(now) {
 		return e.td, e.td != nil, nil
 	}
 	v, err := s.projectionView(subject)
 	if err != nil {
 		return nil, false, err
 	}
-	if e, ok := s.cache.get(key, v.Seq); ok {
+	if e, ok := s.cache.get(key, v.Seq); ok && e.current(now) {
 		e.at = at
 		s.cache.put(key, e)
 		return e.td, e.td != nil, nil
 	}
 	// A task definition the read model lacks is looked up in the log, as a
-	// workflow definition is, but at most once every absentRecheck for a
-	// name: most SIMPLE tasks have none, and this is the engine's hot
-	// path. Without it, a definition registered on another engine was
-	// left out of every task this one scheduled until its read model
-	// applied it, seconds when it lagged (a failover test's retries ran
-	// on the defaults, a minute apart where their definition said 3 s).
-	// Absence is cached until the subject changes.
+	// workflow definition is, and the log's "none" holds for
+	// absentRecheck: most SIMPLE tasks have no definition, and this is the
+	// engine's hot path. Without it, a definition registered on another
+	// engine was left out of every task this one scheduled until its read
+	// model applied it, seconds when it lagged (a failover test's retries
+	// ran on the defaults, a minute apart where their definition said
+	// 3 s).
 	d, found, err := readDef(v.KV, taskKey(name))
 	if err != nil {
 		return nil, false, err
 	}
-	if !found && s.absenceDue(name) {
+	if !found {
 		lv, err := s.logView(ctx, subject)
 		if err != nil {
 			return nil, false, err
@@ -191,12 +192,10 @@ func (s *Store) LookupTaskDef(ctx context.Context, name string) (*conductor.Task
 		if found {
 			v = lv
 			s.logger.Debug("definition read from the log ahead of the read model", logkey.Subject, subject, logkey.Seq, v.Seq)
-		} else {
-			s.absenceConfirmed(name)
 		}
 	}
 	if !found {
-		s.cache.put(key, cacheEntry{seq: v.Seq, at: at})
+		s.cache.put(key, cacheEntry{seq: v.Seq, at: at, checked: now})
 		return nil, false, nil
 	}
 	td, err := parseTask(d.JSON)
@@ -211,27 +210,12 @@ func (s *Store) LookupTaskDef(ctx context.Context, name string) (*conductor.Task
 // not exist holds before LookupTaskDef asks it again.
 const absentRecheck = time.Second
 
-// absenceDue reports whether the log is to be asked whether task
-// definition name exists.
-func (s *Store) absenceDue(name string) bool {
-	s.absentMu.Lock()
-	defer s.absentMu.Unlock()
-	at, ok := s.absent[name]
-	return !ok || s.now().Sub(at) >= absentRecheck
+// current reports whether a cached task definition lookup still holds at
+// now: a definition does (until the subject changes), a "none" for
+// absentRecheck after the log said so.
+func (e cacheEntry) current(now time.Time) bool {
+	return e.td != nil || now.Sub(e.checked) < absentRecheck
 }
-
-// absenceConfirmed records that the log holds no task definition name.
-func (s *Store) absenceConfirmed(name string) {
-	s.absentMu.Lock()
-	defer s.absentMu.Unlock()
-	if s.absent == nil || len(s.absent) >= maxAbsent {
-		s.absent = map[string]time.Time{} // task types are few; names made up are not
-	}
-	s.absent[name] = s.now()
-}
-
-// maxAbsent bounds the names absent holds.
-const maxAbsent = 4096
 
 func taskNotFound(name string) error {
 	return fault.NotFound("No such taskType found by name: %s", name)
