@@ -60,21 +60,39 @@ func (e *Executor) sweepQueuesLoop(ctx context.Context) {
 }
 
 // every runs pass each interval until ctx ends, logging its failures as
-// failed.
+// failed: the first of a run of them, then one every failureLogEvery with
+// how many failed, and the pass that works again. A disk full or a
+// server away fails every pass, and a pass each second logged a warning
+// each second for as long as it lasted.
 func (e *Executor) every(ctx context.Context, interval time.Duration, failed string, pass func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	failures := 0
+	var logged time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := pass(ctx); err != nil && ctx.Err() == nil {
-			e.cfg.Logger.Warn(failed, logkey.Err, err)
+		err := pass(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			failures++
+			if failures == 1 || time.Since(logged) >= failureLogEvery {
+				e.cfg.Logger.Warn(failed, logkey.Err, err, logkey.Count, failures)
+				logged = time.Now()
+			}
+		case failures > 0:
+			e.cfg.Logger.Info("works again after failing: "+failed, logkey.Count, failures)
+			failures = 0
 		}
 	}
 }
+
+// failureLogEvery is how often every logs a pass that keeps failing.
+const failureLogEvery = time.Minute
 
 // listenForGoneQueues forgets the queues other engines delete.
 func (e *Executor) listenForGoneQueues() error {
