@@ -26,7 +26,7 @@ type pubAck struct {
 // resendEvery it goes unanswered (see resendEvery): the first answer to
 // any of the sends is its answer. A refusal is a *jetstream.APIError.
 func (l *Log) request(ctx context.Context, msg *nats.Msg) (seq uint64, dup bool, err error) {
-	reply, answers, done := l.replies.Load().open()
+	reply, answers, done := l.replies.Load().open(sendsRoom)
 	defer done()
 	// A copy: the caller's message is sent as it is again by a later
 	// attempt, under another reply subject.

@@ -161,21 +161,27 @@ func (l *Log) directBatch(ctx context.Context, stream string, r directGetRequest
 		r.MaxBytes = readBatchBytes
 	}
 	req, _ := json.Marshal(r)
-	inbox := l.nc.NewRespInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, false, err
-	}
-	defer sub.Unsubscribe()
+	// Through the log's reply subscription: a subscription of its own for
+	// each read (nats.go's SubscribeSync) made and zeroed a channel of
+	// 65,536 messages, half a megabyte, and cost the server a subscribe
+	// and an unsubscribe. The answer is up to Batch messages and its end.
+	inbox, answers, done := l.replies.Load().open(max(r.Batch, 1) + 1)
+	defer done()
 	if err := l.nc.PublishRequest(l.directAPI+stream, inbox, req); err != nil {
 		return nil, false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, false, err
+		var m *nats.Msg
+		select {
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case answer, ok := <-answers:
+			if !ok {
+				return nil, false, nats.ErrConnectionClosed
+			}
+			m = answer
 		}
 		switch m.Header.Get("Status") {
 		case "":
@@ -422,7 +428,7 @@ func (l *Log) leaderNext(ctx context.Context, stream, subject string, seq uint64
 // publishes' do: a subscription of its own for each request cost every
 // read on a cluster a subscribe and an unsubscribe at the server.
 func (l *Log) askLeader(ctx context.Context, subject string, req []byte) (*nats.Msg, error) {
-	reply, answers, done := l.replies.Load().open()
+	reply, answers, done := l.replies.Load().open(sendsRoom)
 	defer done()
 	next := time.NewTimer(leaderAskEvery)
 	defer next.Stop()

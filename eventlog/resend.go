@@ -64,12 +64,17 @@ func (r *replies) deliver(m *nats.Msg) {
 	}
 }
 
+// sendsRoom is the room for the answers to a request sent again until it
+// is answered: a send's answer, and late ones to the sends before it.
+const sendsRoom = 8
+
 // open returns a reply subject of its own and where its answers come,
-// until done is called; answers is closed if the connection closes.
-func (r *replies) open() (subject string, answers <-chan *nats.Msg, done func()) {
+// until done is called; answers is closed if the connection closes. It
+// holds room answers: more are dropped, so room must be every answer
+// the request may get.
+func (r *replies) open(room int) (subject string, answers <-chan *nats.Msg, done func()) {
 	token := strconv.FormatUint(r.next.Add(1), 36)
-	// Room for every answer to the sends of one attempt.
-	ch := make(chan *nats.Msg, 8)
+	ch := make(chan *nats.Msg, room)
 	r.mu.Lock()
 	if r.closed {
 		close(ch)
