@@ -391,6 +391,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	name := r.proj.Name()
 	from, end, err := r.bounds(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while it started, as in the loop below
+		}
 		return err
 	}
 	// How far behind a start finds it: nothing after a clean stop, what

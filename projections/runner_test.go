@@ -308,6 +308,22 @@ func TestWaitForCancelled(t *testing.T) {
 	}
 }
 
+// A runner stopped while it starts (its checks of the log under way) stops
+// without an error, as one stopped while it follows does: a node stopped
+// a moment after it started logged its read models as failed.
+func TestStopWhileStarting(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := projections.NewRunner(l, s, noteProjection{}, projections.RunnerConfig{Stream: eventlog.Workflows.Name})
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("Run stopped before it started = %v, want nil", err)
+	}
+}
+
 // A read model whose checkpoint lies past the end of its stream (the log
 // lost records it had acknowledged) is not followed: new records would
 // reuse the sequences it holds, be skipped, and be waited for in vain.
