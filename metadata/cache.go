@@ -70,6 +70,25 @@ func (c *defCache) unchanged(k cacheKey, at uint64) (cacheEntry, bool) {
 	return e, ok && e.at == at
 }
 
+// recheck claims the log's lookup of a task definition whose cached
+// "none" e has expired: the first caller gets true and the entry is
+// renewed, so that the callers after it answer "none" rather than all
+// asking the log at once.
+func (c *defCache) recheck(k cacheKey, e cacheEntry, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur, ok := c.m[k]
+	if !ok {
+		return true // made room for another: nobody holds the name's lookup
+	}
+	if cur.td != nil || cur.seq != e.seq || !cur.checked.Equal(e.checked) {
+		return false
+	}
+	cur.checked = now
+	c.m[k] = cur
+	return true
+}
+
 // put stores e unless a newer entry is already there. When the cache is
 // full an arbitrary entry makes room.
 func (c *defCache) put(k cacheKey, e cacheEntry) {
