@@ -40,10 +40,11 @@ type Log struct {
 	// committers batch the appends of each event stream that takes atomic
 	// batches, in FsyncAlways mode (see commit.go).
 	committers map[string]*committer
-	// storeFailed marks each stream whose store was found failed a write
-	// (streamWriteError): an append to it asks again before it sends,
-	// rather than waiting out a publish nobody answers.
-	storeFailed map[string]*atomic.Bool
+	// storeFailed holds the names of the streams whose store was found
+	// failed a write (streamWriteError), the log's and the key-value
+	// buckets' written through GuardWrite: a write to one asks again
+	// before it sends, rather than waiting out a publish nobody answers.
+	storeFailed sync.Map
 	// jsConfig is the embedded server's JetStream configuration as it
 	// started (its bound on the store computed), which a restart of its
 	// store takes again (recover.go); nil for an external server.
@@ -117,10 +118,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
 		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState(),
 		directAPI: directGetAPI, leaderAPI: leaderGetAPI, leaderReads: cfg.Replicas > 1,
-		infoAPI: streamInfoAPI, resend: cfg.Replicas > 1 || !cfg.Embedded(), storeFailed: map[string]*atomic.Bool{}}
-	for _, s := range AllStreams {
-		l.storeFailed[s.Name] = new(atomic.Bool)
-	}
+		infoAPI: streamInfoAPI, resend: cfg.Replicas > 1 || !cfg.Embedded()}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -765,8 +763,10 @@ func (l *Log) write(ctx context.Context, s Stream, msg *nats.Msg) (seq uint64, d
 // stream (knownFailed).
 func (l *Log) storeWriteError(stream string) error {
 	werr := l.streamWriteError(stream)
-	if f := l.storeFailed[stream]; f != nil {
-		f.Store(werr != nil)
+	if werr != nil {
+		l.storeFailed.Store(stream, struct{}{})
+	} else {
+		l.storeFailed.Delete(stream)
 	}
 	if werr != nil && outOfSpace(werr.Error()) {
 		l.refusedForSpace(stream)
@@ -803,7 +803,7 @@ func (l *Log) refusedForSpace(stream string) {
 // (the server or its store restarted, the stream deleted and created
 // again) has none and is written to again.
 func (l *Log) knownFailed(stream string) error {
-	if f := l.storeFailed[stream]; f == nil || !f.Load() {
+	if _, failed := l.storeFailed.Load(stream); !failed {
 		return nil
 	}
 	werr := l.storeWriteError(stream)
@@ -816,6 +816,28 @@ func (l *Log) knownFailed(stream string) error {
 		until = "its disk has room again"
 	}
 	return fmt.Errorf("%w: stream %s failed a write and stores nothing until %s", storeFull(werr), stream, until)
+}
+
+// GuardWrite runs write, a write to stream that is no append (a put to a
+// key-value bucket on the log's server), as an append is guarded: refused
+// at once while the stream's store is known to have failed a write
+// (knownFailed), and, when it goes unanswered because that store failed,
+// failed with why (ErrNoStorage or ErrOutOfFiles, and ErrStoreFailed:
+// whether it was stored is unknown) rather than with a bare timeout. A
+// refusal for want of storage is ErrNoStorage (NoStorage). Without it, a
+// bucket whose store failed on a full disk had each of its writes wait
+// out its whole timeout, for "context deadline exceeded".
+func (l *Log) GuardWrite(ctx context.Context, stream string, write func(context.Context) error) error {
+	if err := l.knownFailed(stream); err != nil {
+		return err
+	}
+	err := write(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		if werr := l.storeWriteError(stream); werr != nil {
+			return fmt.Errorf("%w (%w: %w) (stream %s)", err, storeFull(werr), ErrStoreFailed, stream)
+		}
+	}
+	return NoStorage(err)
 }
 
 // storeFull is the error a store's write error werr means for an append:

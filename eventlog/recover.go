@@ -186,9 +186,7 @@ func (l *Log) restartStore(streams []string, free uint64) (err error) {
 		_ = l.ns.ShutdownJetStream()
 		return fmt.Errorf("start jetstream again: %w", err)
 	}
-	for _, f := range l.storeFailed {
-		f.Store(false)
-	}
+	l.storeFailed.Clear()
 	l.metrics.storeRestarts.Inc()
 	l.signalRestore()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

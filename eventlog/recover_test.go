@@ -27,7 +27,8 @@ import (
 // restarts the embedded server's store from its files, checks its streams
 // as after a reconnection (the records acknowledged before are there),
 // makes FV_DISPATCH again and runs the OnReconnect hooks, and counts the
-// restart. A key-value bucket that failed with it takes puts again too.
+// restart. A key-value bucket that failed with it takes puts again too,
+// which, guarded (GuardWrite), it refused as the log refused appends.
 func TestStoreRestartsOnceTheDiskHasRoom(t *testing.T) {
 	disk, child := testutil.SmallDisk(t, 32<<20)
 	if !child {
@@ -95,16 +96,33 @@ func TestStoreRestartsOnceTheDiskHasRoom(t *testing.T) {
 		}
 		break
 	}
+	// Guarded, a put to the bucket fails as an append does: the one
+	// nobody answers saying the store failed, not only that it timed
+	// out, and those after it at once.
+	put := func(key string) error {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return l.GuardWrite(pctx, "KV_recover", func(ctx context.Context) error {
+			_, err := kv.Put(ctx, key, []byte(strings.Repeat("v", 4<<10)))
+			return err
+		})
+	}
 	for j := 0; ; j++ {
 		if j == 100 {
 			t.Fatal("100 puts to a bucket on a full disk and none refused")
 		}
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := kv.Put(pctx, fmt.Sprintf("full%d", j), []byte(strings.Repeat("v", 4<<10)))
-		cancel()
-		if err != nil {
-			break
+		err := put(fmt.Sprintf("full%d", j))
+		if err == nil {
+			continue
 		}
+		if !errors.Is(err, eventlog.ErrNoStorage) || !strings.Contains(err.Error(), "KV_recover") {
+			t.Fatalf("put %d to a bucket on a full disk: %v; want ErrNoStorage, naming its stream", j, err)
+		}
+		break
+	}
+	if err := put("refused"); !errors.Is(err, eventlog.ErrNoStorage) || errors.Is(err, eventlog.ErrStoreFailed) ||
+		!strings.Contains(err.Error(), "stream KV_recover failed a write and stores nothing until its disk has room again") {
+		t.Fatalf("a put to the bucket after its store failed: %v; want ErrNoStorage at once, until the disk has room", err)
 	}
 	if err := l.StorageError(ctx); err == nil || !strings.Contains(err.Error(), "it restarts by itself once the disk has room") {
 		t.Fatalf("StorageError on a full disk = %v; want the write error, saying it restarts by itself", err)
@@ -125,7 +143,7 @@ func TestStoreRestartsOnceTheDiskHasRoom(t *testing.T) {
 	if err := l.StorageError(ctx); err != nil {
 		t.Errorf("StorageError once the store restarted: %v", err)
 	}
-	if _, err := kv.Put(ctx, "after", []byte("taken")); err != nil {
+	if err := put("after"); err != nil {
 		t.Errorf("a put to the bucket once the store restarted: %v", err)
 	}
 	if e, err := kv.Get(ctx, "before"); err != nil || string(e.Value()) != "kept" {

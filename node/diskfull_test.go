@@ -4,6 +4,7 @@ package node_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,15 +16,21 @@ import (
 	"github.com/flowvault/flowvault/internal/leaktest"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // A node whose disk filled up takes writes again by itself once there is
 // room, without a restart: on a disk of its own (a 48 MB tmpfs), filled
 // by a file and by the node's own writes, the writes are refused with a
-// retryable 503; once the file is removed a new workflow starts and
-// completes, every write answered before is still there, no task whose
-// result was acknowledged is handed out again, and the planted secret is
-// in no file of the data dir.
+// retryable 503 saying the store is out of storage; once the file is
+// removed a new workflow starts and completes, every write answered
+// before is still there, no task whose result was acknowledged is handed
+// out again, every workflow that ended is compacted (those whose
+// compaction fell due on the full disk too), and the planted secret is in
+// no file of the data dir.
 func TestWritesResumeOnceTheDiskHasRoom(t *testing.T) {
 	disk, child := testutil.SmallDisk(t, 48<<20)
 	if !child {
@@ -125,6 +132,7 @@ func TestWritesResumeOnceTheDiskHasRoom(t *testing.T) {
 				break
 			}
 		}
+		t.Logf("%s on a full disk: %d %s", what, code, body)
 		retryable503(what, clear, code, body)
 		// And the next one.
 		code, body = write(-1)
@@ -137,8 +145,29 @@ func TestWritesResumeOnceTheDiskHasRoom(t *testing.T) {
 	})
 	// A secret's PUT writes its data key to a key-value bucket first,
 	// whose store may be the one that fails: a write to it is not
-	// answered, and the PUT's 503 says only that it timed out.
-	untilRefused("secrets' PUTs", false, func(i int) (int, string) { return putSecret(100 + i) })
+	// answered, and the PUT's 503 said only that it timed out.
+	untilRefused("secrets' PUTs", true, func(i int) (int, string) { return putSecret(100 + i) })
+	// The PUTs refused by the log wrote their data keys first: the key
+	// bucket meets the end of the disk too, and says so as the log does,
+	// then refuses each PUT at once.
+	var code int
+	var body string
+	for i := 0; !strings.Contains(body, "store data key"); i++ {
+		if i == 500 {
+			t.Fatalf("500 secrets' PUTs on a full disk and none refused by the key bucket (last: %d %s)", code, body)
+		}
+		code, body = putSecret(1000 + i)
+	}
+	t.Logf("a secret's PUT on a full disk, refused by the key bucket: %d %s", code, body)
+	retryable503("a secret's PUT refused by the key bucket", true, code, body)
+	code, body = putSecret(999)
+	if want := "KV_FV_KEYS failed a write and stores nothing until its disk has room again"; !strings.Contains(body, want) {
+		t.Fatalf("a secret's PUT after the key bucket's store failed: %d %s; want it refused at once, saying %q", code, body, want)
+	}
+	retryable503("a secret's PUT after the key bucket's store failed", true, code, body)
+	if strings.Contains(body, string(planted)) {
+		t.Fatalf("a secret's PUT on a full disk answers its value: %s", body)
+	}
 
 	// Most runs see a flush of the read models meet the end of the disk
 	// before the log does; the read models must come back with it.
@@ -146,6 +175,28 @@ func TestWritesResumeOnceTheDiskHasRoom(t *testing.T) {
 		len(started), len(secrets), len(acked), strings.Contains(logs.String(), ".sst: no space left on device"))
 	if code, body := c.Do("GET", "/health", ""); code != http.StatusServiceUnavailable {
 		t.Errorf("/health on a full disk: %d %s; want 503", code, body)
+	}
+	// The workflows that ended last fall due for compaction on the full
+	// disk, whose passes fail.
+	testutil.Eventually(t, time.Minute, 200*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "compaction pass failed") {
+			return errors.New("no compaction pass has met the full disk")
+		}
+		return nil
+	})
+	ended := map[string]bool{} // the workflows whose one task's result was acknowledged
+	for _, wf := range acked {
+		ended[wf] = true
+	}
+	due := 0
+	for wf := range ended {
+		if compacted(t, n, wf) != nil {
+			due++
+		}
+	}
+	t.Logf("on the full disk: %d of the %d workflows that ended await compaction", due, len(ended))
+	if due == 0 {
+		t.Fatal("every workflow that ended was compacted before the disk filled: the test shows nothing")
 	}
 
 	// Room again.
@@ -196,6 +247,25 @@ func TestWritesResumeOnceTheDiskHasRoom(t *testing.T) {
 			t.Errorf("secret %s, put with a 200: %d %s", key, code, body)
 		}
 	}
+	for wf := range ended {
+		testutil.Eventually(t, 2*time.Minute, 200*time.Millisecond, func() error {
+			if err := compacted(t, n, wf); err != nil {
+				return err
+			}
+			var view struct {
+				Input struct {
+					Secrets any `json:"_secrets"`
+				} `json:"input"`
+			}
+			if err := json.Unmarshal([]byte(c.Must(http.StatusOK, "GET", "/api/workflow/"+wf+"?includeTasks=false", "")), &view); err != nil {
+				return err
+			}
+			if got := view.Input.Secrets; got != masking.Mask {
+				return fmt.Errorf("workflow %s, compacted, reads _secrets %v", wf, got)
+			}
+			return nil
+		})
+	}
 	for taskID, wf := range acked {
 		testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
 			task := c.Must(http.StatusOK, "GET", "/api/tasks/"+taskID, "")
@@ -220,4 +290,40 @@ func TestWritesResumeOnceTheDiskHasRoom(t *testing.T) {
 	for _, h := range sc.Hits() {
 		t.Errorf("the planted secret: %s", h)
 	}
+}
+
+// compacted says why workflow wfID is not compacted: its log holds no
+// workflow.compacted, or the secrets key its log recorded is still there.
+func compacted(t *testing.T, n *node.Node, wfID string) error {
+	t.Helper()
+	ctx := testutil.Context(t, 30*time.Second)
+	recs, err := n.Log().ReadSubject(ctx, "fv.wf."+wfID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, done := "", false
+	for _, r := range recs {
+		for _, env := range r.Events {
+			ev, err := schemas.Default.Decode(env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch ev := ev.(type) {
+			case *schemas.SecretsSealed:
+				key = ev.Key
+			case *schemas.WorkflowCompacted:
+				done = true
+			}
+		}
+	}
+	if key == "" {
+		t.Fatalf("workflow %s recorded no secrets key", wfID)
+	}
+	if !done {
+		return fmt.Errorf("workflow %s: no workflow.compacted in its log", wfID)
+	}
+	if _, err := n.Keys().DataKey(ctx, key); !errors.Is(err, secrets.ErrKeyDestroyed) {
+		return fmt.Errorf("workflow %s, compacted: its secrets key %s is there (%v)", wfID, key, err)
+	}
+	return nil
 }

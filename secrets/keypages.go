@@ -11,8 +11,6 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/flowvault/flowvault/eventlog"
 )
 
 // Pooled keys. A workflow that seals a secret needs a data key of its own,
@@ -96,9 +94,9 @@ func (k *Keys) newPage(ctx context.Context) error {
 		wipe(key)
 	}
 	wrapped := k.Keyring().Seal(dataKeyPurpose(page), raw)
-	if _, err := k.bucketFor(page).kv.Create(ctx, dataKeyPrefix+page, wrapped); err != nil {
+	if _, err := k.create(ctx, k.bucketFor(page), dataKeyPrefix+page, wrapped); err != nil {
 		wipe(raw)
-		return fmt.Errorf("store key page %s: %w", page, eventlog.NoStorage(err))
+		return fmt.Errorf("store key page %s: %w", page, err)
 	}
 	k.pool.page, k.pool.raw, k.pool.next = page, raw, 0
 	return nil
@@ -213,7 +211,7 @@ func (k *Keys) destroySlots(ctx context.Context, page string, slots []int) error
 		if _, err := k.erase(ctx, b, key, e.Revision()); err != nil {
 			return err
 		}
-		rev, err := b.kv.Update(ctx, key, wrapped, e.Revision())
+		rev, err := k.update(ctx, b, key, wrapped, e.Revision())
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}

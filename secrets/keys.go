@@ -89,6 +89,18 @@ type KeysOptions struct {
 	// RequireKeyring makes OpenKeys fail when the bucket holds no keyring
 	// instead of creating one (offline tools on an existing data dir).
 	RequireKeyring bool
+	// Guard guards the buckets' writes as the event log guards its
+	// appends (nil: unguarded). A bucket's store that failed a write (a
+	// full disk) answers none of them: unguarded, each waits out its
+	// timeout and fails saying only that it timed out.
+	Guard WriteGuard
+}
+
+// WriteGuard runs a write to a bucket's stream, refusing it at once, and
+// saying why, while the stream's store is known to store nothing
+// (*eventlog.Log).
+type WriteGuard interface {
+	GuardWrite(ctx context.Context, stream string, write func(context.Context) error) error
 }
 
 // Keys is flowvault's key hierarchy and the store of its wrapped keys:
@@ -113,6 +125,7 @@ type Keys struct {
 	pool   keyPool
 	logger *slog.Logger
 	now    func() time.Time
+	guard  WriteGuard
 
 	reloadMu sync.Mutex // serializes keyring reloads and rotations
 }
@@ -143,7 +156,7 @@ func OpenKeys(ctx context.Context, js jetstream.JetStream, mk *MasterKey, o Keys
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	k := &Keys{cache: newKeyCache(keyCacheSize), logger: o.Logger.With(logkey.Component, "secrets"), now: o.Now}
+	k := &Keys{cache: newKeyCache(keyCacheSize), logger: o.Logger.With(logkey.Component, "secrets"), now: o.Now, guard: o.Guard}
 	if err := k.bind(ctx, js, o.Replicas); err != nil {
 		return nil, err
 	}
@@ -260,6 +273,35 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, name string, replic
 	return bucket{name: name, kv: kv, stream: s}, nil
 }
 
+// create stores key in b, unless it exists, and returns its revision.
+func (k *Keys) create(ctx context.Context, b bucket, key string, value []byte) (rev uint64, err error) {
+	err = k.write(ctx, b, func(ctx context.Context) (err error) {
+		rev, err = b.kv.Create(ctx, key, value)
+		return err
+	})
+	return rev, err
+}
+
+// update stores a new revision of key in b, unless its latest is not
+// last, and returns it.
+func (k *Keys) update(ctx context.Context, b bucket, key string, value []byte, last uint64) (rev uint64, err error) {
+	err = k.write(ctx, b, func(ctx context.Context) (err error) {
+		rev, err = b.kv.Update(ctx, key, value, last)
+		return err
+	})
+	return rev, err
+}
+
+// write runs a write to b through the guard. JetStream's refusal for want
+// of storage is eventlog.ErrNoStorage either way: a retryable 503 at the
+// API, where its bare insufficient resources was an internal error.
+func (k *Keys) write(ctx context.Context, b bucket, write func(context.Context) error) error {
+	if k.guard == nil {
+		return eventlog.NoStorage(write(ctx))
+	}
+	return k.guard.GuardWrite(ctx, "KV_"+b.name, write)
+}
+
 // devMasterKey provides the master key in dev mode.
 func (k *Keys) devMasterKey(path string, ringExists bool) (*MasterKey, error) {
 	if path == "" {
@@ -279,7 +321,7 @@ func (k *Keys) createKeyring(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := k.main.kv.Create(ctx, keyringKey, blob); err != nil {
+	if _, err := k.create(ctx, k.main, keyringKey, blob); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return k.reload(ctx)
 		}
@@ -393,8 +435,8 @@ func (k *Keys) NewDataKey(ctx context.Context, id string) (*DataKey, error) {
 		return nil, err
 	}
 	wrapped := k.Keyring().Seal(dataKeyPurpose(id), raw)
-	if _, err := k.bucketFor(id).kv.Create(ctx, dataKeyPrefix+id, wrapped); err != nil {
-		return nil, fmt.Errorf("store data key %s: %w", id, eventlog.NoStorage(err))
+	if _, err := k.create(ctx, k.bucketFor(id), dataKeyPrefix+id, wrapped); err != nil {
+		return nil, fmt.Errorf("store data key %s: %w", id, err)
 	}
 	dk := &DataKey{id: id, aead: aead}
 	k.cache.put(id, dk) // a new id: never destroyed
@@ -706,7 +748,7 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 	if _, err := k.erase(ctx, k.main, keyringKey, e.Revision()); err != nil {
 		return RotateResult{}, fmt.Errorf("erase superseded keyring: %w", err)
 	}
-	rev, err := k.main.kv.Update(ctx, keyringKey, blob, e.Revision())
+	rev, err := k.update(ctx, k.main, keyringKey, blob, e.Revision())
 	if err != nil {
 		return RotateResult{}, fmt.Errorf("store rotated keyring (a concurrent rotation?): %w", err)
 	}
@@ -733,7 +775,7 @@ func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
 		if _, err := k.erase(ctx, b, e.Key(), e.Revision()); err != nil {
 			return fmt.Errorf("erase superseded data key %s: %w", id, err)
 		}
-		rev, err := b.kv.Update(ctx, e.Key(), wrapped, e.Revision())
+		rev, err := k.update(ctx, b, e.Key(), wrapped, e.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			return nil // destroyed or rewritten meanwhile
 		}

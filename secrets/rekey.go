@@ -71,7 +71,7 @@ func Reseal(ctx context.Context, js jetstream.JetStream, oldMK, newMK *MasterKey
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
-	k := &Keys{logger: o.Logger.With(logkey.Component, "secrets")}
+	k := &Keys{logger: o.Logger.With(logkey.Component, "secrets"), guard: o.Guard}
 	main, err := bindBucket(ctx, js, KeyBucket, o.Replicas, mainBucketDescription)
 	if err != nil {
 		return ResealResult{}, err
@@ -112,7 +112,7 @@ func Reseal(ctx context.Context, js jetstream.JetStream, oldMK, newMK *MasterKey
 	if _, err := k.erase(ctx, main, keyringKey, e.Revision()); err != nil {
 		return ResealResult{}, fmt.Errorf("erase a superseded keyring: %w", err)
 	}
-	rev, err := main.kv.Update(ctx, keyringKey, blob, e.Revision())
+	rev, err := k.update(ctx, main, keyringKey, blob, e.Revision())
 	if err != nil {
 		return ResealResult{}, fmt.Errorf("store the keyring sealed under the new master key (a concurrent rotation?): %w", err)
 	}
