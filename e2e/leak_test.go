@@ -311,6 +311,12 @@ func startLeakNode(ctx context.Context, t *testing.T, adjust func(*node.Config))
 	if adjust != nil {
 		adjust(&cfg)
 	}
+	return startLeakNodeConfig(ctx, t, cfg)
+}
+
+// startLeakNodeConfig starts a leakNode with cfg.
+func startLeakNodeConfig(ctx context.Context, t *testing.T, cfg node.Config) *leakNode {
+	t.Helper()
 	logger, logs := testutil.CapturingLogger()
 	n, err := node.Start(ctx, cfg, logger)
 	if err != nil {

@@ -1001,6 +1001,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			return out, err
 		}
 		dec.State.Seq = seq
+		if rw, ok := e.protector.(RecordWatcher); ok {
+			rw.Recorded(j.wfID, seq)
+		}
 		if release != nil {
 			release(seq)
 			release = nil

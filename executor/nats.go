@@ -50,6 +50,14 @@ type Protector interface {
 	Protect(ctx context.Context, before *engine.Workflow, dec engine.Decision) (engine.Decision, error)
 }
 
+// RecordWatcher is a Protector told of the record each decision it
+// protected was stored as (seq in the workflow's stream): a state folded
+// to a later record holds records another engine decided, whose data the
+// Protector has not seen.
+type RecordWatcher interface {
+	Recorded(wfID string, seq uint64)
+}
+
 // ValuesFinder prepares a ValuesFound trigger on w, the state it is
 // decided on: it opens the values another workflow found to be secret
 // late, looks for them in w and sets the trigger's record of where w holds

@@ -109,6 +109,13 @@ type memo struct {
 	// go of them with the last such workflow.
 	held  []*masking.Redactor
 	built bool // rebuilt from state at least once
+	// seq is the log sequence of the last record of the workflow whose
+	// values the memo holds: the state it was rebuilt from, or a record
+	// of a decision it protected (Recorded). A state past it holds
+	// records another engine decided (a result it recorded, a take it
+	// resolved secrets for), which the memo has not seen: it is rebuilt
+	// from that state again.
+	seq uint64
 	// pending is a pooled key taken in epoch pendingEpoch of the workflow
 	// (see engine.Workflow.Epoch), perhaps not recorded.
 	pending      string
@@ -363,6 +370,24 @@ func (g *Guard) memoFor(wfID string) *memo {
 		g.memos[wfID] = m
 	}
 	return m
+}
+
+// Recorded tells the guard that the decision it protected last for
+// workflow wfID was stored as the log's record seq: its memo holds every
+// value of the records up to it, and is not rebuilt for a state folded
+// to that record alone.
+func (g *Guard) Recorded(wfID string, seq uint64) {
+	g.mu.Lock()
+	m := g.memos[wfID]
+	g.mu.Unlock()
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.built && seq > m.seq {
+		m.seq = seq
+	}
 }
 
 func (g *Guard) forget(wfID string) {

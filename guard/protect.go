@@ -1280,8 +1280,12 @@ func hasAny(m map[string]any, keys []string) bool {
 // record) is looked for as the secret's current version.
 func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error {
 	m.mu.Lock()
-	done := m.built
+	// A state past the records the memo saw holds another engine's
+	// records: looking through it again adds what they resolved and
+	// sealed (the memo keeps one copy of each value).
+	done := m.built && w.Seq <= m.seq
 	m.built = true
+	m.seq = max(m.seq, w.Seq)
 	m.mu.Unlock()
 	if done {
 		return nil
