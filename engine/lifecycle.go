@@ -123,6 +123,14 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 		input, deferred, sealedReads = r.TaskInput, nil, nil
 	}
 	ln := d.loopOf(from)
+	// The reset makes the failures a pause held back plain ones: failKept
+	// acts on them as resume would have.
+	var heldBack []string
+	for _, t := range d.w.Tasks {
+		if t.Held && t.Seq < from.Seq {
+			heldBack = append(heldBack, t.ID)
+		}
+	}
 	d.emit(reset)
 	if ln != nil {
 		// The loop the task belongs to (kept: it was scheduled before its
@@ -154,7 +162,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	}
 	d.reopenJoins()
 	d.release(held)
-	d.failKept(from.Seq)
+	d.failKept(from.Seq, heldBack)
 	d.reopened(upTo)
 	return nil
 }
@@ -167,8 +175,12 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 // for good for the branch's later task, never scheduled. Conductor's
 // decider finds such a task failed and not yet executed and handles it
 // as a failure: retried if it has retries left (a failure a pause held
-// back), else the workflow fails again.
-func (d *decision) failKept(seq int) {
+// back), else the workflow fails again. A joined task whose failure a
+// pause held back (heldBack: their ids) is acted on too, as resume would
+// have: the JOIN, which waits out a failure held back, failed by it once
+// the reset made it a plain one, where its retry was due or, optional,
+// it passed.
+func (d *decision) failKept(seq int, heldBack []string) {
 	joined := map[string]bool{}
 	for _, n := range d.plan.nodes {
 		if typ := n.wt.TaskType(); typ == conductor.TaskTypeJoin || typ == conductor.TaskTypeExclusiveJoin {
@@ -183,7 +195,7 @@ func (d *decision) failKept(seq int) {
 			t.Type == conductor.TaskTypeJoin || t.Type == conductor.TaskTypeExclusiveJoin || d.passedOver(t) {
 			continue
 		}
-		if wt := d.plan.config(t); wt == nil || joined[wt.TaskReferenceName] {
+		if wt := d.plan.config(t); wt == nil || joined[wt.TaskReferenceName] && !slices.Contains(heldBack, t.ID) {
 			continue
 		}
 		d.failed(t)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -937,41 +938,62 @@ func TestFail(t *testing.T) {
 }
 
 // A rerun from one branch acts again on a failure it keeps in another
-// branch before the task the JOIN joins, as Conductor's decider does with
-// a failed task not yet executed: left as it was, the JOIN waited for good
-// for the branch's later task, never scheduled (FuzzLifecycle found it).
-// Exhausted, the failure fails the workflow again; one a pause held back
-// is retried, and the workflow runs to its end.
+// branch, as Conductor's decider does with a failed task not yet
+// executed. Before the task the JOIN joins, left as it was, the JOIN
+// waited for good for the branch's later task, never scheduled
+// (FuzzLifecycle found it): exhausted, the failure fails the workflow
+// again; one a pause held back is retried, and the workflow runs to its
+// end. Of a task the JOIN joins, held back by a pause, the JOIN failed by
+// it, made a plain failure by the reset, where resume would have retried
+// it, or let an optional task pass.
 func TestRerunActsOnFailuresKeptInOtherBranches(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		fail    func(h *harness)
-		want    string // the workflow's status after the rerun
-		wantA   string // a's, the newest instance
-		then    []string
-		wantEnd string
-	}{
-		{"exhausted", func(h *harness) {
-			h.report("a", conductor.TaskFailedWithTerminalError, nil, "a broke")
-		}, conductor.WorkflowFailed, conductor.TaskFailedWithTerminalError, nil, conductor.WorkflowFailed},
-		{"held by a pause", func(h *harness) {
+	held := func(ref string, first ...string) func(h *harness) {
+		return func(h *harness) {
+			for _, f := range first {
+				h.complete(f, nil)
+			}
 			h.decide(engine.Pause{})
-			h.report("a", conductor.TaskFailed, nil, "a broke")
+			h.report(ref, conductor.TaskFailed, nil, ref+" broke")
 			h.decide(engine.Terminate{Reason: "operator"})
-		}, conductor.WorkflowRunning, conductor.TaskScheduled, []string{"a", "a2", "b", "z"}, conductor.WorkflowCompleted},
+		}
+	}
+	optionalB := strings.Replace(forkJoin, `{"name":"b","taskReferenceName":"b"}`, `{"name":"b","taskReferenceName":"b","optional":true}`, 1)
+	for _, tc := range []struct {
+		name     string
+		def      string
+		taskDef  string
+		fail     func(h *harness)
+		from     string
+		failed   string // the task that failed
+		want     string // the workflow's status after the rerun
+		wantTask string // the failed task's, its newest instance
+		then     []string
+		wantEnd  string
+	}{
+		{"exhausted", forkJoin, `{"name":"a","retryCount":1}`, func(h *harness) {
+			h.report("a", conductor.TaskFailedWithTerminalError, nil, "a broke")
+		}, "b", "a", conductor.WorkflowFailed, conductor.TaskFailedWithTerminalError, nil, conductor.WorkflowFailed},
+		{"held by a pause", forkJoin, `{"name":"a","retryCount":1}`, held("a"),
+			"b", "a", conductor.WorkflowRunning, conductor.TaskScheduled, []string{"a", "a2", "b", "z"}, conductor.WorkflowCompleted},
+		{"joined, held by a pause", forkJoin, `{"name":"b","retryCount":1}`, held("b", "a"),
+			"a2", "b", conductor.WorkflowRunning, conductor.TaskScheduled, []string{"a2", "b", "z"}, conductor.WorkflowCompleted},
+		{"joined, optional, held by a pause", optionalB, `{"name":"b","retryCount":0}`, held("b", "a"),
+			"a2", "b", conductor.WorkflowRunning, conductor.TaskCompletedWithErrors, []string{"a2", "z"}, conductor.WorkflowCompleted},
+		{"joined, exhausted, held by a pause", forkJoin, `{"name":"b","retryCount":0}`, held("b", "a"),
+			"a2", "b", conductor.WorkflowFailed, conductor.TaskFailed, nil, conductor.WorkflowFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, forkJoin, nil, `{"name":"a","retryCount":1}`)
+			h := newHarness(t, tc.def, nil, tc.taskDef)
 			tc.fail(h)
-			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("b").ID}})
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task(tc.from).ID}})
 			h.wantStatus(tc.want)
-			h.wantTask("a", tc.wantA)
+			h.wantTask(tc.failed, tc.wantTask)
 			for _, ref := range tc.then {
 				h.complete(ref, nil)
 			}
 			h.wantStatus(tc.wantEnd)
-			if tc.wantEnd == conductor.WorkflowFailed && h.w.Reason != "a broke" {
-				t.Fatalf("reason %q, want a's", h.w.Reason)
+			if tc.wantEnd == conductor.WorkflowFailed && h.w.Reason != tc.failed+" broke" {
+				t.Fatalf("reason %q, want %s's", h.w.Reason, tc.failed)
 			}
 		})
 	}
