@@ -96,9 +96,17 @@ func JoinCountsAgree(w *Workflow) (int, error) {
 			return 0, fmt.Errorf("newest %s is %q (state %d), counted as %q (state %d)", ref, id, joinStateOf(t), r.id, r.state)
 		}
 	}
+	d := &decision{w: w}
+	d.plan, _ = w.planFor()
 	for join, c := range x.joins {
 		want := joinCount{refs: c.refs, iteration: c.iteration}
 		for _, ref := range c.refs {
+			if passed := d.passedOverBranch(ref, c.iteration); passed != c.passed[ref] {
+				return 0, fmt.Errorf("JOIN %s counts %s passed over %v, its branch %v", join, ref, c.passed[ref], passed)
+			}
+			if c.passed[ref] {
+				continue
+			}
 			want.add(joinStateOf(w.LatestByRef(iterRef(ref, c.iteration))), 1)
 		}
 		if c.wait != want.wait || c.fail != want.fail {

@@ -31,6 +31,10 @@ type joinCount struct {
 	iteration int
 	wait      int // not ended yet (or none), or failed while paused
 	fail      int // ended unsuccessfully, and not held for resume
+	// passed are the refs of branches a jump passed over, left out of
+	// the counts: only a reset or a jump, which drop the counts, changes
+	// which they are.
+	passed map[string]bool
 }
 
 // joinedRef is the newest instance of a reference name a JOIN waits for,
@@ -85,8 +89,9 @@ func (r *joinedRef) move(id string, s joinState) {
 
 // joinWaits reports whether join, which waits for refs (see joinRefs),
 // has a task to wait for and none that failed it: evaluateJoin need not
-// look at them one by one.
-func (d *decision) joinWaits(join *Task, refs []string) bool {
+// look at them one by one. passed are the refs it does not wait for
+// (passedOverBranch).
+func (d *decision) joinWaits(join *Task, refs []string) (waits bool, passed map[string]bool) {
 	x := d.w.joins
 	if x == nil || x.owner != d.w {
 		x = &joinTally{owner: d.w, joins: map[string]*joinCount{}, refs: map[string]*joinedRef{}}
@@ -102,6 +107,13 @@ func (d *decision) joinWaits(join *Task, refs []string) bool {
 	if c == nil {
 		c = &joinCount{refs: refs, iteration: join.Iteration}
 		for _, ref := range refs {
+			if d.passedOverBranch(ref, join.Iteration) {
+				if c.passed == nil {
+					c.passed = map[string]bool{}
+				}
+				c.passed[ref] = true
+				continue
+			}
 			ref = iterRef(ref, join.Iteration)
 			r := x.refs[ref]
 			if r == nil {
@@ -117,7 +129,7 @@ func (d *decision) joinWaits(join *Task, refs []string) bool {
 		}
 		x.joins[join.ID] = c
 	}
-	return c.fail == 0 && c.wait > 0
+	return c.fail == 0 && c.wait > 0, c.passed
 }
 
 // sameRefs reports whether a and b are one list: joinRefs hands out the

@@ -205,10 +205,14 @@ func (d *decision) failKept(seq int, heldBack []string) {
 // reopenJoins makes a JOIN the rerun kept wait again when a task it joins
 // is gone (the rerun removed it) or did not succeed: the JOIN was
 // scheduled with its fork, before the tasks of the branches' later steps,
-// so a rerun from one of those keeps it ended.
+// so a rerun from one of those keeps it ended. So does a JOIN a jump
+// canceled, once a branch it joins runs again: left canceled, the
+// workflow ended past the rerun task's branch, what followed the JOIN not
+// run again. The branches the jump passed over it does not wait for
+// (passedOverBranch).
 func (d *decision) reopenJoins() {
 	for _, t := range d.w.Tasks {
-		if t.Type != conductor.TaskTypeJoin || t.Retried || !conductor.TaskTerminal(t.Status) || d.passedOver(t) {
+		if t.Type != conductor.TaskTypeJoin || t.Retried || !conductor.TaskTerminal(t.Status) || d.abandoned(t) {
 			continue
 		}
 		refs, ok := d.joinRefs(t)
@@ -216,6 +220,9 @@ func (d *decision) reopenJoins() {
 			continue
 		}
 		for _, ref := range refs {
+			if d.passedOverBranch(ref, t.Iteration) {
+				continue
+			}
 			if j := d.latest(iterRef(ref, t.Iteration)); j == nil || !conductor.TaskSuccessful(j.Status) {
 				d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, Time: d.now})
 				break

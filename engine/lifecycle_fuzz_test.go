@@ -19,7 +19,8 @@ import (
 // FuzzLifecycle drives random definitions through random sequences of the
 // triggers an executor delivers (workers' takes and results, late and
 // duplicate ones among them, timers on a virtual clock, a child's end,
-// operators' pause, resume, terminate, retry, restart, rerun and skip),
+// operators' pause, resume, terminate, retry, restart, rerun, skip and
+// jump),
 // folding each decision as the executor does, and checks Conductor's rules
 // after every step: see lifecycleRun.check.
 func FuzzLifecycle(f *testing.F) {
@@ -53,11 +54,9 @@ func runLifecycle(t *testing.T, data []byte) {
 	}
 }
 
-// fuzzJumps lets the fuzzer jump (Orkes's jump API). Off: a rerun from
-// a task of a fork that a jump passed over leaves the other branches'
-// jumped-over tasks canceled, and the JOIN waiting for them for good,
-// which the fuzzer finds within minutes and no fix has addressed yet.
-const fuzzJumps = false
+// fuzzJumps lets the fuzzer jump (Orkes's jump API): the switch to turn
+// them off while a finding of theirs is open.
+const fuzzJumps = true
 
 // fuzzSrc hands out the fuzzer's bytes; past their end, zeros.
 type fuzzSrc struct {

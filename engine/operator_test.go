@@ -1,7 +1,9 @@
 package engine_test
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -555,6 +557,66 @@ func TestJumpedOverTasksStayEnded(t *testing.T) {
 	c.decide(engine.Terminate{Reason: "again"})
 	if _, err := c.try(engine.Retry{Ancestors: []*engine.Workflow{h.w}}); err != nil {
 		t.Fatalf("the retry of a child its parent reran through: %v", err)
+	}
+}
+
+// forkAfterSwitch is a fork of three branches, the last going through a
+// SWITCH's case before the task the JOIN joins.
+const forkAfterSwitch = `{"name":"fs","tasks":[
+ {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+   [{"name":"a","taskReferenceName":"a"},{"name":"a2","taskReferenceName":"a2"}],
+   [{"name":"b","taskReferenceName":"b"}],
+   [{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"k","inputParameters":{"k":"x"},
+     "decisionCases":{"y":[{"name":"c1","taskReferenceName":"c1"}]},"defaultCase":[{"name":"c0","taskReferenceName":"c0"}]},
+    {"name":"c","taskReferenceName":"c"}]]},
+ {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a2","b","c"]},
+ {"name":"z","taskReferenceName":"z"}]}`
+
+// A rerun from a task of a fork that a jump passed over runs its branch
+// again, the JOIN and what follows it; the JOIN waits for the branches
+// that are live, not for those the jump passed over, which stay canceled
+// (FuzzLifecycle with jumps found the JOIN waiting for them for good, the
+// workflow stuck RUNNING).
+func TestRerunInsideAForkAJumpLeft(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before []string // completed before the jump
+		from   string
+		then   []string
+		passed []string // canceled by the jump, and left so
+		joined []string // the JOIN's output
+	}{
+		// Before, the JOIN waited for a2 for good.
+		{"a branch stopped before its joined task", nil, "b", []string{"b", "c0", "c", "z"}, []string{"a"}, []string{"b", "c"}},
+		// Before, the JOIN failed by b.
+		{"a joined task canceled", nil, "sw", []string{"c0", "c", "z"}, []string{"a", "b"}, []string{"c"}},
+		// Before, the JOIN stayed canceled, and the workflow completed
+		// after a2.
+		{"the JOIN canceled, a branch stopped in a SWITCH's case", []string{"a"}, "a2", []string{"a2", "z"}, []string{"b", "c0"}, []string{"a2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, forkAfterSwitch, nil, `{"name":"z","retryCount":0}`)
+			for _, ref := range tc.before {
+				h.complete(ref, nil)
+			}
+			h.decide(engine.Jump{Ref: "z"})
+			h.report("z", conductor.TaskFailed, nil, "down")
+			h.wantStatus(conductor.WorkflowFailed)
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task(tc.from).ID}})
+			h.wantStatus(conductor.WorkflowRunning)
+			for _, ref := range tc.then {
+				h.complete(ref, nil)
+			}
+			h.wantStatus(conductor.WorkflowCompleted)
+			for _, ref := range tc.passed {
+				if x := h.wantTask(ref, conductor.TaskCanceled); x.Retried {
+					t.Fatalf("%s, which the jump passed over, ran again: tasks %v", ref, h.refs())
+				}
+			}
+			if got := slices.Sorted(maps.Keys(h.wantTask("join", conductor.TaskCompleted).Output)); !slices.Equal(got, tc.joined) {
+				t.Fatalf("the JOIN joined %v, want %v", got, tc.joined)
+			}
+		})
 	}
 }
 

@@ -348,8 +348,12 @@ func (d *decision) evaluateJoin(join *Task) bool {
 	if !ok {
 		return false
 	}
-	if d.joinWaits(join, refs) {
+	waits, passed := d.joinWaits(join, refs)
+	if waits {
 		return false
+	}
+	if len(passed) > 0 {
+		refs = slices.DeleteFunc(slices.Clone(refs), func(ref string) bool { return passed[ref] })
 	}
 	// Looked at whole only once its counts say it may go on: its output
 	// is built once, when they have all succeeded.
@@ -454,6 +458,57 @@ func (d *decision) joinRefs(join *Task) ([]string, bool) {
 		return refs, true
 	}
 	return wt.JoinOn, true
+}
+
+// passedOverBranch reports whether a jump passed over the fork branch of
+// ref, a task a JOIN of the given iteration waits for: ref, or a task on
+// the way to it in its branch (in a SWITCH's case too), was canceled by
+// the jump and kept by a rerun from another branch, and nothing runs the
+// branch on. The JOIN waits for the tasks of the branches that are live,
+// and does not fail by one the jump canceled: nothing waits for what a
+// jump passed over (jumpedOver). Left waiting, it waited for good.
+func (d *decision) passedOverBranch(ref string, iteration int) bool {
+	if d.jumped(ref, iteration) {
+		return true
+	}
+	for n := d.plan.node(ref); n != nil; {
+		for _, wt := range n.list[:n.idx] {
+			if d.jumpedWithin(wt, iteration) {
+				return true
+			}
+		}
+		if n = n.parent; n == nil || n.wt.TaskType() == conductor.TaskTypeForkJoin {
+			return false
+		}
+		if d.jumped(n.wt.TaskReferenceName, iteration) {
+			return true
+		}
+	}
+	return false
+}
+
+// jumped reports whether the newest instance of ref is one a jump passed
+// over.
+func (d *decision) jumped(ref string, iteration int) bool {
+	t := d.latest(iterRef(ref, iteration))
+	return t != nil && jumpedOver(t)
+}
+
+// jumpedWithin reports whether the task of wt, or one in the case a SWITCH
+// took, is one a jump passed over.
+func (d *decision) jumpedWithin(wt *conductor.WorkflowTask, iteration int) bool {
+	if d.jumped(wt.TaskReferenceName, iteration) {
+		return true
+	}
+	if typ := wt.TaskType(); typ != conductor.TaskTypeSwitch && typ != conductor.TaskTypeDecision {
+		return false
+	}
+	for _, c := range sortedCases(wt.DecisionCases) {
+		if slices.ContainsFunc(wt.DecisionCases[c], func(x *conductor.WorkflowTask) bool { return d.jumpedWithin(x, iteration) }) {
+			return true
+		}
+	}
+	return slices.ContainsFunc(wt.DefaultCase, func(x *conductor.WorkflowTask) bool { return d.jumpedWithin(x, iteration) })
 }
 
 // done reports whether nothing is left to run.
