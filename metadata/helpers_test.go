@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,4 +107,24 @@ func mustNotFound(tb testing.TB, err error) {
 	if !errors.Is(err, fault.ErrNotFound) {
 		tb.Fatalf("err = %v, want not found", err)
 	}
+}
+
+// clock is a time a test moves by hand (metadata.Options.Now).
+type clock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func newClock() *clock { return &clock{at: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.at
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = c.at.Add(d)
 }

@@ -392,11 +392,9 @@ func TestLogFallback(t *testing.T) {
 func TestTaskDefAbsenceIsAskedAgain(t *testing.T) {
 	t.Parallel()
 	a := newNode(t, nil, metadata.Options{})
-	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clock := newClock()
 	stale := &node{log: a.log, store: testutil.OpenStore(t)}
-	stale.md = metadata.New(a.log, stale.store, nil, metadata.Options{Logger: testutil.Logger(t), Now: clock})
+	stale.md = metadata.New(a.log, stale.store, nil, metadata.Options{Logger: testutil.Logger(t), Now: clock.now})
 	c := ctx(t)
 	if _, found, err := stale.md.LookupTaskDef(c, "late"); err != nil || found {
 		t.Fatalf("lookup before it is registered = %v, %v", found, err)
@@ -407,9 +405,7 @@ func TestTaskDefAbsenceIsAskedAgain(t *testing.T) {
 	if _, found, err := stale.md.LookupTaskDef(c, "late"); err != nil || found {
 		t.Fatalf("lookup within a second of the log's none = %v, %v; want the cached none", found, err)
 	}
-	mu.Lock()
-	now = now.Add(time.Second)
-	mu.Unlock()
+	clock.add(time.Second)
 	if d, found, err := stale.md.LookupTaskDef(c, "late"); err != nil || !found || *d.RetryCount != 1 {
 		t.Fatalf("lookup a second later = %v, %v, %v; want the definition from the log", d, found, err)
 	}
@@ -422,10 +418,8 @@ func TestTaskDefAbsenceIsAskedAgain(t *testing.T) {
 func TestTaskDefAbsenceIsAskedOnceAtATime(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, nil, metadata.Options{})
-	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	md := metadata.New(n.log, n.store, n.runner, metadata.Options{Logger: testutil.Logger(t), Now: clock})
+	clock := newClock()
+	md := metadata.New(n.log, n.store, n.runner, metadata.Options{Logger: testutil.Logger(t), Now: clock.now})
 	c := ctx(t)
 	if _, found, err := md.LookupTaskDef(c, "unregistered"); err != nil || found {
 		t.Fatalf("first lookup = %v, %v", found, err)
@@ -438,9 +432,7 @@ func TestTaskDefAbsenceIsAskedOnceAtATime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	mu.Lock()
-	now = now.Add(time.Second)
-	mu.Unlock()
+	clock.add(time.Second)
 	const lookups = 32
 	var lookedUp sync.WaitGroup
 	start := make(chan struct{})
