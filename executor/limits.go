@@ -39,6 +39,8 @@ type limits struct {
 	log *eventlog.Log
 	mu  sync.Mutex
 	kv  jetstream.KeyValue
+	// stream is kv's stream, whose state anyLines asks.
+	stream jetstream.Stream
 	// checked is when this engine last checked a task type's holders
 	// against the log (concurrency.go).
 	checked map[string]time.Time
@@ -94,6 +96,34 @@ func (l *limits) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 	l.kv = kv
 	return kv, nil
+}
+
+// anyLines reports whether the bucket holds a workflow rate limit's line
+// or an emptied line's deletion marker, from the bucket stream's state:
+// one request, where listing the keys makes a consumer and deletes it,
+// on a cluster two changes the meta group agrees on, every second of
+// every engine, rate limits in use or not.
+func (l *limits) anyLines(ctx context.Context) (bool, error) {
+	if _, err := l.bucket(ctx); err != nil {
+		return false, err
+	}
+	l.mu.Lock()
+	s := l.stream
+	l.mu.Unlock()
+	if s == nil {
+		var err error
+		if s, err = l.log.JetStream().Stream(ctx, "KV_"+limitsBucket); err != nil {
+			return false, err
+		}
+		l.mu.Lock()
+		l.stream = s
+		l.mu.Unlock()
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("$KV."+limitsBucket+"."+lineKeys))
+	if err != nil {
+		return false, err
+	}
+	return len(info.State.Subjects) > 0, nil
 }
 
 // cas runs change on the value of key (nil when it has none) and writes

@@ -67,6 +67,9 @@ func lineKey(name, key string) string {
 	return "w." + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// lineKeys matches every line's key (lineKey).
+const lineKeys = "w.*"
+
 func decodeLine(old []byte) wfLine {
 	var l wfLine
 	if len(old) > 0 && json.Unmarshal(old, &l) != nil {
@@ -350,6 +353,12 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if any, err := e.limits.anyLines(ctx); err != nil || !any {
+		if err != nil {
+			return fmt.Errorf("%w: workflow rate limits: %v", fault.ErrUnavailable, err)
+		}
+		return nil
+	}
 	if e.limits.markersDue(e.cfg.Now()) {
 		// An emptied line leaves a deletion marker, which the listing
 		// below reads as well: those older than half an hour go.
@@ -357,7 +366,7 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 			return fmt.Errorf("%w: workflow rate limits: purge emptied lines: %v", fault.ErrUnavailable, err)
 		}
 	}
-	keys, err := kv.ListKeysFiltered(ctx, "w.*")
+	keys, err := kv.ListKeysFiltered(ctx, lineKeys)
 	if err != nil {
 		return fmt.Errorf("%w: workflow rate limits: %v", fault.ErrUnavailable, err)
 	}

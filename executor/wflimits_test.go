@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -328,5 +330,37 @@ func TestSubWorkflowRunsOnItsAncestorsPlace(t *testing.T) {
 				t.Fatalf("rateLimited %v, queued %v; want %v, %v", w.RateLimited, w.Queued, tc.wantLimited, tc.wantQueued)
 			}
 		})
+	}
+}
+
+// An engine whose workflows have no rate limit sweeps no line, and makes
+// no consumer to find that out: listing the bucket's keys made one and
+// deleted it every second (on a cluster, two changes the meta group
+// agrees on), rate limits in use or not. Once a line exists, the sweep
+// lists the lines again.
+func TestIdleSweepMakesNoConsumer(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	l := testutil.OpenLog(t, "")
+	made := make(chan *nats.Msg, 64)
+	sub, err := l.Conn().ChanSubscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.KV_"+limitsBucket+".>", made)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	// Three sweeps' time.
+	select {
+	case m := <-made:
+		t.Fatalf("an idle engine made a consumer on its limits bucket: %s", m.Data)
+	case <-time.After(3*wfSweepEvery + wfSweepEvery/2):
+	}
+	if _, err := e.placeStart(ctx, "n", &engine.RateLimit{Limit: 1, Key: "k"}, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-made:
+	case <-ctx.Done():
+		t.Fatal("no sweep listed the lines once one existed")
 	}
 }
