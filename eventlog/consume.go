@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/internal/logkey"
 )
 
 // ConsumerConfig describes a durable consumer shared by every process that
@@ -21,6 +24,13 @@ type ConsumerConfig struct {
 	AckWait time.Duration
 	// MaxDeliver bounds redeliveries of one message (-1: unbounded).
 	MaxDeliver int
+	// Erase overwrites each message in the stream's store once it is
+	// handled (acknowledged or rejected as poison), before it is
+	// acknowledged: a work queue's acknowledged message is only marked
+	// deleted, its bytes left in its block's file until every message of
+	// the block is gone, and what a message carries (a start's input, which
+	// the workflow may seal) must not stay on disk in plaintext.
+	Erase bool
 }
 
 // Delivery is one message handed to a durable subscriber.
@@ -77,6 +87,15 @@ func (l *Log) EnsureConsumer(ctx context.Context, cfg ConsumerConfig) (jetstream
 	return cons, nil
 }
 
+// DeletedAlready reports whether a message deletion failed because the
+// message is gone: another process erased it first. The server answers
+// with a generic deletion failure (JSStreamMsgDeleteFailedF) whose text
+// the client keeps only as a string.
+func DeletedAlready(err error) bool {
+	return errors.Is(err, jetstream.ErrMsgNotFound) ||
+		errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
+}
+
 // consumerTimeout bounds the wait for the answer to a consumer's creation,
 // which on a cluster the meta leader proposes and the stream's leader
 // applies: longer than an append's.
@@ -89,6 +108,22 @@ func (l *Log) Subscribe(ctx context.Context, cfg ConsumerConfig, handle Handler)
 	if err != nil {
 		return nil, err
 	}
+	var stream jetstream.Stream
+	if cfg.Erase {
+		if stream, err = l.js.Stream(ctx, cfg.Stream); err != nil {
+			return nil, fmt.Errorf("subscribe %s/%s: %w", cfg.Stream, cfg.Durable, err)
+		}
+	}
+	erase := func(seq uint64) {
+		if stream == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+		if err := stream.SecureDeleteMsg(ctx, seq); err != nil && !DeletedAlready(err) {
+			l.logger.Warn("handled message not erased from its stream", logkey.Stream, cfg.Stream, logkey.Seq, seq, logkey.Err, err)
+		}
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
@@ -99,8 +134,10 @@ func (l *Log) Subscribe(ctx context.Context, cfg ConsumerConfig, handle Handler)
 			StreamSeq: md.Sequence.Stream, NumDelivered: md.NumDelivered, msg: m}
 		switch err := handle(ctx, d); {
 		case err == nil:
+			erase(d.StreamSeq)
 			_ = m.Ack()
 		case errors.Is(err, ErrPoison):
+			erase(d.StreamSeq)
 			_ = m.Term()
 		default:
 			delay := time.Duration(min(md.NumDelivered, 10)) * 200 * time.Millisecond

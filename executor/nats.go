@@ -707,7 +707,10 @@ func (e *Executor) consumeStartCommands() error {
 		// as poison (logged, terminated); any other failure (the store
 		// unavailable) is tried again, with back-off, until it passes, so
 		// that an outage strands no command.
-		Filter: workers.StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: -1}, e.handleStartCommand)
+		// Erased once handled: a start's input may hold what its
+		// workflow seals, which the acknowledgement alone would leave in
+		// the stream's files until their block goes.
+		Filter: workers.StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: -1, Erase: true}, e.handleStartCommand)
 	if err != nil {
 		return err
 	}

@@ -670,7 +670,7 @@ func (k *Keys) erase(ctx context.Context, b bucket, key string, keep uint64) (in
 			if err != nil {
 				return erased, err
 			}
-			if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !deletedAlready(err) {
+			if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !eventlog.DeletedAlready(err) {
 				return erased, err
 			}
 			erased++
@@ -687,21 +687,12 @@ func (k *Keys) erase(ctx context.Context, b bucket, key string, keep uint64) (in
 		if keep != 0 && m.Sequence >= keep {
 			return erased, nil
 		}
-		if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !deletedAlready(err) {
+		if err := b.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil && !eventlog.DeletedAlready(err) {
 			return erased, err
 		}
 		erased++
 		seq = m.Sequence + 1
 	}
-}
-
-// deletedAlready reports whether a message deletion failed because the
-// message is gone: another process erased it first. The server answers
-// with a generic deletion failure (JSStreamMsgDeleteFailedF) whose text
-// the client keeps only as a string.
-func deletedAlready(err error) bool {
-	return errors.Is(err, jetstream.ErrMsgNotFound) ||
-		errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
 }
 
 // RotateResult reports a rotation.
