@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -9,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/engine"
-	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 )
@@ -38,19 +36,6 @@ func TestPublishedStartLeavesNoPlaintext(t *testing.T) {
 	}
 	h.e.waitStatus(engine.DeriveID("start-command", "sealed-1"), "RUNNING")
 	// Handled: erased, then acknowledged, which leaves the unread one.
-	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		s, err := js.Stream(ctx, eventlog.Commands.Name)
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.State.Msgs != 1 {
-			return fmt.Errorf("%d commands in the stream, want the unread one", info.State.Msgs)
-		}
-		return nil
-	})
+	h.e.waitCommandsLeft(1)
 	h.scan(t)
 }

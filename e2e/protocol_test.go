@@ -425,7 +425,11 @@ func TestProducerStartsAsItself(t *testing.T) {
 
 // waitCommandsConsumed waits until the engine consumed every start command
 // (FV_CMD is a work queue).
-func (e *env) waitCommandsConsumed() {
+func (e *env) waitCommandsConsumed() { e.waitCommandsLeft(0) }
+
+// waitCommandsLeft waits until the command stream holds left commands
+// (those nobody consumes): a handled command goes once it is answered.
+func (e *env) waitCommandsLeft(left uint64) {
 	e.t.Helper()
 	ctx := testutil.Context(e.t, 10*time.Second)
 	testutil.Eventually(e.t, 10*time.Second, 50*time.Millisecond, func() error {
@@ -437,8 +441,8 @@ func (e *env) waitCommandsConsumed() {
 		if err != nil {
 			return err
 		}
-		if info.State.Msgs != 0 {
-			return fmt.Errorf("%d commands left", info.State.Msgs)
+		if info.State.Msgs != left {
+			return fmt.Errorf("%d commands left, want %d", info.State.Msgs, left)
 		}
 		return nil
 	})
