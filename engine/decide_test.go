@@ -1882,3 +1882,29 @@ func TestReclaimedTaskThatKeepsKillingFails(t *testing.T) {
 	}
 	h.wantStatus(conductor.WorkflowFailed)
 }
+
+// An EXCLUSIVE_JOIN none of whose tasks ran completes, with an empty
+// output, once nothing runs that could still bring one; a JOIN that waits
+// for it is not such a task. Before, it waited for every other running
+// task, the JOIN on it among them, and the workflow stood still for ever
+// (found by FuzzLifecycleExclusiveJoin: a fork branch whose SWITCH took
+// its empty default case).
+func TestExclusiveJoinOnNothingThatRan(t *testing.T) {
+	def := `{"name":"x","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	   [{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"c",
+	     "inputParameters":{"c":"${workflow.input.c}"},"decisionCases":{"a":[{"name":"a1","taskReferenceName":"a1"}]},"defaultCase":[]},
+	    {"name":"ej","taskReferenceName":"ej","type":"EXCLUSIVE_JOIN","joinOn":["a1"]}],
+	   [{"name":"b1","taskReferenceName":"b1"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["ej","b1"]},
+	 {"name":"after","taskReferenceName":"after"}]}`
+	h := newHarness(t, def, map[string]any{"c": "z"})
+	h.wantTask("ej", conductor.TaskInProgress) // b1 runs: it might lead to a1
+	h.complete("b1", nil)
+	if ej := h.wantTask("ej", conductor.TaskCompleted); len(ej.Output) != 0 {
+		t.Fatalf("ej output %v, want none", ej.Output)
+	}
+	h.wantTask("join", conductor.TaskCompleted)
+	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}

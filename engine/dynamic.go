@@ -691,8 +691,8 @@ func priorityValue(v any) (int, bool) {
 // evaluateExclusiveJoin completes an EXCLUSIVE_JOIN once one of its joinOn
 // tasks (else one of defaultExclusiveJoinTask) has finished, with that
 // task's output; it fails if that task failed. When none of them ran and
-// nothing else is running, it completes with an empty output rather than
-// wait forever.
+// nothing that could still bring one runs (see mayStillRun), it completes
+// with an empty output rather than wait forever.
 func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 	wt := d.plan.config(ej)
 	if wt == nil {
@@ -716,10 +716,8 @@ func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 	}
 	switch {
 	case found == nil:
-		for _, t := range d.w.Tasks {
-			if t.Active() && t.ID != ej.ID {
-				return false
-			}
+		if d.mayStillRun(ej) {
+			return false
 		}
 		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskCompleted, Output: map[string]any{}, Time: d.now})
 	case conductor.TaskSuccessful(found.Status):
@@ -732,4 +730,27 @@ func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 		d.failed(d.w.task(ej.ID))
 	}
 	return true
+}
+
+// mayStillRun reports whether a task of the workflow runs that could still
+// lead to one an EXCLUSIVE_JOIN waits for. JOINs and EXCLUSIVE_JOINs run
+// only by waiting for others, and a loop whose body holds ej waits for
+// it: were they counted, a JOIN on ej (ej in a fork branch whose SWITCH
+// took an empty case) would wait for ej and ej for the JOIN, for ever.
+func (d *decision) mayStillRun(ej *Task) bool {
+	for _, t := range d.w.Tasks {
+		if !t.Active() || t.ID == ej.ID {
+			continue
+		}
+		switch t.Type {
+		case conductor.TaskTypeJoin, conductor.TaskTypeExclusiveJoin:
+			continue
+		case conductor.TaskTypeDoWhile:
+			if ln := d.plan.node(t.Ref); ln != nil && d.inLoop(ej, ln) {
+				continue
+			}
+		}
+		return true
+	}
+	return false
 }

@@ -34,13 +34,34 @@ func FuzzLifecycle(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	f.Fuzz(runLifecycle)
+	f.Fuzz(func(t *testing.T, data []byte) { runLifecycle(t, data, grammar{}) })
 }
 
-// runLifecycle is one run of FuzzLifecycle.
-func runLifecycle(t *testing.T, data []byte) {
+// FuzzLifecycleExclusiveJoin is FuzzLifecycle with an EXCLUSIVE_JOIN
+// after each SWITCH whose cases end in tasks it can wait for. It is a
+// target of its own so that FuzzLifecycle's corpus keeps meaning the
+// definitions it was found with.
+func FuzzLifecycleExclusiveJoin(f *testing.F) {
+	for _, seed := range [][]byte{
+		{},
+		{10, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+		bytes.Repeat([]byte{11, 1, 0, 2, 3}, 12),
+		bytes.Repeat([]byte{10, 9, 4, 7, 0, 8, 2, 25}, 10),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { runLifecycle(t, data, grammar{exclusiveJoins: true}) })
+}
+
+// grammar turns on the definition grammar's optional parts.
+type grammar struct {
+	exclusiveJoins bool
+}
+
+// runLifecycle is one run of a lifecycle fuzz target.
+func runLifecycle(t *testing.T, data []byte, gr grammar) {
 	src := &fuzzSrc{b: data}
-	_, js := genDef(src)
+	_, js := genDef(src, gr)
 	parsed := parseDef(t, js)
 	if err := engine.ValidateWorkflowDef(parsed); err != nil {
 		t.Fatalf("the grammar made an invalid definition: %v\n%s", err, js)
@@ -82,11 +103,12 @@ func (s *fuzzSrc) done() bool { return s.i >= len(s.b) }
 // WAIT, SUB_WORKFLOW, TERMINATE and SET_VARIABLE.
 type defGen struct {
 	src  *fuzzSrc
+	gr   grammar
 	refs int
 }
 
-func genDef(src *fuzzSrc) (*defGen, string) {
-	g := &defGen{src: src}
+func genDef(src *fuzzSrc, gr grammar) (*defGen, string) {
+	g := &defGen{src: src, gr: gr}
 	def := map[string]any{"name": "fz", "version": 1, "schemaVersion": 2, "tasks": g.list(0, false, 1+src.n(4))}
 	if src.n(4) == 0 {
 		def["timeoutSeconds"] = 30 + src.n(600)
@@ -147,9 +169,13 @@ func (g *defGen) task(depth int, inLoop bool) []any {
 		if g.src.n(2) == 0 {
 			cases["b"] = g.list(depth+1, inLoop, g.src.n(2))
 		}
-		return []any{map[string]any{"name": ref, "taskReferenceName": ref, "type": "SWITCH", "evaluatorType": "value-param",
+		sw := map[string]any{"name": ref, "taskReferenceName": ref, "type": "SWITCH", "evaluatorType": "value-param",
 			"expression": "c", "inputParameters": map[string]any{"c": param}, "decisionCases": cases,
-			"defaultCase": g.list(depth+1, inLoop, g.src.n(2))}}
+			"defaultCase": g.list(depth+1, inLoop, g.src.n(2))}
+		if !g.gr.exclusiveJoins {
+			return []any{sw}
+		}
+		return append([]any{sw}, g.exclusiveJoin(cases, sw["defaultCase"].([]any))...)
 	case 12: // DO_WHILE
 		if inLoop {
 			return g.simple()
@@ -191,6 +217,32 @@ func (g *defGen) task(depth int, inLoop bool) []any {
 			"inputParameters": map[string]any{"v": []string{"a", "b"}[g.src.n(2)]}}}
 	}
 	return g.simple()
+}
+
+// exclusiveJoin returns an EXCLUSIVE_JOIN on the last task of each of a
+// SWITCH's cases (its default case's as defaultExclusiveJoinTask), or
+// nothing when no case ends in a task.
+func (g *defGen) exclusiveJoin(cases map[string]any, dflt []any) []any {
+	last := func(list []any) []string {
+		if len(list) == 0 {
+			return nil
+		}
+		return []string{list[len(list)-1].(map[string]any)["taskReferenceName"].(string)}
+	}
+	var on []string
+	for _, k := range slices.Sorted(maps.Keys(cases)) {
+		on = append(on, last(cases[k].([]any))...)
+	}
+	dfltOn := last(dflt)
+	if len(on)+len(dfltOn) == 0 {
+		return nil
+	}
+	ref := g.ref("xjoin")
+	t := map[string]any{"name": ref, "taskReferenceName": ref, "type": "EXCLUSIVE_JOIN", "joinOn": on}
+	if len(dfltOn) > 0 {
+		t["defaultExclusiveJoinTask"] = dfltOn
+	}
+	return []any{t}
 }
 
 func (g *defGen) simple() []any {
