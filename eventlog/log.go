@@ -823,21 +823,71 @@ func (l *Log) knownFailed(stream string) error {
 // at once while the stream's store is known to have failed a write
 // (knownFailed), and, when it goes unanswered because that store failed,
 // failed with why (ErrNoStorage or ErrOutOfFiles, and ErrStoreFailed:
-// whether it was stored is unknown) rather than with a bare timeout. A
-// refusal for want of storage is ErrNoStorage (NoStorage). Without it, a
-// bucket whose store failed on a full disk had each of its writes wait
-// out its whole timeout, for "context deadline exceeded".
+// whether it was stored is unknown) rather than with a bare timeout, and
+// no later than an append would find it out: a write still unanswered
+// after publishTimeout is cut short once its store is found failed,
+// whatever time its caller gave it. A refusal for want of storage is
+// ErrNoStorage (NoStorage). Without it, a bucket whose store failed on a
+// full disk had each of its writes wait out its whole timeout, for
+// "context deadline exceeded": a task's take its 30 s, an event's claim
+// the 30 s its actions had, a cached output the 5 minutes of an effect.
 func (l *Log) GuardWrite(ctx context.Context, stream string, write func(context.Context) error) error {
 	if err := l.knownFailed(stream); err != nil {
 		return err
 	}
-	err := write(ctx)
+	wctx, stop := l.cutIfStoreFails(ctx, stream)
+	err := write(wctx)
+	stop()
+	var cut *storeCut
+	if errors.As(context.Cause(wctx), &cut) {
+		return fmt.Errorf("no answer in %s (%w: %w) (stream %s)", publishTimeout, storeFull(cut.werr), ErrStoreFailed, stream)
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
 		if werr := l.storeWriteError(stream); werr != nil {
 			return fmt.Errorf("%w (%w: %w) (stream %s)", err, storeFull(werr), ErrStoreFailed, stream)
 		}
 	}
 	return NoStorage(err)
+}
+
+// storeCut is why cutIfStoreFails ended a write: its stream's store
+// failed a write (werr).
+type storeCut struct{ werr error }
+
+func (c *storeCut) Error() string { return c.werr.Error() }
+
+// cutIfStoreFails returns ctx for a write to stream that ends, once the
+// write has gone unanswered for publishTimeout, as soon as a look at the
+// stream (every publishTimeout) finds its store failed, and stop, which
+// ends the looking once the write returned. The looking is a timer, made
+// and stopped for a write answered in time. None for an external
+// server, whose store is not looked at (streamWriteError), nor for a
+// write whose caller gives it no longer than a look would wait, or no
+// deadline, which JetStream's client bounds by its default timeout (the
+// same 5 s): it times out first, and GuardWrite asks why.
+func (l *Log) cutIfStoreFails(ctx context.Context, stream string) (context.Context, func()) {
+	if d, ok := ctx.Deadline(); l.ns == nil || !ok || time.Until(d) <= publishTimeout {
+		return ctx, func() {}
+	}
+	wctx, cancel := context.WithCancelCause(ctx)
+	var t *time.Timer
+	look := func() {
+		if wctx.Err() != nil {
+			return // answered, or its caller gave up
+		}
+		if werr := l.storeWriteError(stream); werr != nil {
+			cancel(&storeCut{werr: werr})
+			return
+		}
+		t.Reset(publishTimeout)
+	}
+	// Made stopped and then set, so that look sees t.
+	t = time.AfterFunc(math.MaxInt64, look)
+	t.Reset(publishTimeout)
+	return wctx, func() {
+		t.Stop()
+		cancel(nil)
+	}
 }
 
 // storeFull is the error a store's write error werr means for an append:

@@ -98,14 +98,18 @@ func TestStoreRestartsOnceTheDiskHasRoom(t *testing.T) {
 	}
 	// Guarded, a put to the bucket fails as an append does: the one
 	// nobody answers saying the store failed, not only that it timed
-	// out, and those after it at once.
+	// out, once the store is found failed (not when the minute its
+	// caller gave it runs out), and those after it at once.
+	expired := false // the last put's time ran out
 	put := func(key string) error {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		return l.GuardWrite(pctx, "KV_recover", func(ctx context.Context) error {
+		err := l.GuardWrite(pctx, "KV_recover", func(ctx context.Context) error {
 			_, err := kv.Put(ctx, key, []byte(strings.Repeat("v", 4<<10)))
 			return err
 		})
+		expired = pctx.Err() != nil
+		return err
 	}
 	for j := 0; ; j++ {
 		if j == 100 {
@@ -118,6 +122,10 @@ func TestStoreRestartsOnceTheDiskHasRoom(t *testing.T) {
 		if !errors.Is(err, eventlog.ErrNoStorage) || !strings.Contains(err.Error(), "KV_recover") {
 			t.Fatalf("put %d to a bucket on a full disk: %v; want ErrNoStorage, naming its stream", j, err)
 		}
+		if expired {
+			t.Fatalf("put %d to a bucket on a full disk waited out the minute it was given: %v", j, err)
+		}
+		t.Logf("put %d to a bucket on a full disk: %v", j, err)
 		break
 	}
 	if err := put("refused"); !errors.Is(err, eventlog.ErrNoStorage) || errors.Is(err, eventlog.ErrStoreFailed) ||

@@ -51,20 +51,45 @@ var (
 // Seen records which actions of which handlers ran on which events.
 type Seen struct {
 	kv    jetstream.KeyValue
+	guard WriteGuard
 	lease time.Duration
 	now   func() time.Time
 }
 
+// WriteGuard runs a write to a bucket's stream, refusing it at once, and
+// saying why, while the stream's store is known to store nothing, and
+// ending it once the store is found failed (*eventlog.Log). Unguarded, a
+// claim on a bucket whose store failed (a full disk) waited out the time
+// of the event's actions, and the action, run then, failed for want of
+// it.
+type WriteGuard interface {
+	GuardWrite(ctx context.Context, stream string, write func(context.Context) error) error
+}
+
 // OpenSeen creates or opens SeenBucket in js, kept on disk as the log is
-// (replicas copies): a server's restart must not forget what ran.
-func OpenSeen(ctx context.Context, js jetstream.JetStream, replicas int) (*Seen, error) {
+// (replicas copies): a server's restart must not forget what ran. guard,
+// when set, guards its writes.
+func OpenSeen(ctx context.Context, js jetstream.JetStream, replicas int, guard WriteGuard) (*Seen, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SeenBucket,
 		Description: "event handlers' actions run, by handler, message id and action", History: 1, TTL: SeenFor,
 		Storage: jetstream.FileStorage, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("event handlers' bucket: %w", err)
 	}
-	return &Seen{kv: kv, lease: ClaimLease, now: time.Now}, nil
+	return &Seen{kv: kv, guard: guard, lease: ClaimLease, now: time.Now}, nil
+}
+
+// write runs write, a write to the bucket that returns the revision it
+// wrote, through the guard.
+func (s *Seen) write(ctx context.Context, write func(context.Context) (uint64, error)) (rev uint64, err error) {
+	if s.guard == nil {
+		return write(ctx)
+	}
+	err = s.guard.GuardWrite(ctx, "KV_"+SeenBucket, func(ctx context.Context) (err error) {
+		rev, err = write(ctx)
+		return err
+	})
+	return rev, err
 }
 
 // seenKey names action i of handler on the event with message id msgID.
@@ -103,7 +128,7 @@ func (s *Seen) claim(ctx context.Context, key string) (claim, claimed, error) {
 	// engine of an older version deletes the claims of actions that
 	// failed in a way that may pass.
 	for range 3 {
-		rev, err := s.kv.Create(ctx, key, claimRuns)
+		rev, err := s.write(ctx, func(ctx context.Context) (uint64, error) { return s.kv.Create(ctx, key, claimRuns) })
 		if err == nil {
 			return claim{key: key, rev: rev}, claimHeld, nil
 		}
@@ -125,7 +150,7 @@ func (s *Seen) claim(ctx context.Context, key string) (claim, claimed, error) {
 		default:
 			return claim{}, claimRan, nil
 		}
-		rev, err = s.kv.Update(ctx, key, claimRuns, e.Revision())
+		rev, err = s.write(ctx, func(ctx context.Context) (uint64, error) { return s.kv.Update(ctx, key, claimRuns, e.Revision()) })
 		if err == nil {
 			return claim{key: key, rev: rev, resumed: true}, claimHeld, nil
 		}
@@ -139,7 +164,7 @@ func (s *Seen) claim(ctx context.Context, key string) (claim, claimed, error) {
 // end records how c's action ended (claimDone, claimRetry), unless
 // another engine took the claim over since.
 func (s *Seen) end(ctx context.Context, c claim, how []byte) error {
-	if _, err := s.kv.Update(ctx, c.key, how, c.rev); err != nil {
+	if _, err := s.write(ctx, func(ctx context.Context) (uint64, error) { return s.kv.Update(ctx, c.key, how, c.rev) }); err != nil {
 		return fmt.Errorf("end an event's action's claim: %w", err)
 	}
 	return nil

@@ -98,6 +98,19 @@ func (l *limits) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
+// writeBucket runs write, a write to bucket on log's server that returns
+// the revision it wrote, through the log's guard: on a bucket whose store
+// failed (a full disk) it fails as an append does (eventlog.ErrNoStorage),
+// at once once the store is known failed, where each write waited out its
+// caller's time (GuardWrite).
+func writeBucket(ctx context.Context, log *eventlog.Log, bucket string, write func(context.Context) (uint64, error)) (rev uint64, err error) {
+	err = log.GuardWrite(ctx, "KV_"+bucket, func(ctx context.Context) (err error) {
+		rev, err = write(ctx)
+		return err
+	})
+	return rev, err
+}
+
 // anyLines reports whether the bucket holds a workflow rate limit's line
 // or an emptied line's deletion marker, from the bucket stream's state:
 // one request, where listing the keys makes a consumer and deletes it,
@@ -153,20 +166,25 @@ func (l *limits) cas(ctx context.Context, key, what string, change func(old []by
 		if err != nil || next == nil {
 			return err
 		}
+		if len(next) == 0 && rev == 0 {
+			return nil
+		}
+		_, err = writeBucket(ctx, l.log, limitsBucket, func(ctx context.Context) (uint64, error) {
+			switch {
+			case len(next) == 0:
+				return 0, kv.Delete(ctx, key, jetstream.LastRevision(rev))
+			case rev == 0:
+				return kv.Create(ctx, key, next)
+			}
+			return kv.Update(ctx, key, next, rev)
+		})
 		switch {
-		case len(next) == 0 && rev == 0:
+		case err == nil:
 			return nil
-		case len(next) == 0:
-			err = kv.Delete(ctx, key, jetstream.LastRevision(rev))
-		case rev == 0:
-			_, err = kv.Create(ctx, key, next)
-		default:
-			_, err = kv.Update(ctx, key, next, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		case errors.Is(err, eventlog.ErrNoStorage), errors.Is(err, eventlog.ErrOutOfFiles):
+			// Unavailable already, and a 503 that says why.
+			return fmt.Errorf("%s: %w", what, err)
+		case !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			return fmt.Errorf("%w: %s: %v", fault.ErrUnavailable, what, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,6 +51,8 @@ type outputCache struct {
 	counts *prometheus.CounterVec // by result: hit, miss, error, stored
 	mu     sync.Mutex
 	kv     jetstream.KeyValue
+	// refused: the last put was refused for want of storage, and said so.
+	refused atomic.Bool
 }
 
 // cachedOutput is a cache entry.
@@ -120,8 +123,23 @@ func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Put(ctx, eff.Key, b); err != nil {
+	_, err = writeBucket(ctx, c.log, cacheBucket, func(ctx context.Context) (uint64, error) { return kv.Put(ctx, eff.Key, b) })
+	if errors.Is(err, eventlog.ErrNoStorage) || errors.Is(err, eventlog.ErrOutOfFiles) {
+		// A cache: the output is not kept, and the next task with its key
+		// runs. Failed, the effect would be tried again for its 5
+		// minutes, refused each time until the store has room, a warning
+		// each.
+		c.counts.WithLabelValues("error").Inc()
+		if !c.refused.Swap(true) {
+			c.logger.Warn("task outputs not cached until the cache's store has room: the tasks run again", logkey.Err, err)
+		}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("cache task output: %w", err)
+	}
+	if c.refused.Swap(false) {
+		c.logger.Info("task outputs cached again")
 	}
 	c.counts.WithLabelValues("stored").Inc()
 	return nil

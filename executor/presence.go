@@ -147,7 +147,9 @@ func (e *Executor) announce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", aliveSubjectPrefix+e.boot, err)
 	}
-	rev, err := kv.Create(ctx, e.boot, []byte(e.holder))
+	rev, err := writeBucket(ctx, e.log, presenceBucket, func(ctx context.Context) (uint64, error) {
+		return kv.Create(ctx, e.boot, []byte(e.holder))
+	})
 	if err != nil {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("announce this engine's process: %w", err)
@@ -159,24 +161,29 @@ func (e *Executor) announce(ctx context.Context) error {
 // heartbeat refreshes this process's presence. A key that is gone (the
 // process was paused, or cut from NATS, past the TTL) is written again:
 // the tasks it ran may have been taken back meanwhile, and their results
-// here will be ignored, as an expired lease's are.
-func (e *Executor) heartbeat(ctx context.Context) {
+// here will be ignored, as an expired lease's are. Its writes are
+// guarded as appends are: on a bucket whose store failed (a full disk)
+// each is refused at once, where each waited out its timeout, a
+// heartbeat's worth.
+func (e *Executor) heartbeat(ctx context.Context) error {
 	p := e.presence
-	rev, err := p.kv.Update(ctx, e.boot, []byte(e.holder), p.rev)
+	rev, err := writeBucket(ctx, e.log, presenceBucket, func(ctx context.Context) (uint64, error) {
+		return p.kv.Update(ctx, e.boot, []byte(e.holder), p.rev)
+	})
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
-		rev, err = p.kv.Create(ctx, e.boot, []byte(e.holder))
+		rev, err = writeBucket(ctx, e.log, presenceBucket, func(ctx context.Context) (uint64, error) {
+			return p.kv.Create(ctx, e.boot, []byte(e.holder))
+		})
 		if err == nil {
 			e.cfg.Logger.Warn("this engine's presence had lapsed (paused or cut from NATS longer than its TTL); other engines may have taken back its system tasks, whose results here are then ignored",
 				logkey.Duration, e.cfg.PresenceTTL)
 		}
 	}
 	if err != nil {
-		if ctx.Err() == nil {
-			e.cfg.Logger.Warn("this engine's presence not refreshed", logkey.Err, err)
-		}
-		return
+		return err
 	}
 	p.rev = rev
+	return nil
 }
 
 // withdrawPresence deletes this process's presence at a clean stop: what it
@@ -201,20 +208,29 @@ func (e *Executor) withdrawPresence() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	if _, err := e.log.JetStream().PublishMsg(ctx, m); err != nil {
+	if _, err := writeBucket(ctx, e.log, presenceBucket, func(ctx context.Context) (uint64, error) {
+		ack, err := e.log.JetStream().PublishMsg(ctx, m)
+		if err != nil {
+			return 0, err
+		}
+		return ack.Sequence, nil
+	}); err != nil {
 		e.cfg.Logger.Warn("this engine's presence not withdrawn; other engines wait for its TTL", logkey.Err, err)
 	}
 }
 
 // presenceLoop takes back at once the tasks of processes no longer
 // present, then refreshes this process's presence every heartbeat, and
-// takes back the tasks of those that vanished since the last.
+// takes back the tasks of those that vanished since the last. A
+// heartbeat that keeps failing (its bucket's store failed on a full
+// disk) is logged as every logs a pass that fails, not each time: the
+// pass, which logs its own failures, runs all the same.
 func (e *Executor) presenceLoop(ctx context.Context) {
 	e.presencePass(ctx)
-	e.every(ctx, e.cfg.PresenceTTL/heartbeats, "", func(ctx context.Context) error {
-		e.heartbeat(ctx)
+	e.every(ctx, e.cfg.PresenceTTL/heartbeats, "this engine's presence not refreshed", func(ctx context.Context) error {
+		err := e.heartbeat(ctx)
 		e.presencePass(ctx)
-		return nil // each logs its own failures
+		return err
 	})
 }
 
