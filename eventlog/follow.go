@@ -21,15 +21,21 @@ type Follower struct {
 	cons   jetstream.Consumer
 	it     jetstream.MessagesContext
 	// next carries what the iterator returns, read by pump: the
-	// iterator does not return while it makes its consumer again on a
-	// server that has not got the stream (one that came back without
-	// its data), and Next must return when the log is lost. It holds
+	// iterator does not return while it makes its consumer again (each
+	// attempt waits up to 10 s for its answer, on a server that has not
+	// got the stream, one that came back without its data), and Next
+	// must return when the log is lost. It holds
 	// one record: the iterator bounds the bytes fetched ahead, and a
 	// catch-up is no slower for it (30,000 records in the same time).
 	next     chan delivered
 	done     chan struct{} // closed by Stop
 	stopOnce sync.Once
 }
+
+// ErrFollowerLost is a follower that lost its consumer and could not
+// make it again: it delivers nothing more. Its reader follows again from
+// the last record it handled, under a consumer of a new name.
+var ErrFollowerLost = errors.New("follower lost its consumer")
 
 type delivered struct {
 	m   jetstream.Msg
@@ -48,7 +54,18 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	// A follower that dies without Stop (its process killed) leaves its
 	// consumer on an external server until this passes without a pull:
 	// nats-server's default is 5 minutes, six consumers a restart.
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: followerInactive}
+	//
+	// nats.go makes a lost consumer again under one name, attempt after
+	// attempt, for as long as it takes. On a cluster, one made within
+	// seconds of a server's death (an engine connected to that server
+	// reconnects to another and makes all its consumers again at once)
+	// may be put on the dead server, which the meta leader counts up for
+	// about 2 s more: no attempt under that name is answered, then
+	// "consumer is offline" once the server is known gone, and the read
+	// model stood still until the server came back. One attempt, then
+	// ErrFollowerLost: the reader follows again, under a new name.
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: followerInactive,
+		MaxResetAttempts: 1}
 	if after > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
@@ -101,7 +118,7 @@ func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err er
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			return Record{}, 0, ErrClosed
 		}
-		return Record{}, 0, fmt.Errorf("follow %s: %w", f.stream, err)
+		return Record{}, 0, fmt.Errorf("follow %s: %w: %w", f.stream, ErrFollowerLost, err)
 	}
 	// A record delivered after a reconnection waits for the check that
 	// the server still holds what the log knew: it may be a record of a

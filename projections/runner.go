@@ -417,7 +417,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 		return fmt.Errorf("projection %s: %w", name, err)
 	}
-	defer f.Stop()
+	defer func() { f.Stop() }() // the last one: a follower lost is replaced
 
 	batch := &Batch{prefix: []byte(dataPrefix + name + "/")}
 	var last uint64 // highest sequence written to the open batch
@@ -432,6 +432,23 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			r.idle, r.busyAt = false, time.Now()
 		}
 		r.mu.Unlock()
+		if err != nil && ctx.Err() == nil && errors.Is(err, eventlog.ErrFollowerLost) {
+			r.cfg.Logger.Warn("read model follows its stream again", logkey.Stream, r.cfg.Stream, logkey.Seq, from, logkey.Err, err)
+			if err := r.commit(batch, last, n); err != nil {
+				return err
+			}
+			n = 0
+			f.Stop()
+			again, err := r.followAgain(ctx, from)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("projection %s: %w", name, err)
+			}
+			f = again
+			continue
+		}
 		if err != nil {
 			batch.b.Close()
 			if ctx.Err() != nil {
@@ -486,6 +503,32 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 	}
 }
+
+// followAgain follows the stream after seq, once a follower lost its
+// consumer, until it can or the log is lost or closed: the consumer is
+// made on a cluster that may have lost a server moments ago, and has no
+// meta leader until the others elect one.
+func (r *Runner) followAgain(ctx context.Context, seq uint64) (*eventlog.Follower, error) {
+	for wait := refollowWait; ; wait = min(2*wait, maxRefollowWait) {
+		f, err := r.log.Follow(ctx, r.cfg.Stream, seq)
+		if err == nil || r.log.Err() != nil || errors.Is(err, eventlog.ErrClosed) {
+			return f, err
+		}
+		r.cfg.Logger.Warn("read model cannot follow its stream again yet", logkey.Stream, r.cfg.Stream, logkey.Seq, seq, logkey.Err, err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// refollowWait and maxRefollowWait space the attempts of followAgain, as
+// nats.go spaces its own.
+const (
+	refollowWait    = time.Second
+	maxRefollowWait = 10 * time.Second
+)
 
 func isPoison(err error) bool {
 	return errors.Is(err, ErrPoison) || errors.Is(err, schemas.ErrCorrupt) || errors.Is(err, schemas.ErrUnknownType)
