@@ -23,16 +23,11 @@ import (
 // waited out the time of the event's actions (actionTimeout), and the
 // action, run then, failed for want of it.
 func TestClaimOnAFullDisk(t *testing.T) {
-	disk, child := testutil.SmallDisk(t, 32<<20)
+	l, disk, child := testutil.SmallDiskLog(t, 32<<20, nil)
 	if !child {
 		return
 	}
 	ctx := testutil.Context(t, 4*time.Minute)
-	l, err := eventlog.Open(ctx, testutil.LogConfig(filepath.Join(disk, "nats")), eventlog.Options{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	s, err := OpenSeen(ctx, l.JetStream(), 1, l)
 	if err != nil {
 		t.Fatal(err)
@@ -52,22 +47,12 @@ func TestClaimOnAFullDisk(t *testing.T) {
 
 	filler := filepath.Join(disk, "filler")
 	testutil.FillDisk(t, filler, 0)
-	for i := 0; ; i++ {
-		if i == 5000 {
-			t.Fatal("5000 claims on a full disk and none refused")
-		}
-		err := claimOne(fmt.Sprintf("full-%d", i))
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, eventlog.ErrNoStorage) {
-			t.Fatalf("claim %d on a full disk: %v; want ErrNoStorage", i, err)
-		}
-		if expired {
-			t.Fatalf("claim %d on a full disk took all the time of the event's actions: %v", i, err)
-		}
-		t.Logf("claim %d on a full disk: %v", i, err)
-		break
+	err = testutil.UntilRefused(t, "claim", func(i int) error { return claimOne(fmt.Sprintf("full-%d", i)) })
+	if !errors.Is(err, eventlog.ErrNoStorage) {
+		t.Fatalf("a claim on a full disk: %v; want ErrNoStorage", err)
+	}
+	if expired {
+		t.Fatalf("a claim on a full disk took all the time of the event's actions: %v", err)
 	}
 	if err := claimOne("refused"); !errors.Is(err, eventlog.ErrNoStorage) ||
 		!strings.Contains(err.Error(), "stream KV_"+SeenBucket+" failed a write and stores nothing until its disk has room again") {

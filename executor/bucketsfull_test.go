@@ -29,19 +29,12 @@ import (
 // caller's time: the limits' the minute given here, for "context
 // deadline exceeded", and the cache's put failed.
 func TestBucketWritesOnAFullDisk(t *testing.T) {
-	disk, child := testutil.SmallDisk(t, 32<<20)
+	// The cache bucket's reservation, a quarter of the store, fits the disk.
+	l, disk, child := testutil.SmallDiskLog(t, 32<<20, func(cfg *eventlog.Config) { cfg.MaxStore = 16 << 20 })
 	if !child {
 		return
 	}
 	ctx := testutil.Context(t, 6*time.Minute)
-	cfg := testutil.LogConfig(filepath.Join(disk, "nats"))
-	// The cache bucket's reservation, a quarter of it, fits the disk.
-	cfg.MaxStore = 16 << 20
-	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	logger, logs := testutil.CapturingLogger()
 	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: logger, PresenceTTL: 1200 * time.Millisecond})
 	beats := make(chan struct{}, 1)
@@ -80,22 +73,12 @@ func TestBucketWritesOnAFullDisk(t *testing.T) {
 	testutil.FillDisk(t, filler, 0)
 	// Each take adds its time to the key's value, which meets the end of
 	// the disk soon.
-	for i := 1; ; i++ {
-		if i == 5000 {
-			t.Fatal("5000 takes' rate limit writes on a full disk and none refused")
-		}
-		err := admit(now.Add(time.Duration(i) * time.Millisecond))
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
-			t.Fatalf("a take's rate limit write on a full disk: %v; want ErrNoStorage, unavailable", err)
-		}
-		if expired {
-			t.Fatalf("a take's rate limit write on a full disk waited out the minute it was given: %v", err)
-		}
-		t.Logf("take %d's rate limit write on a full disk: %v", i, err)
-		break
+	err := testutil.UntilRefused(t, "take's rate limit write", func(i int) error { return admit(now.Add(time.Duration(i) * time.Millisecond)) })
+	if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
+		t.Fatalf("a take's rate limit write on a full disk: %v; want ErrNoStorage, unavailable", err)
+	}
+	if expired {
+		t.Fatalf("a take's rate limit write on a full disk waited out the minute it was given: %v", err)
 	}
 	if err := admit(now.Add(time.Hour)); !errors.Is(err, eventlog.ErrNoStorage) ||
 		!strings.Contains(err.Error(), "stream KV_"+limitsBucket+" failed a write and stores nothing until its disk has room again") {

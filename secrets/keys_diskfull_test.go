@@ -25,16 +25,11 @@ import (
 // waited out its timeout and failed with "context deadline exceeded"
 // alone, which a secret's PUT answered as its 503's reason.
 func TestNewKeyOnAFullDisk(t *testing.T) {
-	disk, child := testutil.SmallDisk(t, 32<<20)
+	l, disk, child := testutil.SmallDiskLog(t, 32<<20, nil)
 	if !child {
 		return
 	}
 	ctx := testutil.Context(t, 4*time.Minute)
-	l, err := eventlog.Open(ctx, testutil.LogConfig(filepath.Join(disk, "nats")), eventlog.Options{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	k, err := OpenKeys(ctx, l.JetStream(), GenerateMasterKey(), KeysOptions{Logger: testutil.Logger(t), Guard: l})
 	if err != nil {
 		t.Fatal(err)
@@ -53,19 +48,9 @@ func TestNewKeyOnAFullDisk(t *testing.T) {
 
 	filler := filepath.Join(disk, "filler")
 	testutil.FillDisk(t, filler, 64<<10)
-	for i := 0; ; i++ {
-		if i == 5000 {
-			t.Fatal("5000 keys on a full disk and none refused")
-		}
-		err := newKey(fmt.Sprintf("secret.full.k%d", i))
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
-			t.Fatalf("key %d on a full disk: %v; want ErrNoStorage, unavailable", i, err)
-		}
-		t.Logf("key %d on a full disk: %v", i, err)
-		break
+	err = testutil.UntilRefused(t, "key", func(i int) error { return newKey(fmt.Sprintf("secret.full.k%d", i)) })
+	if !errors.Is(err, eventlog.ErrNoStorage) || !errors.Is(err, fault.ErrUnavailable) {
+		t.Fatalf("a key on a full disk: %v; want ErrNoStorage, unavailable", err)
 	}
 	for i := range 3 {
 		err := newKey(fmt.Sprintf("secret.full.after%d", i))

@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
 )
 
 // smallDiskEnv tells a test binary run by SmallDisk that it is the child,
@@ -113,4 +116,40 @@ func FillDisk(tb testing.TB, path string, room int64) {
 	if err := f.Truncate(max(size-room, 0)); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// SmallDiskLog is SmallDisk with a log opened on its disk, closed when the
+// test ends; tweak, when set, changes the log's configuration first. In
+// the parent it returns ok false and no log, as SmallDisk does.
+func SmallDiskLog(t *testing.T, size int64, tweak func(*eventlog.Config)) (l *eventlog.Log, disk string, ok bool) {
+	t.Helper()
+	disk, ok = SmallDisk(t, size)
+	if !ok {
+		return nil, "", false
+	}
+	cfg := LogConfig(filepath.Join(disk, "nats"))
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	l, err := eventlog.Open(Context(t, 30*time.Second), cfg, eventlog.Options{Logger: Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, disk, true
+}
+
+// UntilRefused calls write with 1, 2, 3... until a call fails, on a disk
+// filled (FillDisk) so that one must, and returns its error; what names
+// the writes should 5000 of them pass.
+func UntilRefused(t *testing.T, what string, write func(i int) error) error {
+	t.Helper()
+	for i := 1; i <= 5000; i++ {
+		if err := write(i); err != nil {
+			t.Logf("%s %d on a full disk: %v", what, i, err)
+			return err
+		}
+	}
+	t.Fatalf("5000 %ss on a full disk and none refused", what)
+	return nil
 }
