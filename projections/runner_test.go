@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -604,12 +605,18 @@ func TestGenerationMovesWithEveryCommit(t *testing.T) {
 		if err := r.WaitFor(testutil.Context(t, 30*time.Second), last); err != nil {
 			t.Fatal(err)
 		}
-		p.mu.Lock()
-		before, after := p.before, p.after
-		p.mu.Unlock()
-		if len(after) == 0 || len(before) != len(after) {
-			t.Fatalf("append %d: generations before commits %v, after %v", i, before, after)
-		}
+		// Committed follows the commit's setCommitted, which WaitFor
+		// waits for: it may come a moment after.
+		var before, after []uint64
+		testutil.Eventually(t, 10*time.Second, time.Millisecond, func() error {
+			p.mu.Lock()
+			before, after = slices.Clone(p.before), slices.Clone(p.after)
+			p.mu.Unlock()
+			if len(after) == 0 || len(before) != len(after) {
+				return fmt.Errorf("append %d: generations before commits %v, after %v", i, before, after)
+			}
+			return nil
+		})
 		for j := range after {
 			if before[j]%2 != 0 || after[j] != before[j]+2 {
 				t.Fatalf("append %d: commit %d moved the generation from %d to %d, want an even one to the next even", i, j, before[j], after[j])
