@@ -7,7 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Follower delivers a stream's records in order, first those already stored
@@ -30,11 +32,17 @@ type Follower struct {
 	next     chan delivered
 	done     chan struct{} // closed by Stop
 	stopOnce sync.Once
+	// gapless: a record whose consumer sequence is not the one after the
+	// last (lost on its way, the consumer unacknowledged) loses the
+	// follower, whose consumer makes nothing again (clusterConsumer).
+	gapless bool
+	cseq    uint64 // the consumer sequence of the last record delivered
 }
 
 // ErrFollowerLost is a follower that lost its consumer and could not
-// make it again: it delivers nothing more. Its reader follows again from
-// the last record it handled, under a consumer of a new name.
+// make it again, or whose consumer could not be made: it delivers nothing
+// more. Its reader follows again from the last record it handled, under a
+// consumer of a new name.
 var ErrFollowerLost = errors.New("follower lost its consumer")
 
 type delivered struct {
@@ -51,37 +59,83 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	if err := l.Err(); err != nil {
 		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}
-	// A follower that dies without Stop (its process killed) leaves its
-	// consumer on an external server until this passes without a pull:
-	// nats-server's default is 5 minutes, six consumers a restart.
-	//
-	// nats.go makes a lost consumer again under one name, attempt after
-	// attempt, for as long as it takes. On a cluster, one made within
-	// seconds of a server's death (an engine connected to that server
-	// reconnects to another and makes all its consumers again at once)
-	// may be put on the dead server, which the meta leader counts up for
-	// about 2 s more: no attempt under that name is answered, then
-	// "consumer is offline" once the server is known gone, and the read
-	// model stood still until the server came back. One attempt, then
-	// ErrFollowerLost: the reader follows again, under a new name.
+	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessagesWithBytesLimit(2048, 16<<20)}
+	var cons jetstream.Consumer
+	var err error
+	if l.cfg.Replicas > 1 {
+		cons, err = l.clusterConsumer(ctx, stream, after)
+		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders)) {
+			// Put on a server that died, or no meta leader yet: again.
+			err = fmt.Errorf("%w: %w", ErrFollowerLost, err)
+		}
+		opts = append(opts, jetstream.PullHeartbeat(clusterHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
+	} else {
+		cons, err = l.orderedConsumer(ctx, stream, after)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", stream, err)
+	}
+	it, err := cons.Messages(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", stream, err)
+	}
+	f := &Follower{l: l, stream: stream, cons: cons, it: it, next: make(chan delivered, 1), done: make(chan struct{}),
+		gapless: l.cfg.Replicas > 1}
+	go f.pump()
+	return f, nil
+}
+
+// orderedConsumer makes the consumer of a follower of a single server:
+// nats.go's ordered consumer, which makes itself again, from the record
+// after the last it delivered, when it meets a gap, misses heartbeats or
+// reconnects. A follower that dies without Stop (its process killed)
+// leaves it on an external server until followerInactive passes without a
+// pull (nats-server's default is 5 minutes, six consumers a restart).
+// Made again under one name, attempt after attempt, for as long as that
+// takes: one attempt, then ErrFollowerLost, and the reader follows again
+// under a new name.
+func (l *Log) orderedConsumer(ctx context.Context, stream string, after uint64) (jetstream.Consumer, error) {
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: followerInactive,
 		MaxResetAttempts: 1}
 	if after > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
-	cons, err := l.js.OrderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", stream, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2048, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", stream, err)
-	}
-	f := &Follower{l: l, stream: stream, cons: cons, it: it, next: make(chan delivered, 1), done: make(chan struct{})}
-	go f.pump()
-	return f, nil
+	return l.js.OrderedConsumer(ctx, stream, cfg)
 }
+
+// clusterConsumer makes the consumer of a follower on a cluster: what
+// nats.go's ordered consumer makes (R1, in memory, unacknowledged), made
+// by the follower itself, which is lost (ErrFollowerLost) at the first
+// gap or the first clusterHeartbeat gone missing twice, and followed
+// again by its reader under another. The consumer lives on whichever
+// server the meta leader put it, and goes with that server. The ordered
+// consumer noticed it gone by two missed 5 s heartbeats (it leaves aside
+// the "409 Server Shutdown" a server sends as it goes), then made it
+// again with 10 s for an answer: within about 2 s of a server's death the
+// meta leader may still put a consumer on it, which never answers. A read
+// model, and every write of its engine waiting for it, stood still 10 to
+// 14 s after a server shut down or died.
+func (l *Log) clusterConsumer(ctx context.Context, stream string, after uint64) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{Name: "fv_follow_" + nuid.Next(), DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: followerInactive, Replicas: 1, MemoryStorage: true}
+	if after > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = after + 1
+	}
+	ctx, cancel := context.WithTimeout(ctx, clusterCreateTimeout)
+	defer cancel()
+	return l.js.CreateConsumer(ctx, stream, cfg)
+}
+
+// clusterHeartbeat is how often the server holding a cluster follower's
+// consumer says it is there when it has nothing to deliver; two missed,
+// the follower is lost. clusterCreateTimeout bounds the making of its
+// consumer, which may be put on a server that died a moment ago.
+const (
+	clusterHeartbeat     = time.Second
+	clusterCreateTimeout = 3 * time.Second
+)
 
 // pump reads the iterator until it fails or the follower stops.
 func (f *Follower) pump() {
@@ -132,6 +186,13 @@ func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err er
 	md, err := m.Metadata()
 	if err != nil {
 		return Record{}, 0, fmt.Errorf("follow %s: %w", f.stream, err)
+	}
+	if f.gapless {
+		if md.Sequence.Consumer != f.cseq+1 {
+			return Record{}, 0, fmt.Errorf("follow %s: %w: record %d delivered as %d after %d", f.stream, ErrFollowerLost,
+				md.Sequence.Stream, md.Sequence.Consumer, f.cseq)
+		}
+		f.cseq = md.Sequence.Consumer
 	}
 	msgID := m.Headers().Get(jetstream.MsgIDHeader)
 	f.l.saw(f.stream, md.Sequence.Stream, msgID)

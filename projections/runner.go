@@ -410,7 +410,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	if rs, ok := r.proj.(Resetter); ok {
 		rs.Reset()
 	}
-	f, err := r.log.Follow(ctx, r.cfg.Stream, from)
+	f, err := r.follow(ctx, from)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -439,7 +439,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			}
 			n = 0
 			f.Stop()
-			again, err := r.followAgain(ctx, from)
+			again, err := r.follow(ctx, from)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -504,17 +504,19 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	}
 }
 
-// followAgain follows the stream after seq, once a follower lost its
-// consumer, until it can or the log is lost or closed: the consumer is
-// made on a cluster that may have lost a server moments ago, and has no
-// meta leader until the others elect one.
-func (r *Runner) followAgain(ctx context.Context, seq uint64) (*eventlog.Follower, error) {
+// follow follows the stream after seq, again and again while the
+// follower's consumer cannot be made (eventlog.ErrFollowerLost): on a
+// cluster it is made where the meta leader puts it, which may be a server
+// that died a moment ago, and there is no meta leader while the others
+// elect one. It is how a follower that lost its consumer is replaced, and
+// how the first is made.
+func (r *Runner) follow(ctx context.Context, seq uint64) (*eventlog.Follower, error) {
 	for wait := refollowWait; ; wait = min(2*wait, maxRefollowWait) {
 		f, err := r.log.Follow(ctx, r.cfg.Stream, seq)
-		if err == nil || r.log.Err() != nil || errors.Is(err, eventlog.ErrClosed) {
+		if !errors.Is(err, eventlog.ErrFollowerLost) {
 			return f, err
 		}
-		r.cfg.Logger.Warn("read model cannot follow its stream again yet", logkey.Stream, r.cfg.Stream, logkey.Seq, seq, logkey.Err, err)
+		r.cfg.Logger.Warn("read model cannot follow its stream yet", logkey.Stream, r.cfg.Stream, logkey.Seq, seq, logkey.Err, err)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -523,7 +525,7 @@ func (r *Runner) followAgain(ctx context.Context, seq uint64) (*eventlog.Followe
 	}
 }
 
-// refollowWait and maxRefollowWait space the attempts of followAgain, as
+// refollowWait and maxRefollowWait space the attempts of follow, as
 // nats.go spaces its own.
 const (
 	refollowWait    = time.Second

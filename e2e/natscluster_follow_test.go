@@ -1,0 +1,109 @@
+package e2e_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
+)
+
+// A follower (what a read model reads the log with) on a cluster whose
+// consumer is held by another server than its own goes on, every record
+// once and in order, within seconds of that server's shutdown: its
+// consumer is made again once two 1 s heartbeats went missing, or, made
+// on a server that cannot answer, the follower says it is lost and one
+// made again after its last record goes on. Broken, the heartbeats were
+// nats.go's 5 s (the server's "409 Server Shutdown" is only noted): the
+// next record came 10 s after the shutdown.
+func TestNATSClusterFollowerOutlivesItsConsumersServer(t *testing.T) {
+	c := startNATSCluster(t)
+	l := c.openClusterLog(1)
+	c.leadMeta(1)
+	c.leadAll(1)
+	ctx := testutil.Context(t, 2*time.Minute)
+	stream, err := c.jsAPI().Stream(ctx, eventlog.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	appendOne := func(i int) {
+		t.Helper()
+		seq, err := l.Append(ctx, fmt.Sprintf("fv.meta.follow-%d", i),
+			[]schemas.Envelope{testutil.NoteEnvelope(t, fmt.Sprintf("follow-%d", i), i)}, 0)
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		seqs = append(seqs, seq)
+	}
+	appendOne(0)
+
+	// Its consumer goes where the meta leader puts it: follow again until
+	// it is on another server than the follower's own.
+	var f *eventlog.Follower
+	holder := -1
+	for try := 0; holder < 0; try++ {
+		if try == 30 {
+			t.Fatal("every follower's consumer was put on server 1")
+		}
+		if f, err = l.Follow(ctx, eventlog.Metadata.Name, 0); err != nil {
+			t.Fatal(err)
+		}
+		for info := range stream.ListConsumers(ctx).Info() {
+			if info.Cluster == nil || info.Cluster.Leader == c.name(1) {
+				continue
+			}
+			for i := range c.servers {
+				if c.name(i) == info.Cluster.Leader {
+					holder = i
+				}
+			}
+		}
+		if holder < 0 {
+			f.Stop()
+		}
+	}
+	defer func() { f.Stop() }()
+	next := func(within time.Duration) (eventlog.Record, error) {
+		wctx, cancel := context.WithTimeout(ctx, within)
+		defer cancel()
+		rec, _, err := f.Next(wctx)
+		return rec, err
+	}
+	if rec, err := next(10 * time.Second); err != nil || rec.Seq != seqs[0] {
+		t.Fatalf("first record %d (%v), want %d", rec.Seq, err, seqs[0])
+	}
+
+	t.Logf("server %d, which holds the follower's consumer, shuts down", holder)
+	down := time.Now()
+	c.servers[holder].Shutdown()
+	c.servers[holder].WaitForShutdown()
+	for i := 1; i <= 3; i++ {
+		appendOne(i)
+	}
+	// Fixed, about 2 s: two heartbeats.
+	const within = 5 * time.Second
+	last := seqs[0]
+	for last < seqs[3] {
+		rec, err := next(within - time.Since(down))
+		switch {
+		case errors.Is(err, eventlog.ErrFollowerLost):
+			t.Logf("follower lost %s after the shutdown began: %v", time.Since(down).Round(time.Millisecond), err)
+			f.Stop()
+			if f, err = l.Follow(ctx, eventlog.Metadata.Name, last); err != nil {
+				t.Fatalf("follow again: %v", err)
+			}
+		case err != nil:
+			t.Fatalf("records after the shutdown not followed within %s: %v", within, err)
+		case rec.Seq != last+1:
+			t.Fatalf("record %d after %d", rec.Seq, last)
+		default:
+			last = rec.Seq
+		}
+	}
+	t.Logf("the records appended after the shutdown followed %s after it began", time.Since(down).Round(time.Millisecond))
+}
