@@ -353,7 +353,7 @@ func (e *Executor) sweepLines(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if any, err := e.limits.anyLines(ctx); err != nil || !any {
+	if held, err := e.limits.anyLines(ctx); err != nil || !held {
 		if err != nil {
 			return fmt.Errorf("%w: workflow rate limits: %v", fault.ErrUnavailable, err)
 		}
