@@ -82,12 +82,6 @@ func startCluster(t *testing.T, compactA, compactB time.Duration) *cluster {
 // met either waits longer than a live cluster's 30 s.
 const killPatience = 90 * time.Second
 
-// restartB kills engine B with SIGKILL and starts it again on its data.
-func (c *cluster) restartB() {
-	c.p.kill()
-	c.p.start(c.b.base)
-}
-
 // agree waits until both engines' read models hold the same JSON for
 // every workflow of ids.
 func (c *cluster) agree(t *testing.T, ids []string) {

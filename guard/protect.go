@@ -1412,16 +1412,6 @@ func eachLeaf(v any, fn func(any), all bool) {
 	}
 }
 
-// eachString calls fn for every string under a _secrets or _masked key (or
-// everywhere, with all).
-func eachString(v any, fn func(string), all bool) {
-	eachLeaf(v, func(x any) {
-		if s, ok := x.(string); ok {
-			fn(s)
-		}
-	}, all)
-}
-
 // eachText calls fn for every string under a _secrets or _masked key (or
 // everywhere, with all), and for every number there in each way it is
 // written (see masking.NumberForms): what redaction looks for. A task that
