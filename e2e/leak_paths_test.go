@@ -152,7 +152,7 @@ func TestLeakAroundTheEnd(t *testing.T) {
 	// A JOIN failed by its branches, and the failure workflow handed its
 	// reason.
 	joinID := e.start("lk_join", nil)
-	jwf := e.waitStatus(joinID, conductor.WorkflowFailed)
+	e.waitStatus(joinID, conductor.WorkflowFailed)
 	// Rerun from the branch that did not fail: the JOIN meets the failed
 	// branches.
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
@@ -161,7 +161,7 @@ func TestLeakAroundTheEnd(t *testing.T) {
 		}
 		return nil
 	})
-	jwf = e.workflow(joinID)
+	jwf := e.workflow(joinID)
 	e.must(http.StatusOK, "POST", "/api/workflow/"+joinID+"/rerun", map[string]any{"reRunFromTaskId": taskByRef(jwf, "a2").TaskID})
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if jwf = e.workflow(joinID); jwf.Status != conductor.WorkflowFailed || taskByRef(jwf, "j").Status != conductor.TaskFailed {

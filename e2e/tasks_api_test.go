@@ -437,7 +437,7 @@ func TestUpdateTaskByRefName(t *testing.T) {
 		t.Fatalf("queue size %d after the stale dispatch was skipped", n)
 	}
 	// A WAIT task: IN_PROGRESS keeps it waiting with the output stored ...
-	wf := e.waitStatus(id, conductor.WorkflowRunning)
+	e.waitStatus(id, conductor.WorkflowRunning)
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if w := taskByRef(e.workflow(id), "w"); w == nil || w.Status != conductor.TaskInProgress {
 			return fmt.Errorf("WAIT task not waiting yet")
@@ -460,7 +460,7 @@ func TestUpdateTaskByRefName(t *testing.T) {
 	if got.WorkflowID != id || got.Status != conductor.WorkflowCompleted || len(got.Tasks) != 2 {
 		t.Fatalf("sync answered %s %s with %d tasks", got.WorkflowID, got.Status, len(got.Tasks))
 	}
-	wf = e.waitStatus(id, conductor.WorkflowCompleted)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
 	want := map[string]any{"m": map[string]any{"outputData": map[string]any{"k": float64(1)}}, "w": map[string]any{"greet": "hi", "answer": float64(42)}}
 	if !reflect.DeepEqual(wf.Output, want) {
 		t.Fatalf("output %v, want %v", wf.Output, want)

@@ -126,7 +126,7 @@ func encodeTask(t *testing.T, task *engine.Task) []byte {
 func TestSameValue(t *testing.T) {
 	t.Parallel()
 	m, s, n := map[string]any{"a": int64(1)}, []any{"x", "y"}, int64(1)
-	type uncomparable struct{ s []int }
+	type uncomparable struct{ _ []int }
 	tests := []struct {
 		name string
 		a, b any

@@ -266,11 +266,12 @@ func TestSearchExecutions(t *testing.T) {
 		s0.Size = 10
 		var got []string
 		testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
-			xs, total, err := s.Executions(ctx, query.Search{Query: "state = EXECUTED", Size: 10}, nil)
+			_, total, err := s.Executions(ctx, query.Search{Query: "state = EXECUTED", Size: 10}, nil)
 			if err != nil || total != 4 {
 				return fmt.Errorf("%d executed (%v), want 4", total, err)
 			}
-			if xs, _, err = s.Executions(ctx, s0, nil); err != nil {
+			xs, _, err := s.Executions(ctx, s0, nil)
+			if err != nil {
 				return err
 			}
 			got = got[:0]
