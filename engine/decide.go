@@ -135,6 +135,11 @@ type decision struct {
 	reply   any
 	// rounds counts progress's rounds of scheduling (see yieldAfter).
 	rounds int
+	// unjoined are the EXCLUSIVE_JOINs of this round none of whose tasks
+	// ran, with nothing running that leads to one: they complete empty
+	// only after a round that schedules nothing, as a task that ended in
+	// it may have a successor that leads to one (evaluateExclusiveJoin).
+	unjoined []*Task
 	// trimmed are the tasks of loop iterations past keepLastN, removed at
 	// the end of the round that trimmed them (removeTrimmed).
 	trimmed []trimmed

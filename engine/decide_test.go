@@ -1899,12 +1899,36 @@ func TestExclusiveJoinOnNothingThatRan(t *testing.T) {
 	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["ej","b1"]},
 	 {"name":"after","taskReferenceName":"after"}]}`
 	h := newHarness(t, def, map[string]any{"c": "z"})
-	h.wantTask("ej", conductor.TaskInProgress) // b1 runs: it might lead to a1
-	h.complete("b1", nil)
+	// b1 runs in another branch, from which the flow cannot reach a1.
 	if ej := h.wantTask("ej", conductor.TaskCompleted); len(ej.Output) != 0 {
 		t.Fatalf("ej output %v, want none", ej.Output)
 	}
+	h.wantTask("b1", conductor.TaskScheduled)
+	h.wantTask("join", conductor.TaskInProgress)
+	h.complete("b1", nil)
 	h.wantTask("join", conductor.TaskCompleted)
 	h.complete("after", nil)
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+// TestExclusiveJoinWaitsForWhatLeadsToItsTasks: an EXCLUSIVE_JOIN none of
+// whose tasks ran yet waits while a running task can still lead to one:
+// here one that precedes it in another branch, then the task itself.
+func TestExclusiveJoinWaitsForWhatLeadsToItsTasks(t *testing.T) {
+	def := `{"name":"x","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	   [{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"c",
+	     "inputParameters":{"c":"${workflow.input.c}"},"decisionCases":{"a":[{"name":"a1","taskReferenceName":"a1"}]},"defaultCase":[]},
+	    {"name":"ej","taskReferenceName":"ej","type":"EXCLUSIVE_JOIN","joinOn":["a1","b2"]}],
+	   [{"name":"b1","taskReferenceName":"b1"},{"name":"b2","taskReferenceName":"b2"}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["ej","b2"]}]}`
+	h := newHarness(t, def, map[string]any{"c": "z"})
+	h.wantTask("ej", conductor.TaskInProgress) // b1 leads to b2
+	h.complete("b1", nil)
+	h.wantTask("ej", conductor.TaskInProgress) // b2 runs
+	h.complete("b2", map[string]any{"from": "b2"})
+	if ej := h.wantTask("ej", conductor.TaskCompleted); ej.Output["from"] != "b2" {
+		t.Fatalf("ej output %v, want b2's", ej.Output)
+	}
 	h.wantStatus(conductor.WorkflowCompleted)
 }

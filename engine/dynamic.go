@@ -692,7 +692,9 @@ func priorityValue(v any) (int, bool) {
 // tasks (else one of defaultExclusiveJoinTask) has finished, with that
 // task's output; it fails if that task failed. When none of them ran and
 // nothing that could still bring one runs (see mayStillRun), it completes
-// with an empty output rather than wait forever.
+// with an empty output rather than wait forever, once a round of the
+// decision schedules nothing (see step): a task that ended in this round
+// may still be followed by one that leads to them.
 func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 	wt := d.plan.config(ej)
 	if wt == nil {
@@ -716,10 +718,10 @@ func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 	}
 	switch {
 	case found == nil:
-		if d.mayStillRun(ej) {
-			return false
+		if !d.mayStillRun(ej, wt) {
+			d.unjoined = append(d.unjoined, ej)
 		}
-		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskCompleted, Output: map[string]any{}, Time: d.now})
+		return false
 	case conductor.TaskSuccessful(found.Status):
 		d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskCompleted, Output: copyMap(found.Output), Time: d.now})
 	default:
@@ -733,11 +735,18 @@ func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 }
 
 // mayStillRun reports whether a task of the workflow runs that could still
-// lead to one an EXCLUSIVE_JOIN waits for. JOINs and EXCLUSIVE_JOINs run
-// only by waiting for others, and a loop whose body holds ej waits for
-// it: were they counted, a JOIN on ej (ej in a fork branch whose SWITCH
-// took an empty case) would wait for ej and ej for the JOIN, for ever.
-func (d *decision) mayStillRun(ej *Task) bool {
+// lead to one an EXCLUSIVE_JOIN waits for (see leadsTo): a task in a
+// parallel branch, which cannot, is not waited for. JOINs and
+// EXCLUSIVE_JOINs run only by waiting for others, and a loop whose body
+// holds ej waits for it: were they counted, a JOIN on ej (ej in a fork
+// branch whose SWITCH took an empty case) would wait for ej and ej for the
+// JOIN, for ever. A task the definition does not place (a dynamic fork's
+// child is placed at its fork) or a name it lacks is waited for.
+func (d *decision) mayStillRun(ej *Task, wt *conductor.WorkflowTask) bool {
+	targets := make([]*node, 0, len(wt.JoinOn)+len(wt.DefaultExclusiveJoinTask))
+	for _, ref := range slices.Concat(wt.JoinOn, wt.DefaultExclusiveJoinTask) {
+		targets = append(targets, d.plan.node(ref))
+	}
 	for _, t := range d.w.Tasks {
 		if !t.Active() || t.ID == ej.ID {
 			continue
@@ -750,7 +759,12 @@ func (d *decision) mayStillRun(ej *Task) bool {
 				continue
 			}
 		}
-		return true
+		from := d.placeOf(t)
+		for _, to := range targets {
+			if from == nil || to == nil || leadsTo(from, to) {
+				return true
+			}
+		}
 	}
 	return false
 }

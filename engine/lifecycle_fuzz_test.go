@@ -738,6 +738,31 @@ func (r *lifecycleRun) check(before *engine.Workflow, d engine.Decision) {
 			}
 		}
 	}
+	// An EXCLUSIVE_JOIN completes empty only while none of the tasks it
+	// joins runs: one that runs would end with an output it missed.
+	for _, t := range w.Tasks {
+		if t.Type != conductor.TaskTypeExclusiveJoin || t.Status != conductor.TaskCompleted || len(t.Output) > 0 {
+			continue
+		}
+		if before == nil {
+			break
+		}
+		if was := before.TaskByID(t.ID); was == nil || was.Status != conductor.TaskInProgress {
+			continue
+		}
+		for _, refs := range []any{t.Input["joinOn"], t.Input["defaultExclusiveJoinTask"]} {
+			list, _ := refs.([]any)
+			for _, ref := range list {
+				name := fmt.Sprint(ref)
+				if t.Iteration > 0 {
+					name += fmt.Sprintf("__%d", t.Iteration)
+				}
+				if j := w.LatestByRef(name); j != nil && j.Active() {
+					r.fatalf("%s completed empty while %s, which it joins, is %s: %s", t.Ref, name, j.Status, describe(d))
+				}
+			}
+		}
+	}
 	// retryCount bounds the instances of a task in a run of the workflow.
 	for ref, n := range r.scheduled {
 		t := w.LatestByRef(ref)

@@ -223,6 +223,39 @@ func (p *plan) after(ref string) (next *conductor.WorkflowTask, why end, contain
 	return nil, endWorkflow, nil
 }
 
+// leadsTo reports whether the flow can still reach the task placed at to
+// once the one placed at from runs: to is from or inside it (a loop
+// still iterating), follows from or a container of it in a list, or
+// shares a loop with it, whose next iteration runs its body again. A
+// fork's branch is a list of its own: a task in one branch leads to none
+// in another, but to what follows the fork.
+func leadsTo(from, to *node) bool {
+	if within(to, from) {
+		return true
+	}
+	for a := from; a != nil; a = a.parent {
+		for b := to; b != nil; b = b.parent {
+			if b.parent == a.parent && &b.list[0] == &a.list[0] && b.idx > a.idx {
+				return true
+			}
+		}
+		if loop := a.parent; loop != nil && loop.wt.TaskType() == conductor.TaskTypeDoWhile && within(to, loop) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether n is c or placed inside it.
+func within(n, c *node) bool {
+	for ; n != nil; n = n.parent {
+		if n == c {
+			return true
+		}
+	}
+	return false
+}
+
 // node returns the node of a task reference name: its own, or for an
 // iteration of a loop's task ("ref__3"), the loop task's. A name that
 // merely ends like an iteration is its own.

@@ -173,6 +173,7 @@ func (s *sweep) candidates(ts []*Task) []int {
 // of what they schedule is the order of the log's records.
 func (d *decision) step() bool {
 	changed := false
+	d.unjoined = d.unjoined[:0]
 	cand := d.w.sweep.candidates(d.w.Tasks)
 	quiet0 := d.w.sweep.quiet
 	for _, i := range cand {
@@ -276,6 +277,12 @@ func (d *decision) step() bool {
 	for i := n; i < len(d.w.Tasks); i++ {
 		if !loops(i) {
 			return changed
+		}
+	}
+	if !changed {
+		for _, ej := range d.unjoined {
+			d.emit(&schemas.TaskUpdated{TaskID: ej.ID, Status: conductor.TaskCompleted, Output: map[string]any{}, Time: d.now})
+			changed = true
 		}
 	}
 	return changed
