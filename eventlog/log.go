@@ -260,10 +260,18 @@ func (l *Log) restoreLoop() {
 				return
 			}
 			if err == nil {
+				// Appends and deliveries wait for the check alone. Making
+				// the streams sure of asks the meta leader, which may
+				// have died with the server this connection was on: a
+				// request sent before another is elected (4.7-7.5 s after
+				// a kill) is never answered, and they waited out two 5 s
+				// timeouts with their streams' leaders alive. A stream
+				// the check found exists; FV_DISPATCH, made again here,
+				// is not checked, and the hooks below wait for it.
+				l.setVerified(checked)
 				_, err = l.createStreams(ctx)
 			}
 			if err == nil {
-				l.setVerified(checked)
 				break
 			}
 			l.logger.Warn("streams not restored after a reconnection; trying again", logkey.Err, err)

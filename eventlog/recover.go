@@ -34,9 +34,9 @@ import (
 // system has room (resumeFree), it restarts JetStream with the
 // configuration it started with, and runs a reconnection's checks before
 // anything is written or read again: the streams must hold what the log
-// saw acknowledged (checkStreams; one that lost records stops the log),
-// FV_DISPATCH, kept in memory, is made again, and the OnReconnect hooks
-// rebuild what lived in it. Not for a clustered server, whose stream
+// saw acknowledged (checkStreams; one that lost records stops the log).
+// Then FV_DISPATCH, kept in memory, is made again, and the OnReconnect
+// hooks rebuild what lived in it. Not for a clustered server, whose stream
 // steps down to another server on a write error, nor for an external
 // one, which its operator runs; nor for a store out of file descriptors,
 // which more disk does not help.
