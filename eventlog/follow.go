@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
@@ -64,8 +63,9 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	var err error
 	if l.cfg.Replicas > 1 {
 		cons, err = l.clusterConsumer(ctx, stream, after)
-		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders)) {
-			// Put on a server that died, or no meta leader yet: again.
+		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || clusterForming(err)) {
+			// Put on a server that died, or no meta leader yet (a server
+			// that knows it answers 10008 until one is elected): again.
 			err = fmt.Errorf("%w: %w", ErrFollowerLost, err)
 		}
 		opts = append(opts, jetstream.PullHeartbeat(clusterHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))

@@ -362,7 +362,8 @@ func (l *Log) ensureStreamsWhileForming(ctx context.Context) error {
 const formingAttempt = 5 * time.Second
 
 // clusterForming reports whether err is a JetStream cluster's answer
-// while it forms: no peers to place a stream on, or no meta leader.
+// while it forms, or elects a meta leader after losing one: no peers to
+// place a stream on, or no meta leader.
 func clusterForming(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
