@@ -19,7 +19,9 @@ import (
 // "JetStream system temporarily unavailable" (10008) until another is
 // elected, seconds after a kill: the follow failed with that answer, and
 // its read model stopped for good. Here the other two servers are gone,
-// so server 0 stays without one.
+// so server 0 stays without one: the follower asks for a meta leader
+// before it makes its consumer, and is lost with that answer once it has
+// waited long enough for an election.
 func TestNATSClusterFollowWithoutAMetaLeaderIsLost(t *testing.T) {
 	c := startNATSCluster(t)
 	l := c.openClusterLog(0)

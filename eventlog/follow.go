@@ -2,9 +2,11 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,11 +33,14 @@ type Follower struct {
 	next     chan delivered
 	done     chan struct{} // closed by Stop
 	stopOnce sync.Once
-	// gapless: a record whose consumer sequence is not the one after the
-	// last (lost on its way, the consumer unacknowledged) loses the
-	// follower, whose consumer makes nothing again (clusterConsumer).
-	gapless bool
+	// cluster: the follower's consumer is clusterConsumer's, which makes
+	// nothing again. A record whose consumer sequence is not the one after
+	// the last (lost on its way, the consumer unacknowledged) loses the
+	// follower.
+	cluster bool
 	cseq    uint64 // the consumer sequence of the last record delivered
+	// lost: Next returned ErrFollowerLost.
+	lost atomic.Bool
 }
 
 // ErrFollowerLost is a follower that lost its consumer and could not
@@ -80,7 +85,7 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}
 	f := &Follower{l: l, stream: stream, cons: cons, it: it, next: make(chan delivered, 1), done: make(chan struct{}),
-		gapless: l.cfg.Replicas > 1}
+		cluster: l.cfg.Replicas > 1}
 	go f.pump()
 	return f, nil
 }
@@ -123,10 +128,60 @@ func (l *Log) clusterConsumer(ctx context.Context, stream string, after uint64) 
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
+	if err := l.awaitMetaLeader(ctx); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, clusterCreateTimeout)
 	defer cancel()
 	return l.js.CreateConsumer(ctx, stream, cfg)
 }
+
+// awaitMetaLeader returns once the cluster's meta leader, which makes
+// every consumer, answers, or after metaLeaderWait with the last "no meta
+// leader" answer (10008) or the deadline. A consumer's making sent while
+// there is none (after the meta leader died, until the others elect
+// another, 4.7-8.2 s after a kill) is never answered: its follower was
+// lost after clusterCreateTimeout, and its reader waited 1 s, 2 s, 4 s
+// before the next, seconds after the election. Account info is answered
+// by the meta leader alone, asked again every leaderAskEvery (askLeader):
+// it is a read, asked twice, it is answered twice.
+func (l *Log) awaitMetaLeader(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, metaLeaderWait)
+	defer cancel()
+	var leaderless error
+	for {
+		m, err := l.askLeader(ctx, l.metaAPI, nil)
+		if err != nil {
+			if leaderless != nil && ctx.Err() != nil {
+				return fmt.Errorf("no meta leader: %w", leaderless)
+			}
+			return fmt.Errorf("no meta leader: %w", err)
+		}
+		var resp struct {
+			Error *jetstream.APIError `json:"error"`
+		}
+		if err := json.Unmarshal(m.Data, &resp); err != nil {
+			return fmt.Errorf("meta leader: bad answer: %w", err)
+		}
+		if resp.Error == nil || !clusterForming(resp.Error) {
+			return nil
+		}
+		leaderless = resp.Error
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no meta leader: %w", leaderless)
+		case <-time.After(leaderAskEvery):
+		}
+	}
+}
+
+// accountInfoAPI is the subject of account info requests.
+const accountInfoAPI = "$JS.API.INFO"
+
+// metaLeaderWait bounds how long a cluster's follower waits for a meta
+// leader before it is lost (and its reader follows again, after a
+// wait): longer than an election takes after a kill.
+const metaLeaderWait = 10 * time.Second
 
 // clusterHeartbeat is how often the server holding a cluster follower's
 // consumer says it is there when it has nothing to deliver; two missed,
@@ -172,6 +227,7 @@ func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err er
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			return Record{}, 0, ErrClosed
 		}
+		f.lost.Store(true)
 		return Record{}, 0, fmt.Errorf("follow %s: %w: %w", f.stream, ErrFollowerLost, err)
 	}
 	// A record delivered after a reconnection waits for the check that
@@ -187,8 +243,9 @@ func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err er
 	if err != nil {
 		return Record{}, 0, fmt.Errorf("follow %s: %w", f.stream, err)
 	}
-	if f.gapless {
+	if f.cluster {
 		if md.Sequence.Consumer != f.cseq+1 {
+			f.lost.Store(true)
 			return Record{}, 0, fmt.Errorf("follow %s: %w: record %d delivered as %d after %d", f.stream, ErrFollowerLost,
 				md.Sequence.Stream, md.Sequence.Consumer, f.cseq)
 		}
@@ -209,7 +266,10 @@ const followerInactive = time.Minute
 // consumer's own Stop leaves it to lapse). After the log was lost it does
 // not wait for that: the iterator may be making its consumer again on a
 // server without the stream, and does not stop before its next attempt
-// (up to 10 s later).
+// (up to 10 s later). Nor does a cluster's follower that was lost: its
+// consumer's server may have died, and the deletion goes unanswered for
+// followerDeleteTimeout, which its reader, following again, waited out
+// (its read model 4.0 s behind after a kill instead of 2.0 s).
 func (f *Follower) Stop() {
 	f.stopOnce.Do(func() {
 		close(f.done)
@@ -225,11 +285,20 @@ func (f *Follower) Stop() {
 		if info == nil {
 			return // none made yet
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), followerDeleteTimeout)
-		defer cancel()
-		// Best effort: one left lapses after followerInactive.
-		_ = f.l.js.DeleteConsumer(ctx, f.stream, info.Name)
+		if f.cluster && f.lost.Load() {
+			go f.deleteConsumer(info.Name)
+			return
+		}
+		f.deleteConsumer(info.Name)
 	})
+}
+
+// deleteConsumer deletes the follower's consumer, best effort: one left
+// lapses after followerInactive.
+func (f *Follower) deleteConsumer(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), followerDeleteTimeout)
+	defer cancel()
+	_ = f.l.js.DeleteConsumer(ctx, f.stream, name)
 }
 
 // followerDeleteTimeout bounds the deletion of a stopped follower's

@@ -42,14 +42,14 @@ func TestAClusterFollowerIsLostAtAGap(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name     string
-		gapless  bool
+		cluster  bool
 		wantLost bool
 	}{
-		{name: "a cluster's follower", gapless: true, wantLost: true},
-		{name: "a single server's follower", gapless: false},
+		{name: "a cluster's follower", cluster: true, wantLost: true},
+		{name: "a single server's follower", cluster: false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &Follower{l: l, stream: Workflows.Name, next: make(chan delivered, 1), done: make(chan struct{}), gapless: tt.gapless}
+			f := &Follower{l: l, stream: Workflows.Name, next: make(chan delivered, 1), done: make(chan struct{}), cluster: tt.cluster}
 			f.next <- delivered{m: msgs[0]}
 			if rec, _, err := f.Next(ctx); err != nil || rec.Seq != 1 {
 				t.Fatalf("first record %d (%v), want 1", rec.Seq, err)

@@ -79,6 +79,9 @@ type Log struct {
 	// infoAPI prefixes stream info requests: "$JS.API.STREAM.INFO.", or
 	// in a test a stand-in for a leader that died with a request.
 	infoAPI string
+	// metaAPI is where a cluster's meta leader is asked for: "$JS.API.INFO",
+	// or in a test a stand-in for a cluster that elects one.
+	metaAPI string
 	// replies routes the answers to publishes (resend.go).
 	replies atomic.Pointer[replies]
 	// resend: a publish unanswered is sent again every resendEvery. Not
@@ -118,7 +121,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	l := &Log{cfg: cfg, logger: o.Logger.With(logkey.Component, "eventlog"), metrics: newMetrics(o.Metrics),
 		reconnects: make(chan struct{}, 1), done: make(chan struct{}), lost: newLostState(),
 		directAPI: directGetAPI, leaderAPI: leaderGetAPI, leaderReads: cfg.Replicas > 1,
-		infoAPI: streamInfoAPI, resend: cfg.Replicas > 1 || !cfg.Embedded()}
+		infoAPI: streamInfoAPI, metaAPI: accountInfoAPI, resend: cfg.Replicas > 1 || !cfg.Embedded()}
 	nopts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
