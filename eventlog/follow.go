@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,8 +38,6 @@ type Follower struct {
 	// follower.
 	cluster bool
 	cseq    uint64 // the consumer sequence of the last record delivered
-	// lost: Next returned ErrFollowerLost.
-	lost atomic.Bool
 }
 
 // ErrFollowerLost is a follower that lost its consumer and could not
@@ -227,7 +224,6 @@ func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err er
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			return Record{}, 0, ErrClosed
 		}
-		f.lost.Store(true)
 		return Record{}, 0, fmt.Errorf("follow %s: %w: %w", f.stream, ErrFollowerLost, err)
 	}
 	// A record delivered after a reconnection waits for the check that
@@ -245,7 +241,6 @@ func (f *Follower) Next(ctx context.Context) (rec Record, pending uint64, err er
 	}
 	if f.cluster {
 		if md.Sequence.Consumer != f.cseq+1 {
-			f.lost.Store(true)
 			return Record{}, 0, fmt.Errorf("follow %s: %w: record %d delivered as %d after %d", f.stream, ErrFollowerLost,
 				md.Sequence.Stream, md.Sequence.Consumer, f.cseq)
 		}
@@ -266,10 +261,12 @@ const followerInactive = time.Minute
 // consumer's own Stop leaves it to lapse). After the log was lost it does
 // not wait for that: the iterator may be making its consumer again on a
 // server without the stream, and does not stop before its next attempt
-// (up to 10 s later). Nor does a cluster's follower that was lost: its
-// consumer's server may have died, and the deletion goes unanswered for
-// followerDeleteTimeout, which its reader, following again, waited out
-// (its read model 4.0 s behind after a kill instead of 2.0 s).
+// (up to 10 s later). A cluster's follower that was lost waits for it
+// all the same, followerDeleteTimeout when its consumer's server died:
+// its reader, following again, would otherwise make the next consumer
+// while the meta leader still takes that server for live (about 2 s after
+// a kill), and a consumer put there is never made (clusterCreateTimeout
+// and a wait more: 6 s behind in 2 of 8 runs where 4 s was every run's).
 func (f *Follower) Stop() {
 	f.stopOnce.Do(func() {
 		close(f.done)
@@ -285,20 +282,11 @@ func (f *Follower) Stop() {
 		if info == nil {
 			return // none made yet
 		}
-		if f.cluster && f.lost.Load() {
-			go f.deleteConsumer(info.Name)
-			return
-		}
-		f.deleteConsumer(info.Name)
+		ctx, cancel := context.WithTimeout(context.Background(), followerDeleteTimeout)
+		defer cancel()
+		// Best effort: one left lapses after followerInactive.
+		_ = f.l.js.DeleteConsumer(ctx, f.stream, info.Name)
 	})
-}
-
-// deleteConsumer deletes the follower's consumer, best effort: one left
-// lapses after followerInactive.
-func (f *Follower) deleteConsumer(name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), followerDeleteTimeout)
-	defer cancel()
-	_ = f.l.js.DeleteConsumer(ctx, f.stream, name)
 }
 
 // followerDeleteTimeout bounds the deletion of a stopped follower's
