@@ -952,9 +952,12 @@ func (p *Projection) storeCompaction(b *projections.Batch, w *engine.Workflow, p
 }
 
 // storeEnded keeps the list of ended workflows whose end has effects
-// recovery performs again (see EndedWithEffects).
+// recovery performs again (see EndedWithEffects). A workflow removed
+// without archive leaves it with its other documents, here rather than
+// in removeAll, which sees only what was listed before the record: one
+// record may end and remove a workflow (a terminate-remove).
 func storeEnded(b *projections.Batch, w *engine.Workflow, prev before) error {
-	ended := engine.HasTerminalEffects(w)
+	ended := engine.HasTerminalEffects(w) && (!w.Removed || w.Archived)
 	if prev.endedWithEffects && (!ended || prev.endTime != w.EndTime) {
 		if err := b.Delete(endedKey(prev.endTime, w.ID)); err != nil {
 			return err

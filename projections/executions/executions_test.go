@@ -776,6 +776,41 @@ func TestEndedWithEffects(t *testing.T) {
 	}
 }
 
+// A workflow terminated and removed by one request (here with a child
+// to terminate) is off the list of those that ended with effects, as one
+// terminated, then removed, is: recovery cannot act on a removed workflow
+// (the decider answers not found), and removal deletes every trace of it.
+// The fuzzer (FuzzReadModel) found the entry left by a record that ends
+// and removes a workflow at once.
+func TestRemovalTakesAWorkflowOffTheEndedList(t *testing.T) {
+	def := parseDef(t, `{"name":"parent","version":1,"tasks":[{"name":"kid","taskReferenceName":"kid","type":"SUB_WORKFLOW",
+	 "subWorkflowParam":{"name":"kid","version":1}}]}`)
+	for name, removal := range map[string][]engine.Trigger{
+		"terminated, then removed":       {engine.Terminate{Reason: "operator"}, engine.Remove{}},
+		"terminated and removed at once": {engine.Remove{Terminate: true, Reason: "operator"}},
+	} {
+		var seq uint64
+		r := newRecorder(t, &seq)
+		r.decide(engine.Start{WorkflowID: r.id, Def: def})
+		for _, trig := range removal {
+			r.decide(trig)
+		}
+		if !engine.HasTerminalEffects(r.w) {
+			t.Fatalf("%s: the workflow ended without effects to list", name)
+		}
+		store := testutil.OpenStore(t)
+		applyAll(t, store, executions.NewProjection(), r.recs)
+		var listed []string
+		err := executions.NewReader(store).EndedWithEffects(context.Background(), 0, func(id string) bool { listed = append(listed, id); return true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(listed) != 0 {
+			t.Errorf("%s: listed as ended with effects: %v", name, listed)
+		}
+	}
+}
+
 // ScheduledBefore lists the workflows of tasks still SCHEDULED since a
 // time or before, from the task status index: not a task taken since, nor
 // one scheduled later.

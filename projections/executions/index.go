@@ -305,10 +305,9 @@ func (p *Projection) removeAll(b *projections.Batch, token string, w *engine.Wor
 		}
 		p.delta.Running--
 	}
+	// Its entry in the list of those that ended with effects, storeEnded
+	// deleted.
 	keys := [][]byte{stateKey(token), defKey(token), inputKey(token), []byte(prefixSummary + token), []byte(prefixRunning + w.ID)}
-	if prev.endedWithEffects {
-		keys = append(keys, endedKey(prev.endTime, w.ID))
-	}
 	if prev.summary.IdempotencyKey != "" {
 		keys = append(keys, keyListKey(prefixKeyKept, prev.summary.Name, prev.summary.IdempotencyKey, w.ID))
 		if prev.running {
