@@ -423,10 +423,26 @@ func applyRemoved(w *Workflow, e *schemas.TasksRemoved) error {
 	return nil
 }
 
-// keepResolved names on w what dropped resolved (see Workflow.Resolved).
+// keepResolved names on w what dropped resolved, and keeps what they held
+// sealed (see Workflow.Resolved): a worker of the old run may echo a value
+// its task sealed (a session it opened), and redaction, whose memo is
+// rebuilt from the state once the workflow has ended, knew it only from
+// the dropped task's output.
 func (w *Workflow) keepResolved(dropped []*Task) {
 	for _, t := range dropped {
 		w.Resolved = addRefs(w.Resolved, t.Resolved)
+		var held []schemas.ResolvedRef
+		keep := func(s *masking.Sealed) bool {
+			block := masking.KeyMasked
+			if s.Kind == masking.KindSecrets {
+				block = masking.KeySecrets
+			}
+			held = append(held, schemas.DroppedRef(block, s.Purpose, s.Ciphertext))
+			return false
+		}
+		masking.Find(t.Input, keep)
+		masking.Find(t.Output, keep)
+		w.Resolved = addRefs(w.Resolved, held)
 	}
 }
 

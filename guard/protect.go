@@ -1302,8 +1302,13 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 					continue
 				}
 				purpose, late := openedPath("wf/"+w.ID, ref.Name), isLateRef(ref.Name)
-				if late {
+				switch {
+				case late:
 					purpose = latePath("wf/"+w.ID, ref.Name)
+				case strings.HasPrefix(ref.Name, schemas.DroppedRefPrefix):
+					// A value a task a restart, rerun or jump dropped held
+					// sealed, under the purpose it was sealed with.
+					purpose = strings.TrimPrefix(ref.Name, schemas.DroppedRefPrefix)
 				}
 				sv := &masking.Sealed{Kind: kind, Purpose: purpose, Ciphertext: ref.Sealed}
 				if v, err := masking.Open(sv, open); err == nil {
@@ -1341,7 +1346,7 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 			}
 		}
 	}
-	addRefs(w.Resolved) // what tasks dropped by a restart, rerun or jump resolved
+	addRefs(w.Resolved) // what tasks dropped by a restart, rerun or jump resolved, and sealed
 	for _, t := range w.Tasks {
 		addRefs(t.Resolved)
 	}

@@ -58,9 +58,7 @@ func init() { engine.RegisterSystemWorkerType(conductor.TaskTypeHTTP) }
 // alone at any offset: the forms redaction documents. Echoes are planted
 // only of values in K or sealed by the same result, and only in those
 // forms (none encoded twice another way than JSON in JSON, nor hex, nor
-// line-wrapped base64). A restart, rerun, retry or jump takes the values
-// results sealed out of K: the guard forgets those its dropped tasks
-// sealed (a gap this target found, not fixed yet). When the workflow has ended, it is now and then
+// line-wrapped base64). When the workflow has ended, it is now and then
 // compacted and its secrets key destroyed as the compactor does; then no
 // value sealed under _secrets in any record opens any more, and the run
 // ends.
@@ -108,9 +106,8 @@ type protectRun struct {
 	// sources are the secret source's values by name.
 	sources map[string]string
 	// known is K; fresh are the _secrets leaves of the trigger being
-	// decided, known once its result is recorded; outputs are those of K
-	// that results sealed.
-	known, fresh, outputs []string
+	// decided, known once its result is recorded.
+	known, fresh []string
 	// sealed are the values sealed under _secrets in any record.
 	sealed []*masking.Sealed
 	trail  []string
@@ -418,20 +415,7 @@ func (r *protectRun) decide(trig engine.Trigger) {
 		r.known = append(r.known, resolved...)
 		if res, ok := trig.(engine.Result); ok && len(r.fresh) > 0 && recordsOutput(pd.Events, res.Result.TaskID) {
 			r.known = append(r.known, r.fresh...)
-			r.outputs = append(r.outputs, r.fresh...)
 			r.fresh = nil
-		}
-		if _, jump := trig.(engine.Jump); jump || slices.ContainsFunc(pd.Events, func(ev schemas.Event) bool {
-			_, reset := ev.(*schemas.WorkflowReset)
-			return reset
-		}) {
-			// The guard does not look for what the tasks a restart,
-			// rerun, retry or jump dropped sealed in their outputs once it
-			// rebuilds what it looks for from the state (it keeps what
-			// they resolved, engine.Workflow.Resolved): a known gap, left
-			// out of K (see the report of the run that found it).
-			r.known = slices.DeleteFunc(r.known, func(v string) bool { return slices.Contains(r.outputs, v) })
-			r.outputs = nil
 		}
 		if !engine.Pending(r.w) {
 			return

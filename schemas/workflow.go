@@ -313,6 +313,18 @@ const LateRefPrefix = "late/"
 // ValuesMasked.Sealed's.
 func IsLateRef(name string) bool { return strings.HasPrefix(name, LateRefPrefix) }
 
+// DroppedRefPrefix names, followed by the purpose it was sealed under, a
+// value a task held sealed (Kind "_secrets" or "_masked") when a restart,
+// rerun or jump dropped the task, kept among its workflow's resolved
+// references (see DroppedRef).
+const DroppedRefPrefix = "dropped/"
+
+// DroppedRef is the reference that keeps a value a dropped task held
+// sealed under purpose, with kind's block name.
+func DroppedRef(kind, purpose string, sealed []byte) ResolvedRef {
+	return ResolvedRef{Kind: kind, Name: DroppedRefPrefix + purpose, Sealed: sealed}
+}
+
 // OnlyCompaction reports whether events are one decision's compaction and
 // nothing else: they carry no data, and apply to a workflow whose state a
 // read model no longer keeps.
