@@ -252,6 +252,9 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 }
 
 func applyUpdated(t *Task, e *schemas.TaskUpdated, paused bool, own fresh) {
+	if !e.KeepOutput {
+		t.keepSealed(t.Output)
+	}
 	switch {
 	case e.KeepOutput:
 	case e.MergeOutput:
@@ -431,19 +434,32 @@ func applyRemoved(w *Workflow, e *schemas.TasksRemoved) error {
 func (w *Workflow) keepResolved(dropped []*Task) {
 	for _, t := range dropped {
 		w.Resolved = addRefs(w.Resolved, t.Resolved)
-		var held []schemas.ResolvedRef
-		keep := func(s *masking.Sealed) bool {
-			block := masking.KeyMasked
-			if s.Kind == masking.KindSecrets {
-				block = masking.KeySecrets
-			}
-			held = append(held, schemas.DroppedRef(block, s.Purpose, s.Ciphertext))
-			return false
-		}
-		masking.Find(t.Input, keep)
-		masking.Find(t.Output, keep)
-		w.Resolved = addRefs(w.Resolved, held)
+		w.Resolved = addRefs(w.Resolved, droppedSeals(t.Input))
+		w.Resolved = addRefs(w.Resolved, droppedSeals(t.Output))
 	}
+}
+
+// keepSealed keeps on t what its output held sealed before an update
+// replaces it (an IN_PROGRESS update's _secrets, then the result's): a
+// worker may echo the first later, as one of a dropped task may.
+func (t *Task) keepSealed(output map[string]any) {
+	if held := droppedSeals(output); len(held) > 0 {
+		t.Resolved = addRefs(t.Resolved, held)
+	}
+}
+
+// droppedSeals are the values v holds sealed, as schemas.DroppedRefs.
+func droppedSeals(v map[string]any) []schemas.ResolvedRef {
+	var held []schemas.ResolvedRef
+	masking.Find(v, func(s *masking.Sealed) bool {
+		block := masking.KeyMasked
+		if s.Kind == masking.KindSecrets {
+			block = masking.KeySecrets
+		}
+		held = append(held, schemas.DroppedRef(block, s.Purpose, s.Ciphertext))
+		return false
+	})
+	return held
 }
 
 // addRefs returns dst with the refs it does not name yet. dst may be

@@ -1,6 +1,9 @@
 package schemas
 
-import "strings"
+import (
+	"bytes"
+	"strings"
+)
 
 // Workflow events live on the subject fv.wf.<workflowId>. A workflow's state
 // is the fold of these events (engine.Apply); the decider emits them
@@ -157,10 +160,13 @@ type ResolvedRef struct {
 }
 
 // SameRef reports whether a and b record the same resolution, sealed
-// copies aside (two seals of one value differ).
+// copies aside (two seals of one value differ). Dropped values are told
+// apart by their seals: one path may have held several (a session a
+// worker renewed).
 func SameRef(a, b ResolvedRef) bool {
 	return a.Kind == b.Kind && a.Name == b.Name && a.Version == b.Version && a.Principal == b.Principal &&
-		a.GrantedBy == b.GrantedBy && a.Refused == b.Refused
+		a.GrantedBy == b.GrantedBy && a.Refused == b.Refused &&
+		(!strings.HasPrefix(a.Name, DroppedRefPrefix) || bytes.Equal(a.Sealed, b.Sealed))
 }
 
 func (*TaskStarted) EventType() string { return "workflow.task_started" }
