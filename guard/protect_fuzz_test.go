@@ -27,10 +27,6 @@ import (
 	"github.com/flowvault/flowvault/secrets"
 )
 
-// The executor registers the system task types it implements; the
-// lifecycle grammar's HTTP is one.
-func init() { engine.RegisterSystemWorkerType(conductor.TaskTypeHTTP) }
-
 // FuzzProtectLifecycles drives one workflow through a lifecycle of the
 // engine fuzzers' (internal/lifecyclegen), its definition given secret
 // bearing parts: a _secrets and a _masked block and a maskedFields field in

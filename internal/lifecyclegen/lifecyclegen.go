@@ -15,6 +15,11 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
+// The executor registers the system task types it implements, HTTP
+// among them; the grammar's HTTP tasks are run as such by whatever
+// drives them (each fuzzer registered it itself).
+func init() { engine.RegisterSystemWorkerType(conductor.TaskTypeHTTP) }
+
 // Jumps lets the fuzzers jump (Orkes's jump API): the switch to turn
 // them off while a finding of theirs is open.
 const Jumps = true

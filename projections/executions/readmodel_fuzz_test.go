@@ -31,10 +31,6 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
-// The executor registers the system task types it implements; the
-// lifecycle grammar's HTTP is one.
-func init() { engine.RegisterSystemWorkerType(conductor.TaskTypeHTTP) }
-
 // FuzzReadModel drives up to three random workflows (the engine
 // lifecycle fuzzers' grammar and triggers, internal/lifecyclegen),
 // interleaved, through random lifecycles, with operators' compactions
