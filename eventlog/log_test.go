@@ -837,6 +837,33 @@ func TestStorageErrorWhileStreamsAreMade(t *testing.T) {
 	}
 }
 
+// nats-server's health check asks whether the server is ready for
+// connections with a 1 ms bound, and fails it when its goroutine is
+// descheduled inside that millisecond: a healthy log's probe failed so in
+// CI. Eight probes at a time on two cores lose it a few times a second.
+func TestStorageErrorOutlastsTheReadinessRace(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, t.TempDir())
+	ctx := testutil.Context(t, 60*time.Second)
+	var probes, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for n := probes.Add(1); n <= 300_000; n = probes.Add(1) {
+				if err := l.StorageError(ctx); err != nil {
+					if failed.Add(1) == 1 {
+						t.Errorf("probe %d of a healthy log: %v", n, err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of 300,000 probes failed", n)
+	}
+}
+
 // Once an append found a stream's store failed, the next ones to it are
 // refused at once, sent to no one, and say that nothing was stored (not
 // ErrStoreFailed, whose outcome is unknown); without it each waited out
