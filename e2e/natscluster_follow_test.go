@@ -45,12 +45,21 @@ func TestNATSClusterFollowerOutlivesItsConsumersServer(t *testing.T) {
 	appendOne(0)
 
 	// Its consumer goes where the meta leader puts it: follow again until
-	// it is on another server than the follower's own.
+	// it is on another server than the follower's own, and has given the
+	// first record (on a loaded machine a follower is now and then lost
+	// before it, two heartbeats missed; a read model's runner follows
+	// again, as this does).
 	var f *eventlog.Follower
+	next := func(within time.Duration) (eventlog.Record, error) {
+		wctx, cancel := context.WithTimeout(ctx, within)
+		defer cancel()
+		rec, _, err := f.Next(wctx)
+		return rec, err
+	}
 	holder := -1
 	for try := 0; holder < 0; try++ {
 		if try == 30 {
-			t.Fatal("every follower's consumer was put on server 1")
+			t.Fatal("every follower's consumer was put on server 1, or lost before its first record")
 		}
 		if f, err = l.Follow(ctx, eventlog.Metadata.Name, 0); err != nil {
 			t.Fatal(err)
@@ -67,18 +76,19 @@ func TestNATSClusterFollowerOutlivesItsConsumersServer(t *testing.T) {
 		}
 		if holder < 0 {
 			f.Stop()
+			continue
+		}
+		rec, err := next(10 * time.Second)
+		switch {
+		case errors.Is(err, eventlog.ErrFollowerLost):
+			t.Logf("follower lost before its first record: %v", err)
+			f.Stop()
+			holder = -1
+		case err != nil || rec.Seq != seqs[0]:
+			t.Fatalf("first record %d (%v), want %d", rec.Seq, err, seqs[0])
 		}
 	}
 	defer func() { f.Stop() }()
-	next := func(within time.Duration) (eventlog.Record, error) {
-		wctx, cancel := context.WithTimeout(ctx, within)
-		defer cancel()
-		rec, _, err := f.Next(wctx)
-		return rec, err
-	}
-	if rec, err := next(10 * time.Second); err != nil || rec.Seq != seqs[0] {
-		t.Fatalf("first record %d (%v), want %d", rec.Seq, err, seqs[0])
-	}
 
 	t.Logf("server %d, which holds the follower's consumer, shuts down", holder)
 	down := time.Now()
