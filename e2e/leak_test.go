@@ -99,8 +99,9 @@ func TestLeak(t *testing.T) {
 		}
 		return workers.Output{Data: map[string]any{
 			"echo": s, "b64": base64.StdEncoding.EncodeToString([]byte(s)), "url": "https://x/?t=" + url.QueryEscape(s),
+			"hex":      fmt.Sprintf("sent %X", "Bearer "+s),
 			"_secrets": map[string]any{"data": string(data)},
-		}, Logs: []string{"authenticated with " + s}}, nil
+		}, Logs: []string{"authenticated with " + s, "sent " + hex.EncodeToString([]byte(s))}}, nil
 	})
 	received := make(chan string, 1)
 	e.work("consumer", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {

@@ -2,6 +2,7 @@ package masking
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -11,7 +12,7 @@ import (
 )
 
 // forms are the encodings of v redaction looks for: v as it is, as the
-// common JSON encoders and URL encoders write it, and base64-encoded.
+// common JSON encoders and URL encoders write it, base64- and hex-encoded.
 // Most coincide for most values (a value of letters and digits is written
 // the same by every JSON and URL encoder), and are not computed then;
 // With keeps one of each.
@@ -84,6 +85,13 @@ func forms(v []byte) []string {
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		out = append(out, base64Forms(enc, v)...)
 	}
+	// A value printed as bytes (a worker's debug line of what it sends,
+	// a digest's input logged) is hex, in lower case (Go's %x and
+	// hex.EncodeToString, Python's bytes.hex, xxd) or upper (%X, .NET's
+	// Convert.ToHexString). Hex keeps each byte to itself: a value's
+	// form is in the hex of any data that holds the value.
+	h := hex.EncodeToString(v)
+	out = append(out, h, strings.ToUpper(h))
 	return out
 }
 

@@ -56,6 +56,8 @@ func TestRedactForms(t *testing.T) {
 		"base64 in +1": base64.StdEncoding.EncodeToString([]byte("a" + s + "zz")),
 		"base64 in +2": base64.StdEncoding.EncodeToString([]byte("ab" + s)),
 		"basic auth":   "Basic " + base64.StdEncoding.EncodeToString([]byte("user:"+s)),
+		"hex":          "sent " + hex.EncodeToString([]byte("\x01"+s+"\n")),
+		"hex upper":    fmt.Sprintf("sent %X", "ab"+s),
 	}
 	for name, text := range tests {
 		out := r.String(text)
