@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"reflect"
@@ -253,7 +254,7 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 
 func applyUpdated(t *Task, e *schemas.TaskUpdated, paused bool, own fresh) {
 	if !e.KeepOutput {
-		t.keepSealed(t.Output)
+		defer t.keepSealed(droppedSeals(t.Output))
 	}
 	switch {
 	case e.KeepOutput:
@@ -439,12 +440,16 @@ func (w *Workflow) keepResolved(dropped []*Task) {
 	}
 }
 
-// keepSealed keeps on t what its output held sealed before an update
-// replaces it (an IN_PROGRESS update's _secrets, then the result's): a
-// worker may echo the first later, as one of a dropped task may.
-func (t *Task) keepSealed(output map[string]any) {
-	if held := droppedSeals(output); len(held) > 0 {
-		t.Resolved = addRefs(t.Resolved, held)
+// keepSealed keeps on t the seals its output held before an update
+// replaced it (an IN_PROGRESS update's _secrets, then the result's) that
+// the new output does not hold: a worker may echo the first later, as one
+// of a dropped task may. A value reported again the same is sealed as
+// before (the guard's sealer), and kept by the output alone.
+func (t *Task) keepSealed(held []schemas.ResolvedRef) {
+	for _, ref := range held {
+		if masking.Find(t.Output, func(s *masking.Sealed) bool { return bytes.Equal(s.Ciphertext, ref.Sealed) }) == nil {
+			t.Resolved = addRefs(t.Resolved, []schemas.ResolvedRef{ref})
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ package guard
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -514,12 +515,52 @@ func (s *sealer) take() (*secrets.DataKey, error) {
 }
 
 // Seal implements masking.Sealer. Paths are relative to the workflow.
+//
+// A value a task's output held sealed at the same path before the
+// decision keeps the seal it had: the state keeps every seal an update
+// replaced (a worker may echo a session it reported before, see the
+// engine's keepSealed), and a worker that reports the same session in
+// each IN_PROGRESS update added one to keep on each. Equal seals tell a
+// reader of the log only what the updates' order and sizes do: that the
+// value at one path did not change.
 func (s *sealer) Seal(kind byte, path string, plaintext []byte) ([]byte, error) {
 	dk, err := s.key(kind, true)
 	if err != nil {
 		return nil, err
 	}
-	return dk.Seal(purposeOf(s.wfID, path), plaintext), nil
+	purpose := purposeOf(s.wfID, path)
+	if held := s.heldSeal(kind, path); held != nil {
+		if old, err := dk.Open(purpose, held); err == nil {
+			same := subtle.ConstantTimeCompare(old, plaintext) == 1
+			clear(old)
+			if same {
+				return held, nil
+			}
+		}
+	}
+	return dk.Seal(purpose, plaintext), nil
+}
+
+// heldSeal returns the seal a task's output held at path before the
+// decision, nil if none.
+func (s *sealer) heldSeal(kind byte, path string) []byte {
+	rest, ok := strings.CutPrefix(path, "wf/"+s.wfID+"/task/")
+	if !ok || s.before == nil {
+		return nil
+	}
+	id, field, _ := strings.Cut(rest, "/")
+	if !strings.HasPrefix(field, "output") {
+		return nil
+	}
+	t := s.before.TaskByID(id)
+	if t == nil {
+		return nil
+	}
+	held := masking.Find(t.Output, func(v *masking.Sealed) bool { return v.Kind == kind && v.Purpose == path })
+	if held == nil {
+		return nil
+	}
+	return held.Ciphertext
 }
 
 // Open implements masking.Sealer.

@@ -2,10 +2,12 @@ package guard
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -86,5 +88,67 @@ func TestProtectHandsBackTheStateItFolded(t *testing.T) {
 	}
 	if w.Status != conductor.WorkflowCompleted || !w.SealsSecrets || len(w.MaskedPaths) == 0 {
 		t.Fatalf("workflow %s, seals secrets %v, masked paths %v", w.Status, w.SealsSecrets, w.MaskedPaths)
+	}
+}
+
+// A worker that reports the same session in each IN_PROGRESS update gets
+// the seal it had, so that the state keeps no seal per update (each
+// replaced output's seals are kept, for redaction to find an echo of
+// them): only a session it renewed adds one.
+func TestASessionReportedAgainKeepsItsSeal(t *testing.T) {
+	ctx, keys := openKeys(t)
+	g := New(Config{Keys: keys})
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"w","version":1,"tasks":[{"name":"a","taskReferenceName":"a"}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	report := func(status, session string) func(w *engine.Workflow) engine.Trigger {
+		return func(w *engine.Workflow) engine.Trigger {
+			return engine.Result{Result: conductor.TaskResult{WorkflowInstanceID: w.ID, TaskID: w.LatestByRef("a").ID,
+				Status: status, OutputData: map[string]any{"_secrets": map[string]any{"session": session}}}}
+		}
+	}
+	var w *engine.Workflow
+	var seals [][]byte
+	for i, trigger := range []func(w *engine.Workflow) engine.Trigger{
+		func(*engine.Workflow) engine.Trigger {
+			return engine.Start{WorkflowID: "wf-session", Def: &def, CreatedBy: "user:t", Request: conductor.StartWorkflowRequest{Name: "w"}}
+		},
+		report(conductor.TaskInProgress, "session-1-5d0c9e"),
+		report(conductor.TaskInProgress, "session-1-5d0c9e"),
+		report(conductor.TaskInProgress, "session-1-5d0c9e"),
+		report(conductor.TaskInProgress, "session-2-a7f311"),
+		report(conductor.TaskCompleted, "session-2-a7f311"),
+	} {
+		dec, err := engine.Decide(engine.Input{State: w, Trigger: trigger(w), Now: now})
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if dec, err = g.Protect(ctx, w, dec); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		w = applyAll(t, w, dec.Events...)
+		if i > 0 {
+			sealed, _ := w.LatestByRef("a").Output["_secrets"].(map[string]any)["session"].(*masking.Sealed)
+			if sealed == nil {
+				t.Fatalf("step %d: the session is not sealed: %#v", i, w.LatestByRef("a").Output)
+			}
+			seals = append(seals, sealed.Ciphertext)
+		}
+	}
+	for i, same := range []bool{true, true, false, true} {
+		if bytes.Equal(seals[i], seals[i+1]) != same {
+			t.Errorf("reports %d and %d: equal seals %v, want %v", i+1, i+2, !same, same)
+		}
+	}
+	var kept [][]byte
+	for _, ref := range w.LatestByRef("a").Resolved {
+		if strings.HasPrefix(ref.Name, schemas.DroppedRefPrefix) {
+			kept = append(kept, ref.Sealed)
+		}
+	}
+	if len(kept) != 1 || !bytes.Equal(kept[0], seals[0]) {
+		t.Fatalf("the task keeps %d replaced seals, want the first session's alone", len(kept))
 	}
 }
