@@ -52,6 +52,24 @@ func FuzzLifecycleExclusiveJoin(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { runLifecycle(t, data, lifecyclegen.Grammar{ExclusiveJoins: true}) })
 }
 
+// FuzzLifecycleJoinAcross is FuzzLifecycleExclusiveJoin with, now and
+// then, an EXCLUSIVE_JOIN at the end of a fork's first branch on the last
+// task of another: one it waits for without any task of its own branch
+// leading to it.
+func FuzzLifecycleJoinAcross(f *testing.F) {
+	for _, seed := range [][]byte{
+		{0, 8, 0xf, 4, 0, 9, 8, 2, 3, 0xd, 8, 0x12, 2, 7, 0xf, 0xe, 0xa, 1, 6, 0, 0xc, 4, 0, 6, 0xe, 0xe, 0x10, 0x13, 9, 0xb, 0xd, 0xa, 0,
+			0xc, 0x12, 0xd, 2, 7, 0x12, 0x10, 7, 0xd, 1, 0xc, 8, 0x12, 0xb, 0x11, 0x10, 0x10, 0x11, 0xd, 5, 2, 0xb, 0x13, 0x10, 0x13, 9, 0xa, 8,
+			0xe, 0xf, 2, 4, 0x10, 0xb, 0xe, 0x10, 0xf},
+		{0, 8, 0xe, 0x13, 2, 0xc, 0xa, 0xb, 0xe, 9, 3, 6, 0xd, 7, 8, 7, 3, 1, 6, 0x10, 8, 5, 5, 0x12, 0, 7, 4},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		runLifecycle(t, data, lifecyclegen.Grammar{ExclusiveJoins: true, JoinsAcross: true})
+	})
+}
+
 // runLifecycle is one run of a lifecycle fuzz target.
 func runLifecycle(t *testing.T, data []byte, gr lifecyclegen.Grammar) {
 	src := lifecyclegen.NewSrc(data)

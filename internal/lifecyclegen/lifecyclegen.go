@@ -51,6 +51,10 @@ func (s *Src) Done() bool { return s.i >= len(s.b) }
 // Grammar turns on the definition grammar's optional parts.
 type Grammar struct {
 	ExclusiveJoins bool
+	// JoinsAcross ends a fork's first branch, now and then, in an
+	// EXCLUSIVE_JOIN on the last task of another branch: a task it can
+	// only wait for, none leading to it.
+	JoinsAcross bool
 }
 
 // defGen builds a definition from a small grammar: SIMPLE tasks with
@@ -107,12 +111,19 @@ func (g *defGen) task(depth int, inLoop bool) []any {
 	switch kind {
 	case 8, 9: // FORK_JOIN + JOIN
 		fork, join := g.ref("fork"), g.ref("join")
-		var branches []any
-		var last []string
+		var branches [][]any
 		for range 2 + g.src.N(2) {
-			b := g.list(depth+1, inLoop, 1+g.src.N(2))
-			branches = append(branches, b)
-			last = append(last, b[len(b)-1].(map[string]any)["taskReferenceName"].(string))
+			branches = append(branches, g.list(depth+1, inLoop, 1+g.src.N(2)))
+		}
+		lastOf := func(b []any) string { return b[len(b)-1].(map[string]any)["taskReferenceName"].(string) }
+		if g.gr.JoinsAcross && g.src.N(2) == 0 {
+			ref := g.ref("xjoin")
+			on := lastOf(branches[1+g.src.N(len(branches)-1)])
+			branches[0] = append(branches[0], map[string]any{"name": ref, "taskReferenceName": ref, "type": "EXCLUSIVE_JOIN", "joinOn": []string{on}})
+		}
+		var last []string
+		for _, b := range branches {
+			last = append(last, lastOf(b))
 		}
 		return []any{
 			map[string]any{"name": fork, "taskReferenceName": fork, "type": "FORK_JOIN", "forkTasks": branches},
