@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +39,9 @@ type Log struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	closed  atomic.Bool
+	// storeStarted is when the embedded server's store last started
+	// (Unix ns), its streams recovered: see madeSinceStart.
+	storeStarted atomic.Int64
 	// committers batch the appends of each event stream that takes atomic
 	// batches, in FsyncAlways mode (see commit.go).
 	committers map[string]*committer
@@ -306,6 +311,7 @@ func (l *Log) startEmbedded(o Options) (*server.Server, error) {
 		return nil, err
 	}
 	l.ns = ns
+	l.storeStarted.Store(time.Now().UnixNano())
 	l.jsConfig = ns.JetStreamConfig()
 	if l.holes, err = openHoles(l.cfg.StoreDir); err != nil {
 		l.shutdownServer()
@@ -495,23 +501,27 @@ func (l *Log) EmbeddedServer() *server.Server { return l.ns }
 // fail. Nil when the store is healthy, or when the log uses an external
 // server (whose own health endpoint says so).
 //
-// nats-server's health check says a stream "could not be recovered" while
-// it is being made too (its directory is there before the stream is), so
-// that making any bucket would fail a probe; such an error counts only
-// once it outlasts creationGrace, asked again until then (or until ctx
-// ends), as does a readiness it says it failed (see passing).
+// nats-server's health check says a stream "could not be recovered"
+// whenever its directory is there and the stream is not: while it is
+// being made too, so that making any bucket would fail a probe. A stream
+// whose directory was made since the store started is being made (or
+// deleted), not recovered, and is no error; one that was there before
+// (its deletion) counts only once it outlasts creationGrace, asked again
+// until then (or until ctx ends), as does a readiness the check says
+// failed (see passing). Under make test's load, a bucket's making
+// outlasted a grace of 2 s.
 func (l *Log) StorageError(ctx context.Context) error {
 	if l.ns == nil {
 		return nil
 	}
 	deadline := time.Now().Add(creationGrace)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		h := l.ns.Healthz(nil)
-		if h.Error == "" {
+		msg := l.healthError()
+		if msg == "" {
 			return nil
 		}
-		err := fmt.Errorf("embedded nats: %s (%s)", h.Error, l.storeFailureHint(h.Error))
-		if !passing(h.Error) || time.Now().After(deadline) {
+		err := fmt.Errorf("embedded nats: %s (%s)", msg, l.storeFailureHint(msg))
+		if !passing(msg) || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -520,6 +530,27 @@ func (l *Log) StorageError(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// healthError returns the embedded server's first health error but a
+// stream made since the store started (see StorageError), "" if none.
+func (l *Log) healthError() string {
+	for _, e := range l.ns.Healthz(&server.HealthzOptions{Details: true}).Errors {
+		if e.Type == server.HealthzErrorStream && strings.Contains(e.Error, "could not be recovered") && l.madeSinceStart(e.Account, e.Stream) {
+			continue
+		}
+		return e.Error
+	}
+	return ""
+}
+
+// madeSinceStart reports whether the directory of account's stream was
+// made (or its entries last changed) after the store started: nats-server
+// recovers the streams whose directories are there when it starts, and
+// leaves a stream it could not recover untouched.
+func (l *Log) madeSinceStart(account, stream string) bool {
+	fi, err := os.Stat(filepath.Join(l.cfg.StoreDir, "jetstream", account, "streams", stream))
+	return err == nil && fi.ModTime().UnixNano() > l.storeStarted.Load()
 }
 
 // passing says whether a health error may be gone when asked again: a

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -834,6 +836,46 @@ func TestStorageErrorWhileStreamsAreMade(t *testing.T) {
 			return
 		default:
 		}
+	}
+}
+
+// A stream's directory that the store found when it started, and a stream
+// it did not recover, is an error at once; one made since is a stream
+// being made, however long its making takes: under make test's load, a
+// bucket's outlasted the 2 s StorageError used to give it, and a healthy
+// log's probe failed. The directories stand for a stream that never
+// loads.
+func TestStorageErrorOfAStreamNotRecovered(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		before bool // the directory is there when the store starts
+	}{
+		{"there at the start", true},
+		{"made since", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			streams := filepath.Join(testutil.LogConfig(dir).StoreDir, "jetstream", "$G", "streams")
+			if tc.before {
+				l := testutil.OpenLog(t, dir)
+				l.Close()
+				if err := os.MkdirAll(filepath.Join(streams, "NEVER"), 0o750); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l := testutil.OpenLog(t, dir)
+			if !tc.before {
+				if err := os.MkdirAll(filepath.Join(streams, "NEVER"), 0o750); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := l.StorageError(testutil.Context(t, 30*time.Second))
+			if got := err != nil; got != tc.before || got && !strings.Contains(err.Error(), "NEVER' could not be recovered") {
+				t.Fatalf("StorageError: %v; want an error %v", err, tc.before)
+			}
+		})
 	}
 }
 

@@ -186,6 +186,7 @@ func (l *Log) restartStore(streams []string, free uint64) (err error) {
 		_ = l.ns.ShutdownJetStream()
 		return fmt.Errorf("start jetstream again: %w", err)
 	}
+	l.storeStarted.Store(time.Now().UnixNano())
 	l.storeFailed.Clear()
 	l.metrics.storeRestarts.Inc()
 	l.signalRestore()
