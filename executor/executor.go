@@ -876,7 +876,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 		}
 		if e.protector != nil {
 			if dec, err = e.protect(ctx, w, dec); err != nil {
-				if instead := recordInstead(j.trig, err, fellBack); instead != nil && errors.Is(err, fault.ErrSecretInName) {
+				if instead := RecordInstead(j.trig, err, fellBack); instead != nil && errors.Is(err, fault.ErrSecretInName) {
 					// Refused again, a worker's result would come back
 					// into the same refusal: what the trigger brought is
 					// dropped, as for a record too large.
@@ -942,7 +942,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 			// worker's result or a timer's tick would come again into the
 			// same refusal, and the workflow wait for ever: what the log
 			// can hold is recorded instead, on the same state.
-			if instead := recordInstead(j.trig, err, fellBack); instead != nil {
+			if instead := RecordInstead(j.trig, err, fellBack); instead != nil {
 				e.cfg.Logger.Warn("decision too large for the log; recording a failure instead", logkey.WorkflowID, j.wfID,
 					logkey.Trigger, name, logkey.Err, err)
 				j.trig = instead
@@ -1279,9 +1279,10 @@ func unrecordable(err error) bool {
 	return errors.Is(err, eventlog.ErrTooLarge) || errors.Is(err, eventlog.ErrTooDeep)
 }
 
-// recordInstead is what to record when the log refused trig's record for
-// what it holds, or the guard its decision for naming a task with a
-// secret value (why), or nil to refuse trig:
+// RecordInstead is what the executor records when the log refused trig's
+// record for what it holds, or the guard its decision for naming a task
+// with a secret value (why), or nil to refuse trig (the guard's fuzz
+// target replays it):
 //   - for a task's result too large, the task failed for good, saying
 //     why, without what the result carried (output, logs, reason), as
 //     Conductor fails a task whose output is over its payload limit; one
@@ -1297,7 +1298,7 @@ func unrecordable(err error) bool {
 //     start, restart, retry, rerun, skip, upgrade, jump, terminate,
 //     removal, new variables, a log line), nothing: it is refused, and
 //     the caller may send less.
-func recordInstead(trig engine.Trigger, why error, fellBack bool) engine.Trigger {
+func RecordInstead(trig engine.Trigger, why error, fellBack bool) engine.Trigger {
 	refused := "the event log refused the workflow's next record: "
 	if errors.Is(why, fault.ErrSecretInName) {
 		refused = "the engine refused the workflow's next decision: "

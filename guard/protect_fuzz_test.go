@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/lifecyclegen"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -59,6 +60,49 @@ import (
 // value sealed under _secrets in any record opens any more, and the run
 // ends.
 func FuzzProtectLifecycles(f *testing.F) {
+	fuzzProtect(f, false)
+}
+
+// FuzzProtectEffects drives FuzzProtectLifecycles's lifecycles with what
+// reaches other workflows and the refusals besides. Its definitions also
+// give SUB_WORKFLOW tasks input (a secret reference, the workflow input
+// copied into _secrets or _masked blocks, a task's whole output, a text
+// made of a task's _secrets output), SIMPLE tasks a cacheConfig, the
+// workflow a failure workflow, and end now and then in a DYNAMIC task
+// named by a worker's output, which a worker may give a value the guard
+// knows: the guard refuses the decision that would name a task with it,
+// and the executor records what executor.RecordInstead says instead, as
+// this target does. Late and repeated results and news of ended children
+// (lifecyclegen's ignored moves) are delivered with echoes too, and an
+// ended workflow's run goes on after its compaction (a restart runs it
+// again, under a new key): from then on K no longer holds the values
+// sealed under the destroyed _secrets key alone, which redaction can no
+// longer look for (README, Compaction: a task log line is refused for
+// that reason) and which the workflow's tasks get as "***".
+//
+// The oracle adds to FuzzProtectLifecycles's. A refusal's text holds no
+// form of a value of K. Each effect of a recorded decision is carried as
+// the executor carries it: a child's reason to end and the sealed values
+// a child is told to look for hold none, nor does a cached output as
+// JSON (an output with _secrets or _masked is not cached, what
+// is cached is redacted); a started workflow's name, definition,
+// correlation id, domains, idempotency key and reason for refusal, which
+// the child shows in plain text, hold none either; its input goes through
+// the child's preparation when it holds references or sealed values (the
+// executor's ChildPreparer), and the child's start is decided and
+// protected (a one-task definition that reads nothing of its input, so
+// that only _secrets and _masked blocks are sealed): no encoded event of
+// it holds a form of K's values. That is the README's promise for a
+// child: what the parent's input passes under _secrets or _masked the
+// child seals, what the parent resolved or sealed reaches it sealed or
+// "***", never plain.
+func FuzzProtectEffects(f *testing.F) {
+	fuzzProtect(f, true)
+}
+
+// fuzzProtect runs the lifecycles of either target, full for
+// FuzzProtectEffects's.
+func fuzzProtect(f *testing.F, full bool) {
 	l := testutil.OpenLog(f, "")
 	ctx := context.Background()
 	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(f)})
@@ -78,7 +122,7 @@ func FuzzProtectLifecycles(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		runProtect(t, tctx, keys, data)
+		runProtect(t, tctx, keys, data, full)
 	})
 }
 
@@ -107,13 +151,20 @@ type protectRun struct {
 	// sealed are the values sealed under _secrets in any record.
 	sealed []*masking.Sealed
 	trail  []string
+	// secretsOnly are the values of K sealed under the workflow's _secrets
+	// key alone: compaction destroys them.
+	secretsOnly []string
+	// full runs FuzzProtectEffects's lifecycles; simples are the SIMPLE
+	// tasks' reference names met so far in the definition.
+	full    bool
+	simples []string
 }
 
-func runProtect(t *testing.T, ctx context.Context, keys *secrets.Keys, data []byte) {
+func runProtect(t *testing.T, ctx context.Context, keys *secrets.Keys, data []byte, full bool) {
 	h := fnv.New64a()
 	h.Write(data)
 	r := &protectRun{t: t, ctx: ctx, keys: keys, src: lifecyclegen.NewSrc(data), rng: rand.New(rand.NewPCG(h.Sum64(), 7)),
-		id: fmt.Sprintf("00000000-0000-4000-9000-%012d", protectRuns.Add(1)), now: time.UnixMilli(1_800_000_000_000).UTC()}
+		id: fmt.Sprintf("00000000-0000-4000-9000-%012d", protectRuns.Add(1)), now: time.UnixMilli(1_800_000_000_000).UTC(), full: full}
 	r.sources = map[string]string{"s0": r.secret(), "s1": r.secret()}
 	src := make(fakeSecrets, len(r.sources))
 	for k, v := range r.sources {
@@ -125,11 +176,14 @@ func runProtect(t *testing.T, ctx context.Context, keys *secrets.Keys, data []by
 	for i := 0; i < 80 && !r.src.Done() && r.w != nil; i++ {
 		if r.w.Terminal() && !r.w.Compacted && r.src.N(4) == 0 {
 			r.compact()
-			return
+			if !r.full {
+				return
+			}
+			continue
 		}
 		mv := r.drv.Next(r.w, r.now)
 		r.now = mv.Now
-		if mv.Trigger == nil || mv.Ignored != "" {
+		if mv.Trigger == nil || mv.Ignored != "" && !r.full {
 			continue
 		}
 		r.decide(r.plant(mv.Trigger))
@@ -171,7 +225,7 @@ func (r *protectRun) start() {
 		return v
 	}
 	if r.src.N(2) == 0 {
-		input["_secrets"] = map[string]any{"k": plant(r.secret()), "n": map[string]any{"deep": []any{plant(r.secret())}}}
+		input["_secrets"] = map[string]any{"k": r.inSecrets(plant(r.secret())), "n": map[string]any{"deep": []any{r.inSecrets(plant(r.secret()))}}}
 	}
 	if r.src.N(2) == 0 {
 		input["_masked"] = map[string]any{"k": plant(r.secret())}
@@ -180,6 +234,9 @@ func (r *protectRun) start() {
 		doc["maskedFields"] = []any{"mf"}
 		input["mf"] = plant(r.secret())
 	}
+	if r.full {
+		r.addEffects(doc)
+	}
 	js2, err := json.Marshal(doc)
 	if err != nil {
 		r.t.Fatal(err)
@@ -187,6 +244,9 @@ func (r *protectRun) start() {
 	for _, k := range []string{"p", "q"} {
 		if strings.Contains(string(js2), "${workflow.input."+k+"}") {
 			input[k] = plant(r.secret())
+			if k == "p" {
+				r.inSecrets(input[k])
+			}
 		}
 	}
 	var def conductor.WorkflowDef
@@ -204,6 +264,12 @@ func (r *protectRun) start() {
 		r.known = append(r.known, planted...)
 	}
 	r.fresh = nil
+}
+
+// inSecrets notes that v goes under the workflow's _secrets key alone.
+func (r *protectRun) inSecrets(v any) any {
+	r.secretsOnly = append(r.secretsOnly, v.(string))
+	return v
 }
 
 // addSecretParts gives the grammar's SIMPLE tasks and SET_VARIABLEs, in
@@ -240,14 +306,60 @@ func (r *protectRun) addSecretParts(v any) {
 			case 4:
 				in["_masked"] = map[string]any{"y": "${workflow.input.q}"}
 			}
+			if r.full {
+				if r.src.N(4) == 0 {
+					x["cacheConfig"] = map[string]any{"key": "fixed", "ttlInSecond": 60}
+				}
+				r.simples = append(r.simples, x["taskReferenceName"].(string))
+			}
 		case conductor.TaskTypeSetVariable:
 			if r.src.N(3) == 0 {
 				in["_secrets"] = map[string]any{"p": "${workflow.input.p}"}
+			}
+		case conductor.TaskTypeSubWorkflow:
+			if r.full {
+				r.childInput(in)
 			}
 		}
 		if len(in) > 0 {
 			x["inputParameters"] = in
 		}
+	}
+}
+
+// childInput gives a SUB_WORKFLOW's input what may carry secrets to the
+// child.
+func (r *protectRun) childInput(in map[string]any) {
+	for range 1 + r.src.N(2) {
+		switch r.src.N(6) {
+		case 1:
+			in["tok"] = fmt.Sprintf("${workflow.secrets.s%d}", r.src.N(2))
+		case 2:
+			in["_secrets"] = map[string]any{"x": "${workflow.input.p}"}
+		case 3:
+			in["_masked"] = map[string]any{"y": "${workflow.input.q}"}
+		case 4:
+			if len(r.simples) > 0 {
+				in["prev"] = "${" + r.simples[r.src.N(len(r.simples))] + ".output}"
+			}
+		case 5:
+			if len(r.simples) > 0 {
+				in["auth"] = "Bearer ${" + r.simples[r.src.N(len(r.simples))] + ".output._secrets.session}"
+			}
+		}
+	}
+}
+
+// addEffects gives the definition a failure workflow now and then, and
+// ends it in a DYNAMIC task that a SIMPLE task's output names.
+func (r *protectRun) addEffects(doc map[string]any) {
+	if r.src.N(3) == 0 {
+		doc["failureWorkflow"] = "onfail"
+	}
+	if len(r.simples) > 0 && r.src.N(3) == 0 {
+		from := r.simples[r.src.N(len(r.simples))]
+		doc["tasks"] = append(doc["tasks"].([]any), map[string]any{"name": "dynz", "taskReferenceName": "dynz", "type": conductor.TaskTypeDynamic,
+			"dynamicTaskNameParam": "tn", "inputParameters": map[string]any{"tn": "${" + from + ".output.tn}"}})
 	}
 }
 
@@ -267,7 +379,15 @@ func (r *protectRun) plant(trig engine.Trigger) engine.Trigger {
 		if r.src.N(3) == 0 {
 			v := r.secret()
 			r.fresh = append(r.fresh, v)
+			r.inSecrets(v)
 			out["_secrets"] = map[string]any{"session": v}
+		}
+		if r.full && r.src.N(3) == 0 {
+			// The name of the DYNAMIC task that reads it.
+			out["tn"] = "dynwork"
+			if vals := slices.Concat(r.known, r.fresh); len(vals) > 0 && r.src.N(2) == 0 {
+				out["tn"] = r.form(vals[r.src.N(len(vals))])
+			}
 		}
 		for range r.src.N(4) {
 			vals := slices.Concat(r.known, r.fresh)
@@ -361,6 +481,7 @@ func (r *protectRun) handOff(take engine.Take) (engine.Take, []string) {
 func (r *protectRun) decide(trig engine.Trigger) {
 	r.t.Helper()
 	defer func() { r.fresh = nil }()
+	fellBack := false
 	for range 100 {
 		var resolved []string
 		if take, ok := trig.(engine.Take); ok && r.w != nil {
@@ -371,14 +492,28 @@ func (r *protectRun) decide(trig engine.Trigger) {
 		if errors.As(err, &df) {
 			r.fatalf("%s: %v\n%s", engine.TriggerName(trig), err, df.Stack)
 		}
+		values := slices.Concat(r.known, r.fresh, resolved)
 		if err != nil || len(d.Events) == 0 {
 			r.trail = append(r.trail, fmt.Sprintf("%s: %v", engine.TriggerName(trig), err))
+			if err == nil {
+				// The executor performs a decision's effects unprotected
+				// when it records nothing (recovery's starts again).
+				r.checkEffects(d.Effects, values)
+			}
 			return
 		}
 		pd, err := r.g.Protect(r.ctx, r.w, d)
 		if fault.Refused(err) {
 			r.trail = append(r.trail, fmt.Sprintf("%s: refused: %v", engine.TriggerName(trig), err))
-			return
+			r.search("the refusal of "+engine.TriggerName(trig), []byte(err.Error()), values)
+			if !r.full || !errors.Is(err, fault.ErrSecretInName) {
+				return
+			}
+			if trig = executor.RecordInstead(trig, err, fellBack); trig == nil {
+				return
+			}
+			fellBack = true
+			continue
 		}
 		if err != nil {
 			r.fatalf("protect %s: %v", engine.TriggerName(trig), err)
@@ -403,7 +538,8 @@ func (r *protectRun) decide(trig engine.Trigger) {
 			types[i] = ev.EventType()
 		}
 		r.trail = append(r.trail, fmt.Sprintf("%s at +%s: %v", engine.TriggerName(trig), r.now.Sub(time.UnixMilli(1_800_000_000_000)), types))
-		r.check(pd.Events, slices.Concat(r.known, r.fresh, resolved))
+		r.check(pd.Events, values)
+		r.checkEffects(pd.Effects, values)
 		r.seq++
 		state.Seq = r.seq
 		r.g.Recorded(r.id, r.seq)
@@ -436,28 +572,130 @@ func recordsOutput(events []schemas.Event, id string) bool {
 // values in one, and collects what they sealed under _secrets.
 func (r *protectRun) check(events []schemas.Event, values []string) {
 	r.t.Helper()
-	var forms, of []string
-	for _, v := range values {
-		for _, f := range secretForms(v) {
-			forms, of = append(forms, f), append(of, v)
-		}
+	for _, dec := range r.searchEvents(fmt.Sprintf("record %d", r.seq+1), events, values) {
+		r.collectSealed(dec)
 	}
+}
+
+// searchEvents fails on any form of values in the encoding of one of
+// events, named after where, and returns them decoded.
+func (r *protectRun) searchEvents(where string, events []schemas.Event, values []string) []schemas.Event {
+	r.t.Helper()
+	out := make([]schemas.Event, len(events))
 	for i, ev := range events {
 		env, err := schemas.Default.Encode(ev)
 		if err != nil {
 			r.fatalf("encode %T: %v", ev, err)
 		}
-		for j, f := range forms {
-			if bytes.Contains(env.Data, []byte(f)) {
-				r.fatalf("record %d, event %d (%s) holds %q, a form of %s:\n%+v", r.seq+1, i, ev.EventType(), f, r.describe(of[j]), ev)
-			}
-		}
-		dec, err := schemas.Default.Decode(env)
-		if err != nil {
+		r.search(fmt.Sprintf("%s, event %d (%s)", where, i, ev.EventType()), env.Data, values, ev)
+		if out[i], err = schemas.Default.Decode(env); err != nil {
 			r.fatalf("decode %s: %v", ev.EventType(), err)
 		}
-		r.collectSealed(dec)
 	}
+	return out
+}
+
+// search fails on any form of values in data, named after where; what
+// follows is shown with the failure.
+func (r *protectRun) search(where string, data []byte, values []string, what ...any) {
+	r.t.Helper()
+	for _, v := range values {
+		for _, f := range secretForms(v) {
+			if bytes.Contains(data, []byte(f)) {
+				r.fatalf("%s holds %q, a form of %s:\n%+v", where, f, r.describe(v), what)
+			}
+		}
+	}
+}
+
+// checkEffects carries each effect as the executor does and fails on any
+// form of values in what it carries (see FuzzProtectEffects).
+func (r *protectRun) checkEffects(effs []engine.Effect, values []string) {
+	r.t.Helper()
+	for _, eff := range effs {
+		switch e := eff.(type) {
+		case engine.CacheOutput:
+			js, err := json.Marshal(e.Output)
+			if err != nil {
+				r.fatalf("cache output: %v", err)
+			}
+			r.search(fmt.Sprintf("record %d's cached output", r.seq+1), js, values, e)
+		case engine.StartWorkflow:
+			r.checkStart(e, values)
+		case engine.TerminateWorkflow:
+			// The child records the reason, and its redaction knows
+			// nothing of its parent's values.
+			r.search(fmt.Sprintf("record %d's reason to end %s", r.seq+1, e.WorkflowID), []byte(e.Reason), values, e)
+		case engine.LookFor:
+			js, err := json.Marshal(e)
+			if err != nil {
+				r.fatalf("look for: %v", err)
+			}
+			r.search(fmt.Sprintf("record %d's news for %s", r.seq+1, e.WorkflowID), js, values, e)
+		}
+	}
+}
+
+// kidDef is the definition of a workflow another one starts: one task
+// that reads nothing of the input, which is therefore kept as given
+// except for its _secrets and _masked blocks.
+const kidDef = `{"name":%q,"version":1,"schemaVersion":2,"tasks":[{"name":"k1","taskReferenceName":"k1","type":"SIMPLE"}]}`
+
+// checkStart starts the workflow e starts as the executor does: its
+// input prepared when it holds references or sealed values, its start
+// decided and protected.
+func (r *protectRun) checkStart(e engine.StartWorkflow, values []string) {
+	r.t.Helper()
+	where := fmt.Sprintf("record %d's start of %s %s", r.seq+1, e.Name, e.WorkflowID)
+	shown, err := json.Marshal([]any{e.Name, string(e.Def), e.CorrelationID, e.TaskToDomain, e.IdempotencyKey, e.Refused})
+	if err != nil {
+		r.fatalf("%s: %v", where, err)
+	}
+	r.search(where, shown, values, e)
+	if e.Refused != "" {
+		return
+	}
+	input, resolved := e.Input, []schemas.ResolvedRef(nil)
+	if len(e.InputDeferred) > 0 || masking.HasSealed(e.Input) {
+		in, refs, err := r.g.PrepareChild(r.ctx, e)
+		switch {
+		case err == nil:
+			input, resolved = in, refs
+		case errors.Is(err, fault.ErrNotFound), errors.Is(err, fault.ErrForbidden), errors.Is(err, fault.ErrInvalid):
+			// The executor fails the starting task with this reason.
+			r.search(where+": its preparation's refusal", []byte(err.Error()), values, e)
+			return
+		default:
+			r.fatalf("%s: prepare: %v", where, err)
+		}
+	}
+	defJS := e.Def
+	if len(defJS) == 0 {
+		defJS = fmt.Appendf(nil, kidDef, e.Name)
+	}
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal(defJS, &def); err != nil {
+		r.fatalf("%s: %v", where, err)
+	}
+	d, err := engine.Decide(engine.Input{Now: r.now, Trigger: engine.Start{WorkflowID: e.WorkflowID, Def: &def, CreatedBy: e.CreatedBy,
+		AlsoRunsAs: e.AlsoRunsAs, ParentWorkflowID: e.ParentWorkflowID, ParentWorkflowTaskID: e.ParentWorkflowTaskID, Depth: e.Depth,
+		Resolved: resolved, Request: conductor.StartWorkflowRequest{Name: e.Name, Version: e.Version, Input: input,
+			CorrelationID: e.CorrelationID, Priority: e.Priority, TaskToDomain: e.TaskToDomain,
+			IdempotencyKey: e.IdempotencyKey, IdempotencyStrategy: e.IdempotencyStrategy}}})
+	if err != nil {
+		r.search(where+": its refusal", []byte(err.Error()), values, e)
+		return
+	}
+	defer r.g.forget(e.WorkflowID)
+	pd, err := r.g.Protect(r.ctx, nil, d)
+	if fault.Refused(err) {
+		r.search(where+": its protection's refusal", []byte(err.Error()), values, e)
+		return
+	}
+	if err != nil {
+		r.fatalf("%s: protect: %v", where, err)
+	}
+	r.searchEvents(where, pd.Events, values)
 }
 
 // collectSealed keeps the _secrets values an event's data holds.
@@ -505,6 +743,13 @@ func (r *protectRun) compact() {
 			r.fatalf("a value sealed at %s under _secrets opens after compaction: %d bytes, %v", s.Purpose, len(plain), err)
 		}
 	}
+	// A run again (a restart) seals under a new key. What the destroyed
+	// one sealed is no longer known to redaction (a task log line is
+	// refused for it, see Protect) nor to any of the workflow's tasks,
+	// which get "***" for it: a worker that still echoes it (a session
+	// it opened before) is not looked for.
+	r.sealed = nil
+	r.known = slices.DeleteFunc(r.known, func(v string) bool { return slices.Contains(r.secretsOnly, v) })
 }
 
 // secretForms are the forms of v no record may hold: as it is, its JSON
