@@ -65,9 +65,18 @@ type Subscription struct {
 func (s *Subscription) Stop() { s.cc.Stop() }
 
 // EnsureConsumer creates or updates a durable consumer. It is idempotent.
-// The server's answer is waited for at most consumerTimeout, whatever ctx
-// allows.
+// On a cluster it first waits for the meta leader, which makes every
+// consumer, to answer (awaitMetaLeader): during an election a server
+// answered the making with "JetStream system temporarily unavailable"
+// (10008), or left it unanswered when sent before it knew its meta leader
+// gone. The server's answer is waited for at most consumerTimeout,
+// whatever ctx allows.
 func (l *Log) EnsureConsumer(ctx context.Context, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	if l.cfg.Replicas > 1 {
+		if err := l.awaitMetaLeader(ctx); err != nil {
+			return nil, fmt.Errorf("consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
+		}
+	}
 	// An answer lost with the server that would give it never comes (see
 	// publishTimeout); a creation tried again is a no-op.
 	ctx, cancel := context.WithTimeout(ctx, consumerTimeout)
@@ -104,7 +113,20 @@ const consumerTimeout = 10 * time.Second
 // Subscribe runs handle for messages of a durable consumer until the
 // Subscription is stopped. Handlers run one at a time per subscription.
 func (l *Log) Subscribe(ctx context.Context, cfg ConsumerConfig, handle Handler) (*Subscription, error) {
-	cons, err := l.EnsureConsumer(ctx, cfg)
+	var cons jetstream.Consumer
+	ensure := func(ctx context.Context) (err error) {
+		cons, err = l.EnsureConsumer(ctx, cfg)
+		return err
+	}
+	var err error
+	if l.cfg.Replicas > 1 {
+		// A cluster without a meta leader for longer than one attempt
+		// waits, until ctx ends: an engine started while its cluster had
+		// lost a majority, or during an election, failed its start.
+		err = l.whileForming(ctx, "consumer not made yet", ensure, logkey.Stream, cfg.Stream, "consumer", cfg.Durable)
+	} else {
+		err = ensure(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}

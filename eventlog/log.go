@@ -349,16 +349,25 @@ func (l *Log) ensureStreams(ctx context.Context) error {
 // that failed then had the engine exit, although the same request
 // succeeds seconds later.
 func (l *Log) ensureStreamsWhileForming(ctx context.Context) error {
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		// A cluster without a meta leader may answer nothing at all: each
-		// attempt asks anew after formingAttempt.
+	// A cluster without a meta leader may answer nothing at all: each
+	// attempt asks anew after formingAttempt.
+	return l.whileForming(ctx, "streams not made yet", func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, formingAttempt)
-		err := l.ensureStreams(actx)
-		cancel()
+		defer cancel()
+		return l.ensureStreams(actx)
+	})
+}
+
+// whileForming runs attempt, and again after a growing wait while it
+// fails with a forming cluster's answer (clusterForming) or none in its
+// time, until ctx ends; each retry is logged as what, with args.
+func (l *Log) whileForming(ctx context.Context, what string, attempt func(context.Context) error, args ...any) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := attempt(ctx)
 		if err == nil || ctx.Err() != nil || !clusterForming(err) && !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		l.logger.Warn("streams not made yet: the NATS cluster is not ready; trying again", logkey.Err, err)
+		l.logger.Warn(what+": the NATS cluster is not ready; trying again", append(args, logkey.Err, err)...)
 		select {
 		case <-ctx.Done():
 			return err
