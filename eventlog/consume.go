@@ -123,7 +123,7 @@ func (l *Log) Subscribe(ctx context.Context, cfg ConsumerConfig, handle Handler)
 		// A cluster without a meta leader for longer than one attempt
 		// waits, until ctx ends: an engine started while its cluster had
 		// lost a majority, or during an election, failed its start.
-		err = l.whileForming(ctx, "consumer not made yet", ensure, logkey.Stream, cfg.Stream, "consumer", cfg.Durable)
+		err = l.whileForming(ctx, "consumer not made yet", ensure, logkey.Stream, cfg.Stream, logkey.Consumer, cfg.Durable)
 	} else {
 		err = ensure(ctx)
 	}

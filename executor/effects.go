@@ -755,7 +755,7 @@ func (d *dispatcher) resetStaleQueues(ctx context.Context) error {
 		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("delete stale consumer %s: %w", name, err)
 		}
-		d.logger.Info("deleted a queue consumer ahead of the dispatch stream", "consumer", name, logkey.Seq, last)
+		d.logger.Info("deleted a queue consumer ahead of the dispatch stream", logkey.Consumer, name, logkey.Seq, last)
 	}
 	d.mu.Lock()
 	clear(d.queues)

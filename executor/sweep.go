@@ -162,7 +162,7 @@ func (e *Executor) sweepQueues(ctx context.Context) error {
 		// Best effort: an engine that misses it makes the consumer again
 		// at its next sweep if it dispatches meanwhile.
 		_ = e.log.Conn().Publish(queueGoneSubject, []byte(name))
-		e.cfg.Logger.Debug("deleted an idle queue", "consumer", name)
+		e.cfg.Logger.Debug("deleted an idle queue", logkey.Consumer, name)
 	}
 	return errors.Join(append(errs, e.remakeQueues(ctx, stream, exists))...)
 }
@@ -288,7 +288,7 @@ func (e *Executor) remakeQueues(ctx context.Context, stream jetstream.Stream, ex
 			e.lanes.add(queue, lane)
 			_ = e.log.Conn().Publish(laneNoticeSubject, []byte(name))
 		}
-		e.cfg.Logger.Info("made again the consumer of a queue holding tasks", "consumer", name, "messages", n)
+		e.cfg.Logger.Info("made again the consumer of a queue holding tasks", logkey.Consumer, name, logkey.Count, n)
 	}
 	return nil
 }

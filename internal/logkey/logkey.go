@@ -41,4 +41,5 @@ const (
 	NATS       = "nats"       // the NATS server a node uses, without credentials
 	Free       = "free"       // bytes free on a file system
 	Need       = "need"       // bytes a file system must have free
+	Consumer   = "consumer"   // a JetStream durable consumer's name
 )
