@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
@@ -21,6 +22,8 @@ import (
 // Starter starts workflows.
 type Starter interface {
 	StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error)
+	// State returns the workflow's state, nil if it does not exist.
+	State(ctx context.Context, wfID string) (*engine.Workflow, error)
 }
 
 // StartCheck decides whether a schedule's owner may still start its
@@ -170,7 +173,9 @@ func (f *Firer) fireOne(ctx context.Context, name string, now int64) (more bool,
 	}
 	if st.Pending() {
 		if st.Def.Paused {
-			return false, nil // a paused schedule starts nothing; resumed, it starts its claim
+			// A paused schedule starts nothing; resumed, it starts its
+			// claim.
+			return false, f.finishStarted(ctx, name, st)
 		}
 		if err := f.start(ctx, name, st, st.LastFired, st.LastClaimed, st.Seq); err != nil {
 			return false, err
@@ -288,6 +293,21 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 			logkey.Principal, st.Owner(), logkey.Reason, outcome.Reason)
 	}
 	return nil
+}
+
+// finishStarted records the pending claim of a paused schedule as run
+// when an earlier attempt started its workflow: a start whose answer was
+// lost (its server gone) or that failed after it landed is finished by a
+// later scan, which a pause stopped; the run read POLLED for as long as
+// the pause lasted, though its workflow ran (make test's failover test
+// paused the schedule so).
+func (f *Firer) finishStarted(ctx context.Context, name string, st *State) error {
+	w, err := f.starter.State(ctx, workflowID(name, st.LastFired))
+	if err != nil || w == nil {
+		return err
+	}
+	return f.recordOutcome(ctx, name, st.LastFired, st.Seq,
+		[]schemas.Event{&schemas.ScheduleExecuted{ScheduledTime: st.LastFired, Time: f.store.now().UnixMilli()}})
 }
 
 // recordOutcome appends the outcome of the claim of fire time at, made at

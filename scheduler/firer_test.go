@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
@@ -36,6 +37,15 @@ func (s *started) StartWorkflow(_ context.Context, req conductor.StartWorkflowRe
 	defer s.mu.Unlock()
 	s.reqs, s.ids, s.added = append(s.reqs, req), append(s.ids, o.WorkflowID), append(s.added, o.Added)
 	return o.WorkflowID, 1, nil
+}
+
+func (s *started) State(_ context.Context, wfID string) (*engine.Workflow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !slices.Contains(s.ids, wfID) {
+		return nil, nil
+	}
+	return &engine.Workflow{ID: wfID}, nil
 }
 
 // clock is a test's time: the store reads it, the test moves it.
@@ -536,17 +546,6 @@ func TestFallBackNightRuns(t *testing.T) {
 	}
 }
 
-// refusing is a starter that refuses every start with err.
-type refusing struct {
-	err   error
-	tries int
-}
-
-func (r *refusing) StartWorkflow(context.Context, conductor.StartWorkflowRequest, executor.StartOptions) (string, uint64, error) {
-	r.tries++
-	return "", 0, r.err
-}
-
 // A claim whose start is refused for good (too large a start record, an
 // unknown definition) is recorded FAILED with the reason, and the next
 // tick fires; one refused for now stays pending, to be tried again.
@@ -564,7 +563,7 @@ func TestRefusedStartEndsTheClaim(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			s, c := newTestStore(t)
-			starter := &refusing{err: tt.err}
+			starter := &answering{err: tt.err}
 			f := NewFirer(s, starter, nil)
 			if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
 				StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
@@ -675,6 +674,56 @@ func (a *answering) StartWorkflow(_ context.Context, _ conductor.StartWorkflowRe
 		return "", 0, a.err
 	}
 	return cmp.Or(a.id, o.WorkflowID), 1, nil
+}
+
+func (a *answering) State(context.Context, string) (*engine.Workflow, error) { return nil, nil }
+
+// landing is a starter whose starts land and answer err: their answer
+// lost with a server, say.
+type landing struct {
+	started
+	err error
+}
+
+func (l *landing) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
+	if _, _, err := l.started.StartWorkflow(ctx, req, o); err != nil {
+		return "", 0, err
+	}
+	return "", 0, l.err
+}
+
+// A tick whose workflow started but whose start answered an error is
+// finished by a later scan; paused meanwhile, the schedule records the
+// run all the same, and starts nothing: its run read POLLED for as long
+// as the pause lasted, though its workflow ran (make test's failover
+// test, its start's answer lost with a server, then a pause).
+func TestPausedScheduleRecordsARunThatStarted(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	starter := &landing{err: errors.New("no answer: the server went")}
+	f := NewFirer(s, starter, nil)
+	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:00Z")
+	if err := f.fire(ctx, c.ms, "h"); err == nil {
+		t.Fatal("fire: no error, want the start's")
+	}
+	if err := s.SetPaused(ctx, "h", true, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:01Z")
+	if err := f.fire(ctx, c.ms, "h"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.load(ctx, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending() || len(starter.ids) != 1 {
+		t.Fatalf("claim pending %v, started %v; want the run recorded, started once", st.Pending(), starter.ids)
+	}
 }
 
 // A schedule whose start request carries an idempotency key starts what
