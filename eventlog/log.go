@@ -572,9 +572,8 @@ func passing(msg string) bool {
 }
 
 // creationGrace bounds how long StorageError takes a stream the server
-// cannot find for one being made: on a loaded machine, making a file
-// stream (its directory, its metadata, their syncs) has taken most of a
-// second.
+// cannot find, whose directory is older than the store's start, for one
+// being deleted, and a failed readiness for the check's own race.
 const creationGrace = 2 * time.Second
 
 // StoreFull returns an error when the embedded server's store holds more

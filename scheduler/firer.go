@@ -43,7 +43,18 @@ type Firer struct {
 	// for keys that zone rules or cron semantics changed since they were
 	// written (see fixDue).
 	reconcileEvery time.Duration
+	// lookedFor holds, for each paused schedule's pending claim, when
+	// finishStarted last looked for its workflow (Unix ms): a state read
+	// on every scan (five a second) for as long as a pause lasts.
+	lookedFor map[string]claimLook
 }
+
+// claimLook is when finishStarted looked for the workflow of a claim.
+type claimLook struct{ at, when int64 }
+
+// lookEvery bounds how often finishStarted looks for one claim's
+// workflow: a start in flight on another engine lands within it.
+const lookEvery = 10 * time.Second
 
 // NewFirer returns a firer; check may be nil (every owner may start).
 func NewFirer(store *Store, starter Starter, check StartCheck) *Firer {
@@ -302,12 +313,21 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 // the pause lasted, though its workflow ran (make test's failover test
 // paused the schedule so).
 func (f *Firer) finishStarted(ctx context.Context, name string, st *State) error {
+	now := f.store.now().UnixMilli()
+	if l, ok := f.lookedFor[name]; ok && l.at == st.LastFired && now-l.when < lookEvery.Milliseconds() {
+		return nil
+	}
+	if f.lookedFor == nil {
+		f.lookedFor = map[string]claimLook{}
+	}
+	f.lookedFor[name] = claimLook{at: st.LastFired, when: now}
 	w, err := f.starter.State(ctx, workflowID(name, st.LastFired))
 	if err != nil || w == nil {
 		return err
 	}
+	delete(f.lookedFor, name)
 	return f.recordOutcome(ctx, name, st.LastFired, st.Seq,
-		[]schemas.Event{&schemas.ScheduleExecuted{ScheduledTime: st.LastFired, Time: f.store.now().UnixMilli()}})
+		[]schemas.Event{&schemas.ScheduleExecuted{ScheduledTime: st.LastFired, Time: now}})
 }
 
 // recordOutcome appends the outcome of the claim of fire time at, made at

@@ -666,6 +666,7 @@ type answering struct {
 	id    string
 	err   error
 	tries int
+	looks int // State calls
 }
 
 func (a *answering) StartWorkflow(_ context.Context, _ conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
@@ -676,7 +677,10 @@ func (a *answering) StartWorkflow(_ context.Context, _ conductor.StartWorkflowRe
 	return cmp.Or(a.id, o.WorkflowID), 1, nil
 }
 
-func (a *answering) State(context.Context, string) (*engine.Workflow, error) { return nil, nil }
+func (a *answering) State(context.Context, string) (*engine.Workflow, error) {
+	a.looks++
+	return nil, nil
+}
 
 // landing is a starter whose starts land and answer err: their answer
 // lost with a server, say.
@@ -723,6 +727,39 @@ func TestPausedScheduleRecordsARunThatStarted(t *testing.T) {
 	}
 	if st.Pending() || len(starter.ids) != 1 {
 		t.Fatalf("claim pending %v, started %v; want the run recorded, started once", st.Pending(), starter.ids)
+	}
+}
+
+// A paused schedule's claim whose workflow did not start is looked for
+// again every lookEvery, not at every scan (five a second), for as long
+// as the pause lasts.
+func TestPausedClaimIsLookedForNowAndThen(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	starter := &answering{err: errors.New("no engine available")}
+	f := NewFirer(s, starter, nil)
+	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.ms = ms("2026-11-30T11:00:00Z")
+	if err := f.fire(ctx, c.ms, "h"); err == nil {
+		t.Fatal("fire: no error, want the start's")
+	}
+	if err := s.SetPaused(ctx, "h", true, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		after time.Duration
+		looks int
+	}{{time.Second, 1}, {2 * time.Second, 1}, {lookEvery, 1}, {time.Second + lookEvery, 2}} {
+		c.ms = ms("2026-11-30T11:00:00Z") + tc.after.Milliseconds()
+		if err := f.fire(ctx, c.ms, "h"); err != nil {
+			t.Fatal(err)
+		}
+		if starter.looks != tc.looks || starter.tries != 1 {
+			t.Fatalf("%s after the claim: looked %d times, started %d; want %d, 1", tc.after, starter.looks, starter.tries, tc.looks)
+		}
 	}
 }
 
