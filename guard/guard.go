@@ -520,9 +520,10 @@ func (s *sealer) take() (*secrets.DataKey, error) {
 // decision keeps the seal it had: the state keeps every seal an update
 // replaced (a worker may echo a session it reported before, see the
 // engine's keepSealed), and a worker that reports the same session in
-// each IN_PROGRESS update added one to keep on each. Equal seals tell a
-// reader of the log only what the updates' order and sizes do: that the
-// value at one path did not change.
+// each IN_PROGRESS update added one to keep on each, without bound. Equal
+// seals tell a reader of the log that the value at one path did not
+// change between two updates, and nothing of the value: the price of the
+// bound.
 func (s *sealer) Seal(kind byte, path string, plaintext []byte) ([]byte, error) {
 	dk, err := s.key(kind, true)
 	if err != nil {

@@ -87,7 +87,7 @@ func forms(v []byte) []string {
 	}
 	// A value printed as bytes (a worker's debug line of what it sends,
 	// a digest's input logged) is hex, in lower case (Go's %x and
-	// hex.EncodeToString, Python's bytes.hex, xxd) or upper (%X, .NET's
+	// hex.EncodeToString, Python's bytes.hex) or upper (%X, .NET's
 	// Convert.ToHexString). Hex keeps each byte to itself: a value's
 	// form is in the hex of any data that holds the value.
 	h := hex.EncodeToString(v)
