@@ -144,9 +144,13 @@ func TestNATSClusterSubscribeWaitsForAMetaLeader(t *testing.T) {
 		t.Fatalf("subscribe once a meta leader is back: %v", s.err)
 	}
 	defer s.sub.Stop()
-	if _, _, err := l.Publish(ctx, &nats.Msg{Subject: subject, Data: []byte("after")}); err != nil {
-		t.Fatal(err)
-	}
+	// The stream's leader may still be elected: its answer lost, the
+	// publish is sent again under one message id, stored once.
+	after := &nats.Msg{Subject: subject, Data: []byte("after"), Header: nats.Header{nats.MsgIdHdr: []string{"leaderless-after"}}}
+	testutil.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
+		_, _, err := l.Publish(ctx, after)
+		return err
+	})
 	stream, err := l.JetStream().Stream(ctx, eventlog.Commands.Name)
 	if err != nil {
 		t.Fatal(err)

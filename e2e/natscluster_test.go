@@ -169,8 +169,9 @@ func (c *natsCluster) run(i int) *server.Server {
 		c.t.Fatalf("nats server %d: %v", i, err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		c.t.Fatalf("nats server %d not ready", i)
+	// Under make test's load beside a fuzzer, 10 s were not enough.
+	if !s.ReadyForConnections(30 * time.Second) {
+		c.t.Fatalf("nats server %d not ready in 30 s", i)
 	}
 	return s
 }
