@@ -696,16 +696,11 @@ func (l *landing) StartWorkflow(ctx context.Context, req conductor.StartWorkflow
 	return "", 0, l.err
 }
 
-// A tick whose workflow started but whose start answered an error is
-// finished by a later scan; paused meanwhile, the schedule records the
-// run all the same, and starts nothing: its run read POLLED for as long
-// as the pause lasted, though its workflow ran (make test's failover
-// test, its start's answer lost with a server, then a pause).
-func TestPausedScheduleRecordsARunThatStarted(t *testing.T) {
+// claimThenPause saves the hourly schedule h, fires its 11:00 tick, whose
+// start must answer an error, and pauses it: the claim stays pending.
+func claimThenPause(t *testing.T, s *Store, c *clock, f *Firer) {
+	t.Helper()
 	ctx := context.Background()
-	s, c := newTestStore(t)
-	starter := &landing{err: errors.New("no answer: the server went")}
-	f := NewFirer(s, starter, nil)
 	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
 		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
 		t.Fatal(err)
@@ -717,6 +712,19 @@ func TestPausedScheduleRecordsARunThatStarted(t *testing.T) {
 	if err := s.SetPaused(ctx, "h", true, "", "alice"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A tick whose workflow started but whose start answered an error is
+// finished by a later scan; paused meanwhile, the schedule records the
+// run all the same, and starts nothing: its run read POLLED for as long
+// as the pause lasted, though its workflow ran (make test's failover
+// test, its start's answer lost with a server, then a pause).
+func TestPausedScheduleRecordsARunThatStarted(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	starter := &landing{err: errors.New("no answer: the server went")}
+	f := NewFirer(s, starter, nil)
+	claimThenPause(t, s, c, f)
 	c.ms = ms("2026-11-30T11:00:01Z")
 	if err := f.fire(ctx, c.ms, "h"); err != nil {
 		t.Fatal(err)
@@ -738,17 +746,7 @@ func TestPausedClaimIsLookedForNowAndThen(t *testing.T) {
 	s, c := newTestStore(t)
 	starter := &answering{err: errors.New("no engine available")}
 	f := NewFirer(s, starter, nil)
-	if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
-		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
-		t.Fatal(err)
-	}
-	c.ms = ms("2026-11-30T11:00:00Z")
-	if err := f.fire(ctx, c.ms, "h"); err == nil {
-		t.Fatal("fire: no error, want the start's")
-	}
-	if err := s.SetPaused(ctx, "h", true, "", "alice"); err != nil {
-		t.Fatal(err)
-	}
+	claimThenPause(t, s, c, f)
 	for _, tc := range []struct {
 		after time.Duration
 		looks int
