@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +15,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/events"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // A follower made while its cluster has no meta leader is lost
@@ -99,51 +105,20 @@ func TestNATSClusterSubscribeWaitsForAMetaLeader(t *testing.T) {
 		c.servers[i].WaitForShutdown()
 	}
 	c.awaitNoMetaLeader(0)
-	// Server 0 counts each 10008 it answers as an error of its API.
-	apiErrors := func() uint64 {
-		jsz, err := c.servers[0].Jsz(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return jsz.API.Errors
-	}
-	before := apiErrors()
-
 	var mu sync.Mutex
 	var got []string
-	type subscribed struct {
-		sub *eventlog.Subscription
-		err error
-	}
-	done := make(chan subscribed, 1)
-	go func() {
-		sub, err := l.Subscribe(ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "leaderless",
+	var sub *eventlog.Subscription
+	c.waitsForAMetaLeader("subscribe", func() (err error) {
+		sub, err = l.Subscribe(ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "leaderless",
 			Filter: subject, AckWait: time.Minute, MaxDeliver: -1}, func(_ context.Context, d eventlog.Delivery) error {
 			mu.Lock()
 			defer mu.Unlock()
 			got = append(got, string(d.Data))
 			return nil
 		})
-		done <- subscribed{sub, err}
-	}()
-	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
-		select {
-		case s := <-done:
-			t.Fatalf("subscribed without a meta leader: %v, want it to wait for one", s.err)
-		default:
-		}
-		// Its first request answered 10008, and another since.
-		if apiErrors() < before+2 {
-			return errors.New("the subscription has not been answered twice yet")
-		}
-		return nil
+		return err
 	})
-	c.servers[1], c.servers[2] = c.run(1), c.run(2)
-	s := <-done
-	if s.err != nil {
-		t.Fatalf("subscribe once a meta leader is back: %v", s.err)
-	}
-	defer s.sub.Stop()
+	defer sub.Stop()
 	// The stream's leader may still be elected: its answer lost, the
 	// publish is sent again under one message id, stored once.
 	after := &nats.Msg{Subject: subject, Data: []byte("after"), Header: nats.Header{nats.MsgIdHdr: []string{"leaderless-after"}}}
@@ -172,3 +147,102 @@ func TestNATSClusterSubscribeWaitsForAMetaLeader(t *testing.T) {
 		t.Fatalf("delivered %q, want each message once", got)
 	}
 }
+
+// waitsForAMetaLeader runs do while server 0 has no meta leader (servers
+// 1 and 2 down), sees it wait rather than end, its request answered
+// 10008 twice (server 0 counts each as an error of its API), then starts
+// servers 1 and 2 again and fails the test unless do succeeds.
+func (c *natsCluster) waitsForAMetaLeader(what string, do func() error) {
+	c.t.Helper()
+	apiErrors := func() uint64 {
+		jsz, err := c.servers[0].Jsz(nil)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		return jsz.API.Errors
+	}
+	before := apiErrors()
+	done := make(chan error, 1)
+	go func() { done <- do() }()
+	testutil.Eventually(c.t, 30*time.Second, 20*time.Millisecond, func() error {
+		select {
+		case err := <-done:
+			c.t.Fatalf("%s without a meta leader: %v, want it to wait for one", what, err)
+		default:
+		}
+		if apiErrors() < before+2 {
+			return fmt.Errorf("%s has not been answered twice yet", what)
+		}
+		return nil
+	})
+	c.servers[1], c.servers[2] = c.run(1), c.run(2)
+	if err := <-done; err != nil {
+		c.t.Fatalf("%s once a meta leader is back: %v", what, err)
+	}
+}
+
+// What an engine's start makes next to the log (its secrets' key buckets,
+// its presence, the event handlers' bucket), made while its cluster has
+// no meta leader, waits for one: an engine started during an election
+// failed its start ("KV_FV_KEYS_WF10: context deadline exceeded", in 2 of
+// 8 runs of a helper's kills), although the same request succeeds seconds
+// later. Here the other two servers are gone until the making has been
+// answered 10008 twice.
+func TestNATSClusterStartsMakeTheirBucketsOnceThereIsAMetaLeader(t *testing.T) {
+	for _, tc := range []struct {
+		what   string
+		stream string
+		make   func(ctx context.Context, t *testing.T, l *eventlog.Log) error
+	}{
+		{"the secrets' key buckets", "KV_" + secrets.KeyBucket + "_WF15", func(ctx context.Context, t *testing.T, l *eventlog.Log) error {
+			_, err := secrets.OpenKeys(ctx, l.JetStream(), nil, secrets.KeysOptions{Replicas: 3,
+				DevKeyFile: filepath.Join(t.TempDir(), "dev.key"), Guard: l, Forming: l})
+			return err
+		}},
+		{"the event handlers' bucket", "KV_" + events.SeenBucket, func(ctx context.Context, t *testing.T, l *eventlog.Log) error {
+			_, err := events.OpenSeen(ctx, l.JetStream(), 3, l)
+			return err
+		}},
+		{"an engine's presence", "KV_FV_ENGINES", func(ctx context.Context, t *testing.T, l *eventlog.Log) error {
+			e := executor.New(l, undefined{}, nil, executor.Config{Logger: testutil.Logger(t)})
+			if err := e.Start(ctx); err != nil {
+				return err
+			}
+			e.Stop()
+			return nil
+		}},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			t.Parallel() // mostly waits, for an election and for answers
+			c := startNATSCluster(t)
+			l := c.openClusterLog(0)
+			ctx := testutil.Context(t, 2*time.Minute)
+			for i := 1; i < 3; i++ {
+				c.servers[i].Shutdown()
+				c.servers[i].WaitForShutdown()
+			}
+			c.awaitNoMetaLeader(0)
+			c.waitsForAMetaLeader("make "+tc.what, func() error { return tc.make(ctx, t, l) })
+			st, err := l.JetStream().Stream(ctx, tc.stream)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.stream, err)
+			}
+			if got := st.CachedInfo().Config.Replicas; got != 3 {
+				t.Fatalf("%s keeps %d copies, want 3", tc.stream, got)
+			}
+		})
+	}
+}
+
+// undefined defines nothing: an engine that is only started.
+type undefined struct{}
+
+func (undefined) LookupWorkflowDef(_ context.Context, name string, _ *int) (*conductor.WorkflowDef, error) {
+	return nil, fault.NotFound("workflow definition %s not found", name)
+}
+
+func (undefined) LookupTaskDef(context.Context, string) (*conductor.TaskDef, bool, error) {
+	return nil, false, nil
+}
+
+func (undefined) CheckWorkflowDef(*conductor.WorkflowDef) error { return nil }

@@ -358,6 +358,25 @@ func (l *Log) ensureStreamsWhileForming(ctx context.Context) error {
 	})
 }
 
+// WhileForming runs attempt, the making of what a start needs next to
+// the log (a bucket, a stream's consumers listed), and on a cluster again
+// while the cluster forms or elects a meta leader, each attempt bounded
+// by formingAttempt, until ctx ends; each retry is logged as what, with
+// args. An engine started during an election failed its start when the
+// making of its secrets' key buckets found no meta leader, although the
+// same request succeeds seconds later. On a single server attempt runs
+// once, with ctx: there is no election to wait out.
+func (l *Log) WhileForming(ctx context.Context, what string, attempt func(context.Context) error, args ...any) error {
+	if l.cfg.Replicas == 1 {
+		return attempt(ctx)
+	}
+	return l.whileForming(ctx, what, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, formingAttempt)
+		defer cancel()
+		return attempt(actx)
+	}, args...)
+}
+
 // whileForming runs attempt, and again after a growing wait while it
 // fails with a forming cluster's answer (clusterForming) or none in its
 // time, until ctx ends; each retry is logged as what, with args.
@@ -376,7 +395,8 @@ func (l *Log) whileForming(ctx context.Context, what string, attempt func(contex
 	}
 }
 
-// formingAttempt bounds one attempt of ensureStreamsWhileForming.
+// formingAttempt bounds one attempt of ensureStreamsWhileForming and of
+// WhileForming.
 const formingAttempt = 5 * time.Second
 
 // clusterForming reports whether err is a JetStream cluster's answer

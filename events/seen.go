@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/internal/logkey"
 )
 
 // SeenBucket holds a key per action an event's message ran (or runs) of
@@ -66,17 +68,40 @@ type WriteGuard interface {
 	GuardWrite(ctx context.Context, stream string, write func(context.Context) error) error
 }
 
+// SeenLog is the log the bucket is kept next to (*eventlog.Log): it
+// guards the bucket's writes, and makes it again while a NATS cluster
+// forms or elects a meta leader (a start then failed that succeeds
+// seconds later).
+type SeenLog interface {
+	WriteGuard
+	WhileForming(ctx context.Context, what string, attempt func(context.Context) error, args ...any) error
+}
+
 // OpenSeen creates or opens SeenBucket in js, kept on disk as the log is
-// (replicas copies): a server's restart must not forget what ran. guard,
-// when set, guards its writes.
-func OpenSeen(ctx context.Context, js jetstream.JetStream, replicas int, guard WriteGuard) (*Seen, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SeenBucket,
-		Description: "event handlers' actions run, by handler, message id and action", History: 1, TTL: SeenFor,
-		Storage: jetstream.FileStorage, Replicas: replicas})
+// (replicas copies): a server's restart must not forget what ran. log,
+// when set, guards its writes and makes it while the cluster forms.
+func OpenSeen(ctx context.Context, js jetstream.JetStream, replicas int, log SeenLog) (*Seen, error) {
+	var kv jetstream.KeyValue
+	attempt := func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SeenBucket,
+			Description: "event handlers' actions run, by handler, message id and action", History: 1, TTL: SeenFor,
+			Storage: jetstream.FileStorage, Replicas: replicas})
+		return err
+	}
+	var err error
+	if log == nil {
+		err = attempt(ctx)
+	} else {
+		err = log.WhileForming(ctx, "event handlers' bucket not made yet", attempt, logkey.Stream, "KV_"+SeenBucket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("event handlers' bucket: %w", err)
 	}
-	return &Seen{kv: kv, guard: guard, lease: ClaimLease, now: time.Now}, nil
+	s := &Seen{kv: kv, lease: ClaimLease, now: time.Now}
+	if log != nil {
+		s.guard = log
+	}
+	return s, nil
 }
 
 // write runs write, a write to the bucket that returns the revision it

@@ -356,7 +356,7 @@ func (e *Executor) Start(ctx context.Context) error {
 		e.Stop()
 		return err
 	}
-	if err := e.disp.resetStaleQueues(ctx); err != nil {
+	if err := e.log.WhileForming(ctx, "queues not checked yet", e.disp.resetStaleQueues, logkey.Stream, eventlog.Dispatch.Name); err != nil {
 		e.Stop()
 		return err
 	}

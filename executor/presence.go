@@ -137,9 +137,13 @@ func departed(seen, present map[string]bool, self string) []string {
 // on its alive subject, before the engine takes any task: a take whose
 // holder another engine finds absent would be taken back.
 func (e *Executor) announce(ctx context.Context) error {
-	kv, err := e.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: presenceBucket,
-		Description: "engine processes running: a key each, gone when its heartbeats stop",
-		History:     1, TTL: e.cfg.PresenceTTL, Storage: jetstream.FileStorage, Replicas: e.log.Replicas()})
+	var kv jetstream.KeyValue
+	err := e.log.WhileForming(ctx, "engines' presence bucket not made yet", func(ctx context.Context) (err error) {
+		kv, err = e.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: presenceBucket,
+			Description: "engine processes running: a key each, gone when its heartbeats stop",
+			History:     1, TTL: e.cfg.PresenceTTL, Storage: jetstream.FileStorage, Replicas: e.log.Replicas()})
+		return err
+	}, logkey.Stream, "KV_"+presenceBucket)
 	if err != nil {
 		return fmt.Errorf("engines' presence bucket: %w", err)
 	}

@@ -253,7 +253,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// A master key that does not open the stored keyring stops it before
 	// anything is written.
 	if n.keys, err = secrets.OpenKeys(ctx, n.log.JetStream(), mk, secrets.KeysOptions{
-		Logger: logger, Replicas: cfg.Eventlog().Replicas, DevKeyFile: cfg.DevKeyFile(), Guard: n.log,
+		Logger: logger, Replicas: cfg.Eventlog().Replicas, DevKeyFile: cfg.DevKeyFile(), Guard: n.log, Forming: n.log,
 	}); err != nil {
 		return nil, err
 	}

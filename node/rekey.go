@@ -176,7 +176,7 @@ func Rekey(ctx context.Context, cfg Config, oldMK, newMK *secrets.MasterKey, o R
 			log.Close()
 		}
 	}()
-	rs, err := secrets.Reseal(ctx, log.JetStream(), oldMK, newMK, secrets.KeysOptions{Logger: o.Logger, Replicas: ec.Replicas, Guard: log}, step)
+	rs, err := secrets.Reseal(ctx, log.JetStream(), oldMK, newMK, secrets.KeysOptions{Logger: o.Logger, Replicas: ec.Replicas, Guard: log, Forming: log}, step)
 	if err != nil {
 		return RekeyResult{}, err
 	}

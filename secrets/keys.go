@@ -94,6 +94,15 @@ type KeysOptions struct {
 	// full disk) answers none of them: unguarded, each waits out its
 	// timeout and fails saying only that it timed out.
 	Guard WriteGuard
+	// Forming makes the buckets again while a NATS cluster forms or
+	// elects a meta leader (nil: once).
+	Forming Forming
+}
+
+// Forming runs an attempt to make something on the log's server, and on
+// a cluster again while the cluster forms (*eventlog.Log).
+type Forming interface {
+	WhileForming(ctx context.Context, what string, attempt func(context.Context) error, args ...any) error
 }
 
 // WriteGuard runs a write to a bucket's stream, refusing it at once, and
@@ -157,7 +166,7 @@ func OpenKeys(ctx context.Context, js jetstream.JetStream, mk *MasterKey, o Keys
 		o.Now = time.Now
 	}
 	k := &Keys{cache: newKeyCache(keyCacheSize), logger: o.Logger.With(logkey.Component, "secrets"), now: o.Now, guard: o.Guard}
-	if err := k.bind(ctx, js, o.Replicas); err != nil {
+	if err := k.bind(ctx, js, o); err != nil {
 		return nil, err
 	}
 	stored, err := k.main.kv.Get(ctx, keyringKey)
@@ -224,25 +233,40 @@ func (k *Keys) bucketFor(id string) bucket {
 func (k *Keys) buckets() []bucket { return append([]bucket{k.main}, k.wf...) }
 
 // bind creates or updates the buckets' streams and binds to them.
-func (k *Keys) bind(ctx context.Context, js jetstream.JetStream, replicas int) error {
+func (k *Keys) bind(ctx context.Context, js jetstream.JetStream, o KeysOptions) error {
 	var err error
-	if k.main, err = bindBucket(ctx, js, KeyBucket, replicas, mainBucketDescription); err != nil {
+	if k.main, err = bindBucket(ctx, js, KeyBucket, o, mainBucketDescription); err != nil {
 		return err
 	}
 	k.wf = make([]bucket, workflowKeyShards)
 	for i := range k.wf {
 		name := fmt.Sprintf("%s_WF%02d", KeyBucket, i)
-		if k.wf[i], err = bindBucket(ctx, js, name, replicas, "flowvault keys: workflows' data keys wrapped by the keyring"); err != nil {
+		if k.wf[i], err = bindBucket(ctx, js, name, o, "flowvault keys: workflows' data keys wrapped by the keyring"); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// bindBucket creates or updates a bucket's stream and binds to it. The
+// bindBucket creates or updates a bucket's stream and binds to it, again
+// while the cluster forms when o says how. Within OpenKeys: a failed one
+// wipes the master key, which a caller's retry would not have.
+func bindBucket(ctx context.Context, js jetstream.JetStream, name string, o KeysOptions, description string) (b bucket, err error) {
+	attempt := func(ctx context.Context) error {
+		b, err = bindBucketOnce(ctx, js, name, o.Replicas, description)
+		return err
+	}
+	if o.Forming == nil {
+		return b, attempt(ctx)
+	}
+	err = o.Forming.WhileForming(ctx, "key bucket not made yet", attempt, logkey.Stream, "KV_"+name)
+	return b, err
+}
+
+// bindBucketOnce creates or updates a bucket's stream and binds to it. The
 // stream is a standard KV stream except that it allows deleting messages,
 // which is how DestroyKey erases a key.
-func bindBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int, description string) (bucket, error) {
+func bindBucketOnce(ctx context.Context, js jetstream.JetStream, name string, replicas int, description string) (bucket, error) {
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              "KV_" + name,
 		Description:       description,

@@ -72,7 +72,7 @@ func Reseal(ctx context.Context, js jetstream.JetStream, oldMK, newMK *MasterKey
 		o.Replicas = 1
 	}
 	k := &Keys{logger: o.Logger.With(logkey.Component, "secrets"), guard: o.Guard}
-	main, err := bindBucket(ctx, js, KeyBucket, o.Replicas, mainBucketDescription)
+	main, err := bindBucket(ctx, js, KeyBucket, o, mainBucketDescription)
 	if err != nil {
 		return ResealResult{}, err
 	}

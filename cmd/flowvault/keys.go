@@ -218,7 +218,7 @@ func openOfflineKeys(ctx context.Context, cfg node.Config, logger *slog.Logger) 
 		return nil, nil, nil, err
 	}
 	keys, err := secrets.OpenKeys(ctx, log.JetStream(), mk, secrets.KeysOptions{
-		Logger: logger, Replicas: ec.Replicas, DevKeyFile: devKeyFile, RequireKeyring: true, Guard: log,
+		Logger: logger, Replicas: ec.Replicas, DevKeyFile: devKeyFile, RequireKeyring: true, Guard: log, Forming: log,
 	})
 	if err != nil {
 		log.Close()
