@@ -45,7 +45,14 @@ func TestAClusterFollowerWaitsForAMetaLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = meta.Unsubscribe() })
-	creates, err := l.nc.Subscribe("$JS.API.CONSUMER.CREATE.>", func(*nats.Msg) { see("create") })
+	created := make(chan struct{}, 1)
+	creates, err := l.nc.Subscribe("$JS.API.CONSUMER.CREATE.>", func(*nats.Msg) {
+		see("create")
+		select {
+		case created <- struct{}{}:
+		default:
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +63,13 @@ func TestAClusterFollowerWaitsForAMetaLeader(t *testing.T) {
 
 	if _, err := l.clusterConsumer(ctx, Workflows.Name, 0); err != nil {
 		t.Fatalf("consumer once a meta leader answered: %v", err)
+	}
+	// This subscription hears the request on its own goroutine: make
+	// test's load once had the consumer made before it had.
+	select {
+	case <-created:
+	case <-ctx.Done():
+		t.Fatal("the consumer's making was not heard")
 	}
 	mu.Lock()
 	defer mu.Unlock()
