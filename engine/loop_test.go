@@ -440,3 +440,55 @@ func TestSubWorkflowInsideLoop(t *testing.T) {
 		})
 	}
 }
+
+// A JOIN after a fork one of whose branches is a DO_WHILE joins the loop:
+// it waits through the iterations and completes once the loop has ended,
+// with the loop's output (each iteration's record), as Conductor's Join,
+// which waits for the DO_WHILE task, does. (Its joinOn cannot name a task
+// of the loop: that is refused, TestValidateWorkflowDef.)
+func TestJoinOnALoopInAForkBranch(t *testing.T) {
+	const def = `{"name":"f","tasks":[
+	  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	    [{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":[1,2,3],"loopOver":[{"name":"x","taskReferenceName":"x"}]}],
+	    [{"name":"y","taskReferenceName":"y"}]]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["loop","y"]},
+	  {"name":"after","taskReferenceName":"after"}]}`
+	if err := engine.ValidateWorkflowDef(parseDef(t, def)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		yAt   int // y completes after this many iterations
+		iters int
+	}{
+		{"the other branch first", 0, 3},
+		{"the other branch between iterations", 2, 3},
+		{"the other branch last", 3, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def, nil)
+			for it := 0; it <= tc.iters; it++ {
+				if it == tc.yAt {
+					h.complete("y", map[string]any{"y": true})
+				}
+				if it == tc.iters {
+					break
+				}
+				h.wantTask("join", conductor.TaskInProgress)
+				h.complete("x__"+strconv.Itoa(it+1), map[string]any{"i": it + 1})
+			}
+			out := h.wantTask("join", conductor.TaskCompleted).Output
+			loop, _ := out["loop"].(map[string]any)
+			for it := 1; it <= tc.iters; it++ {
+				rec, _ := loop[strconv.Itoa(it)].(map[string]any)
+				if x, _ := rec["x"].(map[string]any); fmt.Sprint(x["i"]) != strconv.Itoa(it) {
+					t.Fatalf("the JOIN's record of iteration %d = %v, want x's output; JOIN output %v", it, rec, out)
+				}
+			}
+			if !reflect.DeepEqual(out["y"], map[string]any{"y": true}) {
+				t.Fatalf("the JOIN's y = %v", out["y"])
+			}
+			h.wantTask("after", conductor.TaskScheduled)
+		})
+	}
+}

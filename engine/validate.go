@@ -328,7 +328,10 @@ func (v *validator) task(p string, t *conductor.WorkflowTask, siblings []*conduc
 
 // joins checks that every JOIN and EXCLUSIVE_JOIN waits only for tasks that
 // exist, and none inside a loop the join is not in: an iteration's task
-// is named ref__N, and the join would wait for ref for ever.
+// is named ref__N, and the join would wait for ref for ever. Nor, inside a
+// loop, for a task outside it: the join waits for the task of its own
+// iteration, ref__N, which a task that is not in the loop never is (as
+// Conductor's Join and ExclusiveJoin append the iteration to each name).
 func (v *validator) joins(path string, tasks []*conductor.WorkflowTask) {
 	loops := map[string][]string{}
 	loopsOf(tasks, nil, loops)
@@ -342,12 +345,12 @@ func (v *validator) joins(path string, tasks []*conductor.WorkflowTask) {
 				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, which is not a task of this workflow", typ, ref)
 				continue
 			}
-			for _, loop := range loops[ref] {
-				if !slices.Contains(loops[t.TaskReferenceName], loop) {
-					v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, a task of the DO_WHILE %q, which the %s is not in: "+
-						"it would wait for ever (each iteration's task is %s__N); join on the loop instead", typ, ref, loop, typ, ref)
-					break
-				}
+			if loop, ok := notIn(loops[ref], loops[t.TaskReferenceName]); ok {
+				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, a task of the DO_WHILE %q, which the %s is not in: "+
+					"it would wait for ever (each iteration's task is %s__N); join on the loop instead", typ, ref, loop, typ, ref)
+			} else if loop, ok := notIn(loops[t.TaskReferenceName], loops[ref]); ok {
+				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, which is not in the DO_WHILE %q the %s is in: "+
+					"it would wait for ever (in the loop it waits for %s__N, the task of its own iteration, which never runs)", typ, ref, loop, typ, ref)
 			}
 		}
 		for j, ref := range t.DefaultExclusiveJoinTask {
@@ -356,6 +359,16 @@ func (v *validator) joins(path string, tasks []*conductor.WorkflowTask) {
 			}
 		}
 	})
+}
+
+// notIn returns the first of loops that is not among others.
+func notIn(loops, others []string) (string, bool) {
+	for _, loop := range loops {
+		if !slices.Contains(others, loop) {
+			return loop, true
+		}
+	}
+	return "", false
 }
 
 // loopsOf records in out, for each task reference under tasks, the

@@ -33,6 +33,21 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"join inside the loop", `{"name":"x","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[
 		  {"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}],[{"name":"c","taskReferenceName":"c"}]]},
 		  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","c"]}]}]}`, ""},
+		// Inside a loop a join waits for ref__N of its iteration: a task
+		// outside the loop never has that name, and the JOIN waited for
+		// it for good (the workflow RUNNING with nothing scheduled), as
+		// Conductor's does.
+		{"join inside the loop on a task outside it", `{"name":"x","tasks":[{"name":"z","taskReferenceName":"z"},
+		  {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[
+		  {"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}],[{"name":"c","taskReferenceName":"c"}]]},
+		  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","z"]}]}]}`, "tasks[1].loopOver[1].joinOn[1]"},
+		{"join inside the loop on the loop", `{"name":"x","tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[
+		  {"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}],[{"name":"c","taskReferenceName":"c"}]]},
+		  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","loop"]}]}]}`, "tasks[0].loopOver[1].joinOn[1]"},
+		{"exclusive join inside the loop on a task outside it", `{"name":"x","tasks":[{"name":"z","taskReferenceName":"z"},
+		  {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[
+		  {"name":"s","taskReferenceName":"s","type":"SWITCH","expression":"k","inputParameters":{"k":"a"},"decisionCases":{"a":[{"name":"a","taskReferenceName":"a"}]}},
+		  {"name":"j","taskReferenceName":"j","type":"EXCLUSIVE_JOIN","joinOn":["a","z"]}]}]}`, "tasks[1].loopOver[1].joinOn[1]"},
 		{"join script", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]},
 		  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a"],"evaluatorType":"js","expression":"(function(){ return true; })()"}]}`, "tasks[1].expression"},
 		{"switch without expression", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SWITCH","evaluatorType":"value-param"}]}`, "tasks[0].expression"},
