@@ -340,24 +340,27 @@ func (v *validator) joins(path string, tasks []*conductor.WorkflowTask) {
 		if typ != conductor.TaskTypeJoin && typ != conductor.TaskTypeExclusiveJoin {
 			return
 		}
-		for j, ref := range t.JoinOn {
-			if _, ok := v.refs[ref]; !ok {
-				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, which is not a task of this workflow", typ, ref)
-				continue
-			}
-			if loop, ok := notIn(loops[ref], loops[t.TaskReferenceName]); ok {
-				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, a task of the DO_WHILE %q, which the %s is not in: "+
-					"it would wait for ever (each iteration's task is %s__N); join on the loop instead", typ, ref, loop, typ, ref)
-			} else if loop, ok := notIn(loops[t.TaskReferenceName], loops[ref]); ok {
-				v.errs.Add(fmt.Sprintf("%s.joinOn[%d]", p, j), "%s waits for %q, which is not in the DO_WHILE %q the %s is in: "+
-					"it would wait for ever (in the loop it waits for %s__N, the task of its own iteration, which never runs)", typ, ref, loop, typ, ref)
-			}
-		}
-		for j, ref := range t.DefaultExclusiveJoinTask {
-			if _, ok := v.refs[ref]; !ok {
-				v.errs.Add(fmt.Sprintf("%s.defaultExclusiveJoinTask[%d]", p, j), "EXCLUSIVE_JOIN waits for %q, which is not a task of this workflow", ref)
+		check := func(field string, refs []string) {
+			for j, ref := range refs {
+				at := fmt.Sprintf("%s.%s[%d]", p, field, j)
+				if _, ok := v.refs[ref]; !ok {
+					v.errs.Add(at, "%s waits for %q, which is not a task of this workflow", typ, ref)
+					continue
+				}
+				if loop, ok := notIn(loops[ref], loops[t.TaskReferenceName]); ok {
+					v.errs.Add(at, "%s waits for %q, a task of the DO_WHILE %q, which the %s is not in: "+
+						"it would wait for ever (each iteration's task is %s__N); join on the loop instead", typ, ref, loop, typ, ref)
+				} else if loop, ok := notIn(loops[t.TaskReferenceName], loops[ref]); ok {
+					v.errs.Add(at, "%s waits for %q, which is not in the DO_WHILE %q the %s is in: "+
+						"it would wait for ever (in the loop it waits for %s__N, the task of its own iteration, which never runs)", typ, ref, loop, typ, ref)
+				}
 			}
 		}
+		check("joinOn", t.JoinOn)
+		// The decider names the defaults with the iteration as it does
+		// joinOn (Conductor's ExclusiveJoin does not, and in a loop finds
+		// no default of the loop): they obey the same rule.
+		check("defaultExclusiveJoinTask", t.DefaultExclusiveJoinTask)
 	})
 }
 

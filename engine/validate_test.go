@@ -48,6 +48,10 @@ func TestValidateWorkflowDef(t *testing.T) {
 		  {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[
 		  {"name":"s","taskReferenceName":"s","type":"SWITCH","expression":"k","inputParameters":{"k":"a"},"decisionCases":{"a":[{"name":"a","taskReferenceName":"a"}]}},
 		  {"name":"j","taskReferenceName":"j","type":"EXCLUSIVE_JOIN","joinOn":["a","z"]}]}]}`, "tasks[1].loopOver[1].joinOn[1]"},
+		{"exclusive join's default inside the loop, the join outside it", `{"name":"x","tasks":[
+		  {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"false","loopOver":[
+		  {"name":"s","taskReferenceName":"s","type":"SWITCH","expression":"k","inputParameters":{"k":"a"},"decisionCases":{"a":[{"name":"a","taskReferenceName":"a"}]}}]},
+		  {"name":"j","taskReferenceName":"j","type":"EXCLUSIVE_JOIN","joinOn":["loop"],"defaultExclusiveJoinTask":["a"]}]}`, "tasks[1].defaultExclusiveJoinTask[0]"},
 		{"join script", `{"name":"x","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[{"name":"a","taskReferenceName":"a"}]]},
 		  {"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a"],"evaluatorType":"js","expression":"(function(){ return true; })()"}]}`, "tasks[1].expression"},
 		{"switch without expression", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SWITCH","evaluatorType":"value-param"}]}`, "tasks[0].expression"},
