@@ -395,9 +395,11 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 }
 
 // applyRemoved drops the tasks of a DO_WHILE's iterations past its
-// keepLastN. What they resolved at their hand-offs stays named on the loop:
-// redaction looks for those values in whatever the workflow holds later
-// (guard rebuilds its memo from the state's tasks).
+// keepLastN. What they resolved at their hand-offs, and what they held
+// sealed, stays named on the loop: redaction looks for those values in
+// whatever the workflow holds later (guard rebuilds its memo from the
+// state's tasks). The loop's output keeps no copy of a retried attempt's
+// output (a session it sealed before it failed), nor of any input.
 func applyRemoved(w *Workflow, e *schemas.TasksRemoved) error {
 	gone := make(map[string]bool, len(e.TaskIDs))
 	for _, id := range e.TaskIDs {
@@ -414,6 +416,8 @@ func applyRemoved(w *Workflow, e *schemas.TasksRemoved) error {
 			return fmt.Errorf("workflow %s: removal of task %s, which is %s", w.ID, t.ID, t.Status)
 		}
 		resolved = append(resolved, t.Resolved...)
+		resolved = append(resolved, droppedSeals(t.Input)...)
+		resolved = append(resolved, droppedSeals(t.Output)...)
 	}
 	w.Tasks, w.UpdateTime = kept, e.Time
 	if len(resolved) == 0 {

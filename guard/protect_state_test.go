@@ -2,6 +2,7 @@ package guard
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -121,14 +122,7 @@ func TestASessionReportedAgainKeepsItsSeal(t *testing.T) {
 		report(conductor.TaskInProgress, "session-2-a7f311"),
 		report(conductor.TaskCompleted, "session-2-a7f311"),
 	} {
-		dec, err := engine.Decide(engine.Input{State: w, Trigger: trigger(w), Now: now})
-		if err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
-		if dec, err = g.Protect(ctx, w, dec); err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
-		w = applyAll(t, w, dec.Events...)
+		w = decideProtected(ctx, t, g, w, trigger(w), now)
 		if i > 0 {
 			sealed, _ := w.LatestByRef("a").Output["_secrets"].(map[string]any)["session"].(*masking.Sealed)
 			if sealed == nil {
@@ -151,4 +145,72 @@ func TestASessionReportedAgainKeepsItsSeal(t *testing.T) {
 	if len(kept) != 1 || !bytes.Equal(kept[0], seals[0]) {
 		t.Fatalf("the task keeps %d replaced seals, want the first session's alone", len(kept))
 	}
+}
+
+// A loop's keepLastN removes its old iterations' tasks. A value one of
+// them held sealed (a session an attempt reported before it failed, which
+// the loop's output, holding the last attempt's alone, has no copy of) is
+// still looked for by a memo rebuilt from the state: a worker of a later
+// iteration may echo it.
+func TestATrimmedIterationsSealIsLookedFor(t *testing.T) {
+	ctx, keys := openKeys(t)
+	g := New(Config{Keys: keys})
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"w","version":1,"tasks":[{"name":"loop","taskReferenceName":"loop",
+ "type":"DO_WHILE","items":[1,2,3],"inputParameters":{"keepLastN":1},"loopOver":[{"name":"a","taskReferenceName":"a",
+ "taskDefinition":{"name":"a","retryCount":1,"retryLogic":"FIXED","retryDelaySeconds":0}}]}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	current := func(w *engine.Workflow) string {
+		for i := len(w.Tasks) - 1; i >= 0; i-- {
+			if tk := w.Tasks[i]; tk.Ref != "loop" && tk.Active() {
+				return tk.ID
+			}
+		}
+		t.Fatalf("no task of the loop runs: %d tasks", len(w.Tasks))
+		return ""
+	}
+	report := func(status string, out map[string]any) func(w *engine.Workflow) engine.Trigger {
+		return func(w *engine.Workflow) engine.Trigger {
+			return engine.Result{Result: conductor.TaskResult{WorkflowInstanceID: w.ID, TaskID: current(w), Status: status, OutputData: out}}
+		}
+	}
+	const session = "session-1-5d0c9e77"
+	var w *engine.Workflow
+	for _, trigger := range []func(w *engine.Workflow) engine.Trigger{
+		func(*engine.Workflow) engine.Trigger {
+			return engine.Start{WorkflowID: "wf-trim", Def: &def, CreatedBy: "user:t", Request: conductor.StartWorkflowRequest{Name: "w"}}
+		},
+		report(conductor.TaskFailed, map[string]any{"_secrets": map[string]any{"session": session}}),
+		report(conductor.TaskCompleted, map[string]any{"n": 1}),
+		report(conductor.TaskCompleted, map[string]any{"n": 2}), // iteration 1's tasks go
+	} {
+		w = decideProtected(ctx, t, g, w, trigger(w), now)
+	}
+	if n := len(w.Tasks); n != 3 {
+		t.Fatalf("%d tasks, want the loop and iterations 2 and 3's", n)
+	}
+	dec, err := New(Config{Keys: keys}).Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskUpdated{TaskID: current(w), Status: conductor.TaskInProgress, Output: map[string]any{"echo": "still " + session}, Time: 6}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != "still ***" {
+		t.Fatalf("a trimmed iteration's session, memo rebuilt: %v", got)
+	}
+}
+
+// decideProtected decides trig on w, protects the decision with g and
+// returns the state it folds to, as the executor records it.
+func decideProtected(ctx context.Context, t *testing.T, g *Guard, w *engine.Workflow, trig engine.Trigger, now time.Time) *engine.Workflow {
+	t.Helper()
+	dec, err := engine.Decide(engine.Input{State: w, Trigger: trig, Now: now})
+	if err != nil {
+		t.Fatalf("%T: %v", trig, err)
+	}
+	if dec, err = g.Protect(ctx, w, dec); err != nil {
+		t.Fatalf("%T: %v", trig, err)
+	}
+	return applyAll(t, w, dec.Events...)
 }
