@@ -36,6 +36,10 @@ type Projection struct{}
 // Name implements projections.Projection.
 func (Projection) Name() string { return ProjectionName }
 
+// Layout implements projections.Layouter: layout 2 lists a paused
+// schedule's pending claim.
+func (Projection) Layout() int { return 2 }
+
 // Apply implements projections.Projection.
 func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 	token, ok := strings.CutPrefix(rec.Subject, subjectPrefix)
@@ -98,7 +102,10 @@ func (Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 			}
 		}
 	}
-	if s.Pending() && !s.Def.Paused {
+	// A paused schedule's claim stays listed: the firer starts nothing
+	// for it, but records its run when an earlier attempt's workflow
+	// started (finishStarted).
+	if s.Pending() {
 		return b.Set([]byte(keyPending+token), nil)
 	}
 	return b.Delete([]byte(keyPending + token))
