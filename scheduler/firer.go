@@ -121,14 +121,30 @@ func (f *Firer) scan(ctx context.Context) {
 	}
 	seen := map[string]bool{}
 	var names []string
+	pending := map[string]bool{}
 	for _, d := range due {
-		if name, err := eventlog.Untoken(d.token); err == nil && !seen[d.token] {
+		name, err := eventlog.Untoken(d.token)
+		if err != nil {
+			continue
+		}
+		if !seen[d.token] {
 			seen[d.token] = true
 			names = append(names, name)
+		}
+		if d.at == 0 {
+			pending[name] = true
 		}
 	}
 	if err := f.fire(ctx, now, names...); err != nil && ctx.Err() == nil {
 		f.store.logger.Warn("schedule fire failed", logkey.Err, err)
+	}
+	// A claim no longer pending (resumed and started, or its schedule
+	// deleted) is looked for no more: kept, its entry would stay for as
+	// long as the process runs.
+	for name := range f.lookedFor {
+		if !pending[name] {
+			delete(f.lookedFor, name)
+		}
 	}
 	for _, d := range due {
 		// A key the schedule's next fire time no longer puts here would

@@ -714,6 +714,18 @@ func claimThenPause(t *testing.T, s *Store, c *clock, f *Firer) {
 	}
 }
 
+// scanPausedClaim is claimThenPause with starter, and a scan a second
+// after the claim.
+func scanPausedClaim(t *testing.T, starter Starter) (*Store, *Firer) {
+	t.Helper()
+	s, c := newTestStore(t)
+	f := NewFirer(s, starter, nil)
+	claimThenPause(t, s, c, f)
+	c.ms = ms("2026-11-30T11:00:01Z")
+	f.scan(context.Background())
+	return s, f
+}
+
 // A tick whose workflow started but whose start answered an error is
 // finished by a later scan; paused meanwhile, the schedule records the
 // run all the same, and starts nothing: its run read POLLED for as long
@@ -722,14 +734,9 @@ func claimThenPause(t *testing.T, s *Store, c *clock, f *Firer) {
 // finds the claim: the read model lists it while the schedule is paused,
 // with no fire time due.
 func TestPausedScheduleRecordsARunThatStarted(t *testing.T) {
-	ctx := context.Background()
-	s, c := newTestStore(t)
 	starter := &landing{err: errors.New("no answer: the server went")}
-	f := NewFirer(s, starter, nil)
-	claimThenPause(t, s, c, f)
-	c.ms = ms("2026-11-30T11:00:01Z")
-	f.scan(ctx)
-	st, err := s.load(ctx, "h")
+	s, _ := scanPausedClaim(t, starter)
+	st, err := s.load(context.Background(), "h")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -758,6 +765,44 @@ func TestPausedClaimIsLookedForNowAndThen(t *testing.T) {
 		if starter.looks != tc.looks || starter.tries != 1 {
 			t.Fatalf("%s after the claim: looked %d times, started %d; want %d, 1", tc.after, starter.looks, starter.tries, tc.looks)
 		}
+	}
+}
+
+// The firer forgets when it looked for a paused claim's workflow once a
+// scan finds the claim no longer pending: its schedule deleted, or
+// resumed and its claim started.
+func TestLooksForgottenWithTheClaim(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		end   func(s *Store) error
+		tries int // starts: the claim's, and the resumed claim's
+	}{
+		{"deleted", func(s *Store) error { return s.Delete(ctx, "h", "alice") }, 1},
+		{"resumed", func(s *Store) error { return s.SetPaused(ctx, "h", false, "", "alice") }, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			starter := &answering{err: errors.New("no engine available")}
+			s, f := scanPausedClaim(t, starter)
+			if starter.looks != 1 || len(f.lookedFor) != 1 {
+				t.Fatalf("looked %d times, %d claims remembered; want 1, 1", starter.looks, len(f.lookedFor))
+			}
+			if err := tc.end(s); err != nil {
+				t.Fatal(err)
+			}
+			starter.err = nil
+			// A scan starts the resumed claim; one that reads its outcome
+			// (the read model catches up with it) forgets it.
+			for deadline := time.Now().Add(10 * time.Second); len(f.lookedFor) != 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d claims remembered after the claim's end, want none", len(f.lookedFor))
+				}
+				f.scan(ctx)
+			}
+			if starter.tries != tc.tries {
+				t.Fatalf("started %d times, want %d", starter.tries, tc.tries)
+			}
+		})
 	}
 }
 
