@@ -1,6 +1,9 @@
 package eventlog
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // LagDirectGets sends l's direct gets to prefix (a stand-in for a follower
 // that lags) and makes its reads end at the leader, as on a cluster.
@@ -31,3 +34,10 @@ const StreamInfoAPI = streamInfoAPI
 // stream's leader) and has them sent again while unanswered, as on a
 // cluster.
 func PublishesTo(l *Log, prefix string) { l.publishPrefix, l.resend = prefix, true }
+
+// StartedStoreAt says l's store started at t, as if it had run since.
+func StartedStoreAt(l *Log, t time.Time) { l.storeStarted.Store(t.UnixNano()) }
+
+// MakingGrace is how long a stream's directory made while the store runs
+// may be there without its stream.
+const MakingGrace = makingGrace

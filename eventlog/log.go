@@ -534,7 +534,8 @@ func (l *Log) EmbeddedServer() *server.Server { return l.ns }
 // whenever its directory is there and the stream is not: while it is
 // being made too, so that making any bucket would fail a probe. A stream
 // whose directory was made since the store started is being made (or
-// deleted), not recovered, and is no error; one that was there before
+// deleted), not recovered, and is no error for a minute (makingGrace);
+// one that was there before
 // (its deletion) counts only once it outlasts creationGrace, asked again
 // until then (or until ctx ends), as does a readiness the check says
 // failed (see passing). Under make test's load, a bucket's making
@@ -574,13 +575,25 @@ func (l *Log) healthError() string {
 }
 
 // madeSinceStart reports whether the directory of account's stream was
-// made (or its entries last changed) after the store started: nats-server
-// recovers the streams whose directories are there when it starts, and
-// leaves a stream it could not recover untouched.
+// made (or its entries last changed) after the store started, and within
+// makingGrace: nats-server recovers the streams whose directories are
+// there when it starts, and leaves a stream it could not recover
+// untouched. A directory left that long with no stream in it is a making
+// that failed, and an error again.
 func (l *Log) madeSinceStart(account, stream string) bool {
 	fi, err := os.Stat(filepath.Join(l.cfg.StoreDir, "jetstream", account, "streams", stream))
-	return err == nil && fi.ModTime().UnixNano() > l.storeStarted.Load()
+	if err != nil {
+		return false
+	}
+	changed := fi.ModTime()
+	return changed.UnixNano() > l.storeStarted.Load() && time.Since(changed) < makingGrace
 }
+
+// makingGrace bounds how long a stream's directory may be there without
+// its stream, once made while the store runs, before the health check
+// counts it: far longer than any making takes (under make test's load, a
+// bucket's outlasted 2 s).
+const makingGrace = time.Minute
 
 // passing says whether a health error may be gone when asked again: a
 // stream being made (see StorageError), or the server's readiness, which

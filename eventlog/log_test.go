@@ -850,9 +850,13 @@ func TestStorageErrorOfAStreamNotRecovered(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		before bool // the directory is there when the store starts
+		left   bool // made since, and left without its stream past the grace
 	}{
-		{"there at the start", true},
-		{"made since", false},
+		{"there at the start", true, false},
+		{"made since", false, false},
+		// A making that failed and left its directory, counted once it
+		// outlasts the grace: it was never counted.
+		{"made since, left", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -871,9 +875,17 @@ func TestStorageErrorOfAStreamNotRecovered(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if tc.left {
+				made := time.Now().Add(-2 * eventlog.MakingGrace)
+				eventlog.StartedStoreAt(l, made.Add(-time.Minute))
+				if err := os.Chtimes(filepath.Join(streams, "NEVER"), made, made); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := tc.before || tc.left
 			err := l.StorageError(testutil.Context(t, 30*time.Second))
-			if got := err != nil; got != tc.before || got && !strings.Contains(err.Error(), "NEVER' could not be recovered") {
-				t.Fatalf("StorageError: %v; want an error %v", err, tc.before)
+			if got := err != nil; got != want || got && !strings.Contains(err.Error(), "NEVER' could not be recovered") {
+				t.Fatalf("StorageError: %v; want an error %v", err, want)
 			}
 		})
 	}
