@@ -1911,6 +1911,32 @@ func TestExclusiveJoinOnNothingThatRan(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 }
 
+// The same inside a loop: a task of another branch of the iteration's
+// fork does not lead to the EXCLUSIVE_JOIN's task by the loop's next
+// iteration, which waits for the EXCLUSIVE_JOIN. Before, c1 waited for b1
+// to end.
+func TestExclusiveJoinOnNothingThatRanInALoop(t *testing.T) {
+	def := `{"name":"x","tasks":[
+	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","loopCondition":"$.loop['iteration'] < 1","loopOver":[
+	  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	    [{"name":"sw","taskReferenceName":"sw","type":"SWITCH","evaluatorType":"value-param","expression":"c",
+	      "inputParameters":{"c":"${workflow.input.c}"},"decisionCases":{"a":[{"name":"a1","taskReferenceName":"a1"}]},"defaultCase":[]},
+	     {"name":"ej","taskReferenceName":"ej","type":"EXCLUSIVE_JOIN","joinOn":["a1"]},
+	     {"name":"c1","taskReferenceName":"c1"}],
+	    [{"name":"b1","taskReferenceName":"b1"}]]},
+	  {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["c1","b1"]}]}]}`
+	h := newHarness(t, def, map[string]any{"c": "z"})
+	if ej := h.wantTask("ej__1", conductor.TaskCompleted); len(ej.Output) != 0 {
+		t.Fatalf("ej output %v, want none", ej.Output)
+	}
+	h.wantTask("b1__1", conductor.TaskScheduled)
+	h.complete("c1__1", nil)
+	h.complete("b1__1", nil)
+	h.wantTask("join__1", conductor.TaskCompleted)
+	h.system("loop", conductor.TaskCompleted, nil, "")
+	h.wantStatus(conductor.WorkflowCompleted)
+}
+
 // TestExclusiveJoinWaitsForWhatLeadsToItsTasks: an EXCLUSIVE_JOIN none of
 // whose tasks ran yet waits while a running task can still lead to one:
 // here one that precedes it in another branch, then the task itself.

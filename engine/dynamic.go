@@ -743,6 +743,7 @@ func (d *decision) evaluateExclusiveJoin(ej *Task) bool {
 // JOIN, for ever. A task the definition does not place (a dynamic fork's
 // child is placed at its fork) or a name it lacks is waited for.
 func (d *decision) mayStillRun(ej *Task, wt *conductor.WorkflowTask) bool {
+	at := d.placeOf(ej)
 	targets := make([]*node, 0, len(wt.JoinOn)+len(wt.DefaultExclusiveJoinTask))
 	for _, ref := range slices.Concat(wt.JoinOn, wt.DefaultExclusiveJoinTask) {
 		targets = append(targets, d.plan.node(ref))
@@ -761,7 +762,7 @@ func (d *decision) mayStillRun(ej *Task, wt *conductor.WorkflowTask) bool {
 		}
 		from := d.placeOf(t)
 		for _, to := range targets {
-			if from == nil || to == nil || leadsTo(from, to) {
+			if from == nil || to == nil || leadsTo(from, to, at) {
 				return true
 			}
 		}

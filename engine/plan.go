@@ -226,10 +226,11 @@ func (p *plan) after(ref string) (next *conductor.WorkflowTask, why end, contain
 // leadsTo reports whether the flow can still reach the task placed at to
 // once the one placed at from runs: to is from or inside it (a loop
 // still iterating), follows from or a container of it in a list, or
-// shares a loop with it, whose next iteration runs its body again. A
-// fork's branch is a list of its own: a task in one branch leads to none
-// in another, but to what follows the fork.
-func leadsTo(from, to *node) bool {
+// shares a loop with it, whose next iteration runs its body again, but
+// for a loop that also holds join, the task that waits: its next
+// iteration waits for join. A fork's branch is a list of its own: a task
+// in one branch leads to none in another, but to what follows the fork.
+func leadsTo(from, to, join *node) bool {
 	if within(to, from) {
 		return true
 	}
@@ -239,7 +240,7 @@ func leadsTo(from, to *node) bool {
 				return true
 			}
 		}
-		if loop := a.parent; loop != nil && loop.wt.TaskType() == conductor.TaskTypeDoWhile && within(to, loop) {
+		if loop := a.parent; loop != nil && loop.wt.TaskType() == conductor.TaskTypeDoWhile && within(to, loop) && !within(join, loop) {
 			return true
 		}
 	}
