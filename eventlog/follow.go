@@ -65,14 +65,19 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	var err error
 	if l.cfg.Replicas > 1 {
 		cons, err = l.clusterConsumer(ctx, stream, after)
-		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || clusterForming(err)) {
-			// Put on a server that died, or no meta leader yet (a server
-			// that knows it answers 10008 until one is elected): again.
-			err = fmt.Errorf("%w: %w", ErrFollowerLost, err)
-		}
 		opts = append(opts, jetstream.PullHeartbeat(clusterHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	} else {
 		cons, err = l.orderedConsumer(ctx, stream, after)
+	}
+	if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || clusterForming(err) || Unavailable(err)) {
+		// Put on a server that died, no meta leader yet (a server that
+		// knows it answers 10008 until one is elected), a server whose
+		// JetStream is down (a full disk: it answers nothing) or the
+		// connection away: again. On a single server too: its follower
+		// is lost once nats.go's one attempt to make its consumer again
+		// failed, and its reader follows again at once, which failed the
+		// same way and stopped the read model for good.
+		err = fmt.Errorf("%w: %w", ErrFollowerLost, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", stream, err)

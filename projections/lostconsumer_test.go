@@ -2,10 +2,12 @@ package projections_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -36,19 +38,7 @@ func TestReadModelFollowsAgainUnderANewConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, eventlog.Workflows.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, stream := workflowsStream(ctx, t, ns)
 	var names []string
 	for name := range stream.ListConsumers(ctx).Info() {
 		names = append(names, name.Name)
@@ -67,6 +57,95 @@ func TestReadModelFollowsAgainUnderANewConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	catchesUp(ctx, t, l, s, r, stop)
+}
+
+// A read model on a single server whose consumer is lost while the server
+// answers no making of a consumer (its JetStream down on a full disk, or
+// busy) follows again once it answers. nats.go makes the lost consumer
+// again once and gives up; the runner then follows again, and that
+// making, unanswered too, stopped the read model for good: the runner
+// tries again only while the follower is lost (eventlog.ErrFollowerLost),
+// which a single server's follow never said. Here the engine's user may
+// not make consumers for a while.
+func TestReadModelFollowsAgainOnceConsumersAreMade(t *testing.T) {
+	t.Parallel()
+	const user, pass, admin, adminPass = "engine", "engine-pass", "admin", "admin-pass"
+	var started *server.Options
+	ns := testutil.StartNATS(t, t.TempDir(), 0, func(o *server.Options) {
+		o.Users, started = []*server.User{{Username: user, Password: pass}, {Username: admin, Password: adminPass}}, o
+	})
+	ctx := testutil.Context(t, 2*time.Minute)
+	cfg := eventlog.DefaultConfig()
+	cfg.URL, cfg.Name, cfg.User, cfg.Password = ns.ClientURL(), "flowvault-test", user, pass
+	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	first, _ := appendNotes(t, l, 2, 5)
+	logger, logs := testutil.CapturingLogger()
+	r, stop := run(t, l, s, projections.RunnerConfig{Logger: logger})
+	if err := r.WaitFor(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+
+	denied := started.Clone()
+	denied.Users = []*server.User{{Username: user, Password: pass, Permissions: &server.Permissions{
+		Publish: &server.SubjectPermission{Deny: []string{"$JS.API.CONSUMER.CREATE.>"}}}}, {Username: admin, Password: adminPass}}
+	if err := ns.ReloadOptions(denied); err != nil {
+		t.Fatal(err)
+	}
+	js, stream := workflowsStream(ctx, t, ns, nats.UserInfo(admin, adminPass))
+	for name := range stream.ListConsumers(ctx).Info() {
+		if err := js.DeleteConsumer(ctx, eventlog.Workflows.Name, name.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The follower lost, and the runner's own making unanswered.
+	testutil.Eventually(t, time.Minute, 100*time.Millisecond, func() error {
+		if err := r.Stalled(ctx, time.Hour); err != nil {
+			t.Fatalf("the read model, its consumer not made: %v", err)
+		}
+		if !strings.Contains(logs.String(), "read model cannot follow its stream yet") {
+			return errors.New("the runner has not tried to follow again yet")
+		}
+		return nil
+	})
+
+	if err := ns.ReloadOptions(started.Clone()); err != nil {
+		t.Fatal(err)
+	}
+	catchesUp(ctx, t, l, s, r, stop)
+}
+
+// workflowsStream connects to ns on a connection of its own, closed when
+// the test ends, and returns the workflows stream there.
+func workflowsStream(ctx context.Context, t *testing.T, ns *server.Server, opts ...nats.Option) (jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, eventlog.Workflows.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, stream
+}
+
+// catchesUp appends records after the lost consumer's and wants the read
+// model of r to apply them within 30 s, every record of the stream once
+// (appendNotes(2, 5) before), and its run to end cleanly at stop.
+func catchesUp(ctx context.Context, t *testing.T, l *eventlog.Log, s *projections.Store, r *projections.Runner, stop func() error) {
+	t.Helper()
 	last, _ := appendNotesAs(t, l, "later", 2, 5)
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
