@@ -165,16 +165,29 @@ func (e *Executor) announce(ctx context.Context) error {
 // heartbeat refreshes this process's presence. A key that is gone (the
 // process was paused, or cut from NATS, past the TTL) is written again:
 // the tasks it ran may have been taken back meanwhile, and their results
-// here will be ignored, as an expired lease's are. Its writes are
-// guarded as appends are: on a bucket whose store failed (a full disk)
-// each is refused at once, where each waited out its timeout, a
-// heartbeat's worth.
+// here will be ignored, as an expired lease's are. A key at another
+// revision than the process knows holds a write of its own whose answer
+// was lost (stored after its timeout): the key is the process's alone,
+// and is refreshed from that revision. Refused by the revision it knew,
+// then made anew, every heartbeat failed until the TTL removed the key
+// and others took back its tasks. Its writes are guarded as appends are:
+// on a bucket whose store failed (a full disk) each is refused at once,
+// where each waited out its timeout, a heartbeat's worth.
 func (e *Executor) heartbeat(ctx context.Context) error {
 	p := e.presence
-	rev, err := writeBucket(ctx, e.log, presenceBucket, func(ctx context.Context) (uint64, error) {
-		return p.kv.Update(ctx, e.boot, []byte(e.holder), p.rev)
-	})
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+	update := func(rev uint64) (uint64, error) {
+		return writeBucket(ctx, e.log, presenceBucket, func(ctx context.Context) (uint64, error) {
+			return p.kv.Update(ctx, e.boot, []byte(e.holder), rev)
+		})
+	}
+	rev, err := update(p.rev)
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		var entry jetstream.KeyValueEntry
+		if entry, err = p.kv.Get(ctx, e.boot); err == nil {
+			rev, err = update(entry.Revision())
+		}
+	}
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		rev, err = writeBucket(ctx, e.log, presenceBucket, func(ctx context.Context) (uint64, error) {
 			return p.kv.Create(ctx, e.boot, []byte(e.holder))
 		})

@@ -190,3 +190,55 @@ func counted(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// A heartbeat whose write was stored but whose answer was lost (stored
+// after its timeout, or answered by a stream leader that then died)
+// leaves the process's key at a revision it did not hear of. The key is
+// this process's alone: the next heartbeat refreshes it from there. Before,
+// it tried the revision it knew, then made the key anew, refused since the
+// key is there, and so every heartbeat until the TTL removed the key,
+// after which other engines took back the process's system tasks. A key
+// that is gone is made again, as before.
+func TestHeartbeatAfterAnAnswerLost(t *testing.T) {
+	tests := []struct {
+		name   string
+		before func(ctx context.Context, e *Executor) error
+	}{
+		{name: "an answer lost", before: func(ctx context.Context, e *Executor) error {
+			_, err := e.presence.kv.Update(ctx, e.boot, []byte(e.holder), e.presence.rev)
+			return err
+		}},
+		{name: "the key gone", before: func(ctx context.Context, e *Executor) error {
+			return e.presence.kv.Delete(ctx, e.boot)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := testutil.StartNATS(t, t.TempDir(), 0)
+			ctx := testutil.Context(t, 30*time.Second)
+			// No heartbeat of the loop's within the test: it calls them.
+			e := New(testutil.OpenExternalLog(t, ns), noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), EngineID: "engine-a", PresenceTTL: time.Hour})
+			if err := e.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(e.Stop)
+			p := e.presence
+			if err := tt.before(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 {
+				if err := e.heartbeat(ctx); err != nil {
+					t.Fatalf("heartbeat %d: %v", i, err)
+				}
+			}
+			entry, err := p.kv.Get(ctx, e.boot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.rev != entry.Revision() || string(entry.Value()) != e.holder {
+				t.Fatalf("key at revision %d holding %q, the process knows %d; want it known, holding %q",
+					entry.Revision(), entry.Value(), p.rev, e.holder)
+			}
+		})
+	}
+}
