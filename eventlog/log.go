@@ -932,7 +932,9 @@ func (l *Log) GuardWrite(ctx context.Context, stream string, write func(context.
 	err := write(wctx)
 	stop()
 	var cut *storeCut
-	if errors.As(context.Cause(wctx), &cut) {
+	if err != nil && errors.As(context.Cause(wctx), &cut) {
+		// Cut, not answered: one answered as the cut came keeps its
+		// answer.
 		return fmt.Errorf("no answer in %s (%w: %w) (stream %s)", publishTimeout, storeFull(cut.werr), ErrStoreFailed, stream)
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {

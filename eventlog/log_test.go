@@ -988,3 +988,37 @@ func TestAppendToAFailedStoreIsRefusedAtOnce(t *testing.T) {
 		t.Fatalf("the stream made anew holds %v (%v), want the append at %d", recs, err, seq)
 	}
 }
+
+// A guarded write answered as its store is found failed, after it waited
+// publishTimeout, returns its answer: the look that ends a write still
+// unanswered must not turn one answered into a failure ("no answer",
+// whether it was stored unknown), which its caller takes as not done (a
+// limit's count taken, an event's claim made, and the take or the action
+// refused). Here the write sends a record its stream's failed store does
+// not answer, and its own answer comes as its context ends.
+func TestGuardWriteAnsweredAsItsStoreIsFoundFailed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l := testutil.OpenLog(t, dir)
+	ctx := testutil.Context(t, time.Minute)
+	seq, err := l.Append(ctx, "fv.wf.guard-answered", notes(t, "a", 1), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.FailStreamStore(t, l, dir, "FV_WF", seq)
+	err = l.GuardWrite(ctx, "FV_WF", func(ctx context.Context) error {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if _, err := l.JetStream().Publish(pctx, "fv.wf.guard-answered", []byte("b")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a record sent to a failed store: %v, want it unanswered", err)
+		}
+		<-ctx.Done()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("a write answered: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the write's context was not cut when its store was found failed")
+	}
+}
