@@ -12,6 +12,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,10 +36,12 @@ import (
 // lifecycle fuzzers' grammar and triggers, internal/lifecyclegen),
 // interleaved, through random lifecycles, with operators' compactions
 // and removals (with and without archive, terminating a running one)
-// among them, and records each decision as the executor appends it: one
-// record a decision, the workflows' sequences one log's, now and then
-// with the guard's seal of its values under a secrets key (which gives
-// compaction a key to destroy). It folds the records into the executions
+// among them, and up to two children their SUB_WORKFLOW tasks start,
+// with what the executor does for them (readmodel_children_test.go), and
+// records each decision as the executor appends it: one record a
+// decision, the workflows' sequences one log's, now and then with the
+// guard's seal of its values under a secrets key (which gives compaction
+// a key to destroy). It folds the records into the executions
 // read model on Pebble (in memory) and holds it to:
 //
 //   - Batch-split invariance: one record a commit, all in one commit, and
@@ -55,11 +58,14 @@ import (
 //     behind (a status a workflow left, a task a retry replaced, a timer
 //     whose task ended) or failed to write shows as a difference.
 //   - Public reads answer what the engine's final states say: a workflow
-//     by id (with its tasks, or not found once removed without archive),
-//     each of its tasks by id and through its lookup (not found once a
-//     restart or rerun dropped it), the page of its tasks with their
-//     counts by status, searches by status, name and correlation id, the
-//     task search by status, the running set and each principal's count,
+//     by id (with its tasks and without, or not found once removed
+//     without archive), each of its tasks by id and through its lookup
+//     (not found once a restart or rerun dropped it), the page of its
+//     tasks with their
+//     counts by status, searches by status, name, correlation id and
+//     parent, the task search by status, each SUB_WORKFLOW task's child
+//     and each child's parent task as the API reads them, the workflows
+//     of a correlation id, the running set and each principal's count,
 //     the timers (engine.Deadlines), the compaction list, the list of
 //     those that ended with effects, the holder of each secrets key and
 //     the gauges.
@@ -84,7 +90,10 @@ var fuzzEpoch = time.UnixMilli(1_800_000_000_000).UTC()
 
 // fuzzWorkflow is one of a run's workflows as the engine decided it.
 type fuzzWorkflow struct {
-	id     string
+	id string
+	// label names it in the run's trail: its place among the run's
+	// workflows.
+	label  string
 	w      *engine.Workflow
 	driver *lifecyclegen.Driver
 	// gone: removed without archive; its records may only compact it.
@@ -111,17 +120,26 @@ type fuzzRun struct {
 	// lastEffects is the latest end with effects of any state a record
 	// left (engine.HasTerminalEffects).
 	lastEffects int64
+	// byID are the run's workflows by id.
+	byID map[string]*fuzzWorkflow
+	// children are the ids of the children that run for real (see
+	// readmodel_children_test.go), started or about to be.
+	children map[string]bool
+	// effects are those of the decisions the executor has not performed
+	// yet that reach another of the run's workflows.
+	effects []engine.Effect
 }
 
 func runReadModel(t *testing.T, data []byte) {
 	src := lifecyclegen.NewSrc(data)
-	r := &fuzzRun{t: t, src: src, now: fuzzEpoch}
+	r := &fuzzRun{t: t, src: src, now: fuzzEpoch, byID: map[string]*fuzzWorkflow{}, children: map[string]bool{}}
 	for i := range 1 + src.N(3) {
 		r.start(i)
 	}
 	for i := 0; i < 80 && !src.Done(); i++ {
 		r.next()
 	}
+	r.settle()
 	if len(r.recs) == 0 {
 		t.Fatal("no records")
 	}
@@ -143,13 +161,8 @@ func runReadModel(t *testing.T, data []byte) {
 // two correlation ids, principals and idempotency keys (or none).
 func (r *fuzzRun) start(i int) {
 	src := r.src
-	js := lifecyclegen.Def(src, lifecyclegen.Grammar{ExclusiveJoins: src.N(2) == 0})
-	def := parseDef(r.t, js)
-	if err := engine.ValidateWorkflowDef(def); err != nil {
-		r.t.Fatalf("the grammar made an invalid definition: %v\n%s", err, js)
-	}
-	wf := &fuzzWorkflow{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), driver: lifecyclegen.NewDriver(src), tasks: map[string]bool{}}
-	r.wfs = append(r.wfs, wf)
+	def := r.def("fz")
+	wf := r.add(fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
 	req := conductor.StartWorkflowRequest{Input: map[string]any{"c": []string{"a", "b", "z"}[src.N(3)]},
 		CorrelationID: []string{"", "corr-a", "corr-b"}[src.N(3)]}
 	if k := src.N(3); k > 0 {
@@ -158,10 +171,36 @@ func (r *fuzzRun) start(i int) {
 	r.decide(wf, engine.Start{WorkflowID: wf.id, Def: def, Request: req, CreatedBy: []string{"app:a", "app:b"}[src.N(2)]})
 }
 
+// def returns a definition from the grammar, named name.
+func (r *fuzzRun) def(name string) *conductor.WorkflowDef {
+	js := lifecyclegen.Def(r.src, lifecyclegen.Grammar{ExclusiveJoins: r.src.N(2) == 0})
+	// The grammar names its definitions "fz", the first key it writes.
+	js = strings.Replace(js, `"name":"fz"`, fmt.Sprintf("%q:%q", "name", name), 1)
+	def := parseDef(r.t, js)
+	if err := engine.ValidateWorkflowDef(def); err != nil {
+		r.t.Fatalf("the grammar made an invalid definition: %v\n%s", err, js)
+	}
+	return def
+}
+
+// add adds a workflow of id to the run, to be started.
+func (r *fuzzRun) add(id string) *fuzzWorkflow {
+	wf := &fuzzWorkflow{id: id, label: strconv.Itoa(len(r.wfs)), driver: lifecyclegen.NewDriver(r.src), tasks: map[string]bool{}}
+	wf.driver.Runs = func(child string) bool { return r.children[child] }
+	r.wfs = append(r.wfs, wf)
+	r.byID[id] = wf
+	return wf
+}
+
 // next picks a workflow and a trigger for it: mostly the lifecycle
-// driver's, now and then an operator's compaction or removal.
+// driver's, now and then an operator's compaction or removal; once a
+// child runs for real, now and then the executor's performing of an
+// effect that reaches another workflow instead.
 func (r *fuzzRun) next() {
 	src := r.src
+	if len(r.children) > 0 && r.family() {
+		return
+	}
 	wf := r.wfs[src.N(len(r.wfs))]
 	if wf.w == nil {
 		return
@@ -180,7 +219,7 @@ func (r *fuzzRun) next() {
 	mv := wf.driver.Next(wf.w, r.now)
 	r.now = mv.Now
 	if mv.Trigger != nil {
-		r.decide(wf, mv.Trigger)
+		r.decide(wf, r.withAncestors(wf, mv.Trigger))
 	}
 }
 
@@ -195,7 +234,7 @@ func (r *fuzzRun) decide(wf *fuzzWorkflow, trig engine.Trigger) {
 			r.t.Fatalf("%s: %v\n%s", engine.TriggerName(trig), err, fault.Stack)
 		}
 		if err != nil || len(d.Events) == 0 {
-			r.trail = append(r.trail, fmt.Sprintf("%s %s at +%s: %v", wf.id[len(wf.id)-1:], engine.TriggerName(trig), r.now.Sub(fuzzEpoch), err))
+			r.trail = append(r.trail, fmt.Sprintf("%s %s at +%s: %v", wf.label, engine.TriggerName(trig), r.now.Sub(fuzzEpoch), err))
 			return
 		}
 		if sealable(trig) && !d.State.Removed && r.src.N(6) == 0 {
@@ -215,7 +254,7 @@ func (r *fuzzRun) decide(wf *fuzzWorkflow, trig engine.Trigger) {
 		for i, ev := range d.Events {
 			types[i] = ev.EventType()
 		}
-		r.trail = append(r.trail, fmt.Sprintf("%s %s at +%s: %v", wf.id[len(wf.id)-1:], engine.TriggerName(trig), r.now.Sub(fuzzEpoch), types))
+		r.trail = append(r.trail, fmt.Sprintf("%s %s at +%s: %v", wf.label, engine.TriggerName(trig), r.now.Sub(fuzzEpoch), types))
 		envs := make([]schemas.Envelope, len(d.Events))
 		for i, ev := range d.Events {
 			if envs[i], err = schemas.Default.Encode(ev); err != nil {
@@ -225,6 +264,7 @@ func (r *fuzzRun) decide(wf *fuzzWorkflow, trig engine.Trigger) {
 		r.seq++
 		d.State.Seq = r.seq
 		wf.w = d.State
+		r.follow(wf, d.Effects)
 		r.recs = append(r.recs, eventlog.Record{Subject: "fv.wf." + eventlog.Token(wf.id), Seq: r.seq, Events: envs})
 		for _, t := range wf.w.Tasks {
 			wf.tasks[t.ID] = true
@@ -493,6 +533,15 @@ func (r *fuzzRun) checkReads(reader *executions.Reader) {
 		if a, b := conductorJSON(got), conductorJSON(wf.w); a != b {
 			r.fatalf("workflow %s as read:\n%s\nas decided:\n%s", wf.id, a, b)
 		}
+		head, err := reader.WorkflowHead(ctx, wf.id)
+		if err != nil {
+			r.fatalf("head of workflow %s: %v", wf.id, err)
+		}
+		bare := wf.w.Clone()
+		bare.Tasks = nil
+		if a, b := conductorJSON(head), conductorJSON(bare); a != b {
+			r.fatalf("head of workflow %s as read:\n%s\nas decided:\n%s", wf.id, a, b)
+		}
 		r.checkTasks(reader, wf)
 		if !wf.w.Terminal() && !wf.w.Removed {
 			running[wf.id] = true
@@ -527,6 +576,7 @@ func (r *fuzzRun) checkReads(reader *executions.Reader) {
 		r.fatalf("awaiting compaction: %v", err)
 	}
 	byID := func(a, b executions.Ended) int { return strings.Compare(a.WorkflowID, b.WorkflowID) }
+	slices.SortFunc(compaction, byID)
 	if slices.SortFunc(gotCompaction, byID); !slices.Equal(gotCompaction, compaction) {
 		r.fatalf("awaiting compaction %v, the states say %v", gotCompaction, compaction)
 	}
@@ -560,6 +610,7 @@ func (r *fuzzRun) checkReads(reader *executions.Reader) {
 		r.fatalf("gauges %+v, the states' %+v", got, gauges)
 	}
 	r.checkSearches(reader, listed)
+	r.checkLinks(reader, listed)
 }
 
 // checkEnded reads the list of workflows that ended with effects, for
@@ -668,7 +719,9 @@ func (r *fuzzRun) checkSearches(reader *executions.Reader, listed []*fuzzWorkflo
 	for _, c := range []string{"corr-a", "corr-b"} {
 		search("correlationId = "+c, func(w *engine.Workflow) bool { return w.CorrelationID == c })
 	}
-	search("workflowType = fz", func(*engine.Workflow) bool { return true })
+	for _, name := range []string{"fz", "kid"} {
+		search("workflowType = "+name, func(w *engine.Workflow) bool { return w.Name == name })
+	}
 	for _, s := range []string{conductor.TaskScheduled, conductor.TaskInProgress, conductor.TaskCompleted, conductor.TaskFailed,
 		conductor.TaskFailedWithTerminalError, conductor.TaskTimedOut, conductor.TaskCanceled, conductor.TaskSkipped,
 		conductor.TaskCompletedWithErrors} {
