@@ -349,13 +349,7 @@ func (l *Log) ensureStreams(ctx context.Context) error {
 // that failed then had the engine exit, although the same request
 // succeeds seconds later.
 func (l *Log) ensureStreamsWhileForming(ctx context.Context) error {
-	// A cluster without a meta leader may answer nothing at all: each
-	// attempt asks anew after formingAttempt.
-	return l.whileForming(ctx, "streams not made yet", func(ctx context.Context) error {
-		actx, cancel := context.WithTimeout(ctx, formingAttempt)
-		defer cancel()
-		return l.ensureStreams(actx)
-	})
+	return l.whileForming(ctx, "streams not made yet", bounded(l.ensureStreams))
 }
 
 // WhileForming runs attempt, the making of what a start needs next to
@@ -370,11 +364,17 @@ func (l *Log) WhileForming(ctx context.Context, what string, attempt func(contex
 	if l.cfg.Replicas == 1 {
 		return attempt(ctx)
 	}
-	return l.whileForming(ctx, what, func(ctx context.Context) error {
-		actx, cancel := context.WithTimeout(ctx, formingAttempt)
+	return l.whileForming(ctx, what, bounded(attempt), args...)
+}
+
+// bounded is attempt given formingAttempt at most: a cluster without a
+// meta leader may answer nothing at all, and each attempt asks anew.
+func bounded(attempt func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, formingAttempt)
 		defer cancel()
-		return attempt(actx)
-	}, args...)
+		return attempt(ctx)
+	}
 }
 
 // whileForming runs attempt, and again after a growing wait while it
@@ -396,7 +396,7 @@ func (l *Log) whileForming(ctx context.Context, what string, attempt func(contex
 }
 
 // formingAttempt bounds one attempt of ensureStreamsWhileForming and of
-// WhileForming.
+// WhileForming (bounded).
 const formingAttempt = 5 * time.Second
 
 // clusterForming reports whether err is a JetStream cluster's answer
@@ -535,10 +535,9 @@ func (l *Log) EmbeddedServer() *server.Server { return l.ns }
 // being made too, so that making any bucket would fail a probe. A stream
 // whose directory was made since the store started is being made (or
 // deleted), not recovered, and is no error for a minute (makingGrace);
-// one that was there before
-// (its deletion) counts only once it outlasts creationGrace, asked again
-// until then (or until ctx ends), as does a readiness the check says
-// failed (see passing). Under make test's load, a bucket's making
+// one that was there before (its deletion) counts only once it outlasts
+// creationGrace, asked again until then (or until ctx ends), as does a
+// readiness the check says failed (see passing). Under make test's load, a bucket's making
 // outlasted a grace of 2 s.
 func (l *Log) StorageError(ctx context.Context) error {
 	if l.ns == nil {
