@@ -431,15 +431,21 @@ func TestTaskAnnouncedTwiceIsTakenOnce(t *testing.T) {
 }
 
 // holdsMatchedTake holds the first append of a record with a take for a
-// poll until release is closed, telling held when it has it.
+// poll (with picks set, of a record it picks) until release is closed,
+// telling held when it has it.
 type holdsMatchedTake struct {
 	log           *eventlog.Log
 	held, release chan struct{}
+	picks         func([]schemas.Envelope) bool
 	once          sync.Once
 }
 
 func (h *holdsMatchedTake) Append(ctx context.Context, subj string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
-	if matchedTake(envs) {
+	picks := h.picks
+	if picks == nil {
+		picks = matchedTake
+	}
+	if picks(envs) {
 		h.once.Do(func() {
 			close(h.held)
 			<-h.release
@@ -475,6 +481,52 @@ func TestTaskTakenForAPollThatEndedIsHandedBack(t *testing.T) {
 	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
+	handedBack(ctx, t, e, id, poll)
+}
+
+// A poll whose caller goes away while a task it pulled from the queue is
+// being taken for it (an HTTP client's timeout, a NATS poll ended) hands
+// the task back too: nobody gets the answer, and the task waited for its
+// response timeout, IN_PROGRESS for a worker that never got it.
+func TestTaskAPollPulledAsItEndedIsHandedBack(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	hold := &holdsMatchedTake{log: l, held: make(chan struct{}), release: make(chan struct{}), picks: isTake}
+	e := startAppendingThrough(t, l, hold, nil)
+	ctx := testutil.Context(t, 30*time.Second)
+	const id = "wf-poll-ended-pulled"
+	startInline(ctx, t, e, id, twoTasks)
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := dispatched(ctx, t, l); n != 1 {
+			return fmt.Errorf("%d announcements, want 1", n)
+		}
+		return nil
+	})
+	pctx, hangUp := context.WithCancel(ctx)
+	defer hangUp()
+	poll := make(chan polled, 1)
+	go func() {
+		// No wait: the poll pulls the announcement itself.
+		tasks, seq, err := e.Poll(pctx, PollRequest{TaskType: "match_task", WorkerID: "w1", Count: 1})
+		poll <- polled{tasks, seq, err}
+	}()
+	select {
+	case <-hold.held:
+	case <-ctx.Done():
+		t.Fatal("the poll took nothing")
+	}
+	hangUp()
+	close(hold.release)
+	handedBack(ctx, t, e, id, poll)
+	if reply := takeOver(ctx, t, l, e, id); reply.Error != nil || reply.Task == nil || reply.Task.PollCount != 2 {
+		t.Fatalf("the take after the hand-back answered %+v, task %+v", reply.Error, reply.Task)
+	}
+}
+
+// handedBack checks that poll, which ended as the first task of workflow
+// id was taken for it, got nothing, and waits until the task is back in
+// its queue.
+func handedBack(ctx context.Context, t *testing.T, e *Executor, id string, poll <-chan polled) {
+	t.Helper()
 	if got := answer(ctx, t, poll); len(got.tasks) != 0 {
 		t.Fatalf("a poll that ended got %d tasks", len(got.tasks))
 	}

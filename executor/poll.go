@@ -269,15 +269,27 @@ func (e *Executor) Poll(ctx context.Context, req PollRequest) (tasks []*conducto
 			break
 		}
 	}
+	if len(tasks) > 0 && ctx.Err() != nil {
+		// Its caller went away while they were taken (a take goes on
+		// without it): nobody gets the answer, as in awaitTask.
+		e.giveBackAll(tasks, "its poll ended as it was taken: handed out again")
+		return []*conductor.Task{}, 0, err
+	}
 	if len(tasks) > 0 && req.StillMay != nil {
 		if refused := req.StillMay(ctx); refused != nil {
-			for _, t := range tasks {
-				e.giveBack(t.WorkflowInstanceID, t.TaskID, t.PollCount, "its poller lost the right to take it while it polled: handed out again")
-			}
+			e.giveBackAll(tasks, "its poller lost the right to take it while it polled: handed out again")
 			return []*conductor.Task{}, 0, refused
 		}
 	}
 	return nonNilTasks(tasks), seq, err
+}
+
+// giveBackAll hands out again tasks taken for a poller that will not get
+// them.
+func (e *Executor) giveBackAll(tasks []*conductor.Task, reason string) {
+	for _, t := range tasks {
+		e.giveBack(t.WorkflowInstanceID, t.TaskID, t.PollCount, reason)
+	}
 }
 
 // polled notes req's poll: its queue's poll data, and the activity that
