@@ -687,9 +687,12 @@ func (s *shard) run(ctx context.Context) {
 		select {
 		case j := <-s.in:
 			out, err := s.process(j)
-			if j.ahead != nil {
+			if ahead := j.ahead; ahead != nil {
 				if err != nil {
-					_, _, _ = j.ahead.End(j.ctx, false)
+					// Not here: End waits for a take under way for the
+					// poll, which a feeder may be making in a workflow
+					// of this shard.
+					s.e.spawn(func() { _, _, _ = ahead.End(j.ctx, false) })
 				} else {
 					out.Next = j.ahead
 				}

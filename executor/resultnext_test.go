@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -400,4 +404,91 @@ func TestLeaseExtensionTakesNoNextTask(t *testing.T) {
 	if status, _, _ := taskState(ctx, t, e, "wf-ext-2", "a"); status != conductor.TaskScheduled {
 		t.Fatalf("the task queued behind is %s after the extension, want SCHEDULED", status)
 	}
+}
+
+// A result whose poll for the next task waits ahead of its decision, and
+// whose decision fails, ends that poll without holding up its shard: the
+// poll, claimed meanwhile by the queue's feeder for a task that workflow
+// of the same shard holds, waited there for that task's take, which
+// waited for the shard, until the take gave up (takeTimeout, 30 s),
+// every workflow of the shard stopped as long.
+func TestFailedResultsNextPollDoesNotHoldItsShard(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	refuse := &refusesResult{log: l, held: make(chan struct{}), release: make(chan struct{})}
+	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Shards: 1, Logger: testutil.Logger(t)})
+	e.appender = refuse
+	ctx := testutil.Context(t, 60*time.Second)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	const id = "wf-result-refused-ahead"
+	startInline(ctx, t, e, id, oneTask)
+	var a *conductor.Task
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		tasks, _, err := e.Poll(ctx, PollRequest{TaskType: "match_task", WorkerID: "w1", Count: 1})
+		if err != nil || len(tasks) == 0 {
+			return fmt.Errorf("poll: %d tasks, %v", len(tasks), err)
+		}
+		a = tasks[0]
+		return nil
+	})
+	// A poll that waits runs the queue's feeder.
+	pollWaiting(ctx, t, e, "w2")
+
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	reported := make(chan error, 1)
+	go func() {
+		res := conductor.TaskResult{TaskID: a.TaskID, WorkflowInstanceID: id, Status: conductor.TaskCompleted, WorkerID: "w1"}
+		_, err := e.Submit(rctx, id, engine.Result{Result: res, TaskType: "match_task"},
+			Meta{NextPoll: &PollRequest{WorkerID: "w1", Count: 1}})
+		reported <- err
+	}()
+	select {
+	case <-refuse.held:
+	case <-ctx.Done():
+		t.Fatal("the result was not decided")
+	}
+	// Announcements of tasks of workflows of the one shard, for the
+	// feeder to take for both polls, the result's included.
+	for i := range 2 {
+		body, _ := json.Marshal(workers.Dispatch{TaskID: fmt.Sprint("task-", i), WorkflowInstanceID: fmt.Sprint("wf-elsewhere-", i), TaskType: "match_task"})
+		if _, err := l.JetStream().Publish(ctx, workers.DispatchSubject("match_task", ""), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if e.match.has(workers.ConsumerName("match_task", "")) {
+			return errors.New("a poll waits unclaimed")
+		}
+		return nil
+	})
+	close(refuse.release)
+	if err := <-reported; !errors.Is(err, eventlog.ErrClosed) {
+		t.Fatalf("the refused result answered %v, want its refusal", err)
+	}
+}
+
+// refusesResult refuses the first record of a result (ErrClosed: nothing
+// stored), once release is closed, telling held when it has it.
+type refusesResult struct {
+	log           *eventlog.Log
+	held, release chan struct{}
+	once          sync.Once
+}
+
+func (r *refusesResult) Append(ctx context.Context, subj string, envs []schemas.Envelope, expected uint64, opts ...eventlog.AppendOption) (uint64, error) {
+	refused := false
+	if len(envs) > 0 && envs[0].Type == (&schemas.TaskUpdated{}).EventType() {
+		r.once.Do(func() {
+			close(r.held)
+			<-r.release
+			refused = true
+		})
+	}
+	if refused {
+		return 0, eventlog.ErrClosed
+	}
+	return r.log.Append(ctx, subj, envs, expected, opts...)
 }
