@@ -97,8 +97,10 @@ func (e *Executor) landed(ctx context.Context, wfID string, after uint64, record
 // answered "gone" until its lease expires, which for a task without a
 // response timeout is never. Put back, it is dispatched again at once.
 // A take the taker did get after all is not disturbed: its result or
-// progress, recorded first, makes the put-back late and ignored, and a
-// put-back recorded first makes its result about an earlier lease.
+// progress, recorded first, makes the put-back late and ignored; after a
+// put-back recorded first its result still counts (the task waits
+// SCHEDULED, its lease unchanged) until another take makes that lease an
+// earlier one.
 func (e *Executor) putBack(wfID string, expected uint64, made stamp, taskID string, lease int) {
 	e.wg.Add(1)
 	go func() {
