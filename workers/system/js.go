@@ -1,15 +1,20 @@
 package system
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"math/big"
+	"regexp"
+	"regexp/syntax"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/dlclark/regexp2/v2"
+	rxsyntax "github.com/dlclark/regexp2/v2/syntax"
 	"github.com/dop251/goja"
 	"github.com/dop251/goja/ast"
 	"github.com/dop251/goja/token"
@@ -104,7 +109,7 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 		nativeBind = Function.prototype.bind, stringValueOf = String.prototype.valueOf,
 		endsWith = String.prototype.endsWith, indexOf = String.prototype.indexOf, floor = Math.floor,
 		Object_ = Object, Array_ = Array, String_ = String, Number_ = Number, RangeError_ = RangeError,
-		TypeError_ = TypeError, stringify = JSON.stringify, parse = JSON.parse, symSpecies = Symbol.species,
+		TypeError_ = TypeError, SyntaxError_ = SyntaxError, stringify = JSON.stringify, parse = JSON.parse, symSpecies = Symbol.species,
 		symIterator = Symbol.iterator, symMatch = Symbol.match, symMatchAll = Symbol.matchAll,
 		symSearch = Symbol.search, symSplit = Symbol.split, symReplace = Symbol.replace,
 		symSpreadable = Symbol.isConcatSpreadable;
@@ -324,6 +329,23 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 		args[0] = String_(p);
 		refuse(host.checkPattern(args[0]));
 	}
+	// compiling is f, a built-in that compiles a pattern (or source, which
+	// may hold a regular expression literal) the script gives, throwing
+	// goja's SyntaxError for a pattern it cannot compile in the words of
+	// host.regexpError (see regexpError).
+	function compiling(f) {
+		return function () {
+			try {
+				return new.target ? construct(f, arguments, new.target) : apply(f, this, arguments);
+			} catch (e) {
+				if (isObject(e) && getProto(e) === SyntaxError_.prototype) {
+					var m = e.message, r;
+					if (typeof m === "string" && (r = host.regexpError(m)) !== m) throw new SyntaxError_(r);
+				}
+				throw e;
+			}
+		};
+	}
 	// checkReplace: each match may be replaced by a long replacement.
 	function checkReplace(subject, args) {
 		var r = args[1];
@@ -370,6 +392,7 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 	var nativeStringSplit = SP.split;
 	guardAll(SP, undefined, stringChecks);
 	replace(SP, "split", splitWithin(nativeStringSplit));
+	["match", "matchAll", "search"].forEach(function (k) { replace(SP, k, compiling(SP[k])); });
 
 	// Regular expressions.
 	var nativeRegExpSplit = RP[symSplit], sourceOf = getDescriptor(RP, "source").get;
@@ -401,7 +424,8 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 	// their this, and, as getters, get a trampoline (below).
 	guardAll(RP, undefined, regexpChecks, {__proto__: null, exec: 1, global: 1, multiline: 1, ignoreCase: 1, unicode: 1, sticky: 1});
 	replace(RP, symSplit, splitWithin(nativeRegExpSplit, true));
-	var NativeRegExp = RegExp;
+	replace(RP, "compile", compiling(RP.compile));
+	var NativeRegExp = RegExp, newRegExp = compiling(NativeRegExp);
 	var RegExp_ = function RegExp(pattern, flags) {
 		if (isObject(pattern) && originalSource(pattern) !== undefined) {
 			// compiled already
@@ -411,7 +435,7 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 		} else if (pattern !== undefined) {
 			refuse(host.checkPattern(pattern = String_(pattern)));
 		}
-		return new.target ? construct(NativeRegExp, [pattern, flags], new.target) : NativeRegExp(pattern, flags);
+		return new.target ? construct(newRegExp, [pattern, flags], new.target) : newRegExp(pattern, flags);
 	};
 	replaceConstructor(NativeRegExp, RegExp_);
 	g.RegExp = RegExp_;
@@ -516,13 +540,14 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 		if (src.length > host.maxSource) refuse("source of " + src.length + " characters is over the limit of " + host.maxSource + " bytes");
 		refuse(host.checkSource(src));
 	}
-	var nativeEval = g.eval;
+	var nativeEval = g.eval, evalCompiling = compiling(nativeEval);
 	replace(g, "eval", function (x) {
 		if (typeof x === "string") checkSource(x);
-		return nativeEval(x);
+		return evalCompiling(x);
 	});
 	defineProperty(g.eval, "name", {__proto__: null, value: "eval", configurable: true});
 	function compiler(c, prefix) {
+		var compile = compiling(c);
 		var f = function () {
 			var n = arguments.length, args = stack(), size = prefix.length;
 			for (var i = 0; i < n; i++) size += (args[i] = String_(arguments[i])).length + 1;
@@ -530,7 +555,7 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 			var params = "";
 			for (var j = 0; j + 1 < n; j++) params += (j > 0 ? "," : "") + args[j];
 			checkSource(prefix + params + "\n) {\n" + (n > 0 ? args[n - 1] : "") + "\n})");
-			return construct(c, args, new.target === undefined ? c : new.target);
+			return construct(compile, args, new.target === undefined ? c : new.target);
 		};
 		replaceConstructor(c, f);
 		return f;
@@ -753,6 +778,7 @@ func (r *jsRun) setup(b Budget, generators bool, scope map[string]any) error {
 		"generators":   generators,
 		"checkSource":  func(src string) string { return sourceLimit(src) },
 		"checkPattern": func(src string) string { return patternLimit(src) },
+		"regexpError":  func(msg string) string { return regexpError(msg) },
 		"checkJSON":    func(text string) string { return jsonLimit(text, maxArray) },
 	} {
 		if err := host.Set(k, v); err != nil {
@@ -1243,6 +1269,72 @@ func patternLimit(src string) string {
 	return ""
 }
 
+// regexpError is goja's message for a pattern it could not compile
+// ("Invalid regular expression (re2): … (error parsing regexp: …)") in
+// words of the engines' alone: goja quotes the pattern as it rewrote it for
+// them, and their errors the piece of it they stopped at (missing closing
+// ): `(…`), which for a pattern built from a secret is the secret's tail or
+// a rewritten form of it, neither of which redaction, finding whole values,
+// recognizes. What is left is the kind of error. goja's parser's own
+// messages (Unterminated group) quote nothing and are kept. eval and the
+// Function constructors throw a literal's with "SyntaxError: " before it.
+func regexpError(msg string) string {
+	if !strings.Contains(msg, "Invalid regular expression (") {
+		return msg
+	}
+	for _, k := range regexpErrorKinds {
+		if k.re.MatchString(msg) {
+			return "Invalid regular expression: " + k.text
+		}
+	}
+	return "Invalid regular expression"
+}
+
+// regexpErrorKinds are the kinds of error Go's regexp/syntax and regexp2
+// name, the longest first (one may begin with another), each matched in a
+// message with its arguments (regexp2's %v, %c: pieces of the pattern)
+// shown as "…".
+var regexpErrorKinds = func() []regexpErrorKind {
+	codes := []string{
+		string(syntax.ErrInternalError), string(syntax.ErrInvalidCharClass), string(syntax.ErrInvalidCharRange),
+		string(syntax.ErrInvalidEscape), string(syntax.ErrInvalidNamedCapture), string(syntax.ErrInvalidPerlOp),
+		string(syntax.ErrInvalidRepeatOp), string(syntax.ErrInvalidRepeatSize), string(syntax.ErrInvalidUTF8),
+		string(syntax.ErrMissingBracket), string(syntax.ErrMissingParen), string(syntax.ErrMissingRepeatArgument),
+		string(syntax.ErrTrailingBackslash), string(syntax.ErrUnexpectedParen), string(syntax.ErrNestingDepth),
+		string(syntax.ErrLarge),
+		string(rxsyntax.ErrInternalError), rxsyntax.ErrUnterminatedComment, rxsyntax.ErrInvalidCharRange,
+		rxsyntax.ErrInvalidRepeatSize, rxsyntax.ErrInvalidUTF8, rxsyntax.ErrCaptureGroupOutOfRange,
+		rxsyntax.ErrUnexpectedParen, rxsyntax.ErrMissingParen, rxsyntax.ErrMissingBrace, rxsyntax.ErrInvalidRepeatOp,
+		rxsyntax.ErrMissingRepeatArgument, rxsyntax.ErrConditionalExpression, rxsyntax.ErrTooManyAlternates,
+		rxsyntax.ErrUnrecognizedGrouping, rxsyntax.ErrInvalidGroupName, rxsyntax.ErrInvalidECMAGroupName,
+		rxsyntax.ErrDuplicateGroupName, rxsyntax.ErrCapNumNotZero, rxsyntax.ErrUndefinedBackRef,
+		rxsyntax.ErrUndefinedNameRef, rxsyntax.ErrAlternationCantCapture, rxsyntax.ErrAlternationCantHaveComment,
+		rxsyntax.ErrMalformedReference, rxsyntax.ErrUndefinedReference, rxsyntax.ErrIllegalEndEscape,
+		rxsyntax.ErrMalformedSlashP, rxsyntax.ErrIncompleteSlashP, rxsyntax.ErrUnknownSlashP,
+		rxsyntax.ErrUnrecognizedEscape, rxsyntax.ErrMissingControl, rxsyntax.ErrUnrecognizedControl,
+		rxsyntax.ErrTooFewHex, rxsyntax.ErrInvalidHex, rxsyntax.ErrMalformedNameRef, rxsyntax.ErrBadClassInCharRange,
+		rxsyntax.ErrShorthandClassInCharRange, rxsyntax.ErrUnterminatedBracket, rxsyntax.ErrSubtractionMustBeLast,
+		rxsyntax.ErrReversedCharRange,
+	}
+	slices.SortStableFunc(codes, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	verb := regexp.MustCompile(`%[vc]`)
+	kinds := make([]regexpErrorKind, 0, len(codes))
+	for _, c := range codes {
+		pieces := verb.Split(c, -1)
+		for i, p := range pieces {
+			pieces[i] = regexp.QuoteMeta(p)
+		}
+		kinds = append(kinds, regexpErrorKind{text: verb.ReplaceAllString(c, "…"),
+			re: regexp.MustCompile("error parsing regexp: " + strings.Join(pieces, "(?s:.*?)"))})
+	}
+	return kinds
+}()
+
+type regexpErrorKind struct {
+	text string
+	re   *regexp.Regexp
+}
+
 // jsonLimit is what is wrong with a JSON text goja's JSON.parse would
 // build, or "": nesting deeper than maxValueDepth (it recurses in Go), more
 // values than maxArray/4 (a value takes 20 to 50 bytes, an element of
@@ -1281,8 +1373,16 @@ func jsonLimit(text string, maxArray int64) string {
 
 func compileMessage(err error) string {
 	var se *goja.CompilerSyntaxError
-	if errors.As(err, &se) && !strings.HasPrefix(se.Error(), "SyntaxError") {
-		return "SyntaxError: " + se.Error()
+	if !errors.As(err, &se) {
+		return err.Error()
 	}
-	return err.Error()
+	// A regular expression literal's pattern may be a secret's value: an
+	// INLINE task's expression is input, resolved at hand-off.
+	reworded := *se
+	reworded.Message = regexpError(se.Message)
+	msg := reworded.Error()
+	if !strings.HasPrefix(msg, "SyntaxError") {
+		msg = "SyntaxError: " + msg
+	}
+	return msg
 }

@@ -185,6 +185,47 @@ func TestScriptBudgets(t *testing.T) {
 	}
 }
 
+// A pattern a script builds from a secret and goja cannot compile fails
+// the script (or reaches a catch) naming the kind of error, not quoting
+// the pattern: goja quoted it as rewritten for its engine (\s as a class
+// of every space) and the engines the piece they stopped at, the secret's
+// tail, neither of which redaction, finding whole values, recognizes.
+func TestScriptRegexpErrorsQuoteNoPattern(t *testing.T) {
+	t.Parallel()
+	const grouping = "sk_live(?<Q7vT2mW9xK4p"       // regexp2: unrecognized grouping construct: (?<Q7vT…
+	const rewritten = "sk_live\\sQ7vT2m[z-a]W9xK4p" // re2: the pattern with \s rewritten
+	in := map[string]any{"grouping": grouping, "rewritten": rewritten}
+	tests := []struct{ src, want string }{
+		{"new RegExp($.grouping)", "SyntaxError: Invalid regular expression: unrecognized grouping construct: (…"},
+		{"RegExp($.rewritten)", "SyntaxError: Invalid regular expression: invalid character class range"},
+		{"'text'.match($.grouping)", "SyntaxError: Invalid regular expression: unrecognized grouping construct: (…"},
+		{"'text'.search($.rewritten)", "SyntaxError: Invalid regular expression: invalid character class range"},
+		{"[...'text'.matchAll($.grouping)]", "SyntaxError: Invalid regular expression: unrecognized grouping construct: (…"},
+		{"/x/.compile($.grouping)", "SyntaxError: Invalid regular expression: unrecognized grouping construct: (…"},
+		{"class R extends RegExp {}; new R($.rewritten)", "SyntaxError: Invalid regular expression: invalid character class range"},
+		{"eval('/' + $.grouping + '/')", "SyntaxError: Invalid regular expression: unrecognized grouping construct: (…"},
+		{"new Function('return /' + $.rewritten + '/')", "SyntaxError: Invalid regular expression: invalid character class range"},
+		// An INLINE task's expression is input, resolved at hand-off.
+		{"/" + grouping + "/.test('x')", "SyntaxError: Invalid regular expression: unrecognized grouping construct: (… at script:1:1"},
+		// goja's parser's own errors quote nothing.
+		{"new RegExp('(' + $.grouping.slice(10))", "SyntaxError: Unterminated group"},
+	}
+	for _, tt := range tests {
+		res := system.Inline{}.Execute(context.Background(), inlineTask(tt.src, in))
+		if res.Status != conductor.TaskFailed || res.OutputData["error"] != tt.want {
+			t.Errorf("%s: %s %q, want FAILED with %q", tt.src, res.Status, res.OutputData["error"], tt.want)
+		}
+		if strings.Contains(res.ReasonForIncompletion+fmt.Sprint(res.OutputData), "Q7vT") {
+			t.Errorf("%s: the reason or output quotes the pattern: %q", tt.src, res.ReasonForIncompletion)
+		}
+	}
+	// A script that catches the error has the same message.
+	res := system.Inline{}.Execute(context.Background(), inlineTask("try { new RegExp($.grouping) } catch (e) { e.message }", in))
+	if want := "Invalid regular expression: unrecognized grouping construct: (…"; res.Status != conductor.TaskCompleted || res.OutputData["result"] != want {
+		t.Errorf("caught: %s %v, want %q", res.Status, res.OutputData["result"], want)
+	}
+}
+
 // A backtracking match that runs out of time fails the script, naming
 // its budget, instead of reading as no match: the right answer here is
 // true, and a SWITCH on a wrong false would take the wrong case. (The
