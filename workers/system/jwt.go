@@ -7,12 +7,14 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +41,20 @@ const maxJWTTTL = 24 * time.Hour
 
 // minRSABits refuses keys too weak to sign with.
 const minRSABits = 2048
+
+// maxRSABits refuses keys larger than RS256 is used with, before they are
+// parsed: parsing a key (Go checks its CRT values, working them out with a
+// modular exponentiation when the key leaves them out) and signing with
+// it take time cubic in its size, in steps no context ends, and a
+// workflow's input can hold a key of any size (one of 32768 bits that
+// leaves them out took 42 s to parse; a 64 KiB secret holds one of over
+// 100,000 bits). With no number over 8192 bits, a parse takes at most
+// about 3 s. Go's TLS refuses RSA keys over 8192 bits for the same reason.
+const maxRSABits = 8192
+
+// maxKeyNesting bounds how deep largestInteger looks into a key's DER:
+// PKCS#8 holds a PKCS#1 key, whose other primes nest two deeper.
+const maxKeyNesting = 6
 
 // Execute implements executor.SystemTask.
 func (s SignedJWT) Execute(_ context.Context, t *conductor.Task) conductor.TaskResult {
@@ -179,6 +195,9 @@ func parseRSAKey(v any) (*rsa.PrivateKey, error) {
 	} else {
 		return nil, errors.New("input privateKey is neither PEM nor base64: want a PKCS#8 RSA private key")
 	}
+	if bits := largestInteger(der, 0); bits > maxRSABits {
+		return nil, fmt.Errorf("input privateKey holds a number of %d bits: RS256 signs with keys of %d to %d bits", bits, minRSABits, maxRSABits)
+	}
 	var key any
 	var err error
 	if pkcs1 {
@@ -197,6 +216,29 @@ func parseRSAKey(v any) (*rsa.PrivateKey, error) {
 		return nil, fmt.Errorf("input privateKey has %d bits: RS256 wants at least %d", bits, minRSABits)
 	}
 	return rsaKey, nil
+}
+
+// largestInteger is the size in bits of the largest INTEGER of der, a
+// private key's DER, looked for in its SEQUENCEs and OCTET STRINGs (PKCS#8
+// holds the PKCS#1 key in one). What does not parse is left for x509 to
+// refuse.
+func largestInteger(der []byte, depth int) int {
+	most := 0
+	for len(der) > 0 && depth <= maxKeyNesting {
+		var v asn1.RawValue
+		rest, err := asn1.Unmarshal(der, &v)
+		if err != nil {
+			break
+		}
+		switch {
+		case v.Class == asn1.ClassUniversal && v.Tag == asn1.TagInteger:
+			most = max(most, new(big.Int).SetBytes(v.Bytes).BitLen())
+		case v.IsCompound, v.Class == asn1.ClassUniversal && v.Tag == asn1.TagOctetString:
+			most = max(most, largestInteger(v.Bytes, depth+1))
+		}
+		der = rest
+	}
+	return most
 }
 
 func stringsOf(list []any) ([]string, bool) {

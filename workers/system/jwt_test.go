@@ -9,9 +9,12 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
 	"reflect"
 	"strings"
 	"testing"
@@ -28,6 +31,31 @@ func pkcs8PEM(t *testing.T, key any) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+// oversizeKeyDER is PKCS#1 DER holding numbers of the sizes of a key of
+// bits bits, without the CRT values, which parsing then works out with a
+// modular exponentiation, in time cubic in the size. The numbers make no
+// key: parsing them takes as long all the same, before it finds out.
+func oversizeKeyDER(t *testing.T, bits int) []byte {
+	t.Helper()
+	odd := func(n int) *big.Int {
+		v, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.SetBit(v, n-1, 1).SetBit(v, 0, 1)
+	}
+	der, err := asn1.Marshal(struct {
+		Version int
+		N       *big.Int
+		E       int
+		D, P, Q *big.Int
+	}{0, odd(bits), 65537, odd(bits - 1), odd(bits / 2), odd(bits / 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
 
 // GET_SIGNED_JWT signs RS256 with the key of its input and returns the
@@ -111,6 +139,17 @@ func TestSignedJWT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Keys over 8192 bits are refused before they are parsed: parsing one
+	// of 32768 bits took 42 s, in one step no context ends.
+	oversize := oversizeKeyDER(t, 8200)
+	oversizePKCS8, err := asn1.Marshal(struct {
+		Version    int
+		Algo       pkix.AlgorithmIdentifier
+		PrivateKey []byte
+	}{0, pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}, Parameters: asn1.NullRawValue}, oversize})
+	if err != nil {
+		t.Fatal(err)
+	}
 	garbage := "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n"
 	for _, tc := range []struct {
 		name    string
@@ -133,6 +172,11 @@ func TestSignedJWT(t *testing.T) {
 		{"not PEM or base64", map[string]any{"privateKey": "not a key at all!"}, "neither PEM nor base64"},
 		{"EC key", map[string]any{"privateKey": pkcs8PEM(t, ec)}, "RSA key"},
 		{"1024 bits", map[string]any{"privateKey": pkcs8PEM(t, small)}, "1024 bits"},
+		{"PKCS#1 key over 8192 bits", map[string]any{"privateKey": string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: oversize}))},
+			"holds a number of 8200 bits: RS256 signs with keys of 2048 to 8192 bits"},
+		{"PKCS#8 key over 8192 bits", map[string]any{"privateKey": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: oversizePKCS8}))},
+			"holds a number of 8200 bits"},
+		{"base64 key over 8192 bits", map[string]any{"privateKey": base64.StdEncoding.EncodeToString(oversizePKCS8)}, "holds a number of 8200 bits"},
 	} {
 		res := run(input(tc.changes))
 		if res.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(res.ReasonForIncompletion, tc.want) {
