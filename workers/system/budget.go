@@ -241,6 +241,8 @@ type memWatch struct {
 
 	mu   sync.Mutex
 	runs map[*memRun]struct{}
+	// forgotAt is the collections completed when forget last looked.
+	forgotAt uint64
 }
 
 // A memRun is one run: the heap objects when it began, its memory budget,
@@ -262,11 +264,32 @@ func (m *memWatch) begin(limit uint64) *memRun {
 	return r
 }
 
+// end marks r ended and, once a collection has completed since it last
+// did, forgets the runs whose memory has been collected. over forgot them
+// too, but only a watch that looks calls it, and a watch looks once the
+// process has allocated its run's budget: a run of a few milliseconds
+// never does, and every such run was kept for as long as the process ran
+// (66 MB for a million runs).
 func (m *memWatch) end(r *memRun) {
 	cycles := m.heap.cycles()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r.ended, r.endCycles = true, cycles
+	if cycles != m.forgotAt {
+		m.forget(cycles)
+	}
+}
+
+// forget drops the runs that ended two collections or more before cycles:
+// the first may have begun before their memory became garbage. m.mu is
+// held.
+func (m *memWatch) forget(cycles uint64) {
+	m.forgotAt = cycles
+	for r := range m.runs {
+		if r.ended && cycles >= r.endCycles+2 {
+			delete(m.runs, r)
+		}
+	}
 }
 
 // over reports whether the runs have exceeded their budgets: the live
@@ -277,12 +300,9 @@ func (m *memWatch) over(live, prevLive uint64) bool {
 	cycles := m.heap.cycles()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.forget(cycles)
 	base, sum := uint64(math.MaxUint64), uint64(0)
 	for r := range m.runs {
-		if r.ended && cycles >= r.endCycles+2 {
-			delete(m.runs, r) // its memory has been collected
-			continue
-		}
 		base = min(base, r.base)
 		sum += r.limit
 	}

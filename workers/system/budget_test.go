@@ -1,6 +1,12 @@
 package system
 
-import "testing"
+import (
+	"context"
+	"runtime"
+	"testing"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
 
 // The memory budget is measured on the process heap, which concurrent runs
 // share: a run within its budget must not fail because others are within
@@ -54,5 +60,34 @@ func TestMemWatchSharesTheHeapFairly(t *testing.T) {
 	}
 	if !m.over(200*mib, 0) {
 		t.Fatal("one run keeping 100 MiB is within its budget of 64 MiB")
+	}
+}
+
+// A run that ended is forgotten once its memory has been collected,
+// whether or not a watch looked at the heap while it ran: runs of a few
+// milliseconds, which never look, were kept for as long as the process
+// ran. Not parallel: it counts the runs of every script the process runs.
+func TestMemWatchForgetsEndedRuns(t *testing.T) {
+	const scripts = 100
+	run := func() {
+		t.Helper()
+		res := Inline{}.Execute(context.Background(), &conductor.Task{TaskType: conductor.TaskTypeInline, ReferenceTaskName: "calc",
+			InputData: map[string]any{"evaluatorType": "javascript", "expression": "$.n + 1", "n": int64(1)}})
+		if res.Status != conductor.TaskCompleted {
+			t.Fatalf("%s %q", res.Status, res.ReasonForIncompletion)
+		}
+	}
+	for range scripts {
+		run()
+	}
+	// Two collections completed: the memory of every run above is gone.
+	runtime.GC()
+	runtime.GC()
+	run()
+	scriptHeap.mu.Lock()
+	kept := len(scriptHeap.runs)
+	scriptHeap.mu.Unlock()
+	if kept > 1 {
+		t.Fatalf("%d runs kept once %d scripts had ended and two collections completed, want the last one's alone", kept, scripts+1)
 	}
 }
