@@ -28,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/text/encoding/ianaindex"
 
@@ -377,26 +378,35 @@ func decodeBody(raw []byte) any {
 // Conductor's client (Spring's StringHttpMessageConverter) reads a body
 // by its charset: a Latin-1 "caf\xe9" was stored as invalid UTF-8, and
 // read "caf\ufffd" in every view. UTF-8, no charset or one it does not
-// know leave raw as it is.
+// know leave raw as it is, unless it is not UTF-8: then it is read as
+// ISO-8859-1, as Conductor's client reads text that names no charset.
+// Kept as it was, a value the server echoed in Latin-1 (a non-ASCII
+// password quoted back by a server that declares no charset, or declares
+// UTF-8 wrongly) was stored in that encoding, which redaction, looking
+// for the value's UTF-8 and its forms, does not find, and read with its
+// non-ASCII characters as U+FFFD and the rest in plain text.
 func inCharset(raw []byte, contentType string) []byte {
-	_, params, err := mime.ParseMediaType(contentType)
-	if err != nil || len(raw) == 0 {
+	if len(raw) == 0 {
 		return raw
 	}
+	_, params, _ := mime.ParseMediaType(contentType)
 	switch cs := strings.ToLower(strings.TrimSpace(params["charset"])); cs {
 	case "", "utf-8", "utf8", "us-ascii":
-		return raw
 	default:
-		enc, err := ianaindex.IANA.Encoding(cs)
-		if err != nil || enc == nil {
-			return raw
+		if enc, err := ianaindex.IANA.Encoding(cs); err == nil && enc != nil {
+			if out, err := enc.NewDecoder().Bytes(raw); err == nil {
+				return out
+			}
 		}
-		out, err := enc.NewDecoder().Bytes(raw)
-		if err != nil {
-			return raw
-		}
-		return out
 	}
+	if utf8.Valid(raw) {
+		return raw
+	}
+	out := make([]byte, 0, 2*len(raw))
+	for _, c := range raw { // ISO-8859-1's bytes are U+0000 to U+00FF
+		out = utf8.AppendRune(out, rune(c))
+	}
+	return out
 }
 
 func failed(status, format string, args ...any) conductor.TaskResult {

@@ -572,7 +572,10 @@ func TestHTTPResponseCharset(t *testing.T) {
 		{"UTF-16 with its mark", "text/plain; charset=utf-16", "\xff\xfeh\x00i\x00", "hi"},
 		{"UTF-8", "text/plain; charset=utf-8", "café", "café"},
 		{"no charset", "text/plain", "café", "café"},
-		{"a charset nobody knows", "text/plain; charset=x-unknown", "caf\xe9", "caf\xe9"},
+		// Not UTF-8 and no charset to read it by: ISO-8859-1.
+		{"no charset, not UTF-8", "text/plain", "caf\xe9", "café"},
+		{"a charset nobody knows", "text/plain; charset=x-unknown", "caf\xe9", "café"},
+		{"UTF-8 declared wrongly", "text/plain; charset=utf-8", "caf\xe9", "café"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := system.HTTP{}.Execute(context.Background(), &conductor.Task{TaskType: "HTTP", ReferenceTaskName: "call",
@@ -585,5 +588,37 @@ func TestHTTPResponseCharset(t *testing.T) {
 				t.Fatalf("body = %#v, want %#v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A server quoting a non-ASCII secret back in Latin-1, declaring no
+// charset, has it redacted: the body, read as ISO-8859-1, holds the
+// value's UTF-8, which redaction finds. It held the Latin-1 bytes, stored
+// so, and read with the value's ASCII in plain text.
+func TestHTTPLatin1EchoIsRedacted(t *testing.T) {
+	t.Parallel()
+	const secret = "Pässwort-Grüße-2024"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Password string }
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var latin1 []byte
+		for _, c := range "<p>Wrong password: " + req.Password + "</p>" {
+			latin1 = append(latin1, byte(c))
+		}
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write(latin1)
+	}))
+	defer srv.Close()
+	res := post(srv.URL, map[string]any{"body": map[string]any{"password": secret}})
+	if res.Status != conductor.TaskFailed {
+		t.Fatalf("status = %s (%s), want FAILED", res.Status, res.ReasonForIncompletion)
+	}
+	body := masking.NewRedactor([]byte(secret)).Map(res.OutputData)["response"].(map[string]any)["body"]
+	if want := "<p>Wrong password: ***</p>"; body != want {
+		t.Fatalf("redacted body = %q, want %q", body, want)
 	}
 }
