@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -88,7 +89,10 @@ func pollConfigOf(in map[string]any) (pollConfig, error) {
 				c.strategy = s
 			}
 		default:
-			return c, fmt.Errorf("pollingStrategy %q: want FIXED, LINEAR_BACKOFF or EXPONENTIAL_BACKOFF", s)
+			// Not quoted: it may be a resolved secret, which the
+			// upper-casing turned into text redaction does not look for
+			// (as http_request.method).
+			return c, errors.New("pollingStrategy is not FIXED, LINEAR_BACKOFF or EXPONENTIAL_BACKOFF")
 		}
 	}
 	return c, nil

@@ -101,4 +101,9 @@ func TestHTTPPoll(t *testing.T) {
 			t.Errorf("%s: %s %q, want %s mentioning %q", tc.name, res.Status, res.ReasonForIncompletion, tc.status, tc.want)
 		}
 	}
+	// The strategy may be a resolved secret, which upper-cased is text
+	// redaction does not look for: the reason does not quote it.
+	if res := run(request(map[string]any{"pollingStrategy": "sk_live_q7vt2mw9"}), 1); strings.Contains(strings.ToLower(res.ReasonForIncompletion), "q7vt2mw9") {
+		t.Errorf("a bad strategy's reason %q quotes it", res.ReasonForIncompletion)
+	}
 }
