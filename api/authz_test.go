@@ -389,6 +389,26 @@ func TestSelfAssignedMetadataAPI(t *testing.T) {
 	send(t, app, "PUT", "/api/metadata/workflow/own_flow/rateLimit", `{"concurrentExecLimit":1}`)
 }
 
+// METADATA_API gates changes to definitions, not their executions: an
+// application granted DELETE and EXECUTE on a definition removes its runs
+// as a user holding those grants does.
+func TestApplicationRemovesExecutionsWithoutMetadataAPI(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"nightly","tasks":[{"name":"pause","taskReferenceName":"p","type":"WAIT"}]}`)
+	opsID, _, _, opsTok := newApp(t, admin, "ops", "WORKER")
+	send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, opsID, "WORKFLOW_DEF", "nightly", `["DELETE","EXECUTE"]`))
+	id := send(t, admin, "POST", "/api/workflow/nightly", `{}`)
+	ops := client{t, base, opsTok}
+	if r := ops.do("DELETE", "/api/workflow/"+id+"/remove?archiveWorkflow=false", ""); r.status/100 != 2 {
+		t.Fatalf("remove: %d %s", r.status, r.body)
+	}
+	if r := admin.do("GET", "/api/workflow/"+id, ""); r.status != 404 {
+		t.Errorf("removed workflow reads %d %s", r.status, r.body)
+	}
+}
+
 // A listing of secrets needs READ on each, whatever other access it asks
 // for: a USER holds CREATE on every name.
 func TestSecretListingNeedsRead(t *testing.T) {

@@ -92,12 +92,12 @@ var roleAccess = map[string][]struct {
 // grants on any tag the resource carries. UPDATE, DELETE and EXECUTE
 // include READ. An application updates or deletes definitions only with
 // the METADATA_API role (or another role managing metadata), even ones it
-// created or holds grants on.
+// created or holds grants on; their executions it removes as a user does.
 func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
 	if p.IsAdmin() {
 		return Decision{Allowed: true, Reason: "admin"}
 	}
-	if p.IsApplication() && (access == Update || access == Delete) && isMetadata(res.Target.Type) &&
+	if p.IsApplication() && (access == Update || access == Delete) && isMetadata(res.Target.Type) && !res.Executions &&
 		!slices.Contains(p.Roles, RoleMetadataAPI) && !p.HasPermission(PermMetadataManagement) {
 		return Decision{Reason: "an application needs the " + RoleMetadataAPI + " role to " + string(access) + " " + res.Target.String()}
 	}

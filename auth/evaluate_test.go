@@ -147,6 +147,33 @@ func TestApplicationsNeedMetadataAPI(t *testing.T) {
 	}
 }
 
+// The gate is on changing definitions, not on their executions: an
+// application that holds DELETE on a definition, or created it, removes
+// its executions without METADATA_API, as a user does (Orkes:
+// applications "manage workflow and task executions if they have access
+// to the required resources" without extra roles).
+func TestApplicationsRemoveExecutionsWithoutMetadataAPI(t *testing.T) {
+	def := Target{Type: TargetWorkflowDef, ID: "flow"}
+	runs := Resource{Target: def, Creator: "app:builder", Executions: true}
+	grants := []Grant{{Subject: Subject{SubjectUser, "app:ops"}, Target: def, Access: []Access{Delete, Execute}}}
+	tests := []struct {
+		name   string
+		p      Principal
+		access Access
+		want   bool
+	}{
+		{"granted app deletes", Principal{ID: "app:ops", Roles: []string{RoleWorker}}, Delete, true},
+		{"creator app deletes", Principal{ID: "app:builder"}, Delete, true},
+		{"creator app updates", Principal{ID: "app:builder"}, Update, true},
+		{"other app deletes", Principal{ID: "app:other", Roles: []string{RoleMetadataAPI}}, Delete, false},
+	}
+	for _, tt := range tests {
+		if d := Decide(tt.p, tt.access, runs, grants); d.Allowed != tt.want {
+			t.Errorf("%s: %+v, want allowed=%v", tt.name, d, tt.want)
+		}
+	}
+}
+
 // A DOMAIN grant gives EXECUTE on every task type in the domain's queue,
 // to whoever holds the grant as every grant is held (itself, its groups,
 // its roles), and nothing else: not the queue without domain, not another
