@@ -59,24 +59,30 @@ func (a workflowAuthorizer) decide(ctx context.Context, p auth.Principal, access
 }
 
 // mayReadExecution asks of principal id what reading execution of
-// workflow name that createdBy started asks of a caller (api/authz.go
-// mayExecution): being its creator, or READ on auth.ExecutionResources.
+// workflow name that createdBy started asks of a caller.
 func (a workflowAuthorizer) mayReadExecution(ctx context.Context, id, name, createdBy string) error {
+	return a.mayExecution(ctx, id, name, createdBy, auth.Read)
+}
+
+// mayExecution asks of principal id what access to an execution of
+// workflow name that createdBy started asks of a caller (api/authz.go
+// mayExecution): being its creator, or access on auth.ExecutionResources.
+func (a workflowAuthorizer) mayExecution(ctx context.Context, id, name, createdBy string, access auth.Access) error {
 	if a.insecure || createdBy != "" && id == createdBy {
 		return nil
 	}
 	workflow, definition := auth.ExecutionResources(name)
 	p, err := a.principals.Principal(ctx, id)
 	if errors.Is(err, fault.ErrNotFound) {
-		return &auth.ForbiddenError{Principal: id, Access: auth.Read, Target: definition.Target, Reason: "the principal no longer exists"}
+		return &auth.ForbiddenError{Principal: id, Access: access, Target: definition.Target, Reason: "the principal no longer exists"}
 	}
 	if err != nil {
 		return fmt.Errorf("authorize %s: %v: %w", definition.Target, err, fault.ErrUnavailable)
 	}
-	if a.authz.Check(ctx, p, auth.Read, workflow).Allowed {
+	if a.authz.Check(ctx, p, access, workflow).Allowed {
 		return nil
 	}
-	_, err = a.decide(ctx, p, auth.Read, definition)
+	_, err = a.decide(ctx, p, access, definition)
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/natsauth"
 )
@@ -83,6 +84,50 @@ func TestWorkerMayTakeInDomain(t *testing.T) {
 			err := a.workerMayTake(context.Background(), ledger, unlisted, "nats:"+tt.user, tt.taskType, tt.domain)
 			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
 				t.Errorf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// Event handlers and webhooks reach a workflow by the rule the API reads
+// and operates executions by (auth.ExecutionResources): a role that
+// manages or views every definition (METADATA_MANAGER) reads none of the
+// data their runs carry, so a webhook whose owner holds only that role
+// is not answered with the workflow its idempotency key finds.
+func TestEventAuthorizerAsksOfExecutions(t *testing.T) {
+	withRole := func(id, role string) auth.Principal { return auth.Principal{ID: id, Roles: []string{role}} }
+	a := webhookAuthorizer{eventAuthorizer{authz: workflowAuthorizer{
+		principals: fakePrincipals{
+			"app:meta":     withRole("app:meta", auth.RoleMetadataManager),
+			"app:readonly": withRole("app:readonly", auth.RoleUserReadOnly),
+			"app:ops":      withRole("app:ops", auth.RoleWorkflowManager),
+			"app:reader":   {ID: "app:reader"},
+			"app:starter":  {ID: "app:starter"},
+		},
+		authz: auth.NewAuthorizer(fakeGrants{
+			{Subject: auth.Subject{Type: auth.SubjectUser, ID: "app:reader"}, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: "payout"},
+				Access: []auth.Access{auth.Read}},
+		}),
+	}}}
+	wf := &engine.Workflow{ID: "wf-1", Name: "payout", CreatedBy: "app:starter"}
+	tests := []struct {
+		principal     string
+		read, execute error // nil, or the fault each wraps
+	}{
+		{"app:meta", fault.ErrForbidden, fault.ErrForbidden},
+		{"app:readonly", nil, fault.ErrForbidden},
+		{"app:ops", nil, nil},
+		{"app:reader", nil, fault.ErrForbidden},
+		{"app:starter", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.principal, func(t *testing.T) {
+			ctx := context.Background()
+			if err := a.MayRead(ctx, tt.principal, wf); tt.read == nil && err != nil || tt.read != nil && !errors.Is(err, tt.read) {
+				t.Errorf("MayRead: got %v, want %v", err, tt.read)
+			}
+			if err := a.MayExecute(ctx, tt.principal, wf); tt.execute == nil && err != nil || tt.execute != nil && !errors.Is(err, tt.execute) {
+				t.Errorf("MayExecute: got %v, want %v", err, tt.execute)
 			}
 		})
 	}

@@ -63,20 +63,7 @@ func (a eventAuthorizer) MayStart(ctx context.Context, principal string, req con
 }
 
 func (a eventAuthorizer) MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error {
-	return a.mayExecution(ctx, principal, wf, auth.Execute)
-}
-
-// mayExecution is what the API asks of a caller for access to wf: its
-// starter has it, others need it on the workflow or its definition.
-func (a eventAuthorizer) mayExecution(ctx context.Context, principal string, wf *engine.Workflow, access auth.Access) error {
-	if wf.CreatedBy != "" && wf.CreatedBy == principal {
-		return nil
-	}
-	if _, err := a.authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetWorkflow, ID: wf.Name}); err == nil {
-		return nil
-	}
-	_, err := a.authz.Authorize(ctx, principal, access, auth.Target{Type: auth.TargetWorkflowDef, ID: wf.Name})
-	return err
+	return a.authz.mayExecution(ctx, principal, wf.Name, wf.CreatedBy, auth.Execute)
 }
 
 // notifyListener tells the event handlers' listener, once there is one,

@@ -32,7 +32,7 @@ func (a webhookAuthorizer) MayReadSecret(ctx context.Context, principal, name st
 }
 
 func (a webhookAuthorizer) MayRead(ctx context.Context, principal string, wf *engine.Workflow) error {
-	return a.mayExecution(ctx, principal, wf, auth.Read)
+	return a.authz.mayReadExecution(ctx, principal, wf.Name, wf.CreatedBy)
 }
 
 // waitingForWebhook finds the WAIT_FOR_WEBHOOK tasks in progress in the
