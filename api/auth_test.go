@@ -92,6 +92,45 @@ func newApp(t *testing.T, admin client, name string, roles ...string) (id, keyID
 	return app.ID, key.ID, key.Secret, nodetest.MintToken(t, admin.base, key.ID, key.Secret)
 }
 
+// A permissions listing shows, with its tag, every resource a TAG grant
+// covers, whatever its type (Orkes's GrantedAccess: an ENV_VARIABLE
+// listed with "tag":"dev:automation"): secrets, environment values,
+// definitions and schedules, not applications alone.
+func TestPermissionsListWhatATagGrantCovers(t *testing.T) {
+	t.Parallel()
+	_, base, token := nodetest.StartSecure(t)
+	admin := client{t, base, token}
+	const tag = `[{"key":"team","value":"payments"}]`
+	admin.must(200, "PUT", "/api/groups/payments", `{"description":"payments team"}`)
+	admin.must(200, "POST", "/api/auth/authorization",
+		`{"subject":{"type":"GROUP","id":"payments"},"target":{"type":"TAG","id":"team:payments"},"access":["READ"]}`)
+	send(t, admin, "PUT", "/api/secrets/stripe_key", "value-1")
+	send(t, admin, "PUT", "/api/secrets/stripe_key/tags", tag)
+	send(t, admin, "PUT", "/api/secrets/untagged_key", "value-2")
+	send(t, admin, "PUT", "/api/environment/region", "eu")
+	send(t, admin, "PUT", "/api/environment/region/tags", tag)
+	send(t, admin, "POST", "/api/metadata/taskdefs", `[{"name":"charge"}]`)
+	send(t, admin, "PUT", "/api/metadata/task/charge/tags", tag)
+	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"payout","tasks":[{"name":"charge","taskReferenceName":"c"}]}`)
+	send(t, admin, "PUT", "/api/metadata/workflow/payout/tags", tag)
+	send(t, admin, "POST", "/api/scheduler/schedules", `{"name":"nightly","cronExpression":"0 0 0 1 1 ?","paused":true,"startWorkflowRequest":{"name":"payout"}}`)
+	send(t, admin, "PUT", "/api/scheduler/schedules/nightly/tags", tag)
+	perms := decode[map[string][]auth.GrantedAccess](t, admin.must(200, "GET", "/api/groups/payments/permissions", ""))["grantedAccess"]
+	want := []auth.GrantedAccess{
+		{Target: auth.Target{Type: "ENV_VARIABLE", ID: "region"}, Access: []auth.Access{"READ"}, Tag: "team:payments"},
+		{Target: auth.Target{Type: "SECRET_NAME", ID: "stripe_key"}, Access: []auth.Access{"READ"}, Tag: "team:payments"},
+		{Target: auth.Target{Type: "TAG", ID: "team:payments"}, Access: []auth.Access{"READ"}},
+		{Target: auth.Target{Type: "TASK_DEF", ID: "charge"}, Access: []auth.Access{"READ"}, Tag: "team:payments"},
+		{Target: auth.Target{Type: "WORKFLOW_DEF", ID: "payout"}, Access: []auth.Access{"READ"}, Tag: "team:payments"},
+		{Target: auth.Target{Type: "WORKFLOW_SCHEDULE", ID: "nightly"}, Access: []auth.Access{"READ"}, Tag: "team:payments"},
+	}
+	if !slices.EqualFunc(perms, want, func(a, b auth.GrantedAccess) bool {
+		return a.Target == b.Target && a.Tag == b.Tag && slices.Equal(a.Access, b.Access)
+	}) {
+		t.Fatalf("the group's permissions = %+v, want %+v", perms, want)
+	}
+}
+
 func TestAuthBootstrapAndUserInfo(t *testing.T) {
 	t.Parallel()
 	n, base, token := nodetest.StartSecure(t)

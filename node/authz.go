@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/flowvault/flowvault/api"
@@ -184,6 +185,33 @@ func (s secretTargets) CreatorOf(ctx context.Context, t auth.Target) (string, er
 	return owner, err
 }
 
+// TargetsTagged lists the secrets or environment values that carry tag,
+// so that a permissions listing shows what a TAG grant covers.
+func (s secretTargets) TargetsTagged(ctx context.Context, targetType, tag string) ([]auth.Target, error) {
+	names, tagsOf := s.secrets.Names, s.secrets.Tags
+	if targetType == auth.TargetEnvVariable {
+		names, tagsOf = s.env.Names, s.env.Tags
+	}
+	all, err := names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []auth.Target
+	for _, name := range all {
+		tags, err := tagsOf(ctx, name)
+		if errors.Is(err, fault.ErrNotFound) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(tagStrings(tags), tag) {
+			out = append(out, auth.Target{Type: targetType, ID: name})
+		}
+	}
+	return out, nil
+}
+
 // tagStrings renders tags as the Authorizer compares them, "key:value".
 func tagStrings(tags []conductor.Tag) []string {
 	out := make([]string, len(tags))
@@ -226,6 +254,25 @@ func (d definitionTargets) CreatorOf(ctx context.Context, t auth.Target) (string
 	return createdBy, err
 }
 
+// TargetsTagged lists the workflow or task definitions that carry tag.
+func (d definitionTargets) TargetsTagged(ctx context.Context, targetType, tag string) ([]auth.Target, error) {
+	kind := metadata.KindWorkflow
+	if targetType == auth.TargetTaskDef {
+		kind = metadata.KindTask
+	}
+	sets, err := d.defs.ListTags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []auth.Target
+	for _, set := range sets {
+		if set.Kind == kind && slices.Contains(tagStrings(set.Tags), tag) {
+			out = append(out, auth.Target{Type: targetType, ID: set.Name})
+		}
+	}
+	return out, nil
+}
+
 // scheduleTargets tells the Authorizer the tags and owners of schedules.
 type scheduleTargets struct{ schedules *scheduler.Store }
 
@@ -249,6 +296,21 @@ func (s scheduleTargets) CreatorOf(ctx context.Context, t auth.Target) (string, 
 		return "", err
 	}
 	return def.CreatedBy, nil
+}
+
+// TargetsTagged lists the schedules that carry tag.
+func (s scheduleTargets) TargetsTagged(ctx context.Context, targetType, tag string) ([]auth.Target, error) {
+	defs, err := s.schedules.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []auth.Target
+	for _, def := range defs {
+		if slices.Contains(tagStrings(def.Tags), tag) {
+			out = append(out, auth.Target{Type: targetType, ID: def.Name})
+		}
+	}
+	return out, nil
 }
 
 // mayHandTasks asks of an inline definition that owner starts without a
