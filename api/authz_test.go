@@ -604,6 +604,26 @@ func TestWriteCheckedOnTheStateItChanges(t *testing.T) {
 	if r := user.do("GET", "/api/secrets/shared_name", ""); r.status != http.StatusForbidden || strings.Contains(r.body, "admins-value-77") {
 		t.Errorf("the user reads the admin's secret: %d %s", r.status, r.body)
 	}
+	// The same of a schedule's tags, added or removed.
+	send(t, user, "POST", "/api/metadata/workflow", `{"name":"users_flow","tasks":[{"name":"pause","taskReferenceName":"p","type":"WAIT"}]}`)
+	const schedule = `{"name":"shared_sched","cronExpression":"0 0 0 1 1 ?","paused":true,"startWorkflowRequest":{"name":"users_flow"%s}}`
+	send(t, user, "POST", "/api/scheduler/schedules", fmt.Sprintf(schedule, ""))
+	for _, method := range []string{"PUT", "DELETE"} {
+		got := user.slowWrite(method, "/api/scheduler/schedules/shared_sched/tags", `[{"key":"team","value":"x"}]`, func() {
+			send(t, admin, "DELETE", "/api/scheduler/schedules/shared_sched", "")
+			send(t, admin, "POST", "/api/scheduler/schedules", fmt.Sprintf(schedule, `,"input":{"note":"admins-input-77"}`))
+		})
+		if got.status != http.StatusConflict {
+			t.Errorf("tags %s on the re-created schedule: %d %s, want 409", method, got.status, got.body)
+		}
+		if r := user.do("GET", "/api/scheduler/schedules/shared_sched", ""); r.status != http.StatusForbidden || strings.Contains(r.body, "admins-input-77") {
+			t.Fatalf("the user reads the admin's schedule: %d %s", r.status, r.body)
+		}
+		// The user's own, tagged, for the removal.
+		send(t, admin, "DELETE", "/api/scheduler/schedules/shared_sched", "")
+		send(t, user, "POST", "/api/scheduler/schedules", fmt.Sprintf(schedule, ""))
+		send(t, user, "PUT", "/api/scheduler/schedules/shared_sched/tags", `[{"key":"team","value":"x"}]`)
+	}
 }
 
 // secretSource tells the Authorizer the creators and tags of secrets and

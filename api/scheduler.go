@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -23,7 +24,7 @@ type Schedules interface {
 	PauseAll(ctx context.Context, principal string) (int, error)
 	ResumeAll(ctx context.Context, principal string) (int, error)
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
-	ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error
+	ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string, checked *conductor.WorkflowSchedule) error
 	Executions(ctx context.Context, search query.Search, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error)
 }
 
@@ -153,13 +154,26 @@ func (s *Server) routeScheduler() {
 		s.reply(w, r, tags, err)
 	})
 	for method, remove := range map[string]bool{"PUT": false, "DELETE": true} {
-		s.route(method+" /api/scheduler/schedules/{name}/tags", on(auth.Update), func(w http.ResponseWriter, r *http.Request) {
+		s.route(method+" /api/scheduler/schedules/{name}/tags", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
+			// Checked on this schedule, applied to it alone: a tag
+			// granting access must not land on one created again by
+			// another principal meanwhile.
+			name := r.PathValue("name")
+			current, lookup := sc.Get(r.Context(), name)
+			if lookup != nil && !errors.Is(lookup, fault.ErrNotFound) && !errors.Is(lookup, fault.ErrInvalid) {
+				s.writeError(w, r, lookup)
+				return
+			}
+			if err := s.authorize(r, auth.Update, auth.Target{Type: auth.TargetWorkflowSchedule, ID: name}); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 			var tags []conductor.Tag
 			if err := decodeJSON(w, r, maxBodyBytes, &tags); err != nil {
 				s.writeError(w, r, err)
 				return
 			}
-			s.reply(w, r, nil, sc.ChangeTags(r.Context(), r.PathValue("name"), tags, remove, principal(r)))
+			s.reply(w, r, nil, sc.ChangeTags(r.Context(), name, tags, remove, principal(r), current))
 		})
 	}
 	// Schedule executions name schedules and workflows: for those who

@@ -236,7 +236,7 @@ func TestSaveAppliesToTheCheckedSchedule(t *testing.T) {
 		t.Fatalf("update of the checked schedule: %v", err)
 	}
 	checked = current()
-	if err := s.ChangeTags(ctx, "nightly", []conductor.Tag{{Key: "team", Value: "ops"}}, false, "alice"); err != nil {
+	if err := s.ChangeTags(ctx, "nightly", []conductor.Tag{{Key: "team", Value: "ops"}}, false, "alice", checked); err != nil {
 		t.Fatal(err)
 	}
 	wantConflict("re-tagged since", s.Save(ctx, def("mallory_wf"), "mallory", checked))
@@ -422,12 +422,13 @@ func TestStoredSecretInputReadsMasked(t *testing.T) {
 	if _, err := s.append(ctx, "legacy", 0, []schemas.Event{&schemas.ScheduleSaved{Def: raw, Time: c.ms, By: "alice"}}); err != nil {
 		t.Fatal(err)
 	}
+	saved := &conductor.WorkflowSchedule{CreateTime: c.ms, CreatedBy: "alice"}
 	c.ms = ms("2026-11-30T11:00:01Z")
 	if err := NewFirer(s, &started{}, nil).fire(ctx, c.ms, "legacy"); err != nil {
 		t.Fatal(err)
 	}
 	// Wait for the read model through a write that goes through it.
-	if err := s.ChangeTags(ctx, "legacy", []conductor.Tag{{Key: "k", Value: "v"}}, false, "alice"); err != nil {
+	if err := s.ChangeTags(ctx, "legacy", []conductor.Tag{{Key: "k", Value: "v"}}, false, "alice", saved); err != nil {
 		t.Fatal(err)
 	}
 	get, err := s.Get(ctx, "legacy")

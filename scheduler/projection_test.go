@@ -216,7 +216,11 @@ func TestDueIndexSweepLeavesConsistentIndexAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Wait for the read model through a write that goes through it.
-		if err := s.ChangeTags(ctx, name, []conductor.Tag{{Key: "k", Value: "v"}}, false, "alice"); err != nil {
+		saved, err := s.Get(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ChangeTags(ctx, name, []conductor.Tag{{Key: "k", Value: "v"}}, false, "alice", saved); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -443,8 +443,10 @@ func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) 
 }
 
 // ChangeTags adds (merging by key) or removes tags, held to what every
-// holder's are (taglimit).
-func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string) error {
+// holder's are (taglimit), on the schedule checked describes (as Save
+// does): a tag may grant access, and must not land on a schedule created
+// again, or tagged otherwise, since the caller's access was checked.
+func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string, checked *conductor.WorkflowSchedule) error {
 	if remove {
 		tags = taglimit.Removal(tags)
 	} else {
@@ -455,6 +457,9 @@ func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Ta
 		}
 	}
 	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
+		if !sameSchedule(st, checked) {
+			return nil, fault.Stale("schedule %s changed while this request's access was checked: try again", name)
+		}
 		if err := s.mustExist(name)(st); err != nil {
 			return nil, err
 		}
