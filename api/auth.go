@@ -21,7 +21,7 @@ type AuthStore interface {
 	ListApplications(ctx context.Context) ([]auth.Application, error)
 	SetApplicationRole(ctx context.Context, id, role string, remove bool, by string) error
 	ApplicationTags(ctx context.Context, id string) ([]conductor.Tag, error)
-	ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string) error
+	ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string, decidedOn []conductor.Tag) error
 	CreateAccessKey(ctx context.Context, appID, by string) (auth.NewAccessKey, error)
 	AccessKeys(ctx context.Context, appID string) ([]auth.AccessKey, error)
 	ToggleAccessKey(ctx context.Context, appID, keyID, by string) (auth.AccessKey, error)

@@ -38,8 +38,9 @@ func (s *Server) appRoutes() {
 		{"DELETE /api/applications/{id}", appRule(auth.Delete, "id"), s.deleteApplication},
 		{"POST /api/applications/{applicationId}/roles/{role}", appRule(auth.Update, "applicationId"), s.setApplicationRole(false)},
 		{"DELETE /api/applications/{applicationId}/roles/{role}", appRule(auth.Update, "applicationId"), s.setApplicationRole(true)},
-		{"PUT /api/applications/{id}/tags", appRule(auth.Update, "id"), s.changeApplicationTags(false)},
-		{"DELETE /api/applications/{id}/tags", appRule(auth.Update, "id"), s.changeApplicationTags(true)},
+		// Checked in the handler, on the tags it reads first.
+		{"PUT /api/applications/{id}/tags", auth.Authenticated, s.changeApplicationTags(false)},
+		{"DELETE /api/applications/{id}/tags", auth.Authenticated, s.changeApplicationTags(true)},
 		{"POST /api/applications/{id}/accessKeys", appRule(auth.Update, "id"), s.createAccessKey},
 		{"POST /api/applications/{applicationId}/accessKeys/{keyId}/status", appRule(auth.Update, "applicationId"), s.toggleAccessKey},
 		{"DELETE /api/applications/{applicationId}/accessKeys/{keyId}", appRule(auth.Update, "applicationId"), s.deleteAccessKey},
@@ -177,14 +178,27 @@ func (s *Server) getApplicationTags(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, tags, err)
 }
 
+// changeApplicationTags checks UPDATE on the application as its tags are
+// now and changes them only if they are still those: the tags may be
+// what grants the caller UPDATE, and an admin's removal of one while the
+// body was on its way must not be undone by it.
 func (s *Server) changeApplicationTags(remove bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		checked, err := s.deps.Auth.ApplicationTags(r.Context(), r.PathValue("id"))
+		if err != nil && !errors.Is(err, fault.ErrNotFound) {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.enforce(r, appRule(auth.Update, "id")); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		var tags tagList
 		if err := decodeJSON(w, r, maxAuthBody, &tags); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.deps.Auth.ChangeApplicationTags(r.Context(), r.PathValue("id"), tags, remove, principal(r)); err != nil {
+		if err := s.deps.Auth.ChangeApplicationTags(r.Context(), r.PathValue("id"), tags, remove, principal(r), checked); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -624,6 +624,21 @@ func TestWriteCheckedOnTheStateItChanges(t *testing.T) {
 		send(t, user, "POST", "/api/scheduler/schedules", fmt.Sprintf(schedule, ""))
 		send(t, user, "PUT", "/api/scheduler/schedules/shared_sched/tags", `[{"key":"team","value":"x"}]`)
 	}
+	// UPDATE on an application was checked through its tag, which the
+	// admin removed meanwhile: the user's tags must not put it back.
+	send(t, admin, "POST", "/api/auth/authorization", fmt.Sprintf(grantTemplate, userID, "TAG", "team:apps", `["UPDATE"]`))
+	appID, _, _, _ := newApp(t, admin, "tagged_app", "WORKER")
+	const appTag = `[{"key":"team","value":"apps"}]`
+	send(t, admin, "PUT", "/api/applications/"+appID+"/tags", appTag)
+	got = user.slowWrite("PUT", "/api/applications/"+appID+"/tags", appTag, func() {
+		send(t, admin, "DELETE", "/api/applications/"+appID+"/tags", appTag)
+	})
+	if got.status != http.StatusConflict {
+		t.Errorf("tags PUT on the application untagged meanwhile: %d %s, want 409", got.status, got.body)
+	}
+	if r := user.do("POST", "/api/applications/"+appID+"/accessKeys", ""); r.status != http.StatusForbidden {
+		t.Errorf("the user makes a key of the application it lost: %d %s", r.status, r.body)
+	}
 }
 
 // secretSource tells the Authorizer the creators and tags of secrets and

@@ -202,8 +202,12 @@ func (s *Store) ApplicationTags(ctx context.Context, id string) ([]conductor.Tag
 // ChangeApplicationTags adds tags to (or, with remove, removes them from)
 // an application's tag set, held to what every holder's is (taglimit); a
 // key is an identifier besides. A removal's tags are taken as sent
-// (taglimit.Removal): one stored before the limits may still go.
-func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string) error {
+// (taglimit.Removal): one stored before the limits may still go. The
+// change applies to the tags decidedOn, those the caller's access was
+// decided on (ApplicationTags before the check), or is refused stale: a
+// tag grant may be what lets the caller change them, and one taken away
+// meanwhile must not be put back.
+func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string, decidedOn []conductor.Tag) error {
 	checked := taglimit.Removal(tags)
 	if !remove {
 		ve := &fault.ValidationError{}
@@ -222,6 +226,9 @@ func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []con
 		given[i] = schemas.DefTag{Key: t.Key, Value: t.Value}
 	}
 	return s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
+		if !slices.EqualFunc(a.Tags, decidedOn, func(t schemas.DefTag, c conductor.Tag) bool { return t.Key == c.Key && t.Value == c.Value }) {
+			return nil, fault.Stale("application %s was tagged otherwise while this request's access was checked: try again", id)
+		}
 		next := slices.Clone(a.Tags)
 		for _, t := range given {
 			if remove {

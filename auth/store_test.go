@@ -86,7 +86,7 @@ func TestStoreAndRebuild(t *testing.T) {
 	if err := s.SetApplicationRole(ctx, app.ID, auth.RoleWorker, false, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ChangeApplicationTags(ctx, app.ID, []conductor.Tag{{Key: "team", Value: "pay"}}, false, "alice"); err != nil {
+	if err := s.ChangeApplicationTags(ctx, app.ID, []conductor.Tag{{Key: "team", Value: "pay"}}, false, "alice", nil); err != nil {
 		t.Fatal(err)
 	}
 	for secret, want := range map[string]string{key.Secret: "", "wrong": "wrong access key secret"} {
