@@ -135,6 +135,15 @@ func TestStoreAndRebuild(t *testing.T) {
 	if len(on) != 1 || on[0].Subject != (auth.Subject{Type: "GROUP", ID: "ops"}) || !slices.Equal(on[0].Access, []auth.Access{auth.Read, auth.Update}) {
 		t.Fatalf("grants on db = %+v", on)
 	}
+	// A name that holds the keys' separator (a polled task type, a
+	// secret's name in a path: "db%00GROUP") is its own target, not the
+	// grants of "db" to groups.
+	if on := must[[]auth.Grant](t)(s.GrantsOn(ctx, auth.Target{Type: auth.TargetSecret, ID: "db\x00GROUP"})); len(on) != 0 {
+		t.Fatalf("grants on db\\x00GROUP = %+v", on)
+	}
+	if to := must[[]auth.Grant](t)(s.GrantsTo(ctx, auth.Subject{Type: "GROUP", ID: "ops\x00SECRET_NAME"}, "")); len(to) != 0 {
+		t.Fatalf("grants to ops\\x00SECRET_NAME = %+v", to)
+	}
 
 	// The authorizer over the store: group grant, tag grant, creator.
 	az := auth.NewAuthorizer(s)
