@@ -221,44 +221,49 @@ func verify(c *conductor.WebhookConfig, header http.Header, body []byte, now tim
 	case conductor.VerifierStripe:
 		// Stripe-Signature: t=<unix seconds>,v1=<hex HMAC of "t.body">[,v1=…]
 		var ts string
-		var sigs []string
+		var sigs [][]byte
 		for _, part := range strings.Split(header.Get("Stripe-Signature"), ",") {
 			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
 			switch k {
 			case "t":
 				ts = v
 			case "v1":
-				sigs = append(sigs, v)
+				if sig, ok := hexDigest(v); ok {
+					sigs = append(sigs, sig)
+				}
 			}
 		}
-		return signedAt(c, ts, now, secret, func(mac hash.Hash) bool {
+		return signedAt(c, ts, sigs, now, secret, func(mac hash.Hash) {
 			mac.Write([]byte(ts + "."))
 			mac.Write(body)
-			sum := mac.Sum(nil)
-			return slices.ContainsFunc(sigs, func(sig string) bool { return hexMatches(sig, sum) })
 		})
 	case conductor.VerifierSlack:
 		// X-Slack-Signature: v0=<hex HMAC of "v0:<timestamp>:body">
 		ts := header.Get("X-Slack-Request-Timestamp")
-		return signedAt(c, ts, now, secret, func(mac hash.Hash) bool {
+		var sigs [][]byte
+		if v, ok := strings.CutPrefix(header.Get("X-Slack-Signature"), "v0="); ok {
+			if sig, ok := hexDigest(v); ok {
+				sigs = append(sigs, sig)
+			}
+		}
+		return signedAt(c, ts, sigs, now, secret, func(mac hash.Hash) {
 			mac.Write([]byte("v0:" + ts + ":"))
 			mac.Write(body)
-			sig, ok := strings.CutPrefix(header.Get("X-Slack-Signature"), "v0=")
-			return ok && hexMatches(sig, mac.Sum(nil))
 		})
 	}
 	return ErrUnverified
 }
 
 // signedAt verifies a signature over a timestamp and the body: the
-// timestamp (Unix seconds) must be within signedAge of now, and signed
-// report whether an HMAC-SHA256 keyed with c's secret, given what was
-// signed, matches.
-func signedAt(c *conductor.WebhookConfig, ts string, now time.Time, secret func(string) ([]byte, error), signed func(hash.Hash) bool) error {
-	// The timestamp first: a delivery it refuses (anyone's, unsigned)
+// timestamp (Unix seconds) must be within signedAge of now, and one of
+// sigs must be the HMAC-SHA256, keyed with c's secret, of what signed
+// writes.
+func signedAt(c *conductor.WebhookConfig, ts string, sigs [][]byte, now time.Time, secret func(string) ([]byte, error), signed func(hash.Hash)) error {
+	// The timestamp and the signatures' form first: a delivery they
+	// refuse (anyone's, unsigned: a timestamp of now is anyone's to send)
 	// reads no secret.
 	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
+	if err != nil || len(sigs) == 0 {
 		return ErrUnverified
 	}
 	if age := now.Sub(time.Unix(sec, 0)); age > signedAge || age < -signedAge {
@@ -269,16 +274,20 @@ func signedAt(c *conductor.WebhookConfig, ts string, now time.Time, secret func(
 	if err != nil {
 		return err
 	}
-	if !signed(hmac.New(sha256.New, key)) {
+	mac := hmac.New(sha256.New, key)
+	signed(mac)
+	sum := mac.Sum(nil)
+	if !slices.ContainsFunc(sigs, func(sig []byte) bool { return hmac.Equal(sig, sum) }) {
 		return ErrUnverified
 	}
 	return nil
 }
 
-// hexMatches compares a hex signature with sum in constant time.
-func hexMatches(sig string, sum []byte) bool {
+// hexDigest reads a hex signature as a SHA-256 digest, or false when it
+// is none.
+func hexDigest(sig string) ([]byte, bool) {
 	got, err := hex.DecodeString(strings.TrimSpace(sig))
-	return err == nil && hmac.Equal(got, sum)
+	return got, err == nil && len(got) == sha256.Size
 }
 
 func headerEquals(got, want string, secret func(string) ([]byte, error)) error {

@@ -236,6 +236,7 @@ func TestMatches(t *testing.T) {
 // otherwise write warnings at will).
 func TestUnsignedDeliveryReadsNoSecret(t *testing.T) {
 	now := time.Unix(1_790_000_000, 0)
+	fresh := strconv.FormatInt(now.Unix(), 10)
 	stripe := &conductor.WebhookConfig{Verifier: "STRIPE", SecretValue: "${workflow.secrets.signing}"}
 	slack := &conductor.WebhookConfig{Verifier: "SLACK_BASED", SecretValue: "${workflow.secrets.signing}"}
 	headers := &conductor.WebhookConfig{Verifier: "HEADER_BASED", Headers: map[string]string{"X-A": "${workflow.secrets.a}", "X-B": "${workflow.secrets.b}"}}
@@ -250,6 +251,12 @@ func TestUnsignedDeliveryReadsNoSecret(t *testing.T) {
 		{"stripe, no timestamp", stripe, http.Header{"Stripe-Signature": {"v1=00"}}},
 		{"slack, stale", slack, http.Header{"X-Slack-Request-Timestamp": {"1"}, "X-Slack-Signature": {"v0=00"}}},
 		{"slack, not a number", slack, http.Header{"X-Slack-Request-Timestamp": {"x"}, "X-Slack-Signature": {"v0=00"}}},
+		// A timestamp of now is anyone's to send too.
+		{"stripe, no signature", stripe, http.Header{"Stripe-Signature": {"t=" + fresh}}},
+		{"stripe, not a digest", stripe, http.Header{"Stripe-Signature": {"t=" + fresh + ",v1=00,v1=zz"}}},
+		{"slack, no signature", slack, http.Header{"X-Slack-Request-Timestamp": {fresh}}},
+		{"slack, without v0=", slack, http.Header{"X-Slack-Request-Timestamp": {fresh}, "X-Slack-Signature": {strings.Repeat("ab", sha256.Size)}}},
+		{"slack, not a digest", slack, http.Header{"X-Slack-Request-Timestamp": {fresh}, "X-Slack-Signature": {"v0=00"}}},
 		{"headers, none", headers, http.Header{}},
 		{"headers, the second missing", headers, http.Header{"X-A": {"v"}}},
 		{"headers, the first missing", headers, http.Header{"X-B": {"v"}}},
