@@ -281,6 +281,38 @@ func TestUnsignedDeliveryReadsNoSecret(t *testing.T) {
 	}
 }
 
+// A HEADER_BASED delivery with a wrong value in one header reads and
+// compares every header's secret all the same: one that stopped at the
+// first wrong header answered sooner than one whose first header was
+// right (it read no other secret), which told a sender each header's
+// value apart from the others'.
+func TestEveryHeaderIsCompared(t *testing.T) {
+	c := &conductor.WebhookConfig{Verifier: "HEADER_BASED", Headers: map[string]string{"X-A": "${workflow.secrets.a}", "X-B": "${workflow.secrets.b}"}}
+	values := map[string]string{"a": "value-of-a", "b": "value-of-b"}
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		ok   bool
+	}{
+		{"both right", http.Header{"X-A": {"value-of-a"}, "X-B": {"value-of-b"}}, true},
+		{"the first wrong", http.Header{"X-A": {"wrong"}, "X-B": {"value-of-b"}}, false},
+		{"the second wrong", http.Header{"X-A": {"value-of-a"}, "X-B": {"wrong"}}, false},
+		{"both wrong", http.Header{"X-A": {"wrong"}, "X-B": {"wrong"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var read []string
+			secret := func(name string) ([]byte, error) { read = append(read, name); return []byte(values[name]), nil }
+			err := verify(c, tc.h, []byte(`{}`), time.Now(), secret)
+			if ok := err == nil; ok != tc.ok || !ok && (!errors.Is(err, ErrUnverified) || errors.Is(err, ErrSecretUnreadable)) {
+				t.Fatalf("verify = %v, want ok %v", err, tc.ok)
+			}
+			if !slices.Equal(read, []string{"a", "b"}) {
+				t.Fatalf("read the secrets %v, want [a b]: every header compared", read)
+			}
+		})
+	}
+}
+
 type noSecrets struct{}
 
 func (noSecrets) MayReadSecret(context.Context, string, string) error {
