@@ -428,3 +428,38 @@ func TestEventSubjectsNATSCannotCarry(t *testing.T) {
 	e.waitStatus(e.start("announce_any", map[string]any{"subj": "orders.queued:billing", "orderId": "o-after"}), conductor.WorkflowCompleted)
 	e.waitCorrelated("marker", "o-after")
 }
+
+// A node that shuts down gracefully handles the events its listener took
+// before it stops: it leaves the queue groups (the events after go to
+// the other engines) and handles what its subscriptions hold while its
+// engine still runs, before it stops the engine. It left them only once
+// the engine had stopped, and then at once: the events waiting in its
+// subscriptions were dropped, unlogged and uncounted, and those handled
+// as the engine stopped failed ("unavailable"), each lost, for no other
+// engine gets an event one took.
+func TestGracefulStopHandlesTheEventsItTook(t *testing.T) {
+	t.Parallel()
+	logger, logs := testutil.CapturingLogger()
+	n, base := nodetest.StartLogger(t, nodetest.Config(t.TempDir()), logger)
+	e := &env{t: t, node: n, base: base}
+	e.register(`{"name":"marker","tasks":[{"name":"m","taskReferenceName":"m","type":"SET_VARIABLE","inputParameters":{"x":1}}]}`)
+	e.must(http.StatusNoContent, "POST", "/api/event", `[{"name":"on_stop","event":"nats:stopping.events","active":true,
+	  "actions":[{"action":"start_workflow","start_workflow":{"name":"marker"}}]}]`)
+	c, err := n.NATS().EventPublisherCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := nodetest.Connect(t, n, c)
+	// Each start writes to the log a few times: most of them still wait
+	// in the listener's subscription when the node stops.
+	const events = 100
+	testutil.PublishEvents(t, pub, "stopping.events", "event-", 0, events)
+	if err := n.Stop(testutil.Context(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	ran, failed := strings.Count(out, `"msg":"event handler action ran"`), strings.Count(out, `"msg":"event handler action failed"`)
+	if ran != events || failed != 0 {
+		t.Fatalf("%d of the %d events taken before the stop ran, %d failed: want all ran", ran, events, failed)
+	}
+}

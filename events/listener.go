@@ -133,6 +133,8 @@ type Listener struct {
 	mu       sync.Mutex
 	subs     map[string]*nats.Subscription
 	handlers map[string][]*conductor.EventHandler // active ones, by subject
+	// stopped: Run's context ended; no Sync subscribes again.
+	stopped bool
 }
 
 // New returns a listener whose actions run under ctx.
@@ -214,6 +216,9 @@ func (l *Listener) subscribe(bySubject map[string][]*conductor.EventHandler) err
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.handlers = bySubject
+	if l.stopped {
+		return nil
+	}
 	for subj, sub := range l.subs {
 		if _, ok := bySubject[subj]; !ok {
 			if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
@@ -245,22 +250,47 @@ func (l *Listener) Notify() {
 }
 
 // Run syncs after each Notify (the definitions' read model changed,
-// through any engine) until ctx is done, then unsubscribes.
+// through any engine) until ctx is done, then stops listening: it
+// returns once the events its subscriptions took are handled, or the
+// listener's own context ends. A node stops listening before it stops
+// its engine, which handles them.
 func (l *Listener) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			l.mu.Lock()
-			for _, sub := range l.subs {
-				sub.Unsubscribe()
-			}
-			clear(l.subs)
-			l.mu.Unlock()
+			l.stopListening()
 			return
 		case <-l.kick:
 		}
 		if err := l.Sync(ctx); err != nil && ctx.Err() == nil {
 			l.logger.Warn("event handlers not synced", logkey.Err, err)
+		}
+	}
+}
+
+// stopListening leaves every subscription's queue group, so that the
+// events to come go to the other engines' listeners, and waits until
+// the events the subscriptions took already are handled, or l.ctx ends:
+// each reached this engine alone, and unsubscribing dropped them.
+func (l *Listener) stopListening() {
+	l.mu.Lock()
+	l.stopped = true
+	subs := slices.Collect(maps.Values(l.subs))
+	clear(l.subs)
+	l.mu.Unlock()
+	var closed []<-chan nats.SubStatus
+	for _, sub := range subs {
+		c := sub.StatusChanged(nats.SubscriptionClosed)
+		if err := sub.Drain(); err != nil {
+			continue // its connection closed: nothing of it is handled any more
+		}
+		closed = append(closed, c)
+	}
+	for _, c := range closed {
+		select {
+		case <-c:
+		case <-l.ctx.Done():
+			return
 		}
 	}
 }

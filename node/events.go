@@ -42,10 +42,22 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz eventAuthor
 	if err := l.Sync(ctx); err != nil {
 		return err
 	}
+	// Its own context, which the node's shutdown ends before it stops
+	// the engine (stopListening).
+	listenCtx, stop := context.WithCancel(runCtx)
+	listening := make(chan struct{})
+	n.stopListening = func(ctx context.Context) {
+		stop()
+		select {
+		case <-listening:
+		case <-ctx.Done():
+		}
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		l.Run(runCtx)
+		defer close(listening)
+		l.Run(listenCtx)
 	}()
 	return nil
 }

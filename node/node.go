@@ -87,6 +87,10 @@ type Node struct {
 	events       *nats.Conn
 	listener     atomic.Pointer[events.Listener]
 	listenerConn *nats.Conn
+	// stopListening has the listener leave its queue groups and returns
+	// once it handled the events it took, or ctx ends (nil before the
+	// listener runs).
+	stopListening func(ctx context.Context)
 	// gate keeps the embedded NATS server's revocation list; the access
 	// read model, which starts first, tells it of changes in rights.
 	gate atomic.Pointer[natsauth.Gate]
@@ -802,8 +806,20 @@ func (n *Node) Stop(ctx context.Context) error {
 }
 
 // systemDrain bounds how long a shutdown waits for the system tasks under
-// way (an HTTP call) to end and report.
+// way (an HTTP call) to end and report, and for the events the listener
+// took to be handled.
 const systemDrain = 10 * time.Second
+
+// drainWithin is ctx bounded for a step of the shutdown that waits for
+// work under way: half of what is left of the budget, at most
+// systemDrain.
+func drainWithin(ctx context.Context) (context.Context, context.CancelFunc) {
+	drain := systemDrain
+	if deadline, ok := ctx.Deadline(); ok {
+		drain = min(drain, time.Until(deadline)/2)
+	}
+	return context.WithTimeout(ctx, drain)
+}
 
 // shutdown stops everything Start opened, in order, and names the part it
 // is stopping for Stop to report.
@@ -818,15 +834,18 @@ func (n *Node) shutdown(ctx context.Context) error {
 	} else if n.ln != nil {
 		n.ln.Close()
 	}
+	if n.stopListening != nil {
+		step("the event handlers")
+		// Before the executor, which handles the events the listener
+		// took (they failed for want of it); the events to come go to
+		// the other engines.
+		dctx, cancel := drainWithin(ctx)
+		n.stopListening(dctx)
+		cancel()
+	}
 	if n.executor != nil {
 		step("the system tasks under way")
-		// System tasks under way get half of what is left of the budget
-		// to end and report, at most systemDrain.
-		drain := systemDrain
-		if deadline, ok := ctx.Deadline(); ok {
-			drain = min(drain, time.Until(deadline)/2)
-		}
-		dctx, cancel := context.WithTimeout(ctx, drain)
+		dctx, cancel := drainWithin(ctx)
 		n.executor.Drain(dctx)
 		cancel()
 		step("the executor")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/eventlog"
@@ -167,4 +168,22 @@ func FillLog(tb testing.TB, l *eventlog.Log) error {
 		}
 	}
 	return nil
+}
+
+// PublishEvents publishes events from to to-1 on subject as an EVENT task
+// does, each {} under the message id prefix and its number, and returns
+// once the server has them.
+func PublishEvents(tb testing.TB, nc *nats.Conn, subject, prefix string, from, to int) {
+	tb.Helper()
+	for i := from; i < to; i++ {
+		m := nats.NewMsg(subject)
+		m.Data = []byte(`{}`)
+		m.Header.Set(nats.MsgIdHdr, prefix+strconv.Itoa(i))
+		if err := nc.PublishMsg(m); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		tb.Fatal(err)
+	}
 }
