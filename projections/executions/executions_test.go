@@ -873,6 +873,39 @@ func TestSearchListsEachWorkflowOnceInStartOrder(t *testing.T) {
 	}
 }
 
+// A comparison does not find a workflow that lacks the value, as
+// Conductor's Elasticsearch index, whose WorkflowSummary leaves an unset
+// end time or correlation id out, does not: endTime < t found the
+// workflows still running, which a clean-up of the workflows that ended
+// before t would then remove.
+func TestAComparisonFindsNoWorkflowThatLacksTheValue(t *testing.T) {
+	f := newFixture(t)
+	ended, running := f.start("c-a"), f.start("")
+	f.decide(ended, engine.Terminate{Reason: "x"})
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"endTime < 1900000000000", []string{ended}},
+		{"endTime <= 1900000000000", []string{ended}},
+		{"endTime >= 0", []string{ended}},
+		{"endTime BETWEEN 0 AND 1900000000000", []string{ended}},
+		{"endTime IS NULL", []string{running}},
+		{"endTime IS NOT NULL", []string{ended}},
+		{"endTime != 1", []string{running, ended}},
+		{"correlationId < zzz", []string{ended}},
+		{"correlationId STARTS_WITH ''", []string{ended}},
+		{"correlationId != c-a", []string{running}},
+		{"correlationId NOT IN (c-a)", []string{running}},
+		{"correlationId IS NULL", []string{running}},
+		{"endTime < 1900000000000 OR correlationId IS NULL", []string{running, ended}},
+	} {
+		if got := f.search(c.q); !equal(got, c.want) {
+			t.Errorf("%q = %v, want %v", c.q, got, c.want)
+		}
+	}
+}
+
 // keyRunners lists the workflows reader says run with an idempotency key
 // of one_wait, and their status.
 func keyRunners(t *testing.T, reader *executions.Reader, key string) map[string]string {

@@ -36,8 +36,18 @@ var WorkflowFields = query.Schema{
 	"startTime": query.Time, "updateTime": query.Time, "endTime": query.Time, "executionTime": query.Number,
 }
 
-// field is the query.Doc of a summary.
+// field is the query.Doc of a summary: nil for a value the summary
+// lacks, as Conductor's WorkflowSummary leaves an unset end time or
+// correlation id out of its index document.
 func (s *Summary) field(name string) any {
+	v := s.value(name)
+	if v == "" || v == int64(0) && name == "endTime" {
+		return nil
+	}
+	return v
+}
+
+func (s *Summary) value(name string) any {
 	switch name {
 	case "workflowId":
 		return s.ID

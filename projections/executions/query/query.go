@@ -128,7 +128,10 @@ func (c *Cond) contains(v any) bool {
 }
 
 // Doc gives a document's field values: a string for String fields, an
-// int64 for Number and Time fields; "" and 0 count as null.
+// int64 for Number and Time fields; "" and 0 count as null. nil is a
+// value the document lacks, as a field missing from Conductor's
+// Elasticsearch index: only IS NULL, != and NOT IN match it, so that
+// endTime < t does not find the workflows that have not ended.
 type Doc func(field string) any
 
 // Query is a parsed query. The zero Query (and a nil *Query) matches every
@@ -208,6 +211,9 @@ func (q *Query) Conjunctive() bool {
 
 func (c *Cond) match(d Doc) bool {
 	v := d(c.Field)
+	if v == nil {
+		return c.Op == IsNull || c.Op == Ne || c.Op == NotIn
+	}
 	switch c.Op {
 	case IsNull:
 		return isNull(v)

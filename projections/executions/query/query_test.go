@@ -13,7 +13,7 @@ import (
 var schema = query.Schema{
 	"workflowId": query.String, "workflowType": query.String, "status": query.String,
 	"correlationId": query.String, "reasonForIncompletion": query.String,
-	"startTime": query.Time, "version": query.Number,
+	"startTime": query.Time, "endTime": query.Time, "version": query.Number,
 }
 
 // doc is a document for Match.
@@ -50,7 +50,17 @@ func TestMatch(t *testing.T) {
 		{"version IN (" + strings.Repeat("7,", 40) + "2)", true},
 		{"version IN (" + strings.Repeat("7,", 40) + "3)", false},
 		{"startTime IN (" + strings.Repeat("1,", 40) + "1732939000500)", true},
-		{"reasonForIncompletion IN (" + strings.Repeat("x,", 40) + "'')", true}, // null reads as ""
+		// A value the document lacks (nil) matches only IS NULL, != and
+		// NOT IN, as a field missing from Conductor's index.
+		{"reasonForIncompletion IN (" + strings.Repeat("x,", 40) + "'')", false},
+		{"reasonForIncompletion NOT IN (" + strings.Repeat("x,", 40) + "'')", true},
+		{"reasonForIncompletion = ''", false},
+		{"reasonForIncompletion != x", true},
+		{"reasonForIncompletion < z", false},
+		{"reasonForIncompletion STARTS_WITH ''", false},
+		{"endTime <= 1732939000500", false},
+		{"endTime BETWEEN 0 AND 1732939000500", false},
+		{"endTime IS NULL", true},
 		{"workflowType = order_flow AND status IN (RUNNING)", true},
 		{"workflowType = order_flow and status = FAILED", false},
 		{"workflowType = x OR status = RUNNING", true},
