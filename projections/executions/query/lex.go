@@ -45,7 +45,7 @@ func lex(s string) ([]token, error) {
 		case c == '"' || c == '\'':
 			text, n, err := quoted(s[i:])
 			if err != nil {
-				return nil, fault.Invalid("query %q at offset %d: %v", s, i, err)
+				return nil, fault.Invalid("query %q at offset %d: %v", excerpt(s), i, err)
 			}
 			out = append(out, token{tokString, text, i})
 			i += n
@@ -56,7 +56,7 @@ func lex(s string) ([]token, error) {
 			}
 			op := s[i:j]
 			if op == "!" {
-				return nil, fault.Invalid("query %q at offset %d: want != ", s, i)
+				return nil, fault.Invalid("query %q at offset %d: want != ", excerpt(s), i)
 			}
 			out = append(out, token{tokOp, op, i})
 			i = j
@@ -115,7 +115,7 @@ func ParseSort(params []string, schema Schema) ([]SortKey, error) {
 			name, dir, _ := strings.Cut(part, ":")
 			field, kind, ok := schema.lookup(strings.TrimSpace(name))
 			if !ok {
-				return nil, fault.Invalid("sort %q: unknown field %q (known: %s)", p, name, strings.Join(schema.names(), ", "))
+				return nil, fault.Invalid("sort %q: unknown field %q (known: %s)", excerpt(p), excerpt(name), strings.Join(schema.names(), ", "))
 			}
 			k := SortKey{Field: field, Kind: kind}
 			switch strings.ToUpper(strings.TrimSpace(dir)) {
@@ -123,7 +123,7 @@ func ParseSort(params []string, schema Schema) ([]SortKey, error) {
 			case "DESC":
 				k.Desc = true
 			default:
-				return nil, fault.Invalid("sort %q: direction %q, want ASC or DESC", p, dir)
+				return nil, fault.Invalid("sort %q: direction %q, want ASC or DESC", excerpt(p), excerpt(dir))
 			}
 			out = append(out, k)
 		}

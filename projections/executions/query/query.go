@@ -332,11 +332,16 @@ func (p *parser) errorf(format string, args ...any) error {
 	if !p.done() {
 		at = p.peek().pos
 	}
-	src := p.src
-	if len(src) > 200 {
-		src = src[:200] + "…"
+	return fault.Invalid("query %q at offset %d: %s", excerpt(p.src), at, fmt.Sprintf(format, args...))
+}
+
+// excerpt is a query, or a sort, as an error quotes it: its first 200
+// bytes, so that the refusal of one of 64 KiB does not repeat it.
+func excerpt(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
 	}
-	return fault.Invalid("query %q at offset %d: %s", src, at, fmt.Sprintf(format, args...))
+	return s
 }
 
 func (p *parser) expect(kind tokKind, what string) (token, error) {

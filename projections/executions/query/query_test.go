@@ -147,6 +147,25 @@ func TestParseErrorSays(t *testing.T) {
 	}
 }
 
+// A refusal quotes at most 200 bytes of what it refuses, wherever the
+// query or sort is found wrong: the lexer's refusals quoted all of a
+// query's 64 KiB, and a sort's all of the parameter.
+func TestErrorsQuoteAnExcerpt(t *testing.T) {
+	long := strings.Repeat("status = RUNNING AND ", 3000)
+	for _, q := range []string{long + `status = "RUNNING`, long + "status ! RUNNING", long + "status"} {
+		_, err := query.Parse(q, schema)
+		if !errors.Is(err, fault.ErrInvalid) || len(err.Error()) > 400 {
+			t.Errorf("query of %d bytes ending %q: err of %d bytes, want ErrInvalid of at most 400", len(q), q[len(q)-12:], len(err.Error()))
+		}
+	}
+	for _, sort := range []string{strings.Repeat("x", 100_000), "status:" + strings.Repeat("x", 100_000)} {
+		_, err := query.ParseSort([]string{sort}, schema)
+		if !errors.Is(err, fault.ErrInvalid) || len(err.Error()) > 800 {
+			t.Errorf("sort of %d bytes: err of %d bytes, want ErrInvalid of at most 800", len(sort), len(err.Error()))
+		}
+	}
+}
+
 func TestConjuncts(t *testing.T) {
 	for _, tc := range []struct {
 		q    string
