@@ -906,6 +906,45 @@ func TestAComparisonFindsNoWorkflowThatLacksTheValue(t *testing.T) {
 	}
 }
 
+// A search of several index values reads them all as of one moment: a
+// workflow that changed status between the scans of two values was found
+// by both, listed and counted twice, or, scanned in the other order, by
+// neither, where a task search reads one snapshot.
+func TestASearchOfSeveralValuesListsAWorkflowThatMovesOnce(t *testing.T) {
+	for _, q := range []string{"status IN (RUNNING, TERMINATED)", "status IN (TERMINATED, RUNNING)"} {
+		t.Run(q, func(t *testing.T) {
+			f := newFixture(t)
+			ended := f.start("")
+			f.decide(ended, engine.Terminate{Reason: "x"})
+			moves := f.start("")
+			moved := false
+			n, ws, err := f.reader.SearchWorkflows(context.Background(), query.Search{Query: q, Size: 10,
+				Visible: func(string, string) bool {
+					// At the first candidate seen, one workflow ends
+					// while the search runs.
+					if !moved {
+						moved = true
+						f.decide(moves, engine.Terminate{Reason: "x"})
+					}
+					return true
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := []string{}
+			for _, w := range ws {
+				ids = append(ids, w.ID)
+			}
+			slices.Sort(ids)
+			want := []string{ended, moves}
+			slices.Sort(want)
+			if !moved || n != 2 || !equal(ids, want) {
+				t.Fatalf("moved %v: totalHits %d, results %v, want 2: %v", moved, n, ids, want)
+			}
+		})
+	}
+}
+
 // keyRunners lists the workflows reader says run with an idempotency key
 // of one_wait, and their status.
 func keyRunners(t *testing.T, reader *executions.Reader, key string) map[string]string {

@@ -138,6 +138,13 @@ func (r *Reader) workflowHits(ctx context.Context, s query.Search) ([]wfHit, err
 		return nil, err
 	}
 	ft := query.ParseFreeText(s.FreeText)
+	// One snapshot: a workflow whose status changes between the scans of
+	// two index values would be found by both, or by neither.
+	r, release, err := r.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	src := r.planWorkflows(q)
 	byStart := len(keys) == 0 || (len(keys) == 1 && keys[0].Field == "startTime")
 	needSummary := !src.covered || !byStart || s.Visible != nil
