@@ -115,7 +115,8 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 		send(t, admin, "POST", "/api/metadata/workflow", def("pay_"+failure, failure))
 	}
 	// Children started by a name the parent fixes, nested in a fork, a
-	// switch and an inline definition; and one named by an expression.
+	// switch and an inline definition, forked by a dynamic fork; and one
+	// named by an expression.
 	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"parent","tasks":[
 	 {"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[
 	  {"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_sub"}}]]},
@@ -124,7 +125,12 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 	  "decisionCases":{"a":[{"name":"st","taskReferenceName":"st","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"child_start"}}}]}},
 	 {"name":"i","taskReferenceName":"i","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"inline","workflowDefinition":{"name":"inline","tasks":[
 	  {"name":"n","taskReferenceName":"n","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_nested"}}],"failureWorkflow":"child_inline_failure"}}},
-	 {"name":"d","taskReferenceName":"d","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"${workflow.input.child}"}}]}`)
+	 {"name":"d","taskReferenceName":"d","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"${workflow.input.child}"}},
+	 {"name":"fd","taskReferenceName":"fd","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskWorkflow":"child_forked","forkTaskInputs":[{"a":1}]}},
+	 {"name":"jd","taskReferenceName":"jd","type":"JOIN"},
+	 {"name":"fl","taskReferenceName":"fl","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"ts","dynamicForkTasksInputParamName":"ins",
+	  "inputParameters":{"ins":{},"ts":[{"name":"l","taskReferenceName":"l","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_listed"}}]}},
+	 {"name":"jl","taskReferenceName":"jl","type":"JOIN"}]}`)
 	const why = "starts a workflow by that name"
 	// alice's own pair, its failure workflow deleted since.
 	send(t, alice, "POST", "/api/metadata/workflow", def("own_cleanup", ""))
@@ -140,6 +146,8 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 		{name: "another's START_WORKFLOW child", workflow: "child_start", by: bob, status: http.StatusForbidden},
 		{name: "another's inline definition's child", workflow: "child_nested", by: bob, status: http.StatusForbidden},
 		{name: "another's inline definition's failure workflow", workflow: "child_inline_failure", by: bob, status: http.StatusForbidden},
+		{name: "another's dynamic fork's children", workflow: "child_forked", by: bob, status: http.StatusForbidden},
+		{name: "another's dynamic fork's listed child", workflow: "child_listed", by: bob, status: http.StatusForbidden},
 		{name: "a name no definition fixes", workflow: "child_free", by: bob, status: http.StatusNoContent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

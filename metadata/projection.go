@@ -65,9 +65,11 @@ func (p Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 }
 
 // Layout implements projections.Layouter: 2 indexes the workflows a
-// definition starts by name (Starters); a read model in layout 1, which
-// knew only the task uses, is rebuilt from the log.
-func (Projection) Layout() int { return 2 }
+// definition starts by name (Starters); 3 indexes what a dynamic fork
+// starts and the tasks it forks by forkTaskName beside a
+// dynamicForkTasksParam its input does not hold. A read model in an
+// earlier layout, which lacks them, is rebuilt from the log.
+func (Projection) Layout() int { return 3 }
 
 // storedDef is the read model's value for one definition.
 type storedDef struct {

@@ -180,8 +180,9 @@ func (w usesWalker) add(name, typ string) {
 func (w usesWalker) tasks(ts []*conductor.WorkflowTask, depth int) { walkTasks(ts, depth, w.task) }
 
 // walkTasks calls fn with each task of ts and of the tasks they hold
-// (switch cases, fork branches, loop bodies, inline sub-workflow
-// definitions, one level deeper each, up to maxInlineDepth).
+// (switch cases, fork branches, loop bodies, the constant list a dynamic
+// fork forks, inline sub-workflow definitions, one level deeper each, up
+// to maxInlineDepth).
 func walkTasks(ts []*conductor.WorkflowTask, depth int, fn func(t *conductor.WorkflowTask, depth int)) {
 	for _, t := range ts {
 		if t == nil {
@@ -196,6 +197,7 @@ func walkTasks(ts []*conductor.WorkflowTask, depth int, fn func(t *conductor.Wor
 			walkTasks(branch, depth, fn)
 		}
 		walkTasks(t.LoopOver, depth, fn)
+		walkTasks(forkedList(t), depth, fn)
 		if p := t.SubWorkflowParam; p != nil && depth < maxInlineDepth && isObject(p.WorkflowDefinition) {
 			var sub conductor.WorkflowDef
 			if conductor.Unmarshal(p.WorkflowDefinition, &sub) == nil {
@@ -205,12 +207,31 @@ func walkTasks(ts []*conductor.WorkflowTask, depth int, fn func(t *conductor.Wor
 	}
 }
 
+// forkedList is the list of tasks a FORK_JOIN_DYNAMIC forks when its
+// input fixes it (dynamicForkTasksParam naming a constant list), else nil.
+func forkedList(t *conductor.WorkflowTask) []*conductor.WorkflowTask {
+	if t.TaskType() != conductor.TaskTypeForkJoinDynamic || t.DynamicForkTasksParam == "" {
+		return nil
+	}
+	list, ok := t.InputParameters[t.DynamicForkTasksParam].([]any)
+	if !ok {
+		return nil
+	}
+	b, err := json.Marshal(list)
+	var forked []*conductor.WorkflowTask
+	if err != nil || conductor.Unmarshal(b, &forked) != nil {
+		return nil
+	}
+	return forked
+}
+
 // StartedNames returns the names of the registered workflows def starts
 // by a name it fixes: its failureWorkflow, and those of its SUB_WORKFLOW
 // and START_WORKFLOW tasks that name a registered definition rather than
 // carry their own (inline definitions' tasks and failureWorkflow
-// included). A name given by an
-// expression is known at run time only, and is not among them.
+// included, and the tasks a dynamic fork lists), and the forkTaskWorkflow
+// of a dynamic fork. A name given by an expression is known at run time
+// only, and is not among them.
 func StartedNames(def *conductor.WorkflowDef) []string {
 	names := map[string]bool{}
 	if def.FailureWorkflow != "" {
@@ -237,6 +258,14 @@ func StartedNames(def *conductor.WorkflowDef) []string {
 		case conductor.TaskTypeStartWorkflow:
 			if sw, ok := t.InputParameters["startWorkflow"].(map[string]any); ok {
 				if name, ok := constant(sw["name"]); ok && name != "" {
+					names[name] = true
+				}
+			}
+		case conductor.TaskTypeForkJoinDynamic:
+			// Each element of forkTaskInputs starts the workflow
+			// forkTaskWorkflow names, with that element as its input.
+			if _, ok := t.InputParameters["forkTaskInputs"]; ok {
+				if name, ok := constant(t.InputParameters["forkTaskWorkflow"]); ok && name != "" {
 					names[name] = true
 				}
 			}
@@ -275,7 +304,7 @@ func WebhookStartedNames(c *conductor.WebhookConfig) []string {
 // is scheduled under its name, DYNAMIC schedules the task its input names
 // (SIMPLE unless a system type), FORK_JOIN_DYNAMIC the tasks its input
 // lists or names.
-func (w usesWalker) task(t *conductor.WorkflowTask, depth int) {
+func (w usesWalker) task(t *conductor.WorkflowTask, _ int) {
 	typ := t.TaskType()
 	w.add(t.Name, typ)
 	switch typ {
@@ -286,27 +315,18 @@ func (w usesWalker) task(t *conductor.WorkflowTask, depth int) {
 			}
 		}
 	case conductor.TaskTypeForkJoinDynamic:
-		w.dynamicFork(t, depth)
+		w.dynamicFork(t)
 	}
 }
 
-// dynamicFork adds the tasks a FORK_JOIN_DYNAMIC forks when its input
-// gives them as constants: a list of task configurations, or (Conductor
-// OSS's form) forkTaskName and forkTaskType with forkTaskInputs.
-func (w usesWalker) dynamicFork(t *conductor.WorkflowTask, depth int) {
+// dynamicFork adds the tasks a FORK_JOIN_DYNAMIC forks in Conductor OSS's
+// form, forkTaskName and forkTaskType with forkTaskInputs, when its input
+// gives them as constants (walkTasks walks a constant list of task
+// configurations). The engine forks so also when a dynamicForkTasksParam
+// is named but its input holds nothing there, as Conductor's own examples
+// write it.
+func (w usesWalker) dynamicFork(t *conductor.WorkflowTask) {
 	in := t.InputParameters
-	if t.DynamicForkTasksParam != "" {
-		list, ok := in[t.DynamicForkTasksParam].([]any)
-		if !ok {
-			return
-		}
-		b, err := json.Marshal(list)
-		var forked []*conductor.WorkflowTask
-		if err == nil && conductor.Unmarshal(b, &forked) == nil {
-			w.tasks(forked, depth)
-		}
-		return
-	}
 	if _, ok := in["forkTaskInputs"]; !ok {
 		return
 	}

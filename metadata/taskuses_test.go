@@ -59,6 +59,12 @@ func TestTaskUsesFindsEveryWorkerTask(t *testing.T) {
 			{"name":"join3","taskReferenceName":"j3","type":"JOIN"},
 			{"name":"fjd4","taskReferenceName":"fjd4","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskName":"${workflow.input.n}","forkTaskInputs":[1]}},
 			{"name":"join4","taskReferenceName":"j4","type":"JOIN"}]}`,
+		// Conductor's own examples name a dynamicForkTasksParam their
+		// input does not hold: the engine forks forkTaskName's tasks.
+		`{"name":"oss_example","tasks":[
+			{"name":"fjd","taskReferenceName":"fjd","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"dynamicTasks",
+			 "inputParameters":{"forkTaskName":"example_const","forkTaskInputs":[1,2]}},
+			{"name":"join","taskReferenceName":"j","type":"JOIN"}]}`,
 	}
 	for _, d := range defs {
 		if err := n.md.RegisterWorkflowDef(c, wf(t, d), false, "alice"); err != nil {
@@ -81,6 +87,7 @@ func TestTaskUsesFindsEveryWorkerTask(t *testing.T) {
 		{"fork_const", []string{"dynamic@1[SIMPLE]alice"}},
 		{"fork_by_ref", []string{"dynamic@1[SIMPLE]alice"}},
 		{"listed_const", []string{"dynamic@1[SIMPLE]alice"}},
+		{"example_const", []string{"oss_example@1[SIMPLE]alice"}},
 		{"${workflow.input.t}", []string{}},
 		{"unused", []string{}},
 		{"", []string{}},
@@ -131,6 +138,40 @@ func TestTaskUsesFollowVersions(t *testing.T) {
 	waitAll(t, n.log, r)
 	if before, after := dump(t, n.store), dump(t, rebuilt); before != after {
 		t.Fatalf("rebuilt read model differs\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// A FORK_JOIN_DYNAMIC starts workflows by name as a SUB_WORKFLOW does:
+// the forkTaskWorkflow its input fixes, each with an element of
+// forkTaskInputs, or a SUB_WORKFLOW or START_WORKFLOW of the constant list
+// of tasks it forks. A name given by an expression is not found.
+func TestStartersFindWhatADynamicForkStarts(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	const forking = `{"name":"v","tasks":[
+		{"name":"f1","taskReferenceName":"f1","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskWorkflow":"by_oss_form","forkTaskInputs":[{"a":1}]}},
+		{"name":"j1","taskReferenceName":"j1","type":"JOIN"},
+		{"name":"f2","taskReferenceName":"f2","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks","dynamicForkTasksInputParamName":"ins",
+		 "inputParameters":{"ins":{},"tasks":[
+			{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"by_listed_sub"}},
+			{"name":"i","taskReferenceName":"i","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":
+				{"name":"inline","failureWorkflow":"by_listed_inline","tasks":[{"name":"x","taskReferenceName":"x"}]}}},
+			{"name":"st","taskReferenceName":"st","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"by_listed_start"}}}]}},
+		{"name":"j2","taskReferenceName":"j2","type":"JOIN"},
+		{"name":"f3","taskReferenceName":"f3","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskWorkflow":"${workflow.input.w}","forkTaskInputs":[1]}},
+		{"name":"j3","taskReferenceName":"j3","type":"JOIN"}]}`
+	if err := n.md.RegisterWorkflowDef(ctx(t), wf(t, forking), false, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"by_oss_form", "by_listed_sub", "by_listed_inline", "by_listed_start"} {
+		if got, want := starters(t, n.md, name), []string{"v@1:bob/bob"}; !slices.Equal(got, want) {
+			t.Errorf("Starters(%s) = %v, want %v", name, got, want)
+		}
+	}
+	for _, name := range []string{"${workflow.input.w}", "inline"} {
+		if got := starters(t, n.md, name); len(got) != 0 {
+			t.Errorf("Starters(%s) = %v, want none", name, got)
+		}
 	}
 }
 
