@@ -115,8 +115,8 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 		send(t, admin, "POST", "/api/metadata/workflow", def("pay_"+failure, failure))
 	}
 	// Children started by a name the parent fixes, nested in a fork, a
-	// switch and an inline definition, forked by a dynamic fork; and one
-	// named by an expression.
+	// switch and an inline definition, forked by a dynamic fork, run by a
+	// DYNAMIC task; and one named by an expression.
 	send(t, admin, "POST", "/api/metadata/workflow", `{"name":"parent","tasks":[
 	 {"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[[
 	  {"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_sub"}}]]},
@@ -130,7 +130,9 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 	 {"name":"jd","taskReferenceName":"jd","type":"JOIN"},
 	 {"name":"fl","taskReferenceName":"fl","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"ts","dynamicForkTasksInputParamName":"ins",
 	  "inputParameters":{"ins":{},"ts":[{"name":"l","taskReferenceName":"l","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"child_listed"}}]}},
-	 {"name":"jl","taskReferenceName":"jl","type":"JOIN"}]}`)
+	 {"name":"jl","taskReferenceName":"jl","type":"JOIN"},
+	 {"name":"dy","taskReferenceName":"dy","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"SUB_WORKFLOW"},
+	  "subWorkflowParam":{"name":"child_dynamic"}}]}`)
 	const why = "starts a workflow by that name"
 	// alice's own pair, its failure workflow deleted since.
 	send(t, alice, "POST", "/api/metadata/workflow", def("own_cleanup", ""))
@@ -148,6 +150,7 @@ func TestStartedNameTakeoverRefused(t *testing.T) {
 		{name: "another's inline definition's failure workflow", workflow: "child_inline_failure", by: bob, status: http.StatusForbidden},
 		{name: "another's dynamic fork's children", workflow: "child_forked", by: bob, status: http.StatusForbidden},
 		{name: "another's dynamic fork's listed child", workflow: "child_listed", by: bob, status: http.StatusForbidden},
+		{name: "another's DYNAMIC child", workflow: "child_dynamic", by: bob, status: http.StatusForbidden},
 		{name: "a name no definition fixes", workflow: "child_free", by: bob, status: http.StatusNoContent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

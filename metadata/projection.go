@@ -66,9 +66,10 @@ func (p Projection) Apply(b *projections.Batch, rec eventlog.Record) error {
 
 // Layout implements projections.Layouter: 2 indexes the workflows a
 // definition starts by name (Starters); 3 indexes what a dynamic fork
-// starts and the tasks it forks by forkTaskName beside a
-// dynamicForkTasksParam its input does not hold. A read model in an
-// earlier layout, which lacks them, is rebuilt from the log.
+// and a DYNAMIC task start and the tasks a dynamic fork forks by
+// forkTaskName beside a dynamicForkTasksParam its input does not hold. A
+// read model in an earlier layout, which lacks them, is rebuilt from the
+// log.
 func (Projection) Layout() int { return 3 }
 
 // storedDef is the read model's value for one definition.

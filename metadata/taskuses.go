@@ -229,20 +229,21 @@ func forkedList(t *conductor.WorkflowTask) []*conductor.WorkflowTask {
 // by a name it fixes: its failureWorkflow, and those of its SUB_WORKFLOW
 // and START_WORKFLOW tasks that name a registered definition rather than
 // carry their own (inline definitions' tasks and failureWorkflow
-// included, and the tasks a dynamic fork lists), and the forkTaskWorkflow
-// of a dynamic fork. A name given by an expression is known at run time
-// only, and is not among them.
+// included, and the tasks a dynamic fork lists), those of a DYNAMIC
+// task's subWorkflowParam and startWorkflow (it runs as the type its input
+// names, either of those among them, with its own), and the
+// forkTaskWorkflow of a dynamic fork. A name given by an expression is
+// known at run time only, and is not among them.
 func StartedNames(def *conductor.WorkflowDef) []string {
 	names := map[string]bool{}
 	if def.FailureWorkflow != "" {
 		names[def.FailureWorkflow] = true
 	}
 	walkTasks(def.Tasks, 0, func(t *conductor.WorkflowTask, _ int) {
-		switch t.TaskType() {
-		case conductor.TaskTypeSubWorkflow:
-			p := t.SubWorkflowParam
+		typ := t.TaskType()
+		dynamic := typ == conductor.TaskTypeDynamic
+		if p := t.SubWorkflowParam; p != nil && (typ == conductor.TaskTypeSubWorkflow || dynamic) {
 			switch {
-			case p == nil:
 			case len(p.WorkflowDefinition) == 0:
 				if name, ok := constant(p.Name); ok && name != "" {
 					names[name] = true
@@ -255,13 +256,13 @@ func StartedNames(def *conductor.WorkflowDef) []string {
 					names[sub.FailureWorkflow] = true
 				}
 			}
-		case conductor.TaskTypeStartWorkflow:
-			if sw, ok := t.InputParameters["startWorkflow"].(map[string]any); ok {
-				if name, ok := constant(sw["name"]); ok && name != "" {
-					names[name] = true
-				}
+		}
+		if sw, ok := t.InputParameters["startWorkflow"].(map[string]any); ok && (typ == conductor.TaskTypeStartWorkflow || dynamic) {
+			if name, ok := constant(sw["name"]); ok && name != "" {
+				names[name] = true
 			}
-		case conductor.TaskTypeForkJoinDynamic:
+		}
+		if typ == conductor.TaskTypeForkJoinDynamic {
 			// Each element of forkTaskInputs starts the workflow
 			// forkTaskWorkflow names, with that element as its input.
 			if _, ok := t.InputParameters["forkTaskInputs"]; ok {

@@ -175,6 +175,33 @@ func TestStartersFindWhatADynamicForkStarts(t *testing.T) {
 	}
 }
 
+// A DYNAMIC task runs as the type its input names, a SUB_WORKFLOW or a
+// START_WORKFLOW among them, with its own subWorkflowParam and input: the
+// workflows those name are started by name, whatever the name turns out
+// to be at run time.
+func TestStartersFindWhatADynamicTaskStarts(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	const dynamic = `{"name":"v","tasks":[
+		{"name":"d1","taskReferenceName":"d1","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"SUB_WORKFLOW"},
+		 "subWorkflowParam":{"name":"by_dynamic_sub"}},
+		{"name":"d2","taskReferenceName":"d2","type":"DYNAMIC","dynamicTaskNameParam":"tn",
+		 "inputParameters":{"tn":"${workflow.input.t}","startWorkflow":{"name":"by_dynamic_start"}}},
+		{"name":"d3","taskReferenceName":"d3","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"SUB_WORKFLOW"},
+		 "subWorkflowParam":{"name":"${workflow.input.w}"}}]}`
+	if err := n.md.RegisterWorkflowDef(ctx(t), wf(t, dynamic), false, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"by_dynamic_sub", "by_dynamic_start"} {
+		if got, want := starters(t, n.md, name), []string{"v@1:bob/bob"}; !slices.Equal(got, want) {
+			t.Errorf("Starters(%s) = %v, want %v", name, got, want)
+		}
+	}
+	if got := starters(t, n.md, "${workflow.input.w}"); len(got) != 0 {
+		t.Errorf("Starters of an expression = %v, want none", got)
+	}
+}
+
 func waitAll(tb testing.TB, l *eventlog.Log, r *projections.Runner) {
 	tb.Helper()
 	c := testutil.Context(tb, 30*time.Second)
