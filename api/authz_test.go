@@ -322,6 +322,10 @@ func TestAuthorizationFiltersLists(t *testing.T) {
 	if res.TotalHits != 2 || !slices.Equal(ids, want) {
 		t.Fatalf("runner's search = %d %v, want %v", res.TotalHits, ids, want)
 	}
+	// A paging parameter's refusal quotes a bounded part of it.
+	if got := runner.must(400, "GET", "/api/workflow/search?size="+strings.Repeat("9", 100_000), ""); len(got) > 1000 || !strings.Contains(got, "size=") {
+		t.Fatalf("a long size was refused in %d bytes: %.300s", len(got), got)
+	}
 	if got := w.principals["none"].must(200, "GET", "/api/workflow/search", ""); !strings.Contains(got, `"totalHits":0`) {
 		t.Fatalf("a caller without access searched %s", got)
 	}

@@ -530,6 +530,9 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 	}
 	n, err := atoi(v)
 	if err != nil || n < lo || n > hi {
+		if len(v) > 32 {
+			v = v[:32] + "…" // the request's: it may be a page of text
+		}
 		return 0, fault.Invalid("query parameter %s=%q: want an integer from %d to %d", name, v, lo, hi)
 	}
 	return n, nil
