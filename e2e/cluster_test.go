@@ -50,7 +50,7 @@ func startCluster(t *testing.T, compactA, compactB time.Duration) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logFile.Close() })
-	httpPort := freePort(t)
+	httpPort := testutil.FreePort(t)
 	baseB := "http://127.0.0.1:" + strconv.Itoa(httpPort)
 	p := &serverProc{t: t, log: logFile, args: []string{bin, "server", "--data", filepath.Join(dir, "data"),
 		"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--nats", a.Log().ClientURL(), "--nats-creds", nodetest.CredsFile(t, c),

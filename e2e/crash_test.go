@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,16 +34,6 @@ func buildFlowvault(t testing.TB) string {
 	return bin
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // serverSetup is what a serverProc runs on: the binary, a data dir, free
 // ports and a log file.
 type serverSetup struct {
@@ -55,7 +44,7 @@ type serverSetup struct {
 
 func newServerSetup(t testing.TB) *serverSetup {
 	t.Helper()
-	s := &serverSetup{bin: buildFlowvault(t), httpPort: freePort(t), natsPort: freePort(t)}
+	s := &serverSetup{bin: buildFlowvault(t), httpPort: testutil.FreePort(t), natsPort: testutil.FreePort(t)}
 	dir := t.TempDir()
 	s.data = filepath.Join(dir, "data")
 	s.base = "http://127.0.0.1:" + strconv.Itoa(s.httpPort)

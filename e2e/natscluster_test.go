@@ -89,7 +89,7 @@ func startNATSClusterProc(t testing.TB, proc int) *natsCluster {
 	const n = 3
 	ports := make([]int, n)
 	for i := range ports {
-		ports[i] = freePort(t)
+		ports[i] = testutil.FreePort(t)
 	}
 	c := &natsCluster{t: t, proc: proc}
 	for i := range n {
@@ -181,7 +181,7 @@ func (c *natsCluster) run(i int) *server.Server {
 // connections.
 func (c *natsCluster) startProc(conf, text string) {
 	c.t.Helper()
-	port := freePort(c.t)
+	port := testutil.FreePort(c.t)
 	text = strings.Replace(text, "listen: 127.0.0.1:-1", fmt.Sprintf("listen: 127.0.0.1:%d", port), 1)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		c.t.Fatal(err)

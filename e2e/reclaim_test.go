@@ -80,7 +80,7 @@ func TestLiveEngineTakesBackTheSystemTaskOfAKilledOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logFile.Close() })
-	httpPort := freePort(t)
+	httpPort := testutil.FreePort(t)
 	baseA := "http://127.0.0.1:" + strconv.Itoa(httpPort)
 	dataA := filepath.Join(dir, "data")
 	a := &serverProc{t: t, log: logFile, args: []string{bin, "server", "--data", dataA,

@@ -34,8 +34,8 @@ type restartable struct {
 func startRestartable(t *testing.T) *restartable {
 	t.Helper()
 	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
-	cfg.NATSListen = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	cfg.HTTPAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cfg.NATSListen = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
+	cfg.HTTPAddr = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	r := &restartable{t: t, cfg: cfg}
 	r.boot()
 	return r

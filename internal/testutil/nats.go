@@ -19,13 +19,13 @@ import (
 )
 
 // StartNATS runs a standalone JetStream server storing under dir, on
-// port (any free one when 0), until the test ends or it is shut down:
-// the external server of --nats, which a test can restart. set changes
-// its options.
+// port (a FreePort when 0, which RestartNATS can listen on again), until
+// the test ends or it is shut down: the external server of --nats, which
+// a test can restart. set changes its options.
 func StartNATS(tb testing.TB, dir string, port int, set ...func(*server.Options)) *server.Server {
 	tb.Helper()
 	if port == 0 {
-		port = -1
+		port = FreePort(tb)
 	}
 	opts := &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
 		MaxPayload: 16 << 20, NoSigs: true, NoLog: true}
