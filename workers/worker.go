@@ -421,14 +421,20 @@ func (w *Worker) report(ctx, work context.Context, in *slotInbox, res conductor.
 		if err == nil && reply.Error == nil {
 			return next
 		}
-		if errors.Is(err, nats.ErrMaxPayload) {
+		if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, errNotJSON) {
 			// The connection refuses to send a body over the server's
-			// max_payload, and would refuse it every time: the task would
-			// wait for its response timeout, then run again to the same
-			// end. It fails for good, as the engine fails a result too
-			// large for its log, without its output.
-			reason := fmt.Sprintf("the worker could not send the result: %v (the NATS server takes at most %d bytes)", err, w.nc.MaxPayload())
-			w.cfg.Logger.Error("result too large to send; reporting the task failed", logkey.TaskID, res.TaskID, logkey.Reason, reason)
+			// max_payload, and JSON has no NaN, channel or cycle: either
+			// would fail every time, and the task would wait for its
+			// response timeout, then run again to the same end. It fails
+			// for good, as the engine fails a result too large for its
+			// log, without its output. The log line leaves out why: a
+			// MarshalJSON method's error is the handler's text, which only
+			// the engine, which redacts, may keep.
+			reason := fmt.Sprintf("the worker could not send the result: %v", err)
+			if errors.Is(err, nats.ErrMaxPayload) {
+				reason += fmt.Sprintf(" (the NATS server takes at most %d bytes)", w.nc.MaxPayload())
+			}
+			w.cfg.Logger.Error("result cannot be sent; reporting the task failed, its reason saying why", logkey.TaskID, res.TaskID)
 			res = conductor.TaskResult{TaskID: res.TaskID, WorkflowInstanceID: res.WorkflowInstanceID, WorkerID: res.WorkerID,
 				Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: reason}
 			continue
@@ -468,7 +474,7 @@ func (w *Worker) send(ctx, work context.Context, in *slotInbox, req ResultReques
 	}
 	id := nuid.Next()
 	req.Next = &PollRequest{Domain: w.cfg.Domain, WaitMs: w.cfg.PollWait.Milliseconds(), PollID: id}
-	body, err := json.Marshal(req)
+	body, err := encode(req)
 	if err != nil {
 		return reply, nil, err
 	}
@@ -492,7 +498,7 @@ func (w *Worker) send(ctx, work context.Context, in *slotInbox, req ResultReques
 }
 
 func (w *Worker) request(ctx context.Context, subject string, req, reply any) error {
-	body, err := json.Marshal(req)
+	body, err := encode(req)
 	if err != nil {
 		return err
 	}
@@ -503,6 +509,18 @@ func (w *Worker) request(ctx context.Context, subject string, req, reply any) er
 		return err
 	}
 	return decodeAnswer(m.Data, reply)
+}
+
+// errNotJSON marks a request that cannot be written as JSON: a handler's
+// output holding a NaN, an infinity, a channel or a cycle.
+var errNotJSON = errors.New("cannot write it as JSON")
+
+func encode(req any) ([]byte, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errNotJSON, err)
+	}
+	return body, nil
 }
 
 // decodeAnswer decodes an engine's answer with encoding/json/v2's decoder

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -260,18 +261,20 @@ func okResults(t *testing.T, nc *nats.Conn, taskType string) {
 // followed by a FAILED one, to be retried. One over the NATS server's
 // max_payload cannot be sent at all, and never will be: it is followed by
 // a FAILED_WITH_TERMINAL_ERROR one instead of being sent again until the
-// worker gives up.
+// worker gives up; so is one that cannot be written as JSON (a NaN).
 func TestUnkeptResultFailsTheTask(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name      string
 		refuse    bool // the engine refuses the first result as invalid
 		oversized bool // the handler's output is over the max payload
+		notJSON   bool // the handler's output holds a value JSON has not
 		want      []string
 		reason    string
 	}{
-		{"refused as invalid", true, false, []string{conductor.TaskCompleted, conductor.TaskFailed}, "record too large"},
-		{"over max_payload", false, true, []string{conductor.TaskFailedWithTerminalError}, "maximum payload exceeded"},
+		{"refused as invalid", true, false, false, []string{conductor.TaskCompleted, conductor.TaskFailed}, "record too large"},
+		{"over max_payload", false, true, false, []string{conductor.TaskFailedWithTerminalError}, "maximum payload exceeded"},
+		{"not JSON", false, false, true, []string{conductor.TaskFailedWithTerminalError}, "unsupported value: NaN"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -299,6 +302,9 @@ func TestUnkeptResultFailsTheTask(t *testing.T) {
 			output := map[string]any{"done": true}
 			if tt.oversized {
 				output["big"] = strings.Repeat("a", int(nc.MaxPayload()))
+			}
+			if tt.notJSON {
+				output["ratio"] = math.NaN()
 			}
 			runWorker(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second},
 				func(context.Context, *conductor.Task) (workers.Output, error) {
