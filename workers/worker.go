@@ -512,10 +512,19 @@ func (w *Worker) request(ctx context.Context, subject string, req, reply any) er
 }
 
 // errNotJSON marks a request that cannot be written as JSON: a handler's
-// output holding a NaN, an infinity, a channel or a cycle.
+// output holding a NaN, an infinity, a channel or a cycle, or a value
+// whose MarshalJSON method panics.
 var errNotJSON = errors.New("cannot write it as JSON")
 
-func encode(req any) ([]byte, error) {
+func encode(req any) (_ []byte, err error) {
+	// encoding/json panics again with a MarshalJSON method's panic: the
+	// handler's code, run outside run's recovery, which would end the
+	// process and every slot's task with it.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: panic: %v", errNotJSON, p)
+		}
+	}()
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNotJSON, err)

@@ -261,20 +261,22 @@ func okResults(t *testing.T, nc *nats.Conn, taskType string) {
 // followed by a FAILED one, to be retried. One over the NATS server's
 // max_payload cannot be sent at all, and never will be: it is followed by
 // a FAILED_WITH_TERMINAL_ERROR one instead of being sent again until the
-// worker gives up; so is one that cannot be written as JSON (a NaN).
+// worker gives up; so is one that cannot be written as JSON (a NaN, or a
+// value whose MarshalJSON panics, which must not end the process).
 func TestUnkeptResultFailsTheTask(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name      string
 		refuse    bool // the engine refuses the first result as invalid
 		oversized bool // the handler's output is over the max payload
-		notJSON   bool // the handler's output holds a value JSON has not
+		odd       any  // a value of the handler's output that JSON cannot write
 		want      []string
 		reason    string
 	}{
-		{"refused as invalid", true, false, false, []string{conductor.TaskCompleted, conductor.TaskFailed}, "record too large"},
-		{"over max_payload", false, true, false, []string{conductor.TaskFailedWithTerminalError}, "maximum payload exceeded"},
-		{"not JSON", false, false, true, []string{conductor.TaskFailedWithTerminalError}, "unsupported value: NaN"},
+		{"refused as invalid", true, false, nil, []string{conductor.TaskCompleted, conductor.TaskFailed}, "record too large"},
+		{"over max_payload", false, true, nil, []string{conductor.TaskFailedWithTerminalError}, "maximum payload exceeded"},
+		{"not JSON", false, false, math.NaN(), []string{conductor.TaskFailedWithTerminalError}, "unsupported value: NaN"},
+		{"MarshalJSON panics", false, false, panicky{}, []string{conductor.TaskFailedWithTerminalError}, "panic: boom"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -303,8 +305,8 @@ func TestUnkeptResultFailsTheTask(t *testing.T) {
 			if tt.oversized {
 				output["big"] = strings.Repeat("a", int(nc.MaxPayload()))
 			}
-			if tt.notJSON {
-				output["ratio"] = math.NaN()
+			if tt.odd != nil {
+				output["odd"] = tt.odd
 			}
 			runWorker(t, ctx, nc, workers.WorkerConfig{TaskType: taskType, PollWait: time.Second},
 				func(context.Context, *conductor.Task) (workers.Output, error) {
@@ -331,6 +333,11 @@ func TestUnkeptResultFailsTheTask(t *testing.T) {
 		})
 	}
 }
+
+// panicky is a value whose MarshalJSON panics.
+type panicky struct{}
+
+func (panicky) MarshalJSON() ([]byte, error) { panic("boom") }
 
 // A worker's result waits for its next task, and the task the engine
 // offers with the result's answer is accepted and run without another
