@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -27,14 +26,13 @@ const maxValueBody = 6*secrets.MaxValueLen + 2
 // object, say) is a JSON value and is stored as sent. The caller wipes the
 // result. Errors name the limit and never quote the body.
 func readValueBody(w http.ResponseWriter, r *http.Request, kind string) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxValueBody))
+	// Read so that the body wiped is the one copy of the value read.
+	body, err := secrets.ReadValue(http.MaxBytesReader(w, r.Body, maxValueBody))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		wipeBytes(body)
 		return nil, fmt.Errorf("%s value is over the limit of %d bytes: %w", kind, secrets.MaxValueLen, fault.ErrTooLarge)
 	case err != nil:
-		wipeBytes(body)
 		return nil, fault.Invalid("read %s value: %v", kind, err)
 	}
 	if !isJSON(r.Header.Get("Content-Type")) {

@@ -2,8 +2,12 @@ package api
 
 import (
 	"encoding/json"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/flowvault/flowvault/internal/testutil"
 )
 
 // unquoteJSON accepts exactly the JSON string literals encoding/json
@@ -50,4 +54,33 @@ func FuzzUnquoteJSON(f *testing.F) {
 		}
 		checkUnquote(t, s)
 	})
+}
+
+// The value of a PUT is read so that, once the handler wipes it, no copy
+// of the body is left: a value as sent, one decoded from a JSON string
+// (whose body is wiped) and one over the limit, refused.
+func TestReadValueBodyLeavesNoCopy(t *testing.T) {
+	value := strings.Repeat("s", 5000)
+	for _, tc := range []struct {
+		name, contentType, body string
+		want                    string // "": refused
+	}{
+		{"text", "text/plain", value, value},
+		{"JSON string", "application/json", `"` + value + `"`, value},
+		{"over the limit", "text/plain", strings.Repeat("s", maxValueBody+1), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := testutil.NewTracedReader(strings.NewReader(tc.body))
+			r := httptest.NewRequest("PUT", "/api/secrets/db", body)
+			r.Header.Set("Content-Type", tc.contentType)
+			v, err := readValueBody(httptest.NewRecorder(), r, "secret")
+			if string(v) != tc.want || (err == nil) != (tc.want != "") {
+				t.Fatalf("%d bytes, %v; want %d", len(v), err, len(tc.want))
+			}
+			wipeBytes(v)
+			if left := body.Left(); left != 0 {
+				t.Fatalf("%d bytes of the body are left unwiped once the value is", left)
+			}
+		})
+	}
 }

@@ -1,7 +1,9 @@
 package secrets
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 )
 
@@ -52,6 +54,35 @@ var (
 	_ fmt.Formatter  = Value(nil)
 	_ slog.LogValuer = Value(nil)
 )
+
+// ReadValue reads r to its end, as io.ReadAll does, for a value to be
+// wiped once used: io.ReadAll reads into chunks it then copies into the
+// slice it returns, so a wiped result left a whole copy of the value in
+// the heap, unwiped, until the memory was reused. ReadValue wipes every
+// buffer it outgrows, and the one it read into when it fails (it returns
+// nil then), whole: a reader that refuses what is over a limit
+// (http.MaxBytesReader) has written a byte more than it counts. The slice
+// it returns is the one copy.
+func ReadValue(r io.Reader) (Value, error) {
+	b := make([]byte, 0, 512)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			wipe(b[:cap(b)])
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			grown := make([]byte, len(b), 2*cap(b))
+			copy(grown, b)
+			wipe(b)
+			b = grown
+		}
+	}
+}
 
 // wipe zeroes key material.
 func wipe(b []byte) { clear(b) }

@@ -23,6 +23,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/node"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 const clientUsage = `  --server URL     the flowvault server, http://host:port or https://… (default ` + defaultServer + `,
@@ -453,9 +454,9 @@ func (c *apiClient) roundTrip(ctx context.Context, method, path, contentType str
 		return nil, fmt.Errorf("server %s: %w", c.display, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	// An answer may be a secret's value, which its reader wipes.
+	b, err := secrets.ReadValue(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		clear(b)
 		return nil, fmt.Errorf("server %s: read the answer to %s %s: %w", c.display, method, path, err)
 	}
 	return &answer{method: method, path: path, status: resp.StatusCode, header: resp.Header, body: b}, nil

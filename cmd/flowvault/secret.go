@@ -213,9 +213,8 @@ func readValueFile(path string) ([]byte, error) {
 // messages): every byte up to the value limit, less a trailing newline.
 func readPiped(r io.Reader, what string) ([]byte, error) {
 	// Room for the limit and a line ending, which does not count.
-	b, err := io.ReadAll(io.LimitReader(r, secrets.MaxValueLen+int64(len("\r\n"))+1))
+	b, err := secrets.ReadValue(io.LimitReader(r, secrets.MaxValueLen+int64(len("\r\n"))+1))
 	if err != nil {
-		clear(b)
 		// The error of a file names it already ("read F: is a directory").
 		if pe := (*fs.PathError)(nil); !errors.As(err, &pe) {
 			err = fmt.Errorf("read %s: %w", what, err)

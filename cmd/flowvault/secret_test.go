@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/internal/leaktest"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/secrets"
 )
 
@@ -479,6 +482,57 @@ func TestReadValueTrimsOneNewline(t *testing.T) {
 		}
 	}
 }
+
+// A value read from a pipe, and one an answer carries (secret get
+// --show-value), are read so that, once the command wipes the value, no
+// copy of it is left. Not parallel: it replaces stdin.
+func TestValueReadLeavesNoCopy(t *testing.T) {
+	saved := stdin
+	t.Cleanup(func() { stdin = saved })
+	value := strings.Repeat("s", 5000)
+
+	piped := testutil.NewTracedReader(strings.NewReader(value))
+	stdin = piped
+	v, err := readValue(context.Background(), "db", "", io.Discard)
+	if string(v) != value || err != nil {
+		t.Fatalf("piped: %d bytes, %v", len(v), err)
+	}
+	clear(v)
+	if left := piped.Left(); left != 0 {
+		t.Errorf("piped: %d bytes of the value are left unwiped once it is", left)
+	}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, value) }))
+	t.Cleanup(srv.Close)
+	c, err := newAPIClient(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer *testutil.TracedReader
+	c.http.Transport = roundTripper(func(r *http.Request) (*http.Response, error) {
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err == nil {
+			answer = testutil.NewTracedReader(resp.Body)
+			resp.Body = struct {
+				io.Reader
+				io.Closer
+			}{answer, resp.Body}
+		}
+		return resp, err
+	})
+	a, err := c.roundTrip(context.Background(), "GET", "/api/secrets/db", "", nil)
+	if err != nil || string(a.body) != value {
+		t.Fatalf("answered: %v", err)
+	}
+	clear(a.body)
+	if left := answer.Left(); left != 0 {
+		t.Errorf("answered: %d bytes of the value are left unwiped once it is", left)
+	}
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // Reading --file of a directory says so once.
 func TestPutFileDirectory(t *testing.T) {
