@@ -710,10 +710,16 @@ func (e *secretsEngine) catchUp(t *testing.T, l *eventlog.Log, seq uint64) {
 // Authorizer reading e's read model. The user holds role USER and no
 // grant: it may delete what it created, and nothing the admin did.
 func (e *secretsEngine) serve(t *testing.T) string {
+	return e.serveWith(t, secretSource{e.s, e.env})
+}
+
+// serveWith is serve with an Authorizer that reads the creators and tags
+// of secrets and environment values from src.
+func (e *secretsEngine) serveWith(t *testing.T, src any) string {
 	t.Helper()
 	authz := auth.NewAuthorizer(&interleavedGrants{}) // no grants, nothing armed
-	authz.Register(auth.TargetSecret, secretSource{e.s, e.env})
-	authz.Register(auth.TargetEnvVariable, secretSource{e.s, e.env})
+	authz.Register(auth.TargetSecret, src)
+	authz.Register(auth.TargetEnvVariable, src)
 	srv := httptest.NewServer(api.New(api.Deps{
 		Logger:      testutil.Logger(t),
 		Secrets:     e.s,

@@ -24,7 +24,7 @@ type Environment interface {
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) (string, error)
 	Names(ctx context.Context) ([]string, error)
 	VarAt(ctx context.Context, name string, rev secrets.Revision) (secrets.EnvVar, error)
-	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
+	TagsAt(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 }
@@ -38,7 +38,7 @@ func (s *Server) environmentRoutes() {
 	s.route("PUT /api/environment/{key}", auth.Authenticated, s.putEnv)
 	s.route("GET /api/environment/{key}", auth.Authenticated, s.getEnv)
 	s.route("DELETE /api/environment/{key}", auth.Authenticated, s.deleteEnv)
-	s.route("GET /api/environment/{key}/tags", auth.Authenticated, s.getKeyTags(s.checkEnvRequest, s.deps.Environment.Tags))
+	s.route("GET /api/environment/{key}/tags", auth.Authenticated, s.getKeyTags(s.checkEnvRequest, s.deps.Environment.Revision, s.deps.Environment.TagsAt))
 	s.route("PUT /api/environment/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkEnvRequest, s.deps.Environment.Revision, s.deps.Environment.PutTags))
 	s.route("DELETE /api/environment/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkEnvRequest, s.deps.Environment.Revision, s.deps.Environment.DeleteTags))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
 
@@ -95,6 +96,66 @@ func TestSecretReadServesTheCheckedSecret(t *testing.T) {
 			}
 			if got = user.do("GET", k.path, ""); got.status != http.StatusForbidden || strings.Contains(got.body, "admins-value") {
 				t.Fatalf("GET checked on the admin's %s: %d %s, want 403", k.name, got.status, got.body)
+			}
+		})
+	}
+}
+
+// What GET /api/secrets/{key}/metadata and the tags routes answer is of
+// the secret or environment value the caller's access was checked on, as
+// a value read is. The user may read its own "db" as its creator; once
+// the check has read that, the admin deletes it and creates the name
+// again, tagged: the answer is 409, retryable, not the admin's creator,
+// tags or fingerprints. Asked again, the user is checked on the admin's,
+// and refused.
+func TestSecretDescriptionServesTheCheckedSecret(t *testing.T) {
+	t.Parallel()
+	adminsTag := []conductor.Tag{{Key: "owner", Value: "admins-tag"}}
+	for _, tc := range []struct {
+		name, path string
+		kind       valueKind
+		tag        func(ctx context.Context, e *secretsEngine) error
+	}{
+		{"secret metadata", "/api/secrets/db/metadata", valueKinds[0], func(ctx context.Context, e *secretsEngine) error {
+			return e.s.PutTags(ctx, "db", adminsTag, pinAdmin)
+		}},
+		{"secret tags", "/api/secrets/db/tags", valueKinds[0], func(ctx context.Context, e *secretsEngine) error {
+			return e.s.PutTags(ctx, "db", adminsTag, pinAdmin)
+		}},
+		{"environment value tags", "/api/environment/db/tags", valueKinds[1], func(ctx context.Context, e *secretsEngine) error {
+			return e.env.PutTags(ctx, "db", adminsTag, pinAdmin)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testutil.Context(t, time.Minute)
+			e, _ := newSecretsEngine(t, testutil.OpenLog(t, ""), secrets.GenerateMasterKey(), true)
+			if err := tc.kind.put(ctx, e, "users-value-1", pinUser); err != nil {
+				t.Fatal(err)
+			}
+			src := &changedDuringCheck{secretSource: secretSource{e.s, e.env}, afterRead: true, change: func() {
+				if err := tc.kind.del(ctx, e); err != nil {
+					t.Error(err)
+				}
+				if err := tc.kind.put(ctx, e, "admins-value-77", pinAdmin); err != nil {
+					t.Error(err)
+				}
+				if err := tc.tag(ctx, e); err != nil {
+					t.Error(err)
+				}
+			}}
+			user := client{t, e.serveWith(t, src), "user-token"}
+
+			got := user.do("GET", tc.path, "")
+			var body struct {
+				Retryable bool `json:"retryable"`
+			}
+			_ = json.Unmarshal([]byte(got.body), &body)
+			if strings.Contains(got.body, pinAdmin) || strings.Contains(got.body, "admins-tag") || got.status != http.StatusConflict || !body.Retryable {
+				t.Fatalf("GET checked on the user's %s, of the admin's: %d %s, want 409 retryable", tc.kind.name, got.status, got.body)
+			}
+			if got = user.do("GET", tc.path, ""); got.status != http.StatusForbidden || strings.Contains(got.body, "admins-tag") {
+				t.Fatalf("GET checked on the admin's %s: %d %s, want 403", tc.kind.name, got.status, got.body)
 			}
 		})
 	}

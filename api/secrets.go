@@ -23,11 +23,10 @@ type Secrets interface {
 	Revision(ctx context.Context, name string) (secrets.Revision, error)
 	Read(ctx context.Context, name string, rev secrets.Revision) (secrets.Value, secrets.Served, error)
 	Exists(ctx context.Context, name string) (bool, error)
-	Metadata(ctx context.Context, name string) (*secrets.Meta, error)
+	MetadataAt(ctx context.Context, name string, rev secrets.Revision) (*secrets.Meta, error)
 	Names(ctx context.Context) ([]string, error)
 	TagsAt(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error)
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) error
-	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 	ClearCache()
@@ -50,7 +49,7 @@ func (s *Server) secretRoutes() {
 	s.route("DELETE /api/secrets/{key}", auth.Authenticated, s.deleteSecret)
 	s.route("GET /api/secrets/{key}/exists", auth.Authenticated, s.secretExists)
 	s.route("GET /api/secrets/{key}/metadata", auth.Authenticated, s.secretMetadata)
-	s.route("GET /api/secrets/{key}/tags", auth.Authenticated, s.getKeyTags(s.checkSecretRequest, s.deps.Secrets.Tags))
+	s.route("GET /api/secrets/{key}/tags", auth.Authenticated, s.getKeyTags(s.checkSecretRequest, s.deps.Secrets.Revision, s.deps.Secrets.TagsAt))
 	s.route("PUT /api/secrets/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkSecretRequest, s.deps.Secrets.Revision, s.deps.Secrets.PutTags))
 	s.route("DELETE /api/secrets/{key}/tags", auth.Authenticated, s.changeKeyTags(s.checkSecretRequest, s.deps.Secrets.Revision, s.deps.Secrets.DeleteTags))
 }
@@ -194,14 +193,23 @@ func (s *Server) secretExists(w http.ResponseWriter, r *http.Request) {
 }
 
 // secretMetadata answers with everything about a secret but its value
-// (a flowvault extension, used by `flowvault secret get`).
+// (a flowvault extension, used by `flowvault secret get`), of the
+// revision the caller's access was checked on, as getSecret serves the
+// value: the metadata of a secret created again or retagged by someone
+// else between the check and the read (its creator, its tags, its
+// values' fingerprints) is refused as stale.
 func (s *Server) secretMetadata(w http.ResponseWriter, r *http.Request) {
+	rev, err := s.deps.Secrets.Revision(r.Context(), r.PathValue("key"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	name, err := s.checkSecretRequest(r, auth.Read)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	m, err := s.deps.Secrets.Metadata(r.Context(), name)
+	m, err := s.deps.Secrets.MetadataAt(r.Context(), name, rev)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -360,15 +368,23 @@ type revisionFunc func(ctx context.Context, name string) (secrets.Revision, erro
 type requestCheck func(r *http.Request, access auth.Access) (string, error)
 
 // getKeyTags answers with the tags of the secret or environment value
-// check admits for READ.
-func (s *Server) getKeyTags(check requestCheck, tagsOf func(ctx context.Context, name string) ([]conductor.Tag, error)) http.HandlerFunc {
+// check admits for READ, of the revision it was checked on (as
+// changeKeyTags writes them): tags a value re-created or retagged by
+// someone else meanwhile carries are refused as stale.
+func (s *Server) getKeyTags(check requestCheck, revision revisionFunc,
+	tagsAt func(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		rev, err := revision(r.Context(), r.PathValue("key"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		name, err := check(r, auth.Read)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		tags, err := tagsOf(r.Context(), name)
+		tags, err := tagsAt(r.Context(), name, rev)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

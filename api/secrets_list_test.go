@@ -50,19 +50,14 @@ func (s *tagsReadStore) List(ctx context.Context) ([]secrets.Meta, error) {
 	return all, err
 }
 
-func (s *tagsReadStore) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
-	s.saw(name)
-	return s.Store.Tags(ctx, name)
-}
-
 func (s *tagsReadStore) TagsAt(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error) {
 	s.saw(name)
 	return s.Store.TagsAt(ctx, name, rev)
 }
 
-func (s *tagsReadStore) Metadata(ctx context.Context, name string) (*secrets.Meta, error) {
+func (s *tagsReadStore) MetadataAt(ctx context.Context, name string, rev secrets.Revision) (*secrets.Meta, error) {
 	s.saw(name)
-	return s.Store.Metadata(ctx, name)
+	return s.Store.MetadataAt(ctx, name, rev)
 }
 
 // The secrets lists check the caller's access on each secret before they

@@ -139,6 +139,14 @@ func (e *Env) VarAt(_ context.Context, name string, rev Revision) (EnvVar, error
 	return EnvVar{Name: name, Value: v.Value, Tags: toConductorTags(v.Tags)}, nil
 }
 
+// TagsAt is the tags of environment value name, as GET
+// /api/environment/{key}/tags answers them, for a caller whose access was
+// checked on rev (see VarAt).
+func (e *Env) TagsAt(ctx context.Context, name string, rev Revision) ([]conductor.Tag, error) {
+	v, err := e.VarAt(ctx, name, rev)
+	return v.Tags, err
+}
+
 // Lookup reads the read model and, when that does not know the name, the
 // log (another process may have set it a moment ago). It serves whatever
 // is current, checked against nothing: a value served to a principal goes

@@ -517,30 +517,63 @@ func scanNames(r kvReader, prefix string) ([]string, error) {
 	return names, nil
 }
 
-// TagsAt is the tags of secret name, as GET /api/secrets-v2 lists them,
-// for a caller whose access was checked on rev: read from the read model
-// only while the secret's state is still rev's, and fault.ErrStale
-// otherwise (see Env.VarAt). A secret the read model does not hold is
-// fault.ErrNotFound.
+// TagsAt is the tags of secret name, as GET /api/secrets-v2 lists them
+// and GET /api/secrets/{key}/tags answers them, for a caller whose access
+// was checked on rev (see secretAt).
 func (s *Store) TagsAt(_ context.Context, name string, rev Revision) ([]conductor.Tag, error) {
-	if err := CheckSecretName(name); err != nil {
-		return nil, err
-	}
-	st, found, err := readSecret(s.w.reader, name)
+	st, err := s.secretAt(name, rev, nil)
 	if err != nil {
 		return nil, err
-	}
-	after, err := readSubject(s.w.reader, SecretSubject(name))
-	if err != nil {
-		return nil, err
-	}
-	if after.Seq != rev.Seq {
-		return nil, fault.Stale("secret %s changed while access to it was checked: try again", name)
-	}
-	if !found {
-		return nil, secretNotFound(name)
 	}
 	return toConductorTags(st.Tags), nil
+}
+
+// MetadataAt is Metadata for a caller whose access was checked on rev
+// (see secretAt): GET /api/secrets/{key}/metadata.
+func (s *Store) MetadataAt(_ context.Context, name string, rev Revision) (*Meta, error) {
+	var versions []VersionInfo
+	st, err := s.secretAt(name, rev, func(r kvReader) (err error) {
+		versions, err = readVersions(r, name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := newMeta(name, st)
+	m.Versions = versions
+	return &m, nil
+}
+
+// secretAt reads secret name's state, and with more anything else of it,
+// from the read model, for a caller whose access was checked on rev: only
+// while the secret's state is still rev's, and fault.ErrStale otherwise
+// (see Env.VarAt), so that a secret created again or retagged by someone
+// else while it was checked is not described to a caller allowed on the
+// old one. A secret the read model does not hold is fault.ErrNotFound.
+func (s *Store) secretAt(name string, rev Revision, more func(kvReader) error) (storedSecret, error) {
+	if err := CheckSecretName(name); err != nil {
+		return storedSecret{}, err
+	}
+	st, found, err := readSecret(s.w.reader, name)
+	if err == nil && found && more != nil {
+		err = more(s.w.reader)
+	}
+	if err != nil {
+		return storedSecret{}, err
+	}
+	// The reader is the live read model: what was read before a sequence
+	// that is still the revision's, read before the check, is its.
+	after, err := readSubject(s.w.reader, SecretSubject(name))
+	if err != nil {
+		return storedSecret{}, err
+	}
+	if after.Seq != rev.Seq {
+		return storedSecret{}, fault.Stale("secret %s changed while access to it was checked: try again", name)
+	}
+	if !found {
+		return storedSecret{}, secretNotFound(name)
+	}
+	return st, nil
 }
 
 // Delete deletes secret name: a SecretDeleted event, then its data key is
