@@ -70,16 +70,28 @@ func forms(v []byte) []string {
 		}
 	}
 	// A page or a document that quotes the value back (an error page
-	// naming the rejected token) escapes it as HTML or XML.
+	// naming the rejected token) escapes it as HTML or XML, and may write
+	// its non-ASCII characters as references.
+	nonASCII := strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 })
+	escaped := []string{s}
 	if strings.ContainsAny(s, htmlSpecial) {
+		escaped = nil
 		for _, r := range htmlStyles {
-			out = append(out, r.Replace(s))
+			escaped = append(escaped, r.Replace(s))
+		}
+		out = append(out, escaped...)
+	}
+	if nonASCII {
+		for _, e := range escaped {
+			for _, st := range charRefStyles {
+				out = append(out, charRefs(e, st))
+			}
 		}
 	}
 	// A server that reads a header's bytes as ISO-8859-1 (as HTTP/1.1's
 	// first specification said, and Python's http.server does) echoes a
 	// non-ASCII value as the characters of its UTF-8 bytes.
-	if strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 }) {
+	if nonASCII {
 		out = append(out, latin1(v))
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"html"
 	"net/url"
 	"reflect"
 	"slices"
@@ -32,9 +33,10 @@ func TestRedactOtherEncoders(t *testing.T) {
 		plussed = "ab+cd/ef+gh9=="
 		cut     = "Tq7Hw2xZ&kX93Zp=Vb5N+m8Lq#fRag22xY?pQ"
 		keyed   = "api_key=Zx81Lm0qPw"
+		latin   = "Pässwort-Grüße-2024 €"
 	)
 	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control), []byte(deleted), []byte(phrase),
-		[]byte(escapes), []byte(angled), []byte(plussed), []byte(cut), []byte(keyed))
+		[]byte(escapes), []byte(angled), []byte(plussed), []byte(cut), []byte(keyed), []byte(latin))
 	for _, tc := range []struct {
 		encoder, secret, encoded string
 	}{
@@ -85,6 +87,13 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"PHP htmlspecialchars", symbols, `x7#K0!2mQ$9vL~4*(n)&#039;`},
 		{"XML", symbols, `x7#K0!2mQ$9vL~4*(n)&apos;`},
 		{"Java escapeHtml4", quoted, `pa&quot;ss&amp;w0rd-xyz`},
+		// Its non-ASCII characters as references.
+		{"Java escapeHtml4, PHP htmlentities", latin, `P&auml;sswort-Gr&uuml;&szlig;e-2024 &euro;`},
+		{"Java escapeHtml4", unicode, `caf&eacute;/na&iuml;ve&lt;b&gt;&amp;😀`},
+		{".NET WebUtility.HtmlEncode", latin, `P&#228;sswort-Gr&#252;&#223;e-2024 €`},
+		{".NET WebUtility.HtmlEncode", unicode, `caf&#233;/na&#239;ve&lt;b&gt;&amp;&#128512;`},
+		{"Python xmlcharrefreplace", latin, `P&#228;sswort-Gr&#252;&#223;e-2024 &#8364;`},
+		{"lxml writing ASCII", latin, `P&#xE4;sswort-Gr&#xFC;&#xDF;e-2024 &#x20AC;`},
 		// A header's UTF-8 bytes read as ISO-8859-1 (Python's http.server).
 		{"Latin-1 reading", unicode, "cafÃ©/naÃ¯ve<b>&ð"},
 	} {
@@ -230,6 +239,21 @@ func TestFormsMatchGo(t *testing.T) {
 				t.Errorf("%s of %q: %q, want %q", tc.name, s, tc.got, tc.want)
 			}
 		}
+	}
+}
+
+// Each of the HTML 4 entities of non-ASCII characters names its character
+// as a browser (Go's html package) reads it, and none is missing: HTML
+// 4.01 names 248 such characters, lang and rang left out.
+func TestHTML4EntitiesMatchGo(t *testing.T) {
+	m := html4Entities()
+	for r, name := range m {
+		if got := html.UnescapeString("&" + name + ";"); got != string(r) {
+			t.Errorf("&%s; reads %q, want %q", name, got, string(r))
+		}
+	}
+	if len(m) != 246 {
+		t.Errorf("%d entities, want 246", len(m))
 	}
 }
 
