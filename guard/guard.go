@@ -342,6 +342,15 @@ func (m *memo) addName(name string) {
 	}
 }
 
+// letGo gives back the shared redactors of a memo that leaves the table
+// while a decision may still use it: they stay usable, and its values are
+// not zeroed.
+func (m *memo) letGo() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.release()
+}
+
 // forgetSearch has get choose the values to look for afresh.
 func (m *memo) forgetSearch() {
 	m.release()
@@ -361,9 +370,7 @@ func (g *Guard) memoFor(wfID string) *memo {
 			// decision on its workflow: its redactors are given back
 			// (they stay usable), its values are not zeroed.
 			for _, old := range g.memos {
-				old.mu.Lock()
-				old.release()
-				old.mu.Unlock()
+				old.letGo()
 			}
 			clear(g.memos)
 		}
@@ -391,14 +398,32 @@ func (g *Guard) Recorded(wfID string, seq uint64) {
 	}
 }
 
+// Forget lets go of what redaction looks for in workflow wfID, which a
+// record from any engine has ended or removed. The engine that decides
+// the end, or the compaction, lets go of its memo as it protects it; one
+// another engine made (a hand-off it prepared, a result it protected)
+// stayed, the workflow's plaintext with it, until its memo table filled,
+// compacted or not. A decision that holds the memo goes on with it (see
+// letGo); the next one rebuilds it.
+func (g *Guard) Forget(wfID string) {
+	if m := g.unlink(wfID); m != nil {
+		m.letGo()
+	}
+}
+
 func (g *Guard) forget(wfID string) {
-	g.mu.Lock()
-	m := g.memos[wfID]
-	delete(g.memos, wfID)
-	g.mu.Unlock()
-	if m != nil {
+	if m := g.unlink(wfID); m != nil {
 		m.drop()
 	}
+}
+
+// unlink takes workflow wfID's memo out of the table and returns it.
+func (g *Guard) unlink(wfID string) *memo {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := g.memos[wfID]
+	delete(g.memos, wfID)
+	return m
 }
 
 // keyID names a workflow's data key of a sealing kind.

@@ -656,6 +656,67 @@ func TestEndedWorkflowLetsGoOfItsValues(t *testing.T) {
 	}
 }
 
+// An engine that prepared a hand-off of a workflow whose end another
+// engine decided keeps what its redaction looked for, the secret
+// resolved, until its read model folds the end and has it forget the
+// workflow (executions.Projection.ForgetEnded): the shared redactor
+// leaves the cache then, and a later decision there rebuilds what it
+// looks for.
+func TestAnotherEngineForgetsAnEndedWorkflow(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "other-engine-secret-7a2f"
+	cfg := Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{"token": value}}
+	deciding, other := New(cfg), New(cfg)
+	w := callingWithToken(t, "wf-other-engine")
+	input, refs, err := other.Prepare(ctx, w, w.Tasks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if input["auth"] != "Bearer "+value {
+		t.Fatalf("handed off %v", input)
+	}
+	dec, err := other.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskStarted{TaskID: "t1", Time: 2, Resolved: refs}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = applyAll(t, w, dec.Events...)
+	r := other.memos[w.ID].redactor
+	values := [][]byte{[]byte(value)}
+	isShared := func() bool {
+		shared := masking.SharedRedactor(values)
+		shared.Release()
+		return shared == r
+	}
+	if !isShared() {
+		t.Fatal("the take's memo holds no shared redactor for the secret (the test no longer shows the case)")
+	}
+	end := []schemas.Event{&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Time: 4},
+		&schemas.WorkflowStatusChanged{Status: "COMPLETED", Time: 4}}
+	if dec, err = deciding.Protect(ctx, w, engine.Decision{Events: end}); err != nil {
+		t.Fatal(err)
+	}
+	w = applyAll(t, w, dec.Events...)
+	if _, ok := other.memos[w.ID]; !ok || !isShared() {
+		t.Fatal("the end another engine decided let go of this one's memo (the test no longer shows the case)")
+	}
+	other.Forget(w.ID)
+	if _, ok := other.memos[w.ID]; ok {
+		t.Fatal("the other engine kept the ended workflow's memo")
+	}
+	if isShared() {
+		t.Fatal("the secret's redactor stayed in the cache once the workflow had ended on every engine")
+	}
+	dec, err = other.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskLogged{TaskID: "t1", Lines: []string{"sent " + value}, Times: []int64{5}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := dec.Events[0].(*schemas.TaskLogged).Lines[0]; line != "sent ***" {
+		t.Fatalf("a late log line on the engine that forgot: %q", line)
+	}
+}
+
 // callingWithToken is workflow id with its task t1 scheduled, its input
 // referencing secret "token".
 func callingWithToken(t *testing.T, id string) *engine.Workflow {

@@ -369,6 +369,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// registered: a replay without them would index no lease deadline of
 	// a system task a crash left running, and it would never run again.
 	execProj := executions.NewProjection()
+	// Whichever engine ended a workflow, this one lets go of what its
+	// guard gathered of it.
+	execProj.ForgetEnded(n.guard)
 	execRunner, err := n.startProjection(ctx, runCtx, eventlog.Workflows.Name, execProj)
 	if err != nil {
 		return nil, err

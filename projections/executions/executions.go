@@ -88,7 +88,22 @@ type Projection struct {
 	changed []int
 	// statuses are the chunks of task statuses a record changes.
 	statuses statusChunks
+	// forgetter is told of the workflows records leave ended or removed.
+	forgetter Forgetter
 }
+
+// Forgetter lets go of what the process holds in memory of a workflow's
+// secrets (guard.Guard: what its redaction looks for).
+type Forgetter interface {
+	Forget(wfID string)
+}
+
+// ForgetEnded has the projection tell f of each workflow a record leaves
+// ended or removed, whichever engine recorded it: every engine folds
+// every record, where only the engine that decided an end knew of it,
+// and the plaintext another engine gathered (a hand-off it prepared)
+// stayed in its memory.
+func (p *Projection) ForgetEnded(f Forgetter) { p.forgetter = f }
 
 // NewProjection returns the executions projection.
 func NewProjection() *Projection {
@@ -168,6 +183,9 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	}
 	w.Seq = rec.Seq
 	p.touched[token] = struct{}{}
+	if p.forgetter != nil && (w.Terminal() || w.Removed) {
+		p.forgetter.Forget(w.ID)
+	}
 	err = p.store(b, token, w, prev, r)
 	if cap(p.scratch) > maxScratch {
 		p.scratch = nil // one large workflow does not pin its buffer

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -1052,5 +1053,49 @@ func TestWithIdempotencyKey(t *testing.T) {
 	}
 	if got := keyHolders(t, f.reader, "k\x00b"); !maps.Equal(got, map[string]string{other: conductor.WorkflowRunning}) {
 		t.Fatalf("the other key: %v", got)
+	}
+}
+
+// forgotten records the workflows the projection tells of.
+type forgotten struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (f *forgotten) Forget(wfID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ids = append(f.ids, wfID)
+}
+
+func (f *forgotten) has(wfID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.ids, wfID)
+}
+
+// Every engine's read model tells the guard of each workflow a record
+// leaves ended or removed, whichever engine recorded it: the engine that
+// decides the end lets go of what its redaction looked for, and another
+// engine that prepared a hand-off of the workflow kept the plaintext of
+// the secrets it resolved, past the workflow's compaction.
+func TestEndedWorkflowsAreForgotten(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.stop()
+	told := &forgotten{}
+	f.proj = executions.NewProjection()
+	f.proj.ForgetEnded(told)
+	f.runProjection()
+	ended, removed := f.start("ended"), f.start("removed")
+	if told.has(ended) || told.has(removed) {
+		t.Fatalf("running workflows forgotten: %v", told.ids)
+	}
+	f.decide(ended, engine.Terminate{Reason: "done"})
+	f.decide(removed, engine.Remove{})
+	for _, id := range []string{ended, removed} {
+		if !told.has(id) {
+			t.Errorf("workflow %s (%s) was not forgotten: %v", id, f.states[id].Status, told.ids)
+		}
 	}
 }
