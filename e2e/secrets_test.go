@@ -540,7 +540,9 @@ func TestCompaction(t *testing.T) {
 // A crash between a compaction's event and the erasure of the keys leaves
 // keys that no pass lists again; the sweep at start-up erases them, and
 // the key of a workflow compacted and then restarted, and leaves every
-// key still in use.
+// key still in use. So it does for a child removed without an archive,
+// whose input its start sealed under the key named after it: that key
+// stayed, its state gone, taken for a start not applied yet.
 func TestCompactionSweep(t *testing.T) {
 	t.Parallel()
 	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
@@ -551,15 +553,25 @@ func TestCompactionSweep(t *testing.T) {
 	// Seals again when restarted: a new key takes the old one's place.
 	e.register(`{"name":"resealing","tasks":[{"name":"mint","taskReferenceName":"mint","type":"INLINE",
 	  "inputParameters":{"evaluatorType":"graaljs","expression":"(function () { return {_secrets: {t: 'resealed-456'}}; })()"}}]}`)
+	// Its child's input holds the token: sealed under the child's own key.
+	e.register(`{"name":"swept_parent","tasks":[{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"swept"},"inputParameters":{"_secrets":{"token":"${workflow.input._secrets.token}"}}}]}`)
 	input := map[string]any{"_secrets": map[string]any{"token": "sweep-me-789"}}
 	crashed, restarted, kept := e.start("swept", input), e.start("swept", input), e.start("swept", input)
 	removed, removedWaiting := e.start("swept", input), e.start("swept", input)
 	resealed := e.start("resealing", nil)
+	parent := e.start("swept_parent", input)
 	ctx := testutil.Context(t, 30*time.Second)
 	keys := map[string]string{}
 	for _, id := range []string{crashed, restarted, kept, removed, removedWaiting, resealed} {
 		e.waitStatus(id, conductor.WorkflowCompleted)
 		keys[id] = e.secretsKey(id)
+	}
+	e.waitStatus(parent, conductor.WorkflowCompleted)
+	child := e.childOf(parent)
+	keys[child] = "wf." + child + ".s"
+	if _, err := n.Keys().DataKey(ctx, keys[child]); err != nil {
+		t.Fatalf("the child's key %s: %v", keys[child], err)
 	}
 	distinct := map[string]bool{}
 	for _, k := range keys {
@@ -569,10 +581,10 @@ func TestCompactionSweep(t *testing.T) {
 		t.Fatalf("workflows share secrets keys: %v", keys)
 	}
 	// Removed without an archive: their state leaves the read model.
-	for _, id := range []string{removed, removedWaiting} {
+	for _, id := range []string{removed, removedWaiting, child} {
 		e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"/remove?archiveWorkflow=false", nil)
 	}
-	for _, id := range []string{crashed, restarted, removed, resealed} {
+	for _, id := range []string{crashed, restarted, removed, resealed, child} {
 		// What a compaction pass does before it erases the keys.
 		if _, err := n.Executor().Submit(ctx, id, engine.Compact{}, executor.Meta{RequestID: "compact:" + id}); err != nil {
 			t.Fatal(err)
@@ -594,7 +606,7 @@ func TestCompactionSweep(t *testing.T) {
 	e = &env{t: t, node: n2, base: base2}
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
 		n2.Keys().ClearCache()
-		for _, id := range []string{crashed, restarted, removed, resealed} {
+		for _, id := range []string{crashed, restarted, removed, resealed, child} {
 			if _, err := n2.Keys().DataKey(ctx, keys[id]); !errors.Is(err, secrets.ErrKeyDestroyed) {
 				return fmt.Errorf("key of %s not erased: %v", id, err)
 			}

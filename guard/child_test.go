@@ -425,3 +425,28 @@ func TestChildInputReferenceInAList(t *testing.T) {
 		})
 	}
 }
+
+// A child's start records the key its input was sealed under, the one
+// named after the child: the read model then knows the child held it
+// (KeyHolder), and the compactor's sweep erases it once the child was
+// removed and compacted. Recorded without it, the key of a removed
+// child that an engine compacted and died before erasing stayed.
+func TestChildStartRecordsItsKey(t *testing.T) {
+	ctx, keys := openKeys(t)
+	g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{"tok": "child-key-secret-Qx71"}})
+	const childID = "kid-records-key"
+	in, refs, err := g.PrepareChild(ctx, engine.StartWorkflow{WorkflowID: childID, From: "parent", CreatedBy: "admin",
+		Input: map[string]any{"token": "${workflow.secrets.tok}"}, InputDeferred: [][]any{{"token"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := protectAndFold(ctx, t, g, nil, &schemas.WorkflowStarted{WorkflowID: childID, Name: "kid", Version: 1, CreatedBy: "admin",
+		Def: []byte(`{"name":"kid","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`), Input: in, Resolved: refs})
+	if !w.SealsSecrets || w.SecretsKey != keyID(childID, masking.KindSecrets) {
+		t.Fatalf("the child's start recorded key %q (sealing %v), want %s", w.SecretsKey, w.SealsSecrets, keyID(childID, masking.KindSecrets))
+	}
+	opened, err := masking.Open(w.Input, g.opener(ctx, w))
+	if err != nil || opened.(map[string]any)["token"] != "child-key-secret-Qx71" {
+		t.Fatalf("the child's input opens as %v, %v", opened, err)
+	}
+}

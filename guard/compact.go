@@ -290,8 +290,13 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		// A workflow not found may be a child whose input was sealed a
-		// moment ago, its start not applied yet: its key stays.
-		if spent, err := keySpent(ctx, states, wfID, id, false); err != nil {
+		// moment ago, its start not applied yet: its key stays. One whose
+		// log recorded the key (a child's start names it) was removed.
+		holder, recorded, err := states.KeyHolder(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		if spent, err := keySpent(ctx, states, wfID, id, recorded && holder == wfID); err != nil {
 			return 0, err
 		} else if spent {
 			gone = append(gone, id)

@@ -127,7 +127,10 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 	case p.s.taken != "":
 		out = append(out, &schemas.SecretsSealed{Key: p.s.taken})
 	case (before == nil || !before.SealsSecrets) && (p.sealedSecrets || startSealed):
-		out = append(out, &schemas.SecretsSealed{})
+		// A child's start names the key named after it, as a pooled key
+		// is named: the read model keeps who holds each key named so,
+		// which the compactor's sweep reads once the child is removed.
+		out = append(out, &schemas.SecretsSealed{Key: p.s.secretsKey})
 	}
 	if after != nil {
 		var err error

@@ -123,3 +123,59 @@ func TestRunSweepsForKeysLeftBehind(t *testing.T) {
 		t.Errorf("the key a dead engine left was not erased: destroyed %v", l.destroyed)
 	}
 }
+
+// removedChild is a KeyLister and WorkflowState of a child whose start
+// sealed its input under the key named after it, recorded with the start
+// (holder), then removed without an archive and compacted by an engine
+// that died before erasing the key; or, without holder, a child whose
+// start is not in the read model yet.
+type removedChild struct {
+	noWorkflows
+	holder, awaiting bool
+}
+
+func (removedChild) DataKeyIDs(context.Context, string) (map[string]time.Time, error) {
+	return map[string]time.Time{keyID("kid", masking.KindSecrets): {}}, nil
+}
+func (removedChild) PooledKeyIDs(context.Context) ([]string, error) { return nil, nil }
+func (removedChild) EraseSuperseded(context.Context) (int, error)   { return 0, nil }
+func (c removedChild) KeyHolder(_ context.Context, id string) (string, bool, error) {
+	if c.holder && id == keyID("kid", masking.KindSecrets) {
+		return "kid", true, nil
+	}
+	return "", false, nil
+}
+func (c removedChild) RemovedAwaitingCompaction(context.Context, string) (bool, error) {
+	return c.awaiting, nil
+}
+
+// The sweep erases the key named after a workflow that its log recorded
+// and that was removed, once no compaction is due: the key of a child
+// removed without an archive stayed for good when the engine that
+// compacted it died before erasing it (its state is gone, which the sweep
+// read as a start not applied yet), and with it every _secrets value the
+// child's log holds. A removed child still due, and a workflow whose log
+// has not recorded the key, keep it.
+func TestSweepErasesTheKeyOfARemovedChild(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		state  removedChild
+		erased bool
+	}{
+		{"removed and compacted", removedChild{holder: true}, true},
+		{"removed, compaction due", removedChild{holder: true, awaiting: true}, false},
+		{"start not applied yet", removedChild{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newCompactionLog(0)
+			c := &Compactor{Keys: l, Listed: tc.state, States: tc.state}
+			n, err := c.Sweep(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if erased := l.destroyed[keyID("kid", masking.KindSecrets)]; erased != tc.erased || n != len(l.destroyed) {
+				t.Errorf("erased %v (%d), want %v", l.destroyed, n, tc.erased)
+			}
+		})
+	}
+}
