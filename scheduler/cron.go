@@ -18,13 +18,17 @@ import (
 // cron: "0 0 9 1-7 * MON" is the first Monday of each month.
 //
 // robfig/cron keeps the time of day and the month, which it gets right
-// across daylight saving changes of whole hours; days are matched here.
-// It steps hours on the instant timeline, so after a change of half an
-// hour (Australia/Lord_Howe's, twice a year) each step lands half past
-// a wall-clock hour and the rest of the day's times are stepped over:
-// "0 0 3 * * *" did not fire on the day the clock fell back. On such a day
-// the times after the change are looked for a minute at a time instead
-// (see nextTime).
+// across daylight saving changes of whole hours made on the hour; days
+// are matched here. It steps hours on the instant timeline, so after a
+// change of half an hour (Australia/Lord_Howe's, twice a year) each step
+// lands half past a wall-clock hour and the rest of the day's times are
+// stepped over: "0 0 3 * * *" did not fire on the day the clock fell
+// back. It looks at the hour again only when a minute's step reaches
+// :00, so a change made at another minute (Pacific/Chatham's, by an hour
+// at 02:45 and 03:45) changed the hour under its minute steps unseen:
+// "0 45 */3 * * *" fired at 02:45, and "0 * 3 * * *" skipped the
+// repeated 03:00-03:44. On such a day the times after the change are
+// looked for a minute at a time instead (see nextTime).
 //
 // Where a clock change repeats an hour (autumn's fall-back), an expression
 // of fixed times of day fires once per wall-clock time, at its first
@@ -196,12 +200,12 @@ func (c *cronSpec) Next(t time.Time) time.Time {
 }
 
 // nextTime is the first time after t that matches the time and month
-// fields: robfig/cron's answer, unless a clock change of other than whole
-// hours lies between the start of t's day and that answer. Up to such a
-// change robfig/cron's steps are right, so its answer says nothing matched
-// before it; from the change to the end of its day every minute is looked
-// at (under 1,440), and from the next day on robfig/cron is right again,
-// up to the next such change.
+// fields: robfig/cron's answer, unless a clock change it steps across
+// wrongly (see oddOffsets) lies between the start of t's day and that
+// answer. Up to such a change robfig/cron's steps are right, so its answer
+// says nothing matched before it; from the change to the end of its day
+// every minute is looked at (under 1,440), and from the next day on
+// robfig/cron is right again, up to the next such change.
 func (c *cronSpec) nextTime(t time.Time) time.Time {
 	for {
 		n := c.times.Next(t)
@@ -217,11 +221,12 @@ func (c *cronSpec) nextTime(t time.Time) time.Time {
 	}
 }
 
-// oddChange returns the clock change of other than whole hours that lies
-// between the start of t's day and n, or zero when there is none. When n
-// is zero (nothing matches for years) only a change on t's day counts: the
-// zone's changes go on for ever, and an expression that matches nothing
-// (February 30th) would be searched again after each.
+// oddChange returns the clock change robfig/cron steps across wrongly
+// (see oddOffsets) that lies between the start of t's day and n, or zero
+// when there is none. When n is zero (nothing matches for years) only a
+// change on t's day counts: the zone's changes go on for ever, and an
+// expression that matches nothing (February 30th) would be searched again
+// after each.
 func oddChange(t, n time.Time) time.Time {
 	start, end := t.ZoneBounds()
 	if !start.IsZero() && oddOffsets(start) && !start.Before(startOfDay(t)) {
@@ -233,9 +238,12 @@ func oddChange(t, n time.Time) time.Time {
 	return time.Time{}
 }
 
-// oddOffsets reports whether the clock change at instant change moved the
-// clock by other than a whole number of hours.
-func oddOffsets(change time.Time) bool { return clockMove(change)%time.Hour != 0 }
+// oddOffsets reports whether the clock change at instant change is one
+// robfig/cron steps across wrongly: it moved the clock by other than a
+// whole number of hours, or at other than a whole hour of the clock.
+func oddOffsets(change time.Time) bool {
+	return clockMove(change)%time.Hour != 0 || change.Minute() != 0 || change.Second() != 0
+}
 
 // clockMove is how far the clock change at instant change moved the clock:
 // forward (positive) or back.

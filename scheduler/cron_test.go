@@ -205,6 +205,16 @@ func TestCronFallBackFiresOncePerWallClock(t *testing.T) {
 				"2026-11-01T06:45:00Z", "2026-11-02T06:00:00Z"}},
 		{"a skipped time stays skipped", "0 30 2 * * ?", "America/New_York", "2026-03-08T05:00:00Z",
 			[]string{"2026-03-09T06:30:00Z"}},
+		// Pacific/Chatham moves by an hour at a quarter to the hour: back
+		// at 14:00Z on 2026-04-04 (03:45 +13:45 becomes 02:45 +12:45),
+		// forward at 14:00Z on 2026-09-26 (02:45 +12:45 becomes 03:45
+		// +13:45).
+		{"a step of hours past a change at a quarter to", "0 45 */3 * * ?", "Pacific/Chatham", "2026-04-04T10:00:00Z",
+			[]string{"2026-04-04T11:00:00Z", "2026-04-04T15:00:00Z", "2026-04-04T18:00:00Z"}},
+		{"the repeated part of an hour", "0 * 3 * * ?", "Pacific/Chatham", "2026-04-04T13:58:00Z",
+			[]string{"2026-04-04T13:59:00Z", "2026-04-04T14:15:00Z", "2026-04-04T14:16:00Z"}},
+		{"the part of an hour a change at a quarter to leaves", "0 * 3 * * ?", "Pacific/Chatham", "2026-09-26T12:00:00Z",
+			[]string{"2026-09-26T14:00:00Z", "2026-09-26T14:01:00Z", "2026-09-26T14:02:00Z"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
