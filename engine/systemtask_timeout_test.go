@@ -470,3 +470,48 @@ func TestTimedOutLoopsIterationStaysEnded(t *testing.T) {
 		})
 	}
 }
+
+// TestPausedSystemTaskBetweenRunsWaitsForResume pins that a system task
+// back in the queue between runs (its worker asked to be called back, as
+// HTTP_POLL does, or its engine died and its lease ran out) is not timed
+// out by its timeoutSeconds while its workflow is paused, as one under way
+// is not: Conductor's decider returns for a paused workflow before it
+// checks its tasks' timeouts. A tick while paused (the callback coming
+// due) timed it out, and under TIME_OUT_WF timed the paused workflow out.
+// It is handed out again, as Conductor's system task worker runs a paused
+// workflow's tasks, and times out once the workflow is resumed.
+func TestPausedSystemTaskBetweenRunsWaitsForResume(t *testing.T) {
+	def := `{"name":"h","tasks":[{"name":"poll","taskReferenceName":"poll","type":"HTTP",
+	  "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}]}`
+	for _, tc := range []struct {
+		name string
+		// back puts the taken task back in the queue.
+		back func(h *harness, taken *engine.Task)
+	}{
+		{"called back", func(h *harness, taken *engine.Task) {
+			h.decide(engine.Result{Lease: taken.PollCount, Result: conductor.TaskResult{TaskID: taken.ID, Status: conductor.TaskInProgress,
+				WorkerID: "flowvault", CallbackAfterSeconds: 600}})
+		}},
+		{"its lease expired", func(h *harness, _ *engine.Task) {
+			h.advance(engine.SystemTaskLease)
+			h.decide(engine.Tick{})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, def, nil, timeoutTaskDef("poll", 400, "TIME_OUT_WF", ""))
+			taken := h.systemTake("poll")
+			started := h.now
+			tc.back(h, taken)
+			h.wantTask("poll", conductor.TaskScheduled)
+			h.decide(engine.Pause{})
+			h.advance(started.Add(600 * time.Second).Sub(h.now))
+			d := h.decide(engine.Tick{})
+			h.wantStatus(conductor.WorkflowPaused)
+			wantRunSystem(t, d, h.wantTask("poll", conductor.TaskScheduled))
+			h.decide(engine.Resume{})
+			h.decide(engine.Tick{})
+			h.wantTask("poll", conductor.TaskTimedOut)
+			h.wantStatus(conductor.WorkflowTimedOut)
+		})
+	}
+}

@@ -211,7 +211,7 @@ func (d *decision) tick() {
 			if t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {
 				d.effect(handOff(d.w, t)...)
 			}
-		case t.Status == conductor.TaskScheduled && timesOut(t) && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
+		case t.Status == conductor.TaskScheduled && timesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
 			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= afterSeconds(max(t.AvailableAt, t.ScheduledTime), p.PollTimeoutSeconds):
 			d.timedOut(t, fmt.Sprintf("Task poll timed out after %d seconds. Poll timeout configured as %d seconds. Timeout policy configured to %s",
