@@ -143,7 +143,8 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	held := d.hold()
 	// The task runs again under a new id, so that a late report from its
 	// previous run cannot be taken for the new one.
-	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, sealedReads: sealedReads, parentTaskID: from.ParentTaskID, child: child})
+	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, sealedReads: sealedReads, parentTaskID: from.ParentTaskID, child: child,
+		rerunOf: from})
 	if from.ParentTaskID != "" {
 		d.respawnForked(d.w.task(from.ParentTaskID))
 	}

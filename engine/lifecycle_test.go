@@ -1041,3 +1041,44 @@ func TestRerunRunsAgainTheRetryItRemoved(t *testing.T) {
 		})
 	}
 }
+
+// A rerun from a task runs it with the retryCount of the attempt rerun
+// from, and the retries it has left, as Conductor's rerun resets that
+// attempt in place (its retryCount and retriedTaskId untouched): a rerun
+// from the last attempt of a task out of retries fails the workflow at its
+// next failure, one from its first attempt (which drops the later ones)
+// retries it again. Before, every rerun started the count again at 0.
+func TestRerunKeepsTheAttemptsRetryCount(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		attempt int // the attempt rerun from, 0 the first
+		// refs are the task list after the rerun, and status the
+		// workflow's after the task run again fails.
+		refs   []string
+		status string
+	}{
+		{"from the last attempt", 2, []string{"a", "a", "a"}, conductor.WorkflowFailed},
+		{"from the first attempt", 0, []string{"a"}, conductor.WorkflowRunning},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, `{"name":"r","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b"}]}`, nil,
+				`{"name":"a","retryCount":2,"retryDelaySeconds":0}`)
+			var attempts []*engine.Task
+			for range 3 {
+				attempts = append(attempts, h.task("a"))
+				h.report("a", conductor.TaskFailed, nil, "broken")
+			}
+			h.wantStatus(conductor.WorkflowFailed)
+			from := attempts[tc.attempt]
+			h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: from.ID}})
+			h.wantRefs(tc.refs...)
+			a := h.wantTask("a", conductor.TaskScheduled)
+			if a.ID == from.ID || a.RetryCount != from.RetryCount || a.RetriedTaskID != from.RetriedTaskID {
+				t.Fatalf("rerun task: retryCount %d, retriedTaskId %q; want the attempt's %d, %q", a.RetryCount, a.RetriedTaskID,
+					from.RetryCount, from.RetriedTaskID)
+			}
+			h.report("a", conductor.TaskFailed, nil, "broken again")
+			h.wantStatus(tc.status)
+		})
+	}
+}

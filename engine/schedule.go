@@ -36,6 +36,10 @@ type scheduleOpts struct {
 	// sealedReads are the SealedReads of the instance whose input is
 	// kept (a rerun's).
 	sealedReads []string
+	// rerunOf is the instance a rerun runs again: the new one takes its
+	// retryCount and retriedTaskId, as Conductor's rerun resets that
+	// instance in place, so that it has the retries that one had left.
+	rerunOf *Task
 }
 
 // systemWorkerTypes run in the engine's system workers: they may do I/O or
@@ -103,6 +107,7 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	}
 	ev := &schemas.TaskScheduled{TaskID: id, Ref: ref, Name: wt.Name, Type: typ, Status: conductor.TaskScheduled,
 		Seq: d.nextSeq(), Iteration: o.iteration, ParentTaskID: o.parentTaskID, Time: d.now}
+	o.carryCount(ev)
 	if n := d.plan.nodes[wt.TaskReferenceName]; n == nil || n.wt != wt {
 		ev.Config = configJSON(wt) // decided at run time: not in the definition
 	}
@@ -322,6 +327,7 @@ func (d *decision) scheduleFailed(wt *conductor.WorkflowTask, o scheduleOpts, id
 	ev := &schemas.TaskScheduled{TaskID: id, Ref: ref, Name: wt.Name, Type: wt.TaskType(),
 		Status: conductor.TaskFailedWithTerminalError, Reason: reason, Seq: d.nextSeq(), Iteration: o.iteration,
 		ParentTaskID: o.parentTaskID, Input: o.input, Time: d.now}
+	o.carryCount(ev)
 	if n := d.plan.nodes[wt.TaskReferenceName]; n == nil || n.wt != wt {
 		ev.Config = configJSON(wt)
 	}
@@ -339,6 +345,14 @@ func (d *decision) scheduleFailed(wt *conductor.WorkflowTask, o scheduleOpts, id
 	t := d.w.task(id)
 	d.ending(t)
 	return t
+}
+
+// carryCount gives ev, an instance a rerun runs again, the count of
+// retries of the instance it replaces (rerunOf).
+func (o scheduleOpts) carryCount(ev *schemas.TaskScheduled) {
+	if r := o.rerunOf; r != nil {
+		ev.RetryCount, ev.RetriedTaskID = r.RetryCount, r.RetriedTaskID
+	}
 }
 
 func (d *decision) nextSeq() int {
