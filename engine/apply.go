@@ -330,6 +330,9 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 		w.FailedTaskRefs, w.FailedTaskNames = e.FailedTaskRefs, e.FailedTaskNames
 	case e.Status == conductor.WorkflowRunning && e.Reason == "":
 		// resume keeps everything else
+		if e.RestartsTimeout {
+			w.ResumeTime = e.Time
+		}
 	}
 }
 

@@ -715,7 +715,7 @@ func (d *decision) resume() error {
 	if d.w.Status != conductor.WorkflowPaused {
 		return fault.Conflict("workflow %s is %s, not PAUSED", d.w.ID, d.w.Status)
 	}
-	d.emit(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowRunning, Time: d.now})
+	d.emit(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowRunning, RestartsTimeout: true, Time: d.now})
 	// Hand out what was scheduled before the pause.
 	d.effect(Effects(d.w, d.now)...)
 	d.scheduleAdmitted()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -1084,6 +1085,39 @@ func TestTimeouts(t *testing.T) {
 			t.Fatalf("paused workflow's deadlines %v", dl)
 		}
 		h.advance(time.Minute)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowTimedOut)
+	})
+	t.Run("resumed workflow", func(t *testing.T) {
+		// A resume gives it its whole time again, counted from the resume,
+		// as Conductor's resume sets lastRetriedTime, which its decider
+		// counts the workflow's timeout from.
+		h := newHarness(t, `{"name":"to","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[{"name":"t","taskReferenceName":"t"}]}`, nil)
+		h.advance(10 * time.Second)
+		h.decide(engine.Pause{})
+		h.advance(40 * time.Second)
+		paused := h.w
+		h.decide(engine.Resume{})
+		resumed := h.now
+		// A resume an earlier version recorded, without RestartsTimeout,
+		// folds as it did: the time still counts from the start.
+		old, err := engine.Apply(paused.Clone(), &schemas.WorkflowStatusChanged{Status: conductor.WorkflowRunning, Time: resumed.UnixMilli()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dl := engine.Deadlines(old); len(dl) != 1 || dl[0] != epoch.Add(time.Minute).UnixMilli() || old.Conductor(true).LastRetriedTime != 0 {
+			t.Fatalf("an earlier version's resume: deadlines %v, lastRetriedTime %d", dl, old.Conductor(true).LastRetriedTime)
+		}
+		if dl := engine.Deadlines(h.w); len(dl) != 1 || dl[0] != resumed.Add(time.Minute).UnixMilli() {
+			t.Fatalf("resumed workflow's deadlines %v, want %d", dl, resumed.Add(time.Minute).UnixMilli())
+		}
+		if got := h.w.Conductor(true).LastRetriedTime; got != resumed.UnixMilli() {
+			t.Fatalf("lastRetriedTime %d, want the resume's %d", got, resumed.UnixMilli())
+		}
+		h.advance(59 * time.Second)
+		h.decide(engine.Tick{})
+		h.wantStatus(conductor.WorkflowRunning)
+		h.advance(time.Second)
 		h.decide(engine.Tick{})
 		h.wantStatus(conductor.WorkflowTimedOut)
 	})

@@ -90,7 +90,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", len(w.AlsoRunsAs) > 0,
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.Depth != 0, w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
-		w.ResetTime != 0, w.NoFailureWorkflow, len(w.FailureWorkflows) > 0, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0,
+		w.ResetTime != 0, w.ResumeTime != 0, w.NoFailureWorkflow, len(w.FailureWorkflows) > 0, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0,
 		w.Event != "", w.RateLimited, w.RateLimitKey != "", w.Queued)
 	f.Str("id", w.ID, false)
 	f.Str("name", w.Name, false)
@@ -120,6 +120,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Bool("nofw", w.NoFailureWorkflow)
 	f.Value("fws", w.FailureWorkflows, len(w.FailureWorkflows) == 0)
 	f.Int64("rst", w.ResetTime, true)
+	f.Int64("rsm", w.ResumeTime, true)
 	f.Field("tasks", func(e *msgpack.Encoder) error { return encodeTasks(e, tasks) })
 	f.Int("ctr", w.Counter, false)
 	f.Int("epoch", w.Epoch, true)

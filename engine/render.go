@@ -25,7 +25,7 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 		CorrelationID: w.CorrelationID, Priority: w.Priority, TaskToDomain: w.TaskToDomain,
 		ReasonForIncompletion: w.Reason, FailedReferenceTaskNames: nonNilStrings(w.FailedTaskRefs),
 		FailedTaskNames: nonNilStrings(w.FailedTaskNames), ParentWorkflowID: w.ParentWorkflowID,
-		ParentWorkflowTaskID: w.ParentWorkflowTaskID, LastRetriedTime: w.LastRetriedTime,
+		ParentWorkflowTaskID: w.ParentWorkflowTaskID, LastRetriedTime: max(w.LastRetriedTime, w.ResumeTime),
 		StartTime: w.StartTime, EndTime: w.EndTime, CreateTime: w.CreateTime, UpdateTime: w.UpdateTime,
 		CreatedBy: w.CreatedBy, IdempotencyKey: w.IdempotencyKey, Event: w.Event, WorkflowDefinition: conductor.WorkflowDefJSON(w.DefJSON),
 		RateLimitKey: w.RateLimitKey, RateLimited: w.Queued,

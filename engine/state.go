@@ -51,8 +51,14 @@ type Workflow struct {
 	// named the last one.
 	FailureWorkflows []string `msgpack:"fws,omitempty"`
 	// ResetTime is when the last restart, retry or rerun happened.
-	ResetTime int64   `msgpack:"rst,omitempty"`
-	Tasks     []*Task `msgpack:"tasks"`
+	ResetTime int64 `msgpack:"rst,omitempty"`
+	// ResumeTime is when the last resume that restarted the workflow's
+	// timeoutSeconds happened (schemas.WorkflowStatusChanged's
+	// RestartsTimeout). Not LastRetriedTime, which Conductor's resume
+	// sets: a SUB_WORKFLOW task's timeout counts from that (timeoutStart),
+	// and a resume gives a task no time again.
+	ResumeTime int64   `msgpack:"rsm,omitempty"`
+	Tasks      []*Task `msgpack:"tasks"`
 	// Counter numbers every task instance ever created, across restarts, so
 	// that derived task ids never repeat.
 	Counter int `msgpack:"ctr"`

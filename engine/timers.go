@@ -118,9 +118,13 @@ func addDeadline(out []int64, t int64) []int64 {
 }
 
 // timeoutFrom is when the workflow's timeoutSeconds started to count:
-// its start, or its last retry, restart or rerun, each of which gives it
-// the whole time again (a rerun of an old workflow would time out at once).
-func (w *Workflow) timeoutFrom() int64 { return max(w.StartTime, w.LastRetriedTime, w.ResetTime) }
+// its start, or its last retry, restart, rerun or resume, each of which
+// gives it the whole time again (a rerun of an old workflow would time out
+// at once; Conductor's resume sets the lastRetriedTime its decider counts
+// from).
+func (w *Workflow) timeoutFrom() int64 {
+	return max(w.StartTime, w.LastRetriedTime, w.ResetTime, w.ResumeTime)
+}
 
 // timesOut reports whether a started task's timeoutSeconds applies: set,
 // acted on (not alert-only), and counting from its first IN_PROGRESS,

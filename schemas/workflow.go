@@ -232,8 +232,13 @@ type WorkflowStatusChanged struct {
 	FailedTaskNames []string       `msgpack:"fnames,omitempty"`
 	// NoFailureWorkflow: this end does not start the definition's
 	// failureWorkflow (a terminate without triggerFailureWorkflow).
-	NoFailureWorkflow bool  `msgpack:"nofw,omitempty"`
-	Time              int64 `msgpack:"ts"`
+	NoFailureWorkflow bool `msgpack:"nofw,omitempty"`
+	// RestartsTimeout: this resume gives the workflow its whole
+	// timeoutSeconds again, as Conductor's resume does (it sets
+	// lastRetriedTime). Resumes recorded without it (before it was
+	// recorded) did not, and fold as they did.
+	RestartsTimeout bool  `msgpack:"rto,omitempty"`
+	Time            int64 `msgpack:"ts"`
 }
 
 func (*WorkflowStatusChanged) EventType() string { return "workflow.status_changed" }
