@@ -465,6 +465,39 @@ func TestFailureTaskIDIsTheTaskThatEndedTheRun(t *testing.T) {
 			}
 		})
 	}
+
+	// A permissive task's failure, which the workflow went on past, does
+	// not end it: the task whose failure then does is the one named, as
+	// its reason is the workflow's (Conductor names the task its
+	// TerminateWorkflowException carries). The first failed task was.
+	forked := `{"name":"f","failureWorkflow":"cleanup","tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	   [{"name":"p","taskReferenceName":"p","permissive":true,"retryCount":0}],
+	   [{"name":"b","taskReferenceName":"b","retryCount":0},{"name":"c","taskReferenceName":"c","retryCount":0}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["p","c"]}]}`
+	for _, c := range []struct {
+		name string
+		end  func(h *harness)
+		want string
+	}{
+		{"a task after a permissive one failed", func(h *harness) { h.report("b", conductor.TaskFailed, nil, "b broke") }, "b"},
+		{"the JOIN of a permissive one that failed", func(h *harness) { h.complete("b", nil); h.complete("c", nil) }, "join"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, forked, nil)
+			h.report("p", conductor.TaskFailed, nil, "p broke")
+			h.advance(time.Second)
+			c.end(h)
+			h.wantStatus(conductor.WorkflowFailed)
+			fw := effectsOf[engine.StartWorkflow](h.last)
+			if len(fw) != 1 {
+				t.Fatalf("%d failure workflow starts, want 1", len(fw))
+			}
+			if got := fw[0].Input["failureTaskId"]; got != h.task(c.want).ID {
+				t.Fatalf("failureTaskId %v, want %s's %s (p's is %s)", got, c.want, h.task(c.want).ID, h.task("p").ID)
+			}
+		})
+	}
 }
 
 // A workflow definition's inputTemplate fills each key the start's input

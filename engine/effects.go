@@ -397,7 +397,8 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 
 // failureTaskID is the task that ended w, as Conductor's failedTaskId
 // names it for the failure workflow: the TERMINATE task that ended it
-// (it completed as the workflow ended), else the first failed task.
+// (it completed as the workflow ended), else the first failed task, which
+// is the one whose failure ended it when one did (finish names it first).
 func failureTaskID(w *Workflow) string {
 	for i := len(w.Tasks) - 1; i >= 0; i-- {
 		if t := w.Tasks[i]; t.Type == conductor.TaskTypeTerminate && t.Status == conductor.TaskCompleted && t.EndTime == w.EndTime {

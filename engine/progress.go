@@ -550,6 +550,7 @@ func (d *decision) complete() error {
 		// Conductor's decider fails a workflow whose permissive task
 		// failed for good once it has nothing left to run.
 		if d.endedPermissive(t) {
+			d.endedBy = t.ID
 			d.finish(conductor.WorkflowFailed, failureReason(t), nil)
 			return nil
 		}
@@ -616,8 +617,14 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 	if status == conductor.WorkflowFailed || status == conductor.WorkflowTimedOut {
 		for _, t := range d.w.Tasks {
 			if !t.Retried && (t.Status == conductor.TaskFailed || t.Status == conductor.TaskFailedWithTerminalError || t.Status == conductor.TaskTimedOut) {
-				ev.FailedTaskRefs = append(ev.FailedTaskRefs, t.Ref)
-				ev.FailedTaskNames = append(ev.FailedTaskNames, t.Name)
+				// The task that ends it first: a permissive task's earlier
+				// failure, which the workflow went on past, did not.
+				at := len(ev.FailedTaskRefs)
+				if t.ID == d.endedBy {
+					at = 0
+				}
+				ev.FailedTaskRefs = slices.Insert(ev.FailedTaskRefs, at, t.Ref)
+				ev.FailedTaskNames = slices.Insert(ev.FailedTaskNames, at, t.Name)
 			}
 		}
 	}
@@ -688,6 +695,7 @@ func (d *decision) failed(t *Task) {
 	case conductor.TaskCanceled:
 		status = conductor.WorkflowTerminated
 	}
+	d.endedBy = t.ID
 	d.finish(status, reason, nil)
 }
 

@@ -314,6 +314,7 @@ func (d *decision) timedOut(t *Task, reason string, alwaysRetry bool) {
 	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskTimedOut, KeepOutput: true, Reason: reason, Time: d.now})
 	t = d.w.task(t.ID)
 	if !alwaysRetry && policy == conductor.TimeoutPolicyTimeOutWF {
+		d.endedBy = t.ID
 		d.finish(conductor.WorkflowTimedOut, reason, nil)
 		return
 	}
