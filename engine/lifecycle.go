@@ -453,7 +453,9 @@ func (d *decision) retryTask(t *Task) {
 	if wt == nil {
 		return
 	}
-	d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID})
+	// Due at once: its startDelay was waited out when it first ran, and
+	// Conductor's retry queues the copy with no callbackAfterSeconds.
+	d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID, availableAt: d.now})
 }
 
 // reopened tells the parent, if any, that this workflow runs again; upTo

@@ -256,6 +256,45 @@ func TestRetryWorkflow(t *testing.T) {
 	h.wantStatus(conductor.WorkflowCompleted)
 }
 
+// A workflow's retry hands out the tasks it runs again at once, its
+// tasks' startDelay already waited out, as Conductor's retry queues each
+// copy with no callbackAfterSeconds. Before, each waited its startDelay
+// again.
+func TestRetryWaitsNoStartDelay(t *testing.T) {
+	for _, tc := range []struct {
+		name, task string
+		handedOut  func(engine.Decision, *engine.Task) bool
+	}{
+		{"a worker's task", `{"name":"a","taskReferenceName":"a","retryCount":0,"startDelay":600}`,
+			func(d engine.Decision, a *engine.Task) bool {
+				return slices.ContainsFunc(effectsOf[engine.Dispatch](d), func(e engine.Dispatch) bool { return e.TaskID == a.ID })
+			}},
+		{"a system task", `{"name":"a","taskReferenceName":"a","type":"HTTP","retryCount":0,"startDelay":600,
+		   "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}`,
+			func(d engine.Decision, a *engine.Task) bool {
+				return slices.ContainsFunc(effectsOf[engine.RunSystem](d), func(e engine.RunSystem) bool { return e.TaskID == a.ID })
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, `{"name":"r","tasks":[`+tc.task+`]}`, nil)
+			h.advance(600 * time.Second)
+			if a := h.task("a"); a.Type == conductor.TaskTypeHTTP {
+				h.system("a", conductor.TaskFailed, nil, "down")
+			} else {
+				h.report("a", conductor.TaskFailed, nil, "down")
+			}
+			h.wantStatus(conductor.WorkflowFailed)
+			h.advance(time.Hour)
+			d := h.decide(engine.Retry{})
+			a := h.wantTask("a", conductor.TaskScheduled)
+			if a.AvailableAt != h.now.UnixMilli() || a.CallbackAfterSeconds != 0 || !tc.handedOut(d, a) {
+				t.Fatalf("retry due %v after it, callbackAfterSeconds %d, effects %+v", time.Duration(a.AvailableAt-h.now.UnixMilli())*time.Millisecond,
+					a.CallbackAfterSeconds, d.Effects)
+			}
+		})
+	}
+}
+
 // A TERMINATE that ended a workflow from inside a fork or a loop leaves
 // nothing to retry: the JOIN or the loop its end canceled is reopened by
 // a retry with the rest, but does not make one (Conductor's "no retryable
