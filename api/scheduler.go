@@ -19,8 +19,8 @@ type Schedules interface {
 	Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string, checked *conductor.WorkflowSchedule) error
 	Get(ctx context.Context, name string) (*conductor.WorkflowSchedule, error)
 	List(ctx context.Context, workflowName string) ([]*conductor.WorkflowSchedule, error)
-	Delete(ctx context.Context, name, principal string) error
-	SetPaused(ctx context.Context, name string, paused bool, reason, principal string) error
+	Delete(ctx context.Context, name, principal string, checked *conductor.WorkflowSchedule) error
+	SetPaused(ctx context.Context, name string, paused bool, reason, principal string, checked *conductor.WorkflowSchedule) error
 	PauseAll(ctx context.Context, principal string) (int, error)
 	ResumeAll(ctx context.Context, principal string) (int, error)
 	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
@@ -99,17 +99,29 @@ func (s *Server) routeScheduler() {
 		}
 		s.reply(w, r, def, err)
 	})
-	s.route("DELETE /api/scheduler/schedules/{name}", on(auth.Delete), func(w http.ResponseWriter, r *http.Request) {
-		s.reply(w, r, nil, sc.Delete(r.Context(), r.PathValue("name"), principal(r)))
+	s.route("DELETE /api/scheduler/schedules/{name}", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		current, err := s.checkedSchedule(r, name, auth.Delete)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.reply(w, r, nil, sc.Delete(r.Context(), name, principal(r), current))
 	})
 	for path, paused := range map[string]bool{"pause": true, "resume": false} {
-		s.route("GET /api/scheduler/schedules/{name}/"+path, on(auth.Update), func(w http.ResponseWriter, r *http.Request) {
+		s.route("GET /api/scheduler/schedules/{name}/"+path, auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
+			name := r.PathValue("name")
+			current, err := s.checkedSchedule(r, name, auth.Update)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 			reason := "" // resuming clears it
 			if paused {
 				reason = r.URL.Query().Get("reason") // the JS SDK's pauseSchedule(name, reason)
 			}
 			// The OpenAPI document answers an empty object, not 204.
-			s.reply(w, r, map[string]any{}, sc.SetPaused(r.Context(), r.PathValue("name"), paused, reason, principal(r)))
+			s.reply(w, r, map[string]any{}, sc.SetPaused(r.Context(), name, paused, reason, principal(r), current))
 		})
 		s.route("PUT /api/scheduler/bulk/"+path, auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 			var names []string
@@ -119,9 +131,9 @@ func (s *Server) routeScheduler() {
 			}
 			res := conductor.NewBulkResponse()
 			for _, n := range names {
-				err := s.authorize(r, auth.Update, auth.Target{Type: auth.TargetWorkflowSchedule, ID: n})
+				current, err := s.checkedSchedule(r, n, auth.Update)
 				if err == nil {
-					err = sc.SetPaused(r.Context(), n, paused, "", principal(r))
+					err = sc.SetPaused(r.Context(), n, paused, "", principal(r), current)
 				}
 				if err != nil {
 					res.BulkErrorResults[n] = errorMessage(err)
@@ -159,12 +171,8 @@ func (s *Server) routeScheduler() {
 			// granting access must not land on one created again by
 			// another principal meanwhile.
 			name := r.PathValue("name")
-			current, lookup := sc.Get(r.Context(), name)
-			if lookup != nil && !errors.Is(lookup, fault.ErrNotFound) && !errors.Is(lookup, fault.ErrInvalid) {
-				s.writeError(w, r, lookup)
-				return
-			}
-			if err := s.authorize(r, auth.Update, auth.Target{Type: auth.TargetWorkflowSchedule, ID: name}); err != nil {
+			current, err := s.checkedSchedule(r, name, auth.Update)
+			if err != nil {
 				s.writeError(w, r, err)
 				return
 			}
@@ -352,4 +360,20 @@ func (s *Server) checkInlineDef(path string, req *conductor.StartWorkflowRequest
 		def.Name = req.Name // as the start takes it
 	}
 	return fault.Within(path, c.CheckWorkflowDef(&def))
+}
+
+// checkedSchedule returns schedule name as the read model holds it (nil:
+// none) and checks access on it, read first: a write given it applies to
+// that schedule alone (fault.ErrConflict otherwise), so that one deleted
+// and created again by another principal while the caller's access was
+// checked on the old one is not changed by the caller.
+func (s *Server) checkedSchedule(r *http.Request, name string, access auth.Access) (*conductor.WorkflowSchedule, error) {
+	current, lookup := s.deps.Schedules.Get(r.Context(), name)
+	if lookup != nil && !errors.Is(lookup, fault.ErrNotFound) && !errors.Is(lookup, fault.ErrInvalid) {
+		return nil, lookup
+	}
+	if err := s.authorize(r, access, auth.Target{Type: auth.TargetWorkflowSchedule, ID: name}); err != nil {
+		return nil, err
+	}
+	return current, nil
 }

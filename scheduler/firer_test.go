@@ -99,7 +99,7 @@ func TestRecreatedScheduleFiresAsNew(t *testing.T) {
 		old := ms("2026-11-30T10:00:05Z")
 		c.ms = old + 100
 		claim(t, s, "tick", old)
-		if err := s.Delete(ctx, "tick", "alice"); err != nil {
+		if err := s.Delete(ctx, "tick", "alice", held(t, s, "tick")); err != nil {
 			t.Fatal(err)
 		}
 		c.ms = ms("2026-11-30T10:00:31Z")
@@ -241,7 +241,7 @@ func TestSaveAppliesToTheCheckedSchedule(t *testing.T) {
 	}
 	wantConflict("re-tagged since", s.Save(ctx, def("mallory_wf"), "mallory", checked))
 	checked = current()
-	if err := s.Delete(ctx, "nightly", "alice"); err != nil {
+	if err := s.Delete(ctx, "nightly", "alice", held(t, s, "nightly")); err != nil {
 		t.Fatal(err)
 	}
 	c.ms += 1000
@@ -331,7 +331,7 @@ func TestDeleteTakesExecutions(t *testing.T) {
 	if err := f.fire(ctx, c.ms, "nightly"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "nightly", "alice"); err != nil {
+	if err := s.Delete(ctx, "nightly", "alice", held(t, s, "nightly")); err != nil {
 		t.Fatal(err)
 	}
 	save("bob", "bob_wf")
@@ -606,14 +606,14 @@ func TestPausedScheduleHoldsItsClaim(t *testing.T) {
 	}
 	c.ms = ms("2026-11-30T11:00:00Z")
 	claim(t, s, "h", c.ms)
-	if err := s.SetPaused(ctx, "h", true, "", "alice"); err != nil {
+	if err := s.SetPaused(ctx, "h", true, "", "alice", held(t, s, "h")); err != nil {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T11:05:00Z")
 	if err := f.fire(ctx, c.ms, "h"); err != nil || len(starts.ids) != 0 {
 		t.Fatalf("fire while paused: %v, started %v", err, starts.ids)
 	}
-	if err := s.SetPaused(ctx, "h", false, "", "alice"); err != nil {
+	if err := s.SetPaused(ctx, "h", false, "", "alice", held(t, s, "h")); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.fire(ctx, c.ms, "h"); err != nil || len(starts.ids) != 1 || starts.ids[0] != workflowID("h", ms("2026-11-30T11:00:00Z")) {
@@ -629,7 +629,11 @@ type pausing struct {
 }
 
 func (p *pausing) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
-	if err := p.store.SetPaused(ctx, "h", true, "", "alice"); err != nil {
+	st, err := p.store.load(ctx, "h")
+	if err != nil {
+		return "", 0, err
+	}
+	if err := p.store.SetPaused(ctx, "h", true, "", "alice", &st.Def); err != nil {
 		return "", 0, err
 	}
 	return p.started.StartWorkflow(ctx, req, o)
@@ -710,7 +714,7 @@ func claimThenPause(t *testing.T, s *Store, c *clock, f *Firer) {
 	if err := f.fire(ctx, c.ms, "h"); err == nil {
 		t.Fatal("fire: no error, want the start's")
 	}
-	if err := s.SetPaused(ctx, "h", true, "", "alice"); err != nil {
+	if err := s.SetPaused(ctx, "h", true, "", "alice", held(t, s, "h")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -779,8 +783,8 @@ func TestLooksForgottenWithTheClaim(t *testing.T) {
 		end   func(s *Store) error
 		tries int // starts: the claim's, and the resumed claim's
 	}{
-		{"deleted", func(s *Store) error { return s.Delete(ctx, "h", "alice") }, 1},
-		{"resumed", func(s *Store) error { return s.SetPaused(ctx, "h", false, "", "alice") }, 2},
+		{"deleted", func(s *Store) error { return s.Delete(ctx, "h", "alice", held(t, s, "h")) }, 1},
+		{"resumed", func(s *Store) error { return s.SetPaused(ctx, "h", false, "", "alice", held(t, s, "h")) }, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			starter := &answering{err: errors.New("no engine available")}

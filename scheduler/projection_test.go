@@ -138,7 +138,7 @@ func TestStaleDueKeyCorrected(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.paused {
-				if err := s.SetPaused(ctx, "noon", true, "", "alice"); err != nil {
+				if err := s.SetPaused(ctx, "noon", true, "", "alice", held(t, s, "noon")); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -204,10 +204,10 @@ func TestDueIndexSweepLeavesConsistentIndexAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.SetPaused(ctx, "paused", true, "", "alice"); err != nil {
+	if err := s.SetPaused(ctx, "paused", true, "", "alice", held(t, s, "paused")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "gone", "alice"); err != nil {
+	if err := s.Delete(ctx, "gone", "alice", held(t, s, "gone")); err != nil {
 		t.Fatal(err)
 	}
 	c.ms = ms("2026-11-30T12:00:01Z") // catchup claims a scan's worth of its 120 missed runs, 10:01 to 11:40

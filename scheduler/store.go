@@ -280,35 +280,41 @@ func (s *Store) List(_ context.Context, name string) ([]*conductor.WorkflowSched
 	return out, err
 }
 
-func (s *Store) mustExist(name string) func(*State) error {
-	return func(st *State) error {
-		if !exists(st) {
-			return fault.NotFound("schedule %s not found", name)
-		}
-		return nil
+// mustBe refuses to change st unless it is the schedule checked describes
+// (fault.ErrConflict) and exists (fault.ErrNotFound).
+func (s *Store) mustBe(name string, st *State, checked *conductor.WorkflowSchedule) error {
+	if !sameSchedule(st, checked) {
+		return fault.Stale("schedule %s changed while this request's access was checked: try again", name)
 	}
+	if !exists(st) {
+		return fault.NotFound("schedule %s not found", name)
+	}
+	return nil
 }
 
-// Delete removes a schedule.
-func (s *Store) Delete(ctx context.Context, name, principal string) error {
+// Delete removes a schedule, checked as the caller's access was checked
+// on it (see Save): another created meanwhile, or re-created or
+// re-tagged, answers fault.ErrConflict.
+func (s *Store) Delete(ctx context.Context, name, principal string, checked *conductor.WorkflowSchedule) error {
 	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
-		if err := s.mustExist(name)(st); err != nil {
+		if err := s.mustBe(name, st, checked); err != nil {
 			return nil, err
 		}
 		return []schemas.Event{&schemas.ScheduleDeleted{Time: s.now().UnixMilli(), By: principal}}, nil
 	})
 }
 
-// SetPaused pauses (with a reason) or resumes a schedule. A reason that
-// reads as the firer's security pause is refused (fault.ErrInvalid).
-func (s *Store) SetPaused(ctx context.Context, name string, paused bool, reason, principal string) error {
+// SetPaused pauses (with a reason) or resumes a schedule, checked as the
+// caller's access was checked on it (see Delete). A reason that reads as
+// the firer's security pause is refused (fault.ErrInvalid).
+func (s *Store) SetPaused(ctx context.Context, name string, paused bool, reason, principal string, checked *conductor.WorkflowSchedule) error {
 	if paused {
 		if err := checkPauseReason(reason); err != nil {
 			return err
 		}
 	}
 	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
-		if err := s.mustExist(name)(st); err != nil {
+		if err := s.mustBe(name, st, checked); err != nil {
 			return nil, err
 		}
 		if st.Def.Paused == paused && st.Def.PausedReason == reason {
@@ -457,10 +463,7 @@ func (s *Store) ChangeTags(ctx context.Context, name string, tags []conductor.Ta
 		}
 	}
 	return s.appendEvents(ctx, name, principal, func(st *State) ([]schemas.Event, error) {
-		if !sameSchedule(st, checked) {
-			return nil, fault.Stale("schedule %s changed while this request's access was checked: try again", name)
-		}
-		if err := s.mustExist(name)(st); err != nil {
+		if err := s.mustBe(name, st, checked); err != nil {
 			return nil, err
 		}
 		merged := map[string]string{}

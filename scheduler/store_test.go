@@ -55,10 +55,10 @@ func TestPauseReasonCannotPassForSecurityPause(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.reason, func(t *testing.T) {
-			if err := s.SetPaused(ctx, "nightly", false, "", "alice"); err != nil {
+			if err := s.SetPaused(ctx, "nightly", false, "", "alice", held(t, s, "nightly")); err != nil {
 				t.Fatal(err)
 			}
-			err := s.SetPaused(ctx, "nightly", true, tt.reason, "alice")
+			err := s.SetPaused(ctx, "nightly", true, tt.reason, "alice", held(t, s, "nightly"))
 			st, lerr := s.load(ctx, "nightly")
 			if lerr != nil {
 				t.Fatal(lerr)
@@ -151,7 +151,7 @@ func TestPauseAllAndResumeAll(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.SetPaused(ctx, "held", true, "maintenance", "alice"); err != nil {
+	if err := s.SetPaused(ctx, "held", true, "maintenance", "alice", held(t, s, "held")); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.load(ctx, "refused")
@@ -296,7 +296,9 @@ func TestSaveKeepsThePauseReason(t *testing.T) {
 			savePaused: true, wantPaused: true, wantReason: AdminPauseReason, resumedByRA: true},
 		{name: "admin-paused, saved running", pause: func(s *Store) error { _, err := s.PauseAll(ctx, "root"); return err },
 			savePaused: false},
-		{name: "paused by its owner, saved paused", pause: func(s *Store) error { return s.SetPaused(ctx, "tick", true, "maintenance", "alice") },
+		{name: "paused by its owner, saved paused", pause: func(s *Store) error {
+			return s.SetPaused(ctx, "tick", true, "maintenance", "alice", held(t, s, "tick"))
+		},
 			savePaused: true, wantPaused: true, wantReason: "maintenance"},
 		{name: "security-paused, saved paused", pause: func(s *Store) error {
 			st, err := s.load(ctx, "tick")
@@ -367,10 +369,10 @@ func TestOwnPauseOrResumeDuringPauseAll(t *testing.T) {
 	if n, err := s.PauseAll(ctx, "root"); err != nil || n != 3 {
 		t.Fatalf("pause all: %d, %v; want 3", n, err)
 	}
-	if err := s.SetPaused(ctx, "resumed", false, "", "alice"); err != nil {
+	if err := s.SetPaused(ctx, "resumed", false, "", "alice", held(t, s, "resumed")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPaused(ctx, "held", true, "maintenance", "alice"); err != nil {
+	if err := s.SetPaused(ctx, "held", true, "maintenance", "alice", held(t, s, "held")); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.load(ctx, "resumed")
@@ -391,5 +393,95 @@ func TestOwnPauseOrResumeDuringPauseAll(t *testing.T) {
 		if st.Def.Paused != want {
 			t.Errorf("%s after resume all: paused %v (reason %q), want %v", name, st.Def.Paused, st.Def.PausedReason, want)
 		}
+	}
+}
+
+// held is schedule name as the log holds it (nil: none), as a caller's
+// access would have been checked on it.
+func held(t testing.TB, s *Store, name string) *conductor.WorkflowSchedule {
+	t.Helper()
+	st, err := s.load(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exists(st) {
+		return nil
+	}
+	return &st.Def
+}
+
+// A delete, pause or resume applies to the schedule the caller's access
+// was checked on: one an admin deleted and saved again under the name, or
+// tagged, meanwhile (a read model that lags the log) is left as it is,
+// 409, as a save and a change of tags are refused.
+func TestWritesWithoutABodyApplyToTheScheduleChecked(t *testing.T) {
+	ctx := context.Background()
+	save := func(s *Store, by string) {
+		t.Helper()
+		def := &conductor.WorkflowSchedule{Name: "nightly", CronExpression: "0 0 0 * * ?", StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}
+		if err := s.Save(ctx, def, by, held(t, s, "nightly")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changes := []struct {
+		name   string
+		change func(s *Store) // by the admin, after the caller's check
+	}{
+		{"saved again by another", func(s *Store) {
+			if err := s.Delete(ctx, "nightly", "root", held(t, s, "nightly")); err != nil {
+				t.Fatal(err)
+			}
+			save(s, "root")
+		}},
+		{"tagged", func(s *Store) {
+			if err := s.ChangeTags(ctx, "nightly", []conductor.Tag{{Key: "team", Value: "admins"}}, false, "root", held(t, s, "nightly")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"deleted", func(s *Store) {
+			if err := s.Delete(ctx, "nightly", "root", held(t, s, "nightly")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	writes := []struct {
+		name  string
+		write func(s *Store, checked *conductor.WorkflowSchedule) error
+	}{
+		{"delete", func(s *Store, checked *conductor.WorkflowSchedule) error {
+			return s.Delete(ctx, "nightly", "alice", checked)
+		}},
+		{"pause", func(s *Store, checked *conductor.WorkflowSchedule) error {
+			return s.SetPaused(ctx, "nightly", true, "mine", "alice", checked)
+		}},
+		{"resume", func(s *Store, checked *conductor.WorkflowSchedule) error {
+			return s.SetPaused(ctx, "nightly", false, "", "alice", checked)
+		}},
+	}
+	for _, c := range changes {
+		for _, w := range writes {
+			t.Run(c.name+"/"+w.name, func(t *testing.T) {
+				s, _ := newTestStore(t)
+				save(s, "alice")
+				if _, err := s.PauseAll(ctx, "root"); err != nil { // something for a resume to change
+					t.Fatal(err)
+				}
+				checked := held(t, s, "nightly")
+				c.change(s)
+				before := held(t, s, "nightly")
+				if err := w.write(s, checked); !errors.Is(err, fault.ErrConflict) {
+					t.Fatalf("%s of a schedule changed since its check: %v, want a conflict", w.name, err)
+				}
+				if after := held(t, s, "nightly"); !reflect.DeepEqual(after, before) {
+					t.Fatalf("the schedule changed:\n%+v\nwant\n%+v", after, before)
+				}
+			})
+		}
+	}
+	// Checked as absent, a schedule saved since is not touched either.
+	s, _ := newTestStore(t)
+	save(s, "root")
+	if err := s.Delete(ctx, "nightly", "alice", nil); !errors.Is(err, fault.ErrConflict) {
+		t.Fatalf("delete of a schedule saved since a check found none: %v, want a conflict", err)
 	}
 }
