@@ -812,7 +812,10 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	}
 	switch {
 	case err == nil && dup:
+		// Acknowledged all the same, its first answer lost: a server that
+		// comes back without it has lost an acknowledged record.
 		l.metrics.appends.WithLabelValues("duplicate").Inc()
+		l.saw(stream.Name, seq, o.msgID)
 	case err == nil:
 		l.metrics.appends.WithLabelValues("ok").Inc()
 		l.metrics.bytes.Add(float64(len(data)))
@@ -823,6 +826,7 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 		// is then on the subject after expected, under our id.
 		if prior, ok := l.findMsgID(ctx, subject, expected, o.msgID); ok {
 			l.metrics.appends.WithLabelValues("duplicate").Inc()
+			l.saw(stream.Name, prior, o.msgID)
 			if o.duplicate != nil {
 				*o.duplicate = true
 			}
