@@ -241,6 +241,10 @@ func (r *Runner) WaitFor(ctx context.Context, seq uint64) error {
 			if r.Checkpoint() >= seq {
 				return nil
 			}
+			if r.runErr == nil {
+				// Stopped with its node, not by a failure.
+				return fmt.Errorf("projection %s stopped at %d before %d", r.proj.Name(), r.Checkpoint(), seq)
+			}
 			return fmt.Errorf("projection %s stopped at %d before %d: %w", r.proj.Name(), r.Checkpoint(), seq, r.runErr)
 		case <-ctx.Done():
 			return ctx.Err()

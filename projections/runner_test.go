@@ -309,6 +309,24 @@ func TestWaitForCancelled(t *testing.T) {
 	}
 }
 
+// WaitFor on a runner stopped with its node, not by a failure, says so:
+// it quoted the missing failure as "%!w(<nil>)", which a write's answer
+// carried (WaitWritten).
+func TestWaitForStoppedRunner(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	r, stop := run(t, l, s, projections.RunnerConfig{})
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	err := r.WaitFor(testutil.Context(t, 30*time.Second), 1_000_000)
+	if err == nil || strings.Contains(err.Error(), "%!") || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("WaitFor(unreached) on a stopped runner = %v", err)
+	}
+}
+
 // A runner stopped while it starts (its checks of the log under way) stops
 // without an error, as one stopped while it follows does: a node stopped
 // a moment after it started logged its read models as failed.
