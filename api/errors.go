@@ -179,7 +179,7 @@ func atoi(v string) (int, error) {
 }
 
 func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	body, err := io.ReadAll(maxBytesReader(w, r.Body, maxBytes))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):

@@ -27,7 +27,7 @@ const maxValueBody = 6*secrets.MaxValueLen + 2
 // result. Errors name the limit and never quote the body.
 func readValueBody(w http.ResponseWriter, r *http.Request, kind string) ([]byte, error) {
 	// Read so that the body wiped is the one copy of the value read.
-	body, err := secrets.ReadValue(http.MaxBytesReader(w, r.Body, maxValueBody))
+	body, err := secrets.ReadValue(maxBytesReader(w, r.Body, maxValueBody))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -171,7 +174,9 @@ func New(deps Deps) *Server {
 // handed out by a poll carries resolved secret values, and every other
 // answer data that access control decides on per request. Nor may a
 // browser take one for another type than it says.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := &watchedWriter{ResponseWriter: rw}
+	defer s.recoverPanic(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	r, ok := s.authenticate(w, r)
@@ -183,6 +188,64 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// recoverPanic answers a request whose handler panicked with a 500 in
+// Conductor's error body, as Conductor answers an unhandled exception:
+// net/http would close the connection without a word, which a client reads
+// as a network failure and sends again. Its log line would quote the
+// panic's value, which may be a value the handler held (a secret's); the
+// line here names a runtime error or the value's type only, and the
+// stack. A panic once the answer began cannot be answered: the
+// connection is cut, as before.
+func (s *Server) recoverPanic(w *watchedWriter, r *http.Request) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if p == http.ErrAbortHandler {
+		panic(p)
+	}
+	what := fmt.Sprintf("a panic of type %T", p)
+	if re, ok := p.(runtime.Error); ok {
+		what = re.Error()
+	}
+	s.deps.Logger.Error("request handler panicked", logkey.Method, r.Method, logkey.Path, audit.Bounded(r.URL.Path),
+		logkey.Err, what, logkey.Stack, string(debug.Stack()))
+	if w.answered {
+		panic(http.ErrAbortHandler)
+	}
+	writeJSON(w, http.StatusInternalServerError, errorBody{ErrorResponse: conductor.ErrorResponse{
+		Status: http.StatusInternalServerError, Message: "internal error", Instance: "flowvault"}})
+}
+
+// watchedWriter tells whether a handler began its answer.
+type watchedWriter struct {
+	http.ResponseWriter
+	answered bool
+}
+
+func (w *watchedWriter) WriteHeader(status int) {
+	w.answered = true
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *watchedWriter) Write(b []byte) (int, error) {
+	w.answered = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach net/http's writer.
+func (w *watchedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// maxBytesReader is http.MaxBytesReader on net/http's own writer, which
+// alone can tell the server to close the connection rather than read
+// the rest of a body over the limit.
+func maxBytesReader(w http.ResponseWriter, body io.ReadCloser, n int64) io.ReadCloser {
+	if ww, ok := w.(*watchedWriter); ok {
+		w = ww.ResponseWriter
+	}
+	return http.MaxBytesReader(w, body, n)
 }
 
 // noRoute answers a request no route takes with Conductor's JSON error

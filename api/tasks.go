@@ -210,7 +210,7 @@ func (s *Server) decodeResultTask(w http.ResponseWriter, r *http.Request) (condu
 		// Refused, it would be sent again and again (the SDKs retry), and
 		// the task run again into the same refusal after its response
 		// timeout: it fails for good, as a result the log cannot hold does.
-		if res, err = oversizedResult(io.MultiReader(bytes.NewReader(body), http.MaxBytesReader(w, r.Body, maxOversizedResult-maxBodyBytes))); err != nil {
+		if res, err = oversizedResult(io.MultiReader(bytes.NewReader(body), maxBytesReader(w, r.Body, maxOversizedResult-maxBodyBytes))); err != nil {
 			return res, "", nil, err
 		}
 	default:
