@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/secrets"
@@ -473,6 +474,61 @@ func TestEventsReachOnlyGrantedSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused(t, listener, "orders.created")
+}
+
+// An event subscriber's pattern becomes a subscribe permission, which
+// the server splits at any Unicode white space into a subject and a queue
+// group: credentials for ">\u00a0q", a pattern of one token that is no
+// wildcard, would allow ">" (in queue group q), every worker's replies,
+// take replies with resolved secrets among them. They are not issued.
+func TestSubscribePatternsSplitNowhere(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	wc, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := s.connect(t, wc)
+	engine, err := s.log.Conn().Subscribe(workers.TakeSubject("type_a", ""), func(m *nats.Msg) { _ = m.Respond([]byte(`{"secret":"s3cret"}`)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Unsubscribe()
+	if err := s.log.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ pattern, subject string }{
+		{">\u00a0q", ">"},
+		{"*\u2003q", "*"},
+		{"orders.>\u0085q", "orders.>"},
+	} {
+		t.Run(tt.subject, func(t *testing.T) {
+			c, err := s.authority.IssueWorker(natsauth.WorkerSpec{Subscribe: []string{tt.pattern}})
+			if err == nil {
+				spy := s.connect(t, c)
+				heard, err := spy.QueueSubscribeSync(tt.subject, "q")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := spy.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := worker.Request(workers.TakeSubject("type_a", ""), []byte(`{}`), 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				// Delivered before the reply's flush returns, if at all.
+				if err := spy.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				n, _, _ := heard.Pending()
+				t.Fatalf("credentials for %q issued: subscribed to %q (last error %v), %d of the worker's messages received",
+					tt.pattern, tt.subject, spy.LastError(), n)
+			}
+			if !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), "subscribe[0]") {
+				t.Fatalf("refused with %v, want a validation error of subscribe[0]", err)
+			}
+		})
+	}
 }
 
 // Engines holding one master key derive one account (they share a log);

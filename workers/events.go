@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // EventPublisherDeny are the subjects the engine's event publisher may
@@ -44,7 +45,10 @@ func CheckEventSubject(subject string, wildcards bool) error {
 		switch {
 		case tok == "":
 			return fmt.Errorf("subject %q has an empty token", subject)
-		case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		// Unicode white space too: the server splits a subscribe
+		// permission at any (strings.Fields) into a subject and a queue
+		// group, so that credentials for ">\u00a0q" would allow ">".
+		case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }):
 			return fmt.Errorf("subject %q has spaces or control characters", subject)
 		case tok == "*" || tok == ">":
 			switch {
