@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/workers"
 )
 
 // Gate keeps an embedded server's workers account in step with the
@@ -59,8 +61,9 @@ type Entitlements interface {
 // changed. It must be called before Run.
 func (g *Gate) RefuseUnentitled(e Entitlements) { g.entitlements = e }
 
-// Sync gives the server the ledger's revocation list now, if it changed
-// (the first call opens the workers account).
+// Sync gives the server the ledger's revocation list now, with the
+// credentials refused besides (refuseUnentitled), if it changed (the first
+// call opens the workers account).
 func (g *Gate) Sync() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -112,20 +115,21 @@ func (g *Gate) Run(ctx context.Context, interval time.Duration) {
 }
 
 // refuseUnentitled adds to revoked the credentials whose principal may no
-// longer hold them.
+// longer hold them, and those whose event patterns are refused now: issued
+// before CheckEventSubject refused Unicode white space, which the server
+// splits a subscribe permission at, such a pattern may allow ">".
 func (g *Gate) refuseUnentitled(revoked map[string]int64, now time.Time) error {
-	if g.entitlements == nil {
-		return nil
-	}
 	active, err := g.ledger.Unrevoked(now)
 	if err != nil {
 		return fmt.Errorf("credentials: %w", err)
 	}
 	ctx := context.Background()
 	for _, c := range active {
-		ok, err := g.entitlements.MayHold(ctx, c)
-		if err != nil {
-			return fmt.Errorf("credentials %s: %w", c.User, err)
+		ok := !slices.ContainsFunc(c.Subscribe, func(p string) bool { return workers.CheckEventSubject(p, true) != nil })
+		if ok && g.entitlements != nil {
+			if ok, err = g.entitlements.MayHold(ctx, c); err != nil {
+				return fmt.Errorf("credentials %s: %w", c.User, err)
+			}
 		}
 		if !ok {
 			revoked[c.User] = c.refusedUntil()

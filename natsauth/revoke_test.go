@@ -8,7 +8,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/natsauth"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas"
 )
 
 // A server starts with its workers account closed: credentials revoked
@@ -54,17 +57,7 @@ func TestWorkersAccountClosedUntilAdmitted(t *testing.T) {
 func TestRevocationClosesAndRefuses(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	revoked, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"a"}, Expires: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"a"}, Expires: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := make(chan struct{})
-	gone := s.connect(t, revoked, nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
-	stays := s.connect(t, kept, nats.NoReconnect())
+	revoked, gone, closed, _, stays := connectTwo(t, s)
 
 	if err := s.authority.Admit(s.log.EmbeddedServer(), map[string]int64{revoked.User: revoked.Expires.Unix()}); err != nil {
 		t.Fatal(err)
@@ -91,4 +84,57 @@ func TestRevocationClosesAndRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.connect(t, revoked).Close()
+}
+
+// Credentials issued with an event pattern refused since (Unicode white
+// space, which the server splits a subscribe permission at: ">\u00a0q"
+// allowed ">") stop working: the gate refuses them as it refuses revoked
+// ones, and closes their connections; others stay. The ledger, not the
+// JWT, is what the gate reads: the credentials connected with are
+// issued for a task type, as no pattern of that kind is issued now.
+func TestGateRefusesPatternsRefusedSinceIssued(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	spy, _, closed, kept, stays := connectTwo(t, s)
+
+	store := testutil.OpenStore(t)
+	rec := testutil.Record(t, natsauth.AuditSubject, 1,
+		&schemas.WorkerCredentialsIssued{User: spy.User, By: "app:a", Subscribe: []string{">\u00a0q"}, Expires: spy.Expires.Unix(), Time: 1},
+		&schemas.WorkerCredentialsIssued{User: kept.User, By: "app:a", Subscribe: []string{"orders.>"}, Expires: kept.Expires.Unix(), Time: 1})
+	if err := store.Update(natsauth.ProjectionName, func(b *projections.Batch) error { return natsauth.Projection{}.Apply(b, rec) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := natsauth.NewGate(s.authority, s.log.EmbeddedServer(), natsauth.NewLedger(store), nil).Sync(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the connection of credentials for \">\\u00a0q\" is still open")
+	}
+	if err := stays.Flush(); err != nil {
+		t.Fatalf("another user's connection: %v", err)
+	}
+	if nc, err := nats.Connect(s.log.ClientURL(), patient(append(spy.Options(), nats.NoReconnect())...)...); err == nil {
+		nc.Close()
+		t.Fatal("credentials for \">\\u00a0q\" connected again")
+	}
+}
+
+// connectTwo issues two workers' credentials, valid for an hour, and
+// connects with each, without reconnecting; closed is closed when the
+// first's connection is.
+func connectTwo(t *testing.T, s *server) (first *natsauth.Credentials, firstConn *nats.Conn, closed <-chan struct{}, second *natsauth.Credentials, secondConn *nats.Conn) {
+	t.Helper()
+	var creds [2]*natsauth.Credentials
+	for i := range creds {
+		c, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"a"}, Expires: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds[i] = c
+	}
+	done := make(chan struct{})
+	firstConn = s.connect(t, creds[0], nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(done) }))
+	return creds[0], firstConn, done, creds[1], s.connect(t, creds[1], nats.NoReconnect())
 }
