@@ -342,6 +342,12 @@ func TestPollOfAQueueDeletedUnnoticedAnswers(t *testing.T) {
 			names = append(names, laneConsumer(queue, c.priority))
 		}
 		for _, name := range names {
+			// A lane's consumer is made after the queue's announcement,
+			// which the poll may have taken first.
+			testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+				_, err := stream.Consumer(ctx, name)
+				return err
+			})
 			if err := stream.DeleteConsumer(ctx, name); err != nil {
 				t.Fatal(err)
 			}
