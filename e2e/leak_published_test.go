@@ -31,7 +31,7 @@ func TestPublishedStartLeavesNoPlaintext(t *testing.T) {
 	if _, err := js.PublishMsg(ctx, start); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, "fv.cmd.unread", []byte("a command nobody consumes")); err != nil {
+	if _, err := js.Publish(ctx, "fv.cmd.producer.unread", []byte("a command nobody consumes")); err != nil {
 		t.Fatal(err)
 	}
 	h.e.waitStatus(engine.DeriveID("start-command", "sealed-1"), "RUNNING")

@@ -358,23 +358,10 @@ func TestProducerStartsAsItself(t *testing.T) {
 	e.register(`{"name":"other_flow","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
 	principal, token := e.application("producer")
 	e.grant(principal, "WORKFLOW_DEF", "pub_flow", "EXECUTE")
-	var c struct{ Creds string }
-	if err := json.Unmarshal([]byte(e.as(token).must(http.StatusOK, "POST", "/api/workers/credentials",
-		map[string]any{"startWorkflows": []string{"pub_flow"}})), &c); err != nil {
-		t.Fatal(err)
-	}
 	refusals := make(chan error, 8)
-	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds),
+	nc, js := e.producer(token, []string{"pub_flow"},
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refusals <- err }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	ctx := testutil.Context(t, 30*time.Second)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	publish := func(subject, body, msgID string) {
 		t.Helper()
 		msg := &nats.Msg{Subject: subject, Data: []byte(body), Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
@@ -421,6 +408,27 @@ func TestProducerStartsAsItself(t *testing.T) {
 	if n := e.searchCount("workflowType IN (other_flow)"); n != 0 {
 		t.Fatalf("%d other_flow workflows started", n)
 	}
+}
+
+// producer connects with credentials issued to the holder of token for
+// starting workflows by publishing, closed when the test ends.
+func (e *env) producer(token string, workflows []string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	e.t.Helper()
+	var c struct{ Creds string }
+	if err := json.Unmarshal([]byte(e.as(token).must(http.StatusOK, "POST", "/api/workers/credentials",
+		map[string]any{"startWorkflows": workflows})), &c); err != nil {
+		e.t.Fatal(err)
+	}
+	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds), opts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return nc, js
 }
 
 // waitCommandsConsumed waits until the engine consumed every start command
@@ -568,5 +576,58 @@ func TestTrailNamesTheNATSCredentialsThatTookTheSecret(t *testing.T) {
 		if en.Detail["taken_by"] != "nats:"+claims.Subject || en.Detail["worker"] != "go-nt_task" {
 			t.Fatalf("the resolution's entry: %+v, want it taken by nats:%s", en, claims.Subject)
 		}
+	}
+}
+
+// Producers' message ids are their own: two producers that publish under
+// the same Nats-Msg-Id (both numbering their requests from 1) each start
+// their workflow, and each is told its request was stored, not a
+// duplicate. The stream's duplicate window, which keys on the id alone,
+// dropped the second producer's request and answered it "duplicate",
+// which JetStream clients take for success. The same producer publishing
+// its id again is still answered "duplicate" and starts nothing more.
+func TestProducersShareNoMessageIDs(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"pub_flow","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	ctx := testutil.Context(t, 30*time.Second)
+	publish := func(js jetstream.JetStream, principal string) *jetstream.PubAck {
+		t.Helper()
+		msg := &nats.Msg{Subject: workers.StartSubject("pub_flow", principal), Data: []byte(`{"input":{"by":"` + principal + `"}}`),
+			Header: nats.Header{jetstream.MsgIDHeader: []string{"1"}}}
+		ack, err := js.PublishMsg(ctx, msg)
+		if err != nil {
+			t.Fatalf("%s publishes: %v", principal, err)
+		}
+		if ack.Stream != "FV_CMD" {
+			t.Fatalf("%s's acknowledgement names stream %q", principal, ack.Stream)
+		}
+		return ack
+	}
+	var producers []string
+	var streams []jetstream.JetStream
+	for _, name := range []string{"producer_a", "producer_b"} {
+		principal, token := e.application(name)
+		e.grant(principal, "WORKFLOW_DEF", "pub_flow", "EXECUTE")
+		_, js := e.producer(token, []string{"pub_flow"})
+		producers, streams = append(producers, principal), append(streams, js)
+	}
+	for i, principal := range producers {
+		if ack := publish(streams[i], principal); ack.Duplicate {
+			t.Errorf("%s's first request was answered as a duplicate", principal)
+		}
+	}
+	if ack := publish(streams[1], producers[1]); !ack.Duplicate {
+		t.Errorf("%s's request published again was not answered as a duplicate", producers[1])
+	}
+	e.waitCommandsConsumed()
+	for _, principal := range producers {
+		id := engine.DeriveID("start-command", principal, "1")
+		if wf := e.waitStatus(id, conductor.WorkflowRunning); wf.CreatedBy != principal || wf.Input["by"] != principal {
+			t.Errorf("workflow %s: started by %q with %v, want %s's", id, wf.CreatedBy, wf.Input, principal)
+		}
+	}
+	if n := e.searchCount("workflowType IN (pub_flow)"); n != 2 {
+		t.Fatalf("%d pub_flow workflows started, want 2", n)
 	}
 }

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -86,20 +85,7 @@ func TestQuotaRefusesStarts(t *testing.T) {
 
 	// Over NATS, as a producer: the command is discarded.
 	e.grant(alice, "WORKFLOW_DEF", "quota_hold", "EXECUTE")
-	var c struct{ Creds string }
-	if err := json.Unmarshal([]byte(a.must(http.StatusOK, "POST", "/api/workers/credentials",
-		map[string]any{"startWorkflows": []string{"quota_hold"}})), &c); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := workers.Connect(e.node.Log().ClientURL(), []byte(c.Creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := e.producer(aliceToken, []string{"quota_hold"})
 	msg := &nats.Msg{Subject: workers.StartSubject("quota_hold", alice), Data: []byte(`{}`), Header: nats.Header{jetstream.MsgIDHeader: []string{"over"}}}
 	if _, err := js.PublishMsg(testutil.Context(t, 10*time.Second), msg); err != nil {
 		t.Fatal(err)

@@ -27,19 +27,19 @@ func TestHandledMessagesAreErased(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	handled := map[string][]byte{"fv.cmd.erase.done": leaktest.RandomSecret(32), "fv.cmd.erase.poison": leaktest.RandomSecret(32)}
+	handled := map[string][]byte{"fv.cmd.producer.erase.done": leaktest.RandomSecret(32), "fv.cmd.producer.erase.poison": leaktest.RandomSecret(32)}
 	kept := leaktest.RandomSecret(32)
 	js := l.JetStream()
-	for _, subject := range []string{"fv.cmd.erase.done", "fv.cmd.erase.poison"} {
+	for _, subject := range []string{"fv.cmd.producer.erase.done", "fv.cmd.producer.erase.poison"} {
 		if _, err := js.Publish(ctx, subject, handled[subject]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := js.Publish(ctx, "fv.cmd.kept", kept); err != nil {
+	if _, err := js.Publish(ctx, "fv.cmd.producer.kept", kept); err != nil {
 		t.Fatal(err)
 	}
 	const durable = "erase-test"
-	sub, err := l.Subscribe(ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: durable, Filter: "fv.cmd.erase.>",
+	sub, err := l.Subscribe(ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: durable, Filter: "fv.cmd.producer.erase.>",
 		AckWait: time.Minute, MaxDeliver: -1, Erase: true},
 		func(_ context.Context, d eventlog.Delivery) error {
 			if strings.HasSuffix(d.Subject, ".poison") {

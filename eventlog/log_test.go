@@ -530,7 +530,7 @@ func TestSubscribeDurable(t *testing.T) {
 		handled[body]++
 		return nil
 	}
-	cfg := eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "test_workers", Filter: "fv.cmd.test.>", AckWait: 5 * time.Second, MaxDeliver: -1}
+	cfg := eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "test_workers", Filter: "fv.cmd.producer.test.>", AckWait: 5 * time.Second, MaxDeliver: -1}
 	for i := 0; i < 2; i++ {
 		sub, err := l.Subscribe(ctx, cfg, handle)
 		if err != nil {
@@ -539,11 +539,11 @@ func TestSubscribeDurable(t *testing.T) {
 		defer sub.Stop()
 	}
 	for i := 0; i < n; i++ {
-		if _, err := l.JetStream().Publish(ctx, "fv.cmd.test.x", []byte(fmt.Sprintf("cmd-%d", i))); err != nil {
+		if _, err := l.JetStream().Publish(ctx, "fv.cmd.producer.test.x", []byte(fmt.Sprintf("cmd-%d", i))); err != nil {
 			t.Fatal(err)
 		}
 		if i == n/2 {
-			if _, err := l.JetStream().Publish(ctx, "fv.cmd.test.x", []byte("poison!")); err != nil {
+			if _, err := l.JetStream().Publish(ctx, "fv.cmd.producer.test.x", []byte("poison!")); err != nil {
 				t.Fatal(err)
 			}
 		}

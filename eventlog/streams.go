@@ -41,8 +41,13 @@ var (
 		Description: "identities, keys and grants"}
 	Audit = Stream{Name: "FV_AUDIT", Subjects: []string{"fv.audit.>"}, Kind: EventStream,
 		Description: "audit trail: who read or changed what, never a value"}
-	Commands = Stream{Name: "FV_CMD", Subjects: []string{"fv.cmd.>"}, Kind: WorkQueue,
-		Description: "requests published by producers, e.g. fv.cmd.start.<workflow>"}
+	// Producers publish to fv.cmd.start.<workflow>.<principal>, which the
+	// stream must not capture: an engine stores each request under
+	// fv.cmd.producer, its message id under the principal's name, as the
+	// stream's duplicate window would otherwise let one producer's ids
+	// drop another's requests.
+	Commands = Stream{Name: "FV_CMD", Subjects: []string{"fv.cmd.start.*", "fv.cmd.producer.>"}, Kind: WorkQueue,
+		Description: "start requests of engines (fv.cmd.start.<workflow>) and producers (fv.cmd.producer.<workflow>.<principal>)"}
 	Dispatch = Stream{Name: "FV_DISPATCH", Subjects: []string{"fv.task.>", "fv.taskp.>"}, Kind: Ephemeral,
 		Description: "task availability for workers; rebuilt from the log if lost"}
 )

@@ -383,6 +383,10 @@ func (e *Executor) Start(ctx context.Context) error {
 		e.Stop()
 		return err
 	}
+	if err := e.serveProducerStarts(); err != nil {
+		e.Stop()
+		return err
+	}
 	if e.sched != nil {
 		e.wg.Add(3)
 		go func() {

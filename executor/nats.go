@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
@@ -696,30 +698,100 @@ func (e *Executor) handleResult(ctx context.Context, m *nats.Msg, prefix string,
 // request is (or will be) answered by other means than its return value.
 type answeredApart struct{}
 
+// producerStartPrefix is where engines store producers' start requests:
+// fv.cmd.producer.<workflow>.<principal>, each with its message id under
+// the principal's name (see storeProducerStart).
+const producerStartPrefix = "fv.cmd.producer."
+
+// serveProducerStarts takes producers' start requests
+// (fv.cmd.start.<workflow>.<principal>, which no stream captures) and stores
+// each in the commands stream, answering with the stream's
+// acknowledgement, as if the producer had published into the stream. The
+// stream's duplicate window keys on the message id alone: captured as
+// published, a producer's request was dropped as a duplicate of another
+// producer's that used the same id (both numbering their requests from 1,
+// say, or one replaying ids it saw), and the second producer was told
+// "duplicate", which JetStream clients take for success.
+func (e *Executor) serveProducerStarts() error {
+	sub, err := e.log.Conn().QueueSubscribe(workers.StartCommandPrefix+"*.*", workers.EngineQueue, func(m *nats.Msg) {
+		if !replyable(m.Reply) {
+			e.cfg.Logger.Warn("start request refused: its reply subject is not an inbox", logkey.Subject, m.Subject)
+			return
+		}
+		// Storing blocks on the stream's acknowledgement: never hold the
+		// subscription's delivery goroutine longer than it takes a slot.
+		e.onSlotOf(e.workerSem, requestTimeout, func(ctx context.Context) {
+			ack := e.storeProducerStart(ctx, m)
+			if m.Reply != "" {
+				_ = m.Respond(ack)
+			}
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", workers.StartCommandPrefix, err)
+	}
+	e.unsubscribeAtStop(sub)
+	return nil
+}
+
+// storeProducerStart stores m, a producer's start request, in the commands
+// stream and returns the stream's answer for the producer: a JetStream
+// publish acknowledgement, or its error. The message id is stored under
+// the principal's subject token (which holds no '.'), so that producers
+// share no ids; handleStartCommand takes it off again.
+func (e *Executor) storeProducerStart(ctx context.Context, m *nats.Msg) []byte {
+	tokens := strings.Split(strings.TrimPrefix(m.Subject, workers.StartCommandPrefix), ".")
+	out := &nats.Msg{Subject: producerStartPrefix + tokens[0] + "." + tokens[1], Data: m.Data}
+	if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+		out.Header = nats.Header{jetstream.MsgIDHeader: []string{tokens[1] + "." + id}}
+	}
+	seq, duplicate, err := e.log.Publish(ctx, out)
+	var ack any = jetstream.PubAck{Stream: eventlog.Commands.Name, Sequence: seq, Duplicate: duplicate}
+	if err != nil {
+		e.cfg.Logger.Warn("start request not stored", logkey.Subject, m.Subject, logkey.Err, err)
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) {
+			apiErr = &jetstream.APIError{Code: http.StatusServiceUnavailable, Description: "start request not stored: " + err.Error()}
+		}
+		ack = struct {
+			Error *jetstream.APIError `json:"error"`
+		}{apiErr}
+	}
+	body, _ := json.Marshal(ack)
+	return body
+}
+
 // consumeStartCommands starts workflows published on the commands stream.
 // The workflow id derives from the message id (or the stream sequence), so a
 // request published twice starts one workflow even after the stream's
 // duplicate window.
 func (e *Executor) consumeStartCommands() error {
-	// The handler outlives Start's context: it runs until Stop.
-	sub, err := e.log.Subscribe(e.ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: "fv-engine-start",
-		// Unbounded redelivery: a command that cannot succeed is rejected
-		// as poison (logged, terminated); any other failure (the store
-		// unavailable) is tried again, with back-off, until it passes, so
-		// that an outage strands no command.
-		// Erased once handled: a start's input may hold what its
-		// workflow seals, which the acknowledgement alone would leave in
-		// the stream's files until their block goes.
-		Filter: workers.StartCommandPrefix + ">", AckWait: time.Minute, MaxDeliver: -1, Erase: true}, e.handleStartCommand)
-	if err != nil {
-		return err
+	// Two consumers, each of one subject, as consumers made by earlier
+	// versions are: the engines' requests and producers' stored by earlier
+	// versions, which let the stream capture them as published
+	// (fv.cmd.start.>); producers' as engines store them now.
+	for durable, filter := range map[string]string{"fv-engine-start": workers.StartCommandPrefix + ">",
+		"fv-engine-producer-start": producerStartPrefix + "*.*"} {
+		// The handler outlives Start's context: it runs until Stop.
+		sub, err := e.log.Subscribe(e.ctx, eventlog.ConsumerConfig{Stream: eventlog.Commands.Name, Durable: durable,
+			// Unbounded redelivery: a command that cannot succeed is
+			// rejected as poison (logged, terminated); any other failure
+			// (the store unavailable) is tried again, with back-off, until
+			// it passes, so that an outage strands no command.
+			// Erased once handled: a start's input may hold what its
+			// workflow seals, which the acknowledgement alone would leave
+			// in the stream's files until their block goes.
+			Filter: filter, AckWait: time.Minute, MaxDeliver: -1, Erase: true}, e.handleStartCommand)
+		if err != nil {
+			return err
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			<-e.ctx.Done()
+			sub.Stop()
+		}()
 	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		<-e.ctx.Done()
-		sub.Stop()
-	}()
 	return nil
 }
 
@@ -730,15 +802,20 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		return fmt.Errorf("%w: %v", eventlog.ErrPoison, err)
 	}
 	// fv.cmd.start.<workflow>: an engine's request, which names its
-	// creator. fv.cmd.start.<workflow>.<principal>: a producer's, whose
-	// credentials allow publishing only under its own principal, so the
-	// subject, not the body, says whom the workflow runs as.
-	tokens := strings.Split(strings.TrimPrefix(d.Subject, workers.StartCommandPrefix), ".")
+	// creator. fv.cmd.producer.<workflow>.<principal> (or, stored by an
+	// earlier version, fv.cmd.start.<workflow>.<principal>): a producer's,
+	// whose credentials allow publishing only under its own principal, so
+	// the subject, not the body, says whom the workflow runs as.
+	rest, stored := strings.CutPrefix(d.Subject, producerStartPrefix)
+	if !stored {
+		rest = strings.TrimPrefix(d.Subject, workers.StartCommandPrefix)
+	}
+	tokens := strings.Split(rest, ".")
 	name, err := eventlog.Untoken(tokens[0])
 	if err == nil && len(tokens) == 2 {
 		req.CreatedBy, err = eventlog.Untoken(tokens[1])
 	}
-	if err != nil || len(tokens) > 2 {
+	if err != nil || len(tokens) > 2 || stored && len(tokens) != 2 {
 		e.cfg.Logger.Error("start command on a malformed subject", logkey.Subject, d.Subject, logkey.Seq, d.StreamSeq)
 		return fmt.Errorf("%w: subject %s", eventlog.ErrPoison, d.Subject)
 	}
@@ -751,8 +828,11 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		return fmt.Errorf("%w: request for %q on subject %s", eventlog.ErrPoison, req.Name, d.Subject)
 	}
 	msgID := ""
-	if ids := d.Header["Nats-Msg-Id"]; len(ids) > 0 {
+	if ids := d.Header[jetstream.MsgIDHeader]; len(ids) > 0 {
 		msgID = ids[0]
+	}
+	if stored {
+		msgID = strings.TrimPrefix(msgID, tokens[1]+".")
 	}
 	if msgID == "" {
 		msgID = fmt.Sprintf("seq-%d", d.StreamSeq)

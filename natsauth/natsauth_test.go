@@ -586,7 +586,8 @@ func TestSecretsRedacted(t *testing.T) {
 // A worker cannot aim an answer at a stream: a request's reply subject is
 // the requester's choice, and whoever answers (an engine, the JetStream
 // API) publishes there. Aimed at a producer's start subject, at a
-// workflow's log or at the audit trail, nothing lands in any stream.
+// workflow's log or at the audit trail, nothing reaches the engines or
+// lands in any stream.
 func TestWorkerRepliesReachNoStream(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -604,6 +605,14 @@ func TestWorkerRepliesReachNoStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer engine.Unsubscribe()
+	// Engines take producers' start requests from this subject to store
+	// them (no stream captures it).
+	starts := make(chan string, 8)
+	proxy, err := s.log.Conn().Subscribe(workers.StartCommandPrefix+"*.*", func(m *nats.Msg) { starts <- m.Subject })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Unsubscribe()
 	if err := s.log.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -622,6 +631,11 @@ func TestWorkerRepliesReachNoStream(t *testing.T) {
 	// A round trip after them: their answers, if any, were sent before.
 	if _, err := nc.Request(workers.TakeSubject("type_a", ""), []byte(`{}`), 10*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case subject := <-starts:
+		t.Errorf("an answer aimed at %s reached the engines", subject)
+	default:
 	}
 	for _, st := range []eventlog.Stream{eventlog.Commands, eventlog.Workflows, eventlog.Audit} {
 		str, err := s.log.JetStream().Stream(ctx, st.Name)
