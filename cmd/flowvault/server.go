@@ -118,7 +118,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	integer(&cfg.GCPercent, "gc-percent", "garbage collector target (GOGC) of the server process; $GOGC wins")
 	str(&cfg.Mlock, "mlock", "lock the server's memory so that secret values are never written to swap: auto (when allowed), require or off")
 	boolean(&cfg.Insecure, "insecure-dev", "DANGER: no authentication; every request acts as an anonymous admin")
-	boolean(&cfg.Dev, "dev", "development defaults: write the bootstrap admin key to <data>/bootstrap-admin.json")
+	boolean(&cfg.Dev, "dev", "when this start creates the bootstrap admin (an empty log), write its key to <data>/bootstrap-admin.json even if the data dir existed")
 	if err := fs.Parse(args); err != nil {
 		return cfg, parseErr(err)
 	}
