@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/auth"
@@ -102,7 +103,11 @@ type issued interface {
 // when unlisted says so (the node made them for itself, or an external
 // server's operator issued them); others (issued by another engine a
 // moment ago, or recorded in a record parked as poison) are answered
-// unavailable, and the worker tries again.
+// unavailable, and the worker tries again. Revoked or expired
+// credentials are refused here too: the server closes their connections
+// only once the gate's sync has applied the revocation list, which may
+// fail or come late (another engine's revocation), and a connection left
+// open meanwhile would still take tasks and report results.
 func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, unlisted func(user string) bool, taker, taskType, domain string) error {
 	user, ok := strings.CutPrefix(taker, "nats:")
 	if !ok || a.insecure {
@@ -117,6 +122,12 @@ func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, un
 	}
 	if err != nil {
 		return fmt.Errorf("worker credentials %s: %v: %w", user, err, fault.ErrUnavailable)
+	}
+	switch {
+	case c.RevokedAt != 0:
+		return fmt.Errorf("worker credentials %s were revoked: %w", user, fault.ErrForbidden)
+	case c.Expired(time.Now()):
+		return fmt.Errorf("worker credentials %s expired: %w", user, fault.ErrForbidden)
 	}
 	return a.holderMayTake(ctx, c.IssuedBy, taskType, domain)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
@@ -82,6 +83,38 @@ func TestWorkerMayTakeInDomain(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := a.workerMayTake(context.Background(), ledger, unlisted, "nats:"+tt.user, tt.taskType, tt.domain)
+			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// Credentials the ledger has revoked or past their expiry are refused
+// whatever their principal may do: the server is told of neither at once
+// (TestRevokedCredentialsLeftConnectedTakeNothing).
+func TestWorkerMayTakeRefusesRevokedAndExpired(t *testing.T) {
+	const principal = "app:w"
+	a := workflowAuthorizer{
+		principals: fakePrincipals{principal: {ID: principal, Roles: []string{auth.RoleWorker}}},
+		authz: auth.NewAuthorizer(fakeGrants{{Subject: auth.Subject{Type: auth.SubjectUser, ID: principal},
+			Target: auth.Target{Type: auth.TargetTaskDef, ID: "resize"}, Access: []auth.Access{auth.Execute}}}),
+	}
+	hour := time.Now().Add(time.Hour).UnixMilli()
+	tests := []struct {
+		name string
+		c    natsauth.Issued
+		want error // nil, or the fault it wraps
+	}{
+		{"valid", natsauth.Issued{Expires: hour}, nil},
+		{"without expiry", natsauth.Issued{}, nil},
+		{"revoked", natsauth.Issued{Expires: hour, RevokedAt: time.Now().UnixMilli(), RevokedBy: principal}, fault.ErrForbidden},
+		{"expired", natsauth.Issued{Expires: time.Now().Add(-time.Second).UnixMilli()}, fault.ErrForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.c.User, tt.c.IssuedBy, tt.c.IssuedAt = "UW", principal, 1
+			err := a.workerMayTake(context.Background(), fakeLedger{"UW": tt.c}, func(string) bool { return false }, "nats:UW", "resize", "")
 			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
 				t.Errorf("got %v, want %v", err, tt.want)
 			}
