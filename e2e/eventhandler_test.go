@@ -17,6 +17,7 @@ import (
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
 )
 
 // correlated returns the workflows of name with correlation id corr.
@@ -125,21 +126,16 @@ func TestEventHandlers(t *testing.T) {
 	pub := nodetest.Connect(t, e.node, pubCreds)
 	again := &nats.Msg{Subject: "orders.placed", Header: nats.Header{}}
 	again.Header.Set(nats.MsgIdHdr, announce.TaskID)
+	again.Header.Set(workers.EventHeader, announce.TaskID)
 	again.Data, _ = json.Marshal(map[string]any{"orderId": "o-big", "amount": 500, "waiter": waiter, "workflowInstanceId": big.WorkflowID})
 	if err := pub.PublishMsg(again); err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Publish("orders.placed", []byte("not json")); err != nil {
-		t.Fatal(err)
-	}
+	publishEvent(t, pub, "orders.placed", []byte("not json"))
 	forged, _ := json.Marshal(map[string]any{"orderId": "o-forged", "amount": 1, "workflowInstanceId": "no-such-workflow"})
-	if err := pub.Publish("orders.placed", forged); err != nil {
-		t.Fatal(err)
-	}
+	publishEvent(t, pub, "orders.placed", forged)
 	last, _ := json.Marshal(map[string]any{"orderId": "o-last", "amount": 1})
-	if err := pub.Publish("orders.placed", last); err != nil {
-		t.Fatal(err)
-	}
+	publishEvent(t, pub, "orders.placed", last)
 	e.waitCorrelated("marker", "o-last") // handled after the two before it
 	if got := e.correlated("fulfil", "o-big"); len(got) != 1 {
 		t.Fatalf("the event published again started %d workflows in all, want 1", len(got))
@@ -218,9 +214,7 @@ func TestEventHandlerActions(t *testing.T) {
 		{"kind": "vars", "target": noted, "why": "gift wrap", "detail": `{"n":3}`},
 	} {
 		b, _ := json.Marshal(ev)
-		if err := pub.Publish("ops.commands", b); err != nil {
-			t.Fatal(err)
-		}
+		publishEvent(t, pub, "ops.commands", b)
 	}
 	wf := e.waitStatus(failed, conductor.WorkflowFailed)
 	if w := taskByRef(wf, "w"); w.Status != conductor.TaskFailed || w.OutputData["why"] != "card declined" {
@@ -259,9 +253,7 @@ func TestEventHandlerInlineDefinitionKeepsItsExpressions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nodetest.Connect(t, e.node, creds).Publish("inline.expr", []byte(`{"orderId":"o-7"}`)); err != nil {
-		t.Fatal(err)
-	}
+	publishEvent(t, nodetest.Connect(t, e.node, creds), "inline.expr", []byte(`{"orderId":"o-7"}`))
 	wf := e.waitStatus(e.waitCorrelated("inline_expr_run", "o-7"), conductor.WorkflowCompleted)
 	if wf.Output["order"] != "o-7" || wf.Output["seen"] != "o-7" {
 		t.Fatalf("output %v, want order and seen o-7", wf.Output)
@@ -338,6 +330,85 @@ func TestEventHandlerActionsJoinEveryPrincipal(t *testing.T) {
 	}
 }
 
+// publishEvent publishes data on subject as the engines' EVENT task
+// does, marked as its (workers.EventHeader), and returns once the server
+// has it.
+func publishEvent(t *testing.T, nc *nats.Conn, subject string, data []byte) {
+	t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(workers.EventHeader, "test-event")
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A worker names the subject its request's answer goes to, and the
+// server, which maps it across the service import, checks it against
+// nothing: an answer aimed at a handler's subject reached the listener as
+// an event, and a worker with credentials for one task type ran an
+// admin's handler, as often as it liked (a start_workflow as the admin).
+// The engine sees only the mapped reply and cannot refuse it; the
+// listener runs handlers on what EVENT tasks published alone. The
+// worker's own requests are answered as before.
+func TestAnswersAimedAtAHandlerRunNothing(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"aim_marker","tasks":[{"name":"m","taskReferenceName":"m","type":"SET_VARIABLE","inputParameters":{"x":1}}]}`,
+		`{"name":"aim_announce","tasks":[{"name":"a","taskReferenceName":"a","type":"EVENT","sink":"nats:aim.ready"}]}`)
+	// Saved together, their subjects are subscribed to in one sync, in
+	// order: once aim.ready's handler ran, aim.orders is listened to.
+	e.must(http.StatusNoContent, "POST", "/api/event", `[
+	  {"name":"aim_handler","event":"nats:aim.orders","active":true,
+	   "actions":[{"action":"start_workflow","start_workflow":{"name":"aim_marker","correlationId":"aimed"}}]},
+	  {"name":"aim_ready","event":"nats:aim.ready","active":true,
+	   "actions":[{"action":"start_workflow","start_workflow":{"name":"aim_marker","correlationId":"ready"}}]}]`)
+	nc, err := workers.Connect(e.node.Log().ClientURL(), e.workerCredentials("aim_task"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		e.waitStatus(e.start("aim_announce", nil), conductor.WorkflowCompleted)
+		if len(e.correlated("aim_marker", "ready")) == 0 {
+			return fmt.Errorf("no event handled yet")
+		}
+		return nil
+	})
+	refused := func() float64 {
+		return testutil.MetricValue(t, e.node.Registry(), "flowvault_event_handler_runs_total",
+			map[string]string{"action": "", "outcome": "event_refused"})
+	}
+	before := refused()
+	poll, _ := json.Marshal(workers.PollRequest{WorkerID: "w", WaitMs: 0})
+	take, _ := json.Marshal(workers.TakeRequest{TaskID: "no-task", WorkflowInstanceID: "no-wf", WorkerID: "w"})
+	aimed := []struct {
+		subject string
+		body    []byte
+	}{{workers.PollSubject("aim_task", ""), poll}, {workers.TakeSubject("aim_task", ""), take}}
+	for _, a := range aimed {
+		if err := nc.PublishRequest(a.subject, "aim.orders", a.body); err != nil {
+			t.Fatal(err)
+		}
+		// The same request with an inbox of its own is answered.
+		if _, err := nc.Request(a.subject, a.body, 15*time.Second); err != nil {
+			t.Fatalf("%s: %v", a.subject, err)
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if got := len(e.correlated("aim_marker", "aimed")); got != 0 {
+			t.Fatalf("the aimed answers started %d workflows as the handler's principal", got)
+		}
+		if got := refused() - before; got < float64(len(aimed)) {
+			return fmt.Errorf("%v of the %d aimed answers refused", got, len(aimed))
+		}
+		return nil
+	})
+}
+
 // A handler saved without this node's API (through another engine, here
 // its store) reaches the listener all the same: the definitions' read
 // model tells it.
@@ -361,9 +432,7 @@ func TestEventHandlerSavedElsewhere(t *testing.T) {
 	// Events sent before the listener subscribed are lost (at most once):
 	// send until one is handled.
 	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
-		if err := pub.Publish("elsewhere.saved", []byte(`{}`)); err != nil {
-			return err
-		}
+		publishEvent(t, pub, "elsewhere.saved", []byte(`{}`))
 		if n := len(e.correlated("marker", "elsewhere")); n == 0 {
 			return fmt.Errorf("no event handled yet")
 		}

@@ -73,6 +73,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, when set, registers flowvault_event_handler_runs_total.
 	Metrics prometheus.Registerer
+	// MarkedOnly runs handlers on the messages EVENT tasks marked
+	// (workers.EventHeader) alone: where only they publish events (the
+	// embedded server's workers account), any other message on a
+	// handler's subject is an answer a worker aimed there, naming the
+	// subject as its request's reply, which would run the handler as its
+	// principal. On an external server others may publish events.
+	MarkedOnly bool
 	// Seen, when set, runs each action of a handler once per event
 	// message id, whichever engine receives the event and however often,
 	// and has a copy of the event past ClaimLease finish an action whose
@@ -301,6 +308,12 @@ func (l *Listener) receive(subject string, m *nats.Msg) {
 	l.mu.Lock()
 	handlers := l.handlers[subject]
 	l.mu.Unlock()
+	if l.cfg.MarkedOnly && m.Header.Get(workers.EventHeader) == "" {
+		l.runs.WithLabelValues("", outcomeRefused).Inc()
+		// Debug: a worker may send such answers as fast as it likes.
+		l.logger.Debug("message not published by an EVENT task: no handler runs", logkey.Subject, m.Subject)
+		return
+	}
 	var payload map[string]any
 	if err := conductor.Unmarshal(m.Data, &payload); err != nil || payload == nil {
 		l.runs.WithLabelValues("", outcomeRefused).Inc()

@@ -35,7 +35,7 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz eventAuthor
 	}
 	l := events.New(runCtx, events.Config{Handlers: n.metadata, Conn: conn, Engine: n.executor,
 		Authz: authz, Tasks: foundTasks{n}, Logger: n.logger,
-		Metrics: n.registry, Seen: seen})
+		Metrics: n.registry, Seen: seen, MarkedOnly: n.nats != nil})
 	// From here on, every change to the definitions syncs it; the first
 	// sync reads what changed before.
 	n.listener.Store(l)

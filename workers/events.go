@@ -21,6 +21,15 @@ var EventPublisherDeny = []string{"fv.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>", "_
 // shorter still.
 const MaxEventSubject = 1024
 
+// EventHeader marks a message an EVENT task published; its value is the
+// task's id. In the embedded server's workers account nothing else that
+// reaches a subscriber carries it: a request's reply subject is the
+// worker's choice, the server does not check it, and an engine's answer
+// (or JetStream's, a queue's announcements to a pull) goes wherever it
+// names, an event subject included, with the answerer's headers alone.
+// A message on an event subject without it is no event.
+const EventHeader = "Flowvault-Event-Task"
+
 // EventHandlerQueues starts the queue group names in which the engines'
 // event handlers listen (events.QueueGroup). Event subscribers'
 // credentials may not join those groups: a member would take a share of

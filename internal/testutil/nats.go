@@ -16,6 +16,7 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/workers"
 )
 
 // StartNATS runs a standalone JetStream server storing under dir, on
@@ -179,6 +180,7 @@ func PublishEvents(tb testing.TB, nc *nats.Conn, subject, prefix string, from, t
 		m := nats.NewMsg(subject)
 		m.Data = []byte(`{}`)
 		m.Header.Set(nats.MsgIdHdr, prefix+strconv.Itoa(i))
+		m.Header.Set(workers.EventHeader, prefix+strconv.Itoa(i))
 		if err := nc.PublishMsg(m); err != nil {
 			tb.Fatal(err)
 		}

@@ -62,6 +62,7 @@ func (e Event) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRes
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(nats.MsgIdHdr, t.TaskID)
+	msg.Header.Set(workers.EventHeader, t.TaskID)
 	if err := e.Conn.PublishMsg(msg); err != nil {
 		status := conductor.TaskFailed
 		if errors.Is(err, nats.ErrMaxPayload) {

@@ -13,6 +13,7 @@ import (
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
 	"github.com/flowvault/flowvault/workers/system"
 )
 
@@ -55,6 +56,9 @@ func TestEventPublishes(t *testing.T) {
 	}
 	if id := m.Header.Get(nats.MsgIdHdr); id != "task-1" {
 		t.Errorf("message id %q", id)
+	}
+	if mark := m.Header.Get(workers.EventHeader); mark != "task-1" {
+		t.Errorf("%s %q, want the task's id", workers.EventHeader, mark)
 	}
 	var got map[string]any
 	if err := json.Unmarshal(m.Data, &got); err != nil {
