@@ -15,17 +15,17 @@ import (
 // implements it; see there for the contract of each method.
 type AuthStore interface {
 	CreateApplication(ctx context.Context, name, by string) (auth.Application, error)
-	UpdateApplication(ctx context.Context, id, name, by string) (auth.Application, error)
-	DeleteApplication(ctx context.Context, id, by string) error
+	UpdateApplication(ctx context.Context, id, name, by string, checked *auth.Application) (auth.Application, error)
+	DeleteApplication(ctx context.Context, id, by string, checked *auth.Application) error
 	GetApplication(ctx context.Context, id string) (auth.Application, error)
 	ListApplications(ctx context.Context) ([]auth.Application, error)
-	SetApplicationRole(ctx context.Context, id, role string, remove bool, by string) error
+	SetApplicationRole(ctx context.Context, id, role string, remove bool, by string, checked *auth.Application) error
 	ApplicationTags(ctx context.Context, id string) ([]conductor.Tag, error)
-	ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string, decidedOn []conductor.Tag) error
-	CreateAccessKey(ctx context.Context, appID, by string) (auth.NewAccessKey, error)
+	ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string, checked *auth.Application) error
+	CreateAccessKey(ctx context.Context, appID, by string, checked *auth.Application) (auth.NewAccessKey, error)
 	AccessKeys(ctx context.Context, appID string) ([]auth.AccessKey, error)
-	ToggleAccessKey(ctx context.Context, appID, keyID, by string) (auth.AccessKey, error)
-	DeleteAccessKey(ctx context.Context, appID, keyID, by string) error
+	ToggleAccessKey(ctx context.Context, appID, keyID, by string, checked *auth.Application) (auth.AccessKey, error)
+	DeleteAccessKey(ctx context.Context, appID, keyID, by string, checked *auth.Application) error
 	ApplicationByKey(ctx context.Context, keyID string) (auth.Application, error)
 
 	UpsertUser(ctx context.Context, id string, req auth.UserRequest, by string) (auth.User, error)

@@ -34,16 +34,17 @@ func (s *Server) appRoutes() {
 		// overlap in ServeMux's eyes: one pattern, dispatched with their rules.
 		{"GET /api/applications/{id}/{sub}", auth.Authenticated, s.appSubResource},
 		{"GET /api/applications/{id}", appRule(auth.Read, "id"), s.getApplication},
-		{"PUT /api/applications/{id}", appRule(auth.Update, "id"), s.updateApplication},
-		{"DELETE /api/applications/{id}", appRule(auth.Delete, "id"), s.deleteApplication},
-		{"POST /api/applications/{applicationId}/roles/{role}", appRule(auth.Update, "applicationId"), s.setApplicationRole(false)},
-		{"DELETE /api/applications/{applicationId}/roles/{role}", appRule(auth.Update, "applicationId"), s.setApplicationRole(true)},
-		// Checked in the handler, on the tags it reads first.
+		// The writes check access in the handler, on the application
+		// they read first (checkedApp), and change that one alone.
+		{"PUT /api/applications/{id}", auth.Authenticated, s.updateApplication},
+		{"DELETE /api/applications/{id}", auth.Authenticated, s.deleteApplication},
+		{"POST /api/applications/{applicationId}/roles/{role}", auth.Authenticated, s.setApplicationRole(false)},
+		{"DELETE /api/applications/{applicationId}/roles/{role}", auth.Authenticated, s.setApplicationRole(true)},
 		{"PUT /api/applications/{id}/tags", auth.Authenticated, s.changeApplicationTags(false)},
 		{"DELETE /api/applications/{id}/tags", auth.Authenticated, s.changeApplicationTags(true)},
-		{"POST /api/applications/{id}/accessKeys", appRule(auth.Update, "id"), s.createAccessKey},
-		{"POST /api/applications/{applicationId}/accessKeys/{keyId}/status", appRule(auth.Update, "applicationId"), s.toggleAccessKey},
-		{"DELETE /api/applications/{applicationId}/accessKeys/{keyId}", appRule(auth.Update, "applicationId"), s.deleteAccessKey},
+		{"POST /api/applications/{id}/accessKeys", auth.Authenticated, s.createAccessKey},
+		{"POST /api/applications/{applicationId}/accessKeys/{keyId}/status", auth.Authenticated, s.toggleAccessKey},
+		{"DELETE /api/applications/{applicationId}/accessKeys/{keyId}", auth.Authenticated, s.deleteAccessKey},
 	} {
 		s.route(rt.pattern, rt.rule, rt.h)
 	}
@@ -130,22 +131,28 @@ func (s *Server) getApplication(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateApplication(w http.ResponseWriter, r *http.Request) {
+	checked, err := s.checkedApp(r, "id", auth.Update, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	var req applicationRequest
 	if err := decodeJSON(w, r, maxAuthBody, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	app, err := s.deps.Auth.UpdateApplication(r.Context(), r.PathValue("id"), req.Name, principal(r))
+	app, err := s.deps.Auth.UpdateApplication(r.Context(), r.PathValue("id"), req.Name, principal(r), checked)
 	s.reply(w, r, app, err)
 }
 
 func (s *Server) deleteApplication(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := s.mayActAs(r, id); err != nil {
+	checked, err := s.checkedApp(r, "id", auth.Delete, true)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.deps.Auth.DeleteApplication(r.Context(), id, principal(r)); err != nil {
+	if err := s.deps.Auth.DeleteApplication(r.Context(), id, principal(r), checked); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -164,7 +171,12 @@ func (s *Server) setApplicationRole(remove bool) http.HandlerFunc {
 				return
 			}
 		}
-		err := s.deps.Auth.SetApplicationRole(r.Context(), r.PathValue("applicationId"), role, remove, principal(r))
+		checked, err := s.checkedApp(r, "applicationId", auth.Update, false)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		err = s.deps.Auth.SetApplicationRole(r.Context(), r.PathValue("applicationId"), role, remove, principal(r), checked)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -184,12 +196,8 @@ func (s *Server) getApplicationTags(w http.ResponseWriter, r *http.Request) {
 // body was on its way must not be undone by it.
 func (s *Server) changeApplicationTags(remove bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		checked, err := s.deps.Auth.ApplicationTags(r.Context(), r.PathValue("id"))
-		if err != nil && !errors.Is(err, fault.ErrNotFound) {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.enforce(r, appRule(auth.Update, "id")); err != nil {
+		checked, err := s.checkedApp(r, "id", auth.Update, false)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -204,6 +212,34 @@ func (s *Server) changeApplicationTags(remove bool) http.HandlerFunc {
 		}
 		writeNoContent(w)
 	}
+}
+
+// checkedApp returns the application of path wildcard param as the read
+// model holds it (nil: none) and checks access on it, read first, and
+// with powers whether the caller may act as it (mayActAs): a write given
+// it applies to that application alone (fault.ErrStale otherwise), so
+// that one tagged otherwise, or given a role, while the caller's access
+// was checked on its old state (an engine whose read model lags) is left
+// as it is.
+func (s *Server) checkedApp(r *http.Request, param string, access auth.Access, powers bool) (*auth.Application, error) {
+	id := r.PathValue(param)
+	app, err := s.deps.Auth.GetApplication(r.Context(), id)
+	var checked *auth.Application
+	switch {
+	case err == nil:
+		checked = &app
+	case !errors.Is(err, fault.ErrNotFound):
+		return nil, err
+	}
+	if err := s.enforce(r, appRule(access, param)); err != nil {
+		return nil, err
+	}
+	if powers {
+		if err := s.mayActAs(r, id); err != nil {
+			return nil, err
+		}
+	}
+	return checked, nil
 }
 
 // mayActAs refuses an act that gives the caller application id's powers,
@@ -234,11 +270,12 @@ func (s *Server) mayActAs(r *http.Request, id string) error {
 // createAccessKey answers {"id","secret"}: the only time the secret is
 // ever shown.
 func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request) {
-	if err := s.mayActAs(r, r.PathValue("id")); err != nil {
+	checked, err := s.checkedApp(r, "id", auth.Update, true)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	key, err := s.deps.Auth.CreateAccessKey(r.Context(), r.PathValue("id"), principal(r))
+	key, err := s.deps.Auth.CreateAccessKey(r.Context(), r.PathValue("id"), principal(r), checked)
 	s.reply(w, r, key, err)
 }
 
@@ -248,20 +285,22 @@ func (s *Server) listAccessKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) toggleAccessKey(w http.ResponseWriter, r *http.Request) {
-	if err := s.mayActAs(r, r.PathValue("applicationId")); err != nil {
+	checked, err := s.checkedApp(r, "applicationId", auth.Update, true)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	key, err := s.deps.Auth.ToggleAccessKey(r.Context(), r.PathValue("applicationId"), r.PathValue("keyId"), principal(r))
+	key, err := s.deps.Auth.ToggleAccessKey(r.Context(), r.PathValue("applicationId"), r.PathValue("keyId"), principal(r), checked)
 	s.reply(w, r, key, err)
 }
 
 func (s *Server) deleteAccessKey(w http.ResponseWriter, r *http.Request) {
-	if err := s.mayActAs(r, r.PathValue("applicationId")); err != nil {
+	checked, err := s.checkedApp(r, "applicationId", auth.Update, true)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.deps.Auth.DeleteAccessKey(r.Context(), r.PathValue("applicationId"), r.PathValue("keyId"), principal(r)); err != nil {
+	if err := s.deps.Auth.DeleteAccessKey(r.Context(), r.PathValue("applicationId"), r.PathValue("keyId"), principal(r), checked); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

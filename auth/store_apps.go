@@ -31,6 +31,7 @@ type Application struct {
 	UpdateTime int64           `json:"updateTime"`
 	Tags       []conductor.Tag `json:"tags,omitempty"`
 	Roles      []string        `json:"-"`
+	Groups     []string        `json:"-"`
 }
 
 // PrincipalID is the application's principal id, "app:<id>".
@@ -54,7 +55,7 @@ const maxKeysPerApp = 20
 
 func (a *appState) view() Application {
 	out := Application{ID: a.ID, Name: a.Name, CreatedBy: a.CreatedBy, UpdatedBy: a.UpdatedBy,
-		CreateTime: a.CreateTime, UpdateTime: a.UpdateTime, Roles: slices.Clone(a.Roles)}
+		CreateTime: a.CreateTime, UpdateTime: a.UpdateTime, Roles: slices.Clone(a.Roles), Groups: slices.Clone(a.Groups)}
 	for _, t := range a.Tags {
 		out.Tags = append(out.Tags, conductor.Tag{Key: t.Key, Value: t.Value})
 	}
@@ -71,17 +72,56 @@ func keyNotFound(id string) error { return fault.NotFound("Access key %s not fou
 
 func newApp() *appState { return &appState{} }
 
-// updateApp runs one change on an existing application.
-func (s *Store) updateApp(ctx context.Context, id, by string, decide func(*appState) ([]schemas.Event, error)) error {
+// updateApp runs one change on an existing application, the one checked
+// describes (nil: none), as the caller's access was checked on it (the
+// read model's, read before the check): its creator and tags decide that
+// access, and a read model that lags the log may show neither as the log
+// holds them. Another state answers fault.ErrStale (409, to send again)
+// before the not-found, and nothing changes.
+func (s *Store) updateApp(ctx context.Context, id, by string, checked *Application, decide func(*appState) ([]schemas.Event, error)) error {
 	if err := checkID("application id", id); err != nil {
 		return appNotFound(id)
 	}
 	return update(ctx, s, AppSubject(id), by, newApp, func(a *appState) ([]schemas.Event, error) {
+		if !sameApp(a, checked) {
+			return nil, appChanged(id)
+		}
 		if !a.exists() {
 			return nil, appNotFound(id)
 		}
 		return decide(a)
 	})
+}
+
+// updatePowers is updateApp for a change that gives the application's
+// powers or takes them from their holders (an access key made, paused or
+// deleted; the application deleted), which the caller may make only if it
+// may give every role acting as the application holds: the roles and
+// groups it holds must be those checked too, or an ADMIN role given
+// meanwhile would come with a key minted by who may not give it.
+func (s *Store) updatePowers(ctx context.Context, id, by string, checked *Application, decide func(*appState) ([]schemas.Event, error)) error {
+	return s.updateApp(ctx, id, by, checked, func(a *appState) ([]schemas.Event, error) {
+		if !slices.Equal(a.Roles, checked.Roles) || !slices.Equal(a.Groups, checked.Groups) {
+			return nil, appChanged(id)
+		}
+		return decide(a)
+	})
+}
+
+// sameApp reports whether a is the application checked describes (nil:
+// none) in what access to it is decided on. An application's id is never
+// given again, but the time and creator are compared all the same, as a
+// life is elsewhere.
+func sameApp(a *appState, checked *Application) bool {
+	if checked == nil || !a.exists() {
+		return checked == nil && !a.exists()
+	}
+	return a.ID == checked.ID && a.CreateTime == checked.CreateTime && a.CreatedBy == checked.CreatedBy &&
+		slices.EqualFunc(a.Tags, checked.Tags, func(t schemas.DefTag, c conductor.Tag) bool { return t.Key == c.Key && t.Value == c.Value })
+}
+
+func appChanged(id string) error {
+	return fault.Stale("application %s changed while this request's access was checked: try again", id)
 }
 
 // CreateApplication creates an application named name; its creator has
@@ -103,12 +143,12 @@ func (s *Store) CreateApplication(ctx context.Context, name, by string) (Applica
 	return s.GetApplication(ctx, id)
 }
 
-// UpdateApplication renames an application.
-func (s *Store) UpdateApplication(ctx context.Context, id, name, by string) (Application, error) {
+// UpdateApplication renames application checked (see updateApp).
+func (s *Store) UpdateApplication(ctx context.Context, id, name, by string, checked *Application) (Application, error) {
 	if err := checkID("application name", name); err != nil {
 		return Application{}, err
 	}
-	err := s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
+	err := s.updateApp(ctx, id, by, checked, func(a *appState) ([]schemas.Event, error) {
 		return []schemas.Event{&schemas.ApplicationUpdated{ID: id, Name: name, Time: s.millis(), By: by}}, nil
 	})
 	if err != nil {
@@ -117,10 +157,11 @@ func (s *Store) UpdateApplication(ctx context.Context, id, name, by string) (App
 	return s.GetApplication(ctx, id)
 }
 
-// DeleteApplication deletes an application with its access keys (their
-// tokens stop working at once) and revokes the grants given to it.
-func (s *Store) DeleteApplication(ctx context.Context, id, by string) error {
-	err := s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
+// DeleteApplication deletes application checked (see updatePowers) with
+// its access keys (their tokens stop working at once) and revokes the
+// grants given to it.
+func (s *Store) DeleteApplication(ctx context.Context, id, by string, checked *Application) error {
+	err := s.updatePowers(ctx, id, by, checked, func(a *appState) ([]schemas.Event, error) {
 		return []schemas.Event{&schemas.ApplicationDeleted{ID: id, Time: s.millis(), By: by}}, nil
 	})
 	if err != nil {
@@ -164,14 +205,14 @@ func (s *Store) ListApplications(ctx context.Context) ([]Application, error) {
 	return out, err
 }
 
-// SetApplicationRole adds (or, with remove, removes) a role of an
-// application. Whether the caller may hand out the role is the caller's
-// check (CanAssignRole).
-func (s *Store) SetApplicationRole(ctx context.Context, id, role string, remove bool, by string) error {
+// SetApplicationRole adds (or, with remove, removes) a role of
+// application checked (see updateApp). Whether the caller may hand out the
+// role is the caller's check (CanAssignRole).
+func (s *Store) SetApplicationRole(ctx context.Context, id, role string, remove bool, by string, checked *Application) error {
 	if !slices.Contains(Roles, role) {
 		return fault.Invalid("unknown role %q: want one of %s", role, strings.Join(Roles, ", "))
 	}
-	return s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
+	return s.updateApp(ctx, id, by, checked, func(a *appState) ([]schemas.Event, error) {
 		has := slices.Contains(a.Roles, role)
 		if has != remove {
 			return nil, nil // nothing to change
@@ -203,15 +244,14 @@ func (s *Store) ApplicationTags(ctx context.Context, id string) ([]conductor.Tag
 // an application's tag set, held to what every holder's is (taglimit); a
 // key is an identifier besides. A removal's tags are taken as sent
 // (taglimit.Removal): one stored before the limits may still go. The
-// change applies to the tags decidedOn, those the caller's access was
-// decided on (ApplicationTags before the check), or is refused stale: a
-// tag grant may be what lets the caller change them, and one taken away
-// meanwhile must not be put back.
-func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string, decidedOn []conductor.Tag) error {
-	checked := taglimit.Removal(tags)
+// change applies to application checked (see updateApp): a tag grant may
+// be what lets the caller change the tags, and one taken away meanwhile
+// must not be put back.
+func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []conductor.Tag, remove bool, by string, checked *Application) error {
+	valid := taglimit.Removal(tags)
 	if !remove {
 		ve := &fault.ValidationError{}
-		checked = taglimit.Check(ve, "", tags)
+		valid = taglimit.Check(ve, "", tags)
 		if err := ve.Err(); err != nil {
 			return err
 		}
@@ -221,14 +261,11 @@ func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []con
 			}
 		}
 	}
-	given := make([]schemas.DefTag, len(checked))
-	for i, t := range checked {
+	given := make([]schemas.DefTag, len(valid))
+	for i, t := range valid {
 		given[i] = schemas.DefTag{Key: t.Key, Value: t.Value}
 	}
-	return s.updateApp(ctx, id, by, func(a *appState) ([]schemas.Event, error) {
-		if !slices.EqualFunc(a.Tags, decidedOn, func(t schemas.DefTag, c conductor.Tag) bool { return t.Key == c.Key && t.Value == c.Value }) {
-			return nil, fault.Stale("application %s was tagged otherwise while this request's access was checked: try again", id)
-		}
+	return s.updateApp(ctx, id, by, checked, func(a *appState) ([]schemas.Event, error) {
 		next := slices.Clone(a.Tags)
 		for _, t := range given {
 			if remove {
@@ -247,20 +284,21 @@ func (s *Store) ChangeApplicationTags(ctx context.Context, id string, tags []con
 	})
 }
 
-// CreateAccessKey creates an access key for an application. The secret is
-// in the result and nowhere else: the log keeps only its argon2id hash.
-func (s *Store) CreateAccessKey(ctx context.Context, appID, by string) (NewAccessKey, error) {
-	if _, err := s.app(appID); err != nil {
-		return NewAccessKey{}, err
-	}
+// CreateAccessKey creates an access key for application checked (see
+// updatePowers). The secret is in the result and nowhere else: the log
+// keeps only its argon2id hash.
+func (s *Store) CreateAccessKey(ctx context.Context, appID, by string, checked *Application) (NewAccessKey, error) {
 	key := NewAccessKey{ID: uuid.NewString(), Secret: newSecret()}
 	var hash string
-	if err := s.hash(ctx, func() { hash = hashSecret(key.Secret) }); err != nil {
-		return NewAccessKey{}, err
-	}
-	err := s.updateApp(ctx, appID, by, func(a *appState) ([]schemas.Event, error) {
+	err := s.updatePowers(ctx, appID, by, checked, func(a *appState) ([]schemas.Event, error) {
 		if len(a.Keys) >= maxKeysPerApp {
 			return nil, fault.Conflict("application %s already has %d access keys: delete one first", appID, maxKeysPerApp)
+		}
+		// Hashed once the key is due, not for an application refused.
+		if hash == "" {
+			if err := s.hash(ctx, func() { hash = hashSecret(key.Secret) }); err != nil {
+				return nil, err
+			}
 		}
 		return []schemas.Event{&schemas.AccessKeyCreated{AppID: appID, KeyID: key.ID, Hash: hash, Time: s.millis(), By: by}}, nil
 	})
@@ -283,10 +321,11 @@ func (s *Store) AccessKeys(ctx context.Context, appID string) ([]AccessKey, erro
 	return out, nil
 }
 
-// ToggleAccessKey flips a key between ACTIVE and INACTIVE ("pause"). An
-// inactive key mints no tokens, and the tokens it minted are refused.
-func (s *Store) ToggleAccessKey(ctx context.Context, appID, keyID, by string) (AccessKey, error) {
-	err := s.updateApp(ctx, appID, by, func(a *appState) ([]schemas.Event, error) {
+// ToggleAccessKey flips a key of application checked (see updatePowers)
+// between ACTIVE and INACTIVE ("pause"). An inactive key mints no tokens,
+// and the tokens it minted are refused.
+func (s *Store) ToggleAccessKey(ctx context.Context, appID, keyID, by string, checked *Application) (AccessKey, error) {
+	err := s.updatePowers(ctx, appID, by, checked, func(a *appState) ([]schemas.Event, error) {
 		i, ok := a.key(keyID)
 		if !ok {
 			return nil, keyNotFound(keyID)
@@ -311,10 +350,10 @@ func (s *Store) ToggleAccessKey(ctx context.Context, appID, keyID, by string) (A
 	return keyView(a.Keys[i]), nil
 }
 
-// DeleteAccessKey deletes an access key; its tokens are refused from the
-// next request on.
-func (s *Store) DeleteAccessKey(ctx context.Context, appID, keyID, by string) error {
-	return s.updateApp(ctx, appID, by, func(a *appState) ([]schemas.Event, error) {
+// DeleteAccessKey deletes an access key of application checked (see
+// updatePowers); its tokens are refused from the next request on.
+func (s *Store) DeleteAccessKey(ctx context.Context, appID, keyID, by string, checked *Application) error {
+	return s.updatePowers(ctx, appID, by, checked, func(a *appState) ([]schemas.Event, error) {
 		if _, ok := a.key(keyID); !ok {
 			return nil, keyNotFound(keyID)
 		}

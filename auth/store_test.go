@@ -82,11 +82,11 @@ func TestStoreAndRebuild(t *testing.T) {
 	}
 
 	app := must[auth.Application](t)(s.CreateApplication(ctx, "billing", "alice"))
-	key := must[auth.NewAccessKey](t)(s.CreateAccessKey(ctx, app.ID, "alice"))
-	if err := s.SetApplicationRole(ctx, app.ID, auth.RoleWorker, false, "alice"); err != nil {
+	key := must[auth.NewAccessKey](t)(s.CreateAccessKey(ctx, app.ID, "alice", appHeld(t, s, app.ID)))
+	if err := s.SetApplicationRole(ctx, app.ID, auth.RoleWorker, false, "alice", appHeld(t, s, app.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ChangeApplicationTags(ctx, app.ID, []conductor.Tag{{Key: "team", Value: "pay"}}, false, "alice", nil); err != nil {
+	if err := s.ChangeApplicationTags(ctx, app.ID, []conductor.Tag{{Key: "team", Value: "pay"}}, false, "alice", appHeld(t, s, app.ID)); err != nil {
 		t.Fatal(err)
 	}
 	for secret, want := range map[string]string{key.Secret: "", "wrong": "wrong access key secret"} {
@@ -98,14 +98,14 @@ func TestStoreAndRebuild(t *testing.T) {
 	if _, err := s.VerifyAccessKey(ctx, "no-such-key", key.Secret); err == nil || !strings.Contains(err.Error(), "unknown access key") {
 		t.Fatalf("unknown key: %v", err)
 	}
-	if k := must[auth.AccessKey](t)(s.ToggleAccessKey(ctx, app.ID, key.ID, "alice")); k.Status != auth.KeyInactive {
+	if k := must[auth.AccessKey](t)(s.ToggleAccessKey(ctx, app.ID, key.ID, "alice", appHeld(t, s, app.ID))); k.Status != auth.KeyInactive {
 		t.Fatalf("toggle: %+v", k)
 	}
 	if _, err := s.VerifyAccessKey(ctx, key.ID, key.Secret); err == nil || !strings.Contains(err.Error(), "inactive") {
 		t.Fatalf("inactive key: %v", err)
 	}
-	key2 := must[auth.NewAccessKey](t)(s.CreateAccessKey(ctx, app.ID, "alice"))
-	if err := s.DeleteAccessKey(ctx, app.ID, key2.ID, "alice"); err != nil {
+	key2 := must[auth.NewAccessKey](t)(s.CreateAccessKey(ctx, app.ID, "alice", appHeld(t, s, app.ID)))
+	if err := s.DeleteAccessKey(ctx, app.ID, key2.ID, "alice", appHeld(t, s, app.ID)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -180,10 +180,10 @@ func TestStoreAndRebuild(t *testing.T) {
 		t.Fatalf("deleted user: %v", err)
 	}
 	other := must[auth.Application](t)(s.CreateApplication(ctx, "gone", "root"))
-	if err := s.DeleteApplication(ctx, other.ID, "root"); err != nil {
+	if err := s.DeleteApplication(ctx, other.ID, "root", appHeld(t, s, other.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteApplication(ctx, other.ID, "root"); !errors.Is(err, fault.ErrNotFound) {
+	if err := s.DeleteApplication(ctx, other.ID, "root", appHeld(t, s, other.ID)); !errors.Is(err, fault.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 
