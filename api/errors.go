@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -155,18 +154,7 @@ func decodeBodyWith(unmarshal func([]byte, any) error, body []byte, v any) error
 		return fault.Invalid("request body is empty")
 	}
 	if err := unmarshal(body, v); err != nil {
-		if errors.Is(err, conductor.ErrNestedTooMuch) {
-			return fault.Invalid("%v", err)
-		}
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) && ute.Field != "" {
-			// A field of the wrong type names the field, not the Go type
-			// that decodes it.
-			ve := &fault.ValidationError{}
-			ve.Add(ute.Field, "must be %s, not a JSON %s", conductor.JSONKind(ute.Type), ute.Value)
-			return ve
-		}
-		return fault.Invalid("malformed JSON body: %v", err)
+		return decodeError("body", err, v)
 	}
 	return nil
 }

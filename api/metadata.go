@@ -1120,8 +1120,8 @@ type tagList []conductor.Tag
 
 func (l *tagList) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
-	if bytes.Equal(b, []byte("null")) {
-		return errors.New("want a tag or an array of tags, got null")
+	if kind := jsonKindOf(b); kind != "object" && kind != "array" {
+		return &kindError{want: "a tag or an array of tags", got: kind}
 	}
 	if b[0] == '{' {
 		var t conductor.Tag

@@ -441,17 +441,17 @@ func TestMetadataBadInput(t *testing.T) {
 	}{
 		{"malformed JSON", "POST", wf, `{"name":`, 400, "malformed JSON"},
 		{"empty body", "POST", wf, ``, 400, "empty"},
-		{"string for a definition", "POST", wf, `"a string"`, 400, "malformed JSON"},
+		{"string for a definition", "POST", wf, `"a string"`, 400, "body: must be an object, not a JSON string"},
 		{"string for tasks", "POST", wf, `{"name":"w","tasks":"x"}`, 400, "Validation failed"},
 		{"word for the version", "POST", wf, `{"name":"w","version":"two","tasks":[]}`, 400, "Validation failed"},
 		{"trailing data", "POST", wf, `{"name":"w"} {}`, 400, "malformed JSON"},
-		{"object where an array is expected", "PUT", wf, `{"name":"w"}`, 400, "malformed JSON"},
-		{"string where an array is expected", "PUT", wf, `"abc"`, 400, "malformed JSON"},
+		{"object where an array is expected", "PUT", wf, `{"name":"w"}`, 400, "body: must be an array, not a JSON object"},
+		{"string where an array is expected", "PUT", wf, `"abc"`, 400, "body: must be an array, not a JSON string"},
 		{"empty bulk", "PUT", wf, `[]`, 400, "must not be empty"},
-		{"task defs object", "POST", td, `{"name":"t"}`, 400, "malformed JSON"},
-		{"task defs string", "POST", td, `"t"`, 400, "malformed JSON"},
+		{"task defs object", "POST", td, `{"name":"t"}`, 400, "body: must be an array, not a JSON object"},
+		{"task defs string", "POST", td, `"t"`, 400, "body: must be an array, not a JSON string"},
 		{"task defs empty", "POST", td, `[]`, 400, "must not be empty"},
-		{"task def array", "PUT", td, `[{"name":"t"}]`, 400, "malformed JSON"},
+		{"task def array", "PUT", td, `[{"name":"t"}]`, 400, "body: must be an object, not a JSON array"},
 		{"task def wrong type", "PUT", td, `{"name":"t","retryCount":"three"}`, 400, "Validation failed"},
 		{"task def wrong type in a bulk", "POST", td, `[{"name":"a"},{"name":"b","retryCount":"2x"}]`, 400, "Validation failed"},
 		{"nested wrong type", "POST", wf, `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a","optional":"yes"}]}`, 400, "Validation failed"},
@@ -581,8 +581,8 @@ func TestMetadataTagRoutes(t *testing.T) {
 		if got := do(t, "GET", def+"?metadata=true", "").body; !strings.HasPrefix(got, `{"tags":[],"`) {
 			t.Fatalf("GET %s?metadata=true with no tags = %s, want an empty list", def, got)
 		}
-		do(t, "POST", tags, `"team"`).expectError(t, http.StatusBadRequest, "malformed JSON")
-		do(t, "PUT", tags, `null`).expectError(t, http.StatusBadRequest, "malformed JSON")
+		do(t, "POST", tags, `"team"`).expectError(t, http.StatusBadRequest, "body: must be a tag or an array of tags, not a JSON string")
+		do(t, "PUT", tags, `null`).expectError(t, http.StatusBadRequest, "body: must be a tag or an array of tags, not a JSON null")
 		do(t, "POST", tags, `{"value":"no key"}`).expectError(t, http.StatusBadRequest, "Validation failed")
 	}
 	for _, tags := range []string{base + "/api/metadata/workflow/nope/tags", base + "/api/metadata/task/nope/tags"} {

@@ -221,8 +221,8 @@ func TestSecretBadInput(t *testing.T) {
 		{"unknown metadata", "GET", "/nope/metadata", "", "", 404, "not found"},
 		{"tags malformed", "PUT", "/known/tags", appJSON, `[{"key":`, 400, "malformed JSON"},
 		{"tags empty body", "PUT", "/known/tags", appJSON, ``, 400, "empty"},
-		{"tags null", "DELETE", "/known/tags", appJSON, `null`, 400, "malformed JSON"},
-		{"tags not tags", "PUT", "/known/tags", appJSON, `"env"`, 400, "malformed JSON"},
+		{"tags null", "DELETE", "/known/tags", appJSON, `null`, 400, "body: must be a tag or an array of tags, not a JSON null"},
+		{"tags not tags", "PUT", "/known/tags", appJSON, `"env"`, 400, "body: must be a tag or an array of tags, not a JSON string"},
 		{"tag without key", "PUT", "/known/tags", appJSON, `[{"value":"v"}]`, 400, "Validation failed"},
 		{"bad access", "GET", "?access=ALL", "", "", 400, "access"},
 	}

@@ -183,8 +183,8 @@ func (s *Server) startWorkflowByName(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(body) > 0 {
-		if err := conductor.Unmarshal(body, &req.Input); err != nil {
-			s.writeError(w, r, fault.Invalid("workflow input must be a JSON object: %v", err))
+		if err := decodeBody(body, &req.Input); err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 	}
@@ -378,9 +378,7 @@ func (s *Server) rerunWorkflow(w http.ResponseWriter, r *http.Request) {
 	var req conductor.RerunWorkflowRequest
 	body, err := readBody(w, r, maxBodyBytes)
 	if err == nil && len(body) > 0 {
-		if err = conductor.Unmarshal(body, &req); err != nil {
-			err = fault.Invalid("malformed JSON body: %v", err)
-		}
+		err = decodeBody(body, &req)
 	}
 	id := r.PathValue("id")
 	trig := engine.Rerun{Request: req, By: principal(r)}

@@ -92,9 +92,7 @@ func (s *Server) executeWorkflow(w http.ResponseWriter, r *http.Request) {
 	var req conductor.StartWorkflowRequest
 	body, err := readBody(w, r, maxBodyBytes)
 	if err == nil && len(strings.TrimSpace(string(body))) > 0 {
-		if err = conductor.Unmarshal(body, &req); err != nil {
-			err = fault.Invalid("malformed StartWorkflowRequest: %v", err)
-		}
+		err = decodeBody(body, &req)
 	}
 	if err != nil {
 		s.writeError(w, r, err)

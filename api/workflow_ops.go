@@ -42,9 +42,7 @@ func (s *Server) skipTask(w http.ResponseWriter, r *http.Request) {
 	var req conductor.SkipTaskRequest
 	body, err := readBody(w, r, maxBodyBytes)
 	if err == nil && len(strings.TrimSpace(string(body))) > 0 {
-		if err = conductor.Unmarshal(body, &req); err != nil {
-			err = fault.Invalid("malformed SkipTaskRequest: %v", err)
-		}
+		err = decodeBody(body, &req)
 	}
 	if err == nil {
 		err = skipFromQuery(r, &req)
@@ -133,7 +131,7 @@ func skipFromQuery(r *http.Request, req *conductor.SkipTaskRequest) error {
 			if key == "" {
 				var m map[string]any
 				if err := conductor.Unmarshal([]byte(vals[0]), &m); err != nil {
-					return fault.Invalid("query parameter %s: want a JSON object: %v", name, err)
+					return decodeError("query parameter "+name, err, &m)
 				}
 				for k, v := range m {
 					(*field.m)[k] = v

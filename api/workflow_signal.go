@@ -192,8 +192,8 @@ func readOutput(w http.ResponseWriter, r *http.Request) (map[string]any, error) 
 	}
 	output := map[string]any{}
 	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := conductor.Unmarshal(body, &output); err != nil {
-			return nil, fault.Invalid("the body must be the task output, a JSON object: %v", err)
+		if err := decodeBody(body, &output); err != nil {
+			return nil, err
 		}
 	}
 	return output, nil

@@ -237,7 +237,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown workflow", "POST", "/api/workflow", `{"name":"nope"}`, 404, "nope"},
 		{"unknown version", "POST", "/api/workflow", `{"name":"ok","version":7}`, 404, "ok"},
 		{"by name: bad version", "POST", "/api/workflow/ok?version=x", `{}`, 400, "version"},
-		{"by name: input not an object", "POST", "/api/workflow/ok", `"text"`, 400, "JSON object"},
+		{"by name: input not an object", "POST", "/api/workflow/ok", `"text"`, 400, "body: must be an object, not a JSON string"},
 		{"unknown workflow id", "GET", "/api/workflow/does-not-exist", nil, 404, "does-not-exist"},
 		{"bad includeTasks", "GET", "/api/workflow/x?includeTasks=maybe", nil, 400, "includeTasks"},
 		{"pause unknown", "PUT", "/api/workflow/does-not-exist/pause", nil, 404, "not found"},
