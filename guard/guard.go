@@ -108,7 +108,12 @@ type memo struct {
 	// it grows). Kept while the workflow runs, they are shared with the
 	// workflows that resolve the same values; given back, the cache lets
 	// go of them with the last such workflow.
-	held  []*masking.Redactor
+	held []*masking.Redactor
+	// gone: the memo left the table (letGo) while a decision may still
+	// use it. The redactors get builds for that decision are not held:
+	// nothing would give them back, and the cache would keep the values'
+	// forms.
+	gone  bool
 	built bool // rebuilt from state at least once
 	// seq is the log sequence of the last record of the workflow whose
 	// values the memo holds: the state it was rebuilt from, or a record
@@ -252,6 +257,11 @@ func (m *memo) get() *masking.Redactor {
 	}
 	if m.redactor == nil || m.covered < len(m.kept) {
 		m.redactor, m.covered = m.redactor.SharedWith(m.kept, m.covered), len(m.kept)
+		if m.gone {
+			// Given back at once: it stays usable.
+			m.redactor.Release()
+			return m.redactor
+		}
 		m.held = append(m.held, m.redactor)
 		if n := len(m.held); n > 2 {
 			// The first (most often the secrets the workflow resolved,
@@ -349,6 +359,7 @@ func (m *memo) letGo() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.release()
+	m.gone = true
 }
 
 // forgetSearch has get choose the values to look for afresh.

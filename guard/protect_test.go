@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
@@ -714,6 +715,54 @@ func TestAnotherEngineForgetsAnEndedWorkflow(t *testing.T) {
 	}
 	if line := dec.Events[0].(*schemas.TaskLogged).Lines[0]; line != "sent ***" {
 		t.Fatalf("a late log line on the engine that forgot: %q", line)
+	}
+}
+
+// forgottenWhileResolved is fakeSecrets whose resolution, the first
+// time, runs forget: the read model folding the workflow's end while a
+// decision on it is under way.
+type forgottenWhileResolved struct {
+	fakeSecrets
+	once   sync.Once
+	forget func()
+}
+
+func (f *forgottenWhileResolved) Resolve(ctx context.Context, name string) ([]byte, int, error) {
+	f.once.Do(f.forget)
+	return f.fakeSecrets.Resolve(ctx, name)
+}
+
+// A decision under way when the read model has the guard forget its
+// workflow (Forget, its end folded meanwhile) still redacts, and the
+// shared redactor it builds once its memo left the table is not held by
+// that memo, which nothing would give it back from: it stayed in the
+// cache, with the secret's forms, after the workflow had ended on every
+// engine.
+func TestDecisionUnderWayWhenForgottenHoldsNoRedactor(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "forgotten-meanwhile-secret-5d1c"
+	const wfID = "wf-forgotten-meanwhile"
+	src := &forgottenWhileResolved{fakeSecrets: fakeSecrets{"token": value}}
+	g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: src})
+	src.forget = func() { g.Forget(wfID) }
+	w := applyAll(t, callingWithToken(t, wfID),
+		&schemas.TaskStarted{TaskID: "t1", Time: 2, Resolved: []schemas.ResolvedRef{{Kind: "secret", Name: "token", Version: 1}}})
+	m := g.memoFor(wfID)
+	dec, err := g.Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskLogged{TaskID: "t1", Lines: []string{"sent " + value}, Times: []int64{3}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := dec.Events[0].(*schemas.TaskLogged).Lines[0]; line != "sent ***" {
+		t.Fatalf("the decision under way when its workflow was forgotten logged %q", line)
+	}
+	if _, ok := g.memos[wfID]; ok || m.redactor == nil {
+		t.Fatal("the workflow was not forgotten while its decision was under way (the test no longer shows the case)")
+	}
+	shared := masking.SharedRedactor(m.kept)
+	shared.Release()
+	if len(m.held) > 0 || shared == m.redactor {
+		t.Fatalf("the forgotten memo holds %d shared redactors, the secret's still in the cache (%v)", len(m.held), shared == m.redactor)
 	}
 }
 
