@@ -18,12 +18,13 @@ import (
 type Schedules interface {
 	Save(ctx context.Context, def *conductor.WorkflowSchedule, principal string, checked *conductor.WorkflowSchedule) error
 	Get(ctx context.Context, name string) (*conductor.WorkflowSchedule, error)
+	GetChecked(ctx context.Context, name string, checked *conductor.WorkflowSchedule) (*conductor.WorkflowSchedule, error)
 	List(ctx context.Context, workflowName string) ([]*conductor.WorkflowSchedule, error)
 	Delete(ctx context.Context, name, principal string, checked *conductor.WorkflowSchedule) error
 	SetPaused(ctx context.Context, name string, paused bool, reason, principal string, checked *conductor.WorkflowSchedule) error
 	PauseAll(ctx context.Context, principal string) (int, error)
 	ResumeAll(ctx context.Context, principal string) (int, error)
-	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
+	Tags(ctx context.Context, name string, checked *conductor.WorkflowSchedule) ([]conductor.Tag, error)
 	ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string, checked *conductor.WorkflowSchedule) error
 	Executions(ctx context.Context, search query.Search, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error)
 }
@@ -39,9 +40,6 @@ func (s *Server) routeScheduler() {
 		return
 	}
 	sc := s.deps.Schedules
-	on := func(a auth.Access) auth.Rule {
-		return auth.Rule{Access: a, TargetType: auth.TargetWorkflowSchedule, TargetParam: "name"}
-	}
 	s.route("POST /api/scheduler/schedules", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 		var def conductor.WorkflowSchedule
 		if err := decodeJSON(w, r, maxBodyBytes, &def); err != nil {
@@ -92,8 +90,15 @@ func (s *Server) routeScheduler() {
 			return slices.Contains(def.Tags, want)
 		}))
 	})
-	s.route("GET /api/scheduler/schedules/{name}", on(auth.Read), func(w http.ResponseWriter, r *http.Request) {
-		def, err := sc.Get(r.Context(), r.PathValue("name"))
+	// Reads show the schedule the caller's access was checked on, as
+	// writes change only that one.
+	s.route("GET /api/scheduler/schedules/{name}", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		current, err := s.checkedSchedule(r, name, auth.Read)
+		var def *conductor.WorkflowSchedule
+		if err == nil {
+			def, err = sc.GetChecked(r.Context(), name, current)
+		}
 		if err == nil {
 			def.StartWorkflowRequest = s.maskRequest(r.Context(), def.StartWorkflowRequest)
 		}
@@ -161,8 +166,13 @@ func (s *Server) routeScheduler() {
 	s.route("GET /api/scheduler/admin/requeue", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{})
 	})
-	s.route("GET /api/scheduler/schedules/{name}/tags", on(auth.Read), func(w http.ResponseWriter, r *http.Request) {
-		tags, err := sc.Tags(r.Context(), r.PathValue("name"))
+	s.route("GET /api/scheduler/schedules/{name}/tags", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		current, err := s.checkedSchedule(r, name, auth.Read)
+		var tags []conductor.Tag
+		if err == nil {
+			tags, err = sc.Tags(r.Context(), name, current)
+		}
 		s.reply(w, r, tags, err)
 	})
 	for method, remove := range map[string]bool{"PUT": false, "DELETE": true} {

@@ -436,9 +436,10 @@ func (s *Store) changeAll(ctx context.Context, principal string, change func(*St
 	return n, nil
 }
 
-// Tags returns a schedule's tags.
-func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
-	def, err := s.Get(ctx, name)
+// Tags returns the tags of schedule name if it is the schedule checked
+// describes (see GetChecked).
+func (s *Store) Tags(ctx context.Context, name string, checked *conductor.WorkflowSchedule) ([]conductor.Tag, error) {
+	def, err := s.GetChecked(ctx, name, checked)
 	if err != nil {
 		return nil, err
 	}
@@ -446,6 +447,22 @@ func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) 
 		return []conductor.Tag{}, nil
 	}
 	return def.Tags, nil
+}
+
+// GetChecked returns schedule name if it is the schedule checked
+// describes (nil: none), as Delete changes only that one: a read whose
+// access was checked on one schedule shows no other, created again under
+// the name or tagged otherwise meanwhile (fault.ErrConflict, to send
+// again).
+func (s *Store) GetChecked(_ context.Context, name string, checked *conductor.WorkflowSchedule) (*conductor.WorkflowSchedule, error) {
+	st, err := loadState(s.reader, eventlog.Token(name))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mustBe(name, st, checked); err != nil {
+		return nil, err
+	}
+	return shown(st.Def), nil
 }
 
 // ChangeTags adds (merging by key) or removes tags, held to what every

@@ -410,10 +410,11 @@ func held(t testing.TB, s *Store, name string) *conductor.WorkflowSchedule {
 	return &st.Def
 }
 
-// A delete, pause or resume applies to the schedule the caller's access
-// was checked on: one an admin deleted and saved again under the name, or
-// tagged, meanwhile (a read model that lags the log) is left as it is,
-// 409, as a save and a change of tags are refused.
+// A delete, pause or resume applies to, and a read of it or its tags
+// shows, the schedule the caller's access was checked on: one an admin
+// deleted and saved again under the name, or tagged, meanwhile (a read
+// model that lags the log) is left as it is and not shown, 409, as a save
+// and a change of tags are refused.
 func TestWritesWithoutABodyApplyToTheScheduleChecked(t *testing.T) {
 	ctx := context.Background()
 	save := func(s *Store, by string) {
@@ -457,6 +458,14 @@ func TestWritesWithoutABodyApplyToTheScheduleChecked(t *testing.T) {
 		{"resume", func(s *Store, checked *conductor.WorkflowSchedule) error {
 			return s.SetPaused(ctx, "nightly", false, "", "alice", checked)
 		}},
+		{"get", func(s *Store, checked *conductor.WorkflowSchedule) error {
+			_, err := s.GetChecked(ctx, "nightly", checked)
+			return err
+		}},
+		{"tags", func(s *Store, checked *conductor.WorkflowSchedule) error {
+			_, err := s.Tags(ctx, "nightly", checked)
+			return err
+		}},
 	}
 	for _, c := range changes {
 		for _, w := range writes {
@@ -483,5 +492,8 @@ func TestWritesWithoutABodyApplyToTheScheduleChecked(t *testing.T) {
 	save(s, "root")
 	if err := s.Delete(ctx, "nightly", "alice", nil); !errors.Is(err, fault.ErrConflict) {
 		t.Fatalf("delete of a schedule saved since a check found none: %v, want a conflict", err)
+	}
+	if _, err := s.GetChecked(ctx, "nightly", nil); !errors.Is(err, fault.ErrConflict) {
+		t.Fatalf("read of a schedule saved since a check found none: %v, want a conflict", err)
 	}
 }
