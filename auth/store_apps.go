@@ -444,7 +444,13 @@ const BootstrapAppID = "bootstrap-admin"
 // nothing was done). The application has a fixed id, so when several
 // engines start on an empty log at once exactly one append wins; the
 // others see a conflict and create nothing.
-func (s *Store) Bootstrap(ctx context.Context) (key NewAccessKey, created bool, err error) {
+//
+// keep, when not nil, is given the key before it is recorded, and its
+// error stops the bootstrap: once the record is stored no later call
+// makes a key, so a process that dies before Bootstrap returns has the
+// key only where keep put it. After a conflict the key kept opens
+// nothing.
+func (s *Store) Bootstrap(ctx context.Context, keep func(NewAccessKey) error) (key NewAccessKey, created bool, err error) {
 	last, err := s.log.StreamLastSeq(ctx, eventlog.Access.Name)
 	if err != nil || last > 0 {
 		return NewAccessKey{}, false, err
@@ -453,6 +459,11 @@ func (s *Store) Bootstrap(ctx context.Context) (key NewAccessKey, created bool, 
 	var hash string
 	if err := s.hash(ctx, func() { hash = hashSecret(key.Secret) }); err != nil {
 		return NewAccessKey{}, false, err
+	}
+	if keep != nil {
+		if err := keep(key); err != nil {
+			return NewAccessKey{}, false, err
+		}
 	}
 	const by = "flowvault bootstrap"
 	now := s.millis()

@@ -70,11 +70,11 @@ func TestStoreAndRebuild(t *testing.T) {
 	e := newEngine(t, l)
 	s, ctx := e.auth, testutil.Context(t, 60*time.Second)
 
-	boot, created, err := s.Bootstrap(ctx)
+	boot, created, err := s.Bootstrap(ctx, nil)
 	if err != nil || !created {
 		t.Fatalf("bootstrap: %v %v", created, err)
 	}
-	if _, again, err := s.Bootstrap(ctx); again || err != nil {
+	if _, again, err := s.Bootstrap(ctx, nil); again || err != nil {
 		t.Fatalf("second bootstrap: %v %v", again, err)
 	}
 	if app, err := s.VerifyAccessKey(ctx, boot.ID, boot.Secret); err != nil || app.ID != auth.BootstrapAppID || !slices.Equal(app.Roles, []string{auth.RoleAdmin}) {
@@ -240,7 +240,7 @@ func TestConcurrentGrants(t *testing.T) {
 	results := make(chan bool, 2)
 	for _, e := range []*engine{c, d} {
 		go func() {
-			_, created, err := e.auth.Bootstrap(ctx)
+			_, created, err := e.auth.Bootstrap(ctx, nil)
 			if err != nil {
 				t.Error(err)
 			}
@@ -331,5 +331,42 @@ func TestRecreatedIDStartsClean(t *testing.T) {
 		if u := must[auth.User](t)(s.GetUser(ctx, id)); len(u.Groups) != 0 {
 			t.Errorf("%s is in %v after ops was created again", id, u.Groups)
 		}
+	}
+}
+
+// Bootstrap gives keep its key before it records it, so that a process
+// that dies once the record is stored still has the key where keep put it;
+// keep's error stops it with nothing recorded, and a key kept by an
+// engine whose bootstrap another engine's beat is not created.
+func TestBootstrapKeepsTheKeyBeforeItIsRecorded(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 60*time.Second)
+	l := testutil.OpenLog(t, "")
+	c, d := newEngine(t, l), newEngine(t, l)
+	refused := errors.New("disk full")
+	if _, created, err := c.auth.Bootstrap(ctx, func(auth.NewAccessKey) error { return refused }); !errors.Is(err, refused) || created {
+		t.Fatalf("bootstrap whose keep failed: created %v, %v", created, err)
+	}
+	var kept auth.NewAccessKey
+	_, created, err := c.auth.Bootstrap(ctx, func(k auth.NewAccessKey) error {
+		if last, err := l.StreamLastSeq(ctx, eventlog.Access.Name); err != nil || last != 0 {
+			t.Errorf("keep called with FV_AUTH at %d (%v): the key is recorded before it is kept", last, err)
+		}
+		kept = k
+		// Another engine's bootstrap wins meanwhile.
+		if _, won, err := d.auth.Bootstrap(ctx, nil); !won || err != nil {
+			t.Errorf("the other engine's bootstrap: %v %v", won, err)
+		}
+		return nil
+	})
+	if err != nil || created {
+		t.Fatalf("bootstrap beaten by another engine's: created %v, %v", created, err)
+	}
+	c.caughtUp(t, l)
+	if kept.Secret == "" {
+		t.Fatal("keep was not given the key")
+	}
+	if _, err := c.auth.VerifyAccessKey(ctx, kept.ID, kept.Secret); err == nil {
+		t.Fatal("the key kept by the engine whose bootstrap lost opens the bootstrap application")
 	}
 }

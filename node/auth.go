@@ -52,14 +52,32 @@ func (n *Node) startAuth(ctx, runCtx context.Context, freshData bool) (*authPart
 	}
 	p.tokens = auth.NewTokens(p.store, signer, n.log, n.cfg.TokenTTL, n.logger)
 	p.tokens.SetRefusals(n.audit) // within the audit log's flood limits
-	key, created, err := p.store.Bootstrap(ctx)
+	// The key is in its file before it is recorded: a first start that
+	// dies once the record is stored (kill -9, Ctrl-C while it waits for
+	// its read model) leaves it there, since the next start, finding
+	// FV_AUTH written, makes and shows no key.
+	writeFile := freshData || n.cfg.Dev
+	path := filepath.Join(n.cfg.DataDir, BootstrapFile)
+	var keep func(auth.NewAccessKey) error
+	kept := false
+	if writeFile {
+		keep = func(key auth.NewAccessKey) error {
+			kept = true
+			return writeBootstrapFile(path, key)
+		}
+	}
+	key, created, err := p.store.Bootstrap(ctx, keep)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap admin key: %w", err)
 	}
-	if created {
-		if err := n.announceBootstrap(key, freshData || n.cfg.Dev); err != nil {
-			return nil, err
+	if kept && !created {
+		// Another engine's bootstrap won: the key kept opens nothing.
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("bootstrap admin key: %w", err)
 		}
+	}
+	if created {
+		n.announceBootstrap(key, path, writeFile)
 	}
 	if n.cfg.Insecure {
 		n.logger.Warn("!!! AUTHENTICATION IS OFF (--insecure-dev): every request acts as an anonymous admin; never run this way with real data or a reachable port !!! " +
@@ -70,14 +88,12 @@ func (n *Node) startAuth(ctx, runCtx context.Context, freshData bool) (*authPart
 
 // announceBootstrap prints the bootstrap admin key once, in a banner on
 // BootstrapOutput (not through the logger: the secret must not reach log
-// aggregation), and on a fresh data directory or with --dev also writes
-// it to BootstrapFile (0600).
-func (n *Node) announceBootstrap(key auth.NewAccessKey, writeFile bool) error {
+// aggregation), saying whether it is in its file (path) too.
+func (n *Node) announceBootstrap(key auth.NewAccessKey, path string, inFile bool) {
 	out := n.cfg.BootstrapOutput
 	if out == nil {
 		out = os.Stderr
 	}
-	path := filepath.Join(n.cfg.DataDir, BootstrapFile)
 	fmt.Fprintf(out, "\n"+
 		"================ flowvault bootstrap admin key (shown once) ================\n"+
 		"  application: %s (role ADMIN)\n"+
@@ -86,18 +102,21 @@ func (n *Node) announceBootstrap(key auth.NewAccessKey, writeFile bool) error {
 		"  Mint a token: POST /api/token {\"keyId\":…,\"keySecret\":…}. Store the\n"+
 		"  secret now: it is kept only as a hash and will not be shown again.\n",
 		auth.BootstrapAppID, key.ID, key.Secret)
-	if writeFile {
+	if inFile {
 		fmt.Fprintf(out, "  Also written to %s (mode 0600), which the CLI reads.\n", path)
 	}
 	fmt.Fprintf(out, "============================================================================\n\n")
 	n.logger.Warn("created the bootstrap admin application; its key was printed once", "application", auth.BootstrapAppID)
-	if !writeFile {
-		return nil
-	}
+}
+
+// writeBootstrapFile writes the bootstrap admin key to path (0600), on a
+// fresh data directory or with --dev.
+func writeBootstrapFile(path string, key auth.NewAccessKey) error {
 	b, _ := json.Marshal(map[string]string{"keyId": key.ID, "keySecret": key.Secret})
 	// Replaced, not created afresh: with --dev the file may hold the key
-	// of an earlier bootstrap (of a log since wiped), and this bootstrap
-	// is committed already. Refusing to replace it would stop the server
+	// of an earlier bootstrap (of a log since wiped), and a start that
+	// died before it recorded the key it kept left a file holding a key
+	// that opens nothing. Refusing to replace it would stop the server
 	// with a file holding a dead key, which no later start would fix.
 	b = append(b, '\n')
 	err := WritePrivateFile(path, b)

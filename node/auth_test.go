@@ -1,12 +1,17 @@
 package node_test
 
 import (
+	"context"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/node"
 )
 
@@ -78,4 +83,65 @@ func assertNoTempFiles(t *testing.T, dir, name string) {
 	if err != nil || len(left) > 0 {
 		t.Fatalf("temporary files left in %s: %v %v", dir, left, err)
 	}
+}
+
+// blockedWriter blocks its first write until released.
+type blockedWriter struct {
+	once    sync.Once
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (w *blockedWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() {
+		close(w.reached)
+		<-w.release
+	})
+	return len(p), nil
+}
+
+// A first start that dies once its bootstrap is recorded leaves the
+// bootstrap admin key in its file: the next start finds the record and
+// makes no key, so a key not in the file by then is gone. The start is
+// held as it shows the key, and its data dir copied then, as a kill -9
+// would leave it; the copy starts, and its file holds a live key.
+func TestFirstStartThatDiesAfterBootstrapLeavesTheKey(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.SecureConfig(filepath.Join(t.TempDir(), "data"))
+	banner := &blockedWriter{reached: make(chan struct{}), release: make(chan struct{})}
+	cfg.BootstrapOutput = banner
+	type started struct {
+		n   *node.Node
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		n, err := node.Start(context.Background(), cfg, testutil.Logger(t))
+		done <- started{n, err}
+	}()
+	select {
+	case <-banner.reached:
+	case s := <-done:
+		if s.err == nil {
+			stop(t, s.n)
+		}
+		t.Fatalf("the start showed no bootstrap key: %v", s.err)
+	}
+	crashed := filepath.Join(t.TempDir(), "data")
+	out, err := exec.Command("cp", "-a", cfg.DataDir, crashed).CombinedOutput()
+	close(banner.release)
+	s := <-done
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	stop(t, s.n)
+	if err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+
+	again := cfg
+	again.DataDir, again.BootstrapOutput = crashed, io.Discard
+	_, base := nodetest.StartConfig(t, again)
+	id, secret := nodetest.BootstrapKey(t, again)
+	nodetest.MintToken(t, base, id, secret) // fails the test unless the key is live
 }
