@@ -72,6 +72,15 @@ func (f FileTokenKey) TokenSecret() ([]byte, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return f.create()
 	}
+	if err == nil && len(b) == 0 {
+		// What a creation cut short leaves (the process killed between
+		// the file's creation and its write): it signed nothing. Refused,
+		// it would stop every start until someone deleted it.
+		if err := os.Remove(f.Path); err != nil {
+			return nil, fmt.Errorf("token key: %w", err)
+		}
+		return f.create()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("token key: %w", err)
 	}
@@ -97,15 +106,19 @@ func (f FileTokenKey) create() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token key: %w", err)
 	}
-	if _, err := file.Write(b); err != nil {
-		file.Close()
+	_, err = file.Write(b)
+	if err == nil {
+		err = file.Sync()
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// A part of a key (a full disk) would be refused at every start.
+		os.Remove(f.Path)
 		return nil, fmt.Errorf("token key: %w", err)
 	}
-	if err := file.Sync(); err != nil {
-		file.Close()
-		return nil, fmt.Errorf("token key: %w", err)
-	}
-	return b, file.Close()
+	return b, nil
 }
 
 // Signer mints and verifies HS256 JWTs with a key derived (HKDF-SHA256)

@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
 )
 
 func testSigner(t *testing.T, seed string) *Signer {
@@ -158,5 +160,61 @@ func TestKeyHash(t *testing.T) {
 		if _, err := verifySecret(bad, secret); err == nil {
 			t.Errorf("malformed hash %q accepted", bad)
 		}
+	}
+}
+
+// A token key whose write fails (a full disk) leaves no file behind: an
+// empty one would be refused at every start after ("holds 0 bytes"),
+// once the disk had room again, until someone deleted it by hand. A
+// process killed between the file's creation and its write would leave
+// the same.
+func TestFileTokenKeyWrittenWholeOrNotAtAll(t *testing.T) {
+	disk, child := testutil.SmallDisk(t, 1<<20)
+	if !child {
+		return
+	}
+	filler := filepath.Join(disk, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil {
+		_, err = f.Write(make([]byte, 64<<10))
+	}
+	f.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("fill the disk: %v", err)
+	}
+	path := filepath.Join(disk, "token.key")
+	if _, err := (FileTokenKey{path}).TokenSecret(); err == nil {
+		t.Fatal("a token key was written to a full disk")
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	key, err := FileTokenKey{path}.TokenSecret()
+	if err != nil || len(key) != 32 {
+		t.Fatalf("once the disk has room: %d bytes, %v", len(key), err)
+	}
+	if entries, err := os.ReadDir(disk); err != nil || len(entries) != 1 {
+		t.Fatalf("the disk holds %v (%v), want the token key alone", entries, err)
+	}
+}
+
+// An empty token key file, which a process killed between the file's
+// creation and its write leaves, is replaced by a new key rather than
+// refused at every start.
+func TestFileTokenKeyCutShortIsMadeAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token.key")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := FileTokenKey{path}.TokenSecret()
+	if err != nil || len(key) != 32 {
+		t.Fatalf("token key after a creation cut short: %d bytes, %v", len(key), err)
+	}
+	again, err := FileTokenKey{path}.TokenSecret()
+	if err != nil || string(again) != string(key) {
+		t.Fatalf("the new key is not kept: %v", err)
 	}
 }

@@ -223,6 +223,44 @@ func TestDevMasterKey(t *testing.T) {
 	}
 }
 
+// An empty dev key file, which a process killed between the file's
+// creation and its write leaves, is replaced by a new key while nothing
+// is sealed yet, rather than refused at every start; once data exists it
+// is refused as before, and left as it is.
+func TestDevMasterKeyCutShort(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		dataExists bool
+	}{{"nothing sealed yet", false}, {"data sealed", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), DevKeyFileName)
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			mk, err := DevMasterKey(path, tt.dataExists, testutil.Logger(t))
+			text, rerr := os.ReadFile(path)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if tt.dataExists {
+				if err == nil || len(text) != 0 {
+					t.Fatalf("an empty dev key file under sealed data: %v, file of %d bytes; want it refused and left", err, len(text))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("dev key after a creation cut short: %v", err)
+			}
+			again, err := ParseMasterKey(string(text))
+			if err != nil || !again.Equal(mk) {
+				t.Fatalf("the file does not hold the key given: %v", err)
+			}
+		})
+	}
+}
+
 // DestroyKey erases every stored revision of a data key: the wrapped key
 // is no longer in the stream, and ciphertexts under it never open again.
 func TestDestroyKey(t *testing.T) {

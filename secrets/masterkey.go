@@ -185,6 +185,15 @@ func DevMasterKey(path string, dataExists bool, logger *slog.Logger) (*MasterKey
 	if err != nil {
 		return nil, fmt.Errorf("dev master key: %w", err)
 	}
+	if exists && !dataExists {
+		// An empty file is what a creation cut short leaves (the process
+		// killed between the file's creation and its write), and nothing
+		// is sealed under any key yet. Refused, it would stop every start
+		// until someone deleted it.
+		if exists, err = removeEmpty(path); err != nil {
+			return nil, fmt.Errorf("dev master key: %w", err)
+		}
+	}
 	if exists {
 		mk, err := readKeyFile(path, logger)
 		if err != nil {
@@ -236,6 +245,16 @@ func writeDevKeyFile(path string) (*MasterKey, error) {
 		return nil, fmt.Errorf("dev master key: %w", werr)
 	}
 	return k, nil
+}
+
+// removeEmpty removes path if it is an empty regular file, and reports
+// whether it still exists.
+func removeEmpty(path string) (bool, error) {
+	info, err := os.Stat(path)
+	if err != nil || !info.Mode().IsRegular() || info.Size() > 0 {
+		return err == nil, err
+	}
+	return false, os.Remove(path)
 }
 
 func fileExists(path string) (bool, error) {
