@@ -58,11 +58,10 @@ func offlineFlags(name, usage string, args []string, stderr io.Writer, extra fun
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nflags:\n"); fs.PrintDefaults() }
+	envs := &envFlags{}
 	str := func(p *string, name, usage string) {
-		if v, ok := os.LookupEnv(envName(name)); ok {
-			*p = v
-		}
 		fs.StringVar(p, name, *p, usage+" ($"+envName(name)+")")
+		envs.add(name, func() error { return fromEnv(p, name, func(s string) (string, error) { return s, nil }) })
 	}
 	str(&cfg.DataDir, "data", "the (stopped) server's data directory")
 	str(&cfg.NATSURL, "nats", "external NATS server URL(s) instead of the data directory's embedded store")
@@ -88,6 +87,7 @@ func offlineFlags(name, usage string, args []string, stderr io.Writer, extra fun
 		fmt.Fprintf(stderr, "flowvault %s: unexpected argument %q\n", name, pos[0])
 		return cfg, errUsage
 	}
+	envs.apply(fs) // strings: none fails to parse
 	if cfg.NATSReplicas, err = strconv.Atoi(replicas); err != nil || cfg.NATSReplicas < 1 || cfg.NATSReplicas > 5 {
 		return cfg, fmt.Errorf("--nats-replicas %q: want 1..5", replicas)
 	}

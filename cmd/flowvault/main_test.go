@@ -511,3 +511,38 @@ func TestServerUnderNohupIgnoresHangUp(t *testing.T) {
 		t.Fatalf("exit: %v\n%s", err, p.all)
 	}
 }
+
+// The usage, which a mistyped flag prints too, shows the flags' own
+// defaults: it showed the environment's values, $FLOWVAULT_NATS among
+// them, which may hold the engine's NATS password or token (a service's
+// journal would keep them). The variables still set the flags not given.
+func TestUsageShowsNoEnvironmentValue(t *testing.T) {
+	const url = "nats://engine:s3cr3t-pw@127.0.0.1:4222,nats://t0k3n-value@127.0.0.1:4223"
+	t.Setenv("FLOWVAULT_NATS", url)
+	for _, args := range [][]string{
+		{"server", "--bogus"}, {"server", "stray"}, {"server", "-h"},
+		{"keys", "rotate", "--bogus"}, {"admin", "recover", "-h"},
+	} {
+		_, errOut, _ := runCLI(args...)
+		if !strings.Contains(errOut, "-nats string") {
+			t.Errorf("%q printed no usage: %q", args, errOut)
+		}
+		if strings.Contains(errOut, "s3cr3t-pw") || strings.Contains(errOut, "t0k3n-value") {
+			t.Errorf("%q printed $FLOWVAULT_NATS's credentials:\n%s", args, errOut)
+		}
+	}
+	cfg, err := serverConfig(nil, io.Discard)
+	if err != nil || cfg.NATSURL != url {
+		t.Fatalf("server from the environment: --nats %q, %v", cfg.NATSURL, err)
+	}
+	if cfg, err = serverConfig([]string{"--nats", "nats://127.0.0.1:1"}, io.Discard); err != nil || cfg.NATSURL != "nats://127.0.0.1:1" {
+		t.Fatalf("server with --nats given: %q, %v", cfg.NATSURL, err)
+	}
+	t.Setenv("FLOWVAULT_SHUTDOWN_TIMEOUT", "soon")
+	if _, err := serverConfig([]string{"--shutdown-timeout", "3s"}, io.Discard); err != nil {
+		t.Fatalf("a variable that does not parse, replaced by its flag: %v", err)
+	}
+	if _, err := serverConfig(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "$FLOWVAULT_SHUTDOWN_TIMEOUT") {
+		t.Fatalf("a variable that does not parse: %v", err)
+	}
+}

@@ -40,34 +40,27 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	cfg := node.DefaultConfig()
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	// envErrs are the environment variables that did not parse, with the
-	// flag each one stands for: a flag given on the command line replaces
-	// its variable, so that variable's error is moot.
-	type envErr struct {
-		flag string
-		err  error
-	}
-	var envErrs []envErr
+	// envs set each flag from its environment variable once the command
+	// line is parsed, unless the flag was given there, which replaces its
+	// variable (and makes the variable's error moot). Set before the flag
+	// was declared, a variable's value became the default the usage
+	// prints, on a mistyped flag too, and $FLOWVAULT_NATS may hold the
+	// engine's NATS password or token.
+	envs := &envFlags{}
 	usage := func(name, text string) string { return text + " ($" + envName(name) + ")" }
-	env := func(name string, err error) {
-		if err != nil {
-			envErrs = append(envErrs, envErr{name, err})
-		}
-	}
 	str := func(p *string, name, text string) {
-		env(name, fromEnv(p, name, func(s string) (string, error) { return s, nil }))
 		fs.StringVar(p, name, *p, usage(name, text))
+		envs.add(name, func() error { return fromEnv(p, name, func(s string) (string, error) { return s, nil }) })
 	}
 	dur := func(p *time.Duration, name, text string) {
-		env(name, fromEnv(p, name, time.ParseDuration))
 		fs.DurationVar(p, name, *p, usage(name, text))
+		envs.add(name, func() error { return fromEnv(p, name, time.ParseDuration) })
 	}
 	integer := func(p *int, name, text string) {
-		env(name, fromEnv(p, name, strconv.Atoi))
 		fs.IntVar(p, name, *p, usage(name, text))
+		envs.add(name, func() error { return fromEnv(p, name, strconv.Atoi) })
 	}
 	size := func(p *int64, name, text string) {
-		env(name, fromEnv(p, name, parseSize))
 		fs.Func(name, usage(name, text), func(v string) error {
 			n, err := parseSize(v)
 			if err == nil {
@@ -75,10 +68,11 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 			}
 			return err
 		})
+		envs.add(name, func() error { return fromEnv(p, name, parseSize) })
 	}
 	boolean := func(p *bool, name, text string) {
-		env(name, fromEnv(p, name, strconv.ParseBool))
 		fs.BoolVar(p, name, *p, usage(name, text))
+		envs.add(name, func() error { return fromEnv(p, name, strconv.ParseBool) })
 	}
 	str(&cfg.DataDir, "data", "data directory: embedded NATS store and read models")
 	str(&cfg.HTTPAddr, "http", "HTTP listen address (REST API, incoming webhooks, /health, /metrics)")
@@ -109,11 +103,13 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 	str(&cfg.MasterKeyFile, "master-key-file", "file holding the master key (base64 of 32 bytes); or set $"+secrets.MasterKeyEnv+"; with neither, dev mode generates <data>/master.key")
 	// The master key itself has no flag: a command line is visible to
 	// every user of the machine.
-	if v, set, err := masterKeyFromEnv(); err != nil {
-		env("", err)
-	} else if set {
-		cfg.MasterKey = v
-	}
+	envs.add("", func() error {
+		v, set, err := masterKeyFromEnv()
+		if set && err == nil {
+			cfg.MasterKey = v
+		}
+		return err
+	})
 	dur(&cfg.TokenTTL, "token-ttl", "default lifetime of tokens minted by POST /api/token (at most 24h)")
 	integer(&cfg.GCPercent, "gc-percent", "garbage collector target (GOGC) of the server process; $GOGC wins")
 	str(&cfg.Mlock, "mlock", "lock the server's memory so that secret values are never written to swap: auto (when allowed), require or off")
@@ -129,14 +125,7 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 		fs.Usage()
 		return cfg, errUsage
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	for _, e := range envErrs {
-		if !given[e.flag] {
-			errs = append(errs, e.err)
-		}
-	}
+	errs := envs.apply(fs)
 	if err := checkMasterKeyFile(fs, cfg.MasterKeyFile); err != nil {
 		errs = append(errs, err)
 	}
@@ -147,6 +136,39 @@ func serverConfig(args []string, stderr io.Writer) (node.Config, error) {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
+}
+
+// envFlags set flags from their environment variables once the command
+// line is parsed (apply): set before the flags are declared, each
+// variable's value would be its flag's default, which the usage prints,
+// on a mistyped flag too.
+type envFlags struct {
+	flags []string
+	sets  []func() error
+}
+
+// add has apply call set unless flag name is given on the command line
+// ("" names a variable without a flag).
+func (e *envFlags) add(name string, set func() error) {
+	e.flags, e.sets = append(e.flags, name), append(e.sets, set)
+}
+
+// apply sets, from the environment, the flags of fs not given on its
+// command line, and returns the errors of the variables that did not
+// parse.
+func (e *envFlags) apply(fs *flag.FlagSet) []error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	for i, name := range e.flags {
+		if given[name] {
+			continue
+		}
+		if err := e.sets[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // fromEnv sets *p from the environment variable of flag name, when set.
