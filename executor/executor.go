@@ -229,6 +229,7 @@ type Executor struct {
 	mayStart  StartCheck
 	mayRead   ReadCheck
 	mayTake   TakeCheck
+	maySend   SenderCheck
 	pollOwner PollOwner
 	// unrestricted tells the principals who may do anything (an admin).
 	unrestricted Unrestricted

@@ -106,6 +106,17 @@ type TakeCheck func(ctx context.Context, taker, taskType, domain string) error
 // Without it, the NATS server's permissions alone decide.
 func (e *Executor) SetTakeCheck(c TakeCheck) { e.mayTake = c }
 
+// SenderCheck reports (nil) whether the NATS credentials sender (takerOf)
+// may still act at all: neither revoked nor expired. Producers' starts
+// ask it; their principal's rights are asked when the start is handled.
+type SenderCheck func(ctx context.Context, sender string) error
+
+// SetSenderCheck installs the check of producers' start requests (before
+// Start). Without it, the NATS server's revocation list alone decides,
+// which closes a revoked producer's connection only once the gate has
+// applied it.
+func (e *Executor) SetSenderCheck(c SenderCheck) { e.maySend = c }
+
 // PollOwner names whom the poll slots a taker (takerOf) holds count
 // against: the principal its credentials were issued to, who may hold
 // many. "" or the taker itself when it is not known.
@@ -745,13 +756,22 @@ func (e *Executor) storeProducerStart(ctx context.Context, m *nats.Msg) []byte {
 	if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
 		out.Header = nats.Header{jetstream.MsgIDHeader: []string{tokens[1] + "." + id}}
 	}
-	seq, duplicate, err := e.log.Publish(ctx, out)
+	var seq uint64
+	var duplicate bool
+	err := e.senderMay(ctx, m)
+	if err == nil {
+		seq, duplicate, err = e.log.Publish(ctx, out)
+	}
 	var ack any = jetstream.PubAck{Stream: eventlog.Commands.Name, Sequence: seq, Duplicate: duplicate}
 	if err != nil {
 		e.cfg.Logger.Warn("start request not stored", logkey.Subject, m.Subject, logkey.Err, err)
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) {
-			apiErr = &jetstream.APIError{Code: http.StatusServiceUnavailable, Description: "start request not stored: " + err.Error()}
+			status := http.StatusServiceUnavailable
+			if errors.Is(err, fault.ErrForbidden) {
+				status = http.StatusForbidden
+			}
+			apiErr = &jetstream.APIError{Code: status, Description: "start request not stored: " + err.Error()}
 		}
 		ack = struct {
 			Error *jetstream.APIError `json:"error"`
@@ -759,6 +779,15 @@ func (e *Executor) storeProducerStart(ctx context.Context, m *nats.Msg) []byte {
 	}
 	body, _ := json.Marshal(ack)
 	return body
+}
+
+// senderMay asks the SenderCheck about the sender of m, a producer's start
+// request; requests from within the engines' account name no sender.
+func (e *Executor) senderMay(ctx context.Context, m *nats.Msg) error {
+	if sender := takerOf(m); e.maySend != nil && sender != "" {
+		return e.maySend(ctx, sender)
+	}
+	return nil
 }
 
 // consumeStartCommands starts workflows published on the commands stream.

@@ -288,8 +288,9 @@ var workerServices = []struct {
 	{"account info", "$JS.API.INFO", jwt.ResponseTypeSingleton, 0, false},
 	// Producers' start subjects name the workflow and the principal
 	// (workers.StartSubject); the engines' own, without principal, are
-	// not imported.
-	{"start", "fv.cmd.start.*.*", jwt.ResponseTypeSingleton, 0, false},
+	// not imported. Shared: the engine that stores a start refuses
+	// revoked or expired credentials.
+	{"start", "fv.cmd.start.*.*", jwt.ResponseTypeSingleton, 0, true},
 }
 
 // Account is the public key of the flowvault account.

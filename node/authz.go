@@ -109,27 +109,39 @@ type issued interface {
 // fail or come late (another engine's revocation), and a connection left
 // open meanwhile would still take tasks and report results.
 func (a workflowAuthorizer) workerMayTake(ctx context.Context, ledger issued, unlisted func(user string) bool, taker, taskType, domain string) error {
-	user, ok := strings.CutPrefix(taker, "nats:")
-	if !ok || a.insecure {
-		return nil
+	c, listed, err := a.liveCredentials(ledger, unlisted, taker)
+	if err != nil || !listed {
+		return err
 	}
-	c, err := ledger.Get(user)
+	return a.holderMayTake(ctx, c.IssuedBy, taskType, domain)
+}
+
+// liveCredentials returns the ledger's entry of the NATS credentials
+// sender (takerOf), refusing them once revoked or expired; listed is
+// false, with no error, for credentials unlisted admits and for every
+// sender of an insecure node.
+func (a workflowAuthorizer) liveCredentials(ledger issued, unlisted func(user string) bool, sender string) (c natsauth.Issued, listed bool, err error) {
+	user, ok := strings.CutPrefix(sender, "nats:")
+	if !ok || a.insecure {
+		return c, false, nil
+	}
+	c, err = ledger.Get(user)
 	if errors.Is(err, fault.ErrNotFound) {
 		if unlisted(user) {
-			return nil
+			return c, false, nil
 		}
-		return fmt.Errorf("worker credentials %s are not known to this engine yet: %w", user, fault.ErrUnavailable)
+		return c, false, fmt.Errorf("worker credentials %s are not known to this engine yet: %w", user, fault.ErrUnavailable)
 	}
 	if err != nil {
-		return fmt.Errorf("worker credentials %s: %v: %w", user, err, fault.ErrUnavailable)
+		return c, false, fmt.Errorf("worker credentials %s: %v: %w", user, err, fault.ErrUnavailable)
 	}
 	switch {
 	case c.RevokedAt != 0:
-		return fmt.Errorf("worker credentials %s were revoked: %w", user, fault.ErrForbidden)
+		return c, false, fmt.Errorf("worker credentials %s were revoked: %w", user, fault.ErrForbidden)
 	case c.Expired(time.Now()):
-		return fmt.Errorf("worker credentials %s expired: %w", user, fault.ErrForbidden)
+		return c, false, fmt.Errorf("worker credentials %s expired: %w", user, fault.ErrForbidden)
 	}
-	return a.holderMayTake(ctx, c.IssuedBy, taskType, domain)
+	return c, true, nil
 }
 
 // holderMayTake asks whether principal, which worker credentials were

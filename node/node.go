@@ -346,6 +346,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType, domain string) error {
 		return authz.workerMayTake(ctx, n.workerCreds.ledger, n.unlistedWorker, taker, taskType, domain)
 	})
+	n.executor.SetSenderCheck(func(_ context.Context, sender string) error {
+		_, _, err := authz.liveCredentials(n.workerCreds.ledger, n.unlistedWorker, sender)
+		return err
+	})
 	n.executor.SetPollOwner(n.pollOwner)
 	n.executor.SetUnrestricted(authz.unrestricted)
 	n.executor.SetConformance(schemacheck.New(n.metadata))

@@ -3,10 +3,13 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/eventlog"
@@ -26,7 +29,8 @@ import (
 // the revocation list to the server when it syncs, which may fail (its
 // error is only logged, and the next try waits for the next change or
 // an hour) or come after the engine's read model. Their takes and
-// results are answered forbidden, not served.
+// results are answered forbidden, not served, and their start requests
+// are refused, not stored.
 func TestRevokedCredentialsLeftConnectedTakeNothing(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 60*time.Second)
@@ -63,12 +67,17 @@ func TestRevokedCredentialsLeftConnectedTakeNothing(t *testing.T) {
 	e.SetTakeCheck(func(ctx context.Context, taker, taskType, domain string) error {
 		return authz.workerMayTake(ctx, ledger, func(string) bool { return false }, taker, taskType, domain)
 	})
+	e.SetSenderCheck(func(_ context.Context, sender string) error {
+		_, _, err := authz.liveCredentials(ledger, func(string) bool { return false }, sender)
+		return err
+	})
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Stop)
 
-	creds, err := issuer.IssueWorker(ctx, principal, natsauth.WorkerSpec{TaskTypes: []string{taskType}}, time.Hour)
+	creds, err := issuer.IssueWorker(ctx, principal, natsauth.WorkerSpec{TaskTypes: []string{taskType},
+		StartWorkflows: []string{"rv_flow"}, Principal: principal}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +106,17 @@ func TestRevokedCredentialsLeftConnectedTakeNothing(t *testing.T) {
 	if got := answer(workers.TakeSubject(taskType, ""), take); got != workers.CodeNotFound {
 		t.Fatalf("take before the revocation: %s, want %s", got, workers.CodeNotFound)
 	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func() error {
+		_, err := js.Publish(ctx, workers.StartSubject("rv_flow", principal), []byte(`{}`))
+		return err
+	}
+	if err := start(); err != nil {
+		t.Fatalf("start before the revocation: %v", err)
+	}
 
 	if err := issuer.RevokeWorker(ctx, principal, creds.User); err != nil {
 		t.Fatal(err)
@@ -114,5 +134,9 @@ func TestRevokedCredentialsLeftConnectedTakeNothing(t *testing.T) {
 		if got := answer(req.subject, req.body); got != workers.CodeForbidden {
 			t.Errorf("%s of revoked credentials: %s, want %s", req.subject, got, workers.CodeForbidden)
 		}
+	}
+	var refused *jetstream.APIError
+	if err := start(); !errors.As(err, &refused) || refused.Code != http.StatusForbidden {
+		t.Errorf("start of revoked credentials: %v, want refused (403)", err)
 	}
 }
