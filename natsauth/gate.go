@@ -2,6 +2,7 @@ package natsauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -39,6 +40,7 @@ type Gate struct {
 
 	mu      sync.Mutex
 	applied map[string]int64 // nil until the first Sync
+	failed  bool             // the last Sync returned an error
 }
 
 // NewGate returns the gate of ns, which a configured, reading ledger.
@@ -61,20 +63,40 @@ type Entitlements interface {
 // changed. It must be called before Run.
 func (g *Gate) RefuseUnentitled(e Entitlements) { g.entitlements = e }
 
+// ErrUnchecked is what Sync returns, once it applied the list, when the
+// rights of some credentials' principals could not be read: those are
+// refused until a Sync reads them. A principal whose rights are unknown
+// is not known to hold any, and its takes fail on the same read at the
+// engines; the others' revocations must not wait for it.
+var ErrUnchecked = errors.New("worker credentials refused: their principal's rights could not be read")
+
 // Sync gives the server the ledger's revocation list now, with the
 // credentials refused besides (refuseUnentitled), if it changed (the first
 // call opens the workers account).
-func (g *Gate) Sync() error {
+func (g *Gate) Sync() (err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	defer func() { g.failed = err != nil }()
 	now := g.now()
 	revoked, err := g.ledger.Revoked(now)
 	if err != nil {
 		return fmt.Errorf("revocation list: %w", err)
 	}
-	if err := g.refuseUnentitled(revoked, now); err != nil {
+	unchecked, err := g.refuseUnentitled(revoked, now)
+	if err != nil {
 		return err
 	}
+	if err := g.apply(revoked); err != nil {
+		return err
+	}
+	if len(unchecked) > 0 {
+		return fmt.Errorf("%w: %w", ErrUnchecked, errors.Join(unchecked...))
+	}
+	return nil
+}
+
+// apply gives the server revoked unless it has it already.
+func (g *Gate) apply(revoked map[string]int64) error {
 	if g.applied != nil && maps.Equal(g.applied, revoked) {
 		return nil
 	}
@@ -97,43 +119,66 @@ func (g *Gate) Notify() {
 }
 
 // Run syncs after each Notify, and every interval so that expired
-// credentials leave the list, until ctx is done.
-func (g *Gate) Run(ctx context.Context, interval time.Duration) {
+// credentials leave the list, until ctx is done. After a Sync that failed
+// (in part: ErrUnchecked) it syncs again after retry, not an interval
+// later: until then credentials may be refused that their principal holds
+// rightfully, or admitted though revoked.
+func (g *Gate) Run(ctx context.Context, interval, retry time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		var again <-chan time.Time
+		if g.mustRetry() {
+			again = time.After(retry)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-g.kick:
 		case <-t.C:
+		case <-again:
 		}
-		if err := g.Sync(); err != nil && ctx.Err() == nil {
+		err := g.Sync()
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, ErrUnchecked):
+			g.logger.Warn("revocation list applied, and worker credentials refused whose principal's rights could not be read", logkey.Err, err)
+		default:
 			g.logger.Error("revocation list not applied: revoked worker credentials may still connect", logkey.Err, err)
 		}
 	}
 }
 
+// mustRetry reports whether the last Sync failed, in part or whole.
+func (g *Gate) mustRetry() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failed
+}
+
 // refuseUnentitled adds to revoked the credentials whose principal may no
 // longer hold them, and those whose event patterns are refused now: issued
 // before CheckEventSubject refused Unicode white space, which the server
-// splits a subscribe permission at, such a pattern may allow ">".
-func (g *Gate) refuseUnentitled(revoked map[string]int64, now time.Time) error {
+// splits a subscribe permission at, such a pattern may allow ">". It
+// refuses too those whose principal's rights it could not read, and
+// returns why (ErrUnchecked).
+func (g *Gate) refuseUnentitled(revoked map[string]int64, now time.Time) (unchecked []error, err error) {
 	active, err := g.ledger.Unrevoked(now)
 	if err != nil {
-		return fmt.Errorf("credentials: %w", err)
+		return nil, fmt.Errorf("credentials: %w", err)
 	}
 	ctx := context.Background()
 	for _, c := range active {
 		ok := !slices.ContainsFunc(c.Subscribe, func(p string) bool { return workers.CheckEventSubject(p, true) != nil })
 		if ok && g.entitlements != nil {
 			if ok, err = g.entitlements.MayHold(ctx, c); err != nil {
-				return fmt.Errorf("credentials %s: %w", c.User, err)
+				unchecked = append(unchecked, fmt.Errorf("credentials %s of %s: %w", c.User, c.IssuedBy, err))
+				ok = false
 			}
 		}
 		if !ok {
 			revoked[c.User] = c.refusedUntil()
 		}
 	}
-	return nil
+	return unchecked, nil
 }

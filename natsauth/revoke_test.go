@@ -1,8 +1,10 @@
 package natsauth_test
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,4 +139,81 @@ func connectTwo(t *testing.T, s *server) (first *natsauth.Credentials, firstConn
 	done := make(chan struct{})
 	firstConn = s.connect(t, creds[0], nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(done) }))
 	return creds[0], firstConn, done, creds[1], s.connect(t, creds[1], nats.NoReconnect())
+}
+
+// brokenRights fails to read the rights of one principal while broken,
+// and lets every principal hold its credentials otherwise.
+type brokenRights struct {
+	principal string
+	broken    atomic.Bool
+}
+
+func (b *brokenRights) MayHold(_ context.Context, c natsauth.Issued) (bool, error) {
+	if c.IssuedBy == b.principal && b.broken.Load() {
+		return false, errors.New("principal record unreadable")
+	}
+	return true, nil
+}
+
+// One principal whose rights cannot be read holds back no one else's
+// revocation: the revoked credentials' connection is closed, and those
+// of the unreadable principal are refused too (closed, as no answer is
+// no right) until a later Sync reads its rights, which Run tries again
+// soon, not at its next interval. Sync says which it could not check,
+// once it has applied the list.
+func TestGateRevokesPastAnUnreadablePrincipal(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	revoked, _, closed, unread, unreadConn := connectTwo(t, s)
+	unreadClosed := make(chan struct{})
+	unreadConn.SetClosedHandler(func(*nats.Conn) { close(unreadClosed) })
+
+	store := testutil.OpenStore(t)
+	rec := testutil.Record(t, natsauth.AuditSubject, 1,
+		&schemas.WorkerCredentialsIssued{User: revoked.User, By: "app:a", TaskTypes: []string{"a"}, Expires: revoked.Expires.Unix(), Time: 1},
+		&schemas.WorkerCredentialsIssued{User: unread.User, By: "app:broken", TaskTypes: []string{"a"}, Expires: unread.Expires.Unix(), Time: 1},
+		&schemas.WorkerCredentialsRevoked{User: revoked.User, By: "app:a", Time: 2})
+	if err := store.Update(natsauth.ProjectionName, func(b *projections.Batch) error { return natsauth.Projection{}.Apply(b, rec) }); err != nil {
+		t.Fatal(err)
+	}
+	g := natsauth.NewGate(s.authority, s.log.EmbeddedServer(), natsauth.NewLedger(store), nil)
+	rights := &brokenRights{principal: "app:broken"}
+	rights.broken.Store(true)
+	g.RefuseUnentitled(rights)
+	if err := g.Sync(); !errors.Is(err, natsauth.ErrUnchecked) || !strings.Contains(err.Error(), unread.User) {
+		t.Errorf("Sync: %v, want ErrUnchecked naming %s", err, unread.User)
+	}
+	for name, done := range map[string]<-chan struct{}{"revoked": closed, "unreadable principal's": unreadClosed} {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the %s credentials' connection is still open", name)
+		}
+	}
+
+	rights.broken.Store(false)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		g.Run(ctx, time.Hour, 10*time.Millisecond)
+	}()
+	t.Cleanup(func() { cancel(); <-ran })
+	deadline := time.After(60 * time.Second)
+	for {
+		nc, err := nats.Connect(s.log.ClientURL(), patient(append(unread.Options(), nats.NoReconnect())...)...)
+		if err == nil {
+			nc.Close()
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("credentials whose principal's rights are readable again still refused: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if nc, err := nats.Connect(s.log.ClientURL(), patient(append(revoked.Options(), nats.NoReconnect())...)...); err == nil {
+		nc.Close()
+		t.Fatal("revoked credentials connected")
+	}
 }

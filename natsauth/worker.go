@@ -3,6 +3,7 @@ package natsauth
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -199,7 +200,9 @@ func (i *Issuer) RevokeWorker(ctx context.Context, by, user string) error {
 	if i.cfg.Gate == nil {
 		return nil
 	}
-	if err := i.cfg.Gate.Sync(); err != nil {
+	// Others' credentials left unchecked (ErrUnchecked) do not hold this
+	// revocation back; the gate's Run logs them and tries them again.
+	if err := i.cfg.Gate.Sync(); err != nil && !errors.Is(err, ErrUnchecked) {
 		return fmt.Errorf("revoke worker credentials %s: recorded, but this server still admits them: %w", user, err)
 	}
 	return nil

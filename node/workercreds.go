@@ -8,6 +8,7 @@ import (
 	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/projections"
 )
@@ -22,8 +23,13 @@ type workerCreds struct {
 }
 
 // pruneInterval is how often the gate drops expired credentials from
-// the server's revocation list.
-const pruneInterval = time.Hour
+// the server's revocation list; syncRetry how soon it syncs again after a
+// sync that failed, which may have refused a rightful worker
+// (natsauth.ErrUnchecked).
+const (
+	pruneInterval = time.Hour
+	syncRetry     = 30 * time.Second
+)
 
 // startWorkerCreds runs the worker credentials read model and, on the
 // embedded server, opens the workers account (closed since the server
@@ -50,13 +56,17 @@ func (n *Node) startWorkerCreds(ctx, runCtx context.Context) error {
 	if c.gate == nil {
 		return nil
 	}
-	if err := c.gate.Sync(); err != nil {
+	// Credentials whose principal's rights could not be read are refused,
+	// and Run tries them again; the others' revocations are applied.
+	if err := c.gate.Sync(); errors.Is(err, natsauth.ErrUnchecked) {
+		n.logger.Warn("worker credentials refused until their principal's rights can be read", logkey.Err, err)
+	} else if err != nil {
 		return err
 	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		c.gate.Run(runCtx, pruneInterval)
+		c.gate.Run(runCtx, pruneInterval, syncRetry)
 	}()
 	return nil
 }
