@@ -114,8 +114,18 @@ func (a *Authority) IssueWorker(spec WorkerSpec) (*Credentials, error) {
 		}
 		// A worker answers the engine's offers of tasks (the poll's
 		// reply carries a reply subject of its own), once each, and only
-		// messages delivered to it reach it: its inbox.
-		p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+		// messages delivered to it reach it: its inbox. Credentials that
+		// take no task answer nothing: an event subscriber would answer
+		// whatever request a worker aimed at its events' subjects, a
+		// queue's announcement (acknowledging it) or an offer. Without
+		// a response permission the server reads an empty allow list as
+		// every subject, so those that publish nothing deny it all.
+		switch {
+		case len(spec.TaskTypes) > 0:
+			p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+		case len(p.Pub.Allow) == 0:
+			p.Pub.Deny.Add(">")
+		}
 		return p
 	})
 	if err != nil {

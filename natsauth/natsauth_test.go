@@ -650,7 +650,8 @@ func TestWorkerRepliesReachNoStream(t *testing.T) {
 
 // A worker waiting at an engine answers the engine's offer of a task: the
 // offer is the poll's answer and carries a reply subject of its own, on
-// which the worker, in the other account, may answer once.
+// which the worker, in the other account, may answer once. So does one
+// whose credentials also receive events.
 func TestWorkerAnswersOffers(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -671,32 +672,89 @@ func TestWorkerAnswersOffers(t *testing.T) {
 	if err := eng.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}, Name: "worker-a"})
+	for _, spec := range []natsauth.WorkerSpec{
+		{TaskTypes: []string{"type_a"}, Name: "worker-a"},
+		{TaskTypes: []string{"type_a"}, Subscribe: []string{"orders.>"}, Name: "worker-a-and-events"},
+	} {
+		c, err := s.authority.IssueWorker(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc := s.connect(t, c)
+		inbox := nc.NewInbox()
+		offers, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.PublishRequest(workers.PollSubject("type_a", ""), inbox, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		offer, err := offers.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("%s: no offer: %v", spec.Name, err)
+		}
+		if err := offer.Respond([]byte(`{"accept":true}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil || nc.LastError() != nil {
+			t.Fatalf("%s: answering the offer: %v %v", spec.Name, err, nc.LastError())
+		}
+		if got := <-answers; got != `{"accept":true}` {
+			t.Fatalf("%s: the engine heard %q", spec.Name, got)
+		}
+	}
+}
+
+// An event subscriber answers nothing and publishes nothing: a request a
+// worker aims at an event subject (its reply subject is the worker's
+// choice) reaches the subscriber with the answerer's reply subject, here
+// a queue's announcement with its acknowledgement subject, which the
+// subscriber would publish on with a permission to answer, and take the
+// task out of the queue.
+func TestEventSubscriberAnswersNothing(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	ctx := testutil.Context(t, 60*time.Second)
+	cons := s.dispatch(t, ctx, "type_a")
+	w, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"type_a"}, Name: "worker-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := s.connect(t, c)
-	inbox := nc.NewInbox()
-	offers, err := nc.SubscribeSync(inbox)
+	sc, err := s.authority.IssueWorker(natsauth.WorkerSpec{Subscribe: []string{"orders.>"}, Name: "orders"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.PublishRequest(workers.PollSubject("type_a", ""), inbox, []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := offers.NextMsg(10 * time.Second)
+	snc := s.connect(t, sc)
+	events, err := snc.SubscribeSync("orders.>")
 	if err != nil {
-		t.Fatalf("no offer: %v", err)
-	}
-	if err := offer.Respond([]byte(`{"accept":true}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.Flush(); err != nil || nc.LastError() != nil {
-		t.Fatalf("answering the offer: %v %v", err, nc.LastError())
+	if err := snc.Flush(); err != nil {
+		t.Fatal(err)
 	}
-	if got := <-answers; got != `{"accept":true}` {
-		t.Fatalf("the engine heard %q", got)
+	wnc := s.connect(t, w)
+	if err := wnc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.FV_DISPATCH."+workers.ConsumerName("type_a", ""), "orders.pulled", []byte(`{"batch":1,"no_wait":true}`)); err != nil {
+		t.Fatal(err)
 	}
+	m, err := events.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("the announcement did not reach the subscriber: %v", err)
+	}
+	if !strings.HasPrefix(m.Reply, "$JS.ACK.FV_DISPATCH.") {
+		t.Fatalf("the announcement came with reply %q, want its acknowledgement subject", m.Reply)
+	}
+	if err := m.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, snc, m.Reply)
+	if info, err := cons.Info(ctx); err != nil || info.NumAckPending != 1 {
+		t.Fatalf("the queue's consumer: %+v %v, want the announcement still pending", info, err)
+	}
+	// Events come from EVENT tasks alone.
+	if err := snc.Publish("orders.forged", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, snc, "orders.forged")
 }
 
 // A worker's poll end reaches every engine: a plain subscription in the
