@@ -767,11 +767,14 @@ func (e *Executor) storeProducerStart(ctx context.Context, m *nats.Msg) []byte {
 		e.cfg.Logger.Warn("start request not stored", logkey.Subject, m.Subject, logkey.Err, err)
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) {
+			// Not the stream's refusal: the request may have been stored
+			// and its acknowledgement lost. Published again under its
+			// message id, it is the same start.
 			status := http.StatusServiceUnavailable
 			if errors.Is(err, fault.ErrForbidden) {
 				status = http.StatusForbidden
 			}
-			apiErr = &jetstream.APIError{Code: status, Description: "start request not stored: " + err.Error()}
+			apiErr = &jetstream.APIError{Code: status, Description: "start request not acknowledged: " + err.Error()}
 		}
 		ack = struct {
 			Error *jetstream.APIError `json:"error"`
