@@ -3,6 +3,7 @@
 package ratelimit
 
 import (
+	"container/list"
 	"sync"
 	"time"
 
@@ -19,17 +20,22 @@ type Keyed struct {
 	limit rate.Limit
 	burst int
 	mu    sync.Mutex
-	m     map[string]*entry
+	m     map[string]*list.Element // of *entry
+	// byUse holds the buckets most recently used first, so that those
+	// idle are found at its back: a new key into a full set looks at the
+	// buckets it drops and one more, not at all MaxKeys of them.
+	byUse *list.List
 }
 
 type entry struct {
+	key  string
 	l    *rate.Limiter
 	seen time.Time
 }
 
 // New returns buckets that refill at limit per second up to burst.
 func New(limit rate.Limit, burst int) *Keyed {
-	return &Keyed{limit: limit, burst: burst, m: map[string]*entry{}}
+	return &Keyed{limit: limit, burst: burst, m: map[string]*list.Element{}, byUse: list.New()}
 }
 
 // Reserve takes a token for key, returning how long to wait when there is
@@ -46,25 +52,36 @@ func (k *Keyed) Check(key string, now time.Time) time.Duration {
 func (k *Keyed) take(key string, now time.Time, consume bool) time.Duration {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	e := k.m[key]
-	if e == nil {
+	el := k.m[key]
+	if el == nil {
 		if len(k.m) >= MaxKeys {
-			for key, old := range k.m {
-				if now.Sub(old.seen) > time.Minute {
-					delete(k.m, key)
-				}
-			}
+			k.dropIdle(now)
 			if len(k.m) >= MaxKeys {
 				return time.Minute
 			}
 		}
-		e = &entry{l: rate.NewLimiter(k.limit, k.burst)}
-		k.m[key] = e
+		el = k.byUse.PushFront(&entry{key: key, l: rate.NewLimiter(k.limit, k.burst)})
+		k.m[key] = el
+	} else {
+		k.byUse.MoveToFront(el)
 	}
+	e := el.Value.(*entry)
 	e.seen = now
 	if !consume && e.l.TokensAt(now) >= 1 || consume && e.l.AllowN(now, 1) {
 		return 0
 	}
 	wait := (1 - e.l.TokensAt(now)) / float64(k.limit)
 	return max(time.Second, time.Duration(wait*float64(time.Second)))
+}
+
+// dropIdle drops the buckets unused for more than a minute.
+func (k *Keyed) dropIdle(now time.Time) {
+	for el := k.byUse.Back(); el != nil; el = k.byUse.Back() {
+		e := el.Value.(*entry)
+		if now.Sub(e.seen) <= time.Minute {
+			return
+		}
+		k.byUse.Remove(el)
+		delete(k.m, e.key)
+	}
 }

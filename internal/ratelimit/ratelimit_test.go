@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -69,5 +71,65 @@ func TestKeyedBounded(t *testing.T) {
 	}
 	if n := len(k.m); n != 1 {
 		t.Fatalf("%d buckets kept, want the new one only", n)
+	}
+}
+
+// A caller sending requests under ever new keys into a set full of busy
+// buckets is refused at a cost that does not grow with the set: each new
+// key was refused after a look at all MaxKeys buckets, under the lock
+// every request takes.
+func TestKeyedNewKeysIntoAFullSetCostLittle(t *testing.T) {
+	t.Parallel()
+	k := New(1, 1)
+	for i := range MaxKeys {
+		k.Reserve(strconv.Itoa(i), t0)
+	}
+	const sprayed = 200_000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range sprayed {
+			if d := k.Reserve("new"+strconv.Itoa(i), t0.Add(time.Second)); d != time.Minute {
+				t.Errorf("new key %d into a full set of busy buckets waits %s, want a minute", i, d)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%d new keys into a full set not refused within a minute", sprayed)
+	}
+}
+
+func BenchmarkKeyedNewKeyIntoAFullSet(b *testing.B) {
+	k := New(1, 1)
+	for i := range MaxKeys {
+		k.Reserve(strconv.Itoa(i), t0)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		k.Reserve("new"+strconv.Itoa(i), t0.Add(time.Second))
+	}
+}
+
+// A bucket used again is kept when those idle around it are dropped.
+func TestKeyedKeepsBucketsUsedAgain(t *testing.T) {
+	t.Parallel()
+	k := New(rate.Every(time.Hour), 2)
+	for i := range MaxKeys {
+		k.Reserve(strconv.Itoa(i), t0)
+	}
+	if d := k.Reserve("0", t0.Add(59*time.Second)); d != 0 {
+		t.Fatalf("bucket 0's second token waits %s", d)
+	}
+	if d := k.Reserve("new", t0.Add(90*time.Second)); d != 0 {
+		t.Fatalf("a new key after all but one went idle waits %s", d)
+	}
+	if _, ok := k.m["0"]; !ok || len(k.m) != 2 {
+		t.Fatalf("%d buckets kept (bucket 0: %t), want bucket 0 and the new one", len(k.m), ok)
+	}
+	if d := k.Reserve("0", t0.Add(91*time.Second)); d == 0 {
+		t.Fatal("bucket 0 was dropped: a third token within the hour was given")
 	}
 }
