@@ -37,13 +37,15 @@ const maxMetadataBody = 4 << 20
 // reads the same read model, so a state at least as new), and writes with
 // metadata.At. A name created, deleted, re-created or re-tagged by someone
 // else in between answers 409 instead of a write with access its writer
-// was never checked for.
+// was never checked for. A read of one definition is checked so too, and
+// reads at the revision (the *At methods): it shows no definition but the
+// one checked.
 type Metadata interface {
 	Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error)
 
 	RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) error
 	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) (*conductor.BulkResponse, error)
-	GetWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
+	GetWorkflowDefAt(ctx context.Context, name string, version *int, rev metadata.Revision) (*conductor.WorkflowDef, error)
 	ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error)
 	FindWorkflowDefs(ctx context.Context, f metadata.WorkflowFilter) ([]*conductor.WorkflowDef, error)
 	DeleteWorkflowDef(ctx context.Context, name string, version int, principal string, opts ...metadata.WriteOption) error
@@ -52,13 +54,14 @@ type Metadata interface {
 	RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
 	UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
 	GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
+	GetTaskDefAt(ctx context.Context, name string, rev metadata.Revision) (*conductor.TaskDef, error)
 	ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error)
 	FindTaskDefs(ctx context.Context, f metadata.TagFilter) ([]*conductor.TaskDef, error)
 	DeleteTaskDef(ctx context.Context, name string, principal string, opts ...metadata.WriteOption) error
 	TaskUses(ctx context.Context, name string) ([]metadata.TaskUse, error)
 	Starters(ctx context.Context, name string) ([]metadata.Starter, error)
 
-	GetTags(ctx context.Context, kind metadata.Kind, name string) ([]conductor.Tag, error)
+	GetTagsAt(ctx context.Context, kind metadata.Kind, name string, rev metadata.Revision) ([]conductor.Tag, error)
 	ListTags(ctx context.Context) ([]metadata.TagSet, error)
 	AddTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
 	SetTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
@@ -75,17 +78,14 @@ var _ Metadata = (*metadata.Store)(nil)
 // A new task definition must not take over the tasks that other
 // principals' workflows hand to workers under its name (see
 // mayClaimTaskName).
-// Writes check access in their handler, not in the route's rule: on the
-// revision they then write to (see Metadata).
+// Reads of one definition and writes check access in their handler, not
+// in the route's rule: on the revision they then read or write (see
+// Metadata).
 func (s *Server) metadataRoutes() {
-	on := func(targetType string, a auth.Access) auth.Rule {
-		return auth.Rule{Access: a, TargetType: targetType, TargetParam: "name"}
-	}
-	wf, td := auth.TargetWorkflowDef, auth.TargetTaskDef
 	s.route("POST /api/metadata/workflow", auth.Authenticated, s.registerWorkflowDef)
 	s.route("PUT /api/metadata/workflow", auth.Authenticated, s.putWorkflowDefs)
 	s.route("GET /api/metadata/workflow", auth.Authenticated, s.listWorkflowDefs)
-	s.route("GET /api/metadata/workflow/{name}", on(wf, auth.Read), s.getWorkflowDef)
+	s.route("GET /api/metadata/workflow/{name}", auth.Authenticated, s.getWorkflowDef)
 	// Conductor OSS's summaries, which Conductor's UI lists definitions
 	// with; as routes of their own they shadow definitions of these names
 	// in GET /{name}, as in Conductor.
@@ -96,7 +96,7 @@ func (s *Server) metadataRoutes() {
 	// reference spells the path rateLimit, the JavaScript SDK rate-limit.
 	// Without these routes a DELETE would read either as a version.
 	for _, path := range []string{"/api/metadata/workflow/{name}/rateLimit", "/api/metadata/workflow/{name}/rate-limit"} {
-		s.route("GET "+path, on(wf, auth.Read), s.getWorkflowRateLimit)
+		s.route("GET "+path, auth.Authenticated, s.getWorkflowRateLimit)
 		s.route("PUT "+path, auth.Authenticated, s.setWorkflowRateLimit)
 		s.route("POST "+path, auth.Authenticated, s.setWorkflowRateLimit)
 		s.route("DELETE "+path, auth.Authenticated, s.setWorkflowRateLimit)
@@ -105,18 +105,18 @@ func (s *Server) metadataRoutes() {
 	s.route("POST /api/metadata/taskdefs", auth.Authenticated, s.registerTaskDefs)
 	s.route("PUT /api/metadata/taskdefs", auth.Authenticated, s.updateTaskDef)
 	s.route("GET /api/metadata/taskdefs", auth.Authenticated, s.listTaskDefs)
-	s.route("GET /api/metadata/taskdefs/{name}", on(td, auth.Read), s.getTaskDef)
+	s.route("GET /api/metadata/taskdefs/{name}", auth.Authenticated, s.getTaskDef)
 	s.route("DELETE /api/metadata/taskdefs/{name}", auth.Authenticated, s.deleteTaskDef)
 	s.route("GET /api/metadata/tags", auth.Authenticated, s.listTags)
 
 	for _, k := range []struct {
-		prefix, target string
-		kind           metadata.Kind
+		prefix string
+		kind   metadata.Kind
 	}{
-		{"/api/metadata/workflow/{name}/tags", wf, metadata.KindWorkflow},
-		{"/api/metadata/task/{name}/tags", td, metadata.KindTask},
+		{"/api/metadata/workflow/{name}/tags", metadata.KindWorkflow},
+		{"/api/metadata/task/{name}/tags", metadata.KindTask},
 	} {
-		s.route("GET "+k.prefix, on(k.target, auth.Read), s.getTags(k.kind))
+		s.route("GET "+k.prefix, auth.Authenticated, s.getTags(k.kind))
 		s.route("POST "+k.prefix, auth.Authenticated, s.changeTags(k.kind, s.deps.Metadata.AddTags))
 		s.route("PUT "+k.prefix, auth.Authenticated, s.changeTags(k.kind, s.deps.Metadata.SetTags))
 		s.route("DELETE "+k.prefix, auth.Authenticated, s.changeTags(k.kind, s.deps.Metadata.DeleteTags))
@@ -781,7 +781,15 @@ func (s *Server) latestWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// getWorkflowDef answers the definition the caller's READ was checked on
+// (see Metadata), as its tags and its rateLimitConfig are answered.
 func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	rev, err := s.mayChangeDef(r, metadata.KindWorkflow, name, always(auth.Read))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	var version *int
 	if q := r.URL.Query().Get("version"); q != "" {
 		v, err := atoi(q)
@@ -791,23 +799,23 @@ func (s *Server) getWorkflowDef(w http.ResponseWriter, r *http.Request) {
 		}
 		version = &v
 	}
-	def, err := s.deps.Metadata.GetWorkflowDef(r.Context(), r.PathValue("name"), version)
+	def, err := s.deps.Metadata.GetWorkflowDefAt(r.Context(), name, version, rev)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeDef(w, r, metadata.KindWorkflow, def.Raw, def)
+	s.writeDef(w, r, metadata.KindWorkflow, rev, def.Raw, def)
 }
 
-// writeDef answers a definition as GET returns it (defJSON) and, asked
-// ?metadata=true as Orkes is, with its tags in "tags": conductor-go's
-// GetTagsForWorkflowDef and GetTagsForTaskDef read them there, and call
-// no /tags endpoint.
-func (s *Server) writeDef(w http.ResponseWriter, r *http.Request, kind metadata.Kind, raw json.RawMessage, def any) {
+// writeDef answers a definition, read at rev, as GET returns it (defJSON)
+// and, asked ?metadata=true as Orkes is, with its tags at rev in "tags":
+// conductor-go's GetTagsForWorkflowDef and GetTagsForTaskDef read them
+// there, and call no /tags endpoint.
+func (s *Server) writeDef(w http.ResponseWriter, r *http.Request, kind metadata.Kind, rev metadata.Revision, raw json.RawMessage, def any) {
 	b, err := defJSON(raw, def)
 	if err == nil && r.URL.Query().Get("metadata") == "true" {
 		var tags []conductor.Tag
-		if tags, err = s.deps.Metadata.GetTags(r.Context(), kind, r.PathValue("name")); err == nil {
+		if tags, err = s.deps.Metadata.GetTagsAt(r.Context(), kind, r.PathValue("name"), rev); err == nil {
 			b, err = withTags(b, tags)
 		}
 	}
@@ -867,10 +875,14 @@ func (s *Server) deleteWorkflowDef(w http.ResponseWriter, r *http.Request) {
 // name's workflows follow.
 func (s *Server) getWorkflowRateLimit(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	version, err := versionParam(r)
+	rev, err := s.mayChangeDef(r, metadata.KindWorkflow, name, always(auth.Read))
+	var version *int
+	if err == nil {
+		version, err = versionParam(r)
+	}
 	var def *conductor.WorkflowDef
 	if err == nil {
-		def, err = s.deps.Metadata.GetWorkflowDef(r.Context(), name, version)
+		def, err = s.deps.Metadata.GetWorkflowDefAt(r.Context(), name, version, rev)
 	}
 	if err == nil && def.RateLimitConfig == nil {
 		err = fault.NotFound("workflow %s has no rateLimitConfig", name)
@@ -1016,13 +1028,20 @@ func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// getTaskDef answers the definition the caller's READ was checked on
+// (see Metadata).
 func (s *Server) getTaskDef(w http.ResponseWriter, r *http.Request) {
-	def, err := s.deps.Metadata.GetTaskDef(r.Context(), r.PathValue("name"))
+	name := r.PathValue("name")
+	rev, err := s.mayChangeDef(r, metadata.KindTask, name, always(auth.Read))
+	var def *conductor.TaskDef
+	if err == nil {
+		def, err = s.deps.Metadata.GetTaskDefAt(r.Context(), name, rev)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeDef(w, r, metadata.KindTask, def.Raw, def)
+	s.writeDef(w, r, metadata.KindTask, rev, def.Raw, def)
 }
 
 func (s *Server) deleteTaskDef(w http.ResponseWriter, r *http.Request) {
@@ -1041,9 +1060,16 @@ func (s *Server) deleteTaskDef(w http.ResponseWriter, r *http.Request) {
 	writeNoContent(w)
 }
 
+// getTags answers the tags of the definition the caller's READ was
+// checked on (see Metadata).
 func (s *Server) getTags(kind metadata.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tags, err := s.deps.Metadata.GetTags(r.Context(), kind, r.PathValue("name"))
+		name := r.PathValue("name")
+		rev, err := s.mayChangeDef(r, kind, name, always(auth.Read))
+		var tags []conductor.Tag
+		if err == nil {
+			tags, err = s.deps.Metadata.GetTagsAt(r.Context(), kind, name, rev)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -482,4 +483,105 @@ func TestMetadataTagsListing(t *testing.T) {
 		}
 	}
 	client{t, base, ""}.do("GET", "/api/metadata/tags", "").expectError(t, http.StatusUnauthorized, "")
+}
+
+// What a GET of one definition answers (the definition, a version of it,
+// it with ?metadata=true, its tags, its rateLimitConfig) is of the
+// definition the caller's READ was checked on, as a write applies only to
+// that one. The user may read its own definition as its creator, or the
+// admin's as tagged team:x; once the check has read that, the admin
+// deletes the definition and registers it again, or tags it otherwise:
+// the answer is 409, retryable, not the admin's definition or tags. Asked
+// again, the user is checked on the admin's, and refused.
+func TestMetadataReadsServeTheCheckedDefinition(t *testing.T) {
+	t.Parallel()
+	md, grants, base := newPinServer(t)
+	ctx := testutil.Context(t, time.Minute)
+	teamX := conductor.Tag{Key: "team", Value: "x"}
+	adminsTags := []conductor.Tag{{Key: "team", Value: "y"}, {Key: "owner", Value: "admins-tag"}}
+	// Returning errors: the change made meanwhile runs on the server's
+	// goroutine, where a test may not stop.
+	register := func(kind metadata.Kind, name, by string, tags ...conductor.Tag) error {
+		var err error
+		if kind == metadata.KindTask {
+			var d conductor.TaskDef
+			if err = conductor.Unmarshal([]byte(`{"name":"`+name+`","description":"by `+by+`"}`), &d); err == nil {
+				err = md.UpdateTaskDef(ctx, &d, by)
+			}
+		} else {
+			var d conductor.WorkflowDef
+			if err = conductor.Unmarshal([]byte(`{"name":"`+name+`","description":"by `+by+`","rateLimitConfig":{"rateLimitKey":"key of `+by+`","concurrentExecLimit":1},`+
+				`"tasks":[{"name":"a","taskReferenceName":"a"}]}`), &d); err == nil {
+				err = md.RegisterWorkflowDef(ctx, &d, true, by)
+			}
+		}
+		if err == nil {
+			err = md.SetTags(ctx, kind, name, tags, by)
+		}
+		return err
+	}
+	recreate := func(kind metadata.Kind, name string) error {
+		var err error
+		if kind == metadata.KindTask {
+			err = md.DeleteTaskDef(ctx, name, pinAdmin)
+		} else {
+			err = md.DeleteWorkflowDef(ctx, name, 1, pinAdmin)
+		}
+		if err == nil {
+			err = register(kind, name, pinAdmin, adminsTags...)
+		}
+		return err
+	}
+	retag := func(kind metadata.Kind, name string) error {
+		return md.SetTags(ctx, kind, name, adminsTags, pinAdmin)
+	}
+	paths := map[metadata.Kind][]string{
+		metadata.KindWorkflow: {"/api/metadata/workflow/%s", "/api/metadata/workflow/%s?version=1", "/api/metadata/workflow/%s?metadata=true",
+			"/api/metadata/workflow/%s/tags", "/api/metadata/workflow/%s/rateLimit"},
+		metadata.KindTask: {"/api/metadata/taskdefs/%s", "/api/metadata/taskdefs/%s?metadata=true", "/api/metadata/task/%s/tags"},
+	}
+	user := client{t, base, "user-token"}
+	n := 0
+	for _, kind := range []metadata.Kind{metadata.KindWorkflow, metadata.KindTask} {
+		for _, path := range paths[kind] {
+			for _, c := range []struct {
+				how       string
+				setup     func(name string) error
+				meanwhile func(name string) error
+			}{
+				{"the user's, created again by the admin", func(name string) error { return register(kind, name, pinUser) },
+					func(name string) error { return recreate(kind, name) }},
+				{"the admin's, tagged otherwise", func(name string) error { return register(kind, name, pinAdmin, teamX) },
+					func(name string) error { return retag(kind, name) }},
+			} {
+				n++
+				name := fmt.Sprintf("read_%d", n)
+				path := fmt.Sprintf(path, name)
+				t.Run(path+" of "+c.how, func(t *testing.T) {
+					if err := c.setup(name); err != nil {
+						t.Fatal(err)
+					}
+					grants.arm(func() {
+						if err := c.meanwhile(name); err != nil {
+							t.Errorf("the change made meanwhile: %v", err)
+						}
+					})
+					got := user.do("GET", path, "")
+					if !grants.fired() {
+						t.Fatal("the request was never checked against the definition")
+					}
+					var body struct {
+						Retryable bool `json:"retryable"`
+					}
+					_ = json.Unmarshal([]byte(got.body), &body)
+					if got.status != http.StatusConflict || !body.Retryable || strings.Contains(got.body, "admin") {
+						t.Fatalf("GET checked on the definition before the admin's change: %d %s, want 409 retryable", got.status, got.body)
+					}
+					if got = user.do("GET", path, ""); got.status != http.StatusForbidden || strings.Contains(got.body, "admins-tag") {
+						t.Fatalf("GET checked on the admin's definition: %d %s, want 403", got.status, got.body)
+					}
+				})
+			}
+		}
+	}
 }

@@ -2,11 +2,13 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // Revision is the state of a definition name that a write's access was
@@ -175,4 +177,92 @@ func describe(kind Kind, name string) string {
 		return "task definition " + name
 	}
 	return "workflow definition " + name
+}
+
+// GetWorkflowDefAt is GetWorkflowDef for a caller whose access to name
+// was checked on rev (see readAt).
+func (s *Store) GetWorkflowDefAt(_ context.Context, name string, version *int, rev Revision) (*conductor.WorkflowDef, error) {
+	var d storedDef
+	err := s.readAt(KindWorkflow, name, rev, func(r kvReader) error {
+		var found bool
+		var err error
+		if d, found, err = findWorkflow(r, name, version); err == nil && !found {
+			err = WorkflowNotFound(name, version)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return parseWorkflow(d.JSON)
+}
+
+// GetTaskDefAt is GetTaskDef for a caller whose access to name was
+// checked on rev (see readAt).
+func (s *Store) GetTaskDefAt(_ context.Context, name string, rev Revision) (*conductor.TaskDef, error) {
+	var d storedDef
+	err := s.readAt(KindTask, name, rev, func(r kvReader) error {
+		var found bool
+		var err error
+		if d, found, err = readDef(r, taskKey(name)); err == nil && !found {
+			err = taskNotFound(name)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return parseTask(d.JSON)
+}
+
+// GetTagsAt is GetTags for a caller whose access to name was checked on
+// rev (see readAt).
+func (s *Store) GetTagsAt(_ context.Context, kind Kind, name string, rev Revision) ([]conductor.Tag, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
+	}
+	var tags []schemas.DefTag
+	err := s.readAt(kind, name, rev, func(r kvReader) error {
+		exists, err := defExists(r, kind, name)
+		if err == nil && !exists {
+			err = defNotFound(kind, name)
+		}
+		if err == nil {
+			tags, err = readTags(r, kind, name)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return conductorTags(tags), nil
+}
+
+// readAt runs read on the read model for a caller whose access to
+// definition name was checked on rev, and answers what it read only while
+// the name is still at rev: a definition deleted and registered again, or
+// re-tagged, by someone else while the caller was checked is not shown to
+// a caller allowed on the one before (fault.ErrStale, to send again), as
+// a write is not applied to it (At). What read finds missing is answered
+// so only once the name is known not to have moved either.
+func (s *Store) readAt(kind Kind, name string, rev Revision, read func(kvReader) error) error {
+	subject := subjectOf(kind, name)
+	if rev.subject != subject {
+		return fmt.Errorf("read of %s at the revision of %q", describe(kind, name), rev.subject)
+	}
+	readErr := read(s.reader)
+	if readErr != nil && !errors.Is(readErr, fault.ErrNotFound) {
+		return readErr
+	}
+	// The reader is the live read model, whose subject sequence moves
+	// with every record of the name: what was read before a sequence that
+	// is still the revision's, read before the check, is the revision's.
+	after, err := subjectSeq(s.reader, subject)
+	if err != nil {
+		return err
+	}
+	if after != rev.Seq {
+		return fault.Stale("%s changed while this request's access was being checked: send the request again", rev.what)
+	}
+	return readErr
 }
