@@ -37,17 +37,17 @@ const maxMetadataBody = 4 << 20
 // reads the same read model, so a state at least as new), and writes with
 // metadata.At. A name created, deleted, re-created or re-tagged by someone
 // else in between answers 409 instead of a write with access its writer
-// was never checked for. A read of one definition is checked so too, and
-// reads at the revision (the *At methods): it shows no definition but the
-// one checked.
+// was never checked for. A read of one definition, and a listing of each
+// it lists, is checked so too, and reads at the revision (the *At
+// methods): it shows no definition but the one checked.
 type Metadata interface {
 	Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error)
 
 	RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) error
 	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) (*conductor.BulkResponse, error)
 	GetWorkflowDefAt(ctx context.Context, name string, version *int, rev metadata.Revision) (*conductor.WorkflowDef, error)
-	ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error)
-	FindWorkflowDefs(ctx context.Context, f metadata.WorkflowFilter) ([]*conductor.WorkflowDef, error)
+	FindWorkflowDefsAt(ctx context.Context, f metadata.WorkflowFilter, rev metadata.Revision) ([]*conductor.WorkflowDef, error)
+	DefNames(ctx context.Context, kind metadata.Kind, f metadata.TagFilter) ([]string, error)
 	DeleteWorkflowDef(ctx context.Context, name string, version int, principal string, opts ...metadata.WriteOption) error
 	SetWorkflowRateLimit(ctx context.Context, name string, version *int, cfg map[string]any, principal string, opts ...metadata.WriteOption) error
 
@@ -56,7 +56,7 @@ type Metadata interface {
 	GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
 	GetTaskDefAt(ctx context.Context, name string, rev metadata.Revision) (*conductor.TaskDef, error)
 	ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error)
-	FindTaskDefs(ctx context.Context, f metadata.TagFilter) ([]*conductor.TaskDef, error)
+	FindTaskDefsAt(ctx context.Context, name string, f metadata.TagFilter, rev metadata.Revision) ([]*conductor.TaskDef, error)
 	DeleteTaskDef(ctx context.Context, name string, principal string, opts ...metadata.WriteOption) error
 	TaskUses(ctx context.Context, name string) ([]metadata.TaskUse, error)
 	Starters(ctx context.Context, name string) ([]metadata.Starter, error)
@@ -708,13 +708,19 @@ func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	if f.TagFilter, err = tagFilter(r); err == nil {
 		f.Short, err = queryBool(r, "short", false)
 	}
-	var defs []*conductor.WorkflowDef
-	if err == nil {
-		defs, err = s.deps.Metadata.FindWorkflowDefs(r.Context(), f)
+	var names []string
+	switch {
+	case err != nil:
+	case f.Name != "":
+		names = []string{f.Name}
+	default:
+		names, err = s.deps.Metadata.DefNames(r.Context(), metadata.KindWorkflow, f.TagFilter)
 	}
-	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage, error) {
-		return listed(auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw, f.Tags, d.Tags)
-	})
+	writeReadable(s, w, r, metadata.KindWorkflow, names, err, func(name string, rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
+		one := f
+		one.Name = name
+		return s.deps.Metadata.FindWorkflowDefsAt(r.Context(), one, rev)
+	}, func(d *conductor.WorkflowDef) (json.RawMessage, error) { return listed(d.Raw, f.Tags, d.Tags) })
 }
 
 // tagFilter reads the parameters Orkes's definition lists share: tagKey,
@@ -727,14 +733,13 @@ func tagFilter(r *http.Request) (metadata.TagFilter, error) {
 	return f, err
 }
 
-// listed describes a definition of a listing for writeReadable: its
-// registered JSON, with tags when the listing asked for them.
-func listed(target auth.Target, raw json.RawMessage, asked bool, tags []conductor.Tag) (auth.Target, json.RawMessage, error) {
+// listed is a definition of a listing for writeReadable: its registered
+// JSON, with tags when the listing asked for them.
+func listed(raw json.RawMessage, asked bool, tags []conductor.Tag) (json.RawMessage, error) {
 	if !asked {
-		return target, raw, nil
+		return raw, nil
 	}
-	b, err := withTags(raw, tags)
-	return target, b, err
+	return withTags(raw, tags)
 }
 
 // workflowDefSummary is Conductor's WorkflowDefSummary.
@@ -747,17 +752,23 @@ type workflowDefSummary struct {
 // workflowNamesAndVersions answers each workflow name the caller may read
 // with its versions, in order, as Conductor's names-and-versions does.
 func (s *Server) workflowNamesAndVersions(w http.ResponseWriter, r *http.Request) {
-	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
+	names, err := s.deps.Metadata.DefNames(r.Context(), metadata.KindWorkflow, metadata.TagFilter{})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	out := map[string][]workflowDefSummary{}
-	for _, d := range defs {
-		if _, seen := out[d.Name]; !seen && !s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}) {
-			continue
+	for _, name := range names {
+		defs, err := readableDef(s, r, metadata.KindWorkflow, name, []auth.Access{auth.Read}, func(rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
+			return s.deps.Metadata.FindWorkflowDefsAt(r.Context(), metadata.WorkflowFilter{Name: name, Short: true}, rev)
+		})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
 		}
-		out[d.Name] = append(out[d.Name], workflowDefSummary{Name: d.Name, Version: d.Version, CreateTime: d.CreateTime})
+		for _, d := range defs {
+			out[d.Name] = append(out[d.Name], workflowDefSummary{Name: d.Name, Version: d.Version, CreateTime: d.CreateTime})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -765,20 +776,11 @@ func (s *Server) workflowNamesAndVersions(w http.ResponseWriter, r *http.Request
 // latestWorkflowDefs answers the latest version of each workflow the
 // caller may read, the one GET /{name} without a version returns.
 func (s *Server) latestWorkflowDefs(w http.ResponseWriter, r *http.Request) {
-	defs, err := s.deps.Metadata.ListWorkflowDefs(r.Context())
-	if err == nil {
-		// Sorted by name, then version: a name's last is its latest.
-		latest := defs[:0:0]
-		for i, d := range defs {
-			if i+1 == len(defs) || defs[i+1].Name != d.Name {
-				latest = append(latest, d)
-			}
-		}
-		defs = latest
-	}
-	writeReadable(s, w, r, defs, err, func(d *conductor.WorkflowDef) (auth.Target, json.RawMessage, error) {
-		return auth.Target{Type: auth.TargetWorkflowDef, ID: d.Name}, d.Raw, nil
-	})
+	names, err := s.deps.Metadata.DefNames(r.Context(), metadata.KindWorkflow, metadata.TagFilter{})
+	writeReadable(s, w, r, metadata.KindWorkflow, names, err, func(name string, rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
+		d, err := s.deps.Metadata.GetWorkflowDefAt(r.Context(), name, nil, rev)
+		return []*conductor.WorkflowDef{d}, err
+	}, func(d *conductor.WorkflowDef) (json.RawMessage, error) { return d.Raw, nil })
 }
 
 // getWorkflowDef answers the definition the caller's READ was checked on
@@ -1019,13 +1021,13 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 // them (Orkes has no name or short here).
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 	f, err := tagFilter(r)
-	var defs []*conductor.TaskDef
+	var names []string
 	if err == nil {
-		defs, err = s.deps.Metadata.FindTaskDefs(r.Context(), f)
+		names, err = s.deps.Metadata.DefNames(r.Context(), metadata.KindTask, f)
 	}
-	writeReadable(s, w, r, defs, err, func(d *conductor.TaskDef) (auth.Target, json.RawMessage, error) {
-		return listed(auth.Target{Type: auth.TargetTaskDef, ID: d.Name}, d.Raw, f.Tags, d.Tags)
-	})
+	writeReadable(s, w, r, metadata.KindTask, names, err, func(name string, rev metadata.Revision) ([]*conductor.TaskDef, error) {
+		return s.deps.Metadata.FindTaskDefsAt(r.Context(), name, f, rev)
+	}, func(d *conductor.TaskDef) (json.RawMessage, error) { return listed(d.Raw, f.Tags, d.Tags) })
 }
 
 // getTaskDef answers the definition the caller's READ was checked on
@@ -1124,10 +1126,14 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request) {
 	seen := map[conductor.Tag]bool{}
 	out := []conductor.Tag{}
 	for _, set := range sets {
-		if !s.may(r, auth.Read, auth.Target{Type: defTarget(set.Kind), ID: set.Name}) {
-			continue
+		tags, err := readableDef(s, r, set.Kind, set.Name, []auth.Access{auth.Read}, func(rev metadata.Revision) ([]conductor.Tag, error) {
+			return s.deps.Metadata.GetTagsAt(r.Context(), set.Kind, set.Name, rev)
+		})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
 		}
-		for _, t := range set.Tags {
+		for _, t := range tags {
 			if !seen[t] {
 				seen[t] = true
 				out = append(out, t)
@@ -1165,10 +1171,12 @@ func (l *tagList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// writeReadable answers a listing of definitions with those on which the
-// caller holds what listAccess asks, each as it was registered. describe
-// names a definition's target and its registered JSON.
-func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, defs []D, err error, describe func(D) (auth.Target, json.RawMessage, error)) {
+// writeReadable answers a listing of the definitions of kind named names
+// with those on which the caller holds what listAccess asks, each as it
+// was registered (registered: its JSON as listed), read through read at
+// the revision that access was checked on (readableDef).
+func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, kind metadata.Kind, names []string, err error,
+	read func(name string, rev metadata.Revision) ([]D, error), registered func(D) (json.RawMessage, error)) {
 	var actions []auth.Access
 	if err == nil {
 		actions, err = listAccess(r)
@@ -1177,24 +1185,63 @@ func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, def
 		s.writeError(w, r, err)
 		return
 	}
-	raws := make([]json.RawMessage, 0, len(defs))
-	for _, d := range defs {
-		target, registered, err := describe(d)
+	raws := make([]json.RawMessage, 0, len(names))
+	for _, name := range names {
+		defs, err := readableDef(s, r, kind, name, actions, func(rev metadata.Revision) ([]D, error) { return read(name, rev) })
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if !s.mayAll(r, actions, target) {
-			continue
+		for _, d := range defs {
+			b, err := registered(d)
+			var raw []byte
+			if err == nil {
+				raw, err = defJSON(b, d)
+			}
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			raws = append(raws, raw)
 		}
-		raw, err := defJSON(registered, d)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		raws = append(raws, raw)
 	}
 	writeRawArray(w, raws)
+}
+
+// defListTries bounds how often a listing checks a definition changed
+// while it was checked before it answers 409 (retryable), as the
+// environment's listing does.
+const defListTries = 3
+
+// readableDef is what a listing shows of definition name, read through
+// read at the revision the caller's access to it (actions) was checked on,
+// and nothing when the caller may not or the definition is gone: a
+// listing shows no definition, nor tags, but the ones checked, as a GET of
+// one does. One deleted and registered again, or re-tagged, by someone
+// else while it was checked is checked again.
+func readableDef[D any](s *Server, r *http.Request, kind metadata.Kind, name string, actions []auth.Access, read func(metadata.Revision) ([]D, error)) ([]D, error) {
+	var err error
+	for range defListTries {
+		var rev metadata.Revision
+		if rev, err = s.deps.Metadata.Revision(r.Context(), kind, name); err != nil || !rev.Exists {
+			return nil, err
+		}
+		// Refused for any reason, the definition is left out, as before.
+		if !s.mayAll(r, actions, auth.Target{Type: defTarget(kind), ID: name}) {
+			return nil, nil
+		}
+		var defs []D
+		defs, err = read(rev)
+		switch {
+		case err == nil:
+			return defs, nil
+		case errors.Is(err, fault.ErrNotFound):
+			return nil, nil
+		case !errors.Is(err, fault.ErrStale):
+			return nil, err
+		}
+	}
+	return nil, err
 }
 
 // defJSON is a definition as GET returns it: the stored JSON, which keeps

@@ -53,11 +53,7 @@ type interleavedGrants struct {
 
 func (g *interleavedGrants) GrantsOn(_ context.Context, t auth.Target) ([]auth.Grant, error) {
 	if t.Type == auth.TargetWorkflowDef || t.Type == auth.TargetTaskDef {
-		g.mu.Lock()
-		f := g.meanwhile
-		g.meanwhile = nil
-		g.mu.Unlock()
-		if f != nil {
+		if f := takeOnce(&g.mu, &g.meanwhile); f != nil {
 			f()
 			g.mu.Lock()
 			g.ran = true
@@ -148,6 +144,13 @@ const (
 // definition name) and UPDATE on whatever is tagged team:x.
 func newPinServer(t *testing.T) (*metadata.Store, *interleavedGrants, string) {
 	t.Helper()
+	return newPinServerWith(t, func(md *metadata.Store) any { return definitionSource{md} })
+}
+
+// newPinServerWith is newPinServer whose Authorizer learns the tags and
+// creators of definitions from source.
+func newPinServerWith(t *testing.T, source func(*metadata.Store) any) (*metadata.Store, *interleavedGrants, string) {
+	t.Helper()
 	l := testutil.OpenLog(t, "")
 	store := testutil.OpenStore(t)
 	runner := testutil.RunProjection(t, l, store, metadata.Projection{},
@@ -159,8 +162,8 @@ func newPinServer(t *testing.T) (*metadata.Store, *interleavedGrants, string) {
 		Access:  []auth.Access{auth.Update},
 	}}}
 	authz := auth.NewAuthorizer(grants)
-	authz.Register(auth.TargetWorkflowDef, definitionSource{md})
-	authz.Register(auth.TargetTaskDef, definitionSource{md})
+	authz.Register(auth.TargetWorkflowDef, source(md))
+	authz.Register(auth.TargetTaskDef, source(md))
 	srv := httptest.NewServer(api.New(api.Deps{
 		Logger:     testutil.Logger(t),
 		Metadata:   md,
@@ -583,5 +586,125 @@ func TestMetadataReadsServeTheCheckedDefinition(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// changedBeforeCheck tells the Authorizer the tags and creators of
+// definitions, as definitionSource does; someone changes them once, as the
+// next check starts to read them.
+type changedBeforeCheck struct {
+	definitionSource
+	mu     sync.Mutex
+	change func()
+}
+
+func (c *changedBeforeCheck) changing() {
+	if f := takeOnce(&c.mu, &c.change); f != nil {
+		f()
+	}
+}
+
+// takeOnce returns the change *f, under mu, and leaves nil in its place.
+func takeOnce(mu *sync.Mutex, f *func()) func() {
+	mu.Lock()
+	defer mu.Unlock()
+	g := *f
+	*f = nil
+	return g
+}
+
+func (c *changedBeforeCheck) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	c.changing()
+	return c.definitionSource.TagsOf(ctx, t)
+}
+
+func (c *changedBeforeCheck) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
+	c.changing()
+	return c.definitionSource.CreatorOf(ctx, t)
+}
+
+// A listing shows each definition, and its tags, as it was when the
+// caller's access to it was checked. The admin's workflow or task "own"
+// (two versions of a workflow), tagged, is read by the listing; as the
+// check of the user's access to it starts, the admin deletes it and the
+// user registers its own under the name. The user, allowed on its own, is
+// shown its own, not the admin's versions, description or tags.
+func TestMetadataListingsServeTheCheckedDefinitions(t *testing.T) {
+	t.Parallel()
+	adminsTags := []conductor.Tag{{Key: "owner", Value: "admins-tag"}}
+	for _, tc := range []struct {
+		kind metadata.Kind
+		path string
+		want string // the answer, with the user's own definition
+	}{
+		{metadata.KindWorkflow, "/api/metadata/workflow", `"description":"by user@example.com"`},
+		{metadata.KindWorkflow, "/api/metadata/workflow?metadata=true", `[{"tags":[],"name":"own","version":1,"description":"by user@example.com"`},
+		{metadata.KindWorkflow, "/api/metadata/workflow?name=own&short=true", `"description":"by user@example.com","tasks":[]`},
+		{metadata.KindWorkflow, "/api/metadata/workflow/latest-versions", `"description":"by user@example.com"`},
+		{metadata.KindWorkflow, "/api/metadata/workflow/names-and-versions", `{"own":[{"name":"own","version":1,`},
+		{metadata.KindWorkflow, "/api/metadata/tags", `[]`},
+		{metadata.KindTask, "/api/metadata/taskdefs", `"description":"by user@example.com"`},
+		{metadata.KindTask, "/api/metadata/taskdefs?metadata=true", `[{"tags":[],"name":"own","description":"by user@example.com"`},
+		{metadata.KindTask, "/api/metadata/tags", `[]`},
+	} {
+		t.Run(string(tc.kind)+" "+tc.path, func(t *testing.T) {
+			t.Parallel()
+			ctx := testutil.Context(t, time.Minute)
+			src := &changedBeforeCheck{}
+			md, _, base := newPinServerWith(t, func(md *metadata.Store) any {
+				src.definitionSource = definitionSource{md}
+				return src
+			})
+			register := func(by string, version int) error {
+				var err error
+				if tc.kind == metadata.KindTask {
+					var d conductor.TaskDef
+					if err = conductor.Unmarshal([]byte(`{"name":"own","description":"by `+by+`"}`), &d); err == nil {
+						err = md.UpdateTaskDef(ctx, &d, by)
+					}
+					return err
+				}
+				var d conductor.WorkflowDef
+				if err = conductor.Unmarshal([]byte(fmt.Sprintf(`{"name":"own","version":%d,"description":"by %s","tasks":[{"name":"a","taskReferenceName":"a"}]}`, version, by)), &d); err == nil {
+					err = md.RegisterWorkflowDef(ctx, &d, false, by)
+				}
+				return err
+			}
+			err := register(pinAdmin, 1)
+			if err == nil && tc.kind == metadata.KindWorkflow {
+				err = register(pinAdmin, 2)
+			}
+			if err == nil {
+				err = md.SetTags(ctx, tc.kind, "own", adminsTags, pinAdmin)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var changed atomic.Bool
+			src.mu.Lock()
+			src.change = func() {
+				var err error
+				if tc.kind == metadata.KindTask {
+					err = md.DeleteTaskDef(ctx, "own", pinAdmin)
+				} else if err = md.DeleteWorkflowDef(ctx, "own", 2, pinAdmin); err == nil {
+					err = md.DeleteWorkflowDef(ctx, "own", 1, pinAdmin)
+				}
+				if err == nil {
+					err = register(pinUser, 1)
+				}
+				if err != nil {
+					t.Errorf("the change made meanwhile: %v", err)
+				}
+				changed.Store(true)
+			}
+			src.mu.Unlock()
+			got := client{t, base, "user-token"}.must(http.StatusOK, "GET", tc.path, "")
+			if !changed.Load() {
+				t.Fatal("the listing was never checked against the definition")
+			}
+			if strings.Contains(got, "admin") || strings.Contains(got, `"version":2`) || !strings.Contains(got, tc.want) {
+				t.Fatalf("the user is shown %s, want its own definition (%s) alone", got, tc.want)
+			}
+		})
 	}
 }

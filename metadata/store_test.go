@@ -280,7 +280,11 @@ func TestConcurrentNewVersions(t *testing.T) {
 	a.caughtUp(t)
 	b.caughtUp(t)
 	for _, node := range []*node{a, b} {
-		defs, err := node.md.FindWorkflowDefs(c, metadata.WorkflowFilter{Name: "nv"})
+		rev, err := node.md.Revision(c, metadata.KindWorkflow, "nv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defs, err := node.md.FindWorkflowDefsAt(c, metadata.WorkflowFilter{Name: "nv"}, rev)
 		if err != nil || len(defs) != n {
 			t.Fatalf("versions of nv = %d, %v; want %d", len(defs), err, n)
 		}

@@ -96,38 +96,58 @@ func (s *Store) ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error) 
 	return listAll(s.reader, taskKeyPrefix, "task definitions", parseTask)
 }
 
-// FindTaskDefs returns the task definitions f selects, sorted by name. A
-// tag reads the definitions of the names selected alone, through the tag
-// sets, not every definition.
-func (s *Store) FindTaskDefs(ctx context.Context, f TagFilter) ([]*conductor.TaskDef, error) {
-	if !f.byTag() {
-		defs, err := s.ListTaskDefs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return withTagsOf(s.reader, KindTask, f, defs, taskTags)
-	}
-	names, err := s.tagged(KindTask, f)
-	if err != nil {
-		return nil, err
-	}
-	defs := make([]*conductor.TaskDef, 0, len(names))
-	for _, n := range names {
+// FindTaskDefsAt is the task definition name, with its tags when f asks
+// for them, if f selects it (none if not), for a caller whose access to it
+// was checked on rev (see readAt).
+func (s *Store) FindTaskDefsAt(_ context.Context, name string, f TagFilter, rev Revision) ([]*conductor.TaskDef, error) {
+	var defs []*conductor.TaskDef
+	err := s.readAt(KindTask, name, rev, func(r kvReader) error {
 		// A key, not a prefix: t/<name> is also the start of longer names.
-		d, found, err := readDef(s.reader, taskKey(n))
-		if err != nil {
-			return nil, fmt.Errorf("read task definition %s: %w", n, err)
-		}
-		if !found {
-			continue // removed since its tags were read
+		d, found, err := readDef(r, taskKey(name))
+		if err != nil || !found {
+			return err
 		}
 		td, err := parseTask(d.JSON)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			defs, err = withTagsOf(r, KindTask, f, []*conductor.TaskDef{td}, taskTags)
 		}
-		defs = append(defs, td)
+		return err
+	})
+	return defs, err
+}
+
+// DefNames returns the names of the definitions of kind that f selects
+// by tag (every name without a tag in f), sorted: a listing reads each at
+// the revision its caller's access to it was checked on.
+func (s *Store) DefNames(_ context.Context, kind Kind, f TagFilter) ([]string, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
 	}
-	return withTagsOf(s.reader, KindTask, f, defs, taskTags)
+	if f.byTag() {
+		return s.tagged(kind, f)
+	}
+	prefix := taskKeyPrefix
+	if kind == KindWorkflow {
+		prefix = workflowKeyPrefix
+	}
+	var names []string
+	err := s.reader.Scan([]byte(prefix), func(k, _ []byte) bool {
+		name := string(k[len(prefix):])
+		if kind == KindWorkflow {
+			var ok bool
+			if name, _, ok = parseWorkflowKey(k); !ok {
+				return true // not a key workflowKey writes
+			}
+		}
+		if len(names) == 0 || names[len(names)-1] != name {
+			names = append(names, name)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s names: %w", kind, err)
+	}
+	return names, nil
 }
 
 func taskTags(td *conductor.TaskDef) (string, *[]conductor.Tag) { return td.Name, &td.Tags }

@@ -233,47 +233,42 @@ func (s *Store) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef,
 	return listAll(s.reader, workflowKeyPrefix, "workflow definitions", parseWorkflow)
 }
 
-// WorkflowFilter selects and shapes what FindWorkflowDefs returns, as
-// Orkes's GET /api/metadata/workflow does. The zero filter selects every
-// version of every workflow, whole.
+// WorkflowFilter selects and shapes what FindWorkflowDefsAt returns, as
+// Orkes's GET /api/metadata/workflow does. With only a name it selects
+// every version of that workflow, whole.
 type WorkflowFilter struct {
-	// Name, when set, selects the versions of that name alone.
+	// Name is the workflow whose versions are read.
 	Name string
 	TagFilter
 	// Short returns each definition without its tasks (an empty list).
 	Short bool
 }
 
-// FindWorkflowDefs returns the versions of the workflows f selects, sorted
-// by name, then version. A name or a tag reads the definitions of the
-// names selected alone: a tag through the tag sets, not every definition.
-func (s *Store) FindWorkflowDefs(_ context.Context, f WorkflowFilter) ([]*conductor.WorkflowDef, error) {
-	prefixes := [][]byte{[]byte(workflowKeyPrefix)}
-	switch {
-	case f.Name != "":
-		prefixes = [][]byte{workflowPrefix(f.Name)}
-	case f.byTag():
-		names, err := s.tagged(KindWorkflow, f.TagFilter)
-		if err != nil {
-			return nil, err
-		}
-		prefixes = prefixes[:0]
-		for _, n := range names {
-			prefixes = append(prefixes, workflowPrefix(n))
-		}
-	}
+// FindWorkflowDefsAt returns the versions of workflow f.Name that f
+// selects and shapes, sorted by version, for a caller whose access to it
+// was checked on rev (see readAt).
+func (s *Store) FindWorkflowDefsAt(_ context.Context, f WorkflowFilter, rev Revision) ([]*conductor.WorkflowDef, error) {
+	var defs []*conductor.WorkflowDef
+	err := s.readAt(KindWorkflow, f.Name, rev, func(r kvReader) (err error) {
+		defs, err = findWorkflowDefs(r, f)
+		return err
+	})
+	return defs, err
+}
+
+// findWorkflowDefs reads the versions of workflow f.Name that f selects
+// and shapes.
+func findWorkflowDefs(r kvReader, f WorkflowFilter) ([]*conductor.WorkflowDef, error) {
 	var stored []storedDef
-	for _, p := range prefixes {
-		var derr error
-		err := s.reader.Scan(p, func(_, v []byte) bool {
-			var d storedDef
-			d, _, derr = decodeStored(slices.Clone(v))
-			stored = append(stored, d)
-			return derr == nil
-		})
-		if err = cmp.Or(err, derr); err != nil {
-			return nil, fmt.Errorf("list workflow definitions: %w", err)
-		}
+	var derr error
+	err := r.Scan(workflowPrefix(f.Name), func(_, v []byte) bool {
+		var d storedDef
+		d, _, derr = decodeStored(slices.Clone(v))
+		stored = append(stored, d)
+		return derr == nil
+	})
+	if err = cmp.Or(err, derr); err != nil {
+		return nil, fmt.Errorf("list versions of workflow %s: %w", f.Name, err)
 	}
 	out := make([]*conductor.WorkflowDef, 0, len(stored))
 	for _, d := range stored {
@@ -290,7 +285,7 @@ func (s *Store) FindWorkflowDefs(_ context.Context, f WorkflowFilter) ([]*conduc
 		}
 		out = append(out, wf)
 	}
-	return withTagsOf(s.reader, KindWorkflow, f.TagFilter, out, func(wf *conductor.WorkflowDef) (string, *[]conductor.Tag) {
+	return withTagsOf(r, KindWorkflow, f.TagFilter, out, func(wf *conductor.WorkflowDef) (string, *[]conductor.Tag) {
 		return wf.Name, &wf.Tags
 	})
 }
