@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -53,7 +54,8 @@ type WorkerConfig struct {
 	// OnResult, if set, is called after each result the engine answered:
 	// reply.OK means the result is durable. reply.Next is always nil: the
 	// task it may offer carries resolved input, and is the worker's to run,
-	// not a callback's to see.
+	// not a callback's to see. A panic in it is logged (its type and
+	// stack, never its value) and the worker goes on.
 	OnResult func(res conductor.TaskResult, reply ResultReply)
 	Logger   *slog.Logger
 }
@@ -375,6 +377,20 @@ func (w *Worker) run(ctx context.Context, t *conductor.Task) (out Output, err er
 	return w.handler(ctx, t)
 }
 
+// onResult calls OnResult, recovering its panic: the result is recorded
+// already, and a panic in the caller's callback would otherwise end the
+// process with every slot's task. The log line leaves out the panic's
+// value, which may hold the result's output.
+func (w *Worker) onResult(res conductor.TaskResult, reply ResultReply) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.cfg.Logger.Error("OnResult panicked; the result was recorded, the worker goes on",
+				logkey.TaskID, res.TaskID, logkey.Err, fmt.Sprintf("a panic of type %T", p), logkey.Stack, string(debug.Stack()))
+		}
+	}()
+	w.cfg.OnResult(res, reply)
+}
+
 // leaseEvery is how often a running task's lease is extended: every half
 // of its response timeout, so that an extension may take as long as the
 // pause before it and still arrive in time.
@@ -416,7 +432,7 @@ func (w *Worker) report(ctx, work context.Context, in *slotInbox, res conductor.
 		if err == nil && w.cfg.OnResult != nil {
 			answered := reply
 			answered.Next = nil
-			w.cfg.OnResult(res, answered)
+			w.onResult(res, answered)
 		}
 		if err == nil && reply.Error == nil {
 			return next

@@ -601,3 +601,43 @@ func TestHandlerPanicFailsTheTask(t *testing.T) {
 		}
 	}
 }
+
+// A panic in OnResult, the caller's code run on the slot's goroutine, ends
+// neither the process nor the slot: the result was recorded already, and
+// the slot takes its next task.
+func TestOnResultPanicLeavesTheWorkerRunning(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	const taskType = "panicky-callback"
+	var offered atomic.Int32
+	standInEngine(t, l.Conn(), taskType, func() (workers.PollReply, bool) {
+		n := offered.Add(1)
+		if n > 2 {
+			return workers.PollReply{}, false
+		}
+		return workers.PollReply{Task: &conductor.Task{TaskID: "t" + strconv.Itoa(int(n)), WorkflowInstanceID: "wf1",
+			TaskType: taskType, Status: conductor.TaskInProgress}}, true
+	}, okResults)
+	results := make(chan string, 4)
+	cfg := workers.WorkerConfig{TaskType: taskType, PollWait: time.Second,
+		OnResult: func(res conductor.TaskResult, _ workers.ResultReply) {
+			results <- res.TaskID
+			if res.TaskID == "t1" {
+				panic("callback boom")
+			}
+		}}
+	runWorker(t, ctx, l.Conn(), cfg, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{}, nil
+	})
+	for _, want := range []string{"t1", "t2"} {
+		select {
+		case id := <-results:
+			if id != want {
+				t.Fatalf("result for %s, want %s", id, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no result for %s", want)
+		}
+	}
+}
