@@ -397,12 +397,28 @@ func scheduleName(subject string) string {
 	return name
 }
 
-func list(s []string) string { return strings.Join(s, ",") }
+// list joins names with commas. A name holding a comma, '=', a quote or a
+// backslash is Go-quoted, so that the list splits back into its names:
+// role, group and tag names are the callers' own, and may hold any of them.
+func list(s []string) string {
+	parts := make([]string, len(s))
+	for i, v := range s {
+		parts[i] = listItem(v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func listItem(s string) string {
+	if strings.ContainsAny(s, `,="\`) {
+		return strconv.Quote(s)
+	}
+	return s
+}
 
 func secretTags(tags []schemas.SecretTag) string {
 	parts := make([]string, len(tags))
 	for i, t := range tags {
-		parts[i] = t.Key + "=" + t.Value
+		parts[i] = listItem(t.Key) + "=" + listItem(t.Value)
 	}
 	return strings.Join(parts, ",")
 }
@@ -410,7 +426,7 @@ func secretTags(tags []schemas.SecretTag) string {
 func defTags(tags []schemas.DefTag) string {
 	parts := make([]string, len(tags))
 	for i, t := range tags {
-		parts[i] = t.Key + "=" + t.Value
+		parts[i] = listItem(t.Key) + "=" + listItem(t.Value)
 	}
 	return strings.Join(parts, ",")
 }

@@ -14,9 +14,9 @@ const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 //	<time> <principal> <action> <target> [<key>=<value> ...]
 //
 // The time is TimeFormat; an absent principal or target is "-"; details
-// follow in key order. A field that is empty, contains a space, a quote,
-// '=' or a character that is not printable is Go-quoted, so a line always
-// splits back into its fields. This format is stable: scripts may parse it.
+// follow in key order. A field that is empty or "-", contains a space, a
+// quote, '=' or a character that is not printable is Go-quoted, so a line
+// always splits back into its fields. This format is stable: scripts may parse it.
 func Line(e Entry) string {
 	var b strings.Builder
 	b.WriteString(e.Time.UTC().Format(TimeFormat))
@@ -45,6 +45,11 @@ func Line(e Entry) string {
 func quote(s string) string {
 	if s == "" {
 		return `""`
+	}
+	if s == "-" {
+		// An absent field prints as -: a principal or target named so
+		// must not read as none.
+		return `"-"`
 	}
 	for _, r := range s {
 		if r <= ' ' || r == '"' || r == '=' || r == '\\' || !strconv.IsPrint(r) {
