@@ -102,7 +102,10 @@ func NewWorker(nc *nats.Conn, cfg WorkerConfig, h Handler) (*Worker, error) {
 // Run takes and executes tasks until ctx is done. Then it stops taking
 // new tasks, ends the polls it has waiting at engines (for 2 s at most),
 // lets running handlers finish and reports their results, and returns.
-// Tasks it had not taken yet go to other workers. While the connection
+// Tasks it had not taken yet go to other workers. A result no engine
+// answers is sent 30 times, over two minutes or more, before it
+// is given up, so with no engine running a stop takes that long; closing
+// the connection ends it within seconds. While the connection
 // reconnects (a server restart), Run waits for it; once it is closed (it
 // ran out of reconnection attempts, or was closed), Run lets running
 // handlers finish and returns an error wrapping nats.ErrConnectionClosed:
