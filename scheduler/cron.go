@@ -207,18 +207,23 @@ func (c *cronSpec) Next(t time.Time) time.Time {
 // every minute is looked at (under 1,440), and from the next day on
 // robfig/cron is right again, up to the next such change.
 func (c *cronSpec) nextTime(t time.Time) time.Time {
-	for {
+	// Each pass ends a day or more later: as many as Next looks through.
+	for range cronSearchDays {
 		n := c.times.Next(t)
 		change := oddChange(t, n)
 		if change.IsZero() {
 			return n
 		}
-		dayEnd := startOfNextDay(change)
+		// From t's day when the change came before t: the end of the
+		// change's own day may lie before t, where the clock went back
+		// across midnight (America/St_Johns, 2010: 00:01 to 23:01).
+		dayEnd := startOfNextDay(later(t, change))
 		if m := c.scanMinutes(later(t, change.Add(-time.Second)), dayEnd.Add(time.Second)); !m.IsZero() {
 			return m
 		}
 		t = dayEnd
 	}
+	return time.Time{}
 }
 
 // oddChange returns the clock change robfig/cron steps across wrongly
@@ -226,13 +231,17 @@ func (c *cronSpec) nextTime(t time.Time) time.Time {
 // when there is none. When n is zero (nothing matches for years) only a
 // change on t's day counts: the zone's changes go on for ever, and an
 // expression that matches nothing (February 30th) would be searched again
-// after each.
+// after each. An n not after t is one stepped back across the change that
+// ends t's offset: robfig/cron truncates to the hour with time.Date,
+// which picks the earlier of a repeated hour west of UTC, so from 00:00:59
+// on America/St_Johns's 2010 fall-back day (00:01 became 23:01 the day
+// before) "0 0 0 * * *" answered the 00:00 just gone.
 func oddChange(t, n time.Time) time.Time {
 	start, end := t.ZoneBounds()
 	if !start.IsZero() && oddOffsets(start) && !start.Before(startOfDay(t)) {
 		return start
 	}
-	if !end.IsZero() && !n.IsZero() && !end.After(n) && oddOffsets(end) {
+	if !end.IsZero() && !n.IsZero() && (!end.After(n) || !n.After(t)) && oddOffsets(end) {
 		return end
 	}
 	return time.Time{}
@@ -309,17 +318,41 @@ func repeatEnd(n time.Time) time.Time {
 	return end
 }
 
-// startOfNextDay is the first instant of the day after t's: midnight, or,
-// where a clock change skips midnight (America/Santiago, for one), the end
-// of the gap. time.Date normalises a midnight that does not exist to a time
-// of the day before, which would send the search back into that day.
+// startOfNextDay is the first instant after t at which the day after t's
+// begins: midnight, or, where a clock change skips midnight
+// (America/Santiago, for one), the end of the gap. time.Date normalises a
+// midnight that does not exist to a time of the day before, which would
+// send the search back into that day. Where a change repeats midnight and
+// t lies between the two (America/St_Johns's clock went back from 00:01 to
+// 23:01 the day before until 2011), it is the second: the first, before
+// t, sent the search back to t's day for ever.
 func startOfNextDay(t time.Time) time.Time {
 	y, m, d := t.Date()
 	next := time.Date(y, m, d+1, 0, 0, 0, 0, t.Location())
 	for next.Day() == d {
 		next = next.Add(time.Minute)
 	}
+	if twin := sameWallClock(next); !next.After(t) && twin.After(t) {
+		return twin
+	}
 	return next
+}
+
+// sameWallClock is the other instant whose wall-clock time is t's where a
+// clock change turned the clock back over it, or zero: the earlier one
+// when t lies in the repeat after the change, the later one when t lies in
+// the stretch before the change that the repeat goes over again.
+func sameWallClock(t time.Time) time.Time {
+	start, end := t.ZoneBounds()
+	if !repeatEnd(t).IsZero() {
+		return t.Add(clockMove(start))
+	}
+	if !end.IsZero() {
+		if move := clockMove(end); move < 0 && !t.Before(end.Add(move)) {
+			return t.Add(-move)
+		}
+	}
+	return time.Time{}
 }
 
 // dayOfMonth matches days of the month. The zero value matches any.
