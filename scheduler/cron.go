@@ -322,17 +322,23 @@ func repeatEnd(n time.Time) time.Time {
 // begins: midnight, or, where a clock change skips midnight
 // (America/Santiago, for one), the end of the gap. time.Date normalises a
 // midnight that does not exist to a time of the day before, which would
-// send the search back into that day. Where a change repeats midnight and
-// t lies between the two (America/St_Johns's clock went back from 00:01 to
-// 23:01 the day before until 2011), it is the second: the first, before
-// t, sent the search back to t's day for ever.
+// send the search back into that day. Where a change repeats midnight it
+// is the first midnight after t: the first of the two, where time.Date
+// picks the second east of UTC (Asia/Gaza's clock went back from 01:00 to
+// 00:00 on Saturdays in 2016-2020, Asia/Amman's on Fridays until 2021), so
+// that a search from the day before skipped the day's first hour: "0 0 0
+// ? * SAT" found only the repeated midnight, which a fixed time of day
+// skips, and did not fire that week; or the second, where t lies between
+// the two (America/St_Johns's clock went back from 00:01 to 23:01 the day
+// before until 2011): the first, before t, sent the search back to t's
+// day for ever.
 func startOfNextDay(t time.Time) time.Time {
 	y, m, d := t.Date()
 	next := time.Date(y, m, d+1, 0, 0, 0, 0, t.Location())
 	for next.Day() == d {
 		next = next.Add(time.Minute)
 	}
-	if twin := sameWallClock(next); !next.After(t) && twin.After(t) {
+	if twin := sameWallClock(next); twin.After(t) && (twin.Before(next) || !next.After(t)) {
 		return twin
 	}
 	return next
