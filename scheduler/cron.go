@@ -209,7 +209,7 @@ func (c *cronSpec) Next(t time.Time) time.Time {
 func (c *cronSpec) nextTime(t time.Time) time.Time {
 	// Each pass ends a day or more later: as many as Next looks through.
 	for range cronSearchDays {
-		n := c.times.Next(t)
+		n := c.timesNext(t)
 		change := oddChange(t, n)
 		if change.IsZero() {
 			return n
@@ -224,6 +224,45 @@ func (c *cronSpec) nextTime(t time.Time) time.Time {
 		t = dayEnd
 	}
 	return time.Time{}
+}
+
+// allMonths is a month field that lists every month.
+const allMonths = 1<<13 - 2
+
+// timesNext is robfig/cron's first time after t that matches the time and
+// month fields, asked for within one month at a time where the month field
+// leaves months out. robfig/cron steps over the months left out with
+// AddDate from a month's first midnight, and where a clock change skipped
+// that midnight time.Date moved it to 01:00, which each step carried into
+// every month after: "0 0 0 * 7 *" in Africa/Cairo, from 2014-07-31
+// (August 1st began at 01:00), next fired on 2015-07-02, not on July 1st,
+// and "0 0 0 1 7 ?" not until 2016. Here the first month that matches is
+// found first, from its first instant; an answer in a later month is
+// looked for again from that month's.
+func (c *cronSpec) timesNext(t time.Time) time.Time {
+	months := c.times.(*cron.SpecSchedule).Month
+	if months&allMonths == allMonths {
+		return c.times.Next(t)
+	}
+	// robfig/cron's own reach: five years.
+	for range 5 * 12 {
+		from := t.Add(time.Second)
+		if has(months, int(from.Month())) {
+			n := c.times.Next(t)
+			if n.IsZero() || n.Year() == from.Year() && n.Month() == from.Month() {
+				return n
+			}
+		}
+		t = startOfNextMonth(from).Add(-time.Second)
+	}
+	return time.Time{}
+}
+
+// startOfNextMonth is the first instant after t at which the month after
+// t's begins (see startOfNextDay).
+func startOfNextMonth(t time.Time) time.Time {
+	y, m, _ := t.Date()
+	return startOfNextDay(later(t, time.Date(y, m+1, 0, 12, 0, 0, 0, t.Location())))
 }
 
 // oddChange returns the clock change robfig/cron steps across wrongly
