@@ -413,29 +413,19 @@ func clusterForming(err error) bool {
 // createStreams creates or updates the streams, and returns those whose
 // appends go in atomic batches.
 func (l *Log) createStreams(ctx context.Context) (batched []string, err error) {
-	groupCommit := l.cfg.GroupCommit && l.cfg.Fsync == FsyncAlways
 	for _, s := range AllStreams {
-		sc := jetstream.StreamConfig{
-			Name:        s.Name,
-			Description: s.Description,
-			Subjects:    s.Subjects,
-			Replicas:    l.cfg.Replicas,
-			MaxMsgSize:  int32(l.cfg.MaxRecordBytes + recordHeaderRoom),
-			Duplicates:  l.cfg.DuplicateWindow,
-			AllowDirect: true,
-			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardNew, // never silently drop history
+		sc := l.streamConfig(s)
+		// Opening never narrows what a stream captures: engines of an
+		// earlier version, still running in a rolling upgrade, may rely on
+		// a subject this version no longer captures until whatever takes
+		// it over runs, and then applies the stream's own (ApplySubjects).
+		info, err := l.streamInfo(ctx, s.Name)
+		switch {
+		case err == nil && capturesAll(info.Config.Subjects, s.Subjects):
+			sc.Subjects = info.Config.Subjects
+		case err != nil && !errors.Is(err, jetstream.ErrStreamNotFound):
+			return nil, fmt.Errorf("ensure stream %s: %w", s.Name, err)
 		}
-		switch s.Kind {
-		case WorkQueue:
-			sc.Retention = jetstream.WorkQueuePolicy
-		case Ephemeral:
-			sc.Retention = jetstream.WorkQueuePolicy
-			sc.Storage = jetstream.MemoryStorage
-			sc.MaxAge = DispatchMaxAge
-		}
-		sc.AllowAtomicPublish = groupCommit && s.Kind == EventStream
 		st, err := l.js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {
 			return nil, fmt.Errorf("ensure stream %s: %w", s.Name, err)
@@ -447,6 +437,62 @@ func (l *Log) createStreams(ctx context.Context) (batched []string, err error) {
 		}
 	}
 	return batched, nil
+}
+
+// streamConfig is the configuration the log gives stream s.
+func (l *Log) streamConfig(s Stream) jetstream.StreamConfig {
+	sc := jetstream.StreamConfig{
+		Name:        s.Name,
+		Description: s.Description,
+		Subjects:    s.Subjects,
+		Replicas:    l.cfg.Replicas,
+		MaxMsgSize:  int32(l.cfg.MaxRecordBytes + recordHeaderRoom),
+		Duplicates:  l.cfg.DuplicateWindow,
+		AllowDirect: true,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew, // never silently drop history
+	}
+	switch s.Kind {
+	case WorkQueue:
+		sc.Retention = jetstream.WorkQueuePolicy
+	case Ephemeral:
+		sc.Retention = jetstream.WorkQueuePolicy
+		sc.Storage = jetstream.MemoryStorage
+		sc.MaxAge = DispatchMaxAge
+	}
+	sc.AllowAtomicPublish = l.cfg.GroupCommit && l.cfg.Fsync == FsyncAlways && s.Kind == EventStream
+	return sc
+}
+
+// ApplySubjects has s's stream capture s.Subjects alone, where opening
+// the log left it capturing more (see createStreams): for the one that
+// takes over what the stream no longer captures, once it does.
+func (l *Log) ApplySubjects(ctx context.Context, s Stream) error {
+	if _, err := l.js.UpdateStream(ctx, l.streamConfig(s)); err != nil {
+		return fmt.Errorf("apply the subjects of stream %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// Subjects returns the subjects stream captures now, as its leader says.
+func (l *Log) Subjects(ctx context.Context, stream string) ([]string, error) {
+	info, err := l.streamInfo(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return info.Config.Subjects, nil
+}
+
+// Captures reports whether a stream of subjects captures subject.
+func Captures(subjects []string, subject string) bool {
+	return slices.ContainsFunc(subjects, func(pattern string) bool { return server.SubjectMatchesFilter(subject, pattern) })
+}
+
+// capturesAll reports whether a stream of subjects captures every
+// subject that one of want does.
+func capturesAll(subjects, want []string) bool {
+	return !slices.ContainsFunc(want, func(w string) bool { return !Captures(subjects, w) })
 }
 
 // Conn returns the NATS connection the log uses. Other packages use it for

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -241,6 +242,9 @@ type Executor struct {
 	activity     *activity
 	natsPolls    natsPolls
 	handOuts     handOuts
+	// commandsSubjects are those the commands stream captures, as last
+	// read (see watchCommandsSubjects).
+	commandsSubjects atomic.Pointer[[]string]
 	// idle hands work to goroutines waiting for it (spawn).
 	idle  chan func()
 	match *matcher
@@ -384,7 +388,7 @@ func (e *Executor) Start(ctx context.Context) error {
 		e.Stop()
 		return err
 	}
-	if err := e.serveProducerStarts(); err != nil {
+	if err := e.serveProducerStarts(ctx); err != nil {
 		e.Stop()
 		return err
 	}

@@ -723,10 +723,26 @@ const producerStartPrefix = "fv.cmd.producer."
 // producer's that used the same id (both numbering their requests from 1,
 // say, or one replaying ids it saw), and the second producer was told
 // "duplicate", which JetStream clients take for success.
-func (e *Executor) serveProducerStarts() error {
+//
+// An engine of a version before this one sets the stream's subjects back
+// to fv.cmd.> at its start, which captures producers' requests as
+// published again: while it runs beside this one (a rolling upgrade), a
+// request the stream captured is left to it (see capturedByCommands), and
+// this engine narrows the subjects again only once it takes the requests
+// itself.
+func (e *Executor) serveProducerStarts(ctx context.Context) error {
+	changed, err := e.watchCommandsSubjects(ctx)
+	if err != nil {
+		return err
+	}
 	sub, err := e.log.Conn().QueueSubscribe(workers.StartCommandPrefix+"*.*", workers.EngineQueue, func(m *nats.Msg) {
 		if !replyable(m.Reply) {
 			e.cfg.Logger.Warn("start request refused: its reply subject is not an inbox", logkey.Subject, m.Subject)
+			return
+		}
+		if e.capturedByCommands(m) {
+			// Stored by the stream, which answers the producer: stored
+			// again here, it would start a second workflow.
 			return
 		}
 		// Storing blocks on the stream's acknowledgement: never hold the
@@ -742,6 +758,18 @@ func (e *Executor) serveProducerStarts() error {
 		return fmt.Errorf("subscribe %s: %w", workers.StartCommandPrefix, err)
 	}
 	e.unsubscribeAtStop(sub)
+	err = e.log.WhileForming(ctx, "commands stream not narrowed yet", func(ctx context.Context) error {
+		return e.log.ApplySubjects(ctx, eventlog.Commands)
+	}, logkey.Stream, eventlog.Commands.Name)
+	if err != nil {
+		return err
+	}
+	e.commandsSubjects.Store(&eventlog.Commands.Subjects)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.refreshCommandsSubjects(changed)
+	}()
 	return nil
 }
 
