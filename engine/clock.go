@@ -22,6 +22,16 @@ func afterSeconds(ms, secs int64) int64 {
 	return ms + secs*1000
 }
 
+// afterMs returns ms plus delta milliseconds, saturated at Never as
+// afterSeconds is: a backoffJitterMs the API takes up to Long.MAX_VALUE
+// adds up to that, and a sum wrapped into the past retries at once.
+func afterMs(ms, delta int64) int64 {
+	if ms > 0 && delta > Never-ms {
+		return Never
+	}
+	return ms + delta
+}
+
 // maxDelaySeconds bounds a retry delay computed from a task's policy, as
 // Conductor's decider bounds one that overflows its int: about 68 years.
 const maxDelaySeconds = math.MaxInt32

@@ -106,3 +106,34 @@ func TestHugeCacheTTLNeverExpires(t *testing.T) {
 		t.Fatalf("cache effects %+v, want one that never expires", stored)
 	}
 }
+
+// A backoffJitterMs of Long.MAX_VALUE (the API takes any that is not
+// negative) draws a jitter up to that: added to now, one past
+// MaxInt64-now wrapped into the past and the retry was handed out at
+// once. It waits as long as it can, as an overflowing retry delay does.
+// wf-568628's first task draws such a jitter (9223370985267568057 ms).
+func TestHugeBackoffJitterDoesNotRetryAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name, taskDef string
+	}{
+		{"no retry delay", `{"name":"a","retryCount":1,"retryDelaySeconds":0,"backoffJitterMs":9223372036854775807}`},
+		{"a retry delay", `{"name":"a","retryCount":1,"retryDelaySeconds":60,"backoffJitterMs":9223372036854775807}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{t: t, now: epoch, taskDefs: map[string]*conductor.TaskDef{}}
+			var td conductor.TaskDef
+			if err := conductor.Unmarshal([]byte(tc.taskDef), &td); err != nil {
+				t.Fatal(err)
+			}
+			h.taskDefs[td.Name] = &td
+			h.decide(engine.Start{WorkflowID: "wf-568628", Def: parseDef(t, `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a"}]}`), CreatedBy: "app:tester"})
+			h.take("a")
+			d := h.report("a", conductor.TaskFailed, nil, "boom")
+			retry := h.wantTask("a", conductor.TaskScheduled)
+			if retry.RetryCount != 1 || retry.AvailableAt != engine.Never || len(effectsOf[engine.Dispatch](d)) != 0 {
+				t.Fatalf("retry %d due at %d (now %d), dispatches %+v: want it due never", retry.RetryCount, retry.AvailableAt, h.now.UnixMilli(),
+					effectsOf[engine.Dispatch](d))
+			}
+		})
+	}
+}

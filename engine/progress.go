@@ -666,7 +666,7 @@ func (d *decision) failed(t *Task) {
 	if conductor.TaskRetriable(t.Status) && t.RetryCount < t.Policy.RetryCount && !d.totalTimeoutPassed(t) && !builtIn[t.Type] {
 		wt := d.plan.config(t)
 		if wt != nil {
-			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: afterSeconds(d.now+jitter(t.ID, t.Policy.BackoffJitterMs), retryDelay(t)), parentTaskID: t.ParentTaskID})
+			d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, availableAt: afterSeconds(afterMs(d.now, jitter(t.ID, t.Policy.BackoffJitterMs)), retryDelay(t)), parentTaskID: t.ParentTaskID})
 			return
 		}
 	}
