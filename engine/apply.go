@@ -327,7 +327,7 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 			w.FailureWorkflows = append(slices.Clip(w.FailureWorkflows), id)
 		}
 		w.Output = copyMap(e.Output)
-		w.FailedTaskRefs, w.FailedTaskNames = e.FailedTaskRefs, e.FailedTaskNames
+		w.FailedTaskRefs, w.FailedTaskNames, w.FailedTaskID = e.FailedTaskRefs, e.FailedTaskNames, e.FailedTaskID
 	case e.Status == conductor.WorkflowRunning && e.Reason == "":
 		// resume keeps everything else
 		if e.RestartsTimeout {
@@ -358,7 +358,7 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	w.Compacted = false
 	w.Status, w.UpdateTime = conductor.WorkflowRunning, e.Time
 	w.EndTime, w.Reason, w.Output = 0, "", map[string]any{}
-	w.FailedTaskRefs, w.FailedTaskNames = nil, nil
+	w.FailedTaskRefs, w.FailedTaskNames, w.FailedTaskID = nil, nil, ""
 	if len(e.Def) > 0 {
 		w.DefJSON, w.plan = e.Def, nil
 		if def, err := parseDef(e.Def); err == nil {

@@ -148,9 +148,11 @@ type decision struct {
 	// noFailureWorkflow: the end this decision makes starts no failure
 	// workflow (an operator's terminate).
 	noFailureWorkflow bool
-	// endedBy is the task whose failure or timeout ends the workflow in
-	// this decision, if one does: finish names it first among the failed
-	// tasks, where failureTaskID looks (Conductor's failedTaskId).
+	// endedBy is the task whose failure, timeout or cancellation ends the
+	// workflow in this decision, or the TERMINATE task that does, if one
+	// does: finish names it first among the failed tasks, and as the
+	// end's FailedTaskID (Conductor's failedTaskId, which only the
+	// TerminateWorkflowException of such a task sets).
 	endedBy string
 	// masked are the strings under _secrets and _masked keys, and in
 	// maskedFields fields of the input, of the first maskedRead events

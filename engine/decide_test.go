@@ -452,17 +452,7 @@ func TestFailureTaskIDIsTheTaskThatEndedTheRun(t *testing.T) {
 			h := newHarness(t, def, map[string]any{"status": c.status})
 			h.advance(time.Second) // the run does not end when its first task starts
 			c.end(h)
-			fw := effectsOf[engine.StartWorkflow](h.last)
-			if len(fw) != 1 {
-				t.Fatalf("%d failure workflow starts, want 1 (workflow %s)", len(fw), h.w.Status)
-			}
-			got, named := fw[0].Input["failureTaskId"]
-			switch {
-			case c.want == "" && named:
-				t.Fatalf("failureTaskId %v, want none", got)
-			case c.want != "" && got != h.task(c.want).ID:
-				t.Fatalf("failureTaskId %v, want %s's %s", got, c.want, h.task(c.want).ID)
-			}
+			h.wantFailureTaskID(c.want)
 		})
 	}
 
@@ -489,14 +479,83 @@ func TestFailureTaskIDIsTheTaskThatEndedTheRun(t *testing.T) {
 			h.advance(time.Second)
 			c.end(h)
 			h.wantStatus(conductor.WorkflowFailed)
-			fw := effectsOf[engine.StartWorkflow](h.last)
-			if len(fw) != 1 {
-				t.Fatalf("%d failure workflow starts, want 1", len(fw))
-			}
-			if got := fw[0].Input["failureTaskId"]; got != h.task(c.want).ID {
-				t.Fatalf("failureTaskId %v, want %s's %s (p's is %s)", got, c.want, h.task(c.want).ID, h.task("p").ID)
-			}
+			h.wantFailureTaskID(c.want)
 		})
+	}
+}
+
+// The task named is the one whose end ended the run, as Conductor's
+// failedTaskId is set only from the TerminateWorkflowException of such a
+// task, and only while none is named: a permissive task whose failure the
+// workflow went on past is not named when the workflow's own timeout ends
+// it (it was, as the first failed task), a SUB_WORKFLOW whose child was
+// terminated is (its task CANCELED, the parent TERMINATED: none was), and
+// a terminate request of a workflow that failed keeps the task its
+// failure named (none was).
+func TestFailureTaskIDOfOtherEnds(t *testing.T) {
+	const permissive = `{"name":"f","failureWorkflow":"cleanup","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[
+	 {"name":"p","taskReferenceName":"p","permissive":true,"retryCount":0},
+	 {"name":"b","taskReferenceName":"b","retryCount":0}]}`
+	const parent = `{"name":"f","failureWorkflow":"cleanup","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid","version":1}}]}`
+	const timesOut = `{"name":"f","failureWorkflow":"cleanup","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b"}]}`
+	child := func(status string) func(h *harness) {
+		return func(h *harness) {
+			h.decide(engine.ChildFinished{ChildID: h.task("child").SubWorkflowID, Name: "kid", Version: 1, Status: status, Reason: "kid " + status})
+		}
+	}
+	for _, c := range []struct {
+		name, def, status string
+		end               func(h *harness)
+		want              string // the reference name of the task named, "" for none
+	}{
+		{"timed out after a permissive task failed", permissive, conductor.WorkflowTimedOut, func(h *harness) {
+			h.report("p", conductor.TaskFailed, nil, "p broke")
+			h.advance(time.Minute)
+			h.decide(engine.Tick{})
+		}, ""},
+		{"a permissive task failed, then another", permissive, conductor.WorkflowFailed, func(h *harness) {
+			h.report("p", conductor.TaskFailed, nil, "p broke")
+			h.report("b", conductor.TaskFailed, nil, "b broke")
+		}, "b"},
+		{"child terminated", parent, conductor.WorkflowTerminated, child(conductor.WorkflowTerminated), "child"},
+		{"child failed", parent, conductor.WorkflowFailed, child(conductor.WorkflowFailed), "child"},
+		{"child timed out", parent, conductor.WorkflowTimedOut, child(conductor.WorkflowTimedOut), "child"},
+		{"a task's TIME_OUT_WF", timesOut, conductor.WorkflowTimedOut, func(h *harness) {
+			h.complete("a", nil)
+			h.take("b")
+			h.advance(time.Minute)
+			h.decide(engine.Tick{})
+		}, "b"},
+		{"terminated once failed", timesOut, conductor.WorkflowTerminated, func(h *harness) {
+			h.report("a", conductor.TaskFailed, nil, "a broke")
+			h.decide(engine.Terminate{Reason: "cleanup", TriggerFailureWorkflow: true})
+		}, "a"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.def, nil, `{"name":"a","retryCount":0}`, `{"name":"b","retryCount":0,"timeoutSeconds":30,"timeoutPolicy":"TIME_OUT_WF"}`)
+			h.advance(time.Second)
+			c.end(h)
+			h.wantStatus(c.status)
+			h.wantFailureTaskID(c.want)
+		})
+	}
+}
+
+// wantFailureTaskID checks that the last decision started one failure
+// workflow, whose failureTaskId is the id of the task ref ("": none).
+func (h *harness) wantFailureTaskID(ref string) {
+	h.t.Helper()
+	fw := effectsOf[engine.StartWorkflow](h.last)
+	if len(fw) != 1 {
+		h.t.Fatalf("%d failure workflow starts, want 1 (workflow %s)", len(fw), h.w.Status)
+	}
+	got, named := fw[0].Input["failureTaskId"]
+	switch {
+	case ref == "" && named:
+		h.t.Fatalf("failureTaskId %v, want none (tasks %v)", got, h.refs())
+	case ref != "" && got != h.task(ref).ID:
+		h.t.Fatalf("failureTaskId %v, want %s's %s (tasks %v)", got, ref, h.task(ref).ID, h.refs())
 	}
 }
 

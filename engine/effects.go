@@ -383,8 +383,8 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 	input["workflowId"] = w.ID
 	input["reason"] = w.Reason
 	input["failureStatus"] = w.Status
-	if id := failureTaskID(w); id != "" {
-		input["failureTaskId"] = id
+	if w.FailedTaskID != "" {
+		input["failureTaskId"] = w.FailedTaskID
 	}
 	if failed := failedWorkflowView(w); failed != nil {
 		input["failedWorkflow"] = failed
@@ -393,24 +393,6 @@ func failureWorkflow(w *Workflow) *StartWorkflow {
 	return &StartWorkflow{WorkflowID: failureWorkflowID(w), Name: def.FailureWorkflow, Version: def.FailureWorkflowVersion,
 		Input: input, From: w.ID, Failure: true, ChosenBy: cmp.Or(def.UpdatedBy, def.CreatedBy, w.CreatedBy), SecretsKey: w.SecretsKey, CorrelationID: w.CorrelationID, CreatedBy: w.CreatedBy, AlsoRunsAs: w.AlsoRunsAs,
 		TaskToDomain: maps.Clone(w.TaskToDomain), Depth: depth, Refused: refused}
-}
-
-// failureTaskID is the task that ended w, as Conductor's failedTaskId
-// names it for the failure workflow: the TERMINATE task that ended it
-// (it completed as the workflow ended), else the first failed task, which
-// is the one whose failure ended it when one did (finish names it first).
-func failureTaskID(w *Workflow) string {
-	for i := len(w.Tasks) - 1; i >= 0; i-- {
-		if t := w.Tasks[i]; t.Type == conductor.TaskTypeTerminate && t.Status == conductor.TaskCompleted && t.EndTime == w.EndTime {
-			return t.ID
-		}
-	}
-	if len(w.FailedTaskRefs) > 0 {
-		if t := w.LatestByRef(w.FailedTaskRefs[0]); t != nil {
-			return t.ID
-		}
-	}
-	return ""
 }
 
 // startsFailureWorkflow reports whether a workflow of def that ends with

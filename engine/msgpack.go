@@ -89,7 +89,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f := msgfields.New(e)
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", len(w.AlsoRunsAs) > 0,
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.Depth != 0, w.IdempotencyKey != "", w.Reason != "",
-		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.EndTime != 0, w.LastRetriedTime != 0,
+		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.FailedTaskID != "", w.EndTime != 0, w.LastRetriedTime != 0,
 		w.ResetTime != 0, w.ResumeTime != 0, w.NoFailureWorkflow, len(w.FailureWorkflows) > 0, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0,
 		w.Event != "", w.RateLimited, w.RateLimitKey != "", w.Queued)
 	f.Str("id", w.ID, false)
@@ -112,6 +112,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Str("why", w.Reason, true)
 	f.Value("frefs", w.FailedTaskRefs, len(w.FailedTaskRefs) == 0)
 	f.Value("fnames", w.FailedTaskNames, len(w.FailedTaskNames) == 0)
+	f.Str("ftid", w.FailedTaskID, true)
 	f.Int64("ct", w.CreateTime, false)
 	f.Int64("stt", w.StartTime, false)
 	f.Int64("et", w.EndTime, true)

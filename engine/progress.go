@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -614,6 +615,12 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 		output[FailureWorkflowOutputKey] = failureWorkflowID(d.w)
 	}
 	ev := &schemas.WorkflowStatusChanged{Status: status, Reason: reason, Output: output, NoFailureWorkflow: d.noFailureWorkflow, Time: d.now}
+	if status != conductor.WorkflowCompleted {
+		// Conductor's terminate names the task only while none is named:
+		// a terminate request of an ended workflow keeps the one its end
+		// named.
+		ev.FailedTaskID = cmp.Or(d.w.FailedTaskID, d.endedBy)
+	}
 	if status == conductor.WorkflowFailed || status == conductor.WorkflowTimedOut {
 		for _, t := range d.w.Tasks {
 			if !t.Retried && (t.Status == conductor.TaskFailed || t.Status == conductor.TaskFailedWithTerminalError || t.Status == conductor.TaskTimedOut) {

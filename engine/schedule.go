@@ -975,8 +975,11 @@ func (d *decision) terminateTask(t *Task) {
 			status, reason = conductor.WorkflowFailed, refusal
 		}
 	}
-	if reason == "" && status != conductor.WorkflowCompleted {
-		reason = fmt.Sprintf("Workflow is %s by TERMINATE task: %s", status, t.ID)
+	if status != conductor.WorkflowCompleted {
+		d.endedBy = t.ID
+		if reason == "" {
+			reason = fmt.Sprintf("Workflow is %s by TERMINATE task: %s", status, t.ID)
+		}
 	}
 	d.finish(status, reason, output)
 }

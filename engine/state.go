@@ -36,11 +36,15 @@ type Workflow struct {
 	Reason               string   `msgpack:"why,omitempty"`
 	FailedTaskRefs       []string `msgpack:"frefs,omitempty"`
 	FailedTaskNames      []string `msgpack:"fnames,omitempty"`
-	CreateTime           int64    `msgpack:"ct"`
-	StartTime            int64    `msgpack:"stt"`
-	EndTime              int64    `msgpack:"et,omitempty"`
-	UpdateTime           int64    `msgpack:"ut"`
-	LastRetriedTime      int64    `msgpack:"lrt,omitempty"`
+	// FailedTaskID is the task its end named as what ended it (see
+	// schemas.WorkflowStatusChanged), for its failure workflow. Ends
+	// recorded before it was name none.
+	FailedTaskID    string `msgpack:"ftid,omitempty"`
+	CreateTime      int64  `msgpack:"ct"`
+	StartTime       int64  `msgpack:"stt"`
+	EndTime         int64  `msgpack:"et,omitempty"`
+	UpdateTime      int64  `msgpack:"ut"`
+	LastRetriedTime int64  `msgpack:"lrt,omitempty"`
 	// NoFailureWorkflow: the workflow ended without starting its
 	// failureWorkflow (see schemas.WorkflowStatusChanged).
 	NoFailureWorkflow bool `msgpack:"nofw,omitempty"`

@@ -230,6 +230,11 @@ type WorkflowStatusChanged struct {
 	Output          map[string]any `msgpack:"out,omitempty"`
 	FailedTaskRefs  []string       `msgpack:"frefs,omitempty"`
 	FailedTaskNames []string       `msgpack:"fnames,omitempty"`
+	// FailedTaskID is the task this end names as what ended the workflow
+	// (Conductor's failedTaskId, its failure workflow's failureTaskId):
+	// the task whose failure, timeout or cancellation ended it, or the
+	// TERMINATE task; none for its own timeout or a terminate request.
+	FailedTaskID string `msgpack:"ftid,omitempty"`
 	// NoFailureWorkflow: this end does not start the definition's
 	// failureWorkflow (a terminate without triggerFailureWorkflow).
 	NoFailureWorkflow bool `msgpack:"nofw,omitempty"`
