@@ -142,9 +142,12 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	// What runs again is scheduled together, as by a retry.
 	held := d.hold()
 	// The task runs again under a new id, so that a late report from its
-	// previous run cannot be taken for the new one.
+	// previous run cannot be taken for the new one. Due at once, as
+	// Conductor's rerun queues the task it resets with the
+	// callbackAfterSeconds it holds, which the take cleared: its startDelay
+	// was waited out when it first ran.
 	d.schedule(wt, scheduleOpts{iteration: from.Iteration, input: input, deferred: deferred, sealedReads: sealedReads, parentTaskID: from.ParentTaskID, child: child,
-		rerunOf: from})
+		rerunOf: from, availableAt: d.now})
 	if from.ParentTaskID != "" {
 		d.respawnForked(d.w.task(from.ParentTaskID))
 	}

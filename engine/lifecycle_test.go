@@ -261,6 +261,22 @@ func TestRetryWorkflow(t *testing.T) {
 // copy with no callbackAfterSeconds. Before, each waited its startDelay
 // again.
 func TestRetryWaitsNoStartDelay(t *testing.T) {
+	runsAgainAtOnce(t, func(h *harness) engine.Decision { return h.decide(engine.Retry{}) })
+}
+
+// So does a rerun from a task, as Conductor's rerun queues the task it
+// resets with the callbackAfterSeconds it holds, none once a worker took
+// it (the poll clears it). Before, it waited its startDelay again.
+func TestRerunWaitsNoStartDelay(t *testing.T) {
+	runsAgainAtOnce(t, func(h *harness) engine.Decision {
+		return h.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: h.task("a").ID}})
+	})
+}
+
+// runsAgainAtOnce fails a task of startDelay 600 that fails its workflow,
+// runs it again by op an hour later, and wants it handed out at once.
+func runsAgainAtOnce(t *testing.T, op func(h *harness) engine.Decision) {
+	t.Helper()
 	for _, tc := range []struct {
 		name, task string
 		handedOut  func(engine.Decision, *engine.Task) bool
@@ -285,10 +301,10 @@ func TestRetryWaitsNoStartDelay(t *testing.T) {
 			}
 			h.wantStatus(conductor.WorkflowFailed)
 			h.advance(time.Hour)
-			d := h.decide(engine.Retry{})
+			d := op(h)
 			a := h.wantTask("a", conductor.TaskScheduled)
 			if a.AvailableAt != h.now.UnixMilli() || a.CallbackAfterSeconds != 0 || !tc.handedOut(d, a) {
-				t.Fatalf("retry due %v after it, callbackAfterSeconds %d, effects %+v", time.Duration(a.AvailableAt-h.now.UnixMilli())*time.Millisecond,
+				t.Fatalf("due %v after it, callbackAfterSeconds %d, effects %+v", time.Duration(a.AvailableAt-h.now.UnixMilli())*time.Millisecond,
 					a.CallbackAfterSeconds, d.Effects)
 			}
 		})
