@@ -229,6 +229,9 @@ func applyScheduled(w *Workflow, e *schemas.TaskScheduled) {
 	if t.FirstScheduled == 0 {
 		t.FirstScheduled = e.Time
 	}
+	if t.Status == conductor.TaskScheduled && t.AvailableAt > e.Time {
+		t.StartDelay = t.AvailableAt - e.Time
+	}
 	if t.Status == conductor.TaskScheduled && t.AvailableAt > e.Time && t.AvailableAt != Never && t.IsWorkerTask() {
 		// A worker task that waits before it is handed out (a retry's
 		// delay, a startDelay) waits out a callbackAfterSeconds until it

@@ -1279,6 +1279,63 @@ func TestAlertOnlyTimeouts(t *testing.T) {
 	h.wantTask("t", conductor.TaskTimedOut)
 }
 
+// A task's timeoutSeconds counts from its start plus the delay it waited
+// before it could start (its startDelay, a retry's delay), as Conductor's
+// checkTaskTimeout counts from startTime + startDelayInSeconds: a task
+// of startDelay 60 and timeoutSeconds 30 taken as it came due has 90 s,
+// not 30, a callback since or not. The reason counts from there too, and
+// its startDelayInSeconds stays 60 across a callback (it showed the
+// callback's due time less the scheduled time).
+func TestTaskTimeoutCountsTheStartDelay(t *testing.T) {
+	const timesOut = `"timeoutSeconds":30,"timeoutPolicy":"TIME_OUT_WF"`
+	for _, tc := range []struct {
+		name, task, taskDef string
+		start               func(h *harness)
+	}{
+		{"a worker's task", `{"name":"a","taskReferenceName":"a","startDelay":60}`, `{"name":"a","retryCount":0,` + timesOut + `}`,
+			func(h *harness) { h.advance(time.Minute); h.take("a") }},
+		{"a worker's task called back", `{"name":"a","taskReferenceName":"a","startDelay":60}`, `{"name":"a","retryCount":0,` + timesOut + `}`,
+			func(h *harness) {
+				h.advance(time.Minute)
+				h.take("a")
+				h.decide(engine.Result{Result: conductor.TaskResult{TaskID: h.task("a").ID, Status: conductor.TaskInProgress, CallbackAfterSeconds: 10}})
+				h.advance(10 * time.Second)
+				h.take("a")
+			}},
+		{"a system task", `{"name":"a","taskReferenceName":"a","type":"HTTP","startDelay":60,
+		   "inputParameters":{"http_request":{"uri":"http://x","method":"GET"}}}`, `{"name":"a","retryCount":0,` + timesOut + `}`,
+			func(h *harness) { h.advance(time.Minute); h.systemTake("a") }},
+		{"a retry's delay", `{"name":"a","taskReferenceName":"a"}`, `{"name":"a","retryCount":1,"retryDelaySeconds":60,` + timesOut + `}`,
+			func(h *harness) {
+				h.take("a")
+				h.report("a", conductor.TaskFailed, nil, "flaky")
+				h.advance(time.Minute)
+				h.take("a")
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, `{"name":"d","tasks":[`+tc.task+`]}`, nil, tc.taskDef)
+			tc.start(h)
+			if view := h.task("a").Conductor(h.w); view.StartDelayInSeconds != 60 {
+				t.Fatalf("startDelayInSeconds %d, want 60", view.StartDelayInSeconds)
+			}
+			due := h.task("a").StartTime + 90_000
+			if dl := engine.Deadlines(h.w); !slices.Contains(dl, due) {
+				t.Fatalf("deadlines %v lack the timeout 90 s after the start (%d)", dl, due)
+			}
+			h.now = time.UnixMilli(due - 1)
+			h.decide(engine.Tick{})
+			h.wantTask("a", conductor.TaskInProgress)
+			h.now = time.UnixMilli(due)
+			h.decide(engine.Tick{})
+			h.wantStatus(conductor.WorkflowTimedOut)
+			if a := h.wantTask("a", conductor.TaskTimedOut); !strings.HasPrefix(a.Reason, "Task timed out after 30 seconds.") {
+				t.Fatalf("reason %q", a.Reason)
+			}
+		})
+	}
+}
+
 // timeoutSeconds counts from the task's first IN_PROGRESS: a worker that
 // keeps asking to be called back does not reset it (Conductor's per-attempt
 // SLA), whether the task is in the queue or held when it runs out.

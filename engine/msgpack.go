@@ -18,7 +18,7 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.MapLen(11, len(t.Deferred) > 0, t.RetryCount != 0, t.Retried, t.Held, t.RetriedTaskID != "", t.PollCount != 0, t.LeaseExpiries != 0,
 		t.Iteration != 0, t.Domain != "", t.WorkerID != "", t.Reason != "", t.CallbackAfterSeconds != 0,
 		t.FirstScheduled != 0, t.AvailableAt != 0, t.StartTime != 0, t.FirstStartTime != 0, t.EndTime != 0,
-		len(t.Config) > 0, len(t.TaskDef) > 0, t.SubWorkflowID != "", t.ParentTaskID != "", len(t.Logs) > 0,
+		len(t.Config) > 0, len(t.TaskDef) > 0, t.SubWorkflowID != "", t.ParentTaskID != "", len(t.Logs) > 0, t.StartDelay != 0,
 		len(t.Resolved) > 0, t.Case != "", t.CaseDefault, len(t.Forked) > 0, len(t.SealedReads) > 0)
 	w.Str("id", t.ID, false)
 	w.Str("ref", t.Ref, false)
@@ -53,6 +53,7 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Str("sub", t.SubWorkflowID, true)
 	w.Str("parent", t.ParentTaskID, true)
 	w.Value("logs", t.Logs, len(t.Logs) == 0)
+	w.Int64("delay", t.StartDelay, true)
 	w.Value("res", t.Resolved, len(t.Resolved) == 0)
 	w.Str("case", t.Case, true)
 	w.Bool("cdef", t.CaseDefault)

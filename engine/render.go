@@ -242,8 +242,8 @@ func (t *Task) HandOffView(w *Workflow) *conductor.Task {
 	switch {
 	case t.Type == conductor.TaskTypeWait:
 		waitView(t, out)
-	case t.AvailableAt > t.ScheduledTime:
-		out.StartDelayInSeconds = (t.AvailableAt - t.ScheduledTime) / 1000
+	case t.StartDelay > 0:
+		out.StartDelayInSeconds = t.StartDelay / 1000
 	}
 	if t.StartTime > 0 && t.ScheduledTime > 0 {
 		out.QueueWaitTime = t.StartTime - t.ScheduledTime

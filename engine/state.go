@@ -166,6 +166,11 @@ type Task struct {
 	SubWorkflowID        string                  `msgpack:"sub,omitempty"`
 	ParentTaskID         string                  `msgpack:"parent,omitempty"`
 	Logs                 []conductor.TaskExecLog `msgpack:"logs,omitempty"`
+	// StartDelay is how long (ms) it waited, as scheduled, before it could
+	// be handed out (its startDelay, a retry's delay): its
+	// startDelayInSeconds, which its timeoutSeconds counts past, as
+	// Conductor's does. A callback since changes AvailableAt, not this.
+	StartDelay int64 `msgpack:"delay,omitempty"`
 	// Resolved names what was resolved into this task's input at its
 	// hand-offs (never a value): redaction knows what to look for. A
 	// DO_WHILE also names here what the tasks of its iterations removed

@@ -80,12 +80,12 @@ func TaskDeadlines(w *Workflow, t *Task, out []int64) []int64 {
 			out = addDeadline(out, afterSeconds(max(t.AvailableAt, t.ScheduledTime), p.PollTimeoutSeconds))
 		}
 		if timesOut(t) {
-			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds)) // called back: still counting
+			out = addDeadline(out, timeoutAt(w, t)) // called back: still counting
 		}
 	case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait:
 		out = addDeadline(out, t.AvailableAt)
 		if timesOut(t) && !paused {
-			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
+			out = addDeadline(out, timeoutAt(w, t))
 		}
 	case !paused && w.Status == conductor.WorkflowRunning && w.awaitsIteration(t):
 		// A decision stopped between its iterations (see yieldAfter):
@@ -94,16 +94,16 @@ func TaskDeadlines(w *Workflow, t *Task, out []int64) []int64 {
 	case t.Status == conductor.TaskInProgress && leased(t):
 		out = addDeadline(out, t.UpdateTime+SystemTaskLease.Milliseconds())
 		if timesOut(t) && !paused {
-			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
+			out = addDeadline(out, timeoutAt(w, t))
 		}
 	case awaitsUpdate(t) && timesOut(t) && !paused:
-		out = addDeadline(out, afterSeconds(timeoutStart(w, t), p.TimeoutSeconds))
+		out = addDeadline(out, timeoutAt(w, t))
 	case t.Status == conductor.TaskInProgress && t.IsWorkerTask() && !paused:
 		if p.ResponseTimeoutSeconds > 0 {
 			out = addDeadline(out, afterSeconds(t.UpdateTime, p.ResponseTimeoutSeconds))
 		}
 		if timesOut(t) {
-			out = addDeadline(out, afterSeconds(t.StartTime, p.TimeoutSeconds))
+			out = addDeadline(out, timeoutAt(w, t))
 		}
 	}
 	return out
@@ -173,20 +173,29 @@ func awaitsUpdate(t *Task) bool {
 	return conductor.AwaitsOutside(t.Type) || runsInSystemWorker(t.Type) && !leased(t)
 }
 
-// timeoutStart is when t's timeoutSeconds started to count: its start,
-// or, for a SUB_WORKFLOW task its workflow's retry reopened for a child an
-// operator ran again (childReopened; the only task a retry reopens that a
-// timeout applies to), that retry, which gives the workflow its whole
-// timeoutSeconds again: counted from its first start, the task would time
-// out at once and leave the child it waits for again behind. A task
-// scheduled since started after the retry, so this is its start. The
-// retry changes the workflow's status, so the executions read model counts
-// every task's deadlines anew (see TaskDeadlines).
+// timeoutStart is when t's timeoutSeconds started to count: its start
+// plus the delay it waited before it could start (StartDelay), as
+// Conductor's checkTaskTimeout counts from startTime +
+// startDelayInSeconds; or, for a SUB_WORKFLOW task its workflow's retry
+// reopened for a child an operator ran again (childReopened; the only
+// task a retry reopens that a timeout applies to), that retry, which
+// gives the workflow its whole timeoutSeconds again: counted from its
+// first start, the task would time out at once and leave the child it
+// waits for again behind. A task scheduled since started after the
+// retry, so this is its start. The retry changes the workflow's status,
+// so the executions read model counts every task's deadlines anew (see
+// TaskDeadlines).
 func timeoutStart(w *Workflow, t *Task) int64 {
+	start := afterMs(t.StartTime, t.StartDelay)
 	if t.Type == conductor.TaskTypeSubWorkflow {
-		return max(t.StartTime, w.LastRetriedTime)
+		return max(start, w.LastRetriedTime)
 	}
-	return t.StartTime
+	return start
+}
+
+// timeoutAt is when t's timeoutSeconds runs out.
+func timeoutAt(w *Workflow, t *Task) int64 {
+	return afterSeconds(timeoutStart(w, t), t.Policy.TimeoutSeconds)
 }
 
 // tick acts on every deadline that has passed.
@@ -215,7 +224,7 @@ func (d *decision) tick() {
 			if t.Status == conductor.TaskScheduled && t.AvailableAt <= d.now {
 				d.effect(handOff(d.w, t)...)
 			}
-		case t.Status == conductor.TaskScheduled && timesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
+		case t.Status == conductor.TaskScheduled && timesOut(t) && !paused && d.now >= timeoutAt(d.w, t):
 			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskScheduled && pollTimesOut(t) && d.now >= afterSeconds(max(t.AvailableAt, t.ScheduledTime), p.PollTimeoutSeconds):
 			d.timedOut(t, fmt.Sprintf("Task poll timed out after %d seconds. Poll timeout configured as %d seconds. Timeout policy configured to %s",
@@ -226,7 +235,7 @@ func (d *decision) tick() {
 			d.effect(handOff(d.w, t)...)
 		case t.Status == conductor.TaskInProgress && t.Type == conductor.TaskTypeWait && t.AvailableAt > 0 && d.now >= t.AvailableAt:
 			d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskCompleted, KeepOutput: true, Time: d.now})
-		case t.Status == conductor.TaskInProgress && leased(t) && timesOut(t) && !paused && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
+		case t.Status == conductor.TaskInProgress && leased(t) && timesOut(t) && !paused && d.now >= timeoutAt(d.w, t):
 			// Before the lease: a task that ran out of time is not run
 			// again. The run under way ends as the task is no longer
 			// active (the executor's runRegistry), and its result, if it
@@ -234,7 +243,7 @@ func (d *decision) tick() {
 			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskInProgress && leased(t) && d.now >= t.UpdateTime+SystemTaskLease.Milliseconds():
 			d.leaseExpired(t)
-		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= afterSeconds(timeoutStart(d.w, t), p.TimeoutSeconds):
+		case awaitsUpdate(t) && timesOut(t) && !paused && d.now >= timeoutAt(d.w, t):
 			// A SUB_WORKFLOW's child is left to run, as Conductor leaves
 			// it (only a CANCELED task's child is terminated): the task
 			// is TIMED_OUT, so the parent's end cancels nothing of it,
@@ -243,7 +252,7 @@ func (d *decision) tick() {
 			d.timedOut(t, d.taskTimeoutReason(t), false)
 		case t.Status == conductor.TaskInProgress && t.IsWorkerTask():
 			switch {
-			case timesOut(t) && d.now >= afterSeconds(t.StartTime, p.TimeoutSeconds):
+			case timesOut(t) && d.now >= timeoutAt(d.w, t):
 				d.timedOut(t, d.taskTimeoutReason(t), false)
 			case p.ResponseTimeoutSeconds > 0 && d.now >= afterSeconds(t.UpdateTime, p.ResponseTimeoutSeconds):
 				d.timedOut(t, fmt.Sprintf("responseTimeout: %d exceeded for the taskId: %s with Task Definition: %s",
@@ -287,7 +296,7 @@ func (d *decision) reclaim(r Reclaim) error {
 	if d.w.Terminal() || t.Status != conductor.TaskInProgress || !leased(t) || r.Holder == "" || t.WorkerID != r.Holder {
 		return ErrTaskGone
 	}
-	if timesOut(t) && d.w.Status != conductor.WorkflowPaused && d.now >= afterSeconds(t.StartTime, t.Policy.TimeoutSeconds) {
+	if timesOut(t) && d.w.Status != conductor.WorkflowPaused && d.now >= timeoutAt(d.w, t) {
 		d.timedOut(t, d.taskTimeoutReason(t), false)
 		return nil
 	}

@@ -53,8 +53,13 @@ const (
 // Gauges); 4 lists the running workflows of each idempotency key (j/); 5
 // every workflow of each key, ended ones too (h/); 6 the index of each
 // task in its workflow's list in its lookup (t/, see taskLookup); 7 the
-// statuses of each workflow's tasks beside them (see statusKey).
-const layout = 7
+// statuses of each workflow's tasks beside them (see statusKey); 8 the
+// deadlines of the timeoutSeconds of tasks that waited before they could
+// start, which count past that wait (engine.TaskDeadlines), from states
+// that hold it (engine.Task.StartDelay): stored before, a task's state
+// lacks it and its deadline would be indexed before the time a tick
+// times it out.
+const layout = 8
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
