@@ -36,6 +36,20 @@ type KeyDestroyer interface {
 	DestroyKeys(ctx context.Context, ids []string) error
 }
 
+// KeyRefuser refuses a data key that another process destroyed
+// (*secrets.Keys).
+type KeyRefuser interface {
+	Destroyed(id string)
+}
+
+// Shredded refuses, on this engine, the secrets key of each workflow the
+// read model folds compacted or removed (executions.Shredder), whichever
+// engine's compaction destroys it.
+type Shredded struct{ Keys KeyRefuser }
+
+// Shred implements executions.Shredder.
+func (s Shredded) Shred(w *engine.Workflow) { s.Keys.Destroyed(secretsKeyOf(w)) }
+
 // Compactor destroys the secrets key of every workflow that ended (or was
 // removed) at least Delay ago: first it appends workflow.compacted (which
 // the decider refuses unless the workflow is still terminal or removed, so

@@ -376,6 +376,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// Whichever engine ended a workflow, this one lets go of what its
 	// guard gathered of it.
 	execProj.ForgetEnded(n.guard)
+	// Whichever engine compacted a workflow, this one refuses its key.
+	execProj.ShredCompacted(guard.Shredded{Keys: n.keys})
 	execRunner, err := n.startProjection(ctx, runCtx, eventlog.Workflows.Name, execProj)
 	if err != nil {
 		return nil, err

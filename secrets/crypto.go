@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 )
 
 // KeySize is the length of every key flowvault uses: master key, KEK terms
@@ -128,6 +129,10 @@ type DataKey struct {
 	redacted
 	id   string
 	aead cipher.AEAD
+	// destroyed is set once the key is destroyed, here or by another
+	// process: a holder that took it before (a decision, a hand-off under
+	// way) opens nothing with it from then on.
+	destroyed atomic.Bool
 }
 
 // ID is the key's reference, as events store it.
@@ -140,9 +145,13 @@ func (k *DataKey) Seal(purpose, plaintext []byte) []byte {
 	return sealWith(k.aead, []byte{formatDataGCM}, purpose, plaintext)
 }
 
-// Open decrypts a ciphertext made by Seal with the same purpose. Anything
-// else fails with ErrDecrypt; Open never panics.
+// Open decrypts a ciphertext made by Seal with the same purpose. A key
+// destroyed since it was read fails with ErrKeyDestroyed, anything else
+// with ErrDecrypt; Open never panics.
 func (k *DataKey) Open(purpose, ciphertext []byte) ([]byte, error) {
+	if k.destroyed.Load() {
+		return nil, fmt.Errorf("%s: %w", k.id, ErrKeyDestroyed)
+	}
 	if len(ciphertext) == 0 || ciphertext[0] != formatDataGCM {
 		return nil, fmt.Errorf("%w: not a data-key ciphertext", ErrDecrypt)
 	}

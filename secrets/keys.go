@@ -832,6 +832,12 @@ func (k *Keys) Status(ctx context.Context) (KeyStatus, error) {
 	return st, err
 }
 
+// Destroyed refuses data key id from now on, and every copy of it this
+// process handed out: another process destroyed it (a compaction another
+// engine made), which erased it from the bucket but not from this
+// process's cache, where it went on opening what was sealed under it.
+func (k *Keys) Destroyed(id string) { k.cache.destroy(id) }
+
 // ClearCache forgets the unwrapped data keys this process holds in memory;
 // they are unwrapped again from the bucket on next use.
 func (k *Keys) ClearCache() { k.cache.clear() }
@@ -887,11 +893,14 @@ func (c *keyCache) put(id string, dk *DataKey) bool {
 	return true
 }
 
-// destroy drops key id and refuses it from now on. It is called before
-// the key's stored form is erased.
+// destroy drops key id and refuses it from now on, the copy it held
+// too. It is called before the key's stored form is erased.
 func (c *keyCache) destroy(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if dk := c.m[id]; dk != nil {
+		dk.destroyed.Store(true)
+	}
 	delete(c.m, id)
 	if _, ok := c.destroyed[id]; ok {
 		return

@@ -506,3 +506,56 @@ func TestLegacyWorkflowKey(t *testing.T) {
 		t.Fatalf("%d messages left for the destroyed legacy key", n)
 	}
 }
+
+// A key another process destroyed (a compaction another engine made)
+// opens nothing here once Destroyed is told of it: neither from the cache
+// nor through the copy a holder took before, nor loaded again by a read
+// that began before the erasure.
+func TestKeyDestroyedElsewhere(t *testing.T) {
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	mk := GenerateMasterKey()
+	a := mustOpenKeys(t, l, mk)
+	b := mustOpenKeys(t, l, mk)
+	pooled, err := a.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := a.NewDataKey(ctx, "wf.elsewhere.s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dk := range []*DataKey{pooled, named} {
+		t.Run(dk.ID(), func(t *testing.T) {
+			ct := dk.Seal(Purpose("f"), []byte("shred me"))
+			held, err := b.DataKey(ctx, dk.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A read that began before the erasure: its bytes are read,
+			// not yet cached.
+			_, entry := DataKeyEntry(dk.ID())
+			raw, _, err := b.unwrapStored(ctx, strings.TrimPrefix(entry, dataKeyPrefix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wipe(raw)
+			if err := a.DestroyKeys(ctx, []string{dk.ID()}); err != nil {
+				t.Fatal(err)
+			}
+			b.Destroyed(dk.ID())
+			if got, err := b.DataKey(ctx, dk.ID()); !errors.Is(err, ErrKeyDestroyed) {
+				t.Errorf("the other process's cache: %v, want ErrKeyDestroyed", err)
+			} else if got != nil {
+				t.Error("a key returned with ErrKeyDestroyed")
+			}
+			if got, err := held.Open(Purpose("f"), ct); !errors.Is(err, ErrKeyDestroyed) {
+				t.Errorf("the copy taken before opens %q, %v; want ErrKeyDestroyed", got, err)
+			}
+			// Either key is its entry's first: the page's slot 0.
+			if _, err := b.cached(dk.ID(), raw[:KeySize]); !errors.Is(err, ErrKeyDestroyed) {
+				t.Errorf("the read begun before the erasure cached the key: %v", err)
+			}
+		})
+	}
+}

@@ -93,8 +93,10 @@ type Projection struct {
 	changed []int
 	// statuses are the chunks of task statuses a record changes.
 	statuses statusChunks
-	// forgetter is told of the workflows records leave ended or removed.
+	// forgetter is told of the workflows records leave ended or removed,
+	// shredder of those they compact or remove.
 	forgetter Forgetter
+	shredder  Shredder
 }
 
 // Forgetter lets go of what the process holds in memory of a workflow's
@@ -109,6 +111,21 @@ type Forgetter interface {
 // and the plaintext another engine gathered (a hand-off it prepared)
 // stayed in its memory.
 func (p *Projection) ForgetEnded(f Forgetter) { p.forgetter = f }
+
+// Shredder refuses the secrets key of a workflow from now on
+// (guard.Shredded).
+type Shredder interface {
+	Shred(w *engine.Workflow)
+}
+
+// ShredCompacted has the projection tell s of each workflow a record
+// compacts, or removes for good, whichever engine recorded it: the engine
+// that compacts a workflow destroys its secrets key in the bucket and in
+// its own memory, and another engine that had read the key (a hand-off it
+// prepared, a result it protected) kept it and went on opening the
+// workflow's _secrets. The record comes before the key's erasure, and a
+// removed workflow's state is gone before its compaction is recorded.
+func (p *Projection) ShredCompacted(s Shredder) { p.shredder = s }
 
 // NewProjection returns the executions projection.
 func NewProjection() *Projection {
@@ -191,11 +208,19 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	if p.forgetter != nil && (w.Terminal() || w.Removed) {
 		p.forgetter.Forget(w.ID)
 	}
+	if p.shredder != nil && (w.Compacted && slices.ContainsFunc(events, isCompaction) || w.Removed && !w.Archived && !prev.removed) {
+		p.shredder.Shred(w)
+	}
 	err = p.store(b, token, w, prev, r)
 	if cap(p.scratch) > maxScratch {
 		p.scratch = nil // one large workflow does not pin its buffer
 	}
 	return err
+}
+
+func isCompaction(ev schemas.Event) bool {
+	_, ok := ev.(*schemas.WorkflowCompacted)
+	return ok
 }
 
 // indexFrom is the task count from which a state the read model keeps

@@ -1099,3 +1099,38 @@ func TestEndedWorkflowsAreForgotten(t *testing.T) {
 		}
 	}
 }
+
+// shredded records the workflows a Shredder was told of.
+type shredded struct{ forgotten }
+
+func (s *shredded) Shred(w *engine.Workflow) { s.Forget(w.ID) }
+
+// Every engine's read model tells of each workflow a record compacts, or
+// removes without an archive, whichever engine recorded it, so that the
+// engine refuses its secrets key: the engine that compacted it destroyed
+// the key, and another that had read it kept it in its cache. An end
+// alone, or a removal that keeps an archive (its compaction follows, with
+// its state), tells nothing.
+func TestCompactedWorkflowsAreShredded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.stop()
+	told := &shredded{}
+	f.proj = executions.NewProjection()
+	f.proj.ShredCompacted(told)
+	f.runProjection()
+	compacted, removed, archived := f.start("compacted"), f.start("removed"), f.start("archived")
+	f.decide(compacted, engine.Terminate{Reason: "done"})
+	f.decide(archived, engine.Remove{Archive: true, Terminate: true})
+	if told.has(compacted) || told.has(archived) {
+		t.Fatalf("workflows shredded before their compaction: %v", told.ids)
+	}
+	f.decide(compacted, engine.Compact{})
+	f.decide(removed, engine.Remove{Terminate: true})
+	f.decide(archived, engine.Compact{})
+	for _, id := range []string{compacted, removed, archived} {
+		if !told.has(id) {
+			t.Errorf("workflow %s (%s, removed %t) was not shredded: %v", id, f.states[id].Status, f.states[id].Removed, told.ids)
+		}
+	}
+}
