@@ -34,7 +34,7 @@ func TestParseFilter(t *testing.T) {
 		{"limit=0", Filter{}, "limit"},
 		{"limit=100001", Filter{}, "limit"},
 		{"from=yesterday", Filter{}, "is not a time"},
-		{"secret=no%20spaces", Filter{}, `secret name "no spaces" is invalid`},
+		{"secret=no%20spaces", Filter{}, `secret name of 9 characters is invalid at character 3`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {

@@ -57,6 +57,12 @@ func (u UpdateSecret) Execute(ctx context.Context, t *conductor.Task) conductor.
 	case name == "" || value == "":
 		return *terminal("UPDATE_SECRET %s needs _secrets.secretKey and _secrets.secretValue", t.ReferenceTaskName)
 	}
+	// Before access is checked: a refusal names the secret, in the
+	// task's reason and the audit log, and a name that is no name may be
+	// a value given in the wrong field.
+	if err := secrets.CheckSecretName(name); err != nil {
+		return *terminal("UPDATE_SECRET %s: %v", t.ReferenceTaskName, err)
+	}
 	principals := executor.PrincipalsFrom(ctx)
 	if len(principals) == 0 {
 		principals = []string{""}

@@ -345,3 +345,42 @@ func TestUpdateSecretRunAgainAfterADeleteCreatesNothing(t *testing.T) {
 		t.Errorf("the secret's log holds %v, want %v", types, want)
 	}
 }
+
+// An UPDATE_SECRET whose name is refused fails saying where the name
+// breaks the rule, not what it holds, whether or not the workflow's
+// principals may write secrets, and records no refusal naming it: a name
+// refused is often a value given in the wrong field, a secret pasted as
+// its name, and the reason is shown to whoever reads the workflow, and
+// logged. The reason quoted the name's first 64 characters, past what
+// redaction (which looks for a whole value) would find, and a principal
+// refused CREATE had the whole name in its reason and in the audit log.
+func TestUpdateSecretRefusedNameIsNotQuoted(t *testing.T) {
+	ctx := testutil.Context(t, 60*time.Second)
+	s, _ := openStore(t, ctx)
+	for _, authz := range []Authorizer{allowAll{}, denyUpdate{}} {
+		for _, tt := range []struct {
+			name, want string
+		}{
+			{"sk_live 9f2c7e4b1a8d6f3c0e5b9a2d7c4f1e8b6a3d0c5f9e2b7a4d1c8f5e3b0a6d9c2", "secret name of 71 characters is invalid at character 8"},
+			{"db.password.Xq7vR2mK9pL4", "secret name of 24 characters is invalid at character 3"},
+			{"token/Hk3nB8wQ5zT1", "secret name of 18 characters is invalid at character 6"},
+		} {
+			rec := &refusals{}
+			res := UpdateSecret{Store: s, Authz: authz, Refusals: rec}.Execute(executor.WithPrincipals(ctx, []string{"app:mallory"}),
+				&conductor.Task{ReferenceTaskName: "set", InputData: map[string]any{
+					"_secrets": map[string]any{"secretKey": tt.name, "secretValue": "v"}}})
+			if res.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(res.ReasonForIncompletion, tt.want) {
+				t.Errorf("%T, %d characters: %s %q, want failed saying %q", authz, len(tt.name), res.Status, res.ReasonForIncompletion, tt.want)
+			}
+			for i := 0; i+6 <= len(tt.name); i++ {
+				if strings.Contains(res.ReasonForIncompletion, tt.name[i:i+6]) {
+					t.Errorf("%T, %d characters: the reason quotes the name (%q at %d): %q", authz, len(tt.name), tt.name[i:i+6], i, res.ReasonForIncompletion)
+					break
+				}
+			}
+			if len(rec.evs) != 0 {
+				t.Errorf("%T, %d characters: refusals recorded naming it: %+v", authz, len(tt.name), rec.evs)
+			}
+		}
+	}
+}

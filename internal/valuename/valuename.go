@@ -24,7 +24,10 @@ func Check(kind, name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return fault.Invalid("%s name %q is invalid: it must match %s", kind, Shorten(name), Rule)
+			// Not quoted: a name refused is often a value given in the
+			// wrong field (a secret's, pasted as its name), and the error
+			// goes where values must not, a task's reason, a log line.
+			return fault.Invalid("%s name of %d characters is invalid at character %d: it must match %s", kind, len(name), i+1, Rule)
 		}
 	}
 	return nil
