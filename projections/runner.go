@@ -609,6 +609,10 @@ func (r *Runner) park(batch *Batch, rec eventlog.Record, cause error) error {
 
 // Parked lists the records projection name has parked, oldest first.
 func (s *Store) Parked(name string) ([]ParkedRecord, error) {
+	if err := s.uses.enter(); err != nil {
+		return nil, err
+	}
+	defer s.uses.leave()
 	var out []ParkedRecord
 	var derr error
 	err := scan(s.db, []byte(parkedPrefix+name+"/"), 0, false, func(_, v []byte) bool {

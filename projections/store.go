@@ -32,8 +32,9 @@ const (
 
 // Store is the Pebble database that holds every read model.
 type Store struct {
-	db *pebble.DB
-	fs *backoffFS
+	db   *pebble.DB
+	fs   *backoffFS
+	uses *uses
 }
 
 // StoreOptions configures OpenStore.
@@ -96,15 +97,18 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
 	}
-	return &Store{db: db, fs: fs}, nil
+	return &Store{db: db, fs: fs, uses: newUses()}, nil
 }
 
 // Close flushes the memtables, so that a clean restart replays nothing,
 // and closes the database. A flush that fails (the disk full) is not
 // waited for: Pebble would try it again until the process ends, and a
 // stop ran out its whole budget at 100% CPU. The memtables are then lost,
-// as in a crash, and replay makes them again at the next start.
+// as in a crash, and replay makes them again at the next start. Reads
+// under way are waited for, and later ones refused (ErrClosed): a stop
+// past its budget closes the store while HTTP handlers still run.
 func (s *Store) Close() error {
+	<-s.uses.close()
 	failed := s.fs.failures()
 	flushed, err := s.db.AsyncFlush()
 	if err != nil {
@@ -121,8 +125,10 @@ func (s *Store) Close() error {
 
 // Abandon closes the store without flushing it: its directory is gone,
 // and a flush into it would be tried again until the process ends. The
-// memtables are lost, as in a crash; replay makes them again.
+// memtables are lost, as in a crash; replay makes them again. Reads are
+// waited for and refused as Close does.
 func (s *Store) Abandon() error {
+	<-s.uses.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close pebble: %w", err)
 	}
@@ -131,19 +137,31 @@ func (s *Store) Abandon() error {
 
 // Checkpoint returns the last stream sequence projection name has committed.
 func (s *Store) Checkpoint(name string) (uint64, error) {
+	if err := s.uses.enter(); err != nil {
+		return 0, err
+	}
+	defer s.uses.leave()
 	return checkpointIn(s.db, name)
 }
 
 // ReaderAt returns a reader over projection name's data as one commit
 // left it, with that commit's checkpoint: what it reads holds every record
-// up to the checkpoint and none after it. Close releases it.
+// up to the checkpoint and none after it. Close releases it; until then
+// the store's Close waits for it.
 func (s *Store) ReaderAt(name string) (r Reader, checkpoint uint64, close func() error, err error) {
-	snap := s.db.NewSnapshot()
-	if checkpoint, err = checkpointIn(snap, name); err != nil {
-		snap.Close()
+	if err := s.uses.enter(); err != nil {
 		return Reader{}, 0, nil, err
 	}
-	return Reader{r: snap, prefix: []byte(dataPrefix + name + "/")}, checkpoint, snap.Close, nil
+	snap := s.db.NewSnapshot()
+	release := func() error {
+		defer s.uses.leave()
+		return snap.Close()
+	}
+	if checkpoint, err = checkpointIn(snap, name); err != nil {
+		_ = release()
+		return Reader{}, 0, nil, err
+	}
+	return Reader{r: snap, prefix: []byte(dataPrefix + name + "/")}, checkpoint, release, nil
 }
 
 func checkpointIn(r pebble.Reader, name string) (uint64, error) {
@@ -230,6 +248,10 @@ func (s *Store) resetTo(name string, layout int) error {
 // commit to the store it is durable once flushed: a crash before that loses
 // it with the projections' own commits, which replay then makes again.
 func (s *Store) Update(name string, fn func(*Batch) error) error {
+	if err := s.uses.enter(); err != nil {
+		return fmt.Errorf("update %s: %w", name, err)
+	}
+	defer s.uses.leave()
 	b := &Batch{b: s.db.NewIndexedBatch(), prefix: []byte(dataPrefix + name + "/")}
 	defer b.b.Close()
 	if err := fn(b); err != nil {
@@ -245,15 +267,22 @@ func (s *Store) Update(name string, fn func(*Batch) error) error {
 type Reader struct {
 	r      pebble.Reader
 	prefix []byte
+	// uses counts each read of the live store; nil for a snapshot, which
+	// holds its use while it lives.
+	uses *uses
 }
 
 // Reader returns a reader over projection name's committed data.
 func (s *Store) Reader(name string) Reader {
-	return Reader{r: s.db, prefix: []byte(dataPrefix + name + "/")}
+	return Reader{r: s.db, prefix: []byte(dataPrefix + name + "/"), uses: s.uses}
 }
 
 // Get returns a copy of the value stored at key, or ErrNotFound.
 func (r Reader) Get(key []byte) ([]byte, error) {
+	if err := r.uses.enter(); err != nil {
+		return nil, err
+	}
+	defer r.uses.leave()
 	return get(r.r, append(r.prefix[:len(r.prefix):len(r.prefix)], key...))
 }
 
@@ -272,11 +301,19 @@ func get(r pebble.Reader, key []byte) ([]byte, error) {
 // Scan calls fn for every key with the given prefix, in key order, until fn
 // returns false. Keys and values are only valid during the call.
 func (r Reader) Scan(prefix []byte, fn func(key, value []byte) bool) error {
+	if err := r.uses.enter(); err != nil {
+		return err
+	}
+	defer r.uses.leave()
 	return scan(r.r, append(r.prefix[:len(r.prefix):len(r.prefix)], prefix...), len(r.prefix), false, fn)
 }
 
 // ScanReverse is Scan in descending key order.
 func (r Reader) ScanReverse(prefix []byte, fn func(key, value []byte) bool) error {
+	if err := r.uses.enter(); err != nil {
+		return err
+	}
+	defer r.uses.leave()
 	return scan(r.r, append(r.prefix[:len(r.prefix):len(r.prefix)], prefix...), len(r.prefix), true, fn)
 }
 
@@ -284,6 +321,10 @@ func (r Reader) ScanReverse(prefix []byte, fn func(key, value []byte) bool) erro
 // order or, with reverse, descending, until fn returns false. A nil upper
 // means every key after lower that the reader can see.
 func (r Reader) ScanRange(lower, upper []byte, reverse bool, fn func(key, value []byte) bool) error {
+	if err := r.uses.enter(); err != nil {
+		return err
+	}
+	defer r.uses.leave()
 	lo := append(r.prefix[:len(r.prefix):len(r.prefix)], lower...)
 	hi := prefixEnd(r.prefix)
 	if upper != nil {
@@ -335,6 +376,10 @@ func prefixEnd(p []byte) []byte {
 // Dump writes every key and value of the store, in order, to w. Two stores
 // with the same dump hold the same read models; rebuild checks compare dumps.
 func (s *Store) Dump(w io.Writer) error {
+	if err := s.uses.enter(); err != nil {
+		return err
+	}
+	defer s.uses.leave()
 	it, err := s.db.NewIter(nil)
 	if err != nil {
 		return err

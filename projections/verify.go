@@ -30,14 +30,23 @@ type Spec struct {
 // checkpoint and the data it covers, as of one moment.
 type Snapshot struct {
 	snap *pebble.Snapshot
+	uses *uses
 }
 
 // Snapshot takes a snapshot of the store. Close it when done: it pins
-// the data it sees.
-func (s *Store) Snapshot() *Snapshot { return &Snapshot{snap: s.db.NewSnapshot()} }
+// the data it sees, and the store's Close waits for it.
+func (s *Store) Snapshot() (*Snapshot, error) {
+	if err := s.uses.enter(); err != nil {
+		return nil, err
+	}
+	return &Snapshot{snap: s.db.NewSnapshot(), uses: s.uses}, nil
+}
 
 // Close releases the snapshot.
-func (s *Snapshot) Close() error { return s.snap.Close() }
+func (s *Snapshot) Close() error {
+	defer s.uses.leave()
+	return s.snap.Close()
+}
 
 // Checkpoint returns projection name's checkpoint as of the snapshot.
 func (s *Snapshot) Checkpoint(name string) (uint64, error) {
@@ -129,7 +138,10 @@ func Verify(ctx context.Context, log *eventlog.Log, live *Store, specs []Spec, o
 	if o.Sample <= 0 {
 		o.Sample = 20
 	}
-	snap := live.Snapshot()
+	snap, err := live.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	defer snap.Close()
 	dir, err := os.MkdirTemp(o.Dir, verifyDirPrefix)
 	if err != nil {
