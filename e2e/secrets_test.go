@@ -841,6 +841,42 @@ func TestCompactionDestroysValuesKeptAsGiven(t *testing.T) {
 	}
 }
 
+// A field the definition names in maskedFields goes at compaction, as
+// Orkes replaces it for good once the workflow is archived: a restart
+// after it hands the task "***" for it, where _masked data survives. The
+// start's record holds it sealed, in the log for good: it was sealed
+// under the key compaction keeps, and a restart was handed the value.
+func TestCompactionDestroysMaskedFields(t *testing.T) {
+	t.Parallel()
+	e := compactingEnv(t, 2*time.Second)
+	const card, masked = "card-value-Wd73nP5q", "masked-value-Gs26vK9j"
+	e.register(`{"name":"mf_wf","maskedFields":["card"],"tasks":[
+	  {"name":"mf_plain","taskReferenceName":"m1","inputParameters":{"card":"${workflow.input.card}","_masked":{"m":"${workflow.input.m}"},"_secrets":{"s":"${workflow.input.s}"}}}]}`)
+	got := make(chan map[string]any, 2)
+	e.work("mf_plain", 1, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		got <- task.InputData
+		return workers.Output{}, nil
+	})
+	// Its _secrets block has it compacted also where maskedFields alone
+	// took no secrets key.
+	id := e.start("mf_wf", map[string]any{"card": card, "m": masked, "s": "secret-value-Tq58mB3x"})
+	if in := <-got; in["card"] != card {
+		t.Fatalf("m1 was handed card of %d characters, want the value", len(fmt.Sprint(in["card"])))
+	}
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	e.waitCompacted(id)
+
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/restart", nil)
+	in := <-got
+	if in["card"] != masking.Mask {
+		t.Errorf("a restart after compaction handed m1 card of %d characters, want %q", len(fmt.Sprint(in["card"])), masking.Mask)
+	}
+	if kept, _ := in["_masked"].(map[string]any); kept["m"] != masked {
+		t.Errorf("a restart after compaction handed m1 _masked.m of %d characters, want the value", len(fmt.Sprint(kept["m"])))
+	}
+	e.waitStatus(id, conductor.WorkflowCompleted)
+}
+
 // A value kept as given whose key names it (equal, or within the key's
 // text) in the workflow's input, a task's output or the variables is
 // marked, once it goes into a _secrets block, by paths that do not spell

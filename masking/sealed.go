@@ -228,7 +228,10 @@ func sealLeaf(s Sealer, kind byte, path string, v any, found func([]byte)) (*Sea
 }
 
 // SealFields seals the named top-level fields of m (maskedFields) with the
-// masked key, and every _secrets/_masked leaf (see SealKeys).
+// secrets key, and every _secrets/_masked leaf (see SealKeys). Orkes
+// replaces maskedFields values for good once a workflow is archived, as it
+// does _secrets data, where _masked data survives: compaction destroys
+// them with the secrets key.
 func SealFields(s Sealer, redact *Redactor, path string, m map[string]any, fields []string, found func([]byte)) (map[string]any, error) {
 	v, err := SealKeys(s, redact, path, m, found)
 	if err != nil || v == nil {
@@ -240,7 +243,7 @@ func SealFields(s Sealer, redact *Redactor, path string, m map[string]any, field
 			if _, already := e.(*Sealed); already {
 				continue
 			}
-			sealed, err := sealLeaf(s, KindMasked, path+"."+f, e, found)
+			sealed, err := sealLeaf(s, KindSecrets, path+"."+f, e, found)
 			if err != nil {
 				return nil, err
 			}

@@ -157,7 +157,7 @@ func TestSealFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, ok := out["card"].(*Sealed); !ok || c.Kind != KindMasked || out["plain"] != "x" {
+	if c, ok := out["card"].(*Sealed); !ok || c.Kind != KindSecrets || out["plain"] != "x" {
 		t.Fatalf("SealFields = %#v", out)
 	}
 	if !HasSealed(out) || HasSealed(map[string]any{"a": []any{"b"}}) {
