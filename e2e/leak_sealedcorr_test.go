@@ -91,3 +91,69 @@ func TestLeakOnSealedCorrelationIDs(t *testing.T) {
 	}
 	h.scan(t)
 }
+
+// A rerun's correlation id is the workflow's from then on, kept in the
+// reset's record and shown, searched and correlated in plain text as a
+// start's is: one that is, or holds, a value the workflow seals (a masked
+// field, its _secrets data, a masked field of the rerun's own input) is
+// refused, 400 naming the field, never the value, as a start's is. It was
+// recorded: GET /api/workflow/{id} showed it beside an input reading
+// "***". A plain one is taken as before. Every answer, the log, every
+// stream, file and Pebble key and value is searched for each value.
+func TestLeakOnSealedRerunCorrelationIDs(t *testing.T) {
+	t.Parallel()
+	h := startHunt(t, "rmask", "rtext", "rnew", "rtask")
+	e, vals := h.e, h.vals
+	expect := expectStatus(t)
+	e.work("sc_echo", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"ok": true}}, nil
+	})
+	e.register(`{"name":"sc_plain","tasks":[{"name":"sc_echo","taskReferenceName":"a"}]}`,
+		`{"name":"sc_masked","maskedFields":["mk"],"tasks":[{"name":"sc_echo","taskReferenceName":"a"}]}`)
+	// Each refusal on a workflow of its own: one that took its rerun runs
+	// again, and takes none until it ends.
+	for _, c := range []struct {
+		what, name string
+		input      map[string]any
+		req        conductor.RerunWorkflowRequest
+		fromTask   bool
+	}{
+		{"its masked field", "sc_masked", map[string]any{"mk": vals["rmask"]}, conductor.RerunWorkflowRequest{CorrelationID: vals["rmask"]}, false},
+		{"text holding its _secrets data", "sc_plain", map[string]any{"_secrets": map[string]any{"tok": vals["rtext"]}},
+			conductor.RerunWorkflowRequest{CorrelationID: "order-" + vals["rtext"]}, false},
+		{"a masked field of the rerun's input", "sc_masked", map[string]any{"mk": "plain-enough"},
+			conductor.RerunWorkflowRequest{WorkflowInput: map[string]any{"mk": vals["rnew"]}, CorrelationID: vals["rnew"]}, false},
+		{"its masked field, from a task", "sc_masked", map[string]any{"mk": vals["rtask"]}, conductor.RerunWorkflowRequest{CorrelationID: vals["rtask"]}, true},
+	} {
+		id := e.start(c.name, c.input)
+		wf := e.waitStatus(id, conductor.WorkflowCompleted)
+		if c.fromTask {
+			c.req.ReRunFromTaskID = taskByRef(wf, "a").TaskID
+		}
+		st, body := e.do("POST", "/api/workflow/"+id+"/rerun", c.req)
+		expect(c.what, st, body, http.StatusBadRequest)
+		if !strings.Contains(body, "correlationId") {
+			t.Errorf("%s: refused %s, want it naming correlationId", c.what, body)
+		}
+		if got := e.workflow(id).CorrelationID; got != "" {
+			t.Errorf("%s: the workflow shows a correlation id of %d characters, want none", c.what, len(got))
+		}
+	}
+	for _, name := range []string{"sc_plain", "sc_masked"} {
+		for _, v := range vals {
+			var found []conductor.Workflow
+			e.decode(http.StatusOK, "GET", "/api/workflow/"+name+"/correlated/"+url.PathEscape(v), nil, &found)
+			if len(found) != 0 {
+				t.Errorf("%d %s workflows correlated by a value sealed", len(found), name)
+			}
+		}
+	}
+	const corr = "rerun-corr-5b7e2c"
+	id := e.start("sc_masked", map[string]any{"mk": "plain-enough"})
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", conductor.RerunWorkflowRequest{CorrelationID: corr})
+	if got := e.waitStatus(id, conductor.WorkflowCompleted).CorrelationID; got != corr {
+		t.Errorf("a rerun with a plain correlation id shows %q, want %q", got, corr)
+	}
+	h.scan(t)
+}

@@ -1066,6 +1066,14 @@ func (p *protection) redactEvent(ev schemas.Event) (out schemas.Event, changed b
 			}
 		}
 		return ev, false, nil
+	case *schemas.WorkflowReset:
+		// A rerun's correlation id is the workflow's from then on, kept,
+		// shown and searched as a start's is, and refused as a start's is.
+		if p.plainText(r, e.CorrelationID) != e.CorrelationID {
+			return nil, false, fault.Invalid("%s workflow %s: its correlationId holds a value the workflow seals (maskedFields, _secrets or _masked data) "+
+				"or resolved from a secret, which the workflow would keep and show in plain text: give it as plain data", e.Kind, strings.TrimPrefix(p.wf, "wf/"))
+		}
+		return ev, false, nil
 	case *schemas.TaskScheduled:
 		// A task's name, reference name and domain are how it runs (its
 		// queue, the subject its workers listen on) and are shown and
