@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -48,28 +49,7 @@ func TestCachedTaskOutput(t *testing.T) {
 		t.Helper()
 		return e.waitStatus(e.start("cached_lookup", map[string]any{"city": city}), "COMPLETED")
 	}
-	ctx := context.Background()
-	entries := func() (map[string][]byte, error) {
-		kv, err := e.node.Log().JetStream().KeyValue(ctx, "FV_TASK_CACHE")
-		if err != nil {
-			return nil, err
-		}
-		keys, err := kv.ListKeys(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out := map[string][]byte{}
-		for k := range keys.Keys() {
-			entry, err := kv.Get(ctx, k)
-			if err != nil && err != jetstream.ErrKeyNotFound {
-				return nil, err
-			}
-			if entry != nil {
-				out[k] = entry.Value()
-			}
-		}
-		return out, nil
-	}
+	entries := func() (map[string][]byte, error) { return cacheEntries(e) }
 	cachedSoon := func(want int) {
 		t.Helper()
 		// An output is cached by an effect of the decision that completed
@@ -118,5 +98,164 @@ func TestCachedTaskOutput(t *testing.T) {
 		if strings.Contains(string(v), token) {
 			t.Fatalf("the cache holds the secret: %s", v)
 		}
+	}
+}
+
+// cacheEntries reads every entry of the task output cache, by key.
+func cacheEntries(e *env) (map[string][]byte, error) {
+	ctx := context.Background()
+	kv, err := e.node.Log().JetStream().KeyValue(ctx, "FV_TASK_CACHE")
+	if err != nil {
+		return nil, err
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for k := range keys.Keys() {
+		entry, err := kv.Get(ctx, k)
+		if err != nil && err != jetstream.ErrKeyNotFound {
+			return nil, err
+		}
+		if entry != nil {
+			out[k] = entry.Value()
+		}
+	}
+	return out, nil
+}
+
+// cacheHolding counts the task output cache's entries that hold v.
+func cacheHolding(e *env, v string) (int, error) {
+	got, err := cacheEntries(e)
+	n := 0
+	for _, entry := range got {
+		if strings.Contains(string(entry), v) {
+			n++
+		}
+	}
+	return n, err
+}
+
+// tokenOnce answers token on its first run, and "run-again" on every
+// later one: a task completed from the cache shows token.
+func tokenOnce(token string) workers.Handler {
+	var runs atomic.Int32
+	return func(context.Context, *conductor.Task) (workers.Output, error) {
+		if runs.Add(1) == 1 {
+			return workers.Output{Data: map[string]any{"token": token}}, nil
+		}
+		return workers.Output{Data: map[string]any{"token": "run-again"}}, nil
+	}
+}
+
+// An output cached before a value in it went into a _secrets block (a
+// later task of its workflow) is dropped from the cache then: the cache
+// kept it in plain text until it expired, after the workflow's
+// compaction too, and the next workflow whose task had its key completed
+// it with the output, showing the value where the first workflow shows
+// "***". That workflow's task runs again instead.
+func TestCachedOutputFoundSecretLaterLeavesTheCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const token = "cached-then-secret-Qw73vX9p"
+	e.register(`{"name":"cl_src","tasks":[
+	  {"name":"cl_token","taskReferenceName":"a","inputParameters":{"k":"${workflow.input.k}"},"cacheConfig":{"key":"${k}","ttlInSecond":600}},
+	  {"name":"cl_mid","taskReferenceName":"b"},
+	  {"name":"cl_use","taskReferenceName":"c","inputParameters":{"_secrets":{"t":"${a.output.token}"}}}]}`,
+		`{"name":"cl_again","tasks":[
+	  {"name":"cl_token","taskReferenceName":"a","inputParameters":{"k":"${workflow.input.k}"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}]}`)
+	e.work("cl_token", 1, tokenOnce(token))
+	// b waits until a's output is cached: c, which finds it secret, is
+	// scheduled by a later decision than the one that cached it.
+	release := make(chan struct{})
+	e.work("cl_mid", 1, func(ctx context.Context, _ *conductor.Task) (workers.Output, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return workers.Output{}, nil
+	})
+	e.work("cl_use", 1, func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
+	holding := func() (int, error) { return cacheHolding(e, token) }
+	id := e.start("cl_src", map[string]any{"k": "x"})
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n, err := holding(); err != nil || n != 1 {
+			return fmt.Errorf("%d cache entries hold the value (%v), want 1", n, err)
+		}
+		return nil
+	})
+	close(release)
+	wf := e.waitStatus(id, conductor.WorkflowCompleted)
+	if got := taskByRef(wf, "a").OutputData["token"]; got != masking.Mask {
+		t.Fatalf("a's output token reads %d characters, want %q", len(fmt.Sprint(got)), masking.Mask)
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n, err := holding(); err != nil || n != 0 {
+			return fmt.Errorf("%d cache entries hold the value found secret (%v)", n, err)
+		}
+		return nil
+	})
+	if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != 1 {
+		t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 1", got)
+	}
+	again := e.waitStatus(e.start("cl_again", map[string]any{"k": "x"}), conductor.WorkflowCompleted)
+	if got := taskByRef(again, "a").OutputData["token"]; got != "run-again" {
+		t.Errorf("the next workflow's a has token of %d characters, want the output of a run of its own", len(fmt.Sprint(got)))
+	}
+}
+
+// An output a child cached, in which the workflow that started it finds a
+// value to be secret once the child ended (a later task of the parent
+// passes the child's output into a _secrets block), leaves the cache too:
+// the child, told of the value (ValuesFound), masks it and drops the entry,
+// and the next child whose task has the key runs it again.
+func TestCachedOutputFoundSecretByTheParentLeavesTheCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const token = "cached-then-found-Zr41kW8m"
+	const sub = `{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"clp_child"},"inputParameters":{"k":"${workflow.input.k}"}}`
+	e.register(`{"name":"clp_child","tasks":[
+	  {"name":"clp_token","taskReferenceName":"a","inputParameters":{"k":"${workflow.input.k}"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}],
+	  "outputParameters":{"token":"${a.output.token}"}}`,
+		`{"name":"clp_parent","tasks":[`+sub+`,
+	  {"name":"gate","taskReferenceName":"gate","type":"WAIT"},
+	  {"name":"clp_use","taskReferenceName":"c","inputParameters":{"_secrets":{"t":"${sub.output.token}"}}}]}`,
+		`{"name":"clp_again","tasks":[`+sub+`]}`)
+	e.work("clp_token", 1, tokenOnce(token))
+	e.work("clp_use", 1, func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
+	holding := func() (int, error) { return cacheHolding(e, token) }
+	id := e.start("clp_parent", map[string]any{"k": "x"})
+	child := ""
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		s := taskByRef(e.workflow(id), "sub")
+		if s == nil || s.Status != conductor.TaskCompleted {
+			return fmt.Errorf("the child has not ended yet")
+		}
+		child = s.SubWorkflowID
+		if n, err := holding(); err != nil || n != 1 {
+			return fmt.Errorf("%d cache entries hold the value (%v), want 1", n, err)
+		}
+		return nil
+	})
+	// The parent finds the value by a decision of its own, after the
+	// child's ended: only the child's news of it can drop the entry.
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := taskByRef(e.workflow(child), "a").OutputData["token"]; got != masking.Mask {
+			return fmt.Errorf("the child's a has token of %d characters, want %q", len(fmt.Sprint(got)), masking.Mask)
+		}
+		if n, err := holding(); err != nil || n != 0 {
+			return fmt.Errorf("%d cache entries hold the value found secret (%v)", n, err)
+		}
+		return nil
+	})
+	again := e.waitStatus(e.start("clp_again", map[string]any{"k": "x"}), conductor.WorkflowCompleted)
+	if got := taskByRef(e.workflow(taskByRef(again, "sub").SubWorkflowID), "a").OutputData["token"]; got != "run-again" {
+		t.Errorf("the next child's a has token of %d characters, want the output of a run of its own", len(fmt.Sprint(got)))
+	}
+	if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != 1 {
+		t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 1", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,55 @@ type CacheOutput struct {
 }
 
 func (CacheOutput) effectName() string { return "cache_output" }
+
+// UncacheOutput removes the output cached under Key.
+type UncacheOutput struct {
+	Key string
+}
+
+func (UncacheOutput) effectName() string { return "uncache_output" }
+
+// Uncache returns the effects that remove from the cache the outputs of
+// w's tasks in which masked marks a value: it was found to be secret once
+// the output was cached (a later task passed it into a _secrets block),
+// and the cache, shared by every workflow the same principals run, would
+// hold it in plain text, hand it to the next task with the key as plain
+// data, and keep it past the workflow's compaction. A task completed from
+// the cache has its output under the key too. The guard adds them to the
+// decision that records masked: it appends most ValuesMasked itself, once
+// the engine has decided.
+func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
+	if w == nil || masked == nil {
+		return nil
+	}
+	p, err := w.planFor()
+	if err != nil {
+		return nil
+	}
+	var out []Effect
+	for _, path := range masked.Paths {
+		rest, ok := strings.CutPrefix(path, "task/")
+		if !ok {
+			continue
+		}
+		id, field, _ := strings.Cut(rest, "/")
+		if field != "output" && !strings.HasPrefix(field, "output.") {
+			continue
+		}
+		t := w.task(id)
+		if t == nil {
+			continue
+		}
+		wt := p.config(t)
+		if wt == nil || !cachesOutput(wt, t.Type) {
+			continue
+		}
+		if key, ok := cacheKey(w, wt, t.Name, t.Input); ok && !slices.Contains(out, Effect(UncacheOutput{Key: key})) {
+			out = append(out, UncacheOutput{Key: key})
+		}
+	}
+	return out
+}
 
 // cachesOutput reports whether wt caches the output of its runs: a task
 // handed to workers, or an HTTP or HTTP_POLL call, with a key and a time

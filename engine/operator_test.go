@@ -347,6 +347,38 @@ func TestCachedOutput(t *testing.T) {
 	}
 }
 
+// A value found to be secret once a task's output was cached (marked by
+// a ValuesMasked of the workflow, here one its starter's news records)
+// takes the output out of the cache: the key of the task's output, once,
+// however many paths mark it; not for a task that caches nothing, nor
+// for paths outside task outputs.
+func TestUncacheOutputs(t *testing.T) {
+	def := `{"name":"cached","tasks":[
+	 {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"url":"${workflow.input.url}"},"cacheConfig":{"key":"${url}","ttlInSecond":60}},
+	 {"name":"plain","taskReferenceName":"plain"}]}`
+	h := newHarness(t, def, map[string]any{"url": "https://a"})
+	h.complete("fetch", map[string]any{"token": "found-secret-later", "other": "found-secret-too"})
+	stored := effectsOf[engine.CacheOutput](h.last)
+	if len(stored) != 1 {
+		t.Fatalf("cache effects %+v", stored)
+	}
+	h.complete("plain", map[string]any{"token": "found-secret-later"})
+	fetch, plain := h.task("fetch").ID, h.task("plain").ID
+	masked := &schemas.ValuesMasked{Paths: []string{
+		"task/" + fetch + "/output.token", "task/" + fetch + "/output.other", "task/" + plain + "/output.token",
+		"task/" + fetch + "/input.url", "input.url"}}
+	// The guard adds them to the decision that records the ValuesMasked,
+	// a ValuesFound's too, on the state that decision folds to.
+	d := h.decide(engine.ValuesFound{From: "parent", Masked: masked})
+	if got := effectsOf[engine.UncacheOutput](d); len(got) != 0 {
+		t.Fatalf("the decision has uncache effects of its own %+v: the guard's would purge each key twice", got)
+	}
+	got := effectsOf[engine.UncacheOutput](engine.Decision{Effects: engine.Uncache(h.w, masked)})
+	if len(got) != 1 || got[0].Key != stored[0].Key {
+		t.Fatalf("uncache effects %+v, want the one of key %s", got, stored[0].Key)
+	}
+}
+
 // A worker task that waits before it is handed out, a retry's delay or a
 // startDelay, waits out a callbackAfterSeconds until it is taken, as
 // Conductor's: it shows the wait, and a reset of the callbacks hands it

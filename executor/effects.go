@@ -234,6 +234,8 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 		return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{Reason: eff.Reason, UnlessResetAfter: eff.ParentEnded})
 	case engine.CacheOutput:
 		return e.outputs.put(ctx, eff)
+	case engine.UncacheOutput:
+		return e.outputs.drop(ctx, eff.Key)
 	case engine.Withdraw:
 		return e.withdraw(ctx, eff)
 	}

@@ -85,7 +85,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"task_type", "limit"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "flowvault", Subsystem: "engine", Name: "task_cache_total",
-			Help: "Lookups in the tasks' output cache (hit, miss, error) and outputs stored (stored).",
+			Help: "Lookups in the tasks' output cache (hit, miss, error), outputs stored (stored) and outputs dropped for a value found secret since (dropped).",
 		}, []string{"result"}),
 		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "flowvault", Subsystem: "engine", Name: "quota_refusals_total",

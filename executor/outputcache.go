@@ -48,7 +48,7 @@ func cacheBytes(maxStore int64) int64 {
 type outputCache struct {
 	log    *eventlog.Log
 	logger *slog.Logger
-	counts *prometheus.CounterVec // by result: hit, miss, error, stored
+	counts *prometheus.CounterVec // by result: hit, miss, error, stored, dropped
 	mu     sync.Mutex
 	kv     jetstream.KeyValue
 	// refused: the last put was refused for want of storage, and said so.
@@ -142,5 +142,24 @@ func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
 		c.logger.Info("task outputs cached again")
 	}
 	c.counts.WithLabelValues("stored").Inc()
+	return nil
+}
+
+// drop removes the output cached under key, which holds a value found to
+// be secret since (engine.Uncache): a purge, which reads as no entry at
+// once and drops the revision from the bucket's stream. The stream's
+// files may keep its bytes until JetStream compacts the block that holds
+// them (a KV bucket's stream denies the secure delete of a message, and a
+// bucket made so cannot be changed to allow it).
+func (c *outputCache) drop(ctx context.Context, key string) error {
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = writeBucket(ctx, c.log, cacheBucket, func(ctx context.Context) (uint64, error) { return 0, kv.Purge(ctx, key) })
+	if err != nil {
+		return fmt.Errorf("drop cached task output: %w", err)
+	}
+	c.counts.WithLabelValues("dropped").Inc()
 	return nil
 }

@@ -147,6 +147,14 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 	dec.Effects = effects
 	state := cmp.Or(after, dec.State, before) // the engine's folded events as given
 	dec.Effects = append(dec.Effects, lookFor(state, out)...)
+	// Every ValuesMasked the decision records, a ValuesFound's too (the
+	// engine records it as FindValues prepared it, and leaves its effects
+	// to this pass, which sees the ones it appends itself as well).
+	for _, ev := range out {
+		if vm, ok := ev.(*schemas.ValuesMasked); ok {
+			dec.Effects = append(dec.Effects, engine.Uncache(state, vm)...)
+		}
+	}
 	if endsEnded(before, out) {
 		// What redaction looks for is plaintext, or derived from it: an
 		// ended workflow's goes now, not when the memo table fills. A
