@@ -150,11 +150,16 @@ func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
 // once and drops the revision from the bucket's stream. The stream's
 // files may keep its bytes until JetStream compacts the block that holds
 // them (a KV bucket's stream denies the secure delete of a message, and a
-// bucket made so cannot be changed to allow it).
+// bucket made so cannot be changed to allow it). A key with no entry is
+// left as it is: a purge writes a marker, and a workflow's news may name
+// the same output again.
 func (c *outputCache) drop(ctx context.Context, key string) error {
 	kv, err := c.bucket(ctx)
 	if err != nil {
 		return err
+	}
+	if _, err := kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
 	}
 	_, err = writeBucket(ctx, c.log, cacheBucket, func(ctx context.Context) (uint64, error) { return 0, kv.Purge(ctx, key) })
 	if err != nil {
