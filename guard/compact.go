@@ -43,12 +43,12 @@ type KeyRefuser interface {
 }
 
 // Shredded refuses, on this engine, the secrets key of each workflow the
-// read model folds compacted or removed (executions.Shredder), whichever
-// engine's compaction destroys it.
+// read model folds compacted (executions.Shredder), whichever engine's
+// compaction destroys it.
 type Shredded struct{ Keys KeyRefuser }
 
 // Shred implements executions.Shredder.
-func (s Shredded) Shred(w *engine.Workflow) { s.Keys.Destroyed(secretsKeyOf(w)) }
+func (s Shredded) Shred(wfID, recorded string) { s.Keys.Destroyed(secretsKey(wfID, recorded)) }
 
 // Compactor destroys the secrets key of every workflow that ended (or was
 // removed) at least Delay ago: first it appends workflow.compacted (which

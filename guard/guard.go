@@ -448,11 +448,15 @@ func purposeOf(wfID, path string) []byte { return secrets.Purpose("workflow", wf
 // secretsKeyOf names the key that seals w's _secrets data: the one its
 // log recorded, or for logs from before keys were recorded, the key named
 // after the workflow.
-func secretsKeyOf(w *engine.Workflow) string {
-	if w.SecretsKey != "" {
-		return w.SecretsKey
+func secretsKeyOf(w *engine.Workflow) string { return secretsKey(w.ID, w.SecretsKey) }
+
+// secretsKey is secretsKeyOf given the workflow's id and the key its log
+// recorded ("" for none).
+func secretsKey(wfID, recorded string) string {
+	if recorded != "" {
+		return recorded
 	}
-	return keyID(w.ID, masking.KindSecrets)
+	return keyID(wfID, masking.KindSecrets)
 }
 
 // sealer seals and opens one workflow's values. Its _masked data goes

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 )
 
 // KeySize is the length of every key flowvault uses: master key, KEK terms
@@ -129,10 +128,11 @@ type DataKey struct {
 	redacted
 	id   string
 	aead cipher.AEAD
-	// destroyed is set once the key is destroyed, here or by another
-	// process: a holder that took it before (a decision, a hand-off under
-	// way) opens nothing with it from then on.
-	destroyed atomic.Bool
+	// refused knows the keys destroyed lately, here or by another
+	// process: a holder that took this one before (a decision, a hand-off
+	// under way) opens nothing with it from then on, whether or not the
+	// cache still holds it. Nil for a key no cache handed out.
+	refused *keyCache
 }
 
 // ID is the key's reference, as events store it.
@@ -149,7 +149,7 @@ func (k *DataKey) Seal(purpose, plaintext []byte) []byte {
 // destroyed since it was read fails with ErrKeyDestroyed, anything else
 // with ErrDecrypt; Open never panics.
 func (k *DataKey) Open(purpose, ciphertext []byte) ([]byte, error) {
-	if k.destroyed.Load() {
+	if k.refused != nil && k.refused.isDestroyed(k.id) {
 		return nil, fmt.Errorf("%s: %w", k.id, ErrKeyDestroyed)
 	}
 	if len(ciphertext) == 0 || ciphertext[0] != formatDataGCM {

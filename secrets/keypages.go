@@ -77,7 +77,7 @@ func (k *Keys) NewPooledKey(ctx context.Context) (*DataKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	dk := &DataKey{id: p.page + "." + strconv.Itoa(slot), aead: aead}
+	dk := &DataKey{id: p.page + "." + strconv.Itoa(slot), aead: aead, refused: k.cache}
 	k.cache.put(dk.id, dk) // a slot handed out the first time: never destroyed
 	return dk, nil
 }

@@ -462,7 +462,7 @@ func (k *Keys) NewDataKey(ctx context.Context, id string) (*DataKey, error) {
 	if _, err := k.create(ctx, k.bucketFor(id), dataKeyPrefix+id, wrapped); err != nil {
 		return nil, fmt.Errorf("store data key %s: %w", id, err)
 	}
-	dk := &DataKey{id: id, aead: aead}
+	dk := &DataKey{id: id, aead: aead, refused: k.cache}
 	k.cache.put(id, dk) // a new id: never destroyed
 	return dk, nil
 }
@@ -495,7 +495,7 @@ func (k *Keys) cached(id string, raw []byte) (*DataKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data key %s: %w", id, err)
 	}
-	dk := &DataKey{id: id, aead: aead}
+	dk := &DataKey{id: id, aead: aead, refused: k.cache}
 	if !k.cache.put(id, dk) {
 		return nil, fmt.Errorf("%s: %w", id, ErrKeyDestroyed)
 	}
@@ -852,11 +852,14 @@ type keyCache struct {
 	max int
 	m   map[string]*DataKey
 	// destroyed remembers the keys destroyed lately, so that a load that
-	// read one before its destruction cannot put it back afterwards: the
+	// read one before its destruction cannot put it back afterwards (the
 	// key would then open what compaction destroyed for as long as it
-	// stayed cached. A load takes milliseconds; the last destroyedMax
-	// destructions are remembered, the oldest forgotten first.
-	destroyed map[string]struct{}
+	// stayed cached), and a copy handed out before opens nothing, though
+	// the cache let it go since. A load takes milliseconds, a holder keeps
+	// its copy for a decision; the last destroyedMax destructions are
+	// remembered, the oldest forgotten first. Written under mu, read
+	// without it by every Open.
+	destroyed sync.Map
 	order     []string
 	next      int
 }
@@ -866,7 +869,7 @@ type keyCache struct {
 const destroyedMax = 1 << 16
 
 func newKeyCache(max int) *keyCache {
-	return &keyCache{max: max, m: map[string]*DataKey{}, destroyed: map[string]struct{}{}}
+	return &keyCache{max: max, m: map[string]*DataKey{}}
 }
 
 func (c *keyCache) get(id string) *DataKey {
@@ -880,7 +883,7 @@ func (c *keyCache) get(id string) *DataKey {
 func (c *keyCache) put(id string, dk *DataKey) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, gone := c.destroyed[id]; gone {
+	if c.isDestroyed(id) {
 		return false
 	}
 	if _, ok := c.m[id]; !ok && len(c.m) >= c.max {
@@ -893,26 +896,29 @@ func (c *keyCache) put(id string, dk *DataKey) bool {
 	return true
 }
 
-// destroy drops key id and refuses it from now on, the copy it held
-// too. It is called before the key's stored form is erased.
+// destroy drops key id and refuses it from now on, every copy handed
+// out too. It is called before the key's stored form is erased.
 func (c *keyCache) destroy(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if dk := c.m[id]; dk != nil {
-		dk.destroyed.Store(true)
-	}
 	delete(c.m, id)
-	if _, ok := c.destroyed[id]; ok {
+	if c.isDestroyed(id) {
 		return
 	}
 	if len(c.order) < destroyedMax {
 		c.order = append(c.order, id)
 	} else {
-		delete(c.destroyed, c.order[c.next])
+		c.destroyed.Delete(c.order[c.next])
 		c.order[c.next] = id
 		c.next = (c.next + 1) % destroyedMax
 	}
-	c.destroyed[id] = struct{}{}
+	c.destroyed.Store(id, struct{}{})
+}
+
+// isDestroyed reports whether key id was destroyed lately.
+func (c *keyCache) isDestroyed(id string) bool {
+	_, gone := c.destroyed.Load(id)
+	return gone
 }
 
 func (c *keyCache) clear() {

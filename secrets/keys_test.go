@@ -509,9 +509,11 @@ func TestLegacyWorkflowKey(t *testing.T) {
 
 // A key another process destroyed (a compaction another engine made)
 // opens nothing here once Destroyed is told of it: neither from the cache
-// nor through the copy a holder took before, nor loaded again by a read
-// that began before the erasure.
+// nor through a copy a holder took before, whether the cache still held
+// that copy or had let it go, nor loaded again by a read that began before
+// the erasure.
 func TestKeyDestroyedElsewhere(t *testing.T) {
+	t.Parallel()
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
 	mk := GenerateMasterKey()
@@ -528,6 +530,13 @@ func TestKeyDestroyedElsewhere(t *testing.T) {
 	for _, dk := range []*DataKey{pooled, named} {
 		t.Run(dk.ID(), func(t *testing.T) {
 			ct := dk.Seal(Purpose("f"), []byte("shred me"))
+			// A copy the cache let go before the destruction, and one it
+			// still holds.
+			evicted, err := b.DataKey(ctx, dk.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.ClearCache()
 			held, err := b.DataKey(ctx, dk.ID())
 			if err != nil {
 				t.Fatal(err)
@@ -549,8 +558,10 @@ func TestKeyDestroyedElsewhere(t *testing.T) {
 			} else if got != nil {
 				t.Error("a key returned with ErrKeyDestroyed")
 			}
-			if got, err := held.Open(Purpose("f"), ct); !errors.Is(err, ErrKeyDestroyed) {
-				t.Errorf("the copy taken before opens %q, %v; want ErrKeyDestroyed", got, err)
+			for name, copy := range map[string]*DataKey{"held": held, "evicted": evicted} {
+				if got, err := copy.Open(Purpose("f"), ct); !errors.Is(err, ErrKeyDestroyed) {
+					t.Errorf("the %s copy taken before opens %q, %v; want ErrKeyDestroyed", name, got, err)
+				}
 			}
 			// Either key is its entry's first: the page's slot 0.
 			if _, err := b.cached(dk.ID(), raw[:KeySize]); !errors.Is(err, ErrKeyDestroyed) {

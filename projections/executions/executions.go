@@ -38,7 +38,7 @@ const (
 	prefixRunning     = "r/" // r/<wf id> → ""
 	prefixIdempotency = "i/" // i/<name>\x00<key> → workflow id
 	prefixCompaction  = "e/" // e/<end ms BE><wf id> → "": terminal, not compacted yet
-	prefixLegacyList  = "k/" // k/<wf id> → end time (ms BE): the same, for removed workflows (whose state is gone) and as data dirs before e/ held it
+	prefixLegacyList  = "k/" // k/<wf id> → end time (ms BE), secrets key id: the same, for removed workflows (whose state is gone) and as data dirs before e/ held it (without the key)
 	prefixKeyHolder   = "x/" // x/<secrets key id> → workflow id
 	prefixEnded       = "z/" // z/<end ms BE><wf id> → "": ended with effects besides its parent's news (engine.HasTerminalEffects)
 	prefixRunningBy   = "q/" // q/<principal> → uint64 BE: how many of the workflows under r/ it created (0 once none: see addRunning)
@@ -113,18 +113,23 @@ type Forgetter interface {
 func (p *Projection) ForgetEnded(f Forgetter) { p.forgetter = f }
 
 // Shredder refuses the secrets key of a workflow from now on
-// (guard.Shredded).
+// (guard.Shredded): secretsKey is the one its state names, or "" for the
+// one named after the workflow.
 type Shredder interface {
-	Shred(w *engine.Workflow)
+	Shred(wfID, secretsKey string)
 }
 
 // ShredCompacted has the projection tell s of each workflow a record
-// compacts, or removes for good, whichever engine recorded it: the engine
-// that compacts a workflow destroys its secrets key in the bucket and in
-// its own memory, and another engine that had read the key (a hand-off it
-// prepared, a result it protected) kept it and went on opening the
-// workflow's _secrets. The record comes before the key's erasure, and a
-// removed workflow's state is gone before its compaction is recorded.
+// compacts, whichever engine recorded it: the engine that compacts a
+// workflow destroys its secrets key in the bucket and in its own memory,
+// and another engine that had read the key (a hand-off it prepared, a
+// result it protected) kept it and went on opening the workflow's
+// _secrets. The record comes before the key's erasure. A workflow removed
+// without an archive is told of at its compaction too, not at its
+// removal, which would refuse its key before the compaction delay ran
+// out (a value it found secret just before, still to be looked for in
+// its children): its state is gone by then, and the compaction list's
+// entry names the key.
 func (p *Projection) ShredCompacted(s Shredder) { p.shredder = s }
 
 // NewProjection returns the executions projection.
@@ -208,8 +213,8 @@ func (p *Projection) Apply(b *projections.Batch, rec eventlog.Record) (err error
 	if p.forgetter != nil && (w.Terminal() || w.Removed) {
 		p.forgetter.Forget(w.ID)
 	}
-	if p.shredder != nil && (w.Compacted && slices.ContainsFunc(events, isCompaction) || w.Removed && !w.Archived && !prev.removed) {
-		p.shredder.Shred(w)
+	if p.shredder != nil && w.Compacted && slices.ContainsFunc(events, isCompaction) {
+		p.shredder.Shred(w.ID, w.SecretsKey)
 	}
 	err = p.store(b, token, w, prev, r)
 	if cap(p.scratch) > maxScratch {
@@ -1059,7 +1064,8 @@ func (p *Projection) listRemoved(b *projections.Batch, w *engine.Workflow) error
 		return err
 	}
 	p.legacy = legacyMayHold
-	return b.Set([]byte(prefixLegacyList+w.ID), binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)))
+	// The key's id, for the shredder once the compaction is recorded.
+	return b.Set([]byte(prefixLegacyList+w.ID), append(binary.BigEndian.AppendUint64(nil, uint64(w.EndTime)), w.SecretsKey...))
 }
 
 // compactedAfterRemoval takes a removed workflow off the compaction list.
@@ -1068,9 +1074,12 @@ func (p *Projection) compactedAfterRemoval(b *projections.Batch, token string) e
 	if err != nil {
 		return fmt.Errorf("subject token %s: %w", token, projections.ErrPoison)
 	}
-	unlisted, err := p.unlistLegacy(b, id)
-	if unlisted {
+	entry, err := p.unlistLegacy(b, id)
+	if entry != nil {
 		p.delta.Compaction--
+	}
+	if err == nil && entry != nil && p.shredder != nil {
+		p.shredder.Shred(id, string(entry[min(len(entry), 8):]))
 	}
 	return err
 }
@@ -1090,7 +1099,7 @@ const (
 // unlistLegacy takes a workflow off the id-keyed compaction list, and
 // reports whether it was on it. It looks the entry up first: a tombstone
 // for every compaction would make each scan of that list step over them.
-func (p *Projection) unlistLegacy(b *projections.Batch, wfID string) (bool, error) {
+func (p *Projection) unlistLegacy(b *projections.Batch, wfID string) (entry []byte, err error) {
 	if p.legacy == legacyUnknown {
 		p.legacy = legacyEmpty
 		err := b.ScanRange(legacyListFirst, legacyListEnd, func(_, _ []byte) bool {
@@ -1099,20 +1108,21 @@ func (p *Projection) unlistLegacy(b *projections.Batch, wfID string) (bool, erro
 		})
 		if err != nil {
 			p.legacy = legacyUnknown
-			return false, err
+			return nil, err
 		}
 	}
 	if p.legacy == legacyEmpty {
-		return false, nil
+		return nil, nil
 	}
 	key := []byte(prefixLegacyList + wfID)
-	if _, err := b.Get(key); errors.Is(err, projections.ErrNotFound) {
-		return false, nil
+	entry, err = b.Get(key)
+	if errors.Is(err, projections.ErrNotFound) {
+		return nil, nil
 	} else if err != nil {
-		return false, err
+		return nil, err
 	}
 	p.legacy = legacyUnknown // it may have been the last one
-	return true, b.Delete(key)
+	return entry, b.Delete(key)
 }
 
 func compactionKey(endTime int64, wfID string) []byte {
@@ -1156,7 +1166,7 @@ func (r *Reader) AwaitingCompaction(_ context.Context, endedBy int64, limit int)
 	// Entries of a data dir written before the time-ordered list: they
 	// are not added to any more, and a compaction takes each out.
 	err := r.r.ScanRange(legacyListFirst, legacyListEnd, false, func(key, v []byte) bool {
-		if len(v) == 8 {
+		if len(v) >= 8 {
 			if end := int64(binary.BigEndian.Uint64(v)); end <= endedBy {
 				out = append(out, Ended{WorkflowID: string(key[len(prefixLegacyList):]), EndTime: end})
 			}

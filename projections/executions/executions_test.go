@@ -1100,37 +1100,85 @@ func TestEndedWorkflowsAreForgotten(t *testing.T) {
 	}
 }
 
-// shredded records the workflows a Shredder was told of.
-type shredded struct{ forgotten }
+// shredded records the workflows a Shredder was told of, and the keys.
+type shredded struct {
+	forgotten
+	keys map[string]string
+}
 
-func (s *shredded) Shred(w *engine.Workflow) { s.Forget(w.ID) }
+func (s *shredded) Shred(wfID, secretsKey string) {
+	s.Forget(wfID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys[wfID] = secretsKey
+}
 
-// Every engine's read model tells of each workflow a record compacts, or
-// removes without an archive, whichever engine recorded it, so that the
-// engine refuses its secrets key: the engine that compacted it destroyed
-// the key, and another that had read it kept it in its cache. An end
-// alone, or a removal that keeps an archive (its compaction follows, with
-// its state), tells nothing.
+func (s *shredded) key(wfID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[wfID]
+}
+
+// Every engine's read model tells of each workflow a record compacts,
+// whichever engine recorded it, and of the key its log recorded, so that
+// the engine refuses its secrets key: the engine that compacted it
+// destroyed the key, and another that had read it kept it in its cache.
+// An end alone tells nothing, nor does a removal, with an archive or
+// without: a value the workflow found secret just before may still be
+// looked for in its children until the compaction delay runs out. A
+// workflow removed without an archive is told of at its compaction,
+// though its state is gone by then.
 func TestCompactedWorkflowsAreShredded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.stop()
-	told := &shredded{}
+	told := &shredded{keys: map[string]string{}}
 	f.proj = executions.NewProjection()
 	f.proj.ShredCompacted(told)
 	f.runProjection()
-	compacted, removed, archived := f.start("compacted"), f.start("removed"), f.start("archived")
-	f.decide(compacted, engine.Terminate{Reason: "done"})
-	f.decide(archived, engine.Remove{Archive: true, Terminate: true})
-	if told.has(compacted) || told.has(archived) {
-		t.Fatalf("workflows shredded before their compaction: %v", told.ids)
+	ctx := testutil.Context(t, 10*time.Second)
+	// sealUnder records what the guard does when a workflow first seals
+	// secrets under a pooled key.
+	sealUnder := func(id, key string) {
+		t.Helper()
+		ev := &schemas.SecretsSealed{Key: key}
+		env, err := schemas.Default.Encode(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.ID = uuid.NewString()
+		seq, err := f.log.Append(ctx, "fv.wf."+eventlog.Token(id), []schemas.Envelope{env}, f.states[id].Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := engine.Apply(f.states[id], ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Seq, f.states[id] = seq, w
 	}
-	f.decide(compacted, engine.Compact{})
+	compacted, removed, archived := f.start("compacted"), f.start("removed"), f.start("archived")
+	sealUnder(compacted, "kp.compacted.1")
+	sealUnder(removed, "kp.removed.2")
+	f.decide(compacted, engine.Terminate{Reason: "done"})
 	f.decide(removed, engine.Remove{Terminate: true})
-	f.decide(archived, engine.Compact{})
+	f.decide(archived, engine.Remove{Archive: true, Terminate: true})
+	if err := f.runner.WaitFor(ctx, f.states[archived].Seq); err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []string{compacted, removed, archived} {
+		if told.has(id) {
+			t.Fatalf("workflow %s shredded before its compaction: %v", id, told.ids)
+		}
+	}
+	for _, id := range []string{compacted, removed, archived} {
+		f.decide(id, engine.Compact{})
+	}
+	for id, want := range map[string]string{compacted: "kp.compacted.1", removed: "kp.removed.2", archived: ""} {
 		if !told.has(id) {
 			t.Errorf("workflow %s (%s, removed %t) was not shredded: %v", id, f.states[id].Status, f.states[id].Removed, told.ids)
+		} else if got := told.key(id); got != want {
+			t.Errorf("workflow %s shredded with key %q, want %q", id, got, want)
 		}
 	}
 }
