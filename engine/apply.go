@@ -301,6 +301,13 @@ func applyUpdated(t *Task, e *schemas.TaskUpdated, paused bool, own fresh) {
 	t.Held = paused && unsuccessful(e.Status)
 	if e.AvailableAt != 0 {
 		t.AvailableAt = e.AvailableAt
+		if t.StartTime == 0 && t.AvailableAt-t.ScheduledTime < t.StartDelay {
+			// Made due before its delay ran out (a reset of the
+			// callbacks): it waited only until then, and its timeout
+			// counts that, not a delay it never waited (up to a
+			// backoffJitterMs of years).
+			t.StartDelay = max(0, t.AvailableAt-t.ScheduledTime)
+		}
 	}
 	switch {
 	case conductor.TaskTerminal(e.Status):

@@ -1336,6 +1336,35 @@ func TestTaskTimeoutCountsTheStartDelay(t *testing.T) {
 	}
 }
 
+// A delay cut short by a reset of the callbacks counts as what the task
+// waited until then: its timeoutSeconds counts past that, not past a
+// delay it never waited, which a backoffJitterMs may make years long.
+func TestResetCallbacksCutsTheStartDelay(t *testing.T) {
+	for _, tc := range []struct{ name, taskDef string }{
+		{"a retry's delay", `{"name":"a","retryCount":1,"retryDelaySeconds":60,"timeoutSeconds":30,"timeoutPolicy":"TIME_OUT_WF"}`},
+		{"a huge jitter", `{"name":"a","retryCount":1,"retryDelaySeconds":0,"backoffJitterMs":9223372036854775807,"timeoutSeconds":30,"timeoutPolicy":"TIME_OUT_WF"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, `{"name":"d","tasks":[{"name":"a","taskReferenceName":"a"}]}`, nil, tc.taskDef)
+			h.take("a")
+			h.report("a", conductor.TaskFailed, nil, "flaky")
+			h.advance(10 * time.Second)
+			h.decide(engine.ResetCallbacks{})
+			h.take("a")
+			if view := h.task("a").Conductor(h.w); view.StartDelayInSeconds != 10 {
+				t.Fatalf("startDelayInSeconds %d, want 10", view.StartDelayInSeconds)
+			}
+			due := h.task("a").StartTime + 40_000
+			h.now = time.UnixMilli(due - 1)
+			h.decide(engine.Tick{})
+			h.wantTask("a", conductor.TaskInProgress)
+			h.now = time.UnixMilli(due)
+			h.decide(engine.Tick{})
+			h.wantStatus(conductor.WorkflowTimedOut)
+		})
+	}
+}
+
 // timeoutSeconds counts from the task's first IN_PROGRESS: a worker that
 // keeps asking to be called back does not reset it (Conductor's per-attempt
 // SLA), whether the task is in the queue or held when it runs out.
