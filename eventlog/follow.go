@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/flowvault/flowvault/internal/logkey"
 )
 
 // Follower delivers a stream's records in order, first those already stored
@@ -84,6 +86,15 @@ func (l *Log) Follow(ctx context.Context, stream string, after uint64) (*Followe
 	}
 	it, err := cons.Messages(opts...)
 	if err != nil {
+		// Messages fails only on a connection draining (Close) or closed,
+		// once the consumer is made (a cluster's by clusterConsumer, a
+		// single server's by the ordered consumer's Messages itself):
+		// with no follower to stop it, it stayed on the server until
+		// followerInactive. A connection draining its subscriptions still
+		// has requests answered; a closed one leaves it to lapse.
+		if derr := l.deleteFollowerConsumer(stream, cons); derr != nil {
+			l.logger.Warn("consumer of a follower that failed to start left to lapse", logkey.Stream, stream, logkey.Err, derr)
+		}
 		return nil, fmt.Errorf("follow %s: %w", stream, err)
 	}
 	f := &Follower{l: l, stream: stream, cons: cons, it: it, next: make(chan delivered, 1), done: make(chan struct{}),
@@ -283,17 +294,27 @@ func (f *Follower) Stop() {
 		if f.l.closed.Load() {
 			return
 		}
-		info := f.cons.CachedInfo()
-		if info == nil {
-			return // none made yet
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), followerDeleteTimeout)
-		defer cancel()
-		// Best effort: one left lapses after followerInactive.
-		_ = f.l.js.DeleteConsumer(ctx, f.stream, info.Name)
+		// Best effort: one left lapses after followerInactive. A lost
+		// cluster follower's consumer often went with its server.
+		_ = f.l.deleteFollowerConsumer(f.stream, f.cons)
 	})
 }
 
-// followerDeleteTimeout bounds the deletion of a stopped follower's
-// consumer: a stop must not wait on a server out of reach.
+// deleteFollowerConsumer deletes the consumer cons made on the server, if
+// it made one, within followerDeleteTimeout.
+func (l *Log) deleteFollowerConsumer(stream string, cons jetstream.Consumer) error {
+	info := cons.CachedInfo()
+	if info == nil {
+		return nil // none made yet
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), followerDeleteTimeout)
+	defer cancel()
+	if err := l.js.DeleteConsumer(ctx, stream, info.Name); err != nil {
+		return fmt.Errorf("delete consumer %s: %w", info.Name, err)
+	}
+	return nil
+}
+
+// followerDeleteTimeout bounds the deletion of the consumer of a follower
+// stopped or failing to start: neither must wait on a server out of reach.
 const followerDeleteTimeout = 2 * time.Second
