@@ -353,3 +353,29 @@ func (a workflowAuthorizer) mayHandTasks(ctx context.Context, tasks api.TaskHand
 	}
 	return tasks.MayHandTasks(ctx, p, def)
 }
+
+// startCheck returns what the API asks of a start (api/authz.go mayStart),
+// asked of the starts a workflow, a schedule or an event handler makes as
+// their principal. A definition is looked for as the start's own lookup
+// and the API's check look for it, in the read model and then in the log:
+// another engine may have registered it a moment ago, and a schedule's
+// fire whose check answers not found is recorded FAILED for good.
+func startCheck(defs *metadata.Store, authz workflowAuthorizer) func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+	return func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+		registered := func(name string) bool {
+			_, err := defs.LookupWorkflowDef(ctx, name, nil)
+			return err == nil
+		}
+		if req.WorkflowDef == nil && !registered(req.Name) {
+			// Not found, rather than refused: a refusal would blame the
+			// principal (and pause a schedule as a security error).
+			return fault.NotFound("workflow definition %s not found", req.Name)
+		}
+		for _, q := range auth.StartRequires(req, registered) {
+			if _, err := authz.Authorize(ctx, principal, q.Access, q.Target); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

@@ -322,25 +322,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.guard = g
 	n.executor.SetHandOff(g)
 	n.executor.SetProtector(g)
-	// What the API asks of a start (api/authz.go mayStart), asked of the
-	// starts a workflow or a schedule makes as their principal.
-	mayStart := func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
-		registered := func(name string) bool {
-			_, err := n.metadata.GetWorkflowDef(ctx, name, nil)
-			return err == nil
-		}
-		if req.WorkflowDef == nil && !registered(req.Name) {
-			// Not found, rather than refused: a refusal would blame the
-			// principal (and pause a schedule as a security error).
-			return fault.NotFound("workflow definition %s not found", req.Name)
-		}
-		for _, q := range auth.StartRequires(req, registered) {
-			if _, err := authz.Authorize(ctx, principal, q.Access, q.Target); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	mayStart := startCheck(n.metadata, authz)
 	n.executor.SetStartCheck(mayStart)
 	n.executor.SetReadCheck(authz.mayReadExecution)
 	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType, domain string) error {
