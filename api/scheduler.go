@@ -221,26 +221,24 @@ func (s *Server) routeScheduler() {
 	if s.deps.NextFew != nil {
 		s.route("GET /api/scheduler/nextFewSchedules", auth.Authenticated, func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
-			start, err1 := int64Param(q.Get("scheduleStartTime"), 0)
-			end, err2 := int64Param(q.Get("scheduleEndTime"), 0)
-			limit, err3 := int64Param(q.Get("limit"), 3)
-			if err := firstErr(err1, err2, err3); err != nil {
+			ve := &fault.ValidationError{}
+			param := func(name string, def int64) int64 {
+				n, err := int64Param(q.Get(name), def)
+				if err != nil {
+					ve.Add(name, "%v", err)
+				}
+				return n
+			}
+			start, end, limit := param("scheduleStartTime", 0), param("scheduleEndTime", 0), param("limit", 3)
+			if err := ve.Err(); err != nil {
 				s.writeError(w, r, err)
 				return
 			}
-			if limit < 1 {
-				s.writeError(w, r, fault.Invalid("limit %d: want 1-%d", limit, maxNextFew))
-				return
-			}
-			limit = min(limit, maxNextFew)
 			times, err := s.deps.NextFew(q.Get("cronExpression"), start, end, int(limit))
 			s.reply(w, r, times, err)
 		})
 	}
 }
-
-// maxNextFew is how many times nextFewSchedules answers at most, as Orkes.
-const maxNextFew = 5
 
 // readableSchedules returns those of list the caller may read (and keep
 // accepts, when given), so a list never shows a hidden schedule.
@@ -340,15 +338,6 @@ func int64Param(v string, def int64) (int64, error) {
 		return 0, fault.Invalid("%q is not an integer", v)
 	}
 	return n, nil
-}
-
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
 
 // defChecker validates a definition that runs without being registered

@@ -167,16 +167,7 @@ func validate(def *conductor.WorkflowSchedule) ([]conductor.Tag, error) {
 			ve.Add("startWorkflowRequest.idempotencyStrategy", "%q: %s", r.IdempotencyStrategy, conductor.WantIdempotencyStrategy)
 		}
 	}
-	if def.ScheduleStartTime < 0 || def.ScheduleStartTime > maxScheduleTime {
-		ve.Add("scheduleStartTime", "%d: want epoch milliseconds up to %d (9999-12-31), or 0 for none", def.ScheduleStartTime, int64(maxScheduleTime))
-	}
-	if def.ScheduleEndTime < 0 || def.ScheduleEndTime > maxScheduleTime {
-		// Read as no end, a negative one would run on forever.
-		ve.Add("scheduleEndTime", "%d: want epoch milliseconds up to %d (9999-12-31), or 0 for none", def.ScheduleEndTime, int64(maxScheduleTime))
-	}
-	if def.ScheduleEndTime > 0 && def.ScheduleEndTime <= def.ScheduleStartTime {
-		ve.Add("scheduleEndTime", "ends before it starts")
-	}
+	checkTimes(ve, def.ScheduleStartTime, def.ScheduleEndTime)
 	if r := def.StartWorkflowRequest; r != nil {
 		// A schedule is stored and shown as it was given, unsealed: data
 		// that a workflow would seal must not ride in its input.
@@ -186,6 +177,21 @@ func validate(def *conductor.WorkflowSchedule) ([]conductor.Tag, error) {
 		}
 	}
 	return tags, ve.Err()
+}
+
+// checkTimes adds to ve what is wrong with a schedule's start and end
+// times (0: none).
+func checkTimes(ve *fault.ValidationError, start, end int64) {
+	if start < 0 || start > maxScheduleTime {
+		ve.Add("scheduleStartTime", "%d: want epoch milliseconds up to %d (9999-12-31), or 0 for none", start, int64(maxScheduleTime))
+	}
+	if end < 0 || end > maxScheduleTime {
+		// Read as no end, a negative one would run on forever.
+		ve.Add("scheduleEndTime", "%d: want epoch milliseconds up to %d (9999-12-31), or 0 for none", end, int64(maxScheduleTime))
+	}
+	if end > 0 && end <= start {
+		ve.Add("scheduleEndTime", "ends before it starts")
+	}
 }
 
 // maxScheduleTime is the last time (Unix ms) a schedule fires at or is

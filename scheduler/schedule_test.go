@@ -3,6 +3,7 @@ package scheduler
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -376,5 +377,64 @@ func TestNextFewRefusesWhatSavingRefuses(t *testing.T) {
 		if save == nil || err == nil || !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: next few %v, %v; save %v; want both refused saying %s", tt.expr, times, err, save, tt.want)
 		}
+	}
+}
+
+// nextFewSchedules answers the fire times from now, or from a start ahead,
+// up to the end and the limit (none for a limit of 0, as Orkes), and
+// refuses the start and end times a save refuses, naming the parameter:
+// a start of math.MinInt64 answered no times at all, as the start before
+// it wrapped to the last instant there is.
+func TestNextFewExtremeInputs(t *testing.T) {
+	day := int64(24 * 3600 * 1000)
+	start := ms("2100-01-01T00:00:00Z")
+	for _, tt := range []struct {
+		name       string
+		start, end int64
+		limit      int
+		want       []int64 // nil: any limit times from now
+		refused    string
+	}{
+		{name: "no start or end", limit: 3},
+		{name: "start math.MinInt64", start: math.MinInt64, limit: 3, refused: "scheduleStartTime"},
+		{name: "start negative", start: -1, limit: 3, refused: "scheduleStartTime"},
+		{name: "start math.MaxInt64", start: math.MaxInt64, limit: 3, refused: "scheduleStartTime"},
+		{name: "start past 9999", start: maxScheduleTime + 1, limit: 3, refused: "scheduleStartTime"},
+		{name: "start at the last instant", start: maxScheduleTime, limit: 3, want: []int64{}},
+		{name: "end math.MinInt64", end: math.MinInt64, limit: 3, refused: "scheduleEndTime"},
+		{name: "end math.MaxInt64", end: math.MaxInt64, limit: 3, refused: "scheduleEndTime"},
+		{name: "end before start", start: start + day, end: start, limit: 3, refused: "scheduleEndTime"},
+		{name: "end at start", start: start, end: start, limit: 3, refused: "scheduleEndTime"},
+		{name: "end bounds", start: start, end: start + day, limit: 3, want: []int64{start, start + day}},
+		{name: "end passed", end: 1, limit: 3, want: []int64{}},
+		{name: "limit 0", start: start, limit: 0, want: []int64{}},
+		{name: "limit negative", start: start, limit: -1, refused: "limit"},
+		{name: "limit huge", start: start, limit: math.MaxInt32,
+			want: []int64{start, start + day, start + 2*day, start + 3*day, start + 4*day}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			before := time.Now().UnixMilli()
+			got, err := NextFew("0 0 0 * * ?", tt.start, tt.end, tt.limit)
+			if tt.refused != "" {
+				var ve *fault.ValidationError
+				if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Path != tt.refused {
+					t.Fatalf("next few = %v, %v; want refused naming %s", got, err, tt.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want == nil {
+				if len(got) != tt.limit || got[0] <= before || got[1]-got[0] != day {
+					t.Fatalf("next few = %v, want %d days from now", got, tt.limit)
+				}
+				return
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("next few = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -605,8 +605,25 @@ func (s *Store) Executions(_ context.Context, search query.Search, visible func(
 	return all[search.Start:min(total, search.Start+search.Size)], total, nil
 }
 
-// NextFew lists the next fire times of a cron expression.
+// MaxNextFew is how many times NextFew answers at most, as Orkes.
+const MaxNextFew = 5
+
+// NextFew lists the next fire times of a cron expression from now, or
+// from start when it lies ahead, up to end (0: none) and to limit (0
+// answers none, as Orkes; more than MaxNextFew answers MaxNextFew).
 func NextFew(cronExpr string, start, end int64, limit int) ([]int64, error) {
+	// Start and end times a save refuses are refused too: unchecked, a
+	// start of math.MinInt64 wrapped to the last instant there is and
+	// answered no times, and a negative end read as none.
+	ve := &fault.ValidationError{}
+	checkTimes(ve, start, end)
+	if limit < 0 {
+		ve.Add("limit", "%d: want 0-%d", limit, MaxNextFew)
+	}
+	if err := ve.Err(); err != nil {
+		return nil, err
+	}
+	limit = min(limit, MaxNextFew)
 	def := &conductor.WorkflowSchedule{CronExpression: cronExpr, ScheduleStartTime: start, ScheduleEndTime: end}
 	if _, err := parse(def); err != nil {
 		return nil, fault.Invalid("%v", err)
