@@ -26,7 +26,7 @@ type Schedules interface {
 	ResumeAll(ctx context.Context, principal string) (int, error)
 	Tags(ctx context.Context, name string, checked *conductor.WorkflowSchedule) ([]conductor.Tag, error)
 	ChangeTags(ctx context.Context, name string, tags []conductor.Tag, remove bool, principal string, checked *conductor.WorkflowSchedule) error
-	Executions(ctx context.Context, search query.Search, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error)
+	Executions(ctx context.Context, search query.Search, visible func(name string) (*conductor.WorkflowSchedule, bool)) ([]conductor.ScheduleExecution, int, error)
 }
 
 // NextFewFunc lists a cron expression's next fire times.
@@ -205,9 +205,11 @@ func (s *Server) routeScheduler() {
 		}
 		q := r.URL.Query()
 		search := query.Search{Query: q.Get("query"), FreeText: q.Get("freeText"), Sort: q["sort"], Start: start, Size: size}
-		// Each execution shows only to those who may read its schedule.
-		xs, total, err := sc.Executions(r.Context(), search, func(x conductor.ScheduleExecution) bool {
-			return s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: x.ScheduleName})
+		// Each execution shows only to those who may read its schedule,
+		// checked once per schedule.
+		xs, total, err := sc.Executions(r.Context(), search, func(name string) (*conductor.WorkflowSchedule, bool) {
+			current, err := s.checkedSchedule(r, name, auth.Read)
+			return current, err == nil
 		})
 		if err != nil {
 			s.writeError(w, r, err)

@@ -322,3 +322,49 @@ func TestScheduledRunsOfAnEnforcedInputSchema(t *testing.T) {
 		}
 	}
 }
+
+// An executions search shows, and counts, a user only the executions of
+// the schedules they may read.
+func TestScheduleExecutionsOfReadableSchedulesOnly(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	e.register(`{"name":"held","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`)
+	for _, name := range []string{"seen", "hidden"} {
+		e.must(http.StatusNoContent, "POST", "/api/scheduler/schedules", `{"name":"`+name+`","cronExpression":"* * * * * ?",`+
+			`"startWorkflowRequest":{"name":"held"}}`)
+	}
+	reader, token := e.application("reader", "USER")
+	e.grant(reader, "WORKFLOW_SCHEDULE", "seen", "READ")
+	type page struct {
+		TotalHits int                           `json:"totalHits"`
+		Results   []conductor.ScheduleExecution `json:"results"`
+	}
+	search := func(as *env) page {
+		t.Helper()
+		var p page
+		if err := json.Unmarshal([]byte(as.must(http.StatusOK, "GET", "/api/scheduler/search/executions?size=1000", nil)), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		fired := map[string]int{}
+		for _, x := range search(e).Results {
+			fired[x.ScheduleName]++
+		}
+		if fired["seen"] < 2 || fired["hidden"] < 2 {
+			return fmt.Errorf("executions by schedule %v, want two of each", fired)
+		}
+		return nil
+	})
+	e.must(http.StatusOK, "PUT", "/api/scheduler/bulk/pause", `["seen","hidden"]`)
+	got := search(e.as(token))
+	if got.TotalHits < 2 || got.TotalHits != len(got.Results) {
+		t.Fatalf("reader: %d executions, total %d; want those of seen", len(got.Results), got.TotalHits)
+	}
+	for _, x := range got.Results {
+		if x.ScheduleName != "seen" {
+			t.Fatalf("reader sees an execution of %s", x.ScheduleName)
+		}
+	}
+}

@@ -25,6 +25,8 @@ const (
 	keyDue       = "d/" // d/<next fire ms BE><token> → ""
 	keyPending   = "p/" // p/<token> → "": fired, outcome not recorded yet
 	keyExecution = "x/" // x/<token>/<scheduled ms BE> → JSON ScheduleExecution
+	// keyExecutionEnd follows every x/ key ('0' follows '/').
+	keyExecutionEnd = "x0"
 )
 
 const subjectPrefix = "fv.meta.schedule."

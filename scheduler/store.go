@@ -1,11 +1,13 @@
 package scheduler
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -564,9 +566,16 @@ func executionDoc(x *conductor.ScheduleExecution) query.Doc {
 
 // Executions searches the fire records (Orkes's search/executions: query,
 // freeText and sort as in workflow search; newest first by default) among
-// those visible accepts (nil: all). The total counts only those, so
-// paging reveals nothing hidden.
-func (s *Store) Executions(_ context.Context, search query.Search, visible func(conductor.ScheduleExecution) bool) ([]conductor.ScheduleExecution, int, error) {
+// those of the schedules visible accepts (nil: all). The total counts only
+// those, so paging reveals nothing hidden.
+//
+// visible is asked once per schedule name: whether the caller may read it,
+// and the schedule its access was checked on (nil: none), read before the
+// check. A record shows only when that is the schedule it belongs to: one
+// deleted and created again by another principal, or tagged otherwise,
+// since the records were read is checked again, and after executionTries
+// such changes the search answers fault.ErrConflict (to send again).
+func (s *Store) Executions(_ context.Context, search query.Search, visible func(name string) (*conductor.WorkflowSchedule, bool)) ([]conductor.ScheduleExecution, int, error) {
 	q, err := query.Parse(search.Query, ExecutionFields)
 	if err != nil {
 		return nil, 0, err
@@ -577,22 +586,14 @@ func (s *Store) Executions(_ context.Context, search query.Search, visible func(
 	}
 	keys = append(keys, query.SortKey{Field: "scheduledTime", Kind: query.Time, Desc: true})
 	ft := query.ParseFreeText(search.FreeText)
+	match := func(x *conductor.ScheduleExecution) bool {
+		return q.Match(executionDoc(x)) && ft.Match(x.ScheduleName, x.WorkflowName, x.WorkflowID, x.ExecutionID, x.State, x.Reason)
+	}
 	var all []conductor.ScheduleExecution
-	var derr error
-	err = s.reader.Scan([]byte(keyExecution), func(_, v []byte) bool {
-		var x conductor.ScheduleExecution
-		if derr = json.Unmarshal(v, &x); derr != nil {
-			return false
+	for range executionTries {
+		if all, err = s.visibleExecutions(match, visible); !errors.Is(err, fault.ErrStale) {
+			break
 		}
-		if (visible == nil || visible(x)) && q.Match(executionDoc(&x)) &&
-			ft.Match(x.ScheduleName, x.WorkflowName, x.WorkflowID, x.ExecutionID, x.State, x.Reason) {
-			x.Request = shownRequest(x.Request)
-			all = append(all, x)
-		}
-		return true
-	})
-	if err == nil {
-		err = derr
 	}
 	if err != nil {
 		return nil, 0, err
@@ -603,6 +604,77 @@ func (s *Store) Executions(_ context.Context, search query.Search, visible func(
 		return []conductor.ScheduleExecution{}, total, nil
 	}
 	return all[search.Start:min(total, search.Start+search.Size)], total, nil
+}
+
+// executionTries bounds how often an executions search reads the records
+// again for a schedule that changed while it was checked, as a definition
+// listing does.
+const executionTries = 3
+
+// visibleExecutions returns the records match accepts of the schedules
+// visible accepts (see Executions). The schedules' states and their
+// records are read by one iterator, so at one moment: each record is
+// judged on the schedule it belongs to, never on one created under its
+// name since.
+func (s *Store) visibleExecutions(match func(*conductor.ScheduleExecution) bool, visible func(string) (*conductor.WorkflowSchedule, bool)) ([]conductor.ScheduleExecution, error) {
+	states := map[string]*State{}
+	shows := map[string]bool{} // by token
+	var all []conductor.ScheduleExecution
+	var ferr error
+	err := s.reader.ScanRange([]byte(keyState), []byte(keyExecutionEnd), false, func(k, v []byte) bool {
+		if bytes.HasPrefix(k, []byte(keyState)) {
+			var st State
+			if ferr = msgpack.Unmarshal(v, &st); ferr != nil {
+				return false
+			}
+			states[string(k[len(keyState):])] = &st
+			return true
+		}
+		if !bytes.HasPrefix(k, []byte(keyExecution)) || len(k) < len(keyExecution)+9 {
+			return true
+		}
+		token := string(k[len(keyExecution) : len(k)-9])
+		show, known := shows[token]
+		if !known {
+			if show, ferr = recordsShow(states[token], visible); ferr != nil {
+				return false
+			}
+			shows[token] = show
+		}
+		if !show {
+			return true
+		}
+		var x conductor.ScheduleExecution
+		if ferr = json.Unmarshal(v, &x); ferr != nil {
+			return false
+		}
+		if match(&x) {
+			x.Request = shownRequest(x.Request)
+			all = append(all, x)
+		}
+		return true
+	})
+	if err == nil {
+		err = ferr
+	}
+	return all, err
+}
+
+// recordsShow reports whether the records of the schedule st describes show:
+// visible accepts it, checked on this schedule (fault.ErrStale when it
+// was checked on another).
+func recordsShow(st *State, visible func(string) (*conductor.WorkflowSchedule, bool)) (bool, error) {
+	if !exists(st) {
+		return false, nil // records outliving their schedule are not shown
+	}
+	if visible == nil {
+		return true, nil
+	}
+	checked, ok := visible(st.Def.Name)
+	if ok && !sameSchedule(st, checked) {
+		return false, fault.Stale("schedule %s changed while this request's access was checked: try again", st.Def.Name)
+	}
+	return ok, nil
 }
 
 // MaxNextFew is how many times NextFew answers at most, as Orkes.
