@@ -83,9 +83,7 @@ func checkAroundChange(t *testing.T, expr string, loc *time.Location, change tim
 	for x := from; x.Before(to); x = x.Add(time.Hour) {
 		starts = append(starts, x)
 	}
-	for _, w := range want[:len(want)-1] {
-		starts = append(starts, w)
-	}
+	starts = append(starts, want[:len(want)-1]...)
 	for _, x := range starts {
 		i := 0
 		for !want[i].After(x) {
