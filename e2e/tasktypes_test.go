@@ -188,6 +188,25 @@ func TestScriptFailureAndLoopRetry(t *testing.T) {
 	}
 }
 
+// What a loop condition deletes from $.loop leaves the loop's output, as
+// the system worker reports it: at a verdict that runs another iteration
+// (gone) and at the last (later).
+func TestLoopConditionDeletesLeaveTheOutput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"loop_deletes","tasks":[
+	  {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE",
+	   "loopCondition":"if ($.loop.iteration == 1) { $.loop.keep = 1; $.loop.gone = 2; $.loop.later = 3; true } else if ($.loop.iteration == 2) { delete $.loop.gone; true } else { delete $.loop.later; false }",
+	   "loopOver":[{"name":"set","taskReferenceName":"set","type":"SET_VARIABLE","inputParameters":{"i":"${loop.output.iteration}"}}]}]}`)
+	wf := e.waitStatus(e.start("loop_deletes", nil), conductor.WorkflowCompleted)
+	out := taskByRef(wf, "loop").OutputData
+	_, gone := out["gone"]
+	_, later := out["later"]
+	if gone || later || out["keep"] != float64(1) || out["iteration"] != float64(3) {
+		t.Fatalf("loop output %v: want keep, not gone nor later", out)
+	}
+}
+
 // An HTTP task with asyncComplete stays IN_PROGRESS after its call, held
 // by no engine (so no lease runs the call again, on this engine or after
 // the log is read back), until an update completes it.

@@ -603,7 +603,7 @@ func (d *decision) result(trig Result, r conductor.TaskResult) error {
 		d.emit(&schemas.TaskLogged{TaskID: t.ID, Lines: lines, Times: times})
 	}
 	if t.Type == conductor.TaskTypeDoWhile {
-		return d.loopResult(t, r, by, trig.Variables)
+		return d.loopResult(t, r, trig.DropOutput, by, trig.Variables)
 	}
 	d.reply = ResultReply{}
 	d.resultVariables(trig.Variables)

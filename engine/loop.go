@@ -288,37 +288,43 @@ func (d *decision) updateLoop(loop *Task, status string, change loopChange) {
 }
 
 // loopVerdict applies the system worker's report on a loop condition (step
-// 4 above). Keys the condition added to $[loopRef] join the loop's output;
-// those the decider owns (iteration, the iteration entries) stay.
-func (d *decision) loopVerdict(loop *Task, r conductor.TaskResult) error {
+// 4 above). Keys the condition set in $[loopRef] join the loop's output,
+// and those it deleted (drop) leave it; those the decider owns
+// (iteration, the iteration entries) stay.
+func (d *decision) loopVerdict(loop *Task, r conductor.TaskResult, drop []string) error {
 	wt := d.plan.config(loop)
 	if wt == nil {
 		return fault.Invalid("DO_WHILE %s is not in the workflow's definition", loop.Ref)
 	}
 	if r.Status == conductor.TaskInProgress {
-		d.nextIteration(loop, wt, reportedKeys(r), true)
+		d.nextIteration(loop, wt, reportedKeys(r, drop), true)
 		return nil
 	}
-	return d.endLoop(loop, r)
+	return d.endLoop(loop, r, drop)
 }
 
-// reportedKeys are the keys of a report on a loop that join its output:
-// all but those the decider owns.
-func reportedKeys(r conductor.TaskResult) loopChange {
+// reportedKeys is what a report on a loop changes in its output: the keys
+// it sets and those it drops, all but those the decider owns.
+func reportedKeys(r conductor.TaskResult, drop []string) loopChange {
 	c := loopChange{set: map[string]any{}}
 	for k, v := range r.OutputData {
 		if !conductor.DoWhileOwnedKey(k) {
 			c.set[k] = v
 		}
 	}
+	for _, k := range drop {
+		if !conductor.DoWhileOwnedKey(k) {
+			c.drop = append(c.drop, k)
+		}
+	}
 	return c
 }
 
 // endLoop completes or fails a loop as a report says: its condition's, or
-// an operator's task update (loopResult). Its output keeps what the decider
-// owns, the iterations' records among them.
-func (d *decision) endLoop(loop *Task, r conductor.TaskResult) error {
-	out := reportedKeys(r).apply(loop.Output)
+// an operator's task update (loopResult), which drops nothing. Its output
+// keeps what the decider owns, the iterations' records among them.
+func (d *decision) endLoop(loop *Task, r conductor.TaskResult, drop []string) error {
+	out := reportedKeys(r, drop).apply(loop.Output)
 	switch r.Status {
 	case conductor.TaskCompleted:
 		d.emit(&schemas.TaskUpdated{TaskID: loop.ID, Status: conductor.TaskCompleted, Output: out, WorkerID: r.WorkerID, Time: d.now})
@@ -345,11 +351,11 @@ func (d *decision) endLoop(loop *Task, r conductor.TaskResult) error {
 // is refused, saying why. Progress (IN_PROGRESS) is the condition's to
 // report: from anyone else it is ignored (see loopIgnores). Variables, the
 // result's (Result.Variables), are set only with a report that is taken.
-func (d *decision) loopResult(loop *Task, r conductor.TaskResult, by string, vars map[string]any) error {
+func (d *decision) loopResult(loop *Task, r conductor.TaskResult, drop []string, by string, vars map[string]any) error {
 	if conditionReport(loop, by) {
 		d.reply = ResultReply{}
 		d.resultVariables(vars)
-		return d.loopVerdict(loop, r)
+		return d.loopVerdict(loop, r, drop)
 	}
 	switch r.Status {
 	case conductor.TaskCompleted, conductor.TaskFailed, conductor.TaskFailedWithTerminalError:
@@ -362,7 +368,7 @@ func (d *decision) loopResult(loop *Task, r conductor.TaskResult, by string, var
 	}
 	d.reply = ResultReply{}
 	d.resultVariables(vars)
-	return d.endLoop(loop, r)
+	return d.endLoop(loop, r, nil)
 }
 
 // conditionReport reports whether a report by by on loop is its

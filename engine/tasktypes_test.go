@@ -230,6 +230,50 @@ func TestDoWhileCondition(t *testing.T) {
 	}
 }
 
+// A condition's report drops from the loop's output the members of
+// $[loopRef] it deleted (Result.DropOutput), but for the decider's keys;
+// the loop's event names only those the output held. An operator's update
+// drops nothing.
+func TestDoWhileConditionDrops(t *testing.T) {
+	h := newHarness(t, loopDef, map[string]any{"max": int64(5)})
+	loopID := h.task("loop").ID
+	verdict := func(status string, out map[string]any, drop ...string) engine.Decision {
+		h.t.Helper()
+		h.systemTake("loop")
+		return h.decide(engine.Result{Result: conductor.TaskResult{TaskID: loopID, WorkflowInstanceID: h.w.ID,
+			Status: status, OutputData: out}, DropOutput: drop})
+	}
+	iterate := func(n string) {
+		h.t.Helper()
+		h.complete("a__"+n, map[string]any{"v": "a" + n})
+		h.complete("b__"+n, map[string]any{"v": "b" + n, "more": true})
+	}
+	iterate("1")
+	verdict(conductor.TaskInProgress, map[string]any{"keep": int64(1), "gone": int64(2), "last": int64(3)})
+	iterate("2")
+	d := verdict(conductor.TaskInProgress, map[string]any{"set": true}, "gone", "never", "iteration", "1", "loopItem")
+	var dropped []string
+	for _, ev := range d.Events {
+		if u, ok := ev.(*schemas.TaskUpdated); ok && u.TaskID == loopID {
+			dropped = u.DropOutput
+		}
+	}
+	if !reflect.DeepEqual(dropped, []string{"gone"}) {
+		t.Fatalf("the loop's event drops %v, want [gone]", dropped)
+	}
+	loop := h.wantTask("loop", conductor.TaskInProgress)
+	if _, ok := loop.Output["gone"]; ok || loop.Output["keep"] != int64(1) || loop.Output["set"] != true ||
+		loop.Output["iteration"] != int64(3) || loop.Output["1"] == nil || loop.Output["2"] == nil {
+		t.Fatalf("loop output after the second verdict: %v", loop.Output)
+	}
+	iterate("3")
+	verdict(conductor.TaskCompleted, nil, "last")
+	loop = h.wantTask("loop", conductor.TaskCompleted)
+	if _, ok := loop.Output["last"]; ok || loop.Output["keep"] != int64(1) || loop.Output["iteration"] != int64(3) || loop.Output["3"] == nil {
+		t.Fatalf("loop output after the last verdict: %v", loop.Output)
+	}
+}
+
 func TestDoWhileItems(t *testing.T) {
 	def := `{"name":"items","tasks":[
 	 {"name":"loop","taskReferenceName":"loop","type":"DO_WHILE","items":"${workflow.input.list}",

@@ -100,6 +100,12 @@ type Result struct {
 	// none of them. Their sender, whose data they are, is By or among
 	// AlsoBy.
 	Variables map[string]any
+	// DropOutput are members of $[loopRef] a DO_WHILE's loop condition
+	// deleted (system.LoopCondition), which leave the loop's output with
+	// its report, as Conductor's condition, which changes the loop's
+	// output map in place, removes them. Those the decider owns
+	// (conductor.DoWhileOwnedKey) stay. Other tasks take no deletions.
+	DropOutput []string
 }
 
 // Tick acts on every deadline that has passed: timeouts, WAIT tasks, delayed

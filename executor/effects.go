@@ -45,6 +45,15 @@ type SystemTask interface {
 	Execute(ctx context.Context, task *conductor.Task) conductor.TaskResult
 }
 
+// OutputDropper is a SystemTask whose run may also delete members of the
+// task's output, which a conductor.TaskResult cannot say: a DO_WHILE's loop
+// condition (engine.Result.DropOutput). The executor runs it by
+// ExecuteDropping.
+type OutputDropper interface {
+	SystemTask
+	ExecuteDropping(ctx context.Context, task *conductor.Task) (res conductor.TaskResult, drop []string)
+}
+
 // perform runs effects in the background, bounded by EffectConcurrency,
 // a decision's effects started in order. It never waits for a slot itself:
 // its caller is a shard, and what holds the slots may be waiting for that
@@ -290,13 +299,18 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	}
 	res := conductor.TaskResult{Status: conductor.TaskFailedWithTerminalError,
 		ReasonForIncompletion: "no system worker for task type " + eff.TaskType}
+	var drop []string
 	if impl := e.system[eff.TaskType]; impl != nil {
 		// The run ends before the lease does, leaving the report time to
 		// get through: a task whose lease expires is run again.
 		runCtx, cancel := context.WithTimeout(ctx, systemRunTimeout)
 		e.running.add(eff.WorkflowID, eff.TaskID, cancel)
 		runCtx = WithWorkflowVersion(WithPrincipals(runCtx, out.State.Principals()), out.State.Version)
-		res = impl.Execute(runCtx, task)
+		if dropper, ok := impl.(OutputDropper); ok {
+			res, drop = dropper.ExecuteDropping(runCtx, task)
+		} else {
+			res = impl.Execute(runCtx, task)
+		}
 		e.running.remove(eff.WorkflowID, eff.TaskID)
 		cancel()
 		e.metrics.system.WithLabelValues(eff.TaskType, res.Status).Inc()
@@ -305,7 +319,7 @@ func (e *Executor) runSystem(ctx context.Context, eff engine.RunSystem) error {
 	// From here on nothing is retried through the effect: its take would
 	// answer "task gone" (the task is ours, IN_PROGRESS) and the result
 	// would be dropped, the task left to run again when its lease expires.
-	held = !e.reportSystem(res, task.PollCount)
+	held = !e.reportSystem(res, drop, task.PollCount)
 	return nil
 }
 
@@ -366,7 +380,8 @@ const (
 )
 
 // reportSystem records the result of a system task this engine ran, as
-// the take numbered lease. It has a context of its own, since the run may
+// the take numbered lease, with the members of the task's output its run
+// deleted (OutputDropper). It has a context of its own, since the run may
 // have used up the effect's, and it retries only the report, until
 // systemReportTimeout: one that never gets through leaves the task to its
 // lease. A result refused as invalid (a bad status) would be refused
@@ -374,14 +389,14 @@ const (
 // as the executor fails a task whose result the log cannot hold. It
 // reports whether the task is no longer this engine's: its result
 // recorded (or ignored, late), or the task gone from its workflow.
-func (e *Executor) reportSystem(res conductor.TaskResult, lease int) bool {
+func (e *Executor) reportSystem(res conductor.TaskResult, drop []string, lease int) bool {
 	ctx, cancel := context.WithTimeout(e.ctx, systemReportTimeout)
 	defer cancel()
 	log := e.cfg.Logger.With(logkey.WorkflowID, res.WorkflowInstanceID, logkey.TaskID, res.TaskID)
 	refused := false
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		_, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, Lease: lease}, Meta{})
+		_, err := e.Submit(ctx, res.WorkflowInstanceID, engine.Result{Result: res, Lease: lease, DropOutput: drop}, Meta{})
 		switch {
 		case err == nil:
 			return true
@@ -389,6 +404,7 @@ func (e *Executor) reportSystem(res conductor.TaskResult, lease int) bool {
 			log.Warn("system task result refused; reporting the task failed", logkey.Status, res.Status, logkey.Err, err)
 			res = conductor.TaskResult{TaskID: res.TaskID, WorkflowInstanceID: res.WorkflowInstanceID, WorkerID: res.WorkerID,
 				Status: conductor.TaskFailedWithTerminalError, ReasonForIncompletion: "the engine refused the result: " + err.Error()}
+			drop = nil
 			refused = true
 			continue
 		case errors.Is(err, fault.ErrTooLarge), errors.Is(err, fault.ErrInvalid),

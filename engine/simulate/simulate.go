@@ -54,6 +54,12 @@ type Operator interface {
 	Execute(ctx context.Context, task *conductor.Task) conductor.TaskResult
 }
 
+// dropper is an Operator whose run may also delete members of the task's
+// output (executor.OutputDropper): a loop condition.
+type dropper interface {
+	ExecuteDropping(ctx context.Context, task *conductor.Task) (res conductor.TaskResult, drop []string)
+}
+
 // Options configure Run.
 type Options struct {
 	Defs Definitions
@@ -262,9 +268,15 @@ func (s *sim) execute(w *engine.Workflow, t *engine.Task) (*engine.Workflow, err
 	if !operated || !ok {
 		return s.report(d.State, d.State.TaskByID(t.ID))
 	}
-	res := op.Execute(s.ctx, taken.HandOffView(d.State))
+	var res conductor.TaskResult
+	var drop []string
+	if dr, ok := op.(dropper); ok {
+		res, drop = dr.ExecuteDropping(s.ctx, taken.HandOffView(d.State))
+	} else {
+		res = op.Execute(s.ctx, taken.HandOffView(d.State))
+	}
 	res.TaskID, res.WorkflowInstanceID, res.WorkerID = t.ID, d.State.ID, WorkerID
-	return s.decide(d.State, engine.Result{Result: res})
+	return s.decide(d.State, engine.Result{Result: res, DropOutput: drop})
 }
 
 // report answers a task with its next mock, or completes it.

@@ -2,15 +2,18 @@ package simulate_test
 
 import (
 	"context"
+	"encoding/json"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/engine/simulate"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers/system"
 )
 
 // defs is a registry of definitions by name.
@@ -153,5 +156,72 @@ func TestHideIsHandedWhatARunSeals(t *testing.T) {
 		if hidden[tc.value] != tc.hidden {
 			t.Errorf("%s: hidden %v, want %v (hidden: %v)", tc.value, hidden[tc.value], tc.hidden, hidden)
 		}
+	}
+}
+
+// A loop condition changes the loop's output in place, as Conductor's,
+// which is handed the output map itself: what it deletes from $.loop
+// leaves the output, whether the loop goes on (IN_PROGRESS) or ends, and
+// what it deletes then sets again stays. The decider's keys stay whatever
+// it does to them. The first iteration stores {storage: {count: 1, keep:
+// 'k'}, gone: 'x'}; the second runs each case's script, whose value says
+// whether a third, which changes nothing, runs.
+func TestLoopConditionDeletes(t *testing.T) {
+	engine.RegisterSystemWorkerType(conductor.TaskTypeDoWhile) // as the executor does, given a LoopCondition
+	cases := []struct {
+		name, script string
+		want         map[string]any // the loop's output but for the decider's keys
+	}{
+		{"top-level member", "delete $.loop.gone; false",
+			map[string]any{"storage": map[string]any{"count": int64(1), "keep": "k"}}},
+		{"top-level member, loop goes on", "delete $.loop.gone; true",
+			map[string]any{"storage": map[string]any{"count": int64(1), "keep": "k"}}},
+		{"nested member", "delete $.loop.storage.count; false",
+			map[string]any{"storage": map[string]any{"keep": "k"}, "gone": "x"}},
+		{"deleted then set again", "delete $.loop.gone; $.loop.gone = 'y'; false",
+			map[string]any{"storage": map[string]any{"count": int64(1), "keep": "k"}, "gone": "y"}},
+		{"set then deleted", "$.loop.fresh = 1; delete $.loop.fresh; false",
+			map[string]any{"storage": map[string]any{"count": int64(1), "keep": "k"}, "gone": "x"}},
+		{"member that is not there", "delete $.loop.never; false",
+			map[string]any{"storage": map[string]any{"count": int64(1), "keep": "k"}, "gone": "x"}},
+		{"all of them", "Object.keys($.loop).forEach(function (k) { delete $.loop[k] }); true",
+			map[string]any{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cond := `if ($.loop.iteration == 1) { $.loop.storage = {count: 1, keep: 'k'}; $.loop.gone = 'x'; true }` +
+				` else if ($.loop.iteration == 2) { ` + tc.script + ` } else { false }`
+			def, _ := json.Marshal(map[string]any{"name": "deletes", "tasks": []any{map[string]any{
+				"name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE", "loopCondition": cond,
+				"loopOver": []any{map[string]any{"name": "set", "taskReferenceName": "set", "type": "SET_VARIABLE",
+					"inputParameters": map[string]any{"i": "${loop.output.iteration}"}}}}}})
+			var r conductor.WorkflowTestRequest
+			if err := conductor.Unmarshal([]byte(`{"name":"deletes","workflowDef":`+string(def)+`}`), &r); err != nil {
+				t.Fatal(err)
+			}
+			w, err := simulate.Run(context.Background(), r, simulate.Options{Defs: registry, Now: time.UnixMilli(1_800_000_000_000),
+				Operators: map[string]simulate.Operator{conductor.TaskTypeDoWhile: system.LoopCondition{}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wf := w.Conductor(true)
+			loop := wf.Tasks[0]
+			if wf.Status != conductor.WorkflowCompleted || loop.Status != conductor.TaskCompleted {
+				t.Fatalf("workflow %s, loop %s (%s)", wf.Status, loop.Status, loop.ReasonForIncompletion)
+			}
+			got := map[string]any{}
+			for k, v := range loop.OutputData {
+				if !conductor.DoWhileOwnedKey(k) {
+					got[k] = v
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("loop output %#v, want %#v", got, tc.want)
+			}
+			if n := loop.OutputData["iteration"]; n != int64(2) && n != int64(3) || loop.OutputData["1"] == nil {
+				t.Errorf("the decider's keys changed: %#v", loop.OutputData)
+			}
+		})
 	}
 }

@@ -118,6 +118,17 @@ func (o *lazyObject) touched(fn func(key string, val goja.Value) error) error {
 	return nil
 }
 
+// deleted returns, sorted, the members of src the script deleted and did
+// not set again.
+func (o *lazyObject) deleted() []string {
+	var keys []string
+	for k := range o.gone {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // isArrayIndex reports whether JavaScript orders key as an array index:
 // the canonical decimal form of an integer below 2³²-1.
 func isArrayIndex(key string) bool {

@@ -25,9 +25,11 @@ import (
 //   - FAILED_WITH_TERMINAL_ERROR: the condition threw, did not parse or
 //     exceeded its budget (as Conductor, which does not retry it).
 //
-// The output is what the condition changed in `$[loopRef]`: a condition
-// may store values there ($.loop.storage = 3), which Conductor keeps in the
-// loop's output. The keys the engine keeps there (conductor.DoWhileOwnedKey:
+// The output is what the condition set in `$[loopRef]`, and the drop list
+// (ExecuteDropping) the members it deleted from it: Conductor's condition
+// is handed the loop's output map itself, so a value it stores there
+// ($.loop.storage = 3) stays in the loop's output, and a member it deletes
+// leaves it. The keys the engine keeps there (conductor.DoWhileOwnedKey:
 // the iteration count and one entry per iteration) are left out: the
 // engine would ignore them. `$[loopRef]` is a lazyJSON: converting every
 // iteration's outputs to JavaScript and back at every check made a loop of
@@ -36,23 +38,31 @@ type LoopCondition struct {
 	Budget Budget
 }
 
-// Execute evaluates the loop condition.
+// Execute evaluates the loop condition, reporting no deletions.
 func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult {
+	res, _ := l.ExecuteDropping(ctx, t)
+	return res
+}
+
+// ExecuteDropping evaluates the loop condition; drop are the members of
+// `$[loopRef]` it deleted (executor.OutputDropper).
+func (l LoopCondition) ExecuteDropping(ctx context.Context, t *conductor.Task) (res conductor.TaskResult, drop []string) {
 	var cfg struct {
 		LoopCondition string `json:"loopCondition"`
 	}
 	if len(t.WorkflowTask) > 0 {
 		if err := json.Unmarshal(t.WorkflowTask, &cfg); err != nil {
-			return loopFailed(t, fmt.Errorf("task configuration: %v", err))
+			return loopFailed(t, fmt.Errorf("task configuration: %v", err)), nil
 		}
 	}
 	ref := t.ReferenceTaskName
 	if strings.TrimSpace(cfg.LoopCondition) == "" {
-		return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: t.OutputData}
+		return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: t.OutputData}, nil
 	}
 	type verdict struct {
 		more bool
 		out  map[string]any
+		drop []string
 	}
 	scope := t.InputData
 	if out, ok := scope[ref].(map[string]any); ok {
@@ -62,6 +72,7 @@ func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor
 	v, err := runJS(ctx, l.Budget, cfg.LoopCondition, scope, func(r *jsRun, v goja.Value) (any, error) {
 		more := scriptBool(v)
 		out := map[string]any{}
+		var drop []string
 		if o := r.vm.Get("$").ToObject(r.vm).Get(ref); o != nil && !goja.IsUndefined(o) && !goja.IsNull(o) {
 			added := r.vm.NewObject()
 			add := func(k string, v goja.Value) error {
@@ -74,6 +85,11 @@ func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor
 				// What the condition did not touch is as the engine has it.
 				if err := lazy.touched(add); err != nil {
 					return nil, err
+				}
+				for _, k := range lazy.deleted() {
+					if !conductor.DoWhileOwnedKey(k) {
+						drop = append(drop, k)
+					}
 				}
 			} else {
 				loop := o.ToObject(r.vm)
@@ -91,17 +107,17 @@ func (l LoopCondition) Execute(ctx context.Context, t *conductor.Task) conductor
 				out = m
 			}
 		}
-		return verdict{more, out}, nil
+		return verdict{more, out, drop}, nil
 	})
 	if err != nil {
-		return loopFailed(t, err)
+		return loopFailed(t, err), nil
 	}
-	res := v.(verdict)
+	vd := v.(verdict)
 	status := conductor.TaskCompleted
-	if res.more {
+	if vd.more {
 		status = conductor.TaskInProgress
 	}
-	return conductor.TaskResult{Status: status, OutputData: res.out}
+	return conductor.TaskResult{Status: status, OutputData: vd.out}, vd.drop
 }
 
 func loopFailed(t *conductor.Task, err error) conductor.TaskResult {

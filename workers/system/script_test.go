@@ -327,6 +327,41 @@ func TestLoopCondition(t *testing.T) {
 	}
 }
 
+// The members of $.loop a condition deletes are reported to be dropped
+// from the loop's output (Conductor's condition deletes them from the
+// output itself), but for the engine's keys, one deleted then set again,
+// and one that was not there; a nested member deleted is the member it is
+// in, changed. A condition that fails reports nothing.
+func TestLoopConditionReportsDeletes(t *testing.T) {
+	t.Parallel()
+	task := func(cond string) *conductor.Task {
+		cfg, _ := json.Marshal(map[string]any{"loopCondition": cond})
+		return &conductor.Task{TaskType: "DO_WHILE", ReferenceTaskName: "loop", WorkflowTask: cfg,
+			InputData: map[string]any{"loop": map[string]any{"iteration": int64(2), "1": map[string]any{}, "2": map[string]any{},
+				"storage": map[string]any{"n": int64(1), "m": int64(2)}, "gone": "x"}}}
+	}
+	cases := []struct {
+		cond string
+		out  map[string]any
+		drop []string
+	}{
+		{"delete $.loop.gone; true", map[string]any{}, []string{"gone"}},
+		{"delete $.loop.storage; delete $.loop.gone; false", map[string]any{}, []string{"gone", "storage"}},
+		{"delete $.loop.storage.n; true", map[string]any{"storage": map[string]any{"m": int64(2)}}, nil},
+		{"delete $.loop.gone; $.loop.gone = 'y'; true", map[string]any{"gone": "y"}, nil},
+		{"$.loop.fresh = 1; delete $.loop.fresh; true", map[string]any{}, nil},
+		{"delete $.loop.never; true", map[string]any{}, nil},
+		{"delete $.loop.iteration; delete $.loop['1']; delete $.loop.loopItem; true", map[string]any{}, nil},
+		{"delete $.loop.gone; $.nope.x", nil, nil},
+	}
+	for _, tc := range cases {
+		res, drop := system.LoopCondition{}.ExecuteDropping(context.Background(), task(tc.cond))
+		if !reflect.DeepEqual(res.OutputData, tc.out) || !reflect.DeepEqual(drop, tc.drop) {
+			t.Errorf("%s: %s, output %#v, drop %q; want output %#v, drop %q", tc.cond, res.Status, res.OutputData, drop, tc.out, tc.drop)
+		}
+	}
+}
+
 func jqTask(query string, in map[string]any) *conductor.Task {
 	m := map[string]any{"queryExpression": query}
 	for k, v := range in {
