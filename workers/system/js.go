@@ -698,6 +698,9 @@ type jsRun struct {
 	// runtime's own) are captured before user code runs, which may
 	// replace them.
 	stringify, parse goja.Callable
+	// lazy are the objects bound for $'s lazyJSON members, by name: what
+	// the script did to them, whatever $ holds by then.
+	lazy map[string]*lazyObject
 }
 
 // runJS evaluates src as a script, with `$` bound to scope (a JSON-like
@@ -810,9 +813,14 @@ func (r *jsRun) bind(scope map[string]any) error {
 		return fmt.Errorf("script input: %w", err)
 	}
 	for k, l := range lazy {
-		if err := dollar.ToObject(r.vm).Set(k, r.vm.NewDynamicObject(newLazyObject(r, l))); err != nil {
+		o := newLazyObject(r, l)
+		if err := dollar.ToObject(r.vm).Set(k, r.vm.NewDynamicObject(o)); err != nil {
 			return fmt.Errorf("script input: %w", err)
 		}
+		if r.lazy == nil {
+			r.lazy = map[string]*lazyObject{}
+		}
+		r.lazy[k] = o
 	}
 	return r.vm.Set("$", dollar)
 }

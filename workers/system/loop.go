@@ -29,7 +29,10 @@ import (
 // (ExecuteDropping) the members it deleted from it: Conductor's condition
 // is handed the loop's output map itself, so a value it stores there
 // ($.loop.storage = 3) stays in the loop's output, and a member it deletes
-// leaves it. The keys the engine keeps there (conductor.DoWhileOwnedKey:
+// leaves it. It is the object bound as `$[loopRef]` that counts, reached
+// by any name (var l = $.loop; $.loop = {}; l.x = 1 stores x); an object
+// put in its place changes nothing ($.loop = {x: 1}), as Conductor's `$`
+// is a map made for the condition, holding the output map. The keys the engine keeps there (conductor.DoWhileOwnedKey:
 // the iteration count and one entry per iteration) are left out: the
 // engine would ignore them. `$[loopRef]` is a lazyJSON: converting every
 // iteration's outputs to JavaScript and back at every check made a loop of
@@ -73,30 +76,21 @@ func (l LoopCondition) ExecuteDropping(ctx context.Context, t *conductor.Task) (
 		more := scriptBool(v)
 		out := map[string]any{}
 		var drop []string
-		if o := r.vm.Get("$").ToObject(r.vm).Get(ref); o != nil && !goja.IsUndefined(o) && !goja.IsNull(o) {
+		if lazy := r.lazy[ref]; lazy != nil {
+			// What the condition did not touch is as the engine has it.
 			added := r.vm.NewObject()
-			add := func(k string, v goja.Value) error {
+			err := lazy.touched(func(k string, v goja.Value) error {
 				if conductor.DoWhileOwnedKey(k) {
 					return nil
 				}
 				return added.Set(k, v)
+			})
+			if err != nil {
+				return nil, err
 			}
-			if lazy, ok := o.Export().(*lazyObject); ok {
-				// What the condition did not touch is as the engine has it.
-				if err := lazy.touched(add); err != nil {
-					return nil, err
-				}
-				for _, k := range lazy.deleted() {
-					if !conductor.DoWhileOwnedKey(k) {
-						drop = append(drop, k)
-					}
-				}
-			} else {
-				loop := o.ToObject(r.vm)
-				for _, k := range loop.Keys() {
-					if err := add(k, loop.Get(k)); err != nil {
-						return nil, err
-					}
+			for _, k := range lazy.deleted() {
+				if !conductor.DoWhileOwnedKey(k) {
+					drop = append(drop, k)
 				}
 			}
 			j, err := r.toJSON(added)

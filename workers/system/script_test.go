@@ -362,6 +362,35 @@ func TestLoopConditionReportsDeletes(t *testing.T) {
 	}
 }
 
+// What the condition does to the object bound as $.loop is reported,
+// through whatever name it reaches it; an object put in $.loop's place is
+// not, as Conductor's $ is a map made for the condition, which holds the
+// loop's output map.
+func TestLoopConditionReportsTheBoundObject(t *testing.T) {
+	t.Parallel()
+	task := func(cond string) *conductor.Task {
+		cfg, _ := json.Marshal(map[string]any{"loopCondition": cond})
+		return &conductor.Task{TaskType: "DO_WHILE", ReferenceTaskName: "loop", WorkflowTask: cfg,
+			InputData: map[string]any{"loop": map[string]any{"iteration": int64(1), "1": map[string]any{}, "gone": "x"}}}
+	}
+	cases := []struct {
+		cond string
+		out  map[string]any
+		drop []string
+	}{
+		{"var l = $.loop; $.loop = {}; delete l.gone; l.x = 1; true", map[string]any{"x": int64(1)}, []string{"gone"}},
+		{"var l = $.loop; $.loop = null; l.x = 1; true", map[string]any{"x": int64(1)}, nil},
+		{"$.loop = {x: 1}; true", map[string]any{}, nil},
+		{"$.loop = Object.assign($.loop, {x: 1}); true", map[string]any{"x": int64(1)}, nil},
+	}
+	for _, tc := range cases {
+		res, drop := system.LoopCondition{}.ExecuteDropping(context.Background(), task(tc.cond))
+		if res.Status != conductor.TaskInProgress || !reflect.DeepEqual(res.OutputData, tc.out) || !reflect.DeepEqual(drop, tc.drop) {
+			t.Errorf("%s: %s, output %#v, drop %q; want output %#v, drop %q", tc.cond, res.Status, res.OutputData, drop, tc.out, tc.drop)
+		}
+	}
+}
+
 func jqTask(query string, in map[string]any) *conductor.Task {
 	m := map[string]any{"queryExpression": query}
 	for k, v := range in {
