@@ -907,6 +907,78 @@ func TestAComparisonFindsNoWorkflowThatLacksTheValue(t *testing.T) {
 	}
 }
 
+// IS NULL finds a workflow whose index document, as Conductor's
+// WorkflowSummary makes it, lacks the field: an unset text or end time.
+// A number is never null, 0 or not, as the summary always holds its
+// priority, version and executionTime: priority IS NULL found every
+// workflow started without a priority, and executionTime IS NULL the
+// running ones, which priority = 0 and executionTime = 0 find.
+func TestIsNullFindsTheWorkflowsWhoseIndexLacksTheField(t *testing.T) {
+	f := newFixture(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{"set": uuid.NewString(), "unset": uuid.NewString(), "zero": uuid.NewString()}
+	f.decide(ids["set"], engine.Start{WorkflowID: ids["set"], Def: &def, CreatedBy: "alice", ParentWorkflowID: "parent-1",
+		Request: conductor.StartWorkflowRequest{CorrelationID: "c-1", Priority: 7, IdempotencyKey: "k-1"}})
+	f.decide(ids["set"], engine.Terminate{Reason: "stop"})
+	f.decide(ids["unset"], engine.Start{WorkflowID: ids["unset"], Def: &def})
+	// Each field given its zero value, and ended: its end time and
+	// execution time are set.
+	f.decide(ids["zero"], engine.Start{WorkflowID: ids["zero"], Def: &def, CreatedBy: "", ParentWorkflowID: "",
+		Request: conductor.StartWorkflowRequest{CorrelationID: "", Priority: 0, IdempotencyKey: ""}})
+	f.decide(ids["zero"], engine.Terminate{Reason: ""})
+
+	all := []string{"set", "unset", "zero"}
+	lacking := map[string][]string{ // field: the workflows IS NULL finds
+		"workflowId": nil, "workflowType": nil, "version": nil, "status": nil,
+		"priority": nil, "executionTime": nil, "startTime": nil, "updateTime": nil,
+		"correlationId": {"unset", "zero"}, "createdBy": {"unset", "zero"}, "parentWorkflowId": {"unset", "zero"},
+		"idempotencyKey": {"unset", "zero"}, "reasonForIncompletion": {"unset", "zero"},
+		"endTime": {"unset"},
+	}
+	// found names the workflows q finds, in the order of all.
+	found := func(q string) []string {
+		got := f.search(q)
+		return slices.DeleteFunc(slices.Clone(all), func(n string) bool { return !slices.Contains(got, ids[n]) })
+	}
+	checkNulls(t, executions.WorkflowFields, lacking, all, found)
+	// A number's 0 is a value like any other.
+	for q, want := range map[string][]string{
+		"priority = 0": {"unset", "zero"}, "priority > 0": {"set"}, "executionTime = 0": {"unset"},
+	} {
+		if got := found(q); !equal(got, want) {
+			t.Errorf("%q = %v, want %v", q, got, want)
+		}
+	}
+}
+
+// checkNulls checks that IS NULL finds, of the documents all names, those
+// lacking gives for each field of schema, and IS NOT NULL the others, by
+// found (which names what a query finds, in the order of all).
+func checkNulls(t *testing.T, schema query.Schema, lacking map[string][]string, all []string, found func(q string) []string) {
+	t.Helper()
+	if len(lacking) != len(schema) {
+		t.Fatalf("the table covers %d fields of %d", len(lacking), len(schema))
+	}
+	for field := range schema {
+		null, ok := lacking[field]
+		if !ok {
+			t.Fatalf("no row for %s", field)
+		}
+		isNull := func(n string) bool { return slices.Contains(null, n) }
+		for q, want := range map[string][]string{
+			field + " IS NULL":     slices.DeleteFunc(slices.Clone(all), func(n string) bool { return !isNull(n) }),
+			field + " IS NOT NULL": slices.DeleteFunc(slices.Clone(all), isNull),
+		} {
+			if got := found(q); !equal(got, want) {
+				t.Errorf("%q = %v, want %v", q, got, want)
+			}
+		}
+	}
+}
+
 // A search of several index values reads them all as of one moment: a
 // workflow that changed status between the scans of two values was found
 // by both, listed and counted twice, or, scanned in the other order, by

@@ -36,18 +36,10 @@ var WorkflowFields = query.Schema{
 	"startTime": query.Time, "updateTime": query.Time, "endTime": query.Time, "executionTime": query.Number,
 }
 
-// field is the query.Doc of a summary: nil for a value the summary
-// lacks, as Conductor's WorkflowSummary leaves an unset end time or
-// correlation id out of its index document.
+// field is the query.Doc of a summary: its values as Conductor's
+// WorkflowSummary indexes them, "" for a text it leaves out (no
+// correlation id) and 0 for a time it does (no end time).
 func (s *Summary) field(name string) any {
-	v := s.value(name)
-	if v == "" || v == int64(0) && name == "endTime" {
-		return nil
-	}
-	return v
-}
-
-func (s *Summary) value(name string) any {
 	switch name {
 	case "workflowId":
 		return s.ID

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -67,6 +68,74 @@ func TestTaskSearchByExecutionAndQueueWaitTime(t *testing.T) {
 		}
 		if total != len(tc.want) || !slices.Equal(got, tc.want) {
 			t.Fatalf("query %q sort %q found %d: %v, want %v", tc.query, tc.sort, total, got, tc.want)
+		}
+	}
+}
+
+// IS NULL finds a task whose index document lacks the field, as it finds
+// a workflow: an unset text or time; a number is never null, 0 or not
+// (retryCount IS NULL found every first try). An unset time matches no
+// other comparison (endTime < t found the tasks still running) and sorts
+// last, where Conductor's TaskSummary indexes it as 1970.
+func TestTaskIsNullFindsTheTasksWhoseIndexLacksTheField(t *testing.T) {
+	f := newFixture(t)
+	def := parseDef(t, `{"name":"nulls","tasks":[{"name":"rq","taskReferenceName":"a","taskDefinition":{"name":"rq","retryCount":1,"retryDelaySeconds":0}}]}`)
+	wf := uuid.NewString()
+	f.decide(wf, engine.Start{WorkflowID: wf, Def: def,
+		Request: conductor.StartWorkflowRequest{CorrelationID: "c-1", Priority: 7, TaskToDomain: map[string]string{"rq": "d"}}})
+	failed := f.states[wf].Tasks[0].ID
+	f.decide(wf, engine.Take{TaskID: failed, WorkerID: "w-1"})
+	f.decide(wf, engine.Result{Result: conductor.TaskResult{TaskID: failed, WorkflowInstanceID: wf, Status: conductor.TaskFailed, ReasonForIncompletion: "boom"}})
+	if n := len(f.states[wf].Tasks); n != 2 {
+		t.Fatalf("%d tasks, want the failed one and its retry", n)
+	}
+	retry := f.states[wf].Tasks[1].ID
+	bareWf := uuid.NewString()
+	f.decide(bareWf, engine.Start{WorkflowID: bareWf, Def: def})
+	bare := f.states[bareWf].Tasks[0].ID
+	ids := map[string]string{"failed": failed, "retry": retry, "bare": bare}
+	all := []string{"bare", "retry", "failed"} // newest scheduled first, as a search lists them
+
+	lacking := map[string][]string{ // field: the tasks IS NULL finds
+		"taskId": nil, "taskType": nil, "taskDefName": nil, "taskRefName": nil, "referenceTaskName": nil,
+		"taskReferenceName": nil, "status": nil, "workflowId": nil, "workflowType": nil,
+		"retryCount": nil, "workflowPriority": nil, "executionTime": nil, "queueWaitTime": nil,
+		"scheduledTime": nil, "updateTime": nil,
+		"correlationId": {"bare"}, "domain": {"bare"},
+		"workerId": {"retry", "bare"}, "reasonForIncompletion": {"retry", "bare"},
+		"startTime": {"retry", "bare"}, "endTime": {"retry", "bare"},
+	}
+	// found names the tasks q finds, in the order sort gives them.
+	found := func(q, sort string) []string {
+		_, tasks, err := f.reader.SearchTasks(context.Background(), query.Search{Query: q, Sort: []string{sort}, Size: 10})
+		if err != nil {
+			t.Fatalf("%q: %v", q, err)
+		}
+		got := []string{}
+		for _, task := range tasks {
+			for name, id := range ids {
+				if task.TaskID == id {
+					got = append(got, name)
+				}
+			}
+		}
+		return got
+	}
+	checkNulls(t, executions.TaskFields, lacking, all, func(q string) []string { return found(q, "") })
+	for _, tc := range []struct {
+		q, sort string
+		want    []string
+	}{
+		{"retryCount = 0", "", []string{"bare", "failed"}}, // newest scheduled first
+		{"retryCount = 1", "", []string{"retry"}},
+		{"workflowPriority = 0", "", []string{"bare"}},
+		{"endTime < 9000000000000", "", []string{"failed"}},
+		{"startTime >= 0", "", []string{"failed"}},
+		{"workerId != w-2", "", []string{"bare", "retry", "failed"}},
+		{"", "endTime:ASC", []string{"failed", "bare", "retry"}}, // the unset last, newest first
+	} {
+		if got := found(tc.q, tc.sort); !slices.Equal(got, tc.want) {
+			t.Errorf("%q sorted %q = %v, want %v", tc.q, tc.sort, got, tc.want)
 		}
 	}
 }

@@ -132,14 +132,14 @@ func ParseSort(params []string, schema Schema) ([]SortKey, error) {
 }
 
 // Compare orders two documents by keys: negative when a comes first, 0
-// for a tie. A value a document lacks ("" text, a zero time) comes after
+// for a tie. A value a document lacks (see Kind.lacks) comes after
 // every value in either direction, as Elasticsearch sorts a field missing
 // from Conductor's index: a running workflow's endTime, a workflow
 // without a correlation id.
 func Compare(keys []SortKey, a, b Doc) int {
 	for _, k := range keys {
 		av, bv := a(k.Field), b(k.Field)
-		am, bm := k.missing(av), k.missing(bv)
+		am, bm := k.Kind.lacks(av), k.Kind.lacks(bv)
 		var r int
 		switch {
 		case am && bm:
@@ -166,20 +166,6 @@ func Compare(keys []SortKey, a, b Doc) int {
 		return r
 	}
 	return 0
-}
-
-// missing reports whether v is no value of k's field. A number's 0 is a
-// value: Conductor's summaries always hold priority and executionTime.
-func (k SortKey) missing(v any) bool {
-	switch k.Kind {
-	case String:
-		s, _ := v.(string)
-		return s == ""
-	case Time:
-		n, _ := v.(int64)
-		return n == 0
-	}
-	return false
 }
 
 // Less reports whether a comes before b (see Compare); ties keep their

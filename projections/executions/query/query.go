@@ -54,6 +54,24 @@ const (
 	Time
 )
 
+// lacks reports whether v is no value of a field of kind k: nil, "" text
+// or a zero time, as Conductor's summaries leave an unset correlation id
+// or end time out of the index document. A Number's 0 is a value: the
+// summaries hold their numbers (priority, version, executionTime) as
+// Java primitives, which are always indexed, so priority IS NULL finds
+// no workflow.
+func (k Kind) lacks(v any) bool {
+	switch k {
+	case String:
+		s, _ := v.(string)
+		return s == ""
+	case Time:
+		n, _ := v.(int64)
+		return n == 0
+	}
+	return v == nil
+}
+
 // Schema maps the field names a search supports to their kinds.
 type Schema map[string]Kind
 
@@ -128,10 +146,11 @@ func (c *Cond) contains(v any) bool {
 }
 
 // Doc gives a document's field values: a string for String fields, an
-// int64 for Number and Time fields; "" and 0 count as null. nil is a
-// value the document lacks, as a field missing from Conductor's
-// Elasticsearch index: only IS NULL, != and NOT IN match it, so that
-// endTime < t does not find the workflows that have not ended.
+// int64 for Number and Time fields. nil, "" for a String field and 0 for
+// a Time field are a value the document lacks (see Kind.lacks), as a
+// field missing from Conductor's index: only IS NULL, != and NOT IN
+// match it, so that endTime < t does not find the workflows that have
+// not ended.
 type Doc func(field string) any
 
 // Query is a parsed query. The zero Query (and a nil *Query) matches every
@@ -211,14 +230,14 @@ func (q *Query) Conjunctive() bool {
 
 func (c *Cond) match(d Doc) bool {
 	v := d(c.Field)
-	if v == nil {
+	if c.Kind.lacks(v) {
 		return c.Op == IsNull || c.Op == Ne || c.Op == NotIn
 	}
 	switch c.Op {
 	case IsNull:
-		return isNull(v)
+		return false
 	case IsNotNull:
-		return !isNull(v)
+		return true
 	case In, NotIn:
 		return c.contains(v) == (c.Op == In)
 	case Between:
@@ -242,18 +261,6 @@ func (c *Cond) match(d Doc) bool {
 		return r < 0
 	case Le:
 		return r <= 0
-	}
-	return false
-}
-
-func isNull(v any) bool {
-	switch x := v.(type) {
-	case nil:
-		return true
-	case string:
-		return x == ""
-	case int64:
-		return x == 0
 	}
 	return false
 }

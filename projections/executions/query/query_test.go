@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -93,6 +94,56 @@ func TestMatch(t *testing.T) {
 			}
 			if got := q.Match(running.get); got != tc.want {
 				t.Fatalf("Match = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A value is null when the document lacks it: nil, "" text or a zero
+// time, as Conductor's summaries leave those out of their index
+// documents; a number's 0 is a value, as they always hold their numbers
+// (version IS NULL matched a document of version 0). Null matches IS
+// NULL, != and NOT IN only, and sorts last.
+func TestNullIsAValueTheDocumentLacks(t *testing.T) {
+	for _, tc := range []struct {
+		field        string
+		value        any
+		zero, other  string // literals: the field's zero value, and one the value is not
+		null, isZero bool
+	}{
+		{"correlationId", "c-1", "''", "x", false, false},
+		{"correlationId", nil, "''", "x", true, false},
+		{"correlationId", "", "''", "x", true, true},
+		{"endTime", int64(5), "0", "7", false, false},
+		{"endTime", nil, "0", "7", true, false},
+		{"endTime", int64(0), "0", "7", true, true},
+		{"version", int64(2), "0", "7", false, false},
+		{"version", nil, "0", "7", true, false},
+		{"version", int64(0), "0", "7", false, true},
+	} {
+		t.Run(fmt.Sprintf("%s=%#v", tc.field, tc.value), func(t *testing.T) {
+			d := doc{tc.field: tc.value}
+			for q, want := range map[string]bool{
+				tc.field + " IS NULL":                   tc.null,
+				tc.field + " IS NOT NULL":               !tc.null,
+				tc.field + " = " + tc.zero:              !tc.null && tc.isZero,
+				tc.field + " >= " + tc.zero:             !tc.null,
+				tc.field + " IN (" + tc.other + ")":     false,
+				tc.field + " != " + tc.other:            true,
+				tc.field + " NOT IN (" + tc.other + ")": true,
+			} {
+				parsed, err := query.Parse(q, schema)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := parsed.Match(d.get); got != want {
+					t.Errorf("%q = %v, want %v", q, got, want)
+				}
+			}
+			keys, _ := query.ParseSort([]string{tc.field}, schema)
+			set := doc{"correlationId": "zzz", "endTime": int64(9), "version": int64(9)}
+			if last := query.Less(keys, set.get, d.get); last != tc.null {
+				t.Errorf("sorted after %v: %v, want %v", set[tc.field], last, tc.null)
 			}
 		})
 	}
