@@ -979,6 +979,34 @@ func checkNulls(t *testing.T, schema query.Schema, lacking map[string][]string, 
 	}
 }
 
+// A freeText search reads of each workflow what it matches, its head
+// (id, name, correlation id, input and output), and none of its tasks: it
+// read every task of up to 100,000 workflows, 124 µs a workflow of 21
+// tasks where the head takes 17. A workflow whose task cannot be read is
+// still found.
+func TestFreeTextReadsNoTask(t *testing.T) {
+	f := newFixture(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"order": "o-42"}}})
+	err := f.store.Update(executions.Name, func(b *projections.Batch) error {
+		return b.Set(executions.TaskKey(id, 0), []byte{0xc1}) // a byte msgpack never writes
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reader.Workflow(context.Background(), id); err == nil {
+		t.Fatal("the workflow's task still reads")
+	}
+	ids, err := f.reader.SearchWorkflowIDs(context.Background(), query.Search{FreeText: "o-42"})
+	if err != nil || !equal(ids, []string{id}) {
+		t.Fatalf("found %v, err %v; want %s", ids, err, id)
+	}
+}
+
 // A search of several index values reads them all as of one moment: a
 // workflow that changed status between the scans of two values was found
 // by both, listed and counted twice, or, scanned in the other order, by

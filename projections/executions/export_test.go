@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas"
 )
@@ -92,3 +93,6 @@ func ReadWholeUpTo(n int) (restore func()) {
 	readWholeUpTo = n
 	return func() { readWholeUpTo = was }
 }
+
+// TaskKey is the read model's key of workflow id's i-th task.
+func TaskKey(id string, i int) []byte { return taskKey(eventlog.Token(id), i) }

@@ -195,7 +195,9 @@ func (r *Reader) workflowHits(ctx context.Context, s query.Search) ([]wfHit, err
 }
 
 func (r *Reader) freeTextWorkflow(ctx context.Context, id string, ft query.FreeText) (bool, error) {
-	w, err := r.Workflow(ctx, id)
+	// The head: free text matches none of the tasks, which may be
+	// thousands, of each of up to MaxScan workflows.
+	w, err := r.WorkflowHead(ctx, id)
 	if errors.Is(err, fault.ErrNotFound) {
 		return false, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/projections/executions/query"
@@ -45,6 +46,39 @@ func BenchmarkSearchTasksFreeText(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				if total, _, err := reader.SearchTasks(context.Background(), s); err != nil || total != 0 {
+					b.Fatalf("%d found, %v", total, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSearchWorkflowsFreeText searches 2,000 workflows, each a
+// DO_WHILE of n SET_VARIABLE tasks, by a free text none holds: the search
+// reads every one of them.
+func BenchmarkSearchWorkflowsFreeText(b *testing.B) {
+	def := parseDef(b, `{"name":"ft","version":1,"tasks":[{"name":"loop","taskReferenceName":"loop","type":"DO_WHILE",
+	 "items":"${workflow.input.items}","loopOver":[{"name":"s","taskReferenceName":"s","type":"SET_VARIABLE","inputParameters":{"x":1}}]}]}`)
+	const workflows = 2000
+	for _, n := range []int{1, 20} {
+		b.Run(fmt.Sprintf("tasks=%d", n), func(b *testing.B) {
+			var seq uint64
+			var recs []eventlog.Record
+			for range workflows {
+				r := newRecorder(b, &seq)
+				r.decide(engine.Start{WorkflowID: r.id, Def: def, Request: conductor.StartWorkflowRequest{Input: map[string]any{"items": itemsOf(n)}}})
+				for i := 0; !r.w.Terminal() && i < 10*n; i++ {
+					r.decide(engine.Tick{})
+				}
+				recs = append(recs, r.recs...)
+			}
+			store := testutil.OpenStore(b)
+			applyAll(b, store, executions.NewProjection(), recs)
+			reader := executions.NewReader(store)
+			s := query.Search{FreeText: "nothing-matches", Size: 10}
+			b.ResetTimer()
+			for range b.N {
+				if total, _, err := reader.SearchWorkflows(context.Background(), s); err != nil || total != 0 {
 					b.Fatalf("%d found, %v", total, err)
 				}
 			}
