@@ -3,6 +3,7 @@ package metadata_test
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -584,5 +585,64 @@ func TestLookupsFollowChangesFromAnotherEngine(t *testing.T) {
 	}
 	if w, err := b.md.LookupWorkflowDef(c, "hotflow", nil); err != nil || w.Description != "two" {
 		t.Fatalf("workflow lookup after the update = %+v, %v; want description two", w, err)
+	}
+}
+
+// The owner and tags of a workflow, which access to it follows, are the
+// same read from an engine's read model and, while that lacks the name,
+// from the log: a name deleted and registered again by someone else is
+// owned by them and carries none of its tags from before, and one deleted
+// or never registered is not found.
+func TestWorkflowAccess(t *testing.T) {
+	t.Parallel()
+	a := newNode(t, nil, metadata.Options{})
+	stale := newStoppedNode(t, a.log)
+	c := ctx(t)
+	register := func(name, by string) {
+		t.Helper()
+		if err := a.md.RegisterWorkflowDef(c, wf(t, simpleWF(name, 1, "")), true, by); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register("owned", "alice")
+	if err := a.md.AddTags(c, metadata.KindWorkflow, "owned", []conductor.Tag{{Key: "team", Value: "pay"}}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"deleted", "moved"} {
+		register(name, "alice")
+		if err := a.md.AddTags(c, metadata.KindWorkflow, name, []conductor.Tag{{Key: "team", Value: "pay"}}, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.md.DeleteWorkflowDef(c, name, 1, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register("moved", "carol")
+	a.caughtUp(t)
+
+	for _, tt := range []struct {
+		name, owner string // owner "": not found
+		tags        []conductor.Tag
+	}{
+		{"owned", "alice", []conductor.Tag{{Key: "team", Value: "pay"}}},
+		{"moved", "carol", []conductor.Tag{}},
+		{"deleted", "", nil},
+		{"nowhere", "", nil},
+	} {
+		for _, n := range []struct {
+			from string
+			md   *metadata.Store
+		}{{"read model", a.md}, {"log", stale.md}} {
+			t.Run(tt.name+" from the "+n.from, func(t *testing.T) {
+				owner, tags, err := n.md.WorkflowAccess(c, tt.name)
+				if tt.owner == "" {
+					mustNotFound(t, err)
+					return
+				}
+				if err != nil || owner != tt.owner || !reflect.DeepEqual(tags, tt.tags) {
+					t.Fatalf("access = %q, %v, %v; want %q, %v", owner, tags, err, tt.owner, tt.tags)
+				}
+			})
+		}
 	}
 }

@@ -245,15 +245,19 @@ func tagStrings(tags []conductor.Tag) []string {
 }
 
 // definitionTargets tells the Authorizer the tags and creators of
-// workflow and task definitions.
+// workflow and task definitions. A workflow's are read from the log when
+// the read model lacks it (metadata WorkflowAccess), as its start looks it
+// up: another engine may have registered it a moment ago.
 type definitionTargets struct{ defs *metadata.Store }
 
 func (d definitionTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
-	kind := metadata.KindWorkflow
+	var tags []conductor.Tag
+	var err error
 	if t.Type == auth.TargetTaskDef {
-		kind = metadata.KindTask
+		tags, err = d.defs.GetTags(ctx, metadata.KindTask, t.ID)
+	} else {
+		_, tags, err = d.defs.WorkflowAccess(ctx, t.ID)
 	}
-	tags, err := d.defs.GetTags(ctx, kind, t.ID)
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
 		return nil, nil
 	}
@@ -269,7 +273,7 @@ func (d definitionTargets) CreatorOf(ctx context.Context, t auth.Target) (string
 			createdBy = def.CreatedBy
 		}
 	} else {
-		createdBy, err = d.defs.WorkflowOwner(ctx, t.ID)
+		createdBy, _, err = d.defs.WorkflowAccess(ctx, t.ID)
 	}
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
 		return "", nil

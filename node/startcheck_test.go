@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/metadata"
@@ -45,6 +46,68 @@ func TestStartCheckFindsADefinitionAheadOfTheReadModel(t *testing.T) {
 			err := check(ctx, "alice", tt.req)
 			if tt.notFound != errors.Is(err, fault.ErrNotFound) || (!tt.notFound && err != nil) {
 				t.Fatalf("start check = %v, want not found %v", err, tt.notFound)
+			}
+		})
+	}
+}
+
+// In secure mode the start check decides on the owner and tags of a
+// definition another engine registered before this engine's read model
+// applied it, read from the log as its existence is: its owner's schedule
+// or event handler, or a sub-workflow, is not refused at its first start
+// (and a schedule paused as a security error). The log's state is the
+// name's latest, so a name deleted and registered again by someone else
+// lends nothing of its first owner's rights.
+func TestStartCheckDecidesOnADefinitionAheadOfTheReadModel(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	l := testutil.OpenLog(t, "")
+	other := metadata.New(l, testutil.OpenStore(t), nil, metadata.Options{Logger: testutil.Logger(t)})
+	register := func(name, by string) {
+		t.Helper()
+		var def conductor.WorkflowDef
+		if err := conductor.Unmarshal([]byte(`{"name":"`+name+`","version":1,"tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`), &def); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.RegisterWorkflowDef(ctx, &def, true, by); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register("owned", "alice")
+	register("tagged", "carol")
+	if err := other.AddTags(ctx, metadata.KindWorkflow, "tagged", []conductor.Tag{{Key: "team", Value: "pay"}}, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	register("moved", "alice")
+	if err := other.DeleteWorkflowDef(ctx, "moved", 1, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	register("moved", "carol")
+
+	// This engine's read model has applied nothing: its projection never
+	// runs.
+	lagging := metadata.New(l, testutil.OpenStore(t), nil, metadata.Options{Logger: testutil.Logger(t)})
+	user := func(id string) auth.Principal { return auth.Principal{ID: id, Roles: []string{auth.RoleUser}} }
+	authz := auth.NewAuthorizer(fakeGrants{{Subject: auth.Subject{Type: auth.SubjectUser, ID: "bob"},
+		Target: auth.Target{Type: auth.TargetTag, ID: "team:pay"}, Access: []auth.Access{auth.Execute}}})
+	authz.Register(auth.TargetWorkflowDef, definitionTargets{lagging})
+	check := startCheck(lagging, workflowAuthorizer{
+		principals: fakePrincipals{"alice": user("alice"), "bob": user("bob")},
+		authz:      authz,
+	})
+	for _, tt := range []struct {
+		name, principal, workflow string
+		forbidden                 bool
+	}{
+		{"its owner", "alice", "owned", false},
+		{"through a tag grant", "bob", "tagged", false},
+		{"neither owner nor granted", "bob", "owned", true},
+		{"owner of the name before it was deleted", "alice", "moved", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := check(ctx, tt.principal, conductor.StartWorkflowRequest{Name: tt.workflow})
+			if tt.forbidden != errors.Is(err, fault.ErrForbidden) || (!tt.forbidden && err != nil) {
+				t.Fatalf("start check = %v, want forbidden %v", err, tt.forbidden)
 			}
 		})
 	}
