@@ -203,9 +203,9 @@ func TestCompactionDestroysALateSecretInAForkedTasksConfiguration(t *testing.T) 
 // than its inputParameters where a planner may put a value v: its
 // description, its inline taskDefinition (whose inputTemplate gives the
 // task's input t), a field Conductor's model does not know (kept as
-// given), and inputParameters named in another case, which flowvault's
-// decoder reads as inputParameters (the task's input q). at is where each
-// shows v in the configuration.
+// given), and inputParameters named in another case, which is such a
+// field too (the decoder matches names exactly, as Jackson does). at is
+// where each shows v in the configuration.
 var restOfConfig = []struct {
 	name   string
 	config func(v any) map[string]any

@@ -15,8 +15,9 @@ import (
 // a task's configuration start with "task/<id>" + ConfigField:
 //
 //   - ConfigInputField + ".<key>": a top-level key of its inputParameters
-//     (any member the decoder reads as inputParameters), masked whole, as
-//     the task's input is;
+//     (the member named inputParameters exactly: one named in another
+//     case is a member Conductor's model does not know, masked as any
+//     other, by pointer), masked whole, as the task's input is;
 //   - ConfigField + a JSON pointer (RFC 6901), "/description",
 //     "/taskDefinition/inputTemplate/t": a string elsewhere in it;
 //   - ConfigField alone: the whole configuration, whose member names hold
@@ -52,17 +53,12 @@ func ConfigPath(taskID string, tokens ...string) string {
 
 // ConfigNames reports whether a configuration's top-level member named
 // name is one the engine names and runs the task by (its name, reference
-// name and type, in any case, as the decoder reads them): shown as given
-// everywhere (the task's taskDefName and referenceTaskName, its fork's
-// forkedTasks, its queue), it is neither masked nor replaced.
+// name and type, named exactly so, as the decoder reads them): shown as
+// given everywhere (the task's taskDefName and referenceTaskName, its
+// fork's forkedTasks, its queue), it is neither masked nor replaced.
 func ConfigNames(name string) bool {
-	return strings.EqualFold(name, "name") || strings.EqualFold(name, "taskReferenceName") || strings.EqualFold(name, "type")
+	return name == "name" || name == "taskReferenceName" || name == "type"
 }
-
-// IsInputParameters reports whether a configuration's top-level member
-// named name is read as its inputParameters: the decoder matches names in
-// any case, as encoding/json does.
-func IsInputParameters(name string) bool { return strings.EqualFold(name, "inputParameters") }
 
 // configMarks is what paths (MaskedPaths, each after the given prefix)
 // name of task id's configuration.
@@ -112,11 +108,7 @@ func (m configMarks) apply(cfg map[string]any) bool {
 		}
 		return changed
 	}
-	for k, v := range cfg {
-		in, ok := v.(map[string]any)
-		if !ok || !IsInputParameters(k) {
-			continue
-		}
+	if in, ok := cfg["inputParameters"].(map[string]any); ok {
 		for _, key := range m.params {
 			if x, present := in[key]; present && x != masking.Mask {
 				in[key], changed = masking.Mask, true

@@ -95,27 +95,22 @@ func TestCompactionShreds(t *testing.T) {
 // _masked stays.
 func TestCompactionShredsAForkedTasksConfiguration(t *testing.T) {
 	const pw = "pw-value-Zx81mQ4r"
-	// key is how the fork's list names d1's inputParameters: Conductor's
-	// JSON reads a member named in another case as the field.
-	def := func(key string) string {
-		return `{"name":"f","tasks":[{"name":"df","taskReferenceName":"df","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
-	  "inputParameters":{"tasks":[{"name":"b","taskReferenceName":"d1","` + key + `":{"p":"${workflow.input.pw}","plain":"x"}}]}},
+	const def = `{"name":"f","tasks":[{"name":"df","taskReferenceName":"df","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "inputParameters":{"tasks":[{"name":"b","taskReferenceName":"d1","inputParameters":{"p":"${workflow.input.pw}","plain":"x"}}]}},
 	  {"name":"dj","taskReferenceName":"dj","type":"JOIN"}]}`
-	}
 	configured := func(d1 string) []string { return []string{"input.pw", "task/" + d1 + engine.ConfigInputField + ".p"} }
 	for _, tc := range []struct {
-		name, key    string
+		name         string
 		paths, shred func(d1 string) []string
 		want         any // d1's configured p after compaction
 	}{
-		{"went into _secrets", "inputParameters", configured, configured, masking.Mask},
-		{"went into _secrets, named in another case", "InputParameters", configured, configured, masking.Mask},
-		{"went into _masked", "inputParameters", configured, func(string) []string { return nil }, pw},
-		{"another value went into _secrets", "inputParameters", func(string) []string { return []string{"input.other"} },
+		{"went into _secrets", configured, configured, masking.Mask},
+		{"went into _masked", configured, func(string) []string { return nil }, pw},
+		{"another value went into _secrets", func(string) []string { return []string{"input.other"} },
 			func(string) []string { return []string{"input.other"} }, pw},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, def(tc.key), map[string]any{"pw": pw, "other": "other-value-Kd93"})
+			h := newHarness(t, def, map[string]any{"pw": pw, "other": "other-value-Kd93"})
 			h.report("d1", conductor.TaskFailedWithTerminalError, nil, "no")
 			h.wantStatus(conductor.WorkflowFailed)
 			d1 := h.task("d1")
@@ -152,25 +147,25 @@ func TestCompactionShredsAForkedTasksConfiguration(t *testing.T) {
 // What MaskedPaths name of a dynamic fork's task's configuration (see
 // engine.ConfigField) reads "***" in its views, its workflowTask and its
 // fork's forkedTaskDefs, wherever it sits: a top-level key of its
-// inputParameters (named in any case, as the decoder reads them), a string
-// at a JSON pointer (a description, an inline taskDefinition's template, a
-// field Conductor's model does not know, whose name holds "/" and "~"), or
-// the whole configuration, of which only its name, reference name and type
-// are left. Marked for shredding, compaction replaces it so in the state,
+// inputParameters, a string at a JSON pointer (a description, an inline
+// taskDefinition's template, a field Conductor's model does not know,
+// whose name holds "/" and "~", or is one of its fields' in another case:
+// InputParameters, NAME), or the whole configuration, of which only its
+// name, reference name and type, named exactly so, are left. Marked for shredding, compaction replaces it so in the state,
 // and a retry after it is configured so. The rest is kept as given, and a
 // path naming the task's name leaves it.
 func TestMaskedPathsOfAForkedTasksConfiguration(t *testing.T) {
 	const pw = "pw-value-Zx81mQ4r"
 	const def = `{"name":"f","tasks":[{"name":"df","taskReferenceName":"df","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
 	  "inputParameters":{"tasks":[{"name":"b","taskReferenceName":"d1","description":"${workflow.input.pw}",
-	    "inputParameters":{"p":"${workflow.input.pw}","plain":"x"},"InputParameters":{"q":"${workflow.input.pw}"},
+	    "inputParameters":{"p":"${workflow.input.pw}","plain":"x"},"InputParameters":{"q":"${workflow.input.pw}"},"NAME":"${workflow.input.pw}",
 	    "taskDefinition":{"name":"b","inputTemplate":{"t":"${workflow.input.pw}","u":"kept"}},
 	    "notes":{"a/b~c":["x","${workflow.input.pw}"]}}]}},
 	  {"name":"dj","taskReferenceName":"dj","type":"JOIN"}]}`
 	each := func(d1 string) []string {
 		return []string{engine.ConfigPath(d1, "description"), engine.ConfigPath(d1, "taskDefinition", "inputTemplate", "t"),
-			engine.ConfigPath(d1, "notes", "a/b~c", "1"), engine.ConfigPath(d1, "name"),
-			"task/" + d1 + engine.ConfigInputField + ".p", "task/" + d1 + engine.ConfigInputField + ".q"}
+			engine.ConfigPath(d1, "notes", "a/b~c", "1"), engine.ConfigPath(d1, "name"), engine.ConfigPath(d1, "NAME"),
+			"task/" + d1 + engine.ConfigInputField + ".p", engine.ConfigPath(d1, "InputParameters", "q")}
 	}
 	whole := func(d1 string) []string { return []string{engine.ConfigPath(d1)} }
 	kept := func(t *testing.T, cfg map[string]any) {
@@ -194,7 +189,8 @@ func TestMaskedPathsOfAForkedTasksConfiguration(t *testing.T) {
 		{"each place, went into _masked", each, func(string) []string { return nil }, kept, true},
 		{"whole", whole, whole, func(t *testing.T, cfg map[string]any) {
 			t.Helper()
-			if cfg["name"] != "b" || cfg["taskReferenceName"] != "d1" || cfg["description"] != nil || cfg["notes"] != nil || cfg["taskDefinition"] != nil {
+			if cfg["name"] != "b" || cfg["taskReferenceName"] != "d1" || cfg["description"] != nil || cfg["notes"] != nil || cfg["taskDefinition"] != nil ||
+				cfg["NAME"] != nil || cfg["InputParameters"] != nil {
 				t.Errorf("whole configuration masked as %v, want its names alone", cfg)
 			}
 		}, false},

@@ -415,10 +415,12 @@ func workflowOf(before *engine.Workflow, events []schemas.Event) (string, []stri
 			if !mayNameMaskedFields(s.Def) {
 				return s.WorkflowID, nil // most definitions: no parse
 			}
+			// Read as before.Def reads it, by names matched exactly: a
+			// decision after the start reads no other fields.
 			var def struct {
 				MaskedFields []string `json:"maskedFields"`
 			}
-			_ = json.Unmarshal(s.Def, &def)
+			_ = conductor.UnmarshalStored(s.Def, &def)
 			return s.WorkflowID, def.MaskedFields
 		}
 	}
@@ -447,21 +449,10 @@ func definitionOf(before *engine.Workflow, events []schemas.Event) []byte {
 }
 
 // mayNameMaskedFields reports whether a definition's JSON may hold a
-// maskedFields key as encoding/json reads keys: in any case, spelt with
-// escapes, or with a non-ASCII letter that folds to an ASCII one (ſ to s,
-// the Kelvin sign to k). A definition that cannot is not parsed on every
-// start.
+// maskedFields key as the decoder reads keys: named exactly so, or spelt
+// with escapes. A definition that cannot is not parsed on every start.
 func mayNameMaskedFields(def []byte) bool {
-	const key = "maskedfields"
-	if bytes.Contains(def, []byte(`\u`)) || slices.ContainsFunc(def, func(c byte) bool { return c >= utf8.RuneSelf }) {
-		return true
-	}
-	for i := 0; i+len(key) <= len(def); i++ {
-		if c := def[i]; (c == 'm' || c == 'M') && bytes.EqualFold(def[i:i+len(key)], []byte(key)) {
-			return true
-		}
-	}
-	return false
+	return bytes.Contains(def, []byte("maskedFields")) || bytes.Contains(def, []byte(`\u`))
 }
 
 // protection is one decision's protection pass.
@@ -1592,7 +1583,7 @@ func configPaths(id string, cfg map[string]any, values [][]byte) []string {
 			continue
 		case holds(k):
 			whole = true
-		case isMap && engine.IsInputParameters(k):
+		case isMap && k == "inputParameters":
 			for key, e := range in {
 				switch {
 				case holds(key):

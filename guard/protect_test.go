@@ -15,6 +15,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -123,7 +124,8 @@ func TestChildKeyFromAResolvedValueIsRefused(t *testing.T) {
 }
 
 // A start is parsed for maskedFields only when its definition may name
-// them; the check must never miss a spelling encoding/json accepts.
+// them; the check must never miss a spelling the decoder accepts, which
+// reads a member named in another case as none of its fields.
 func TestMayNameMaskedFields(t *testing.T) {
 	for _, tc := range []struct {
 		def  string
@@ -131,25 +133,59 @@ func TestMayNameMaskedFields(t *testing.T) {
 	}{
 		{`{"name":"w","tasks":[{"name":"t","taskReferenceName":"t"}]}`, false},
 		{`{"name":"w","maskedFields":["card"]}`, true},
-		{`{"name":"w","MaskedFields":["card"]}`, true},
-		{`{"name":"w","MASKEDFIELDS":["card"]}`, true},
+		{`{"name":"w","MaskedFields":["card"]}`, false},
+		{`{"name":"w","MASKEDFIELDS":["card"]}`, false},
 		{`{"name":"w","masked\u0046ields":["card"]}`, true},
 		{`{"name":"w","maskedFields":[]}`, true},
-		{`{"name":"w","maſkedFields":["card"]}`, true},
-		{"{\"name\":\"w\",\"mas\u212aedFields\":[\"card\"]}", true},
-		{`{"name":"w","description":"für alle","tasks":[]}`, true},
+		{`{"name":"w","maſkedFields":["card"]}`, false},
+		{"{\"name\":\"w\",\"mas\u212aedFields\":[\"card\"]}", false},
+		{`{"name":"w","description":"für alle","tasks":[]}`, false},
 	} {
-		var def struct {
-			MaskedFields []string `json:"maskedFields"`
-		}
-		if err := json.Unmarshal([]byte(tc.def), &def); err != nil {
+		var def conductor.WorkflowDef
+		if err := conductor.Unmarshal([]byte(tc.def), &def); err != nil {
 			t.Fatal(err)
 		}
 		if len(def.MaskedFields) > 0 && !tc.want {
-			t.Fatalf("%s: encoding/json reads maskedFields %v; the case says it has none", tc.def, def.MaskedFields)
+			t.Fatalf("%s: the decoder reads maskedFields %v; the case says it has none", tc.def, def.MaskedFields)
 		}
 		if got := mayNameMaskedFields([]byte(tc.def)); got != tc.want {
 			t.Errorf("mayNameMaskedFields(%s) = %v, want %v", tc.def, got, tc.want)
+		}
+	}
+}
+
+// A start's maskedFields are read as every later decision reads them
+// (engine.Workflow.Def), by the name's exact spelling: a member named in
+// another case seals nothing, at the start as after it.
+func TestStartReadsMaskedFieldsExactly(t *testing.T) {
+	ctx, keys := openKeys(t)
+	for _, tc := range []struct {
+		key    string
+		sealed bool
+	}{
+		{"maskedFields", true},
+		{"masked\\u0046ields", true},
+		{"MaskedFields", false},
+		{"MASKEDFIELDS", false},
+	} {
+		start := &schemas.WorkflowStarted{WorkflowID: "wf-mfx", Name: "w", Version: 1,
+			Def:   []byte(`{"name":"w","version":1,"` + tc.key + `":["password"],"tasks":[{"name":"t","taskReferenceName":"t"}]}`),
+			Input: map[string]any{"password": "masked-field-pw-Qe73"}}
+		dec, err := New(Config{Keys: keys}).Protect(ctx, nil, engine.Decision{Events: []schemas.Event{start}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := engine.Apply(nil, dec.Events[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		def, err := w.Def()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if masking.HasSealed(w.Input) != tc.sealed || (len(def.MaskedFields) > 0) != tc.sealed {
+			t.Errorf("%s: the start sealed %v, the state's definition names maskedFields %v; want %v",
+				tc.key, masking.HasSealed(w.Input), def.MaskedFields, tc.sealed)
 		}
 	}
 }
@@ -266,8 +302,9 @@ func TestLateSecretMaskedInVariables(t *testing.T) {
 
 // A value found to be secret after a dynamic fork's task was configured
 // with it is marked wherever the configuration holds it, whole or within
-// text: a top-level key of its inputParameters (named in any case), a
-// string elsewhere by its JSON pointer, or, when a member's name holds it
+// text: a top-level key of its inputParameters, a string elsewhere by its
+// JSON pointer (in a member named as a field in another case too, which
+// is not the field), or, when a member's name holds it
 // (a path would spell it), the whole configuration. The task's name, which
 // the engine runs the task by and every view shows, is left. The views
 // then show no value, nor does the state after compaction.
@@ -286,7 +323,8 @@ func TestLateSecretMarkedWhereAForkedTasksConfigurationHoldsIt(t *testing.T) {
 		{"inputParameters, a nested member's name", `"inputParameters":{"p":{"` + value + `":1},"plain":"x"}`,
 			[]string{"task/d1" + engine.ConfigInputField + ".p"}},
 		{"inputParameters in another case", `"InputParameters":{"q":"` + value + `"}`,
-			[]string{"task/d1" + engine.ConfigInputField + ".q"}},
+			[]string{engine.ConfigPath("d1", "InputParameters", "q")}},
+		{"name in another case", `"NAME":"` + value + `"`, []string{engine.ConfigPath("d1", "NAME")}},
 		{"inline taskDefinition", `"taskDefinition":{"name":"b","description":"` + value + `","inputTemplate":{"t":"` + value + `","u":"y"}}`,
 			[]string{engine.ConfigPath("d1", "taskDefinition", "description"), engine.ConfigPath("d1", "taskDefinition", "inputTemplate", "t")}},
 		{"unknown field, a name with / and ~", `"notes":{"a/b~c":["x","` + value + `"]}`, []string{engine.ConfigPath("d1", "notes", "a/b~c", "1")}},

@@ -1,6 +1,7 @@
 package conductor
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -191,6 +192,27 @@ func (c *coercer) object(t reflect.Type) error {
 	case t.Kind() == reflect.Map:
 		elem = t.Elem()
 	}
+	// A member named in another case than its field is one Jackson does
+	// not know: its value is kept as given.
+	return c.members(func(start, end int) error {
+		if fields == nil {
+			return c.value(elem)
+		}
+		f, _, err := fields.field(c.data[start:end])
+		switch {
+		case err != nil:
+			return err
+		case f == nil:
+			return c.value(nil)
+		}
+		return c.value(f.t)
+	})
+}
+
+// members reads the members of the object at c.pos, handing value the
+// bounds of each one's key, quotes included, to read the value that
+// follows it.
+func (c *coercer) members(value func(start, end int) error) error {
 	c.pos++ // {
 	c.skipSpace()
 	if c.pos < len(c.data) && c.data[c.pos] == '}' {
@@ -208,23 +230,12 @@ func (c *coercer) object(t reflect.Type) error {
 			return err
 		}
 		c.pos = end
-		ft := elem
-		if fields != nil {
-			var key string
-			if json.Unmarshal(c.data[start:end], &key) != nil {
-				return errNotCoercible
-			}
-			var ok bool
-			if ft, ok = fields.exact[key]; !ok {
-				ft = fields.folded[foldName(key)]
-			}
-		}
 		c.skipSpace()
 		if c.pos >= len(c.data) || c.data[c.pos] != ':' {
 			return errNotCoercible
 		}
 		c.pos++
-		if err := c.value(ft); err != nil {
+		if err := value(start, end); err != nil {
 			return err
 		}
 		if ended, err := c.separator('}'); ended || err != nil {
@@ -238,6 +249,11 @@ func (c *coercer) array(t reflect.Type) error {
 	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 		elem = t.Elem()
 	}
+	return c.elements(func() error { return c.value(elem) })
+}
+
+// elements reads the elements of the array at c.pos, each with value.
+func (c *coercer) elements(value func() error) error {
 	c.pos++ // [
 	c.skipSpace()
 	if c.pos < len(c.data) && c.data[c.pos] == ']' {
@@ -245,7 +261,7 @@ func (c *coercer) array(t reflect.Type) error {
 		return nil
 	}
 	for {
-		if err := c.value(elem); err != nil {
+		if err := value(); err != nil {
 			return err
 		}
 		if ended, err := c.separator(']'); ended || err != nil {
@@ -363,8 +379,42 @@ func wholeNumber(lit string) (string, bool) {
 
 // fieldTypes maps the JSON names of a struct's fields to their types.
 type fieldTypes struct {
-	exact  map[string]reflect.Type
-	folded map[string]reflect.Type // by foldName; the first field wins
+	exact map[string]*jsonField
+	// folded holds the names by foldName: what encoding/json matches to a
+	// field when no field's name is the key exactly.
+	folded map[string]bool
+	// namesOnce sets each field's names, when exactNames first reads the
+	// struct: set with the fields, a struct that holds itself would be
+	// read without end.
+	namesOnce sync.Once
+}
+
+// jsonField is a struct's field as its JSON member is read.
+type jsonField struct {
+	t     reflect.Type
+	names *names // what exactNames reads in it (see fieldTypes.namesOnce)
+}
+
+// field returns the field the JSON string key (its quotes included) names
+// exactly, or, when it names none, whether it names one in another case
+// (otherCase: "NAME", "taſkId"), which encoding/json would decode into
+// that field and Jackson takes for a property it does not know.
+func (f *fieldTypes) field(key []byte) (jf *jsonField, otherCase bool, err error) {
+	text := key[1 : len(key)-1]
+	if bytes.IndexByte(text, '\\') < 0 && utf8.Valid(text) {
+		if jf, ok := f.exact[string(text)]; ok {
+			return jf, false, nil
+		}
+		return nil, f.folded[foldName(string(text))], nil
+	}
+	var s string
+	if json.Unmarshal(key, &s) != nil {
+		return nil, false, errNotCoercible
+	}
+	if jf, ok := f.exact[s]; ok {
+		return jf, false, nil
+	}
+	return nil, f.folded[foldName(s)], nil
 }
 
 // foldName folds a JSON key as encoding/json does when no field's name is
@@ -392,7 +442,7 @@ func jsonFields(t reflect.Type) *fieldTypes {
 	if m, ok := jsonFieldsCache.Load(t); ok {
 		return m.(*fieldTypes)
 	}
-	out := &fieldTypes{exact: map[string]reflect.Type{}, folded: map[string]reflect.Type{}}
+	out := &fieldTypes{exact: map[string]*jsonField{}, folded: map[string]bool{}}
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
 		for i := range t.NumField() {
@@ -418,10 +468,8 @@ func jsonFields(t reflect.Type) *fieldTypes {
 			if name == "" {
 				name = f.Name
 			}
-			out.exact[name] = f.Type
-			if _, taken := out.folded[foldName(name)]; !taken {
-				out.folded[foldName(name)] = f.Type
-			}
+			out.exact[name] = &jsonField{t: f.Type}
+			out.folded[foldName(name)] = true
 		}
 	}
 	add(t)

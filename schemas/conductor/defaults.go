@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -18,8 +17,9 @@ import (
 // totalTimeoutSeconds), and a client reading the definition should see the
 // policy the engine runs it with. The JSON as registered is kept and
 // stored: the defaults are added when a definition is written out, after
-// its last member, and only for a key it has under no spelling (the
-// decoder matches keys without regard to case, as the engine reads them).
+// its last member, and only for a key it lacks as spelt (the decoder reads
+// a member named in another case as one it does not know, as Jackson
+// does: {"RETRYCOUNT":1} runs with retryCount 3).
 //
 // Every default here is what the engine does for the absent field
 // (TaskDef.Effective, WorkflowDef.IsRestartable, a workflow timeout acting
@@ -31,8 +31,8 @@ import (
 type defaultMember struct {
 	key, value string
 	// unless, when set, leaves the member out of an object whose members
-	// (those its shape reads, by lower-case key) make the default one its
-	// registration would refuse.
+	// (those its shape reads) make the default one its registration would
+	// refuse.
 	unless func(read map[string][]byte) bool
 }
 
@@ -41,8 +41,8 @@ type defaultMember struct {
 type shape struct {
 	kind     jsontext.Kind // '{': an object with defaults; '[': a list of elem; 'm': a map of elem
 	defaults []defaultMember
-	members  map[string]*shape // lower-case key → the value's shape
-	reads    []string          // lower-case keys of the scalars its defaults' unless reads
+	members  map[string]*shape // key → the value's shape
+	reads    []string          // keys of the scalars its defaults' unless reads
 	elem     *shape
 }
 
@@ -60,7 +60,7 @@ var (
 		// hour allows: such a definition, read and registered again, would
 		// be refused. Conductor refuses it in the first place.
 		{key: "responseTimeoutSeconds", value: strconv.Itoa(DefaultResponseTimeoutSeconds), unless: func(s map[string][]byte) bool {
-			t, err := strconv.ParseFloat(string(s["timeoutseconds"]), 64)
+			t, err := strconv.ParseFloat(string(s["timeoutSeconds"]), 64)
 			return err == nil && t > 0 && t < DefaultResponseTimeoutSeconds
 		}},
 		{key: "inputTemplate", value: "{}"},
@@ -68,7 +68,7 @@ var (
 		{key: "rateLimitFrequencyInSeconds", value: "1"},
 		{key: "backoffScaleFactor", value: "1"},
 		{key: "enforceSchema", value: "false"},
-	}, reads: []string{"timeoutseconds"}}
+	}, reads: []string{"timeoutSeconds"}}
 	workflowTaskShape = &shape{kind: '{', defaults: []defaultMember{
 		{key: "type", value: strconv.Quote(TaskTypeSimple)},
 		{key: "inputParameters", value: "{}"},
@@ -96,11 +96,11 @@ var (
 func init() {
 	// The tasks of a task's branches, and its inline definition.
 	workflowTaskShape.members = map[string]*shape{
-		"decisioncases":  {kind: 'm', elem: taskListShape},
-		"defaultcase":    taskListShape,
-		"forktasks":      {kind: '[', elem: taskListShape},
-		"loopover":       taskListShape,
-		"taskdefinition": taskDefShape,
+		"decisionCases":  {kind: 'm', elem: taskListShape},
+		"defaultCase":    taskListShape,
+		"forkTasks":      {kind: '[', elem: taskListShape},
+		"loopOver":       taskListShape,
+		"taskDefinition": taskDefShape,
 	}
 }
 
@@ -227,7 +227,7 @@ func (f *filler) object(s *shape) error {
 		if err != nil {
 			return err
 		}
-		key := strings.ToLower(tok.String())
+		key := tok.String()
 		keys = append(keys, key)
 		var member *shape
 		if s.kind == 'm' {
@@ -259,7 +259,7 @@ func (f *filler) object(s *shape) error {
 	f.flush(end)
 	n := len(keys)
 	for _, d := range s.defaults {
-		if hasKey(keys, d.key) || (d.unless != nil && d.unless(read)) {
+		if slices.Contains(keys, d.key) || (d.unless != nil && d.unless(read)) {
 			continue
 		}
 		if n > 0 {
@@ -272,17 +272,6 @@ func (f *filler) object(s *shape) error {
 		f.out = append(f.out, d.value...)
 	}
 	return nil
-}
-
-// hasKey reports whether keys (lower case) hold key under any spelling, as
-// the decoder matches a member to a field.
-func hasKey(keys []string, key string) bool {
-	for _, k := range keys {
-		if strings.EqualFold(k, key) {
-			return true
-		}
-	}
-	return false
 }
 
 // WorkflowDefJSON is a workflow definition's JSON as stored (an

@@ -31,8 +31,8 @@ func TestWithDefaults(t *testing.T) {
 				`"timeoutSeconds":0,"totalTimeoutSeconds":0,"inputKeys":[],"outputKeys":[],"retryLogic":"FIXED","retryDelaySeconds":60,` +
 				`"inputTemplate":{},"rateLimitPerFrequency":0,"rateLimitFrequencyInSeconds":1,"backoffScaleFactor":1,"enforceSchema":false}`,
 			TaskDefWithDefaults},
-		{"task definition, a key spelt in another case is present", `{"name":"t","RETRYCOUNT":1}`,
-			`{"name":"t","RETRYCOUNT":1,` + taskDefDefaults[len(`"retryCount":3,`):] + `}`, TaskDefWithDefaults},
+		{"task definition, a key spelt in another case is not the field's", `{"name":"t","RETRYCOUNT":1,"TimeoutSeconds":60}`,
+			`{"name":"t","RETRYCOUNT":1,"TimeoutSeconds":60,` + taskDefDefaults + `}`, TaskDefWithDefaults},
 		{"task definition, timeoutSeconds under an hour: no default responseTimeoutSeconds", `{"name":"t","timeoutSeconds":60}`,
 			`{"name":"t","timeoutSeconds":60,"retryCount":3,"totalTimeoutSeconds":0,"inputKeys":[],"outputKeys":[],` +
 				`"timeoutPolicy":"TIME_OUT_WF","retryLogic":"FIXED","retryDelaySeconds":60,` +

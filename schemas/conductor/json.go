@@ -16,9 +16,11 @@ import (
 
 // Unmarshal decodes JSON into v like encoding/json, except that numbers in
 // untyped values (map[string]any, []any, any) become int64 when they are
-// integers and float64 otherwise. Conductor users pass ids and counters as
-// JSON numbers; decoding them as float64 would corrupt values above 2^53,
-// and a number that is an integer must stay one through msgpack.
+// integers and float64 otherwise, and that a member goes into a field only
+// when it is named exactly as the field is (see exactNames). Conductor
+// users pass ids and counters as JSON numbers; decoding them as float64
+// would corrupt values above 2^53, and a number that is an integer must
+// stay one through msgpack.
 func Unmarshal(data []byte, v any) error {
 	if err := decodeCoercing(data, v, true, MaxNestedBytes); err != nil {
 		return err
@@ -33,7 +35,7 @@ func Unmarshal(data []byte, v any) error {
 // members named exactly as fields are, each once, in valid UTF-8, its
 // scalars of the fields' types) is decoded by it, in less than half the
 // time and allocations; anything else is decoded by Unmarshal, which
-// folds the case of names, keeps the last of duplicates and coerces.
+// keeps the last of duplicates and coerces.
 func UnmarshalNew(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || holdsSelfCoercing(rv.Type()) {
@@ -46,10 +48,9 @@ func UnmarshalNew(data []byte, v any) error {
 	return Unmarshal(data, v)
 }
 
-// exactV2 has encoding/json/v2 refuse what it would read otherwise than
-// Unmarshal (a member named in another case, which encoding/json matches
-// to a field and v2 ignores, is one it does not know), and decode numbers
-// in untyped values as Normalize converts them.
+// exactV2 has encoding/json/v2 refuse members it does not know, which
+// Unmarshal reads for it (a member named in another case among them), and
+// decode numbers in untyped values as Normalize converts them.
 var exactV2 = jsonv2.JoinOptions(
 	jsonv2.RejectUnknownMembers(true),
 	jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, v *any) error {
@@ -132,8 +133,10 @@ func decodeCoercing(data []byte, v any, whole bool, maxNested int) error {
 	return decodeNumbers(fixed, v, whole)
 }
 
+// decodeNumbers decodes data into v, numbers as json.Number, each member
+// into the field its name names exactly (see exactNames).
 func decodeNumbers(data []byte, v any, whole bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
+	dec := json.NewDecoder(bytes.NewReader(exactNames(data, reflect.TypeOf(v))))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return err
