@@ -174,7 +174,8 @@ func (s *Store) changeTagsOf(ctx context.Context, what, subject string, key []by
 		var stored struct {
 			Tags []conductor.Tag `json:"tags"`
 		}
-		if err := json.Unmarshal(d.JSON, &stored); err != nil {
+		// Read as the handler or webhook is: "Tags" is not its tags.
+		if err := conductor.UnmarshalStored(d.JSON, &stored); err != nil {
 			return nil, fmt.Errorf("%s: %w", subject, err)
 		}
 		cur := make([]schemas.DefTag, len(stored.Tags))

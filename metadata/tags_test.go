@@ -361,3 +361,26 @@ func TestTagTypesAndRepeatsAreNotKept(t *testing.T) {
 		})
 	}
 }
+
+// An event handler keeps its JSON as its client sent it: a member named
+// "Tags" there is not its tags, as Jackson reads it, when a tag is added
+// to it either.
+func TestTagsInAnotherCaseAreNotAHandlersTags(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	var h conductor.EventHandler
+	if err := conductor.Unmarshal([]byte(`{"name":"cased","event":"nats:x","actions":[],"Tags":[{"key":"old","value":"v"}]}`), &h); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.md.AddEventHandlers(c, []*conductor.EventHandler{&h}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.md.AddEventHandlerTags(c, "cased", []conductor.Tag{{Key: "new", Value: "v"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.md.EventHandlerTags(c, "cased")
+	if err != nil || fmt.Sprint(got) != fmt.Sprint([]conductor.Tag{{Key: "new", Value: "v"}}) {
+		t.Fatalf("tags %v (%v), want [new:v] alone", got, err)
+	}
+}

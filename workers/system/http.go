@@ -293,7 +293,7 @@ func asyncComplete(t *conductor.Task) bool {
 	var wt struct {
 		AsyncComplete bool `json:"asyncComplete"`
 	}
-	return len(t.WorkflowTask) > 0 && json.Unmarshal(t.WorkflowTask, &wt) == nil && wt.AsyncComplete
+	return len(t.WorkflowTask) > 0 && conductor.Unmarshal(t.WorkflowTask, &wt) == nil && wt.AsyncComplete
 }
 
 // applyOutputFilter adds the keys of the task's outputFilter (Orkes): a

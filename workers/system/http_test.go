@@ -130,6 +130,12 @@ func TestHTTPTask(t *testing.T) {
 	if res.Status != conductor.TaskInProgress {
 		t.Fatalf("workflow task asyncComplete: %s", res.Status)
 	}
+	// Named in another case, it is not the workflow task's asyncComplete.
+	res = system.HTTP{}.Execute(context.Background(), &conductor.Task{ReferenceTaskName: "call",
+		InputData: map[string]any{"uri": srv.URL + "/text", "method": "GET"}, WorkflowTask: []byte(`{"AsyncComplete":true}`)})
+	if res.Status != conductor.TaskCompleted {
+		t.Fatalf("workflow task AsyncComplete: %s, want %s", res.Status, conductor.TaskCompleted)
+	}
 }
 
 // Redirects are followed within the request's scheme and host only: the

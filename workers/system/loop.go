@@ -2,7 +2,6 @@ package system
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -54,7 +53,7 @@ func (l LoopCondition) ExecuteDropping(ctx context.Context, t *conductor.Task) (
 		LoopCondition string `json:"loopCondition"`
 	}
 	if len(t.WorkflowTask) > 0 {
-		if err := json.Unmarshal(t.WorkflowTask, &cfg); err != nil {
+		if err := conductor.Unmarshal(t.WorkflowTask, &cfg); err != nil {
 			return loopFailed(t, fmt.Errorf("task configuration: %v", err)), nil
 		}
 	}

@@ -265,6 +265,11 @@ func TestSwitchScript(t *testing.T) {
 			InputData: map[string]any{"n": int64(3)}}, "3"},
 		{"value-param", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
 			InputData: map[string]any{"c": "x"}}, "x"},
+		// Members named in another case are not the configuration's, as
+		// Jackson reads them: the engine reads it so too.
+		{"members in another case", &conductor.Task{TaskType: "DECISION",
+			WorkflowTask: cfg(`{"caseValueParam":"n","CaseExpression":"'expr'","Expression":"'expr'","caseexpression":"'expr'"}`),
+			InputData:    map[string]any{"n": int64(3)}}, "3"},
 	}
 	for _, tt := range tests {
 		res := system.Switch{}.Execute(context.Background(), tt.task)
@@ -318,6 +323,13 @@ func TestLoopCondition(t *testing.T) {
 		if res = (system.LoopCondition{}).Execute(context.Background(), task(cond)); (res.Status == conductor.TaskInProgress) != more {
 			t.Fatalf("condition %s: %s, want another iteration: %v", cond, res.Status, more)
 		}
+	}
+	// A member named in another case is not the loop's condition, as
+	// Jackson reads it: none, the loop ends.
+	res = system.LoopCondition{}.Execute(context.Background(), &conductor.Task{TaskType: "DO_WHILE", ReferenceTaskName: "loop",
+		WorkflowTask: []byte(`{"LoopCondition":"true","loopcondition":"true"}`), InputData: map[string]any{}})
+	if res.Status != conductor.TaskCompleted {
+		t.Fatalf("LoopCondition read as the condition: %s %q", res.Status, res.ReasonForIncompletion)
 	}
 	for _, bad := range []string{"$.nope.x", "while (true) {}", "(("} {
 		res = system.LoopCondition{Budget: system.Budget{Time: 200 * time.Millisecond}}.Execute(context.Background(), task(bad))

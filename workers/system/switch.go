@@ -2,7 +2,6 @@ package system
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -36,7 +35,7 @@ type switchConfig struct {
 func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskResult {
 	var cfg switchConfig
 	if len(t.WorkflowTask) > 0 {
-		if err := json.Unmarshal(t.WorkflowTask, &cfg); err != nil {
+		if err := conductor.Unmarshal(t.WorkflowTask, &cfg); err != nil {
 			return scriptFailed(t, fmt.Errorf("task configuration: %v", err))
 		}
 	}
