@@ -1279,6 +1279,18 @@ func TestAlertOnlyTimeouts(t *testing.T) {
 	h.wantTask("t", conductor.TaskTimedOut)
 }
 
+// wantTimesOutWorkflowAt ticks just before due, when task ref is still in
+// progress, and at due, when its timeout ends the workflow (TIME_OUT_WF).
+func (h *harness) wantTimesOutWorkflowAt(ref string, due int64) {
+	h.t.Helper()
+	h.now = time.UnixMilli(due - 1)
+	h.decide(engine.Tick{})
+	h.wantTask(ref, conductor.TaskInProgress)
+	h.now = time.UnixMilli(due)
+	h.decide(engine.Tick{})
+	h.wantStatus(conductor.WorkflowTimedOut)
+}
+
 // A task's timeoutSeconds counts from its start plus the delay it waited
 // before it could start (its startDelay, a retry's delay), as Conductor's
 // checkTaskTimeout counts from startTime + startDelayInSeconds: a task
@@ -1323,12 +1335,7 @@ func TestTaskTimeoutCountsTheStartDelay(t *testing.T) {
 			if dl := engine.Deadlines(h.w); !slices.Contains(dl, due) {
 				t.Fatalf("deadlines %v lack the timeout 90 s after the start (%d)", dl, due)
 			}
-			h.now = time.UnixMilli(due - 1)
-			h.decide(engine.Tick{})
-			h.wantTask("a", conductor.TaskInProgress)
-			h.now = time.UnixMilli(due)
-			h.decide(engine.Tick{})
-			h.wantStatus(conductor.WorkflowTimedOut)
+			h.wantTimesOutWorkflowAt("a", due)
 			if a := h.wantTask("a", conductor.TaskTimedOut); !strings.HasPrefix(a.Reason, "Task timed out after 30 seconds.") {
 				t.Fatalf("reason %q", a.Reason)
 			}
@@ -1355,12 +1362,7 @@ func TestResetCallbacksCutsTheStartDelay(t *testing.T) {
 				t.Fatalf("startDelayInSeconds %d, want 10", view.StartDelayInSeconds)
 			}
 			due := h.task("a").StartTime + 40_000
-			h.now = time.UnixMilli(due - 1)
-			h.decide(engine.Tick{})
-			h.wantTask("a", conductor.TaskInProgress)
-			h.now = time.UnixMilli(due)
-			h.decide(engine.Tick{})
-			h.wantStatus(conductor.WorkflowTimedOut)
+			h.wantTimesOutWorkflowAt("a", due)
 		})
 	}
 }

@@ -288,6 +288,22 @@ func clockChanges(loc *time.Location, from, to time.Time) func(func(time.Time) b
 	}
 }
 
+// firstMatch reports whether wall-clock time w matches spec, whose fields
+// are bits, and is the first time its wall clock reads so where spec fires
+// at a fixed time of day (seen holds those read so far).
+func firstMatch(spec *cronSpec, bits *cron.SpecSchedule, w time.Time, seen map[string]bool) bool {
+	if !has(bits.Second, w.Second()) || !has(bits.Minute, w.Minute()) || !has(bits.Hour, w.Hour()) ||
+		!has(bits.Month, int(w.Month())) || !spec.dom.matches(w) || !spec.dow.matches(w) {
+		return false
+	}
+	wall := w.Format(time.DateTime)
+	if spec.wallClock && seen[wall] {
+		return false
+	}
+	seen[wall] = true
+	return true
+}
+
 // searchSeconds lists the instants after from and before to that spec
 // fires at, looking at each second's wall-clock time.
 func searchSeconds(spec *cronSpec, from, to time.Time) []time.Time {
@@ -295,16 +311,9 @@ func searchSeconds(spec *cronSpec, from, to time.Time) []time.Time {
 	seen := map[string]bool{}
 	var out []time.Time
 	for x := from.Add(time.Second); x.Before(to); x = x.Add(time.Second) {
-		w := x.In(from.Location())
-		if !has(bits.Second, w.Second()) || !has(bits.Minute, w.Minute()) || !has(bits.Hour, w.Hour()) ||
-			!has(bits.Month, int(w.Month())) || !spec.dom.matches(w) || !spec.dow.matches(w) {
+		if !firstMatch(spec, bits, x.In(from.Location()), seen) {
 			continue
 		}
-		wall := w.Format(time.DateTime)
-		if spec.wallClock && seen[wall] {
-			continue
-		}
-		seen[wall] = true
 		out = append(out, x)
 	}
 	return out

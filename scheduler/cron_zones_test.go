@@ -111,15 +111,9 @@ func minuteSearch(spec *cronSpec, loc *time.Location, from, to time.Time) []time
 			x = x.Add(12*time.Hour - time.Minute) // still in the month
 			continue
 		}
-		if !has(bits.Second, w.Second()) || !has(bits.Minute, w.Minute()) || !has(bits.Hour, w.Hour()) ||
-			!has(bits.Month, int(w.Month())) || !spec.dom.matches(w) || !spec.dow.matches(w) {
+		if !firstMatch(spec, bits, w, seen) {
 			continue
 		}
-		wall := w.Format(time.DateTime)
-		if spec.wallClock && seen[wall] {
-			continue
-		}
-		seen[wall] = true
 		if out = append(out, x); x.After(to) {
 			break
 		}

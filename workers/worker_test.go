@@ -562,15 +562,11 @@ func userCreds(t *testing.T) []byte {
 	return creds
 }
 
-// A handler that panics fails its task, the panic's value as the reason,
-// and the worker goes on: the slot takes its next task.
-func TestHandlerPanicFailsTheTask(t *testing.T) {
-	t.Parallel()
-	l := testutil.OpenLog(t, "")
-	ctx := testutil.Context(t, 30*time.Second)
-	const taskType = "panicky"
+// offerTwoTasks has a stand-in engine offer two tasks of taskType, t1 and
+// t2, and nothing after them.
+func offerTwoTasks(t *testing.T, nc *nats.Conn, taskType string) {
 	var offered atomic.Int32
-	standInEngine(t, l.Conn(), taskType, func() (workers.PollReply, bool) {
+	standInEngine(t, nc, taskType, func() (workers.PollReply, bool) {
 		n := offered.Add(1)
 		if n > 2 {
 			return workers.PollReply{}, false
@@ -578,6 +574,16 @@ func TestHandlerPanicFailsTheTask(t *testing.T) {
 		return workers.PollReply{Task: &conductor.Task{TaskID: "t" + strconv.Itoa(int(n)), WorkflowInstanceID: "wf1",
 			TaskType: taskType, Status: conductor.TaskInProgress}}, true
 	}, okResults)
+}
+
+// A handler that panics fails its task, the panic's value as the reason,
+// and the worker goes on: the slot takes its next task.
+func TestHandlerPanicFailsTheTask(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	const taskType = "panicky"
+	offerTwoTasks(t, l.Conn(), taskType)
 	results := make(chan conductor.TaskResult, 4)
 	cfg := workers.WorkerConfig{TaskType: taskType, PollWait: time.Second,
 		OnResult: func(res conductor.TaskResult, _ workers.ResultReply) { results <- res }}
@@ -610,15 +616,7 @@ func TestOnResultPanicLeavesTheWorkerRunning(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
 	const taskType = "panicky-callback"
-	var offered atomic.Int32
-	standInEngine(t, l.Conn(), taskType, func() (workers.PollReply, bool) {
-		n := offered.Add(1)
-		if n > 2 {
-			return workers.PollReply{}, false
-		}
-		return workers.PollReply{Task: &conductor.Task{TaskID: "t" + strconv.Itoa(int(n)), WorkflowInstanceID: "wf1",
-			TaskType: taskType, Status: conductor.TaskInProgress}}, true
-	}, okResults)
+	offerTwoTasks(t, l.Conn(), taskType)
 	results := make(chan string, 4)
 	cfg := workers.WorkerConfig{TaskType: taskType, PollWait: time.Second,
 		OnResult: func(res conductor.TaskResult, _ workers.ResultReply) {
