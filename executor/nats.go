@@ -786,8 +786,14 @@ func (e *Executor) storeProducerStart(ctx context.Context, m *nats.Msg) []byte {
 	}
 	var seq uint64
 	var duplicate bool
+	// The sender check refuses before anything is stored.
+	failed := "start request refused: "
 	err := e.senderMay(ctx, m)
 	if err == nil {
+		// A failure but the stream's refusal may have stored the request
+		// and lost its acknowledgement: published again under its message
+		// id, it is the same start.
+		failed = "start request not acknowledged: "
 		seq, duplicate, err = e.log.Publish(ctx, out)
 	}
 	var ack any = jetstream.PubAck{Stream: eventlog.Commands.Name, Sequence: seq, Duplicate: duplicate}
@@ -795,14 +801,11 @@ func (e *Executor) storeProducerStart(ctx context.Context, m *nats.Msg) []byte {
 		e.cfg.Logger.Warn("start request not stored", logkey.Subject, m.Subject, logkey.Err, err)
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) {
-			// Not the stream's refusal: the request may have been stored
-			// and its acknowledgement lost. Published again under its
-			// message id, it is the same start.
 			status := http.StatusServiceUnavailable
 			if errors.Is(err, fault.ErrForbidden) {
 				status = http.StatusForbidden
 			}
-			apiErr = &jetstream.APIError{Code: status, Description: "start request not acknowledged: " + err.Error()}
+			apiErr = &jetstream.APIError{Code: status, Description: failed + err.Error()}
 		}
 		ack = struct {
 			Error *jetstream.APIError `json:"error"`
