@@ -37,10 +37,12 @@ type Gate struct {
 	logger       *slog.Logger
 	now          func() time.Time
 	kick         chan struct{}
+	// failed tells Run of a Sync that failed, its own or another's
+	// (RevokeWorker's, the node's first), so that Run tries again soon.
+	failed chan struct{}
 
 	mu      sync.Mutex
 	applied map[string]int64 // nil until the first Sync
-	failed  bool             // the last Sync returned an error
 }
 
 // NewGate returns the gate of ns, which a configured, reading ledger.
@@ -49,7 +51,7 @@ func NewGate(a *Authority, ns *server.Server, ledger *Ledger, logger *slog.Logge
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Gate{authority: a, ns: ns, ledger: ledger, logger: logger.With(logkey.Component, "natsauth"),
-		now: time.Now, kick: make(chan struct{}, 1)}
+		now: time.Now, kick: make(chan struct{}, 1), failed: make(chan struct{}, 1)}
 }
 
 // Entitlements says whether the principal credentials were issued to may
@@ -76,7 +78,11 @@ var ErrUnchecked = errors.New("worker credentials refused: their principal's rig
 func (g *Gate) Sync() (err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	defer func() { g.failed = err != nil }()
+	defer func() {
+		if err != nil {
+			g.signal(g.failed)
+		}
+	}()
 	now := g.now()
 	revoked, err := g.ledger.Revoked(now)
 	if err != nil {
@@ -111,33 +117,41 @@ func (g *Gate) apply(revoked map[string]int64) error {
 }
 
 // Notify asks Run to Sync soon; it never blocks (Projection.Notify).
-func (g *Gate) Notify() {
+func (g *Gate) Notify() { g.signal(g.kick) }
+
+// signal sends on c, a channel of one, unless it holds a signal already.
+func (g *Gate) signal(c chan<- struct{}) {
 	select {
-	case g.kick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
 
 // Run syncs after each Notify, and every interval so that expired
 // credentials leave the list, until ctx is done. After a Sync that failed
-// (in part: ErrUnchecked) it syncs again after retry, not an interval
-// later: until then credentials may be refused that their principal holds
-// rightfully, or admitted though revoked.
+// (in part: ErrUnchecked), whoever called it, it syncs again after retry,
+// not an interval later: until then credentials may be refused that their
+// principal holds rightfully, or admitted though revoked.
 func (g *Gate) Run(ctx context.Context, interval, retry time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var again <-chan time.Time
 	for {
-		var again <-chan time.Time
-		if g.mustRetry() {
-			again = time.After(retry)
-		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-g.failed:
+			// A retry armed already stays as it is: failures that keep
+			// coming must not put it off.
+			if again == nil {
+				again = time.After(retry)
+			}
+			continue
 		case <-g.kick:
 		case <-t.C:
 		case <-again:
 		}
+		again = nil
 		err := g.Sync()
 		switch {
 		case err == nil || ctx.Err() != nil:
@@ -147,13 +161,6 @@ func (g *Gate) Run(ctx context.Context, interval, retry time.Duration) {
 			g.logger.Error("revocation list not applied: revoked worker credentials may still connect", logkey.Err, err)
 		}
 	}
-}
-
-// mustRetry reports whether the last Sync failed, in part or whole.
-func (g *Gate) mustRetry() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.failed
 }
 
 // refuseUnentitled adds to revoked the credentials whose principal may no

@@ -168,18 +168,12 @@ func TestGateRevokesPastAnUnreadablePrincipal(t *testing.T) {
 	unreadClosed := make(chan struct{})
 	unreadConn.SetClosedHandler(func(*nats.Conn) { close(unreadClosed) })
 
-	store := testutil.OpenStore(t)
-	rec := testutil.Record(t, natsauth.AuditSubject, 1,
-		&schemas.WorkerCredentialsIssued{User: revoked.User, By: "app:a", TaskTypes: []string{"a"}, Expires: revoked.Expires.Unix(), Time: 1},
-		&schemas.WorkerCredentialsIssued{User: unread.User, By: "app:broken", TaskTypes: []string{"a"}, Expires: unread.Expires.Unix(), Time: 1},
-		&schemas.WorkerCredentialsRevoked{User: revoked.User, By: "app:a", Time: 2})
-	if err := store.Update(natsauth.ProjectionName, func(b *projections.Batch) error { return natsauth.Projection{}.Apply(b, rec) }); err != nil {
-		t.Fatal(err)
-	}
-	g := natsauth.NewGate(s.authority, s.log.EmbeddedServer(), natsauth.NewLedger(store), nil)
 	rights := &brokenRights{principal: "app:broken"}
 	rights.broken.Store(true)
-	g.RefuseUnentitled(rights)
+	g := newGate(t, s, rights,
+		&schemas.WorkerCredentialsIssued{User: revoked.User, By: "app:a", TaskTypes: []string{"a"}, Expires: revoked.Expires.Unix(), Time: 1},
+		&schemas.WorkerCredentialsIssued{User: unread.User, By: rights.principal, TaskTypes: []string{"a"}, Expires: unread.Expires.Unix(), Time: 1},
+		&schemas.WorkerCredentialsRevoked{User: revoked.User, By: "app:a", Time: 2})
 	if err := g.Sync(); !errors.Is(err, natsauth.ErrUnchecked) || !strings.Contains(err.Error(), unread.User) {
 		t.Errorf("Sync: %v, want ErrUnchecked naming %s", err, unread.User)
 	}
@@ -192,6 +186,60 @@ func TestGateRevokesPastAnUnreadablePrincipal(t *testing.T) {
 	}
 
 	rights.broken.Store(false)
+	runGate(t, g)
+	waitAdmitted(t, s, unread, "credentials whose principal's rights are readable again")
+	if nc, err := nats.Connect(s.log.ClientURL(), patient(append(revoked.Options(), nats.NoReconnect())...)...); err == nil {
+		nc.Close()
+		t.Fatal("revoked credentials connected")
+	}
+}
+
+// A Sync that fails outside Run (RevokeWorker's, after Run's own
+// succeeded) is tried again soon too: Run, waiting with no retry armed,
+// hears of it. Nothing changes afterwards that would make it sync.
+func TestGateRetriesASyncThatFailedOutsideRun(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	c, err := s.authority.IssueWorker(natsauth.WorkerSpec{TaskTypes: []string{"a"}, Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rights := &brokenRights{principal: "app:broken"}
+	g := newGate(t, s, rights,
+		&schemas.WorkerCredentialsIssued{User: c.User, By: rights.principal, TaskTypes: []string{"a"}, Expires: c.Expires.Unix(), Time: 1})
+	runGate(t, g)
+	g.Notify()
+	waitAdmitted(t, s, c, "credentials admitted by Run's Sync")
+
+	rights.broken.Store(true)
+	if err := g.Sync(); !errors.Is(err, natsauth.ErrUnchecked) {
+		t.Fatalf("Sync: %v, want ErrUnchecked", err)
+	}
+	if nc, err := nats.Connect(s.log.ClientURL(), patient(append(c.Options(), nats.NoReconnect())...)...); err == nil {
+		nc.Close()
+		t.Fatal("credentials whose principal's rights could not be read connected")
+	}
+	rights.broken.Store(false)
+	waitAdmitted(t, s, c, "credentials whose principal's rights are readable again")
+}
+
+// newGate returns a gate over a ledger of events, refusing the
+// credentials rights says may not be held. It has not synced.
+func newGate(t *testing.T, s *server, rights *brokenRights, events ...schemas.Event) *natsauth.Gate {
+	t.Helper()
+	store := testutil.OpenStore(t)
+	rec := testutil.Record(t, natsauth.AuditSubject, 1, events...)
+	if err := store.Update(natsauth.ProjectionName, func(b *projections.Batch) error { return natsauth.Projection{}.Apply(b, rec) }); err != nil {
+		t.Fatal(err)
+	}
+	g := natsauth.NewGate(s.authority, s.log.EmbeddedServer(), natsauth.NewLedger(store), nil)
+	g.RefuseUnentitled(rights)
+	return g
+}
+
+// runGate runs g until the test ends, with an interval no test reaches:
+// it syncs when told to, or to retry a failed Sync.
+func runGate(t *testing.T, g *natsauth.Gate) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() {
@@ -199,21 +247,22 @@ func TestGateRevokesPastAnUnreadablePrincipal(t *testing.T) {
 		g.Run(ctx, time.Hour, 10*time.Millisecond)
 	}()
 	t.Cleanup(func() { cancel(); <-ran })
-	deadline := time.After(60 * time.Second)
+}
+
+// waitAdmitted waits until c connects, failing the test after 30 s.
+func waitAdmitted(t *testing.T, s *server, c *natsauth.Credentials, what string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
 	for {
-		nc, err := nats.Connect(s.log.ClientURL(), patient(append(unread.Options(), nats.NoReconnect())...)...)
+		nc, err := nats.Connect(s.log.ClientURL(), patient(append(c.Options(), nats.NoReconnect())...)...)
 		if err == nil {
 			nc.Close()
-			break
+			return
 		}
 		select {
 		case <-deadline:
-			t.Fatalf("credentials whose principal's rights are readable again still refused: %v", err)
+			t.Fatalf("%s still refused: %v", what, err)
 		case <-time.After(50 * time.Millisecond):
 		}
-	}
-	if nc, err := nats.Connect(s.log.ClientURL(), patient(append(revoked.Options(), nats.NoReconnect())...)...); err == nil {
-		nc.Close()
-		t.Fatal("revoked credentials connected")
 	}
 }
