@@ -814,6 +814,13 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	if l.closed.Load() {
 		return 0, ErrClosed
 	}
+	stream, err := streamOf("append", subject)
+	if err != nil {
+		return 0, err
+	}
+	if !validSubject(subject) {
+		return 0, fmt.Errorf("append %s: %w", subject, ErrInvalidSubject)
+	}
 	// After a reconnection, nothing is written before the server is known
 	// to hold what the log acknowledged.
 	if err := l.intact(ctx, true); err != nil {
@@ -821,10 +828,6 @@ func (l *Log) Append(ctx context.Context, subject string, events []schemas.Envel
 	}
 	if len(events) == 0 {
 		return 0, fmt.Errorf("append %s: no events", subject)
-	}
-	stream, ok := streamFor(subject)
-	if !ok || !validSubject(subject) {
-		return 0, fmt.Errorf("append %s: %w", subject, ErrInvalidSubject)
 	}
 	o := appendOpts{msgID: events[0].ID}
 	for _, opt := range opts {

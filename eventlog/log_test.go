@@ -1022,3 +1022,33 @@ func TestGuardWriteAnsweredAsItsStoreIsFoundFailed(t *testing.T) {
 		t.Fatal("the write's context was not cut when its store was found failed")
 	}
 }
+
+// A subject past MaxSubjectLen is refused by every operation that names
+// one, before anything is sent: the NATS server closes a connection whose
+// protocol line is past its max_control_line (4 KiB by default), and the
+// log's connection is every append's and read's. The log works on after.
+func TestOverlongSubjectRefused(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	long := "fv.wf." + strings.Repeat("n", 1<<20)
+	for name, op := range map[string]func() error{
+		"append": func() error { _, err := l.Append(ctx, long, notes(t, "long", 1), 0); return err },
+		"last":   func() error { _, err := l.LastSeq(ctx, long); return err },
+		"read":   func() error { _, err := l.ReadSubject(ctx, long, 0); return err },
+		"first":  func() error { _, _, err := l.FirstRecord(ctx, long); return err },
+		"scan": func() error {
+			return l.Scan(ctx, eventlog.ScanOptions{Subject: long}, func(eventlog.Record) error { return nil })
+		},
+	} {
+		if err := op(); !errors.Is(err, eventlog.ErrInvalidSubject) {
+			t.Errorf("%s: err = %.200v, want ErrInvalidSubject", name, err)
+		}
+		if len(fmt.Sprint(op())) > 4096 {
+			t.Errorf("%s: the error quotes the subject whole", name)
+		}
+	}
+	if _, err := l.Append(ctx, "fv.wf.after", notes(t, "after", 1), 0); err != nil {
+		t.Fatalf("append after the refusals: %v", err)
+	}
+}

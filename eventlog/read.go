@@ -62,9 +62,9 @@ func (l *Log) ReadSubject(ctx context.Context, subject string, after uint64) ([]
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
-	s, ok := streamFor(subject)
-	if !ok {
-		return nil, fmt.Errorf("read %s: %w", subject, ErrInvalidSubject)
+	s, err := streamOf("read", subject)
+	if err != nil {
+		return nil, err
 	}
 	next := after + 1
 	var out []Record
@@ -124,9 +124,9 @@ func (l *Log) FirstRecord(ctx context.Context, subject string) (rec Record, foun
 	if l.closed.Load() {
 		return Record{}, false, ErrClosed
 	}
-	s, ok := streamFor(subject)
-	if !ok {
-		return Record{}, false, fmt.Errorf("read %s: %w", subject, ErrInvalidSubject)
+	s, err := streamOf("read", subject)
+	if err != nil {
+		return Record{}, false, err
 	}
 	if rec, found, err = l.nextRecord(ctx, s.Name, subject, 1); err != nil {
 		return Record{}, false, fmt.Errorf("read %s: %w", subject, err)
@@ -247,9 +247,9 @@ func headerRecord(m *nats.Msg) (Record, error) {
 // subject is empty. It is the expectation for an append that must not lose
 // a race.
 func (l *Log) LastSeq(ctx context.Context, subject string) (uint64, error) {
-	s, ok := streamFor(subject)
-	if !ok {
-		return 0, fmt.Errorf("last %s: %w", subject, ErrInvalidSubject)
+	s, err := streamOf("last", subject)
+	if err != nil {
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()

@@ -27,9 +27,9 @@ func (l *Log) Scan(ctx context.Context, o ScanOptions, fn func(Record) error) er
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	s, ok := streamFor(o.Subject)
-	if !ok {
-		return fmt.Errorf("scan %s: %w", o.Subject, ErrInvalidSubject)
+	s, err := streamOf("scan", o.Subject)
+	if err != nil {
+		return err
 	}
 	req := directGetRequest{Seq: 1, NextFor: o.Subject, Batch: readBatch}
 	if !o.Since.IsZero() {

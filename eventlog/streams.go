@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -56,6 +57,27 @@ var (
 var AllStreams = []Stream{Workflows, Metadata, Secrets, Access, Audit, Commands, Dispatch}
 
 // streamFor returns the stream that captures subject.
+// MaxSubjectLen bounds a subject the log appends to or reads, in bytes:
+// the NATS server closes a connection whose protocol line is past its
+// max_control_line (4 KiB by default), and the log's connection carries
+// every append and read of the engine. A definition's name (at most 256
+// bytes, escaped three to one at worst) stays well under it.
+const MaxSubjectLen = 1024
+
+// streamOf returns the stream that holds subject, or an error naming op
+// and subject (its start alone when it is past MaxSubjectLen: the error
+// may be logged and answered).
+func streamOf(op, subject string) (Stream, error) {
+	if len(subject) > MaxSubjectLen {
+		return Stream{}, fmt.Errorf("%s %.64s… (%d bytes, at most %d): %w", op, subject, len(subject), MaxSubjectLen, ErrInvalidSubject)
+	}
+	s, ok := streamFor(subject)
+	if !ok {
+		return Stream{}, fmt.Errorf("%s %s: %w", op, subject, ErrInvalidSubject)
+	}
+	return s, nil
+}
+
 func streamFor(subject string) (Stream, bool) {
 	for _, s := range AllStreams {
 		for _, pat := range s.Subjects {

@@ -89,7 +89,7 @@ func (s *Store) Schema(ctx context.Context, name string, version *int) (*conduct
 	if err != nil {
 		return nil, err
 	}
-	if !found {
+	if !found && registrable(name) {
 		v, err := s.logView(ctx, SchemaSubject(name))
 		if err != nil {
 			return nil, err

@@ -211,7 +211,7 @@ func (s *Store) LookupTaskDef(ctx context.Context, name string) (*conductor.Task
 	if err != nil {
 		return nil, false, err
 	}
-	if !found {
+	if !found && registrable(name) {
 		lv, err := s.logView(ctx, subject)
 		if err != nil {
 			return nil, false, err

@@ -66,6 +66,16 @@ func checkName(ve *fault.ValidationError, path, name string) {
 	}
 }
 
+// registrable reports whether name passes checkName. No other name was
+// ever registered, so the log is never asked of one: a name of a megabyte
+// makes a subject past the NATS server's max_control_line, which closes
+// the connection the log shares.
+func registrable(name string) bool {
+	ve := &fault.ValidationError{}
+	checkName(ve, "name", name)
+	return ve.Err() == nil
+}
+
 // topLevel decodes the registration's top-level members, for what the
 // typed struct cannot tell: whether "version" was given, "overwriteTags".
 func topLevel(raw []byte, prefix string) (map[string][]byte, error) {

@@ -228,7 +228,7 @@ func (s *Store) WorkflowAccess(ctx context.Context, name string) (owner string, 
 		return "", nil, err
 	}
 	owner, found, err := workflowOwner(v.KV, name)
-	if err == nil && !found {
+	if err == nil && !found && registrable(name) {
 		// The log is asked only when it holds records the read model has
 		// not applied, so that a check on a name registered nowhere (every
 		// CREATE of a new one, an execution of a deleted one) costs one
@@ -382,7 +382,7 @@ func (s *Store) LookupWorkflowDef(ctx context.Context, name string, version *int
 	if err != nil {
 		return nil, err
 	}
-	if !found {
+	if !found && registrable(name) {
 		if v, err = s.logView(ctx, subject); err != nil {
 			return nil, err
 		}
