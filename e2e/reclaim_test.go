@@ -41,10 +41,15 @@ func TestRestartedServerTakesBackTheSystemTaskItWasKilledIn(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the HTTP task never called")
 	}
-	held := taskByRef(e.workflow(id), "call")
-	if held.Status != conductor.TaskInProgress || !strings.HasPrefix(held.WorkerID, "flowvault/") {
-		t.Fatalf("task %s held by %q", held.Status, held.WorkerID)
-	}
+	// The take is recorded before the call; the read model may show it
+	// a moment after.
+	var held *conductor.Task
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if held = taskByRef(e.workflow(id), "call"); held.Status != conductor.TaskInProgress || !strings.HasPrefix(held.WorkerID, "flowvault/") {
+			return fmt.Errorf("task %s held by %q", held.Status, held.WorkerID)
+		}
+		return nil
+	})
 	p.kill()
 
 	p.start(s.base)
