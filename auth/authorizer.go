@@ -38,6 +38,16 @@ type CreatorSource interface {
 	CreatorOf(ctx context.Context, t Target) (string, error)
 }
 
+// Describer returns a target's tags and creator in one read, which
+// Authorizer prefers to a TagSource's and a CreatorSource's two: both then
+// describe one state of the target (a name deleted and registered again
+// between two reads would lend one life's tags to the other's creator),
+// and a source that may have to ask the log for them (a workflow
+// definition this engine's read model lacks) asks once.
+type Describer interface {
+	Describe(ctx context.Context, t Target) (tags []string, creator string, err error)
+}
+
 // GroupSource tells which groups a principal belongs to and what access
 // a group gets on what its members create (Orkes's group defaultAccess).
 // The auth Store implements it; an Authorizer whose GrantSource does not
@@ -60,14 +70,16 @@ var (
 type Authorizer struct {
 	grants GrantSource
 
-	mu       sync.RWMutex
-	tags     map[string]TagSource
-	creators map[string]CreatorSource
+	mu         sync.RWMutex
+	tags       map[string]TagSource
+	creators   map[string]CreatorSource
+	describers map[string]Describer
 }
 
 // NewAuthorizer returns an Authorizer over grants.
 func NewAuthorizer(grants GrantSource) *Authorizer {
-	return &Authorizer{grants: grants, tags: map[string]TagSource{}, creators: map[string]CreatorSource{}}
+	return &Authorizer{grants: grants, tags: map[string]TagSource{}, creators: map[string]CreatorSource{},
+		describers: map[string]Describer{}}
 }
 
 // Register makes src the TagSource and/or CreatorSource (whichever it
@@ -81,6 +93,9 @@ func (a *Authorizer) Register(targetType string, src any) {
 	if cs, ok := src.(CreatorSource); ok {
 		a.creators[targetType] = cs
 	}
+	if d, ok := src.(Describer); ok {
+		a.describers[targetType] = d
+	}
 }
 
 func (a *Authorizer) sources(targetType string) (TagSource, CreatorSource) {
@@ -91,26 +106,45 @@ func (a *Authorizer) sources(targetType string) (TagSource, CreatorSource) {
 
 // describe completes res with the tags and creator its sources know.
 func (a *Authorizer) describe(ctx context.Context, res Resource) (Resource, error) {
-	ts, cs := a.sources(res.Target.Type)
-	if ts != nil {
-		tags, err := ts.TagsOf(ctx, res.Target)
+	a.mu.RLock()
+	d := a.describers[res.Target.Type]
+	a.mu.RUnlock()
+	if d != nil {
+		tags, creator, err := d.Describe(ctx, res.Target)
 		if err != nil {
 			return res, err
 		}
-		for _, t := range tags {
-			if !slices.Contains(res.Tags, t) {
-				res.Tags = append(res.Tags, t)
-			}
+		return described(res, tags, creator), nil
+	}
+	var tags []string
+	var creator string
+	ts, cs := a.sources(res.Target.Type)
+	if ts != nil {
+		var err error
+		if tags, err = ts.TagsOf(ctx, res.Target); err != nil {
+			return res, err
 		}
 	}
 	if cs != nil && res.Creator == "" {
-		c, err := cs.CreatorOf(ctx, res.Target)
-		if err != nil {
+		var err error
+		if creator, err = cs.CreatorOf(ctx, res.Target); err != nil {
 			return res, err
 		}
-		res.Creator = c
 	}
-	return res, nil
+	return described(res, tags, creator), nil
+}
+
+// described adds tags to res's own, and creator where res names none.
+func described(res Resource, tags []string, creator string) Resource {
+	for _, t := range tags {
+		if !slices.Contains(res.Tags, t) {
+			res.Tags = append(res.Tags, t)
+		}
+	}
+	if res.Creator == "" {
+		res.Creator = creator
+	}
+	return res
 }
 
 // relevantGrants are the grants on res's target, on each of its tags and

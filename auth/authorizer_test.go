@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -139,5 +140,61 @@ func TestDomainGrant(t *testing.T) {
 		if d := check(t, who, task("eu")); d.Allowed {
 			t.Errorf("%s still executes in eu after the revocation: %s", who, d.Reason)
 		}
+	}
+}
+
+// twoLives answers a target's tags and creator as two lives of one name
+// would between two reads: TagsOf and CreatorOf each read it, and read
+// different states; Describe reads one.
+type twoLives struct{ separate, together int }
+
+func (s *twoLives) TagsOf(context.Context, auth.Target) ([]string, error) {
+	s.separate++
+	return []string{"team:a"}, nil // the former life's tags
+}
+
+func (s *twoLives) CreatorOf(context.Context, auth.Target) (string, error) {
+	s.separate++
+	return "alice@x", nil // the present life's creator
+}
+
+func (s *twoLives) Describe(context.Context, auth.Target) ([]string, string, error) {
+	s.together++
+	return nil, "alice@x", nil
+}
+
+// A source that describes a target in one read (auth.Describer) is asked
+// once per decision, its tags and creator from one state of the target:
+// asked twice, a name deleted and registered again between the reads lent
+// the former life's tags, and what a TAG grant gives on them, to the new
+// one (and a workflow definition the read model lacked was read from the
+// log twice).
+func TestDescriberReadsOnce(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	e := newEngine(t, l)
+	s, ctx := e.auth, testutil.Context(t, 30*time.Second)
+	must[auth.User](t)(s.UpsertUser(ctx, "carol@x", auth.UserRequest{Name: "carol", Roles: []string{auth.RoleUser}}, "root"))
+	must[auth.User](t)(s.UpsertUser(ctx, "alice@x", auth.UserRequest{Name: "alice", Roles: []string{auth.RoleUser}}, "root"))
+	if err := s.Grant(ctx, auth.Grant{Subject: auth.Subject{Type: auth.SubjectUser, ID: "carol@x"},
+		Target: auth.Target{Type: auth.TargetTag, ID: "team:a"}, Access: []auth.Access{auth.Read}}, "root"); err != nil {
+		t.Fatal(err)
+	}
+	e.caughtUp(t, l)
+	a := auth.NewAuthorizer(s)
+	src := &twoLives{}
+	a.Register(auth.TargetWorkflowDef, src)
+	flow := auth.Resource{Target: auth.Target{Type: auth.TargetWorkflowDef, ID: "flow"}}
+	for _, tc := range []struct {
+		who  string
+		want bool
+	}{{"alice@x", true}, {"carol@x", false}} {
+		p := must[auth.Principal](t)(s.Principal(ctx, tc.who))
+		if d := a.Check(ctx, p, auth.Read, flow); d.Allowed != tc.want || d.Err != nil {
+			t.Errorf("%s reads flow: allowed=%v (%s, err %v), want %v", tc.who, d.Allowed, d.Reason, d.Err, tc.want)
+		}
+	}
+	if src.together != 2 || src.separate != 0 {
+		t.Fatalf("2 decisions asked Describe %d times and TagsOf or CreatorOf %d times, want 2 and 0", src.together, src.separate)
 	}
 }

@@ -250,35 +250,33 @@ func tagStrings(tags []conductor.Tag) []string {
 // up: another engine may have registered it a moment ago.
 type definitionTargets struct{ defs *metadata.Store }
 
-func (d definitionTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
-	var tags []conductor.Tag
-	var err error
-	if t.Type == auth.TargetTaskDef {
-		tags, err = d.defs.GetTags(ctx, metadata.KindTask, t.ID)
-	} else {
-		_, tags, err = d.defs.WorkflowAccess(ctx, t.ID)
-	}
-	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
-		return nil, nil
-	}
-	return tagStrings(tags), err
-}
-
-func (d definitionTargets) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
-	var createdBy string
-	var err error
+// Describe implements auth.Describer: a workflow's owner and tags come
+// from one read (of the log, when the read model lacks the name).
+func (d definitionTargets) Describe(ctx context.Context, t auth.Target) (tags []string, creator string, err error) {
+	var stored []conductor.Tag
 	if t.Type == auth.TargetTaskDef {
 		var def *conductor.TaskDef
 		if def, err = d.defs.GetTaskDef(ctx, t.ID); err == nil {
-			createdBy = def.CreatedBy
+			creator = def.CreatedBy
+			stored, err = d.defs.GetTags(ctx, metadata.KindTask, t.ID)
 		}
 	} else {
-		createdBy, _, err = d.defs.WorkflowAccess(ctx, t.ID)
+		creator, stored, err = d.defs.WorkflowAccess(ctx, t.ID)
 	}
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
-		return "", nil
+		return nil, "", nil
 	}
-	return createdBy, err
+	if err != nil {
+		return nil, "", err
+	}
+	return tagStrings(stored), creator, nil
+}
+
+// TagsOf implements auth.TagSource, which the grant listings' TagIndex
+// needs; access decisions ask Describe.
+func (d definitionTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	tags, _, err := d.Describe(ctx, t)
+	return tags, err
 }
 
 // TargetsTagged lists the workflow or task definitions that carry tag.
