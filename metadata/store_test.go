@@ -588,61 +588,78 @@ func TestLookupsFollowChangesFromAnotherEngine(t *testing.T) {
 	}
 }
 
-// The owner and tags of a workflow, which access to it follows, are the
-// same read from an engine's read model and, while that lacks the name,
-// from the log: a name deleted and registered again by someone else is
-// owned by them and carries none of its tags from before, and one deleted
-// or never registered is not found.
-func TestWorkflowAccess(t *testing.T) {
+// The owner and tags of a workflow or task definition, which access to
+// it follows, are the same read from an engine's read model and, while
+// that lacks the name, from the log: a name registered again by someone
+// else keeps its owner, one deleted and registered again by someone else
+// is owned by them and carries none of its tags from before, and one
+// deleted, never registered or that could never be registered is not
+// found (the last without asking the log, whose subject it would
+// overflow).
+func TestDefAccess(t *testing.T) {
 	t.Parallel()
 	a := newNode(t, nil, metadata.Options{})
 	stale := newStoppedNode(t, a.log)
 	c := ctx(t)
-	register := func(name, by string) {
-		t.Helper()
-		if err := a.md.RegisterWorkflowDef(c, wf(t, simpleWF(name, 1, "")), true, by); err != nil {
-			t.Fatal(err)
-		}
-	}
-	register("owned", "alice")
-	if err := a.md.AddTags(c, metadata.KindWorkflow, "owned", []conductor.Tag{{Key: "team", Value: "pay"}}, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"deleted", "moved"} {
-		register(name, "alice")
-		if err := a.md.AddTags(c, metadata.KindWorkflow, name, []conductor.Tag{{Key: "team", Value: "pay"}}, "alice"); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.md.DeleteWorkflowDef(c, name, 1, "alice"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	register("moved", "carol")
-	a.caughtUp(t)
-
-	for _, tt := range []struct {
-		name, owner string // owner "": not found
-		tags        []conductor.Tag
+	pay := []conductor.Tag{{Key: "team", Value: "pay"}}
+	for _, k := range []struct {
+		kind     metadata.Kind
+		register func(name, by string) error
+		remove   func(name string) error
 	}{
-		{"owned", "alice", []conductor.Tag{{Key: "team", Value: "pay"}}},
-		{"moved", "carol", []conductor.Tag{}},
-		{"deleted", "", nil},
-		{"nowhere", "", nil},
+		{metadata.KindWorkflow,
+			func(name, by string) error {
+				return a.md.RegisterWorkflowDef(c, wf(t, simpleWF(name, 1, "")), true, by)
+			},
+			func(name string) error { return a.md.DeleteWorkflowDef(c, name, 1, "alice") }},
+		{metadata.KindTask,
+			func(name, by string) error {
+				return a.md.RegisterTaskDefs(c, []*conductor.TaskDef{td(t, `{"name":"`+name+`"}`)}, by)
+			},
+			func(name string) error { return a.md.DeleteTaskDef(c, name, "alice") }},
 	} {
-		for _, n := range []struct {
-			from string
-			md   *metadata.Store
-		}{{"read model", a.md}, {"log", stale.md}} {
-			t.Run(tt.name+" from the "+n.from, func(t *testing.T) {
-				owner, tags, err := n.md.WorkflowAccess(c, tt.name)
-				if tt.owner == "" {
-					mustNotFound(t, err)
-					return
-				}
-				if err != nil || owner != tt.owner || !reflect.DeepEqual(tags, tt.tags) {
-					t.Fatalf("access = %q, %v, %v; want %q, %v", owner, tags, err, tt.owner, tt.tags)
-				}
-			})
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatalf("%s: %v", k.kind, err)
+			}
+		}
+		for _, name := range []string{"owned", "replaced", "deleted", "moved"} {
+			must(k.register(name, "alice"))
+			must(a.md.AddTags(c, k.kind, name, pay, "alice"))
+		}
+		must(k.register("replaced", "bob"))
+		must(k.remove("deleted"))
+		must(k.remove("moved"))
+		must(k.register("moved", "carol"))
+		a.caughtUp(t)
+
+		for _, tt := range []struct {
+			name, owner string // owner "": not found
+			tags        []conductor.Tag
+		}{
+			{"owned", "alice", pay},
+			{"replaced", "alice", pay},
+			{"moved", "carol", []conductor.Tag{}},
+			{"deleted", "", nil},
+			{"nowhere", "", nil},
+			{strings.Repeat("x", 2000), "", nil},
+		} {
+			for _, n := range []struct {
+				from string
+				md   *metadata.Store
+			}{{"read model", a.md}, {"log", stale.md}} {
+				t.Run(fmt.Sprintf("%s %.16s from the %s", k.kind, tt.name, n.from), func(t *testing.T) {
+					owner, tags, err := n.md.DefAccess(c, k.kind, tt.name)
+					if tt.owner == "" {
+						mustNotFound(t, err)
+						return
+					}
+					if err != nil || owner != tt.owner || !reflect.DeepEqual(tags, tt.tags) {
+						t.Fatalf("access = %q, %v, %v; want %q, %v", owner, tags, err, tt.owner, tt.tags)
+					}
+				})
+			}
 		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
-	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -208,67 +207,6 @@ func (s *Store) GetWorkflowDef(ctx context.Context, name string, version *int) (
 		return nil, WorkflowNotFound(name, version)
 	}
 	return parseWorkflow(d.JSON)
-}
-
-// WorkflowAccess returns what access to workflow name follows besides
-// the grants on it: its owner, who registered its first version while it
-// had none, and its tags. A new version's createdBy is whoever registered
-// it, which UPDATE allows; ownership (full access, every execution) is
-// not UPDATE's to pass on, nor is it passed to the next version's creator
-// when the first is deleted. When the read model has no version of name
-// both are read from the log, as LookupWorkflowDef reads a definition:
-// another engine may have registered it a moment ago, and its owner's
-// start (a schedule's fire, which a refusal pauses) would be refused. The
-// log is the name's latest state, so a name deleted and registered again
-// answers with its new owner. Unknown names fail with fault.ErrNotFound.
-func (s *Store) WorkflowAccess(ctx context.Context, name string) (owner string, tags []conductor.Tag, err error) {
-	subject := WorkflowSubject(name)
-	v, err := s.projectionView(subject)
-	if err != nil {
-		return "", nil, err
-	}
-	owner, found, err := workflowOwner(v.KV, name)
-	if err == nil && !found && registrable(name) {
-		// The log is asked only when it holds records the read model has
-		// not applied, so that a check on a name registered nowhere (every
-		// CREATE of a new one, an execution of a deleted one) costs one
-		// request, not a read of the subject.
-		var last uint64
-		if last, err = s.log.LastSeq(ctx, subject); err != nil {
-			return "", nil, fmt.Errorf("owner of workflow %s: %w", name, err)
-		}
-		if last == v.Seq {
-			return "", nil, WorkflowNotFound(name, nil)
-		}
-		if v, err = s.logView(ctx, subject); err != nil {
-			return "", nil, err
-		}
-		owner, found, err = workflowOwner(v.KV, name)
-	}
-	if err != nil {
-		return "", nil, err
-	}
-	if !found {
-		return "", nil, WorkflowNotFound(name, nil)
-	}
-	stored, err := readTags(v.KV, KindWorkflow, name)
-	if err != nil {
-		return "", nil, err
-	}
-	return owner, conductorTags(stored), nil
-}
-
-// workflowOwner reads the owner of workflow name; found is false while
-// it has no version.
-func workflowOwner(r kvReader, name string) (owner string, found bool, err error) {
-	b, err := r.Get(ownerKey(name))
-	if errors.Is(err, projections.ErrNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	return string(b), true, nil
 }
 
 // ListWorkflowDefs returns every version of every workflow, sorted by

@@ -245,24 +245,16 @@ func tagStrings(tags []conductor.Tag) []string {
 }
 
 // definitionTargets tells the Authorizer the tags and creators of
-// workflow and task definitions. A workflow's are read from the log when
-// the read model lacks it (metadata WorkflowAccess), as its start looks it
-// up: another engine may have registered it a moment ago.
+// workflow and task definitions. They are read from the log when the read
+// model lacks the name (metadata DefAccess), as a start looks up its
+// workflow's definition and the engine a task's: another engine may have
+// registered it a moment ago.
 type definitionTargets struct{ defs *metadata.Store }
 
-// Describe implements auth.Describer: a workflow's owner and tags come
+// Describe implements auth.Describer: a definition's owner and tags come
 // from one read (of the log, when the read model lacks the name).
 func (d definitionTargets) Describe(ctx context.Context, t auth.Target) (tags []string, creator string, err error) {
-	var stored []conductor.Tag
-	if t.Type == auth.TargetTaskDef {
-		var def *conductor.TaskDef
-		if def, err = d.defs.GetTaskDef(ctx, t.ID); err == nil {
-			creator = def.CreatedBy
-			stored, err = d.defs.GetTags(ctx, metadata.KindTask, t.ID)
-		}
-	} else {
-		creator, stored, err = d.defs.WorkflowAccess(ctx, t.ID)
-	}
+	creator, stored, err := d.defs.DefAccess(ctx, defKind(t.Type), t.ID)
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
 		return nil, "", nil
 	}
@@ -279,12 +271,18 @@ func (d definitionTargets) TagsOf(ctx context.Context, t auth.Target) ([]string,
 	return tags, err
 }
 
+// defKind is the kind of definition a WORKFLOW_DEF or TASK_DEF target
+// names.
+func defKind(targetType string) metadata.Kind {
+	if targetType == auth.TargetTaskDef {
+		return metadata.KindTask
+	}
+	return metadata.KindWorkflow
+}
+
 // TargetsTagged lists the workflow or task definitions that carry tag.
 func (d definitionTargets) TargetsTagged(ctx context.Context, targetType, tag string) ([]auth.Target, error) {
-	kind := metadata.KindWorkflow
-	if targetType == auth.TargetTaskDef {
-		kind = metadata.KindTask
-	}
+	kind := defKind(targetType)
 	sets, err := d.defs.ListTags(ctx)
 	if err != nil {
 		return nil, err

@@ -9,7 +9,10 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/natsauth"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 type fakeLedger map[string]natsauth.Issued
@@ -161,6 +164,69 @@ func TestEventAuthorizerAsksOfExecutions(t *testing.T) {
 			}
 			if err := a.MayExecute(ctx, tt.principal, wf); tt.execute == nil && err != nil || tt.execute != nil && !errors.Is(err, tt.execute) {
 				t.Errorf("MayExecute: got %v, want %v", err, tt.execute)
+			}
+		})
+	}
+}
+
+// A worker's poll of its task type (EXECUTE on TASK_DEF:<type>) and an
+// update of the definition are decided on the creator and tags of a task
+// definition another engine registered before this engine's read model
+// applied it, read from the log as the engine's lookup of a task's
+// definition reads it: its creator's workers, and those a TAG grant
+// covers, are not refused meanwhile. The log's state is the name's
+// latest, so a name deleted and registered again by someone else answers
+// with its new creator only, none of its former tags.
+func TestTaskAccessDecidesOnADefinitionAheadOfTheReadModel(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	l := testutil.OpenLog(t, "")
+	other := metadata.New(l, testutil.OpenStore(t), nil, metadata.Options{Logger: testutil.Logger(t)})
+	pay := []conductor.Tag{{Key: "team", Value: "pay"}}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	register := func(name, by string) {
+		t.Helper()
+		var def conductor.TaskDef
+		must(conductor.Unmarshal([]byte(`{"name":"`+name+`"}`), &def))
+		must(other.RegisterTaskDefs(ctx, []*conductor.TaskDef{&def}, by))
+	}
+	register("owned", "alice")
+	register("tagged", "carol")
+	must(other.AddTags(ctx, metadata.KindTask, "tagged", pay, "carol"))
+	register("moved", "alice")
+	must(other.AddTags(ctx, metadata.KindTask, "moved", pay, "alice"))
+	must(other.DeleteTaskDef(ctx, "moved", "alice"))
+	register("moved", "carol")
+
+	// This engine's read model has applied nothing: its projection never
+	// runs.
+	lagging := metadata.New(l, testutil.OpenStore(t), nil, metadata.Options{Logger: testutil.Logger(t)})
+	authz := auth.NewAuthorizer(fakeGrants{{Subject: auth.Subject{Type: auth.SubjectUser, ID: "bob"},
+		Target: auth.Target{Type: auth.TargetTag, ID: "team:pay"}, Access: []auth.Access{auth.Execute}}})
+	authz.Register(auth.TargetTaskDef, definitionTargets{lagging})
+	for _, tt := range []struct {
+		name, principal, taskType string
+		access                    auth.Access
+		allowed                   bool
+	}{
+		{"its creator's poll", "alice", "owned", auth.Execute, true},
+		{"its creator's update", "alice", "owned", auth.Update, true},
+		{"a poll through a tag grant", "bob", "tagged", auth.Execute, true},
+		{"neither creator nor granted", "bob", "owned", auth.Execute, false},
+		{"the new creator of a name registered again", "carol", "moved", auth.Update, true},
+		{"the creator of the name before it was deleted", "alice", "moved", auth.Execute, false},
+		{"a tag grant on the name before it was deleted", "bob", "moved", auth.Execute, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := auth.Principal{ID: tt.principal, Roles: []string{auth.RoleUser, auth.RoleWorker}}
+			err := authz.Authorize(ctx, p, tt.access, auth.Resource{Target: auth.Target{Type: auth.TargetTaskDef, ID: tt.taskType}})
+			if tt.allowed && err != nil || !tt.allowed && !errors.Is(err, fault.ErrForbidden) {
+				t.Fatalf("%s %s TASK_DEF:%s = %v, want allowed %v", tt.principal, tt.access, tt.taskType, err, tt.allowed)
 			}
 		})
 	}

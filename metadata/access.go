@@ -1,0 +1,84 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// DefAccess returns what access to the workflow or task definition name
+// follows besides the grants on it: its owner and its tags, read from one
+// state of the name. A workflow's owner is who registered its first
+// version while it had none: a new version's createdBy is whoever
+// registered it, which UPDATE allows, and ownership (full access, every
+// execution) is not UPDATE's to pass on, nor is it passed to the next
+// version's creator when the first is deleted. A task definition's is its
+// createdBy, which replacing it keeps.
+//
+// When the read model has no definition under name both are read from
+// the log, as LookupWorkflowDef and LookupTaskDef read a definition:
+// another engine may have registered it a moment ago, and its owner's
+// start (a schedule's fire, which a refusal pauses) or a worker's poll of
+// its task type would be refused. The log is the name's latest state, so
+// a name deleted and registered again answers with its new owner and
+// none of its former tags. Unknown names fail with fault.ErrNotFound.
+func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner string, tags []conductor.Tag, err error) {
+	if err := checkKind(kind); err != nil {
+		return "", nil, err
+	}
+	subject := subjectOf(kind, name)
+	v, err := s.projectionView(subject)
+	if err != nil {
+		return "", nil, err
+	}
+	owner, found, err := defOwner(v.KV, kind, name)
+	if err == nil && !found && registrable(name) {
+		// The log is asked only when it holds records the read model has
+		// not applied, so that a check on a name registered nowhere (every
+		// CREATE of a new one, an execution of a deleted workflow, a poll
+		// of a type without a definition) costs one request, not a read of
+		// the subject.
+		var last uint64
+		if last, err = s.log.LastSeq(ctx, subject); err != nil {
+			return "", nil, fmt.Errorf("owner of %s: %w", describe(kind, name), err)
+		}
+		if last == v.Seq {
+			return "", nil, defNotFound(kind, name)
+		}
+		if v, err = s.logView(ctx, subject); err != nil {
+			return "", nil, err
+		}
+		owner, found, err = defOwner(v.KV, kind, name)
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if !found {
+		return "", nil, defNotFound(kind, name)
+	}
+	stored, err := readTags(v.KV, kind, name)
+	if err != nil {
+		return "", nil, err
+	}
+	return owner, conductorTags(stored), nil
+}
+
+// defOwner reads the owner of definition name; found is false while no
+// definition (no version of a workflow) is stored under it.
+func defOwner(r kvReader, kind Kind, name string) (owner string, found bool, err error) {
+	if kind == KindTask {
+		d, found, err := readDef(r, taskKey(name))
+		return d.CreatedBy, found, err
+	}
+	b, err := r.Get(ownerKey(name))
+	if errors.Is(err, projections.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return string(b), true, nil
+}
