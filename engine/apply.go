@@ -368,7 +368,10 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	w.Compacted = false
 	w.Status, w.UpdateTime = conductor.WorkflowRunning, e.Time
 	w.EndTime, w.Reason, w.Output = 0, "", map[string]any{}
-	w.FailedTaskRefs, w.FailedTaskNames, w.FailedTaskID = nil, nil, ""
+	w.FailedTaskRefs, w.FailedTaskNames = nil, nil
+	if !e.KeepsFailedTask {
+		w.FailedTaskID = ""
+	}
 	if len(e.Def) > 0 {
 		w.DefJSON, w.plan = e.Def, nil
 		if def, err := parseDef(e.Def); err == nil {

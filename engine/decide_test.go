@@ -542,9 +542,90 @@ func TestFailureTaskIDOfOtherEnds(t *testing.T) {
 	}
 }
 
+// A retry leaves the task the end named as what ended the workflow, as
+// Conductor's retry leaves failedTaskId set: its next end, which names a
+// task only while none is named, names the first run's task again,
+// whatever ends it (the new one was named). A run whose end named none
+// names its own, and a parent run again because its child was starts
+// afresh, as Conductor's updateAndPushParents clears the parent's.
+func TestFailureTaskIDAfterARetry(t *testing.T) {
+	const def = `{"name":"f","failureWorkflow":"cleanup","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[
+	 {"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b"}]}`
+	const parent = `{"name":"f","failureWorkflow":"cleanup","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"kid","version":1}},{"name":"b","taskReferenceName":"b"}]}`
+	retry := func(*harness) engine.Trigger { return engine.Retry{} }
+	failA := func(h *harness) { h.report("a", conductor.TaskFailed, nil, "a broke") }
+	child := func(status string) func(h *harness) {
+		return func(h *harness) {
+			h.decide(engine.ChildFinished{ChildID: h.task("child").SubWorkflowID, Name: "kid", Version: 1, Status: status, Reason: "kid " + status})
+		}
+	}
+	for _, c := range []struct {
+		name, def   string
+		first       func(h *harness) // ends the first run
+		again       func(h *harness) engine.Trigger
+		second      func(h *harness) // ends the next
+		want        string           // the reference name of the task named
+		wantFirstOf bool             // the first run's instance of want, not the newest
+	}{
+		{"failed by another task", def, failA, retry, func(h *harness) {
+			h.complete("a", nil)
+			h.report("b", conductor.TaskFailed, nil, "b broke")
+		}, "a", true},
+		{"failed by the same task", def, failA, retry, failA, "a", true},
+		{"terminated", def, failA, retry, func(h *harness) {
+			h.decide(engine.Terminate{Reason: "cleanup", TriggerFailureWorkflow: true})
+		}, "a", true},
+		{"its first end named none", def, func(h *harness) {
+			h.advance(time.Minute)
+			h.decide(engine.Tick{})
+		}, retry, failA, "a", false},
+		{"a parent run again for its child", parent, child(conductor.WorkflowFailed), func(h *harness) engine.Trigger {
+			return engine.ChildReopened{ChildID: h.task("child").SubWorkflowID}
+		}, func(h *harness) {
+			child(conductor.WorkflowCompleted)(h)
+			h.report("b", conductor.TaskFailed, nil, "b broke")
+		}, "b", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.def, nil, `{"name":"a","retryCount":0}`, `{"name":"b","retryCount":0}`)
+			h.advance(time.Second)
+			c.first(h)
+			if !h.w.Terminal() {
+				t.Fatalf("the first run did not end: %s", h.w.Status)
+			}
+			first := map[string]string{}
+			for _, tk := range h.w.Tasks {
+				if _, seen := first[tk.Ref]; !seen {
+					first[tk.Ref] = tk.ID
+				}
+			}
+			h.decide(c.again(h))
+			h.wantStatus(conductor.WorkflowRunning)
+			c.second(h)
+			want := h.task(c.want).ID
+			if c.wantFirstOf {
+				want = first[c.want]
+			}
+			h.wantFailureTask(want, c.want)
+		})
+	}
+}
+
 // wantFailureTaskID checks that the last decision started one failure
 // workflow, whose failureTaskId is the id of the task ref ("": none).
 func (h *harness) wantFailureTaskID(ref string) {
+	h.t.Helper()
+	var id string
+	if ref != "" {
+		id = h.task(ref).ID
+	}
+	h.wantFailureTask(id, ref)
+}
+
+// wantFailureTask checks that the last decision started one failure
+// workflow, whose failureTaskId is id ("": none), an instance of ref.
+func (h *harness) wantFailureTask(id, ref string) {
 	h.t.Helper()
 	fw := effectsOf[engine.StartWorkflow](h.last)
 	if len(fw) != 1 {
@@ -552,10 +633,10 @@ func (h *harness) wantFailureTaskID(ref string) {
 	}
 	got, named := fw[0].Input["failureTaskId"]
 	switch {
-	case ref == "" && named:
+	case id == "" && named:
 		h.t.Fatalf("failureTaskId %v, want none (tasks %v)", got, h.refs())
-	case ref != "" && got != h.task(ref).ID:
-		h.t.Fatalf("failureTaskId %v, want %s's %s (tasks %v)", got, ref, h.task(ref).ID, h.refs())
+	case id != "" && got != id:
+		h.t.Fatalf("failureTaskId %v, want %s's %s (tasks %v)", got, ref, id, h.refs())
 	}
 }
 

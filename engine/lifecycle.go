@@ -261,7 +261,7 @@ func (d *decision) retry(r Retry) error {
 		return fault.Conflict("workflow %s was ended by TERMINATE task %s (%s): a retry would end it again; rerun it from a task before that one, or restart it",
 			d.w.ID, t.Ref, t.ID)
 	}
-	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
+	d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, KeepsFailedTask: true, Time: d.now})
 	// The tasks run again together: one failed as it is scheduled (a
 	// dynamic fork's task refused again) ends the workflow once they all
 	// are, and its end cancels them; ended at once, it left those after
@@ -495,6 +495,8 @@ func (d *decision) childReopened(c ChildReopened) {
 	var others []*Task
 	if d.w.Terminal() {
 		others = d.retriable()
+		// Keeps no failed task: Conductor clears the failedTaskId of the
+		// parents of a workflow run again (updateAndPushParents).
 		d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
 	}
 	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, Time: d.now})

@@ -618,7 +618,8 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 	if status != conductor.WorkflowCompleted {
 		// Conductor's terminate names the task only while none is named:
 		// a terminate request of an ended workflow keeps the one its end
-		// named.
+		// named, and the next end of a retried one the one the end before
+		// the retry named (its retry leaves failedTaskId set).
 		ev.FailedTaskID = cmp.Or(d.w.FailedTaskID, d.endedBy)
 	}
 	if status == conductor.WorkflowFailed || status == conductor.WorkflowTimedOut {

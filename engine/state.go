@@ -37,8 +37,9 @@ type Workflow struct {
 	FailedTaskRefs       []string `msgpack:"frefs,omitempty"`
 	FailedTaskNames      []string `msgpack:"fnames,omitempty"`
 	// FailedTaskID is the task its end named as what ended it (see
-	// schemas.WorkflowStatusChanged), for its failure workflow. Ends
-	// recorded before it was name none.
+	// schemas.WorkflowStatusChanged), for its failure workflow; a retry
+	// keeps it (schemas.WorkflowReset.KeepsFailedTask). Ends recorded
+	// before it was name none.
 	FailedTaskID    string `msgpack:"ftid,omitempty"`
 	CreateTime      int64  `msgpack:"ct"`
 	StartTime       int64  `msgpack:"stt"`

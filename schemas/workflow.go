@@ -261,7 +261,13 @@ type WorkflowReset struct {
 	// RerunUpTo is the ancestor a rerun through this child was asked of
 	// (engine.Rerun.UpTo), for recovery to tell the parent again.
 	RerunUpTo string `msgpack:"upTo,omitempty"`
-	Time      int64  `msgpack:"ts"`
+	// KeepsFailedTask: this retry keeps the task the end named as what
+	// ended the workflow, for its next end to name while none is named,
+	// as Conductor's retry leaves failedTaskId set. Other resets, and a
+	// parent run again because its child was (Conductor's
+	// updateAndPushParents clears the parent's), clear it.
+	KeepsFailedTask bool  `msgpack:"kftid,omitempty"`
+	Time            int64 `msgpack:"ts"`
 }
 
 func (*WorkflowReset) EventType() string { return "workflow.reset" }
