@@ -338,12 +338,36 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 		}
 		w.Output = copyMap(e.Output)
 		w.FailedTaskRefs, w.FailedTaskNames, w.FailedTaskID = e.FailedTaskRefs, e.FailedTaskNames, e.FailedTaskID
+		if e.Status != conductor.WorkflowCompleted && e.FailedTaskID == "" && !e.NoFailedTask {
+			// Recorded before ends named their task: recovery starting
+			// its failure workflow again, and a retry's next end, name
+			// the one its engine named.
+			w.FailedTaskID = endedByOf(w)
+		}
 	case e.Status == conductor.WorkflowRunning && e.Reason == "":
 		// resume keeps everything else
 		if e.RestartsTimeout {
 			w.ResumeTime = e.Time
 		}
 	}
+}
+
+// endedByOf is the task an engine that did not record it named as what
+// ended w, read from the ended state: the TERMINATE task that ended it
+// (it completed as the workflow ended), else the first failed task, which
+// is the one whose failure ended it when one did (finish names it first).
+func endedByOf(w *Workflow) string {
+	for i := len(w.Tasks) - 1; i >= 0; i-- {
+		if t := w.Tasks[i]; t.Type == conductor.TaskTypeTerminate && t.Status == conductor.TaskCompleted && t.EndTime == w.EndTime {
+			return t.ID
+		}
+	}
+	if len(w.FailedTaskRefs) > 0 {
+		if t := w.LatestByRef(w.FailedTaskRefs[0]); t != nil {
+			return t.ID
+		}
+	}
+	return ""
 }
 
 func applyReset(w *Workflow, e *schemas.WorkflowReset) error {

@@ -612,6 +612,70 @@ func TestFailureTaskIDAfterARetry(t *testing.T) {
 	}
 }
 
+// Recovery of an end starts its failure workflow again with the task the
+// end named; an end recorded before ends named their task (no ftid, no
+// noftid) names the one its engine named, read from the ended state (the
+// TERMINATE task that ended it, else the first failed task), where it
+// named none. An end that names none on purpose says so, and a task the
+// ended state shows (a permissive one's earlier failure) is not named.
+func TestFailureTaskIDOfARecoveredEnd(t *testing.T) {
+	const def = `{"name":"f","failureWorkflow":"cleanup","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","tasks":[
+	 {"name":"p","taskReferenceName":"p","permissive":true},{"name":"a","taskReferenceName":"a"},
+	 {"name":"stop","taskReferenceName":"stop","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED"}}]}`
+	for _, c := range []struct {
+		name      string
+		end       func(h *harness)
+		want, old string // the reference name of the task named, "" for none: by the end, by the end recorded before
+	}{
+		{"task failed", func(h *harness) { h.complete("p", nil); h.report("a", conductor.TaskFailed, nil, "a broke") }, "a", "a"},
+		{"TERMINATE task", func(h *harness) { h.complete("p", nil); h.complete("a", nil) }, "stop", "stop"},
+		{"terminate request", func(h *harness) {
+			h.decide(engine.Terminate{Reason: "cleanup", TriggerFailureWorkflow: true})
+		}, "", ""},
+		{"timed out after a permissive task failed", func(h *harness) {
+			h.report("p", conductor.TaskFailed, nil, "p broke")
+			h.advance(time.Minute)
+			h.decide(engine.Tick{})
+		}, "", "p"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, def, nil, `{"name":"p","retryCount":0}`, `{"name":"a","retryCount":0}`)
+			h.advance(time.Second)
+			c.end(h)
+			h.wantFailureTaskID(c.want)
+			for _, old := range []bool{false, true} {
+				var w *engine.Workflow
+				for _, evs := range h.history {
+					for _, ev := range evs {
+						if sc, ok := ev.(*schemas.WorkflowStatusChanged); ok && old {
+							was := *sc
+							was.FailedTaskID, was.NoFailedTask = "", false
+							ev = &was
+						}
+						env, err := schemas.Default.Encode(ev)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if ev, err = schemas.Default.Decode(env); err != nil {
+							t.Fatal(err)
+						}
+						if w, err = engine.Apply(w, ev); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				want := c.want
+				if old {
+					want = c.old
+				}
+				t.Logf("recovery, the end recorded before ends named their task: %v", old)
+				h.last = engine.Decision{Effects: engine.Effects(w, h.now.UnixMilli())}
+				h.wantFailureTaskID(want)
+			}
+		})
+	}
+}
+
 // wantFailureTaskID checks that the last decision started one failure
 // workflow, whose failureTaskId is the id of the task ref ("": none).
 func (h *harness) wantFailureTaskID(ref string) {

@@ -621,6 +621,7 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 		// named, and the next end of a retried one the one the end before
 		// the retry named (its retry leaves failedTaskId set).
 		ev.FailedTaskID = cmp.Or(d.w.FailedTaskID, d.endedBy)
+		ev.NoFailedTask = ev.FailedTaskID == ""
 	}
 	if status == conductor.WorkflowFailed || status == conductor.WorkflowTimedOut {
 		for _, t := range d.w.Tasks {

@@ -216,9 +216,12 @@ func TestReplayFixtures(t *testing.T) {
 
 // Records an earlier version wrote still fold to the state their scenario
 // reaches now: do_while_loop.v1 carried the loop's whole output in every
-// event, where a loop now records what changed (TaskUpdated.MergeOutput).
+// event, where a loop now records what changed (TaskUpdated.MergeOutput);
+// retry_then_fail.v1's end named no task as what ended the workflow
+// (WorkflowStatusChanged.FailedTaskID), and names the one its ended state
+// shows, which today's end names.
 func TestReplayEarlierRecords(t *testing.T) {
-	for name, scenario := range map[string]string{"do_while_loop.v1": "do_while_loop"} {
+	for name, scenario := range map[string]string{"do_while_loop.v1": "do_while_loop", "retry_then_fail.v1": "retry_then_fail"} {
 		recorded, err := os.ReadFile(filepath.Join("testdata", "replay", name+".records"))
 		if err != nil {
 			t.Fatal(err)
@@ -227,9 +230,17 @@ func TestReplayEarlierRecords(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		folded, _ := json.MarshalIndent(fold(t, recorded, nil).Conductor(true), "", "  ")
+		now, err := os.ReadFile(filepath.Join("testdata", "replay", scenario+".records"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := fold(t, recorded, nil)
+		folded, _ := json.MarshalIndent(w.Conductor(true), "", "  ")
 		if string(folded)+"\n" != string(wantState) {
 			t.Errorf("%s folds to a state other than %s's:\n%s", name, scenario, folded)
+		}
+		if got, want := w.FailedTaskID, fold(t, now, nil).FailedTaskID; got != want {
+			t.Errorf("%s names task %q as what ended the workflow, %s %q", name, got, scenario, want)
 		}
 	}
 }

@@ -38,8 +38,9 @@ type Workflow struct {
 	FailedTaskNames      []string `msgpack:"fnames,omitempty"`
 	// FailedTaskID is the task its end named as what ended it (see
 	// schemas.WorkflowStatusChanged), for its failure workflow; a retry
-	// keeps it (schemas.WorkflowReset.KeepsFailedTask). Ends recorded
-	// before it was name none.
+	// keeps it (schemas.WorkflowReset.KeepsFailedTask). An end recorded
+	// before ends named their task names the one its ended state shows
+	// (schemas.WorkflowStatusChanged.NoFailedTask).
 	FailedTaskID    string `msgpack:"ftid,omitempty"`
 	CreateTime      int64  `msgpack:"ct"`
 	StartTime       int64  `msgpack:"stt"`

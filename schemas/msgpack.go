@@ -153,13 +153,14 @@ func (u *TaskUpdated) EncodeMsgpack(e *msgpack.Encoder) error {
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (s *WorkflowStatusChanged) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
-	w.MapLen(2, s.Reason != "", len(s.Output) > 0, len(s.FailedTaskRefs) > 0, len(s.FailedTaskNames) > 0, s.FailedTaskID != "", s.NoFailureWorkflow, s.RestartsTimeout)
+	w.MapLen(2, s.Reason != "", len(s.Output) > 0, len(s.FailedTaskRefs) > 0, len(s.FailedTaskNames) > 0, s.FailedTaskID != "", s.NoFailedTask, s.NoFailureWorkflow, s.RestartsTimeout)
 	w.Str("st", s.Status, false)
 	w.Str("why", s.Reason, true)
 	w.Value("out", s.Output, len(s.Output) == 0)
 	w.Value("frefs", s.FailedTaskRefs, len(s.FailedTaskRefs) == 0)
 	w.Value("fnames", s.FailedTaskNames, len(s.FailedTaskNames) == 0)
 	w.Str("ftid", s.FailedTaskID, true)
+	w.Bool("noftid", s.NoFailedTask)
 	w.Bool("nofw", s.NoFailureWorkflow)
 	w.Bool("rto", s.RestartsTimeout)
 	w.Int64("ts", s.Time, false)

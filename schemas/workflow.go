@@ -235,6 +235,12 @@ type WorkflowStatusChanged struct {
 	// the task whose failure, timeout or cancellation ended it, or the
 	// TERMINATE task; none for its own timeout or a terminate request.
 	FailedTaskID string `msgpack:"ftid,omitempty"`
+	// NoFailedTask: this end, no completion, names no task (FailedTaskID
+	// is empty on purpose). One with neither was recorded before ends
+	// named their task, and names the task its ended state shows, as
+	// those engines did (the TERMINATE task that ended it, else the first
+	// failed task).
+	NoFailedTask bool `msgpack:"noftid,omitempty"`
 	// NoFailureWorkflow: this end does not start the definition's
 	// failureWorkflow (a terminate without triggerFailureWorkflow).
 	NoFailureWorkflow bool `msgpack:"nofw,omitempty"`
