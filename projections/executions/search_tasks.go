@@ -13,14 +13,16 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
-// TaskFields are the fields task queries and sorts may name.
+// TaskFields are the fields task queries and sorts may name. A task's
+// times are EpochTime: one it has not set (startTime before it is taken,
+// endTime while it runs) is the epoch, as Conductor's task index has it.
 var TaskFields = query.Schema{
 	"taskId": query.String, "taskType": query.String, "taskDefName": query.String,
 	"taskRefName": query.String, "referenceTaskName": query.String, "taskReferenceName": query.String, "status": query.String,
 	"workflowId": query.String, "workflowType": query.String, "correlationId": query.String,
 	"domain": query.String, "workerId": query.String, "reasonForIncompletion": query.String,
 	"retryCount": query.Number, "workflowPriority": query.Number,
-	"scheduledTime": query.Time, "startTime": query.Time, "updateTime": query.Time, "endTime": query.Time,
+	"scheduledTime": query.EpochTime, "startTime": query.EpochTime, "updateTime": query.EpochTime, "endTime": query.EpochTime,
 	"executionTime": query.Number, "queueWaitTime": query.Number,
 }
 
@@ -231,7 +233,7 @@ func (r *Reader) taskHits(ctx context.Context, s query.Search, c *wfCache) ([]ta
 		// Ties fall back to the default order, newest scheduled first:
 		// the order candidates come in (one index value after another)
 		// would make a page depend on how the query was written.
-		keys = append(keys, query.SortKey{Field: "scheduledTime", Kind: query.Time, Desc: true},
+		keys = append(keys, query.SortKey{Field: "scheduledTime", Kind: query.EpochTime, Desc: true},
 			query.SortKey{Field: "taskId", Kind: query.String, Desc: true})
 		// The sort's fields of each hit, not its workflow: hits may be
 		// many, their workflows large.

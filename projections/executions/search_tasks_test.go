@@ -73,10 +73,12 @@ func TestTaskSearchByExecutionAndQueueWaitTime(t *testing.T) {
 }
 
 // IS NULL finds a task whose index document lacks the field, as it finds
-// a workflow: an unset text or time; a number is never null, 0 or not
-// (retryCount IS NULL found every first try). An unset time matches no
-// other comparison (endTime < t found the tasks still running) and sorts
-// last, where Conductor's TaskSummary indexes it as 1970.
+// a workflow: an unset text; a number is never null, 0 or not (retryCount
+// IS NULL found every first try), nor is a time: one the task has not set
+// is the epoch, as Conductor's TaskSummary indexes it (1970), so
+// endTime < t finds the tasks still running and they sort first when
+// ascending (they matched nothing but IS NULL, != and NOT IN, and sorted
+// last).
 func TestTaskIsNullFindsTheTasksWhoseIndexLacksTheField(t *testing.T) {
 	f := newFixture(t)
 	def := parseDef(t, `{"name":"nulls","tasks":[{"name":"rq","taskReferenceName":"a","taskDefinition":{"name":"rq","retryCount":1,"retryDelaySeconds":0}}]}`)
@@ -103,7 +105,7 @@ func TestTaskIsNullFindsTheTasksWhoseIndexLacksTheField(t *testing.T) {
 		"scheduledTime": nil, "updateTime": nil,
 		"correlationId": {"bare"}, "domain": {"bare"},
 		"workerId": {"retry", "bare"}, "reasonForIncompletion": {"retry", "bare"},
-		"startTime": {"retry", "bare"}, "endTime": {"retry", "bare"},
+		"startTime": nil, "endTime": nil,
 	}
 	// found names the tasks q finds, in the order sort gives them.
 	found := func(q, sort string) []string {
@@ -129,10 +131,14 @@ func TestTaskIsNullFindsTheTasksWhoseIndexLacksTheField(t *testing.T) {
 		{"retryCount = 0", "", []string{"bare", "failed"}}, // newest scheduled first
 		{"retryCount = 1", "", []string{"retry"}},
 		{"workflowPriority = 0", "", []string{"bare"}},
-		{"endTime < 9000000000000", "", []string{"failed"}},
-		{"startTime >= 0", "", []string{"failed"}},
+		{"endTime < 9000000000000", "", []string{"bare", "retry", "failed"}},
+		{"endTime > 0", "", []string{"failed"}},
+		{"startTime = 0", "", []string{"bare", "retry"}},
+		{"startTime >= 0", "", []string{"bare", "retry", "failed"}},
+		{"startTime < 1970-01-02", "", []string{"bare", "retry"}},
 		{"workerId != w-2", "", []string{"bare", "retry", "failed"}},
-		{"", "endTime:ASC", []string{"failed", "bare", "retry"}}, // the unset last, newest first
+		{"", "endTime:ASC", []string{"bare", "retry", "failed"}}, // the unset first, newest first
+		{"", "startTime:DESC", []string{"failed", "bare", "retry"}},
 	} {
 		if got := found(tc.q, tc.sort); !slices.Equal(got, tc.want) {
 			t.Errorf("%q sorted %q = %v, want %v", tc.q, tc.sort, got, tc.want)

@@ -51,15 +51,21 @@ const (
 	// Number fields are integers.
 	Number
 	// Time fields are epoch milliseconds; literals may also be dates.
+	// 0 is none: a value the document lacks.
 	Time
+	// EpochTime fields are Time fields whose 0 is a value, the epoch:
+	// Conductor's TaskSummary formats every time of a task, set or not,
+	// so its index holds a task not yet started as started in 1970, and
+	// startTime < t finds it where startTime IS NULL finds nothing.
+	EpochTime
 )
 
 // lacks reports whether v is no value of a field of kind k: nil, "" text
-// or a zero time, as Conductor's summaries leave an unset correlation id
-// or end time out of the index document. A Number's 0 is a value: the
-// summaries hold their numbers (priority, version, executionTime) as
-// Java primitives, which are always indexed, so priority IS NULL finds
-// no workflow.
+// or a zero Time, as Conductor's WorkflowSummary leaves an unset
+// correlation id or end time out of the index document. A Number's 0 is
+// a value: the summaries hold their numbers (priority, version,
+// executionTime) as Java primitives, which are always indexed, so
+// priority IS NULL finds no workflow. An EpochTime's 0 is the epoch.
 func (k Kind) lacks(v any) bool {
 	switch k {
 	case String:
@@ -108,8 +114,8 @@ const (
 )
 
 // Cond is one comparison. Values are strings for String fields and int64
-// for Number and Time fields: one for the binary operators, two for
-// Between, any number for In and NotIn, none for the null tests.
+// for the others: one for the binary operators, two for Between, any
+// number for In and NotIn, none for the null tests.
 type Cond struct {
 	Field  string
 	Kind   Kind
@@ -146,11 +152,10 @@ func (c *Cond) contains(v any) bool {
 }
 
 // Doc gives a document's field values: a string for String fields, an
-// int64 for Number and Time fields. nil, "" for a String field and 0 for
-// a Time field are a value the document lacks (see Kind.lacks), as a
-// field missing from Conductor's index: only IS NULL, != and NOT IN
-// match it, so that endTime < t does not find the workflows that have
-// not ended.
+// int64 for the others. nil, "" for a String field and 0 for a Time
+// field are a value the document lacks (see Kind.lacks), as a field
+// missing from Conductor's index: only IS NULL, != and NOT IN match it,
+// so that endTime < t does not find the workflows that have not ended.
 type Doc func(field string) any
 
 // Query is a parsed query. The zero Query (and a nil *Query) matches every
@@ -545,7 +550,7 @@ func (p *parser) value(kind Kind) (any, error) {
 			return nil, p.errorf("%q is not an integer", t.text)
 		}
 		return n, nil
-	case Time:
+	case Time, EpochTime:
 		n, err := ParseTime(t.text)
 		if err != nil {
 			p.pos--

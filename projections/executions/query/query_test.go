@@ -15,6 +15,7 @@ var schema = query.Schema{
 	"workflowId": query.String, "workflowType": query.String, "status": query.String,
 	"correlationId": query.String, "reasonForIncompletion": query.String,
 	"startTime": query.Time, "endTime": query.Time, "version": query.Number,
+	"scheduledTime": query.EpochTime,
 }
 
 // doc is a document for Match.
@@ -120,6 +121,9 @@ func TestNullIsAValueTheDocumentLacks(t *testing.T) {
 		{"version", int64(2), "0", "7", false, false},
 		{"version", nil, "0", "7", true, false},
 		{"version", int64(0), "0", "7", false, true},
+		{"scheduledTime", int64(5), "0", "7", false, false},
+		{"scheduledTime", nil, "0", "7", true, false},
+		{"scheduledTime", int64(0), "0", "7", false, true}, // the epoch
 	} {
 		t.Run(fmt.Sprintf("%s=%#v", tc.field, tc.value), func(t *testing.T) {
 			d := doc{tc.field: tc.value}
@@ -141,9 +145,51 @@ func TestNullIsAValueTheDocumentLacks(t *testing.T) {
 				}
 			}
 			keys, _ := query.ParseSort([]string{tc.field}, schema)
-			set := doc{"correlationId": "zzz", "endTime": int64(9), "version": int64(9)}
+			set := doc{"correlationId": "zzz", "endTime": int64(9), "version": int64(9), "scheduledTime": int64(9)}
 			if last := query.Less(keys, set.get, d.get); last != tc.null {
 				t.Errorf("sorted after %v: %v, want %v", set[tc.field], last, tc.null)
+			}
+		})
+	}
+}
+
+// An EpochTime's 0 is the epoch, as Conductor's task index holds a time
+// a task has not set (TaskSummary formats it as 1970-01-01T00:00:00.000Z):
+// it compares below every later time and is not null (and sorts first
+// when ascending, see TestSortMissingLast); a Time's 0 is null (a
+// workflow's end time, which WorkflowSummary leaves out).
+func TestEpochTimeZeroIsTheEpoch(t *testing.T) {
+	epoch := query.Schema{"startTime": query.EpochTime}
+	unset, set := doc{"startTime": int64(0)}, doc{"startTime": int64(1732939000500)}
+	for _, tc := range []struct {
+		q                       string
+		unset, set, unsetAsTime bool // matches unset and set as an EpochTime, unset as a Time
+	}{
+		{"startTime < 1732939000000", true, false, false},
+		{"startTime <= 1732939000500", true, true, false},
+		{"startTime < 1970-01-01T00:00:00.001Z", true, false, false},
+		{"startTime = 0", true, false, false},
+		{"startTime >= 0", true, true, false},
+		{"startTime > 0", false, true, false},
+		{"startTime BETWEEN 0 AND 1732939000000", true, false, false},
+		{"startTime IN (0, 7)", true, false, false},
+		{"startTime NOT IN (0, 7)", false, true, true},
+		{"startTime != 0", false, true, true},
+		{"startTime != 7", true, true, true},
+		{"startTime IS NULL", false, false, true},
+		{"startTime IS NOT NULL", true, true, false},
+	} {
+		t.Run(tc.q, func(t *testing.T) {
+			q, err := query.Parse(tc.q, epoch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			asTime, err := query.Parse(tc.q, query.Schema{"startTime": query.Time})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u, s, ut := q.Match(unset.get), q.Match(set.get), asTime.Match(unset.get); u != tc.unset || s != tc.set || ut != tc.unsetAsTime {
+				t.Errorf("unset %v, set %v, unset as a Time %v; want %v, %v, %v", u, s, ut, tc.unset, tc.set, tc.unsetAsTime)
 			}
 		})
 	}
@@ -289,10 +335,10 @@ func TestSortSeparators(t *testing.T) {
 
 // A value a document lacks sorts after every value whichever the
 // direction, as a field missing from Conductor's index does; a number's 0
-// is a value.
+// is a value, and so is an EpochTime's, the epoch.
 func TestSortMissingLast(t *testing.T) {
-	ended := doc{"workflowId": "w-1", "correlationId": "c-1", "startTime": int64(5), "version": int64(1)}
-	running := doc{"workflowId": "w-2", "startTime": int64(0), "correlationId": "", "version": int64(0)}
+	ended := doc{"workflowId": "w-1", "correlationId": "c-1", "startTime": int64(5), "version": int64(1), "scheduledTime": int64(5)}
+	running := doc{"workflowId": "w-2", "startTime": int64(0), "correlationId": "", "version": int64(0), "scheduledTime": int64(0)}
 	for _, tc := range []struct {
 		sort       string
 		endedFirst bool
@@ -303,6 +349,8 @@ func TestSortMissingLast(t *testing.T) {
 		{"correlationId:DESC", true},
 		{"version:ASC", false},
 		{"version:DESC", true},
+		{"scheduledTime:ASC", false},
+		{"scheduledTime:DESC", true},
 	} {
 		keys, err := query.ParseSort([]string{tc.sort}, schema)
 		if err != nil {
