@@ -232,8 +232,8 @@ func taskSummary(t *conductor.Task) conductor.TaskSummary {
 	s := conductor.TaskSummary{
 		TaskID: t.TaskID, TaskType: t.TaskType, TaskDefName: t.TaskDefName, TaskReferenceName: t.ReferenceTaskName,
 		WorkflowID: t.WorkflowInstanceID, WorkflowType: t.WorkflowType, CorrelationID: t.CorrelationID, Status: t.Status,
-		ScheduledTime: isoTime(t.ScheduledTime), StartTime: isoTime(t.StartTime), UpdateTime: isoTime(t.UpdateTime),
-		EndTime: isoTime(t.EndTime), Input: jsonString(t.InputData), Output: jsonString(t.OutputData),
+		ScheduledTime: taskTime(t.ScheduledTime), StartTime: taskTime(t.StartTime), UpdateTime: taskTime(t.UpdateTime),
+		EndTime: taskTime(t.EndTime), Input: jsonString(t.InputData), Output: jsonString(t.OutputData),
 		ReasonForIncompletion: t.ReasonForIncompletion, QueueWaitTime: t.QueueWaitTime,
 		WorkflowPriority: t.WorkflowPriority, Domain: t.Domain,
 	}
@@ -243,11 +243,20 @@ func taskSummary(t *conductor.Task) conductor.TaskSummary {
 	return s
 }
 
-// isoTime formats Unix ms as Conductor's summaries do; "" for none.
+// isoTime formats Unix ms as Conductor's WorkflowSummary does; "" for
+// none, which it leaves out.
 func isoTime(ms int64) string {
 	if ms <= 0 {
 		return ""
 	}
+	return taskTime(ms)
+}
+
+// taskTime formats Unix ms as Conductor's TaskSummary does: every time,
+// set or not, so that a time the task has not set (startTime before it is
+// taken, endTime while it runs) is the epoch, 1970-01-01T00:00:00.000Z,
+// as Conductor's task index holds and a task search compares it.
+func taskTime(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/internal/nodetest"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -334,6 +335,74 @@ func TestTaskSearch(t *testing.T) {
 		"/api/tasks/search?sort=flavour",
 	} {
 		e.fails(http.StatusBadRequest, "GET", path, nil)
+	}
+}
+
+// A task's unset times are the epoch, as Conductor's TaskSummary formats
+// them and its task index holds them: a task not yet taken started in
+// 1970 for startTime < t and startTime:ASC, and ends in 1970 for
+// endTime < t; IS NULL finds no task; and its summary shows
+// 1970-01-01T00:00:00.000Z for them, where it left them out.
+func TestTaskSearchUnsetTimesAreTheEpoch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"idle"}]`)
+	e.register(`{"name":"idle_flow","version":1,"tasks":[
+	 {"name":"mark","taskReferenceName":"mark","type":"SET_VARIABLE","inputParameters":{"m":1}},
+	 {"name":"idle","taskReferenceName":"idle"}]}`)
+	id := e.start("idle_flow", nil)
+	// search returns the summaries of the workflow's tasks that q (ANDed
+	// to its id) finds, in sort's order, by reference name.
+	search := func(q, sort string) (refs []string, byRef map[string]conductor.TaskSummary) {
+		t.Helper()
+		var res conductor.SearchResult[conductor.TaskSummary]
+		e.decode(http.StatusOK, "GET", "/api/tasks/search?size=10&query="+urlEscape("workflowId = "+id+q)+"&sort="+urlEscape(sort), nil, &res)
+		byRef = map[string]conductor.TaskSummary{}
+		for _, ts := range res.Results {
+			refs = append(refs, ts.TaskReferenceName)
+			byRef[ts.TaskReferenceName] = ts
+		}
+		if int(res.TotalHits) != len(refs) {
+			t.Fatalf("%q: %d hits, %d results", q, res.TotalHits, len(refs))
+		}
+		return refs, byRef
+	}
+	var tasks map[string]conductor.TaskSummary
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if _, tasks = search("", ""); len(tasks) != 2 || tasks["mark"].Status != conductor.TaskCompleted || tasks["idle"].Status != conductor.TaskScheduled {
+			return fmt.Errorf("tasks %+v, want mark COMPLETED and idle SCHEDULED", tasks)
+		}
+		return nil
+	})
+	const epoch = "1970-01-01T00:00:00.000Z"
+	if idle := tasks["idle"]; idle.StartTime != epoch || idle.EndTime != epoch || !isoTime.MatchString(idle.ScheduledTime) || idle.ScheduledTime == epoch {
+		t.Errorf("idle task's summary: scheduled %q, started %q, ended %q; want started and ended %s", idle.ScheduledTime, idle.StartTime, idle.EndTime, epoch)
+	}
+	if mark := tasks["mark"]; !isoTime.MatchString(mark.StartTime) || mark.StartTime == epoch || !isoTime.MatchString(mark.EndTime) || mark.EndTime == epoch {
+		t.Errorf("mark task's summary: started %q, ended %q", mark.StartTime, mark.EndTime)
+	}
+	now := time.Now().UnixMilli()
+	for _, tc := range []struct {
+		query, sort string
+		want        []string // in order when sorted
+	}{
+		{fmt.Sprintf(" AND startTime < %d", now), "", []string{"idle", "mark"}},
+		{" AND startTime < 1000", "", []string{"idle"}},
+		{" AND endTime <= 0", "", []string{"idle"}},
+		{fmt.Sprintf(" AND endTime BETWEEN 1000 AND %d", now), "", []string{"mark"}},
+		{" AND startTime IS NULL", "", nil},
+		{" AND endTime IS NOT NULL", "", []string{"idle", "mark"}},
+		{"", "startTime:ASC", []string{"idle", "mark"}},
+		{"", "startTime:DESC", []string{"mark", "idle"}},
+		{"", "endTime:ASC", []string{"idle", "mark"}},
+	} {
+		got, _ := search(tc.query, tc.sort)
+		if tc.sort == "" {
+			slices.Sort(got) // ties in scheduled time: any order
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("query %q sort %q found %v, want %v", tc.query, tc.sort, got, tc.want)
+		}
 	}
 }
 

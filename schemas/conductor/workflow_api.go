@@ -35,7 +35,8 @@ type WorkflowSummary struct {
 	OutputSize               int64             `json:"outputSize"`
 }
 
-// TaskSummary is a task as search results show it.
+// TaskSummary is a task as search results show it: every time is set, a
+// time the task has not set being the epoch, as in Conductor's.
 type TaskSummary struct {
 	TaskID                string `json:"taskId"`
 	TaskType              string `json:"taskType"`
@@ -45,10 +46,10 @@ type TaskSummary struct {
 	WorkflowType          string `json:"workflowType"`
 	CorrelationID         string `json:"correlationId,omitempty"`
 	Status                string `json:"status"`
-	ScheduledTime         string `json:"scheduledTime,omitempty"`
-	StartTime             string `json:"startTime,omitempty"`
-	UpdateTime            string `json:"updateTime,omitempty"`
-	EndTime               string `json:"endTime,omitempty"`
+	ScheduledTime         string `json:"scheduledTime"`
+	StartTime             string `json:"startTime"`
+	UpdateTime            string `json:"updateTime"`
+	EndTime               string `json:"endTime"`
 	Input                 string `json:"input"`
 	Output                string `json:"output"`
 	ReasonForIncompletion string `json:"reasonForIncompletion,omitempty"`
