@@ -31,11 +31,16 @@ import (
 // workflow of other principals, whose task would have read other data.
 
 // CacheOutput stores a completed task's output under Key until ExpiresAt
-// (Unix ms).
+// (Unix ms). It names the task whose output it is: the UncacheOutput of
+// a later decision that finds one of its values secret may be performed
+// first, and find nothing to remove, so the executor reads the workflow
+// once it has stored the output and removes it again if OutputMasked.
 type CacheOutput struct {
-	Key       string
-	Output    map[string]any
-	ExpiresAt int64
+	Key        string
+	Output     map[string]any
+	ExpiresAt  int64
+	WorkflowID string
+	TaskID     string
 }
 
 func (CacheOutput) effectName() string { return "cache_output" }
@@ -66,12 +71,8 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 	}
 	var out []Effect
 	for _, path := range masked.Paths {
-		rest, ok := strings.CutPrefix(path, "task/")
+		id, ok := outputPathOf(path)
 		if !ok {
-			continue
-		}
-		id, field, _ := strings.Cut(rest, "/")
-		if field != "output" && !strings.HasPrefix(field, "output.") {
 			continue
 		}
 		t := w.task(id)
@@ -87,6 +88,27 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 		}
 	}
 	return out
+}
+
+// OutputMasked reports whether w masks a value of the output of task
+// taskID: a decision found it secret, and removed the output from the
+// cache (Uncache).
+func OutputMasked(w *Workflow, taskID string) bool {
+	return slices.ContainsFunc(w.MaskedPaths, func(path string) bool {
+		id, ok := outputPathOf(path)
+		return ok && id == taskID
+	})
+}
+
+// outputPathOf returns the task whose output a masked path names
+// ("task/<id>/output", "task/<id>/output.<key>…").
+func outputPathOf(path string) (taskID string, ok bool) {
+	rest, ok := strings.CutPrefix(path, "task/")
+	if !ok {
+		return "", false
+	}
+	id, field, _ := strings.Cut(rest, "/")
+	return id, field == "output" || strings.HasPrefix(field, "output.")
 }
 
 // cachesOutput reports whether wt caches the output of its runs: a task
@@ -211,6 +233,7 @@ func (d *decision) cache(t *Task, output map[string]any) {
 		return
 	}
 	if key, ok := cacheKey(d.w, wt, t.Name, t.Input); ok {
-		d.effect(CacheOutput{Key: key, Output: output, ExpiresAt: afterSeconds(d.now, int64(wt.CacheConfig.TTLInSecond))})
+		d.effect(CacheOutput{Key: key, Output: output, ExpiresAt: afterSeconds(d.now, int64(wt.CacheConfig.TTLInSecond)),
+			WorkflowID: d.w.ID, TaskID: t.ID})
 	}
 }

@@ -351,7 +351,9 @@ func TestCachedOutput(t *testing.T) {
 // a ValuesMasked of the workflow, here one its starter's news records)
 // takes the output out of the cache: the key of the task's output, once,
 // however many paths mark it; not for a task that caches nothing, nor
-// for paths outside task outputs.
+// for paths outside task outputs. The state shows the output masked
+// (OutputMasked), which the cache's write of the output, performed
+// after the purge, reads.
 func TestUncacheOutputs(t *testing.T) {
 	def := `{"name":"cached","tasks":[
 	 {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"url":"${workflow.input.url}"},"cacheConfig":{"key":"${url}","ttlInSecond":60}},
@@ -364,6 +366,12 @@ func TestUncacheOutputs(t *testing.T) {
 	}
 	h.complete("plain", map[string]any{"token": "found-secret-later"})
 	fetch, plain := h.task("fetch").ID, h.task("plain").ID
+	if stored[0].WorkflowID != h.w.ID || stored[0].TaskID != fetch {
+		t.Fatalf("the cache effect names task %s of %s, want %s of %s", stored[0].TaskID, stored[0].WorkflowID, fetch, h.w.ID)
+	}
+	if engine.OutputMasked(h.w, fetch) {
+		t.Fatal("fetch's output masked before any value was found secret")
+	}
 	masked := &schemas.ValuesMasked{Paths: []string{
 		"task/" + fetch + "/output.token", "task/" + fetch + "/output.other", "task/" + plain + "/output.token",
 		"task/" + fetch + "/input.url", "input.url"}}
@@ -376,6 +384,9 @@ func TestUncacheOutputs(t *testing.T) {
 	got := effectsOf[engine.UncacheOutput](engine.Decision{Effects: engine.Uncache(h.w, masked)})
 	if len(got) != 1 || got[0].Key != stored[0].Key {
 		t.Fatalf("uncache effects %+v, want the one of key %s", got, stored[0].Key)
+	}
+	if !engine.OutputMasked(h.w, fetch) {
+		t.Fatalf("fetch's output not masked once its values were found secret (masked paths %v)", h.w.MaskedPaths)
 	}
 }
 

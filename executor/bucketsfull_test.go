@@ -59,7 +59,8 @@ func TestBucketWritesOnAFullDisk(t *testing.T) {
 	}
 	output := map[string]any{"pad": strings.Repeat("o", 4<<10)}
 	cache := func(i int) error {
-		return e.outputs.put(ctx, engine.CacheOutput{Key: fmt.Sprintf("full-%d", i), Output: output, ExpiresAt: time.Now().Add(time.Hour).UnixMilli()})
+		_, err := e.outputs.put(ctx, engine.CacheOutput{Key: fmt.Sprintf("full-%d", i), Output: output, ExpiresAt: time.Now().Add(time.Hour).UnixMilli()})
+		return err
 	}
 	now := time.Now()
 	if err := admit(now); err != nil {

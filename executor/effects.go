@@ -242,7 +242,7 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 	case engine.TerminateWorkflow:
 		return e.submitQuietly(ctx, eff.WorkflowID, engine.Terminate{Reason: eff.Reason, UnlessResetAfter: eff.ParentEnded})
 	case engine.CacheOutput:
-		return e.outputs.put(ctx, eff)
+		return e.cacheOutput(ctx, eff)
 	case engine.UncacheOutput:
 		return e.outputs.drop(ctx, eff.Key)
 	case engine.Withdraw:

@@ -110,20 +110,52 @@ func (c *outputCache) get(ctx context.Context, key string, now int64) (map[strin
 	return out, true
 }
 
-func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
-	kv, err := c.bucket(ctx)
-	if err != nil {
+// cacheOutput performs eff: it stores the output, then reads the task's
+// workflow as the log has it now and takes the output out again if a
+// value of it was found secret since. The decision that found it purges
+// the key (UncacheOutput), but its purge may be performed first, by
+// another engine or while this waited for a slot or was retried: finding
+// no entry, it left the one written after it, holding the value in plain
+// text, to be served to the next task with the key. A purge is performed
+// once its decision is in the log, so either it finds what was written
+// here, or the read here, which follows the write, finds its decision.
+func (e *Executor) cacheOutput(ctx context.Context, eff engine.CacheOutput) error {
+	rev, err := e.outputs.put(ctx, eff)
+	if err != nil || rev == 0 {
 		return err
 	}
-	out, err := json.Marshal(eff.Output)
+	w, err := e.State(ctx, eff.WorkflowID)
 	if err != nil {
 		return fmt.Errorf("cache task output: %w", err)
 	}
-	b, err := json.Marshal(cachedOutput{ExpiresAt: eff.ExpiresAt, Output: out})
-	if err != nil {
+	if w != nil && !engine.OutputMasked(w, eff.TaskID) {
+		return nil
+	}
+	// Found secret, or its workflow removed, which leaves nothing to
+	// tell: a cache need not keep it. Replaced since, it is gone already,
+	// or another task's output (which that task's write reads for).
+	if err := e.outputs.purge(ctx, eff.Key, rev); !errors.Is(err, errReplaced) {
 		return err
 	}
-	_, err = writeBucket(ctx, c.log, cacheBucket, func(ctx context.Context) (uint64, error) { return kv.Put(ctx, eff.Key, b) })
+	return nil
+}
+
+// put stores eff's output and returns the revision it wrote: 0 when the
+// store has no room for it.
+func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) (uint64, error) {
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		return 0, err
+	}
+	out, err := json.Marshal(eff.Output)
+	if err != nil {
+		return 0, fmt.Errorf("cache task output: %w", err)
+	}
+	b, err := json.Marshal(cachedOutput{ExpiresAt: eff.ExpiresAt, Output: out})
+	if err != nil {
+		return 0, err
+	}
+	rev, err := writeBucket(ctx, c.log, cacheBucket, func(ctx context.Context) (uint64, error) { return kv.Put(ctx, eff.Key, b) })
 	if errors.Is(err, eventlog.ErrNoStorage) || errors.Is(err, eventlog.ErrOutOfFiles) {
 		// A cache: the output is not kept, and the next task with its key
 		// runs. Failed, the effect would be tried again for its 5
@@ -133,16 +165,16 @@ func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
 		if !c.refused.Swap(true) {
 			c.logger.Warn("task outputs not cached until the cache's store has room: the tasks run again", logkey.Err, err)
 		}
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return fmt.Errorf("cache task output: %w", err)
+		return 0, fmt.Errorf("cache task output: %w", err)
 	}
 	if c.refused.Swap(false) {
 		c.logger.Info("task outputs cached again")
 	}
 	c.counts.WithLabelValues("stored").Inc()
-	return nil
+	return rev, nil
 }
 
 // drop removes the output cached under key, which holds a value found to
@@ -152,16 +184,48 @@ func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) error {
 // them (a KV bucket's stream denies the secure delete of a message, and a
 // bucket made so cannot be changed to allow it). A key with no entry is
 // left as it is: a purge writes a marker, and a workflow's news may name
-// the same output again.
+// the same output again. An entry written after the read finds none is
+// its writer's to take out again (cacheOutput).
 func (c *outputCache) drop(ctx context.Context, key string) error {
 	kv, err := c.bucket(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+	for {
+		entry, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		var rev uint64 // a read that failed otherwise: purged whatever it holds
+		if err == nil {
+			rev = entry.Revision()
+		}
+		if err := c.purge(ctx, key, rev); !errors.Is(err, errReplaced) {
+			return err
+		}
+		// Replaced since the read (purged by its writer, or written
+		// again): read again.
 	}
-	_, err = writeBucket(ctx, c.log, cacheBucket, func(ctx context.Context) (uint64, error) { return 0, kv.Purge(ctx, key) })
+}
+
+// errReplaced: the revision a purge expected is not the key's last.
+var errReplaced = errors.New("cached output replaced")
+
+// purge purges key if its last revision is rev (0: any), and counts an
+// output dropped; errReplaced if it is not, and nothing is written.
+func (c *outputCache) purge(ctx context.Context, key string, rev uint64) error {
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	_, err = writeBucket(ctx, c.log, cacheBucket, func(ctx context.Context) (uint64, error) { return 0, kv.Purge(ctx, key, opts...) })
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return errReplaced
+	}
 	if err != nil {
 		return fmt.Errorf("drop cached task output: %w", err)
 	}
