@@ -355,7 +355,8 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 // endedByOf is the task an engine that did not record it named as what
 // ended w, read from the ended state: the TERMINATE task that ended it
 // (it completed as the workflow ended), else the first failed task, which
-// is the one whose failure ended it when one did (finish names it first).
+// is the one whose failure ended it when one did (those engines listed it
+// first: such ends hold the names they recorded).
 func endedByOf(w *Workflow) string {
 	for i := len(w.Tasks) - 1; i >= 0; i-- {
 		if t := w.Tasks[i]; t.Type == conductor.TaskTypeTerminate && t.Status == conductor.TaskCompleted && t.EndTime == w.EndTime {
@@ -392,9 +393,16 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 	w.Compacted = false
 	w.Status, w.UpdateTime = conductor.WorkflowRunning, e.Time
 	w.EndTime, w.Reason, w.Output = 0, "", map[string]any{}
-	w.FailedTaskRefs, w.FailedTaskNames = nil, nil
 	if !e.KeepsFailedTask {
 		w.FailedTaskID = ""
+		if e.Kind != schemas.ResetRestart {
+			// Conductor's retry and restart leave the failed task names
+			// set, for the run to show and its end to add to; its rerun
+			// and updateAndPushParents (a parent run again because its
+			// child was) clear them. Retries recorded before they were
+			// kept (without KeepsFailedTask) fold as they did.
+			w.FailedTaskRefs, w.FailedTaskNames = nil, nil
+		}
 	}
 	if len(e.Def) > 0 {
 		w.DefJSON, w.plan = e.Def, nil

@@ -623,22 +623,44 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 		ev.FailedTaskID = cmp.Or(d.w.FailedTaskID, d.endedBy)
 		ev.NoFailedTask = ev.FailedTaskID == ""
 	}
-	if status == conductor.WorkflowFailed || status == conductor.WorkflowTimedOut {
-		for _, t := range d.w.Tasks {
-			if !t.Retried && (t.Status == conductor.TaskFailed || t.Status == conductor.TaskFailedWithTerminalError || t.Status == conductor.TaskTimedOut) {
-				// The task that ends it first: a permissive task's earlier
-				// failure, which the workflow went on past, did not.
-				at := len(ev.FailedTaskRefs)
-				if t.ID == d.endedBy {
-					at = 0
-				}
-				ev.FailedTaskRefs = slices.Insert(ev.FailedTaskRefs, at, t.Ref)
-				ev.FailedTaskNames = slices.Insert(ev.FailedTaskNames, at, t.Name)
-			}
-		}
-	}
+	ev.FailedTaskRefs, ev.FailedTaskNames = failedNames(d.w)
 	d.emit(ev)
 	d.effect(terminalEffects(d.w)...)
+}
+
+// failedNames are the failedReferenceTaskNames and failedTaskNames an end
+// of w records, as Conductor's terminate and completeWorkflow add them
+// whatever the end (COMPLETED too): those it holds from its ends before a
+// retry or a restart, which keep them, and the ref and taskDefName of
+// each task FAILED or FAILED_WITH_TERMINAL_ERROR, an instance retried
+// since among them; not one TIMED_OUT. Conductor's are sets (HashSets,
+// in no order): these keep the order each was first added in, the
+// earlier ends' first, then in the order of the workflow's tasks.
+func failedNames(w *Workflow) (refs, names []string) {
+	refs, names = slices.Clone(w.FailedTaskRefs), slices.Clone(w.FailedTaskNames)
+	seenRef, seenName := setOf(refs), setOf(names)
+	for _, t := range w.Tasks {
+		if t.Status != conductor.TaskFailed && t.Status != conductor.TaskFailedWithTerminalError {
+			continue
+		}
+		if !seenRef[t.Ref] {
+			seenRef[t.Ref] = true
+			refs = append(refs, t.Ref)
+		}
+		if _, name := t.ShownType(); !seenName[name] {
+			seenName[name] = true
+			names = append(names, name)
+		}
+	}
+	return refs, names
+}
+
+func setOf(ss []string) map[string]bool {
+	set := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		set[s] = true
+	}
+	return set
 }
 
 // workflowOutput evaluates outputParameters, or takes the output of the

@@ -224,6 +224,14 @@ func (*VariablesUpdated) EventType() string { return "workflow.variables_updated
 
 // WorkflowStatusChanged moves the workflow to a new status: COMPLETED,
 // FAILED, TIMED_OUT, TERMINATED, PAUSED, or RUNNING (resume).
+//
+// An end's FailedTaskRefs and FailedTaskNames are the workflow's
+// failedReferenceTaskNames and failedTaskNames from then on, whatever the
+// end: those it held (a retry or a restart keeps them) and every task
+// FAILED or FAILED_WITH_TERMINAL_ERROR, as Conductor's. Ends recorded
+// before named only the tasks not retried FAILED, FAILED_WITH_TERMINAL_ERROR
+// or TIMED_OUT of a FAILED or TIMED_OUT end, the one that ended it first,
+// and fold as recorded.
 type WorkflowStatusChanged struct {
 	Status          string         `msgpack:"st"`
 	Reason          string         `msgpack:"why,omitempty"`
@@ -269,9 +277,11 @@ type WorkflowReset struct {
 	RerunUpTo string `msgpack:"upTo,omitempty"`
 	// KeepsFailedTask: this retry keeps the task the end named as what
 	// ended the workflow, for its next end to name while none is named,
-	// as Conductor's retry leaves failedTaskId set. Other resets, and a
-	// parent run again because its child was (Conductor's
-	// updateAndPushParents clears the parent's), clear it.
+	// and the failed task names (WorkflowStatusChanged.FailedTaskRefs),
+	// as Conductor's retry leaves failedTaskId and them set. Other
+	// resets, and a parent run again because its child was (Conductor's
+	// updateAndPushParents clears the parent's), clear the task; a
+	// restart keeps the names (Conductor's does), the others clear them.
 	KeepsFailedTask bool  `msgpack:"kftid,omitempty"`
 	Time            int64 `msgpack:"ts"`
 }

@@ -1282,3 +1282,26 @@ func TestCompactedWorkflowsAreShredded(t *testing.T) {
 		}
 	}
 }
+
+// The read model shows the failed task names a retried run keeps, as
+// Conductor's retry leaves them (the fold is the engine's), and so does
+// a read model rebuilt from the log.
+func TestFailedTaskNamesOfARetriedRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	id := f.start("c")
+	gate := f.states[id].LatestByRef("gate")
+	f.decide(id, engine.Result{Result: conductor.TaskResult{TaskID: gate.ID, WorkflowInstanceID: id, Status: conductor.TaskFailed}})
+	f.decide(id, engine.Retry{})
+	for name, reader := range map[string]*executions.Reader{"followed": f.reader, "rebuilt": executions.NewReader(f.rebuild())} {
+		w, err := reader.WorkflowHead(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		view := w.Conductor(false)
+		if view.Status != conductor.WorkflowRunning || !equal(view.FailedReferenceTaskNames, []string{"gate"}) || !equal(view.FailedTaskNames, []string{"gate"}) {
+			t.Errorf("%s: %s, failedReferenceTaskNames %q, failedTaskNames %q, want RUNNING, [gate] and [gate]",
+				name, view.Status, view.FailedReferenceTaskNames, view.FailedTaskNames)
+		}
+	}
+}
