@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -196,5 +197,125 @@ func TestDescriberReadsOnce(t *testing.T) {
 	}
 	if src.together != 2 || src.separate != 0 {
 		t.Fatalf("2 decisions asked Describe %d times and TagsOf or CreatorOf %d times, want 2 and 0", src.together, src.separate)
+	}
+}
+
+// countingDescriber describes TASK_DEF targets as a definition source
+// would, counting its reads: "resize", created by alice and tagged
+// team:pay, and "broken", whose read fails.
+type countingDescriber struct{ reads int }
+
+func (d *countingDescriber) Describe(_ context.Context, t auth.Target) ([]string, string, error) {
+	d.reads++
+	if t.ID == "broken" {
+		return nil, "", errors.New("log unavailable")
+	}
+	return []string{"team:pay"}, "alice@x", nil
+}
+
+// The Authorizer describes a target (its tags and creator, which for a
+// definition this engine's read model lacks cost a request to the log)
+// only when the decision depends on them: not when a role decides, nor a
+// grant on the target, nor a DOMAIN grant; every decision is the one it
+// was, and names the ground it did, but where a grant on the target or the
+// domain and the creator or a tag grant both allow: the grant that needs
+// no description is named.
+func TestCheckDescribesOnlyWhenTheDecisionDependsOnIt(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	e := newEngine(t, l)
+	s, ctx := e.auth, testutil.Context(t, 30*time.Second)
+	must[auth.Group](t)(s.UpsertGroup(ctx, "eng", auth.GroupRequest{
+		DefaultAccess: map[string][]string{auth.TargetTaskDef: {"EXECUTE"}}}, "root"))
+	must[auth.Group](t)(s.UpsertGroup(ctx, "typed", auth.GroupRequest{}, "root"))
+	for _, u := range []struct {
+		id     string
+		roles  []string
+		groups []string
+	}{
+		{"alice@x", []string{auth.RoleUser, auth.RoleWorker}, []string{"eng"}},
+		{"dave@x", []string{auth.RoleWorker}, []string{"eng"}},
+		{"root@x", []string{auth.RoleAdmin}, nil},
+		{"any@x", []string{auth.RoleUnrestrictedWorker}, nil},
+		{"typed@x", []string{auth.RoleWorker}, nil},
+		{"member@x", []string{auth.RoleWorker}, []string{"typed"}},
+		{"eu@x", []string{auth.RoleWorker}, nil},
+		{"reader@x", []string{auth.RoleWorker}, nil},
+		{"pay@x", []string{auth.RoleWorker}, nil},
+		{"stranger@x", []string{auth.RoleWorker}, nil},
+	} {
+		must[auth.User](t)(s.UpsertUser(ctx, u.id, auth.UserRequest{Name: u.id, Roles: u.roles, Groups: u.groups}, "root"))
+	}
+	resize := auth.Target{Type: auth.TargetTaskDef, ID: "resize"}
+	broken := auth.Target{Type: auth.TargetTaskDef, ID: "broken"}
+	eu := auth.Target{Type: auth.TargetDomain, ID: "eu"}
+	user := func(id string) auth.Subject { return auth.Subject{Type: auth.SubjectUser, ID: id} }
+	grant := func(s auth.Subject, t auth.Target, acc auth.Access) auth.Grant {
+		return auth.Grant{Subject: s, Target: t, Access: []auth.Access{acc}}
+	}
+	for _, g := range []auth.Grant{
+		grant(user("typed@x"), resize, auth.Execute),
+		grant(auth.Subject{Type: auth.SubjectGroup, ID: "typed"}, resize, auth.Execute),
+		grant(user("typed@x"), broken, auth.Execute),
+		grant(user("alice@x"), resize, auth.Read),
+		grant(user("reader@x"), resize, auth.Read),
+		grant(user("eu@x"), eu, auth.Execute),
+		grant(user("pay@x"), eu, auth.Execute),
+		grant(user("pay@x"), auth.Target{Type: auth.TargetTag, ID: "team:pay"}, auth.Execute),
+	} {
+		if err := s.Grant(ctx, g, "root"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.caughtUp(t, l)
+	a := auth.NewAuthorizer(s)
+	src := &countingDescriber{}
+	a.Register(auth.TargetTaskDef, src)
+
+	task := func(id, domain string) auth.Resource {
+		return auth.Resource{Target: auth.Target{Type: auth.TargetTaskDef, ID: id}, Domain: domain}
+	}
+	for _, tc := range []struct {
+		name   string
+		who    string
+		access auth.Access
+		res    auth.Resource
+		reason string // "" for a decision that could not be made
+		allow  bool
+		reads  int
+	}{
+		{"an admin", "root@x", auth.Update, task("resize", ""), "admin", true, 0},
+		{"an unrestricted worker's poll", "any@x", auth.Execute, task("resize", ""), "role permission POLL_ANY_TASK", true, 0},
+		{"a grant on the type", "typed@x", auth.Execute, task("resize", ""), "grant to USER:typed@x", true, 0},
+		{"a grant on the type to the group", "member@x", auth.Execute, task("resize", ""), "grant to GROUP:typed", true, 0},
+		{"a grant on the type, in a domain's queue", "typed@x", auth.Execute, task("resize", "eu"), "grant to USER:typed@x", true, 0},
+		{"a grant on the domain", "eu@x", auth.Execute, task("resize", "eu"), "domain eu granted to USER:eu@x", true, 0},
+		{"a role, whatever the description", "any@x", auth.Execute, task("broken", ""), "role permission POLL_ANY_TASK", true, 0},
+		{"a grant on the type, whatever the description", "typed@x", auth.Execute, task("broken", ""), "grant to USER:typed@x", true, 0},
+		// Both grounds allow: the one that needs no description is named
+		// (the creator and the tag were, before).
+		{"the creator holding a grant on the type", "alice@x", auth.Read, task("resize", ""), "grant to USER:alice@x", true, 0},
+		{"a tag grant and a domain grant", "pay@x", auth.Execute, task("resize", "eu"), "domain eu granted to USER:pay@x", true, 0},
+		// The decision depends on the description.
+		{"the creator, in a group whose default access allows too", "alice@x", auth.Execute, task("resize", ""), "creator", true, 1},
+		{"a group's default access", "dave@x", auth.Execute, task("resize", ""), "grant to GROUP:eng", true, 1},
+		{"a tag grant", "pay@x", auth.Execute, task("resize", ""), "tag team:pay granted to USER:pay@x", true, 1},
+		{"a grant that is not enough", "reader@x", auth.Execute, task("resize", ""), "no grant of EXECUTE on TASK_DEF:resize", false, 1},
+		{"a grant on another domain", "eu@x", auth.Execute, task("resize", "us"),
+			"no grant of EXECUTE on TASK_DEF:resize or DOMAIN:us", false, 1},
+		{"no ground", "stranger@x", auth.Execute, task("resize", ""), "no grant of EXECUTE on TASK_DEF:resize", false, 1},
+		{"no ground, the description failing", "stranger@x", auth.Execute, task("broken", ""), "", false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := must[auth.Principal](t)(s.Principal(ctx, tc.who))
+			before := src.reads
+			d := a.Check(ctx, p, tc.access, tc.res)
+			if d.Allowed != tc.allow || tc.reason != "" && (d.Reason != tc.reason || d.Err != nil) || tc.reason == "" && d.Err == nil {
+				t.Errorf("allowed=%v (%q, err %v), want %v (%q)", d.Allowed, d.Reason, d.Err, tc.allow, tc.reason)
+			}
+			if reads := src.reads - before; reads != tc.reads {
+				t.Errorf("the target was described %d times, want %d", reads, tc.reads)
+			}
+		})
 	}
 }

@@ -93,62 +93,106 @@ var roleAccess = map[string][]struct {
 // include READ. An application updates or deletes definitions only with
 // the METADATA_API role (or another role managing metadata), even ones it
 // created or holds grants on; their executions it removes as a user does.
+//
+// The Decision names the first of these grounds that allows, in this
+// order: the ADMIN role, a role permission, a grant on the target, for a
+// task in a domain's queue a grant on the DOMAIN, the creator, a grant on
+// a tag res carries. The grounds that need no more than the target's name
+// come first, so that Authorizer.Check reads a target's tags and creator,
+// which may cost a request to the log, only when the decision depends on
+// them.
 func Decide(p Principal, access Access, res Resource, grants []Grant) Decision {
+	if d, ok := decideByRole(p, access, res); ok {
+		return d
+	}
+	if d, ok := decideByName(p, access, res, grants); ok {
+		return d
+	}
+	return decideByDescription(p, access, res, grants)
+}
+
+// decideByRole decides what the principal's roles decide alone: the ADMIN
+// role and the role permissions allow, and an application without
+// METADATA_API is refused a change of a definition.
+func decideByRole(p Principal, access Access, res Resource) (Decision, bool) {
 	if p.IsAdmin() {
-		return Decision{Allowed: true, Reason: "admin"}
+		return Decision{Allowed: true, Reason: "admin"}, true
 	}
 	if p.IsApplication() && (access == Update || access == Delete) && isMetadata(res.Target.Type) && !res.Executions &&
 		!slices.Contains(p.Roles, RoleMetadataAPI) && !p.HasPermission(PermMetadataManagement) {
-		return Decision{Reason: "an application needs the " + RoleMetadataAPI + " role to " + string(access) + " " + res.Target.String()}
+		return Decision{Reason: "an application needs the " + RoleMetadataAPI + " role to " + string(access) + " " + res.Target.String()}, true
 	}
 	switch {
 	case res.Executions:
 		if access == Read && p.HasPermission(PermMetadataView) && p.HasPermission(PermWorkflowSearch) {
-			return Decision{Allowed: true, Reason: "role permissions " + PermMetadataView + " and " + PermWorkflowSearch}
+			return Decision{Allowed: true, Reason: "role permissions " + PermMetadataView + " and " + PermWorkflowSearch}, true
 		}
 	default:
 		for _, ra := range roleAccess[res.Target.Type] {
 			if p.HasPermission(ra.perm) && grantsAccess(ra.access, access) {
-				return Decision{Allowed: true, Reason: "role permission " + ra.perm}
+				return Decision{Allowed: true, Reason: "role permission " + ra.perm}, true
 			}
 		}
 	}
-	if res.Creator != "" && res.Creator == p.ID {
-		return Decision{Allowed: true, Reason: "creator"}
-	}
-	holds := func(s Subject) bool {
-		switch s.Type {
-		case SubjectUser:
-			return s.ID == p.ID
-		case SubjectGroup:
-			return slices.Contains(p.Groups, s.ID)
-		case SubjectRole:
-			return slices.Contains(p.Roles, s.ID)
-		}
-		return false
-	}
+	return Decision{}, false
+}
+
+// decideByName allows what a grant p holds on res's target gives, or for
+// a task in a domain's queue a grant of EXECUTE on the DOMAIN.
+func decideByName(p Principal, access Access, res Resource, grants []Grant) (Decision, bool) {
 	domain, inDomain := res.domain()
-	var covering *Decision // a tag's or the domain's: a direct grant comes first
+	var byDomain *Decision // a grant on the target comes first
 	for _, g := range grants {
-		if !holds(g.Subject) || !grantsAccess(g.Access, access) {
+		if !holds(p, g.Subject) || !grantsAccess(g.Access, access) {
 			continue
 		}
 		switch {
 		case g.Target == res.Target:
-			return Decision{Allowed: true, Reason: "grant to " + g.Subject.String()}
-		case covering == nil && g.Target.Type == TargetTag && slices.Contains(res.Tags, g.Target.ID):
-			covering = &Decision{Allowed: true, Reason: "tag " + g.Target.ID + " granted to " + g.Subject.String(), Tag: g.Target.ID}
-		case covering == nil && inDomain && access == Execute && g.Target == domain:
-			covering = &Decision{Allowed: true, Reason: "domain " + domain.ID + " granted to " + g.Subject.String()}
+			return Decision{Allowed: true, Reason: "grant to " + g.Subject.String()}, true
+		case byDomain == nil && inDomain && access == Execute && g.Target == domain:
+			byDomain = &Decision{Allowed: true, Reason: "domain " + domain.ID + " granted to " + g.Subject.String()}
 		}
 	}
-	if covering != nil {
-		return *covering
+	if byDomain != nil {
+		return *byDomain, true
 	}
-	if inDomain && access == Execute {
+	return Decision{}, false
+}
+
+// decideByDescription decides on what needs res's creator and tags: the
+// creator's rights, then grants on the target (in Authorizer.Check, those
+// of a group's default access, which derive from the creator), then
+// grants on the tags; else the refusal.
+func decideByDescription(p Principal, access Access, res Resource, grants []Grant) Decision {
+	if res.Creator != "" && res.Creator == p.ID {
+		return Decision{Allowed: true, Reason: "creator"}
+	}
+	if d, ok := decideByName(p, access, res, grants); ok {
+		return d
+	}
+	for _, g := range grants {
+		if g.Target.Type == TargetTag && slices.Contains(res.Tags, g.Target.ID) && holds(p, g.Subject) && grantsAccess(g.Access, access) {
+			return Decision{Allowed: true, Reason: "tag " + g.Target.ID + " granted to " + g.Subject.String(), Tag: g.Target.ID}
+		}
+	}
+	if domain, ok := res.domain(); ok && access == Execute {
 		return Decision{Reason: "no grant of " + string(access) + " on " + res.Target.String() + " or " + domain.String()}
 	}
 	return Decision{Reason: "no grant of " + string(access) + " on " + res.Target.String()}
+}
+
+// holds reports whether grants to s are p's: to p itself, its groups or
+// its roles.
+func holds(p Principal, s Subject) bool {
+	switch s.Type {
+	case SubjectUser:
+		return s.ID == p.ID
+	case SubjectGroup:
+		return slices.Contains(p.Groups, s.ID)
+	case SubjectRole:
+		return slices.Contains(p.Roles, s.ID)
+	}
+	return false
 }
 
 // isMetadata reports whether targets of this type are definitions, which

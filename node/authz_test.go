@@ -231,3 +231,43 @@ func TestTaskAccessDecidesOnADefinitionAheadOfTheReadModel(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkHolderMayTakeUnregistered measures the take decision of a
+// worker on a task type without a definition, the read model caught up
+// with the log (a definition lookup then costs a LastSeq request): allowed
+// by the WORKER's grant on the type, by its DOMAIN grant, or by the
+// UNRESTRICTED_WORKER role, none of which depends on the definition's
+// creator or tags.
+func BenchmarkHolderMayTakeUnregistered(b *testing.B) {
+	l := testutil.OpenLog(b, "")
+	defs := metadata.New(l, testutil.OpenStore(b), nil, metadata.Options{Logger: testutil.Logger(b)})
+	authz := auth.NewAuthorizer(fakeGrants{
+		{Subject: auth.Subject{Type: auth.SubjectUser, ID: "app:typed"}, Target: auth.Target{Type: auth.TargetTaskDef, ID: "resize"},
+			Access: []auth.Access{auth.Execute}},
+		{Subject: auth.Subject{Type: auth.SubjectUser, ID: "app:eu"}, Target: auth.Target{Type: auth.TargetDomain, ID: "eu"},
+			Access: []auth.Access{auth.Execute}},
+	})
+	authz.Register(auth.TargetTaskDef, definitionTargets{defs})
+	a := workflowAuthorizer{
+		principals: fakePrincipals{
+			"app:typed": {ID: "app:typed", Roles: []string{auth.RoleWorker}},
+			"app:eu":    {ID: "app:eu", Roles: []string{auth.RoleWorker}},
+			"app:any":   {ID: "app:any", Roles: []string{auth.RoleUnrestrictedWorker}},
+		},
+		authz: authz,
+	}
+	ctx := testutil.Context(b, time.Minute)
+	for _, bc := range []struct{ name, principal, domain string }{
+		{"grant_on_the_type", "app:typed", ""},
+		{"domain_grant", "app:eu", "eu"},
+		{"unrestricted_worker", "app:any", ""},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := a.holderMayTake(ctx, bc.principal, "resize", bc.domain); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
