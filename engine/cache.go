@@ -34,7 +34,9 @@ import (
 // (Unix ms). It names the task whose output it is: the UncacheOutput of
 // a later decision that finds one of its values secret may be performed
 // first, and find nothing to remove, so the executor reads the workflow
-// once it has stored the output and removes it again if OutputMasked.
+// once it has stored the output and removes it again if OutputMasked;
+// and as neither effect is recorded, a hit reads it too, before the
+// output is served.
 type CacheOutput struct {
 	Key        string
 	Output     map[string]any

@@ -133,7 +133,7 @@ func TestBucketWritesOnAFullDisk(t *testing.T) {
 	if err := cache(-100); err != nil {
 		t.Fatalf("a cached output once the disk has room: %v", err)
 	}
-	if _, ok := e.outputs.get(ctx, "full--100", time.Now().UnixMilli()); !ok || !strings.Contains(logs.String(), "task outputs cached again") {
+	if _, _, _, ok := e.outputs.get(ctx, "full--100", time.Now().UnixMilli()); !ok || !strings.Contains(logs.String(), "task outputs cached again") {
 		t.Fatal("an output cached once the disk has room is not there, or not said so")
 	}
 	testutil.Eventually(t, time.Minute, 100*time.Millisecond, func() error {

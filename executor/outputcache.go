@@ -59,6 +59,11 @@ type outputCache struct {
 type cachedOutput struct {
 	ExpiresAt int64           `json:"expiresAt"`
 	Output    json.RawMessage `json:"output"`
+	// WorkflowID and TaskID name the task whose output it is, which a hit
+	// reads (Executor.cachedOutput); an entry written before they were
+	// kept names none.
+	WorkflowID string `json:"workflowId,omitempty"`
+	TaskID     string `json:"taskId,omitempty"`
 }
 
 func (c *outputCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -77,9 +82,11 @@ func (c *outputCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-// get returns the output cached under key, unless it expired by now (Unix
-// ms). A cache that cannot be read has nothing: the task runs.
-func (c *outputCache) get(ctx context.Context, key string, now int64) (map[string]any, bool) {
+// get returns the entry cached under key, its output and its revision,
+// unless it expired by now (Unix ms). A cache that cannot be read has
+// nothing: the task runs. A hit is for the caller to count, once it has
+// read the entry's task (Executor.cachedOutput).
+func (c *outputCache) get(ctx context.Context, key string, now int64) (cachedOutput, map[string]any, uint64, bool) {
 	kv, err := c.bucket(ctx)
 	var entry jetstream.KeyValueEntry
 	if err == nil {
@@ -87,7 +94,7 @@ func (c *outputCache) get(ctx context.Context, key string, now int64) (map[strin
 	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		c.counts.WithLabelValues("miss").Inc()
-		return nil, false
+		return cachedOutput{}, nil, 0, false
 	}
 	var e cachedOutput
 	if err == nil {
@@ -100,14 +107,53 @@ func (c *outputCache) get(ctx context.Context, key string, now int64) (map[strin
 	if err != nil {
 		c.counts.WithLabelValues("error").Inc()
 		c.logger.Warn("task output cache not read; the task runs", logkey.Err, err)
-		return nil, false
+		return cachedOutput{}, nil, 0, false
 	}
 	if e.ExpiresAt <= now || out == nil {
 		c.counts.WithLabelValues("miss").Inc()
+		return cachedOutput{}, nil, 0, false
+	}
+	return e, out, entry.Revision(), true
+}
+
+// cachedOutput answers a decision's lookup of key (engine.Input.
+// CachedOutput): the output cached under it, unless a value of it was
+// found secret since. The decision that found it purges the key
+// (UncacheOutput), but no effect is recorded: an engine killed after
+// that decision's append and before its purge, or between a write and
+// the write's read (cacheOutput), left the entry, holding the value in
+// plain text until it expires. So a hit reads the workflow of the task
+// whose output it is, as the log has it now (its compaction keeps what it
+// masked), and the output is not served, and is purged, if a value of it
+// is masked there, if the log holds no such workflow, or if the entry
+// names none (written before entries named their task).
+func (e *Executor) cachedOutput(ctx context.Context, key string, now int64) (map[string]any, bool) {
+	entry, out, rev, ok := e.outputs.get(ctx, key, now)
+	if !ok {
 		return nil, false
 	}
-	c.counts.WithLabelValues("hit").Inc()
-	return out, true
+	var w *engine.Workflow
+	if entry.WorkflowID != "" {
+		var err error
+		// Not State: the caller is a shard deciding, which may be the one
+		// of entry.WorkflowID.
+		if w, err = e.current(ctx, entry.WorkflowID); err != nil {
+			e.outputs.counts.WithLabelValues("error").Inc()
+			e.cfg.Logger.Warn("task output cache: the cached output's workflow not read; the task runs", logkey.WorkflowID, entry.WorkflowID,
+				logkey.Err, err)
+			return nil, false
+		}
+	}
+	if w != nil && !engine.OutputMasked(w, entry.TaskID) {
+		e.outputs.counts.WithLabelValues("hit").Inc()
+		return out, true
+	}
+	e.outputs.counts.WithLabelValues("miss").Inc()
+	// Replaced since the read: another task's output, read at its hit.
+	if err := e.outputs.purge(ctx, key, rev); err != nil && !errors.Is(err, errReplaced) {
+		e.cfg.Logger.Warn("task output cache: an output not served is not dropped; the task runs", logkey.Err, err)
+	}
+	return nil, false
 }
 
 // cacheOutput performs eff: it stores the output, then reads the task's
@@ -151,7 +197,7 @@ func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) (uint64, 
 	if err != nil {
 		return 0, fmt.Errorf("cache task output: %w", err)
 	}
-	b, err := json.Marshal(cachedOutput{ExpiresAt: eff.ExpiresAt, Output: out})
+	b, err := json.Marshal(cachedOutput{ExpiresAt: eff.ExpiresAt, Output: out, WorkflowID: eff.WorkflowID, TaskID: eff.TaskID})
 	if err != nil {
 		return 0, err
 	}

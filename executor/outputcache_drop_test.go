@@ -149,39 +149,8 @@ func TestCachedOutputFoundSecretLeavesTheCacheInEitherOrder(t *testing.T) {
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
 			t.Parallel()
-			l := testutil.OpenLog(t, "")
-			ctx := testutil.Context(t, 30*time.Second)
-			held := make(holdsCacheWrites, 4)
-			regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
-			a := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Metrics: regA})
-			a.SetProtector(held)
-			if err := a.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(a.Stop)
-			b := startExecutor(t, l, nothingScheduled{}, Config{Metrics: regB})
-			const id = "wf-cached-then-secret"
-			startInline(ctx, t, a, id, `{"name":"cached","version":1,"tasks":[
-			  {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"k":"x"},"cacheConfig":{"key":"${k}","ttlInSecond":600}},
-			  {"name":"after","taskReferenceName":"after"}]}`)
-			w, err := a.State(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fetch := w.LatestByRef("fetch").ID
-			if _, _, err := a.take(ctx, id, fetch, PollRequest{TaskType: "fetch", WorkerID: "w1"}); err != nil {
-				t.Fatalf("take: %v", err)
-			}
-			if _, err := a.Submit(ctx, id, engine.Result{Result: conductor.TaskResult{TaskID: fetch, WorkflowInstanceID: id,
-				Status: conductor.TaskCompleted, OutputData: map[string]any{"token": "found-secret-later"}}, TaskType: "fetch"}, Meta{}); err != nil {
-				t.Fatal(err)
-			}
-			var write engine.CacheOutput
-			select {
-			case write = <-held:
-			case <-ctx.Done():
-				t.Fatal("the result's decision cached nothing")
-			}
+			ctx, rig := newCacheRig(t)
+			a, b, fetch, write, id := rig.a, rig.b, rig.fetch, rig.write, rig.id
 			var purge []engine.Effect
 			for _, step := range r.steps {
 				switch step {
@@ -217,11 +186,158 @@ func TestCachedOutputFoundSecretLeavesTheCacheInEitherOrder(t *testing.T) {
 				t.Errorf("get after %v: %v, want no entry: the output found secret is still cached", r.steps, err)
 			}
 			dropped := 0.0
-			for _, reg := range []*prometheus.Registry{regA, regB} {
+			for _, reg := range []*prometheus.Registry{rig.regA, rig.regB} {
 				dropped += testutil.MetricValue(t, reg, "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"})
 			}
 			if dropped != r.wantDropped {
 				t.Errorf("task_cache_total{result=\"dropped\"} = %v, want %v", dropped, r.wantDropped)
+			}
+		})
+	}
+}
+
+// cachedFetchDef is a workflow whose task fetch has its output cached,
+// under the same key in every run.
+const cachedFetchDef = `{"name":"cached","version":1,"tasks":[
+  {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"k":"x"},"cacheConfig":{"key":"${k}","ttlInSecond":600}},
+  {"name":"after","taskReferenceName":"after"}]}`
+
+// cacheRig is two engines on one log. a, whose decisions' CacheOutput
+// effects are held back, has completed the task fetch of workflow id (of
+// cachedFetchDef) with a token, and holds write, its output's write; b
+// performs its decisions' effects.
+type cacheRig struct {
+	a, b       *Executor
+	regA, regB *prometheus.Registry
+	id, fetch  string
+	write      engine.CacheOutput
+}
+
+// newCacheRig readies a cacheRig, for the test's time.
+func newCacheRig(t *testing.T) (context.Context, cacheRig) {
+	t.Helper()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	rig := cacheRig{regA: prometheus.NewRegistry(), regB: prometheus.NewRegistry(), id: "wf-cached-then-secret"}
+	held := make(holdsCacheWrites, 4)
+	rig.a = New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Metrics: rig.regA})
+	rig.a.SetProtector(held)
+	if err := rig.a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rig.a.Stop)
+	rig.b = startExecutor(t, l, nothingScheduled{}, Config{Metrics: rig.regB})
+	startInline(ctx, t, rig.a, rig.id, cachedFetchDef)
+	w, err := rig.a.State(ctx, rig.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig.fetch = w.LatestByRef("fetch").ID
+	if _, _, err := rig.a.take(ctx, rig.id, rig.fetch, PollRequest{TaskType: "fetch", WorkerID: "w1"}); err != nil {
+		t.Fatalf("take: %v", err)
+	}
+	if _, err := rig.a.Submit(ctx, rig.id, engine.Result{Result: conductor.TaskResult{TaskID: rig.fetch, WorkflowInstanceID: rig.id,
+		Status: conductor.TaskCompleted, OutputData: map[string]any{"token": "found-secret-later"}}, TaskType: "fetch"}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case rig.write = <-held:
+	case <-ctx.Done():
+		t.Fatal("the result's decision cached nothing")
+	}
+	return ctx, rig
+}
+
+// An output one of whose values is found secret after it was cached is
+// not served to the next task with its key, nor left in the cache, when
+// the purge of the decision that found it never ran (no effect is
+// recorded: its engine was killed after the append), or when the output
+// was written after that decision and its writer killed before the
+// write's read. The hit reads the workflow of the task whose output it is,
+// and purges an output masked there, or of a workflow the log does not
+// hold, or one whose entry names none.
+func TestCachedOutputFoundSecretIsNotServedWhenItsPurgeNeverRan(t *testing.T) {
+	t.Parallel()
+	rows := []struct {
+		name   string
+		steps  []string // mask: the decision that finds the value secret, its purge not performed; write: the CacheOutput, with its read; put: the write alone; remove, compact: the workflow's
+		source string   // the workflow the entry names, when not the task's ("-": none)
+		served bool
+	}{
+		{name: "masked_after_the_write", steps: []string{"write", "mask"}},
+		{name: "written_after_the_mask_and_not_read", steps: []string{"mask", "put"}},
+		{name: "masked_then_removed_and_compacted", steps: []string{"write", "mask", "remove", "compact"}},
+		{name: "never_masked", steps: []string{"write"}, served: true},
+		{name: "never_masked_removed", steps: []string{"write", "remove"}, served: true},
+		{name: "workflow_not_in_the_log", steps: []string{"put"}, source: "wf-gone"},
+		{name: "entry_naming_no_task", steps: []string{"put"}, source: "-"},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, rig := newCacheRig(t)
+			a, b, fetch, write, id := rig.a, rig.b, rig.fetch, rig.write, rig.id
+			switch r.source {
+			case "-":
+				write.WorkflowID, write.TaskID = "", ""
+			case "":
+			default:
+				write.WorkflowID = r.source
+			}
+			for _, step := range r.steps {
+				switch step {
+				case "mask":
+					// No guard here: the decision has no UncacheOutput, as
+					// if its engine was killed before performing it.
+					masked := &schemas.ValuesMasked{Paths: []string{"task/" + fetch + "/output.token"}}
+					if _, err := b.Submit(ctx, id, engine.ValuesFound{Masked: masked}, Meta{}); err != nil {
+						t.Fatal(err)
+					}
+				case "write":
+					if err := a.performOne(ctx, write); err != nil {
+						t.Fatalf("write: %v", err)
+					}
+				case "put":
+					if _, err := a.outputs.put(ctx, write); err != nil {
+						t.Fatalf("put: %v", err)
+					}
+				case "remove", "compact":
+					trig := map[string]engine.Trigger{"remove": engine.Remove{Terminate: true}, "compact": engine.Compact{}}[step]
+					if _, err := b.Submit(ctx, id, trig, Meta{}); err != nil {
+						t.Fatalf("%s: %v", step, err)
+					}
+				}
+			}
+			if slices.Contains(r.steps, "compact") {
+				if w, err := b.State(ctx, id); err != nil || !w.Compacted || !w.Removed {
+					t.Fatalf("the workflow is not removed and compacted: %v", err)
+				}
+			}
+
+			const next = "wf-same-key"
+			startInline(ctx, t, b, next, cachedFetchDef)
+			w, err := b.State(ctx, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := w.LatestByRef("fetch")
+			if served := got.Status == conductor.TaskCompleted; served != r.served || served && got.Output["token"] != "found-secret-later" {
+				t.Fatalf("the next task with the key is %s with output %v; want it served from the cache: %v", got.Status, got.Output, r.served)
+			}
+			kv, err := a.outputs.bucket(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = kv.Get(ctx, write.Key)
+			if cached := err == nil; cached != r.served {
+				t.Errorf("get after the next task's lookup: %v; want the entry kept: %v", err, r.served)
+			}
+			wantDropped := 1.0
+			if r.served {
+				wantDropped = 0
+			}
+			if got := testutil.MetricValue(t, rig.regB, "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != wantDropped {
+				t.Errorf("task_cache_total{result=\"dropped\"} = %v, want %v", got, wantDropped)
 			}
 		})
 	}
