@@ -47,7 +47,10 @@ type CacheOutput struct {
 
 func (CacheOutput) effectName() string { return "cache_output" }
 
-// UncacheOutput removes the output cached under Key.
+// UncacheOutput removes the output cached under Key. The executor
+// performs it before its decision is appended as well as after: a hit
+// reads the workflow that cached the output, not those of the tasks it
+// completed, one of which may be the decision's.
 type UncacheOutput struct {
 	Key string
 }

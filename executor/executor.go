@@ -904,6 +904,7 @@ func (s *shard) process(j *job) (Outcome, error) {
 				dec, matches = e.takeProtected(ctx, dec, now)
 			}
 		}
+		e.uncacheAhead(ctx, dec.Effects)
 		expected := seqOf(w)
 		envs, err := envelopes(dec.Events, j, expected, now, e.log.MaxRecordBytes())
 		if err != nil && !errors.Is(err, eventlog.ErrTooLarge) {

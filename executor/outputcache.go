@@ -186,6 +186,27 @@ func (e *Executor) cacheOutput(ctx context.Context, eff engine.CacheOutput) erro
 	return nil
 }
 
+// uncacheAhead performs the purges of cached outputs among a decision's
+// effects (UncacheOutput) before the decision is appended, as well as
+// after, as any effect. No effect is recorded: an engine killed between
+// the append and the purge leaves the entry, and a hit, which reads the
+// workflow of the task that cached the output (cachedOutput), serves it
+// when the task whose output the decision found secret was itself
+// completed from the cache. The purge after the append is still needed:
+// an output written in between, by a write whose read came first, is
+// found there. A purge that fails here is left to that one.
+func (e *Executor) uncacheAhead(ctx context.Context, effects []engine.Effect) {
+	for _, eff := range effects {
+		u, ok := eff.(engine.UncacheOutput)
+		if !ok {
+			continue
+		}
+		if err := e.outputs.drop(ctx, u.Key); err != nil {
+			e.cfg.Logger.Warn("task output cache: an output found secret not dropped before its decision is recorded", logkey.Err, err)
+		}
+	}
+}
+
 // put stores eff's output and returns the revision it wrote: 0 when the
 // store has no room for it.
 func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) (uint64, error) {
