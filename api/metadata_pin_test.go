@@ -142,20 +142,21 @@ const (
 // newPinServer serves the metadata API over a real log and read model,
 // with the real Authorizer. The user holds role USER (CREATE on every
 // definition name) and UPDATE on whatever is tagged team:x.
-func newPinServer(t *testing.T) (*metadata.Store, *interleavedGrants, string) {
-	t.Helper()
-	return newPinServerWith(t, func(md *metadata.Store) any { return definitionSource{md} })
+func newPinServer(tb testing.TB) (*metadata.Store, *interleavedGrants, string) {
+	tb.Helper()
+	return newPinServerWith(tb, func(md *metadata.Store) any { return definitionSource{md} }, nil)
 }
 
 // newPinServerWith is newPinServer whose Authorizer learns the tags and
-// creators of definitions from source.
-func newPinServerWith(t *testing.T, source func(*metadata.Store) any) (*metadata.Store, *interleavedGrants, string) {
-	t.Helper()
-	l := testutil.OpenLog(t, "")
-	store := testutil.OpenStore(t)
-	runner := testutil.RunProjection(t, l, store, metadata.Projection{},
+// creators of definitions from source, and whose API reads the store
+// through serve, when not nil.
+func newPinServerWith(tb testing.TB, source func(*metadata.Store) any, serve func(*metadata.Store) api.Metadata) (*metadata.Store, *interleavedGrants, string) {
+	tb.Helper()
+	l := testutil.OpenLog(tb, "")
+	store := testutil.OpenStore(tb)
+	runner := testutil.RunProjection(tb, l, store, metadata.Projection{},
 		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
-	md := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(t)})
+	md := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(tb)})
 	grants := &interleavedGrants{grants: []auth.Grant{{
 		Subject: auth.Subject{Type: auth.SubjectUser, ID: pinUser},
 		Target:  auth.Target{Type: auth.TargetTag, ID: "team:x"},
@@ -164,16 +165,20 @@ func newPinServerWith(t *testing.T, source func(*metadata.Store) any) (*metadata
 	authz := auth.NewAuthorizer(grants)
 	authz.Register(auth.TargetWorkflowDef, source(md))
 	authz.Register(auth.TargetTaskDef, source(md))
+	var served api.Metadata = md
+	if serve != nil {
+		served = serve(md)
+	}
 	srv := httptest.NewServer(api.New(api.Deps{
-		Logger:     testutil.Logger(t),
-		Metadata:   md,
+		Logger:     testutil.Logger(tb),
+		Metadata:   served,
 		Authorizer: authz,
 		Tokens: tokenPrincipals{
 			"user-token":  {ID: pinUser, Roles: []string{auth.RoleUser}},
 			"admin-token": {ID: pinAdmin, Roles: []string{auth.RoleAdmin}},
 		},
 	}))
-	t.Cleanup(srv.Close)
+	tb.Cleanup(srv.Close)
 	return md, grants, srv.URL
 }
 
@@ -436,11 +441,36 @@ func TestTaskDefsBulkRefusedPartway(t *testing.T) {
 	}
 }
 
+// revisionCounter counts the revisions of definitions the API reads, one
+// per definition it checks and reads at the state checked, and the tag
+// sets it reads one name at a time.
+type revisionCounter struct {
+	api.Metadata
+	n, tags atomic.Int64
+}
+
+func (c *revisionCounter) Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error) {
+	c.n.Add(1)
+	return c.Metadata.Revision(ctx, kind, name)
+}
+
+func (c *revisionCounter) GetTagsAt(ctx context.Context, kind metadata.Kind, name string, rev metadata.Revision) ([]conductor.Tag, error) {
+	c.tags.Add(1)
+	return c.Metadata.GetTagsAt(ctx, kind, name, rev)
+}
+
 // GET /api/metadata/tags lists the tags of every definition the caller
-// may read, each once, sorted.
+// may read, each once, sorted. The user's listing checks each tagged
+// definition and reads its tags at the state checked; the admin, who may
+// read them all, is answered from one read of every tag set, without a
+// revision read per name, and sees a definition's tags go with it.
 func TestMetadataTagsListing(t *testing.T) {
 	t.Parallel()
-	md, _, base := newPinServer(t)
+	revisions := &revisionCounter{}
+	md, _, base := newPinServerWith(t, func(md *metadata.Store) any { return definitionSource{md} }, func(md *metadata.Store) api.Metadata {
+		revisions.Metadata = md
+		return revisions
+	})
 	ctx := testutil.Context(t, time.Minute)
 	set := func(kind metadata.Kind, name, by string, tags ...conductor.Tag) {
 		t.Helper()
@@ -474,15 +504,30 @@ func TestMetadataTagsListing(t *testing.T) {
 	set(metadata.KindTask, "shared_task", pinAdmin, tag("team", "x"), tag("cost", "high")) // team:x grants the user UPDATE, so READ
 
 	for _, tt := range []struct {
-		who  client
-		want string
+		who             client
+		before          func()
+		want            string
+		revisions, sets int64 // read one name at a time
 	}{
-		{user, `[{"key":"cost","value":"high"},{"key":"env","value":"dev"},{"key":"team","value":"core"},{"key":"team","value":"x"}]`},
-		{admin, `[{"key":"cost","value":"high"},{"key":"customer","value":"acme"},{"key":"env","value":"dev"},{"key":"env","value":"prod"},` +
-			`{"key":"team","value":"core"},{"key":"team","value":"x"}]`},
+		{user, nil, `[{"key":"cost","value":"high"},{"key":"env","value":"dev"},{"key":"team","value":"core"},{"key":"team","value":"x"}]`, 4, 3},
+		{admin, nil, `[{"key":"cost","value":"high"},{"key":"customer","value":"acme"},{"key":"env","value":"dev"},{"key":"env","value":"prod"},` +
+			`{"key":"team","value":"core"},{"key":"team","value":"x"}]`, 0, 0},
+		{admin, func() {
+			if err := md.DeleteWorkflowDef(ctx, "admins_flow", 1, pinAdmin); err != nil {
+				t.Fatal(err)
+			}
+		}, `[{"key":"cost","value":"high"},{"key":"env","value":"dev"},{"key":"team","value":"core"},{"key":"team","value":"x"}]`, 0, 0},
 	} {
+		if tt.before != nil {
+			tt.before()
+		}
+		revisions.n.Store(0)
+		revisions.tags.Store(0)
 		if got := tt.who.must(http.StatusOK, "GET", "/api/metadata/tags", ""); got != tt.want {
 			t.Errorf("%s sees %s, want %s", tt.who.token, got, tt.want)
+		}
+		if got, sets := revisions.n.Load(), revisions.tags.Load(); got != tt.revisions || sets != tt.sets {
+			t.Errorf("%s's listing read %d revisions and %d tag sets one at a time, want %d and %d", tt.who.token, got, sets, tt.revisions, tt.sets)
 		}
 	}
 	client{t, base, ""}.do("GET", "/api/metadata/tags", "").expectError(t, http.StatusUnauthorized, "")
@@ -654,7 +699,7 @@ func TestMetadataListingsServeTheCheckedDefinitions(t *testing.T) {
 			md, _, base := newPinServerWith(t, func(md *metadata.Store) any {
 				src.definitionSource = definitionSource{md}
 				return src
-			})
+			}, nil)
 			register := func(by string, version int) error {
 				var err error
 				if tc.kind == metadata.KindTask {

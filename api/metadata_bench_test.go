@@ -1,0 +1,64 @@
+package api_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// BenchmarkDefinitionListings lists 5,000 tagged workflow definitions (ten
+// teams and one env, twelve tags in all) as the admin and as a user who
+// may read one of them (team:x), through a real log, read model and
+// Authorizer.
+func BenchmarkDefinitionListings(b *testing.B) {
+	const n = 5000
+	md, _, base := newPinServer(b)
+	ctx := testutil.Context(b, 5*time.Minute)
+	defs := make([]*conductor.WorkflowDef, n)
+	for i := range defs {
+		var d conductor.WorkflowDef
+		if err := conductor.Unmarshal([]byte(fmt.Sprintf(`{"name":"flow_%04d","tasks":[{"name":"a","taskReferenceName":"a"}],`+
+			`"tags":[{"key":"team","value":"%c"},{"key":"env","value":"prod"}]}`, i, 'a'+i%10)), &d); err != nil {
+			b.Fatal(err)
+		}
+		defs[i] = &d
+	}
+	// team:x, which the user's grant names, is one in ten.
+	defs[0].Tags[0].Value = "x"
+	if res, err := md.PutWorkflowDefs(ctx, defs, false, pinAdmin); err != nil || len(res.BulkErrorResults) > 0 {
+		b.Fatalf("register %d workflows: %v %v", n, err, res.BulkErrorResults)
+	}
+	for _, path := range []string{"/api/metadata/tags", "/api/metadata/workflow", "/api/metadata/workflow?short=true"} {
+		for _, token := range []string{"admin-token", "user-token"} {
+			b.Run(strings.TrimPrefix(path, "/api/metadata/")+" as "+strings.TrimSuffix(token, "-token"), func(b *testing.B) {
+				for b.Loop() {
+					get(b, base+path, token)
+				}
+			})
+		}
+	}
+}
+
+// get sends GET url as token's principal and fails unless it is answered
+// 200.
+func get(tb testing.TB, url, token string) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("X-Authorization", token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	if _, err := io.Copy(io.Discard, res.Body); err != nil || res.StatusCode != http.StatusOK {
+		tb.Fatalf("GET %s = %d (%v)", url, res.StatusCode, err)
+	}
+}
