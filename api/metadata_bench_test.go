@@ -12,31 +12,42 @@ import (
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
-// BenchmarkDefinitionListings lists 5,000 tagged workflow definitions (ten
-// teams and one env, twelve tags in all) as the admin and as a user who
-// may read one of them (team:x), through a real log, read model and
-// Authorizer.
+// BenchmarkDefinitionListings lists 5,000 tagged workflow definitions and
+// 5,000 tagged task definitions (ten teams and one env, twelve tags in
+// all) as the admin and as a user who may read one of each (team:x),
+// through a real log, read model and Authorizer.
 func BenchmarkDefinitionListings(b *testing.B) {
 	const n = 5000
 	md, _, base := newPinServer(b)
 	ctx := testutil.Context(b, 5*time.Minute)
-	defs := make([]*conductor.WorkflowDef, n)
-	for i := range defs {
-		var d conductor.WorkflowDef
-		if err := conductor.Unmarshal([]byte(fmt.Sprintf(`{"name":"flow_%04d","tasks":[{"name":"a","taskReferenceName":"a"}],`+
-			`"tags":[{"key":"team","value":"%c"},{"key":"env","value":"prod"}]}`, i, 'a'+i%10)), &d); err != nil {
+	tagged := func(i int) string {
+		team := 'a' + i%10
+		if i == 0 {
+			team = 'x' // the user's grant
+		}
+		return fmt.Sprintf(`"tags":[{"key":"team","value":"%c"},{"key":"env","value":"prod"}]`, team)
+	}
+	flows := make([]*conductor.WorkflowDef, n)
+	tasks := make([]*conductor.TaskDef, n)
+	for i := range n {
+		flows[i], tasks[i] = &conductor.WorkflowDef{}, &conductor.TaskDef{}
+		err := conductor.Unmarshal([]byte(fmt.Sprintf(`{"name":"flow_%04d","tasks":[{"name":"a","taskReferenceName":"a"}],%s}`, i, tagged(i))), flows[i])
+		if err == nil {
+			err = conductor.Unmarshal([]byte(fmt.Sprintf(`{"name":"task_%04d",%s}`, i, tagged(i))), tasks[i])
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
-		defs[i] = &d
 	}
-	// team:x, which the user's grant names, is one in ten.
-	defs[0].Tags[0].Value = "x"
-	if res, err := md.PutWorkflowDefs(ctx, defs, false, pinAdmin); err != nil || len(res.BulkErrorResults) > 0 {
+	if res, err := md.PutWorkflowDefs(ctx, flows, false, pinAdmin); err != nil || len(res.BulkErrorResults) > 0 {
 		b.Fatalf("register %d workflows: %v %v", n, err, res.BulkErrorResults)
 	}
-	for _, path := range []string{"/api/metadata/tags", "/api/metadata/workflow", "/api/metadata/workflow?short=true"} {
+	if err := md.RegisterTaskDefs(ctx, tasks, pinAdmin); err != nil {
+		b.Fatalf("register %d task definitions: %v", n, err)
+	}
+	for _, path := range []string{"/api/metadata/tags", "/api/metadata/workflow", "/api/metadata/workflow/names-and-versions", "/api/metadata/taskdefs"} {
 		for _, token := range []string{"admin-token", "user-token"} {
-			b.Run(strings.TrimPrefix(path, "/api/metadata/")+" as "+strings.TrimSuffix(token, "-token"), func(b *testing.B) {
+			b.Run(strings.ReplaceAll(strings.TrimPrefix(path, "/api/metadata/"), "/", " ")+" as "+strings.TrimSuffix(token, "-token"), func(b *testing.B) {
 				for b.Loop() {
 					get(b, base+path, token)
 				}

@@ -459,6 +459,18 @@ func (c *revisionCounter) GetTagsAt(ctx context.Context, kind metadata.Kind, nam
 	return c.Metadata.GetTagsAt(ctx, kind, name, rev)
 }
 
+// newCountingPinServer is newPinServer whose API reads the store through
+// a revisionCounter.
+func newCountingPinServer(t *testing.T) (*metadata.Store, *revisionCounter, string) {
+	t.Helper()
+	revisions := &revisionCounter{}
+	md, _, base := newPinServerWith(t, func(md *metadata.Store) any { return definitionSource{md} }, func(md *metadata.Store) api.Metadata {
+		revisions.Metadata = md
+		return revisions
+	})
+	return md, revisions, base
+}
+
 // GET /api/metadata/tags lists the tags of every definition the caller
 // may read, each once, sorted. The user's listing checks each tagged
 // definition and reads its tags at the state checked; the admin, who may
@@ -466,11 +478,7 @@ func (c *revisionCounter) GetTagsAt(ctx context.Context, kind metadata.Kind, nam
 // revision read per name, and sees a definition's tags go with it.
 func TestMetadataTagsListing(t *testing.T) {
 	t.Parallel()
-	revisions := &revisionCounter{}
-	md, _, base := newPinServerWith(t, func(md *metadata.Store) any { return definitionSource{md} }, func(md *metadata.Store) api.Metadata {
-		revisions.Metadata = md
-		return revisions
-	})
+	md, revisions, base := newCountingPinServer(t)
 	ctx := testutil.Context(t, time.Minute)
 	set := func(kind metadata.Kind, name, by string, tags ...conductor.Tag) {
 		t.Helper()
@@ -531,6 +539,71 @@ func TestMetadataTagsListing(t *testing.T) {
 		}
 	}
 	client{t, base, ""}.do("GET", "/api/metadata/tags", "").expectError(t, http.StatusUnauthorized, "")
+}
+
+// An admin, whom every check allows, is answered each definition listing
+// as it is, without a revision read per name to pin it to a check, and
+// what it is answered is what a user allowed on every definition (tagged
+// team:x) is answered, checked and pinned name by name.
+func TestMetadataListingsOfAnAdminReadNoRevision(t *testing.T) {
+	t.Parallel()
+	md, revisions, base := newCountingPinServer(t)
+	ctx := testutil.Context(t, time.Minute)
+	teamX := []conductor.Tag{{Key: "team", Value: "x"}}
+	for _, w := range []struct {
+		name    string
+		version int
+	}{{"flow_a", 1}, {"flow_a", 2}, {"flow_b", 1}} {
+		var d conductor.WorkflowDef
+		err := conductor.Unmarshal([]byte(fmt.Sprintf(`{"name":%q,"version":%d,"description":"v%d","tasks":[{"name":"a","taskReferenceName":"a"}]}`, w.name, w.version, w.version)), &d)
+		if err == nil {
+			err = md.RegisterWorkflowDef(ctx, &d, false, pinAdmin)
+		}
+		if err == nil {
+			err = md.SetTags(ctx, metadata.KindWorkflow, w.name, teamX, pinAdmin)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"task_a", "task_b"} {
+		var d conductor.TaskDef
+		err := conductor.Unmarshal([]byte(`{"name":"`+name+`"}`), &d)
+		if err == nil {
+			err = md.UpdateTaskDef(ctx, &d, pinAdmin)
+		}
+		if err == nil {
+			err = md.SetTags(ctx, metadata.KindTask, name, append(teamX, conductor.Tag{Key: "name", Value: name}), pinAdmin)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, path := range []string{
+		"/api/metadata/workflow", "/api/metadata/workflow?metadata=true", "/api/metadata/workflow?name=flow_a&short=true",
+		"/api/metadata/workflow?tagKey=team&tagValue=x", "/api/metadata/workflow?access=UPDATE",
+		"/api/metadata/workflow/latest-versions", "/api/metadata/workflow/names-and-versions",
+		"/api/metadata/taskdefs", "/api/metadata/taskdefs?metadata=true", "/api/metadata/taskdefs?tagKey=name&tagValue=task_b",
+		"/api/metadata/tags",
+	} {
+		t.Run(path, func(t *testing.T) {
+			revisions.n.Store(0)
+			want := client{t, base, "user-token"}.must(http.StatusOK, "GET", path, "")
+			if revisions.n.Load() == 0 {
+				t.Fatalf("the user's listing read no revision")
+			}
+			if want == "[]" || want == "{}" {
+				t.Fatalf("the user is listed nothing")
+			}
+			revisions.n.Store(0)
+			if got := (client{t, base, "admin-token"}).must(http.StatusOK, "GET", path, ""); got != want {
+				t.Errorf("the admin is listed\n%s\nthe user\n%s", got, want)
+			}
+			if got := revisions.n.Load(); got != 0 {
+				t.Errorf("the admin's listing read %d revisions, want 0", got)
+			}
+		})
+	}
 }
 
 // What a GET of one definition answers (the definition, a version of it,

@@ -26,6 +26,18 @@ type Revision struct {
 
 	subject string
 	what    string
+	// unpinned marks Unpinned's: no state to read at or write to.
+	unpinned bool
+}
+
+// Unpinned is what a caller whom every access decision allows, whatever
+// definition name holds (an admin), reads name's definitions at: the read
+// model as it is now, without the sequence reads before and after that
+// tie a read to the state a check was made on, which it was not. Its Seq
+// and Exists say nothing. A write At it fails as one At no revision of its
+// name does: a write is checked on a state.
+func Unpinned(kind Kind, name string) Revision {
+	return Revision{subject: subjectOf(kind, name), what: describe(kind, name), unpinned: true}
 }
 
 // Revision returns the revision of definition name, for a write checked
@@ -102,8 +114,9 @@ const noRevision = math.MaxUint64
 // and writes nothing. Within one call (a bulk registration), a name's
 // revision follows the call's own writes to it.
 //
-// A pinned write to a name At was given no revision for fails. Two
-// different revisions of one name pin it to neither: the write conflicts.
+// A pinned write to a name At was given no revision for (Unpinned's is
+// none) fails. Two different revisions of one name pin it to neither: the
+// write conflicts.
 func At(revs ...Revision) WriteOption {
 	return func(o *writeOptions) {
 		if o.checked == nil {
@@ -111,6 +124,9 @@ func At(revs ...Revision) WriteOption {
 			o.what = make(map[string]string, len(revs))
 		}
 		for _, r := range revs {
+			if r.unpinned {
+				continue
+			}
 			if seq, ok := o.checked[r.subject]; ok && seq != r.Seq {
 				o.checked[r.subject] = noRevision
 				continue
@@ -244,11 +260,15 @@ func (s *Store) GetTagsAt(_ context.Context, kind Kind, name string, rev Revisio
 // re-tagged, by someone else while the caller was checked is not shown to
 // a caller allowed on the one before (fault.ErrStale, to send again), as
 // a write is not applied to it (At). What read finds missing is answered
-// so only once the name is known not to have moved either.
+// so only once the name is known not to have moved either. At Unpinned
+// it reads the read model as it is.
 func (s *Store) readAt(kind Kind, name string, rev Revision, read func(kvReader) error) error {
 	subject := subjectOf(kind, name)
 	if rev.subject != subject {
 		return fmt.Errorf("read of %s at the revision of %q", describe(kind, name), rev.subject)
+	}
+	if rev.unpinned {
+		return read(s.reader)
 	}
 	readErr := read(s.reader)
 	if readErr != nil && !errors.Is(readErr, fault.ErrNotFound) {

@@ -251,6 +251,41 @@ func TestPinnedWriteNeedsItsRevision(t *testing.T) {
 	}
 }
 
+// A read at Unpinned, for a caller every check allows, reads the read
+// model as it is, where one at a revision is stale once the name moves;
+// no write goes through pinned to it.
+func TestUnpinnedReadsWhatIsThere(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	register(t, n, metadata.KindWorkflow, "open", "alice", "a")
+	checked := revision(t, n, metadata.KindWorkflow, "open")
+	if err := n.md.SetTags(c, metadata.KindWorkflow, "open", team("b"), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.md.GetTagsAt(c, metadata.KindWorkflow, "open", checked); !errors.Is(err, fault.ErrStale) {
+		t.Fatalf("tags at the revision before the change: %v, want stale", err)
+	}
+	unpinned := metadata.Unpinned(metadata.KindWorkflow, "open")
+	if got, err := n.md.GetTagsAt(c, metadata.KindWorkflow, "open", unpinned); err != nil || tagString(got) != "team:b " {
+		t.Fatalf("tags unpinned = %v, %v; want team:b", got, err)
+	}
+	if _, err := n.md.GetTagsAt(c, metadata.KindTask, "open", unpinned); err == nil {
+		t.Fatal("a task definition read at a workflow's unpinned revision")
+	}
+	err := n.md.SetTags(c, metadata.KindWorkflow, "open", team("c"), "mallory", metadata.At(unpinned))
+	if err == nil || errors.Is(err, fault.ErrConflict) {
+		t.Fatalf("write pinned to Unpinned: %v, want an error that is no conflict", err)
+	}
+	if got, err := n.md.GetTags(c, metadata.KindWorkflow, "open"); err != nil || tagString(got) != "team:b " {
+		t.Fatalf("tags after the refused write = %v, %v; want team:b", got, err)
+	}
+	remove(t, n, metadata.KindWorkflow, "open")
+	if _, err := n.md.GetWorkflowDefAt(c, "open", nil, unpinned); !errors.Is(err, fault.ErrNotFound) {
+		t.Fatalf("removed workflow unpinned: %v, want not found", err)
+	}
+}
+
 // Another engine's write, which this engine's read model has not applied,
 // is a change too: the write is decided again on the log and refused.
 func TestPinnedWriteSeesAnotherEngine(t *testing.T) {
