@@ -681,20 +681,20 @@ type secretsEngine struct {
 // newSecretsEngine opens an engine on l. running: its read model follows
 // the log (and its writes wait for it); otherwise it stays as catchUp
 // leaves it, as on an engine whose read model lags.
-func newSecretsEngine(t *testing.T, l *eventlog.Log, mk *secrets.MasterKey, running bool) (*secretsEngine, *projections.Runner) {
-	t.Helper()
-	keys, err := secrets.OpenKeys(testutil.Context(t, 30*time.Second), l.JetStream(), mk, secrets.KeysOptions{Logger: testutil.Logger(t)})
+func newSecretsEngine(tb testing.TB, l *eventlog.Log, mk *secrets.MasterKey, running bool) (*secretsEngine, *projections.Runner) {
+	tb.Helper()
+	keys, err := secrets.OpenKeys(testutil.Context(tb, 30*time.Second), l.JetStream(), mk, secrets.KeysOptions{Logger: testutil.Logger(tb)})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	e := &secretsEngine{pebble: testutil.OpenStore(t)}
+	e := &secretsEngine{pebble: testutil.OpenStore(tb)}
 	var runner *projections.Runner
 	var w secrets.Waiter
 	if running {
-		runner = testutil.RunProjection(t, l, e.pebble, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
+		runner = testutil.RunProjection(tb, l, e.pebble, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
 		w = runner
 	}
-	opts := secrets.Options{Logger: testutil.Logger(t)}
+	opts := secrets.Options{Logger: testutil.Logger(tb)}
 	e.s, e.env = secrets.New(l, e.pebble, w, keys, opts), secrets.NewEnv(l, e.pebble, w, opts)
 	return e, runner
 }

@@ -23,6 +23,7 @@ type Environment interface {
 	GetAt(ctx context.Context, name string, rev secrets.Revision) (string, error)
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) (string, error)
 	Names(ctx context.Context) ([]string, error)
+	List(ctx context.Context) ([]secrets.EnvVar, error)
 	VarAt(ctx context.Context, name string, rev secrets.Revision) (secrets.EnvVar, error)
 	TagsAt(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
@@ -166,24 +167,19 @@ func (s *Server) deleteEnv(w http.ResponseWriter, r *http.Request) {
 
 // listEnv answers [{name, value, tags}] for the values the caller may
 // read. It starts from the names alone: a value and its tags are read
-// only once the caller's access to it was checked (readableEnv).
+// only once the caller's access to it was checked (readableEnv). A caller
+// whom every check allows is answered one read of every value: it has no
+// check to pin a value to, and a revision and a read of each would cost
+// it more than that read.
 func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
-	all, err := s.deps.Environment.Names(r.Context())
+	out, err := s.readableEnvs(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]secrets.EnvVar, 0, len(all))
-	names := make([]string, 0, len(all))
-	for _, name := range all {
-		v, ok, err := s.readableEnv(r, name)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if ok {
-			out, names = append(out, v), append(names, v.Name)
-		}
+	names := make([]string, 0, len(out))
+	for _, v := range out {
+		names = append(names, v.Name)
 	}
 	if len(names) > 0 {
 		if err := s.recordRead(r, &schemas.EnvListed{Names: names, Addr: clientAddr(r), Time: time.Now().UnixMilli(), By: principal(r)}); err != nil {
@@ -192,6 +188,29 @@ func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// readableEnvs is every environment value the caller may read, sorted by
+// name (see listEnv).
+func (s *Server) readableEnvs(r *http.Request) ([]secrets.EnvVar, error) {
+	if s.readsAll(r) {
+		return s.deps.Environment.List(r.Context())
+	}
+	all, err := s.deps.Environment.Names(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]secrets.EnvVar, 0, len(all))
+	for _, name := range all {
+		v, ok, err := s.readableEnv(r, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
 
 // envListTries bounds how often a listing checks a value changed while

@@ -238,7 +238,8 @@ func (e *Env) Names(_ context.Context) ([]string, error) {
 }
 
 // List returns every environment value, sorted by name, checked against
-// nothing: values listed to a principal go through Names, then VarAt.
+// nothing: values listed to a principal some check may refuse go through
+// Names, then VarAt.
 func (e *Env) List(ctx context.Context) ([]EnvVar, error) {
 	out := []EnvVar{}
 	var derr error
