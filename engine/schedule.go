@@ -501,7 +501,7 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, eff conductor.EffectiveTa
 			}
 			break
 		}
-		c := conductor.SwitchCase(ev.Input[param])
+		c := expr.Text(ev.Input[param])
 		ev.Status = conductor.TaskCompleted
 		ev.Output = conductor.CaseOutput(ev.Type, c)
 		ev.Case, ev.CaseDefault = caseOf(wt, c)

@@ -130,8 +130,8 @@ func (d *decision) holdsSealed(v any) bool {
 	if len(masked) == 0 {
 		return false
 	}
-	leaves := appendMasked([]string{conductor.SwitchCase(v)}, v, true, func(v any) (string, bool) {
-		return conductor.SwitchCase(v), v != nil
+	leaves := appendMasked([]string{expr.Text(v)}, v, true, func(v any) (string, bool) {
+		return expr.Text(v), v != nil
 	})
 	for _, x := range masked {
 		if slices.Contains(leaves, x) {
@@ -155,8 +155,8 @@ func (d *decision) decisionMasked() []string {
 	return d.maskedCases
 }
 
-// caseText is a leaf's case text (conductor.SwitchCase), for appendMasked.
-func caseText(v any) (string, bool) { return conductor.SwitchCase(v), true }
+// caseText is a leaf's case text (expr.Text), for appendMasked.
+func caseText(v any) (string, bool) { return expr.Text(v), true }
 
 // scriptCase reports whether a SWITCH or DECISION of type typ takes its
 // case from a script (JavaScript), not from a value of its input. A

@@ -12,7 +12,10 @@ import (
 
 // Text is the text v contributes to a string with an embedded expression
 // ("id ${x}"): what Conductor's Objects.toString gives, maps and lists as
-// compact JSON.
+// compact JSON. It is also the case a SWITCH or DECISION takes for v
+// (Conductor's "" + value): a double is Java's, so {"x": 2.0} takes the
+// case "2.0" as in Conductor, and the engine's value-param cases and the
+// system worker's agree.
 func Text(v any) string { return interpolate(v) }
 
 // interpolate returns the text a value contributes to a string with an

@@ -3,7 +3,6 @@ package conductor
 import (
 	"cmp"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -359,30 +358,6 @@ const (
 	TimeoutPolicyTimeOutWF = "TIME_OUT_WF"
 	TimeoutPolicyAlertOnly = "ALERT_ONLY"
 )
-
-// SwitchCase is the text of a value as a SWITCH or DECISION matches it
-// against its case keys: the engine's value-param cases and the system
-// worker's script cases must agree, or the same value would pick a branch
-// by one path and the default by the other.
-func SwitchCase(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return x
-	case bool:
-		return strconv.FormatBool(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
-}
 
 // CaseOutput is the output of a SWITCH or DECISION that chose case c:
 // SWITCH's evaluationResult and selectedCase, and, for a DECISION, also

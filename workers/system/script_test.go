@@ -265,6 +265,19 @@ func TestSwitchScript(t *testing.T) {
 			InputData: map[string]any{"n": int64(3)}}, "3"},
 		{"value-param", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
 			InputData: map[string]any{"c": "x"}}, "x"},
+		// A double is Java's (Conductor's "" + value), whether a script
+		// gave it (GraalJS's Double) or the case value was sealed data,
+		// opened here as a double; a whole number sealed is read as the
+		// integer it was sealed as (2.0 and 2 both seal as 2).
+		{"script's double", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"javascript","expression":"$.n / 10000"}`),
+			InputData: map[string]any{"n": int64(1)}}, "1.0E-4"},
+		{"script's large double", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"javascript","expression":"1e21"}`)}, "1.0E21"},
+		{"opened value-param double", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
+			InputData: map[string]any{"c": 0.0001}}, "1.0E-4"},
+		{"opened value-param whole number", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
+			InputData: map[string]any{"c": 2.0}}, "2"},
+		{"opened caseValueParam whole number", &conductor.Task{TaskType: "DECISION", WorkflowTask: cfg(`{"caseValueParam":"n"}`),
+			InputData: map[string]any{"n": 3.0}}, "3"},
 		// Members named in another case are not the configuration's, as
 		// Jackson reads them: the engine reads it so too.
 		{"members in another case", &conductor.Task{TaskType: "DECISION",
