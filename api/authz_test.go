@@ -717,7 +717,7 @@ func (e *secretsEngine) serve(t *testing.T) string {
 // of secrets and environment values from src.
 func (e *secretsEngine) serveWith(t *testing.T, src any) string {
 	t.Helper()
-	authz := auth.NewAuthorizer(&interleavedGrants{}) // no grants, nothing armed
+	authz := auth.NewAuthorizer(&fixedGrants{}) // no grants
 	authz.Register(auth.TargetSecret, src)
 	authz.Register(auth.TargetEnvVariable, src)
 	srv := httptest.NewServer(api.New(api.Deps{

@@ -39,27 +39,10 @@ func (tp tokenPrincipals) Authenticate(_ context.Context, token string) (auth.Pr
 	return p, auth.Claims{Subject: p.ID}, nil
 }
 
-// interleavedGrants is a fixed set of grants that runs meanwhile once, in
-// the middle of the next access decision on a definition: after the
-// decision read the definition's tags and creator, before the request
-// writes anything. That is the window a concurrent writer has.
-type interleavedGrants struct {
-	grants []auth.Grant
+// fixedGrants is a fixed set of grants.
+type fixedGrants struct{ grants []auth.Grant }
 
-	mu        sync.Mutex
-	meanwhile func()
-	ran       bool
-}
-
-func (g *interleavedGrants) GrantsOn(_ context.Context, t auth.Target) ([]auth.Grant, error) {
-	if t.Type == auth.TargetWorkflowDef || t.Type == auth.TargetTaskDef {
-		if f := takeOnce(&g.mu, &g.meanwhile); f != nil {
-			f()
-			g.mu.Lock()
-			g.ran = true
-			g.mu.Unlock()
-		}
-	}
+func (g *fixedGrants) GrantsOn(_ context.Context, t auth.Target) ([]auth.Grant, error) {
 	var out []auth.Grant
 	for _, gr := range g.grants {
 		if gr.Target == t {
@@ -69,21 +52,105 @@ func (g *interleavedGrants) GrantsOn(_ context.Context, t auth.Target) ([]auth.G
 	return out, nil
 }
 
-func (g *interleavedGrants) GrantsTo(context.Context, auth.Subject, string) ([]auth.Grant, error) {
+func (g *fixedGrants) GrantsTo(context.Context, auth.Subject, string) ([]auth.Grant, error) {
 	return nil, nil
 }
 
-// arm makes f the change of the next decision on a definition.
-func (g *interleavedGrants) arm(f func()) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.meanwhile, g.ran = f, false
+// point is where in a request a change made meanwhile lands: between the
+// state the request's access was decided on and its read or write at the
+// revision checked, the window a concurrent writer has. The decision
+// reads as little as it needs (auth.Authorizer.Check), so where that
+// window opens depends on what decides it.
+type point int
+
+const (
+	// afterDescription is once the decision on a definition has read its
+	// tags and creator: a decision that depends on them reads nothing of
+	// the definition after them.
+	afterDescription point = iota
+	// afterRevision is once the request has read the definition's
+	// revision: a decision the roles make alone (role USER's CREATE of a
+	// free name) reads nothing but the revision.
+	afterRevision
+)
+
+// meanwhile is a change someone else makes once, when the next request
+// reaches the point it is armed at.
+type meanwhile struct {
+	mu     sync.Mutex
+	at     point
+	change func()
+	ran    bool
 }
 
-func (g *interleavedGrants) fired() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.ran
+// arm makes f the change made when a request next reaches at.
+func (m *meanwhile) arm(at point, f func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.at, m.change, m.ran = at, f, false
+}
+
+// reached makes the change armed at p, if any, once.
+func (m *meanwhile) reached(p point) {
+	m.mu.Lock()
+	var f func()
+	if m.at == p {
+		f, m.change = m.change, nil
+	}
+	m.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f()
+	m.mu.Lock()
+	m.ran = true
+	m.mu.Unlock()
+}
+
+func (m *meanwhile) fired() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ran
+}
+
+// definitionReader reads the tags and creators of definitions.
+type definitionReader interface {
+	auth.TagSource
+	auth.CreatorSource
+}
+
+// describedMeanwhile describes definitions to the Authorizer from src in
+// one read (auth.Describer), as the node's source does, and reaches
+// afterDescription once it has.
+type describedMeanwhile struct {
+	src     definitionReader
+	changes *meanwhile
+}
+
+func (d describedMeanwhile) Describe(ctx context.Context, t auth.Target) ([]string, string, error) {
+	tags, err := d.src.TagsOf(ctx, t)
+	if err != nil {
+		return nil, "", err
+	}
+	creator, err := d.src.CreatorOf(ctx, t)
+	if err != nil {
+		return nil, "", err
+	}
+	d.changes.reached(afterDescription)
+	return tags, creator, nil
+}
+
+// revisedMeanwhile is the API's store, which reaches afterRevision once
+// a request has read a definition's revision.
+type revisedMeanwhile struct {
+	api.Metadata
+	changes *meanwhile
+}
+
+func (r revisedMeanwhile) Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error) {
+	rev, err := r.Metadata.Revision(ctx, kind, name)
+	r.changes.reached(afterRevision)
+	return rev, err
 }
 
 // definitionSource tells the Authorizer the tags and creators of
@@ -141,37 +208,40 @@ const (
 
 // newPinServer serves the metadata API over a real log and read model,
 // with the real Authorizer. The user holds role USER (CREATE on every
-// definition name) and UPDATE on whatever is tagged team:x.
-func newPinServer(tb testing.TB) (*metadata.Store, *interleavedGrants, string) {
+// definition name) and UPDATE on whatever is tagged team:x. A change armed
+// on the meanwhile returned lands in the next request that reaches its
+// point.
+func newPinServer(tb testing.TB) (*metadata.Store, *meanwhile, string) {
 	tb.Helper()
-	return newPinServerWith(tb, func(md *metadata.Store) any { return definitionSource{md} }, nil)
+	return newPinServerWith(tb, func(md *metadata.Store) definitionReader { return definitionSource{md} }, nil)
 }
 
 // newPinServerWith is newPinServer whose Authorizer learns the tags and
 // creators of definitions from source, and whose API reads the store
 // through serve, when not nil.
-func newPinServerWith(tb testing.TB, source func(*metadata.Store) any, serve func(*metadata.Store) api.Metadata) (*metadata.Store, *interleavedGrants, string) {
+func newPinServerWith(tb testing.TB, source func(*metadata.Store) definitionReader, serve func(*metadata.Store) api.Metadata) (*metadata.Store, *meanwhile, string) {
 	tb.Helper()
 	l := testutil.OpenLog(tb, "")
 	store := testutil.OpenStore(tb)
 	runner := testutil.RunProjection(tb, l, store, metadata.Projection{},
 		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
 	md := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(tb)})
-	grants := &interleavedGrants{grants: []auth.Grant{{
+	authz := auth.NewAuthorizer(&fixedGrants{grants: []auth.Grant{{
 		Subject: auth.Subject{Type: auth.SubjectUser, ID: pinUser},
 		Target:  auth.Target{Type: auth.TargetTag, ID: "team:x"},
 		Access:  []auth.Access{auth.Update},
-	}}}
-	authz := auth.NewAuthorizer(grants)
-	authz.Register(auth.TargetWorkflowDef, source(md))
-	authz.Register(auth.TargetTaskDef, source(md))
+	}}})
+	changes := &meanwhile{}
+	described := describedMeanwhile{src: source(md), changes: changes}
+	authz.Register(auth.TargetWorkflowDef, described)
+	authz.Register(auth.TargetTaskDef, described)
 	var served api.Metadata = md
 	if serve != nil {
 		served = serve(md)
 	}
 	srv := httptest.NewServer(api.New(api.Deps{
 		Logger:     testutil.Logger(tb),
-		Metadata:   served,
+		Metadata:   revisedMeanwhile{Metadata: served, changes: changes},
 		Authorizer: authz,
 		Tokens: tokenPrincipals{
 			"user-token":  {ID: pinUser, Roles: []string{auth.RoleUser}},
@@ -179,7 +249,7 @@ func newPinServerWith(tb testing.TB, source func(*metadata.Store) any, serve fun
 		},
 	}))
 	tb.Cleanup(srv.Close)
-	return md, grants, srv.URL
+	return md, changes, srv.URL
 }
 
 // Every definition write applies to the definition its access was checked
@@ -188,10 +258,13 @@ func newPinServerWith(tb testing.TB, source func(*metadata.Store) any, serve fun
 // checked again on the new state, where the user may not change the
 // other writer's definition (403), which stays as it was. Without the pin
 // the user would overwrite, delete or re-tag a definition it may not
-// change.
+// change. The change lands once the decision has read what it decides on
+// (a free name's revision for role USER's CREATE, else the definition's
+// tags and creator) and before the write, so that the write, not the
+// check, is what meets it.
 func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 	t.Parallel()
-	md, grants, base := newPinServer(t)
+	md, changes, base := newPinServer(t)
 	ctx := testutil.Context(t, time.Minute)
 	must := func(t *testing.T, err error) {
 		t.Helper()
@@ -268,6 +341,7 @@ func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 		setup              func() error
 		method, path, body string
 		meanwhile          func() error
+		at                 point
 		// status is the answer (403, but for bulk writes, which report
 		// per name); intact checks the other writer's definition.
 		status int
@@ -275,48 +349,48 @@ func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 	}{
 		{"register over a workflow created meanwhile", none,
 			"POST", "/api/metadata/workflow?overwrite=true", `{"name":"fresh_wf","description":"by user","tasks":[{"name":"a","taskReferenceName":"a"}]}`,
-			func() error { return registerWF("fresh_wf", pinAdmin) },
+			func() error { return registerWF("fresh_wf", pinAdmin) }, afterRevision,
 			http.StatusForbidden, func(t *testing.T) bool { return wfBy(t, "fresh_wf") == adminMade }},
 		{"bulk put over a workflow created meanwhile", none,
 			"PUT", "/api/metadata/workflow", `[{"name":"fresh_bulk","description":"by user","tasks":[{"name":"a","taskReferenceName":"a"}]}]`,
-			func() error { return registerWF("fresh_bulk", pinAdmin) },
+			func() error { return registerWF("fresh_bulk", pinAdmin) }, afterRevision,
 			http.StatusOK, func(t *testing.T) bool { return wfBy(t, "fresh_bulk") == adminMade }},
 		{"delete of a workflow re-created meanwhile", func() error { return registerWF("own_wf", pinUser) },
 			"DELETE", "/api/metadata/workflow/own_wf/1", "",
-			func() error { return recreateWF("own_wf") },
+			func() error { return recreateWF("own_wf") }, afterDescription,
 			http.StatusForbidden, func(t *testing.T) bool { return wfBy(t, "own_wf") == adminMade }},
 		{"workflow tags set on a workflow re-tagged meanwhile", func() error { return registerWF("tagged_wf", pinAdmin, teamX) },
 			"PUT", "/api/metadata/workflow/tagged_wf/tags", `[{"key":"team","value":"x"},{"key":"owner","value":"user"}]`,
-			retag(metadata.KindWorkflow, "tagged_wf", teamY),
+			retag(metadata.KindWorkflow, "tagged_wf", teamY), afterDescription,
 			http.StatusForbidden, tagged(metadata.KindWorkflow, "tagged_wf", teamY)},
 		{"upsert over a task created meanwhile", none,
 			"PUT", "/api/metadata/taskdefs", `{"name":"fresh_task","description":"by user"}`,
-			func() error { return registerTask("fresh_task", pinAdmin) },
+			func() error { return registerTask("fresh_task", pinAdmin) }, afterRevision,
 			http.StatusForbidden, func(t *testing.T) bool { return taskBy(t, "fresh_task") == adminMade }},
 		{"register over a task created meanwhile", none,
 			"POST", "/api/metadata/taskdefs", `[{"name":"fresh_tasks","description":"by user"}]`,
-			func() error { return registerTask("fresh_tasks", pinAdmin) },
+			func() error { return registerTask("fresh_tasks", pinAdmin) }, afterRevision,
 			http.StatusForbidden, func(t *testing.T) bool { return taskBy(t, "fresh_tasks") == adminMade }},
 		{"delete of a task re-created meanwhile", func() error { return registerTask("own_task", pinUser) },
 			"DELETE", "/api/metadata/taskdefs/own_task", "",
-			func() error { return recreateTask("own_task") },
+			func() error { return recreateTask("own_task") }, afterDescription,
 			http.StatusForbidden, func(t *testing.T) bool { return taskBy(t, "own_task") == adminMade }},
 		{"task tag added to a task re-tagged meanwhile", func() error { return registerTask("tagged_task", pinAdmin, teamX) },
 			"POST", "/api/metadata/task/tagged_task/tags", `{"key":"owner","value":"user"}`,
-			retag(metadata.KindTask, "tagged_task", teamY),
+			retag(metadata.KindTask, "tagged_task", teamY), afterDescription,
 			http.StatusForbidden, tagged(metadata.KindTask, "tagged_task", teamY)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			must(t, tt.setup())
-			grants.arm(func() {
+			changes.arm(tt.at, func() {
 				if err := tt.meanwhile(); err != nil {
 					t.Errorf("the change made meanwhile: %v", err)
 				}
 			})
 			got := client{t, base, "user-token"}.do(tt.method, tt.path, tt.body)
-			if !grants.fired() {
-				t.Fatal("the request was never checked against the definition")
+			if !changes.fired() {
+				t.Fatal("the change was never made: the request never reached its point")
 			}
 			if got.status != tt.status || !strings.Contains(got.body, "user@example.com may not") {
 				t.Errorf("answer %d %s, want %d refusing the user on the new state", got.status, got.body, tt.status)
@@ -335,13 +409,13 @@ func TestMetadataWritesPinnedToCheckedDefinition(t *testing.T) {
 // retryable: nothing was written, and the same request may succeed.
 func TestMetadataStaleWriteCheckedAgain(t *testing.T) {
 	t.Parallel()
-	md, grants, base := newPinServer(t)
+	md, changes, base := newPinServer(t)
 	ctx := testutil.Context(t, time.Minute)
 	user := client{t, base, "user-token"}
 	teamX := conductor.Tag{Key: "team", Value: "x"}
-	var changes atomic.Int64
+	var retags atomic.Int64
 	retag := func(kind metadata.Kind, name string) error {
-		n := changes.Add(1)
+		n := retags.Add(1)
 		return md.SetTags(ctx, kind, name, []conductor.Tag{teamX, {Key: "n", Value: fmt.Sprint(n)}}, pinAdmin)
 	}
 	for _, kind := range []metadata.Kind{metadata.KindTask, metadata.KindWorkflow} {
@@ -374,13 +448,13 @@ func TestMetadataStaleWriteCheckedAgain(t *testing.T) {
 		}
 		admin.must(http.StatusNoContent, "PUT", "/api/metadata/"+map[metadata.Kind]string{metadata.KindTask: "task", metadata.KindWorkflow: "workflow"}[kind]+"/"+name+"/tags", `[{"key":"team","value":"x"}]`)
 
-		grants.arm(func() {
+		changes.arm(afterDescription, func() {
 			if err := retag(kind, name); err != nil {
 				t.Errorf("the change made meanwhile: %v", err)
 			}
 		})
 		put().expect(t, http.StatusNoContent)
-		if !grants.fired() {
+		if !changes.fired() {
 			t.Fatal("the request was never checked against the definition")
 		}
 		if got := description(); got != "by user" {
@@ -393,11 +467,11 @@ func TestMetadataStaleWriteCheckedAgain(t *testing.T) {
 			if err := retag(kind, name); err != nil {
 				t.Errorf("the change made meanwhile: %v", err)
 			}
-			grants.arm(again)
+			changes.arm(afterDescription, again)
 		}
-		grants.arm(again)
+		changes.arm(afterDescription, again)
 		e := put().expectError(t, http.StatusConflict, "changed while this request's access was being checked")
-		grants.arm(nil)
+		changes.arm(afterDescription, nil)
 		if e["retryable"] != true {
 			t.Errorf("%s: the stale write's answer is not retryable: %v", name, e)
 		}
@@ -410,7 +484,7 @@ func TestMetadataStaleWriteCheckedAgain(t *testing.T) {
 // names the ones written before it, which stay.
 func TestTaskDefsBulkRefusedPartway(t *testing.T) {
 	t.Parallel()
-	md, grants, base := newPinServer(t)
+	md, changes, base := newPinServer(t)
 	ctx := testutil.Context(t, time.Minute)
 	user := client{t, base, "user-token"}
 	admin := client{t, base, "admin-token"}
@@ -419,10 +493,10 @@ func TestTaskDefsBulkRefusedPartway(t *testing.T) {
 		admin.must(http.StatusNoContent, "PUT", "/api/metadata/task/"+name+"/tags", `[{"key":"team","value":"x"}]`)
 	}
 	// The decision on part_a passes; during the one on part_b, after it
-	// read part_b's tags, the admin moves part_b to a team the user may
+	// read part_b's tags and creator, the admin moves part_b to a team the user may
 	// not change.
-	grants.arm(func() {
-		grants.arm(func() {
+	changes.arm(afterDescription, func() {
+		changes.arm(afterDescription, func() {
 			if err := md.SetTags(ctx, metadata.KindTask, "part_b", []conductor.Tag{{Key: "team", Value: "y"}}, pinAdmin); err != nil {
 				t.Errorf("the change made meanwhile: %v", err)
 			}
@@ -464,7 +538,7 @@ func (c *revisionCounter) GetTagsAt(ctx context.Context, kind metadata.Kind, nam
 func newCountingPinServer(t *testing.T) (*metadata.Store, *revisionCounter, string) {
 	t.Helper()
 	revisions := &revisionCounter{}
-	md, _, base := newPinServerWith(t, func(md *metadata.Store) any { return definitionSource{md} }, func(md *metadata.Store) api.Metadata {
+	md, _, base := newPinServerWith(t, func(md *metadata.Store) definitionReader { return definitionSource{md} }, func(md *metadata.Store) api.Metadata {
 		revisions.Metadata = md
 		return revisions
 	})
@@ -616,7 +690,7 @@ func TestMetadataListingsOfAnAdminReadNoRevision(t *testing.T) {
 // again, the user is checked on the admin's, and refused.
 func TestMetadataReadsServeTheCheckedDefinition(t *testing.T) {
 	t.Parallel()
-	md, grants, base := newPinServer(t)
+	md, changes, base := newPinServer(t)
 	ctx := testutil.Context(t, time.Minute)
 	teamX := conductor.Tag{Key: "team", Value: "x"}
 	adminsTags := []conductor.Tag{{Key: "team", Value: "y"}, {Key: "owner", Value: "admins-tag"}}
@@ -682,13 +756,13 @@ func TestMetadataReadsServeTheCheckedDefinition(t *testing.T) {
 					if err := c.setup(name); err != nil {
 						t.Fatal(err)
 					}
-					grants.arm(func() {
+					changes.arm(afterDescription, func() {
 						if err := c.meanwhile(name); err != nil {
 							t.Errorf("the change made meanwhile: %v", err)
 						}
 					})
 					got := user.do("GET", path, "")
-					if !grants.fired() {
+					if !changes.fired() {
 						t.Fatal("the request was never checked against the definition")
 					}
 					var body struct {
@@ -769,7 +843,7 @@ func TestMetadataListingsServeTheCheckedDefinitions(t *testing.T) {
 			t.Parallel()
 			ctx := testutil.Context(t, time.Minute)
 			src := &changedBeforeCheck{}
-			md, _, base := newPinServerWith(t, func(md *metadata.Store) any {
+			md, _, base := newPinServerWith(t, func(md *metadata.Store) definitionReader {
 				src.definitionSource = definitionSource{md}
 				return src
 			}, nil)

@@ -77,7 +77,7 @@ func TestSecretReadServesTheCheckedSecret(t *testing.T) {
 					t.Error(err)
 				}
 			})
-			authz := auth.NewAuthorizer(&interleavedGrants{})
+			authz := auth.NewAuthorizer(&fixedGrants{})
 			authz.Register(auth.TargetSecret, secretSource{e.s, e.env})
 			authz.Register(auth.TargetEnvVariable, secretSource{e.s, e.env})
 			deps.Logger, deps.Authorizer = testutil.Logger(t), authz
@@ -226,7 +226,7 @@ func TestEnvironmentListServesTheCheckedValues(t *testing.T) {
 					t.Error(err)
 				}
 			}}
-			authz := auth.NewAuthorizer(&interleavedGrants{})
+			authz := auth.NewAuthorizer(&fixedGrants{})
 			authz.Register(auth.TargetEnvVariable, src)
 			srv := httptest.NewServer(api.New(api.Deps{
 				Logger: testutil.Logger(t), Environment: e.env, Authorizer: authz,

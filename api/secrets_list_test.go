@@ -98,7 +98,7 @@ func TestSecretListsReadOnlyWhatTheCallerMaySee(t *testing.T) {
 		}
 	}
 	store := &tagsReadStore{Store: e.s}
-	authz := auth.NewAuthorizer(&interleavedGrants{})
+	authz := auth.NewAuthorizer(&fixedGrants{})
 	authz.Register(auth.TargetSecret, secretSource{e.s, e.env})
 	srv := httptest.NewServer(api.New(api.Deps{Logger: testutil.Logger(t), Secrets: store, Authorizer: authz,
 		Tokens: tokenPrincipals{
@@ -215,7 +215,7 @@ func TestEnvironmentListReadsOnlyWhatTheCallerMaySee(t *testing.T) {
 		}
 	}
 	store := &envReadStore{Env: e.env}
-	authz := auth.NewAuthorizer(&interleavedGrants{grants: []auth.Grant{{
+	authz := auth.NewAuthorizer(&fixedGrants{grants: []auth.Grant{{
 		Subject: auth.Subject{Type: auth.SubjectUser, ID: pinUser},
 		Target:  auth.Target{Type: auth.TargetTag, ID: "team:x"},
 		Access:  []auth.Access{auth.Read},
@@ -283,7 +283,7 @@ func BenchmarkSecretListings(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	authz := auth.NewAuthorizer(&interleavedGrants{})
+	authz := auth.NewAuthorizer(&fixedGrants{})
 	authz.Register(auth.TargetSecret, secretSource{e.s, e.env})
 	authz.Register(auth.TargetEnvVariable, secretSource{e.s, e.env})
 	srv := httptest.NewServer(api.New(api.Deps{Logger: testutil.Logger(b), Secrets: e.s, Environment: e.env, Authorizer: authz,

@@ -185,7 +185,7 @@ var pageTokens = tokenPrincipals{
 }
 
 func pageAuthorizer() *auth.Authorizer {
-	return auth.NewAuthorizer(&interleavedGrants{grants: []auth.Grant{
+	return auth.NewAuthorizer(&fixedGrants{grants: []auth.Grant{
 		{Subject: auth.Subject{Type: auth.SubjectUser, ID: "reader"}, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: "readable"}, Access: []auth.Access{auth.Read}},
 	}})
 }

@@ -153,7 +153,7 @@ func TestTaskReadByIDReadsItsTask(t *testing.T) {
 		}
 		wfs[id] = w
 	}
-	authz := auth.NewAuthorizer(&interleavedGrants{grants: []auth.Grant{
+	authz := auth.NewAuthorizer(&fixedGrants{grants: []auth.Grant{
 		{Subject: auth.Subject{Type: auth.SubjectUser, ID: "reader"}, Target: auth.Target{Type: auth.TargetWorkflowDef, ID: "readable"}, Access: []auth.Access{auth.Read, auth.Execute}},
 		{Subject: auth.Subject{Type: auth.SubjectUser, ID: "worker"}, Target: auth.Target{Type: auth.TargetTaskDef, ID: "step"}, Access: []auth.Access{auth.Execute}},
 	}})
