@@ -87,6 +87,106 @@ func TestCompactionShreds(t *testing.T) {
 	}
 }
 
+// Compaction leaves no value sealed under the secrets key wherever a
+// workflow can hold one: a value sealed in a _secrets block is copied
+// whole by references into any task's input, a child's input, a loop's
+// iterations, the workflow's output and variables, under any key and at
+// any depth, and a task that holds one need have no _secrets key nor
+// resolved references. Each row puts one such value somewhere in a state
+// of many tasks that hold none, and looks for its ciphertext in the
+// encoding of the compacted state, folded from the state as the executor
+// holds it and as the executions read model stores it: a fold that looks
+// only where it expects seals misses one. A value sealed under the masked
+// key, which compaction keeps, shows the search finds what is there.
+func TestCompactionShredsEverySeal(t *testing.T) {
+	t.Parallel()
+	type place func(w *engine.Workflow, v any)
+	nested := func(v any) map[string]any {
+		return map[string]any{"plain": "x", "deep": map[string]any{"list": []any{1, map[string]any{"v": v}, "y"}}}
+	}
+	for _, tc := range []struct {
+		name string
+		put  place
+	}{
+		{"workflow input", func(w *engine.Workflow, v any) { w.Input["session"] = v }},
+		{"workflow input nested", func(w *engine.Workflow, v any) { w.Input["deep"] = nested(v) }},
+		{"workflow output", func(w *engine.Workflow, v any) { w.Output["out"] = []any{v} }},
+		{"variables", func(w *engine.Workflow, v any) { w.Variables = map[string]any{"_secrets": map[string]any{"k": v}} }},
+		{"variables under a plain key", func(w *engine.Workflow, v any) { w.Variables = nested(v) }},
+		{"first task's input", func(w *engine.Workflow, v any) { w.Tasks[0].Input["copied"] = v }},
+		{"a middle task's input, no _secrets key, no refs", func(w *engine.Workflow, v any) { w.Tasks[7].Input["copied"] = nested(v) }},
+		{"a middle task's output, no _secrets key", func(w *engine.Workflow, v any) { w.Tasks[5].Output["v"] = v }},
+		{"last task's output under _secrets", func(w *engine.Workflow, v any) {
+			w.Tasks[len(w.Tasks)-1].Output["_secrets"] = map[string]any{"session": v}
+		}},
+		{"a task's output in a list of lists", func(w *engine.Workflow, v any) { w.Tasks[3].Output["rows"] = []any{[]any{"a", v}} }},
+		{"a sub-workflow's input", func(w *engine.Workflow, v any) {
+			w.Tasks[4].Type, w.Tasks[4].SubWorkflowID = "SUB_WORKFLOW", "kid-1"
+			w.Tasks[4].Input["workflowInput"] = nested(v)
+		}},
+		{"a loop's iteration output", func(w *engine.Workflow, v any) {
+			w.Tasks[6].Type = "DO_WHILE"
+			w.Tasks[6].Output = map[string]any{"iteration": int64(2), "1": map[string]any{"t1": map[string]any{"_secrets": map[string]any{"s": v}}}}
+		}},
+		{"a task scheduled with output", func(w *engine.Workflow, v any) {
+			w.Tasks[2].Type, w.Tasks[2].Output = "INLINE", map[string]any{"result": map[string]any{"v": v}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			secret := []byte("ciphertext-of-a-secret-9Qx2")
+			kept := []byte("ciphertext-of-masked-data-7Lm4")
+			ref := []byte("sealed-resolved-value-3Vw8")
+			w := &engine.Workflow{ID: "wf-1", Name: "many", Status: conductor.WorkflowCompleted, SealsSecrets: true,
+				Input: map[string]any{"i": 1}, Output: map[string]any{"v": 10}, Variables: map[string]any{},
+				Resolved: []schemas.ResolvedRef{{Kind: "secret", Name: "gone", Sealed: ref}}}
+			for i := range 10 {
+				w.Tasks = append(w.Tasks, &engine.Task{ID: fmt.Sprintf("t%d", i), Ref: fmt.Sprintf("t%d", i), Type: "SIMPLE",
+					Status: conductor.TaskCompleted, Input: map[string]any{"prev": i}, Output: map[string]any{"v": i + 1}})
+			}
+			w.Tasks[8].Resolved = []schemas.ResolvedRef{{Kind: "secret", Name: "user", Sealed: ref}}
+			w.Tasks[9].Output["_masked"] = map[string]any{"m": &masking.Sealed{Kind: masking.KindMasked, Purpose: "wf/wf-1/m", Ciphertext: kept}}
+			tc.put(w, &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/wf-1/s", Ciphertext: secret})
+			before, err := msgpack.Marshal(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(before, secret) || !bytes.Contains(before, ref) {
+				t.Fatal("the state does not hold the seals it was given")
+			}
+			var stored engine.Workflow
+			if err := msgpack.Unmarshal(before, &stored); err != nil {
+				t.Fatal(err)
+			}
+			for _, fold := range []struct {
+				name string
+				w    *engine.Workflow
+			}{{"executor's", w.Clone()}, {"read model's", &stored}} {
+				after, err := engine.ApplyRecord(fold.w, []schemas.Event{&schemas.WorkflowCompacted{Time: 1}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				enc, err := msgpack.Marshal(after)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bytes.Contains(enc, secret) || bytes.Contains(enc, ref) {
+					t.Errorf("the %s fold left a value sealed under the destroyed key", fold.name)
+				}
+				if !bytes.Contains(enc, kept) {
+					t.Errorf("the %s fold dropped a value sealed under the masked key", fold.name)
+				}
+				if !after.Compacted || after.Holds(masking.KindSecrets) {
+					t.Errorf("the %s fold: compacted %v, holds a secrets-kind seal %v", fold.name, after.Compacted, after.Holds(masking.KindSecrets))
+				}
+			}
+			if again, _ := msgpack.Marshal(w); !bytes.Contains(again, secret) || !bytes.Contains(again, ref) {
+				t.Error("the fold shredded the state it folded into, which other states share")
+			}
+		})
+	}
+}
+
 // A value found to be secret after a dynamic fork's task was configured
 // with it is kept in the task's configuration, whose views mask it; when
 // it went into a _secrets block (marked for shredding), compaction
@@ -376,31 +476,63 @@ func TestNamesFromSealedData(t *testing.T) {
 	}
 }
 
-// BenchmarkApplyCompacted is the fold of a compaction record into the
-// state of one workflow of fvbench's secrets workload: three tasks, one
-// whose output holds a sealed session, one whose resolutions were sealed.
-// The executor and the executions read model each pay it once a workflow.
+// BenchmarkApplyCompacted is the fold of a compaction record into a
+// finished workflow's state. "bench" is one workflow of fvbench's secrets
+// workload: three tasks, one whose output holds a sealed session, one
+// whose resolutions were sealed. "long" is 100 tasks in a row, the one in
+// the middle so. The executor and the executions read model each pay it
+// once a workflow.
 //
-//	go test -run - -bench ApplyCompacted -benchmem ./engine
+//	go test ./engine -run '^$' -bench Compact -benchmem
 func BenchmarkApplyCompacted(b *testing.B) {
-	h := newHarness(b, threeSimple, map[string]any{"i": 1})
 	sealed := func(p string) *masking.Sealed {
 		return &masking.Sealed{Kind: masking.KindSecrets, Purpose: p, Ciphertext: make([]byte, 48)}
 	}
-	h.complete("a_ref", map[string]any{"v": 1})
-	h.decide(engine.Take{TaskID: h.task("b_ref").ID, HandOff: &engine.HandOff{Resolved: []schemas.ResolvedRef{
+	refs := []schemas.ResolvedRef{
 		{Kind: "secret", Name: "bench_user", Version: 1, Sealed: []byte("sealed-user")},
-		{Kind: "secret", Name: "bench_password", Version: 1, Sealed: []byte("sealed-password")}}}})
-	h.complete("b_ref", map[string]any{"v": 1, "_secrets": map[string]any{"session": sealed("session")}})
-	h.complete("c_ref", map[string]any{"v": 1})
-	if h.w.Status != conductor.WorkflowCompleted {
-		b.Fatalf("workflow %s", h.w.Status)
-	}
-	for b.Loop() {
-		w, err := engine.Apply(h.w.Clone(), &schemas.WorkflowCompacted{Time: 1})
-		if err != nil || !w.Compacted {
-			b.Fatal(w.Compacted, err)
-		}
+		{Kind: "secret", Name: "bench_password", Version: 1, Sealed: []byte("sealed-password")}}
+	for _, tc := range []struct {
+		name   string
+		tasks  int
+		secret int // the task handed the secrets, whose output holds one sealed
+	}{{"bench", 3, 1}, {"long", 100, 50}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var def strings.Builder
+			def.WriteString(`{"name":"row","version":1,"tasks":[`)
+			for i := range tc.tasks {
+				if i > 0 {
+					def.WriteString(",")
+				}
+				in := `"i":"${workflow.input.i}"`
+				if i > 0 {
+					in = fmt.Sprintf(`"prev":"${t%d.output.v}"`, i-1)
+				}
+				if i == tc.secret {
+					in += `,"user":"${workflow.secrets.bench_user}","password":"${workflow.secrets.bench_password}"`
+				}
+				fmt.Fprintf(&def, `{"name":"t","taskReferenceName":"t%d","inputParameters":{%s}}`, i, in)
+			}
+			def.WriteString("]}")
+			h := newHarness(b, def.String(), map[string]any{"i": 1})
+			for i := range tc.tasks {
+				ref := fmt.Sprintf("t%d", i)
+				out := map[string]any{"v": i}
+				if i == tc.secret {
+					h.decide(engine.Take{TaskID: h.task(ref).ID, HandOff: &engine.HandOff{Resolved: refs}})
+					out["_secrets"] = map[string]any{"session": sealed("session")}
+				}
+				h.complete(ref, out)
+			}
+			if h.w.Status != conductor.WorkflowCompleted {
+				b.Fatalf("workflow %s", h.w.Status)
+			}
+			for b.Loop() {
+				w, err := engine.Apply(h.w.Clone(), &schemas.WorkflowCompacted{Time: 1})
+				if err != nil || !w.Compacted {
+					b.Fatal(w.Compacted, err)
+				}
+			}
+		})
 	}
 }
 
