@@ -58,7 +58,7 @@ func main() {
 	modes := flag.String("fsync", "always,relaxed", "durability modes for the engine benchmark")
 	flag.StringVar(&o.workloads, "workloads", "nats,http,secrets", "the engine benchmark's workloads: nats, http, secrets")
 	flag.BoolVar(&groupCommit, "group-commit", true, "engine nodes write concurrent appends as atomic batches (fsync=always)")
-	flag.DurationVar(&compactionDelay, "compaction-delay", compactionDelay, "engine nodes' compaction delay (longer than a run: no compaction in what it measures)")
+	flag.DurationVar(&compactionDelay, "compaction-delay", compactionDelay, "engine nodes' compaction delay (set longer than a run, none in what it measures)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
