@@ -310,8 +310,9 @@ func TestTimestampedWebhooks(t *testing.T) {
 // A WAIT_FOR_WEBHOOK's matches is compared as the workflow gave it: built
 // from masked input (maskedFields) or from a value the workflow sealed,
 // it meets the delivery that carries that value, though every read path
-// shows "***". A matches that is not an object takes no delivery, where
-// it took every one.
+// shows "***", and an id past 2^53 in it meets its own delivery, not one
+// for the double nearest it. A matches that is not an object takes no
+// delivery, where it took every one.
 func TestWebhookMatchesReadWhatTheWorkflowGave(t *testing.T) {
 	t.Parallel()
 	e := newSecureEnv(t)
@@ -321,19 +322,22 @@ func TestWebhookMatchesReadWhatTheWorkflowGave(t *testing.T) {
 		`{"name":"by_secret","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT_FOR_WEBHOOK",
 	   "inputParameters":{"matches":{"$.customer":"${workflow.input.email}"},"_secrets":{"email":"${workflow.input.email}"}}}],
 	   "outputParameters":{"got":"${w.output.n}"}}`,
+		`{"name":"by_id","maskedFields":["id"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT_FOR_WEBHOOK",
+	   "inputParameters":{"matches":{"$.id":"${workflow.input.id}"}}}],"outputParameters":{"got":"${w.output.n}"}}`,
 		`{"name":"malformed","tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT_FOR_WEBHOOK",
 	   "inputParameters":{"matches":"${workflow.input.m}"}}]}`)
 	hook := e.must(http.StatusOK, "POST", "/api/metadata/webhook", map[string]any{"name": "crm", "verifier": "HEADER_BASED",
 		"headers":                         map[string]string{"X-Hook-Token": "${workflow.secrets.hook_token}"},
-		"receiverWorkflowNamesToVersions": map[string]int{"by_email": 1, "by_secret": 1, "malformed": 1}})
+		"receiverWorkflowNamesToVersions": map[string]int{"by_email": 1, "by_secret": 1, "by_id": 1, "malformed": 1}})
 	var c conductor.WebhookConfig
 	if err := json.Unmarshal([]byte(hook), &c); err != nil {
 		t.Fatal(err)
 	}
 	masked := e.start("by_email", map[string]any{"email": "ann@example.com"})
 	sealed := e.start("by_secret", map[string]any{"email": "bob@example.com"})
+	byID := e.start("by_id", map[string]any{"id": json.Number("9007199254740993")})
 	garbled := []string{e.start("malformed", map[string]any{"m": "garbage"}), e.start("malformed", map[string]any{"m": []any{"$.type", "x"}})}
-	for _, id := range append([]string{masked, sealed}, garbled...) {
+	for _, id := range append([]string{masked, sealed, byID}, garbled...) {
 		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
 			if w := taskByRef(e.workflow(id), "w"); w == nil || w.Status != conductor.TaskInProgress {
 				return fmt.Errorf("workflow %s does not wait for its webhook yet", id)
@@ -362,6 +366,15 @@ func TestWebhookMatchesReadWhatTheWorkflowGave(t *testing.T) {
 	}
 	if done := deliver(`{"customer":"bob@example.com","n":2}`); len(done) != 1 {
 		t.Fatalf("the sealed address's delivery completed %v", done)
+	}
+	if done := deliver(`{"id":9007199254740992,"n":3}`); len(done) != 0 {
+		t.Fatalf("a delivery for the id's nearest double completed %v", done)
+	}
+	if done := deliver(`{"id":9007199254740993,"n":4}`); len(done) != 1 {
+		t.Fatalf("the masked id's delivery completed %v", done)
+	}
+	if wf := e.waitStatus(byID, conductor.WorkflowCompleted); wf.Output["got"] != float64(4) {
+		t.Fatalf("by id: output %v", wf.Output)
 	}
 	if wf := e.waitStatus(masked, conductor.WorkflowCompleted); wf.Output["got"] != float64(1) {
 		t.Fatalf("masked: output %v", wf.Output)

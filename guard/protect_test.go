@@ -216,6 +216,8 @@ func TestRebuiltMemoFindsEverySealedValue(t *testing.T) {
 	}{
 		{"masked-field-pw-Qe73", "masked-field-pw-Qe73"},
 		{int64(918273645501), "918273645501"},
+		// Opened as a float64, it was looked for as 9007199254740992.
+		{int64(9007199254740993), "9007199254740993"},
 	} {
 		start := &schemas.WorkflowStarted{WorkflowID: "wf-mf-" + tc.echo, Name: "w", Version: 1,
 			Def:   []byte(`{"name":"w","version":1,"maskedFields":["password"],"tasks":[{"name":"t","taskReferenceName":"t"}]}`),

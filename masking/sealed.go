@@ -14,6 +14,8 @@ import (
 	"strconv"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // Sealed stands in a workflow's data for a value that must not be stored in
@@ -287,7 +289,7 @@ func SealTrees(s Sealer, kind byte, redact *Redactor, path string, m map[string]
 type Opener func(kind byte, purpose string, ciphertext []byte) (plain []byte, err error)
 
 // Open returns a copy of v with every sealed value replaced by its
-// plaintext value.
+// plaintext value, whose numbers read as conductor.Unmarshal reads them.
 func Open(v any, open Opener) (any, error) {
 	switch x := v.(type) {
 	case *Sealed:
@@ -295,8 +297,12 @@ func Open(v any, open Opener) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		// An integer's text an int64, any other number a float64, as
+		// everywhere else: read all as float64, a sealed 2 would be
+		// written "2.0" in text (Java's Double for a double), and an
+		// integer past 2^53 would change.
 		var out any
-		if err := json.Unmarshal(plain, &out); err != nil {
+		if err := conductor.UnmarshalNew(plain, &out); err != nil {
 			return nil, fmt.Errorf("sealed value: %w", err)
 		}
 		clear(plain)

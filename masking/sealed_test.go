@@ -1,6 +1,7 @@
 package masking
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -12,6 +13,9 @@ import (
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/flowvault/flowvault/engine/expr"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // gcmSealer is a real AES-GCM sealer with one key per kind.
@@ -101,7 +105,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(opened, map[string]any{"visible": "v",
-		"_secrets": map[string]any{"token": "t0k-t0k-t0k", "n": float64(7), "list": []any{"a", true}},
+		"_secrets": map[string]any{"token": "t0k-t0k-t0k", "n": int64(7), "list": []any{"a", true}},
 		"_masked":  map[string]any{"ssn": "123-45-6789", "_secrets": "inner"}}) {
 		t.Fatalf("opened = %#v", opened)
 	}
@@ -299,5 +303,77 @@ func TestRedactKeepsKeysThatReadTheSameApart(t *testing.T) {
 	}
 	if !reflect.DeepEqual(KeyNames(r, block), KeyNames(r, block)) {
 		t.Error("KeyNames names a map's keys differently each time")
+	}
+}
+
+// A sealed number opens as conductor.Unmarshal reads JSON everywhere else:
+// an integer's text an int64, any other number a float64, so that text
+// built from it (expr.Text, Java's String.valueOf) reads "2", not "2.0",
+// and an integer past 2^53 keeps its digits. A number written with a
+// decimal point or an exponent that is whole is sealed as encoding/json
+// writes it, as an integer (README lists it). Whether sealed whole (a
+// maskedFields field) or leaf by leaf (_secrets), and a number equal to a
+// secret is still redacted whole.
+func TestOpenReadsNumbersAsConductor(t *testing.T) {
+	t.Parallel()
+	s := newGCMSealer(t)
+	for _, tc := range []struct {
+		given string // as the workflow holds it (conductor.Unmarshal)
+		want  any
+		text  string
+		// redacted: long enough for redaction to look for it.
+		redacted bool
+	}{
+		{"2", int64(2), "2", false},
+		{"2.0", int64(2), "2", false},
+		{"-3", int64(-3), "-3", false},
+		{"1e3", int64(1000), "1000", false},
+		{"9007199254740993", int64(9007199254740993), "9007199254740993", true},
+		{"918273645501.0", int64(918273645501), "918273645501", true},
+		{"0.5", 0.5, "0.5", false},
+		{"-918273.5", -918273.5, "-918273.5", true},
+		{"1e21", 1e21, "1.0E21", false},
+		{`{"a":[2,0.5,{"b":-3}],"c":2.0}`, map[string]any{"a": []any{int64(2), 0.5, map[string]any{"b": int64(-3)}}, "c": int64(2)}, `{"a":[2,0.5,{"b":-3}],"c":2}`, false},
+		{`[2,2.0,"2"]`, []any{int64(2), int64(2), "2"}, `[2,2,"2"]`, false},
+	} {
+		var given any
+		if err := conductor.Unmarshal([]byte(tc.given), &given); err != nil {
+			t.Fatal(err)
+		}
+		var found [][]byte
+		keep := func(p []byte) { found = append(found, bytes.Clone(p)) }
+		whole, err := SealFields(s, nil, "wf/x/input", map[string]any{"v": given}, []string{"v"}, keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves, err := SealKeys(s, nil, "wf/x/output", map[string]any{"_secrets": given}, keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sealed := range []struct {
+			how  string
+			v    any
+			path func(any) any
+		}{
+			{"whole", whole, func(v any) any { return v.(map[string]any)["v"] }},
+			{"leaf by leaf", leaves, func(v any) any { return v.(map[string]any)[KeySecrets] }},
+		} {
+			o, err := Open(sealed.v, s.Open)
+			if err != nil {
+				t.Fatalf("%s %s: %v", tc.given, sealed.how, err)
+			}
+			opened := sealed.path(o)
+			if !reflect.DeepEqual(opened, tc.want) {
+				t.Errorf("%s sealed %s opens as %T %v, want %T %v", tc.given, sealed.how, opened, opened, tc.want, tc.want)
+			}
+			if got := expr.Text(opened); got != tc.text {
+				t.Errorf("%s sealed %s reads %q in text, want %q", tc.given, sealed.how, got, tc.text)
+			}
+			if tc.redacted {
+				if got := NewRedactor(found...).Value(opened); got != Mask {
+					t.Errorf("%s sealed %s is redacted as %#v, want %q", tc.given, sealed.how, got, Mask)
+				}
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package system_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers/system"
 )
@@ -266,18 +268,23 @@ func TestSwitchScript(t *testing.T) {
 		{"value-param", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
 			InputData: map[string]any{"c": "x"}}, "x"},
 		// A double is Java's (Conductor's "" + value), whether a script
-		// gave it (GraalJS's Double) or the case value was sealed data,
-		// opened here as a double; a whole number sealed is read as the
-		// integer it was sealed as (2.0 and 2 both seal as 2).
+		// gave it (GraalJS's Double), the case value was sealed data
+		// (opened as the workflow read it: an integer's text an int64,
+		// and a whole 2.0 is sealed as 2) or a plain value equal to
+		// sealed data, handed as it is.
 		{"script's double", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"javascript","expression":"$.n / 10000"}`),
 			InputData: map[string]any{"n": int64(1)}}, "1.0E-4"},
 		{"script's large double", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"javascript","expression":"1e21"}`)}, "1.0E21"},
 		{"opened value-param double", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
-			InputData: map[string]any{"c": 0.0001}}, "1.0E-4"},
+			InputData: map[string]any{"c": opened(t, "0.0001")}}, "1.0E-4"},
+		{"opened value-param integer", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
+			InputData: map[string]any{"c": opened(t, "2")}}, "2"},
 		{"opened value-param whole number", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
-			InputData: map[string]any{"c": 2.0}}, "2"},
+			InputData: map[string]any{"c": opened(t, "2.0")}}, "2"},
 		{"opened caseValueParam whole number", &conductor.Task{TaskType: "DECISION", WorkflowTask: cfg(`{"caseValueParam":"n"}`),
-			InputData: map[string]any{"n": 3.0}}, "3"},
+			InputData: map[string]any{"n": opened(t, "3.0")}}, "3"},
+		{"plain value-param double", &conductor.Task{TaskType: "SWITCH", WorkflowTask: cfg(`{"evaluatorType":"value-param","expression":"c"}`),
+			InputData: map[string]any{"c": 2.0}}, "2.0"},
 		// Members named in another case are not the configuration's, as
 		// Jackson reads them: the engine reads it so too.
 		{"members in another case", &conductor.Task{TaskType: "DECISION",
@@ -300,6 +307,34 @@ func TestSwitchScript(t *testing.T) {
 		t.Fatalf("failing case expression: %s %q", res.Status, res.ReasonForIncompletion)
 	}
 }
+
+// opened is the value the JSON text js, as the workflow reads it, opens as
+// at a hand-off once sealed (a maskedFields field's).
+func opened(t *testing.T, js string) any {
+	t.Helper()
+	var v any
+	if err := conductor.Unmarshal([]byte(js), &v); err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := masking.SealFields(clearSealer{}, nil, "wf/x/input", map[string]any{"v": v}, []string{"v"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := masking.Open(sealed, clearSealer{}.Open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.(map[string]any)["v"]
+}
+
+// clearSealer seals a value as its plaintext: what a hand-off opens is
+// what the value was sealed as, whatever the cipher.
+type clearSealer struct{}
+
+func (clearSealer) Seal(_ byte, _ string, plain []byte) ([]byte, error) {
+	return bytes.Clone(plain), nil
+}
+func (clearSealer) Open(_ byte, _ string, ct []byte) ([]byte, error) { return bytes.Clone(ct), nil }
 
 func TestLoopCondition(t *testing.T) {
 	t.Parallel()

@@ -49,7 +49,7 @@ func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 		}
 		c = expr.Text(v)
 	case t.TaskType == conductor.TaskTypeDecision:
-		c = openedCase(t.InputData[cfg.CaseValueParam])
+		c = expr.Text(t.InputData[cfg.CaseValueParam])
 	case cfg.EvaluatorType == "javascript" || cfg.EvaluatorType == "graaljs":
 		if strings.TrimSpace(cfg.Expression) == "" {
 			return scriptFailed(t, fmt.Errorf("expression is required"))
@@ -64,21 +64,13 @@ func (s Switch) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 		if param == "" {
 			param = cfg.CaseValueParam // as the engine reads it
 		}
-		c = openedCase(t.InputData[param])
+		c = expr.Text(t.InputData[param])
 	default:
 		return scriptFailed(t, fmt.Errorf("evaluatorType %q is not supported", cfg.EvaluatorType))
 	}
 	return conductor.TaskResult{Status: conductor.TaskCompleted,
 		OutputData: conductor.CaseOutput(t.TaskType, c)}
 }
-
-// openedCase is the case of a value-param case value handed here, sealed
-// data opened: sealed as encoding/json writes it and opened as float64, a
-// number has lost the decimal point it may have been written with (2.0 is
-// sealed as 2) and an integer has become a double. A whole number is read
-// as an integer, the case the engine takes for the integer: "2", where a
-// plain 2.0 takes "2.0".
-func openedCase(v any) string { return expr.Text(integral(v)) }
 
 func (s Switch) evaluate(ctx context.Context, src string, scope map[string]any) (any, error) {
 	return runJS(ctx, s.Budget, src, scope, func(r *jsRun, v goja.Value) (any, error) { return r.toJSON(v) })
