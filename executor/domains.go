@@ -161,7 +161,7 @@ func (e *Executor) refreshActivity(ctx context.Context, now time.Time) {
 // now.
 func (e *Executor) decisionInput(ctx context.Context, w *engine.Workflow, trig engine.Trigger, now time.Time) engine.Input {
 	in := engine.Input{State: w, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx), MaxRecordBytes: e.log.MaxRecordBytes(),
-		CachedOutput: func(key string) (map[string]any, bool) { return e.cachedOutput(ctx, key, now.UnixMilli()) }}
+		CachedOutput: func(key string) (map[string]any, bool) { return e.cachedOutput(ctx, w, key, now.UnixMilli()) }}
 	if e.conform != nil {
 		in.CheckOutput = func(def *conductor.WorkflowDef, output map[string]any) error {
 			return e.conform.Check(ctx, def.OutputSchema, output)

@@ -127,13 +127,24 @@ func (c *outputCache) get(ctx context.Context, key string, now int64) (cachedOut
 // masked), and the output is not served, and is purged, if a value of it
 // is masked there, if the log holds no such workflow, or if the entry
 // names none (written before entries named their task).
-func (e *Executor) cachedOutput(ctx context.Context, key string, now int64) (map[string]any, bool) {
+//
+// deciding is the state the lookup's decision is made on. An entry of
+// that workflow's own (a loop's later iteration hitting its first) is
+// checked on it, not read again: a read costs a fold of the whole
+// workflow, each hit of a loop over its growing state, and a decision is
+// appended only on the state it was made on, so one made before a
+// masking decision the shard has not seen is refused and made again on
+// the log's state.
+func (e *Executor) cachedOutput(ctx context.Context, deciding *engine.Workflow, key string, now int64) (map[string]any, bool) {
 	entry, out, rev, ok := e.outputs.get(ctx, key, now)
 	if !ok {
 		return nil, false
 	}
 	var w *engine.Workflow
-	if entry.WorkflowID != "" {
+	switch {
+	case deciding != nil && entry.WorkflowID == deciding.ID:
+		w = deciding
+	case entry.WorkflowID != "":
 		var err error
 		// Not State: the caller is a shard deciding, which may be the one
 		// of entry.WorkflowID.
