@@ -19,6 +19,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -39,9 +40,12 @@ const maxMetadataBody = 4 << 20
 // else in between answers 409 instead of a write with access its writer
 // was never checked for. A read of one definition, and a listing of each
 // it lists, is checked so too, and reads at the revision (the *At
-// methods): it shows no definition but the one checked.
+// methods): it shows no definition but the one checked. A caller who may
+// read every definition has nothing checked to pin to: its listing reads
+// each name in one Snapshot, taken for the whole listing.
 type Metadata interface {
 	Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error)
+	Snapshot(ctx context.Context) (*metadata.Snapshot, error)
 
 	RegisterWorkflowDef(ctx context.Context, def *conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) error
 	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) (*conductor.BulkResponse, error)
@@ -757,9 +761,15 @@ func (s *Server) workflowNamesAndVersions(w http.ResponseWriter, r *http.Request
 		s.writeError(w, r, err)
 		return
 	}
+	snap, done, err := s.listingSnapshot(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer done()
 	out := map[string][]workflowDefSummary{}
 	for _, name := range names {
-		defs, err := readableDef(s, r, metadata.KindWorkflow, name, []auth.Access{auth.Read}, func(rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
+		defs, err := readableDef(s, r, snap, metadata.KindWorkflow, name, []auth.Access{auth.Read}, func(rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
 			return s.deps.Metadata.FindWorkflowDefsAt(r.Context(), metadata.WorkflowFilter{Name: name, Short: true}, rev)
 		})
 		if err != nil {
@@ -1136,7 +1146,7 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request) {
 	for _, set := range sets {
 		tags := set.Tags
 		if !readsAll {
-			tags, err = readableDef(s, r, set.Kind, set.Name, []auth.Access{auth.Read}, func(rev metadata.Revision) ([]conductor.Tag, error) {
+			tags, err = readableDef(s, r, nil, set.Kind, set.Name, []auth.Access{auth.Read}, func(rev metadata.Revision) ([]conductor.Tag, error) {
 				return s.deps.Metadata.GetTagsAt(r.Context(), set.Kind, set.Name, rev)
 			})
 		}
@@ -1192,13 +1202,19 @@ func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, kin
 	if err == nil {
 		actions, err = listAccess(r)
 	}
+	var snap *metadata.Snapshot
+	done := func() {}
+	if err == nil {
+		snap, done, err = s.listingSnapshot(r)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	defer done()
 	raws := make([]json.RawMessage, 0, len(names))
 	for _, name := range names {
-		defs, err := readableDef(s, r, kind, name, actions, func(rev metadata.Revision) ([]D, error) { return read(name, rev) })
+		defs, err := readableDef(s, r, snap, kind, name, actions, func(rev metadata.Revision) ([]D, error) { return read(name, rev) })
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -1230,12 +1246,12 @@ const defListTries = 3
 // listing shows no definition, nor tags, but the ones checked, as a GET of
 // one does. One deleted and registered again, or re-tagged, by someone
 // else while it was checked is checked again. A caller who may read every
-// definition whatever it holds reads it as it is (metadata.Unpinned): its
-// check has no state to pin, and a revision's reads before and after
-// would cost its listing a fifth more.
-func readableDef[D any](s *Server, r *http.Request, kind metadata.Kind, name string, actions []auth.Access, read func(metadata.Revision) ([]D, error)) ([]D, error) {
-	if s.readsAll(r) {
-		defs, err := read(metadata.Unpinned(kind, name))
+// definition whatever it holds reads it in the listing's snapshot
+// (listingSnapshot) instead: its check has no state to pin, and a
+// revision's reads before and after would cost its listing a fifth more.
+func readableDef[D any](s *Server, r *http.Request, snap *metadata.Snapshot, kind metadata.Kind, name string, actions []auth.Access, read func(metadata.Revision) ([]D, error)) ([]D, error) {
+	if snap != nil {
+		defs, err := read(snap.Unpinned(kind, name))
 		if errors.Is(err, fault.ErrNotFound) {
 			return nil, nil
 		}
@@ -1263,6 +1279,25 @@ func readableDef[D any](s *Server, r *http.Request, kind metadata.Kind, name str
 		}
 	}
 	return nil, err
+}
+
+// listingSnapshot is the snapshot of the read model that a listing of a
+// caller who may read every definition, whatever it holds, reads each
+// name in (metadata.Unpinned): one state of every name, taken once for the
+// listing. Any other caller's is nil, since each name it lists is checked
+// and read at a revision of its own. done releases it.
+func (s *Server) listingSnapshot(r *http.Request) (snap *metadata.Snapshot, done func(), err error) {
+	if !s.readsAll(r) {
+		return nil, func() {}, nil
+	}
+	if snap, err = s.deps.Metadata.Snapshot(r.Context()); err != nil {
+		return nil, nil, err
+	}
+	return snap, func() {
+		if err := snap.Close(); err != nil {
+			s.deps.Logger.Warn("close a snapshot of the metadata read model", logkey.Err, err)
+		}
+	}, nil
 }
 
 // defJSON is a definition as GET returns it: the stored JSON, which keeps

@@ -516,11 +516,16 @@ func TestTaskDefsBulkRefusedPartway(t *testing.T) {
 }
 
 // revisionCounter counts the revisions of definitions the API reads, one
-// per definition it checks and reads at the state checked, and the tag
-// sets it reads one name at a time.
+// per definition it checks and reads at the state checked, the tag sets
+// it reads one name at a time, and the snapshots it reads in.
 type revisionCounter struct {
 	api.Metadata
-	n, tags atomic.Int64
+	n, tags, snapshots atomic.Int64
+}
+
+func (c *revisionCounter) Snapshot(ctx context.Context) (*metadata.Snapshot, error) {
+	c.snapshots.Add(1)
+	return c.Metadata.Snapshot(ctx)
 }
 
 func (c *revisionCounter) Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error) {
@@ -616,9 +621,10 @@ func TestMetadataTagsListing(t *testing.T) {
 }
 
 // An admin, whom every check allows, is answered each definition listing
-// as it is, without a revision read per name to pin it to a check, and
-// what it is answered is what a user allowed on every definition (tagged
-// team:x) is answered, checked and pinned name by name.
+// from one snapshot of the read model, without a revision read per name
+// to pin it to a check, nor a snapshot per name, and what it is answered
+// is what a user allowed on every definition (tagged team:x) is answered,
+// checked and pinned name by name.
 func TestMetadataListingsOfAnAdminReadNoRevision(t *testing.T) {
 	t.Parallel()
 	md, revisions, base := newCountingPinServer(t)
@@ -670,11 +676,19 @@ func TestMetadataListingsOfAnAdminReadNoRevision(t *testing.T) {
 				t.Fatalf("the user is listed nothing")
 			}
 			revisions.n.Store(0)
+			revisions.snapshots.Store(0)
 			if got := (client{t, base, "admin-token"}).must(http.StatusOK, "GET", path, ""); got != want {
 				t.Errorf("the admin is listed\n%s\nthe user\n%s", got, want)
 			}
 			if got := revisions.n.Load(); got != 0 {
 				t.Errorf("the admin's listing read %d revisions, want 0", got)
+			}
+			snapshots := int64(1)
+			if path == "/api/metadata/tags" {
+				snapshots = 0 // every tag set is read in one scan instead
+			}
+			if got, want := revisions.snapshots.Load(), snapshots; got != want {
+				t.Errorf("the admin's listing took %d snapshots, want %d", got, want)
 			}
 		})
 	}

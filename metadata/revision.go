@@ -26,18 +26,43 @@ type Revision struct {
 
 	subject string
 	what    string
-	// unpinned marks Unpinned's: no state to read at or write to.
-	unpinned bool
+	// unpinned is the snapshot Unpinned's reads; nil for a revision
+	// read, which pins reads and writes to a state.
+	unpinned kvReader
 }
 
-// Unpinned is what a caller whom every access decision allows, whatever
-// definition name holds (an admin), reads name's definitions at: the read
-// model as it is now, without the sequence reads before and after that
-// tie a read to the state a check was made on, which it was not. Its Seq
-// and Exists say nothing. A write At it fails as one At no revision of its
-// name does: a write is checked on a state.
-func Unpinned(kind Kind, name string) Revision {
-	return Revision{subject: subjectOf(kind, name), what: describe(kind, name), unpinned: true}
+// Snapshot is the read model as one moment left it, which a caller whom
+// every access decision allows, whatever a definition name holds (an
+// admin), reads definitions in (Unpinned): there is no state its check
+// was made on to pin the read to, but one answer must still be one state
+// of a name, never a name's versions from before a change with its tags
+// from after it. One snapshot serves a whole listing. Close releases it.
+type Snapshot struct {
+	kv    kvReader
+	close func() error
+}
+
+// Snapshot takes a Snapshot of the read model. Close it when done: it
+// keeps what it sees from being compacted away, and the read model's
+// store waits for it to close.
+func (s *Store) Snapshot(context.Context) (*Snapshot, error) {
+	r, _, release, err := s.store.ReaderAt(ProjectionName)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of the metadata read model: %w", err)
+	}
+	return &Snapshot{kv: r, close: release}, nil
+}
+
+// Close releases the snapshot: its Unpinned revisions are read at no more.
+func (sn *Snapshot) Close() error { return sn.close() }
+
+// Unpinned is the revision a caller whom every access decision allows
+// reads name's definitions at: the snapshot, without the sequence reads
+// before and after that tie a read to the state a check was made on,
+// which it was not. Its Seq and Exists say nothing. A write At it fails
+// as one At no revision of its name does: a write is checked on a state.
+func (sn *Snapshot) Unpinned(kind Kind, name string) Revision {
+	return Revision{subject: subjectOf(kind, name), what: describe(kind, name), unpinned: sn.kv}
 }
 
 // Revision returns the revision of definition name, for a write checked
@@ -124,7 +149,7 @@ func At(revs ...Revision) WriteOption {
 			o.what = make(map[string]string, len(revs))
 		}
 		for _, r := range revs {
-			if r.unpinned {
+			if r.unpinned != nil {
 				continue
 			}
 			if seq, ok := o.checked[r.subject]; ok && seq != r.Seq {
@@ -261,14 +286,14 @@ func (s *Store) GetTagsAt(_ context.Context, kind Kind, name string, rev Revisio
 // a caller allowed on the one before (fault.ErrStale, to send again), as
 // a write is not applied to it (At). What read finds missing is answered
 // so only once the name is known not to have moved either. At Unpinned
-// it reads the read model as it is.
+// it reads the revision's snapshot, one state of the whole read model.
 func (s *Store) readAt(kind Kind, name string, rev Revision, read func(kvReader) error) error {
 	subject := subjectOf(kind, name)
 	if rev.subject != subject {
 		return fmt.Errorf("read of %s at the revision of %q", describe(kind, name), rev.subject)
 	}
-	if rev.unpinned {
-		return read(s.reader)
+	if rev.unpinned != nil {
+		return read(rev.unpinned)
 	}
 	readErr := read(s.reader)
 	if readErr != nil && !errors.Is(readErr, fault.ErrNotFound) {

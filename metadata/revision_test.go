@@ -3,6 +3,7 @@ package metadata_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -251,9 +252,25 @@ func TestPinnedWriteNeedsItsRevision(t *testing.T) {
 	}
 }
 
+// unpinned returns a snapshot of n's read model, closed when the test
+// ends, and its Unpinned revision of name.
+func unpinned(tb testing.TB, n *node, kind metadata.Kind, name string) (*metadata.Snapshot, metadata.Revision) {
+	tb.Helper()
+	snap, err := n.md.Snapshot(ctx(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := snap.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return snap, snap.Unpinned(kind, name)
+}
+
 // A read at Unpinned, for a caller every check allows, reads the read
-// model as it is, where one at a revision is stale once the name moves;
-// no write goes through pinned to it.
+// model as its snapshot holds it, where one at a revision is stale once
+// the name moves; no write goes through pinned to it.
 func TestUnpinnedReadsWhatIsThere(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, nil, metadata.Options{})
@@ -266,14 +283,14 @@ func TestUnpinnedReadsWhatIsThere(t *testing.T) {
 	if _, err := n.md.GetTagsAt(c, metadata.KindWorkflow, "open", checked); !errors.Is(err, fault.ErrStale) {
 		t.Fatalf("tags at the revision before the change: %v, want stale", err)
 	}
-	unpinned := metadata.Unpinned(metadata.KindWorkflow, "open")
-	if got, err := n.md.GetTagsAt(c, metadata.KindWorkflow, "open", unpinned); err != nil || tagString(got) != "team:b " {
+	snap, asIs := unpinned(t, n, metadata.KindWorkflow, "open")
+	if got, err := n.md.GetTagsAt(c, metadata.KindWorkflow, "open", asIs); err != nil || tagString(got) != "team:b " {
 		t.Fatalf("tags unpinned = %v, %v; want team:b", got, err)
 	}
-	if _, err := n.md.GetTagsAt(c, metadata.KindTask, "open", unpinned); err == nil {
+	if _, err := n.md.GetTagsAt(c, metadata.KindTask, "open", asIs); err == nil {
 		t.Fatal("a task definition read at a workflow's unpinned revision")
 	}
-	err := n.md.SetTags(c, metadata.KindWorkflow, "open", team("c"), "mallory", metadata.At(unpinned))
+	err := n.md.SetTags(c, metadata.KindWorkflow, "open", team("c"), "mallory", metadata.At(asIs))
 	if err == nil || errors.Is(err, fault.ErrConflict) {
 		t.Fatalf("write pinned to Unpinned: %v, want an error that is no conflict", err)
 	}
@@ -281,8 +298,88 @@ func TestUnpinnedReadsWhatIsThere(t *testing.T) {
 		t.Fatalf("tags after the refused write = %v, %v; want team:b", got, err)
 	}
 	remove(t, n, metadata.KindWorkflow, "open")
-	if _, err := n.md.GetWorkflowDefAt(c, "open", nil, unpinned); !errors.Is(err, fault.ErrNotFound) {
+	if got, err := n.md.GetTagsAt(c, metadata.KindWorkflow, "open", snap.Unpinned(metadata.KindWorkflow, "open")); err != nil || tagString(got) != "team:b " {
+		t.Fatalf("tags of the removed workflow in the snapshot taken before = %v, %v; want team:b", got, err)
+	}
+	_, after := unpinned(t, n, metadata.KindWorkflow, "open")
+	if _, err := n.md.GetWorkflowDefAt(c, "open", nil, after); !errors.Is(err, fault.ErrNotFound) {
 		t.Fatalf("removed workflow unpinned: %v, want not found", err)
+	}
+}
+
+// One answer at Unpinned is one state of its name, as one at a revision
+// is (or stale): a change that lands between its reads (the definition,
+// then its tags) is in none of it. Read from the live read model, the
+// answer would hold the definition from before the change with the tags
+// from after it, a state the name never had.
+func TestUnpinnedAnswerIsOneState(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	withTags := metadata.TagFilter{Tags: true}
+	for _, tt := range []struct {
+		kind metadata.Kind
+		// change makes the name's definitions other, and retags it team:b.
+		change func(name string) error
+		// read answers the name's definitions with their tags, one
+		// "description:tags" each.
+		read func(name string, rev metadata.Revision) ([]string, error)
+	}{
+		{metadata.KindWorkflow, func(name string) error {
+			return n.md.RegisterWorkflowDef(c, wf(t, simpleWF(name, 2, "v2")), false, "bob")
+		}, func(name string, rev metadata.Revision) ([]string, error) {
+			defs, err := n.md.FindWorkflowDefsAt(c, metadata.WorkflowFilter{Name: name, TagFilter: withTags}, rev)
+			var out []string
+			for _, d := range defs {
+				out = append(out, fmt.Sprintf("v%d:%s", d.Version, tagString(d.Tags)))
+			}
+			return out, err
+		}},
+		{metadata.KindTask, func(name string) error {
+			return n.md.UpdateTaskDef(c, td(t, `{"name":"`+name+`","description":"changed"}`), "bob")
+		}, func(name string, rev metadata.Revision) ([]string, error) {
+			defs, err := n.md.FindTaskDefsAt(c, name, withTags, rev)
+			var out []string
+			for _, d := range defs {
+				out = append(out, d.Description+":"+tagString(d.Tags))
+			}
+			return out, err
+		}},
+	} {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			name := "one_state_" + string(tt.kind)
+			register(t, n, tt.kind, name, "alice", "a")
+			before, err := tt.read(name, revision(t, n, tt.kind, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, _ := unpinned(t, n, tt.kind, name)
+			var reads int
+			var changed error
+			snap.HookReads(func() {
+				// After the definition's read, before its tags'.
+				if reads++; reads == 2 {
+					changed = errors.Join(tt.change(name), n.md.SetTags(c, tt.kind, name, team("b"), "bob"))
+				}
+			})
+			got, err := tt.read(name, snap.Unpinned(tt.kind, name))
+			if err != nil || changed != nil {
+				t.Fatalf("read: %v; change meanwhile: %v", err, changed)
+			}
+			if reads < 2 {
+				t.Fatalf("the answer made %d reads: no change landed between them", reads)
+			}
+			after, err := tt.read(name, revision(t, n, tt.kind, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Equal(before, after) {
+				t.Fatalf("the change left %v as it was", before)
+			}
+			if !slices.Equal(got, before) {
+				t.Errorf("unpinned answer %v, want the state before the change %v (after it: %v)", got, before, after)
+			}
+		})
 	}
 }
 

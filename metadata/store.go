@@ -48,6 +48,7 @@ type Options struct {
 // engine process) may share one log.
 type Store struct {
 	log    *eventlog.Log
+	store  *projections.Store
 	reader projections.Reader
 	waiter Waiter
 	opts   Options
@@ -73,6 +74,7 @@ func New(log *eventlog.Log, store *projections.Store, waiter Waiter, opts Option
 	}
 	s := &Store{
 		log:    log,
+		store:  store,
 		reader: store.Reader(ProjectionName),
 		waiter: waiter,
 		opts:   opts,
