@@ -109,6 +109,9 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 			return nil, fmt.Errorf("workflow %s: update of unknown task %s", w.ID, e.TaskID)
 		}
 		applyUpdated(t, e, w.Status == conductor.WorkflowPaused, own)
+		if e.ClearsFailed {
+			w.FailedTaskID, w.FailedTaskRefs, w.FailedTaskNames = "", nil, nil
+		}
 		w.UpdateTime = e.Time
 	case *schemas.TaskLogged:
 		t := w.ownTask(e.TaskID)

@@ -14,14 +14,16 @@ import (
 // FAILED or FAILED_WITH_TERMINAL_ERROR, an instance retried since among
 // them, and not one TIMED_OUT (its terminate and completeWorkflow); a
 // retry and a restart keep them, for the run to show and its end to add
-// to, and a rerun and a parent run again because its child was clear them
-// (its rerun and updateAndPushParents). The two are sets apart, in the
-// order first added.
+// to, and a rerun and a parent run again because its child was, ended or
+// still running, clear them (its rerun and updateAndPushParents). The two
+// are sets apart, in the order first added.
 func TestFailedTaskNames(t *testing.T) {
 	const seq = `{"name":"f","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"b","taskReferenceName":"b"}]}`
 	const twice = `{"name":"f","tasks":[{"name":"a","taskReferenceName":"a1","permissive":true},{"name":"a","taskReferenceName":"a2"}]}`
 	const parent = `{"name":"f","tasks":[{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW",
 	  "subWorkflowParam":{"name":"kid","version":1}}]}`
+	const permissiveChild = `{"name":"f","tasks":[{"name":"a","taskReferenceName":"a"},{"name":"child","taskReferenceName":"child",
+	  "type":"SUB_WORKFLOW","permissive":true,"subWorkflowParam":{"name":"kid","version":1}},{"name":"b","taskReferenceName":"b"}]}`
 	const retriedOnce, once = `{"name":"a","retryCount":1,"retryDelaySeconds":0}`, `{"name":"a","retryCount":0}`
 	const timesOut = `{"name":"a","retryCount":0,"timeoutSeconds":30,"responseTimeoutSeconds":30}`
 	failA := func(h *harness) { h.report("a", conductor.TaskFailed, nil, "a broke") }
@@ -67,6 +69,17 @@ func TestFailedTaskNames(t *testing.T) {
 				Status: conductor.WorkflowFailed, Reason: "kid failed"})
 			h.wantFailedNames([]string{"child"}, []string{"child"})
 			h.decide(engine.ChildReopened{ChildID: h.task("child").SubWorkflowID})
+		}}, conductor.WorkflowRunning, []string{}, []string{}},
+		{"a running parent run again for its child", permissiveChild, once, []func(*harness){failA, retry, func(h *harness) {
+			h.complete("a", nil)
+			h.decide(engine.ChildFinished{ChildID: h.task("child").SubWorkflowID, Name: "kid", Version: 1,
+				Status: conductor.WorkflowFailed, Reason: "kid failed"})
+			h.wantStatus(conductor.WorkflowRunning) // the permissive task's failure goes on to b
+			h.wantFailedNames([]string{"a"}, []string{"a"})
+			h.decide(engine.ChildReopened{ChildID: h.task("child").SubWorkflowID})
+			if h.task("child").Status != conductor.TaskInProgress || h.w.FailedTaskID != "" {
+				h.t.Errorf("child %s, failed task %q kept from before the retry; want IN_PROGRESS and none", h.task("child").Status, h.w.FailedTaskID)
+			}
 		}}, conductor.WorkflowRunning, []string{}, []string{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

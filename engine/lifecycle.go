@@ -492,14 +492,16 @@ func (d *decision) childReopened(c ChildReopened) {
 		_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID}, c.ChildID, c.RerunUpTo)
 		return
 	}
+	// Keeps no failed task nor failed task names: Conductor clears the
+	// parents' of a workflow run again (updateAndPushParents), running
+	// ones' too (a permissive task's child, a retry's names kept).
 	var others []*Task
-	if d.w.Terminal() {
+	ended := d.w.Terminal()
+	if ended {
 		others = d.retriable()
-		// Keeps no failed task: Conductor clears the failedTaskId of the
-		// parents of a workflow run again (updateAndPushParents).
 		d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
 	}
-	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, Time: d.now})
+	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, ClearsFailed: !ended, Time: d.now})
 	for _, o := range others {
 		if o.ID != t.ID {
 			d.retryTask(o)

@@ -129,7 +129,7 @@ func (u *TaskUpdated) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := msgfields.New(e)
 	w.MapLen(3, len(u.Output) > 0, u.KeepOutput, u.MergeOutput, len(u.DropOutput) > 0, u.Reason != "", u.WorkerID != "",
 		u.CallbackAfterSeconds != 0, u.AvailableAt != 0, u.LeaseExtended, u.Released, u.LeaseExpired, u.SubWorkflowID != "",
-		u.Case != "", u.CaseDefault)
+		u.Case != "", u.CaseDefault, u.ClearsFailed)
 	w.Str("id", u.TaskID, false)
 	w.Str("st", u.Status, false)
 	w.Value("out", u.Output, len(u.Output) == 0)
@@ -146,6 +146,7 @@ func (u *TaskUpdated) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Str("sub", u.SubWorkflowID, true)
 	w.Str("case", u.Case, true)
 	w.Bool("cdef", u.CaseDefault)
+	w.Bool("clrf", u.ClearsFailed)
 	w.Int64("ts", u.Time, false)
 	return w.Err()
 }

@@ -200,7 +200,14 @@ type TaskUpdated struct {
 	// system worker evaluated took (see TaskScheduled).
 	Case        string `msgpack:"case,omitempty"`
 	CaseDefault bool   `msgpack:"cdef,omitempty"`
-	Time        int64  `msgpack:"ts"`
+	// ClearsFailed: the SUB_WORKFLOW task of a workflow still running
+	// waits again for its child, retried, rerun or restarted, and the
+	// workflow's failed task (WorkflowStatusChanged.FailedTaskID) and
+	// failed task names clear, as Conductor's updateAndPushParents clears
+	// a parent's whatever its status. A parent that had ended records a
+	// WorkflowReset, which clears them.
+	ClearsFailed bool  `msgpack:"clrf,omitempty"`
+	Time         int64 `msgpack:"ts"`
 }
 
 func (*TaskUpdated) EventType() string { return "workflow.task_updated" }
