@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -69,16 +71,35 @@ func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner st
 // defOwner reads the owner of definition name; found is false while no
 // definition (no version of a workflow) is stored under it.
 func defOwner(r kvReader, kind Kind, name string) (owner string, found bool, err error) {
+	key := ownerKey(name)
 	if kind == KindTask {
-		d, found, err := readDef(r, taskKey(name))
-		return d.CreatedBy, found, err
+		key = taskKey(name)
 	}
-	b, err := r.Get(ownerKey(name))
+	b, err := r.Get(key)
 	if errors.Is(err, projections.ErrNotFound) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, err
 	}
+	if kind == KindTask {
+		return taskCreator(b)
+	}
 	return string(b), true, nil
+}
+
+// storedCreator is the one field of a storedDef an access decision reads.
+type storedCreator struct {
+	CreatedBy string `msgpack:"cb,omitempty"`
+}
+
+// taskCreator reads the creator of the stored task definition v, skipping
+// its other fields: decoding the whole storedDef copies the definition's
+// JSON, on every poll decided on its creator or its tags.
+func taskCreator(v []byte) (string, bool, error) {
+	var c storedCreator
+	if err := msgpack.Unmarshal(v, &c); err != nil {
+		return "", false, fmt.Errorf("decode stored definition: %w", err)
+	}
+	return c.CreatedBy, true, nil
 }

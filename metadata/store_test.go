@@ -663,3 +663,23 @@ func TestDefAccess(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDefAccess measures the read of a task definition's creator and
+// tags that a non-admin worker's poll of its type is decided on, for a
+// definition of a size users register.
+func BenchmarkDefAccess(b *testing.B) {
+	n := newNode(b, nil, metadata.Options{})
+	c := ctx(b)
+	keys := `"` + strings.Join(strings.Fields(strings.Repeat("key ", 20)), `","`) + `"`
+	def := `{"name":"bench","description":"` + strings.Repeat("d", 400) + `","retryCount":3,"timeoutSeconds":600,` +
+		`"inputKeys":[` + keys + `],"outputKeys":[` + keys + `],"inputTemplate":{"url":"https://example.com/a","retries":3}}`
+	if err := n.md.UpdateTaskDef(c, td(b, def), "alice"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if owner, _, err := n.md.DefAccess(c, metadata.KindTask, "bench"); err != nil || owner != "alice" {
+			b.Fatalf("access = %q, %v", owner, err)
+		}
+	}
+}
