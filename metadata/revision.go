@@ -264,7 +264,13 @@ func (s *Store) GetTagsAt(_ context.Context, kind Kind, name string, rev Revisio
 	}
 	var tags []schemas.DefTag
 	err := s.readAt(kind, name, rev, func(r kvReader) error {
-		exists, err := defExists(r, kind, name)
+		// A pinned revision that found the definition needs no look for
+		// it: readAt answers only while the name is still at rev, where
+		// the definition is as rev found it.
+		exists, err := true, error(nil)
+		if rev.unpinned != nil || !rev.Exists {
+			exists, err = defExists(r, kind, name)
+		}
 		if err == nil && !exists {
 			err = defNotFound(kind, name)
 		}

@@ -464,3 +464,23 @@ func TestListTags(t *testing.T) {
 		t.Fatalf("after removing the workflow: %q, want %q", got, want)
 	}
 }
+
+// BenchmarkGetTagsAt measures a read of a definition's tags at the
+// revision its caller's access was checked on, as a user's listing of
+// tags reads each definition it may read.
+func BenchmarkGetTagsAt(b *testing.B) {
+	n := newNode(b, nil, metadata.Options{})
+	c := ctx(b)
+	for _, kind := range []metadata.Kind{metadata.KindWorkflow, metadata.KindTask} {
+		b.Run(string(kind), func(b *testing.B) {
+			register(b, n, kind, "bench", "alice", "a")
+			rev := revision(b, n, kind, "bench")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := n.md.GetTagsAt(c, kind, "bench", rev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
