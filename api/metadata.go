@@ -712,15 +712,13 @@ func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	if f.TagFilter, err = tagFilter(r); err == nil {
 		f.Short, err = queryBool(r, "short", false)
 	}
-	var names []string
-	switch {
-	case err != nil:
-	case f.Name != "":
-		names = []string{f.Name}
-	default:
-		names, err = s.deps.Metadata.DefNames(r.Context(), metadata.KindWorkflow, f.TagFilter)
+	names := func(snap *metadata.Snapshot) ([]string, error) {
+		if f.Name != "" {
+			return []string{f.Name}, nil
+		}
+		return s.defNames(r, snap, metadata.KindWorkflow, f.TagFilter)
 	}
-	writeReadable(s, w, r, metadata.KindWorkflow, names, err, func(name string, rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
+	writeReadable(s, w, r, metadata.KindWorkflow, err, names, func(name string, rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
 		one := f
 		one.Name = name
 		return s.deps.Metadata.FindWorkflowDefsAt(r.Context(), one, rev)
@@ -756,17 +754,17 @@ type workflowDefSummary struct {
 // workflowNamesAndVersions answers each workflow name the caller may read
 // with its versions, in order, as Conductor's names-and-versions does.
 func (s *Server) workflowNamesAndVersions(w http.ResponseWriter, r *http.Request) {
-	names, err := s.deps.Metadata.DefNames(r.Context(), metadata.KindWorkflow, metadata.TagFilter{})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	snap, done, err := s.listingSnapshot(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer done()
+	names, err := s.defNames(r, snap, metadata.KindWorkflow, metadata.TagFilter{})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	out := map[string][]workflowDefSummary{}
 	for _, name := range names {
 		defs, err := readableDef(s, r, snap, metadata.KindWorkflow, name, []auth.Access{auth.Read}, func(rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
@@ -786,8 +784,10 @@ func (s *Server) workflowNamesAndVersions(w http.ResponseWriter, r *http.Request
 // latestWorkflowDefs answers the latest version of each workflow the
 // caller may read, the one GET /{name} without a version returns.
 func (s *Server) latestWorkflowDefs(w http.ResponseWriter, r *http.Request) {
-	names, err := s.deps.Metadata.DefNames(r.Context(), metadata.KindWorkflow, metadata.TagFilter{})
-	writeReadable(s, w, r, metadata.KindWorkflow, names, err, func(name string, rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
+	names := func(snap *metadata.Snapshot) ([]string, error) {
+		return s.defNames(r, snap, metadata.KindWorkflow, metadata.TagFilter{})
+	}
+	writeReadable(s, w, r, metadata.KindWorkflow, nil, names, func(name string, rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
 		d, err := s.deps.Metadata.GetWorkflowDefAt(r.Context(), name, nil, rev)
 		return []*conductor.WorkflowDef{d}, err
 	}, func(d *conductor.WorkflowDef) (json.RawMessage, error) { return d.Raw, nil })
@@ -1031,11 +1031,8 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 // them (Orkes has no name or short here).
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 	f, err := tagFilter(r)
-	var names []string
-	if err == nil {
-		names, err = s.deps.Metadata.DefNames(r.Context(), metadata.KindTask, f)
-	}
-	writeReadable(s, w, r, metadata.KindTask, names, err, func(name string, rev metadata.Revision) ([]*conductor.TaskDef, error) {
+	names := func(snap *metadata.Snapshot) ([]string, error) { return s.defNames(r, snap, metadata.KindTask, f) }
+	writeReadable(s, w, r, metadata.KindTask, err, names, func(name string, rev metadata.Revision) ([]*conductor.TaskDef, error) {
 		return s.deps.Metadata.FindTaskDefsAt(r.Context(), name, f, rev)
 	}, func(d *conductor.TaskDef) (json.RawMessage, error) { return listed(d.Raw, f.Tags, d.Tags) })
 }
@@ -1192,11 +1189,13 @@ func (l *tagList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// writeReadable answers a listing of the definitions of kind named names
-// with those on which the caller holds what listAccess asks, each as it
-// was registered (registered: its JSON as listed), read through read at
-// the revision that access was checked on (readableDef).
-func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, kind metadata.Kind, names []string, err error,
+// writeReadable answers a listing of the definitions of kind that names
+// lists (in the listing's snapshot, if it has one) with those on which the
+// caller holds what listAccess asks, each as it was registered
+// (registered: its JSON as listed), read through read at the revision
+// that access was checked on (readableDef). err is the request's, when it
+// cannot be answered.
+func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, kind metadata.Kind, err error, names func(*metadata.Snapshot) ([]string, error),
 	read func(name string, rev metadata.Revision) ([]D, error), registered func(D) (json.RawMessage, error)) {
 	var actions []auth.Access
 	if err == nil {
@@ -1212,8 +1211,13 @@ func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, kin
 		return
 	}
 	defer done()
-	raws := make([]json.RawMessage, 0, len(names))
-	for _, name := range names {
+	list, err := names(snap)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	raws := make([]json.RawMessage, 0, len(list))
+	for _, name := range list {
 		defs, err := readableDef(s, r, snap, kind, name, actions, func(rev metadata.Revision) ([]D, error) { return read(name, rev) })
 		if err != nil {
 			s.writeError(w, r, err)
@@ -1279,6 +1283,17 @@ func readableDef[D any](s *Server, r *http.Request, snap *metadata.Snapshot, kin
 		}
 	}
 	return nil, err
+}
+
+// defNames lists the names of the definitions of kind that f selects, in
+// snap when the listing has one: the names of an admin's listing are read
+// in the one state its definitions are, so that a name deleted and
+// another registered meanwhile are not both left out.
+func (s *Server) defNames(r *http.Request, snap *metadata.Snapshot, kind metadata.Kind, f metadata.TagFilter) ([]string, error) {
+	if snap != nil {
+		return snap.DefNames(kind, f)
+	}
+	return s.deps.Metadata.DefNames(r.Context(), kind, f)
 }
 
 // listingSnapshot is the snapshot of the read model that a listing of a

@@ -72,6 +72,9 @@ const (
 	// revision: a decision the roles make alone (role USER's CREATE of a
 	// free name) reads nothing but the revision.
 	afterRevision
+	// beforeSnapshot is as an admin's listing takes its snapshot of the
+	// read model, which it reads every definition in.
+	beforeSnapshot
 )
 
 // meanwhile is a change someone else makes once, when the next request
@@ -141,7 +144,8 @@ func (d describedMeanwhile) Describe(ctx context.Context, t auth.Target) ([]stri
 }
 
 // revisedMeanwhile is the API's store, which reaches afterRevision once
-// a request has read a definition's revision.
+// a request has read a definition's revision, and beforeSnapshot as it
+// takes a snapshot.
 type revisedMeanwhile struct {
 	api.Metadata
 	changes *meanwhile
@@ -151,6 +155,11 @@ func (r revisedMeanwhile) Revision(ctx context.Context, kind metadata.Kind, name
 	rev, err := r.Metadata.Revision(ctx, kind, name)
 	r.changes.reached(afterRevision)
 	return rev, err
+}
+
+func (r revisedMeanwhile) Snapshot(ctx context.Context) (*metadata.Snapshot, error) {
+	r.changes.reached(beforeSnapshot)
+	return r.Metadata.Snapshot(ctx)
 }
 
 // definitionSource tells the Authorizer the tags and creators of
@@ -691,6 +700,75 @@ func TestMetadataListingsOfAnAdminReadNoRevision(t *testing.T) {
 				t.Errorf("the admin's listing took %d snapshots, want %d", got, want)
 			}
 		})
+	}
+}
+
+// An admin's listing reads its names in the snapshot it reads their
+// definitions in: a definition removed and another registered just before
+// it is taken are answered as the snapshot holds them, the new one alone.
+// Names read from the live store before it would list the removed one,
+// found in none of the snapshot, and not the new one: neither, a state
+// the definitions never had.
+func TestMetadataListingOfAnAdminIsOneState(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		kind  metadata.Kind
+		paths []string
+	}{
+		{metadata.KindWorkflow, []string{"/api/metadata/workflow", "/api/metadata/workflow?tagKey=team&tagValue=x",
+			"/api/metadata/workflow/latest-versions", "/api/metadata/workflow/names-and-versions"}},
+		{metadata.KindTask, []string{"/api/metadata/taskdefs", "/api/metadata/taskdefs?tagKey=team&tagValue=x"}},
+	} {
+		for _, path := range tt.paths {
+			t.Run(path, func(t *testing.T) {
+				t.Parallel()
+				md, changes, base := newPinServer(t)
+				ctx := testutil.Context(t, time.Minute)
+				teamX := []conductor.Tag{{Key: "team", Value: "x"}}
+				register := func(name string) error {
+					var err error
+					if tt.kind == metadata.KindTask {
+						var d conductor.TaskDef
+						if err = conductor.Unmarshal([]byte(`{"name":"`+name+`"}`), &d); err == nil {
+							err = md.UpdateTaskDef(ctx, &d, pinAdmin)
+						}
+					} else {
+						var d conductor.WorkflowDef
+						if err = conductor.Unmarshal([]byte(`{"name":"`+name+`","version":1,"tasks":[{"name":"a","taskReferenceName":"a"}]}`), &d); err == nil {
+							err = md.RegisterWorkflowDef(ctx, &d, false, pinAdmin)
+						}
+					}
+					if err == nil {
+						err = md.SetTags(ctx, tt.kind, name, teamX, pinAdmin)
+					}
+					return err
+				}
+				if err := register("went"); err != nil {
+					t.Fatal(err)
+				}
+				changes.arm(beforeSnapshot, func() {
+					var err error
+					if tt.kind == metadata.KindTask {
+						err = md.DeleteTaskDef(ctx, "went", pinAdmin)
+					} else {
+						err = md.DeleteWorkflowDef(ctx, "went", 1, pinAdmin)
+					}
+					if err == nil {
+						err = register("came")
+					}
+					if err != nil {
+						t.Errorf("the change made meanwhile: %v", err)
+					}
+				})
+				got := client{t, base, "admin-token"}.must(http.StatusOK, "GET", path, "")
+				if !changes.fired() {
+					t.Fatal("the listing took no snapshot")
+				}
+				if !strings.Contains(got, `"came"`) || strings.Contains(got, `"went"`) {
+					t.Errorf("the admin is listed %s, want came alone", got)
+				}
+			})
+		}
 	}
 }
 

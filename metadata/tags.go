@@ -60,11 +60,11 @@ type TagFilter struct {
 func (f TagFilter) byTag() bool { return f.TagKey != "" || f.TagValue != "" }
 
 // tagged lists the names of kind holding a tag f selects, in order.
-func (s *Store) tagged(kind Kind, f TagFilter) ([]string, error) {
+func tagged(r kvReader, kind Kind, f TagFilter) ([]string, error) {
 	prefix := tagsKey(kind, "")
 	var names []string
 	var derr error
-	err := s.reader.Scan(prefix, func(k, v []byte) bool {
+	err := r.Scan(prefix, func(k, v []byte) bool {
 		var tags []schemas.DefTag
 		if derr = msgpack.Unmarshal(v, &tags); derr != nil {
 			return false

@@ -120,18 +120,28 @@ func (s *Store) FindTaskDefsAt(_ context.Context, name string, f TagFilter, rev 
 // by tag (every name without a tag in f), sorted: a listing reads each at
 // the revision its caller's access to it was checked on.
 func (s *Store) DefNames(_ context.Context, kind Kind, f TagFilter) ([]string, error) {
+	return defNames(s.reader, kind, f)
+}
+
+// DefNames is Store.DefNames in the snapshot, for a listing that reads
+// its names' definitions there too (Unpinned).
+func (sn *Snapshot) DefNames(kind Kind, f TagFilter) ([]string, error) {
+	return defNames(sn.kv, kind, f)
+}
+
+func defNames(r kvReader, kind Kind, f TagFilter) ([]string, error) {
 	if err := checkKind(kind); err != nil {
 		return nil, err
 	}
 	if f.byTag() {
-		return s.tagged(kind, f)
+		return tagged(r, kind, f)
 	}
 	prefix := taskKeyPrefix
 	if kind == KindWorkflow {
 		prefix = workflowKeyPrefix
 	}
 	var names []string
-	err := s.reader.Scan([]byte(prefix), func(k, _ []byte) bool {
+	err := r.Scan([]byte(prefix), func(k, _ []byte) bool {
 		name := string(k[len(prefix):])
 		if kind == KindWorkflow {
 			var ok bool
