@@ -15,10 +15,12 @@ import (
 // common JSON encoders and URL encoders write it, base64- and hex-encoded.
 // Most coincide for most values (a value of letters and digits is written
 // the same by every JSON and URL encoder), and are not computed then;
-// With keeps one of each.
-func forms(v []byte) []string {
+// With keeps one of each. wrapped are v's standard base64 forms with
+// their edges (base64Edges), which out holds too: redaction looks for
+// them across line breaks as well.
+func forms(v []byte) (out []string, wrapped []base64Form) {
 	s := string(v)
-	out := appendJSONForms([]string{s}, s)
+	out = appendJSONForms([]string{s}, s)
 	// JSON text held in a JSON string (a log line quoting a request's
 	// JSON body, a document stored as a string field) escapes the
 	// value's escapes again: pa"ss is pa\\\"ss there. The encoder that
@@ -94,8 +96,15 @@ func forms(v []byte) []string {
 	if nonASCII {
 		out = append(out, latin1(v))
 	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		out = append(out, base64Forms(enc, v)...)
+	// The URL alphabet's forms are the standard's with '-' and '_' for
+	// '+' and '/': no form reaches the padding, where the two encodings
+	// could differ.
+	wrapped = base64Edges(v)
+	for _, b := range wrapped {
+		out = append(out, b.form)
+	}
+	for _, b := range wrapped {
+		out = append(out, strings.Map(urlAlphabet, b.form))
 	}
 	// A value printed as bytes (a worker's debug line of what it sends,
 	// a digest's input logged) is hex, in lower case (Go's %x and
@@ -104,7 +113,7 @@ func forms(v []byte) []string {
 	// form is in the hex of any data that holds the value.
 	h := hex.EncodeToString(v)
 	out = append(out, h, strings.ToUpper(h))
-	return out
+	return out, wrapped
 }
 
 // appendJSONForms appends s as the encoders of jsonStyles write it, when
@@ -368,46 +377,51 @@ func (st percentStyle) encode(s, hex string) string {
 	return b.String()
 }
 
-// base64Forms returns the characters that encode v whatever its offset in a
-// longer base64-encoded stream: at each of the three byte alignments, the
-// encoded characters whose bits come from v alone.
-func base64Forms(enc *base64.Encoding, v []byte) []string {
-	var out []string
-	for k := 0; k < 3; k++ {
-		buf := make([]byte, k+len(v))
-		copy(buf[k:], v)
-		e := enc.EncodeToString(buf)
-		from := (8*k + 5) / 6
-		to := 8 * (k + len(v)) / 6
-		if to > from {
-			out = append(out, e[from:to])
-		}
-	}
-	return out
-}
-
-// base64Form is a value's standard base64 form at one alignment, and
-// whether the character before it (lead) and after it (trail) hold bits
-// of the value beside those of its neighbours in the encoded data.
+// base64Form is one of a value's standard base64 forms: the characters
+// that encode the value, at one of the three byte alignments, whatever
+// its offset in a longer base64-encoded stream (the encoded characters
+// whose bits come from the value alone); and whether the character
+// before it (lead) and after it (trail) hold bits of the value beside
+// those of its neighbours in the encoded data.
 type base64Form struct {
 	form        string
 	lead, trail bool
 }
 
-// base64Edges returns the forms base64Forms returns for the standard
-// alphabet, with their edges.
+// base64Edges returns v's standard base64 forms, at each alignment that
+// has one.
 func base64Edges(v []byte) []base64Form {
+	// v after k zero bytes, for each alignment k, encoded one after the
+	// other into one string that the forms are cut from.
+	buf := make([]byte, 2+len(v))
+	copy(buf[2:], v)
+	enc := make([]byte, 0, 3*base64.StdEncoding.EncodedLen(len(buf)))
+	var at [3]int // where alignment k's encoding starts in enc
+	for k := range 3 {
+		at[k] = len(enc)
+		enc = base64.StdEncoding.AppendEncode(enc, buf[2-k:])
+	}
+	all := string(enc)
 	var out []base64Form
-	for k := 0; k < 3; k++ {
-		buf := make([]byte, k+len(v))
-		copy(buf[k:], v)
-		e := base64.StdEncoding.EncodeToString(buf)
+	for k := range 3 {
 		from, to := (8*k+5)/6, 8*(k+len(v))/6
 		if to > from {
-			out = append(out, base64Form{form: e[from:to], lead: 8*k%6 != 0, trail: 8*(k+len(v))%6 != 0})
+			out = append(out, base64Form{form: all[at[k]+from : at[k]+to], lead: 8*k%6 != 0, trail: 8*(k+len(v))%6 != 0})
 		}
 	}
 	return out
+}
+
+// urlAlphabet maps a character of the standard base64 alphabet to the URL
+// alphabet's.
+func urlAlphabet(r rune) rune {
+	switch r {
+	case '+':
+		return '-'
+	case '/':
+		return '_'
+	}
+	return r
 }
 
 // NumberForms returns the ways number v (a json.Number, an int, int64 or

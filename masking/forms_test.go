@@ -168,7 +168,7 @@ func TestRedactWrappedBase64(t *testing.T) {
 			"openssl, PEM": wrap(e, 64, "\n")} {
 			got := r.String("-----BEGIN-----\n" + encoded + "-----END-----")
 			unwrapped := strings.NewReplacer("\r", "", "\n", "").Replace(strings.TrimSuffix(strings.TrimPrefix(got, "-----BEGIN-----\n"), "-----END-----"))
-			leaked := slices.ContainsFunc(base64Forms(base64.StdEncoding, value), func(f string) bool { return strings.Contains(unwrapped, f) })
+			leaked := slices.ContainsFunc(base64Edges(value), func(f base64Form) bool { return strings.Contains(unwrapped, f.form) })
 			if !strings.Contains(got, "***") || leaked ||
 				!strings.HasPrefix(got, "-----BEGIN-----\n") || !strings.HasSuffix(got, "-----END-----") {
 				t.Fatalf("%s behind %d bytes: redacted to %q", name, prefix, got)
@@ -375,6 +375,94 @@ func TestRedactBase64Edges(t *testing.T) {
 				t.Errorf("%q+value+%q: characters %d..%d hold the value, %d..%d are masked: %q", prefix, suffix,
 					first, last, at, at+masked-1, got)
 			}
+		}
+	}
+}
+
+// forms returns each of a value's forms, in the order With takes them
+// (which decides the search appendSearch builds), as it did before it
+// encoded each base64 alignment once for both alphabets: the table is
+// what it returned then, the first of each form, for values whose base64
+// holds '+' and '/', of each length mod 3, of non-ASCII bytes and
+// numbers.
+func TestFormsUnchanged(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		value string
+		want  []string
+	}{
+		{"secret-value-01", []string{
+			"secret-value-01",
+			"c2VjcmV0LXZhbHVlLTAx",
+			"NlY3JldC12YWx1ZS0wM",
+			"zZWNyZXQtdmFsdWUtMD",
+			"7365637265742d76616c75652d3031",
+			"7365637265742D76616C75652D3031",
+		}},
+		{"secret-value-0001", []string{
+			"secret-value-0001",
+			"c2VjcmV0LXZhbHVlLTAwMD",
+			"NlY3JldC12YWx1ZS0wMDAx",
+			"zZWNyZXQtdmFsdWUtMDAwM",
+			"7365637265742d76616c75652d30303031",
+			"7365637265742D76616C75652D30303031",
+		}},
+		{"918273645501", []string{
+			"918273645501",
+			"OTE4MjczNjQ1NTAx",
+			"kxODI3MzY0NTUwM",
+			"5MTgyNzM2NDU1MD",
+			"393138323733363435353031",
+		}},
+		{"-1.5e-7", []string{
+			"-1.5e-7",
+			"LTEuNWUtN",
+			"0xLjVlLT",
+			"tMS41ZS03",
+			"2d312e35652d37",
+			"2D312E35652D37",
+		}},
+		{"tr0ub~4dor~~~", []string{
+			"tr0ub~4dor~~~",
+			"tr0ub%7E4dor%7E%7E%7E",
+			"tr0ub%7e4dor%7e%7e%7e",
+			"dHIwdWJ+NGRvcn5+f",
+			"RyMHVifjRkb3J+fn",
+			"0cjB1Yn40ZG9yfn5+",
+			"dHIwdWJ-NGRvcn5-f",
+			"RyMHVifjRkb3J-fn",
+			"0cjB1Yn40ZG9yfn5-",
+			"74723075627e34646f727e7e7e",
+			"74723075627E34646F727E7E7E",
+		}},
+		{"\xfb\xff\xbf\xfb\xef\xbe\xff\xfe", []string{
+			"\xfb\xff\xbf\xfb\xef\xbe\xff\xfe",
+			"\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd",
+			"\\uFFFD\\uFFFD\\uFFFD\\uFFFD\\uFFFD\\uFFFD\\uFFFD\\uFFFD",
+			"\\\\ufffd\\\\ufffd\\\\ufffd\\\\ufffd\\\\ufffd\\\\ufffd\\\\ufffd\\\\ufffd",
+			"\\\\uFFFD\\\\uFFFD\\\\uFFFD\\\\uFFFD\\\\uFFFD\\\\uFFFD\\\\uFFFD\\\\uFFFD",
+			"%FB%FF%BF%FB%EF%BE%FF%FE",
+			"%fb%ff%bf%fb%ef%be%ff%fe",
+			"ûÿ¿ûï¾ÿþ",
+			"+/+/++++//",
+			"v/v/vvvv/+",
+			"7/7/7777//",
+			"-_-_----__",
+			"v_v_vvvv_-",
+			"7_7_7777__",
+			"fbffbffbefbefffe",
+			"FBFFBFFBEFBEFFFE",
+		}},
+	} {
+		encoded, _ := forms([]byte(tc.value))
+		var got []string // as With takes them: the first of each
+		for _, f := range encoded {
+			if !slices.Contains(got, f) {
+				got = append(got, f)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("forms(%q):\n got %q\nwant %q", tc.value, got, tc.want)
 		}
 	}
 }

@@ -154,7 +154,8 @@ func (r *Redactor) With(values ...[]byte) *Redactor {
 			continue
 		}
 		var fresh []string
-		for _, n := range forms(v) {
+		encoded, wrapped := forms(v)
+		for _, n := range encoded {
 			if _, had := slices.BinarySearchFunc(old, n, longestFirst); len(n) >= MinLength && !had && !seen[n] {
 				seen[n] = true
 				fresh = append(fresh, n)
@@ -162,7 +163,7 @@ func (r *Redactor) With(values ...[]byte) *Redactor {
 		}
 		added = append(added, fresh...)
 		out.search = appendSearch(out.search, fresh)
-		for _, b := range base64Edges(v) {
+		for _, b := range wrapped {
 			if len(b.form) >= MinLength && !slices.Contains(out.wrapped, b) {
 				out.wrapped = append(out.wrapped, b)
 			}
