@@ -63,9 +63,11 @@ func (UncacheOutput) effectName() string { return "uncache_output" }
 // and the cache, shared by every workflow the same principals run, would
 // hold it in plain text, hand it to the next task with the key as plain
 // data, and keep it past the workflow's compaction. A task completed from
-// the cache has its output under the key too. The guard adds them to the
-// decision that records masked: it appends most ValuesMasked itself, once
-// the engine has decided.
+// the cache has its output under the key too. A key names who the
+// workflow ran as when the task completed, or was completed from the
+// cache, which may be fewer than it runs as now: the key of each is
+// purged. The guard adds them to the decision that records masked: it
+// appends most ValuesMasked itself, once the engine has decided.
 func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 	if w == nil || masked == nil {
 		return nil
@@ -88,8 +90,18 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 		if wt == nil || !cachesOutput(wt, t.Type) {
 			continue
 		}
-		if key, ok := cacheKey(w, wt, t.Name, t.Input); ok && !slices.Contains(out, Effect(UncacheOutput{Key: key})) {
-			out = append(out, UncacheOutput{Key: key})
+		key, ok := substituteInput(wt.CacheConfig.Key, t.Input)
+		if !ok {
+			continue
+		}
+		// Who a workflow runs as only grows (an operator's result or
+		// variables, a rerun with new input): who it ran as then is a
+		// beginning of w.Principals().
+		principals := w.Principals()
+		for n := len(principals); n > 0; n-- {
+			if u := (UncacheOutput{Key: hashKey(t.Name, key, principals[:n])}); !slices.Contains(out, Effect(u)) {
+				out = append(out, u)
+			}
 		}
 	}
 	return out
@@ -136,13 +148,19 @@ func cacheKey(w *Workflow, wt *conductor.WorkflowTask, name string, input map[st
 	if !ok {
 		return "", false
 	}
+	return hashKey(name, key, w.Principals()), true
+}
+
+// hashKey is the cache key of task name's configured key, key with its
+// input substituted, for a workflow run as principals.
+func hashKey(name, key string, principals []string) string {
 	h := sha256.New()
-	for _, part := range append([]string{name, key}, w.Principals()...) {
+	for _, part := range append([]string{name, key}, principals...) {
 		h.Write([]byte(strconv.Itoa(len(part))))
 		h.Write([]byte{':'})
 		h.Write([]byte(part))
 	}
-	return hex.EncodeToString(h.Sum(nil)), true
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // substituteInput replaces each ${path} of tmpl by the input value path

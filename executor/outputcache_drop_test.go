@@ -362,57 +362,80 @@ func (uncaches) Protect(_ context.Context, _ *engine.Workflow, dec engine.Decisi
 // nothing, so an engine killed before performing the decision's effects
 // (here, with all its slots taken, it has performed none when the submit
 // returns) would leave the entry to be served to the next task with the
-// key.
+// key. The key is the one the task was completed from even when its
+// workflow has run as someone else since (an operator's change of its
+// variables), which a key made of who it runs as now would miss.
 func TestCachedOutputFoundSecretWhereServedIsNotServedAgain(t *testing.T) {
 	t.Parallel()
-	ctx, rig := newCacheRig(t)
-	if err := rig.a.performOne(ctx, rig.write); err != nil {
-		t.Fatalf("write: %v", err)
+	rows := []struct {
+		name  string
+		runAs string // who changes the serving workflow's variables before the value is found secret
+	}{
+		{name: "found_secret"},
+		{name: "found_secret_after_it_runs_as_another", runAs: "bob@x"},
 	}
-	fetchOf := func(id string) *engine.Task {
-		startInline(ctx, t, rig.b, id, cachedFetchDef)
-		w, err := rig.b.State(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w.LatestByRef("fetch")
-	}
-	served := fetchOf("wf-served")
-	if served.Status != conductor.TaskCompleted {
-		t.Fatalf("the second task with the key is %s, want it completed from the cache", served.Status)
-	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, rig := newCacheRig(t)
+			if err := rig.a.performOne(ctx, rig.write); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			fetchOf := func(id string) *engine.Task {
+				startInline(ctx, t, rig.b, id, cachedFetchDef)
+				w, err := rig.b.State(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return w.LatestByRef("fetch")
+			}
+			served := fetchOf("wf-served")
+			if served.Status != conductor.TaskCompleted {
+				t.Fatalf("the second task with the key is %s, want it completed from the cache", served.Status)
+			}
+			if r.runAs != "" {
+				out, err := rig.b.Submit(ctx, "wf-served", engine.SetVariables{Variables: map[string]any{"v": 1}, By: r.runAs}, Meta{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Contains(out.State.Principals(), r.runAs) {
+					t.Fatalf("wf-served runs as %v, want %s among them", out.State.Principals(), r.runAs)
+				}
+			}
 
-	reg := prometheus.NewRegistry()
-	c := New(rig.a.log, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Metrics: reg})
-	c.SetProtector(uncaches{})
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	for range cap(c.sem) {
-		c.sem <- struct{}{}
-	}
-	t.Cleanup(func() {
-		for range cap(c.sem) {
-			<-c.sem
-		}
-	})
-	masked := &schemas.ValuesMasked{Paths: []string{"task/" + served.ID + "/output.token"}}
-	if _, err := c.Submit(ctx, "wf-served", engine.ValuesFound{Masked: masked}, Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := c.outputs.bucket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Get(ctx, rig.write.Key); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Errorf("get once the decision is recorded: %v, want no entry", err)
-	}
-	if next := fetchOf("wf-next"); next.Status == conductor.TaskCompleted {
-		t.Errorf("the next task with the key is completed with output %v; want it not served from the cache", next.Output)
-	}
-	if got := testutil.MetricValue(t, reg, "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != 1 {
-		t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 1", got)
+			reg := prometheus.NewRegistry()
+			c := New(rig.a.log, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t), Metrics: reg})
+			c.SetProtector(uncaches{})
+			if err := c.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Stop)
+			for range cap(c.sem) {
+				c.sem <- struct{}{}
+			}
+			t.Cleanup(func() {
+				for range cap(c.sem) {
+					<-c.sem
+				}
+			})
+			masked := &schemas.ValuesMasked{Paths: []string{"task/" + served.ID + "/output.token"}}
+			if _, err := c.Submit(ctx, "wf-served", engine.ValuesFound{Masked: masked}, Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			kv, err := c.outputs.bucket(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kv.Get(ctx, rig.write.Key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				t.Errorf("get once the decision is recorded: %v, want no entry", err)
+			}
+			if next := fetchOf("wf-next"); next.Status == conductor.TaskCompleted {
+				t.Errorf("the next task with the key is completed with output %v; want it not served from the cache", next.Output)
+			}
+			if got := testutil.MetricValue(t, reg, "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != 1 {
+				t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 1", got)
+			}
+		})
 	}
 }
 
