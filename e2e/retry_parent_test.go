@@ -18,7 +18,8 @@ import (
 
 // retryIfRetriedByParent=false (Orkes) refuses to retry a sub-workflow
 // whose parent has since moved on to a new child; by default, and while
-// the parent still waits for it, the retry goes ahead.
+// the parent still waits for it, the retry goes ahead. The parent, which
+// ended by its new child, waits for the one retried.
 func TestRetryIfRetriedByParent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -43,8 +44,9 @@ func TestRetryIfRetriedByParent(t *testing.T) {
 	e.waitStatus(kid, conductor.WorkflowFailed)
 	e.waitStatus(id, conductor.WorkflowFailed)
 
-	// The parent retried with a new child: the old one is refused with
-	// the flag, and retried without it.
+	// The parent retried with a new child, which failed it again: the old
+	// one is refused with the flag, and retried without it, in the new
+	// one's place.
 	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry", nil)
 	e.waitStatus(id, conductor.WorkflowFailed)
 	if now := taskByRef(e.workflow(id), "sub").SubWorkflowID; now == kid {
@@ -60,8 +62,87 @@ func TestRetryIfRetriedByParent(t *testing.T) {
 	fail.Store(false)
 	e.must(http.StatusNoContent, "POST", "/api/workflow/"+kid+"/retry", nil)
 	e.waitStatus(kid, conductor.WorkflowCompleted)
-	if st := e.workflow(id).Status; st != conductor.WorkflowFailed {
-		t.Fatalf("the parent took news of a child it no longer waits for: %s", st)
+	if sub := taskByRef(e.waitStatus(id, conductor.WorkflowCompleted), "sub"); sub.SubWorkflowID != kid || sub.Status != conductor.TaskCompleted {
+		t.Fatalf("the parent completed by task sub %s of child %s, want COMPLETED by %s", sub.Status, sub.SubWorkflowID, kid)
+	}
+}
+
+// A SUB_WORKFLOW task its task definition's retryCount retried with a new
+// child, whose old child an operator retries: while the parent runs, it
+// waits for the new child and the old one runs on its own (Conductor
+// reopens the old task beside the new one); once the parent has ended by
+// the new child, the old one's retry makes it run again, failed names
+// cleared, a new instance of the task waiting for the old child (where
+// Conductor's parent ends again at once, by the new child's task).
+func TestRetryOfAChildItsTaskRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"tr_sub","retryCount":1,"retryDelaySeconds":0}]`)
+	e.register(`{"name":"tr_kid","tasks":[{"name":"h","taskReferenceName":"h","type":"HUMAN"}]}`,
+		`{"name":"tr_mother","tasks":[{"name":"tr_sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"tr_kid"}}]}`)
+	// subs returns the parent's instances of sub, oldest first.
+	subs := func(wf *conductor.Workflow) []*conductor.Task {
+		var out []*conductor.Task
+		for _, t := range wf.Tasks {
+			if t.ReferenceTaskName == "sub" {
+				out = append(out, t)
+			}
+		}
+		return out
+	}
+	id := e.start("tr_mother", nil)
+	var old, kid string
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if s := subs(e.workflow(id)); len(s) == 0 || s[0].SubWorkflowID == "" {
+			return errors.New("no child yet")
+		}
+		old = subs(e.workflow(id))[0].SubWorkflowID
+		return nil
+	})
+	e.waitStatus(old, conductor.WorkflowRunning)
+	e.must(http.StatusOK, "POST", "/api/tasks/"+old+"/h/FAILED", map[string]any{})
+	e.waitStatus(old, conductor.WorkflowFailed)
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		s := subs(e.workflow(id))
+		if len(s) != 2 || s[1].SubWorkflowID == "" {
+			return fmt.Errorf("the task's retry has no child yet: %d instances", len(s))
+		}
+		kid = s[1].SubWorkflowID
+		return nil
+	})
+	e.waitStatus(kid, conductor.WorkflowRunning)
+
+	// Running: the retry answers once the parent has taken the news.
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+old+"/retry", nil)
+	e.waitStatus(old, conductor.WorkflowRunning)
+	if s := subs(e.waitStatus(id, conductor.WorkflowRunning)); len(s) != 2 || s[0].Status != conductor.TaskFailed ||
+		s[1].Status != conductor.TaskInProgress || s[1].SubWorkflowID != kid {
+		t.Fatalf("the running parent took the old child's news: %d instances of sub, the last %s waiting for %s, want 2, IN_PROGRESS for %s",
+			len(s), s[len(s)-1].Status, s[len(s)-1].SubWorkflowID, kid)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+old+"/h/FAILED", map[string]any{})
+	e.waitStatus(old, conductor.WorkflowFailed)
+
+	// Ended by the new child: the old one's retry takes its place.
+	e.must(http.StatusOK, "POST", "/api/tasks/"+kid+"/h/FAILED", map[string]any{})
+	if wf := e.waitStatus(id, conductor.WorkflowFailed); len(wf.FailedReferenceTaskNames) == 0 {
+		t.Fatal("the failed parent names no failed task")
+	}
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+old+"/retry", nil)
+	wf := e.waitStatus(id, conductor.WorkflowRunning)
+	if s := subs(wf); len(s) != 3 || s[2].Status != conductor.TaskInProgress || s[2].SubWorkflowID != old || s[2].RetriedTaskID != s[1].TaskID {
+		t.Fatalf("the parent run again with %d instances of sub, the last %s waiting for %s, want 3, IN_PROGRESS for %s retrying the second",
+			len(s), s[len(s)-1].Status, s[len(s)-1].SubWorkflowID, old)
+	}
+	if len(wf.FailedReferenceTaskNames) != 0 || len(wf.FailedTaskNames) != 0 {
+		t.Errorf("failed names kept: %v, %v", wf.FailedReferenceTaskNames, wf.FailedTaskNames)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+old+"/h/COMPLETED", map[string]any{})
+	if s := subs(e.waitStatus(id, conductor.WorkflowCompleted)); s[len(s)-1].SubWorkflowID != old || s[len(s)-1].Status != conductor.TaskCompleted {
+		t.Fatalf("the parent completed by sub %s of %s, want COMPLETED by %s", s[len(s)-1].Status, s[len(s)-1].SubWorkflowID, old)
+	}
+	if st := e.workflow(kid).Status; st != conductor.WorkflowFailed {
+		t.Errorf("the new child is %s, want FAILED as it ended", st)
 	}
 }
 

@@ -481,7 +481,9 @@ func (d *decision) reopened(upTo string) {
 // for it (reopens): the task the child's failure failed goes back
 // IN_PROGRESS, and a parent that ended because of it runs again, its
 // other failed work retried as by a retry; a rerun asked of an ancestor
-// that went through the child reruns from that task.
+// that went through the child reruns from that task. The child of an
+// instance retried since is waited for by a new instance of the task
+// (see replacedBy).
 func (d *decision) childReopened(c ChildReopened) {
 	t := d.reopens(c)
 	if t == nil {
@@ -501,27 +503,39 @@ func (d *decision) childReopened(c ChildReopened) {
 		others = d.retriable()
 		d.emit(&schemas.WorkflowReset{Kind: schemas.ResetRetry, Time: d.now})
 	}
-	d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, ClearsFailed: !ended, Time: d.now})
+	waits := t.SubWorkflowID == c.ChildID
+	if waits {
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: conductor.TaskInProgress, KeepOutput: true, ClearsFailed: !ended, Time: d.now})
+	} else {
+		// Under a new id, as a retry runs it, so that the newest instance
+		// is the one waiting; its schedule asks for the child.
+		d.schedule(d.plan.config(t), scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID, child: c.ChildID})
+	}
 	for _, o := range others {
 		if o.ID != t.ID {
 			d.retryTask(o)
 		}
 	}
-	// The child may have ended again before this: ask.
-	d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: c.ChildID})
+	if waits {
+		// The child may have ended again before this: ask.
+		d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: c.ChildID})
+	}
 	d.reopened("")
 }
 
 // reopens returns the SUB_WORKFLOW task that news of its child running
 // again (c) makes wait again (childReopened), nil when it changes nothing:
-// the task that ran the child (its latest instance, not retried since),
-// ended unsuccessfully and not optional, of a parent the child's failure
-// ended or holds up. Anything else is news the parent has already acted
-// on. refuseUnwaited asks it too, so that a refusal follows what the
-// parents would do.
+// the task that ran the child (its latest instance, not retried since, or
+// the one that replaced it, see replacedBy), ended unsuccessfully and not
+// optional, of a parent the child's failure ended or holds up. Anything
+// else is news the parent has already acted on. refuseUnwaited asks it
+// too, so that a refusal follows what the parents would do.
 func (d *decision) reopens(c ChildReopened) *Task {
 	t := d.w.taskRunning(c.ChildID)
-	if t == nil || t.Retried || t.Active() {
+	if t != nil && t.Retried {
+		t = d.replacedBy(t, c)
+	}
+	if t == nil || t.Active() {
 		return nil
 	}
 	if c.RerunUpTo != "" {
@@ -552,6 +566,28 @@ func (d *decision) reopens(c ChildReopened) *Task {
 		return nil // an optional task's failure did not stop the parent, nor did the end of what it went on past
 	}
 	return t
+}
+
+// replacedBy returns the newest instance of old's task, which replaced old
+// (its retryCount, or the workflow's retry, ran a new child), when the
+// news of old's child running again (c) is to make the workflow wait for
+// that child in a new instance of the task (see reopens for the rest),
+// else nil: the child runs on its own. While the workflow runs it waits
+// for the newer instance's child: Conductor's updateAndPushParents reopens
+// old beside the newer instance, two instances of one task in progress,
+// old's end ignored by its decider but holding the workflow's completion
+// back, and its child terminated by the workflow's failure. Once the
+// workflow has ended, a child run again since is an operator's choice of
+// it over the newer one: Conductor runs the workflow again, and its
+// decider, which ignores old, ends it again at once by the newer
+// instance, terminating the child just run again and starting the
+// failure workflow a second time. News of a child run again before the
+// end (recovery sends it again) is what the running workflow ignored.
+func (d *decision) replacedBy(old *Task, c ChildReopened) *Task {
+	if c.RerunUpTo != "" || !d.w.Terminal() || c.ResetTime <= d.w.EndTime {
+		return nil
+	}
+	return d.latest(old.Ref)
 }
 
 // childExisting makes the SUB_WORKFLOW task whose child was not started,

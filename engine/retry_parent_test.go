@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
@@ -70,6 +71,107 @@ func TestRetryIfRetriedByParent(t *testing.T) {
 					t.Fatalf("the parent took news of a child it no longer waits for: %v", p.refs())
 				}
 			}
+		})
+	}
+}
+
+// A SUB_WORKFLOW task whose child failed was retried with a new child (by
+// its retryCount, or by the parent's retry); the old child is then
+// retried by an operator. While the parent runs, it waits for the newer
+// instance's child and ignores the old one's news: Conductor reopens the
+// old instance beside the newer one, two instances of one task in
+// progress. Once the parent has ended by the newer instance, a child
+// retried since makes the parent run again as Conductor's
+// updateAndPushParents does, failed names cleared, and a new instance of
+// the task waits for that child: Conductor reopens the old instance,
+// which its decider ignores, and ends the parent again at once by the
+// newer instance, terminating the child just retried.
+func TestRetryOfAChildTheParentReplaced(t *testing.T) {
+	parentDef := `{"name":"parent","tasks":[
+	  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid","version":1}},
+	  {"name":"after","taskReferenceName":"after"}]}`
+	childEnds := func(p *harness, status string) {
+		p.decide(engine.ChildFinished{ChildID: p.task("child").SubWorkflowID, Name: "kid", Version: 1, Status: status, Reason: "kid " + status})
+	}
+	for _, tc := range []struct {
+		name string
+		// parent does what the parent did after its task's retry started
+		// a second child.
+		parent func(p *harness)
+		// early: the news is of a retry from before the parent's end
+		// (recovery sends it again).
+		early   bool
+		reopens bool
+	}{
+		{"running, the newer instance waits", func(*harness) {}, false, false},
+		{"failed by the newer instance", func(p *harness) { childEnds(p, conductor.WorkflowFailed) }, false, true},
+		{"failed by the newer instance, the retry before the end", func(p *harness) { childEnds(p, conductor.WorkflowFailed) }, true, false},
+		{"timed out by the newer instance", func(p *harness) { childEnds(p, conductor.WorkflowTimedOut) }, false, true},
+		{"terminated by an operator while the newer ran", func(p *harness) { p.decide(engine.Terminate{Reason: "operator"}) }, false, true},
+		{"retried with a third child, which failed", func(p *harness) {
+			childEnds(p, conductor.WorkflowFailed)
+			p.decide(engine.Retry{})
+			childEnds(p, conductor.WorkflowFailed)
+		}, false, true},
+		{"completed past the newer instance", func(p *harness) {
+			childEnds(p, conductor.WorkflowCompleted)
+			p.complete("after", nil)
+		}, false, false},
+		{"failed past the newer instance", func(p *harness) {
+			childEnds(p, conductor.WorkflowCompleted)
+			p.report("after", conductor.TaskFailed, nil, "after broke")
+		}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newHarness(t, parentDef, nil, `{"name":"child","retryCount":1,"retryDelaySeconds":0}`, `{"name":"after","retryCount":0}`)
+			p.w.ParentWorkflowID = "grand-1"
+			old := p.task("child").SubWorkflowID
+			childEnds(p, conductor.WorkflowFailed)
+			if ct := p.wantTask("child", conductor.TaskInProgress); ct.SubWorkflowID == old || ct.RetryCount != 1 {
+				t.Fatalf("the task's retry waits for %s (retryCount %d), want a new child", ct.SubWorkflowID, ct.RetryCount)
+			}
+			p.advance(time.Second)
+			tc.parent(p)
+			before, status, latest := len(p.w.Tasks), p.w.Status, p.task("child")
+			p.advance(time.Second)
+			reset := p.now.UnixMilli()
+			if tc.early {
+				reset = p.w.EndTime - 1
+			}
+
+			d := p.decide(engine.ChildReopened{ChildID: old, ResetTime: reset})
+			if !tc.reopens {
+				if len(d.Events) != 0 || len(d.Effects) != 0 || p.w.Status != status {
+					t.Fatalf("the %s parent took the news of its old child: %s", status, describe(d))
+				}
+				return
+			}
+			p.wantStatus(conductor.WorkflowRunning)
+			p.wantFailedNames([]string{}, []string{})
+			if p.w.FailedTaskID != "" {
+				t.Errorf("failed task %s kept", p.w.FailedTaskID)
+			}
+			ct := p.wantTask("child", conductor.TaskInProgress)
+			if len(p.w.Tasks) != before+1 || ct.SubWorkflowID != old || ct.RetriedTaskID != latest.ID || ct.RetryCount != latest.RetryCount+1 ||
+				ct.Output["subWorkflowId"] != old || !p.w.TaskByID(latest.ID).Retried {
+				t.Fatalf("reopened as %+v after %+v; tasks %v: want a retry of the latest instance waiting for %s", ct, latest, p.refs(), old)
+			}
+			if got := effectsOf[engine.CheckChild](d); len(got) != 1 || got[0].ChildID != old {
+				t.Errorf("check effects %+v: the child may have ended already", got)
+			}
+			if got := effectsOf[engine.StartWorkflow](d); len(got) != 0 {
+				t.Errorf("start effects %+v: the child exists", got)
+			}
+			if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || got[0].ParentWorkflowID != "grand-1" || got[0].Child.ChildID != p.w.ID {
+				t.Errorf("reopen effects %+v, want the grandparent told", got)
+			}
+			if d := p.decide(engine.ChildReopened{ChildID: old, ResetTime: reset}); len(d.Events) != 0 {
+				t.Fatalf("repeated news reopened the task again: %s", describe(d))
+			}
+			childEnds(p, conductor.WorkflowCompleted)
+			p.wantTask("child", conductor.TaskCompleted)
+			p.complete("after", nil)
+			p.wantStatus(conductor.WorkflowCompleted)
 		})
 	}
 }

@@ -200,10 +200,12 @@ type Restart struct {
 // resumeSubworkflowTasks retries the failed child instead: the child's
 // retry reopens its parent, see ChildReopened.)
 //
-// A sub-workflow whose parent has moved on from it (the parent's retry,
-// rerun or restart runs a new child in its place) may still be retried:
-// it runs on its own, and its parent ignores it (ChildReopened, a later
-// ChildFinished), as Orkes does by default.
+// A sub-workflow whose parent has moved on from it (the task's retryCount
+// or the parent's retry runs a new child in its place, the parent's rerun
+// or restart drops the task) may still be retried: it runs on its own,
+// and its parent ignores it (ChildReopened, a later ChildFinished), but
+// for a parent that had ended by the task's newer instance, which waits
+// for it again (see ChildReopened).
 type Retry struct {
 	// RefuseIfParentRetried is Orkes's retryIfRetriedByParent=false: the
 	// retry of such a sub-workflow is refused (fault.ErrConflict) instead:
@@ -276,7 +278,10 @@ type ChildExisting struct {
 // ChildReopened reports that a SUB_WORKFLOW task's child runs again: an
 // operator retried, restarted or reran it. The parent's task waits for the
 // child again and, if the parent ended because of it, the parent resumes,
-// as Conductor's retry of a child does.
+// as Conductor's retry of a child does. The child of an instance the task
+// retried since, run again after the parent ended by the newer instance,
+// makes it resume too, a new instance waiting for that child; while the
+// parent runs, such a child runs on its own.
 type ChildReopened struct {
 	ChildID string
 	// RerunUpTo: the child was rerun for a rerun asked of this ancestor
