@@ -50,7 +50,9 @@ func (CacheOutput) effectName() string { return "cache_output" }
 // UncacheOutput removes the output cached under Key. The executor
 // performs it before its decision is appended as well as after: a hit
 // reads the workflow that cached the output, not those of the tasks it
-// completed, one of which may be the decision's.
+// completed, one of which may be the decision's. Neither is recorded:
+// recovery performs the purges of every output a workflow masks again
+// (Effects).
 type UncacheOutput struct {
 	Key string
 }
@@ -72,12 +74,17 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 	if w == nil || masked == nil {
 		return nil
 	}
-	p, err := w.planFor()
-	if err != nil {
-		return nil
-	}
-	var out []Effect
-	for _, path := range masked.Paths {
+	return uncache(w, masked.Paths)
+}
+
+// uncache returns the purges of the cached outputs of w's tasks in which
+// paths mark a value, each key once.
+func uncache(w *Workflow, paths []string) []Effect {
+	var (
+		out []Effect
+		p   *plan
+	)
+	for _, path := range paths {
 		id, ok := outputPathOf(path)
 		if !ok {
 			continue
@@ -85,6 +92,13 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 		t := w.task(id)
 		if t == nil {
 			continue
+		}
+		if p == nil {
+			// Only for a workflow that masks an output: most mask none.
+			var err error
+			if p, err = w.planFor(); err != nil {
+				return nil
+			}
 		}
 		wt := p.config(t)
 		if wt == nil || !cachesOutput(wt, t.Type) {

@@ -283,6 +283,10 @@ func Effects(w *Workflow, now int64) []Effect {
 		}
 	}
 	out = append(out, tellLate(w)...)
+	// The purges of the decisions that found the outputs secret are not
+	// recorded: one that failed, or whose engine stopped before it, left
+	// the value in the cache in plain text.
+	out = append(out, uncache(w, w.MaskedPaths)...)
 	switch {
 	case w.Terminal():
 		out = append(out, terminalEffects(w)...)

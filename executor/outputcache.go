@@ -122,7 +122,8 @@ func (c *outputCache) get(ctx context.Context, key string, now int64) (cachedOut
 // (UncacheOutput), but no effect is recorded: an engine killed after
 // that decision's append and before its purge, or between a write and
 // the write's read (cacheOutput), left the entry, holding the value in
-// plain text until it expires. So a hit reads the workflow of the task
+// plain text until the next start's recovery performs the purge again
+// (engine.Effects). So a hit reads the workflow of the task
 // whose output it is, as the log has it now (its compaction keeps what it
 // masked), and the output is not served, and is purged, if a value of it
 // is masked there, if the log holds no such workflow, or if the entry
@@ -200,12 +201,13 @@ func (e *Executor) cacheOutput(ctx context.Context, eff engine.CacheOutput) erro
 // uncacheAhead performs the purges of cached outputs among a decision's
 // effects (UncacheOutput) before the decision is appended, as well as
 // after, as any effect. No effect is recorded: an engine killed between
-// the append and the purge leaves the entry, and a hit, which reads the
-// workflow of the task that cached the output (cachedOutput), serves it
-// when the task whose output the decision found secret was itself
-// completed from the cache. The purge after the append is still needed:
-// an output written in between, by a write whose read came first, is
-// found there. A purge that fails here is left to that one.
+// the append and the purge leaves the entry until the next start's
+// recovery, and a hit, which reads the workflow of the task that cached
+// the output (cachedOutput), serves it meanwhile when the task whose
+// output the decision found secret was itself completed from the cache.
+// The purge after the append is still needed: an output written in
+// between, by a write whose read came first, is found there. A purge
+// that fails here is left to that one, and to recovery.
 func (e *Executor) uncacheAhead(ctx context.Context, effects []engine.Effect) {
 	for _, eff := range effects {
 		u, ok := eff.(engine.UncacheOutput)
