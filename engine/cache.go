@@ -52,9 +52,13 @@ func (CacheOutput) effectName() string { return "cache_output" }
 // reads the workflow that cached the output, not those of the tasks it
 // completed, one of which may be the decision's. Neither is recorded:
 // recovery performs the purges of every output a workflow masks again
-// (Effects).
+// (Effects), and so does the workflow's compaction. Required: the
+// decision is not appended unless the purge before it succeeded; the
+// compaction's, which nothing performs again once it is recorded, and
+// which is tried again until it is.
 type UncacheOutput struct {
-	Key string
+	Key      string
+	Required bool
 }
 
 func (UncacheOutput) effectName() string { return "uncache_output" }
@@ -74,12 +78,12 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 	if w == nil || masked == nil {
 		return nil
 	}
-	return uncache(w, masked.Paths)
+	return uncache(w, masked.Paths, false)
 }
 
 // uncache returns the purges of the cached outputs of w's tasks in which
 // paths mark a value, each key once.
-func uncache(w *Workflow, paths []string) []Effect {
+func uncache(w *Workflow, paths []string, required bool) []Effect {
 	var (
 		out []Effect
 		p   *plan
@@ -113,7 +117,7 @@ func uncache(w *Workflow, paths []string) []Effect {
 		// beginning of w.Principals().
 		principals := w.Principals()
 		for n := len(principals); n > 0; n-- {
-			if u := (UncacheOutput{Key: hashKey(t.Name, key, principals[:n])}); !slices.Contains(out, Effect(u)) {
+			if u := (UncacheOutput{Key: hashKey(t.Name, key, principals[:n]), Required: required}); !slices.Contains(out, Effect(u)) {
 				out = append(out, u)
 			}
 		}

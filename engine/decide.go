@@ -388,6 +388,12 @@ func (d *decision) handle(t Trigger) error {
 		case !d.w.Terminal() && !d.w.Removed:
 			return fault.Conflict("workflow %s is %s: only a terminal or removed workflow is compacted", d.w.ID, d.w.Status)
 		case !d.w.Compacted:
+			// The compactor tries it again until it is recorded, and
+			// never after: the purges of the cached outputs w masks are
+			// performed before it is appended, or it is not
+			// (UncacheOutput.Required). Keyed on the inputs before it
+			// shreds them.
+			d.effect(uncache(d.w, d.w.MaskedPaths, true)...)
 			d.emit(&schemas.WorkflowCompacted{Time: d.now})
 		}
 	case SetVariables:

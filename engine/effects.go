@@ -286,7 +286,7 @@ func Effects(w *Workflow, now int64) []Effect {
 	// The purges of the decisions that found the outputs secret are not
 	// recorded: one that failed, or whose engine stopped before it, left
 	// the value in the cache in plain text.
-	out = append(out, uncache(w, w.MaskedPaths)...)
+	out = append(out, uncache(w, w.MaskedPaths, false)...)
 	switch {
 	case w.Terminal():
 		out = append(out, terminalEffects(w)...)

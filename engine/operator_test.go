@@ -388,6 +388,14 @@ func TestUncacheOutputs(t *testing.T) {
 	if !engine.OutputMasked(h.w, fetch) {
 		t.Fatalf("fetch's output not masked once its values were found secret (masked paths %v)", h.w.MaskedPaths)
 	}
+	// Neither is recorded: recovery performs the purge again, and the
+	// compaction, which is not recorded unless its purge succeeded first.
+	if got := effectsOf[engine.UncacheOutput](h.decide(engine.Reconcile{})); len(got) != 1 || got[0] != (engine.UncacheOutput{Key: stored[0].Key}) {
+		t.Fatalf("reconcile's uncache effects %+v, want the one of key %s", got, stored[0].Key)
+	}
+	if got := effectsOf[engine.UncacheOutput](h.decide(engine.Compact{})); len(got) != 1 || got[0] != (engine.UncacheOutput{Key: stored[0].Key, Required: true}) {
+		t.Fatalf("compaction's uncache effects %+v, want the required one of key %s", got, stored[0].Key)
+	}
 }
 
 // A worker task that waits before it is handed out, a retry's delay or a

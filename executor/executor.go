@@ -904,7 +904,10 @@ func (s *shard) process(j *job) (Outcome, error) {
 				dec, matches = e.takeProtected(ctx, dec, now)
 			}
 		}
-		e.uncacheAhead(ctx, dec.Effects)
+		if err := e.uncacheAhead(ctx, dec.Effects); err != nil {
+			e.metrics.decisions.WithLabelValues(name, "error").Inc()
+			return Outcome{}, fmt.Errorf("workflow %s: %w", j.wfID, err)
+		}
 		expected := seqOf(w)
 		envs, err := envelopes(dec.Events, j, expected, now, e.log.MaxRecordBytes())
 		if err != nil && !errors.Is(err, eventlog.ErrTooLarge) {

@@ -119,15 +119,16 @@ func (c *outputCache) get(ctx context.Context, key string, now int64) (cachedOut
 // cachedOutput answers a decision's lookup of key (engine.Input.
 // CachedOutput): the output cached under it, unless a value of it was
 // found secret since. The decision that found it purges the key
-// (UncacheOutput), but no effect is recorded: an engine killed after
-// that decision's append and before its purge, or between a write and
-// the write's read (cacheOutput), left the entry, holding the value in
-// plain text until the next start's recovery performs the purge again
-// (engine.Effects). So a hit reads the workflow of the task
-// whose output it is, as the log has it now (its compaction keeps what it
-// masked), and the output is not served, and is purged, if a value of it
-// is masked there, if the log holds no such workflow, or if the entry
-// names none (written before entries named their task).
+// (UncacheOutput), but no effect is recorded: an engine killed after that
+// decision's append and before its purge, or between a write and the
+// write's read (cacheOutput), left the entry, holding the value in plain
+// text until the next start's recovery, or the workflow's compaction,
+// performs the purge again (engine.Effects, engine.Compact). So a hit
+// reads the workflow of the task whose output it is, as the log has it now
+// (its compaction keeps what it masked), and the output is not served, and
+// is purged, if a value of it is masked there, if the log holds no such
+// workflow, or if the entry names none (written before entries named their
+// task).
 //
 // deciding is the state the lookup's decision is made on. An entry of
 // that workflow's own (a loop's later iteration hitting its first) is
@@ -202,22 +203,29 @@ func (e *Executor) cacheOutput(ctx context.Context, eff engine.CacheOutput) erro
 // effects (UncacheOutput) before the decision is appended, as well as
 // after, as any effect. No effect is recorded: an engine killed between
 // the append and the purge leaves the entry until the next start's
-// recovery, and a hit, which reads the workflow of the task that cached
-// the output (cachedOutput), serves it meanwhile when the task whose
-// output the decision found secret was itself completed from the cache.
-// The purge after the append is still needed: an output written in
-// between, by a write whose read came first, is found there. A purge
-// that fails here is left to that one, and to recovery.
-func (e *Executor) uncacheAhead(ctx context.Context, effects []engine.Effect) {
+// recovery or the workflow's compaction, and a hit, which reads the
+// workflow of the task that cached the output (cachedOutput), serves it
+// meanwhile when the task whose output the decision found secret was
+// itself completed from the cache. The purge after the append is still
+// needed: an output written in between, by a write whose read came first,
+// is found there. A purge that fails here is left to that one, and to
+// recovery, but for a Required one (the compaction's), whose failure is
+// returned: its decision is not appended, and is tried again.
+func (e *Executor) uncacheAhead(ctx context.Context, effects []engine.Effect) error {
 	for _, eff := range effects {
 		u, ok := eff.(engine.UncacheOutput)
 		if !ok {
 			continue
 		}
-		if err := e.outputs.drop(ctx, u.Key); err != nil {
+		err := e.outputs.drop(ctx, u.Key)
+		switch {
+		case err != nil && u.Required:
+			return fmt.Errorf("output found secret not dropped from the task output cache: %w", err)
+		case err != nil:
 			e.cfg.Logger.Warn("task output cache: an output found secret not dropped before its decision is recorded", logkey.Err, err)
 		}
 	}
+	return nil
 }
 
 // put stores eff's output and returns the revision it wrote: 0 when the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,24 @@ func (runningOnly) ScheduledBefore(context.Context, int64, func(wfID string) boo
 	return nil
 }
 
+// newCachedRig readies a cacheRig whose output is cached, and found
+// secret since when masked, by a decision of b whose purge was not
+// performed: no guard adds it here, as if b was killed after the append.
+func newCachedRig(t *testing.T, masked bool) (context.Context, cacheRig) {
+	t.Helper()
+	ctx, rig := newCacheRig(t)
+	if err := rig.a.performOne(ctx, rig.write); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if masked {
+		vm := &schemas.ValuesMasked{Paths: []string{"task/" + rig.fetch + "/output.token"}}
+		if _, err := rig.b.Submit(ctx, rig.id, engine.ValuesFound{Masked: vm}, Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ctx, rig
+}
+
 // An output found secret whose purge never ran (the engine that recorded
 // the finding stopped before performing it, or the purge failed) leaves
 // the cache when an engine starts: its recovery performs again the purges
@@ -41,19 +60,7 @@ func TestCachedOutputFoundSecretLeavesTheCacheOnRecovery(t *testing.T) {
 	for _, masked := range []bool{true, false} {
 		t.Run(fmt.Sprintf("masked_%t", masked), func(t *testing.T) {
 			t.Parallel()
-			ctx, rig := newCacheRig(t)
-			if err := rig.a.performOne(ctx, rig.write); err != nil {
-				t.Fatalf("write: %v", err)
-			}
-			if masked {
-				// No guard here: the decision has no UncacheOutput, as if
-				// its engine was killed before performing it.
-				vm := &schemas.ValuesMasked{Paths: []string{"task/" + rig.fetch + "/output.token"}}
-				if _, err := rig.b.Submit(ctx, rig.id, engine.ValuesFound{Masked: vm}, Meta{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-
+			ctx, rig := newCachedRig(t, masked)
 			reg := prometheus.NewRegistry()
 			c := New(rig.a.log, noDefinitions{}, runningOnly{rig.id}, Config{Logger: testutil.Logger(t), Metrics: reg})
 			if err := c.Start(ctx); err != nil {
@@ -86,6 +93,87 @@ func TestCachedOutputFoundSecretLeavesTheCacheOnRecovery(t *testing.T) {
 			if lookups := testutil.MetricValue(t, reg, "flowvault_engine_task_cache_total", map[string]string{"result": "hit"}) +
 				testutil.MetricValue(t, reg, "flowvault_engine_task_cache_total", map[string]string{"result": "miss"}); lookups != 0 {
 				t.Errorf("%v lookups of the cache; want none: no hit read the entry", lookups)
+			}
+		})
+	}
+}
+
+// refusesPurges is a cache bucket that refuses every purge while refuse
+// is set.
+type refusesPurges struct {
+	jetstream.KeyValue
+	refuse atomic.Bool
+}
+
+func (k *refusesPurges) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	if k.refuse.Load() {
+		return errors.New("purge refused")
+	}
+	return k.KeyValue.Purge(ctx, key, opts...)
+}
+
+// A workflow's compaction, which the compactor tries again until it is
+// recorded, and never again once it is, purges the cached outputs the
+// workflow masks first, and is not recorded while a purge fails: an
+// output found secret whose purge failed or never ran does not outlive
+// the workflow's end in the cache, and no hit has to read it first. A
+// workflow that masks no output compacts whatever the cache answers.
+func TestCachedOutputFoundSecretLeavesTheCacheBeforeCompaction(t *testing.T) {
+	t.Parallel()
+	for _, masked := range []bool{true, false} {
+		t.Run(fmt.Sprintf("masked_%t", masked), func(t *testing.T) {
+			t.Parallel()
+			ctx, rig := newCachedRig(t, masked)
+			b := rig.b
+			if _, err := b.Submit(ctx, rig.id, engine.Terminate{Reason: "done"}, Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			kv, err := b.outputs.bucket(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refusing := &refusesPurges{KeyValue: kv}
+			refusing.refuse.Store(true)
+			b.outputs.mu.Lock()
+			b.outputs.kv = refusing
+			b.outputs.mu.Unlock()
+			compacted := func() bool {
+				t.Helper()
+				w, err := b.State(ctx, rig.id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return w.Compacted
+			}
+
+			_, err = b.Submit(ctx, rig.id, engine.Compact{}, Meta{RequestID: "compact:" + rig.id})
+			switch {
+			case masked && (err == nil || compacted()):
+				t.Errorf("compaction while the purge is refused: %v, compacted %t; want it refused and not recorded", err, compacted())
+			case !masked && (err != nil || !compacted()):
+				t.Fatalf("compaction of a workflow that masks no output while the cache refuses purges: %v, compacted %t; want it recorded",
+					err, compacted())
+			}
+			if _, err := kv.Get(ctx, rig.write.Key); err != nil {
+				t.Fatalf("get after the compaction: %v, want the entry the refused purge left", err)
+			}
+			if !masked {
+				return
+			}
+
+			// The compactor's next pass.
+			refusing.refuse.Store(false)
+			if _, err := b.Submit(ctx, rig.id, engine.Compact{}, Meta{RequestID: "compact:" + rig.id}); err != nil {
+				t.Fatalf("compaction once the cache purges: %v", err)
+			}
+			if !compacted() {
+				t.Fatal("the workflow is not compacted")
+			}
+			if _, err := kv.Get(ctx, rig.write.Key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				t.Errorf("get once the compaction is recorded: %v, want no entry: the output found secret is still cached", err)
+			}
+			if got := testutil.MetricValue(t, rig.regB, "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != 1 {
+				t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 1", got)
 			}
 		})
 	}
