@@ -398,6 +398,37 @@ func TestUncacheOutputs(t *testing.T) {
 	}
 }
 
+// The principals a workflow runs as only grow (a variable set or a task
+// reported on by an operator): an output cached before that is under the
+// key of those it ran as then, which its purges take out, and not only
+// under the key of those it runs as now, which names no entry.
+func TestUncacheOutputsCachedBeforeMorePrincipals(t *testing.T) {
+	def := `{"name":"cached","tasks":[
+	 {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"url":"${workflow.input.url}"},"cacheConfig":{"key":"${url}","ttlInSecond":60}},
+	 {"name":"plain","taskReferenceName":"plain"}]}`
+	h := newHarness(t, def, map[string]any{"url": "https://a"})
+	h.complete("fetch", map[string]any{"token": "found-secret-later"})
+	stored := effectsOf[engine.CacheOutput](h.last)
+	if len(stored) != 1 {
+		t.Fatalf("cache effects %+v", stored)
+	}
+	h.decide(engine.SetVariables{Variables: map[string]any{"v": 1}, By: "app:other"})
+	if p := h.w.Principals(); len(p) != 2 {
+		t.Fatalf("the workflow runs as %v, want its creator and app:other", p)
+	}
+	masked := &schemas.ValuesMasked{Paths: []string{"task/" + h.task("fetch").ID + "/output.token"}}
+	h.decide(engine.ValuesFound{From: "parent", Masked: masked})
+	for name, effs := range map[string][]engine.Effect{
+		"the guard's": engine.Uncache(h.w, masked),
+		"recovery's":  h.decide(engine.Reconcile{}).Effects,
+	} {
+		got := effectsOf[engine.UncacheOutput](engine.Decision{Effects: effs})
+		if !slices.Contains(got, engine.UncacheOutput{Key: stored[0].Key}) {
+			t.Errorf("%s uncache effects %+v, none of key %s, under which the output was cached", name, got, stored[0].Key)
+		}
+	}
+}
+
 // A worker task that waits before it is handed out, a retry's delay or a
 // startDelay, waits out a callbackAfterSeconds until it is taken, as
 // Conductor's: it shows the wait, and a reset of the callbacks hands it
