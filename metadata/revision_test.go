@@ -194,6 +194,42 @@ func TestWritesApplyOnlyToTheCheckedRevision(t *testing.T) {
 	}
 }
 
+// A revision tells whether a definition is stored under its name, and at
+// which sequence of the name's subject, whatever other names begin or
+// continue it: a task definition's is a lookup of its key, a workflow's a
+// look for any of its versions.
+func TestRevisionTellsWhatIsStored(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	for _, kind := range []metadata.Kind{metadata.KindWorkflow, metadata.KindTask} {
+		register(t, n, kind, "stored", "alice", "a")
+		register(t, n, kind, "gone", "alice", "a")
+		remove(t, n, kind, "gone")
+		register(t, n, kind, "longer_name", "alice", "a")
+		for _, tt := range []struct {
+			name   string
+			exists bool
+		}{
+			{"stored", true},
+			{"gone", false},
+			{"never", false},
+			{"longer", false}, // a stored name begins with it
+			{"stored_too", false},
+			{"longer_name", true},
+		} {
+			t.Run(fmt.Sprintf("%s %s", kind, tt.name), func(t *testing.T) {
+				rev := revision(t, n, kind, tt.name)
+				if rev.Exists != tt.exists {
+					t.Errorf("exists = %v, want %v", rev.Exists, tt.exists)
+				}
+				if want := lastSeq(t, n, subjectOf(kind, tt.name)); rev.Seq != want {
+					t.Errorf("seq = %d, want %d, the subject's last", rev.Seq, want)
+				}
+			})
+		}
+	}
+}
+
 // A bulk registration holding several versions of one workflow (or one
 // task definition twice) is checked on one revision per name; its own
 // writes do not make its later writes to that name conflict.
@@ -482,5 +518,20 @@ func BenchmarkGetTagsAt(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkRevision measures the read of a definition's revision that
+// every pinned access check starts with (a GET of one, each name of a
+// user's listing), for a task definition of a size users register.
+func BenchmarkRevision(b *testing.B) {
+	n := newNode(b, nil, metadata.Options{})
+	registerUserSized(b, n, "bench")
+	c := ctx(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if rev, err := n.md.Revision(c, metadata.KindTask, "bench"); err != nil || !rev.Exists {
+			b.Fatalf("revision = %+v, %v", rev, err)
+		}
 	}
 }

@@ -670,16 +670,23 @@ func TestDefAccess(t *testing.T) {
 func BenchmarkDefAccess(b *testing.B) {
 	n := newNode(b, nil, metadata.Options{})
 	c := ctx(b)
-	keys := `"` + strings.Join(strings.Fields(strings.Repeat("key ", 20)), `","`) + `"`
-	def := `{"name":"bench","description":"` + strings.Repeat("d", 400) + `","retryCount":3,"timeoutSeconds":600,` +
-		`"inputKeys":[` + keys + `],"outputKeys":[` + keys + `],"inputTemplate":{"url":"https://example.com/a","retries":3}}`
-	if err := n.md.UpdateTaskDef(c, td(b, def), "alice"); err != nil {
-		b.Fatal(err)
-	}
+	registerUserSized(b, n, "bench")
 	b.ReportAllocs()
 	for b.Loop() {
 		if owner, _, err := n.md.DefAccess(c, metadata.KindTask, "bench"); err != nil || owner != "alice" {
 			b.Fatalf("access = %q, %v", owner, err)
 		}
+	}
+}
+
+// registerUserSized registers task definition name as alice, of a size
+// users register.
+func registerUserSized(tb testing.TB, n *node, name string) {
+	tb.Helper()
+	keys := `"` + strings.Join(strings.Fields(strings.Repeat("key ", 20)), `","`) + `"`
+	def := `{"name":"` + name + `","description":"` + strings.Repeat("d", 400) + `","retryCount":3,"timeoutSeconds":600,` +
+		`"inputKeys":[` + keys + `],"outputKeys":[` + keys + `],"inputTemplate":{"url":"https://example.com/a","retries":3}}`
+	if err := n.md.UpdateTaskDef(ctx(tb), td(tb, def), "alice"); err != nil {
+		tb.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package metadata
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/taglimit"
+	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -252,8 +254,13 @@ func subjectOf(kind Kind, name string) string {
 // workflow, is stored under name.
 func defExists(r kvReader, kind Kind, name string) (bool, error) {
 	if kind == KindTask {
-		_, found, err := readDef(r, taskKey(name))
-		return found, err
+		// A key lookup: whether the definition is there, not what it
+		// holds, which decoding would copy on every access check.
+		_, err := r.Get(taskKey(name))
+		if errors.Is(err, projections.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
 	}
 	found := false
 	err := r.Scan(workflowPrefix(name), func(_, _ []byte) bool {
