@@ -38,11 +38,11 @@ const maxMetadataBody = 4 << 20
 // reads the same read model, so a state at least as new), and writes with
 // metadata.At. A name created, deleted, re-created or re-tagged by someone
 // else in between answers 409 instead of a write with access its writer
-// was never checked for. A read of one definition, and a listing of each
-// it lists, is checked so too, and reads at the revision (the *At
-// methods): it shows no definition but the one checked. A caller who may
-// read every definition has nothing checked to pin to: its listing reads
-// each name in one Snapshot, taken for the whole listing.
+// was never checked for. A read of one definition is checked so too, and
+// reads at the revision (the *At methods): it shows no definition but the
+// one checked. A listing reads every name it lists in one Snapshot, taken
+// for the whole listing, and decides its caller's access to each on the
+// state it reads there: it, too, shows no definition but the one checked.
 type Metadata interface {
 	Revision(ctx context.Context, kind metadata.Kind, name string) (metadata.Revision, error)
 	Snapshot(ctx context.Context) (*metadata.Snapshot, error)
@@ -51,7 +51,6 @@ type Metadata interface {
 	PutWorkflowDefs(ctx context.Context, defs []*conductor.WorkflowDef, overwrite bool, principal string, opts ...metadata.WriteOption) (*conductor.BulkResponse, error)
 	GetWorkflowDefAt(ctx context.Context, name string, version *int, rev metadata.Revision) (*conductor.WorkflowDef, error)
 	FindWorkflowDefsAt(ctx context.Context, f metadata.WorkflowFilter, rev metadata.Revision) ([]*conductor.WorkflowDef, error)
-	DefNames(ctx context.Context, kind metadata.Kind, f metadata.TagFilter) ([]string, error)
 	DeleteWorkflowDef(ctx context.Context, name string, version int, principal string, opts ...metadata.WriteOption) error
 	SetWorkflowRateLimit(ctx context.Context, name string, version *int, cfg map[string]any, principal string, opts ...metadata.WriteOption) error
 
@@ -66,7 +65,6 @@ type Metadata interface {
 	Starters(ctx context.Context, name string) ([]metadata.Starter, error)
 
 	GetTagsAt(ctx context.Context, kind metadata.Kind, name string, rev metadata.Revision) ([]conductor.Tag, error)
-	ListTags(ctx context.Context) ([]metadata.TagSet, error)
 	AddTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
 	SetTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
 	DeleteTags(ctx context.Context, kind metadata.Kind, name string, tags []conductor.Tag, principal string, opts ...metadata.WriteOption) error
@@ -716,7 +714,7 @@ func (s *Server) listWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 		if f.Name != "" {
 			return []string{f.Name}, nil
 		}
-		return s.defNames(r, snap, metadata.KindWorkflow, f.TagFilter)
+		return snap.DefNames(metadata.KindWorkflow, f.TagFilter)
 	}
 	writeReadable(s, w, r, metadata.KindWorkflow, err, names, func(name string, rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
 		one := f
@@ -760,7 +758,7 @@ func (s *Server) workflowNamesAndVersions(w http.ResponseWriter, r *http.Request
 		return
 	}
 	defer done()
-	names, err := s.defNames(r, snap, metadata.KindWorkflow, metadata.TagFilter{})
+	names, err := snap.DefNames(metadata.KindWorkflow, metadata.TagFilter{})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -785,7 +783,7 @@ func (s *Server) workflowNamesAndVersions(w http.ResponseWriter, r *http.Request
 // caller may read, the one GET /{name} without a version returns.
 func (s *Server) latestWorkflowDefs(w http.ResponseWriter, r *http.Request) {
 	names := func(snap *metadata.Snapshot) ([]string, error) {
-		return s.defNames(r, snap, metadata.KindWorkflow, metadata.TagFilter{})
+		return snap.DefNames(metadata.KindWorkflow, metadata.TagFilter{})
 	}
 	writeReadable(s, w, r, metadata.KindWorkflow, nil, names, func(name string, rev metadata.Revision) ([]*conductor.WorkflowDef, error) {
 		d, err := s.deps.Metadata.GetWorkflowDefAt(r.Context(), name, nil, rev)
@@ -1031,7 +1029,7 @@ func (s *Server) updateTaskDef(w http.ResponseWriter, r *http.Request) {
 // them (Orkes has no name or short here).
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 	f, err := tagFilter(r)
-	names := func(snap *metadata.Snapshot) ([]string, error) { return s.defNames(r, snap, metadata.KindTask, f) }
+	names := func(snap *metadata.Snapshot) ([]string, error) { return snap.DefNames(metadata.KindTask, f) }
 	writeReadable(s, w, r, metadata.KindTask, err, names, func(name string, rev metadata.Revision) ([]*conductor.TaskDef, error) {
 		return s.deps.Metadata.FindTaskDefsAt(r.Context(), name, f, rev)
 	}, func(d *conductor.TaskDef) (json.RawMessage, error) { return listed(d.Raw, f.Tags, d.Tags) })
@@ -1125,33 +1123,29 @@ func (s *Server) changeTags(kind metadata.Kind, change tagsFunc) http.HandlerFun
 // listTags answers every tag of the definitions the caller may read,
 // each once, sorted (Orkes's GET /api/metadata/tags, a set of Tag).
 //
-// A caller who may read every definition, whatever it holds, is answered
-// ListTags's sets as they are: its one scan reads one state of the read
-// model, where a name has tags only while it has a definition, and no
-// check has a state to be pinned to. Checking and reading each name again
-// at its revision (two sequence reads, two looks for the definition and
-// its tags read again) cost such a caller ten times the scan.
+// The tag sets are read in the listing's snapshot, where a name has tags
+// only while it has a definition, and each is shown as read there once
+// the caller's access to its name is decided on that state: nothing is
+// read again per name.
 func (s *Server) listTags(w http.ResponseWriter, r *http.Request) {
-	sets, err := s.deps.Metadata.ListTags(r.Context())
+	snap, done, err := s.listingSnapshot(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	readsAll := s.readsAll(r)
+	defer done()
+	sets, err := snap.ListTags()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	seen := map[conductor.Tag]bool{}
 	out := []conductor.Tag{}
 	for _, set := range sets {
-		tags := set.Tags
-		if !readsAll {
-			tags, err = readableDef(s, r, nil, set.Kind, set.Name, []auth.Access{auth.Read}, func(rev metadata.Revision) ([]conductor.Tag, error) {
-				return s.deps.Metadata.GetTagsAt(r.Context(), set.Kind, set.Name, rev)
-			})
+		if !s.mayListDef(r, snap, set.Kind, set.Name, []auth.Access{auth.Read}) {
+			continue
 		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		for _, t := range tags {
+		for _, t := range set.Tags {
 			if !seen[t] {
 				seen[t] = true
 				out = append(out, t)
@@ -1190,11 +1184,10 @@ func (l *tagList) UnmarshalJSON(b []byte) error {
 }
 
 // writeReadable answers a listing of the definitions of kind that names
-// lists (in the listing's snapshot, if it has one) with those on which the
-// caller holds what listAccess asks, each as it was registered
-// (registered: its JSON as listed), read through read at the revision
-// that access was checked on (readableDef). err is the request's, when it
-// cannot be answered.
+// lists in the listing's snapshot with those on which the caller holds
+// what listAccess asks, each as it was registered (registered: its JSON
+// as listed), read through read in the snapshot (readableDef). err is
+// the request's, when it cannot be answered.
 func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, kind metadata.Kind, err error, names func(*metadata.Snapshot) ([]string, error),
 	read func(name string, rev metadata.Revision) ([]D, error), registered func(D) (json.RawMessage, error)) {
 	var actions []auth.Access
@@ -1239,72 +1232,66 @@ func writeReadable[D any](s *Server, w http.ResponseWriter, r *http.Request, kin
 	writeRawArray(w, raws)
 }
 
-// defListTries bounds how often a listing checks a definition changed
-// while it was checked before it answers 409 (retryable), as the
-// environment's listing does.
-const defListTries = 3
-
 // readableDef is what a listing shows of definition name, read through
-// read at the revision the caller's access to it (actions) was checked on,
-// and nothing when the caller may not or the definition is gone: a
-// listing shows no definition, nor tags, but the ones checked, as a GET of
-// one does. One deleted and registered again, or re-tagged, by someone
-// else while it was checked is checked again. A caller who may read every
-// definition whatever it holds reads it in the listing's snapshot
-// (listingSnapshot) instead: its check has no state to pin, and a
-// revision's reads before and after would cost its listing a fifth more.
+// read in the listing's snapshot, and nothing when the caller may not
+// (mayListDef) or the snapshot holds no such definition: a listing shows
+// no definition, nor tags, but the ones checked, as a GET of one does.
 func readableDef[D any](s *Server, r *http.Request, snap *metadata.Snapshot, kind metadata.Kind, name string, actions []auth.Access, read func(metadata.Revision) ([]D, error)) ([]D, error) {
-	if snap != nil {
-		defs, err := read(snap.Unpinned(kind, name))
-		if errors.Is(err, fault.ErrNotFound) {
-			return nil, nil
-		}
-		return defs, err
+	if !s.mayListDef(r, snap, kind, name, actions) {
+		return nil, nil
 	}
-	var err error
-	for range defListTries {
-		var rev metadata.Revision
-		if rev, err = s.deps.Metadata.Revision(r.Context(), kind, name); err != nil || !rev.Exists {
-			return nil, err
-		}
-		// Refused for any reason, the definition is left out, as before.
-		if !s.mayAll(r, actions, auth.Target{Type: defTarget(kind), ID: name}) {
-			return nil, nil
-		}
-		var defs []D
-		defs, err = read(rev)
-		switch {
-		case err == nil:
-			return defs, nil
-		case errors.Is(err, fault.ErrNotFound):
-			return nil, nil
-		case !errors.Is(err, fault.ErrStale):
-			return nil, err
-		}
+	defs, err := read(snap.Unpinned(kind, name))
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, nil
 	}
-	return nil, err
+	return defs, err
 }
 
-// defNames lists the names of the definitions of kind that f selects, in
-// snap when the listing has one: the names of an admin's listing are read
-// in the one state its definitions are, so that a name deleted and
-// another registered meanwhile are not both left out.
-func (s *Server) defNames(r *http.Request, snap *metadata.Snapshot, kind metadata.Kind, f metadata.TagFilter) ([]string, error) {
-	if snap != nil {
-		return snap.DefNames(kind, f)
+// mayListDef reports whether the caller holds every one of actions on
+// definition name as the listing's snapshot holds it: its tags and owner
+// are read there (snapshotDescriber), in the state the listing shows, so
+// a definition deleted and registered again, or re-tagged, by someone
+// else while the listing is checked is neither checked on one state and
+// shown in another nor left out of both. Refused for any reason, the
+// definition is left out. A caller who may read every definition,
+// whatever it holds, is not checked.
+func (s *Server) mayListDef(r *http.Request, snap *metadata.Snapshot, kind metadata.Kind, name string, actions []auth.Access) bool {
+	if s.readsAll(r) {
+		return true
 	}
-	return s.deps.Metadata.DefNames(r.Context(), kind, f)
+	return s.mayAll(r, actions, auth.Resource{Target: auth.Target{Type: defTarget(kind), ID: name}, Describer: snapshotDescriber{snap}})
 }
 
-// listingSnapshot is the snapshot of the read model that a listing of a
-// caller who may read every definition, whatever it holds, reads each
-// name in (metadata.Unpinned): one state of every name, taken once for the
-// listing. Any other caller's is nil, since each name it lists is checked
-// and read at a revision of its own. done releases it.
+// snapshotDescriber tells the Authorizer the tags and owner of a
+// definition as a listing's snapshot holds them (auth.Resource's
+// Describer), where the node's source reads the live read model, or the
+// log. A name the snapshot holds no definition under has neither.
+type snapshotDescriber struct{ snap *metadata.Snapshot }
+
+func (d snapshotDescriber) Describe(_ context.Context, t auth.Target) (tags []string, creator string, err error) {
+	kind := metadata.KindWorkflow
+	if t.Type == auth.TargetTaskDef {
+		kind = metadata.KindTask
+	}
+	owner, stored, err := d.snap.DefAccess(kind, t.ID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	tags = make([]string, len(stored))
+	for i, tag := range stored {
+		tags[i] = tag.Key + ":" + tag.Value
+	}
+	return tags, owner, nil
+}
+
+// listingSnapshot is the snapshot of the read model a listing reads in:
+// its names, each name's definitions and tags, and what its caller's
+// access to each is decided on, one state of every name, taken once for
+// the listing. done releases it.
 func (s *Server) listingSnapshot(r *http.Request) (snap *metadata.Snapshot, done func(), err error) {
-	if !s.readsAll(r) {
-		return nil, func() {}, nil
-	}
 	if snap, err = s.deps.Metadata.Snapshot(r.Context()); err != nil {
 		return nil, nil, err
 	}

@@ -72,9 +72,14 @@ const (
 	// revision: a decision the roles make alone (role USER's CREATE of a
 	// free name) reads nothing but the revision.
 	afterRevision
-	// beforeSnapshot is as an admin's listing takes its snapshot of the
-	// read model, which it reads every definition in.
+	// beforeSnapshot is as a listing takes its snapshot of the read
+	// model, which it reads every definition in.
 	beforeSnapshot
+	// duringCheck is once a decision that the roles do not make has
+	// started, as it reads the grants on its target, before it reads the
+	// target's tags and creator: as a user's listing checks its first
+	// definition.
+	duringCheck
 )
 
 // meanwhile is a change someone else makes once, when the next request
@@ -141,6 +146,18 @@ func (d describedMeanwhile) Describe(ctx context.Context, t auth.Target) ([]stri
 	}
 	d.changes.reached(afterDescription)
 	return tags, creator, nil
+}
+
+// grantsMeanwhile is the Authorizer's grants, which reach duringCheck as
+// a decision first reads them.
+type grantsMeanwhile struct {
+	*fixedGrants
+	changes *meanwhile
+}
+
+func (g grantsMeanwhile) GrantsOn(ctx context.Context, t auth.Target) ([]auth.Grant, error) {
+	g.changes.reached(duringCheck)
+	return g.fixedGrants.GrantsOn(ctx, t)
 }
 
 // revisedMeanwhile is the API's store, which reaches afterRevision once
@@ -235,12 +252,12 @@ func newPinServerWith(tb testing.TB, source func(*metadata.Store) definitionRead
 	runner := testutil.RunProjection(tb, l, store, metadata.Projection{},
 		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
 	md := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(tb)})
-	authz := auth.NewAuthorizer(&fixedGrants{grants: []auth.Grant{{
+	changes := &meanwhile{}
+	authz := auth.NewAuthorizer(grantsMeanwhile{changes: changes, fixedGrants: &fixedGrants{grants: []auth.Grant{{
 		Subject: auth.Subject{Type: auth.SubjectUser, ID: pinUser},
 		Target:  auth.Target{Type: auth.TargetTag, ID: "team:x"},
 		Access:  []auth.Access{auth.Update},
-	}}})
-	changes := &meanwhile{}
+	}}}})
 	described := describedMeanwhile{src: source(md), changes: changes}
 	authz.Register(auth.TargetWorkflowDef, described)
 	authz.Register(auth.TargetTaskDef, described)
@@ -560,10 +577,11 @@ func newCountingPinServer(t *testing.T) (*metadata.Store, *revisionCounter, stri
 }
 
 // GET /api/metadata/tags lists the tags of every definition the caller
-// may read, each once, sorted. The user's listing checks each tagged
-// definition and reads its tags at the state checked; the admin, who may
-// read them all, is answered from one read of every tag set, without a
-// revision read per name, and sees a definition's tags go with it.
+// may read, each once, sorted, from one snapshot of the read model: the
+// user's listing checks each tagged definition on the state it read its
+// tags in, the admin, who may read them all, is checked on none, and
+// neither reads a revision or a tag set per name. The admin sees a
+// definition's tags go with it.
 func TestMetadataTagsListing(t *testing.T) {
 	t.Parallel()
 	md, revisions, base := newCountingPinServer(t)
@@ -600,41 +618,42 @@ func TestMetadataTagsListing(t *testing.T) {
 	set(metadata.KindTask, "shared_task", pinAdmin, tag("team", "x"), tag("cost", "high")) // team:x grants the user UPDATE, so READ
 
 	for _, tt := range []struct {
-		who             client
-		before          func()
-		want            string
-		revisions, sets int64 // read one name at a time
+		who    client
+		before func()
+		want   string
 	}{
-		{user, nil, `[{"key":"cost","value":"high"},{"key":"env","value":"dev"},{"key":"team","value":"core"},{"key":"team","value":"x"}]`, 4, 3},
+		{user, nil, `[{"key":"cost","value":"high"},{"key":"env","value":"dev"},{"key":"team","value":"core"},{"key":"team","value":"x"}]`},
 		{admin, nil, `[{"key":"cost","value":"high"},{"key":"customer","value":"acme"},{"key":"env","value":"dev"},{"key":"env","value":"prod"},` +
-			`{"key":"team","value":"core"},{"key":"team","value":"x"}]`, 0, 0},
+			`{"key":"team","value":"core"},{"key":"team","value":"x"}]`},
 		{admin, func() {
 			if err := md.DeleteWorkflowDef(ctx, "admins_flow", 1, pinAdmin); err != nil {
 				t.Fatal(err)
 			}
-		}, `[{"key":"cost","value":"high"},{"key":"env","value":"dev"},{"key":"team","value":"core"},{"key":"team","value":"x"}]`, 0, 0},
+		}, `[{"key":"cost","value":"high"},{"key":"env","value":"dev"},{"key":"team","value":"core"},{"key":"team","value":"x"}]`},
 	} {
 		if tt.before != nil {
 			tt.before()
 		}
 		revisions.n.Store(0)
 		revisions.tags.Store(0)
+		revisions.snapshots.Store(0)
 		if got := tt.who.must(http.StatusOK, "GET", "/api/metadata/tags", ""); got != tt.want {
 			t.Errorf("%s sees %s, want %s", tt.who.token, got, tt.want)
 		}
-		if got, sets := revisions.n.Load(), revisions.tags.Load(); got != tt.revisions || sets != tt.sets {
-			t.Errorf("%s's listing read %d revisions and %d tag sets one at a time, want %d and %d", tt.who.token, got, sets, tt.revisions, tt.sets)
+		if got, sets, snaps := revisions.n.Load(), revisions.tags.Load(), revisions.snapshots.Load(); got != 0 || sets != 0 || snaps != 1 {
+			t.Errorf("%s's listing read %d revisions and %d tag sets one at a time in %d snapshots, want 0, 0 and 1", tt.who.token, got, sets, snaps)
 		}
 	}
 	client{t, base, ""}.do("GET", "/api/metadata/tags", "").expectError(t, http.StatusUnauthorized, "")
 }
 
-// An admin, whom every check allows, is answered each definition listing
-// from one snapshot of the read model, without a revision read per name
-// to pin it to a check, nor a snapshot per name, and what it is answered
-// is what a user allowed on every definition (tagged team:x) is answered,
-// checked and pinned name by name.
-func TestMetadataListingsOfAnAdminReadNoRevision(t *testing.T) {
+// Each definition listing is answered from one snapshot of the read
+// model, without a revision read per name to pin it to a check, nor a
+// snapshot per name: a user's, checked name by name on the state the
+// snapshot holds, and an admin's, whom every check allows and who is
+// checked on none. What the admin is answered is what a user allowed on
+// every definition (tagged team:x) is answered.
+func TestMetadataListingsReadOneSnapshot(t *testing.T) {
 	t.Parallel()
 	md, revisions, base := newCountingPinServer(t)
 	ctx := testutil.Context(t, time.Minute)
@@ -676,98 +695,108 @@ func TestMetadataListingsOfAnAdminReadNoRevision(t *testing.T) {
 		"/api/metadata/tags",
 	} {
 		t.Run(path, func(t *testing.T) {
-			revisions.n.Store(0)
-			want := client{t, base, "user-token"}.must(http.StatusOK, "GET", path, "")
-			if revisions.n.Load() == 0 {
-				t.Fatalf("the user's listing read no revision")
+			list := func(who string) string {
+				t.Helper()
+				revisions.n.Store(0)
+				revisions.snapshots.Store(0)
+				got := client{t, base, who + "-token"}.must(http.StatusOK, "GET", path, "")
+				if n := revisions.n.Load(); n != 0 {
+					t.Errorf("the %s's listing read %d revisions, want 0", who, n)
+				}
+				if n := revisions.snapshots.Load(); n != 1 {
+					t.Errorf("the %s's listing took %d snapshots, want 1", who, n)
+				}
+				return got
 			}
+			want := list("user")
 			if want == "[]" || want == "{}" {
 				t.Fatalf("the user is listed nothing")
 			}
-			revisions.n.Store(0)
-			revisions.snapshots.Store(0)
-			if got := (client{t, base, "admin-token"}).must(http.StatusOK, "GET", path, ""); got != want {
+			if got := list("admin"); got != want {
 				t.Errorf("the admin is listed\n%s\nthe user\n%s", got, want)
-			}
-			if got := revisions.n.Load(); got != 0 {
-				t.Errorf("the admin's listing read %d revisions, want 0", got)
-			}
-			snapshots := int64(1)
-			if path == "/api/metadata/tags" {
-				snapshots = 0 // every tag set is read in one scan instead
-			}
-			if got, want := revisions.snapshots.Load(), snapshots; got != want {
-				t.Errorf("the admin's listing took %d snapshots, want %d", got, want)
 			}
 		})
 	}
 }
 
-// An admin's listing reads its names in the snapshot it reads their
-// definitions in: a definition removed and another registered just before
-// it is taken are answered as the snapshot holds them, the new one alone.
-// Names read from the live store before it would list the removed one,
-// found in none of the snapshot, and not the new one: neither, a state
-// the definitions never had.
-func TestMetadataListingOfAnAdminIsOneState(t *testing.T) {
+// A listing reads its names in the snapshot it checks and reads their
+// definitions in: a definition removed and another registered meanwhile
+// are answered as the snapshot holds them. Just before the snapshot is
+// taken, that is the new one alone, to the admin and to the user (both
+// definitions are tagged team:x, which the user may read); once the
+// user's listing has started to check the names it read, it is the
+// removed one alone. Names read from the live store, each then checked
+// and read live, would list neither: the removed name, found in no
+// definition (or in no snapshot, for the admin's names read before it),
+// and not the new one, never read, a state the definitions never had.
+func TestMetadataListingIsOneState(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		kind  metadata.Kind
 		paths []string
 	}{
 		{metadata.KindWorkflow, []string{"/api/metadata/workflow", "/api/metadata/workflow?tagKey=team&tagValue=x",
-			"/api/metadata/workflow/latest-versions", "/api/metadata/workflow/names-and-versions"}},
-		{metadata.KindTask, []string{"/api/metadata/taskdefs", "/api/metadata/taskdefs?tagKey=team&tagValue=x"}},
+			"/api/metadata/workflow/latest-versions", "/api/metadata/workflow/names-and-versions", "/api/metadata/tags"}},
+		{metadata.KindTask, []string{"/api/metadata/taskdefs", "/api/metadata/taskdefs?tagKey=team&tagValue=x", "/api/metadata/tags"}},
 	} {
 		for _, path := range tt.paths {
-			t.Run(path, func(t *testing.T) {
-				t.Parallel()
-				md, changes, base := newPinServer(t)
-				ctx := testutil.Context(t, time.Minute)
-				teamX := []conductor.Tag{{Key: "team", Value: "x"}}
-				register := func(name string) error {
-					var err error
-					if tt.kind == metadata.KindTask {
-						var d conductor.TaskDef
-						if err = conductor.Unmarshal([]byte(`{"name":"`+name+`"}`), &d); err == nil {
-							err = md.UpdateTaskDef(ctx, &d, pinAdmin)
+			for _, when := range []struct {
+				who, what  string
+				at         point
+				want, gone string
+			}{
+				{"admin", "before its snapshot", beforeSnapshot, "came", "went"},
+				{"user", "before its snapshot", beforeSnapshot, "came", "went"},
+				{"user", "during its first check", duringCheck, "went", "came"},
+			} {
+				t.Run(fmt.Sprintf("%s %s, the %s's, changed %s", tt.kind, path, when.who, when.what), func(t *testing.T) {
+					t.Parallel()
+					md, changes, base := newPinServer(t)
+					ctx := testutil.Context(t, time.Minute)
+					register := func(name string) error {
+						var err error
+						if tt.kind == metadata.KindTask {
+							var d conductor.TaskDef
+							if err = conductor.Unmarshal([]byte(`{"name":"`+name+`"}`), &d); err == nil {
+								err = md.UpdateTaskDef(ctx, &d, pinAdmin)
+							}
+						} else {
+							var d conductor.WorkflowDef
+							if err = conductor.Unmarshal([]byte(`{"name":"`+name+`","version":1,"tasks":[{"name":"a","taskReferenceName":"a"}]}`), &d); err == nil {
+								err = md.RegisterWorkflowDef(ctx, &d, false, pinAdmin)
+							}
 						}
-					} else {
-						var d conductor.WorkflowDef
-						if err = conductor.Unmarshal([]byte(`{"name":"`+name+`","version":1,"tasks":[{"name":"a","taskReferenceName":"a"}]}`), &d); err == nil {
-							err = md.RegisterWorkflowDef(ctx, &d, false, pinAdmin)
+						if err == nil {
+							err = md.SetTags(ctx, tt.kind, name, []conductor.Tag{{Key: "team", Value: "x"}, {Key: "name", Value: name}}, pinAdmin)
 						}
+						return err
 					}
-					if err == nil {
-						err = md.SetTags(ctx, tt.kind, name, teamX, pinAdmin)
+					if err := register("went"); err != nil {
+						t.Fatal(err)
 					}
-					return err
-				}
-				if err := register("went"); err != nil {
-					t.Fatal(err)
-				}
-				changes.arm(beforeSnapshot, func() {
-					var err error
-					if tt.kind == metadata.KindTask {
-						err = md.DeleteTaskDef(ctx, "went", pinAdmin)
-					} else {
-						err = md.DeleteWorkflowDef(ctx, "went", 1, pinAdmin)
+					changes.arm(when.at, func() {
+						var err error
+						if tt.kind == metadata.KindTask {
+							err = md.DeleteTaskDef(ctx, "went", pinAdmin)
+						} else {
+							err = md.DeleteWorkflowDef(ctx, "went", 1, pinAdmin)
+						}
+						if err == nil {
+							err = register("came")
+						}
+						if err != nil {
+							t.Errorf("the change made meanwhile: %v", err)
+						}
+					})
+					got := client{t, base, when.who + "-token"}.must(http.StatusOK, "GET", path, "")
+					if !changes.fired() {
+						t.Fatal("the change never landed")
 					}
-					if err == nil {
-						err = register("came")
-					}
-					if err != nil {
-						t.Errorf("the change made meanwhile: %v", err)
+					if !strings.Contains(got, `"`+when.want+`"`) || strings.Contains(got, `"`+when.gone+`"`) {
+						t.Errorf("the %s is listed %s, want %s alone", when.who, got, when.want)
 					}
 				})
-				got := client{t, base, "admin-token"}.must(http.StatusOK, "GET", path, "")
-				if !changes.fired() {
-					t.Fatal("the listing took no snapshot")
-				}
-				if !strings.Contains(got, `"came"`) || strings.Contains(got, `"went"`) {
-					t.Errorf("the admin is listed %s, want came alone", got)
-				}
-			})
+			}
 		}
 	}
 }
@@ -873,72 +902,36 @@ func TestMetadataReadsServeTheCheckedDefinition(t *testing.T) {
 	}
 }
 
-// changedBeforeCheck tells the Authorizer the tags and creators of
-// definitions, as definitionSource does; someone changes them once, as the
-// next check starts to read them.
-type changedBeforeCheck struct {
-	definitionSource
-	mu     sync.Mutex
-	change func()
-}
-
-func (c *changedBeforeCheck) changing() {
-	if f := takeOnce(&c.mu, &c.change); f != nil {
-		f()
-	}
-}
-
-// takeOnce returns the change *f, under mu, and leaves nil in its place.
-func takeOnce(mu *sync.Mutex, f *func()) func() {
-	mu.Lock()
-	defer mu.Unlock()
-	g := *f
-	*f = nil
-	return g
-}
-
-func (c *changedBeforeCheck) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
-	c.changing()
-	return c.definitionSource.TagsOf(ctx, t)
-}
-
-func (c *changedBeforeCheck) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
-	c.changing()
-	return c.definitionSource.CreatorOf(ctx, t)
-}
-
 // A listing shows each definition, and its tags, as it was when the
-// caller's access to it was checked. The admin's workflow or task "own"
-// (two versions of a workflow), tagged, is read by the listing; as the
-// check of the user's access to it starts, the admin deletes it and the
-// user registers its own under the name. The user, allowed on its own, is
-// shown its own, not the admin's versions, description or tags.
+// caller's access to it was checked: both read the listing's snapshot.
+// The user's workflow or task "own" (two versions of a workflow), tagged,
+// is in the snapshot; as the check of the user's access to it starts, the
+// admin deletes it and registers its own under the name. The user,
+// allowed on its own where it was checked, is shown its own, versions,
+// description and tags, and nothing of the admin's. Checked on the live
+// store, the check would read the admin's and the listing leave both out.
 func TestMetadataListingsServeTheCheckedDefinitions(t *testing.T) {
 	t.Parallel()
-	adminsTags := []conductor.Tag{{Key: "owner", Value: "admins-tag"}}
+	usersTags := []conductor.Tag{{Key: "owner", Value: "users-tag"}}
 	for _, tc := range []struct {
 		kind metadata.Kind
 		path string
 		want string // the answer, with the user's own definition
 	}{
 		{metadata.KindWorkflow, "/api/metadata/workflow", `"description":"by user@example.com"`},
-		{metadata.KindWorkflow, "/api/metadata/workflow?metadata=true", `[{"tags":[],"name":"own","version":1,"description":"by user@example.com"`},
-		{metadata.KindWorkflow, "/api/metadata/workflow?name=own&short=true", `"description":"by user@example.com","tasks":[]`},
-		{metadata.KindWorkflow, "/api/metadata/workflow/latest-versions", `"description":"by user@example.com"`},
+		{metadata.KindWorkflow, "/api/metadata/workflow?metadata=true", `[{"tags":[{"key":"owner","value":"users-tag"}],"name":"own","version":1,"description":"by user@example.com"`},
+		{metadata.KindWorkflow, "/api/metadata/workflow?name=own&short=true", `"version":2,"description":"by user@example.com","tasks":[]`},
+		{metadata.KindWorkflow, "/api/metadata/workflow/latest-versions", `"version":2,"description":"by user@example.com"`},
 		{metadata.KindWorkflow, "/api/metadata/workflow/names-and-versions", `{"own":[{"name":"own","version":1,`},
-		{metadata.KindWorkflow, "/api/metadata/tags", `[]`},
+		{metadata.KindWorkflow, "/api/metadata/tags", `[{"key":"owner","value":"users-tag"}]`},
 		{metadata.KindTask, "/api/metadata/taskdefs", `"description":"by user@example.com"`},
-		{metadata.KindTask, "/api/metadata/taskdefs?metadata=true", `[{"tags":[],"name":"own","description":"by user@example.com"`},
-		{metadata.KindTask, "/api/metadata/tags", `[]`},
+		{metadata.KindTask, "/api/metadata/taskdefs?metadata=true", `[{"tags":[{"key":"owner","value":"users-tag"}],"name":"own","description":"by user@example.com"`},
+		{metadata.KindTask, "/api/metadata/tags", `[{"key":"owner","value":"users-tag"}]`},
 	} {
 		t.Run(string(tc.kind)+" "+tc.path, func(t *testing.T) {
 			t.Parallel()
 			ctx := testutil.Context(t, time.Minute)
-			src := &changedBeforeCheck{}
-			md, _, base := newPinServerWith(t, func(md *metadata.Store) definitionReader {
-				src.definitionSource = definitionSource{md}
-				return src
-			}, nil)
+			md, changes, base := newPinServer(t)
 			register := func(by string, version int) error {
 				var err error
 				if tc.kind == metadata.KindTask {
@@ -954,19 +947,17 @@ func TestMetadataListingsServeTheCheckedDefinitions(t *testing.T) {
 				}
 				return err
 			}
-			err := register(pinAdmin, 1)
+			err := register(pinUser, 1)
 			if err == nil && tc.kind == metadata.KindWorkflow {
-				err = register(pinAdmin, 2)
+				err = register(pinUser, 2)
 			}
 			if err == nil {
-				err = md.SetTags(ctx, tc.kind, "own", adminsTags, pinAdmin)
+				err = md.SetTags(ctx, tc.kind, "own", usersTags, pinUser)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			var changed atomic.Bool
-			src.mu.Lock()
-			src.change = func() {
+			changes.arm(duringCheck, func() {
 				var err error
 				if tc.kind == metadata.KindTask {
 					err = md.DeleteTaskDef(ctx, "own", pinAdmin)
@@ -974,19 +965,20 @@ func TestMetadataListingsServeTheCheckedDefinitions(t *testing.T) {
 					err = md.DeleteWorkflowDef(ctx, "own", 1, pinAdmin)
 				}
 				if err == nil {
-					err = register(pinUser, 1)
+					err = register(pinAdmin, 1)
+				}
+				if err == nil {
+					err = md.SetTags(ctx, tc.kind, "own", []conductor.Tag{{Key: "owner", Value: "admins-tag"}}, pinAdmin)
 				}
 				if err != nil {
 					t.Errorf("the change made meanwhile: %v", err)
 				}
-				changed.Store(true)
-			}
-			src.mu.Unlock()
+			})
 			got := client{t, base, "user-token"}.must(http.StatusOK, "GET", tc.path, "")
-			if !changed.Load() {
+			if !changes.fired() {
 				t.Fatal("the listing was never checked against the definition")
 			}
-			if strings.Contains(got, "admin") || strings.Contains(got, `"version":2`) || !strings.Contains(got, tc.want) {
+			if strings.Contains(got, "admin") || !strings.Contains(got, tc.want) {
 				t.Fatalf("the user is shown %s, want its own definition (%s) alone", got, tc.want)
 			}
 		})

@@ -235,10 +235,10 @@ func listAccess(r *http.Request) ([]auth.Access, error) {
 	return actions, nil
 }
 
-// mayAll reports whether the caller holds every one of actions on t.
-func (s *Server) mayAll(r *http.Request, actions []auth.Access, t auth.Target) bool {
+// mayAll reports whether the caller holds every one of actions on res.
+func (s *Server) mayAll(r *http.Request, actions []auth.Access, res auth.Resource) bool {
 	for _, a := range actions {
-		if !s.may(r, a, t) {
+		if s.authorizeOn(r, a, res) != nil {
 			return false
 		}
 	}
@@ -259,7 +259,7 @@ func (s *Server) readableSecrets(r *http.Request) ([]string, error) {
 	}
 	out := make([]string, 0, len(all))
 	for _, name := range all {
-		if s.mayAll(r, actions, secretResource(name)) {
+		if s.mayAll(r, actions, auth.Resource{Target: secretResource(name)}) {
 			out = append(out, name)
 		}
 	}
@@ -348,7 +348,7 @@ func (s *Server) listedSecretTags(r *http.Request, actions []auth.Access, name s
 		if rev, err = s.deps.Secrets.Revision(r.Context(), name); err != nil {
 			return nil, false, err
 		}
-		if !rev.Exists || !s.mayAll(r, actions, secretResource(name)) {
+		if !rev.Exists || !s.mayAll(r, actions, auth.Resource{Target: secretResource(name)}) {
 			return nil, false, nil
 		}
 		var tags []conductor.Tag

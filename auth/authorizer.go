@@ -104,11 +104,15 @@ func (a *Authorizer) sources(targetType string) (TagSource, CreatorSource) {
 	return a.tags[targetType], a.creators[targetType]
 }
 
-// describe completes res with the tags and creator its sources know.
+// describe completes res with the tags and creator its sources know: its
+// own Describer's, or those registered for its type.
 func (a *Authorizer) describe(ctx context.Context, res Resource) (Resource, error) {
-	a.mu.RLock()
-	d := a.describers[res.Target.Type]
-	a.mu.RUnlock()
+	d := res.Describer
+	if d == nil {
+		a.mu.RLock()
+		d = a.describers[res.Target.Type]
+		a.mu.RUnlock()
+	}
 	if d != nil {
 		tags, creator, err := d.Describe(ctx, res.Target)
 		if err != nil {

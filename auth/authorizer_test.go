@@ -164,6 +164,24 @@ func (s *twoLives) Describe(context.Context, auth.Target) ([]string, string, err
 	return nil, "alice@x", nil
 }
 
+// tagReaders is an auth store holding alice@x and carol@x, of role USER,
+// carol reading what carries tag, and root@x, an admin.
+func tagReaders(t *testing.T, tag string) (*auth.Store, context.Context) {
+	t.Helper()
+	l := testutil.OpenLog(t, "")
+	e := newEngine(t, l)
+	s, ctx := e.auth, testutil.Context(t, 30*time.Second)
+	must[auth.User](t)(s.UpsertUser(ctx, "carol@x", auth.UserRequest{Name: "carol", Roles: []string{auth.RoleUser}}, "root"))
+	must[auth.User](t)(s.UpsertUser(ctx, "alice@x", auth.UserRequest{Name: "alice", Roles: []string{auth.RoleUser}}, "root"))
+	must[auth.User](t)(s.UpsertUser(ctx, "root@x", auth.UserRequest{Name: "root", Roles: []string{auth.RoleAdmin}}, "root"))
+	if err := s.Grant(ctx, auth.Grant{Subject: auth.Subject{Type: auth.SubjectUser, ID: "carol@x"},
+		Target: auth.Target{Type: auth.TargetTag, ID: tag}, Access: []auth.Access{auth.Read}}, "root"); err != nil {
+		t.Fatal(err)
+	}
+	e.caughtUp(t, l)
+	return s, ctx
+}
+
 // A source that describes a target in one read (auth.Describer) is asked
 // once per decision, its tags and creator from one state of the target:
 // asked twice, a name deleted and registered again between the reads lent
@@ -172,16 +190,7 @@ func (s *twoLives) Describe(context.Context, auth.Target) ([]string, string, err
 // log twice).
 func TestDescriberReadsOnce(t *testing.T) {
 	t.Parallel()
-	l := testutil.OpenLog(t, "")
-	e := newEngine(t, l)
-	s, ctx := e.auth, testutil.Context(t, 30*time.Second)
-	must[auth.User](t)(s.UpsertUser(ctx, "carol@x", auth.UserRequest{Name: "carol", Roles: []string{auth.RoleUser}}, "root"))
-	must[auth.User](t)(s.UpsertUser(ctx, "alice@x", auth.UserRequest{Name: "alice", Roles: []string{auth.RoleUser}}, "root"))
-	if err := s.Grant(ctx, auth.Grant{Subject: auth.Subject{Type: auth.SubjectUser, ID: "carol@x"},
-		Target: auth.Target{Type: auth.TargetTag, ID: "team:a"}, Access: []auth.Access{auth.Read}}, "root"); err != nil {
-		t.Fatal(err)
-	}
-	e.caughtUp(t, l)
+	s, ctx := tagReaders(t, "team:a")
 	a := auth.NewAuthorizer(s)
 	src := &twoLives{}
 	a.Register(auth.TargetWorkflowDef, src)
@@ -197,6 +206,41 @@ func TestDescriberReadsOnce(t *testing.T) {
 	}
 	if src.together != 2 || src.separate != 0 {
 		t.Fatalf("2 decisions asked Describe %d times and TagsOf or CreatorOf %d times, want 2 and 0", src.together, src.separate)
+	}
+}
+
+// A resource that brings its own Describer (a listing's snapshot of its
+// store) is decided on what that one says, the registered source not
+// asked: a TAG grant allows on the tags it reads, and the creator it
+// names is the creator. Like a registered one, it is not asked when a
+// role decides.
+func TestResourceDescribesItself(t *testing.T) {
+	t.Parallel()
+	s, ctx := tagReaders(t, "team:pay")
+	a := auth.NewAuthorizer(s)
+	registered := &twoLives{} // untagged, and alice's only through TagsOf and CreatorOf
+	a.Register(auth.TargetTaskDef, registered)
+	for _, tc := range []struct {
+		who   string
+		allow bool
+		reads int
+	}{
+		{"carol@x", true, 1}, // by the tag the resource's describer reads
+		{"alice@x", true, 1}, // its creator
+		{"root@x", true, 0},  // the role decides
+	} {
+		own := &countingDescriber{}
+		res := auth.Resource{Target: auth.Target{Type: auth.TargetTaskDef, ID: "resize"}, Describer: own}
+		p := must[auth.Principal](t)(s.Principal(ctx, tc.who))
+		if d := a.Check(ctx, p, auth.Read, res); d.Allowed != tc.allow || d.Err != nil {
+			t.Errorf("%s reads resize: allowed=%v (%s, err %v), want %v", tc.who, d.Allowed, d.Reason, d.Err, tc.allow)
+		}
+		if own.reads != tc.reads {
+			t.Errorf("%s's decision read the resource's describer %d times, want %d", tc.who, own.reads, tc.reads)
+		}
+	}
+	if registered.together != 0 || registered.separate != 0 {
+		t.Errorf("the registered source was asked %d times, want 0", registered.together+registered.separate)
 	}
 }
 

@@ -22,6 +22,12 @@ type Resource struct {
 	// target. Grants on the definition and its tags, and its creator's
 	// rights, reach its executions.
 	Executions bool
+	// Describer, when set, describes the target in place of the sources
+	// registered for its type: a caller that reads the target in one
+	// state of its store (a listing, in a snapshot) has access decided
+	// on the state it reads, not on whatever the store holds by the time
+	// the decision reads it.
+	Describer Describer
 }
 
 // ExecutionResources are what an access to an execution of workflow name

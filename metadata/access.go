@@ -36,7 +36,7 @@ func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner st
 	if err != nil {
 		return "", nil, err
 	}
-	owner, found, err := defOwner(v.KV, kind, name)
+	owner, tags, found, err := defAccessIn(v.KV, kind, name)
 	if err == nil && !found && registrable(name) {
 		// The log is asked only when it holds records the read model has
 		// not applied, so that a check on a name registered nowhere (every
@@ -53,7 +53,7 @@ func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner st
 		if v, err = s.logView(ctx, subject); err != nil {
 			return "", nil, err
 		}
-		owner, found, err = defOwner(v.KV, kind, name)
+		owner, tags, found, err = defAccessIn(v.KV, kind, name)
 	}
 	if err != nil {
 		return "", nil, err
@@ -61,11 +61,39 @@ func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner st
 	if !found {
 		return "", nil, defNotFound(kind, name)
 	}
-	stored, err := readTags(v.KV, kind, name)
+	return owner, tags, nil
+}
+
+// DefAccess is Store.DefAccess in the snapshot: the owner and tags of
+// definition name as the snapshot holds them, for a listing that decides
+// its caller's access to name on the state it reads name's definitions
+// in. The log is not asked for a name the snapshot lacks (it holds no
+// state of the snapshot's): that fails with fault.ErrNotFound.
+func (sn *Snapshot) DefAccess(kind Kind, name string) (owner string, tags []conductor.Tag, err error) {
+	if err := checkKind(kind); err != nil {
+		return "", nil, err
+	}
+	owner, tags, found, err := defAccessIn(sn.kv, kind, name)
 	if err != nil {
 		return "", nil, err
 	}
-	return owner, conductorTags(stored), nil
+	if !found {
+		return "", nil, defNotFound(kind, name)
+	}
+	return owner, tags, nil
+}
+
+// defAccessIn reads the owner and tags of definition name in r; found is
+// false while no definition is stored under it, and then no tags are read.
+func defAccessIn(r kvReader, kind Kind, name string) (owner string, tags []conductor.Tag, found bool, err error) {
+	if owner, found, err = defOwner(r, kind, name); err != nil || !found {
+		return "", nil, false, err
+	}
+	stored, err := readTags(r, kind, name)
+	if err != nil {
+		return "", nil, false, err
+	}
+	return owner, conductorTags(stored), true, nil
 }
 
 // defOwner reads the owner of definition name; found is false while no

@@ -31,11 +31,14 @@ type Revision struct {
 	unpinned kvReader
 }
 
-// Snapshot is the read model as one moment left it, which a caller whom
-// every access decision allows, whatever a definition name holds (an
-// admin), reads definitions in (Unpinned): there is no state its check
-// was made on to pin the read to, but one answer must still be one state
-// of a name, never a name's versions from before a change with its tags
+// Snapshot is the read model as one moment left it, which a listing reads
+// in: its names (DefNames, ListTags), what its caller's access to each is
+// decided on (DefAccess) and each one's definitions (Unpinned). A read of
+// the live read model is pinned to the state a check was made on, and is
+// stale once the name moves; in a snapshot the check and the read see one
+// state, which no change moves, so the listing is one state of every name
+// it lists, never a name's versions from before a change with its tags
+// from after it, nor a name from before a change with the definitions
 // from after it. One snapshot serves a whole listing. Close releases it.
 type Snapshot struct {
 	kv    kvReader
@@ -56,11 +59,12 @@ func (s *Store) Snapshot(context.Context) (*Snapshot, error) {
 // Close releases the snapshot: its Unpinned revisions are read at no more.
 func (sn *Snapshot) Close() error { return sn.close() }
 
-// Unpinned is the revision a caller whom every access decision allows
-// reads name's definitions at: the snapshot, without the sequence reads
-// before and after that tie a read to the state a check was made on,
-// which it was not. Its Seq and Exists say nothing. A write At it fails
-// as one At no revision of its name does: a write is checked on a state.
+// Unpinned is the revision a listing reads name's definitions at: the
+// snapshot, the state its caller's access was decided on (DefAccess), or
+// needed none, without the sequence reads before and after that tie a
+// read of the live read model to the state a check was made on. Its Seq
+// and Exists say nothing. A write At it fails as one At no revision of
+// its name does: a write is checked on the state it applies to.
 func (sn *Snapshot) Unpinned(kind Kind, name string) Revision {
 	return Revision{subject: subjectOf(kind, name), what: describe(kind, name), unpinned: sn.kv}
 }

@@ -343,6 +343,48 @@ func TestUnpinnedReadsWhatIsThere(t *testing.T) {
 	}
 }
 
+// A snapshot answers what a listing decides access on (DefAccess) and
+// lists (DefNames, ListTags) as the read model held it when taken: a
+// definition removed and another registered afterwards, by someone else,
+// are the removed one, with its owner and tags, and no other. What the
+// snapshot lacks is not found, not asked of the log.
+func TestSnapshotIsOneState(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	for _, kind := range []metadata.Kind{metadata.KindWorkflow, metadata.KindTask} {
+		t.Run(string(kind), func(t *testing.T) {
+			register(t, n, kind, "went_"+string(kind), "alice", "a")
+			snap, _ := unpinned(t, n, kind, "went_"+string(kind))
+			remove(t, n, kind, "went_"+string(kind))
+			register(t, n, kind, "came_"+string(kind), "bob", "b")
+
+			owner, tags, err := snap.DefAccess(kind, "went_"+string(kind))
+			if err != nil || owner != "alice" || tagString(tags) != "team:a " {
+				t.Errorf("access to the removed one = %q, %v, %v; want alice, team:a", owner, tags, err)
+			}
+			_, _, err = snap.DefAccess(kind, "came_"+string(kind))
+			mustNotFound(t, err)
+			names, err := snap.DefNames(kind, metadata.TagFilter{})
+			if err != nil || !slices.Contains(names, "went_"+string(kind)) || slices.Contains(names, "came_"+string(kind)) {
+				t.Errorf("names = %v, %v; want the removed one's, not the new one's", names, err)
+			}
+			sets, err := snap.ListTags()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tagged []string
+			for _, set := range sets {
+				if set.Kind == kind {
+					tagged = append(tagged, set.Name)
+				}
+			}
+			if !slices.Contains(tagged, "went_"+string(kind)) || slices.Contains(tagged, "came_"+string(kind)) {
+				t.Errorf("tagged names = %v; want the removed one's, not the new one's", tagged)
+			}
+		})
+	}
+}
+
 // One answer at Unpinned is one state of its name, as one at a revision
 // is (or stale): a change that lands between its reads (the definition,
 // then its tags) is in none of it. Read from the live read model, the
@@ -502,8 +544,8 @@ func TestListTags(t *testing.T) {
 }
 
 // BenchmarkGetTagsAt measures a read of a definition's tags at the
-// revision its caller's access was checked on, as a user's listing of
-// tags reads each definition it may read.
+// revision its caller's access was checked on, as a GET of one
+// definition's tags reads them.
 func BenchmarkGetTagsAt(b *testing.B) {
 	n := newNode(b, nil, metadata.Options{})
 	c := ctx(b)

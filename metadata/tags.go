@@ -288,9 +288,17 @@ type TagSet struct {
 // then name, each set in its stored order. Callers filter it by what their
 // caller may read: a tag set is part of its definition.
 func (s *Store) ListTags(ctx context.Context) ([]TagSet, error) {
+	return listTags(s.reader)
+}
+
+// ListTags is Store.ListTags in the snapshot, for a listing that decides
+// its caller's access to each name there too (DefAccess).
+func (sn *Snapshot) ListTags() ([]TagSet, error) { return listTags(sn.kv) }
+
+func listTags(r kvReader) ([]TagSet, error) {
 	var out []TagSet
 	var decodeErr error
-	err := s.reader.Scan([]byte(tagsKeyPrefix), func(k, v []byte) bool {
+	err := r.Scan([]byte(tagsKeyPrefix), func(k, v []byte) bool {
 		kind, name, ok := strings.Cut(string(k[len(tagsKeyPrefix):]), "/")
 		if !ok {
 			return true // not a key tagsKey writes

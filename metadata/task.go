@@ -117,31 +117,22 @@ func (s *Store) FindTaskDefsAt(_ context.Context, name string, f TagFilter, rev 
 }
 
 // DefNames returns the names of the definitions of kind that f selects
-// by tag (every name without a tag in f), sorted: a listing reads each at
-// the revision its caller's access to it was checked on.
-func (s *Store) DefNames(_ context.Context, kind Kind, f TagFilter) ([]string, error) {
-	return defNames(s.reader, kind, f)
-}
-
-// DefNames is Store.DefNames in the snapshot, for a listing that reads
-// its names' definitions there too (Unpinned).
+// by tag (every name without a tag in f), sorted, as the snapshot holds
+// them: a listing decides its caller's access to each (DefAccess) and
+// reads its definitions (Unpinned) in the snapshot too.
 func (sn *Snapshot) DefNames(kind Kind, f TagFilter) ([]string, error) {
-	return defNames(sn.kv, kind, f)
-}
-
-func defNames(r kvReader, kind Kind, f TagFilter) ([]string, error) {
 	if err := checkKind(kind); err != nil {
 		return nil, err
 	}
 	if f.byTag() {
-		return tagged(r, kind, f)
+		return tagged(sn.kv, kind, f)
 	}
 	prefix := taskKeyPrefix
 	if kind == KindWorkflow {
 		prefix = workflowKeyPrefix
 	}
 	var names []string
-	err := r.Scan([]byte(prefix), func(k, _ []byte) bool {
+	err := sn.kv.Scan([]byte(prefix), func(k, _ []byte) bool {
 		name := string(k[len(prefix):])
 		if kind == KindWorkflow {
 			var ok bool
