@@ -81,8 +81,9 @@ func pieces(s string) []string {
 // escapes, '+', a lone '%', base64's alphabet, JSON's special characters,
 // and '&', '#', '=' that cut a value written into a uri. Each goes into
 // HTTP tasks' path, query, header and body, to a server that echoes them
-// back parsed (a JSON answer) and quoted in an error page; a worker's
-// _secrets value too, and a DECISION's case comes from it. A task updated
+// back parsed (a JSON answer) and quoted in an error page, and to a worker
+// that echoes it in JSON as .NET writes it (a quote as \u0022, '+' as
+// \u002B), in its output and a log line; a worker's _secrets value too, and a DECISION's case comes from it. A task updated
 // by reference name gets a _secrets value, then the value under a plain
 // key. TERMINATEs whose reason a task definition's inputTemplate builds
 // from sealed data, or a secret, and an input computed from sealed data
@@ -147,7 +148,8 @@ func TestLeakShapes(t *testing.T) {
 	var tasks []string
 	for k := range vals {
 		ref := "${workflow.secrets." + k + "}"
-		tasks = append(tasks, call("h_"+k, ref, ""), call("h_"+k+"_fail", ref, "&fail=1"))
+		tasks = append(tasks, call("h_"+k, ref, ""), call("h_"+k+"_fail", ref, "&fail=1"),
+			`{"name":"shp_dotnet","taskReferenceName":"dn_`+k+`","inputParameters":{"s":"`+ref+`"}}`)
 	}
 	tasks = append(tasks, call("h_data", "${src.output._secrets.v}", ""), call("h_data_fail", "${src.output._secrets.v}", "&fail=1"))
 	src := `{"name":"shp_src","taskReferenceName":"src"}`
@@ -169,6 +171,11 @@ func TestLeakShapes(t *testing.T) {
 	)
 	e.work("shp_src", 2, func(context.Context, *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"v": data}}}, nil
+	})
+	// A C# worker's JSON, which System.Text.Json escapes its own way.
+	e.work("shp_dotnet", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		body := `{"token":"` + leaktest.DotNetJSON(fmt.Sprint(task.InputData["s"])) + `"}`
+		return workers.Output{Data: map[string]any{"sent": body}, Logs: []string{"posted " + body}}, nil
 	})
 	got := make(chan map[string]any, 10)
 	e.work("shp_sink", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {

@@ -125,8 +125,8 @@ func appendJSONForms(out []string, s string) []string {
 	for _, st := range jsonStyles {
 		f := st.escape(s)
 		out = append(out, f)
-		// Some encoders (.NET's System.Text.Json, Jackson for control
-		// characters) write \uXXXX with upper-case digits.
+		// Some encoders (Jackson for control characters, .NET with its
+		// relaxed encoder) write \uXXXX with upper-case digits.
 		if u := upperUnicodeEscapes(f); u != f {
 			out = append(out, u)
 		}
@@ -216,7 +216,7 @@ func latin1(v []byte) string {
 // jsonEscaped reports whether an encoder of jsonStyles writes r other
 // than as it is (U+FFFD stands for a byte that is not UTF-8).
 func jsonEscaped(r rune) bool {
-	return r < 0x20 || r == '"' || r == '\\' || r == '/' || r == '<' || r == '>' || r == '&' || r >= 0x7f
+	return r < 0x20 || r == '"' || r == '\\' || r == '/' || r == '<' || r == '>' || r == '&' || r == '\'' || r == '+' || r == '`' || r >= 0x7f
 }
 
 // percentEscaped reports whether an encoder of percentStyles writes r
@@ -262,6 +262,8 @@ type jsonStyle struct {
 	slash    bool // / as \/
 	ascii    bool // every other non-ASCII character as \uXXXX, in UTF-16
 	del      bool // DEL (0x7f) as \u007f
+	quotes   bool // ", ', + and ` as \u0022, \u0027, \u002B and \u0060
+	upper    bool // \uXXXX with upper-case hex digits
 }
 
 // jsonStyles are the common encoders' ways: Go's json.Marshal alone
@@ -274,6 +276,11 @@ var jsonStyles = []jsonStyle{
 	{ascii: true, del: true},     // Python's json.dumps
 	{ascii: true, slash: true},   // PHP's json_encode
 	{slash: true},                // PHP's json_encode with JSON_UNESCAPED_UNICODE
+	// .NET's System.Text.Json, whose default encoder escapes what HTML
+	// and JavaScript could read as markup or code, even a quote or a
+	// base64 value's '+': a C# worker's JSON log line quoting the body it
+	// sent has pa"ss+1 as pa\u0022ss\u002B1.
+	{html: true, ascii: true, del: true, quotes: true, upper: true},
 }
 
 // escape returns s as a JSON string written in style st, without its
@@ -287,6 +294,8 @@ func (st jsonStyle) escape(s string) string {
 		if c < utf8.RuneSelf {
 			i++
 			switch {
+			case st.quotes && (c == '"' || c == '\'' || c == '+' || c == '`'):
+				st.writeUnicodeEscape(&b, rune(c))
 			case c == '"' || c == '\\' || c == '/' && st.slash:
 				b.WriteByte('\\')
 				b.WriteByte(c)
@@ -301,7 +310,7 @@ func (st jsonStyle) escape(s string) string {
 			case c == '\t':
 				b.WriteString(`\t`)
 			case c < 0x20 || st.html && (c == '<' || c == '>' || c == '&') || st.del && c == 0x7f:
-				writeUnicodeEscape(&b, rune(c))
+				st.writeUnicodeEscape(&b, rune(c))
 			default:
 				b.WriteByte(c)
 			}
@@ -310,13 +319,13 @@ func (st jsonStyle) escape(s string) string {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
-			b.WriteString(`\ufffd`)
+			st.writeUnicodeEscape(&b, utf8.RuneError)
 		case st.ascii || st.lineSeps && (r == '\u2028' || r == '\u2029'):
 			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
-				writeUnicodeEscape(&b, r1)
-				writeUnicodeEscape(&b, r2)
+				st.writeUnicodeEscape(&b, r1)
+				st.writeUnicodeEscape(&b, r2)
 			} else {
-				writeUnicodeEscape(&b, r)
+				st.writeUnicodeEscape(&b, r)
 			}
 		default:
 			b.WriteString(s[i : i+size])
@@ -326,12 +335,16 @@ func (st jsonStyle) escape(s string) string {
 	return b.String()
 }
 
-// writeUnicodeEscape writes \uXXXX for r, below U+10000, with the
-// lower-case hex digits of every encoder in jsonStyles.
-func writeUnicodeEscape(b *strings.Builder, r rune) {
+// writeUnicodeEscape writes \uXXXX for r, below U+10000, with the hex
+// digits of st's case.
+func (st jsonStyle) writeUnicodeEscape(b *strings.Builder, r rune) {
+	digits := lowerHex
+	if st.upper {
+		digits = upperHex
+	}
 	b.WriteString(`\u`)
 	for shift := 12; shift >= 0; shift -= 4 {
-		b.WriteByte(lowerHex[r>>shift&0xF])
+		b.WriteByte(digits[r>>shift&0xF])
 	}
 }
 

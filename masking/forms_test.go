@@ -17,7 +17,8 @@ import (
 // A value is redacted as other programs than Go's write it: JSON encoders
 // that do not escape &, < and > or that escape / and non-ASCII characters,
 // URL encoders that leave !'()* alone or write hex digits in lower case,
-// \uXXXX escapes with upper-case digits.
+// \uXXXX escapes with upper-case digits, .NET's that escapes quotes and
+// '+' too.
 // The encoded texts are those the named encoders print.
 func TestRedactOtherEncoders(t *testing.T) {
 	const (
@@ -48,6 +49,10 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{"Python json.dumps", deleted, `pw\u007fe3ad3be95f64dc0b`},
 		{"upper-case \\u digits (.NET, Jackson)", unicode, `caf\u00E9/na\u00EFve<b>&\uD83D\uDE00`},
 		{"Jackson", control, `tab\there\u001Fand-more`},
+		{".NET System.Text.Json", quoted, `pa\u0022ss\u0026w0rd-xyz`},
+		{".NET System.Text.Json", plussed, `ab\u002Bcd/ef\u002Bgh9==`},
+		{".NET System.Text.Json", symbols, `x7#K0!2mQ$9vL~4*(n)\u0027`},
+		{".NET System.Text.Json", unicode, `caf\u00E9/na\u00EFve\u003Cb\u003E\u0026\uD83D\uDE00`},
 		{"PHP json_encode", unicode, `caf\u00e9\/na\u00efve<b>&\ud83d\ude00`},
 		{"PHP json_encode JSON_UNESCAPED_UNICODE", unicode, `café\/naïve<b>&😀`},
 		{"Go url.QueryEscape", spaced, `p%40ss+w%21rd-1`},
@@ -127,6 +132,7 @@ func TestRedactJSONInJSON(t *testing.T) {
 		{"json.Encoder without HTML escaping", goPlain},
 		{"Python json.dumps", jsonStyles[3].escape},
 		{"PHP json_encode", jsonStyles[4].escape},
+		{".NET System.Text.Json", jsonStyles[6].escape},
 	}
 	for _, secret := range []string{`pa"ss\w0rd-xyz`, `café/naïve<b>&😀`, "tab\there\x1fand-more", `ab+cd/ef+gh9==`} {
 		r := NewRedactor([]byte(secret))

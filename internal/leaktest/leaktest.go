@@ -39,6 +39,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -125,6 +126,7 @@ func Forms(secret []byte) []Form {
 	add("json-no-html", bytes.TrimSuffix(bytes.TrimSpace(b.Bytes()), []byte(`"`))[1:])
 	q := strconv.Quote(string(secret))
 	add("go-quoted", []byte(q[1:len(q)-1]))
+	add("json-dotnet", []byte(DotNetJSON(string(secret))))
 	jj, _ := json.Marshal(string(j)) // JSON inside JSON (a log line quoting a JSON body)
 	add("json-in-json", jj[3:len(jj)-3])
 	jq, _ := json.Marshal(q) // a Go-quoted value inside JSON (an error's %q in a JSON log line or body)
@@ -136,6 +138,30 @@ func Forms(secret []byte) []Form {
 		add("raw-second-half", secret[len(secret)/2:])
 	}
 	return out
+}
+
+// DotNetJSON is s as .NET's System.Text.Json writes it in a JSON string,
+// without its quotes: its default encoder escapes quotes, '+', '`' and
+// HTML's specials as \uXXXX, in upper case, as it does every non-ASCII
+// character.
+func DotNetJSON(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\b' || r == '\f' || r == '\n' || r == '\r' || r == '\t':
+			q := strconv.Quote(string(r))
+			b.WriteString(q[1 : len(q)-1])
+		case r == '"' || r == '\'' || r == '+' || r == '`' || r == '<' || r == '>' || r == '&' || r < 0x20 || r >= 0x7f:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04X`, u)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // base64Core is the part of the base64 encoding of secret, placed off bytes

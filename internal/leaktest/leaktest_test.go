@@ -34,6 +34,7 @@ func TestFindsEncodedForms(t *testing.T) {
 		"path":          []byte("/api/" + url.PathEscape(string(secret))),
 		"json":          jsonBody,
 		"json-in-json":  logLine.Bytes(),
+		"json-dotnet":   []byte(`{"token":"` + DotNetJSON(string(secret)) + `"}`),
 		"slog-text":     textLine.Bytes(),
 		"fmt-q":         []byte(fmt.Sprintf("%q", secret)),
 		"fmt-q-in-json": errJSON.Bytes(),
