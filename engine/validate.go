@@ -75,6 +75,16 @@ func ValidateWorkflowDefWith(def *conductor.WorkflowDef, templates TaskTemplates
 	for _, pe := range templateErrors(def.OutputParameters) {
 		v.errs.Add(join("outputParameters", pe.Path), "%v", pe.Err)
 	}
+	// maskedFields names top-level fields of the input and output, as
+	// Orkes reads them: a path or an expression there names no field and
+	// masks nothing, and the value its author meant hidden is shown,
+	// searched and stored in plain text.
+	for i, f := range def.MaskedFields {
+		if strings.ContainsAny(f, ".[$") {
+			v.errs.Add(fmt.Sprintf("maskedFields[%d]", i), "%q reads as a path or an expression, which maskedFields does not follow: "+
+				"it names top-level fields of the workflow's input and output; name the field that holds the value, or copy the value into a _secrets block", f)
+		}
+	}
 	// What a start without input shows already: a limit that is no
 	// number, a key that reads a secret or an environment value.
 	if _, err := RateLimitOf(def, conductor.StartWorkflowRequest{}); err != nil {

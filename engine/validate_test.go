@@ -117,6 +117,10 @@ func TestValidateWorkflowDef(t *testing.T) {
 		{"sub workflow domain of the document", withSub(`"taskToDomain":{"*":"${workflow.input.domain}"}`), ""},
 		{"sub workflow definition read as a path", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":"${$.workflow.env.def}"}}]}`, "tasks[0].subWorkflowParam.workflowDefinition"},
 		{"sub workflow definition from data", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW","subWorkflowParam":{"workflowDefinition":"${workflow.input.def}"}}]}`, ""},
+		{"maskedFields", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"maskedFields":["card","pin_2"]}`, ""},
+		{"maskedFields path", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"maskedFields":["card","creds.password"]}`, "maskedFields[1]"},
+		{"maskedFields index", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"maskedFields":["cards[0]"]}`, "maskedFields[0]"},
+		{"maskedFields expression", `{"name":"x","tasks":[{"name":"a","taskReferenceName":"a"}],"maskedFields":["${workflow.input.card}"]}`, "maskedFields[0]"},
 		// START_WORKFLOW's request is in its inputParameters.
 		{"start workflow input of a concat of a secret", `{"name":"x","tasks":[{"name":"s","taskReferenceName":"s","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"c","input":{"k":"${$.concat('k-', $.workflow.secrets.tok)}"}}}}]}`, "tasks[0].inputParameters.startWorkflow.input.k"},
 	}
