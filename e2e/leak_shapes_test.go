@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/flowvault/flowvault/internal/leaktest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
@@ -83,14 +85,16 @@ func pieces(s string) []string {
 // HTTP tasks' path, query, header and body, to a server that echoes them
 // back parsed (a JSON answer) and quoted in an error page, and to a worker
 // that echoes it in JSON as .NET writes it (a quote as \u0022, '+' as
-// \u002B), in its output and a log line; a worker's _secrets value too, and a DECISION's case comes from it. A task updated
-// by reference name gets a _secrets value, then the value under a plain
-// key. TERMINATEs whose reason a task definition's inputTemplate builds
-// from sealed data, or a secret, and an input computed from sealed data
-// fail naming the field. Every REST response, the log output, /metrics,
-// every stream's messages, every file of the data dir and every Pebble
-// key and value is searched for each value, decoded as the server reads
-// it and in the pieces the uri cuts it into: none holds one.
+// \u002B) and decomposed (NFD; a secret of accented letters too), in its
+// output and a log line; a worker's _secrets value too, and a DECISION's
+// case comes from it. A task updated by reference name gets a _secrets
+// value, then the value under a plain key. TERMINATEs whose reason a task
+// definition's inputTemplate builds from sealed data, or a secret, and an
+// input computed from sealed data fail naming the field. Every REST
+// response, the log output, /metrics, every stream's messages, every file
+// of the data dir and every Pebble key and value is searched for each
+// value, decoded as the server reads it and in the pieces the uri cuts it
+// into: none holds one.
 func TestLeakShapes(t *testing.T) {
 	t.Parallel()
 	vals := map[string]string{
@@ -102,7 +106,8 @@ func TestLeakShapes(t *testing.T) {
 	}
 	data := "dat%2F" + alnum(8) + "+x/" + alnum(8) + "==" // a worker's _secrets value
 	byref := "ref+" + alnum(8) + "%2F/" + alnum(8) + "==" // a by-ref update's _secrets value
-	labelled := map[string]string{"data": data, "byref": byref}
+	uni := "Pässwörter-" + alnum(12)                      // a secret a worker spells decomposed (NFD)
+	labelled := map[string]string{"data": data, "byref": byref, "uni": uni, "uni-nfd": norm.NFD.String(uni)}
 	for k, v := range vals {
 		labelled[k] = v
 	}
@@ -141,6 +146,7 @@ func TestLeakShapes(t *testing.T) {
 	for k, v := range vals {
 		e.putSecret(k, v)
 	}
+	e.putSecret("uni", uni)
 	call := func(ref, value, fail string) string {
 		return fmt.Sprintf(`{"name":"http","taskReferenceName":"%s","type":"HTTP","optional":true,"inputParameters":{"http_request":{
 		  "uri":"%s/p/%s?q=%s%s","method":"POST","headers":{"X-S":"%s"},"body":{"s":"%s"}}}}`, ref, remote.URL, value, value, fail, value, value)
@@ -149,8 +155,9 @@ func TestLeakShapes(t *testing.T) {
 	for k := range vals {
 		ref := "${workflow.secrets." + k + "}"
 		tasks = append(tasks, call("h_"+k, ref, ""), call("h_"+k+"_fail", ref, "&fail=1"),
-			`{"name":"shp_dotnet","taskReferenceName":"dn_`+k+`","inputParameters":{"s":"`+ref+`"}}`)
+			`{"name":"shp_respell","taskReferenceName":"rs_`+k+`","inputParameters":{"s":"`+ref+`"}}`)
 	}
+	tasks = append(tasks, `{"name":"shp_respell","taskReferenceName":"rs_uni","inputParameters":{"s":"${workflow.secrets.uni}"}}`)
 	tasks = append(tasks, call("h_data", "${src.output._secrets.v}", ""), call("h_data_fail", "${src.output._secrets.v}", "&fail=1"))
 	src := `{"name":"shp_src","taskReferenceName":"src"}`
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
@@ -172,10 +179,13 @@ func TestLeakShapes(t *testing.T) {
 	e.work("shp_src", 2, func(context.Context, *conductor.Task) (workers.Output, error) {
 		return workers.Output{Data: map[string]any{"_secrets": map[string]any{"v": data}}}, nil
 	})
-	// A C# worker's JSON, which System.Text.Json escapes its own way.
-	e.work("shp_dotnet", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
-		body := `{"token":"` + leaktest.DotNetJSON(fmt.Sprint(task.InputData["s"])) + `"}`
-		return workers.Output{Data: map[string]any{"sent": body}, Logs: []string{"posted " + body}}, nil
+	// A worker's own spellings: a C# worker's JSON, which System.Text.Json
+	// escapes its own way, and Unicode decomposed, as a macOS file name is.
+	e.work("shp_respell", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {
+		s := fmt.Sprint(task.InputData["s"])
+		body := `{"token":"` + leaktest.DotNetJSON(s) + `"}`
+		return workers.Output{Data: map[string]any{"sent": body, "file": "/Users/x/" + norm.NFD.String(s)},
+			Logs: []string{"posted " + body, "wrote " + norm.NFD.String(s)}}, nil
 	})
 	got := make(chan map[string]any, 10)
 	e.work("shp_sink", 2, func(_ context.Context, task *conductor.Task) (workers.Output, error) {

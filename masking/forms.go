@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // forms are the encodings of v redaction looks for: v as it is, as the
@@ -34,6 +36,18 @@ func forms(v []byte) (out []string, wrapped []base64Form) {
 		for _, st := range jsonStyles {
 			if d := st.escape(f); !slices.Contains(out[once:], d) {
 				out = append(out, d)
+			}
+		}
+	}
+	// A value's canonically equivalent spellings (é as one code point, or
+	// as e and a combining accent) are the same text to whoever reads
+	// them: a worker that normalizes what it handles, or writes it into
+	// a macOS file name, which is decomposed, echoes the other one.
+	nonASCII := strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 })
+	if nonASCII {
+		for _, f := range []norm.Form{norm.NFC, norm.NFD} {
+			if n := f.String(s); n != s && !slices.Contains(out, n) {
+				out = appendJSONForms(append(out, n), n)
 			}
 		}
 	}
@@ -74,7 +88,6 @@ func forms(v []byte) (out []string, wrapped []base64Form) {
 	// A page or a document that quotes the value back (an error page
 	// naming the rejected token) escapes it as HTML or XML, and may write
 	// its non-ASCII characters as references.
-	nonASCII := strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 })
 	escaped := []string{s}
 	if strings.ContainsAny(s, htmlSpecial) {
 		escaped = nil

@@ -18,7 +18,7 @@ import (
 // that do not escape &, < and > or that escape / and non-ASCII characters,
 // URL encoders that leave !'()* alone or write hex digits in lower case,
 // \uXXXX escapes with upper-case digits, .NET's that escapes quotes and
-// '+' too.
+// '+' too; and its canonically equivalent spelling (NFC, NFD).
 // The encoded texts are those the named encoders print.
 func TestRedactOtherEncoders(t *testing.T) {
 	const (
@@ -35,9 +35,10 @@ func TestRedactOtherEncoders(t *testing.T) {
 		cut     = "Tq7Hw2xZ&kX93Zp=Vb5N+m8Lq#fRag22xY?pQ"
 		keyed   = "api_key=Zx81Lm0qPw"
 		latin   = "Pässwort-Grüße-2024 €"
+		nfd     = "Pa\u0308sswo\u0308rter-Grun-2024" // decomposed: a and o, each then a combining diaeresis
 	)
 	all := NewRedactor([]byte(quoted), []byte(spaced), []byte(unicode), []byte(symbols), []byte(control), []byte(deleted), []byte(phrase),
-		[]byte(escapes), []byte(angled), []byte(plussed), []byte(cut), []byte(keyed), []byte(latin))
+		[]byte(escapes), []byte(angled), []byte(plussed), []byte(cut), []byte(keyed), []byte(latin), []byte(nfd))
 	for _, tc := range []struct {
 		encoder, secret, encoded string
 	}{
@@ -99,6 +100,10 @@ func TestRedactOtherEncoders(t *testing.T) {
 		{".NET WebUtility.HtmlEncode", unicode, `caf&#233;/na&#239;ve&lt;b&gt;&amp;&#128512;`},
 		{"Python xmlcharrefreplace", latin, `P&#228;sswort-Gr&#252;&#223;e-2024 &#8364;`},
 		{"lxml writing ASCII", latin, `P&#xE4;sswort-Gr&#xFC;&#xDF;e-2024 &#x20AC;`},
+		// Its canonically equivalent spelling, composed or decomposed.
+		{"NFD (a macOS file name, a normalizing worker)", latin, "Pa\u0308sswort-Gru\u0308\u00dfe-2024 \u20ac"},
+		{"NFD in JSON (Python json.dumps)", latin, `Pa\u0308sswort-Gru\u0308\u00dfe-2024 \u20ac`},
+		{"NFC", nfd, "P\u00e4ssw\u00f6rter-Grun-2024"},
 		// A header's UTF-8 bytes read as ISO-8859-1 (Python's http.server).
 		{"Latin-1 reading", unicode, "cafÃ©/naÃ¯ve<b>&ð"},
 	} {
