@@ -86,15 +86,16 @@ func pieces(s string) []string {
 // back parsed (a JSON answer) and quoted in an error page, and to a worker
 // that echoes it in JSON as .NET writes it (a quote as \u0022, '+' as
 // \u002B) and decomposed (NFD; a secret of accented letters too), in its
-// output and a log line; a worker's _secrets value too, and a DECISION's
-// case comes from it. A task updated by reference name gets a _secrets
-// value, then the value under a plain key. TERMINATEs whose reason a task
-// definition's inputTemplate builds from sealed data, or a secret, and an
-// input computed from sealed data fail naming the field. Every REST
-// response, the log output, /metrics, every stream's messages, every file
-// of the data dir and every Pebble key and value is searched for each
-// value, decoded as the server reads it and in the pieces the uri cuts it
-// into: none holds one.
+// output and a log line; a secret holding a quote goes into an INLINE's
+// string, which the quote ends, the name after it failing the script; a
+// worker's _secrets value too, and a DECISION's case comes from it. A task
+// updated by reference name gets a _secrets value, then the value under a
+// plain key. TERMINATEs whose reason a task definition's inputTemplate
+// builds from sealed data, or a secret, and an input computed from sealed
+// data fail naming the field. Every REST response, the log output,
+// /metrics, every stream's messages, every file of the data dir and every
+// Pebble key and value is searched for each value, decoded as the server
+// reads it and in the pieces the uri cuts it into: none holds one.
 func TestLeakShapes(t *testing.T) {
 	t.Parallel()
 	vals := map[string]string{
@@ -107,7 +108,9 @@ func TestLeakShapes(t *testing.T) {
 	data := "dat%2F" + alnum(8) + "+x/" + alnum(8) + "==" // a worker's _secrets value
 	byref := "ref+" + alnum(8) + "%2F/" + alnum(8) + "==" // a by-ref update's _secrets value
 	uni := "Pässwörter-" + alnum(12)                      // a secret a worker spells decomposed (NFD)
-	labelled := map[string]string{"data": data, "byref": byref, "uni": uni, "uni-nfd": norm.NFD.String(uni)}
+	name := "w" + alnum(11)                               // a script's name once the secret quo is spliced into it
+	quo := "p4ss'+" + name + "+'"
+	labelled := map[string]string{"data": data, "byref": byref, "uni": uni, "uni-nfd": norm.NFD.String(uni), "quo": quo, "quo-name": name}
 	for k, v := range vals {
 		labelled[k] = v
 	}
@@ -147,6 +150,7 @@ func TestLeakShapes(t *testing.T) {
 		e.putSecret(k, v)
 	}
 	e.putSecret("uni", uni)
+	e.putSecret("quo", quo)
 	call := func(ref, value, fail string) string {
 		return fmt.Sprintf(`{"name":"http","taskReferenceName":"%s","type":"HTTP","optional":true,"inputParameters":{"http_request":{
 		  "uri":"%s/p/%s?q=%s%s","method":"POST","headers":{"X-S":"%s"},"body":{"s":"%s"}}}}`, ref, remote.URL, value, value, fail, value, value)
@@ -157,7 +161,9 @@ func TestLeakShapes(t *testing.T) {
 		tasks = append(tasks, call("h_"+k, ref, ""), call("h_"+k+"_fail", ref, "&fail=1"),
 			`{"name":"shp_respell","taskReferenceName":"rs_`+k+`","inputParameters":{"s":"`+ref+`"}}`)
 	}
-	tasks = append(tasks, `{"name":"shp_respell","taskReferenceName":"rs_uni","inputParameters":{"s":"${workflow.secrets.uni}"}}`)
+	tasks = append(tasks, `{"name":"shp_respell","taskReferenceName":"rs_uni","inputParameters":{"s":"${workflow.secrets.uni}"}}`,
+		`{"name":"inl","taskReferenceName":"inl_quo","type":"INLINE","optional":true,
+		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.quo}'.length"}}`)
 	tasks = append(tasks, call("h_data", "${src.output._secrets.v}", ""), call("h_data_fail", "${src.output._secrets.v}", "&fail=1"))
 	src := `{"name":"shp_src","taskReferenceName":"src"}`
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
@@ -207,6 +213,9 @@ func TestLeakShapes(t *testing.T) {
 		if tk := taskByRef(wf, ref); tk.Status != conductor.TaskCompleted {
 			t.Errorf("%s: %s %q, want it to have called the server", ref, tk.Status, tk.ReasonForIncompletion)
 		}
+	}
+	if inl := taskByRef(wf, "inl_quo"); !strings.Contains(inl.ReasonForIncompletion, "ReferenceError: *** is not defined") {
+		t.Errorf("the INLINE whose string the secret ends: %s %q", inl.Status, inl.ReasonForIncompletion)
 	}
 	if dec := taskByRef(wf, "dec"); taskByRef(wf, "other") == nil || fmt.Sprint(dec.OutputData["caseOutput"]) != "[***]" {
 		t.Errorf("the DECISION on sealed data: output %v, tasks %v", dec.OutputData, refsOf(wf.Tasks))

@@ -3,7 +3,10 @@ package system
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/dop251/goja"
@@ -36,7 +39,7 @@ func (s Inline) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 		if strings.TrimSpace(src) == "" {
 			return scriptFailed(t, fmt.Errorf("inputParameters.scriptExpression is required"))
 		}
-		return s.javascript(ctx, t, "(function scriptFun(){"+src+"\n})()", in)
+		return s.javascript(ctx, t, "(function scriptFun(){"+src+"\n})()", in, src, configuredText(t, "scriptExpression"))
 	}
 	expression, ok := in["expression"].(string)
 	if !ok || strings.TrimSpace(expression) == "" {
@@ -44,7 +47,7 @@ func (s Inline) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 	}
 	switch ev, _ := in["evaluatorType"].(string); ev {
 	case "javascript", "graaljs", "":
-		return s.javascript(ctx, t, expression, in)
+		return s.javascript(ctx, t, expression, in, expression, configuredText(t, "expression"))
 	case "value-param":
 		return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{"result": in[expression]}}
 	default:
@@ -52,10 +55,12 @@ func (s Inline) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 	}
 }
 
-func (s Inline) javascript(ctx context.Context, t *conductor.Task, src string, scope map[string]any) conductor.TaskResult {
+// javascript runs src, whose text from the task's input is given, and the
+// texts the task was configured with that it may have come from.
+func (s Inline) javascript(ctx context.Context, t *conductor.Task, src string, scope map[string]any, given string, configured []string) conductor.TaskResult {
 	v, err := runJS(ctx, s.Budget, src, scope, func(r *jsRun, v goja.Value) (any, error) { return r.toJSON(v) })
 	if err != nil {
-		return scriptFailed(t, err)
+		return scriptFailed(t, withoutSplicedNames(err, given, configured))
 	}
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{"result": v}}
 }
@@ -66,6 +71,64 @@ func scriptFailed(t *conductor.Task, err error) conductor.TaskResult {
 	return conductor.TaskResult{Status: conductor.TaskFailed,
 		ReasonForIncompletion: fmt.Sprintf("%s %s: %v", t.TaskType, t.ReferenceTaskName, err),
 		OutputData:            map[string]any{"error": err.Error()}}
+}
+
+// withoutSplicedNames is err without the names it quotes that came into
+// the script's text from the task's input at hand-off, given, rather than
+// from the text the task was configured with. An INLINE's expression is
+// input, its references resolved when it is handed off: a secret spliced
+// into it becomes code where its own quote ends the string the author
+// wrote around it ('${workflow.secrets.pw}' with pw = p4ss'+w0rdX9), or
+// its '.' cuts it, and goja's errors quote the name they stopped at
+// (ReferenceError: w0rdX9 is not defined), a part of the value, which
+// redaction, finding whole values only, leaves as it is. Each such name
+// reads ***; names of the configured text, and what the script computed
+// (a message it threw, a property it read from its input), which
+// redaction looks through, are kept.
+func withoutSplicedNames(err error, given string, configured []string) error {
+	if len(configured) == 0 || slices.Contains(configured, given) {
+		return err // not configured with text (a test's task), or nothing was spliced
+	}
+	msg := err.Error()
+	out := scriptName.ReplaceAllStringFunc(msg, func(name string) string {
+		if !strings.Contains(given, name) || slices.ContainsFunc(configured, func(c string) bool { return strings.Contains(c, name) }) {
+			return name
+		}
+		return "***"
+	})
+	if out == msg {
+		return err
+	}
+	return errors.New(out)
+}
+
+// scriptName is a run of the characters a JavaScript name is made of.
+var scriptName = regexp.MustCompile(`[\p{L}\p{N}_$]+`)
+
+// configuredText returns the texts the task was configured with for its
+// input key: its inputParameters' (as the workflow's definition writes
+// them), its inline or registered task definition's inputTemplate's, and
+// a LAMBDA's field of that name.
+func configuredText(t *conductor.Task, key string) []string {
+	var out []string
+	add := func(raw []byte, path ...string) {
+		var v any
+		if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
+			return
+		}
+		for _, p := range path {
+			m, _ := v.(map[string]any)
+			v = m[p]
+		}
+		if s, ok := v.(string); ok {
+			out = append(out, s)
+		}
+	}
+	add(t.WorkflowTask, "inputParameters", key)
+	add(t.WorkflowTask, key)
+	add(t.WorkflowTask, "taskDefinition", "inputTemplate", key)
+	add(t.TaskDefinition, "inputTemplate", key)
+	return out
 }
 
 // configString reads a string field of the task's configuration.

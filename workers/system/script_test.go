@@ -130,6 +130,56 @@ func TestInlineErrors(t *testing.T) {
 	}
 }
 
+// An INLINE's expression is input, its references resolved at hand-off: a
+// secret spliced into it that its own quote or '.' turns into code has
+// goja's errors name a part of it (the name after the quote, the part
+// before or after the '.'), which redaction, finding whole values only,
+// would leave as it is. Such a name reads ***, whichever text the task
+// was configured with (its inputParameters, its registered definition's
+// inputTemplate, a LAMBDA's scriptExpression); the script's own names,
+// and what it threw, are kept.
+func TestInlineErrorsQuoteNoSplicedName(t *testing.T) {
+	t.Parallel()
+	configured := func(task *conductor.Task, field, key, text string) *conductor.Task {
+		js, _ := json.Marshal(map[string]any{"name": "calc", field: map[string]any{key: text}})
+		if field == "inputTemplate" {
+			task.TaskDefinition = js
+		} else {
+			task.WorkflowTask = js
+		}
+		return task
+	}
+	spliced := func(text, resolved string) *conductor.Task {
+		return configured(inlineTask(resolved, map[string]any{"s": "from-input"}), "inputParameters", "expression", text)
+	}
+	lambda := &conductor.Task{TaskType: conductor.TaskTypeLambda, ReferenceTaskName: "calc", InputData: map[string]any{"scriptExpression": "return sklive.abcdefgh;"}}
+	tests := []struct {
+		name         string
+		task         *conductor.Task
+		want, hidden string
+	}{
+		{"a quote ends the string", spliced("'${workflow.secrets.pw}'.length", "'p4ss'+w0rdX9tail+''.length"), "ReferenceError: *** is not defined", "w0rdX9tail"},
+		{"a '.' cuts the value", spliced("var k = ${workflow.secrets.pw}; k", "var k = sklive.abcdefgh; k"), "ReferenceError: *** is not defined", "sklive"},
+		{"a property", spliced("var o = {}; o.${workflow.secrets.pw}()", "var o = {}; o.q.rstuvwxyz()"), "TypeError: Cannot read property '***' of undefined", "rstuvwxyz"},
+		{"a registered definition's template", configured(inlineTask("var k = sklive.abcdefgh; k", nil), "inputTemplate", "expression",
+			"var k = ${workflow.secrets.pw}; k"), "ReferenceError: *** is not defined", "sklive"},
+		{"a LAMBDA", configured(lambda, "inputParameters", "scriptExpression", "return ${workflow.secrets.pw};"), "ReferenceError: *** is not defined", "sklive"},
+		{"the script's own name", spliced("nope.x + '${workflow.secrets.pw}'", "nope.x + 'p4ssw0rd'"), "ReferenceError: nope is not defined", ""},
+		{"what the script threw", spliced("throw new Error($.s + '${workflow.secrets.pw}')", "throw new Error($.s + 'p4ssw0rd')"), "Error: from-inputp4ssw0rd", ""},
+		{"nothing spliced", spliced("nope.x", "nope.x"), "ReferenceError: nope is not defined", ""},
+	}
+	for _, tt := range tests {
+		res := system.Inline{}.Execute(context.Background(), tt.task)
+		e, _ := res.OutputData["error"].(string)
+		if res.Status != conductor.TaskFailed || !strings.HasPrefix(e, tt.want) || !strings.Contains(res.ReasonForIncompletion, tt.want) {
+			t.Errorf("%s: %s, reason %q, error %q, want %q", tt.name, res.Status, res.ReasonForIncompletion, e, tt.want)
+		}
+		if tt.hidden != "" && strings.Contains(res.ReasonForIncompletion+e, tt.hidden) {
+			t.Errorf("%s: the reason or the error names %s", tt.name, tt.hidden)
+		}
+	}
+}
+
 // Runaway scripts fail their task within their budget; the process (this
 // test) carries on.
 func TestScriptBudgets(t *testing.T) {
