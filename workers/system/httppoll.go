@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,7 +115,9 @@ func (p HTTPPoll) Execute(ctx context.Context, t *conductor.Task) conductor.Task
 	scope := map[string]any{"output": res.OutputData, "input": t.InputData, "pollCount": int64(t.PollCount)}
 	done, err := Condition(ctx, p.Budget, cfg.condition, scope)
 	if err != nil {
-		return failed(conductor.TaskFailedWithTerminalError, "HTTP_POLL task %s: terminationCondition: %v", t.ReferenceTaskName, err)
+		configured := slices.Concat(configuredText(t, "http_request", "terminationCondition"), configuredText(t, "terminationCondition"))
+		return failed(conductor.TaskFailedWithTerminalError, "HTTP_POLL task %s: terminationCondition: %v", t.ReferenceTaskName,
+			withoutSplicedNames(err, cfg.condition, configured))
 	}
 	if done {
 		return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: res.OutputData}

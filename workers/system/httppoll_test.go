@@ -2,6 +2,7 @@ package system_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -105,5 +106,37 @@ func TestHTTPPoll(t *testing.T) {
 	// redaction does not look for: the reason does not quote it.
 	if res := run(request(map[string]any{"pollingStrategy": "sk_live_q7vt2mw9"}), 1); strings.Contains(strings.ToLower(res.ReasonForIncompletion), "q7vt2mw9") {
 		t.Errorf("a bad strategy's reason %q quotes it", res.ReasonForIncompletion)
+	}
+}
+
+// A terminationCondition is input, its references resolved at hand-off:
+// a secret compared in it whose quote ends the string the author wrote
+// around it fails the condition naming the part after the quote, which
+// redaction, finding whole values only, would leave. It reads ***; a
+// condition configured as it runs keeps the names its error quotes.
+func TestHTTPPollConditionErrorsQuoteNoSplicedName(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"token":"x"}`)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		configured, resolved, want, hidden string
+	}{
+		{"$.output.response.body.token == '${workflow.secrets.pw}'", "$.output.response.body.token == 'p4ss'+w0rdX9tail+''",
+			"terminationCondition: ReferenceError: *** is not defined", "w0rdX9tail"},
+		{"nope == 1", "nope == 1", "terminationCondition: ReferenceError: nope is not defined", ""},
+	} {
+		req := map[string]any{"uri": srv.URL, "method": "GET", "terminationCondition": tc.configured}
+		wt, _ := json.Marshal(map[string]any{"name": "p", "type": "HTTP_POLL", "inputParameters": map[string]any{"http_request": req}})
+		in := map[string]any{"http_request": map[string]any{"uri": srv.URL, "method": "GET", "terminationCondition": tc.resolved}}
+		res := system.HTTPPoll{}.Execute(context.Background(), &conductor.Task{ReferenceTaskName: "p", PollCount: 1, InputData: in, WorkflowTask: wt})
+		if res.Status != conductor.TaskFailedWithTerminalError || !strings.Contains(res.ReasonForIncompletion, tc.want) {
+			t.Errorf("%s: %s %q, want it failed with %q", tc.configured, res.Status, res.ReasonForIncompletion, tc.want)
+		}
+		if tc.hidden != "" && strings.Contains(res.ReasonForIncompletion, tc.hidden) {
+			t.Errorf("%s: the reason names %s", tc.configured, tc.hidden)
+		}
 	}
 }

@@ -75,8 +75,8 @@ func scriptFailed(t *conductor.Task, err error) conductor.TaskResult {
 
 // withoutSplicedNames is err without the names it quotes that came into
 // the script's text from the task's input at hand-off, given, rather than
-// from the text the task was configured with. An INLINE's expression is
-// input, its references resolved when it is handed off: a secret spliced
+// from the text the task was configured with. An INLINE's expression (an
+// HTTP_POLL's terminationCondition) is input, its references resolved when it is handed off: a secret spliced
 // into it becomes code where its own quote ends the string the author
 // wrote around it ('${workflow.secrets.pw}' with pw = p4ss'+w0rdX9), or
 // its '.' cuts it, and goja's errors quote the name they stopped at
@@ -105,18 +105,18 @@ func withoutSplicedNames(err error, given string, configured []string) error {
 // scriptName is a run of the characters a JavaScript name is made of.
 var scriptName = regexp.MustCompile(`[\p{L}\p{N}_$]+`)
 
-// configuredText returns the texts the task was configured with for its
-// input key: its inputParameters' (as the workflow's definition writes
-// them), its inline or registered task definition's inputTemplate's, and
-// a LAMBDA's field of that name.
-func configuredText(t *conductor.Task, key string) []string {
+// configuredText returns the texts the task was configured with at the
+// path of its input: its inputParameters' (as the workflow's definition
+// writes them), its inline or registered task definition's
+// inputTemplate's, and a LAMBDA's field there.
+func configuredText(t *conductor.Task, path ...string) []string {
 	var out []string
-	add := func(raw []byte, path ...string) {
+	add := func(raw []byte, prefix ...string) {
 		var v any
 		if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
 			return
 		}
-		for _, p := range path {
+		for _, p := range slices.Concat(prefix, path) {
 			m, _ := v.(map[string]any)
 			v = m[p]
 		}
@@ -124,10 +124,10 @@ func configuredText(t *conductor.Task, key string) []string {
 			out = append(out, s)
 		}
 	}
-	add(t.WorkflowTask, "inputParameters", key)
-	add(t.WorkflowTask, key)
-	add(t.WorkflowTask, "taskDefinition", "inputTemplate", key)
-	add(t.TaskDefinition, "inputTemplate", key)
+	add(t.WorkflowTask, "inputParameters")
+	add(t.WorkflowTask)
+	add(t.WorkflowTask, "taskDefinition", "inputTemplate")
+	add(t.TaskDefinition, "inputTemplate")
 	return out
 }
 
