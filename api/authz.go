@@ -194,19 +194,23 @@ func (s *Server) reporter(r *http.Request, wf *engine.Workflow, t *engine.Task) 
 // mayStart reports (nil) whether the caller may start req (see
 // auth.StartRequires).
 func (s *Server) mayStart(r *http.Request, req conductor.StartWorkflowRequest) error {
-	registered := func(name string) bool {
-		if s.deps.Definitions == nil {
-			return false
+	var lookup func(name string) error
+	if s.deps.Definitions != nil {
+		lookup = func(name string) error {
+			_, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), name, nil)
+			return err
 		}
-		_, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), name, nil)
-		return err == nil
 	}
 	if req.WorkflowDef != nil {
 		if err := s.mayHandTasksTo(r, req.WorkflowDef); err != nil {
 			return err
 		}
 	}
-	return s.authorizeAll(r, auth.StartRequires(req, registered))
+	reqs, err := auth.StartRequires(req, lookup)
+	if err != nil {
+		return err
+	}
+	return s.authorizeAll(r, reqs)
 }
 
 // authorizeAll checks each requirement, in order.

@@ -1,6 +1,12 @@
 package auth
 
-import "github.com/flowvault/flowvault/schemas/conductor"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
 
 // Requirement is one access a request needs.
 type Requirement struct {
@@ -10,20 +16,39 @@ type Requirement struct {
 
 // StartRequires lists what starting req asks of whoever starts it:
 // EXECUTE on the definition; for a definition sent inline, CREATE on its
-// name, UPDATE on a registered definition of that name (registered
-// reports one: the inline one would run under its name, sharing its
-// idempotency keys and readers), and EXECUTE on the failureWorkflow it
-// names (which starts, unasked, when a run fails).
-func StartRequires(req conductor.StartWorkflowRequest, registered func(name string) bool) []Requirement {
+// name, UPDATE on a registered definition of that name (the inline one
+// would run under its name, sharing its idempotency keys and readers),
+// and EXECUTE on the failureWorkflow it names (which starts, unasked,
+// when a run fails). lookup looks a registered definition up by name:
+// fault.ErrNotFound when there is none. Any other error of it fails the
+// list, unavailable: a name taken but not seen would be asked CREATE
+// alone.
+func StartRequires(req conductor.StartWorkflowRequest, lookup func(name string) error) ([]Requirement, error) {
 	def := req.WorkflowDef
 	if def == nil {
-		return []Requirement{{Execute, Target{Type: TargetWorkflowDef, ID: req.Name}}}
+		return []Requirement{{Execute, Target{Type: TargetWorkflowDef, ID: req.Name}}}, nil
 	}
 	out := []Requirement{{Create, Target{Type: TargetWorkflowDef, ID: def.Name}}}
-	if registered != nil && registered(def.Name) {
-		out = append(out, Requirement{Update, Target{Type: TargetWorkflowDef, ID: def.Name}})
+	if lookup != nil {
+		switch err := LookupFault(def.Name, lookup(def.Name)); {
+		case err == nil:
+			out = append(out, Requirement{Update, Target{Type: TargetWorkflowDef, ID: def.Name}})
+		case !errors.Is(err, fault.ErrNotFound):
+			return nil, err
+		}
 	}
-	return append(out, FailureWorkflowRequires(def)...)
+	return append(out, FailureWorkflowRequires(def)...), nil
+}
+
+// LookupFault is what a lookup of workflow definition name that failed
+// with err tells an access decision: not found, or, when it could not
+// tell (the log not answering for a definition the read model lacks),
+// unavailable.
+func LookupFault(name string, err error) error {
+	if err == nil || errors.Is(err, fault.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("look up workflow definition %s: %v: %w", name, err, fault.ErrUnavailable)
 }
 
 // FailureWorkflowRequires is what choosing def's failureWorkflow asks of

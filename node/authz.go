@@ -359,19 +359,29 @@ func (a workflowAuthorizer) mayHandTasks(ctx context.Context, tasks api.TaskHand
 // their principal. A definition is looked for as the start's own lookup
 // and the API's check look for it, in the read model and then in the log:
 // another engine may have registered it a moment ago, and a schedule's
-// fire whose check answers not found is recorded FAILED for good.
+// fire whose check answers not found is recorded FAILED for good. A
+// lookup that fails otherwise fails the check, unavailable: the fire is
+// tried again.
 func startCheck(defs *metadata.Store, authz workflowAuthorizer) func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
 	return func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
-		registered := func(name string) bool {
+		lookup := func(name string) error {
 			_, err := defs.LookupWorkflowDef(ctx, name, nil)
-			return err == nil
+			return err
 		}
-		if req.WorkflowDef == nil && !registered(req.Name) {
+		if req.WorkflowDef == nil {
 			// Not found, rather than refused: a refusal would blame the
 			// principal (and pause a schedule as a security error).
-			return fault.NotFound("workflow definition %s not found", req.Name)
+			if err := auth.LookupFault(req.Name, lookup(req.Name)); errors.Is(err, fault.ErrNotFound) {
+				return fault.NotFound("workflow definition %s not found", req.Name)
+			} else if err != nil {
+				return err
+			}
 		}
-		for _, q := range auth.StartRequires(req, registered) {
+		reqs, err := auth.StartRequires(req, lookup)
+		if err != nil {
+			return err
+		}
+		for _, q := range reqs {
 			if _, err := authz.Authorize(ctx, principal, q.Access, q.Target); err != nil {
 				return err
 			}

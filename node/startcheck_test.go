@@ -112,3 +112,48 @@ func TestStartCheckDecidesOnADefinitionAheadOfTheReadModel(t *testing.T) {
 		})
 	}
 }
+
+// A start check that cannot look a definition up (this engine's read
+// model lacks it and the log does not answer) fails, as unavailable,
+// rather than deciding as if the name were registered nowhere: a
+// schedule's fire would be recorded FAILED for good ("not found"), and a
+// definition sent inline under a name someone else registered would be
+// asked CREATE alone, not UPDATE of what holds the name, and run under
+// it (its readers, its idempotency keys).
+func TestStartCheckFailsWhenItCannotLookUp(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	ns := testutil.StartNATS(t, t.TempDir(), 0)
+	other := metadata.New(testutil.OpenExternalLog(t, ns), testutil.OpenStore(t), nil, metadata.Options{Logger: testutil.Logger(t)})
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"held","tasks":[{"name":"h","taskReferenceName":"h","type":"WAIT"}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.RegisterWorkflowDef(ctx, &def, true, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// This engine's read model has applied nothing, and its connection
+	// to the log is gone.
+	gone := testutil.OpenExternalLog(t, ns)
+	lagging := metadata.New(gone, testutil.OpenStore(t), nil, metadata.Options{Logger: testutil.Logger(t)})
+	gone.Close()
+	authz := auth.NewAuthorizer(fakeGrants{})
+	authz.Register(auth.TargetWorkflowDef, definitionTargets{lagging})
+	check := startCheck(lagging, workflowAuthorizer{
+		principals: fakePrincipals{"bob": {ID: "bob", Roles: []string{auth.RoleUser}}},
+		authz:      authz,
+	})
+	for _, tt := range []struct {
+		name string
+		req  conductor.StartWorkflowRequest
+	}{
+		{"by name", conductor.StartWorkflowRequest{Name: "held"}},
+		{"inline under the name", conductor.StartWorkflowRequest{Name: "held", WorkflowDef: &def}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := check(ctx, "bob", tt.req); !errors.Is(err, fault.ErrUnavailable) || errors.Is(err, fault.ErrNotFound) {
+				t.Fatalf("start check = %v, want unavailable", err)
+			}
+		})
+	}
+}
