@@ -57,6 +57,7 @@ type Metadata interface {
 	RegisterTaskDefs(ctx context.Context, defs []*conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
 	UpdateTaskDef(ctx context.Context, def *conductor.TaskDef, principal string, opts ...metadata.WriteOption) error
 	GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
+	TaskDefForAccess(ctx context.Context, name string) (*conductor.TaskDef, error)
 	GetTaskDefAt(ctx context.Context, name string, rev metadata.Revision) (*conductor.TaskDef, error)
 	ListTaskDefs(ctx context.Context) ([]*conductor.TaskDef, error)
 	FindTaskDefsAt(ctx context.Context, name string, f metadata.TagFilter, rev metadata.Revision) ([]*conductor.TaskDef, error)
@@ -244,8 +245,10 @@ func (s *Server) mayHandTasksTo(r *http.Request, def *conductor.WorkflowDef) err
 
 // TaskHandOff is what MayHandTasks reads.
 type TaskHandOff struct {
+	// TaskDefs reads a task definition as a decision on its type does:
+	// one another engine registered a moment ago is read from the log.
 	TaskDefs interface {
-		GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error)
+		TaskDefForAccess(ctx context.Context, name string) (*conductor.TaskDef, error)
 	}
 	// Principals tells the task definitions' creators (nil: none is
 	// taken for one who may share).
@@ -272,7 +275,7 @@ func (h TaskHandOff) MayHandTasks(ctx context.Context, p auth.Principal, def *co
 		return nil
 	}
 	for _, n := range metadata.TaskNames(def) {
-		td, err := h.TaskDefs.GetTaskDef(ctx, n.Name)
+		td, err := h.TaskDefs.TaskDefForAccess(ctx, n.Name)
 		if errors.Is(err, fault.ErrNotFound) {
 			continue
 		}

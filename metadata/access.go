@@ -31,12 +31,40 @@ func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner st
 	if err := checkKind(kind); err != nil {
 		return "", nil, err
 	}
-	subject := subjectOf(kind, name)
-	v, err := s.projectionView(subject)
+	v, owner, err := s.accessView(ctx, kind, name)
 	if err != nil {
 		return "", nil, err
 	}
-	owner, tags, found, err := defAccessIn(v.KV, kind, name)
+	stored, err := readTags(v.KV, kind, name)
+	if err != nil {
+		return "", nil, err
+	}
+	return owner, conductorTags(stored), nil
+}
+
+// TaskDefForAccess returns task definition name as an access decision on
+// it reads its creator (DefAccess): from the read model or, when that
+// lacks it, from the log. A workflow that would hand tasks of that name
+// to workers asks it whose workers they would be (api.TaskHandOff).
+func (s *Store) TaskDefForAccess(ctx context.Context, name string) (*conductor.TaskDef, error) {
+	v, _, err := s.accessView(ctx, KindTask, name)
+	if err != nil {
+		return nil, err
+	}
+	return taskDefIn(v.KV, name)
+}
+
+// accessView returns the state of definition name that access to it is
+// decided on, and its owner there: the read model's, or the subject
+// folded from the log when the read model has no definition under name.
+// Unknown names fail with fault.ErrNotFound.
+func (s *Store) accessView(ctx context.Context, kind Kind, name string) (view, string, error) {
+	subject := subjectOf(kind, name)
+	v, err := s.projectionView(subject)
+	if err != nil {
+		return view{}, "", err
+	}
+	owner, found, err := defOwner(v.KV, kind, name)
 	if err == nil && !found && registrable(name) {
 		// The log is asked only when it holds records the read model has
 		// not applied, so that a check on a name registered nowhere (every
@@ -45,23 +73,23 @@ func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner st
 		// the subject.
 		var last uint64
 		if last, err = s.log.LastSeq(ctx, subject); err != nil {
-			return "", nil, fmt.Errorf("owner of %s: %w", describe(kind, name), err)
+			return view{}, "", fmt.Errorf("owner of %s: %w", describe(kind, name), err)
 		}
 		if last == v.Seq {
-			return "", nil, defNotFound(kind, name)
+			return view{}, "", defNotFound(kind, name)
 		}
 		if v, err = s.logView(ctx, subject); err != nil {
-			return "", nil, err
+			return view{}, "", err
 		}
-		owner, tags, found, err = defAccessIn(v.KV, kind, name)
+		owner, found, err = defOwner(v.KV, kind, name)
 	}
 	if err != nil {
-		return "", nil, err
+		return view{}, "", err
 	}
 	if !found {
-		return "", nil, defNotFound(kind, name)
+		return view{}, "", defNotFound(kind, name)
 	}
-	return owner, tags, nil
+	return v, owner, nil
 }
 
 // DefAccess is Store.DefAccess in the snapshot: the owner and tags of

@@ -81,7 +81,12 @@ func (s *Store) putTask(ctx context.Context, reg registration, principal string,
 // GetTaskDef returns task definition name from the read model, or
 // fault.ErrNotFound. def.Raw is the JSON to return.
 func (s *Store) GetTaskDef(ctx context.Context, name string) (*conductor.TaskDef, error) {
-	d, found, err := readDef(s.reader, taskKey(name))
+	return taskDefIn(s.reader, name)
+}
+
+// taskDefIn reads task definition name in r, or fault.ErrNotFound.
+func taskDefIn(r kvReader, name string) (*conductor.TaskDef, error) {
+	d, found, err := readDef(r, taskKey(name))
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
@@ -227,6 +228,56 @@ func TestTaskAccessDecidesOnADefinitionAheadOfTheReadModel(t *testing.T) {
 			err := authz.Authorize(ctx, p, tt.access, auth.Resource{Target: auth.Target{Type: auth.TargetTaskDef, ID: tt.taskType}})
 			if tt.allowed && err != nil || !tt.allowed && !errors.Is(err, fault.ErrForbidden) {
 				t.Fatalf("%s %s TASK_DEF:%s = %v, want allowed %v", tt.principal, tt.access, tt.taskType, err, tt.allowed)
+			}
+		})
+	}
+}
+
+// The hand-off check of a schedule's tick or an event handler's start
+// (api.TaskHandOff) finds a task definition another principal registered
+// through another engine before this engine's read model applied it, as
+// a decision on the type finds its creator: the workflow would hand its
+// tasks of that name, input and resolved secrets included, to the
+// workers of a principal its owner may not read the definition of.
+func TestHandTasksDecidesOnATaskDefinitionAheadOfTheReadModel(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	l := testutil.OpenLog(t, "")
+	other := metadata.New(l, testutil.OpenStore(t), nil, metadata.Options{Logger: testutil.Logger(t)})
+	for _, td := range []struct{ name, by string }{{"charge", "mallory"}, {"mine", "alice"}} {
+		var def conductor.TaskDef
+		if err := conductor.Unmarshal([]byte(`{"name":"`+td.name+`"}`), &def); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.RegisterTaskDefs(ctx, []*conductor.TaskDef{&def}, td.by); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// This engine's read model has applied nothing: its projection never
+	// runs.
+	lagging := metadata.New(l, testutil.OpenStore(t), nil, metadata.Options{Logger: testutil.Logger(t)})
+	user := func(id string) auth.Principal { return auth.Principal{ID: id, Roles: []string{auth.RoleUser}} }
+	principals := fakePrincipals{"alice": user("alice"), "mallory": user("mallory")}
+	authz := auth.NewAuthorizer(fakeGrants{})
+	authz.Register(auth.TargetTaskDef, definitionTargets{lagging})
+	a := workflowAuthorizer{principals: principals, authz: authz}
+	tasks := api.TaskHandOff{TaskDefs: lagging, Principals: principals, Authorizer: authz}
+	for _, tt := range []struct {
+		name, task string
+		forbidden  bool
+	}{
+		{"another principal's", "charge", true},
+		{"its owner's", "mine", false},
+		{"registered nowhere", "free", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var def conductor.WorkflowDef
+			if err := conductor.Unmarshal([]byte(`{"name":"pay","tasks":[{"name":"`+tt.task+`","taskReferenceName":"t","type":"SIMPLE"}]}`), &def); err != nil {
+				t.Fatal(err)
+			}
+			err := a.mayHandTasks(ctx, tasks, "alice", &def)
+			if tt.forbidden != errors.Is(err, fault.ErrForbidden) || (!tt.forbidden && err != nil) {
+				t.Fatalf("alice handing %s tasks = %v, want forbidden %v", tt.task, err, tt.forbidden)
 			}
 		})
 	}
