@@ -401,9 +401,15 @@ func namedPath(r *masking.Redactor, m map[string]any, path []any) []any {
 	return out
 }
 
-// workflowOf finds the workflow the events belong to and its maskedFields.
+// workflowOf finds the workflow the events belong to and its maskedFields:
+// those of the definition the events move it to, if they do (an upgrade,
+// a restart onto the latest version), whose fields the input it gives
+// and what follows are sealed by.
 func workflowOf(before *engine.Workflow, events []schemas.Event) (string, []string) {
 	if before != nil {
+		if moved := definitionOf(nil, events); moved != nil {
+			return before.ID, maskedFieldsOf(moved)
+		}
 		def, err := before.Def()
 		if err != nil {
 			return before.ID, nil
@@ -412,19 +418,24 @@ func workflowOf(before *engine.Workflow, events []schemas.Event) (string, []stri
 	}
 	for _, ev := range events {
 		if s, ok := ev.(*schemas.WorkflowStarted); ok {
-			if !mayNameMaskedFields(s.Def) {
-				return s.WorkflowID, nil // most definitions: no parse
-			}
-			// Read as before.Def reads it, by names matched exactly: a
-			// decision after the start reads no other fields.
-			var def struct {
-				MaskedFields []string `json:"maskedFields"`
-			}
-			_ = conductor.UnmarshalStored(s.Def, &def)
-			return s.WorkflowID, def.MaskedFields
+			return s.WorkflowID, maskedFieldsOf(s.Def)
 		}
 	}
 	return "", nil
+}
+
+// maskedFieldsOf reads the maskedFields of a definition's JSON.
+func maskedFieldsOf(def []byte) []string {
+	if !mayNameMaskedFields(def) {
+		return nil // most definitions: no parse
+	}
+	// Read as Workflow.Def reads it, by names matched exactly: a decision
+	// after this one reads no other fields.
+	var d struct {
+		MaskedFields []string `json:"maskedFields"`
+	}
+	_ = conductor.UnmarshalStored(def, &d)
+	return d.MaskedFields
 }
 
 // definitionOf returns the JSON of the definition the workflow runs: the
