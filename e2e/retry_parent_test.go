@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -362,4 +363,54 @@ func (e *env) refusal(method, path string, body any) (int, string) {
 	var er conductor.ErrorResponse
 	_ = json.Unmarshal([]byte(out), &er)
 	return status, er.Message
+}
+
+// A grandchild's retry clears its grandparent's failed task names, as
+// Conductor's updateAndPushParents clears every ancestor's: here the
+// grandparent kept those of its end before its own retry, its child
+// running on past the permissive task the grandchild failed.
+func TestGrandchildRetryClearsGrandparentsFailedNames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"gn_leaf","tasks":[{"name":"gn_k","taskReferenceName":"k","type":"HUMAN"}]}`,
+		`{"name":"gn_mid","tasks":[{"name":"gn_leaf","taskReferenceName":"sub","type":"SUB_WORKFLOW","permissive":true,"subWorkflowParam":{"name":"gn_leaf"}},
+		  {"name":"gn_h","taskReferenceName":"h","type":"HUMAN"}]}`,
+		`{"name":"gn_top","tasks":[{"name":"gn_x","taskReferenceName":"x","type":"HUMAN"},
+		  {"name":"gn_mid","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"gn_mid"}}]}`)
+	id := e.start("gn_top", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/x/FAILED", map[string]any{})
+	e.waitStatus(id, conductor.WorkflowFailed)
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/retry", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/x/COMPLETED", map[string]any{})
+	mid := e.childOf(id)
+	leaf := e.childOf(mid)
+	e.waitStatus(leaf, conductor.WorkflowRunning)
+	e.must(http.StatusOK, "POST", "/api/tasks/"+leaf+"/k/FAILED", map[string]any{})
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if taskByRef(e.workflow(mid), "h") == nil {
+			return errors.New("mid has not gone on past its failed task yet")
+		}
+		return nil
+	})
+	if wf := e.waitStatus(id, conductor.WorkflowRunning); !slices.Equal(wf.FailedReferenceTaskNames, []string{"x"}) {
+		t.Fatalf("the retried grandparent names failed tasks %v, want [x] kept by its retry", wf.FailedReferenceTaskNames)
+	}
+
+	e.must(http.StatusNoContent, "POST", "/api/workflow/"+leaf+"/retry", nil)
+	e.waitStatus(leaf, conductor.WorkflowRunning)
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if wf := e.workflow(id); len(wf.FailedReferenceTaskNames) != 0 || len(wf.FailedTaskNames) != 0 {
+			return fmt.Errorf("the grandparent keeps failed task names %v and %v", wf.FailedReferenceTaskNames, wf.FailedTaskNames)
+		}
+		return nil
+	})
+	if wf := e.workflow(id); wf.Status != conductor.WorkflowRunning || taskByRef(wf, "sub").Status != conductor.TaskInProgress {
+		t.Fatalf("the grandparent is %s, its task sub %s: want it RUNNING, waiting for its child as before", wf.Status, taskByRef(wf, "sub").Status)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+leaf+"/k/COMPLETED", map[string]any{})
+	e.waitStatus(leaf, conductor.WorkflowCompleted)
+	e.must(http.StatusOK, "POST", "/api/tasks/"+mid+"/h/COMPLETED", map[string]any{})
+	e.waitStatus(id, conductor.WorkflowCompleted)
 }

@@ -461,10 +461,11 @@ func (d *decision) retryTask(t *Task) {
 	d.schedule(wt, scheduleOpts{iteration: t.Iteration, retryOf: t, parentTaskID: t.ParentTaskID, availableAt: d.now})
 }
 
-// reopened tells the parent, if any, that this workflow runs again; upTo
-// is the ancestor a rerun through this workflow was asked of.
+// reopened tells the parent, if any, that this workflow runs again, or
+// still runs (or is paused) with a child run again; upTo is the ancestor
+// a rerun through this workflow was asked of.
 func (d *decision) reopened(upTo string) {
-	if d.w.ParentWorkflowID == "" || d.w.Status != conductor.WorkflowRunning {
+	if d.w.ParentWorkflowID == "" || d.w.Terminal() {
 		// Ended again at once (a dynamic fork's task refused again): its
 		// end tells the parent, which a reopening after it would leave
 		// waiting for a child that has ended.
@@ -487,6 +488,7 @@ func (d *decision) reopened(upTo string) {
 func (d *decision) childReopened(c ChildReopened) {
 	t := d.reopens(c)
 	if t == nil {
+		d.reopenedThrough(c)
 		return
 	}
 	d.runAs(c.RunsAs...)
@@ -519,6 +521,31 @@ func (d *decision) childReopened(c ChildReopened) {
 	if waits {
 		// The child may have ended again before this: ask.
 		d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: c.ChildID})
+	}
+	d.reopened("")
+}
+
+// reopenedThrough acts on news of a child running again (c) that the
+// SUB_WORKFLOW task waiting for it needs no reopening for: the child
+// never ended (it ran on past its own failed task, or was paused holding
+// the failure back) and passes on the news of a descendant run again.
+// Conductor's updateAndPushParents walks every ancestor up to an optional
+// SUB_WORKFLOW task, whatever its status, clearing its failedTaskId and
+// failed task names: such a workflow clears them too (those of an end
+// before its retry), and tells its own parent. Conductor sets each one
+// RUNNING too: a paused one stays paused, not resumed behind its
+// operator's back.
+func (d *decision) reopenedThrough(c ChildReopened) {
+	t := d.w.taskRunning(c.ChildID)
+	if c.RerunUpTo != "" || d.w.Terminal() || t == nil || t.Retried || !t.Active() {
+		return
+	}
+	if wt := d.plan.config(t); wt == nil || wt.Optional {
+		return
+	}
+	if d.w.FailedTaskID != "" || len(d.w.FailedTaskRefs) > 0 || len(d.w.FailedTaskNames) > 0 {
+		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: t.Status, KeepOutput: true, Reason: t.Reason,
+			CallbackAfterSeconds: t.CallbackAfterSeconds, ClearsFailed: true, Time: d.now})
 	}
 	d.reopened("")
 }

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -174,4 +175,117 @@ func TestRetryOfAChildTheParentReplaced(t *testing.T) {
 			p.wantStatus(conductor.WorkflowCompleted)
 		})
 	}
+}
+
+// A child run again makes each ancestor up the chain keep no failed task
+// nor failed task names, as Conductor's updateAndPushParents clears every
+// one's up to an optional SUB_WORKFLOW task: one that ended by the child
+// runs again (its reset clears them), and so does one whose task still
+// waits for the workflow below, which ran on past its permissive task, or
+// was paused holding the failure back. Such a grandparent kept the names
+// of an end before its retry. A paused workflow stays paused, where
+// Conductor sets it RUNNING.
+func TestChildRunAgainClearsAncestorsFailedNames(t *testing.T) {
+	const (
+		topDef  = `{"name":"top","tasks":[{"name":"x","taskReferenceName":"x"},{"name":"mid","taskReferenceName":"mid","type":"SUB_WORKFLOW","optional":%t,"subWorkflowParam":{"name":"mid"}}]}`
+		midDef  = `{"name":"mid","tasks":[{"name":"leaf","taskReferenceName":"leaf","type":"SUB_WORKFLOW","permissive":%t,"subWorkflowParam":{"name":"leaf"}},{"name":"b","taskReferenceName":"b"}]}`
+		leafDef = `{"name":"leaf","tasks":[{"name":"k","taskReferenceName":"k"}]}`
+	)
+	// ended tells a parent that its child ended as it did.
+	ended := func(p, c *harness) {
+		p.decide(engine.ChildFinished{ChildID: c.w.ID, Name: c.w.Name, Version: 1, Status: c.w.Status, Reason: c.w.Reason})
+	}
+	for _, tc := range []struct {
+		name                    string
+		topOptional, permissive bool
+		// before runs once the leaf has failed.
+		before func(top, mid, leaf *harness)
+		// topBefore is top's status before the leaf's retry, midAfter
+		// mid's after it.
+		topBefore, midAfter string
+		cleared             bool
+	}{
+		{"mid and top failed by it", false, false, func(top, mid, leaf *harness) {
+			ended(mid, leaf)
+			ended(top, mid)
+		}, conductor.WorkflowFailed, conductor.WorkflowRunning, true},
+		{"mid ran on past its permissive task", false, true, func(_, mid, leaf *harness) { ended(mid, leaf) },
+			conductor.WorkflowRunning, conductor.WorkflowRunning, true},
+		{"mid paused, holding the failure back", false, false, func(_, mid, leaf *harness) {
+			mid.decide(engine.Pause{})
+			ended(mid, leaf)
+		}, conductor.WorkflowRunning, conductor.WorkflowPaused, true},
+		{"mid ran on, top's task optional", true, true, func(_, mid, leaf *harness) { ended(mid, leaf) },
+			conductor.WorkflowRunning, conductor.WorkflowRunning, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			top := newHarness(t, fmt.Sprintf(topDef, tc.topOptional), nil, `{"name":"x","retryCount":0}`)
+			top.report("x", conductor.TaskFailed, nil, "x broke")
+			top.advance(time.Second)
+			top.decide(engine.Retry{})
+			top.complete("x", nil)
+			mid := top.startChild("mid", fmt.Sprintf(midDef, tc.permissive))
+			leaf := mid.startChild("leaf", leafDef)
+			leaf.report("k", conductor.TaskFailedWithTerminalError, nil, "down")
+			tc.before(top, mid, leaf)
+			top.wantStatus(tc.topBefore)
+			if len(top.w.FailedTaskRefs) == 0 || top.w.FailedTaskID == "" {
+				t.Fatalf("top names no failed task: %v, %q", top.w.FailedTaskRefs, top.w.FailedTaskID)
+			}
+			tasks := len(top.w.Tasks)
+			for _, h := range []*harness{top, mid, leaf} {
+				h.advance(time.Second) // an operator's doing, after the ends
+			}
+
+			d := leaf.decide(engine.Retry{Ancestors: []*engine.Workflow{mid.w, top.w}})
+			if got := reopenUp(d, mid, top); got == 0 {
+				t.Fatal("no ancestor took the news")
+			}
+			mid.wantStatus(tc.midAfter)
+			mid.wantTask("leaf", conductor.TaskInProgress)
+			top.wantStatus(conductor.WorkflowRunning)
+			if !tc.cleared {
+				top.wantFailedNames([]string{"x"}, []string{"x"})
+				return
+			}
+			top.wantFailedNames([]string{}, []string{})
+			if top.w.FailedTaskID != "" {
+				t.Errorf("failed task %s kept", top.w.FailedTaskID)
+			}
+			if ct := top.wantTask("mid", conductor.TaskInProgress); ct.SubWorkflowID != mid.w.ID || len(top.w.Tasks) != tasks {
+				t.Errorf("top waits for %s, tasks %v: want its task waiting for %s as it was", ct.SubWorkflowID, top.refs(), mid.w.ID)
+			}
+			// The news again (recovery sends it): nothing left to change.
+			recorded := len(mid.history) + len(top.history)
+			reopenUp(mid.decide(engine.ChildReopened{ChildID: leaf.w.ID, ResetTime: leaf.w.ResetTime}), top)
+			if n := len(mid.history) + len(top.history) - recorded; n != 0 {
+				t.Errorf("the news again recorded %d more decisions", n)
+			}
+		})
+	}
+}
+
+// reopenUp delivers the ReopenParent effects of d, and of the decisions
+// they make, to the ancestors among hs, and returns how many it delivered.
+func reopenUp(d engine.Decision, hs ...*harness) int {
+	n := 0
+	for _, e := range effectsOf[engine.ReopenParent](d) {
+		for _, h := range hs {
+			if h.w.ID == e.ParentWorkflowID {
+				n += 1 + reopenUp(h.decide(e.Child), hs...)
+			}
+		}
+	}
+	return n
+}
+
+// startChild starts, as its own harness, the child of the SUB_WORKFLOW
+// task ref, of definition def, with the same task definitions.
+func (h *harness) startChild(ref, def string) *harness {
+	h.t.Helper()
+	sub := h.task(ref)
+	c := newHarnessStart(h.t, engine.Start{WorkflowID: sub.SubWorkflowID, Def: parseDef(h.t, def), CreatedBy: "app:tester",
+		ParentWorkflowID: h.w.ID, ParentWorkflowTaskID: sub.ID})
+	c.taskDefs = h.taskDefs
+	return c
 }

@@ -281,7 +281,10 @@ type ChildExisting struct {
 // as Conductor's retry of a child does. The child of an instance the task
 // retried since, run again after the parent ended by the newer instance,
 // makes it resume too, a new instance waiting for that child; while the
-// parent runs, such a child runs on its own.
+// parent runs, such a child runs on its own. A child still running (or
+// paused) one of whose own children ran again reports it too: a parent
+// whose task still waits for it clears its failed task names and tells
+// its own parent, as Conductor's walk up the chain does.
 type ChildReopened struct {
 	ChildID string
 	// RerunUpTo: the child was rerun for a rerun asked of this ancestor

@@ -201,11 +201,12 @@ type TaskUpdated struct {
 	Case        string `msgpack:"case,omitempty"`
 	CaseDefault bool   `msgpack:"cdef,omitempty"`
 	// ClearsFailed: the SUB_WORKFLOW task of a workflow still running
-	// waits again for its child, retried, rerun or restarted, and the
-	// workflow's failed task (WorkflowStatusChanged.FailedTaskID) and
+	// waits again for its child, retried, rerun or restarted, or still
+	// waits for a child below which one was (its status unchanged), and
+	// the workflow's failed task (WorkflowStatusChanged.FailedTaskID) and
 	// failed task names clear, as Conductor's updateAndPushParents clears
-	// a parent's whatever its status. A parent that had ended records a
-	// WorkflowReset, which clears them.
+	// every ancestor's whatever its status. A parent that had ended
+	// records a WorkflowReset, which clears them.
 	ClearsFailed bool  `msgpack:"clrf,omitempty"`
 	Time         int64 `msgpack:"ts"`
 }
