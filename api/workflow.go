@@ -473,8 +473,10 @@ func (s *Server) retryTarget(r *http.Request, id string) (string, error) {
 
 // rerunTarget finds the workflow that holds the task a rerun of id starts
 // from: id itself, or one of its sub-workflows at any depth, as Conductor
-// searches them. The workflow found reruns from the task, and each of its
-// ancestors up to id from the SUB_WORKFLOW task that ran it.
+// searches them: the child of every instance of a SUB_WORKFLOW task, one
+// retried since too. The workflow found reruns from the task, and each of
+// its ancestors up to id from the SUB_WORKFLOW task instance that ran it,
+// dropping the newer ones.
 func (s *Server) rerunTarget(r *http.Request, id, taskID string) (string, error) {
 	wf, err := s.execution(r, id, auth.Execute)
 	if err != nil || !wf.Terminal() {
@@ -506,7 +508,7 @@ func (s *Server) rerunTarget(r *http.Request, id, taskID string) (string, error)
 			return "", nil
 		}
 		for _, t := range w.Tasks {
-			if t.Type != conductor.TaskTypeSubWorkflow || t.SubWorkflowID == "" || t.Retried {
+			if t.Type != conductor.TaskTypeSubWorkflow || t.SubWorkflowID == "" {
 				continue
 			}
 			child, err := s.deps.Executions.Workflow(r.Context(), t.SubWorkflowID)

@@ -81,16 +81,7 @@ func TestRetryOfAChildItsTaskRetried(t *testing.T) {
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"tr_sub","retryCount":1,"retryDelaySeconds":0}]`)
 	e.register(`{"name":"tr_kid","tasks":[{"name":"h","taskReferenceName":"h","type":"HUMAN"}]}`,
 		`{"name":"tr_mother","tasks":[{"name":"tr_sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"tr_kid"}}]}`)
-	// subs returns the parent's instances of sub, oldest first.
-	subs := func(wf *conductor.Workflow) []*conductor.Task {
-		var out []*conductor.Task
-		for _, t := range wf.Tasks {
-			if t.ReferenceTaskName == "sub" {
-				out = append(out, t)
-			}
-		}
-		return out
-	}
+	subs := func(wf *conductor.Workflow) []*conductor.Task { return instancesOf(wf, "sub") }
 	id := e.start("tr_mother", nil)
 	var old, kid string
 	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
@@ -413,4 +404,56 @@ func TestGrandchildRetryClearsGrandparentsFailedNames(t *testing.T) {
 	e.waitStatus(leaf, conductor.WorkflowCompleted)
 	e.must(http.StatusOK, "POST", "/api/tasks/"+mid+"/h/COMPLETED", map[string]any{})
 	e.waitStatus(id, conductor.WorkflowCompleted)
+}
+
+// instancesOf returns wf's instances of task ref, oldest first.
+func instancesOf(wf *conductor.Workflow, ref string) []*conductor.Task {
+	var out []*conductor.Task
+	for _, t := range wf.Tasks {
+		if t.ReferenceTaskName == ref {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// A rerun of a parent from a task of the child of a SUB_WORKFLOW task
+// instance its retryCount retried since: the API finds the task there, as
+// Conductor's rerun looks in the child of every instance, where it
+// answered 404; the child reruns, and the parent from that instance,
+// dropping the newer one, so that one instance waits for the child rerun.
+func TestRerunFromTheChildOfARetriedInstance(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"rri_sub","retryCount":1,"retryDelaySeconds":0}]`)
+	e.register(`{"name":"rri_kid","tasks":[{"name":"rri_h","taskReferenceName":"h","type":"HUMAN"}]}`,
+		`{"name":"rri_parent","tasks":[{"name":"rri_sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"rri_kid"}}]}`)
+	id := e.start("rri_parent", nil)
+	old := e.childOf(id)
+	e.waitStatus(old, conductor.WorkflowRunning)
+	e.must(http.StatusOK, "POST", "/api/tasks/"+old+"/h/FAILED", map[string]any{})
+	var kid string
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		s := instancesOf(e.workflow(id), "sub")
+		if len(s) != 2 || s[1].SubWorkflowID == "" {
+			return fmt.Errorf("the task's retry has no child yet: %d instances", len(s))
+		}
+		kid = s[1].SubWorkflowID
+		return nil
+	})
+	e.waitStatus(kid, conductor.WorkflowRunning)
+	e.must(http.StatusOK, "POST", "/api/tasks/"+kid+"/h/FAILED", map[string]any{})
+	e.waitStatus(id, conductor.WorkflowFailed)
+
+	h := taskByRef(e.waitStatus(old, conductor.WorkflowFailed), "h").TaskID
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": h})
+	e.waitStatus(old, conductor.WorkflowRunning)
+	if s := instancesOf(e.waitStatus(id, conductor.WorkflowRunning), "sub"); len(s) != 1 || s[0].Status != conductor.TaskInProgress || s[0].SubWorkflowID != old {
+		t.Fatalf("the parent rerun with %d instances of sub, the last %s waiting for %s, want 1, IN_PROGRESS for %s",
+			len(s), s[len(s)-1].Status, s[len(s)-1].SubWorkflowID, old)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+old+"/h/COMPLETED", map[string]any{})
+	if sub := taskByRef(e.waitStatus(id, conductor.WorkflowCompleted), "sub"); sub.SubWorkflowID != old || sub.Status != conductor.TaskCompleted {
+		t.Fatalf("the parent completed by task sub %s of child %s, want COMPLETED by %s", sub.Status, sub.SubWorkflowID, old)
+	}
 }

@@ -595,11 +595,13 @@ func (d *decision) reopens(c ChildReopened) *Task {
 	return t
 }
 
-// replacedBy returns the newest instance of old's task, which replaced old
-// (its retryCount, or the workflow's retry, ran a new child), when the
-// news of old's child running again (c) is to make the workflow wait for
-// that child in a new instance of the task (see reopens for the rest),
-// else nil: the child runs on its own. While the workflow runs it waits
+// replacedBy returns the instance of old's task that news of old's child
+// running again (c) makes the workflow act on, old having been replaced
+// by a newer one (its retryCount, or the workflow's retry, ran a new
+// child), else nil: the child runs on its own. For the child's own retry,
+// restart or rerun it is the newest instance, which a new instance
+// waiting for that child retries (see reopens for the rest), for a rerun
+// through the child old itself (below). While the workflow runs it waits
 // for the newer instance's child: Conductor's updateAndPushParents reopens
 // old beside the newer instance, two instances of one task in progress,
 // old's end ignored by its decider but holding the workflow's completion
@@ -610,9 +612,16 @@ func (d *decision) reopens(c ChildReopened) *Task {
 // instance, terminating the child just run again and starting the
 // failure workflow a second time. News of a child run again before the
 // end (recovery sends it again) is what the running workflow ignored.
+// A rerun through the child reruns from old itself, as Conductor's rerunWF
+// looks for the task in the child of every instance and reruns from the
+// one that ran it: the rerun drops every task after old, the newer
+// instances among them, so one instance of the task waits.
 func (d *decision) replacedBy(old *Task, c ChildReopened) *Task {
-	if c.RerunUpTo != "" || !d.w.Terminal() || c.ResetTime <= d.w.EndTime {
+	if !d.w.Terminal() || c.ResetTime <= d.w.EndTime {
 		return nil
+	}
+	if c.RerunUpTo != "" {
+		return old
 	}
 	return d.latest(old.Ref)
 }

@@ -191,10 +191,6 @@ func TestChildRunAgainClearsAncestorsFailedNames(t *testing.T) {
 		midDef  = `{"name":"mid","tasks":[{"name":"leaf","taskReferenceName":"leaf","type":"SUB_WORKFLOW","permissive":%t,"subWorkflowParam":{"name":"leaf"}},{"name":"b","taskReferenceName":"b"}]}`
 		leafDef = `{"name":"leaf","tasks":[{"name":"k","taskReferenceName":"k"}]}`
 	)
-	// ended tells a parent that its child ended as it did.
-	ended := func(p, c *harness) {
-		p.decide(engine.ChildFinished{ChildID: c.w.ID, Name: c.w.Name, Version: 1, Status: c.w.Status, Reason: c.w.Reason})
-	}
 	for _, tc := range []struct {
 		name                    string
 		topOptional, permissive bool
@@ -206,16 +202,16 @@ func TestChildRunAgainClearsAncestorsFailedNames(t *testing.T) {
 		cleared             bool
 	}{
 		{"mid and top failed by it", false, false, func(top, mid, leaf *harness) {
-			ended(mid, leaf)
-			ended(top, mid)
+			tellEnd(mid, leaf)
+			tellEnd(top, mid)
 		}, conductor.WorkflowFailed, conductor.WorkflowRunning, true},
-		{"mid ran on past its permissive task", false, true, func(_, mid, leaf *harness) { ended(mid, leaf) },
+		{"mid ran on past its permissive task", false, true, func(_, mid, leaf *harness) { tellEnd(mid, leaf) },
 			conductor.WorkflowRunning, conductor.WorkflowRunning, true},
 		{"mid paused, holding the failure back", false, false, func(_, mid, leaf *harness) {
 			mid.decide(engine.Pause{})
-			ended(mid, leaf)
+			tellEnd(mid, leaf)
 		}, conductor.WorkflowRunning, conductor.WorkflowPaused, true},
-		{"mid ran on, top's task optional", true, true, func(_, mid, leaf *harness) { ended(mid, leaf) },
+		{"mid ran on, top's task optional", true, true, func(_, mid, leaf *harness) { tellEnd(mid, leaf) },
 			conductor.WorkflowRunning, conductor.WorkflowRunning, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -279,6 +275,12 @@ func reopenUp(d engine.Decision, hs ...*harness) int {
 	return n
 }
 
+// tellEnd tells parent p that its child c ended as it did.
+func tellEnd(p, c *harness) {
+	p.t.Helper()
+	p.decide(engine.ChildFinished{ChildID: c.w.ID, Name: c.w.Name, Version: 1, Status: c.w.Status, Reason: c.w.Reason})
+}
+
 // startChild starts, as its own harness, the child of the SUB_WORKFLOW
 // task ref, of definition def, with the same task definitions.
 func (h *harness) startChild(ref, def string) *harness {
@@ -288,4 +290,104 @@ func (h *harness) startChild(ref, def string) *harness {
 		ParentWorkflowID: h.w.ID, ParentWorkflowTaskID: sub.ID})
 	c.taskDefs = h.taskDefs
 	return c
+}
+
+// A rerun asked of a parent from a task of the child of a SUB_WORKFLOW
+// task instance retried since (by its retryCount, or by the parent's
+// retry) reruns the parent from that instance, as Conductor's rerunWF
+// looks for the task in the child of every instance: the rerun drops
+// what came after that instance, the newer ones among them, and one
+// instance of the task waits for the child rerun, the parent going on as
+// it ends. News of such a rerun from before the parent's end (recovery
+// sends it again) changes nothing.
+func TestRerunThroughAChildItsTaskRetried(t *testing.T) {
+	const (
+		parentDef = `{"name":"parent","tasks":[
+		  {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid","version":1}},
+		  {"name":"after","taskReferenceName":"after"}]}`
+		kidDef = `{"name":"kid","version":1,"tasks":[{"name":"k","taskReferenceName":"k"}]}`
+	)
+	for _, tc := range []struct {
+		name    string
+		retries int // the SUB_WORKFLOW task's retryCount
+		// run runs the parent past its first child's failure; child
+		// runs, and ends as status, the child of its latest instance.
+		run     func(p *harness, child func(status string))
+		rerunOf int  // the instance whose child reruns, 0 the first
+		early   bool // the news is of a rerun from before the parent's end
+	}{
+		{"failed by the newer instance", 1, func(_ *harness, child func(string)) { child(conductor.WorkflowFailed) }, 0, false},
+		{"retried twice, from the middle one", 2, func(_ *harness, child func(string)) {
+			child(conductor.WorkflowFailed)
+			child(conductor.WorkflowFailed)
+		}, 1, false},
+		{"the parent retried and completed since", 0, func(p *harness, child func(string)) {
+			p.decide(engine.Retry{})
+			child(conductor.WorkflowCompleted)
+			p.complete("after", nil)
+		}, 0, false},
+		{"news from before the parent's end", 1, func(_ *harness, child func(string)) { child(conductor.WorkflowFailed) }, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newHarness(t, parentDef, nil, fmt.Sprintf(`{"name":"child","retryCount":%d,"retryDelaySeconds":0}`, tc.retries),
+				`{"name":"after","retryCount":0}`)
+			var kids []*harness
+			child := func(status string) {
+				c := p.startChild("child", kidDef)
+				kids = append(kids, c)
+				if status == conductor.WorkflowCompleted {
+					c.complete("k", nil)
+				} else {
+					c.report("k", conductor.TaskFailedWithTerminalError, nil, "down")
+				}
+				tellEnd(p, c)
+			}
+			child(conductor.WorkflowFailed)
+			tc.run(p, child)
+			if !p.w.Terminal() {
+				t.Fatalf("the parent is %s, tasks %v", p.w.Status, p.refs())
+			}
+			status, tasks := p.w.Status, len(p.w.Tasks)
+			kid := kids[tc.rerunOf]
+			kid.advance(time.Minute) // an operator's doing, after the parent's end
+			d := kid.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: kid.task("k").ID}, UpTo: p.w.ID,
+				Ancestors: []*engine.Workflow{p.w}})
+			reopen := effectsOf[engine.ReopenParent](d)
+			if len(reopen) != 1 {
+				t.Fatalf("reopen effects %+v", reopen)
+			}
+			news := reopen[0].Child
+			if tc.early {
+				news.ResetTime = p.w.EndTime - 1
+			}
+
+			d = p.decide(news)
+			if tc.early {
+				if len(d.Events) != 0 || p.w.Status != status || len(p.w.Tasks) != tasks {
+					t.Fatalf("the %s parent took old news: %s", status, describe(d))
+				}
+				return
+			}
+			p.wantStatus(conductor.WorkflowRunning)
+			var instances []*engine.Task
+			for _, x := range p.w.Tasks {
+				if x.Ref == "child" {
+					instances = append(instances, x)
+				}
+			}
+			ct := p.wantTask("child", conductor.TaskInProgress)
+			if len(instances) != tc.rerunOf+1 || ct.SubWorkflowID != kid.w.ID || p.w.LatestByRef("after") != nil {
+				t.Fatalf("tasks %v, the last child instance waiting for %s: want %d instances, the last waiting for %s, nothing after it",
+					p.refs(), ct.SubWorkflowID, tc.rerunOf+1, kid.w.ID)
+			}
+			if got := effectsOf[engine.StartWorkflow](d); len(got) != 0 {
+				t.Errorf("start effects %+v: the child exists", got)
+			}
+			kid.complete("k", nil)
+			tellEnd(p, kid)
+			p.wantTask("child", conductor.TaskCompleted)
+			p.complete("after", nil)
+			p.wantStatus(conductor.WorkflowCompleted)
+		})
+	}
 }

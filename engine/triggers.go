@@ -232,7 +232,8 @@ type Rerun struct {
 	// UpTo, when set, is the ancestor the rerun was asked of: the task is
 	// in this descendant of it (Conductor searches sub-workflows). Each
 	// workflow up to it reruns from the SUB_WORKFLOW task that ran the
-	// child, which waits for the same child again.
+	// child, which waits for the same child again: the instance that ran
+	// it, retried since or not (see ChildReopened).
 	UpTo string
 	// By is who asked: a rerun with new input runs as them.
 	By string
@@ -288,7 +289,8 @@ type ChildExisting struct {
 type ChildReopened struct {
 	ChildID string
 	// RerunUpTo: the child was rerun for a rerun asked of this ancestor
-	// (see Rerun.UpTo).
+	// (see Rerun.UpTo); the parent reruns from the instance of its task
+	// that ran the child, retried since or not.
 	RerunUpTo string
 	// RunsAs are the child's, as for ChildFinished.
 	RunsAs []string
