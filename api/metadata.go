@@ -1283,11 +1283,7 @@ func (d snapshotDescriber) Describe(_ context.Context, t auth.Target) (tags []st
 	if err != nil {
 		return nil, "", err
 	}
-	tags = make([]string, len(stored))
-	for i, tag := range stored {
-		tags[i] = tag.Key + ":" + tag.Value
-	}
-	return tags, owner, nil
+	return auth.TagNames(stored), owner, nil
 }
 
 // listingSnapshot is the snapshot of the read model a listing reads in:

@@ -1,6 +1,10 @@
 package auth
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
 
 // Resource is what a decision is about: a target, the tags it carries and
 // who created it.
@@ -28,6 +32,16 @@ type Resource struct {
 	// on the state it reads, not on whatever the store holds by the time
 	// the decision reads it.
 	Describer Describer
+}
+
+// TagNames are tags as a Resource carries them and a TAG target names
+// one, "key:value": the form every TagSource answers in.
+func TagNames(tags []conductor.Tag) []string {
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i] = t.Key + ":" + t.Value
+	}
+	return out
 }
 
 // ExecutionResources are what an access to an execution of workflow name

@@ -491,11 +491,7 @@ func (s *Store) TagsOf(ctx context.Context, t Target) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, len(a.Tags))
-	for i, tag := range a.Tags {
-		out[i] = tag.Key + ":" + tag.Value
-	}
-	return out, nil
+	return TagNames(a.view().Tags), nil
 }
 
 // CreatorOf implements CreatorSource for APPLICATION targets.
@@ -518,11 +514,8 @@ func (s *Store) TargetsTagged(ctx context.Context, targetType, tag string) ([]Ta
 	}
 	var out []Target
 	for _, a := range apps {
-		for _, t := range a.Tags {
-			if t.Key+":"+t.Value == tag {
-				out = append(out, Target{Type: targetType, ID: a.ID})
-				break
-			}
+		if slices.Contains(TagNames(a.Tags), tag) {
+			out = append(out, Target{Type: targetType, ID: a.ID})
 		}
 	}
 	return out, nil

@@ -193,7 +193,7 @@ func (s secretTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, err
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
 		return nil, nil
 	}
-	return tagStrings(tags), err
+	return auth.TagNames(tags), err
 }
 
 func (s secretTargets) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
@@ -228,20 +228,11 @@ func (s secretTargets) TargetsTagged(ctx context.Context, targetType, tag string
 		if err != nil {
 			return nil, err
 		}
-		if slices.Contains(tagStrings(tags), tag) {
+		if slices.Contains(auth.TagNames(tags), tag) {
 			out = append(out, auth.Target{Type: targetType, ID: name})
 		}
 	}
 	return out, nil
-}
-
-// tagStrings renders tags as the Authorizer compares them, "key:value".
-func tagStrings(tags []conductor.Tag) []string {
-	out := make([]string, len(tags))
-	for i, t := range tags {
-		out[i] = t.Key + ":" + t.Value
-	}
-	return out
 }
 
 // definitionTargets tells the Authorizer the tags and creators of
@@ -261,7 +252,7 @@ func (d definitionTargets) Describe(ctx context.Context, t auth.Target) (tags []
 	if err != nil {
 		return nil, "", err
 	}
-	return tagStrings(stored), creator, nil
+	return auth.TagNames(stored), creator, nil
 }
 
 // TagsOf implements auth.TagSource, which the grant listings' TagIndex
@@ -289,7 +280,7 @@ func (d definitionTargets) TargetsTagged(ctx context.Context, targetType, tag st
 	}
 	var out []auth.Target
 	for _, set := range sets {
-		if set.Kind == kind && slices.Contains(tagStrings(set.Tags), tag) {
+		if set.Kind == kind && slices.Contains(auth.TagNames(set.Tags), tag) {
 			out = append(out, auth.Target{Type: targetType, ID: set.Name})
 		}
 	}
@@ -307,7 +298,7 @@ func (s scheduleTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	return tagStrings(def.Tags), nil
+	return auth.TagNames(def.Tags), nil
 }
 
 func (s scheduleTargets) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
@@ -329,7 +320,7 @@ func (s scheduleTargets) TargetsTagged(ctx context.Context, targetType, tag stri
 	}
 	var out []auth.Target
 	for _, def := range defs {
-		if slices.Contains(tagStrings(def.Tags), tag) {
+		if slices.Contains(auth.TagNames(def.Tags), tag) {
 			out = append(out, auth.Target{Type: targetType, ID: def.Name})
 		}
 	}
