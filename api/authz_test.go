@@ -722,8 +722,8 @@ func (e *secretsEngine) serveWith(t *testing.T, src any) string {
 	authz.Register(auth.TargetEnvVariable, src)
 	srv := httptest.NewServer(api.New(api.Deps{
 		Logger:      testutil.Logger(t),
-		Secrets:     e.s,
-		Environment: e.env,
+		Secrets:     api.SecretStore{Store: e.s},
+		Environment: api.EnvStore{Env: e.env},
 		Authorizer:  authz,
 		Tokens: tokenPrincipals{
 			"user-token": {ID: pinUser, Roles: []string{auth.RoleUser}},

@@ -13,24 +13,49 @@ import (
 	"github.com/flowvault/flowvault/secrets"
 )
 
-// Environment is what the /api/environment handlers need. *secrets.Env
-// implements it. Environment values are not secrets: Orkes returns them in
-// clear, and so does flowvault.
+// Environment is what the /api/environment handlers need. EnvStore
+// serves it from a *secrets.Env. Environment values are not secrets: Orkes
+// returns them in clear, and so does flowvault.
 type Environment interface {
 	Put(ctx context.Context, name, value, principal string, opts ...secrets.WriteOption) error
 	Revision(ctx context.Context, name string) (secrets.Revision, error)
 	Get(ctx context.Context, name string) (string, error)
 	GetAt(ctx context.Context, name string, rev secrets.Revision) (string, error)
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) (string, error)
-	Names(ctx context.Context) ([]string, error)
-	List(ctx context.Context) ([]secrets.EnvVar, error)
-	VarAt(ctx context.Context, name string, rev secrets.Revision) (secrets.EnvVar, error)
+	Snapshot(ctx context.Context) (EnvSnapshot, error)
 	TagsAt(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error)
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 	DeleteTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
 }
 
-var _ Environment = (*secrets.Env)(nil)
+// EnvSnapshot is the environment values' read model as one moment left
+// it, which GET /api/environment reads in, as a secrets listing reads in
+// a SecretSnapshot: its names, what its caller's access to each is
+// decided on (Access, without the value) and what it shows of each (Var,
+// or List for a caller whom every check allows). *secrets.EnvSnapshot
+// implements it.
+type EnvSnapshot interface {
+	Names() ([]string, error)
+	Access(name string) (creator string, tags []conductor.Tag, err error)
+	Var(name string) (secrets.EnvVar, error)
+	List() ([]secrets.EnvVar, error)
+	Close() error
+}
+
+// EnvStore is the Environment of a *secrets.Env, whose listing reads in
+// its Snapshot.
+type EnvStore struct{ *secrets.Env }
+
+// Snapshot implements Environment.
+func (e EnvStore) Snapshot(ctx context.Context) (EnvSnapshot, error) {
+	sn, err := e.Env.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sn, nil
+}
+
+var _ Environment = EnvStore{}
 
 // environmentRoutes registers Orkes' environment variable API
 // (orkes-secrets.md §6.1).
@@ -166,11 +191,7 @@ func (s *Server) deleteEnv(w http.ResponseWriter, r *http.Request) {
 }
 
 // listEnv answers [{name, value, tags}] for the values the caller may
-// read. It starts from the names alone: a value and its tags are read
-// only once the caller's access to it was checked (readableEnv). A caller
-// whom every check allows is answered one read of every value: it has no
-// check to pin a value to, and a revision and a read of each would cost
-// it more than that read.
+// read, as one snapshot of the read model holds them (readableEnvs).
 func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 	out, err := s.readableEnvs(r)
 	if err != nil {
@@ -191,64 +212,33 @@ func (s *Server) listEnv(w http.ResponseWriter, r *http.Request) {
 }
 
 // readableEnvs is every environment value the caller may read, sorted by
-// name (see listEnv).
+// name, as one snapshot of the read model holds it: a value is read once
+// the caller's access to it was decided on that state (mayListValue). A
+// caller whom every check allows is answered one read of every value.
 func (s *Server) readableEnvs(r *http.Request) ([]secrets.EnvVar, error) {
-	if s.readsAll(r) {
-		return s.deps.Environment.List(r.Context())
-	}
-	all, err := s.deps.Environment.Names(r.Context())
+	snap, err := s.deps.Environment.Snapshot(r.Context())
 	if err != nil {
 		return nil, err
 	}
+	defer s.release(secrets.ProjectionName, snap)
+	if s.readsAll(r) {
+		return snap.List()
+	}
+	all, err := snap.Names()
+	if err != nil {
+		return nil, err
+	}
+	read := []auth.Access{auth.Read}
 	out := make([]secrets.EnvVar, 0, len(all))
 	for _, name := range all {
-		v, ok, err := s.readableEnv(r, name)
+		if !s.mayListValue(r, snap, envResource(name), read) {
+			continue
+		}
+		v, err := snap.Var(name)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			out = append(out, v)
-		}
+		out = append(out, v)
 	}
 	return out, nil
-}
-
-// envListTries bounds how often a listing checks a value changed while
-// it was checked before it answers 409 (retryable).
-const envListTries = 3
-
-// readableEnv is environment value name as the caller may list it, and
-// false when it may not or the value is gone. The value listed is the
-// revision the caller's access was checked on (Env.Revision before the
-// check, VarAt after it), as GET /api/environment/{key} serves it: the
-// check reads whatever value holds the name then, and one deleted and set
-// again by someone else, or retagged, while it was checked is checked
-// again. Nothing of the value is read before the check.
-func (s *Server) readableEnv(r *http.Request, name string) (secrets.EnvVar, bool, error) {
-	var err error
-	for range envListTries {
-		var rev secrets.Revision
-		if rev, err = s.deps.Environment.Revision(r.Context(), name); err != nil {
-			return secrets.EnvVar{}, false, err
-		}
-		if !rev.Exists {
-			return secrets.EnvVar{}, false, nil
-		}
-		// Refused for any reason, the value is left out of the listing,
-		// as before.
-		if s.authorize(r, auth.Read, envResource(name)) != nil {
-			return secrets.EnvVar{}, false, nil
-		}
-		var v secrets.EnvVar
-		v, err = s.deps.Environment.VarAt(r.Context(), name, rev)
-		switch {
-		case err == nil:
-			return v, true, nil
-		case errors.Is(err, fault.ErrNotFound):
-			return secrets.EnvVar{}, false, nil
-		case !errors.Is(err, fault.ErrStale):
-			return secrets.EnvVar{}, false, err
-		}
-	}
-	return secrets.EnvVar{}, false, err
 }

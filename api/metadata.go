@@ -19,7 +19,6 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
-	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -1294,11 +1293,7 @@ func (s *Server) listingSnapshot(r *http.Request) (snap *metadata.Snapshot, done
 	if snap, err = s.deps.Metadata.Snapshot(r.Context()); err != nil {
 		return nil, nil, err
 	}
-	return snap, func() {
-		if err := snap.Close(); err != nil {
-			s.deps.Logger.Warn("close a snapshot of the metadata read model", logkey.Err, err)
-		}
-	}, nil
+	return snap, func() { s.release(metadata.ProjectionName, snap) }, nil
 }
 
 // defJSON is a definition as GET returns it: the stored JSON, which keeps

@@ -719,6 +719,20 @@ func TestMetadataListingsReadOneSnapshot(t *testing.T) {
 	}
 }
 
+// oneStateChanges are where a listing of one state meets "went" removed
+// and "came" created by someone else, for each of the admin and the
+// user, and which of the two it then lists: before its snapshot, came;
+// once the user's listing has started to check its names, went.
+var oneStateChanges = []struct {
+	who, what  string
+	at         point
+	want, gone string
+}{
+	{"admin", "before its snapshot", beforeSnapshot, "came", "went"},
+	{"user", "before its snapshot", beforeSnapshot, "came", "went"},
+	{"user", "during its first check", duringCheck, "went", "came"},
+}
+
 // A listing reads its names in the snapshot it checks and reads their
 // definitions in: a definition removed and another registered meanwhile
 // are answered as the snapshot holds them. Just before the snapshot is
@@ -740,15 +754,7 @@ func TestMetadataListingIsOneState(t *testing.T) {
 		{metadata.KindTask, []string{"/api/metadata/taskdefs", "/api/metadata/taskdefs?tagKey=team&tagValue=x", "/api/metadata/tags"}},
 	} {
 		for _, path := range tt.paths {
-			for _, when := range []struct {
-				who, what  string
-				at         point
-				want, gone string
-			}{
-				{"admin", "before its snapshot", beforeSnapshot, "came", "went"},
-				{"user", "before its snapshot", beforeSnapshot, "came", "went"},
-				{"user", "during its first check", duringCheck, "went", "came"},
-			} {
+			for _, when := range oneStateChanges {
 				t.Run(fmt.Sprintf("%s %s, the %s's, changed %s", tt.kind, path, when.who, when.what), func(t *testing.T) {
 					t.Parallel()
 					md, changes, base := newPinServer(t)

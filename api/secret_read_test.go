@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,27 +20,27 @@ import (
 // changedBeforeRead is a secret store whose secret someone changes once,
 // after the caller's access was checked and before its value is read.
 type changedBeforeRead struct {
-	*secrets.Store
+	api.SecretStore
 	once   sync.Once
 	change func()
 }
 
 func (c *changedBeforeRead) Read(ctx context.Context, name string, rev secrets.Revision) (secrets.Value, secrets.Served, error) {
 	c.once.Do(c.change)
-	return c.Store.Read(ctx, name, rev)
+	return c.SecretStore.Read(ctx, name, rev)
 }
 
 // changedBeforeEnvRead is an environment whose value someone changes
 // once, after the caller's access was checked and before it is read.
 type changedBeforeEnvRead struct {
-	*secrets.Env
+	api.EnvStore
 	once   sync.Once
 	change func()
 }
 
 func (c *changedBeforeEnvRead) GetAt(ctx context.Context, name string, rev secrets.Revision) (string, error) {
 	c.once.Do(c.change)
-	return c.Env.GetAt(ctx, name, rev)
+	return c.EnvStore.GetAt(ctx, name, rev)
 }
 
 // GET /api/secrets/{key} serves the secret the caller's access was checked
@@ -55,10 +54,10 @@ func TestSecretReadServesTheCheckedSecret(t *testing.T) {
 	// serving is e's store of a kind, changed before its read.
 	serving := map[string]func(e *secretsEngine, change func()) api.Deps{
 		"secret": func(e *secretsEngine, change func()) api.Deps {
-			return api.Deps{Secrets: &changedBeforeRead{Store: e.s, change: change}}
+			return api.Deps{Secrets: &changedBeforeRead{SecretStore: api.SecretStore{Store: e.s}, change: change}}
 		},
 		"environment value": func(e *secretsEngine, change func()) api.Deps {
-			return api.Deps{Environment: &changedBeforeEnvRead{Env: e.env, change: change}}
+			return api.Deps{Environment: &changedBeforeEnvRead{EnvStore: api.EnvStore{Env: e.env}, change: change}}
 		},
 	}
 	for _, k := range valueKinds {
@@ -133,7 +132,7 @@ func TestSecretDescriptionServesTheCheckedSecret(t *testing.T) {
 			if err := tc.kind.put(ctx, e, "users-value-1", pinUser); err != nil {
 				t.Fatal(err)
 			}
-			src := &changedDuringCheck{secretSource: secretSource{e.s, e.env}, afterRead: true, change: func() {
+			src := &changedDuringCheck{secretSource: secretSource{e.s, e.env}, change: func() {
 				if err := tc.kind.del(ctx, e); err != nil {
 					t.Error(err)
 				}
@@ -163,50 +162,38 @@ func TestSecretDescriptionServesTheCheckedSecret(t *testing.T) {
 
 // changedDuringCheck tells the Authorizer the creators and tags of one
 // engine's values, as secretSource does; someone changes them once, as
-// the first check reads the creator: before it is read, or after (the
-// check has passed, on the old value).
+// soon as the first check has read the creator (the check has passed, on
+// the old value).
 type changedDuringCheck struct {
 	secretSource
-	once      sync.Once
-	afterRead bool
-	change    func()
+	once   sync.Once
+	change func()
 }
 
 func (c *changedDuringCheck) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
-	if !c.afterRead {
-		c.once.Do(c.change)
-	}
 	owner, err := c.secretSource.CreatorOf(ctx, t)
-	if c.afterRead {
-		c.once.Do(c.change)
-	}
+	c.once.Do(c.change)
 	return owner, err
 }
 
-// GET /api/environment lists each value at the revision the caller's
-// access was checked on. The listing's scan read one value of "db"; while
-// the user's access to it is checked, it is deleted and set again by
-// someone else, before the check reads the new value's creator or after
-// it read the old one's. The user is listed its own value, never the
-// admin's, and is not listed the admin's value its own was replaced with.
+// GET /api/environment lists each value as the snapshot the caller's
+// access to it was decided on holds it. While the user's access to "db"
+// is checked, it is deleted and set again by someone else: the user is
+// listed its own value, which it was checked on, or nothing where the
+// snapshot holds the admin's, never the admin's value, nor its own
+// value set over the admin's after the snapshot.
 func TestEnvironmentListServesTheCheckedValues(t *testing.T) {
 	t.Parallel()
 	const usersValue, adminsValue = "users-value-1", "admins-value-77"
 	for _, tc := range []struct {
 		name         string
-		before, by   string   // the value the scan reads, and who set it
-		after, newBy string   // the value set during the check ("": none)
-		afterRead    bool     // set once the check read the old creator
-		want         []string // what may be listed of "db" ("": nothing)
+		before, by   string // the value the snapshot holds, and who set it
+		after, newBy string // the value set during the check ("": none)
+		want         string // what is listed of "db" ("": nothing)
 	}{
-		{name: "unchanged", before: usersValue, by: pinUser, want: []string{usersValue}},
-		{name: "the admin's replaced by the user's", before: adminsValue, by: pinAdmin, after: usersValue, newBy: pinUser, want: []string{usersValue}},
-		{name: "the user's replaced by the admin's", before: usersValue, by: pinUser, after: adminsValue, newBy: pinAdmin, want: []string{""}},
-		// Checked on its own value, the user may be listed it, as it was.
-		{name: "the user's replaced by the admin's after the check", before: usersValue, by: pinUser, after: adminsValue, newBy: pinAdmin, afterRead: true,
-			want: []string{"", usersValue}},
-		{name: "the admin's replaced by the user's after the check", before: adminsValue, by: pinAdmin, after: usersValue, newBy: pinUser, afterRead: true,
-			want: []string{""}},
+		{name: "unchanged", before: usersValue, by: pinUser, want: usersValue},
+		{name: "the admin's replaced by the user's", before: adminsValue, by: pinAdmin, after: usersValue, newBy: pinUser},
+		{name: "the user's replaced by the admin's", before: usersValue, by: pinUser, after: adminsValue, newBy: pinAdmin, want: usersValue},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -215,37 +202,32 @@ func TestEnvironmentListServesTheCheckedValues(t *testing.T) {
 			if err := e.env.Put(ctx, "db", tc.before, tc.by); err != nil {
 				t.Fatal(err)
 			}
-			src := &changedDuringCheck{secretSource: secretSource{e.s, e.env}, afterRead: tc.afterRead, change: func() {
-				if tc.after == "" {
-					return
-				}
-				if _, err := e.env.Delete(ctx, "db", tc.newBy); err != nil {
-					t.Error(err)
-				}
-				if err := e.env.Put(ctx, "db", tc.after, tc.newBy); err != nil {
-					t.Error(err)
-				}
-			}}
-			authz := auth.NewAuthorizer(&fixedGrants{})
-			authz.Register(auth.TargetEnvVariable, src)
-			srv := httptest.NewServer(api.New(api.Deps{
-				Logger: testutil.Logger(t), Environment: e.env, Authorizer: authz,
-				Tokens: tokenPrincipals{"user-token": {ID: pinUser, Roles: []string{auth.RoleUser}}},
-			}))
-			t.Cleanup(srv.Close)
+			changes, base := newSnapshotServer(t, e)
+			if tc.after != "" {
+				changes.arm(duringCheck, func() {
+					if _, err := e.env.Delete(ctx, "db", tc.newBy); err != nil {
+						t.Error(err)
+					}
+					if err := e.env.Put(ctx, "db", tc.after, tc.newBy); err != nil {
+						t.Error(err)
+					}
+				})
+			}
 
-			got := client{t, srv.URL, "user-token"}.do("GET", "/api/environment", "")
+			got := client{t, base, "user-token"}.do("GET", "/api/environment", "")
 			var listed []secrets.EnvVar
 			if err := json.Unmarshal([]byte(got.body), &listed); got.status != http.StatusOK || err != nil {
 				t.Fatalf("GET /api/environment: %d %s (%v)", got.status, got.body, err)
+			}
+			if tc.after != "" && !changes.fired() {
+				t.Fatal("the change never landed")
 			}
 			var values []string
 			for _, v := range listed {
 				values = append(values, v.Value)
 			}
-			db := strings.Join(values, ",")
-			if len(values) > 1 || !slices.Contains(tc.want, db) {
-				t.Fatalf("listed %q, want one of %q", values, tc.want)
+			if db := strings.Join(values, ","); len(values) > 1 || db != tc.want {
+				t.Fatalf("listed %q, want %q", values, tc.want)
 			}
 		})
 	}

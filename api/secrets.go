@@ -3,11 +3,13 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
@@ -16,16 +18,15 @@ import (
 // maxTagsBody bounds a tags request body.
 const maxTagsBody = 1 << 20
 
-// Secrets is what the /api/secrets handlers need. *secrets.Store
-// implements it; see there for the contract of each method.
+// Secrets is what the /api/secrets handlers need. SecretStore serves it
+// from a *secrets.Store; see there for the contract of each method.
 type Secrets interface {
 	Put(ctx context.Context, name string, value []byte, principal string, opts ...secrets.WriteOption) (int, error)
 	Revision(ctx context.Context, name string) (secrets.Revision, error)
 	Read(ctx context.Context, name string, rev secrets.Revision) (secrets.Value, secrets.Served, error)
 	Exists(ctx context.Context, name string) (bool, error)
 	MetadataAt(ctx context.Context, name string, rev secrets.Revision) (*secrets.Meta, error)
-	Names(ctx context.Context) ([]string, error)
-	List(ctx context.Context) ([]secrets.Meta, error)
+	Snapshot(ctx context.Context) (SecretSnapshot, error)
 	TagsAt(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error)
 	Delete(ctx context.Context, name, principal string, opts ...secrets.WriteOption) error
 	PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...secrets.WriteOption) error
@@ -33,7 +34,35 @@ type Secrets interface {
 	ClearCache()
 }
 
-var _ Secrets = (*secrets.Store)(nil)
+// SecretSnapshot is the secrets read model as one moment left it, which
+// a secrets listing reads in: its names, what its caller's access to each
+// is decided on (Access, which the Authorizer asks through
+// snapshotAccess) and what it shows of each (Tags, or List for a caller
+// whom every check allows). The check and what is shown are then of one
+// state, which no change moves. *secrets.Snapshot implements it; it reads
+// no value.
+type SecretSnapshot interface {
+	Names() ([]string, error)
+	Access(name string) (creator string, tags []conductor.Tag, err error)
+	Tags(name string) ([]conductor.Tag, error)
+	List() ([]secrets.Meta, error)
+	Close() error
+}
+
+// SecretStore is the Secrets of a *secrets.Store, whose listings read in
+// its Snapshot.
+type SecretStore struct{ *secrets.Store }
+
+// Snapshot implements Secrets.
+func (s SecretStore) Snapshot(ctx context.Context) (SecretSnapshot, error) {
+	sn, err := s.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sn, nil
+}
+
+var _ Secrets = SecretStore{}
 
 // secretRoutes registers the Orkes secrets API (orkes-secrets.md §1,
 // conductor-api.md §4.4). Literal routes (v2, the cache routes) win over
@@ -246,20 +275,26 @@ func (s *Server) mayAll(r *http.Request, actions []auth.Access, res auth.Resourc
 }
 
 // readableSecrets lists the names of the secrets on which the caller
-// holds what listAccess asks, sorted. The check comes first: nothing of
-// a secret but its name is read for a caller who may not see it.
+// holds what listAccess asks, sorted, as one snapshot of the read model
+// holds them (mayListValue). Nothing of a secret but its name, and what
+// the Authorizer decides on, is read.
 func (s *Server) readableSecrets(r *http.Request) ([]string, error) {
 	actions, err := listAccess(r)
 	if err != nil {
 		return nil, err
 	}
-	all, err := s.deps.Secrets.Names(r.Context())
+	snap, err := s.deps.Secrets.Snapshot(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	defer s.release(secrets.ProjectionName, snap)
+	all, err := snap.Names()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(all))
 	for _, name := range all {
-		if s.mayAll(r, actions, auth.Resource{Target: secretResource(name)}) {
+		if s.mayListValue(r, snap, secretResource(name), actions) {
 			out = append(out, name)
 		}
 	}
@@ -301,68 +336,93 @@ func (s *Server) listSecretsWithTags(w http.ResponseWriter, r *http.Request) {
 }
 
 // readableSecretsWithTags is every secret on which the caller holds what
-// listAccess asks, with its tags, sorted by name. A caller whom every
-// check allows is answered one read of every secret's state: it has no
-// check to pin a secret's tags to, and a revision and a read of each
-// would cost it more than that read.
+// listAccess asks, with its tags, sorted by name, as one snapshot of the
+// read model holds them: a secret's tags are read once the caller's
+// access to it was decided on that state (mayListValue). A caller whom
+// every check allows is answered one read of every secret's state.
 func (s *Server) readableSecretsWithTags(r *http.Request) ([]extendedSecret, error) {
 	actions, err := listAccess(r)
 	if err != nil {
 		return nil, err
 	}
+	snap, err := s.deps.Secrets.Snapshot(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	defer s.release(secrets.ProjectionName, snap)
 	if s.readsAll(r) {
-		all, err := s.deps.Secrets.List(r.Context())
+		all, err := snap.List()
+		if err != nil {
+			return nil, err
+		}
 		out := make([]extendedSecret, 0, len(all))
 		for _, m := range all {
 			out = append(out, extendedSecret{Name: m.Name, Tags: m.Tags})
 		}
-		return out, err
+		return out, nil
 	}
-	all, err := s.deps.Secrets.Names(r.Context())
+	all, err := snap.Names()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]extendedSecret, 0, len(all))
 	for _, name := range all {
-		tags, ok, err := s.listedSecretTags(r, actions, name)
+		if !s.mayListValue(r, snap, secretResource(name), actions) {
+			continue
+		}
+		tags, err := snap.Tags(name)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			out = append(out, extendedSecret{Name: name, Tags: tags})
-		}
+		out = append(out, extendedSecret{Name: name, Tags: tags})
 	}
 	return out, nil
 }
 
-// listedSecretTags is the tags of secret name as the caller may list
-// them, and false when it may not or the secret is gone. They are read
-// after the check, at the revision it was made on (Revision before it,
-// TagsAt after it), as readableEnv reads a value: a secret deleted and
-// created again, or retagged, by someone else while it was checked is
-// checked again.
-func (s *Server) listedSecretTags(r *http.Request, actions []auth.Access, name string) ([]conductor.Tag, bool, error) {
-	var err error
-	for range envListTries {
-		var rev secrets.Revision
-		if rev, err = s.deps.Secrets.Revision(r.Context(), name); err != nil {
-			return nil, false, err
-		}
-		if !rev.Exists || !s.mayAll(r, actions, auth.Resource{Target: secretResource(name)}) {
-			return nil, false, nil
-		}
-		var tags []conductor.Tag
-		tags, err = s.deps.Secrets.TagsAt(r.Context(), name, rev)
-		switch {
-		case err == nil:
-			return tags, true, nil
-		case errors.Is(err, fault.ErrNotFound):
-			return nil, false, nil
-		case !errors.Is(err, fault.ErrStale):
-			return nil, false, err
-		}
+// valueAccess reads what access to a secret or environment value follows
+// besides the grants on it (SecretSnapshot, EnvSnapshot).
+type valueAccess interface {
+	Access(name string) (creator string, tags []conductor.Tag, err error)
+}
+
+// mayListValue reports whether the caller holds every one of actions on
+// secret or environment value t as a listing's snapshot holds it: its
+// tags and creator are read there (snapshotAccess), in the state the
+// listing shows, so a value deleted and created again, or retagged, by
+// someone else while the listing is checked is neither checked on one
+// state and shown in another nor left out of both. Refused for any
+// reason, it is left out. A caller who may read everything is not
+// checked.
+func (s *Server) mayListValue(r *http.Request, snap valueAccess, t auth.Target, actions []auth.Access) bool {
+	if s.readsAll(r) {
+		return true
 	}
-	return nil, false, err
+	return s.mayAll(r, actions, auth.Resource{Target: t, Describer: snapshotAccess{snap}})
+}
+
+// snapshotAccess tells the Authorizer the tags and creator of a secret or
+// environment value as a listing's snapshot holds them (auth.Resource's
+// Describer), where the node's source reads the live read model. A name
+// the snapshot does not hold has neither.
+type snapshotAccess struct{ snap valueAccess }
+
+func (d snapshotAccess) Describe(_ context.Context, t auth.Target) (tags []string, creator string, err error) {
+	creator, stored, err := d.snap.Access(t.ID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return auth.TagNames(stored), creator, nil
+}
+
+// release closes a listing's snapshot of read model projection: a
+// failure is logged, the listing being answered.
+func (s *Server) release(projection string, snap io.Closer) {
+	if err := snap.Close(); err != nil {
+		s.deps.Logger.Warn("close a listing's snapshot of a read model", logkey.Projection, projection, logkey.Err, err)
+	}
 }
 
 // clearSecretCache: the local cache is the data keys held in memory; there

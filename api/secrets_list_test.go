@@ -21,14 +21,18 @@ import (
 	"github.com/flowvault/flowvault/secrets"
 )
 
-// readLog records the names whose data a store was asked for, and counts
-// the revisions it was asked for: one per name a listing checks and reads
-// at the state checked.
+// readLog records the names whose data a listing read to show it, apart
+// from the names whose creator and tags the Authorizer decided on in the
+// listing's snapshot, and counts the snapshots taken and the revisions
+// read (one per name a listing would check and read at the state
+// checked).
 type readLog struct {
-	mu   sync.Mutex
-	read []string
+	mu        sync.Mutex
+	read      []string
+	described []string
 
 	revisions atomic.Int64
+	snapshots atomic.Int64
 }
 
 // wasRead reports whether the store was asked for name's data.
@@ -36,6 +40,14 @@ func (l *readLog) wasRead(name string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Contains(l.read, name)
+}
+
+// wasDescribed reports whether the snapshot was asked what access to name
+// follows.
+func (l *readLog) wasDescribed(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.described, name)
 }
 
 func (l *readLog) saw(names ...string) {
@@ -48,43 +60,83 @@ func (l *readLog) saw(names ...string) {
 	}
 }
 
+func (l *readLog) describe(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.described = append(l.described, name)
+}
+
+func (l *readLog) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.read, l.described = nil, nil
+	l.revisions.Store(0)
+	l.snapshots.Store(0)
+}
+
 // tagsReadStore is a secret store that records whose tags (or other
 // metadata) the API read: a whole listing counts as a read of every
 // secret's.
 type tagsReadStore struct {
-	*secrets.Store
+	api.SecretStore
 	readLog
 }
 
-func (s *tagsReadStore) List(ctx context.Context) ([]secrets.Meta, error) {
-	all, err := s.Store.List(ctx)
-	for _, m := range all {
-		s.saw(m.Name)
+func (s *tagsReadStore) Snapshot(ctx context.Context) (api.SecretSnapshot, error) {
+	s.snapshots.Add(1)
+	sn, err := s.SecretStore.Snapshot(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return all, err
+	return tagsReadSnapshot{SecretSnapshot: sn, log: &s.readLog}, nil
 }
 
 func (s *tagsReadStore) Revision(ctx context.Context, name string) (secrets.Revision, error) {
 	s.revisions.Add(1)
-	return s.Store.Revision(ctx, name)
+	return s.SecretStore.Revision(ctx, name)
 }
 
 func (s *tagsReadStore) TagsAt(ctx context.Context, name string, rev secrets.Revision) ([]conductor.Tag, error) {
 	s.saw(name)
-	return s.Store.TagsAt(ctx, name, rev)
+	return s.SecretStore.TagsAt(ctx, name, rev)
 }
 
 func (s *tagsReadStore) MetadataAt(ctx context.Context, name string, rev secrets.Revision) (*secrets.Meta, error) {
 	s.saw(name)
-	return s.Store.MetadataAt(ctx, name, rev)
+	return s.SecretStore.MetadataAt(ctx, name, rev)
+}
+
+// tagsReadSnapshot is a listing's snapshot of tagsReadStore.
+type tagsReadSnapshot struct {
+	api.SecretSnapshot
+	log *readLog
+}
+
+func (sn tagsReadSnapshot) Access(name string) (string, []conductor.Tag, error) {
+	sn.log.describe(name)
+	return sn.SecretSnapshot.Access(name)
+}
+
+func (sn tagsReadSnapshot) Tags(name string) ([]conductor.Tag, error) {
+	sn.log.saw(name)
+	return sn.SecretSnapshot.Tags(name)
+}
+
+func (sn tagsReadSnapshot) List() ([]secrets.Meta, error) {
+	all, err := sn.SecretSnapshot.List()
+	for _, m := range all {
+		sn.log.saw(m.Name)
+	}
+	return all, err
 }
 
 // The secrets lists check the caller's access on each secret before they
-// read anything of it but its name: a user who may read the secrets it
+// read anything of it to show: a user who may read the secrets it
 // created, and not the admin's, gets its own, with their tags as before,
-// and the API read the tags of no other (the Authorizer reads them for
-// its decision, from its own source). The admin, whom every check allows,
-// gets every secret from one read, without a revision read per secret.
+// and the API read the tags of no other to show (the Authorizer reads
+// them for its decision, in the listing's snapshot). The admin, whom
+// every check allows, gets every secret from one read, nothing decided.
+// Each listing takes one snapshot and reads no revision.
 func TestSecretListsReadOnlyWhatTheCallerMaySee(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, time.Minute)
@@ -97,7 +149,7 @@ func TestSecretListsReadOnlyWhatTheCallerMaySee(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store := &tagsReadStore{Store: e.s}
+	store := &tagsReadStore{SecretStore: api.SecretStore{Store: e.s}}
 	authz := auth.NewAuthorizer(&fixedGrants{})
 	authz.Register(auth.TargetSecret, secretSource{e.s, e.env})
 	srv := httptest.NewServer(api.New(api.Deps{Logger: testutil.Logger(t), Secrets: store, Authorizer: authz,
@@ -116,10 +168,10 @@ func TestSecretListsReadOnlyWhatTheCallerMaySee(t *testing.T) {
 	for _, tc := range []struct {
 		token, method, path string
 		want                any
-		checked             bool // read a revision per secret listed
+		checked             bool // decided on each secret's creator and tags
 	}{
-		{"user-token", "GET", "/api/secrets", mine, false},
-		{"user-token", "POST", "/api/secrets", mine, false},
+		{"user-token", "GET", "/api/secrets", mine, true},
+		{"user-token", "POST", "/api/secrets", mine, true},
 		{"user-token", "GET", "/api/secrets-v2", withTags, true},
 		{"user-token", "GET", "/api/secrets/v2", withTags, true},
 		{"user-token", "GET", "/api/secrets-v2?access=READ&access=DELETE", withTags, true},
@@ -127,10 +179,7 @@ func TestSecretListsReadOnlyWhatTheCallerMaySee(t *testing.T) {
 		{"admin-token", "GET", "/api/secrets-v2", all, false},
 		{"admin-token", "GET", "/api/secrets/v2?access=DELETE", all, false},
 	} {
-		store.mu.Lock()
-		store.read = nil
-		store.mu.Unlock()
-		store.revisions.Store(0)
+		store.reset()
 		got := client{t, srv.URL, tc.token}.do(tc.method, tc.path, "")
 		want, _ := json.Marshal(tc.want)
 		var gotV, wantV any
@@ -138,8 +187,11 @@ func TestSecretListsReadOnlyWhatTheCallerMaySee(t *testing.T) {
 		if err := json.Unmarshal([]byte(got.body), &gotV); err != nil || got.status != http.StatusOK || !reflect.DeepEqual(gotV, wantV) {
 			t.Errorf("%s: %s %s = %d %s, want %s", tc.token, tc.method, tc.path, got.status, got.body, want)
 		}
-		if n := store.revisions.Load(); (n > 0) != tc.checked {
-			t.Errorf("%s: %s %s read %d revisions, want them read: %t", tc.token, tc.method, tc.path, n, tc.checked)
+		if n, m := store.revisions.Load(), store.snapshots.Load(); n != 0 || m != 1 {
+			t.Errorf("%s: %s %s read %d revisions in %d snapshots, want 0 in 1", tc.token, tc.method, tc.path, n, m)
+		}
+		if got := store.wasDescribed("theirs"); got != tc.checked {
+			t.Errorf("%s: %s %s decided on the creator and tags of the admin's secret in its snapshot: %t, want %t", tc.token, tc.method, tc.path, got, tc.checked)
 		}
 		if tc.token == "user-token" && store.wasRead("theirs") {
 			t.Fatalf("%s %s: the API read the metadata of a secret the caller may not see", tc.method, tc.path)
@@ -150,51 +202,67 @@ func TestSecretListsReadOnlyWhatTheCallerMaySee(t *testing.T) {
 // envReadStore is an environment that records whose value (or tags) the
 // API read: a whole listing counts as a read of every value's.
 type envReadStore struct {
-	*secrets.Env
+	api.EnvStore
 	readLog
 }
 
-func (s *envReadStore) List(ctx context.Context) ([]secrets.EnvVar, error) {
-	all, err := s.Env.List(ctx)
-	for _, v := range all {
-		s.saw(v.Name)
+func (s *envReadStore) Snapshot(ctx context.Context) (api.EnvSnapshot, error) {
+	s.snapshots.Add(1)
+	sn, err := s.EnvStore.Snapshot(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return all, err
+	return envReadSnapshot{EnvSnapshot: sn, log: &s.readLog}, nil
 }
 
 func (s *envReadStore) Revision(ctx context.Context, name string) (secrets.Revision, error) {
 	s.revisions.Add(1)
-	return s.Env.Revision(ctx, name)
-}
-
-func (s *envReadStore) VarAt(ctx context.Context, name string, rev secrets.Revision) (secrets.EnvVar, error) {
-	s.saw(name)
-	return s.Env.VarAt(ctx, name, rev)
+	return s.EnvStore.Revision(ctx, name)
 }
 
 func (s *envReadStore) Get(ctx context.Context, name string) (string, error) {
 	s.saw(name)
-	return s.Env.Get(ctx, name)
+	return s.EnvStore.Get(ctx, name)
 }
 
 func (s *envReadStore) GetAt(ctx context.Context, name string, rev secrets.Revision) (string, error) {
 	s.saw(name)
-	return s.Env.GetAt(ctx, name, rev)
+	return s.EnvStore.GetAt(ctx, name, rev)
 }
 
-func (s *envReadStore) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
-	s.saw(name)
-	return s.Env.Tags(ctx, name)
+// envReadSnapshot is a listing's snapshot of envReadStore.
+type envReadSnapshot struct {
+	api.EnvSnapshot
+	log *readLog
+}
+
+func (sn envReadSnapshot) Access(name string) (string, []conductor.Tag, error) {
+	sn.log.describe(name)
+	return sn.EnvSnapshot.Access(name)
+}
+
+func (sn envReadSnapshot) Var(name string) (secrets.EnvVar, error) {
+	sn.log.saw(name)
+	return sn.EnvSnapshot.Var(name)
+}
+
+func (sn envReadSnapshot) List() ([]secrets.EnvVar, error) {
+	all, err := sn.EnvSnapshot.List()
+	for _, v := range all {
+		sn.log.saw(v.Name)
+	}
+	return all, err
 }
 
 // GET /api/environment checks the caller's access on each value before it
-// reads anything of it but its name. A user who may read the value it
-// created and one the admin tagged team:x (a READ grant on the tag), and
-// not the admin's other value, is listed those two with their values and
-// tags, as before; the admin is listed all three, from one read, without
-// a revision read per value; and the API read nothing of the admin's
-// other value for the user (the Authorizer reads creators and tags for
-// its decision, from its own source).
+// reads anything of it to show. A user who may read the value it created
+// and one the admin tagged team:x (a READ grant on the tag), and not the
+// admin's other value, is listed those two with their values and tags,
+// as before; the admin is listed all three, from one read, nothing
+// decided; and the API read nothing of the admin's other value for the
+// user (the Authorizer reads creators and tags for its decision, in the
+// listing's snapshot, without the value). Each listing takes one
+// snapshot and reads no revision.
 func TestEnvironmentListReadsOnlyWhatTheCallerMaySee(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, time.Minute)
@@ -214,7 +282,7 @@ func TestEnvironmentListReadsOnlyWhatTheCallerMaySee(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store := &envReadStore{Env: e.env}
+	store := &envReadStore{EnvStore: api.EnvStore{Env: e.env}}
 	authz := auth.NewAuthorizer(&fixedGrants{grants: []auth.Grant{{
 		Subject: auth.Subject{Type: auth.SubjectUser, ID: pinUser},
 		Target:  auth.Target{Type: auth.TargetTag, ID: "team:x"},
@@ -239,19 +307,17 @@ func TestEnvironmentListReadsOnlyWhatTheCallerMaySee(t *testing.T) {
 		{"user-token", []any{mine, shared}},
 		{"admin-token", []any{mine, shared, theirs}},
 	} {
-		if tc.token == "user-token" {
-			store.mu.Lock()
-			store.read = nil
-			store.mu.Unlock()
-		}
-		store.revisions.Store(0)
+		store.reset()
 		got := client{t, srv.URL, tc.token}.do("GET", "/api/environment", "")
 		var gotV any
 		if err := json.Unmarshal([]byte(got.body), &gotV); err != nil || got.status != http.StatusOK || !reflect.DeepEqual(gotV, any(tc.want)) {
 			t.Errorf("%s: GET /api/environment = %d %s, want %v", tc.token, got.status, got.body, tc.want)
 		}
-		if n, checked := store.revisions.Load(), tc.token == "user-token"; (n > 0) != checked {
-			t.Errorf("%s: GET /api/environment read %d revisions, want them read: %t", tc.token, n, checked)
+		if n, m := store.revisions.Load(), store.snapshots.Load(); n != 0 || m != 1 {
+			t.Errorf("%s: GET /api/environment read %d revisions in %d snapshots, want 0 in 1", tc.token, n, m)
+		}
+		if got, checked := store.wasDescribed("theirs"), tc.token == "user-token"; got != checked {
+			t.Errorf("%s: GET /api/environment decided on the creator and tags of the admin's value in its snapshot: %t, want %t", tc.token, got, checked)
 		}
 		if tc.token == "user-token" && store.wasRead("theirs") {
 			t.Errorf("listing for the user, the API read the value of one the caller may not read")
@@ -286,7 +352,7 @@ func BenchmarkSecretListings(b *testing.B) {
 	authz := auth.NewAuthorizer(&fixedGrants{})
 	authz.Register(auth.TargetSecret, secretSource{e.s, e.env})
 	authz.Register(auth.TargetEnvVariable, secretSource{e.s, e.env})
-	srv := httptest.NewServer(api.New(api.Deps{Logger: testutil.Logger(b), Secrets: e.s, Environment: e.env, Authorizer: authz,
+	srv := httptest.NewServer(api.New(api.Deps{Logger: testutil.Logger(b), Secrets: api.SecretStore{Store: e.s}, Environment: api.EnvStore{Env: e.env}, Authorizer: authz,
 		Tokens: tokenPrincipals{
 			"user-token":  {ID: pinUser, Roles: []string{auth.RoleUser}},
 			"admin-token": {ID: pinAdmin, Roles: []string{auth.RoleAdmin}},

@@ -446,8 +446,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		Tasks:     n.executor,
 		TaskIndex: foundTasks{n},
 
-		Secrets:     n.secrets,
-		Environment: n.env,
+		Secrets:     api.SecretStore{Store: n.secrets},
+		Environment: api.EnvStore{Env: n.env},
 		Auth:        n.auth.store,
 		Tokens:      n.auth.tokens,
 		Authorizer:  n.auth.authorizer,

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/taglimit"
@@ -111,12 +109,11 @@ func (e *Env) GetAt(ctx context.Context, name string, rev Revision) (string, err
 	return v, nil
 }
 
-// VarAt is environment value name with its tags, as GET /api/environment
-// lists it, for a caller whose access was checked on rev: read from the
-// read model only while the value's state is still rev's, as LookupAt
-// serves it, and fault.ErrStale otherwise. A value the read model does
-// not hold is fault.ErrNotFound: a listing is of the read model.
-func (e *Env) VarAt(_ context.Context, name string, rev Revision) (EnvVar, error) {
+// varAt is environment value name with its tags, for a caller whose
+// access was checked on rev: read from the read model only while the
+// value's state is still rev's, as LookupAt serves it, and fault.ErrStale
+// otherwise. A value the read model does not hold is fault.ErrNotFound.
+func (e *Env) varAt(_ context.Context, name string, rev Revision) (EnvVar, error) {
 	if err := CheckEnvName(name); err != nil {
 		return EnvVar{}, err
 	}
@@ -141,9 +138,9 @@ func (e *Env) VarAt(_ context.Context, name string, rev Revision) (EnvVar, error
 
 // TagsAt is the tags of environment value name, as GET
 // /api/environment/{key}/tags answers them, for a caller whose access was
-// checked on rev (see VarAt).
+// checked on rev (see varAt).
 func (e *Env) TagsAt(ctx context.Context, name string, rev Revision) ([]conductor.Tag, error) {
-	v, err := e.VarAt(ctx, name, rev)
+	v, err := e.varAt(ctx, name, rev)
 	return v.Tags, err
 }
 
@@ -227,34 +224,13 @@ func (e *Env) Delete(ctx context.Context, name, principal string, opts ...WriteO
 }
 
 // Names returns the name of every environment value, sorted, from the
-// keys alone: a listing checks access on each name before it reads the
-// value (VarAt).
+// keys alone.
 func (e *Env) Names(_ context.Context) ([]string, error) {
 	names, err := scanNames(e.w.reader, envKeyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("list environment variable names: %w", err)
 	}
 	return names, nil
-}
-
-// List returns every environment value, sorted by name, checked against
-// nothing: values listed to a principal some check may refuse go through
-// Names, then VarAt.
-func (e *Env) List(ctx context.Context) ([]EnvVar, error) {
-	out := []EnvVar{}
-	var derr error
-	err := e.w.reader.Scan([]byte(envKeyPrefix), func(k, v []byte) bool {
-		var st storedEnv
-		if derr = msgpack.Unmarshal(v, &st); derr != nil {
-			return false
-		}
-		out = append(out, EnvVar{Name: string(k[len(envKeyPrefix):]), Value: st.Value, Tags: toConductorTags(st.Tags)})
-		return true
-	})
-	if err == nil {
-		err = derr
-	}
-	return out, err
 }
 
 // Tags returns environment value name's tags.

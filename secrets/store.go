@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
@@ -468,32 +466,7 @@ func (s *Store) Metadata(ctx context.Context, name string) (*Meta, error) {
 	return &m, nil
 }
 
-// List returns the metadata of every secret (without versions), sorted by
-// name.
-func (s *Store) List(ctx context.Context) ([]Meta, error) {
-	var out []Meta
-	var derr error
-	err := s.w.reader.Scan([]byte(secretKeyPrefix), func(k, v []byte) bool {
-		var st storedSecret
-		if derr = msgpack.Unmarshal(v, &st); derr != nil {
-			return false
-		}
-		out = append(out, newMeta(string(k[len(secretKeyPrefix):]), st))
-		return true
-	})
-	if err == nil {
-		err = derr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list secrets: %w", err)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-// Names returns the name of every secret, sorted, from the keys alone:
-// a listing checks access on each name before it reads anything of the
-// secret (TagsAt).
+// Names returns the name of every secret, sorted, from the keys alone.
 func (s *Store) Names(_ context.Context) ([]string, error) {
 	names, err := scanNames(s.w.reader, secretKeyPrefix)
 	if err != nil {
@@ -547,7 +520,7 @@ func (s *Store) MetadataAt(_ context.Context, name string, rev Revision) (*Meta,
 // secretAt reads secret name's state, and with more anything else of it,
 // from the read model, for a caller whose access was checked on rev: only
 // while the secret's state is still rev's, and fault.ErrStale otherwise
-// (see Env.VarAt), so that a secret created again or retagged by someone
+// (see Env.varAt), so that a secret created again or retagged by someone
 // else while it was checked is not described to a caller allowed on the
 // old one. A secret the read model does not hold is fault.ErrNotFound.
 func (s *Store) secretAt(name string, rev Revision, more func(kvReader) error) (storedSecret, error) {

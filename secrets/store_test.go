@@ -318,7 +318,12 @@ func TestTags(t *testing.T) {
 	// Tags survive a new version.
 	p.s.PutTags(ctx, "api", []conductor.Tag{{Key: "k", Value: "v"}}, "")
 	p.s.Put(ctx, "api", []byte("v2"), "")
-	if list, _ := p.s.List(ctx); len(list) != 1 || len(list[0].Tags) != 1 {
+	sn, err := p.s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Close()
+	if list, _ := sn.List(); len(list) != 1 || len(list[0].Tags) != 1 {
 		t.Fatalf("list = %+v", list)
 	}
 }
@@ -504,7 +509,12 @@ func TestEnvValues(t *testing.T) {
 	if err := p.env.PutTags(ctx, "region", []conductor.Tag{{Key: "k", Value: "v"}}, ""); err != nil {
 		t.Fatal(err)
 	}
-	list, err := p.env.List(ctx)
+	sn, err := p.env.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Close()
+	list, err := sn.List()
 	if err != nil || len(list) != 2 || list[1].Name != "region" || list[1].Value != "eu-west-1" || len(list[1].Tags) != 1 || list[0].Tags == nil {
 		t.Fatalf("list = %+v, %v", list, err)
 	}

@@ -24,6 +24,7 @@ var _ Waiter = (*projections.Runner)(nil)
 // the reads that must see the latest write.
 type writer struct {
 	log     *eventlog.Log
+	store   *projections.Store
 	reader  kvReader
 	logger  *slog.Logger
 	now     func() time.Time
@@ -34,7 +35,7 @@ func newWriter(log *eventlog.Log, store *projections.Store, waiter Waiter, logge
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	w := &writer{log: log, reader: store.Reader(ProjectionName), logger: logger.With(logkey.Component, "secrets"), now: time.Now}
+	w := &writer{log: log, store: store, reader: store.Reader(ProjectionName), logger: logger.With(logkey.Component, "secrets"), now: time.Now}
 	w.updater = projections.NewUpdater(projections.Updater[kvReader]{Log: log, Waiter: waiter, Logger: w.logger, Now: w.now,
 		What: "secrets", Read: func(_ context.Context, subject string) (view, error) { return w.projectionView(subject) }, Fold: w.logView})
 	return w
