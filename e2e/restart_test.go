@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -194,4 +195,55 @@ func restartNode(t *testing.T, n *node.Node, cfg node.Config) *env {
 	}
 	n2, base2 := nodetest.StartConfig(t, cfg)
 	return &env{t: t, node: n2, base: base2}
+}
+
+// A rerun asked of a parent from a task of its child, after the parent's
+// SUB_WORKFLOW task timed out (TIME_OUT_WF, the child left running),
+// reruns the parent once: the task, waiting for the child again, times
+// out again, and the engine's restart, whose recovery tells the parent
+// again that the running child was rerun, leaves the parent as it ended.
+func TestChildRerunActedOnOnceAcrossRestart(t *testing.T) {
+	t.Parallel()
+	cfg := nodetest.Config(filepath.Join(t.TempDir(), "data"))
+	n, base := nodetest.StartConfig(t, cfg)
+	e := &env{t: t, node: n, base: base}
+	e.register(`{"name":"sra_kid","tasks":[{"name":"sra_h","taskReferenceName":"h","type":"HUMAN"}]}`,
+		`{"name":"sra_parent","tasks":[{"name":"sra_sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"sra_kid"},
+		  "taskDefinition":{"name":"sra_sub","timeoutSeconds":2,"timeoutPolicy":"TIME_OUT_WF","responseTimeoutSeconds":1,"retryCount":0}}]}`)
+	id := e.start("sra_parent", nil)
+	kid := e.childOf(id)
+	e.waitStatus(id, conductor.WorkflowTimedOut)
+	e.waitStatus(kid, conductor.WorkflowRunning) // left running
+	e.must(http.StatusOK, "POST", "/api/tasks/"+kid+"/h/FAILED", map[string]any{})
+	h := taskByRef(e.waitStatus(kid, conductor.WorkflowFailed), "h").TaskID
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/rerun", map[string]any{"reRunFromTaskId": h})
+	e.waitStatus(kid, conductor.WorkflowRunning)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	ended := e.waitStatus(id, conductor.WorkflowTimedOut) // the task's timeout again
+	e.waitStatus(kid, conductor.WorkflowRunning)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	n2, base2 := nodetest.StartConfig(t, cfg)
+	e2 := &env{t: t, node: n2, base: base2}
+	reopened := func(outcome string) float64 {
+		return testutil.MetricValue(t, n2.Registry(), "flowvault_engine_decisions_total", map[string]string{"trigger": "child_reopened", "outcome": outcome})
+	}
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if reopened("noop")+reopened("appended") == 0 {
+			return errors.New("the parent has not decided on the news recovery sends")
+		}
+		return nil
+	})
+	if n := reopened("appended"); n != 0 {
+		t.Fatalf("the parent recorded %v decisions on the child's news after the restart, want none", n)
+	}
+	wf := e2.workflow(id)
+	if wf.Status != conductor.WorkflowTimedOut || wf.EndTime != ended.EndTime || len(wf.Tasks) != len(ended.Tasks) {
+		t.Fatalf("the parent %s, ended %d with %d tasks, want TIMED_OUT as it ended at %d with %d", wf.Status, wf.EndTime, len(wf.Tasks),
+			ended.EndTime, len(ended.Tasks))
+	}
 }

@@ -581,7 +581,8 @@ func TestFailureTaskIDAfterARetry(t *testing.T) {
 			h.decide(engine.Tick{})
 		}, retry, failA, "a", false},
 		{"a parent run again for its child", parent, child(conductor.WorkflowFailed), func(h *harness) engine.Trigger {
-			return engine.ChildReopened{ChildID: h.task("child").SubWorkflowID}
+			h.advance(time.Second)
+			return engine.ChildReopened{ChildID: h.task("child").SubWorkflowID, ResetTime: h.now.UnixMilli()}
 		}, func(h *harness) {
 			child(conductor.WorkflowCompleted)(h)
 			h.report("b", conductor.TaskFailed, nil, "b broke")
@@ -1815,7 +1816,8 @@ func TestRerunThroughDelayedSubWorkflow(t *testing.T) {
 	child := h.wantTask("child", conductor.TaskInProgress).SubWorkflowID
 	h.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowFailed, Reason: "kid broke"})
 	h.wantStatus(conductor.WorkflowFailed)
-	d := h.decide(engine.ChildReopened{ChildID: child, RerunUpTo: h.w.ID})
+	h.advance(time.Second)
+	d := h.decide(engine.ChildReopened{ChildID: child, RerunUpTo: h.w.ID, ResetTime: h.now.UnixMilli()})
 	h.wantStatus(conductor.WorkflowRunning)
 	if got := h.wantTask("child", conductor.TaskInProgress).SubWorkflowID; got != child {
 		t.Fatalf("the rerun waits for %s, want the child that runs again, %s", got, child)

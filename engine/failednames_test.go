@@ -68,7 +68,8 @@ func TestFailedTaskNames(t *testing.T) {
 			h.decide(engine.ChildFinished{ChildID: h.task("child").SubWorkflowID, Name: "kid", Version: 1,
 				Status: conductor.WorkflowFailed, Reason: "kid failed"})
 			h.wantFailedNames([]string{"child"}, []string{"child"})
-			h.decide(engine.ChildReopened{ChildID: h.task("child").SubWorkflowID})
+			h.advance(time.Second)
+			h.decide(engine.ChildReopened{ChildID: h.task("child").SubWorkflowID, ResetTime: h.now.UnixMilli()})
 		}}, conductor.WorkflowRunning, []string{}, []string{}},
 		{"a running parent run again for its child", permissiveChild, once, []func(*harness){failA, retry, func(h *harness) {
 			h.complete("a", nil)

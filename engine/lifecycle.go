@@ -54,7 +54,7 @@ func (d *decision) restart(r Restart) error {
 		}
 	}
 	d.startOver(reset)
-	d.reopened("")
+	d.reopened("", d.w.ResetTime)
 	return nil
 }
 
@@ -96,7 +96,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	}
 	if r.ReRunFromTaskID == "" {
 		d.startOver(reset)
-		d.reopened("")
+		d.reopened("", d.w.ResetTime)
 		return nil
 	}
 	from := d.w.task(r.ReRunFromTaskID)
@@ -167,7 +167,7 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	d.reopenJoins()
 	d.release(held)
 	d.failKept(from.Seq, heldBack)
-	d.reopened(upTo)
+	d.reopened(upTo, d.w.ResetTime)
 	return nil
 }
 
@@ -271,7 +271,7 @@ func (d *decision) retry(r Retry) error {
 		d.retryTask(t)
 	}
 	d.release(held)
-	d.reopened("")
+	d.reopened("", d.w.ResetTime)
 	return nil
 }
 
@@ -373,9 +373,6 @@ func (d *decision) refuseUnwaited(ancestors []*Workflow, asked, op string, rerun
 		}
 		child = p
 		news.ChildID = p.ID
-		if !p.Terminal() {
-			news.ResetTime = p.ResetTime // reopened without a reset
-		}
 	}
 	return nil
 }
@@ -463,15 +460,16 @@ func (d *decision) retryTask(t *Task) {
 
 // reopened tells the parent, if any, that this workflow runs again, or
 // still runs (or is paused) with a child run again; upTo is the ancestor
-// a rerun through this workflow was asked of.
-func (d *decision) reopened(upTo string) {
+// a rerun through this workflow was asked of, reset when the run again
+// happened: the parent ignores news from before its own end.
+func (d *decision) reopened(upTo string, reset int64) {
 	if d.w.ParentWorkflowID == "" || d.w.Terminal() {
 		// Ended again at once (a dynamic fork's task refused again): its
 		// end tells the parent, which a reopening after it would leave
 		// waiting for a child that has ended.
 		return
 	}
-	c := ChildReopened{ChildID: d.w.ID, RunsAs: d.w.AlsoRunsAs, ResetTime: d.w.ResetTime}
+	c := ChildReopened{ChildID: d.w.ID, RunsAs: d.w.AlsoRunsAs, ResetTime: reset}
 	if upTo != d.w.ID {
 		c.RerunUpTo = upTo
 	}
@@ -522,7 +520,10 @@ func (d *decision) childReopened(c ChildReopened) {
 		// The child may have ended again before this: ask.
 		d.effect(CheckChild{ParentWorkflowID: d.w.ID, ChildID: c.ChildID})
 	}
-	d.reopened("")
+	// Not reset itself (it ran on past the task, or was paused), it
+	// passes on the child's time: its own last reset may be older than
+	// its parent's end.
+	d.reopened("", max(d.w.ResetTime, c.ResetTime))
 }
 
 // reopenedThrough acts on news of a child running again (c) that the
@@ -547,7 +548,7 @@ func (d *decision) reopenedThrough(c ChildReopened) {
 		d.emit(&schemas.TaskUpdated{TaskID: t.ID, Status: t.Status, KeepOutput: true, Reason: t.Reason,
 			CallbackAfterSeconds: t.CallbackAfterSeconds, ClearsFailed: true, Time: d.now})
 	}
-	d.reopened("")
+	d.reopened("", max(d.w.ResetTime, c.ResetTime))
 }
 
 // reopens returns the SUB_WORKFLOW task that news of its child running
@@ -558,6 +559,17 @@ func (d *decision) reopenedThrough(c ChildReopened) {
 // else is news the parent has already acted on. refuseUnwaited asks it
 // too, so that a refusal follows what the parents would do.
 func (d *decision) reopens(c ChildReopened) *Task {
+	if d.w.Terminal() && c.ResetTime <= d.w.EndTime {
+		// News of a run from before the workflow's end, which recovery
+		// sends again while the child runs: the workflow acted on it and
+		// ended since (its task, waiting again, timed out, or another
+		// task failed), or ignored it while it ran, or its own end
+		// canceled the task. Acted on again, one run of the child by an
+		// operator would run the workflow again at every recovery. A run
+		// since that end is an operator's explicit doing, which reopens
+		// it, as Conductor's does.
+		return nil
+	}
 	t := d.w.taskRunning(c.ChildID)
 	if t != nil && t.Retried {
 		t = d.replacedBy(t, c)
@@ -581,14 +593,6 @@ func (d *decision) reopens(c ChildReopened) *Task {
 		// TERMINATE.
 		return nil
 	}
-	if t.Status == conductor.TaskCanceled && t.Reason == canceledBy(d.w.Status) && c.ResetTime <= d.w.EndTime {
-		// The parent's own end canceled it (an operator's terminate, a
-		// timeout, another task's failure), not the child's: news of a
-		// reset from before that end (recovery sends it again) must not
-		// undo it. A child reset since was an operator's explicit doing,
-		// which reopens its parents, as Conductor's does.
-		return nil
-	}
 	if wt := d.plan.config(t); wt == nil || wt.Optional || d.passedOver(t) {
 		return nil // an optional task's failure did not stop the parent, nor did the end of what it went on past
 	}
@@ -610,14 +614,14 @@ func (d *decision) reopens(c ChildReopened) *Task {
 // it over the newer one: Conductor runs the workflow again, and its
 // decider, which ignores old, ends it again at once by the newer
 // instance, terminating the child just run again and starting the
-// failure workflow a second time. News of a child run again before the
-// end (recovery sends it again) is what the running workflow ignored.
-// A rerun through the child reruns from old itself, as Conductor's rerunWF
-// looks for the task in the child of every instance and reruns from the
-// one that ran it: the rerun drops every task after old, the newer
-// instances among them, so one instance of the task waits.
+// failure workflow a second time. (News from before the end, which the
+// running workflow ignored, reopens has dropped already.) A rerun
+// through the child reruns from old itself, as Conductor's rerunWF looks
+// for the task in the child of every instance and reruns from the one
+// that ran it: the rerun drops every task after old, the newer instances
+// among them, so one instance of the task waits.
 func (d *decision) replacedBy(old *Task, c ChildReopened) *Task {
-	if !d.w.Terminal() || c.ResetTime <= d.w.EndTime {
+	if !d.w.Terminal() {
 		return nil
 	}
 	if c.RerunUpTo != "" {

@@ -474,7 +474,9 @@ func TestChildReopened(t *testing.T) {
 	p.wantStatus(conductor.WorkflowFailed)
 	p.wantTask("side", conductor.TaskCanceled)
 
-	d := p.decide(engine.ChildReopened{ChildID: child})
+	p.advance(time.Second)
+	news := engine.ChildReopened{ChildID: child, ResetTime: p.now.UnixMilli()}
+	d := p.decide(news)
 	p.wantStatus(conductor.WorkflowRunning)
 	if p.w.LastRetriedTime == 0 {
 		t.Fatal("lastRetriedTime not set")
@@ -487,7 +489,7 @@ func TestChildReopened(t *testing.T) {
 	if got := effectsOf[engine.CheckChild](d); len(got) != 1 || got[0].ChildID != child {
 		t.Fatalf("check effects %+v: the child may have ended already", got)
 	}
-	if d := p.decide(engine.ChildReopened{ChildID: child}); len(d.Events) != 0 {
+	if d := p.decide(news); len(d.Events) != 0 {
 		t.Fatal("repeated news reopened the task again")
 	}
 	p.decide(engine.ChildFinished{ChildID: child, Status: conductor.WorkflowCompleted, Output: map[string]any{"r": int64(1)}})
@@ -506,11 +508,12 @@ func TestChildReopened(t *testing.T) {
 		t.Fatal("an optional task's child reopened it")
 	}
 
-	// A parent that ended on its own (terminated by an operator, here)
-	// canceled the task itself: news of the child running again, which
-	// recovery sends again, does not undo the terminate. A child
-	// terminated on its own canceled the task too, and its news does
-	// reopen it.
+	// A parent that ended, on its own (terminated by an operator, here)
+	// or by a child terminated on its own, canceled the task: news of the
+	// child running again from before that end, which recovery sends
+	// again, does not undo it. A child restarted after its parent ended
+	// was restarted explicitly (recovery does not reset): it reopens the
+	// parent, as in Conductor.
 	for _, byParent := range []bool{true, false} {
 		q := newHarness(t, parentDef, nil)
 		qc := q.task("child").SubWorkflowID
@@ -521,23 +524,18 @@ func TestChildReopened(t *testing.T) {
 		}
 		q.wantStatus(conductor.WorkflowTerminated)
 		q.wantTask("child", conductor.TaskCanceled)
-		d := q.decide(engine.ChildReopened{ChildID: qc, ResetTime: q.w.EndTime})
-		if reopened := len(d.Events) != 0; reopened == byParent {
-			t.Fatalf("terminated by the parent %v: the child's news reopened it %v", byParent, reopened)
+		if d := q.decide(engine.ChildReopened{ChildID: qc, ResetTime: q.w.EndTime}); len(d.Events) != 0 {
+			t.Fatalf("terminated by the parent %v: news from before the end reopened it: %s", byParent, describe(d))
 		}
+		q.decide(engine.ChildReopened{ChildID: qc, ResetTime: q.w.EndTime + 1})
+		q.wantStatus(conductor.WorkflowRunning)
+		q.wantTask("child", conductor.TaskInProgress)
 	}
-	// A child restarted after its parent ended was restarted explicitly
-	// (recovery does not reset): it reopens the parent, as in Conductor.
-	q := newHarness(t, parentDef, nil)
-	q.decide(engine.Terminate{Reason: "operator"})
-	q.decide(engine.ChildReopened{ChildID: q.task("child").SubWorkflowID, ResetTime: q.w.EndTime + 1})
-	q.wantStatus(conductor.WorkflowRunning)
-	q.wantTask("child", conductor.TaskInProgress)
 
 	// Unless a TERMINATE ended the parent (canceling the child's task in
 	// another branch): reopened, it ran on past the TERMINATE, which a
 	// retry of the parent does not do either.
-	q = newHarness(t, `{"name":"parent","tasks":[
+	q := newHarness(t, `{"name":"parent","tasks":[
 	  {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
 	    [{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid"}}],
 	    [{"name":"side","taskReferenceName":"side"},{"name":"stop","taskReferenceName":"stop","type":"TERMINATE","inputParameters":{"terminationStatus":"FAILED"}}]]},
@@ -623,10 +621,11 @@ func TestRerunThroughChild(t *testing.T) {
 	p.complete("after", nil)
 	p.wantStatus(conductor.WorkflowCompleted)
 	// A plain reopen of a completed parent changes nothing.
-	if d := p.decide(engine.ChildReopened{ChildID: child}); len(d.Events) != 0 {
+	p.advance(time.Second)
+	if d := p.decide(engine.ChildReopened{ChildID: child, ResetTime: p.now.UnixMilli()}); len(d.Events) != 0 {
 		t.Fatal("a completed parent reopened for a child's plain rerun")
 	}
-	d = p.decide(engine.ChildReopened{ChildID: child, RerunUpTo: "grand-1"})
+	d = p.decide(engine.ChildReopened{ChildID: child, RerunUpTo: "grand-1", ResetTime: p.now.UnixMilli()})
 	p.wantStatus(conductor.WorkflowRunning)
 	p.wantRefs("sub")
 	if sub := p.wantTask("sub", conductor.TaskInProgress); sub.SubWorkflowID != child {
@@ -646,7 +645,8 @@ func TestRerunThroughChild(t *testing.T) {
 	p.wantStatus(conductor.WorkflowCompleted)
 
 	// The ancestor asked reruns last: its own parent hears a plain reopen.
-	d = p.decide(engine.ChildReopened{ChildID: child, RerunUpTo: "wf-1"})
+	p.advance(time.Second)
+	d = p.decide(engine.ChildReopened{ChildID: child, RerunUpTo: "wf-1", ResetTime: p.now.UnixMilli()})
 	p.wantStatus(conductor.WorkflowRunning)
 	if got := effectsOf[engine.ReopenParent](d); len(got) != 1 || !reflect.DeepEqual(got[0].Child, engine.ChildReopened{ChildID: "wf-1", ResetTime: p.w.ResetTime}) {
 		t.Fatalf("reopen effects of the ancestor asked: %+v", got)
@@ -807,7 +807,8 @@ func TestRunAs(t *testing.T) {
 		if got := h.w.Principals(); !reflect.DeepEqual(got, []string{"app:tester", "app:other"}) {
 			t.Fatalf("a parent taking news of a child run as another runs as %v", got)
 		}
-		h.decide(engine.ChildReopened{ChildID: child, RunsAs: []string{"app:other", "app:third"}})
+		h.advance(time.Second)
+		h.decide(engine.ChildReopened{ChildID: child, RunsAs: []string{"app:other", "app:third"}, ResetTime: h.now.UnixMilli()})
 		h.wantStatus(conductor.WorkflowRunning)
 		if got := h.w.Principals(); !reflect.DeepEqual(got, []string{"app:tester", "app:other", "app:third"}) {
 			t.Fatalf("a parent reopened by a child run as others runs as %v", got)

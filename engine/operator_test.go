@@ -510,6 +510,7 @@ func TestJumpedOverTasksStayEnded(t *testing.T) {
 		c := newHarness(h.t, kidDef, nil)
 		c.w.ID, c.w.ParentWorkflowID = h.task(ref).SubWorkflowID, h.w.ID
 		c.decide(engine.Terminate{Reason: "jumped"})
+		c.advance(time.Second) // an operator's doing, after the end
 		if _, err := c.try(trig(c)); !errorsIs(err, fault.ErrConflict) || !strings.Contains(err.Error(), "a jump passed over") {
 			h.t.Fatalf("the jumped child's %s: %v, want refused", engine.TriggerName(trig(c)), err)
 		}
@@ -627,6 +628,7 @@ func TestJumpedOverTasksStayEnded(t *testing.T) {
 	c := newHarness(t, kidDef, nil)
 	c.w.ID, c.w.ParentWorkflowID = jumped, h.w.ID
 	c.decide(engine.Terminate{Reason: "jumped"})
+	c.advance(time.Second)
 	c.decide(engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: c.task("k").ID}, UpTo: h.w.ID})
 	c.wantStatus(conductor.WorkflowRunning)
 	h.decide(engine.ChildReopened{ChildID: jumped, RerunUpTo: h.w.ID, ResetTime: c.w.ResetTime})

@@ -29,7 +29,9 @@ func TestRetryIfRetriedByParent(t *testing.T) {
 	}{
 		{"parent still waits, flag false", func(*harness) {}, true, true, false, false},
 		{"parent reopened the same child, flag false", func(p *harness) {
-			p.decide(engine.ChildReopened{ChildID: p.task("child").SubWorkflowID})
+			p.advance(time.Second)
+			p.decide(engine.ChildReopened{ChildID: p.task("child").SubWorkflowID, ResetTime: p.now.UnixMilli()})
+			p.wantStatus(conductor.WorkflowRunning)
 		}, true, true, false, false},
 		{"parent retried, flag false", func(p *harness) { p.decide(engine.Retry{}) }, true, true, true, true},
 		{"parent rerun, flag false", func(p *harness) { p.decide(engine.Rerun{}) }, true, true, true, true},
@@ -229,9 +231,8 @@ func TestChildRunAgainClearsAncestorsFailedNames(t *testing.T) {
 				t.Fatalf("top names no failed task: %v, %q", top.w.FailedTaskRefs, top.w.FailedTaskID)
 			}
 			tasks := len(top.w.Tasks)
-			for _, h := range []*harness{top, mid, leaf} {
-				h.advance(time.Second) // an operator's doing, after the ends
-			}
+			top.advance(time.Second) // an operator's doing, after the ends
+			mid.now, leaf.now = top.now, top.now
 
 			d := leaf.decide(engine.Retry{Ancestors: []*engine.Workflow{mid.w, top.w}})
 			if got := reopenUp(d, mid, top); got == 0 {

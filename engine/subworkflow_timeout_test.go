@@ -203,3 +203,146 @@ func TestReopenedSubWorkflowTaskTimesOutAfresh(t *testing.T) {
 	}
 	wantNoTerminate(t, "the timeout", h.last.Effects)
 }
+
+// TestChildRunAgainReopensOnce pins that news of a child run again, by
+// its retry or by a rerun asked of the parent from a task of it, reopens
+// a parent its SUB_WORKFLOW task's own timeout ended once: the task,
+// waiting again, times out again and leaves the child running, and
+// recovery sends the child's news again (Effects). The parent ended
+// after that news: it runs again only for a run of the child an operator
+// asks after that end.
+func TestChildRunAgainReopensOnce(t *testing.T) {
+	const (
+		kidDef   = `{"name":"kid","version":1,"tasks":[{"name":"k","taskReferenceName":"k"}]}`
+		timeOut  = `{"name":"child","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","responseTimeoutSeconds":30,"retryCount":0}`
+		outOfTry = `{"name":"child","timeoutSeconds":60,"timeoutPolicy":"RETRY","responseTimeoutSeconds":30,"retryCount":0}`
+	)
+	for _, tc := range []struct {
+		name     string
+		inline   string
+		taskDefs []string
+		rerun    bool // a rerun asked of the parent, else the child's retry
+	}{
+		{"retry, TIME_OUT_WF", timeOut, nil, false},
+		{"rerun through the child, TIME_OUT_WF", timeOut, nil, true},
+		{"retry, RETRY out of retries", "", []string{outOfTry}, false},
+		{"rerun through the child, RETRY out of retries", "", []string{outOfTry}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newHarness(t, subTimeoutDef(tc.inline), nil, tc.taskDefs...)
+			kid := p.startChild("sw", kidDef)
+			timesOut := func() {
+				t.Helper()
+				p.advance(61 * time.Second)
+				p.decide(engine.Tick{})
+				p.wantStatus(conductor.WorkflowTimedOut)
+				wantNoTerminate(t, "the timeout", p.last.Effects)
+			}
+			// An operator's run of the child, ended as the parent ignores.
+			runAgain := func() engine.ChildReopened {
+				t.Helper()
+				p.advance(time.Minute)
+				kid.now = p.now
+				kid.report("k", conductor.TaskFailedWithTerminalError, nil, "down")
+				tellEnd(p, kid)
+				p.advance(time.Minute)
+				kid.now = p.now
+				var trig engine.Trigger = engine.Retry{Ancestors: []*engine.Workflow{p.w}}
+				if tc.rerun {
+					trig = engine.Rerun{Request: conductor.RerunWorkflowRequest{ReRunFromTaskID: kid.task("k").ID}, UpTo: p.w.ID,
+						Ancestors: []*engine.Workflow{p.w}}
+				}
+				reopen := effectsOf[engine.ReopenParent](kid.decide(trig))
+				if len(reopen) != 1 || reopen[0].ParentWorkflowID != p.w.ID {
+					t.Fatalf("reopen effects %+v", reopen)
+				}
+				return reopen[0].Child
+			}
+			timesOut()
+			news := runAgain()
+			p.decide(news)
+			p.wantStatus(conductor.WorkflowRunning)
+			if ct := p.wantTask("sw", conductor.TaskInProgress); ct.SubWorkflowID != kid.w.ID {
+				t.Fatalf("the task waits for %s, want %s", ct.SubWorkflowID, kid.w.ID)
+			}
+			timesOut()
+
+			kid.now = p.now
+			again := effectsOf[engine.ReopenParent](engine.Decision{Effects: engine.Effects(kid.w, kid.now.UnixMilli())})
+			if len(again) != 1 || !reflect.DeepEqual(again[0].Child, news) {
+				t.Fatalf("recovery's reopen effects %+v, want the news again: %+v", again, news)
+			}
+			if d := p.decide(again[0].Child); len(d.Events) != 0 || len(d.Effects) != 0 {
+				t.Fatalf("the parent acted again on news it acted on before its end: %s", describe(d))
+			}
+			p.wantStatus(conductor.WorkflowTimedOut)
+
+			p.decide(runAgain())
+			p.wantStatus(conductor.WorkflowRunning)
+			p.wantTask("sw", conductor.TaskInProgress)
+		})
+	}
+}
+
+// TestGrandchildRunAgainReopensOnce pins the same up a chain: a
+// grandparent whose SUB_WORKFLOW task timed out while the workflow below
+// ran on (past its permissive task's failure, or paused holding it back)
+// runs again for a grandchild an operator retried after that end, the
+// news coming through the workflow below, which was not reset itself;
+// timed out again, it ignores the news recovery sends again.
+func TestGrandchildRunAgainReopensOnce(t *testing.T) {
+	const (
+		topDef  = `{"name":"top","tasks":[{"name":"mid","taskReferenceName":"mid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"mid"},"taskDefinition":{"name":"mid","timeoutSeconds":60,"timeoutPolicy":"TIME_OUT_WF","responseTimeoutSeconds":30,"retryCount":0}}]}`
+		midDef  = `{"name":"mid","tasks":[{"name":"leaf","taskReferenceName":"leaf","type":"SUB_WORKFLOW","permissive":%t,"subWorkflowParam":{"name":"leaf"}},{"name":"b","taskReferenceName":"b"}]}`
+		leafDef = `{"name":"leaf","tasks":[{"name":"k","taskReferenceName":"k"}]}`
+	)
+	for _, tc := range []struct {
+		name       string
+		permissive bool
+		pause      bool
+	}{
+		{"mid ran on past its permissive task", true, false},
+		{"mid paused, holding the failure back", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			top := newHarness(t, topDef, nil)
+			mid := top.startChild("mid", fmt.Sprintf(midDef, tc.permissive))
+			leaf := mid.startChild("leaf", leafDef)
+			at := func(d time.Duration) {
+				top.advance(d)
+				mid.now, leaf.now = top.now, top.now
+			}
+			timesOut := func() {
+				t.Helper()
+				at(61 * time.Second)
+				top.decide(engine.Tick{})
+				top.wantStatus(conductor.WorkflowTimedOut)
+			}
+			timesOut()
+			at(time.Second)
+			if tc.pause {
+				mid.decide(engine.Pause{})
+			}
+			leaf.report("k", conductor.TaskFailedWithTerminalError, nil, "down")
+			tellEnd(mid, leaf)
+			at(time.Minute)
+			if n := reopenUp(leaf.decide(engine.Retry{Ancestors: []*engine.Workflow{mid.w, top.w}}), mid, top); n != 2 {
+				t.Fatalf("%d ancestors took the news, want 2", n)
+			}
+			top.wantStatus(conductor.WorkflowRunning)
+			top.wantTask("mid", conductor.TaskInProgress)
+			timesOut()
+
+			recorded := len(top.history)
+			again := engine.Decision{Effects: engine.Effects(leaf.w, leaf.now.UnixMilli())}
+			if n := reopenUp(again, mid, top); n != 2 {
+				t.Fatalf("recovery's news reached %d ancestors, want 2", n)
+			}
+			if n := len(top.history) - recorded; n != 0 || top.w.Status != conductor.WorkflowTimedOut {
+				t.Fatalf("the grandparent, %s, recorded %d decisions for news it acted on before its end: tasks %v", top.w.Status, n, top.refs())
+			}
+		})
+	}
+}

@@ -413,7 +413,8 @@ func TestTimedOutLoopsIterationStaysEnded(t *testing.T) {
 		}},
 		{name: "a permissive loop's retry", def: def(`,"permissive":true`, steps), again: func(h *harness) { h.decide(engine.Retry{}) }, rerun: true},
 		{name: "a child's retry", def: def(`,"optional":true`, child), again: func(h *harness) {
-			if d := h.decide(engine.ChildReopened{ChildID: h.task("b__1").SubWorkflowID}); len(d.Events) != 0 {
+			h.advance(time.Second)
+			if d := h.decide(engine.ChildReopened{ChildID: h.task("b__1").SubWorkflowID, ResetTime: h.now.UnixMilli()}); len(d.Events) != 0 {
 				t.Fatalf("the child's retry reopened its task: %s", describe(d))
 			}
 			h.decide(engine.Retry{})

@@ -294,7 +294,11 @@ type ChildReopened struct {
 	RerunUpTo string
 	// RunsAs are the child's, as for ChildFinished.
 	RunsAs []string
-	// ResetTime is when the child was reset (Workflow.ResetTime).
+	// ResetTime is when the child was reset (Workflow.ResetTime), or,
+	// passed on by a child not reset itself, its descendant. A parent
+	// that has ended since ignores the news: recovery sends it again
+	// while the child runs, and the parent acted on it, or ignored it,
+	// before that end.
 	ResetTime int64
 }
 
