@@ -82,6 +82,28 @@ func (c *outputCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
+// existing is the cache bucket if it was made, nil if not: a purge has
+// nothing to take out of a bucket never made, and must not make it, for
+// a store too small for its size limit (an external server's, whose
+// bound the engine does not know) refuses it for good, and with it the
+// compaction whose purges must succeed first (UncacheOutput.Required).
+func (c *outputCache) existing(ctx context.Context) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	kv := c.kv
+	c.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	kv, err := c.log.JetStream().KeyValue(ctx, cacheBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("task output cache: %w", err)
+	}
+	return kv, nil
+}
+
 // get returns the entry cached under key, its output and its revision,
 // unless it expired by now (Unix ms). A cache that cannot be read has
 // nothing: the task runs. A hit is for the caller to count, once it has
@@ -275,8 +297,8 @@ func (c *outputCache) put(ctx context.Context, eff engine.CacheOutput) (uint64, 
 // the same output again. An entry written after the read finds none is
 // its writer's to take out again (cacheOutput).
 func (c *outputCache) drop(ctx context.Context, key string) error {
-	kv, err := c.bucket(ctx)
-	if err != nil {
+	kv, err := c.existing(ctx)
+	if err != nil || kv == nil {
 		return err
 	}
 	for {

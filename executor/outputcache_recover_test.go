@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
 // runningOnly lists the given workflows as running, and nothing as due.
@@ -176,5 +178,49 @@ func TestCachedOutputFoundSecretLeavesTheCacheBeforeCompaction(t *testing.T) {
 				t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 1", got)
 			}
 		})
+	}
+}
+
+// A workflow that masks the output of a task with a cacheConfig compacts
+// when the cache bucket was never made, for there is nothing to purge:
+// on a server whose store is too small for the bucket's size limit (an
+// external one, whose bound the engine does not know) the bucket is
+// refused at every attempt, for good, and a compaction that made it
+// first, to purge what it cannot hold, was refused at every pass.
+func TestCompactionWithoutTheCacheBucket(t *testing.T) {
+	t.Parallel()
+	ns := testutil.StartNATS(t, t.TempDir(), 0, func(o *server.Options) { o.JetStreamMaxStore = 64 << 20 })
+	l := testutil.OpenExternalLog(t, ns)
+	ctx := testutil.Context(t, 30*time.Second)
+	e := startExecutor(t, l, nothingScheduled{}, Config{})
+	const id = "wf-cached-nowhere"
+	startInline(ctx, t, e, id, cachedFetchDef)
+	w, err := e.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := w.LatestByRef("fetch").ID
+	if _, _, err := e.take(ctx, id, fetch, PollRequest{TaskType: "fetch", WorkerID: "w1"}); err != nil {
+		t.Fatalf("take: %v", err)
+	}
+	if _, err := e.Submit(ctx, id, engine.Result{Result: conductor.TaskResult{TaskID: fetch, WorkflowInstanceID: id,
+		Status: conductor.TaskCompleted, OutputData: map[string]any{"token": "found-secret-later"}}, TaskType: "fetch"}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.outputs.bucket(ctx); err == nil {
+		t.Fatal("the cache bucket was made; want it refused, as the server's store is smaller than its size limit")
+	}
+	vm := &schemas.ValuesMasked{Paths: []string{"task/" + fetch + "/output.token"}}
+	if _, err := e.Submit(ctx, id, engine.ValuesFound{Masked: vm}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Submit(ctx, id, engine.Terminate{Reason: "done"}, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Submit(ctx, id, engine.Compact{}, Meta{RequestID: "compact:" + id}); err != nil {
+		t.Fatalf("compaction: %v, want it recorded: no bucket holds an output to purge", err)
+	}
+	if w, err := e.State(ctx, id); err != nil || !w.Compacted {
+		t.Fatalf("state after the compaction: %v; want it compacted", err)
 	}
 }
