@@ -84,17 +84,28 @@ func scriptFailed(t *conductor.Task, err error) conductor.TaskResult {
 // redaction, finding whole values only, leaves as it is. Each such name
 // reads ***; names of the configured text, and what the script computed
 // (a message it threw, a property it read from its input), which
-// redaction looks through, are kept.
+// redaction looks through, are kept. Names are compared whole: a part
+// that a name of the configured text holds (work, of workflow) is still
+// a part of the value.
 func withoutSplicedNames(err error, given string, configured []string) error {
 	if len(configured) == 0 || slices.Contains(configured, given) {
 		return err // not configured with text (a test's task), or nothing was spliced
 	}
+	spliced := map[string]bool{}
+	for _, name := range scriptName.FindAllString(given, -1) {
+		spliced[name] = true
+	}
+	for _, c := range configured {
+		for _, name := range scriptName.FindAllString(c, -1) {
+			delete(spliced, name)
+		}
+	}
 	msg := err.Error()
 	out := scriptName.ReplaceAllStringFunc(msg, func(name string) string {
-		if !strings.Contains(given, name) || slices.ContainsFunc(configured, func(c string) bool { return strings.Contains(c, name) }) {
-			return name
+		if spliced[name] {
+			return "***"
 		}
-		return "***"
+		return name
 	})
 	if out == msg {
 		return err

@@ -136,8 +136,9 @@ func TestInlineErrors(t *testing.T) {
 // before or after the '.'), which redaction, finding whole values only,
 // would leave as it is. Such a name reads ***, whichever text the task
 // was configured with (its inputParameters, its registered definition's
-// inputTemplate, a LAMBDA's scriptExpression); the script's own names,
-// and what it threw, are kept.
+// inputTemplate, a LAMBDA's scriptExpression), and when a name of that
+// text holds it (work, of workflow); the script's own names, and what it
+// threw, are kept.
 func TestInlineErrorsQuoteNoSplicedName(t *testing.T) {
 	t.Parallel()
 	configured := func(task *conductor.Task, field, key, text string) *conductor.Task {
@@ -159,6 +160,7 @@ func TestInlineErrorsQuoteNoSplicedName(t *testing.T) {
 		want, hidden string
 	}{
 		{"a quote ends the string", spliced("'${workflow.secrets.pw}'.length", "'p4ss'+w0rdX9tail+''.length"), "ReferenceError: *** is not defined", "w0rdX9tail"},
+		{"a part of a configured name", spliced("'${workflow.secrets.pw}'.length", "'p4ss'+work+''.length"), "ReferenceError: *** is not defined", "work"},
 		{"a '.' cuts the value", spliced("var k = ${workflow.secrets.pw}; k", "var k = sklive.abcdefgh; k"), "ReferenceError: *** is not defined", "sklive"},
 		{"a property", spliced("var o = {}; o.${workflow.secrets.pw}()", "var o = {}; o.q.rstuvwxyz()"), "TypeError: Cannot read property '***' of undefined", "rstuvwxyz"},
 		{"a registered definition's template", configured(inlineTask("var k = sklive.abcdefgh; k", nil), "inputTemplate", "expression",
