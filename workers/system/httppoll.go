@@ -117,7 +117,7 @@ func (p HTTPPoll) Execute(ctx context.Context, t *conductor.Task) conductor.Task
 	if err != nil {
 		configured := slices.Concat(configuredText(t, "http_request", "terminationCondition"), configuredText(t, "terminationCondition"))
 		return failed(conductor.TaskFailedWithTerminalError, "HTTP_POLL task %s: terminationCondition: %v", t.ReferenceTaskName,
-			withoutSplicedNames(err, cfg.condition, configured))
+			withoutSplicedNames(err, t, cfg.condition, configured))
 	}
 	if done {
 		return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: res.OutputData}

@@ -60,7 +60,7 @@ func (s Inline) Execute(ctx context.Context, t *conductor.Task) conductor.TaskRe
 func (s Inline) javascript(ctx context.Context, t *conductor.Task, src string, scope map[string]any, given string, configured []string) conductor.TaskResult {
 	v, err := runJS(ctx, s.Budget, src, scope, func(r *jsRun, v goja.Value) (any, error) { return r.toJSON(v) })
 	if err != nil {
-		return scriptFailed(t, withoutSplicedNames(err, given, configured))
+		return scriptFailed(t, withoutSplicedNames(err, t, given, configured))
 	}
 	return conductor.TaskResult{Status: conductor.TaskCompleted, OutputData: map[string]any{"result": v}}
 }
@@ -86,10 +86,12 @@ func scriptFailed(t *conductor.Task, err error) conductor.TaskResult {
 // (a message it threw, a property it read from its input), which
 // redaction looks through, are kept. Names are compared whole: a part
 // that a name of the configured text holds (work, of workflow) is still
-// a part of the value.
-func withoutSplicedNames(err error, given string, configured []string) error {
-	if len(configured) == 0 || slices.Contains(configured, given) {
-		return err // not configured with text (a test's task), or nothing was spliced
+// a part of the value. A task configured without the text (a dynamic
+// fork's, whose script comes from the fork's input) has every name of
+// the script read so: none is the author's as the task was configured.
+func withoutSplicedNames(err error, t *conductor.Task, given string, configured []string) error {
+	if len(t.WorkflowTask) == 0 && len(t.TaskDefinition) == 0 || slices.Contains(configured, given) {
+		return err // not configured at all (a test's task), or nothing was spliced
 	}
 	spliced := map[string]bool{}
 	for _, name := range scriptName.FindAllString(given, -1) {

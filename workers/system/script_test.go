@@ -136,9 +136,10 @@ func TestInlineErrors(t *testing.T) {
 // before or after the '.'), which redaction, finding whole values only,
 // would leave as it is. Such a name reads ***, whichever text the task
 // was configured with (its inputParameters, its registered definition's
-// inputTemplate, a LAMBDA's scriptExpression), and when a name of that
-// text holds it (work, of workflow); the script's own names, and what it
-// threw, are kept.
+// inputTemplate, a LAMBDA's scriptExpression), when a name of that text
+// holds it (work, of workflow), and when the task was configured without
+// the text (a dynamic fork's, whose script is the fork's input); the
+// script's own names, and what it threw, are kept.
 func TestInlineErrorsQuoteNoSplicedName(t *testing.T) {
 	t.Parallel()
 	configured := func(task *conductor.Task, field, key, text string) *conductor.Task {
@@ -166,6 +167,8 @@ func TestInlineErrorsQuoteNoSplicedName(t *testing.T) {
 		{"a registered definition's template", configured(inlineTask("var k = sklive.abcdefgh; k", nil), "inputTemplate", "expression",
 			"var k = ${workflow.secrets.pw}; k"), "ReferenceError: *** is not defined", "sklive"},
 		{"a LAMBDA", configured(lambda, "inputParameters", "scriptExpression", "return ${workflow.secrets.pw};"), "ReferenceError: *** is not defined", "sklive"},
+		{"a dynamic fork's, configured without the text", configured(inlineTask("'p4ss'+w0rdX9tail+''.length", nil), "inputParameters", "other", "x"),
+			"ReferenceError: *** is not defined", "w0rdX9tail"},
 		{"the script's own name", spliced("nope.x + '${workflow.secrets.pw}'", "nope.x + 'p4ssw0rd'"), "ReferenceError: nope is not defined", ""},
 		{"what the script threw", spliced("throw new Error($.s + '${workflow.secrets.pw}')", "throw new Error($.s + 'p4ssw0rd')"), "Error: from-inputp4ssw0rd", ""},
 		{"nothing spliced", spliced("nope.x", "nope.x"), "ReferenceError: nope is not defined", ""},
