@@ -55,7 +55,10 @@ func (s *Server) routeScheduler() {
 			err = s.checkInlineDef("startWorkflowRequest.workflowDef", def.StartWorkflowRequest)
 		}
 		if err == nil {
-			err = refuseMaskedFields(def.StartWorkflowRequest, s.maskedFields(r.Context(), def.StartWorkflowRequest))
+			var fields []string
+			if fields, err = s.maskedFields(r.Context(), def.StartWorkflowRequest); err == nil {
+				err = refuseMaskedFields(def.StartWorkflowRequest, fields)
+			}
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -69,7 +72,8 @@ func (s *Server) routeScheduler() {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, s.readableSchedules(r, list, nil))
+		list, err = s.readableSchedules(r, list, nil)
+		s.reply(w, r, list, err)
 	})
 	// Orkes's getSchedulesByTag. This literal route wins over
 	// schedules/{name}: "tags" is not taken for a schedule's name.
@@ -86,9 +90,10 @@ func (s *Server) routeScheduler() {
 			return
 		}
 		want := conductor.Tag{Key: key, Value: value}
-		writeJSON(w, http.StatusOK, s.readableSchedules(r, list, func(def *conductor.WorkflowSchedule) bool {
+		list, err = s.readableSchedules(r, list, func(def *conductor.WorkflowSchedule) bool {
 			return slices.Contains(def.Tags, want)
-		}))
+		})
+		s.reply(w, r, list, err)
 	})
 	// Reads show the schedule the caller's access was checked on, as
 	// writes change only that one.
@@ -100,7 +105,7 @@ func (s *Server) routeScheduler() {
 			def, err = sc.GetChecked(r.Context(), name, current)
 		}
 		if err == nil {
-			def.StartWorkflowRequest = s.maskRequest(r.Context(), def.StartWorkflowRequest)
+			def.StartWorkflowRequest, err = s.maskRequest(r.Context(), def.StartWorkflowRequest)
 		}
 		s.reply(w, r, def, err)
 	})
@@ -216,7 +221,10 @@ func (s *Server) routeScheduler() {
 			return
 		}
 		for i := range xs {
-			xs[i].Request = s.maskRequest(r.Context(), xs[i].Request)
+			if xs[i].Request, err = s.maskRequest(r.Context(), xs[i].Request); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"totalHits": total, "results": xs})
 	})
@@ -243,47 +251,60 @@ func (s *Server) routeScheduler() {
 }
 
 // readableSchedules returns those of list the caller may read (and keep
-// accepts, when given), so a list never shows a hidden schedule.
-func (s *Server) readableSchedules(r *http.Request, list []*conductor.WorkflowSchedule, keep func(*conductor.WorkflowSchedule) bool) []*conductor.WorkflowSchedule {
+// accepts, when given), so a list never shows a hidden schedule. A list
+// whose masking cannot be decided (maskRequest) is not shown at all.
+func (s *Server) readableSchedules(r *http.Request, list []*conductor.WorkflowSchedule, keep func(*conductor.WorkflowSchedule) bool) ([]*conductor.WorkflowSchedule, error) {
 	out := make([]*conductor.WorkflowSchedule, 0, len(list))
 	for _, def := range list {
 		if (keep == nil || keep(def)) && s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: def.Name}) {
-			def.StartWorkflowRequest = s.maskRequest(r.Context(), def.StartWorkflowRequest)
+			var err error
+			if def.StartWorkflowRequest, err = s.maskRequest(r.Context(), def.StartWorkflowRequest); err != nil {
+				return nil, err
+			}
 			out = append(out, def)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // maskedFields are the input fields the workflow req starts masks: its
-// inline definition's maskedFields, else the registered definition's.
-func (s *Server) maskedFields(ctx context.Context, req *conductor.StartWorkflowRequest) []string {
+// inline definition's maskedFields, else the registered definition's (none
+// when no definition has the name). A lookup that fails otherwise fails,
+// unavailable: read as "none", it would let a masked field be stored, or
+// shown, in plain text.
+func (s *Server) maskedFields(ctx context.Context, req *conductor.StartWorkflowRequest) ([]string, error) {
 	switch {
 	case req == nil:
-		return nil
+		return nil, nil
 	case req.WorkflowDef != nil:
-		return req.WorkflowDef.MaskedFields
+		return req.WorkflowDef.MaskedFields, nil
 	case s.deps.Definitions == nil:
-		return nil
+		return nil, nil
 	}
 	def, err := s.deps.Definitions.LookupWorkflowDef(ctx, req.Name, req.Version)
-	if err != nil {
-		return nil
+	switch err = auth.LookupFault(req.Name, err); {
+	case errors.Is(err, fault.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
-	return def.MaskedFields
+	return def.MaskedFields, nil
 }
 
 // maskRequest returns req with the input fields its workflow masks
 // reading "***", as the workflow it starts shows them. Saving refuses such
 // input; this covers fields a definition came to mask later.
-func (s *Server) maskRequest(ctx context.Context, req *conductor.StartWorkflowRequest) *conductor.StartWorkflowRequest {
-	fields := s.maskedFields(ctx, req)
+func (s *Server) maskRequest(ctx context.Context, req *conductor.StartWorkflowRequest) (*conductor.StartWorkflowRequest, error) {
+	fields, err := s.maskedFields(ctx, req)
+	if err != nil {
+		return nil, err
+	}
 	if len(fields) == 0 {
-		return req
+		return req, nil
 	}
 	c := *req
 	c.Input = masking.Fields(c.Input, fields)
-	return &c
+	return &c, nil
 }
 
 // refuseMaskedFields refuses a schedule whose input sets a field its
