@@ -9,6 +9,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -192,8 +193,55 @@ func (s *Server) reporter(r *http.Request, wf *engine.Workflow, t *engine.Task) 
 }
 
 // mayStart reports (nil) whether the caller may start req (see
-// auth.StartRequires).
+// auth.StartRequires), whether its workflow is registered or not.
 func (s *Server) mayStart(r *http.Request, req conductor.StartWorkflowRequest) error {
+	_, err := s.checkStart(r, req)
+	if req.WorkflowDef == nil && errors.Is(err, fault.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// checkStart reports (nil) whether the caller may start req, and returns
+// the registered definition it decided on for a start by name: the owner
+// and tags the decision reads are read with it (metadata.Startable), and
+// the start runs it (executor.StartOptions.Def), not a definition that
+// someone else registered under the name meanwhile. A start by name of a
+// workflow not registered fails, not found, once allowed; nil without
+// Definitions (the start looks the name up).
+func (s *Server) checkStart(r *http.Request, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	if req.WorkflowDef == nil && s.deps.Definitions != nil {
+		st, missing := s.deps.Definitions.LookupStartable(r.Context(), req.Name, req.Version)
+		if missing = auth.LookupFault(req.Name, missing); missing != nil && !errors.Is(missing, fault.ErrNotFound) {
+			return nil, missing
+		}
+		reqs, err := auth.StartRequires(req, nil)
+		for i := 0; err == nil && i < len(reqs); i++ {
+			err = s.authorizeOn(r, reqs[i].Access, auth.Resource{Target: reqs[i].Target, Describer: startableDescriber(st)})
+		}
+		if err != nil {
+			return nil, err
+		}
+		return st.Def, missing
+	}
+	return nil, s.mayStartInline(r, req)
+}
+
+// startableDescriber tells the Authorizer the owner and tags of the
+// definition a start by name decided on: a name registered nowhere has
+// neither.
+type startableDescriber metadata.Startable
+
+func (d startableDescriber) Describe(context.Context, auth.Target) (tags []string, creator string, err error) {
+	for _, t := range d.Tags {
+		tags = append(tags, t.Key+":"+t.Value)
+	}
+	return tags, d.Owner, nil
+}
+
+// mayStartInline reports (nil) whether the caller may start req, which
+// sends its definition inline (or, without Definitions, names it).
+func (s *Server) mayStartInline(r *http.Request, req conductor.StartWorkflowRequest) error {
 	var lookup func(name string) error
 	if s.deps.Definitions != nil {
 		lookup = func(name string) error {

@@ -80,6 +80,9 @@ const (
 	// target's tags and creator: as a user's listing checks its first
 	// definition.
 	duringCheck
+	// beforeStart is once a start's access was decided, as the engine is
+	// asked to start it.
+	beforeStart
 )
 
 // meanwhile is a change someone else makes once, when the next request
@@ -232,6 +235,17 @@ const (
 	pinAdmin = "admin@example.com"
 )
 
+// openMetadata opens a metadata store over a new log and its read model,
+// whose projection runs.
+func openMetadata(tb testing.TB) (*eventlog.Log, *metadata.Store) {
+	tb.Helper()
+	l := testutil.OpenLog(tb, "")
+	store := testutil.OpenStore(tb)
+	runner := testutil.RunProjection(tb, l, store, metadata.Projection{},
+		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
+	return l, metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(tb)})
+}
+
 // newPinServer serves the metadata API over a real log and read model,
 // with the real Authorizer. The user holds role USER (CREATE on every
 // definition name) and UPDATE on whatever is tagged team:x. A change armed
@@ -247,11 +261,7 @@ func newPinServer(tb testing.TB) (*metadata.Store, *meanwhile, string) {
 // through serve, when not nil.
 func newPinServerWith(tb testing.TB, source func(*metadata.Store) definitionReader, serve func(*metadata.Store) api.Metadata) (*metadata.Store, *meanwhile, string) {
 	tb.Helper()
-	l := testutil.OpenLog(tb, "")
-	store := testutil.OpenStore(tb)
-	runner := testutil.RunProjection(tb, l, store, metadata.Projection{},
-		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
-	md := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(tb)})
+	_, md := openMetadata(tb)
 	changes := &meanwhile{}
 	authz := auth.NewAuthorizer(grantsMeanwhile{changes: changes, fixedGrants: &fixedGrants{grants: []auth.Grant{{
 		Subject: auth.Subject{Type: auth.SubjectUser, ID: pinUser},

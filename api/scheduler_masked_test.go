@@ -13,11 +13,9 @@ import (
 
 	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/auth"
-	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/metadata"
-	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions/query"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -97,11 +95,7 @@ func (k *keptSchedules) Executions(ctx context.Context, _ query.Search, visible 
 func TestScheduleMaskingFailsClosed(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, time.Minute)
-	l := testutil.OpenLog(t, "")
-	store := testutil.OpenStore(t)
-	runner := testutil.RunProjection(t, l, store, metadata.Projection{},
-		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
-	md := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(t)})
+	_, md := openMetadata(t)
 	var def conductor.WorkflowDef
 	if err := conductor.Unmarshal([]byte(`{"name":"masked_flow","maskedFields":["pw"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`), &def); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -62,6 +63,9 @@ type Waiter interface {
 // DefinitionLookup finds registered workflow definitions.
 type DefinitionLookup interface {
 	LookupWorkflowDef(ctx context.Context, name string, version *int) (*conductor.WorkflowDef, error)
+	// LookupStartable finds one with what access to starting it is
+	// decided on, in one state of its name.
+	LookupStartable(ctx context.Context, name string, version *int) (metadata.Startable, error)
 }
 
 func (s *Server) routeWorkflows() {
@@ -221,10 +225,11 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request, req conductor.Sta
 // with it only a caller who may read it: the key is often a business id
 // (an order number) that others can guess.
 func (s *Server) startAsCaller(r *http.Request, req conductor.StartWorkflowRequest) (string, error) {
-	if err := s.mayStart(r, req); err != nil {
+	def, err := s.checkStart(r, req)
+	if err != nil {
 		return "", err
 	}
-	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, executor.StartOptions{CreatedBy: principal(r)})
+	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, executor.StartOptions{CreatedBy: principal(r), Def: def})
 	if err == nil {
 		err = s.wait(r.Context(), seq)
 	}

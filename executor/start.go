@@ -45,6 +45,12 @@ type StartOptions struct {
 	// Event is the event of the handler whose action starts the workflow
 	// (engine.Start).
 	Event string
+	// Def is the registered definition of the request's name (and
+	// version, when it names one) that the start's access was decided on
+	// (metadata.Store.LookupStartable), which the start runs rather than
+	// looking the name up again: someone else may have deleted the name
+	// and registered it again since. Nil: the start looks it up.
+	Def *conductor.WorkflowDef
 	// FromWorkflow is set for a start a workflow asks for (a
 	// SUB_WORKFLOW's, a START_WORKFLOW's, a failure workflow's): its
 	// input and correlation id are the starter's data (a failure
@@ -98,8 +104,8 @@ func (e *keyHeldError) Error() string   { return e.conflict.Error() }
 func (e *keyHeldError) Unwrap() []error { return []error{e.conflict, ErrKeyHeld} }
 
 // StartWorkflow starts a workflow from a Conductor StartWorkflowRequest:
-// the inline definition if given, else the registered one (latest version
-// unless one is named). It returns the workflow id and the appended
+// the inline definition if given, else the registered one (o.Def, else
+// looked up: the latest version unless one is named). It returns the workflow id and the appended
 // sequence. An unknown definition is fault.ErrNotFound; an existing id is
 // fault.ErrConflict; a start its idempotency key refuses is ErrKeyHeld
 // (and fault.ErrConflict); with RETURN_EXISTING, the key's workflow id is
@@ -113,14 +119,17 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		if req.Name == "" {
 			return "", 0, fault.Invalid("start workflow: name is required")
 		}
-		if e.defs == nil {
+		def = o.Def
+		if def == nil && e.defs == nil {
 			return "", 0, fault.NotFound("workflow definition %s not found", req.Name)
 		}
-		d, err := e.defs.LookupWorkflowDef(ctx, req.Name, req.Version)
-		if err != nil {
-			return "", 0, err
+		if def == nil {
+			d, err := e.defs.LookupWorkflowDef(ctx, req.Name, req.Version)
+			if err != nil {
+				return "", 0, err
+			}
+			def = d
 		}
-		def = d
 		o.AlsoRunsAs = joining(o.CreatedBy, o.AlsoRunsAs, e.authorOf(ctx, def))
 	} else {
 		if def.Name == "" {

@@ -159,3 +159,70 @@ func taskCreator(v []byte) (string, bool, error) {
 	}
 	return c.CreatedBy, true, nil
 }
+
+// Startable is a registered workflow definition with what access to
+// starting it is decided on, its name's owner and tags, all read in one
+// state of the name (LookupStartable).
+type Startable struct {
+	Def   *conductor.WorkflowDef
+	Owner string
+	Tags  []conductor.Tag
+}
+
+// LookupStartable returns version *version of workflow name, or its
+// latest version when version is nil, with its name's owner and tags in
+// the same state: a start decides its caller's access on them and then
+// runs that definition, so that a name deleted and registered again by
+// someone else between the two does not run the new owner's definition on
+// a decision made on the old one's. It reads as LookupWorkflowDef does:
+// the read model, or the log when the read model lacks the definition.
+// The returned definition is shared: callers must not modify it. Unknown
+// names and versions fail with fault.ErrNotFound.
+func (s *Store) LookupStartable(ctx context.Context, name string, version *int) (Startable, error) {
+	subject := WorkflowSubject(name)
+	v, err := s.projectionView(subject)
+	if err != nil {
+		return Startable{}, err
+	}
+	st, found, err := s.startableIn(v, name, version)
+	if err == nil && !found && registrable(name) {
+		if v, err = s.logView(ctx, subject); err == nil {
+			st, found, err = s.startableIn(v, name, version)
+		}
+	}
+	if err != nil {
+		return Startable{}, err
+	}
+	if !found {
+		return Startable{}, WorkflowNotFound(name, version)
+	}
+	return st, nil
+}
+
+// startableIn reads the Startable of LookupStartable in v; found is false
+// while v holds no such definition.
+func (s *Store) startableIn(v view, name string, version *int) (Startable, bool, error) {
+	owner, tags, found, err := defAccessIn(v.KV, KindWorkflow, name)
+	if err != nil || !found {
+		return Startable{}, false, err
+	}
+	key := cacheKey{name: name}
+	if version != nil {
+		key.version = *version
+	}
+	// Only an entry of this very state: a newer one may be another
+	// owner's definition.
+	if e, ok := s.cache.get(key, v.Seq); ok && e.seq == v.Seq && e.wf != nil {
+		return Startable{Def: e.wf, Owner: owner, Tags: tags}, true, nil
+	}
+	d, found, err := findWorkflow(v.KV, name, version)
+	if err != nil || !found {
+		return Startable{}, false, err
+	}
+	wf, err := parseWorkflow(d.JSON)
+	if err != nil {
+		return Startable{}, false, err
+	}
+	s.cache.put(key, cacheEntry{seq: v.Seq, wf: wf})
+	return Startable{Def: wf, Owner: owner, Tags: tags}, true, nil
+}

@@ -1,0 +1,73 @@
+package metadata_test
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// LookupStartable answers a definition with the owner and tags of its
+// name in the same state, from the read model or, when that lacks it, the
+// log: a name deleted and registered again answers its new owner with
+// the new definition, never one with the other's.
+func TestLookupStartable(t *testing.T) {
+	t.Parallel()
+	a := newNode(t, nil, metadata.Options{})
+	stale := newStoppedNode(t, a.log)
+	c := ctx(t)
+	pay := []conductor.Tag{{Key: "team", Value: "pay"}}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(a.md.RegisterWorkflowDef(c, wf(t, simpleWF("versions", 1, "one")), true, "alice"))
+	must(a.md.RegisterWorkflowDef(c, wf(t, simpleWF("versions", 2, "two")), true, "bob"))
+	must(a.md.AddTags(c, metadata.KindWorkflow, "versions", pay, "alice"))
+	must(a.md.RegisterWorkflowDef(c, wf(t, simpleWF("moved", 1, "alice's")), true, "alice"))
+	must(a.md.AddTags(c, metadata.KindWorkflow, "moved", pay, "alice"))
+	must(a.md.DeleteWorkflowDef(c, "moved", 1, "alice"))
+	must(a.md.RegisterWorkflowDef(c, wf(t, simpleWF("moved", 1, "carol's")), true, "carol"))
+	must(a.md.RegisterWorkflowDef(c, wf(t, simpleWF("deleted", 1, "")), true, "alice"))
+	must(a.md.DeleteWorkflowDef(c, "deleted", 1, "alice"))
+	a.caughtUp(t)
+
+	for _, tt := range []struct {
+		name    string
+		version *int
+		want    string // description; "": not found
+		owner   string
+		tags    []conductor.Tag
+	}{
+		{"versions", nil, "two", "alice", pay},
+		{"versions", ptr(1), "one", "alice", pay},
+		{"versions", ptr(3), "", "", nil},
+		{"moved", nil, "carol's", "carol", []conductor.Tag{}},
+		{"deleted", nil, "", "", nil},
+		{"nowhere", nil, "", "", nil},
+	} {
+		for _, n := range []struct {
+			from string
+			md   *metadata.Store
+		}{{"read model", a.md}, {"log", stale.md}} {
+			version := "latest"
+			if tt.version != nil {
+				version = fmt.Sprint(*tt.version)
+			}
+			t.Run(fmt.Sprintf("%s %s from the %s", tt.name, version, n.from), func(t *testing.T) {
+				st, err := n.md.LookupStartable(c, tt.name, tt.version)
+				if tt.want == "" {
+					mustNotFound(t, err)
+					return
+				}
+				if err != nil || st.Def.Description != tt.want || st.Owner != tt.owner || !reflect.DeepEqual(st.Tags, tt.tags) {
+					t.Fatalf("startable = %+v, %v; want %q of %q, tagged %v", st, err, tt.want, tt.owner, tt.tags)
+				}
+			})
+		}
+	}
+}
