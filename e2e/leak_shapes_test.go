@@ -87,7 +87,8 @@ func pieces(s string) []string {
 // that echoes it in JSON as .NET writes it (a quote as \u0022, '+' as
 // \u002B) and decomposed (NFD; a secret of accented letters too), in its
 // output and a log line; a secret holding a quote goes into an INLINE's
-// string, which the quote ends, the name after it failing the script; a
+// string, which the quote ends, the name after it failing the script (a
+// name spelt with an escape too, which the script's error decodes); a
 // worker's _secrets value too, and a DECISION's case comes from it. A task
 // updated by reference name gets a _secrets value, then the value under a
 // plain key. TERMINATEs whose reason a task definition's inputTemplate
@@ -110,7 +111,10 @@ func TestLeakShapes(t *testing.T) {
 	uni := "Pässwörter-" + alnum(12)                      // a secret a worker spells decomposed (NFD)
 	name := "w" + alnum(11)                               // a script's name once the secret quo is spliced into it
 	quo := "p4ss'+" + name + "+'"
-	labelled := map[string]string{"data": data, "byref": byref, "uni": uni, "uni-nfd": norm.NFD.String(uni), "quo": quo, "quo-name": name}
+	escName := "q" + alnum(11)                 // the same, its first letter escaped in the secret (\u0071)
+	esc := `p4ss'+\u0071` + escName[1:] + "+'" // the script's error quotes the name as read: escName
+	labelled := map[string]string{"data": data, "byref": byref, "uni": uni, "uni-nfd": norm.NFD.String(uni), "quo": quo, "quo-name": name,
+		"esc": esc, "esc-name": escName}
 	for k, v := range vals {
 		labelled[k] = v
 	}
@@ -151,6 +155,7 @@ func TestLeakShapes(t *testing.T) {
 	}
 	e.putSecret("uni", uni)
 	e.putSecret("quo", quo)
+	e.putSecret("esc", esc)
 	call := func(ref, value, fail string) string {
 		return fmt.Sprintf(`{"name":"http","taskReferenceName":"%s","type":"HTTP","optional":true,"inputParameters":{"http_request":{
 		  "uri":"%s/p/%s?q=%s%s","method":"POST","headers":{"X-S":"%s"},"body":{"s":"%s"}}}}`, ref, remote.URL, value, value, fail, value, value)
@@ -163,7 +168,9 @@ func TestLeakShapes(t *testing.T) {
 	}
 	tasks = append(tasks, `{"name":"shp_respell","taskReferenceName":"rs_uni","inputParameters":{"s":"${workflow.secrets.uni}"}}`,
 		`{"name":"inl","taskReferenceName":"inl_quo","type":"INLINE","optional":true,
-		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.quo}'.length"}}`)
+		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.quo}'.length"}}`,
+		`{"name":"inl","taskReferenceName":"inl_esc","type":"INLINE","optional":true,
+		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.esc}'.length"}}`)
 	tasks = append(tasks, call("h_data", "${src.output._secrets.v}", ""), call("h_data_fail", "${src.output._secrets.v}", "&fail=1"))
 	src := `{"name":"shp_src","taskReferenceName":"src"}`
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
@@ -214,8 +221,10 @@ func TestLeakShapes(t *testing.T) {
 			t.Errorf("%s: %s %q, want it to have called the server", ref, tk.Status, tk.ReasonForIncompletion)
 		}
 	}
-	if inl := taskByRef(wf, "inl_quo"); !strings.Contains(inl.ReasonForIncompletion, "ReferenceError: *** is not defined") {
-		t.Errorf("the INLINE whose string the secret ends: %s %q", inl.Status, inl.ReasonForIncompletion)
+	for _, ref := range []string{"inl_quo", "inl_esc"} {
+		if inl := taskByRef(wf, ref); !strings.Contains(inl.ReasonForIncompletion, "ReferenceError: *** is not defined") {
+			t.Errorf("%s, the INLINE whose string the secret ends: %s %q", ref, inl.Status, inl.ReasonForIncompletion)
+		}
 	}
 	if dec := taskByRef(wf, "dec"); taskByRef(wf, "other") == nil || fmt.Sprint(dec.OutputData["caseOutput"]) != "[***]" {
 		t.Errorf("the DECISION on sealed data: output %v, tasks %v", dec.OutputData, refsOf(wf.Tasks))

@@ -128,6 +128,8 @@ func TestHTTPPollConditionErrorsQuoteNoSplicedName(t *testing.T) {
 			"terminationCondition: ReferenceError: *** is not defined", "w0rdX9tail"},
 		{"$.output.response.body.token == '${workflow.secrets.pw}'", "$.output.response.body.token == 'p4ss'+respon+''",
 			"terminationCondition: ReferenceError: *** is not defined", "respon"},
+		{"$.output.response.body.token == '${workflow.secrets.pw}'", `$.output.response.body.token == 'p4ss'+w\u0030rdX9tail+''`,
+			"terminationCondition: ReferenceError: *** is not defined", "w0rdX9tail"},
 		{"nope == 1", "nope == 1", "terminationCondition: ReferenceError: nope is not defined", ""},
 	} {
 		req := map[string]any{"uri": srv.URL, "method": "GET", "terminationCondition": tc.configured}
