@@ -88,7 +88,8 @@ func pieces(s string) []string {
 // \u002B) and decomposed (NFD; a secret of accented letters too), in its
 // output and a log line; a secret holding a quote goes into an INLINE's
 // string, which the quote ends, the name after it failing the script (a
-// name spelt with an escape too, which the script's error decodes); a
+// name spelt with an escape too, which the script's error decodes), and
+// into a jq query's, the @format after it failing the query; a
 // worker's _secrets value too, and a DECISION's case comes from it. A task
 // updated by reference name gets a _secrets value, then the value under a
 // plain key. TERMINATEs whose reason a task definition's inputTemplate
@@ -113,8 +114,10 @@ func TestLeakShapes(t *testing.T) {
 	quo := "p4ss'+" + name + "+'"
 	escName := "q" + alnum(11)                 // the same, its first letter escaped in the secret (\u0071)
 	esc := `p4ss'+\u0071` + escName[1:] + "+'" // the script's error quotes the name as read: escName
+	fmtName := "f" + alnum(11)                 // a jq query's @format once the secret jqf is spliced into it
+	jqf := `p4ss" + @` + fmtName + ` + "`
 	labelled := map[string]string{"data": data, "byref": byref, "uni": uni, "uni-nfd": norm.NFD.String(uni), "quo": quo, "quo-name": name,
-		"esc": esc, "esc-name": escName}
+		"esc": esc, "esc-name": escName, "jqf": jqf, "jqf-name": fmtName}
 	for k, v := range vals {
 		labelled[k] = v
 	}
@@ -156,6 +159,7 @@ func TestLeakShapes(t *testing.T) {
 	e.putSecret("uni", uni)
 	e.putSecret("quo", quo)
 	e.putSecret("esc", esc)
+	e.putSecret("jqf", jqf)
 	call := func(ref, value, fail string) string {
 		return fmt.Sprintf(`{"name":"http","taskReferenceName":"%s","type":"HTTP","optional":true,"inputParameters":{"http_request":{
 		  "uri":"%s/p/%s?q=%s%s","method":"POST","headers":{"X-S":"%s"},"body":{"s":"%s"}}}}`, ref, remote.URL, value, value, fail, value, value)
@@ -170,7 +174,9 @@ func TestLeakShapes(t *testing.T) {
 		`{"name":"inl","taskReferenceName":"inl_quo","type":"INLINE","optional":true,
 		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.quo}'.length"}}`,
 		`{"name":"inl","taskReferenceName":"inl_esc","type":"INLINE","optional":true,
-		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.esc}'.length"}}`)
+		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.esc}'.length"}}`,
+		`{"name":"jq","taskReferenceName":"jq_fmt","type":"JSON_JQ_TRANSFORM","optional":true,
+		  "inputParameters":{"queryExpression":"\"${workflow.secrets.jqf}\""}}`)
 	tasks = append(tasks, call("h_data", "${src.output._secrets.v}", ""), call("h_data_fail", "${src.output._secrets.v}", "&fail=1"))
 	src := `{"name":"shp_src","taskReferenceName":"src"}`
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
@@ -225,6 +231,9 @@ func TestLeakShapes(t *testing.T) {
 		if inl := taskByRef(wf, ref); !strings.Contains(inl.ReasonForIncompletion, "ReferenceError: *** is not defined") {
 			t.Errorf("%s, the INLINE whose string the secret ends: %s %q", ref, inl.Status, inl.ReasonForIncompletion)
 		}
+	}
+	if jq := taskByRef(wf, "jq_fmt"); !strings.Contains(jq.ReasonForIncompletion, "format not defined") {
+		t.Errorf("the JSON_JQ_TRANSFORM whose string the secret ends: %s %q", jq.Status, jq.ReasonForIncompletion)
 	}
 	if dec := taskByRef(wf, "dec"); taskByRef(wf, "other") == nil || fmt.Sprint(dec.OutputData["caseOutput"]) != "[***]" {
 		t.Errorf("the DECISION on sealed data: output %v, tasks %v", dec.OutputData, refsOf(wf.Tasks))

@@ -223,6 +223,7 @@ func jqCompileText(err error) string {
 // the errors gojq wraps quote of their input (a JSON text's character, a
 // regular expression) to '***'. A value the query raised itself
 // (error(...)) is kept: it is whole, unless it is too large to show.
+// An unknown @format is a name of the query, as jqCompileText words it.
 func jqErrorText(err error) string {
 	var raised gojq.ValueError
 	if errors.As(err, &raised) {
@@ -232,6 +233,13 @@ func jqErrorText(err error) string {
 		return err.Error()
 	}
 	msg := err.Error()
+	if strings.HasPrefix(msg, jqFormatNotDefined) {
+		// gojq compiles an unknown @format into a call that fails as it
+		// runs, naming the format as the query spells it: a secret
+		// spliced into the query ("p4ss" + @w0rd + "") had its part
+		// after its quote quoted.
+		return "queryExpression does not compile: format not defined"
+	}
 	var values []any
 	foreign := jqErrorValues(reflect.ValueOf(err), &values)
 	// The longest previews first: a short one may be part of a long one.
@@ -258,6 +266,9 @@ func jqErrorText(err error) string {
 	}
 	return msg
 }
+
+// jqFormatNotDefined begins gojq's message for an unknown @format.
+const jqFormatNotDefined = "format not defined: "
 
 // quoted matches what an error message quotes.
 var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`")

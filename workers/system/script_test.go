@@ -563,6 +563,10 @@ func TestJQ(t *testing.T) {
 		{"syntax error hides the query", jqTask(`.a == "pw"sk_live_51HxQzT8abcdefghij`, nil), "unexpected token at byte"},
 		{"unknown name hides the query", jqTask(`.a == "pw"|sk_live_51HxQzT8abcdefghij`, nil), "function not defined"},
 		{"unknown variable hides the query", jqTask(`.a == "pw"|$sk_live_51HxQzT8abcdefghij`, nil), "variable not defined"},
+		// gojq looks an unknown @format up as the query runs.
+		{"unknown format hides the query", jqTask(`.a == "pw" + @sk_live_51HxQzT8abcdefghij + ""`, nil), "queryExpression does not compile: format not defined"},
+		{"unknown format of a string hides the query", jqTask(`@sk_live_51HxQzT8abcdefghij "x\(.)"`, nil), "queryExpression does not compile: format not defined"},
+		{"format by name hides the query", jqTask(`format("sk_live_51HxQzT8abcdefghij")`, nil), "queryExpression does not compile: format not defined"},
 		{"runtime error", jqTask(`error("bad input")`, nil), "bad input"},
 		{"type error", jqTask(".a.b", map[string]any{"a": "s"}), "expected an object"},
 		// A type error quotes a preview of the value, cut short: a prefix
