@@ -89,7 +89,8 @@ func pieces(s string) []string {
 // output and a log line; a secret holding a quote goes into an INLINE's
 // string, which the quote ends, the name after it failing the script (a
 // name spelt with an escape too, which the script's error decodes), and
-// into a jq query's, the @format after it failing the query; a
+// into a jq query's, the @format after it failing the query; a script
+// parses a secret that is not JSON; a
 // worker's _secrets value too, and a DECISION's case comes from it. A task
 // updated by reference name gets a _secrets value, then the value under a
 // plain key. TERMINATEs whose reason a task definition's inputTemplate
@@ -176,7 +177,9 @@ func TestLeakShapes(t *testing.T) {
 		`{"name":"inl","taskReferenceName":"inl_esc","type":"INLINE","optional":true,
 		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.esc}'.length"}}`,
 		`{"name":"jq","taskReferenceName":"jq_fmt","type":"JSON_JQ_TRANSFORM","optional":true,
-		  "inputParameters":{"queryExpression":"\"${workflow.secrets.jqf}\""}}`)
+		  "inputParameters":{"queryExpression":"\"${workflow.secrets.jqf}\""}}`,
+		`{"name":"inl","taskReferenceName":"inl_json","type":"INLINE","optional":true,
+		  "inputParameters":{"evaluatorType":"javascript","expression":"JSON.parse($.c)","c":"${workflow.secrets.jsn}"}}`)
 	tasks = append(tasks, call("h_data", "${src.output._secrets.v}", ""), call("h_data_fail", "${src.output._secrets.v}", "&fail=1"))
 	src := `{"name":"shp_src","taskReferenceName":"src"}`
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs",
@@ -234,6 +237,10 @@ func TestLeakShapes(t *testing.T) {
 	}
 	if jq := taskByRef(wf, "jq_fmt"); !strings.Contains(jq.ReasonForIncompletion, "format not defined") {
 		t.Errorf("the JSON_JQ_TRANSFORM whose string the secret ends: %s %q", jq.Status, jq.ReasonForIncompletion)
+	}
+	// One character is too short to look for: the reason says it is not there.
+	if inl := taskByRef(wf, "inl_json"); !strings.Contains(inl.ReasonForIncompletion, "SyntaxError: invalid character '***' looking for beginning of value") {
+		t.Errorf("the INLINE parsing a secret that is not JSON: %s %q", inl.Status, inl.ReasonForIncompletion)
 	}
 	if dec := taskByRef(wf, "dec"); taskByRef(wf, "other") == nil || fmt.Sprint(dec.OutputData["caseOutput"]) != "[***]" {
 		t.Errorf("the DECISION on sealed data: output %v, tasks %v", dec.OutputData, refsOf(wf.Tasks))

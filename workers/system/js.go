@@ -657,7 +657,14 @@ const preludeSrc = `(function (maxArray, maxString, maxDepth, host) {
 	defineProperty(JSON, "parse", {__proto__: null, writable: true, configurable: true, enumerable: false, value: function parse_(text, reviver) {
 		var s = String_(text);
 		if (s.length > 2 * maxDepth) refuse(host.checkJSON(s));
-		var v = apply(parse, JSON, [s]);
+		var v;
+		try {
+			v = apply(parse, JSON, [s]);
+		} catch (e) {
+			// In the words of host.jsonError (see jsonError).
+			if (isObject(e) && getProto(e) === SyntaxError_.prototype && typeof e.message === "string") throw new SyntaxError_(host.jsonError(e.message));
+			throw e;
+		}
 		return typeof reviver === "function" ? revive(v, reviver) : v;
 	}});
 
@@ -783,6 +790,7 @@ func (r *jsRun) setup(b Budget, generators bool, scope map[string]any) error {
 		"checkPattern": func(src string) string { return patternLimit(src) },
 		"regexpError":  func(msg string) string { return regexpError(msg) },
 		"checkJSON":    func(text string) string { return jsonLimit(text, maxArray) },
+		"jsonError":    func(msg string) string { return jsonError(msg) },
 	} {
 		if err := host.Set(k, v); err != nil {
 			return fmt.Errorf("script prelude: %w", err)
@@ -1276,6 +1284,20 @@ func patternLimit(src string) string {
 	}
 	return ""
 }
+
+// jsonError is goja's message for a text JSON.parse could not read
+// (encoding/json's "invalid character 'Z' looking for beginning of object
+// key string") without the character it quotes: the text may be a secret,
+// read from the input or written into the script at hand-off
+// (JSON.parse('${workflow.secrets.creds}')), and redaction finds a whole
+// value, not one of its characters. jqErrorText hides fromjson's so.
+func jsonError(msg string) string {
+	return jsonCharacter.ReplaceAllString(msg, "invalid character '***'")
+}
+
+// jsonCharacter is the character encoding/json's syntax errors quote,
+// between single quotes: x, ", \x01, or \' for a single quote.
+var jsonCharacter = regexp.MustCompile(`invalid character '(?:\\'|[^']*)'`)
 
 // regexpError is goja's message for a pattern it could not compile
 // ("Invalid regular expression (re2): … (error parsing regexp: …)") in

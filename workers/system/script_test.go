@@ -189,6 +189,35 @@ func TestInlineErrorsQuoteNoSplicedName(t *testing.T) {
 	}
 }
 
+// JSON.parse's errors quote the character the text stopped at, one of a
+// secret's where the text is one (read from the input, or written into
+// the script at hand-off): it reads ***, thrown or caught, in a script
+// and in a condition.
+func TestJSONParseErrorsQuoteNoCharacter(t *testing.T) {
+	t.Parallel()
+	in := map[string]any{"s": `{"user":"bob",Zpass}`}
+	tests := []struct{ name, expr, want, hidden string }{
+		{"thrown", "JSON.parse($.s)", "SyntaxError: invalid character '***' looking for beginning of object key string", "'Z'"},
+		{"caught", "try { JSON.parse($.s) } catch (e) { throw e.message }", "invalid character '***' looking for beginning of object key string", "'Z'"},
+		{"written into the script", `JSON.parse('{"a":Zpass}')`, "SyntaxError: invalid character '***' looking for beginning of value", "'Z'"},
+		{"a single quote", `JSON.parse("{'a':1}")`, "SyntaxError: invalid character '***'", `'\''`},
+		{"a control character", `JSON.parse('"\x01"')`, "SyntaxError: invalid character '***' in string literal", `\x01`},
+	}
+	for _, tt := range tests {
+		res := system.Inline{}.Execute(context.Background(), inlineTask(tt.expr, in))
+		if res.Status != conductor.TaskFailed || !strings.Contains(res.ReasonForIncompletion, tt.want) {
+			t.Errorf("%s: %s %q, want FAILED with %q", tt.name, res.Status, res.ReasonForIncompletion, tt.want)
+		}
+		if strings.Contains(res.ReasonForIncompletion+fmt.Sprint(res.OutputData), tt.hidden) {
+			t.Errorf("%s: the reason or output quotes %s", tt.name, tt.hidden)
+		}
+	}
+	_, err := system.Condition(context.Background(), system.Budget{}, "JSON.parse($.s).user == 'bob'", in)
+	if err == nil || !strings.Contains(err.Error(), "invalid character '***'") || strings.Contains(err.Error(), "'Z'") {
+		t.Errorf("a condition: %v, want invalid character '***'", err)
+	}
+}
+
 // Runaway scripts fail their task within their budget; the process (this
 // test) carries on.
 func TestScriptBudgets(t *testing.T) {
