@@ -9,7 +9,6 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
-	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -217,7 +216,7 @@ func (s *Server) checkStart(r *http.Request, req conductor.StartWorkflowRequest)
 		}
 		reqs, err := auth.StartRequires(req, nil)
 		for i := 0; err == nil && i < len(reqs); i++ {
-			err = s.authorizeOn(r, reqs[i].Access, auth.Resource{Target: reqs[i].Target, Describer: startableDescriber(st)})
+			err = s.authorizeOn(r, reqs[i].Access, auth.Resource{Target: reqs[i].Target, Describer: auth.Described{Tags: auth.TagNames(st.Tags), Creator: st.Owner}})
 		}
 		if err != nil {
 			return nil, err
@@ -225,18 +224,6 @@ func (s *Server) checkStart(r *http.Request, req conductor.StartWorkflowRequest)
 		return st.Def, missing
 	}
 	return nil, s.mayStartInline(r, req)
-}
-
-// startableDescriber tells the Authorizer the owner and tags of the
-// definition a start by name decided on: a name registered nowhere has
-// neither.
-type startableDescriber metadata.Startable
-
-func (d startableDescriber) Describe(context.Context, auth.Target) (tags []string, creator string, err error) {
-	for _, t := range d.Tags {
-		tags = append(tags, t.Key+":"+t.Value)
-	}
-	return tags, d.Owner, nil
 }
 
 // mayStartInline reports (nil) whether the caller may start req, which

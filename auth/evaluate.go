@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"slices"
 
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -32,6 +33,18 @@ type Resource struct {
 	// on the state it reads, not on whatever the store holds by the time
 	// the decision reads it.
 	Describer Describer
+}
+
+// Described is a target's tags ("key:value") and creator as its caller
+// read them, for a Resource's Describer: the decision is made on the
+// state the caller read and acts on.
+type Described struct {
+	Tags    []string
+	Creator string
+}
+
+func (d Described) Describe(context.Context, Target) (tags []string, creator string, err error) {
+	return d.Tags, d.Creator, nil
 }
 
 // TagNames are tags as a Resource carries them and a TAG target names

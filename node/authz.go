@@ -35,17 +35,22 @@ type workflowAuthorizer struct {
 }
 
 func (a workflowAuthorizer) Authorize(ctx context.Context, id string, access auth.Access, t auth.Target) (string, error) {
+	return a.authorizeOn(ctx, id, access, auth.Resource{Target: t})
+}
+
+// authorizeOn is Authorize of a resource the caller may describe itself.
+func (a workflowAuthorizer) authorizeOn(ctx context.Context, id string, access auth.Access, res auth.Resource) (string, error) {
 	if a.insecure {
 		return "authentication off (--insecure-dev)", nil
 	}
 	p, err := a.principals.Principal(ctx, id)
 	if errors.Is(err, fault.ErrNotFound) {
-		return "", &auth.ForbiddenError{Principal: id, Access: access, Target: t, Reason: "the principal no longer exists"}
+		return "", &auth.ForbiddenError{Principal: id, Access: access, Target: res.Target, Reason: "the principal no longer exists"}
 	}
 	if err != nil {
-		return "", fmt.Errorf("authorize %s: %v: %w", t, err, fault.ErrUnavailable)
+		return "", fmt.Errorf("authorize %s: %v: %w", res.Target, err, fault.ErrUnavailable)
 	}
-	return a.decide(ctx, p, access, auth.Resource{Target: t})
+	return a.decide(ctx, p, access, res)
 }
 
 // decide asks the Authorizer whether p holds access on res.
@@ -345,38 +350,50 @@ func (a workflowAuthorizer) mayHandTasks(ctx context.Context, tasks api.TaskHand
 	return tasks.MayHandTasks(ctx, p, def)
 }
 
-// startCheck returns what the API asks of a start (api/authz.go mayStart),
-// asked of the starts a workflow, a schedule or an event handler makes as
-// their principal. A definition is looked for as the start's own lookup
-// and the API's check look for it, in the read model and then in the log:
-// another engine may have registered it a moment ago, and a schedule's
-// fire whose check answers not found is recorded FAILED for good. A
-// lookup that fails otherwise fails the check, unavailable: the fire is
-// tried again.
-func startCheck(defs *metadata.Store, authz workflowAuthorizer) func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
-	return func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+// startCheck returns what the API asks of a start (api/authz.go
+// checkStart), asked of the starts a workflow, a schedule, an event
+// handler, a webhook or a start command makes as their principals (a
+// sub-workflow's creator and every principal its parent runs as). A
+// start by name is decided for all of them on one state of the name,
+// its definition read with its owner and tags (metadata
+// LookupStartable), and the check returns that definition for the start
+// to run (executor.StartOptions.Def): the name deleted and registered
+// again by someone else meanwhile does not run the newcomer's definition
+// on a decision made on the former owner's. An inline definition returns
+// nil. A definition is looked for as the start's own lookup looks for it,
+// in the read model and then in the log: another engine may have
+// registered it a moment ago, and a schedule's fire whose check answers
+// not found is recorded FAILED for good. A lookup that fails otherwise
+// fails the check, unavailable: the fire is tried again.
+func startCheck(defs *metadata.Store, authz workflowAuthorizer) func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	return func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
 		lookup := func(name string) error {
 			_, err := defs.LookupWorkflowDef(ctx, name, nil)
 			return err
 		}
+		var def *conductor.WorkflowDef
+		var described auth.Describer
 		if req.WorkflowDef == nil {
-			// Not found, rather than refused: a refusal would blame the
+			// Not found (naming the version, as the start's own lookup
+			// does), rather than refused: a refusal would blame the
 			// principal (and pause a schedule as a security error).
-			if err := auth.LookupFault(req.Name, lookup(req.Name)); errors.Is(err, fault.ErrNotFound) {
-				return fault.NotFound("workflow definition %s not found", req.Name)
-			} else if err != nil {
-				return err
+			st, err := defs.LookupStartable(ctx, req.Name, req.Version)
+			if err = auth.LookupFault(req.Name, err); err != nil {
+				return nil, err
 			}
+			def, described = st.Def, auth.Described{Tags: auth.TagNames(st.Tags), Creator: st.Owner}
 		}
 		reqs, err := auth.StartRequires(req, lookup)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, q := range reqs {
-			if _, err := authz.Authorize(ctx, principal, q.Access, q.Target); err != nil {
-				return err
+		for _, p := range principals {
+			for _, q := range reqs {
+				if _, err := authz.authorizeOn(ctx, p, q.Access, auth.Resource{Target: q.Target, Describer: described}); err != nil {
+					return nil, err
+				}
 			}
 		}
-		return nil
+		return def, nil
 	}
 }

@@ -323,7 +323,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.SetHandOff(g)
 	n.executor.SetProtector(g)
 	mayStart := startCheck(n.metadata, authz)
-	n.executor.SetStartCheck(mayStart)
+	n.executor.SetStartCheck(func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+		_, err := mayStart(ctx, []string{principal}, req)
+		return err
+	})
 	n.executor.SetReadCheck(authz.mayReadExecution)
 	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType, domain string) error {
 		return authz.workerMayTake(ctx, n.workerCreds.ledger, n.unlistedWorker, taker, taskType, domain)
@@ -380,13 +383,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// A start no request of its starter's asks for (a schedule's tick, an
 	// event handler's start_workflow) is asked what the API asks of one:
 	// an inline definition's tasks too (see mayHandTasks).
-	mayStartUnasked := func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
-		if err := mayStart(ctx, principal, req); err != nil {
-			return err
+	mayStartUnasked := func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+		def, err := mayStart(ctx, []string{principal}, req)
+		if err != nil {
+			return nil, err
 		}
-		return authz.mayHandTasks(ctx, api.TaskHandOff{TaskDefs: n.metadata, Principals: n.auth.store, Authorizer: n.auth.authorizer}, principal, req.WorkflowDef)
+		return def, authz.mayHandTasks(ctx, api.TaskHandOff{TaskDefs: n.metadata, Principals: n.auth.store, Authorizer: n.auth.authorizer}, principal, req.WorkflowDef)
 	}
-	actAs := eventAuthorizer{authz: authz, mayStart: mayStartUnasked}
+	actAs := eventAuthorizer{authz: authz, mayStart: func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
+		_, err := mayStartUnasked(ctx, principal, req)
+		return err
+	}}
 	if err := n.startEventHandlers(ctx, runCtx, actAs); err != nil {
 		return nil, err
 	}

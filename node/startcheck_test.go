@@ -43,7 +43,7 @@ func TestStartCheckFindsADefinitionAheadOfTheReadModel(t *testing.T) {
 		{"inline", conductor.StartWorkflowRequest{Name: "nowhere", WorkflowDef: &def}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := check(ctx, "alice", tt.req)
+			_, err := check(ctx, []string{"alice"}, tt.req)
 			if tt.notFound != errors.Is(err, fault.ErrNotFound) || (!tt.notFound && err != nil) {
 				t.Fatalf("start check = %v, want not found %v", err, tt.notFound)
 			}
@@ -105,7 +105,7 @@ func TestStartCheckDecidesOnADefinitionAheadOfTheReadModel(t *testing.T) {
 		{"owner of the name before it was deleted", "alice", "moved", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := check(ctx, tt.principal, conductor.StartWorkflowRequest{Name: tt.workflow})
+			_, err := check(ctx, []string{tt.principal}, conductor.StartWorkflowRequest{Name: tt.workflow})
 			if tt.forbidden != errors.Is(err, fault.ErrForbidden) || (!tt.forbidden && err != nil) {
 				t.Fatalf("start check = %v, want forbidden %v", err, tt.forbidden)
 			}
@@ -151,7 +151,7 @@ func TestStartCheckFailsWhenItCannotLookUp(t *testing.T) {
 		{"inline under the name", conductor.StartWorkflowRequest{Name: "held", WorkflowDef: &def}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := check(ctx, "bob", tt.req); !errors.Is(err, fault.ErrUnavailable) || errors.Is(err, fault.ErrNotFound) {
+			if _, err := check(ctx, []string{"bob"}, tt.req); !errors.Is(err, fault.ErrUnavailable) || errors.Is(err, fault.ErrNotFound) {
 				t.Fatalf("start check = %v, want unavailable", err)
 			}
 		})

@@ -28,10 +28,13 @@ type Starter interface {
 
 // StartCheck decides whether a schedule's owner may still start its
 // workflow, by the rule the API applied when the schedule was saved
-// (EXECUTE on the definition; CREATE on an inline definition's name). A
-// refusal (fault.ErrForbidden) pauses the schedule with a "Security Error"
-// reason; other errors leave it to the next scan.
-type StartCheck func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) error
+// (EXECUTE on the definition; CREATE on an inline definition's name). It
+// returns the registered definition it decided on, which the fire runs
+// (executor.StartOptions.Def): the name deleted and registered again by
+// someone else since then would run theirs as the owner (nil: the start
+// looks the name up). A refusal (fault.ErrForbidden) pauses the schedule
+// with a "Security Error" reason; other errors leave it to the next scan.
+type StartCheck func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
 
 // Firer starts the workflows of due schedules.
 type Firer struct {
@@ -217,7 +220,7 @@ func (f *Firer) fireOne(ctx context.Context, name string, now int64) (more bool,
 	// claimed all the same: the claim's start asks again and records the
 	// run FAILED saying why (pausing the schedule for the latter), so
 	// that an executions search shows the tick that started nothing.
-	if err := f.mayStart(ctx, st); err != nil && !errors.Is(err, fault.ErrNotFound) && !errors.Is(err, fault.ErrForbidden) {
+	if _, err := f.mayStart(ctx, st); err != nil && !errors.Is(err, fault.ErrNotFound) && !errors.Is(err, fault.ErrForbidden) {
 		return false, err
 	}
 	seq, err := f.store.append(ctx, name, st.Seq, []schemas.Event{&schemas.ScheduleFired{
@@ -242,10 +245,11 @@ func missedAfter(st *State, at, now int64) bool {
 	return next != 0 && next <= now
 }
 
-// mayStart asks whether the schedule's owner may start its workflow.
-func (f *Firer) mayStart(ctx context.Context, st *State) error {
+// mayStart asks whether the schedule's owner may start its workflow, and
+// returns the definition decided on (StartCheck).
+func (f *Firer) mayStart(ctx context.Context, st *State) (*conductor.WorkflowDef, error) {
 	if f.check == nil || st.Def.StartWorkflowRequest == nil {
-		return nil
+		return nil, nil
 	}
 	return f.check(ctx, st.Owner(), *st.Def.StartWorkflowRequest)
 }
@@ -272,12 +276,12 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 	var added []string
 	req.Input, added = scheduledInput(req.Input, map[string]any{
 		"_scheduledTime": at, "_executedTime": claimed, "_startedByScheduler": name, "_executionId": id})
-	err := f.mayStart(ctx, st)
+	def, err := f.mayStart(ctx, st)
 	refused := errors.Is(err, fault.ErrForbidden)
 	started := id
 	if err == nil {
 		started, _, err = f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: id,
-			CreatedBy: st.Owner(), RequestID: id, Added: added})
+			CreatedBy: st.Owner(), RequestID: id, Added: added, Def: def})
 	}
 	now := f.store.now().UnixMilli()
 	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: now}

@@ -1,0 +1,150 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/metadata"
+	"github.com/flowvault/flowvault/projections"
+	"github.com/flowvault/flowvault/scheduler"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// pinned is a real log, definitions and executor where alice owns
+// shared_flow (its task "alices_step"), and a change that the admin makes
+// meanwhile: they delete it and register their own under the name (its
+// task "admins_step"), which alice holds no right on.
+type pinned struct {
+	log   *eventlog.Log
+	defs  *metadata.Store
+	exec  *executor.Executor
+	check func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
+	authz workflowAuthorizer
+}
+
+func newPinned(t *testing.T, ctx context.Context) *pinned {
+	t.Helper()
+	l := testutil.OpenLog(t, "")
+	store := testutil.OpenStore(t)
+	runner := testutil.RunProjection(t, l, store, metadata.Projection{},
+		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
+	defs := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(t)})
+	p := &pinned{log: l, defs: defs}
+	if err := p.register(ctx, "alice", "alices_step"); err != nil {
+		t.Fatal(err)
+	}
+	authz := auth.NewAuthorizer(fakeGrants{})
+	authz.Register(auth.TargetWorkflowDef, definitionTargets{defs})
+	p.authz = workflowAuthorizer{
+		principals: fakePrincipals{
+			"alice": {ID: "alice", Roles: []string{auth.RoleUser}},
+			"admin": {ID: "admin", Roles: []string{auth.RoleAdmin}},
+		},
+		authz: authz,
+	}
+	p.check = startCheck(defs, p.authz)
+	p.exec = executor.New(l, defs, nil, executor.Config{Logger: testutil.Logger(t)})
+	if err := p.exec.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.exec.Stop)
+	return p
+}
+
+func (p *pinned) register(ctx context.Context, by, ref string) error {
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"shared_flow","tasks":[{"name":"w","taskReferenceName":"`+ref+`","type":"WAIT"}]}`), &def); err != nil {
+		return err
+	}
+	return p.defs.RegisterWorkflowDef(ctx, &def, true, by)
+}
+
+// takeOver is the admin's change.
+func (p *pinned) takeOver(ctx context.Context) error {
+	if err := p.defs.DeleteWorkflowDef(ctx, "shared_flow", 1, "admin"); err != nil {
+		return err
+	}
+	return p.register(ctx, "admin", "admins_step")
+}
+
+// ranAlices fails t unless workflow id runs alice's definition as alice
+// alone.
+func (p *pinned) ranAlices(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	wf, err := p.exec.State(ctx, id)
+	if err != nil || wf == nil {
+		t.Fatalf("workflow %q: %v, %v", id, wf, err)
+	}
+	def, err := wf.Def()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref := def.Tasks[0].TaskReferenceName; ref != "alices_step" || len(wf.AlsoRunsAs) != 0 {
+		t.Errorf("the start runs the definition of %s as %v, want alice's, as alice alone", ref, wf.Principals())
+	}
+}
+
+// takingOver is the engine, which the admin's change reaches as the
+// first start is asked of it, after its check.
+type takingOver struct {
+	*executor.Executor
+	t      *testing.T
+	change func(ctx context.Context) error
+	once   sync.Once
+	ids    chan string
+}
+
+func (s *takingOver) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
+	first := false
+	s.once.Do(func() {
+		first = true
+		if err := s.change(ctx); err != nil {
+			s.t.Error(err)
+		}
+	})
+	id, seq, err := s.Executor.StartWorkflow(ctx, req, o)
+	if first {
+		s.ids <- id
+	}
+	return id, seq, err
+}
+
+// A schedule's fire runs the definition its owner's EXECUTE was decided
+// on, where it looked the name up again after its check: alice's
+// schedule ran the admin's definition, registered under the name between
+// the check and the start, as alice.
+func TestScheduleRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	ps := testutil.OpenStore(t)
+	runner := testutil.RunProjection(t, p.log, ps, scheduler.Projection{}, projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Halt})
+	schedules := scheduler.New(p.log, ps, runner, testutil.Logger(t))
+	if err := schedules.Save(ctx, &conductor.WorkflowSchedule{Name: "every_second", CronExpression: "* * * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "shared_flow"}}, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	starter := &takingOver{Executor: p.exec, t: t, change: p.takeOver, ids: make(chan string, 1)}
+	check := func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+		return p.check(ctx, []string{owner}, req)
+	}
+	firing, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		scheduler.NewFirer(schedules, starter, check).Run(firing)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	select {
+	case id := <-starter.ids:
+		p.ranAlices(t, ctx, id)
+	case <-ctx.Done():
+		t.Fatal("the schedule never fired")
+	}
+}
