@@ -456,23 +456,24 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		}
 		req.WorkflowDef = &def
 	}
+	var def *conductor.WorkflowDef
 	if e.mayStart != nil {
 		// A sub-workflow or START_WORKFLOW starts only what every principal
-		// its starter runs as may start through the API. A failure
-		// workflow does not ask the failed run's creator, for whom its
-		// definition's author chose it: it asks the author, as saving the
-		// definition did, again now (one who has lost EXECUTE on it, or no
-		// longer exists, starts nothing).
+		// its starter runs as may start through the API, decided on the
+		// definition it runs. A failure workflow does not ask the failed
+		// run's creator, for whom its definition's author chose it: it
+		// asks the author, as saving the definition did, again now (one
+		// who has lost EXECUTE on it, or no longer exists, starts
+		// nothing).
 		asked := append([]string{eff.CreatedBy}, eff.AlsoRunsAs...)
 		if eff.Failure {
 			asked = []string{eff.ChosenBy}
 		}
-		for _, p := range asked {
-			if err := e.mayStart(ctx, p, req); errors.Is(err, fault.ErrForbidden) || errors.Is(err, fault.ErrNotFound) {
-				return e.childFailed(ctx, eff, err.Error())
-			} else if err != nil {
-				return err
-			}
+		var err error
+		if def, err = e.mayStart(ctx, asked, req); errors.Is(err, fault.ErrForbidden) || errors.Is(err, fault.ErrNotFound) {
+			return e.childFailed(ctx, eff, err.Error())
+		} else if err != nil {
+			return err
 		}
 	}
 	var resolved []schemas.ResolvedRef
@@ -489,7 +490,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	}
 	id, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs,
 		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Depth: eff.Depth, Resolved: resolved,
-		FromWorkflow: true})
+		FromWorkflow: true, Def: def})
 	switch {
 	case err == nil && id != eff.WorkflowID:
 		// RETURN_EXISTING answered with the workflow holding the key.

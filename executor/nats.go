@@ -76,10 +76,14 @@ func (e *Executor) SetHandOff(h HandOff) { e.handOff = h }
 // SetProtector installs the event protection (before Start).
 func (e *Executor) SetProtector(p Protector) { e.protector = p }
 
-// StartCheck reports (nil) whether principal may start req, as the API
-// requires of a caller: EXECUTE on its definition, CREATE on the name of
-// an inline one.
-type StartCheck func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error
+// StartCheck reports (nil) whether every one of principals may start
+// req, as the API requires of a caller: EXECUTE on its definition, CREATE
+// on the name of an inline one. It decides for all of them on one state
+// of the definition's name and returns the registered definition it
+// decided on, which the start runs (StartOptions.Def): the name deleted
+// and registered again by someone else meanwhile would run theirs under
+// a decision made on the former owner's. Nil: the start looks it up.
+type StartCheck func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
 
 // SetStartCheck installs the check of the workflows a workflow starts (a
 // SUB_WORKFLOW's child, a START_WORKFLOW's), as its creator (before Start).
@@ -916,7 +920,7 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 	if len(tokens) == 2 && e.mayStart != nil {
 		// The producer's credentials were issued for its principal's
 		// rights at the time: the start needs them still, as over HTTP.
-		err = e.mayStart(ctx, req.CreatedBy, req)
+		_, err = e.mayStart(ctx, []string{req.CreatedBy}, req)
 	}
 	if err == nil {
 		_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID})

@@ -96,12 +96,12 @@ func TestRelatedFollowsTerminateDownTheTree(t *testing.T) {
 func TestRelatedDoesNotFollowAStartedChildsProgress(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
-	e.SetStartCheck(func(ctx context.Context, _ string, req conductor.StartWorkflowRequest) error {
+	e.SetStartCheck(func(ctx context.Context, _ []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
 		if req.Name == "held_leaf" {
 			<-ctx.Done()
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		return nil
+		return nil, nil
 	})
 	ctx := testutil.Context(t, 30*time.Second)
 	if err := e.Start(ctx); err != nil {

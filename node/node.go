@@ -323,10 +323,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.executor.SetHandOff(g)
 	n.executor.SetProtector(g)
 	mayStart := startCheck(n.metadata, authz)
-	n.executor.SetStartCheck(func(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
-		_, err := mayStart(ctx, []string{principal}, req)
-		return err
-	})
+	n.executor.SetStartCheck(mayStart)
 	n.executor.SetReadCheck(authz.mayReadExecution)
 	n.executor.SetTakeCheck(func(ctx context.Context, taker, taskType, domain string) error {
 		return authz.workerMayTake(ctx, n.workerCreds.ledger, n.unlistedWorker, taker, taskType, domain)

@@ -148,3 +148,65 @@ func TestScheduleRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
 		t.Fatal("the schedule never fired")
 	}
 }
+
+// takingOverAfter is check, after which the admin's change lands as the
+// first start of shared_flow is decided.
+func (p *pinned) takingOverAfter(t *testing.T, check executor.StartCheck) executor.StartCheck {
+	var once sync.Once
+	return func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+		def, err := check(ctx, principals, req)
+		if req.Name == "shared_flow" {
+			once.Do(func() {
+				if err := p.takeOver(ctx); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		return def, err
+	}
+}
+
+// A SUB_WORKFLOW runs the definition its starter's EXECUTE was decided
+// on, where the executor looked the name up again after its check:
+// alice's workflow started the admin's definition, registered under the
+// name between the check and the start, as its child.
+func TestSubWorkflowRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	p.exec.SetStartCheck(p.takingOverAfter(t, p.check))
+	var parent conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"parent","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"shared_flow"}}]}`), &parent); err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := p.exec.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: "parent", WorkflowDef: &parent},
+		executor.StartOptions{CreatedBy: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		wf, err := p.exec.State(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(wf.Tasks) > 0 && wf.Tasks[0].SubWorkflowID != "" {
+			child, err := p.exec.State(ctx, wf.Tasks[0].SubWorkflowID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if child != nil {
+				p.ranAlices(t, ctx, child.ID)
+				return
+			}
+		}
+		if len(wf.Tasks) > 0 && !wf.Tasks[0].Active() {
+			t.Fatalf("the SUB_WORKFLOW ended %s (%s) without a child", wf.Tasks[0].Status, wf.Tasks[0].Reason)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the SUB_WORKFLOW never started its child")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
