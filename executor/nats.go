@@ -917,13 +917,15 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		// once its workflow ended and the key would start another.
 		id = ""
 	}
+	var def *conductor.WorkflowDef
 	if len(tokens) == 2 && e.mayStart != nil {
 		// The producer's credentials were issued for its principal's
-		// rights at the time: the start needs them still, as over HTTP.
-		_, err = e.mayStart(ctx, []string{req.CreatedBy}, req)
+		// rights at the time: the start needs them still, as over HTTP,
+		// and runs the definition they were decided on.
+		def, err = e.mayStart(ctx, []string{req.CreatedBy}, req)
 	}
 	if err == nil {
-		_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID})
+		_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID, Def: def})
 	}
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):

@@ -2,11 +2,16 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -14,6 +19,7 @@ import (
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/workers"
 )
 
 // pinned is a real log, definitions and executor where alice owns
@@ -209,4 +215,28 @@ func TestSubWorkflowRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// A producer's start command runs the definition its principal's EXECUTE
+// was decided on, where the executor looked the name up again after its
+// check: alice's command started the admin's definition, registered
+// under the name between the check and the start, as alice.
+func TestStartCommandRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	p.exec.SetStartCheck(p.takingOverAfter(t, p.check))
+	m := &nats.Msg{Subject: workers.StartSubject("shared_flow", "alice"), Data: []byte(`{}`), Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, "m-1")
+	if _, err := p.log.JetStream().PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	id := engine.DeriveID("start-command", "alice", "m-1")
+	testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if w, err := p.exec.State(ctx, id); err != nil || w == nil {
+			return fmt.Errorf("workflow %s: %v, %v", id, w, err)
+		}
+		return nil
+	})
+	p.ranAlices(t, ctx, id)
 }
