@@ -47,8 +47,13 @@ type Engine interface {
 // actingAs) may do what it asks, when it runs: a grant revoked since the
 // handler was saved counts.
 type Authorizer interface {
-	// MayStart is asked before a start_workflow action.
-	MayStart(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error
+	// MayStart is asked before a start_workflow action, of every
+	// principal the action acts for, decided on one state of the
+	// definition. It returns the registered definition decided on, which
+	// the action starts (executor.StartOptions.Def): the name deleted and
+	// registered again by someone else meanwhile would run theirs (nil:
+	// the start looks the name up).
+	MayStart(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
 	// MayExecute is asked before an action on a running workflow.
 	MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error
 }
@@ -530,17 +535,16 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		req.CreatedBy = ""
 		var added []string
 		req.Input, added = eventMarked(req.Input, h.Event, msgID)
-		for _, p := range as {
-			if err := l.cfg.Authz.MayStart(ctx, p, req); err != nil {
-				return err
-			}
+		def, err := l.cfg.Authz.MayStart(ctx, as, req)
+		if err != nil {
+			return err
 		}
-		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added, Event: h.Event}
+		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added, Event: h.Event, Def: def}
 		if msgID != "" {
 			// The same event published again starts nothing new.
 			o.WorkflowID = engine.DeriveID("event", h.Name, msgID, strconv.Itoa(i))
 		}
-		_, _, err := l.cfg.Engine.StartWorkflow(ctx, req, o)
+		_, _, err = l.cfg.Engine.StartWorkflow(ctx, req, o)
 		if errors.Is(err, fault.ErrConflict) && !errors.Is(err, executor.ErrKeyHeld) && o.WorkflowID != "" {
 			// This event's own start, landed already. A start refused
 			// by the request's idempotency key (FAIL, FAIL_ON_RUNNING)

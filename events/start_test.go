@@ -35,8 +35,10 @@ func (e *keyEngine) Submit(context.Context, string, engine.Trigger, executor.Met
 
 type allowAll struct{}
 
-func (allowAll) MayStart(context.Context, string, conductor.StartWorkflowRequest) error { return nil }
-func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error             { return nil }
+func (allowAll) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	return nil, nil
+}
+func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error { return nil }
 
 // A start_workflow that the request's idempotency key refuses (another
 // event's workflow holds the key) failed: it is counted and logged as a

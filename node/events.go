@@ -67,11 +67,11 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz eventAuthor
 // workflow, to be its creator or hold EXECUTE on it.
 type eventAuthorizer struct {
 	authz    workflowAuthorizer
-	mayStart func(context.Context, string, conductor.StartWorkflowRequest) error
+	mayStart func(context.Context, []string, conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
 }
 
-func (a eventAuthorizer) MayStart(ctx context.Context, principal string, req conductor.StartWorkflowRequest) error {
-	return a.mayStart(ctx, principal, req)
+func (a eventAuthorizer) MayStart(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	return a.mayStart(ctx, principals, req)
 }
 
 func (a eventAuthorizer) MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -13,12 +14,15 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/events"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
+	"github.com/flowvault/flowvault/webhooks"
 	"github.com/flowvault/flowvault/workers"
 )
 
@@ -239,4 +243,87 @@ func TestStartCommandRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
 		return nil
 	})
 	p.ranAlices(t, ctx, id)
+}
+
+// handlers are the event handlers a test's listener runs.
+type handlers []*conductor.EventHandler
+
+func (h handlers) EventHandlers(context.Context) ([]*conductor.EventHandler, error) { return h, nil }
+
+// An event handler's start_workflow runs the definition its principal's
+// EXECUTE was decided on, where the listener looked the name up again
+// after its check: alice's handler started the admin's definition,
+// registered under the name between the check and the start, as alice.
+func TestEventHandlerRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	h := &conductor.EventHandler{Name: "on_order", Event: "nats:orders.new", Active: true, CreatedBy: "alice",
+		Actions: []conductor.EventAction{{Action: conductor.ActionStartWorkflow, StartWorkflow: map[string]any{"name": "shared_flow"}}}}
+	l := events.New(ctx, events.Config{Handlers: handlers{h}, Conn: p.log.Conn(), Engine: p.exec, Logger: testutil.Logger(t),
+		Authz: eventAuthorizer{authz: p.authz, mayStart: p.takingOverAfter(t, p.check)}})
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	listening, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Run(listening)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	id := engine.DeriveID("event", h.Name, "e-1", "0")
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		// Published again until the listener has subscribed: the same
+		// message id starts one workflow.
+		m := nats.NewMsg("orders.new")
+		m.Data = []byte(`{}`)
+		m.Header.Set(nats.MsgIdHdr, "e-1")
+		if err := p.log.Conn().PublishMsg(m); err != nil {
+			return err
+		}
+		if w, err := p.exec.State(ctx, id); err != nil || w == nil {
+			return fmt.Errorf("workflow %s: %v, %v", id, w, err)
+		}
+		return nil
+	})
+	p.ranAlices(t, ctx, id)
+}
+
+// webhook is the one webhook a test's receiver knows.
+type webhook struct{ c *conductor.WebhookConfig }
+
+func (w webhook) Webhook(context.Context, string) (*conductor.WebhookConfig, error) { return w.c, nil }
+
+// token is the verifier's secret of a test's webhook, which its owner
+// may read.
+type token struct{ webhookAuthorizer }
+
+func (token) MayReadSecret(context.Context, string, string) error { return nil }
+
+func (token) Revision(context.Context, string) (secrets.Revision, error) {
+	return secrets.Revision{Exists: true}, nil
+}
+
+func (token) Read(context.Context, string, secrets.Revision) (secrets.Value, secrets.Served, error) {
+	return secrets.Value("tok"), secrets.Served{}, nil
+}
+
+// A webhook's delivery runs the definition its owner's EXECUTE was
+// decided on, where the receiver looked the name up again after its
+// check: alice's webhook started the admin's definition, registered
+// under the name between the check and the start, as alice.
+func TestWebhookRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	authz := token{webhookAuthorizer{eventAuthorizer{authz: p.authz, mayStart: p.takingOverAfter(t, p.check)}}}
+	r := &webhooks.Receiver{Engine: p.exec, Authz: authz, Secrets: authz,
+		Store: webhook{&conductor.WebhookConfig{ID: "h", Verifier: "HEADER_BASED", Headers: map[string]string{"X-Token": "${workflow.secrets.tok}"},
+			WorkflowsToStart: map[string]int{"shared_flow": 0}, CreatedBy: "alice"}}}
+	out, err := r.Deliver(ctx, "h", http.Header{"X-Token": {"tok"}}, []byte(`{}`))
+	if err != nil || len(out.Started) != 1 {
+		t.Fatalf("Deliver = %+v, %v; want one workflow started", out, err)
+	}
+	p.ranAlices(t, ctx, out.Started[0])
 }

@@ -318,9 +318,11 @@ type noSecrets struct{}
 func (noSecrets) MayReadSecret(context.Context, string, string) error {
 	return fault.ErrForbidden
 }
-func (noSecrets) MayStart(context.Context, string, conductor.StartWorkflowRequest) error { return nil }
-func (noSecrets) MayExecute(context.Context, string, *engine.Workflow) error             { return nil }
-func (noSecrets) MayRead(context.Context, string, *engine.Workflow) error                { return nil }
+func (noSecrets) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	return nil, nil
+}
+func (noSecrets) MayExecute(context.Context, string, *engine.Workflow) error { return nil }
+func (noSecrets) MayRead(context.Context, string, *engine.Workflow) error    { return nil }
 
 type oneHook struct{ c *conductor.WebhookConfig }
 
@@ -424,10 +426,12 @@ func TestShown(t *testing.T) {
 
 type allowAll struct{}
 
-func (allowAll) MayReadSecret(context.Context, string, string) error                    { return nil }
-func (allowAll) MayStart(context.Context, string, conductor.StartWorkflowRequest) error { return nil }
-func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error             { return nil }
-func (allowAll) MayRead(context.Context, string, *engine.Workflow) error                { return nil }
+func (allowAll) MayReadSecret(context.Context, string, string) error { return nil }
+func (allowAll) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	return nil, nil
+}
+func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error { return nil }
+func (allowAll) MayRead(context.Context, string, *engine.Workflow) error    { return nil }
 
 type oneSecret []byte
 
