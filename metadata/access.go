@@ -179,6 +179,10 @@ type Startable struct {
 // The returned definition is shared: callers must not modify it. Unknown
 // names and versions fail with fault.ErrNotFound.
 func (s *Store) LookupStartable(ctx context.Context, name string, version *int) (Startable, error) {
+	// As LookupWorkflowDef: version 0 would read the latest's cache entry.
+	if version != nil && !validVersion(*version) {
+		return Startable{}, WorkflowNotFound(name, version)
+	}
 	subject := WorkflowSubject(name)
 	v, err := s.projectionView(subject)
 	if err != nil {

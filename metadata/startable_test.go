@@ -44,6 +44,9 @@ func TestLookupStartable(t *testing.T) {
 		tags    []conductor.Tag
 	}{
 		{"versions", nil, "two", "alice", pay},
+		// No version 0, though the latest (its cache key's version 0)
+		// was looked up a moment ago.
+		{"versions", ptr(0), "", "", nil},
 		{"versions", ptr(1), "one", "alice", pay},
 		{"versions", ptr(3), "", "", nil},
 		{"moved", nil, "carol's", "carol", []conductor.Tag{}},
