@@ -367,6 +367,10 @@ func (a workflowAuthorizer) mayHandTasks(ctx context.Context, tasks api.TaskHand
 // fails the check, unavailable: the fire is tried again.
 func startCheck(defs *metadata.Store, authz workflowAuthorizer) func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
 	return func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+		if len(principals) == 0 {
+			// A start decided for nobody would be allowed by no decision.
+			return nil, fmt.Errorf("%w: start of %s: no principal to decide it for", fault.ErrForbidden, req.Name)
+		}
 		lookup := func(name string) error {
 			_, err := defs.LookupWorkflowDef(ctx, name, nil)
 			return err

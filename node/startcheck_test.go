@@ -103,9 +103,14 @@ func TestStartCheckDecidesOnADefinitionAheadOfTheReadModel(t *testing.T) {
 		{"through a tag grant", "bob", "tagged", false},
 		{"neither owner nor granted", "bob", "owned", true},
 		{"owner of the name before it was deleted", "alice", "moved", true},
+		{"no principal at all", "", "owned", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := check(ctx, []string{tt.principal}, conductor.StartWorkflowRequest{Name: tt.workflow})
+			var principals []string
+			if tt.principal != "" {
+				principals = []string{tt.principal}
+			}
+			_, err := check(ctx, principals, conductor.StartWorkflowRequest{Name: tt.workflow})
 			if tt.forbidden != errors.Is(err, fault.ErrForbidden) || (!tt.forbidden && err != nil) {
 				t.Fatalf("start check = %v, want forbidden %v", err, tt.forbidden)
 			}
