@@ -226,8 +226,10 @@ func decide(in Input) (Decision, error) {
 			return Decision{}, fault.NotFound("workflow %s was removed", in.State.ID)
 		}
 		d.w = in.State.Clone()
-		if d.plan, err = d.w.planFor(); err != nil {
-			return Decision{}, err
+		if !stateOnly(in.Trigger, d.w) {
+			if d.plan, err = d.w.planFor(); err != nil {
+				return Decision{}, err
+			}
 		}
 		err = d.handle(in.Trigger)
 	}
@@ -254,6 +256,21 @@ func decide(in Input) (Decision, error) {
 		}
 	}
 	return Decision{Events: d.events, Effects: d.effects, State: state, Reply: d.reply}, nil
+}
+
+// stateOnly reports whether t is decided on w's state alone, without its
+// definition: a workflow whose stored definition does not parse (one an
+// earlier version read, or a damaged record) must still have its secrets
+// key destroyed, and may still be removed. Terminating one that has not
+// ended ends it by its definition (outputParameters, failureWorkflow).
+func stateOnly(t Trigger, w *Workflow) bool {
+	switch t := t.(type) {
+	case Compact:
+		return true
+	case Remove:
+		return !t.Terminate || w.Terminal()
+	}
+	return false
 }
 
 // emit records an event and folds it into the working state.

@@ -1,0 +1,106 @@
+package engine_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// A workflow whose stored definition does not parse (one an earlier
+// version read, or a damaged record) is still compacted, its _secrets
+// shredded, and still removed: neither asks anything of the definition.
+// Terminating it, which ends it by its definition, still fails.
+func TestDecidedWithoutItsDefinition(t *testing.T) {
+	t.Parallel()
+	sealed := func() map[string]any {
+		return map[string]any{"_secrets": map[string]any{"pw": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1}}}}
+	}
+	fold := func(t *testing.T, def string, ended bool, more ...schemas.Event) *engine.Workflow {
+		t.Helper()
+		evs := []schemas.Event{
+			&schemas.WorkflowStarted{WorkflowID: "wf-unparsed", Name: "w", Version: 1, Def: []byte(def), Input: sealed(), Time: 1},
+			&schemas.SecretsSealed{Key: "key-1"},
+		}
+		if ended {
+			evs = append(evs, &schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 2})
+		}
+		w, err := engine.ApplyRecord(nil, append(evs, more...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Def(); err == nil {
+			t.Fatalf("definition %s parses", def)
+		}
+		return w
+	}
+	for _, def := range []string{`{"name":"w","tasks":[{"name":"a",`, `{"name":"w","tasks":"none"}`} {
+		for name, tc := range map[string]struct {
+			ended, removed, compacted bool
+			trigger                   engine.Trigger
+			want                      string // the event decided, if any
+			err                       error  // the kind of error, if one
+			needsDef                  bool   // fails for the definition
+		}{
+			"compact an ended one":           {ended: true, trigger: engine.Compact{}, want: "workflow.compacted"},
+			"compact a removed running one":  {removed: true, trigger: engine.Compact{}, want: "workflow.compacted"},
+			"compact a compacted one":        {ended: true, compacted: true, trigger: engine.Compact{}},
+			"compact a running one":          {trigger: engine.Compact{}, err: fault.ErrConflict},
+			"remove an ended one":            {ended: true, trigger: engine.Remove{}, want: "workflow.removed"},
+			"archive an ended one":           {ended: true, trigger: engine.Remove{Archive: true}, want: "workflow.removed"},
+			"terminate-remove an ended one":  {ended: true, trigger: engine.Remove{Terminate: true}, want: "workflow.removed"},
+			"remove a running one":           {trigger: engine.Remove{}, want: "workflow.removed"},
+			"remove a removed one":           {removed: true, trigger: engine.Remove{}, err: fault.ErrNotFound},
+			"archive a running one":          {trigger: engine.Remove{Archive: true}, err: fault.ErrInvalid},
+			"terminate-remove a running one": {trigger: engine.Remove{Terminate: true}, needsDef: true},
+			"terminate a running one":        {trigger: engine.Terminate{}, needsDef: true},
+		} {
+			t.Run(def+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				var more []schemas.Event
+				if tc.removed {
+					more = append(more, &schemas.WorkflowRemoved{Time: 2})
+				}
+				if tc.compacted {
+					more = append(more, &schemas.WorkflowCompacted{Time: 3})
+				}
+				w := fold(t, def, tc.ended, more...)
+				dec, err := engine.Decide(engine.Input{State: w, Trigger: tc.trigger, Now: time.UnixMilli(10)})
+				switch {
+				case tc.err != nil:
+					wantErr(t, err, tc.err)
+					return
+				case tc.needsDef:
+					if err == nil {
+						t.Fatalf("decided %v without the definition it ends by", dec.Events)
+					}
+					return
+				case err != nil:
+					t.Fatal(err)
+				}
+				var got []string
+				for _, ev := range dec.Events {
+					got = append(got, ev.EventType())
+				}
+				switch {
+				case tc.want == "":
+					if len(got) != 0 {
+						t.Fatalf("decided %v", got)
+					}
+				case len(got) != 1 || got[0] != tc.want:
+					t.Fatalf("decided %v, want %s", got, tc.want)
+				case tc.want == "workflow.compacted":
+					if pw := dec.State.Input["_secrets"].(map[string]any)["pw"]; !dec.State.Compacted || pw != masking.Mask {
+						t.Errorf("compacted %v, _secrets.pw %v", dec.State.Compacted, pw)
+					}
+				case !dec.State.Removed:
+					t.Error("not removed")
+				}
+			})
+		}
+	}
+}
