@@ -79,20 +79,21 @@ func scriptFailed(t *conductor.Task, err error) conductor.TaskResult {
 // withoutSplicedNames is err without the names it quotes that came into
 // the script's text from the task's input at hand-off, given, rather than
 // from the text the task was configured with. An INLINE's expression (an
-// HTTP_POLL's terminationCondition) is input, its references resolved when it is handed off: a secret spliced
-// into it becomes code where its own quote ends the string the author
-// wrote around it ('${workflow.secrets.pw}' with pw = p4ss'+w0rdX9), or
-// its '.' cuts it, and goja's errors quote the name they stopped at
-// (ReferenceError: w0rdX9 is not defined), a part of the value, which
-// redaction, finding whole values only, leaves as it is. Each such name
-// reads ***; names of the configured text, and what the script computed
-// (a message it threw, a property it read from its input), which
-// redaction looks through, are kept. Names are compared whole, and as
-// JavaScript reads their escapes too (scriptNames): a part that a name
-// of the configured text holds (work, of workflow) is still a part of
-// the value. A task configured without the text (a dynamic
-// fork's, whose script comes from the fork's input) has every name of
-// the script read so: none is the author's as the task was configured.
+// HTTP_POLL's terminationCondition) is input, its references resolved
+// when it is handed off: a secret spliced into it becomes code where its
+// own quote ends the string the author wrote around it
+// ('${workflow.secrets.pw}' with pw = p4ss'+w0rdX9), or its '.' cuts it,
+// and goja's errors quote the name they stopped at (ReferenceError:
+// w0rdX9 is not defined), a part of the value, which redaction, finding
+// whole values only, leaves as it is. Each such name reads ***; names of
+// the configured text, and what the script computed (a message it threw,
+// a property it read from its input), which redaction looks through, are
+// kept. Names are compared whole, and as JavaScript reads their escapes
+// too (scriptNames): a part that a name of the configured text holds
+// (work, of workflow) is still a part of the value. A task configured
+// without the text (a dynamic fork's, whose script comes from the fork's
+// input) has every name of the script read so: none is the author's as
+// the task was configured.
 func withoutSplicedNames(err error, t *conductor.Task, given string, configured []string) error {
 	if len(t.WorkflowTask) == 0 && len(t.TaskDefinition) == 0 || slices.Contains(configured, given) {
 		return err // not configured at all (a test's task), or nothing was spliced
