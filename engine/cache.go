@@ -85,8 +85,9 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 // paths mark a value, each key once.
 func uncache(w *Workflow, paths []string, required bool) []Effect {
 	var (
-		out []Effect
-		p   *plan
+		out    []Effect
+		p      *plan
+		parsed bool
 	)
 	for _, path := range paths {
 		id, ok := outputPathOf(path)
@@ -97,12 +98,15 @@ func uncache(w *Workflow, paths []string, required bool) []Effect {
 		if t == nil {
 			continue
 		}
-		if p == nil {
+		if !parsed {
 			// Only for a workflow that masks an output: most mask none.
-			var err error
-			if p, err = w.planFor(); err != nil {
-				return nil
-			}
+			// One whose definition does not parse (an earlier version's
+			// record, a damaged one) leaves p nil: the tasks that carry
+			// their own configuration (a dynamic fork's) can still be
+			// keyed, and their outputs must not stay in the cache in
+			// plain text until they expire.
+			p, _ = w.planFor()
+			parsed = true
 		}
 		wt := p.config(t)
 		if wt == nil || !cachesOutput(wt, t.Type) {

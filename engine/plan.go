@@ -184,6 +184,9 @@ func (p *plan) config(t *Task) *conductor.WorkflowTask {
 			return &wt
 		}
 	}
+	if p == nil {
+		return nil // no definition parsed: only a task's own copy
+	}
 	if n := p.node(t.Ref); n != nil {
 		return n.wt
 	}

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -99,6 +100,62 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 					}
 				case !dec.State.Removed:
 					t.Error("not removed")
+				}
+			})
+		}
+	}
+}
+
+// A workflow whose definition does not parse still has the outputs it
+// masks purged from the cache, by its compaction as by recovery, for the
+// tasks that carry their own configuration: those a dynamic fork decided
+// at run time. The purge looked each task up in the definition and,
+// failing to parse it, purged nothing: the output stayed in the cache, in
+// plain text, until its time to live.
+func TestUncacheWithoutItsDefinition(t *testing.T) {
+	t.Parallel()
+	const def = `{"name":"cached","tasks":[
+	 {"name":"dyn","taskReferenceName":"dyn","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "dynamicForkTasksInputParamName":"inputs","inputParameters":{"tasks":"${workflow.input.tasks}","inputs":"${workflow.input.inputs}"}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"},
+	 {"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`
+	input := map[string]any{
+		"tasks":  []any{map[string]any{"name": "fetch", "taskReferenceName": "fetch", "cacheConfig": map[string]any{"key": "${url}", "ttlInSecond": 60}}},
+		"inputs": map[string]any{"fetch": map[string]any{"url": "https://a"}},
+	}
+	for _, bad := range []string{`{"name":"cached","tasks":[{"name":"a",`, `{"name":"cached","tasks":"none"}`} {
+		for name, compact := range map[string]bool{"compaction": true, "recovery": false} {
+			t.Run(bad+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				h := newHarness(t, def, input)
+				h.complete("fetch", map[string]any{"token": "found-secret-later"})
+				stored := effectsOf[engine.CacheOutput](h.last)
+				if len(stored) != 1 {
+					t.Fatalf("cache effects %+v", stored)
+				}
+				h.decide(engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: []string{"task/" + h.task("fetch").ID + "/output.token"}}})
+				evs := []schemas.Event{&schemas.WorkflowUpgraded{Def: []byte(bad), Time: 5}}
+				if compact {
+					evs = append(evs, &schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 5})
+				}
+				w, err := engine.ApplyRecord(h.w, evs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.Def(); err == nil {
+					t.Fatalf("definition %s parses", bad)
+				}
+				effs := engine.Effects(w, 10)
+				if compact {
+					dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Compact{}, Now: time.UnixMilli(10)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					effs = dec.Effects
+				}
+				want := engine.UncacheOutput{Key: stored[0].Key, Required: compact}
+				if got := effectsOf[engine.UncacheOutput](engine.Decision{Effects: effs}); !slices.Contains(got, want) {
+					t.Fatalf("uncache effects %+v, none %+v", got, want)
 				}
 			})
 		}
