@@ -29,24 +29,10 @@ func TestCompactedWhateverItsDefinition(t *testing.T) {
 	const secret = "unparsed-secret-Vb72kQ"
 	e.register(`{"name":"unparsed","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
 	id := e.start("unparsed", map[string]any{"_secrets": map[string]any{"pw": secret}})
-	hold := taskByRef(e.waitStatus(id, conductor.WorkflowRunning), "hold")
+	e.waitStatus(id, conductor.WorkflowRunning)
 	keyID := e.secretsKey(id)
 
-	// The definition replaced by one that does not parse, and the
-	// workflow ended, in one record: what an earlier version could have
-	// recorded.
-	now, subject := time.Now().UnixMilli(), "fv.wf."+eventlog.Token(id)
-	rec := testutil.Record(t, subject, 0,
-		&schemas.WorkflowUpgraded{Def: []byte(`{"name":"unparsed","version":2,"tasks":"none"}`), Time: now},
-		&schemas.TaskUpdated{TaskID: hold.TaskID, Status: conductor.TaskCanceled, KeepOutput: true, Time: now},
-		&schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "ended by an earlier version", NoFailedTask: true, Time: now})
-	for i := range rec.Events {
-		rec.Events[i].ID, rec.Events[i].Time = fmt.Sprintf("%s-unparsed-%d", id, i), time.Now().UnixNano()
-	}
-	recs := e.records(id)
-	if _, err := e.node.Log().Append(ctx, subject, rec.Events, recs[len(recs)-1].Seq); err != nil {
-		t.Fatal(err)
-	}
+	e.unparse(id, `{"name":"unparsed","version":2,"tasks":"none"}`, true)
 
 	e.waitCompacted(id)
 	e.node.Keys().ClearCache()
@@ -63,4 +49,56 @@ func TestCompactedWhateverItsDefinition(t *testing.T) {
 		t.Error("the log holds the secret in plain text")
 	}
 	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"/remove?archiveWorkflow=true", nil)
+}
+
+// What else is asked of a workflow whose definition does not parse
+// answers 409, in words that say so and quote none of it (its values may
+// be data), where it answered 500 "internal error".
+func TestUnparsedDefinitionConflicts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const marker = "unparsed-data-Pq4zW"
+	e.register(`{"name":"unparsed_ops","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	for name, tc := range map[string]struct {
+		ended        bool
+		method, path string
+	}{
+		"terminate a running one":        {method: "DELETE", path: "?reason=stop"},
+		"pause a running one":            {method: "PUT", path: "/pause"},
+		"terminate-remove a running one": {method: "DELETE", path: "/terminate-remove"},
+		"restart an ended one":           {ended: true, method: "POST", path: "/restart"},
+	} {
+		id := e.start("unparsed_ops", nil)
+		e.waitStatus(id, conductor.WorkflowRunning)
+		e.unparse(id, `{"name":"unparsed_ops","version":2,"description":"`+marker+`","tasks":[{"name":"a",`, tc.ended)
+		er := e.fails(http.StatusConflict, tc.method, "/api/workflow/"+id+tc.path, nil)
+		if !strings.Contains(er.Message, "recorded definition cannot be read") || strings.Contains(er.Message, marker) {
+			t.Errorf("%s: answered %q, want that its definition cannot be read, quoting none of it", name, er.Message)
+		}
+	}
+}
+
+// unparse appends to workflow id's log a record that replaces its
+// definition by def, which does not parse, and ends it if ended (its
+// running task canceled): what an earlier version could have recorded.
+func (e *env) unparse(id, def string, ended bool) {
+	e.t.Helper()
+	now, subject := time.Now().UnixMilli(), "fv.wf."+eventlog.Token(id)
+	evs := []schemas.Event{&schemas.WorkflowUpgraded{Def: []byte(def), Time: now}}
+	if ended {
+		for _, task := range e.workflow(id).Tasks {
+			if task.Status == conductor.TaskInProgress {
+				evs = append(evs, &schemas.TaskUpdated{TaskID: task.TaskID, Status: conductor.TaskCanceled, KeepOutput: true, Time: now})
+			}
+		}
+		evs = append(evs, &schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "ended by an earlier version", NoFailedTask: true, Time: now})
+	}
+	rec := testutil.Record(e.t, subject, 0, evs...)
+	for i := range rec.Events {
+		rec.Events[i].ID, rec.Events[i].Time = fmt.Sprintf("%s-unparsed-%d", id, i), time.Now().UnixNano()
+	}
+	recs := e.records(id)
+	if _, err := e.node.Log().Append(context.Background(), subject, rec.Events, recs[len(recs)-1].Seq); err != nil {
+		e.t.Fatal(err)
+	}
 }

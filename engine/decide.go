@@ -228,7 +228,10 @@ func decide(in Input) (Decision, error) {
 		d.w = in.State.Clone()
 		if !stateOnly(in.Trigger, d.w) {
 			if d.plan, err = d.w.planFor(); err != nil {
-				return Decision{}, err
+				// Nothing the caller sends changes it, and the parser's
+				// text may quote the definition, whose values may be data.
+				return Decision{}, fault.Conflict("workflow %s: its recorded definition cannot be read (an earlier version's record, "+
+					"or a damaged one): it can only be removed", in.State.ID)
 			}
 		}
 		err = d.handle(in.Trigger)

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 			trigger                   engine.Trigger
 			want                      string // the event decided, if any
 			err                       error  // the kind of error, if one
-			needsDef                  bool   // fails for the definition
+			needsDef                  bool   // a conflict, for the definition
 		}{
 			"compact an ended one":           {ended: true, trigger: engine.Compact{}, want: "workflow.compacted"},
 			"compact a removed running one":  {removed: true, trigger: engine.Compact{}, want: "workflow.compacted"},
@@ -59,6 +60,7 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 			"archive a running one":          {trigger: engine.Remove{Archive: true}, err: fault.ErrInvalid},
 			"terminate-remove a running one": {trigger: engine.Remove{Terminate: true}, needsDef: true},
 			"terminate a running one":        {trigger: engine.Terminate{}, needsDef: true},
+			"restart an ended one":           {ended: true, trigger: engine.Restart{}, needsDef: true},
 		} {
 			t.Run(def+"/"+name, func(t *testing.T) {
 				t.Parallel()
@@ -76,8 +78,10 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 					wantErr(t, err, tc.err)
 					return
 				case tc.needsDef:
-					if err == nil {
-						t.Fatalf("decided %v without the definition it ends by", dec.Events)
+					// A client is told so, in words that quote none of it.
+					wantErr(t, err, fault.ErrConflict)
+					if msg := err.Error(); !strings.Contains(msg, "recorded definition cannot be read") || strings.Contains(msg, "tasks") {
+						t.Fatalf("err = %q, want one that says the definition cannot be read, and quotes none of it", msg)
 					}
 					return
 				case err != nil:
