@@ -15,7 +15,6 @@ import (
 	"github.com/flowvault/flowvault/natsauth"
 	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
-	"github.com/flowvault/flowvault/secrets"
 )
 
 // principals returns a principal by id with its roles and groups.
@@ -182,8 +181,32 @@ func (a workflowAuthorizer) unrestricted(ctx context.Context, id string) bool {
 // secretTargets tells the Authorizer the tags and creators of secrets and
 // environment values.
 type secretTargets struct {
-	secrets *secrets.Store
-	env     *secrets.Env
+	secrets secretSource
+	env     envSource
+}
+
+// secretSource is what secretTargets reads of the secrets. api.SecretStore
+// serves it from a *secrets.Store.
+type secretSource interface {
+	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
+	Owner(ctx context.Context, name string) (string, bool, error)
+	Snapshot(ctx context.Context) (api.SecretSnapshot, error)
+}
+
+// envSource is secretSource for the environment values. api.EnvStore
+// serves it from a *secrets.Env.
+type envSource interface {
+	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
+	Owner(ctx context.Context, name string) (string, bool, error)
+	Snapshot(ctx context.Context) (api.EnvSnapshot, error)
+}
+
+// accessSnapshot is what TargetsTagged reads in an api.SecretSnapshot or
+// an api.EnvSnapshot.
+type accessSnapshot interface {
+	Names() ([]string, error)
+	Access(name string) (creator string, tags []conductor.Tag, err error)
+	Close() error
 }
 
 func (s secretTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
@@ -214,22 +237,28 @@ func (s secretTargets) CreatorOf(ctx context.Context, t auth.Target) (string, er
 }
 
 // TargetsTagged lists the secrets or environment values that carry tag,
-// so that a permissions listing shows what a TAG grant covers.
-func (s secretTargets) TargetsTagged(ctx context.Context, targetType, tag string) ([]auth.Target, error) {
-	names, tagsOf := s.secrets.Names, s.secrets.Tags
+// so that a permissions listing shows what a TAG grant covers. The names
+// and each one's tags are read in one snapshot: read live, a value
+// removed and another created between the names' read and the tags'
+// would be listed as neither, a state the values never had.
+func (s secretTargets) TargetsTagged(ctx context.Context, targetType, tag string) (_ []auth.Target, err error) {
+	var sn accessSnapshot
 	if targetType == auth.TargetEnvVariable {
-		names, tagsOf = s.env.Names, s.env.Tags
+		sn, err = s.env.Snapshot(ctx)
+	} else {
+		sn, err = s.secrets.Snapshot(ctx)
 	}
-	all, err := names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, sn.Close()) }()
+	all, err := sn.Names()
 	if err != nil {
 		return nil, err
 	}
 	var out []auth.Target
 	for _, name := range all {
-		tags, err := tagsOf(ctx, name)
-		if errors.Is(err, fault.ErrNotFound) {
-			continue // deleted since it was listed
-		}
+		_, tags, err := sn.Access(name)
 		if err != nil {
 			return nil, err
 		}

@@ -303,8 +303,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.startWorkerCreds(ctx, runCtx); err != nil {
 		return nil, err
 	}
-	n.auth.authorizer.Register(auth.TargetSecret, secretTargets{n.secrets, n.env})
-	n.auth.authorizer.Register(auth.TargetEnvVariable, secretTargets{n.secrets, n.env})
+	targets := secretTargets{api.SecretStore{Store: n.secrets}, api.EnvStore{Env: n.env}}
+	n.auth.authorizer.Register(auth.TargetSecret, targets)
+	n.auth.authorizer.Register(auth.TargetEnvVariable, targets)
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()

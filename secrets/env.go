@@ -2,7 +2,6 @@ package secrets
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
@@ -221,16 +220,6 @@ func (e *Env) Delete(ctx context.Context, name, principal string, opts ...WriteO
 		return "", err
 	}
 	return old, nil
-}
-
-// Names returns the name of every environment value, sorted, from the
-// keys alone.
-func (e *Env) Names(_ context.Context) ([]string, error) {
-	names, err := scanNames(e.w.reader, envKeyPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("list environment variable names: %w", err)
-	}
-	return names, nil
 }
 
 // Tags returns environment value name's tags.

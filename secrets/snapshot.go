@@ -56,7 +56,8 @@ func (s *Store) Snapshot(context.Context) (*Snapshot, error) {
 	return &Snapshot{sn}, nil
 }
 
-// Names is Store.Names in the snapshot.
+// Names is the name of every secret in the snapshot, sorted, from the
+// keys alone.
 func (sn *Snapshot) Names() ([]string, error) { return sn.names(secretKeyPrefix, "secret") }
 
 // Access is the creator and tags of secret name, which access to it
@@ -128,7 +129,8 @@ func (e *Env) Snapshot(context.Context) (*EnvSnapshot, error) {
 	return &EnvSnapshot{sn}, nil
 }
 
-// Names is Env.Names in the snapshot.
+// Names is the name of every environment value in the snapshot, sorted,
+// from the keys alone.
 func (sn *EnvSnapshot) Names() ([]string, error) {
 	return sn.names(envKeyPrefix, "environment variable")
 }

@@ -466,15 +466,6 @@ func (s *Store) Metadata(ctx context.Context, name string) (*Meta, error) {
 	return &m, nil
 }
 
-// Names returns the name of every secret, sorted, from the keys alone.
-func (s *Store) Names(_ context.Context) ([]string, error) {
-	names, err := scanNames(s.w.reader, secretKeyPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("list secret names: %w", err)
-	}
-	return names, nil
-}
-
 // scanNames returns the names of the read model's keys under prefix,
 // sorted, from the keys alone: nothing stored under them is decoded.
 func scanNames(r kvReader, prefix string) ([]string, error) {

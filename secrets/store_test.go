@@ -518,7 +518,7 @@ func TestEnvValues(t *testing.T) {
 	if err != nil || len(list) != 2 || list[1].Name != "region" || list[1].Value != "eu-west-1" || len(list[1].Tags) != 1 || list[0].Tags == nil {
 		t.Fatalf("list = %+v, %v", list, err)
 	}
-	if names, err := p.env.Names(ctx); err != nil || !slices.Equal(names, []string{"cfg", "region"}) {
+	if names, err := sn.Names(); err != nil || !slices.Equal(names, []string{"cfg", "region"}) {
 		t.Fatalf("names = %q, %v", names, err)
 	}
 	old, err := p.env.Delete(ctx, "region", "")
